@@ -1,0 +1,32 @@
+# Two commands do all set-up on a fresh machine with Python 3.11, pip and make:
+#   make demo   -> creates .venv, installs WeakSTIL, runs the main job on a synthetic cohort
+#   make test   -> creates .venv, installs WeakSTIL with test tools, runs the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.weakstil-installed
+DEMO   ?= demo_out
+
+.PHONY: install test demo bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+demo: $(STAMP)
+	$(BIN)/weakstil synth $(DEMO)/cohort --slides 4 --seed 0
+	$(BIN)/weakstil tile '$(DEMO)/cohort/slides/*.tiff' tests/data/CMU-1-Small-Region.svs --out $(DEMO)/tiles
+	@echo "Tile overlays: $(DEMO)/tiles/*_tiles.png"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/tiling_speed.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -1,0 +1,85 @@
+"""Slide reading at a physical resolution, on real slides."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import shared_file, write_tiff_slide
+from weakstil.errors import SlideError
+from weakstil.slide import MppSource, Slide, brightfield_warning
+
+
+def test_cmu_opens_with_metadata_mpp(cmu):
+    with Slide.open(cmu) as s:
+        assert s.mpp == pytest.approx(0.499)
+        assert s.mpp_source is MppSource.METADATA
+        assert s.dimensions == (2220, 2967)
+        assert s.slide_id == "CMU-1-Small-Region"
+        thumb = s.read_thumbnail(8.0)
+        # 2220 px * 0.499 / 8 = 138.5 -> 138 or 139
+        assert thumb.shape[2] == 3 and abs(thumb.shape[1] - 138.5) <= 1 and abs(thumb.shape[0] - 185) <= 1
+        assert brightfield_warning(thumb) is None
+
+
+def test_read_region_returns_requested_size_and_pixels(cmu):
+    with Slide.open(cmu) as s:
+        tile = s.read_region(1000, 2000, 224, 0.5)
+        assert tile.shape == (224, 224, 3) and tile.dtype == np.uint8
+        # the centre of this small region is tissue: darker than glass
+        assert tile.mean() < 200
+        coarse = s.read_region(1000, 2000, 112, 1.0)
+        assert coarse.shape == (112, 112, 3)
+        # the same area at half resolution has about the same colour
+        assert abs(float(coarse.mean()) - float(tile.mean())) < 6
+        # past the slide edge is white, not black
+        edge = s.read_region(2100, 2900, 224, 0.5)
+        assert edge[-10:, -10:].min() >= 250
+
+
+def test_level_choice_on_40x_ndpi_never_reads_level0_for_thumbnails():
+    path = shared_file("slides/test3-TRITC_2_560_fluorescence.ndpi")
+    with Slide.open(path) as s:
+        assert s.mpp == pytest.approx(0.228, abs=1e-3)
+        assert s.best_level_for_mpp(0.5) == 1  # 0.456 µm/px
+        assert s.best_level_for_mpp(8.0) == 5  # 7.3 µm/px
+        assert s.level_mpp(s.best_level_for_mpp(8.0)) <= 8.0
+        thumb = s.read_thumbnail(8.0)
+        assert thumb.shape[:2] == (round(4864 * s.mpp / 8), round(3968 * s.mpp / 8))
+        assert "brightfield" in (brightfield_warning(thumb) or "")
+
+
+def test_missing_mpp_refused_then_accepted_with_override():
+    path = shared_file("slides/tcga-cr-7395-01a-01-ts1_jp2k.svs")
+    with pytest.raises(SlideError, match="microns-per-pixel.*--slide-mpp"):
+        Slide.open(path)
+    with Slide.open(path, slide_mpp=0.5) as s:
+        assert s.mpp == 0.5 and s.mpp_source is MppSource.OVERRIDE
+
+
+def test_coarse_slide_refused_unless_upsampling_allowed():
+    path = shared_file("slides/slidetool_test_dicom.dcm")
+    with Slide.open(path) as s:
+        assert s.mpp == pytest.approx(2.0, abs=0.01)
+        with pytest.raises(SlideError, match="coarser than the target"):
+            s.check_target_mpp(0.5)
+        s.check_target_mpp(0.5, allow_upsample=True)
+        s.check_target_mpp(2.0)
+
+
+def test_generic_tiff_pyramid(tmp_path):
+    rgb = np.full((1024, 1536, 3), 240, np.uint8)
+    rgb[200:600, 300:900] = (180, 90, 160)
+    path = write_tiff_slide(tmp_path / "s.tiff", rgb, mpp=0.5)
+    with Slide.open(path) as s:
+        assert s.mpp == pytest.approx(0.5)
+        assert s.level_count == 3
+        thumb = s.read_thumbnail(4.0)
+        assert thumb.shape[:2] == (128, 192)
+        # the purple rectangle is where it was drawn
+        assert thumb[50, 75, 1] < 130 and thumb[5, 5, 1] > 220
+
+
+def test_implausible_override_is_refused(cmu):
+    with pytest.raises(SlideError, match="plausible"):
+        Slide.open(cmu, slide_mpp=500)

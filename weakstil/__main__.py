@@ -1,0 +1,3 @@
+from weakstil.cli import main
+
+main()

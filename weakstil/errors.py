@@ -1,0 +1,36 @@
+"""Errors that reach the user as one clear line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class WeakSTILError(Exception):
+    """A problem with the user's input or settings, explained in one line.
+
+    ``path`` names the offending file; ``fix`` says what the user can do about it.
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None, fix: str | None = None):
+        self.message = message
+        self.path = str(path) if path is not None else None
+        self.fix = fix
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        parts = []
+        if self.path:
+            parts.append(f"{self.path}: ")
+        parts.append(self.message.rstrip("."))
+        if self.fix:
+            parts.append(f". Fix: {self.fix.rstrip('.')}")
+        text = "".join(parts) + "."
+        return " ".join(text.split())  # always one line
+
+
+class SlideError(WeakSTILError):
+    """The slide cannot be used (unreadable, no resolution, too coarse...)."""
+
+
+class NoTissueError(WeakSTILError):
+    """Tissue detection found nothing to tile."""

@@ -1,0 +1,347 @@
+"""Slide reading at a physical resolution (µm/px), on top of OpenSlide.
+
+Every region and thumbnail is requested in micrometres per pixel, never in pyramid
+levels: the reader picks the finest pyramid level that is not finer than needed and
+resizes from there. Problems with a slide surface as one-line :class:`SlideError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from weakstil.errors import SlideError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import openslide
+
+log = logging.getLogger(__name__)
+
+#: A base resolution may be this much coarser than the target before we refuse.
+COARSER_TOLERANCE = 0.10
+#: Plausible range of microns per pixel for a brightfield scan.
+MPP_RANGE = (0.05, 20.0)
+#: Largest block (level pixels per side) read in one OpenSlide call for thumbnails.
+MAX_READ_BLOCK = 4096
+
+
+class MppSource(str, Enum):
+    """Where a slide's microns-per-pixel came from."""
+
+    METADATA = "metadata"
+    OVERRIDE = "override"
+
+
+@dataclass
+class Slide:
+    """An open whole-slide image with a known base resolution.
+
+    Use :meth:`Slide.open`; coordinates are level-0 pixels throughout.
+    """
+
+    path: Path
+    handle: openslide.OpenSlide = field(repr=False)
+    mpp: float
+    mpp_source: MppSource
+
+    # -- opening -----------------------------------------------------------------
+    @classmethod
+    def open(cls, path: str | Path, slide_mpp: float | None = None) -> Slide:
+        """Open ``path`` with OpenSlide and resolve its µm/px.
+
+        ``slide_mpp`` overrides the metadata (needed when the file has none).
+        Raises :class:`SlideError` with a one-line reason and fix.
+        """
+        path = Path(path)
+        if not path.exists():
+            raise SlideError("file not found", path=path, fix="check the path and spelling")
+        if path.is_dir():
+            raise SlideError("is a directory, not a slide file", path=path, fix="pass slide files (or a glob)")
+        if path.stat().st_size == 0:
+            raise SlideError("file is empty", path=path, fix="copy the slide again")
+
+        import openslide
+
+        try:
+            handle = openslide.OpenSlide(str(path))
+        except openslide.OpenSlideUnsupportedFormatError:
+            kind = _sniff_container(path)
+            if kind is not None:
+                raise SlideError(
+                    f"looks like a {kind} file but OpenSlide cannot read it: it may be truncated, damaged "
+                    "or an unsupported variant",
+                    path=path,
+                    fix="copy or export the slide again, or convert it to a pyramidal TIFF",
+                ) from None
+            raise SlideError(
+                "not a slide format OpenSlide can read",
+                path=path,
+                fix="check the file is a whole-slide image (SVS, NDPI, MRXS, DICOM, tiled TIFF...) "
+                "or convert it to a pyramidal TIFF",
+            ) from None
+        except openslide.OpenSlideError as exc:
+            raise SlideError(
+                f"OpenSlide cannot open it ({_short(exc)})",
+                path=path,
+                fix="the file may be damaged or an unsupported variant; re-export or convert it",
+            ) from None
+        except Exception as exc:  # e.g. OSError from the library on odd files
+            raise SlideError(f"cannot open it ({_short(exc)})", path=path, fix="check the file") from None
+
+        mpp, source = _resolve_mpp(handle, path, slide_mpp)
+        slide = cls(path=path, handle=handle, mpp=mpp, mpp_source=source)
+        slide._probe()
+        return slide
+
+    def _probe(self) -> None:
+        """Decode a pixel at the far corner of every level, so damaged files fail now."""
+        for level in range(self.level_count):
+            w, h = self.handle.level_dimensions[level]
+            ds = self.handle.level_downsamples[level]
+            for lx, ly in ((0, 0), (w - 1, h - 1)):
+                try:
+                    self.handle.read_region((int(lx * ds), int(ly * ds)), level, (1, 1))
+                except Exception as exc:
+                    self.close()
+                    raise SlideError(
+                        f"pixel data is damaged or truncated ({_short(exc)})",
+                        path=self.path,
+                        fix="copy or export the slide again",
+                    ) from None
+
+    def close(self) -> None:
+        try:
+            self.handle.close()
+        except Exception:  # already closed or unusable after an error
+            pass
+
+    def __enter__(self) -> Slide:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- properties --------------------------------------------------------------
+    @property
+    def slide_id(self) -> str:
+        return slide_id_from_path(self.path)
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        """Level-0 (width, height) in pixels."""
+        return tuple(self.handle.dimensions)  # type: ignore[return-value]
+
+    @property
+    def level_count(self) -> int:
+        return self.handle.level_count
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        return tuple(self.handle.level_downsamples)
+
+    @property
+    def vendor(self) -> str:
+        return self.handle.properties.get("openslide.vendor", "unknown")
+
+    def level_mpp(self, level: int) -> float:
+        return self.mpp * self.level_downsamples[level]
+
+    def best_level_for_mpp(self, mpp: float) -> int:
+        """The coarsest level whose resolution is still at least as fine as ``mpp``."""
+        best = 0
+        for level in range(self.level_count):
+            # 1 % slack: pyramid downsamples are often 3.9998 instead of 4.
+            if self.level_mpp(level) <= mpp * 1.01:
+                best = level
+        return best
+
+    def check_target_mpp(self, mpp: float, allow_upsample: bool = False) -> None:
+        """Refuse a target resolution finer than the scan by more than 10 %."""
+        if self.mpp > mpp * (1 + COARSER_TOLERANCE) and not allow_upsample:
+            raise SlideError(
+                f"base resolution {self.mpp:.3g} µm/px is coarser than the target {mpp:.3g} µm/px "
+                "(reading it would upsample)",
+                path=self.path,
+                fix=f"pass --allow-upsample to upsample anyway, or a coarser target (--mpp {self.mpp:.3g})",
+            )
+
+    # -- reading -----------------------------------------------------------------
+    def read_region(self, x: int, y: int, size_px: int | tuple[int, int], mpp: float) -> np.ndarray:
+        """RGB uint8 array of ``size_px`` pixels at ``mpp`` µm/px, top-left at level-0 ``(x, y)``.
+
+        Areas outside the slide or transparent in the file come back white.
+        """
+        from PIL import Image
+
+        out_w, out_h = (size_px, size_px) if isinstance(size_px, int) else size_px
+        scale = mpp / self.mpp  # level-0 pixels per output pixel
+        level = self.best_level_for_mpp(mpp)
+        ds = self.level_downsamples[level]
+        w = max(1, math.ceil(out_w * scale / ds - 1e-6))
+        h = max(1, math.ceil(out_h * scale / ds - 1e-6))
+        try:
+            rgba = self.handle.read_region((int(x), int(y)), level, (w, h))
+        except Exception as exc:
+            raise SlideError(f"cannot read pixels at ({x}, {y}) ({_short(exc)})", path=self.path,
+                             fix="the file may be damaged; copy or export it again") from None
+        if (w, h) != (out_w, out_h):
+            rgba = rgba.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        return rgba_to_rgb(np.asarray(rgba))
+
+    def read_thumbnail(self, mpp: float) -> np.ndarray:
+        """The whole slide as RGB at (approximately) ``mpp`` µm/px.
+
+        Reads from the best pyramid level in bounded blocks, so memory stays small even
+        for single-level slides. The output size is ``round(level-0 size * slide_mpp / mpp)``.
+        """
+        from PIL import Image
+
+        W, H = self.dimensions
+        out_w = max(1, round(W * self.mpp / mpp))
+        out_h = max(1, round(H * self.mpp / mpp))
+        level = self.best_level_for_mpp(mpp)
+        lw, lh = self.handle.level_dimensions[level]
+        ds = self.level_downsamples[level]
+        fx, fy = lw / out_w, lh / out_h  # level pixels per output pixel
+        block = max(16, int(MAX_READ_BLOCK / max(fx, fy)))
+        out = np.empty((out_h, out_w, 3), np.uint8)
+        for ty in range(0, out_h, block):
+            ty1 = min(out_h, ty + block)
+            ly0, ly1 = math.floor(ty * fy), min(lh, math.ceil(ty1 * fy))
+            for tx in range(0, out_w, block):
+                tx1 = min(out_w, tx + block)
+                lx0, lx1 = math.floor(tx * fx), min(lw, math.ceil(tx1 * fx))
+                try:
+                    rgba = self.handle.read_region(
+                        (int(lx0 * ds), int(ly0 * ds)), level, (max(1, lx1 - lx0), max(1, ly1 - ly0))
+                    )
+                except Exception as exc:
+                    raise SlideError(f"cannot read pixels ({_short(exc)})", path=self.path,
+                                     fix="the file may be damaged; copy or export it again") from None
+                rgba = rgba.resize((tx1 - tx, ty1 - ty), Image.Resampling.BILINEAR, reducing_gap=2.0)
+                out[ty:ty1, tx:tx1] = rgba_to_rgb(np.asarray(rgba))
+        return out
+
+    def info(self) -> dict[str, object]:
+        """Metadata worth recording with every output."""
+        return {
+            "slide_path": str(self.path),
+            "slide_id": self.slide_id,
+            "slide_mpp": float(self.mpp),
+            "slide_mpp_source": self.mpp_source.value,
+            "slide_width": int(self.dimensions[0]),
+            "slide_height": int(self.dimensions[1]),
+            "slide_vendor": self.vendor,
+            "slide_levels": int(self.level_count),
+        }
+
+
+def slide_id_from_path(path: str | Path) -> str:
+    """The file name without its (possibly double) extension: ``a/b/S1.ome.tiff`` -> ``S1``."""
+    name = Path(path).name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
+    """Composite OpenSlide's RGBA onto white (transparent = outside the scanned area)."""
+    if rgba.ndim == 3 and rgba.shape[2] == 3:
+        return np.ascontiguousarray(rgba)
+    rgb = rgba[..., :3]
+    alpha = rgba[..., 3]
+    if alpha.min() == 255:
+        return np.ascontiguousarray(rgb)
+    a = alpha[..., None].astype(np.float32) / 255.0
+    return (rgb.astype(np.float32) * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
+
+
+def _resolve_mpp(handle: openslide.OpenSlide, path: Path, override: float | None) -> tuple[float, MppSource]:
+    if override is not None:
+        if not (MPP_RANGE[0] <= override <= MPP_RANGE[1]):
+            raise SlideError(
+                f"--slide-mpp {override} is outside the plausible range {MPP_RANGE[0]}–{MPP_RANGE[1]} µm/px",
+                path=path,
+                fix="give the scan resolution in micrometres per pixel (about 0.25 at 40x, 0.5 at 20x)",
+            )
+        meta = _metadata_mpp(handle)
+        if meta is not None and abs(meta - override) / meta > 0.05:
+            log.warning("%s: --slide-mpp %.4g overrides the metadata value %.4g µm/px", path, override, meta)
+        return float(override), MppSource.OVERRIDE
+    meta = _metadata_mpp(handle)
+    if meta is None:
+        raise SlideError(
+            "has no microns-per-pixel in its metadata",
+            path=path,
+            fix="pass the scan resolution with --slide-mpp (about 0.25 for 40x, 0.5 for 20x scans)",
+        )
+    if not (MPP_RANGE[0] <= meta <= MPP_RANGE[1]):
+        raise SlideError(
+            f"metadata says {meta:.4g} µm/px, which is implausible",
+            path=path,
+            fix="pass the real scan resolution with --slide-mpp",
+        )
+    return meta, MppSource.METADATA
+
+
+def _metadata_mpp(handle: openslide.OpenSlide) -> float | None:
+    props = handle.properties
+    values = []
+    for key in ("openslide.mpp-x", "openslide.mpp-y"):
+        try:
+            value = float(props[key])
+        except (KeyError, ValueError):
+            continue
+        if value > 0 and math.isfinite(value):
+            values.append(value)
+    if not values:
+        return None
+    if len(values) == 2 and abs(values[0] - values[1]) / values[0] > 0.02:
+        log.warning("non-square pixels (mpp-x %.4g, mpp-y %.4g); using mpp-x", values[0], values[1])
+    return values[0]
+
+
+def _sniff_container(path: Path) -> str | None:
+    """'TIFF' or 'DICOM' when the file's magic bytes say so, else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return None
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head[128:132] == b"DICM":
+        return "DICOM"
+    return None
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+def brightfield_warning(thumbnail: np.ndarray) -> str | None:
+    """A reason the image does not look like brightfield H&E, or ``None`` if it does.
+
+    Brightfield slides have a bright background (transmitted light); fluorescence scans
+    are mostly dark. H&E tissue is pink to purple: green is the weakest channel.
+    """
+    rgb = thumbnail.reshape(-1, 3).astype(np.float32)
+    if rgb.size == 0:
+        return None
+    brightness = rgb.mean(axis=1)
+    if np.percentile(brightness, 90) < 120:
+        return "mostly dark image (fluorescence or darkfield?); WeakSTIL expects brightfield H&E"
+    tissue = rgb[(brightness < 220) & (brightness > 30)]
+    if len(tissue) > 100:
+        r, g, b = tissue.mean(axis=0)
+        if not (g < r and g < b):
+            return "tissue colours are not pink/purple; WeakSTIL expects H&E staining"
+    return None

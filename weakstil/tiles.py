@@ -1,0 +1,192 @@
+"""Stage: slide -> tissue mask -> tile grid, written per slide as HDF5 plus an overlay PNG.
+
+HDF5 layout of ``<slide_id>.h5`` (all coordinates level-0 pixels):
+
+* ``coords`` (N, 2) int64 ``[x, y]`` top-left of each kept tile
+* ``tissue_fraction`` (N,) float32
+* ``tissue_mask`` (H, W) uint8 with attribute ``mpp``
+* file attributes: ``mpp``, ``tile_px``, ``tile_um``, ``tile_size_level0``, ``overlap_px``,
+  ``tissue_threshold``, ``tile_mode``, ``slide_*`` (path, id, mpp, width, height...),
+  ``tissue_params`` (JSON), ``weakstil_version``, ``created``, ``complete`` = 1.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from weakstil import __version__
+from weakstil.atomic import atomic_path
+from weakstil.errors import NoTissueError
+from weakstil.slide import Slide, brightfield_warning
+from weakstil.tiling import TileGrid, TileMode, select_tiles
+from weakstil.tissue import TISSUE_MASK_MPP, TissueParams, detect_tissue
+
+log = logging.getLogger(__name__)
+
+#: Longest side of the overlay PNG, in pixels.
+OVERLAY_MAX_SIDE = 1600
+
+
+@dataclass(frozen=True)
+class TilingParams:
+    """Everything that decides which tiles a slide gets; recorded with every output."""
+
+    mpp: float = 0.5
+    tile_px: int = 224
+    overlap_px: int = 0
+    tissue_threshold: float = 0.5
+    mode: TileMode = TileMode.SKIP
+    mask_mpp: float = TISSUE_MASK_MPP
+    tissue: TissueParams = field(default_factory=TissueParams)
+
+    def key(self) -> dict[str, object]:
+        """The settings that change tile coordinates (used as a cache key downstream)."""
+        d = asdict(self)
+        d["mode"] = self.mode.value
+        d["tissue"] = self.tissue.to_dict()
+        return d
+
+
+@dataclass
+class SlideTiles:
+    """The tiles of one slide and how they were found."""
+
+    slide_info: dict[str, object]
+    params: TilingParams
+    grid: TileGrid
+    coords: np.ndarray
+    tissue_fraction: np.ndarray
+    tissue_mask: np.ndarray
+    mask_mpp: float
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def tile_size_level0(self) -> float:
+        return self.grid.tile_size_level0
+
+    def attrs(self) -> dict[str, object]:
+        return {
+            **self.slide_info,
+            "mpp": float(self.params.mpp),
+            "tile_px": int(self.params.tile_px),
+            "tile_um": float(self.grid.tile_um),
+            "tile_size_level0": float(self.grid.tile_size_level0),
+            "overlap_px": int(self.params.overlap_px),
+            "tissue_threshold": float(self.params.tissue_threshold),
+            "tile_mode": self.params.mode.value,
+            "mask_mpp": float(self.mask_mpp),
+            "tissue_params": json.dumps(self.params.tissue.to_dict()),
+            "tiling_key": json.dumps(self.params.key(), sort_keys=True),
+            "n_tiles": int(len(self.coords)),
+            "weakstil_version": __version__,
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+
+def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample: bool = False) -> SlideTiles:
+    """Detect tissue on a low-resolution thumbnail and keep the grid tiles on it."""
+    params = params or TilingParams()
+    slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
+    mask_mpp = max(params.mask_mpp, slide.mpp)
+    thumb = slide.read_thumbnail(mask_mpp)
+    warnings = []
+    reason = brightfield_warning(thumb)
+    if reason:
+        warnings.append(reason)
+        log.warning("%s: %s", slide.path, reason)
+    mask = detect_tissue(thumb, mask_mpp, params.tissue)
+    W, H = slide.dimensions
+    grid = TileGrid(W, H, slide.mpp, params.mpp, params.tile_px, params.overlap_px, params.mode)
+    coords, fractions = select_tiles(grid, mask, mask_mpp, params.tissue_threshold)
+    return SlideTiles(slide.info(), params, grid, coords, fractions, mask, mask_mpp, warnings)
+
+
+def write_tiles_h5(tiles: SlideTiles, path: Path) -> Path:
+    """Write ``tiles`` to ``path`` atomically."""
+    import h5py
+
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("coords", data=tiles.coords.astype(np.int64))
+            f.create_dataset("tissue_fraction", data=tiles.tissue_fraction.astype(np.float32))
+            ds = f.create_dataset("tissue_mask", data=tiles.tissue_mask.astype(np.uint8), compression="gzip")
+            ds.attrs["mpp"] = float(tiles.mask_mpp)
+            for key, value in tiles.attrs().items():
+                f.attrs[key] = value
+            f.attrs["warnings"] = json.dumps(tiles.warnings)
+            f.attrs["complete"] = 1
+    return path
+
+
+def read_tiles_h5(path: str | Path) -> dict[str, object]:
+    """Read a tiles file back as a dict of arrays and attributes."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        out: dict[str, object] = {k: v for k, v in f.attrs.items()}
+        out["coords"] = f["coords"][:]
+        out["tissue_fraction"] = f["tissue_fraction"][:]
+        out["tissue_mask"] = f["tissue_mask"][:].astype(bool)
+    return out
+
+
+def overlay_mpp(slide: Slide) -> float:
+    """A resolution for the overlay picture: long side about OVERLAY_MAX_SIDE px."""
+    W, H = slide.dimensions
+    return max(slide.mpp, max(W, H) * slide.mpp / OVERLAY_MAX_SIDE)
+
+
+def draw_tile_overlay(thumb: np.ndarray, thumb_mpp: float, tiles: SlideTiles):
+    """Thumbnail with the tissue outline (green) and kept tiles (blue squares) drawn on it."""
+    from PIL import Image, ImageDraw
+    from skimage.transform import resize
+
+    img = Image.fromarray(thumb).convert("RGB")
+    h, w = thumb.shape[:2]
+    mask = resize(tiles.tissue_mask.astype(np.float32), (h, w), order=0, anti_aliasing=False) > 0.5
+    # Outline = mask minus its erosion, widened for visibility.
+    from scipy import ndimage as ndi
+
+    edge = mask & ~ndi.binary_erosion(mask, iterations=2)
+    arr = np.asarray(img).copy()
+    arr[edge] = (0, 200, 0)
+    img = Image.fromarray(arr)
+    draw = ImageDraw.Draw(img, "RGBA")
+    f = tiles.slide_info["slide_mpp"] / thumb_mpp  # thumbnail px per level-0 px
+    side = tiles.tile_size_level0 * f
+    for x, y in tiles.coords:
+        x0, y0 = x * f, y * f
+        draw.rectangle([x0, y0, x0 + side - 1, y0 + side - 1], outline=(30, 80, 255, 200), fill=(30, 80, 255, 40))
+    return img
+
+
+def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: TilingParams | None = None, *,
+                      slide_mpp: float | None = None, allow_upsample: bool = False) -> tuple[Path, SlideTiles]:
+    """``weakstil tile`` for one slide: writes ``<id>.h5`` and ``<id>_tiles.png`` into ``out_dir``.
+
+    Raises a :class:`~weakstil.errors.WeakSTILError` (and writes nothing) for a bad slide
+    or one without tissue.
+    """
+    out_dir = Path(out_dir)
+    with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
+        tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
+        if len(tiles.coords) == 0:
+            raise NoTissueError(
+                "no tissue found (0 tiles)",
+                path=slide.path,
+                fix="check the slide is not blank; lower --tissue-threshold if tissue is faint",
+            )
+        omp = overlay_mpp(slide)
+        overlay = draw_tile_overlay(slide.read_thumbnail(omp), omp, tiles)
+        h5_path = out_dir / f"{slide.slide_id}.h5"
+        png_path = out_dir / f"{slide.slide_id}_tiles.png"
+        with atomic_path(png_path) as tmp:
+            overlay.save(tmp, format="PNG")
+        write_tiles_h5(tiles, h5_path)
+    return h5_path, tiles
