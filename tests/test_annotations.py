@@ -1,0 +1,146 @@
+"""Tumour-bed annotation import (QuPath GeoJSON, ImageScope XML) and mask post-processing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from weakstil.annotations import (AnnotationError, check_inside, find_annotation, load_polygons, rasterize,
+                                  unmatched_annotations, write_geojson)
+from weakstil.tiling import TileGrid
+from weakstil.tumorbed import PostProcess, SlideGeometry, TumorBedModel, fit_tumorbed_model, from_annotation, \
+    from_tile_probabilities
+
+
+def square(x0, y0, x1, y1):
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+
+
+def geojson(features):
+    return {"type": "FeatureCollection", "features": features}
+
+
+def feature(ring, name=None):
+    props = {"objectType": "annotation"}
+    if name:
+        props["classification"] = {"name": name, "color": [255, 0, 0]}
+    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": props}
+
+
+def test_geojson_takes_tumour_classes_only(tmp_path):
+    path = tmp_path / "S1.geojson"
+    path.write_text(json.dumps(geojson([
+        feature(square(0, 0, 1000, 1000), "Tumor bed"),
+        feature(square(3000, 3000, 4000, 4000), "Necrosis"),
+    ])))
+    mp = load_polygons(path)
+    assert mp.area == pytest.approx(1e6)
+
+
+def test_imagescope_xml(tmp_path):
+    path = tmp_path / "S1.xml"
+    verts = "".join(f'<Vertex X="{x}" Y="{y}" Z="0"/>' for x, y in square(100, 200, 600, 700)[:-1])
+    path.write_text(f'<Annotations MicronsPerPixel="0.5"><Annotation Id="1"><Regions><Region Id="1">'
+                    f"<Vertices>{verts}</Vertices></Region></Regions></Annotation></Annotations>")
+    mp = load_polygons(path)
+    assert mp.area == pytest.approx(500 * 500)
+    assert mp.bounds == (100, 200, 600, 700)
+
+
+@pytest.mark.parametrize("text,match", [
+    ("{not json", "malformed GeoJSON"),
+    ('{"type": "FeatureCollection"}', "no features"),
+    ('{"type": "FeatureCollection", "features": [{"type": "Feature"}]}', "no geometry"),
+    ('{"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": '
+     '{"type": "Point", "coordinates": [1, 2]}}]}', "no polygons"),
+])
+def test_malformed_geojson_is_one_clear_error(tmp_path, text, match):
+    path = tmp_path / "bad.geojson"
+    path.write_text(text)
+    with pytest.raises(AnnotationError, match=match) as info:
+        load_polygons(path)
+    assert "bad.geojson" in info.value.one_line() and "\n" not in info.value.one_line()
+
+
+def test_malformed_xml(tmp_path):
+    path = tmp_path / "bad.xml"
+    path.write_text("<Annotations><Region>")
+    with pytest.raises(AnnotationError, match="malformed ImageScope XML"):
+        load_polygons(path)
+
+
+def test_polygons_outside_the_slide_are_refused(tmp_path):
+    path = tmp_path / "S1.geojson"
+    path.write_text(json.dumps(geojson([feature(square(50_000, 50_000, 60_000, 60_000))])))
+    with pytest.raises(AnnotationError, match="outside the slide"):
+        check_inside(load_polygons(path), 4000, 4000, path)
+    # partly outside: clipped
+    path.write_text(json.dumps(geojson([feature(square(2000, 2000, 4500, 4000))])))
+    inside = check_inside(load_polygons(path), 4000, 4000, path)
+    assert inside.area == pytest.approx(2000 * 2000)
+
+
+def test_rasterize_area_and_roundtrip(tmp_path):
+    path = tmp_path / "S1.geojson"
+    path.write_text(json.dumps(geojson([feature(square(800, 800, 2400, 1600))])))
+    mp = load_polygons(path)
+    mask = rasterize(mp, 4000, 4000, slide_mpp=0.5, mask_mpp=8.0)
+    assert mask.shape == (250, 250)
+    # 1600 x 800 level-0 px = 100 x 50 mask px
+    assert abs(int(mask.sum()) - 100 * 50) <= 160
+    out = tmp_path / "again.geojson"
+    write_geojson(mp, out)
+    assert load_polygons(out).area == pytest.approx(mp.area)
+
+
+def test_find_annotation_by_slide_id(tmp_path):
+    (tmp_path / "A.geojson").write_text("{}")
+    (tmp_path / "B_tumorbed.xml").write_text("<x/>")
+    (tmp_path / "typo.geojson").write_text("{}")
+    assert find_annotation(tmp_path, "A").name == "A.geojson"
+    assert find_annotation(tmp_path, "B").name == "B_tumorbed.xml"
+    assert find_annotation(tmp_path, "C") is None
+    assert [p.name for p in unmatched_annotations(tmp_path, ["A", "B"])] == ["typo.geojson"]
+
+
+def _geometry(size=4480):
+    grid = TileGrid(size, size, slide_mpp=0.5)
+    tissue = np.ones((size // 16, size // 16), bool)
+    return SlideGeometry(size, size, 0.5, grid.coords(), grid.tile_size_level0, tissue, 8.0)
+
+
+def test_annotation_sets_tile_flags(tmp_path):
+    geom = _geometry()
+    path = tmp_path / "S.geojson"
+    path.write_text(json.dumps(geojson([feature(square(0, 0, 2240, 4480))])))  # left half
+    bed = from_annotation(path, geom)
+    assert bed.found and bed.source.value == "annotation"
+    left = geom.coords[:, 0] + 112 < 2240
+    assert (bed.tile_flags == left).all()
+
+
+def test_smoothing_fills_gaps_between_nests():
+    geom = _geometry()
+    # a checkerboard of tumour tiles (nests) inside a 10x10-tile block, stroma between them scores 0
+    rows, cols = geom.coords[:, 1] // 224, geom.coords[:, 0] // 224
+    block = (rows >= 5) & (rows < 15) & (cols >= 5) & (cols < 15)
+    prob = np.where(block & ((rows + cols) % 2 == 0), 1.0, 0.0)
+    bed = from_tile_probabilities(prob, geom, PostProcess(threshold=0.25))
+    assert bed.tile_flags[block].mean() > 0.9  # the stroma between nests is taken in
+    far = (rows < 2) | (rows > 17) | (cols < 2) | (cols > 17)
+    assert not bed.tile_flags[far].any()
+
+
+def test_tumorbed_model_learns_and_roundtrips(tmp_path):
+    rng = np.random.default_rng(0)
+    y = rng.random(600) > 0.5
+    x = rng.normal(size=(600, 16)).astype(np.float32)
+    x[:, 3] += 2.5 * y
+    model = fit_tumorbed_model(x, y, meta={"encoder": "e", "weights_sha256": "abc"})
+    assert ((model.predict_proba(x) > 0.5) == y).mean() > 0.85
+    model.save(tmp_path / "tb")
+    again = TumorBedModel.load(tmp_path / "tb")
+    np.testing.assert_allclose(again.predict_proba(x), model.predict_proba(x), rtol=1e-6)
+    assert again.encoder_key == ("e", "abc")

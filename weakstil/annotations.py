@@ -1,0 +1,217 @@
+"""Tumour-bed annotations drawn by pathologists: QuPath GeoJSON and Aperio ImageScope XML.
+
+Polygons are in level-0 pixels. An annotation file for a slide is found by slide id in an
+annotation directory (``<slide_id>.geojson``, ``<slide_id>_tumorbed.geojson``, ``<slide_id>.xml``...)
+and, where present, overrides automatic tumour-bed detection.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from pathlib import Path
+
+import numpy as np
+
+from weakstil.errors import WeakSTILError
+
+log = logging.getLogger(__name__)
+
+#: Classification names taken as tumour bed when a file holds several classes.
+TUMOR_BED_NAMES = re.compile(r"tumou?r[ _-]?bed|tumou?r|invasive|carcinoma|roi|region", re.IGNORECASE)
+#: File name patterns tried for a slide id, in order.
+ANNOTATION_PATTERNS = ("{id}.geojson", "{id}_tumorbed.geojson", "{id}.json", "{id}.xml", "{id}_tumorbed.xml")
+
+
+class AnnotationError(WeakSTILError):
+    """A malformed or unusable annotation file."""
+
+
+def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
+    """The annotation file for ``slide_id`` in ``directory``, or ``None``."""
+    if directory is None:
+        return None
+    directory = Path(directory)
+    for pattern in ANNOTATION_PATTERNS:
+        candidate = directory / pattern.format(id=slide_id)
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def unmatched_annotations(directory: str | Path, slide_ids: list[str]) -> list[Path]:
+    """Annotation files in ``directory`` that belong to none of ``slide_ids`` (likely typos)."""
+    ids = set(slide_ids)
+    out = []
+    for path in sorted(Path(directory).iterdir()):
+        if path.suffix.lower() not in (".geojson", ".json", ".xml"):
+            continue
+        stem = path.stem
+        for suffix in ("_tumorbed",):
+            stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+        if stem not in ids:
+            out.append(path)
+    return out
+
+
+def load_polygons(path: str | Path):
+    """Tumour-bed polygons (a shapely MultiPolygon, level-0 px) from GeoJSON or ImageScope XML."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnnotationError("annotation file not found", path=path, fix="check the path")
+    suffix = path.suffix.lower()
+    if suffix in (".geojson", ".json"):
+        polygons = _geojson_polygons(path)
+    elif suffix == ".xml":
+        polygons = _imagescope_polygons(path)
+    else:
+        raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
+                              fix="use QuPath GeoJSON (.geojson) or Aperio ImageScope XML (.xml)")
+    return _union(polygons, path)
+
+
+def check_inside(multipolygon, width: int, height: int, path: str | Path):
+    """Clip to the slide; refuse annotations that lie (almost) entirely outside it."""
+    from shapely.geometry import box
+
+    slide_box = box(0, 0, width, height)
+    inside = multipolygon.intersection(slide_box)
+    if multipolygon.area == 0 or inside.area < 0.5 * multipolygon.area:
+        minx, miny, maxx, maxy = multipolygon.bounds
+        raise AnnotationError(
+            f"polygons lie outside the slide (bounds {minx:.0f},{miny:.0f}-{maxx:.0f},{maxy:.0f} px; "
+            f"slide is {width}x{height} px)",
+            path=path,
+            fix="export the annotation in level-0 pixel coordinates of this slide",
+        )
+    if inside.area < multipolygon.area * 0.999:
+        log.warning("%s: %.1f%% of the annotation lies outside the slide and is ignored", path,
+                    100 * (1 - inside.area / multipolygon.area))
+    return inside
+
+
+def rasterize(multipolygon, width: int, height: int, slide_mpp: float, mask_mpp: float) -> np.ndarray:
+    """Boolean mask of the polygons at ``mask_mpp`` for a slide of ``width × height`` level-0 px."""
+    from PIL import Image, ImageDraw
+
+    f = slide_mpp / mask_mpp
+    w, h = max(1, round(width * f)), max(1, round(height * f))
+    img = Image.new("1", (w, h), 0)
+    draw = ImageDraw.Draw(img)
+    for poly in getattr(multipolygon, "geoms", [multipolygon]):
+        if poly.is_empty:
+            continue
+        draw.polygon([(x * f, y * f) for x, y in poly.exterior.coords], fill=1)
+        for ring in poly.interiors:
+            draw.polygon([(x * f, y * f) for x, y in ring.coords], fill=0)
+    return np.asarray(img, dtype=bool)
+
+
+def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color=(255, 0, 0)) -> None:
+    """QuPath-style GeoJSON FeatureCollection of the polygons (level-0 px)."""
+    from shapely.geometry import mapping
+
+    from weakstil.atomic import atomic_path
+
+    features = []
+    for poly in getattr(multipolygon, "geoms", [multipolygon]):
+        if poly.is_empty:
+            continue
+        features.append({
+            "type": "Feature",
+            "geometry": mapping(poly),
+            "properties": {"objectType": "annotation", "classification": {"name": name, "color": list(color)}},
+        })
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+
+
+# --- parsers ------------------------------------------------------------------------------
+def _geojson_polygons(path: Path) -> list:
+    from shapely.geometry import shape
+
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AnnotationError(f"malformed GeoJSON ({exc})", path=path,
+                              fix="export the annotation again from QuPath (File > Export objects as GeoJSON)") from None
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        features = data.get("features")
+    elif isinstance(data, dict) and data.get("type") == "Feature":
+        features = [data]
+    elif isinstance(data, list):
+        features = data
+    elif isinstance(data, dict) and data.get("type") in ("Polygon", "MultiPolygon"):
+        features = [{"type": "Feature", "geometry": data, "properties": {}}]
+    else:
+        features = None
+    if not isinstance(features, list):
+        raise AnnotationError("GeoJSON holds no features", path=path,
+                              fix="export a FeatureCollection of polygons from QuPath")
+    classified, unclassified = [], []
+    for i, feat in enumerate(features):
+        if not isinstance(feat, dict) or not isinstance(feat.get("geometry"), dict):
+            raise AnnotationError(f"feature {i} has no geometry", path=path, fix="export polygons from QuPath")
+        geom_type = feat["geometry"].get("type")
+        if geom_type not in ("Polygon", "MultiPolygon"):
+            continue  # points, lines: not areas
+        try:
+            geom = shape(feat["geometry"])
+        except Exception as exc:
+            raise AnnotationError(f"feature {i} has an invalid {geom_type} ({exc})", path=path,
+                                  fix="check the coordinates are [[x, y], ...] rings") from None
+        props = feat.get("properties") or {}
+        cls = props.get("classification") or {}
+        name = cls.get("name") if isinstance(cls, dict) else str(cls)
+        (classified if name else unclassified).append((name, geom))
+    chosen = [g for name, g in classified if TUMOR_BED_NAMES.search(name or "")]
+    if not chosen:
+        chosen = [g for _, g in unclassified] or [g for _, g in classified]
+    if not chosen:
+        raise AnnotationError("GeoJSON holds no polygons", path=path,
+                              fix="draw the tumour bed as a polygon or area annotation")
+    return chosen
+
+
+def _imagescope_polygons(path: Path) -> list:
+    import xml.etree.ElementTree as ET
+
+    from shapely.geometry import Polygon
+
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as exc:
+        raise AnnotationError(f"malformed ImageScope XML ({exc})", path=path,
+                              fix="save the annotation again from ImageScope") from None
+    polygons = []
+    for region in root.iter("Region"):
+        vertices = []
+        for v in region.iter("Vertex"):
+            try:
+                vertices.append((float(v.attrib["X"]), float(v.attrib["Y"])))
+            except (KeyError, ValueError):
+                raise AnnotationError("a Vertex lacks numeric X/Y", path=path,
+                                      fix="save the annotation again from ImageScope") from None
+        if len(vertices) >= 3:
+            polygons.append(Polygon(vertices))
+    if not polygons:
+        raise AnnotationError("ImageScope XML holds no regions with 3 or more vertices", path=path,
+                              fix="draw the tumour bed as a polygon region")
+    return polygons
+
+
+def _union(polygons: list, path: Path):
+    from shapely.geometry import MultiPolygon
+    from shapely.ops import unary_union
+    from shapely.validation import make_valid
+
+    valid = []
+    for geom in polygons:
+        geom = geom if geom.is_valid else make_valid(geom)
+        valid.append(geom)
+    merged = unary_union(valid)
+    polys = [g for g in getattr(merged, "geoms", [merged]) if g.geom_type == "Polygon" and g.area > 0]
+    if not polys:
+        raise AnnotationError("annotation polygons have no area", path=path, fix="draw closed polygons")
+    return MultiPolygon(polys)

@@ -1,0 +1,342 @@
+"""Stage: tumour bed — which tiles' scores make up the slide's sTIL%.
+
+The tumour bed is the invasive tumour plus the stroma between its nests (TILs Working
+Group). Three sources, in order of precedence for a slide:
+
+1. an **annotation** drawn by a pathologist (QuPath GeoJSON / ImageScope XML);
+2. a **trained detector**: a tile classifier on the encoder's embeddings, trained from a
+   few annotated slides (``weakstil tumorbed train``), followed by spatial smoothing on
+   the tile grid, a closing and hole filling, so stroma between nests is taken in;
+3. otherwise the whole tissue, flagged as such in every output (``source = "tissue"``).
+
+Masks are stored at low resolution with their µm/px, and each tile gets the fraction of
+its area inside the bed and a flag (fraction >= 0.5).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+
+import numpy as np
+
+from weakstil import __version__
+from weakstil.errors import WeakSTILError
+from weakstil.tiling import mask_fractions
+
+log = logging.getLogger(__name__)
+
+#: Share of a tile that must lie in the tumour bed for the tile to count.
+TILE_IN_BED = 0.5
+
+
+class TumorBedSource(str, Enum):
+    ANNOTATION = "annotation"
+    MODEL = "model"
+    TISSUE = "tissue"
+
+
+@dataclass(frozen=True)
+class PostProcess:
+    """Spatial post-processing of tile probabilities into a tumour-bed mask (sizes in µm)."""
+
+    smooth_um: float = 150.0  #: Gaussian sigma over the tile-probability map
+    threshold: float = 0.5
+    closing_um: float = 150.0  #: joins nests and takes in the stroma between them
+    min_area_mm2: float = 0.05  #: smaller detections are dropped
+    max_hole_mm2: float = 0.5  #: holes smaller than this are filled
+
+
+@dataclass
+class TumorBed:
+    """A slide's tumour bed: low-resolution mask plus per-tile fraction and flag."""
+
+    mask: np.ndarray
+    mask_mpp: float
+    tile_fraction: np.ndarray
+    source: TumorBedSource
+    detail: str = ""  #: annotation path or model id
+
+    @property
+    def tile_flags(self) -> np.ndarray:
+        return self.tile_fraction >= TILE_IN_BED
+
+    @property
+    def found(self) -> bool:
+        return bool(self.tile_flags.any())
+
+    def attrs(self) -> dict[str, object]:
+        return {"tumorbed_source": self.source.value, "tumorbed_detail": self.detail,
+                "tumorbed_mask_mpp": float(self.mask_mpp), "tumorbed_tile_threshold": TILE_IN_BED}
+
+
+@dataclass
+class SlideGeometry:
+    """What tumour-bed code needs to know about a slide and its tiles."""
+
+    width: int
+    height: int
+    slide_mpp: float
+    coords: np.ndarray
+    tile_size_level0: float
+    tissue_mask: np.ndarray
+    mask_mpp: float
+
+    @classmethod
+    def from_attrs(cls, data: dict) -> SlideGeometry:
+        """From a tiles/features HDF5 read into a dict (see weakstil.tiles.read_tiles_h5)."""
+        return cls(int(data["slide_width"]), int(data["slide_height"]), float(data["slide_mpp"]),
+                   np.asarray(data["coords"]), float(data["tile_size_level0"]),
+                   np.asarray(data["tissue_mask"]).astype(bool), float(_mask_mpp(data)))
+
+    def tile_fractions(self, mask: np.ndarray, mask_mpp: float) -> np.ndarray:
+        return mask_fractions(self.coords, self.tile_size_level0, mask, mask_mpp, self.slide_mpp)
+
+    def fit_mask(self, mask: np.ndarray) -> np.ndarray:
+        """Resize a mask to the tissue-mask grid (nearest)."""
+        if mask.shape == self.tissue_mask.shape:
+            return mask.astype(bool)
+        from skimage.transform import resize
+
+        return resize(mask.astype(np.float32), self.tissue_mask.shape, order=0, anti_aliasing=False) > 0.5
+
+
+def _mask_mpp(data: dict) -> float:
+    for key in ("mask_mpp", "tissue_mask_mpp"):
+        if key in data:
+            return float(data[key])
+    raise KeyError("mask_mpp")
+
+
+def from_annotation(path: str | Path, geom: SlideGeometry) -> TumorBed:
+    """Tumour bed from a pathologist's annotation file (clipped to tissue and slide)."""
+    from weakstil.annotations import check_inside, load_polygons, rasterize
+
+    polygons = check_inside(load_polygons(path), geom.width, geom.height, path)
+    mask = rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp)
+    mask = geom.fit_mask(mask)
+    return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.ANNOTATION,
+                    str(path))
+
+
+def whole_tissue(geom: SlideGeometry) -> TumorBed:
+    mask = geom.tissue_mask.astype(bool)
+    return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.TISSUE,
+                    "whole tissue")
+
+
+def from_tile_probabilities(prob: np.ndarray, geom: SlideGeometry, post: PostProcess | None = None,
+                            detail: str = "") -> TumorBed:
+    """Smooth tile probabilities on the grid, upsample to the mask grid, threshold and clean."""
+    from scipy import ndimage as ndi
+    from skimage import morphology
+
+    post = post or PostProcess()
+    h, w = geom.tissue_mask.shape
+    if len(geom.coords) == 0:
+        empty = np.zeros((h, w), bool)
+        return TumorBed(empty, geom.mask_mpp, np.zeros(0, np.float32), TumorBedSource.MODEL, detail)
+    stride = _grid_stride(geom.coords, geom.tile_size_level0)
+    cols = np.round(geom.coords[:, 0] / stride).astype(int)
+    rows = np.round(geom.coords[:, 1] / stride).astype(int)
+    grid_p = np.zeros((rows.max() + 1, cols.max() + 1), np.float64)
+    grid_w = np.zeros_like(grid_p)
+    grid_p[rows, cols] = prob
+    grid_w[rows, cols] = 1.0
+    sigma = post.smooth_um / (stride * geom.slide_mpp)
+    if sigma > 0:
+        num = ndi.gaussian_filter(grid_p, sigma, mode="constant")
+        den = ndi.gaussian_filter(grid_w, sigma, mode="constant")
+        smooth = np.where(den > 1e-3, num / np.maximum(den, 1e-3), 0.0)
+    else:
+        smooth = grid_p
+    # mask pixel centres in grid units (tile centres sit at (i + 0.5) * stride + offset)
+    f = geom.mask_mpp / geom.slide_mpp  # level-0 px per mask px
+    yy = ((np.arange(h) + 0.5) * f - geom.tile_size_level0 / 2) / stride
+    xx = ((np.arange(w) + 0.5) * f - geom.tile_size_level0 / 2) / stride
+    gy, gx = np.meshgrid(yy, xx, indexing="ij")
+    up = ndi.map_coordinates(smooth, [gy, gx], order=1, mode="nearest")
+    mask = (up >= post.threshold) & geom.tissue_mask
+    px_um2 = geom.mask_mpp ** 2
+    radius = max(1, int(round(post.closing_um / geom.mask_mpp)))
+    mask = ndi.binary_closing(mask, structure=morphology.disk(radius), border_value=0) & geom.tissue_mask
+    mask = morphology.remove_small_holes(mask, max_size=max(1, int(post.max_hole_mm2 * 1e6 / px_um2)))
+    mask = morphology.remove_small_objects(mask, max_size=max(1, int(post.min_area_mm2 * 1e6 / px_um2)))
+    return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL, detail)
+
+
+def _grid_stride(coords: np.ndarray, tile_size_level0: float) -> float:
+    """The grid's stride in level-0 px (the smallest positive step between tile positions)."""
+    steps = []
+    for axis in (0, 1):
+        values = np.unique(coords[:, axis])
+        if len(values) > 1:
+            steps.append(np.diff(values).min())
+    return float(min(steps)) if steps else float(tile_size_level0)
+
+
+# --- the trainable tile classifier ------------------------------------------------------------
+@dataclass
+class TumorBedModel:
+    """Logistic regression on standardised tile embeddings -> P(tile in tumour bed)."""
+
+    weight: np.ndarray
+    bias: float
+    mean: np.ndarray
+    std: np.ndarray
+    meta: dict = field(default_factory=dict)
+    post: PostProcess = field(default_factory=PostProcess)
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        z = ((np.asarray(features, np.float32) - self.mean) / self.std) @ self.weight + self.bias
+        return (1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
+
+    def detect(self, features: np.ndarray, geom: SlideGeometry) -> TumorBed:
+        return from_tile_probabilities(self.predict_proba(features), geom, self.post,
+                                       detail=str(self.meta.get("model_id", "tumorbed-model")))
+
+    @property
+    def encoder_key(self) -> tuple[str | None, str | None]:
+        return self.meta.get("encoder"), self.meta.get("weights_sha256")
+
+    def save(self, directory: str | Path) -> Path:
+        """``model.safetensors`` + ``model.json`` in ``directory`` (written atomically)."""
+        from safetensors.numpy import save_file
+
+        from weakstil.atomic import atomic_path
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {"weight": self.weight.astype(np.float32), "bias": np.array([self.bias], np.float32),
+                   "mean": self.mean.astype(np.float32), "std": self.std.astype(np.float32)}
+        with atomic_path(directory / "model.safetensors") as tmp:
+            save_file(tensors, str(tmp))
+        meta = {**self.meta, "kind": "weakstil-tumorbed", "post_process": asdict(self.post),
+                "weakstil_version": __version__}
+        with atomic_path(directory / "model.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TumorBedModel:
+        from safetensors.numpy import load_file
+
+        directory = Path(directory)
+        meta_path, weights_path = directory / "model.json", directory / "model.safetensors"
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise WeakSTILError("not a tumour-bed model (needs model.json and model.safetensors)", path=directory,
+                                fix="train one with 'weakstil tumorbed train'")
+        meta = json.loads(meta_path.read_text())
+        if meta.get("kind") != "weakstil-tumorbed":
+            raise WeakSTILError(f"model.json says kind '{meta.get('kind')}', not a tumour-bed model",
+                                path=directory, fix="pass the directory written by 'weakstil tumorbed train'")
+        tensors = load_file(str(weights_path))
+        expected = {"weight", "bias", "mean", "std"}
+        if set(tensors) != expected:
+            raise WeakSTILError(f"weights have keys {sorted(tensors)}, expected {sorted(expected)}",
+                                path=weights_path, fix="retrain the tumour-bed model")
+        post = PostProcess(**meta.get("post_process", {}))
+        return cls(tensors["weight"], float(tensors["bias"][0]), tensors["mean"], tensors["std"], meta, post)
+
+
+def fit_tumorbed_model(features: np.ndarray, labels: np.ndarray, *, l2: float = 1e-2, seed: int = 0,
+                       meta: dict | None = None, post: PostProcess | None = None) -> TumorBedModel:
+    """Class-balanced, L2-regularised logistic regression (full-batch L-BFGS in torch)."""
+    import torch
+
+    x = np.asarray(features, np.float32)
+    y = np.asarray(labels, np.float32)
+    if len(np.unique(y)) < 2:
+        raise WeakSTILError("tumour-bed training needs tiles both inside and outside the tumour bed",
+                            fix="add slides whose annotation does not cover all tissue")
+    mean = x.mean(0)
+    std = x.std(0) + 1e-6
+    xt = torch.from_numpy((x - mean) / std)
+    yt = torch.from_numpy(y)
+    pos = float(y.mean())
+    weights = torch.where(yt > 0.5, 0.5 / pos, 0.5 / (1 - pos))
+    torch.manual_seed(seed)
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        logits = xt @ w + b
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, yt, reduction="none") * weights).mean()
+        loss = loss + l2 * (w * w).sum() / len(yt) * 10
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    model = TumorBedModel(w.detach().numpy().copy(), float(b.detach()[0]), mean, std, dict(meta or {}),
+                          post or PostProcess())
+    acc = float(((model.predict_proba(x) >= 0.5) == (y > 0.5)).mean())
+    model.meta.update({"train_tiles": int(len(y)), "train_positive_share": pos, "train_accuracy": acc,
+                       "seed": seed, "l2": l2})
+    return model
+
+
+# --- training from annotated slides ---------------------------------------------------------
+@dataclass
+class AnnotatedSlide:
+    """Features of one slide's tiles, its geometry and the annotated tumour-bed mask."""
+
+    slide_id: str
+    features: np.ndarray
+    geom: SlideGeometry
+    bed_mask: np.ndarray  #: on the geometry's tissue-mask grid
+
+    @property
+    def tile_labels(self) -> np.ndarray:
+        return self.geom.tile_fractions(self.bed_mask, self.geom.mask_mpp) >= TILE_IN_BED
+
+
+#: Post-processing settings tried when fitting a detector (threshold x smoothing).
+THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
+SMOOTHING_UM = (0.0, 100.0, 150.0, 250.0)
+
+
+def train_tumorbed(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None) -> TumorBedModel:
+    """Fit the tile classifier on all slides, then choose the post-processing that maximises
+    the mean Dice of leave-one-slide-out predictions against the annotations."""
+    from weakstil.tissue import dice
+
+    if not slides:
+        raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
+                            fix="pass slides with annotations (--annotations DIR)")
+    x = np.concatenate([s.features for s in slides])
+    y = np.concatenate([s.tile_labels for s in slides])
+    # out-of-slide probabilities, so the chosen threshold is honest about unseen slides
+    held_out = []
+    if len(slides) >= 3:
+        for i, s in enumerate(slides):
+            rest = [t for j, t in enumerate(slides) if j != i]
+            xr = np.concatenate([t.features for t in rest])
+            yr = np.concatenate([t.tile_labels for t in rest])
+            if len(np.unique(yr)) < 2:
+                held_out.append(None)
+                continue
+            held_out.append(fit_tumorbed_model(xr, yr, seed=seed).predict_proba(s.features))
+    model = fit_tumorbed_model(x, y, seed=seed, meta=meta)
+    probs = [h if h is not None else model.predict_proba(s.features)
+             for h, s in zip(held_out or [None] * len(slides), slides)]
+    best, best_dice = PostProcess(), -1.0
+    table = []
+    for smooth in SMOOTHING_UM:
+        for thr in THRESHOLDS:
+            post = PostProcess(smooth_um=smooth, threshold=thr)
+            d = float(np.mean([dice(from_tile_probabilities(p, s.geom, post).mask, s.bed_mask)
+                               for p, s in zip(probs, slides)]))
+            table.append({"smooth_um": smooth, "threshold": thr, "dice": d})
+            if d > best_dice + 1e-9:
+                best, best_dice = post, d
+    model.post = best
+    model.meta.update({"n_slides": len(slides), "slide_ids": [s.slide_id for s in slides],
+                       "cv_dice": best_dice, "post_process_search": table})
+    log.info("tumour-bed detector: %d slides, %d tiles, leave-one-slide-out Dice %.3f (smooth %g µm, threshold %g)",
+             len(slides), len(y), best_dice, best.smooth_um, best.threshold)
+    return model
