@@ -1,0 +1,314 @@
+"""Slide and cohort generation (the public entry points)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from ._io import atomic_path, write_json_atomic
+from .cells import CellSet, place_cells
+from .constants import (
+    BLOCK,
+    FAT,
+    MASK_FACTOR,
+    MASK_MPP,
+    REGION_NAMES,
+    SLIDE_MPP,
+    STIL_FORMULA,
+    STROMA,
+    TUMOR,
+)
+from .distribution import sample_target_stil
+from .layout import Layout, generate_layout
+from .orientation import OrientationField
+from .pyramid import strip_buffer, write_pyramid
+from .render import RenderPlan, render_block, workspace
+from .style import LayoutParams, SlideStyle, sample_layout_params, sample_style
+from .truth import TruthMasks, compute_stil, tile_truth, tumorbed_geojson, write_geojson, write_preview, write_truth_h5
+
+__all__ = [
+    "SlidePlan",
+    "SlideTruth",
+    "generate_cohort",
+    "generate_slide",
+    "generator_version",
+    "plan_slide",
+    "slide_seed",
+    "slide_shape",
+]
+
+logger = logging.getLogger(__name__)
+
+LABEL_COLUMNS = ["slide_id", "path", "stil", "group"]
+
+# named random streams of one slide (adding a stream never changes the others)
+_S_TARGET, _S_STYLE, _S_PARAMS, _S_LAYOUT, _S_ORIENT, _S_CELLS, _S_RENDER = range(7)
+
+
+def generator_version() -> str:
+    try:
+        from weakstil import __version__  # type: ignore[attr-defined]
+    except ImportError:
+        return "0"
+    return str(__version__)
+
+
+def _rng(seed: int, stream: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence(int(seed), spawn_key=(stream,))))
+
+
+def slide_shape(size_mm: tuple[float, float]) -> tuple[int, int]:
+    """Level-0 (width, height) for a slide of ``size_mm`` (rounded to mask pixels)."""
+    w = max(1, round(size_mm[0] * 1000.0 / SLIDE_MPP / MASK_FACTOR)) * MASK_FACTOR
+    h = max(1, round(size_mm[1] * 1000.0 / SLIDE_MPP / MASK_FACTOR)) * MASK_FACTOR
+    return int(w), int(h)
+
+
+@dataclass(frozen=True)
+class SlideTruth:
+    slide_id: str
+    path: Path  # pyramidal TIFF
+    truth_path: Path  # HDF5 masks + per-tile truth
+    geojson_path: Path  # tumour-bed annotation
+    preview_path: Path | None
+    stil: float  # the label: computed from what was drawn
+    target_stil: float  # what the sampler asked for
+    group: str
+    seed: int
+    width: int
+    height: int
+    n_levels: int
+    seconds: float
+
+
+@dataclass
+class SlidePlan:
+    """Everything decided before rendering (deterministic in the seed)."""
+
+    seed: int
+    group: str
+    width: int
+    height: int
+    target_stil: float
+    style: SlideStyle
+    params: LayoutParams
+    layout: Layout
+    cells: CellSet
+    render: RenderPlan
+
+
+def plan_slide(seed: int, *, size_mm: tuple[float, float] = (2.5, 2.5), target_stil: float | None = None,
+               group: str = "centre_0", style: SlideStyle | None = None) -> SlidePlan:
+    """Draw the target, style, layout and every cell of a slide (no pixels yet)."""
+    width, height = slide_shape(size_mm)
+    if target_stil is None:
+        target_stil = float(sample_target_stil(_rng(seed, _S_TARGET)))
+    if style is None:
+        style = sample_style(_rng(seed, _S_STYLE), group)
+    params = sample_layout_params(_rng(seed, _S_PARAMS), target_stil)
+    layout = generate_layout(_rng(seed, _S_LAYOUT), (height // MASK_FACTOR, width // MASK_FACTOR), params)
+    orient = OrientationField.random(_rng(seed, _S_ORIENT), width, height)
+    cells = place_cells(_rng(seed, _S_CELLS), layout, params, orient, target_stil, width, height)
+    plan = RenderPlan.create(_rng(seed, _S_RENDER), width, height, layout, style, cells, orient)
+    return SlidePlan(int(seed), group, width, height, float(target_stil), style, params, layout, cells, plan)
+
+
+def generate_slide(
+    path: Path,
+    truth_dir: Path,
+    slide_id: str,
+    seed: int,
+    *,
+    size_mm: tuple[float, float] = (2.5, 2.5),
+    target_stil: float | None = None,
+    group: str = "centre_0",
+    style: SlideStyle | None = None,
+    preview: bool = True,
+) -> SlideTruth:
+    """Render one synthetic H&E slide plus its exact truth.
+
+    Writes ``path`` (pyramidal JPEG TIFF, 0.5 µm/px) and, in ``truth_dir``,
+    ``<slide_id>.h5``, ``<slide_id>_tumorbed.geojson`` and (optionally)
+    ``<slide_id>_preview.png``; the HDF5 file is written last, so its presence
+    marks a complete slide.  ``target_stil`` defaults to a draw from the
+    TCGA-like distribution; the returned/stored ``stil`` is computed from what
+    was actually drawn.
+    """
+    t0 = time.perf_counter()
+    path = Path(path)
+    truth_dir = Path(truth_dir)
+    sp = plan_slide(seed, size_mm=size_mm, target_stil=target_stil, group=group, style=style)
+    width, height, style, layout, cells = sp.width, sp.height, sp.style, sp.layout, sp.cells
+    t_plan = time.perf_counter() - t0
+
+    cov = np.zeros(layout.shape, np.float32)
+
+    def strips() -> Iterator[tuple[int, int, np.ndarray]]:
+        for y0 in range(0, height, BLOCK):
+            y1 = min(y0 + BLOCK, height)
+            buf = strip_buffer(width, y1 - y0)
+            for x0 in range(0, width, BLOCK):
+                x1 = min(x0 + BLOCK, width)
+                _, c = render_block(sp.render, y0, y1, x0, x1, out=buf[: y1 - y0, x0:x1])
+                cov[y0 // MASK_FACTOR:y1 // MASK_FACTOR, x0 // MASK_FACTOR:x1 // MASK_FACTOR] = c
+            yield y0, y1 - y0, buf
+            del buf
+
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        with atomic_path(path) as tmp:
+            n_levels, thumb = write_pyramid(tmp, width, height, strips(), mpp=SLIDE_MPP,
+                                            quality=style.jpeg_quality,
+                                            description=f"weakstil synthetic slide {slide_id}")
+    finally:
+        workspace().clear()
+    t_tiff = time.perf_counter() - t0 - t_plan
+
+    reg = layout.regions
+    masks = TruthMasks(
+        tissue=layout.tissue,
+        tumorbed=layout.bed,
+        tumor=reg == TUMOR,
+        stroma=reg == STROMA,
+        fat=reg == FAT,
+        lymphocyte=cov,
+    )
+    stil = compute_stil(masks.lymphocyte, masks.tumorbed, masks.stroma)
+    tiles = tile_truth(masks, width, height)
+    geo_path = truth_dir / f"{slide_id}_tumorbed.geojson"
+    write_geojson(geo_path, tumorbed_geojson(masks.tumorbed, slide_id))
+    preview_path: Path | None = None
+    if preview:
+        preview_path = truth_dir / f"{slide_id}_preview.png"
+        write_preview(preview_path, thumb, masks, reg)
+    attrs: dict[str, Any] = {
+        "slide_id": slide_id,
+        "stil": stil,
+        "target_stil": sp.target_stil,
+        "predicted_stil": float(cells.predicted_stil),
+        "stil_formula": STIL_FORMULA,
+        "mask_mpp": MASK_MPP,
+        "slide_mpp": SLIDE_MPP,
+        "mask_factor": MASK_FACTOR,
+        "width": width,
+        "height": height,
+        "seed": int(seed),
+        "group": group,
+        "generator": "weakstil.synth",
+        "generator_version": generator_version(),
+        "n_levels": n_levels,
+        "n_lymphocytes_bed": cells.n_lymph_bed,
+        "n_lymphocytes_other": cells.n_lymph_other,
+        **style.attrs(),
+        **sp.params.attrs(),
+    }
+    write_truth_h5(truth_dir / f"{slide_id}.h5", masks, reg, attrs, tiles, REGION_NAMES)
+    dt = time.perf_counter() - t0
+    logger.debug("%s: plan %.2fs, tiff %.2fs, total %.2fs", slide_id, t_plan, t_tiff, dt)
+    return SlideTruth(
+        slide_id=slide_id,
+        path=path,
+        truth_path=truth_dir / f"{slide_id}.h5",
+        geojson_path=geo_path,
+        preview_path=preview_path,
+        stil=stil,
+        target_stil=sp.target_stil,
+        group=group,
+        seed=int(seed),
+        width=width,
+        height=height,
+        n_levels=n_levels,
+        seconds=dt,
+    )
+
+
+def slide_seed(cohort_seed: int, index: int) -> int:
+    """Seed of slide ``index`` of a cohort (independent of the cohort size)."""
+    state = np.random.SeedSequence(int(cohort_seed), spawn_key=(1 << 20, int(index))).generate_state(2, np.uint32)
+    return int((int(state[0]) << 32 | int(state[1])) >> 1)
+
+
+def _existing(truth_path: Path, slide: Path, seed: int, width: int, height: int, group: str) -> float | None:
+    """The stored label if a complete slide with the same identity exists."""
+    if not (truth_path.is_file() and slide.is_file()):
+        return None
+    try:
+        with h5py.File(truth_path, "r") as h5:
+            a = h5.attrs
+            same = (int(a["seed"]) == seed and int(a["width"]) == width and int(a["height"]) == height
+                    and str(a["group"]) == group and str(a["generator_version"]) == generator_version())
+            return float(a["stil"]) if same else None
+    except (OSError, KeyError):
+        return None
+
+
+def generate_cohort(
+    out_dir: Path,
+    n_slides: int,
+    seed: int,
+    *,
+    size_mm: tuple[float, float] = (2.5, 2.5),
+    n_groups: int = 4,
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Generate ``n_slides`` slides under ``out_dir`` and return the labels table.
+
+    Layout: ``labels.csv`` (slide_id, path, stil, group; paths relative to the
+    CSV), ``slides/<id>.tiff``, ``truth/<id>.h5|_tumorbed.geojson|_preview.png``,
+    ``cohort.json``.  Complete slides of an interrupted run with the same seed are
+    reused.  Slide ``i`` is ``synth_{i:04d}`` in group ``centre_{i % n_groups}``.
+    """
+    if n_slides < 0 or n_groups < 1:
+        raise ValueError("n_slides must be >= 0 and n_groups >= 1")
+    out_dir = Path(out_dir)
+    slides_dir = out_dir / "slides"
+    truth_dir = out_dir / "truth"
+    slides_dir.mkdir(parents=True, exist_ok=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    width, height = slide_shape(size_mm)
+    level = logging.INFO if progress else logging.DEBUG
+    rows: list[dict[str, Any]] = []
+    meta: list[dict[str, Any]] = []
+    t0 = time.perf_counter()
+    for i in range(n_slides):
+        sid = f"synth_{i:04d}"
+        s_seed = slide_seed(seed, i)
+        group = f"centre_{i % n_groups}"
+        rel = f"slides/{sid}.tiff"
+        stil = _existing(truth_dir / f"{sid}.h5", out_dir / rel, s_seed, width, height, group)
+        if stil is None:
+            res = generate_slide(out_dir / rel, truth_dir, sid, s_seed, size_mm=size_mm, group=group)
+            stil = res.stil
+            logger.log(level, "synth %d/%d %s stil=%.2f (target %.2f) %s %.1fs", i + 1, n_slides, sid,
+                       res.stil, res.target_stil, group, res.seconds)
+        else:
+            logger.log(level, "synth %d/%d %s exists (stil=%.2f), kept", i + 1, n_slides, sid, stil)
+        rows.append({"slide_id": sid, "path": rel, "stil": round(float(stil), 4), "group": group})
+        meta.append({"slide_id": sid, "seed": s_seed, "group": group})
+    df = pd.DataFrame(rows, columns=LABEL_COLUMNS)
+    with atomic_path(out_dir / "labels.csv") as tmp:
+        df.to_csv(tmp, index=False)
+    write_json_atomic(out_dir / "cohort.json", {
+        "generator": "weakstil.synth",
+        "generator_version": generator_version(),
+        "seed": int(seed),
+        "n_slides": int(n_slides),
+        "size_mm": [float(size_mm[0]), float(size_mm[1])],
+        "width": width,
+        "height": height,
+        "n_groups": int(n_groups),
+        "slide_mpp": SLIDE_MPP,
+        "mask_mpp": MASK_MPP,
+        "stil_formula": STIL_FORMULA,
+        "slides": meta,
+    })
+    logger.log(level, "synth cohort: %d slides in %.1fs -> %s", n_slides, time.perf_counter() - t0, out_dir)
+    return df
