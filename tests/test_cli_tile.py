@@ -40,7 +40,7 @@ def test_tile_cmu_writes_h5_and_overlay_on_tissue_only(cmu, tmp_path):
         corners = [s.read_region(x, y, 224, 0.5) for x, y in [(0, 0), (W - 230, 0), (0, H - 230)]]
     # every kept tile shows tissue (pixels darker than glass), the empty corners do not
     tissue_share = [((t.mean(axis=2) < 215).mean()) for t in tiles]
-    assert min(tissue_share) > 0.3
+    assert min(tissue_share) > 0.15 and float(np.median(tissue_share)) > 0.6
     assert max((c.mean(axis=2) < 215).mean() for c in corners) < 0.05
     kept = {tuple(c) for c in coords}
     assert (0, 0) not in kept

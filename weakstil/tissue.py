@@ -30,6 +30,8 @@ class TissueParams:
     min_object_um2: float = 20_000.0  #: debris smaller than this is dropped (0.02 mm²)
     max_hole_um2: float = 40_000.0  #: holes smaller than this are filled (fat cells, lumina)
     remove_pen: bool = True
+    fat_window_um: float = 96.0  #: window in which faint membranes make fat count as tissue
+    fat_membrane_share: float = 0.22  #: share of faint pixels in that window (fallback; Otsu decides)
 
     def to_dict(self) -> dict[str, float | bool]:
         return asdict(self)
@@ -57,20 +59,58 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     mask = (saturation > thr) | (density > p.min_density * 3)
     mask &= density > p.min_density
 
+    # Pen ink is coloured but not H&E: green/blue hues, or near-black. Blurred stroke edges
+    # are caught by widening the ink mask a little.
+    pen = np.zeros(mask.shape, bool)
     if p.remove_pen:
         r, g, b = img[..., 0], img[..., 1], img[..., 2]
-        green_pen = (g > r + 10) & (g > b - 5)
-        blue_pen = (b > r + 40) & (g > r)
-        black_pen = mx < 45
-        mask &= ~(green_pen | blue_pen | black_pen)
+        pen = ((g > r + 10) & (g > b - 5)) | ((b > r + 40) & (g > r)) | (mx < 45)
+        pen = ndi.binary_dilation(pen, iterations=2)
+        mask &= ~pen
+
+    # Fat: big empty adipocytes whose thin membranes are only faintly stained at this
+    # resolution. A window dense in faint stain is tissue even where each pixel is pale.
+    if p.fat_window_um > 0:
+        raw = rgb.astype(np.float32)  # unblurred: membranes are a pixel wide
+        grey = raw.mean(axis=2)
+        glass, noise = _glass_level(grey[~mask])
+        raw_sat = (raw.max(axis=2) - raw.min(axis=2)) / np.maximum(raw.max(axis=2), 1.0)
+        faint = (raw_sat > max(0.03, 3.0 * noise / glass)) | (grey < glass - max(2.0, 2.0 * noise))
+        faint &= ~mask & ~pen
+        size = max(3, int(round(p.fat_window_um / mpp)) | 1)
+        share = ndi.uniform_filter(faint.astype(np.float32), size=size)
+        # glass and fat form two modes of the share; Otsu splits them, within sane bounds
+        pale_share = share[~mask]
+        cut = p.fat_membrane_share
+        if pale_share.size > 100 and np.ptp(pale_share) > 1e-3:
+            cut = float(np.clip(threshold_otsu(pale_share), 0.12, 0.5))
+        fat = (share > cut) & ~mask
+        # an opening drops the thin band of faint pixels that lines every tissue edge
+        fat = ndi.binary_opening(fat, structure=morphology.disk(size // 2))
+        mask |= fat
 
     px_area = mpp * mpp
     radius = max(1, int(round(p.closing_um / mpp)))
     mask = ndi.binary_closing(mask, structure=morphology.disk(radius), border_value=0)
     mask = morphology.remove_small_holes(mask, max_size=max(1, int(p.max_hole_um2 / px_area)))
+    mask &= ~pen
     mask = morphology.remove_small_objects(mask, max_size=max(1, int(p.min_object_um2 / px_area)))
     log.debug("tissue: saturation threshold %.3f, %.1f%% of thumbnail", thr, 100 * mask.mean())
     return mask
+
+
+def _glass_level(grey: np.ndarray) -> tuple[float, float]:
+    """Brightness of empty glass (the histogram mode of pale pixels) and its noise (robust std)."""
+    pale = grey[grey > 150]
+    if pale.size < 100:
+        return 255.0, 0.0
+    hist, edges = np.histogram(pale, bins=np.arange(150, 257))
+    glass = float(edges[np.argmax(hist)]) + 0.5
+    near = pale[np.abs(pale - glass) < 8] - glass
+    # the upper half is free of faint stain: its spread is the noise
+    upper = near[near >= 0]
+    noise = float(np.sqrt(np.mean(upper**2))) if upper.size else 0.0
+    return glass, noise
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:

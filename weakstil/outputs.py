@@ -1,0 +1,91 @@
+"""Outputs a pathologist opens: tile-score heatmap PNG and QuPath GeoJSON of scored tiles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from weakstil.atomic import atomic_path
+
+#: Colour map of tile sTIL scores (perceptually uniform, readable in greyscale).
+COLORMAP = "inferno"
+
+
+def tile_score_image(shape: tuple[int, int], coords: np.ndarray, tile_size_level0: float, scale: float,
+                     values: np.ndarray) -> np.ndarray:
+    """A float image of ``shape`` with each tile's value painted on its square, NaN elsewhere.
+
+    ``scale`` is image pixels per level-0 pixel.
+    """
+    img = np.full(shape, np.nan, np.float32)
+    side = max(1, int(round(tile_size_level0 * scale)))
+    h, w = shape
+    for (x, y), v in zip(coords, values):
+        x0, y0 = int(round(x * scale)), int(round(y * scale))
+        img[max(0, y0):min(h, y0 + side), max(0, x0):min(w, x0 + side)] = v
+    return img
+
+
+def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float, slide_mpp: float,
+                      coords: np.ndarray, tile_size_level0: float, scores: np.ndarray, *,
+                      tumorbed_mask: np.ndarray | None = None, title: str = "", vmax: float = 100.0) -> Path:
+    """Thumbnail with the tile-score heatmap, the tumour-bed outline and a colour bar."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+
+    h, w = thumbnail.shape[:2]
+    heat = tile_score_image((h, w), coords, tile_size_level0, slide_mpp / thumb_mpp, scores)
+    dpi = 100
+    fig_w = max(4.0, w / dpi + 1.6)
+    fig, ax = plt.subplots(figsize=(fig_w, max(3.0, h / dpi + 0.8)), dpi=dpi)
+    ax.imshow(thumbnail, interpolation="nearest")
+    cmap = colormaps[COLORMAP].with_extremes(bad=(0, 0, 0, 0))
+    im = ax.imshow(np.ma.masked_invalid(heat), cmap=cmap, vmin=0, vmax=vmax, alpha=0.6, interpolation="nearest")
+    if tumorbed_mask is not None and tumorbed_mask.any():
+        from skimage.transform import resize
+
+        bed = resize(tumorbed_mask.astype(np.float32), (h, w), order=0, anti_aliasing=False)
+        ax.contour(bed, levels=[0.5], colors=["#00e5ff"], linewidths=1.2)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=10)
+    cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+    cbar.set_label("tile sTIL score (%)")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=dpi)
+    plt.close(fig)
+    return Path(path)
+
+
+def tiles_geojson(coords: np.ndarray, tile_size_level0: float, measurements: dict[str, np.ndarray],
+                  classification: np.ndarray | None = None) -> dict:
+    """QuPath-importable FeatureCollection: one square 'tile' object per tile, with measurements."""
+    side = float(tile_size_level0)
+    features = []
+    names = list(measurements)
+    columns = [np.asarray(measurements[n], np.float64) for n in names]
+    for i, (x, y) in enumerate(np.asarray(coords, np.float64)):
+        ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
+        props: dict[str, object] = {
+            "objectType": "tile",
+            "measurements": {n: (None if not np.isfinite(c[i]) else round(float(c[i]), 4))
+                             for n, c in zip(names, columns)},
+        }
+        if classification is not None:
+            props["classification"] = {"name": str(classification[i])}
+        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                         "properties": props})
+    return {"type": "FeatureCollection", "features": features}
+
+
+def write_geojson(path: str | Path, collection: dict) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as fh:
+            json.dump(collection, fh, separators=(",", ":"))
+    return Path(path)
