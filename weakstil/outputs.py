@@ -63,29 +63,28 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     return Path(path)
 
 
-def tiles_geojson(coords: np.ndarray, tile_size_level0: float, measurements: dict[str, np.ndarray],
-                  classification: np.ndarray | None = None) -> dict:
-    """QuPath-importable FeatureCollection: one square 'tile' object per tile, with measurements."""
+def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: float,
+                        measurements: dict[str, np.ndarray], classification: np.ndarray | None = None) -> Path:
+    """QuPath-importable FeatureCollection: one square ``tile`` object per tile with its
+    measurements. Streamed feature by feature, so 100,000 tiles need little memory."""
     side = float(tile_size_level0)
-    features = []
     names = list(measurements)
     columns = [np.asarray(measurements[n], np.float64) for n in names]
-    for i, (x, y) in enumerate(np.asarray(coords, np.float64)):
-        ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
-        props: dict[str, object] = {
-            "objectType": "tile",
-            "measurements": {n: (None if not np.isfinite(c[i]) else round(float(c[i]), 4))
-                             for n, c in zip(names, columns)},
-        }
-        if classification is not None:
-            props["classification"] = {"name": str(classification[i])}
-        features.append({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
-                         "properties": props})
-    return {"type": "FeatureCollection", "features": features}
-
-
-def write_geojson(path: str | Path, collection: dict) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
-            json.dump(collection, fh, separators=(",", ":"))
+            fh.write('{"type":"FeatureCollection","features":[')
+            for i, (x, y) in enumerate(np.asarray(coords, np.float64)):
+                ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
+                props: dict[str, object] = {
+                    "objectType": "tile",
+                    "measurements": {n: (None if not np.isfinite(c[i]) else round(float(c[i]), 4))
+                                     for n, c in zip(names, columns)},
+                }
+                if classification is not None:
+                    props["classification"] = {"name": str(classification[i])}
+                if i:
+                    fh.write(",")
+                json.dump({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                           "properties": props}, fh, separators=(",", ":"))
+            fh.write("]}")
     return Path(path)

@@ -190,6 +190,13 @@ class Slide:
         except Exception as exc:
             raise SlideError(f"cannot read pixels at ({x}, {y}) ({_short(exc)})", path=self.path,
                              fix="the file may be damaged; copy or export it again") from None
+        if rgba.getextrema()[3][0] == 255:
+            # Fully opaque (the usual case): drop alpha before resizing. Same pixels as the general
+            # path (Pillow resizes RGBA premultiplied, a no-op at alpha 255), in about 60 % of the time.
+            rgb = rgba.convert("RGB")
+            if (w, h) != (out_w, out_h):
+                rgb = rgb.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            return np.array(rgb)
         if (w, h) != (out_w, out_h):
             rgba = rgba.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=2.0)
         return rgba_to_rgb(np.asarray(rgba))
@@ -333,7 +340,8 @@ def brightfield_warning(thumbnail: np.ndarray) -> str | None:
     Brightfield slides have a bright background (transmitted light); fluorescence scans
     are mostly dark. H&E tissue is pink to purple: green is the weakest channel.
     """
-    rgb = thumbnail.reshape(-1, 3).astype(np.float32)
+    step = max(1, int(np.sqrt(thumbnail.shape[0] * thumbnail.shape[1] / 250_000)))  # ~250k pixels suffice
+    rgb = thumbnail[::step, ::step].reshape(-1, 3).astype(np.float32)
     if rgb.size == 0:
         return None
     brightness = rgb.mean(axis=1)

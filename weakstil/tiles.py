@@ -65,6 +65,7 @@ class SlideTiles:
     tissue_mask: np.ndarray
     mask_mpp: float
     warnings: list[str] = field(default_factory=list)
+    thumbnail: np.ndarray | None = field(default=None, repr=False)  #: RGB at mask_mpp (not saved)
 
     @property
     def tile_size_level0(self) -> float:
@@ -104,7 +105,7 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     W, H = slide.dimensions
     grid = TileGrid(W, H, slide.mpp, params.mpp, params.tile_px, params.overlap_px, params.mode)
     coords, fractions = select_tiles(grid, mask, mask_mpp, params.tissue_threshold)
-    return SlideTiles(slide.info(), params, grid, coords, fractions, mask, mask_mpp, warnings)
+    return SlideTiles(slide.info(), params, grid, coords, fractions, mask, mask_mpp, warnings, thumb)
 
 
 def write_tiles_h5(tiles: SlideTiles, path: Path) -> Path:
@@ -140,6 +141,17 @@ def overlay_mpp(slide: Slide) -> float:
     """A resolution for the overlay picture: long side about OVERLAY_MAX_SIDE px."""
     W, H = slide.dimensions
     return max(slide.mpp, max(W, H) * slide.mpp / OVERLAY_MAX_SIDE)
+
+
+def overview(slide: Slide, mpp: float, tiles: SlideTiles | None = None) -> np.ndarray:
+    """The slide at ``mpp``; reuses the tissue thumbnail when that is fine enough."""
+    if tiles is not None and tiles.thumbnail is not None and mpp >= tiles.mask_mpp:
+        from PIL import Image
+
+        W, H = slide.dimensions
+        size = (max(1, round(W * slide.mpp / mpp)), max(1, round(H * slide.mpp / mpp)))
+        return np.asarray(Image.fromarray(tiles.thumbnail).resize(size, Image.Resampling.BILINEAR))
+    return slide.read_thumbnail(mpp)
 
 
 def draw_tile_overlay(thumb: np.ndarray, thumb_mpp: float, tiles: SlideTiles):
@@ -183,10 +195,10 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
                 fix="check the slide is not blank; lower --tissue-threshold if tissue is faint",
             )
         omp = overlay_mpp(slide)
-        overlay = draw_tile_overlay(slide.read_thumbnail(omp), omp, tiles)
+        overlay = draw_tile_overlay(overview(slide, omp, tiles), omp, tiles)
         h5_path = out_dir / f"{slide.slide_id}.h5"
         png_path = out_dir / f"{slide.slide_id}_tiles.png"
         with atomic_path(png_path) as tmp:
-            overlay.save(tmp, format="PNG")
+            overlay.save(tmp, format="PNG", compress_level=1)
         write_tiles_h5(tiles, h5_path)
     return h5_path, tiles
