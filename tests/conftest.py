@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,8 @@ TEST_DATA = ROOT / "tests" / "data"
 #: Real slides that may not be committed live beside the project (see ../shared/data/README.md).
 SHARED = ROOT.parent / "shared" / "data"
 CMU = TEST_DATA / "CMU-1-Small-Region.svs"
+#: Tests never reach the Hugging Face hub (the CLI subprocesses inherit this too).
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 
 def shared_file(relative: str) -> Path:

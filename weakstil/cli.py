@@ -13,6 +13,7 @@ from __future__ import annotations
 import glob
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -47,6 +48,37 @@ AllowUpsampleOpt = Annotated[
     typer.Option("--allow-upsample", help="Accept slides scanned coarser than --mpp (pixels are upsampled)."),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
+CohortArg = Annotated[
+    Path, typer.Argument(help="Cohort CSV: slide_id,path,stil[,group]; paths relative to the CSV.", show_default=False)
+]
+FeaturesOpt = Annotated[
+    Optional[Path], typer.Option("--features", "-f", help="Feature cache directory (from 'weakstil embed').")
+]
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory (from 'weakstil train').")]
+GroupColumnOpt = Annotated[
+    Optional[str],
+    typer.Option("--group-column", help="Cohort column whose groups (patient, centre) never straddle a CV split; "
+                 "default 'group' when present, 'none' to split by slide."),
+]
+StilThresholdOpt = Annotated[
+    Optional[float], typer.Option("--threshold", help="sTIL-high cut-off in % (high means >= it; evaluate defaults to the model's).")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:N or auto.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+ThreadsOpt = Annotated[
+    int, typer.Option("--threads", help="Torch CPU threads (0: automatic, the cores not busy with other work).")
+]
+EncoderOpt = Annotated[
+    str, typer.Option("--encoder", "-e", help="Encoder card name ('weakstil encoders' lists them) or a "
+                      "'weakstil pretrain' output directory.")
+]
+WeightsOpt = Annotated[
+    Optional[str],
+    typer.Option("--weights", help="Encoder weights: a .safetensors file, a PyTorch state dict, or 'random'; default: "
+                 "the card's own (pretrain directory, or the Hugging Face cache/hub)."),
+]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per batch.")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding threads (0: automatic).")]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -159,6 +191,330 @@ def synth(
     table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups)
     log.info("%d slides, sTIL median %.1f%%, %d%% >= 30%% -> %s", len(table), table["stil"].median(),
              round(100 * (table["stil"] >= 30).mean()), out / "labels.csv")
+
+
+
+class _Aggregator(str, Enum):
+    mean = "mean"
+    attention = "attention"
+
+
+class _Loss(str, Enum):
+    mse = "mse"
+    huber = "huber"
+
+
+def _epoch_progress():
+    """A rich progress display and an ``on_epoch`` callback feeding it (one bar per fold)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from rich.logging import RichHandler
+
+    # share the log handler's console so log lines print above the live bars
+    console = next((h.console for h in logging.getLogger().handlers if isinstance(h, RichHandler)), None)
+    progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                        console=console or Console(stderr=True), transient=False)
+    tasks: dict[str, int] = {}
+
+    def on_epoch(stage: str, epoch: int, max_epochs: int, train_loss: float, val_loss: float, done: bool) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=max_epochs, info="")
+        info = f"loss {train_loss:.4f}" + ("" if val_loss != val_loss else f"  val {val_loss:.4f}")
+        progress.update(tasks[stage], completed=max_epochs if done else epoch, info=info)
+
+    return progress, on_epoch
+
+
+@app.command()
+def train(
+    cohort: CohortArg,
+    features: FeaturesOpt,
+    out: OutOpt,
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds (1: no cross-validation).")] = 5,
+    group_column: GroupColumnOpt = None,
+    aggregator: Annotated[
+        _Aggregator, typer.Option("--aggregator", help="Slide score from tile scores: mean (WeakSTIL) or attention.")
+    ] = _Aggregator.mean,
+    epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping usually ends sooner).")] = 100,
+    patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without improvement.")] = 15,
+    seed: SeedOpt = 0,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = 2e-3,
+    hidden: Annotated[int, typer.Option("--hidden", help="Hidden units of the tile MLP.")] = 128,
+    dropout: Annotated[float, typer.Option("--dropout", help="Dropout in the tile MLP.")] = 0.25,
+    max_tiles: Annotated[int, typer.Option("--max-tiles", help="Tiles sampled per slide per training step.")] = 512,
+    batch_slides: Annotated[int, typer.Option("--batch-slides", help="Slides per training step.")] = 8,
+    loss: Annotated[_Loss, typer.Option("--loss", help="Slide-level loss on sTIL%/100.")] = _Loss.mse,
+    threshold: StilThresholdOpt = 30.0,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
+    overwrite: OverwriteOpt = False,
+) -> None:
+    """Train the MIL sTIL regressor on slide labels: grouped CV, then a final model on all slides.
+
+    Writes OUT/model.safetensors + OUT/model.json, and under OUT/cv/ the out-of-fold predictions,
+    metrics, plots and per-tile scores (tiles/<slide_id>.h5) of the cross-validation.
+    """
+    from weakstil.errors import WeakSTILError
+
+    try:
+        from weakstil.milconfig import TrainConfig
+        from weakstil.train import train_cohort
+
+        cfg = TrainConfig(aggregator=aggregator.value, hidden=hidden, dropout=dropout, epochs=epochs,
+                          patience=patience, lr=lr, max_tiles=max_tiles, batch_slides=batch_slides,
+                          loss=loss.value, seed=seed, device=device, threads=threads)
+        progress, on_epoch = _epoch_progress()
+        with progress:
+            result = train_cohort(cohort, features, out, cfg, n_folds=folds, group_column=group_column,
+                                  threshold=threshold, overwrite=overwrite, on_epoch=on_epoch)
+    except WeakSTILError as exc:
+        error_line(exc.one_line())
+        raise typer.Exit(1) from None
+    cv = result["cv"]
+    if cv:
+        m = cv["metrics"]
+        log.info("CV (%d folds): R² %.3f, Pearson %.3f, MAE %.2f, AUC@%g %s -> %s", cv["folds"], m["r2"],
+                 m["pearson_r"], m["mae"], threshold, _fmt(cv["auc"].get(f"{threshold:g}")), out / "cv")
+    log.info("final model: %s -> %s (%.0f s)", result["final_model"], out, result["seconds"])
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+@app.command()
+def evaluate(
+    cohort: CohortArg,
+    out: OutOpt,
+    model: ModelOpt = None,
+    features: FeaturesOpt = None,
+    oof: Annotated[
+        Optional[Path],
+        typer.Option("--oof", help="Evaluate saved predictions (MODEL/cv/oof_predictions.csv) instead of a model."),
+    ] = None,
+    group_column: GroupColumnOpt = None,
+    threshold: StilThresholdOpt = None,
+    device: DeviceOpt = "auto",
+    threads: ThreadsOpt = 0,
+) -> None:
+    """Score a labelled cohort with a model (or --oof predictions) and report metrics.
+
+    Writes OUT/metrics.json, metrics.csv, calibration.csv, predictions.csv, scatter.png, roc.png
+    and per-slide tile scores OUT/tiles/<slide_id>.h5 (model mode).
+    """
+    from weakstil.errors import WeakSTILError
+
+    if oof is None and (model is None or features is None):
+        error_line("pass --model and --features to score the cohort, or --oof PREDICTIONS.csv")
+        raise typer.Exit(2)
+    if oof is not None and model is not None:
+        error_line("pass either --model (with --features) or --oof, not both")
+        raise typer.Exit(2)
+    try:
+        if oof is not None:
+            from weakstil.train import evaluate_oof
+
+            m = evaluate_oof(cohort, oof, out, group_column=group_column,
+                             threshold=30.0 if threshold is None else threshold)
+        else:
+            from weakstil.train import evaluate_cohort
+
+            m = evaluate_cohort(cohort, model, features, out, group_column=group_column, threshold=threshold,
+                                device=device, threads=threads)
+    except WeakSTILError as exc:
+        error_line(exc.one_line())
+        raise typer.Exit(1) from None
+    aucs = ", ".join(f"AUC@{c['threshold']:g} {_fmt(c['auc'])}" for c in m["classification"])
+    log.info("n %d: R² %s, Pearson %s, Spearman %s, MAE %.2f, %s -> %s", m["n"], _fmt(m["r2"]), _fmt(m["pearson_r"]),
+             _fmt(m["spearman_rho"]), m["mae"], aucs, out)
+
+
+# --- stage 1: encoders, embedding, self-supervised pretraining ---------------------------
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so temporary outputs are cleaned up on the way out."""
+    import signal
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from tests in a thread)
+        pass
+
+
+def _bar_progress(unit: str):
+    """A rich progress display on the log console, for loops with a known total."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = next((h.console for h in logging.getLogger().handlers if isinstance(h, RichHandler)), None)
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
+                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                    console=console or Console(stderr=True), transient=True)
+
+
+@app.command()
+def encoders() -> None:
+    """List the built-in encoder cards (name, architecture, embedding size, licence, weights)."""
+    from weakstil.encoders import list_cards
+
+    for c in list_cards():
+        weights = c.hub_id or "none published (train with 'weakstil pretrain')"
+        flags = ", ".join(x for x in ("gated" if c.gated else "", c.status if c.status != "ok" else "") if x)
+        typer.echo(f"{c.name:<20} {c.model:<28} {c.embed_dim:>5}-d  {c.input_px} px @ {c.mpp:g} µm/px  "
+                   f"{c.precision:<4}  {weights}  [{c.licence}]" + (f"  ({flags})" if flags else ""))
+
+
+@app.command()
+def embed(
+    slides: SlidesArg,
+    out: OutOpt,
+    encoder: EncoderOpt,
+    weights: WeightsOpt = None,
+    batch_size: BatchSizeOpt = 64,
+    workers: WorkersOpt = 0,
+    device: DeviceOpt = "auto",
+    slide_mpp: SlideMppOpt = None,
+    mpp: MppOpt = 0.5,
+    tile_size: TileSizeOpt = 224,
+    overlap: OverlapOpt = 0,
+    tissue_threshold: TissueThresholdOpt = 0.5,
+    allow_upsample: AllowUpsampleOpt = False,
+    overwrite: OverwriteOpt = False,
+    seed: SeedOpt = 0,
+) -> None:
+    """Embed every tissue tile with an encoder: OUT/<slide_id>.h5 with features, coords and provenance.
+
+    A slide whose complete cache was made with the same encoder, weights and tiling is skipped."""
+    from weakstil.errors import WeakSTILError
+
+    _interrupt_on_sigterm()
+    try:
+        import torch
+
+        from weakstil.embed import cache_path, embed_slide, plan_threads
+        from weakstil.encoders.factory import create_encoder, resolve_device
+        from weakstil.tiles import TilingParams
+
+        dev = resolve_device(device)
+        n_workers, n_threads = plan_threads(dev.type, workers or None)
+        torch.set_num_threads(n_threads)
+        if dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels
+        enc = create_encoder(encoder, weights, str(dev), seed=seed)
+    except WeakSTILError as exc:
+        error_line(exc.one_line())
+        raise typer.Exit(1) from None
+    log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; %d decode thread(s), %d torch thread(s)", enc.name,
+             enc.card.model, enc.embed_dim, enc.weights_sha256[:12], dev, enc.precision, n_workers, n_threads)
+    params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
+    failed = 0
+    seen: dict[Path, Path] = {}
+    with _bar_progress("tiles") as progress:
+        for path in expand_slides(slides):
+            target = cache_path(out, path)
+            if target in seen:
+                failed += 1
+                error_line(f"{path}: has the same slide id as {seen[target]} (both would write {target}). "
+                           "Fix: rename one of the files.")
+                continue
+            seen[target] = path
+            task = progress.add_task(path.name, total=None, info="")
+
+            def on_batch(done: int, total: int, task=task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            try:
+                r = embed_slide(path, enc, target, params, slide_mpp=slide_mpp, allow_upsample=allow_upsample,
+                                batch_size=batch_size, workers=n_workers, overwrite=overwrite, seed=seed,
+                                progress=on_batch)
+            except WeakSTILError as exc:
+                failed += 1
+                error_line(exc.one_line())
+                continue
+            finally:
+                progress.remove_task(task)
+            if r.skipped:
+                log.info("%s: up to date (%d tiles) -> %s", path, r.n_tiles, r.path)
+            else:
+                log.info("%s: %d tiles x %d -> %s (%.0f tiles/s)", path, r.n_tiles, enc.embed_dim, r.path,
+                         r.tiles_per_s)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def pretrain(
+    slides: SlidesArg,
+    out: OutOpt,
+    encoder: EncoderOpt = "small-cnn",
+    weights: Annotated[
+        Optional[str], typer.Option("--weights", help="Start from these weights (default: random init).")
+    ] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimisation steps in total (default 200).")] = None,
+    epochs: Annotated[
+        Optional[float], typer.Option("--epochs", help="Instead of --steps: passes over the sampled tiles.")
+    ] = None,
+    batch_size: BatchSizeOpt = 64,
+    tiles_per_slide: Annotated[int, typer.Option("--tiles-per-slide", help="Random tissue tiles kept per slide.")] = 256,
+    crop_px: Annotated[int, typer.Option("--crop-px", help="Side of the augmented views in pixels.")] = 128,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, cosine schedule).")] = 1e-3,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
+    workers: WorkersOpt = 0,
+    slide_mpp: SlideMppOpt = None,
+    mpp: MppOpt = 0.5,
+    tile_size: TileSizeOpt = 224,
+    tissue_threshold: TissueThresholdOpt = 0.5,
+    allow_upsample: AllowUpsampleOpt = False,
+) -> None:
+    """Self-supervised pretraining (SimCLR, H&E-aware augmentation) of an encoder on tissue tiles.
+
+    Writes OUT/model.safetensors and OUT/card.yaml (use OUT as 'weakstil embed --encoder OUT'),
+    and a checkpoint for --resume."""
+    from weakstil.errors import WeakSTILError
+
+    _interrupt_on_sigterm()
+    failed = 0
+
+    def slide_error(path, exc) -> None:
+        nonlocal failed
+        failed += 1
+        error_line(exc.one_line())
+
+    try:
+        from weakstil.embed import plan_threads
+        from weakstil.encoders.factory import resolve_device
+        from weakstil.pretrain import PretrainConfig
+        from weakstil.pretrain import pretrain as run_pretrain
+
+        dev = resolve_device(device)
+        n_workers, _ = plan_threads(dev.type, workers or None)  # tiles are read once, before training
+        # training keeps torch's own thread count (all cores, or OMP_NUM_THREADS when set)
+        cfg = PretrainConfig(encoder=encoder, init_weights=weights or "random", steps=steps, epochs=epochs,
+                             batch_size=batch_size, tiles_per_slide=tiles_per_slide, crop_px=crop_px, lr=lr,
+                             seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold)
+        with _bar_progress("steps") as progress:
+            task = progress.add_task("pretrain", total=None, info="")
+
+            def on_step(step: int, total: int, loss: float) -> None:
+                progress.update(task, completed=step, total=total, info=f"loss {loss:.3f}")
+
+            result = run_pretrain(expand_slides(slides), out, cfg, device=str(dev), resume=resume,
+                                  slide_mpp=slide_mpp, allow_upsample=allow_upsample, workers=n_workers,
+                                  on_step=on_step, on_slide_error=slide_error)
+    except WeakSTILError as exc:
+        error_line(exc.one_line())
+        raise typer.Exit(1) from None
+    log.info("encoder '%s': %d steps on %d tiles, loss %.3f, weights sha256 %s -> %s", result.card.name,
+             result.steps, result.n_tiles, result.final_loss, result.weights_sha256[:12], out)
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

@@ -340,3 +340,71 @@ def train_tumorbed(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     log.info("tumour-bed detector: %d slides, %d tiles, leave-one-slide-out Dice %.3f (smooth %g µm, threshold %g)",
              len(slides), len(y), best_dice, best.smooth_um, best.threshold)
     return model
+
+
+def resolve_tumorbed(slide_id: str, data: dict, *, annotations: str | Path | None = None,
+                     detector: TumorBedModel | None = None) -> TumorBed:
+    """The tumour bed of one slide from its feature/tiles data, by precedence:
+    annotation file (matched by slide id) > trained detector > whole tissue."""
+    from weakstil.annotations import find_annotation
+
+    geom = SlideGeometry.from_attrs(data)
+    annotation = find_annotation(annotations, slide_id)
+    if annotation is not None:
+        return from_annotation(annotation, geom)
+    if detector is not None:
+        return detector.detect(np.asarray(data["features"]), geom)
+    return whole_tissue(geom)
+
+
+def check_detector_matches(detector: TumorBedModel, data: dict, where: str | Path) -> None:
+    """A detector only works on embeddings of the encoder it was trained on."""
+    enc, sha = detector.encoder_key
+    if enc is None:
+        return
+    got_enc, got_sha = data.get("encoder"), data.get("weights_sha256")
+    if (enc, sha) != (got_enc, got_sha):
+        raise WeakSTILError(
+            f"tumour-bed detector was trained on encoder '{enc}' (weights {str(sha)[:12]}) but the features "
+            f"come from '{got_enc}' (weights {str(got_sha)[:12]})",
+            path=where, fix="train the detector on features of the same encoder, or re-embed",
+        )
+
+
+def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path, *,
+                              slide_ids: list[str] | None = None, max_slides: int = 10,
+                              seed: int = 0) -> TumorBedModel:
+    """Train a detector on the cached embeddings of slides that have an annotation file.
+
+    ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
+    """
+    from weakstil.annotations import find_annotation
+    from weakstil.embed import read_features
+
+    features_dir = Path(features_dir)
+    if slide_ids is None:
+        slide_ids = sorted(p.stem for p in features_dir.glob("*.h5"))
+    chosen: list[AnnotatedSlide] = []
+    identity = None
+    for sid in slide_ids:
+        if len(chosen) >= max_slides:
+            break
+        annotation = find_annotation(annotations, sid)
+        if annotation is None or not (features_dir / f"{sid}.h5").is_file():
+            continue
+        data = read_features(features_dir / f"{sid}.h5")
+        key = (data.get("encoder"), data.get("weights_sha256"))
+        if identity is None:
+            identity = key
+        elif key != identity:
+            raise WeakSTILError(f"features of {sid} come from another encoder than the other slides",
+                                path=features_dir / f"{sid}.h5", fix="embed all slides with one encoder")
+        geom = SlideGeometry.from_attrs(data)
+        bed = from_annotation(annotation, geom)
+        chosen.append(AnnotatedSlide(sid, np.asarray(data["features"], np.float32), geom, bed.mask))
+    if not chosen:
+        raise WeakSTILError("no slide has both cached features and an annotation", path=annotations,
+                            fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
+    meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(annotations),
+            "model_id": f"tumorbed-{len(chosen)}slides"}
+    return train_tumorbed(chosen, seed=seed, meta=meta)

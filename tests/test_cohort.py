@@ -1,0 +1,187 @@
+"""Cohort CSV validation, grouped cross-validation splits and the metrics they feed."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from planted import write_feature_file
+from weakstil.cohort import CohortError, group_holdout, group_kfold, read_cohort
+from weakstil.errors import WeakSTILError
+from weakstil.metrics import (
+    calibration_table,
+    classification_at,
+    mae,
+    pearson,
+    r2_score,
+    rmse,
+    roc_auc,
+    roc_curve,
+    spearman,
+)
+
+
+def _cohort_dir(tmp_path: Path, ids=("A", "B", "C")) -> Path:
+    root = tmp_path / "study"
+    (root / "slides").mkdir(parents=True)
+    for sid in ids:
+        (root / "slides" / f"{sid}.tiff").write_bytes(b"x")
+    return root
+
+
+def test_valid_cohort_resolves_paths_against_csv_folder(tmp_path, monkeypatch):
+    root = _cohort_dir(tmp_path)
+    csv = root / "cohort.csv"
+    csv.write_text("slide_id,path,stil,group\nA,slides/A.tiff,12.5,P1\nB,slides/B.tiff,40,P1\nC,slides/C.tiff,0,P2\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)  # relative paths must not depend on the working directory
+    cohort = read_cohort(Path("..") / "study" / "cohort.csv")
+    assert cohort.slide_ids == ["A", "B", "C"]
+    assert cohort.labels.tolist() == [12.5, 40.0, 0.0]
+    assert cohort.group_column == "group"
+    assert cohort.groups.tolist() == ["P1", "P1", "P2"]
+    for p, sid in zip(cohort.table["path"], cohort.slide_ids):
+        assert Path(p).is_absolute() and Path(p).samefile(root / "slides" / f"{sid}.tiff")
+    # grouping off: every slide is its own group
+    flat = read_cohort(csv, group_column="none")
+    assert flat.group_column is None and flat.groups.tolist() == ["A", "B", "C"]
+
+
+def test_every_bad_row_reported_in_one_error(tmp_path):
+    root = _cohort_dir(tmp_path, ids=("A", "B", "D", "E", "F", "G", "H"))
+    csv = root / "cohort.csv"
+    csv.write_text(
+        "slide_id,path,stil,group\n"
+        "A,slides/A.tiff,10,P1\n"      # row 2 ok
+        "B,slides/missing.tiff,20,P1\n"  # row 3 file not found
+        "A,slides/A.tiff,30,P2\n"      # row 4 duplicate id
+        "D,slides/D.tiff,abc,P2\n"     # row 5 not a number
+        "E,slides/E.tiff,,P3\n"        # row 6 empty label
+        "F,slides/F.tiff,150,P3\n"     # row 7 out of range
+        "G,slides/G.tiff,nan,P4\n"     # row 8 NaN
+        "H,slides/H.tiff,-1,\n"        # row 9 negative and empty group
+        ",slides/H.tiff,5,P5\n"        # row 10 empty id
+    )
+    with pytest.raises(CohortError) as info:
+        read_cohort(csv)
+    msg = info.value.one_line()
+    assert "\n" not in msg
+    assert "8 bad rows" in msg
+    for expected in ("row 3 (B): file not found slides/missing.tiff", "row 4 (A): duplicate slide_id (first on row 2)",
+                     "row 5 (D): stil 'abc' is not a number", "row 6 (E): stil is empty",
+                     "row 7 (F): stil 150 is outside 0-100", "row 8 (G): stil is NaN",
+                     "row 9 (H): stil -1 is outside 0-100, group is empty", "row 10: slide_id is empty"):
+        assert expected in msg, (expected, msg)
+    assert "row 2 (" not in msg
+    assert str(csv) in msg and "Fix:" in msg
+
+
+def test_missing_features_are_bad_rows(tmp_path):
+    root = _cohort_dir(tmp_path)
+    csv = root / "cohort.csv"
+    csv.write_text("slide_id,path,stil\nA,slides/A.tiff,10\nB,slides/B.tiff,20\nC,slides/C.tiff,30\n")
+    feats = tmp_path / "cache"
+    write_feature_file(feats / "A.h5", "A", np.zeros((3, 4)), np.zeros((3, 2)))
+    write_feature_file(feats / "C.h5", "C", np.zeros((3, 4)), np.zeros((3, 2)), complete=0)
+    with pytest.raises(CohortError) as info:
+        read_cohort(csv, features_dir=feats)
+    msg = str(info.value)
+    assert "2 bad rows" in msg
+    assert f"row 3 (B): no features {feats / 'B.h5'}" in msg
+    assert "row 4 (C): features" in msg and "incomplete" in msg
+    assert read_cohort(csv).slide_ids == ["A", "B", "C"]  # without --features the rows are fine
+
+
+def test_missing_columns_named(tmp_path):
+    csv = tmp_path / "c.csv"
+    csv.write_text("id,file,stil\nA,a.tiff,1\n")
+    with pytest.raises(CohortError, match="missing columns slide_id, path"):
+        read_cohort(csv)
+    csv.write_text("slide_id,path,stil\nA,a.tiff,1\n")
+    with pytest.raises(CohortError, match="missing column centre"):
+        read_cohort(csv, group_column="centre", check_files=False)
+    with pytest.raises(CohortError, match="not found"):
+        read_cohort(tmp_path / "nope.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(CohortError, match="empty"):
+        read_cohort(tmp_path / "empty.csv")
+
+
+@pytest.mark.parametrize("n_folds", [2, 3, 5])
+def test_group_kfold_never_splits_a_group(n_folds):
+    rng = np.random.default_rng(n_folds)
+    groups = np.array([f"P{g}" for g in rng.integers(0, 17, size=120)], dtype=object)
+    folds = group_kfold(groups, n_folds, seed=1)
+    assert folds.shape == (120,) and set(folds.tolist()) == set(range(n_folds))  # covers every slide
+    for g in np.unique(groups):
+        assert len(set(folds[groups == g].tolist())) == 1, g
+    for k in range(n_folds):  # train and test never share a group
+        assert not set(groups[folds == k]) & set(groups[folds != k])
+    sizes = np.bincount(folds)
+    assert sizes.max() - sizes.min() <= np.unique(groups, return_counts=True)[1].max()
+    # same seed, same folds; another seed usually differs
+    assert (group_kfold(groups, n_folds, seed=1) == folds).all()
+
+
+def test_plain_kfold_and_too_few_groups():
+    ids = np.array([f"S{i}" for i in range(11)], dtype=object)
+    folds = group_kfold(ids, 5, seed=0)
+    assert sorted(np.bincount(folds).tolist()) == [2, 2, 2, 2, 3]
+    with pytest.raises(WeakSTILError, match="3 groups but 5 folds"):
+        group_kfold(np.array(["a", "b", "c", "a"], dtype=object), 5)
+
+
+def test_group_holdout_takes_whole_groups():
+    groups = np.array(["a"] * 5 + ["b"] * 5 + ["c"] * 5 + ["d"] * 5, dtype=object)
+    held = group_holdout(groups, 0.25, seed=3)
+    assert 0 < held.sum() < len(groups)
+    for g in "abcd":
+        assert len(set(held[groups == g].tolist())) == 1
+    assert not group_holdout(np.array(["a"] * 4, dtype=object), 0.5).any()
+
+
+# --- metrics ------------------------------------------------------------------------------
+
+
+def test_regression_metrics_match_definitions():
+    rng = np.random.default_rng(0)
+    t = rng.uniform(0, 100, 50)
+    p = t + rng.normal(0, 10, 50)
+    assert r2_score(t, p) == pytest.approx(1 - ((t - p) ** 2).sum() / ((t - t.mean()) ** 2).sum())
+    assert pearson(t, p) == pytest.approx(stats.pearsonr(t, p)[0])
+    assert spearman(t, p) == pytest.approx(stats.spearmanr(t, p)[0])
+    assert mae(t, p) == pytest.approx(np.abs(t - p).mean())
+    assert rmse(t, p) == pytest.approx(np.sqrt(((t - p) ** 2).mean()))
+    assert r2_score(t, t) == 1.0 and math.isnan(r2_score(np.ones(5), np.arange(5)))
+
+
+def test_roc_auc_equals_pairwise_probability():
+    rng = np.random.default_rng(1)
+    y = rng.random(60) < 0.4
+    s = np.round(rng.normal(size=60) + y, 1)  # with ties
+    pos, neg = s[y], s[~y]
+    brute = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+    assert roc_auc(y, s) == pytest.approx(brute)
+    fpr, tpr, _ = roc_curve(y, s)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(brute)
+    assert math.isnan(roc_auc(np.ones(5, bool), np.arange(5)))
+
+
+def test_classification_one_class_absent_has_note():
+    c = classification_at([5, 10, 20], [6, 12, 25], 50)
+    assert math.isnan(c["auc"]) and "one class absent" in c["note"]
+    c = classification_at([5, 40, 60, 20], [6, 45, 20, 25], 30)
+    assert c["auc"] == pytest.approx(0.75) and c["sensitivity"] == 0.5 and c["specificity"] == 1.0
+
+
+def test_calibration_table_bins():
+    rows = calibration_table([10, 20, 80, 100], [5, 15, 85, 100])
+    by_low = {r["bin_low"]: r for r in rows}
+    assert by_low[0]["n"] == 1 and by_low[10]["mean_true"] == 20
+    assert by_low[80]["n"] == 1 and by_low[90]["n"] == 1  # 100 falls in the last bin
+    assert sum(r["n"] for r in rows) == 4

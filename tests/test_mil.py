@@ -1,0 +1,204 @@
+"""The MIL regressor: learns tile sTIL from slide labels only, is reproducible, saves strictly."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from planted import make_planted_cohort, write_feature_file
+from weakstil.cohort import read_cohort
+from weakstil.errors import WeakSTILError
+from weakstil.evaluation import read_tile_scores
+from weakstil.metrics import pearson, r2_score
+from weakstil.mil import (
+    Architecture,
+    FeatureBank,
+    ModelError,
+    TileMIL,
+    TrainConfig,
+    check_features_match_model,
+    fit,
+    load_model,
+    save_model,
+    score_slides,
+)
+from weakstil.train import train_cohort
+
+
+def _bank(root):
+    cohort = read_cohort(root / "labels.csv", features_dir=root / "features")
+    return cohort, FeatureBank.load(cohort.feature_paths(root / "features"), cohort.slide_ids)
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    root = tmp_path_factory.mktemp("planted")
+    table, truth = make_planted_cohort(root, 48, n_groups=8, seed=0)
+    return root, table, truth
+
+
+def _tile_pearson(tiles_dir, truth):
+    pred, true = [], []
+    for sid, u in truth.items():
+        d = read_tile_scores(tiles_dir / f"{sid}.h5")
+        pred.append(d["tile_scores"])
+        true.append(u)
+    return pearson(np.concatenate(true), np.concatenate(pred))
+
+
+@pytest.mark.parametrize("aggregator, min_r2, min_tile_r", [("mean", 0.9, 0.9), ("attention", 0.75, 0.8)])
+def test_learns_tile_stil_from_slide_labels(planted, tmp_path, aggregator, min_r2, min_tile_r):
+    """Out-of-fold: slide R² and the tile scores' correlation with the hidden tile sTIL."""
+    root, table, truth = planted
+    cfg = TrainConfig(aggregator=aggregator, hidden=32, epochs=80, patience=15, lr=3e-3, seed=0)
+    out = tmp_path / "model"
+    res = train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
+    oof = np.genfromtxt(out / "cv" / "oof_predictions.csv", delimiter=",", names=True, dtype=None, encoding=None)
+    assert len(oof) == len(table)
+    r2 = r2_score(oof["stil_true"], oof["stil_pred"])
+    assert r2 == pytest.approx(res["cv"]["metrics"]["r2"])
+    assert r2 >= min_r2
+    # the heatmap property: tiles scored by a model that never saw the slide's label
+    assert _tile_pearson(out / "cv" / "tiles", truth) >= min_tile_r
+    d = read_tile_scores(out / "cv" / "tiles" / "S000.h5")
+    assert d["weights"].sum() == pytest.approx(1.0, abs=1e-4)
+    assert ("attention" in d) == (aggregator == "attention")
+    assert 0 <= d["tile_scores"].min() and d["tile_scores"].max() <= 100
+
+
+def test_tumorbed_flags_restrict_the_slide_score(tmp_path):
+    root = tmp_path / "bed"
+    table, truth = make_planted_cohort(root, 36, tumorbed=True, seed=3)
+    cohort, bank = _bank(root)
+    assert all(0 < b.tile_mask.sum() < b.n for b in bank.bags)
+    res = fit(bank, cohort.labels, np.arange(28), np.arange(28, 32), TrainConfig(hidden=32, epochs=80, lr=3e-3),
+              seed=0)
+    scores = score_slides(res.model, bank, range(32, 36))
+    for s, b in zip(scores, bank.bags[32:36]):
+        assert (s.weights[~b.tile_mask] == 0).all()
+        assert s.stil == pytest.approx(s.tile_scores[b.tile_mask].mean(), abs=1e-3)
+    preds = np.array([s.stil for s in score_slides(res.model, bank)])
+    assert r2_score(cohort.labels, preds) > 0.9
+
+
+def test_aggregators_respect_mask():
+    torch.manual_seed(0)
+    for agg in ("mean", "attention"):
+        model = TileMIL(Architecture(input_dim=6, hidden=8, aggregator=agg)).eval()
+        x = torch.randn(2, 5, 6)
+        mask = torch.tensor([[True, True, False, False, False], [True, True, True, True, True]])
+        slide, scores, w = model(x, mask)
+        assert torch.allclose(w.sum(1), torch.ones(2))
+        assert (w[0, 2:] == 0).all()
+        assert torch.allclose(slide, (w * scores).sum(1))
+        # padding rows do not change a slide's score
+        slide_alone, _, _ = model(x[:1, :2], mask[:1, :2])
+        assert torch.allclose(slide_alone, slide[:1], atol=1e-5)
+        assert ((scores >= 0) & (scores <= 100)).all()
+    mean_model = TileMIL(Architecture(input_dim=6, hidden=8, aggregator="mean")).eval()
+    s, sc, _ = mean_model(x, mask)
+    assert torch.allclose(s[0], sc[0, :2].mean())
+
+
+def test_same_seed_same_model_bytes(planted, tmp_path):
+    root, _, _ = planted
+    cohort, bank = _bank(root)
+    cfg = TrainConfig(aggregator="attention", hidden=16, epochs=6, patience=3, lr=3e-3, seed=5)
+    idx, val = np.arange(40), np.arange(40, 48)
+    blobs = []
+    for run in range(2):
+        res = fit(bank, cohort.labels, idx, val, cfg, seed=5)
+        save_model(res.model, tmp_path / f"m{run}", {"encoder": {}, "tiling": {}})
+        blobs.append((tmp_path / f"m{run}" / "model.safetensors").read_bytes())
+    assert blobs[0] == blobs[1]
+    res = fit(bank, cohort.labels, idx, val, cfg, seed=6)
+    save_model(res.model, tmp_path / "other", {"encoder": {}, "tiling": {}})
+    assert (tmp_path / "other" / "model.safetensors").read_bytes() != blobs[0]
+
+
+def _tamper(model_dir, state_edit):
+    from safetensors.torch import load_file, save_file
+
+    from weakstil.mil import sha256_file
+
+    path = model_dir / "model.safetensors"
+    state = load_file(str(path))
+    state_edit(state)
+    save_file(state, str(path))
+    meta = json.loads((model_dir / "model.json").read_text())
+    meta["weights_sha256"] = sha256_file(path)  # a consistent hash: only the strict key check can catch it
+    (model_dir / "model.json").write_text(json.dumps(meta))
+
+
+def test_save_load_round_trip_is_strict(planted, tmp_path):
+    root, _, _ = planted
+    cohort, bank = _bank(root)
+    res = fit(bank, cohort.labels, np.arange(40), None, TrainConfig(aggregator="attention", hidden=16), seed=0,
+              epochs=2)
+    meta = {"encoder": {"name": "planted", "weights_sha256": bank.identity["weights_sha256"]},
+            "tiling": {"mpp": 0.5, "tile_px": 224}, "threshold": 30.0}
+    save_model(res.model, tmp_path / "m", meta)
+    loaded, got = load_model(tmp_path / "m")
+    assert got["architecture"]["aggregator"] == "attention" and got["threshold"] == 30.0
+    a = score_slides(res.model, bank, range(3))
+    b = score_slides(loaded, bank, range(3))
+    for x, y in zip(a, b):
+        assert x.stil == y.stil and np.array_equal(x.tile_scores, y.tile_scores)
+        assert np.array_equal(x.attention, y.attention)
+
+    # bytes changed behind model.json's back
+    import shutil
+
+    shutil.copytree(tmp_path / "m", tmp_path / "bytes")
+    blob = bytearray((tmp_path / "bytes" / "model.safetensors").read_bytes())
+    blob[-1] ^= 0xFF
+    (tmp_path / "bytes" / "model.safetensors").write_bytes(bytes(blob))
+    with pytest.raises(ModelError, match="does not match model.json"):
+        load_model(tmp_path / "bytes")
+
+    # a renamed key, hash updated: strict loading still refuses
+    shutil.copytree(tmp_path / "m", tmp_path / "key")
+    _tamper(tmp_path / "key", lambda s: s.__setitem__("score.weight_renamed", s.pop("score.weight")))
+    with pytest.raises(ModelError, match="missing score.weight; unexpected score.weight_renamed"):
+        load_model(tmp_path / "key")
+
+    # a wrong shape
+    shutil.copytree(tmp_path / "m", tmp_path / "shape")
+    _tamper(tmp_path / "shape", lambda s: s.__setitem__("score.bias", torch.zeros(2)))
+    with pytest.raises(ModelError, match="wrong shape score.bias"):
+        load_model(tmp_path / "shape")
+
+    with pytest.raises(ModelError, match="model directory not found"):
+        load_model(tmp_path / "nothing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match="model.json is missing"):
+        load_model(tmp_path / "empty")
+
+
+def test_encoder_mismatch_refused(tmp_path):
+    meta = {"encoder": {"name": "small-cnn", "weights_sha256": "aa" * 32}, "tiling": {"mpp": 0.5, "tile_px": 224}}
+    same = {"encoder": "small-cnn", "weights_sha256": "aa" * 32, "mpp": 0.5, "tile_px": 224}
+    check_features_match_model(meta, same, tmp_path)
+    with pytest.raises(ModelError, match="encoder 'ctranspath' but the model was trained on 'small-cnn'"):
+        check_features_match_model(meta, {**same, "encoder": "ctranspath"}, tmp_path)
+    with pytest.raises(ModelError, match="encoder weights bbbbbbbbbbbb"):
+        check_features_match_model(meta, {**same, "weights_sha256": "bb" * 32}, tmp_path)
+    with pytest.raises(ModelError, match="mpp 1.0 but the model's is 0.5"):
+        check_features_match_model(meta, {**same, "mpp": 1.0}, tmp_path)
+
+
+def test_bank_refuses_mixed_encoders(tmp_path):
+    paths = []
+    for i in range(4):
+        paths.append(write_feature_file(tmp_path / f"S{i}.h5", f"S{i}", np.zeros((5, 8)), np.zeros((5, 2)),
+                                        encoder="other" if i == 3 else "planted"))
+    with pytest.raises(WeakSTILError, match="1 slides differ from the majority.*e.g. S3"):
+        FeatureBank.load(paths)
+    write_feature_file(tmp_path / "S3.h5", "S3", np.zeros((5, 9)), np.zeros((5, 2)))
+    with pytest.raises(WeakSTILError, match="embedding size"):
+        FeatureBank.load(paths)
+    bank = FeatureBank.load(paths[:3])
+    assert bank.features.shape == (15, 8) and [b.n for b in bank.bags] == [5, 5, 5]

@@ -1,0 +1,274 @@
+"""Cohort tables: which slides, where they are, and their slide-level sTIL% labels.
+
+A cohort CSV has the columns ``slide_id,path,stil`` and optionally a group column
+(patient or centre) used to keep related slides on one side of a cross-validation split.
+``path`` is relative to the CSV's own folder (absolute paths are accepted). ``stil`` is
+the stromal TIL percentage, 0-100.
+
+Validation collects every problem before failing, so one run tells the user about all
+bad rows at once. Rows are numbered as lines of the file (the header is row 1).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from weakstil.errors import WeakSTILError
+
+log = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ("slide_id", "path", "stil")
+#: Used as group column when the user does not name one and the CSV has it.
+DEFAULT_GROUP_COLUMN = "group"
+#: Values of ``--group-column`` that switch grouping off.
+NO_GROUP = {"", "none", "no", "off"}
+
+
+class CohortError(WeakSTILError):
+    """The cohort CSV has missing columns or bad rows."""
+
+
+@dataclass
+class Cohort:
+    """A validated cohort.
+
+    ``table`` has one row per slide with columns ``slide_id`` (str), ``path`` (absolute
+    path as str), ``stil`` (float, 0-100, NaN only when labels were not required),
+    ``group`` (str; the slide id itself when the cohort has no group column), ``row``
+    (line number in the CSV) and ``features`` (the slide's feature file, when read with
+    ``features_dir``).
+    """
+
+    csv_path: Path
+    table: pd.DataFrame
+    group_column: str | None
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def slide_ids(self) -> list[str]:
+        return self.table["slide_id"].tolist()
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.table["stil"].to_numpy(dtype=np.float64)
+
+    @property
+    def groups(self) -> np.ndarray:
+        return self.table["group"].to_numpy(dtype=object)
+
+    def feature_paths(self, features_dir: str | Path) -> list[Path]:
+        """Each slide's feature file (as found when the cohort was read with ``features_dir``)."""
+        if "features" in self.table and self.table["features"].notna().all():
+            return [Path(p) for p in self.table["features"]]
+        return [feature_path(features_dir, s) for s in self.slide_ids]
+
+
+def feature_path(features_dir: str | Path, slide_id: str, slide_path: str | Path | None = None) -> Path:
+    """Where stage 1 caches the features of a slide: ``<slide_id>.h5``, or the slide file's own
+    id (``weakstil embed`` names caches after the file) when only that exists."""
+    first = Path(features_dir) / f"{slide_id}.h5"
+    if not first.exists() and slide_path is not None:
+        from weakstil.slide import slide_id_from_path
+
+        other = Path(features_dir) / f"{slide_id_from_path(slide_path)}.h5"
+        if other.exists():
+            return other
+    return first
+
+
+def resolve_group_column(columns: list[str], group_column: str | None) -> str | None:
+    """``None`` means 'use ``group`` if the CSV has it'; 'none' switches grouping off."""
+    if group_column is None:
+        return DEFAULT_GROUP_COLUMN if DEFAULT_GROUP_COLUMN in columns else None
+    if group_column.strip().lower() in NO_GROUP:
+        return None
+    return group_column.strip()
+
+
+def _parse_stil(raw: str) -> tuple[float | None, str | None]:
+    """The label as a float, or the reason it is unusable."""
+    text = raw.strip()
+    if text == "":
+        return None, "stil is empty"
+    try:
+        value = float(text.rstrip("%"))
+    except ValueError:
+        return None, f"stil {raw!r} is not a number"
+    if math.isnan(value):
+        return None, "stil is NaN"
+    if not 0.0 <= value <= 100.0:
+        return None, f"stil {text} is outside 0-100"
+    return value, None
+
+
+def _check_features(path: Path, shown: str) -> str | None:
+    if not path.exists():
+        return f"no features {shown}"
+    try:
+        import h5py
+
+        with h5py.File(path, "r") as f:
+            if int(f.attrs.get("complete", 0)) != 1:
+                return f"features {shown} are incomplete (interrupted run)"
+            if "features" not in f:
+                return f"features {shown} have no 'features' dataset"
+    except OSError:
+        return f"features {shown} are unreadable"
+    return None
+
+
+def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None, group_column: str | None = None,
+                require_labels: bool = True, check_files: bool = True) -> Cohort:
+    """Read and validate a cohort CSV; raise one :class:`CohortError` listing every bad row.
+
+    ``features_dir`` also checks each slide has complete cached features there.
+    ``group_column`` names the grouping column (``None``: ``group`` if present, ``"none"``:
+    no grouping). ``require_labels=False`` allows an empty ``stil`` (scoring unlabelled slides).
+    """
+    csv_path = Path(csv_path)
+    if not csv_path.exists():
+        raise CohortError("cohort CSV not found", path=csv_path, fix="check the path")
+    if csv_path.is_dir():
+        raise CohortError("is a directory, not a cohort CSV", path=csv_path, fix="pass the CSV file")
+    try:
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise CohortError("cohort CSV is empty", path=csv_path,
+                          fix="write a header 'slide_id,path,stil' and one row per slide") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise CohortError(f"cannot parse the cohort CSV ({str(exc).splitlines()[0]})", path=csv_path,
+                          fix="save it as a comma-separated UTF-8 text file") from None
+    raw.columns = [str(c).strip() for c in raw.columns]
+    columns = list(raw.columns)
+    group_col = resolve_group_column(columns, group_column)
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    if group_col is not None and group_col not in columns:
+        missing.append(f"{group_col} (the --group-column)")
+    if missing:
+        raise CohortError(
+            f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",
+            path=csv_path,
+            fix="the header must have slide_id,path,stil (plus the group column if one is named)",
+        )
+    if len(raw) == 0:
+        raise CohortError("cohort CSV has no rows", path=csv_path, fix="add one row per slide")
+
+    if features_dir is not None and not Path(features_dir).is_dir():
+        raise CohortError("feature cache directory not found", path=features_dir,
+                          fix="pass the --out directory of 'weakstil embed'")
+    base = csv_path.resolve().parent
+    problems: list[str] = []
+    first_row: dict[str, int] = {}
+    records = []
+    for i, rec in enumerate(raw.to_dict("records")):
+        row = i + 2  # line in the file: header is line 1
+        reasons: list[str] = []
+        sid = str(rec["slide_id"]).strip()
+        if sid == "":
+            reasons.append("slide_id is empty")
+        elif sid in first_row:
+            reasons.append(f"duplicate slide_id (first on row {first_row[sid]})")
+        else:
+            first_row[sid] = row
+        if any(ch in sid for ch in "/\\"):
+            reasons.append(f"slide_id {sid!r} contains a path separator")
+        rel = str(rec["path"]).strip()
+        full = None
+        if rel == "":
+            reasons.append("path is empty")
+        else:
+            full = Path(rel) if Path(rel).is_absolute() else base / rel
+            if check_files and not full.exists():
+                reasons.append(f"file not found {rel}")
+        stil_raw = str(rec["stil"])
+        stil, why = _parse_stil(stil_raw)
+        if why and (require_labels or stil_raw.strip() != ""):
+            reasons.append(why)
+        group = sid
+        if group_col is not None:
+            group = str(rec[group_col]).strip()
+            if group == "":
+                reasons.append(f"{group_col} is empty")
+        fp = None
+        if features_dir is not None and sid and "duplicate" not in " ".join(reasons):
+            fp = feature_path(features_dir, sid, full)
+            why = _check_features(fp, str(fp))
+            if why:
+                reasons.append(why)
+        if reasons:
+            label = f"row {row} ({sid})" if sid else f"row {row}"
+            problems.append(f"{label}: {', '.join(reasons)}")
+            continue
+        records.append({"slide_id": sid, "path": str(full), "stil": np.nan if stil is None else stil,
+                        "group": group, "row": row, "features": None if fp is None else str(fp)})
+    if problems:
+        n = len(problems)
+        raise CohortError(f"{n} bad row{'s' if n > 1 else ''}: " + "; ".join(problems), path=csv_path,
+                          fix="correct or remove these rows (paths are relative to the CSV's folder)")
+    table = pd.DataFrame.from_records(records, columns=["slide_id", "path", "stil", "group", "row", "features"])
+    log.debug("%s: %d slides, group column %s", csv_path, len(table), group_col)
+    return Cohort(csv_path=csv_path, table=table, group_column=group_col)
+
+
+# --- cross-validation splits ------------------------------------------------------------
+
+
+def group_kfold(groups: np.ndarray | list, n_folds: int, seed: int = 0, *, what: str = "groups") -> np.ndarray:
+    """Fold index (0..n_folds-1) per item, never splitting a group across folds.
+
+    Groups are shuffled with ``seed`` and then placed, largest first, into the fold with
+    the fewest items so far (balanced sizes, like scikit-learn's GroupKFold but seeded).
+    Raises :class:`WeakSTILError` when there are fewer groups than folds.
+    """
+    groups = np.asarray(groups, dtype=object)
+    uniq, inverse, counts = np.unique(groups.astype(str), return_inverse=True, return_counts=True)
+    if n_folds < 2:
+        raise WeakSTILError(f"cross-validation needs at least 2 folds, got {n_folds}",
+                            fix="pass --folds 2 or more (or --folds 1 to skip cross-validation)")
+    if len(uniq) < n_folds:
+        raise WeakSTILError(
+            f"{len(uniq)} {what} but {n_folds} folds: every fold needs at least one group of its own",
+            fix=f"pass --folds {max(2, len(uniq))} or fewer, or --group-column none to split by slide",
+        )
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(len(uniq))
+    # stable sort by size (descending) over the shuffled order: random tie-breaking
+    order = perm[np.argsort(-counts[perm], kind="stable")]
+    fold_of_group = np.empty(len(uniq), dtype=np.int64)
+    sizes = np.zeros(n_folds, dtype=np.int64)
+    for g in order:
+        k = int(np.argmin(sizes))  # first smallest fold
+        fold_of_group[g] = k
+        sizes[k] += counts[g]
+    return fold_of_group[inverse]
+
+
+def group_holdout(groups: np.ndarray | list, fraction: float, seed: int = 0) -> np.ndarray:
+    """Boolean mask of items held out for validation: about ``fraction`` of the items,
+    whole groups only, at least one group, never all groups. All False when there is only one group."""
+    groups = np.asarray(groups, dtype=object).astype(str)
+    uniq = np.unique(groups)
+    if len(uniq) < 2:
+        return np.zeros(len(groups), dtype=bool)
+    rng = np.random.default_rng(seed)
+    target = max(1.0, fraction * len(groups))
+    held: list[str] = []
+    n = 0
+    for g in rng.permutation(uniq):
+        if len(held) >= len(uniq) - 1 or n >= target:
+            break
+        size = int((groups == g).sum())
+        # add a group unless it overshoots by more than it helps
+        if n > 0 and abs(n + size - target) > abs(n - target):
+            continue
+        held.append(g)
+        n += size
+    return np.isin(groups, held)

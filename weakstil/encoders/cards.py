@@ -1,0 +1,209 @@
+"""Encoder cards: one YAML file per tile encoder, saying how to build it and how to feed it.
+
+The built-in cards live in ``weakstil/encoders/cards/*.yaml`` (shipped with the package);
+``weakstil pretrain`` writes a ``card.yaml`` next to its ``model.safetensors``. Fields:
+
+=================  ==================================================================
+``name``           registry name (``weakstil embed --encoder NAME``)
+``source``         ``timm`` (``timm.create_model(model, **model_kwargs)``) or ``weakstil``
+``model``          timm architecture name, or a WeakSTIL model (``small_cnn``)
+``model_kwargs``   keyword arguments for the constructor; ``"@Name"`` strings name an
+                   allow-listed layer (:data:`weakstil.encoders.layers.LAYER_NAMES`)
+``hub_id``         ``hf-hub:org/repo`` holding the weights, or null
+``input_px``       side of the square input in pixels
+``mpp``            µm/px the encoder was trained at
+``mean``/``std``   per-channel normalisation of RGB in [0, 1]
+``embed_dim``      length of the tile embedding
+``pooling``        ``default`` (model output) or ``cls_mean_patch`` (CLS ‖ mean patch token)
+``precision``      ``fp32``, ``bf16`` or ``fp16``: autocast dtype on CUDA (CPU runs fp32)
+``licence``        licence of the weights; ``gated``: true when the hub asks for a login
+``weights_sha256`` sha256 of the weights file when the weights are local (pretrain output)
+``status``         ``ok``, ``experimental`` (unverified) or ``unsupported``
+=================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import asdict, dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from weakstil.errors import WeakSTILError
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+POOLINGS = ("default", "cls_mean_patch")
+SOURCES = ("timm", "weakstil")
+STATUSES = ("ok", "experimental", "unsupported")
+CARD_FILE = "card.yaml"
+_SHA_RE = re.compile(r"^[0-9a-f]{64}$")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*$")
+
+
+class CardError(WeakSTILError):
+    """An encoder card is missing, unknown or invalid."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class EncoderCard:
+    name: str
+    description: str = ""
+    source: str
+    model: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    hub_id: str | None = None
+    input_px: int
+    mpp: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    embed_dim: int
+    pooling: str = "default"
+    precision: str = "fp32"
+    licence: str = "unknown"
+    gated: bool = False
+    weights_sha256: str | None = None
+    status: str = "ok"
+    notes: str = ""
+    #: for cards written by ``weakstil pretrain``: the card it started from and how it was trained
+    base: str | None = None
+    training: dict[str, Any] | None = None
+    #: where the card was read from (not part of the card's content)
+    path: str | None = field(default=None, compare=False)
+
+    # -- conversions ---------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("path")
+        d["mean"], d["std"] = list(self.mean), list(self.std)
+        return {k: v for k, v in d.items() if v is not None}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    @property
+    def hub_repo(self) -> str | None:
+        """``org/repo`` of :attr:`hub_id`."""
+        if not self.hub_id:
+            return None
+        return self.hub_id.split(":", 1)[1]
+
+    @classmethod
+    def from_dict(cls, data: Any, path: str | Path | None = None) -> EncoderCard:
+        """Validate ``data`` (a parsed YAML mapping); raises :class:`CardError`."""
+        where = str(path) if path else "card"
+        fix = "see weakstil/encoders/cards.py for the card fields"
+
+        def bad(message: str) -> CardError:
+            return CardError(message, path=where, fix=fix)
+
+        if not isinstance(data, dict):
+            raise bad("an encoder card must be a YAML mapping")
+        known = {f for f in cls.__dataclass_fields__ if f != "path"}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise bad(f"unknown card field(s) {', '.join(unknown)}")
+        for key in ("name", "source", "model", "input_px", "mpp", "mean", "std", "embed_dim"):
+            if data.get(key) is None:
+                raise bad(f"missing required field '{key}'")
+        d = dict(data)
+        if not isinstance(d["name"], str) or not _NAME_RE.match(d["name"]):
+            raise bad(f"name {d['name']!r} must be letters, digits, '.', '_', '+' or '-'")
+        if d["source"] not in SOURCES:
+            raise bad(f"source must be one of {', '.join(SOURCES)}, not {d['source']!r}")
+        for key in ("input_px", "embed_dim"):
+            if not isinstance(d[key], int) or isinstance(d[key], bool) or d[key] <= 0:
+                raise bad(f"{key} must be a positive integer, not {d[key]!r}")
+        try:
+            d["mpp"] = float(d["mpp"])
+        except (TypeError, ValueError):
+            raise bad(f"mpp must be a number, not {d['mpp']!r}") from None
+        if not 0.05 <= d["mpp"] <= 20:
+            raise bad(f"mpp {d['mpp']} is outside 0.05-20 µm/px")
+        for key in ("mean", "std"):
+            v = d[key]
+            if not isinstance(v, (list, tuple)) or len(v) != 3 or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+                raise bad(f"{key} must be a list of 3 numbers, not {v!r}")
+            d[key] = tuple(float(x) for x in v)
+        if min(d["std"]) <= 0:
+            raise bad("std values must be positive")
+        if d.get("pooling", "default") not in POOLINGS:
+            raise bad(f"pooling must be one of {', '.join(POOLINGS)}, not {d['pooling']!r}")
+        if d.get("precision", "fp32") not in PRECISIONS:
+            raise bad(f"precision must be one of {', '.join(PRECISIONS)}, not {d['precision']!r}")
+        if d.get("status", "ok") not in STATUSES:
+            raise bad(f"status must be one of {', '.join(STATUSES)}, not {d['status']!r}")
+        hub = d.get("hub_id")
+        if hub is not None and (not isinstance(hub, str) or not re.match(r"^hf-hub:[\w.\-]+/[\w.\-]+$", hub)):
+            raise bad(f"hub_id must look like 'hf-hub:org/repo', not {hub!r}")
+        sha = d.get("weights_sha256")
+        if sha is not None and (not isinstance(sha, str) or not _SHA_RE.match(sha)):
+            raise bad("weights_sha256 must be 64 lowercase hex digits")
+        kwargs = d.get("model_kwargs") or {}
+        if not isinstance(kwargs, dict):
+            raise bad("model_kwargs must be a mapping")
+        d["model_kwargs"] = kwargs
+        if "gated" in d and not isinstance(d["gated"], bool):
+            raise bad("gated must be true or false")
+        return cls(**d, path=str(path) if path else None)
+
+
+# -- the registry of built-in cards ----------------------------------------------------
+def _card_dir():
+    return resources.files("weakstil.encoders") / "cards"
+
+
+def builtin_card_names() -> list[str]:
+    return sorted(p.name[:-5] for p in _card_dir().iterdir() if p.name.endswith(".yaml"))
+
+
+def read_card_file(path: str | Path) -> EncoderCard:
+    import yaml
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CardError("card file not found", path=path, fix="check the path") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise CardError(f"card is not valid YAML{where}", path=path, fix="fix the YAML syntax") from None
+    return EncoderCard.from_dict(data, path=path)
+
+
+def load_card(name_or_path: str | Path) -> EncoderCard:
+    """A built-in card by name, a ``card.yaml`` file, or a directory holding ``card.yaml``."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.is_dir():
+        if not (path / CARD_FILE).exists():
+            raise CardError(f"directory has no {CARD_FILE}", path=path,
+                            fix="pass a 'weakstil pretrain' output directory or a built-in encoder name")
+        return read_card_file(path / CARD_FILE)
+    if path.is_file() and path.suffix in (".yaml", ".yml"):
+        return read_card_file(path)
+    names = builtin_card_names()
+    if text in names:
+        resource = _card_dir() / f"{text}.yaml"
+        with resources.as_file(resource) as p:
+            card = read_card_file(p)
+        if card.name != text:
+            raise CardError(f"built-in card file {text}.yaml is named {card.name!r}", path=resource,
+                            fix="make the file name match the card name")
+        return card
+    raise CardError(f"unknown encoder {text!r}", path=None,
+                    fix=f"use one of {', '.join(names)}, or a 'weakstil pretrain' output directory")
+
+
+def list_cards() -> list[EncoderCard]:
+    return [load_card(n) for n in builtin_card_names()]

@@ -1,0 +1,386 @@
+"""Build a tile encoder from its card and load its weights strictly.
+
+Weights come from, in this order: ``weights=`` (a ``.safetensors`` file, a PyTorch state dict
+read with ``torch.load(weights_only=True)``, or ``"random"`` for a seeded random init), the
+``model.safetensors`` beside a pretrain card, or the card's ``hf-hub:`` repository (the local
+Hugging Face cache first, then a download unless ``HF_HUB_OFFLINE=1``). Nothing touches the
+network at import time. Every key must match: missing or unexpected keys, or a wrong shape,
+stop with one :class:`EncoderError` line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
+from weakstil.errors import WeakSTILError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+log = logging.getLogger(__name__)
+
+#: File names tried, in order, in a hub repository.
+HUB_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+#: Weights file of a ``weakstil pretrain`` output directory.
+MODEL_FILE = "model.safetensors"
+RANDOM = "random"
+
+
+class EncoderError(WeakSTILError):
+    """The encoder cannot be built or its weights cannot be found or loaded."""
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_state_dict(state: dict[str, torch.Tensor]) -> str:
+    """Hash of a state dict's safetensors serialisation (deterministic: keys are sorted)."""
+    from safetensors.torch import save
+
+    return hashlib.sha256(save({k: v.detach().cpu().contiguous() for k, v in state.items()})).hexdigest()
+
+
+def _where(card: EncoderCard) -> str | None:
+    """The card's file for error messages; None for built-in cards (their name says it all)."""
+    if not card.path:
+        return None
+    builtin = Path(card.path).resolve().parent == (Path(__file__).parent / "cards").resolve()
+    return None if builtin else card.path
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    import torch
+
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise WeakSTILError("--device cuda asked for, but no CUDA GPU is available",
+                            fix="use --device cpu or --device auto")
+    return dev
+
+
+@dataclass
+class Encoder:
+    """A ready-to-run tile encoder: model in eval mode on ``device``, plus its card and transform."""
+
+    card: EncoderCard
+    model: Any = field(repr=False)
+    device: Any
+    weights_sha256: str
+    weights_source: str
+    transform: Any = field(repr=False)
+    seed: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.card.name
+
+    @property
+    def embed_dim(self) -> int:
+        return self.card.embed_dim
+
+    @property
+    def input_px(self) -> int:
+        return self.card.input_px
+
+    @property
+    def precision(self) -> str:
+        """What actually runs: the card's precision under CUDA autocast, fp32 elsewhere."""
+        return self.card.precision if self.device.type == "cuda" else "fp32"
+
+    def normalisation(self) -> dict[str, object]:
+        return {"mean": list(self.card.mean), "std": list(self.card.std), "input_px": self.card.input_px}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised ``(B, 3, S, S)`` on the device -> float32 ``(B, D)`` embeddings."""
+        import contextlib
+
+        import torch
+
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.precision)
+        ctx = torch.autocast(self.device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+        with ctx:
+            if self.card.pooling == "cls_mean_patch":
+                tokens = self.model.forward_features(x)
+                prefix = int(getattr(self.model, "num_prefix_tokens", 1))
+                out = torch.cat([tokens[:, 0], tokens[:, prefix:].mean(dim=1)], dim=1)
+            else:
+                out = self.model(x)
+        return out.float()
+
+    def embed(self, tiles: np.ndarray | torch.Tensor) -> np.ndarray:
+        """uint8 ``(B, H, W, 3)`` tiles -> float32 ``(B, D)`` numpy embeddings."""
+        import torch
+
+        from weakstil.encoders.transforms import as_uint8_batch
+
+        with torch.inference_mode():
+            x = self.transform(as_uint8_batch(tiles).to(self.device, non_blocking=True))
+            return self.forward(x).cpu().numpy()
+
+
+# -- building -------------------------------------------------------------------------
+def build_model(card: EncoderCard) -> torch.nn.Module:
+    """The card's network with random weights (CPU, eval mode not yet set)."""
+    from weakstil.encoders.layers import WEAKSTIL_MODELS, resolve_kwargs
+
+    try:
+        kwargs = resolve_kwargs(card.model_kwargs)
+    except KeyError as exc:
+        raise EncoderError(f"encoder card '{card.name}': {exc.args[0]}", path=_where(card),
+                           fix="use an allow-listed '@layer' name") from None
+    if card.source == "weakstil":
+        if card.model not in WEAKSTIL_MODELS:
+            raise EncoderError(f"encoder card '{card.name}': unknown WeakSTIL model {card.model!r}",
+                               path=_where(card), fix=f"use one of {', '.join(WEAKSTIL_MODELS)}")
+        try:
+            return WEAKSTIL_MODELS[card.model](**kwargs)
+        except (TypeError, ValueError) as exc:
+            raise EncoderError(f"encoder card '{card.name}': bad model_kwargs ({exc})", path=_where(card),
+                               fix="fix model_kwargs in the card") from None
+    import timm
+
+    if not timm.is_model(card.model):
+        raise EncoderError(f"encoder card '{card.name}': timm {timm.__version__} has no model {card.model!r}",
+                           path=_where(card), fix="check the model name or upgrade timm")
+    kwargs.setdefault("num_classes", 0)
+    try:
+        return timm.create_model(card.model, pretrained=False, **kwargs)
+    except (TypeError, ValueError, AssertionError) as exc:
+        raise EncoderError(f"encoder card '{card.name}': timm cannot build {card.model} ({exc})",
+                           path=_where(card), fix="fix model_kwargs in the card") from None
+
+
+def expected_embed_dim(card: EncoderCard, model: torch.nn.Module) -> int | None:
+    n = getattr(model, "num_features", None)
+    if n is None:
+        return None
+    return int(n) * (2 if card.pooling == "cls_mean_patch" else 1)
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors from a ``.safetensors`` file or a weights-only PyTorch checkpoint (never unpickles code)."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise EncoderError("weights file not found", path=path, fix="check the --weights path")
+    if path.suffix == ".safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            state: Any = load_file(str(path))
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise EncoderError(f"not a readable safetensors file ({_short(exc)})", path=path,
+                               fix="download or export the weights again") from None
+    else:
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+            raise EncoderError(f"not a weights-only PyTorch state dict ({_short(exc)})", path=path,
+                               fix="save the model's state_dict() with torch.save, or convert it to .safetensors") \
+                from None
+    for key in ("state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict) and len(state) <= 3:
+            state = state[key]
+    if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise EncoderError("does not hold a state dict (a mapping of names to tensors)", path=path,
+                           fix="save model.state_dict(), not the whole model or a training checkpoint")
+    if all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, what: str,
+                           path: str | Path | None, timm_filter: bool = False) -> None:
+    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
+    if timm_filter:
+        import sys
+
+        filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
+        if filter_fn is not None:
+            try:
+                state = filter_fn(state, model)
+            except Exception as exc:  # a foreign checkpoint can trip the converter
+                raise EncoderError(f"weights for {what} cannot be converted ({_short(exc)})", path=path,
+                                   fix="pass the matching weights for this encoder") from None
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or unexpected or shape:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing key(s) ({_few(missing)})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected key(s) ({_few(unexpected)})")
+        if shape:
+            k = shape[0]
+            parts.append(f"{len(shape)} shape mismatch(es) ({k}: checkpoint {tuple(state[k].shape)} vs model "
+                         f"{tuple(own[k].shape)})")
+        raise EncoderError(f"weights do not match {what}: " + "; ".join(parts), path=path,
+                           fix="pass the weights made for this encoder card (or the card made for these weights)")
+    model.load_state_dict(state, strict=True)
+
+
+def _few(keys: list[str], n: int = 3) -> str:
+    return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
+
+
+def _short(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) < 160 else text[:157] + "..."
+
+
+def hub_weights_path(card: EncoderCard) -> Path:
+    """The card's weights from the Hugging Face cache, downloading them when allowed."""
+    repo = card.hub_repo
+    assert repo is not None
+    from huggingface_hub import try_to_load_from_cache
+
+    for fname in HUB_WEIGHT_FILES:
+        cached = try_to_load_from_cache(repo, fname)
+        if isinstance(cached, str):
+            return Path(cached)
+    login = (f"`hf auth login`, accept the terms at https://huggingface.co/{repo}, then "
+             if card.gated else "")
+    how = (f"pass --weights FILE (.safetensors or a PyTorch state dict), or with internet run {login}"
+           f"`hf download {repo}` (older: huggingface-cli download)")
+    if hub_offline():
+        raise EncoderError(f"encoder '{card.name}': weights of {card.hub_id} are not in the Hugging Face "
+                           "cache and HF_HUB_OFFLINE=1 forbids downloading", fix=how)
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
+                                        LocalEntryNotFoundError, RepositoryNotFoundError)
+
+    for fname in HUB_WEIGHT_FILES:
+        try:
+            return Path(hf_hub_download(repo, fname))
+        except GatedRepoError:
+            raise EncoderError(f"encoder '{card.name}': {card.hub_id} is gated and this account has no access",
+                               fix=how) from None
+        except RepositoryNotFoundError:
+            raise EncoderError(f"encoder '{card.name}': repository {card.hub_id} not found (or gated and not "
+                               "logged in)", fix=how) from None
+        except EntryNotFoundError:
+            continue
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+            raise EncoderError(f"encoder '{card.name}': cannot download {card.hub_id} ({_short(exc)})",
+                               fix=how) from None
+    raise EncoderError(f"encoder '{card.name}': {card.hub_id} has none of {', '.join(HUB_WEIGHT_FILES)}",
+                       fix="pass --weights FILE")
+
+
+def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: int = 0
+               ) -> tuple[torch.nn.Module, str, str, Path | None]:
+    """The card's network on the CPU with its weights: ``(model, weights_sha256, source, path)``.
+
+    See :func:`create_encoder` for ``weights``. The model is left in training mode.
+    """
+    import torch
+
+    if card.status == "unsupported":
+        raise EncoderError(f"encoder '{card.name}' is not supported by this WeakSTIL version ({card.notes})",
+                           path=_where(card), fix="choose another encoder (weakstil encoders lists them)")
+    # 1. find the weights before building anything (fail fast, and no giant model for nothing)
+    state = None
+    card_dir = Path(card.path).parent if card.path and Path(card.path).name == CARD_FILE else None
+    if weights is not None and str(weights) == RANDOM:
+        wpath, source = None, f"random init (seed {seed})"
+    elif weights is not None:
+        wpath, source = Path(weights), str(weights)
+    elif card_dir is not None and (card_dir / MODEL_FILE).exists():
+        wpath, source = card_dir / MODEL_FILE, str(card_dir / MODEL_FILE)
+    elif card.hub_id:
+        wpath = hub_weights_path(card)
+        source = f"{card.hub_id} ({wpath})"
+    else:
+        raise EncoderError(f"encoder '{card.name}' has no published weights", path=_where(card),
+                           fix="pass --weights FILE, train it with 'weakstil pretrain', or --weights random "
+                               "for a random-feature baseline")
+    sha = ""
+    if wpath is not None:
+        state = read_state_dict(wpath)
+        sha = sha256_file(wpath)
+        if card_dir is not None and wpath == card_dir / MODEL_FILE and card.weights_sha256 and \
+                sha != card.weights_sha256:
+            raise EncoderError(f"{MODEL_FILE} does not match its card (sha256 {sha[:12]}..., card says "
+                               f"{card.weights_sha256[:12]}...)", path=wpath,
+                               fix="the directory was modified; run 'weakstil pretrain' again")
+
+    # 2. build and load
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build_model(card)
+    expected = expected_embed_dim(card, model)
+    if expected is not None and expected != card.embed_dim:
+        raise EncoderError(f"encoder card '{card.name}' says embed_dim {card.embed_dim} but the network gives "
+                           f"{expected}", path=_where(card), fix="fix embed_dim or model_kwargs in the card")
+    if state is not None:
+        load_state_dict_strict(model, state, what=f"encoder '{card.name}' ({card.model})", path=wpath,
+                               timm_filter=card.source == "timm")
+    else:
+        sha = sha256_state_dict(model.state_dict())
+    return model, sha, source, wpath
+
+
+def create_encoder(name_or_dir: str | Path, weights: str | Path | None = None, device: str = "cpu", *,
+                   seed: int = 0) -> Encoder:
+    """Build the encoder named by a card (built-in name, card file, or pretrain output directory).
+
+    ``weights``: ``None`` (the card's own weights: ``model.safetensors`` beside a pretrain card,
+    or the card's hub repository), a weights file (``.safetensors`` or a weights-only PyTorch
+    state dict), or ``"random"`` (seeded random init: a baseline). ``device``: ``cpu``,
+    ``cuda[:N]`` or ``auto``.
+    """
+    import torch
+
+    from weakstil.encoders.transforms import TileTransform
+
+    card = load_card(name_or_dir)
+    if card.status == "experimental":
+        log.warning("encoder '%s' is experimental: %s", card.name, card.notes or "not verified")
+    dev = resolve_device(device)
+    model, sha, source, wpath = load_model(card, weights, seed=seed)
+    model.eval().to(dev)
+    model.to(memory_format=torch.channels_last)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    transform = TileTransform(card.input_px, card.mean, card.std)
+    log.debug("encoder %s: %s on %s, weights %s (sha256 %s)", card.name, card.model, dev, source, sha[:12])
+    return Encoder(card=card, model=model, device=dev, weights_sha256=sha, weights_source=source,
+                   transform=transform, seed=seed if wpath is None else None)
+
+
+def save_state_dict(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> str:
+    """Write ``state`` as safetensors atomically; returns the file's sha256."""
+    from safetensors.torch import save
+
+    from weakstil.atomic import atomic_path
+
+    data = save({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata=metadata)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+    return hashlib.sha256(data).hexdigest()

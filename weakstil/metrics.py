@@ -1,0 +1,172 @@
+"""Regression and classification metrics for sTIL% predictions (numpy/scipy only).
+
+All functions take 1-D arrays of true and predicted sTIL% (0-100) and return floats;
+undefined values (constant inputs, one class absent) come back as NaN, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import rankdata
+
+#: sTIL-high cut-offs reported by default (high means stil >= threshold).
+DEFAULT_THRESHOLDS = (10.0, 30.0, 50.0)
+
+
+def _arrays(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(y_pred, dtype=np.float64).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"length mismatch: {t.shape[0]} true vs {p.shape[0]} predicted")
+    return t, p
+
+
+def r2_score(y_true, y_pred) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot (NaN when the truth is constant)."""
+    t, p = _arrays(y_true, y_pred)
+    if len(t) < 2:
+        return math.nan
+    ss_tot = float(((t - t.mean()) ** 2).sum())
+    if ss_tot == 0:
+        return math.nan
+    return 1.0 - float(((t - p) ** 2).sum()) / ss_tot
+
+
+def pearson(x, y) -> float:
+    a, b = _arrays(x, y)
+    if len(a) < 2:
+        return math.nan
+    a = a - a.mean()
+    b = b - b.mean()
+    den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
+    return float((a * b).sum()) / den if den > 0 else math.nan
+
+
+def spearman(x, y) -> float:
+    a, b = _arrays(x, y)
+    return pearson(rankdata(a), rankdata(b))
+
+
+def mae(y_true, y_pred) -> float:
+    t, p = _arrays(y_true, y_pred)
+    return float(np.abs(t - p).mean()) if len(t) else math.nan
+
+
+def rmse(y_true, y_pred) -> float:
+    t, p = _arrays(y_true, y_pred)
+    return float(np.sqrt(((t - p) ** 2).mean())) if len(t) else math.nan
+
+
+def roc_auc(labels, scores) -> float:
+    """Area under the ROC curve via the Mann-Whitney U statistic (ties count half).
+
+    NaN when one class is absent.
+    """
+    y = np.asarray(labels, dtype=bool).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    ranks = rankdata(s)
+    return (float(ranks[y].sum()) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def roc_curve(labels, scores) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(false-positive rate, true-positive rate, thresholds), starting at (0, 0)."""
+    y = np.asarray(labels, dtype=bool).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    order = np.argsort(-s, kind="stable")
+    s, y = s[order], y[order]
+    distinct = np.r_[np.nonzero(np.diff(s))[0], len(s) - 1] if len(s) else np.array([], dtype=int)
+    tps = np.cumsum(y)[distinct]
+    fps = (distinct + 1) - tps
+    n_pos, n_neg = max(int(y.sum()), 1), max(int((~y).sum()), 1)
+    tpr = np.r_[0.0, tps / n_pos]
+    fpr = np.r_[0.0, fps / n_neg]
+    thr = np.r_[np.inf, s[distinct]]
+    return fpr, tpr, thr
+
+
+def classification_at(y_true, y_pred, threshold: float) -> dict[str, object]:
+    """sTIL-high (>= threshold) classification: AUC of the predicted sTIL% and the
+    sensitivity/specificity of the rule ``predicted >= threshold``."""
+    t, p = _arrays(y_true, y_pred)
+    pos = t >= threshold
+    called = p >= threshold
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    out: dict[str, object] = {
+        "threshold": float(threshold),
+        "n_high": n_pos,
+        "n_low": n_neg,
+        "auc": roc_auc(pos, p),
+        "sensitivity": float((called & pos).sum() / n_pos) if n_pos else math.nan,
+        "specificity": float((~called & ~pos).sum() / n_neg) if n_neg else math.nan,
+        "accuracy": float((called == pos).mean()) if len(t) else math.nan,
+    }
+    if n_pos == 0 or n_neg == 0:
+        out["note"] = (f"AUC undefined: no slides with true sTIL {'>=' if n_pos == 0 else '<'} "
+                       f"{threshold:g}% (one class absent)")
+    return out
+
+
+def calibration_table(y_true, y_pred, bin_width: float = 10.0) -> list[dict[str, object]]:
+    """Per predicted-sTIL% bin: count, mean predicted, mean true (NaN for empty bins)."""
+    t, p = _arrays(y_true, y_pred)
+    edges = np.arange(0.0, 100.0 + bin_width, bin_width)
+    edges[-1] = 100.0
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (p >= lo) & ((p < hi) | ((hi >= 100.0) & (p <= hi)))
+        n = int(sel.sum())
+        rows.append({
+            "bin_low": float(lo), "bin_high": float(hi), "n": n,
+            "mean_pred": float(p[sel].mean()) if n else math.nan,
+            "mean_true": float(t[sel].mean()) if n else math.nan,
+            "std_true": float(t[sel].std()) if n else math.nan,
+        })
+    return rows
+
+
+def regression_metrics(y_true, y_pred) -> dict[str, float]:
+    t, p = _arrays(y_true, y_pred)
+    return {
+        "n": int(len(t)),
+        "r2": r2_score(t, p),
+        "pearson_r": pearson(t, p),
+        "spearman_rho": spearman(t, p),
+        "mae": mae(t, p),
+        "rmse": rmse(t, p),
+    }
+
+
+def bootstrap_ci(y_true, y_pred, fn, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``fn(y_true, y_pred)`` over slides."""
+    t, p = _arrays(y_true, y_pred)
+    if len(t) < 3:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n_boot):
+        idx = rng.integers(0, len(t), len(t))
+        v = fn(t[idx], p[idx])
+        if not math.isnan(v):
+            vals.append(v)
+    if len(vals) < n_boot // 2:
+        return math.nan, math.nan
+    return float(np.quantile(vals, alpha / 2)), float(np.quantile(vals, 1 - alpha / 2))
+
+
+def all_metrics(y_true, y_pred, thresholds=DEFAULT_THRESHOLDS, *, ci: bool = True) -> dict[str, object]:
+    """Everything ``weakstil evaluate`` reports, as a JSON-ready dict."""
+    out: dict[str, object] = regression_metrics(y_true, y_pred)
+    if ci:
+        out["ci95"] = {
+            "r2": bootstrap_ci(y_true, y_pred, r2_score),
+            "pearson_r": bootstrap_ci(y_true, y_pred, pearson),
+            "mae": bootstrap_ci(y_true, y_pred, mae),
+        }
+    out["classification"] = [classification_at(y_true, y_pred, th) for th in thresholds]
+    out["calibration"] = calibration_table(y_true, y_pred)
+    return out

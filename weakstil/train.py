@@ -1,0 +1,209 @@
+"""``weakstil train`` and ``weakstil evaluate`` as library functions.
+
+Model directory written by :func:`train_cohort` (into a temporary folder beside it,
+renamed into place only when everything succeeded)::
+
+    MODEL/model.safetensors, MODEL/model.json        final model, trained on all slides
+    MODEL/cv/oof_predictions.csv                     slide_id, stil_true, stil_pred, fold, group
+    MODEL/cv/metrics.json, metrics.csv, calibration.csv, scatter.png, roc.png
+    MODEL/cv/tiles/<slide_id>.h5                     out-of-fold tile scores (see weakstil.evaluation)
+
+Every slide's out-of-fold tile scores come from a model that never saw its label (nor any
+slide of its group), so they can be shown as heatmaps without optimism.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from weakstil.cohort import Cohort, read_cohort
+from weakstil.errors import WeakSTILError
+from weakstil.evaluation import write_metrics, write_predictions, write_tile_scores
+
+log = logging.getLogger(__name__)
+
+
+def _prepare_out(out_dir: Path, overwrite: bool) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        if not overwrite:
+            raise WeakSTILError("output already exists", path=out_dir,
+                                fix="choose another --out or pass --overwrite to replace it")
+
+
+def _bank_for(cohort: Cohort, features_dir: Path, tile_masks: dict | None = None):
+    from weakstil.mil import FeatureBank
+
+    return FeatureBank.load(cohort.feature_paths(features_dir), cohort.slide_ids, tile_masks=tile_masks)
+
+
+def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | Path, cfg=None, *,
+                 n_folds: int = 5, group_column: str | None = None, threshold: float = 30.0,
+                 overwrite: bool = False, on_epoch=None, tile_masks: dict | None = None) -> dict:
+    """Cross-validate (``n_folds`` >= 2) and train the final model; returns a summary dict.
+
+    ``n_folds`` <= 1 skips cross-validation: the final model then stops early on an inner
+    validation split. With cross-validation the final model trains on all slides for the
+    median best epoch of the folds. ``tile_masks`` (slide id -> bool per tile) chooses the
+    tiles of each slide's score (tumour bed), overriding ``tumorbed`` flags in the feature files.
+    """
+    from weakstil.milconfig import TrainConfig
+
+    cfg = cfg or TrainConfig()
+    cfg.check()
+    t0 = time.perf_counter()
+    out_dir = Path(out_dir)
+    features_dir = Path(features_dir)
+    _prepare_out(out_dir, overwrite)
+    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
+    if len(cohort) < 2:
+        raise WeakSTILError(f"cohort has {len(cohort)} slide; training needs several", path=csv_path,
+                            fix="add slides")
+    if n_folds >= 2:  # fail on too few groups before loading any features
+        from weakstil.cohort import group_kfold
+
+        what = "groups" if cohort.group_column else "slides"
+        group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
+    # torch only now: bad inputs fail in a second
+    from weakstil.mil import cross_validate, fit, inner_split, model_meta, save_model
+
+    bank = _bank_for(cohort, features_dir, tile_masks)
+    from weakstil.mil import resolve_device
+
+    bank.to_device(resolve_device(cfg.device))
+    labels = cohort.labels.astype(np.float32)
+    groups = cohort.groups
+    log.info("%d slides, %d tiles, %d-dim features (%s); groups: %s", len(bank), bank.features.shape[0], bank.dim,
+             bank.identity.get("encoder"), cohort.group_column or "none (split by slide)")
+    t_load = time.perf_counter() - t0
+
+    tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        cv_summary: dict = {}
+        if n_folds >= 2:
+            cv = cross_validate(bank, labels, groups, cfg, n_folds, on_epoch=on_epoch)
+            pred = pd.DataFrame({
+                "slide_id": cohort.slide_ids, "stil_true": labels.astype(float),
+                "stil_pred": [s.stil for s in cv.scores], "fold": cv.folds, "group": groups,
+            })
+            write_predictions(pred, tmp / "cv" / "oof_predictions.csv", threshold)
+            for bag, s, k in zip(bank.bags, cv.scores, cv.folds):
+                write_tile_scores(tmp / "cv" / "tiles" / f"{bag.slide_id}.h5", slide_id=bag.slide_id,
+                                  coords=bag.coords, tile_size_level0=bag.tile_size_level0,
+                                  tile_scores=s.tile_scores, weights=s.weights, tile_mask=bag.tile_mask,
+                                  attention=s.attention,
+                                  attrs={"stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]),
+                                         "fold": int(k), "source": "cross-validation (out of fold)",
+                                         "aggregator": cfg.aggregator})
+            metrics = write_metrics(pred, tmp / "cv", threshold=threshold, title=f"{n_folds}-fold CV",
+                                    extra={"folds": n_folds, "group_column": cohort.group_column})
+            final_epochs = max(1, int(round(float(np.median(cv.best_epochs)))))
+            cv_summary = {
+                "folds": n_folds, "best_epochs": cv.best_epochs,
+                "metrics": {k: metrics[k] for k in ("n", "r2", "pearson_r", "spearman_rho", "mae", "rmse")},
+                "auc": {f"{c['threshold']:g}": c["auc"] for c in metrics["classification"]},
+            }
+            log.info("cross-validation: R² %.3f, Pearson %.3f, MAE %.2f, AUC@%g %.3f", metrics["r2"],
+                     metrics["pearson_r"], metrics["mae"], threshold,
+                     next(c["auc"] for c in metrics["classification"] if c["threshold"] == threshold))
+            final = fit(bank, labels, np.arange(len(bank)), None, cfg, seed=cfg.seed, epochs=final_epochs,
+                        stage="final", on_epoch=on_epoch)
+            how = f"all {len(bank)} slides for {final_epochs} epochs (median best epoch of the CV folds)"
+        else:
+            fit_idx, val_idx = inner_split(np.arange(len(bank)), groups, cfg.val_fraction, cfg.seed + 1000)
+            final = fit(bank, labels, fit_idx, val_idx, cfg, seed=cfg.seed, stage="final", on_epoch=on_epoch)
+            how = (f"{len(fit_idx)} slides, early stopping on {len(val_idx)} held-out slides "
+                   f"(best epoch {final.best_epoch}); no cross-validation")
+        duration = time.perf_counter() - t0
+        meta = model_meta(bank, cfg, threshold=threshold, extra={
+            "cohort": str(Path(csv_path)), "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
+            "group_column": cohort.group_column, "final_model": how, "final_epochs": final.epochs_run,
+            "cross_validation": cv_summary or None, "load_seconds": round(t_load, 2),
+            "train_seconds": round(duration, 2),
+        })
+        save_model(final.model, tmp, meta)
+        if out_dir.exists():
+            shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("model -> %s (%.1f s)", out_dir, duration)
+    return {"out": out_dir, "cv": cv_summary, "final_model": how, "seconds": duration}
+
+
+def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: str | Path, out_dir: str | Path, *,
+                    group_column: str | None = None, threshold: float | None = None,
+                    tile_masks: dict | None = None, device: str = "cpu", threads: int = 0) -> dict:
+    """Score every slide (all tiles) with a trained model and write metrics, plots and tile scores."""
+    from weakstil.mil import check_features_match_model, load_model, resolve_device, score_slides, sha256_file
+
+    model, meta = load_model(model_dir)
+    features_dir = Path(features_dir)
+    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
+    bank = _bank_for(cohort, features_dir, tile_masks)
+    check_features_match_model(meta, bank.identity, features_dir)
+    if bank.dim != model.arch.input_dim:
+        raise WeakSTILError(f"features have {bank.dim} dimensions, the model expects {model.arch.input_dim}",
+                            path=features_dir, fix="embed with the model's encoder")
+    threshold = float(meta.get("threshold", 30.0) if threshold is None else threshold)
+    out_dir = Path(out_dir)
+    dev = resolve_device(device)
+    model.to(dev)
+    bank.to_device(dev)
+    scores = score_slides(model, bank, device=resolve_device(device), threads=threads)
+    model_sha = sha256_file(Path(model_dir) / "model.safetensors")
+    labels = cohort.labels
+    for bag, s, y in zip(bank.bags, scores, labels):
+        write_tile_scores(out_dir / "tiles" / f"{bag.slide_id}.h5", slide_id=bag.slide_id, coords=bag.coords,
+                          tile_size_level0=bag.tile_size_level0, tile_scores=s.tile_scores, weights=s.weights,
+                          tile_mask=bag.tile_mask, attention=s.attention,
+                          attrs={"stil_pred": s.stil, "stil_true": float(y), "model_sha256": model_sha,
+                                 "model": str(model_dir), "aggregator": model.arch.aggregator,
+                                 "source": "evaluate"})
+    pred = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": labels, "stil_pred": [s.stil for s in scores],
+                         "group": cohort.groups})
+    write_predictions(pred, out_dir / "predictions.csv", threshold)
+    m = write_metrics(pred, out_dir, threshold=threshold, title="evaluate",
+                      extra={"model": str(model_dir), "model_sha256": model_sha,
+                             "encoder": meta.get("encoder", {}).get("name")})
+    return m
+
+
+def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path, *,
+                 group_column: str | None = None, threshold: float = 30.0) -> dict:
+    """Metrics of saved predictions (e.g. ``MODEL/cv/oof_predictions.csv``) against the cohort's labels."""
+    cohort = read_cohort(csv_path, group_column=group_column)
+    oof_path = Path(oof_path)
+    if not oof_path.exists():
+        raise WeakSTILError("predictions file not found", path=oof_path, fix="pass MODEL/cv/oof_predictions.csv")
+    try:
+        pred = pd.read_csv(oof_path, dtype={"slide_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise WeakSTILError(f"cannot read predictions ({str(exc).splitlines()[0]})", path=oof_path,
+                            fix="pass the CSV written by 'weakstil train'") from None
+    for col in ("slide_id", "stil_pred"):
+        if col not in pred.columns:
+            raise WeakSTILError(f"predictions have no {col} column", path=oof_path,
+                                fix="pass the CSV written by 'weakstil train'")
+    have = dict(zip(pred["slide_id"].astype(str), pd.to_numeric(pred["stil_pred"], errors="coerce")))
+    missing = [s for s in cohort.slide_ids if s not in have or not np.isfinite(have[s])]
+    if missing:
+        raise WeakSTILError(f"{len(missing)} cohort slides have no prediction: {', '.join(missing[:10])}"
+                            f"{' ...' if len(missing) > 10 else ''}", path=oof_path,
+                            fix="use predictions made for this cohort")
+    table = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": cohort.labels,
+                          "stil_pred": [have[s] for s in cohort.slide_ids], "group": cohort.groups})
+    if "fold" in pred.columns:
+        table["fold"] = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pred["fold"])))
+    out_dir = Path(out_dir)
+    write_predictions(table, out_dir / "predictions.csv", threshold)
+    return write_metrics(table, out_dir, threshold=threshold, title="out-of-fold",
+                         extra={"predictions": str(oof_path)})
