@@ -21,9 +21,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/weakstil synth $(DEMO)/cohort --slides 4 --seed 0
-	$(BIN)/weakstil tile '$(DEMO)/cohort/slides/*.tiff' tests/data/CMU-1-Small-Region.svs --out $(DEMO)/tiles
-	@echo "Tile overlays: $(DEMO)/tiles/*_tiles.png"
+	$(BIN)/weakstil demo --out $(DEMO)
+	$(BIN)/weakstil tile tests/data/CMU-1-Small-Region.svs --out $(DEMO)/tiles
+	@echo "Tile overlay of the real CMU slide: $(DEMO)/tiles/CMU-1-Small-Region_tiles.png"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tiling_speed.py

@@ -78,6 +78,16 @@ WeightsOpt = Annotated[
                  "the card's own (pretrain directory, or the Hugging Face cache/hub)."),
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per batch.")]
+AnnotationsOpt = Annotated[
+    Optional[Path],
+    typer.Option("--annotations", help="Directory of tumour-bed annotations (<slide_id>.geojson QuPath GeoJSON or "
+                 "<slide_id>.xml ImageScope XML); an annotation overrides detection for its slide."),
+]
+TumorBedOpt = Annotated[
+    Optional[Path],
+    typer.Option("--tumorbed", help="Tumour-bed detector (from 'weakstil tumorbed train'); default: the one "
+                 "bundled in the model directory, if any."),
+]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding threads (0: automatic).")]
 
 
@@ -515,6 +525,95 @@ def pretrain(
              result.steps, result.n_tiles, result.final_loss, result.weights_sha256[:12], out)
     if failed:
         raise typer.Exit(1)
+
+
+@app.command()
+def score(
+    slides: SlidesArg,
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory (from 'weakstil train').")],
+    out: OutOpt,
+    features: FeaturesOpt = None,
+    encoder: Annotated[Optional[str], typer.Option("--encoder", "-e", help="Encoder card or directory; default: "
+                                                   "the one bundled in / recorded by the model.")] = None,
+    weights: WeightsOpt = None,
+    annotations: AnnotationsOpt = None,
+    tumorbed: TumorBedOpt = None,
+    threshold: StilThresholdOpt = None,
+    slide_mpp: SlideMppOpt = None,
+    allow_upsample: AllowUpsampleOpt = False,
+    device: DeviceOpt = "auto",
+    workers: WorkersOpt = 0,
+    batch_size: BatchSizeOpt = 64,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Score every slide again, even finished ones.")] = False,
+) -> None:
+    """Score slides end to end: sTIL% per slide (OUT/results.csv), tile-score heatmaps, HDF5 and
+    QuPath GeoJSON per slide. A rerun only does what is missing or failed. Exit 0 when every
+    slide succeeded (including 'no tumour bed'), 1 otherwise."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.score import STATUS_ERROR, ScoreOptions, score_batch
+
+    opts = ScoreOptions(model=model, out=out, features=features, encoder=encoder, weights=weights, device=device,
+                        workers=workers or 2, batch_size=batch_size, slide_mpp=slide_mpp,
+                        allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
+                        threshold=threshold, overwrite=overwrite)
+    try:
+        rows = score_batch(expand_slides(slides), opts)
+    except WeakSTILError as exc:
+        error_line(exc.one_line())
+        raise typer.Exit(1) from None
+    ok = sum(r["status"] != STATUS_ERROR for r in rows)
+    log.info("%d of %d slides scored -> %s", ok, len(rows), out / "results.csv")
+    if ok < len(rows):
+        raise typer.Exit(1)
+
+
+tumorbed_app = typer.Typer(help="Tumour-bed detection: train a detector from a few annotated slides.",
+                           no_args_is_help=True)
+app.add_typer(tumorbed_app, name="tumorbed")
+
+
+@tumorbed_app.command("train")
+def tumorbed_train(
+    features: Annotated[Path, typer.Option("--features", "-f", help="Feature cache directory (from 'weakstil embed').")],
+    annotations: Annotated[Path, typer.Option("--annotations", help="Directory of tumour-bed annotations "
+                                              "(<slide_id>.geojson or .xml).")],
+    out: OutOpt,
+    max_slides: Annotated[int, typer.Option("--max-slides", help="Use at most this many annotated slides.")] = 10,
+    seed: SeedOpt = 0,
+) -> None:
+    """Train a tumour-bed detector (tile classifier on embeddings + spatial smoothing and closing)
+    from slides with annotations; writes OUT/model.safetensors + OUT/model.json."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.tumorbed import train_tumorbed_from_cache
+
+    try:
+        model = train_tumorbed_from_cache(features, annotations, max_slides=max_slides, seed=seed)
+        model.save(out)
+    except WeakSTILError as exc:
+        error_line(exc.one_line())
+        raise typer.Exit(1) from None
+    log.info("tumour-bed detector from %d slides (leave-one-slide-out Dice %.3f) -> %s",
+             model.meta["n_slides"], model.meta["cv_dice"], out)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("demo_out"),
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller run (under 3 minutes) for tests.")] = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+) -> None:
+    """The whole method on a synthetic cohort: pretraining, embedding, tumour-bed detector, MIL
+    training with cross-validation, scoring of held-out slides, and a metrics table."""
+    from weakstil.demo import format_summary, run_demo
+    from weakstil.errors import WeakSTILError
+
+    try:
+        result = run_demo(out, quick=quick, seed=seed, device=device)
+    except WeakSTILError as exc:
+        error_line(exc.one_line())
+        raise typer.Exit(1) from None
+    typer.echo(format_summary(result))
 
 
 def main() -> None:

@@ -1,0 +1,135 @@
+"""Peak memory of `weakstil score` on a slide with at least 100,000 tissue tiles.
+
+    .venv/bin/python benchmarks/score_memory.py [--tiles 100000] [--workdir .bench/memory]
+
+1. Renders one synthetic slide and cuts an all-tissue block from its tumour bed.
+2. Writes a huge pyramidal JPEG TIFF (0.5 µm/px) that repeats that block, with enough
+   tiles (about 71,000 x 71,000 px for 100,000 tiles of 224 px); cached for reruns.
+3. Trains a tiny MIL model (small CNN, seeded random weights) on a small synthetic cohort.
+4. Runs `weakstil score` on the huge slide in a child process and reports its peak RSS
+   (target: under 2 GB) and time. Embedding 100,000 tiles on 2 CPU cores takes minutes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+TILE = 256  # TIFF tile size
+
+
+def source_block(workdir: Path) -> np.ndarray:
+    """A 4096x4096 all-tissue block from the tumour bed of a synthetic slide."""
+    import h5py
+
+    from weakstil.slide import Slide
+    from weakstil.synth import generate_slide
+
+    slide_path = workdir / "source.tiff"
+    if not slide_path.exists():
+        generate_slide(slide_path, workdir / "source_truth", "source", seed=11, size_mm=(2.5, 2.5), target_stil=25.0)
+    with h5py.File(workdir / "source_truth" / "source.h5") as f:
+        tissue = f["tissue"][:].astype(bool)
+    # the 4096 px (512 mask px) window with the most tissue
+    best, best_xy = -1.0, (0, 0)
+    for y in range(0, tissue.shape[0] - 512 + 1, 16):
+        for x in range(0, tissue.shape[1] - 512 + 1, 16):
+            share = tissue[y:y + 512, x:x + 512].mean()
+            if share > best:
+                best, best_xy = share, (x, y)
+    x, y = best_xy
+    with Slide.open(slide_path) as s:
+        return s.read_region(x * 8, y * 8, 4096, 0.5)
+
+
+def write_mosaic(path: Path, block: np.ndarray, side: int) -> None:
+    """A pyramidal tiled JPEG TIFF of ``side`` x ``side`` px repeating ``block``."""
+    import tifffile
+    from PIL import Image
+
+    levels = []
+    size = side
+    k = 0
+    while size >= 1024 or k == 0:
+        levels.append((k, size))
+        size //= 4
+        k += 1
+    with tifffile.TiffWriter(path, bigtiff=True) as tw:
+        for k, size in levels:
+            f = 4**k
+            src = block if f == 1 else np.asarray(Image.fromarray(block).resize((4096 // f, 4096 // f), Image.BOX))
+            reps = max(1, math.ceil(TILE / src.shape[0]))
+            src = np.tile(src, (reps, reps, 1))
+            n = src.shape[0] // TILE
+
+            def tiles(size=size, src=src, n=n):
+                for ty in range(math.ceil(size / TILE)):
+                    for tx in range(math.ceil(size / TILE)):
+                        sy, sx = (ty % n) * TILE, (tx % n) * TILE
+                        yield src[sy:sy + TILE, sx:sx + TILE]
+
+            opts = dict(shape=(size, size, 3), dtype=np.uint8, tile=(TILE, TILE), compression="jpeg",
+                        photometric="rgb", resolution=(1e4 / (0.5 * f), 1e4 / (0.5 * f)), resolutionunit="CENTIMETER")
+            if k == 0:
+                tw.write(tiles(), subifds=0, **opts)
+            else:
+                tw.write(tiles(), subfiletype=1, **opts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiles", type=int, default=100_000)
+    ap.add_argument("--workdir", type=Path, default=ROOT / ".bench" / "memory")
+    args = ap.parse_args()
+    work = args.workdir
+    work.mkdir(parents=True, exist_ok=True)
+    cli = [sys.executable, "-m", "weakstil"]
+
+    side = int(math.ceil(math.sqrt(args.tiles * 1.02)) * 224)
+    side = int(math.ceil(side / TILE) * TILE)
+    big = work / f"mosaic_{side}.tiff"
+    if not big.exists():
+        t0 = time.perf_counter()
+        write_mosaic(big, source_block(work), side)
+        print(f"wrote {big.name} ({side} x {side} px, {big.stat().st_size / 1e9:.2f} GB) in "
+              f"{time.perf_counter() - t0:.0f} s", file=sys.stderr)
+
+    model = work / "model"
+    if not (model / "model.json").exists():
+        from weakstil.synth import generate_cohort
+
+        cohort = work / "cohort"
+        generate_cohort(cohort, 6, seed=2, size_mm=(1.0, 1.0), progress=False)
+        subprocess.run([*cli, "embed", str(cohort / "slides" / "*.tiff"), "--out", str(work / "train_features"),
+                        "--encoder", "small-cnn", "--weights", "random"], check=True)
+        subprocess.run([*cli, "train", str(cohort / "labels.csv"), "--features", str(work / "train_features"),
+                        "--out", str(model), "--folds", "1", "--epochs", "5", "--overwrite"], check=True)
+
+    out = work / "scores"
+    t0 = time.perf_counter()
+    proc = subprocess.run([*cli, "score", str(big), "--model", str(model), "--out", str(out), "--weights", "random",
+                           "--device", "cpu", "--overwrite"], capture_output=True, text=True)
+    seconds = time.perf_counter() - t0
+    peak_gb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / 1e9  # max over finished children
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:], file=sys.stderr)
+        raise SystemExit(f"weakstil score failed (exit {proc.returncode})")
+    import pandas as pd
+
+    row = pd.read_csv(out / "results.csv").iloc[0]
+    print(f"\n| slide | tiles | tumour-bed tiles | sTIL% | time s | tiles/s | peak RSS GB |\n|---|---|---|---|---|---|---|")
+    print(f"| {big.name} ({side}x{side}) | {row.n_tiles} | {row.n_tumorbed_tiles} | {row.stil:.1f} | {seconds:.0f} | "
+          f"{row.n_tiles / seconds:.0f} | {peak_gb:.2f} |")
+    print(f"\npeak RSS of `weakstil score`: {peak_gb:.2f} GB -> {'PASS' if peak_gb < 2 else 'FAIL'} (target < 2 GB)")
+
+
+if __name__ == "__main__":
+    main()

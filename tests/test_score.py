@@ -1,0 +1,205 @@
+"""`weakstil score` on a batch as a lab runs it, and the tumour-bed detector trained from annotations.
+
+A small pipeline is built once: synthetic slides, embeddings from a seeded random small CNN,
+a MIL model trained on slide labels, and a tumour-bed detector trained on the generator's
+GeoJSON outlines.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import CMU, run_cli, shared_file
+
+SLIDES = 9
+TRAIN = 6
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.synth import generate_cohort
+
+    root = tmp_path_factory.mktemp("score")
+    cohort = root / "cohort"
+    labels = generate_cohort(cohort, SLIDES, seed=3, size_mm=(1.2, 1.2), progress=False)
+    features = root / "features"
+    encoder = create_encoder("small-cnn", weights="random")
+    for path in labels["path"]:
+        embed_slide(cohort / path, encoder, out_dir=features)
+    train = labels.iloc[:TRAIN].copy()
+    train["path"] = [str((cohort / p).resolve()) for p in train["path"]]
+    train[["slide_id", "path", "stil"]].to_csv(root / "train.csv", index=False)
+    model = root / "model"
+    proc = run_cli("train", root / "train.csv", "--features", features, "--out", model, "--folds", "2",
+                   "--epochs", "15", "--group-column", "none")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("tumorbed", "train", "--features", features, "--annotations", cohort / "truth", "--out",
+                   model / "tumorbed", "--max-slides", str(TRAIN))
+    assert proc.returncode == 0, proc.stderr
+    held = [cohort / p for p in labels["path"].iloc[TRAIN:]]
+    return {"root": root, "cohort": cohort, "labels": labels, "features": features, "model": model, "held": held}
+
+
+def score(pipeline, out, *slides, extra=()):
+    return run_cli("score", *slides, "--model", pipeline["model"], "--out", out, "--features",
+                   pipeline["features"], "--weights", "random", "--device", "cpu", *extra)
+
+
+def test_tumorbed_detector_is_saved_with_its_quality(pipeline):
+    meta = json.loads((pipeline["model"] / "tumorbed" / "model.json").read_text())
+    assert meta["kind"] == "weakstil-tumorbed" and meta["n_slides"] == TRAIN
+    assert 0.0 <= meta["cv_dice"] <= 1.0
+    assert meta["encoder"] == "small-cnn"
+
+
+def test_batch_with_bad_slides_goes_on(pipeline, tmp_path):
+    truncated = tmp_path / "truncated.svs"
+    data = CMU.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    no_mpp = shared_file("slides/tcga-cr-7395-01a-01-ts1_jp2k.svs")
+    dicom = shared_file("slides/pathml_small_dicom_TCGA-XK-AAJU.dcm")
+    out = tmp_path / "scores"
+    proc = score(pipeline, out, *pipeline["held"], CMU, no_mpp, dicom, truncated)
+    assert proc.returncode == 1, proc.stderr  # some slides failed
+    table = pd.read_csv(out / "results.csv", dtype={"slide_id": str})
+    assert list(table.columns)[:10] == ["slide_id", "path", "stil", "stil_high", "threshold", "n_tiles",
+                                       "n_tumorbed_tiles", "tumorbed_source", "status", "error"]
+    status = dict(zip(table["slide_id"], table["status"]))
+    assert len(status) == len(pipeline["held"]) + 4
+    for name in (no_mpp.stem, dicom.stem, "truncated"):
+        assert status[name] == "error"
+    errors = dict(zip(table["slide_id"], table["error"].fillna("")))
+    assert "--slide-mpp" in errors[no_mpp.stem]
+    assert "truncated" in errors["truncated"]
+    assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]) == 3
+    for path in pipeline["held"] + [CMU]:
+        sid = path.stem
+        assert status[sid] in ("ok", "no tumour bed")
+        assert (out / f"{sid}.h5").exists() and (out / f"{sid}_heatmap.png").exists()
+        assert (out / f"{sid}.geojson").exists()
+    # nothing half-written is left behind
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_outputs_read_back(pipeline, tmp_path):
+    out = tmp_path / "scores"
+    proc = score(pipeline, out, *pipeline["held"])
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "results.csv")
+    for row in table.itertuples():
+        with h5py.File(out / f"{row.slide_id}.h5") as f:
+            scores = f["tile_scores"][:]
+            flags = f["tumorbed"][:].astype(bool)
+            coords = f["coords"][:]
+            assert f.attrs["complete"] == 1 and f.attrs["status"] == row.status
+            assert len(scores) == len(coords) == row.n_tiles and flags.sum() == row.n_tumorbed_tiles
+            assert ((scores >= 0) & (scores <= 100)).all()
+            assert f["tissue_mask"].attrs["mpp"] > 0 and f["tumorbed_mask"].attrs["mpp"] > 0
+            tsl0 = f.attrs["tile_size_level0"]
+            if row.status == "ok":
+                # mean aggregator: the slide score is the mean of the tumour-bed tiles' scores
+                assert row.stil == pytest.approx(float(scores[flags].mean()), abs=1e-3)
+                assert row.stil_high == (row.stil >= row.threshold)
+        gj = json.loads((out / f"{row.slide_id}.geojson").read_text())
+        assert len(gj["features"]) == row.n_tiles
+        first = gj["features"][0]
+        ring = first["geometry"]["coordinates"][0]
+        assert ring[0] == [float(coords[0][0]), float(coords[0][1])]
+        assert ring[2][0] - ring[0][0] == pytest.approx(tsl0)
+        assert first["properties"]["measurements"]["sTIL score"] == pytest.approx(float(scores[0]), abs=1e-3)
+
+
+def test_rerun_is_quick_and_changes_nothing_and_overwrite_redoes(pipeline, tmp_path):
+    out = tmp_path / "scores"
+    assert score(pipeline, out, *pipeline["held"]).returncode == 0
+    before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir() if p.is_file()}
+    proc = score(pipeline, out, *pipeline["held"])
+    assert proc.returncode == 0
+    after = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir() if p.is_file()}
+    for name, (mtime, data) in before.items():
+        if name == "results.csv":
+            assert after[name][1] == data
+        else:
+            assert after[name] == (mtime, data), name
+    assert "already scored" in proc.stderr
+    proc = score(pipeline, out, *pipeline["held"], extra=("--overwrite",))
+    assert proc.returncode == 0
+    h5 = f"{pipeline['held'][0].stem}.h5"
+    assert (out / h5).stat().st_mtime_ns > before[h5][0]
+
+
+def test_killed_run_resumes_without_losing_work(pipeline, tmp_path):
+    out = tmp_path / "scores"
+    cmd = [sys.executable, "-m", "weakstil", "score", *map(str, pipeline["held"]), "--model", str(pipeline["model"]),
+           "--out", str(out), "--features", str(pipeline["features"]), "--weights", "random", "--device", "cpu"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "results.csv").exists():
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = pd.read_csv(out / "results.csv") if (out / "results.csv").exists() else pd.DataFrame()
+    # every row written so far is complete, with its outputs
+    for sid in done.get("slide_id", []):
+        with h5py.File(out / f"{sid}.h5") as f:
+            assert f.attrs["complete"] == 1
+    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stderr
+    table = pd.read_csv(out / "results.csv")
+    assert sorted(table["slide_id"]) == sorted(p.stem for p in pipeline["held"])
+    assert set(table["status"]) <= {"ok", "no tumour bed"}
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_annotation_overrides_detection(pipeline, tmp_path):
+    slide = pipeline["held"][0]
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    W = H = 2400  # 1.2 mm at 0.5 µm/px
+    ring = [[0, 0], [W // 2, 0], [W // 2, H], [0, H], [0, 0]]
+    (ann / f"{slide.stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+         "properties": {"classification": {"name": "Tumor bed"}}}]}))
+    out = tmp_path / "scores"
+    proc = score(pipeline, out, slide, extra=("--annotations", ann))
+    assert proc.returncode == 0, proc.stderr
+    row = pd.read_csv(out / "results.csv").iloc[0]
+    assert row.tumorbed_source == "annotation"
+    with h5py.File(out / f"{slide.stem}.h5") as f:
+        flags = f["tumorbed"][:].astype(bool)
+        coords = f["coords"][:]
+    assert flags.any()
+    assert (coords[flags, 0] + 112 <= W // 2).all()  # only the annotated left half counts
+
+
+def test_tumorbed_detector_on_held_out_slides(pipeline):
+    """Detected beds overlap the generator's truth (the quality target is measured in benchmarks)."""
+    from skimage.transform import resize
+
+    from weakstil.embed import read_features
+    from weakstil.tissue import dice
+    from weakstil.tumorbed import SlideGeometry, TumorBedModel, whole_tissue
+
+    detector = TumorBedModel.load(pipeline["model"] / "tumorbed")
+    gains = []
+    for path in pipeline["held"]:
+        data = read_features(pipeline["features"] / f"{path.stem}.h5")
+        geom = SlideGeometry.from_attrs(data)
+        bed = detector.detect(data["features"], geom)
+        with h5py.File(pipeline["cohort"] / "truth" / f"{path.stem}.h5") as f:
+            truth = resize(f["tumorbed"][:].astype(np.float32), bed.mask.shape, order=1) > 0.5
+        gains.append(dice(bed.mask, truth) - dice(whole_tissue(geom).mask, truth))
+    # better than taking the whole tissue, on average
+    assert np.mean(gains) > 0
