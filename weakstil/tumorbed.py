@@ -178,6 +178,29 @@ def _grid_stride(coords: np.ndarray, tile_size_level0: float) -> float:
     return float(min(steps)) if steps else float(tile_size_level0)
 
 
+def context_features(features: np.ndarray, coords: np.ndarray, tile_size_level0: float, radius: int) -> np.ndarray:
+    """Each tile's embedding next to the mean embedding of the tiles around it (a
+    (2r+1) x (2r+1) block on the grid): the stroma between tumour nests is recognised by
+    its neighbours."""
+    from scipy import ndimage as ndi
+
+    x = np.asarray(features, np.float32)
+    if radius <= 0 or len(x) == 0:
+        return x
+    stride = _grid_stride(coords, tile_size_level0)
+    cols = np.round(coords[:, 0] / stride).astype(int)
+    rows = np.round(coords[:, 1] / stride).astype(int)
+    grid = np.zeros((rows.max() + 1, cols.max() + 1, x.shape[1]), np.float32)
+    count = np.zeros(grid.shape[:2], np.float32)
+    grid[rows, cols] = x
+    count[rows, cols] = 1.0
+    size = 2 * radius + 1
+    summed = ndi.uniform_filter(grid, size=(size, size, 1), mode="constant")
+    n = ndi.uniform_filter(count, size=size, mode="constant")
+    ctx = summed[rows, cols] / np.maximum(n[rows, cols], 1e-6)[:, None]
+    return np.concatenate([x, ctx], axis=1)
+
+
 # --- the trainable tile classifier ------------------------------------------------------------
 @dataclass
 class TumorBedModel:
@@ -194,8 +217,13 @@ class TumorBedModel:
         z = ((np.asarray(features, np.float32) - self.mean) / self.std) @ self.weight + self.bias
         return (1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
 
+    @property
+    def context_radius(self) -> int:
+        return int(self.meta.get("context_radius", 0))
+
     def detect(self, features: np.ndarray, geom: SlideGeometry) -> TumorBed:
-        return from_tile_probabilities(self.predict_proba(features), geom, self.post,
+        x = context_features(features, geom.coords, geom.tile_size_level0, self.context_radius)
+        return from_tile_probabilities(self.predict_proba(x), geom, self.post,
                                        detail=str(self.meta.get("model_id", "tumorbed-model")))
 
     @property
@@ -298,9 +326,15 @@ class AnnotatedSlide:
 #: Post-processing settings tried when fitting a detector (threshold x smoothing).
 THRESHOLDS = (0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6)
 SMOOTHING_UM = (0.0, 100.0, 150.0, 250.0)
+CLOSING_UM = (0.0, 100.0, 200.0)
 
 
-def train_tumorbed(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None) -> TumorBedModel:
+#: Neighbourhood (in tiles) whose mean embedding is added to each tile's own.
+CONTEXT_RADIUS = 2
+
+
+def train_tumorbed(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None,
+                   context_radius: int = CONTEXT_RADIUS) -> TumorBedModel:
     """Fit the tile classifier on all slides, then choose the post-processing that maximises
     the mean Dice of leave-one-slide-out predictions against the annotations."""
     from weakstil.tissue import dice
@@ -308,6 +342,9 @@ def train_tumorbed(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
+    slides = [AnnotatedSlide(s.slide_id, context_features(s.features, s.geom.coords, s.geom.tile_size_level0,
+                                                          context_radius), s.geom, s.bed_mask) for s in slides]
+    meta = {**(meta or {}), "context_radius": int(context_radius)}
     x = np.concatenate([s.features for s in slides])
     y = np.concatenate([s.tile_labels for s in slides])
     # out-of-slide probabilities, so the chosen threshold is honest about unseen slides
@@ -326,19 +363,20 @@ def train_tumorbed(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
              for h, s in zip(held_out or [None] * len(slides), slides)]
     best, best_dice = PostProcess(), -1.0
     table = []
-    for smooth in SMOOTHING_UM:
-        for thr in THRESHOLDS:
-            post = PostProcess(smooth_um=smooth, threshold=thr)
-            d = float(np.mean([dice(from_tile_probabilities(p, s.geom, post).mask, s.bed_mask)
-                               for p, s in zip(probs, slides)]))
-            table.append({"smooth_um": smooth, "threshold": thr, "dice": d})
-            if d > best_dice + 1e-9:
-                best, best_dice = post, d
+    for closing in CLOSING_UM:
+        for smooth in SMOOTHING_UM:
+            for thr in THRESHOLDS:
+                post = PostProcess(smooth_um=smooth, threshold=thr, closing_um=closing)
+                d = float(np.mean([dice(from_tile_probabilities(p, s.geom, post).mask, s.bed_mask)
+                                   for p, s in zip(probs, slides)]))
+                table.append({"smooth_um": smooth, "threshold": thr, "closing_um": closing, "dice": d})
+                if d > best_dice + 1e-9:
+                    best, best_dice = post, d
     model.post = best
     model.meta.update({"n_slides": len(slides), "slide_ids": [s.slide_id for s in slides],
                        "cv_dice": best_dice, "post_process_search": table})
-    log.info("tumour-bed detector: %d slides, %d tiles, leave-one-slide-out Dice %.3f (smooth %g µm, threshold %g)",
-             len(slides), len(y), best_dice, best.smooth_um, best.threshold)
+    log.info("tumour-bed detector: %d slides, %d tiles, leave-one-slide-out Dice %.3f (smooth %g µm, threshold %g, "
+             "closing %g µm)", len(slides), len(y), best_dice, best.smooth_um, best.threshold, best.closing_um)
     return model
 
 
