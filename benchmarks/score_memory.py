@@ -93,7 +93,8 @@ def main() -> None:
     work.mkdir(parents=True, exist_ok=True)
     cli = [sys.executable, "-m", "weakstil"]
 
-    side = int(math.ceil(math.sqrt(args.tiles * 1.02)) * 224)
+    # the repeated block is about 70 % tissue: lay out enough grid positions for the target
+    side = int(math.ceil(math.sqrt(args.tiles / 0.66)) * 224)
     side = int(math.ceil(side / TILE) * TILE)
     big = work / f"mosaic_{side}.tiff"
     if not big.exists():

@@ -38,62 +38,77 @@ class TissueParams:
 
 
 def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = None) -> np.ndarray:
-    """Boolean tissue mask of an RGB thumbnail at ``mpp`` µm/px."""
+    """Boolean tissue mask of an RGB thumbnail at ``mpp`` µm/px.
+
+    Works on uint8/uint16 planes and compares ratios by cross-multiplying, so memory stays
+    at a few bytes per pixel even for the thumbnail of a very large slide.
+    """
     from scipy import ndimage as ndi
     from skimage import morphology
     from skimage.filters import threshold_otsu
 
     p = params or TissueParams()
-    # channels as separate planes: reductions over a trailing axis of 3 are slow in numpy
-    raw_r, raw_g, raw_b = (np.ascontiguousarray(rgb[..., c], dtype=np.float32) for c in range(3))
+    # channels as separate planes: reductions over a trailing axis of 3 are slow in numpy.
     # A light blur removes scanner noise and JPEG speckle before thresholding.
-    r, g, b = (ndi.uniform_filter(c, size=3) for c in (raw_r, raw_g, raw_b))
+    r, g, b = (ndi.uniform_filter(np.ascontiguousarray(rgb[..., c]), size=3) for c in range(3))
     mx = np.maximum(np.maximum(r, g), b)
-    mn = np.minimum(np.minimum(r, g), b)
-    saturation = (mx - mn) / np.maximum(mx, 1.0)
-    # Optical-density thresholds on the mean intensity, as intensities (no per-pixel log):
-    # OD > d  <=>  intensity < 256 * 10**-d - 1.
-    intensity = (r + g + b) / 3.0
+    spread = mx - np.minimum(np.minimum(r, g), b)  # saturation = spread / mx
+    # Optical-density thresholds on the mean intensity, as intensity sums (no per-pixel log):
+    # OD > d  <=>  mean intensity < 256 * 10**-d - 1.
+    total = r.astype(np.uint16) + g + b
 
-    def od_level(d: float) -> float:
-        return 256.0 * 10.0 ** (-d) - 1.0
+    def od_sum(d: float) -> float:
+        return 3.0 * (256.0 * 10.0 ** (-d) - 1.0)
 
     # a subsample is plenty for a histogram threshold
-    candidates = saturation[::2, ::2][mx[::2, ::2] > 30]
+    sub_mx = mx[::2, ::2].astype(np.float32)
+    candidates = (spread[::2, ::2] / np.maximum(sub_mx, 1.0))[sub_mx > 30]
     thr = p.min_saturation
     if candidates.size > 100 and np.ptp(candidates) > 1e-3:
         thr = float(np.clip(threshold_otsu(candidates), p.min_saturation, p.max_saturation))
-    mask = (saturation > thr) | (intensity < od_level(p.min_density * 3))
-    mask &= intensity < od_level(p.min_density)
+    del sub_mx, candidates
+    mask = _ratio_above(spread, mx, thr) | (total < od_sum(p.min_density * 3))
+    mask &= total < od_sum(p.min_density)
+    del spread, total
 
     # Pen ink is coloured but not H&E: green/blue hues, or near-black. Blurred stroke edges
     # are caught by widening the ink mask a little.
     pen = np.zeros(mask.shape, bool)
     if p.remove_pen:
-        pen = ((g > r + 10) & (g > b - 5)) | ((b > r + 40) & (g > r)) | (mx < 45)
+        r16, g16, b16 = (c.astype(np.int16) for c in (r, g, b))
+        pen = ((g16 > r16 + 10) & (g16 > b16 - 5)) | ((b16 > r16 + 40) & (g16 > r16)) | (mx < 45)
+        del r16, g16, b16
         pen = _dilate(pen, 2)
         mask &= ~pen
+    del r, g, b, mx
 
     # Fat: big empty adipocytes whose thin membranes are only faintly stained at this
     # resolution. A window dense in faint stain is tissue even where each pixel is pale.
     if p.fat_window_um > 0:
-        grey = (raw_r + raw_g + raw_b) / 3.0  # unblurred: membranes are a pixel wide
-        glass, noise = _glass_level(grey[~mask])
-        raw_mx = np.maximum(np.maximum(raw_r, raw_g), raw_b)
-        raw_sat = (raw_mx - np.minimum(np.minimum(raw_r, raw_g), raw_b)) / np.maximum(raw_mx, 1.0)
-        faint = (raw_sat > max(0.03, 3.0 * noise / glass)) | (grey < glass - max(2.0, 2.0 * noise))
+        raw = [np.ascontiguousarray(rgb[..., c]) for c in range(3)]  # unblurred: membranes are a pixel wide
+        grey_sum = raw[0].astype(np.uint16) + raw[1] + raw[2]
+        glass, noise = _glass_level(grey_sum[::2, ::2][~mask[::2, ::2]].astype(np.float32) / 3.0)
+        raw_mx = np.maximum(np.maximum(raw[0], raw[1]), raw[2])
+        raw_spread = raw_mx - np.minimum(np.minimum(raw[0], raw[1]), raw[2])
+        del raw
+        faint = _ratio_above(raw_spread, raw_mx, max(0.03, 3.0 * noise / glass))
+        faint |= grey_sum < 3.0 * (glass - max(2.0, 2.0 * noise))
+        del raw_mx, raw_spread, grey_sum
         faint &= ~mask & ~pen
         size = max(3, int(round(p.fat_window_um / mpp)) | 1)
-        share = ndi.uniform_filter(faint.astype(np.float32), size=size)
+        share = ndi.uniform_filter(faint.view(np.uint8) * np.uint8(250), size=size)  # share x 250
+        del faint
         # glass and fat form two modes of the share; Otsu splits them, within sane bounds
-        pale_share = share[~mask]
+        pale_share = share[::2, ::2][~mask[::2, ::2]].astype(np.float32) / 250.0
         cut = p.fat_membrane_share
         if pale_share.size > 100 and np.ptp(pale_share) > 1e-3:
             cut = float(np.clip(threshold_otsu(pale_share), 0.12, 0.5))
-        fat = (share > cut) & ~mask
+        fat = (share > cut * 250.0) & ~mask
+        del share, pale_share
         # an opening drops the thin band of faint pixels that lines every tissue edge
         fat = _dilate(_erode(fat, size // 2), size // 2)
         mask |= fat
+        del fat
 
     px_area = mpp * mpp
     radius = max(1, int(round(p.closing_um / mpp)))
@@ -103,6 +118,12 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     mask = morphology.remove_small_objects(mask, max_size=max(1, int(p.min_object_um2 / px_area)))
     log.debug("tissue: saturation threshold %.3f, %.1f%% of thumbnail", thr, 100 * mask.mean())
     return mask
+
+
+def _ratio_above(numerator: np.ndarray, denominator: np.ndarray, ratio: float) -> np.ndarray:
+    """``numerator / max(denominator, 1) > ratio`` without a float image (scaled integers)."""
+    scale = 1024
+    return numerator.astype(np.int32) * scale > np.maximum(denominator, 1).astype(np.int32) * int(round(ratio * scale))
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
