@@ -1,7 +1,8 @@
 """Stage-2 accuracy on a synthetic cohort with exact truth: slide sTIL% and tile sTIL.
 
-    .venv/bin/python benchmarks/accuracy.py                       # 120 slides (20-40 min on 2 cores)
-    .venv/bin/python benchmarks/accuracy.py --slides 40 --pretrain-steps 100   # quick look
+    .venv/bin/python benchmarks/accuracy.py                       # 120 slides (about 30 min on 2 cores)
+    .venv/bin/python benchmarks/accuracy.py --group-column none --folds 5      # 5-fold by slide (cached: ~5 min)
+    .venv/bin/python benchmarks/accuracy.py --slides 16 --pretrain-steps 20    # quick look (~3 min)
 
 Steps (everything is cached under ``.bench/accuracy/`` and reused by later runs):
 
@@ -20,7 +21,8 @@ Steps (everything is cached under ``.bench/accuracy/`` and reused by later runs)
 Metrics: slide R², MAE, Pearson, AUC for sTIL >= 30% (out of fold) and tile-level Pearson
 between out-of-fold tile scores and the generator's tile sTIL (tiles matched by level-0
 coordinates; tiles with >= 25% stroma). Targets: R² >= 0.9, AUC@30 >= 0.97, tile r >= 0.8.
-Writes ``results-<slides>-s<seed>.md`` and ``.json`` under the cache folder and prints the table.
+Writes ``results-<slides>-s<seed>-<size>-<folds>fold-<group>.md`` and ``.json`` under the cache
+folder and prints the table.
 """
 
 from __future__ import annotations
@@ -350,8 +352,10 @@ def main() -> None:
     lines += ["", f"targets: R² >= 0.9, AUC@30 >= 0.97, tile r >= 0.8; total {time.perf_counter() - t_all:.0f} s"]
     text = "\n".join(lines)
     print(text)
-    (cache / f"results-{args.slides}-{tag}.md").write_text(text + "\n")
-    (cache / f"results-{args.slides}-{tag}.json").write_text(json.dumps(results, indent=2, default=float) + "\n")
+    split = f"{args.folds}fold-{args.group_column}"
+    (cache / f"results-{args.slides}-{tag}-{split}.md").write_text(text + "\n")
+    (cache / f"results-{args.slides}-{tag}-{split}.json").write_text(
+        json.dumps(results, indent=2, default=float) + "\n")
 
 
 if __name__ == "__main__":

@@ -76,9 +76,8 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     load0 = os.getloadavg()[0]  # other processes' CPU use (training picks its threads from it)
     t0 = time.perf_counter()
-    res = train_cohort(csv, root / "features", out, TrainConfig(aggregator=args.aggregator, epochs=args.epochs, device=args.device,
-                                                              threads=args.threads),
-                       n_folds=args.folds)
+    cfg = TrainConfig(aggregator=args.aggregator, epochs=args.epochs, device=args.device, threads=args.threads)
+    res = train_cohort(csv, root / "features", out, cfg, n_folds=args.folds)
     total = time.perf_counter() - t0
     meta = json.loads((out / "model.json").read_text())
     tr = meta["training"]

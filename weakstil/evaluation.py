@@ -52,8 +52,10 @@ def thresholds_with(threshold: float | None) -> tuple[float, ...]:
 
 
 def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float = 30.0, title: str = "",
-                  extra: dict | None = None) -> dict:
-    """Metrics, calibration and plots for ``pred`` (columns stil_true, stil_pred) into ``out_dir``."""
+                  extra: dict | None = None, color_groups: bool = True) -> dict:
+    """Metrics, calibration and plots for ``pred`` (columns stil_true, stil_pred) into ``out_dir``.
+
+    ``color_groups``: colour the scatter plot by the ``group`` column (when it has 2-10 groups)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t = pred["stil_true"].to_numpy(dtype=float)
@@ -73,7 +75,8 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
         pd.DataFrame(rows).to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
     with atomic_path(out_dir / "calibration.csv") as tmp:
         pd.DataFrame(m["calibration"]).to_csv(tmp, index=False)
-    plot_scatter(pred, out_dir / "scatter.png", m, title=title)
+    plot_scatter(pred if color_groups else pred.drop(columns="group", errors="ignore"), out_dir / "scatter.png", m,
+                 title=title)
     plot_roc(t, p, out_dir / "roc.png", [c["threshold"] for c in m["classification"]], title=title)
     return m
 

@@ -38,7 +38,7 @@ from torch import nn
 from weakstil import __version__
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
-from weakstil.milconfig import AGGREGATORS, LOSSES, Architecture, TrainConfig
+from weakstil.milconfig import Architecture, TrainConfig
 
 log = logging.getLogger(__name__)
 

@@ -103,7 +103,8 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
                                          "fold": int(k), "source": "cross-validation (out of fold)",
                                          "aggregator": cfg.aggregator})
             metrics = write_metrics(pred, tmp / "cv", threshold=threshold, title=f"{n_folds}-fold CV",
-                                    extra={"folds": n_folds, "group_column": cohort.group_column})
+                                    extra={"folds": n_folds, "group_column": cohort.group_column},
+                                    color_groups=cohort.group_column is not None)
             final_epochs = max(1, int(round(float(np.median(cv.best_epochs)))))
             cv_summary = {
                 "folds": n_folds, "best_epochs": cv.best_epochs,
@@ -173,7 +174,8 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     write_predictions(pred, out_dir / "predictions.csv", threshold)
     m = write_metrics(pred, out_dir, threshold=threshold, title="evaluate",
                       extra={"model": str(model_dir), "model_sha256": model_sha,
-                             "encoder": meta.get("encoder", {}).get("name")})
+                             "encoder": meta.get("encoder", {}).get("name")},
+                      color_groups=cohort.group_column is not None)
     return m
 
 
@@ -206,4 +208,4 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     out_dir = Path(out_dir)
     write_predictions(table, out_dir / "predictions.csv", threshold)
     return write_metrics(table, out_dir, threshold=threshold, title="out-of-fold",
-                         extra={"predictions": str(oof_path)})
+                         extra={"predictions": str(oof_path)}, color_groups=cohort.group_column is not None)
