@@ -42,12 +42,18 @@ def pipeline(tmp_path_factory):
     train["path"] = [str((cohort / p).resolve()) for p in train["path"]]
     train[["slide_id", "path", "stil"]].to_csv(root / "train.csv", index=False)
     model = root / "model"
-    proc = run_cli("train", root / "train.csv", "--features", features, "--out", model, "--folds", "2",
-                   "--epochs", "15", "--group-column", "none")
-    assert proc.returncode == 0, proc.stderr
+    detector = root / "tumorbed"
     proc = run_cli("tumorbed", "train", "--features", features, "--annotations", cohort / "truth", "--out",
-                   model / "tumorbed", "--max-slides", str(TRAIN))
+                   detector, "--max-slides", str(TRAIN))
     assert proc.returncode == 0, proc.stderr
+    # MIL on slide labels, with the training slides' tumour beds from their annotations;
+    # the detector is bundled into the model for scoring
+    proc = run_cli("train", root / "train.csv", "--features", features, "--out", model, "--folds", "2",
+                   "--epochs", "15", "--group-column", "none", "--annotations", cohort / "truth",
+                   "--tumorbed", detector)
+    assert proc.returncode == 0, proc.stderr
+    assert "6 from annotation" in proc.stderr
+    assert (model / "tumorbed" / "model.json").is_file()
     held = [cohort / p for p in labels["path"].iloc[TRAIN:]]
     return {"root": root, "cohort": cohort, "labels": labels, "features": features, "model": model, "held": held}
 

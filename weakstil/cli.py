@@ -260,6 +260,8 @@ def train(
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
     overwrite: OverwriteOpt = False,
+    annotations: AnnotationsOpt = None,
+    tumorbed: TumorBedOpt = None,
 ) -> None:
     """Train the MIL sTIL regressor on slide labels: grouped CV, then a final model on all slides.
 
@@ -278,16 +280,37 @@ def train(
         progress, on_epoch = _epoch_progress()
         with progress:
             result = train_cohort(cohort, features, out, cfg, n_folds=folds, group_column=group_column,
-                                  threshold=threshold, overwrite=overwrite, on_epoch=on_epoch)
+                                  threshold=threshold, overwrite=overwrite, on_epoch=on_epoch,
+                                  tile_masks=_tile_masks(cohort, features, annotations, tumorbed))
     except WeakSTILError as exc:
         error_line(exc.one_line())
         raise typer.Exit(1) from None
+    from weakstil.score import bundle_for_scoring
+
+    bundled = bundle_for_scoring(out, features, tumorbed)
+    if bundled:
+        log.info("bundled with the model for 'weakstil score': %s", ", ".join(bundled))
     cv = result["cv"]
     if cv:
         m = cv["metrics"]
         log.info("CV (%d folds): R² %.3f, Pearson %.3f, MAE %.2f, AUC@%g %s -> %s", cv["folds"], m["r2"],
                  m["pearson_r"], m["mae"], threshold, _fmt(cv["auc"].get(f"{threshold:g}")), out / "cv")
     log.info("final model: %s -> %s (%.0f s)", result["final_model"], out, result["seconds"])
+
+
+def _tile_masks(cohort_csv: Path, features: Path, annotations: Path | None, tumorbed: Path | None):
+    """Tumour-bed tiles per slide from --annotations / --tumorbed (None: all tiles)."""
+    if annotations is None and tumorbed is None:
+        return None
+    from weakstil.cohort import read_cohort
+    from weakstil.tumorbed import cohort_tile_masks
+
+    ids = list(read_cohort(cohort_csv, features_dir=features).slide_ids)
+    return cohort_tile_masks(ids, features, annotations=annotations, detector=tumorbed)
+
+
+def _bundled_tumorbed(model: Path | None) -> Path | None:
+    return model / "tumorbed" if model is not None and (model / "tumorbed" / "model.json").is_file() else None
 
 
 def _fmt(value) -> str:
@@ -308,6 +331,8 @@ def evaluate(
     threshold: StilThresholdOpt = None,
     device: DeviceOpt = "auto",
     threads: ThreadsOpt = 0,
+    annotations: AnnotationsOpt = None,
+    tumorbed: TumorBedOpt = None,
 ) -> None:
     """Score a labelled cohort with a model (or --oof predictions) and report metrics.
 
@@ -332,7 +357,9 @@ def evaluate(
             from weakstil.train import evaluate_cohort
 
             m = evaluate_cohort(cohort, model, features, out, group_column=group_column, threshold=threshold,
-                                device=device, threads=threads)
+                                device=device, threads=threads,
+                                tile_masks=_tile_masks(cohort, features, annotations,
+                                                       tumorbed or _bundled_tumorbed(model)))
     except WeakSTILError as exc:
         error_line(exc.one_line())
         raise typer.Exit(1) from None

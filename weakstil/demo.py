@@ -108,8 +108,9 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     summary = train_cohort(train_csv, features, model_dir, cfg, n_folds=plan.folds, overwrite=True,
                            tile_masks=tile_masks)
     detector.save(model_dir / "tumorbed")
-    shutil.copytree(encoder_dir, model_dir / "encoder", dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("checkpoint*"))
+    from weakstil.score import bundle_for_scoring
+
+    bundle_for_scoring(model_dir, features)
     step("MIL training", t0)
 
     # 6. score the held-out slides like a lab would: slide files in, results out

@@ -336,3 +336,28 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, data: dict, b
         measurements["attention"] = attention
     classes = np.where(bed.tile_flags, "Tumor bed", "Other")
     write_tiles_geojson(out / f"{slide_id}.geojson", coords, tsl0, measurements, classes)
+
+
+def bundle_for_scoring(model_dir: str | Path, features_dir: str | Path, tumorbed: str | Path | None = None) -> list[str]:
+    """Make a trained model self-contained for ``weakstil score``: copy a local encoder
+    (a ``weakstil pretrain`` directory the features were made with) into ``MODEL/encoder`` and
+    a tumour-bed detector into ``MODEL/tumorbed``. Returns what was bundled."""
+    import shutil
+
+    from weakstil.mil import read_feature_attrs
+
+    model_dir = Path(model_dir)
+    bundled = []
+    first = next(iter(sorted(Path(features_dir).glob("*.h5"))), None)
+    if first is not None:
+        source = Path(str(read_feature_attrs(first).get("weights_source", "")))
+        if source.is_file() and (source.parent / "card.yaml").is_file():
+            target = model_dir / "encoder"
+            target.mkdir(parents=True, exist_ok=True)
+            for name in ("card.yaml", source.name):
+                shutil.copy2(source.parent / name, target / name)
+            bundled.append("encoder")
+    if tumorbed is not None and Path(tumorbed).resolve() != (model_dir / "tumorbed").resolve():
+        shutil.copytree(tumorbed, model_dir / "tumorbed", dirs_exist_ok=True)
+        bundled.append("tumorbed")
+    return bundled

@@ -446,3 +446,26 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(annotations),
             "model_id": f"tumorbed-{len(chosen)}slides"}
     return train_tumorbed(chosen, seed=seed, meta=meta)
+
+
+def cohort_tile_masks(slide_ids: list[str], features_dir: str | Path, *, annotations: str | Path | None = None,
+                      detector: str | Path | TumorBedModel | None = None) -> dict[str, np.ndarray] | None:
+    """Tumour-bed tile flags for a cohort's cached slides (annotation > detector > whole tissue),
+    or ``None`` when neither annotations nor a detector are given (the caller then uses all tiles)."""
+    from weakstil.embed import read_features
+
+    if annotations is None and detector is None:
+        return None
+    if detector is not None and not isinstance(detector, TumorBedModel):
+        detector = TumorBedModel.load(detector)
+    masks, sources = {}, {}
+    for sid in slide_ids:
+        path = Path(features_dir) / f"{sid}.h5"
+        data = read_features(path)
+        if detector is not None:
+            check_detector_matches(detector, data, path)
+        bed = resolve_tumorbed(sid, data, annotations=annotations, detector=detector)
+        masks[sid] = bed.tile_flags
+        sources[bed.source.value] = sources.get(bed.source.value, 0) + 1
+    log.info("tumour beds: %s", ", ".join(f"{n} from {s}" for s, n in sorted(sources.items())))
+    return masks
