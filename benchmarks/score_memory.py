@@ -125,7 +125,8 @@ def main() -> None:
         raise SystemExit(f"weakstil score failed (exit {proc.returncode})")
     import pandas as pd
 
-    row = pd.read_csv(out / "results.csv").iloc[0]
+    table = pd.read_csv(out / "results.csv", dtype={"slide_id": str})
+    row = table[table["slide_id"] == big.stem].iloc[0]
     print(f"\n| slide | tiles | tumour-bed tiles | sTIL% | time s | tiles/s | peak RSS GB |\n|---|---|---|---|---|---|---|")
     print(f"| {big.name} ({side}x{side}) | {row.n_tiles} | {row.n_tumorbed_tiles} | {row.stil:.1f} | {seconds:.0f} | "
           f"{row.n_tiles / seconds:.0f} | {peak_gb:.2f} |")
