@@ -59,3 +59,15 @@ def cmu() -> Path:
 def white_slide(tmp_path: Path) -> Path:
     """An all-white (blank glass) slide."""
     return write_tiff_slide(tmp_path / "blank.tiff", np.full((2048, 2048, 3), 245, np.uint8))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """In-process torch work runs on one thread: tiny ops on a busy 2-CPU machine are much faster
+    without OpenMP teams waiting for a descheduled thread (and results are reproducible)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,14 +12,7 @@ import yaml
 from weakstil.encoders import CardError, EncoderCard, builtin_card_names, create_encoder, list_cards, load_card
 from weakstil.encoders.factory import EncoderError, build_model, expected_embed_dim, sha256_file
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """In-process torch work of these tests runs on one thread: tiny ops on a busy 2-CPU machine are
-    much faster without OpenMP teams waiting for a descheduled thread (and results are reproducible)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 EXPECTED_CARDS = {"small-cnn", "lunit-dino-vits16", "lunit-swav-resnet50", "ctranspath", "kaiko-vits16",

@@ -16,14 +16,7 @@ from weakstil.encoders import create_encoder, load_card
 from weakstil.encoders.factory import EncoderError
 from weakstil.pretrain import PretrainConfig, PretrainError, nt_xent, pretrain
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """In-process torch work of these tests runs on one thread: tiny ops on a busy 2-CPU machine are
-    much faster without OpenMP teams waiting for a descheduled thread (and results are reproducible)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 FAST = dict(batch_size=16, crop_px=64, checkpoint_every=2)

@@ -710,10 +710,9 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"cannot read weights ({exc})", path=weights_path, fix="train the model again") from None
     model = TileMIL(arch)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    from weakstil.weights import state_dict_diff
+
+    missing, unexpected, wrong = state_dict_diff(model.state_dict(), state)
     if missing or unexpected or wrong:
         parts = []
         if missing:

@@ -225,10 +225,10 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
             except Exception as exc:  # a foreign checkpoint can trip the converter
                 raise EncoderError(f"weights for {what} cannot be converted ({_short(exc)})", path=path,
                                    fix="pass the matching weights for this encoder") from None
+    from weakstil.weights import state_dict_diff
+
     own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    shape = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    missing, unexpected, shape = state_dict_diff(own, state)
     if missing or unexpected or shape:
         parts = []
         if missing:
