@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from weakstil import __version__
-from weakstil.atomic import atomic_path
+from weakstil.atomic import atomic_path, remove_stale_temps
 from weakstil.errors import NoTissueError, WeakSTILError
 from weakstil.slide import Slide, slide_id_from_path
 from weakstil.tiles import SlideTiles, TilingParams, find_tiles
@@ -135,22 +135,6 @@ def cache_is_current(path: str | Path, key: str) -> bool:
                     and "features" in f and f["features"].shape[0] == int(f.attrs.get("n_tiles", -1)))
     except (OSError, KeyError, ValueError):  # truncated or not HDF5
         return False
-
-
-def remove_stale_temps(path: str | Path) -> int:
-    """Delete temporary files a killed run left for ``path`` (``.NAME.xxxx.tmp``); returns how many."""
-    path = Path(path)
-    n = 0
-    if path.parent.is_dir():
-        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
-            try:
-                tmp.unlink()
-                n += 1
-            except FileNotFoundError:
-                pass
-    if n:
-        log.info("%s: removed %d leftover temporary file(s) of an interrupted run", path, n)
-    return n
 
 
 def read_features(path: str | Path) -> dict[str, Any]:

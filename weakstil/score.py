@@ -177,6 +177,9 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     opts.out.mkdir(parents=True, exist_ok=True)
     ctx = open_context(opts)
     results_path = opts.out / "results.csv"
+    from weakstil.atomic import remove_stale_temps
+
+    remove_stale_temps(results_path)
     rows = _read_previous(results_path)
     batch_rows: list[dict] = []
     seen: dict[str, Path] = {}
@@ -291,7 +294,11 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, data: dict, b
     from weakstil.slide import Slide
     from weakstil.tiles import overlay_mpp
 
+    from weakstil.atomic import remove_stale_temps
+
     out = ctx.opts.out
+    for suffix in (".h5", "_heatmap.png", ".geojson"):
+        remove_stale_temps(out / f"{slide_id}{suffix}")
     coords = np.asarray(data["coords"])
     tsl0 = float(data["tile_size_level0"])
     with atomic_path(out / f"{slide_id}.h5") as tmp:
