@@ -178,14 +178,16 @@ def _grid_stride(coords: np.ndarray, tile_size_level0: float) -> float:
     return float(min(steps)) if steps else float(tile_size_level0)
 
 
-def context_features(features: np.ndarray, coords: np.ndarray, tile_size_level0: float, radius: int) -> np.ndarray:
-    """Each tile's embedding next to the mean embedding of the tiles around it (a
-    (2r+1) x (2r+1) block on the grid): the stroma between tumour nests is recognised by
-    its neighbours."""
+def context_features(features: np.ndarray, coords: np.ndarray, tile_size_level0: float,
+                     radius: int | tuple[int, ...]) -> np.ndarray:
+    """Each tile's embedding next to the mean embeddings of the tiles around it, one
+    (2r+1) x (2r+1) block on the grid per radius: the stroma between tumour nests is
+    recognised by its neighbours, near and farther away."""
     from scipy import ndimage as ndi
 
     x = np.asarray(features, np.float32)
-    if radius <= 0 or len(x) == 0:
+    radii = [r for r in ((radius,) if isinstance(radius, int) else tuple(radius)) if r > 0]
+    if not radii or len(x) == 0:
         return x
     stride = _grid_stride(coords, tile_size_level0)
     cols = np.round(coords[:, 0] / stride).astype(int)
@@ -194,11 +196,13 @@ def context_features(features: np.ndarray, coords: np.ndarray, tile_size_level0:
     count = np.zeros(grid.shape[:2], np.float32)
     grid[rows, cols] = x
     count[rows, cols] = 1.0
-    size = 2 * radius + 1
-    summed = ndi.uniform_filter(grid, size=(size, size, 1), mode="constant")
-    n = ndi.uniform_filter(count, size=size, mode="constant")
-    ctx = summed[rows, cols] / np.maximum(n[rows, cols], 1e-6)[:, None]
-    return np.concatenate([x, ctx], axis=1)
+    out = [x]
+    for r in radii:
+        size = 2 * r + 1
+        summed = ndi.uniform_filter(grid, size=(size, size, 1), mode="constant")
+        n = ndi.uniform_filter(count, size=size, mode="constant")
+        out.append(summed[rows, cols] / np.maximum(n[rows, cols], 1e-6)[:, None])
+    return np.concatenate(out, axis=1)
 
 
 # --- the trainable tile classifier ------------------------------------------------------------
@@ -218,8 +222,9 @@ class TumorBedModel:
         return (1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
 
     @property
-    def context_radius(self) -> int:
-        return int(self.meta.get("context_radius", 0))
+    def context_radius(self) -> tuple[int, ...]:
+        r = self.meta.get("context_radius", 0)
+        return (int(r),) if isinstance(r, (int, float)) else tuple(int(v) for v in r)
 
     def detect(self, features: np.ndarray, geom: SlideGeometry) -> TumorBed:
         x = context_features(features, geom.coords, geom.tile_size_level0, self.context_radius)
@@ -329,12 +334,12 @@ SMOOTHING_UM = (0.0, 100.0, 150.0, 250.0)
 CLOSING_UM = (0.0, 100.0, 200.0)
 
 
-#: Neighbourhood (in tiles) whose mean embedding is added to each tile's own.
-CONTEXT_RADIUS = 2
+#: Neighbourhoods (radius in tiles) whose mean embeddings are added to each tile's own.
+CONTEXT_RADIUS = (2, 5)
 
 
 def train_tumorbed(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None,
-                   context_radius: int = CONTEXT_RADIUS) -> TumorBedModel:
+                   context_radius: int | tuple[int, ...] = CONTEXT_RADIUS) -> TumorBedModel:
     """Fit the tile classifier on all slides, then choose the post-processing that maximises
     the mean Dice of leave-one-slide-out predictions against the annotations."""
     from weakstil.tissue import dice
@@ -344,7 +349,8 @@ def train_tumorbed(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
                             fix="pass slides with annotations (--annotations DIR)")
     slides = [AnnotatedSlide(s.slide_id, context_features(s.features, s.geom.coords, s.geom.tile_size_level0,
                                                           context_radius), s.geom, s.bed_mask) for s in slides]
-    meta = {**(meta or {}), "context_radius": int(context_radius)}
+    radii = [context_radius] if isinstance(context_radius, int) else list(context_radius)
+    meta = {**(meta or {}), "context_radius": [int(r) for r in radii]}
     x = np.concatenate([s.features for s in slides])
     y = np.concatenate([s.tile_labels for s in slides])
     # out-of-slide probabilities, so the chosen threshold is honest about unseen slides
