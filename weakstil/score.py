@@ -83,7 +83,7 @@ class _Context:
         return f"{enc.get('name')}@{str(enc.get('weights_sha256'))[:12]}"
 
     def encoder(self):
-        """Built on first use: a rerun with every slide cached never loads it."""
+        """Built on first use: a rerun whose slides are all already scored never loads it."""
         if self._encoder is None:
             self._encoder = load_scoring_encoder(self.opts, self.meta)
         return self._encoder
@@ -276,8 +276,8 @@ def _torch_device(device: str):
 
 
 class _LazyEncoder:
-    """Looks like an Encoder to embed_slide but builds the real one only when pixels need
-    embedding (cache hits never load weights)."""
+    """Looks like an Encoder to embed_slide but builds the real one on first use, so a rerun
+    whose slides are all already scored never loads the encoder's weights."""
 
     def __init__(self, ctx: _Context):
         self._ctx = ctx
