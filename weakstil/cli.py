@@ -368,6 +368,47 @@ def evaluate(
              _fmt(m["spearman_rho"]), m["mae"], aucs, out)
 
 
+@app.command()
+def report(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory (from 'weakstil train' with "
+                                        "--folds 2 or more).")],
+    out: OutOpt,
+    cohort: Annotated[
+        Optional[Path], typer.Option("--cohort", help="Cohort CSV locating the slides for the heatmaps; default: "
+                                     "the one recorded in the model.")
+    ] = None,
+    tiles: Annotated[
+        Optional[Path], typer.Option("--tiles", help="'weakstil tile' output folder: its overlays become the "
+                                     "thumbnails.")
+    ] = None,
+    evaluation: Annotated[
+        Optional[Path], typer.Option("--evaluation", help="'weakstil evaluate --oof' output folder whose metrics "
+                                     "and plots to show (default: MODEL/cv).")
+    ] = None,
+    settings: Annotated[
+        Optional[Path], typer.Option("--settings", help="JSON or YAML file of settings to list (e.g. the workflow "
+                                     "configuration).")
+    ] = None,
+    slide_mpp: SlideMppOpt = None,
+    title: Annotated[str, typer.Option("--title", help="Report title.")] = "WeakSTIL cohort report",
+) -> None:
+    """Cohort report of a model's cross-validation: OUT/report.html and OUT/report.md with metrics,
+    predicted-vs-true scatter, ROC, a per-slide table (thumbnail, out-of-fold heatmap), settings
+    and versions; OUT/overview.png shows it at a glance."""
+    from weakstil.errors import WeakSTILError
+
+    try:
+        from weakstil.report import build_report, read_settings
+
+        files = build_report(model, out, cohort=cohort, tiles_dir=tiles, evaluation_dir=evaluation,
+                             settings=read_settings(settings) if settings is not None else None,
+                             slide_mpp=slide_mpp, title=title)
+    except WeakSTILError as exc:
+        error_line(exc.one_line())
+        raise typer.Exit(1) from None
+    log.info("report -> %s", files["report.html"])
+
+
 # --- stage 1: encoders, embedding, self-supervised pretraining ---------------------------
 def _interrupt_on_sigterm() -> None:
     """Turn SIGTERM into KeyboardInterrupt so temporary outputs are cleaned up on the way out."""
@@ -607,6 +648,10 @@ def tumorbed_train(
     out: OutOpt,
     max_slides: Annotated[int, typer.Option("--max-slides", help="Use at most this many annotated slides.")] = 10,
     seed: SeedOpt = 0,
+    cohort: Annotated[
+        Optional[Path], typer.Option("--cohort", help="Only this cohort CSV's slides, in its order (default: "
+                                     "every slide in --features).")
+    ] = None,
 ) -> None:
     """Train a tumour-bed detector (tile classifier on embeddings + spatial smoothing and closing)
     from slides with annotations; writes OUT/model.safetensors + OUT/model.json."""
@@ -614,7 +659,13 @@ def tumorbed_train(
     from weakstil.tumorbed import train_tumorbed_from_cache
 
     try:
-        model = train_tumorbed_from_cache(features, annotations, max_slides=max_slides, seed=seed)
+        slide_ids = None
+        if cohort is not None:  # a shared feature folder may also hold slides outside the cohort
+            from weakstil.cohort import read_cohort
+
+            slide_ids = read_cohort(cohort, check_files=False).slide_ids
+        model = train_tumorbed_from_cache(features, annotations, slide_ids=slide_ids, max_slides=max_slides,
+                                          seed=seed)
         model.save(out)
     except WeakSTILError as exc:
         error_line(exc.one_line())

@@ -1,0 +1,158 @@
+"""The Snakemake cohort workflow (pipelines/): end to end with the local profile on a tiny
+synthetic cohort, what a rerun redoes after one slide's features are deleted, bad settings,
+and a dry run with the SLURM profile."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytest.importorskip("snakemake")
+pytest.importorskip("snakemake_executor_plugin_slurm")
+
+SNAKEFILE = ROOT / "pipelines" / "Snakefile"
+LOCAL = ROOT / "pipelines" / "profiles" / "local"
+SLURM = ROOT / "pipelines" / "profiles" / "slurm"
+COHORT_SLIDES = 6
+#: Small and quick: 1 x 1 mm slides (about 50 tiles), 3 folds over 3 centres, few epochs.
+FAST = ["folds=3", "epochs=8", "threads=1", "score_slides=[new/*.tiff]", "annotations=cohort/truth"]
+
+
+def snakemake(workdir: Path, *args: str, profile: Path = LOCAL, config: list[str] = FAST) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(profile),
+           "--directory", str(workdir), *args, "--config", *config]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def jobs_run(log: str) -> dict[str, list[str]]:
+    """Rule -> the wildcards of each job that Snakemake started, read from its output."""
+    jobs: dict[str, list[str]] = {}
+    for block in re.split(r"\n(?=\[[^\n]*\]\n(?:local)?rule )", log):
+        m = re.search(r"^(?:local)?rule (\w+):", block, re.M)
+        if m:
+            w = re.search(r"^\s+wildcards: (.*)$", block, re.M)
+            jobs.setdefault(m.group(1), []).append(w.group(1) if w else "")
+    return jobs
+
+
+def job_stats(log: str) -> dict[str, int]:
+    """The 'Job stats' table Snakemake prints: rule -> number of jobs."""
+    table = log.split("Job stats:", 1)[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A synthetic cohort of 6 labelled slides (3 centres) and one new slide to score."""
+    root = tmp_path_factory.mktemp("pipeline")
+    run_cli("synth", root / "cohort", "--slides", COHORT_SLIDES + 1, "--seed", 0, "--size-mm", 1.0, 1.0,
+            "--groups", 3, check=True)
+    labels = pd.read_csv(root / "cohort" / "labels.csv")
+    labels.iloc[:COHORT_SLIDES].to_csv(root / "cohort" / "labels.csv", index=False)
+    new = labels.iloc[COHORT_SLIDES]
+    (root / "new").mkdir()
+    shutil.move(root / "cohort" / new["path"], root / "new" / "new_slide.tiff")
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(workdir: Path) -> subprocess.CompletedProcess:
+    proc = snakemake(workdir, "--cores", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_workflow_end_to_end(workdir: Path, first_run) -> None:
+    out = workdir / "results"
+    ids = pd.read_csv(workdir / "cohort" / "labels.csv")["slide_id"].tolist()
+    jobs = jobs_run(first_run.stdout + first_run.stderr)
+    assert {r: len(j) for r, j in jobs.items()} == {"settings": 1, "tile": 7, "embed": 7, "train": 1,
+                                                     "evaluate": 1, "report": 1, "score": 1, "all": 1}
+    for sid in [*ids, "new_slide"]:
+        assert (out / "tiles" / f"{sid}_tiles.png").is_file() and (out / "features" / f"{sid}.h5").is_file()
+        assert (out / "logs" / "embed" / f"{sid}.log").read_text().strip()
+    for rule in ("train", "evaluate", "report", "score"):
+        assert (out / "logs" / f"{rule}.log").read_text().strip(), rule
+
+    metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
+    assert metrics["n"] == COHORT_SLIDES
+    oof = pd.read_csv(out / "model" / "cv" / "oof_predictions.csv")
+    assert sorted(oof["fold"].unique()) == [0, 1, 2]
+
+    page = (out / "report" / "report.html").read_text()
+    for sid in ids:
+        assert f"slides/{sid}_heatmap.png" in page and (out / "report" / "slides" / f"{sid}_heatmap.png").is_file()
+        assert (out / "report" / "slides" / f"{sid}_thumb.png").is_file()
+    assert f"<td class='num'>{metrics['mae']:.3f}</td>" in page  # the headline MAE, from the evaluation
+    assert "small-cnn" in page and "snakemake" in page  # settings and versions
+    assert "cohort/truth" in (out / "report" / "report.md").read_text()  # the workflow config is listed
+
+    scores = pd.read_csv(out / "scores" / "results.csv")
+    assert scores["slide_id"].tolist() == ["new_slide"] and scores["status"].tolist() == ["ok"]
+    assert 0 <= scores["stil"].iloc[0] <= 100
+    assert (out / "scores" / "new_slide_heatmap.png").is_file()
+
+
+def test_rerun_after_deleting_one_slides_features(workdir: Path, first_run) -> None:
+    out = workdir / "results"
+    victim = pd.read_csv(workdir / "cohort" / "labels.csv")["slide_id"].iloc[2]
+    nothing = snakemake(workdir, "--dry-run")
+    assert nothing.returncode == 0 and "Nothing to be done" in nothing.stdout + nothing.stderr
+
+    others = {p: p.stat().st_mtime_ns for p in [*(out / "tiles").iterdir(), *(out / "features").iterdir()]
+              if p.stem != victim}
+    (out / "features" / f"{victim}.h5").unlink()
+    proc = snakemake(workdir, "--cores", "2")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    jobs = jobs_run(proc.stdout + proc.stderr)
+    # that slide's embedding and the cohort rules that read it; no other slide, no tiling
+    assert jobs == {"embed": [f"slide={victim}"], "train": [""], "evaluate": [""], "report": [""],
+                    "score": [""], "all": [""]}
+    assert (out / "features" / f"{victim}.h5").is_file()
+    assert {p: p.stat().st_mtime_ns for p in others} == others
+
+
+def test_bad_settings_fail_before_any_job(workdir: Path) -> None:
+    proc = snakemake(workdir, "--dry-run", config=["folds=1"])
+    assert proc.returncode != 0
+    assert "error: folds is 1" in proc.stdout and "Fix: set folds to 2 or more" in proc.stdout
+    proc = snakemake(workdir, "--dry-run", config=["cohort=missing.csv"])
+    assert proc.returncode != 0 and "error: missing.csv: cohort CSV not found" in proc.stdout
+    proc = snakemake(workdir, "--dry-run", config=["score_slides=[nowhere/*.svs]"])
+    assert proc.returncode != 0 and "error: nowhere/*.svs (score_slides): no slide file matches" in proc.stdout
+
+
+def test_slurm_profile_dry_run(workdir: Path) -> None:
+    """The SLURM profile plans every job with its partition and GPUs from the workflow config,
+    without a cluster (a dry run never calls sbatch)."""
+    proc = snakemake(workdir, "--dry-run", profile=SLURM,
+                     config=[*FAST, "out=results_slurm", "slurm={partition: short, gpu_partition: a100q, "
+                             "gpus_per_embed: 2, gpu_model: a100}"])
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "Using profile" in log and str(SLURM) in log
+    assert job_stats(log) == {"settings": 1, "tile": 7, "embed": 7, "train": 1, "evaluate": 1, "report": 1,
+                              "score": 1, "all": 1}
+    embed = log.split("rule embed:", 1)[1].split("Shell command", 1)[0]
+    resources = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)", embed).group(1).split(", "))
+    assert resources["slurm_partition"] == "a100q" and resources["gpu"] == "2" and resources["gpu_model"] == "a100"
+    train = log.split("rule train:", 1)[1].split("Shell command", 1)[0]
+    assert "slurm_partition=short" in train and "gpu=" not in train
+
+    # the plugin turns those resources into these sbatch options
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    class Resources(dict):
+        __getattr__ = dict.get
+
+    job = type("Job", (), {"resources": Resources(gpu=2, gpu_model="a100")})()
+    assert set_gres_string(job).strip() == "--gpus=a100:2"

@@ -1,0 +1,389 @@
+"""Cohort report: what a trained model's cross-validation says, for people.
+
+``weakstil report --model MODEL --out DIR`` reads a model directory written by ``weakstil train``
+(``model.json``; ``cv/oof_predictions.csv``, ``cv/metrics.json``, ``cv/scatter.png``,
+``cv/roc.png``; ``cv/tiles/<slide_id>.h5`` out-of-fold tile scores) and the cohort's slides, and
+writes into ``DIR``:
+
+* ``report.html`` and ``report.md`` — the same content: headline metrics (R², Pearson, MAE, AUC,
+  sensitivity and specificity at the model's sTIL-high threshold), the predicted-vs-true scatter,
+  the ROC, one table row per slide (id, group, fold, true and predicted sTIL%, thumbnail,
+  heatmap of its out-of-fold tile scores), the settings and the software versions;
+* ``scatter.png``, ``roc.png``, ``overview.png`` (scatter, ROC and the first heatmaps in one
+  picture) and ``slides/<slide_id>_thumb.png`` / ``slides/<slide_id>_heatmap.png``.
+
+Images sit beside the pages and are linked relatively, so the folder can be copied or zipped as a
+whole. Every file is written atomically. The heatmaps come from out-of-fold tile scores: each
+slide is scored by the fold model that never saw its label, so they show no training optimism.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import math
+import platform
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from weakstil import __version__
+from weakstil.atomic import atomic_path
+from weakstil.errors import WeakSTILError
+
+log = logging.getLogger(__name__)
+
+#: Long side in pixels of the slide pictures in the per-slide table.
+THUMB_SIDE = 160
+HEATMAP_SIDE = 480
+#: Heatmaps shown in overview.png.
+OVERVIEW_SLIDES = 6
+#: Packages whose versions the report lists (when installed).
+VERSION_PACKAGES = ("weakstil", "torch", "timm", "numpy", "openslide-python", "snakemake",
+                    "snakemake-executor-plugin-slurm")
+
+
+@dataclass
+class SlideRow:
+    """One slide of the per-slide table."""
+
+    slide_id: str
+    group: str
+    fold: object
+    stil_true: float
+    stil_pred: float
+    thumbnail: str | None  #: path relative to the report folder
+    heatmap: str | None
+
+
+def _read_json(path: Path, what: str, fix: str) -> dict:
+    if not path.is_file():
+        raise WeakSTILError(f"{what} not found", path=path, fix=fix)
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeakSTILError(f"{what} is not valid JSON ({exc})", path=path, fix=fix) from None
+
+
+def read_settings(path: str | Path) -> dict:
+    """A settings file (JSON or YAML mapping), e.g. the workflow's configuration."""
+    import yaml
+
+    path = Path(path)
+    fix = "pass a JSON or YAML file holding a mapping of setting names to values"
+    if not path.is_file():
+        raise WeakSTILError("settings file not found", path=path, fix=fix)
+    try:
+        data = yaml.safe_load(path.read_text())  # YAML reads JSON too
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise WeakSTILError(f"cannot parse settings ({str(exc).splitlines()[0]})", path=path, fix=fix) from None
+    if not isinstance(data, dict):
+        raise WeakSTILError("settings are not a mapping", path=path, fix=fix)
+    return data
+
+
+def flatten(mapping: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """``{"a": {"b": 1}}`` -> ``[("a.b", "1")]``, in key order; lists are shown inline."""
+    rows: list[tuple[str, str]] = []
+    for key, value in mapping.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            rows.extend(flatten(value, f"{name}."))
+        else:
+            rows.append((name, value if isinstance(value, str) else json.dumps(value, default=str)))
+    return rows
+
+
+def installed_versions() -> dict[str, str]:
+    """Versions of Python and the packages that shape the results, at report time."""
+    from weakstil.embed import package_version
+
+    out = {"python": platform.python_version()}
+    for name in VERSION_PACKAGES:
+        version = __version__ if name == "weakstil" else package_version(name)
+        if version != "not installed":
+            out[name] = version
+    return out
+
+
+def _cohort_slides(cohort_csv: Path | None) -> dict[str, Path]:
+    """Slide id -> slide file, from the cohort CSV (empty when there is none)."""
+    if cohort_csv is None:
+        return {}
+    from weakstil.cohort import read_cohort
+
+    cohort = read_cohort(cohort_csv, check_files=False)
+    return {sid: Path(p) for sid, p in zip(cohort.table["slide_id"], cohort.table["path"])}
+
+
+def _find_overlay(tiles_dir: Path | None, slide_id: str, slide_path: Path | None) -> Path | None:
+    """The ``weakstil tile`` QC overlay of a slide (named after the slide id or the file)."""
+    if tiles_dir is None:
+        return None
+    from weakstil.slide import slide_id_from_path
+
+    names = [slide_id] + ([slide_id_from_path(slide_path)] if slide_path is not None else [])
+    return next((tiles_dir / f"{n}_tiles.png" for n in names if (tiles_dir / f"{n}_tiles.png").is_file()), None)
+
+
+def _write_thumbnail(source: Path, target: Path) -> None:
+    from PIL import Image
+
+    with Image.open(source) as img:
+        img = img.convert("RGB")
+        img.thumbnail((THUMB_SIDE, THUMB_SIDE))
+        with atomic_path(target) as tmp:
+            img.save(tmp, format="PNG")
+
+
+def _write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title: str,
+                   slide_mpp: float | None) -> None:
+    """The slide with its out-of-fold tile scores and the tumour-bed tiles outlined."""
+    from weakstil.evaluation import read_tile_scores
+    from weakstil.outputs import tile_score_image, write_heatmap_png
+    from weakstil.slide import Slide
+
+    scores = read_tile_scores(tile_scores_path)
+    coords = np.asarray(scores["coords"])
+    tsl0 = float(scores["tile_size_level0"])
+    with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
+        width, height = slide.dimensions
+        thumb_mpp = max(slide.mpp, max(width, height) * slide.mpp / HEATMAP_SIDE)
+        thumb = slide.read_thumbnail(thumb_mpp)
+        mpp = slide.mpp
+    bed = None
+    mask = np.asarray(scores.get("tile_mask", np.ones(len(coords), bool)), bool)
+    if not mask.all():  # outline the tiles that made the slide's score, when not all did
+        painted = tile_score_image(thumb.shape[:2], coords, tsl0, mpp / thumb_mpp, mask.astype(np.float32))
+        bed = np.nan_to_num(painted) > 0.5
+    write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(scores["tile_scores"]),
+                      tumorbed_mask=bed, title=title)
+
+
+def _copy(source: Path, target: Path) -> None:
+    with atomic_path(target) as tmp:
+        shutil.copyfile(source, tmp)
+
+
+def _slide_rows(model_dir: Path, oof: pd.DataFrame, out_dir: Path, slides: dict[str, Path], tiles_dir: Path | None,
+                slide_mpp: float | None) -> list[SlideRow]:
+    rows = []
+    for rec in oof.to_dict("records"):
+        sid = str(rec["slide_id"])
+        slide_path = slides.get(sid)
+        thumb_rel = heat_rel = None
+        overlay = _find_overlay(tiles_dir, sid, slide_path)
+        if overlay is not None:
+            thumb_rel = f"slides/{sid}_thumb.png"
+            _write_thumbnail(overlay, out_dir / thumb_rel)
+        tile_scores = model_dir / "cv" / "tiles" / f"{sid}.h5"
+        if slide_path is not None and slide_path.is_file() and tile_scores.is_file():
+            heat_rel = f"slides/{sid}_heatmap.png"
+            title = f"{sid}: true {rec['stil_true']:.1f}%, out-of-fold {rec['stil_pred']:.1f}%"
+            try:
+                _write_heatmap(slide_path, tile_scores, out_dir / heat_rel, title, slide_mpp)
+            except WeakSTILError as exc:  # the slide moved or broke since training: report the rest
+                log.warning("%s: no heatmap (%s)", sid, exc.one_line())
+                heat_rel = None
+        else:
+            log.warning("%s: no heatmap (slide file or out-of-fold tile scores not found)", sid)
+        rows.append(SlideRow(sid, str(rec.get("group", "")), rec.get("fold", ""), float(rec["stil_true"]),
+                             float(rec["stil_pred"]), thumb_rel, heat_rel))
+    return rows
+
+
+def headline(metrics: dict, threshold: float) -> dict[str, float | None]:
+    """The numbers a reader looks at first."""
+    at = next((c for c in metrics.get("classification", []) if float(c["threshold"]) == float(threshold)), {})
+    return {"n": metrics.get("n"), "R²": metrics.get("r2"), "Pearson r": metrics.get("pearson_r"),
+            "Spearman ρ": metrics.get("spearman_rho"), "MAE (sTIL points)": metrics.get("mae"),
+            "RMSE": metrics.get("rmse"), f"AUC sTIL-high ≥{threshold:g}%": at.get("auc"),
+            f"sensitivity ≥{threshold:g}%": at.get("sensitivity"),
+            f"specificity ≥{threshold:g}%": at.get("specificity")}
+
+
+def _fmt(value: object) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def model_settings(meta: dict) -> list[tuple[str, str]]:
+    """What the model was trained with, from its model.json."""
+    enc = meta.get("encoder", {})
+    training = dict(meta.get("training", {}))
+    config = training.pop("config", {})
+    tiling = {k: v for k, v in meta.get("tiling", {}).items() if k != "key"}
+    rows = [("encoder", str(enc.get("name"))), ("encoder weights sha256", str(enc.get("weights_sha256"))),
+            ("model weights sha256", str(meta.get("weights_sha256"))), ("seed", str(meta.get("seed"))),
+            ("sTIL-high threshold %", str(meta.get("threshold")))]
+    rows += flatten(tiling, "tiling.") + flatten(config, "training.")
+    rows += [(f"training.{k}", v) for k, v in flatten({k: v for k, v in training.items()
+                                                        if k in ("cohort", "n_slides", "n_tiles", "group_column",
+                                                                 "final_model", "train_seconds")})]
+    return rows
+
+
+def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Path | None = None,
+                 tiles_dir: str | Path | None = None, evaluation_dir: str | Path | None = None,
+                 settings: dict | None = None, slide_mpp: float | None = None,
+                 title: str = "WeakSTIL cohort report") -> dict[str, Path]:
+    """Write the report of ``model_dir``'s cross-validation into ``out_dir``; returns its files.
+
+    ``cohort`` (default: the CSV recorded in model.json) locates the slides for the heatmaps;
+    ``tiles_dir`` holds ``weakstil tile`` overlays used as thumbnails; ``evaluation_dir`` is a
+    ``weakstil evaluate --oof`` folder whose metrics and plots are shown (default ``MODEL/cv``);
+    ``settings`` (e.g. the workflow configuration) is listed with the model's own settings.
+    """
+    model_dir, out_dir = Path(model_dir), Path(out_dir)
+    fix_model = "pass a directory written by 'weakstil train' with --folds 2 or more"
+    meta = _read_json(model_dir / "model.json", "model.json", fix_model)
+    cv_dir = model_dir / "cv"
+    oof_path = cv_dir / "oof_predictions.csv"
+    if not oof_path.is_file():
+        raise WeakSTILError("the model has no out-of-fold predictions (trained without cross-validation?)",
+                            path=oof_path, fix="train with --folds 2 or more")
+    oof = pd.read_csv(oof_path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
+    metrics_dir = Path(evaluation_dir) if evaluation_dir is not None else cv_dir
+    metrics = _read_json(metrics_dir / "metrics.json", "metrics.json",
+                         "pass the --out folder of 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv'")
+    threshold = float(metrics.get("threshold", meta.get("threshold", 30.0)))
+    if cohort is None:
+        recorded = meta.get("training", {}).get("cohort")
+        cohort = Path(recorded) if recorded and Path(recorded).is_file() else None
+    slides = _cohort_slides(Path(cohort) if cohort is not None else None)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    for name in ("scatter.png", "roc.png"):
+        source = metrics_dir / name
+        if not source.is_file():
+            raise WeakSTILError(f"{name} not found", path=source, fix="rerun 'weakstil evaluate' or 'weakstil train'")
+        _copy(source, out_dir / name)
+        files[name] = out_dir / name
+    rows = _slide_rows(model_dir, oof, out_dir, slides, Path(tiles_dir) if tiles_dir else None, slide_mpp)
+    files["overview.png"] = write_overview(out_dir, rows, out_dir / "overview.png")
+    content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(model_dir),
+                            headline=headline(metrics, threshold), threshold=threshold, rows=rows,
+                            settings=flatten(settings or {}), model_settings=model_settings(meta),
+                            trained_versions=dict(meta.get("versions", {})), report_versions=installed_versions(),
+                            cv_folds=(meta.get("training", {}).get("cross_validation") or {}).get("folds"))
+    for name, text in (("report.html", render_html(content)), ("report.md", render_markdown(content))):
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        files[name] = out_dir / name
+    log.info("report: %d slides, R² %s, MAE %s -> %s", len(rows), _fmt(metrics.get("r2")), _fmt(metrics.get("mae")),
+             out_dir / "report.html")
+    return files
+
+
+def write_overview(out_dir: Path, rows: list[SlideRow], target: Path) -> Path:
+    """Scatter, ROC and the first heatmaps side by side: the report at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    heatmaps = [r for r in rows if r.heatmap][:OVERVIEW_SLIDES]
+    n_heat_rows = math.ceil(len(heatmaps) / 3)
+    fig = plt.figure(figsize=(12, 5.2 + 3.6 * n_heat_rows), dpi=100)
+    grid = fig.add_gridspec(1 + n_heat_rows, 6, height_ratios=[5.2] + [3.6] * n_heat_rows)
+    for i, name in enumerate(("scatter.png", "roc.png")):
+        ax = fig.add_subplot(grid[0, 3 * i:3 * i + 3])
+        with Image.open(out_dir / name) as img:
+            ax.imshow(np.asarray(img.convert("RGB")))
+        ax.set_axis_off()
+    for k, row in enumerate(heatmaps):
+        ax = fig.add_subplot(grid[1 + k // 3, 2 * (k % 3):2 * (k % 3) + 2])
+        with Image.open(out_dir / row.heatmap) as img:
+            ax.imshow(np.asarray(img.convert("RGB")))
+        ax.set_axis_off()
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return target
+
+
+@dataclass
+class ReportContent:
+    title: str
+    created: str
+    model_dir: str
+    headline: dict[str, float | None]
+    threshold: float
+    rows: list[SlideRow]
+    settings: list[tuple[str, str]]
+    model_settings: list[tuple[str, str]]
+    trained_versions: dict[str, str]
+    report_versions: dict[str, str]
+    cv_folds: int | None
+
+
+def _versions_table(c: ReportContent) -> list[tuple[str, str, str]]:
+    names = list(dict.fromkeys([*c.trained_versions, *c.report_versions]))
+    return [(n, c.trained_versions.get(n, ""), c.report_versions.get(n, "")) for n in names]
+
+
+def render_markdown(c: ReportContent) -> str:
+    lines = [f"# {c.title}", "", f"Model `{c.model_dir}`, {c.cv_folds}-fold cross-validation, out-of-fold "
+             f"predictions (each slide scored by a model that never saw it). Created {c.created}.", "",
+             "## Metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in c.headline.items()]
+    lines += ["", "![predicted vs true](scatter.png) ![ROC](roc.png)", "", "## Slides", "",
+              "| slide | group | fold | true sTIL% | predicted sTIL% | error | tiles | out-of-fold heatmap |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in c.rows:
+        thumb = f"![{r.slide_id} tiles]({r.thumbnail})" if r.thumbnail else ""
+        heat = f"[![{r.slide_id} heatmap]({r.heatmap})]({r.heatmap})" if r.heatmap else ""
+        lines.append(f"| {r.slide_id} | {r.group} | {r.fold} | {r.stil_true:.1f} | {r.stil_pred:.1f} | "
+                     f"{r.stil_pred - r.stil_true:+.1f} | {thumb} | {heat} |")
+    lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
+    lines += [f"| {k} | `{v}` |" for k, v in c.settings + c.model_settings]
+    lines += ["", "## Versions", "", "| package | training | report |", "|---|---|---|"]
+    lines += [f"| {n} | {a} | {b} |" for n, a, b in _versions_table(c)]
+    return "\n".join(lines) + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;
+vertical-align:middle}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
+img.plot{width:420px;margin-right:1em}img.thumb{max-width:160px}img.heat{max-width:360px}code{font-size:90%}"""
+
+
+def _cells(values: list[str], numeric: tuple[int, ...] = ()) -> str:
+    return "".join(f"<td class='num'>{v}</td>" if i in numeric else f"<td>{v}</td>" for i, v in enumerate(values))
+
+
+def render_html(c: ReportContent) -> str:
+    e = html.escape
+    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(c.title)}</title>"
+             f"<style>{_CSS}</style></head><body>", f"<h1>{e(c.title)}</h1>",
+             f"<p>Model <code>{e(c.model_dir)}</code>, {c.cv_folds}-fold cross-validation, out-of-fold predictions "
+             f"(each slide scored by a model that never saw it). Created {e(c.created)}.</p>", "<h2>Metrics</h2><table>"]
+    parts += [f"<tr><th>{e(k)}</th><td class='num'>{_fmt(v)}</td></tr>" for k, v in c.headline.items()]
+    parts += ["</table>", "<p><img class='plot' src='scatter.png' alt='predicted vs true sTIL%'>"
+              "<img class='plot' src='roc.png' alt='ROC of sTIL-high'></p>", "<h2>Slides</h2><table>",
+              "<tr><th>slide</th><th>group</th><th>fold</th><th>true sTIL%</th><th>predicted sTIL%</th>"
+              "<th>error</th><th>tiles</th><th>out-of-fold heatmap</th></tr>"]
+    for r in c.rows:
+        thumb = f"<img class='thumb' src='{e(r.thumbnail)}' alt='{e(r.slide_id)} tiles'>" if r.thumbnail else ""
+        heat = (f"<a href='{e(r.heatmap)}'><img class='heat' src='{e(r.heatmap)}' alt='{e(r.slide_id)} heatmap'></a>"
+                if r.heatmap else "")
+        cells = [e(r.slide_id), e(r.group), e(str(r.fold)), f"{r.stil_true:.1f}", f"{r.stil_pred:.1f}",
+                 f"{r.stil_pred - r.stil_true:+.1f}", thumb, heat]
+        parts.append(f"<tr>{_cells(cells, numeric=(3, 4, 5))}</tr>")
+    parts += ["</table>", "<h2>Settings</h2><table>"]
+    parts += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in c.settings + c.model_settings]
+    parts += ["</table>", "<h2>Versions</h2><table><tr><th>package</th><th>training</th><th>report</th></tr>"]
+    parts += [f"<tr><th>{e(n)}</th><td>{e(a)}</td><td>{e(b)}</td></tr>" for n, a, b in _versions_table(c)]
+    parts += ["</table></body></html>"]
+    return "\n".join(parts) + "\n"
