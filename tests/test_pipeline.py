@@ -156,3 +156,13 @@ def test_slurm_profile_dry_run(workdir: Path) -> None:
 
     job = type("Job", (), {"resources": Resources(gpu=2, gpu_model="a100")})()
     assert set_gres_string(job).strip() == "--gpus=a100:2"
+
+
+def test_tumour_bed_detector_trained_in_the_workflow_feeds_training(workdir: Path) -> None:
+    proc = snakemake(workdir, "--dry-run", config=[*FAST, "out=results_bed", "tumorbed=train"])
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert job_stats(log)["tumorbed_detector"] == 1
+    assert "tumorbed train --features results_bed/features --annotations cohort/truth --cohort" in log
+    train = log.split("rule train:", 1)[1].split("\n\n", 1)[0]
+    assert "--annotations cohort/truth --tumorbed results_bed/tumorbed" in train

@@ -392,9 +392,10 @@ def report(
     slide_mpp: SlideMppOpt = None,
     title: Annotated[str, typer.Option("--title", help="Report title.")] = "WeakSTIL cohort report",
 ) -> None:
-    """Cohort report of a model's cross-validation: OUT/report.html and OUT/report.md with metrics,
-    predicted-vs-true scatter, ROC, a per-slide table (thumbnail, out-of-fold heatmap), settings
-    and versions; OUT/overview.png shows it at a glance."""
+    """Cohort report of a model's cross-validation (HTML and Markdown).
+
+    OUT/report.html and OUT/report.md: metrics, predicted-vs-true scatter, ROC, a per-slide table
+    (thumbnail, out-of-fold heatmap), settings and versions; OUT/overview.png shows it at a glance."""
     from weakstil.errors import WeakSTILError
 
     try:
