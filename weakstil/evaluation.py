@@ -152,6 +152,20 @@ def plot_roc(t: np.ndarray, p: np.ndarray, path: Path, thresholds, title: str = 
     plt.close(fig)
 
 
+#: Feature-cache attributes copied into tile-score files, so a viewer can place the tiles on
+#: their slide (µm/px, grid spacing) and find the slide.
+PLACEMENT_ATTRS = ("slide_path", "slide_mpp", "slide_width", "slide_height", "mpp", "tile_px", "overlap_px",
+                   "tiling_key")
+
+
+def placement_attrs(features_path: str | Path) -> dict[str, object]:
+    """The slide-placement attributes of a feature cache (missing ones are left out)."""
+    from weakstil.mil import read_feature_attrs
+
+    attrs = read_feature_attrs(features_path)
+    return {k: attrs[k] for k in PLACEMENT_ATTRS if k in attrs}
+
+
 def write_tile_scores(path: str | Path, *, slide_id: str, coords: np.ndarray, tile_size_level0: float,
                       tile_scores: np.ndarray, weights: np.ndarray, tile_mask: np.ndarray,
                       attention: np.ndarray | None, attrs: dict[str, object]) -> Path:

@@ -167,10 +167,13 @@ def _outputs_exist(out: Path, slide_id: str) -> bool:
 
 
 def score_batch(slides: list[Path], opts: ScoreOptions,
-                on_slide: Callable[[str, dict], None] | None = None, progress: bool = True) -> list[dict]:
+                on_slide: Callable[[str, dict], None] | None = None, progress: bool = True,
+                on_tiles: Callable[[str, int, int], None] | None = None) -> list[dict]:
     """Score ``slides``; returns the result rows of this batch (also in OUT/results.csv).
 
-    A slide that fails gets status ``error`` and its reason; the others go on.
+    A slide that fails gets status ``error`` and its reason; the others go on. ``on_slide(id,
+    row)`` is called after each slide and ``on_tiles(id, done, total)`` as its tiles are embedded
+    (a GUI's progress bar).
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -200,8 +203,10 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             else:
                 tile_task = bar.add_task(f"  {slide_id}", total=None)
 
-                def tick(done: int, total: int, _task=tile_task) -> None:
+                def tick(done: int, total: int, _task=tile_task, _id=slide_id) -> None:
                     bar.update(_task, completed=done, total=total)
+                    if on_tiles is not None:
+                        on_tiles(_id, done, total)
 
                 t0 = time.perf_counter()
                 try:
@@ -315,10 +320,10 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, data: dict, b
             ds = f.create_dataset("tumorbed_mask", data=bed.mask.astype(np.uint8), compression="gzip")
             ds.attrs["mpp"] = float(bed.mask_mpp)
             attrs = {
-                "slide_id": slide_id, "slide_path": str(path), "tile_size_level0": tsl0,
+                "slide_id": slide_id, "slide_path": str(Path(path).resolve()), "tile_size_level0": tsl0,
                 "stil": stil, "stil_high": str(stil_high), "threshold": ctx.threshold, "status": status,
                 "n_tiles": int(len(tile_scores)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
-                "model_id": ctx.model_id, "model_path": str(ctx.opts.model),
+                "model_id": ctx.model_id, "model_path": str(ctx.opts.model.resolve()),
                 "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),
                 "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **bed.attrs(),

@@ -238,7 +238,7 @@ class Slide:
     def info(self) -> dict[str, object]:
         """Metadata worth recording with every output."""
         return {
-            "slide_path": str(self.path),
+            "slide_path": str(self.path.resolve()),  # absolute: viewers find the slide from any folder
             "slide_id": self.slide_id,
             "slide_mpp": float(self.mpp),
             "slide_mpp_source": self.mpp_source.value,

@@ -25,7 +25,7 @@ import pandas as pd
 
 from weakstil.cohort import Cohort, read_cohort
 from weakstil.errors import WeakSTILError
-from weakstil.evaluation import write_metrics, write_predictions, write_tile_scores
+from weakstil.evaluation import placement_attrs, write_metrics, write_predictions, write_tile_scores
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
                                   attention=s.attention,
                                   attrs={"stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]),
                                          "fold": int(k), "source": "cross-validation (out of fold)",
-                                         "aggregator": cfg.aggregator})
+                                         "aggregator": cfg.aggregator, **placement_attrs(bag.path)})
             metrics = write_metrics(pred, tmp / "cv", threshold=threshold, title=f"{n_folds}-fold CV",
                                     extra={"folds": n_folds, "group_column": cohort.group_column},
                                     color_groups=cohort.group_column is not None)
@@ -168,7 +168,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                           tile_mask=bag.tile_mask, attention=s.attention,
                           attrs={"stil_pred": s.stil, "stil_true": float(y), "model_sha256": model_sha,
                                  "model": str(model_dir), "aggregator": model.arch.aggregator,
-                                 "source": "evaluate"})
+                                 "source": "evaluate", **placement_attrs(bag.path)})
     pred = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": labels, "stil_pred": [s.stil for s in scores],
                          "group": cohort.groups})
     write_predictions(pred, out_dir / "predictions.csv", threshold)

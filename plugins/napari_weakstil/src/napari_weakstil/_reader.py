@@ -1,0 +1,80 @@
+"""npe2 readers: whole-slide images, and WeakSTIL result files with their slide beside them."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+LayerData = tuple[Any, dict[str, Any], str]
+ReaderFunction = Callable[[Any], list[LayerData]]
+
+
+def _single_path(path: str | list[str]) -> Path | None:
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            return None
+        path = path[0]
+    return Path(path)
+
+
+def get_slide_reader(path: str | list[str]) -> ReaderFunction | None:
+    """A reader for a slide OpenSlide can open; None lets napari try another plugin (e.g. a
+    plain TIFF that is no slide)."""
+    p = _single_path(path)
+    if p is None or not p.is_file():
+        return None
+    try:
+        import openslide
+
+        if openslide.OpenSlide.detect_format(str(p)) is None:
+            return None
+    except Exception:  # an unreadable file: let napari report that no reader fits
+        return None
+    return read_slide
+
+
+def read_slide(path: str | list[str]) -> list[LayerData]:
+    from napari_weakstil.slide_layers import open_pyramid
+
+    pyramid = open_pyramid(_single_path(path))
+    return [pyramid.layer_data()]
+
+
+def get_result_reader(path: str | list[str]) -> ReaderFunction | None:
+    """A reader for a WeakSTIL per-slide HDF5 (score, cross-validation, evaluate, embed, tile)."""
+    p = _single_path(path)
+    if p is None or not p.is_file() or p.suffix.lower() not in (".h5", ".hdf5"):
+        return None
+    try:
+        import h5py
+
+        with h5py.File(p, "r") as f:
+            if "coords" not in f:
+                return None
+    except OSError:
+        return None
+    return read_result_with_slide
+
+
+def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
+    """The result's layers, with its slide underneath when the slide can be found."""
+    from napari_weakstil.result_layers import read_result, result_layers
+    from napari_weakstil.slide_layers import open_pyramid
+
+    res = read_result(_single_path(path))
+    layers: list[LayerData] = []
+    mpp = res.slide_mpp
+    if res.slide_path is not None:
+        try:
+            pyramid = open_pyramid(res.slide_path, slide_mpp=res.slide_mpp)
+        except Exception as exc:  # the result still shows without its slide
+            log.warning("%s: its slide %s could not be opened (%s)", res.path, res.slide_path, exc)
+        else:
+            layers.append(pyramid.layer_data())
+            mpp = mpp or pyramid.mpp
+    else:
+        log.warning("%s: slide '%s' not found beside the result; showing the result alone", res.path, res.slide_id)
+    return layers + result_layers(res, slide_mpp=mpp)

@@ -1,0 +1,353 @@
+"""The dock widget: score the open slide with a model, read its sTIL%, inspect tiles, export.
+
+Scoring runs ``weakstil.score.score_batch`` (the same code as ``weakstil score``) in a worker
+thread, so the viewer stays responsive; its per-tile progress reaches the progress bar through
+a Qt signal (queued to the GUI thread). Outputs go to a folder like the CLI's: ``results.csv``,
+``<slide_id>.h5``, heatmap PNG and QuPath GeoJSON, and the ``.h5`` is then shown as layers.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from napari_weakstil.result_layers import ATTENTION, HEATMAP, TISSUE, TUMORBED, ResultFile, tile_info
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+log = logging.getLogger(__name__)
+
+SELECTED_TILE = "selected tile"
+#: Layer toggles: checkbox label -> the suffix of the result layer it shows or hides.
+TOGGLES = {"sTIL heatmap": HEATMAP, "attention": ATTENTION, "tumour-bed outline": TUMORBED, "tissue mask": TISSUE}
+
+
+class ScoringWidget(QWidget):
+    """Score the selected slide, show its sTIL% and call, tune the heatmap, inspect a tile."""
+
+    #: (tiles done, tiles total), emitted from the scoring thread
+    tiles_progress = Signal(int, int)
+
+    def __init__(self, napari_viewer: napari.Viewer):
+        super().__init__()
+        self.viewer = napari_viewer
+        self.worker: Any = None
+        self.last_row: dict[str, Any] | None = None
+        self.result: ResultFile | None = None
+        self.selected_tile: dict[str, Any] | None = None
+        self._build()
+        self.tiles_progress.connect(self._on_tiles_progress)
+        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
+        self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.viewer.mouse_drag_callbacks.append(self._on_click)
+        self._on_layers_changed()
+
+    # -- layout ---------------------------------------------------------------------------
+    def _build(self) -> None:
+        from magicgui.widgets import FileEdit
+        from superqt import QLabeledDoubleRangeSlider
+
+        root = QVBoxLayout(self)
+        form = QFormLayout()
+        self.slide_combo = QComboBox()
+        self.slide_combo.setToolTip("The slide to score: a slide layer opened with the WeakSTIL reader")
+        form.addRow("Slide", self.slide_combo)
+        self.model_edit = FileEdit(mode="d", label="model")
+        self.model_edit.native.setToolTip("A model folder from 'weakstil train' (model.safetensors + model.json)")
+        form.addRow("Model", self.model_edit.native)
+        self.out_edit = FileEdit(mode="d", label="output")
+        self.out_edit.native.setToolTip("Where results go (default: a 'weakstil_scores' folder beside the slide)")
+        form.addRow("Output folder", self.out_edit.native)
+        self.weights_edit = QLineEdit()
+        self.weights_edit.setPlaceholderText("the model's own")
+        self.weights_edit.setToolTip("Encoder weights (--weights): a .safetensors file, or 'random' for a "
+                                     "random-init baseline; empty uses the weights the model was trained with")
+        form.addRow("Encoder weights", self.weights_edit)
+        self.slide_mpp_spin = QDoubleSpinBox()
+        self.slide_mpp_spin.setRange(0.0, 20.0)
+        self.slide_mpp_spin.setDecimals(4)
+        self.slide_mpp_spin.setSingleStep(0.05)
+        self.slide_mpp_spin.setSpecialValueText("from the file")
+        self.slide_mpp_spin.setToolTip("Scan resolution in µm/px (--slide-mpp), for files that do not record it")
+        form.addRow("Scan µm/px", self.slide_mpp_spin)
+        root.addLayout(form)
+
+        self.score_button = QPushButton("Score slide")
+        self.score_button.clicked.connect(self.score)
+        root.addWidget(self.score_button)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 1)
+        self.progress.setValue(0)
+        self.progress.setFormat("%v / %m tiles")
+        root.addWidget(self.progress)
+        self.status_label = QLabel("Open a slide (File > Open), choose a model, then Score slide.")
+        self.status_label.setWordWrap(True)
+        root.addWidget(self.status_label)
+
+        self.stil_label = QLabel("sTIL: —")
+        font = self.stil_label.font()
+        font.setPointSize(font.pointSize() + 5)
+        font.setBold(True)
+        self.stil_label.setFont(font)
+        self.stil_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        root.addWidget(self.stil_label)
+        self.detail_label = QLabel("")
+        self.detail_label.setWordWrap(True)
+        root.addWidget(self.detail_label)
+
+        view = QGroupBox("Heatmap")
+        view_layout = QVBoxLayout(view)
+        view_layout.addWidget(QLabel("Colour range (tile sTIL %)"))
+        self.range_slider = QLabeledDoubleRangeSlider(Qt.Horizontal)
+        self.range_slider.setRange(0.0, 100.0)
+        self.range_slider.setValue((0.0, 100.0))
+        self.range_slider.valueChanged.connect(self._on_range)
+        view_layout.addWidget(self.range_slider)
+        toggles = QHBoxLayout()
+        self.toggles: dict[str, QCheckBox] = {}
+        for label, suffix in TOGGLES.items():
+            box = QCheckBox(label)
+            box.setEnabled(False)
+            box.toggled.connect(lambda checked, s=suffix: self._set_visible(s, checked))
+            self.toggles[suffix] = box
+            toggles.addWidget(box)
+        view_layout.addLayout(toggles)
+        root.addWidget(view)
+
+        self.tile_label = QLabel("Click a tile to see its score.")
+        self.tile_label.setWordWrap(True)
+        self.tile_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        root.addWidget(self.tile_label)
+        self.export_button = QPushButton("Export view as PNG…")
+        self.export_button.clicked.connect(self._export_clicked)
+        root.addWidget(self.export_button)
+        root.addStretch(1)
+
+    # -- slides and result layers ----------------------------------------------------------
+    def slide_layers(self) -> list[Any]:
+        return [ly for ly in self.viewer.layers if ly.metadata.get("weakstil_kind") == "slide"]
+
+    def selected_slide_layer(self) -> Any | None:
+        name = self.slide_combo.currentText()
+        for ly in self.slide_layers():
+            if ly.name == name:
+                return ly
+        return None
+
+    def result_layer(self, suffix: str, slide_id: str | None = None) -> Any | None:
+        """The newest result layer named ``<slide_id> <suffix>`` (any slide when not given)."""
+        for ly in reversed(list(self.viewer.layers)):
+            if ly.metadata.get("weakstil_kind") != "result" or not ly.name.endswith(suffix):
+                continue
+            if slide_id is None or ly.metadata.get("slide_id") == slide_id:
+                return ly
+        return None
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        current = self.slide_combo.currentText()
+        names = [ly.name for ly in self.slide_layers()]
+        self.slide_combo.blockSignals(True)
+        self.slide_combo.clear()
+        self.slide_combo.addItems(names)
+        if current in names:
+            self.slide_combo.setCurrentText(current)
+        self.slide_combo.blockSignals(False)
+        heat = self.result_layer(HEATMAP)
+        res = heat.metadata.get("result") if heat is not None else None
+        if res is not self.result:
+            self.result = res
+            if res is not None:
+                self._show_result_summary(res)
+                lo, hi = heat.contrast_limits
+                self.range_slider.setValue((lo, hi))
+        for suffix, box in self.toggles.items():
+            layer = self.result_layer(suffix, self.result.slide_id if self.result else None)
+            box.setEnabled(layer is not None)
+            box.blockSignals(True)
+            box.setChecked(bool(layer is not None and layer.visible))
+            box.blockSignals(False)
+
+    def _set_visible(self, suffix: str, visible: bool) -> None:
+        layer = self.result_layer(suffix, self.result.slide_id if self.result else None)
+        if layer is not None:
+            layer.visible = visible
+
+    def _on_range(self, value: tuple[float, float]) -> None:
+        layer = self.result_layer(HEATMAP, self.result.slide_id if self.result else None)
+        lo, hi = value
+        if layer is not None and hi > lo:
+            layer.contrast_limits = (lo, hi)
+
+    def _show_result_summary(self, res: ResultFile) -> None:
+        attrs = res.attrs or {}
+        stil = res.stil
+        if stil is None:
+            status = attrs.get("status", "")
+            self.stil_label.setText(f"sTIL: — ({status})" if status else "sTIL: —")
+        else:
+            threshold = attrs.get("threshold")
+            call = ""
+            if threshold is not None:
+                call = f" · {'high' if stil >= float(threshold) else 'low'} (threshold {float(threshold):g} %)"
+            self.stil_label.setText(f"sTIL {stil:.1f} %{call}")
+        parts = [f"{res.slide_id}: {len(res.coords):,} tiles"]
+        if res.tumorbed is not None:
+            source = attrs.get("tumorbed_source")
+            parts.append(f"{int(res.tumorbed.sum()):,} in the tumour bed" + (f" (from {source})" if source else ""))
+        if "stil_true" in attrs:
+            parts.append(f"label {float(attrs['stil_true']):.1f} %")
+        if attrs.get("source"):
+            parts.append(str(attrs["source"]))
+        self.detail_label.setText("; ".join(parts))
+
+    # -- scoring ---------------------------------------------------------------------------
+    def score(self) -> None:
+        """Score the selected slide in a background thread (the button's action)."""
+        from weakstil.score import ScoreOptions
+
+        layer = self.selected_slide_layer()
+        model = Path(str(self.model_edit.value)) if str(self.model_edit.value) not in ("", ".") else None
+        if layer is None:
+            self._status("Open a slide first (File > Open, WeakSTIL reader).", error=True)
+            return
+        if model is None or not (model / "model.json").is_file():
+            self._status(f"{model or 'no model'}: not a WeakSTIL model folder. Choose the folder "
+                         "'weakstil train' wrote (with model.json).", error=True)
+            return
+        slide_path = Path(layer.metadata["slide_path"])
+        out_value = str(self.out_edit.value)
+        out = Path(out_value) if out_value not in ("", ".") else slide_path.parent / "weakstil_scores"
+        opts = ScoreOptions(model=model, out=out, weights=self.weights_edit.text().strip() or None, device="auto",
+                            slide_mpp=self.slide_mpp_spin.value() or layer.metadata.get("mpp") or None)
+        self.score_button.setEnabled(False)
+        self.progress.setRange(0, 0)  # busy until the first batch reports its total
+        self._status(f"Scoring {slide_path.name} with {model.name}…")
+        self.worker = self._start_worker(slide_path, opts, layer.metadata.get("mpp"))
+
+    def _start_worker(self, slide_path: Path, opts: Any, slide_mpp: float | None) -> Any:
+        from napari.qt.threading import create_worker
+
+        def run() -> dict[str, Any]:
+            from weakstil.score import score_batch
+
+            rows = score_batch([slide_path], opts, progress=False,
+                               on_tiles=lambda _id, done, total: self.tiles_progress.emit(done, total))
+            return rows[0]
+
+        worker = create_worker(run, _start_thread=False)
+        worker.returned.connect(lambda row: self._on_scored(row, opts.out, slide_mpp))
+        worker.errored.connect(self._on_error)
+        worker.finished.connect(lambda: self.score_button.setEnabled(True))
+        worker.start()
+        return worker
+
+    def _on_tiles_progress(self, done: int, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+
+    def _on_scored(self, row: dict[str, Any], out: Path, slide_mpp: float | None) -> None:
+        from napari_weakstil.result_layers import read_result, result_layers
+
+        self.last_row = row
+        self.progress.setRange(0, 1)
+        self.progress.setValue(1)
+        if row.get("status") == "error":
+            self._status(str(row.get("error")), error=True)
+            self.stil_label.setText("sTIL: — (error)")
+            return
+        res = read_result(out / f"{row['slide_id']}.h5")
+        for ly in [ly for ly in self.viewer.layers if ly.metadata.get("weakstil_kind") == "result"
+                   and ly.metadata.get("slide_id") == res.slide_id]:
+            self.viewer.layers.remove(ly)
+        for data, kwargs, kind in result_layers(res, slide_mpp=slide_mpp):
+            getattr(self.viewer, f"add_{kind}")(data, **kwargs)
+        self._status(f"Scored in {float(row.get('seconds', 0)):.0f} s -> {out}")
+
+    def _on_error(self, exc: BaseException) -> None:
+        from weakstil.errors import WeakSTILError
+
+        self.progress.setRange(0, 1)
+        text = exc.one_line() if isinstance(exc, WeakSTILError) else f"{type(exc).__name__}: {exc}"
+        self._status(text, error=True)
+
+    def _status(self, text: str, error: bool = False) -> None:
+        self.status_label.setText(text)
+        self.status_label.setStyleSheet("color: #ff6b6b;" if error else "")
+        (log.error if error else log.info)("%s", text)
+
+    # -- tile inspection -------------------------------------------------------------------
+    def _on_click(self, viewer: Any, event: Any) -> None:
+        if event.type == "mouse_press":
+            self.inspect_at(tuple(event.position[-2:]))
+
+    def inspect_at(self, world_yx: tuple[float, float]) -> dict[str, Any] | None:
+        """Show the tile under a world point (µm) and outline it; returns its info, or None."""
+        heat = self.result_layer(HEATMAP, self.result.slide_id if self.result else None)
+        if heat is None or self.result is None:
+            return None
+        meta = heat.metadata
+        i = meta["raster"].tile_at(world_yx, meta["slide_mpp"], meta["tile_index"])
+        if i is None:
+            self.tile_label.setText("No tile here.")
+            self.selected_tile = None
+            return None
+        info = tile_info(self.result, i)
+        self.selected_tile = info
+        mpp = meta["slide_mpp"]
+        text = [f"Tile #{i} at level-0 ({info['x']:,}, {info['y']:,}) px = "
+                f"({info['x'] * mpp / 1000:.3f}, {info['y'] * mpp / 1000:.3f}) mm"]
+        if "score" in info:
+            text.append(f"sTIL score {info['score']:.1f} %")
+        if "attention" in info:
+            text.append(f"attention {info['attention']:.4g}")
+        if "tumorbed" in info:
+            text.append("in the tumour bed" if info["tumorbed"] else "outside the tumour bed")
+        self.tile_label.setText("; ".join(text))
+        self._outline_tile(info, mpp)
+        return info
+
+    def _outline_tile(self, info: dict[str, Any], mpp: float) -> None:
+        x, y, s = info["x"], info["y"], info["size_level0"]
+        corners = np.array([[y, x], [y, x + s], [y + s, x + s], [y + s, x]], float) * mpp - 0.5 * mpp
+        if SELECTED_TILE in self.viewer.layers:
+            self.viewer.layers[SELECTED_TILE].data = [corners]
+        else:
+            self.viewer.add_shapes([corners], shape_type="rectangle", edge_color="#39ff14", face_color="transparent",
+                                   edge_width=max(s * mpp / 20, 1.0), name=SELECTED_TILE, units=("um", "um"))
+        heat = self.result_layer(HEATMAP)
+        if heat is not None:  # keep the heatmap active, not the outline (clicks must not edit shapes)
+            self.viewer.layers.selection.active = heat
+
+    # -- export ----------------------------------------------------------------------------
+    def _export_clicked(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export view as PNG", "weakstil_view.png", "PNG (*.png)")
+        if path:
+            self.export_png(path)
+
+    def export_png(self, path: str | Path) -> Path:
+        """Save what the canvas shows now (slide, heatmap, outlines) as a PNG."""
+        path = Path(path).with_suffix(".png")
+        self.viewer.screenshot(str(path), canvas_only=True, flash=False)
+        self._status(f"View saved to {path}")
+        return path
+

@@ -1,0 +1,348 @@
+"""WeakSTIL result files as napari layers placed in slide micrometres.
+
+Geometry first (pure numpy, tested without a viewer): tiles lie on a regular grid, so a
+per-tile value becomes a small image with one pixel per grid cell, scaled and translated
+so that each pixel covers its tile on the slide. One image pixel per tile keeps a 100,000-tile
+heatmap a 400 KB array that napari draws as a texture, and a click maps back to a tile by
+rounding.
+
+Placement convention (napari's): pixel ``j`` of an image with scale ``s`` and translate ``t``
+is centred at world ``t + j·s``. A slide shown with scale ``mpp`` puts level-0 pixel ``x`` at
+``x·mpp``, so a tile with top-left ``x`` and side ``S`` (level-0 px) covers world
+``[(x - ½)·mpp, (x + S - ½)·mpp]``; its heatmap pixel is centred at ``(x + S/2 - ½)·mpp``.
+A mask pixel ``k`` at ``m`` µm/px covers level-0 ``[k·m/mpp, (k+1)·m/mpp)``, so the mask is
+shown with scale ``m`` and translate ``(m - mpp)/2``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Colour maps: inferno for sTIL scores (as in the PNG heatmaps), viridis for attention.
+SCORE_COLORMAP = "inferno"
+ATTENTION_COLORMAP = "viridis"
+TUMORBED_COLOR = "#00e5ff"
+#: Names of the layers made from a result file (the widget finds them by these).
+HEATMAP = "sTIL score"
+ATTENTION = "attention"
+TUMORBED = "tumour bed"
+TISSUE = "tissue"
+TISSUE_FRACTION = "tissue fraction"
+
+
+class ResultKind(str, Enum):
+    """What a WeakSTIL HDF5 file holds."""
+
+    SCORES = "scores"  #: `weakstil score` output: tile scores, tumour bed, masks
+    TILE_SCORES = "tile scores"  #: `weakstil train` cv/tiles or `weakstil evaluate` tiles
+    FEATURES = "features"  #: `weakstil embed` cache
+    TILES = "tiles"  #: `weakstil tile` output
+
+
+# -- geometry ------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TileRaster:
+    """Where each tile sits on a regular grid: one raster pixel per grid cell."""
+
+    origin: tuple[float, float]  #: level-0 (x, y) of the grid's first tile's top-left
+    stride: float  #: level-0 px between neighbouring tiles
+    tile_size: float  #: level-0 px of a tile's side
+    rows: np.ndarray  #: raster row of every tile
+    cols: np.ndarray  #: raster column of every tile
+    shape: tuple[int, int]
+
+    @classmethod
+    def from_coords(cls, coords: np.ndarray, tile_size: float, stride: float | None = None) -> TileRaster:
+        coords = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
+        stride = float(stride or infer_stride(coords, tile_size))
+        if len(coords) == 0:
+            return cls((0.0, 0.0), stride, float(tile_size), np.zeros(0, int), np.zeros(0, int), (0, 0))
+        x0, y0 = coords[:, 0].min(), coords[:, 1].min()
+        # tile corners are rounded to whole level-0 pixels while the stride may be fractional
+        cols = np.rint((coords[:, 0] - x0) / stride).astype(np.int64)
+        rows = np.rint((coords[:, 1] - y0) / stride).astype(np.int64)
+        return cls((float(x0), float(y0)), stride, float(tile_size), rows, cols,
+                   (int(rows.max()) + 1, int(cols.max()) + 1))
+
+    def paint(self, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
+        """A float32 image with each tile's value in its cell and ``fill`` elsewhere."""
+        img = np.full(self.shape, fill, np.float32)
+        img[self.rows, self.cols] = np.asarray(values, np.float32)
+        return img
+
+    def index_image(self) -> np.ndarray:
+        """int32 image of tile indices (-1 where there is no tile): a click's lookup table."""
+        img = np.full(self.shape, -1, np.int32)
+        img[self.rows, self.cols] = np.arange(len(self.rows), dtype=np.int32)
+        return img
+
+    def placement(self, slide_mpp: float) -> dict[str, tuple[float, float]]:
+        """napari ``scale`` and ``translate`` (y, x) in µm for :meth:`paint` images."""
+        s = self.stride * slide_mpp
+        half = self.tile_size / 2.0 - 0.5
+        return {"scale": (s, s),
+                "translate": ((self.origin[1] + half) * slide_mpp, (self.origin[0] + half) * slide_mpp)}
+
+    def tile_at(self, world_yx: tuple[float, float], slide_mpp: float, index: np.ndarray) -> int | None:
+        """The tile under a world point (µm), or None."""
+        place = self.placement(slide_mpp)
+        r = int(np.floor((world_yx[0] - place["translate"][0]) / place["scale"][0] + 0.5))
+        c = int(np.floor((world_yx[1] - place["translate"][1]) / place["scale"][1] + 0.5))
+        if 0 <= r < self.shape[0] and 0 <= c < self.shape[1]:
+            i = int(index[r, c])
+            return i if i >= 0 else None
+        return None
+
+
+def infer_stride(coords: np.ndarray, tile_size: float) -> float:
+    """The grid spacing when the file does not record the overlap: the smallest common step
+    between neighbouring tile corners (at most one tile)."""
+    steps = []
+    for axis in (0, 1):
+        u = np.unique(np.asarray(coords)[:, axis])
+        d = np.diff(u)
+        d = d[d > 0.5]
+        if len(d):
+            steps.append(float(np.median(d[d <= np.min(d) * 1.5])))
+    return min(steps + [float(tile_size)]) if steps else float(tile_size)
+
+
+def mask_placement(mask_mpp: float, slide_mpp: float) -> dict[str, tuple[float, float]]:
+    """napari ``scale`` and ``translate`` for a mask at ``mask_mpp`` over a slide at ``slide_mpp``."""
+    t = (mask_mpp - slide_mpp) / 2.0
+    return {"scale": (mask_mpp, mask_mpp), "translate": (t, t)}
+
+
+def mask_outline_paths(mask: np.ndarray, mask_mpp: float, slide_mpp: float, tolerance_px: float = 0.3) -> list[np.ndarray]:
+    """Outlines of a binary mask as (n, 2) world (y, x) µm paths, simplified to ``tolerance_px``."""
+    from skimage.measure import approximate_polygon, find_contours
+
+    if not np.any(mask):
+        return []
+    padded = np.pad(np.asarray(mask, bool), 1).astype(np.float32)
+    place = mask_placement(mask_mpp, slide_mpp)
+    paths = []
+    for contour in find_contours(padded, 0.5):
+        contour = approximate_polygon(contour - 1.0, tolerance_px)  # undo the padding
+        if len(contour) < 3:
+            continue
+        paths.append(contour * mask_mpp + np.asarray(place["translate"]))
+    return paths
+
+
+# -- result files --------------------------------------------------------------------------
+@dataclass
+class ResultFile:
+    """A WeakSTIL HDF5 result read into memory (coordinates in level-0 px)."""
+
+    path: Path
+    kind: ResultKind
+    slide_id: str
+    coords: np.ndarray
+    tile_size: float
+    stride: float | None
+    slide_mpp: float | None
+    slide_path: Path | None
+    tile_scores: np.ndarray | None = None
+    attention: np.ndarray | None = None
+    tumorbed: np.ndarray | None = None  #: per-tile flags
+    tissue_fraction: np.ndarray | None = None
+    tissue_mask: np.ndarray | None = None
+    tissue_mask_mpp: float | None = None
+    tumorbed_mask: np.ndarray | None = None
+    tumorbed_mask_mpp: float | None = None
+    attrs: dict[str, Any] | None = None
+
+    @property
+    def stil(self) -> float | None:
+        value = (self.attrs or {}).get("stil", (self.attrs or {}).get("stil_pred"))
+        return None if value is None or value != value else float(value)
+
+    def raster(self) -> TileRaster:
+        return TileRaster.from_coords(self.coords, self.tile_size, self.stride)
+
+
+def read_result(path: str | Path) -> ResultFile:
+    """Read any WeakSTIL per-slide HDF5 file; raises WeakSTILError naming the file otherwise."""
+    import h5py
+
+    from weakstil.errors import WeakSTILError
+
+    path = Path(path)
+    try:
+        f = h5py.File(path, "r")
+    except OSError as exc:
+        raise WeakSTILError(f"not a readable HDF5 file ({exc})", path=path,
+                            fix="open a WeakSTIL result (.h5 from 'weakstil score', 'train', 'evaluate' or "
+                                "'embed')") from None
+    with f:
+        attrs = {k: _plain(v) for k, v in f.attrs.items()}
+        if "coords" not in f:
+            raise WeakSTILError("has no 'coords': not a WeakSTIL tile file", path=path,
+                                fix="open a .h5 written by 'weakstil score', 'train', 'evaluate', 'embed' or 'tile'")
+        if int(attrs.get("complete", 1)) != 1:
+            raise WeakSTILError("is incomplete (its run was interrupted)", path=path, fix="run the command again")
+        if "tile_scores" in f:
+            kind = ResultKind.SCORES if "tumorbed" in f else ResultKind.TILE_SCORES
+        elif "features" in f:
+            kind = ResultKind.FEATURES
+        else:
+            kind = ResultKind.TILES
+        coords = f["coords"][:]
+        tile_size = float(attrs.get("tile_size_level0", attrs.get("tile_px", 224)))
+        res = ResultFile(path=path, kind=kind, slide_id=str(attrs.get("slide_id", path.stem)), coords=coords,
+                         tile_size=tile_size, stride=_recorded_stride(attrs, tile_size),
+                         slide_mpp=_float(attrs.get("slide_mpp")), slide_path=None, attrs=attrs)
+        if "tile_scores" in f:
+            res.tile_scores = f["tile_scores"][:].astype(np.float32)
+        if "attention" in f:
+            res.attention = f["attention"][:].astype(np.float32)
+        for name in ("tumorbed", "tile_mask"):
+            if name in f:
+                res.tumorbed = f[name][:].astype(bool)
+                break
+        if "tissue_fraction" in f:
+            res.tissue_fraction = f["tissue_fraction"][:].astype(np.float32)
+        if "tissue_mask" in f:
+            res.tissue_mask = f["tissue_mask"][:].astype(np.uint8)
+            res.tissue_mask_mpp = _float(f["tissue_mask"].attrs.get("mpp"))
+        if "tumorbed_mask" in f:
+            res.tumorbed_mask = f["tumorbed_mask"][:].astype(np.uint8)
+            res.tumorbed_mask_mpp = _float(f["tumorbed_mask"].attrs.get("mpp"))
+    res.slide_path = find_slide(res)
+    return res
+
+
+def find_slide(res: ResultFile) -> Path | None:
+    """The slide a result belongs to: its recorded path, else a slide file named after the
+    slide id beside the result or one folder up (results are often copied with their slides)."""
+    from napari_weakstil.slide_layers import SLIDE_SUFFIXES
+
+    recorded = (res.attrs or {}).get("slide_path")
+    if recorded:
+        p = Path(str(recorded))
+        candidates = [p, res.path.parent / p] if not p.is_absolute() else [p]
+        for c in candidates:
+            if c.is_file():
+                return c
+    for folder in (res.path.parent, res.path.parent.parent):
+        for suffix in SLIDE_SUFFIXES:
+            c = folder / f"{res.slide_id}{suffix}"
+            if c.is_file():
+                return c
+    return None
+
+
+def _recorded_stride(attrs: dict[str, Any], tile_size: float) -> float | None:
+    overlap, tile_px = attrs.get("overlap_px"), attrs.get("tile_px")
+    key = attrs.get("tiling_key")
+    if overlap is None and isinstance(key, str):
+        try:
+            k = json.loads(key)
+            overlap, tile_px = k.get("overlap_px"), k.get("tile_px", tile_px)
+        except ValueError:
+            pass
+    if overlap is None or not tile_px:
+        return None
+    return tile_size * (float(tile_px) - float(overlap)) / float(tile_px)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _float(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if v == v else None
+
+
+# -- layers --------------------------------------------------------------------------------
+def result_layers(res: ResultFile, slide_mpp: float | None = None) -> list[tuple[Any, dict[str, Any], str]]:
+    """napari layer data for a result, placed in µm over its slide (bottom to top: tissue,
+    tissue fraction or heatmap, attention, tumour-bed outline)."""
+    from weakstil.errors import WeakSTILError
+
+    mpp = slide_mpp or res.slide_mpp
+    if mpp is None:
+        raise WeakSTILError("does not record the slide's µm/px, so its tiles cannot be placed", path=res.path,
+                            fix="open the slide first (its µm/px is then used) or re-run 'weakstil score'")
+    raster = res.raster()
+    index = raster.index_image()
+    base_meta = {"weakstil_kind": "result", "result_path": str(res.path), "slide_id": res.slide_id,
+                 "slide_mpp": mpp, "kind": res.kind.value}
+    tile_meta = {**base_meta, "raster": raster, "tile_index": index, "result": res}
+    units = ("um", "um")
+    layers: list[tuple[Any, dict[str, Any], str]] = []
+    prefix = f"{res.slide_id} "
+    if res.tissue_mask is not None and res.tissue_mask_mpp:
+        layers.append((res.tissue_mask, {"name": prefix + TISSUE, "opacity": 0.35, "visible": False, "units": units,
+                                         "metadata": dict(base_meta), **mask_placement(res.tissue_mask_mpp, mpp)},
+                       "labels"))
+    if res.tile_scores is not None:
+        layers.append((raster.paint(res.tile_scores), {
+            "name": prefix + HEATMAP, "colormap": SCORE_COLORMAP, "contrast_limits": (0.0, 100.0), "opacity": 0.6,
+            "interpolation2d": "nearest", "blending": "translucent", "units": units, "metadata": tile_meta,
+            **raster.placement(mpp)}, "image"))
+        if res.attention is not None:
+            att = raster.paint(res.attention)
+            hi = float(np.nanmax(att)) if np.isfinite(att).any() else 1.0
+            layers.append((att, {"name": prefix + ATTENTION, "colormap": ATTENTION_COLORMAP,
+                                 "contrast_limits": (0.0, hi or 1.0), "opacity": 0.6, "visible": False,
+                                 "interpolation2d": "nearest", "blending": "translucent", "units": units,
+                                 "metadata": tile_meta, **raster.placement(mpp)}, "image"))
+    elif res.tissue_fraction is not None:
+        layers.append((raster.paint(res.tissue_fraction), {
+            "name": prefix + TISSUE_FRACTION, "colormap": "viridis", "contrast_limits": (0.0, 1.0), "opacity": 0.5,
+            "interpolation2d": "nearest", "blending": "translucent", "units": units, "metadata": tile_meta,
+            **raster.placement(mpp)}, "image"))
+    outline = _tumorbed_outline(res, raster, mpp)
+    if outline:
+        width = 2.0 * (res.tumorbed_mask_mpp or raster.stride * mpp / 4)
+        layers.append((outline, {"name": prefix + TUMORBED, "shape_type": "path", "edge_color": TUMORBED_COLOR,
+                                 "edge_width": width, "face_color": "transparent", "units": units,
+                                 "metadata": dict(base_meta)}, "shapes"))
+    return layers
+
+
+def _tumorbed_outline(res: ResultFile, raster: TileRaster, mpp: float) -> list[np.ndarray]:
+    if res.tumorbed_mask is not None and res.tumorbed_mask_mpp:
+        return mask_outline_paths(res.tumorbed_mask, res.tumorbed_mask_mpp, mpp)
+    if res.tumorbed is not None and res.tumorbed.any() and not res.tumorbed.all():
+        # no pixel mask: outline the tumour-bed tiles on the grid (cells of stride·mpp µm)
+        cells = raster.paint(res.tumorbed.astype(np.float32), fill=0.0) > 0.5
+        place = raster.placement(mpp)
+        cell = place["scale"][0]
+        # with mask µm/px = slide µm/px the outline comes back in cell units centred on cell k at k·cell
+        return [p + np.asarray(place["translate"]) for p in mask_outline_paths(cells, cell, cell)]
+    return []
+
+
+def tile_info(res: ResultFile, i: int) -> dict[str, Any]:
+    """What the widget shows for a clicked tile."""
+    x, y = (int(v) for v in res.coords[i])
+    info: dict[str, Any] = {"index": i, "x": x, "y": y, "size_level0": res.tile_size}
+    if res.tile_scores is not None:
+        info["score"] = float(res.tile_scores[i])
+    if res.attention is not None:
+        info["attention"] = float(res.attention[i])
+    if res.tumorbed is not None:
+        info["tumorbed"] = bool(res.tumorbed[i])
+    if res.tissue_fraction is not None:
+        info["tissue_fraction"] = float(res.tissue_fraction[i])
+    return info

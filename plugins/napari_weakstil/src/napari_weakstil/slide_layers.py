@@ -1,0 +1,153 @@
+"""Whole-slide images as lazy multiscale napari data, in micrometres.
+
+Every pyramid level becomes one dask array whose chunks are read from OpenSlide only when
+napari asks for them (the visible field of view at the level that suits the zoom), so a
+100,000-pixel slide opens in a moment and memory follows the screen, not the slide.
+
+World coordinates are micrometres: level 0 gets ``scale = (mpp, mpp)`` and napari derives the
+coarser levels' scale from their shapes, so result layers placed in µm line up at every zoom.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Side of a dask chunk in level pixels: a few OpenSlide tiles, small enough to load quickly.
+CHUNK_PX = 1024
+#: Coarsest level napari should get: below this (px per side) a zoomed-out view reads little.
+MAX_COARSEST_PX = 2048
+#: OpenSlide's formats: what the slide reader claims.
+SLIDE_SUFFIXES = (".svs", ".ndpi", ".tif", ".tiff", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide", ".dcm")
+
+
+@dataclass
+class SlidePyramid:
+    """An open slide's levels as dask arrays (finest first) and what is needed to place them."""
+
+    path: Path
+    levels: list[Any]  #: dask arrays (h, w, 3) uint8, finest first
+    mpp: float | None  #: level-0 µm/px; None when the file records none (then world units are pixels)
+    mpp_source: str
+    vendor: str
+    _handle: Any = field(repr=False, default=None)
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        s = self.mpp if self.mpp is not None else 1.0
+        return (s, s)
+
+    @property
+    def units(self) -> str:
+        return "um" if self.mpp is not None else "pixel"
+
+    def layer_data(self, name: str | None = None) -> tuple[list[Any], dict[str, Any], str]:
+        """``(data, kwargs, 'image')`` as a napari reader returns it."""
+        kwargs: dict[str, Any] = {
+            "name": name or self.path.name,
+            "rgb": True,
+            "multiscale": True,
+            "scale": self.scale,
+            "units": (self.units, self.units),
+            "metadata": {
+                "weakstil_kind": "slide",
+                "slide_path": str(self.path),
+                "slide_id": slide_id(self.path),
+                "mpp": self.mpp,
+                "mpp_source": self.mpp_source,
+                "vendor": self.vendor,
+            },
+        }
+        return self.levels, kwargs, "image"
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+
+
+def slide_id(path: str | Path) -> str:
+    from weakstil.slide import slide_id_from_path
+
+    return slide_id_from_path(path)
+
+
+def open_pyramid(path: str | Path, slide_mpp: float | None = None, chunk_px: int = CHUNK_PX) -> SlidePyramid:
+    """Open ``path`` as a lazy pyramid; raises :class:`weakstil.errors.SlideError` for a bad file.
+
+    A slide without µm/px in its metadata still opens (in pixel units, with a warning) so it can
+    be looked at; scoring it needs ``slide_mpp``.
+    """
+    from weakstil.errors import SlideError
+    from weakstil.slide import Slide
+
+    path = Path(path)
+    try:
+        slide = Slide.open(path, slide_mpp=slide_mpp)
+        handle, mpp, source = slide.handle, slide.mpp, slide.mpp_source.value
+    except SlideError as exc:
+        if "microns-per-pixel" not in str(exc):
+            raise
+        import openslide
+
+        log.warning("%s: no µm/px in the file; shown in pixel units (scoring needs --slide-mpp)", path)
+        handle, mpp, source = openslide.OpenSlide(str(path)), None, "none"
+    levels = [_level_array(handle, level, chunk_px) for level in range(handle.level_count)]
+    levels += _extra_levels(levels[-1], chunk_px)
+    vendor = str(handle.properties.get("openslide.vendor", ""))
+    return SlidePyramid(path=path, levels=levels, mpp=mpp, mpp_source=source, vendor=vendor, _handle=handle)
+
+
+def _level_array(handle: Any, level: int, chunk_px: int):
+    """One pyramid level as a dask array whose chunks are OpenSlide reads."""
+    import dask.array as da
+
+    from weakstil.slide import rgba_to_rgb
+
+    w, h = handle.level_dimensions[level]
+    downsample = float(handle.level_downsamples[level])
+    lock = threading.Lock() if _needs_lock(handle) else None
+
+    def read_chunk(block_info=None) -> np.ndarray:
+        (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
+        # read_region takes the top-left in level-0 pixels and the size in level pixels
+        location = (int(round(x0 * downsample)), int(round(y0 * downsample)))
+        if lock is None:
+            rgba = np.asarray(handle.read_region(location, level, (x1 - x0, y1 - y0)))
+        else:
+            with lock:
+                rgba = np.asarray(handle.read_region(location, level, (x1 - x0, y1 - y0)))
+        return rgba_to_rgb(rgba)
+
+    chunks = (_chunk_sizes(h, chunk_px), _chunk_sizes(w, chunk_px), (3,))
+    return da.map_blocks(read_chunk, chunks=chunks, dtype=np.uint8, name=f"openslide-{id(handle)}-{level}")
+
+
+def _extra_levels(coarsest, chunk_px: int) -> list:
+    """Lazy 4x-coarser levels below a file's coarsest one while it is still large (single-level
+    TIFFs, small pyramids): zoomed out, napari then reads a few coarse chunks, not the whole level."""
+    import dask.array as da
+
+    extra = []
+    level = coarsest
+    while max(level.shape[:2]) > MAX_COARSEST_PX:
+        h, w = level.shape[0] // 4 * 4, level.shape[1] // 4 * 4
+        level = da.coarsen(np.mean, level[:h, :w], {0: 4, 1: 4}).astype(np.uint8).rechunk((chunk_px, chunk_px, 3))
+        extra.append(level)
+    return extra
+
+
+def _needs_lock(handle: Any) -> bool:
+    """OpenSlide is thread-safe; the pure-Python fallback for plain images is not."""
+    return type(handle).__name__ == "ImageSlide"
+
+
+def _chunk_sizes(n: int, chunk: int) -> tuple[int, ...]:
+    full, rest = divmod(n, chunk)
+    return (chunk,) * full + ((rest,) if rest else ())

@@ -1,0 +1,88 @@
+"""Fixtures for the napari plugin: a tiny trained WeakSTIL model on synthetic slides, a scored
+slide, and a slide with marked tiles for pixel tests. napari runs under Xvfb (pytest-xvfb)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+TRAIN_SLIDES = 4
+
+
+@pytest.fixture(scope="session")
+def scored(tmp_path_factory) -> dict:
+    """Synthetic slides, a small-cnn (seeded random weights) feature cache, a MIL model trained
+    on the first slides' labels with 2-fold CV, and the last slide scored by `score_batch`."""
+    import torch
+
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.milconfig import TrainConfig
+    from weakstil.score import ScoreOptions, score_batch
+    from weakstil.synth import generate_cohort
+    from weakstil.train import train_cohort
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("napari")
+    cohort = root / "cohort"
+    labels = generate_cohort(cohort, TRAIN_SLIDES + 1, seed=5, size_mm=(1.0, 1.0), progress=False)
+    slides = [cohort / p for p in labels["path"]]
+    features = root / "features"
+    encoder = create_encoder("small-cnn", weights="random")
+    for path in slides[:TRAIN_SLIDES]:
+        embed_slide(path, encoder, out_dir=features)
+    train_csv = root / "train.csv"
+    train = labels.iloc[:TRAIN_SLIDES][["slide_id", "path", "stil"]].copy()
+    train["path"] = [str(p.resolve()) for p in slides[:TRAIN_SLIDES]]
+    train.to_csv(train_csv, index=False)
+    model = root / "model"
+    cfg = TrainConfig(epochs=4, patience=2, seed=0, device="cpu", threads=1)
+    train_cohort(train_csv, features, model, cfg, n_folds=2, group_column=None)
+    held = slides[TRAIN_SLIDES]
+    out = root / "scores"
+    rows = score_batch([held], ScoreOptions(model=model, out=out, weights="random", device="cpu", workers=1),
+                       progress=False)
+    assert rows[0]["status"] == "ok", rows[0]
+    return {"root": root, "cohort": cohort, "model": model, "held": held, "scores": out,
+            "score_h5": out / f"{held.stem}.h5", "cv_tiles": model / "cv" / "tiles"}
+
+
+@pytest.fixture
+def marked_slide(tmp_path) -> dict:
+    """A white slide at 0.2495 µm/px (a fractional tile size in level-0 px) with two tiles of a
+    tile grid painted pure blue, and a result file that scores exactly those two tiles 100."""
+    import h5py
+    import tifffile
+
+    mpp = 0.2495
+    tile = 224 * 0.5 / mpp  # level-0 px of a 224-px tile at 0.5 µm/px: 448.9
+    origin = (300, 180)
+    grid = [(c, r) for r in range(5) for c in range(6)]
+    coords = np.array([[round(origin[0] + c * tile), round(origin[1] + r * tile)] for c, r in grid], np.int64)
+    marked = [7, 22]  # (col 1, row 1) and (col 4, row 3)
+    rgb = np.full((2600, 3200, 3), 240, np.uint8)
+    for i in marked:
+        x, y = coords[i]
+        rgb[y:y + int(round(tile)), x:x + int(round(tile))] = (0, 0, 255)
+    path = tmp_path / "marked.tiff"
+    opts = dict(tile=(256, 256), compression="zlib", photometric="rgb", resolutionunit="CENTIMETER")
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(rgb, subifds=0, resolution=(1e4 / mpp, 1e4 / mpp), **opts)
+        for k in (1, 2):
+            f = 4**k
+            tw.write(rgb[::f, ::f], subfiletype=1, resolution=(1e4 / (mpp * f), 1e4 / (mpp * f)), **opts)
+    scores = np.zeros(len(coords), np.float32)
+    scores[marked] = 100.0
+    result = tmp_path / "marked_scores.h5"
+    with h5py.File(result, "w") as f:
+        f.create_dataset("coords", data=coords)
+        f.create_dataset("tile_scores", data=scores)
+        f.create_dataset("tumorbed", data=np.ones(len(coords), np.uint8))
+        f.attrs.update({"slide_id": "marked", "slide_path": str(path), "slide_mpp": mpp, "tile_size_level0": tile,
+                        "tile_px": 224, "overlap_px": 0, "stil": 50.0, "threshold": 30.0, "complete": 1})
+    return {"slide": path, "result": result, "coords": coords, "tile": tile, "marked": marked, "mpp": mpp}

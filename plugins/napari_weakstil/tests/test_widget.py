@@ -1,0 +1,93 @@
+"""The dock widget scoring a small synthetic slide in a real viewer under Xvfb."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from napari_weakstil._widget import SELECTED_TILE, ScoringWidget
+from napari_weakstil.result_layers import HEATMAP, TUMORBED
+
+
+def _dock(viewer) -> ScoringWidget:
+    """The widget as a user opens it: Plugins > WeakSTIL > sTIL scoring (via the npe2 manifest)."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-weakstil", "sTIL scoring")
+    assert isinstance(widget, ScoringWidget)
+    return widget
+
+
+def test_widget_scores_the_open_slide(make_napari_viewer, qtbot, scored, tmp_path):
+    viewer = make_napari_viewer(show=True)
+    viewer.open(scored["held"], plugin="napari-weakstil")
+    widget = _dock(viewer)
+    assert widget.slide_combo.currentText() == scored["held"].name
+    out = tmp_path / "scores"
+    widget.model_edit.value = scored["model"]
+    widget.out_edit.value = out
+    widget.weights_edit.setText("random")  # the fixture's encoder: seeded random small-cnn
+    seen: list[tuple[int, int]] = []
+    widget.tiles_progress.connect(lambda done, total: seen.append((done, total)))
+
+    widget.score_button.click()
+    qtbot.waitUntil(lambda: widget.last_row is not None, timeout=180_000)
+    row = widget.last_row
+    assert row["status"] == "ok", row
+    # the same numbers as the CLI's results.csv, shown with the high/low call
+    results = pd.read_csv(out / "results.csv")
+    stil = float(results.loc[0, "stil"])
+    assert f"sTIL {stil:.1f} %" in widget.stil_label.text()
+    assert ("high" if stil >= float(results.loc[0, "threshold"]) else "low") in widget.stil_label.text()
+    # the progress bar followed the tiles to the end
+    assert seen and seen[-1][0] == seen[-1][1] == int(results.loc[0, "n_tiles"])
+    slide_id = scored["held"].stem
+    heat = viewer.layers[f"{slide_id} {HEATMAP}"]
+    with h5py.File(out / f"{slide_id}.h5") as f:
+        coords, tile_scores = f["coords"][:], f["tile_scores"][:]
+    assert np.isfinite(heat.data).sum() == len(tile_scores)
+
+    # colour range slider drives the heatmap's contrast limits
+    widget.range_slider.setValue((20.0, 60.0))
+    assert tuple(heat.contrast_limits) == (20.0, 60.0)
+    # layer toggles
+    outline = viewer.layers[f"{slide_id} {TUMORBED}"]
+    widget.toggles[TUMORBED].setChecked(False)
+    assert not outline.visible
+    widget.toggles[TUMORBED].setChecked(True)
+    assert outline.visible
+
+    # a click on a tile shows that tile's score and coordinates, and outlines it
+    i = int(np.argmax(tile_scores))
+    x, y = coords[i]
+    mpp = heat.metadata["slide_mpp"]
+    tsl0 = heat.metadata["result"].tile_size
+    info = widget.inspect_at(((y + tsl0 / 2) * mpp, (x + tsl0 / 2) * mpp))
+    assert info["index"] == i and info["score"] == float(tile_scores[i])
+    assert f"{tile_scores[i]:.1f}" in widget.tile_label.text() and f"{x:,}" in widget.tile_label.text()
+    assert SELECTED_TILE in viewer.layers
+
+    # export of the view
+    png = widget.export_png(tmp_path / "view.png")
+    img = np.asarray(Image.open(png))
+    assert img.shape[0] > 100 and img[..., :3].std() > 5
+
+
+def test_widget_refuses_a_folder_that_is_not_a_model(make_napari_viewer, scored, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.open(scored["held"], plugin="napari-weakstil")
+    widget = _dock(viewer)
+    widget.model_edit.value = tmp_path
+    widget.score()
+    assert "not a WeakSTIL model folder" in widget.status_label.text()
+    assert widget.worker is None and widget.score_button.isEnabled()
+
+
+def test_widget_shows_the_score_of_an_opened_result(make_napari_viewer, scored):
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(scored["score_h5"], plugin="napari-weakstil")
+    with h5py.File(scored["score_h5"]) as f:
+        stil = float(f.attrs["stil"])
+    assert f"sTIL {stil:.1f} %" in widget.stil_label.text()
+    assert widget.toggles[HEATMAP].isEnabled() and widget.toggles[HEATMAP].isChecked()
