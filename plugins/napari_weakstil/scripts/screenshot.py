@@ -1,8 +1,9 @@
 """Screenshots of the WeakSTIL napari plugin for the README, made the way a user works.
 
-1. ``weakstil demo --quick`` (unless ``--demo DIR`` already holds one): a synthetic cohort, a
-   self-supervised encoder, a MIL model, and held-out slides scored by ``weakstil score``.
-2. ``weakstil score`` on the real CMU slide with that model (tumour bed: whole tissue).
+1. ``weakstil demo --quick`` (unless ``--demo DIR`` already holds one, e.g. from ``make demo``):
+   a synthetic cohort, a self-supervised encoder, a MIL model and a tumour-bed detector.
+2. ``weakstil score`` with that model on a new 3 mm synthetic slide (the highest-label of four)
+   and on the real CMU slide.
 3. napari (a real window; run under ``xvfb-run`` on a headless machine): open a scored result
    file (its slide opens beside it), dock the scoring widget, click the highest-scoring tile,
    and save the whole window.
@@ -29,21 +30,22 @@ def weakstil(*args: object) -> None:
     subprocess.run([sys.executable, "-m", "weakstil", *map(str, args)], check=True)
 
 
-def screenshot(result_h5: Path, out_png: Path, zoom: float = 1.0) -> None:
+def screenshot(result_h5: Path, out_png: Path, model: Path, zoom: float = 1.0) -> None:
     import napari
     from qtpy.QtWidgets import QApplication
 
+    from napari_weakstil._compat import camera
     from napari_weakstil.result_layers import HEATMAP
 
     viewer = napari.Viewer(show=True, title="WeakSTIL in napari")
     viewer.window.resize(1650, 1000)
     _, widget = viewer.window.add_plugin_dock_widget("napari-weakstil", "sTIL scoring")
     layers = viewer.open(result_h5, plugin="napari-weakstil")
-    widget.model_edit.value = Path(layers[-1].metadata.get("result").attrs.get("model_path", ""))
+    widget.model_edit.value = model
     viewer.scale_bar.visible = True
     viewer.scale_bar.unit = "um"
     viewer.reset_view()
-    viewer.camera.zoom *= zoom
+    camera(viewer).zoom *= zoom
     heat = next(ly for ly in layers if ly.name.endswith(HEATMAP))
     res = heat.metadata["result"]
     i = int(np.nanargmax(np.where(res.tumorbed, res.tile_scores, np.nan))) if res.tumorbed is not None and \
@@ -71,14 +73,22 @@ def main() -> None:
         weakstil("demo", "--quick", "--out", args.demo)
     import pandas as pd
 
-    results = pd.read_csv(args.demo / "scores" / "results.csv")
-    ok = results[results["status"] == "ok"].sort_values("stil")
-    synthetic = args.demo / "scores" / f"{ok.iloc[len(ok) // 2]['slide_id']}.h5"
+    # a larger synthetic slide than the demo's, with a high label, shows the heatmap's range
+    showcase = args.demo / "showcase"
+    if not (showcase / "labels.csv").is_file():
+        weakstil("synth", showcase, "--slides", 4, "--seed", 21, "--size-mm", 3, 3)
+    labels = pd.read_csv(showcase / "labels.csv")
+    best = labels.sort_values("stil").iloc[-1]
+    showcase_scores = args.demo / "showcase_scores"
+    synthetic = showcase_scores / f"{best['slide_id']}.h5"
+    if not synthetic.is_file():
+        weakstil("score", showcase / best["path"], "--model", args.demo / "model", "--out", showcase_scores)
+    print(f"{best['slide_id']}: label sTIL {best['stil']:.1f} %")
     cmu_scores = args.demo / "cmu_scores"
     if not (cmu_scores / "CMU-1-Small-Region.h5").is_file():
         weakstil("score", CMU, "--model", args.demo / "model", "--out", cmu_scores)
-    screenshot(synthetic, args.out / "napari_synthetic.png")
-    screenshot(cmu_scores / "CMU-1-Small-Region.h5", args.out / "napari_cmu.png")
+    screenshot(synthetic, args.out / "napari_synthetic.png", args.demo / "model")
+    screenshot(cmu_scores / "CMU-1-Small-Region.h5", args.out / "napari_cmu.png", args.demo / "model")
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
+from napari_weakstil._compat import camera
 from napari_weakstil._reader import get_result_reader, get_slide_reader
 from napari_weakstil.result_layers import HEATMAP, TISSUE, TUMORBED
 
@@ -106,8 +107,8 @@ def test_heatmap_pixels_land_on_their_tiles(make_napari_viewer, marked_slide):
     mpp, tile = marked_slide["mpp"], marked_slide["tile"]
     for i in marked_slide["marked"]:
         x, y = marked_slide["coords"][i]
-        viewer.camera.center = ((y + tile / 2) * mpp, (x + tile / 2) * mpp)
-        viewer.camera.zoom = 400 / (tile * mpp)  # screen px per µm
+        camera(viewer).center = ((y + tile / 2) * mpp, (x + tile / 2) * mpp)
+        camera(viewer).zoom = 400 / (tile * mpp)  # screen px per µm
         slide.visible, heat.visible = True, False
         slide_shot = viewer.screenshot(canvas_only=True, flash=False)[..., :3].astype(int)
         slide.visible, heat.visible = False, True

@@ -5,8 +5,10 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pandas as pd
+import pytest
 from PIL import Image
 
+from napari_weakstil._compat import camera
 from napari_weakstil._widget import SELECTED_TILE, ScoringWidget
 from napari_weakstil.result_layers import HEATMAP, TUMORBED
 
@@ -66,6 +68,10 @@ def test_widget_scores_the_open_slide(make_napari_viewer, qtbot, scored, tmp_pat
     assert info["index"] == i and info["score"] == float(tile_scores[i])
     assert f"{tile_scores[i]:.1f}" in widget.tile_label.text() and f"{x:,}" in widget.tile_label.text()
     assert SELECTED_TILE in viewer.layers
+    # outlines keep their on-screen width when zooming in
+    width_before = float(np.max(outline.edge_width))
+    camera(viewer).zoom *= 4
+    assert float(np.max(outline.edge_width)) == pytest.approx(width_before / 4)
 
     # export of the view
     png = widget.export_png(tmp_path / "view.png")

@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_weakstil._compat import camera
 from napari_weakstil.result_layers import ATTENTION, HEATMAP, TISSUE, TUMORBED, ResultFile, tile_info
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,6 +39,10 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 SELECTED_TILE = "selected tile"
+#: Outline width in screen pixels, whatever the zoom (napari draws shape edges in world units).
+OUTLINE_SCREEN_PX = 2.5
+#: How a result's tumour bed was found, in words.
+TUMORBED_SOURCES = {"annotation": "annotation", "model": "tumour-bed detector", "tissue": "whole tissue, no bed found"}
 #: Layer toggles: checkbox label -> the suffix of the result layer it shows or hides.
 TOGGLES = {"sTIL heatmap": HEATMAP, "attention": ATTENTION, "tumour-bed outline": TUMORBED, "tissue mask": TISSUE}
 
@@ -60,6 +65,7 @@ class ScoringWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
         self.viewer.mouse_drag_callbacks.append(self._on_click)
+        camera(self.viewer).events.zoom.connect(self._keep_outline_width)
         self._on_layers_changed()
 
     # -- layout ---------------------------------------------------------------------------
@@ -98,7 +104,7 @@ class ScoringWidget(QWidget):
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
-        self.progress.setFormat("%v / %m tiles")
+        self.progress.setFormat("")  # idle: no "0 / 1"
         root.addWidget(self.progress)
         self.status_label = QLabel("Open a slide (File > Open), choose a model, then Score slide.")
         self.status_label.setWordWrap(True)
@@ -178,14 +184,26 @@ class ScoringWidget(QWidget):
             self.result = res
             if res is not None:
                 self._show_result_summary(res)
+                self._status(f"Showing {res.path.name}. Click a tile to inspect it.")
                 lo, hi = heat.contrast_limits
                 self.range_slider.setValue((lo, hi))
+        self._keep_outline_width()
         for suffix, box in self.toggles.items():
             layer = self.result_layer(suffix, self.result.slide_id if self.result else None)
             box.setEnabled(layer is not None)
             box.blockSignals(True)
             box.setChecked(bool(layer is not None and layer.visible))
             box.blockSignals(False)
+
+    def outline_layers(self) -> list[Any]:
+        return [ly for ly in self.viewer.layers if ly.name == SELECTED_TILE or
+                (ly.metadata.get("weakstil_kind") == "result" and ly.name.endswith(TUMORBED))]
+
+    def _keep_outline_width(self, event: Any = None) -> None:
+        zoom = camera(self.viewer).zoom  # screen px per world unit (µm)
+        for layer in self.outline_layers():
+            if len(layer.data):
+                layer.edge_width = OUTLINE_SCREEN_PX / zoom
 
     def _set_visible(self, suffix: str, visible: bool) -> None:
         layer = self.result_layer(suffix, self.result.slide_id if self.result else None)
@@ -212,8 +230,8 @@ class ScoringWidget(QWidget):
             self.stil_label.setText(f"sTIL {stil:.1f} %{call}")
         parts = [f"{res.slide_id}: {len(res.coords):,} tiles"]
         if res.tumorbed is not None:
-            source = attrs.get("tumorbed_source")
-            parts.append(f"{int(res.tumorbed.sum()):,} in the tumour bed" + (f" (from {source})" if source else ""))
+            source = TUMORBED_SOURCES.get(str(attrs.get("tumorbed_source")), attrs.get("tumorbed_source"))
+            parts.append(f"{int(res.tumorbed.sum()):,} in the tumour bed" + (f" ({source})" if source else ""))
         if "stil_true" in attrs:
             parts.append(f"label {float(attrs['stil_true']):.1f} %")
         if attrs.get("source"):
@@ -241,6 +259,7 @@ class ScoringWidget(QWidget):
                             slide_mpp=self.slide_mpp_spin.value() or layer.metadata.get("mpp") or None)
         self.score_button.setEnabled(False)
         self.progress.setRange(0, 0)  # busy until the first batch reports its total
+        self.progress.setFormat("%v / %m tiles")
         self._status(f"Scoring {slide_path.name} with {model.name}…")
         self.worker = self._start_worker(slide_path, opts, layer.metadata.get("mpp"))
 
@@ -269,8 +288,10 @@ class ScoringWidget(QWidget):
         from napari_weakstil.result_layers import read_result, result_layers
 
         self.last_row = row
-        self.progress.setRange(0, 1)
-        self.progress.setValue(1)
+        total = int(row.get("n_tiles") or 0)
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(max(total, 1))
+        self.progress.setFormat(f"{total:,} tiles" if total else "")
         if row.get("status") == "error":
             self._status(str(row.get("error")), error=True)
             self.stil_label.setText("sTIL: — (error)")
@@ -287,6 +308,7 @@ class ScoringWidget(QWidget):
         from weakstil.errors import WeakSTILError
 
         self.progress.setRange(0, 1)
+        self.progress.setFormat("")
         text = exc.one_line() if isinstance(exc, WeakSTILError) else f"{type(exc).__name__}: {exc}"
         self._status(text, error=True)
 
@@ -333,7 +355,8 @@ class ScoringWidget(QWidget):
             self.viewer.layers[SELECTED_TILE].data = [corners]
         else:
             self.viewer.add_shapes([corners], shape_type="rectangle", edge_color="#39ff14", face_color="transparent",
-                                   edge_width=max(s * mpp / 20, 1.0), name=SELECTED_TILE, units=("um", "um"))
+                                   edge_width=OUTLINE_SCREEN_PX / camera(self.viewer).zoom, name=SELECTED_TILE,
+                                   units=("um", "um"))
         heat = self.result_layer(HEATMAP)
         if heat is not None:  # keep the heatmap active, not the outline (clicks must not edit shapes)
             self.viewer.layers.selection.active = heat
