@@ -97,3 +97,28 @@ def test_widget_shows_the_score_of_an_opened_result(make_napari_viewer, scored):
         stil = float(f.attrs["stil"])
     assert f"sTIL {stil:.1f} %" in widget.stil_label.text()
     assert widget.toggles[HEATMAP].isEnabled() and widget.toggles[HEATMAP].isChecked()
+
+
+def test_widget_reports_a_slide_without_mpp_and_accepts_the_scan_resolution(make_napari_viewer, qtbot, scored,
+                                                                            tmp_path):
+    from pathlib import Path
+
+    no_mpp = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "slides" / \
+        "tcga-cr-7395-01a-01-ts1_jp2k.svs"
+    if not no_mpp.exists():
+        pytest.skip(f"needs {no_mpp}")
+    viewer = make_napari_viewer()
+    (slide,) = viewer.open(no_mpp, plugin="napari-weakstil")
+    assert slide.scale[-1] == 1.0  # shown in pixels: the file records no µm/px
+    widget = _dock(viewer)
+    widget.model_edit.value = scored["model"]
+    widget.out_edit.value = tmp_path / "scores"
+    widget.score()
+    qtbot.waitUntil(lambda: widget.last_row is not None, timeout=60_000)
+    assert widget.last_row["status"] == "error"
+    status = widget.status_label.text()
+    assert str(no_mpp) in status and "microns-per-pixel" in status and "Fix:" in status
+    assert widget.score_button.isEnabled()
+    # giving the scan resolution puts the slide in µm, where its results will be placed
+    widget._set_slide_mpp(slide, 0.25)
+    assert tuple(slide.scale[-2:]) == (0.25, 0.25) and slide.metadata["mpp"] == 0.25

@@ -255,13 +255,23 @@ class ScoringWidget(QWidget):
         slide_path = Path(layer.metadata["slide_path"])
         out_value = str(self.out_edit.value)
         out = Path(out_value) if out_value not in ("", ".") else slide_path.parent / "weakstil_scores"
+        scan_mpp = self.slide_mpp_spin.value() or None  # None: the file's own µm/px
+        if scan_mpp is not None and layer.metadata.get("mpp") is None:
+            self._set_slide_mpp(layer, scan_mpp)  # the slide was shown in pixels: put it in µm like its results
         opts = ScoreOptions(model=model, out=out, weights=self.weights_edit.text().strip() or None, device="auto",
-                            slide_mpp=self.slide_mpp_spin.value() or layer.metadata.get("mpp") or None)
+                            slide_mpp=scan_mpp)
         self.score_button.setEnabled(False)
         self.progress.setRange(0, 0)  # busy until the first batch reports its total
         self.progress.setFormat("%v / %m tiles")
         self._status(f"Scoring {slide_path.name} with {model.name}…")
         self.worker = self._start_worker(slide_path, opts, layer.metadata.get("mpp"))
+
+    @staticmethod
+    def _set_slide_mpp(layer: Any, mpp: float) -> None:
+        layer.scale = (mpp, mpp)
+        layer.units = ("um", "um")
+        layer.metadata["mpp"] = mpp
+        layer.metadata["mpp_source"] = "override"
 
     def _start_worker(self, slide_path: Path, opts: Any, slide_mpp: float | None) -> Any:
         from napari.qt.threading import create_worker
