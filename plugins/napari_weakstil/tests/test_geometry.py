@@ -64,3 +64,22 @@ def test_mask_outline_sits_on_the_mask_edges():
     assert ys.min() == pytest.approx(t + 3.5 * m) and ys.max() == pytest.approx(t + 9.5 * m)
     assert xs.min() == pytest.approx(t + 5.5 * m) and xs.max() == pytest.approx(t + 20.5 * m)
     assert mask_outline_paths(np.zeros((5, 5), bool), m, mpp) == []
+
+
+def test_result_layers_of_an_attention_model(marked_slide):
+    """An attention model's result adds a hidden attention layer with the same placement."""
+    import h5py
+
+    from napari_weakstil.result_layers import ATTENTION, HEATMAP, read_result, result_layers
+
+    n = len(marked_slide["coords"])
+    with h5py.File(marked_slide["result"], "a") as f:
+        f.create_dataset("attention", data=np.linspace(0, 1, n, dtype=np.float32) / n)
+    res = read_result(marked_slide["result"])
+    layers = {kw["name"]: (data, kw) for data, kw, _ in result_layers(res)}
+    heat, heat_kw = layers[f"marked {HEATMAP}"]
+    att, att_kw = layers[f"marked {ATTENTION}"]
+    assert att_kw["visible"] is False and att_kw["scale"] == heat_kw["scale"]
+    assert att_kw["translate"] == heat_kw["translate"]
+    np.testing.assert_array_equal(np.isfinite(att), np.isfinite(heat))
+    assert att_kw["contrast_limits"][1] == pytest.approx(float(np.nanmax(att)))
