@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
 import pandas as pd
 import pytest
 
@@ -75,13 +76,18 @@ def test_workflow_end_to_end(workdir: Path, first_run) -> None:
     out = workdir / "results"
     ids = pd.read_csv(workdir / "cohort" / "labels.csv")["slide_id"].tolist()
     jobs = jobs_run(first_run.stdout + first_run.stderr)
-    assert {r: len(j) for r, j in jobs.items()} == {"settings": 1, "tile": 7, "embed": 7, "train": 1,
-                                                     "evaluate": 1, "report": 1, "score": 1, "all": 1}
+    assert {r: len(j) for r, j in jobs.items()} == {"settings": 1, "tile": 7, "embed": 7, "tumorbed": 7,
+                                                     "train": 1, "evaluate": 1, "report": 1, "score": 1, "all": 1}
     for sid in [*ids, "new_slide"]:
         assert (out / "tiles" / f"{sid}_tiles.png").is_file() and (out / "features" / f"{sid}.h5").is_file()
         assert (out / "logs" / "embed" / f"{sid}.log").read_text().strip()
+        assert (out / "tumorbed" / f"{sid}.geojson").is_file()
+        with h5py.File(out / "tumorbed" / f"{sid}.h5") as f:  # the new slide has no outline: whole tissue
+            assert f.attrs["source"] == ("tissue" if sid == "new_slide" else "annotation")
     for rule in ("train", "evaluate", "report", "score"):
         assert (out / "logs" / f"{rule}.log").read_text().strip(), rule
+    train_log = " ".join((out / "logs" / "train.log").read_text().split())
+    assert f"{COHORT_SLIDES} from annotation ({COHORT_SLIDES} precomputed in results/tumorbed)" in train_log
 
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert metrics["n"] == COHORT_SLIDES
@@ -98,6 +104,7 @@ def test_workflow_end_to_end(workdir: Path, first_run) -> None:
 
     scores = pd.read_csv(out / "scores" / "results.csv")
     assert scores["slide_id"].tolist() == ["new_slide"] and scores["status"].tolist() == ["ok"]
+    assert scores["tumorbed_source"].tolist() == ["tissue"]  # from its per-slide bed
     assert 0 <= scores["stil"].iloc[0] <= 100
     assert (out / "scores" / "new_slide_heatmap.png").is_file()
 
@@ -108,16 +115,18 @@ def test_rerun_after_deleting_one_slides_features(workdir: Path, first_run) -> N
     nothing = snakemake(workdir, "--dry-run")
     assert nothing.returncode == 0 and "Nothing to be done" in nothing.stdout + nothing.stderr
 
-    others = {p: p.stat().st_mtime_ns for p in [*(out / "tiles").iterdir(), *(out / "features").iterdir()]
+    others = {p: p.stat().st_mtime_ns for d in ("tiles", "features", "tumorbed") for p in (out / d).iterdir()
               if p.stem != victim}
     (out / "features" / f"{victim}.h5").unlink()
     proc = snakemake(workdir, "--cores", "2")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     jobs = jobs_run(proc.stdout + proc.stderr)
-    # that slide's embedding and the cohort rules that read it; no other slide, no tiling
-    assert jobs == {"embed": [f"slide={victim}"], "train": [""], "evaluate": [""], "report": [""],
-                    "score": [""], "all": [""]}
+    # that slide's embedding and tumour bed, and the cohort rules that read them; no other slide, no tiling
+    assert jobs == {"embed": [f"slide={victim}"], "tumorbed": [f"slide={victim}"], "train": [""],
+                    "evaluate": [""], "report": [""], "score": [""], "all": [""]}
     assert (out / "features" / f"{victim}.h5").is_file()
+    with h5py.File(out / "features" / f"{victim}.h5") as f, h5py.File(out / "tumorbed" / f"{victim}.h5") as g:
+        assert g.attrs["cache_key"] == f.attrs["cache_key"]
     assert {p: p.stat().st_mtime_ns for p in others} == others
 
 
@@ -140,8 +149,8 @@ def test_slurm_profile_dry_run(workdir: Path) -> None:
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "Using profile" in log and str(SLURM) in log
-    assert job_stats(log) == {"settings": 1, "tile": 7, "embed": 7, "train": 1, "evaluate": 1, "report": 1,
-                              "score": 1, "all": 1}
+    assert job_stats(log) == {"settings": 1, "tile": 7, "embed": 7, "tumorbed": 7, "train": 1, "evaluate": 1,
+                              "report": 1, "score": 1, "all": 1}
     embed = log.split("rule embed:", 1)[1].split("Shell command", 1)[0]
     resources = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)", embed).group(1).split(", "))
     assert resources["slurm_partition"] == "a100q" and resources["gpu"] == "2" and resources["gpu_model"] == "a100"
@@ -162,7 +171,19 @@ def test_tumour_bed_detector_trained_in_the_workflow_feeds_training(workdir: Pat
     proc = snakemake(workdir, "--dry-run", config=[*FAST, "out=results_bed", "tumorbed=train"])
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
-    assert job_stats(log)["tumorbed_detector"] == 1
+    assert job_stats(log)["tumorbed_detector"] == 1 and job_stats(log)["tumorbed"] == 7
     assert "tumorbed train --features results_bed/features --annotations cohort/truth --cohort" in log
+    assert "--out results_bed/detector" in log
+    bed = log.split("rule tumorbed:", 1)[1].split("\n\n", 1)[0]
+    assert "--out results_bed/tumorbed --annotations cohort/truth --tumorbed results_bed/detector" in bed
     train = log.split("rule train:", 1)[1].split("\n\n", 1)[0]
-    assert "--annotations cohort/truth --tumorbed results_bed/tumorbed" in train
+    assert "--tumorbed-beds results_bed/tumorbed --tumorbed results_bed/detector" in train
+
+
+def test_without_annotations_or_detector_there_are_no_per_slide_beds(workdir: Path) -> None:
+    """The tumour bed is then the whole tissue and training uses every tile, as before."""
+    no_annotations = [c for c in FAST if not c.startswith("annotations=")]
+    proc = snakemake(workdir, "--dry-run", config=[*no_annotations, "out=results_nobed"])
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert "tumorbed" not in job_stats(log) and "--tumorbed" not in log

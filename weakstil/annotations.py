@@ -108,8 +108,10 @@ def rasterize(multipolygon, width: int, height: int, slide_mpp: float, mask_mpp:
     return np.asarray(img, dtype=bool)
 
 
-def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color=(255, 0, 0)) -> None:
-    """QuPath-style GeoJSON FeatureCollection of the polygons (level-0 px)."""
+def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color=(255, 0, 0),
+                  label: str | None = None) -> None:
+    """QuPath-style GeoJSON FeatureCollection of the polygons (level-0 px): annotations of class
+    ``name``, each named ``label`` (what QuPath shows beside it) when given."""
     from shapely.geometry import mapping
 
     from weakstil.atomic import atomic_path
@@ -118,11 +120,11 @@ def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color
     for poly in getattr(multipolygon, "geoms", [multipolygon]):
         if poly.is_empty:
             continue
-        features.append({
-            "type": "Feature",
-            "geometry": mapping(poly),
-            "properties": {"objectType": "annotation", "classification": {"name": name, "color": list(color)}},
-        })
+        properties: dict[str, object] = {"objectType": "annotation",
+                                         "classification": {"name": name, "color": list(color)}}
+        if label:
+            properties["name"] = label
+        features.append({"type": "Feature", "geometry": mapping(poly), "properties": properties})
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
 

@@ -85,8 +85,13 @@ AnnotationsOpt = Annotated[
 ]
 TumorBedOpt = Annotated[
     Optional[Path],
-    typer.Option("--tumorbed", help="Tumour-bed detector (from 'weakstil tumorbed train'); default: the one "
-                 "bundled in the model directory, if any."),
+    typer.Option("--tumorbed", help="Tumour-bed detector (from 'weakstil tumorbed train'); score and evaluate "
+                 "default to the one bundled in the model directory, if any."),
+]
+TumorBedsOpt = Annotated[
+    Optional[Path],
+    typer.Option("--tumorbed-beds", help="Directory of precomputed tumour beds (<slide_id>.h5 from 'weakstil "
+                 "tumorbed apply'); a slide's bed there comes first, before --annotations and --tumorbed."),
 ]
 WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding threads (0: automatic).")]
 
@@ -262,6 +267,7 @@ def train(
     overwrite: OverwriteOpt = False,
     annotations: AnnotationsOpt = None,
     tumorbed: TumorBedOpt = None,
+    tumorbed_beds: TumorBedsOpt = None,
 ) -> None:
     """Train the MIL sTIL regressor on slide labels: grouped CV, then a final model on all slides.
 
@@ -281,7 +287,7 @@ def train(
         with progress:
             result = train_cohort(cohort, features, out, cfg, n_folds=folds, group_column=group_column,
                                   threshold=threshold, overwrite=overwrite, on_epoch=on_epoch,
-                                  tile_masks=_tile_masks(cohort, features, annotations, tumorbed))
+                                  tile_masks=_tile_masks(cohort, features, annotations, tumorbed, tumorbed_beds))
     except WeakSTILError as exc:
         error_line(exc.one_line())
         raise typer.Exit(1) from None
@@ -298,15 +304,16 @@ def train(
     log.info("final model: %s -> %s (%.0f s)", result["final_model"], out, result["seconds"])
 
 
-def _tile_masks(cohort_csv: Path, features: Path, annotations: Path | None, tumorbed: Path | None):
-    """Tumour-bed tiles per slide from --annotations / --tumorbed (None: all tiles)."""
-    if annotations is None and tumorbed is None:
+def _tile_masks(cohort_csv: Path, features: Path, annotations: Path | None, tumorbed: Path | None,
+                beds: Path | None):
+    """Tumour-bed tiles per slide from --tumorbed-beds / --annotations / --tumorbed (None: all tiles)."""
+    if annotations is None and tumorbed is None and beds is None:
         return None
     from weakstil.cohort import read_cohort
     from weakstil.tumorbed import cohort_tile_masks
 
     ids = list(read_cohort(cohort_csv, features_dir=features).slide_ids)
-    return cohort_tile_masks(ids, features, annotations=annotations, detector=tumorbed)
+    return cohort_tile_masks(ids, features, annotations=annotations, detector=tumorbed, beds=beds)
 
 
 def _bundled_tumorbed(model: Path | None) -> Path | None:
@@ -333,6 +340,7 @@ def evaluate(
     threads: ThreadsOpt = 0,
     annotations: AnnotationsOpt = None,
     tumorbed: TumorBedOpt = None,
+    tumorbed_beds: TumorBedsOpt = None,
 ) -> None:
     """Score a labelled cohort with a model (or --oof predictions) and report metrics.
 
@@ -359,7 +367,7 @@ def evaluate(
             m = evaluate_cohort(cohort, model, features, out, group_column=group_column, threshold=threshold,
                                 device=device, threads=threads,
                                 tile_masks=_tile_masks(cohort, features, annotations,
-                                                       tumorbed or _bundled_tumorbed(model)))
+                                                       tumorbed or _bundled_tumorbed(model), tumorbed_beds))
     except WeakSTILError as exc:
         error_line(exc.one_line())
         raise typer.Exit(1) from None
@@ -607,6 +615,7 @@ def score(
     weights: WeightsOpt = None,
     annotations: AnnotationsOpt = None,
     tumorbed: TumorBedOpt = None,
+    tumorbed_beds: TumorBedsOpt = None,
     threshold: StilThresholdOpt = None,
     slide_mpp: SlideMppOpt = None,
     allow_upsample: AllowUpsampleOpt = False,
@@ -624,7 +633,7 @@ def score(
     opts = ScoreOptions(model=model, out=out, features=features, encoder=encoder, weights=weights, device=device,
                         workers=workers or 2, batch_size=batch_size, slide_mpp=slide_mpp,
                         allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
-                        threshold=threshold, overwrite=overwrite)
+                        tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite)
     try:
         rows = score_batch(expand_slides(slides), opts)
     except WeakSTILError as exc:
@@ -636,7 +645,8 @@ def score(
         raise typer.Exit(1)
 
 
-tumorbed_app = typer.Typer(help="Tumour-bed detection: train a detector from a few annotated slides.",
+tumorbed_app = typer.Typer(help="Tumour-bed detection: train a detector from a few annotated slides; apply "
+                           "annotations or a detector to slides, one checkable bed per slide.",
                            no_args_is_help=True)
 app.add_typer(tumorbed_app, name="tumorbed")
 
@@ -673,6 +683,39 @@ def tumorbed_train(
         raise typer.Exit(1) from None
     log.info("tumour-bed detector from %d slides (leave-one-slide-out Dice %.3f) -> %s",
              model.meta["n_slides"], model.meta["cv_dice"], out)
+
+
+@tumorbed_app.command("apply")
+def tumorbed_apply(
+    features: Annotated[list[str], typer.Argument(help="Feature caches (<slide_id>.h5 from 'weakstil embed') or "
+                                                  "glob patterns (quote globs).", show_default=False)],
+    out: OutOpt,
+    annotations: AnnotationsOpt = None,
+    tumorbed: TumorBedOpt = None,
+) -> None:
+    """Each slide's tumour bed (annotation > detector > whole tissue), written once for checking
+    and reuse: OUT/<slide_id>.h5 (per-tile flags, mask, provenance) and OUT/<slide_id>.geojson
+    (QuPath outline). Pass OUT as --tumorbed-beds to train, evaluate and score."""
+    from weakstil.beds import apply_tumorbed
+    from weakstil.errors import WeakSTILError
+    from weakstil.tumorbed import TumorBedModel
+
+    try:
+        detector = TumorBedModel.load(tumorbed) if tumorbed is not None else None
+    except WeakSTILError as exc:
+        error_line(exc.one_line())
+        raise typer.Exit(1) from None
+    failed = 0
+    for path in expand_slides(features):
+        try:
+            applied = apply_tumorbed(path, out, annotations=annotations, detector=detector, detector_path=tumorbed)
+        except WeakSTILError as exc:
+            failed += 1
+            error_line(exc.one_line())
+            continue
+        typer.echo(applied.summary())
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

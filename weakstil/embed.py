@@ -157,6 +157,9 @@ def read_features(path: str | Path) -> dict[str, Any]:
             out["tissue_mask_mpp"] = float(f["tissue_mask"].attrs["mpp"])
     except OSError as exc:
         raise CacheError(f"not a readable HDF5 file ({exc})", path=path, fix="run 'weakstil embed' again") from None
+    except KeyError as exc:  # an HDF5 file of another kind, e.g. a 'weakstil tile' output
+        raise CacheError(f"not a feature cache (no {exc})", path=path,
+                         fix="pass the <slide_id>.h5 files written by 'weakstil embed'") from None
     return out
 
 

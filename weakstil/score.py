@@ -55,6 +55,7 @@ class ScoreOptions:
     allow_upsample: bool = False
     annotations: Path | None = None
     tumorbed_model: Path | None = None
+    tumorbed_beds: Path | None = None  #: precomputed beds (weakstil tumorbed apply), used first
     threshold: float | None = None
     overwrite: bool = False
 
@@ -252,7 +253,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     check_features_match_model(ctx.meta, data, result.path)
     if ctx.detector is not None:
         check_detector_matches(ctx.detector, data, ctx.detector_path)
-    bed = resolve_tumorbed(slide_id, data, annotations=opts.annotations, detector=ctx.detector)
+    bed = resolve_tumorbed(slide_id, data, annotations=opts.annotations, detector=ctx.detector,
+                           beds=opts.tumorbed_beds)
     flags = bed.tile_flags
     # every tile gets a score (the heatmap); only tumour-bed tiles make the slide's sTIL%
     mask = flags if flags.any() else np.ones(len(flags), bool)

@@ -1,7 +1,8 @@
 """Stage: tumour bed — which tiles' scores make up the slide's sTIL%.
 
 The tumour bed is the invasive tumour plus the stroma between its nests (TILs Working
-Group). Three sources, in order of precedence for a slide:
+Group). Three sources, in order of precedence for a slide (a bed precomputed by ``weakstil
+tumorbed apply`` from these, see weakstil.beds, comes before all three when given):
 
 1. an **annotation** drawn by a pathologist (QuPath GeoJSON / ImageScope XML);
 2. a **trained detector**: a tile classifier on the encoder's embeddings, trained from a
@@ -387,11 +388,16 @@ def train_tumorbed(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
 
 
 def resolve_tumorbed(slide_id: str, data: dict, *, annotations: str | Path | None = None,
-                     detector: TumorBedModel | None = None) -> TumorBed:
-    """The tumour bed of one slide from its feature/tiles data, by precedence:
-    annotation file (matched by slide id) > trained detector > whole tissue."""
+                     detector: TumorBedModel | None = None, beds: str | Path | None = None) -> TumorBed:
+    """The tumour bed of one slide from its feature/tiles data, by precedence: a precomputed
+    bed ``beds/<slide_id>.h5`` (``weakstil tumorbed apply``; refused when made from other
+    features) > annotation file (matched by slide id) > trained detector > whole tissue."""
     from weakstil.annotations import find_annotation
+    from weakstil.beds import find_bed, read_bed
 
+    precomputed = find_bed(beds, slide_id)
+    if precomputed is not None:
+        return read_bed(precomputed, slide_id, data)
     geom = SlideGeometry.from_attrs(data)
     annotation = find_annotation(annotations, slide_id)
     if annotation is not None:
@@ -455,23 +461,28 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
 
 
 def cohort_tile_masks(slide_ids: list[str], features_dir: str | Path, *, annotations: str | Path | None = None,
-                      detector: str | Path | TumorBedModel | None = None) -> dict[str, np.ndarray] | None:
-    """Tumour-bed tile flags for a cohort's cached slides (annotation > detector > whole tissue),
-    or ``None`` when neither annotations nor a detector are given (the caller then uses all tiles)."""
+                      detector: str | Path | TumorBedModel | None = None,
+                      beds: str | Path | None = None) -> dict[str, np.ndarray] | None:
+    """Tumour-bed tile flags for a cohort's cached slides (precomputed bed > annotation > detector
+    > whole tissue), or ``None`` when no source is given (the caller then uses all tiles)."""
     from weakstil.embed import read_features
 
-    if annotations is None and detector is None:
+    if annotations is None and detector is None and beds is None:
         return None
     if detector is not None and not isinstance(detector, TumorBedModel):
         detector = TumorBedModel.load(detector)
+    from weakstil.beds import find_bed
+
     masks, sources = {}, {}
+    precomputed = sum(find_bed(beds, sid) is not None for sid in slide_ids)
     for sid in slide_ids:
         path = Path(features_dir) / f"{sid}.h5"
         data = read_features(path)
         if detector is not None:
             check_detector_matches(detector, data, path)
-        bed = resolve_tumorbed(sid, data, annotations=annotations, detector=detector)
+        bed = resolve_tumorbed(sid, data, annotations=annotations, detector=detector, beds=beds)
         masks[sid] = bed.tile_flags
         sources[bed.source.value] = sources.get(bed.source.value, 0) + 1
-    log.info("tumour beds: %s", ", ".join(f"{n} from {s}" for s, n in sorted(sources.items())))
+    log.info("tumour beds: %s%s", ", ".join(f"{n} from {s}" for s, n in sorted(sources.items())),
+             f" ({precomputed} precomputed in {beds})" if precomputed else "")
     return masks

@@ -1,0 +1,211 @@
+"""`weakstil tumorbed apply` (one checkable tumour bed per slide) and `--tumorbed-beds`, the way
+train, evaluate and score reuse those beds.
+
+Four small synthetic slides are embedded once with a seeded random small CNN; the generator's
+GeoJSON outlines (cohort/truth/<slide_id>_tumorbed.geojson) are the pathologist's annotations.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+
+SLIDES = 4
+FAST_TRAIN = ("--folds", "2", "--epochs", "3", "--hidden", "16", "--group-column", "none")
+
+
+def _errors(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.synth import generate_cohort
+
+    root = tmp_path_factory.mktemp("beds")
+    labels = generate_cohort(root / "cohort", SLIDES, seed=5, size_mm=(1.0, 1.0), progress=False)
+    encoder = create_encoder("small-cnn", weights="random")
+    for path in labels["path"]:
+        embed_slide(root / "cohort" / path, encoder, out_dir=root / "features")
+    table = labels.assign(path=[str((root / "cohort" / p).resolve()) for p in labels["path"]])
+    table[["slide_id", "path", "stil"]].to_csv(root / "train.csv", index=False)
+    beds = root / "beds"
+    proc = run_cli("tumorbed", "apply", str(root / "features" / "*.h5"), "--out", beds,
+                   "--annotations", root / "cohort" / "truth")
+    assert proc.returncode == 0, proc.stderr
+    return {"root": root, "ids": list(labels["slide_id"]), "features": root / "features",
+            "truth": root / "cohort" / "truth", "beds": beds, "apply_stdout": proc.stdout}
+
+
+def _features(cohort, sid: str) -> dict:
+    from weakstil.embed import read_features
+
+    return read_features(cohort["features"] / f"{sid}.h5")
+
+
+def test_apply_from_annotations_writes_one_checkable_bed_per_slide(cohort):
+    from weakstil.tumorbed import resolve_tumorbed
+
+    lines = cohort["apply_stdout"].splitlines()
+    assert len(lines) == SLIDES
+    for sid, line in zip(cohort["ids"], lines):
+        data = _features(cohort, sid)
+        expected = resolve_tumorbed(sid, data, annotations=cohort["truth"])
+        n, k = len(data["coords"]), int(expected.tile_flags.sum())
+        assert line.startswith(f"{sid}: tumour bed from annotation") and f"{k} / {n} tiles" in line
+        with h5py.File(cohort["beds"] / f"{sid}.h5") as f:
+            assert f.attrs["complete"] == 1 and f.attrs["slide_id"] == sid and f.attrs["source"] == "annotation"
+            assert f.attrs["annotation_path"].endswith(f"{sid}_tumorbed.geojson")
+            assert f.attrs["cache_key"] == data["cache_key"] and len(data["cache_key"]) == 64
+            assert f.attrs["tile_size_level0"] == data["tile_size_level0"]
+            assert f.attrs["slide_mpp"] == data["slide_mpp"] and f.attrs["slide_path"] == data["slide_path"]
+            assert f.attrs["weakstil_version"] and f.attrs["created"]
+            assert np.array_equal(f["coords"][:], data["coords"])
+            assert np.array_equal(f["tumorbed"][:].astype(bool), expected.tile_flags)
+            assert np.allclose(f["tumorbed_fraction"][:], expected.tile_fraction)
+            assert np.array_equal(f["tumorbed_mask"][:].astype(bool), expected.mask)
+            assert f["tumorbed_mask"].attrs["mpp"] == expected.mask_mpp
+    assert not [p for p in cohort["beds"].iterdir() if p.name.startswith(".")]  # no temporary leftovers
+
+
+def test_geojson_outline_opens_as_an_annotation_again(cohort):
+    """What a pathologist checks (and may correct) in QuPath reads back as the same bed."""
+    from weakstil.annotations import find_annotation
+    from weakstil.tissue import dice
+    from weakstil.tumorbed import SlideGeometry, from_annotation
+
+    for sid in cohort["ids"]:
+        doc = json.loads((cohort["beds"] / f"{sid}.geojson").read_text())
+        assert doc["type"] == "FeatureCollection" and doc["features"]
+        for feature in doc["features"]:
+            assert feature["geometry"]["type"] == "Polygon"
+            props = feature["properties"]
+            assert props["objectType"] == "annotation" and props["classification"]["name"] == "Tumor bed"
+        with h5py.File(cohort["beds"] / f"{sid}.h5") as f:
+            mask = f["tumorbed_mask"][:].astype(bool)
+        # the beds folder is itself an --annotations folder (<slide_id>.geojson)
+        annotation = find_annotation(cohort["beds"], sid)
+        assert annotation == cohort["beds"] / f"{sid}.geojson"
+        again = from_annotation(annotation, SlideGeometry.from_attrs(_features(cohort, sid)))
+        assert dice(again.mask, mask) >= 0.95
+
+
+@pytest.fixture(scope="module")
+def detector(cohort):
+    """A tile classifier fitted on the annotated tiles (without the slow post-processing search)."""
+    from weakstil.tumorbed import fit_tumorbed_model, resolve_tumorbed
+
+    data = [_features(cohort, sid) for sid in cohort["ids"]]
+    x = np.concatenate([d["features"] for d in data])
+    y = np.concatenate([resolve_tumorbed(sid, d, annotations=cohort["truth"]).tile_flags
+                        for sid, d in zip(cohort["ids"], data)])
+    model = fit_tumorbed_model(x, y, meta={"encoder": data[0]["encoder"], "weights_sha256": data[0]["weights_sha256"],
+                                           "model_id": "test-detector", "context_radius": 0})
+    return model.save(cohort["root"] / "detector")
+
+
+def test_apply_with_a_detector_and_an_annotation_that_overrides_it(cohort, detector, tmp_path):
+    from weakstil.tumorbed import SlideGeometry, TumorBedModel
+
+    annotated = cohort["ids"][0]
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    shutil.copy(cohort["truth"] / f"{annotated}_tumorbed.geojson", ann)
+    out = tmp_path / "beds"
+    proc = run_cli("tumorbed", "apply", *(cohort["features"] / f"{sid}.h5" for sid in cohort["ids"]), "--out", out,
+                   "--annotations", ann, "--tumorbed", detector)
+    assert proc.returncode == 0, proc.stderr
+    model = TumorBedModel.load(detector)
+    for sid in cohort["ids"]:
+        with h5py.File(out / f"{sid}.h5") as f:
+            if sid == annotated:
+                assert f.attrs["source"] == "annotation" and "detector_id" not in f.attrs
+                continue
+            assert f.attrs["source"] == "model" and f.attrs["detector_id"] == "test-detector"
+            assert len(f.attrs["detector_sha256"]) == 64 and f.attrs["detector_path"] == str(detector.resolve())
+            data = _features(cohort, sid)
+            expected = model.detect(data["features"], SlideGeometry.from_attrs(data))
+            assert np.array_equal(f["tumorbed"][:].astype(bool), expected.tile_flags)
+    assert "tumour bed from model (test-detector)" in proc.stdout
+
+
+def test_bad_inputs_are_one_error_line_each_and_the_others_go_on(cohort, detector, tmp_path):
+    not_h5 = tmp_path / "notes.h5"
+    not_h5.write_text("not HDF5")
+    good = cohort["features"] / f"{cohort['ids'][1]}.h5"
+    out = tmp_path / "beds"
+    proc = run_cli("tumorbed", "apply", not_h5, good, tmp_path / "missing.h5", "--out", out)
+    assert proc.returncode == 1
+    errors = _errors(proc)
+    assert len(errors) == 2 and "notes.h5" in errors[0] and "missing.h5" in errors[1]
+    assert (out / good.name).is_file() and "tumour bed from tissue" in proc.stdout
+
+    # a detector trained on another encoder's embeddings is refused for every slide
+    other = tmp_path / "other_detector"
+    shutil.copytree(detector, other)
+    meta = json.loads((other / "model.json").read_text())
+    (other / "model.json").write_text(json.dumps({**meta, "encoder": "another-encoder"}))
+    proc = run_cli("tumorbed", "apply", good, "--out", tmp_path / "beds2", "--tumorbed", other)
+    assert proc.returncode == 1 and len(_errors(proc)) == 1 and "another-encoder" in _errors(proc)[0]
+
+
+@pytest.fixture(scope="module")
+def trained(cohort):
+    """The same training twice: tumour beds from the annotations, and from the precomputed beds."""
+    root = cohort["root"]
+    runs = {}
+    for name, source in (("annotations", ("--annotations", cohort["truth"])),
+                         ("beds", ("--tumorbed-beds", cohort["beds"]))):
+        proc = run_cli("train", root / "train.csv", "--features", cohort["features"], "--out", root / f"model_{name}",
+                       *FAST_TRAIN, *source)
+        assert proc.returncode == 0, proc.stderr
+        runs[name] = (root / f"model_{name}", proc)
+    return runs
+
+
+def test_train_with_precomputed_beds_uses_the_same_tiles_as_with_annotations(cohort, trained):
+    assert f"{SLIDES} from annotation ({SLIDES} precomputed" in " ".join(trained["beds"][1].stderr.split())
+    for sid in cohort["ids"]:
+        with h5py.File(trained["annotations"][0] / "cv" / "tiles" / f"{sid}.h5") as a, \
+                h5py.File(trained["beds"][0] / "cv" / "tiles" / f"{sid}.h5") as b:
+            assert np.array_equal(a["tile_mask"][:], b["tile_mask"][:])
+            assert 0 < a["tile_mask"][:].sum() < len(a["tile_mask"])  # a real bed, not every tile
+
+
+def test_stale_bed_is_refused_by_train_and_score(cohort, trained, tmp_path):
+    stale = tmp_path / "beds"
+    shutil.copytree(cohort["beds"], stale)
+    victim = cohort["ids"][2]
+    with h5py.File(stale / f"{victim}.h5", "a") as f:  # as if the slide had been embedded again since
+        f.attrs["cache_key"] = "0" * 64
+    root = cohort["root"]
+    proc = run_cli("train", root / "train.csv", "--features", cohort["features"], "--out", tmp_path / "model",
+                   *FAST_TRAIN, "--tumorbed-beds", stale)
+    assert proc.returncode == 1
+    [error] = _errors(proc)
+    assert f"{stale / victim}.h5: tumour bed was computed from other features" in error
+    assert "Fix: rerun 'weakstil tumorbed apply'" in error
+    assert not (tmp_path / "model").exists()
+
+    slides = pd.read_csv(root / "train.csv")["path"].tolist()
+    out = tmp_path / "scores"
+    proc = run_cli("score", *slides, "--model", trained["beds"][0], "--out", out, "--features", cohort["features"],
+                   "--weights", "random", "--device", "cpu", "--tumorbed-beds", stale)
+    assert proc.returncode == 1
+    [error] = _errors(proc)
+    assert f"{stale / victim}.h5: tumour bed was computed from other features" in error
+    table = pd.read_csv(out / "results.csv").set_index("slide_id")
+    assert table.loc[victim, "status"] == "error"
+    others = table.drop(victim)
+    assert set(others["status"]) <= {"ok", "no tumour bed"} and set(others["tumorbed_source"]) == {"annotation"}
+    with h5py.File(out / f"{cohort['ids'][0]}.h5") as f:  # the recorded source and where the bed came from
+        assert f.attrs["tumorbed_source"] == "annotation" and str(stale) in f.attrs["tumorbed_detail"]
