@@ -119,3 +119,19 @@ def test_heatmap_pixels_land_on_their_tiles(make_napari_viewer, marked_slide):
         assert blue.sum() > 100_000 and bright.sum() > 100_000
         d, h = _bbox(blue), _bbox(bright)
         assert np.abs(np.subtract(d, h)).max() <= 2, (d, h)  # every edge within 2 screen px
+
+
+def test_tumour_bed_file_opens_as_an_outline_over_its_slide(make_napari_viewer, scored, tmp_path):
+    """`weakstil tumorbed apply` output (a per-slide bed to check before training) in the viewer."""
+    from weakstil.beds import apply_tumorbed
+
+    features = sorted((scored["root"] / "features").glob("*.h5"))[0]
+    apply_tumorbed(features, tmp_path / "beds", annotations=scored["cohort"] / "truth")
+    viewer = make_napari_viewer()
+    layers = viewer.open(tmp_path / "beds" / features.name, plugin="napari-weakstil")
+    assert layers[0].metadata["weakstil_kind"] == "slide"
+    outline = next(ly for ly in layers if ly.name.endswith(TUMORBED))
+    assert len(outline.data) >= 1
+    # the outline lies on the slide
+    ext, slide_ext = outline.extent.world, layers[0].extent.world
+    assert np.all(ext[0] >= slide_ext[0] - 10) and np.all(ext[1] <= slide_ext[1] + 10)
