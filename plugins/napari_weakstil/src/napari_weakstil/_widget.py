@@ -59,7 +59,6 @@ class ScoringWidget(QWidget):
         self.worker: Any = None
         self.last_row: dict[str, Any] | None = None
         self.result: ResultFile | None = None
-        self.selected_tile: dict[str, Any] | None = None
         self._build()
         self.tiles_progress.connect(self._on_tiles_progress)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
@@ -341,10 +340,8 @@ class ScoringWidget(QWidget):
         i = meta["raster"].tile_at(world_yx, meta["slide_mpp"], meta["tile_index"])
         if i is None:
             self.tile_label.setText("No tile here.")
-            self.selected_tile = None
             return None
         info = tile_info(self.result, i)
-        self.selected_tile = info
         mpp = meta["slide_mpp"]
         text = [f"Tile #{i} at level-0 ({info['x']:,}, {info['y']:,}) px = "
                 f"({info['x'] * mpp / 1000:.3f}, {info['y'] * mpp / 1000:.3f}) mm"]

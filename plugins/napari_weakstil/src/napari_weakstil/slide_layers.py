@@ -11,8 +11,7 @@ coarser levels' scale from their shapes, so result layers placed in µm line up 
 from __future__ import annotations
 
 import logging
-import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,6 @@ class SlidePyramid:
     mpp: float | None  #: level-0 µm/px; None when the file records none (then world units are pixels)
     mpp_source: str
     vendor: str
-    _handle: Any = field(repr=False, default=None)
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -66,10 +64,6 @@ class SlidePyramid:
             },
         }
         return self.levels, kwargs, "image"
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
 
 
 def slide_id(path: str | Path) -> str:
@@ -101,7 +95,8 @@ def open_pyramid(path: str | Path, slide_mpp: float | None = None, chunk_px: int
     levels = [_level_array(handle, level, chunk_px) for level in range(handle.level_count)]
     levels += _extra_levels(levels[-1], chunk_px)
     vendor = str(handle.properties.get("openslide.vendor", ""))
-    return SlidePyramid(path=path, levels=levels, mpp=mpp, mpp_source=source, vendor=vendor, _handle=handle)
+    # the handle stays open as long as the levels' chunk readers (napari's layer) hold it
+    return SlidePyramid(path=path, levels=levels, mpp=mpp, mpp_source=source, vendor=vendor)
 
 
 def _level_array(handle: Any, level: int, chunk_px: int):
@@ -112,18 +107,12 @@ def _level_array(handle: Any, level: int, chunk_px: int):
 
     w, h = handle.level_dimensions[level]
     downsample = float(handle.level_downsamples[level])
-    lock = threading.Lock() if _needs_lock(handle) else None
-
     def read_chunk(block_info=None) -> np.ndarray:
         (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
-        # read_region takes the top-left in level-0 pixels and the size in level pixels
+        # read_region takes the top-left in level-0 pixels and the size in level pixels; OpenSlide
+        # is thread-safe, so dask's threads read chunks in parallel from one handle
         location = (int(round(x0 * downsample)), int(round(y0 * downsample)))
-        if lock is None:
-            rgba = np.asarray(handle.read_region(location, level, (x1 - x0, y1 - y0)))
-        else:
-            with lock:
-                rgba = np.asarray(handle.read_region(location, level, (x1 - x0, y1 - y0)))
-        return rgba_to_rgb(rgba)
+        return rgba_to_rgb(np.asarray(handle.read_region(location, level, (x1 - x0, y1 - y0))))
 
     chunks = (_chunk_sizes(h, chunk_px), _chunk_sizes(w, chunk_px), (3,))
     return da.map_blocks(read_chunk, chunks=chunks, dtype=np.uint8, name=f"openslide-{id(handle)}-{level}")
@@ -141,11 +130,6 @@ def _extra_levels(coarsest, chunk_px: int) -> list:
         level = da.coarsen(np.mean, level[:h, :w], {0: 4, 1: 4}).astype(np.uint8).rechunk((chunk_px, chunk_px, 3))
         extra.append(level)
     return extra
-
-
-def _needs_lock(handle: Any) -> bool:
-    """OpenSlide is thread-safe; the pure-Python fallback for plain images is not."""
-    return type(handle).__name__ == "ImageSlide"
 
 
 def _chunk_sizes(n: int, chunk: int) -> tuple[int, ...]:
