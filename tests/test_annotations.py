@@ -10,8 +10,7 @@ import pytest
 from weakstil.annotations import (AnnotationError, check_inside, find_annotation, load_polygons, rasterize,
                                   unmatched_annotations, write_geojson)
 from weakstil.tiling import TileGrid
-from weakstil.tumorbed import PostProcess, SlideGeometry, TumorBedModel, fit_tumorbed_model, from_annotation, \
-    from_tile_probabilities
+from weakstil.tumorbed import SlideGeometry, from_annotation
 
 
 def square(x0, y0, x1, y1):
@@ -121,26 +120,3 @@ def test_annotation_sets_tile_flags(tmp_path):
     assert (bed.tile_flags == left).all()
 
 
-def test_smoothing_fills_gaps_between_nests():
-    geom = _geometry()
-    # a checkerboard of tumour tiles (nests) inside a 10x10-tile block, stroma between them scores 0
-    rows, cols = geom.coords[:, 1] // 224, geom.coords[:, 0] // 224
-    block = (rows >= 5) & (rows < 15) & (cols >= 5) & (cols < 15)
-    prob = np.where(block & ((rows + cols) % 2 == 0), 1.0, 0.0)
-    bed = from_tile_probabilities(prob, geom, PostProcess(threshold=0.25))
-    assert bed.tile_flags[block].mean() > 0.9  # the stroma between nests is taken in
-    far = (rows < 2) | (rows > 17) | (cols < 2) | (cols > 17)
-    assert not bed.tile_flags[far].any()
-
-
-def test_tumorbed_model_learns_and_roundtrips(tmp_path):
-    rng = np.random.default_rng(0)
-    y = rng.random(600) > 0.5
-    x = rng.normal(size=(600, 16)).astype(np.float32)
-    x[:, 3] += 2.5 * y
-    model = fit_tumorbed_model(x, y, meta={"encoder": "e", "weights_sha256": "abc"})
-    assert ((model.predict_proba(x) > 0.5) == y).mean() > 0.85
-    model.save(tmp_path / "tb")
-    again = TumorBedModel.load(tmp_path / "tb")
-    np.testing.assert_allclose(again.predict_proba(x), model.predict_proba(x), rtol=1e-6)
-    assert again.encoder_key == ("e", "abc")

@@ -196,9 +196,9 @@ def test_tumorbed_detector_on_held_out_slides(pipeline):
 
     from weakstil.embed import read_features
     from weakstil.tissue import dice
-    from weakstil.tumorbed import SlideGeometry, TumorBedModel, whole_tissue
+    from weakstil.tumorbed import SlideGeometry, load_detector, whole_tissue
 
-    detector = TumorBedModel.load(pipeline["model"] / "tumorbed")
+    detector = load_detector(pipeline["model"] / "tumorbed")
     gains = []
     for path in pipeline["held"]:
         data = read_features(pipeline["features"] / f"{path.stem}.h5")

@@ -101,20 +101,51 @@ def test_geojson_outline_opens_as_an_annotation_again(cohort):
 
 @pytest.fixture(scope="module")
 def detector(cohort):
-    """A tile classifier fitted on the annotated tiles (without the slow post-processing search)."""
-    from weakstil.tumorbed import fit_tumorbed_model, resolve_tumorbed
+    """A detector trained through the CLI on the four annotated slides."""
+    out = cohort["root"] / "detector"
+    proc = run_cli("tumorbed", "train", "--features", cohort["features"], "--annotations", cohort["truth"],
+                   "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "leave-one-slide-out Dice mean" in " ".join(proc.stderr.split())
+    return out
 
-    data = [_features(cohort, sid) for sid in cohort["ids"]]
-    x = np.concatenate([d["features"] for d in data])
-    y = np.concatenate([resolve_tumorbed(sid, d, annotations=cohort["truth"]).tile_flags
-                        for sid, d in zip(cohort["ids"], data)])
-    model = fit_tumorbed_model(x, y, meta={"encoder": data[0]["encoder"], "weights_sha256": data[0]["weights_sha256"],
-                                           "model_id": "test-detector", "context_radius": 0})
-    return model.save(cohort["root"] / "detector")
+
+def test_trained_detector_records_its_settings_and_cross_validated_dice(cohort, detector):
+    from weakstil.tumorbed_detector import FORMAT_VERSION, TumorBedDetector
+
+    meta = json.loads((detector / "model.json").read_text())
+    assert meta["kind"] == "weakstil-tumorbed" and meta["format_version"] == FORMAT_VERSION
+    assert set(meta["shape"]) == {"seed_threshold", "smooth_um", "bridge_um", "margin_um", "min_seed_mm2"}
+    assert meta["cv"] == "leave-one-slide-out" and meta["slide_ids"] == cohort["ids"]
+    per_slide = meta["cv_dice_per_slide"]
+    assert sorted(per_slide) == sorted(cohort["ids"])
+    assert meta["cv_dice"] == pytest.approx(np.mean(list(per_slide.values())), abs=1e-3)
+    assert meta["cv_dice_min"] == pytest.approx(min(per_slide.values()), abs=1e-3)
+    assert meta["cv_dice"] > 0.5  # four tiny slides and a random encoder: far from perfect, far from empty
+    assert meta["search"]["top"][0]["dice_mean"] == pytest.approx(meta["cv_dice"], abs=1e-6)
+    assert meta["plausibility"]["min_evidence_ratio"] > 0
+    assert TumorBedDetector.load(detector).shape.to_dict() == meta["shape"]
+
+
+def test_a_detector_from_before_format_2_is_refused_with_a_fix(detector, tmp_path, cohort):
+    old = tmp_path / "old_detector"
+    shutil.copytree(detector, old)
+    meta = json.loads((old / "model.json").read_text())
+    for key in ("format_version", "shape", "plausibility"):
+        meta.pop(key)
+    meta["post_process"] = {"smooth_um": 150.0, "threshold": 0.5, "closing_um": 150.0}
+    (old / "model.json").write_text(json.dumps(meta))
+    good = cohort["features"] / f"{cohort['ids'][0]}.h5"
+    proc = run_cli("tumorbed", "apply", good, "--out", tmp_path / "beds", "--tumorbed", old)
+    assert proc.returncode == 1
+    [error] = _errors(proc)
+    assert str(old) in error and "format 1" in error and "Fix: retrain it" in error and "weakstil tumorbed train" in error
+    assert not (tmp_path / "beds").exists()
 
 
 def test_apply_with_a_detector_and_an_annotation_that_overrides_it(cohort, detector, tmp_path):
-    from weakstil.tumorbed import SlideGeometry, TumorBedModel
+    from weakstil.tumorbed import SlideGeometry
+    from weakstil.tumorbed_detector import TumorBedDetector
 
     annotated = cohort["ids"][0]
     ann = tmp_path / "ann"
@@ -124,18 +155,19 @@ def test_apply_with_a_detector_and_an_annotation_that_overrides_it(cohort, detec
     proc = run_cli("tumorbed", "apply", *(cohort["features"] / f"{sid}.h5" for sid in cohort["ids"]), "--out", out,
                    "--annotations", ann, "--tumorbed", detector)
     assert proc.returncode == 0, proc.stderr
-    model = TumorBedModel.load(detector)
+    model = TumorBedDetector.load(detector)
     for sid in cohort["ids"]:
         with h5py.File(out / f"{sid}.h5") as f:
             if sid == annotated:
                 assert f.attrs["source"] == "annotation" and "detector_id" not in f.attrs
                 continue
-            assert f.attrs["source"] == "model" and f.attrs["detector_id"] == "test-detector"
+            assert f.attrs["source"] == "model" and f.attrs["detector_id"] == "tumorbed-4slides"
             assert len(f.attrs["detector_sha256"]) == 64 and f.attrs["detector_path"] == str(detector.resolve())
             data = _features(cohort, sid)
             expected = model.detect(data["features"], SlideGeometry.from_attrs(data))
             assert np.array_equal(f["tumorbed"][:].astype(bool), expected.tile_flags)
-    assert "tumour bed from model (test-detector)" in proc.stdout
+            assert np.allclose(f["tumour_evidence"][:], expected.evidence)
+    assert "tumour bed from model (tumorbed-4slides)" in proc.stdout
 
 
 def test_bad_inputs_are_one_error_line_each_and_the_others_go_on(cohort, detector, tmp_path):

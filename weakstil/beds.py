@@ -4,8 +4,10 @@ then reused by training, evaluation and scoring.
 ``weakstil tumorbed apply`` writes, per feature cache ``<slide_id>.h5``, into a beds folder:
 
 * ``<slide_id>.h5``: ``tumorbed`` (uint8 flag per tile, in the features' tile order),
-  ``tumorbed_fraction`` (float32 per tile), ``tumorbed_mask`` (uint8, attribute ``mpp``) and
-  ``coords`` (level-0); attributes ``slide_id``, ``source`` (annotation / model / tissue),
+  ``tumorbed_fraction`` (float32 per tile), ``tumorbed_mask`` (uint8, attribute ``mpp``),
+  ``coords`` (level-0) and, when a detector ran, ``tumour_evidence`` (its P(tumour) per tile);
+  attributes ``slide_id``, ``source`` (annotation / model / tissue / tissue-fallback: the
+  detector's bed was empty or implausibly small, the reason in ``detail``),
   ``detail``, the annotation file or the detector's identity when used, the features'
   ``cache_key`` (a bed made from other features is refused), ``tile_size_level0``,
   ``slide_mpp``, ``slide_path``, ``weakstil_version``, ``created`` and ``complete`` = 1, set last;
@@ -29,7 +31,7 @@ import numpy as np
 from weakstil import __version__
 from weakstil.atomic import atomic_path, remove_stale_temps
 from weakstil.errors import WeakSTILError
-from weakstil.tumorbed import SlideGeometry, TumorBed, TumorBedModel, TumorBedSource
+from weakstil.tumorbed import SlideGeometry, TumorBed, TumorBedSource
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ def read_bed(path: str | Path, slide_id: str, data: dict) -> TumorBed:
     return TumorBed(mask, mask_mpp, fraction, source, f"{attrs.get('detail', '')} (precomputed: {path})")
 
 
-def detector_identity(detector: TumorBedModel, directory: str | Path) -> dict[str, str]:
+def detector_identity(detector, directory: str | Path) -> dict[str, str]:
     """What names a detector in a bed file: its folder, model id and weights hash."""
     weights = Path(directory) / "model.safetensors"
     sha = hashlib.sha256(weights.read_bytes()).hexdigest() if weights.is_file() else ""
@@ -125,6 +127,9 @@ class AppliedBed:
 
     def summary(self) -> str:
         n = len(self.bed.tile_fraction)
+        if self.bed.source is TumorBedSource.TISSUE_FALLBACK:
+            return (f"{self.slide_id}: bed fallback: tissue ({self.bed.detail}), "
+                    f"{int(self.bed.tile_flags.sum())} / {n} tiles -> {self.h5_path}")
         return (f"{self.slide_id}: tumour bed from {self.bed.source.value} ({self.bed.detail}), "
                 f"{int(self.bed.tile_flags.sum())} / {n} tiles -> {self.h5_path}")
 
@@ -141,6 +146,8 @@ def write_bed(path: Path, slide_id: str, data: dict, bed: TumorBed, provenance: 
             ds = f.create_dataset("tumorbed_mask", data=bed.mask.astype(np.uint8), compression="gzip")
             ds.attrs["mpp"] = float(bed.mask_mpp)
             f.create_dataset("coords", data=np.asarray(data["coords"], np.int64))
+            if bed.evidence is not None:  # what the detector saw: P(tile holds invasive tumour)
+                f.create_dataset("tumour_evidence", data=np.asarray(bed.evidence, np.float32))
             attrs = {
                 "slide_id": slide_id, "source": bed.source.value, "detail": bed.detail, **provenance,
                 "cache_key": str(data.get("cache_key", "")), "tile_size_level0": float(data["tile_size_level0"]),
@@ -158,7 +165,7 @@ def write_bed(path: Path, slide_id: str, data: dict, bed: TumorBed, provenance: 
 
 
 def apply_tumorbed(features_path: str | Path, out_dir: str | Path, *, annotations: str | Path | None = None,
-                   detector: TumorBedModel | None = None, detector_path: str | Path | None = None) -> AppliedBed:
+                   detector=None, detector_path: str | Path | None = None) -> AppliedBed:
     """Resolve one slide's tumour bed (annotation > detector > whole tissue) from its feature
     cache and write ``OUT/<slide_id>.h5`` and ``OUT/<slide_id>.geojson``."""
     from weakstil.annotations import write_geojson
@@ -174,7 +181,8 @@ def apply_tumorbed(features_path: str | Path, out_dir: str | Path, *, annotation
     provenance = {"features_path": str(features_path.resolve())}
     if bed.source is TumorBedSource.ANNOTATION:
         provenance["annotation_path"] = str(Path(bed.detail).resolve())
-    elif bed.source is TumorBedSource.MODEL and detector is not None and detector_path is not None:
+    elif bed.source in (TumorBedSource.MODEL, TumorBedSource.TISSUE_FALLBACK) and detector is not None \
+            and detector_path is not None:
         provenance.update(detector_identity(detector, detector_path))
     out_dir = Path(out_dir)
     h5_path = write_bed(out_dir / f"{slide_id}.h5", slide_id, data, bed, provenance)

@@ -664,8 +664,10 @@ def tumorbed_train(
                                      "every slide in --features).")
     ] = None,
 ) -> None:
-    """Train a tumour-bed detector (tile classifier on embeddings + spatial smoothing and closing)
-    from slides with annotations; writes OUT/model.safetensors + OUT/model.json."""
+    """Train a tumour-bed detector from slides with annotations: tumour evidence per tile (a
+    classifier on the embeddings) grown into the bed by geometry (bridge, enclosure, invasive-front
+    margin in µm), every setting chosen by leave-one-slide-out Dice; writes OUT/model.safetensors
+    + OUT/model.json (settings and cross-validated Dice per slide)."""
     from weakstil.errors import WeakSTILError
     from weakstil.tumorbed import train_tumorbed_from_cache
 
@@ -681,8 +683,8 @@ def tumorbed_train(
     except WeakSTILError as exc:
         error_line(exc.one_line())
         raise typer.Exit(1) from None
-    log.info("tumour-bed detector from %d slides (leave-one-slide-out Dice %.3f) -> %s",
-             model.meta["n_slides"], model.meta["cv_dice"], out)
+    log.info("tumour-bed detector from %d slides (%s Dice mean %.3f, min %.3f) -> %s", model.meta["n_slides"],
+             model.meta["cv"], model.meta["cv_dice"], model.meta["cv_dice_min"], out)
 
 
 @tumorbed_app.command("apply")
@@ -698,10 +700,10 @@ def tumorbed_apply(
     (QuPath outline). Pass OUT as --tumorbed-beds to train, evaluate and score."""
     from weakstil.beds import apply_tumorbed
     from weakstil.errors import WeakSTILError
-    from weakstil.tumorbed import TumorBedModel
+    from weakstil.tumorbed import load_detector
 
     try:
-        detector = TumorBedModel.load(tumorbed) if tumorbed is not None else None
+        detector = load_detector(tumorbed) if tumorbed is not None else None
     except WeakSTILError as exc:
         error_line(exc.one_line())
         raise typer.Exit(1) from None

@@ -124,7 +124,9 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     # 7. compare with the generator's truth
     pred = pd.DataFrame(rows).set_index("slide_id")
     truth = held.set_index("slide_id")["stil"]
-    ok = pred["status"] == "ok"
+    from weakstil.score import SCORED
+
+    ok = pred["status"].isin(SCORED)
     y, p = truth[ok.index[ok]].to_numpy(float), pred.loc[ok, "stil"].to_numpy(float)
     held_metrics = regression_metrics(y, p) if ok.sum() >= 3 else {}
     bed_dice = _tumorbed_dice(scores_dir, cohort_dir / "truth", list(pred.index[ok]))

@@ -37,8 +37,13 @@ RESULT_COLUMNS = ["slide_id", "path", "stil", "stil_high", "threshold", "n_tiles
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 STATUS_NO_BED = "no tumour bed"
+#: The detected bed was empty or implausibly small: scored over the whole tissue (tumorbed_source
+#: ``tissue-fallback``, the reason in the HDF5's ``tumorbed_detail`` and a warning line).
+STATUS_BED_FALLBACK = "bed fallback: tissue"
 #: Statuses a rerun does not redo.
-FINISHED = (STATUS_OK, STATUS_NO_BED)
+FINISHED = (STATUS_OK, STATUS_NO_BED, STATUS_BED_FALLBACK)
+#: Statuses that carry a score.
+SCORED = (STATUS_OK, STATUS_BED_FALLBACK)
 
 
 @dataclass
@@ -130,7 +135,7 @@ def _tiling_params(meta: dict):
 
 def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.mil import load_model
-    from weakstil.tumorbed import TumorBedModel
+    from weakstil.tumorbed import load_detector
 
     model, meta = load_model(opts.model)
     model_id = f"{opts.model.resolve().name}@{str(meta.get('weights_sha256'))[:12]}"
@@ -138,7 +143,7 @@ def open_context(opts: ScoreOptions) -> _Context:
     detector_path = opts.tumorbed_model
     if detector_path is None and (opts.model / "tumorbed" / "model.json").is_file():
         detector_path = opts.model / "tumorbed"
-    detector = TumorBedModel.load(detector_path) if detector_path is not None else None
+    detector = load_detector(detector_path) if detector_path is not None else None
     return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), detector, detector_path)
 
 
@@ -239,7 +244,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     """Score one slide and write its outputs. Raises WeakSTILError for a bad slide."""
     from weakstil.embed import embed_slide, read_features
     from weakstil.mil import FeatureBank, check_features_match_model, score_slides
-    from weakstil.tumorbed import check_detector_matches, resolve_tumorbed
+    from weakstil.tumorbed import TumorBedSource, check_detector_matches, resolve_tumorbed
 
     opts = ctx.opts
     t0 = time.perf_counter()
@@ -263,13 +268,14 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     tile_scores = np.asarray(scores.tile_scores, np.float32)
     attention = None if scores.attention is None else np.asarray(scores.weights, np.float32)
     if flags.any():
-        stil, status = float(scores.stil), STATUS_OK
+        stil = float(scores.stil)
+        status = STATUS_BED_FALLBACK if bed.source is TumorBedSource.TISSUE_FALLBACK else STATUS_OK
         stil_high: object = bool(stil >= ctx.threshold)
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
         log.warning("%s: no tumour bed found; no score", slide_id)
     _write_slide_outputs(path, slide_id, ctx, data, bed, tile_scores, attention, stil, stil_high, status)
-    return {"slide_id": slide_id, "path": str(path), "stil": round(stil, 4) if status == STATUS_OK else math.nan,
+    return {"slide_id": slide_id, "path": str(path), "stil": round(stil, 4) if status in SCORED else math.nan,
             "stil_high": stil_high, "threshold": ctx.threshold, "n_tiles": int(len(tile_scores)),
             "n_tumorbed_tiles": int(flags.sum()), "tumorbed_source": bed.source.value, "status": status,
             "error": "", "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
@@ -342,7 +348,9 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, data: dict, b
         thumb = slide.read_thumbnail(mpp)
         slide_mpp = slide.mpp
     label = (f"sTIL {stil:.1f}% ({'high' if stil_high else 'low'} at {ctx.threshold:g}%)"
-             if status == STATUS_OK else status)
+             if status in SCORED else status)
+    if status == STATUS_BED_FALLBACK:
+        label += " (bed fallback: tissue)"
     write_heatmap_png(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,
                       tumorbed_mask=bed.mask, title=f"{slide_id}: {label}")
     measurements = {"sTIL score": tile_scores, "tumour bed": bed.tile_flags.astype(np.float32)}

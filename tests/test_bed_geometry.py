@@ -1,0 +1,129 @@
+"""The geometry of the tumour bed (weakstil.bed_geometry) on hand-made evidence maps: what the
+TILs Working Group's definition says is in the bed is in, whatever the stroma looks like."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from weakstil.bed_geometry import (BedShape, Plausibility, bed_from_evidence, check_bed, coarsen, grow_bed,
+                                   sweep_shapes, tiles_to_mask)
+
+MPP = 8.0  # µm per mask pixel
+TILE = 224  # level-0 px per tile at 0.5 µm/px: 112 µm, 14 mask px
+
+
+def _grid(n: int = 30):
+    """An n x n tile grid (level-0 coords), its tissue mask and the (row, col) of every tile."""
+    rows, cols = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
+    coords = np.stack([cols.ravel() * TILE, rows.ravel() * TILE], axis=1)
+    tissue = np.ones((n * 14, n * 14), bool)
+    return coords, tissue, rows.ravel(), cols.ravel()
+
+
+def _bed_tiles(bed: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Whether each tile's centre pixel is in the bed."""
+    return bed[rows * 14 + 7, cols * 14 + 7]
+
+
+SHAPE = BedShape(seed_threshold=0.5, bridge_um=150.0, margin_um=50.0, min_seed_mm2=0.02)
+
+
+def test_lymphocyte_dense_stroma_between_and_around_tumour_nests_is_in_the_bed():
+    coords, tissue, rows, cols = _grid()
+    block = (rows >= 8) & (rows < 20) & (cols >= 8) & (cols < 20)
+    nests = block & ((rows % 3 == 0) & (cols % 3 == 0))  # nests one tile wide, two tiles of stroma apart
+    # the stroma between the nests is dense with lymphocytes: the classifier gives it no tumour
+    # evidence at all, and that must not take it out of the bed
+    evidence = np.where(nests, 0.95, 0.0)
+    bed, seeds = bed_from_evidence(evidence, coords, TILE, 0.5, tissue, MPP, SHAPE)
+    inside = _bed_tiles(bed, rows, cols)
+    between = block & ~nests & (rows >= 9) & (rows <= 18) & (cols >= 9) & (cols <= 18)
+    assert inside[between].all()
+    assert inside[nests].all()
+    assert seeds.any() and not seeds[bed == 0].any()
+
+
+def test_a_lymphoid_aggregate_far_from_tumour_is_out():
+    coords, tissue, rows, cols = _grid()
+    tumour = (rows >= 4) & (rows < 10) & (cols >= 4) & (cols < 10)
+    aggregate = (rows >= 20) & (rows < 25) & (cols >= 20) & (cols < 25)
+    # the aggregate gets some (sub-threshold) evidence, and one lone tile of it a false high score
+    evidence = np.where(tumour, 0.9, 0.0) + np.where(aggregate, 0.35, 0.0)
+    evidence[np.flatnonzero(aggregate)[12]] = 0.8
+    bed, _ = bed_from_evidence(evidence, coords, TILE, 0.5, tissue, MPP, SHAPE)
+    inside = _bed_tiles(bed, rows, cols)
+    assert inside[tumour].all()
+    assert not inside[aggregate].any()  # a single false tile is below the smallest seed area
+    # without that rule the lone tile would start a bed of its own: the rule is what removes it
+    loose = BedShape(**{**SHAPE.to_dict(), "min_seed_mm2": 0.0})
+    assert _bed_tiles(bed_from_evidence(evidence, coords, TILE, 0.5, tissue, MPP, loose)[0], rows, cols)[aggregate].any()
+
+
+def test_what_the_tumour_encloses_is_in_and_the_margin_is_in_micrometres():
+    seeds = np.zeros((200, 200), bool)
+    yy, xx = np.mgrid[:200, :200]
+    r = np.hypot(yy - 100, xx - 100)
+    seeds[(r >= 50) & (r < 56)] = True  # a ring of tumour, 800 µm across, enclosing a large stromal area
+    tissue = np.ones_like(seeds)
+    bed = grow_bed(seeds, tissue, MPP, BedShape(bridge_um=40.0, margin_um=80.0))
+    assert bed[r < 50].all()  # enclosed
+    # 80 µm = 10 px of invasive front beyond the outermost tumour, no further
+    assert bed[(r > 56) & (r < 65)].all() and not bed[r > 67].any()
+    # cut to the tissue
+    tissue[:, :100] = False
+    assert not grow_bed(seeds, tissue, MPP, BedShape(bridge_um=40.0, margin_um=80.0))[:, :100].any()
+
+
+def test_sizes_are_micrometres_whatever_the_mask_resolution():
+    fine = np.zeros((400, 400), bool)
+    fine[150:250, 150:170] = fine[150:250, 230:250] = True  # two nests 240 µm apart at 4 µm/px
+    shape = BedShape(bridge_um=150.0, margin_um=40.0)
+    bed_fine = grow_bed(fine, np.ones_like(fine), 4.0, shape)
+    bed_coarse = grow_bed(coarsen(fine, 2), np.ones((200, 200), bool), 8.0, shape)
+    assert bed_fine[200, 200] and bed_coarse[100, 100]  # joined across the stroma at both resolutions
+    assert abs(bed_fine.mean() - bed_coarse.mean()) < 0.01
+
+
+def test_sweep_gives_the_same_beds_as_grow_bed():
+    rng = np.random.default_rng(0)
+    coords, tissue, rows, cols = _grid(16)
+    tissue[:, :20] = False
+    evidence = np.clip(rng.random(len(coords)) * ((rows - 8) ** 2 + (cols - 8) ** 2 < 30), 0, 1)
+    emap = tiles_to_mask(evidence, coords, TILE, 0.5, tissue.shape, MPP)
+    shapes = dict(seed_thresholds=(0.3, 0.7, 1.1), bridges_um=(0.0, 60.0), margins_um=(0.0, 30.0, 90.0),
+                  min_seeds_mm2=(0.0, 0.02))
+    n = 0
+    for shape, bed in sweep_shapes(emap, tissue, MPP, **shapes):
+        expected = grow_bed((emap >= shape.seed_threshold) & tissue, tissue, MPP, shape)
+        assert np.array_equal(bed, expected), shape
+        n += 1
+    assert n == 3 * 2 * 3 * 2
+
+
+def test_missing_tiles_do_not_pull_the_evidence_down():
+    coords, tissue, rows, cols = _grid(10)
+    keep = cols < 5  # tiles only on the left half (the rest is glass)
+    emap = tiles_to_mask(np.ones(keep.sum()), coords[keep], TILE, 0.5, tissue.shape, MPP)
+    assert np.allclose(emap[:, : 5 * 14], 1.0)  # up to the last tile's edge, not faded
+    assert (emap[:, 6 * 14:] == 0).all()  # beyond a tile's reach: no evidence
+
+
+def test_an_empty_or_implausibly_small_bed_is_not_ok():
+    evidence = np.full(400, 0.45)
+    rule = Plausibility(min_bed_tiles=2, min_evidence_ratio=0.25)
+    empty = check_bed(np.zeros(400, bool), evidence, rule)
+    assert not empty.ok and "empty" in empty.reason and "180.0" in empty.reason
+    small = np.zeros(400, bool)
+    small[:10] = True  # 10 tiles next to 180 tiles' worth of evidence
+    verdict = check_bed(small, evidence, rule)
+    assert not verdict.ok and "implausibly few" in verdict.reason
+    small[:60] = True
+    assert check_bed(small, evidence, rule).ok
+    assert check_bed(small[:5], np.zeros(5), rule).ok is True  # little evidence, little bed: plausible
+
+
+@pytest.mark.parametrize("field", ["seed_threshold", "bridge_um", "margin_um"])
+def test_shape_roundtrips_through_json_dicts(field):
+    shape = BedShape(**{field: 0.123})
+    assert BedShape.from_dict(shape.to_dict()) == shape

@@ -1,0 +1,229 @@
+"""Geometry of the tumour bed, apart from any file or model: from a map of tumour evidence to
+the bed (dlup-style pure functions on arrays, all sizes in µm).
+
+The International TILs Working Group's tumour bed is the region of invasive tumour: the
+tumour nests *and the stroma between and around them up to the invasive front*. So the bed
+is built from where the tumour is, not from what the stroma looks like:
+
+1. **seeds**: tumour evidence (a per-tile probability that the tile holds invasive tumour,
+   interpolated to the mask grid) at or above ``seed_threshold``;
+2. **bridging**: seeds within ``2 x bridge_um`` of each other are joined (a closing by a disc
+   of radius ``bridge_um``: dilate, then erode back), which takes in the stroma between nests
+   and bridges concave gaps;
+3. **enclosure**: whatever the grown tumour region encloses is filled in;
+4. **invasive-front margin**: the bed reaches ``margin_um`` beyond the outermost tumour;
+5. the result is cut to the tissue; a component holding less than ``min_seed_mm2`` of seed
+   area is dropped (a lone false tile far from the tumour is not a bed).
+
+Stroma dense with lymphocytes therefore enters the bed when tumour is near it or around it
+and stays out when it is far from any tumour (a lymphoid aggregate), whatever its look:
+nothing here treats non-tumour tissue as evidence against the bed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BedShape:
+    """How tumour evidence becomes a bed (chosen by cross-validation; sizes in µm / mm²)."""
+
+    seed_threshold: float = 0.5  #: tumour evidence that makes a seed
+    smooth_um: float = 0.0  #: Gaussian sigma on the tile-evidence grid before thresholding
+    bridge_um: float = 150.0  #: closing radius: seeds up to twice this apart are joined
+    margin_um: float = 50.0  #: the invasive front: how far the bed reaches past the outermost tumour
+    min_seed_mm2: float = 0.0  #: bed components with less seed area than this are dropped
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> BedShape:
+        return cls(**{k: float(values[k]) for k in cls.__dataclass_fields__ if k in values})
+
+
+def grid_stride(coords: np.ndarray, tile_size_level0: float) -> float:
+    """The tile grid's stride in level-0 px (the smallest positive step between tile positions)."""
+    steps = []
+    for axis in (0, 1):
+        values = np.unique(np.asarray(coords)[:, axis])
+        if len(values) > 1:
+            steps.append(np.diff(values).min())
+    return float(min(steps)) if steps else float(tile_size_level0)
+
+
+def grid_cells(coords: np.ndarray, tile_size_level0: float) -> tuple[np.ndarray, np.ndarray, float]:
+    """Each tile's (row, column) on the tile grid, and the grid stride in level-0 px."""
+    stride = grid_stride(coords, tile_size_level0)
+    coords = np.asarray(coords, np.float64)
+    return (np.round(coords[:, 1] / stride).astype(int), np.round(coords[:, 0] / stride).astype(int), stride)
+
+
+def tiles_to_mask(values: np.ndarray, coords: np.ndarray, tile_size_level0: float, slide_mpp: float,
+                  mask_shape: tuple[int, int], mask_mpp: float, smooth_um: float = 0.0) -> np.ndarray:
+    """Per-tile values as a smooth map on a mask grid (``mask_mpp`` µm/px).
+
+    Bilinear between tile centres, normalised by the tiles present, so a value is never pulled
+    towards zero by a missing (non-tissue) neighbour; mask pixels more than a tile away from any
+    tile get 0. ``smooth_um`` first blurs the tile grid (Gaussian, normalised the same way)."""
+    from scipy import ndimage as ndi
+
+    h, w = mask_shape
+    values = np.asarray(values, np.float64)
+    if len(values) == 0:
+        return np.zeros((h, w), np.float32)
+    rows, cols, stride = grid_cells(coords, tile_size_level0)
+    # one empty cell all round, so every mask pixel interpolates between cells of the array
+    grid_v = np.zeros((rows.max() + 3, cols.max() + 3), np.float64)
+    grid_w = np.zeros_like(grid_v)
+    grid_v[rows + 1, cols + 1] = values
+    grid_w[rows + 1, cols + 1] = 1.0
+    sigma = smooth_um / (stride * slide_mpp)
+    if sigma > 0:
+        grid_v = ndi.gaussian_filter(grid_v, sigma, mode="constant")
+        grid_w_s = ndi.gaussian_filter(grid_w, sigma, mode="constant")
+        grid_v = np.where(grid_w > 0, grid_v / np.maximum(grid_w_s, 1e-9), 0.0)
+    # mask pixel centres in grid units (tile i's centre sits at i * stride + tile / 2)
+    f = mask_mpp / slide_mpp  # level-0 px per mask px
+    yy = ((np.arange(h) + 0.5) * f - tile_size_level0 / 2) / stride + 1
+    xx = ((np.arange(w) + 0.5) * f - tile_size_level0 / 2) / stride + 1
+    gy, gx = np.meshgrid(yy, xx, indexing="ij")
+    num = ndi.map_coordinates(grid_v * grid_w, [gy, gx], order=1, mode="constant", cval=0.0)
+    den = ndi.map_coordinates(grid_w, [gy, gx], order=1, mode="constant", cval=0.0)
+    return np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
+
+
+def grow_bed(seeds: np.ndarray, tissue: np.ndarray, mpp: float, shape: BedShape) -> np.ndarray:
+    """The bed around tumour ``seeds`` (boolean mask at ``mpp`` µm/px), cut to ``tissue``.
+
+    Closing by ``bridge_um`` with the holes of the grown region filled before it shrinks back,
+    then ``margin_um`` of invasive front; components with too little seed area are dropped."""
+    from scipy import ndimage as ndi
+
+    seeds = np.asarray(seeds, bool)
+    tissue = np.asarray(tissue, bool)
+    if not seeds.any():
+        return np.zeros(seeds.shape, bool)
+    bridge = max(0.0, shape.bridge_um) / mpp
+    margin = shape.margin_um / mpp
+    grown = ndi.distance_transform_edt(~seeds) <= bridge if bridge > 0 else seeds.copy()
+    grown = ndi.binary_fill_holes(grown)
+    shrink = bridge - margin  # closing = grow by bridge, shrink by bridge; the margin is left over
+    if shrink > 0:
+        bed = ndi.distance_transform_edt(grown) > shrink
+    elif shrink < 0:
+        bed = ndi.distance_transform_edt(~grown) <= -shrink
+    else:
+        bed = grown
+    bed |= seeds
+    bed &= tissue
+    if shape.min_seed_mm2 > 0 and bed.any():
+        labels, n = ndi.label(bed)
+        seed_px = np.bincount(labels[seeds & bed], minlength=n + 1)
+        keep = seed_px * (mpp * mpp) / 1e6 >= shape.min_seed_mm2
+        keep[0] = False
+        bed = keep[labels]
+    return bed
+
+
+def bed_from_evidence(evidence: np.ndarray, coords: np.ndarray, tile_size_level0: float, slide_mpp: float,
+                      tissue: np.ndarray, mask_mpp: float, shape: BedShape) -> tuple[np.ndarray, np.ndarray]:
+    """The bed mask (on the tissue mask's grid) and the seed mask from per-tile tumour evidence."""
+    tissue = np.asarray(tissue, bool)
+    up = tiles_to_mask(evidence, coords, tile_size_level0, slide_mpp, tissue.shape, mask_mpp, shape.smooth_um)
+    seeds = (up >= shape.seed_threshold) & tissue
+    return grow_bed(seeds, tissue, mask_mpp, shape), seeds
+
+
+def coarsen(mask: np.ndarray, factor: int) -> np.ndarray:
+    """A boolean mask ``factor`` times coarser: a coarse pixel is set when most of its block is."""
+    mask = np.asarray(mask, bool)
+    if factor <= 1:
+        return mask
+    padded = np.zeros(((mask.shape[0] + factor - 1) // factor * factor,
+                       (mask.shape[1] + factor - 1) // factor * factor), np.float32)
+    padded[:mask.shape[0], :mask.shape[1]] = mask
+    blocks = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor)
+    return blocks.mean(axis=(1, 3)) >= 0.5
+
+
+def sweep_shapes(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, *, seed_thresholds, bridges_um,
+                 margins_um, min_seeds_mm2, smooth_um: float = 0.0):
+    """Every bed :func:`grow_bed` gives for a grid of settings, sharing the work between them
+    (one distance transform per seed mask, two per bridge): yields ``(BedShape, bed)``.
+
+    ``evidence_map`` is the evidence on the mask grid, already smoothed by ``smooth_um``."""
+    from scipy import ndimage as ndi
+
+    tissue = np.asarray(tissue, bool)
+    for thr in seed_thresholds:
+        seeds = (evidence_map >= thr) & tissue
+        if not seeds.any():
+            for bridge, margin, min_seed in ((b, m, s) for b in bridges_um for m in margins_um for s in min_seeds_mm2):
+                yield BedShape(thr, smooth_um, bridge, margin, min_seed), np.zeros(tissue.shape, bool)
+            continue
+        d_seed = ndi.distance_transform_edt(~seeds)
+        for bridge in bridges_um:
+            r = bridge / mpp
+            grown = ndi.binary_fill_holes(d_seed <= r if r > 0 else seeds)
+            d_in = ndi.distance_transform_edt(grown)
+            d_out = ndi.distance_transform_edt(~grown)
+            for margin in margins_um:
+                shrink = r - margin / mpp
+                bed = (d_in > shrink) if shrink > 0 else (d_out <= -shrink)
+                bed = (bed | seeds) & tissue
+                labels, n = ndi.label(bed) if any(s > 0 for s in min_seeds_mm2) else (None, 0)
+                seed_mm2 = (np.bincount(labels[seeds], minlength=n + 1) * (mpp * mpp) / 1e6
+                            if labels is not None else None)
+                for min_seed in min_seeds_mm2:
+                    shape = BedShape(thr, smooth_um, bridge, margin, min_seed)
+                    if min_seed > 0 and labels is not None:
+                        keep = seed_mm2 >= min_seed
+                        keep[0] = False
+                        yield shape, keep[labels]
+                    else:
+                        yield shape, bed
+
+
+# --- is a detected bed believable? ------------------------------------------------------------
+@dataclass(frozen=True)
+class Plausibility:
+    """When a detected bed is too small to trust next to the slide's tumour evidence."""
+
+    min_bed_tiles: int = 2  #: fewer tiles in the bed than this: nothing was found
+    min_evidence_ratio: float = 0.0  #: bed tiles / Σ tumour evidence over tiles below this: too small
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: float(v) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Plausibility:
+        return cls(int(values.get("min_bed_tiles", 2)), float(values.get("min_evidence_ratio", 0.0)))
+
+
+@dataclass(frozen=True)
+class BedCheck:
+    """The verdict on one detected bed: ``ok``, or why it cannot be used."""
+
+    ok: bool
+    bed_tiles: int
+    evidence_tiles: float  #: Σ tumour evidence over the slide's tiles (expected tumour-tile count)
+    reason: str = ""
+
+
+def check_bed(bed_flags: np.ndarray, evidence: np.ndarray, rule: Plausibility) -> BedCheck:
+    """``ok`` unless the bed is (nearly) empty, or implausibly small next to the tumour
+    evidence: fewer bed tiles than ``min_evidence_ratio`` x the evidence mass."""
+    n_bed = int(np.count_nonzero(bed_flags))
+    mass = float(np.sum(np.clip(np.asarray(evidence, np.float64), 0.0, 1.0)))
+    if n_bed < rule.min_bed_tiles:
+        why = "empty" if n_bed == 0 else f"{n_bed} tile{'s' if n_bed != 1 else ''}"
+        return BedCheck(False, n_bed, mass, f"detected tumour bed is {why} (tumour evidence of {mass:.1f} tiles)")
+    if rule.min_evidence_ratio > 0 and n_bed < rule.min_evidence_ratio * mass:
+        return BedCheck(False, n_bed, mass, f"detected tumour bed has {n_bed} tiles, implausibly few next to the "
+                                            f"tumour evidence of {mass:.1f} tiles (rule: >= "
+                                            f"{rule.min_evidence_ratio:g} x evidence)")
+    return BedCheck(True, n_bed, mass)

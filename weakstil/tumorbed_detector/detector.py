@@ -1,0 +1,135 @@
+"""The trained tumour-bed detector: tumour evidence per tile -> seeds -> bed by geometry, with a
+plausibility check and a documented fallback.
+
+Files (``weakstil tumorbed train --out DIR``): ``DIR/model.safetensors`` (the evidence
+classifier: ``weight``, ``bias``, ``mean``, ``std``) and ``DIR/model.json`` (``kind``
+``weakstil-tumorbed``, ``format_version`` 2, ``algorithm``, the geometry ``shape`` in µm, the
+``plausibility`` rule, context radii, encoder identity, training slides, seed, the
+cross-validated Dice per slide and the settings search, versions).
+
+A detector written by WeakSTIL before format 2 (a tile classifier followed by smoothing and a
+closing, whose beds came out empty on TIL-rich slides) is refused with a message to retrain.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from weakstil import __version__
+from weakstil.bed_geometry import BedShape, Plausibility, bed_from_evidence, check_bed
+from weakstil.errors import WeakSTILError
+from weakstil.tumorbed import SlideGeometry, TumorBed, TumorBedSource
+from weakstil.tumorbed_detector.evidence import LogisticEvidence, context_inputs
+
+log = logging.getLogger(__name__)
+
+KIND = "weakstil-tumorbed"
+FORMAT_VERSION = 2
+ALGORITHM = "tumour-evidence seeds + geometry (bridge, enclosure, invasive-front margin)"
+
+
+@dataclass
+class TumorBedDetector:
+    """Tumour evidence (a tile classifier) + the geometry that turns it into a bed."""
+
+    evidence: LogisticEvidence
+    shape: BedShape = field(default_factory=BedShape)
+    plausibility: Plausibility = field(default_factory=Plausibility)
+    context_radii: tuple[int, ...] = ()
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def model_id(self) -> str:
+        return str(self.meta.get("model_id", "tumorbed-detector"))
+
+    @property
+    def encoder_key(self) -> tuple[str | None, str | None]:
+        return self.meta.get("encoder"), self.meta.get("weights_sha256")
+
+    def tumour_evidence(self, features: np.ndarray, geom: SlideGeometry) -> np.ndarray:
+        """P(tile holds invasive tumour) for every tile."""
+        if len(geom.coords) == 0:
+            return np.zeros(0, np.float32)
+        x = context_inputs(features, geom.coords, geom.tile_size_level0, self.context_radii)
+        return self.evidence.predict(x)
+
+    def detect(self, features: np.ndarray, geom: SlideGeometry) -> TumorBed:
+        """The slide's bed; the whole tissue, as source ``tissue-fallback`` with the reason in
+        ``detail``, when the detected bed is empty or implausibly small next to the evidence."""
+        evidence = self.tumour_evidence(features, geom)
+        mask, _ = bed_from_evidence(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp,
+                                    geom.tissue_mask, geom.mask_mpp, self.shape)
+        bed = TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL,
+                       self.model_id, evidence=evidence)
+        verdict = check_bed(bed.tile_flags, evidence, self.plausibility)
+        if verdict.ok:
+            return bed
+        tissue = geom.tissue_mask.astype(bool)
+        return TumorBed(tissue, geom.mask_mpp, geom.tile_fractions(tissue, geom.mask_mpp),
+                        TumorBedSource.TISSUE_FALLBACK, f"{verdict.reason}; whole tissue used ({self.model_id})",
+                        evidence=evidence)
+
+    # --- files ------------------------------------------------------------------------------
+    def save(self, directory: str | Path) -> Path:
+        """``model.safetensors`` + ``model.json`` in ``directory`` (each written atomically)."""
+        from safetensors.numpy import save_file
+
+        from weakstil.atomic import atomic_path
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with atomic_path(directory / "model.safetensors") as tmp:
+            save_file(self.evidence.tensors(), str(tmp))
+        meta = {**self.meta, "kind": KIND, "format_version": FORMAT_VERSION, "algorithm": ALGORITHM,
+                "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
+                "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__}
+        with atomic_path(directory / "model.json") as tmp:
+            tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> TumorBedDetector:
+        from safetensors.numpy import load_file
+
+        directory = Path(directory)
+        meta_path, weights_path = directory / "model.json", directory / "model.safetensors"
+        if not meta_path.is_file() or not weights_path.is_file():
+            raise WeakSTILError("not a tumour-bed detector (needs model.json and model.safetensors)", path=directory,
+                                fix="train one with 'weakstil tumorbed train'")
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise WeakSTILError(f"model.json is not valid JSON ({exc})", path=meta_path,
+                                fix="train the detector again with 'weakstil tumorbed train'") from None
+        if not isinstance(meta, dict) or meta.get("kind") != KIND:
+            kind = meta.get("kind") if isinstance(meta, dict) else None
+            raise WeakSTILError(f"model.json says kind '{kind}', not a tumour-bed detector",
+                                path=directory, fix="pass the directory written by 'weakstil tumorbed train'")
+        version = int(meta.get("format_version", 1))
+        if version < FORMAT_VERSION:
+            raise WeakSTILError(
+                f"tumour-bed detector of format {version} (WeakSTIL {meta.get('weakstil_version', '?')}: a tile "
+                "classifier with smoothing, whose beds can drop TIL-rich tumour); this WeakSTIL reads format "
+                f"{FORMAT_VERSION}", path=directory,
+                fix="retrain it on the same annotated slides with 'weakstil tumorbed train'")
+        if version > FORMAT_VERSION:
+            raise WeakSTILError(f"tumour-bed detector of format {version} is newer than this WeakSTIL "
+                                f"(format {FORMAT_VERSION})", path=directory, fix="upgrade WeakSTIL")
+        tensors = load_file(str(weights_path))
+        expected = {"weight", "bias", "mean", "std"}
+        if set(tensors) != expected:
+            raise WeakSTILError(f"weights have keys {sorted(tensors)}, expected {sorted(expected)}",
+                                path=weights_path, fix="retrain the tumour-bed detector")
+        evidence = LogisticEvidence.from_tensors(tensors)
+        radii = tuple(int(r) for r in meta.get("context_radius", []))
+        width = len(evidence.weight)
+        if not (len(evidence.mean) == len(evidence.std) == width):
+            raise WeakSTILError("weights have inconsistent sizes", path=weights_path,
+                                fix="retrain the tumour-bed detector")
+        return cls(evidence, BedShape.from_dict(meta.get("shape", {})),
+                   Plausibility.from_dict(meta.get("plausibility", {})), radii, meta)

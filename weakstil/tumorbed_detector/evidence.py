@@ -1,0 +1,114 @@
+"""Tumour evidence per tile: a class-balanced logistic regression on the tile embeddings.
+
+Trained from tumour-bed outlines alone, so its labels are about *where the tumour is*: tiles
+well inside an annotated bed are the positive examples, tiles well outside it the negative
+ones, and tiles the outline cuts through are left out. Its output is only ever used as
+positive evidence (seeds, see weakstil.bed_geometry): a low score never removes a tile that
+geometry puts in the bed, so stroma dense with lymphocytes between or around tumour nests is
+in the bed whatever the classifier makes of it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+#: Tiles with at least this share inside the annotated bed are positive examples ...
+POSITIVE_FRACTION = 0.9
+#: ... and tiles with at most this share negative ones; tiles in between are not used.
+NEGATIVE_FRACTION = 0.1
+
+
+def context_inputs(features: np.ndarray, coords: np.ndarray, tile_size_level0: float,
+                   radii: tuple[int, ...] = ()) -> np.ndarray:
+    """Each tile's embedding, next to the mean embedding of the (2r+1) x (2r+1) tiles around it
+    for every radius ``r`` in ``radii`` (none: the tile's own embedding only)."""
+    from scipy import ndimage as ndi
+
+    from weakstil.bed_geometry import grid_cells
+
+    x = np.asarray(features, np.float32)
+    radii = tuple(int(r) for r in radii if int(r) > 0)
+    if not radii or len(x) == 0:
+        return x
+    rows, cols, _ = grid_cells(coords, tile_size_level0)
+    grid = np.zeros((rows.max() + 1, cols.max() + 1, x.shape[1]), np.float32)
+    count = np.zeros(grid.shape[:2], np.float32)
+    grid[rows, cols] = x
+    count[rows, cols] = 1.0
+    out = [x]
+    for r in radii:
+        size = 2 * r + 1
+        summed = ndi.uniform_filter(grid, size=(size, size, 1), mode="constant")
+        n = ndi.uniform_filter(count, size=size, mode="constant")
+        out.append(summed[rows, cols] / np.maximum(n[rows, cols], 1e-6)[:, None])
+    return np.concatenate(out, axis=1)
+
+
+def training_labels(bed_fraction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label, used) per tile from its share inside the annotated bed."""
+    bed_fraction = np.asarray(bed_fraction, np.float32)
+    positive = bed_fraction >= POSITIVE_FRACTION
+    used = positive | (bed_fraction <= NEGATIVE_FRACTION)
+    return positive, used
+
+
+@dataclass
+class LogisticEvidence:
+    """P(tile holds invasive tumour) = sigmoid(w · standardised embedding + b)."""
+
+    weight: np.ndarray
+    bias: float
+    mean: np.ndarray
+    std: np.ndarray
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        z = ((np.asarray(x, np.float32) - self.mean) / self.std) @ self.weight + self.bias
+        return (1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))).astype(np.float32)
+
+    def tensors(self) -> dict[str, np.ndarray]:
+        return {"weight": self.weight.astype(np.float32), "bias": np.array([self.bias], np.float32),
+                "mean": self.mean.astype(np.float32), "std": self.std.astype(np.float32)}
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, np.ndarray]) -> LogisticEvidence:
+        return cls(t["weight"], float(t["bias"][0]), t["mean"], t["std"])
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, seed: int = 0,
+                 sample_weight: np.ndarray | None = None) -> LogisticEvidence:
+    """Class-balanced, L2-regularised logistic regression (full-batch L-BFGS in torch: the
+    same bytes for the same inputs and seed)."""
+    import torch
+
+    from weakstil.errors import WeakSTILError
+
+    x = np.asarray(x, np.float32)
+    y = np.asarray(y, np.float32)
+    if len(np.unique(y)) < 2:
+        raise WeakSTILError("tumour-bed training needs tiles both well inside and well outside the annotated beds",
+                            fix="add slides whose annotation does not cover all tissue")
+    mean = x.mean(0)
+    std = x.std(0) + 1e-6
+    xt = torch.from_numpy((x - mean) / std)
+    yt = torch.from_numpy(y)
+    pos = float(y.mean())
+    weights = torch.where(yt > 0.5, 0.5 / pos, 0.5 / (1 - pos))
+    if sample_weight is not None:
+        weights = weights * torch.from_numpy(np.asarray(sample_weight, np.float32))
+    torch.manual_seed(seed)
+    w = torch.zeros(x.shape[1], requires_grad=True)
+    b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        logits = xt @ w + b
+        loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, yt, reduction="none") * weights).mean()
+        loss = loss + l2 * (w * w).sum() / len(yt) * 10
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return LogisticEvidence(w.detach().numpy().copy(), float(b.detach()[0]), mean, std)

@@ -1,0 +1,226 @@
+"""Training a tumour-bed detector from a few annotated slides (``weakstil tumorbed train``).
+
+1. Tumour evidence: a logistic tile classifier (weakstil.tumorbed_detector.evidence) on tiles
+   well inside vs well outside the annotated beds.
+2. Leave-one-slide-out: each annotated slide gets the evidence of a classifier that never saw it.
+3. The geometry (seed threshold, bridge and margin in µm, smallest seed area, smoothing) is the
+   setting whose beds, from those held-out evidences, best match the annotations (mean Dice);
+   the search table, the chosen setting and every slide's held-out Dice go into model.json.
+4. The plausibility rule (when a detected bed is too small to trust) is set from the same
+   held-out beds: a quarter of the smallest bed-to-evidence ratio any annotated slide showed.
+5. The classifier is refitted on all slides.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from weakstil.bed_geometry import BedShape, Plausibility, coarsen, sweep_shapes, tiles_to_mask
+from weakstil.errors import WeakSTILError
+from weakstil.tumorbed import SlideGeometry
+from weakstil.tumorbed_detector.detector import TumorBedDetector
+from weakstil.tumorbed_detector.evidence import LogisticEvidence, context_inputs, fit_logistic, training_labels
+
+log = logging.getLogger(__name__)
+
+#: The settings searched by leave-one-slide-out cross-validation.
+SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+SMOOTHING_UM = (0.0, 60.0)
+BRIDGES_UM = (0.0, 50.0, 100.0, 150.0, 200.0, 300.0)
+MARGINS_UM = (0.0, 25.0, 50.0, 75.0, 100.0, 150.0)
+MIN_SEEDS_MM2 = (0.0, 0.02, 0.05)
+#: The search runs on masks at least this coarse (µm/px); the chosen sizes are in µm, so they
+#: hold at the detector's own resolution.
+SEARCH_MPP = 16.0
+#: A detected bed under this share of the smallest bed-to-evidence ratio seen in
+#: cross-validation is implausibly small.
+PLAUSIBLE_SHARE = 0.25
+#: Rounds of keeping only the most tumour-like inside tiles as positives, and that share.
+REFINE_ROUNDS = 1
+REFINE_KEEP = 0.5
+#: Neighbourhoods (radius in tiles) whose mean embedding joins each tile's own (none by default:
+#: the evidence is about the tile itself; geometry brings in its surroundings).
+CONTEXT_RADII: tuple[int, ...] = ()
+
+
+@dataclass
+class AnnotatedSlide:
+    """Features of one slide's tiles, its geometry and the annotated tumour-bed mask."""
+
+    slide_id: str
+    features: np.ndarray
+    geom: SlideGeometry
+    bed_mask: np.ndarray  #: on the geometry's tissue-mask grid
+
+    @property
+    def bed_fraction(self) -> np.ndarray:
+        return self.geom.tile_fractions(self.bed_mask, self.geom.mask_mpp)
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(a & b)) / total
+
+
+def fit_evidence(inputs: list[np.ndarray], labels: list[np.ndarray], used: list[np.ndarray], *, seed: int = 0,
+                 refine: int = REFINE_ROUNDS) -> LogisticEvidence:
+    """The tumour-evidence classifier from some slides' tiles.
+
+    First inside vs outside; then, ``refine`` times, only the inside tiles the classifier finds
+    most tumour-like on their own slide (the top ``REFINE_KEEP`` of that slide's inside tiles)
+    stay positive examples: the stroma of the bed, lymphocyte-rich or not, is not taught as
+    tumour, and every slide (a TIL-rich one too) keeps its own tumour examples."""
+    def fit(keep: list[np.ndarray]) -> LogisticEvidence:
+        y = np.concatenate([lab[k] for lab, k in zip(labels, keep)])
+        if len(np.unique(y)) < 2:
+            raise WeakSTILError("the annotated slides have no tile well inside (or none well outside) a tumour bed",
+                                fix="annotate slides that have both bed and other tissue")
+        return fit_logistic(np.concatenate([x[k] for x, k in zip(inputs, keep)]), y, seed=seed)
+
+    model = fit(used)
+    for _ in range(refine):
+        keep = []
+        for x, lab, u in zip(inputs, labels, used):
+            k = u.copy()
+            inside = np.flatnonzero(u & lab)
+            if len(inside) >= 4:
+                p = model.predict(x[inside])
+                k[inside[p < np.quantile(p, 1.0 - REFINE_KEEP)]] = False
+            keep.append(k)
+        model = fit(keep)
+    return model
+
+
+def held_out_evidence(inputs: list[np.ndarray], labels: list[np.ndarray], used: list[np.ndarray], *,
+                      seed: int = 0, refine: int = REFINE_ROUNDS) -> list[np.ndarray]:
+    """Each slide's tumour evidence from a classifier fitted on the other slides (all slides
+    when there are fewer than 3: then the search is optimistic, and model.json says so)."""
+    n = len(inputs)
+    if n < 3:
+        model = fit_evidence(inputs, labels, used, seed=seed, refine=refine)
+        return [model.predict(x) for x in inputs]
+    out = []
+    for i in range(n):
+        rest = [j for j in range(n) if j != i]
+        model = fit_evidence([inputs[j] for j in rest], [labels[j] for j in rest], [used[j] for j in rest],
+                             seed=seed, refine=refine)
+        out.append(model.predict(inputs[i]))
+    return out
+
+
+def search_shape(slides: list[AnnotatedSlide], evidence: list[np.ndarray]) -> tuple[BedShape, list[dict], np.ndarray]:
+    """The geometry whose beds best match the annotations (mean Dice over slides), the search
+    table (one row per setting), and the chosen setting's Dice per slide."""
+    scores: dict[BedShape, list[float]] = {}
+    for s, ev in zip(slides, evidence):
+        g = s.geom
+        factor = max(1, int(round(SEARCH_MPP / g.mask_mpp)))
+        mpp = g.mask_mpp * factor
+        tissue = coarsen(g.tissue_mask, factor)
+        target = coarsen(s.bed_mask, factor) & tissue  # an outline may include glass; the bed never does
+        for smooth in SMOOTHING_UM:
+            emap = tiles_to_mask(ev, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp, smooth)
+            for shape, bed in sweep_shapes(emap, tissue, mpp, seed_thresholds=SEED_THRESHOLDS,
+                                           bridges_um=BRIDGES_UM, margins_um=MARGINS_UM, min_seeds_mm2=MIN_SEEDS_MM2,
+                                           smooth_um=smooth):
+                scores.setdefault(shape, []).append(_dice(bed, target))
+    table = [{**shape.to_dict(), "dice_mean": float(np.mean(d)), "dice_min": float(np.min(d))}
+             for shape, d in scores.items()]
+    # best mean Dice; ties go to the better worst slide, then to the simpler (smaller) geometry
+    best = max(scores, key=lambda sh: (round(float(np.mean(scores[sh])), 4), round(float(np.min(scores[sh])), 4),
+                                       -sh.bridge_um, -sh.smooth_um, -sh.min_seed_mm2, -sh.margin_um))
+    return best, table, np.asarray(scores[best])
+
+
+def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], shape: BedShape) -> Plausibility:
+    """How small a detected bed may be next to its evidence: a share of the smallest ratio
+    (bed tiles / Σ evidence) among the held-out beds of the annotated slides."""
+    from weakstil.bed_geometry import bed_from_evidence
+
+    ratios = []
+    for s, ev in zip(slides, evidence):
+        g = s.geom
+        mask, _ = bed_from_evidence(ev, g.coords, g.tile_size_level0, g.slide_mpp, g.tissue_mask, g.mask_mpp, shape)
+        n_bed = int((g.tile_fractions(mask, g.mask_mpp) >= 0.5).sum())
+        mass = float(np.clip(ev, 0, 1).sum())
+        if n_bed > 0 and mass > 0:
+            ratios.append(n_bed / mass)
+    ratio = PLAUSIBLE_SHARE * min(ratios) if ratios else 0.0
+    return Plausibility(min_bed_tiles=2, min_evidence_ratio=round(float(ratio), 4))
+
+
+def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None,
+                   context_radii: tuple[int, ...] = CONTEXT_RADII, refine: int = REFINE_ROUNDS) -> TumorBedDetector:
+    """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice."""
+    if not slides:
+        raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
+                            fix="pass slides with annotations (--annotations DIR)")
+    t0 = time.perf_counter()
+    inputs = [context_inputs(s.features, s.geom.coords, s.geom.tile_size_level0, context_radii) for s in slides]
+    labelled = [training_labels(s.bed_fraction) for s in slides]
+    labels, used = [y for y, _ in labelled], [u for _, u in labelled]
+    evidence = held_out_evidence(inputs, labels, used, seed=seed, refine=refine)
+    shape, table, dice = search_shape(slides, evidence)
+    plausibility = plausibility_rule(slides, evidence, shape)
+    final = fit_evidence(inputs, labels, used, seed=seed, refine=refine)
+    y_all = np.concatenate([y[u] for y, u in zip(labels, used)])
+    cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
+    meta = {**(meta or {}), "n_slides": len(slides), "slide_ids": [s.slide_id for s in slides], "seed": int(seed),
+            "train_tiles": int(len(y_all)), "train_positive_share": float(y_all.mean()),
+            "cv": cv, "cv_dice": float(dice.mean()), "cv_dice_min": float(dice.min()),
+            "cv_dice_median": float(np.median(dice)),
+            "cv_dice_per_slide": {s.slide_id: round(float(d), 4) for s, d in zip(slides, dice)},
+            "search": {"seed_thresholds": list(SEED_THRESHOLDS), "smoothing_um": list(SMOOTHING_UM),
+                       "bridges_um": list(BRIDGES_UM), "margins_um": list(MARGINS_UM),
+                       "min_seeds_mm2": list(MIN_SEEDS_MM2), "objective": "mean Dice vs annotations",
+                       "top": sorted(table, key=lambda r: -r["dice_mean"])[:20]},
+            "train_seconds": round(time.perf_counter() - t0, 1)}
+    detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta)
+    log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
+             "%g µm, smoothing %g µm, smallest seed area %g mm²)", len(slides), cv, dice.mean(), dice.min(),
+             shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um, shape.min_seed_mm2)
+    return detector
+
+
+def train_detector_from_cache(features_dir: str | Path, annotations: str | Path, *,
+                              slide_ids: list[str] | None = None, max_slides: int = 10,
+                              seed: int = 0) -> TumorBedDetector:
+    """Train a detector on the cached embeddings of slides that have an annotation file.
+
+    ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used."""
+    from weakstil.annotations import find_annotation
+    from weakstil.embed import read_features
+    from weakstil.tumorbed import from_annotation
+
+    features_dir = Path(features_dir)
+    if slide_ids is None:
+        slide_ids = sorted(p.stem for p in features_dir.glob("*.h5"))
+    chosen: list[AnnotatedSlide] = []
+    identity = None
+    for sid in slide_ids:
+        if len(chosen) >= max_slides:
+            break
+        annotation = find_annotation(annotations, sid)
+        if annotation is None or not (features_dir / f"{sid}.h5").is_file():
+            continue
+        data = read_features(features_dir / f"{sid}.h5")
+        key = (data.get("encoder"), data.get("weights_sha256"))
+        if identity is None:
+            identity = key
+        elif key != identity:
+            raise WeakSTILError(f"features of {sid} come from another encoder than the other slides",
+                                path=features_dir / f"{sid}.h5", fix="embed all slides with one encoder")
+        geom = SlideGeometry.from_attrs(data)
+        bed = from_annotation(annotation, geom)
+        chosen.append(AnnotatedSlide(sid, np.asarray(data["features"], np.float32), geom, bed.mask))
+    if not chosen:
+        raise WeakSTILError("no slide has both cached features and an annotation", path=annotations,
+                            fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
+    meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(annotations),
+            "model_id": f"tumorbed-{len(chosen)}slides"}
+    return train_detector(chosen, seed=seed, meta=meta)
