@@ -88,7 +88,7 @@ def fixed_cells(rng: np.random.Generator, layout: Layout, hl: HardLayout, c: Con
     til = [_stamps(rng, "centroblast", cby, cbx, look)]
     # plasma cells: a share of the bed's TIL area, clustered like an infiltrate; a few outside
     bed_stroma = layout.bed_stroma
-    fp = 0.45 * c.plasma_cells * float(np.clip(target_stil / 100.0, 0.0, 1.0))
+    fp = 0.6 * c.plasma_cells * float(np.clip(target_stil / 100.0, 0.0, 1.0))
     n_pl = _n_for_coverage(int(bed_stroma.sum()), fp, "plasma", look) if c.plasma_cells > 0.05 else 0
     py, px = _clustered(rng, bed_stroma, n_pl, 0.6, (20.0, 50.0), height, width)
     out = (regions == STROMA) & ~layout.bed & ~hl.lymphoid
@@ -120,7 +120,7 @@ def add_confounder_cells(rng: np.random.Generator, cells: CellSet, layout: Layou
     tum = cells.by_kind("tumor")
     nests = regions == TUMOR
     field = smooth_field(rng, regions.shape, 120.0 / (MASK_FACTOR * SLIDE_MPP))
-    zone = field > _threshold_fraction(field, nests, 0.8 * c.tumor_dark) if nests.any() else field > np.inf
+    zone = field > _threshold_fraction(field, nests, 0.9 * c.tumor_dark) if nests.any() else field > np.inf
     in_zone = zone[tum.y // MASK_FACTOR, tum.x // MASK_FACTOR]
     p_dark = np.where(in_zone, 0.85, 0.08 * c.tumor_dark) if c.tumor_dark > 0.02 else np.zeros(len(tum))
     pick = rng.random(len(tum)) < p_dark
