@@ -180,7 +180,7 @@ def plan_slide(seed: int, *, size_mm: tuple[float, float] = (2.5, 2.5), target_s
             hard_attrs["hard_overrides"] = json.dumps(dict(sorted((confounders or {}).items())))
             hard_attrs.update({f"acq_{k}": v for k, v in drawn.items()})
             hard_attrs.update({f"acq_{k}": v for k, v in plan.extra.attrs.items()})
-            hard_attrs.update({f"agg_scale": agg_scale, **hl.counts, **counts})
+            hard_attrs.update({"agg_scale": agg_scale, **hl.counts, **counts})
     return SlidePlan(int(seed), group, width, height, float(target_stil), style, params, layout, cells, plan,
                      look, conf, hl, hard_attrs)
 
@@ -266,7 +266,8 @@ def generate_slide(
     preview_path: Path | None = None
     if preview:
         preview_path = truth_dir / f"{slide_id}_preview.png"
-        write_preview(preview_path, thumb, masks, reg, lymphoid=None if extra_masks is None else extra_masks["lymphoid"])
+        write_preview(preview_path, thumb, masks, reg,
+                      lymphoid=None if extra_masks is None else extra_masks["lymphoid"])
     attrs: dict[str, Any] = {
         "slide_id": slide_id,
         "stil": stil,
