@@ -55,7 +55,8 @@ class TumorBedDetector:
         """P(tile holds invasive tumour) for every tile."""
         if len(geom.coords) == 0:
             return np.zeros(0, np.float32)
-        x = context_inputs(features, geom.coords, geom.tile_size_level0, self.context_radii)
+        x = context_inputs(features, geom.coords, geom.tile_size_level0, self.context_radii,
+                           bool(self.meta.get("per_slide_standardised", False)))
         return self.evidence.predict(x)
 
     def detect(self, features: np.ndarray, geom: SlideGeometry) -> TumorBed:

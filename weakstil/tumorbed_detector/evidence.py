@@ -20,15 +20,26 @@ POSITIVE_FRACTION = 0.9
 NEGATIVE_FRACTION = 0.1
 
 
+def slide_standardised(features: np.ndarray) -> np.ndarray:
+    """Each embedding dimension centred and scaled over the slide's own tiles: what is left is how
+    a tile differs from the rest of its slide, which survives a change of stain or scanner far
+    better than the raw embedding does."""
+    x = np.asarray(features, np.float32)
+    if len(x) < 2:
+        return x - x.mean(0) if len(x) else x
+    return (x - x.mean(0)) / (x.std(0) + 1e-6)
+
+
 def context_inputs(features: np.ndarray, coords: np.ndarray, tile_size_level0: float,
-                   radii: tuple[int, ...] = ()) -> np.ndarray:
-    """Each tile's embedding, next to the mean embedding of the (2r+1) x (2r+1) tiles around it
-    for every radius ``r`` in ``radii`` (none: the tile's own embedding only)."""
+                   radii: tuple[int, ...] = (), per_slide: bool = False) -> np.ndarray:
+    """Each tile's embedding (standardised over its slide when ``per_slide``), next to the mean
+    embedding of the (2r+1) x (2r+1) tiles around it for every radius ``r`` in ``radii`` (none:
+    the tile's own embedding only)."""
     from scipy import ndimage as ndi
 
     from weakstil.bed_geometry import grid_cells
 
-    x = np.asarray(features, np.float32)
+    x = slide_standardised(features) if per_slide else np.asarray(features, np.float32)
     radii = tuple(int(r) for r in radii if int(r) > 0)
     if not radii or len(x) == 0:
         return x

@@ -43,6 +43,8 @@ PLAUSIBLE_SHARE = 0.25
 #: Rounds of keeping only the most tumour-like inside tiles as positives, and that share.
 REFINE_ROUNDS = 1
 REFINE_KEEP = 0.5
+#: Embeddings standardised over each slide's own tiles before the classifier (look-robust).
+PER_SLIDE = True
 #: Neighbourhoods (radius in tiles) whose mean embedding joins each tile's own (none by default:
 #: the evidence is about the tile itself; geometry brings in its surroundings).
 CONTEXT_RADII: tuple[int, ...] = ()
@@ -155,13 +157,15 @@ def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], 
 
 
 def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None,
-                   context_radii: tuple[int, ...] = CONTEXT_RADII, refine: int = REFINE_ROUNDS) -> TumorBedDetector:
+                   context_radii: tuple[int, ...] = CONTEXT_RADII, refine: int = REFINE_ROUNDS,
+                   per_slide: bool = PER_SLIDE) -> TumorBedDetector:
     """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
     t0 = time.perf_counter()
-    inputs = [context_inputs(s.features, s.geom.coords, s.geom.tile_size_level0, context_radii) for s in slides]
+    inputs = [context_inputs(s.features, s.geom.coords, s.geom.tile_size_level0, context_radii, per_slide)
+              for s in slides]
     labelled = [training_labels(s.bed_fraction) for s in slides]
     labels, used = [y for y, _ in labelled], [u for _, u in labelled]
     evidence = held_out_evidence(inputs, labels, used, seed=seed, refine=refine)
@@ -180,6 +184,7 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
                        "min_seeds_mm2": list(MIN_SEEDS_MM2), "objective": "mean Dice vs annotations",
                        "top": sorted(table, key=lambda r: -r["dice_mean"])[:20]},
             "train_seconds": round(time.perf_counter() - t0, 1)}
+    meta["refine_rounds"], meta["per_slide_standardised"] = int(refine), bool(per_slide)
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
              "%g µm, smoothing %g µm, smallest seed area %g mm²)", len(slides), cv, dice.mean(), dice.min(),
