@@ -233,17 +233,25 @@ def test_encoder_checks(tmp_path: Path) -> None:
         check_encoder(workflow_config(tmp_path, "weights=null"))
 
 
-def test_hub_weights_must_be_in_the_cache(tmp_path: Path) -> None:
+def test_hub_weights_must_be_in_the_cache(tmp_path: Path, monkeypatch) -> None:
     """A hub encoder whose weights are not cached would make every embed job download them."""
-    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "empty_cache"), "HF_HUB_OFFLINE": "1"}
-    csv = cohort_csv(tmp_path)
-    proc = subprocess.run([sys.executable, "-m", "weakstil", "preflight", "--config", f"cohort={csv}", "--config",
-                           "folds=3", "--config", "encoder=uni", "--config", "weights=null"],
-                          capture_output=True, text=True, env=env)
-    assert proc.returncode == 1
-    assert proc.stderr.startswith("error: encoder 'uni': the weights of hf-hub:MahmoodLab/uni are not in the "
-                                  "Hugging Face cache")
-    assert "Fix: download them once" in proc.stderr and "hf download MahmoodLab/uni" in proc.stderr
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf_cache"
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    config = workflow_config(tmp_path, "encoder=uni", "weights=null")
+    with pytest.raises(PreflightError) as err:
+        check_encoder(config)
+    line = err.value.one_line()
+    assert line.startswith("encoder 'uni': the weights of hf-hub:MahmoodLab/uni are not in the Hugging Face cache")
+    assert "Fix: download them once" in line and "hf download MahmoodLab/uni" in line
+    # as `hf download` leaves them: refs/main names the snapshot holding the file
+    repo = cache / "models--MahmoodLab--uni"
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text("0" * 40)
+    (repo / "snapshots" / ("0" * 40)).mkdir(parents=True)
+    (repo / "snapshots" / ("0" * 40) / "pytorch_model.bin").write_bytes(b"")
+    check_encoder(config)
 
 
 def test_tumorbed_checks(tmp_path: Path) -> None:
@@ -284,8 +292,8 @@ def fake_slurm_bin(tmp_path: Path, kind: str) -> Path:
     calls = tmp_path / "calls.txt"
     scripts = {
         "scontrol": f'echo "scontrol $*" >> {calls}\ncase "$*" in\n'
-                    f'  "show partition --oneliner") cat {CAPTURED / f"partitions_{kind}.txt"} ;;\n'
-                    f'  "show node --oneliner") cat {CAPTURED / f"nodes_{kind}.txt"} ;;\n'
+                    f'  *"show partition") cat {CAPTURED / f"partitions_{kind}.txt"} ;;\n'
+                    f'  *"show node") cat {CAPTURED / f"nodes_{kind}.txt"} ;;\n'
                     '  *) echo "MinJobAge = 300 sec" ;;\nesac\n',
         **{cmd: f'echo "{cmd} $*" >> {calls}\nexit 1\n' for cmd in ("sbatch", "sacct", "squeue", "sinfo",
                                                                       "sacctmgr", "sshare")},
@@ -313,5 +321,5 @@ def test_snakefile_stops_before_the_first_sbatch(tmp_path: Path) -> None:
     assert len(errors) == 1, log[-3000:]
     assert "the embed jobs ask 1 GPU per job but partition 'gpu' (slurm.gpu_partition) has no GPUs" in errors[0]
     calls = (tmp_path / "calls.txt").read_text()
-    assert "scontrol show node --oneliner" in calls and "sbatch" not in calls
+    assert "scontrol --all --oneliner show node" in calls and "sbatch" not in calls
     assert not (tmp_path / "results").exists()

@@ -346,15 +346,16 @@ def check_slurm(config: dict, cluster: Cluster | None = None) -> list[str]:
 
 
 def describe_requests(config: dict) -> str:
-    """One line per job kind: what it asks (for ``weakstil preflight`` and the logs)."""
+    """One line per job kind: what it asks (for ``weakstil preflight``)."""
+    s = slurm_settings(config)
+    auto = {rule for rule, key in (("embed", "embed_mem_mb"), ("train", "train_mem_mb"),
+                                   ("tumorbed_detector", "train_mem_mb")) if _mem_setting(s[key], key) == AUTO}
     lines = []
     for r in job_requests(config):
         gpus = f", {r.gpus} GPU{'s' if r.gpus > 1 else ''}{' ' + r.gpu_model if r.gpu_model else ''}" if r.gpus else ""
-        auto = " (auto: at least)" if r.rules in (("embed",), ("train",)) and \
-            _mem_setting(slurm_settings(config)["embed_mem_mb" if r.rules == ("embed",) else "train_mem_mb"],
-                         "mem") == AUTO else ""
+        mem = f"{r.mem_mb} MB{' (auto: at least)' if r.rules[0] in auto else ''}"
         lines.append(f"{', '.join(r.rules)}: partition {r.partition}, {r.cpus} CPU{'s' if r.cpus > 1 else ''}, "
-                     f"{r.mem_mb} MB{auto}, {r.runtime_min} min{gpus}")
+                     f"{mem}, {r.runtime_min} min{gpus}")
     return "\n".join(lines)
 
 

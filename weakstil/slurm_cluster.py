@@ -1,6 +1,6 @@
 """What a SLURM cluster offers (partitions, nodes, CPUs, memory, GPUs) and whether a job fits.
 
-Read from ``scontrol show partition --oneliner`` and ``scontrol show node --oneliner``: parsing
+Read from ``scontrol --all --oneliner show partition`` and ``... show node``: parsing
 is pure (text in, dataclasses out), so it is tested on outputs captured from a real cluster;
 :func:`query_cluster` runs the two commands. :func:`check_request` says, before anything is
 submitted, why a job could never start: the partition is missing or closed, or no node of it
@@ -223,8 +223,9 @@ def query_cluster(timeout_s: float = 30) -> Cluster:
     texts = []
     for what in ("partition", "node"):
         try:
-            proc = subprocess.run(["scontrol", "show", what, "--oneliner"], capture_output=True, text=True,
-                                  timeout=timeout_s)
+            # --all: hidden partitions take jobs too
+            proc = subprocess.run(["scontrol", "--all", "--oneliner", "show", what], capture_output=True,
+                                  text=True, timeout=timeout_s)
         except subprocess.TimeoutExpired:
             raise ClusterQueryError(f"scontrol show {what} did not answer within {timeout_s:.0f} s") from None
         if proc.returncode != 0:

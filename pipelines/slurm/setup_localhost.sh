@@ -83,8 +83,17 @@ done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "[slurm-setup] apt-get install ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # the packages' own scripts must not start daemons (without a config, or twice): this
+  # script starts them itself; a policy-rc.d saying 101 stops invoke-rc.d (containers have one)
+  own_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; own_policy=1
+  fi
   apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_rc=0
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null || apt_rc=$?
+  [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
+  [ "$apt_rc" -eq 0 ] || { STEP="packages: apt-get install failed (exit $apt_rc)"; false; }
 fi
 mkdir -p "$LOGS" "$SPOOL/slurmctld" "$SPOOL/slurmd" /run/munge /var/log/munge /run/mysqld /var/log/mysql
 chown slurm:slurm "$LOGS" "$SPOOL/slurmctld"

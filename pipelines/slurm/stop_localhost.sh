@@ -7,10 +7,13 @@ set -uo pipefail
 
 stop() {  # stop PIDFILE NAME
   local pid; pid="$(cat "$1" 2>/dev/null || true)"
-  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then echo "[slurm-stop] $2 not running"; return 0; fi
+  if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then
+    rm -f "$1"; echo "[slurm-stop] $2 not running"; return 0
+  fi
   kill "$pid"
   for _ in $(seq 150); do
-    kill -0 "$pid" 2>/dev/null || { echo "[slurm-stop] $2 stopped"; return 0; }
+    # a pid file left behind would make the packages' scripts think the daemon still runs
+    kill -0 "$pid" 2>/dev/null || { rm -f "$1"; echo "[slurm-stop] $2 stopped"; return 0; }
     sleep 0.2
   done
   echo "error: $2 (pid $pid) did not stop within 30 s. Fix: kill $pid" >&2
