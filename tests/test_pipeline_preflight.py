@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, TEST_DATA, run_cli
+import weakstil.pipeline_preflight as preflight
 from weakstil.pipeline_preflight import (ENCODER_PARAMS_M, PreflightError, check_cohort, check_encoder,
                                          check_slurm, check_tumorbed, embed_mem_mb, job_requests,
                                          load_workflow_config, memory_resource, train_mem_mb)
@@ -25,6 +26,12 @@ from weakstil.slurm_cluster import (JobRequest, check_request, parse_cluster, pa
 
 CAPTURED = TEST_DATA / "slurm"
 DEFAULTS = ROOT / "pipelines" / "config.yaml"
+
+
+@pytest.fixture(autouse=True)
+def no_memory_caps(monkeypatch):
+    """check_slurm records each partition's largest node for `auto` memory: none across tests."""
+    monkeypatch.setattr(preflight, "PARTITION_MEMORY_MB", {})
 
 
 def captured(kind: str) -> tuple[str, str]:
@@ -193,6 +200,12 @@ def test_memory_is_sized_from_the_work(tmp_path: Path) -> None:
     assert memory_resource(workflow_config(tmp_path, "slurm={embed_mem_mb: 12000}"), "embed") == 12000
     with pytest.raises(PreflightError, match="slurm.train_mem_mb is 'lots', not a number of MB or 'auto'"):
         memory_resource(workflow_config(tmp_path, "slurm={train_mem_mb: lots}"), "train")
+    # on SLURM, `auto` never asks more than the partition's largest node has (SLURM would refuse it)
+    huge = type("Input", (), {"tiles": str(tiles), "size_mb": 100_000.0})()
+    assert memory_resource(config, "train")(None, huge) == 152000
+    check_slurm(config, parse_cluster(*captured("fakegpu")))
+    assert preflight.PARTITION_MEMORY_MB == {"cpu": 21695, "gpu": 21695}
+    assert memory_resource(config, "train")(None, huge) == 21695 and embed(None, inputs) == 6000
     # no default asks more than the 2-CPU, 21.7 GB test node has
     for request in job_requests(workflow_config(tmp_path, "score_slides=[x.tiff]", "annotations=ann",
                                                 "tumorbed=train")):

@@ -16,7 +16,8 @@ with one ``error:`` line naming the setting and its fix, before a single job was
   the partition exists and is open, and a node has the GPUs (of ``gpu_model``), CPUs
   (``threads``), memory and wall time asked for (:mod:`weakstil.slurm_cluster`).
 
-Memory requests ``auto`` are sized from the work (:func:`embed_mem_mb`, :func:`train_mem_mb`).
+Memory requests ``auto`` are sized from the work (:func:`embed_mem_mb`, :func:`train_mem_mb`), at
+most what the partition's largest node offers.
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from weakstil.errors import WeakSTILError
-from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, unusable_warning
+from weakstil.slurm_cluster import (Cluster, JobRequest, Problem, check_request, partition_memory_mb,
+                                    unusable_warning)
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,11 @@ ENCODER_PARAMS_M = {"small-cnn": 1.2, "kaiko-vits16": 21.7, "lunit-dino-vits16":
 DEFAULT_SLURM = {"partition": "cpu", "gpu_partition": "gpu", "gpus_per_embed": 1, "gpu_model": None,
                  "account": None, "mem_mb": CPU_MEM_MB, "embed_mem_mb": AUTO, "train_mem_mb": AUTO,
                  "runtime": 60, "embed_runtime": 120, "train_runtime": 240, "preflight": True}
+
+
+#: The most memory one job can get per partition, learnt by :func:`check_slurm` before the first
+#: submission: an ``auto`` request never asks more (SLURM would refuse the job outright).
+PARTITION_MEMORY_MB: dict[str, int] = {}
 
 
 class PreflightError(WeakSTILError):
@@ -160,11 +167,21 @@ def memory_resource(config: dict, kind: str) -> int | Callable:
         if value != AUTO:
             return value
         size = EncoderSize(str(config["encoder"]))
-        return lambda wildcards, input: size.mem_mb(tile_count(input.tiles))
+        partition = str(s["gpu_partition"] if int(s["gpus_per_embed"] or 0) else s["partition"])
+        return lambda wildcards, input: _capped(size.mem_mb(tile_count(input.tiles)), partition)
     value = _mem_setting(s["train_mem_mb"], "train_mem_mb")
     if value != AUTO:
         return value
-    return lambda wildcards, input: train_mem_mb(input.size_mb)
+    return lambda wildcards, input: _capped(train_mem_mb(input.size_mb), str(s["partition"]))
+
+
+def _capped(mb: int, partition: str) -> int:
+    cap = PARTITION_MEMORY_MB.get(partition)
+    if cap is not None and mb > cap:
+        log.warning("a job in partition %s would need about %d MB; asking for the %d MB its nodes have", partition,
+                    mb, cap)
+        return cap
+    return mb
 
 
 def job_requests(config: dict, *, embed_tiles: int = 0, train_features_mb: float = 0.0) -> list[JobRequest]:
@@ -339,6 +356,10 @@ def check_slurm(config: dict, cluster: Cluster | None = None) -> list[str]:
                                  fix="run Snakemake with the slurm profile on the cluster's login node, or set "
                                      "slurm.preflight: false to skip this check") from None
     requests = job_requests(config)
+    for r in requests:
+        most = partition_memory_mb(cluster, r.partition)
+        if most is not None:
+            PARTITION_MEMORY_MB[r.partition] = most
     problems = [p for r in requests for p in check_request(r, cluster)]
     if problems:
         raise PreflightError(format_problems(problems) + " (the `slurm:` section of the workflow config)")

@@ -236,6 +236,23 @@ def query_cluster(timeout_s: float = 30) -> Cluster:
 
 
 # --- checking (pure) ----------------------------------------------------------------------
+def node_memory_mb(node: Node, partition: Partition) -> int:
+    """The most memory one job can get on ``node`` in ``partition`` (its limits included)."""
+    cap = node.memory_mb
+    if partition.max_mem_per_node_mb is not None:
+        cap = min(cap, partition.max_mem_per_node_mb)
+    if partition.max_mem_per_cpu_mb is not None:  # SLURM adds CPUs to satisfy memory, up to the node's
+        cap = min(cap, partition.max_mem_per_cpu_mb * node.cpus)
+    return cap
+
+
+def partition_memory_mb(cluster: Cluster, partition: str) -> int | None:
+    """The most memory one job can get in ``partition`` (None: unknown partition or no nodes)."""
+    part = cluster.partitions.get(partition)
+    nodes = cluster.nodes_of(partition)
+    return max(node_memory_mb(n, part) for n in nodes) if part is not None and nodes else None
+
+
 def _key(request: JobRequest, what: str, default: str) -> str:
     return request.keys.get(what, default)
 
@@ -285,15 +302,7 @@ def check_request(request: JobRequest, cluster: Cluster) -> list[Problem]:
                                 f"'{part.name}' have at most {max(cpu_cap)}", f"set {ckey} to {max(cpu_cap)} or less"))
     fit = [n for n, c in zip(nodes, cpu_cap) if c >= request.cpus] or nodes
 
-    def mem_cap(n: Node) -> int:
-        cap = n.memory_mb
-        if part.max_mem_per_node_mb is not None:
-            cap = min(cap, part.max_mem_per_node_mb)
-        if part.max_mem_per_cpu_mb is not None:  # SLURM adds CPUs to satisfy memory, up to the node's
-            cap = min(cap, part.max_mem_per_cpu_mb * n.cpus)
-        return cap
-
-    most_mem = max(mem_cap(n) for n in fit)
+    most_mem = max(node_memory_mb(n, part) for n in fit)
     if most_mem < request.mem_mb:
         mkey = _key(request, "mem", "slurm.mem_mb")
         problems.append(Problem(f"{request.asks} {request.mem_mb} MB of memory but the largest node of "
