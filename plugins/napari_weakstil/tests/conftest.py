@@ -22,7 +22,7 @@ def scored(tmp_path_factory) -> dict:
 
     from weakstil.embed import embed_slide
     from weakstil.encoders.factory import create_encoder
-    from weakstil.milconfig import TrainConfig
+    from weakstil.mil.config import TrainConfig
     from weakstil.score import ScoreOptions, score_batch
     from weakstil.synth import generate_cohort
     from weakstil.train import train_cohort
