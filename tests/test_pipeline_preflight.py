@@ -12,11 +12,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import h5py
+import numpy as np
 import pytest
 import yaml
 
 from conftest import ROOT, TEST_DATA, run_cli
+from weakstil.files import TilesFile
 import weakstil.pipeline_preflight as preflight
 from weakstil.pipeline_preflight import (ENCODER_PARAMS_M, PreflightError, check_cohort, check_encoder,
                                          check_slurm, check_tumorbed, embed_mem_mb, job_requests,
@@ -183,15 +184,19 @@ def test_encoder_table_matches_the_networks() -> None:
         assert sum(p.numel() for p in model.parameters()) / 1e6 == pytest.approx(params_m, abs=0.06), name
 
 
+def test_slurm_defaults_are_the_workflow_config():
+    """pipelines/config.yaml's `slurm:` section and the defaults for keys a config leaves out agree."""
+    assert yaml.safe_load(DEFAULTS.read_text())["slurm"] == preflight.DEFAULT_SLURM
+
+
 def test_memory_is_sized_from_the_work(tmp_path: Path) -> None:
     assert embed_mem_mb(ENCODER_PARAMS_M["small-cnn"], 256) == 2000  # measured peak 1.1 GB
     assert embed_mem_mb(ENCODER_PARAMS_M["uni"], 1024) == 5500  # measured peak 4.6 GB
     assert embed_mem_mb(ENCODER_PARAMS_M["uni"], 1024, n_tiles=100_000) > embed_mem_mb(ENCODER_PARAMS_M["uni"], 1024)
     assert train_mem_mb(0) == 2000 and train_mem_mb(10_000) == 17000
 
-    tiles = tmp_path / "s0.h5"
-    with h5py.File(tiles, "w") as f:
-        f.attrs["n_tiles"] = 100_000
+    tiles = TilesFile(coords=np.zeros((100_000, 2), np.int64), tissue_fraction=np.ones(100_000, np.float32),
+                      tissue_mask=np.ones((8, 8), bool), tissue_mask_mpp=8.0).write(tmp_path / "s0.h5")
     config = workflow_config(tmp_path, "encoder=uni")
     embed = memory_resource(config, "embed")
     inputs = type("Input", (), {"tiles": str(tiles), "size_mb": 3000.0})()

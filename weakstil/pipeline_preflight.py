@@ -104,13 +104,15 @@ def train_mem_mb(features_mb: float) -> int:
 
 def tile_count(tiles_h5: str | Path) -> int:
     """Tiles of a slide, from its ``weakstil tile`` file (0 while it does not exist yet)."""
-    import h5py
+    from weakstil.files import TilesFile
 
-    try:
-        with h5py.File(tiles_h5, "r") as f:
-            return int(f.attrs["n_tiles"]) if "n_tiles" in f.attrs else len(f["coords"])
-    except (OSError, KeyError):
+    if not Path(tiles_h5).is_file():
         return 0
+    try:
+        _, shapes = TilesFile.read_header(tiles_h5)
+    except WeakSTILError:  # an unreadable file fails its embed job with a clear line; size it as empty
+        return 0
+    return int(shapes.get("coords", (0,))[0])
 
 
 # --- settings -> job requests -------------------------------------------------------------
