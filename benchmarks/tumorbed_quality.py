@@ -144,8 +144,7 @@ def summarise(df: pd.DataFrame) -> dict:
 
 
 def main() -> None:
-    from weakstil.beds import apply_tumorbed
-    from weakstil.tumorbed import cohort_tile_masks, train_tumorbed_from_cache
+    from weakstil.tumorbed import BedSources, apply_tumorbed, train_tumorbed_from_cache
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohorts", nargs="+", default=["default", "hard", "alt-hard"], choices=sorted(COHORTS))
@@ -189,9 +188,9 @@ def main() -> None:
             for sid, stil in zip(tables[test_look]["slide_id"], tables[test_look]["stil"]):
                 trained_on = test_look == train_look and sid in ids
                 # the detector's own training slides keep their annotation (annotation > detector)
-                applied = apply_tumorbed(features[test_look] / f"{sid}.h5", beds, detector=detector,
-                                         detector_path=det_dir,
-                                         annotations=cohorts[test_look] / "truth" if trained_on else None)
+                sources = BedSources(annotations=cohorts[test_look] / "truth" if trained_on else None,
+                                     detector=detector, detector_path=det_dir)
+                applied = apply_tumorbed(features[test_look] / f"{sid}.h5", beds, sources)
                 if trained_on:
                     continue
                 rows.append({"train_look": train_look, "test_look": test_look, "slide_id": sid, "stil": stil,
@@ -212,7 +211,7 @@ def main() -> None:
 
     if not args.no_r2:
         from weakstil.metrics import mae, pearson, r2_score
-        from weakstil.milconfig import TrainConfig
+        from weakstil.mil import TrainConfig
         from weakstil.train import train_cohort
 
         r2 = {}
@@ -227,10 +226,14 @@ def main() -> None:
             sources["whole tissue"] = {}
             r2[look] = {}
             for label, src in sources.items():
-                masks = cohort_tile_masks(ids, features[look], **src) if src else None
+                # the same tumour-bed tiles train --annotations / --tumorbed-beds would use; whole
+                # tissue: every tile (the feature files carry no bed flags)
+                masks = (BedSources(**src).cohort({sid: features[look] / f"{sid}.h5" for sid in ids}) if src
+                         else {sid: None for sid in ids})
+                masks = {k: v for k, v in masks.items() if v is not None} or None
                 out = runs / "mil" / look / label.split()[0] / (src.get("beds", Path("x")).name if src else "all")
                 train_cohort(csv, features[look], out, TrainConfig(epochs=args.epochs, seed=args.seed),
-                             n_folds=args.folds, overwrite=True, tile_masks=masks, group_column="none")
+                             n_folds=args.folds, overwrite=True, tumorbeds=masks, group_column="none")
                 oof = pd.read_csv(out / "cv" / "oof_predictions.csv")
                 t, p = oof["stil_true"].to_numpy(), oof["stil_pred"].to_numpy()
                 r2[look][label] = {"r2": r2_score(t, p), "pearson": pearson(t, p), "mae": mae(t, p)}

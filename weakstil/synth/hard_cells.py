@@ -26,7 +26,8 @@ from .hard import Confounders
 from .hard_layout import HardLayout
 from .layout import Layout, _threshold_fraction
 from .orientation import OrientationField
-from .sprites import N_ANGLES, bank
+from .banks import bank
+from .sprites import N_ANGLES
 
 __all__ = ["add_confounder_cells", "fixed_cells"]
 

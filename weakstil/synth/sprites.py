@@ -8,13 +8,12 @@ counts as "drawn" pixels of a lymphocyte for the truth.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-__all__ = ["SpriteBank", "bank", "BANK_KINDS", "EXTRA_KINDS", "ORIENTED_KINDS", "TIL_KINDS", "N_ANGLES"]
+__all__ = ["SpriteBank", "default_bank", "BANK_KINDS", "EXTRA_KINDS", "ORIENTED_KINDS", "TIL_KINDS", "N_ANGLES"]
 
 F32 = NDArray[np.float32]
 
@@ -176,17 +175,9 @@ def _debris(rng: np.random.Generator, n: int, size: int = 9) -> SpriteBank:
     return _finish(al, hl, el)
 
 
-@lru_cache(maxsize=None)
-def bank(kind: str, look: str = "default") -> SpriteBank:
-    """The sprite bank of one kind of nucleus in one look (deterministic, cached)."""
-    if kind in EXTRA_KINDS:
-        from .sprites_extra import extra_bank
-
-        return extra_bank(kind, look)
-    if look != "default":
-        from .sprites_extra import alt_bank
-
-        return alt_bank(kind, look)
+def default_bank(kind: str) -> SpriteBank:
+    """The sprite bank of one of the default kinds in the default look (any kind and look:
+    :func:`weakstil.synth.banks.bank`)."""
     seed = 1000 + BANK_KINDS.index(kind)
     rng = np.random.Generator(np.random.PCG64(seed))
     if kind == "lymphocyte":

@@ -42,7 +42,8 @@ SELECTED_TILE = "selected tile"
 #: Outline width in screen pixels, whatever the zoom (napari draws shape edges in world units).
 OUTLINE_SCREEN_PX = 2.5
 #: How a result's tumour bed was found, in words.
-TUMORBED_SOURCES = {"annotation": "annotation", "model": "tumour-bed detector", "tissue": "whole tissue, no bed found"}
+TUMORBED_SOURCES = {"annotation": "annotation", "model": "tumour-bed detector", "tissue": "whole tissue, no bed found",
+                    "tissue-fallback": "whole tissue (bed fallback: the detected bed was empty or implausibly small)"}
 #: Layer toggles: checkbox label -> the suffix of the result layer it shows or hides.
 TOGGLES = {"sTIL heatmap": HEATMAP, "attention": ATTENTION, "tumour-bed outline": TUMORBED, "tissue mask": TISSUE}
 
@@ -240,6 +241,7 @@ class ScoringWidget(QWidget):
     # -- scoring ---------------------------------------------------------------------------
     def score(self) -> None:
         """Score the selected slide in a background thread (the button's action)."""
+        from weakstil.modeldir import ModelDir
         from weakstil.score import ScoreOptions
 
         layer = self.selected_slide_layer()
@@ -247,7 +249,7 @@ class ScoringWidget(QWidget):
         if layer is None:
             self._status("Open a slide first (File > Open, WeakSTIL reader).", error=True)
             return
-        if model is None or not (model / "model.json").is_file():
+        if model is None or not ModelDir(model).is_model():
             self._status(f"{model or 'no model'}: not a WeakSTIL model folder. Choose the folder "
                          "'weakstil train' wrote (with model.json).", error=True)
             return

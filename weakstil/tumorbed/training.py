@@ -1,6 +1,6 @@
 """Training a tumour-bed detector from a few annotated slides (``weakstil tumorbed train``).
 
-1. Tumour evidence: a logistic tile classifier (weakstil.tumorbed_detector.evidence) on tiles
+1. Tumour evidence: a logistic tile classifier (weakstil.tumorbed.evidence) on tiles
    well inside vs well outside the annotated beds.
 2. Leave-one-slide-out: each annotated slide gets the evidence of a classifier that never saw it.
 3. The geometry (seed threshold, bridge and margin in µm, smallest seed area, smoothing) is the
@@ -22,9 +22,9 @@ import numpy as np
 
 from weakstil.bed_geometry import BedShape, Plausibility, coarsen, sweep_shapes, tiles_to_mask
 from weakstil.errors import WeakSTILError
-from weakstil.tumorbed import SlideGeometry
-from weakstil.tumorbed_detector.detector import TumorBedDetector
-from weakstil.tumorbed_detector.evidence import LogisticEvidence, context_inputs, fit_logistic, training_labels
+from weakstil.tumorbed.bed import SlideGeometry, from_annotation
+from weakstil.tumorbed.detector import TumorBedDetector
+from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, fit_logistic, training_labels
 
 log = logging.getLogger(__name__)
 
@@ -192,15 +192,14 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     return detector
 
 
-def train_detector_from_cache(features_dir: str | Path, annotations: str | Path, *,
+def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path, *,
                               slide_ids: list[str] | None = None, max_slides: int = 10,
                               seed: int = 0) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
     ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used."""
     from weakstil.annotations import find_annotation
-    from weakstil.embed import read_features
-    from weakstil.tumorbed import from_annotation
+    from weakstil.files import FeaturesFile, feature_path
 
     features_dir = Path(features_dir)
     if slide_ids is None:
@@ -211,18 +210,19 @@ def train_detector_from_cache(features_dir: str | Path, annotations: str | Path,
         if len(chosen) >= max_slides:
             break
         annotation = find_annotation(annotations, sid)
-        if annotation is None or not (features_dir / f"{sid}.h5").is_file():
+        path = feature_path(features_dir, sid)
+        if annotation is None or not path.is_file():
             continue
-        data = read_features(features_dir / f"{sid}.h5")
-        key = (data.get("encoder"), data.get("weights_sha256"))
+        cache = FeaturesFile.read(path)
+        key = (cache.attr("encoder"), cache.attr("weights_sha256"))
         if identity is None:
             identity = key
         elif key != identity:
             raise WeakSTILError(f"features of {sid} come from another encoder than the other slides",
-                                path=features_dir / f"{sid}.h5", fix="embed all slides with one encoder")
-        geom = SlideGeometry.from_attrs(data)
+                                path=path, fix="embed all slides with one encoder")
+        geom = SlideGeometry.from_file(cache)
         bed = from_annotation(annotation, geom)
-        chosen.append(AnnotatedSlide(sid, np.asarray(data["features"], np.float32), geom, bed.mask))
+        chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask))
     if not chosen:
         raise WeakSTILError("no slide has both cached features and an annotation", path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")

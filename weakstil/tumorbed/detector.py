@@ -23,12 +23,14 @@ import numpy as np
 from weakstil import __version__
 from weakstil.bed_geometry import BedShape, Plausibility, bed_from_evidence, check_bed
 from weakstil.errors import WeakSTILError
-from weakstil.tumorbed import SlideGeometry, TumorBed, TumorBedSource
-from weakstil.tumorbed_detector.evidence import LogisticEvidence, context_inputs
+from weakstil.modeldir import META_FILE, WEIGHTS_FILE
+from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
+from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs
 
 log = logging.getLogger(__name__)
 
-KIND = "weakstil-tumorbed"
+#: ``kind`` in a detector's model.json.
+DETECTOR_KIND = "weakstil-tumorbed"
 FORMAT_VERSION = 2
 ALGORITHM = "tumour-evidence seeds + geometry (bridge, enclosure, invasive-front margin)"
 
@@ -84,12 +86,12 @@ class TumorBedDetector:
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        with atomic_path(directory / "model.safetensors") as tmp:
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file(self.evidence.tensors(), str(tmp))
-        meta = {**self.meta, "kind": KIND, "format_version": FORMAT_VERSION, "algorithm": ALGORITHM,
+        meta = {**self.meta, "kind": DETECTOR_KIND, "format_version": FORMAT_VERSION, "algorithm": ALGORITHM,
                 "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
                 "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__}
-        with atomic_path(directory / "model.json") as tmp:
+        with atomic_path(directory / META_FILE) as tmp:
             tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
         return directory
 
@@ -98,7 +100,7 @@ class TumorBedDetector:
         from safetensors.numpy import load_file
 
         directory = Path(directory)
-        meta_path, weights_path = directory / "model.json", directory / "model.safetensors"
+        meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
         if not meta_path.is_file() or not weights_path.is_file():
             raise WeakSTILError("not a tumour-bed detector (needs model.json and model.safetensors)", path=directory,
                                 fix="train one with 'weakstil tumorbed train'")
@@ -107,7 +109,7 @@ class TumorBedDetector:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WeakSTILError(f"model.json is not valid JSON ({exc})", path=meta_path,
                                 fix="train the detector again with 'weakstil tumorbed train'") from None
-        if not isinstance(meta, dict) or meta.get("kind") != KIND:
+        if not isinstance(meta, dict) or meta.get("kind") != DETECTOR_KIND:
             kind = meta.get("kind") if isinstance(meta, dict) else None
             raise WeakSTILError(f"model.json says kind '{kind}', not a tumour-bed detector",
                                 path=directory, fix="pass the directory written by 'weakstil tumorbed train'")
