@@ -242,3 +242,38 @@ def test_stale_bed_is_refused_by_train_and_score(cohort, trained, tmp_path):
     assert set(others["status"]) <= {"ok", "no tumour bed"} and set(others["tumorbed_source"]) == {"annotation"}
     with h5py.File(out / f"{cohort['ids'][0]}.h5") as f:  # the recorded source and where the bed came from
         assert f.attrs["tumorbed_source"] == "annotation" and str(stale) in f.attrs["tumorbed_detail"]
+
+
+def test_an_empty_detection_falls_back_to_the_whole_tissue_with_a_status(cohort, detector, trained, tmp_path):
+    """A detector that finds no tumour (here: no evidence can reach its seed threshold) never
+    drops a slide silently: whole tissue, source tissue-fallback, status 'bed fallback: tissue'."""
+    from weakstil.tumorbed import BedSources
+
+    never = tmp_path / "never"
+    shutil.copytree(detector, never)
+    meta = json.loads((never / "model.json").read_text())
+    meta["shape"]["seed_threshold"] = 2.0
+    (never / "model.json").write_text(json.dumps(meta))
+    sid = cohort["ids"][1]
+    proc = run_cli("tumorbed", "apply", cohort["features"] / f"{sid}.h5", "--out", tmp_path / "beds",
+                   "--tumorbed", never)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{sid}: bed fallback: tissue (detected tumour bed is empty")
+    assert f"{sid}: bed fallback: tissue" in " ".join(proc.stderr.split())  # the warning line
+    tissue = BedSources().resolve(sid, _features(cohort, sid))
+    with h5py.File(tmp_path / "beds" / f"{sid}.h5") as f:
+        assert f.attrs["source"] == "tissue-fallback" and "whole tissue used" in f.attrs["detail"]
+        assert np.array_equal(f["tumorbed"][:].astype(bool), tissue.tile_flags)
+        assert f["tumour_evidence"][:].max() < 2.0
+
+    slides = pd.read_csv(cohort["root"] / "train.csv")["path"].tolist()[:2]
+    out = tmp_path / "scores"
+    proc = run_cli("score", *slides, "--model", trained["beds"][0], "--out", out, "--features", cohort["features"],
+                   "--weights", "random", "--device", "cpu", "--tumorbed", never)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "results.csv")
+    assert set(table["status"]) == {"bed fallback: tissue"} and set(table["tumorbed_source"]) == {"tissue-fallback"}
+    assert table["stil"].notna().all() and (table["n_tumorbed_tiles"] == table["n_tiles"]).all()
+    with h5py.File(out / f"{table['slide_id'][0]}.h5") as f:
+        assert f.attrs["status"] == "bed fallback: tissue" and f.attrs["tumorbed_source"] == "tissue-fallback"
+        assert "detected tumour bed is empty" in f.attrs["tumorbed_detail"]
