@@ -60,6 +60,17 @@ def test_a_lymphoid_aggregate_far_from_tumour_is_out():
     assert _bed_tiles(bed_from_evidence(evidence, coords, TILE, 0.5, tissue, MPP, loose)[0], rows, cols)[aggregate].any()
 
 
+def test_a_small_look_alike_far_from_the_main_tumour_can_be_dropped_by_its_share():
+    coords, tissue, rows, cols = _grid()
+    tumour = (rows >= 4) & (rows < 14) & (cols >= 4) & (cols < 14)  # 100 tiles of tumour
+    look_alike = (rows >= 22) & (rows < 25) & (cols >= 22) & (cols < 25)  # 9 tiles: a DCIS duct or lymph node
+    evidence = np.where(tumour | look_alike, 0.9, 0.0)
+    for share, kept in ((0.0, True), (0.25, False)):
+        shape = BedShape(**{**SHAPE.to_dict(), "min_seed_share": share})
+        inside = _bed_tiles(bed_from_evidence(evidence, coords, TILE, 0.5, tissue, MPP, shape)[0], rows, cols)
+        assert inside[tumour].all() and inside[look_alike].all() == kept and inside[look_alike].any() == kept
+
+
 def test_what_the_tumour_encloses_is_in_and_the_margin_is_in_micrometres():
     seeds = np.zeros((200, 200), bool)
     yy, xx = np.mgrid[:200, :200]
@@ -92,13 +103,13 @@ def test_sweep_gives_the_same_beds_as_grow_bed():
     evidence = np.clip(rng.random(len(coords)) * ((rows - 8) ** 2 + (cols - 8) ** 2 < 30), 0, 1)
     emap = tiles_to_mask(evidence, coords, TILE, 0.5, tissue.shape, MPP)
     shapes = dict(seed_thresholds=(0.3, 0.7, 1.1), bridges_um=(0.0, 60.0), margins_um=(0.0, 30.0, 90.0),
-                  min_seeds_mm2=(0.0, 0.02))
+                  min_seeds_mm2=(0.0, 0.02), min_seed_shares=(0.0, 0.5))
     n = 0
     for shape, bed in sweep_shapes(emap, tissue, MPP, **shapes):
         expected = grow_bed((emap >= shape.seed_threshold) & tissue, tissue, MPP, shape)
         assert np.array_equal(bed, expected), shape
         n += 1
-    assert n == 3 * 2 * 3 * 2
+    assert n == 3 * 2 * 3 * 2 * 2
 
 
 def test_missing_tiles_do_not_pull_the_evidence_down():

@@ -115,7 +115,7 @@ def test_trained_detector_records_its_settings_and_cross_validated_dice(cohort, 
 
     meta = json.loads((detector / "model.json").read_text())
     assert meta["kind"] == "weakstil-tumorbed" and meta["format_version"] == FORMAT_VERSION
-    assert set(meta["shape"]) == {"seed_threshold", "smooth_um", "bridge_um", "margin_um", "min_seed_mm2"}
+    assert set(meta["shape"]) == {"seed_threshold", "smooth_um", "bridge_um", "margin_um", "min_seed_mm2", "min_seed_share"}
     assert meta["cv"] == "leave-one-slide-out" and meta["slide_ids"] == cohort["ids"]
     per_slide = meta["cv_dice_per_slide"]
     assert sorted(per_slide) == sorted(cohort["ids"])

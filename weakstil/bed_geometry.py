@@ -13,7 +13,9 @@ is built from where the tumour is, not from what the stroma looks like:
 3. **enclosure**: whatever the grown tumour region encloses is filled in;
 4. **invasive-front margin**: the bed reaches ``margin_um`` beyond the outermost tumour;
 5. the result is cut to the tissue; a component holding less than ``min_seed_mm2`` of seed
-   area is dropped (a lone false tile far from the tumour is not a bed).
+   area, or less than ``min_seed_share`` of the seed area of the slide's largest component, is
+   dropped (a lone false tile, or a small lymphoid or ductal look-alike far from the tumour, is
+   not a bed; with ``min_seed_share`` 0 every focus of enough size is kept).
 
 Stroma dense with lymphocytes therefore enters the bed when tumour is near it or around it
 and stays out when it is far from any tumour (a lymphoid aggregate), whatever its look:
@@ -36,6 +38,7 @@ class BedShape:
     bridge_um: float = 150.0  #: closing radius: seeds up to twice this apart are joined
     margin_um: float = 50.0  #: the invasive front: how far the bed reaches past the outermost tumour
     min_seed_mm2: float = 0.0  #: bed components with less seed area than this are dropped
+    min_seed_share: float = 0.0  #: ... or with less than this share of the largest component's seed area
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -120,13 +123,20 @@ def grow_bed(seeds: np.ndarray, tissue: np.ndarray, mpp: float, shape: BedShape)
         bed = grown
     bed |= seeds
     bed &= tissue
-    if shape.min_seed_mm2 > 0 and bed.any():
+    if (shape.min_seed_mm2 > 0 or shape.min_seed_share > 0) and bed.any():
         labels, n = ndi.label(bed)
-        seed_px = np.bincount(labels[seeds & bed], minlength=n + 1)
-        keep = seed_px * (mpp * mpp) / 1e6 >= shape.min_seed_mm2
-        keep[0] = False
-        bed = keep[labels]
+        seed_mm2 = np.bincount(labels[seeds & bed], minlength=n + 1) * (mpp * mpp) / 1e6
+        bed = _keep_components(labels, seed_mm2, shape.min_seed_mm2, shape.min_seed_share)
     return bed
+
+
+def _keep_components(labels: np.ndarray, seed_mm2: np.ndarray, min_mm2: float, min_share: float) -> np.ndarray:
+    """The components (``labels`` 1..n) whose seed area (``seed_mm2[label]``) passes both rules."""
+    seed_mm2 = seed_mm2.copy()
+    seed_mm2[0] = 0.0
+    keep = (seed_mm2 >= min_mm2) & (seed_mm2 >= min_share * seed_mm2.max()) & (seed_mm2 > 0)
+    keep[0] = False
+    return keep[labels]
 
 
 def bed_from_evidence(evidence: np.ndarray, coords: np.ndarray, tile_size_level0: float, slide_mpp: float,
@@ -151,7 +161,7 @@ def coarsen(mask: np.ndarray, factor: int) -> np.ndarray:
 
 
 def sweep_shapes(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, *, seed_thresholds, bridges_um,
-                 margins_um, min_seeds_mm2, smooth_um: float = 0.0):
+                 margins_um, min_seeds_mm2, min_seed_shares=(0.0,), smooth_um: float = 0.0):
     """Every bed :func:`grow_bed` gives for a grid of settings, sharing the work between them
     (one distance transform per seed mask, two per bridge): yields ``(BedShape, bed)``.
 
@@ -159,11 +169,12 @@ def sweep_shapes(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, *, se
     from scipy import ndimage as ndi
 
     tissue = np.asarray(tissue, bool)
+    filters = [(m, f) for m in min_seeds_mm2 for f in min_seed_shares]
     for thr in seed_thresholds:
         seeds = (evidence_map >= thr) & tissue
         if not seeds.any():
-            for bridge, margin, min_seed in ((b, m, s) for b in bridges_um for m in margins_um for s in min_seeds_mm2):
-                yield BedShape(thr, smooth_um, bridge, margin, min_seed), np.zeros(tissue.shape, bool)
+            for bridge, margin, (min_mm2, share) in ((b, m, f) for b in bridges_um for m in margins_um for f in filters):
+                yield BedShape(thr, smooth_um, bridge, margin, min_mm2, share), np.zeros(tissue.shape, bool)
             continue
         d_seed = ndi.distance_transform_edt(~seeds)
         for bridge in bridges_um:
@@ -175,17 +186,12 @@ def sweep_shapes(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, *, se
                 shrink = r - margin / mpp
                 bed = (d_in > shrink) if shrink > 0 else (d_out <= -shrink)
                 bed = (bed | seeds) & tissue
-                labels, n = ndi.label(bed) if any(s > 0 for s in min_seeds_mm2) else (None, 0)
-                seed_mm2 = (np.bincount(labels[seeds], minlength=n + 1) * (mpp * mpp) / 1e6
-                            if labels is not None else None)
-                for min_seed in min_seeds_mm2:
-                    shape = BedShape(thr, smooth_um, bridge, margin, min_seed)
-                    if min_seed > 0 and labels is not None:
-                        keep = seed_mm2 >= min_seed
-                        keep[0] = False
-                        yield shape, keep[labels]
-                    else:
-                        yield shape, bed
+                labels, n = ndi.label(bed)
+                seed_mm2 = np.bincount(labels[seeds], minlength=n + 1) * (mpp * mpp) / 1e6
+                for min_mm2, share in filters:
+                    shape = BedShape(thr, smooth_um, bridge, margin, min_mm2, share)
+                    yield shape, (_keep_components(labels, seed_mm2, min_mm2, share) if min_mm2 > 0 or share > 0
+                                  else bed)
 
 
 # --- is a detected bed believable? ------------------------------------------------------------

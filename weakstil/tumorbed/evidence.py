@@ -87,10 +87,27 @@ class LogisticEvidence:
         return cls(t["weight"], float(t["bias"][0]), t["mean"], t["std"])
 
 
+def neutral_directions(x: np.ndarray, mean: np.ndarray, std: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` main directions (k x D, orthonormal, in the standardised space) in which tiles
+    without tumour differ from each other: stroma light or dense with lymphocytes, fat, normal
+    tissue. A classifier kept orthogonal to them cannot read any of these as evidence for or
+    against tumour; in a tile that mixes tumour and lymphocytes, only the tumour counts."""
+    z = (np.asarray(x, np.float32) - mean) / std
+    z = z - z.mean(0)
+    k = int(min(k, z.shape[0] - 1, z.shape[1] - 1))
+    if k <= 0:
+        return np.zeros((0, z.shape[1]), np.float32)
+    _, _, vt = np.linalg.svd(z.astype(np.float64), full_matrices=False)
+    return vt[:k].astype(np.float32)
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, seed: int = 0,
-                 sample_weight: np.ndarray | None = None) -> LogisticEvidence:
+                 sample_weight: np.ndarray | None = None, neutral_x: np.ndarray | None = None,
+                 neutral_k: int = 0) -> LogisticEvidence:
     """Class-balanced, L2-regularised logistic regression (full-batch L-BFGS in torch: the
-    same bytes for the same inputs and seed)."""
+    same bytes for the same inputs and seed). With ``neutral_x`` (tiles without tumour) and
+    ``neutral_k`` > 0 its weights are kept orthogonal to their ``neutral_k`` main directions
+    (:func:`neutral_directions`)."""
     import torch
 
     from weakstil.errors import WeakSTILError
@@ -102,7 +119,11 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, seed: int = 
                             fix="add slides whose annotation does not cover all tissue")
     mean = x.mean(0)
     std = x.std(0) + 1e-6
-    xt = torch.from_numpy((x - mean) / std)
+    z = (x - mean) / std
+    v = neutral_directions(neutral_x, mean, std, neutral_k) if neutral_x is not None and neutral_k > 0 else None
+    if v is not None and len(v):
+        z = z - (z @ v.T) @ v
+    xt = torch.from_numpy(np.ascontiguousarray(z, np.float32))
     yt = torch.from_numpy(y)
     pos = float(y.mean())
     weights = torch.where(yt > 0.5, 0.5 / pos, 0.5 / (1 - pos))
@@ -122,4 +143,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, seed: int = 
         return loss
 
     opt.step(closure)
-    return LogisticEvidence(w.detach().numpy().copy(), float(b.detach()[0]), mean, std)
+    weight = w.detach().numpy().astype(np.float32)
+    if v is not None and len(v):  # the same scores on raw inputs: project the weights instead of the data
+        weight = weight - v.T @ (v @ weight)
+    return LogisticEvidence(weight, float(b.detach()[0]), mean, std)

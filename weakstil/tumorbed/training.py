@@ -34,6 +34,7 @@ SMOOTHING_UM = (0.0, 60.0)
 BRIDGES_UM = (0.0, 50.0, 100.0, 150.0, 200.0, 300.0)
 MARGINS_UM = (0.0, 25.0, 50.0, 75.0, 100.0, 150.0)
 MIN_SEEDS_MM2 = (0.0, 0.02, 0.05)
+MIN_SEED_SHARES = (0.0, 0.1, 0.25, 0.5)
 #: The search runs on masks at least this coarse (µm/px); the chosen sizes are in µm, so they
 #: hold at the detector's own resolution.
 SEARCH_MPP = 16.0
@@ -70,21 +71,24 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def fit_evidence(inputs: list[np.ndarray], labels: list[np.ndarray], used: list[np.ndarray], *, seed: int = 0,
-                 refine: int = REFINE_ROUNDS) -> LogisticEvidence:
+                 refine: int = REFINE_ROUNDS, neutral_k: int = 0) -> LogisticEvidence:
     """The tumour-evidence classifier from some slides' tiles.
 
     First inside vs outside; then, ``refine`` times, only the inside tiles the classifier finds
     most tumour-like on their own slide (the top ``REFINE_KEEP`` of that slide's inside tiles)
     stay positive examples: the stroma of the bed, lymphocyte-rich or not, is not taught as
     tumour, and every slide (a TIL-rich one too) keeps its own tumour examples."""
-    def fit(keep: list[np.ndarray]) -> LogisticEvidence:
+    def fit(keep: list[np.ndarray], n_neutral: int = 0) -> LogisticEvidence:
         y = np.concatenate([lab[k] for lab, k in zip(labels, keep)])
         if len(np.unique(y)) < 2:
             raise WeakSTILError("the annotated slides have no tile well inside (or none well outside) a tumour bed",
                                 fix="annotate slides that have both bed and other tissue")
-        return fit_logistic(np.concatenate([x[k] for x, k in zip(inputs, keep)]), y, seed=seed)
+        # tiles without tumour: outside the bed, and inside it where not kept as a tumour example
+        neutral = np.concatenate([x[u & ~(lab & kk)] for x, lab, u, kk in zip(inputs, labels, used, keep)])
+        return fit_logistic(np.concatenate([x[kk] for x, kk in zip(inputs, keep)]), y, seed=seed,
+                            neutral_x=neutral, neutral_k=n_neutral)
 
-    model = fit(used)
+    model = fit(used, 0 if refine else neutral_k)
     for _ in range(refine):
         keep = []
         for x, lab, u in zip(inputs, labels, used):
@@ -94,23 +98,23 @@ def fit_evidence(inputs: list[np.ndarray], labels: list[np.ndarray], used: list[
                 p = model.predict(x[inside])
                 k[inside[p < np.quantile(p, 1.0 - REFINE_KEEP)]] = False
             keep.append(k)
-        model = fit(keep)
+        model = fit(keep, neutral_k)
     return model
 
 
 def held_out_evidence(inputs: list[np.ndarray], labels: list[np.ndarray], used: list[np.ndarray], *,
-                      seed: int = 0, refine: int = REFINE_ROUNDS) -> list[np.ndarray]:
+                      seed: int = 0, refine: int = REFINE_ROUNDS, neutral_k: int = 0) -> list[np.ndarray]:
     """Each slide's tumour evidence from a classifier fitted on the other slides (all slides
     when there are fewer than 3: then the search is optimistic, and model.json says so)."""
     n = len(inputs)
     if n < 3:
-        model = fit_evidence(inputs, labels, used, seed=seed, refine=refine)
+        model = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
         return [model.predict(x) for x in inputs]
     out = []
     for i in range(n):
         rest = [j for j in range(n) if j != i]
         model = fit_evidence([inputs[j] for j in rest], [labels[j] for j in rest], [used[j] for j in rest],
-                             seed=seed, refine=refine)
+                             seed=seed, refine=refine, neutral_k=neutral_k)
         out.append(model.predict(inputs[i]))
     return out
 
@@ -129,13 +133,14 @@ def search_shape(slides: list[AnnotatedSlide], evidence: list[np.ndarray]) -> tu
             emap = tiles_to_mask(ev, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp, smooth)
             for shape, bed in sweep_shapes(emap, tissue, mpp, seed_thresholds=SEED_THRESHOLDS,
                                            bridges_um=BRIDGES_UM, margins_um=MARGINS_UM, min_seeds_mm2=MIN_SEEDS_MM2,
-                                           smooth_um=smooth):
+                                           min_seed_shares=MIN_SEED_SHARES, smooth_um=smooth):
                 scores.setdefault(shape, []).append(_dice(bed, target))
     table = [{**shape.to_dict(), "dice_mean": float(np.mean(d)), "dice_min": float(np.min(d))}
              for shape, d in scores.items()]
     # best mean Dice; ties go to the better worst slide, then to the simpler (smaller) geometry
     best = max(scores, key=lambda sh: (round(float(np.mean(scores[sh])), 4), round(float(np.min(scores[sh])), 4),
-                                       -sh.bridge_um, -sh.smooth_um, -sh.min_seed_mm2, -sh.margin_um))
+                                       -sh.bridge_um, -sh.smooth_um, -sh.min_seed_mm2, -sh.min_seed_share,
+                                       -sh.margin_um))
     return best, table, np.asarray(scores[best])
 
 
@@ -158,7 +163,7 @@ def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], 
 
 def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None,
                    context_radii: tuple[int, ...] = CONTEXT_RADII, refine: int = REFINE_ROUNDS,
-                   per_slide: bool = PER_SLIDE) -> TumorBedDetector:
+                   per_slide: bool = PER_SLIDE, neutral_k: int = 0) -> TumorBedDetector:
     """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
@@ -168,10 +173,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
               for s in slides]
     labelled = [training_labels(s.bed_fraction) for s in slides]
     labels, used = [y for y, _ in labelled], [u for _, u in labelled]
-    evidence = held_out_evidence(inputs, labels, used, seed=seed, refine=refine)
+    evidence = held_out_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
     shape, table, dice = search_shape(slides, evidence)
     plausibility = plausibility_rule(slides, evidence, shape)
-    final = fit_evidence(inputs, labels, used, seed=seed, refine=refine)
+    final = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
     y_all = np.concatenate([y[u] for y, u in zip(labels, used)])
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
     meta = {**(meta or {}), "n_slides": len(slides), "slide_ids": [s.slide_id for s in slides], "seed": int(seed),
@@ -181,14 +186,16 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
             "cv_dice_per_slide": {s.slide_id: round(float(d), 4) for s, d in zip(slides, dice)},
             "search": {"seed_thresholds": list(SEED_THRESHOLDS), "smoothing_um": list(SMOOTHING_UM),
                        "bridges_um": list(BRIDGES_UM), "margins_um": list(MARGINS_UM),
-                       "min_seeds_mm2": list(MIN_SEEDS_MM2), "objective": "mean Dice vs annotations",
+                       "min_seeds_mm2": list(MIN_SEEDS_MM2), "min_seed_shares": list(MIN_SEED_SHARES), "objective": "mean Dice vs annotations",
                        "top": sorted(table, key=lambda r: -r["dice_mean"])[:20]},
             "train_seconds": round(time.perf_counter() - t0, 1)}
     meta["refine_rounds"], meta["per_slide_standardised"] = int(refine), bool(per_slide)
+    meta["neutral_components"] = int(neutral_k)
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
-             "%g µm, smoothing %g µm, smallest seed area %g mm²)", len(slides), cv, dice.mean(), dice.min(),
-             shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um, shape.min_seed_mm2)
+             "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest)", len(slides), cv, dice.mean(),
+             dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um, shape.min_seed_mm2,
+             shape.min_seed_share)
     return detector
 
 
