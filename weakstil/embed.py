@@ -3,11 +3,15 @@
 The cache ``CACHE/<slide_id>.h5`` is a :class:`weakstil.files.FeaturesFile` (layout documented
 there): the tiles, their ``features`` (N, D) float32 and the encoder's provenance, with a
 ``cache_key``: sha256 of the encoder name, its weights' sha256, the card fields that change
-features (model, kwargs, input size, mean/std, pooling), the tiling key and the slide's µm/px.
+features (model, kwargs, input size, mean/std, pooling), the tiling key, the slide's µm/px and
+the slide's content fingerprint (:mod:`weakstil.fingerprint`).
 
 The file is written under a temporary name beside the target and renamed when complete, so an
 interrupted run never leaves a file that looks complete; a rerun removes such leftovers. A
-rerun skips a slide only when its cache is complete and its ``cache_key`` matches.
+rerun skips a slide only when its cache is complete and its ``cache_key`` matches: a cache made
+from another slide file of the same name, or without a fingerprint, is recomputed with one log
+line. The slide's lock (:mod:`weakstil.locks`) is held from that check to the rename, so runs
+sharing a cache folder never embed one slide twice nor remove each other's temporary files.
 
 Speed: tiles are decoded by a pool of threads (OpenSlide and Pillow release the GIL) into a
 bounded ring of batch buffers (pinned on CUDA) while the main thread runs the encoder, so
@@ -34,6 +38,8 @@ from weakstil import __version__, settings
 from weakstil.atomic import remove_stale_temps
 from weakstil.errors import NoTissueError, WeakSTILError
 from weakstil.files import FeaturesFile, slide_file
+from weakstil.locks import OutputLock
+from weakstil.outputdir import check_replaceable
 from weakstil.runtime import package_version
 from weakstil.slide import Slide, slide_id_from_path
 from weakstil.tiles import SlideTiles, TilingParams, find_tiles
@@ -43,8 +49,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-#: Bumped when the cache layout changes (part of the cache key).
-CACHE_FORMAT = 1
+#: Bumped when the cache layout changes (part of the cache key). 2: the slide fingerprint.
+CACHE_FORMAT = 2
 #: Card fields that change the features (besides the weights).
 _CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling")
 
@@ -62,7 +68,7 @@ class EmbedResult:
 
 
 # -- cache ------------------------------------------------------------------------------
-def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float) -> str:
+def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None) -> str:
     card = encoder.card.to_dict()
     payload = {
         "format": CACHE_FORMAT,
@@ -71,20 +77,36 @@ def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float) -> str:
         "card": {k: card.get(k) for k in _CARD_KEY_FIELDS},
         "tiling": params.key(),
         "slide_mpp": round(float(slide_mpp), 6),
+        "slide_fingerprint": fingerprint,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def cache_is_current(path: str | Path, key: str) -> bool:
-    """True when ``path`` is a complete cache written with ``key``."""
+def cache_status(path: str | Path, key: str, fingerprint: str | None = None) -> str | None:
+    """Why the cache at ``path`` cannot be reused for ``key`` (``"missing"`` when there is none),
+    or ``None`` when it is complete, for this slide (``fingerprint``) and made with ``key``."""
+    from weakstil.fingerprint import why_stale
+
     path = Path(path)
     if not path.is_file():
-        return False
+        return "missing"
     try:
         attrs, shapes = FeaturesFile.read_header(path)
-    except WeakSTILError:  # truncated, incomplete, not HDF5 or another kind
-        return False
-    return attrs.get("cache_key") == key and shapes.get("features", (-1,))[0] == int(attrs.get("n_tiles", -2))
+    except WeakSTILError as exc:  # truncated, incomplete, not HDF5 or another kind
+        return f"is not a usable feature cache ({exc.message})"
+    stale = why_stale(attrs, fingerprint)
+    if stale:
+        return stale
+    if attrs.get("cache_key") != key:
+        return "was made with other settings (encoder, weights, tiling or µm/px)"
+    if shapes.get("features", (-1,))[0] != int(attrs.get("n_tiles", -2)):
+        return "has a features table of the wrong length"
+    return None
+
+
+def cache_is_current(path: str | Path, key: str, fingerprint: str | None = None) -> bool:
+    """True when ``path`` is a complete cache written with ``key`` (for the slide ``fingerprint``)."""
+    return cache_status(path, key, fingerprint) is None
 
 
 # -- decoding ---------------------------------------------------------------------------
@@ -209,13 +231,17 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
     out_path = Path(out_path)
     params = params or TilingParams()
     t0 = time.perf_counter()
-    with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
+    with Slide.open(slide_path, slide_mpp=slide_mpp) as slide, OutputLock(out_path):
         slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
-        key = cache_key(encoder, params, slide.mpp)
-        remove_stale_temps(out_path)  # leftovers of a killed run (one run per cache directory at a time)
-        if not overwrite and cache_is_current(out_path, key):
+        key = cache_key(encoder, params, slide.mpp, slide.fingerprint)
+        remove_stale_temps(out_path)  # leftovers of a killed run (live ones of other runs are kept)
+        status = cache_status(out_path, key, slide.fingerprint)
+        if status is None and not overwrite:
             attrs, _ = FeaturesFile.read_header(out_path)
             return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)
+        if status not in (None, "missing"):
+            log.info("%s: the feature cache %s %s; embedding again", slide.path, out_path, status)
+        check_replaceable(out_path, FeaturesFile)
         _check_resolution(encoder, params, slide)
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         n = len(tiles.coords)
@@ -261,8 +287,9 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
                                     workers=workers, prefetch=prefetch,
                                     pin_memory=encoder.device.type == "cuda")
         embed_batches(encoder, batches, sink)
-        if done != n:
-            raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path, fix="run again")
+        if done != n:  # a decode thread stopped early (an interrupt); nothing is written
+            raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path,
+                                fix="run again (the slide may be damaged if this repeats)")
         if bad:
             raise WeakSTILError(f"{bad} of {n} tiles gave non-finite features (encoder '{encoder.name}', "
                                 f"precision {encoder.precision})", path=slide.path,

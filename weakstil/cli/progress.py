@@ -36,14 +36,37 @@ def epoch_progress():
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=_log_console(),
                         transient=False)
     tasks: dict[str, int] = {}
+    lazy = _StartedOnUse(progress)
 
     def on_epoch(stage: str, epoch: int, max_epochs: int, train_loss: float, val_loss: float, done: bool) -> None:
+        lazy.start()
         if stage not in tasks:
             tasks[stage] = progress.add_task(stage, total=max_epochs, info="")
         info = f"loss {train_loss:.4f}" + ("" if val_loss != val_loss else f"  val {val_loss:.4f}")
         progress.update(tasks[stage], completed=max_epochs if done else epoch, info=info)
 
-    return progress, on_epoch
+    return lazy, on_epoch
+
+
+class _StartedOnUse:
+    """A progress display that appears with its first update: a run that fails while checking its
+    inputs prints its error line alone (no empty display before it)."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.started = False
+
+    def start(self) -> None:
+        if not self.started:
+            self.progress.start()
+            self.started = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            self.progress.stop()
 
 
 def bar_progress(unit: str):

@@ -11,7 +11,7 @@ import typer
 from weakstil import settings
 from weakstil.cli.options import (AllowUpsampleOpt, AnnotationsOpt, BatchSizeOpt, DeviceOpt, FeaturesOpt, ModelDirOpt,
                                   OutOpt, ScoreEncoderOpt, SeedOpt, SlideMppOpt, SlidesArg, StilThresholdOpt,
-                                  TumorBedOpt, TumorBedsOpt, WeightsOpt, WorkersOpt, expand_slides)
+                                  TumorBedOpt, TumorBedsOpt, WeightsOpt, WorkersOpt, expand_slides, out_dir)
 
 log = logging.getLogger("weakstil")
 
@@ -51,7 +51,7 @@ def score(
 
 
 def demo(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.")] = Path("demo_out"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.", callback=out_dir)] = Path("demo_out"),
     quick: Annotated[bool, typer.Option("--quick", help="A smaller run (under 3 minutes) for tests.")] = False,
     seed: SeedOpt = settings.SEED,
     device: DeviceOpt = settings.DEVICE,
