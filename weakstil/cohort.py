@@ -150,6 +150,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if group_col is not None and group_col not in columns:
         missing.append(f"{group_col} (the --group-column)")
+    if missing and len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
+        sep = next(s for s in ";\t|" if s in columns[0])
+        raise CohortError(f"the CSV is separated by {sep!r}, not commas (one column: {columns[0]})", path=csv_path,
+                          fix="save it as a comma-separated file with the header slide_id,path,stil")
     if missing:
         raise CohortError(
             f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",

@@ -65,6 +65,7 @@ class OutputLock:
         self._fd: int | None = None
         self._unlocked = False  #: no flock on this file system: held without a lock
         self._made_folder = False  #: the lock made the output folder: removed again if left empty
+        self.held = False  #: this object holds the lock (once; the process may hold it deeper)
 
     # -- who holds it -------------------------------------------------------------------------
     def holder(self) -> str:
@@ -80,9 +81,12 @@ class OutputLock:
         """Take the lock; ``False`` when ``blocking`` is off and another run holds it.
         ``on_wait(holder)`` is called once before waiting."""
         with _GUARD:
+            if self.held:
+                return True
             held = _HELD.get(self._key)
             if held is not None:
                 held[1] += 1
+                self.held = True
                 return True
         waited = False
         while True:
@@ -121,6 +125,7 @@ class OutputLock:
         with _GUARD:
             _HELD[self._key] = [fd, 1]
         self._fd = fd
+        self.held = True
         return True
 
     def _flock(self, fd: int, blocking: bool) -> bool:
@@ -144,6 +149,9 @@ class OutputLock:
 
     def release(self) -> None:
         with _GUARD:
+            if not self.held:
+                return
+            self.held = False
             held = _HELD.get(self._key)
             if held is None:
                 return

@@ -7,8 +7,8 @@ its slides, a home directory, another command's output) is refused with one line
 nothing is deleted.
 
 Per-slide writers (``tile``, ``embed``, ``score``, ``tumorbed apply``) replace a ``<slide_id>.h5``
-only when it is their own kind of WeakSTIL file, or an unreadable file in a folder their command
-marked (a damaged output of its own); a file of another kind or from elsewhere is refused.
+only when it is their own kind of WeakSTIL file, or no HDF5 file at all (a damaged or truncated
+copy); a WeakSTIL file of another kind or another program's HDF5 file is refused.
 """
 
 from __future__ import annotations
@@ -93,8 +93,8 @@ def check_overwrite(folder: str | Path, command: str) -> bool:
 
 
 def check_replaceable(path: str | Path, kind_class: Any) -> None:
-    """Before a per-slide writer replaces ``path``: refuse anything but its own kind of file (or
-    an unreadable one in a folder its command marked)."""
+    """Before a per-slide writer replaces ``path``: refuse a WeakSTIL file of another kind or
+    another program's HDF5 file (its own kind, and files that are not HDF5 at all, are replaced)."""
     from weakstil.files import KINDS as FILE_KINDS
     from weakstil.files import kind_of
 
@@ -110,8 +110,8 @@ def check_replaceable(path: str | Path, kind_class: Any) -> None:
         kind = "unreadable"
     if kind == kind_class.KIND:
         return
-    if kind == "unreadable" and commands_of(path.parent):
-        log.info("%s: unreadable (a damaged output); writing it again", path)
+    if kind == "unreadable":
+        log.info("%s: not a readable HDF5 file (a damaged output?); writing it again", path)
         return
     what = FILE_KINDS[kind].WHAT + f" written by '{FILE_KINDS[kind].MADE_BY}'" if kind in FILE_KINDS else \
         "not a file WeakSTIL wrote"

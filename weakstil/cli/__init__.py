@@ -40,7 +40,7 @@ def usage_error_line(exc: Exception) -> str:
     where = ctx.command_path if ctx is not None else "weakstil"
     message = (exc.format_message() if hasattr(exc, "format_message") else str(exc)).strip().rstrip(".")
     message = message[0].lower() + message[1:] if message[:1].isupper() and message[1:2].islower() else message
-    return f"{message}. Fix: see '{where} --help'."
+    return f"{message}{'' if message.endswith('?') else '.'} Fix: see '{where} --help'."
 
 
 class OneLineErrors(TyperGroup):

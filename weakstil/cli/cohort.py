@@ -108,9 +108,10 @@ def evaluate(
     from weakstil.outputdir import mark
 
     if oof is None and (model is None or features is None):
-        raise UsageError("pass --model and --features to score the cohort, or --oof PREDICTIONS.csv")
+        raise UsageError("nothing to evaluate: no --model with --features, and no --oof",
+                         fix="pass --model and --features to score the cohort, or --oof PREDICTIONS.csv")
     if oof is not None and model is not None:
-        raise UsageError("pass either --model (with --features) or --oof, not both")
+        raise UsageError("--model and --oof both given", fix="pass either --model (with --features) or --oof, not both")
     if oof is not None:
         from weakstil.train import evaluate_oof
 

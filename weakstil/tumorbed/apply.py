@@ -103,7 +103,12 @@ def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedS
     from weakstil.locks import OutputLock
     from weakstil.outputdir import check_replaceable
 
+    from weakstil.errors import WeakSTILError
+
     features_path = Path(features_path)
+    if features_path.suffix.lower() != ".h5":  # e.g. the slide itself
+        raise WeakSTILError("not a feature cache", path=features_path,
+                            fix="pass the <slide_id>.h5 files written by 'weakstil embed' (or a glob of them)")
     slide_id = features_path.stem  # `weakstil embed` names the cache after the slide
     out_dir = Path(out_dir)
     with OutputLock(slide_file(out_dir, slide_id)):

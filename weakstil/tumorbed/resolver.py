@@ -42,6 +42,11 @@ class BedSources:
         bundled detector (``model``) when it carries one."""
         from weakstil.modeldir import ModelDir
 
+        for folder, option, made_by in ((annotations, "--annotations", "a folder of <slide_id>.geojson/.xml files"),
+                                        (beds, "--tumorbed-beds", "the --out folder of 'weakstil tumorbed apply'")):
+            if folder is not None and not Path(folder).is_dir():  # a typo must not fall back to the whole tissue
+                raise WeakSTILError(f"{option} folder not found" if not Path(folder).exists() else
+                                    f"{option} is not a folder", path=folder, fix=f"pass {made_by}")
         if detector is None and model is not None:
             detector = ModelDir(model).bundled_detector
         path = None
