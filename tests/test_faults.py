@@ -268,7 +268,8 @@ BAD = [
     Bad("tile-missing-file", lambda w, t: ["tile", t / "nope.svs", "--out", t / "out"], ("nope.svs", "not found")),
     Bad("tile-directory", lambda w, t: ["tile", w.cohort, "--out", t / "out"], ("cohort", "directory")),
     Bad("tile-empty-file", lambda w, t: ["tile", _text(t, "e.svs", ""), "--out", t / "out"], ("e.svs", "empty")),
-    Bad("tile-text-file", lambda w, t: ["tile", _text(t, "n.svs", "hello"), "--out", t / "out"], ("n.svs", "OpenSlide")),
+    Bad("tile-text-file", lambda w, t: ["tile", _text(t, "n.svs", "hello"), "--out", t / "out"],
+        ("n.svs", "OpenSlide")),
     Bad("tile-glob-matches-nothing", lambda w, t: ["tile", str(t / "*.svs"), "--out", t / "out"],
         ("*.svs", "no file matches")),
     Bad("tile-broken-symlink", lambda w, t: ["tile", _symlink(t / "gone.tiff", t / "link.tiff"), "--out", t / "out"],
@@ -623,7 +624,7 @@ def _weakstil(*args: object) -> subprocess.Popen:
 
 def test_two_embeds_on_one_out_do_each_slide_once(world, tmp_path):
     out = tmp_path / "feats"
-    slides = sorted((world.cohort / "slides").glob("*.tiff"))
+    slides = sorted((world.cohort / "slides").glob("*.tiff"))[:2]
     args = ("embed", *slides, "--out", out, "--encoder", "small-cnn", "--weights", "random", "--workers", "1")
     runs = [_weakstil(*args) for _ in range(2)]
     results = [p.communicate(timeout=600) for p in runs]
@@ -636,6 +637,23 @@ def test_two_embeds_on_one_out_do_each_slide_once(world, tmp_path):
     for path in slides:
         with h5py.File(out / f"{path.stem}.h5") as f:
             assert f.attrs["complete"] == 1
+
+
+def test_two_scores_on_one_out_share_the_slides_and_results_csv(world, tmp_path):
+    feats = tmp_path / "f"
+    shutil.copytree(world.feats, feats)
+    slides = sorted((world.cohort / "slides").glob("*.tiff"))[:2]
+    args = ("score", *slides, "--model", world.model, "--out", tmp_path / "sc", "--weights", "random", "--features",
+            feats, "--workers", "1")
+    runs = [_weakstil(*args) for _ in range(2)]
+    results = [p.communicate(timeout=600) for p in runs]
+    for p, (_, err) in zip(runs, results):
+        assert p.returncode == 0 and error_lines(err) == [] and "Traceback" not in err, err
+    text = "".join(err for _, err in results)
+    assert text.count("already scored") == len(slides)  # each slide scored by one run only
+    rows = pd.read_csv(tmp_path / "sc" / "results.csv")
+    assert sorted(rows["slide_id"]) == [p.stem for p in slides] and set(rows["status"]) == {"ok"}
+    assert leftovers(tmp_path) == []
 
 
 def test_a_lock_left_by_kill_9_is_taken_over(world, tmp_path):

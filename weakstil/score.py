@@ -264,7 +264,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 try:
                     row = score_slide(path, ctx, progress=tick)
                 except (WeakSTILError, OSError) as exc:
-                    err = from_os_error(exc, slide_file(opts.out, slide_id)) if isinstance(exc, OSError) else exc
+                    err = from_os_error(exc, opts.out) if isinstance(exc, OSError) else exc
                     row = _error_row(path, slide_id, ctx, err, time.perf_counter() - t0)
                     sys.stderr.write(f"error: {err.one_line()}\n")
                     if isinstance(err, OutputError) and err.stops_batch:
@@ -335,7 +335,12 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
         log.warning("%s: no tumour bed found; no score", slide_id)
-    _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status)
+    try:
+        _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status)
+    except BaseException:  # all of a slide's outputs or none (its row says error)
+        for suffix in OUTPUT_SUFFIXES:
+            (opts.out / f"{slide_id}{suffix}").unlink(missing_ok=True)
+        raise
     return {"slide_id": slide_id, "path": str(path), "stil": round(stil, 4) if status == STATUS_OK else math.nan,
             "stil_high": stil_high, "threshold": ctx.threshold, "n_tiles": int(len(tile_scores)),
             "n_tumorbed_tiles": int(flags.sum()), "tumorbed_source": bed.source.value, "status": status,

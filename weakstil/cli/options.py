@@ -93,7 +93,8 @@ FeaturesOpt = Annotated[
 FeaturesDirOpt = Annotated[Path, typer.Option("--features", "-f", help="Feature cache directory (from 'weakstil embed').")]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory (from 'weakstil train').")]
 ModelDirOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory (from 'weakstil train').")]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output (only one this command "
+                                            "wrote: never another folder).")]
 
 # --- tiles -------------------------------------------------------------------------------------
 SlideMppOpt = Annotated[
