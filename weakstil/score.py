@@ -31,7 +31,7 @@ import numpy as np
 
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path, remove_stale_temps
-from weakstil.errors import WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import slide_file
 from weakstil.modeldir import ModelDir
 from weakstil.slide import slide_id_from_path
@@ -116,7 +116,17 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
             f"encoder '{name}' has weights {encoder.weights_sha256[:12]} but the model was trained on "
             f"{str(want)[:12]}", path=opts.model,
             fix="pass the encoder the model was trained with (--encoder DIR / --weights FILE)")
+    _check_memory(encoder, opts, int(meta.get("tiling", {}).get("tile_px") or settings.TILE_PX))
     return encoder
+
+
+def _check_memory(encoder, opts: ScoreOptions, tile_px: int) -> None:
+    """Refuse a --batch-size whose tiles and activations do not fit (a usage error, not a slide's)."""
+    from weakstil.resources import activation_cost, check_memory, embed_bytes
+
+    cost = activation_cost(encoder.model, encoder.input_px, encoder.input_px)
+    check_memory(embed_bytes(cost, opts.batch_size, tile_px, encoder.input_px, 2 * opts.workers + 2), encoder.device,
+                 what=f"scoring with batches of {opts.batch_size} tiles of {tile_px} px", fix="lower --batch-size")
 
 
 def _tiling_params(meta: dict):
@@ -221,7 +231,6 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from weakstil.outputdir import mark
 
     ctx = open_context(opts)
-    mark(opts.out, "score")
     results_path = opts.out / "results.csv"
     remove_stale_temps(results_path)
     mine: dict[str, dict] = {}  #: this run's rows by slide id
@@ -243,8 +252,9 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
         todo.append(Path(path))
     stopped: OutputError | None = None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, disable=not progress, transient=True) as bar, \
-            contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, slide_id_from_path(p)))) as turns:
+    bar = Progress(*columns, disable=not progress, transient=True)  # shown from the first tiles embedded
+    with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, slide_id_from_path(p)))) as turns, \
+            contextlib.ExitStack() as showing:
         batch_task = bar.add_task("slides", total=len(todo))
         for path in turns:
             slide_id = slide_id_from_path(path)
@@ -256,6 +266,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 tile_task = bar.add_task(f"  {slide_id}", total=None)
 
                 def tick(done: int, total: int, _task=tile_task, _id=slide_id) -> None:
+                    if not bar.live.is_started:
+                        showing.enter_context(bar)
                     bar.update(_task, completed=done, total=total)
                     if on_tiles is not None:
                         on_tiles(_id, done, total)
@@ -263,6 +275,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 t0 = time.perf_counter()
                 try:
                     row = score_slide(path, ctx, progress=tick)
+                except UsageError:  # the command line, not this slide (e.g. a batch too large for memory)
+                    raise
                 except (WeakSTILError, OSError) as exc:
                     err = from_os_error(exc, opts.out) if isinstance(exc, OSError) else exc
                     row = _error_row(path, slide_id, ctx, err, time.perf_counter() - t0)
@@ -273,6 +287,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             mine[slide_id] = row
             batch_rows.append(row)
             try:
+                mark(opts.out, "score")
                 _write_results(results_path, mine, clashes)
             except OSError as exc:  # the old results.csv stays as it was
                 err = from_os_error(exc, results_path)
@@ -289,6 +304,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 break
     if clashes and not mine:  # only clashes: still record them
         with contextlib.suppress(OSError):
+            mark(opts.out, "score")
             _write_results(results_path, mine, clashes)
     return batch_rows
 

@@ -70,11 +70,31 @@ class _StartedOnUse:
 
 
 def bar_progress(unit: str):
-    """A rich progress display on the log console, for loops with a known total."""
+    """A rich progress display on the log console, for loops with a known total; it appears with
+    its first update (a run that fails before prints its error line alone)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=_log_console(), transient=True)
+    return _ShownOnUpdate(Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TextColumn(unit), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                   console=_log_console(), transient=True))
+
+
+class _ShownOnUpdate:
+    """A rich Progress whose live display starts at the first ``update`` or ``advance``."""
+
+    def __init__(self, progress):
+        self._lazy = _StartedOnUse(progress)
+
+    def __getattr__(self, name: str):
+        if name in ("update", "advance"):
+            self._lazy.start()
+        return getattr(self._lazy.progress, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lazy.__exit__(*exc)
 
 
 def interrupt_on_sigterm() -> None:
