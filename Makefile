@@ -6,8 +6,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.weakstil-installed
 DEMO   ?= demo_out
+# the SLURM test's scratch folder (its own, so no other pytest session cleans it away mid-run)
+SLURM_TMP ?= /tmp/weakstil-test-slurm
 
-.PHONY: install test demo bench clean
+.PHONY: install test test-slurm demo bench clean
 
 $(STAMP): pyproject.toml plugins/napari_weakstil/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +21,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The cohort workflow through sbatch on a real SLURM (root; a fresh Debian 12 machine is fine):
+# pipelines/slurm/setup_localhost.sh sets up a single-node cluster on this machine first.
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m slurm --basetemp=$(SLURM_TMP) tests/slurm
 
 demo: $(STAMP)
 	$(BIN)/weakstil demo --out $(DEMO)

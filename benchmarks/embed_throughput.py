@@ -13,7 +13,7 @@ The slide's tissue tiles (default: the committed CMU slide, its 46 tiles cycled 
   CPUs share one core's arithmetic (see the printed "parallel capacity") cannot beat it by much
 
 By default the split is the one ``weakstil embed`` picks for this machine
-(``weakstil.embed.plan_threads``). Rows under "context" use every core for one stage alone,
+(``weakstil.runtime.plan_threads``). Rows under "context" use every core for one stage alone,
 which the pipeline cannot have. Each figure is the median of ``--repeats`` runs.
 """
 
@@ -87,7 +87,8 @@ def main() -> None:
 
     import torch
 
-    from weakstil.embed import embed_batches, iter_tile_batches, plan_threads
+    from weakstil.embed import embed_batches, iter_tile_batches
+    from weakstil.runtime import plan_threads
     from weakstil.encoders import create_encoder
     from weakstil.slide import Slide
     from weakstil.tiles import TilingParams, find_tiles

@@ -117,7 +117,8 @@ def main() -> None:
     print(f"GPU {gpu}; torch {torch.__version__}; timm {timm.__version__}; "
           f"{cpus} CPUs; python {sys.version.split()[0]}; batch {args.batch_size}; bf16 autocast; channels-last")
 
-    from weakstil.embed import embed_batches, iter_tile_batches, plan_threads
+    from weakstil.embed import embed_batches, iter_tile_batches
+    from weakstil.runtime import plan_threads
 
     workers, threads = plan_threads(dev)
     torch.set_num_threads(threads)
@@ -197,7 +198,8 @@ def main() -> None:
     # CUDA path of embed_slide vs CPU: same file layout, features agree to bf16 precision
     if slide is not None:
         try:
-            from weakstil.embed import embed_slide, read_features
+            from weakstil.embed import embed_slide
+            from weakstil.files import FeaturesFile
             from weakstil.encoders import create_encoder
 
             with tempfile.TemporaryDirectory() as tmp:
@@ -207,12 +209,12 @@ def main() -> None:
                 embed_slide(CMU, gpu, Path(tmp) / "gpu.h5", workers=workers, batch_size=64)
                 tg = time.perf_counter() - t
                 embed_slide(CMU, cpu, Path(tmp) / "cpu.h5", workers=workers, batch_size=64)
-                fg, fc = read_features(Path(tmp) / "gpu.h5"), read_features(Path(tmp) / "cpu.h5")
-                a, b = fg["features"], fc["features"]
+                fg, fc = FeaturesFile.read(Path(tmp) / "gpu.h5"), FeaturesFile.read(Path(tmp) / "cpu.h5")
+                a, b = fg.features, fc.features
                 cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
-                same = bool((fg["coords"] == fc["coords"]).all())
+                same = bool((fg.coords == fc.coords).all())
                 ok = same and np.isfinite(a).all() and cos.min() > 0.99
-                print(f"embed_slide on {dev}: {len(a)} tiles in {tg:.2f} s, precision {fg['precision']}, "
+                print(f"embed_slide on {dev}: {len(a)} tiles in {tg:.2f} s, precision {fg.attrs['precision']}, "
                       f"coords identical {same}, cosine to CPU fp32 min {cos.min():.5f} mean {cos.mean():.5f}, "
                       f"max |diff| {np.abs(a - b).max():.4g} -> {'OK' if ok else 'MISMATCH'}")
         except Exception:
