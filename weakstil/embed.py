@@ -18,6 +18,11 @@ HDF5 layout of ``CACHE/<slide_id>.h5`` (coordinates in level-0 pixels):
     ``precision`` (what ran: fp32 on CPU, the card's precision under CUDA autocast),
     ``device``, ``torch_version``, ``timm_version``, ``weakstil_version``, ``seed``,
     ``batch_size``, ``embed_seconds``, ``warnings`` (JSON), ``created``
+  - ``decode`` (JSON): how the tiles were read (:mod:`weakstil.decode`): ``mode`` asked for,
+    ``path`` taken (``jpeg-tiles``, ``jpeg-tiles-gpu`` or ``openslide``, with the reason for
+    OpenSlide or for not using the GPU), decoder, pyramid level and DCT scale, decode workers and
+    torch threads with the measured plan behind them, and timings. Not part of the cache key
+    (every path gives the same tiles within decoder tolerance; see :mod:`weakstil.decode.batches`)
   - ``cache_key``: sha256 of the encoder name, its weights' sha256, the card fields that change
     features (model, kwargs, input size, mean/std, pooling), the tiling key and the slide's µm/px
   - ``complete`` = 1, set last
@@ -26,9 +31,10 @@ The file is written under a temporary name beside the target and renamed when co
 interrupted run never leaves a file that looks complete; a rerun removes such leftovers. A
 rerun skips a slide only when its cache is complete and its ``cache_key`` matches.
 
-Speed: tiles are decoded by a pool of threads (OpenSlide and Pillow release the GIL) into a
-bounded ring of batch buffers (pinned on CUDA) while the main thread runs the encoder, so
-memory does not grow with the slide.
+Speed: JPEG-tiled TIFF/SVS levels are decoded by libjpeg-turbo in worker processes into a ring of
+shared-memory batch buffers (on CUDA: by nvJPEG on the GPU), other formats through OpenSlide,
+while the main process runs the encoder; the split of the CPUs is planned from measured stage
+costs (:mod:`weakstil.decode`). Memory does not grow with the slide.
 """
 
 from __future__ import annotations
@@ -55,6 +61,7 @@ from weakstil.slide import Slide, slide_id_from_path
 from weakstil.tiles import SlideTiles, TilingParams, find_tiles
 
 if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.decode.batches import ThreadPlanner
     from weakstil.encoders.factory import Encoder
 
 log = logging.getLogger(__name__)
@@ -231,8 +238,8 @@ def embed_batches(encoder: Encoder, batches: Iterator[tuple[int, np.ndarray]],
     try:
         with torch.inference_mode():
             for start, batch in batches:
-                t = torch.from_numpy(batch)
-                x = encoder.transform(t.to(dev, non_blocking=True) if dev.type != "cpu" else t)
+                t = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)  # GPU decode: a tensor
+                x = encoder.transform(t.to(dev, non_blocking=True) if t.device != dev else t)
                 sink(start, encoder.forward(x).cpu().numpy())
     finally:
         # an error or interrupt must stop the decode threads before the slide is closed
@@ -250,12 +257,16 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
                 params: TilingParams | None = None, *, out_dir: str | Path | None = None,
                 slide_mpp: float | None = None, allow_upsample: bool = False, batch_size: int = 64,
                 workers: int = 1, prefetch: int | None = None, overwrite: bool = False, seed: int = 0,
-                progress: Callable[[int, int], None] | None = None) -> EmbedResult:
+                progress: Callable[[int, int], None] | None = None, decode: str = "auto",
+                planner: ThreadPlanner | None = None) -> EmbedResult:
     """Embed the tissue tiles of one slide into ``out_path`` (or ``out_dir/<slide_id>.h5``).
 
     Skips the slide when a complete cache with the same cache key exists (unless
     ``overwrite``). ``progress(done, total)`` is called after every batch. Raises a
     :class:`~weakstil.errors.WeakSTILError` (and leaves no output) for a bad slide.
+    ``workers``: decode processes (0: decode in this process), unless a ``planner``
+    (:class:`weakstil.decode.ThreadPlanner`) decides them and the torch threads;
+    ``decode``: ``cpu``, ``gpu`` or ``auto`` (:class:`weakstil.decode.DecodeMode`).
     """
     import h5py
 
@@ -282,7 +293,7 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
                                 fix="check the slide is not blank; lower --tissue-threshold if tissue is faint")
         with atomic_path(out_path) as tmp:
             _write_cache(tmp, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
-                         prefetch=prefetch, seed=seed, progress=progress, t0=t0)
+                         prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner)
     return EmbedResult(out_path, n, False, time.perf_counter() - t0)
 
 
@@ -298,9 +309,11 @@ def _check_resolution(encoder: Encoder, params: TilingParams, slide: Slide) -> N
 
 def _write_cache(tmp: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, key: str, *, batch_size: int,
                  workers: int, prefetch: int | None, seed: int, progress: Callable[[int, int], None] | None,
-                 t0: float) -> None:
+                 t0: float, decode: str = "auto", planner: ThreadPlanner | None = None) -> None:
     import h5py
     import torch
+
+    from weakstil.decode.batches import provenance_json, tile_batches
 
     n, d = len(tiles.coords), encoder.embed_dim
     with h5py.File(tmp, "w") as f:
@@ -321,9 +334,9 @@ def _write_cache(tmp: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, k
             if progress is not None:
                 progress(done, n)
 
-        batches = iter_tile_batches(slide, tiles.coords, tiles.params.tile_px, tiles.params.mpp, batch_size,
-                                    workers=workers, prefetch=prefetch,
-                                    pin_memory=encoder.device.type == "cuda")
+        batches, decode_record = tile_batches(slide, tiles.coords, tiles.params.tile_px, tiles.params.mpp, encoder,
+                                              batch_size=batch_size, decode=decode, workers=workers,
+                                              planner=planner, prefetch=prefetch)
         embed_batches(encoder, batches, sink)
         if done != n:
             raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path, fix="run again")
@@ -347,6 +360,7 @@ def _write_cache(tmp: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, k
         f.attrs["seed"] = int(seed if encoder.seed is None else encoder.seed)
         f.attrs["batch_size"] = int(batch_size)
         f.attrs["warnings"] = json.dumps(tiles.warnings)
+        f.attrs["decode"] = provenance_json(decode_record())
         f.attrs["cache_key"] = key
         f.attrs["cache_format"] = CACHE_FORMAT
         f.attrs["embed_seconds"] = float(time.perf_counter() - t0)
