@@ -66,7 +66,8 @@ StilThresholdOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:N or auto.")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")]
 ThreadsOpt = Annotated[
-    int, typer.Option("--threads", help="Torch CPU threads (0: automatic, the cores not busy with other work).")
+    int, typer.Option("--threads", help="Torch CPU threads (0: automatic; when tiles are embedded, planned beside "
+                      "the decode workers from measured speeds).")
 ]
 EncoderOpt = Annotated[
     str, typer.Option("--encoder", "-e", help="Encoder card name ('weakstil encoders' lists them) or a "
@@ -93,7 +94,21 @@ TumorBedsOpt = Annotated[
     typer.Option("--tumorbed-beds", help="Directory of precomputed tumour beds (<slide_id>.h5 from 'weakstil "
                  "tumorbed apply'); a slide's bed there comes first, before --annotations and --tumorbed."),
 ]
-WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding threads (0: automatic).")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding worker processes (0: automatic, planned "
+                                         "with --threads from measured decode and encoder speeds).")]
+
+
+class _Decode(str, Enum):
+    cpu = "cpu"
+    gpu = "gpu"
+    auto = "auto"
+
+
+DecodeOpt = Annotated[
+    _Decode, typer.Option("--decode", help="Where JPEG tiles are decoded: cpu (libjpeg-turbo workers), gpu (nvJPEG) "
+                          "or auto (gpu when the encoder runs on CUDA and the slide has JPEG tiles). Other formats "
+                          "are read by OpenSlide; the path taken is recorded in each feature file.")
+]
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -464,6 +479,8 @@ def embed(
     weights: WeightsOpt = None,
     batch_size: BatchSizeOpt = 64,
     workers: WorkersOpt = 0,
+    threads: ThreadsOpt = 0,
+    decode: DecodeOpt = _Decode.auto,
     device: DeviceOpt = "auto",
     slide_mpp: SlideMppOpt = None,
     mpp: MppOpt = 0.5,
@@ -483,21 +500,21 @@ def embed(
     try:
         import torch
 
-        from weakstil.embed import cache_path, embed_slide, plan_threads
+        from weakstil.decode import ThreadPlanner
+        from weakstil.embed import cache_path, embed_slide
         from weakstil.encoders.factory import create_encoder, resolve_device
         from weakstil.tiles import TilingParams
 
         dev = resolve_device(device)
-        n_workers, n_threads = plan_threads(dev.type, workers or None)
-        torch.set_num_threads(n_threads)
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels
         enc = create_encoder(encoder, weights, str(dev), seed=seed)
+        planner = ThreadPlanner(enc, batch_size, workers=workers or None, threads=threads or None)
     except WeakSTILError as exc:
         error_line(exc.one_line())
         raise typer.Exit(1) from None
-    log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; %d decode thread(s), %d torch thread(s)", enc.name,
-             enc.card.model, enc.embed_dim, enc.weights_sha256[:12], dev, enc.precision, n_workers, n_threads)
+    log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; decoding: %s", enc.name, enc.card.model, enc.embed_dim,
+             enc.weights_sha256[:12], dev, enc.precision, decode.value)
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
     failed = 0
     seen: dict[Path, Path] = {}
@@ -517,8 +534,8 @@ def embed(
 
             try:
                 r = embed_slide(path, enc, target, params, slide_mpp=slide_mpp, allow_upsample=allow_upsample,
-                                batch_size=batch_size, workers=n_workers, overwrite=overwrite, seed=seed,
-                                progress=on_batch)
+                                batch_size=batch_size, overwrite=overwrite, seed=seed, progress=on_batch,
+                                decode=decode.value, planner=planner)
             except WeakSTILError as exc:
                 failed += 1
                 error_line(exc.one_line())
@@ -554,6 +571,7 @@ def pretrain(
     device: DeviceOpt = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
     workers: WorkersOpt = 0,
+    threads: ThreadsOpt = 0,
     slide_mpp: SlideMppOpt = None,
     mpp: MppOpt = 0.5,
     tile_size: TileSizeOpt = 224,
@@ -575,14 +593,18 @@ def pretrain(
         error_line(exc.one_line())
 
     try:
-        from weakstil.embed import plan_threads
+        import torch
+
+        from weakstil.decode.plan import available_cpus
         from weakstil.encoders.factory import resolve_device
         from weakstil.pretrain import PretrainConfig
         from weakstil.pretrain import pretrain as run_pretrain
 
         dev = resolve_device(device)
-        n_workers, _ = plan_threads(dev.type, workers or None)  # tiles are read once, before training
-        # training keeps torch's own thread count (all cores, or OMP_NUM_THREADS when set)
+        # tiles are read once, before training: decoding may use every core then
+        n_workers = workers or available_cpus()
+        if threads:  # else training keeps torch's own thread count (all cores, or OMP_NUM_THREADS)
+            torch.set_num_threads(threads)
         cfg = PretrainConfig(encoder=encoder, init_weights=weights or "random", steps=steps, epochs=epochs,
                              batch_size=batch_size, tiles_per_slide=tiles_per_slide, crop_px=crop_px, lr=lr,
                              seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold)
@@ -621,6 +643,8 @@ def score(
     allow_upsample: AllowUpsampleOpt = False,
     device: DeviceOpt = "auto",
     workers: WorkersOpt = 0,
+    threads: ThreadsOpt = 0,
+    decode: DecodeOpt = _Decode.auto,
     batch_size: BatchSizeOpt = 64,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Score every slide again, even finished ones.")] = False,
 ) -> None:
@@ -631,7 +655,8 @@ def score(
     from weakstil.score import STATUS_ERROR, ScoreOptions, score_batch
 
     opts = ScoreOptions(model=model, out=out, features=features, encoder=encoder, weights=weights, device=device,
-                        workers=workers or 2, batch_size=batch_size, slide_mpp=slide_mpp,
+                        workers=workers, threads=threads, decode=decode.value, batch_size=batch_size,
+                        slide_mpp=slide_mpp,
                         allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
                         tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite)
     try:
@@ -724,6 +749,9 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A smaller run (under 3 minutes) for tests.")] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "auto",
+    workers: WorkersOpt = 0,
+    threads: ThreadsOpt = 0,
+    decode: DecodeOpt = _Decode.auto,
 ) -> None:
     """The whole method on a synthetic cohort: pretraining, embedding, tumour-bed detector, MIL
     training with cross-validation, scoring of held-out slides, and a metrics table."""
@@ -731,7 +759,8 @@ def demo(
     from weakstil.errors import WeakSTILError
 
     try:
-        result = run_demo(out, quick=quick, seed=seed, device=device)
+        result = run_demo(out, quick=quick, seed=seed, device=device, workers=workers, threads=threads,
+                          decode=decode.value)
     except WeakSTILError as exc:
         error_line(exc.one_line())
         raise typer.Exit(1) from None

@@ -71,6 +71,9 @@ def close_shared_pool() -> None:
 
 
 # -- planning ---------------------------------------------------------------------------
+#: Slides of at most this many batches are not worth measuring a plan on.
+SMALL_SLIDE_BATCHES = 2
+
 class ThreadPlanner:
     """Plans ``(decode workers, torch threads)`` for an encoder, measured on the first slide of
     each read path (see :mod:`weakstil.decode.plan`), and applies the torch thread count."""
@@ -108,6 +111,12 @@ class ThreadPlanner:
         import torch
 
         key = (spec.path, spec.jpeg.reduce if spec.jpeg else 0, spec.tile_px)
+        if key not in self._plans and self.encoder.device.type != "cuda" and not (self.workers and self.threads) \
+                and len(coords) <= SMALL_SLIDE_BATCHES * self.batch_size:
+            # measuring would cost more than it saves; a later, bigger slide is measured
+            p = ThreadPlan(self.workers or 1, self.threads or self.cpus, self.cpus, "small slide")
+            torch.set_num_threads(p.threads)
+            return p
         if key not in self._plans:
             if self.encoder.device.type == "cuda":
                 p = plan_cuda(self.cpus, self.workers, self.threads)
@@ -156,8 +165,7 @@ def tile_batches(slide: Slide, coords: np.ndarray, tile_px: int, mpp: float, enc
                       torch_threads=torch.get_num_threads())
         return _gpu_with_fallback(gpu, slide, spec, coords, batch_size, encoder, record, planner, workers,
                                   prefetch), lambda: record
-    if mode != DecodeMode.CPU:
-        record["gpu"] = gpu_reason
+    record["gpu"] = gpu_reason
     plan = planner.plan(spec, coords) if planner is not None else None
     n_workers = plan.workers if plan is not None else max(0, int(workers))
     stats = DecodeStats()

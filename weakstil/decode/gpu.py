@@ -37,6 +37,20 @@ log = logging.getLogger(__name__)
 CHECK_MAX_MEAN_DIFF = 2.0
 
 
+def decode_jpeg_fn():
+    """``torchvision.io.decode_jpeg`` (torchvision >= 0.29 warns that its image I/O moves to TorchCodec;
+    the function is still there and is what the GPU machines' torchvision has)."""
+    import warnings
+
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    def decode(data, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return decode_jpeg(data, **kwargs)
+    return decode, ImageReadMode
+
+
 class GpuDecodeUnavailable(RuntimeError):
     """The GPU path cannot read this slide (reason in the message); the CPU path can."""
 
@@ -56,7 +70,7 @@ def gpu_problem(plan: JpegPlan, device) -> str | None:
     if dev.type == "cuda" and not torch.cuda.is_available():
         return "no CUDA device"
     try:
-        from torchvision.io import decode_jpeg  # noqa: F401
+        decode_jpeg_fn()
     except Exception as exc:  # torchvision missing or broken
         return f"torchvision cannot decode JPEG ({type(exc).__name__}: {exc})"
     if plan.level.colourspace == "rgb":
@@ -93,8 +107,7 @@ class GpuTileBatches:
         self._cache: dict[int, object] = {}  # tile index -> decoded (3, th, tw) tensor, previous batch
         self.tiles_decoded = 0
         self.checked = False
-        from torchvision.io import ImageReadMode
-
+        self._decode_jpeg, ImageReadMode = decode_jpeg_fn()
         self.mode = ImageReadMode.UNCHANGED if lv.colourspace == "rgb" else ImageReadMode.RGB
 
     def close(self) -> None:
@@ -137,8 +150,7 @@ class GpuTileBatches:
 
     # device work -----------------------------------------------------------------
     def _decode(self, streams: dict) -> dict:
-        from torchvision.io import decode_jpeg
-
+        decode_jpeg = self._decode_jpeg
         todo = [k for k in streams if k not in self._cache]
         out = {k: self._cache[k] for k in streams if k in self._cache}
         if todo:
