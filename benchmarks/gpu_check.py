@@ -309,8 +309,9 @@ def main() -> None:
 
         enc = encoders["resnet50"]
         planner = ThreadPlanner(enc, bs, workers=1 if quick else None, threads=cpus if quick else None)
-        for label, decode in (("gpu decode, first slide of the run", "gpu"), ("gpu decode, next slide", "gpu"),
-                              ("cpu decode (warm pool)", "cpu")):
+        runs = [("gpu decode, first slide of the run", "gpu"), ("gpu decode, next slide", "gpu"),
+                ("cpu decode (warm pool)", "cpu")]
+        for label, decode in runs[:1] if quick else runs:
             if decode == "gpu" and not (dev.startswith("cuda") or quick):
                 continue
             with section(f"embed_slide 20x resnet50 ({label})", 20) as ok:
