@@ -209,21 +209,73 @@ class GpuTileBatches:
             crops = x.round_().clamp_(0, 255).to(torch.uint8)
         return crops.permute(0, 2, 3, 1)  # (n, px, px, 3) view, channels-last storage
 
+    def _prepare(self, fetched):
+        """Decode and assemble one fetched batch (on the producer's CUDA stream when on a GPU)."""
+        s, part, layout, streams = fetched
+        return s, self._assemble(part, layout, self._decode(streams))
+
     def __iter__(self) -> Iterator[tuple[int, object]]:
+        """Batches in order. A producer thread reads, decodes and assembles up to ``prefetch`` batches
+        ahead (on its own CUDA stream), so the GPU decodes the next batch while the encoder runs."""
+        import queue
+        import threading
+
+        import torch
+
         n_batches = math.ceil(len(self.coords) / self.batch_size)
         if n_batches == 0:
             return
-        with ThreadPoolExecutor(1, thread_name_prefix="weakstil-jpeg-read") as pool:
-            pending = [pool.submit(self._fetch, i) for i in range(min(self.prefetch, n_batches))]
-            nxt = len(pending)
+        cuda = self.device.type == "cuda"
+        side = torch.cuda.Stream(self.device) if cuda else None
+        ready: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def produce() -> None:
             try:
-                while pending:
-                    s, part, layout, streams = pending.pop(0).result()
-                    if nxt < n_batches:
-                        pending.append(pool.submit(self._fetch, nxt))
-                        nxt += 1
-                    tiles = self._decode(streams)
-                    yield s, self._assemble(part, layout, tiles)
-            finally:
-                for f in pending:
-                    f.cancel()
+                with ThreadPoolExecutor(1, thread_name_prefix="weakstil-jpeg-read") as reader:
+                    fetched = [reader.submit(self._fetch, i) for i in range(min(2, n_batches))]
+                    nxt = len(fetched)
+                    while fetched and not stop.is_set():
+                        item = fetched.pop(0).result()
+                        if nxt < n_batches:
+                            fetched.append(reader.submit(self._fetch, nxt))
+                            nxt += 1
+                        if cuda:
+                            with torch.cuda.stream(side):
+                                out = self._prepare(item)
+                                event = torch.cuda.Event()
+                                event.record(side)
+                        else:
+                            out, event = self._prepare(item), None
+                        while not stop.is_set():
+                            try:
+                                ready.put((out, event, None), timeout=0.2)
+                                break
+                            except queue.Full:
+                                continue
+                    for f in fetched:
+                        f.cancel()
+            except BaseException as exc:  # handed to the consumer
+                ready.put((None, None, exc))
+
+        thread = threading.Thread(target=produce, name="weakstil-gpu-decode", daemon=True)
+        thread.start()
+        try:
+            for _ in range(n_batches):
+                out, event, exc = ready.get()
+                if exc is not None:
+                    raise exc
+                s, batch = out
+                if event is not None:
+                    cur = torch.cuda.current_stream(self.device)
+                    cur.wait_event(event)
+                    batch.record_stream(cur)  # its memory came from the producer's stream
+                yield s, batch
+        finally:
+            stop.set()
+            while thread.is_alive():
+                try:
+                    ready.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+                thread.join(timeout=0.05)
