@@ -100,7 +100,8 @@ def package_version(name: str) -> str:
 
 
 def plan_threads(device_type: str, workers: int | None = None, cpus: int | None = None) -> tuple[int, int]:
-    """``(decode threads, torch threads)`` for a device.
+    """``(decode threads, torch threads)`` for a device: the fixed split used before the measured plan
+    of :mod:`weakstil.decode.plan` (kept for scripts that ask for it, e.g. ``benchmarks/accuracy.py``).
 
     On CPU the cores are split: decoding gets ``workers`` (default: a third of the cores, at
     least 1) and torch the rest, so the two stages run side by side without oversubscription.
@@ -175,6 +176,10 @@ def iter_tile_batches(slide: Slide, coords: np.ndarray, tile_px: int, mpp: float
                       workers: int = 1, prefetch: int | None = None, pin_memory: bool = False,
                       ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, uint8 (b, tile_px, tile_px, 3))`` batches in order, decoded ahead by threads.
+
+    The pre-:mod:`weakstil.decode` reader (OpenSlide in threads of this process), kept as the
+    "old default" baseline of ``benchmarks/embed_throughput.py``; embedding uses
+    :func:`weakstil.decode.tile_batches`.
 
     At most ``prefetch`` batches are in flight; buffers are reused from a fixed ring, so memory
     is bounded whatever the slide's size. A yielded array is valid until the next one is asked for.
