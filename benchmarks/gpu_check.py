@@ -348,6 +348,11 @@ def main() -> None:
     write_slide("20x", 0.5, 1400 if quick else 32000)  # >= 15,000 tissue tiles at 0.5 µm/px
     model("resnet50")
     e2e("20x", "resnet50", "gpu")
+    if on_gpu and "20x" in slides and ("20x", "resnet50", "gpu") not in results:
+        emit("- GPU decoding of the RGB (Aperio-like) slide failed: the YCbCr slide is measured now")
+        write_slide("20x-ycbcr", 0.5, 1400 if quick else 32000, colourspace="ycbcr")
+        e2e("20x-ycbcr", "resnet50", "gpu")
+        decode_gpu("20x-ycbcr")
     wall("gpu decode, first slide of the run", "gpu")
     wall("gpu decode, next slide", "gpu")
     decode_gpu("20x")
@@ -370,9 +375,10 @@ def main() -> None:
         e2e("40x", kind, "cpu")
     if "40x" in slides:
         parity_of("synthetic 40x (RGB JPEG + tables; DCT 1/2 on the CPU path)", slides["40x"]["path"])
-    write_slide("20x-ycbcr", 0.5, 1400 if quick else 32000, colourspace="ycbcr")
-    decode_gpu("20x-ycbcr")
-    e2e("20x-ycbcr", "resnet50", "gpu")
+    if "20x-ycbcr" not in slides:
+        write_slide("20x-ycbcr", 0.5, 1400 if quick else 32000, colourspace="ycbcr")
+        decode_gpu("20x-ycbcr")
+        e2e("20x-ycbcr", "resnet50", "gpu")
     if "20x-ycbcr" in slides:
         parity_of("synthetic 20x (YCbCr 4:2:0 JPEG)", slides["20x-ycbcr"]["path"])
     close_shared_pool()

@@ -11,6 +11,7 @@
 set -uo pipefail
 OUT=${OUT:-$PWD/gpu_out}
 SITE=${SITE:-/tmp/site}
+if [ -z "${PYTHON:-}" ] && [ -x /opt/torch/.venv/bin/python ]; then PYTHON=/opt/torch/.venv/bin/python; fi
 PY=${PYTHON:-python3}
 LIMIT_S=${LIMIT_S:-330}
 mkdir -p "$OUT"
@@ -20,8 +21,19 @@ start=$(date +%s)
   $PY --version
   echo "cpus: $(nproc)"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
-  $PY -m pip install -q --no-index --no-deps --no-compile --find-links .whl --target "$SITE" \
-    openslide-python openslide-bin simplejpeg tifffile
+  if $PY -m pip --version >/dev/null 2>&1; then
+    $PY -m pip install -q --no-index --no-deps --no-compile --find-links .whl --target "$SITE" \
+      openslide-python openslide-bin simplejpeg tifffile
+  else  # no pip in that environment: a wheel is a zip file; unpack the ones for this Python
+    tag=$($PY -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
+    mkdir -p "$SITE"
+    for w in .whl/*.whl; do
+      case "$w" in *-cp3[0-9]*-cp3[0-9]*) case "$w" in *"-$tag-"*) ;; *) continue ;; esac ;; esac
+      $PY -m zipfile -e "$w" "$SITE" || exit 1
+    done
+  fi
+  PYTHONPATH="$SITE" $PY -c 'import openslide, simplejpeg, tifffile; print("openslide", openslide.__version__,
+    openslide.__library_version__, "simplejpeg", simplejpeg.__version__, "tifffile", tifffile.__version__)'
 } > "$OUT/setup.log" 2>&1
 setup_rc=$?
 if [ $setup_rc -ne 0 ]; then
