@@ -118,7 +118,7 @@ def default_slide(cache_dir: Path) -> Path:
     return path
 
 
-def bench_encoder(name: str, args, slide, spec, coords, cpus: int) -> list[str]:
+def bench_encoder(name: str, args, slide, spec, coords, cpus: int, all_coords: np.ndarray) -> list[str]:
     import torch
 
     from weakstil.decode.batches import ThreadPlanner, shared_pool
@@ -132,13 +132,15 @@ def bench_encoder(name: str, args, slide, spec, coords, cpus: int) -> list[str]:
     reps = args.repeats
 
     def decode_only(w: int) -> float:
+        # over all the slide's tiles (more than the workers' caches of decoded JPEG tiles hold), so a
+        # repeat decodes again instead of finding the tiles of a short run still decoded
         pool = shared_pool(w)
 
         def run() -> None:
-            for _s, b in pool.batches(spec, coords, bs):
+            for _s, b in pool.batches(spec, all_coords, bs):
                 b[0, 0, 0, 0]
         run()  # warm-up: start the workers, fill the page cache
-        return n / timed(run, reps)
+        return len(all_coords) / timed(run, reps)
 
     def encoder_only(t: int) -> float:
         torch.set_num_threads(t)
@@ -251,7 +253,7 @@ def main() -> None:
                 coords = coords[:cap]
             t0 = time.perf_counter()
             try:
-                out += bench_encoder(name, args, slide, spec, coords, cpus)
+                out += bench_encoder(name, args, slide, spec, coords, cpus, coords0)
             except Exception as exc:  # print what we have for the other encoder
                 import traceback
 
