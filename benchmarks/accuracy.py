@@ -80,7 +80,8 @@ def pretrained_encoder_dir(cache: Path, slides: list[Path], steps: int, seed: in
 def embed_all(slides: list[Path], encoder_name: str | Path, weights: str | None, out_dir: Path) -> Path:
     import torch
 
-    from weakstil.embed import embed_slide, plan_threads
+    from weakstil.embed import embed_slide
+    from weakstil.runtime import plan_threads
     from weakstil.encoders import create_encoder
 
     encoder = create_encoder(encoder_name, weights=weights, device="cpu", seed=0)
@@ -158,22 +159,22 @@ def tile_pearson(scores: dict[str, tuple[np.ndarray, np.ndarray]], truth: dict[s
 
 
 def run_mil(name: str, csv: Path, features: Path, out: Path, truth, masks, args) -> dict:
-    from weakstil.evaluation import read_tile_scores
-    from weakstil.milconfig import TrainConfig
+    from weakstil.files import TileScoresFile
+    from weakstil.mil.config import TrainConfig
     from weakstil.train import train_cohort
 
     agg = name.split("/")[1]
     cfg = TrainConfig(aggregator=agg, epochs=args.epochs, seed=args.seed, lr=args.lr)
     t0 = time.perf_counter()
     train_cohort(csv, features, out, cfg, n_folds=args.folds, group_column=args.group_column, overwrite=True,
-                 tile_masks=masks)
+                 tumorbeds=masks)
     secs = time.perf_counter() - t0
     oof = pd.read_csv(out / "cv" / "oof_predictions.csv", dtype={"slide_id": str})
     row = slide_metrics(oof["stil_true"].to_numpy(), oof["stil_pred"].to_numpy())
     scores = {}
     for sid in oof["slide_id"]:
-        d = read_tile_scores(out / "cv" / "tiles" / f"{sid}.h5")
-        scores[sid] = (d["coords"], d["tile_scores"])
+        d = TileScoresFile.read(out / "cv" / "tiles" / f"{sid}.h5")
+        scores[sid] = (d.coords, d.tile_scores)
     row["tile_r"], row["n_tiles"] = tile_pearson(scores, truth, masks)
     row["seconds"] = secs
     return row

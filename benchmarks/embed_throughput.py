@@ -222,13 +222,13 @@ def main() -> None:
 
     from weakstil import __version__
     from weakstil.decode.batches import close_shared_pool
-    from weakstil.decode.plan import available_cpus
+    from weakstil.runtime import cpu_count
     from weakstil.decode.readers import plan_reader
     from weakstil.slide import Slide
     from weakstil.tiles import TilingParams, find_tiles
 
     load0 = os.getloadavg()
-    cpus = available_cpus()
+    cpus = cpu_count()
     capacity = parallel_capacity()
     slide_path = args.slide or default_slide(args.cache_dir)
     params = TilingParams()

@@ -189,9 +189,9 @@ def main() -> None:
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    from weakstil.decode.plan import available_cpus
+    from weakstil.runtime import cpu_count
 
-    cpus = available_cpus()
+    cpus = cpu_count()
     gpu = torch.cuda.get_device_name(0) if dev.startswith("cuda") else "none (CPU smoke run)"
     versions = {}
     for mod in ("torchvision", "timm", "tifffile", "simplejpeg", "openslide", "PIL"):
@@ -309,7 +309,8 @@ def main() -> None:
             if ok:
                 import json
 
-                from weakstil.embed import embed_slide, read_features
+                from weakstil.embed import embed_slide
+                from weakstil.files import FeaturesFile
 
                 enc = encoders["resnet50"]
                 planner = ThreadPlanner(enc, bs, workers=1 if quick else None, threads=cpus if quick else None)
@@ -317,7 +318,7 @@ def main() -> None:
                 r = embed_slide(slides["20x"]["path"], enc, work / f"wall-{decode}.h5", batch_size=bs,
                                 decode=decode, planner=planner, overwrite=True)
                 dt = time.perf_counter() - t
-                rec = json.loads(read_features(r.path)["decode"])
+                rec = json.loads(FeaturesFile.read_header(r.path)[0]["decode"])
                 walls.append((label, r.n_tiles, dt, rec.get("path"), rec.get("gpu")))
                 log(f"embed_slide ({label}): {r.n_tiles} tiles in {dt:.2f} s via {rec.get('path')}")
 

@@ -23,8 +23,9 @@ from weakstil.decode.jpeg_tiles import choose_dct_scale, sof_info
 from weakstil.decode.plan import choose, plan_cpu
 from weakstil.decode.svswriter import write_svs
 from weakstil.decode.workers import DecodePool, DecodeStats, DecodeWorkerError, iter_batches_inline, leaked_segments
-from weakstil.embed import embed_batches, embed_slide, read_features
+from weakstil.embed import embed_batches, embed_slide
 from weakstil.encoders import create_encoder
+from weakstil.files import FeaturesFile
 from weakstil.slide import Slide
 from weakstil.tiles import TilingParams, find_tiles
 
@@ -47,7 +48,7 @@ def svs40(synth_tiff, tmp_path_factory) -> Path:
     """A 40x-like Aperio SVS (0.25 µm/px, RGB JPEG with JPEGTables) of the synthetic slide."""
     with Slide.open(synth_tiff) as s:
         w, h = s.dimensions
-        rgb = np.asarray(s.handle.read_region((0, 0), 0, (w, h)).convert("RGB"))
+        rgb = np.asarray(s.backend.read_region((0, 0), 0, (w, h)).convert("RGB"))
     rgb = np.asarray(Image.fromarray(rgb).resize((2 * w, 2 * h), Image.Resampling.BICUBIC))
     return write_svs(tmp_path_factory.mktemp("svs") / "s40.svs", rgb, mpp=0.25, tile=240, colourspace="rgb")
 
@@ -295,7 +296,7 @@ def test_embed_records_the_decode_path_and_plan(svs40, encoder, tmp_path):
     b = embed_slide(svs40, encoder, tmp_path / "b.h5", batch_size=8, workers=0, decode="cpu")
     with h5py.File(b.path) as f:
         assert f.attrs["cache_key"] == key_a
-    fa, fb = read_features(r.path)["features"], read_features(b.path)["features"]
+    fa, fb = FeaturesFile.read(r.path).features, FeaturesFile.read(b.path).features
     assert np.array_equal(fa, fb)  # workers and in-process decoding: the same bytes
 
 

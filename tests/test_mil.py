@@ -11,7 +11,7 @@ import torch
 from planted import make_planted_cohort, write_feature_file
 from weakstil.cohort import read_cohort
 from weakstil.errors import WeakSTILError
-from weakstil.evaluation import read_tile_scores
+from weakstil.files import TileScoresFile
 from weakstil.metrics import pearson, r2_score
 from weakstil.mil import (
     Architecture,
@@ -43,8 +43,8 @@ def planted(tmp_path_factory):
 def _tile_pearson(tiles_dir, truth):
     pred, true = [], []
     for sid, u in truth.items():
-        d = read_tile_scores(tiles_dir / f"{sid}.h5")
-        pred.append(d["tile_scores"])
+        d = TileScoresFile.read(tiles_dir / f"{sid}.h5")
+        pred.append(d.tile_scores)
         true.append(u)
     return pearson(np.concatenate(true), np.concatenate(pred))
 
@@ -63,10 +63,10 @@ def test_learns_tile_stil_from_slide_labels(planted, tmp_path, aggregator, min_r
     assert r2 >= min_r2
     # the heatmap property: tiles scored by a model that never saw the slide's label
     assert _tile_pearson(out / "cv" / "tiles", truth) >= min_tile_r
-    d = read_tile_scores(out / "cv" / "tiles" / "S000.h5")
-    assert d["weights"].sum() == pytest.approx(1.0, abs=1e-4)
-    assert ("attention" in d) == (aggregator == "attention")
-    assert 0 <= d["tile_scores"].min() and d["tile_scores"].max() <= 100
+    d = TileScoresFile.read(out / "cv" / "tiles" / "S000.h5")
+    assert d.weights.sum() == pytest.approx(1.0, abs=1e-4)
+    assert (d.attention is not None) == (aggregator == "attention")
+    assert 0 <= d.tile_scores.min() and d.tile_scores.max() <= 100
 
 
 def test_tumorbed_flags_restrict_the_slide_score(tmp_path):
@@ -122,7 +122,7 @@ def test_same_seed_same_model_bytes(planted, tmp_path):
 def _tamper(model_dir, state_edit):
     from safetensors.torch import load_file, save_file
 
-    from weakstil.mil import sha256_file
+    from weakstil.runtime import sha256_file
 
     path = model_dir / "model.safetensors"
     state = load_file(str(path))

@@ -194,16 +194,16 @@ def test_tumorbed_detector_on_held_out_slides(pipeline):
     """Detected beds overlap the generator's truth (the quality target is measured in benchmarks)."""
     from skimage.transform import resize
 
-    from weakstil.embed import read_features
+    from weakstil.files import FeaturesFile
     from weakstil.tissue import dice
     from weakstil.tumorbed import SlideGeometry, TumorBedModel, whole_tissue
 
     detector = TumorBedModel.load(pipeline["model"] / "tumorbed")
     gains = []
     for path in pipeline["held"]:
-        data = read_features(pipeline["features"] / f"{path.stem}.h5")
-        geom = SlideGeometry.from_attrs(data)
-        bed = detector.detect(data["features"], geom)
+        data = FeaturesFile.read(pipeline["features"] / f"{path.stem}.h5")
+        geom = SlideGeometry.from_file(data)
+        bed = detector.detect(data.features, geom)
         with h5py.File(pipeline["cohort"] / "truth" / f"{path.stem}.h5") as f:
             truth = resize(f["tumorbed"][:].astype(np.float32), bed.mask.shape, order=1) > 0.5
         gains.append(dice(bed.mask, truth) - dice(whole_tissue(geom).mask, truth))

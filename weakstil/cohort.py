@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from weakstil.errors import WeakSTILError
+from weakstil.files.paths import feature_path
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +72,6 @@ class Cohort:
         return [feature_path(features_dir, s) for s in self.slide_ids]
 
 
-def feature_path(features_dir: str | Path, slide_id: str, slide_path: str | Path | None = None) -> Path:
-    """Where stage 1 caches the features of a slide: ``<slide_id>.h5``, or the slide file's own
-    id (``weakstil embed`` names caches after the file) when only that exists."""
-    first = Path(features_dir) / f"{slide_id}.h5"
-    if not first.exists() and slide_path is not None:
-        from weakstil.slide import slide_id_from_path
-
-        other = Path(features_dir) / f"{slide_id_from_path(slide_path)}.h5"
-        if other.exists():
-            return other
-    return first
-
-
 def resolve_group_column(columns: list[str], group_column: str | None) -> str | None:
     """``None`` means 'use ``group`` if the CSV has it'; 'none' switches grouping off."""
     if group_column is None:
@@ -110,18 +98,20 @@ def _parse_stil(raw: str) -> tuple[float | None, str | None]:
 
 
 def _check_features(path: Path, shown: str) -> str | None:
+    """Why ``path`` is not a usable feature cache, or ``None``."""
+    from weakstil.files import FeaturesFile, SlideFileError
+    from weakstil.files.h5 import H5ReadError
+
     if not path.exists():
         return f"no features {shown}"
     try:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            if int(f.attrs.get("complete", 0)) != 1:
-                return f"features {shown} are incomplete (interrupted run)"
-            if "features" not in f:
-                return f"features {shown} have no 'features' dataset"
-    except OSError:
+        FeaturesFile.read_header(path)
+    except H5ReadError:
         return f"features {shown} are unreadable"
+    except SlideFileError as exc:
+        if "incomplete" in exc.message:
+            return f"features {shown} are incomplete (interrupted run)"
+        return f"features {shown}: {exc.message}"
     return None
 
 

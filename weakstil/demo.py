@@ -45,7 +45,8 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     from weakstil.embed import embed_slide
     from weakstil.encoders.factory import create_encoder
     from weakstil.metrics import regression_metrics
-    from weakstil.milconfig import TrainConfig
+    from weakstil.mil.config import TrainConfig
+    from weakstil.modeldir import ModelDir
     from weakstil.pretrain import PretrainConfig, pretrain
     from weakstil.score import ScoreOptions, score_batch
     from weakstil.synth import generate_cohort
@@ -101,7 +102,8 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     # 4. tumour-bed detector from a few annotated slides (the generator's GeoJSON outlines)
     t0 = time.perf_counter()
     model_dir = out / "model"
-    from weakstil.tumorbed import train_tumorbed_from_cache
+    from weakstil.tumorbed.detector import train_tumorbed_from_cache
+    from weakstil.tumorbed.resolver import BedSources
 
     detector = train_tumorbed_from_cache(features, cohort_dir / "truth",
                                          slide_ids=list(train["slide_id"])[:plan.tumorbed_slides], seed=seed)
@@ -109,14 +111,12 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
 
     # 5. MIL regression on slide labels only, tumour beds from the annotations
     t0 = time.perf_counter()
-    tile_masks = _annotation_masks(features, cohort_dir / "truth", list(train["slide_id"]))
     cfg = TrainConfig(epochs=plan.epochs, seed=seed, device="cpu" if device == "auto" else device)
     summary = train_cohort(train_csv, features, model_dir, cfg, n_folds=plan.folds, overwrite=True,
-                           tile_masks=tile_masks)
-    detector.save(model_dir / "tumorbed")
-    from weakstil.score import bundle_for_scoring
-
-    bundle_for_scoring(model_dir, features)
+                           beds=BedSources(annotations=cohort_dir / "truth"))
+    folder = ModelDir(model_dir)
+    detector.save(folder.tumorbed_dir)
+    folder.bundle_for_scoring(features)
     step("MIL training", t0)
 
     # 6. score the held-out slides like a lab would: slide files in, results out
@@ -162,29 +162,17 @@ def _jsonable(o):
     return str(o)
 
 
-def _annotation_masks(features: Path, annotations: Path, slide_ids: list[str]) -> dict[str, np.ndarray]:
-    from weakstil.embed import read_features
-    from weakstil.tumorbed import resolve_tumorbed
-
-    masks = {}
-    for sid in slide_ids:
-        data = read_features(features / f"{sid}.h5")
-        masks[sid] = resolve_tumorbed(sid, data, annotations=annotations).tile_flags
-    return masks
-
-
 def _tumorbed_dice(scores_dir: Path, truth_dir: Path, slide_ids: list[str]) -> float | None:
-    import h5py
     from skimage.transform import resize
 
+    from weakstil.files import SlideScoresFile, slide_file
+    from weakstil.synth import read_truth
     from weakstil.tissue import dice
 
     values = []
     for sid in slide_ids:
-        with h5py.File(scores_dir / f"{sid}.h5") as f:
-            detected = f["tumorbed_mask"][:].astype(bool)
-        with h5py.File(truth_dir / f"{sid}.h5") as f:
-            truth = f["tumorbed"][:].astype(np.float32)
+        detected = SlideScoresFile.read(slide_file(scores_dir, sid)).tumorbed_mask
+        truth = read_truth(slide_file(truth_dir, sid))[0].tumorbed.astype(np.float32)
         values.append(dice(detected, resize(truth, detected.shape, order=1, anti_aliasing=True) > 0.5))
     return float(np.mean(values)) if values else None
 

@@ -1,35 +1,20 @@
 """Stage 1: embed every tile of a slide with an encoder, cached per slide in HDF5.
 
-HDF5 layout of ``CACHE/<slide_id>.h5`` (coordinates in level-0 pixels):
-
-* ``features`` (N, D) float32: one embedding per tile, in the order of ``coords``
-* ``coords`` (N, 2) int64: ``[x, y]`` top-left of each tile at level 0
-* ``tissue_fraction`` (N,) float32: share of the tile on the tissue mask
-* ``tissue_mask`` (H, W) uint8, attribute ``mpp``: the tissue mask the tiles were chosen on
-* file attributes:
-
-  - everything of :meth:`weakstil.tiles.SlideTiles.attrs`: ``mpp``, ``tile_px``, ``tile_um``,
-    ``tile_size_level0``, ``overlap_px``, ``tissue_threshold``, ``tile_mode``, ``mask_mpp``,
-    ``tissue_params`` (JSON), ``tiling_key`` (JSON), ``n_tiles``, ``slide_path``, ``slide_id``,
-    ``slide_mpp``, ``slide_mpp_source``, ``slide_width``, ``slide_height``, ``slide_vendor``,
-    ``slide_levels``
-  - ``encoder`` (card name), ``encoder_card`` (the card as JSON), ``embed_dim``,
-    ``weights_sha256``, ``weights_source``, ``normalisation`` (JSON mean/std/input_px),
-    ``precision`` (what ran: fp32 on CPU, the card's precision under CUDA autocast),
-    ``device``, ``torch_version``, ``timm_version``, ``weakstil_version``, ``seed``,
-    ``batch_size``, ``embed_seconds``, ``warnings`` (JSON), ``created``
-  - ``decode`` (JSON): how the tiles were read (:mod:`weakstil.decode`): ``mode`` asked for,
-    ``path`` taken (``jpeg-tiles``, ``jpeg-tiles-gpu`` or ``openslide``, with the reason for
-    OpenSlide or for not using the GPU), decoder, pyramid level and DCT scale, decode workers and
-    torch threads with the measured plan behind them, and timings. Not part of the cache key
-    (every path gives the same tiles within decoder tolerance; see :mod:`weakstil.decode.batches`)
-  - ``cache_key``: sha256 of the encoder name, its weights' sha256, the card fields that change
-    features (model, kwargs, input size, mean/std, pooling), the tiling key and the slide's µm/px
-  - ``complete`` = 1, set last
+The cache ``CACHE/<slide_id>.h5`` is a :class:`weakstil.files.FeaturesFile` (layout documented
+there): the tiles, their ``features`` (N, D) float32 and the encoder's provenance, with a
+``cache_key``: sha256 of the encoder name, its weights' sha256, the card fields that change
+features (model, kwargs, input size, mean/std, pooling), the tiling key and the slide's µm/px.
 
 The file is written under a temporary name beside the target and renamed when complete, so an
 interrupted run never leaves a file that looks complete; a rerun removes such leftovers. A
 rerun skips a slide only when its cache is complete and its ``cache_key`` matches.
+
+The ``decode`` attribute (JSON) records how the tiles were read (:mod:`weakstil.decode`): the
+``mode`` asked for, the ``path`` taken (``jpeg-tiles``, ``jpeg-tiles-gpu`` or ``openslide``, with
+the reason for OpenSlide or for not using the GPU), decoder, pyramid level and DCT scale, decode
+workers and torch threads with the measured plan behind them, and timings. It is not part of the
+cache key (every path gives the same tiles within decoder tolerance; see
+:mod:`weakstil.decode.batches`).
 
 Speed: JPEG-tiled TIFF/SVS levels are decoded by libjpeg-turbo in worker processes into a ring of
 shared-memory batch buffers (on CUDA: by nvJPEG on the GPU), other formats through OpenSlide,
@@ -43,20 +28,21 @@ import collections
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from weakstil import __version__
-from weakstil.atomic import atomic_path, remove_stale_temps
+from weakstil import __version__, settings
+from weakstil.atomic import remove_stale_temps
 from weakstil.errors import NoTissueError, WeakSTILError
+from weakstil.files import FeaturesFile, slide_file
+from weakstil.runtime import package_version
 from weakstil.slide import Slide, slide_id_from_path
 from weakstil.tiles import SlideTiles, TilingParams, find_tiles
 
@@ -72,10 +58,6 @@ CACHE_FORMAT = 1
 _CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling")
 
 
-class CacheError(WeakSTILError):
-    """A feature cache file is missing, incomplete or unreadable."""
-
-
 @dataclass
 class EmbedResult:
     path: Path
@@ -86,34 +68,6 @@ class EmbedResult:
     @property
     def tiles_per_s(self) -> float:
         return self.n_tiles / self.seconds if self.seconds > 0 else float("nan")
-
-
-# -- threads ----------------------------------------------------------------------------
-def package_version(name: str) -> str:
-    """Installed version of a distribution, without importing it (timm's import alone takes seconds)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def plan_threads(device_type: str, workers: int | None = None, cpus: int | None = None) -> tuple[int, int]:
-    """``(decode threads, torch threads)`` for a device: the fixed split used before the measured plan
-    of :mod:`weakstil.decode.plan` (kept for scripts that ask for it, e.g. ``benchmarks/accuracy.py``).
-
-    On CPU the cores are split: decoding gets ``workers`` (default: a third of the cores, at
-    least 1) and torch the rest, so the two stages run side by side without oversubscription.
-    With a GPU, torch needs few threads and decoding gets most cores.
-    """
-    if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if device_type == "cuda":
-        w = workers or max(1, min(16, cpus - 1))
-        return w, max(1, min(4, cpus - w))
-    w = workers or max(1, cpus // 3)
-    return w, max(1, cpus - w)
 
 
 # -- cache ------------------------------------------------------------------------------
@@ -132,43 +86,14 @@ def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float) -> str:
 
 def cache_is_current(path: str | Path, key: str) -> bool:
     """True when ``path`` is a complete cache written with ``key``."""
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         return False
     try:
-        with h5py.File(path, "r") as f:
-            return (int(f.attrs.get("complete", 0)) == 1 and f.attrs.get("cache_key") == key
-                    and "features" in f and f["features"].shape[0] == int(f.attrs.get("n_tiles", -1)))
-    except (OSError, KeyError, ValueError):  # truncated or not HDF5
+        attrs, shapes = FeaturesFile.read_header(path)
+    except WeakSTILError:  # truncated, incomplete, not HDF5 or another kind
         return False
-
-
-def read_features(path: str | Path) -> dict[str, Any]:
-    """A complete feature cache as a dict: ``features``, ``coords``, ``tissue_fraction``,
-    ``tissue_mask`` (bool) and every file attribute (``encoder_card`` etc. as stored)."""
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise CacheError("feature cache not found", path=path, fix="run 'weakstil embed' for this slide")
-    try:
-        with h5py.File(path, "r") as f:
-            if int(f.attrs.get("complete", 0)) != 1:
-                raise CacheError("feature cache is incomplete", path=path, fix="run 'weakstil embed' again")
-            out: dict[str, Any] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-            out["features"] = f["features"][:]
-            out["coords"] = f["coords"][:]
-            out["tissue_fraction"] = f["tissue_fraction"][:]
-            out["tissue_mask"] = f["tissue_mask"][:].astype(bool)
-            out["tissue_mask_mpp"] = float(f["tissue_mask"].attrs["mpp"])
-    except OSError as exc:
-        raise CacheError(f"not a readable HDF5 file ({exc})", path=path, fix="run 'weakstil embed' again") from None
-    except KeyError as exc:  # an HDF5 file of another kind, e.g. a 'weakstil tile' output
-        raise CacheError(f"not a feature cache (no {exc})", path=path,
-                         fix="pass the <slide_id>.h5 files written by 'weakstil embed'") from None
-    return out
+    return attrs.get("cache_key") == key and shapes.get("features", (-1,))[0] == int(attrs.get("n_tiles", -2))
 
 
 # -- decoding ---------------------------------------------------------------------------
@@ -253,15 +178,36 @@ def embed_batches(encoder: Encoder, batches: Iterator[tuple[int, np.ndarray]],
             close()
 
 
+# -- the encoder of a run ----------------------------------------------------------------
+def open_encoder(name: str | Path, weights: str | None = None, device: str = settings.DEVICE, *,
+                 workers: int = settings.DECODE_WORKERS, threads: int = settings.TORCH_THREADS,
+                 batch_size: int = settings.BATCH_SIZE, seed: int = settings.SEED) -> tuple[Encoder, ThreadPlanner]:
+    """The encoder on its device and the planner of its decode workers and torch threads
+    (:class:`weakstil.decode.ThreadPlanner`: ``workers``/``threads`` > 0 are kept, the rest is
+    planned from the speeds measured on the first slide)."""
+    import torch
+
+    from weakstil.decode.batches import ThreadPlanner
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.runtime import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels
+    enc = create_encoder(name, weights, str(dev), seed=seed)
+    return enc, ThreadPlanner(enc, batch_size, workers=workers or None, threads=threads or None)
+
+
 # -- one slide --------------------------------------------------------------------------
 def cache_path(out_dir: str | Path, slide_path: str | Path) -> Path:
-    return Path(out_dir) / f"{slide_id_from_path(slide_path)}.h5"
+    """Where ``weakstil embed`` caches a slide's features: ``OUT/<slide id of the file>.h5``."""
+    return slide_file(out_dir, slide_id_from_path(slide_path))
 
 
 def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path | None = None,
                 params: TilingParams | None = None, *, out_dir: str | Path | None = None,
-                slide_mpp: float | None = None, allow_upsample: bool = False, batch_size: int = 64,
-                workers: int = 1, prefetch: int | None = None, overwrite: bool = False, seed: int = 0,
+                slide_mpp: float | None = None, allow_upsample: bool = False, batch_size: int = settings.BATCH_SIZE,
+                workers: int = 1, prefetch: int | None = None, overwrite: bool = False, seed: int = settings.SEED,
                 progress: Callable[[int, int], None] | None = None, decode: str = "auto",
                 planner: ThreadPlanner | None = None) -> EmbedResult:
     """Embed the tissue tiles of one slide into ``out_path`` (or ``out_dir/<slide_id>.h5``).
@@ -273,8 +219,6 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
     (:class:`weakstil.decode.ThreadPlanner`) decides them and the torch threads;
     ``decode``: ``cpu``, ``gpu`` or ``auto`` (:class:`weakstil.decode.DecodeMode`).
     """
-    import h5py
-
     if out_path is None:
         if out_dir is None:
             raise ValueError("give out_path or out_dir")
@@ -287,18 +231,16 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         key = cache_key(encoder, params, slide.mpp)
         remove_stale_temps(out_path)  # leftovers of a killed run (one run per cache directory at a time)
         if not overwrite and cache_is_current(out_path, key):
-            with h5py.File(out_path, "r") as f:
-                n = int(f.attrs["n_tiles"])
-            return EmbedResult(out_path, n, True, time.perf_counter() - t0)
+            attrs, _ = FeaturesFile.read_header(out_path)
+            return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)
         _check_resolution(encoder, params, slide)
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         n = len(tiles.coords)
         if n == 0:
             raise NoTissueError("no tissue found (0 tiles)", path=slide.path,
                                 fix="check the slide is not blank; lower --tissue-threshold if tissue is faint")
-        with atomic_path(out_path) as tmp:
-            _write_cache(tmp, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
-                         prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner)
+        _write_cache(out_path, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
+                     prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner)
     return EmbedResult(out_path, n, False, time.perf_counter() - t0)
 
 
@@ -312,29 +254,24 @@ def _check_resolution(encoder: Encoder, params: TilingParams, slide: Slide) -> N
                  card.input_px)
 
 
-def _write_cache(tmp: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, key: str, *, batch_size: int,
+def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, key: str, *, batch_size: int,
                  workers: int, prefetch: int | None, seed: int, progress: Callable[[int, int], None] | None,
                  t0: float, decode: str = "auto", planner: ThreadPlanner | None = None) -> None:
-    import h5py
     import torch
 
     from weakstil.decode.batches import provenance_json, tile_batches
 
     n, d = len(tiles.coords), encoder.embed_dim
-    with h5py.File(tmp, "w") as f:
-        f.attrs["complete"] = 0
-        feats = f.create_dataset("features", shape=(n, d), dtype=np.float32, chunks=(min(n, 256), d))
-        f.create_dataset("coords", data=tiles.coords.astype(np.int64))
-        f.create_dataset("tissue_fraction", data=tiles.tissue_fraction.astype(np.float32))
-        ds = f.create_dataset("tissue_mask", data=tiles.tissue_mask.astype(np.uint8), compression="gzip")
-        ds.attrs["mpp"] = float(tiles.mask_mpp)
+    cache = FeaturesFile(coords=tiles.coords, tissue_fraction=tiles.tissue_fraction, tissue_mask=tiles.tissue_mask,
+                         tissue_mask_mpp=float(tiles.mask_mpp))
+    with cache.streaming(path, n, d) as put:
         done = 0
         bad = 0
 
         def sink(start: int, out: np.ndarray) -> None:
             nonlocal done, bad
             bad += int((~np.isfinite(out)).any(axis=1).sum())
-            feats[start:start + len(out)] = out
+            put(start, out)
             done += len(out)
             if progress is not None:
                 progress(done, n)
@@ -349,25 +286,14 @@ def _write_cache(tmp: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, k
             raise WeakSTILError(f"{bad} of {n} tiles gave non-finite features (encoder '{encoder.name}', "
                                 f"precision {encoder.precision})", path=slide.path,
                                 fix="check the encoder weights, or run in fp32 (--device cpu)")
-        for k, v in tiles.attrs().items():
-            f.attrs[k] = v
-        f.attrs["encoder"] = encoder.name
-        f.attrs["encoder_card"] = encoder.card.to_json()
-        f.attrs["embed_dim"] = d
-        f.attrs["weights_sha256"] = encoder.weights_sha256
-        f.attrs["weights_source"] = encoder.weights_source
-        f.attrs["normalisation"] = json.dumps(encoder.normalisation())
-        f.attrs["precision"] = encoder.precision
-        f.attrs["device"] = str(encoder.device)
-        f.attrs["torch_version"] = str(torch.__version__)
-        f.attrs["timm_version"] = package_version("timm")
-        f.attrs["weakstil_version"] = __version__
-        f.attrs["seed"] = int(seed if encoder.seed is None else encoder.seed)
-        f.attrs["batch_size"] = int(batch_size)
-        f.attrs["warnings"] = json.dumps(tiles.warnings)
-        f.attrs["decode"] = provenance_json(decode_record())
-        f.attrs["cache_key"] = key
-        f.attrs["cache_format"] = CACHE_FORMAT
-        f.attrs["embed_seconds"] = float(time.perf_counter() - t0)
-        f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        f.attrs["complete"] = 1
+        cache.attrs.update(tiles.attrs())
+        cache.attrs.update({
+            "encoder": encoder.name, "encoder_card": encoder.card.to_json(), "embed_dim": d,
+            "weights_sha256": encoder.weights_sha256, "weights_source": encoder.weights_source,
+            "normalisation": json.dumps(encoder.normalisation()), "precision": encoder.precision,
+            "device": str(encoder.device), "torch_version": str(torch.__version__),
+            "timm_version": package_version("timm"), "weakstil_version": __version__,
+            "seed": int(seed if encoder.seed is None else encoder.seed), "batch_size": int(batch_size),
+            "warnings": json.dumps(tiles.warnings), "decode": provenance_json(decode_record()), "cache_key": key, "cache_format": CACHE_FORMAT,
+            "embed_seconds": float(time.perf_counter() - t0), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })

@@ -34,3 +34,13 @@ class SlideError(WeakSTILError):
 
 class NoTissueError(WeakSTILError):
     """Tissue detection found nothing to tile."""
+
+
+class UsageError(WeakSTILError):
+    """The command line itself is wrong (an unknown device, contradictory options): exit code 2."""
+
+
+def short_reason(exc: BaseException, limit: int = 160) -> str:
+    """An exception's message on one line, cut to ``limit`` characters (for ``error:`` lines)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) < limit else text[:limit - 3] + "..."

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from weakstil import __version__
+from weakstil import __version__, settings
 from weakstil.atomic import atomic_path
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
 from weakstil.errors import WeakSTILError
@@ -62,7 +62,7 @@ class PretrainConfig:
     init_weights: str = "random"  #: "random" or a weights file to start from
     steps: int | None = None  #: total optimisation steps (default DEFAULT_STEPS)
     epochs: float | None = None  #: alternatively: passes over the sampled tiles
-    batch_size: int = 64
+    batch_size: int = settings.BATCH_SIZE
     tiles_per_slide: int = 256
     crop_px: int = 128
     lr: float = 1e-3
@@ -71,10 +71,10 @@ class PretrainConfig:
     proj_dim: int = 128
     proj_hidden: int = 512
     warmup_frac: float = 0.05
-    seed: int = 0
+    seed: int = settings.SEED
     mpp: float | None = None  #: default: the card's µm/px
     tile_px: int | None = None  #: default: the card's input size
-    tissue_threshold: float = 0.5
+    tissue_threshold: float = settings.TISSUE_THRESHOLD
     checkpoint_every: int = 50
     augment: dict[str, Any] = field(default_factory=dict)  #: overrides of SSLAugment settings
 
@@ -253,8 +253,8 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     """Train ``cfg.encoder`` with SimCLR on tiles of ``slides``; write the encoder into ``out_dir``."""
     import torch
 
-    from weakstil.embed import package_version
-    from weakstil.encoders.factory import load_model, resolve_device, save_state_dict
+    from weakstil.encoders.factory import load_model, save_state_dict
+    from weakstil.runtime import package_version, resolve_device
     from weakstil.encoders.transforms import SSLAugment
 
     cfg = cfg or PretrainConfig()

@@ -2,10 +2,7 @@
 
 Per slide, in ``OUT``:
 
-* ``<slide_id>.h5``: ``coords`` (level-0), ``tile_scores``, ``attention`` (attention models),
-  ``tumorbed`` flag and ``tumorbed_fraction`` per tile, ``tissue_mask`` and ``tumorbed_mask``
-  (each with attribute ``mpp``); attributes ``tile_size_level0``, ``stil``, ``stil_high``,
-  ``threshold``, ``status``, model / encoder / tiling identity, versions, ``complete``.
+* ``<slide_id>.h5``: tile scores, tumour bed and masks, a :class:`weakstil.files.SlideScoresFile`.
 * ``<slide_id>_heatmap.png``: thumbnail, tile-score heatmap, tumour-bed outline, colour bar.
 * ``<slide_id>.geojson``: the tiles as QuPath ``tile`` objects with their scores as measurements.
 
@@ -25,9 +22,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from weakstil import __version__
-from weakstil.atomic import atomic_path
+from weakstil import __version__, settings
+from weakstil.atomic import atomic_path, remove_stale_temps
 from weakstil.errors import WeakSTILError
+from weakstil.files import slide_file
+from weakstil.modeldir import ModelDir
 from weakstil.slide import slide_id_from_path
 
 log = logging.getLogger(__name__)
@@ -39,6 +38,8 @@ STATUS_ERROR = "error"
 STATUS_NO_BED = "no tumour bed"
 #: Statuses a rerun does not redo.
 FINISHED = (STATUS_OK, STATUS_NO_BED)
+#: What ``weakstil score`` writes per slide: ``<slide_id><suffix>``.
+OUTPUT_SUFFIXES = (".h5", "_heatmap.png", ".geojson")
 
 
 @dataclass
@@ -48,11 +49,11 @@ class ScoreOptions:
     features: Path | None = None  #: embedding cache (default OUT/features)
     encoder: str | None = None  #: overrides the encoder recorded in the model
     weights: str | None = None
-    device: str = "auto"
-    workers: int = 0  #: decode worker processes (0: planned with the torch threads from measured speeds)
-    threads: int = 0  #: torch CPU threads (0: planned)
-    decode: str = "auto"  #: where JPEG tiles are decoded: cpu, gpu or auto
-    batch_size: int = 64
+    device: str = settings.DEVICE
+    workers: int = settings.DECODE_WORKERS  #: decode worker processes (0: planned with the torch threads)
+    threads: int = settings.TORCH_THREADS  #: torch CPU threads (0: planned)
+    decode: str = settings.DECODE  #: where JPEG tiles are decoded: cpu, gpu or auto
+    batch_size: int = settings.BATCH_SIZE
     slide_mpp: float | None = None
     allow_upsample: bool = False
     annotations: Path | None = None
@@ -68,7 +69,7 @@ class ScoreOptions:
 
 @dataclass
 class _Context:
-    """What every slide of a batch shares: the MIL model, encoder, detector."""
+    """What every slide of a batch shares: the MIL model, encoder, tumour-bed sources."""
 
     opts: ScoreOptions
     model: Any
@@ -76,8 +77,7 @@ class _Context:
     model_id: str
     threshold: float
     params: Any
-    detector: Any = None
-    detector_path: Path | None = None
+    beds: Any  #: weakstil.tumorbed.resolver.BedSources
     _encoder: Any = field(default=None, repr=False)
     _planner: Any = field(default=None, repr=False)
 
@@ -110,8 +110,8 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
     recorded = meta.get("encoder", {})
     name = opts.encoder
     if name is None:
-        bundled = opts.model / "encoder"
-        name = str(bundled) if bundled.is_dir() else recorded.get("name")
+        bundled = ModelDir(opts.model).bundled_encoder
+        name = str(bundled) if bundled is not None else recorded.get("name")
     if not name:
         raise WeakSTILError("the model does not record its encoder", path=opts.model, fix="pass --encoder")
     encoder = create_encoder(name, weights=opts.weights, device=opts.device)
@@ -134,24 +134,22 @@ def _tiling_params(meta: dict):
     if isinstance(key, str):
         key = json.loads(key)
     if not key:
-        return TilingParams(mpp=float(tiling.get("mpp", 0.5)), tile_px=int(tiling.get("tile_px", 224)))
+        return TilingParams(mpp=float(tiling.get("mpp", settings.MPP)), tile_px=int(tiling.get("tile_px", settings.TILE_PX)))
     return TilingParams(mpp=key["mpp"], tile_px=key["tile_px"], overlap_px=key["overlap_px"],
                         tissue_threshold=key["tissue_threshold"], mode=TileMode(key["mode"]),
                         mask_mpp=key["mask_mpp"], tissue=TissueParams(**key["tissue"]))
 
 
 def open_context(opts: ScoreOptions) -> _Context:
-    from weakstil.mil import load_model
-    from weakstil.tumorbed import TumorBedModel
+    from weakstil.mil.store import load_model
+    from weakstil.tumorbed.resolver import BedSources
 
     model, meta = load_model(opts.model)
     model_id = f"{opts.model.resolve().name}@{str(meta.get('weights_sha256'))[:12]}"
-    threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", 30.0))
-    detector_path = opts.tumorbed_model
-    if detector_path is None and (opts.model / "tumorbed" / "model.json").is_file():
-        detector_path = opts.model / "tumorbed"
-    detector = TumorBedModel.load(detector_path) if detector_path is not None else None
-    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), detector, detector_path)
+    threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", settings.STIL_THRESHOLD))
+    beds = BedSources.open(annotations=opts.annotations, beds=opts.tumorbed_beds, detector=opts.tumorbed_model,
+                           model=opts.model)
+    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds)
 
 
 def _read_previous(path: Path) -> dict[str, dict]:
@@ -176,7 +174,7 @@ def _write_results(path: Path, rows: dict[str, dict]) -> None:
 
 
 def _outputs_exist(out: Path, slide_id: str) -> bool:
-    return all((out / f"{slide_id}{suffix}").is_file() for suffix in (".h5", "_heatmap.png", ".geojson"))
+    return all((out / f"{slide_id}{suffix}").is_file() for suffix in OUTPUT_SUFFIXES)
 
 
 def score_batch(slides: list[Path], opts: ScoreOptions,
@@ -193,8 +191,6 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     opts.out.mkdir(parents=True, exist_ok=True)
     ctx = open_context(opts)
     results_path = opts.out / "results.csv"
-    from weakstil.atomic import remove_stale_temps
-
     remove_stale_temps(results_path)
     rows = _read_previous(results_path)
     batch_rows: list[dict] = []
@@ -249,29 +245,29 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
 
 def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] | None = None) -> dict:
     """Score one slide and write its outputs. Raises WeakSTILError for a bad slide."""
-    from weakstil.embed import embed_slide, read_features
-    from weakstil.mil import FeatureBank, check_features_match_model, score_slides
-    from weakstil.tumorbed import check_detector_matches, resolve_tumorbed
+    from weakstil.embed import embed_slide
+    from weakstil.files import FeaturesFile
+    from weakstil.mil.bank import FeatureBank
+    from weakstil.mil.identity import check_features_match_model
+    from weakstil.mil.model import score_slides
+    from weakstil.runtime import resolve_device
 
     opts = ctx.opts
     t0 = time.perf_counter()
     slide_id = slide_id_from_path(path)
-    cached = ctx.opts.cache_dir / f"{slide_id}.h5"
+    cached = slide_file(ctx.opts.cache_dir, slide_id)
 
     result = embed_slide(path, _LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
                          progress=progress, decode=opts.decode, planner=ctx.planner())
-    data = read_features(result.path)
-    check_features_match_model(ctx.meta, data, result.path)
-    if ctx.detector is not None:
-        check_detector_matches(ctx.detector, data, ctx.detector_path)
-    bed = resolve_tumorbed(slide_id, data, annotations=opts.annotations, detector=ctx.detector,
-                           beds=opts.tumorbed_beds)
+    features = FeaturesFile.read(result.path)
+    check_features_match_model(ctx.meta, features.attrs, result.path)
+    bed = ctx.beds.resolve(slide_id, features)
     flags = bed.tile_flags
     # every tile gets a score (the heatmap); only tumour-bed tiles make the slide's sTIL%
     mask = flags if flags.any() else np.ones(len(flags), bool)
-    bank = FeatureBank.load([result.path], [slide_id], tile_masks={slide_id: mask})
-    scores = score_slides(ctx.model, bank, device=_torch_device(opts.device))[0]
+    bank = FeatureBank.from_caches([features], [slide_id], tumorbeds={slide_id: mask})
+    scores = score_slides(ctx.model, bank, device=resolve_device(opts.device))[0]
     tile_scores = np.asarray(scores.tile_scores, np.float32)
     attention = None if scores.attention is None else np.asarray(scores.weights, np.float32)
     if flags.any():
@@ -280,18 +276,12 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
         log.warning("%s: no tumour bed found; no score", slide_id)
-    _write_slide_outputs(path, slide_id, ctx, data, bed, tile_scores, attention, stil, stil_high, status)
+    _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status)
     return {"slide_id": slide_id, "path": str(path), "stil": round(stil, 4) if status == STATUS_OK else math.nan,
             "stil_high": stil_high, "threshold": ctx.threshold, "n_tiles": int(len(tile_scores)),
             "n_tumorbed_tiles": int(flags.sum()), "tumorbed_source": bed.source.value, "status": status,
             "error": "", "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(time.perf_counter() - t0, 2)}
-
-
-def _torch_device(device: str):
-    from weakstil.encoders.factory import resolve_device
-
-    return resolve_device(device)
 
 
 class _LazyEncoder:
@@ -305,50 +295,38 @@ class _LazyEncoder:
         return getattr(self._ctx.encoder(), name)
 
 
-def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, data: dict, bed, tile_scores: np.ndarray,
-                         attention: np.ndarray | None, stil: float, stil_high: object, status: str) -> None:
-    import h5py
+#: Feature-cache attributes copied into a slide's score file.
+_COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "slide_width", "slide_height",
+                 "tiling_key", "encoder", "weights_sha256", "cache_key", "torch_version", "timm_version")
 
+
+def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed, tile_scores: np.ndarray,
+                         attention: np.ndarray | None, stil: float, stil_high: object, status: str) -> None:
+    from weakstil.files import SlideScoresFile
     from weakstil.outputs import write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
     from weakstil.tiles import overlay_mpp
 
-    from weakstil.atomic import remove_stale_temps
-
     out = ctx.opts.out
-    for suffix in (".h5", "_heatmap.png", ".geojson"):
+    for suffix in OUTPUT_SUFFIXES:
         remove_stale_temps(out / f"{slide_id}{suffix}")
-    coords = np.asarray(data["coords"])
-    tsl0 = float(data["tile_size_level0"])
-    with atomic_path(out / f"{slide_id}.h5") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("coords", data=coords.astype(np.int64))
-            f.create_dataset("tile_scores", data=tile_scores)
-            if attention is not None:
-                f.create_dataset("attention", data=attention)
-            f.create_dataset("tumorbed", data=bed.tile_flags.astype(np.uint8))
-            f.create_dataset("tumorbed_fraction", data=bed.tile_fraction.astype(np.float32))
-            f.create_dataset("tissue_fraction", data=np.asarray(data["tissue_fraction"], np.float32))
-            ds = f.create_dataset("tissue_mask", data=np.asarray(data["tissue_mask"], np.uint8), compression="gzip")
-            ds.attrs["mpp"] = float(data["tissue_mask_mpp"])
-            ds = f.create_dataset("tumorbed_mask", data=bed.mask.astype(np.uint8), compression="gzip")
-            ds.attrs["mpp"] = float(bed.mask_mpp)
-            attrs = {
-                "slide_id": slide_id, "slide_path": str(Path(path).resolve()), "tile_size_level0": tsl0,
-                "stil": stil, "stil_high": str(stil_high), "threshold": ctx.threshold, "status": status,
-                "n_tiles": int(len(tile_scores)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
-                "model_id": ctx.model_id, "model_path": str(ctx.opts.model.resolve()),
-                "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),
-                "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **bed.attrs(),
-            }
-            for key in ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "slide_width", "slide_height",
-                        "tiling_key", "encoder", "weights_sha256", "cache_key", "torch_version", "timm_version"):
-                if key in data:
-                    attrs[key] = data[key]
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            f.attrs["complete"] = 1
+    coords = np.asarray(features.coords)
+    tsl0 = float(features.attrs["tile_size_level0"])
+    attrs = {
+        "slide_id": slide_id, "slide_path": str(Path(path).resolve()), "tile_size_level0": tsl0,
+        "stil": stil, "stil_high": str(stil_high), "threshold": ctx.threshold, "status": status,
+        "n_tiles": int(len(tile_scores)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
+        "model_id": ctx.model_id, "model_path": str(ctx.opts.model.resolve()),
+        "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),
+        "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **bed.attrs(),
+    }
+    attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
+    SlideScoresFile(coords=coords, tile_scores=tile_scores, attention=attention, tumorbed=bed.tile_flags,
+                    tumorbed_fraction=bed.tile_fraction, tissue_fraction=features.tissue_fraction,
+                    tissue_mask=features.tissue_mask, tissue_mask_mpp=float(features.tissue_mask_mpp),
+                    tumorbed_mask=bed.mask, tumorbed_mask_mpp=float(bed.mask_mpp),
+                    attrs=attrs).write(slide_file(out, slide_id))
     with Slide.open(path, slide_mpp=ctx.opts.slide_mpp) as slide:
         mpp = overlay_mpp(slide)
         thumb = slide.read_thumbnail(mpp)
@@ -362,28 +340,3 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, data: dict, b
         measurements["attention"] = attention
     classes = np.where(bed.tile_flags, "Tumor bed", "Other")
     write_tiles_geojson(out / f"{slide_id}.geojson", coords, tsl0, measurements, classes)
-
-
-def bundle_for_scoring(model_dir: str | Path, features_dir: str | Path, tumorbed: str | Path | None = None) -> list[str]:
-    """Make a trained model self-contained for ``weakstil score``: copy a local encoder
-    (a ``weakstil pretrain`` directory the features were made with) into ``MODEL/encoder`` and
-    a tumour-bed detector into ``MODEL/tumorbed``. Returns what was bundled."""
-    import shutil
-
-    from weakstil.mil import read_feature_attrs
-
-    model_dir = Path(model_dir)
-    bundled = []
-    first = next(iter(sorted(Path(features_dir).glob("*.h5"))), None)
-    if first is not None:
-        source = Path(str(read_feature_attrs(first).get("weights_source", "")))
-        if source.is_file() and (source.parent / "card.yaml").is_file():
-            target = model_dir / "encoder"
-            target.mkdir(parents=True, exist_ok=True)
-            for name in ("card.yaml", source.name):
-                shutil.copy2(source.parent / name, target / name)
-            bundled.append("encoder")
-    if tumorbed is not None and Path(tumorbed).resolve() != (model_dir / "tumorbed").resolve():
-        shutil.copytree(tumorbed, model_dir / "tumorbed", dirs_exist_ok=True)
-        bundled.append("tumorbed")
-    return bundled

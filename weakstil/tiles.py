@@ -1,13 +1,6 @@
 """Stage: slide -> tissue mask -> tile grid, written per slide as HDF5 plus an overlay PNG.
 
-HDF5 layout of ``<slide_id>.h5`` (all coordinates level-0 pixels):
-
-* ``coords`` (N, 2) int64 ``[x, y]`` top-left of each kept tile
-* ``tissue_fraction`` (N,) float32
-* ``tissue_mask`` (H, W) uint8 with attribute ``mpp``
-* file attributes: ``mpp``, ``tile_px``, ``tile_um``, ``tile_size_level0``, ``overlap_px``,
-  ``tissue_threshold``, ``tile_mode``, ``slide_*`` (path, id, mpp, width, height...),
-  ``tissue_params`` (JSON), ``weakstil_version``, ``created``, ``complete`` = 1.
+The HDF5 file ``<slide_id>.h5`` is a :class:`weakstil.files.TilesFile` (layout documented there).
 """
 
 from __future__ import annotations
@@ -20,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weakstil import __version__
+from weakstil import __version__, settings
 from weakstil.atomic import atomic_path
 from weakstil.errors import NoTissueError
 from weakstil.slide import Slide, brightfield_warning
@@ -37,10 +30,10 @@ OVERLAY_MAX_SIDE = 1600
 class TilingParams:
     """Everything that decides which tiles a slide gets; recorded with every output."""
 
-    mpp: float = 0.5
-    tile_px: int = 224
-    overlap_px: int = 0
-    tissue_threshold: float = 0.5
+    mpp: float = settings.MPP
+    tile_px: int = settings.TILE_PX
+    overlap_px: int = settings.OVERLAP_PX
+    tissue_threshold: float = settings.TISSUE_THRESHOLD
     mode: TileMode = TileMode.SKIP
     mask_mpp: float = TISSUE_MASK_MPP
     tissue: TissueParams = field(default_factory=TissueParams)
@@ -109,32 +102,12 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
 
 
 def write_tiles_h5(tiles: SlideTiles, path: Path) -> Path:
-    """Write ``tiles`` to ``path`` atomically."""
-    import h5py
+    """Write ``tiles`` to ``path`` atomically (a :class:`weakstil.files.TilesFile`)."""
+    from weakstil.files import TilesFile
 
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("coords", data=tiles.coords.astype(np.int64))
-            f.create_dataset("tissue_fraction", data=tiles.tissue_fraction.astype(np.float32))
-            ds = f.create_dataset("tissue_mask", data=tiles.tissue_mask.astype(np.uint8), compression="gzip")
-            ds.attrs["mpp"] = float(tiles.mask_mpp)
-            for key, value in tiles.attrs().items():
-                f.attrs[key] = value
-            f.attrs["warnings"] = json.dumps(tiles.warnings)
-            f.attrs["complete"] = 1
-    return path
-
-
-def read_tiles_h5(path: str | Path) -> dict[str, object]:
-    """Read a tiles file back as a dict of arrays and attributes."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        out: dict[str, object] = {k: v for k, v in f.attrs.items()}
-        out["coords"] = f["coords"][:]
-        out["tissue_fraction"] = f["tissue_fraction"][:]
-        out["tissue_mask"] = f["tissue_mask"][:].astype(bool)
-    return out
+    return TilesFile(coords=tiles.coords, tissue_fraction=tiles.tissue_fraction, tissue_mask=tiles.tissue_mask,
+                     tissue_mask_mpp=float(tiles.mask_mpp),
+                     attrs={**tiles.attrs(), "warnings": json.dumps(tiles.warnings)}).write(path)
 
 
 def overlay_mpp(slide: Slide) -> float:

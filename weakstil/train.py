@@ -1,12 +1,7 @@
 """``weakstil train`` and ``weakstil evaluate`` as library functions.
 
-Model directory written by :func:`train_cohort` (into a temporary folder beside it,
-renamed into place only when everything succeeded)::
-
-    MODEL/model.safetensors, MODEL/model.json        final model, trained on all slides
-    MODEL/cv/oof_predictions.csv                     slide_id, stil_true, stil_pred, fold, group
-    MODEL/cv/metrics.json, metrics.csv, calibration.csv, scatter.png, roc.png
-    MODEL/cv/tiles/<slide_id>.h5                     out-of-fold tile scores (see weakstil.evaluation)
+:func:`train_cohort` writes a model folder (layout in :mod:`weakstil.modeldir`) into a temporary
+folder beside it, renamed into place only when everything succeeded.
 
 Every slide's out-of-fold tile scores come from a model that never saw its label (nor any
 slide of its group), so they can be shown as heatmaps without optimism.
@@ -19,13 +14,22 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from weakstil.cohort import Cohort, read_cohort
 from weakstil.errors import WeakSTILError
-from weakstil.evaluation import placement_attrs, write_metrics, write_predictions, write_tile_scores
+from weakstil.evaluation import placement_attrs, write_metrics, write_predictions
+from weakstil.files import TileScoresFile, slide_file
+from weakstil.modeldir import TILES_DIR, ModelDir
+from weakstil.settings import STIL_THRESHOLD
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.mil.bank import SlideBag
+    from weakstil.mil.model import SlideScores
+    from weakstil.tumorbed.resolver import BedSources
 
 log = logging.getLogger(__name__)
 
@@ -37,23 +41,37 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
                                 fix="choose another --out or pass --overwrite to replace it")
 
 
-def _bank_for(cohort: Cohort, features_dir: Path, tile_masks: dict | None = None):
-    from weakstil.mil import FeatureBank
+def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: BedSources | None):
+    """The cohort's features, with each slide's tumour bed: ``tumorbeds`` when given, else
+    resolved from ``beds``, else the feature files' own flags (or all tiles)."""
+    from weakstil.mil.bank import FeatureBank
 
-    return FeatureBank.load(cohort.feature_paths(features_dir), cohort.slide_ids, tile_masks=tile_masks)
+    paths = cohort.feature_paths(features_dir)
+    if tumorbeds is None and beds is not None:
+        tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, paths)))
+    return FeatureBank.load(paths, cohort.slide_ids, tumorbeds=tumorbeds)
+
+
+def _write_tile_scores(path: Path, bag: SlideBag, scores: SlideScores, attrs: dict) -> Path:
+    return TileScoresFile(coords=bag.coords, tile_scores=scores.tile_scores, weights=scores.weights,
+                          tumorbed=bag.tile_mask, attention=scores.attention,
+                          attrs={"slide_id": bag.slide_id, "tile_size_level0": float(bag.tile_size_level0), **attrs,
+                                 **placement_attrs(bag.attrs)}).write(path)
 
 
 def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | Path, cfg=None, *,
-                 n_folds: int = 5, group_column: str | None = None, threshold: float = 30.0,
-                 overwrite: bool = False, on_epoch=None, tile_masks: dict | None = None) -> dict:
+                 n_folds: int = 5, group_column: str | None = None, threshold: float = STIL_THRESHOLD,
+                 overwrite: bool = False, on_epoch=None, tumorbeds: dict | None = None,
+                 beds: BedSources | None = None) -> dict:
     """Cross-validate (``n_folds`` >= 2) and train the final model; returns a summary dict.
 
     ``n_folds`` <= 1 skips cross-validation: the final model then stops early on an inner
     validation split. With cross-validation the final model trains on all slides for the
-    median best epoch of the folds. ``tile_masks`` (slide id -> bool per tile) chooses the
-    tiles of each slide's score (tumour bed), overriding ``tumorbed`` flags in the feature files.
+    median best epoch of the folds. Each slide's score is made by its tumour-bed tiles:
+    ``tumorbeds`` (slide id -> bool per tile), else resolved from ``beds``, else the ``tumorbed``
+    flags in the feature files, else all tiles.
     """
-    from weakstil.milconfig import TrainConfig
+    from weakstil.mil.config import TrainConfig
 
     cfg = cfg or TrainConfig()
     cfg.check()
@@ -71,11 +89,11 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
         what = "groups" if cohort.group_column else "slides"
         group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
     # torch only now: bad inputs fail in a second
-    from weakstil.mil import cross_validate, fit, inner_split, model_meta, save_model
+    from weakstil.mil.training import cross_validate, fit, inner_split
+    from weakstil.mil.store import model_meta, save_model
+    from weakstil.runtime import resolve_device
 
-    bank = _bank_for(cohort, features_dir, tile_masks)
-    from weakstil.mil import resolve_device
-
+    bank = _bank_for(cohort, features_dir, tumorbeds, beds)
     bank.to_device(resolve_device(cfg.device))
     labels = cohort.labels.astype(np.float32)
     groups = cohort.groups
@@ -93,16 +111,13 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
                 "slide_id": cohort.slide_ids, "stil_true": labels.astype(float),
                 "stil_pred": [s.stil for s in cv.scores], "fold": cv.folds, "group": groups,
             })
-            write_predictions(pred, tmp / "cv" / "oof_predictions.csv", threshold)
+            folder = ModelDir(tmp)
+            write_predictions(pred, folder.oof_path, threshold)
             for bag, s, k in zip(bank.bags, cv.scores, cv.folds):
-                write_tile_scores(tmp / "cv" / "tiles" / f"{bag.slide_id}.h5", slide_id=bag.slide_id,
-                                  coords=bag.coords, tile_size_level0=bag.tile_size_level0,
-                                  tile_scores=s.tile_scores, weights=s.weights, tile_mask=bag.tile_mask,
-                                  attention=s.attention,
-                                  attrs={"stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]),
-                                         "fold": int(k), "source": "cross-validation (out of fold)",
-                                         "aggregator": cfg.aggregator, **placement_attrs(bag.path)})
-            metrics = write_metrics(pred, tmp / "cv", threshold=threshold, title=f"{n_folds}-fold CV",
+                _write_tile_scores(folder.cv_tile_scores(bag.slide_id), bag, s, {
+                    "stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]), "fold": int(k),
+                    "source": "cross-validation (out of fold)", "aggregator": cfg.aggregator})
+            metrics = write_metrics(pred, folder.cv_dir, threshold=threshold, title=f"{n_folds}-fold CV",
                                     extra={"folds": n_folds, "group_column": cohort.group_column},
                                     color_groups=cohort.group_column is not None)
             final_epochs = max(1, int(round(float(np.median(cv.best_epochs)))))
@@ -142,33 +157,36 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
 
 def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: str | Path, out_dir: str | Path, *,
                     group_column: str | None = None, threshold: float | None = None,
-                    tile_masks: dict | None = None, device: str = "cpu", threads: int = 0) -> dict:
-    """Score every slide (all tiles) with a trained model and write metrics, plots and tile scores."""
-    from weakstil.mil import check_features_match_model, load_model, resolve_device, score_slides, sha256_file
+                    tumorbeds: dict | None = None, beds: BedSources | None = None, device: str = "cpu",
+                    threads: int = 0) -> dict:
+    """Score every slide (all tiles) with a trained model and write metrics, plots and tile scores.
+
+    Tumour beds as in :func:`train_cohort`."""
+    from weakstil.mil.identity import check_features_match_model
+    from weakstil.mil.model import score_slides
+    from weakstil.mil.store import load_model
+    from weakstil.runtime import resolve_device, sha256_file
 
     model, meta = load_model(model_dir)
     features_dir = Path(features_dir)
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
-    bank = _bank_for(cohort, features_dir, tile_masks)
+    bank = _bank_for(cohort, features_dir, tumorbeds, beds)
     check_features_match_model(meta, bank.identity, features_dir)
     if bank.dim != model.arch.input_dim:
         raise WeakSTILError(f"features have {bank.dim} dimensions, the model expects {model.arch.input_dim}",
                             path=features_dir, fix="embed with the model's encoder")
-    threshold = float(meta.get("threshold", 30.0) if threshold is None else threshold)
+    threshold = float(meta.get("threshold", STIL_THRESHOLD) if threshold is None else threshold)
     out_dir = Path(out_dir)
     dev = resolve_device(device)
     model.to(dev)
     bank.to_device(dev)
     scores = score_slides(model, bank, device=resolve_device(device), threads=threads)
-    model_sha = sha256_file(Path(model_dir) / "model.safetensors")
+    model_sha = sha256_file(ModelDir(model_dir).weights_path)
     labels = cohort.labels
     for bag, s, y in zip(bank.bags, scores, labels):
-        write_tile_scores(out_dir / "tiles" / f"{bag.slide_id}.h5", slide_id=bag.slide_id, coords=bag.coords,
-                          tile_size_level0=bag.tile_size_level0, tile_scores=s.tile_scores, weights=s.weights,
-                          tile_mask=bag.tile_mask, attention=s.attention,
-                          attrs={"stil_pred": s.stil, "stil_true": float(y), "model_sha256": model_sha,
-                                 "model": str(model_dir), "aggregator": model.arch.aggregator,
-                                 "source": "evaluate", **placement_attrs(bag.path)})
+        _write_tile_scores(slide_file(out_dir / TILES_DIR, bag.slide_id), bag, s, {
+            "stil_pred": s.stil, "stil_true": float(y), "model_sha256": model_sha, "model": str(model_dir),
+            "aggregator": model.arch.aggregator, "source": "evaluate"})
     pred = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": labels, "stil_pred": [s.stil for s in scores],
                          "group": cohort.groups})
     write_predictions(pred, out_dir / "predictions.csv", threshold)
@@ -180,7 +198,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
 
 
 def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path, *,
-                 group_column: str | None = None, threshold: float = 30.0) -> dict:
+                 group_column: str | None = None, threshold: float = STIL_THRESHOLD) -> dict:
     """Metrics of saved predictions (e.g. ``MODEL/cv/oof_predictions.csv``) against the cohort's labels."""
     cohort = read_cohort(csv_path, group_column=group_column)
     oof_path = Path(oof_path)

@@ -23,28 +23,21 @@ import atexit
 import json
 import logging
 from collections.abc import Callable, Iterator
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weakstil.decode.plan import ThreadPlan, available_cpus, measure_decode, measure_encoder, plan_cpu, plan_cuda
+from weakstil.decode.modes import DecodeMode
+from weakstil.decode.plan import ThreadPlan, measure_decode, measure_encoder, plan_cpu, plan_cuda
 from weakstil.decode.readers import ReadPath, ReadSpec, plan_reader
 from weakstil.decode.workers import DecodePool, DecodeStats, iter_batches_inline
+from weakstil.runtime import cpu_count
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.encoders.factory import Encoder
     from weakstil.slide import Slide
 
 log = logging.getLogger(__name__)
-
-
-class DecodeMode(str, Enum):
-    """Where JPEG tiles are decoded (``--decode``)."""
-
-    CPU = "cpu"
-    GPU = "gpu"
-    AUTO = "auto"
 
 
 # -- one pool per process ---------------------------------------------------------------
@@ -84,7 +77,7 @@ class ThreadPlanner:
         self.batch_size = batch_size
         self.workers = workers or None
         self.threads = threads or None
-        self.cpus = cpus or available_cpus()
+        self.cpus = cpus or cpu_count()
         self._encoder_rates: dict[int, float] | None = None
         self._plans: dict[tuple, ThreadPlan] = {}
 

@@ -440,7 +440,7 @@ def plan_jpeg(slide: Slide, mpp: float) -> JpegPlan | str:
     if slide.vendor not in GRID_VENDORS:
         return f"vendor {slide.vendor!r} (tiles are read by OpenSlide's own layout)"
     level = slide.best_level_for_mpp(mpp)
-    dims = [tuple(d) for d in slide.handle.level_dimensions]
+    dims = [tuple(d) for d in slide.backend.level_dimensions]
     levels = find_jpeg_levels(slide.path, dims)
     found = levels.get(level)
     if not isinstance(found, JpegLevel):

@@ -23,7 +23,6 @@ not use the cores: decoding gets all but one (``--decode cpu``), torch a few thr
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -36,13 +35,6 @@ log = logging.getLogger(__name__)
 ENCODER_PROBE_S = 0.4
 #: Seconds of decoding measured.
 DECODE_PROBE_S = 0.3
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, e.g. a SLURM allocation)."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
 
 
 @dataclass

@@ -9,9 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pandas as pd
+
+from weakstil.errors import WeakSTILError
+from weakstil.files.h5 import attrs_of, open_read
 
 from ._io import atomic_path, write_json_atomic
 from .cells import CellSet, place_cells
@@ -241,12 +243,12 @@ def _existing(truth_path: Path, slide: Path, seed: int, width: int, height: int,
     if not (truth_path.is_file() and slide.is_file()):
         return None
     try:
-        with h5py.File(truth_path, "r") as h5:
-            a = h5.attrs
-            same = (int(a["seed"]) == seed and int(a["width"]) == width and int(a["height"]) == height
-                    and str(a["group"]) == group and str(a["generator_version"]) == generator_version())
-            return float(a["stil"]) if same else None
-    except (OSError, KeyError):
+        with open_read(truth_path) as h5:
+            a = attrs_of(h5)
+        same = (int(a["seed"]) == seed and int(a["width"]) == width and int(a["height"]) == height
+                and str(a["group"]) == group and str(a["generator_version"]) == generator_version())
+        return float(a["stil"]) if same else None
+    except (WeakSTILError, KeyError):
         return None
 
 

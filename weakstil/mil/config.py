@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
+from weakstil import settings
 from weakstil.errors import WeakSTILError
 
-AGGREGATORS = ("mean", "attention")
-LOSSES = ("mse", "huber")
+
+class Aggregator(str, Enum):
+    """How tile scores make the slide score."""
+
+    MEAN = "mean"  #: WeakSTIL: the plain mean of the tumour-bed tiles' scores
+    ATTENTION = "attention"  #: gated attention over the tiles' hidden features
+
+
+class Loss(str, Enum):
+    """Slide-level loss on sTIL%/100."""
+
+    MSE = "mse"
+    HUBER = "huber"
+
+
+AGGREGATORS = tuple(a.value for a in Aggregator)
+LOSSES = tuple(loss.value for loss in Loss)
 
 
 @dataclass(frozen=True)
@@ -18,7 +35,7 @@ class Architecture:
     hidden: int = 128
     layers: int = 1
     dropout: float = 0.25
-    aggregator: str = "mean"
+    aggregator: str = settings.AGGREGATOR
     attention_dim: int = 64
 
     def __post_init__(self) -> None:
@@ -35,12 +52,12 @@ class Architecture:
 class TrainConfig:
     """Training settings (all recorded in model.json)."""
 
-    aggregator: str = "mean"
+    aggregator: str = settings.AGGREGATOR
     hidden: int = 128
     layers: int = 1
     dropout: float = 0.25
     attention_dim: int = 64
-    epochs: int = 100  #: upper bound; early stopping usually ends sooner
+    epochs: int = settings.EPOCHS  #: upper bound; early stopping usually ends sooner
     patience: int = 15
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -49,9 +66,9 @@ class TrainConfig:
     loss: str = "mse"
     huber_delta: float = 0.1  #: on the 0-1 scale
     val_fraction: float = 0.2  #: inner validation split for early stopping
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0  #: torch threads; 0 = automatic (see weakstil.mil.choose_threads)
+    seed: int = settings.SEED
+    device: str = settings.DEVICE
+    threads: int = 0  #: torch threads; 0 = automatic (see weakstil.runtime.choose_threads)
 
     def architecture(self, input_dim: int) -> Architecture:
         return Architecture(input_dim=input_dim, hidden=self.hidden, layers=self.layers, dropout=self.dropout,
