@@ -52,6 +52,19 @@ def decode_jpeg_fn():
     return decode, ImageReadMode
 
 
+def _rgb_to_ycc(t):
+    """JFIF RGB -> YCbCr (full range) on a uint8 (3, H, W) tensor: undoes a YCbCr->RGB transform
+    a decoder applied to components that were stored as RGB."""
+    import torch
+
+    f = t.to(torch.float32)
+    r, g, b = f[0], f[1], f[2]
+    y = 0.299 * r + 0.587 * g + 0.114 * b
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * b + 128.0
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * b + 128.0
+    return torch.stack([y, cb, cr]).round_().clamp_(0, 255).to(torch.uint8)
+
+
 class GpuDecodeUnavailable(RuntimeError):
     """The GPU path cannot read this slide (reason in the message); the CPU path can."""
 
@@ -109,7 +122,9 @@ class GpuTileBatches:
         self.tiles_decoded = 0
         self.checked = False
         self._decode_jpeg, ImageReadMode = decode_jpeg_fn()
+        self._modes = ImageReadMode
         self.mode = ImageReadMode.UNCHANGED if lv.colourspace == "rgb" else ImageReadMode.RGB
+        self.undo_ycc = False  # nvJPEG applied a YCbCr->RGB transform to RGB-stored components
 
     def close(self) -> None:
         self.reader.close()
@@ -154,32 +169,52 @@ class GpuTileBatches:
         decode_jpeg = self._decode_jpeg
         todo = [k for k in streams if k not in self._cache]
         out = {k: self._cache[k] for k in streams if k in self._cache}
+        if todo and self.check and not self.checked:
+            self._choose_colour(streams[todo[0]], todo[0])
         if todo:
             decoded = decode_jpeg([streams[k] for k in todo], mode=self.mode, device=self.device)
+            if self.undo_ycc:
+                decoded = [_rgb_to_ycc(t) for t in decoded]
             for k, t in zip(todo, decoded):
                 if tuple(t.shape) != (3, self.th, self.tw):
                     raise GpuDecodeUnavailable(f"JPEG tile {k} decoded to shape {tuple(t.shape)}, expected "
                                                f"(3, {self.th}, {self.tw})")
                 out[k] = t
             self.tiles_decoded += len(todo)
-            if self.check and not self.checked:
-                self._check(todo[0], out[todo[0]])
         self._cache = out
         return out
 
-    def _check(self, idx: int, tile) -> None:
+    def _choose_colour(self, stream, idx: int) -> None:
+        """Check the first tile against libjpeg-turbo and settle how to read the colours.
+
+        Some nvJPEG builds apply the YCbCr->RGB transform to RGB-stored (Aperio) components in
+        every mode; the exact inverse transform on the device recovers the stored components
+        (within rounding), so that reading is tried when the plain one does not match."""
         ref = JpegTileReader(self.plan.level, 1, self.plan.l0_per_decoded, self.plan.l0_per_out)
         try:
-            want = ref.decoded_tile(idx)
+            want = ref.decoded_tile(idx).astype(np.float32)
         finally:
             ref.close()
-        got = tile.permute(1, 2, 0).cpu().numpy()
-        diff = float(np.abs(got.astype(np.float32) - want).mean())
-        if diff > CHECK_MAX_MEAN_DIFF:
-            raise GpuDecodeUnavailable(f"nvJPEG's pixels differ from libjpeg-turbo's by {diff:.1f} grey levels "
-                                       f"on average ({self.plan.level.colourspace} JPEG)")
-        self.checked = True
-        log.debug("GPU decode check: mean |diff| %.3f grey levels", diff)
+        modes = [self.mode] + ([self._modes.RGB] if self.plan.level.colourspace == "rgb" else [])
+        tried = []
+        for mode in modes:
+            for undo in ([False, True] if self.plan.level.colourspace == "rgb" else [False]):
+                try:
+                    t = self._decode_jpeg([stream], mode=mode, device=self.device)[0]
+                except RuntimeError as exc:  # a mode this decoder refuses for the stream
+                    tried.append(f"{mode.name}: {exc}")
+                    continue
+                if undo:
+                    t = _rgb_to_ycc(t)
+                got = t.permute(1, 2, 0).cpu().numpy().astype(np.float32)
+                diff = float(np.abs(got - want).mean()) if got.shape == want.shape else float("inf")
+                tried.append(f"{mode.name}{' + inverse YCbCr' if undo else ''}: {diff:.1f}")
+                if diff <= CHECK_MAX_MEAN_DIFF:
+                    self.mode, self.undo_ycc, self.checked = mode, undo, True
+                    log.debug("GPU decode check: mean |diff| %.3f grey levels (%s)", diff, tried[-1])
+                    return
+        raise GpuDecodeUnavailable(f"nvJPEG's pixels differ from libjpeg-turbo's ({self.plan.level.colourspace} "
+                                   f"JPEG; mean |diff| per reading: {'; '.join(tried)})")
 
     def _assemble(self, part, layout, tiles: dict):
         import torch
