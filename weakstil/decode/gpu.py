@@ -29,7 +29,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from weakstil.decode.jpeg_tiles import JpegPlan, JpegTileReader, sof_info
+from weakstil.decode.jpeg_tiles import JpegPlan, JpegTileReader, sof_info, with_rgb_component_ids
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +125,7 @@ class GpuTileBatches:
         self._modes = ImageReadMode
         self.mode = ImageReadMode.UNCHANGED if lv.colourspace == "rgb" else ImageReadMode.RGB
         self.undo_ycc = False  # nvJPEG applied a YCbCr->RGB transform to RGB-stored components
+        self.rgb_ids = False  # components renamed 'R','G','B' so the decoder reads them as RGB
 
     def close(self) -> None:
         self.reader.close()
@@ -160,6 +161,8 @@ class GpuTileBatches:
         streams = {}
         for idx in layout[5]:
             data = self.reader.stream(idx)
+            if data and self.rgb_ids:
+                data = with_rgb_component_ids(data)
             if data:
                 streams[idx] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
         return s, part, layout, streams
@@ -195,24 +198,31 @@ class GpuTileBatches:
             want = ref.decoded_tile(idx).astype(np.float32)
         finally:
             ref.close()
-        modes = [self.mode] + ([self._modes.RGB] if self.plan.level.colourspace == "rgb" else [])
+        import torch
+
+        rgb = self.plan.level.colourspace == "rgb"
+        modes = [self.mode] + ([self._modes.RGB] if rgb else [])
+        renamed = torch.frombuffer(bytearray(with_rgb_component_ids(bytes(stream.numpy()))), dtype=torch.uint8)
         tried = []
-        for mode in modes:
-            for undo in ([False, True] if self.plan.level.colourspace == "rgb" else [False]):
-                try:
-                    t = self._decode_jpeg([stream], mode=mode, device=self.device)[0]
-                except RuntimeError as exc:  # a mode this decoder refuses for the stream
-                    tried.append(f"{mode.name}: {exc}")
-                    continue
-                if undo:
-                    t = _rgb_to_ycc(t)
-                got = t.permute(1, 2, 0).cpu().numpy().astype(np.float32)
-                diff = float(np.abs(got - want).mean()) if got.shape == want.shape else float("inf")
-                tried.append(f"{mode.name}{' + inverse YCbCr' if undo else ''}: {diff:.1f}")
-                if diff <= CHECK_MAX_MEAN_DIFF:
-                    self.mode, self.undo_ycc, self.checked = mode, undo, True
-                    log.debug("GPU decode check: mean |diff| %.3f grey levels (%s)", diff, tried[-1])
-                    return
+        candidates = [(ids, mode, undo) for ids in ([False, True] if rgb else [False]) for mode in modes
+                      for undo in ([False, True] if rgb and not ids else [False])]
+        for ids, mode, undo in candidates:
+            data = renamed if ids else stream
+            try:
+                t = self._decode_jpeg([data], mode=mode, device=self.device)[0]
+            except RuntimeError as exc:  # a mode this decoder refuses for the stream
+                tried.append(f"{mode.name}: {exc}")
+                continue
+            if undo:
+                t = _rgb_to_ycc(t)
+            got = t.permute(1, 2, 0).cpu().numpy().astype(np.float32)
+            diff = float(np.abs(got - want).mean()) if got.shape == want.shape else float("inf")
+            tried.append(f"{mode.name}{' + inverse YCbCr' if undo else ''}{' + RGB ids' if ids else ''}: "
+                         f"{diff:.1f}")
+            if diff <= CHECK_MAX_MEAN_DIFF:
+                self.mode, self.undo_ycc, self.rgb_ids, self.checked = mode, undo, ids, True
+                log.debug("GPU decode check: mean |diff| %.3f grey levels (%s)", diff, tried[-1])
+                return
         raise GpuDecodeUnavailable(f"nvJPEG's pixels differ from libjpeg-turbo's ({self.plan.level.colourspace} "
                                    f"JPEG; mean |diff| per reading: {'; '.join(tried)})")
 

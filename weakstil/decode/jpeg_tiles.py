@@ -120,6 +120,21 @@ def has_colour_markers(stream: bytes) -> bool:
     return any(m in (0xE0, 0xEE) for m, _, _ in _segments(stream))
 
 
+def with_rgb_component_ids(stream: bytes) -> bytes:
+    """``stream`` with its three components renamed 'R', 'G', 'B' (in SOF and SOS): the other
+    signal of RGB-stored components, which decoders that ignore the Adobe marker may honour."""
+    out = bytearray(stream)
+    ids = b"RGB"
+    for marker, start, _end in _segments(stream):
+        if marker in (0xC0, 0xC1, 0xC2) and out[start + 9] == 3:
+            for k in range(3):
+                out[start + 10 + 3 * k] = ids[k]
+        elif marker == 0xDA and out[start + 4] == 3:
+            for k in range(3):
+                out[start + 5 + 2 * k] = ids[k]
+    return bytes(out)
+
+
 def sof_info(stream: bytes) -> tuple[int, int, list[tuple[int, int, int]]] | None:
     """``(height, width, [(component id, h sampling, v sampling)])`` from the stream's SOF, or None."""
     for marker, start, _end in _segments(stream):
