@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 import typer
 
 from weakstil import settings
+from weakstil.decode.modes import DecodeMode
 from weakstil.mil.config import Aggregator, Loss
 
 
@@ -63,9 +64,17 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:N, mps or auto.",
                                         callback=_device)]
 ThreadsOpt = Annotated[
-    int, typer.Option("--threads", help="Torch CPU threads (0: automatic, the cores not busy with other work).")
+    int, typer.Option("--threads", help="Torch CPU threads (0: automatic: the cores not busy with other work; when "
+                      "tiles are embedded, planned beside the decode workers from measured speeds).")
 ]
-WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding threads (0: automatic).")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding worker processes (0: automatic, planned "
+                                         "with --threads from measured decode and encoder speeds).")]
+
+DecodeOpt = Annotated[
+    DecodeMode, typer.Option("--decode", help="Where JPEG tiles are decoded: cpu (libjpeg-turbo workers), gpu (nvJPEG) "
+                         "or auto (gpu when the encoder runs on CUDA and the slide has JPEG tiles). Other formats "
+                         "are read by OpenSlide; the path taken is recorded in each feature file.")
+]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per batch.")]
 
 # --- encoders ----------------------------------------------------------------------------------
