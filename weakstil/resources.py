@@ -133,6 +133,16 @@ def pretrain_bytes(cost: ActivationCost, batch: int, crop_px: int, n_tiles: int,
     return int(views * (cost.total_per_px * 2 + 3 * 4 * 2) + n_tiles * tile_px * tile_px * 3 + n_params * 4 * 4)
 
 
+def decode_ring_slots(batch: int, tile_px: int, workers: int) -> int:
+    """Batches held by the decode ring (:mod:`weakstil.decode.workers`): two per worker, within its
+    byte cap."""
+    from weakstil.decode.workers import RING_MAX_BYTES
+    from weakstil.runtime import cpu_count
+
+    slot = max(1, batch * tile_px * tile_px * 3)
+    return max(2, min(2 * (workers or cpu_count()) + 1, RING_MAX_BYTES // slot + 1))
+
+
 def embed_bytes(cost: ActivationCost, batch: int, tile_px: int, input_px: int, buffers: int) -> int:
     """Embedding: ``buffers`` decoded uint8 batches of tiles, the batch as float at the encoder's
     input size, and the largest activation of the forward pass (x3: its input, output and workspace)."""

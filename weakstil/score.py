@@ -57,7 +57,9 @@ class ScoreOptions:
     encoder: str | None = None  #: overrides the encoder recorded in the model
     weights: str | None = None
     device: str = settings.DEVICE
-    workers: int = settings.SCORE_WORKERS
+    workers: int = settings.DECODE_WORKERS  #: decode worker processes (0: planned with the torch threads)
+    threads: int = settings.TORCH_THREADS  #: torch CPU threads (0: planned)
+    decode: str = settings.DECODE  #: where JPEG tiles are decoded: cpu, gpu or auto
     batch_size: int = settings.BATCH_SIZE
     slide_mpp: float | None = None
     allow_upsample: bool = False
@@ -84,6 +86,7 @@ class _Context:
     params: Any
     beds: Any  #: weakstil.tumorbed.resolver.BedSources
     _encoder: Any = field(default=None, repr=False)
+    _planner: Any = field(default=None, repr=False)
 
     @property
     def encoder_id(self) -> str:
@@ -95,6 +98,15 @@ class _Context:
         if self._encoder is None:
             self._encoder = load_scoring_encoder(self.opts, self.meta)
         return self._encoder
+
+    def planner(self):
+        """Decode workers and torch threads, measured on the first slide that needs embedding."""
+        if self._planner is None:
+            from weakstil.decode import ThreadPlanner
+
+            self._planner = ThreadPlanner(_LazyEncoder(self), self.opts.batch_size, workers=self.opts.workers or None,
+                                          threads=self.opts.threads or None)
+        return self._planner
 
 
 def load_scoring_encoder(opts: ScoreOptions, meta: dict):
@@ -122,10 +134,11 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
 
 def _check_memory(encoder, opts: ScoreOptions, tile_px: int) -> None:
     """Refuse a --batch-size whose tiles and activations do not fit (a usage error, not a slide's)."""
-    from weakstil.resources import activation_cost, check_memory, embed_bytes
+    from weakstil.resources import activation_cost, check_memory, decode_ring_slots, embed_bytes
 
     cost = activation_cost(encoder.model, encoder.input_px, encoder.input_px)
-    check_memory(embed_bytes(cost, opts.batch_size, tile_px, encoder.input_px, 2 * opts.workers + 2), encoder.device,
+    buffers = decode_ring_slots(opts.batch_size, tile_px, opts.workers)
+    check_memory(embed_bytes(cost, opts.batch_size, tile_px, encoder.input_px, buffers), encoder.device,
                  what=f"scoring with batches of {opts.batch_size} tiles of {tile_px} px", fix="lower --batch-size")
 
 
@@ -333,7 +346,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
 
     result = embed_slide(path, _LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
-                         progress=progress)
+                         progress=progress, decode=opts.decode, planner=ctx.planner())
     mark(ctx.opts.cache_dir, "embed")
     features = FeaturesFile.read(result.path)
     check_features_match_model(ctx.meta, features.attrs, result.path)

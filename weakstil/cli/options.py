@@ -10,12 +10,14 @@ import logging
 import math
 import os
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from weakstil import settings
+from weakstil.decode.modes import DecodeMode
 from weakstil.mil.config import Aggregator, Loss
 
 log = logging.getLogger("weakstil")
@@ -122,11 +124,19 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.", callback=in
 DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:N, mps or auto.",
                                         callback=_device)]
 ThreadsOpt = Annotated[
-    int, typer.Option("--threads", help="Torch CPU threads (0: automatic, the cores not busy with other work).",
+    int, typer.Option("--threads", help="Torch CPU threads (0: automatic: the cores not busy with other work; when "
+                      "tiles are embedded, planned beside the decode workers from measured speeds).",
                       callback=in_range(*settings.THREADS_RANGE))
 ]
-WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding threads (0: automatic).",
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding worker processes (0: automatic, planned "
+                                         "with --threads from measured decode and encoder speeds).",
                                          callback=in_range(*settings.THREADS_RANGE))]
+
+DecodeOpt = Annotated[
+    DecodeMode, typer.Option("--decode", help="Where JPEG tiles are decoded: cpu (libjpeg-turbo workers), gpu (nvJPEG) "
+                         "or auto (gpu when the encoder runs on CUDA and the slide has JPEG tiles). Other formats "
+                         "are read by OpenSlide; the path taken is recorded in each feature file.")
+]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per batch.",
                                            callback=in_range(*settings.BATCH_SIZE_RANGE))]
 
@@ -199,3 +209,19 @@ def expand_slides(patterns: list[str]) -> list[Path]:
             seen.add(real)
             out.append(path)
     return out
+
+
+# --- synthetic cohorts -------------------------------------------------------------------------
+class SynthLook(str, Enum):
+    """The looks of ``weakstil.synth.LOOKS``, spelled here so the CLI starts without importing the
+    generator (a test checks that both agree)."""
+
+    default = "default"
+    alt = "alt"
+
+
+HardOpt = Annotated[bool, typer.Option(
+    "--hard", help="Real-tissue confounders (dark tumour nuclei, plasma cells, necrosis, lymphoid structures outside "
+    "the bed, DCIS, stain/focus/fold/pen artefacts...), strengths drawn per slide; labels stay exact.")]
+SynthLookOpt = Annotated[SynthLook, typer.Option(
+    "--look", help="Appearance family: default, or alt (other palette, nuclei, textures and scanner optics).")]

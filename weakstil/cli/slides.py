@@ -11,8 +11,9 @@ import typer
 from weakstil import settings
 from weakstil.cli.batch import for_each_slide, unique_ids
 from weakstil.cli.errors import Failures
-from weakstil.cli.options import (AllowUpsampleOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideMppOpt, SlidesArg,
-                                  TileSizeOpt, TissueThresholdOpt, expand_slides, in_range, out_dir)
+from weakstil.cli.options import (AllowUpsampleOpt, HardOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideMppOpt,
+                                  SlidesArg, SynthLook, SynthLookOpt, TileSizeOpt, TissueThresholdOpt, expand_slides,
+                                  in_range, out_dir)
 
 log = logging.getLogger("weakstil")
 
@@ -68,6 +69,8 @@ def synth(
     ] = (2.5, 2.5),
     groups: Annotated[int, typer.Option("--groups", help="Number of centres (groups) with their own stain look.",
                                         callback=in_range(*settings.SYNTH_SLIDES_RANGE))] = 4,
+    hard: HardOpt = False,
+    look: SynthLookOpt = SynthLook.default,
 ) -> None:
     """Generate a synthetic H&E cohort with exact sTIL truth (slides, labels.csv, truth masks)."""
     from weakstil.locks import hold_folder
@@ -76,7 +79,7 @@ def synth(
     from weakstil.outputdir import mark
 
     with hold_folder(out, "synth"):
-        table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups)
+        table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups, hard=hard, look=look.value)
         mark(out, "synth")
     high = settings.STIL_THRESHOLD
     log.info("%d slides, sTIL median %.1f%%, %d%% >= %g%% -> %s", len(table), table["stil"].median(),

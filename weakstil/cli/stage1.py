@@ -11,9 +11,10 @@ import typer
 from weakstil import settings
 from weakstil.cli.batch import for_each_slide, unique_ids
 from weakstil.cli.errors import Failures
-from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DeviceOpt, EncoderOpt, MppOpt, OutOpt, OverlapOpt,
-                                  OverwriteOpt, SeedOpt, SlideMppOpt, SlidesArg, TileSizeOpt, TissueThresholdOpt,
-                                  WeightsOpt, WorkersOpt, expand_slides, in_range)
+from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, EncoderOpt, MppOpt, OutOpt,
+                                  OverlapOpt, OverwriteOpt, SeedOpt, SlideMppOpt, SlidesArg, ThreadsOpt, TileSizeOpt,
+                                  TissueThresholdOpt, WeightsOpt, WorkersOpt, expand_slides, in_range)
+from weakstil.decode.modes import DecodeMode
 from weakstil.errors import UsageError
 from weakstil.cli.progress import bar_progress, interrupt_on_sigterm
 
@@ -34,7 +35,9 @@ def embed(
     encoder: EncoderOpt,
     weights: WeightsOpt = None,
     batch_size: BatchSizeOpt = settings.BATCH_SIZE,
-    workers: WorkersOpt = 0,
+    workers: WorkersOpt = settings.DECODE_WORKERS,
+    threads: ThreadsOpt = settings.TORCH_THREADS,
+    decode: DecodeOpt = DecodeMode(settings.DECODE),
     device: DeviceOpt = settings.DEVICE,
     slide_mpp: SlideMppOpt = None,
     mpp: MppOpt = settings.MPP,
@@ -50,19 +53,15 @@ def embed(
     A slide whose complete cache was made with the same encoder, weights and tiling is skipped."""
     interrupt_on_sigterm()
     from weakstil.embed import cache_path, embed_slide, open_encoder
+    from weakstil.outputdir import mark
     from weakstil.tiles import TilingParams
 
-    from weakstil.outputdir import mark
-    from weakstil.resources import activation_cost, check_memory, embed_bytes
-
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
-    enc, n_workers, n_threads = open_encoder(encoder, weights, device, workers=workers, seed=seed)
-    log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; %d decode thread(s), %d torch thread(s)", enc.name,
-             enc.card.model, enc.embed_dim, enc.weights_sha256[:12], enc.device, enc.precision, n_workers, n_threads)
-    cost = activation_cost(enc.model, enc.input_px, enc.input_px)
-    check_memory(embed_bytes(cost, batch_size, tile_size, enc.input_px, buffers=2 * n_workers + 2), enc.device,
-                 what=f"embedding batches of {batch_size} tiles of {tile_size} px ({n_workers} decode threads)",
-                 fix="lower --batch-size (or --workers)")
+    enc, planner = open_encoder(encoder, weights, device, workers=workers, threads=threads, batch_size=batch_size,
+                                seed=seed)
+    log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; decoding: %s", enc.name, enc.card.model, enc.embed_dim,
+             enc.weights_sha256[:12], enc.device, enc.precision, decode.value)
+    check_embed_memory(enc, batch_size, tile_size, workers)
     failures = Failures()
     paths = unique_ids(expand_slides(slides), failures)
     with bar_progress("tiles") as progress:
@@ -74,8 +73,8 @@ def embed(
 
             try:
                 r = embed_slide(path, enc, cache_path(out, path), params, slide_mpp=slide_mpp,
-                                allow_upsample=allow_upsample, batch_size=batch_size, workers=n_workers,
-                                overwrite=overwrite, seed=seed, progress=on_batch)
+                                allow_upsample=allow_upsample, batch_size=batch_size, overwrite=overwrite, seed=seed,
+                                progress=on_batch, decode=decode.value, planner=planner)
             finally:
                 progress.remove_task(task)
             mark(out, "embed")
@@ -87,6 +86,16 @@ def embed(
 
         for_each_slide(paths, failures, lambda p: cache_path(out, p), one)
     failures.exit()
+
+
+def check_embed_memory(enc, batch_size: int, tile_px: int, workers: int) -> None:
+    """Refuse a batch whose decoded tiles and activations do not fit in memory (a usage error)."""
+    from weakstil.resources import activation_cost, check_memory, decode_ring_slots, embed_bytes
+
+    cost = activation_cost(enc.model, enc.input_px, enc.input_px)
+    buffers = decode_ring_slots(batch_size, tile_px, workers)
+    check_memory(embed_bytes(cost, batch_size, tile_px, enc.input_px, buffers=buffers), enc.device,
+                 what=f"embedding batches of {batch_size} tiles of {tile_px} px", fix="lower --batch-size")
 
 
 def pretrain(
@@ -116,7 +125,8 @@ def pretrain(
     seed: SeedOpt = settings.SEED,
     device: DeviceOpt = settings.DEVICE,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
-    workers: WorkersOpt = 0,
+    workers: WorkersOpt = settings.DECODE_WORKERS,
+    threads: ThreadsOpt = settings.TORCH_THREADS,
     slide_mpp: SlideMppOpt = None,
     mpp: MppOpt = settings.MPP,
     tile_size: TileSizeOpt = settings.TILE_PX,
@@ -132,7 +142,7 @@ def pretrain(
     from weakstil.outputdir import mark
     from weakstil.pretrain import PretrainConfig
     from weakstil.pretrain import pretrain as run_pretrain
-    from weakstil.runtime import plan_threads, resolve_device
+    from weakstil.runtime import cpu_count, resolve_device
     from weakstil.tiles import TilingParams
 
     if steps is not None and epochs is not None:
@@ -141,8 +151,11 @@ def pretrain(
 
     failures = Failures()
     dev = resolve_device(device)
-    n_workers, _ = plan_threads(dev.type, workers or None)  # tiles are read once, before training
-    # training keeps torch's own thread count (all cores, or OMP_NUM_THREADS when set)
+    n_workers = workers or cpu_count()  # tiles are read once, before training: decoding may use every core
+    if threads:  # else training keeps torch's own thread count (all cores, or OMP_NUM_THREADS when set)
+        import torch
+
+        torch.set_num_threads(threads)
     cfg = PretrainConfig(encoder=encoder, init_weights=weights or "random", steps=steps, epochs=epochs,
                          batch_size=batch_size, tiles_per_slide=tiles_per_slide, crop_px=crop_px, lr=lr,
                          seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold)
