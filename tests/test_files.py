@@ -8,8 +8,8 @@ import pytest
 
 from legacy_files import WRITERS, arrays
 from weakstil.files import (KINDS, BedFile, FeaturesFile, SlideFileError, SlideScoresFile, TileScoresFile, TilesFile,
-from weakstil.outputdir import MARKER
                             kind_of, read_any)
+from weakstil.outputdir import MARKER
 
 
 @pytest.mark.parametrize("kind", sorted(WRITERS))
