@@ -262,6 +262,38 @@ def tile_region(x: float, y: float, out_w: int, out_h: int, px_per_out: float) -
     return Region(ix, iy, fx if fx > 1e-6 else 0.0, fy if fy > 1e-6 else 0.0, w, h)
 
 
+def tile_regions(x: np.ndarray, y: np.ndarray, out_px: int, px_per_out: float
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+    """:func:`tile_region` for arrays of positions (decoded-level px): ``(ix, iy, fx, fy, w, h)``,
+    the same numbers element by element, without a Python object per tile."""
+    w = h = max(1, math.ceil(out_px * px_per_out - 1e-6))
+    x = np.asarray(x, np.float64)
+    y = np.asarray(y, np.float64)
+    ix, iy = np.floor(x + 1e-6).astype(np.int64), np.floor(y + 1e-6).astype(np.int64)
+    fx, fy = x - ix, y - iy
+    return ix, iy, np.where(fx > 1e-6, fx, 0.0), np.where(fy > 1e-6, fy, 0.0), w, h
+
+
+def tiles_covered(ix: np.ndarray, iy: np.ndarray, w: int, h: int, tile_w: int, tile_h: int, across: int,
+                  valid_w: int, valid_h: int) -> np.ndarray:
+    """Sorted indices of the level tiles that regions ``[ix, ix + w) x [iy, iy + h)`` cover inside
+    the valid ``valid_w x valid_h`` extent (vectorised: no loop per region)."""
+    ix, iy = np.asarray(ix, np.int64), np.asarray(iy, np.int64)
+    x0, y0 = np.maximum(ix, 0), np.maximum(iy, 0)
+    x1, y1 = np.minimum(ix + w, valid_w), np.minimum(iy + h, valid_h)
+    ok = (x1 > x0) & (y1 > y0)
+    if not ok.any():
+        return np.empty(0, np.int64)
+    x0, y0, x1, y1 = x0[ok], y0[ok], x1[ok], y1[ok]
+    tx0, ty0 = x0 // tile_w, y0 // tile_h
+    nx, ny = (x1 - 1) // tile_w - tx0 + 1, (y1 - 1) // tile_h - ty0 + 1
+    kx, ky = np.arange(int(nx.max())), np.arange(int(ny.max()))
+    tx = tx0[:, None, None] + kx[None, None, :]
+    ty = ty0[:, None, None] + ky[None, :, None]
+    keep = (kx[None, None, :] < nx[:, None, None]) & (ky[None, :, None] < ny[:, None, None])
+    return np.unique((ty * across + tx)[keep])
+
+
 def resize_region(region: np.ndarray, r: Region, out: np.ndarray) -> None:
     """Resize ``region`` (``read_h x read_w``) into ``out`` exactly as Slide.read_region does
     (Pillow bilinear, reducing_gap 2), the sub-pixel offset folded into the box."""
@@ -390,34 +422,95 @@ class JpegTileReader:
         return tile_region(x / self.l0_per_decoded, y / self.l0_per_decoded, out_px, out_px,
                            self.l0_per_out / self.l0_per_decoded)
 
-    def read_region_px(self, r: Region) -> np.ndarray:
-        """The decoded-level pixels of region ``r`` (``read_h x read_w``), white outside the level."""
+    def read_region_px(self, r: Region, out: np.ndarray | None = None) -> np.ndarray:
+        """The decoded-level pixels of region ``r`` (``read_h x read_w``), white outside the level;
+        written into ``out`` when given (the output tile itself when no resize is needed: one copy
+        per pixel fewer)."""
         rw, rh = r.read_w, r.read_h
-        buf = np.full((rh, rw, 3), WHITE, np.uint8)
         x0, y0 = max(r.ix, 0), max(r.iy, 0)
         x1, y1 = min(r.ix + rw, self.valid_w), min(r.iy + rh, self.valid_h)
+        if out is None:
+            buf = np.full((rh, rw, 3), WHITE, np.uint8)
+        else:
+            buf = out
+            if (x0, y0, x1, y1) != (r.ix, r.iy, r.ix + rw, r.iy + rh):  # partly outside the level
+                buf[...] = WHITE
         if x1 <= x0 or y1 <= y0:
             return buf
         tw, th, across = self.dtw, self.dth, self.level.tiles_across
         for ty in range(y0 // th, (y1 - 1) // th + 1):
             for tx in range(x0 // tw, (x1 - 1) // tw + 1):
                 tile = self.decoded_tile(ty * across + tx)
-                if tile is None:
-                    continue
                 sx0, sy0 = max(x0, tx * tw), max(y0, ty * th)
                 sx1, sy1 = min(x1, (tx + 1) * tw), min(y1, (ty + 1) * th)
-                buf[sy0 - r.iy:sy1 - r.iy, sx0 - r.ix:sx1 - r.ix] = tile[sy0 - ty * th:sy1 - ty * th,
-                                                                         sx0 - tx * tw:sx1 - tx * tw]
+                dst = buf[sy0 - r.iy:sy1 - r.iy, sx0 - r.ix:sx1 - r.ix]
+                if tile is None:  # a missing tile: white, as OpenSlide shows it
+                    dst[...] = WHITE
+                    continue
+                dst[...] = tile[sy0 - ty * th:sy1 - ty * th, sx0 - tx * tw:sx1 - tx * tw]
         return buf
 
     def read_tile(self, x: int, y: int, out: np.ndarray) -> None:
         """Write the output tile at level-0 ``(x, y)`` into ``out`` (``(px, px, 3)`` uint8)."""
         r = self.region_of(x, y, out.shape[0])
+        if r.fx == 0 and r.fy == 0 and (r.w, r.h) == out.shape[1::-1]:
+            self.read_region_px(r, out)  # no resize: the level's pixels go straight into the output
+            return
         resize_region(self.read_region_px(r), r, out)
 
     def read_batch(self, coords: np.ndarray, out: np.ndarray) -> None:
         for j, (x, y) in enumerate(coords):
             self.read_tile(int(x), int(y), out[j])
+
+    def read_into(self, coords: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
+        """Tile ``j`` of ``coords`` into ``out[dest[j]]`` (a worker filling a band of ring slots)."""
+        for (x, y), d in zip(coords.tolist(), dest.tolist()):
+            self.read_tile(x, y, out[d])
+
+    def streams_buffer(self, indices) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        """The complete JPEG streams of tiles ``indices`` packed in one uint8 buffer, and
+        ``(index, start, end)`` of each present tile: one positioned read per tile straight into
+        place, the prefix copied in front (the GPU path slices its input tensors out of it)."""
+        idx = [int(i) for i in indices]
+        counts = [int(self._counts[i]) for i in idx]
+        if self._strip:  # tiles with their own colour markers: per-tile streams
+            streams = [(i, self.stream(i)) for i, c in zip(idx, counts) if c > 0]
+            buf = np.frombuffer(b"".join(s for _, s in streams), np.uint8).copy()
+            spans, pos = [], 0
+            for i, s in streams:
+                spans.append((i, pos, pos + len(s)))
+                pos += len(s)
+            return buf, spans
+        pre = np.frombuffer(self._prefix, np.uint8)
+        lp = len(pre)
+        total = sum(lp + c - 2 for c in counts if c > 0)
+        buf = np.empty(max(total, 1), np.uint8)
+        mv = memoryview(buf)
+        fd = self._fh.fileno()
+        spans, pos = [], 0
+        for i, c in zip(idx, counts):
+            if c <= 0:
+                continue
+            at = pos + lp - 2  # the tile's SOI lands on the prefix's last 2 bytes, then the prefix goes on top
+            got = _preadv(fd, mv[at:at + c], int(self._offsets[i]))
+            if got != c:
+                raise JpegStreamError(f"JPEG tile {i} of page {self.level.page}: read {got} of {c} bytes")
+            buf[pos:pos + lp] = pre
+            spans.append((i, pos, pos + lp + c - 2))
+            pos += lp + c - 2
+        return buf, spans
+
+
+def _preadv(fd: int, view: memoryview, offset: int) -> int:
+    """Read ``len(view)`` bytes at ``offset`` into ``view``; the count read."""
+    import os
+
+    try:
+        return os.preadv(fd, [view], offset)
+    except (AttributeError, OSError):  # no preadv: read, then copy
+        data = os.pread(fd, len(view), offset) if hasattr(os, "pread") else b""
+        view[:len(data)] = data
+        return len(data)
 
 
 def _pread(fh, offset: int, n: int) -> bytes:
