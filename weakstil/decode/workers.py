@@ -131,6 +131,7 @@ class Ring:
                                               create=True, size=size)
         self.array = np.ndarray(self.shape, np.uint8, buffer=self.shm.buf)
         self._pinned = False
+        self.pin_requested = bool(pin_memory)  # tried once: a refusal is not retried slide after slide
         if pin_memory:
             self._pinned = _cuda_host_register(self.array)
 
@@ -145,7 +146,7 @@ class Ring:
     def fits(self, n: int, batch: int, px: int, pin_memory: bool) -> bool:
         """Can this ring serve a slide needing ``n`` slots of ``batch`` tiles of ``px``?"""
         return self.array is not None and self.shape[0] >= n and self.shape[1:3] == (batch, px) \
-            and (self._pinned or not pin_memory)
+            and (self.pin_requested or not pin_memory)
 
     def close(self) -> None:
         if self._pinned:
