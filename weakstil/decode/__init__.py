@@ -6,7 +6,8 @@ Modules: :mod:`.jpeg_tiles` (TIFF JPEG levels, streams, CPU decoding, region geo
 :mod:`.geometry` (output tiles over level tiles, pure), :mod:`.openslide_reader`, :mod:`.readers`
 (which path a slide takes), :mod:`.workers` (processes, bands of work), :mod:`.shm` (the
 shared-memory ring), :mod:`.gpu` (nvJPEG batches), :mod:`.plan` (threads from measured rates),
-:mod:`.batches` (what ``embed`` calls), :mod:`.modes`, :mod:`.svswriter` (Aperio-like test slides). Names are imported lazily, so ``weakstil.decode.modes`` stays cheap for the CLI.
+:mod:`.batches` (what ``embed`` calls), :mod:`.modes`, :mod:`.svswriter` (Aperio-like test slides).
+Names are imported lazily, so ``weakstil.decode.modes`` stays cheap for the CLI.
 """
 
 from __future__ import annotations

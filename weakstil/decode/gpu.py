@@ -188,7 +188,8 @@ class GpuTileBatches:
         decode_jpeg = self._decode_jpeg
         out = {k: self._cache[k] for k in (int(k) for k in needed) if k in self._cache}
         todo = [k for k in streams if k not in out]
-        missing = [int(k) for k in needed if int(k) not in out and int(k) not in streams]
+        missing = [int(k) for k in needed if int(k) not in out and int(k) not in streams
+                   and self.reader._counts[int(k)] > 0]
         if missing:  # not read ahead (cannot happen when batches come in order): read them now
             buf, spans = self.reader.streams_buffer(missing)
             data = torch.from_numpy(buf)
