@@ -6,6 +6,7 @@ here: ``weakstil --help`` must answer in about a second.
 from __future__ import annotations
 
 import glob
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -133,3 +134,19 @@ def expand_slides(patterns: list[str]) -> list[Path]:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else []
         out.extend(Path(m) for m in matches) if matches else out.append(Path(pattern))
     return out
+
+
+# --- synthetic cohorts -------------------------------------------------------------------------
+class SynthLook(str, Enum):
+    """The looks of ``weakstil.synth.LOOKS``, spelled here so the CLI starts without importing the
+    generator (a test checks that both agree)."""
+
+    default = "default"
+    alt = "alt"
+
+
+HardOpt = Annotated[bool, typer.Option(
+    "--hard", help="Real-tissue confounders (dark tumour nuclei, plasma cells, necrosis, lymphoid structures outside "
+    "the bed, DCIS, stain/focus/fold/pen artefacts...), strengths drawn per slide; labels stay exact.")]
+SynthLookOpt = Annotated[SynthLook, typer.Option(
+    "--look", help="Appearance family: default, or alt (other palette, nuclei, textures and scanner optics).")]

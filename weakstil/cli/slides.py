@@ -10,8 +10,8 @@ import typer
 
 from weakstil import settings
 from weakstil.cli.errors import Failures
-from weakstil.cli.options import (AllowUpsampleOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideMppOpt, SlidesArg,
-                                  TileSizeOpt, TissueThresholdOpt, expand_slides)
+from weakstil.cli.options import (AllowUpsampleOpt, HardOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideMppOpt,
+                                  SlidesArg, SynthLook, SynthLookOpt, TileSizeOpt, TissueThresholdOpt, expand_slides)
 
 log = logging.getLogger("weakstil")
 
@@ -57,11 +57,13 @@ def synth(
         tuple[float, float], typer.Option("--size-mm", help="Slide width and height in millimetres.")
     ] = (2.5, 2.5),
     groups: Annotated[int, typer.Option("--groups", help="Number of centres (groups) with their own stain look.")] = 4,
+    hard: HardOpt = False,
+    look: SynthLookOpt = SynthLook.default,
 ) -> None:
     """Generate a synthetic H&E cohort with exact sTIL truth (slides, labels.csv, truth masks)."""
     from weakstil.synth import generate_cohort
 
-    table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups)
+    table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups, hard=hard, look=look.value)
     high = settings.STIL_THRESHOLD
     log.info("%d slides, sTIL median %.1f%%, %d%% >= %g%% -> %s", len(table), table["stil"].median(),
              round(100 * (table["stil"] >= high).mean()), high, out / "labels.csv")
