@@ -181,23 +181,121 @@ def _alloc_buffers(n: int, batch_size: int, tile_px: int, pin_memory: bool) -> l
     return [np.empty((batch_size, tile_px, tile_px, 3), np.uint8) for _ in range(n)]
 
 
+#: Batches whose features are still on their way back from the GPU before the loop waits for the
+#: oldest: the device always has queued work, and Python never stalls it.
+READBACK_LAG = 2
+
+
 def embed_batches(encoder: Encoder, batches: Iterator[tuple[int, np.ndarray]],
-                  sink: Callable[[int, np.ndarray], None]) -> None:
-    """Run ``encoder`` over ``batches`` and hand each ``(start, float32 features)`` to ``sink``."""
+                  sink: Callable[[int, np.ndarray], None], *, lag: int = READBACK_LAG,
+                  side_stream: bool = True, timings: dict | None = None) -> None:
+    """Run ``encoder`` over ``batches`` and hand each ``(start, float32 features)`` to ``sink``, in order.
+
+    On CUDA nothing in the loop waits for the device except the readback of the batch ``lag``
+    batches back: host->device copies of CPU batches go on a copy stream (the batch's host buffer
+    is given back to the producer only once its copy is done), the encoder runs on its own
+    non-default stream (no implicit synchronisation with work on the legacy default stream, e.g.
+    inside nvJPEG), and features come back through pinned memory asynchronously. ``lag=0`` is the
+    old synchronous loop; ``side_stream=False`` runs on the current stream. ``timings`` (a dict,
+    optional) gathers host seconds per stage (``wait`` for the next batch, ``h2d``, ``launch`` of
+    transform + forward, ``readback_wait``, ``sink``) and, on CUDA, device seconds of
+    ``gpu_transform`` and ``gpu_forward`` (CUDA events), plus ``batches`` and ``tiles``.
+    """
+    import contextlib
+    import time
+
     import torch
 
     dev = encoder.device
+    cuda = dev.type == "cuda"
+    lag = max(0, int(lag))
+    tm = timings
+    clock = time.perf_counter
+
+    def add(key: str, value: float) -> None:
+        if tm is not None:
+            tm[key] = tm.get(key, 0.0) + value
+
+    compute = torch.cuda.Stream(dev) if cuda and side_stream else None
+    copier = torch.cuda.Stream(dev) if cuda else None
+    copied = None  # event: the last host->device copy has read its host buffer
+    pending: collections.deque = collections.deque()  # (start, features, done event, timing events)
+
+    def drain(keep: int) -> None:
+        while len(pending) > keep:
+            start, feats, done, evs = pending.popleft()
+            t0 = clock()
+            if done is not None:
+                done.synchronize()
+            add("readback_wait", clock() - t0)
+            if evs is not None:
+                add("gpu_transform", evs[0].elapsed_time(evs[1]) / 1e3)
+                add("gpu_forward", evs[1].elapsed_time(evs[2]) / 1e3)
+            t0 = clock()
+            sink(start, feats.numpy())
+            add("sink", clock() - t0)
+
+    it = iter(batches)
     try:
-        with torch.inference_mode():
-            for start, batch in batches:
+        with torch.inference_mode(), (torch.cuda.stream(compute) if compute is not None
+                                      else contextlib.nullcontext()):
+            while True:
+                if copied is not None:
+                    copied.synchronize()  # the producer may reuse the last batch's host buffer after next()
+                    copied = None
+                t0 = clock()
+                item = next(it, None)
+                add("wait", clock() - t0)
+                if item is None:
+                    break
+                start, batch = item
+                t0 = clock()
                 t = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)  # GPU decode: a tensor
-                x = encoder.transform(t.to(dev, non_blocking=True) if t.device != dev else t)
-                sink(start, encoder.forward(x).cpu().numpy())
+                if not _on_device(t, dev):
+                    if cuda:
+                        cur = torch.cuda.current_stream(dev)
+                        with torch.cuda.stream(copier):
+                            t = t.to(dev, non_blocking=True)
+                            copied = torch.cuda.Event()
+                            copied.record(copier)
+                        cur.wait_event(copied)
+                        t.record_stream(cur)  # allocated on the copy stream, used on this one
+                    else:
+                        t = t.to(dev)
+                t1 = clock()
+                add("h2d", t1 - t0)
+                evs = None
+                if cuda and tm is not None:
+                    evs = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+                    evs[0].record()
+                x = encoder.transform(t)
+                if evs is not None:
+                    evs[1].record()
+                feats = encoder.forward(x)
+                if evs is not None:
+                    evs[2].record()
+                done = None
+                if cuda:
+                    host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
+                    host.copy_(feats, non_blocking=True)
+                    done = torch.cuda.Event()
+                    done.record()
+                    feats = host
+                add("launch", clock() - t1)
+                add("batches", 1)
+                add("tiles", len(feats))
+                pending.append((start, feats, done, evs))
+                drain(lag)
+            drain(0)
     finally:
         # an error or interrupt must stop the decode threads before the slide is closed
-        close = getattr(batches, "close", None)
+        close = getattr(it, "close", None) or getattr(batches, "close", None)
         if close is not None:
             close()
+
+
+def _on_device(t, dev) -> bool:
+    return t.device.type == dev.type and (dev.index is None or t.device.index == dev.index)
 
 
 # -- the encoder of a run ----------------------------------------------------------------
