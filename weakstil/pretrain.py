@@ -38,7 +38,7 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
-from weakstil.errors import WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError
 from weakstil.slide import Slide
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,9 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                  on_error: Callable[[Path, WeakSTILError], None] | None = None,
                  ) -> tuple[np.ndarray, list[str]]:
     """Up to ``tiles_per_slide`` random tissue tiles per slide: ``(uint8 (N, px, px, 3), slide ids)``."""
-    from weakstil.embed import iter_tile_batches
+    from weakstil.decode.batches import shared_pool
+    from weakstil.decode.readers import plan_reader
+    from weakstil.decode.workers import iter_batches_inline
     from weakstil.tiles import TilingParams, find_tiles
 
     params = TilingParams(mpp=cfg.mpp or card.mpp, tile_px=cfg.tile_px or card.input_px,
@@ -127,8 +129,10 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                 pick = np.sort(rng.choice(n, size=min(n, cfg.tiles_per_slide), replace=False))
                 coords = tiles.coords[pick]
                 out = np.empty((len(coords), params.tile_px, params.tile_px, 3), np.uint8)
-                with contextlib.closing(iter_tile_batches(slide, coords, params.tile_px, params.mpp, 32,
-                                                          workers=workers)) as batches:
+                spec = plan_reader(slide, params.mpp, params.tile_px)  # JPEG tiles or OpenSlide
+                batches = (shared_pool(workers).batches(spec, coords, 32) if workers >= 1
+                           else iter_batches_inline(spec, coords, 32))
+                with contextlib.closing(batches):
                     for start, batch in batches:
                         out[start:start + len(batch)] = batch
                 chunks.append(out)
@@ -236,6 +240,27 @@ def _restore(model: Any, opt: Any, state: dict[str, Any], tensors: dict[str, Any
 
 
 # -- the run ----------------------------------------------------------------------------
+def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig, *, n_slides: int,
+                          device: Any) -> None:
+    """Refuse settings whose batch x crop needs more memory than the machine has (one line with
+    the estimate, the memory available and the fix), before any slide is read."""
+    from weakstil.resources import PROBE_PX, activation_cost, check_memory, pretrain_bytes
+
+    if cfg.batch_size < settings.PRETRAIN_BATCH_MIN:
+        raise UsageError(f"--batch-size {cfg.batch_size} is too small: SimCLR contrasts each tile with the other "
+                         f"tiles of its batch, so a batch needs at least {settings.PRETRAIN_BATCH_MIN}",
+                         fix="pass --batch-size 2 or more (64 by default)")
+    tile_px = cfg.tile_px or card.input_px
+    n_tiles = max(1, n_slides) * cfg.tiles_per_slide
+    batch = min(cfg.batch_size, n_tiles)
+    cost = activation_cost(backbone, PROBE_PX, cfg.crop_px)
+    n_params = sum(p.numel() for p in backbone.parameters())
+    check_memory(pretrain_bytes(cost, batch, cfg.crop_px, n_tiles, tile_px, n_params), device,
+                 what=f"pretraining with --batch-size {batch} and --crop-px {cfg.crop_px} "
+                      f"({n_tiles} tiles of {tile_px} px in memory)",
+                 fix="lower --crop-px or --batch-size (or --tiles-per-slide)")
+
+
 def card_name_for(out_dir: Path, base: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_.+\-]", "-", out_dir.resolve().name).strip("-.") or f"{base}-simclr"
     return name if re.match(r"^[A-Za-z0-9]", name) else f"{base}-{name}"
@@ -280,6 +305,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                             "with default pooling", fix="choose another --encoder")
     dev = resolve_device(device)
     backbone, init_sha, init_source, _ = load_model(card, cfg.init_weights, seed=cfg.seed)
+    check_pretrain_memory(backbone, card, cfg, n_slides=len(slides), device=dev)
 
     failed: list[str] = []
 

@@ -82,7 +82,7 @@ class TumorBedDetector:
         """``model.safetensors`` + ``model.json`` in ``directory`` (each written atomically)."""
         from safetensors.numpy import save_file
 
-        from weakstil.atomic import atomic_path
+        from weakstil.atomic import atomic_path, write_json
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -91,8 +91,7 @@ class TumorBedDetector:
         meta = {**self.meta, "kind": DETECTOR_KIND, "format_version": FORMAT_VERSION, "algorithm": ALGORITHM,
                 "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
                 "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__}
-        with atomic_path(directory / META_FILE) as tmp:
-            tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        write_json(directory / META_FILE, meta, indent=2, sort_keys=True)
         return directory
 
     @classmethod
