@@ -3,6 +3,9 @@
     .venv/bin/python benchmarks/tumorbed_quality.py                       # 3 cohorts x 40 slides (~1.5 h on 2 busy cores)
     .venv/bin/python benchmarks/tumorbed_quality.py --slides 16 --cohorts default hard   # a quick look
     .venv/bin/python benchmarks/tumorbed_quality.py --encoder /path/to/pretrain_dir      # a pretrained encoder
+    # issue 14's cross-look pairs only (a detector per training look, applied to the other look):
+    nice -n 10 .venv/bin/python benchmarks/tumorbed_quality.py --cohorts default alt hard \
+        --pairs default:alt default:hard alt:hard --cache /work/scratch/tumorbed/bench
 
 Everything is cached under ``--cache`` (default ``.bench/tumorbed/``) and reused.
 
@@ -19,7 +22,11 @@ Everything is cached under ``--cache`` (default ``.bench/tumorbed/``) and reused
    generator's GeoJSON outlines are the annotations), then ``apply_tumorbed`` (``weakstil
    tumorbed apply``) on every slide of every cohort that it was not trained on.
 4. **Dice** of each written bed (``tumorbed_mask`` at its ``mpp``) against the exact truth, by
-   sTIL band: within look (trained and applied on the same look) and across looks.
+   sTIL band: within look (trained and applied on the same look) and across looks; the worst
+   slides. Two checks of the bed definition on every slide: the share of the truth bed's
+   lymphocyte-dense stroma that the detected bed keeps (should be ~1: TIL-rich stroma next to
+   tumour is bed), and the share of lymphocyte-dense tissue more than 200 µm outside the truth
+   bed (lymphoid aggregates, TLS, lymph node) that it takes in (should be ~0).
 5. **Slide R²** (out of fold, MIL with the mean aggregator, ``train_cohort`` as ``weakstil
    train`` runs it) on each cohort with tumour-bed tiles from the exact annotations, from the
    per-slide beds of the detector trained on that look (``--tumorbed-beds``; its 10 training
@@ -92,7 +99,8 @@ def make_cohort(out: Path, n: int, seed: int, size_mm: float, hard: bool, look: 
 def embed_cohort(cohort: Path, encoder_name: str, weights: str | None, out: Path) -> Path:
     import torch
 
-    from weakstil.embed import embed_slide, plan_threads
+    from weakstil.embed import embed_slide
+    from weakstil.runtime import plan_threads
     from weakstil.encoders import create_encoder
 
     table = pd.read_csv(cohort / "labels.csv")
@@ -133,9 +141,38 @@ def truth_dice(bed_h5: Path, truth_h5: Path) -> float:
     return dice(mask, truth)
 
 
+#: Lymphocyte-dense: at least this share of the tissue covered by lymphocytes within ~50 µm.
+DENSE_LYMPH = 0.3
+#: "Far from tumour": more than this outside the truth bed.
+FAR_UM = 200.0
+
+
+def lymph_checks(bed_h5: Path, truth_h5: Path) -> dict:
+    """Share of the truth bed's lymphocyte-dense stroma inside the detected bed, and share of the
+    lymphocyte-dense tissue far (> ``FAR_UM``) outside the truth bed that the detected bed takes in
+    (NaN where the slide has none)."""
+    import h5py
+    from scipy import ndimage as ndi
+    from skimage.transform import resize
+
+    with h5py.File(truth_h5, "r") as f:
+        truth, tissue = f["tumorbed"][:].astype(bool), f["tissue"][:].astype(bool)
+        lymph, mpp = f["lymphocyte"][:].astype(np.float32), float(f.attrs["mask_mpp"])
+        stroma = f["stroma"][:].astype(bool)
+    with h5py.File(bed_h5, "r") as f:
+        det = resize(f["tumorbed_mask"][:].astype(np.float32), truth.shape, order=0) > 0.5
+    dense = ndi.gaussian_filter(lymph, 25.0 / mpp) >= DENSE_LYMPH
+    inside = truth & stroma & dense
+    far = dense & tissue & (ndi.distance_transform_edt(~truth) * mpp > FAR_UM)
+    return {"dense_bed_kept": float(det[inside].mean()) if inside.sum() >= 20 else np.nan,
+            "far_lymph_taken": float(det[far].mean()) if far.sum() >= 20 else np.nan}
+
+
 def summarise(df: pd.DataFrame) -> dict:
     out = {"n": int(len(df)), "mean": float(df["dice"].mean()), "median": float(df["dice"].median()),
-           "min": float(df["dice"].min()), "fallbacks": int((df["source"] == "tissue-fallback").sum())}
+           "min": float(df["dice"].min()), "fallbacks": int((df["source"] == "tissue-fallback").sum()),
+           "dense_bed_kept": float(df["dense_bed_kept"].mean()), "far_lymph_taken": float(df["far_lymph_taken"].mean()),
+           "worst": [f"{r.slide_id} ({r.stil:.0f} %): {r.dice:.3f}" for r in df.nsmallest(3, "dice").itertuples()]}
     for _, _, name in BANDS:
         v = df.loc[df["band"] == name, "dice"]
         out[name] = {"n": int(len(v)), "mean": float(v.mean()) if len(v) else None,
@@ -145,6 +182,7 @@ def summarise(df: pd.DataFrame) -> dict:
 
 def main() -> None:
     from weakstil.tumorbed import BedSources, apply_tumorbed, train_tumorbed_from_cache
+    from weakstil.tumorbed.detector import TumorBedDetector
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohorts", nargs="+", default=["default", "hard", "alt-hard"], choices=sorted(COHORTS))
@@ -157,7 +195,15 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=60)
     ap.add_argument("--no-r2", action="store_true", help="Dice only")
     ap.add_argument("--cache", type=Path, default=ROOT / ".bench" / "tumorbed")
+    ap.add_argument("--reuse-detectors", action="store_true",
+                    help="load a detector saved by an earlier run on the same training slides instead of training")
+    ap.add_argument("--pairs", nargs="+", metavar="TRAIN:TEST",
+                    help="train look -> test look pairs (default: every pair of --cohorts, within look too)")
     args = ap.parse_args()
+    pairs = ([tuple(p.split(":")) for p in args.pairs] if args.pairs else
+             [(a, b) for a in args.cohorts for b in args.cohorts])
+    if any(a not in args.cohorts or b not in args.cohorts for a, b in pairs):
+        ap.error("--pairs names a look that is not in --cohorts")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("weakstil.mil", "weakstil.train", "weakstil.embed", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -176,14 +222,21 @@ def main() -> None:
 
     runs = args.cache / "runs" / f"n{args.slides}-s{args.seed}-{enc_tag}"
     rows, detectors = [], {}
-    for train_look in args.cohorts:
+    for train_look in dict.fromkeys(a for a, _ in pairs):
         ids = training_ids(tables[train_look])
         t0 = time.perf_counter()
-        detector = train_tumorbed_from_cache(features[train_look], cohorts[train_look] / "truth", slide_ids=ids,
-                                             seed=args.seed)
-        det_dir = detector.save(runs / f"detector-{train_look}")
-        detectors[train_look] = (detector, det_dir, ids, time.perf_counter() - t0)
-        for test_look in args.cohorts:
+        det_dir = runs / f"detector-{train_look}"
+        saved = det_dir / "model.json"
+        if args.reuse_detectors and saved.is_file() and json.loads(saved.read_text()).get("slide_ids") == ids:
+            detector = TumorBedDetector.load(det_dir)
+            log.info("detector %s: reused from %s", train_look, det_dir)
+        else:
+            detector = train_tumorbed_from_cache(features[train_look], cohorts[train_look] / "truth", slide_ids=ids,
+                                                 seed=args.seed)
+            detector.save(det_dir)
+        seconds = float(detector.meta.get("train_seconds", time.perf_counter() - t0))
+        detectors[train_look] = (detector, det_dir, ids, seconds)
+        for test_look in [b for a, b in pairs if a == train_look]:
             beds = runs / f"beds-{train_look}-on-{test_look}"
             for sid, stil in zip(tables[test_look]["slide_id"], tables[test_look]["stil"]):
                 trained_on = test_look == train_look and sid in ids
@@ -193,9 +246,10 @@ def main() -> None:
                 applied = apply_tumorbed(features[test_look] / f"{sid}.h5", beds, sources)
                 if trained_on:
                     continue
+                truth = cohorts[test_look] / "truth" / f"{sid}.h5"
                 rows.append({"train_look": train_look, "test_look": test_look, "slide_id": sid, "stil": stil,
                              "band": band_of(stil), "source": applied.bed.source.value,
-                             "dice": truth_dice(applied.h5_path, cohorts[test_look] / "truth" / f"{sid}.h5")})
+                             "dice": truth_dice(applied.h5_path, truth), **lymph_checks(applied.h5_path, truth)})
     per_slide = pd.DataFrame(rows)
     per_slide.to_csv(runs / "dice_per_slide.csv", index=False)
     within = per_slide[per_slide["train_look"] == per_slide["test_look"]]
@@ -215,14 +269,12 @@ def main() -> None:
         from weakstil.train import train_cohort
 
         r2 = {}
-        for look in args.cohorts:
+        for look in dict.fromkeys(b for _, b in pairs):
             csv = cohorts[look] / "labels.csv"
             ids = list(tables[look]["slide_id"])
-            sources = {"exact (annotations)": dict(annotations=cohorts[look] / "truth"),
-                       f"detected ({look} detector)": dict(beds=runs / f"beds-{look}-on-{look}")}
-            for other in args.cohorts:
-                if other != look:
-                    sources[f"detected ({other} detector)"] = dict(beds=runs / f"beds-{other}-on-{look}")
+            sources = {"exact (annotations)": dict(annotations=cohorts[look] / "truth")}
+            for other in [a for a, b in pairs if b == look]:
+                sources[f"detected ({other} detector)"] = dict(beds=runs / f"beds-{other}-on-{look}")
             sources["whole tissue"] = {}
             r2[look] = {}
             for label, src in sources.items():
@@ -250,8 +302,8 @@ def print_report(result: dict, per_slide: pd.DataFrame) -> None:
               f"leave-one-slide-out Dice {d['cv_dice']:.3f} (min {d['cv_dice_min']:.3f}); {d['shape']}")
     names = [b[2] for b in BANDS]
     print("\n| train look -> test look | n | mean | median | min | " + " | ".join(f"sTIL {b} %: mean / min"
-                                                                          for b in names) + " | fallbacks |")
-    print("|---" * (6 + len(names)) + "|")
+                                                                          for b in names) + " | fallbacks | dense bed stroma kept | far lymphoid taken |")
+    print("|---" * (8 + len(names)) + "|")
     blocks = list(result["dice"]["pairs"].items())
     for key in ("within", "across"):
         if result["dice"][key]:
@@ -260,7 +312,9 @@ def print_report(result: dict, per_slide: pd.DataFrame) -> None:
         bands = " | ".join(f"{s[b]['mean']:.3f} / {s[b]['min']:.3f} ({s[b]['n']})" if s[b]["n"] else "-"
                            for b in names)
         print(f"| {pair} | {s['n']} | {s['mean']:.3f} | {s['median']:.3f} | {s['min']:.3f} | {bands} | "
-              f"{s['fallbacks']} |")
+              f"{s['fallbacks']} | {s['dense_bed_kept']:.3f} | {s['far_lymph_taken']:.3f} |")
+    for pair, s in blocks:
+        print(f"- worst slides, {pair}: " + "; ".join(s["worst"]))
     across = per_slide[per_slide["train_look"] != per_slide["test_look"]]
     if len(across):
         high = across[across["stil"] > 60]
