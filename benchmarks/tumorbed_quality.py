@@ -25,8 +25,9 @@ Everything is cached under ``--cache`` (default ``.bench/tumorbed/``) and reused
    sTIL band: within look (trained and applied on the same look) and across looks; the worst
    slides. Two checks of the bed definition on every slide: the share of the truth bed's
    lymphocyte-dense stroma that the detected bed keeps (should be ~1: TIL-rich stroma next to
-   tumour is bed), and the share of lymphocyte-dense tissue more than 200 µm outside the truth
-   bed (lymphoid aggregates, TLS, lymph node) that it takes in (should be ~0).
+   tumour is bed), and the share of lymphoid aggregates (lymphocyte-dense components of at least
+   0.01 mm² more than 200 µm outside the truth bed: TLS, lymph node, aggregates) that it takes in
+   (should be ~0); each with the number of slides that have such tissue.
 5. **Slide R²** (out of fold, MIL with the mean aggregator, ``train_cohort`` as ``weakstil
    train`` runs it) on each cohort with tumour-bed tiles from the exact annotations, from the
    per-slide beds of the detector trained on that look (``--tumorbed-beds``; its 10 training
@@ -145,6 +146,8 @@ def truth_dice(bed_h5: Path, truth_h5: Path) -> float:
 DENSE_LYMPH = 0.3
 #: "Far from tumour": more than this outside the truth bed.
 FAR_UM = 200.0
+#: A lymphoid aggregate: a far lymphocyte-dense component at least this large (a ~110 µm disc).
+MIN_AGGREGATE_MM2 = 0.01
 
 
 def lymph_checks(bed_h5: Path, truth_h5: Path) -> dict:
@@ -164,14 +167,19 @@ def lymph_checks(bed_h5: Path, truth_h5: Path) -> dict:
     dense = ndi.gaussian_filter(lymph, 25.0 / mpp) >= DENSE_LYMPH
     inside = truth & stroma & dense
     far = dense & tissue & (ndi.distance_transform_edt(~truth) * mpp > FAR_UM)
-    return {"dense_bed_kept": float(det[inside].mean()) if inside.sum() >= 20 else np.nan,
-            "far_lymph_taken": float(det[far].mean()) if far.sum() >= 20 else np.nan}
+    labels, n = ndi.label(far)  # aggregates: far dense components of at least MIN_AGGREGATE_MM2
+    sizes = np.bincount(labels.ravel(), minlength=n + 1) * mpp * mpp / 1e6
+    far = (sizes >= MIN_AGGREGATE_MM2)[labels] & far
+    return {"dense_bed_kept": float(det[inside].mean()) if inside.sum() * mpp * mpp / 1e6 >= 0.01 else np.nan,
+            "far_lymph_taken": float(det[far].mean()) if far.any() else np.nan}
 
 
 def summarise(df: pd.DataFrame) -> dict:
     out = {"n": int(len(df)), "mean": float(df["dice"].mean()), "median": float(df["dice"].median()),
            "min": float(df["dice"].min()), "fallbacks": int((df["source"] == "tissue-fallback").sum()),
            "dense_bed_kept": float(df["dense_bed_kept"].mean()), "far_lymph_taken": float(df["far_lymph_taken"].mean()),
+           "dense_bed_slides": int(df["dense_bed_kept"].notna().sum()),
+           "far_lymph_slides": int(df["far_lymph_taken"].notna().sum()),
            "worst": [f"{r.slide_id} ({r.stil:.0f} %): {r.dice:.3f}" for r in df.nsmallest(3, "dice").itertuples()]}
     for _, _, name in BANDS:
         v = df.loc[df["band"] == name, "dice"]
@@ -312,7 +320,8 @@ def print_report(result: dict, per_slide: pd.DataFrame) -> None:
         bands = " | ".join(f"{s[b]['mean']:.3f} / {s[b]['min']:.3f} ({s[b]['n']})" if s[b]["n"] else "-"
                            for b in names)
         print(f"| {pair} | {s['n']} | {s['mean']:.3f} | {s['median']:.3f} | {s['min']:.3f} | {bands} | "
-              f"{s['fallbacks']} | {s['dense_bed_kept']:.3f} | {s['far_lymph_taken']:.3f} |")
+              f"{s['fallbacks']} | {s['dense_bed_kept']:.3f} ({s.get('dense_bed_slides', '?')}) | "
+              f"{s['far_lymph_taken']:.3f} ({s.get('far_lymph_slides', '?')}) |")
     for pair, s in blocks:
         print(f"- worst slides, {pair}: " + "; ".join(s["worst"]))
     across = per_slide[per_slide["train_look"] != per_slide["test_look"]]
