@@ -1,6 +1,6 @@
 """Tumour-bed quality within and across looks, on synthetic cohorts with exact truth.
 
-    .venv/bin/python benchmarks/tumorbed_quality.py                       # 3 cohorts x 40 slides (~1.5 h on 2 busy cores)
+    .venv/bin/python benchmarks/tumorbed_quality.py                       # every pair of 3 looks x 40 slides (~1.5 h on 2 busy cores)
     .venv/bin/python benchmarks/tumorbed_quality.py --slides 16 --cohorts default hard   # a quick look
     .venv/bin/python benchmarks/tumorbed_quality.py --encoder /path/to/pretrain_dir      # a pretrained encoder
     # issue 14's cross-look pairs only (a detector per training look, applied to the other look):
