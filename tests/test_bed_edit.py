@@ -167,3 +167,17 @@ def test_saving_refuses_an_empty_bed_and_the_score_tile_geojson(tmp_path):
     with pytest.raises(WeakSTILError, match="tile GeoJSON"):
         write_bed_geojson(tmp_path, [_box(0, 0, 900, 900)], "s1")
     assert tiles_geojson.read_bytes() == before
+
+
+def test_mask_fractions_of_a_boolean_mask_equal_the_full_summed_area_table():
+    """The fast path for boolean masks (rescoring speed) gives the float table's fractions exactly."""
+    from weakstil.tiling import mask_fractions
+
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        h, w = rng.integers(1, 200, 2)
+        mask = rng.random((h, w)) > rng.random()
+        coords = rng.integers(-300, 9000, (int(rng.integers(1, 300)), 2))
+        tile, mask_mpp, slide_mpp = float(rng.uniform(50, 900)), float(rng.choice([2.0, 8.0])), float(rng.uniform(0.2, 1))
+        as_float = mask_fractions(coords, tile, mask.astype(np.float32), mask_mpp, slide_mpp)  # the float table
+        np.testing.assert_array_equal(mask_fractions(coords, tile, mask, mask_mpp, slide_mpp), as_float)
