@@ -181,3 +181,10 @@ def test_mask_fractions_of_a_boolean_mask_equal_the_full_summed_area_table():
         tile, mask_mpp, slide_mpp = float(rng.uniform(50, 900)), float(rng.choice([2.0, 8.0])), float(rng.uniform(0.2, 1))
         as_float = mask_fractions(coords, tile, mask.astype(np.float32), mask_mpp, slide_mpp)  # the float table
         np.testing.assert_array_equal(mask_fractions(coords, tile, mask, mask_mpp, slide_mpp), as_float)
+
+
+def test_a_shape_touching_the_slide_edge_from_outside_is_clipped_away(tmp_path):
+    """Clipping to the slide leaves a line where a shape touches its edge: not an area, ignored."""
+    s = _score_file(tmp_path / "s1.h5")
+    r = rescore_with_bed(s["path"], [_box(TILE, 0, 3 * TILE, HEIGHT), _box(-TILE, 100, 0, 900)])
+    np.testing.assert_array_equal(r.tile_flags, (s["cols"] >= 1) & (s["cols"] <= 2))

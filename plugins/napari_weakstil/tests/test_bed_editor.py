@@ -70,6 +70,16 @@ def test_editing_the_bed_rescores_the_slide_and_saves_an_annotation(make_napari_
     rings = shapes_to_rings(list(layer.data), list(layer.shape_type), list(layer.features["part"]))
     np.testing.assert_array_equal(bed_tile_flags(bed_shape(*rings), SlideGeometry.from_file(f)), new.tile_flags)
 
+    # a hole drawn with "new shapes are holes" takes the tiles under it out of the bed
+    editor.holes_box.setChecked(True)
+    first = coords[new.tile_flags][0]  # (x, y) of one bed tile: cover it whole
+    layer.add_rectangles([np.array([[first[1], first[0]], [first[1] + tile, first[0] + tile]], float)])
+    assert list(layer.features["part"])[-1] == "hole"
+    holed = editor.rescore()
+    gone = new.tile_flags & ~holed.tile_flags
+    assert gone.sum() == 1 and np.array_equal(coords[gone][0], first)
+    assert holed.stil == pytest.approx(float(scores[holed.tile_flags].mean()), abs=1e-3)
+
 
 def test_shapes_become_bed_and_hole_rings():
     square = np.array([[0, 0], [0, 10], [10, 10], [10, 0]], float)  # (y, x)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtWidgets import QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
 from napari_weakstil import bed_layer
 from napari_weakstil._compat import camera
@@ -54,6 +54,10 @@ class BedEditor(QGroupBox):
         for b in (self.edit_button, self.rescore_button, self.save_button):
             buttons.addWidget(b)
         layout.addLayout(buttons)
+        self.holes_box = QCheckBox("new shapes are holes")
+        self.holes_box.setToolTip("Shapes drawn now cut holes in the bed (red) instead of adding to it")
+        self.holes_box.toggled.connect(self._on_holes_toggled)
+        layout.addWidget(self.holes_box)
         form = QFormLayout()
         self.folder_edit = FileEdit(mode="d", label="beds")
         self.folder_edit.native.setToolTip("Where Save bed writes (default: a 'beds' folder beside the result)")
@@ -99,6 +103,11 @@ class BedEditor(QGroupBox):
         parts = list(layer.features["part"]) if "part" in layer.features else None
         return bed_layer.shapes_to_rings(list(layer.data), list(layer.shape_type), parts)
 
+    def _on_holes_toggled(self, holes: bool) -> None:
+        layer = self.layer()
+        if layer is not None:
+            bed_layer.set_drawing(layer, bed_layer.HOLE if holes else bed_layer.BED)
+
     # -- actions ---------------------------------------------------------------------------
     def edit_bed(self) -> Any | None:
         """Add (or reset) the shown result's bed as an editable Shapes layer and select it."""
@@ -115,6 +124,7 @@ class BedEditor(QGroupBox):
         mpp = float(heat.metadata["slide_mpp"])
         width = EDGE_SCREEN_PX / camera(viewer).zoom / mpp  # edge widths are in data units: level-0 px
         layer = viewer.add_shapes(data or None, **bed_layer.layer_kwargs(tiles.slide_id, mpp, parts, width))
+        bed_layer.set_drawing(layer, bed_layer.HOLE if self.holes_box.isChecked() else bed_layer.BED)
         viewer.layers.selection.active = layer
         layer.mode = "direct"  # move vertices; the layer controls add, delete and draw
         self.label.setText(f"Editing the bed ({len(data)} shapes; holes red): move, add or delete vertices, "

@@ -20,9 +20,9 @@ import numpy as np
 BED_EDIT = "tumour bed (edit)"
 BED_EDIT_KIND = "bed_edit"
 BED, HOLE = "bed", "hole"
-BED_FACE = "#00e5ff40"  #: translucent cyan, like the bed outline
+BED_FACE = "#ffd40040"  #: translucent yellow: apart from the scored bed's cyan outline
 HOLE_FACE = "#ff3b3b40"
-BED_EDGE = "#00e5ff"
+BED_EDGE = "#ffd400"
 HOLE_EDGE = "#ff3b3b"
 #: Vertices of an ellipse drawn with napari's ellipse tool, once made a polygon.
 ELLIPSE_VERTICES = 64
@@ -37,6 +37,16 @@ def layer_kwargs(slide_id: str, slide_mpp: float, parts: list[str], edge_width: 
             "edge_color": [BED_EDGE if p == BED else HOLE_EDGE for p in parts] or BED_EDGE,
             "edge_width": edge_width, "opacity": 1.0,
             "metadata": {"weakstil_kind": BED_EDIT_KIND, "slide_id": slide_id, "slide_mpp": slide_mpp}}
+
+
+def set_drawing(layer: Any, part: str) -> None:
+    """Shapes drawn from now on are ``part`` (bed or hole), coloured as such."""
+    layer.feature_defaults = {"part": part}
+    selected = set(layer.selected_data)
+    layer.selected_data = set()  # napari recolours the selected shapes with the current colours
+    layer.current_face_color = BED_FACE if part == BED else HOLE_FACE
+    layer.current_edge_color = BED_EDGE if part == BED else HOLE_EDGE
+    layer.selected_data = selected
 
 
 def rings_to_shapes(polygons: list[np.ndarray], holes: list[np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
