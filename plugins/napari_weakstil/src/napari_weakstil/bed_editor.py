@@ -22,8 +22,6 @@ from napari_weakstil.result_layers import HEATMAP
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.bed_edit import BedScore, ScoredTiles
 
-    from napari_weakstil._widget import ScoringWidget
-
 #: Edge width of the bed's shapes in screen pixels (kept by the widget whatever the zoom).
 EDGE_SCREEN_PX = 2.5
 
@@ -31,7 +29,7 @@ EDGE_SCREEN_PX = 2.5
 class BedEditor(QGroupBox):
     """Edit bed / Rescore / Save bed for the result the scoring widget shows."""
 
-    def __init__(self, owner: ScoringWidget):
+    def __init__(self, owner: Any):  # the ScoringWidget (not imported: it imports this module)
         super().__init__("Tumour bed")
         from magicgui.widgets import FileEdit
 
