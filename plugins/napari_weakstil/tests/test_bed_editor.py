@@ -33,6 +33,8 @@ def test_editing_the_bed_rescores_the_slide_and_saves_an_annotation(make_napari_
     assert len(layer.data) >= 1
     assert viewer.layers.selection.active.name == layer.name  # (the plugin sees proxies of layers)
     assert tuple(layer.scale[-2:]) == (f.attrs["slide_mpp"],) * 2  # level-0 px, like the heatmap's slide
+    # the scored tiles aggregated as `weakstil score` did give its sTIL% exactly
+    assert editor.scored_tiles().score_flags(flags0).stil == pytest.approx(stil0, abs=1e-4)
     unedited = editor.rescore()  # the scored bed, as polygons, gives back (almost) its own tiles and score
     assert abs(unedited.n_bed_tiles - int(flags0.sum())) <= 0.05 * flags0.sum()
     assert unedited.stil == pytest.approx(stil0, abs=1.0)
