@@ -8,6 +8,8 @@ STAMP  := $(VENV)/.weakstil-installed
 DEMO   ?= demo_out
 # the SLURM test's scratch folder (its own, so no other pytest session cleans it away mid-run)
 SLURM_TMP ?= /tmp/weakstil-test-slurm
+# test processes (pytest-xdist); a module's tests stay in one process so its fixtures are built once
+TEST_WORKERS ?= 2
 
 .PHONY: install test test-slurm demo bench clean gpu-wheels
 
@@ -20,7 +22,7 @@ $(STAMP): pyproject.toml plugins/napari_weakstil/pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 # The cohort workflow through sbatch on a real SLURM (root; a fresh Debian 12 machine is fine):
 # pipelines/slurm/setup_localhost.sh sets up a single-node cluster on this machine first.

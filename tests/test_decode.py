@@ -337,13 +337,16 @@ def test_bands_of_column_strips_give_the_same_tiles_and_reuse_the_ring(synth_tif
     coords = coords[:45]
     want = spec_tiles(spec, coords)
     with DecodePool(2) as pool:
-        names = []
+        names, decoded = [], 0
         for band in (1, 3, None):
             stats = DecodeStats()
             got = np.concatenate([b.copy() for _, b in pool.batches(spec, coords, 4, stats=stats, band=band)])
             assert np.array_equal(got, want), band
-            assert stats.band == (band or stats.band) and stats.tiles == len(coords) and stats.jpeg_tiles_decoded > 0
+            assert stats.band == (band or stats.band) and stats.tiles == len(coords)
+            # a worker keeps its decoded JPEG tiles from one slide to the next, so a repeat may decode none
+            decoded += stats.jpeg_tiles_decoded
             names.append(pool._ring.name)
+        assert decoded > 0
         assert names[1] == names[2]  # a finished slide leaves its ring to the next one
         it = pool.batches(spec, coords, 4)
         next(it)

@@ -88,7 +88,15 @@ def check_inside(multipolygon, width: int, height: int, path: str | Path):
     if inside.area < multipolygon.area * 0.999:
         log.warning("%s: %.1f%% of the annotation lies outside the slide and is ignored", path,
                     100 * (1 - inside.area / multipolygon.area))
-    return inside
+    return _areas(inside)
+
+
+def _areas(geometry):
+    """The polygons of a geometry: a clip can leave lines and points where a shape touches the edge."""
+    from shapely.geometry import MultiPolygon
+
+    parts = [g for g in getattr(geometry, "geoms", [geometry]) if g.geom_type in ("Polygon", "MultiPolygon")]
+    return MultiPolygon([p for g in parts for p in getattr(g, "geoms", [g]) if p.area > 0])
 
 
 def rasterize(multipolygon, width: int, height: int, slide_mpp: float, mask_mpp: float) -> np.ndarray:

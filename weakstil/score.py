@@ -363,6 +363,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     scores = score_slides(ctx.model, bank, device=resolve_device(opts.device))[0]
     tile_scores = np.asarray(scores.tile_scores, np.float32)
     attention = None if scores.attention is None else np.asarray(scores.weights, np.float32)
+    logits = None if scores.attention is None else np.asarray(scores.attention, np.float32)
     if flags.any():
         stil = float(scores.stil)
         status = STATUS_BED_FALLBACK if bed.source.value == "tissue-fallback" else STATUS_OK
@@ -371,7 +372,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
         log.warning("%s: no tumour bed found; no score", slide_id)
     try:
-        _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status)
+        _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,
+                             attention_logits=logits)
     except BaseException:  # all of a slide's outputs or none (its row says error)
         for suffix in OUTPUT_SUFFIXES:
             (opts.out / f"{slide_id}{suffix}").unlink(missing_ok=True)
@@ -401,7 +403,8 @@ _COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "
 
 
 def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed, tile_scores: np.ndarray,
-                         attention: np.ndarray | None, stil: float, stil_high: object, status: str) -> None:
+                         attention: np.ndarray | None, stil: float, stil_high: object, status: str,
+                         attention_logits: np.ndarray | None = None) -> None:
     from weakstil.files import SlideScoresFile
     from weakstil.outputs import write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
@@ -425,7 +428,8 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **bed.attrs(),
     }
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
-    SlideScoresFile(coords=coords, tile_scores=tile_scores, attention=attention, tumorbed=bed.tile_flags,
+    SlideScoresFile(coords=coords, tile_scores=tile_scores, attention=attention, attention_logits=attention_logits,
+                    tumorbed=bed.tile_flags,
                     tumorbed_fraction=bed.tile_fraction, tissue_fraction=features.tissue_fraction,
                     tissue_mask=features.tissue_mask, tissue_mask_mpp=float(features.tissue_mask_mpp),
                     tumorbed_mask=bed.mask, tumorbed_mask_mpp=float(bed.mask_mpp),

@@ -44,9 +44,19 @@ def decode_jpeg_fn():
     the function is still there and is what the GPU machines' torchvision has)."""
     import warnings
 
+    import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
     def decode(data, **kwargs):
+        device = kwargs.get("device")
+        if device is not None and torch.device(device).type == "cuda":
+            # nvJPEG's hardware decoder does not honour the stream it is given: it writes its outputs
+            # (blocks of PyTorch's caching allocator, possibly just freed on this stream while queued
+            # kernels still read them) before that stream's queued work has run, which corrupts
+            # unrelated tensors (seen here as a device-side index assert in the tile gather). Drain
+            # this stream first (pytorch/vision#9606, meta-pytorch/torchcodec#1634); the encoder runs
+            # on its own stream, so this host wait does not stall it.
+            torch.cuda.current_stream(torch.device(device)).synchronize()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             return decode_jpeg(data, **kwargs)

@@ -167,7 +167,8 @@ class SlideScoresFile(SlideFile):
     """``weakstil score``: one slide scored end to end.
 
     Datasets ``coords``, ``tile_scores``, ``attention`` (attention models: the tiles'
-    aggregation weights), ``tumorbed`` (N,) uint8 flag and ``tumorbed_fraction``,
+    aggregation weights) and ``attention_logits`` (their raw logits, so that an edited tumour bed
+    can be rescored; optional), ``tumorbed`` (N,) uint8 flag and ``tumorbed_fraction``,
     ``tissue_fraction``, ``tissue_mask`` and ``tumorbed_mask`` (each with ``mpp``). Attributes
     ``slide_id``, ``slide_path``, ``tile_size_level0``, ``stil``, ``stil_high``, ``threshold``,
     ``status``, ``n_tiles``, ``n_tumorbed_tiles``, ``model_id``, ``model_path``, ``aggregator``,
@@ -181,7 +182,8 @@ class SlideScoresFile(SlideFile):
     MADE_BY = "weakstil score"
     DATASETS = (_COORDS, Dataset("tile_scores", "float32"), Dataset("attention", "float32", required=False),
                 Dataset("tumorbed", "uint8", as_bool=True), Dataset("tumorbed_fraction", "float32"),
-                _TISSUE_FRACTION, _TISSUE_MASK, Dataset("tumorbed_mask", "uint8", gzip=True, mpp=True, as_bool=True))
+                _TISSUE_FRACTION, _TISSUE_MASK, Dataset("tumorbed_mask", "uint8", gzip=True, mpp=True, as_bool=True),
+                Dataset("attention_logits", "float32", required=False))
 
     coords: np.ndarray | None = None
     tile_scores: np.ndarray | None = None
@@ -193,6 +195,7 @@ class SlideScoresFile(SlideFile):
     tissue_mask_mpp: float | None = None
     tumorbed_mask: np.ndarray | None = None
     tumorbed_mask_mpp: float | None = None
+    attention_logits: np.ndarray | None = None  #: raw attention logits of every tile (rescoring an edited bed)
 
     @property
     def stil(self) -> float | None:

@@ -25,6 +25,20 @@ from weakstil.runtime import TorchThreads, choose_threads
 SCORE_CHUNK = 16384
 
 
+def aggregate(scores: torch.Tensor, logits: torch.Tensor | None,
+              mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slide sTIL% and tile weights (summing to 1 over ``mask`` along the last axis): the mean of
+    the masked tile scores, or their softmax(``logits``)-weighted sum. Also used to rescore a slide
+    from its cached tile scores when its tumour bed is edited (:mod:`weakstil.bed_edit`)."""
+    maskf = mask.to(scores.dtype)
+    if logits is None:
+        weights = maskf / maskf.sum(-1, keepdim=True).clamp_min(1.0)
+    else:
+        weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
+        weights = torch.nan_to_num(weights, nan=0.0)  # a row without any tile
+    return (weights * scores).sum(-1), weights
+
+
 class TileMIL(nn.Module):
     """Per-tile sTIL regressor with a mean or gated-attention slide aggregator."""
 
@@ -60,13 +74,7 @@ class TileMIL(nn.Module):
     def aggregate(self, scores: torch.Tensor, logits: torch.Tensor | None,
                   mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Slide sTIL% and tile weights (summing to 1 over ``mask`` along the last axis)."""
-        maskf = mask.to(scores.dtype)
-        if logits is None:
-            weights = maskf / maskf.sum(-1, keepdim=True).clamp_min(1.0)
-        else:
-            weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
-            weights = torch.nan_to_num(weights, nan=0.0)  # a row without any tile
-        return (weights * scores).sum(-1), weights
+        return aggregate(scores, logits, mask)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x`` (B, N, D), ``mask`` (B, N) bool -> slide sTIL% (B,), tile scores (B, N), weights (B, N)."""

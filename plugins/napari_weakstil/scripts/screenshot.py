@@ -10,7 +10,10 @@
 
     xvfb-run -a -s "-screen 0 1700x1050x24" .venv/bin/python plugins/napari_weakstil/scripts/screenshot.py
 
-Writes ``docs/images/napari_synthetic.png`` and ``docs/images/napari_cmu.png``.
+Writes ``docs/images/napari_synthetic.png`` and ``docs/images/napari_cmu.png``, and
+``docs/images/napari_bed_edit.png``: the synthetic slide's bed opened for editing (*Edit bed*), a
+part of it cut away as a pathologist would, and *Rescore* showing the new sTIL% (``--only bed``
+makes just that one).
 """
 
 from __future__ import annotations
@@ -61,11 +64,55 @@ def screenshot(result_h5: Path, out_png: Path, model: Path, zoom: float = 1.0) -
     viewer.close()
 
 
+def bed_edit_screenshot(result_h5: Path, out_png: Path, cut: float = 0.45) -> None:
+    """Edit bed, cut away the bed's right part (``cut`` of its width), Rescore; a small PNG."""
+    import napari
+    import shapely
+    from PIL import Image
+    from qtpy.QtWidgets import QApplication
+    from shapely.geometry import Polygon, box
+
+    from napari_weakstil.bed_layer import rings_to_shapes, shapes_to_rings
+
+    viewer = napari.Viewer(show=True, title="WeakSTIL in napari: correcting the tumour bed")
+    viewer.window.resize(1500, 860)
+    _, widget = viewer.window.add_plugin_dock_widget("napari-weakstil", "sTIL scoring")
+    viewer.open(result_h5, plugin="napari-weakstil")
+    viewer.scale_bar.visible = True
+    viewer.scale_bar.unit = "um"
+    viewer.reset_view()
+    editor = widget.bed_editor
+    layer = editor.edit_bed()
+    before = editor.rescore()
+    polygons, holes = shapes_to_rings(list(layer.data), list(layer.shape_type), list(layer.features["part"]))
+    bed = shapely.union_all([Polygon(p) for p in polygons])
+    minx, miny, maxx, maxy = bed.bounds
+    kept = bed.difference(box(maxx - cut * (maxx - minx), miny, maxx, miny + 0.6 * (maxy - miny)))
+    kept_rings = [np.asarray(g.exterior.coords)[:-1] for g in getattr(kept, "geoms", [kept])]
+    data, parts = rings_to_shapes(kept_rings, holes)
+    layer.selected_data = set(range(len(layer.data)))
+    layer.remove_selected()
+    layer.add_polygons(data)
+    layer.selected_data = {int(np.argmax([Polygon(r).area for r in kept_rings]))}  # its vertices show
+    after = editor.rescore()
+    print(f"{result_h5.stem}: sTIL {before.stil:.1f} % with the scored bed ({before.n_bed_tiles} tiles) -> "
+          f"{after.stil:.1f} % after the edit ({after.n_bed_tiles} tiles)")
+    for _ in range(20):
+        QApplication.processEvents()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(out_png), canvas_only=False, flash=False)
+    viewer.close()
+    # a README picture: 256 colours keep it small
+    Image.open(out_png).convert("RGB").quantize(256, dither=Image.Dither.NONE).save(out_png, optimize=True)
+    print(f"wrote {out_png} ({out_png.stat().st_size / 1e3:.0f} KB)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", type=Path, default=ROOT / ".bench" / "napari_demo",
                     help="a 'weakstil demo' output folder (made with --quick when missing)")
     ap.add_argument("--out", type=Path, default=ROOT / "docs" / "images")
+    ap.add_argument("--only", choices=("all", "bed"), default="all", help="'bed': only napari_bed_edit.png")
     args = ap.parse_args()
     import napari_weakstil  # noqa: F401  (keeps Triton out of this GUI process before torch loads)
 
@@ -84,11 +131,15 @@ def main() -> None:
     if not synthetic.is_file():
         weakstil("score", showcase / best["path"], "--model", args.demo / "model", "--out", showcase_scores)
     print(f"{best['slide_id']}: label sTIL {best['stil']:.1f} %")
+    if args.only == "bed":
+        bed_edit_screenshot(synthetic, args.out / "napari_bed_edit.png")
+        return
     cmu_scores = args.demo / "cmu_scores"
     if not (cmu_scores / "CMU-1-Small-Region.h5").is_file():
         weakstil("score", CMU, "--model", args.demo / "model", "--out", cmu_scores)
     screenshot(synthetic, args.out / "napari_synthetic.png", args.demo / "model")
     screenshot(cmu_scores / "CMU-1-Small-Region.h5", args.out / "napari_cmu.png", args.demo / "model")
+    bed_edit_screenshot(synthetic, args.out / "napari_bed_edit.png")
 
 
 if __name__ == "__main__":

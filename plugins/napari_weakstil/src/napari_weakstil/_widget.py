@@ -1,9 +1,14 @@
-"""The dock widget: score the open slide with a model, read its sTIL%, inspect tiles, export.
+"""The dock widget: score the open slide with a model, read its sTIL%, inspect tiles, correct
+the tumour bed and rescore, export.
 
 Scoring runs ``weakstil.score.score_batch`` (the same code as ``weakstil score``) in a worker
 thread, so the viewer stays responsive; its per-tile progress reaches the progress bar through
 a Qt signal (queued to the GUI thread). Outputs go to a folder like the CLI's: ``results.csv``,
 ``<slide_id>.h5``, heatmap PNG and QuPath GeoJSON, and the ``.h5`` is then shown as layers.
+
+*Edit bed* adds the result's tumour bed as an editable Shapes layer; *Rescore* recomputes the
+sTIL% from the result's cached tile scores (:mod:`weakstil.bed_edit`, no model needed) and *Save
+bed* writes ``<slide_id>.geojson``, an annotation ``--annotations`` reads.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_weakstil._compat import camera
+from napari_weakstil.bed_editor import BedEditor
+from napari_weakstil.bed_layer import BED_EDIT_KIND
 from napari_weakstil.result_layers import ATTENTION, HEATMAP, TISSUE, TUMORBED, ResultFile, tile_info
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -144,6 +151,8 @@ class ScoringWidget(QWidget):
         self.tile_label.setWordWrap(True)
         self.tile_label.setTextInteractionFlags(Qt.TextSelectableByMouse)
         root.addWidget(self.tile_label)
+        self.bed_editor = BedEditor(self)
+        root.addWidget(self.bed_editor)
         self.export_button = QPushButton("Export view as PNG…")
         self.export_button.clicked.connect(self._export_clicked)
         root.addWidget(self.export_button)
@@ -197,13 +206,14 @@ class ScoringWidget(QWidget):
 
     def outline_layers(self) -> list[Any]:
         return [ly for ly in self.viewer.layers if ly.name == SELECTED_TILE or
-                (ly.metadata.get("weakstil_kind") == "result" and ly.name.endswith(TUMORBED))]
+                (ly.metadata.get("weakstil_kind") == "result" and ly.name.endswith(TUMORBED)) or
+                ly.metadata.get("weakstil_kind") == BED_EDIT_KIND]
 
     def _keep_outline_width(self, event: Any = None) -> None:
         zoom = camera(self.viewer).zoom  # screen px per world unit (µm)
         for layer in self.outline_layers():
-            if len(layer.data):
-                layer.edge_width = OUTLINE_SCREEN_PX / zoom
+            if len(layer.data):  # edge widths are in data units: the bed's are level-0 px
+                layer.edge_width = OUTLINE_SCREEN_PX / zoom / float(layer.scale[-1])
 
     def _set_visible(self, suffix: str, visible: bool) -> None:
         layer = self.result_layer(suffix, self.result.slide_id if self.result else None)
@@ -330,6 +340,9 @@ class ScoringWidget(QWidget):
 
     # -- tile inspection -------------------------------------------------------------------
     def _on_click(self, viewer: Any, event: Any) -> None:
+        active = self.viewer.layers.selection.active
+        if active is not None and active.metadata.get("weakstil_kind") == BED_EDIT_KIND and active.mode != "pan_zoom":
+            return  # the click edits the bed
         if event.type == "mouse_press":
             self.inspect_at(tuple(event.position[-2:]))
 
@@ -382,4 +395,3 @@ class ScoringWidget(QWidget):
         self.viewer.screenshot(str(path), canvas_only=True, flash=False)
         self._status(f"View saved to {path}")
         return path
-

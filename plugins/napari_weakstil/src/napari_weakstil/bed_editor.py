@@ -1,0 +1,175 @@
+"""The dock widget's *Tumour bed* box: edit the shown result's bed, rescore, save.
+
+A thin layer over :mod:`weakstil.bed_edit`: *Edit bed* puts the result's bed on the canvas as an
+editable Shapes layer (:mod:`napari_weakstil.bed_layer`), *Rescore* recomputes the sTIL% and the
+call from the result's cached tile scores with the model's own aggregator and threshold (no model
+or encoder needed), *Save bed* writes ``<slide_id>.geojson`` for ``--annotations``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+
+from napari_weakstil import bed_layer
+from napari_weakstil._compat import camera
+from napari_weakstil.bed_layer import BED_EDIT_KIND
+from napari_weakstil.result_layers import HEATMAP
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.bed_edit import BedScore, ScoredTiles
+
+#: Edge width of the bed's shapes in screen pixels (kept by the widget whatever the zoom).
+EDGE_SCREEN_PX = 2.5
+
+
+class BedEditor(QGroupBox):
+    """Edit bed / Rescore / Save bed for the result the scoring widget shows."""
+
+    def __init__(self, owner: Any):  # the ScoringWidget (not imported: it imports this module)
+        super().__init__("Tumour bed")
+        from magicgui.widgets import FileEdit
+
+        self.owner = owner
+        self.last_rescore: BedScore | None = None
+        self._tiles: ScoredTiles | None = None
+        layout = QVBoxLayout(self)
+        buttons = QHBoxLayout()
+        self.edit_button = QPushButton("Edit bed")
+        self.edit_button.setToolTip("Show the result's tumour bed as polygons to edit (move, add or delete "
+                                    "vertices; draw or delete polygons). Pressed again: back to the scored bed.")
+        self.edit_button.clicked.connect(self.edit_bed)
+        self.rescore_button = QPushButton("Rescore")
+        self.rescore_button.setToolTip("Recompute the sTIL% from the cached tile scores with the edited bed")
+        self.rescore_button.clicked.connect(self.rescore)
+        self.save_button = QPushButton("Save bed")
+        self.save_button.setToolTip("Write <slide_id>.geojson (a QuPath annotation) into the bed folder, for "
+                                    "'weakstil train / score / tumorbed train --annotations FOLDER'")
+        self.save_button.clicked.connect(self.save_bed)
+        for b in (self.edit_button, self.rescore_button, self.save_button):
+            buttons.addWidget(b)
+        layout.addLayout(buttons)
+        self.holes_box = QCheckBox("new shapes are holes")
+        self.holes_box.setToolTip("Shapes drawn now cut holes in the bed (red) instead of adding to it")
+        self.holes_box.toggled.connect(self._on_holes_toggled)
+        layout.addWidget(self.holes_box)
+        form = QFormLayout()
+        self.folder_edit = FileEdit(mode="d", label="beds")
+        self.folder_edit.native.setToolTip("Where Save bed writes (default: a 'beds' folder beside the result)")
+        form.addRow("Bed folder", self.folder_edit.native)
+        layout.addLayout(form)
+        self.label = QLabel("")
+        self.label.setWordWrap(True)
+        layout.addWidget(self.label)
+
+    # -- layers and data -------------------------------------------------------------------
+    def layer(self) -> Any | None:
+        """The editable bed of the shown result, or None."""
+        res = self.owner.result
+        for ly in reversed(list(self.owner.viewer.layers)):
+            if ly.metadata.get("weakstil_kind") == BED_EDIT_KIND and res is not None \
+                    and ly.metadata.get("slide_id") == res.slide_id:
+                return ly
+        return None
+
+    def scored_tiles(self) -> ScoredTiles | None:
+        """The shown result's tile scores, read once per result file."""
+        from weakstil.bed_edit import ScoredTiles
+        from weakstil.errors import WeakSTILError
+
+        res = self.owner.result
+        if res is None or res.tile_scores is None:
+            self.owner._status("Score a slide or open a result with tile scores first.", error=True)
+            return None
+        if self._tiles is None or self._tiles.path != res.path:
+            try:
+                self._tiles = ScoredTiles.read(res.path)
+            except WeakSTILError as exc:
+                self.owner._status(exc.one_line(), error=True)
+                return None
+        return self._tiles
+
+    def edited_rings(self) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
+        """The edited bed's polygons and holes (level-0 ``[x, y]``)."""
+        layer = self.layer()
+        if layer is None:
+            self.owner._status("Press Edit bed first.", error=True)
+            return None
+        parts = list(layer.features["part"]) if "part" in layer.features else None
+        return bed_layer.shapes_to_rings(list(layer.data), list(layer.shape_type), parts)
+
+    def _on_holes_toggled(self, holes: bool) -> None:
+        layer = self.layer()
+        if layer is not None:
+            bed_layer.set_drawing(layer, bed_layer.HOLE if holes else bed_layer.BED)
+
+    # -- actions ---------------------------------------------------------------------------
+    def edit_bed(self) -> Any | None:
+        """Add (or reset) the shown result's bed as an editable Shapes layer and select it."""
+        tiles = self.scored_tiles()
+        res = self.owner.result
+        heat = self.owner.result_layer(HEATMAP, res.slide_id) if res is not None else None
+        if tiles is None or heat is None:
+            return None
+        viewer = self.owner.viewer
+        old = self.layer()
+        if old is not None:
+            viewer.layers.remove(old)
+        data, parts = bed_layer.rings_to_shapes(*tiles.bed_rings())
+        mpp = float(heat.metadata["slide_mpp"])
+        width = EDGE_SCREEN_PX / camera(viewer).zoom / mpp  # edge widths are in data units: level-0 px
+        layer = viewer.add_shapes(data or None, **bed_layer.layer_kwargs(tiles.slide_id, mpp, parts, width))
+        bed_layer.set_drawing(layer, bed_layer.HOLE if self.holes_box.isChecked() else bed_layer.BED)
+        viewer.layers.selection.active = layer
+        layer.mode = "direct"  # move vertices; the layer controls add, delete and draw
+        self.label.setText(f"Editing the bed ({len(data)} shapes; holes red): move, add or delete vertices, "
+                           "draw or delete polygons, then Rescore.")
+        return layer
+
+    def rescore(self) -> BedScore | None:
+        """Recompute the sTIL% and the call from the cached tile scores with the edited bed."""
+        from weakstil.errors import WeakSTILError
+
+        tiles = self.scored_tiles()
+        rings = self.edited_rings() if tiles is not None else None
+        if tiles is None or rings is None:
+            return None
+        try:
+            new = tiles.rescore(*rings)
+        except WeakSTILError as exc:
+            self.owner._status(exc.one_line(), error=True)
+            return None
+        self.owner.stil_label.setText(new.label() if new.found else "sTIL: — (no tumour bed)")
+        before = f"{tiles.original_stil:.1f} %" if tiles.original_stil is not None else "—"
+        self.label.setText(f"Edited bed: {new.n_bed_tiles:,} of {new.n_tiles:,} tiles ({new.aggregator} "
+                           f"aggregation); the scored bed gave {before}.")
+        self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
+        self.last_rescore = new
+        return new
+
+    def save_bed(self) -> Path | None:
+        """Write the edited bed as ``<slide_id>.geojson`` into the bed folder."""
+        from weakstil.bed_edit import write_bed_geojson
+        from weakstil.errors import WeakSTILError
+
+        tiles = self.scored_tiles()
+        rings = self.edited_rings() if tiles is not None else None
+        if tiles is None or rings is None:
+            return None
+        value = str(self.folder_edit.value)
+        folder = Path(value) if value not in ("", ".") else Path(str(tiles.path)).parent / "beds"
+        g = tiles.geometry
+        try:
+            path = write_bed_geojson(folder, rings[0], tiles.slide_id, holes=rings[1], slide_size=(g.width, g.height))
+        except WeakSTILError as exc:
+            self.owner._status(exc.one_line(), error=True)
+            return None
+        except OSError as exc:
+            self.owner._status(f"{folder}: cannot write the bed ({exc.strerror or exc}). Fix: choose a writable "
+                               "bed folder.", error=True)
+            return None
+        self.owner._status(f"Bed saved to {path}; use it with --annotations {folder}")
+        return path

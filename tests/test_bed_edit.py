@@ -1,0 +1,190 @@
+"""Editing a scored slide's tumour bed: rescoring from cached tile scores and saving the bed as
+an annotation that `score --annotations` reads back to the same tiles. No napari, no model:
+synthetic score files on a known tile grid, sTIL% checked against plain numpy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from weakstil.bed_edit import ScoredTiles, bed_shape, bed_tile_flags, rescore_with_bed, write_bed_geojson
+from weakstil.errors import WeakSTILError
+from weakstil.files import SlideScoresFile, TileScoresFile
+
+MPP = 0.25  # slide µm/px
+TILE = 448  # level-0 px (112 µm)
+MASK_MPP = 8.0  # tissue-mask µm/px: a tile is 14 mask px
+COLS, ROWS = 12, 8
+WIDTH, HEIGHT = COLS * TILE + 200, ROWS * TILE + 300
+
+
+def _grid():
+    cols, rows = np.meshgrid(np.arange(COLS), np.arange(ROWS))
+    return np.stack([cols.ravel() * TILE, rows.ravel() * TILE], 1).astype(np.int64), cols.ravel(), rows.ravel()
+
+
+def _box(x0, y0, x1, y1):
+    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
+
+
+def _softmax_mean(scores, logits, flags):
+    a = logits[flags].astype(np.float64)
+    w = np.exp(a - a.max())
+    return float((w / w.sum() * scores[flags]).sum())
+
+
+def _score_file(path, aggregator="mean", logits_kind="logits"):
+    """A score file whose bed is tile columns 2..9 (level-0 x 896..4480), all rows."""
+    coords, cols, rows = _grid()
+    rng = np.random.default_rng(0)
+    scores = (10 + 80 * (cols / COLS) + rng.uniform(0, 5, len(cols))).astype(np.float32)  # rises to the right
+    flags = (cols >= 2) & (cols <= 9)
+    shape = (round(HEIGHT * MPP / MASK_MPP), round(WIDTH * MPP / MASK_MPP))
+    bed_mask = np.zeros(shape, bool)
+    f = MPP / MASK_MPP
+    bed_mask[:, round(2 * TILE * f):round(10 * TILE * f)] = True
+    logits = rng.normal(0, 1, len(cols)).astype(np.float32)
+    if aggregator == "attention":
+        stil = _softmax_mean(scores, logits, flags)
+        weights = np.where(flags, np.exp(logits.astype(np.float64) - logits[flags].max()), 0)
+        weights = (weights / weights.sum()).astype(np.float32)
+    else:
+        stil, weights = float(scores[flags].mean()), None
+    SlideScoresFile(coords=coords, tile_scores=scores, tumorbed=flags, tumorbed_fraction=flags.astype(np.float32),
+                    tissue_fraction=np.ones(len(cols), np.float32), tissue_mask=np.ones(shape, bool),
+                    tissue_mask_mpp=MASK_MPP, tumorbed_mask=bed_mask, tumorbed_mask_mpp=MASK_MPP,
+                    attention=weights, attention_logits=logits if (aggregator == "attention" and
+                                                                   logits_kind == "logits") else None,
+                    attrs={"slide_id": "s1", "slide_mpp": MPP, "slide_width": WIDTH, "slide_height": HEIGHT,
+                           "tile_size_level0": float(TILE), "stil": stil, "threshold": 30.0,
+                           "aggregator": aggregator}).write(path)
+    return {"path": path, "scores": scores, "logits": logits, "flags": flags, "cols": cols, "rows": rows,
+            "stil": stil}
+
+
+@pytest.mark.parametrize("aggregator", ["mean", "attention"])
+def test_rescore_reproduces_the_score_and_follows_an_edited_bed(tmp_path, aggregator):
+    s = _score_file(tmp_path / "s1.h5", aggregator)
+    tiles = ScoredTiles.read(s["path"])
+    assert tiles.aggregator == aggregator and tiles.threshold == 30.0
+    # the file's own bed, as editable polygons, gives back its tiles and its score
+    polygons, holes = tiles.bed_rings()
+    same = tiles.rescore(polygons, holes)
+    np.testing.assert_array_equal(same.tile_flags, s["flags"])
+    assert same.stil == pytest.approx(s["stil"], abs=1e-3)
+    # remove the right half of the bed (columns 6..9): x from 896 to 2688 level-0 px
+    half = rescore_with_bed(s["path"], [_box(2 * TILE, 0, 6 * TILE, HEIGHT)])
+    want = (s["cols"] >= 2) & (s["cols"] <= 5)
+    np.testing.assert_array_equal(half.tile_flags, want)
+    assert half.n_bed_tiles == int(want.sum()) == 4 * ROWS
+    expected = (float(s["scores"][want].mean()) if aggregator == "mean"
+                else _softmax_mean(s["scores"], s["logits"], want))
+    assert half.stil == pytest.approx(expected, abs=1e-3)
+    assert half.stil < s["stil"] - 5  # the removed half scored higher
+    assert half.stil_high == (half.stil >= 30.0)
+
+
+def test_rescore_counts_a_tile_when_half_of_it_is_in_the_bed_and_honours_holes(tmp_path):
+    s = _score_file(tmp_path / "s1.h5")
+    # columns 0-3 covered, column 4 only 40 % (out) and column 5 60 % (in), with a hole over rows 0-3 of
+    # columns 0-1
+    polygons = [_box(0, 0, 4 * TILE, HEIGHT), _box(4 * TILE, 0, 4.4 * TILE, HEIGHT),
+                _box(5.4 * TILE, 0, 6 * TILE, HEIGHT)]
+    hole = [_box(0, 0, 2 * TILE, 4 * TILE)]
+    r = rescore_with_bed(s["path"], polygons, hole)
+    want = ((s["cols"] <= 3) | (s["cols"] == 5)) & ~((s["cols"] <= 1) & (s["rows"] <= 3))
+    np.testing.assert_array_equal(r.tile_flags, want)
+    assert r.stil == pytest.approx(float(s["scores"][want].mean()), abs=1e-3)
+
+
+def test_an_empty_bed_has_no_score_and_a_bed_off_the_slide_is_refused(tmp_path):
+    s = _score_file(tmp_path / "s1.h5")
+    empty = rescore_with_bed(s["path"], [])
+    assert empty.n_bed_tiles == 0 and math.isnan(empty.stil) and empty.stil_high is None
+    assert empty.label() == "no tumour bed"
+    with pytest.raises(WeakSTILError, match="outside the slide"):
+        rescore_with_bed(s["path"], [_box(10 * WIDTH, 0, 11 * WIDTH, 500)])
+
+
+def test_an_older_attention_file_rescores_inside_its_bed_and_refuses_outside(tmp_path):
+    s = _score_file(tmp_path / "s1.h5", "attention", logits_kind="weights only")
+    inside = rescore_with_bed(s["path"], [_box(2 * TILE, 0, 6 * TILE, HEIGHT)])
+    want = (s["cols"] >= 2) & (s["cols"] <= 5)
+    assert inside.stil == pytest.approx(_softmax_mean(s["scores"], s["logits"], want), abs=1e-3)
+    with pytest.raises(WeakSTILError, match="outside the original bed.*Fix: score the slide again"):
+        rescore_with_bed(s["path"], [_box(0, 0, 6 * TILE, HEIGHT)])
+
+
+def test_a_tile_score_file_from_evaluate_is_rescored_too(tmp_path):
+    coords, cols, _ = _grid()
+    scores = (cols * 7.0).astype(np.float32)
+    path = tmp_path / "t.h5"
+    TileScoresFile(coords=coords, tile_scores=scores, weights=np.full(len(cols), 1 / len(cols), np.float32),
+                   tumorbed=np.ones(len(cols), bool),
+                   attrs={"slide_id": "t", "slide_mpp": MPP, "slide_width": WIDTH, "slide_height": HEIGHT,
+                          "tile_size_level0": float(TILE), "stil_pred": float(scores.mean()),
+                          "aggregator": "mean"}).write(path)
+    r = rescore_with_bed(path, [_box(0, 0, 3 * TILE, HEIGHT)])
+    assert r.threshold == 30.0 and r.n_bed_tiles == 3 * ROWS
+    assert r.stil == pytest.approx(float(scores[cols <= 2].mean()), abs=1e-4)
+
+
+def test_a_saved_bed_is_read_back_by_score_annotations_to_the_same_tiles(tmp_path):
+    from weakstil.annotations import find_annotation
+    from weakstil.tumorbed.bed import SlideGeometry, from_annotation
+
+    s = _score_file(tmp_path / "s1.h5")
+    tiles = ScoredTiles.read(s["path"])
+    # a many-vertex outline and a hole, as a pathologist would draw them
+    t = np.linspace(0, 2 * np.pi, 300, endpoint=False)
+    blob = np.stack([2600 + 1700 * np.cos(t), 1700 + 1300 * np.sin(t)], 1)
+    hole = [_box(2200, 1300, 3100, 2100)]
+    folder = tmp_path / "beds"
+    saved = write_bed_geojson(folder, [blob], "s1", holes=hole, slide_size=(WIDTH, HEIGHT))
+    assert saved == folder / "s1.geojson"
+    assert find_annotation(folder, "s1") == saved
+    f = SlideScoresFile.read(s["path"])
+    read_back = from_annotation(saved, SlideGeometry.from_file(f))
+    edited = bed_tile_flags(bed_shape([blob], hole), tiles.geometry)
+    np.testing.assert_array_equal(read_back.tile_flags, edited)
+    assert 0 < edited.sum() < len(edited) and not edited[(s["cols"] == 5) & (s["rows"] == 3)]  # in the hole
+    assert tiles.rescore([blob], hole).n_bed_tiles == int(edited.sum())
+    assert not list(folder.glob("*.tmp*"))  # written atomically
+
+
+def test_saving_refuses_an_empty_bed_and_the_score_tile_geojson(tmp_path):
+    from weakstil.outputs import write_tiles_geojson
+
+    with pytest.raises(WeakSTILError, match="empty"):
+        write_bed_geojson(tmp_path, [], "s1")
+    coords, _, _ = _grid()
+    tiles_geojson = tmp_path / "s1.geojson"
+    write_tiles_geojson(tiles_geojson, coords, float(TILE), {"sTIL score": np.zeros(len(coords), np.float32)},
+                        np.array(["Other"] * len(coords)))
+    before = tiles_geojson.read_bytes()
+    with pytest.raises(WeakSTILError, match="tile GeoJSON"):
+        write_bed_geojson(tmp_path, [_box(0, 0, 900, 900)], "s1")
+    assert tiles_geojson.read_bytes() == before
+
+
+def test_mask_fractions_of_a_boolean_mask_equal_the_full_summed_area_table():
+    """The fast path for boolean masks (rescoring speed) gives the float table's fractions exactly."""
+    from weakstil.tiling import mask_fractions
+
+    rng = np.random.default_rng(1)
+    for _ in range(10):
+        h, w = rng.integers(1, 200, 2)
+        mask = rng.random((h, w)) > rng.random()
+        coords = rng.integers(-300, 9000, (int(rng.integers(1, 300)), 2))
+        tile, mask_mpp, slide_mpp = float(rng.uniform(50, 900)), float(rng.choice([2.0, 8.0])), float(rng.uniform(0.2, 1))
+        as_float = mask_fractions(coords, tile, mask.astype(np.float32), mask_mpp, slide_mpp)  # the float table
+        np.testing.assert_array_equal(mask_fractions(coords, tile, mask, mask_mpp, slide_mpp), as_float)
+
+
+def test_a_shape_touching_the_slide_edge_from_outside_is_clipped_away(tmp_path):
+    """Clipping to the slide leaves a line where a shape touches its edge: not an area, ignored."""
+    s = _score_file(tmp_path / "s1.h5")
+    r = rescore_with_bed(s["path"], [_box(TILE, 0, 3 * TILE, HEIGHT), _box(-TILE, 100, 0, 900)])
+    np.testing.assert_array_equal(r.tile_flags, (s["cols"] >= 1) & (s["cols"] <= 2))

@@ -1,0 +1,322 @@
+"""Correct a scored slide's tumour bed and rescore it from its cached tile scores.
+
+A pathologist redraws the bed (polygons in level-0 pixels ``[x, y]``, as in annotation files);
+the slide's sTIL% is then recomputed without the encoder or the MIL model, from the tile scores
+(and attention logits) a ``weakstil score`` or ``weakstil evaluate`` file holds:
+
+* the polygons become tile flags by the very rule ``score --annotations`` applies to an
+  annotation file (:func:`weakstil.tumorbed.bed.from_annotation`): rasterised on the slide's
+  tissue-mask grid, a tile is in the bed when at least ``settings.TILE_IN_BED`` of it is covered;
+* the flagged tiles are aggregated by the model's own aggregator, recorded in the file
+  (:func:`weakstil.mil.model.aggregate`: mean, or softmax of the attention logits);
+* the call is ``high`` when sTIL% >= the file's ``threshold``.
+
+The corrected bed is saved as ``<slide_id>.geojson`` (QuPath GeoJSON, class ``Tumor bed``), the
+format ``train``/``score``/``tumorbed train --annotations`` read, so corrected beds train the next
+detector. Pure geometry and arithmetic apart from reading the score file and writing the GeoJSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from weakstil import settings
+from weakstil.errors import WeakSTILError
+from weakstil.tumorbed.bed import SlideGeometry
+
+log = logging.getLogger(__name__)
+
+#: The QuPath class the saved bed gets (matched by :data:`weakstil.annotations.TUMOR_BED_NAMES`).
+BED_CLASS = "Tumor bed"
+#: Outline simplification when a bed mask becomes editable polygons, in mask pixels.
+OUTLINE_TOLERANCE_PX = 0.5
+
+Ring = np.ndarray  #: (n, 2) float level-0 ``[x, y]`` vertices of a polygon
+
+
+@dataclass(frozen=True)
+class BedScore:
+    """A slide rescored with an edited tumour bed."""
+
+    stil: float  #: NaN when no tile lies in the bed
+    stil_high: bool | None  #: None when there is no score
+    threshold: float
+    aggregator: str
+    n_bed_tiles: int
+    n_tiles: int
+    tile_flags: np.ndarray  #: (N,) bool, in the file's tile order
+
+    @property
+    def found(self) -> bool:
+        return self.n_bed_tiles > 0
+
+    def label(self) -> str:
+        if not self.found:
+            return "no tumour bed"
+        return f"sTIL {self.stil:.1f} % · {'high' if self.stil_high else 'low'} (threshold {self.threshold:g} %)"
+
+
+@dataclass
+class ScoredTiles:
+    """What rescoring needs from a score file, read once (an editor keeps it between rescores)."""
+
+    path: Path | None
+    slide_id: str
+    tile_scores: np.ndarray  #: (N,) float32 0-100
+    logits: np.ndarray | None  #: (N,) attention logits (attention aggregator), -inf where unknown
+    known: np.ndarray | None  #: (N,) bool: tiles whose logit is known (None: all)
+    aggregator: str
+    threshold: float
+    geometry: SlideGeometry
+    original_stil: float | None
+    original_flags: np.ndarray | None
+    original_mask: np.ndarray | None = None  #: the file's bed on a low-resolution grid
+    original_mask_mpp: float | None = None
+
+    @classmethod
+    def read(cls, path: str | Path) -> ScoredTiles:
+        """From a ``weakstil score`` slide-score file or a ``train``/``evaluate`` tile-score file."""
+        from weakstil.files import read_any
+
+        path = Path(path)
+        f = read_any(path, skip=("features",))
+        if f.KIND not in ("slide_scores", "tile_scores"):
+            raise WeakSTILError(f"is a {f.WHAT}, which holds no tile scores", path=path,
+                                fix="open the <slide_id>.h5 that 'weakstil score' wrote")
+        return cls.from_file(f, path)
+
+    @classmethod
+    def from_file(cls, f, path: Path | None = None) -> ScoredTiles:
+        attrs = dict(f.attrs)
+        where = path or f.path or attrs.get("slide_id", "score file")
+        for key in ("slide_width", "slide_height", "slide_mpp"):
+            if attrs.get(key) is None:
+                raise WeakSTILError(f"does not record '{key}', so a bed cannot be placed on its tiles", path=where,
+                                    fix="score the slide again with this version of 'weakstil score'")
+        aggregator = str(attrs.get("aggregator") or settings.AGGREGATOR)
+        flags = None if f.tumorbed is None else np.asarray(f.tumorbed, bool)
+        logits, known = None, None
+        if aggregator == "attention":
+            logits, known = _attention_logits(f, flags, where)
+        stil = attrs.get("stil", attrs.get("stil_pred"))
+        geom = _geometry(f)
+        mask, mask_mpp = getattr(f, "tumorbed_mask", None), getattr(f, "tumorbed_mask_mpp", None)
+        if (mask is None or not mask_mpp or not np.any(mask)) and flags is not None:
+            mask, mask_mpp = _tile_mask(geom, flags)  # no pixel mask: the bed tiles themselves
+        return cls(path=path or f.path, slide_id=str(attrs.get("slide_id", Path(str(where)).stem)),
+                   tile_scores=np.asarray(f.tile_scores, np.float32), logits=logits, known=known,
+                   aggregator=aggregator, threshold=float(attrs.get("threshold", settings.STIL_THRESHOLD)),
+                   geometry=geom, original_stil=None if stil is None or stil != stil else float(stil),
+                   original_flags=flags, original_mask=None if mask is None else np.asarray(mask, bool),
+                   original_mask_mpp=None if mask_mpp is None else float(mask_mpp))
+
+    def rescore(self, polygons: Sequence[Ring], holes: Sequence[Ring] = ()) -> BedScore:
+        """The slide's sTIL% with the bed ``polygons`` minus ``holes`` (level-0 ``[x, y]`` rings)."""
+        shape = bed_shape(polygons, holes)
+        flags = bed_tile_flags(shape, self.geometry, where=self.path or self.slide_id)
+        return self.score_flags(flags)
+
+    def score_flags(self, flags: np.ndarray) -> BedScore:
+        """The slide's sTIL% with the tiles ``flags`` as its bed."""
+        flags = np.asarray(flags, bool)
+        if self.known is not None and (flags & ~self.known).any():
+            raise WeakSTILError(
+                f"the edited bed takes in {int((flags & ~self.known).sum())} tiles outside the original bed, whose "
+                "attention this file does not record", path=self.path or self.slide_id,
+                fix="score the slide again with this version of 'weakstil score' (it records every tile's attention)")
+        n = int(flags.sum())
+        stil = aggregate_bed(self.tile_scores, flags, self.logits) if n else math.nan
+        return BedScore(stil=stil, stil_high=bool(stil >= self.threshold) if n else None, threshold=self.threshold,
+                        aggregator=self.aggregator, n_bed_tiles=n, n_tiles=len(flags), tile_flags=flags)
+
+    def bed_rings(self, tolerance_px: float = OUTLINE_TOLERANCE_PX) -> tuple[list[Ring], list[Ring]]:
+        """The file's own bed as editable polygons and holes (level-0 ``[x, y]``)."""
+        if self.original_mask is None or not self.original_mask_mpp or not self.original_mask.any():
+            return [], []
+        return _mask_rings(self.original_mask, self.original_mask_mpp, self.geometry.slide_mpp, tolerance_px)
+
+
+def rescore_with_bed(tile_scores_file: str | Path, polygons: Sequence[Ring], holes: Sequence[Ring] = ()) -> BedScore:
+    """Recompute a scored slide's sTIL%, high/low call and bed tile count with an edited tumour bed.
+
+    ``polygons`` and ``holes``: level-0 ``[x, y]`` rings; the bed is their union minus the holes.
+    Uses the file's own aggregator and threshold (its attributes)."""
+    tiles = read_scored_tiles(tile_scores_file)
+    return tiles.rescore(polygons, holes)
+
+
+def read_scored_tiles(path: str | Path) -> ScoredTiles:
+    """A score file's tiles, ready for rescoring (:meth:`ScoredTiles.read`)."""
+    return ScoredTiles.read(path)
+
+
+# -- geometry -------------------------------------------------------------------------------
+def bed_shape(polygons: Sequence[Ring], holes: Sequence[Ring] = ()):
+    """The bed as one valid shapely geometry: union of ``polygons`` minus union of ``holes``
+    (rings of fewer than 3 vertices are ignored; self-intersections repaired)."""
+    import shapely
+    from shapely.geometry import Polygon
+    from shapely.validation import make_valid
+
+    def union(rings: Sequence[Ring]):
+        parts = [Polygon(np.asarray(r, float)[:, :2]) for r in rings if len(r) >= 3]
+        parts = [p if p.is_valid else make_valid(p) for p in parts]
+        return shapely.union_all(parts) if parts else Polygon()
+
+    shape = union(polygons)
+    if holes:
+        shape = shape.difference(union(holes))
+    return _polygonal(shape)
+
+
+def _polygonal(shape):
+    from shapely.geometry import MultiPolygon
+
+    parts = [g for g in getattr(shape, "geoms", [shape]) if g.geom_type in ("Polygon", "MultiPolygon") and g.area > 0]
+    polys = [p for g in parts for p in getattr(g, "geoms", [g])]
+    return MultiPolygon(polys)
+
+
+def bed_tile_flags(shape, geom: SlideGeometry, where: str | Path = "bed") -> np.ndarray:
+    """Tiles in the bed ``shape`` (level-0 px), by the rule of ``score --annotations``: the shape
+    clipped to the slide, rasterised on the tissue-mask grid, tile share >= TILE_IN_BED."""
+    from weakstil.annotations import check_inside, rasterize
+
+    if shape.is_empty:
+        return np.zeros(len(geom.coords), bool)
+    shape = check_inside(shape, geom.width, geom.height, where)
+    mask = geom.fit_mask(rasterize(shape, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
+    return geom.tile_fractions(mask, geom.mask_mpp) >= settings.TILE_IN_BED
+
+
+def aggregate_bed(tile_scores: np.ndarray, flags: np.ndarray, logits: np.ndarray | None = None) -> float:
+    """Slide sTIL% of the flagged tiles with the MIL model's aggregator (mean without logits)."""
+    import torch
+
+    from weakstil.mil.model import aggregate
+
+    scores = torch.from_numpy(np.ascontiguousarray(tile_scores, np.float32))[None]
+    mask = torch.from_numpy(np.ascontiguousarray(flags, bool))[None]
+    a = None if logits is None else torch.from_numpy(np.ascontiguousarray(logits, np.float32))[None]
+    slide, _ = aggregate(scores, a, mask)
+    return float(slide[0])
+
+
+def _geometry(f) -> SlideGeometry:
+    """The slide and its tile grid; files without a tissue mask get an empty one at the
+    default tissue-mask resolution (only its grid matters here)."""
+    attrs = f.attrs
+    mask = getattr(f, "tissue_mask", None)
+    if mask is not None and getattr(f, "tissue_mask_mpp", None):
+        return SlideGeometry.from_file(f)
+    from weakstil.tiles import TilingParams
+
+    mpp = float(attrs["slide_mpp"])
+    mask_mpp = max(float(TilingParams().mask_mpp), mpp)
+    fr = mpp / mask_mpp
+    w, h = int(attrs["slide_width"]), int(attrs["slide_height"])
+    grid = np.zeros((max(1, round(h * fr)), max(1, round(w * fr))), bool)
+    return SlideGeometry(w, h, mpp, np.asarray(f.coords), float(f.tile_size_level0), grid, mask_mpp)
+
+
+def _attention_logits(f, flags: np.ndarray | None, where) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every tile's attention logit; older score files only hold the softmax weights over their
+    bed, which give the logits (up to a constant) of those tiles alone."""
+    if f.KIND == "tile_scores" and f.attention is not None:
+        return np.asarray(f.attention, np.float32), None
+    if getattr(f, "attention_logits", None) is not None:
+        return np.asarray(f.attention_logits, np.float32), None
+    weights = getattr(f, "attention", None) if f.KIND == "slide_scores" else getattr(f, "weights", None)
+    if weights is None:
+        raise WeakSTILError("was scored by an attention model but holds no attention", path=where,
+                            fix="score the slide again with 'weakstil score'")
+    weights = np.asarray(weights, np.float64)
+    known = flags.copy() if flags is not None and flags.any() else np.ones(len(weights), bool)
+    with np.errstate(divide="ignore"):
+        logits = np.where(known, np.log(weights), -np.inf).astype(np.float32)
+    return logits, known
+
+
+def _tile_mask(geom: SlideGeometry, flags: np.ndarray) -> tuple[np.ndarray, float]:
+    """The flagged tiles painted on the tissue-mask grid."""
+    mask = np.zeros(geom.tissue_mask.shape, bool)
+    f = geom.slide_mpp / geom.mask_mpp
+    side = max(1, int(round(geom.tile_size_level0 * f)))
+    for x, y in np.round(np.asarray(geom.coords)[flags] * f).astype(np.int64):
+        mask[max(0, y):y + side, max(0, x):x + side] = True
+    return mask, geom.mask_mpp
+
+
+def _mask_rings(mask: np.ndarray, mask_mpp: float, slide_mpp: float,
+                tolerance_px: float) -> tuple[list[Ring], list[Ring]]:
+    """Outer outlines and holes of a binary mask as level-0 ``[x, y]`` rings. A contour inside an
+    odd number of others is a hole (even-odd rule)."""
+    import shapely
+    from shapely.geometry import Polygon
+    from skimage.measure import find_contours
+
+    padded = np.pad(np.asarray(mask, bool), 1).astype(np.float32)
+    rings = []
+    for c in find_contours(padded, 0.5):
+        if len(c) < 4:
+            continue
+        # contour (row, col) in padded index space -> mask pixel k covers [k, k+1) -> level-0 px
+        xy = (c[:, ::-1] - 1.0 + 0.5) * (mask_mpp / slide_mpp)
+        poly = shapely.simplify(Polygon(xy), tolerance_px * mask_mpp / slide_mpp)
+        if not poly.is_empty and poly.area > 0:
+            rings.append(poly)
+    outer: list[Ring] = []
+    holes: list[Ring] = []
+    tree = shapely.STRtree(rings)
+    for i, ring in enumerate(rings):
+        point = ring.representative_point()
+        depth = sum(1 for j in tree.query(point, predicate="within") if j != i)
+        coords = np.asarray(ring.exterior.coords)[:-1]
+        (holes if depth % 2 else outer).append(coords)
+    return outer, holes
+
+
+# -- saving ---------------------------------------------------------------------------------
+def write_bed_geojson(path: str | Path, polygons: Sequence[Ring], slide_id: str, holes: Sequence[Ring] = (),
+                      slide_size: tuple[int, int] | None = None) -> Path:
+    """Save a bed as QuPath GeoJSON (level-0 px, class ``Tumor bed``, named ``slide_id``).
+
+    ``path``: a folder (the file is ``<folder>/<slide_id>.geojson``, what ``--annotations`` finds)
+    or a file. Written atomically. Refuses to replace the tile GeoJSON ``weakstil score`` wrote
+    beside its score files, and a bed lying outside ``slide_size`` (width, height)."""
+    from weakstil.annotations import check_inside, write_geojson
+
+    path = Path(path)
+    if path.is_dir() or not path.suffix:
+        path = path / f"{slide_id}.geojson"
+    shape = bed_shape(polygons, holes)
+    if shape.is_empty:
+        raise WeakSTILError("the tumour bed is empty: nothing to save", path=path,
+                            fix="draw at least one polygon of 3 or more vertices")
+    if slide_size is not None:
+        shape = _polygonal(check_inside(shape, slide_size[0], slide_size[1], path))
+    if _is_tile_geojson(path):
+        raise WeakSTILError("is the tile GeoJSON 'weakstil score' wrote, not an annotation", path=path,
+                            fix="save the bed into an annotations folder (then pass it as --annotations)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_geojson(shape, path, name=BED_CLASS, label=slide_id)
+    log.info("%s: tumour bed saved (%d polygons)", path, len(shape.geoms))
+    return path
+
+
+def _is_tile_geojson(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    try:
+        with path.open() as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    # weakstil.outputs.write_tiles_geojson: one Feature per tile, objectType "tile"
+    return any(f'"objectType":{sep}"tile"' in head for sep in ("", " "))
