@@ -14,9 +14,9 @@ Steps (everything is cached under ``.bench/accuracy/`` and reused by later runs)
 4. ``weakstil.train.train_cohort``: cross-validated MIL regressor (default: leave-centre-out,
    one fold per centre), for mean vs attention aggregation, pretrained vs random encoder, and
    tumour-bed tiles (from the truth, as a pathologist's annotation would give them) vs all tiles;
-5. a non-learned baseline: dark small-nucleus (lymphocyte) area over stroma area from colour
-   deconvolution (skimage ``rgb2hed``), per tile; slide score = linear calibration of the
-   slide ratio fitted on the training folds of the same CV split.
+5. a non-learned baseline (``benchmarks/colour_rule.py``): dark small-nucleus (lymphocyte) area
+   over stroma area from colour deconvolution (skimage ``rgb2hed``), per tile; slide score =
+   linear calibration of the slide ratio fitted on the training folds of the same CV split.
 
 Metrics: slide R², MAE, Pearson, AUC for sTIL >= 30% (out of fold) and tile-level Pearson
 between out-of-fold tile scores and the generator's tile sTIL (tiles matched by level-0
@@ -40,6 +40,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("accuracy")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from colour_rule import calibrate_oof, slide_ratio, tile_scores  # noqa: E402
+from colour_rule import tile_counts as lymph_stroma_counts  # noqa: E402
 
 #: Tiles with at least this stroma share count for the tile-level correlation.
 MIN_STROMA = 0.25
@@ -180,45 +183,6 @@ def run_mil(name: str, csv: Path, features: Path, out: Path, truth, masks, args)
     return row
 
 
-def lymph_stroma_counts(slide_path: Path, coords: np.ndarray, tile_size_level0: float, mpp: float = 1.0
-                        ) -> np.ndarray:
-    """(lymphocyte px, stroma px) per tile from colour deconvolution at ``mpp`` µm/px.
-
-    Lymphocytes: pixels of very high haematoxylin (above the top class of a 3-class Otsu on the
-    tissue, and at least 55% of its 99.9th percentile), opened with a 2 µm disk so thin dark
-    specks (chromatin, fibroblast edges) go. Stroma: tissue of low haematoxylin and high eosin.
-    """
-    from skimage.color import rgb2hed
-    from skimage.filters import threshold_multiotsu, threshold_otsu
-    from skimage.morphology import disk, opening
-
-    from weakstil.slide import Slide
-
-    with Slide.open(slide_path) as s:
-        img = s.read_thumbnail(mpp)
-        scale = s.mpp / mpp  # thumbnail px per level-0 px
-    hed = rgb2hed(img)
-    h, e = hed[..., 0], hed[..., 1]
-    tissue = img.astype(np.int32).sum(-1) < 3 * 215
-    if tissue.sum() < 100:
-        return np.zeros((len(coords), 2))
-    t1, t2 = threshold_multiotsu(h[tissue], classes=3)
-    q = float(np.quantile(h[tissue], 0.999))
-    lymph = opening(h > max(t2, 0.55 * q), disk(max(1, round(2.0 / mpp)))) & tissue
-    low = tissue & (h < t1)
-    stroma = low & (e > threshold_otsu(e[low]))
-    side = tile_size_level0 * scale
-    out = np.zeros((len(coords), 2))
-    L, S = np.cumsum(np.cumsum(np.pad(lymph, ((1, 0), (1, 0))), 0), 1), \
-        np.cumsum(np.cumsum(np.pad(stroma, ((1, 0), (1, 0))), 0), 1)
-    for k, (x, y) in enumerate(coords):
-        x0, y0 = int(round(x * scale)), int(round(y * scale))
-        x1, y1 = min(x0 + int(round(side)), h.shape[1]), min(y0 + int(round(side)), h.shape[0])
-        for j, cs in enumerate((L, S)):
-            out[k, j] = cs[y1, x1] - cs[y0, x1] - cs[y1, x0] + cs[y0, x0]
-    return out
-
-
 def run_baseline(csv: Path, features: Path, cache: Path, truth, masks, folds: np.ndarray) -> dict:
     import h5py
 
@@ -240,26 +204,12 @@ def run_baseline(csv: Path, features: Path, cache: Path, truth, masks, folds: np
             counts[sid] = lymph_stroma_counts(Path(path), c, tsl0)
             np.save(cached, counts[sid])
         coords[sid] = c
-    ratio = []
-    for sid in cohort.slide_ids:
-        sel = masks[sid] if masks is not None else np.ones(len(coords[sid]), bool)
-        L, S = counts[sid][sel].sum(0)
-        ratio.append(100 * L / max(L + S, 1.0))
-    ratio = np.array(ratio)
+    ratio = np.array([slide_ratio(counts[sid], masks[sid] if masks is not None else None)
+                      for sid in cohort.slide_ids])
     y = cohort.labels
-    pred = np.zeros_like(y)
-    coef = {}
-    for k in np.unique(folds):
-        tr, te = folds != k, folds == k
-        a, b = np.polyfit(ratio[tr], y[tr], 1)
-        pred[te] = np.clip(a * ratio[te] + b, 0, 100)
-        coef[int(k)] = (a, b)
+    pred, coef = calibrate_oof(ratio, y, folds)
     row = slide_metrics(y, pred)
-    scores = {}
-    for sid, k in zip(cohort.slide_ids, folds):
-        a, b = coef[int(k)]
-        L, S = counts[sid][:, 0], counts[sid][:, 1]
-        scores[sid] = (coords[sid], np.clip(a * 100 * L / np.maximum(L + S, 1.0) + b, 0, 100))
+    scores = {sid: (coords[sid], tile_scores(counts[sid], coef[int(k)])) for sid, k in zip(cohort.slide_ids, folds)}
     row["tile_r"], row["n_tiles"] = tile_pearson(scores, truth, masks)
     row["seconds"] = time.perf_counter() - t0
     return row
