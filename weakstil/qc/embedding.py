@@ -84,9 +84,12 @@ class EmbeddingReference:
 
         from weakstil.atomic import atomic_path
 
-        arrays = {"mean": self.mean.astype(np.float32), "scale": self.scale.astype(np.float32),
-                  "components": self.components.astype(np.float32), "reference": self.reference.astype(np.float32),
-                  "reference_slide": self.reference_slide.astype(np.int32)}
+        # C order: safetensors.numpy writes a transposed (Fortran-order) array's memory as is,
+        # which reads back scrambled
+        arrays = {k: np.ascontiguousarray(v, dtype=dt) for k, v, dt in (
+            ("mean", self.mean, np.float32), ("scale", self.scale, np.float32),
+            ("components", self.components, np.float32), ("reference", self.reference, np.float32),
+            ("reference_slide", self.reference_slide, np.int32))}
         meta = {"neighbours": str(self.neighbours), "median_distance": repr(float(self.median_distance))}
         with atomic_path(Path(path)) as tmp:
             save_file(arrays, str(tmp), metadata=meta)
