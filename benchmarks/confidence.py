@@ -11,7 +11,7 @@ Steps (cached under ``--cache``, default ``.bench/confidence``; a rerun only doe
    another palette, nuclei, textures and optics) and ``test_hard``;
 2. every slide embedded with one small-cnn encoder (``--encoder``: a ``weakstil pretrain``
    folder; default: pretrain 100 SimCLR steps on train_default);
-3. ``weakstil train`` (``train_cohort``, 5-fold grouped CV, beds from the truth annotations) on
+3. ``weakstil train`` (``train_cohort``, leave-centre-out CV, beds from the truth annotations) on
    each training cohort: it stores the interval calibration and the qc references;
 4. ``weakstil score`` (``score_batch``, beds from the truth annotations, so the interval is
    judged on the model's error alone) of the held-out cohorts, and of the real slides
@@ -95,18 +95,19 @@ def embed(cache: Path, name: str, table: pd.DataFrame, enc: Path) -> Path:
     return out
 
 
-def train(cache: Path, name: str, table: pd.DataFrame, features: Path, folds: int) -> Path:
+def train(cache: Path, name: str, table: pd.DataFrame, features: Path, folds: int, group_column: str) -> Path:
     from weakstil.mil.config import TrainConfig
     from weakstil.modeldir import ModelDir
     from weakstil.train import train_cohort
     from weakstil.tumorbed.resolver import BedSources
 
-    out = cache / "models" / name
+    out = cache / "models" / (name if group_column == "group" else f"{name}-by-slide")
     if ModelDir(out).is_model() and ModelDir(out).calibration_path.is_file():
         return out
     csv = cache / "cohorts" / name / "train.csv"
     table[["slide_id", "abs_path", "stil", "group"]].rename(columns={"abs_path": "path"}).to_csv(csv, index=False)
     train_cohort(csv, features, out, TrainConfig(seed=0, device="cpu"), n_folds=folds, overwrite=True,
+                 group_column=group_column,
                  beds=BedSources(annotations=cache / "cohorts" / name / "truth"))
     ModelDir(out).bundle_for_scoring(features)
     return out
@@ -268,7 +269,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--slides", type=int, default=48, help="slides per training cohort")
     ap.add_argument("--test-slides", type=int, default=60, help="slides per held-out cohort")
     ap.add_argument("--size-mm", type=float, default=1.2)
-    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--folds", type=int, default=4, help="CV folds (default: one per centre)")
+    ap.add_argument("--group-column", default="group", help="'group' (leave-centre-out CV) or 'none' (by slide)")
     ap.add_argument("--encoder", type=Path, default=None, help="a 'weakstil pretrain' folder (default: pretrain one)")
     ap.add_argument("--pretrain-steps", type=int, default=100)
     args = ap.parse_args(argv)
@@ -284,7 +286,7 @@ def main(argv: list[str] | None = None) -> None:
     features = {name: embed(cache, name, t, enc) for name, t in tables.items()}
     results, real = [], []
     for train_name, tests in PAIRS.items():
-        model = train(cache, train_name, tables[train_name], features[train_name], args.folds)
+        model = train(cache, train_name, tables[train_name], features[train_name], args.folds, args.group_column)
         for test in tests:
             t0 = time.perf_counter()
             res = score(cache, model, test, list(tables[test]["abs_path"]), features[test],

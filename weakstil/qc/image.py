@@ -3,14 +3,14 @@
 Measured once per slide from its pixels, the same way at training (every training slide) and
 at scoring:
 
-* **stain**, on a 4 µm/px thumbnail's tissue pixels: the Macenko haematoxylin and eosin
+* **stain**, on a 4 µm/px thumbnail's tissue pixels (coarser for slides over 6 megapixels at 4 µm/px): the Macenko haematoxylin and eosin
   optical-density vectors and 99th-percentile concentrations (:func:`weakstil.stain.estimate_stain`,
   as ``weakstil embed`` records them) and the mean optical density per RGB channel;
 * **pen and folds**, on the same thumbnail: marker ink (green/blue hues or near-black, the rule
-  tissue detection uses to leave ink out, :func:`weakstil.tissue.pen_ink`) within 200 µm of the
-  tissue, and fold-like tissue (a tissue fold doubles the section: pixels whose optical
-  density is over :data:`FOLD_OD_RATIO` times the slide's median tissue density), each as a
-  share of the tissue area;
+  tissue detection uses to leave ink out, :func:`weakstil.tissue.pen_ink`, and dark grey)
+  within 200 µm of the tissue, and fold-like tissue (a tissue fold doubles the section: pixels
+  whose eosin concentration is over :data:`FOLD_EOSIN_RATIO` times the slide's median), each as
+  a share of the tissue area;
 * **focus**, on up to :data:`FOCUS_TILES` tissue tiles read at the model's resolution: the
   no-reference blur metric of Crête-Roffet et al. (2007, ``skimage.measure.blur_effect``: 0
   sharp, 1 blurry; it compares the image with a re-blurred copy, so it does not depend on
@@ -30,16 +30,21 @@ log = logging.getLogger(__name__)
 
 #: Resolution of the thumbnail the stain, pen and folds are measured on (µm/px).
 THUMB_MPP = 4.0
+#: Largest thumbnail (pixels) measured; larger slides are measured at a coarser resolution.
+THUMB_MAX_PIXELS = 6_000_000
 #: Tissue tiles read for the focus measure.
 FOCUS_TILES = 48
 #: A tile whose blur effect exceeds this is out of focus.
 BLURRY_TILE = 0.45
-#: Tissue pixels denser than this multiple of the slide's median tissue optical density are fold-like.
-FOLD_OD_RATIO = 1.9
+#: Tissue pixels with more eosin than this multiple of the slide's median are fold-like.
+FOLD_EOSIN_RATIO = 2.5
+#: Dark grey ink: brightest channel below this and saturation below this many percent.
+GREY_INK_MAX = 215
+GREY_INK_SATURATION = 7
 #: Ink counts when it lies within this distance of tissue (µm).
 PEN_NEAR_UM = 200.0
 #: Version of these measurements (stored with the training statistics; a mismatch disables the flags).
-IMAGE_STATS_VERSION = 1
+IMAGE_STATS_VERSION = 2
 
 
 @dataclass
@@ -91,7 +96,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     from scipy import ndimage as ndi
 
     from weakstil.slide import brightfield_warning
-    from weakstil.stain import estimate_stain
+    from weakstil.stain import concentrations, estimate_stain
     from weakstil.tissue import TissueParams, detect_tissue, pen_ink
 
     warnings = [w for w in [brightfield_warning(thumb)] if w]
@@ -112,15 +117,20 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
         return out
     od = optical_density(thumb[tissue])
     out["od_mean"] = [float(v) for v in od.mean(axis=0)]
-    # ink: on the raw pixels near tissue (detect_tissue leaves it out of the tissue mask)
+    # ink: on the raw pixels near tissue (detect_tissue leaves coloured ink out of the tissue
+    # mask); besides green/blue/near-black, dark grey: H&E tissue is never that unsaturated
     near = ndi.binary_dilation(tissue, iterations=max(1, int(round(PEN_NEAR_UM / mpp))))
     r, g, b = (np.ascontiguousarray(thumb[..., c]) for c in range(3))
-    ink = pen_ink(r, g, b) & near & (thumb.astype(np.int16).sum(axis=-1) < 3 * 235)
+    hi = np.maximum(np.maximum(r, g), b).astype(np.int16)
+    spread = hi - np.minimum(np.minimum(r, g), b)
+    grey = (hi < GREY_INK_MAX) & (spread * 100 < GREY_INK_SATURATION * np.maximum(hi, 1))
+    ink = (pen_ink(r, g, b) | grey) & near & (thumb.astype(np.int16).sum(axis=-1) < 3 * 235)
     out["pen_share"] = float(ink.sum() / n_tissue)
-    # folds: a doubled section is about twice as dense as the tissue around it
-    density = ndi.uniform_filter(optical_density(thumb).sum(axis=-1), size=3)
-    median = float(np.median(density[tissue]))
-    fold = tissue & (density > FOLD_OD_RATIO * max(median, 1e-3))
+    # folds: a doubled section holds twice the eosin; stroma, nests and lymphocytes stay well
+    # below FOLD_EOSIN_RATIO x the slide's median eosin (haematoxylin-rich regions are not folds)
+    eosin = ndi.uniform_filter(concentrations(thumb, stain)[..., 1], size=3)
+    median = float(np.median(eosin[tissue & ~ink]))
+    fold = tissue & ~ink & (eosin > FOLD_EOSIN_RATIO * max(median, 1e-3))
     out["fold_share"] = float(fold.sum() / n_tissue)
     return out
 
@@ -149,7 +159,9 @@ def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | N
                       mpp: float, seed: int = 0) -> ImageStats:
     """:class:`ImageStats` of an open :class:`~weakstil.slide.Slide` whose tiles are ``coords``
     (level-0 top-left) of ``tile_px`` pixels at ``mpp`` µm/px."""
-    thumb_mpp = max(THUMB_MPP, float(slide.mpp))
+    w, h = slide.dimensions
+    # 4 µm/px, coarser for a large slide so the thumbnail stays at about THUMB_MAX_PIXELS
+    thumb_mpp = max(THUMB_MPP, float(slide.mpp), float(slide.mpp) * math.sqrt(w * h / THUMB_MAX_PIXELS))
     thumb = thumbnail_stats(slide.read_thumbnail(thumb_mpp), thumb_mpp)
     idx = focus_tiles(coords, tissue_fraction, seed=seed)
     tiles = [slide.read_region(int(coords[i][0]), int(coords[i][1]), int(tile_px), float(mpp)) for i in idx]
