@@ -95,14 +95,15 @@ def embed(cache: Path, name: str, table: pd.DataFrame, enc: Path) -> Path:
     return out
 
 
-def train(cache: Path, name: str, table: pd.DataFrame, features: Path, folds: int, group_column: str) -> Path:
+def train(cache: Path, name: str, table: pd.DataFrame, features: Path, folds: int, group_column: str,
+          again: bool = False) -> Path:
     from weakstil.mil.config import TrainConfig
     from weakstil.modeldir import ModelDir
     from weakstil.train import train_cohort
     from weakstil.tumorbed.resolver import BedSources
 
     out = cache / "models" / (name if group_column == "group" else f"{name}-by-slide")
-    if ModelDir(out).is_model() and ModelDir(out).calibration_path.is_file():
+    if not again and ModelDir(out).is_model() and ModelDir(out).calibration_path.is_file():
         return out
     csv = cache / "cohorts" / name / "train.csv"
     table[["slide_id", "abs_path", "stil", "group"]].rename(columns={"abs_path": "path"}).to_csv(csv, index=False)
@@ -114,12 +115,13 @@ def train(cache: Path, name: str, table: pd.DataFrame, features: Path, folds: in
 
 
 def score(cache: Path, model: Path, name: str, slides: list[str], features: Path | None,
-          annotations: Path | None) -> pd.DataFrame:
+          annotations: Path | None, overwrite: bool = False) -> pd.DataFrame:
     from weakstil.score import ScoreOptions, score_batch
 
     out = cache / "scores" / f"{model.name}--{name}"
     rows = score_batch([Path(s) for s in slides], ScoreOptions(model=model, out=out, features=features or out / "features",
-                                                               annotations=annotations, workers=1), progress=False)
+                                                               annotations=annotations, workers=1,
+                                                               overwrite=overwrite), progress=False)
     return pd.DataFrame(rows).assign(out=str(out))
 
 
@@ -273,6 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--group-column", default="group", help="'group' (leave-centre-out CV) or 'none' (by slide)")
     ap.add_argument("--encoder", type=Path, default=None, help="a 'weakstil pretrain' folder (default: pretrain one)")
     ap.add_argument("--pretrain-steps", type=int, default=100)
+    ap.add_argument("--rescore", action="store_true", help="retrain the qc references and score every slide again "
+                    "(after a change of the qc code; the MIL models are the same bytes)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in ("weakstil.embed", "weakstil.tiles", "weakstil.qc.scoring", "weakstil.synth"):
@@ -286,17 +290,18 @@ def main(argv: list[str] | None = None) -> None:
     features = {name: embed(cache, name, t, enc) for name, t in tables.items()}
     results, real = [], []
     for train_name, tests in PAIRS.items():
-        model = train(cache, train_name, tables[train_name], features[train_name], args.folds, args.group_column)
+        model = train(cache, train_name, tables[train_name], features[train_name], args.folds, args.group_column,
+                      args.rescore)
         for test in tests:
             t0 = time.perf_counter()
             res = score(cache, model, test, list(tables[test]["abs_path"]), features[test],
-                        cache / "cohorts" / test / "truth")
+                        cache / "cohorts" / test / "truth", overwrite=args.rescore)
             log.info("%s on %s: scored (%.0f s)", model.name, test, time.perf_counter() - t0)
             results.append(evaluate(model, test, res, tables[test], cache))
             print(render(results[-1:], []), flush=True)
         for slide in (CMU, NDPI):
             if slide.is_file():
-                r = score(cache, model, "real", [str(slide)], None, None).iloc[0].to_dict()
+                r = score(cache, model, "real", [str(slide)], None, None, overwrite=args.rescore).iloc[0].to_dict()
                 real.append({"model": model.name, **r})
     text = render(results, real)
     print(text)
