@@ -20,6 +20,17 @@ CMU = TEST_DATA / "CMU-1-Small-Region.svs"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slurm`` need a real SLURM cluster (pipelines/slurm/setup_localhost.sh) and
+    minutes: they run only when selected with ``-m slurm`` (``make test-slurm``)."""
+    if "slurm" in (config.getoption("markexpr") or ""):
+        return
+    deselected = [item for item in items if item.get_closest_marker("slurm")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("slurm")]
+
+
 def shared_file(relative: str) -> Path:
     """A file from ../shared/data; the test is skipped with a clear reason when it is absent."""
     path = SHARED / relative

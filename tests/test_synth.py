@@ -15,7 +15,7 @@ from skimage.draw import polygon2mask
 from weakstil import synth
 from weakstil.synth import generate_cohort, generate_slide, sample_target_stil
 from weakstil.synth.generator import plan_slide
-from weakstil.synth.banks import bank
+from weakstil.synth.sprites import bank
 
 SIZE = (1.2, 1.2)  # mm -> 2400 x 2400 level-0 px, 300 x 300 mask px
 SEED = 7

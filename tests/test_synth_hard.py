@@ -16,8 +16,7 @@ from weakstil.synth import CONFOUNDERS, LOOKS, generate_cohort, generate_slide, 
 from weakstil.synth.constants import DCIS, NECROSIS, STROMA, TUMOR
 from weakstil.synth.generator import plan_slide
 from weakstil.synth.render import render_block, workspace
-from weakstil.synth.banks import bank
-from weakstil.synth.sprites import TIL_KINDS
+from weakstil.synth.sprites import TIL_KINDS, bank
 
 SEVERE = {k: 1.0 for k in CONFOUNDERS}  # every confounder at full strength
 SEED, SIZE, TARGET = 2, (1.6, 1.6), 40.0  # this seed and size have room for every structure
@@ -255,9 +254,9 @@ def test_alt_look_differs_and_keeps_exact_truth(tmp_path: Path) -> None:
 def test_cli_synth_hard_alt(tmp_path: Path) -> None:
     from conftest import run_cli
 
-    from weakstil.cli.slides import _SynthLook
+    from weakstil.cli.options import SynthLook
 
-    assert tuple(v.value for v in _SynthLook) == LOOKS  # the CLI spells the same looks
+    assert tuple(v.value for v in SynthLook) == LOOKS  # the CLI spells the same looks
 
     proc = run_cli("synth", tmp_path / "c", "--slides", 1, "--size-mm", 1.0, 1.0, "--seed", 3, "--hard",
                    "--look", "alt")

@@ -35,8 +35,11 @@ FULL = DemoPlan(n_slides=40, size_mm=1.6, held_out=10, pretrain_steps=150, tumor
 QUICK = DemoPlan(n_slides=16, size_mm=1.0, held_out=4, pretrain_steps=25, tumorbed_slides=6, folds=3, epochs=40)
 
 
-def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "auto", workers: int = 2) -> dict:
-    """Run the demo into ``out`` and return its summary (also written to ``out/summary.json``)."""
+def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "auto", workers: int = 0,
+             threads: int = 0, decode: str = "auto") -> dict:
+    """Run the demo into ``out`` and return its summary (also written to ``out/summary.json``).
+
+    ``workers``/``threads``: decode processes and torch threads while embedding (0: planned)."""
     import pandas as pd
 
     from weakstil.embed import embed_slide
@@ -81,7 +84,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
             shutil.rmtree(encoder_dir)
         pretrain(list(train["abs_path"]), encoder_dir,
                  PretrainConfig(steps=plan.pretrain_steps, seed=seed, tiles_per_slide=64, batch_size=32),
-                 device=device, workers=workers)
+                 device=device, workers=workers or 2)
     step("self-supervised pretraining", t0)
 
     # 3. embed the training slides
@@ -89,8 +92,11 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     encoder = create_encoder(encoder_dir, device=device)
     features = out / "features"
     params = TilingParams()
+    from weakstil.decode import ThreadPlanner
+
+    planner = ThreadPlanner(encoder, workers=workers or None, threads=threads or None)
     for path in train["abs_path"]:
-        embed_slide(path, encoder, out_dir=features, params=params, workers=workers)
+        embed_slide(path, encoder, out_dir=features, params=params, planner=planner, decode=decode)
     step("embedding", t0)
 
     # 4. tumour-bed detector from a few annotated slides (the generator's GeoJSON outlines)
@@ -118,7 +124,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     scores_dir = out / "scores"
     rows = score_batch([Path(p) for p in held["abs_path"]],
                        ScoreOptions(model=model_dir, out=scores_dir, features=features, device=device,
-                                    workers=workers))
+                                    workers=workers, threads=threads, decode=decode))
     step("scoring held-out slides", t0)
 
     # 7. compare with the generator's truth

@@ -9,9 +9,17 @@ The file is written under a temporary name beside the target and renamed when co
 interrupted run never leaves a file that looks complete; a rerun removes such leftovers. A
 rerun skips a slide only when its cache is complete and its ``cache_key`` matches.
 
-Speed: tiles are decoded by a pool of threads (OpenSlide and Pillow release the GIL) into a
-bounded ring of batch buffers (pinned on CUDA) while the main thread runs the encoder, so
-memory does not grow with the slide.
+The ``decode`` attribute (JSON) records how the tiles were read (:mod:`weakstil.decode`): the
+``mode`` asked for, the ``path`` taken (``jpeg-tiles``, ``jpeg-tiles-gpu`` or ``openslide``, with
+the reason for OpenSlide or for not using the GPU), decoder, pyramid level and DCT scale, decode
+workers and torch threads with the measured plan behind them, and timings. It is not part of the
+cache key (every path gives the same tiles within decoder tolerance; see
+:mod:`weakstil.decode.batches`).
+
+Speed: JPEG-tiled TIFF/SVS levels are decoded by libjpeg-turbo in worker processes into a ring of
+shared-memory batch buffers (on CUDA: by nvJPEG on the GPU), other formats through OpenSlide,
+while the main process runs the encoder; the split of the CPUs is planned from measured stage
+costs (:mod:`weakstil.decode`). Memory does not grow with the slide.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ from weakstil.slide import Slide, slide_id_from_path
 from weakstil.tiles import SlideTiles, TilingParams, find_tiles
 
 if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.decode.batches import ThreadPlanner
     from weakstil.encoders.factory import Encoder
 
 log = logging.getLogger(__name__)
@@ -92,6 +101,10 @@ def iter_tile_batches(slide: Slide, coords: np.ndarray, tile_px: int, mpp: float
                       workers: int = 1, prefetch: int | None = None, pin_memory: bool = False,
                       ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, uint8 (b, tile_px, tile_px, 3))`` batches in order, decoded ahead by threads.
+
+    The pre-:mod:`weakstil.decode` reader (OpenSlide in threads of this process), kept as the
+    "old default" baseline of ``benchmarks/embed_throughput.py``; embedding uses
+    :func:`weakstil.decode.tile_batches`.
 
     At most ``prefetch`` batches are in flight; buffers are reused from a fixed ring, so memory
     is bounded whatever the slide's size. A yielded array is valid until the next one is asked for.
@@ -155,8 +168,8 @@ def embed_batches(encoder: Encoder, batches: Iterator[tuple[int, np.ndarray]],
     try:
         with torch.inference_mode():
             for start, batch in batches:
-                t = torch.from_numpy(batch)
-                x = encoder.transform(t.to(dev, non_blocking=True) if dev.type != "cpu" else t)
+                t = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)  # GPU decode: a tensor
+                x = encoder.transform(t.to(dev, non_blocking=True) if t.device != dev else t)
                 sink(start, encoder.forward(x).cpu().numpy())
     finally:
         # an error or interrupt must stop the decode threads before the slide is closed
@@ -166,23 +179,23 @@ def embed_batches(encoder: Encoder, batches: Iterator[tuple[int, np.ndarray]],
 
 
 # -- the encoder of a run ----------------------------------------------------------------
-def open_encoder(name: str | Path, weights: str | None = None, device: str = settings.DEVICE, *, workers: int = 0,
-                 seed: int = settings.SEED) -> tuple[Encoder, int, int]:
-    """The encoder on its device, with torch's CPU threads set for embedding beside ``workers``
-    decode threads (0: planned by :func:`weakstil.runtime.plan_threads`).
-
-    Returns ``(encoder, decode threads, torch threads)``."""
+def open_encoder(name: str | Path, weights: str | None = None, device: str = settings.DEVICE, *,
+                 workers: int = settings.DECODE_WORKERS, threads: int = settings.TORCH_THREADS,
+                 batch_size: int = settings.BATCH_SIZE, seed: int = settings.SEED) -> tuple[Encoder, ThreadPlanner]:
+    """The encoder on its device and the planner of its decode workers and torch threads
+    (:class:`weakstil.decode.ThreadPlanner`: ``workers``/``threads`` > 0 are kept, the rest is
+    planned from the speeds measured on the first slide)."""
     import torch
 
+    from weakstil.decode.batches import ThreadPlanner
     from weakstil.encoders.factory import create_encoder
-    from weakstil.runtime import plan_threads, resolve_device
+    from weakstil.runtime import resolve_device
 
     dev = resolve_device(device)
-    n_workers, n_threads = plan_threads(dev.type, workers or None)
-    torch.set_num_threads(n_threads)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels
-    return create_encoder(name, weights, str(dev), seed=seed), n_workers, n_threads
+    enc = create_encoder(name, weights, str(dev), seed=seed)
+    return enc, ThreadPlanner(enc, batch_size, workers=workers or None, threads=threads or None)
 
 
 # -- one slide --------------------------------------------------------------------------
@@ -195,12 +208,16 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
                 params: TilingParams | None = None, *, out_dir: str | Path | None = None,
                 slide_mpp: float | None = None, allow_upsample: bool = False, batch_size: int = settings.BATCH_SIZE,
                 workers: int = 1, prefetch: int | None = None, overwrite: bool = False, seed: int = settings.SEED,
-                progress: Callable[[int, int], None] | None = None) -> EmbedResult:
+                progress: Callable[[int, int], None] | None = None, decode: str = "auto",
+                planner: ThreadPlanner | None = None) -> EmbedResult:
     """Embed the tissue tiles of one slide into ``out_path`` (or ``out_dir/<slide_id>.h5``).
 
     Skips the slide when a complete cache with the same cache key exists (unless
     ``overwrite``). ``progress(done, total)`` is called after every batch. Raises a
     :class:`~weakstil.errors.WeakSTILError` (and leaves no output) for a bad slide.
+    ``workers``: decode processes (0: decode in this process), unless a ``planner``
+    (:class:`weakstil.decode.ThreadPlanner`) decides them and the torch threads;
+    ``decode``: ``cpu``, ``gpu`` or ``auto`` (:class:`weakstil.decode.DecodeMode`).
     """
     if out_path is None:
         if out_dir is None:
@@ -226,7 +243,7 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
             raise NoTissueError("no tissue found (0 tiles)", path=slide.path,
                                 fix="check the slide is not blank; lower --tissue-threshold if tissue is faint")
         _write_cache(out_path, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
-                     prefetch=prefetch, seed=seed, progress=progress, t0=t0)
+                     prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner)
     return EmbedResult(out_path, n, False, time.perf_counter() - t0)
 
 
@@ -242,8 +259,10 @@ def _check_resolution(encoder: Encoder, params: TilingParams, slide: Slide) -> N
 
 def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, key: str, *, batch_size: int,
                  workers: int, prefetch: int | None, seed: int, progress: Callable[[int, int], None] | None,
-                 t0: float) -> None:
+                 t0: float, decode: str = "auto", planner: ThreadPlanner | None = None) -> None:
     import torch
+
+    from weakstil.decode.batches import provenance_json, tile_batches
 
     n, d = len(tiles.coords), encoder.embed_dim
     cache = FeaturesFile(coords=tiles.coords, tissue_fraction=tiles.tissue_fraction, tissue_mask=tiles.tissue_mask,
@@ -260,9 +279,9 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
             if progress is not None:
                 progress(done, n)
 
-        batches = iter_tile_batches(slide, tiles.coords, tiles.params.tile_px, tiles.params.mpp, batch_size,
-                                    workers=workers, prefetch=prefetch,
-                                    pin_memory=encoder.device.type == "cuda")
+        batches, decode_record = tile_batches(slide, tiles.coords, tiles.params.tile_px, tiles.params.mpp, encoder,
+                                              batch_size=batch_size, decode=decode, workers=workers,
+                                              planner=planner, prefetch=prefetch)
         embed_batches(encoder, batches, sink)
         if done != n:
             raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path, fix="run again")
@@ -278,6 +297,6 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
             "device": str(encoder.device), "torch_version": str(torch.__version__),
             "timm_version": package_version("timm"), "weakstil_version": __version__,
             "seed": int(seed if encoder.seed is None else encoder.seed), "batch_size": int(batch_size),
-            "warnings": json.dumps(tiles.warnings), "cache_key": key, "cache_format": CACHE_FORMAT,
+            "warnings": json.dumps(tiles.warnings), "decode": provenance_json(decode_record()), "cache_key": key, "cache_format": CACHE_FORMAT,
             "embed_seconds": float(time.perf_counter() - t0), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })

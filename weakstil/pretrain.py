@@ -107,7 +107,9 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                  on_error: Callable[[Path, WeakSTILError], None] | None = None,
                  ) -> tuple[np.ndarray, list[str]]:
     """Up to ``tiles_per_slide`` random tissue tiles per slide: ``(uint8 (N, px, px, 3), slide ids)``."""
-    from weakstil.embed import iter_tile_batches
+    from weakstil.decode.batches import shared_pool
+    from weakstil.decode.readers import plan_reader
+    from weakstil.decode.workers import iter_batches_inline
     from weakstil.tiles import TilingParams, find_tiles
 
     params = TilingParams(mpp=cfg.mpp or card.mpp, tile_px=cfg.tile_px or card.input_px,
@@ -127,8 +129,10 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                 pick = np.sort(rng.choice(n, size=min(n, cfg.tiles_per_slide), replace=False))
                 coords = tiles.coords[pick]
                 out = np.empty((len(coords), params.tile_px, params.tile_px, 3), np.uint8)
-                with contextlib.closing(iter_tile_batches(slide, coords, params.tile_px, params.mpp, 32,
-                                                          workers=workers)) as batches:
+                spec = plan_reader(slide, params.mpp, params.tile_px)  # JPEG tiles or OpenSlide
+                batches = (shared_pool(workers).batches(spec, coords, 32) if workers >= 1
+                           else iter_batches_inline(spec, coords, 32))
+                with contextlib.closing(batches):
                     for start, batch in batches:
                         out[start:start + len(batch)] = batch
                 chunks.append(out)

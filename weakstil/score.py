@@ -53,7 +53,9 @@ class ScoreOptions:
     encoder: str | None = None  #: overrides the encoder recorded in the model
     weights: str | None = None
     device: str = settings.DEVICE
-    workers: int = settings.SCORE_WORKERS
+    workers: int = settings.DECODE_WORKERS  #: decode worker processes (0: planned with the torch threads)
+    threads: int = settings.TORCH_THREADS  #: torch CPU threads (0: planned)
+    decode: str = settings.DECODE  #: where JPEG tiles are decoded: cpu, gpu or auto
     batch_size: int = settings.BATCH_SIZE
     slide_mpp: float | None = None
     allow_upsample: bool = False
@@ -81,6 +83,7 @@ class _Context:
     beds: Any  #: weakstil.tumorbed.resolver.BedSources
     assessor: Any = None  #: weakstil.qc.scoring.SlideAssessor: the sTIL% interval and the qc flags
     _encoder: Any = field(default=None, repr=False)
+    _planner: Any = field(default=None, repr=False)
 
     @property
     def encoder_id(self) -> str:
@@ -92,6 +95,15 @@ class _Context:
         if self._encoder is None:
             self._encoder = load_scoring_encoder(self.opts, self.meta)
         return self._encoder
+
+    def planner(self):
+        """Decode workers and torch threads, measured on the first slide that needs embedding."""
+        if self._planner is None:
+            from weakstil.decode import ThreadPlanner
+
+            self._planner = ThreadPlanner(_LazyEncoder(self), self.opts.batch_size, workers=self.opts.workers or None,
+                                          threads=self.opts.threads or None)
+        return self._planner
 
 
 def load_scoring_encoder(opts: ScoreOptions, meta: dict):
@@ -258,7 +270,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
 
     result = embed_slide(path, _LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
-                         progress=progress)
+                         progress=progress, decode=opts.decode, planner=ctx.planner())
     features = FeaturesFile.read(result.path)
     check_features_match_model(ctx.meta, features.attrs, result.path)
     bed = ctx.beds.resolve(slide_id, features)

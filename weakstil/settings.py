@@ -29,8 +29,14 @@ SEED = 0
 DEVICE = "auto"
 #: Tiles per encoder batch.
 BATCH_SIZE = 64
-#: Tile-decoding threads of ``weakstil score`` (the scoring widget uses the same).
-SCORE_WORKERS = 2
+#: Tile-decoding worker processes while embedding (0: planned with the torch threads from the
+#: measured decode and encoder speeds, :mod:`weakstil.decode.plan`).
+DECODE_WORKERS = 0
+#: Torch CPU threads (0: automatic).
+TORCH_THREADS = 0
+#: Where JPEG tiles are decoded: ``cpu`` (libjpeg-turbo workers), ``gpu`` (nvJPEG) or ``auto``
+#: (the GPU when the encoder runs on CUDA and the slide has JPEG tiles).
+DECODE = "auto"
 
 # --- MIL training ----------------------------------------------------------------------------
 FOLDS = 5

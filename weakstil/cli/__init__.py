@@ -5,7 +5,8 @@
 * :mod:`~weakstil.cli.progress` — logging, progress bars;
 * one module per group of commands: :mod:`~weakstil.cli.slides` (tile, info, synth),
   :mod:`~weakstil.cli.cohort` (train, evaluate, report), :mod:`~weakstil.cli.stage1` (encoders,
-  embed, pretrain), :mod:`~weakstil.cli.score` (score, demo), :mod:`~weakstil.cli.tumorbed`.
+  embed, pretrain), :mod:`~weakstil.cli.score` (score, demo), :mod:`~weakstil.cli.tumorbed`,
+  :mod:`~weakstil.cli.workflow` (preflight).
 
 Commands only parse options and call the library. Heavy libraries are imported inside the
 commands: ``weakstil --help`` must answer in about a second.
@@ -21,7 +22,7 @@ from typing import Annotated
 import typer
 
 from weakstil import __version__
-from weakstil.cli import cohort, score, slides, stage1, tumorbed
+from weakstil.cli import cohort, score, slides, stage1, tumorbed, workflow
 from weakstil.cli.errors import error_line, reports_errors
 from weakstil.cli.options import expand_slides
 
@@ -53,7 +54,7 @@ def _main(
 
 
 for _command in (slides.tile, slides.info, slides.synth, cohort.train, cohort.evaluate, cohort.report,
-                 stage1.encoders, stage1.embed, stage1.pretrain, score.score, score.demo):
+                 stage1.encoders, stage1.embed, stage1.pretrain, score.score, score.demo, workflow.preflight):
     app.command()(reports_errors(_command))
 
 tumorbed_app = typer.Typer(help=tumorbed.HELP, no_args_is_help=True)

@@ -6,12 +6,14 @@ here: ``weakstil --help`` must answer in about a second.
 from __future__ import annotations
 
 import glob
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from weakstil import settings
+from weakstil.decode.modes import DecodeMode
 from weakstil.mil.config import Aggregator, Loss
 
 
@@ -62,9 +64,17 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.")]
 DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:N, mps or auto.",
                                         callback=_device)]
 ThreadsOpt = Annotated[
-    int, typer.Option("--threads", help="Torch CPU threads (0: automatic, the cores not busy with other work).")
+    int, typer.Option("--threads", help="Torch CPU threads (0: automatic: the cores not busy with other work; when "
+                      "tiles are embedded, planned beside the decode workers from measured speeds).")
 ]
-WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding threads (0: automatic).")]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding worker processes (0: automatic, planned "
+                                         "with --threads from measured decode and encoder speeds).")]
+
+DecodeOpt = Annotated[
+    DecodeMode, typer.Option("--decode", help="Where JPEG tiles are decoded: cpu (libjpeg-turbo workers), gpu (nvJPEG) "
+                         "or auto (gpu when the encoder runs on CUDA and the slide has JPEG tiles). Other formats "
+                         "are read by OpenSlide; the path taken is recorded in each feature file.")
+]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per batch.")]
 
 # --- encoders ----------------------------------------------------------------------------------
@@ -124,3 +134,19 @@ def expand_slides(patterns: list[str]) -> list[Path]:
         matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else []
         out.extend(Path(m) for m in matches) if matches else out.append(Path(pattern))
     return out
+
+
+# --- synthetic cohorts -------------------------------------------------------------------------
+class SynthLook(str, Enum):
+    """The looks of ``weakstil.synth.LOOKS``, spelled here so the CLI starts without importing the
+    generator (a test checks that both agree)."""
+
+    default = "default"
+    alt = "alt"
+
+
+HardOpt = Annotated[bool, typer.Option(
+    "--hard", help="Real-tissue confounders (dark tumour nuclei, plasma cells, necrosis, lymphoid structures outside "
+    "the bed, DCIS, stain/focus/fold/pen artefacts...), strengths drawn per slide; labels stay exact.")]
+SynthLookOpt = Annotated[SynthLook, typer.Option(
+    "--look", help="Appearance family: default, or alt (other palette, nuclei, textures and scanner optics).")]

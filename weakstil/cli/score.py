@@ -9,9 +9,11 @@ from typing import Annotated
 import typer
 
 from weakstil import settings
-from weakstil.cli.options import (AllowUpsampleOpt, AnnotationsOpt, BatchSizeOpt, DeviceOpt, FeaturesOpt, ModelDirOpt,
-                                  OutOpt, ScoreEncoderOpt, SeedOpt, SlideMppOpt, SlidesArg, StilThresholdOpt,
-                                  TumorBedOpt, TumorBedsOpt, WeightsOpt, WorkersOpt, expand_slides)
+from weakstil.cli.options import (AllowUpsampleOpt, AnnotationsOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, FeaturesOpt,
+                                  ModelDirOpt, OutOpt, ScoreEncoderOpt, SeedOpt, SlideMppOpt, SlidesArg,
+                                  StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt, WeightsOpt, WorkersOpt,
+                                  expand_slides)
+from weakstil.decode.modes import DecodeMode
 
 log = logging.getLogger("weakstil")
 
@@ -30,7 +32,9 @@ def score(
     slide_mpp: SlideMppOpt = None,
     allow_upsample: AllowUpsampleOpt = False,
     device: DeviceOpt = settings.DEVICE,
-    workers: WorkersOpt = 0,
+    workers: WorkersOpt = settings.DECODE_WORKERS,
+    threads: ThreadsOpt = settings.TORCH_THREADS,
+    decode: DecodeOpt = DecodeMode(settings.DECODE),
     batch_size: BatchSizeOpt = settings.BATCH_SIZE,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Score every slide again, even finished ones.")] = False,
 ) -> None:
@@ -40,7 +44,8 @@ def score(
     from weakstil.score import STATUS_ERROR, ScoreOptions, score_batch
 
     opts = ScoreOptions(model=model, out=out, features=features, encoder=encoder, weights=weights, device=device,
-                        workers=workers or settings.SCORE_WORKERS, batch_size=batch_size, slide_mpp=slide_mpp,
+                        workers=workers, threads=threads, decode=decode.value, batch_size=batch_size,
+                        slide_mpp=slide_mpp,
                         allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
                         tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite)
     rows = score_batch(expand_slides(slides), opts)
@@ -55,9 +60,13 @@ def demo(
     quick: Annotated[bool, typer.Option("--quick", help="A smaller run (under 3 minutes) for tests.")] = False,
     seed: SeedOpt = settings.SEED,
     device: DeviceOpt = settings.DEVICE,
+    workers: WorkersOpt = settings.DECODE_WORKERS,
+    threads: ThreadsOpt = settings.TORCH_THREADS,
+    decode: DecodeOpt = DecodeMode(settings.DECODE),
 ) -> None:
     """The whole method on a synthetic cohort: pretraining, embedding, tumour-bed detector, MIL
     training with cross-validation, scoring of held-out slides, and a metrics table."""
     from weakstil.demo import format_summary, run_demo
 
-    typer.echo(format_summary(run_demo(out, quick=quick, seed=seed, device=device)))
+    typer.echo(format_summary(run_demo(out, quick=quick, seed=seed, device=device, workers=workers, threads=threads,
+                                       decode=decode.value)))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,8 +10,8 @@ import typer
 
 from weakstil import settings
 from weakstil.cli.errors import Failures
-from weakstil.cli.options import (AllowUpsampleOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideMppOpt, SlidesArg,
-                                  TileSizeOpt, TissueThresholdOpt, expand_slides)
+from weakstil.cli.options import (AllowUpsampleOpt, HardOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideMppOpt,
+                                  SlidesArg, SynthLook, SynthLookOpt, TileSizeOpt, TissueThresholdOpt, expand_slides)
 
 log = logging.getLogger("weakstil")
 
@@ -50,13 +49,6 @@ def info(slides: SlidesArg, slide_mpp: SlideMppOpt = None) -> None:
     failures.exit()
 
 
-class _SynthLook(str, Enum):
-    """The looks of ``weakstil.synth.LOOKS`` (spelled here so the CLI starts without importing it)."""
-
-    default = "default"
-    alt = "alt"
-
-
 def synth(
     out: Annotated[Path, typer.Argument(help="Output directory of the synthetic cohort.")],
     slides: Annotated[int, typer.Option("--slides", "-n", help="Number of slides.")] = 8,
@@ -65,13 +57,8 @@ def synth(
         tuple[float, float], typer.Option("--size-mm", help="Slide width and height in millimetres.")
     ] = (2.5, 2.5),
     groups: Annotated[int, typer.Option("--groups", help="Number of centres (groups) with their own stain look.")] = 4,
-    hard: Annotated[bool, typer.Option(
-        "--hard", help="Real-tissue confounders (dark tumour nuclei, plasma cells, necrosis, lymphoid structures "
-        "outside the bed, DCIS, stain/focus/fold/pen artefacts...), strengths drawn per slide; labels stay exact.",
-    )] = False,
-    look: Annotated[_SynthLook, typer.Option(
-        "--look", help="Appearance family: 'default' or 'alt' (other palette, nuclei, textures and optics).",
-    )] = _SynthLook.default,
+    hard: HardOpt = False,
+    look: SynthLookOpt = SynthLook.default,
 ) -> None:
     """Generate a synthetic H&E cohort with exact sTIL truth (slides, labels.csv, truth masks)."""
     from weakstil.synth import generate_cohort

@@ -10,9 +10,10 @@ import typer
 
 from weakstil import settings
 from weakstil.cli.errors import Failures
-from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DeviceOpt, EncoderOpt, MppOpt, OutOpt, OverlapOpt,
-                                  OverwriteOpt, SeedOpt, SlideMppOpt, SlidesArg, TileSizeOpt, TissueThresholdOpt,
-                                  WeightsOpt, WorkersOpt, expand_slides)
+from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, EncoderOpt, MppOpt, OutOpt,
+                                  OverlapOpt, OverwriteOpt, SeedOpt, SlideMppOpt, SlidesArg, ThreadsOpt, TileSizeOpt,
+                                  TissueThresholdOpt, WeightsOpt, WorkersOpt, expand_slides)
+from weakstil.decode.modes import DecodeMode
 from weakstil.cli.progress import bar_progress, interrupt_on_sigterm
 
 log = logging.getLogger("weakstil")
@@ -32,7 +33,9 @@ def embed(
     encoder: EncoderOpt,
     weights: WeightsOpt = None,
     batch_size: BatchSizeOpt = settings.BATCH_SIZE,
-    workers: WorkersOpt = 0,
+    workers: WorkersOpt = settings.DECODE_WORKERS,
+    threads: ThreadsOpt = settings.TORCH_THREADS,
+    decode: DecodeOpt = DecodeMode(settings.DECODE),
     device: DeviceOpt = settings.DEVICE,
     slide_mpp: SlideMppOpt = None,
     mpp: MppOpt = settings.MPP,
@@ -50,9 +53,10 @@ def embed(
     from weakstil.embed import cache_path, embed_slide, open_encoder
     from weakstil.tiles import TilingParams
 
-    enc, n_workers, n_threads = open_encoder(encoder, weights, device, workers=workers, seed=seed)
-    log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; %d decode thread(s), %d torch thread(s)", enc.name,
-             enc.card.model, enc.embed_dim, enc.weights_sha256[:12], enc.device, enc.precision, n_workers, n_threads)
+    enc, planner = open_encoder(encoder, weights, device, workers=workers, threads=threads, batch_size=batch_size,
+                                seed=seed)
+    log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; decoding: %s", enc.name, enc.card.model, enc.embed_dim,
+             enc.weights_sha256[:12], enc.device, enc.precision, decode.value)
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
     failures = Failures()
     seen: dict[Path, Path] = {}
@@ -72,8 +76,8 @@ def embed(
             with failures.each():
                 try:
                     r = embed_slide(path, enc, target, params, slide_mpp=slide_mpp, allow_upsample=allow_upsample,
-                                    batch_size=batch_size, workers=n_workers, overwrite=overwrite, seed=seed,
-                                    progress=on_batch)
+                                    batch_size=batch_size, overwrite=overwrite, seed=seed, progress=on_batch,
+                                    decode=decode.value, planner=planner)
                 finally:
                     progress.remove_task(task)
                 if r.skipped:
@@ -102,7 +106,8 @@ def pretrain(
     seed: SeedOpt = settings.SEED,
     device: DeviceOpt = settings.DEVICE,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
-    workers: WorkersOpt = 0,
+    workers: WorkersOpt = settings.DECODE_WORKERS,
+    threads: ThreadsOpt = settings.TORCH_THREADS,
     slide_mpp: SlideMppOpt = None,
     mpp: MppOpt = settings.MPP,
     tile_size: TileSizeOpt = settings.TILE_PX,
@@ -116,12 +121,15 @@ def pretrain(
     interrupt_on_sigterm()
     from weakstil.pretrain import PretrainConfig
     from weakstil.pretrain import pretrain as run_pretrain
-    from weakstil.runtime import plan_threads, resolve_device
+    from weakstil.runtime import cpu_count, resolve_device
 
     failures = Failures()
     dev = resolve_device(device)
-    n_workers, _ = plan_threads(dev.type, workers or None)  # tiles are read once, before training
-    # training keeps torch's own thread count (all cores, or OMP_NUM_THREADS when set)
+    n_workers = workers or cpu_count()  # tiles are read once, before training: decoding may use every core
+    if threads:  # else training keeps torch's own thread count (all cores, or OMP_NUM_THREADS when set)
+        import torch
+
+        torch.set_num_threads(threads)
     cfg = PretrainConfig(encoder=encoder, init_weights=weights or "random", steps=steps, epochs=epochs,
                          batch_size=batch_size, tiles_per_slide=tiles_per_slide, crop_px=crop_px, lr=lr,
                          seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold)

@@ -60,8 +60,9 @@ class FeaturesFile(SlideFile):
     training when no other tumour-bed source is given), and the attributes ``encoder``,
     ``encoder_card`` (JSON), ``embed_dim``, ``weights_sha256``, ``weights_source``,
     ``normalisation`` (JSON), ``precision``, ``device``, ``torch_version``, ``timm_version``,
-    ``seed``, ``batch_size``, ``embed_seconds``, ``cache_format`` and ``cache_key`` (sha256 of
-    everything that changes the features: encoder, weights, card, tiling, slide µm/px).
+    ``seed``, ``batch_size``, ``embed_seconds``, ``decode`` (JSON: how the tiles were read, see
+    :mod:`weakstil.embed`; optional), ``cache_format`` and ``cache_key`` (sha256 of everything that
+    changes the features: encoder, weights, card, tiling, slide µm/px).
     """
 
     KIND = "features"

@@ -19,8 +19,7 @@ from .constants import BACKGROUND, DUCT, FAT, LUMEN, MASK_FACTOR, SLIDE_MPP, STR
 from .fields import smooth_field
 from .layout import Layout
 from .orientation import OrientationField
-from .banks import bank
-from .sprites import N_ANGLES, SpriteBank
+from .sprites import N_ANGLES, SpriteBank, bank
 from .style import LayoutParams
 
 __all__ = ["CellSet", "FixedCells", "Stamps", "place_cells"]

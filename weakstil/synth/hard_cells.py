@@ -26,8 +26,7 @@ from .hard import Confounders
 from .hard_layout import HardLayout
 from .layout import Layout, _threshold_fraction
 from .orientation import OrientationField
-from .banks import bank
-from .sprites import N_ANGLES
+from .sprites import N_ANGLES, bank
 
 __all__ = ["add_confounder_cells", "fixed_cells"]
 
