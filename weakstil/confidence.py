@@ -5,8 +5,9 @@ A slide's interval is ``t⁻¹(t(ŷ) ± q·σ)`` where
 * ``t(y) = log(y + c)`` puts the error on a relative scale: sTIL errors grow with the level (a
   slide at 2 % is rarely off by 10 points, one at 50 % often is), so the interval is
   narrow at low sTIL and wide at high sTIL, and never leaves 0-100 %. The offset ``c`` is chosen
-  on the out-of-fold residuals among :data:`OFFSETS` (maximum likelihood of a Laplace error
-  whose scale is proportional to ``ŷ + c``);
+  among :data:`OFFSETS` by the mean interval score of the out-of-fold slides (a proper score of
+  width and misses, so the error model that fits best wins; a large ``c``: errors of nearly the
+  same size at every level);
 * ``σ = sqrt(σ₀² + u²)``: ``σ₀`` is the typical out-of-fold error on that scale (its median
   absolute value) and ``u`` the slide's own uncertainty on it: the standard error of its score
   over its tumour-bed tiles (a block bootstrap in closed form, :func:`tile_standard_error`) and,
@@ -37,7 +38,7 @@ import numpy as np
 #: Nominal coverage of the interval written by ``weakstil score``.
 LEVEL = 0.90
 #: Candidate offsets ``c`` (sTIL percentage points) of ``t(y) = log(y + c)``.
-OFFSETS = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0)
+OFFSETS = (2.0, 5.0, 10.0, 20.0, 50.0, 200.0)
 #: Side of the square blocks (in tiles) whose tiles are resampled together by the bootstrap:
 #: neighbouring tiles share their tissue, so they are not independent (4 x 112 µm ≈ 0.45 mm).
 BLOCK_TILES = 4
@@ -111,17 +112,38 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(s[k - 1])
 
 
-def _choose_offset(y: np.ndarray, pred: np.ndarray, offsets: tuple[float, ...]) -> float:
-    """The offset whose relative-error model ``|y − ŷ| ~ Laplace(b·(ŷ + c))`` fits best."""
-    best, best_nll = offsets[0], math.inf
-    r = np.abs(y - pred)
+def _choose_offset(y: np.ndarray, pred: np.ndarray, se: np.ndarray, level: float,
+                   offsets: tuple[float, ...]) -> float:
+    """The offset with the best mean interval score (Gneiting & Raftery 2007: width plus
+    ``2/α`` times the distance by which the label falls outside; a proper scoring rule, so
+    the true error model wins on average), each slide's interval calibrated without it."""
+    alpha = 1.0 - level
+    best, best_score = offsets[len(offsets) // 2], math.inf
     for c in offsets:
-        scale = np.clip(pred, 0.0, 100.0) + c
-        b = max(float(np.mean(r / scale)), 1e-6)
-        nll = float(np.sum(np.log(b * scale)))  # + n (the Laplace's exponent sums to n at the MLE)
-        if nll < best_nll - 1e-9:
-            best, best_nll = c, nll
+        cal = _fit(y, pred, se, level, c)
+        u = scale_sd(pred, se, c)
+        nonconf = np.abs(to_scale(y, c) - to_scale(pred, c)) / cal.sigma(u)
+        total = 0.0
+        for i in range(len(y)):
+            q_i = conformal_quantile(np.delete(nonconf, i), level)
+            if not math.isfinite(q_i):
+                return float(best)  # too few slides to compare: the middle offset
+            half = q_i * float(cal.sigma(u[i]))
+            t = float(to_scale(pred[i], c))
+            lo, hi = float(from_scale(t - half, c)), float(from_scale(t + half, c))
+            total += (hi - lo) + 2.0 / alpha * (max(lo - y[i], 0.0) + max(y[i] - hi, 0.0))
+        if total < best_score - 1e-9:
+            best, best_score = c, total
     return float(best)
+
+
+def _fit(y: np.ndarray, pred: np.ndarray, se: np.ndarray, level: float, c: float) -> Calibration:
+    resid = np.abs(to_scale(y, c) - to_scale(pred, c))
+    u = scale_sd(pred, se, c)
+    sigma0 = max(float(np.median(resid)) if len(resid) else math.nan, 1e-3)  # a perfect fit: no zero width
+    q = conformal_quantile(resid / np.sqrt(sigma0 ** 2 + u ** 2), level)
+    return Calibration(level=float(level), offset=float(c), sigma0=sigma0, q=q, n=len(y), coverage_oof=math.nan,
+                       coverage_loo=math.nan, width_median=math.nan)
 
 
 @dataclass
@@ -186,15 +208,11 @@ def calibrate(y: np.ndarray, pred: np.ndarray, tile_se: np.ndarray | None = None
     y, pred = y[ok], pred[ok]
     se = np.zeros_like(pred) if tile_se is None else np.nan_to_num(np.asarray(tile_se, np.float64)[ok], nan=0.0)
     n = len(y)
-    c = float(offset) if offset is not None else (_choose_offset(y, pred, offsets) if n else offsets[0])
-    resid = np.abs(to_scale(y, c) - to_scale(pred, c))
+    c = float(offset) if offset is not None else (_choose_offset(y, pred, se, level, offsets) if n else offsets[0])
+    cal = _fit(y, pred, se, level, c)
     u = scale_sd(pred, se, c)
-    sigma0 = float(np.median(resid)) if n else math.nan
-    sigma0 = max(sigma0, 1e-3)  # a perfect fit would give zero-width intervals
-    score = resid / np.sqrt(sigma0 ** 2 + u ** 2)
-    q = conformal_quantile(score, level)
-    cal = Calibration(level=float(level), offset=c, sigma0=sigma0, q=q, n=n, coverage_oof=math.nan,
-                      coverage_loo=math.nan, width_median=math.nan)
+    score = np.abs(to_scale(y, c) - to_scale(pred, c)) / cal.sigma(u)
+    q = cal.q
     if n:
         lo, hi = cal.interval(pred, u)
         inside = (y >= lo - 1e-9) & (y <= hi + 1e-9)
