@@ -107,7 +107,7 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
 
 def test_flag_rules():
     from weakstil.qc.flags import slide_flags, split, stain_reference
-    from weakstil.qc.image import ImageStats
+    from weakstil.qc.image import IMAGE_STATS_VERSION, ImageStats
 
     def stats(h=(0.6, 0.72, 0.36), od=0.3, blurry=0.0, pen=0.0, fold=0.0, warnings=()):
         return ImageStats(stain_h=list(h), stain_e=[0.24, 0.81, 0.53], stain_max_c=[1.7, 0.8], stain_source="macenko",
@@ -117,7 +117,7 @@ def test_flag_rules():
     rng = np.random.default_rng(0)
     training = [stats(h=np.array([0.6, 0.72, 0.36]) + rng.normal(0, 0.01, 3), od=0.3 + rng.normal(0, 0.01))
                 for _ in range(10)]
-    image_ref = {"version": 1, "stain": stain_reference(training), "blurry": {"tile_blur": 0.45, "max_share": 0.25},
+    image_ref = {"version": IMAGE_STATS_VERSION, "stain": stain_reference(training), "blurry": {"tile_blur": 0.45, "max_share": 0.25},
                  "pen_or_folds": {"max_share": 0.1}}
     common = dict(ood_threshold=1.5, threshold=30.0, image_ref=image_ref)
     flags, _ = slide_flags(ood_score=1.0, n_bed_tiles=100, low=10.0, high=20.0, image=training[0], **common)

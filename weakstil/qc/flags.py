@@ -52,7 +52,7 @@ MIN_BED_TILES = 16
 #: Share of blurry tissue tiles above which a slide is flagged.
 BLURRY_SHARE = 0.25
 #: Share of ink plus fold-like pixels (of the tissue area) above which a slide is flagged.
-PEN_FOLD_SHARE = 0.05
+PEN_FOLD_SHARE = 0.08
 #: The stain check: a slide is outside the training range when a statistic's distance from the
 #: training median exceeds STAIN_MARGIN x the largest training slide's distance + the floor.
 STAIN_MARGIN = 1.5

@@ -9,8 +9,9 @@ at scoring:
 * **pen and folds**, on the same thumbnail: marker ink (green/blue hues or near-black, the rule
   tissue detection uses to leave ink out, :func:`weakstil.tissue.pen_ink`, and dark grey)
   within 200 µm of the tissue, and fold-like tissue (a tissue fold doubles the section: pixels
-  whose eosin concentration is over :data:`FOLD_EOSIN_RATIO` times the slide's median), each as
-  a share of the tissue area;
+  whose optical density is over :data:`FOLD_OD_RATIO` times the slide's 75th percentile), each
+  as a share of the tissue area. Thin folds are rarely caught at this resolution: the flag is
+  mostly driven by ink;
 * **focus**, on up to :data:`FOCUS_TILES` tissue tiles read at the model's resolution: the
   no-reference blur metric of Crête-Roffet et al. (2007, ``skimage.measure.blur_effect``: 0
   sharp, 1 blurry; it compares the image with a re-blurred copy, so it does not depend on
@@ -36,15 +37,15 @@ THUMB_MAX_PIXELS = 6_000_000
 FOCUS_TILES = 48
 #: A tile whose blur effect exceeds this is out of focus.
 BLURRY_TILE = 0.45
-#: Tissue pixels with more eosin than this multiple of the slide's median are fold-like.
-FOLD_EOSIN_RATIO = 2.5
+#: Tissue pixels denser (optical density) than this multiple of the slide's 75th percentile are fold-like.
+FOLD_OD_RATIO = 2.0
 #: Dark grey ink: brightest channel below this and saturation below this many percent.
 GREY_INK_MAX = 215
 GREY_INK_SATURATION = 7
 #: Ink counts when it lies within this distance of tissue (µm).
 PEN_NEAR_UM = 200.0
 #: Version of these measurements (stored with the training statistics; a mismatch disables the flags).
-IMAGE_STATS_VERSION = 2
+IMAGE_STATS_VERSION = 3
 
 
 @dataclass
@@ -96,7 +97,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     from scipy import ndimage as ndi
 
     from weakstil.slide import brightfield_warning
-    from weakstil.stain import concentrations, estimate_stain
+    from weakstil.stain import estimate_stain
     from weakstil.tissue import TissueParams, detect_tissue, pen_ink
 
     warnings = [w for w in [brightfield_warning(thumb)] if w]
@@ -126,11 +127,11 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     grey = (hi < GREY_INK_MAX) & (spread * 100 < GREY_INK_SATURATION * np.maximum(hi, 1))
     ink = (pen_ink(r, g, b) | grey) & near & (thumb.astype(np.int16).sum(axis=-1) < 3 * 235)
     out["pen_share"] = float(ink.sum() / n_tissue)
-    # folds: a doubled section holds twice the eosin; stroma, nests and lymphocytes stay well
-    # below FOLD_EOSIN_RATIO x the slide's median eosin (haematoxylin-rich regions are not folds)
-    eosin = ndi.uniform_filter(concentrations(thumb, stain)[..., 1], size=3)
-    median = float(np.median(eosin[tissue & ~ink]))
-    fold = tissue & ~ink & (eosin > FOLD_EOSIN_RATIO * max(median, 1e-3))
+    # folds: a doubled section is about twice as dense as the tissue under it; dense nests and
+    # lymphocyte aggregates stay below FOLD_OD_RATIO x the slide's 75th percentile of density
+    density = ndi.uniform_filter(optical_density(thumb).sum(axis=-1), size=3)
+    p75 = float(np.percentile(density[tissue & ~ink], 75)) if (tissue & ~ink).any() else 0.0
+    fold = tissue & ~ink & (density > FOLD_OD_RATIO * max(p75, 1e-3))
     out["fold_share"] = float(fold.sum() / n_tissue)
     return out
 
