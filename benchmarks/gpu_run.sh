@@ -4,16 +4,26 @@
 #
 #     bash benchmarks/gpu_run.sh                 # the check (about 4 minutes)
 #     bash benchmarks/gpu_run.sh --device cpu --quick   # smoke test of this script on any machine
+#     bash benchmarks/gpu_run.sh --profile       # per-stage breakdown + variants instead (about 2 minutes)
 #
 # Installs the wheels carried in .whl/ (openslide-python, openslide-bin, simplejpeg, tifffile:
 # `make gpu-wheels` or see the README) into $SITE (default /tmp/site, first on PYTHONPATH), runs
-# benchmarks/gpu_check.py under a hard time limit and leaves the table and logs in $OUT.
+# benchmarks/gpu_check.py (or, with --profile first, benchmarks/gpu_profile.py) under a hard time
+# limit (LIMIT_S) and leaves the table and logs in $OUT.
 set -uo pipefail
+NAME=gpu_check
+if [ "${1:-}" = "--profile" ]; then
+  shift
+  NAME=gpu_profile
+  LIMIT_S=${LIMIT_S:-130}
+  MARGIN_S=${MARGIN_S:-20}
+fi
 OUT=${OUT:-$PWD/gpu_out}
 SITE=${SITE:-/tmp/site}
 if [ -z "${PYTHON:-}" ] && [ -x /opt/torch/.venv/bin/python ]; then PYTHON=/opt/torch/.venv/bin/python; fi
 PY=${PYTHON:-python3}
 LIMIT_S=${LIMIT_S:-330}
+MARGIN_S=${MARGIN_S:-60}
 mkdir -p "$OUT"
 start=$(date +%s)
 {
@@ -42,12 +52,12 @@ if [ $setup_rc -ne 0 ]; then
   exit $setup_rc
 fi
 export PYTHONPATH="$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-timeout -k 10 "$LIMIT_S" $PY benchmarks/gpu_check.py --out "$OUT" --budget-s $((LIMIT_S - 60)) "$@" \
-  > "$OUT/gpu_check.stdout" 2> "$OUT/gpu_check.log"
+timeout -k 10 "$LIMIT_S" $PY benchmarks/$NAME.py --out "$OUT" --budget-s $((LIMIT_S - MARGIN_S)) "$@" \
+  > "$OUT/$NAME.stdout" 2> "$OUT/$NAME.log"
 rc=$?
-echo "---- last lines of the log ($OUT/gpu_check.log) ----"
-tail -n 25 "$OUT/gpu_check.log"
-echo "---- $OUT/gpu_check.md ----"
-cat "$OUT/gpu_check.md" 2>/dev/null || cat "$OUT/gpu_check.stdout"
-echo "gpu_check rc=$rc, total $(( $(date +%s) - start )) s"
+echo "---- last lines of the log ($OUT/$NAME.log) ----"
+tail -n 25 "$OUT/$NAME.log"
+echo "---- $OUT/$NAME.md ----"
+cat "$OUT/$NAME.md" 2>/dev/null || cat "$OUT/$NAME.stdout"
+echo "$NAME rc=$rc, total $(( $(date +%s) - start )) s"
 exit $rc

@@ -57,7 +57,7 @@ def test_embed_cmu_writes_the_documented_layout(cli_run, encoder):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "missing.svs" in errors[0] and "not found" in errors[0]
     path = out / "CMU-1-Small-Region.h5"
-    assert sorted(p.name for p in out.iterdir()) == [path.name]
+    assert sorted(p.name for p in out.iterdir()) == [".weakstil-output.json", path.name]
     with Slide.open(CMU) as s:
         tiles = find_tiles(s, TilingParams())
         pixels = np.stack([s.read_region(x, y, 224, 0.5) for x, y in tiles.coords])
@@ -204,7 +204,7 @@ def test_killed_run_leaves_nothing_complete_and_a_rerun_finishes(big_slide, tmp_
     proc = start_embed(big_slide, out)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert temps(out) == [] and sorted(p.name for p in out.iterdir()) == ["big.h5"]
+    assert temps(out) == [] and sorted(p.name for p in out.iterdir()) == [".weakstil-output.json", "big.h5"]
     r = FeaturesFile.read(final)
     n = r.attrs["n_tiles"]
     assert r.attrs["complete"] == 1 and r.features.shape == (n, 256) and n > 800

@@ -97,21 +97,29 @@ def _parse_stil(raw: str) -> tuple[float | None, str | None]:
     return value, None
 
 
-def _check_features(path: Path, shown: str) -> str | None:
-    """Why ``path`` is not a usable feature cache, or ``None``."""
+def _check_features(path: Path, shown: str, slide: Path | None = None) -> str | None:
+    """Why ``path`` is not a usable feature cache (of ``slide``, when given and readable: its
+    content fingerprint, :mod:`weakstil.fingerprint`), or ``None``."""
     from weakstil.files import FeaturesFile, SlideFileError
     from weakstil.files.h5 import H5ReadError
+    from weakstil.fingerprint import recorded, slide_fingerprint
 
     if not path.exists():
         return f"no features {shown}"
     try:
-        FeaturesFile.read_header(path)
+        attrs, _ = FeaturesFile.read_header(path)
     except H5ReadError:
         return f"features {shown} are unreadable"
     except SlideFileError as exc:
         if "incomplete" in exc.message:
             return f"features {shown} are incomplete (interrupted run)"
         return f"features {shown}: {exc.message}"
+    mine = recorded(attrs)
+    if mine is not None and slide is not None and slide.is_file():
+        now = slide_fingerprint(slide)
+        if now is not None and now != mine:
+            return f"features {shown} were made from another slide file than {slide} (content fingerprint differs; " \
+                   "embed it again)"
     return None
 
 
@@ -142,6 +150,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if group_col is not None and group_col not in columns:
         missing.append(f"{group_col} (the --group-column)")
+    if missing and len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
+        sep = next(s for s in ";\t|" if s in columns[0])
+        raise CohortError(f"the CSV is separated by {sep!r}, not commas (one column: {columns[0]})", path=csv_path,
+                          fix="save it as a comma-separated file with the header slide_id,path,stil")
     if missing:
         raise CohortError(
             f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",
@@ -190,7 +202,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         fp = None
         if features_dir is not None and sid and "duplicate" not in " ".join(reasons):
             fp = feature_path(features_dir, sid, full)
-            why = _check_features(fp, str(fp))
+            why = _check_features(fp, str(fp), full if check_files else None)
             if why:
                 reasons.append(why)
         if reasons:

@@ -3,11 +3,15 @@
 The cache ``CACHE/<slide_id>.h5`` is a :class:`weakstil.files.FeaturesFile` (layout documented
 there): the tiles, their ``features`` (N, D) float32 and the encoder's provenance, with a
 ``cache_key``: sha256 of the encoder name, its weights' sha256, the card fields that change
-features (model, kwargs, input size, mean/std, pooling), the tiling key and the slide's µm/px.
+features (model, kwargs, input size, mean/std, pooling), the tiling key, the slide's µm/px and
+the slide's content fingerprint (:mod:`weakstil.fingerprint`).
 
 The file is written under a temporary name beside the target and renamed when complete, so an
 interrupted run never leaves a file that looks complete; a rerun removes such leftovers. A
-rerun skips a slide only when its cache is complete and its ``cache_key`` matches.
+rerun skips a slide only when its cache is complete and its ``cache_key`` matches: a cache made
+from another slide file of the same name, or without a fingerprint, is recomputed with one log
+line. The slide's lock (:mod:`weakstil.locks`) is held from that check to the rename, so runs
+sharing a cache folder never embed one slide twice nor remove each other's temporary files.
 
 The ``decode`` attribute (JSON) records how the tiles were read (:mod:`weakstil.decode`): the
 ``mode`` asked for, the ``path`` taken (``jpeg-tiles``, ``jpeg-tiles-gpu`` or ``openslide``, with
@@ -42,6 +46,8 @@ from weakstil import __version__, settings
 from weakstil.atomic import remove_stale_temps
 from weakstil.errors import NoTissueError, WeakSTILError
 from weakstil.files import FeaturesFile, slide_file
+from weakstil.locks import OutputLock
+from weakstil.outputdir import check_replaceable
 from weakstil.runtime import package_version
 from weakstil.slide import Slide, slide_id_from_path
 from weakstil.tiles import SlideTiles, TilingParams, find_tiles
@@ -52,8 +58,8 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-#: Bumped when the cache layout changes (part of the cache key).
-CACHE_FORMAT = 1
+#: Bumped when the cache layout changes (part of the cache key). 2: the slide fingerprint.
+CACHE_FORMAT = 2
 #: Card fields that change the features (besides the weights).
 _CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling")
 
@@ -71,7 +77,7 @@ class EmbedResult:
 
 
 # -- cache ------------------------------------------------------------------------------
-def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float) -> str:
+def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None) -> str:
     card = encoder.card.to_dict()
     payload = {
         "format": CACHE_FORMAT,
@@ -80,20 +86,36 @@ def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float) -> str:
         "card": {k: card.get(k) for k in _CARD_KEY_FIELDS},
         "tiling": params.key(),
         "slide_mpp": round(float(slide_mpp), 6),
+        "slide_fingerprint": fingerprint,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def cache_is_current(path: str | Path, key: str) -> bool:
-    """True when ``path`` is a complete cache written with ``key``."""
+def cache_status(path: str | Path, key: str, fingerprint: str | None = None) -> str | None:
+    """Why the cache at ``path`` cannot be reused for ``key`` (``"missing"`` when there is none),
+    or ``None`` when it is complete, for this slide (``fingerprint``) and made with ``key``."""
+    from weakstil.fingerprint import why_stale
+
     path = Path(path)
     if not path.is_file():
-        return False
+        return "missing"
     try:
         attrs, shapes = FeaturesFile.read_header(path)
-    except WeakSTILError:  # truncated, incomplete, not HDF5 or another kind
-        return False
-    return attrs.get("cache_key") == key and shapes.get("features", (-1,))[0] == int(attrs.get("n_tiles", -2))
+    except WeakSTILError as exc:  # truncated, incomplete, not HDF5 or another kind
+        return f"is not a usable feature cache ({exc.message})"
+    stale = why_stale(attrs, fingerprint)
+    if stale:
+        return stale
+    if attrs.get("cache_key") != key:
+        return "was made with other settings (encoder, weights, tiling or µm/px)"
+    if shapes.get("features", (-1,))[0] != int(attrs.get("n_tiles", -2)):
+        return "has a features table of the wrong length"
+    return None
+
+
+def cache_is_current(path: str | Path, key: str, fingerprint: str | None = None) -> bool:
+    """True when ``path`` is a complete cache written with ``key`` (for the slide ``fingerprint``)."""
+    return cache_status(path, key, fingerprint) is None
 
 
 # -- decoding ---------------------------------------------------------------------------
@@ -159,23 +181,121 @@ def _alloc_buffers(n: int, batch_size: int, tile_px: int, pin_memory: bool) -> l
     return [np.empty((batch_size, tile_px, tile_px, 3), np.uint8) for _ in range(n)]
 
 
+#: Batches whose features are still on their way back from the GPU before the loop waits for the
+#: oldest: the device always has queued work, and Python never stalls it.
+READBACK_LAG = 2
+
+
 def embed_batches(encoder: Encoder, batches: Iterator[tuple[int, np.ndarray]],
-                  sink: Callable[[int, np.ndarray], None]) -> None:
-    """Run ``encoder`` over ``batches`` and hand each ``(start, float32 features)`` to ``sink``."""
+                  sink: Callable[[int, np.ndarray], None], *, lag: int = READBACK_LAG,
+                  side_stream: bool = True, timings: dict | None = None) -> None:
+    """Run ``encoder`` over ``batches`` and hand each ``(start, float32 features)`` to ``sink``, in order.
+
+    On CUDA nothing in the loop waits for the device except the readback of the batch ``lag``
+    batches back: host->device copies of CPU batches go on a copy stream (the batch's host buffer
+    is given back to the producer only once its copy is done), the encoder runs on its own
+    non-default stream (no implicit synchronisation with work on the legacy default stream, e.g.
+    inside nvJPEG), and features come back through pinned memory asynchronously. ``lag=0`` is the
+    old synchronous loop; ``side_stream=False`` runs on the current stream. ``timings`` (a dict,
+    optional) gathers host seconds per stage (``wait`` for the next batch, ``h2d``, ``launch`` of
+    transform + forward, ``readback_wait``, ``sink``) and, on CUDA, device seconds of
+    ``gpu_transform`` and ``gpu_forward`` (CUDA events), plus ``batches`` and ``tiles``.
+    """
+    import contextlib
+    import time
+
     import torch
 
     dev = encoder.device
+    cuda = dev.type == "cuda"
+    lag = max(0, int(lag))
+    tm = timings
+    clock = time.perf_counter
+
+    def add(key: str, value: float) -> None:
+        if tm is not None:
+            tm[key] = tm.get(key, 0.0) + value
+
+    compute = torch.cuda.Stream(dev) if cuda and side_stream else None
+    copier = torch.cuda.Stream(dev) if cuda else None
+    copied = None  # event: the last host->device copy has read its host buffer
+    pending: collections.deque = collections.deque()  # (start, features, done event, timing events)
+
+    def drain(keep: int) -> None:
+        while len(pending) > keep:
+            start, feats, done, evs = pending.popleft()
+            t0 = clock()
+            if done is not None:
+                done.synchronize()
+            add("readback_wait", clock() - t0)
+            if evs is not None:
+                add("gpu_transform", evs[0].elapsed_time(evs[1]) / 1e3)
+                add("gpu_forward", evs[1].elapsed_time(evs[2]) / 1e3)
+            t0 = clock()
+            sink(start, feats.numpy())
+            add("sink", clock() - t0)
+
+    it = iter(batches)
     try:
-        with torch.inference_mode():
-            for start, batch in batches:
+        with torch.inference_mode(), (torch.cuda.stream(compute) if compute is not None
+                                      else contextlib.nullcontext()):
+            while True:
+                if copied is not None:
+                    copied.synchronize()  # the producer may reuse the last batch's host buffer after next()
+                    copied = None
+                t0 = clock()
+                item = next(it, None)
+                add("wait", clock() - t0)
+                if item is None:
+                    break
+                start, batch = item
+                t0 = clock()
                 t = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)  # GPU decode: a tensor
-                x = encoder.transform(t.to(dev, non_blocking=True) if t.device != dev else t)
-                sink(start, encoder.forward(x).cpu().numpy())
+                if not _on_device(t, dev):
+                    if cuda:
+                        cur = torch.cuda.current_stream(dev)
+                        with torch.cuda.stream(copier):
+                            t = t.to(dev, non_blocking=True)
+                            copied = torch.cuda.Event()
+                            copied.record(copier)
+                        cur.wait_event(copied)
+                        t.record_stream(cur)  # allocated on the copy stream, used on this one
+                    else:
+                        t = t.to(dev)
+                t1 = clock()
+                add("h2d", t1 - t0)
+                evs = None
+                if cuda and tm is not None:
+                    evs = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+                    evs[0].record()
+                x = encoder.transform(t)
+                if evs is not None:
+                    evs[1].record()
+                feats = encoder.forward(x)
+                if evs is not None:
+                    evs[2].record()
+                done = None
+                if cuda:
+                    host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
+                    host.copy_(feats, non_blocking=True)
+                    done = torch.cuda.Event()
+                    done.record()
+                    feats = host
+                add("launch", clock() - t1)
+                add("batches", 1)
+                add("tiles", len(feats))
+                pending.append((start, feats, done, evs))
+                drain(lag)
+            drain(0)
     finally:
         # an error or interrupt must stop the decode threads before the slide is closed
-        close = getattr(batches, "close", None)
+        close = getattr(it, "close", None) or getattr(batches, "close", None)
         if close is not None:
             close()
+
+
+def _on_device(t, dev) -> bool:
+    return t.device.type == dev.type and (dev.index is None or t.device.index == dev.index)
 
 
 # -- the encoder of a run ----------------------------------------------------------------
@@ -226,13 +346,17 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
     out_path = Path(out_path)
     params = params or TilingParams()
     t0 = time.perf_counter()
-    with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
+    with Slide.open(slide_path, slide_mpp=slide_mpp) as slide, OutputLock(out_path):
         slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
-        key = cache_key(encoder, params, slide.mpp)
-        remove_stale_temps(out_path)  # leftovers of a killed run (one run per cache directory at a time)
-        if not overwrite and cache_is_current(out_path, key):
+        key = cache_key(encoder, params, slide.mpp, slide.fingerprint)
+        remove_stale_temps(out_path)  # leftovers of a killed run (live ones of other runs are kept)
+        status = cache_status(out_path, key, slide.fingerprint)
+        if status is None and not overwrite:
             attrs, _ = FeaturesFile.read_header(out_path)
             return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)
+        if status not in (None, "missing"):
+            log.info("%s: the feature cache %s %s; embedding again", slide.path, out_path, status)
+        check_replaceable(out_path, FeaturesFile)
         _check_resolution(encoder, params, slide)
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         n = len(tiles.coords)
@@ -283,8 +407,9 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
                                               batch_size=batch_size, decode=decode, workers=workers,
                                               planner=planner, prefetch=prefetch)
         embed_batches(encoder, batches, sink)
-        if done != n:
-            raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path, fix="run again")
+        if done != n:  # a decode thread stopped early (an interrupt); nothing is written
+            raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path,
+                                fix="run again (the slide may be damaged if this repeats)")
         if bad:
             raise WeakSTILError(f"{bad} of {n} tiles gave non-finite features (encoder '{encoder.name}', "
                                 f"precision {encoder.precision})", path=slide.path,

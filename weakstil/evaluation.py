@@ -153,7 +153,7 @@ def plot_roc(t: np.ndarray, p: np.ndarray, path: Path, thresholds, title: str = 
 #: Feature-cache attributes copied into tile-score files, so a viewer can place the tiles on
 #: their slide (µm/px, grid spacing) and find the slide.
 PLACEMENT_ATTRS = ("slide_path", "slide_mpp", "slide_width", "slide_height", "mpp", "tile_px", "overlap_px",
-                   "tiling_key")
+                   "tiling_key", "slide_fingerprint")
 
 
 def placement_attrs(features_attrs: dict[str, object]) -> dict[str, object]:

@@ -38,7 +38,7 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
-from weakstil.errors import WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError
 from weakstil.slide import Slide
 
 log = logging.getLogger(__name__)
@@ -240,6 +240,27 @@ def _restore(model: Any, opt: Any, state: dict[str, Any], tensors: dict[str, Any
 
 
 # -- the run ----------------------------------------------------------------------------
+def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig, *, n_slides: int,
+                          device: Any) -> None:
+    """Refuse settings whose batch x crop needs more memory than the machine has (one line with
+    the estimate, the memory available and the fix), before any slide is read."""
+    from weakstil.resources import PROBE_PX, activation_cost, check_memory, pretrain_bytes
+
+    if cfg.batch_size < settings.PRETRAIN_BATCH_MIN:
+        raise UsageError(f"--batch-size {cfg.batch_size} is too small: SimCLR contrasts each tile with the other "
+                         f"tiles of its batch, so a batch needs at least {settings.PRETRAIN_BATCH_MIN}",
+                         fix="pass --batch-size 2 or more (64 by default)")
+    tile_px = cfg.tile_px or card.input_px
+    n_tiles = max(1, n_slides) * cfg.tiles_per_slide
+    batch = min(cfg.batch_size, n_tiles)
+    cost = activation_cost(backbone, PROBE_PX, cfg.crop_px)
+    n_params = sum(p.numel() for p in backbone.parameters())
+    check_memory(pretrain_bytes(cost, batch, cfg.crop_px, n_tiles, tile_px, n_params), device,
+                 what=f"pretraining with --batch-size {batch} and --crop-px {cfg.crop_px} "
+                      f"({n_tiles} tiles of {tile_px} px in memory)",
+                 fix="lower --crop-px or --batch-size (or --tiles-per-slide)")
+
+
 def card_name_for(out_dir: Path, base: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_.+\-]", "-", out_dir.resolve().name).strip("-.") or f"{base}-simclr"
     return name if re.match(r"^[A-Za-z0-9]", name) else f"{base}-{name}"
@@ -284,6 +305,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                             "with default pooling", fix="choose another --encoder")
     dev = resolve_device(device)
     backbone, init_sha, init_source, _ = load_model(card, cfg.init_weights, seed=cfg.seed)
+    check_pretrain_memory(backbone, card, cfg, n_slides=len(slides), device=dev)
 
     failed: list[str] = []
 

@@ -119,14 +119,33 @@ def _cohort_slides(cohort_csv: Path | None) -> dict[str, Path]:
     return {sid: Path(p) for sid, p in zip(cohort.table["slide_id"], cohort.table["path"])}
 
 
-def _find_overlay(tiles_dir: Path | None, slide_id: str, slide_path: Path | None) -> Path | None:
-    """The ``weakstil tile`` QC overlay of a slide (named after the slide id or the file)."""
+def _find_overlay(tiles_dir: Path | None, slide_id: str, slide_path: Path | None,
+                  fingerprint: str | None = None) -> Path | None:
+    """The ``weakstil tile`` QC overlay of a slide (named after the slide id or the file), when
+    its tiles file is of the same slide (``fingerprint``, :mod:`weakstil.fingerprint`)."""
     if tiles_dir is None:
         return None
     from weakstil.slide import slide_id_from_path
 
     names = [slide_id] + ([slide_id_from_path(slide_path)] if slide_path is not None else [])
-    return next((tiles_dir / f"{n}_tiles.png" for n in names if (tiles_dir / f"{n}_tiles.png").is_file()), None)
+    overlay = next((tiles_dir / f"{n}_tiles.png" for n in names if (tiles_dir / f"{n}_tiles.png").is_file()), None)
+    if overlay is not None and fingerprint is not None:
+        theirs = _recorded_fingerprint(overlay.with_name(overlay.name[:-len("_tiles.png")] + ".h5"))
+        if theirs is not None and theirs != fingerprint:
+            log.warning("%s: no thumbnail (%s is of another slide file with the same name)", slide_id, overlay)
+            return None
+    return overlay
+
+
+def _recorded_fingerprint(path: Path) -> str | None:
+    """The slide fingerprint a per-slide file records (``None``: none, or no readable file)."""
+    from weakstil.files import read_any
+    from weakstil.fingerprint import recorded
+
+    try:
+        return recorded(read_any(path, skip=("coords", "tissue_fraction", "tissue_mask")).attrs)
+    except (WeakSTILError, OSError):
+        return None
 
 
 def _write_thumbnail(source: Path, target: Path) -> None:
@@ -170,17 +189,24 @@ def _copy(source: Path, target: Path) -> None:
 
 def _slide_rows(model_dir: Path, oof: pd.DataFrame, out_dir: Path, slides: dict[str, Path], tiles_dir: Path | None,
                 slide_mpp: float | None) -> list[SlideRow]:
+    from weakstil.fingerprint import slide_fingerprint
+
     rows = []
     for rec in oof.to_dict("records"):
         sid = str(rec["slide_id"])
         slide_path = slides.get(sid)
         thumb_rel = heat_rel = None
-        overlay = _find_overlay(tiles_dir, sid, slide_path)
+        tile_scores = ModelDir(model_dir).cv_tile_scores(sid)
+        trained_on = _recorded_fingerprint(tile_scores)
+        overlay = _find_overlay(tiles_dir, sid, slide_path, trained_on)
         if overlay is not None:
             thumb_rel = f"slides/{sid}_thumb.png"
             _write_thumbnail(overlay, out_dir / thumb_rel)
-        tile_scores = ModelDir(model_dir).cv_tile_scores(sid)
-        if slide_path is not None and slide_path.is_file() and tile_scores.is_file():
+        if slide_path is not None and slide_path.is_file() and trained_on is not None \
+                and slide_fingerprint(slide_path) not in (None, trained_on):
+            log.warning("%s: no heatmap (%s is not the slide file the model was trained on: its content fingerprint "
+                        "differs)", sid, slide_path)
+        elif slide_path is not None and slide_path.is_file() and tile_scores.is_file():
             heat_rel = f"slides/{sid}_heatmap.png"
             title = f"{sid}: true {rec['stil_true']:.1f}%, out-of-fold {rec['stil_pred']:.1f}%"
             try:

@@ -8,6 +8,13 @@ Per slide, in ``OUT``:
 
 and ``results.csv`` with one row per input, rewritten atomically after every slide, so a run
 killed midway loses nothing and a rerun only does what is missing or failed.
+
+Several runs may share one ``OUT``: each slide is scored under its lock (:mod:`weakstil.locks`)
+by one run, and ``results.csv`` is re-read and merged under its own lock before every rewrite, so
+no run loses another's rows. A finished slide is skipped only when its score file records the
+same slide fingerprint (:mod:`weakstil.fingerprint`) as the file scored now. A second file with
+the slide id of an earlier one in the batch is refused (an ``error`` row naming both files; the
+first one's row is kept). A full disk stops the batch after recording the failure.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path, remove_stale_temps
 from weakstil.confidence import interval_columns
-from weakstil.errors import WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import slide_file
 from weakstil.modeldir import ModelDir
 from weakstil.slide import slide_id_from_path
@@ -125,7 +132,18 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
             f"encoder '{name}' has weights {encoder.weights_sha256[:12]} but the model was trained on "
             f"{str(want)[:12]}", path=opts.model,
             fix="pass the encoder the model was trained with (--encoder DIR / --weights FILE)")
+    _check_memory(encoder, opts, int(meta.get("tiling", {}).get("tile_px") or settings.TILE_PX))
     return encoder
+
+
+def _check_memory(encoder, opts: ScoreOptions, tile_px: int) -> None:
+    """Refuse a --batch-size whose tiles and activations do not fit (a usage error, not a slide's)."""
+    from weakstil.resources import activation_cost, check_memory, decode_ring_slots, embed_bytes
+
+    cost = activation_cost(encoder.model, encoder.input_px, encoder.input_px)
+    buffers = decode_ring_slots(opts.batch_size, tile_px, opts.workers)
+    check_memory(embed_bytes(cost, opts.batch_size, tile_px, encoder.input_px, buffers), encoder.device,
+                 what=f"scoring with batches of {opts.batch_size} tiles of {tile_px} px", fix="lower --batch-size")
 
 
 def _tiling_params(meta: dict):
@@ -159,6 +177,7 @@ def open_context(opts: ScoreOptions) -> _Context:
 
 
 def _read_previous(path: Path) -> dict[str, dict]:
+    """The rows of ``results.csv`` by slide id (the first row of an id: later ones are clashes)."""
     if not path.is_file():
         return {}
     import pandas as pd
@@ -168,19 +187,48 @@ def _read_previous(path: Path) -> dict[str, dict]:
     except Exception:  # unreadable: redo everything
         log.warning("%s is unreadable; all slides will be scored again", path)
         return {}
-    return {str(r["slide_id"]): r for r in table.to_dict("records")}
+    rows: dict[str, dict] = {}
+    for r in table.to_dict("records"):
+        rows.setdefault(str(r["slide_id"]), r)
+    return rows
 
 
-def _write_results(path: Path, rows: dict[str, dict]) -> None:
+def _write_results(path: Path, mine: dict[str, dict], clashes: list[dict]) -> None:
+    """Merge this run's rows into ``results.csv`` (re-read under its lock: other runs may share
+    ``OUT``) and rewrite it atomically. A write that fails (disk full) leaves the old file whole."""
     import pandas as pd
 
-    table = pd.DataFrame(list(rows.values()), columns=RESULT_COLUMNS)
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+    from weakstil.locks import OutputLock
+
+    with OutputLock(path):
+        rows = _read_previous(path)
+        rows.update(mine)
+        table = pd.DataFrame([*rows.values(), *clashes], columns=RESULT_COLUMNS)
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.4f")
 
 
 def _outputs_exist(out: Path, slide_id: str) -> bool:
     return all((out / f"{slide_id}{suffix}").is_file() for suffix in OUTPUT_SUFFIXES)
+
+
+def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx: _Context) -> bool:
+    """Whether a finished score of this very slide file (same fingerprint) by this model exists."""
+    from weakstil.files import SlideScoresFile
+    from weakstil.fingerprint import slide_fingerprint, why_stale
+
+    if prev is None or prev.get("status") not in FINISHED or prev.get("model_id") != ctx.model_id \
+            or not _outputs_exist(out, slide_id):
+        return False
+    try:
+        attrs, _ = SlideScoresFile.read_header(slide_file(out, slide_id))
+    except WeakSTILError:
+        return False
+    stale = why_stale(attrs, slide_fingerprint(path))
+    if stale:
+        log.info("%s: the score in %s %s; scoring again", path, slide_file(out, slide_id), stale)
+        return False
+    return True
 
 
 def score_batch(slides: list[Path], opts: ScoreOptions,
@@ -192,33 +240,53 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     row)`` is called after each slide and ``on_tiles(id, done, total)`` as its tiles are embedded
     (a GUI's progress bar).
     """
+    import contextlib
+    import sys
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    opts.out.mkdir(parents=True, exist_ok=True)
+    from weakstil.errors import OutputError, from_os_error
+    from weakstil.locks import in_turn
+    from weakstil.outputdir import mark
+
     ctx = open_context(opts)
     results_path = opts.out / "results.csv"
     remove_stale_temps(results_path)
-    rows = _read_previous(results_path)
+    mine: dict[str, dict] = {}  #: this run's rows by slide id
+    clashes: list[dict] = []  #: error rows of files whose slide id an earlier file has
     batch_rows: list[dict] = []
-    seen: dict[str, Path] = {}
+    first: dict[str, Path] = {}
+    todo: list[Path] = []
+    for path in slides:
+        slide_id = slide_id_from_path(path)
+        if slide_id in first:
+            exc = WeakSTILError(f"has the same slide id '{slide_id}' as {first[slide_id]}, and outputs are named by "
+                                "slide id", path=path, fix="rename one of the files, or score it into another --out")
+            sys.stderr.write(f"error: {exc.one_line()}\n")
+            row = _error_row(path, slide_id, ctx, exc, 0.0)
+            clashes.append(row)
+            batch_rows.append(row)
+            continue
+        first[slide_id] = Path(path)
+        todo.append(Path(path))
+    stopped: OutputError | None = None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        batch_task = bar.add_task("slides", total=len(slides))
-        for path in slides:
+    bar = Progress(*columns, disable=not progress, transient=True)  # shown from the first tiles embedded
+    with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, slide_id_from_path(p)))) as turns, \
+            contextlib.ExitStack() as showing:
+        batch_task = bar.add_task("slides", total=len(todo))
+        for path in turns:
             slide_id = slide_id_from_path(path)
-            prev = rows.get(slide_id)
-            if slide_id in seen:
-                row = _error_row(path, slide_id, ctx, WeakSTILError(
-                    f"slide id '{slide_id}' is also the id of {seen[slide_id]}", path=path,
-                    fix="rename one of the files: outputs are named by slide id"), 0.0)
-            elif (not opts.overwrite and prev is not None and prev.get("status") in FINISHED
-                  and prev.get("model_id") == ctx.model_id and _outputs_exist(opts.out, slide_id)):
+            prev = _read_previous(results_path).get(slide_id)
+            if not opts.overwrite and _already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
                 row = prev
             else:
                 tile_task = bar.add_task(f"  {slide_id}", total=None)
 
                 def tick(done: int, total: int, _task=tile_task, _id=slide_id) -> None:
+                    if not bar.live.is_started:
+                        showing.enter_context(bar)
                     bar.update(_task, completed=done, total=total)
                     if on_tiles is not None:
                         on_tiles(_id, done, total)
@@ -226,19 +294,37 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 t0 = time.perf_counter()
                 try:
                     row = score_slide(path, ctx, progress=tick)
-                except WeakSTILError as exc:
-                    row = _error_row(path, slide_id, ctx, exc, time.perf_counter() - t0)
-                    import sys
-
-                    sys.stderr.write(f"error: {exc.one_line()}\n")
+                except UsageError:  # the command line, not this slide (e.g. a batch too large for memory)
+                    raise
+                except (WeakSTILError, OSError) as exc:
+                    err = from_os_error(exc, opts.out) if isinstance(exc, OSError) else exc
+                    row = _error_row(path, slide_id, ctx, err, time.perf_counter() - t0)
+                    sys.stderr.write(f"error: {err.one_line()}\n")
+                    if isinstance(err, OutputError) and err.stops_batch:
+                        stopped = err
                 bar.remove_task(tile_task)
-            seen.setdefault(slide_id, Path(path))
-            rows[slide_id] = row
+            mine[slide_id] = row
             batch_rows.append(row)
-            _write_results(results_path, rows)
+            try:
+                mark(opts.out, "score")
+                _write_results(results_path, mine, clashes)
+            except OSError as exc:  # the old results.csv stays as it was
+                err = from_os_error(exc, results_path)
+                sys.stderr.write(f"error: {err.one_line()}\n")
+                stopped = stopped or err
             if on_slide is not None:
                 on_slide(slide_id, row)
             bar.advance(batch_task)
+            if stopped is not None:
+                left = len(todo) - len(mine)
+                if left:
+                    sys.stderr.write(f"error: stopped after: {stopped.message}; {left} more slide(s) not scored. "
+                                     "Fix: free space and run again (finished slides are kept and skipped).\n")
+                break
+    if clashes and not mine:  # only clashes: still record them
+        with contextlib.suppress(OSError):
+            mark(opts.out, "score")
+            _write_results(results_path, mine, clashes)
     return batch_rows
 
 
@@ -261,6 +347,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     from weakstil.mil.bank import FeatureBank
     from weakstil.mil.identity import check_features_match_model
     from weakstil.mil.model import score_slides
+    from weakstil.outputdir import mark
     from weakstil.runtime import resolve_device
 
     opts = ctx.opts
@@ -271,6 +358,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     result = embed_slide(path, _LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
                          progress=progress, decode=opts.decode, planner=ctx.planner())
+    mark(ctx.opts.cache_dir, "embed")
     features = FeaturesFile.read(result.path)
     check_features_match_model(ctx.meta, features.attrs, result.path)
     bed = ctx.beds.resolve(slide_id, features)
@@ -292,7 +380,13 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         bank=bank, scores=scores, stil=stil, n_bed_tiles=int(flags.sum()), threshold=ctx.threshold, slide_path=path,
         slide_mpp=opts.slide_mpp, tissue_fraction=features.tissue_fraction, tile_px=int(features.attrs["tile_px"]),
         mpp=float(features.attrs["mpp"]), device=device)
-    _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status, qc_attrs)
+    try:
+        _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,
+                             qc_attrs)
+    except BaseException:  # all of a slide's outputs or none (its row says error)
+        for suffix in OUTPUT_SUFFIXES:
+            (opts.out / f"{slide_id}{suffix}").unlink(missing_ok=True)
+        raise
     return {"slide_id": slide_id, "path": str(path), "stil": round(stil, 4) if status == STATUS_OK else math.nan,
             LOWER: qc_row[LOWER], UPPER: qc_row[UPPER], "qc": qc_row["qc"],
             "stil_high": stil_high, "threshold": ctx.threshold, "n_tiles": int(len(tile_scores)),
@@ -329,7 +423,8 @@ class _LazyEncoder:
 
 #: Feature-cache attributes copied into a slide's score file.
 _COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "slide_width", "slide_height",
-                 "tiling_key", "encoder", "weights_sha256", "cache_key", "torch_version", "timm_version")
+                 "tiling_key", "encoder", "weights_sha256", "cache_key", "torch_version", "timm_version",
+                 "slide_fingerprint")
 
 
 def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed, tile_scores: np.ndarray,
@@ -340,7 +435,10 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     from weakstil.slide import Slide
     from weakstil.tiles import overlay_mpp
 
+    from weakstil.outputdir import check_replaceable
+
     out = ctx.opts.out
+    check_replaceable(slide_file(out, slide_id), SlideScoresFile)
     for suffix in OUTPUT_SUFFIXES:
         remove_stale_temps(out / f"{slide_id}{suffix}")
     coords = np.asarray(features.coords)

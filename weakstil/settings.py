@@ -42,3 +42,31 @@ DECODE = "auto"
 FOLDS = 5
 EPOCHS = 100
 AGGREGATOR = "mean"
+
+# --- allowed ranges of the options ----------------------------------------------------------
+# (low, high), both included; checked once, by weakstil.cli.options (and TilingParams for
+# library callers). A value outside is a usage error (exit 2) naming the option and its range.
+#: µm/px of a scan (--slide-mpp) and of the tiles (--mpp): 0.05 (beyond any scanner) to 20.
+MPP_RANGE = (0.05, 20.0)
+#: Tile side in px (--tile-size): 16 px to 4096 px (2 mm at 0.5 µm/px).
+TILE_PX_RANGE = (16, 4096)
+#: Tiles per batch (--batch-size).
+BATCH_SIZE_RANGE = (1, 4096)
+#: SimCLR contrasts the tiles of a batch with each other: a batch needs at least 2.
+PRETRAIN_BATCH_MIN = 2
+#: Side of pretraining views in px (--crop-px).
+CROP_PX_RANGE = (16, 1024)
+#: Threads (--threads, --workers; 0 = automatic).
+THREADS_RANGE = (0, 1024)
+#: Random seeds (--seed): what numpy and torch both accept.
+SEED_RANGE = (0, 2**32 - 1)
+#: Cross-validation folds (--folds; 1 = none).
+FOLDS_RANGE = (1, 100)
+#: Synthetic slide side in mm (--size-mm).
+SIZE_MM_RANGE = (0.25, 30.0)
+#: Synthetic cohort size (--slides) and its groups (--groups).
+SYNTH_SLIDES_RANGE = (1, 10_000)
+#: Learning rates (--lr): positive, at most 10.
+LR_RANGE = (0.0, 10.0)
+#: Share of memory a run may plan to use (the rest stays for the system and other jobs).
+MEMORY_SHARE = 0.8

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from weakstil import settings
 from weakstil.errors import SlideError
 from weakstil.errors import short_reason as _short
 
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 #: A base resolution may be this much coarser than the target before we refuse.
 COARSER_TOLERANCE = 0.10
 #: Plausible range of microns per pixel for a brightfield scan.
-MPP_RANGE = (0.05, 20.0)
+MPP_RANGE = settings.MPP_RANGE
 #: Largest block (level pixels per side) read in one OpenSlide call for thumbnails.
 MAX_READ_BLOCK = 4096
 
@@ -50,6 +51,7 @@ class Slide:
     backend: SlideBackend = field(repr=False)
     mpp: float
     mpp_source: MppSource
+    _fingerprint: str | None = field(default=None, init=False, repr=False)
 
     # -- opening -----------------------------------------------------------------
     @classmethod
@@ -61,6 +63,10 @@ class Slide:
         """
         path = Path(path)
         if not path.exists():
+            import glob
+
+            if glob.has_magic(str(path)):
+                raise SlideError("no file matches this pattern", path=path, fix="check the pattern and its folder")
             raise SlideError("file not found", path=path, fix="check the path and spelling")
         if path.is_dir():
             raise SlideError("is a directory, not a slide file", path=path, fix="pass slide files (or a glob)")
@@ -108,6 +114,15 @@ class Slide:
     @property
     def slide_id(self) -> str:
         return slide_id_from_path(self.path)
+
+    @property
+    def fingerprint(self) -> str:
+        """The slide's identity from its content (:mod:`weakstil.fingerprint`), computed once."""
+        if self._fingerprint is None:
+            from weakstil.fingerprint import backend_fingerprint
+
+            self._fingerprint = backend_fingerprint(self.backend)
+        return self._fingerprint
 
     @property
     def dimensions(self) -> tuple[int, int]:
@@ -230,6 +245,7 @@ class Slide:
             "slide_height": int(self.dimensions[1]),
             "slide_vendor": self.vendor,
             "slide_levels": int(self.level_count),
+            "slide_fingerprint": self.fingerprint,
         }
 
 

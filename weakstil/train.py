@@ -35,10 +35,15 @@ log = logging.getLogger(__name__)
 
 
 def _prepare_out(out_dir: Path, overwrite: bool) -> None:
+    """An existing output is replaced only with ``overwrite`` and only when ``weakstil train``
+    wrote it (its marker, :mod:`weakstil.outputdir`): never a cohort folder or anything else."""
+    from weakstil.outputdir import check_overwrite
+
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         if not overwrite:
             raise WeakSTILError("output already exists", path=out_dir,
                                 fix="choose another --out or pass --overwrite to replace it")
+        check_overwrite(out_dir, "train")
 
 
 def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: BedSources | None):
@@ -90,12 +95,23 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
     """
     from weakstil.mil.config import TrainConfig
 
+    from weakstil.locks import hold_folder
+
     cfg = cfg or TrainConfig()
     cfg.check()
-    t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    features_dir = Path(features_dir)
     _prepare_out(out_dir, overwrite)
+    with hold_folder(out_dir, "train"):
+        return _train_cohort(csv_path, Path(features_dir), out_dir, cfg, n_folds=n_folds, group_column=group_column,
+                             threshold=threshold, overwrite=overwrite, on_epoch=on_epoch, tumorbeds=tumorbeds,
+                             beds=beds)
+
+
+def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: int, group_column: str | None,
+                  threshold: float, overwrite: bool, on_epoch, tumorbeds: dict | None,
+                  beds: BedSources | None) -> dict:
+    t0 = time.perf_counter()
+    _prepare_out(out_dir, overwrite)  # again, under the folder's lock
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
     if len(cohort) < 2:
         raise WeakSTILError(f"cohort has {len(cohort)} slide; training needs several", path=csv_path,
@@ -106,8 +122,9 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
         what = "groups" if cohort.group_column else "slides"
         group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
     # torch only now: bad inputs fail in a second
-    from weakstil.mil.training import cross_validate, fit, inner_split
     from weakstil.mil.store import model_meta, save_model
+    from weakstil.mil.training import cross_validate, fit, inner_split
+    from weakstil.outputdir import mark
     from weakstil.runtime import resolve_device
 
     bank = _bank_for(cohort, features_dir, tumorbeds, beds)
@@ -158,14 +175,16 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
                                          cv.models if n_folds >= 2 else [], threshold, cfg.seed, on_epoch)
         duration = time.perf_counter() - t0
         meta = model_meta(bank, cfg, threshold=threshold, extra={
-            "cohort": str(Path(csv_path)), "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
+            "cohort": str(Path(csv_path).resolve()), "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
             "group_column": cohort.group_column, "final_model": how, "final_epochs": final.epochs_run,
             "cross_validation": cv_summary or None, "load_seconds": round(t_load, 2),
             "train_seconds": round(duration, 2),
         })
         meta.update(qc_meta)
         save_model(final.model, tmp, meta)
+        mark(tmp, "train")
         if out_dir.exists():
+            _prepare_out(out_dir, overwrite)  # still one of ours
             shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
         tmp.rename(out_dir)
     except BaseException:

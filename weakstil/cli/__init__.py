@@ -17,16 +17,57 @@ processed); 2 usage error.
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from weakstil import __version__
 from weakstil.cli import cohort, score, slides, stage1, tumorbed, workflow
 from weakstil.cli.errors import error_line, reports_errors
 from weakstil.cli.options import expand_slides
 
+
+#: click's exception base (typer >= 0.29 vendors click as typer._click; earlier typers use click itself).
+_CLICK_ERRORS: tuple[type[Exception], ...] = tuple(
+    {cls for cls in (getattr(typer, "TyperException", None), getattr(sys.modules.get("click"), "ClickException", None))
+     if isinstance(cls, type)})
+
+
+def usage_error_line(exc: Exception) -> str:
+    """A command-line mistake (bad value, unknown option, missing argument) as one line."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "weakstil"
+    message = (exc.format_message() if hasattr(exc, "format_message") else str(exc)).strip().rstrip(".")
+    message = message[0].lower() + message[1:] if message[:1].isupper() and message[1:2].islower() else message
+    return f"{message}{'' if message.endswith('?') else '.'} Fix: see '{where} --help'."
+
+
+class OneLineErrors(TyperGroup):
+    """The ``weakstil`` group: usage errors are one ``error:`` line (exit 2), like every other error,
+    instead of click's usage box."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            error_line("aborted.")
+            sys.exit(1)
+        except _CLICK_ERRORS as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'weakstil tumorbed': its help
+                exc.show()  # type: ignore[attr-defined]
+            else:
+                error_line(usage_error_line(exc))
+            sys.exit(getattr(exc, "exit_code", 2))
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
 app = typer.Typer(
+    cls=OneLineErrors,
     name="weakstil",
     help="Stromal TIL scoring (sTIL%) of H&E whole-slide images with weakly supervised MIL.",
     no_args_is_help=True,

@@ -11,7 +11,8 @@ import typer
 from weakstil import settings
 from weakstil.cli.options import (AggregatorOpt, AnnotationsOpt, CohortArg, DeviceOpt, EpochsOpt, FeaturesOpt,
                                   FoldsOpt, GroupColumnOpt, LossOpt, ModelOpt, OutOpt, OverwriteOpt,
-                                  SeedOpt, SlideMppOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt)
+                                  SeedOpt, SlideMppOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt,
+                                  in_range)
 from weakstil.errors import UsageError
 from weakstil.mil.config import Aggregator, Loss, TrainConfig
 
@@ -28,16 +29,19 @@ def train(
     group_column: GroupColumnOpt = None,
     aggregator: AggregatorOpt = Aggregator(_TRAIN.aggregator),
     epochs: EpochsOpt = _TRAIN.epochs,
-    patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without improvement.")
-                        ] = _TRAIN.patience,
+    patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without improvement.",
+                                          callback=in_range(1, 100_000))] = _TRAIN.patience,
     seed: SeedOpt = _TRAIN.seed,
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).")] = _TRAIN.lr,
-    hidden: Annotated[int, typer.Option("--hidden", help="Hidden units of the tile MLP.")] = _TRAIN.hidden,
-    dropout: Annotated[float, typer.Option("--dropout", help="Dropout in the tile MLP.")] = _TRAIN.dropout,
-    max_tiles: Annotated[int, typer.Option("--max-tiles", help="Tiles sampled per slide per training step.")
-                         ] = _TRAIN.max_tiles,
-    batch_slides: Annotated[int, typer.Option("--batch-slides", help="Slides per training step.")
-                            ] = _TRAIN.batch_slides,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).",
+                                      callback=in_range(*settings.LR_RANGE, low_open=True))] = _TRAIN.lr,
+    hidden: Annotated[int, typer.Option("--hidden", help="Hidden units of the tile MLP.",
+                                        callback=in_range(1, 65_536))] = _TRAIN.hidden,
+    dropout: Annotated[float, typer.Option("--dropout", help="Dropout in the tile MLP (0 to below 1).",
+                                           callback=in_range(0.0, 1.0, high_open=True))] = _TRAIN.dropout,
+    max_tiles: Annotated[int, typer.Option("--max-tiles", help="Tiles sampled per slide per training step.",
+                                           callback=in_range(1, 10_000_000))] = _TRAIN.max_tiles,
+    batch_slides: Annotated[int, typer.Option("--batch-slides", help="Slides per training step.",
+                                              callback=in_range(1, 100_000))] = _TRAIN.batch_slides,
     loss: LossOpt = Loss(_TRAIN.loss),
     threshold: StilThresholdOpt = settings.STIL_THRESHOLD,
     device: DeviceOpt = _TRAIN.device,
@@ -99,24 +103,31 @@ def evaluate(
     Writes OUT/metrics.json, metrics.csv, calibration.csv, predictions.csv, scatter.png, roc.png
     and per-slide tile scores OUT/tiles/<slide_id>.h5 (model mode).
     """
+    from weakstil.locks import hold_folder
     from weakstil.metrics import fmt
+    from weakstil.outputdir import mark
 
     if oof is None and (model is None or features is None):
-        raise UsageError("pass --model and --features to score the cohort, or --oof PREDICTIONS.csv")
+        raise UsageError("nothing to evaluate: no --model with --features, and no --oof",
+                         fix="pass --model and --features to score the cohort, or --oof PREDICTIONS.csv")
     if oof is not None and model is not None:
-        raise UsageError("pass either --model (with --features) or --oof, not both")
+        raise UsageError("--model and --oof both given", fix="pass either --model (with --features) or --oof, not both")
     if oof is not None:
         from weakstil.train import evaluate_oof
 
-        m = evaluate_oof(cohort, oof, out, group_column=group_column,
-                         threshold=settings.STIL_THRESHOLD if threshold is None else threshold)
+        with hold_folder(out, "evaluate"):
+            m = evaluate_oof(cohort, oof, out, group_column=group_column,
+                             threshold=settings.STIL_THRESHOLD if threshold is None else threshold)
+            mark(out, "evaluate")
     else:
         from weakstil.train import evaluate_cohort
         from weakstil.tumorbed.resolver import BedSources
 
         beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed, model=model)
-        m = evaluate_cohort(cohort, model, features, out, group_column=group_column, threshold=threshold,
-                            device=device, threads=threads, beds=beds)
+        with hold_folder(out, "evaluate"):
+            m = evaluate_cohort(cohort, model, features, out, group_column=group_column, threshold=threshold,
+                                device=device, threads=threads, beds=beds)
+            mark(out, "evaluate")
     aucs = ", ".join(f"AUC@{c['threshold']:g} {fmt(c['auc'])}" for c in m["classification"])
     log.info("n %d: R² %s, Pearson %s, Spearman %s, MAE %.2f, %s -> %s", m["n"], fmt(m["r2"]), fmt(m["pearson_r"]),
              fmt(m["spearman_rho"]), m["mae"], aucs, out)
@@ -149,10 +160,20 @@ def report(
 
     OUT/report.html and OUT/report.md: metrics, predicted-vs-true scatter, ROC, a per-slide table
     (thumbnail, out-of-fold heatmap), settings and versions; OUT/overview.png shows it at a glance."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.locks import hold_folder
+    from weakstil.outputdir import mark
     from weakstil.report import build_report, read_settings
 
-    files = build_report(model, out, cohort=cohort, tiles_dir=tiles, evaluation_dir=evaluation,
-                         settings=read_settings(settings_file) if settings_file is not None else None,
-                         slide_mpp=slide_mpp, title=title)
+    for folder, option, made_by in ((tiles, "--tiles", "the --out folder of 'weakstil tile'"),
+                                    (evaluation, "--evaluation", "the --out folder of 'weakstil evaluate --oof'")):
+        if folder is not None and not folder.is_dir():
+            raise WeakSTILError(f"{option} folder not found" if not folder.exists() else f"{option} is not a folder",
+                                path=folder, fix=f"pass {made_by}")
+    with hold_folder(out, "report"):
+        files = build_report(model, out, cohort=cohort, tiles_dir=tiles, evaluation_dir=evaluation,
+                             settings=read_settings(settings_file) if settings_file is not None else None,
+                             slide_mpp=slide_mpp, title=title)
+        mark(out, "report")
     log.info("report -> %s", files["report.html"])
 

@@ -36,23 +36,66 @@ def epoch_progress():
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=_log_console(),
                         transient=False)
     tasks: dict[str, int] = {}
+    lazy = _StartedOnUse(progress)
 
     def on_epoch(stage: str, epoch: int, max_epochs: int, train_loss: float, val_loss: float, done: bool) -> None:
+        lazy.start()
         if stage not in tasks:
             tasks[stage] = progress.add_task(stage, total=max_epochs, info="")
         info = "" if train_loss != train_loss else \
             f"loss {train_loss:.4f}" + ("" if val_loss != val_loss else f"  val {val_loss:.4f}")
         progress.update(tasks[stage], completed=max_epochs if done else epoch, info=info)
 
-    return progress, on_epoch
+    return lazy, on_epoch
+
+
+class _StartedOnUse:
+    """A progress display that appears with its first update: a run that fails while checking its
+    inputs prints its error line alone (no empty display before it)."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.started = False
+
+    def start(self) -> None:
+        if not self.started:
+            self.progress.start()
+            self.started = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            self.progress.stop()
 
 
 def bar_progress(unit: str):
-    """A rich progress display on the log console, for loops with a known total."""
+    """A rich progress display on the log console, for loops with a known total; it appears with
+    its first update (a run that fails before prints its error line alone)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn(unit),
-                    TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=_log_console(), transient=True)
+    return _ShownOnUpdate(Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TextColumn(unit), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                   console=_log_console(), transient=True))
+
+
+class _ShownOnUpdate:
+    """A rich Progress whose live display starts at the first ``update`` or ``advance``."""
+
+    def __init__(self, progress):
+        self._lazy = _StartedOnUse(progress)
+
+    def __getattr__(self, name: str):
+        if name in ("update", "advance"):
+            self._lazy.start()
+        return getattr(self._lazy.progress, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lazy.__exit__(*exc)
 
 
 def interrupt_on_sigterm() -> None:

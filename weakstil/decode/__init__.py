@@ -3,10 +3,11 @@ libjpeg-turbo in worker processes (or by nvJPEG on the GPU), OpenSlide for every
 the split of the CPUs between decoding and the encoder planned from measured stage costs.
 
 Modules: :mod:`.jpeg_tiles` (TIFF JPEG levels, streams, CPU decoding, region geometry),
-:mod:`.openslide_reader`, :mod:`.readers` (which path a slide takes), :mod:`.workers` (processes
-and shared-memory batches), :mod:`.gpu` (nvJPEG batches), :mod:`.plan` (threads from measured
-rates), :mod:`.batches` (what ``embed`` calls), :mod:`.modes`, :mod:`.svswriter` (Aperio-like
-test slides). Names are imported lazily, so ``weakstil.decode.modes`` stays cheap for the CLI.
+:mod:`.geometry` (output tiles over level tiles, pure), :mod:`.openslide_reader`, :mod:`.readers`
+(which path a slide takes), :mod:`.workers` (processes, bands of work), :mod:`.shm` (the
+shared-memory ring), :mod:`.gpu` (nvJPEG batches), :mod:`.plan` (threads from measured rates),
+:mod:`.batches` (what ``embed`` calls), :mod:`.modes`, :mod:`.svswriter` (Aperio-like test slides).
+Names are imported lazily, so ``weakstil.decode.modes`` stays cheap for the CLI.
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from dataclasses import replace
 
 import numpy as np
 
+from weakstil.decode.geometry import tile_regions, tiles_covered
 from weakstil.decode.jpeg_tiles import JpegPlan, JpegTileReader, sof_info, with_rgb_component_ids
 
 log = logging.getLogger(__name__)
@@ -102,10 +103,16 @@ def gpu_problem(plan: JpegPlan, device) -> str | None:
 
 
 class GpuTileBatches:
-    """Iterate ``(start, uint8 (b, px, px, 3) tensor on device)`` for ``coords`` of one slide."""
+    """Iterate ``(start, uint8 (b, px, px, 3) tensor on device)`` for ``coords`` of one slide.
+
+    ``prefetch``: batches prepared ahead by a producer thread (0: in the consumer's thread, on its
+    stream). ``timings`` (a dict, optional) gathers host seconds per stage: ``layout`` and ``read``
+    (reader thread), ``decode`` (the decode_jpeg call, which returns when nvJPEG is done),
+    ``assemble`` (issuing canvas/crop/resize), ``put_wait`` (producer blocked: the consumer is
+    behind), ``get_wait`` (consumer blocked: the producer is behind), and ``tiles_read``."""
 
     def __init__(self, plan: JpegPlan, coords: np.ndarray, tile_px: int, batch_size: int, device,
-                 check: bool | None = None, prefetch: int = 2):
+                 check: bool | None = None, prefetch: int = 2, timings: dict | None = None):
         import torch
 
         self.plan = full_scale(plan)
@@ -114,11 +121,13 @@ class GpuTileBatches:
         self.batch_size = int(batch_size)
         self.device = torch.device(device)
         self.check = self.device.type == "cuda" if check is None else check
-        self.prefetch = max(1, prefetch)
+        self.prefetch = max(0, int(prefetch))
+        self.timings = timings
         self.reader = JpegTileReader(self.plan.level, 1, self.plan.l0_per_decoded, self.plan.l0_per_out)
         lv = self.plan.level
         self.tw, self.th, self.across, self.down = lv.tile_w, lv.tile_h, lv.tiles_across, lv.tiles_down
         self._cache: dict[int, object] = {}  # tile index -> decoded (3, th, tw) tensor, previous batch
+        self._fetched_prev: set[int] = set()  # tiles the previous fetched batch needed (decoded by then)
         self.tiles_decoded = 0
         self.checked = False
         self._decode_jpeg, ImageReadMode = decode_jpeg_fn()
@@ -131,51 +140,69 @@ class GpuTileBatches:
         self.reader.close()
         self._cache.clear()
 
+    def _time(self, key: str, seconds: float) -> None:
+        if self.timings is not None:
+            self.timings[key] = self.timings.get(key, 0.0) + seconds
+
     # geometry (host) -------------------------------------------------------------
     def _layout(self, coords: np.ndarray):
-        """Regions of the batch, the tile-aligned canvas covering them, the tiles to decode."""
-        regions = [self.reader.region_of(int(x), int(y), self.px) for x, y in coords]
-        w, h = regions[0].w, regions[0].h
-        ix = np.array([r.ix for r in regions], np.int64)
-        iy = np.array([r.iy for r in regions], np.int64)
+        """Regions of the batch, the tile-aligned canvas covering them, the tiles to decode
+        (vectorised: a batch's layout costs the same few numpy calls whatever its size)."""
+        r = self.reader
+        xs = coords[:, 0] / r.l0_per_decoded
+        ys = coords[:, 1] / r.l0_per_decoded
+        ix, iy, _fx, _fy, w, h = tile_regions(xs, ys, self.px, r.l0_per_out / r.l0_per_decoded)
         tx0, ty0 = int(ix.min()) // self.tw, int(iy.min()) // self.th
         tx1, ty1 = (int(ix.max()) + w - 1) // self.tw, (int(iy.max()) + h - 1) // self.th
-        vw, vh = self.reader.valid_w, self.reader.valid_h
-        needed: set[int] = set()
-        for x0, y0 in zip(ix, iy):
-            x1, y1 = min(x0 + w, vw), min(y0 + h, vh)
-            if x1 <= max(x0, 0) or y1 <= max(y0, 0):
-                continue
-            for ty in range(max(y0, 0) // self.th, (y1 - 1) // self.th + 1):
-                for tx in range(max(x0, 0) // self.tw, (x1 - 1) // self.tw + 1):
-                    needed.add(ty * self.across + tx)
-        return ix, iy, w, h, (tx0, ty0, tx1, ty1), sorted(needed)
+        needed = tiles_covered(ix, iy, w, h, self.tw, self.th, self.across, r.valid_w, r.valid_h)
+        return ix, iy, w, h, (tx0, ty0, tx1, ty1), needed
 
     def _fetch(self, i: int):
-        """Host work for batch ``i``: layout and the compressed streams not decoded last batch."""
+        """Host work for batch ``i`` (reader thread, batches in order): the layout and the compressed
+        streams of the tiles the previous batch did not need (those are still decoded then)."""
+        import time
+
         import torch
 
+        t0 = time.perf_counter()
         s = i * self.batch_size
         part = self.coords[s:s + self.batch_size]
         layout = self._layout(part)
-        streams = {}
-        for idx in layout[5]:
-            data = self.reader.stream(idx)
-            if data and self.rgb_ids:
-                data = with_rgb_component_ids(data)
-            if data:
-                streams[idx] = torch.frombuffer(bytearray(data), dtype=torch.uint8)
+        t1 = time.perf_counter()
+        needed = layout[5]
+        new = [int(k) for k in needed if int(k) not in self._fetched_prev]
+        self._fetched_prev = {int(k) for k in needed}
+        buf, spans = self.reader.streams_buffer(new)
+        data = torch.from_numpy(buf)
+        streams = {k: data[a:b] for k, a, b in spans}
+        self._time("layout", t1 - t0)
+        self._time("read", time.perf_counter() - t1)
+        self._time("tiles_read", len(spans))
         return s, part, layout, streams
 
     # device work -----------------------------------------------------------------
-    def _decode(self, streams: dict) -> dict:
+    def _decode(self, needed, streams: dict) -> dict:
+        """Decoded tiles of ``needed``: the previous batch's, and ``streams`` decoded now."""
+        import torch
+
         decode_jpeg = self._decode_jpeg
-        todo = [k for k in streams if k not in self._cache]
-        out = {k: self._cache[k] for k in streams if k in self._cache}
+        out = {k: self._cache[k] for k in (int(k) for k in needed) if k in self._cache}
+        todo = [k for k in streams if k not in out]
+        missing = [int(k) for k in needed if int(k) not in out and int(k) not in streams
+                   and self.reader._counts[int(k)] > 0]
+        if missing:  # not read ahead (cannot happen when batches come in order): read them now
+            buf, spans = self.reader.streams_buffer(missing)
+            data = torch.from_numpy(buf)
+            streams = {**streams, **{k: data[a:b] for k, a, b in spans}}
+            todo += [k for k, _a, _b in spans]
         if todo and self.check and not self.checked:
             self._choose_colour(streams[todo[0]], todo[0])
         if todo:
-            decoded = decode_jpeg([streams[k] for k in todo], mode=self.mode, device=self.device)
+            data = [streams[k] for k in todo]
+            if self.rgb_ids:
+                data = [torch.frombuffer(bytearray(with_rgb_component_ids(bytes(t.numpy()))), dtype=torch.uint8)
+                        for t in data]
+            decoded = decode_jpeg(data, mode=self.mode, device=self.device)
             if self.undo_ycc:
                 decoded = [_rgb_to_ycc(t) for t in decoded]
             for k, t in zip(todo, decoded):
@@ -202,6 +229,7 @@ class GpuTileBatches:
 
         rgb = self.plan.level.colourspace == "rgb"
         modes = [self.mode] + ([self._modes.RGB] if rgb else [])
+        stream = stream.clone()
         renamed = torch.frombuffer(bytearray(with_rgb_component_ids(bytes(stream.numpy()))), dtype=torch.uint8)
         tried = []
         candidates = [(ids, mode, undo) for ids in ([False, True] if rgb else [False]) for mode in modes
@@ -226,6 +254,20 @@ class GpuTileBatches:
         raise GpuDecodeUnavailable(f"nvJPEG's pixels differ from libjpeg-turbo's ({self.plan.level.colourspace} "
                                    f"JPEG; mean |diff| per reading: {'; '.join(tried)})")
 
+    def _index_tensor(self, parts: list[np.ndarray]):
+        """Small int64 arrays -> one device tensor per array, in one asynchronous copy (pinned
+        staging on CUDA: no host<->device synchronisation per batch)."""
+        import torch
+
+        flat = torch.from_numpy(np.concatenate([np.asarray(p, np.int64).ravel() for p in parts]))
+        if self.device.type == "cuda":
+            flat = flat.pin_memory().to(self.device, non_blocking=True)
+        out, pos = [], 0
+        for p in parts:
+            out.append(flat[pos:pos + np.size(p)])
+            pos += np.size(p)
+        return out
+
     def _assemble(self, part, layout, tiles: dict):
         import torch
         import torch.nn.functional as F
@@ -233,12 +275,12 @@ class GpuTileBatches:
         ix, iy, w, h, (tx0, ty0, tx1, ty1), _ = layout
         ntx, nty = tx1 - tx0 + 1, ty1 - ty0 + 1
         dev = self.device
+        keys = np.array(sorted(tiles), np.int64)
+        rows, cols, oy0, ox0 = self._index_tensor([keys // self.across - ty0, keys % self.across - tx0,
+                                                   iy - ty0 * self.th, ix - tx0 * self.tw])
         canvas = torch.full((nty, ntx, 3, self.th, self.tw), 255, dtype=torch.uint8, device=dev)
-        if tiles:
-            keys = sorted(tiles)
-            stack = torch.stack([tiles[k] for k in keys])
-            kt = torch.tensor(keys, dtype=torch.int64)
-            canvas[(kt // self.across - ty0).to(dev), (kt % self.across - tx0).to(dev)] = stack
+        if len(keys):
+            canvas[rows, cols] = torch.stack([tiles[int(k)] for k in keys])
         canvas = canvas.permute(2, 0, 3, 1, 4).reshape(3, nty * self.th, ntx * self.tw)
         # beyond the level's extent the tiles hold padding: white, as OpenSlide shows it
         vx, vy = self.reader.valid_w - tx0 * self.tw, self.reader.valid_h - ty0 * self.th
@@ -246,30 +288,46 @@ class GpuTileBatches:
             canvas[:, :, max(vx, 0):] = 255
         if vy < canvas.shape[1]:
             canvas[:, max(vy, 0):, :] = 255
-        oy = torch.as_tensor(iy - ty0 * self.th, device=dev)[:, None] + torch.arange(h, device=dev)
-        ox = torch.as_tensor(ix - tx0 * self.tw, device=dev)[:, None] + torch.arange(w, device=dev)
+        oy = oy0[:, None] + torch.arange(h, device=dev)
+        ox = ox0[:, None] + torch.arange(w, device=dev)
         crops = canvas[:, oy[:, :, None], ox[:, None, :]].permute(1, 0, 2, 3)  # (n, 3, h, w)
         if (h, w) != (self.px, self.px):
             x = F.interpolate(crops.float(), size=(self.px, self.px), mode="bilinear", align_corners=False,
                               antialias=True)
             crops = x.round_().clamp_(0, 255).to(torch.uint8)
-        return crops.permute(0, 2, 3, 1)  # (n, px, px, 3) view, channels-last storage
+        return crops.permute(0, 2, 3, 1)  # (n, px, px, 3) view
 
     def _prepare(self, fetched):
         """Decode and assemble one fetched batch (on the producer's CUDA stream when on a GPU)."""
+        import time
+
         s, part, layout, streams = fetched
-        return s, self._assemble(part, layout, self._decode(streams))
+        t0 = time.perf_counter()
+        tiles = self._decode(layout[5], streams)
+        t1 = time.perf_counter()
+        out = self._assemble(part, layout, tiles)
+        self._time("decode", t1 - t0)
+        self._time("assemble", time.perf_counter() - t1)
+        return s, out
 
     def __iter__(self) -> Iterator[tuple[int, object]]:
         """Batches in order. A producer thread reads, decodes and assembles up to ``prefetch`` batches
-        ahead (on its own CUDA stream), so the GPU decodes the next batch while the encoder runs."""
+        ahead (on its own CUDA stream), so the GPU decodes the next batch while the encoder runs;
+        with ``prefetch=0`` all of it happens here, on the consumer's stream."""
         import queue
         import threading
+        import time
 
         import torch
 
         n_batches = math.ceil(len(self.coords) / self.batch_size)
         if n_batches == 0:
+            return
+        self._fetched_prev = set()
+        self._cache = {}
+        if self.prefetch == 0:
+            for i in range(n_batches):
+                yield self._prepare(self._fetch(i))
             return
         cuda = self.device.type == "cuda"
         side = torch.cuda.Stream(self.device) if cuda else None
@@ -293,12 +351,14 @@ class GpuTileBatches:
                                 event.record(side)
                         else:
                             out, event = self._prepare(item), None
+                        t0 = time.perf_counter()
                         while not stop.is_set():
                             try:
                                 ready.put((out, event, None), timeout=0.2)
                                 break
                             except queue.Full:
                                 continue
+                        self._time("put_wait", time.perf_counter() - t0)
                     for f in fetched:
                         f.cancel()
             except BaseException as exc:  # handed to the consumer
@@ -308,7 +368,9 @@ class GpuTileBatches:
         thread.start()
         try:
             for _ in range(n_batches):
+                t0 = time.perf_counter()
                 out, event, exc = ready.get()
+                self._time("get_wait", time.perf_counter() - t0)
                 if exc is not None:
                     raise exc
                 s, batch = out

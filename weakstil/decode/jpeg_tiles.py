@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import collections
 import logging
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from weakstil.decode.geometry import (  # noqa: F401 - re-exported: the geometry lived here
+    DCT_COARSER_TOLERANCE, DCT_SCALES, Region, choose_dct_scale, resize_region, tile_region, tile_regions,
+    tiles_covered)
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.slide import Slide
@@ -40,11 +43,6 @@ log = logging.getLogger(__name__)
 COMPRESSION_JPEG = 7
 PHOTOMETRIC_RGB = 2
 PHOTOMETRIC_YCBCR = 6
-#: DCT-domain reductions libjpeg-turbo does while decoding (exact for tiles a multiple of 8 px).
-DCT_SCALES = (8, 4, 2)
-#: A DCT-reduced level may be this much coarser than the target (the resize then enlarges it by
-#: at most this much): 40x scans are 0.2497-0.2634 µm/px, i.e. 0.499-0.527 µm/px at scale 1/2.
-DCT_COARSER_TOLERANCE = 0.06
 #: OpenSlide vendors whose levels are plain TIFF tile grids (others, e.g. Ventana's overlapping
 #: tiles or Philips' sparse ones, keep OpenSlide's own layout logic).
 GRID_VENDORS = ("aperio", "generic-tiff")
@@ -221,65 +219,6 @@ def find_jpeg_levels(path: str | Path, level_dimensions: list[tuple[int, int]]) 
     return out
 
 
-# -- geometry (pure) --------------------------------------------------------------------
-def choose_dct_scale(level_mpp: float, target_mpp: float, tile_w: int, tile_h: int) -> int:
-    """The largest DCT reduction (8, 4, 2 or 1) whose result is not coarser than ``target_mpp``
-    by more than :data:`DCT_COARSER_TOLERANCE` and divides the tile size."""
-    for k in DCT_SCALES:
-        if level_mpp * k <= target_mpp * (1 + DCT_COARSER_TOLERANCE) and tile_w % (8 * k) == 0 \
-                and tile_h % (8 * k) == 0:
-            return k
-    return 1
-
-
-@dataclass(frozen=True)
-class Region:
-    """Where one output tile comes from, in decoded-level pixels."""
-
-    ix: int  #: integer top-left
-    iy: int
-    fx: float  #: sub-pixel offset of the true top-left
-    fy: float
-    w: int  #: source size that becomes the output (as Slide.read_region: ceil)
-    h: int
-
-    @property
-    def read_w(self) -> int:
-        return self.w + (1 if self.fx > 0 else 0)
-
-    @property
-    def read_h(self) -> int:
-        return self.h + (1 if self.fy > 0 else 0)
-
-
-def tile_region(x: float, y: float, out_w: int, out_h: int, px_per_out: float) -> Region:
-    """The decoded-level region of an output tile at ``(x, y)`` (decoded-level px, maybe fractional)
-    of ``out`` px whose pixels each cover ``px_per_out`` decoded pixels."""
-    w = max(1, math.ceil(out_w * px_per_out - 1e-6))
-    h = max(1, math.ceil(out_h * px_per_out - 1e-6))
-    ix, iy = math.floor(x + 1e-6), math.floor(y + 1e-6)
-    fx, fy = x - ix, y - iy
-    return Region(ix, iy, fx if fx > 1e-6 else 0.0, fy if fy > 1e-6 else 0.0, w, h)
-
-
-def resize_region(region: np.ndarray, r: Region, out: np.ndarray) -> None:
-    """Resize ``region`` (``read_h x read_w``) into ``out`` exactly as Slide.read_region does
-    (Pillow bilinear, reducing_gap 2), the sub-pixel offset folded into the box."""
-    from PIL import Image
-
-    oh, ow = out.shape[:2]
-    if r.fx == 0 and r.fy == 0 and (r.w, r.h) == (ow, oh):
-        out[...] = region[:oh, :ow]
-        return
-    im = Image.fromarray(region)
-    if r.fx == 0 and r.fy == 0:
-        res = im.resize((ow, oh), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    else:
-        res = im.resize((ow, oh), Image.Resampling.BILINEAR, box=(r.fx, r.fy, r.fx + r.w, r.fy + r.h),
-                        reducing_gap=2.0)
-    out[...] = np.asarray(res)
-
-
 # -- decoding ---------------------------------------------------------------------------
 def _decoder():
     try:
@@ -390,34 +329,95 @@ class JpegTileReader:
         return tile_region(x / self.l0_per_decoded, y / self.l0_per_decoded, out_px, out_px,
                            self.l0_per_out / self.l0_per_decoded)
 
-    def read_region_px(self, r: Region) -> np.ndarray:
-        """The decoded-level pixels of region ``r`` (``read_h x read_w``), white outside the level."""
+    def read_region_px(self, r: Region, out: np.ndarray | None = None) -> np.ndarray:
+        """The decoded-level pixels of region ``r`` (``read_h x read_w``), white outside the level;
+        written into ``out`` when given (the output tile itself when no resize is needed: one copy
+        per pixel fewer)."""
         rw, rh = r.read_w, r.read_h
-        buf = np.full((rh, rw, 3), WHITE, np.uint8)
         x0, y0 = max(r.ix, 0), max(r.iy, 0)
         x1, y1 = min(r.ix + rw, self.valid_w), min(r.iy + rh, self.valid_h)
+        if out is None:
+            buf = np.full((rh, rw, 3), WHITE, np.uint8)
+        else:
+            buf = out
+            if (x0, y0, x1, y1) != (r.ix, r.iy, r.ix + rw, r.iy + rh):  # partly outside the level
+                buf[...] = WHITE
         if x1 <= x0 or y1 <= y0:
             return buf
         tw, th, across = self.dtw, self.dth, self.level.tiles_across
         for ty in range(y0 // th, (y1 - 1) // th + 1):
             for tx in range(x0 // tw, (x1 - 1) // tw + 1):
                 tile = self.decoded_tile(ty * across + tx)
-                if tile is None:
-                    continue
                 sx0, sy0 = max(x0, tx * tw), max(y0, ty * th)
                 sx1, sy1 = min(x1, (tx + 1) * tw), min(y1, (ty + 1) * th)
-                buf[sy0 - r.iy:sy1 - r.iy, sx0 - r.ix:sx1 - r.ix] = tile[sy0 - ty * th:sy1 - ty * th,
-                                                                         sx0 - tx * tw:sx1 - tx * tw]
+                dst = buf[sy0 - r.iy:sy1 - r.iy, sx0 - r.ix:sx1 - r.ix]
+                if tile is None:  # a missing tile: white, as OpenSlide shows it
+                    dst[...] = WHITE
+                    continue
+                dst[...] = tile[sy0 - ty * th:sy1 - ty * th, sx0 - tx * tw:sx1 - tx * tw]
         return buf
 
     def read_tile(self, x: int, y: int, out: np.ndarray) -> None:
         """Write the output tile at level-0 ``(x, y)`` into ``out`` (``(px, px, 3)`` uint8)."""
         r = self.region_of(x, y, out.shape[0])
+        if r.fx == 0 and r.fy == 0 and (r.w, r.h) == out.shape[1::-1]:
+            self.read_region_px(r, out)  # no resize: the level's pixels go straight into the output
+            return
         resize_region(self.read_region_px(r), r, out)
 
     def read_batch(self, coords: np.ndarray, out: np.ndarray) -> None:
         for j, (x, y) in enumerate(coords):
             self.read_tile(int(x), int(y), out[j])
+
+    def read_into(self, coords: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
+        """Tile ``j`` of ``coords`` into ``out[dest[j]]`` (a worker filling a band of ring slots)."""
+        for (x, y), d in zip(coords.tolist(), dest.tolist()):
+            self.read_tile(x, y, out[d])
+
+    def streams_buffer(self, indices) -> tuple[np.ndarray, list[tuple[int, int, int]]]:
+        """The complete JPEG streams of tiles ``indices`` packed in one uint8 buffer, and
+        ``(index, start, end)`` of each present tile: one positioned read per tile straight into
+        place, the prefix copied in front (the GPU path slices its input tensors out of it)."""
+        idx = [int(i) for i in indices]
+        counts = [int(self._counts[i]) for i in idx]
+        if self._strip:  # tiles with their own colour markers: per-tile streams
+            streams = [(i, self.stream(i)) for i, c in zip(idx, counts) if c > 0]
+            buf = np.frombuffer(b"".join(s for _, s in streams), np.uint8).copy()
+            spans, pos = [], 0
+            for i, s in streams:
+                spans.append((i, pos, pos + len(s)))
+                pos += len(s)
+            return buf, spans
+        pre = np.frombuffer(self._prefix, np.uint8)
+        lp = len(pre)
+        total = sum(lp + c - 2 for c in counts if c > 0)
+        buf = np.empty(max(total, 1), np.uint8)
+        mv = memoryview(buf)
+        fd = self._fh.fileno()
+        spans, pos = [], 0
+        for i, c in zip(idx, counts):
+            if c <= 0:
+                continue
+            at = pos + lp - 2  # the tile's SOI lands on the prefix's last 2 bytes, then the prefix goes on top
+            got = _preadv(fd, mv[at:at + c], int(self._offsets[i]))
+            if got != c:
+                raise JpegStreamError(f"JPEG tile {i} of page {self.level.page}: read {got} of {c} bytes")
+            buf[pos:pos + lp] = pre
+            spans.append((i, pos, pos + lp + c - 2))
+            pos += lp + c - 2
+        return buf, spans
+
+
+def _preadv(fd: int, view: memoryview, offset: int) -> int:
+    """Read ``len(view)`` bytes at ``offset`` into ``view``; the count read."""
+    import os
+
+    try:
+        return os.preadv(fd, [view], offset)
+    except (AttributeError, OSError):  # no preadv: read, then copy
+        data = os.pread(fd, len(view), offset) if hasattr(os, "pread") else b""
+        view[:len(data)] = data
+        return len(data)
 
 
 def _pread(fh, offset: int, n: int) -> bytes:

@@ -29,21 +29,26 @@ import signal
 import sys
 import time
 import traceback
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from weakstil.decode.readers import ReadSpec
+from weakstil.decode.shm import (  # noqa: F401 - re-exported: the ring lived here
+    RING_MAX_BYTES, RING_MIN_BYTES, SHM_PREFIX, Ring, attach_shm, leaked_segments, ring_max_bytes)
 from weakstil.errors import WeakSTILError
 
 log = logging.getLogger(__name__)
 
-#: Name prefix of our shared-memory segments (``/dev/shm/weakstil-...``).
-SHM_PREFIX = "weakstil-"
-#: Upper bound on the ring's size (bytes).
-RING_MAX_BYTES = 768 << 20
+#: Work goes to the workers in bands of consecutive batches about this many rows of output tiles
+#: tall, each split by columns into one strip per batch (see :meth:`DecodePool.batches`). A
+#: boundary between two workers' tiles decodes the JPEG tiles it cuts twice: with one task per
+#: batch (256 tiles ~ 2 rows of a 32,000 px slide) 46 % more JPEG tiles are decoded than by one
+#: worker; with bands of 8 rows (4 batches) 15 % (64-tile batches: 100 % -> 27 %).
+BAND_ROWS = 8
+#: At most this many batches per band (the ring holds about workers + 2 bands).
+BAND_MAX_BATCHES = 16
 #: Seconds between liveness checks while waiting.
 POLL_S = 0.25
 
@@ -63,96 +68,49 @@ class DecodeStats:
     tiles: int = 0
     decode_seconds: float = 0.0  #: summed over workers (CPU time spent decoding)
     wait_seconds: float = 0.0  #: time the consumer waited for a batch
+    jpeg_tiles_decoded: int = 0  #: JPEG tiles the workers decoded (> tiles: shared tiles decoded twice)
+    band: int = 0  #: batches per band (decoded together, split by columns among the workers)
+    ring_slots: int = 0
+    ring_seconds: float = 0.0  #: creating (and page-locking) the shared-memory ring
+    pinned: bool = False  #: the ring is page-locked for asynchronous copies to the GPU
     fallback: str = ""
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, object]:
         d = {"path": self.path, "decoder": self.decoder, "workers": self.workers, "batches": self.batches,
              "tiles": self.tiles, "decode_seconds": round(self.decode_seconds, 3),
-             "wait_seconds": round(self.wait_seconds, 3)}
+             "wait_seconds": round(self.wait_seconds, 3), "jpeg_tiles_decoded": self.jpeg_tiles_decoded,
+             "band": self.band, "ring_slots": self.ring_slots, "ring_seconds": round(self.ring_seconds, 3),
+             "pinned": self.pinned}
         if self.fallback:
             d["fallback"] = self.fallback
         d.update(self.extra)
         return d
 
 
-# -- shared memory ----------------------------------------------------------------------
-def attach_shm(name: str):
-    """Attach to an existing segment without registering it with the resource tracker (the
-    creator owns it: a worker's tracker entry would unlink it under the owner, or warn)."""
-    from multiprocessing import resource_tracker, shared_memory
-
-    try:
-        return shared_memory.SharedMemory(name=name, track=False)  # Python >= 3.13
-    except TypeError:
-        register = resource_tracker.register
-        resource_tracker.register = lambda *a, **k: None  # this process only (a worker)
-        try:
-            return shared_memory.SharedMemory(name=name)
-        finally:
-            resource_tracker.register = register
+def band_batches(coords: np.ndarray, batch_size: int, workers: int) -> int:
+    """Batches per band: about :data:`BAND_ROWS` rows of the slide's output tiles (1 for one
+    worker, whose cache already carries from one batch to the next, or for scattered tiles)."""
+    if workers <= 1 or len(coords) == 0:
+        return 1
+    per_row = len(coords) / max(1, len(np.unique(coords[:, 1])))
+    return int(np.clip(round(BAND_ROWS * per_row / batch_size), 1, BAND_MAX_BATCHES))
 
 
-def leaked_segments() -> list[str]:
-    """Our segments in ``/dev/shm`` (tests: must be empty after every run)."""
-    try:
-        return sorted(n for n in os.listdir("/dev/shm") if n.startswith(SHM_PREFIX))
-    except FileNotFoundError:  # not Linux
-        return []
-
-
-class Ring:
-    """``n`` batch slots of ``(batch, px, px, 3)`` uint8 in one shared-memory segment."""
-
-    def __init__(self, n: int, batch: int, px: int, pin_memory: bool = False):
-        from multiprocessing import shared_memory
-
-        self.shape = (n, batch, px, px, 3)
-        size = int(np.prod(self.shape))
-        self.shm = shared_memory.SharedMemory(name=f"{SHM_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}",
-                                              create=True, size=size)
-        self.array = np.ndarray(self.shape, np.uint8, buffer=self.shm.buf)
-        self._pinned = False
-        if pin_memory:
-            self._pinned = _cuda_host_register(self.array)
-
-    @property
-    def name(self) -> str:
-        return self.shm.name
-
-    def close(self) -> None:
-        if self._pinned:
-            _cuda_host_unregister(self.array)
-            self._pinned = False
-        self.array = None  # type: ignore[assignment]
-        try:
-            self.shm.close()
-        except BufferError:  # a consumer still holds a view: the mapping goes with it
-            pass
-        try:
-            self.shm.unlink()
-        except FileNotFoundError:
-            pass
-
-
-def _cuda_host_register(arr: np.ndarray) -> bool:
-    """Page-lock a buffer for asynchronous host->GPU copies (best effort)."""
-    try:
-        import torch
-
-        rc = torch.cuda.cudart().cudaHostRegister(arr.ctypes.data, arr.nbytes, 0)
-        return int(rc) == 0 if not hasattr(rc, "value") else rc.value == 0
-    except Exception:  # no CUDA, or registration refused: plain (pageable) copies
-        return False
-
-
-def _cuda_host_unregister(arr: np.ndarray) -> None:
-    try:
-        import torch
-
-        torch.cuda.cudart().cudaHostUnregister(arr.ctypes.data)
-    except Exception:
-        pass
+def band_tasks(coords: np.ndarray, lo: int, n_parts: int) -> list[np.ndarray]:
+    """Split the tiles ``coords`` (global indices ``lo...``) of one band into ``n_parts`` column
+    strips of equal size, each in raster order: a worker decodes a compact strip, whose JPEG tiles
+    stay in its cache from one row of output tiles to the next."""
+    idx = np.arange(lo, lo + len(coords))
+    if n_parts <= 1:
+        return [idx]
+    by_x = np.lexsort((coords[:, 1], coords[:, 0]))
+    out = []
+    for part in np.array_split(by_x, n_parts):
+        if len(part):
+            part = part[np.lexsort((coords[part, 0], coords[part, 1]))]
+            out.append(idx[part])
+    return out
 
 
 # -- the worker process -----------------------------------------------------------------
@@ -165,6 +123,15 @@ def _die_with_parent() -> None:
             libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except Exception:
             pass
+
+
+def read_into(reader, coords: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
+    """Tile ``j`` of ``coords`` into ``out[dest[j]]`` with any :class:`TileReader`."""
+    if hasattr(reader, "read_into"):
+        reader.read_into(coords, out, dest)
+        return
+    for j, d in enumerate(dest.tolist()):
+        reader.read_batch(coords[j:j + 1], out[d:d + 1])
 
 
 def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma: no cover - other process
@@ -185,10 +152,11 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
                 continue
             if task is None:
                 return
-            job, spec, name, shape, slot, start, coords = task
+            job, spec, name, shape, task_id, coords, dest = task
             if job != current_job.value:
                 continue  # the slide was abandoned: skip its queued batches
             t0 = time.perf_counter()
+            decoded = 0
             try:
                 if name != shm_name:
                     ring = None
@@ -196,7 +164,7 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
                         shm.close()
                     shm = attach_shm(name)
                     shm_name = name
-                    ring = np.ndarray(shape, np.uint8, buffer=shm.buf)
+                    ring = np.ndarray(shape, np.uint8, buffer=shm.buf).reshape((-1,) + tuple(shape[2:]))
                 if spec != reader_spec:
                     if reader is not None:
                         reader.close()
@@ -204,16 +172,17 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
                     reader_spec = None
                     reader = spec.open()
                     reader_spec = spec
-                reader.read_batch(coords, ring[slot, :len(coords)])
-                results.put((job, slot, start, len(coords), None, time.perf_counter() - t0))
+                before = reader.tiles_decoded
+                read_into(reader, coords, ring, dest)
+                decoded = reader.tiles_decoded - before
+                results.put((job, task_id, None, time.perf_counter() - t0, decoded))
             except BaseException as exc:  # report everything; the parent decides
                 from weakstil.decode.jpeg_tiles import JpegStreamError
 
                 kind = "jpeg" if isinstance(exc, JpegStreamError) else (
                     "input" if isinstance(exc, WeakSTILError) else "crash")
                 msg = exc.one_line() if isinstance(exc, WeakSTILError) else f"{type(exc).__name__}: {exc}"
-                results.put((job, slot, start, len(coords), (kind, msg, traceback.format_exc()),
-                             time.perf_counter() - t0))
+                results.put((job, task_id, (kind, msg, traceback.format_exc()), time.perf_counter() - t0, decoded))
     finally:
         ring = None
         if reader is not None:
@@ -242,6 +211,8 @@ class DecodePool:
         self._procs: list = []
         self._tasks = self._results = self._job = None
         self._job_id = 0
+        self._ring: Ring | None = None  # kept from slide to slide (creating and pinning it costs)
+        self._checked_at = 0.0  # last liveness check of the workers
 
     # lifecycle -------------------------------------------------------------------
     def _start(self) -> None:
@@ -259,7 +230,13 @@ class DecodePool:
     def alive(self) -> bool:
         return bool(self._procs) and all(p.is_alive() for p in self._procs)
 
+    def _drop_ring(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+
     def close(self) -> None:
+        self._drop_ring()
         if not self._procs:
             return
         if self._job is not None:
@@ -295,91 +272,140 @@ class DecodePool:
 
     # batches ---------------------------------------------------------------------
     def batches(self, spec: ReadSpec, coords: np.ndarray, batch_size: int, prefetch: int | None = None,
-                pin_memory: bool = False, stats: DecodeStats | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield ``(start, uint8 (b, px, px, 3))`` in order; a batch is valid until the next is asked for."""
+                pin_memory: bool = False, stats: DecodeStats | None = None,
+                band: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield ``(start, uint8 (b, px, px, 3))`` in order; a batch is valid until the next is asked for.
+
+        Work is handed out in bands of ``band`` consecutive batches (default :func:`band_batches`:
+        about :data:`BAND_ROWS` rows of tiles; 1 with one worker), each split into as many column
+        strips as it has batches, one task per strip: neighbouring output tiles share JPEG tiles,
+        and a compact strip keeps them in one worker's cache where one task per batch would decode
+        every tile row a batch boundary cuts in two workers. ``prefetch``: batches decoded ahead
+        (default: workers + band)."""
         n = len(coords)
         if n == 0:
             return
         if not self.alive():
             self.close()
             self._start()
+        stats = stats if stats is not None else DecodeStats()
         px = spec.tile_px
         n_batches = -(-n // batch_size)
         slot_bytes = batch_size * px * px * 3
-        prefetch = max(1, min(prefetch or 2 * self.n, n_batches, max(1, RING_MAX_BYTES // slot_bytes - 1)))
-        ring = Ring(prefetch + 1, batch_size, px, pin_memory=pin_memory)
+        g = int(band) if band else band_batches(coords, batch_size, self.n)
+        max_slots = max(1, ring_max_bytes() // slot_bytes)
+        g = max(1, min(g, n_batches, max(1, max_slots // 3)))  # room for >= 2 bands and the one held
+        ahead = max(1, prefetch or (self.n + g))
+        n_slots = max(1, min(g * (-(-ahead // g) + 1), max_slots, n_batches))
+        g = min(g, n_slots)
+        t0 = time.perf_counter()
+        ring = self._ring
+        if ring is None or not ring.fits(n_slots, batch_size, px, pin_memory):
+            self._drop_ring()
+            ring = self._ring = Ring(n_slots, batch_size, px, pin_memory=pin_memory)
+        stats.ring_seconds += time.perf_counter() - t0
+        flat = ring.array.reshape((-1, px, px, 3))
         self._job_id += 1
         job = self._job_id
         self._job.value = job
-        stats = stats if stats is not None else DecodeStats()
         stats.path, stats.workers, stats.decoder = spec.path.value, self.n, str(spec.describe()["decoder"])
+        stats.band, stats.ring_slots, stats.pinned = g, n_slots, ring.pinned
         coords = np.ascontiguousarray(coords, dtype=np.int64)
-        free = collections.deque(range(prefetch + 1))
+        free = collections.deque(range(n_slots))
         slot_of: dict[int, int] = {}  # batch index -> slot
-        done: dict[int, tuple] = {}
+        band_left: dict[int, int] = {}  # band -> tasks not done
+        tasks: dict[int, tuple] = {}  # task id -> (band, coords, dest), kept for a resubmission
         specs = [spec]  # the spec in force (a JPEG failure switches it to OpenSlide)
+        n_bands = -(-n_batches // g)
+        outstanding = [0]
 
-        def submit(i: int) -> None:
-            slot = slot_of[i] if i in slot_of else free.popleft()
-            slot_of[i] = slot
-            s = i * batch_size
-            self._tasks.put((job, specs[0], ring.name, ring.shape, slot, s, coords[s:s + batch_size]))
+        def put(task_id: int) -> None:
+            _b, c, dest = tasks[task_id]
+            self._tasks.put((job, specs[0], ring.name, ring.shape, task_id, c, dest))
+            outstanding[0] += 1
 
+        def band_size(b: int) -> int:
+            return min(g, n_batches - b * g)
+
+        def submit(b: int) -> None:
+            first = b * g
+            for i in range(first, first + band_size(b)):
+                slot_of[i] = free.popleft()
+            lo, hi = first * batch_size, min(n, (first + band_size(b)) * batch_size)
+            parts = band_tasks(coords[lo:hi], lo, band_size(b))
+            band_left[b] = len(parts)
+            for part in parts:
+                dest = np.array([slot_of[j // batch_size] * batch_size + j % batch_size for j in part.tolist()],
+                                np.int64)
+                task_id = len(tasks)
+                tasks[task_id] = (b, coords[part], dest)
+                put(task_id)
+
+        finished = False
         try:
             nxt = 0
-            while nxt < n_batches and len(slot_of) < prefetch:
-                submit(nxt)
-                nxt += 1
             held: int | None = None  # the slot the consumer holds
             for i in range(n_batches):
-                t0 = time.perf_counter()
-                while i not in done:
-                    self._collect(job, done, batch_size, stats, specs, submit)
-                stats.wait_seconds += time.perf_counter() - t0
-                start, count = done.pop(i)
                 if held is not None:
-                    free.append(held)
-                held = slot_of.pop(i)
-                while nxt < n_batches and len(slot_of) < prefetch and free:
+                    free.append(held)  # the consumer asked for the next batch: the last one is free
+                    held = None
+                while nxt < n_bands and len(free) >= band_size(nxt):
                     submit(nxt)
                     nxt += 1
+                b = i // g
+                t0 = time.perf_counter()
+                while band_left[b] > 0:
+                    self._collect(job, tasks, band_left, outstanding, stats, specs, put)
+                stats.wait_seconds += time.perf_counter() - t0
+                held = slot_of.pop(i)
+                count = min(batch_size, n - i * batch_size)
                 stats.batches += 1
                 stats.tiles += count
-                yield start, ring.array[held, :count]
+                yield i * batch_size, ring.array[held, :count]
+            finished = True
         finally:
-            # queued tasks of this slide are skipped; a worker still writing keeps its own mapping
-            # of the segment, so unlinking it now is safe (late results are told apart by job id)
             self._job.value = 0
-            ring.close()
+            if not (finished and outstanding[0] == 0):
+                # queued tasks of this slide are skipped; a worker still writing keeps its own mapping
+                # of the segment, so unlinking it now is safe (late results are told apart by job id)
+                self._drop_ring()
 
-    def _collect(self, job: int, done: dict, batch_size: int, stats: DecodeStats, specs: list, submit) -> None:
+    def _check_alive(self) -> None:
+        self._checked_at = time.monotonic()
+        dead = [p for p in self._procs if not p.is_alive()]
+        if dead:
+            codes = ", ".join(str(p.exitcode) for p in dead)
+            self.close()
+            raise DecodeWorkerError(f"{len(dead)} decode worker(s) died (exit code {codes})",
+                                    fix="check memory (a worker may have been killed), or run with "
+                                        "--workers 0 to decode in the main process") from None
+
+    def _collect(self, job: int, tasks: dict, band_left: dict, outstanding: list, stats: DecodeStats,
+                 specs: list, put) -> None:
         try:
-            r_job, slot, start, count, err, seconds = self._results.get(timeout=POLL_S)
+            r_job, task_id, err, seconds, decoded = self._results.get(timeout=POLL_S)
         except queue.Empty:
-            dead = [p for p in self._procs if not p.is_alive()]
-            if dead:
-                codes = ", ".join(str(p.exitcode) for p in dead)
-                self.close()
-                raise DecodeWorkerError(f"{len(dead)} decode worker(s) died (exit code {codes})",
-                                        fix="check memory (a worker may have been killed), or run with "
-                                            "--workers 0 to decode in the main process") from None
+            self._check_alive()
             return
+        if time.monotonic() - self._checked_at > POLL_S:  # results flowing: still notice a dead worker
+            self._check_alive()
         if r_job != job:
             return  # a late result of an abandoned slide
+        outstanding[0] -= 1
         stats.decode_seconds += seconds
-        i = start // batch_size
+        stats.jpeg_tiles_decoded += decoded
         if err is None:
-            done[i] = (start, count)
+            band_left[tasks[task_id][0]] -= 1
             return
         kind, msg, tb = err
         if kind == "jpeg" and specs[0].jpeg is not None:
             log.warning("%s: %s; reading this slide through OpenSlide instead", specs[0].slide_path, msg)
             specs[0] = specs[0].fall_back(f"JPEG decoding failed: {msg}")
             stats.path, stats.fallback, stats.decoder = specs[0].path.value, msg, "openslide"
-            submit(i)
+            put(task_id)
             return
-        if kind == "jpeg":  # a late JPEG failure after the switch: read that batch again via OpenSlide
-            submit(i)
+        if kind == "jpeg":  # a late JPEG failure after the switch: read that strip again via OpenSlide
+            put(task_id)
             return
         log.debug("decode worker traceback:\n%s", tb)
         if kind == "input":

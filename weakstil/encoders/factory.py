@@ -178,7 +178,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError,
+                TypeError, AttributeError) as exc:  # torch.load of an arbitrary file fails in many ways
             raise EncoderError(f"not a weights-only PyTorch state dict ({_short(exc)})", path=path,
                                fix="save the model's state_dict() with torch.save, or convert it to .safetensors") \
                 from None

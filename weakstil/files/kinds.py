@@ -1,7 +1,8 @@
 """The five per-slide file kinds. Coordinates are level-0 pixels ``[x, y]`` of each tile's
 top-left corner; per-tile datasets share the order of ``coords``; masks carry their µm/px in
 an ``mpp`` attribute. Every file also has the attributes ``kind``, ``schema_version`` and
-``complete`` = 1 (written last).
+``complete`` = 1 (written last), and ``slide_fingerprint``: the identity of the scan it was made
+from (:mod:`weakstil.fingerprint`), checked before the file is reused for a slide.
 
 To add a dataset to a kind: a field with default ``None`` and an optional
 ``Dataset(name, dtype, required=False)`` in its ``DATASETS``; older files then read it as
@@ -37,7 +38,8 @@ class TilesFile(SlideFile):
     ``tile_size_level0``, ``overlap_px``, ``tissue_threshold``, ``tile_mode``, ``mask_mpp``,
     ``tissue_params`` and ``tiling_key`` as JSON, ``n_tiles``), the slide (``slide_path``,
     ``slide_id``, ``slide_mpp``, ``slide_mpp_source``, ``slide_width``, ``slide_height``,
-    ``slide_vendor``, ``slide_levels``), ``warnings`` (JSON), ``weakstil_version``, ``created``.
+    ``slide_vendor``, ``slide_levels``, ``slide_fingerprint``), ``warnings`` (JSON), ``weakstil_version``,
+    ``created``.
     """
 
     KIND = "tiles"
@@ -62,7 +64,7 @@ class FeaturesFile(SlideFile):
     ``normalisation`` (JSON), ``precision``, ``device``, ``torch_version``, ``timm_version``,
     ``seed``, ``batch_size``, ``embed_seconds``, ``decode`` (JSON: how the tiles were read, see
     :mod:`weakstil.embed`; optional), ``cache_format`` and ``cache_key`` (sha256 of everything that
-    changes the features: encoder, weights, card, tiling, slide µm/px).
+    changes the features: encoder, weights, card, tiling, slide µm/px, slide fingerprint).
     """
 
     KIND = "features"
@@ -110,7 +112,7 @@ class BedFile(SlideFile):
     tissue), ``detail``, the annotation file or the detector (``detector_path``, ``detector_id``,
     ``detector_sha256``), ``features_path`` and the features' ``cache_key`` (a bed made from
     other features is refused), ``tile_size_level0``, ``slide_mpp``, ``slide_width``,
-    ``slide_height``, ``slide_path``, ``encoder``, ``weights_sha256``, ``n_tiles``,
+    ``slide_height``, ``slide_path``, ``slide_fingerprint``, ``encoder``, ``weights_sha256``, ``n_tiles``,
     ``n_tumorbed_tiles``, ``tile_threshold``, ``weakstil_version``, ``created``.
     """
 
@@ -137,7 +139,8 @@ class TileScoresFile(SlideFile):
     ``attention`` (logits; attention models only). Attributes ``slide_id``,
     ``tile_size_level0``, ``stil_pred``, ``stil_true``, ``fold`` or ``model_sha256``,
     ``source``, ``aggregator`` and the slide placement (``slide_path``, ``slide_mpp``,
-    ``slide_width``, ``slide_height``, ``mpp``, ``tile_px``, ``overlap_px``, ``tiling_key``).
+    ``slide_width``, ``slide_height``, ``mpp``, ``tile_px``, ``overlap_px``, ``tiling_key``,
+    ``slide_fingerprint``).
     """
 
     KIND = "tile_scores"
@@ -166,7 +169,7 @@ class SlideScoresFile(SlideFile):
     ``status``, ``n_tiles``, ``n_tumorbed_tiles``, ``model_id``, ``model_path``, ``aggregator``,
     ``encoder_id``, the tumour bed's ``tumorbed_source`` / ``tumorbed_detail`` /
     ``tumorbed_mask_mpp`` / ``tumorbed_tile_threshold``, the features' tiling, encoder and
-    ``cache_key``, versions and ``created``. The sTIL% interval and qc flags
+    ``cache_key``, ``slide_fingerprint``, versions and ``created``. The sTIL% interval and qc flags
     (:mod:`weakstil.qc.scoring`): ``stil_lower_90``, ``stil_upper_90``, ``interval_level``,
     ``interval_uncertainty``, ``tile_standard_error``, ``fold_stils`` (JSON), ``qc`` (flags
     joined by ``;``), ``qc_reasons`` (JSON: flag -> why), ``ood_score``, ``ood_threshold``,

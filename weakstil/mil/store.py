@@ -11,9 +11,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
 
-from weakstil.atomic import atomic_path
+from weakstil.atomic import atomic_path, write_json
 from weakstil.mil.bank import FeatureBank
 from weakstil.mil.config import Architecture, TrainConfig
 from weakstil.mil.identity import ModelError
@@ -40,19 +39,8 @@ def save_model(model: TileMIL, directory: str | Path, meta: dict[str, object]) -
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
             "architecture": asdict(model.arch), "weights_file": WEIGHTS_FILE,
             "weights_sha256": sha256_file(folder.weights_path)}
-    with atomic_path(folder.meta_path) as tmp:
-        tmp.write_text(json.dumps(full, indent=2, default=_json_default) + "\n")
+    write_json(folder.meta_path, full, indent=2)  # strict JSON: a missing metric is null, never NaN
     return directory
-
-
-def _json_default(o: object) -> object:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def load_model(directory: str | Path) -> tuple[TileMIL, dict]:

@@ -87,6 +87,7 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
         "cache_key": str(a.get("cache_key", "")), "tile_size_level0": float(a["tile_size_level0"]),
         "slide_mpp": float(a["slide_mpp"]), "slide_width": int(a["slide_width"]),
         "slide_height": int(a["slide_height"]), "slide_path": str(a.get("slide_path", "")),
+        "slide_fingerprint": a.get("slide_fingerprint"),
         "encoder": str(a.get("encoder", "")), "weights_sha256": str(a.get("weights_sha256", "")),
         "n_tiles": int(len(bed.tile_fraction)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
         "tile_threshold": float(bed.attrs()["tumorbed_tile_threshold"]),
@@ -98,19 +99,51 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
 
 def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedSources) -> AppliedBed:
     """Resolve one slide's tumour bed (annotation > detector > whole tissue) from its feature
-    cache and write ``OUT/<slide_id>.h5`` and ``OUT/<slide_id>.geojson``."""
-    from weakstil.annotations import write_geojson
+    cache and write ``OUT/<slide_id>.h5`` and ``OUT/<slide_id>.geojson`` (under the slide's lock)."""
+    from weakstil.locks import OutputLock
+    from weakstil.outputdir import check_replaceable
+
+    from weakstil.errors import WeakSTILError
 
     features_path = Path(features_path)
+    if features_path.suffix.lower() != ".h5":  # e.g. the slide itself
+        raise WeakSTILError("not a feature cache", path=features_path,
+                            fix="pass the <slide_id>.h5 files written by 'weakstil embed' (or a glob of them)")
     slide_id = features_path.stem  # `weakstil embed` names the cache after the slide
+    out_dir = Path(out_dir)
+    with OutputLock(slide_file(out_dir, slide_id)):
+        return _apply(features_path, slide_id, out_dir, sources, check_replaceable)
+
+
+def check_features_are_of_their_slide(features: FeaturesFile) -> None:
+    """When the slide the features were made from is still where they say, it must be the same
+    scan (its fingerprint), or the bed would be drawn on another slide's tiles."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.fingerprint import recorded, slide_fingerprint
+
+    mine = recorded(features.attrs)
+    slide_path = Path(str(features.attr("slide_path", "")))
+    if mine is None or not str(features.attr("slide_path", "")) or not slide_path.is_file():
+        return
+    now = slide_fingerprint(slide_path)
+    if now is not None and now != mine:
+        raise WeakSTILError(f"the features were made from another version of {slide_path} (its content "
+                            "fingerprint differs)", path=features.path,
+                            fix=f"run 'weakstil embed' again for {slide_path}")
+
+
+def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSources, check_replaceable) -> AppliedBed:
+    from weakstil.annotations import write_geojson
+
     features = FeaturesFile.read(features_path)
+    check_features_are_of_their_slide(features)
+    check_replaceable(slide_file(out_dir, slide_id), BedFile)
     bed = sources.resolve(slide_id, features)
     provenance = {"features_path": str(features_path.resolve())}
     if bed.source is TumorBedSource.ANNOTATION:
         provenance["annotation_path"] = str(Path(bed.detail).resolve())
     elif bed.source is TumorBedSource.MODEL and sources.detector is not None and sources.detector_path is not None:
         provenance.update(detector_identity(sources.detector, sources.detector_path))
-    out_dir = Path(out_dir)
     h5_path = write_bed(slide_file(out_dir, slide_id), slide_id, features, bed, provenance)
     geojson_path = out_dir / f"{slide_id}.geojson"
     remove_stale_temps(geojson_path)

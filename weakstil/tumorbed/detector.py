@@ -147,7 +147,7 @@ class TumorBedModel:
         """``model.safetensors`` + ``model.json`` in ``directory`` (written atomically)."""
         from safetensors.numpy import save_file
 
-        from weakstil.atomic import atomic_path
+        from weakstil.atomic import atomic_path, write_json
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -157,8 +157,7 @@ class TumorBedModel:
             save_file(tensors, str(tmp))
         meta = {**self.meta, "kind": DETECTOR_KIND, "post_process": asdict(self.post),
                 "weakstil_version": __version__}
-        with atomic_path(directory / META_FILE) as tmp:
-            tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        write_json(directory / META_FILE, meta, indent=2, sort_keys=True)
         return directory
 
     @classmethod

@@ -42,6 +42,11 @@ class BedSources:
         bundled detector (``model``) when it carries one."""
         from weakstil.modeldir import ModelDir
 
+        for folder, option, made_by in ((annotations, "--annotations", "a folder of <slide_id>.geojson/.xml files"),
+                                        (beds, "--tumorbed-beds", "the --out folder of 'weakstil tumorbed apply'")):
+            if folder is not None and not Path(folder).is_dir():  # a typo must not fall back to the whole tissue
+                raise WeakSTILError(f"{option} folder not found" if not Path(folder).exists() else
+                                    f"{option} is not a folder", path=folder, fix=f"pass {made_by}")
         if detector is None and model is not None:
             detector = ModelDir(model).bundled_detector
         path = None
@@ -121,6 +126,12 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
         why = "file is incomplete (an interrupted run)" if "incomplete" in exc.message else \
             f"file is unreadable ({exc.message})"
         raise _stale(path, slide_id, why) from None
+    from weakstil.fingerprint import recorded as recorded_fingerprint
+
+    mine, theirs = recorded_fingerprint(bed.attrs), recorded_fingerprint(features.attrs)
+    if mine is not None and theirs is not None and mine != theirs:
+        raise _stale(path, slide_id, "was computed for another slide file with the same name (its content "
+                                     "fingerprint differs from the features')")
     recorded, current = str(bed.attr("cache_key", "")), str(features.attr("cache_key", ""))
     if recorded != current:
         raise _stale(path, slide_id, f"was computed from other features (cache_key {recorded[:12] or 'none'}, "
