@@ -277,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--pretrain-steps", type=int, default=100)
     ap.add_argument("--rescore", action="store_true", help="retrain the qc references and score every slide again "
                     "(after a change of the qc code; the MIL models are the same bytes)")
+    ap.add_argument("--models", nargs="+", default=list(PAIRS), choices=list(PAIRS),
+                    help="training cohorts whose models are measured (default: both)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     for name in ("weakstil.embed", "weakstil.tiles", "weakstil.qc.scoring", "weakstil.synth"):
@@ -284,12 +286,14 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(ROOT))
     cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
+    needed = {*args.models, *(t for m in args.models for t in PAIRS[m]), "train_default"}  # encoder: train_default
     tables = {name: make_cohort(cache, name, args.slides if COHORTS[name][3] else args.test_slides, args.size_mm)
-              for name in COHORTS}
+              for name in COHORTS if name in needed}
     enc = encoder_dir(cache, args.encoder, list(tables["train_default"]["abs_path"]), args.pretrain_steps)
     features = {name: embed(cache, name, t, enc) for name, t in tables.items()}
     results, real = [], []
-    for train_name, tests in PAIRS.items():
+    for train_name in args.models:
+        tests = PAIRS[train_name]
         model = train(cache, train_name, tables[train_name], features[train_name], args.folds, args.group_column,
                       args.rescore)
         for test in tests:
