@@ -97,6 +97,9 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
         assert ("near_threshold" in row.qc.split(";")) == near
     cmu = table.set_index("slide_id").loc["CMU-1-Small-Region"]
     assert "out_of_distribution" in cmu.qc.split(";")
+    # and the user is told while it runs, with the reason
+    said = " ".join(proc.stderr.split())
+    assert "CMU-1-Small-Region: qc out_of_distribution (OOD score" in said
     cmu_attrs = SlideScoresFile.read_header(out / "CMU-1-Small-Region.h5")[0]
     synth_scores = [SlideScoresFile.read_header(out / f"{p.stem}.h5")[0]["ood_score"] for p in trained["held"]]
     # the real skin slide is much further from the training tiles than new slides of their generator
