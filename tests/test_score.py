@@ -81,8 +81,9 @@ def test_batch_with_bad_slides_goes_on(pipeline, tmp_path):
     proc = score(pipeline, out, *pipeline["held"], CMU, no_mpp, dicom, truncated)
     assert proc.returncode == 1, proc.stderr  # some slides failed
     table = pd.read_csv(out / "results.csv", dtype={"slide_id": str})
-    assert list(table.columns)[:10] == ["slide_id", "path", "stil", "stil_high", "threshold", "n_tiles",
-                                       "n_tumorbed_tiles", "tumorbed_source", "status", "error"]
+    assert list(table.columns)[:13] == ["slide_id", "path", "stil", "stil_lower_90", "stil_upper_90", "stil_high",
+                                       "threshold", "n_tiles", "n_tumorbed_tiles", "tumorbed_source", "status",
+                                       "qc", "error"]
     status = dict(zip(table["slide_id"], table["status"]))
     assert len(status) == len(pipeline["held"]) + 4
     for name in (no_mpp.stem, dicom.stem, "truncated"):

@@ -361,6 +361,9 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         n = len(tiles.coords)
         if n == 0:
+            if tiles.warnings:  # e.g. a fluorescence scan: say so, not just "no tissue"
+                raise NoTissueError(f"no tissue found (0 tiles): {'; '.join(tiles.warnings)}", path=slide.path,
+                                    fix="score brightfield H&E scans", warnings=tiles.warnings)
             raise NoTissueError("no tissue found (0 tiles)", path=slide.path,
                                 fix="check the slide is not blank; lower --tissue-threshold if tissue is faint")
         _write_cache(out_path, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,

@@ -34,7 +34,13 @@ class SlideError(WeakSTILError):
 
 
 class NoTissueError(WeakSTILError):
-    """Tissue detection found nothing to tile."""
+    """Tissue detection found nothing to tile; ``warnings`` says why the image may not be
+    brightfield H&E (e.g. a fluorescence scan)."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None, fix: str | None = None,
+                 warnings: list[str] | None = None):
+        self.warnings = list(warnings or [])
+        super().__init__(message, path=path, fix=fix)
 
 
 class UsageError(WeakSTILError):

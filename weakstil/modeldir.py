@@ -7,6 +7,13 @@
     MODEL/cv/oof_predictions.csv                out-of-fold predictions of the cross-validation,
     MODEL/cv/metrics.json, metrics.csv, calibration.csv, scatter.png, roc.png
     MODEL/cv/tiles/<slide_id>.h5                out-of-fold tile scores (weakstil.files.TileScoresFile)
+    MODEL/folds/fold_<k>.safetensors            the cross-validation fold models (listed with their
+                                                SHA-256 under ``folds`` in model.json)
+    MODEL/qc/calibration.json                   the sTIL% interval's calibration (weakstil.confidence)
+    MODEL/qc/reference.json                     what the qc flags compare a slide with (weakstil.qc)
+    MODEL/qc/embeddings.safetensors             reference tile embeddings of the OOD score
+    MODEL/qc/training_slides.csv                every training slide's out-of-fold interval, OOD
+                                                score, image statistics and flags
 
 ``weakstil score`` uses a bundled encoder and detector unless told otherwise, so a model
 folder copied to another machine scores slides on its own.
@@ -27,6 +34,12 @@ TUMORBED_DIR = "tumorbed"
 CV_DIR = "cv"
 TILES_DIR = "tiles"
 OOF_FILE = "oof_predictions.csv"
+FOLDS_DIR = "folds"
+QC_DIR = "qc"
+CALIBRATION_FILE = "calibration.json"
+QC_REFERENCE_FILE = "reference.json"
+EMBEDDINGS_FILE = "embeddings.safetensors"
+QC_SLIDES_FILE = "training_slides.csv"
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,34 @@ class ModelDir:
     @property
     def oof_path(self) -> Path:
         return self.cv_dir / OOF_FILE
+
+    @property
+    def folds_dir(self) -> Path:
+        return self.root / FOLDS_DIR
+
+    def fold_path(self, k: int) -> Path:
+        """The ``k``-th cross-validation fold model (from 1)."""
+        return self.folds_dir / f"fold_{k}.safetensors"
+
+    @property
+    def qc_dir(self) -> Path:
+        return self.root / QC_DIR
+
+    @property
+    def calibration_path(self) -> Path:
+        return self.qc_dir / CALIBRATION_FILE
+
+    @property
+    def qc_reference_path(self) -> Path:
+        return self.qc_dir / QC_REFERENCE_FILE
+
+    @property
+    def embeddings_path(self) -> Path:
+        return self.qc_dir / EMBEDDINGS_FILE
+
+    @property
+    def qc_slides_path(self) -> Path:
+        return self.qc_dir / QC_SLIDES_FILE
 
     def cv_tile_scores(self, slide_id: str) -> Path:
         """The out-of-fold tile scores of one slide."""

@@ -60,6 +60,8 @@ class SlideRow:
     stil_pred: float
     thumbnail: str | None  #: path relative to the report folder
     heatmap: str | None
+    interval: str = ""  #: the out-of-fold 90 % interval, calibrated without the slide
+    qc: str = ""  #: the qc flags the slide would get at scoring
 
 
 def _read_json(path: Path, what: str, fix: str) -> dict:
@@ -219,6 +221,36 @@ def _slide_rows(model_dir: Path, oof: pd.DataFrame, out_dir: Path, slides: dict[
     return rows
 
 
+def _add_confidence(rows: list[SlideRow], folder: ModelDir) -> None:
+    """Each slide's out-of-fold interval and qc flags from ``MODEL/qc/training_slides.csv``."""
+    from weakstil.confidence import interval_columns
+
+    if not folder.qc_slides_path.is_file():
+        return
+    table = pd.read_csv(folder.qc_slides_path, dtype={"slide_id": str, "qc": str}, keep_default_na=False)
+    low, high = interval_columns()
+    by_id = {str(r["slide_id"]): r for r in table.to_dict("records")}
+    for row in rows:
+        rec = by_id.get(row.slide_id)
+        if rec is None:
+            continue
+        lo, hi = pd.to_numeric(rec.get(low, ""), errors="coerce"), pd.to_numeric(rec.get(high, ""), errors="coerce")
+        row.interval = f"{lo:.1f}–{hi:.1f}" if pd.notna(lo) and pd.notna(hi) else ""
+        row.qc = str(rec.get("qc", "")).replace(";", ", ")
+
+
+def confidence_headline(meta: dict) -> dict[str, float | None]:
+    """The interval's out-of-fold coverage and width, and the training slides' flag rate."""
+    qc = meta.get("qc") or {}
+    conf = qc.get("confidence") or {}
+    if not qc:
+        return {}
+    level = f"{100 * float(conf.get('level', 0.9)):g} %"
+    return {f"{level} interval coverage, out of fold (leave-one-out)": conf.get("coverage_loo"),
+            f"median {level} interval width (sTIL points)": conf.get("width_median"),
+            "training slides with a qc flag": qc.get("training_flagged")}
+
+
 def headline(metrics: dict, threshold: float) -> dict[str, float | None]:
     """The numbers a reader looks at first."""
     at = next((c for c in metrics.get("classification", []) if float(c["threshold"]) == float(threshold)), {})
@@ -284,9 +316,11 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         _copy(source, out_dir / name)
         files[name] = out_dir / name
     rows = _slide_rows(model_dir, oof, out_dir, slides, Path(tiles_dir) if tiles_dir else None, slide_mpp)
+    _add_confidence(rows, folder)
     files["overview.png"] = write_overview(out_dir, rows, out_dir / "overview.png")
     content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(model_dir),
-                            headline=headline(metrics, threshold), threshold=threshold, rows=rows,
+                            headline={**headline(metrics, threshold), **confidence_headline(meta)},
+                            threshold=threshold, rows=rows,
                             settings=flatten(settings or {}), model_settings=model_settings(meta),
                             trained_versions=dict(meta.get("versions", {})), report_versions=installed_versions(),
                             cv_folds=(meta.get("training", {}).get("cross_validation") or {}).get("folds"))
@@ -354,13 +388,13 @@ def render_markdown(c: ReportContent) -> str:
              "## Metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {fmt(v)} |" for k, v in c.headline.items()]
     lines += ["", "![predicted vs true](scatter.png) ![ROC](roc.png)", "", "## Slides", "",
-              "| slide | group | fold | true sTIL% | predicted sTIL% | error | tiles | out-of-fold heatmap |",
-              "|---|---|---|---|---|---|---|---|"]
+              "| slide | group | fold | true sTIL% | predicted sTIL% | error | 90 % interval | qc | tiles | "
+              "out-of-fold heatmap |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in c.rows:
         thumb = f"![{r.slide_id} tiles]({r.thumbnail})" if r.thumbnail else ""
         heat = f"[![{r.slide_id} heatmap]({r.heatmap})]({r.heatmap})" if r.heatmap else ""
         lines.append(f"| {r.slide_id} | {r.group} | {r.fold} | {r.stil_true:.1f} | {r.stil_pred:.1f} | "
-                     f"{r.stil_pred - r.stil_true:+.1f} | {thumb} | {heat} |")
+                     f"{r.stil_pred - r.stil_true:+.1f} | {r.interval} | {r.qc} | {thumb} | {heat} |")
     lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
     lines += [f"| {k} | `{v}` |" for k, v in c.settings + c.model_settings]
     lines += ["", "## Versions", "", "| package | training | report |", "|---|---|---|"]
@@ -388,13 +422,13 @@ def render_html(c: ReportContent) -> str:
     parts += ["</table>", "<p><img class='plot' src='scatter.png' alt='predicted vs true sTIL%'>"
               "<img class='plot' src='roc.png' alt='ROC of sTIL-high'></p>", "<h2>Slides</h2><table>",
               "<tr><th>slide</th><th>group</th><th>fold</th><th>true sTIL%</th><th>predicted sTIL%</th>"
-              "<th>error</th><th>tiles</th><th>out-of-fold heatmap</th></tr>"]
+              "<th>error</th><th>90 % interval</th><th>qc</th><th>tiles</th><th>out-of-fold heatmap</th></tr>"]
     for r in c.rows:
         thumb = f"<img class='thumb' src='{e(r.thumbnail)}' alt='{e(r.slide_id)} tiles'>" if r.thumbnail else ""
         heat = (f"<a href='{e(r.heatmap)}'><img class='heat' src='{e(r.heatmap)}' alt='{e(r.slide_id)} heatmap'></a>"
                 if r.heatmap else "")
         cells = [e(r.slide_id), e(r.group), e(str(r.fold)), f"{r.stil_true:.1f}", f"{r.stil_pred:.1f}",
-                 f"{r.stil_pred - r.stil_true:+.1f}", thumb, heat]
+                 f"{r.stil_pred - r.stil_true:+.1f}", e(r.interval), e(r.qc), thumb, heat]
         parts.append(f"<tr>{_cells(cells, numeric=(3, 4, 5))}</tr>")
     parts += ["</table>", "<h2>Settings</h2><table>"]
     parts += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in c.settings + c.model_settings]

@@ -31,6 +31,7 @@ import numpy as np
 
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path, remove_stale_temps
+from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import slide_file
 from weakstil.modeldir import ModelDir
@@ -38,8 +39,10 @@ from weakstil.slide import slide_id_from_path
 
 log = logging.getLogger(__name__)
 
-RESULT_COLUMNS = ["slide_id", "path", "stil", "stil_high", "threshold", "n_tiles", "n_tumorbed_tiles",
-                  "tumorbed_source", "status", "error", "model_id", "encoder_id", "seconds"]
+#: The sTIL% interval's columns (weakstil.confidence): stil_lower_90, stil_upper_90.
+LOWER, UPPER = interval_columns()
+RESULT_COLUMNS = ["slide_id", "path", "stil", LOWER, UPPER, "stil_high", "threshold", "n_tiles",
+                  "n_tumorbed_tiles", "tumorbed_source", "status", "qc", "error", "model_id", "encoder_id", "seconds"]
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 STATUS_NO_BED = "no tumour bed"
@@ -90,6 +93,7 @@ class _Context:
     threshold: float
     params: Any
     beds: Any  #: weakstil.tumorbed.resolver.BedSources
+    assessor: Any = None  #: weakstil.qc.scoring.SlideAssessor: the sTIL% interval and the qc flags
     _encoder: Any = field(default=None, repr=False)
     _planner: Any = field(default=None, repr=False)
 
@@ -165,14 +169,16 @@ def _tiling_params(meta: dict):
 
 def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.mil.store import load_model
+    from weakstil.qc.scoring import SlideAssessor
     from weakstil.tumorbed.resolver import BedSources
 
     model, meta = load_model(opts.model)
+    assessor = SlideAssessor.load(opts.model, meta, model.arch)
     model_id = f"{opts.model.resolve().name}@{str(meta.get('weights_sha256'))[:12]}"
     threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", settings.STIL_THRESHOLD))
     beds = BedSources.open(annotations=opts.annotations, beds=opts.tumorbed_beds, detector=opts.tumorbed_model,
                            model=opts.model)
-    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds)
+    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor)
 
 
 def _read_previous(path: Path) -> dict[str, dict]:
@@ -328,8 +334,13 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
 
 
 def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, seconds: float) -> dict:
-    return {"slide_id": slide_id, "path": str(path), "stil": math.nan, "stil_high": "", "threshold": ctx.threshold,
+    from weakstil.qc.flags import Flag
+
+    # a slide refused because it is not brightfield H&E (e.g. fluorescence) is flagged as such
+    return {"slide_id": slide_id, "path": str(path), "stil": math.nan, LOWER: math.nan, UPPER: math.nan,
+            "stil_high": "", "threshold": ctx.threshold,
             "n_tiles": 0, "n_tumorbed_tiles": 0, "tumorbed_source": "", "status": STATUS_ERROR,
+            "qc": Flag.STAIN.value if getattr(exc, "warnings", None) else "",
             "error": exc.one_line(), "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(seconds, 2)}
 
@@ -360,7 +371,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     # every tile gets a score (the heatmap); only tumour-bed tiles make the slide's sTIL%
     mask = flags if flags.any() else np.ones(len(flags), bool)
     bank = FeatureBank.from_caches([features], [slide_id], tumorbeds={slide_id: mask})
-    scores = score_slides(ctx.model, bank, device=resolve_device(opts.device))[0]
+    device = resolve_device(opts.device)
+    scores = score_slides(ctx.model, bank, device=device)[0]
     tile_scores = np.asarray(scores.tile_scores, np.float32)
     attention = None if scores.attention is None else np.asarray(scores.weights, np.float32)
     logits = None if scores.attention is None else np.asarray(scores.attention, np.float32)
@@ -371,18 +383,40 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
         log.warning("%s: no tumour bed found; no score", slide_id)
+    qc_row, qc_attrs = ctx.assessor.assess(
+        bank=bank, scores=scores, stil=stil, n_bed_tiles=int(flags.sum()), threshold=ctx.threshold, slide_path=path,
+        slide_mpp=opts.slide_mpp, tissue_fraction=features.tissue_fraction, tile_px=int(features.attrs["tile_px"]),
+        mpp=float(features.attrs["mpp"]), device=device)
     try:
         _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,
-                             attention_logits=logits)
+                             qc_attrs, attention_logits=logits)
     except BaseException:  # all of a slide's outputs or none (its row says error)
         for suffix in OUTPUT_SUFFIXES:
             (opts.out / f"{slide_id}{suffix}").unlink(missing_ok=True)
         raise
     return {"slide_id": slide_id, "path": str(path), "stil": round(stil, 4) if status in SCORED else math.nan,
+            LOWER: qc_row[LOWER], UPPER: qc_row[UPPER], "qc": qc_row["qc"],
             "stil_high": stil_high, "threshold": ctx.threshold, "n_tiles": int(len(tile_scores)),
             "n_tumorbed_tiles": int(flags.sum()), "tumorbed_source": bed.source.value, "status": status,
             "error": "", "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def _title(slide_id: str, stil: float, stil_high: object, threshold: float, status: str, attrs: dict) -> str:
+    """The heatmap's title: score, interval, call and qc flags."""
+    from weakstil.qc.scoring import interval_text
+
+    if status not in SCORED:
+        label = status
+    else:
+        interval = interval_text(attrs.get(LOWER), attrs.get(UPPER),
+                                 float(attrs.get("interval_level", 0.9)))
+        label = (f"sTIL {stil:.1f} %" + (f" ({interval})" if interval else "")
+                 + f", {'high' if stil_high else 'low'} at {threshold:g} %")
+        if status == STATUS_BED_FALLBACK:
+            label += f" ({status})"
+    qc = attrs.get("qc")
+    return f"{slide_id}: {label}" + (f"\nqc: {qc.replace(';', ', ')}" if qc else "")
 
 
 class _LazyEncoder:
@@ -404,7 +438,7 @@ _COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "
 
 def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed, tile_scores: np.ndarray,
                          attention: np.ndarray | None, stil: float, stil_high: object, status: str,
-                         attention_logits: np.ndarray | None = None) -> None:
+                         qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None) -> None:
     from weakstil.files import SlideScoresFile
     from weakstil.outputs import write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
@@ -428,6 +462,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **bed.attrs(),
     }
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
+    attrs.update(qc_attrs or {})
     SlideScoresFile(coords=coords, tile_scores=tile_scores, attention=attention, attention_logits=attention_logits,
                     tumorbed=bed.tile_flags,
                     tumorbed_fraction=bed.tile_fraction, tissue_fraction=features.tissue_fraction,
@@ -438,12 +473,8 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         mpp = overlay_mpp(slide)
         thumb = slide.read_thumbnail(mpp)
         slide_mpp = slide.mpp
-    label = (f"sTIL {stil:.1f}% ({'high' if stil_high else 'low'} at {ctx.threshold:g}%)"
-             if status in SCORED else status)
-    if status == STATUS_BED_FALLBACK:
-        label += f" ({status})"
     write_heatmap_png(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,
-                      tumorbed_mask=bed.mask, title=f"{slide_id}: {label}")
+                      tumorbed_mask=bed.mask, title=_title(slide_id, stil, stil_high, ctx.threshold, status, attrs))
     measurements = {"sTIL score": tile_scores, "tumour bed": bed.tile_flags.astype(np.float32)}
     if attention is not None:
         measurements["attention"] = attention

@@ -75,10 +75,7 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     # are caught by widening the ink mask a little.
     pen = np.zeros(mask.shape, bool)
     if p.remove_pen:
-        r16, g16, b16 = (c.astype(np.int16) for c in (r, g, b))
-        pen = ((g16 > r16 + 10) & (g16 > b16 - 5)) | ((b16 > r16 + 40) & (g16 > r16)) | (mx < 45)
-        del r16, g16, b16
-        pen = _dilate(pen, 2)
+        pen = _dilate(pen_ink(r, g, b), 2)
         mask &= ~pen
     del r, g, b, mx
 
@@ -118,6 +115,13 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     mask = morphology.remove_small_objects(mask, max_size=max(1, int(p.min_object_um2 / px_area)))
     log.debug("tissue: saturation threshold %.3f, %.1f%% of thumbnail", thr, 100 * mask.mean())
     return mask
+
+
+def pen_ink(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Pixels of marker ink: green or blue hues (H&E is pink to purple), or near-black."""
+    r16, g16, b16 = (c.astype(np.int16) for c in (r, g, b))
+    mx = np.maximum(np.maximum(r16, g16), b16)
+    return ((g16 > r16 + 10) & (g16 > b16 - 5)) | ((b16 > r16 + 40) & (g16 > r16)) | (mx < 45)
 
 
 def _ratio_above(numerator: np.ndarray, denominator: np.ndarray, ratio: float) -> np.ndarray:

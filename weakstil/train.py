@@ -64,6 +64,23 @@ def _write_tile_scores(path: Path, bag: SlideBag, scores: SlideScores, attrs: di
                                  **placement_attrs(bag.attrs)}).write(path)
 
 
+def _fit_confidence_and_qc(folder: ModelDir, bank, cohort: Cohort, labels: np.ndarray, oof, fold_models: list,
+                           threshold: float, seed: int, on_epoch) -> dict:
+    """Save the fold models and what the sTIL% interval and the qc flags of ``weakstil score``
+    need (weakstil.qc.training); returns the ``folds`` and ``qc`` entries of model.json."""
+    from weakstil.mil.store import save_fold_models
+    from weakstil.qc.training import fit_qc
+
+    def on_slide(done: int, total: int) -> None:
+        if on_epoch is not None:
+            on_epoch("qc slides", done, total, float("nan"), float("nan"), done == total)
+
+    folds = save_fold_models(fold_models, folder.root) if fold_models else []
+    qc = fit_qc(folder, bank, cohort.table["path"].tolist(), labels, oof, threshold=threshold, seed=seed,
+                on_slide=on_slide)
+    return {"folds": folds, "qc": qc}
+
+
 def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | Path, cfg=None, *,
                  n_folds: int = 5, group_column: str | None = None, threshold: float = STIL_THRESHOLD,
                  overwrite: bool = False, on_epoch=None, tumorbeds: dict | None = None,
@@ -154,6 +171,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             final = fit(bank, labels, fit_idx, val_idx, cfg, seed=cfg.seed, stage="final", on_epoch=on_epoch)
             how = (f"{len(fit_idx)} slides, early stopping on {len(val_idx)} held-out slides "
                    f"(best epoch {final.best_epoch}); no cross-validation")
+        qc_meta = _fit_confidence_and_qc(ModelDir(tmp), bank, cohort, labels, cv.scores if n_folds >= 2 else None,
+                                         cv.models if n_folds >= 2 else [], threshold, cfg.seed, on_epoch)
         duration = time.perf_counter() - t0
         meta = model_meta(bank, cfg, threshold=threshold, extra={
             "cohort": str(Path(csv_path).resolve()), "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
@@ -161,6 +180,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             "cross_validation": cv_summary or None, "load_seconds": round(t_load, 2),
             "train_seconds": round(duration, 2),
         })
+        meta.update(qc_meta)
         save_model(final.model, tmp, meta)
         mark(tmp, "train")
         if out_dir.exists():

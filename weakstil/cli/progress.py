@@ -42,7 +42,8 @@ def epoch_progress():
         lazy.start()
         if stage not in tasks:
             tasks[stage] = progress.add_task(stage, total=max_epochs, info="")
-        info = f"loss {train_loss:.4f}" + ("" if val_loss != val_loss else f"  val {val_loss:.4f}")
+        info = "" if train_loss != train_loss else \
+            f"loss {train_loss:.4f}" + ("" if val_loss != val_loss else f"  val {val_loss:.4f}")
         progress.update(tasks[stage], completed=max_epochs if done else epoch, info=info)
 
     return lazy, on_epoch

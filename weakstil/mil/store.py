@@ -116,3 +116,50 @@ def model_meta(bank: FeatureBank, cfg: TrainConfig, *, threshold: float, extra: 
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def save_fold_models(models: list[TileMIL], directory: str | Path) -> list[dict[str, str]]:
+    """Write the cross-validation fold models to ``folds/fold_<k>.safetensors`` (k from 1) and
+    return their ``model.json`` entries (``file`` relative to the model folder, ``sha256``)."""
+    from safetensors.torch import save_file
+
+    folder = ModelDir(directory)
+    folder.folds_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for k, model in enumerate(models, start=1):
+        path = folder.fold_path(k)
+        state = {name: v.detach().cpu().contiguous() for name, v in model.state_dict().items()}
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={"weakstil": json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
+                                                                         "fold": k})})
+        entries.append({"file": path.relative_to(folder.root).as_posix(), "sha256": sha256_file(path)})
+    return entries
+
+
+def load_fold_models(directory: str | Path, meta: dict, arch: Architecture) -> list[TileMIL]:
+    """The fold models listed in ``model.json`` (empty for models trained without them);
+    each must match its recorded SHA-256 and the architecture exactly."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from weakstil.weights import state_dict_diff
+
+    folder = ModelDir(directory)
+    models = []
+    for entry in meta.get("folds") or []:
+        path = folder.root / str(entry.get("file", ""))
+        fix = "copy the whole model folder, or train the model again"
+        if not path.is_file():
+            raise ModelError("fold model is missing", path=path, fix=fix)
+        if sha256_file(path) != entry.get("sha256"):
+            raise ModelError("fold model does not match model.json (SHA-256 differs)", path=path, fix=fix)
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(f"cannot read fold model ({exc})", path=path, fix=fix) from None
+        model = TileMIL(arch)
+        if any(state_dict_diff(model.state_dict(), state)):
+            raise ModelError("fold model weights do not match the architecture in model.json", path=path, fix=fix)
+        model.load_state_dict(state, strict=True)
+        models.append(model.eval())
+    return models

@@ -154,6 +154,7 @@ class CVResult:
     scores: list[SlideScores]  #: out-of-fold, in bank order
     best_epochs: list[int]
     histories: list[list[dict[str, float]]]
+    models: list[TileMIL] = field(default_factory=list)  #: the fold models (on the CPU), fold k at k
 
 
 #: Fewer training groups than this: the early-stopping split is by slide (whole groups would
@@ -185,7 +186,7 @@ def cross_validate(bank: FeatureBank, labels: np.ndarray, groups: np.ndarray, cf
     what = "slides" if len(np.unique(np.asarray(groups).astype(str))) == len(groups) else "groups"
     folds = group_kfold(groups, n_folds, seed=cfg.seed, what=what)
     scores: list[SlideScores | None] = [None] * len(bank)
-    best_epochs, histories = [], []
+    best_epochs, histories, models = [], [], []
     for k in range(n_folds):
         test = np.flatnonzero(folds == k)
         train = np.flatnonzero(folds != k)
@@ -197,6 +198,8 @@ def cross_validate(bank: FeatureBank, labels: np.ndarray, groups: np.ndarray, cf
         dev = resolve_device(cfg.device)
         for i, s in zip(test, score_slides(res.model.to(dev), bank, test, dev, threads=cfg.threads)):
             scores[int(i)] = s
+        models.append(res.model.cpu())
         log.info("fold %d/%d: %d train, %d validation, %d test slides, best epoch %d", k + 1, n_folds,
                  len(fit_idx), len(val_idx), len(test), res.best_epoch)
-    return CVResult(folds=folds, scores=scores, best_epochs=best_epochs, histories=histories)  # type: ignore[arg-type]
+    return CVResult(folds=folds, scores=scores, best_epochs=best_epochs, histories=histories,  # type: ignore[arg-type]
+                    models=models)

@@ -96,6 +96,8 @@ def test_widget_shows_the_score_of_an_opened_result(make_napari_viewer, scored):
     with h5py.File(scored["score_h5"]) as f:
         stil = float(f.attrs["stil"])
     assert f"sTIL {stil:.1f} %" in widget.stil_label.text()
+    # the fixture's model is calibrated on 4 out-of-fold slides, too few for a 90 % interval
+    assert "interval" not in widget.stil_label.text()
     assert widget.toggles[HEATMAP].isEnabled() and widget.toggles[HEATMAP].isChecked()
 
 
@@ -122,3 +124,26 @@ def test_widget_reports_a_slide_without_mpp_and_accepts_the_scan_resolution(make
     # giving the scan resolution puts the slide in µm, where its results will be placed
     widget._set_slide_mpp(slide, 0.25)
     assert tuple(slide.scale[-2:]) == (0.25, 0.25) and slide.metadata["mpp"] == 0.25
+
+
+def test_widget_shows_the_interval_and_qc_flags_of_a_result(make_napari_viewer, scored, tmp_path):
+    """A score file with an interval and flags (as `weakstil score` writes them with a model
+    calibrated on enough slides): the widget reads "sTIL 23.4 % (90 % interval 17.1–30.2)"."""
+    import json
+
+    from weakstil.files import SlideScoresFile
+
+    f = SlideScoresFile.read(scored["score_h5"])
+    stil = float(f.attrs["stil"])
+    f.attrs.update({"stil_lower_90": max(0.0, stil - 6.3), "stil_upper_90": stil + 6.8, "interval_level": 0.9,
+                    "qc": "out_of_distribution;near_threshold",
+                    "qc_reasons": json.dumps({"out_of_distribution": "OOD score 2.10 > 1.60",
+                                              "near_threshold": "interval contains the threshold"})})
+    path = f.write(tmp_path / scored["score_h5"].name)
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(path, plugin="napari-weakstil")
+    text = widget.stil_label.text()
+    assert f"sTIL {stil:.1f} % (90 % interval {max(0.0, stil - 6.3):.1f}–{stil + 6.8:.1f})" in text
+    assert "out of distribution" in widget.qc_label.text() and "near threshold" in widget.qc_label.text()
+    assert "OOD score 2.10" in widget.qc_label.toolTip()

@@ -127,6 +127,9 @@ class ScoringWidget(QWidget):
         self.detail_label = QLabel("")
         self.detail_label.setWordWrap(True)
         root.addWidget(self.detail_label)
+        self.qc_label = QLabel("")  # the qc flags of a scored slide (advice; the score stands)
+        self.qc_label.setWordWrap(True)
+        root.addWidget(self.qc_label)
 
         view = QGroupBox("Heatmap")
         view_layout = QVBoxLayout(view)
@@ -237,7 +240,8 @@ class ScoringWidget(QWidget):
             call = ""
             if threshold is not None:
                 call = f" · {'high' if stil >= float(threshold) else 'low'} (threshold {float(threshold):g} %)"
-            self.stil_label.setText(f"sTIL {stil:.1f} %{call}")
+            self.stil_label.setText(f"sTIL {stil:.1f} %{_interval(attrs)}{call}")
+        self._show_qc(attrs)
         parts = [f"{res.slide_id}: {len(res.coords):,} tiles"]
         if res.tumorbed is not None:
             source = TUMORBED_SOURCES.get(str(attrs.get("tumorbed_source")), attrs.get("tumorbed_source"))
@@ -247,6 +251,24 @@ class ScoringWidget(QWidget):
         if attrs.get("source"):
             parts.append(str(attrs["source"]))
         self.detail_label.setText("; ".join(parts))
+
+    def _show_qc(self, attrs: dict) -> None:
+        """The slide's qc flags in orange, each flag's reason as the tooltip."""
+        import json
+
+        flags = [f for f in str(attrs.get("qc") or "").split(";") if f]
+        if not flags:
+            self.qc_label.setText("qc: no flags" if "qc" in attrs else "")
+            self.qc_label.setStyleSheet("")
+            self.qc_label.setToolTip("")
+            return
+        try:
+            reasons = json.loads(attrs.get("qc_reasons") or "{}")
+        except (TypeError, ValueError):
+            reasons = {}
+        self.qc_label.setText("qc: " + ", ".join(f.replace("_", " ") for f in flags))
+        self.qc_label.setStyleSheet("color: #ff9f1a;")
+        self.qc_label.setToolTip("\n".join(f"{f}: {reasons.get(f, '')}" for f in flags))
 
     # -- scoring ---------------------------------------------------------------------------
     def score(self) -> None:
@@ -316,6 +338,7 @@ class ScoringWidget(QWidget):
         if row.get("status") == "error":
             self._status(str(row.get("error")), error=True)
             self.stil_label.setText("sTIL: — (error)")
+            self._show_qc({"qc": row.get("qc") or ""})
             return
         res = read_result(out / f"{row['slide_id']}.h5")
         for ly in [ly for ly in self.viewer.layers if ly.metadata.get("weakstil_kind") == "result"
@@ -395,3 +418,16 @@ class ScoringWidget(QWidget):
         self.viewer.screenshot(str(path), canvas_only=True, flash=False)
         self._status(f"View saved to {path}")
         return path
+
+
+def _interval(attrs: dict) -> str:
+    """`` (90 % interval 17.1–30.2)`` when the result records one, else empty."""
+    low, high = attrs.get("stil_lower_90"), attrs.get("stil_upper_90")
+    try:
+        low, high = float(low), float(high)
+    except (TypeError, ValueError):
+        return ""
+    if not (low == low and high == high):  # NaN: no interval
+        return ""
+    level = float(attrs.get("interval_level", 0.9))
+    return f" ({100 * level:g} % interval {low:.1f}–{high:.1f})"

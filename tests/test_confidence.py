@@ -1,0 +1,99 @@
+"""The sTIL% interval's pure functions on toys whose coverage is known."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from weakstil.confidence import (Calibration, calibrate, conformal_quantile, coverage, fold_spread, from_scale,
+                                 interval_columns, slide_uncertainty, tile_standard_error, to_scale)
+
+
+def _toy(n: int, rng: np.random.Generator, offset: float = 5.0, sd: float = 0.3):
+    """Predictions in 0-70 %, truth off by a relative (log-scale) error: errors grow with the level."""
+    pred = rng.uniform(0.0, 70.0, n)
+    truth = from_scale(to_scale(pred, offset) + rng.normal(0.0, sd, n), offset)
+    return truth, pred
+
+
+def test_split_conformal_covers_the_nominal_share_of_new_slides():
+    rng = np.random.default_rng(0)
+    y_cal, p_cal = _toy(300, rng)
+    cal = calibrate(y_cal, p_cal)
+    assert cal.usable and cal.offset in (2.0, 5.0, 10.0)  # the relative error model is recognised
+    y, p = _toy(5000, rng)
+    lo, hi = cal.interval(p)
+    cov = coverage(y, lo, hi)
+    assert 0.87 <= cov <= 0.93, cov
+    assert cal.coverage_oof >= 0.9 and 0.86 <= cal.coverage_loo <= 0.94
+    # at 50 % nominal the interval is narrower and covers about half
+    cal50 = calibrate(y_cal, p_cal, level=0.5)
+    lo50, hi50 = cal50.interval(p)
+    assert 0.45 <= coverage(y, lo50, hi50) <= 0.55
+    assert np.all(hi50 - lo50 <= hi - lo + 1e-9)
+
+
+def test_width_grows_with_the_level_and_the_interval_brackets_the_score():
+    rng = np.random.default_rng(1)
+    cal = calibrate(*_toy(200, rng))
+    p = np.array([0.0, 2.0, 10.0, 30.0, 60.0, 100.0])
+    lo, hi = cal.interval(p)
+    assert np.all(lo <= p) and np.all(p <= hi) and np.all(lo >= 0) and np.all(hi <= 100)
+    width = hi - lo
+    assert np.all(np.diff(width[:5]) > 0)  # relative errors: wider at higher sTIL (until clipped at 100)
+    # a constant-error toy picks a large offset: nearly constant widths
+    y = np.clip(p_c := rng.uniform(0, 70, 300), 0, None) + rng.normal(0, 4.0, 300)
+    cal_c = calibrate(np.clip(y, 0, 100), p_c)
+    assert cal_c.offset >= 20.0
+
+
+def test_slide_uncertainty_widens_the_interval():
+    rng = np.random.default_rng(2)
+    cal = calibrate(*_toy(200, rng))
+    lo0, hi0 = cal.interval(20.0, 0.0)
+    u = slide_uncertainty(20.0, tile_se=5.0, fold_stils=[15.0, 20.0, 28.0], offset=cal.offset)
+    lo1, hi1 = cal.interval(20.0, u)
+    assert u > 0 and lo1 < lo0 and hi1 > hi0
+    assert fold_spread([20.0], cal.offset) == 0.0 and fold_spread(None, cal.offset) == 0.0
+
+
+def test_conformal_quantile_needs_enough_slides():
+    scores = np.arange(1.0, 9.0)  # 8 slides: ceil(9 * 0.9) = 9 > 8
+    assert conformal_quantile(scores, 0.9) == math.inf
+    assert conformal_quantile(np.arange(1.0, 10.0), 0.9) == 9.0  # 9 slides: the largest
+    assert conformal_quantile(np.arange(1.0, 20.0), 0.9) == 18.0  # ceil(20 * 0.9) = 18th
+    cal = calibrate(np.arange(8.0), np.arange(8.0) + 1)
+    assert not cal.usable
+    d = cal.to_dict()
+    assert d["q"] is None and not Calibration.from_dict(d).usable  # JSON-safe round trip
+
+
+def test_tile_standard_error_is_the_bootstrap_of_the_weighted_mean():
+    rng = np.random.default_rng(3)
+    s = rng.uniform(0, 100, 400)
+    w = np.full(400, 1 / 400)
+    # independent tiles: the classical standard error of a mean
+    assert tile_standard_error(s, w) == pytest.approx(np.std(s, ddof=1) / 20.0, rel=1e-9)
+    # against a real bootstrap of the attention-style weighted mean
+    w2 = rng.uniform(0.2, 1.0, 400)
+    boots = []
+    for _ in range(3000):
+        i = rng.integers(0, 400, 400)
+        boots.append((w2[i] * s[i]).sum() / w2[i].sum())
+    assert tile_standard_error(s, w2) == pytest.approx(np.std(boots), rel=0.08)
+    # tiles outside the bed (weight 0) do not count
+    w3 = np.concatenate([w, np.zeros(100)])
+    assert tile_standard_error(np.concatenate([s, np.full(100, 1e3)]), w3) == pytest.approx(tile_standard_error(s, w))
+    # neighbouring tiles that share their score: the block bootstrap sees fewer independent units
+    coords = np.array([(x, y) for y in range(20) for x in range(20)]) * 224
+    block_scores = np.array([(x // 4 * 7 + y // 4 * 13) % 50 for x, y in coords // 224], float)
+    independent = tile_standard_error(block_scores, w)
+    blocked = tile_standard_error(block_scores, w, coords, 224.0)
+    assert blocked > 3 * independent
+
+
+def test_interval_column_names():
+    assert interval_columns() == ("stil_lower_90", "stil_upper_90")
+    assert interval_columns(0.95) == ("stil_lower_95", "stil_upper_95")

@@ -1,0 +1,179 @@
+"""Intervals and qc flags end to end: a tiny model trained on synthetic slides stores its
+calibration and qc references; scoring a held-out synthetic slide and the real CMU skin slide
+gives intervals that bracket the score and the flags they deserve."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import CMU, run_cli
+
+SLIDES = 10
+TRAIN = 9  # the fewest out-of-fold slides that give a 90 % interval
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.synth import generate_cohort
+
+    root = tmp_path_factory.mktemp("qc")
+    cohort = root / "cohort"
+    labels = generate_cohort(cohort, SLIDES, seed=11, size_mm=(0.8, 0.8), progress=False)
+    features = root / "features"
+    encoder = create_encoder("small-cnn", weights="random")
+    for path in labels["path"]:
+        embed_slide(cohort / path, encoder, out_dir=features)
+    train = labels.iloc[:TRAIN].copy()
+    train["path"] = [str((cohort / p).resolve()) for p in train["path"]]
+    train[["slide_id", "path", "stil", "group"]].to_csv(root / "train.csv", index=False)
+    model = root / "model"
+    proc = run_cli("train", root / "train.csv", "--features", features, "--out", model, "--folds", "3",
+                   "--epochs", "8", "--group-column", "none", "--annotations", cohort / "truth")
+    assert proc.returncode == 0, proc.stderr
+    held = [cohort / p for p in labels["path"].iloc[TRAIN:]]
+    return {"root": root, "cohort": cohort, "labels": labels, "features": features, "model": model, "held": held}
+
+
+def test_train_stores_the_calibration_and_qc_references(trained):
+    from weakstil.confidence import Calibration
+    from weakstil.modeldir import ModelDir
+    from weakstil.qc.embedding import EmbeddingReference
+    from weakstil.runtime import sha256_file
+
+    folder = ModelDir(trained["model"])
+    meta = json.loads(folder.meta_path.read_text())
+    # the fold models, each listed with its hash
+    assert [f["file"] for f in meta["folds"]] == [f"folds/fold_{k}.safetensors" for k in (1, 2, 3)]
+    assert all(sha256_file(folder.root / f["file"]) == f["sha256"] for f in meta["folds"])
+    # every qc file recorded with its hash
+    assert set(meta["qc"]["files"]) == {"qc/calibration.json", "qc/reference.json", "qc/embeddings.safetensors",
+                                        "qc/training_slides.csv"}
+    cal = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
+    assert cal.n == TRAIN and cal.usable and cal.coverage_oof >= 0.9
+    assert meta["qc"]["confidence"]["coverage_loo"] == pytest.approx(cal.coverage_loo)
+    ref = EmbeddingReference.load(folder.embeddings_path)
+    assert ref.reference.shape[1] == ref.components.shape[1] and len(ref.reference) > 0
+    reference = json.loads(folder.qc_reference_path.read_text())
+    assert reference["ood"]["threshold"] >= reference["ood"]["training_max"]  # no training slide is OOD
+    assert reference["image"]["n_slides"] == TRAIN
+    table = pd.read_csv(folder.qc_slides_path, keep_default_na=False)
+    assert len(table) == TRAIN and {"stil_lower_90", "stil_upper_90", "ood_score", "blurry_share", "qc"} <= set(table)
+    # each training slide's interval is calibrated without it and brackets its out-of-fold score
+    assert (table["stil_lower_90"] <= table["stil_pred_oof"] + 1e-6).all()
+    assert (table["stil_pred_oof"] <= table["stil_upper_90"] + 1e-6).all()
+    assert not table["qc"].str.contains("out_of_distribution").any()
+
+
+def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_path):
+    from weakstil.files import SlideScoresFile
+
+    out = tmp_path / "scores"
+    proc = run_cli("score", *trained["held"], CMU, "--model", trained["model"], "--out", out, "--features",
+                   trained["features"], "--weights", "random", "--device", "cpu", "--annotations",
+                   trained["cohort"] / "truth")
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "results.csv", keep_default_na=False, dtype={"qc": str})
+    assert list(table.columns[:6]) == ["slide_id", "path", "stil", "stil_lower_90", "stil_upper_90", "stil_high"]
+    assert "qc" in table.columns
+    for row in table.itertuples():
+        assert row.status == "ok"
+        assert 0.0 <= row.stil_lower_90 <= row.stil <= row.stil_upper_90 <= 100.0
+        f = SlideScoresFile.read(out / f"{row.slide_id}.h5", skip=("tissue_mask", "tumorbed_mask"))
+        assert f.attrs["stil_lower_90"] == pytest.approx(row.stil_lower_90, abs=1e-3)
+        assert f.attrs["stil_upper_90"] == pytest.approx(row.stil_upper_90, abs=1e-3)
+        assert f.attrs["qc"] == row.qc and f.attrs["interval_level"] == 0.9
+        assert len(json.loads(f.attrs["fold_stils"])) == 3
+        reasons = json.loads(f.attrs["qc_reasons"])
+        assert sorted(reasons) == sorted(q for q in row.qc.split(";") if q)
+        image = json.loads(f.attrs["image_stats"])
+        assert image["focus_tiles"] > 0 and len(image["stain_h"]) == 3
+        near = row.stil_lower_90 < row.threshold <= row.stil_upper_90
+        assert ("near_threshold" in row.qc.split(";")) == near
+    cmu = table.set_index("slide_id").loc["CMU-1-Small-Region"]
+    assert "out_of_distribution" in cmu.qc.split(";")
+    # and the user is told while it runs, with the reason
+    said = " ".join(proc.stderr.split())
+    assert "CMU-1-Small-Region: qc out_of_distribution (OOD score" in said
+    cmu_attrs = SlideScoresFile.read_header(out / "CMU-1-Small-Region.h5")[0]
+    synth_scores = [SlideScoresFile.read_header(out / f"{p.stem}.h5")[0]["ood_score"] for p in trained["held"]]
+    # the real skin slide is much further from the training tiles than new slides of their generator
+    assert cmu_attrs["ood_score"] > 1.5 * max(synth_scores)
+    for p in trained["held"]:
+        assert "out_of_distribution" not in table.set_index("slide_id").loc[p.stem].qc
+
+
+def test_flag_rules():
+    from weakstil.qc.flags import slide_flags, split, stain_reference
+    from weakstil.qc.image import IMAGE_STATS_VERSION, ImageStats
+
+    def stats(h=(0.6, 0.72, 0.36), od=0.3, blurry=0.0, pen=0.0, fold=0.0, warnings=()):
+        return ImageStats(stain_h=list(h), stain_e=[0.24, 0.81, 0.53], stain_max_c=[1.7, 0.8], stain_source="macenko",
+                          od_mean=[od, 1.5 * od, od], tissue_fraction=0.4, pen_share=pen, fold_share=fold,
+                          blur_median=0.3, blurry_share=blurry, focus_tiles=48, warnings=list(warnings))
+
+    rng = np.random.default_rng(0)
+    training = [stats(h=np.array([0.6, 0.72, 0.36]) + rng.normal(0, 0.01, 3), od=0.3 + rng.normal(0, 0.01))
+                for _ in range(10)]
+    image_ref = {"version": IMAGE_STATS_VERSION, "stain": stain_reference(training), "blurry": {"tile_blur": 0.45, "max_share": 0.25},
+                 "pen_or_folds": {"max_share": 0.1}}
+    common = dict(ood_threshold=1.5, threshold=30.0, image_ref=image_ref)
+    flags, _ = slide_flags(ood_score=1.0, n_bed_tiles=100, low=10.0, high=20.0, image=training[0], **common)
+    assert flags == []
+    flags, why = slide_flags(ood_score=2.0, n_bed_tiles=5, low=25.0, high=40.0,
+                             image=stats(h=(0.3, 0.9, 0.3), blurry=0.5, pen=0.08, fold=0.05), **common)
+    assert flags == ["out_of_distribution", "few_tumorbed_tiles", "near_threshold", "stain_outside_training_range",
+                     "blurry", "pen_or_folds"]
+    assert "h_angle" in why["stain_outside_training_range"]
+    # a fluorescence-like image is outside the stain range whatever its numbers
+    flags, _ = slide_flags(ood_score=None, n_bed_tiles=100, low=None, high=None,
+                           image=stats(warnings=["mostly dark image"]), **common)
+    assert flags == ["stain_outside_training_range"]
+    # the interval's upper end at the threshold counts as straddling it; a NaN interval never does
+    assert "near_threshold" in slide_flags(ood_score=None, n_bed_tiles=100, low=20.0, high=30.0, image=None,
+                                           **common)[0]
+    assert slide_flags(ood_score=None, n_bed_tiles=100, low=float("nan"), high=float("nan"), image=None,
+                       **common)[0] == []
+    assert split("a;b") == ["a", "b"] and split("") == [] and split(float("nan")) == []
+
+
+def test_blur_and_pen_are_measured_on_pixels(cmu):
+    from scipy import ndimage as ndi
+
+    from weakstil.qc.image import BLURRY_TILE, thumbnail_stats, tile_blur
+    from weakstil.slide import Slide
+
+    with Slide.open(cmu) as slide:
+        tiles = [slide.read_region(x, y, 224, 0.5) for x, y in ((400, 800), (1200, 1400), (1800, 2000))]
+        thumb = slide.read_thumbnail(4.0)
+    sharp = tile_blur(tiles)
+    blurred = tile_blur([ndi.gaussian_filter(t, sigma=(3, 3, 0)) for t in tiles])
+    assert (sharp < BLURRY_TILE).all() and (blurred > BLURRY_TILE).all()
+    clean = thumbnail_stats(thumb, 4.0)
+    inked = thumb.copy()
+    inked[40:60, :] = (40, 160, 60)  # a green marker line across the tissue
+    marked = thumbnail_stats(inked, 4.0)
+    assert marked["pen_share"] > clean["pen_share"] + 0.02
+    assert not clean["warnings"] and clean["stain_source"] == "macenko"
+
+
+def test_embedding_reference_round_trips_and_scores_shifted_tiles_higher(tmp_path):
+    from weakstil.qc.embedding import EmbeddingReference, fit_reference, ood_threshold
+
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(8, 64))
+    slides = [rng.normal(size=(150, 8)) @ basis + rng.normal(0, 0.1, (150, 64)) for _ in range(10)]
+    ref, distances = fit_reference(slides, seed=0)
+    scores = distances / ref.median_distance
+    assert np.median(scores) == pytest.approx(1.0)
+    new = rng.normal(size=(150, 8)) @ basis + rng.normal(0, 0.1, (150, 64))
+    off = (rng.normal(size=(150, 8)) + 4.0) @ basis + rng.normal(0, 0.1, (150, 64))  # tissue never seen
+    assert ref.score(new) < ood_threshold(scores) < ref.score(off)
+    loaded = EmbeddingReference.load(ref.save(tmp_path / "e.safetensors"))
+    assert loaded.score(off) == pytest.approx(ref.score(off))  # transposed arrays survive the file
+    np.testing.assert_array_equal(loaded.components, ref.components)

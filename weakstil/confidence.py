@@ -1,0 +1,238 @@
+"""Intervals on a slide's sTIL%, calibrated on the cross-validation's out-of-fold predictions.
+
+A slide's interval is ``t⁻¹(t(ŷ) ± q·σ)`` where
+
+* ``t(y) = log(y + c)`` puts the error on a relative scale: sTIL errors grow with the level (a
+  slide at 2 % is rarely off by 10 points, one at 50 % often is), so the interval is
+  narrow at low sTIL and wide at high sTIL, and never leaves 0-100 %. The offset ``c`` is chosen
+  among :data:`OFFSETS` by the mean interval score of the out-of-fold slides (a proper score of
+  width and misses, so the error model that fits best wins; a large ``c``: errors of nearly the
+  same size at every level);
+* ``σ = sqrt(σ₀² + u²)``: ``σ₀`` is the typical out-of-fold error on that scale (its median
+  absolute value) and ``u`` the slide's own uncertainty on it: the standard error of its score
+  over its tumour-bed tiles (a block bootstrap in closed form, :func:`tile_standard_error`) and,
+  when several cross-validation fold models score the slide, their spread. A slide with few
+  bed tiles or on which the fold models disagree gets a wider interval;
+* ``q`` is the split-conformal quantile of the out-of-fold nonconformity scores
+  ``|t(y) − t(ŷ)| / σ``: the ``⌈(n+1)·level⌉``-th smallest of ``n``, so that a nominal 90 %
+  interval covers at least 90 % of slides exchangeable with the training cohort
+  (Vovk et al. 2005; Lei et al. 2018, "Distribution-free predictive inference for regression").
+
+The out-of-fold predictions come from models that never saw the slide (nor its group), so the
+calibration is not optimistic. :func:`calibrate` also reports the leave-one-out coverage: each
+out-of-fold slide's interval calibrated on the other slides only, an honest estimate of how
+often the interval holds on a new slide.
+
+Everything here is numpy on arrays (no files, no torch), so it is tested on toys whose
+coverage is known.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+#: Nominal coverage of the interval written by ``weakstil score``.
+LEVEL = 0.90
+#: Candidate offsets ``c`` (sTIL percentage points) of ``t(y) = log(y + c)``.
+OFFSETS = (2.0, 5.0, 10.0, 20.0, 50.0, 200.0)
+#: Side of the square blocks (in tiles) whose tiles are resampled together by the bootstrap:
+#: neighbouring tiles share their tissue, so they are not independent (4 x 112 µm ≈ 0.45 mm).
+BLOCK_TILES = 4
+#: Fewer out-of-fold slides than this: no interval (the calibration would be meaningless).
+MIN_SLIDES = 5
+
+
+def to_scale(stil: np.ndarray | float, offset: float) -> np.ndarray:
+    """sTIL% (0-100) onto the relative error scale ``log(y + c)``."""
+    return np.log(np.clip(np.asarray(stil, np.float64), 0.0, 100.0) + offset)
+
+
+def from_scale(t: np.ndarray | float, offset: float) -> np.ndarray:
+    """Back from the error scale to sTIL%, clipped to 0-100."""
+    return np.clip(np.exp(np.asarray(t, np.float64)) - offset, 0.0, 100.0)
+
+
+def scale_sd(stil: np.ndarray | float, sd: np.ndarray | float, offset: float) -> np.ndarray:
+    """A standard deviation in sTIL points onto the error scale (delta method: ``sd / (y + c)``)."""
+    return np.asarray(sd, np.float64) / (np.clip(np.asarray(stil, np.float64), 0.0, 100.0) + offset)
+
+
+def tile_standard_error(tile_scores: np.ndarray, weights: np.ndarray, coords: np.ndarray | None = None,
+                        tile_size_level0: float | None = None, block_tiles: int = BLOCK_TILES) -> float:
+    """Standard error (sTIL points) of a slide score ``Σ wᵢ sᵢ`` over resampled tumour-bed tiles.
+
+    The bootstrap resamples blocks of ``block_tiles`` x ``block_tiles`` neighbouring tiles
+    (whole tiles when ``coords`` is ``None``); its variance has the closed form
+    ``Σ_b (Σ_{i∈b} wᵢ (sᵢ − μ))²`` (the delta method for a weighted mean, with the weights
+    renormalised on each resample, as the mean and the attention aggregators do), scaled by
+    ``B / (B − 1)`` for ``B`` blocks. Tiles with zero weight (outside the bed) do not count.
+    """
+    s = np.asarray(tile_scores, np.float64)
+    w = np.asarray(weights, np.float64)
+    keep = w > 0
+    if keep.sum() < 2:
+        return math.nan
+    s, w = s[keep], w[keep] / w[keep].sum()
+    mu = float((w * s).sum())
+    contrib = w * (s - mu)
+    if coords is not None and tile_size_level0:
+        c = np.asarray(coords, np.float64)[keep]
+        block = np.floor(c / (float(tile_size_level0) * block_tiles)).astype(np.int64)
+        _, ids = np.unique(block, axis=0, return_inverse=True)
+        contrib = np.bincount(ids.ravel(), weights=contrib)
+    n_blocks = len(contrib)
+    if n_blocks < 2:
+        # one block: no resampling possible; fall back to tiles (optimistic, but finite)
+        n_blocks = int(keep.sum())
+        contrib = w * (s - mu)
+    var = float((contrib ** 2).sum()) * n_blocks / (n_blocks - 1)
+    return math.sqrt(var)
+
+
+def fold_spread(fold_stils: np.ndarray | list[float] | None, offset: float) -> float:
+    """Standard deviation of the fold models' scores of a slide on the error scale (0 for < 2)."""
+    if fold_stils is None:
+        return 0.0
+    t = to_scale(np.asarray(fold_stils, np.float64), offset)
+    t = t[np.isfinite(t)]
+    return float(np.std(t, ddof=1)) if len(t) >= 2 else 0.0
+
+
+def conformal_quantile(scores: np.ndarray, level: float) -> float:
+    """The ``⌈(n+1)·level⌉``-th smallest of ``n`` scores (``inf`` when that exceeds ``n``)."""
+    s = np.sort(np.asarray(scores, np.float64)[np.isfinite(scores)])
+    n = len(s)
+    k = int(math.ceil((n + 1) * level))
+    if n == 0 or k > n:
+        return math.inf
+    return float(s[k - 1])
+
+
+def _choose_offset(y: np.ndarray, pred: np.ndarray, se: np.ndarray, level: float,
+                   offsets: tuple[float, ...]) -> float:
+    """The offset with the best mean interval score (Gneiting & Raftery 2007: width plus
+    ``2/α`` times the distance by which the label falls outside; a proper scoring rule, so
+    the true error model wins on average), each slide's interval calibrated without it."""
+    alpha = 1.0 - level
+    best, best_score = offsets[len(offsets) // 2], math.inf
+    for c in offsets:
+        cal = _fit(y, pred, se, level, c)
+        u = scale_sd(pred, se, c)
+        nonconf = np.abs(to_scale(y, c) - to_scale(pred, c)) / cal.sigma(u)
+        total = 0.0
+        for i in range(len(y)):
+            q_i = conformal_quantile(np.delete(nonconf, i), level)
+            if not math.isfinite(q_i):
+                return float(best)  # too few slides to compare: the middle offset
+            half = q_i * float(cal.sigma(u[i]))
+            t = float(to_scale(pred[i], c))
+            lo, hi = float(from_scale(t - half, c)), float(from_scale(t + half, c))
+            total += (hi - lo) + 2.0 / alpha * (max(lo - y[i], 0.0) + max(y[i] - hi, 0.0))
+        if total < best_score - 1e-9:
+            best, best_score = c, total
+    return float(best)
+
+
+def _fit(y: np.ndarray, pred: np.ndarray, se: np.ndarray, level: float, c: float) -> Calibration:
+    resid = np.abs(to_scale(y, c) - to_scale(pred, c))
+    u = scale_sd(pred, se, c)
+    sigma0 = max(float(np.median(resid)) if len(resid) else math.nan, 1e-3)  # a perfect fit: no zero width
+    q = conformal_quantile(resid / np.sqrt(sigma0 ** 2 + u ** 2), level)
+    return Calibration(level=float(level), offset=float(c), sigma0=sigma0, q=q, n=len(y), coverage_oof=math.nan,
+                       coverage_loo=math.nan, width_median=math.nan)
+
+
+@dataclass
+class Calibration:
+    """What ``weakstil train`` stores to put an interval on a slide's sTIL% (model.json ``confidence``)."""
+
+    level: float  #: nominal coverage
+    offset: float  #: ``c`` of ``t(y) = log(y + c)``
+    sigma0: float  #: typical out-of-fold error on that scale (median absolute residual)
+    q: float  #: conformal quantile of ``|t(y) − t(ŷ)| / σ``
+    n: int  #: out-of-fold slides it was calibrated on
+    coverage_oof: float  #: share of out-of-fold slides inside their interval (>= level by construction)
+    coverage_loo: float  #: the same, each slide's interval calibrated without it (honest)
+    width_median: float  #: median interval width (sTIL points) on the out-of-fold slides
+    method: str = "split conformal on out-of-fold predictions, log(y + c) scale, per-slide scale sqrt(σ0² + u²)"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k, v in d.items():
+            if isinstance(v, float) and not math.isfinite(v):
+                d[k] = None  # JSON has no inf/NaN
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for k in ("q", "coverage_oof", "coverage_loo", "width_median"):
+            if known.get(k) is None:
+                known[k] = math.inf if k == "q" else math.nan
+        return cls(**known)
+
+    @property
+    def usable(self) -> bool:
+        return math.isfinite(self.q) and self.n >= MIN_SLIDES
+
+    def sigma(self, u: np.ndarray | float) -> np.ndarray:
+        u = np.nan_to_num(np.asarray(u, np.float64), nan=0.0)
+        return np.sqrt(self.sigma0 ** 2 + u ** 2)
+
+    def interval(self, stil: np.ndarray | float, u: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` sTIL% for point scores ``stil`` with per-slide uncertainty ``u`` (error scale)."""
+        t = to_scale(stil, self.offset)
+        half = self.q * self.sigma(u)
+        return from_scale(t - half, self.offset), from_scale(t + half, self.offset)
+
+
+def slide_uncertainty(stil: float, tile_se: float, fold_stils: np.ndarray | list[float] | None,
+                      offset: float) -> float:
+    """``u`` of one slide on the error scale: its tile standard error and the fold models' spread."""
+    u_tiles = float(scale_sd(stil, 0.0 if not math.isfinite(tile_se) else tile_se, offset))
+    return math.sqrt(u_tiles ** 2 + fold_spread(fold_stils, offset) ** 2)
+
+
+def calibrate(y: np.ndarray, pred: np.ndarray, tile_se: np.ndarray | None = None, *, level: float = LEVEL,
+              offsets: tuple[float, ...] = OFFSETS, offset: float | None = None) -> Calibration:
+    """Calibrate intervals on out-of-fold labels ``y``, predictions ``pred`` and each slide's
+    tile standard error ``tile_se`` (sTIL points; ``None``: not used)."""
+    y = np.asarray(y, np.float64)
+    pred = np.asarray(pred, np.float64)
+    ok = np.isfinite(y) & np.isfinite(pred)
+    y, pred = y[ok], pred[ok]
+    se = np.zeros_like(pred) if tile_se is None else np.nan_to_num(np.asarray(tile_se, np.float64)[ok], nan=0.0)
+    n = len(y)
+    c = float(offset) if offset is not None else (_choose_offset(y, pred, se, level, offsets) if n else offsets[0])
+    cal = _fit(y, pred, se, level, c)
+    u = scale_sd(pred, se, c)
+    score = np.abs(to_scale(y, c) - to_scale(pred, c)) / cal.sigma(u)
+    q = cal.q
+    if n:
+        lo, hi = cal.interval(pred, u)
+        inside = (y >= lo - 1e-9) & (y <= hi + 1e-9)
+        cal.coverage_oof = float(inside.mean())
+        cal.width_median = float(np.median(hi - lo)) if math.isfinite(q) else math.inf
+        # leave-one-out: slide i's interval from the quantile of the other n - 1 slides
+        loo = [score[i] <= conformal_quantile(np.delete(score, i), level) for i in range(n)]
+        cal.coverage_loo = float(np.mean(loo))
+    return cal
+
+
+def coverage(y: np.ndarray, low: np.ndarray, high: np.ndarray) -> float:
+    """Share of labels inside their interval (NaN intervals are skipped)."""
+    y, low, high = (np.asarray(a, np.float64) for a in (y, low, high))
+    ok = np.isfinite(y) & np.isfinite(low) & np.isfinite(high)
+    return float(((y[ok] >= low[ok]) & (y[ok] <= high[ok])).mean()) if ok.any() else math.nan
+
+
+def interval_columns(level: float = LEVEL) -> tuple[str, str]:
+    """The results.csv columns of the interval at ``level``: ``stil_lower_90``, ``stil_upper_90``
+    (not "low"/"high": ``stil_high`` is the sTIL-high call)."""
+    pct = f"{100 * level:g}".replace(".", "_")
+    return f"stil_lower_{pct}", f"stil_upper_{pct}"

@@ -1,0 +1,163 @@
+"""How far a slide's tile embeddings lie from the training cohort's: the out-of-distribution score.
+
+``weakstil train`` keeps a reference sample of the training tiles' embeddings, projected onto
+their first principal components (standardised features, at most :data:`COMPONENTS`), in
+``MODEL/qc/embeddings.safetensors``. A slide's **distance** is the mean, over (a sample of) its
+tiles, of each tile's Euclidean distance to its :data:`NEIGHBOURS`-th nearest reference tile in
+that space (a k-NN density score; Sun et al. 2022, "Out-of-distribution detection with deep
+nearest neighbors"). Its **OOD score** is that distance over the median distance of the
+training slides, each measured leave-slide-out (its own reference tiles set aside), so 1 is a
+typical training slide and the threshold (:func:`ood_threshold`) is set on the training slides'
+own scores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+#: Principal components kept.
+COMPONENTS = 32
+#: Reference tiles kept in all, and at most per training slide.
+REFERENCE_TILES = 16384
+REFERENCE_PER_SLIDE = 256
+#: Tiles of a slide whose distances are averaged (a random sample of larger slides).
+SLIDE_TILES = 512
+#: The k of the k-NN distance.
+NEIGHBOURS = 5
+#: Tiles used to fit the principal components.
+PCA_TILES = 20000
+
+
+@dataclass
+class EmbeddingReference:
+    """Standardisation, principal axes and the reference tiles (in component space)."""
+
+    mean: np.ndarray  #: (D,)
+    scale: np.ndarray  #: (D,)
+    components: np.ndarray  #: (D, K)
+    reference: np.ndarray  #: (R, K) float32
+    reference_slide: np.ndarray  #: (R,) int32: index of the training slide each reference tile comes from
+    neighbours: int = NEIGHBOURS
+    median_distance: float = 1.0  #: median leave-slide-out distance of the training slides
+
+    @property
+    def dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    def project(self, features: np.ndarray) -> np.ndarray:
+        x = (np.asarray(features, np.float32) - self.mean) / self.scale
+        return x @ self.components
+
+    def distance(self, features: np.ndarray, exclude_slide: int | None = None, seed: int = 0,
+                 max_tiles: int = SLIDE_TILES) -> float:
+        """Mean k-NN distance of (up to ``max_tiles`` of) a slide's tiles to the reference tiles
+        (those of training slide ``exclude_slide`` left out)."""
+        import torch
+
+        feats = np.asarray(features)
+        if len(feats) == 0:
+            return math.nan
+        if len(feats) > max_tiles:
+            feats = feats[np.sort(np.random.default_rng(seed).choice(len(feats), max_tiles, replace=False))]
+        ref = self.reference if exclude_slide is None else self.reference[self.reference_slide != exclude_slide]
+        k = min(self.neighbours, len(ref))
+        if k == 0:
+            return math.nan
+        q = torch.from_numpy(np.ascontiguousarray(self.project(feats), dtype=np.float32))
+        r = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32))
+        d = torch.cdist(q, r)  # (n, R): n <= 512, R <= 16384
+        kth = torch.topk(d, k, dim=1, largest=False).values[:, -1]
+        return float(kth.mean())
+
+    def score(self, features: np.ndarray, seed: int = 0) -> float:
+        """The OOD score: distance / the training slides' median distance."""
+        return self.distance(features, seed=seed) / self.median_distance
+
+    # -- files -------------------------------------------------------------------------------
+    def save(self, path: str | Path) -> Path:
+        from safetensors.numpy import save_file
+
+        from weakstil.atomic import atomic_path
+
+        # C order: safetensors.numpy writes a transposed (Fortran-order) array's memory as is,
+        # which reads back scrambled
+        arrays = {k: np.ascontiguousarray(v, dtype=dt) for k, v, dt in (
+            ("mean", self.mean, np.float32), ("scale", self.scale, np.float32),
+            ("components", self.components, np.float32), ("reference", self.reference, np.float32),
+            ("reference_slide", self.reference_slide, np.int32))}
+        meta = {"neighbours": str(self.neighbours), "median_distance": repr(float(self.median_distance))}
+        with atomic_path(Path(path)) as tmp:
+            save_file(arrays, str(tmp), metadata=meta)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> EmbeddingReference:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="numpy") as f:
+            meta = f.metadata() or {}
+            arrays = {k: f.get_tensor(k) for k in f.keys()}
+        return cls(mean=arrays["mean"], scale=arrays["scale"], components=arrays["components"],
+                   reference=arrays["reference"], reference_slide=arrays["reference_slide"],
+                   neighbours=int(meta.get("neighbours", NEIGHBOURS)),
+                   median_distance=float(meta.get("median_distance", 1.0)))
+
+
+def fit_reference(slides: Sequence[np.ndarray], seed: int = 0) -> tuple[EmbeddingReference, np.ndarray]:
+    """The reference of the training slides' tile features (one (n_i, D) array each) and every
+    training slide's leave-slide-out distance (``median_distance`` is set from them)."""
+    rng = np.random.default_rng(seed)
+    n_slides = len(slides)
+    dim = int(slides[0].shape[1])
+    # standardisation over all tiles (float64 sums: exact enough for millions of tiles)
+    total = sum(len(s) for s in slides)
+    s1 = np.zeros(dim)
+    s2 = np.zeros(dim)
+    for s in slides:
+        x = np.asarray(s, np.float64)
+        s1 += x.sum(0)
+        s2 += (x * x).sum(0)
+    mean = s1 / total
+    scale = np.sqrt(np.maximum(s2 / total - mean * mean, 0.0))
+    scale = np.where(scale > 1e-6, scale, 1.0)
+    # principal axes of a sample spread evenly over the slides
+    per = max(1, PCA_TILES // n_slides)
+    sample = np.concatenate([_sample(s, per, rng) for s in slides]).astype(np.float64)
+    z = (sample - mean) / scale
+    k = int(min(COMPONENTS, dim, max(1, len(z) - 1)))
+    _, _, vt = np.linalg.svd(z - z.mean(0), full_matrices=False)
+    components = vt[:k].T
+    ref = EmbeddingReference(mean=mean.astype(np.float32), scale=scale.astype(np.float32),
+                             components=components.astype(np.float32), reference=np.zeros((0, k), np.float32),
+                             reference_slide=np.zeros(0, np.int32))
+    per_ref = max(1, min(REFERENCE_PER_SLIDE, REFERENCE_TILES // n_slides))
+    picks = [_sample(s, per_ref, rng) for s in slides]
+    ref.reference = np.concatenate([ref.project(p) for p in picks]).astype(np.float32)
+    ref.reference_slide = np.concatenate([np.full(len(p), i, np.int32) for i, p in enumerate(picks)])
+    distances = np.array([ref.distance(s, exclude_slide=i, seed=seed + i) for i, s in enumerate(slides)])
+    finite = distances[np.isfinite(distances)]
+    ref.median_distance = float(np.median(finite)) if len(finite) else 1.0
+    return ref, distances
+
+
+def _sample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    x = np.asarray(x)
+    if len(x) <= n:
+        return x
+    return x[np.sort(rng.choice(len(x), n, replace=False))]
+
+
+def ood_threshold(scores: np.ndarray, quantile: float = 0.99, margin: float = 1.2) -> float:
+    """The OOD-score threshold from the training slides' leave-slide-out scores: their
+    ``quantile`` (the 99th percentile; with few slides about their maximum) times ``margin``,
+    since a cohort of tens of slides shows only part of its own spread."""
+    s = np.asarray(scores, np.float64)
+    s = s[np.isfinite(s)]
+    if len(s) == 0:
+        return math.inf
+    return float(np.quantile(s, quantile) * margin)

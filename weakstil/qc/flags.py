@@ -1,0 +1,157 @@
+"""The ``qc`` flags of a scored slide: each one's rule and threshold.
+
+Flags are advice: the slide keeps status ``ok`` and its score. ``results.csv`` lists them in
+one ``qc`` column, separated by ``;`` (empty when none).
+
+=============================  ==================================================================
+flag                           raised when
+=============================  ==================================================================
+out_of_distribution            the slide's OOD score (mean k-NN distance of its tile embeddings
+                               to the training tiles', relative to the training slides',
+                               :mod:`weakstil.qc.embedding`) exceeds the threshold set on the
+                               training slides (their leave-slide-out 99th percentile x 1.2)
+few_tumorbed_tiles             fewer than :data:`MIN_BED_TILES` tiles (0.2 mm² at 112 µm tiles)
+                               in the tumour bed
+near_threshold                 the sTIL% interval straddles the sTIL-high threshold
+stain_outside_training_range   a stain statistic (Macenko H or E vector angle, H or E
+                               strength, mean optical density per channel) further from the
+                               training median than 1.5 x the furthest training slide (plus a
+                               floor), or the image is not brightfield H&E
+blurry                         more than :data:`BLURRY_SHARE` of the sampled tissue tiles have
+                               a blur effect above :data:`weakstil.qc.image.BLURRY_TILE`
+pen_or_folds                   marker ink near the tissue plus fold-like tissue exceed
+                               :data:`PEN_FOLD_SHARE` of the tissue area
+=============================  ==================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Any
+
+import numpy as np
+
+from weakstil.qc.image import BLURRY_TILE, IMAGE_STATS_VERSION, ImageStats
+
+
+class Flag(str, Enum):
+    OUT_OF_DISTRIBUTION = "out_of_distribution"
+    FEW_TUMORBED_TILES = "few_tumorbed_tiles"
+    NEAR_THRESHOLD = "near_threshold"
+    STAIN = "stain_outside_training_range"
+    BLURRY = "blurry"
+    PEN_OR_FOLDS = "pen_or_folds"
+
+
+FLAGS = tuple(f.value for f in Flag)
+#: Separator of several flags in the ``qc`` column.
+SEPARATOR = ";"
+#: Fewer tumour-bed tiles than this: the score rests on too little tissue.
+MIN_BED_TILES = 16
+#: Share of blurry tissue tiles above which a slide is flagged.
+BLURRY_SHARE = 0.25
+#: Share of ink plus fold-like pixels (of the tissue area) above which a slide is flagged.
+PEN_FOLD_SHARE = 0.08
+#: The stain check: a slide is outside the training range when a statistic's distance from the
+#: training median exceeds STAIN_MARGIN x the largest training slide's distance + the floor.
+STAIN_MARGIN = 1.5
+STAIN_FLOORS = {"h_angle": 3.0, "e_angle": 3.0, "h_strength": 0.15, "e_strength": 0.15, "od": 0.15}
+
+
+def _angle(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na == 0 or nb == 0:
+        return math.nan
+    return float(np.degrees(np.arccos(np.clip(a @ b / (na * nb), -1.0, 1.0))))
+
+
+def stain_centre(stats: list[ImageStats]) -> dict[str, Any]:
+    """The training slides' median stain (from slides whose Macenko estimate succeeded)."""
+    ok = [s for s in stats if s.stain_source == "macenko"] or stats
+    return {"h": np.median([s.stain_h for s in ok], axis=0).tolist(),
+            "e": np.median([s.stain_e for s in ok], axis=0).tolist(),
+            "max_c": np.median([s.stain_max_c for s in ok], axis=0).tolist(),
+            "od_mean": np.nanmedian([s.od_mean for s in stats], axis=0).tolist()}
+
+
+def stain_distances(s: ImageStats, centre: dict[str, Any]) -> dict[str, float]:
+    """How far a slide's stain is from the training centre, per statistic (degrees, |log ratio|)."""
+    out = {"od": float(np.nanmax(np.abs(np.log(np.maximum(s.od_mean, 1e-4) / np.maximum(centre["od_mean"], 1e-4)))))
+           if np.isfinite(s.od_mean).all() else math.inf}
+    if s.stain_source == "macenko":
+        out["h_angle"] = _angle(s.stain_h, centre["h"])
+        out["e_angle"] = _angle(s.stain_e, centre["e"])
+        out["h_strength"] = abs(math.log(max(s.stain_max_c[0], 1e-4) / max(centre["max_c"][0], 1e-4)))
+        out["e_strength"] = abs(math.log(max(s.stain_max_c[1], 1e-4) / max(centre["max_c"][1], 1e-4)))
+    return out
+
+
+def stain_reference(stats: list[ImageStats]) -> dict[str, Any]:
+    """The stain centre of the training slides and each statistic's threshold."""
+    centre = stain_centre(stats)
+    dists = [stain_distances(s, centre) for s in stats]
+    thresholds = {}
+    for name, floor in STAIN_FLOORS.items():
+        values = [d[name] for d in dists if name in d and math.isfinite(d[name])]
+        thresholds[name] = STAIN_MARGIN * (max(values) if values else 0.0) + floor
+    return {"centre": centre, "thresholds": thresholds, "margin": STAIN_MARGIN, "floors": dict(STAIN_FLOORS)}
+
+
+def stain_outside(s: ImageStats, reference: dict[str, Any]) -> list[str]:
+    """Why a slide's stain is outside the training range (empty: inside)."""
+    reasons = list(s.warnings)
+    d = stain_distances(s, reference["centre"])
+    for name, limit in reference["thresholds"].items():
+        if name in d and not d[name] <= limit:  # NaN/inf count as outside
+            reasons.append(f"{name} {d[name]:.3g} > {limit:.3g}")
+    return reasons
+
+
+def image_reference(stats: list[ImageStats]) -> dict[str, Any] | None:
+    """Everything the image flags need from the training slides (``None`` when none was measured)."""
+    if not stats:
+        return None
+    return {"version": IMAGE_STATS_VERSION, "n_slides": len(stats), "stain": stain_reference(stats),
+            "blurry": {"tile_blur": BLURRY_TILE, "max_share": BLURRY_SHARE},
+            "pen_or_folds": {"max_share": PEN_FOLD_SHARE}}
+
+
+def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_tiles: int,
+                low: float | None, high: float | None, threshold: float, image: ImageStats | None,
+                image_ref: dict[str, Any] | None, min_bed_tiles: int = MIN_BED_TILES) -> tuple[list[str], dict]:
+    """The flags of one slide and why each was raised (``{flag: reason}``)."""
+    why: dict[str, str] = {}
+    if ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
+        why[Flag.OUT_OF_DISTRIBUTION.value] = f"OOD score {ood_score:.2f} > {ood_threshold:.2f}"
+    if n_bed_tiles < min_bed_tiles:
+        why[Flag.FEW_TUMORBED_TILES.value] = f"{n_bed_tiles} tumour-bed tiles < {min_bed_tiles}"
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) and low < threshold <= high:
+        why[Flag.NEAR_THRESHOLD.value] = f"interval {low:.1f}-{high:.1f} contains the threshold {threshold:g}"
+    if image is not None and image_ref is not None and int(image_ref.get("version", 0)) == image.version:
+        reasons = stain_outside(image, image_ref["stain"])
+        if reasons:
+            why[Flag.STAIN.value] = "; ".join(reasons)
+        blur = image_ref.get("blurry", {})
+        if image.focus_tiles and image.blurry_share > float(blur.get("max_share", BLURRY_SHARE)):
+            why[Flag.BLURRY.value] = (f"{100 * image.blurry_share:.0f}% of {image.focus_tiles} tissue tiles blurry "
+                                      f"(blur effect > {float(blur.get('tile_blur', BLURRY_TILE)):g})")
+        share = image.pen_share + image.fold_share
+        limit = float(image_ref.get("pen_or_folds", {}).get("max_share", PEN_FOLD_SHARE))
+        if share > limit:
+            why[Flag.PEN_OR_FOLDS.value] = (f"ink {100 * image.pen_share:.1f}% + folds {100 * image.fold_share:.1f}% "
+                                            f"of the tissue > {100 * limit:g}%")
+    flags = [f for f in FLAGS if f in why]
+    return flags, why
+
+
+def join(flags: list[str]) -> str:
+    return SEPARATOR.join(flags)
+
+
+def split(qc: object) -> list[str]:
+    """The flags of a ``qc`` cell (empty or NaN: none)."""
+    if qc is None or (isinstance(qc, float) and math.isnan(qc)):
+        return []
+    return [f for f in str(qc).split(SEPARATOR) if f]

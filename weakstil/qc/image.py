@@ -1,0 +1,176 @@
+"""Per-slide image statistics behind the stain, focus and pen/fold flags.
+
+Measured once per slide from its pixels, the same way at training (every training slide) and
+at scoring:
+
+* **stain**, on a 4 µm/px thumbnail's tissue pixels (coarser for slides over 6 megapixels at 4 µm/px): the Macenko haematoxylin and eosin
+  optical-density vectors and 99th-percentile concentrations (:func:`weakstil.stain.estimate_stain`,
+  as ``weakstil embed`` records them) and the mean optical density per RGB channel;
+* **pen and folds**, on the same thumbnail: marker ink (green/blue hues or near-black, the rule
+  tissue detection uses to leave ink out, :func:`weakstil.tissue.pen_ink`, and dark grey)
+  within 200 µm of the tissue, and fold-like tissue (a tissue fold doubles the section: pixels
+  whose optical density is over :data:`FOLD_OD_RATIO` times the slide's 75th percentile), each
+  as a share of the tissue area. Thin folds are rarely caught at this resolution: the flag is
+  mostly driven by ink;
+* **focus**, on up to :data:`FOCUS_TILES` tissue tiles read at the model's resolution: the
+  no-reference blur metric of Crête-Roffet et al. (2007, ``skimage.measure.blur_effect``: 0
+  sharp, 1 blurry; it compares the image with a re-blurred copy, so it does not depend on
+  stain strength) of each tile's grey image, and the share of tiles above :data:`BLURRY_TILE`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Resolution of the thumbnail the stain, pen and folds are measured on (µm/px).
+THUMB_MPP = 4.0
+#: Largest thumbnail (pixels) measured; larger slides are measured at a coarser resolution.
+THUMB_MAX_PIXELS = 6_000_000
+#: Tissue tiles read for the focus measure.
+FOCUS_TILES = 48
+#: A tile whose blur effect exceeds this is out of focus.
+BLURRY_TILE = 0.45
+#: Tissue pixels denser (optical density) than this multiple of the slide's 75th percentile are fold-like.
+FOLD_OD_RATIO = 2.0
+#: Dark grey ink: brightest channel below this and saturation below this many percent.
+GREY_INK_MAX = 215
+GREY_INK_SATURATION = 7
+#: Ink counts when it lies within this distance of tissue (µm).
+PEN_NEAR_UM = 200.0
+#: Version of these measurements (stored with the training statistics; a mismatch disables the flags).
+IMAGE_STATS_VERSION = 3
+
+
+@dataclass
+class ImageStats:
+    """What :func:`slide_image_stats` measures on one slide."""
+
+    stain_h: list[float]  #: Macenko haematoxylin OD vector (unit, RGB)
+    stain_e: list[float]  #: Macenko eosin OD vector
+    stain_max_c: list[float]  #: 99th-percentile H and E concentrations
+    stain_source: str  #: macenko, or reference when the estimate failed (too little tissue)
+    od_mean: list[float]  #: mean optical density of the tissue per RGB channel
+    tissue_fraction: float  #: share of the thumbnail that is tissue
+    pen_share: float  #: ink pixels near tissue / tissue pixels
+    fold_share: float  #: fold-like tissue pixels / tissue pixels
+    blur_median: float  #: median blur effect of the sampled tissue tiles
+    blurry_share: float  #: share of sampled tissue tiles above BLURRY_TILE
+    focus_tiles: int  #: tiles the focus was measured on
+    warnings: list[str] = field(default_factory=list)  #: e.g. "mostly dark image (fluorescence...)"
+    version: int = IMAGE_STATS_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageStats:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+    def flat(self) -> dict[str, float]:
+        """The numbers as one flat row (a training-statistics table)."""
+        row: dict[str, float] = {}
+        for name in ("stain_h", "stain_e", "od_mean"):
+            for c, v in zip("rgb", getattr(self, name)):
+                row[f"{name}_{c}"] = float(v)
+        row["stain_max_c_h"], row["stain_max_c_e"] = (float(v) for v in self.stain_max_c)
+        for name in ("tissue_fraction", "pen_share", "fold_share", "blur_median", "blurry_share"):
+            row[name] = float(getattr(self, name))
+        return row
+
+
+def optical_density(rgb: np.ndarray) -> np.ndarray:
+    """uint8 RGB (…, 3) -> optical density (…, 3) float32 (light of 240, as weakstil.stain)."""
+    from weakstil.stain import optical_density as od
+
+    return od(rgb)
+
+
+def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
+    """Stain, pen and fold statistics of an RGB thumbnail at ``mpp`` µm/px."""
+    from scipy import ndimage as ndi
+
+    from weakstil.slide import brightfield_warning
+    from weakstil.stain import estimate_stain
+    from weakstil.tissue import TissueParams, detect_tissue, pen_ink
+
+    warnings = [w for w in [brightfield_warning(thumb)] if w]
+    try:
+        tissue = detect_tissue(thumb, mpp, TissueParams())
+    except Exception as exc:  # a blank or odd thumbnail: no tissue, reference stain
+        log.debug("qc: tissue detection failed on the thumbnail (%s)", exc)
+        tissue = np.zeros(thumb.shape[:2], bool)
+    stain = estimate_stain(thumb, tissue if tissue.any() else None)
+    n_tissue = int(tissue.sum())
+    out: dict[str, Any] = {
+        "stain_h": [float(v) for v in stain.he[:, 0]], "stain_e": [float(v) for v in stain.he[:, 1]],
+        "stain_max_c": [float(v) for v in stain.max_c], "stain_source": stain.source,
+        "tissue_fraction": float(tissue.mean()) if tissue.size else 0.0, "warnings": warnings,
+    }
+    if n_tissue == 0:
+        out.update(od_mean=[math.nan] * 3, pen_share=0.0, fold_share=0.0)
+        return out
+    od = optical_density(thumb[tissue])
+    out["od_mean"] = [float(v) for v in od.mean(axis=0)]
+    # ink: on the raw pixels near tissue (detect_tissue leaves coloured ink out of the tissue
+    # mask); besides green/blue/near-black, dark grey: H&E tissue is never that unsaturated
+    near = ndi.binary_dilation(tissue, iterations=max(1, int(round(PEN_NEAR_UM / mpp))))
+    r, g, b = (np.ascontiguousarray(thumb[..., c]) for c in range(3))
+    hi = np.maximum(np.maximum(r, g), b).astype(np.int16)
+    spread = hi - np.minimum(np.minimum(r, g), b)
+    grey = (hi < GREY_INK_MAX) & (spread * 100 < GREY_INK_SATURATION * np.maximum(hi, 1))
+    ink = (pen_ink(r, g, b) | grey) & near & (thumb.astype(np.int16).sum(axis=-1) < 3 * 235)
+    out["pen_share"] = float(ink.sum() / n_tissue)
+    # folds: a doubled section is about twice as dense as the tissue under it; dense nests and
+    # lymphocyte aggregates stay below FOLD_OD_RATIO x the slide's 75th percentile of density
+    density = ndi.uniform_filter(optical_density(thumb).sum(axis=-1), size=3)
+    p75 = float(np.percentile(density[tissue & ~ink], 75)) if (tissue & ~ink).any() else 0.0
+    fold = tissue & ~ink & (density > FOLD_OD_RATIO * max(p75, 1e-3))
+    out["fold_share"] = float(fold.sum() / n_tissue)
+    return out
+
+
+def tile_blur(tiles: list[np.ndarray]) -> np.ndarray:
+    """Blur effect (0 sharp .. 1 blurry) of each RGB tile's grey image."""
+    from skimage.measure import blur_effect
+
+    return np.array([blur_effect(t.astype(np.float32).mean(axis=-1)) for t in tiles], np.float64)
+
+
+def focus_tiles(coords: np.ndarray, tissue_fraction: np.ndarray | None, n: int = FOCUS_TILES,
+                seed: int = 0) -> np.ndarray:
+    """Indices of up to ``n`` tiles to measure focus on: the fullest tissue tiles, drawn at random."""
+    coords = np.asarray(coords)
+    if len(coords) == 0:
+        return np.zeros(0, np.int64)
+    frac = np.ones(len(coords)) if tissue_fraction is None else np.asarray(tissue_fraction, np.float64)
+    full = np.flatnonzero(frac >= 0.9)
+    pool = full if len(full) >= min(n, len(coords)) else np.argsort(-frac, kind="stable")[:max(n, len(full))]
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(pool, size=min(n, len(pool)), replace=False))
+
+
+def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | None, tile_px: int,
+                      mpp: float, seed: int = 0) -> ImageStats:
+    """:class:`ImageStats` of an open :class:`~weakstil.slide.Slide` whose tiles are ``coords``
+    (level-0 top-left) of ``tile_px`` pixels at ``mpp`` µm/px."""
+    w, h = slide.dimensions
+    # 4 µm/px, coarser for a large slide so the thumbnail stays at about THUMB_MAX_PIXELS
+    thumb_mpp = max(THUMB_MPP, float(slide.mpp), float(slide.mpp) * math.sqrt(w * h / THUMB_MAX_PIXELS))
+    thumb = thumbnail_stats(slide.read_thumbnail(thumb_mpp), thumb_mpp)
+    idx = focus_tiles(coords, tissue_fraction, seed=seed)
+    tiles = [slide.read_region(int(coords[i][0]), int(coords[i][1]), int(tile_px), float(mpp)) for i in idx]
+    blur = tile_blur(tiles) if tiles else np.zeros(0)
+    return ImageStats(
+        stain_h=thumb["stain_h"], stain_e=thumb["stain_e"], stain_max_c=thumb["stain_max_c"],
+        stain_source=thumb["stain_source"], od_mean=thumb["od_mean"], tissue_fraction=thumb["tissue_fraction"],
+        pen_share=thumb["pen_share"], fold_share=thumb["fold_share"],
+        blur_median=float(np.median(blur)) if len(blur) else math.nan,
+        blurry_share=float((blur > BLURRY_TILE).mean()) if len(blur) else 0.0, focus_tiles=int(len(blur)),
+        warnings=thumb["warnings"])

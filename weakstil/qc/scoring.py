@@ -1,0 +1,130 @@
+"""The interval and flags of one slide at ``weakstil score``, from what ``weakstil train`` stored.
+
+:class:`SlideAssessor` is loaded once per batch (the calibration, the fold models, the OOD
+reference, the image thresholds) and :meth:`SlideAssessor.assess` gives one slide's
+``results.csv`` columns and slide-score HDF5 attributes. A model trained before these files
+existed scores as before, with empty interval columns and only the flags that need nothing
+from training (few tumour-bed tiles).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from weakstil.confidence import LEVEL, Calibration, interval_columns, slide_uncertainty, tile_standard_error
+from weakstil.mil.identity import ModelError
+from weakstil.modeldir import ModelDir
+from weakstil.qc.flags import MIN_BED_TILES, join, slide_flags
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.mil.bank import FeatureBank
+    from weakstil.mil.model import SlideScores
+    from weakstil.qc.embedding import EmbeddingReference
+
+log = logging.getLogger(__name__)
+
+LOW_COLUMN, HIGH_COLUMN = interval_columns(LEVEL)
+#: The columns ``weakstil score`` adds to results.csv.
+RESULT_COLUMNS = (LOW_COLUMN, HIGH_COLUMN, "qc")
+
+
+@dataclass
+class SlideAssessor:
+    """What scoring needs to put an interval and flags on a slide."""
+
+    calibration: Calibration | None = None
+    fold_models: list = field(default_factory=list)
+    embedding: EmbeddingReference | None = None
+    reference: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, model_dir: str | Path, meta: dict, arch) -> SlideAssessor:
+        """From a model folder; files listed in ``model.json`` must match their SHA-256."""
+        from weakstil.mil.store import load_fold_models
+        from weakstil.qc.embedding import EmbeddingReference
+        from weakstil.runtime import sha256_file
+
+        folder = ModelDir(model_dir)
+        recorded = (meta.get("qc") or {}).get("files") or {}
+        for rel, sha in recorded.items():
+            path = folder.root / rel
+            if not path.is_file():
+                raise ModelError("quality-control file of the model is missing", path=path,
+                                 fix="copy the whole model folder, or train the model again")
+            if sha256_file(path) != sha:
+                raise ModelError("quality-control file does not match model.json (SHA-256 differs)", path=path,
+                                 fix="the model folder was changed; train the model again")
+        out = cls(fold_models=load_fold_models(model_dir, meta, arch))
+        if folder.calibration_path.is_file() and folder.calibration_path.relative_to(folder.root).as_posix() in recorded:
+            out.calibration = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
+        if folder.embeddings_path.is_file() and folder.embeddings_path.relative_to(folder.root).as_posix() in recorded:
+            out.embedding = EmbeddingReference.load(folder.embeddings_path)
+        if folder.qc_reference_path.is_file():
+            out.reference = json.loads(folder.qc_reference_path.read_text())
+        return out
+
+    @property
+    def level(self) -> float:
+        return self.calibration.level if self.calibration is not None else LEVEL
+
+    def fold_stils(self, bank: FeatureBank, device) -> list[float]:
+        from weakstil.mil.model import score_slides
+
+        return [float(score_slides(m.to(device), bank, device=device)[0].stil) for m in self.fold_models]
+
+    def assess(self, *, bank: FeatureBank, scores: SlideScores, stil: float, n_bed_tiles: int, threshold: float,
+               slide_path: str | Path, slide_mpp: float | None, tissue_fraction: np.ndarray | None,
+               tile_px: int, mpp: float, device, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(result columns, HDF5 attributes)`` of one scored slide (``stil`` NaN: not scored)."""
+        from weakstil.qc.image import slide_image_stats
+        from weakstil.slide import Slide
+
+        bag = bank.bags[0]
+        attrs: dict[str, Any] = {"interval_level": self.level}
+        low = high = math.nan
+        if math.isfinite(stil):
+            se = tile_standard_error(scores.tile_scores, scores.weights, bag.coords, bag.tile_size_level0)
+            folds = self.fold_stils(bank, device) if self.fold_models else []
+            attrs["tile_standard_error"] = se
+            attrs["fold_stils"] = json.dumps([round(v, 4) for v in folds])
+            if self.calibration is not None and self.calibration.usable:
+                u = slide_uncertainty(stil, se, folds, self.calibration.offset)
+                lo, hi = self.calibration.interval(stil, u)
+                low, high = float(lo), float(hi)
+                attrs["interval_uncertainty"] = u
+        ood_score = ood_thr = None
+        if self.embedding is not None:
+            ood_score = self.embedding.score(bank.slide_features(0).float().cpu().numpy(), seed=seed)
+            ood_thr = (self.reference.get("ood") or {}).get("threshold")
+            attrs["ood_score"], attrs["ood_threshold"] = ood_score, ood_thr
+        image_ref = self.reference.get("image")
+        image = None
+        if image_ref is not None:
+            with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
+                image = slide_image_stats(slide, bag.coords, tissue_fraction, tile_px, mpp, seed=seed)
+            attrs["image_stats"] = json.dumps(image.to_dict())
+        min_tiles = int((self.reference.get("few_tumorbed_tiles") or {}).get("min_tiles", MIN_BED_TILES))
+        flags, why = slide_flags(ood_score=ood_score, ood_threshold=ood_thr, n_bed_tiles=n_bed_tiles,
+                                 low=low, high=high, threshold=threshold, image=image, image_ref=image_ref,
+                                 min_bed_tiles=min_tiles)
+        qc = join(flags)
+        attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
+        for flag, reason in why.items():
+            log.info("%s: qc %s (%s)", bag.slide_id, flag, reason)
+        row = {LOW_COLUMN: round(low, 4) if math.isfinite(low) else math.nan,
+               HIGH_COLUMN: round(high, 4) if math.isfinite(high) else math.nan, "qc": qc}
+        return row, {k: v for k, v in attrs.items() if v is not None}
+
+
+def interval_text(low: float | None, high: float | None, level: float = LEVEL) -> str:
+    """``"90 % interval 17.1–30.2"`` (empty without an interval)."""
+    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+        return ""
+    return f"{100 * level:g} % interval {low:.1f}–{high:.1f}"

@@ -1,0 +1,182 @@
+"""What ``weakstil train`` stores for the intervals and flags of ``weakstil score`` (under ``MODEL/qc/``).
+
+* ``calibration.json``: the interval calibration on the out-of-fold predictions
+  (:class:`weakstil.confidence.Calibration`);
+* ``embeddings.safetensors``: the OOD score's reference tile embeddings (:mod:`weakstil.qc.embedding`);
+* ``reference.json``: the flags' thresholds: the OOD threshold (from the training slides'
+  leave-slide-out OOD scores), the training stain centre and range, the focus and pen/fold
+  limits, the tumour-bed minimum (:mod:`weakstil.qc.flags`);
+* ``training_slides.csv``: per training slide its label, out-of-fold prediction and interval
+  (calibrated without the slide: leave-one-out), tile standard error, OOD score, image
+  statistics and the flags it would get.
+
+Their SHA-256 are recorded in ``model.json`` under ``qc``; scoring refuses files that differ.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from weakstil.atomic import atomic_path
+from weakstil.confidence import Calibration, calibrate, conformal_quantile, interval_columns, tile_standard_error
+from weakstil.modeldir import ModelDir
+from weakstil.qc.embedding import fit_reference, ood_threshold
+from weakstil.qc.flags import MIN_BED_TILES, image_reference, join, slide_flags
+from weakstil.qc.image import ImageStats, slide_image_stats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.mil.bank import FeatureBank
+    from weakstil.mil.model import SlideScores
+
+log = logging.getLogger(__name__)
+
+#: Bumped when what is stored changes.
+QC_FORMAT = 1
+
+
+def training_image_stats(bank: FeatureBank, slide_paths: list[str], seed: int = 0,
+                         on_slide: Callable[[int, int], None] | None = None) -> list[ImageStats | None]:
+    """:class:`ImageStats` of every training slide (``None`` for a slide that cannot be read);
+    ``on_slide(done, total)`` after each (a progress bar)."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import FeaturesFile
+    from weakstil.slide import Slide
+
+    out: list[ImageStats | None] = []
+    for i, (bag, path) in enumerate(zip(bank.bags, slide_paths)):
+        try:
+            tiles = FeaturesFile.read(bag.path, skip=("features", "tissue_mask"))
+            attrs = tiles.attrs
+            mpp_override = float(attrs["slide_mpp"]) if attrs.get("slide_mpp_source") == "override" else None
+            with Slide.open(path, slide_mpp=mpp_override) as slide:
+                out.append(slide_image_stats(slide, bag.coords, tiles.tissue_fraction, int(attrs["tile_px"]),
+                                             float(attrs["mpp"]), seed=seed))
+        except (WeakSTILError, KeyError, OSError) as exc:
+            log.warning("%s: no image statistics for the qc flags (%s)", bag.slide_id,
+                        exc.one_line() if isinstance(exc, WeakSTILError) else exc)
+            out.append(None)
+        if on_slide is not None:
+            on_slide(i + 1, len(bank.bags))
+    return out
+
+
+def _write_json(path: Path, payload: dict) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: np.ndarray,
+           oof: list[SlideScores] | None, *, threshold: float, seed: int = 0,
+           on_slide: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Fit and write everything under ``folder.qc_dir``; returns the ``model.json`` summary.
+
+    ``oof``: the out-of-fold scores in bank order (``None`` without cross-validation: no interval)."""
+    import pandas as pd
+
+    from weakstil.runtime import sha256_file
+
+    folder.qc_dir.mkdir(parents=True, exist_ok=True)
+    n = len(bank)
+    table = pd.DataFrame({"slide_id": [b.slide_id for b in bank.bags], "stil_true": np.asarray(labels, float),
+                          "n_tumorbed_tiles": [int(b.tile_mask.sum()) for b in bank.bags]})
+    summary: dict[str, Any] = {"format": QC_FORMAT}
+    low_col, high_col = interval_columns()
+
+    # 1. the interval, calibrated on the out-of-fold predictions
+    cal: Calibration | None = None
+    if oof is not None:
+        pred = np.array([s.stil for s in oof], float)
+        se = np.array([tile_standard_error(s.tile_scores, s.weights, b.coords, b.tile_size_level0)
+                       for s, b in zip(oof, bank.bags)])
+        cal = calibrate(labels, pred, se)
+        # every slide's interval calibrated on the others (what a new slide would get)
+        from weakstil.confidence import scale_sd, to_scale
+
+        u = scale_sd(pred, np.nan_to_num(se), cal.offset)
+        nonconf = np.abs(to_scale(labels, cal.offset) - to_scale(pred, cal.offset)) / cal.sigma(u)
+        lows, highs = [], []
+        for i in range(n):
+            q_i = conformal_quantile(np.delete(nonconf, i), cal.level)
+            loo = Calibration(**{**cal.__dict__, "q": q_i})
+            lo, hi = loo.interval(pred[i], u[i])
+            lows.append(float(lo))
+            highs.append(float(hi))
+        table["stil_pred_oof"] = pred
+        table["tile_standard_error"] = se
+        table[low_col], table[high_col] = lows, highs
+        _write_json(folder.calibration_path, cal.to_dict())
+        summary["confidence"] = {k: v for k, v in cal.to_dict().items() if k != "extra"}
+        log.info("interval: %g%% nominal, out-of-fold coverage %.0f%% (leave-one-out %.0f%%), median width %.1f "
+                 "points (%d slides)", 100 * cal.level, 100 * cal.coverage_oof, 100 * cal.coverage_loo,
+                 cal.width_median, cal.n)
+        if not cal.usable:
+            log.warning("%d out-of-fold slides are too few for a %g%% interval; slides are scored without one",
+                        cal.n, 100 * cal.level)
+
+    # 2. the OOD reference: embeddings of the training tiles, threshold from leave-slide-out scores
+    feats = [bank.slide_features(i).float().cpu().numpy() for i in range(n)]
+    ref, distances = fit_reference(feats, seed=seed)
+    ref.save(folder.embeddings_path)
+    ood_scores = distances / ref.median_distance
+    ood_thr = ood_threshold(ood_scores)
+    table["ood_score"] = ood_scores
+    del feats
+
+    # 3. image statistics of the training slides: stain range, focus, ink
+    stats = training_image_stats(bank, slide_paths, seed=seed, on_slide=on_slide)
+    measured = [s for s in stats if s is not None]
+    image_ref = image_reference(measured)
+    flat = pd.DataFrame([s.flat() if s is not None else {} for s in stats])
+    table = pd.concat([table, flat], axis=1)
+
+    reference = {"format": QC_FORMAT, "ood": {"threshold": ood_thr, "quantile": 0.99, "margin": 1.2,
+                                              "median_distance": ref.median_distance, "neighbours": ref.neighbours,
+                                              "components": int(ref.components.shape[1]),
+                                              "reference_tiles": int(len(ref.reference)),
+                                              "training_max": float(np.nanmax(ood_scores))},
+                 "few_tumorbed_tiles": {"min_tiles": MIN_BED_TILES}, "near_threshold": {"threshold": float(threshold)},
+                 "image": image_ref}
+    _write_json(folder.qc_reference_path, _finite(reference))
+
+    # 4. the flags every training slide would get (a check of the thresholds' false-alarm rate)
+    flags_col = []
+    for i in range(n):
+        low = table[low_col][i] if low_col in table else None
+        high = table[high_col][i] if high_col in table else None
+        flags, _ = slide_flags(ood_score=float(ood_scores[i]), ood_threshold=ood_thr,
+                               n_bed_tiles=int(table["n_tumorbed_tiles"][i]), low=low, high=high, threshold=threshold,
+                               image=stats[i], image_ref=image_ref)
+        flags_col.append(join(flags))
+    table["qc"] = flags_col
+    with atomic_path(folder.qc_slides_path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.5g")
+    flagged = float(np.mean([bool(f) for f in flags_col])) if n else math.nan
+    log.info("qc: OOD threshold %.2f (training max %.2f); %d of %d training slides with image statistics; "
+             "%.0f%% of training slides flagged", ood_thr, float(np.nanmax(ood_scores)), len(measured), n, 100 * flagged)
+
+    files = [p for p in (folder.calibration_path, folder.qc_reference_path, folder.embeddings_path,
+                         folder.qc_slides_path) if p.is_file()]
+    summary["files"] = {p.relative_to(folder.root).as_posix(): sha256_file(p) for p in files}
+    summary["ood_threshold"] = ood_thr
+    summary["training_flagged"] = flagged
+    return _finite(summary)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON-safe: non-finite floats become ``None``."""
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
