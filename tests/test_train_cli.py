@@ -39,7 +39,11 @@ def test_train_then_evaluate_end_to_end(cohort, tmp_path):
     assert not list(tmp_path.glob(".model.tmp-*"))
     meta = json.loads((model / "model.json").read_text())
     assert meta["architecture"] == {"input_dim": 32, "hidden": 16, "layers": 1, "dropout": 0.25,
-                                    "aggregator": "mean", "attention_dim": 64}
+                                    "aggregator": "mean", "attention_dim": 64, "stroma_weight": "learned",
+                                    "tile_stats": False}
+    # the cross-validation fold models are kept beside the final model, listed with their hashes
+    assert [f["file"] for f in meta["folds"]] == [f"folds/fold_{k}.safetensors" for k in (1, 2, 3)]
+    assert all((model / f["file"]).is_file() for f in meta["folds"])
     assert meta["encoder"]["name"] == "planted" and meta["encoder"]["weights_sha256"] == "ab" * 32
     assert meta["threshold"] == 30.0 and meta["seed"] == 0
     assert set(meta["versions"]) >= {"weakstil", "torch", "python"}

@@ -210,8 +210,14 @@ def synth(
 
 
 class _Aggregator(str, Enum):
+    stroma = "stroma"
     mean = "mean"
     attention = "attention"
+
+
+class _StromaWeight(str, Enum):
+    learned = "learned"
+    estimate = "estimate"
 
 
 class _Loss(str, Enum):
@@ -250,8 +256,17 @@ def train(
     folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds (1: no cross-validation).")] = 5,
     group_column: GroupColumnOpt = None,
     aggregator: Annotated[
-        _Aggregator, typer.Option("--aggregator", help="Slide score from tile scores: mean (WeakSTIL) or attention.")
+        _Aggregator, typer.Option("--aggregator", help="Slide score from tile scores: stroma (stroma-weighted mean, "
+                                  "the sTIL definition), mean (WeakSTIL 2022) or attention.")
     ] = _Aggregator.mean,
+    stroma_weight: Annotated[
+        _StromaWeight, typer.Option("--stroma-weight", help="Tile weights of the stroma aggregator: learned (a head "
+                                    "on the tile features) or estimate (colour-deconvolution stroma share).")
+    ] = _StromaWeight.learned,
+    tile_stats: Annotated[
+        bool, typer.Option("--tile-stats/--no-tile-stats", help="Append each tile's stain and nuclear-morphometry "
+                           "measurements to its embedding.")
+    ] = False,
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping usually ends sooner).")] = 100,
     patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without improvement.")] = 15,
     seed: SeedOpt = 0,
@@ -280,7 +295,8 @@ def train(
         from weakstil.milconfig import TrainConfig
         from weakstil.train import train_cohort
 
-        cfg = TrainConfig(aggregator=aggregator.value, hidden=hidden, dropout=dropout, epochs=epochs,
+        cfg = TrainConfig(aggregator=aggregator.value, stroma_weight=stroma_weight.value, tile_stats=tile_stats,
+                          hidden=hidden, dropout=dropout, epochs=epochs,
                           patience=patience, lr=lr, max_tiles=max_tiles, batch_slides=batch_slides,
                           loss=loss.value, seed=seed, device=device, threads=threads)
         progress, on_epoch = _epoch_progress()

@@ -6,6 +6,9 @@ HDF5 layout of ``CACHE/<slide_id>.h5`` (coordinates in level-0 pixels):
 * ``coords`` (N, 2) int64: ``[x, y]`` top-left of each tile at level 0
 * ``tissue_fraction`` (N,) float32: share of the tile on the tissue mask
 * ``tissue_mask`` (H, W) uint8, attribute ``mpp``: the tissue mask the tiles were chosen on
+* ``tile_stats`` (N, K) float32, attribute ``columns``: stain and nuclear-morphometry
+  measurements per tile (:mod:`weakstil.tilestats`), and ``stroma_estimate`` (N,) float32, its
+  colour-deconvolution stroma share (the stroma aggregator's optional tile weight)
 * file attributes:
 
   - everything of :meth:`weakstil.tiles.SlideTiles.attrs`: ``mpp``, ``tile_px``, ``tile_um``,
@@ -18,8 +21,11 @@ HDF5 layout of ``CACHE/<slide_id>.h5`` (coordinates in level-0 pixels):
     ``precision`` (what ran: fp32 on CPU, the card's precision under CUDA autocast),
     ``device``, ``torch_version``, ``timm_version``, ``weakstil_version``, ``seed``,
     ``batch_size``, ``embed_seconds``, ``warnings`` (JSON), ``created``
+  - ``stain`` (JSON: the slide's Macenko stain vectors and strengths, :mod:`weakstil.stain`),
+    ``stain_norm`` (``none`` or ``macenko``: what the encoder saw), ``tilestats_version``
   - ``cache_key``: sha256 of the encoder name, its weights' sha256, the card fields that change
-    features (model, kwargs, input size, mean/std, pooling), the tiling key and the slide's µm/px
+    features (model, kwargs, input size, mean/std, pooling, stain normalisation), the tile
+    statistics' version, the tiling key and the slide's µm/px
   - ``complete`` = 1, set last
 
 The file is written under a temporary name beside the target and renamed when complete, so an
@@ -60,9 +66,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 #: Bumped when the cache layout changes (part of the cache key).
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 #: Card fields that change the features (besides the weights).
-_CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling")
+_CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling", "stain_norm")
 
 
 class CacheError(WeakSTILError):
@@ -110,9 +116,12 @@ def plan_threads(device_type: str, workers: int | None = None, cpus: int | None 
 
 # -- cache ------------------------------------------------------------------------------
 def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float) -> str:
+    from weakstil.tilestats import TILESTATS_VERSION
+
     card = encoder.card.to_dict()
     payload = {
         "format": CACHE_FORMAT,
+        "tilestats": TILESTATS_VERSION,
         "encoder": encoder.name,
         "weights_sha256": encoder.weights_sha256,
         "card": {k: card.get(k) for k in _CARD_KEY_FIELDS},
@@ -155,6 +164,8 @@ def read_features(path: str | Path) -> dict[str, Any]:
             out["tissue_fraction"] = f["tissue_fraction"][:]
             out["tissue_mask"] = f["tissue_mask"][:].astype(bool)
             out["tissue_mask_mpp"] = float(f["tissue_mask"].attrs["mpp"])
+            if "stroma_estimate" in f:
+                out["stroma_estimate"] = f["stroma_estimate"][:]
     except OSError as exc:
         raise CacheError(f"not a readable HDF5 file ({exc})", path=path, fix="run 'weakstil embed' again") from None
     except KeyError as exc:  # an HDF5 file of another kind, e.g. a 'weakstil tile' output
@@ -241,6 +252,23 @@ def embed_batches(encoder: Encoder, batches: Iterator[tuple[int, np.ndarray]],
             close()
 
 
+def measured_batches(batches: Iterator[tuple[int, np.ndarray]], stain: Any, mpp: float, stats: Any,
+                     stain_norm: str = "none") -> Iterator[tuple[int, np.ndarray]]:
+    """Pass ``batches`` through, writing each tile's :mod:`weakstil.tilestats` row into ``stats``
+    first and stain-normalising the tiles when ``stain_norm`` is ``macenko``."""
+    from weakstil.stain import normalise
+    from weakstil.tilestats import batch_stats
+
+    try:
+        for start, batch in batches:
+            stats[start:start + len(batch)] = batch_stats(batch, stain, mpp)
+            yield start, (normalise(batch, stain) if stain_norm == "macenko" else batch)
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
 # -- one slide --------------------------------------------------------------------------
 def cache_path(out_dir: str | Path, slide_path: str | Path) -> Path:
     return Path(out_dir) / f"{slide_id_from_path(slide_path)}.h5"
@@ -321,10 +349,20 @@ def _write_cache(tmp: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, k
             if progress is not None:
                 progress(done, n)
 
+        from weakstil.stain import estimate_slide_stain
+        from weakstil.tilestats import COLUMNS, STROMA_COLUMN
+
+        stain = estimate_slide_stain(slide)
+        stats = f.create_dataset("tile_stats", shape=(n, len(COLUMNS)), dtype=np.float32)
+        stats.attrs["columns"] = json.dumps(list(COLUMNS))
+        norm = getattr(encoder.card, "stain_norm", None) or "none"
         batches = iter_tile_batches(slide, tiles.coords, tiles.params.tile_px, tiles.params.mpp, batch_size,
                                     workers=workers, prefetch=prefetch,
                                     pin_memory=encoder.device.type == "cuda")
-        embed_batches(encoder, batches, sink)
+        embed_batches(encoder, measured_batches(batches, stain, tiles.params.mpp, stats, norm), sink)
+        f.create_dataset("stroma_estimate", data=stats[:, COLUMNS.index(STROMA_COLUMN)])
+        f.attrs["stain"] = json.dumps(stain.to_dict())
+        f.attrs["stain_norm"] = norm
         if done != n:
             raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path, fix="run again")
         if bad:

@@ -10,7 +10,8 @@ Evaluation folder layout (``weakstil evaluate --out DIR``; the same under ``MODE
 * ``scatter.png`` (predicted vs true with the identity line), ``roc.png``
 * ``tiles/<slide_id>.h5`` — per tile: ``coords`` (N, 2) level-0 ``[x, y]``, ``tile_scores``
   (0-100), ``weights`` (share of the slide score), ``tile_mask`` (tumour bed),
-  ``attention`` (logits; attention models only); attributes ``tile_size_level0``,
+  ``attention`` (logits; attention models only), ``stroma_weight`` (0-1; stroma-aggregator
+  models only: the tile's weight before normalisation); attributes ``tile_size_level0``,
   ``slide_id``, ``stil_pred``, ``stil_true``, ``model_sha256``, ``fold``.
 """
 
@@ -168,7 +169,8 @@ def placement_attrs(features_path: str | Path) -> dict[str, object]:
 
 def write_tile_scores(path: str | Path, *, slide_id: str, coords: np.ndarray, tile_size_level0: float,
                       tile_scores: np.ndarray, weights: np.ndarray, tile_mask: np.ndarray,
-                      attention: np.ndarray | None, attrs: dict[str, object]) -> Path:
+                      attention: np.ndarray | None, attrs: dict[str, object],
+                      stroma_weight: np.ndarray | None = None) -> Path:
     """One slide's tile scores with level-0 coordinates, for heatmaps."""
     import h5py
 
@@ -180,6 +182,8 @@ def write_tile_scores(path: str | Path, *, slide_id: str, coords: np.ndarray, ti
             f.create_dataset("tile_mask", data=np.asarray(tile_mask, dtype=bool))
             if attention is not None:
                 f.create_dataset("attention", data=np.asarray(attention, dtype=np.float32))
+            if stroma_weight is not None:
+                f.create_dataset("stroma_weight", data=np.asarray(stroma_weight, dtype=np.float32))
             f.attrs["slide_id"] = slide_id
             f.attrs["tile_size_level0"] = float(tile_size_level0)
             for k, v in attrs.items():
@@ -195,7 +199,7 @@ def read_tile_scores(path: str | Path) -> dict[str, object]:
 
     with h5py.File(path, "r") as f:
         out: dict[str, object] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        for k in ("coords", "tile_scores", "weights", "tile_mask", "attention"):
+        for k in ("coords", "tile_scores", "weights", "tile_mask", "attention", "stroma_weight"):
             if k in f:
                 out[k] = f[k][:]
     return out

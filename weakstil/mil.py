@@ -60,7 +60,12 @@ class ModelError(WeakSTILError):
 
 
 class TileMIL(nn.Module):
-    """Per-tile sTIL regressor with a mean or gated-attention slide aggregator."""
+    """Per-tile sTIL regressor; the slide score aggregates the tiles (see :mod:`weakstil.aggregate`).
+
+    Aggregator ``stroma``: a second head gives every tile a stroma weight in (0, 1) (or the
+    weight is the colour-deconvolution stroma estimate stored with the features), and the
+    slide is the stroma-weighted mean of the tile scores, as in the sTIL definition.
+    """
 
     def __init__(self, arch: Architecture):
         super().__init__()
@@ -78,39 +83,58 @@ class TileMIL(nn.Module):
             self.attn_v = nn.Linear(d, arch.attention_dim)
             self.attn_u = nn.Linear(d, arch.attention_dim)
             self.attn_w = nn.Linear(arch.attention_dim, 1)
+        if self.learns_stroma:
+            self.stroma_head = nn.Linear(d, 1)
 
-    def tiles(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Tile scores (0-100) and attention logits (None for ``mean``) for features ``x`` (..., D)."""
+    @property
+    def learns_stroma(self) -> bool:
+        return self.arch.aggregator == "stroma" and self.arch.stroma_weight == "learned"
+
+    @property
+    def needs_stroma_estimate(self) -> bool:
+        return self.arch.aggregator == "stroma" and self.arch.stroma_weight == "estimate"
+
+    def tiles(self, x: torch.Tensor, stroma_estimate: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Tile scores (0-100), attention logits and stroma weights (None when unused) for ``x`` (..., D)."""
         # feature standardisation folded into the first layer: x is never copied
         first = self.body[0]
         w = first.weight / self.feature_std
         h = self.body[1:](nn.functional.linear(x, w, first.bias - w @ self.feature_mean))
         scores = 100.0 * torch.sigmoid(self.score(h).squeeze(-1))
-        logits = None
+        logits = stroma = None
         if self.arch.aggregator == "attention":
             logits = self.attn_w(torch.tanh(self.attn_v(h)) * torch.sigmoid(self.attn_u(h))).squeeze(-1)
-        return scores, logits
+        if self.learns_stroma:
+            stroma = torch.sigmoid(self.stroma_head(h).squeeze(-1))
+        elif self.needs_stroma_estimate:
+            if stroma_estimate is None:
+                raise ModelError("this model weighs tiles by the stroma estimate of the feature files, and the "
+                                 "features have none", fix="embed the slides again with this weakstil version")
+            stroma = stroma_estimate.to(scores.dtype)
+        return scores, logits, stroma
 
-    def aggregate(self, scores: torch.Tensor, logits: torch.Tensor | None,
-                  mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def aggregate(self, scores: torch.Tensor, logits: torch.Tensor | None, mask: torch.Tensor,
+                  stroma: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Slide sTIL% and tile weights (summing to 1 over ``mask`` along the last axis)."""
-        maskf = mask.to(scores.dtype)
-        if logits is None:
-            weights = maskf / maskf.sum(-1, keepdim=True).clamp_min(1.0)
-        else:
-            weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
-            weights = torch.nan_to_num(weights, nan=0.0)  # a row without any tile
-        return (weights * scores).sum(-1), weights
+        from weakstil.aggregate import aggregate
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return aggregate(scores, mask, self.arch.aggregator, stroma=stroma, logits=logits)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, stroma_estimate: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x`` (B, N, D), ``mask`` (B, N) bool -> slide sTIL% (B,), tile scores (B, N), weights (B, N)."""
-        scores, logits = self.tiles(x)
-        slide, weights = self.aggregate(scores, logits, mask)
+        scores, logits, stroma = self.tiles(x, stroma_estimate)
+        slide, weights = self.aggregate(scores, logits, mask, stroma)
         return slide, scores, weights
 
 
 # --- features in memory -----------------------------------------------------------------
 
+#: Feature-cache dataset with each tile's colour-deconvolution stroma share (weakstil.tilestats).
+STROMA_ESTIMATE = "stroma_estimate"
+#: Feature-cache dataset with each tile's stain and morphometry measurements (weakstil.tilestats).
+TILE_STATS = "tile_stats"
 #: Attributes of a feature cache that identify the encoder and tiles.
 IDENTITY_ATTRS = ("encoder", "weights_sha256", "mpp", "tile_px")
 
@@ -177,10 +201,13 @@ class FeatureBank:
     gathered from it and converted to float32 for the network.
     """
 
-    def __init__(self, features: torch.Tensor, bags: list[SlideBag], identity: dict[str, object]):
+    def __init__(self, features: torch.Tensor, bags: list[SlideBag], identity: dict[str, object],
+                 stroma_estimate: torch.Tensor | None = None):
         self.features = features
         self.bags = bags
         self.identity = identity
+        #: (T,) colour-deconvolution stroma share per tile (weakstil.tilestats), None when a file has none
+        self.stroma_estimate = stroma_estimate
         self.index = {b.slide_id: i for i, b in enumerate(bags)}
 
     @property
@@ -192,10 +219,12 @@ class FeatureBank:
 
     @classmethod
     def load(cls, paths: Sequence[str | Path], slide_ids: Sequence[str] | None = None, *, dtype: str = "auto",
-             tile_masks: dict[str, np.ndarray] | None = None) -> FeatureBank:
+             tile_masks: dict[str, np.ndarray] | None = None, tile_stats: bool = False) -> FeatureBank:
         """Read ``features``, ``coords`` and the optional per-tile ``tumorbed`` flag of each file.
 
         ``tile_masks`` (slide id -> bool per tile) overrides the file's tumour-bed flags.
+        ``tile_stats``: append each tile's stain and morphometry measurements
+        (:mod:`weakstil.tilestats`) to its embedding.
         All files must come from the same encoder, weights and tile size; a slide whose
         tumour bed holds no tile falls back to all its tiles (with a warning).
         """
@@ -210,7 +239,13 @@ class FeatureBank:
                     if "features" not in f or "coords" not in f:
                         raise WeakSTILError("not a feature cache (no 'features'/'coords')", path=p,
                                             fix="re-run 'weakstil embed'")
-                    shapes.append(f["features"].shape)
+                    shape = f["features"].shape
+                    if tile_stats:
+                        if TILE_STATS not in f or f[TILE_STATS].shape[0] != shape[0]:
+                            raise WeakSTILError("feature cache has no tile statistics (made by an older weakstil)",
+                                                path=p, fix="run 'weakstil embed' again for this slide")
+                        shape = (shape[0], shape[1] + f[TILE_STATS].shape[1])
+                    shapes.append(shape)
                     attrs.append({k: _attr(v) for k, v in f.attrs.items()})
             except OSError as exc:
                 raise WeakSTILError(f"cannot read features ({exc})", path=p, fix="re-run 'weakstil embed'") from None
@@ -225,14 +260,23 @@ class FeatureBank:
         if dtype == "auto":
             dtype = "float16" if total * dim * 4 > FLOAT16_ABOVE_BYTES else "float32"
         features = torch.empty((total, dim), dtype=getattr(torch, dtype))
+        stroma = torch.zeros(total, dtype=torch.float32)
+        has_stroma = True
         bags: list[SlideBag] = []
         offset = 0
         for sid, p, (n, _), a in zip(slide_ids, paths, shapes, attrs):
             data = _read_features(p)
-            features[offset:offset + n] = torch.from_numpy(np.asarray(data["features"], dtype=np.float32))
+            x = np.asarray(data["features"], dtype=np.float32)
             coords = np.asarray(data["coords"], dtype=np.int64)
             with h5py.File(p, "r") as f:
+                if tile_stats:
+                    x = np.concatenate([x, f[TILE_STATS][:].astype(np.float32)], axis=1)
+                features[offset:offset + n] = torch.from_numpy(x)
                 mask = _tile_mask_from_file(f, n)
+                if has_stroma and STROMA_ESTIMATE in f and f[STROMA_ESTIMATE].shape == (n,):
+                    stroma[offset:offset + n] = torch.from_numpy(f[STROMA_ESTIMATE][:].astype(np.float32))
+                else:
+                    has_stroma = False
             if tile_masks is not None and sid in tile_masks:
                 mask = np.asarray(tile_masks[sid], dtype=bool)
                 if mask.shape != (n,):
@@ -253,7 +297,7 @@ class FeatureBank:
             raise WeakSTILError(f"features contain NaN or infinite values in {len(bad)} slides: {', '.join(bad[:5])}",
                                 fix="re-run 'weakstil embed' for these slides")
         log.debug("feature bank: %d slides, %d tiles x %d (%s)", len(bags), total, dim, dtype)
-        return cls(features, bags, identity)
+        return cls(features, bags, identity, stroma if has_stroma else None)
 
     def to_device(self, device: torch.device) -> None:
         """Hold the features on ``device`` (a GPU: no copy per step) when they fit; else stay put."""
@@ -261,6 +305,8 @@ class FeatureBank:
             return
         try:
             self.features = self.features.to(device)
+            if self.stroma_estimate is not None:
+                self.stroma_estimate = self.stroma_estimate.to(device)
         except torch.OutOfMemoryError:  # pragma: no cover - depends on the GPU
             log.warning("features (%.1f GB) do not fit on %s; batches are copied from host memory",
                         self.features.numel() * self.features.element_size() / 1e9, device)
@@ -268,6 +314,10 @@ class FeatureBank:
     def slide_features(self, i: int) -> torch.Tensor:
         b = self.bags[i]
         return self.features[b.offset:b.offset + b.n]
+
+    def slide_stroma(self, i: int) -> torch.Tensor | None:
+        b = self.bags[i]
+        return None if self.stroma_estimate is None else self.stroma_estimate[b.offset:b.offset + b.n]
 
 
 def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, object]]) -> dict[str, object]:
@@ -437,8 +487,9 @@ class _Threads:
 
 
 def _sample_batch(bank: FeatureBank, slides: np.ndarray, max_tiles: int, rng: np.random.Generator,
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features (B, M, D) float32 and mask (B, M) of up to ``max_tiles`` tumour-bed tiles per slide."""
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Features (B, M, D) float32, mask (B, M) and stroma estimates (B, M) (or None) of up to
+    ``max_tiles`` tumour-bed tiles per slide."""
     rows = []
     for i in slides:
         r = bank.bags[int(i)].masked_rows
@@ -451,8 +502,10 @@ def _sample_batch(bank: FeatureBank, slides: np.ndarray, max_tiles: int, rng: np
     for j, r in enumerate(rows):
         idx[j, :len(r)] = r
         mask[j, :len(r)] = True
-    x = bank.features[torch.from_numpy(idx).to(bank.features.device)].to(device=device, dtype=torch.float32)
-    return x, torch.from_numpy(mask).to(device)
+    rows_t = torch.from_numpy(idx).to(bank.features.device)
+    x = bank.features[rows_t].to(device=device, dtype=torch.float32)
+    stroma = None if bank.stroma_estimate is None else bank.stroma_estimate[rows_t].to(device)
+    return x, torch.from_numpy(mask).to(device), stroma
 
 
 @dataclass
@@ -464,6 +517,7 @@ class SlideScores:
     tile_scores: np.ndarray  #: (N,) float32 0-100, every tile
     weights: np.ndarray  #: (N,) float32 aggregation weight (0 outside the tumour bed)
     attention: np.ndarray | None  #: (N,) raw attention logits (attention aggregator only)
+    stroma: np.ndarray | None = None  #: (N,) stroma weight in [0, 1] (stroma aggregator only)
 
 
 @torch.no_grad()
@@ -485,19 +539,25 @@ def score_slides(model: TileMIL, bank: FeatureBank, idx: Sequence[int] | None = 
 def _score_one(model: TileMIL, bank: FeatureBank, i: int, device: torch.device) -> SlideScores:
     b = bank.bags[int(i)]
     feats = bank.slide_features(int(i))
-    scores, logits = [], []
+    est = bank.slide_stroma(int(i))
+    scores, logits, stromas = [], [], []
     for start in range(0, b.n, SCORE_CHUNK):
         x = feats[start:start + SCORE_CHUNK].to(device=device, dtype=torch.float32)
-        s, a = model.tiles(x)
+        e = None if est is None else est[start:start + SCORE_CHUNK].to(device)
+        s, a, st = model.tiles(x, e)
         scores.append(s)
         if a is not None:
             logits.append(a)
+        if st is not None:
+            stromas.append(st)
     s = torch.cat(scores)
     a = torch.cat(logits) if logits else None
+    st = torch.cat(stromas) if stromas else None
     mask = torch.from_numpy(b.tile_mask).to(device)
-    slide, w = model.aggregate(s[None], None if a is None else a[None], mask[None])
+    slide, w = model.aggregate(s[None], None if a is None else a[None], mask[None], None if st is None else st[None])
     return SlideScores(b.slide_id, float(slide[0]), s.float().cpu().numpy(), w[0].float().cpu().numpy(),
-                       None if a is None else a.float().cpu().numpy())
+                       None if a is None else a.float().cpu().numpy(),
+                       None if st is None else st.float().cpu().numpy())
 
 
 def fit(bank: FeatureBank, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray | None,
@@ -539,8 +599,8 @@ def fit(bank: FeatureBank, labels: np.ndarray, train_idx: np.ndarray, val_idx: n
             total, count = 0.0, 0
             for start in range(0, len(order), cfg.batch_slides):
                 batch = order[start:start + cfg.batch_slides]
-                x, mask = _sample_batch(bank, batch, cfg.max_tiles, rng, device)
-                pred, _, _ = model(x, mask)
+                x, mask, est = _sample_batch(bank, batch, cfg.max_tiles, rng, device)
+                pred, _, _ = model(x, mask, est)
                 loss = loss_fn(pred, y_all[torch.from_numpy(batch).to(device)])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
@@ -576,6 +636,7 @@ class CVResult:
     scores: list[SlideScores]  #: out-of-fold, in bank order
     best_epochs: list[int]
     histories: list[list[dict[str, float]]]
+    models: list[TileMIL] = field(default_factory=list)  #: one per fold (on the CPU)
 
 
 #: Fewer training groups than this: the early-stopping split is by slide (whole groups would
@@ -607,7 +668,7 @@ def cross_validate(bank: FeatureBank, labels: np.ndarray, groups: np.ndarray, cf
     what = "slides" if len(np.unique(np.asarray(groups).astype(str))) == len(groups) else "groups"
     folds = group_kfold(groups, n_folds, seed=cfg.seed, what=what)
     scores: list[SlideScores | None] = [None] * len(bank)
-    best_epochs, histories = [], []
+    best_epochs, histories, models = [], [], []
     for k in range(n_folds):
         test = np.flatnonzero(folds == k)
         train = np.flatnonzero(folds != k)
@@ -619,9 +680,11 @@ def cross_validate(bank: FeatureBank, labels: np.ndarray, groups: np.ndarray, cf
         dev = resolve_device(cfg.device)
         for i, s in zip(test, score_slides(res.model.to(dev), bank, test, dev, threads=cfg.threads)):
             scores[int(i)] = s
+        models.append(res.model.cpu())
         log.info("fold %d/%d: %d train, %d validation, %d test slides, best epoch %d", k + 1, n_folds,
                  len(fit_idx), len(val_idx), len(test), res.best_epoch)
-    return CVResult(folds=folds, scores=scores, best_epochs=best_epochs, histories=histories)  # type: ignore[arg-type]
+    return CVResult(folds=folds, scores=scores, best_epochs=best_epochs, histories=histories,  # type: ignore[arg-type]
+                    models=models)
 
 
 # --- saving and loading -----------------------------------------------------------------

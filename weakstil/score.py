@@ -3,6 +3,8 @@
 Per slide, in ``OUT``:
 
 * ``<slide_id>.h5``: ``coords`` (level-0), ``tile_scores``, ``attention`` (attention models),
+  ``stroma_weight`` (stroma-aggregator models: each tile's weight in the slide score, 0-1),
+  ``stroma_estimate`` (the colour-deconvolution stroma share from the features),
   ``tumorbed`` flag and ``tumorbed_fraction`` per tile, ``tissue_mask`` and ``tumorbed_mask``
   (each with attribute ``mpp``); attributes ``tile_size_level0``, ``stil``, ``stil_high``,
   ``threshold``, ``status``, model / encoder / tiling identity, versions, ``complete``.
@@ -76,6 +78,7 @@ class _Context:
     params: Any
     detector: Any = None
     detector_path: Path | None = None
+    models: list = field(default_factory=list)  #: what scores slides: [model] or the CV fold models
     _encoder: Any = field(default=None, repr=False)
 
     @property
@@ -129,17 +132,18 @@ def _tiling_params(meta: dict):
 
 
 def open_context(opts: ScoreOptions) -> _Context:
-    from weakstil.mil import load_model
+    from weakstil.ensemble import load_scoring_models
     from weakstil.tumorbed import TumorBedModel
 
-    model, meta = load_model(opts.model)
+    models, meta = load_scoring_models(opts.model)
+    model = models[0]
     model_id = f"{opts.model.resolve().name}@{str(meta.get('weights_sha256'))[:12]}"
     threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", 30.0))
     detector_path = opts.tumorbed_model
     if detector_path is None and (opts.model / "tumorbed" / "model.json").is_file():
         detector_path = opts.model / "tumorbed"
     detector = TumorBedModel.load(detector_path) if detector_path is not None else None
-    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), detector, detector_path)
+    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), detector, detector_path, models)
 
 
 def _read_previous(path: Path) -> dict[str, dict]:
@@ -238,7 +242,8 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
 def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] | None = None) -> dict:
     """Score one slide and write its outputs. Raises WeakSTILError for a bad slide."""
     from weakstil.embed import embed_slide, read_features
-    from weakstil.mil import FeatureBank, check_features_match_model, score_slides
+    from weakstil.ensemble import score_slides_ensemble
+    from weakstil.mil import FeatureBank, check_features_match_model
     from weakstil.tumorbed import check_detector_matches, resolve_tumorbed
 
     opts = ctx.opts
@@ -258,17 +263,19 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     flags = bed.tile_flags
     # every tile gets a score (the heatmap); only tumour-bed tiles make the slide's sTIL%
     mask = flags if flags.any() else np.ones(len(flags), bool)
-    bank = FeatureBank.load([result.path], [slide_id], tile_masks={slide_id: mask})
-    scores = score_slides(ctx.model, bank, device=_torch_device(opts.device))[0]
+    bank = FeatureBank.load([result.path], [slide_id], tile_masks={slide_id: mask},
+                            tile_stats=ctx.model.arch.tile_stats)
+    scores = score_slides_ensemble(ctx.models, bank, device=_torch_device(opts.device))[0]
     tile_scores = np.asarray(scores.tile_scores, np.float32)
     attention = None if scores.attention is None else np.asarray(scores.weights, np.float32)
+    stroma = None if scores.stroma is None else np.asarray(scores.stroma, np.float32)
     if flags.any():
         stil, status = float(scores.stil), STATUS_OK
         stil_high: object = bool(stil >= ctx.threshold)
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
         log.warning("%s: no tumour bed found; no score", slide_id)
-    _write_slide_outputs(path, slide_id, ctx, data, bed, tile_scores, attention, stil, stil_high, status)
+    _write_slide_outputs(path, slide_id, ctx, data, bed, tile_scores, attention, stil, stil_high, status, stroma)
     return {"slide_id": slide_id, "path": str(path), "stil": round(stil, 4) if status == STATUS_OK else math.nan,
             "stil_high": stil_high, "threshold": ctx.threshold, "n_tiles": int(len(tile_scores)),
             "n_tumorbed_tiles": int(flags.sum()), "tumorbed_source": bed.source.value, "status": status,
@@ -294,7 +301,8 @@ class _LazyEncoder:
 
 
 def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, data: dict, bed, tile_scores: np.ndarray,
-                         attention: np.ndarray | None, stil: float, stil_high: object, status: str) -> None:
+                         attention: np.ndarray | None, stil: float, stil_high: object, status: str,
+                         stroma: np.ndarray | None = None) -> None:
     import h5py
 
     from weakstil.outputs import write_heatmap_png, write_tiles_geojson
@@ -314,6 +322,10 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, data: dict, b
             f.create_dataset("tile_scores", data=tile_scores)
             if attention is not None:
                 f.create_dataset("attention", data=attention)
+            if stroma is not None:
+                f.create_dataset("stroma_weight", data=stroma)
+            if data.get("stroma_estimate") is not None:
+                f.create_dataset("stroma_estimate", data=np.asarray(data["stroma_estimate"], np.float32))
             f.create_dataset("tumorbed", data=bed.tile_flags.astype(np.uint8))
             f.create_dataset("tumorbed_fraction", data=bed.tile_fraction.astype(np.float32))
             f.create_dataset("tissue_fraction", data=np.asarray(data["tissue_fraction"], np.float32))
@@ -344,10 +356,12 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, data: dict, b
     label = (f"sTIL {stil:.1f}% ({'high' if stil_high else 'low'} at {ctx.threshold:g}%)"
              if status == STATUS_OK else status)
     write_heatmap_png(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,
-                      tumorbed_mask=bed.mask, title=f"{slide_id}: {label}")
+                      tumorbed_mask=bed.mask, title=f"{slide_id}: {label}", stroma_weights=stroma)
     measurements = {"sTIL score": tile_scores, "tumour bed": bed.tile_flags.astype(np.float32)}
     if attention is not None:
         measurements["attention"] = attention
+    if stroma is not None:
+        measurements["stroma weight"] = stroma
     classes = np.where(bed.tile_flags, "Tumor bed", "Other")
     write_tiles_geojson(out / f"{slide_id}.geojson", coords, tsl0, measurements, classes)
 

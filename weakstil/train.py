@@ -7,6 +7,7 @@ renamed into place only when everything succeeded)::
     MODEL/cv/oof_predictions.csv                     slide_id, stil_true, stil_pred, fold, group
     MODEL/cv/metrics.json, metrics.csv, calibration.csv, scatter.png, roc.png
     MODEL/cv/tiles/<slide_id>.h5                     out-of-fold tile scores (see weakstil.evaluation)
+    MODEL/folds/fold_<k>.safetensors                 the cross-validation fold models (weakstil.ensemble)
 
 Every slide's out-of-fold tile scores come from a model that never saw its label (nor any
 slide of its group), so they can be shown as heatmaps without optimism.
@@ -37,10 +38,11 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
                                 fix="choose another --out or pass --overwrite to replace it")
 
 
-def _bank_for(cohort: Cohort, features_dir: Path, tile_masks: dict | None = None):
+def _bank_for(cohort: Cohort, features_dir: Path, tile_masks: dict | None = None, tile_stats: bool = False):
     from weakstil.mil import FeatureBank
 
-    return FeatureBank.load(cohort.feature_paths(features_dir), cohort.slide_ids, tile_masks=tile_masks)
+    return FeatureBank.load(cohort.feature_paths(features_dir), cohort.slide_ids, tile_masks=tile_masks,
+                            tile_stats=tile_stats)
 
 
 def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | Path, cfg=None, *,
@@ -73,7 +75,7 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
     # torch only now: bad inputs fail in a second
     from weakstil.mil import cross_validate, fit, inner_split, model_meta, save_model
 
-    bank = _bank_for(cohort, features_dir, tile_masks)
+    bank = _bank_for(cohort, features_dir, tile_masks, tile_stats=cfg.tile_stats)
     from weakstil.mil import resolve_device
 
     bank.to_device(resolve_device(cfg.device))
@@ -87,6 +89,7 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
     tmp.mkdir(parents=True)
     try:
         cv_summary: dict = {}
+        fold_entries: list[dict] = []
         if n_folds >= 2:
             cv = cross_validate(bank, labels, groups, cfg, n_folds, on_epoch=on_epoch)
             pred = pd.DataFrame({
@@ -98,13 +101,16 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
                 write_tile_scores(tmp / "cv" / "tiles" / f"{bag.slide_id}.h5", slide_id=bag.slide_id,
                                   coords=bag.coords, tile_size_level0=bag.tile_size_level0,
                                   tile_scores=s.tile_scores, weights=s.weights, tile_mask=bag.tile_mask,
-                                  attention=s.attention,
+                                  attention=s.attention, stroma_weight=s.stroma,
                                   attrs={"stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]),
                                          "fold": int(k), "source": "cross-validation (out of fold)",
                                          "aggregator": cfg.aggregator, **placement_attrs(bag.path)})
             metrics = write_metrics(pred, tmp / "cv", threshold=threshold, title=f"{n_folds}-fold CV",
                                     extra={"folds": n_folds, "group_column": cohort.group_column},
                                     color_groups=cohort.group_column is not None)
+            from weakstil.ensemble import save_fold_models
+
+            fold_entries = save_fold_models(cv.models, tmp)
             final_epochs = max(1, int(round(float(np.median(cv.best_epochs)))))
             cv_summary = {
                 "folds": n_folds, "best_epochs": cv.best_epochs,
@@ -129,6 +135,8 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
             "cross_validation": cv_summary or None, "load_seconds": round(t_load, 2),
             "train_seconds": round(duration, 2),
         })
+        meta["folds"] = fold_entries
+        meta["scoring"] = cfg.scoring if fold_entries else "final"
         save_model(final.model, tmp, meta)
         if out_dir.exists():
             shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
@@ -144,12 +152,14 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                     group_column: str | None = None, threshold: float | None = None,
                     tile_masks: dict | None = None, device: str = "cpu", threads: int = 0) -> dict:
     """Score every slide (all tiles) with a trained model and write metrics, plots and tile scores."""
-    from weakstil.mil import check_features_match_model, load_model, resolve_device, score_slides, sha256_file
+    from weakstil.ensemble import load_scoring_models, score_slides_ensemble
+    from weakstil.mil import check_features_match_model, resolve_device, sha256_file
 
-    model, meta = load_model(model_dir)
+    models, meta = load_scoring_models(model_dir)
+    model = models[0]
     features_dir = Path(features_dir)
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
-    bank = _bank_for(cohort, features_dir, tile_masks)
+    bank = _bank_for(cohort, features_dir, tile_masks, tile_stats=model.arch.tile_stats)
     check_features_match_model(meta, bank.identity, features_dir)
     if bank.dim != model.arch.input_dim:
         raise WeakSTILError(f"features have {bank.dim} dimensions, the model expects {model.arch.input_dim}",
@@ -157,17 +167,17 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     threshold = float(meta.get("threshold", 30.0) if threshold is None else threshold)
     out_dir = Path(out_dir)
     dev = resolve_device(device)
-    model.to(dev)
     bank.to_device(dev)
-    scores = score_slides(model, bank, device=resolve_device(device), threads=threads)
+    scores = score_slides_ensemble([m.to(dev) for m in models], bank, device=dev, threads=threads)
     model_sha = sha256_file(Path(model_dir) / "model.safetensors")
     labels = cohort.labels
     for bag, s, y in zip(bank.bags, scores, labels):
         write_tile_scores(out_dir / "tiles" / f"{bag.slide_id}.h5", slide_id=bag.slide_id, coords=bag.coords,
                           tile_size_level0=bag.tile_size_level0, tile_scores=s.tile_scores, weights=s.weights,
-                          tile_mask=bag.tile_mask, attention=s.attention,
+                          tile_mask=bag.tile_mask, attention=s.attention, stroma_weight=s.stroma,
                           attrs={"stil_pred": s.stil, "stil_true": float(y), "model_sha256": model_sha,
                                  "model": str(model_dir), "aggregator": model.arch.aggregator,
+                                 "scoring": f"{meta.get('scoring', 'final')} ({len(models)} model(s))",
                                  "source": "evaluate", **placement_attrs(bag.path)})
     pred = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": labels, "stil_pred": [s.stil for s in scores],
                          "group": cohort.groups})

@@ -1,0 +1,123 @@
+"""Stain of a slide: Macenko stain vectors (torchstain), stain concentrations, optional normalisation.
+
+Each slide's haematoxylin and eosin optical-density vectors and its 99th-percentile stain
+concentrations are estimated once, from the tissue pixels of a low-resolution thumbnail, with
+torchstain's Macenko method (:class:`SlideStain`). With them every tile can be
+
+* unmixed into haematoxylin and eosin concentrations relative to *its slide's* own strongest
+  staining (:func:`concentrations`): a dark nucleus is dark for its slide, whatever the
+  centre's stain strength or hue (used by :mod:`weakstil.tilestats`);
+* re-rendered with reference stain vectors and strengths (:func:`normalise`; ``weakstil embed
+  --stain-norm macenko``), so the encoder sees one stain look across centres.
+
+Estimating per slide (not per tile) keeps a tile that is all stroma or all lymphocytes from
+being "normalised" as if it held both stains.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Transmitted light intensity assumed by the optical-density conversion (torchstain's default).
+IO = 240.0
+#: Reference stain matrix (columns H, E) and 99th-percentile concentrations: torchstain's
+#: Macenko defaults, from Macenko et al.'s reference slide.
+REFERENCE_HE = np.array([[0.5626, 0.2159], [0.7201, 0.8012], [0.4062, 0.5581]])
+REFERENCE_MAX_C = np.array([1.9705, 1.0308])
+#: Fewer tissue pixels than this: the estimate is not trusted and the reference is used.
+MIN_PIXELS = 2000
+#: Pixels with an optical density below this in any channel are background (Macenko's beta).
+BETA = 0.15
+#: Thumbnail resolution for the estimate (µm/px).
+ESTIMATE_MPP = 4.0
+
+
+class StainNorm(str, Enum):
+    """Tile appearance before the encoder."""
+
+    NONE = "none"
+    MACENKO = "macenko"
+
+
+@dataclass(frozen=True)
+class SlideStain:
+    """A slide's stain: optical-density vectors ``he`` (3, 2; columns H, E) and ``max_c`` (2,)."""
+
+    he: np.ndarray
+    max_c: np.ndarray
+    source: str = "macenko"  #: "macenko" or "reference" (estimate failed or too little tissue)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"he": np.round(self.he, 6).tolist(), "max_c": np.round(self.max_c, 6).tolist(),
+                "source": self.source, "method": "torchstain NumpyMacenkoNormalizer.fit", "io": IO}
+
+    @classmethod
+    def reference(cls) -> SlideStain:
+        return cls(REFERENCE_HE.copy(), REFERENCE_MAX_C.copy(), "reference")
+
+    def unmixing(self) -> np.ndarray:
+        """(3, 2) matrix taking optical densities (…, 3) to concentrations (…, 2) scaled by ``max_c``."""
+        return np.linalg.pinv(self.he).T / self.max_c[None, :]
+
+
+def estimate_stain(rgb: np.ndarray, tissue: np.ndarray | None = None) -> SlideStain:
+    """Macenko stain vectors of the ``tissue`` pixels of an RGB uint8 image (a slide thumbnail)."""
+    from torchstain.numpy.normalizers import NumpyMacenkoNormalizer
+
+    pix = rgb.reshape(-1, 3) if tissue is None else rgb[np.asarray(tissue, bool)]
+    od = -np.log((pix.astype(np.float64) + 1.0) / IO)
+    pix = pix[~np.any(od < BETA, axis=1)]
+    if len(pix) < MIN_PIXELS:
+        log.debug("stain: %d stained pixels, using the reference stain", len(pix))
+        return SlideStain.reference()
+    if len(pix) > 400_000:  # plenty for a 3x3 covariance and two percentiles; keeps it fast
+        pix = pix[np.random.default_rng(0).choice(len(pix), 400_000, replace=False)]
+    norm = NumpyMacenkoNormalizer()
+    try:
+        norm.fit(pix.reshape(-1, 1, 3), Io=IO, alpha=1, beta=BETA)
+    except (np.linalg.LinAlgError, ValueError) as exc:
+        log.debug("stain: Macenko failed (%s), using the reference stain", exc)
+        return SlideStain.reference()
+    he = np.asarray(norm.HERef, np.float64)
+    max_c = np.asarray(norm.maxCRef, np.float64)
+    he = he * np.sign(he.sum(axis=0, keepdims=True))  # eigenvector signs are arbitrary
+    if not (np.isfinite(he).all() and np.isfinite(max_c).all() and (max_c > 1e-3).all() and (he > -0.05).all()):
+        log.debug("stain: degenerate Macenko estimate, using the reference stain")
+        return SlideStain.reference()
+    return SlideStain(he, max_c)
+
+
+def estimate_slide_stain(slide) -> SlideStain:
+    """:func:`estimate_stain` on a thumbnail of an open :class:`~weakstil.slide.Slide`'s tissue."""
+    from weakstil.tissue import TissueParams, detect_tissue
+
+    mpp = max(ESTIMATE_MPP, float(slide.mpp))
+    thumb = slide.read_thumbnail(mpp)
+    try:
+        tissue = detect_tissue(thumb, mpp, TissueParams())
+    except Exception:  # a blank thumbnail; the estimate falls back to the reference
+        tissue = None
+    return estimate_stain(thumb, tissue)
+
+
+def optical_density(tiles: np.ndarray) -> np.ndarray:
+    """uint8 RGB (…, 3) -> optical density (…, 3) float32, relative to :data:`IO`."""
+    return -np.log((tiles.astype(np.float32) + 1.0) / np.float32(IO))
+
+
+def concentrations(tiles: np.ndarray, stain: SlideStain) -> np.ndarray:
+    """(…, 3) uint8 -> (…, 2) float32 H and E concentrations, 1.0 = the slide's 99th percentile."""
+    return optical_density(tiles) @ stain.unmixing().astype(np.float32)
+
+
+def normalise(tiles: np.ndarray, stain: SlideStain) -> np.ndarray:
+    """Re-render uint8 RGB tiles (…, 3) with the reference stain vectors and strengths."""
+    c = concentrations(tiles, stain).clip(min=0.0) * REFERENCE_MAX_C.astype(np.float32)
+    out = IO * np.exp(-(c @ REFERENCE_HE.T.astype(np.float32)))
+    return np.clip(out, 0, 255).astype(np.uint8)
