@@ -190,6 +190,13 @@ def info(slides: SlidesArg, slide_mpp: SlideMppOpt = None) -> None:
         raise typer.Exit(1)
 
 
+class _SynthLook(str, Enum):
+    """The looks of ``weakstil.synth.LOOKS`` (spelled here so the CLI starts without importing it)."""
+
+    default = "default"
+    alt = "alt"
+
+
 @app.command()
 def synth(
     out: Annotated[Path, typer.Argument(help="Output directory of the synthetic cohort.")],
@@ -199,11 +206,18 @@ def synth(
         tuple[float, float], typer.Option("--size-mm", help="Slide width and height in millimetres.")
     ] = (2.5, 2.5),
     groups: Annotated[int, typer.Option("--groups", help="Number of centres (groups) with their own stain look.")] = 4,
+    hard: Annotated[bool, typer.Option(
+        "--hard", help="Real-tissue confounders (dark tumour nuclei, plasma cells, necrosis, lymphoid structures "
+        "outside the bed, DCIS, stain/focus/fold/pen artefacts...), strengths drawn per slide; labels stay exact.",
+    )] = False,
+    look: Annotated[_SynthLook, typer.Option(
+        "--look", help="Appearance family: 'default' or 'alt' (other palette, nuclei, textures and optics).",
+    )] = _SynthLook.default,
 ) -> None:
     """Generate a synthetic H&E cohort with exact sTIL truth (slides, labels.csv, truth masks)."""
     from weakstil.synth import generate_cohort
 
-    table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups)
+    table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups, hard=hard, look=look.value)
     log.info("%d slides, sTIL median %.1f%%, %d%% >= 30%% -> %s", len(table), table["stil"].median(),
              round(100 * (table["stil"] >= 30).mean()), out / "labels.csv")
 

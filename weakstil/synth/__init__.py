@@ -2,9 +2,11 @@
 
 Public API::
 
-    generate_cohort(out_dir, n_slides, seed, *, size_mm=(2.5, 2.5), n_groups=4, progress=True) -> DataFrame
+    generate_cohort(out_dir, n_slides, seed, *, size_mm=(2.5, 2.5), n_groups=4, progress=True,
+                    hard=False, look="default", confounders=None) -> DataFrame
     generate_slide(path, truth_dir, slide_id, seed, *, size_mm=(2.5, 2.5), target_stil=None,
-                   group="centre_0", style=None, preview=True) -> SlideTruth
+                   group="centre_0", style=None, preview=True, hard=False, look="default",
+                   confounders=None) -> SlideTruth
     plan_slide(seed, ...) -> SlidePlan          # everything but the pixels (used by tests)
     sample_target_stil(rng, size)               # TCGA-BRCA-like target distribution
 
@@ -35,12 +37,18 @@ truth, HDF5, GeoJSON, preview), ``generator`` (slide/cohort entry points).
 from __future__ import annotations
 
 from .constants import MASK_MPP, SLIDE_MPP, STIL_FORMULA, TRUTH_TILE_SIZE
+from .hard import CONFOUNDERS, Confounders, sample_confounders
+from .looks import LOOKS, Look
 from .distribution import sample_target_stil, stil_quantile
 from .generator import SlidePlan, SlideTruth, generate_cohort, generate_slide, plan_slide, slide_seed, slide_shape
 from .style import LayoutParams, SlideStyle, sample_style
 from .truth import TruthMasks, compute_stil, read_truth, tile_truth
 
 __all__ = [
+    "CONFOUNDERS",
+    "LOOKS",
+    "Confounders",
+    "Look",
     "MASK_MPP",
     "SLIDE_MPP",
     "STIL_FORMULA",
@@ -55,6 +63,7 @@ __all__ = [
     "generate_slide",
     "plan_slide",
     "read_truth",
+    "sample_confounders",
     "sample_style",
     "sample_target_stil",
     "slide_seed",

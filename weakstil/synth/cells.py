@@ -22,7 +22,7 @@ from .orientation import OrientationField
 from .sprites import N_ANGLES, SpriteBank, bank
 from .style import LayoutParams
 
-__all__ = ["CellSet", "Stamps", "place_cells"]
+__all__ = ["CellSet", "FixedCells", "Stamps", "place_cells"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ class Stamps:
     y: I32
     x: I32
     sprite: NDArray[np.int16]
+    look: str = "default"
 
     def __post_init__(self) -> None:
         order = np.argsort(self.y, kind="stable")
@@ -47,7 +48,7 @@ class Stamps:
 
     @property
     def bank(self) -> SpriteBank:
-        return bank(self.kind)
+        return bank(self.kind, self.look)
 
     def __len__(self) -> int:
         return int(self.y.size)
@@ -136,12 +137,13 @@ def _sample_cells(rng: np.random.Generator, flat_idx: NDArray[np.intp], weights:
     return y, x
 
 
-def _lymph_area() -> float:
-    return float(bank("lymphocyte").footprint.sum(axis=(1, 2)).mean())
+def _lymph_area(look: str = "default") -> float:
+    return float(bank("lymphocyte", look).footprint.sum(axis=(1, 2)).mean())
 
 
 def _bed_lymph_candidates(rng: np.random.Generator, layout: Layout, p: LayoutParams, target: float,
-                          height: int, width: int, scale: float) -> tuple[I32, I32]:
+                          height: int, width: int, scale: float, look: str = "default",
+                          agg_scale: float = 1.0) -> tuple[I32, I32]:
     """Candidate bed-stroma lymphocytes (random order = priority order)."""
     regions = layout.regions
     bed_stroma = layout.bed_stroma
@@ -149,7 +151,7 @@ def _bed_lymph_candidates(rng: np.random.Generator, layout: Layout, p: LayoutPar
     area_px = flat.size * MASK_FACTOR**2
     t = min(max(target / 100.0, 0.0), 0.985)
     lam = (-np.log(1.0 - min(1.15 * t + 0.03, 0.99)) * (1.0 + p.lymph_heterogeneity)) * scale
-    n_max = int(np.ceil(area_px / _lymph_area() * lam))
+    n_max = int(np.ceil(area_px / _lymph_area(look) * lam))
     # intensity: smooth heterogeneity, plus a boost close to tumour nests
     het = np.exp(1.2 * smooth_field(rng, regions.shape, _px(90.0) / MASK_FACTOR))
     het /= het.mean()
@@ -164,11 +166,12 @@ def _bed_lymph_candidates(rng: np.random.Generator, layout: Layout, p: LayoutPar
     # aggregates: gaussian clusters around weighted centres, kept where bed stroma
     parts_y, parts_x = [ys], [xs]
     if n_agg > 0:
-        mean_size = rng.uniform(30.0, 120.0)
+        # agg_scale > 1 (hard, dense infiltrates): fewer, larger and denser aggregates
+        mean_size = rng.uniform(30.0, 120.0) * agg_scale**2
         n_cl = max(1, int(round(n_agg / mean_size)))
         cy, cx = _sample_cells(rng, flat, wts, n_cl, regions.shape[1])
         sizes = rng.multinomial(n_agg, rng.dirichlet(np.ones(n_cl)))
-        sig = rng.uniform(_px(12.0), _px(35.0), n_cl)
+        sig = rng.uniform(_px(12.0), _px(35.0), n_cl) * agg_scale
         my = np.repeat(cy, sizes) + rng.normal(0, 1, n_agg) * np.repeat(sig, sizes)
         mx = np.repeat(cx, sizes) + rng.normal(0, 1, n_agg) * np.repeat(sig, sizes)
         my = np.round(my).astype(np.int32)
@@ -184,46 +187,70 @@ def _bed_lymph_candidates(rng: np.random.Generator, layout: Layout, p: LayoutPar
     return y[perm], x[perm]
 
 
-def _mc_min_priority(rng: np.random.Generator, bed_stroma: NDArray[np.bool_], y: I32, x: I32,
-                     sprite: NDArray[np.int16], prio: NDArray[np.int64]) -> NDArray[np.int64]:
-    """For random bed-stroma pixels: smallest priority of a lymphocyte covering it."""
-    flat = np.flatnonzero(bed_stroma)
-    sy, sx = _sample_cells(rng, flat, None, _MC_SAMPLES, bed_stroma.shape[1])
-    big = np.iinfo(np.int64).max
-    minp = np.full(sy.size, big, np.int64)
+def _covering(sy: I32, sx: I32, shape: tuple[int, int], y: I32, x: I32, sprite: NDArray[np.int16],
+              b: SpriteBank) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """(sample, sprite) index pairs where a sprite's footprint covers a sample pixel."""
+    none = np.zeros(0, np.intp), np.zeros(0, np.intp)
     if y.size == 0:
-        return minp
-    b = bank("lymphocyte")
+        return none
     h = b.half
-    # only lymphocytes within reach of a sample matter: mark the sampled mask pixels
+    # only sprites within reach of a sample matter: mark the sampled mask pixels
     # (dilated by the sprite reach) and drop the rest before building the tree
     reach = int(np.ceil((h * np.sqrt(2.0) + 1.0) / MASK_FACTOR))
-    near = np.zeros(bed_stroma.shape, bool)
+    near = np.zeros(shape, bool)
     near[sy // MASK_FACTOR, sx // MASK_FACTOR] = True
     near = ndimage.binary_dilation(near, np.ones((2 * reach + 1, 2 * reach + 1), bool))
-    keep = near[np.clip(y // MASK_FACTOR, 0, near.shape[0] - 1), np.clip(x // MASK_FACTOR, 0, near.shape[1] - 1)]
-    y, x, sprite, prio = y[keep], x[keep], sprite[keep], prio[keep]
-    if y.size == 0:
-        return minp
-    tree = cKDTree(np.c_[y, x])
+    keep = np.flatnonzero(near[np.clip(y // MASK_FACTOR, 0, shape[0] - 1), np.clip(x // MASK_FACTOR, 0, shape[1] - 1)])
+    if keep.size == 0:
+        return none
+    tree = cKDTree(np.c_[y[keep], x[keep]])
     hits = tree.query_ball_point(np.c_[sy, sx], r=h * np.sqrt(2.0) + 0.5)
     counts = np.fromiter((len(v) for v in hits), np.intp, len(hits))
     if counts.sum() == 0:
-        return minp
-    j = np.concatenate([np.asarray(v, np.intp) for v in hits if v])
+        return none
+    j = keep[np.concatenate([np.asarray(v, np.intp) for v in hits if v])]
     i = np.repeat(np.arange(sy.size), counts)
     dy = sy[i] - y[j] + h
     dx = sx[i] - x[j] + h
     ok = (dy >= 0) & (dy < b.size) & (dx >= 0) & (dx < b.size)
     i, j, dy, dx = i[ok], j[ok], dy[ok], dx[ok]
     cov = b.footprint[sprite[j], dy, dx]
-    np.minimum.at(minp, i[cov], prio[j[cov]])
+    return i[cov], j[cov]
+
+
+def _mc_min_priority(rng: np.random.Generator, bed_stroma: NDArray[np.bool_], y: I32, x: I32,
+                     sprite: NDArray[np.int16], prio: NDArray[np.int64], look: str = "default",
+                     fixed: list[Stamps] | tuple[Stamps, ...] = ()) -> NDArray[np.int64]:
+    """For random bed-stroma pixels: smallest priority of a lymphocyte covering it (-1 where a
+    ``fixed`` TIL sprite of another kind, e.g. a plasma cell, covers it)."""
+    flat = np.flatnonzero(bed_stroma)
+    sy, sx = _sample_cells(rng, flat, None, _MC_SAMPLES, bed_stroma.shape[1])
+    big = np.iinfo(np.int64).max
+    minp = np.full(sy.size, big, np.int64)
+    i, j = _covering(sy, sx, bed_stroma.shape, y, x, sprite, bank("lymphocyte", look))
+    np.minimum.at(minp, i, prio[j])
+    for st in fixed:
+        i, _ = _covering(sy, sx, bed_stroma.shape, st.y, st.x, st.sprite, st.bank)
+        np.minimum.at(minp, i, np.int64(-1))
     return minp
 
 
+@dataclass
+class FixedCells:
+    """Cells decided before the bed lymphocytes are calibrated (``--hard``): lymphocytes that
+    never count (lymphoid structures outside the bed) and TIL sprites of other kinds (plasma
+    cells, centroblasts) whose coverage the calibration takes as given."""
+
+    lymph_y: I32
+    lymph_x: I32
+    til_stamps: list[Stamps]
+
+
 def place_cells(rng: np.random.Generator, layout: Layout, p: LayoutParams, orient: OrientationField,
-                target_stil: float, width: int, height: int) -> CellSet:
-    """Decide every nucleus and adipocyte of the slide."""
+                target_stil: float, width: int, height: int, *, look: str = "default",
+                fixed: FixedCells | None = None, agg_scale: float = 1.0) -> CellSet:
+    """Decide every nucleus and adipocyte of the slide (``look`` picks the sprite banks;
+    ``fixed`` and ``agg_scale`` are the hard confounders' share, see ``hard_cells``)."""
     regions = layout.regions
     lr_w = regions.shape[1]
     mm2_per_lr = (MASK_FACTOR * SLIDE_MPP / 1000.0) ** 2
@@ -233,10 +260,10 @@ def place_cells(rng: np.random.Generator, layout: Layout, p: LayoutParams, orien
     fl = np.flatnonzero(regions == STROMA)
     n_fib = int(rng.poisson(p.fibroblast_per_mm2 * fl.size * mm2_per_lr))
     fy, fx = _sample_cells(rng, fl, None, n_fib, lr_w)
-    fb = bank("fibroblast")
+    fb = bank("fibroblast", look)
     per = len(fb) // N_ANGLES
     abin = np.round(orient.theta_at(fy, fx) / np.pi * N_ANGLES).astype(np.int64) % N_ANGLES
-    stamps.append(Stamps("fibroblast", fy, fx, (abin * per + rng.integers(0, per, fy.size)).astype(np.int16)))
+    stamps.append(Stamps("fibroblast", fy, fx, (abin * per + rng.integers(0, per, fy.size)).astype(np.int16), look))
 
     # --- adipocyte seeds
     ay, ax = _jittered_grid(rng, height, width, _px(p.adipocyte_um), 0.38, regions == FAT)
@@ -254,8 +281,9 @@ def place_cells(rng: np.random.Generator, layout: Layout, p: LayoutParams, orien
         r = _lookup(regions, ly_, lx_)
         dd = d_out[ly_ // MASK_FACTOR, lx_ // MASK_FACTOR]
         lum = (r == DUCT) & (dd > 1.2)
-        lb = bank("luminal")
-        stamps.append(Stamps("luminal", ly_[lum], lx_[lum], rng.integers(0, len(lb), int(lum.sum())).astype(np.int16)))
+        lb = bank("luminal", look)
+        stamps.append(Stamps("luminal", ly_[lum], lx_[lum], rng.integers(0, len(lb), int(lum.sum())).astype(np.int16),
+                             look))
         my_, mx_ = _jittered_grid(rng, height, width, _px(9.0), 0.25, duct)
         r = _lookup(regions, my_, mx_)
         cy_, cx_ = my_ // MASK_FACTOR, mx_ // MASK_FACTOR
@@ -263,10 +291,11 @@ def place_cells(rng: np.random.Generator, layout: Layout, p: LayoutParams, orien
         my_, mx_, cy_, cx_ = my_[myo], mx_[myo], cy_[myo], cx_[myo]
         # tangent = normal (gradient) rotated by 90 degrees
         ang = np.mod(np.arctan2(gy_[cy_, cx_], gx_[cy_, cx_]) + np.pi / 2, np.pi)
-        mb = bank("myoepithelial")
+        mb = bank("myoepithelial", look)
         per_m = len(mb) // N_ANGLES
         mbin = np.round(ang / np.pi * N_ANGLES).astype(np.int64) % N_ANGLES
-        stamps.append(Stamps("myoepithelial", my_, mx_, (mbin * per_m + rng.integers(0, per_m, my_.size)).astype(np.int16)))
+        stamps.append(Stamps("myoepithelial", my_, mx_,
+                             (mbin * per_m + rng.integers(0, per_m, my_.size)).astype(np.int16), look))
         d_duct = ndimage.distance_transform_edt(~((regions == DUCT) | (regions == LUMEN))).astype(np.float32)
     else:
         d_duct = None
@@ -274,18 +303,19 @@ def place_cells(rng: np.random.Generator, layout: Layout, p: LayoutParams, orien
     # --- tumour nuclei: dense jittered lattice inside nests
     ty, tx = _jittered_grid(rng, height, width, _px(p.tumor_spacing_um), 0.32, regions == TUMOR)
     keep = (_lookup(regions, ty, tx) == TUMOR) & (rng.random(ty.size) > 0.06)
-    tb = bank("tumor")
-    stamps.append(Stamps("tumor", ty[keep], tx[keep], rng.integers(0, len(tb), int(keep.sum())).astype(np.int16)))
+    tb = bank("tumor", look)
+    stamps.append(Stamps("tumor", ty[keep], tx[keep], rng.integers(0, len(tb), int(keep.sum())).astype(np.int16), look))
 
     # --- debris specks on the glass
     bl = np.flatnonzero(regions == BACKGROUND)
     n_deb = int(rng.poisson(25.0 * bl.size * mm2_per_lr))
     dy_, dx_ = _sample_cells(rng, bl, None, n_deb, lr_w)
-    stamps.append(Stamps("debris", dy_, dx_, rng.integers(0, len(bank("debris")), dy_.size).astype(np.int16)))
+    stamps.append(Stamps("debris", dy_, dx_, rng.integers(0, len(bank("debris", look)), dy_.size).astype(np.int16),
+                         look))
 
     # --- lymphocytes that never count: stroma outside the bed (+ around ducts), inside nests
-    la = _lymph_area()
-    lb_ = bank("lymphocyte")
+    la = _lymph_area(look)
+    lb_ = bank("lymphocyte", look)
     out_stroma = (regions == STROMA) & ~layout.bed
     fo = np.flatnonzero(out_stroma)
     n_out = int(fo.size * MASK_FACTOR**2 / la * -np.log(1.0 - p.lymph_outside_coverage))
@@ -297,20 +327,21 @@ def place_cells(rng: np.random.Generator, layout: Layout, p: LayoutParams, orien
     ft = np.flatnonzero(regions == TUMOR)
     n_it = int(ft.size * MASK_FACTOR**2 / la * p.intratumoral_coverage)
     iy, ix = _sample_cells(rng, ft, None, n_it, lr_w)
-    fixed_y = np.concatenate([oy, iy])
-    fixed_x = np.concatenate([ox, ix])
+    fixed_y = np.concatenate([oy, iy] + ([fixed.lymph_y] if fixed is not None else []))
+    fixed_x = np.concatenate([ox, ix] + ([fixed.lymph_x] if fixed is not None else []))
+    fixed_til = fixed.til_stamps if fixed is not None else []
 
     # --- bed-stroma lymphocytes, calibrated to the target on random pixels
     bed_stroma = layout.bed_stroma
     target = float(target_stil)
     scale = 1.0
     for _attempt in range(3):
-        by, bx = _bed_lymph_candidates(rng, layout, p, target, height, width, scale)
+        by, bx = _bed_lymph_candidates(rng, layout, p, target, height, width, scale, look, agg_scale)
         all_y = np.concatenate([fixed_y, by])
         all_x = np.concatenate([fixed_x, bx])
         spr = rng.integers(0, len(lb_), all_y.size).astype(np.int16)
         prio = np.concatenate([np.full(fixed_y.size, -1, np.int64), np.arange(by.size, dtype=np.int64)])
-        minp = _mc_min_priority(rng, bed_stroma, all_y, all_x, spr, prio)
+        minp = _mc_min_priority(rng, bed_stroma, all_y, all_x, spr, prio, look, fixed_til)
         srt = np.sort(minp)
         k = int(np.ceil(target / 100.0 * srt.size))
         n_cov_all = int(np.count_nonzero(srt < np.iinfo(np.int64).max))
@@ -325,7 +356,8 @@ def place_cells(rng: np.random.Generator, layout: Layout, p: LayoutParams, orien
         n_sel = by.size
     predicted = 100.0 * float(np.mean(minp < n_sel))
     sel = prio < n_sel
-    stamps.append(Stamps("lymphocyte", all_y[sel], all_x[sel], spr[sel]))
+    stamps.append(Stamps("lymphocyte", all_y[sel], all_x[sel], spr[sel], look))
+    stamps.extend(fixed_til)
     logger.debug("lymphocytes: %d bed of %d candidates, %d other; target %.2f predicted %.2f",
                  n_sel, by.size, fixed_y.size, target, predicted)
     return CellSet(

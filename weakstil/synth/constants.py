@@ -37,6 +37,11 @@ REGION_NAMES: Final[dict[int, str]] = {
     DUCT: "duct_epithelium",
     LUMEN: "duct_lumen",
 }
+# region codes that only the hard confounders draw (``weakstil synth --hard``); the default
+# output's legend (REGION_NAMES) is unchanged
+NECROSIS: Final[int] = 6
+DCIS: Final[int] = 7
+REGION_NAMES_HARD: Final[dict[int, str]] = {**REGION_NAMES, NECROSIS: "necrosis", DCIS: "dcis_epithelium"}
 
 STIL_FORMULA: Final[str] = (
     "stil = 100 * sum(lymphocyte[tumorbed & stroma]) / count(tumorbed & stroma), "

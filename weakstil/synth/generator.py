@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,25 +15,42 @@ import numpy as np
 import pandas as pd
 
 from ._io import atomic_path, write_json_atomic
-from .cells import CellSet, place_cells
+from .artefacts import make_render_extras
+from .cells import CellSet, FixedCells, place_cells
 from .constants import (
     BLOCK,
+    DCIS,
     FAT,
     MASK_FACTOR,
     MASK_MPP,
+    NECROSIS,
     REGION_NAMES,
+    REGION_NAMES_HARD,
     SLIDE_MPP,
     STIL_FORMULA,
     STROMA,
     TUMOR,
 )
 from .distribution import sample_target_stil
+from .hard import Confounders, hard_params, hard_style, sample_confounders
+from .hard_cells import add_confounder_cells, fixed_cells
+from .hard_layout import HardLayout, add_hard_regions
 from .layout import Layout, generate_layout
+from .looks import check_look, look_render, sample_look_style
 from .orientation import OrientationField
 from .pyramid import strip_buffer, write_pyramid
 from .render import RenderPlan, render_block, workspace
 from .style import LayoutParams, SlideStyle, sample_layout_params, sample_style
-from .truth import TruthMasks, compute_stil, tile_truth, tumorbed_geojson, write_geojson, write_preview, write_truth_h5
+from .truth import (
+    TruthMasks,
+    compute_stil,
+    tile_truth,
+    tile_truth_extra,
+    tumorbed_geojson,
+    write_geojson,
+    write_preview,
+    write_truth_h5,
+)
 
 __all__ = [
     "SlidePlan",
@@ -49,8 +67,10 @@ logger = logging.getLogger(__name__)
 
 LABEL_COLUMNS = ["slide_id", "path", "stil", "group"]
 
-# named random streams of one slide (adding a stream never changes the others)
+# named random streams of one slide (adding a stream never changes the others); the default
+# output draws only from the first seven, so --hard and --look leave it byte-identical
 _S_TARGET, _S_STYLE, _S_PARAMS, _S_LAYOUT, _S_ORIENT, _S_CELLS, _S_RENDER = range(7)
+_S_HARD, _S_HARD_STYLE, _S_HARD_LAYOUT, _S_HARD_FIXED, _S_HARD_CELLS, _S_EXTRAS = range(7, 13)
 
 
 def generator_version() -> str:
@@ -87,6 +107,8 @@ class SlideTruth:
     height: int
     n_levels: int
     seconds: float
+    hard: bool = False
+    look: str = "default"
 
 
 @dataclass
@@ -103,22 +125,64 @@ class SlidePlan:
     layout: Layout
     cells: CellSet
     render: RenderPlan
+    look: str = "default"
+    confounders: Confounders | None = None  # None: not hard
+    hard_layout: HardLayout | None = None
+    hard_attrs: dict[str, Any] | None = None  # what the confounders drew (truth attributes)
+
+    @property
+    def default_output(self) -> bool:
+        return self.confounders is None and self.look == "default"
 
 
 def plan_slide(seed: int, *, size_mm: tuple[float, float] = (2.5, 2.5), target_stil: float | None = None,
-               group: str = "centre_0", style: SlideStyle | None = None) -> SlidePlan:
-    """Draw the target, style, layout and every cell of a slide (no pixels yet)."""
+               group: str = "centre_0", style: SlideStyle | None = None, hard: bool = False,
+               look: str = "default", confounders: Mapping[str, float] | None = None) -> SlidePlan:
+    """Draw the target, style, layout and every cell of a slide (no pixels yet).
+
+    ``hard`` adds the real-tissue confounders (``confounders`` fixes some strengths, see
+    ``weakstil.synth.hard``); ``look`` picks the appearance family (``weakstil.synth.looks``).
+    """
+    look = check_look(look)
+    hard = bool(hard or confounders)
     width, height = slide_shape(size_mm)
     if target_stil is None:
         target_stil = float(sample_target_stil(_rng(seed, _S_TARGET)))
     if style is None:
-        style = sample_style(_rng(seed, _S_STYLE), group)
+        style = (sample_style(_rng(seed, _S_STYLE), group) if look == "default"
+                 else sample_look_style(_rng(seed, _S_STYLE), group, look))
     params = sample_layout_params(_rng(seed, _S_PARAMS), target_stil)
+    conf, agg_scale, drawn = None, 1.0, {}
+    if hard:
+        conf = sample_confounders(_rng(seed, _S_HARD), group, confounders)
+        params, agg_scale = hard_params(params, conf, target_stil)
+        style, drawn = hard_style(_rng(seed, _S_HARD_STYLE), style, conf, group)
     layout = generate_layout(_rng(seed, _S_LAYOUT), (height // MASK_FACTOR, width // MASK_FACTOR), params)
+    hl = add_hard_regions(_rng(seed, _S_HARD_LAYOUT), layout, conf) if conf is not None else None
     orient = OrientationField.random(_rng(seed, _S_ORIENT), width, height)
-    cells = place_cells(_rng(seed, _S_CELLS), layout, params, orient, target_stil, width, height)
+    fixed: FixedCells | None = None
+    counts: dict[str, int] = {}
+    if conf is not None and hl is not None:
+        fixed, counts = fixed_cells(_rng(seed, _S_HARD_FIXED), layout, hl, conf, target_stil, width, height, look)
+    cells = place_cells(_rng(seed, _S_CELLS), layout, params, orient, target_stil, width, height, look=look,
+                        fixed=fixed, agg_scale=agg_scale)
+    if conf is not None:
+        counts.update(add_confounder_cells(_rng(seed, _S_HARD_CELLS), cells, layout, conf, orient, width, height,
+                                           look))
     plan = RenderPlan.create(_rng(seed, _S_RENDER), width, height, layout, style, cells, orient)
-    return SlidePlan(int(seed), group, width, height, float(target_stil), style, params, layout, cells, plan)
+    hard_attrs = None
+    if conf is not None or look != "default":
+        plan.extra = make_render_extras(_rng(seed, _S_EXTRAS), layout, look_render(look, group), group, conf,
+                                        float(drawn.get("stroma_h_extra", 0.0)))
+        hard_attrs = {"hard": int(conf is not None), "look": look, **plan.extra.look.attrs()}
+        if conf is not None and hl is not None:
+            hard_attrs.update(conf.attrs())
+            hard_attrs["hard_overrides"] = json.dumps(dict(sorted((confounders or {}).items())))
+            hard_attrs.update({f"acq_{k}": v for k, v in drawn.items()})
+            hard_attrs.update({f"acq_{k}": v for k, v in plan.extra.attrs.items()})
+            hard_attrs.update({f"agg_scale": agg_scale, **hl.counts, **counts})
+    return SlidePlan(int(seed), group, width, height, float(target_stil), style, params, layout, cells, plan,
+                     look, conf, hl, hard_attrs)
 
 
 def generate_slide(
@@ -132,6 +196,9 @@ def generate_slide(
     group: str = "centre_0",
     style: SlideStyle | None = None,
     preview: bool = True,
+    hard: bool = False,
+    look: str = "default",
+    confounders: Mapping[str, float] | None = None,
 ) -> SlideTruth:
     """Render one synthetic H&E slide plus its exact truth.
 
@@ -140,16 +207,19 @@ def generate_slide(
     ``<slide_id>_preview.png``; the HDF5 file is written last, so its presence
     marks a complete slide.  ``target_stil`` defaults to a draw from the
     TCGA-like distribution; the returned/stored ``stil`` is computed from what
-    was actually drawn.
+    was actually drawn. ``hard``/``confounders``/``look``: see ``plan_slide``.
     """
     t0 = time.perf_counter()
     path = Path(path)
     truth_dir = Path(truth_dir)
-    sp = plan_slide(seed, size_mm=size_mm, target_stil=target_stil, group=group, style=style)
+    sp = plan_slide(seed, size_mm=size_mm, target_stil=target_stil, group=group, style=style, hard=hard,
+                    look=look, confounders=confounders)
     width, height, style, layout, cells = sp.width, sp.height, sp.style, sp.layout, sp.cells
     t_plan = time.perf_counter() - t0
 
     cov = np.zeros(layout.shape, np.float32)
+    plasma = None if sp.default_output else np.zeros(layout.shape, np.float32)
+    parts: dict[str, np.ndarray] | None = None if plasma is None else {}
 
     def strips() -> Iterator[tuple[int, int, np.ndarray]]:
         for y0 in range(0, height, BLOCK):
@@ -157,8 +227,10 @@ def generate_slide(
             buf = strip_buffer(width, y1 - y0)
             for x0 in range(0, width, BLOCK):
                 x1 = min(x0 + BLOCK, width)
-                _, c = render_block(sp.render, y0, y1, x0, x1, out=buf[: y1 - y0, x0:x1])
+                _, c = render_block(sp.render, y0, y1, x0, x1, out=buf[: y1 - y0, x0:x1], parts=parts)
                 cov[y0 // MASK_FACTOR:y1 // MASK_FACTOR, x0 // MASK_FACTOR:x1 // MASK_FACTOR] = c
+                if plasma is not None and parts:
+                    plasma[y0 // MASK_FACTOR:y1 // MASK_FACTOR, x0 // MASK_FACTOR:x1 // MASK_FACTOR] = parts["plasma"]
             yield y0, y1 - y0, buf
             del buf
 
@@ -183,12 +255,18 @@ def generate_slide(
     )
     stil = compute_stil(masks.lymphocyte, masks.tumorbed, masks.stroma)
     tiles = tile_truth(masks, width, height)
+    extra_masks = None
+    if not sp.default_output:
+        lymphoid = sp.hard_layout.lymphoid if sp.hard_layout is not None else np.zeros(layout.shape, bool)
+        extra_masks = {"necrosis": reg == NECROSIS, "dcis": reg == DCIS, "lymphoid": lymphoid & ~layout.bed,
+                       "plasma": plasma}
+        tiles.update(tile_truth_extra(masks, extra_masks, width, height))
     geo_path = truth_dir / f"{slide_id}_tumorbed.geojson"
     write_geojson(geo_path, tumorbed_geojson(masks.tumorbed, slide_id))
     preview_path: Path | None = None
     if preview:
         preview_path = truth_dir / f"{slide_id}_preview.png"
-        write_preview(preview_path, thumb, masks, reg)
+        write_preview(preview_path, thumb, masks, reg, lymphoid=None if extra_masks is None else extra_masks["lymphoid"])
     attrs: dict[str, Any] = {
         "slide_id": slide_id,
         "stil": stil,
@@ -209,8 +287,10 @@ def generate_slide(
         "n_lymphocytes_other": cells.n_lymph_other,
         **style.attrs(),
         **sp.params.attrs(),
+        **(sp.hard_attrs or {}),
     }
-    write_truth_h5(truth_dir / f"{slide_id}.h5", masks, reg, attrs, tiles, REGION_NAMES)
+    write_truth_h5(truth_dir / f"{slide_id}.h5", masks, reg, attrs, tiles,
+                   REGION_NAMES if sp.confounders is None else REGION_NAMES_HARD, extra_masks=extra_masks)
     dt = time.perf_counter() - t0
     logger.debug("%s: plan %.2fs, tiff %.2fs, total %.2fs", slide_id, t_plan, t_tiff, dt)
     return SlideTruth(
@@ -227,6 +307,8 @@ def generate_slide(
         height=height,
         n_levels=n_levels,
         seconds=dt,
+        hard=sp.confounders is not None,
+        look=sp.look,
     )
 
 
@@ -236,7 +318,8 @@ def slide_seed(cohort_seed: int, index: int) -> int:
     return int((int(state[0]) << 32 | int(state[1])) >> 1)
 
 
-def _existing(truth_path: Path, slide: Path, seed: int, width: int, height: int, group: str) -> float | None:
+def _existing(truth_path: Path, slide: Path, seed: int, width: int, height: int, group: str,
+              hard: bool = False, look: str = "default", overrides: str = "{}") -> float | None:
     """The stored label if a complete slide with the same identity exists."""
     if not (truth_path.is_file() and slide.is_file()):
         return None
@@ -244,10 +327,20 @@ def _existing(truth_path: Path, slide: Path, seed: int, width: int, height: int,
         with h5py.File(truth_path, "r") as h5:
             a = h5.attrs
             same = (int(a["seed"]) == seed and int(a["width"]) == width and int(a["height"]) == height
-                    and str(a["group"]) == group and str(a["generator_version"]) == generator_version())
+                    and str(a["group"]) == group and str(a["generator_version"]) == generator_version()
+                    and bool(int(a.get("hard", 0))) == hard and str(a.get("look", "default")) == look
+                    and (not hard or str(a.get("hard_overrides", "{}")) == overrides))
             return float(a["stil"]) if same else None
     except (OSError, KeyError):
         return None
+
+
+def _stored_confounders(truth_path: Path) -> dict[str, float]:
+    """The confounder strengths recorded in a hard slide's truth file."""
+    from .hard import CONFOUNDERS
+
+    with h5py.File(truth_path, "r") as h5:
+        return {k: round(float(h5.attrs[f"hard_{k}"]), 4) for k in ("severity", *CONFOUNDERS)}
 
 
 def generate_cohort(
@@ -258,6 +351,9 @@ def generate_cohort(
     size_mm: tuple[float, float] = (2.5, 2.5),
     n_groups: int = 4,
     progress: bool = True,
+    hard: bool = False,
+    look: str = "default",
+    confounders: Mapping[str, float] | None = None,
 ) -> pd.DataFrame:
     """Generate ``n_slides`` slides under ``out_dir`` and return the labels table.
 
@@ -265,7 +361,16 @@ def generate_cohort(
     CSV), ``slides/<id>.tiff``, ``truth/<id>.h5|_tumorbed.geojson|_preview.png``,
     ``cohort.json``.  Complete slides of an interrupted run with the same seed are
     reused.  Slide ``i`` is ``synth_{i:04d}`` in group ``centre_{i % n_groups}``.
+
+    ``hard`` draws the real-tissue confounders (``confounders`` fixes strengths for every
+    slide); ``look`` the appearance family. Either adds the columns ``look`` and ``hard`` to
+    ``labels.csv`` and the per-slide confounder strengths to ``cohort.json``; the default
+    output is byte-identical to the generator before these options existed.
     """
+    look = check_look(look)
+    hard = bool(hard or confounders)
+    overrides = json.dumps(dict(sorted((confounders or {}).items())))
+    default_output = not hard and look == "default"
     if n_slides < 0 or n_groups < 1:
         raise ValueError("n_slides must be >= 0 and n_groups >= 1")
     out_dir = Path(out_dir)
@@ -283,19 +388,27 @@ def generate_cohort(
         s_seed = slide_seed(seed, i)
         group = f"centre_{i % n_groups}"
         rel = f"slides/{sid}.tiff"
-        stil = _existing(truth_dir / f"{sid}.h5", out_dir / rel, s_seed, width, height, group)
+        stil = _existing(truth_dir / f"{sid}.h5", out_dir / rel, s_seed, width, height, group, hard, look, overrides)
         if stil is None:
-            res = generate_slide(out_dir / rel, truth_dir, sid, s_seed, size_mm=size_mm, group=group)
+            res = generate_slide(out_dir / rel, truth_dir, sid, s_seed, size_mm=size_mm, group=group, hard=hard,
+                                 look=look, confounders=confounders)
             stil = res.stil
             logger.log(level, "synth %d/%d %s stil=%.2f (target %.2f) %s %.1fs", i + 1, n_slides, sid,
                        res.stil, res.target_stil, group, res.seconds)
         else:
             logger.log(level, "synth %d/%d %s exists (stil=%.2f), kept", i + 1, n_slides, sid, stil)
-        rows.append({"slide_id": sid, "path": rel, "stil": round(float(stil), 4), "group": group})
-        meta.append({"slide_id": sid, "seed": s_seed, "group": group})
-    df = pd.DataFrame(rows, columns=LABEL_COLUMNS)
+        row: dict[str, Any] = {"slide_id": sid, "path": rel, "stil": round(float(stil), 4), "group": group}
+        m: dict[str, Any] = {"slide_id": sid, "seed": s_seed, "group": group}
+        if not default_output:
+            row.update({"look": look, "hard": int(hard)})
+            if hard:
+                m["confounders"] = _stored_confounders(truth_dir / f"{sid}.h5")
+        rows.append(row)
+        meta.append(m)
+    df = pd.DataFrame(rows, columns=LABEL_COLUMNS if default_output else LABEL_COLUMNS + ["look", "hard"])
     with atomic_path(out_dir / "labels.csv") as tmp:
         df.to_csv(tmp, index=False)
+    extra_meta = {} if default_output else {"hard": hard, "look": look, "confounder_overrides": json.loads(overrides)}
     write_json_atomic(out_dir / "cohort.json", {
         "generator": "weakstil.synth",
         "generator_version": generator_version(),
@@ -308,6 +421,7 @@ def generate_cohort(
         "slide_mpp": SLIDE_MPP,
         "mask_mpp": MASK_MPP,
         "stil_formula": STIL_FORMULA,
+        **extra_meta,
         "slides": meta,
     })
     logger.log(level, "synth cohort: %d slides in %.1fs -> %s", n_slides, time.perf_counter() - t0, out_dir)

@@ -14,11 +14,13 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from .artefacts import RenderExtras
 from .cells import CellSet, Stamps
 from .constants import BACKGROUND, BLOCK_MARGIN, DUCT, FAT, LUMEN, MASK_FACTOR, STROMA, TUMOR
 from .fields import crop_clamped, resample_bilinear, smooth_field, upsample_margin
 from .layout import Layout
 from .orientation import OrientationField
+from .sprites import TIL_KINDS
 from .style import SlideStyle
 from .textures import FIBRE_ANGLES, textures, window
 
@@ -42,6 +44,7 @@ class RenderPlan:
     var_e: F32
     tex_offset: tuple[int, int]
     noise_seed: int
+    extra: RenderExtras | None = None  # non-default output only (look, hard regions, artefacts)
 
     @classmethod
     def create(cls, rng: np.random.Generator, width: int, height: int, layout: Layout, style: SlideStyle,
@@ -54,6 +57,8 @@ class RenderPlan:
                    (int(off[0]), int(off[1])), int(rng.integers(0, 1 << 62)))
 
     def region_lut(self) -> tuple[F32, F32]:
+        if self.extra is not None:
+            return self.extra.region_lut(self.style)
         s = self.style
         h = np.zeros(8, np.float32)
         e = np.zeros(8, np.float32)
@@ -67,7 +72,7 @@ class RenderPlan:
 
 
 def _stamp(st: Stamps, idx: NDArray[np.intp], ey0: int, ex0: int, eh: int, ew: int,
-           na: F32, nh: F32, ne: F32, lm: NDArray[np.bool_] | None) -> None:
+           na: F32, nh: F32, ne: F32, lm: NDArray[np.bool_] | None, lm2: NDArray[np.bool_] | None = None) -> None:
     """Composite the selected sprites (max) into the window arrays."""
     if idx.size == 0:
         return
@@ -77,6 +82,7 @@ def _stamp(st: Stamps, idx: NDArray[np.intp], ey0: int, ex0: int, eh: int, ew: i
     per = max(1, _STAMP_CHUNK // (s * s))
     na_f, nh_f, ne_f = na.ravel(), nh.ravel(), ne.ravel()
     lm_f = lm.ravel() if lm is not None else None
+    lm2_f = lm2.ravel() if lm2 is not None else None
     for c0 in range(0, idx.size, per):
         ii = idx[c0:c0 + per]
         rows = (st.y[ii] - ey0 - half)[:, None] + ar[None, :]
@@ -91,6 +97,8 @@ def _stamp(st: Stamps, idx: NDArray[np.intp], ey0: int, ex0: int, eh: int, ew: i
         if lm_f is not None:
             fp = b.footprint[spr][valid]
             lm_f[flat[fp]] = True
+            if lm2_f is not None:
+                lm2_f[flat[fp]] = True
 
 
 def _fat_membranes(plan: RenderPlan, ey0: int, ex0: int, fat: NDArray[np.bool_]
@@ -186,12 +194,14 @@ def _rep(a: NDArray, f: int, out: F32) -> F32:
 
 
 def render_block(plan: RenderPlan, y0: int, y1: int, x0: int, x1: int, *,
-                 out: NDArray[np.uint8] | None = None) -> tuple[NDArray[np.uint8], F32]:
+                 out: NDArray[np.uint8] | None = None,
+                 parts: dict[str, F32] | None = None) -> tuple[NDArray[np.uint8], F32]:
     """Render level-0 window ``[y0:y1, x0:x1]`` (multiples of MASK_FACTOR).
 
-    Returns the RGB pixels (written into ``out`` when given) and the lymphocyte
-    coverage fraction on the mask grid (drawn lymphocyte pixels per
-    MASK_FACTOR x MASK_FACTOR block / MASK_FACTOR**2).
+    Returns the RGB pixels (written into ``out`` when given) and the TIL (lymphocyte, and
+    with ``--hard`` plasma-cell and centroblast) coverage fraction on the mask grid (drawn
+    TIL pixels per MASK_FACTOR x MASK_FACTOR block / MASK_FACTOR**2). With ``parts``, the
+    plasma cells' own coverage is stored in ``parts["plasma"]``.
     """
     f = MASK_FACTOR
     m = BLOCK_MARGIN
@@ -199,7 +209,8 @@ def render_block(plan: RenderPlan, y0: int, y1: int, x0: int, x1: int, *,
     eh, ew = ey1 - ey0, ex1 - ex0
     ly0, ly1, lx0, lx1 = ey0 // f, ey1 // f, ex0 // f, ex1 // f
     st = plan.style
-    tex = textures()
+    ex = plan.extra
+    tex = textures() if ex is None else textures(ex.texture_look)
     W = workspace()
     E = (eh, ew)
     t1, t2 = W.get("t1", E), W.get("t2", E)
@@ -270,6 +281,8 @@ def render_block(plan: RenderPlan, y0: int, y1: int, x0: int, x1: int, *,
         mt += 1.0
         emap *= mt
         hmap *= mt
+    if ex is not None:
+        ex.region_textures(reg, hmap, emap, ey0, ex0, t1, t2)
     if present[FAT]:
         fat = inner == FAT
         res = _fat_membranes(plan, ey0, ex0, fat)
@@ -317,9 +330,14 @@ def render_block(plan: RenderPlan, y0: int, y1: int, x0: int, x1: int, *,
     lm = W.get("lm", E, bool)
     for a in (na, nh, ne, lm):
         a.fill(0)
+    pm = None
+    if parts is not None:
+        pm = W.get("pm", E, bool)
+        pm.fill(0)
     for stamps in plan.cells.stamps:
         idx = stamps.select(ey0, ey1, ex0, ex1)
-        _stamp(stamps, idx, ey0, ex0, eh, ew, na, nh, ne, lm if stamps.kind == "lymphocyte" else None)
+        _stamp(stamps, idx, ey0, ex0, eh, ew, na, nh, ne, lm if stamps.kind in TIL_KINDS else None,
+               pm if stamps.kind == "plasma" else None)
     nh *= np.float32(st.nucleus_darkness * st.h_scale)
     ne *= np.float32(st.e_scale)
     np.subtract(1.0, na, out=t1)
@@ -329,10 +347,14 @@ def render_block(plan: RenderPlan, y0: int, y1: int, x0: int, x1: int, *,
     np.subtract(1.0, na, out=t1)
     emap *= t1
     emap += ne
+    if ex is not None:
+        ex.optics(hmap, emap, ly0, ly1, lx0, lx1, [W.get("x1", E), W.get("x2", E)])
 
     if st.blur_sigma > 0.3:
         hmap = ndimage.gaussian_filter(hmap, st.blur_sigma, truncate=3.0, output=t1)
         emap = ndimage.gaussian_filter(emap, st.blur_sigma, truncate=3.0, output=t2)
+    if ex is not None:
+        ex.sharpen(hmap, emap, W.get("x1", E))
 
     hc = hmap[m:-m, m:-m]
     ec = emap[m:-m, m:-m]
@@ -341,16 +363,25 @@ def render_block(plan: RenderPlan, y0: int, y1: int, x0: int, x1: int, *,
     if rgb.shape != (bh, bw, 3):
         raise ValueError(f"out has shape {rgb.shape}, expected {(bh, bw, 3)}")
     log_i0 = np.float32(np.log(255.0 * st.brightness))
+    log_i0c = (log_i0, log_i0, log_i0) if ex is None else ex.log_i0(st)
+    pen = None if ex is None else ex.pen_window(ly0, ly1, lx0, lx1, W.get("x1", E), W.get("x2", E))
     od = W.get("na", (bh, bw))
     tmp = W.get("nh", (bh, bw))
     for c in range(3):
         np.multiply(hc, np.float32(-st.h_vec[c]), out=od)
         np.multiply(ec, np.float32(-st.e_vec[c]), out=tmp)
         od += tmp
-        od += log_i0
+        if pen is not None:
+            np.multiply(pen[m:-m, m:-m], np.float32(-ex.pen_od[c]), out=tmp)  # type: ignore[union-attr]
+            od += tmp
+        od += log_i0c[c]
         np.exp(od, out=od)
         np.minimum(od, 255.0, out=od)
         rgb[:, :, c] = od
     lmc = lm[m:-m, m:-m]
     cov = lmc.reshape(bh // f, f, bw // f, f).sum(axis=(1, 3), dtype=np.int32).astype(np.float32) / np.float32(f * f)
+    if parts is not None and pm is not None:
+        pmc = pm[m:-m, m:-m]
+        parts["plasma"] = (pmc.reshape(bh // f, f, bw // f, f).sum(axis=(1, 3), dtype=np.int32).astype(np.float32)
+                           / np.float32(f * f))
     return rgb, cov

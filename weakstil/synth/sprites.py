@@ -14,14 +14,18 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-__all__ = ["SpriteBank", "bank", "BANK_KINDS", "ORIENTED_KINDS", "N_ANGLES"]
+__all__ = ["SpriteBank", "bank", "BANK_KINDS", "EXTRA_KINDS", "ORIENTED_KINDS", "TIL_KINDS", "N_ANGLES"]
 
 F32 = NDArray[np.float32]
 
 #: orientation bins of the elongated kinds (angle = pi * i / N_ANGLES)
 N_ANGLES = 16
-ORIENTED_KINDS = ("fibroblast", "myoepithelial")
+ORIENTED_KINDS = ("fibroblast", "myoepithelial", "fibroblast_dark")
 BANK_KINDS = ("lymphocyte", "tumor", "fibroblast", "luminal", "myoepithelial", "debris")
+#: kinds of the hard confounders and the lymphoid structures (built in ``sprites_extra``)
+EXTRA_KINDS = ("plasma", "tumor_dark", "fibroblast_dark", "apoptotic", "centroblast", "ghost")
+#: kinds whose drawn footprint is TIL area (mononuclear inflammatory cells: TILs Working Group)
+TIL_KINDS = ("lymphocyte", "plasma", "centroblast")
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,15 @@ def _round_nuclei(rng: np.random.Generator, n: int, size: int, r_px: tuple[float
     return _finish(al, hl, el)
 
 
-def _tumor_nuclei(rng: np.random.Generator, n: int, size: int = 39) -> SpriteBank:
+def _tumor_nuclei(rng: np.random.Generator, n: int, size: int = 39, *, r0_px: tuple[float, float] = (10.0, 15.5),
+                  ratio: tuple[float, float] = (1.0, 1.45), hyper_p: float = 0.22,
+                  base_h: tuple[float, float] = (0.40, 0.60), rim_h: tuple[float, float] = (0.45, 0.75),
+                  nucleoli: tuple[int, ...] = (0, 1, 1, 2)) -> SpriteBank:
     y, x = _grid(size)
     al, hl, el = [], [], []
     for _ in range(n):
-        r0 = rng.uniform(10.0, 15.5)  # major radius, px: 10-16 um long axis
-        q = rng.uniform(1.0, 1.45)
+        r0 = rng.uniform(*r0_px)  # major radius, px: 10-16 um long axis by default
+        q = rng.uniform(*ratio)
         ang = rng.uniform(0, np.pi)
         u = x * np.cos(ang) + y * np.sin(ang)
         v = -x * np.sin(ang) + y * np.cos(ang)
@@ -101,17 +108,17 @@ def _tumor_nuclei(rng: np.random.Generator, n: int, size: int = 39) -> SpriteBan
         rr = (r0 / q) * rad
         depth = rr - rho  # >0 inside, px
         a = np.clip(depth + 0.5, 0.0, 1.0)
-        hyper = rng.random() < 0.22
+        hyper = rng.random() < hyper_p
         tex = _texture(rng, size, 1.0)
         granules = np.clip(tex - 0.6, 0, None)
         if hyper:
             h = rng.uniform(0.95, 1.25) + 0.25 * tex
         else:
-            h = rng.uniform(0.40, 0.60) + 0.45 * granules + 0.08 * tex
+            h = rng.uniform(*base_h) + 0.45 * granules + 0.08 * tex
         rim = np.clip(1.0 - np.abs(depth - 1.2) / 1.4, 0.0, 1.0)
-        h = h + rim * rng.uniform(0.45, 0.75)
+        h = h + rim * rng.uniform(*rim_h)
         e = np.full_like(a, 0.16)
-        n_nucleoli = 0 if hyper else int(rng.choice([0, 1, 1, 2]))
+        n_nucleoli = 0 if hyper else int(rng.choice(list(nucleoli)))
         for _k in range(n_nucleoli):
             rn = rng.uniform(1.4, 2.4)
             off_r = rng.uniform(0, 0.45) * r0 / q
@@ -128,7 +135,7 @@ def _tumor_nuclei(rng: np.random.Generator, n: int, size: int = 39) -> SpriteBan
 
 
 def _spindles(rng: np.random.Generator, per_angle: int, size: int, half_len: tuple[float, float],
-              half_wid: tuple[float, float], h_level: tuple[float, float]) -> SpriteBank:
+              half_wid: tuple[float, float], h_level: tuple[float, float], bend_sd: float = 0.12) -> SpriteBank:
     """Elongated nuclei; sprite index = angle_bin * per_angle + variant."""
     y, x = _grid(size)
     al, hl, el = [], [], []
@@ -138,7 +145,7 @@ def _spindles(rng: np.random.Generator, per_angle: int, size: int, half_len: tup
             ang = base + rng.normal(0, 0.05)
             L = rng.uniform(*half_len)
             W = rng.uniform(*half_wid)
-            bend = rng.normal(0, 0.12) * L
+            bend = rng.normal(0, bend_sd) * L
             u = x * np.cos(ang) + y * np.sin(ang)
             v = -x * np.sin(ang) + y * np.cos(ang)
             t = np.clip(u / L, -1.0, 1.0)
@@ -170,8 +177,16 @@ def _debris(rng: np.random.Generator, n: int, size: int = 9) -> SpriteBank:
 
 
 @lru_cache(maxsize=None)
-def bank(kind: str) -> SpriteBank:
-    """The sprite bank of one kind of nucleus (deterministic, cached)."""
+def bank(kind: str, look: str = "default") -> SpriteBank:
+    """The sprite bank of one kind of nucleus in one look (deterministic, cached)."""
+    if kind in EXTRA_KINDS:
+        from .sprites_extra import extra_bank
+
+        return extra_bank(kind, look)
+    if look != "default":
+        from .sprites_extra import alt_bank
+
+        return alt_bank(kind, look)
     seed = 1000 + BANK_KINDS.index(kind)
     rng = np.random.Generator(np.random.PCG64(seed))
     if kind == "lymphocyte":

@@ -67,8 +67,37 @@ def _collagen(rng: np.random.Generator, angle: float, warp: F32) -> F32:
     return dens.astype(np.float32)
 
 
-@lru_cache(maxsize=1)
-def textures() -> TextureBank:
+def _collagen_alt(rng: np.random.Generator, angle: float, warp: F32) -> F32:
+    # alt look: thicker lamellar bundles with white clefts between them
+    fib = _filter(_white(rng), 16.0, 1.4, angle)
+    bun = _filter(_white(rng), 45.0, 7.0, angle)
+    cleft = _filter(_white(rng), 30.0, 1.8, angle)
+    yy, xx = np.ogrid[0:PERIOD, 0:PERIOD]
+    cy = (yy + np.rint(warp * np.cos(angle)).astype(np.intp)) % PERIOD
+    cx = (xx + np.rint(-warp * np.sin(angle)).astype(np.intp)) % PERIOD
+    idx = cy * PERIOD + cx
+    fib, bun, cleft = fib.ravel()[idx], bun.ravel()[idx], cleft.ravel()[idx]
+    dens = (1.0 + 0.40 * fib) * np.clip(1.0 + 0.7 * bun, 0.05, 1.5) * np.where(cleft > 1.7, 0.15, 1.0)
+    dens -= dens.mean()
+    return dens.astype(np.float32)
+
+
+def _alt_textures() -> TextureBank:
+    rng = np.random.Generator(np.random.PCG64(20250917))
+    warp = 12.0 * _filter(_white(rng), 30.0, 30.0, 0.0)
+    collagen = tuple(_collagen_alt(rng, a, warp) for a in FIBRE_ANGLES)
+    mottle = _filter(_white(rng), 4.0, 4.0, 0.0)
+    edge = _filter(_white(rng), 2.2, 2.2, 0.0)
+    # demosaicked sensor noise: spatially correlated over about a pixel
+    noise = (_filter(_white(rng), 0.7, 0.7, 0.0), _filter(_white(rng), 0.7, 0.7, 0.0))
+    return TextureBank(collagen=collagen, mottle=mottle, edge=edge, noise=noise)
+
+
+@lru_cache(maxsize=None)
+def textures(look: str = "default") -> TextureBank:
+    """The texture bank of a look (built once per process)."""
+    if look != "default":
+        return _alt_textures()
     rng = np.random.Generator(np.random.PCG64(20240611))
     warp = 7.0 * _filter(_white(rng), 26.0, 26.0, 0.0)
     collagen = tuple(_collagen(rng, a, warp) for a in FIBRE_ANGLES)

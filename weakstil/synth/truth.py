@@ -28,6 +28,7 @@ __all__ = [
     "compute_stil",
     "read_truth",
     "tile_truth",
+    "tile_truth_extra",
     "tumorbed_geojson",
     "write_geojson",
     "write_preview",
@@ -101,9 +102,47 @@ def tile_truth(m: TruthMasks, width: int, height: int, tile: int = TRUTH_TILE_SI
     }
 
 
+def _tile_blocks(a: NDArray, width: int, height: int, tile: int, factor: int) -> NDArray[np.float64]:
+    t = tile // factor
+    nx, ny = width // tile, height // tile
+    a = np.asarray(a)[: ny * t, : nx * t]
+    return (a.reshape(ny, t, nx, t).sum(axis=(1, 3), dtype=np.float64) / (t * t)).ravel()
+
+
+def tile_truth_extra(m: TruthMasks, extra: Mapping[str, NDArray], width: int, height: int,
+                     tile: int = TRUTH_TILE_SIZE, factor: int = MASK_FACTOR) -> dict[str, NDArray]:
+    """Per-tile truth of the hard confounders (same grid and order as ``tile_truth``).
+
+    Fractions are of the tile area: ``necrosis_fraction``, ``dcis_fraction``,
+    ``lymphoid_fraction`` (lymphoid structures outside the tumour bed) and the flag
+    ``in_lymphoid_aggregate`` (that fraction >= 0.5), ``plasma_fraction`` (plasma-cell area in
+    stroma; part of ``lymphocyte_fraction``, which is all TIL area in stroma),
+    ``tumorbed_plasma_fraction`` (in bed stroma) and ``intratumoral_lymphocyte_fraction`` (TIL
+    area inside tumour nests: never counted). The tumour-cell (nest) fraction is
+    ``tumor_fraction`` of ``tile_truth``.
+    """
+    def blocks(a: NDArray) -> NDArray[np.float64]:
+        return _tile_blocks(a, width, height, tile, factor)
+
+    zero = np.float32(0.0)
+    plasma = np.asarray(extra["plasma"], np.float32)
+    lymphoid = blocks(extra["lymphoid"])
+    return {
+        "necrosis_fraction": blocks(extra["necrosis"]).astype(np.float32),
+        "dcis_fraction": blocks(extra["dcis"]).astype(np.float32),
+        "lymphoid_fraction": lymphoid.astype(np.float32),
+        "in_lymphoid_aggregate": (lymphoid >= 0.5).astype(np.uint8),
+        "plasma_fraction": blocks(np.where(m.stroma, plasma, zero)).astype(np.float32),
+        "tumorbed_plasma_fraction": blocks(np.where(m.stroma & m.tumorbed, plasma, zero)).astype(np.float32),
+        "intratumoral_lymphocyte_fraction": blocks(np.where(m.tumor, m.lymphocyte, zero)).astype(np.float32),
+    }
+
+
 def write_truth_h5(path: Path, m: TruthMasks, regions: NDArray[np.uint8], attrs: Mapping[str, Any],
-                   tiles: Mapping[str, NDArray], region_names: Mapping[int, str]) -> None:
-    """Write the truth file atomically (deterministic bytes: no timestamps)."""
+                   tiles: Mapping[str, NDArray], region_names: Mapping[int, str],
+                   extra_masks: Mapping[str, NDArray] | None = None) -> None:
+    """Write the truth file atomically (deterministic bytes: no timestamps). ``extra_masks``
+    (non-default output): boolean masks stored as uint8, float ones (``plasma``) as float32."""
     with atomic_path(path) as tmp:
         with h5py.File(tmp, "w", track_order=True) as h5:
             opts: dict[str, Any] = dict(compression="gzip", compression_opts=4, shuffle=True, track_times=False)
@@ -112,6 +151,10 @@ def write_truth_h5(path: Path, m: TruthMasks, regions: NDArray[np.uint8], attrs:
                 h5.create_dataset(name, data=a, chunks=_chunks(a.shape), **opts)
             h5.create_dataset("lymphocyte", data=np.asarray(m.lymphocyte, np.float32),
                               chunks=_chunks(m.lymphocyte.shape), **opts)
+            for name, a in (extra_masks or {}).items():
+                a = np.asarray(a)
+                a = a.astype(np.uint8) if a.dtype == bool else a.astype(np.float32)
+                h5.create_dataset(name, data=a, chunks=_chunks(a.shape), **opts)
             ds = h5.create_dataset("regions", data=regions, chunks=_chunks(regions.shape), **opts)
             ds.attrs["legend"] = json.dumps({str(k): v for k, v in region_names.items()})
             for k, v in attrs.items():
@@ -197,9 +240,10 @@ def write_geojson(path: Path, fc: Mapping[str, Any]) -> None:
 
 
 def write_preview(path: Path, thumb: NDArray[np.uint8], m: TruthMasks, regions: NDArray[np.uint8],
-                  max_size: int = 640) -> None:
+                  max_size: int = 640, lymphoid: B | None = None) -> None:
     """Two panels: the slide with truth outlines (green tissue, red tumour bed, blue
-    nests), and the region map with lymphocyte coverage shaded dark."""
+    nests, yellow lymphoid structures outside the bed), and the region map with lymphocyte
+    coverage shaded dark (necrosis orange, DCIS violet)."""
     from skimage.segmentation import find_boundaries
 
     img = Image.fromarray(thumb)
@@ -214,11 +258,13 @@ def write_preview(path: Path, thumb: NDArray[np.uint8], m: TruthMasks, regions: 
     outlines = [(m.tissue, (0, 170, 0)), (m.tumorbed, (230, 0, 0))]
     if s * thumb.shape[1] / m.tissue.shape[1] >= 0.5:  # nests only where they stay legible
         outlines.insert(1, (m.tumor, (40, 40, 230)))
+    if lymphoid is not None and lymphoid.any():
+        outlines.append((lymphoid, (230, 200, 0)))
     for mask, colour in outlines:
         b = find_boundaries(fit(mask.astype(np.uint8)) > 0, mode="thick")
         rgb[b] = colour
     palette = np.array([[250, 250, 250], [235, 160, 200], [130, 70, 170], [255, 250, 215],
-                        [220, 120, 210], [255, 225, 240], [0, 0, 0], [0, 0, 0]], np.float32)
+                        [220, 120, 210], [255, 225, 240], [240, 150, 60], [150, 60, 200]], np.float32)
     reg = palette[fit(regions)]
     cov = fit(m.lymphocyte.astype(np.float32), Image.Resampling.BILINEAR)[..., None]
     reg = (reg * (1.0 - 0.85 * np.clip(cov * 1.5, 0, 1)) + np.array([20, 20, 90]) * 0.85 * np.clip(cov * 1.5, 0, 1))
