@@ -46,6 +46,7 @@ import logging
 import math
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +59,8 @@ log = logging.getLogger("accuracy")
 
 #: Tiles with at least this stroma share count for the tile-level correlation.
 MIN_STROMA = 0.25
+#: Names the default pretraining settings in the encoder's cache key (bump when they change).
+PRETRAIN_RECIPE = "r1"
 DEFAULT_ROWS = "pre/mean/-,pre/attention/-,pre/stroma/stats,pre/stroma-est/stats,rnd/stroma/stats,colour"
 
 
@@ -95,7 +98,9 @@ def pretrained_encoder(cache: Path, tag: str, slides: list[Path], args) -> Path:
     from weakstil.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(encoder="small-cnn", steps=args.pretrain_steps, seed=args.seed)
-    key = hashlib.sha256(json.dumps([tag, len(slides), repr(cfg)]).encode()).hexdigest()[:10]
+    changed = {k: v for k, v in asdict(cfg).items() if v != getattr(PretrainConfig(), k)}  # vs the defaults
+    key = hashlib.sha256(json.dumps([tag, len(slides), PRETRAIN_RECIPE, changed], sort_keys=True).encode()
+                         ).hexdigest()[:10]
     out = cache / f"encoder-{tag}-{key}"
     if (out / "card.yaml").exists():
         return out
@@ -357,7 +362,7 @@ def main() -> None:
     size = tuple(args.size_mm)
     rows = [r.split("/") if r != "colour" else ["-", "colour", "-"] for r in args.rows.split(",")]
     splits = args.splits.split(",")
-    encs = sorted({r[0] for r in rows if r[0] != "-"} | ({"rnd"} if not any(r[0] == "rnd" for r in rows) else set()))
+    encs = sorted({r[0] for r in rows if r[0] != "-"})
 
     cohorts: dict[str, Cohort] = {}
     for kind in args.cohorts.split(","):
@@ -381,7 +386,7 @@ def main() -> None:
             t0 = time.perf_counter()
             c.features[enc] = embed_all(c.slides, src, weights, args.cache / f"features-{name}-{tag}")
             timings[f"{name}: embed {enc}"] = time.perf_counter() - t0
-            if f"{name}-b" in cohorts:  # look B through A's encoder
+            if f"{name}-b" in cohorts and enc == "pre":  # look B through A's encoder
                 b = cohorts[f"{name}-b"]
                 b.features[enc] = embed_all(b.slides, src, weights, args.cache / f"features-{name}-b-{tag}")
 
@@ -393,12 +398,16 @@ def main() -> None:
             pairs = [(c, None)] if split != "look" else ([(c, cohorts[f"{name}-b"])] if f"{name}-b" in cohorts else [])
             for a, b in pairs:
                 for enc, agg, feats in rows:
+                    if enc == "-":  # the colour rule reads tile coordinates from any features (same tiling)
+                        enc = sorted(a.features)[0]
+                    elif b is not None and enc not in b.features:
+                        continue
                     key = {"cohort": a.name, "test": b.name if b else None, "n": len(a.ids), "split": split,
-                           "row": [enc, agg, feats], "epochs": args.epochs, "seed": args.seed,
-                           "features": str(a.features.get(enc if enc != "-" else "rnd")), "v": 3}
+                           "row": [enc if agg != "colour" else "-", agg, feats], "epochs": args.epochs,
+                           "seed": args.seed, "features": str(a.features.get(enc).resolve()), "v": 3}
                     log.info("%s / %s / %s", a.name, split, "/".join([enc, agg, feats]))
                     if agg == "colour":
-                        out = cached(args.cache, key, lambda: [colour_row(a, b, split, "rnd", args)])
+                        out = cached(args.cache, key, lambda: [colour_row(a, b, split, enc, args)])
                     elif b is None:
                         out = cached(args.cache, key, lambda: [mil_cv(a, split, enc, agg, feats, args)])
                     else:

@@ -223,10 +223,26 @@ def synth(
 
 
 
+class _StainNorm(str, Enum):
+    card = "card"
+    none = "none"
+    macenko = "macenko"
+
+
+StainNormOpt = Annotated[
+    _StainNorm, typer.Option("--stain-norm", help="Re-render tiles with reference stain vectors before the encoder "
+                             "(per-slide Macenko estimate): macenko, none, or card (what the encoder card says).")]
+
+
 class _Aggregator(str, Enum):
     stroma = "stroma"
     mean = "mean"
     attention = "attention"
+
+
+class _Scoring(str, Enum):
+    final = "final"
+    ensemble = "ensemble"
 
 
 class _StromaWeight(str, Enum):
@@ -281,6 +297,10 @@ def train(
         bool, typer.Option("--tile-stats/--no-tile-stats", help="Append each tile's stain and nuclear-morphometry "
                            "measurements to its embedding.")
     ] = False,
+    scoring: Annotated[
+        _Scoring, typer.Option("--scoring", help="How evaluate/score rate new slides: the final model, or the "
+                               "ensemble of the cross-validation fold models.")
+    ] = _Scoring.final,
     epochs: Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping usually ends sooner).")] = 100,
     patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without improvement.")] = 15,
     seed: SeedOpt = 0,
@@ -310,6 +330,7 @@ def train(
         from weakstil.train import train_cohort
 
         cfg = TrainConfig(aggregator=aggregator.value, stroma_weight=stroma_weight.value, tile_stats=tile_stats,
+                          scoring=scoring.value,
                           hidden=hidden, dropout=dropout, epochs=epochs,
                           patience=patience, lr=lr, max_tiles=max_tiles, batch_slides=batch_slides,
                           loss=loss.value, seed=seed, device=device, threads=threads)
@@ -503,6 +524,7 @@ def embed(
     allow_upsample: AllowUpsampleOpt = False,
     overwrite: OverwriteOpt = False,
     seed: SeedOpt = 0,
+    stain_norm: StainNormOpt = _StainNorm.card,
 ) -> None:
     """Embed every tissue tile with an encoder: OUT/<slide_id>.h5 with features, coords and provenance.
 
@@ -523,6 +545,11 @@ def embed(
         if dev.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels
         enc = create_encoder(encoder, weights, str(dev), seed=seed)
+        if stain_norm is not _StainNorm.card:
+            import dataclasses
+
+            enc.card = dataclasses.replace(enc.card, stain_norm=None if stain_norm is _StainNorm.none else
+                                           stain_norm.value)
     except WeakSTILError as exc:
         error_line(exc.one_line())
         raise typer.Exit(1) from None
@@ -589,6 +616,7 @@ def pretrain(
     tile_size: TileSizeOpt = 224,
     tissue_threshold: TissueThresholdOpt = 0.5,
     allow_upsample: AllowUpsampleOpt = False,
+    stain_norm: StainNormOpt = _StainNorm.card,
 ) -> None:
     """Self-supervised pretraining (SimCLR, H&E-aware augmentation) of an encoder on tissue tiles.
 
@@ -615,7 +643,8 @@ def pretrain(
         # training keeps torch's own thread count (all cores, or OMP_NUM_THREADS when set)
         cfg = PretrainConfig(encoder=encoder, init_weights=weights or "random", steps=steps, epochs=epochs,
                              batch_size=batch_size, tiles_per_slide=tiles_per_slide, crop_px=crop_px, lr=lr,
-                             seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold)
+                             seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold,
+                             stain_norm=stain_norm.value)
         with _bar_progress("steps") as progress:
             task = progress.add_task("pretrain", total=None, info="")
 

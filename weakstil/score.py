@@ -106,6 +106,11 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
     if not name:
         raise WeakSTILError("the model does not record its encoder", path=opts.model, fix="pass --encoder")
     encoder = create_encoder(name, weights=opts.weights, device=opts.device)
+    recorded_card = recorded.get("card") or {}
+    if isinstance(recorded_card, dict) and recorded_card.get("stain_norm") != encoder.card.stain_norm:
+        import dataclasses  # the stain normalisation the features were made with (embed --stain-norm)
+
+        encoder.card = dataclasses.replace(encoder.card, stain_norm=recorded_card.get("stain_norm"))
     want = recorded.get("weights_sha256")
     if want and encoder.weights_sha256 != want:
         raise WeakSTILError(
