@@ -207,14 +207,18 @@ def train_config(agg: str, feats: str, args):
 
     stroma_weight = "estimate" if agg == "stroma-est" else "learned"
     return TrainConfig(aggregator="stroma" if agg.startswith("stroma") else agg, stroma_weight=stroma_weight,
-                       tile_stats=feats == "stats", epochs=args.epochs, seed=args.seed, threads=args.threads)
+                       tile_stats=feats != "-", epochs=args.epochs, seed=args.seed, threads=args.threads)
 
 
-def load_bank(cohort: Cohort, enc: str, tile_stats: bool):
+def load_bank(cohort: Cohort, enc: str, feats: str):
     from weakstil.mil import FeatureBank
+    from weakstil.tilestats import COLUMNS
 
     paths = [cohort.features[enc] / f"{sid}.h5" for sid in cohort.ids]
-    return FeatureBank.load(paths, cohort.ids, tile_masks=cohort.beds(enc), tile_stats=tile_stats)
+    bank = FeatureBank.load(paths, cohort.ids, tile_masks=cohort.beds(enc), tile_stats=feats != "-")
+    if feats == "statsonly":  # the tile statistics alone: what the learned embedding adds
+        bank.features = bank.features[:, -len(COLUMNS):].contiguous()
+    return bank
 
 
 def split_groups(cohort: Cohort, split: str) -> tuple[np.ndarray, int]:
@@ -227,7 +231,7 @@ def mil_cv(cohort: Cohort, split: str, enc: str, agg: str, feats: str, args) -> 
     from weakstil.mil import cross_validate
 
     cfg = train_config(agg, feats, args)
-    bank = load_bank(cohort, enc, cfg.tile_stats)
+    bank = load_bank(cohort, enc, feats)
     groups, k = split_groups(cohort, split)
     t0 = time.perf_counter()
     cv = cross_validate(bank, cohort.labels, groups, cfg, k)
@@ -244,7 +248,7 @@ def mil_transfer(a: Cohort, b: Cohort, enc: str, agg: str, feats: str, args) -> 
     from weakstil.mil import cross_validate, fit, score_slides
 
     cfg = train_config(agg, feats, args)
-    bank_a, bank_b = load_bank(a, enc, cfg.tile_stats), load_bank(b, enc, cfg.tile_stats)
+    bank_a, bank_b = load_bank(a, enc, feats), load_bank(b, enc, feats)
     t0 = time.perf_counter()
     cv = cross_validate(bank_a, a.labels, a.centres.astype(object), cfg, 5 if len(np.unique(a.centres)) >= 5
                         else len(np.unique(a.centres)))
