@@ -6,8 +6,10 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.weakstil-installed
 DEMO   ?= demo_out
+# the SLURM test's scratch folder (its own, so no other pytest session cleans it away mid-run)
+SLURM_TMP ?= /tmp/weakstil-test-slurm
 
-.PHONY: install test demo bench clean
+.PHONY: install test test-slurm demo bench clean gpu-wheels
 
 $(STAMP): pyproject.toml plugins/napari_weakstil/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,6 +22,11 @@ install: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# The cohort workflow through sbatch on a real SLURM (root; a fresh Debian 12 machine is fine):
+# pipelines/slurm/setup_localhost.sh sets up a single-node cluster on this machine first.
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -q -s -m slurm --basetemp=$(SLURM_TMP) tests/slurm
+
 demo: $(STAMP)
 	$(BIN)/weakstil demo --out $(DEMO)
 	$(BIN)/weakstil tile tests/data/CMU-1-Small-Region.svs --out $(DEMO)/tiles
@@ -27,6 +34,17 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tiling_speed.py
+
+# Wheels benchmarks/gpu_run.sh installs on the GPU machine (which has torch but not these),
+# for CPython 3.11-3.12 on manylinux x86_64 (tifffile 2026 needs 3.11); the versions tested with benchmarks/gpu_check.py.
+GPU_WHEELS := openslide-python==1.4.7 openslide-bin==4.0.1.2 simplejpeg==1.9.0 tifffile==2026.3.3
+gpu-wheels: $(STAMP)
+	for v in 3.11 3.12; do \
+	  $(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version $$v --implementation cp \
+	    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	    -d .whl $(GPU_WHEELS) || exit 1; \
+	done
+	@du -sh .whl
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -1,34 +1,46 @@
-"""Embedding throughput: decode-only, encoder-only and end-to-end tiles/s on one slide.
+"""Embedding throughput on the CPU: decode-only, encoder-only and end-to-end tiles/s, the split the
+CLI plans, a sweep of every split, and the old default.
 
-    .venv/bin/python benchmarks/embed_throughput.py [--slide PATH] [--encoder small-cnn] [--min-tiles 1000]
+    .venv/bin/python benchmarks/embed_throughput.py                       # small-cnn and ResNet-50 (layer 3)
+    .venv/bin/python benchmarks/embed_throughput.py --encoders small-cnn --repeats 5
+    .venv/bin/python benchmarks/embed_throughput.py --slide tests/data/CMU-1-Small-Region.svs
 
-The slide's tissue tiles (default: the committed CMU slide, its 46 tiles cycled until there are
-``--min-tiles``) are read at 0.5 µm/px, 224 px, exactly as ``weakstil embed`` reads them.
+Workload: the tissue tiles (0.5 µm/px, 224 px) of a slide, by default an 8000 x 8000 px Aperio-like
+synthetic SVS (RGB JPEG tiles with JPEGTables, about 1,000 tissue tiles) written once to
+``--cache-dir``; a given slide's tiles are cycled up to ``--min-tiles``. Encoders: ``small-cnn``
+(random init) and ``resnet50-l3`` = timm ``resnet50`` truncated after layer 3 (1024-d, random
+init, 224 px), the encoder TRIDENT compares with.
 
-* decode-only: the decode pool (``--workers`` threads) fills batches, nothing else runs
-* encoder-only: random uint8 batches through the same transform + encoder (``--threads``)
-* end-to-end: the real pipeline, decoding overlapped with inference (``weakstil.embed``)
-* efficiency = end-to-end / min(decode-only, encoder-only), same thread split for all three
-* serial bound = 1 / (1/decode + 1/encoder): what no overlap at all would give; a machine whose
-  CPUs share one core's arithmetic (see the printed "parallel capacity") cannot beat it by much
+Rows, each the median of ``--repeats`` runs:
 
-By default the split is the one ``weakstil embed`` picks for this machine
-(``weakstil.embed.plan_threads``). Rows under "context" use every core for one stage alone,
-which the pipeline cannot have. Each figure is the median of ``--repeats`` runs.
+* decode-only (w): ``w`` decode worker processes fill the shared-memory ring, nothing else runs
+* encoder-only (t): random uint8 batches through the transform + encoder with ``t`` torch threads
+* end-to-end (w, t): the real pipeline (``weakstil.decode`` batches -> ``weakstil.embed.embed_batches``)
+* CLI default: the split ``weakstil embed`` plans for this slide (``ThreadPlanner``), end to end;
+  efficiency = end-to-end / min(decode-only(w), encoder-only(t)) at that split
+* old default: the previous pipeline (OpenSlide reads in 1 thread of this process) with 1 torch thread
+
+Targets (issue 18, quiet 2-core machine): efficiency >= 0.95; CLI default within 5 % of the best
+split of the sweep; ResNet-50 CLI default >= 1.5x the old default. Everything the lead needs to re-run
+it on a quiet machine is printed (command, versions, CPUs, load average before/after).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 def timed(fn, repeats: int) -> float:
@@ -40,18 +52,15 @@ def timed(fn, repeats: int) -> float:
     return statistics.median(runs)
 
 
-def parallel_capacity(seconds: float = 2.0) -> float:
-    """Work done by two concurrent single-threaded matmul loops relative to one alone.
-
-    2.0 means two independent cores; about 1.0 means the two CPUs share one core's arithmetic
-    (hyper-threads of one core, or a host that schedules both vCPUs on one core).
-    """
+def parallel_capacity(seconds: float = 1.5) -> float:
+    """Work of two concurrent single-threaded matmul loops relative to one (2.0 = two real cores)."""
     import threading
 
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
-    a = torch.randn(512, 512)
+    a = torch.randn(384, 384)
 
     def loop(out: list, i: int) -> None:
         n, t0 = 0, time.perf_counter()
@@ -63,129 +72,198 @@ def parallel_capacity(seconds: float = 2.0) -> float:
     one = [0]
     loop(one, 0)
     two = [0, 0]
-    threads = [threading.Thread(target=loop, args=(two, i)) for i in range(2)]
-    for t in threads:
+    ts = [threading.Thread(target=loop, args=(two, i)) for i in range(2)]
+    for t in ts:
         t.start()
-    for t in threads:
+    for t in ts:
         t.join()
-    return sum(two) / one[0]
+    torch.set_num_threads(before)
+    return sum(two) / max(1, one[0])
+
+
+def make_encoder(name: str):
+    """``small-cnn`` (a card) or ``resnet50-l3`` (timm resnet50 up to layer 3, 1024-d), random init, CPU."""
+    import torch
+
+    from weakstil.encoders import create_encoder
+
+    if name != "resnet50-l3":
+        return create_encoder(name, "random", "cpu")
+    import timm
+    from torch import nn
+
+    from weakstil.encoders.cards import EncoderCard
+    from weakstil.encoders.factory import Encoder
+    from weakstil.encoders.transforms import TileTransform
+
+    torch.manual_seed(0)
+    model = timm.create_model("resnet50", pretrained=False, num_classes=0)
+    model.layer4 = nn.Identity()  # TRIDENT's resnet50_trunc: features after layer 3, average-pooled
+    model = model.eval().to(memory_format=torch.channels_last)
+    card = EncoderCard(name="resnet50-l3", source="timm", model="resnet50", input_px=224, mpp=0.5,
+                       mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), embed_dim=1024, precision="fp32")
+    return Encoder(card=card, model=model, device=torch.device("cpu"), weights_sha256="random",
+                   weights_source="random init", transform=TileTransform(224, card.mean, card.std), seed=0)
+
+
+def default_slide(cache_dir: Path) -> Path:
+    from weakstil.decode.svswriter import write_textured_svs
+
+    path = cache_dir / "textured-8000-0.5um.svs"
+    if not path.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.svs")
+        write_textured_svs(tmp, 8000, 8000, 0.5, seed=0)
+        os.replace(tmp, path)
+    return path
+
+
+def bench_encoder(name: str, args, slide, spec, coords, cpus: int, all_coords: np.ndarray) -> list[str]:
+    import torch
+
+    from weakstil.decode.batches import ThreadPlanner, shared_pool
+    from weakstil.embed import embed_batches, iter_tile_batches
+
+    enc = make_encoder(name)
+    n = len(coords)
+    bs, px = args.batch_size, spec.tile_px
+    rng = np.random.default_rng(0)
+    fake = [rng.integers(0, 256, (bs, px, px, 3), dtype=np.uint8) for _ in range(3)]
+    reps = args.repeats
+
+    def decode_only(w: int) -> float:
+        # over all the slide's tiles (more than the workers' caches of decoded JPEG tiles hold), so a
+        # repeat decodes again instead of finding the tiles of a short run still decoded
+        pool = shared_pool(w)
+
+        def run() -> None:
+            for _s, b in pool.batches(spec, all_coords, bs):
+                b[0, 0, 0, 0]
+        run()  # warm-up: start the workers, fill the page cache
+        return len(all_coords) / timed(run, reps)
+
+    def encoder_only(t: int) -> float:
+        torch.set_num_threads(t)
+
+        def run() -> None:
+            with torch.inference_mode():
+                done = 0
+                while done < n:
+                    b = min(bs, n - done)
+                    enc.forward(enc.transform(torch.from_numpy(fake[(done // bs) % 3][:b])))
+                    done += b
+        run()
+        return n / timed(run, reps)
+
+    def end_to_end(w: int, t: int) -> float:
+        pool = shared_pool(w)
+        torch.set_num_threads(t)
+
+        def run() -> None:
+            embed_batches(enc, pool.batches(spec, coords, bs), lambda s, f: None)
+        run()
+        return n / timed(run, reps)
+
+    def old_default() -> float:
+        torch.set_num_threads(1)
+
+        def run() -> None:
+            embed_batches(enc, iter_tile_batches(slide, coords, px, spec.mpp, bs, workers=1), lambda s, f: None)
+        run()
+        return n / timed(run, reps)
+
+    t_start = time.perf_counter()
+    planner = ThreadPlanner(enc, bs)
+    plan = planner.plan(spec, coords)
+    t_plan = time.perf_counter() - t_start
+    splits = [(w, t) for w in range(1, cpus + 1) for t in range(1, cpus + 1)] if cpus <= 4 else \
+        sorted({(w, t) for w in (1, 2, cpus // 4, cpus // 2) for t in (1, cpus // 2, cpus - 1, cpus) if w and t})
+    dec = {w: decode_only(w) for w in sorted({w for w, _ in splits} | {plan.workers})}
+    encr = {t: encoder_only(t) for t in sorted({t for _, t in splits} | {plan.threads})}
+    e2e = {s: end_to_end(*s) for s in splits}
+    cli = e2e.get((plan.workers, plan.threads)) or end_to_end(plan.workers, plan.threads)
+    old = old_default()
+    best_split = max(e2e, key=e2e.get)
+    eff = cli / min(dec[plan.workers], encr[plan.threads])
+
+    lines = [f"### {name} ({enc.card.model}, {enc.embed_dim}-d, fp32), {n} tiles, batch {bs}", "",
+             f"CLI plan ({plan.source}, {t_plan:.1f} s to measure): {plan.workers} decode worker(s) + {plan.threads} "
+             f"torch thread(s); measured decode {plan.decode_tiles_per_s:.0f} tiles/s per worker, encoder "
+             + ", ".join(f"{k} thr {v:.1f}" for k, v in sorted(plan.encoder_tiles_per_s.items()))
+             + f" tiles/s; predicted {plan.predicted_tiles_per_s:.1f} tiles/s", "",
+             "| split (decode workers + torch threads) | decode-only | encoder-only | end-to-end tiles/s | "
+             "efficiency | vs best |", "|---|---:|---:|---:|---:|---:|"]
+    for (w, t), v in sorted(e2e.items()):
+        mark = " **(CLI default)**" if (w, t) == (plan.workers, plan.threads) else ""
+        lines.append(f"| {w} + {t}{mark} | {dec[w]:.1f} | {encr[t]:.1f} | {v:.1f} | {v / min(dec[w], encr[t]):.3f} | "
+                     f"{v / e2e[best_split]:.3f} |")
+    if (plan.workers, plan.threads) not in e2e:
+        lines.append(f"| {plan.workers} + {plan.threads} **(CLI default)** | {dec[plan.workers]:.1f} | "
+                     f"{encr[plan.threads]:.1f} | {cli:.1f} | {eff:.3f} | {cli / e2e[best_split]:.3f} |")
+    lines += [f"| old default: OpenSlide in 1 thread + 1 torch thread | | | {old:.1f} | | {old / e2e[best_split]:.3f} |",
+              "", f"**CLI default: efficiency {eff:.3f} (target >= 0.95); {cli / e2e[best_split]:.3f} of the best split "
+              f"{best_split[0]} + {best_split[1]} (target >= 0.95); {cli / old:.2f}x the old default.**", ""]
+    return lines
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--slide", type=Path, default=ROOT / "tests" / "data" / "CMU-1-Small-Region.svs")
-    ap.add_argument("--encoder", default="small-cnn")
-    ap.add_argument("--weights", default="random")
+    ap.add_argument("--slide", type=Path, default=None, help="default: a synthetic 8000 x 8000 px SVS")
+    ap.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "weakstil-bench")
+    ap.add_argument("--encoders", default="small-cnn,resnet50-l3")
     ap.add_argument("--batch-size", type=int, default=64)
-    ap.add_argument("--min-tiles", type=int, default=1000)
-    ap.add_argument("--workers", type=int, default=0, help="decode threads (0: as weakstil embed)")
-    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: as weakstil embed)")
-    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--min-tiles", type=int, default=0, help="cycle a small slide's tiles up to this many")
+    ap.add_argument("--max-tiles", default="small-cnn=1024,resnet50-l3=192",
+                    help="tiles per measurement, per encoder (ResNet-50 on 2 CPUs runs ~15 tiles/s)")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--no-context", action="store_true", help="skip the all-cores context rows")
     args = ap.parse_args()
 
     import torch
 
-    from weakstil.embed import embed_batches, iter_tile_batches, plan_threads
-    from weakstil.encoders import create_encoder
+    from weakstil import __version__
+    from weakstil.decode.batches import close_shared_pool
+    from weakstil.runtime import cpu_count
+    from weakstil.decode.readers import plan_reader
     from weakstil.slide import Slide
     from weakstil.tiles import TilingParams, find_tiles
 
-    enc = create_encoder(args.encoder, args.weights, args.device)
-    dev = enc.device
-    workers, threads = plan_threads(dev.type, args.workers or None)
-    threads = args.threads or threads
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    params = TilingParams()
-    slide = Slide.open(args.slide)
-    coords0 = find_tiles(slide, params).coords
-    reps = max(1, -(-args.min_tiles // len(coords0)))
-    coords = np.concatenate([coords0] * reps)
-    n, bs, px = len(coords), args.batch_size, params.tile_px
-    rng = np.random.default_rng(0)
-    fake = [rng.integers(0, 256, (bs, px, px, 3), dtype=np.uint8) for _ in range(4)]
-    pin = dev.type == "cuda"
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    def decode_only(w: int):
-        def run() -> None:
-            for _start, batch in iter_tile_batches(slide, coords, px, params.mpp, bs, workers=w, pin_memory=pin):
-                batch[0, 0, 0, 0]  # touch
-        return run
-
-    def encoder_only() -> None:
-        with torch.inference_mode():
-            done = 0
-            while done < n:
-                b = min(bs, n - done)
-                t = torch.from_numpy(fake[(done // bs) % len(fake)][:b])
-                x = enc.transform(t.to(dev, non_blocking=True) if dev.type != "cpu" else t)
-                enc.forward(x).cpu()
-                done += b
-        sync()
-
-    def end_to_end(w: int):
-        out = np.empty((n, enc.embed_dim), np.float32)
-
-        def sink(start: int, f: np.ndarray) -> None:
-            out[start:start + len(f)] = f
-
-        def run() -> None:
-            embed_batches(enc, iter_tile_batches(slide, coords, px, params.mpp, bs, workers=w, pin_memory=pin), sink)
-            sync()
-        return run
-
-    def measure(w: int, t: int) -> tuple[float, float, float]:
-        torch.set_num_threads(t)
-        # warm-up: oneDNN kernels, OpenSlide's tile cache, thread pools
-        end_to_end(w)()
-        d = n / timed(decode_only(w), args.repeats)
-        e = n / timed(encoder_only, args.repeats)
-        a = n / timed(end_to_end(w), args.repeats)
-        return d, e, a
-
+    load0 = os.getloadavg()
+    cpus = cpu_count()
     capacity = parallel_capacity()
-    load_before = os.getloadavg()[0]
-    d, e, a = measure(workers, threads)
-    rows = [("decode-only", workers, "-", d), ("encoder-only (random tensors)", "-", threads, e),
-            ("end-to-end", workers, threads, a)]
-    context = []
-    if not args.no_context and dev.type == "cpu" and cpus and cpus > 1:
-        torch.set_num_threads(cpus)
-        context.append(("decode-only, all cores", cpus, "-", n / timed(decode_only(cpus), args.repeats)))
-        context.append(("encoder-only, all cores", "-", cpus, n / timed(encoder_only, args.repeats)))
-        context.append(("end-to-end, oversubscribed", cpus, cpus, n / timed(end_to_end(cpus), args.repeats)))
+    slide_path = args.slide or default_slide(args.cache_dir)
+    params = TilingParams()
+    caps = dict(kv.split("=") for kv in args.max_tiles.split(",") if "=" in kv)
+    out = [f"command: {' '.join([Path(sys.executable).name] + sys.argv)}",
+           f"weakstil {__version__}, torch {torch.__version__}, python {platform.python_version()}, "
+           f"{cpus} CPU(s) ({platform.processor() or platform.machine()}), parallel capacity of 2 CPUs "
+           f"{capacity:.2f} (2.0 = two real cores)", ""]
+    with Slide.open(slide_path) as slide, contextlib.ExitStack() as stack:
+        stack.callback(close_shared_pool)
+        coords0 = find_tiles(slide, params).coords
+        spec = plan_reader(slide, params.mpp, params.tile_px)
+        out.append(f"slide {slide_path.name}: {slide.dimensions[0]} x {slide.dimensions[1]} px at {slide.mpp:.3g} "
+                   f"µm/px, {len(coords0)} tissue tiles; read path {spec.describe()}")
+        out.append("")
+        for name in [e.strip() for e in args.encoders.split(",") if e.strip()]:
+            coords = coords0
+            if args.min_tiles and len(coords) < args.min_tiles:
+                coords = np.concatenate([coords] * -(-args.min_tiles // len(coords)))
+            cap = int(caps.get(name, 0))
+            if cap:
+                coords = coords[:cap]
+            t0 = time.perf_counter()
+            try:
+                out += bench_encoder(name, args, slide, spec, coords, cpus, coords0)
+            except Exception as exc:  # print what we have for the other encoder
+                import traceback
 
-    eff = a / min(d, e)
-    serial = 1 / (1 / d + 1 / e)  # both stages on one core's worth of arithmetic
-    print(f"slide {args.slide.name}: {len(coords0)} tissue tiles x {reps} = {n} tiles of {px} px at "
-          f"{params.mpp} µm/px; encoder {enc.name} ({enc.card.model}, {enc.embed_dim}-d, {enc.precision}) on {dev}; "
-          f"batch {bs}; {cpus} CPU(s) ({platform.processor() or platform.machine()}); torch {torch.__version__}; "
-          f"median of {args.repeats}")
-    print()
-    print("| measurement | decode threads | torch threads | tiles/s |")
-    print("|---|---:|---:|---:|")
-    for name, w, t, v in rows:
-        print(f"| {name} | {w} | {t} | {v:.1f} |")
-    print(f"| **efficiency** = end-to-end / min(decode-only, encoder-only) | | | **{eff:.3f}** |")
-    print(f"| serial bound 1 / (1/decode + 1/encoder): no overlap at all | | | {serial:.1f} |")
-    print(f"| end-to-end / serial bound | | | {a / serial:.3f} |")
-    if context:
-        print("| *context (one stage alone on every core)* | | | |")
-        for name, w, t, v in context:
-            print(f"| {name} | {w} | {t} | {v:.1f} |")
-    print()
-    print(f"parallel capacity of the {cpus} CPUs: two concurrent single-thread matmul loops do {capacity:.2f}x "
-          f"the work of one (2.0 = two real cores); 1-min load average {load_before:.1f} before, "
-          f"{os.getloadavg()[0]:.1f} after (other processes share the CPUs when it exceeds 0).")
-    if capacity < 1.5:
-        print("With less than ~1.5x, decoding and inference cannot run side by side at full speed here: "
-              "end-to-end is capped near the serial bound, and the efficiency target needs real cores.")
-    slide.close()
+                traceback.print_exc()
+                out.append(f"### {name}: failed ({type(exc).__name__}: {exc})")
+            out.append(f"({name}: {time.perf_counter() - t0:.0f} s)")
+            out.append("")
+    out.append(f"1-min load average {load0[0]:.2f} before, {os.getloadavg()[0]:.2f} after (other processes share "
+               "the CPUs when it exceeds ~0.3: re-run on a quiet machine for the targets)")
+    print("\n".join(out))
 
 
 if __name__ == "__main__":

@@ -33,9 +33,10 @@ log = logging.getLogger("tumorbed")
 def main() -> None:
     import accuracy as acc  # the accuracy benchmark's cached cohort / encoder / features
 
-    from weakstil.embed import read_features
+    from weakstil.files import FeaturesFile
     from weakstil.tissue import dice
-    from weakstil.tumorbed import SlideGeometry, resolve_tumorbed, train_tumorbed_from_cache, whole_tissue
+    from weakstil.synth import read_truth
+    from weakstil.tumorbed import BedSources, SlideGeometry, train_tumorbed_from_cache, whole_tissue
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slides", type=int, default=40)
@@ -70,28 +71,27 @@ def main() -> None:
     detector = train_tumorbed_from_cache(features, cohort_dir / "truth", slide_ids=train_ids, seed=args.seed)
     train_s = time.perf_counter() - t0
 
-    import h5py
     from skimage.transform import resize
 
     rows = []
     detected_masks, truth_masks, tissue_masks = {}, {}, {}
     for sid in ids:
-        data = read_features(features / f"{sid}.h5")
-        geom = SlideGeometry.from_attrs(data)
-        bed = detector.detect(np.asarray(data["features"]), geom)
-        with h5py.File(cohort_dir / "truth" / f"{sid}.h5") as f:
-            truth = resize(f["tumorbed"][:].astype(np.float32), bed.mask.shape, order=1, anti_aliasing=True) > 0.5
+        data = FeaturesFile.read(features / f"{sid}.h5")
+        geom = SlideGeometry.from_file(data)
+        bed = detector.detect(np.asarray(data.features), geom)
+        truth_bed = read_truth(cohort_dir / "truth" / f"{sid}.h5")[0].tumorbed.astype(np.float32)
+        truth = resize(truth_bed, bed.mask.shape, order=1, anti_aliasing=True) > 0.5
         tissue = whole_tissue(geom)
         rows.append({"slide_id": sid, "held_out": sid not in train_ids, "dice_detected": dice(bed.mask, truth),
                      "dice_whole_tissue": dice(tissue.mask, truth)})
         detected_masks[sid] = bed.tile_flags
         tissue_masks[sid] = tissue.tile_flags
-        truth_masks[sid] = resolve_tumorbed(sid, data, annotations=cohort_dir / "truth").tile_flags
+        truth_masks[sid] = BedSources(annotations=cohort_dir / "truth").resolve(sid, data).tile_flags
     per_slide = pd.DataFrame(rows)
     held = per_slide[per_slide["held_out"]]
 
     from weakstil.metrics import mae, pearson, r2_score
-    from weakstil.milconfig import TrainConfig
+    from weakstil.mil.config import TrainConfig
     from weakstil.train import train_cohort
 
     r2_rows = []
@@ -99,7 +99,7 @@ def main() -> None:
                         ("whole tissue", tissue_masks)):
         out = args.cache / "runs" / f"tumorbed-{args.slides}-{tag}" / name.split()[0]
         train_cohort(csv, features, out, TrainConfig(epochs=args.epochs, seed=args.seed), n_folds=args.folds,
-                     overwrite=True, tile_masks=masks)
+                     overwrite=True, tumorbeds=masks)
         oof = pd.read_csv(out / "cv" / "oof_predictions.csv")
         t, p = oof["stil_true"].to_numpy(), oof["stil_pred"].to_numpy()
         r2_rows.append((name, r2_score(t, p), pearson(t, p), mae(t, p)))

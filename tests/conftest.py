@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,17 @@ CMU = TEST_DATA / "CMU-1-Small-Region.svs"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slurm`` need a real SLURM cluster (pipelines/slurm/setup_localhost.sh) and
+    minutes: they run only when selected with ``-m slurm`` (``make test-slurm``)."""
+    if "slurm" in (config.getoption("markexpr") or ""):
+        return
+    deselected = [item for item in items if item.get_closest_marker("slurm")]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [item for item in items if not item.get_closest_marker("slurm")]
+
+
 def shared_file(relative: str) -> Path:
     """A file from ../shared/data; the test is skipped with a clear reason when it is absent."""
     path = SHARED / relative
@@ -27,12 +39,45 @@ def shared_file(relative: str) -> Path:
     return path
 
 
-def run_cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    """Run ``weakstil ARGS`` as a user would, in a fresh interpreter."""
-    proc = subprocess.run([sys.executable, "-m", "weakstil", *map(str, args)], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"weakstil {' '.join(map(str, args))} failed:\n{proc.stderr}")
-    return proc
+@dataclass
+class CliResult:
+    """What a user sees of a command: its exit code, standard output and standard error."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, check: bool = False) -> CliResult:
+    """Run ``weakstil ARGS`` in this interpreter through typer's test runner: the same parsing,
+    error lines and exit codes as the console script, without a second torch import per call.
+    An unexpected exception (a traceback for the user) fails the test. The console script itself
+    runs in a fresh interpreter in test_cli_tile.py."""
+    import signal
+
+    from typer.testing import CliRunner
+
+    from weakstil.cli import app
+
+    threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)  # embed and pretrain turn SIGTERM into KeyboardInterrupt
+        if threads is not None:  # embed sets torch's thread count for its run
+            sys.modules["torch"].set_num_threads(threads)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    out = CliResult(result.exit_code, result.stdout, result.stderr)
+    if check and out.returncode != 0:
+        raise AssertionError(f"weakstil {' '.join(map(str, args))} failed:\n{out.stderr}")
+    return out
+
+
+def run_console_script(*args: str) -> subprocess.CompletedProcess:
+    """``python -m weakstil ARGS`` in a fresh interpreter, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "weakstil", *map(str, args)], capture_output=True, text=True)
 
 
 def write_tiff_slide(path: Path, rgb: np.ndarray, mpp: float = 0.5, levels: int = 3) -> Path:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from weakstil.aggregate import aggregate, slide_score
+from weakstil.mil.aggregate import aggregate, slide_score
 
 
 def test_stroma_ratio_is_the_stil_definition():

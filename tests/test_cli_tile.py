@@ -126,7 +126,9 @@ def test_batch_goes_on_after_a_bad_slide(cmu, tmp_path):
     proc = run_cli("tile", tmp_path / "missing.svs", cmu, "--out", out)
     assert proc.returncode == 1
     assert (out / "CMU-1-Small-Region.h5").exists()
-    assert len(list(out.iterdir())) == 2  # h5 + png, no temp files left
+    # h5 + png + the folder's marker (weakstil.outputdir), no temp files left
+    assert sorted(p.name for p in out.iterdir()) == [".weakstil-output.json", "CMU-1-Small-Region.h5",
+                                                     "CMU-1-Small-Region_tiles.png"]
 
 
 def test_glob_expansion(cmu, tmp_path):

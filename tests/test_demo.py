@@ -1,15 +1,20 @@
-"""`weakstil demo --quick`: the whole method end to end on a small synthetic cohort."""
+"""`weakstil demo --quick`: the whole method end to end on a small synthetic cohort, and run to run
+the same results (training and scoring again from the demo's own inputs give the same bytes)."""
 
 from __future__ import annotations
 
 import json
+import sys
 
 import pandas as pd
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from compare_outputs import compare_dirs  # noqa: E402
 
 
-def test_quick_demo_end_to_end(tmp_path):
+def test_quick_demo_end_to_end_and_reproducible(tmp_path):
     out = tmp_path / "demo"
     proc = run_cli("demo", "--quick", "--out", out)
     assert proc.returncode == 0, proc.stderr
@@ -29,3 +34,20 @@ def test_quick_demo_end_to_end(tmp_path):
     ok = [r for r in held if r["status"] == "ok"]
     assert ok and all(0 <= r["pred_stil"] <= 100 for r in ok)
     assert summary["cv_metrics"]["n"] >= 8
+
+    # run to run: `weakstil train` with the demo's settings gives the same model bytes and CV outputs...
+    plan = summary["plan"]
+    again = tmp_path / "again"
+    proc = run_cli("train", out / "train.csv", "--features", out / "features", "--out", again / "model",
+                   "--folds", plan["folds"], "--epochs", plan["epochs"], "--seed", summary["seed"], "--device", "cpu",
+                   "--annotations", out / "cohort" / "truth")
+    assert proc.returncode == 0, proc.stderr
+    assert (again / "model" / "model.safetensors").read_bytes() == (out / "model" / "model.safetensors").read_bytes()
+    assert compare_dirs(out / "model" / "cv", again / "model" / "cv") == []
+    # ... and scoring the held-out slides again gives the same per-slide files and results
+    slides = [(out / "cohort" / p).resolve() for p in pd.read_csv(out / "cohort" / "labels.csv").set_index("slide_id")
+              .loc[results["slide_id"], "path"]]
+    proc = run_cli("score", *slides, "--model", out / "model", "--out", again / "scores", "--features",
+                   out / "features", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert compare_dirs(out / "scores", again / "scores") == []

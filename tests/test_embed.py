@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from conftest import CMU, run_cli, write_tiff_slide
-from weakstil.embed import CacheError, embed_slide, read_features
+from weakstil.embed import embed_slide
+from weakstil.files import FeaturesFile, SlideFileError
 from weakstil.encoders import create_encoder
 from weakstil.slide import Slide
 from weakstil.tiles import TilingParams, find_tiles
@@ -56,7 +57,7 @@ def test_embed_cmu_writes_the_documented_layout(cli_run, encoder):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "missing.svs" in errors[0] and "not found" in errors[0]
     path = out / "CMU-1-Small-Region.h5"
-    assert sorted(p.name for p in out.iterdir()) == [path.name]
+    assert sorted(p.name for p in out.iterdir()) == [".weakstil-output.json", path.name]
     with Slide.open(CMU) as s:
         tiles = find_tiles(s, TilingParams())
         pixels = np.stack([s.read_region(x, y, 224, 0.5) for x, y in tiles.coords])
@@ -79,8 +80,9 @@ def test_embed_cmu_writes_the_documented_layout(cli_run, encoder):
     assert len(a["cache_key"]) == 64
     # row i is the embedding of tile i: the threaded pipeline keeps the order
     np.testing.assert_allclose(feats, encoder.embed(pixels), rtol=1e-4, atol=1e-5)
-    r = read_features(path)
-    assert r["features"].shape == (n, 256) and r["tissue_mask"].dtype == bool and r["encoder"] == "small-cnn"
+    r = FeaturesFile.read(path)
+    assert r.features.shape == (n, 256) and r.tissue_mask.dtype == bool and r.attrs["encoder"] == "small-cnn"
+    assert r.attrs["kind"] == "features" and r.attrs["schema_version"] == FeaturesFile.SCHEMA_VERSION
 
 
 def test_rerun_skips_and_leaves_the_file_untouched(cli_run):
@@ -116,23 +118,23 @@ def test_incomplete_or_foreign_files_are_recomputed_and_leftovers_removed(tmp_pa
     with h5py.File(path, "w") as f:  # looks like a cache but was never finished
         f.create_dataset("features", data=np.zeros((3, 256), np.float32))
         f.attrs["complete"] = 0
-    with pytest.raises(CacheError, match="incomplete"):
-        read_features(path)
+    with pytest.raises(SlideFileError, match="incomplete"):
+        FeaturesFile.read(path)
     leftover = tmp_path / ".CMU-1-Small-Region.h5.deadbeef.tmp"
     leftover.write_bytes(b"half a file")
     assert not embed_slide(CMU, encoder, path).skipped
-    assert read_features(path)["complete"] == 1 and temps(tmp_path) == []
+    assert FeaturesFile.read(path).attrs["complete"] == 1 and temps(tmp_path) == []
     path.write_bytes(b"not hdf5 at all")
     assert not embed_slide(CMU, encoder, path).skipped
-    assert read_features(path)["n_tiles"] > 0
+    assert FeaturesFile.read(path).attrs["n_tiles"] > 0
 
 
 def test_one_and_two_decode_workers_give_the_same_features(tmp_path, encoder):
     a = embed_slide(CMU, encoder, tmp_path / "w1.h5", workers=1, batch_size=8)
     b = embed_slide(CMU, encoder, tmp_path / "w2.h5", workers=2, batch_size=8, prefetch=3)
-    fa, fb = read_features(a.path), read_features(b.path)
-    assert (fa["coords"] == fb["coords"]).all()
-    np.testing.assert_allclose(fa["features"], fb["features"], atol=1e-5, rtol=0)
+    fa, fb = FeaturesFile.read(a.path), FeaturesFile.read(b.path)
+    assert (fa.coords == fb.coords).all()
+    np.testing.assert_allclose(fa.features, fb.features, atol=1e-5, rtol=0)
 
 
 def test_offline_hub_encoder_fails_with_one_line_and_no_output(tmp_path, monkeypatch):
@@ -202,14 +204,15 @@ def test_killed_run_leaves_nothing_complete_and_a_rerun_finishes(big_slide, tmp_
     proc = start_embed(big_slide, out)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert temps(out) == [] and sorted(p.name for p in out.iterdir()) == ["big.h5"]
-    r = read_features(final)
-    assert r["complete"] == 1 and r["features"].shape == (r["n_tiles"], 256) and r["n_tiles"] > 800
+    assert temps(out) == [] and sorted(p.name for p in out.iterdir()) == [".weakstil-output.json", "big.h5"]
+    r = FeaturesFile.read(final)
+    n = r.attrs["n_tiles"]
+    assert r.attrs["complete"] == 1 and r.features.shape == (n, 256) and n > 800
     enc = create_encoder("small-cnn", weights="random")
     with Slide.open(big_slide) as s:
-        idx = [0, len(r["coords"]) // 2, len(r["coords"]) - 1]
-        pixels = np.stack([s.read_region(*r["coords"][i], 224, 0.5) for i in idx])
-    np.testing.assert_allclose(r["features"][idx], enc.embed(pixels), rtol=1e-4, atol=1e-5)
+        idx = [0, len(r.coords) // 2, len(r.coords) - 1]
+        pixels = np.stack([s.read_region(*r.coords[i], 224, 0.5) for i in idx])
+    np.testing.assert_allclose(r.features[idx], enc.embed(pixels), rtol=1e-4, atol=1e-5)
     assert os.path.getsize(final) > 0
 
 
@@ -223,7 +226,7 @@ def test_read_region_opaque_fast_path_gives_the_same_pixels(tmp_path):
         level = s.best_level_for_mpp(mpp)
         ds = s.level_downsamples[level]
         n = max(1, int(np.ceil(size * (mpp / s.mpp) / ds - 1e-6)))
-        rgba = s.handle.read_region((x, y), level, (n, n))
+        rgba = s.backend.read_region((x, y), level, (n, n))
         if n != size:
             rgba = rgba.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
         return rgba_to_rgb(np.asarray(rgba))

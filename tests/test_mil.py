@@ -11,7 +11,7 @@ import torch
 from planted import make_planted_cohort, write_feature_file
 from weakstil.cohort import read_cohort
 from weakstil.errors import WeakSTILError
-from weakstil.evaluation import read_tile_scores
+from weakstil.files import TileScoresFile
 from weakstil.metrics import pearson, r2_score
 from weakstil.mil import (
     Architecture,
@@ -43,8 +43,8 @@ def planted(tmp_path_factory):
 def _tile_pearson(tiles_dir, truth):
     pred, true = [], []
     for sid, u in truth.items():
-        d = read_tile_scores(tiles_dir / f"{sid}.h5")
-        pred.append(d["tile_scores"])
+        d = TileScoresFile.read(tiles_dir / f"{sid}.h5")
+        pred.append(d.tile_scores)
         true.append(u)
     return pearson(np.concatenate(true), np.concatenate(pred))
 
@@ -63,10 +63,10 @@ def test_learns_tile_stil_from_slide_labels(planted, tmp_path, aggregator, min_r
     assert r2 >= min_r2
     # the heatmap property: tiles scored by a model that never saw the slide's label
     assert _tile_pearson(out / "cv" / "tiles", truth) >= min_tile_r
-    d = read_tile_scores(out / "cv" / "tiles" / "S000.h5")
-    assert d["weights"].sum() == pytest.approx(1.0, abs=1e-4)
-    assert ("attention" in d) == (aggregator == "attention")
-    assert 0 <= d["tile_scores"].min() and d["tile_scores"].max() <= 100
+    d = TileScoresFile.read(out / "cv" / "tiles" / "S000.h5")
+    assert d.weights.sum() == pytest.approx(1.0, abs=1e-4)
+    assert (d.attention is not None) == (aggregator == "attention")
+    assert 0 <= d.tile_scores.min() and d.tile_scores.max() <= 100
 
 
 def test_tumorbed_flags_restrict_the_slide_score(tmp_path):
@@ -122,7 +122,7 @@ def test_same_seed_same_model_bytes(planted, tmp_path):
 def _tamper(model_dir, state_edit):
     from safetensors.torch import load_file, save_file
 
-    from weakstil.mil import sha256_file
+    from weakstil.runtime import sha256_file
 
     path = model_dir / "model.safetensors"
     state = load_file(str(path))
@@ -229,11 +229,11 @@ def test_stroma_aggregator_learns_the_stil_definition(planted_stroma, tmp_path, 
     assert res["cv"]["metrics"]["r2"] >= 0.9
     pred, true, w, s = [], [], [], []
     for sid, (u, stroma) in truth.items():
-        d = read_tile_scores(out / "cv" / "tiles" / f"{sid}.h5")
+        d = TileScoresFile.read(out / "cv" / "tiles" / f"{sid}.h5")
         keep = stroma >= 0.25
-        pred.append(d["tile_scores"][keep])
+        pred.append(d.tile_scores[keep])
         true.append(u[keep])
-        w.append(d["stroma_weight"])
+        w.append(d.stroma_weight)
         s.append(stroma)
     assert pearson(np.concatenate(true), np.concatenate(pred)) >= 0.85
     if stroma_weight == "learned":  # learned from slide labels alone, the weights still follow the stroma
@@ -242,9 +242,11 @@ def test_stroma_aggregator_learns_the_stil_definition(planted_stroma, tmp_path, 
 
 def test_fold_models_score_as_one_ensemble_and_are_checked(planted, tmp_path):
     """Fold models are saved, loaded strictly, and their ensemble's slide score is the shared
-    aggregation (weakstil.aggregate.slide_score) of the averaged tile maps."""
-    from weakstil.aggregate import slide_score
-    from weakstil.ensemble import load_scoring_models, score_slides_ensemble
+    aggregation (weakstil.mil.aggregate.slide_score) of the averaged tile maps; they live where
+    the model folder says (MODEL/folds/fold_<k>.safetensors)."""
+    from weakstil.mil.aggregate import slide_score
+    from weakstil.mil.ensemble import load_scoring_models, score_slides_ensemble
+    from weakstil.modeldir import ModelDir
 
     root, table, _ = planted
     cfg = TrainConfig(aggregator="stroma", hidden=16, epochs=5, lr=3e-3, seed=0, scoring="ensemble")
@@ -252,6 +254,7 @@ def test_fold_models_score_as_one_ensemble_and_are_checked(planted, tmp_path):
     train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
     models, meta = load_scoring_models(out)
     assert len(models) == 3 and meta["scoring"] == "ensemble"
+    assert [out / e["file"] for e in meta["folds"]] == [ModelDir(out).fold_path(k) for k in (1, 2, 3)]
     assert len(load_scoring_models(out, "final")[0]) == 1
     cohort, bank = _bank(root)
     ens = score_slides_ensemble(models, bank, [0, 1])

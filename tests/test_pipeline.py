@@ -136,8 +136,13 @@ def test_bad_settings_fail_before_any_job(workdir: Path) -> None:
     assert "error: folds is 1" in proc.stdout and "Fix: set folds to 2 or more" in proc.stdout
     proc = snakemake(workdir, "--dry-run", config=["cohort=missing.csv"])
     assert proc.returncode != 0 and "error: missing.csv: cohort CSV not found" in proc.stdout
-    proc = snakemake(workdir, "--dry-run", config=["score_slides=[nowhere/*.svs]"])
+    proc = snakemake(workdir, "--dry-run", config=["folds=3", "score_slides=[nowhere/*.svs]"])
     assert proc.returncode != 0 and "error: nowhere/*.svs (score_slides): no slide file matches" in proc.stdout
+    # the late failure: more folds than centres used to stop training after every embedding
+    proc = snakemake(workdir, "--dry-run", config=["folds=5"])
+    assert proc.returncode != 0
+    assert ("error: cohort/labels.csv: the cohort has 3 groups in column 'group' but folds is 5" in proc.stdout
+            and "Fix: set folds to 3 or fewer" in proc.stdout)
 
 
 def test_slurm_profile_dry_run(workdir: Path) -> None:

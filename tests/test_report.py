@@ -18,7 +18,7 @@ def trained(tmp_path_factory) -> dict[str, Path]:
 
     from weakstil.embed import embed_slide
     from weakstil.encoders.factory import create_encoder
-    from weakstil.milconfig import TrainConfig
+    from weakstil.mil.config import TrainConfig
     from weakstil.synth import generate_cohort
     from weakstil.tiles import tile_slide_to_dir
     from weakstil.train import train_cohort

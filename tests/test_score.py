@@ -20,6 +20,7 @@ import pandas as pd
 import pytest
 
 from conftest import CMU, run_cli, shared_file
+from weakstil.outputdir import MARKER
 
 SLIDES = 9
 TRAIN = 6
@@ -96,7 +97,7 @@ def test_batch_with_bad_slides_goes_on(pipeline, tmp_path):
         assert (out / f"{sid}.h5").exists() and (out / f"{sid}_heatmap.png").exists()
         assert (out / f"{sid}.geojson").exists()
     # nothing half-written is left behind
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != MARKER]
 
 
 def test_outputs_read_back(pipeline, tmp_path):
@@ -166,7 +167,7 @@ def test_killed_run_resumes_without_losing_work(pipeline, tmp_path):
     table = pd.read_csv(out / "results.csv")
     assert sorted(table["slide_id"]) == sorted(p.stem for p in pipeline["held"])
     assert set(table["status"]) <= {"ok", "no tumour bed"}
-    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+    assert not [p for p in out.iterdir() if p.name.startswith(".") and p.name != MARKER]
 
 
 def test_annotation_overrides_detection(pipeline, tmp_path):
@@ -194,16 +195,16 @@ def test_tumorbed_detector_on_held_out_slides(pipeline):
     """Detected beds overlap the generator's truth (the quality target is measured in benchmarks)."""
     from skimage.transform import resize
 
-    from weakstil.embed import read_features
+    from weakstil.files import FeaturesFile
     from weakstil.tissue import dice
     from weakstil.tumorbed import SlideGeometry, TumorBedModel, whole_tissue
 
     detector = TumorBedModel.load(pipeline["model"] / "tumorbed")
     gains = []
     for path in pipeline["held"]:
-        data = read_features(pipeline["features"] / f"{path.stem}.h5")
-        geom = SlideGeometry.from_attrs(data)
-        bed = detector.detect(data["features"], geom)
+        data = FeaturesFile.read(pipeline["features"] / f"{path.stem}.h5")
+        geom = SlideGeometry.from_file(data)
+        bed = detector.detect(data.features, geom)
         with h5py.File(pipeline["cohort"] / "truth" / f"{path.stem}.h5") as f:
             truth = resize(f["tumorbed"][:].astype(np.float32), bed.mask.shape, order=1) > 0.5
         gains.append(dice(bed.mask, truth) - dice(whole_tissue(geom).mask, truth))

@@ -254,6 +254,10 @@ def test_alt_look_differs_and_keeps_exact_truth(tmp_path: Path) -> None:
 def test_cli_synth_hard_alt(tmp_path: Path) -> None:
     from conftest import run_cli
 
+    from weakstil.cli.options import SynthLook
+
+    assert tuple(v.value for v in SynthLook) == LOOKS  # the CLI spells the same looks
+
     proc = run_cli("synth", tmp_path / "c", "--slides", 1, "--size-mm", 1.0, 1.0, "--seed", 3, "--hard",
                    "--look", "alt")
     assert proc.returncode == 0, proc.stderr

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
+from weakstil.outputdir import MARKER
 
 SLIDES = 4
 FAST_TRAIN = ("--folds", "2", "--epochs", "3", "--hidden", "16", "--group-column", "none")
@@ -47,34 +48,34 @@ def cohort(tmp_path_factory):
 
 
 def _features(cohort, sid: str) -> dict:
-    from weakstil.embed import read_features
+    from weakstil.files import FeaturesFile
 
-    return read_features(cohort["features"] / f"{sid}.h5")
+    return FeaturesFile.read(cohort["features"] / f"{sid}.h5")
 
 
 def test_apply_from_annotations_writes_one_checkable_bed_per_slide(cohort):
-    from weakstil.tumorbed import resolve_tumorbed
+    from weakstil.tumorbed import BedSources
 
     lines = cohort["apply_stdout"].splitlines()
     assert len(lines) == SLIDES
     for sid, line in zip(cohort["ids"], lines):
         data = _features(cohort, sid)
-        expected = resolve_tumorbed(sid, data, annotations=cohort["truth"])
-        n, k = len(data["coords"]), int(expected.tile_flags.sum())
+        expected = BedSources(annotations=cohort["truth"]).resolve(sid, data)
+        n, k = len(data.coords), int(expected.tile_flags.sum())
         assert line.startswith(f"{sid}: tumour bed from annotation") and f"{k} / {n} tiles" in line
         with h5py.File(cohort["beds"] / f"{sid}.h5") as f:
             assert f.attrs["complete"] == 1 and f.attrs["slide_id"] == sid and f.attrs["source"] == "annotation"
             assert f.attrs["annotation_path"].endswith(f"{sid}_tumorbed.geojson")
-            assert f.attrs["cache_key"] == data["cache_key"] and len(data["cache_key"]) == 64
-            assert f.attrs["tile_size_level0"] == data["tile_size_level0"]
-            assert f.attrs["slide_mpp"] == data["slide_mpp"] and f.attrs["slide_path"] == data["slide_path"]
-            assert f.attrs["weakstil_version"] and f.attrs["created"]
-            assert np.array_equal(f["coords"][:], data["coords"])
+            assert f.attrs["cache_key"] == data.attrs["cache_key"] and len(data.attrs["cache_key"]) == 64
+            assert f.attrs["tile_size_level0"] == data.attrs["tile_size_level0"]
+            assert f.attrs["slide_mpp"] == data.attrs["slide_mpp"] and f.attrs["slide_path"] == data.attrs["slide_path"]
+            assert f.attrs["weakstil_version"] and f.attrs["created"] and f.attrs["kind"] == "tumorbed"
+            assert np.array_equal(f["coords"][:], data.coords)
             assert np.array_equal(f["tumorbed"][:].astype(bool), expected.tile_flags)
             assert np.allclose(f["tumorbed_fraction"][:], expected.tile_fraction)
             assert np.array_equal(f["tumorbed_mask"][:].astype(bool), expected.mask)
             assert f["tumorbed_mask"].attrs["mpp"] == expected.mask_mpp
-    assert not [p for p in cohort["beds"].iterdir() if p.name.startswith(".")]  # no temporary leftovers
+    assert not [p for p in cohort["beds"].iterdir() if p.name.startswith(".") and p.name != MARKER]  # no temporaries
 
 
 def test_geojson_outline_opens_as_an_annotation_again(cohort):
@@ -95,20 +96,21 @@ def test_geojson_outline_opens_as_an_annotation_again(cohort):
         # the beds folder is itself an --annotations folder (<slide_id>.geojson)
         annotation = find_annotation(cohort["beds"], sid)
         assert annotation == cohort["beds"] / f"{sid}.geojson"
-        again = from_annotation(annotation, SlideGeometry.from_attrs(_features(cohort, sid)))
+        again = from_annotation(annotation, SlideGeometry.from_file(_features(cohort, sid)))
         assert dice(again.mask, mask) >= 0.95
 
 
 @pytest.fixture(scope="module")
 def detector(cohort):
     """A tile classifier fitted on the annotated tiles (without the slow post-processing search)."""
-    from weakstil.tumorbed import fit_tumorbed_model, resolve_tumorbed
+    from weakstil.tumorbed import BedSources, fit_tumorbed_model
 
     data = [_features(cohort, sid) for sid in cohort["ids"]]
-    x = np.concatenate([d["features"] for d in data])
-    y = np.concatenate([resolve_tumorbed(sid, d, annotations=cohort["truth"]).tile_flags
+    x = np.concatenate([d.features for d in data])
+    y = np.concatenate([BedSources(annotations=cohort["truth"]).resolve(sid, d).tile_flags
                         for sid, d in zip(cohort["ids"], data)])
-    model = fit_tumorbed_model(x, y, meta={"encoder": data[0]["encoder"], "weights_sha256": data[0]["weights_sha256"],
+    model = fit_tumorbed_model(x, y, meta={"encoder": data[0].attrs["encoder"],
+                                           "weights_sha256": data[0].attrs["weights_sha256"],
                                            "model_id": "test-detector", "context_radius": 0})
     return model.save(cohort["root"] / "detector")
 
@@ -133,7 +135,7 @@ def test_apply_with_a_detector_and_an_annotation_that_overrides_it(cohort, detec
             assert f.attrs["source"] == "model" and f.attrs["detector_id"] == "test-detector"
             assert len(f.attrs["detector_sha256"]) == 64 and f.attrs["detector_path"] == str(detector.resolve())
             data = _features(cohort, sid)
-            expected = model.detect(data["features"], SlideGeometry.from_attrs(data))
+            expected = model.detect(data.features, SlideGeometry.from_file(data))
             assert np.array_equal(f["tumorbed"][:].astype(bool), expected.tile_flags)
     assert "tumour bed from model (test-detector)" in proc.stdout
 

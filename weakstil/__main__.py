@@ -1,3 +1,4 @@
 from weakstil.cli import main
 
-main()
+if __name__ == "__main__":  # decode workers are spawned: they import this module without running the CLI
+    main()

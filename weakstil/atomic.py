@@ -1,6 +1,10 @@
 """Atomic output files: write to a temporary name beside the target, then rename.
 
-A killed run therefore never leaves a file that looks complete.
+A killed run therefore never leaves a file that looks complete. The temporary name records the
+writing process (``.NAME.<host>.<pid>.<random>.tmp``), so the clean-up of leftovers by one run
+never deletes the live temporary file of another run on the same machine; writers also hold the
+output's lock (:mod:`weakstil.locks`) while they write, which keeps runs on other machines apart.
+Files get the permissions the user's umask gives (0644 usually), whatever library wrote them.
 """
 
 from __future__ import annotations
@@ -8,11 +12,33 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 log = logging.getLogger(__name__)
+
+_HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
+#: ``.NAME.<host>.<pid>.<hex>.tmp`` (and the older ``.NAME.<hex>.tmp``)
+_TEMP = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def _umask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return 0o022
+
+
+def temp_path(final: str | Path) -> Path:
+    """A temporary name beside ``final`` that names this process."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 @contextlib.contextmanager
@@ -20,24 +46,47 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``final``; rename it into place on success."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = temp_path(final)
     try:
         yield tmp
+        if tmp.is_file():  # libraries like safetensors write 0600; outputs follow the umask like any file
+            os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, final)
     finally:
-        if tmp.exists():
+        with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
 
 
-def remove_stale_temps(path: str | Path) -> int:
-    """Delete temporary files a killed run left for ``path`` (``.NAME.xxxx.tmp``); returns how many.
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
-    Assumes one run writes to a directory at a time.
-    """
+
+def is_live_temp(tmp: Path) -> bool:
+    """Whether ``tmp`` belongs to a process still running on this machine (other than this one's
+    own leftovers, which are never live: a writer removes its temporary file when it fails)."""
+    m = _TEMP.search(tmp.name)
+    if m is None or m["host"] != _HOST:
+        return False  # an older name, or another machine's: the caller holds the output's lock
+    pid = int(m["pid"])
+    return pid != os.getpid() and _alive(pid)
+
+
+def remove_stale_temps(path: str | Path) -> int:
+    """Delete temporary files a killed run left for ``path`` (``.NAME.*.tmp``); returns how many.
+
+    A temporary file of a live process on this machine is kept."""
     path = Path(path)
     n = 0
     if path.parent.is_dir():
-        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+            if is_live_temp(tmp):
+                continue
             try:
                 tmp.unlink()
                 n += 1
@@ -46,3 +95,37 @@ def remove_stale_temps(path: str | Path) -> int:
     if n:
         log.info("%s: removed %d leftover temporary file(s) of an interrupted run", path, n)
     return n
+
+
+def glob_escape(name: str) -> str:
+    """``name`` with glob's special characters escaped (slide names may contain ``[``)."""
+    import glob
+
+    return glob.escape(name)
+
+
+def json_ready(obj: object) -> object:
+    """``obj`` for strict JSON: NaN and ±inf become ``null``, numpy values plain Python, paths text."""
+    import math
+
+    if isinstance(obj, dict):
+        return {str(k): json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy scalars and arrays
+        return json_ready(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def write_json(path: str | Path, obj: object, **dumps_kwargs: object) -> Path:
+    """Write ``obj`` as valid JSON (no bare NaN: see :func:`json_ready`), atomically."""
+    import json
+
+    text = json.dumps(json_ready(obj), allow_nan=False, **dumps_kwargs)  # type: ignore[arg-type]
+    with atomic_path(path) as tmp:
+        tmp.write_text(text + "\n", encoding="utf-8")
+    return Path(path)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from weakstil.errors import WeakSTILError
+from weakstil.files.paths import feature_path
 
 log = logging.getLogger(__name__)
 
@@ -71,19 +72,6 @@ class Cohort:
         return [feature_path(features_dir, s) for s in self.slide_ids]
 
 
-def feature_path(features_dir: str | Path, slide_id: str, slide_path: str | Path | None = None) -> Path:
-    """Where stage 1 caches the features of a slide: ``<slide_id>.h5``, or the slide file's own
-    id (``weakstil embed`` names caches after the file) when only that exists."""
-    first = Path(features_dir) / f"{slide_id}.h5"
-    if not first.exists() and slide_path is not None:
-        from weakstil.slide import slide_id_from_path
-
-        other = Path(features_dir) / f"{slide_id_from_path(slide_path)}.h5"
-        if other.exists():
-            return other
-    return first
-
-
 def resolve_group_column(columns: list[str], group_column: str | None) -> str | None:
     """``None`` means 'use ``group`` if the CSV has it'; 'none' switches grouping off."""
     if group_column is None:
@@ -109,19 +97,29 @@ def _parse_stil(raw: str) -> tuple[float | None, str | None]:
     return value, None
 
 
-def _check_features(path: Path, shown: str) -> str | None:
+def _check_features(path: Path, shown: str, slide: Path | None = None) -> str | None:
+    """Why ``path`` is not a usable feature cache (of ``slide``, when given and readable: its
+    content fingerprint, :mod:`weakstil.fingerprint`), or ``None``."""
+    from weakstil.files import FeaturesFile, SlideFileError
+    from weakstil.files.h5 import H5ReadError
+    from weakstil.fingerprint import recorded, slide_fingerprint
+
     if not path.exists():
         return f"no features {shown}"
     try:
-        import h5py
-
-        with h5py.File(path, "r") as f:
-            if int(f.attrs.get("complete", 0)) != 1:
-                return f"features {shown} are incomplete (interrupted run)"
-            if "features" not in f:
-                return f"features {shown} have no 'features' dataset"
-    except OSError:
+        attrs, _ = FeaturesFile.read_header(path)
+    except H5ReadError:
         return f"features {shown} are unreadable"
+    except SlideFileError as exc:
+        if "incomplete" in exc.message:
+            return f"features {shown} are incomplete (interrupted run)"
+        return f"features {shown}: {exc.message}"
+    mine = recorded(attrs)
+    if mine is not None and slide is not None and slide.is_file():
+        now = slide_fingerprint(slide)
+        if now is not None and now != mine:
+            return f"features {shown} were made from another slide file than {slide} (content fingerprint differs; " \
+                   "embed it again)"
     return None
 
 
@@ -152,6 +150,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if group_col is not None and group_col not in columns:
         missing.append(f"{group_col} (the --group-column)")
+    if missing and len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
+        sep = next(s for s in ";\t|" if s in columns[0])
+        raise CohortError(f"the CSV is separated by {sep!r}, not commas (one column: {columns[0]})", path=csv_path,
+                          fix="save it as a comma-separated file with the header slide_id,path,stil")
     if missing:
         raise CohortError(
             f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",
@@ -200,7 +202,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         fp = None
         if features_dir is not None and sid and "duplicate" not in " ".join(reasons):
             fp = feature_path(features_dir, sid, full)
-            why = _check_features(fp, str(fp))
+            why = _check_features(fp, str(fp), full if check_files else None)
             if why:
                 reasons.append(why)
         if reasons:

@@ -35,14 +35,18 @@ FULL = DemoPlan(n_slides=40, size_mm=1.6, held_out=10, pretrain_steps=150, tumor
 QUICK = DemoPlan(n_slides=16, size_mm=1.0, held_out=4, pretrain_steps=25, tumorbed_slides=6, folds=3, epochs=40)
 
 
-def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "auto", workers: int = 2) -> dict:
-    """Run the demo into ``out`` and return its summary (also written to ``out/summary.json``)."""
+def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "auto", workers: int = 0,
+             threads: int = 0, decode: str = "auto") -> dict:
+    """Run the demo into ``out`` and return its summary (also written to ``out/summary.json``).
+
+    ``workers``/``threads``: decode processes and torch threads while embedding (0: planned)."""
     import pandas as pd
 
     from weakstil.embed import embed_slide
     from weakstil.encoders.factory import create_encoder
     from weakstil.metrics import regression_metrics
-    from weakstil.milconfig import TrainConfig
+    from weakstil.mil.config import TrainConfig
+    from weakstil.modeldir import ModelDir
     from weakstil.pretrain import PretrainConfig, pretrain
     from weakstil.score import ScoreOptions, score_batch
     from weakstil.synth import generate_cohort
@@ -80,7 +84,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
             shutil.rmtree(encoder_dir)
         pretrain(list(train["abs_path"]), encoder_dir,
                  PretrainConfig(steps=plan.pretrain_steps, seed=seed, tiles_per_slide=64, batch_size=32),
-                 device=device, workers=workers)
+                 device=device, workers=workers or 2)
     step("self-supervised pretraining", t0)
 
     # 3. embed the training slides
@@ -88,14 +92,18 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     encoder = create_encoder(encoder_dir, device=device)
     features = out / "features"
     params = TilingParams()
+    from weakstil.decode import ThreadPlanner
+
+    planner = ThreadPlanner(encoder, workers=workers or None, threads=threads or None)
     for path in train["abs_path"]:
-        embed_slide(path, encoder, out_dir=features, params=params, workers=workers)
+        embed_slide(path, encoder, out_dir=features, params=params, planner=planner, decode=decode)
     step("embedding", t0)
 
     # 4. tumour-bed detector from a few annotated slides (the generator's GeoJSON outlines)
     t0 = time.perf_counter()
     model_dir = out / "model"
-    from weakstil.tumorbed import train_tumorbed_from_cache
+    from weakstil.tumorbed.detector import train_tumorbed_from_cache
+    from weakstil.tumorbed.resolver import BedSources
 
     detector = train_tumorbed_from_cache(features, cohort_dir / "truth",
                                          slide_ids=list(train["slide_id"])[:plan.tumorbed_slides], seed=seed)
@@ -103,14 +111,12 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
 
     # 5. MIL regression on slide labels only, tumour beds from the annotations
     t0 = time.perf_counter()
-    tile_masks = _annotation_masks(features, cohort_dir / "truth", list(train["slide_id"]))
     cfg = TrainConfig(epochs=plan.epochs, seed=seed, device="cpu" if device == "auto" else device)
     summary = train_cohort(train_csv, features, model_dir, cfg, n_folds=plan.folds, overwrite=True,
-                           tile_masks=tile_masks)
-    detector.save(model_dir / "tumorbed")
-    from weakstil.score import bundle_for_scoring
-
-    bundle_for_scoring(model_dir, features)
+                           beds=BedSources(annotations=cohort_dir / "truth"))
+    folder = ModelDir(model_dir)
+    detector.save(folder.tumorbed_dir)
+    folder.bundle_for_scoring(features)
     step("MIL training", t0)
 
     # 6. score the held-out slides like a lab would: slide files in, results out
@@ -118,7 +124,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     scores_dir = out / "scores"
     rows = score_batch([Path(p) for p in held["abs_path"]],
                        ScoreOptions(model=model_dir, out=scores_dir, features=features, device=device,
-                                    workers=workers))
+                                    workers=workers, threads=threads, decode=decode))
     step("scoring held-out slides", t0)
 
     # 7. compare with the generator's truth
@@ -156,29 +162,17 @@ def _jsonable(o):
     return str(o)
 
 
-def _annotation_masks(features: Path, annotations: Path, slide_ids: list[str]) -> dict[str, np.ndarray]:
-    from weakstil.embed import read_features
-    from weakstil.tumorbed import resolve_tumorbed
-
-    masks = {}
-    for sid in slide_ids:
-        data = read_features(features / f"{sid}.h5")
-        masks[sid] = resolve_tumorbed(sid, data, annotations=annotations).tile_flags
-    return masks
-
-
 def _tumorbed_dice(scores_dir: Path, truth_dir: Path, slide_ids: list[str]) -> float | None:
-    import h5py
     from skimage.transform import resize
 
+    from weakstil.files import SlideScoresFile, slide_file
+    from weakstil.synth import read_truth
     from weakstil.tissue import dice
 
     values = []
     for sid in slide_ids:
-        with h5py.File(scores_dir / f"{sid}.h5") as f:
-            detected = f["tumorbed_mask"][:].astype(bool)
-        with h5py.File(truth_dir / f"{sid}.h5") as f:
-            truth = f["tumorbed"][:].astype(np.float32)
+        detected = SlideScoresFile.read(slide_file(scores_dir, sid)).tumorbed_mask
+        truth = read_truth(slide_file(truth_dir, sid))[0].tumorbed.astype(np.float32)
         values.append(dice(detected, resize(truth, detected.shape, order=1, anti_aliasing=True) > 0.5))
     return float(np.mean(values)) if values else None
 

@@ -1,40 +1,31 @@
 """Stage 1: embed every tile of a slide with an encoder, cached per slide in HDF5.
 
-HDF5 layout of ``CACHE/<slide_id>.h5`` (coordinates in level-0 pixels):
-
-* ``features`` (N, D) float32: one embedding per tile, in the order of ``coords``
-* ``coords`` (N, 2) int64: ``[x, y]`` top-left of each tile at level 0
-* ``tissue_fraction`` (N,) float32: share of the tile on the tissue mask
-* ``tissue_mask`` (H, W) uint8, attribute ``mpp``: the tissue mask the tiles were chosen on
-* ``tile_stats`` (N, K) float32, attribute ``columns``: stain and nuclear-morphometry
-  measurements per tile (:mod:`weakstil.tilestats`), and ``stroma_estimate`` (N,) float32, its
-  colour-deconvolution stroma share (the stroma aggregator's optional tile weight)
-* file attributes:
-
-  - everything of :meth:`weakstil.tiles.SlideTiles.attrs`: ``mpp``, ``tile_px``, ``tile_um``,
-    ``tile_size_level0``, ``overlap_px``, ``tissue_threshold``, ``tile_mode``, ``mask_mpp``,
-    ``tissue_params`` (JSON), ``tiling_key`` (JSON), ``n_tiles``, ``slide_path``, ``slide_id``,
-    ``slide_mpp``, ``slide_mpp_source``, ``slide_width``, ``slide_height``, ``slide_vendor``,
-    ``slide_levels``
-  - ``encoder`` (card name), ``encoder_card`` (the card as JSON), ``embed_dim``,
-    ``weights_sha256``, ``weights_source``, ``normalisation`` (JSON mean/std/input_px),
-    ``precision`` (what ran: fp32 on CPU, the card's precision under CUDA autocast),
-    ``device``, ``torch_version``, ``timm_version``, ``weakstil_version``, ``seed``,
-    ``batch_size``, ``embed_seconds``, ``warnings`` (JSON), ``created``
-  - ``stain`` (JSON: the slide's Macenko stain vectors and strengths, :mod:`weakstil.stain`),
-    ``stain_norm`` (``none`` or ``macenko``: what the encoder saw), ``tilestats_version``
-  - ``cache_key``: sha256 of the encoder name, its weights' sha256, the card fields that change
-    features (model, kwargs, input size, mean/std, pooling, stain normalisation), the tile
-    statistics' version, the tiling key and the slide's µm/px
-  - ``complete`` = 1, set last
+The cache ``CACHE/<slide_id>.h5`` is a :class:`weakstil.files.FeaturesFile` (layout documented
+there): the tiles, their ``features`` (N, D) float32 and the encoder's provenance, with a
+``cache_key``: sha256 of the encoder name, its weights' sha256, the card fields that change
+features (model, kwargs, input size, mean/std, pooling, stain normalisation), the tiling key, the
+slide's µm/px, the slide's content fingerprint (:mod:`weakstil.fingerprint`) and the version of the
+per-tile stain/morphometry measurements (:mod:`weakstil.tilestats`, stored beside the features with
+each tile's stroma estimate; the slide's Macenko stain estimate is in the ``stain`` attribute).
 
 The file is written under a temporary name beside the target and renamed when complete, so an
 interrupted run never leaves a file that looks complete; a rerun removes such leftovers. A
-rerun skips a slide only when its cache is complete and its ``cache_key`` matches.
+rerun skips a slide only when its cache is complete and its ``cache_key`` matches: a cache made
+from another slide file of the same name, or without a fingerprint, is recomputed with one log
+line. The slide's lock (:mod:`weakstil.locks`) is held from that check to the rename, so runs
+sharing a cache folder never embed one slide twice nor remove each other's temporary files.
 
-Speed: tiles are decoded by a pool of threads (OpenSlide and Pillow release the GIL) into a
-bounded ring of batch buffers (pinned on CUDA) while the main thread runs the encoder, so
-memory does not grow with the slide.
+The ``decode`` attribute (JSON) records how the tiles were read (:mod:`weakstil.decode`): the
+``mode`` asked for, the ``path`` taken (``jpeg-tiles``, ``jpeg-tiles-gpu`` or ``openslide``, with
+the reason for OpenSlide or for not using the GPU), decoder, pyramid level and DCT scale, decode
+workers and torch threads with the measured plan behind them, and timings. It is not part of the
+cache key (every path gives the same tiles within decoder tolerance; see
+:mod:`weakstil.decode.batches`).
+
+Speed: JPEG-tiled TIFF/SVS levels are decoded by libjpeg-turbo in worker processes into a ring of
+shared-memory batch buffers (on CUDA: by nvJPEG on the GPU), other formats through OpenSlide,
+while the main process runs the encoder; the split of the CPUs is planned from measured stage
+costs (:mod:`weakstil.decode`). Memory does not grow with the slide.
 """
 
 from __future__ import annotations
@@ -43,7 +34,6 @@ import collections
 import hashlib
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,25 +44,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weakstil import __version__
-from weakstil.atomic import atomic_path, remove_stale_temps
+from weakstil import __version__, settings
+from weakstil.atomic import remove_stale_temps
 from weakstil.errors import NoTissueError, WeakSTILError
+from weakstil.files import FeaturesFile, slide_file
+from weakstil.locks import OutputLock
+from weakstil.outputdir import check_replaceable
+from weakstil.runtime import package_version
 from weakstil.slide import Slide, slide_id_from_path
 from weakstil.tiles import SlideTiles, TilingParams, find_tiles
 
 if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.decode.batches import ThreadPlanner
     from weakstil.encoders.factory import Encoder
 
 log = logging.getLogger(__name__)
 
-#: Bumped when the cache layout changes (part of the cache key).
+#: Bumped when the cache layout changes (part of the cache key). 2: the slide fingerprint.
 CACHE_FORMAT = 2
 #: Card fields that change the features (besides the weights).
 _CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling", "stain_norm")
-
-
-class CacheError(WeakSTILError):
-    """A feature cache file is missing, incomplete or unreadable."""
 
 
 @dataclass
@@ -87,35 +78,8 @@ class EmbedResult:
         return self.n_tiles / self.seconds if self.seconds > 0 else float("nan")
 
 
-# -- threads ----------------------------------------------------------------------------
-def package_version(name: str) -> str:
-    """Installed version of a distribution, without importing it (timm's import alone takes seconds)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(name)
-    except PackageNotFoundError:
-        return "not installed"
-
-
-def plan_threads(device_type: str, workers: int | None = None, cpus: int | None = None) -> tuple[int, int]:
-    """``(decode threads, torch threads)`` for a device.
-
-    On CPU the cores are split: decoding gets ``workers`` (default: a third of the cores, at
-    least 1) and torch the rest, so the two stages run side by side without oversubscription.
-    With a GPU, torch needs few threads and decoding gets most cores.
-    """
-    if cpus is None:
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if device_type == "cuda":
-        w = workers or max(1, min(16, cpus - 1))
-        return w, max(1, min(4, cpus - w))
-    w = workers or max(1, cpus // 3)
-    return w, max(1, cpus - w)
-
-
 # -- cache ------------------------------------------------------------------------------
-def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float) -> str:
+def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None) -> str:
     from weakstil.tilestats import TILESTATS_VERSION
 
     card = encoder.card.to_dict()
@@ -127,51 +91,36 @@ def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float) -> str:
         "card": {k: card.get(k) for k in _CARD_KEY_FIELDS},
         "tiling": params.key(),
         "slide_mpp": round(float(slide_mpp), 6),
+        "slide_fingerprint": fingerprint,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def cache_is_current(path: str | Path, key: str) -> bool:
-    """True when ``path`` is a complete cache written with ``key``."""
-    import h5py
+def cache_status(path: str | Path, key: str, fingerprint: str | None = None) -> str | None:
+    """Why the cache at ``path`` cannot be reused for ``key`` (``"missing"`` when there is none),
+    or ``None`` when it is complete, for this slide (``fingerprint``) and made with ``key``."""
+    from weakstil.fingerprint import why_stale
 
     path = Path(path)
     if not path.is_file():
-        return False
+        return "missing"
     try:
-        with h5py.File(path, "r") as f:
-            return (int(f.attrs.get("complete", 0)) == 1 and f.attrs.get("cache_key") == key
-                    and "features" in f and f["features"].shape[0] == int(f.attrs.get("n_tiles", -1)))
-    except (OSError, KeyError, ValueError):  # truncated or not HDF5
-        return False
+        attrs, shapes = FeaturesFile.read_header(path)
+    except WeakSTILError as exc:  # truncated, incomplete, not HDF5 or another kind
+        return f"is not a usable feature cache ({exc.message})"
+    stale = why_stale(attrs, fingerprint)
+    if stale:
+        return stale
+    if attrs.get("cache_key") != key:
+        return "was made with other settings (encoder, weights, tiling or µm/px)"
+    if shapes.get("features", (-1,))[0] != int(attrs.get("n_tiles", -2)):
+        return "has a features table of the wrong length"
+    return None
 
 
-def read_features(path: str | Path) -> dict[str, Any]:
-    """A complete feature cache as a dict: ``features``, ``coords``, ``tissue_fraction``,
-    ``tissue_mask`` (bool) and every file attribute (``encoder_card`` etc. as stored)."""
-    import h5py
-
-    path = Path(path)
-    if not path.is_file():
-        raise CacheError("feature cache not found", path=path, fix="run 'weakstil embed' for this slide")
-    try:
-        with h5py.File(path, "r") as f:
-            if int(f.attrs.get("complete", 0)) != 1:
-                raise CacheError("feature cache is incomplete", path=path, fix="run 'weakstil embed' again")
-            out: dict[str, Any] = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in f.attrs.items()}
-            out["features"] = f["features"][:]
-            out["coords"] = f["coords"][:]
-            out["tissue_fraction"] = f["tissue_fraction"][:]
-            out["tissue_mask"] = f["tissue_mask"][:].astype(bool)
-            out["tissue_mask_mpp"] = float(f["tissue_mask"].attrs["mpp"])
-            if "stroma_estimate" in f:
-                out["stroma_estimate"] = f["stroma_estimate"][:]
-    except OSError as exc:
-        raise CacheError(f"not a readable HDF5 file ({exc})", path=path, fix="run 'weakstil embed' again") from None
-    except KeyError as exc:  # an HDF5 file of another kind, e.g. a 'weakstil tile' output
-        raise CacheError(f"not a feature cache (no {exc})", path=path,
-                         fix="pass the <slide_id>.h5 files written by 'weakstil embed'") from None
-    return out
+def cache_is_current(path: str | Path, key: str, fingerprint: str | None = None) -> bool:
+    """True when ``path`` is a complete cache written with ``key`` (for the slide ``fingerprint``)."""
+    return cache_status(path, key, fingerprint) is None
 
 
 # -- decoding ---------------------------------------------------------------------------
@@ -179,6 +128,10 @@ def iter_tile_batches(slide: Slide, coords: np.ndarray, tile_px: int, mpp: float
                       workers: int = 1, prefetch: int | None = None, pin_memory: bool = False,
                       ) -> Iterator[tuple[int, np.ndarray]]:
     """Yield ``(start, uint8 (b, tile_px, tile_px, 3))`` batches in order, decoded ahead by threads.
+
+    The pre-:mod:`weakstil.decode` reader (OpenSlide in threads of this process), kept as the
+    "old default" baseline of ``benchmarks/embed_throughput.py``; embedding uses
+    :func:`weakstil.decode.tile_batches`.
 
     At most ``prefetch`` batches are in flight; buffers are reused from a fixed ring, so memory
     is bounded whatever the slide's size. A yielded array is valid until the next one is asked for.
@@ -233,36 +186,177 @@ def _alloc_buffers(n: int, batch_size: int, tile_px: int, pin_memory: bool) -> l
     return [np.empty((batch_size, tile_px, tile_px, 3), np.uint8) for _ in range(n)]
 
 
+#: Batches whose features are still on their way back from the GPU before the loop waits for the
+#: oldest: the device always has queued work, and Python never stalls it.
+READBACK_LAG = 2
+
+
 def embed_batches(encoder: Encoder, batches: Iterator[tuple[int, np.ndarray]],
-                  sink: Callable[[int, np.ndarray], None]) -> None:
-    """Run ``encoder`` over ``batches`` and hand each ``(start, float32 features)`` to ``sink``."""
+                  sink: Callable[[int, np.ndarray], None], *, lag: int = READBACK_LAG,
+                  side_stream: bool = True, timings: dict | None = None) -> None:
+    """Run ``encoder`` over ``batches`` and hand each ``(start, float32 features)`` to ``sink``, in order.
+
+    On CUDA nothing in the loop waits for the device except the readback of the batch ``lag``
+    batches back: host->device copies of CPU batches go on a copy stream (the batch's host buffer
+    is given back to the producer only once its copy is done), the encoder runs on its own
+    non-default stream (no implicit synchronisation with work on the legacy default stream, e.g.
+    inside nvJPEG), and features come back through pinned memory asynchronously. ``lag=0`` is the
+    old synchronous loop; ``side_stream=False`` runs on the current stream. ``timings`` (a dict,
+    optional) gathers host seconds per stage (``wait`` for the next batch, ``h2d``, ``launch`` of
+    transform + forward, ``readback_wait``, ``sink``) and, on CUDA, device seconds of
+    ``gpu_transform`` and ``gpu_forward`` (CUDA events), plus ``batches`` and ``tiles``.
+    """
+    import contextlib
+    import time
+
     import torch
 
     dev = encoder.device
+    cuda = dev.type == "cuda"
+    lag = max(0, int(lag))
+    tm = timings
+    clock = time.perf_counter
+
+    def add(key: str, value: float) -> None:
+        if tm is not None:
+            tm[key] = tm.get(key, 0.0) + value
+
+    compute = torch.cuda.Stream(dev) if cuda and side_stream else None
+    copier = torch.cuda.Stream(dev) if cuda else None
+    copied = None  # event: the last host->device copy has read its host buffer
+    pending: collections.deque = collections.deque()  # (start, features, done event, timing events)
+
+    def drain(keep: int) -> None:
+        while len(pending) > keep:
+            start, feats, done, evs = pending.popleft()
+            t0 = clock()
+            if done is not None:
+                done.synchronize()
+            add("readback_wait", clock() - t0)
+            if evs is not None:
+                add("gpu_transform", evs[0].elapsed_time(evs[1]) / 1e3)
+                add("gpu_forward", evs[1].elapsed_time(evs[2]) / 1e3)
+            t0 = clock()
+            sink(start, feats.numpy())
+            add("sink", clock() - t0)
+
+    it = iter(batches)
     try:
-        with torch.inference_mode():
-            for start, batch in batches:
-                t = torch.from_numpy(batch)
-                x = encoder.transform(t.to(dev, non_blocking=True) if dev.type != "cpu" else t)
-                sink(start, encoder.forward(x).cpu().numpy())
+        with torch.inference_mode(), (torch.cuda.stream(compute) if compute is not None
+                                      else contextlib.nullcontext()):
+            while True:
+                if copied is not None:
+                    copied.synchronize()  # the producer may reuse the last batch's host buffer after next()
+                    copied = None
+                t0 = clock()
+                item = next(it, None)
+                add("wait", clock() - t0)
+                if item is None:
+                    break
+                start, batch = item
+                t0 = clock()
+                t = batch if isinstance(batch, torch.Tensor) else torch.from_numpy(batch)  # GPU decode: a tensor
+                if not _on_device(t, dev):
+                    if cuda:
+                        cur = torch.cuda.current_stream(dev)
+                        with torch.cuda.stream(copier):
+                            t = t.to(dev, non_blocking=True)
+                            copied = torch.cuda.Event()
+                            copied.record(copier)
+                        cur.wait_event(copied)
+                        t.record_stream(cur)  # allocated on the copy stream, used on this one
+                    else:
+                        t = t.to(dev)
+                t1 = clock()
+                add("h2d", t1 - t0)
+                evs = None
+                if cuda and tm is not None:
+                    evs = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
+                    evs[0].record()
+                x = encoder.transform(t)
+                if evs is not None:
+                    evs[1].record()
+                feats = encoder.forward(x)
+                if evs is not None:
+                    evs[2].record()
+                done = None
+                if cuda:
+                    host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)
+                    host.copy_(feats, non_blocking=True)
+                    done = torch.cuda.Event()
+                    done.record()
+                    feats = host
+                add("launch", clock() - t1)
+                add("batches", 1)
+                add("tiles", len(feats))
+                pending.append((start, feats, done, evs))
+                drain(lag)
+            drain(0)
     finally:
         # an error or interrupt must stop the decode threads before the slide is closed
-        close = getattr(batches, "close", None)
+        close = getattr(it, "close", None) or getattr(batches, "close", None)
         if close is not None:
             close()
 
 
-def measured_batches(batches: Iterator[tuple[int, np.ndarray]], stain: Any, mpp: float, stats: Any,
-                     stain_norm: str = "none") -> Iterator[tuple[int, np.ndarray]]:
+def _on_device(t, dev) -> bool:
+    return t.device.type == dev.type and (dev.index is None or t.device.index == dev.index)
+
+
+# -- the encoder of a run ----------------------------------------------------------------
+def with_stain_norm(encoder: Encoder, stain_norm: str) -> Encoder:
+    """Set the encoder card's tile stain normalisation (``card`` keeps it); it is a card field, so
+    it is part of the cache key and recorded in the features' ``encoder_card``."""
+    if stain_norm != "card":
+        import dataclasses
+
+        encoder.card = dataclasses.replace(encoder.card, stain_norm=None if stain_norm == "none" else stain_norm)
+    return encoder
+
+
+
+def open_encoder(name: str | Path, weights: str | None = None, device: str = settings.DEVICE, *,
+                 workers: int = settings.DECODE_WORKERS, threads: int = settings.TORCH_THREADS,
+                 batch_size: int = settings.BATCH_SIZE, seed: int = settings.SEED,
+                 stain_norm: str = settings.STAIN_NORM) -> tuple[Encoder, ThreadPlanner]:
+    """The encoder on its device and the planner of its decode workers and torch threads
+    (:class:`weakstil.decode.ThreadPlanner`: ``workers``/``threads`` > 0 are kept, the rest is
+    planned from the speeds measured on the first slide). ``stain_norm``: ``card`` (the card's),
+    ``none`` or ``macenko`` overrides the card's tile stain normalisation (part of the cache key)."""
+    import torch
+
+    from weakstil.decode.batches import ThreadPlanner
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.runtime import resolve_device
+
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels
+    enc = create_encoder(name, weights, str(dev), seed=seed)
+    with_stain_norm(enc, stain_norm)
+    return enc, ThreadPlanner(enc, batch_size, workers=workers or None, threads=threads or None)
+
+
+def measured_batches(batches: Iterator[tuple[int, Any]], stain: Any, mpp: float, stats: np.ndarray,
+                     stain_norm: str = "none") -> Iterator[tuple[int, Any]]:
     """Pass ``batches`` through, writing each tile's :mod:`weakstil.tilestats` row into ``stats``
-    first and stain-normalising the tiles when ``stain_norm`` is ``macenko``."""
+    first, and re-render the tiles with the reference stain when ``stain_norm`` is ``macenko``
+    (:mod:`weakstil.stain`). GPU batches (tensors) are measured on a host copy."""
     from weakstil.stain import normalise
     from weakstil.tilestats import batch_stats
 
     try:
         for start, batch in batches:
-            stats[start:start + len(batch)] = batch_stats(batch, stain, mpp)
-            yield start, (normalise(batch, stain) if stain_norm == "macenko" else batch)
+            host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
+            stats[start:start + len(host)] = batch_stats(host, stain, mpp)
+            if stain_norm == "macenko":
+                normed = normalise(host, stain)
+                if not isinstance(batch, np.ndarray):
+                    import torch
+
+                    normed = torch.from_numpy(normed).to(batch.device)
+                batch = normed
+            yield start, batch
     finally:
         close = getattr(batches, "close", None)
         if close is not None:
@@ -271,22 +365,25 @@ def measured_batches(batches: Iterator[tuple[int, np.ndarray]], stain: Any, mpp:
 
 # -- one slide --------------------------------------------------------------------------
 def cache_path(out_dir: str | Path, slide_path: str | Path) -> Path:
-    return Path(out_dir) / f"{slide_id_from_path(slide_path)}.h5"
+    """Where ``weakstil embed`` caches a slide's features: ``OUT/<slide id of the file>.h5``."""
+    return slide_file(out_dir, slide_id_from_path(slide_path))
 
 
 def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path | None = None,
                 params: TilingParams | None = None, *, out_dir: str | Path | None = None,
-                slide_mpp: float | None = None, allow_upsample: bool = False, batch_size: int = 64,
-                workers: int = 1, prefetch: int | None = None, overwrite: bool = False, seed: int = 0,
-                progress: Callable[[int, int], None] | None = None) -> EmbedResult:
+                slide_mpp: float | None = None, allow_upsample: bool = False, batch_size: int = settings.BATCH_SIZE,
+                workers: int = 1, prefetch: int | None = None, overwrite: bool = False, seed: int = settings.SEED,
+                progress: Callable[[int, int], None] | None = None, decode: str = "auto",
+                planner: ThreadPlanner | None = None) -> EmbedResult:
     """Embed the tissue tiles of one slide into ``out_path`` (or ``out_dir/<slide_id>.h5``).
 
     Skips the slide when a complete cache with the same cache key exists (unless
     ``overwrite``). ``progress(done, total)`` is called after every batch. Raises a
     :class:`~weakstil.errors.WeakSTILError` (and leaves no output) for a bad slide.
+    ``workers``: decode processes (0: decode in this process), unless a ``planner``
+    (:class:`weakstil.decode.ThreadPlanner`) decides them and the torch threads;
+    ``decode``: ``cpu``, ``gpu`` or ``auto`` (:class:`weakstil.decode.DecodeMode`).
     """
-    import h5py
-
     if out_path is None:
         if out_dir is None:
             raise ValueError("give out_path or out_dir")
@@ -294,23 +391,25 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
     out_path = Path(out_path)
     params = params or TilingParams()
     t0 = time.perf_counter()
-    with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
+    with Slide.open(slide_path, slide_mpp=slide_mpp) as slide, OutputLock(out_path):
         slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
-        key = cache_key(encoder, params, slide.mpp)
-        remove_stale_temps(out_path)  # leftovers of a killed run (one run per cache directory at a time)
-        if not overwrite and cache_is_current(out_path, key):
-            with h5py.File(out_path, "r") as f:
-                n = int(f.attrs["n_tiles"])
-            return EmbedResult(out_path, n, True, time.perf_counter() - t0)
+        key = cache_key(encoder, params, slide.mpp, slide.fingerprint)
+        remove_stale_temps(out_path)  # leftovers of a killed run (live ones of other runs are kept)
+        status = cache_status(out_path, key, slide.fingerprint)
+        if status is None and not overwrite:
+            attrs, _ = FeaturesFile.read_header(out_path)
+            return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)
+        if status not in (None, "missing"):
+            log.info("%s: the feature cache %s %s; embedding again", slide.path, out_path, status)
+        check_replaceable(out_path, FeaturesFile)
         _check_resolution(encoder, params, slide)
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         n = len(tiles.coords)
         if n == 0:
             raise NoTissueError("no tissue found (0 tiles)", path=slide.path,
                                 fix="check the slide is not blank; lower --tissue-threshold if tissue is faint")
-        with atomic_path(out_path) as tmp:
-            _write_cache(tmp, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
-                         prefetch=prefetch, seed=seed, progress=progress, t0=t0)
+        _write_cache(out_path, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
+                     prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner)
     return EmbedResult(out_path, n, False, time.perf_counter() - t0)
 
 
@@ -324,69 +423,57 @@ def _check_resolution(encoder: Encoder, params: TilingParams, slide: Slide) -> N
                  card.input_px)
 
 
-def _write_cache(tmp: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, key: str, *, batch_size: int,
+def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, key: str, *, batch_size: int,
                  workers: int, prefetch: int | None, seed: int, progress: Callable[[int, int], None] | None,
-                 t0: float) -> None:
-    import h5py
+                 t0: float, decode: str = "auto", planner: ThreadPlanner | None = None) -> None:
     import torch
 
+    from weakstil.decode.batches import provenance_json, tile_batches
+
+    from weakstil.stain import estimate_slide_stain
+    from weakstil.tilestats import COLUMNS, STROMA_COLUMN, TILESTATS_VERSION
+
     n, d = len(tiles.coords), encoder.embed_dim
-    with h5py.File(tmp, "w") as f:
-        f.attrs["complete"] = 0
-        feats = f.create_dataset("features", shape=(n, d), dtype=np.float32, chunks=(min(n, 256), d))
-        f.create_dataset("coords", data=tiles.coords.astype(np.int64))
-        f.create_dataset("tissue_fraction", data=tiles.tissue_fraction.astype(np.float32))
-        ds = f.create_dataset("tissue_mask", data=tiles.tissue_mask.astype(np.uint8), compression="gzip")
-        ds.attrs["mpp"] = float(tiles.mask_mpp)
+    cache = FeaturesFile(coords=tiles.coords, tissue_fraction=tiles.tissue_fraction, tissue_mask=tiles.tissue_mask,
+                         tissue_mask_mpp=float(tiles.mask_mpp))
+    stain = estimate_slide_stain(slide)
+    stain_norm = encoder.card.stain_norm or "none"
+    stats = np.zeros((n, len(COLUMNS)), np.float32)
+    with cache.streaming(path, n, d) as put:
         done = 0
         bad = 0
 
         def sink(start: int, out: np.ndarray) -> None:
             nonlocal done, bad
             bad += int((~np.isfinite(out)).any(axis=1).sum())
-            feats[start:start + len(out)] = out
+            put(start, out)
             done += len(out)
             if progress is not None:
                 progress(done, n)
 
-        from weakstil.stain import estimate_slide_stain
-        from weakstil.tilestats import COLUMNS, STROMA_COLUMN
-
-        stain = estimate_slide_stain(slide)
-        stats = f.create_dataset("tile_stats", shape=(n, len(COLUMNS)), dtype=np.float32)
-        stats.attrs["columns"] = json.dumps(list(COLUMNS))
-        norm = getattr(encoder.card, "stain_norm", None) or "none"
-        batches = iter_tile_batches(slide, tiles.coords, tiles.params.tile_px, tiles.params.mpp, batch_size,
-                                    workers=workers, prefetch=prefetch,
-                                    pin_memory=encoder.device.type == "cuda")
-        embed_batches(encoder, measured_batches(batches, stain, tiles.params.mpp, stats, norm), sink)
-        f.create_dataset("stroma_estimate", data=stats[:, COLUMNS.index(STROMA_COLUMN)])
-        f.attrs["stain"] = json.dumps(stain.to_dict())
-        f.attrs["stain_norm"] = norm
-        if done != n:
-            raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path, fix="run again")
+        batches, decode_record = tile_batches(slide, tiles.coords, tiles.params.tile_px, tiles.params.mpp, encoder,
+                                              batch_size=batch_size, decode=decode, workers=workers,
+                                              planner=planner, prefetch=prefetch)
+        embed_batches(encoder, measured_batches(batches, stain, tiles.params.mpp, stats, stain_norm), sink)
+        if done != n:  # a decode thread stopped early (an interrupt); nothing is written
+            raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path,
+                                fix="run again (the slide may be damaged if this repeats)")
         if bad:
             raise WeakSTILError(f"{bad} of {n} tiles gave non-finite features (encoder '{encoder.name}', "
                                 f"precision {encoder.precision})", path=slide.path,
                                 fix="check the encoder weights, or run in fp32 (--device cpu)")
-        for k, v in tiles.attrs().items():
-            f.attrs[k] = v
-        f.attrs["encoder"] = encoder.name
-        f.attrs["encoder_card"] = encoder.card.to_json()
-        f.attrs["embed_dim"] = d
-        f.attrs["weights_sha256"] = encoder.weights_sha256
-        f.attrs["weights_source"] = encoder.weights_source
-        f.attrs["normalisation"] = json.dumps(encoder.normalisation())
-        f.attrs["precision"] = encoder.precision
-        f.attrs["device"] = str(encoder.device)
-        f.attrs["torch_version"] = str(torch.__version__)
-        f.attrs["timm_version"] = package_version("timm")
-        f.attrs["weakstil_version"] = __version__
-        f.attrs["seed"] = int(seed if encoder.seed is None else encoder.seed)
-        f.attrs["batch_size"] = int(batch_size)
-        f.attrs["warnings"] = json.dumps(tiles.warnings)
-        f.attrs["cache_key"] = key
-        f.attrs["cache_format"] = CACHE_FORMAT
-        f.attrs["embed_seconds"] = float(time.perf_counter() - t0)
-        f.attrs["created"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        f.attrs["complete"] = 1
+        cache.tile_stats = stats
+        cache.stroma_estimate = stats[:, COLUMNS.index(STROMA_COLUMN)].copy()
+        cache.attrs.update(tiles.attrs())
+        cache.attrs.update({"stain": json.dumps(stain.to_dict()), "stain_norm": stain_norm, "tilestats_version": TILESTATS_VERSION,
+                            "tile_stats_columns": json.dumps(list(COLUMNS))})
+        cache.attrs.update({
+            "encoder": encoder.name, "encoder_card": encoder.card.to_json(), "embed_dim": d,
+            "weights_sha256": encoder.weights_sha256, "weights_source": encoder.weights_source,
+            "normalisation": json.dumps(encoder.normalisation()), "precision": encoder.precision,
+            "device": str(encoder.device), "torch_version": str(torch.__version__),
+            "timm_version": package_version("timm"), "weakstil_version": __version__,
+            "seed": int(seed if encoder.seed is None else encoder.seed), "batch_size": int(batch_size),
+            "warnings": json.dumps(tiles.warnings), "decode": provenance_json(decode_record()), "cache_key": key, "cache_format": CACHE_FORMAT,
+            "embed_seconds": float(time.perf_counter() - t0), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        })

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
@@ -34,3 +35,56 @@ class SlideError(WeakSTILError):
 
 class NoTissueError(WeakSTILError):
     """Tissue detection found nothing to tile."""
+
+
+class UsageError(WeakSTILError):
+    """The command line itself is wrong (an unknown device, contradictory options): exit code 2."""
+
+
+def short_reason(exc: BaseException, limit: int = 160) -> str:
+    """An exception's message on one line, cut to ``limit`` characters (for ``error:`` lines)."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) < limit else text[:limit - 3] + "..."
+
+
+class OutputError(WeakSTILError):
+    """Writing an output failed (disk full, no permission, an I/O error).
+
+    ``stops_batch``: every later input would fail the same way (disk full, quota, read-only
+    file system), so a batch records this failure and stops; other I/O errors concern one
+    input and the batch goes on."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None, fix: str | None = None,
+                 stops_batch: bool = False):
+        super().__init__(message, path=path, fix=fix)
+        self.stops_batch = stops_batch
+
+
+#: errno values after which a batch stops: the output's file system cannot take more.
+_STOPPING = {"ENOSPC", "EDQUOT", "EROFS", "EFBIG"}
+
+
+def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
+    """An OSError (from Python, h5py, pandas...) as one :class:`OutputError` line."""
+    import errno as errno_mod
+
+    code = exc.errno
+    name = errno_mod.errorcode.get(code, "") if code is not None else ""
+    if not name:  # h5py and others put "[Errno 28] ..." in the text without setting errno
+        import re
+
+        found = re.search(r"errno\s*=?\s*(\d+)|\[Errno (\d+)\]", str(exc))
+        if found:
+            code = int(found.group(1) or found.group(2))
+            name = errno_mod.errorcode.get(code, "")
+    reason = os.strerror(code) if code else short_reason(exc)
+    where = exc.filename or path
+    fixes = {"ENOSPC": "free disk space or choose another --out (a rerun continues where this one stopped)",
+             "EDQUOT": "free space in your quota or choose another --out",
+             "EROFS": "choose a writable --out", "EFBIG": "choose another file system for --out",
+             "EACCES": "check the permissions of the file and its folder", "EPERM": "check the permissions",
+             "EISDIR": "pass a file, not a directory", "ENOTDIR": "check the path",
+             "ENOENT": "check the path", "EIO": "the disk or network file system reported an error; check it "
+                                              "and run again"}
+    return OutputError(reason, path=where, fix=fixes.get(name, "check the file system and run again"),
+                       stops_batch=name in _STOPPING)

@@ -8,11 +8,7 @@ Evaluation folder layout (``weakstil evaluate --out DIR``; the same under ``MODE
 * ``metrics.csv`` — the same flat: ``metric,threshold,value``
 * ``calibration.csv`` — predicted-sTIL% bin, n, mean predicted, mean true
 * ``scatter.png`` (predicted vs true with the identity line), ``roc.png``
-* ``tiles/<slide_id>.h5`` — per tile: ``coords`` (N, 2) level-0 ``[x, y]``, ``tile_scores``
-  (0-100), ``weights`` (share of the slide score), ``tile_mask`` (tumour bed),
-  ``attention`` (logits; attention models only), ``stroma_weight`` (0-1; stroma-aggregator
-  models only: the tile's weight before normalisation); attributes ``tile_size_level0``,
-  ``slide_id``, ``stil_pred``, ``stil_true``, ``model_sha256``, ``fold``.
+* ``tiles/<slide_id>.h5`` — each slide's tile scores, a :class:`weakstil.files.TileScoresFile`.
 """
 
 from __future__ import annotations
@@ -28,6 +24,7 @@ import pandas as pd
 
 from weakstil.atomic import atomic_path
 from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, roc_curve
+from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +49,7 @@ def thresholds_with(threshold: float | None) -> tuple[float, ...]:
     return tuple(sorted(ths))
 
 
-def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float = 30.0, title: str = "",
+def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float = STIL_THRESHOLD, title: str = "",
                   extra: dict | None = None, color_groups: bool = True) -> dict:
     """Metrics, calibration and plots for ``pred`` (columns stil_true, stil_pred) into ``out_dir``.
 
@@ -82,7 +79,7 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
     return m
 
 
-def write_predictions(pred: pd.DataFrame, path: str | Path, threshold: float = 30.0) -> Path:
+def write_predictions(pred: pd.DataFrame, path: str | Path, threshold: float = STIL_THRESHOLD) -> Path:
     out = pred.copy()
     out["high_true"] = (out["stil_true"] >= threshold).astype(int)
     out["high_pred"] = (out["stil_pred"] >= threshold).astype(int)
@@ -156,50 +153,9 @@ def plot_roc(t: np.ndarray, p: np.ndarray, path: Path, thresholds, title: str = 
 #: Feature-cache attributes copied into tile-score files, so a viewer can place the tiles on
 #: their slide (µm/px, grid spacing) and find the slide.
 PLACEMENT_ATTRS = ("slide_path", "slide_mpp", "slide_width", "slide_height", "mpp", "tile_px", "overlap_px",
-                   "tiling_key")
+                   "tiling_key", "slide_fingerprint")
 
 
-def placement_attrs(features_path: str | Path) -> dict[str, object]:
+def placement_attrs(features_attrs: dict[str, object]) -> dict[str, object]:
     """The slide-placement attributes of a feature cache (missing ones are left out)."""
-    from weakstil.mil import read_feature_attrs
-
-    attrs = read_feature_attrs(features_path)
-    return {k: attrs[k] for k in PLACEMENT_ATTRS if k in attrs}
-
-
-def write_tile_scores(path: str | Path, *, slide_id: str, coords: np.ndarray, tile_size_level0: float,
-                      tile_scores: np.ndarray, weights: np.ndarray, tile_mask: np.ndarray,
-                      attention: np.ndarray | None, attrs: dict[str, object],
-                      stroma_weight: np.ndarray | None = None) -> Path:
-    """One slide's tile scores with level-0 coordinates, for heatmaps."""
-    import h5py
-
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("coords", data=np.asarray(coords, dtype=np.int64))
-            f.create_dataset("tile_scores", data=np.asarray(tile_scores, dtype=np.float32))
-            f.create_dataset("weights", data=np.asarray(weights, dtype=np.float32))
-            f.create_dataset("tile_mask", data=np.asarray(tile_mask, dtype=bool))
-            if attention is not None:
-                f.create_dataset("attention", data=np.asarray(attention, dtype=np.float32))
-            if stroma_weight is not None:
-                f.create_dataset("stroma_weight", data=np.asarray(stroma_weight, dtype=np.float32))
-            f.attrs["slide_id"] = slide_id
-            f.attrs["tile_size_level0"] = float(tile_size_level0)
-            for k, v in attrs.items():
-                if v is None:
-                    continue
-                f.attrs[k] = v
-            f.attrs["complete"] = 1
-    return Path(path)
-
-
-def read_tile_scores(path: str | Path) -> dict[str, object]:
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        out: dict[str, object] = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        for k in ("coords", "tile_scores", "weights", "tile_mask", "attention", "stroma_weight"):
-            if k in f:
-                out[k] = f[k][:]
-    return out
+    return {k: features_attrs[k] for k in PLACEMENT_ATTRS if k in features_attrs}

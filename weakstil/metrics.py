@@ -11,8 +11,19 @@ import math
 import numpy as np
 from scipy.stats import rankdata
 
+from weakstil.settings import STIL_THRESHOLD
+
 #: sTIL-high cut-offs reported by default (high means stil >= threshold).
-DEFAULT_THRESHOLDS = (10.0, 30.0, 50.0)
+DEFAULT_THRESHOLDS = (10.0, STIL_THRESHOLD, 50.0)
+
+
+def fmt(value: object) -> str:
+    """A metric for people: floats with 3 decimals, ``n/a`` for None, NaN and infinities."""
+    if value is None:
+        return "n/a"
+    if isinstance(value, (float, np.floating)):
+        return f"{value:.3f}" if math.isfinite(value) else "n/a"
+    return str(value)
 
 
 def _arrays(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:

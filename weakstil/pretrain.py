@@ -35,10 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from weakstil import __version__
+from weakstil import __version__, settings
 from weakstil.atomic import atomic_path
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
-from weakstil.errors import WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError
 from weakstil.slide import Slide
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class PretrainConfig:
     init_weights: str = "random"  #: "random" or a weights file to start from
     steps: int | None = None  #: total optimisation steps (default DEFAULT_STEPS)
     epochs: float | None = None  #: alternatively: passes over the sampled tiles
-    batch_size: int = 64
+    batch_size: int = settings.BATCH_SIZE
     tiles_per_slide: int = 256
     crop_px: int = 128
     lr: float = 1e-3
@@ -72,15 +72,15 @@ class PretrainConfig:
     proj_dim: int = 128
     proj_hidden: int = 512
     warmup_frac: float = 0.05
-    seed: int = 0
+    seed: int = settings.SEED
     mpp: float | None = None  #: default: the card's µm/px
     tile_px: int | None = None  #: default: the card's input size
-    tissue_threshold: float = 0.5
+    tissue_threshold: float = settings.TISSUE_THRESHOLD
     checkpoint_every: int = 50
     augment: dict[str, Any] = field(default_factory=dict)  #: overrides of SSLAugment settings
     #: "card" (the base card's), "none" or "macenko": tiles re-rendered with reference stains
     #: (per-slide estimate, weakstil.stain); recorded in the output card, so embed does the same
-    stain_norm: str = "card"
+    stain_norm: str = settings.STAIN_NORM
 
     def total_steps(self, n_tiles: int) -> int:
         if self.steps is not None and self.epochs is not None:
@@ -111,7 +111,9 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                  on_error: Callable[[Path, WeakSTILError], None] | None = None,
                  ) -> tuple[np.ndarray, list[str]]:
     """Up to ``tiles_per_slide`` random tissue tiles per slide: ``(uint8 (N, px, px, 3), slide ids)``."""
-    from weakstil.embed import iter_tile_batches
+    from weakstil.decode.batches import shared_pool
+    from weakstil.decode.readers import plan_reader
+    from weakstil.decode.workers import iter_batches_inline
     from weakstil.tiles import TilingParams, find_tiles
 
     params = TilingParams(mpp=cfg.mpp or card.mpp, tile_px=cfg.tile_px or card.input_px,
@@ -131,13 +133,15 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                 pick = np.sort(rng.choice(n, size=min(n, cfg.tiles_per_slide), replace=False))
                 coords = tiles.coords[pick]
                 out = np.empty((len(coords), params.tile_px, params.tile_px, 3), np.uint8)
+                spec = plan_reader(slide, params.mpp, params.tile_px)  # JPEG tiles or OpenSlide
+                batches = (shared_pool(workers).batches(spec, coords, 32) if workers >= 1
+                           else iter_batches_inline(spec, coords, 32))
                 stain = None
                 if card.stain_norm == "macenko":
                     from weakstil.stain import estimate_slide_stain, normalise
 
                     stain = estimate_slide_stain(slide)
-                with contextlib.closing(iter_tile_batches(slide, coords, params.tile_px, params.mpp, 32,
-                                                          workers=workers)) as batches:
+                with contextlib.closing(batches):
                     for start, batch in batches:
                         out[start:start + len(batch)] = batch if stain is None else normalise(batch, stain)
                 chunks.append(out)
@@ -245,6 +249,27 @@ def _restore(model: Any, opt: Any, state: dict[str, Any], tensors: dict[str, Any
 
 
 # -- the run ----------------------------------------------------------------------------
+def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig, *, n_slides: int,
+                          device: Any) -> None:
+    """Refuse settings whose batch x crop needs more memory than the machine has (one line with
+    the estimate, the memory available and the fix), before any slide is read."""
+    from weakstil.resources import PROBE_PX, activation_cost, check_memory, pretrain_bytes
+
+    if cfg.batch_size < settings.PRETRAIN_BATCH_MIN:
+        raise UsageError(f"--batch-size {cfg.batch_size} is too small: SimCLR contrasts each tile with the other "
+                         f"tiles of its batch, so a batch needs at least {settings.PRETRAIN_BATCH_MIN}",
+                         fix="pass --batch-size 2 or more (64 by default)")
+    tile_px = cfg.tile_px or card.input_px
+    n_tiles = max(1, n_slides) * cfg.tiles_per_slide
+    batch = min(cfg.batch_size, n_tiles)
+    cost = activation_cost(backbone, PROBE_PX, cfg.crop_px)
+    n_params = sum(p.numel() for p in backbone.parameters())
+    check_memory(pretrain_bytes(cost, batch, cfg.crop_px, n_tiles, tile_px, n_params), device,
+                 what=f"pretraining with --batch-size {batch} and --crop-px {cfg.crop_px} "
+                      f"({n_tiles} tiles of {tile_px} px in memory)",
+                 fix="lower --crop-px or --batch-size (or --tiles-per-slide)")
+
+
 def card_name_for(out_dir: Path, base: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_.+\-]", "-", out_dir.resolve().name).strip("-.") or f"{base}-simclr"
     return name if re.match(r"^[A-Za-z0-9]", name) else f"{base}-{name}"
@@ -258,8 +283,8 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     """Train ``cfg.encoder`` with SimCLR on tiles of ``slides``; write the encoder into ``out_dir``."""
     import torch
 
-    from weakstil.embed import package_version
-    from weakstil.encoders.factory import load_model, resolve_device, save_state_dict
+    from weakstil.encoders.factory import load_model, save_state_dict
+    from weakstil.runtime import package_version, resolve_device
     from weakstil.encoders.transforms import SSLAugment
 
     cfg = cfg or PretrainConfig()
@@ -293,6 +318,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                             "with default pooling", fix="choose another --encoder")
     dev = resolve_device(device)
     backbone, init_sha, init_source, _ = load_model(card, cfg.init_weights, seed=cfg.seed)
+    check_pretrain_memory(backbone, card, cfg, n_slides=len(slides), device=dev)
 
     failed: list[str] = []
 

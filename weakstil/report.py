@@ -23,7 +23,6 @@ import html
 import json
 import logging
 import math
-import platform
 import shutil
 import time
 from dataclasses import dataclass
@@ -32,9 +31,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from weakstil import __version__
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
+from weakstil.metrics import fmt
+from weakstil.modeldir import ModelDir
+from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
 
@@ -101,14 +102,9 @@ def flatten(mapping: dict, prefix: str = "") -> list[tuple[str, str]]:
 
 def installed_versions() -> dict[str, str]:
     """Versions of Python and the packages that shape the results, at report time."""
-    from weakstil.embed import package_version
+    from weakstil.runtime import installed_versions as versions_of
 
-    out = {"python": platform.python_version()}
-    for name in VERSION_PACKAGES:
-        version = __version__ if name == "weakstil" else package_version(name)
-        if version != "not installed":
-            out[name] = version
-    return out
+    return versions_of(VERSION_PACKAGES)
 
 
 def _cohort_slides(cohort_csv: Path | None) -> dict[str, Path]:
@@ -121,14 +117,33 @@ def _cohort_slides(cohort_csv: Path | None) -> dict[str, Path]:
     return {sid: Path(p) for sid, p in zip(cohort.table["slide_id"], cohort.table["path"])}
 
 
-def _find_overlay(tiles_dir: Path | None, slide_id: str, slide_path: Path | None) -> Path | None:
-    """The ``weakstil tile`` QC overlay of a slide (named after the slide id or the file)."""
+def _find_overlay(tiles_dir: Path | None, slide_id: str, slide_path: Path | None,
+                  fingerprint: str | None = None) -> Path | None:
+    """The ``weakstil tile`` QC overlay of a slide (named after the slide id or the file), when
+    its tiles file is of the same slide (``fingerprint``, :mod:`weakstil.fingerprint`)."""
     if tiles_dir is None:
         return None
     from weakstil.slide import slide_id_from_path
 
     names = [slide_id] + ([slide_id_from_path(slide_path)] if slide_path is not None else [])
-    return next((tiles_dir / f"{n}_tiles.png" for n in names if (tiles_dir / f"{n}_tiles.png").is_file()), None)
+    overlay = next((tiles_dir / f"{n}_tiles.png" for n in names if (tiles_dir / f"{n}_tiles.png").is_file()), None)
+    if overlay is not None and fingerprint is not None:
+        theirs = _recorded_fingerprint(overlay.with_name(overlay.name[:-len("_tiles.png")] + ".h5"))
+        if theirs is not None and theirs != fingerprint:
+            log.warning("%s: no thumbnail (%s is of another slide file with the same name)", slide_id, overlay)
+            return None
+    return overlay
+
+
+def _recorded_fingerprint(path: Path) -> str | None:
+    """The slide fingerprint a per-slide file records (``None``: none, or no readable file)."""
+    from weakstil.files import read_any
+    from weakstil.fingerprint import recorded
+
+    try:
+        return recorded(read_any(path, skip=("coords", "tissue_fraction", "tissue_mask")).attrs)
+    except (WeakSTILError, OSError):
+        return None
 
 
 def _write_thumbnail(source: Path, target: Path) -> None:
@@ -144,24 +159,24 @@ def _write_thumbnail(source: Path, target: Path) -> None:
 def _write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title: str,
                    slide_mpp: float | None) -> None:
     """The slide with its out-of-fold tile scores and the tumour-bed tiles outlined."""
-    from weakstil.evaluation import read_tile_scores
+    from weakstil.files import TileScoresFile
     from weakstil.outputs import tile_score_image, write_heatmap_png
     from weakstil.slide import Slide
 
-    scores = read_tile_scores(tile_scores_path)
-    coords = np.asarray(scores["coords"])
-    tsl0 = float(scores["tile_size_level0"])
+    scores = TileScoresFile.read(tile_scores_path)
+    coords = np.asarray(scores.coords)
+    tsl0 = scores.tile_size_level0
     with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
         width, height = slide.dimensions
         thumb_mpp = max(slide.mpp, max(width, height) * slide.mpp / HEATMAP_SIDE)
         thumb = slide.read_thumbnail(thumb_mpp)
         mpp = slide.mpp
     bed = None
-    mask = np.asarray(scores.get("tile_mask", np.ones(len(coords), bool)), bool)
+    mask = np.asarray(scores.tumorbed, bool)
     if not mask.all():  # outline the tiles that made the slide's score, when not all did
         painted = tile_score_image(thumb.shape[:2], coords, tsl0, mpp / thumb_mpp, mask.astype(np.float32))
         bed = np.nan_to_num(painted) > 0.5
-    write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(scores["tile_scores"]),
+    write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(scores.tile_scores),
                       tumorbed_mask=bed, title=title)
 
 
@@ -172,17 +187,24 @@ def _copy(source: Path, target: Path) -> None:
 
 def _slide_rows(model_dir: Path, oof: pd.DataFrame, out_dir: Path, slides: dict[str, Path], tiles_dir: Path | None,
                 slide_mpp: float | None) -> list[SlideRow]:
+    from weakstil.fingerprint import slide_fingerprint
+
     rows = []
     for rec in oof.to_dict("records"):
         sid = str(rec["slide_id"])
         slide_path = slides.get(sid)
         thumb_rel = heat_rel = None
-        overlay = _find_overlay(tiles_dir, sid, slide_path)
+        tile_scores = ModelDir(model_dir).cv_tile_scores(sid)
+        trained_on = _recorded_fingerprint(tile_scores)
+        overlay = _find_overlay(tiles_dir, sid, slide_path, trained_on)
         if overlay is not None:
             thumb_rel = f"slides/{sid}_thumb.png"
             _write_thumbnail(overlay, out_dir / thumb_rel)
-        tile_scores = model_dir / "cv" / "tiles" / f"{sid}.h5"
-        if slide_path is not None and slide_path.is_file() and tile_scores.is_file():
+        if slide_path is not None and slide_path.is_file() and trained_on is not None \
+                and slide_fingerprint(slide_path) not in (None, trained_on):
+            log.warning("%s: no heatmap (%s is not the slide file the model was trained on: its content fingerprint "
+                        "differs)", sid, slide_path)
+        elif slide_path is not None and slide_path.is_file() and tile_scores.is_file():
             heat_rel = f"slides/{sid}_heatmap.png"
             title = f"{sid}: true {rec['stil_true']:.1f}%, out-of-fold {rec['stil_pred']:.1f}%"
             try:
@@ -205,14 +227,6 @@ def headline(metrics: dict, threshold: float) -> dict[str, float | None]:
             "RMSE": metrics.get("rmse"), f"AUC sTIL-high ≥{threshold:g}%": at.get("auc"),
             f"sensitivity ≥{threshold:g}%": at.get("sensitivity"),
             f"specificity ≥{threshold:g}%": at.get("specificity")}
-
-
-def _fmt(value: object) -> str:
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
 
 
 def model_settings(meta: dict) -> list[tuple[str, str]]:
@@ -244,9 +258,10 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     fix_model = "pass a directory written by 'weakstil train' with --folds 2 or more"
-    meta = _read_json(model_dir / "model.json", "model.json", fix_model)
-    cv_dir = model_dir / "cv"
-    oof_path = cv_dir / "oof_predictions.csv"
+    folder = ModelDir(model_dir)
+    meta = folder.read_meta(fix_model)
+    cv_dir = folder.cv_dir
+    oof_path = folder.oof_path
     if not oof_path.is_file():
         raise WeakSTILError("the model has no out-of-fold predictions (trained without cross-validation?)",
                             path=oof_path, fix="train with --folds 2 or more")
@@ -254,7 +269,7 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     metrics_dir = Path(evaluation_dir) if evaluation_dir is not None else cv_dir
     metrics = _read_json(metrics_dir / "metrics.json", "metrics.json",
                          "pass the --out folder of 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv'")
-    threshold = float(metrics.get("threshold", meta.get("threshold", 30.0)))
+    threshold = float(metrics.get("threshold", meta.get("threshold", STIL_THRESHOLD)))
     if cohort is None:
         recorded = meta.get("training", {}).get("cohort")
         cohort = Path(recorded) if recorded and Path(recorded).is_file() else None
@@ -279,7 +294,7 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
         files[name] = out_dir / name
-    log.info("report: %d slides, R² %s, MAE %s -> %s", len(rows), _fmt(metrics.get("r2")), _fmt(metrics.get("mae")),
+    log.info("report: %d slides, R² %s, MAE %s -> %s", len(rows), fmt(metrics.get("r2")), fmt(metrics.get("mae")),
              out_dir / "report.html")
     return files
 
@@ -337,7 +352,7 @@ def render_markdown(c: ReportContent) -> str:
     lines = [f"# {c.title}", "", f"Model `{c.model_dir}`, {c.cv_folds}-fold cross-validation, out-of-fold "
              f"predictions (each slide scored by a model that never saw it). Created {c.created}.", "",
              "## Metrics", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in c.headline.items()]
+    lines += [f"| {k} | {fmt(v)} |" for k, v in c.headline.items()]
     lines += ["", "![predicted vs true](scatter.png) ![ROC](roc.png)", "", "## Slides", "",
               "| slide | group | fold | true sTIL% | predicted sTIL% | error | tiles | out-of-fold heatmap |",
               "|---|---|---|---|---|---|---|---|"]
@@ -369,7 +384,7 @@ def render_html(c: ReportContent) -> str:
              f"<style>{_CSS}</style></head><body>", f"<h1>{e(c.title)}</h1>",
              f"<p>Model <code>{e(c.model_dir)}</code>, {c.cv_folds}-fold cross-validation, out-of-fold predictions "
              f"(each slide scored by a model that never saw it). Created {e(c.created)}.</p>", "<h2>Metrics</h2><table>"]
-    parts += [f"<tr><th>{e(k)}</th><td class='num'>{_fmt(v)}</td></tr>" for k, v in c.headline.items()]
+    parts += [f"<tr><th>{e(k)}</th><td class='num'>{fmt(v)}</td></tr>" for k, v in c.headline.items()]
     parts += ["</table>", "<p><img class='plot' src='scatter.png' alt='predicted vs true sTIL%'>"
               "<img class='plot' src='roc.png' alt='ROC of sTIL-high'></p>", "<h2>Slides</h2><table>",
               "<tr><th>slide</th><th>group</th><th>fold</th><th>true sTIL%</th><th>predicted sTIL%</th>"

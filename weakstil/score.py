@@ -2,17 +2,20 @@
 
 Per slide, in ``OUT``:
 
-* ``<slide_id>.h5``: ``coords`` (level-0), ``tile_scores``, ``attention`` (attention models),
-  ``stroma_weight`` (stroma-aggregator models: each tile's weight in the slide score, 0-1),
-  ``stroma_estimate`` (the colour-deconvolution stroma share from the features),
-  ``tumorbed`` flag and ``tumorbed_fraction`` per tile, ``tissue_mask`` and ``tumorbed_mask``
-  (each with attribute ``mpp``); attributes ``tile_size_level0``, ``stil``, ``stil_high``,
-  ``threshold``, ``status``, model / encoder / tiling identity, versions, ``complete``.
-* ``<slide_id>_heatmap.png``: thumbnail, tile-score heatmap, tumour-bed outline, colour bar.
+* ``<slide_id>.h5``: tile scores, tumour bed and masks, a :class:`weakstil.files.SlideScoresFile`.
+* ``<slide_id>_heatmap.png``: thumbnail, tile-score heatmap, tumour-bed outline, colour bar (stroma-aggregator
+  models: a second panel with each tile's stroma weight).
 * ``<slide_id>.geojson``: the tiles as QuPath ``tile`` objects with their scores as measurements.
 
 and ``results.csv`` with one row per input, rewritten atomically after every slide, so a run
 killed midway loses nothing and a rerun only does what is missing or failed.
+
+Several runs may share one ``OUT``: each slide is scored under its lock (:mod:`weakstil.locks`)
+by one run, and ``results.csv`` is re-read and merged under its own lock before every rewrite, so
+no run loses another's rows. A finished slide is skipped only when its score file records the
+same slide fingerprint (:mod:`weakstil.fingerprint`) as the file scored now. A second file with
+the slide id of an earlier one in the batch is refused (an ``error`` row naming both files; the
+first one's row is kept). A full disk stops the batch after recording the failure.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from weakstil import __version__
-from weakstil.atomic import atomic_path
-from weakstil.errors import WeakSTILError
+from weakstil import __version__, settings
+from weakstil.atomic import atomic_path, remove_stale_temps
+from weakstil.errors import UsageError, WeakSTILError
+from weakstil.files import slide_file
+from weakstil.modeldir import ModelDir
 from weakstil.slide import slide_id_from_path
 
 log = logging.getLogger(__name__)
@@ -41,6 +46,8 @@ STATUS_ERROR = "error"
 STATUS_NO_BED = "no tumour bed"
 #: Statuses a rerun does not redo.
 FINISHED = (STATUS_OK, STATUS_NO_BED)
+#: What ``weakstil score`` writes per slide: ``<slide_id><suffix>``.
+OUTPUT_SUFFIXES = (".h5", "_heatmap.png", ".geojson")
 
 
 @dataclass
@@ -50,9 +57,11 @@ class ScoreOptions:
     features: Path | None = None  #: embedding cache (default OUT/features)
     encoder: str | None = None  #: overrides the encoder recorded in the model
     weights: str | None = None
-    device: str = "auto"
-    workers: int = 2
-    batch_size: int = 64
+    device: str = settings.DEVICE
+    workers: int = settings.DECODE_WORKERS  #: decode worker processes (0: planned with the torch threads)
+    threads: int = settings.TORCH_THREADS  #: torch CPU threads (0: planned)
+    decode: str = settings.DECODE  #: where JPEG tiles are decoded: cpu, gpu or auto
+    batch_size: int = settings.BATCH_SIZE
     slide_mpp: float | None = None
     allow_upsample: bool = False
     annotations: Path | None = None
@@ -68,18 +77,18 @@ class ScoreOptions:
 
 @dataclass
 class _Context:
-    """What every slide of a batch shares: the MIL model, encoder, detector."""
+    """What every slide of a batch shares: the MIL model, encoder, tumour-bed sources."""
 
     opts: ScoreOptions
-    model: Any
+    model: Any  #: the final model (architecture, identity); ``models`` score the slides
     meta: dict
     model_id: str
     threshold: float
     params: Any
-    detector: Any = None
-    detector_path: Path | None = None
+    beds: Any  #: weakstil.tumorbed.resolver.BedSources
     models: list = field(default_factory=list)  #: what scores slides: [model] or the CV fold models
     _encoder: Any = field(default=None, repr=False)
+    _planner: Any = field(default=None, repr=False)
 
     @property
     def encoder_id(self) -> str:
@@ -92,6 +101,15 @@ class _Context:
             self._encoder = load_scoring_encoder(self.opts, self.meta)
         return self._encoder
 
+    def planner(self):
+        """Decode workers and torch threads, measured on the first slide that needs embedding."""
+        if self._planner is None:
+            from weakstil.decode import ThreadPlanner
+
+            self._planner = ThreadPlanner(_LazyEncoder(self), self.opts.batch_size, workers=self.opts.workers or None,
+                                          threads=self.opts.threads or None)
+        return self._planner
+
 
 def load_scoring_encoder(opts: ScoreOptions, meta: dict):
     """The encoder the model was trained on: ``--encoder``, else ``MODEL/encoder``, else the
@@ -101,23 +119,34 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
     recorded = meta.get("encoder", {})
     name = opts.encoder
     if name is None:
-        bundled = opts.model / "encoder"
-        name = str(bundled) if bundled.is_dir() else recorded.get("name")
+        bundled = ModelDir(opts.model).bundled_encoder
+        name = str(bundled) if bundled is not None else recorded.get("name")
     if not name:
         raise WeakSTILError("the model does not record its encoder", path=opts.model, fix="pass --encoder")
     encoder = create_encoder(name, weights=opts.weights, device=opts.device)
-    recorded_card = recorded.get("card") or {}
-    if isinstance(recorded_card, dict) and recorded_card.get("stain_norm") != encoder.card.stain_norm:
-        import dataclasses  # the stain normalisation the features were made with (embed --stain-norm)
+    recorded_card = recorded.get("card")
+    if isinstance(recorded_card, dict):  # the features' stain normalisation (embed --stain-norm)
+        from weakstil.embed import with_stain_norm
 
-        encoder.card = dataclasses.replace(encoder.card, stain_norm=recorded_card.get("stain_norm"))
+        with_stain_norm(encoder, recorded_card.get("stain_norm") or "none")
     want = recorded.get("weights_sha256")
     if want and encoder.weights_sha256 != want:
         raise WeakSTILError(
             f"encoder '{name}' has weights {encoder.weights_sha256[:12]} but the model was trained on "
             f"{str(want)[:12]}", path=opts.model,
             fix="pass the encoder the model was trained with (--encoder DIR / --weights FILE)")
+    _check_memory(encoder, opts, int(meta.get("tiling", {}).get("tile_px") or settings.TILE_PX))
     return encoder
+
+
+def _check_memory(encoder, opts: ScoreOptions, tile_px: int) -> None:
+    """Refuse a --batch-size whose tiles and activations do not fit (a usage error, not a slide's)."""
+    from weakstil.resources import activation_cost, check_memory, decode_ring_slots, embed_bytes
+
+    cost = activation_cost(encoder.model, encoder.input_px, encoder.input_px)
+    buffers = decode_ring_slots(opts.batch_size, tile_px, opts.workers)
+    check_memory(embed_bytes(cost, opts.batch_size, tile_px, encoder.input_px, buffers), encoder.device,
+                 what=f"scoring with batches of {opts.batch_size} tiles of {tile_px} px", fix="lower --batch-size")
 
 
 def _tiling_params(meta: dict):
@@ -130,28 +159,27 @@ def _tiling_params(meta: dict):
     if isinstance(key, str):
         key = json.loads(key)
     if not key:
-        return TilingParams(mpp=float(tiling.get("mpp", 0.5)), tile_px=int(tiling.get("tile_px", 224)))
+        return TilingParams(mpp=float(tiling.get("mpp", settings.MPP)), tile_px=int(tiling.get("tile_px", settings.TILE_PX)))
     return TilingParams(mpp=key["mpp"], tile_px=key["tile_px"], overlap_px=key["overlap_px"],
                         tissue_threshold=key["tissue_threshold"], mode=TileMode(key["mode"]),
                         mask_mpp=key["mask_mpp"], tissue=TissueParams(**key["tissue"]))
 
 
 def open_context(opts: ScoreOptions) -> _Context:
-    from weakstil.ensemble import load_scoring_models
-    from weakstil.tumorbed import TumorBedModel
+    from weakstil.mil.ensemble import load_scoring_models
+    from weakstil.tumorbed.resolver import BedSources
 
     models, meta = load_scoring_models(opts.model)
     model = models[0]
     model_id = f"{opts.model.resolve().name}@{str(meta.get('weights_sha256'))[:12]}"
-    threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", 30.0))
-    detector_path = opts.tumorbed_model
-    if detector_path is None and (opts.model / "tumorbed" / "model.json").is_file():
-        detector_path = opts.model / "tumorbed"
-    detector = TumorBedModel.load(detector_path) if detector_path is not None else None
-    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), detector, detector_path, models)
+    threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", settings.STIL_THRESHOLD))
+    beds = BedSources.open(annotations=opts.annotations, beds=opts.tumorbed_beds, detector=opts.tumorbed_model,
+                           model=opts.model)
+    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, models)
 
 
 def _read_previous(path: Path) -> dict[str, dict]:
+    """The rows of ``results.csv`` by slide id (the first row of an id: later ones are clashes)."""
     if not path.is_file():
         return {}
     import pandas as pd
@@ -161,19 +189,48 @@ def _read_previous(path: Path) -> dict[str, dict]:
     except Exception:  # unreadable: redo everything
         log.warning("%s is unreadable; all slides will be scored again", path)
         return {}
-    return {str(r["slide_id"]): r for r in table.to_dict("records")}
+    rows: dict[str, dict] = {}
+    for r in table.to_dict("records"):
+        rows.setdefault(str(r["slide_id"]), r)
+    return rows
 
 
-def _write_results(path: Path, rows: dict[str, dict]) -> None:
+def _write_results(path: Path, mine: dict[str, dict], clashes: list[dict]) -> None:
+    """Merge this run's rows into ``results.csv`` (re-read under its lock: other runs may share
+    ``OUT``) and rewrite it atomically. A write that fails (disk full) leaves the old file whole."""
     import pandas as pd
 
-    table = pd.DataFrame(list(rows.values()), columns=RESULT_COLUMNS)
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.4f")
+    from weakstil.locks import OutputLock
+
+    with OutputLock(path):
+        rows = _read_previous(path)
+        rows.update(mine)
+        table = pd.DataFrame([*rows.values(), *clashes], columns=RESULT_COLUMNS)
+        with atomic_path(path) as tmp:
+            table.to_csv(tmp, index=False, float_format="%.4f")
 
 
 def _outputs_exist(out: Path, slide_id: str) -> bool:
-    return all((out / f"{slide_id}{suffix}").is_file() for suffix in (".h5", "_heatmap.png", ".geojson"))
+    return all((out / f"{slide_id}{suffix}").is_file() for suffix in OUTPUT_SUFFIXES)
+
+
+def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx: _Context) -> bool:
+    """Whether a finished score of this very slide file (same fingerprint) by this model exists."""
+    from weakstil.files import SlideScoresFile
+    from weakstil.fingerprint import slide_fingerprint, why_stale
+
+    if prev is None or prev.get("status") not in FINISHED or prev.get("model_id") != ctx.model_id \
+            or not _outputs_exist(out, slide_id):
+        return False
+    try:
+        attrs, _ = SlideScoresFile.read_header(slide_file(out, slide_id))
+    except WeakSTILError:
+        return False
+    stale = why_stale(attrs, slide_fingerprint(path))
+    if stale:
+        log.info("%s: the score in %s %s; scoring again", path, slide_file(out, slide_id), stale)
+        return False
+    return True
 
 
 def score_batch(slides: list[Path], opts: ScoreOptions,
@@ -185,35 +242,53 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     row)`` is called after each slide and ``on_tiles(id, done, total)`` as its tiles are embedded
     (a GUI's progress bar).
     """
+    import contextlib
+    import sys
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    opts.out.mkdir(parents=True, exist_ok=True)
+    from weakstil.errors import OutputError, from_os_error
+    from weakstil.locks import in_turn
+    from weakstil.outputdir import mark
+
     ctx = open_context(opts)
     results_path = opts.out / "results.csv"
-    from weakstil.atomic import remove_stale_temps
-
     remove_stale_temps(results_path)
-    rows = _read_previous(results_path)
+    mine: dict[str, dict] = {}  #: this run's rows by slide id
+    clashes: list[dict] = []  #: error rows of files whose slide id an earlier file has
     batch_rows: list[dict] = []
-    seen: dict[str, Path] = {}
+    first: dict[str, Path] = {}
+    todo: list[Path] = []
+    for path in slides:
+        slide_id = slide_id_from_path(path)
+        if slide_id in first:
+            exc = WeakSTILError(f"has the same slide id '{slide_id}' as {first[slide_id]}, and outputs are named by "
+                                "slide id", path=path, fix="rename one of the files, or score it into another --out")
+            sys.stderr.write(f"error: {exc.one_line()}\n")
+            row = _error_row(path, slide_id, ctx, exc, 0.0)
+            clashes.append(row)
+            batch_rows.append(row)
+            continue
+        first[slide_id] = Path(path)
+        todo.append(Path(path))
+    stopped: OutputError | None = None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        batch_task = bar.add_task("slides", total=len(slides))
-        for path in slides:
+    bar = Progress(*columns, disable=not progress, transient=True)  # shown from the first tiles embedded
+    with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, slide_id_from_path(p)))) as turns, \
+            contextlib.ExitStack() as showing:
+        batch_task = bar.add_task("slides", total=len(todo))
+        for path in turns:
             slide_id = slide_id_from_path(path)
-            prev = rows.get(slide_id)
-            if slide_id in seen:
-                row = _error_row(path, slide_id, ctx, WeakSTILError(
-                    f"slide id '{slide_id}' is also the id of {seen[slide_id]}", path=path,
-                    fix="rename one of the files: outputs are named by slide id"), 0.0)
-            elif (not opts.overwrite and prev is not None and prev.get("status") in FINISHED
-                  and prev.get("model_id") == ctx.model_id and _outputs_exist(opts.out, slide_id)):
+            prev = _read_previous(results_path).get(slide_id)
+            if not opts.overwrite and _already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
                 row = prev
             else:
                 tile_task = bar.add_task(f"  {slide_id}", total=None)
 
                 def tick(done: int, total: int, _task=tile_task, _id=slide_id) -> None:
+                    if not bar.live.is_started:
+                        showing.enter_context(bar)
                     bar.update(_task, completed=done, total=total)
                     if on_tiles is not None:
                         on_tiles(_id, done, total)
@@ -221,19 +296,37 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 t0 = time.perf_counter()
                 try:
                     row = score_slide(path, ctx, progress=tick)
-                except WeakSTILError as exc:
-                    row = _error_row(path, slide_id, ctx, exc, time.perf_counter() - t0)
-                    import sys
-
-                    sys.stderr.write(f"error: {exc.one_line()}\n")
+                except UsageError:  # the command line, not this slide (e.g. a batch too large for memory)
+                    raise
+                except (WeakSTILError, OSError) as exc:
+                    err = from_os_error(exc, opts.out) if isinstance(exc, OSError) else exc
+                    row = _error_row(path, slide_id, ctx, err, time.perf_counter() - t0)
+                    sys.stderr.write(f"error: {err.one_line()}\n")
+                    if isinstance(err, OutputError) and err.stops_batch:
+                        stopped = err
                 bar.remove_task(tile_task)
-            seen.setdefault(slide_id, Path(path))
-            rows[slide_id] = row
+            mine[slide_id] = row
             batch_rows.append(row)
-            _write_results(results_path, rows)
+            try:
+                mark(opts.out, "score")
+                _write_results(results_path, mine, clashes)
+            except OSError as exc:  # the old results.csv stays as it was
+                err = from_os_error(exc, results_path)
+                sys.stderr.write(f"error: {err.one_line()}\n")
+                stopped = stopped or err
             if on_slide is not None:
                 on_slide(slide_id, row)
             bar.advance(batch_task)
+            if stopped is not None:
+                left = len(todo) - len(mine)
+                if left:
+                    sys.stderr.write(f"error: stopped after: {stopped.message}; {left} more slide(s) not scored. "
+                                     "Fix: free space and run again (finished slides are kept and skipped).\n")
+                break
+    if clashes and not mine:  # only clashes: still record them
+        with contextlib.suppress(OSError):
+            mark(opts.out, "score")
+            _write_results(results_path, mine, clashes)
     return batch_rows
 
 
@@ -246,52 +339,55 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
 
 def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] | None = None) -> dict:
     """Score one slide and write its outputs. Raises WeakSTILError for a bad slide."""
-    from weakstil.embed import embed_slide, read_features
-    from weakstil.ensemble import score_slides_ensemble
-    from weakstil.mil import FeatureBank, check_features_match_model
-    from weakstil.tumorbed import check_detector_matches, resolve_tumorbed
+    from weakstil.embed import embed_slide
+    from weakstil.files import FeaturesFile
+    from weakstil.mil.bank import FeatureBank
+    from weakstil.mil.identity import check_features_match_model
+    from weakstil.mil.ensemble import score_slides_ensemble
+    from weakstil.outputdir import mark
+    from weakstil.runtime import resolve_device
 
     opts = ctx.opts
     t0 = time.perf_counter()
     slide_id = slide_id_from_path(path)
-    cached = ctx.opts.cache_dir / f"{slide_id}.h5"
+    cached = slide_file(ctx.opts.cache_dir, slide_id)
 
     result = embed_slide(path, _LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
-                         progress=progress)
-    data = read_features(result.path)
-    check_features_match_model(ctx.meta, data, result.path)
-    if ctx.detector is not None:
-        check_detector_matches(ctx.detector, data, ctx.detector_path)
-    bed = resolve_tumorbed(slide_id, data, annotations=opts.annotations, detector=ctx.detector,
-                           beds=opts.tumorbed_beds)
+                         progress=progress, decode=opts.decode, planner=ctx.planner())
+    mark(ctx.opts.cache_dir, "embed")
+    features = FeaturesFile.read(result.path)
+    check_features_match_model(ctx.meta, features.attrs, result.path)
+    bed = ctx.beds.resolve(slide_id, features)
     flags = bed.tile_flags
     # every tile gets a score (the heatmap); only tumour-bed tiles make the slide's sTIL%
     mask = flags if flags.any() else np.ones(len(flags), bool)
-    bank = FeatureBank.load([result.path], [slide_id], tile_masks={slide_id: mask},
-                            tile_stats=ctx.model.arch.tile_stats)
-    scores = score_slides_ensemble(ctx.models, bank, device=_torch_device(opts.device))[0]
+    stats = features.tile_stats  # from_caches consumes the features; the stats may be appended
+    bank = FeatureBank.from_caches([features], [slide_id], tumorbeds={slide_id: mask},
+                                   tile_stats=ctx.model.arch.tile_stats)
+    features.tile_stats = stats
+    dev = resolve_device(opts.device)
+    scores = score_slides_ensemble([m.to(dev) for m in ctx.models], bank, device=dev)[0]
     tile_scores = np.asarray(scores.tile_scores, np.float32)
     attention = None if scores.attention is None else np.asarray(scores.weights, np.float32)
-    stroma = None if scores.stroma is None else np.asarray(scores.stroma, np.float32)
     if flags.any():
         stil, status = float(scores.stil), STATUS_OK
         stil_high: object = bool(stil >= ctx.threshold)
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
         log.warning("%s: no tumour bed found; no score", slide_id)
-    _write_slide_outputs(path, slide_id, ctx, data, bed, tile_scores, attention, stil, stil_high, status, stroma)
+    try:
+        _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,
+                             scores.stroma)
+    except BaseException:  # all of a slide's outputs or none (its row says error)
+        for suffix in OUTPUT_SUFFIXES:
+            (opts.out / f"{slide_id}{suffix}").unlink(missing_ok=True)
+        raise
     return {"slide_id": slide_id, "path": str(path), "stil": round(stil, 4) if status == STATUS_OK else math.nan,
             "stil_high": stil_high, "threshold": ctx.threshold, "n_tiles": int(len(tile_scores)),
             "n_tumorbed_tiles": int(flags.sum()), "tumorbed_source": bed.source.value, "status": status,
             "error": "", "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(time.perf_counter() - t0, 2)}
-
-
-def _torch_device(device: str):
-    from weakstil.encoders.factory import resolve_device
-
-    return resolve_device(device)
 
 
 class _LazyEncoder:
@@ -305,55 +401,44 @@ class _LazyEncoder:
         return getattr(self._ctx.encoder(), name)
 
 
-def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, data: dict, bed, tile_scores: np.ndarray,
+#: Feature-cache attributes copied into a slide's score file.
+_COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "slide_width", "slide_height",
+                 "tiling_key", "encoder", "weights_sha256", "cache_key", "torch_version", "timm_version",
+                 "slide_fingerprint")
+
+
+def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed, tile_scores: np.ndarray,
                          attention: np.ndarray | None, stil: float, stil_high: object, status: str,
                          stroma: np.ndarray | None = None) -> None:
-    import h5py
-
+    from weakstil.files import SlideScoresFile
     from weakstil.outputs import write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
     from weakstil.tiles import overlay_mpp
 
-    from weakstil.atomic import remove_stale_temps
+    from weakstil.outputdir import check_replaceable
 
     out = ctx.opts.out
-    for suffix in (".h5", "_heatmap.png", ".geojson"):
+    check_replaceable(slide_file(out, slide_id), SlideScoresFile)
+    for suffix in OUTPUT_SUFFIXES:
         remove_stale_temps(out / f"{slide_id}{suffix}")
-    coords = np.asarray(data["coords"])
-    tsl0 = float(data["tile_size_level0"])
-    with atomic_path(out / f"{slide_id}.h5") as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("coords", data=coords.astype(np.int64))
-            f.create_dataset("tile_scores", data=tile_scores)
-            if attention is not None:
-                f.create_dataset("attention", data=attention)
-            if stroma is not None:
-                f.create_dataset("stroma_weight", data=stroma)
-            if data.get("stroma_estimate") is not None:
-                f.create_dataset("stroma_estimate", data=np.asarray(data["stroma_estimate"], np.float32))
-            f.create_dataset("tumorbed", data=bed.tile_flags.astype(np.uint8))
-            f.create_dataset("tumorbed_fraction", data=bed.tile_fraction.astype(np.float32))
-            f.create_dataset("tissue_fraction", data=np.asarray(data["tissue_fraction"], np.float32))
-            ds = f.create_dataset("tissue_mask", data=np.asarray(data["tissue_mask"], np.uint8), compression="gzip")
-            ds.attrs["mpp"] = float(data["tissue_mask_mpp"])
-            ds = f.create_dataset("tumorbed_mask", data=bed.mask.astype(np.uint8), compression="gzip")
-            ds.attrs["mpp"] = float(bed.mask_mpp)
-            attrs = {
-                "slide_id": slide_id, "slide_path": str(Path(path).resolve()), "tile_size_level0": tsl0,
-                "stil": stil, "stil_high": str(stil_high), "threshold": ctx.threshold, "status": status,
-                "n_tiles": int(len(tile_scores)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
-                "model_id": ctx.model_id, "model_path": str(ctx.opts.model.resolve()),
-                "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),
-                "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **bed.attrs(),
-            }
-            for key in ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "slide_width", "slide_height",
-                        "tiling_key", "encoder", "weights_sha256", "cache_key", "torch_version", "timm_version"):
-                if key in data:
-                    attrs[key] = data[key]
-            for key, value in attrs.items():
-                f.attrs[key] = value
-            f.attrs["complete"] = 1
+    coords = np.asarray(features.coords)
+    tsl0 = float(features.attrs["tile_size_level0"])
+    attrs = {
+        "slide_id": slide_id, "slide_path": str(Path(path).resolve()), "tile_size_level0": tsl0,
+        "stil": stil, "stil_high": str(stil_high), "threshold": ctx.threshold, "status": status,
+        "n_tiles": int(len(tile_scores)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
+        "model_id": ctx.model_id, "model_path": str(ctx.opts.model.resolve()),
+        "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),
+        "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **bed.attrs(),
+    }
+    attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
+    SlideScoresFile(coords=coords, tile_scores=tile_scores, attention=attention, stroma_weight=stroma,
+                    stroma_estimate=features.stroma_estimate, tumorbed=bed.tile_flags,
+                    tumorbed_fraction=bed.tile_fraction, tissue_fraction=features.tissue_fraction,
+                    tissue_mask=features.tissue_mask, tissue_mask_mpp=float(features.tissue_mask_mpp),
+                    tumorbed_mask=bed.mask, tumorbed_mask_mpp=float(bed.mask_mpp),
+                    attrs=attrs).write(slide_file(out, slide_id))
     with Slide.open(path, slide_mpp=ctx.opts.slide_mpp) as slide:
         mpp = overlay_mpp(slide)
         thumb = slide.read_thumbnail(mpp)
@@ -369,28 +454,3 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, data: dict, b
         measurements["stroma weight"] = stroma
     classes = np.where(bed.tile_flags, "Tumor bed", "Other")
     write_tiles_geojson(out / f"{slide_id}.geojson", coords, tsl0, measurements, classes)
-
-
-def bundle_for_scoring(model_dir: str | Path, features_dir: str | Path, tumorbed: str | Path | None = None) -> list[str]:
-    """Make a trained model self-contained for ``weakstil score``: copy a local encoder
-    (a ``weakstil pretrain`` directory the features were made with) into ``MODEL/encoder`` and
-    a tumour-bed detector into ``MODEL/tumorbed``. Returns what was bundled."""
-    import shutil
-
-    from weakstil.mil import read_feature_attrs
-
-    model_dir = Path(model_dir)
-    bundled = []
-    first = next(iter(sorted(Path(features_dir).glob("*.h5"))), None)
-    if first is not None:
-        source = Path(str(read_feature_attrs(first).get("weights_source", "")))
-        if source.is_file() and (source.parent / "card.yaml").is_file():
-            target = model_dir / "encoder"
-            target.mkdir(parents=True, exist_ok=True)
-            for name in ("card.yaml", source.name):
-                shutil.copy2(source.parent / name, target / name)
-            bundled.append("encoder")
-    if tumorbed is not None and Path(tumorbed).resolve() != (model_dir / "tumorbed").resolve():
-        shutil.copytree(tumorbed, model_dir / "tumorbed", dirs_exist_ok=True)
-        bundled.append("tumorbed")
-    return bundled

@@ -1,4 +1,4 @@
-"""Slide reading at a physical resolution (µm/px), on top of OpenSlide.
+"""Slide reading at a physical resolution (µm/px), on top of a slide backend (OpenSlide).
 
 Every region and thumbnail is requested in micrometres per pixel, never in pyramid
 levels: the reader picks the finest pyramid level that is not finer than needed and
@@ -16,17 +16,19 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from weakstil import settings
 from weakstil.errors import SlideError
+from weakstil.errors import short_reason as _short
 
 if TYPE_CHECKING:  # pragma: no cover
-    import openslide
+    from weakstil.slide_backend import SlideBackend
 
 log = logging.getLogger(__name__)
 
 #: A base resolution may be this much coarser than the target before we refuse.
 COARSER_TOLERANCE = 0.10
 #: Plausible range of microns per pixel for a brightfield scan.
-MPP_RANGE = (0.05, 20.0)
+MPP_RANGE = settings.MPP_RANGE
 #: Largest block (level pixels per side) read in one OpenSlide call for thumbnails.
 MAX_READ_BLOCK = 4096
 
@@ -46,67 +48,51 @@ class Slide:
     """
 
     path: Path
-    handle: openslide.OpenSlide = field(repr=False)
+    backend: SlideBackend = field(repr=False)
     mpp: float
     mpp_source: MppSource
+    _fingerprint: str | None = field(default=None, init=False, repr=False)
 
     # -- opening -----------------------------------------------------------------
     @classmethod
     def open(cls, path: str | Path, slide_mpp: float | None = None) -> Slide:
-        """Open ``path`` with OpenSlide and resolve its µm/px.
+        """Open ``path`` with the slide backend (OpenSlide) and resolve its µm/px.
 
         ``slide_mpp`` overrides the metadata (needed when the file has none).
         Raises :class:`SlideError` with a one-line reason and fix.
         """
         path = Path(path)
         if not path.exists():
+            import glob
+
+            if glob.has_magic(str(path)):
+                raise SlideError("no file matches this pattern", path=path, fix="check the pattern and its folder")
             raise SlideError("file not found", path=path, fix="check the path and spelling")
         if path.is_dir():
             raise SlideError("is a directory, not a slide file", path=path, fix="pass slide files (or a glob)")
         if path.stat().st_size == 0:
             raise SlideError("file is empty", path=path, fix="copy the slide again")
 
-        import openslide
+        from weakstil.slide_backend import open_backend
 
+        backend = open_backend(path)
         try:
-            handle = openslide.OpenSlide(str(path))
-        except openslide.OpenSlideUnsupportedFormatError:
-            kind = _sniff_container(path)
-            if kind is not None:
-                raise SlideError(
-                    f"looks like a {kind} file but OpenSlide cannot read it: it may be truncated, damaged "
-                    "or an unsupported variant",
-                    path=path,
-                    fix="copy or export the slide again, or convert it to a pyramidal TIFF",
-                ) from None
-            raise SlideError(
-                "not a slide format OpenSlide can read",
-                path=path,
-                fix="check the file is a whole-slide image (SVS, NDPI, MRXS, DICOM, tiled TIFF...) "
-                "or convert it to a pyramidal TIFF",
-            ) from None
-        except openslide.OpenSlideError as exc:
-            raise SlideError(
-                f"OpenSlide cannot open it ({_short(exc)})",
-                path=path,
-                fix="the file may be damaged or an unsupported variant; re-export or convert it",
-            ) from None
-        except Exception as exc:  # e.g. OSError from the library on odd files
-            raise SlideError(f"cannot open it ({_short(exc)})", path=path, fix="check the file") from None
-
-        mpp, source = _resolve_mpp(handle, path, slide_mpp)
-        slide = cls(path=path, handle=handle, mpp=mpp, mpp_source=source)
+            mpp, source = _resolve_mpp(backend, path, slide_mpp)
+        except SlideError:
+            backend.close()
+            raise
+        slide = cls(path=path, backend=backend, mpp=mpp, mpp_source=source)
         slide._probe()
         return slide
 
     def _probe(self) -> None:
         """Decode a pixel at the far corner of every level, so damaged files fail now."""
         for level in range(self.level_count):
-            w, h = self.handle.level_dimensions[level]
-            ds = self.handle.level_downsamples[level]
+            w, h = self.backend.level_dimensions[level]
+            ds = self.backend.level_downsamples[level]
             for lx, ly in ((0, 0), (w - 1, h - 1)):
                 try:
-                    self.handle.read_region((int(lx * ds), int(ly * ds)), level, (1, 1))
+                    self.backend.read_region((int(lx * ds), int(ly * ds)), level, (1, 1))
                 except Exception as exc:
                     self.close()
                     raise SlideError(
@@ -116,10 +102,7 @@ class Slide:
                     ) from None
 
     def close(self) -> None:
-        try:
-            self.handle.close()
-        except Exception:  # already closed or unusable after an error
-            pass
+        self.backend.close()
 
     def __enter__(self) -> Slide:
         return self
@@ -133,21 +116,30 @@ class Slide:
         return slide_id_from_path(self.path)
 
     @property
+    def fingerprint(self) -> str:
+        """The slide's identity from its content (:mod:`weakstil.fingerprint`), computed once."""
+        if self._fingerprint is None:
+            from weakstil.fingerprint import backend_fingerprint
+
+            self._fingerprint = backend_fingerprint(self.backend)
+        return self._fingerprint
+
+    @property
     def dimensions(self) -> tuple[int, int]:
         """Level-0 (width, height) in pixels."""
-        return tuple(self.handle.dimensions)  # type: ignore[return-value]
+        return self.backend.dimensions
 
     @property
     def level_count(self) -> int:
-        return self.handle.level_count
+        return self.backend.level_count
 
     @property
     def level_downsamples(self) -> tuple[float, ...]:
-        return tuple(self.handle.level_downsamples)
+        return tuple(self.backend.level_downsamples)
 
     @property
     def vendor(self) -> str:
-        return self.handle.properties.get("openslide.vendor", "unknown")
+        return self.backend.vendor
 
     def level_mpp(self, level: int) -> float:
         return self.mpp * self.level_downsamples[level]
@@ -186,7 +178,7 @@ class Slide:
         w = max(1, math.ceil(out_w * scale / ds - 1e-6))
         h = max(1, math.ceil(out_h * scale / ds - 1e-6))
         try:
-            rgba = self.handle.read_region((int(x), int(y)), level, (w, h))
+            rgba = self.backend.read_region((int(x), int(y)), level, (w, h))
         except Exception as exc:
             raise SlideError(f"cannot read pixels at ({x}, {y}) ({_short(exc)})", path=self.path,
                              fix="the file may be damaged; copy or export it again") from None
@@ -213,7 +205,7 @@ class Slide:
         out_w = max(1, round(W * self.mpp / mpp))
         out_h = max(1, round(H * self.mpp / mpp))
         level = self.best_level_for_mpp(mpp)
-        lw, lh = self.handle.level_dimensions[level]
+        lw, lh = self.backend.level_dimensions[level]
         ds = self.level_downsamples[level]
         fx, fy = lw / out_w, lh / out_h  # level pixels per output pixel
         block = max(16, int(MAX_READ_BLOCK / max(fx, fy)))
@@ -225,7 +217,7 @@ class Slide:
                 tx1 = min(out_w, tx + block)
                 lx0, lx1 = math.floor(tx * fx), min(lw, math.ceil(tx1 * fx))
                 try:
-                    rgba = self.handle.read_region(
+                    rgba = self.backend.read_region(
                         (int(lx0 * ds), int(ly0 * ds)), level, (max(1, lx1 - lx0), max(1, ly1 - ly0))
                     )
                 except Exception as exc:
@@ -234,6 +226,13 @@ class Slide:
                 rgba = rgba.resize((tx1 - tx, ty1 - ty), Image.Resampling.BILINEAR, reducing_gap=2.0)
                 out[ty:ty1, tx:tx1] = rgba_to_rgb(np.asarray(rgba))
         return out
+
+    def describe(self) -> str:
+        """One line for people: size, resolution, vendor and pyramid (``weakstil info``)."""
+        W, H = self.dimensions
+        levels = ", ".join(f"{d:g}" for d in self.level_downsamples)
+        return (f"{self.path}: {W}x{H} px, {self.mpp:.4g} µm/px ({self.mpp_source.value}), "
+                f"{W * self.mpp / 1000:.2f}x{H * self.mpp / 1000:.2f} mm, vendor {self.vendor}, levels [{levels}]")
 
     def info(self) -> dict[str, object]:
         """Metadata worth recording with every output."""
@@ -246,6 +245,7 @@ class Slide:
             "slide_height": int(self.dimensions[1]),
             "slide_vendor": self.vendor,
             "slide_levels": int(self.level_count),
+            "slide_fingerprint": self.fingerprint,
         }
 
 
@@ -270,7 +270,7 @@ def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
     return (rgb.astype(np.float32) * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
 
 
-def _resolve_mpp(handle: openslide.OpenSlide, path: Path, override: float | None) -> tuple[float, MppSource]:
+def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> tuple[float, MppSource]:
     if override is not None:
         if not (MPP_RANGE[0] <= override <= MPP_RANGE[1]):
             raise SlideError(
@@ -278,11 +278,11 @@ def _resolve_mpp(handle: openslide.OpenSlide, path: Path, override: float | None
                 path=path,
                 fix="give the scan resolution in micrometres per pixel (about 0.25 at 40x, 0.5 at 20x)",
             )
-        meta = _metadata_mpp(handle)
+        meta = backend.mpp
         if meta is not None and abs(meta - override) / meta > 0.05:
             log.warning("%s: --slide-mpp %.4g overrides the metadata value %.4g µm/px", path, override, meta)
         return float(override), MppSource.OVERRIDE
-    meta = _metadata_mpp(handle)
+    meta = backend.mpp
     if meta is None:
         raise SlideError(
             "has no microns-per-pixel in its metadata",
@@ -296,42 +296,6 @@ def _resolve_mpp(handle: openslide.OpenSlide, path: Path, override: float | None
             fix="pass the real scan resolution with --slide-mpp",
         )
     return meta, MppSource.METADATA
-
-
-def _metadata_mpp(handle: openslide.OpenSlide) -> float | None:
-    props = handle.properties
-    values = []
-    for key in ("openslide.mpp-x", "openslide.mpp-y"):
-        try:
-            value = float(props[key])
-        except (KeyError, ValueError):
-            continue
-        if value > 0 and math.isfinite(value):
-            values.append(value)
-    if not values:
-        return None
-    if len(values) == 2 and abs(values[0] - values[1]) / values[0] > 0.02:
-        log.warning("non-square pixels (mpp-x %.4g, mpp-y %.4g); using mpp-x", values[0], values[1])
-    return values[0]
-
-
-def _sniff_container(path: Path) -> str | None:
-    """'TIFF' or 'DICOM' when the file's magic bytes say so, else None."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(132)
-    except OSError:
-        return None
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return "TIFF"
-    if head[128:132] == b"DICM":
-        return "DICOM"
-    return None
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) < 160 else text[:157] + "..."
 
 
 def brightfield_warning(thumbnail: np.ndarray) -> str | None:

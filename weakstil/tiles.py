@@ -1,13 +1,6 @@
 """Stage: slide -> tissue mask -> tile grid, written per slide as HDF5 plus an overlay PNG.
 
-HDF5 layout of ``<slide_id>.h5`` (all coordinates level-0 pixels):
-
-* ``coords`` (N, 2) int64 ``[x, y]`` top-left of each kept tile
-* ``tissue_fraction`` (N,) float32
-* ``tissue_mask`` (H, W) uint8 with attribute ``mpp``
-* file attributes: ``mpp``, ``tile_px``, ``tile_um``, ``tile_size_level0``, ``overlap_px``,
-  ``tissue_threshold``, ``tile_mode``, ``slide_*`` (path, id, mpp, width, height...),
-  ``tissue_params`` (JSON), ``weakstil_version``, ``created``, ``complete`` = 1.
+The HDF5 file ``<slide_id>.h5`` is a :class:`weakstil.files.TilesFile` (layout documented there).
 """
 
 from __future__ import annotations
@@ -20,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
-from weakstil import __version__
+from weakstil import __version__, settings
 from weakstil.atomic import atomic_path
-from weakstil.errors import NoTissueError
+from weakstil.errors import NoTissueError, UsageError
 from weakstil.slide import Slide, brightfield_warning
 from weakstil.tiling import TileGrid, TileMode, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TissueParams, detect_tissue
@@ -37,13 +30,33 @@ OVERLAY_MAX_SIDE = 1600
 class TilingParams:
     """Everything that decides which tiles a slide gets; recorded with every output."""
 
-    mpp: float = 0.5
-    tile_px: int = 224
-    overlap_px: int = 0
-    tissue_threshold: float = 0.5
+    mpp: float = settings.MPP
+    tile_px: int = settings.TILE_PX
+    overlap_px: int = settings.OVERLAP_PX
+    tissue_threshold: float = settings.TISSUE_THRESHOLD
     mode: TileMode = TileMode.SKIP
     mask_mpp: float = TISSUE_MASK_MPP
     tissue: TissueParams = field(default_factory=TissueParams)
+
+    def __post_init__(self) -> None:
+        """The ranges of weakstil.settings (the CLI checks each option; this catches library
+        callers and the one rule between two options)."""
+        import math
+
+        lo, hi = settings.MPP_RANGE
+        if not (math.isfinite(self.mpp) and lo <= self.mpp <= hi):
+            raise UsageError(f"--mpp {self.mpp} is out of range: must be from {lo:g} to {hi:g} µm/px",
+                             fix="pass the µm/px to read tiles at (0.5 for 20x)")
+        lo, hi = settings.TILE_PX_RANGE
+        if not lo <= self.tile_px <= hi:
+            raise UsageError(f"--tile-size {self.tile_px} is out of range: must be from {lo} to {hi} px",
+                             fix="pass a tile side in px (224 by default)")
+        if not 0 <= self.overlap_px < self.tile_px:
+            raise UsageError(f"--overlap {self.overlap_px} is out of range: must be >= 0 and less than --tile-size "
+                             f"({self.tile_px} px)", fix=f"pass --overlap from 0 to {self.tile_px - 1}")
+        if not (math.isfinite(self.tissue_threshold) and 0.0 <= self.tissue_threshold <= 1.0):
+            raise UsageError(f"--tissue-threshold {self.tissue_threshold} is out of range: must be from 0 to 1",
+                             fix="pass a fraction of the tile (0.5 by default)")
 
     def key(self) -> dict[str, object]:
         """The settings that change tile coordinates (used as a cache key downstream)."""
@@ -109,32 +122,12 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
 
 
 def write_tiles_h5(tiles: SlideTiles, path: Path) -> Path:
-    """Write ``tiles`` to ``path`` atomically."""
-    import h5py
+    """Write ``tiles`` to ``path`` atomically (a :class:`weakstil.files.TilesFile`)."""
+    from weakstil.files import TilesFile
 
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("coords", data=tiles.coords.astype(np.int64))
-            f.create_dataset("tissue_fraction", data=tiles.tissue_fraction.astype(np.float32))
-            ds = f.create_dataset("tissue_mask", data=tiles.tissue_mask.astype(np.uint8), compression="gzip")
-            ds.attrs["mpp"] = float(tiles.mask_mpp)
-            for key, value in tiles.attrs().items():
-                f.attrs[key] = value
-            f.attrs["warnings"] = json.dumps(tiles.warnings)
-            f.attrs["complete"] = 1
-    return path
-
-
-def read_tiles_h5(path: str | Path) -> dict[str, object]:
-    """Read a tiles file back as a dict of arrays and attributes."""
-    import h5py
-
-    with h5py.File(path, "r") as f:
-        out: dict[str, object] = {k: v for k, v in f.attrs.items()}
-        out["coords"] = f["coords"][:]
-        out["tissue_fraction"] = f["tissue_fraction"][:]
-        out["tissue_mask"] = f["tissue_mask"][:].astype(bool)
-    return out
+    return TilesFile(coords=tiles.coords, tissue_fraction=tiles.tissue_fraction, tissue_mask=tiles.tissue_mask,
+                     tissue_mask_mpp=float(tiles.mask_mpp),
+                     attrs={**tiles.attrs(), "warnings": json.dumps(tiles.warnings)}).write(path)
 
 
 def overlay_mpp(slide: Slide) -> float:
@@ -183,10 +176,15 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
     """``weakstil tile`` for one slide: writes ``<id>.h5`` and ``<id>_tiles.png`` into ``out_dir``.
 
     Raises a :class:`~weakstil.errors.WeakSTILError` (and writes nothing) for a bad slide
-    or one without tissue.
+    or one without tissue. Holds the slide's lock (:mod:`weakstil.locks`) while it writes.
     """
+    from weakstil.files import TilesFile
+    from weakstil.locks import OutputLock
+    from weakstil.outputdir import check_replaceable
+
     out_dir = Path(out_dir)
-    with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
+    with Slide.open(slide_path, slide_mpp=slide_mpp) as slide, OutputLock(out_dir / f"{slide.slide_id}.h5"):
+        check_replaceable(out_dir / f"{slide.slide_id}.h5", TilesFile)
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         if len(tiles.coords) == 0:
             raise NoTissueError(
@@ -200,5 +198,9 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
         png_path = out_dir / f"{slide.slide_id}_tiles.png"
         with atomic_path(png_path) as tmp:
             overlay.save(tmp, format="PNG", compress_level=1)
-        write_tiles_h5(tiles, h5_path)
+        try:
+            write_tiles_h5(tiles, h5_path)
+        except BaseException:  # both files or neither: a picture without its tiles would mislead
+            png_path.unlink(missing_ok=True)
+            raise
     return h5_path, tiles

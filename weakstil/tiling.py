@@ -13,6 +13,8 @@ from enum import Enum
 
 import numpy as np
 
+from weakstil import settings
+
 
 class TileMode(str, Enum):
     """What to do with the strip at the right and bottom edge that does not fill a tile."""
@@ -28,9 +30,9 @@ class TileGrid:
     slide_width: int
     slide_height: int
     slide_mpp: float
-    mpp: float = 0.5
-    tile_px: int = 224
-    overlap_px: int = 0
+    mpp: float = settings.MPP
+    tile_px: int = settings.TILE_PX
+    overlap_px: int = settings.OVERLAP_PX
     mode: TileMode = TileMode.SKIP
 
     def __post_init__(self) -> None:

@@ -1,13 +1,7 @@
 """``weakstil train`` and ``weakstil evaluate`` as library functions.
 
-Model directory written by :func:`train_cohort` (into a temporary folder beside it,
-renamed into place only when everything succeeded)::
-
-    MODEL/model.safetensors, MODEL/model.json        final model, trained on all slides
-    MODEL/cv/oof_predictions.csv                     slide_id, stil_true, stil_pred, fold, group
-    MODEL/cv/metrics.json, metrics.csv, calibration.csv, scatter.png, roc.png
-    MODEL/cv/tiles/<slide_id>.h5                     out-of-fold tile scores (see weakstil.evaluation)
-    MODEL/folds/fold_<k>.safetensors                 the cross-validation fold models (weakstil.ensemble)
+:func:`train_cohort` writes a model folder (layout in :mod:`weakstil.modeldir`) into a temporary
+folder beside it, renamed into place only when everything succeeded.
 
 Every slide's out-of-fold tile scores come from a model that never saw its label (nor any
 slide of its group), so they can be shown as heatmaps without optimism.
@@ -20,49 +14,88 @@ import shutil
 import time
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from weakstil.cohort import Cohort, read_cohort
 from weakstil.errors import WeakSTILError
-from weakstil.evaluation import placement_attrs, write_metrics, write_predictions, write_tile_scores
+from weakstil.evaluation import placement_attrs, write_metrics, write_predictions
+from weakstil.files import TileScoresFile, slide_file
+from weakstil.modeldir import TILES_DIR, ModelDir
+from weakstil.settings import STIL_THRESHOLD
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.mil.bank import SlideBag
+    from weakstil.mil.model import SlideScores
+    from weakstil.tumorbed.resolver import BedSources
 
 log = logging.getLogger(__name__)
 
 
 def _prepare_out(out_dir: Path, overwrite: bool) -> None:
+    """An existing output is replaced only with ``overwrite`` and only when ``weakstil train``
+    wrote it (its marker, :mod:`weakstil.outputdir`): never a cohort folder or anything else."""
+    from weakstil.outputdir import check_overwrite
+
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         if not overwrite:
             raise WeakSTILError("output already exists", path=out_dir,
                                 fix="choose another --out or pass --overwrite to replace it")
+        check_overwrite(out_dir, "train")
 
 
-def _bank_for(cohort: Cohort, features_dir: Path, tile_masks: dict | None = None, tile_stats: bool = False):
-    from weakstil.mil import FeatureBank
+def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: BedSources | None,
+              tile_stats: bool = False):
+    """The cohort's features, with each slide's tumour bed: ``tumorbeds`` when given, else
+    resolved from ``beds``, else the feature files' own flags (or all tiles)."""
+    from weakstil.mil.bank import FeatureBank
 
-    return FeatureBank.load(cohort.feature_paths(features_dir), cohort.slide_ids, tile_masks=tile_masks,
-                            tile_stats=tile_stats)
+    paths = cohort.feature_paths(features_dir)
+    if tumorbeds is None and beds is not None:
+        tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, paths)))
+    return FeatureBank.load(paths, cohort.slide_ids, tumorbeds=tumorbeds, tile_stats=tile_stats)
+
+
+def _write_tile_scores(path: Path, bag: SlideBag, scores: SlideScores, attrs: dict) -> Path:
+    return TileScoresFile(coords=bag.coords, tile_scores=scores.tile_scores, weights=scores.weights,
+                          tumorbed=bag.tile_mask, attention=scores.attention, stroma_weight=scores.stroma,
+                          attrs={"slide_id": bag.slide_id, "tile_size_level0": float(bag.tile_size_level0), **attrs,
+                                 **placement_attrs(bag.attrs)}).write(path)
 
 
 def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | Path, cfg=None, *,
-                 n_folds: int = 5, group_column: str | None = None, threshold: float = 30.0,
-                 overwrite: bool = False, on_epoch=None, tile_masks: dict | None = None) -> dict:
+                 n_folds: int = 5, group_column: str | None = None, threshold: float = STIL_THRESHOLD,
+                 overwrite: bool = False, on_epoch=None, tumorbeds: dict | None = None,
+                 beds: BedSources | None = None) -> dict:
     """Cross-validate (``n_folds`` >= 2) and train the final model; returns a summary dict.
 
     ``n_folds`` <= 1 skips cross-validation: the final model then stops early on an inner
     validation split. With cross-validation the final model trains on all slides for the
-    median best epoch of the folds. ``tile_masks`` (slide id -> bool per tile) chooses the
-    tiles of each slide's score (tumour bed), overriding ``tumorbed`` flags in the feature files.
+    median best epoch of the folds. Each slide's score is made by its tumour-bed tiles:
+    ``tumorbeds`` (slide id -> bool per tile), else resolved from ``beds``, else the ``tumorbed``
+    flags in the feature files, else all tiles.
     """
-    from weakstil.milconfig import TrainConfig
+    from weakstil.mil.config import TrainConfig
+
+    from weakstil.locks import hold_folder
 
     cfg = cfg or TrainConfig()
     cfg.check()
-    t0 = time.perf_counter()
     out_dir = Path(out_dir)
-    features_dir = Path(features_dir)
     _prepare_out(out_dir, overwrite)
+    with hold_folder(out_dir, "train"):
+        return _train_cohort(csv_path, Path(features_dir), out_dir, cfg, n_folds=n_folds, group_column=group_column,
+                             threshold=threshold, overwrite=overwrite, on_epoch=on_epoch, tumorbeds=tumorbeds,
+                             beds=beds)
+
+
+def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: int, group_column: str | None,
+                  threshold: float, overwrite: bool, on_epoch, tumorbeds: dict | None,
+                  beds: BedSources | None) -> dict:
+    t0 = time.perf_counter()
+    _prepare_out(out_dir, overwrite)  # again, under the folder's lock
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
     if len(cohort) < 2:
         raise WeakSTILError(f"cohort has {len(cohort)} slide; training needs several", path=csv_path,
@@ -73,11 +106,12 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
         what = "groups" if cohort.group_column else "slides"
         group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
     # torch only now: bad inputs fail in a second
-    from weakstil.mil import cross_validate, fit, inner_split, model_meta, save_model
+    from weakstil.mil.store import model_meta, save_model
+    from weakstil.mil.training import cross_validate, fit, inner_split
+    from weakstil.outputdir import mark
+    from weakstil.runtime import resolve_device
 
-    bank = _bank_for(cohort, features_dir, tile_masks, tile_stats=cfg.tile_stats)
-    from weakstil.mil import resolve_device
-
+    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=cfg.tile_stats)
     bank.to_device(resolve_device(cfg.device))
     labels = cohort.labels.astype(np.float32)
     groups = cohort.groups
@@ -96,21 +130,18 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
                 "slide_id": cohort.slide_ids, "stil_true": labels.astype(float),
                 "stil_pred": [s.stil for s in cv.scores], "fold": cv.folds, "group": groups,
             })
-            write_predictions(pred, tmp / "cv" / "oof_predictions.csv", threshold)
+            folder = ModelDir(tmp)
+            write_predictions(pred, folder.oof_path, threshold)
             for bag, s, k in zip(bank.bags, cv.scores, cv.folds):
-                write_tile_scores(tmp / "cv" / "tiles" / f"{bag.slide_id}.h5", slide_id=bag.slide_id,
-                                  coords=bag.coords, tile_size_level0=bag.tile_size_level0,
-                                  tile_scores=s.tile_scores, weights=s.weights, tile_mask=bag.tile_mask,
-                                  attention=s.attention, stroma_weight=s.stroma,
-                                  attrs={"stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]),
-                                         "fold": int(k), "source": "cross-validation (out of fold)",
-                                         "aggregator": cfg.aggregator, **placement_attrs(bag.path)})
-            metrics = write_metrics(pred, tmp / "cv", threshold=threshold, title=f"{n_folds}-fold CV",
+                _write_tile_scores(folder.cv_tile_scores(bag.slide_id), bag, s, {
+                    "stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]), "fold": int(k),
+                    "source": "cross-validation (out of fold)", "aggregator": cfg.aggregator})
+            metrics = write_metrics(pred, folder.cv_dir, threshold=threshold, title=f"{n_folds}-fold CV",
                                     extra={"folds": n_folds, "group_column": cohort.group_column},
                                     color_groups=cohort.group_column is not None)
-            from weakstil.ensemble import save_fold_models
+            from weakstil.mil.store import save_fold_models
 
-            fold_entries = save_fold_models(cv.models, tmp)
+            fold_entries = save_fold_models(cv.models, tmp)  # MODEL/folds/: scoring="ensemble" uses them
             final_epochs = max(1, int(round(float(np.median(cv.best_epochs)))))
             cv_summary = {
                 "folds": n_folds, "best_epochs": cv.best_epochs,
@@ -130,7 +161,7 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
                    f"(best epoch {final.best_epoch}); no cross-validation")
         duration = time.perf_counter() - t0
         meta = model_meta(bank, cfg, threshold=threshold, extra={
-            "cohort": str(Path(csv_path)), "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
+            "cohort": str(Path(csv_path).resolve()), "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
             "group_column": cohort.group_column, "final_model": how, "final_epochs": final.epochs_run,
             "cross_validation": cv_summary or None, "load_seconds": round(t_load, 2),
             "train_seconds": round(duration, 2),
@@ -138,7 +169,9 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
         meta["folds"] = fold_entries
         meta["scoring"] = cfg.scoring if fold_entries else "final"
         save_model(final.model, tmp, meta)
+        mark(tmp, "train")
         if out_dir.exists():
+            _prepare_out(out_dir, overwrite)  # still one of ours
             shutil.rmtree(out_dir) if out_dir.is_dir() else out_dir.unlink()
         tmp.rename(out_dir)
     except BaseException:
@@ -150,35 +183,36 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
 
 def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: str | Path, out_dir: str | Path, *,
                     group_column: str | None = None, threshold: float | None = None,
-                    tile_masks: dict | None = None, device: str = "cpu", threads: int = 0) -> dict:
-    """Score every slide (all tiles) with a trained model and write metrics, plots and tile scores."""
-    from weakstil.ensemble import load_scoring_models, score_slides_ensemble
-    from weakstil.mil import check_features_match_model, resolve_device, sha256_file
+                    tumorbeds: dict | None = None, beds: BedSources | None = None, device: str = "cpu",
+                    threads: int = 0, scoring: str | None = None) -> dict:
+    """Score every slide (all tiles) with a trained model and write metrics, plots and tile scores.
 
-    models, meta = load_scoring_models(model_dir)
+    Tumour beds as in :func:`train_cohort`; ``scoring``: ``final``, ``ensemble`` (the CV fold
+    models) or None (what the model says, :mod:`weakstil.mil.ensemble`)."""
+    from weakstil.mil.ensemble import load_scoring_models, score_slides_ensemble
+    from weakstil.mil.identity import check_features_match_model
+    from weakstil.runtime import resolve_device, sha256_file
+
+    models, meta = load_scoring_models(model_dir, scoring)
     model = models[0]
     features_dir = Path(features_dir)
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
-    bank = _bank_for(cohort, features_dir, tile_masks, tile_stats=model.arch.tile_stats)
+    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=model.arch.tile_stats)
     check_features_match_model(meta, bank.identity, features_dir)
     if bank.dim != model.arch.input_dim:
         raise WeakSTILError(f"features have {bank.dim} dimensions, the model expects {model.arch.input_dim}",
                             path=features_dir, fix="embed with the model's encoder")
-    threshold = float(meta.get("threshold", 30.0) if threshold is None else threshold)
+    threshold = float(meta.get("threshold", STIL_THRESHOLD) if threshold is None else threshold)
     out_dir = Path(out_dir)
     dev = resolve_device(device)
     bank.to_device(dev)
     scores = score_slides_ensemble([m.to(dev) for m in models], bank, device=dev, threads=threads)
-    model_sha = sha256_file(Path(model_dir) / "model.safetensors")
+    model_sha = sha256_file(ModelDir(model_dir).weights_path)
     labels = cohort.labels
     for bag, s, y in zip(bank.bags, scores, labels):
-        write_tile_scores(out_dir / "tiles" / f"{bag.slide_id}.h5", slide_id=bag.slide_id, coords=bag.coords,
-                          tile_size_level0=bag.tile_size_level0, tile_scores=s.tile_scores, weights=s.weights,
-                          tile_mask=bag.tile_mask, attention=s.attention, stroma_weight=s.stroma,
-                          attrs={"stil_pred": s.stil, "stil_true": float(y), "model_sha256": model_sha,
-                                 "model": str(model_dir), "aggregator": model.arch.aggregator,
-                                 "scoring": f"{meta.get('scoring', 'final')} ({len(models)} model(s))",
-                                 "source": "evaluate", **placement_attrs(bag.path)})
+        _write_tile_scores(slide_file(out_dir / TILES_DIR, bag.slide_id), bag, s, {
+            "stil_pred": s.stil, "stil_true": float(y), "model_sha256": model_sha, "model": str(model_dir),
+            "aggregator": model.arch.aggregator, "source": "evaluate", "n_models": len(models)})
     pred = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": labels, "stil_pred": [s.stil for s in scores],
                          "group": cohort.groups})
     write_predictions(pred, out_dir / "predictions.csv", threshold)
@@ -190,7 +224,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
 
 
 def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path, *,
-                 group_column: str | None = None, threshold: float = 30.0) -> dict:
+                 group_column: str | None = None, threshold: float = STIL_THRESHOLD) -> dict:
     """Metrics of saved predictions (e.g. ``MODEL/cv/oof_predictions.csv``) against the cohort's labels."""
     cohort = read_cohort(csv_path, group_column=group_column)
     oof_path = Path(oof_path)

@@ -91,6 +91,13 @@ class EncoderCard:
 
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
 
+    def summary(self) -> str:
+        """One line for ``weakstil encoders``: name, architecture, size, input, precision, weights, licence."""
+        weights = self.hub_id or "none published (train with 'weakstil pretrain')"
+        flags = ", ".join(x for x in ("gated" if self.gated else "", self.status if self.status != "ok" else "") if x)
+        return (f"{self.name:<20} {self.model:<28} {self.embed_dim:>5}-d  {self.input_px} px @ {self.mpp:g} µm/px  "
+                f"{self.precision:<4}  {weights}  [{self.licence}]" + (f"  ({flags})" if flags else ""))
+
     @property
     def hub_repo(self) -> str | None:
         """``org/repo`` of :attr:`hub_id`."""

@@ -10,7 +10,6 @@ stop with one :class:`EncoderError` line.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ import numpy as np
 
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
 from weakstil.errors import WeakSTILError
+from weakstil.errors import short_reason as _short
+from weakstil.runtime import resolve_device, sha256_bytes, sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -38,19 +39,11 @@ class EncoderError(WeakSTILError):
     """The encoder cannot be built or its weights cannot be found or loaded."""
 
 
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def sha256_state_dict(state: dict[str, torch.Tensor]) -> str:
     """Hash of a state dict's safetensors serialisation (deterministic: keys are sorted)."""
     from safetensors.torch import save
 
-    return hashlib.sha256(save({k: v.detach().cpu().contiguous() for k, v in state.items()})).hexdigest()
+    return sha256_bytes(save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
 
 
 def _where(card: EncoderCard) -> str | None:
@@ -63,18 +56,6 @@ def _where(card: EncoderCard) -> str | None:
 
 def hub_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    import torch
-
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise WeakSTILError("--device cuda asked for, but no CUDA GPU is available",
-                            fix="use --device cpu or --device auto")
-    return dev
 
 
 @dataclass
@@ -197,7 +178,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     else:
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError,
+                TypeError, AttributeError) as exc:  # torch.load of an arbitrary file fails in many ways
             raise EncoderError(f"not a weights-only PyTorch state dict ({_short(exc)})", path=path,
                                fix="save the model's state_dict() with torch.save, or convert it to .safetensors") \
                 from None
@@ -246,11 +228,6 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
 
 def _few(keys: list[str], n: int = 3) -> str:
     return ", ".join(keys[:n]) + (", ..." if len(keys) > n else "")
-
-
-def _short(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text if len(text) < 160 else text[:157] + "..."
 
 
 def hub_weights_path(card: EncoderCard) -> Path:
@@ -383,4 +360,4 @@ def save_state_dict(state: dict[str, torch.Tensor], path: str | Path, metadata: 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             fh.write(data)
-    return hashlib.sha256(data).hexdigest()
+    return sha256_bytes(data)

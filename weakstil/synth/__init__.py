@@ -25,6 +25,14 @@ dataset is the fraction of each 8x8 block covered by drawn lymphocyte pixels.
 Hence ``stil = 100 * sum(lymphocyte[tumorbed & stroma]) / count(tumorbed & stroma)``
 on the saved masks equals the level-0 pixel ratio exactly.
 
+Hard cohorts and looks (``hard=True``, ``look="alt"``): ``hard`` (confounder strengths, their
+effect on structure and stain), ``hard_layout`` (necrosis, lymphoid structures, DCIS),
+``hard_cells`` (plasma cells, dark tumour nuclei, dark fibroblasts, apoptotic bodies...),
+``artefacts`` (folds, focus, pen, the look's optics at render time), ``looks`` (appearance
+families), ``sprites_extra`` (their sprite banks). The ``lymphocyte`` coverage is then TIL
+coverage (lymphocytes, plasma cells, germinal-centre cells) and the label formula is unchanged;
+the default output draws nothing from these modules and stays byte-identical.
+
 Modules: ``constants`` (geometry, region codes), ``distribution`` (target sTIL),
 ``style`` (stain/appearance and structure parameters), ``fields`` (smooth noise,
 block-consistent resampling), ``layout`` (region map), ``orientation`` (collagen

@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pandas as pd
+
+from weakstil.errors import WeakSTILError
+from weakstil.files.h5 import attrs_of, open_read
 
 from ._io import atomic_path, write_json_atomic
 from .artefacts import make_render_extras
@@ -180,7 +182,7 @@ def plan_slide(seed: int, *, size_mm: tuple[float, float] = (2.5, 2.5), target_s
             hard_attrs["hard_overrides"] = json.dumps(dict(sorted((confounders or {}).items())))
             hard_attrs.update({f"acq_{k}": v for k, v in drawn.items()})
             hard_attrs.update({f"acq_{k}": v for k, v in plan.extra.attrs.items()})
-            hard_attrs.update({f"agg_scale": agg_scale, **hl.counts, **counts})
+            hard_attrs.update({"agg_scale": agg_scale, **hl.counts, **counts})
     return SlidePlan(int(seed), group, width, height, float(target_stil), style, params, layout, cells, plan,
                      look, conf, hl, hard_attrs)
 
@@ -266,7 +268,8 @@ def generate_slide(
     preview_path: Path | None = None
     if preview:
         preview_path = truth_dir / f"{slide_id}_preview.png"
-        write_preview(preview_path, thumb, masks, reg, lymphoid=None if extra_masks is None else extra_masks["lymphoid"])
+        write_preview(preview_path, thumb, masks, reg,
+                      lymphoid=None if extra_masks is None else extra_masks["lymphoid"])
     attrs: dict[str, Any] = {
         "slide_id": slide_id,
         "stil": stil,
@@ -324,14 +327,14 @@ def _existing(truth_path: Path, slide: Path, seed: int, width: int, height: int,
     if not (truth_path.is_file() and slide.is_file()):
         return None
     try:
-        with h5py.File(truth_path, "r") as h5:
-            a = h5.attrs
-            same = (int(a["seed"]) == seed and int(a["width"]) == width and int(a["height"]) == height
-                    and str(a["group"]) == group and str(a["generator_version"]) == generator_version()
-                    and bool(int(a.get("hard", 0))) == hard and str(a.get("look", "default")) == look
-                    and (not hard or str(a.get("hard_overrides", "{}")) == overrides))
-            return float(a["stil"]) if same else None
-    except (OSError, KeyError):
+        with open_read(truth_path) as h5:
+            a = attrs_of(h5)
+        same = (int(a["seed"]) == seed and int(a["width"]) == width and int(a["height"]) == height
+                and str(a["group"]) == group and str(a["generator_version"]) == generator_version()
+                and bool(int(a.get("hard", 0))) == hard and str(a.get("look", "default")) == look
+                and (not hard or str(a.get("hard_overrides", "{}")) == overrides))
+        return float(a["stil"]) if same else None
+    except (WeakSTILError, KeyError):
         return None
 
 
@@ -339,8 +342,9 @@ def _stored_confounders(truth_path: Path) -> dict[str, float]:
     """The confounder strengths recorded in a hard slide's truth file."""
     from .hard import CONFOUNDERS
 
-    with h5py.File(truth_path, "r") as h5:
-        return {k: round(float(h5.attrs[f"hard_{k}"]), 4) for k in ("severity", *CONFOUNDERS)}
+    with open_read(truth_path) as h5:
+        a = attrs_of(h5)
+    return {k: round(float(a[f"hard_{k}"]), 4) for k in ("severity", *CONFOUNDERS)}
 
 
 def generate_cohort(

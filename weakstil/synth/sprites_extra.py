@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .sprites import (
-    BANK_KINDS,
-    EXTRA_KINDS,
+from .sprite_shapes import (
     SpriteBank,
     _debris,
     _finish,
@@ -143,10 +141,8 @@ def _ghost(rng: np.random.Generator, n: int, size: int) -> SpriteBank:
     return _finish(al, hl, el)
 
 
-def extra_bank(kind: str, look: str) -> SpriteBank:
-    """Bank of a confounder / lymphoid kind (deterministic per kind and look)."""
-    alt = look != "default"
-    rng = np.random.Generator(np.random.PCG64((7000 if alt else 5000) + EXTRA_KINDS.index(kind)))
+def extra_bank(kind: str, alt: bool, rng: np.random.Generator) -> SpriteBank:
+    """Bank of a confounder / lymphoid kind (``alt``: in the alt look; ``rng`` seeded per kind)."""
     if kind == "plasma":
         return _plasma(rng, 48, 29, alt)
     if kind == "tumor_dark":
@@ -163,11 +159,8 @@ def extra_bank(kind: str, look: str) -> SpriteBank:
     raise ValueError(f"unknown sprite kind {kind!r}")
 
 
-def alt_bank(kind: str, look: str) -> SpriteBank:
+def alt_bank(kind: str, rng: np.random.Generator) -> SpriteBank:
     """A base kind in the ``alt`` look: other nucleus sizes, chromatin and shapes."""
-    if look != "alt":
-        raise ValueError(f"unknown look {look!r}")
-    rng = np.random.Generator(np.random.PCG64(3000 + BANK_KINDS.index(kind)))
     if kind == "lymphocyte":  # a little larger, coarser chromatin, lighter
         return _round_nuclei(rng, 64, 21, (6.5, 8.5), (1.0, 1.3), (1.25, 1.65), 0.25, 0.12)
     if kind == "tumor":  # rounder, vesicular, thick membrane, prominent nucleoli

@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import shapely
 from numpy.typing import NDArray
 from PIL import Image
 from shapely.geometry import MultiPolygon, Polygon, mapping
 from skimage.measure import find_contours
+
+from weakstil.files.h5 import open_read, open_write
 
 from ._io import atomic_path, write_text_atomic
 from .constants import MASK_FACTOR, TRUTH_TILE_SIZE
@@ -143,27 +144,26 @@ def write_truth_h5(path: Path, m: TruthMasks, regions: NDArray[np.uint8], attrs:
                    extra_masks: Mapping[str, NDArray] | None = None) -> None:
     """Write the truth file atomically (deterministic bytes: no timestamps). ``extra_masks``
     (non-default output): boolean masks stored as uint8, float ones (``plasma``) as float32."""
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w", track_order=True) as h5:
-            opts: dict[str, Any] = dict(compression="gzip", compression_opts=4, shuffle=True, track_times=False)
-            for name in MASK_NAMES:
-                a = np.asarray(getattr(m, name), np.uint8)
-                h5.create_dataset(name, data=a, chunks=_chunks(a.shape), **opts)
-            h5.create_dataset("lymphocyte", data=np.asarray(m.lymphocyte, np.float32),
-                              chunks=_chunks(m.lymphocyte.shape), **opts)
-            for name, a in (extra_masks or {}).items():
-                a = np.asarray(a)
-                a = a.astype(np.uint8) if a.dtype == bool else a.astype(np.float32)
-                h5.create_dataset(name, data=a, chunks=_chunks(a.shape), **opts)
-            ds = h5.create_dataset("regions", data=regions, chunks=_chunks(regions.shape), **opts)
-            ds.attrs["legend"] = json.dumps({str(k): v for k, v in region_names.items()})
-            for k, v in attrs.items():
-                h5.attrs[k] = v
-            g = h5.create_group("tiles", track_order=True)
-            g.attrs["tile_size_level0"] = TRUTH_TILE_SIZE
-            g.attrs["mpp"] = float(attrs.get("slide_mpp", 0.5))
-            for k, v in tiles.items():
-                g.create_dataset(k, data=v, track_times=False)
+    with open_write(path, track_order=True) as h5:
+        opts: dict[str, Any] = dict(compression="gzip", compression_opts=4, shuffle=True, track_times=False)
+        for name in MASK_NAMES:
+            a = np.asarray(getattr(m, name), np.uint8)
+            h5.create_dataset(name, data=a, chunks=_chunks(a.shape), **opts)
+        h5.create_dataset("lymphocyte", data=np.asarray(m.lymphocyte, np.float32),
+                          chunks=_chunks(m.lymphocyte.shape), **opts)
+        for name, a in (extra_masks or {}).items():
+            a = np.asarray(a)
+            a = a.astype(np.uint8) if a.dtype == bool else a.astype(np.float32)
+            h5.create_dataset(name, data=a, chunks=_chunks(a.shape), **opts)
+        ds = h5.create_dataset("regions", data=regions, chunks=_chunks(regions.shape), **opts)
+        ds.attrs["legend"] = json.dumps({str(k): v for k, v in region_names.items()})
+        for k, v in attrs.items():
+            h5.attrs[k] = v
+        g = h5.create_group("tiles", track_order=True)
+        g.attrs["tile_size_level0"] = TRUTH_TILE_SIZE
+        g.attrs["mpp"] = float(attrs.get("slide_mpp", 0.5))
+        for k, v in tiles.items():
+            g.create_dataset(k, data=v, track_times=False)
 
 
 def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -171,7 +171,7 @@ def _chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def read_truth(path: Path) -> tuple[TruthMasks, dict[str, Any]]:
-    with h5py.File(path, "r") as h5:
+    with open_read(path) as h5:
         m = TruthMasks(**{n: h5[n][()].astype(bool) for n in MASK_NAMES}, lymphocyte=h5["lymphocyte"][()])
         attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in h5.attrs.items()}
     return m, attrs

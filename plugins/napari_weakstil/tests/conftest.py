@@ -22,7 +22,7 @@ def scored(tmp_path_factory) -> dict:
 
     from weakstil.embed import embed_slide
     from weakstil.encoders.factory import create_encoder
-    from weakstil.milconfig import TrainConfig
+    from weakstil.mil.config import TrainConfig
     from weakstil.score import ScoreOptions, score_batch
     from weakstil.synth import generate_cohort
     from weakstil.train import train_cohort
@@ -56,8 +56,9 @@ def scored(tmp_path_factory) -> dict:
 def marked_slide(tmp_path) -> dict:
     """A white slide at 0.2495 µm/px (a fractional tile size in level-0 px) with two tiles of a
     tile grid painted pure blue, and a result file that scores exactly those two tiles 100."""
-    import h5py
     import tifffile
+
+    from weakstil.files import SlideScoresFile
 
     mpp = 0.2495
     tile = 224 * 0.5 / mpp  # level-0 px of a 224-px tile at 0.5 µm/px: 448.9
@@ -79,10 +80,11 @@ def marked_slide(tmp_path) -> dict:
     scores = np.zeros(len(coords), np.float32)
     scores[marked] = 100.0
     result = tmp_path / "marked_scores.h5"
-    with h5py.File(result, "w") as f:
-        f.create_dataset("coords", data=coords)
-        f.create_dataset("tile_scores", data=scores)
-        f.create_dataset("tumorbed", data=np.ones(len(coords), np.uint8))
-        f.attrs.update({"slide_id": "marked", "slide_path": str(path), "slide_mpp": mpp, "tile_size_level0": tile,
-                        "tile_px": 224, "overlap_px": 0, "stil": 50.0, "threshold": 30.0, "complete": 1})
+    n = len(coords)
+    empty = np.zeros((8, 8), bool)  # no tissue or bed outline: only the heatmap matters here
+    SlideScoresFile(coords=coords, tile_scores=scores, tumorbed=np.ones(n, bool), tumorbed_fraction=np.ones(n),
+                    tissue_fraction=np.ones(n), tissue_mask=empty, tissue_mask_mpp=8.0, tumorbed_mask=empty,
+                    tumorbed_mask_mpp=8.0,
+                    attrs={"slide_id": "marked", "slide_path": str(path), "slide_mpp": mpp, "tile_size_level0": tile,
+                           "tile_px": 224, "overlap_px": 0, "stil": 50.0, "threshold": 30.0}).write(result)
     return {"slide": path, "result": result, "coords": coords, "tile": tile, "marked": marked, "mpp": mpp}

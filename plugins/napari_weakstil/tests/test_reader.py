@@ -123,10 +123,10 @@ def test_heatmap_pixels_land_on_their_tiles(make_napari_viewer, marked_slide):
 
 def test_tumour_bed_file_opens_as_an_outline_over_its_slide(make_napari_viewer, scored, tmp_path):
     """`weakstil tumorbed apply` output (a per-slide bed to check before training) in the viewer."""
-    from weakstil.beds import apply_tumorbed
+    from weakstil.tumorbed import BedSources, apply_tumorbed
 
     features = sorted((scored["root"] / "features").glob("*.h5"))[0]
-    apply_tumorbed(features, tmp_path / "beds", annotations=scored["cohort"] / "truth")
+    apply_tumorbed(features, tmp_path / "beds", BedSources(annotations=scored["cohort"] / "truth"))
     viewer = make_napari_viewer()
     layers = viewer.open(tmp_path / "beds" / features.name, plugin="napari-weakstil")
     assert layers[0].metadata["weakstil_kind"] == "slide"

@@ -26,14 +26,9 @@ def get_slide_reader(path: str | list[str]) -> ReaderFunction | None:
     p = _single_path(path)
     if p is None or not p.is_file():
         return None
-    try:
-        import openslide
+    from weakstil.slide_backend import can_open
 
-        if openslide.OpenSlide.detect_format(str(p)) is None:
-            return None
-    except Exception:  # an unreadable file: let napari report that no reader fits
-        return None
-    return read_slide
+    return read_slide if can_open(p) else None  # an unreadable file: let napari report that no reader fits
 
 
 def read_slide(path: str | list[str]) -> list[LayerData]:
@@ -48,15 +43,13 @@ def get_result_reader(path: str | list[str]) -> ReaderFunction | None:
     p = _single_path(path)
     if p is None or not p.is_file() or p.suffix.lower() not in (".h5", ".hdf5"):
         return None
-    try:
-        import h5py
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import kind_of
 
-        with h5py.File(p, "r") as f:
-            if "coords" not in f:
-                return None
-    except OSError:
+    try:
+        return read_result_with_slide if kind_of(p) is not None else None
+    except WeakSTILError:  # not HDF5
         return None
-    return read_result_with_slide
 
 
 def read_result_with_slide(path: str | list[str]) -> list[LayerData]:

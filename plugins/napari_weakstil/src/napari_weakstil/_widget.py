@@ -240,6 +240,7 @@ class ScoringWidget(QWidget):
     # -- scoring ---------------------------------------------------------------------------
     def score(self) -> None:
         """Score the selected slide in a background thread (the button's action)."""
+        from weakstil.modeldir import ModelDir
         from weakstil.score import ScoreOptions
 
         layer = self.selected_slide_layer()
@@ -247,7 +248,7 @@ class ScoringWidget(QWidget):
         if layer is None:
             self._status("Open a slide first (File > Open, WeakSTIL reader).", error=True)
             return
-        if model is None or not (model / "model.json").is_file():
+        if model is None or not ModelDir(model).is_model():
             self._status(f"{model or 'no model'}: not a WeakSTIL model folder. Choose the folder "
                          "'weakstil train' wrote (with model.json).", error=True)
             return

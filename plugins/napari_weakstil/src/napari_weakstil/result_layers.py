@@ -46,6 +46,12 @@ class ResultKind(str, Enum):
     TILE_SCORES = "tile scores"  #: `weakstil train` cv/tiles or `weakstil evaluate` tiles
     FEATURES = "features"  #: `weakstil embed` cache
     TILES = "tiles"  #: `weakstil tile` output
+    TUMORBED = "tumour bed"  #: `weakstil tumorbed apply` output
+
+
+#: The per-slide file kinds (weakstil.files) and what the viewer calls them.
+FILE_KINDS = {"slide_scores": ResultKind.SCORES, "tile_scores": ResultKind.TILE_SCORES,
+              "features": ResultKind.FEATURES, "tiles": ResultKind.TILES, "tumorbed": ResultKind.TUMORBED}
 
 
 # -- geometry ------------------------------------------------------------------------------
@@ -171,54 +177,31 @@ class ResultFile:
 
 
 def read_result(path: str | Path) -> ResultFile:
-    """Read any WeakSTIL per-slide HDF5 file; raises WeakSTILError naming the file otherwise."""
-    import h5py
-
-    from weakstil.errors import WeakSTILError
+    """Read any WeakSTIL per-slide HDF5 file (by its kind); raises WeakSTILError naming the file otherwise."""
+    from weakstil.files import read_any
 
     path = Path(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise WeakSTILError(f"not a readable HDF5 file ({exc})", path=path,
-                            fix="open a WeakSTIL result (.h5 from 'weakstil score', 'train', 'evaluate' or "
-                                "'embed')") from None
-    with f:
-        attrs = {k: _plain(v) for k, v in f.attrs.items()}
-        if "coords" not in f:
-            raise WeakSTILError("has no 'coords': not a WeakSTIL tile file", path=path,
-                                fix="open a .h5 written by 'weakstil score', 'train', 'evaluate', 'embed' or 'tile'")
-        if int(attrs.get("complete", 1)) != 1:
-            raise WeakSTILError("is incomplete (its run was interrupted)", path=path, fix="run the command again")
-        if "tile_scores" in f:
-            kind = ResultKind.SCORES if "tumorbed" in f else ResultKind.TILE_SCORES
-        elif "features" in f:
-            kind = ResultKind.FEATURES
-        else:
-            kind = ResultKind.TILES
-        coords = f["coords"][:]
-        tile_size = float(attrs.get("tile_size_level0", attrs.get("tile_px", 224)))
-        res = ResultFile(path=path, kind=kind, slide_id=str(attrs.get("slide_id", path.stem)), coords=coords,
-                         tile_size=tile_size, stride=_recorded_stride(attrs, tile_size),
-                         slide_mpp=_float(attrs.get("slide_mpp")), slide_path=None, attrs=attrs)
-        if "tile_scores" in f:
-            res.tile_scores = f["tile_scores"][:].astype(np.float32)
-        if "attention" in f:
-            res.attention = f["attention"][:].astype(np.float32)
-        for name in ("tumorbed", "tile_mask"):
-            if name in f:
-                res.tumorbed = f[name][:].astype(bool)
-                break
-        if "tissue_fraction" in f:
-            res.tissue_fraction = f["tissue_fraction"][:].astype(np.float32)
-        if "tissue_mask" in f:
-            res.tissue_mask = f["tissue_mask"][:].astype(np.uint8)
-            res.tissue_mask_mpp = _float(f["tissue_mask"].attrs.get("mpp"))
-        if "tumorbed_mask" in f:
-            res.tumorbed_mask = f["tumorbed_mask"][:].astype(np.uint8)
-            res.tumorbed_mask_mpp = _float(f["tumorbed_mask"].attrs.get("mpp"))
+    f = read_any(path, skip=("features",))  # embeddings are not shown: a big slide's are hundreds of MB
+    attrs = dict(f.attrs)
+    tile_size = f.tile_size_level0
+    res = ResultFile(path=path, kind=FILE_KINDS[f.KIND], slide_id=str(attrs.get("slide_id", path.stem)),
+                     coords=np.asarray(f.coords), tile_size=tile_size, stride=_recorded_stride(attrs, tile_size),
+                     slide_mpp=_float(attrs.get("slide_mpp")), slide_path=None, attrs=attrs)
+    # each kind holds some of these per-tile values and masks; a kind without one leaves it None
+    res.tile_scores = _as(getattr(f, "tile_scores", None), np.float32)
+    res.attention = _as(getattr(f, "attention", None), np.float32)
+    res.tumorbed = _as(getattr(f, "tumorbed", None), bool)
+    res.tissue_fraction = _as(getattr(f, "tissue_fraction", None), np.float32)
+    res.tissue_mask = _as(getattr(f, "tissue_mask", None), np.uint8)
+    res.tissue_mask_mpp = _float(getattr(f, "tissue_mask_mpp", None))
+    res.tumorbed_mask = _as(getattr(f, "tumorbed_mask", None), np.uint8)
+    res.tumorbed_mask_mpp = _float(getattr(f, "tumorbed_mask_mpp", None))
     res.slide_path = find_slide(res)
     return res
+
+
+def _as(values: np.ndarray | None, dtype) -> np.ndarray | None:
+    return None if values is None else np.asarray(values).astype(dtype)
 
 
 def find_slide(res: ResultFile) -> Path | None:
@@ -253,14 +236,6 @@ def _recorded_stride(attrs: dict[str, Any], tile_size: float) -> float | None:
     if overlap is None or not tile_px:
         return None
     return tile_size * (float(tile_px) - float(overlap)) / float(tile_px)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _float(value: Any) -> float | None:

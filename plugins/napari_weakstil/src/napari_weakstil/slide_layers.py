@@ -80,42 +80,41 @@ def open_pyramid(path: str | Path, slide_mpp: float | None = None, chunk_px: int
     """
     from weakstil.errors import SlideError
     from weakstil.slide import Slide
+    from weakstil.slide_backend import open_backend
 
     path = Path(path)
     try:
         slide = Slide.open(path, slide_mpp=slide_mpp)
-        handle, mpp, source = slide.handle, slide.mpp, slide.mpp_source.value
+        backend, mpp, source = slide.backend, slide.mpp, slide.mpp_source.value
     except SlideError as exc:
         if "microns-per-pixel" not in str(exc):
             raise
-        import openslide
-
         log.warning("%s: no µm/px in the file; shown in pixel units (scoring needs --slide-mpp)", path)
-        handle, mpp, source = openslide.OpenSlide(str(path)), None, "none"
-    levels = [_level_array(handle, level, chunk_px) for level in range(handle.level_count)]
+        backend, mpp, source = open_backend(path), None, "none"
+    levels = [_level_array(backend, level, chunk_px) for level in range(backend.level_count)]
     levels += _extra_levels(levels[-1], chunk_px)
-    vendor = str(handle.properties.get("openslide.vendor", ""))
-    # the handle stays open as long as the levels' chunk readers (napari's layer) hold it
+    vendor = str(backend.properties.get("openslide.vendor", ""))
+    # the backend stays open as long as the levels' chunk readers (napari's layer) hold it
     return SlidePyramid(path=path, levels=levels, mpp=mpp, mpp_source=source, vendor=vendor)
 
 
-def _level_array(handle: Any, level: int, chunk_px: int):
-    """One pyramid level as a dask array whose chunks are OpenSlide reads."""
+def _level_array(backend: Any, level: int, chunk_px: int):
+    """One pyramid level as a dask array whose chunks are reads from the slide backend."""
     import dask.array as da
 
     from weakstil.slide import rgba_to_rgb
 
-    w, h = handle.level_dimensions[level]
-    downsample = float(handle.level_downsamples[level])
+    w, h = backend.level_dimensions[level]
+    downsample = float(backend.level_downsamples[level])
     def read_chunk(block_info=None) -> np.ndarray:
         (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
         # read_region takes the top-left in level-0 pixels and the size in level pixels; OpenSlide
         # is thread-safe, so dask's threads read chunks in parallel from one handle
         location = (int(round(x0 * downsample)), int(round(y0 * downsample)))
-        return rgba_to_rgb(np.asarray(handle.read_region(location, level, (x1 - x0, y1 - y0))))
+        return rgba_to_rgb(np.asarray(backend.read_region(location, level, (x1 - x0, y1 - y0))))
 
     chunks = (_chunk_sizes(h, chunk_px), _chunk_sizes(w, chunk_px), (3,))
-    return da.map_blocks(read_chunk, chunks=chunks, dtype=np.uint8, name=f"openslide-{id(handle)}-{level}")
+    return da.map_blocks(read_chunk, chunks=chunks, dtype=np.uint8, name=f"openslide-{id(backend)}-{level}")
 
 
 def _extra_levels(coarsest, chunk_px: int) -> list:

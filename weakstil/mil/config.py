@@ -3,14 +3,45 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
-from weakstil.aggregate import AGGREGATORS
+from weakstil import settings
 from weakstil.errors import WeakSTILError
 
-LOSSES = ("mse", "huber")
-#: Where the stroma aggregator's tile weights come from: a learned head on the tile features,
-#: or the colour-deconvolution stroma estimate stored with the features (weakstil.tilestats).
-STROMA_WEIGHTS = ("learned", "estimate")
+
+class Aggregator(str, Enum):
+    """How tile scores make the slide score."""
+
+    MEAN = "mean"  #: WeakSTIL: the plain mean of the tumour-bed tiles' scores
+    ATTENTION = "attention"  #: gated attention over the tiles' hidden features
+    STROMA = "stroma"  #: stroma-weighted mean of the tile scores: the sTIL definition (weakstil.mil.aggregate)
+
+
+class StromaWeight(str, Enum):
+    """Where the stroma aggregator's tile weights come from."""
+
+    LEARNED = "learned"  #: a head on the tile features (sigmoid, 0-1)
+    ESTIMATE = "estimate"  #: the colour-deconvolution stroma share stored with the features (weakstil.tilestats)
+
+
+class Scoring(str, Enum):
+    """Which models score new slides."""
+
+    FINAL = "final"  #: the model trained on all slides
+    ENSEMBLE = "ensemble"  #: the cross-validation fold models together (weakstil.mil.ensemble)
+
+
+class Loss(str, Enum):
+    """Slide-level loss on sTIL%/100."""
+
+    MSE = "mse"
+    HUBER = "huber"
+
+
+AGGREGATORS = tuple(a.value for a in Aggregator)
+LOSSES = tuple(loss.value for loss in Loss)
+STROMA_WEIGHTS = tuple(w.value for w in StromaWeight)
+SCORINGS = tuple(m.value for m in Scoring)
 
 
 @dataclass(frozen=True)
@@ -21,9 +52,9 @@ class Architecture:
     hidden: int = 128
     layers: int = 1
     dropout: float = 0.25
-    aggregator: str = "mean"
+    aggregator: str = settings.AGGREGATOR
     attention_dim: int = 64
-    stroma_weight: str = "learned"
+    stroma_weight: str = settings.STROMA_WEIGHT
     #: the tiles' stain/morphometry measurements are appended to the embeddings (weakstil.tilestats)
     tile_stats: bool = False
 
@@ -44,14 +75,15 @@ class Architecture:
 class TrainConfig:
     """Training settings (all recorded in model.json)."""
 
-    aggregator: str = "mean"
-    stroma_weight: str = "learned"
+    aggregator: str = settings.AGGREGATOR
+    stroma_weight: str = settings.STROMA_WEIGHT
     tile_stats: bool = False
+    scoring: str = settings.SCORING  #: new slides scored by the "final" model or the "ensemble" of fold models
     hidden: int = 128
     layers: int = 1
     dropout: float = 0.25
     attention_dim: int = 64
-    epochs: int = 100  #: upper bound; early stopping usually ends sooner
+    epochs: int = settings.EPOCHS  #: upper bound; early stopping usually ends sooner
     patience: int = 15
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -60,10 +92,9 @@ class TrainConfig:
     loss: str = "mse"
     huber_delta: float = 0.1  #: on the 0-1 scale
     val_fraction: float = 0.2  #: inner validation split for early stopping
-    seed: int = 0
-    device: str = "auto"
-    threads: int = 0  #: torch threads; 0 = automatic (see weakstil.mil.choose_threads)
-    scoring: str = "final"  #: new slides scored by the "final" model or the "ensemble" of CV fold models
+    seed: int = settings.SEED
+    device: str = settings.DEVICE
+    threads: int = 0  #: torch threads; 0 = automatic (see weakstil.runtime.choose_threads)
 
     def architecture(self, input_dim: int) -> Architecture:
         return Architecture(input_dim=input_dim, hidden=self.hidden, layers=self.layers, dropout=self.dropout,
@@ -82,6 +113,6 @@ class TrainConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise WeakSTILError(f"validation fraction must be in (0, 1), got {self.val_fraction}",
                                 fix="use e.g. 0.2")
-        if self.scoring not in ("final", "ensemble"):
-            raise WeakSTILError(f"unknown scoring {self.scoring!r}", fix="use final or ensemble")
+        if self.scoring not in SCORINGS:
+            raise WeakSTILError(f"unknown scoring {self.scoring!r}", fix=f"use one of {', '.join(SCORINGS)}")
         self.architecture(1)  # aggregator, sizes, dropout

@@ -1,17 +1,7 @@
-"""Stage: tumour bed — which tiles' scores make up the slide's sTIL%.
-
-The tumour bed is the invasive tumour plus the stroma between its nests (TILs Working
-Group). Three sources, in order of precedence for a slide (a bed precomputed by ``weakstil
-tumorbed apply`` from these, see weakstil.beds, comes before all three when given):
-
-1. an **annotation** drawn by a pathologist (QuPath GeoJSON / ImageScope XML);
-2. a **trained detector**: a tile classifier on the encoder's embeddings, trained from a
-   few annotated slides (``weakstil tumorbed train``), followed by spatial smoothing on
-   the tile grid, a closing and hole filling, so stroma between nests is taken in;
-3. otherwise the whole tissue, flagged as such in every output (``source = "tissue"``).
-
-Masks are stored at low resolution with their µm/px, and each tile gets the fraction of
-its area inside the bed and a flag (fraction >= 0.5).
+"""The tumour-bed detector: a tile classifier on the encoder's embeddings (with the mean
+embeddings of each tile's neighbourhood), trained from a few annotated slides, followed by
+spatial smoothing on the tile grid, a closing and hole filling, so the stroma between tumour
+nests is taken in. Saved as ``model.safetensors`` + ``model.json`` (kind ``weakstil-tumorbed``).
 """
 
 from __future__ import annotations
@@ -19,25 +9,20 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
 from weakstil import __version__
 from weakstil.errors import WeakSTILError
-from weakstil.tiling import mask_fractions
+from weakstil.modeldir import META_FILE, WEIGHTS_FILE
+from weakstil.settings import TILE_IN_BED
+from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource, from_annotation
 
 log = logging.getLogger(__name__)
 
-#: Share of a tile that must lie in the tumour bed for the tile to count.
-TILE_IN_BED = 0.5
-
-
-class TumorBedSource(str, Enum):
-    ANNOTATION = "annotation"
-    MODEL = "model"
-    TISSUE = "tissue"
+#: ``kind`` in a detector's model.json.
+DETECTOR_KIND = "weakstil-tumorbed"
 
 
 @dataclass(frozen=True)
@@ -49,84 +34,6 @@ class PostProcess:
     closing_um: float = 150.0  #: joins nests and takes in the stroma between them
     min_area_mm2: float = 0.05  #: smaller detections are dropped
     max_hole_mm2: float = 0.5  #: holes smaller than this are filled
-
-
-@dataclass
-class TumorBed:
-    """A slide's tumour bed: low-resolution mask plus per-tile fraction and flag."""
-
-    mask: np.ndarray
-    mask_mpp: float
-    tile_fraction: np.ndarray
-    source: TumorBedSource
-    detail: str = ""  #: annotation path or model id
-
-    @property
-    def tile_flags(self) -> np.ndarray:
-        return self.tile_fraction >= TILE_IN_BED
-
-    @property
-    def found(self) -> bool:
-        return bool(self.tile_flags.any())
-
-    def attrs(self) -> dict[str, object]:
-        return {"tumorbed_source": self.source.value, "tumorbed_detail": self.detail,
-                "tumorbed_mask_mpp": float(self.mask_mpp), "tumorbed_tile_threshold": TILE_IN_BED}
-
-
-@dataclass
-class SlideGeometry:
-    """What tumour-bed code needs to know about a slide and its tiles."""
-
-    width: int
-    height: int
-    slide_mpp: float
-    coords: np.ndarray
-    tile_size_level0: float
-    tissue_mask: np.ndarray
-    mask_mpp: float
-
-    @classmethod
-    def from_attrs(cls, data: dict) -> SlideGeometry:
-        """From a tiles/features HDF5 read into a dict (see weakstil.tiles.read_tiles_h5)."""
-        return cls(int(data["slide_width"]), int(data["slide_height"]), float(data["slide_mpp"]),
-                   np.asarray(data["coords"]), float(data["tile_size_level0"]),
-                   np.asarray(data["tissue_mask"]).astype(bool), float(_mask_mpp(data)))
-
-    def tile_fractions(self, mask: np.ndarray, mask_mpp: float) -> np.ndarray:
-        return mask_fractions(self.coords, self.tile_size_level0, mask, mask_mpp, self.slide_mpp)
-
-    def fit_mask(self, mask: np.ndarray) -> np.ndarray:
-        """Resize a mask to the tissue-mask grid (nearest)."""
-        if mask.shape == self.tissue_mask.shape:
-            return mask.astype(bool)
-        from skimage.transform import resize
-
-        return resize(mask.astype(np.float32), self.tissue_mask.shape, order=0, anti_aliasing=False) > 0.5
-
-
-def _mask_mpp(data: dict) -> float:
-    for key in ("mask_mpp", "tissue_mask_mpp"):
-        if key in data:
-            return float(data[key])
-    raise KeyError("mask_mpp")
-
-
-def from_annotation(path: str | Path, geom: SlideGeometry) -> TumorBed:
-    """Tumour bed from a pathologist's annotation file (clipped to tissue and slide)."""
-    from weakstil.annotations import check_inside, load_polygons, rasterize
-
-    polygons = check_inside(load_polygons(path), geom.width, geom.height, path)
-    mask = rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp)
-    mask = geom.fit_mask(mask)
-    return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.ANNOTATION,
-                    str(path))
-
-
-def whole_tissue(geom: SlideGeometry) -> TumorBed:
-    mask = geom.tissue_mask.astype(bool)
-    return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.TISSUE,
-                    "whole tissue")
 
 
 def from_tile_probabilities(prob: np.ndarray, geom: SlideGeometry, post: PostProcess | None = None,
@@ -240,18 +147,17 @@ class TumorBedModel:
         """``model.safetensors`` + ``model.json`` in ``directory`` (written atomically)."""
         from safetensors.numpy import save_file
 
-        from weakstil.atomic import atomic_path
+        from weakstil.atomic import atomic_path, write_json
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         tensors = {"weight": self.weight.astype(np.float32), "bias": np.array([self.bias], np.float32),
                    "mean": self.mean.astype(np.float32), "std": self.std.astype(np.float32)}
-        with atomic_path(directory / "model.safetensors") as tmp:
+        with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file(tensors, str(tmp))
-        meta = {**self.meta, "kind": "weakstil-tumorbed", "post_process": asdict(self.post),
+        meta = {**self.meta, "kind": DETECTOR_KIND, "post_process": asdict(self.post),
                 "weakstil_version": __version__}
-        with atomic_path(directory / "model.json") as tmp:
-            tmp.write_text(json.dumps(meta, indent=2, sort_keys=True))
+        write_json(directory / META_FILE, meta, indent=2, sort_keys=True)
         return directory
 
     @classmethod
@@ -259,12 +165,12 @@ class TumorBedModel:
         from safetensors.numpy import load_file
 
         directory = Path(directory)
-        meta_path, weights_path = directory / "model.json", directory / "model.safetensors"
+        meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
         if not meta_path.is_file() or not weights_path.is_file():
             raise WeakSTILError("not a tumour-bed model (needs model.json and model.safetensors)", path=directory,
                                 fix="train one with 'weakstil tumorbed train'")
         meta = json.loads(meta_path.read_text())
-        if meta.get("kind") != "weakstil-tumorbed":
+        if meta.get("kind") != DETECTOR_KIND:
             raise WeakSTILError(f"model.json says kind '{meta.get('kind')}', not a tumour-bed model",
                                 path=directory, fix="pass the directory written by 'weakstil tumorbed train'")
         tensors = load_file(str(weights_path))
@@ -387,40 +293,6 @@ def train_tumorbed(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     return model
 
 
-def resolve_tumorbed(slide_id: str, data: dict, *, annotations: str | Path | None = None,
-                     detector: TumorBedModel | None = None, beds: str | Path | None = None) -> TumorBed:
-    """The tumour bed of one slide from its feature/tiles data, by precedence: a precomputed
-    bed ``beds/<slide_id>.h5`` (``weakstil tumorbed apply``; refused when made from other
-    features) > annotation file (matched by slide id) > trained detector > whole tissue."""
-    from weakstil.annotations import find_annotation
-    from weakstil.beds import find_bed, read_bed
-
-    precomputed = find_bed(beds, slide_id)
-    if precomputed is not None:
-        return read_bed(precomputed, slide_id, data)
-    geom = SlideGeometry.from_attrs(data)
-    annotation = find_annotation(annotations, slide_id)
-    if annotation is not None:
-        return from_annotation(annotation, geom)
-    if detector is not None:
-        return detector.detect(np.asarray(data["features"]), geom)
-    return whole_tissue(geom)
-
-
-def check_detector_matches(detector: TumorBedModel, data: dict, where: str | Path) -> None:
-    """A detector only works on embeddings of the encoder it was trained on."""
-    enc, sha = detector.encoder_key
-    if enc is None:
-        return
-    got_enc, got_sha = data.get("encoder"), data.get("weights_sha256")
-    if (enc, sha) != (got_enc, got_sha):
-        raise WeakSTILError(
-            f"tumour-bed detector was trained on encoder '{enc}' (weights {str(sha)[:12]}) but the features "
-            f"come from '{got_enc}' (weights {str(got_sha)[:12]})",
-            path=where, fix="train the detector on features of the same encoder, or re-embed",
-        )
-
-
 def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path, *,
                               slide_ids: list[str] | None = None, max_slides: int = 10,
                               seed: int = 0) -> TumorBedModel:
@@ -429,7 +301,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
     """
     from weakstil.annotations import find_annotation
-    from weakstil.embed import read_features
+    from weakstil.files import FeaturesFile, feature_path
 
     features_dir = Path(features_dir)
     if slide_ids is None:
@@ -440,49 +312,22 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         if len(chosen) >= max_slides:
             break
         annotation = find_annotation(annotations, sid)
-        if annotation is None or not (features_dir / f"{sid}.h5").is_file():
+        path = feature_path(features_dir, sid)
+        if annotation is None or not path.is_file():
             continue
-        data = read_features(features_dir / f"{sid}.h5")
-        key = (data.get("encoder"), data.get("weights_sha256"))
+        cache = FeaturesFile.read(path)
+        key = (cache.attr("encoder"), cache.attr("weights_sha256"))
         if identity is None:
             identity = key
         elif key != identity:
             raise WeakSTILError(f"features of {sid} come from another encoder than the other slides",
-                                path=features_dir / f"{sid}.h5", fix="embed all slides with one encoder")
-        geom = SlideGeometry.from_attrs(data)
+                                path=path, fix="embed all slides with one encoder")
+        geom = SlideGeometry.from_file(cache)
         bed = from_annotation(annotation, geom)
-        chosen.append(AnnotatedSlide(sid, np.asarray(data["features"], np.float32), geom, bed.mask))
+        chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask))
     if not chosen:
         raise WeakSTILError("no slide has both cached features and an annotation", path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
     meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(annotations),
             "model_id": f"tumorbed-{len(chosen)}slides"}
     return train_tumorbed(chosen, seed=seed, meta=meta)
-
-
-def cohort_tile_masks(slide_ids: list[str], features_dir: str | Path, *, annotations: str | Path | None = None,
-                      detector: str | Path | TumorBedModel | None = None,
-                      beds: str | Path | None = None) -> dict[str, np.ndarray] | None:
-    """Tumour-bed tile flags for a cohort's cached slides (precomputed bed > annotation > detector
-    > whole tissue), or ``None`` when no source is given (the caller then uses all tiles)."""
-    from weakstil.embed import read_features
-
-    if annotations is None and detector is None and beds is None:
-        return None
-    if detector is not None and not isinstance(detector, TumorBedModel):
-        detector = TumorBedModel.load(detector)
-    from weakstil.beds import find_bed
-
-    masks, sources = {}, {}
-    precomputed = sum(find_bed(beds, sid) is not None for sid in slide_ids)
-    for sid in slide_ids:
-        path = Path(features_dir) / f"{sid}.h5"
-        data = read_features(path)
-        if detector is not None:
-            check_detector_matches(detector, data, path)
-        bed = resolve_tumorbed(sid, data, annotations=annotations, detector=detector, beds=beds)
-        masks[sid] = bed.tile_flags
-        sources[bed.source.value] = sources.get(bed.source.value, 0) + 1
-    log.info("tumour beds: %s%s", ", ".join(f"{n} from {s}" for s, n in sorted(sources.items())),
-             f" ({precomputed} precomputed in {beds})" if precomputed else "")
-    return masks

@@ -1,4 +1,4 @@
-"""Slide sTIL% from tile scores: the one aggregation used by training, evaluation, scoring and napari.
+"""Slide sTIL% from tile scores: the one aggregation used by training, evaluation, ensembles and napari.
 
 The TILs Working Group defines stromal TILs as the share of *stroma* area inside the tumour
 bed that lymphocytes cover::
@@ -23,25 +23,16 @@ Everything here works on torch tensors with a leading batch axis (``(..., N)``);
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from weakstil import settings
+from weakstil.mil.config import Aggregator
+
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-
-class Aggregator(str, Enum):
-    """How tile scores become the slide sTIL%."""
-
-    STROMA = "stroma"  #: stroma-weighted ratio (the sTIL definition); default
-    MEAN = "mean"  #: plain mean of the bed tiles
-    ATTENTION = "attention"  #: gated attention (softmax weights)
-
-
-AGGREGATORS = tuple(a.value for a in Aggregator)
-DEFAULT_AGGREGATOR = Aggregator.STROMA.value
 #: A slide whose bed tiles together hold less stroma than this (in tiles' worth of stroma)
 #: falls back to equal weights: its ratio would be noise over almost nothing.
 MIN_TOTAL_STROMA = 1e-3
@@ -79,7 +70,7 @@ def aggregate(scores: torch.Tensor, mask: torch.Tensor, aggregator: str | Aggreg
 
 
 def slide_score(tile_scores: Any, stroma_weights: Any = None, bed_mask: Any = None,
-                aggregator: str | Aggregator = DEFAULT_AGGREGATOR, attention: Any = None
+                aggregator: str | Aggregator = settings.AGGREGATOR, attention: Any = None
                 ) -> tuple[float, np.ndarray]:
     """One slide's sTIL% and its tiles' weights from per-tile arrays (numpy or lists).
 

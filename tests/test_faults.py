@@ -1,0 +1,713 @@
+"""The fault matrix (issue 15): every command, fed what a new user (or a tester) would try.
+
+Each case asserts the exit code (2 for a bad value or command line, 1 for a failed input), the one
+``error:`` line and what it names, no traceback, and that nothing partial is left behind. The data
+is made once: a 3-slide synthetic cohort, a second slide with the same file name but another
+scan, their feature caches and a 2-fold model (small-cnn, random weights).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_cli, write_tiff_slide
+
+MARKER = ".weakstil-output.json"
+
+
+@pytest.fixture(autouse=True)
+def wide_log_lines(monkeypatch):
+    """Log lines unwrapped (rich wraps at the terminal's width), so tests can look for a phrase."""
+    monkeypatch.setenv("COLUMNS", "1000")
+
+
+@dataclass
+class World:
+    root: Path
+    cohort: Path  #: synth cohort: slides/, labels.csv, truth/
+    other: Path  #: another synth cohort whose synth_0000.tiff is another scan
+    feats: Path  #: embed output of the cohort
+    model: Path  #: 2-fold model on the cohort
+
+    @property
+    def slide(self) -> Path:
+        return self.cohort / "slides" / "synth_0000.tiff"
+
+    @property
+    def twin(self) -> Path:
+        """Same file name as :attr:`slide`, another scan."""
+        return self.other / "slides" / "synth_0000.tiff"
+
+    @property
+    def labels(self) -> Path:
+        return self.cohort / "labels.csv"
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> World:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("faults")
+    w = World(root, root / "cohort", root / "other", root / "feats", root / "model")
+    run_cli("synth", w.cohort, "--slides", "3", "--size-mm", "1", "1", "--groups", "3", check=True)
+    run_cli("synth", w.other, "--slides", "1", "--size-mm", "1", "1", "--seed", "1", check=True)
+    run_cli("embed", w.cohort / "slides" / "*.tiff", "--out", w.feats, "--encoder", "small-cnn", "--weights", "random",
+            "--workers", "1", check=True)
+    run_cli("train", w.labels, "--features", w.feats, "--out", w.model, "--folds", "2", "--epochs", "2",
+            "--hidden", "8", check=True)
+    torch.set_num_threads(threads)
+    return w
+
+
+def error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("error:")]
+
+
+def check_failure(proc, rc: int, says: tuple[str, ...], n_errors: int = 1, never: tuple[str, ...] = ()) -> str:
+    """The run failed with ``rc`` and exactly ``n_errors`` one-line errors; the first names ``says``."""
+    assert "Traceback" not in proc.stderr and "unexpected" not in proc.stderr, proc.stderr
+    errors = error_lines(proc.stderr)
+    assert proc.returncode == rc, (proc.returncode, proc.stderr)
+    assert len(errors) == n_errors, proc.stderr
+    for text in says:
+        assert text in errors[0], (text, errors[0])
+    for text in never:
+        assert text not in proc.stderr, (text, proc.stderr)
+    return errors[0]
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary and lock files anywhere under ``folder``."""
+    if not folder.exists():
+        return []
+    return sorted(str(p) for p in folder.rglob(".*") if p.name.endswith((".tmp", ".lock")) or ".tmp-" in p.name)
+
+
+# --- 1. bad values and command lines: exit 2, one line naming the option, nothing written ------------------
+@dataclass
+class Usage:
+    id: str
+    argv: Callable[[World, Path], list]
+    says: tuple[str, ...]
+    never: tuple[str, ...] = ()
+
+
+def _tile(*extra):
+    return lambda w, t: ["tile", w.slide, "--out", t / "out", *extra]
+
+
+def _embed(*extra):
+    return lambda w, t: ["embed", w.slide, "--out", t / "out", "--encoder", "small-cnn", "--weights", "random", *extra]
+
+
+def _pretrain(*extra):
+    return lambda w, t: ["pretrain", w.slide, "--out", t / "out", *extra]
+
+
+def _train(*extra):
+    return lambda w, t: ["train", w.labels, "--features", w.feats, "--out", t / "out", *extra]
+
+
+def _score(*extra):
+    return lambda w, t: ["score", w.slide, "--model", w.model, "--out", t / "out", "--weights", "random", *extra]
+
+
+def _synth(*extra):
+    return lambda w, t: ["synth", t / "out", *extra]
+
+
+def _file(w: World, t: Path) -> Path:
+    (t / "file.txt").write_text("x")
+    return t / "file.txt"
+
+
+USAGE = [
+    Usage("tile-size-0", _tile("--tile-size", "0"), ("--tile-size", "16 to 4096")),
+    Usage("tile-size-huge", _tile("--tile-size", "100000"), ("--tile-size", "4096")),
+    Usage("tile-size-text", _tile("--tile-size", "abc"), ("--tile-size", "integer")),
+    Usage("tile-overlap-negative", _tile("--overlap", "-1"), ("--overlap",)),
+    Usage("tile-overlap-tile-size", _tile("--overlap", "224"), ("--overlap", "less than --tile-size")),
+    Usage("tile-mpp-nan", _tile("--mpp", "nan"), ("--mpp", "finite")),
+    Usage("tile-mpp-inf", _tile("--mpp", "inf"), ("--mpp", "finite")),
+    Usage("tile-mpp-0", _tile("--mpp", "0"), ("--mpp", "0.05 to 20"), never=("--allow-upsample",)),
+    Usage("tile-mpp-negative", _tile("--mpp", "-0.5"), ("--mpp",), never=("--allow-upsample",)),
+    Usage("tile-tissue-threshold-negative", _tile("--tissue-threshold", "-1"), ("--tissue-threshold", "0 to 1")),
+    Usage("tile-tissue-threshold-above-1", _tile("--tissue-threshold", "1.5"), ("--tissue-threshold", "0 to 1")),
+    Usage("tile-slide-mpp-0", _tile("--slide-mpp", "0"), ("--slide-mpp",)),
+    Usage("tile-slide-mpp-nan", _tile("--slide-mpp", "nan"), ("--slide-mpp",)),
+    Usage("tile-unknown-option", _tile("--tilesize", "10"), ("--tilesize",)),
+    Usage("tile-no-slides", lambda w, t: ["tile", "--out", t / "out"], ("slides",)),
+    Usage("tile-no-out", lambda w, t: ["tile", w.slide], ("--out",)),
+    Usage("tile-out-is-a-file", lambda w, t: ["tile", w.slide, "--out", _file(w, t)], ("--out", "file.txt")),
+    Usage("tile-out-below-a-file", lambda w, t: ["tile", w.slide, "--out", _file(w, t) / "sub"], ("--out", "file")),
+    Usage("embed-batch-size-0", _embed("--batch-size", "0"), ("--batch-size", "1 to 4096")),
+    Usage("embed-batch-size-negative", _embed("--batch-size", "-1"), ("--batch-size",), never=("run again",)),
+    Usage("embed-device-unknown", _embed("--device", "foo"), ("--device", "cpu")),
+    Usage("embed-workers-negative", _embed("--workers", "-1"), ("--workers",)),
+    Usage("embed-seed-negative", _embed("--seed", "-1"), ("--seed",)),
+    Usage("embed-mpp-huge", _embed("--mpp", "1e9"), ("--mpp",)),
+    Usage("embed-out-is-a-file", lambda w, t: ["embed", w.slide, "--out", _file(w, t), "--encoder", "small-cnn"],
+          ("--out",)),
+    Usage("embed-memory", _embed("--batch-size", "4096", "--tile-size", "4096"),
+          ("GB of memory", "available", "--batch-size")),
+    Usage("pretrain-crop-px-5000", _pretrain("--crop-px", "5000"), ("--crop-px", "16 to 1024")),
+    Usage("pretrain-crop-px-0", _pretrain("--crop-px", "0"), ("--crop-px",)),
+    Usage("pretrain-batch-size-1", _pretrain("--batch-size", "1"), ("--batch-size", "SimCLR"),
+          never=("more slides",)),
+    Usage("pretrain-steps-0", _pretrain("--steps", "0"), ("--steps",)),
+    Usage("pretrain-epochs-0", _pretrain("--epochs", "0"), ("--epochs",)),
+    Usage("pretrain-steps-and-epochs", _pretrain("--steps", "3", "--epochs", "1"), ("--steps or --epochs",)),
+    Usage("pretrain-lr-nan", _pretrain("--lr", "nan"), ("--lr", "finite")),
+    Usage("pretrain-lr-0", _pretrain("--lr", "0"), ("--lr", "> 0")),
+    Usage("pretrain-tiles-per-slide-0", _pretrain("--tiles-per-slide", "0"), ("--tiles-per-slide",)),
+    Usage("pretrain-memory", _pretrain("--batch-size", "4096", "--crop-px", "1024"),
+          ("GB of memory", "available", "--crop-px")),
+    Usage("train-lr-nan", _train("--lr", "nan"), ("--lr",)),
+    Usage("train-lr-negative", _train("--lr", "-1"), ("--lr",)),
+    Usage("train-folds-0", _train("--folds", "0"), ("--folds",)),
+    Usage("train-threads-negative", _train("--threads", "-1"), ("--threads",)),
+    Usage("train-threshold-150", _train("--threshold", "150"), ("--threshold", "0 to 100")),
+    Usage("train-threshold-negative", _train("--threshold", "-5"), ("--threshold",)),
+    Usage("train-epochs-0", _train("--epochs", "0"), ("--epochs",)),
+    Usage("train-dropout-1", _train("--dropout", "1"), ("--dropout",)),
+    Usage("train-hidden-0", _train("--hidden", "0"), ("--hidden",)),
+    Usage("train-patience-0", _train("--patience", "0"), ("--patience",)),
+    Usage("train-batch-slides-0", _train("--batch-slides", "0"), ("--batch-slides",)),
+    Usage("train-max-tiles-0", _train("--max-tiles", "0"), ("--max-tiles",)),
+    Usage("train-aggregator-unknown", _train("--aggregator", "max"), ("--aggregator",)),
+    Usage("train-loss-unknown", _train("--loss", "l1"), ("--loss",)),
+    Usage("train-out-is-a-file", lambda w, t: ["train", w.labels, "--features", w.feats, "--out", _file(w, t)],
+          ("--out",)),
+    Usage("train-overwrite-cohort-folder", lambda w, t: ["train", w.labels, "--features", w.feats, "--out", w.cohort,
+                                                          "--overwrite"], ("--overwrite", "cohort", "weakstil synth")),
+    Usage("train-overwrite-features-folder", lambda w, t: ["train", w.labels, "--features", w.feats, "--out", w.feats,
+                                                            "--overwrite"], ("--overwrite", "weakstil embed")),
+    Usage("evaluate-threshold-nan", lambda w, t: ["evaluate", w.labels, "--model", w.model, "--features", w.feats,
+                                                  "--out", t / "out", "--threshold", "nan"], ("--threshold",)),
+    Usage("evaluate-model-and-oof", lambda w, t: ["evaluate", w.labels, "--model", w.model, "--oof",
+                                                  w.model / "cv" / "oof_predictions.csv", "--out", t / "out"],
+          ("--oof",)),
+    Usage("evaluate-nothing-to-evaluate", lambda w, t: ["evaluate", w.labels, "--out", t / "out"], ("--model",)),
+    Usage("score-threshold-150", _score("--threshold", "150"), ("--threshold",)),
+    Usage("score-batch-size-0", _score("--batch-size", "0"), ("--batch-size",)),
+    Usage("score-workers-negative", _score("--workers", "-5"), ("--workers",)),
+    Usage("score-slide-mpp-inf", _score("--slide-mpp", "inf"), ("--slide-mpp",)),
+    Usage("score-out-is-a-file", lambda w, t: ["score", w.slide, "--model", w.model, "--out", _file(w, t)],
+          ("--out",)),
+    Usage("synth-slides-0", _synth("--slides", "0"), ("--slides", "1 to")),
+    Usage("synth-slides-negative", _synth("--slides", "-3"), ("--slides",)),
+    Usage("synth-groups-0", _synth("--groups", "0"), ("--groups",)),
+    Usage("synth-seed-negative", _synth("--seed", "-1"), ("--seed",)),
+    Usage("synth-size-negative", _synth("--size-mm", "-1", "1"), ("--size-mm",)),
+    Usage("synth-size-0", _synth("--size-mm", "1", "0"), ("--size-mm",)),
+    Usage("synth-size-nan", _synth("--size-mm", "nan", "1"), ("--size-mm", "finite")),
+    Usage("synth-out-is-a-file", lambda w, t: ["synth", _file(w, t)], ("file.txt",)),
+    Usage("tumorbed-train-max-slides-0", lambda w, t: ["tumorbed", "train", "--features", w.feats, "--annotations",
+                                                       w.cohort / "truth", "--out", t / "out", "--max-slides", "0"],
+          ("--max-slides",)),
+    Usage("tumorbed-apply-out-is-a-file", lambda w, t: ["tumorbed", "apply", w.feats / "synth_0000.h5", "--out",
+                                                        _file(w, t)], ("--out",)),
+    Usage("report-slide-mpp-0", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--slide-mpp", "0"],
+          ("--slide-mpp",)),
+    Usage("demo-seed-negative", lambda w, t: ["demo", "--out", t / "out", "--seed", "-1"], ("--seed",)),
+    Usage("info-slide-mpp-nan", lambda w, t: ["info", w.slide, "--slide-mpp", "nan"], ("--slide-mpp",)),
+    Usage("unknown-command", lambda w, t: ["tiles", w.slide], ("tiles",)),
+]
+
+
+@pytest.mark.parametrize("case", USAGE, ids=[c.id for c in USAGE])
+def test_a_bad_value_is_one_usage_line_and_nothing_is_written(world, tmp_path, case):
+    before = sorted(p.name for p in world.cohort.iterdir())
+    proc = run_cli(*case.argv(world, tmp_path))
+    check_failure(proc, 2, (*case.says, "Fix:"), never=case.never)
+    assert not (tmp_path / "out").exists()
+    assert sorted(p.name for p in world.cohort.iterdir()) == before  # never a slide deleted
+    assert leftovers(tmp_path) == []
+
+
+# --- 2. inputs that fail: exit 1, one line naming the file, the other inputs still done --------------------
+@dataclass
+class Bad:
+    id: str
+    argv: Callable[[World, Path], list]
+    says: tuple[str, ...]
+    rc: int = 1
+    n_errors: int = 1
+    written: tuple[str, ...] = ()  #: files under tmp/out that must exist (the good inputs' outputs)
+    never: tuple[str, ...] = ()
+
+
+def _text(t: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    path = t / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+def _cohort_csv(w: World, t: Path, text: str, encoding: str = "utf-8") -> Path:
+    return _text(t, "c.csv", text.replace("SLIDE", str(w.slide)), encoding)
+
+
+BAD = [
+    Bad("tile-missing-file", lambda w, t: ["tile", t / "nope.svs", "--out", t / "out"], ("nope.svs", "not found")),
+    Bad("tile-directory", lambda w, t: ["tile", w.cohort, "--out", t / "out"], ("cohort", "directory")),
+    Bad("tile-empty-file", lambda w, t: ["tile", _text(t, "e.svs", ""), "--out", t / "out"], ("e.svs", "empty")),
+    Bad("tile-text-file", lambda w, t: ["tile", _text(t, "n.svs", "hello"), "--out", t / "out"],
+        ("n.svs", "OpenSlide")),
+    Bad("tile-glob-matches-nothing", lambda w, t: ["tile", str(t / "*.svs"), "--out", t / "out"],
+        ("*.svs", "no file matches")),
+    Bad("tile-broken-symlink", lambda w, t: ["tile", _symlink(t / "gone.tiff", t / "link.tiff"), "--out", t / "out"],
+        ("link.tiff", "not found")),
+    Bad("tile-batch-goes-on", lambda w, t: ["tile", t / "nope.svs", w.slide, "--out", t / "out"], ("nope.svs",),
+        written=("synth_0000.h5", "synth_0000_tiles.png")),
+    Bad("tile-same-name-two-scans", lambda w, t: ["tile", w.slide, w.twin, "--out", t / "out"],
+        ("other", "same slide id", "cohort"), written=("synth_0000.h5",)),
+    Bad("info-directory", lambda w, t: ["info", w.cohort], ("directory",)),
+    Bad("embed-unknown-encoder", lambda w, t: ["embed", w.slide, "--out", t / "out", "--encoder", "no-such-card"],
+        ("no-such-card",)),
+    Bad("embed-weights-missing", lambda w, t: ["embed", w.slide, "--out", t / "out", "--encoder", "small-cnn",
+                                               "--weights", t / "w.safetensors"], ("w.safetensors",)),
+    Bad("embed-weights-not-weights", lambda w, t: ["embed", w.slide, "--out", t / "out", "--encoder", "small-cnn",
+                                                   "--weights", _text(t, "w.safetensors", "junk")], ("w.safetensors",)),
+    Bad("embed-same-name-two-scans", lambda w, t: ["embed", w.slide, w.twin, "--out", t / "out", "--encoder",
+                                                   "small-cnn", "--weights", "random"], ("same slide id",),
+        written=("synth_0000.h5",)),
+    Bad("pretrain-no-tissue", lambda w, t: ["pretrain", _blank(t), "--out", t / "out", "--steps", "1"],
+        ("blank.tiff", "no tissue"), n_errors=2),
+    Bad("train-csv-missing", lambda w, t: ["train", t / "none.csv", "--features", w.feats, "--out", t / "out"],
+        ("none.csv", "not found")),
+    Bad("train-csv-is-a-directory", lambda w, t: ["train", w.cohort, "--features", w.feats, "--out", t / "out"],
+        ("directory",)),
+    Bad("train-csv-empty", lambda w, t: ["train", _text(t, "c.csv", ""), "--features", w.feats, "--out", t / "out"],
+        ("c.csv", "empty")),
+    Bad("train-csv-semicolons", lambda w, t: ["train", _cohort_csv(w, t, "slide_id;path;stil\nsynth_0000;SLIDE;5\n"),
+                                              "--features", w.feats, "--out", t / "out"], ("c.csv", "not commas")),
+    Bad("train-csv-bad-label", lambda w, t: ["train", _cohort_csv(w, t, "slide_id,path,stil\nsynth_0000,SLIDE,abc\n"
+                                                                  "synth_0000,SLIDE,150\n"),
+                                             "--features", w.feats, "--out", t / "out"], ("c.csv", "row 2", "row 3")),
+    Bad("train-features-missing", lambda w, t: ["train", w.labels, "--features", t / "nofeats", "--out", t / "out"],
+        ("nofeats", "not found")),
+    Bad("train-group-column-missing", _train("--group-column", "centre"), ("centre",)),
+    Bad("train-too-many-folds", _train("--folds", "8"), ("folds",)),
+    Bad("train-features-of-another-scan", lambda w, t: ["train", w.labels, "--features", _twin_features(w, t),
+                                                        "--out", t / "out"],
+        ("synth_0000", "another slide file", "fingerprint")),
+    Bad("evaluate-model-missing", lambda w, t: ["evaluate", w.labels, "--model", t / "nomodel", "--features", w.feats,
+                                                "--out", t / "out"], ("nomodel",)),
+    Bad("evaluate-model-is-a-features-folder", lambda w, t: ["evaluate", w.labels, "--model", w.feats, "--features",
+                                                             w.feats, "--out", t / "out"], ("model",)),
+    Bad("evaluate-features-of-another-tile-size", lambda w, t: ["evaluate", w.labels, "--model", w.model, "--features",
+                                                                _resized_features(w, t), "--out", t / "out"],
+        ("tile",)),
+    Bad("evaluate-oof-missing", lambda w, t: ["evaluate", w.labels, "--oof", t / "p.csv", "--out", t / "out"],
+        ("p.csv", "not found")),
+    Bad("evaluate-oof-empty", lambda w, t: ["evaluate", w.labels, "--oof", _text(t, "p.csv", ""), "--out", t / "out"],
+        ("p.csv",)),
+    Bad("evaluate-oof-other-cohort", lambda w, t: ["evaluate", w.labels, "--oof",
+                                                   _text(t, "p.csv", "slide_id,stil_pred\nX,3\n"), "--out", t / "out"],
+        ("p.csv", "no prediction")),
+    Bad("report-tiles-missing", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--tiles", t / "nt"],
+        ("--tiles", "not found")),
+    Bad("report-evaluation-missing", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--evaluation",
+                                                   t / "ne"], ("--evaluation",)),
+    Bad("report-model-missing", lambda w, t: ["report", "--model", t / "nm", "--out", t / "out"], ("model.json",)),
+    Bad("report-settings-missing", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--settings",
+                                                 t / "s.yaml"], ("s.yaml",)),
+    Bad("tumorbed-train-features-missing", lambda w, t: ["tumorbed", "train", "--features", t / "nf", "--annotations",
+                                                         w.cohort / "truth", "--out", t / "out"],
+        ("nf", "feature"), never=("annotation file",)),
+    Bad("tumorbed-train-annotations-missing", lambda w, t: ["tumorbed", "train", "--features", w.feats,
+                                                            "--annotations", t / "na", "--out", t / "out"],
+        ("na", "annotation")),
+    Bad("tumorbed-apply-not-features", lambda w, t: ["tumorbed", "apply", w.slide, "--out", t / "out"],
+        ("synth_0000.tiff",)),
+    Bad("tumorbed-apply-detector-missing", lambda w, t: ["tumorbed", "apply", w.feats / "synth_0000.h5", "--out",
+                                                         t / "out", "--tumorbed", t / "nd"], ("nd",)),
+    Bad("tumorbed-apply-annotations-missing", lambda w, t: ["tumorbed", "apply", w.feats / "synth_0000.h5", "--out",
+                                                            t / "out", "--annotations", t / "na"],
+        ("--annotations", "not found")),
+    Bad("score-model-missing", lambda w, t: ["score", w.slide, "--model", t / "nm", "--out", t / "out"], ("nm",)),
+    Bad("score-model-is-an-embed-folder", lambda w, t: ["score", w.slide, "--model", w.feats, "--out", t / "out"],
+        ("model.json",)),
+    Bad("score-tumorbed-beds-missing", lambda w, t: ["score", w.slide, "--model", w.model, "--out", t / "out",
+                                                     "--tumorbed-beds", t / "nb"], ("--tumorbed-beds", "not found")),
+    Bad("score-encoder-of-another-model", lambda w, t: ["score", w.slide, "--model", w.model, "--out", t / "out",
+                                                        "--features", w.feats, "--encoder", "kaiko-vits16", "--weights",
+                                                        "random"], ("weights",), written=("results.csv",)),
+]
+
+
+def _symlink(target: Path, link: Path) -> Path:
+    link.symlink_to(target)
+    return link
+
+
+def _blank(t: Path) -> Path:
+    return write_tiff_slide(t / "blank.tiff", np.full((1024, 1024, 3), 245, np.uint8))
+
+
+def _twin_features(w: World, t: Path) -> Path:
+    """The cohort's feature folder, but synth_0000's features made from the other scan of that name."""
+    feats = t / "feats"
+    shutil.copytree(w.feats, feats)
+    run_cli("embed", w.twin, "--out", feats, "--encoder", "small-cnn", "--weights", "random", "--workers", "1",
+            check=True)
+    return feats
+
+
+def _resized_features(w: World, t: Path) -> Path:
+    """The cohort's features as a run with --tile-size 256 records them."""
+    feats = t / "feats256"
+    shutil.copytree(w.feats, feats)
+    for path in feats.glob("*.h5"):
+        with h5py.File(path, "r+") as f:
+            key = json.loads(f.attrs["tiling_key"])
+            key["tile_px"] = 256
+            f.attrs["tiling_key"] = json.dumps(key, sort_keys=True)
+            f.attrs["tile_px"] = 256
+    return feats
+
+
+@pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])
+def test_a_failed_input_is_one_line_and_the_rest_goes_on(world, tmp_path, case):
+    proc = run_cli(*case.argv(world, tmp_path))
+    check_failure(proc, case.rc, case.says, n_errors=case.n_errors, never=case.never)
+    out = tmp_path / "out"
+    for name in case.written:
+        assert (out / name).is_file(), name
+    if not case.written:
+        assert not out.exists() or not [p for p in out.iterdir() if p.name != MARKER and not p.name.startswith(".")], \
+            sorted(out.iterdir())
+    assert leftovers(tmp_path) == []
+
+
+# --- 3. inputs that must work ---------------------------------------------------------------------------
+def test_a_file_listed_twice_or_through_a_symlink_is_done_once(world, tmp_path):
+    link = _symlink(world.slide, tmp_path / "link.tiff")
+    proc = run_cli("tile", world.slide, world.slide, str(world.cohort / "slides" / "synth_000[0].tiff"), link,
+                   "--out", tmp_path / "out")
+    assert proc.returncode == 0 and error_lines(proc.stderr) == [], proc.stderr
+    assert proc.stderr.count("tiles ->") == 1
+
+
+def test_unicode_and_spaces_in_paths(world, tmp_path):
+    folder = tmp_path / "mes lames ü"
+    folder.mkdir()
+    slide = folder / "lame 1 é.tiff"
+    shutil.copy(world.slide, slide)
+    out = tmp_path / "sortie ø"
+    proc = run_cli("tile", slide, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "lame 1 é.h5").is_file() and (out / "lame 1 é_tiles.png").is_file()
+
+
+def test_cohort_csv_with_a_byte_order_mark_and_spaces(world, tmp_path):
+    table = pd.read_csv(world.labels)
+    table["path"] = [str(world.cohort / p) for p in table["path"]]
+    csv = tmp_path / "bom.csv"
+    csv.write_text(table.to_csv(index=False).replace(",", ", "), encoding="utf-8-sig")
+    proc = run_cli("evaluate", csv, "--oof", world.model / "cv" / "oof_predictions.csv", "--out", tmp_path / "e")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n"] == 3
+
+
+# --- 4. slide identity: a slide's outputs are reused only for that very scan ---------------------------
+def _n_tiles(path: Path) -> int:
+    with h5py.File(path) as f:
+        return int(f.attrs["n_tiles"])
+
+
+def test_embed_tells_two_scans_with_one_name_apart(world, tmp_path):
+    out = tmp_path / "feats"
+    args = ("--out", out, "--encoder", "small-cnn", "--weights", "random", "--workers", "1")
+    run_cli("embed", world.slide, *args, check=True)
+    n_a = _n_tiles(out / "synth_0000.h5")
+    proc = run_cli("embed", world.twin, *args)
+    assert proc.returncode == 0 and "another slide file with the same name" in proc.stderr
+    n_b = _n_tiles(out / "synth_0000.h5")
+    from weakstil.fingerprint import slide_fingerprint
+
+    with h5py.File(out / "synth_0000.h5") as f:
+        assert f.attrs["slide_fingerprint"] == slide_fingerprint(world.twin) != slide_fingerprint(world.slide)
+    assert n_a != n_b  # the two scans have other tissue
+    assert "up to date" in run_cli("embed", world.twin, *args, check=True).stderr
+
+
+def test_a_cache_without_fingerprint_is_not_trusted(world, tmp_path):
+    out = tmp_path / "feats"
+    out.mkdir()
+    shutil.copy(world.feats / "synth_0000.h5", out / "synth_0000.h5")
+    with h5py.File(out / "synth_0000.h5", "r+") as f:
+        del f.attrs["slide_fingerprint"]  # as an older weakstil wrote it
+    proc = run_cli("embed", world.slide, "--out", out, "--encoder", "small-cnn", "--weights", "random")
+    assert proc.returncode == 0 and "no slide fingerprint" in proc.stderr and "up to date" not in proc.stderr
+    with h5py.File(out / "synth_0000.h5") as f:
+        assert str(f.attrs["slide_fingerprint"]).startswith("wsfp1:")
+
+
+def test_score_tells_two_scans_with_one_name_apart_and_refuses_a_clash(world, tmp_path):
+    out = tmp_path / "sc"
+    common = ("--model", world.model, "--out", out, "--weights", "random", "--features", tmp_path / "f")
+    shutil.copytree(world.feats, tmp_path / "f")
+    proc = run_cli("score", world.slide, world.twin, *common)  # one batch: the second file is refused
+    err = check_failure(proc, 1, ("same slide id", str(world.twin), str(world.slide)))
+    assert err
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["status"]) == ["ok", "error"] and list(rows["path"]) == [str(world.slide), str(world.twin)]
+    stil_a = float(rows["stil"][0])
+    proc = run_cli("score", world.twin, *common)  # its own run: scored as itself, not "already scored"
+    assert proc.returncode == 0 and "already scored" not in proc.stderr, proc.stderr
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["path"]) == [str(world.twin)]
+    assert int(rows["n_tiles"][0]) == _n_tiles(tmp_path / "f" / "synth_0000.h5") != _n_tiles(
+        world.feats / "synth_0000.h5")
+    assert float(rows["stil"][0]) != stil_a
+    proc = run_cli("score", world.twin, *common)
+    assert proc.returncode == 0 and "already scored" in proc.stderr
+
+
+def test_a_precomputed_bed_of_another_scan_is_refused(world, tmp_path):
+    beds = tmp_path / "beds"
+    run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--out", beds, check=True)
+    other = tmp_path / "f"
+    run_cli("embed", world.twin, "--out", other, "--encoder", "small-cnn", "--weights", "random", check=True)
+    proc = run_cli("score", world.twin, "--model", world.model, "--out", tmp_path / "sc", "--weights", "random",
+                   "--features", other, "--tumorbed-beds", beds)
+    check_failure(proc, 1, ("beds", "another slide file", "tumorbed apply"))
+
+
+# --- 5. --overwrite replaces only what the command wrote ---------------------------------------------------
+def test_train_overwrite_replaces_its_own_model_only(world, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(world.model, model)
+    (model / "extra.txt").write_text("x")
+    proc = run_cli("train", world.labels, "--features", world.feats, "--out", model, "--overwrite", "--folds", "1",
+                   "--epochs", "1", "--hidden", "8")
+    assert proc.returncode == 0, proc.stderr
+    assert not (model / "extra.txt").exists() and json.loads((model / MARKER).read_text())["command"] == "train"
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "thesis.docx").write_text("years of work")
+    proc = run_cli("train", world.labels, "--features", world.feats, "--out", stranger, "--overwrite")
+    check_failure(proc, 2, ("--overwrite", "stranger"))
+    assert (stranger / "thesis.docx").read_text() == "years of work"
+
+
+def test_a_file_of_another_kind_is_not_replaced(world, tmp_path):
+    out = tmp_path / "mixed"
+    run_cli("tile", world.slide, "--out", out, check=True)
+    proc = run_cli("embed", world.slide, "--out", out, "--encoder", "small-cnn", "--weights", "random")
+    check_failure(proc, 1, ("tiles file", "not replacing", "own --out"))
+    with h5py.File(out / "synth_0000.h5") as f:
+        assert f.attrs["kind"] == "tiles"
+
+
+# --- 6. the model folder (point 9 of the issue) --------------------------------------------------------
+def test_model_json_is_strict_json_with_an_absolute_cohort_and_files_follow_the_umask(world):
+    def no_nan(name):
+        raise AssertionError(f"bare {name} in model.json")
+
+    meta = json.loads((world.model / "model.json").read_text(), parse_constant=no_nan)
+    cohort = Path(meta["training"]["cohort"])
+    assert cohort.is_absolute() and cohort == world.labels.resolve()
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("model.safetensors", "model.json"):
+        assert (world.model / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_model_json_has_null_where_a_metric_is_undefined(tmp_path):
+    from weakstil.atomic import write_json
+
+    write_json(tmp_path / "m.json", {"auc": float("nan"), "r2": np.float32("inf"), "ok": 1.5})
+    assert json.loads((tmp_path / "m.json").read_text(), parse_constant=lambda c: 1 / 0) == {
+        "auc": None, "r2": None, "ok": 1.5}
+
+
+def test_report_made_elsewhere_finds_the_slides(world, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    proc = run_cli("report", "--model", world.model, "--out", "rep")
+    assert proc.returncode == 0, proc.stderr
+    assert "no heatmap" not in proc.stderr and len(list((tmp_path / "rep" / "slides").glob("*_heatmap.png"))) == 3
+
+
+# --- 7. disk full, read-only, interrupted ---------------------------------------------------------------
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 100 KB file system (tmpfs; needs root): room for one small feature cache."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=100k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs (not root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_disk_full_embed_is_one_line_and_stops_the_batch(world, tiny_disk):
+    slides = sorted((world.cohort / "slides").glob("*.tiff"))
+    out = tiny_disk / "feats"
+    # a fresh interpreter: a segfault must show as one (it did, in HDF5)
+    proc = subprocess.run([sys.executable, "-m", "weakstil", "embed", *map(str, slides), "--out", str(out),
+                           "--encoder", "small-cnn", "--weights", "random", "--workers", "1"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 1, proc.stderr
+    errors = error_lines(proc.stderr)
+    assert any("No space left on device" in e for e in errors) and "Traceback" not in proc.stderr
+    assert any("stopped after" in e for e in errors)  # the rest of the batch is not tried
+    assert leftovers(tiny_disk) == []
+    for path in out.glob("*.h5"):  # what was written is whole
+        with h5py.File(path) as f:
+            assert f.attrs["complete"] == 1
+
+
+def test_disk_full_score_keeps_results_csv_whole(world, tiny_disk):
+    out = tiny_disk / "sc"
+    proc = run_cli("score", world.slide, world.cohort / "slides" / "synth_0001.tiff", "--model", world.model, "--out",
+                   out, "--weights", "random", "--features", world.feats)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    errors = error_lines(proc.stderr)
+    assert errors and "No space left on device" in errors[0] and "stopped after" in proc.stderr
+    if (out / "results.csv").exists():  # whatever was written can be read
+        assert set(pd.read_csv(out / "results.csv")["status"]) <= {"ok", "error"}
+    assert leftovers(tiny_disk) == []
+
+
+def test_read_only_output_is_one_line(world, tmp_path):
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a read-only tmpfs (not root)")
+    try:
+        proc = run_cli("tile", world.slide, "--out", mount / "out")
+        check_failure(proc, 2, ("--out", "no permission"))
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_ctrl_c_is_one_line_and_leaves_nothing(world, tmp_path, monkeypatch):
+    import weakstil.tiles
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(weakstil.tiles, "write_tiles_h5", interrupted)
+    out = tmp_path / "out"
+    proc = run_cli("tile", world.slide, "--out", out)
+    check_failure(proc, 130, ("interrupted",))
+    assert not (out / "synth_0000.h5").exists() and not (out / "synth_0000_tiles.png").exists()
+    assert leftovers(tmp_path) == []
+
+
+# --- 8. runs sharing an --out: locks -----------------------------------------------------------------------
+def _weakstil(*args: object) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "weakstil", *map(str, args)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def test_two_embeds_on_one_out_do_each_slide_once(world, tmp_path):
+    out = tmp_path / "feats"
+    slides = sorted((world.cohort / "slides").glob("*.tiff"))[:2]
+    args = ("embed", *slides, "--out", out, "--encoder", "small-cnn", "--weights", "random", "--workers", "1")
+    runs = [_weakstil(*args) for _ in range(2)]
+    results = [p.communicate(timeout=600) for p in runs]
+    for p, (_, err) in zip(runs, results):
+        assert p.returncode == 0 and error_lines(err) == [] and "Traceback" not in err, err
+    text = "".join(err for _, err in results)
+    assert text.count("tiles x 256") == len(slides)  # each slide embedded by one run, skipped by the other
+    assert text.count("up to date") == len(slides)
+    assert leftovers(tmp_path) == []
+    for path in slides:
+        with h5py.File(out / f"{path.stem}.h5") as f:
+            assert f.attrs["complete"] == 1
+
+
+def test_two_scores_on_one_out_share_the_slides_and_results_csv(world, tmp_path):
+    feats = tmp_path / "f"
+    shutil.copytree(world.feats, feats)
+    slides = sorted((world.cohort / "slides").glob("*.tiff"))[:2]
+    args = ("score", *slides, "--model", world.model, "--out", tmp_path / "sc", "--weights", "random", "--features",
+            feats, "--workers", "1")
+    runs = [_weakstil(*args) for _ in range(2)]
+    results = [p.communicate(timeout=600) for p in runs]
+    for p, (_, err) in zip(runs, results):
+        assert p.returncode == 0 and error_lines(err) == [] and "Traceback" not in err, err
+    text = "".join(err for _, err in results)
+    assert text.count("already scored") == len(slides)  # each slide scored by one run only
+    rows = pd.read_csv(tmp_path / "sc" / "results.csv")
+    assert sorted(rows["slide_id"]) == [p.stem for p in slides] and set(rows["status"]) == {"ok"}
+    assert leftovers(tmp_path) == []
+
+
+def test_a_lock_left_by_kill_9_is_taken_over(world, tmp_path):
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from weakstil.locks import OutputLock; "
+        f"lock = OutputLock({str(out / 'synth_0000.h5')!r}); lock.acquire(); print('held', flush=True); "
+        "time.sleep(600)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    assert holder.stdout.readline().strip() == "held"
+    from weakstil.locks import OutputLock
+
+    assert not OutputLock(out / "synth_0000.h5").acquire(blocking=False)  # really held
+    holder.send_signal(signal.SIGKILL)
+    holder.wait(timeout=30)
+    assert (out / ".synth_0000.h5.lock").exists()  # left behind by the killed run...
+    t0 = time.perf_counter()
+    proc = run_cli("tile", world.slide, "--out", out)  # ...and taken over at once
+    assert proc.returncode == 0 and time.perf_counter() - t0 < 120, proc.stderr
+    assert (out / "synth_0000.h5").is_file() and leftovers(tmp_path) == []
+
+
+def test_a_live_temporary_file_of_another_run_is_kept(tmp_path):
+    from weakstil.atomic import remove_stale_temps, temp_path
+
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        mine = temp_path(tmp_path / "S.h5")
+        live = mine.with_name(mine.name.replace(f".{os.getpid()}.", f".{sleeper.pid}."))
+        dead = mine.with_name(mine.name.replace(f".{os.getpid()}.", ".999999999."))
+        old = tmp_path / ".S.h5.deadbeef.tmp"  # the name older versions used
+        for p in (live, dead, old):
+            p.write_bytes(b"x")
+        assert remove_stale_temps(tmp_path / "S.h5") == 2
+        assert live.exists() and not dead.exists() and not old.exists()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_a_busy_model_folder_is_one_line(world, tmp_path):
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from weakstil.locks import hold_folder; "
+        f"lock = hold_folder({str(tmp_path / 'm')!r}, 'train'); print('held', flush=True); time.sleep(600)")],
+        stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        proc = run_cli("train", world.labels, "--features", world.feats, "--out", tmp_path / "m", "--folds", "2")
+    finally:
+        holder.kill()
+        holder.wait()
+    check_failure(proc, 1, ("another weakstil run", f"pid {holder.pid}", "another --out"))
+    assert not (tmp_path / "m").exists()
+
+
+# --- the matrix's size -------------------------------------------------------------------------------------
+def test_the_matrix_is_large():
+    assert len(USAGE) + len(BAD) >= 100

@@ -1,0 +1,111 @@
+"""The ``weakstil`` command line.
+
+* :mod:`~weakstil.cli.options` — every option, defined once (defaults from :mod:`weakstil.settings`);
+* :mod:`~weakstil.cli.errors` — one error line per problem, exit codes;
+* :mod:`~weakstil.cli.progress` — logging, progress bars;
+* one module per group of commands: :mod:`~weakstil.cli.slides` (tile, info, synth),
+  :mod:`~weakstil.cli.cohort` (train, evaluate, report), :mod:`~weakstil.cli.stage1` (encoders,
+  embed, pretrain), :mod:`~weakstil.cli.score` (score, demo), :mod:`~weakstil.cli.tumorbed`,
+  :mod:`~weakstil.cli.workflow` (preflight).
+
+Commands only parse options and call the library. Heavy libraries are imported inside the
+commands: ``weakstil --help`` must answer in about a second.
+
+Exit codes: 0 all inputs succeeded; 1 at least one input failed (the others were still
+processed); 2 usage error.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from weakstil import __version__
+from weakstil.cli import cohort, score, slides, stage1, tumorbed, workflow
+from weakstil.cli.errors import error_line, reports_errors
+from weakstil.cli.options import expand_slides
+
+
+#: click's exception base (typer >= 0.29 vendors click as typer._click; earlier typers use click itself).
+_CLICK_ERRORS: tuple[type[Exception], ...] = tuple(
+    {cls for cls in (getattr(typer, "TyperException", None), getattr(sys.modules.get("click"), "ClickException", None))
+     if isinstance(cls, type)})
+
+
+def usage_error_line(exc: Exception) -> str:
+    """A command-line mistake (bad value, unknown option, missing argument) as one line."""
+    ctx = getattr(exc, "ctx", None)
+    where = ctx.command_path if ctx is not None else "weakstil"
+    message = (exc.format_message() if hasattr(exc, "format_message") else str(exc)).strip().rstrip(".")
+    message = message[0].lower() + message[1:] if message[:1].isupper() and message[1:2].islower() else message
+    return f"{message}{'' if message.endswith('?') else '.'} Fix: see '{where} --help'."
+
+
+class OneLineErrors(TyperGroup):
+    """The ``weakstil`` group: usage errors are one ``error:`` line (exit 2), like every other error,
+    instead of click's usage box."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.Abort:
+            error_line("aborted.")
+            sys.exit(1)
+        except _CLICK_ERRORS as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'weakstil tumorbed': its help
+                exc.show()  # type: ignore[attr-defined]
+            else:
+                error_line(usage_error_line(exc))
+            sys.exit(getattr(exc, "exit_code", 2))
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(
+    cls=OneLineErrors,
+    name="weakstil",
+    help="Stromal TIL scoring (sTIL%) of H&E whole-slide images with weakly supervised MIL.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"weakstil {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    from weakstil.cli.progress import setup_logging
+
+    setup_logging(verbose)
+
+
+for _command in (slides.tile, slides.info, slides.synth, cohort.train, cohort.evaluate, cohort.report,
+                 stage1.encoders, stage1.embed, stage1.pretrain, score.score, score.demo, workflow.preflight):
+    app.command()(reports_errors(_command))
+
+tumorbed_app = typer.Typer(help=tumorbed.HELP, no_args_is_help=True)
+tumorbed_app.command("train")(reports_errors(tumorbed.tumorbed_train))
+tumorbed_app.command("apply")(reports_errors(tumorbed.tumorbed_apply))
+app.add_typer(tumorbed_app, name="tumorbed")
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "error_line", "expand_slides", "main"]

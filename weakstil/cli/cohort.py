@@ -1,0 +1,185 @@
+"""Cohort commands: ``train``, ``evaluate``, ``report``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from weakstil import settings
+from weakstil.cli.options import (AggregatorOpt, AnnotationsOpt, CohortArg, DeviceOpt, EpochsOpt, FeaturesOpt,
+                                  FoldsOpt, GroupColumnOpt, LossOpt, ModelOpt, OutOpt, OverwriteOpt,
+                                  ScoringOpt, ScoringOverrideOpt, SeedOpt, SlideMppOpt, StromaWeightOpt, TileStatsOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt,
+                                  in_range)
+from weakstil.errors import UsageError
+from weakstil.mil.config import Aggregator, Loss, Scoring, StromaWeight, TrainConfig
+
+log = logging.getLogger("weakstil")
+#: The training settings' defaults (one place: weakstil.mil.config / weakstil.settings).
+_TRAIN = TrainConfig()
+
+
+def train(
+    cohort: CohortArg,
+    features: FeaturesOpt,
+    out: OutOpt,
+    folds: FoldsOpt = settings.FOLDS,
+    group_column: GroupColumnOpt = None,
+    aggregator: AggregatorOpt = Aggregator(_TRAIN.aggregator),
+    stroma_weight: StromaWeightOpt = StromaWeight(_TRAIN.stroma_weight),
+    tile_stats: TileStatsOpt = _TRAIN.tile_stats,
+    scoring: ScoringOpt = Scoring(_TRAIN.scoring),
+    epochs: EpochsOpt = _TRAIN.epochs,
+    patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without improvement.",
+                                          callback=in_range(1, 100_000))] = _TRAIN.patience,
+    seed: SeedOpt = _TRAIN.seed,
+    lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).",
+                                      callback=in_range(*settings.LR_RANGE, low_open=True))] = _TRAIN.lr,
+    hidden: Annotated[int, typer.Option("--hidden", help="Hidden units of the tile MLP.",
+                                        callback=in_range(1, 65_536))] = _TRAIN.hidden,
+    dropout: Annotated[float, typer.Option("--dropout", help="Dropout in the tile MLP (0 to below 1).",
+                                           callback=in_range(0.0, 1.0, high_open=True))] = _TRAIN.dropout,
+    max_tiles: Annotated[int, typer.Option("--max-tiles", help="Tiles sampled per slide per training step.",
+                                           callback=in_range(1, 10_000_000))] = _TRAIN.max_tiles,
+    batch_slides: Annotated[int, typer.Option("--batch-slides", help="Slides per training step.",
+                                              callback=in_range(1, 100_000))] = _TRAIN.batch_slides,
+    loss: LossOpt = Loss(_TRAIN.loss),
+    threshold: StilThresholdOpt = settings.STIL_THRESHOLD,
+    device: DeviceOpt = _TRAIN.device,
+    threads: ThreadsOpt = 0,
+    overwrite: OverwriteOpt = False,
+    annotations: AnnotationsOpt = None,
+    tumorbed: TumorBedOpt = None,
+    tumorbed_beds: TumorBedsOpt = None,
+) -> None:
+    """Train the MIL sTIL regressor on slide labels: grouped CV, then a final model on all slides.
+
+    Writes OUT/model.safetensors + OUT/model.json, and under OUT/cv/ the out-of-fold predictions,
+    metrics, plots and per-tile scores (tiles/<slide_id>.h5) of the cross-validation.
+    """
+    from weakstil.cli.progress import epoch_progress
+    from weakstil.metrics import fmt
+    from weakstil.modeldir import ModelDir
+    from weakstil.train import train_cohort
+    from weakstil.tumorbed.resolver import BedSources
+
+    cfg = TrainConfig(aggregator=aggregator.value, stroma_weight=stroma_weight.value, tile_stats=tile_stats,
+                      scoring=scoring.value, hidden=hidden, dropout=dropout, epochs=epochs, patience=patience,
+                      lr=lr, max_tiles=max_tiles, batch_slides=batch_slides, loss=loss.value, seed=seed,
+                      device=device, threads=threads)
+    beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed)
+    progress, on_epoch = epoch_progress()
+    with progress:
+        result = train_cohort(cohort, features, out, cfg, n_folds=folds, group_column=group_column,
+                              threshold=threshold, overwrite=overwrite, on_epoch=on_epoch, beds=beds)
+    bundled = ModelDir(out).bundle_for_scoring(features, tumorbed)
+    if bundled:
+        log.info("bundled with the model for 'weakstil score': %s", ", ".join(bundled))
+    cv = result["cv"]
+    if cv:
+        m = cv["metrics"]
+        log.info("CV (%d folds): R² %.3f, Pearson %.3f, MAE %.2f, AUC@%g %s -> %s", cv["folds"], m["r2"],
+                 m["pearson_r"], m["mae"], threshold, fmt(cv["auc"].get(f"{threshold:g}")), ModelDir(out).cv_dir)
+    log.info("final model: %s -> %s (%.0f s)", result["final_model"], out, result["seconds"])
+
+
+def evaluate(
+    cohort: CohortArg,
+    out: OutOpt,
+    model: ModelOpt = None,
+    features: FeaturesOpt = None,
+    oof: Annotated[
+        Optional[Path],
+        typer.Option("--oof", help="Evaluate saved predictions (MODEL/cv/oof_predictions.csv) instead of a model."),
+    ] = None,
+    group_column: GroupColumnOpt = None,
+    threshold: StilThresholdOpt = None,
+    device: DeviceOpt = settings.DEVICE,
+    threads: ThreadsOpt = 0,
+    annotations: AnnotationsOpt = None,
+    tumorbed: TumorBedOpt = None,
+    tumorbed_beds: TumorBedsOpt = None,
+    scoring: ScoringOverrideOpt = None,
+) -> None:
+    """Score a labelled cohort with a model (or --oof predictions) and report metrics.
+
+    Writes OUT/metrics.json, metrics.csv, calibration.csv, predictions.csv, scatter.png, roc.png
+    and per-slide tile scores OUT/tiles/<slide_id>.h5 (model mode).
+    """
+    from weakstil.locks import hold_folder
+    from weakstil.metrics import fmt
+    from weakstil.outputdir import mark
+
+    if oof is None and (model is None or features is None):
+        raise UsageError("nothing to evaluate: no --model with --features, and no --oof",
+                         fix="pass --model and --features to score the cohort, or --oof PREDICTIONS.csv")
+    if oof is not None and model is not None:
+        raise UsageError("--model and --oof both given", fix="pass either --model (with --features) or --oof, not both")
+    if oof is not None:
+        from weakstil.train import evaluate_oof
+
+        with hold_folder(out, "evaluate"):
+            m = evaluate_oof(cohort, oof, out, group_column=group_column,
+                             threshold=settings.STIL_THRESHOLD if threshold is None else threshold)
+            mark(out, "evaluate")
+    else:
+        from weakstil.train import evaluate_cohort
+        from weakstil.tumorbed.resolver import BedSources
+
+        beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed, model=model)
+        with hold_folder(out, "evaluate"):
+            m = evaluate_cohort(cohort, model, features, out, group_column=group_column, threshold=threshold,
+                                device=device, threads=threads, beds=beds,
+                                scoring=None if scoring is None else scoring.value)
+            mark(out, "evaluate")
+    aucs = ", ".join(f"AUC@{c['threshold']:g} {fmt(c['auc'])}" for c in m["classification"])
+    log.info("n %d: R² %s, Pearson %s, Spearman %s, MAE %.2f, %s -> %s", m["n"], fmt(m["r2"]), fmt(m["pearson_r"]),
+             fmt(m["spearman_rho"]), m["mae"], aucs, out)
+
+
+def report(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory (from 'weakstil train' with "
+                                        "--folds 2 or more).")],
+    out: OutOpt,
+    cohort: Annotated[
+        Optional[Path], typer.Option("--cohort", help="Cohort CSV locating the slides for the heatmaps; default: "
+                                     "the one recorded in the model.")
+    ] = None,
+    tiles: Annotated[
+        Optional[Path], typer.Option("--tiles", help="'weakstil tile' output folder: its overlays become the "
+                                     "thumbnails.")
+    ] = None,
+    evaluation: Annotated[
+        Optional[Path], typer.Option("--evaluation", help="'weakstil evaluate --oof' output folder whose metrics "
+                                     "and plots to show (default: MODEL/cv).")
+    ] = None,
+    settings_file: Annotated[
+        Optional[Path], typer.Option("--settings", help="JSON or YAML file of settings to list (e.g. the workflow "
+                                     "configuration).")
+    ] = None,
+    slide_mpp: SlideMppOpt = None,
+    title: Annotated[str, typer.Option("--title", help="Report title.")] = "WeakSTIL cohort report",
+) -> None:
+    """Cohort report of a model's cross-validation (HTML and Markdown).
+
+    OUT/report.html and OUT/report.md: metrics, predicted-vs-true scatter, ROC, a per-slide table
+    (thumbnail, out-of-fold heatmap), settings and versions; OUT/overview.png shows it at a glance."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.locks import hold_folder
+    from weakstil.outputdir import mark
+    from weakstil.report import build_report, read_settings
+
+    for folder, option, made_by in ((tiles, "--tiles", "the --out folder of 'weakstil tile'"),
+                                    (evaluation, "--evaluation", "the --out folder of 'weakstil evaluate --oof'")):
+        if folder is not None and not folder.is_dir():
+            raise WeakSTILError(f"{option} folder not found" if not folder.exists() else f"{option} is not a folder",
+                                path=folder, fix=f"pass {made_by}")
+    with hold_folder(out, "report"):
+        files = build_report(model, out, cohort=cohort, tiles_dir=tiles, evaluation_dir=evaluation,
+                             settings=read_settings(settings_file) if settings_file is not None else None,
+                             slide_mpp=slide_mpp, title=title)
+        mark(out, "report")
+    log.info("report -> %s", files["report.html"])
+

@@ -1,0 +1,125 @@
+"""How the commands fail: one ``error:`` line per problem, then exit code 1 (an input failed) or
+2 (a usage error). Commands never catch :class:`~weakstil.errors.WeakSTILError` themselves:
+:func:`reports_errors` wraps every command, and :class:`Failures` counts the inputs of a batch
+that failed while the others go on.
+
+Batch rule for I/O errors: an error writing one input's output is that input's failure and the
+batch goes on, except when the output's file system is full (or read-only, or over quota): then
+every later input would fail too, so the batch records the failure and stops
+(:attr:`~weakstil.errors.OutputError.stops_batch`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+
+from weakstil.errors import OutputError, UsageError, WeakSTILError, from_os_error, short_reason
+
+F = TypeVar("F", bound=Callable[..., Any])
+#: Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
+
+
+def error_line(message: str) -> None:
+    """One line on stderr, without rich wrapping."""
+    text = " ".join(str(message).split())
+    sys.stderr.write(f"error: {text}\n")
+    sys.stderr.flush()
+
+
+def _verbose() -> bool:
+    return logging.getLogger().isEnabledFor(logging.DEBUG)
+
+
+def reports_errors(command: F) -> F:
+    """Run ``command``; a WeakSTILError ends it with its one line and exit 1 (2 for a UsageError).
+
+    OS errors (disk full, permissions) and running out of memory are one line and exit 1 too;
+    Ctrl-C is one line and exit 130. Anything else is a bug: one line saying so (the traceback
+    with ``--verbose``)."""
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from weakstil.cli.progress import interrupt_on_sigterm
+
+        interrupt_on_sigterm()  # SIGTERM (e.g. SLURM's scancel) cleans up like Ctrl-C
+        try:
+            return command(*args, **kwargs)
+        except WeakSTILError as exc:
+            error_line(exc.one_line())
+            raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
+        except OSError as exc:
+            error_line(from_os_error(exc).one_line())
+            raise typer.Exit(1) from None
+        except MemoryError:
+            error_line("out of memory. Fix: lower --batch-size (or --crop-px, --workers), or use a machine with "
+                       "more memory.")
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            error_line("interrupted; unfinished outputs were removed (a rerun continues where this one stopped).")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if _verbose():
+                raise
+            error_line(f"unexpected {type(exc).__name__}: {short_reason(exc)}. Fix: this is a bug in weakstil; "
+                       "rerun with --verbose for the traceback and report it.")
+            raise typer.Exit(1) from None
+
+    return run  # type: ignore[return-value]
+
+
+class Failures:
+    """The inputs of a batch that failed: each is reported by one error line and the batch goes on
+    (until an error that would fail every later input, see the module docstring)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.stopped: str | None = None  #: why the batch stopped early
+
+    @contextlib.contextmanager
+    def each(self, path: str | Path | None = None) -> Iterator[None]:
+        """Around one input: its WeakSTILError (or OSError) is reported and counted, not raised."""
+        try:
+            yield
+        except UsageError:
+            raise
+        except OutputError as exc:
+            self.add(exc.one_line())
+            if exc.stops_batch:
+                self.stopped = exc.message
+        except WeakSTILError as exc:
+            self.add(exc.one_line())
+        except OSError as exc:
+            err = from_os_error(exc, path)
+            self.add(err.one_line())
+            if err.stops_batch:
+                self.stopped = err.message
+
+    @property
+    def stop(self) -> bool:
+        """True once an error means every later input would fail too (the batch then stops)."""
+        return self.stopped is not None
+
+    def add(self, message: str) -> None:
+        self.count += 1
+        error_line(message)
+
+    def skipped(self, n: int) -> None:
+        """Report the inputs left out after the batch stopped."""
+        if n:
+            error_line(f"stopped after: {self.stopped}; {n} more input(s) not processed. Fix: free space and run "
+                       "again (finished outputs are kept and skipped).")
+
+    def exit(self) -> None:
+        """Exit 1 when any input failed."""
+        if self.count:
+            raise typer.Exit(1)

@@ -1,0 +1,252 @@
+"""Every option of the ``weakstil`` commands, defined once (defaults from :mod:`weakstil.settings`),
+so every command spells a flag the same way. Only typer and the standard library are imported
+here: ``weakstil --help`` must answer in about a second.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import os
+from collections.abc import Callable
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from weakstil import settings
+from weakstil.decode.modes import DecodeMode
+from weakstil.mil.config import Aggregator, Loss, Scoring, StromaWeight
+from weakstil.stain import StainNorm
+
+log = logging.getLogger("weakstil")
+
+
+# --- checks of values: a bad value is a usage error naming the option and its range (exit 2) ---------
+def _num(x: float) -> str:
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def in_range(low: float | None = None, high: float | None = None, *, low_open: bool = False,
+             high_open: bool = False, unit: str = "", why: str = "") -> Callable[[Any], Any]:
+    """A typer callback accepting finite numbers in ``[low, high]`` (``(`` / ``)`` when open);
+    ``None`` (an option left out) passes. Tuples (``--size-mm W H``) are checked element-wise."""
+    low_text = None if low is None else f"{'>' if low_open else '>='} {_num(low)}"
+    high_text = None if high is None else f"{'<' if high_open else '<='} {_num(high)}"
+    if low_text and high_text:
+        allowed = f"from {_num(low)} to {_num(high)}" if not (low_open or high_open) else f"{low_text} and {high_text}"
+    else:
+        allowed = str(low_text or high_text)
+    allowed += f" {unit}" if unit else ""
+
+    def check(value: Any) -> Any:
+        if value is None:
+            return value
+        for v in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                raise typer.BadParameter(f"{v} is not a finite number: must be {allowed}")
+            bad = (low is not None and (v < low or (low_open and v == low)))
+            bad = bad or (high is not None and (v > high or (high_open and v == high)))
+            if bad:
+                raise typer.BadParameter(f"{v:g} is out of range: must be {allowed}" + (f" ({why})" if why else ""))
+        return value
+
+    return check
+
+
+def out_dir(value: Path | None) -> Path | None:
+    """``--out``: a directory (made when missing), never an existing file, nor below one."""
+    if value is None:
+        return value
+    if value.exists() and not value.is_dir():
+        raise typer.BadParameter(f"{value} is an existing file, not a directory; --out takes a directory")
+    for parent in value.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise typer.BadParameter(f"{value}: {parent} is a file, not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise typer.BadParameter(f"{value}: no permission to write in {parent}")
+            break
+    return value
+
+
+def _device(value: str) -> str:
+    from weakstil.errors import UsageError
+    from weakstil.runtime import check_device
+
+    try:
+        return check_device(value)
+    except UsageError as exc:
+        raise typer.BadParameter(f"unknown device {value!r}: {exc.fix}") from None
+
+
+# --- inputs and outputs ----------------------------------------------------------------------
+SlidesArg = Annotated[list[str], typer.Argument(help="Slide files or glob patterns (quote globs).", show_default=False)]
+FeatureFilesArg = Annotated[list[str], typer.Argument(
+    help="Feature caches (<slide_id>.h5 from 'weakstil embed') or glob patterns (quote globs).", show_default=False)]
+OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.", callback=out_dir)]
+CohortArg = Annotated[
+    Path, typer.Argument(help="Cohort CSV: slide_id,path,stil[,group]; paths relative to the CSV.", show_default=False)
+]
+FeaturesOpt = Annotated[
+    Optional[Path], typer.Option("--features", "-f", help="Feature cache directory (from 'weakstil embed').")
+]
+FeaturesDirOpt = Annotated[Path, typer.Option("--features", "-f", help="Feature cache directory (from 'weakstil embed').")]
+ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory (from 'weakstil train').")]
+ModelDirOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory (from 'weakstil train').")]
+OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output (only one this command "
+                                            "wrote: never another folder).")]
+
+# --- tiles -------------------------------------------------------------------------------------
+SlideMppOpt = Annotated[
+    Optional[float],
+    typer.Option("--slide-mpp", help="Scan resolution in µm/px, overriding (or replacing missing) slide metadata.",
+                 callback=in_range(*settings.MPP_RANGE, unit="µm/px")),
+]
+MppOpt = Annotated[float, typer.Option("--mpp", help="Target resolution in µm/px at which tiles are read.",
+                                       callback=in_range(*settings.MPP_RANGE, unit="µm/px"))]
+TileSizeOpt = Annotated[int, typer.Option("--tile-size", help="Tile side in pixels at --mpp.",
+                                          callback=in_range(*settings.TILE_PX_RANGE, unit="px"))]
+OverlapOpt = Annotated[int, typer.Option("--overlap", help="Tile overlap in pixels at --mpp (less than --tile-size).",
+                                         callback=in_range(0, settings.TILE_PX_RANGE[1] - 1, unit="px"))]
+TissueThresholdOpt = Annotated[
+    float, typer.Option("--tissue-threshold", help="Minimum tissue fraction for a tile to be kept (0-1).",
+                        callback=in_range(0.0, 1.0))
+]
+AllowUpsampleOpt = Annotated[
+    bool,
+    typer.Option("--allow-upsample", help="Accept slides scanned coarser than --mpp (pixels are upsampled)."),
+]
+
+# --- compute -----------------------------------------------------------------------------------
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.", callback=in_range(*settings.SEED_RANGE))]
+DeviceOpt = Annotated[str, typer.Option("--device", help="Torch device: cpu, cuda, cuda:N, mps or auto.",
+                                        callback=_device)]
+ThreadsOpt = Annotated[
+    int, typer.Option("--threads", help="Torch CPU threads (0: automatic: the cores not busy with other work; when "
+                      "tiles are embedded, planned beside the decode workers from measured speeds).",
+                      callback=in_range(*settings.THREADS_RANGE))
+]
+WorkersOpt = Annotated[int, typer.Option("--workers", help="Tile-decoding worker processes (0: automatic, planned "
+                                         "with --threads from measured decode and encoder speeds).",
+                                         callback=in_range(*settings.THREADS_RANGE))]
+
+DecodeOpt = Annotated[
+    DecodeMode, typer.Option("--decode", help="Where JPEG tiles are decoded: cpu (libjpeg-turbo workers), gpu (nvJPEG) "
+                         "or auto (gpu when the encoder runs on CUDA and the slide has JPEG tiles). Other formats "
+                         "are read by OpenSlide; the path taken is recorded in each feature file.")
+]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per batch.",
+                                           callback=in_range(*settings.BATCH_SIZE_RANGE))]
+
+# --- encoders ----------------------------------------------------------------------------------
+EncoderOpt = Annotated[
+    str, typer.Option("--encoder", "-e", help="Encoder card name ('weakstil encoders' lists them) or a "
+                      "'weakstil pretrain' output directory.")
+]
+ScoreEncoderOpt = Annotated[Optional[str], typer.Option("--encoder", "-e", help="Encoder card or directory; "
+                                                        "default: the one bundled in / recorded by the model.")]
+WeightsOpt = Annotated[
+    Optional[str],
+    typer.Option("--weights", help="Encoder weights: a .safetensors file, a PyTorch state dict, or 'random'; default: "
+                 "the card's own (pretrain directory, or the Hugging Face cache/hub)."),
+]
+
+# --- cohorts, training, scoring ------------------------------------------------------------------
+GroupColumnOpt = Annotated[
+    Optional[str],
+    typer.Option("--group-column", help="Cohort column whose groups (patient, centre) never straddle a CV split; "
+                 "default 'group' when present, 'none' to split by slide."),
+]
+StilThresholdOpt = Annotated[
+    Optional[float], typer.Option("--threshold", help="sTIL-high cut-off in % (high means >= it; evaluate and "
+                                  f"score default to the model's, train to {settings.STIL_THRESHOLD:g}).",
+                                  callback=in_range(0.0, 100.0, unit="%"))
+]
+FoldsOpt = Annotated[int, typer.Option("--folds", help="Cross-validation folds (1: no cross-validation).",
+                                       callback=in_range(*settings.FOLDS_RANGE))]
+AggregatorOpt = Annotated[
+    Aggregator, typer.Option("--aggregator", help="Slide score from tile scores: mean (WeakSTIL), attention, or "
+                             "stroma (stroma-weighted mean: the sTIL definition).")
+]
+StromaWeightOpt = Annotated[
+    StromaWeight, typer.Option("--stroma-weight", help="Tile weights of the stroma aggregator: learned (a head on the "
+                               "tile features) or estimate (colour-deconvolution stroma share from the features).")
+]
+TileStatsOpt = Annotated[bool, typer.Option("--tile-stats/--no-tile-stats", help="Append each tile's stain and "
+                                            "nuclear-morphometry measurements (made by embed) to its embedding.")]
+ScoringOpt = Annotated[Scoring, typer.Option("--scoring", help="How new slides are scored: the final model, or the "
+                                             "ensemble of the cross-validation fold models.")]
+ScoringOverrideOpt = Annotated[Optional[Scoring], typer.Option(
+    "--scoring", help="final or ensemble (the CV fold models); default: what the model says.")]
+
+
+class StainNormChoice(str, Enum):
+    """--stain-norm: what the encoder card says, or an override."""
+
+    CARD = "card"
+    NONE = StainNorm.NONE.value
+    MACENKO = StainNorm.MACENKO.value
+
+
+StainNormOpt = Annotated[StainNormChoice, typer.Option(
+    "--stain-norm", help="Re-render tiles with reference stain vectors before the encoder (per-slide Macenko "
+    "estimate, torchstain): macenko, none, or card (what the encoder card says). Part of the feature cache key.")]
+LossOpt = Annotated[Loss, typer.Option("--loss", help="Slide-level loss on sTIL%/100.")]
+EpochsOpt = Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping usually ends sooner).",
+                                        callback=in_range(1, 100_000))]
+
+# --- tumour bed --------------------------------------------------------------------------------
+AnnotationsOpt = Annotated[
+    Optional[Path],
+    typer.Option("--annotations", help="Directory of tumour-bed annotations (<slide_id>.geojson QuPath GeoJSON or "
+                 "<slide_id>.xml ImageScope XML); an annotation overrides detection for its slide."),
+]
+AnnotationsDirOpt = Annotated[Path, typer.Option("--annotations", help="Directory of tumour-bed annotations "
+                                                 "(<slide_id>.geojson or .xml).")]
+TumorBedOpt = Annotated[
+    Optional[Path],
+    typer.Option("--tumorbed", help="Tumour-bed detector (from 'weakstil tumorbed train'); score and evaluate "
+                 "default to the one bundled in the model directory, if any."),
+]
+TumorBedsOpt = Annotated[
+    Optional[Path],
+    typer.Option("--tumorbed-beds", help="Directory of precomputed tumour beds (<slide_id>.h5 from 'weakstil "
+                 "tumorbed apply'); a slide's bed there comes first, before --annotations and --tumorbed."),
+]
+
+
+def expand_slides(patterns: list[str]) -> list[Path]:
+    """Expand globs; a pattern that matches nothing is kept so it fails as 'file not found'.
+
+    A file named twice (or reached twice, e.g. through a symlink or two patterns) is kept once."""
+    out: list[Path] = []
+    seen: set[str] = set()
+    for pattern in patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else []
+        for path in [Path(m) for m in matches] or [Path(pattern)]:
+            real = os.path.realpath(path)
+            if real in seen:
+                log.info("%s: listed more than once; processed once", path)
+                continue
+            seen.add(real)
+            out.append(path)
+    return out
+
+
+# --- synthetic cohorts -------------------------------------------------------------------------
+class SynthLook(str, Enum):
+    """The looks of ``weakstil.synth.LOOKS``, spelled here so the CLI starts without importing the
+    generator (a test checks that both agree)."""
+
+    default = "default"
+    alt = "alt"
+
+
+HardOpt = Annotated[bool, typer.Option(
+    "--hard", help="Real-tissue confounders (dark tumour nuclei, plasma cells, necrosis, lymphoid structures outside "
+    "the bed, DCIS, stain/focus/fold/pen artefacts...), strengths drawn per slide; labels stay exact.")]
+SynthLookOpt = Annotated[SynthLook, typer.Option(
+    "--look", help="Appearance family: default, or alt (other palette, nuclei, textures and scanner optics).")]

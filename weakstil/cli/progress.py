@@ -1,0 +1,110 @@
+"""Logging and progress bars of the commands (rich), and SIGTERM handling."""
+
+from __future__ import annotations
+
+import logging
+
+#: Third-party loggers kept at WARNING.
+QUIET_LOGGERS = ("PIL", "matplotlib", "h5py", "urllib3", "timm", "huggingface_hub")
+
+
+def setup_logging(verbose: bool) -> None:
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], format="%(message)s",
+                        force=True)
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _log_console():
+    """The log handler's console, so log lines print above live bars."""
+    from rich.console import Console
+    from rich.logging import RichHandler
+
+    return next((h.console for h in logging.getLogger().handlers if isinstance(h, RichHandler)), None) or \
+        Console(stderr=True)
+
+
+def epoch_progress():
+    """A rich progress display and an ``on_epoch`` callback feeding it (one bar per fold)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+                        TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=_log_console(),
+                        transient=False)
+    tasks: dict[str, int] = {}
+    lazy = _StartedOnUse(progress)
+
+    def on_epoch(stage: str, epoch: int, max_epochs: int, train_loss: float, val_loss: float, done: bool) -> None:
+        lazy.start()
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=max_epochs, info="")
+        info = f"loss {train_loss:.4f}" + ("" if val_loss != val_loss else f"  val {val_loss:.4f}")
+        progress.update(tasks[stage], completed=max_epochs if done else epoch, info=info)
+
+    return lazy, on_epoch
+
+
+class _StartedOnUse:
+    """A progress display that appears with its first update: a run that fails while checking its
+    inputs prints its error line alone (no empty display before it)."""
+
+    def __init__(self, progress):
+        self.progress = progress
+        self.started = False
+
+    def start(self) -> None:
+        if not self.started:
+            self.progress.start()
+            self.started = True
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.started:
+            self.progress.stop()
+
+
+def bar_progress(unit: str):
+    """A rich progress display on the log console, for loops with a known total; it appears with
+    its first update (a run that fails before prints its error line alone)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return _ShownOnUpdate(Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                   TextColumn(unit), TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                                   console=_log_console(), transient=True))
+
+
+class _ShownOnUpdate:
+    """A rich Progress whose live display starts at the first ``update`` or ``advance``."""
+
+    def __init__(self, progress):
+        self._lazy = _StartedOnUse(progress)
+
+    def __getattr__(self, name: str):
+        if name in ("update", "advance"):
+            self._lazy.start()
+        return getattr(self._lazy.progress, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._lazy.__exit__(*exc)
+
+
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt so temporary outputs are cleaned up on the way out."""
+    import signal
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. called from tests in a thread)
+        pass

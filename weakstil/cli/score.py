@@ -1,0 +1,78 @@
+"""The lab's command ``score`` and the end-to-end ``demo``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from weakstil import settings
+from weakstil.cli.options import (AllowUpsampleOpt, AnnotationsOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, FeaturesOpt,
+                                  ModelDirOpt, OutOpt, ScoreEncoderOpt, SeedOpt, SlideMppOpt, SlidesArg,
+                                  StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt, WeightsOpt, WorkersOpt,
+                                  expand_slides, out_dir)
+from weakstil.decode.modes import DecodeMode
+
+log = logging.getLogger("weakstil")
+
+
+def score(
+    slides: SlidesArg,
+    model: ModelDirOpt,
+    out: OutOpt,
+    features: FeaturesOpt = None,
+    encoder: ScoreEncoderOpt = None,
+    weights: WeightsOpt = None,
+    annotations: AnnotationsOpt = None,
+    tumorbed: TumorBedOpt = None,
+    tumorbed_beds: TumorBedsOpt = None,
+    threshold: StilThresholdOpt = None,
+    slide_mpp: SlideMppOpt = None,
+    allow_upsample: AllowUpsampleOpt = False,
+    device: DeviceOpt = settings.DEVICE,
+    workers: WorkersOpt = settings.DECODE_WORKERS,
+    threads: ThreadsOpt = settings.TORCH_THREADS,
+    decode: DecodeOpt = DecodeMode(settings.DECODE),
+    batch_size: BatchSizeOpt = settings.BATCH_SIZE,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Score every slide again, even finished ones.")] = False,
+) -> None:
+    """Score slides end to end: sTIL% per slide (OUT/results.csv), tile-score heatmaps, HDF5 and
+    QuPath GeoJSON per slide. A rerun only does what is missing or failed. Exit 0 when every
+    slide succeeded (including 'no tumour bed'), 1 otherwise."""
+    from weakstil.errors import UsageError
+    from weakstil.score import STATUS_ERROR, ScoreOptions, score_batch
+
+    if features is not None and features.exists() and not features.is_dir():
+        raise UsageError("--features is a file; it takes the folder of feature caches (made when missing)",
+                         path=features, fix="pass a folder, e.g. the --out of 'weakstil embed'")
+
+    opts = ScoreOptions(model=model, out=out, features=features, encoder=encoder, weights=weights, device=device,
+                        workers=workers, threads=threads, decode=decode.value, batch_size=batch_size,
+                        slide_mpp=slide_mpp,
+                        allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
+                        tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite)
+    paths = expand_slides(slides)
+    rows = score_batch(paths, opts)
+    ok = sum(r["status"] != STATUS_ERROR for r in rows)
+    log.info("%d of %d slides scored -> %s", ok, len(paths), out / "results.csv")
+    if ok < len(paths):
+        raise typer.Exit(1)
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output directory.", callback=out_dir)] = Path("demo_out"),
+    quick: Annotated[bool, typer.Option("--quick", help="A smaller run (under 3 minutes) for tests.")] = False,
+    seed: SeedOpt = settings.SEED,
+    device: DeviceOpt = settings.DEVICE,
+    workers: WorkersOpt = settings.DECODE_WORKERS,
+    threads: ThreadsOpt = settings.TORCH_THREADS,
+    decode: DecodeOpt = DecodeMode(settings.DECODE),
+) -> None:
+    """The whole method on a synthetic cohort: pretraining, embedding, tumour-bed detector, MIL
+    training with cross-validation, scoring of held-out slides, and a metrics table."""
+    from weakstil.demo import format_summary, run_demo
+
+    typer.echo(format_summary(run_demo(out, quick=quick, seed=seed, device=device, workers=workers, threads=threads,
+                                       decode=decode.value)))

@@ -1,0 +1,86 @@
+"""Commands on slides themselves: ``tile``, ``info``, ``synth``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from weakstil import settings
+from weakstil.cli.batch import for_each_slide, unique_ids
+from weakstil.cli.errors import Failures
+from weakstil.cli.options import (AllowUpsampleOpt, HardOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideMppOpt,
+                                  SlidesArg, SynthLook, SynthLookOpt, TileSizeOpt, TissueThresholdOpt, expand_slides,
+                                  in_range, out_dir)
+
+log = logging.getLogger("weakstil")
+
+
+def tile(
+    slides: SlidesArg,
+    out: OutOpt,
+    slide_mpp: SlideMppOpt = None,
+    mpp: MppOpt = settings.MPP,
+    tile_size: TileSizeOpt = settings.TILE_PX,
+    overlap: OverlapOpt = settings.OVERLAP_PX,
+    tissue_threshold: TissueThresholdOpt = settings.TISSUE_THRESHOLD,
+    allow_upsample: AllowUpsampleOpt = False,
+) -> None:
+    """Find tissue and lay a tile grid; write <slide_id>.h5 and an overlay PNG per slide."""
+    from weakstil.files import slide_file
+    from weakstil.outputdir import mark
+    from weakstil.slide import slide_id_from_path
+    from weakstil.tiles import TilingParams, tile_slide_to_dir
+
+    params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
+    failures = Failures()
+    paths = unique_ids(expand_slides(slides), failures)
+
+    def one(path: Path) -> None:
+        h5_path, tiles = tile_slide_to_dir(path, out, params, slide_mpp=slide_mpp, allow_upsample=allow_upsample)
+        mark(out, "tile")
+        log.info("%s: %d tiles -> %s", path, len(tiles.coords), h5_path)
+
+    for_each_slide(paths, failures, lambda p: slide_file(out, slide_id_from_path(p)), one)
+    failures.exit()
+
+
+def info(slides: SlidesArg, slide_mpp: SlideMppOpt = None) -> None:
+    """Print what WeakSTIL sees in each slide: resolution, size, levels, vendor."""
+    from weakstil.slide import Slide
+
+    failures = Failures()
+    for path in expand_slides(slides):
+        with failures.each(path), Slide.open(path, slide_mpp=slide_mpp) as s:
+            typer.echo(s.describe())
+    failures.exit()
+
+
+def synth(
+    out: Annotated[Path, typer.Argument(help="Output directory of the synthetic cohort.", callback=out_dir)],
+    slides: Annotated[int, typer.Option("--slides", "-n", help="Number of slides.",
+                                        callback=in_range(*settings.SYNTH_SLIDES_RANGE))] = 8,
+    seed: SeedOpt = settings.SEED,
+    size_mm: Annotated[
+        tuple[float, float], typer.Option("--size-mm", help="Slide width and height in millimetres.",
+                                          callback=in_range(*settings.SIZE_MM_RANGE, unit="mm"))
+    ] = (2.5, 2.5),
+    groups: Annotated[int, typer.Option("--groups", help="Number of centres (groups) with their own stain look.",
+                                        callback=in_range(*settings.SYNTH_SLIDES_RANGE))] = 4,
+    hard: HardOpt = False,
+    look: SynthLookOpt = SynthLook.default,
+) -> None:
+    """Generate a synthetic H&E cohort with exact sTIL truth (slides, labels.csv, truth masks)."""
+    from weakstil.locks import hold_folder
+    from weakstil.synth import generate_cohort
+
+    from weakstil.outputdir import mark
+
+    with hold_folder(out, "synth"):
+        table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups, hard=hard, look=look.value)
+        mark(out, "synth")
+    high = settings.STIL_THRESHOLD
+    log.info("%d slides, sTIL median %.1f%%, %d%% >= %g%% -> %s", len(table), table["stil"].median(),
+             round(100 * (table["stil"] >= high).mean()), high, out / "labels.csv")

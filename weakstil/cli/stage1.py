@@ -1,0 +1,178 @@
+"""Stage-1 commands: ``encoders``, ``embed``, ``pretrain``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from weakstil import settings
+from weakstil.cli.batch import for_each_slide, unique_ids
+from weakstil.cli.errors import Failures
+from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, EncoderOpt, MppOpt, OutOpt,
+                                  OverlapOpt, OverwriteOpt, SeedOpt, SlideMppOpt, SlidesArg, ThreadsOpt, TileSizeOpt,
+                                  StainNormChoice, StainNormOpt, TissueThresholdOpt, WeightsOpt, WorkersOpt, expand_slides,
+                                  in_range)
+from weakstil.decode.modes import DecodeMode
+from weakstil.errors import UsageError
+from weakstil.cli.progress import bar_progress, interrupt_on_sigterm
+
+log = logging.getLogger("weakstil")
+
+
+def encoders() -> None:
+    """List the built-in encoder cards (name, architecture, embedding size, licence, weights)."""
+    from weakstil.encoders import list_cards
+
+    for card in list_cards():
+        typer.echo(card.summary())
+
+
+def embed(
+    slides: SlidesArg,
+    out: OutOpt,
+    encoder: EncoderOpt,
+    weights: WeightsOpt = None,
+    batch_size: BatchSizeOpt = settings.BATCH_SIZE,
+    workers: WorkersOpt = settings.DECODE_WORKERS,
+    threads: ThreadsOpt = settings.TORCH_THREADS,
+    decode: DecodeOpt = DecodeMode(settings.DECODE),
+    device: DeviceOpt = settings.DEVICE,
+    slide_mpp: SlideMppOpt = None,
+    mpp: MppOpt = settings.MPP,
+    tile_size: TileSizeOpt = settings.TILE_PX,
+    overlap: OverlapOpt = settings.OVERLAP_PX,
+    tissue_threshold: TissueThresholdOpt = settings.TISSUE_THRESHOLD,
+    allow_upsample: AllowUpsampleOpt = False,
+    overwrite: OverwriteOpt = False,
+    seed: SeedOpt = settings.SEED,
+    stain_norm: StainNormOpt = StainNormChoice(settings.STAIN_NORM),
+) -> None:
+    """Embed every tissue tile with an encoder: OUT/<slide_id>.h5 with features, coords and provenance.
+
+    A slide whose complete cache was made with the same encoder, weights and tiling is skipped."""
+    interrupt_on_sigterm()
+    from weakstil.embed import cache_path, embed_slide, open_encoder
+    from weakstil.outputdir import mark
+    from weakstil.tiles import TilingParams
+
+    params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
+    enc, planner = open_encoder(encoder, weights, device, workers=workers, threads=threads, batch_size=batch_size,
+                                seed=seed, stain_norm=stain_norm.value)
+    log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; decoding: %s", enc.name, enc.card.model, enc.embed_dim,
+             enc.weights_sha256[:12], enc.device, enc.precision, decode.value)
+    check_embed_memory(enc, batch_size, tile_size, workers)
+    failures = Failures()
+    paths = unique_ids(expand_slides(slides), failures)
+    with bar_progress("tiles") as progress:
+        def one(path: Path) -> None:
+            task = progress.add_task(path.name, total=None, info="")
+
+            def on_batch(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            try:
+                r = embed_slide(path, enc, cache_path(out, path), params, slide_mpp=slide_mpp,
+                                allow_upsample=allow_upsample, batch_size=batch_size, overwrite=overwrite, seed=seed,
+                                progress=on_batch, decode=decode.value, planner=planner)
+            finally:
+                progress.remove_task(task)
+            mark(out, "embed")
+            if r.skipped:
+                log.info("%s: up to date (%d tiles) -> %s", path, r.n_tiles, r.path)
+            else:
+                log.info("%s: %d tiles x %d -> %s (%.0f tiles/s)", path, r.n_tiles, enc.embed_dim, r.path,
+                         r.tiles_per_s)
+
+        for_each_slide(paths, failures, lambda p: cache_path(out, p), one)
+    failures.exit()
+
+
+def check_embed_memory(enc, batch_size: int, tile_px: int, workers: int) -> None:
+    """Refuse a batch whose decoded tiles and activations do not fit in memory (a usage error)."""
+    from weakstil.resources import activation_cost, check_memory, decode_ring_slots, embed_bytes
+
+    cost = activation_cost(enc.model, enc.input_px, enc.input_px)
+    buffers = decode_ring_slots(batch_size, tile_px, workers)
+    check_memory(embed_bytes(cost, batch_size, tile_px, enc.input_px, buffers=buffers), enc.device,
+                 what=f"embedding batches of {batch_size} tiles of {tile_px} px", fix="lower --batch-size")
+
+
+def pretrain(
+    slides: SlidesArg,
+    out: OutOpt,
+    encoder: EncoderOpt = "small-cnn",
+    weights: Annotated[
+        Optional[str], typer.Option("--weights", help="Start from these weights (default: random init).")
+    ] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", help="Optimisation steps in total (default 200).",
+                                                 callback=in_range(1, 10_000_000))] = None,
+    epochs: Annotated[
+        Optional[float], typer.Option("--epochs", help="Instead of --steps: passes over the sampled tiles.",
+                                      callback=in_range(0.0, 100_000.0, low_open=True))
+    ] = None,
+    batch_size: Annotated[int, typer.Option(
+        "--batch-size", help="Tiles per batch (at least 2: SimCLR contrasts the tiles of a batch).",
+        callback=in_range(settings.PRETRAIN_BATCH_MIN, settings.BATCH_SIZE_RANGE[1],
+                          why="SimCLR contrasts each tile with the other tiles of its batch, so a batch needs at "
+                              "least 2"))] = settings.BATCH_SIZE,
+    tiles_per_slide: Annotated[int, typer.Option("--tiles-per-slide", help="Random tissue tiles kept per slide.",
+                                                 callback=in_range(1, 1_000_000))] = 256,
+    crop_px: Annotated[int, typer.Option("--crop-px", help="Side of the augmented views in pixels.",
+                                         callback=in_range(*settings.CROP_PX_RANGE, unit="px"))] = 128,
+    lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, cosine schedule).",
+                                      callback=in_range(*settings.LR_RANGE, low_open=True))] = 1e-3,
+    seed: SeedOpt = settings.SEED,
+    device: DeviceOpt = settings.DEVICE,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run saved in --out.")] = False,
+    workers: WorkersOpt = settings.DECODE_WORKERS,
+    threads: ThreadsOpt = settings.TORCH_THREADS,
+    slide_mpp: SlideMppOpt = None,
+    mpp: MppOpt = settings.MPP,
+    tile_size: TileSizeOpt = settings.TILE_PX,
+    tissue_threshold: TissueThresholdOpt = settings.TISSUE_THRESHOLD,
+    allow_upsample: AllowUpsampleOpt = False,
+    stain_norm: StainNormOpt = StainNormChoice(settings.STAIN_NORM),
+) -> None:
+    """Self-supervised pretraining (SimCLR, H&E-aware augmentation) of an encoder on tissue tiles.
+
+    Writes OUT/model.safetensors and OUT/card.yaml (use OUT as 'weakstil embed --encoder OUT'),
+    and a checkpoint for --resume."""
+    interrupt_on_sigterm()
+    from weakstil.locks import hold_folder
+    from weakstil.outputdir import mark
+    from weakstil.pretrain import PretrainConfig
+    from weakstil.pretrain import pretrain as run_pretrain
+    from weakstil.runtime import cpu_count, resolve_device
+    from weakstil.tiles import TilingParams
+
+    if steps is not None and epochs is not None:
+        raise UsageError("give --steps or --epochs, not both", fix="drop one of them")
+    TilingParams(mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold)  # the ranges, before any work
+
+    failures = Failures()
+    dev = resolve_device(device)
+    n_workers = workers or cpu_count()  # tiles are read once, before training: decoding may use every core
+    if threads:  # else training keeps torch's own thread count (all cores, or OMP_NUM_THREADS when set)
+        import torch
+
+        torch.set_num_threads(threads)
+    cfg = PretrainConfig(encoder=encoder, init_weights=weights or "random", steps=steps, epochs=epochs,
+                         batch_size=batch_size, tiles_per_slide=tiles_per_slide, crop_px=crop_px, lr=lr,
+                         seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold,
+                         stain_norm=stain_norm.value)
+    with hold_folder(out, "pretrain"), bar_progress("steps") as progress:
+        task = progress.add_task("pretrain", total=None, info="")
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            progress.update(task, completed=step, total=total, info=f"loss {loss:.3f}")
+
+        result = run_pretrain(unique_ids(expand_slides(slides), failures), out, cfg, device=str(dev), resume=resume,
+                              slide_mpp=slide_mpp, allow_upsample=allow_upsample, workers=n_workers,
+                              on_step=on_step, on_slide_error=lambda path, exc: failures.add(exc.one_line()))
+        mark(out, "pretrain")
+    log.info("encoder '%s': %d steps on %d tiles, loss %.3f, weights sha256 %s -> %s", result.card.name,
+             result.steps, result.n_tiles, result.final_loss, result.weights_sha256[:12], out)
+    failures.exit()

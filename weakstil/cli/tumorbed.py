@@ -1,0 +1,82 @@
+"""``weakstil tumorbed train`` and ``weakstil tumorbed apply``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from weakstil import settings
+from weakstil.cli.batch import for_each_slide, unique_ids
+from weakstil.cli.errors import Failures
+from weakstil.cli.options import (AnnotationsDirOpt, AnnotationsOpt, FeatureFilesArg, FeaturesDirOpt,
+                                  OutOpt, SeedOpt, TumorBedOpt, expand_slides, in_range)
+
+log = logging.getLogger("weakstil")
+
+HELP = ("Tumour-bed detection: train a detector from a few annotated slides; apply annotations or a detector to "
+        "slides, one checkable bed per slide.")
+
+
+def tumorbed_train(
+    features: FeaturesDirOpt,
+    annotations: AnnotationsDirOpt,
+    out: OutOpt,
+    max_slides: Annotated[int, typer.Option("--max-slides", help="Use at most this many annotated slides.",
+                                            callback=in_range(1, 100_000))] = 10,
+    seed: SeedOpt = settings.SEED,
+    cohort: Annotated[Optional[Path], typer.Option("--cohort", help="Only this cohort CSV's slides, in its order "
+                                                   "(default: every slide in --features).")] = None,
+) -> None:
+    """Train a tumour-bed detector (tile classifier on embeddings + spatial smoothing and closing)
+    from slides with annotations; writes OUT/model.safetensors + OUT/model.json."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.locks import hold_folder
+    from weakstil.outputdir import mark
+    from weakstil.tumorbed.detector import train_tumorbed_from_cache
+
+    for folder, what, made_by in ((features, "feature cache folder", "the --out folder of 'weakstil embed'"),
+                                  (annotations, "annotation folder", "the folder of <slide_id>.geojson/.xml files")):
+        if not folder.is_dir():
+            raise WeakSTILError(f"{what} not found" if not folder.exists() else f"is not a folder (the {what})",
+                                path=folder, fix=f"pass {made_by}")
+    slide_ids = None
+    if cohort is not None:  # a shared feature folder may also hold slides outside the cohort
+        from weakstil.cohort import read_cohort
+
+        slide_ids = read_cohort(cohort, check_files=False).slide_ids
+    model = train_tumorbed_from_cache(features, annotations, slide_ids=slide_ids, max_slides=max_slides, seed=seed)
+    with hold_folder(out, "tumorbed train"):
+        model.save(out)
+        mark(out, "tumorbed train")
+    log.info("tumour-bed detector from %d slides (leave-one-slide-out Dice %.3f) -> %s",
+             model.meta["n_slides"], model.meta["cv_dice"], out)
+
+
+def tumorbed_apply(
+    features: FeatureFilesArg,
+    out: OutOpt,
+    annotations: AnnotationsOpt = None,
+    tumorbed: TumorBedOpt = None,
+) -> None:
+    """Each slide's tumour bed (annotation > detector > whole tissue), written once for checking
+    and reuse: OUT/<slide_id>.h5 (per-tile flags, mask, provenance) and OUT/<slide_id>.geojson
+    (QuPath outline). Pass OUT as --tumorbed-beds to train, evaluate and score."""
+    from weakstil.files import slide_file
+    from weakstil.outputdir import mark
+    from weakstil.tumorbed.apply import apply_tumorbed
+    from weakstil.tumorbed.resolver import BedSources
+
+    sources = BedSources.open(annotations=annotations, detector=tumorbed)
+    failures = Failures()
+    paths = unique_ids(expand_slides(features), failures, id_of=lambda p: Path(p).stem)
+
+    def one(path: Path) -> None:
+        applied = apply_tumorbed(path, out, sources)
+        mark(out, "tumorbed apply")
+        typer.echo(applied.summary())
+
+    for_each_slide(paths, failures, lambda p: slide_file(out, Path(p).stem), one)
+    failures.exit()

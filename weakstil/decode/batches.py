@@ -1,0 +1,235 @@
+"""Tile batches for the encoder: picks the read path and the split of the CPUs, and says what it did.
+
+:func:`tile_batches` is what :func:`weakstil.embed.embed_slide` calls: per slide it decides
+
+* the read path: JPEG tiles decoded here (CPU, libjpeg-turbo), on the GPU (nvJPEG), or OpenSlide
+  (``--decode cpu|gpu|auto``; auto = the GPU when the encoder runs on CUDA and the level is JPEG);
+* on the CPU path, the decode workers and torch threads (:class:`ThreadPlanner`, measured once per
+  run and read path), with one pool of worker processes kept for the whole run;
+
+and returns the batches plus a provenance dict (``decode`` attribute of the feature file).
+
+Cache-key policy: the read path is *not* part of the feature cache key. Every path gives the
+OpenSlide path's tiles within JPEG-decoder tolerance (bit-exact at DCT scale 1 on the CPU; features
+within cosine 0.999 on the DCT-scaled and GPU paths, tested in ``tests/test_decode.py`` and
+``benchmarks/gpu_check.py``), the same tolerance as running the encoder on another device, which
+the key does not include either. A cache made on a GPU node is therefore reused on a laptop; the
+``decode`` attribute records which path made it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from weakstil.decode.modes import DecodeMode
+from weakstil.decode.plan import ThreadPlan, measure_decode, measure_encoder, plan_cpu, plan_cuda
+from weakstil.decode.readers import ReadPath, ReadSpec, plan_reader
+from weakstil.decode.workers import DecodePool, DecodeStats, iter_batches_inline
+from weakstil.runtime import cpu_count
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.encoders.factory import Encoder
+    from weakstil.slide import Slide
+
+log = logging.getLogger(__name__)
+
+
+# -- one pool per process ---------------------------------------------------------------
+_POOL: DecodePool | None = None
+
+
+def shared_pool(workers: int) -> DecodePool:
+    """The process's decode pool with ``workers`` processes (restarted when the number changes)."""
+    global _POOL
+    if _POOL is not None and (_POOL.n != workers):
+        _POOL.close()
+        _POOL = None
+    if _POOL is None:
+        _POOL = DecodePool(workers)
+    return _POOL
+
+
+@atexit.register
+def close_shared_pool() -> None:
+    global _POOL
+    if _POOL is not None:
+        _POOL.close()
+        _POOL = None
+
+
+# -- planning ---------------------------------------------------------------------------
+#: Slides of at most this many batches are not worth measuring a plan on.
+SMALL_SLIDE_BATCHES = 2
+
+class ThreadPlanner:
+    """Plans ``(decode workers, torch threads)`` for an encoder, measured on the first slide of
+    each read path (see :mod:`weakstil.decode.plan`), and applies the torch thread count."""
+
+    def __init__(self, encoder: Encoder, batch_size: int = 64, workers: int | None = None,
+                 threads: int | None = None, cpus: int | None = None):
+        self.encoder = encoder
+        self.batch_size = batch_size
+        self.workers = workers or None
+        self.threads = threads or None
+        self.cpus = cpus or cpu_count()
+        self._encoder_rates: dict[int, float] | None = None
+        self._plans: dict[tuple, ThreadPlan] = {}
+
+    def _encoder_probe(self, tile_px: int) -> dict[int, float]:
+        import torch
+
+        from weakstil.decode.plan import thread_candidates
+
+        if self._encoder_rates is None:
+            b = min(self.batch_size, 16)
+            tiles = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (b, tile_px, tile_px, 3),
+                                                                         dtype=np.uint8))
+            enc = self.encoder
+
+            def run(n: int) -> None:
+                with torch.inference_mode():
+                    enc.forward(enc.transform(tiles[:n]))
+
+            threads = [self.threads] if self.threads else thread_candidates(self.cpus)
+            self._encoder_rates = measure_encoder(run, threads, b)
+        return self._encoder_rates
+
+    def plan(self, spec: ReadSpec, coords: np.ndarray) -> ThreadPlan:
+        import torch
+
+        key = (spec.path, spec.jpeg.reduce if spec.jpeg else 0, spec.tile_px)
+        if key not in self._plans and self.encoder.device.type != "cuda" and not (self.workers and self.threads) \
+                and len(coords) <= SMALL_SLIDE_BATCHES * self.batch_size:
+            # measuring would cost more than it saves; a later, bigger slide is measured
+            p = ThreadPlan(self.workers or 1, self.threads or self.cpus, self.cpus, "small slide")
+            torch.set_num_threads(p.threads)
+            return p
+        if key not in self._plans:
+            if self.encoder.device.type == "cuda":
+                p = plan_cuda(self.cpus, self.workers, self.threads)
+            elif self.workers and self.threads:
+                p = ThreadPlan(self.workers, self.threads, self.cpus, "given")
+            else:
+                reader = spec.open()
+                try:
+                    decode = measure_decode(reader.read_batch, coords[len(coords) // 4:], spec.tile_px)
+                finally:
+                    reader.close()
+                p = plan_cpu(decode, self._encoder_probe(spec.tile_px), self.cpus, self.workers, self.threads)
+            log.info("plan (%s): %d decode worker(s), %d torch thread(s) on %d CPU(s) [%s; decode %.0f tiles/s per "
+                     "worker, predicted %.0f tiles/s]", spec.path.value, p.workers, p.threads, p.cpus, p.source,
+                     p.decode_tiles_per_s, p.predicted_tiles_per_s)
+            self._plans[key] = p
+        p = self._plans[key]
+        torch.set_num_threads(p.threads)
+        return p
+
+
+# -- batches ----------------------------------------------------------------------------
+def tile_batches(slide: Slide, coords: np.ndarray, tile_px: int, mpp: float, encoder: Encoder, *,
+                 batch_size: int = 64, decode: str | DecodeMode = DecodeMode.AUTO, workers: int = 1,
+                 planner: ThreadPlanner | None = None, prefetch: int | None = None,
+                 ) -> tuple[Iterator[tuple[int, Any]], Callable[[], dict[str, Any]]]:
+    """``(batches, provenance)`` for one slide: ``batches`` yields ``(start, uint8 (b, px, px, 3))``
+    (numpy, or a tensor on the encoder's device on the GPU path) in order; ``provenance()`` is the
+    ``decode`` record, complete once the batches are consumed.
+
+    ``workers``: decode processes (0: decode in this process); ignored when ``planner`` is given.
+    """
+    import torch
+
+    mode = DecodeMode(decode)
+    dev = encoder.device
+    spec = plan_reader(slide, mpp, tile_px)
+    record: dict[str, Any] = {"mode": mode.value}
+    gpu_reason = _gpu_reason(mode, spec, dev)
+    if gpu_reason is None:
+        from weakstil.decode.gpu import GpuTileBatches, full_scale
+
+        gpu = GpuTileBatches(spec.jpeg, coords, tile_px, batch_size, dev)
+        record.update(path=ReadPath.NVJPEG.value, decoder="torchvision.io.decode_jpeg (nvJPEG)",
+                      **{k: v for k, v in full_scale(spec.jpeg).describe().items()},
+                      torch_threads=torch.get_num_threads())
+        return _gpu_with_fallback(gpu, slide, spec, coords, batch_size, encoder, record, planner, workers,
+                                  prefetch), lambda: record
+    record["gpu"] = gpu_reason
+    plan = planner.plan(spec, coords) if planner is not None else None
+    n_workers = plan.workers if plan is not None else max(0, int(workers))
+    stats = DecodeStats()
+    if n_workers >= 1:
+        batches = shared_pool(n_workers).batches(spec, coords, batch_size, prefetch=prefetch,
+                                                 pin_memory=dev.type == "cuda", stats=stats)
+    else:
+        batches = iter_batches_inline(spec, coords, batch_size, stats=stats)
+    record.update(spec.describe())
+    record["torch_threads"] = torch.get_num_threads()
+    if plan is not None:
+        record["plan"] = plan.to_dict()
+
+    def provenance() -> dict[str, Any]:
+        out = dict(record)
+        out.update(path=stats.path or out["path"], decoder=stats.decoder or out.get("decoder"))
+        out["stats"] = stats.to_dict()
+        return out
+
+    return batches, provenance
+
+
+def _gpu_reason(mode: DecodeMode, spec: ReadSpec, dev) -> str | None:
+    """None when the GPU path is used; else why not."""
+    if mode == DecodeMode.CPU:
+        return "--decode cpu"
+    if dev.type != "cuda":
+        return "the encoder runs on the CPU"
+    if spec.jpeg is None:
+        return f"not JPEG tiles ({spec.reason})"
+    from weakstil.decode.gpu import gpu_problem
+
+    problem = gpu_problem(spec.jpeg, dev)
+    if problem and mode == DecodeMode.GPU:
+        log.warning("%s: --decode gpu not possible (%s); decoding on the CPU", spec.slide_path, problem)
+    return problem
+
+
+def _gpu_with_fallback(gpu, slide: Slide, spec: ReadSpec, coords: np.ndarray, batch_size: int, encoder: Encoder,
+                       record: dict, planner: ThreadPlanner | None, workers: int, prefetch: int | None
+                       ) -> Iterator[tuple[int, Any]]:
+    """The GPU batches; if the GPU cannot decode the first batch, the CPU path for the whole slide."""
+    from weakstil.decode.gpu import GpuDecodeUnavailable
+
+    it = iter(gpu)
+    try:
+        try:
+            first = next(it)
+        except StopIteration:
+            return
+        except (GpuDecodeUnavailable, RuntimeError) as exc:
+            log.warning("%s: GPU decoding failed (%s); decoding on the CPU", slide.path, exc)
+            gpu.close()
+            batches, prov = tile_batches(slide, coords, spec.tile_px, spec.mpp, encoder, batch_size=batch_size,
+                                         decode=DecodeMode.CPU, workers=workers, planner=planner,
+                                         prefetch=prefetch)
+            try:
+                yield from batches
+            finally:
+                record.clear()
+                record.update(prov())
+                record["mode"] = "gpu"
+                record["gpu"] = f"failed: {exc}"
+            return
+        yield first
+        yield from it
+        record["tiles_decoded"] = gpu.tiles_decoded
+    finally:
+        it.close()
+        gpu.close()
+
+
+def provenance_json(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, default=str)

@@ -1,0 +1,157 @@
+"""How many decode workers and torch threads: planned from the measured cost of each stage.
+
+On a CPU-only machine both stages compete for the same cores. A heavy encoder (ResNet-50:
+~100 ms of CPU per tile) needs every core and leaves decoding (~1 ms per tile) a few per cent
+of one, so the best plan runs torch on all cores with one decode worker beside it; a light
+encoder (small-cnn: ~2 ms per tile) needs a real share of the cores for decoding. So the plan is
+measured, once per run and read path, on the slide itself:
+
+* ``decode``: tiles/s of one decode worker (the slide's first tiles, decoded in this process);
+* ``encoder(t)``: tiles/s of the encoder alone with ``t`` torch threads (random tiles, every
+  ``t`` on machines of up to 8 CPUs, else 1, 2, 4, ... and all, interpolated);
+
+and the predicted end-to-end rate of ``w`` workers and ``t`` threads on ``C`` cores is
+
+    min(encoder(t), w * decode, C / (1 / decode + t / encoder(t)))
+
+(each stage alone, and the CPU time both need per tile against the cores there are). The plan
+with the highest prediction wins; ties go to fewer processes and threads. On CUDA the encoder does
+not use the cores: decoding gets all but one (``--decode cpu``), torch a few threads.
+``--workers`` / ``--threads`` fix either number; the other is still planned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Seconds spent measuring each encoder thread count (after one warm-up call).
+ENCODER_PROBE_S = 0.4
+#: Seconds of decoding measured.
+DECODE_PROBE_S = 0.3
+
+
+@dataclass
+class ThreadPlan:
+    """The split, and what it was based on (recorded in every feature file)."""
+
+    workers: int
+    threads: int
+    cpus: int
+    source: str  #: "measured", "cuda", "given" or "fallback"
+    decode_tiles_per_s: float = float("nan")  #: one worker
+    encoder_tiles_per_s: dict[int, float] = field(default_factory=dict)  #: per torch thread count
+    predicted_tiles_per_s: float = float("nan")
+
+    def to_dict(self) -> dict[str, object]:
+        d = asdict(self)
+        d["encoder_tiles_per_s"] = {str(k): round(v, 2) for k, v in self.encoder_tiles_per_s.items()}
+        for k in ("decode_tiles_per_s", "predicted_tiles_per_s"):
+            d[k] = None if not np.isfinite(d[k]) else round(float(d[k]), 2)
+        return d
+
+
+def predict(workers: int, threads: int, cpus: int, decode: float, encoder: dict[int, float]) -> float:
+    """Predicted end-to-end tiles/s (see the module docstring)."""
+    e = encoder[threads]
+    return min(e, workers * decode, cpus / (1.0 / decode + threads / e))
+
+
+def thread_candidates(cpus: int) -> list[int]:
+    if cpus <= 8:
+        return list(range(1, cpus + 1))
+    out, t = [], 1
+    while t < cpus:
+        out.append(t)
+        t *= 2
+    return out + [cpus]
+
+
+def interpolate_rates(measured: dict[int, float], cpus: int) -> dict[int, float]:
+    """Rates for every thread count 1..cpus from a few measured ones (linear in between)."""
+    ks = sorted(measured)
+    xs = np.array(ks, float)
+    ys = np.array([measured[k] for k in ks], float)
+    return {t: measured.get(t, float(np.interp(t, xs, ys))) for t in range(1, cpus + 1)}
+
+
+def choose(cpus: int, decode: float, encoder: dict[int, float], workers: int | None = None,
+           threads: int | None = None) -> tuple[int, int, float]:
+    """``(workers, threads, predicted)`` maximising :func:`predict` (``workers``/``threads`` fixed
+    when given)."""
+    best: tuple[float, int, int] | None = None
+    if threads and threads not in encoder:  # more threads than CPUs: as fast as all CPUs
+        encoder = {**encoder, threads: encoder[max(encoder)]}
+    for t in ([threads] if threads else range(1, cpus + 1)):
+        for w in ([workers] if workers else range(1, cpus + 1)):
+            r = predict(w, t, cpus, decode, encoder)
+            # 1 % slack: a plan must be clearly faster to justify more processes or threads
+            if best is None or r > best[0] * 1.01:
+                best = (r, w, t)
+    assert best is not None
+    return best[1], best[2], best[0]
+
+
+def measure_encoder(run_batch: Callable[[int], None], threads: list[int], batch: int,
+                    seconds: float = ENCODER_PROBE_S) -> dict[int, float]:
+    """Tiles/s of ``run_batch(batch)`` with each torch thread count (the current count is restored)."""
+    import torch
+
+    before = torch.get_num_threads()
+    rates: dict[int, float] = {}
+    try:
+        for i, t in enumerate(sorted(threads, reverse=True)):
+            torch.set_num_threads(t)
+            if i == 0:  # one warm-up (oneDNN primitives), with the most threads: the fastest
+                run_batch(batch)
+            n, t0 = 0, time.perf_counter()
+            while True:
+                run_batch(batch)
+                n += batch
+                if time.perf_counter() - t0 >= seconds:
+                    break
+            rates[t] = n / (time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(before)
+    return rates
+
+
+def measure_decode(read: Callable[[np.ndarray, np.ndarray], None], coords: np.ndarray, tile_px: int,
+                   seconds: float = DECODE_PROBE_S) -> float:
+    """Tiles/s of one decoder reading ``coords`` once, in order (as a worker reads a batch: neighbours
+    share JPEG tiles), for about ``seconds``, in this process."""
+    if len(coords) == 0:
+        return float("nan")
+    out = np.empty((8, tile_px, tile_px, 3), np.uint8)
+    n, t0 = 0, time.perf_counter()
+    for i in range(0, len(coords), 8):
+        part = coords[i:i + 8]
+        read(part, out[:len(part)])
+        n += len(part)
+        if time.perf_counter() - t0 >= seconds:
+            break
+    return n / (time.perf_counter() - t0)
+
+
+def plan_cuda(cpus: int, workers: int | None = None, threads: int | None = None) -> ThreadPlan:
+    w = workers or max(1, min(16, cpus - 1))
+    t = threads or max(1, min(4, cpus - w))
+    return ThreadPlan(w, t, cpus, "cuda" if not (workers and threads) else "given")
+
+
+def plan_cpu(decode: float, encoder: dict[int, float], cpus: int, workers: int | None = None,
+             threads: int | None = None) -> ThreadPlan:
+    """The CPU plan from measured rates (``encoder`` may hold only some thread counts)."""
+    rates = interpolate_rates(encoder, cpus) if encoder else {}
+    if not rates or not np.isfinite(decode) or decode <= 0:
+        w = workers or max(1, cpus // 3)
+        return ThreadPlan(w, threads or max(1, cpus - w), cpus, "fallback")
+    w, t, r = choose(cpus, decode, rates, workers, threads)
+    source = "given" if workers and threads else "measured"
+    return ThreadPlan(w, t, cpus, source, decode, encoder, r)

@@ -1,0 +1,122 @@
+"""The shared-memory ring decode workers write batches into (``/dev/shm/weakstil-<pid>-...``),
+created and unlinked by the main process only, optionally page-locked for asynchronous copies to
+the GPU."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import numpy as np
+
+#: Name prefix of our shared-memory segments (``/dev/shm/weakstil-...``).
+SHM_PREFIX = "weakstil-"
+#: Bounds on the ring's size (bytes); within them 1/16 of the RAM and half of /dev/shm's free space.
+RING_MIN_BYTES = 256 << 20
+RING_MAX_BYTES = 2 << 30
+
+
+def attach_shm(name: str):
+    """Attach to an existing segment without registering it with the resource tracker (the
+    creator owns it: a worker's tracker entry would unlink it under the owner, or warn)."""
+    from multiprocessing import resource_tracker, shared_memory
+
+    try:
+        return shared_memory.SharedMemory(name=name, track=False)  # Python >= 3.13
+    except TypeError:
+        register = resource_tracker.register
+        resource_tracker.register = lambda *a, **k: None  # this process only (a worker)
+        try:
+            return shared_memory.SharedMemory(name=name)
+        finally:
+            resource_tracker.register = register
+
+
+def leaked_segments(pid: int | None = None) -> list[str]:
+    """Our segments in ``/dev/shm`` (tests: must be empty after every run); ``pid``: only those
+    that process created (other runs on the machine have their own)."""
+    prefix = SHM_PREFIX if pid is None else f"{SHM_PREFIX}{pid}-"
+    try:
+        return sorted(n for n in os.listdir("/dev/shm") if n.startswith(prefix))
+    except FileNotFoundError:  # not Linux
+        return []
+
+
+class Ring:
+    """``n`` batch slots of ``(batch, px, px, 3)`` uint8 in one shared-memory segment."""
+
+    def __init__(self, n: int, batch: int, px: int, pin_memory: bool = False):
+        from multiprocessing import shared_memory
+
+        self.shape = (n, batch, px, px, 3)
+        size = int(np.prod(self.shape))
+        self.shm = shared_memory.SharedMemory(name=f"{SHM_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}",
+                                              create=True, size=size)
+        self.array = np.ndarray(self.shape, np.uint8, buffer=self.shm.buf)
+        self._pinned = False
+        self.pin_requested = bool(pin_memory)  # tried once: a refusal is not retried slide after slide
+        if pin_memory:
+            self._pinned = _cuda_host_register(self.array)
+
+    @property
+    def name(self) -> str:
+        return self.shm.name
+
+    @property
+    def pinned(self) -> bool:
+        return self._pinned
+
+    def fits(self, n: int, batch: int, px: int, pin_memory: bool) -> bool:
+        """Can this ring serve a slide needing ``n`` slots of ``batch`` tiles of ``px``?"""
+        return self.array is not None and self.shape[0] >= n and self.shape[1:3] == (batch, px) \
+            and (self.pin_requested or not pin_memory)
+
+    def close(self) -> None:
+        if self._pinned:
+            _cuda_host_unregister(self.array)
+            self._pinned = False
+        self.array = None  # type: ignore[assignment]
+        try:
+            self.shm.close()
+        except BufferError:  # a consumer still holds a view: the mapping goes with it
+            pass
+        try:
+            self.shm.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def ring_max_bytes() -> int:
+    """How big the ring may be here: 1/16 of the RAM and half of /dev/shm's free space, within
+    [RING_MIN_BYTES, RING_MAX_BYTES] (a small /dev/shm, e.g. a container's, wins over the minimum)."""
+    cap = RING_MAX_BYTES
+    try:
+        cap = min(cap, max(RING_MIN_BYTES, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 16))
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        st = os.statvfs("/dev/shm")
+        cap = min(cap, st.f_bavail * st.f_frsize // 2)
+    except (OSError, AttributeError):
+        pass
+    return max(cap, 1)
+
+
+def _cuda_host_register(arr: np.ndarray) -> bool:
+    """Page-lock a buffer for asynchronous host->GPU copies (best effort)."""
+    try:
+        import torch
+
+        rc = torch.cuda.cudart().cudaHostRegister(arr.ctypes.data, arr.nbytes, 0)
+        return int(rc) == 0 if not hasattr(rc, "value") else rc.value == 0
+    except Exception:  # no CUDA, or registration refused: plain (pageable) copies
+        return False
+
+
+def _cuda_host_unregister(arr: np.ndarray) -> None:
+    try:
+        import torch
+
+        torch.cuda.cudart().cudaHostUnregister(arr.ctypes.data)
+    except Exception:
+        pass

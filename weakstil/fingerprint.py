@@ -1,0 +1,105 @@
+"""A slide's identity from its content: the fingerprint recorded in every per-slide output.
+
+Outputs are named after the slide file (``S1.svs`` -> ``S1.h5``), so a name says nothing about
+which scan it is: two scanners, a rescan, or two cohorts with ``slide_001.svs`` give one name to
+different slides. Every per-slide file therefore records ``slide_fingerprint`` and is reused
+(feature caches, scores, tumour beds, tile overlays) only when the slide at hand has the same one.
+
+The fingerprint is the SHA-256 of
+
+* the file's size in bytes,
+* the level-0 width and height, the number of pyramid levels and the µm/px of the metadata,
+* OpenSlide's ``openslide.quickhash-1`` when the format has one (a hash OpenSlide computes on
+  opening, over the slide's properties and the pixel data of its lowest-resolution level; for
+  multi-file formats such as MRXS it covers the data files, which the file read below does not),
+* the bytes of 10 blocks of 64 KiB at fixed places in the file: its head (the TIFF header and
+  first directories, where scanners record the barcode, scan date and time), its tail, and 8
+  evenly spaced offsets in between (compressed tile data).
+
+That is under 1 MB read from any file, whatever its size: a few milliseconds, even for a 3 GB
+slide on a network share. It tells apart two different scans: the compressed tiles of two scans
+differ in practically every byte (sensor noise alone sees to that), so any interior block
+differs, as do the scan times in the header. It stays the same when a file is copied, moved or
+renamed, so caches follow the slide. It is not a hash of every byte: an edit that changes
+neither the size, the header, the tail, the sampled blocks nor the thumbnail level goes
+unnoticed — that is deliberate tampering, not a different slide.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Attribute (HDF5) and column name of the fingerprint.
+ATTR = "slide_fingerprint"
+#: Bumped when what is read changes; a fingerprint of another version counts as none.
+VERSION = "wsfp1"
+BLOCK = 64 * 1024
+INTERIOR_BLOCKS = 8
+
+
+def file_fingerprint(path: str | Path, *, dimensions: tuple[int, int] | None = None, levels: int | None = None,
+                     mpp: float | None = None, quickhash: str | None = None) -> str:
+    """The fingerprint of ``path`` given what the slide reader says about it (see the module)."""
+    path = Path(path)
+    size = os.path.getsize(path)
+    h = hashlib.sha256()
+    h.update(json.dumps({"size": size, "dimensions": list(dimensions) if dimensions else None, "levels": levels,
+                         "mpp": None if mpp is None else round(float(mpp), 6), "quickhash": quickhash},
+                        sort_keys=True).encode())
+    offsets = [0, *(size * i // (INTERIOR_BLOCKS + 1) for i in range(1, INTERIOR_BLOCKS + 1)), max(0, size - BLOCK)]
+    with open(path, "rb") as fh:
+        for offset in offsets:
+            fh.seek(offset)
+            h.update(fh.read(BLOCK))
+    return f"{VERSION}:{h.hexdigest()}"
+
+
+def backend_fingerprint(backend: Any) -> str:
+    """The fingerprint of an open slide backend (:mod:`weakstil.slide_backend`)."""
+    props = backend.properties
+    return file_fingerprint(backend.path, dimensions=tuple(backend.dimensions), levels=int(backend.level_count),
+                            mpp=backend.mpp, quickhash=props.get("openslide.quickhash-1"))
+
+
+def slide_fingerprint(path: str | Path) -> str | None:
+    """The fingerprint of the slide file at ``path``; ``None`` when it cannot be opened (the
+    command reading it then reports why)."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.slide_backend import open_backend
+
+    try:
+        backend = open_backend(Path(path))
+    except (WeakSTILError, OSError):
+        return None
+    try:
+        return backend_fingerprint(backend)
+    except OSError:
+        return None
+    finally:
+        backend.close()
+
+
+def recorded(attrs: dict[str, Any]) -> str | None:
+    """The fingerprint an output records (``None``: none, or one of another version)."""
+    value = attrs.get(ATTR)
+    return str(value) if value and str(value).startswith(f"{VERSION}:") else None
+
+
+def why_stale(attrs: dict[str, Any], current: str | None) -> str | None:
+    """Why an output recording ``attrs`` is not for the slide whose fingerprint is ``current``,
+    or ``None`` when it is (or when the slide cannot be fingerprinted)."""
+    if current is None:
+        return None
+    mine = recorded(attrs)
+    if mine is None:
+        return "has no slide fingerprint (written by an older weakstil), so it cannot be trusted"
+    if mine != current:
+        return "was made from another slide file with the same name (its content fingerprint differs)"
+    return None

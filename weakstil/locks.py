@@ -1,0 +1,216 @@
+"""Locks that let several runs share one ``--out``: each output is written by one run at a time.
+
+A lock on ``DIR/NAME`` is an exclusive ``flock`` on ``DIR/.NAME.lock``. The kernel drops a flock
+when its process dies, however it dies (``kill -9``, a node reboot of an NFSv4 client, an
+out-of-memory kill), so a lock is never left behind: the next run takes it at once. The file
+records the holder's pid and host for the message of a run that waits, and is removed when the
+lock is released (safely: a run that took the lock on a file just removed notices it and tries
+again).
+
+Per-slide writers (``tile``, ``embed``, ``score``, ``tumorbed apply``) take the slide's lock around
+"is it done? if not, write it", so two runs never write one slide and never both do the same
+slide: :func:`in_turn` gives a batch's slides to the run one by one, leaves a slide another run is
+writing to the end of the batch and then waits for it (it is usually finished by then and is
+skipped). Folder writers (``pretrain``, ``train``, ``evaluate``, ``report``, ``tumorbed train``)
+refuse to start while another run writes the same folder.
+
+On a file system without ``flock`` (some network mounts) a warning is logged once and runs go
+on unlocked.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TypeVar
+
+from weakstil.errors import WeakSTILError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: Locks this process holds: lock file -> (fd, depth). A lock is re-entrant within a process
+#: (``score`` holds a slide's lock while ``embed_slide`` takes the same one).
+_HELD: dict[str, list[int]] = {}
+_GUARD = threading.Lock()
+_WARNED_NO_FLOCK = False
+
+
+class BusyError(WeakSTILError):
+    """Another run is writing the same output."""
+
+
+def lock_file(target: str | Path) -> Path:
+    """The lock file of ``target``: ``.NAME.lock`` beside it."""
+    target = Path(target)
+    return target.with_name(f".{target.name}.lock")
+
+
+def _me() -> str:
+    return f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+class OutputLock:
+    """The exclusive lock of one output (a file or a folder); a context manager (blocking)."""
+
+    def __init__(self, target: str | Path):
+        self.target = Path(target)
+        self.path = lock_file(self.target)
+        self._key = os.path.abspath(self.path)
+        self._fd: int | None = None
+        self._unlocked = False  #: no flock on this file system: held without a lock
+        self._made_folder = False  #: the lock made the output folder: removed again if left empty
+        self.held = False  #: this object holds the lock (once; the process may hold it deeper)
+
+    # -- who holds it -------------------------------------------------------------------------
+    def holder(self) -> str:
+        """Who holds the lock, as its file says (``pid N on HOST``), or ``another run``."""
+        try:
+            text = self.path.read_text().strip()
+        except OSError:
+            text = ""
+        return text or "another run"
+
+    # -- taking and giving back -----------------------------------------------------------------
+    def acquire(self, blocking: bool = True, on_wait: Callable[[str], None] | None = None) -> bool:
+        """Take the lock; ``False`` when ``blocking`` is off and another run holds it.
+        ``on_wait(holder)`` is called once before waiting."""
+        with _GUARD:
+            if self.held:
+                return True
+            held = _HELD.get(self._key)
+            if held is not None:
+                held[1] += 1
+                self.held = True
+                return True
+        waited = False
+        while True:
+            if not self.path.parent.is_dir():
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._made_folder = True
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+            except FileNotFoundError:  # another run removed the empty folder just now
+                continue
+            try:
+                if not self._flock(fd, blocking=False):
+                    if not blocking:
+                        os.close(fd)
+                        return False
+                    if on_wait is not None and not waited:
+                        on_wait(self.holder())
+                    waited = True
+                    self._flock(fd, blocking=True)
+                # the holder may have removed the file as it let go: then lock the new one
+                try:
+                    same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+                except FileNotFoundError:
+                    same = False
+            except BaseException:
+                os.close(fd)
+                raise
+            if same:
+                break
+            os.close(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{_me()}\n".encode())
+        except OSError:  # a full disk must not stop the run that is about to report it
+            pass
+        with _GUARD:
+            _HELD[self._key] = [fd, 1]
+        self._fd = fd
+        self.held = True
+        return True
+
+    def _flock(self, fd: int, blocking: bool) -> bool:
+        import fcntl
+
+        global _WARNED_NO_FLOCK
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            return True
+        except BlockingIOError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL):
+                raise
+            if not _WARNED_NO_FLOCK:
+                log.warning("%s: the file system does not support locks (%s); runs sharing this folder are not "
+                            "kept apart", self.path.parent, os.strerror(exc.errno))
+                _WARNED_NO_FLOCK = True
+            self._unlocked = True
+            return True
+
+    def release(self) -> None:
+        with _GUARD:
+            if not self.held:
+                return
+            self.held = False
+            held = _HELD.get(self._key)
+            if held is None:
+                return
+            held[1] -= 1
+            if held[1] > 0:
+                return
+            del _HELD[self._key]
+            fd = held[0]
+        try:
+            os.unlink(self.path)  # while still holding it: see acquire()
+        except OSError:
+            pass
+        try:
+            import fcntl
+
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except OSError:
+            pass
+        os.close(fd)
+        self._fd = None
+        if self._made_folder:  # a run that wrote nothing leaves no empty --out behind
+            try:
+                os.rmdir(self.path.parent)
+            except OSError:
+                pass
+
+    def __enter__(self) -> OutputLock:
+        self.acquire(blocking=True, on_wait=lambda who: log.info("%s: %s is writing it; waiting", self.target, who))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def hold_folder(folder: str | Path, command: str) -> OutputLock:
+    """The lock of an output folder, taken without waiting: another run writing ``folder`` is
+    one :class:`BusyError` line."""
+    lock = OutputLock(Path(folder))
+    if not lock.acquire(blocking=False):
+        raise BusyError(f"another weakstil run ({lock.holder()}) is writing this folder", path=folder,
+                        fix=f"wait for it to finish, or give this '{command}' another --out")
+    return lock
+
+
+def in_turn(items: Iterable[T], target_of: Callable[[T], Path]) -> Iterator[T]:
+    """Yield ``items`` with the lock of ``target_of(item)`` held until the next one is asked for.
+
+    An item whose output another run is writing is put off to the end, then waited for, so two
+    runs over the same slides share them out instead of taking turns on each."""
+    later: list[T] = []
+    for item in items:
+        lock = OutputLock(target_of(item))
+        if not lock.acquire(blocking=False):
+            later.append(item)
+            continue
+        try:
+            yield item
+        finally:
+            lock.release()
+    for item in later:
+        with OutputLock(target_of(item)):
+            yield item

@@ -1,0 +1,163 @@
+"""All tiles of a cohort's slides in one (T, D) tensor, each feature cache read once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from weakstil.errors import WeakSTILError
+from weakstil.mil.identity import check_same_identity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.files import FeaturesFile
+
+log = logging.getLogger(__name__)
+
+#: Above this many bytes (as float32) a feature bank is held as float16 in memory.
+FLOAT16_ABOVE_BYTES = 3 * 1024**3
+
+
+@dataclass
+class SlideBag:
+    """One slide's tiles inside a :class:`FeatureBank` (rows ``offset:offset+n``)."""
+
+    slide_id: str
+    offset: int
+    n: int
+    coords: np.ndarray
+    tile_size_level0: float
+    tile_mask: np.ndarray  #: the tiles whose scores make the slide score: its tumour bed (or all tiles)
+    path: Path
+    attrs: dict[str, object] = field(default_factory=dict, repr=False)  #: the feature cache's attributes
+
+    @property
+    def masked_rows(self) -> np.ndarray:
+        return self.offset + np.flatnonzero(self.tile_mask)
+
+
+class FeatureBank:
+    """All tiles of a cohort's slides in one (T, D) tensor, loaded once.
+
+    Held as float32, or float16 when the cohort is large (``dtype="auto"``); batches are
+    gathered from it and converted to float32 for the network.
+    """
+
+    def __init__(self, features: torch.Tensor, bags: list[SlideBag], identity: dict[str, object],
+                 stroma_estimate: torch.Tensor | None = None):
+        self.features = features
+        self.bags = bags
+        self.identity = identity
+        #: (T,) each tile's colour-deconvolution stroma share (None when a feature file has none)
+        self.stroma_estimate = stroma_estimate
+        self.index = {b.slide_id: i for i, b in enumerate(bags)}
+
+    @property
+    def dim(self) -> int:
+        return int(self.features.shape[1])
+
+    def __len__(self) -> int:
+        return len(self.bags)
+
+    @classmethod
+    def load(cls, paths: Sequence[str | Path], slide_ids: Sequence[str] | None = None, *, dtype: str = "auto",
+             tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False) -> FeatureBank:
+        """Read each feature cache once: ``features``, ``coords``, attributes and the optional
+        per-tile ``tumorbed`` flag, ``stroma_estimate`` and ``tile_stats`` (appended to the
+        features when ``tile_stats``).
+
+        ``tumorbeds`` (slide id -> bool per tile) overrides the files' tumour-bed flags.
+        All files must come from the same encoder, weights and tile size; a slide whose
+        tumour bed holds no tile falls back to all its tiles (with a warning).
+        """
+        from weakstil.files import FeaturesFile
+
+        paths = [Path(p) for p in paths]
+        slide_ids = list(slide_ids) if slide_ids is not None else [p.stem for p in paths]
+        skip = ("tissue_mask",) if tile_stats else ("tissue_mask", "tile_stats")
+        caches = [FeaturesFile.read(p, skip=skip) for p in paths]
+        return cls.from_caches(caches, slide_ids, dtype=dtype, tumorbeds=tumorbeds, tile_stats=tile_stats)
+
+    @classmethod
+    def from_caches(cls, caches: list[FeaturesFile], slide_ids: Sequence[str], *, dtype: str = "auto",
+                    tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False) -> FeatureBank:
+        """The bank of feature caches already read (see :meth:`load`). Their ``features`` arrays
+        are moved into the bank: each cache's is set to ``None``."""
+        paths = [c.path for c in caches]
+        if tile_stats:
+            for c in caches:
+                if c.tile_stats is None or len(c.tile_stats) != len(c.features):
+                    raise WeakSTILError("feature file has no tile statistics (made by an older weakstil)",
+                                        path=c.path, fix="run 'weakstil embed' again for this slide")
+                c.features = np.concatenate([np.asarray(c.features, np.float32),
+                                             np.asarray(c.tile_stats, np.float32)], axis=1)
+        dims = {c.features.shape[1] for c in caches}
+        if len(dims) > 1:
+            by_dim = {d: [sid for sid, c in zip(slide_ids, caches) if c.features.shape[1] == d][:3] for d in dims}
+            raise WeakSTILError(f"feature files disagree on the embedding size: {by_dim}",
+                                fix="embed all slides with the same encoder")
+        identity = check_same_identity(slide_ids, [c.attrs for c in caches])
+        total = sum(len(c.features) for c in caches)
+        dim = dims.pop()
+        if dtype == "auto":
+            dtype = "float16" if total * dim * 4 > FLOAT16_ABOVE_BYTES else "float32"
+        # filled slide by slide, each cache's array dropped once copied: memory stays near one bank
+        features = torch.empty((total, dim), dtype=getattr(torch, dtype))
+        has_stroma = all(c.stroma_estimate is not None and len(c.stroma_estimate) == len(c.features) for c in caches)
+        stroma = torch.zeros(total, dtype=torch.float32) if has_stroma else None
+        bags: list[SlideBag] = []
+        offset = 0
+        for sid, p, cache in zip(slide_ids, paths, caches):
+            n = len(cache.features)
+            features[offset:offset + n] = torch.from_numpy(np.asarray(cache.features, dtype=np.float32))
+            if stroma is not None:
+                stroma[offset:offset + n] = torch.from_numpy(np.asarray(cache.stroma_estimate, dtype=np.float32))
+            cache.features = None
+            mask = cache.tumorbed if cache.tumorbed is not None and cache.tumorbed.shape == (n,) else None
+            if tumorbeds is not None and sid in tumorbeds:
+                mask = np.asarray(tumorbeds[sid], dtype=bool)
+                if mask.shape != (n,):
+                    raise WeakSTILError(f"tumour bed of {sid} has {mask.shape[0]} entries for {n} tiles",
+                                        fix="compute the tumour bed on the same tiles")
+            if mask is None:
+                mask = np.ones(n, dtype=bool)
+            if n == 0:
+                raise WeakSTILError("feature file has no tiles", path=p, fix="check the slide has tissue")
+            if not mask.any():
+                log.warning("%s: no tile in the tumour bed; using all %d tiles", sid, n)
+                mask = np.ones(n, dtype=bool)
+            bags.append(SlideBag(sid, offset, n, np.asarray(cache.coords, dtype=np.int64), cache.tile_size_level0,
+                                 mask, p, cache.attrs))
+            offset += n
+        if not torch.isfinite(features).all():
+            bad = [b.slide_id for b in bags if not torch.isfinite(features[b.offset:b.offset + b.n]).all()]
+            raise WeakSTILError(f"features contain NaN or infinite values in {len(bad)} slides: {', '.join(bad[:5])}",
+                                fix="re-run 'weakstil embed' for these slides")
+        log.debug("feature bank: %d slides, %d tiles x %d (%s)", len(bags), total, dim, dtype)
+        return cls(features, bags, identity, stroma)
+
+    def to_device(self, device: torch.device) -> None:
+        """Hold the features on ``device`` (a GPU: no copy per step) when they fit; else stay put."""
+        if device.type == "cpu" or self.features.device == device:
+            return
+        try:
+            self.features = self.features.to(device)
+            if self.stroma_estimate is not None:
+                self.stroma_estimate = self.stroma_estimate.to(device)
+        except torch.OutOfMemoryError:  # pragma: no cover - depends on the GPU
+            log.warning("features (%.1f GB) do not fit on %s; batches are copied from host memory",
+                        self.features.numel() * self.features.element_size() / 1e9, device)
+
+    def slide_features(self, i: int) -> torch.Tensor:
+        b = self.bags[i]
+        return self.features[b.offset:b.offset + b.n]
+
+    def slide_stroma(self, i: int) -> torch.Tensor | None:
+        """One slide's stroma estimates (None when the bank has none)."""
+        b = self.bags[i]
+        return None if self.stroma_estimate is None else self.stroma_estimate[b.offset:b.offset + b.n]

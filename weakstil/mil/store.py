@@ -1,0 +1,165 @@
+"""Saving and loading a trained MIL model: ``model.safetensors`` (weights and feature
+normalisation buffers) and ``model.json`` (architecture, encoder identity, tiling, threshold,
+training settings and cross-validated metrics, seed, versions, SHA-256 of the weights); see
+:mod:`weakstil.modeldir` for the rest of the folder. Loading is strict.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+
+from weakstil.atomic import atomic_path, write_json
+from weakstil.mil.bank import FeatureBank
+from weakstil.mil.config import Architecture, TrainConfig
+from weakstil.mil.identity import ModelError
+from weakstil.mil.model import TileMIL
+from weakstil.modeldir import WEIGHTS_FILE, ModelDir
+from weakstil.runtime import sha256_file, versions
+
+FORMAT = "weakstil-mil"
+FORMAT_VERSION = 1
+
+
+def save_model(model: TileMIL, directory: str | Path, meta: dict[str, object]) -> Path:
+    """Write ``model.safetensors`` and ``model.json`` into ``directory`` (atomically each)."""
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    folder = ModelDir(directory)
+    with atomic_path(folder.weights_path) as tmp:
+        # one metadata key only: safetensors writes several in random (hash) order, which would
+        # make the bytes of identical models differ
+        save_file(state, str(tmp), metadata={"weakstil": json.dumps({"format": FORMAT, "version": FORMAT_VERSION})})
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **meta,
+            "architecture": asdict(model.arch), "weights_file": WEIGHTS_FILE,
+            "weights_sha256": sha256_file(folder.weights_path)}
+    write_json(folder.meta_path, full, indent=2)  # strict JSON: a missing metric is null, never NaN
+    return directory
+
+
+def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
+    """Rebuild the network from ``model.json`` and load its weights strictly.
+
+    Fails with a :class:`ModelError` when a file is missing, the weights' hash differs
+    from the one recorded, or the weight names/shapes do not match the architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    directory = Path(directory)
+    folder = ModelDir(directory)
+    meta_path, weights_path = folder.meta_path, folder.weights_path
+    fix = "pass the directory written by 'weakstil train' (it holds model.json and model.safetensors)"
+    if not directory.is_dir():
+        raise ModelError("model directory not found", path=directory, fix=fix)
+    for p in (meta_path, weights_path):
+        if not p.exists():
+            raise ModelError(f"{p.name} is missing", path=directory, fix=fix)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model.json is not valid JSON ({exc})", path=meta_path, fix="train the model again") from None
+    if meta.get("format") != FORMAT:
+        raise ModelError(f"not a WeakSTIL MIL model (format {meta.get('format')!r})", path=meta_path, fix=fix)
+    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+        raise ModelError(f"model format version {meta.get('format_version')} is newer than this weakstil "
+                         f"understands ({FORMAT_VERSION})", path=meta_path, fix="upgrade weakstil")
+    recorded = meta.get("weights_sha256")
+    actual = sha256_file(weights_path)
+    if recorded != actual:
+        raise ModelError(f"model.safetensors does not match model.json (SHA-256 {actual[:12]}, recorded "
+                         f"{str(recorded)[:12]})", path=weights_path,
+                         fix="the weights were changed or mixed up with another model; train again")
+    try:
+        arch = Architecture(**meta["architecture"])
+    except (KeyError, TypeError) as exc:
+        raise ModelError(f"model.json architecture is incomplete ({exc})", path=meta_path, fix=fix) from None
+    try:
+        state = load_file(str(weights_path))
+    except (SafetensorError, OSError) as exc:
+        raise ModelError(f"cannot read weights ({exc})", path=weights_path, fix="train the model again") from None
+    model = TileMIL(arch)
+    from weakstil.weights import state_dict_diff
+
+    missing, unexpected, wrong = state_dict_diff(model.state_dict(), state)
+    if missing or unexpected or wrong:
+        parts = []
+        if missing:
+            parts.append(f"missing {', '.join(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {', '.join(unexpected)}")
+        if wrong:
+            parts.append(f"wrong shape {', '.join(wrong)}")
+        raise ModelError("weights do not match the architecture in model.json: " + "; ".join(parts),
+                         path=weights_path, fix="train the model again")
+    model.load_state_dict(state, strict=True)
+    model.eval()
+    return model, meta
+
+
+def model_meta(bank: FeatureBank, cfg: TrainConfig, *, threshold: float, extra: dict | None = None) -> dict:
+    """The model.json fields that describe where the model comes from."""
+    ident = bank.identity
+    return {
+        "encoder": {"name": ident.get("encoder"), "weights_sha256": ident.get("weights_sha256"),
+                    "card": ident.get("encoder_card")},
+        "tiling": {"mpp": ident.get("mpp"), "tile_px": ident.get("tile_px"), "key": ident.get("tiling_key")},
+        "threshold": float(threshold),
+        "seed": int(cfg.seed),
+        "training": {"config": asdict(cfg), **(extra or {})},
+        "versions": versions(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def save_fold_models(models: list[TileMIL], directory: str | Path) -> list[dict[str, str]]:
+    """Write the cross-validation fold models to ``folds/fold_<k>.safetensors`` (k from 1) and
+    return their ``model.json`` entries (``file`` relative to the model folder, ``sha256``)."""
+    from safetensors.torch import save_file
+
+    folder = ModelDir(directory)
+    folder.folds_dir.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for k, model in enumerate(models, start=1):
+        path = folder.fold_path(k)
+        state = {name: v.detach().cpu().contiguous() for name, v in model.state_dict().items()}
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={"weakstil": json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
+                                                                         "fold": k})})
+        entries.append({"file": path.relative_to(folder.root).as_posix(), "sha256": sha256_file(path)})
+    return entries
+
+
+def load_fold_models(directory: str | Path, meta: dict, arch: Architecture) -> list[TileMIL]:
+    """The fold models listed in ``model.json`` (empty for models trained without them);
+    each must match its recorded SHA-256 and the architecture exactly."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from weakstil.weights import state_dict_diff
+
+    folder = ModelDir(directory)
+    models = []
+    for entry in meta.get("folds") or []:
+        path = folder.root / str(entry.get("file", ""))
+        fix = "copy the whole model folder, or train the model again"
+        if not path.is_file():
+            raise ModelError("fold model is missing", path=path, fix=fix)
+        if sha256_file(path) != entry.get("sha256"):
+            raise ModelError("fold model does not match model.json (SHA-256 differs)", path=path, fix=fix)
+        try:
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as exc:
+            raise ModelError(f"cannot read fold model ({exc})", path=path, fix=fix) from None
+        model = TileMIL(arch)
+        if any(state_dict_diff(model.state_dict(), state)):
+            raise ModelError("fold model weights do not match the architecture in model.json", path=path, fix=fix)
+        model.load_state_dict(state, strict=True)
+        models.append(model.eval())
+    return models

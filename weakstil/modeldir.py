@@ -1,0 +1,126 @@
+"""The folder of a trained model, the one place that knows its layout::
+
+    MODEL/model.safetensors, MODEL/model.json   the MIL regressor (weakstil.mil.store)
+    MODEL/encoder/                              the encoder, bundled when it is a local folder
+                                                (a 'weakstil pretrain' output: card.yaml + weights)
+    MODEL/tumorbed/                             the tumour-bed detector, bundled when one was given
+    MODEL/cv/oof_predictions.csv                out-of-fold predictions of the cross-validation,
+    MODEL/cv/metrics.json, metrics.csv, calibration.csv, scatter.png, roc.png
+    MODEL/cv/tiles/<slide_id>.h5                out-of-fold tile scores (weakstil.files.TileScoresFile)
+    MODEL/folds/fold_<k>.safetensors            the cross-validation fold models (listed with their
+                                                SHA-256 under ``folds`` in model.json)
+
+``weakstil score`` uses a bundled encoder and detector unless told otherwise, so a model
+folder copied to another machine scores slides on its own.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from weakstil.errors import WeakSTILError
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+ENCODER_DIR = "encoder"
+TUMORBED_DIR = "tumorbed"
+CV_DIR = "cv"
+TILES_DIR = "tiles"
+OOF_FILE = "oof_predictions.csv"
+FOLDS_DIR = "folds"
+
+
+@dataclass(frozen=True)
+class ModelDir:
+    """Paths inside a model folder (nothing is read until asked)."""
+
+    root: Path
+
+    def __init__(self, root: str | Path):
+        object.__setattr__(self, "root", Path(root))
+
+    @property
+    def meta_path(self) -> Path:
+        return self.root / META_FILE
+
+    @property
+    def weights_path(self) -> Path:
+        return self.root / WEIGHTS_FILE
+
+    @property
+    def encoder_dir(self) -> Path:
+        return self.root / ENCODER_DIR
+
+    @property
+    def tumorbed_dir(self) -> Path:
+        return self.root / TUMORBED_DIR
+
+    @property
+    def cv_dir(self) -> Path:
+        return self.root / CV_DIR
+
+    @property
+    def oof_path(self) -> Path:
+        return self.cv_dir / OOF_FILE
+
+    @property
+    def folds_dir(self) -> Path:
+        return self.root / FOLDS_DIR
+
+    def fold_path(self, k: int) -> Path:
+        """The ``k``-th cross-validation fold model (from 1)."""
+        return self.folds_dir / f"fold_{k}.safetensors"
+
+    def cv_tile_scores(self, slide_id: str) -> Path:
+        """The out-of-fold tile scores of one slide."""
+        from weakstil.files import slide_file
+
+        return slide_file(self.cv_dir / TILES_DIR, slide_id)
+
+    def is_model(self) -> bool:
+        return self.meta_path.is_file()
+
+    @property
+    def bundled_encoder(self) -> Path | None:
+        """``MODEL/encoder`` when the model carries its encoder."""
+        return self.encoder_dir if self.encoder_dir.is_dir() else None
+
+    @property
+    def bundled_detector(self) -> Path | None:
+        """``MODEL/tumorbed`` when the model carries a tumour-bed detector."""
+        return self.tumorbed_dir if (self.tumorbed_dir / META_FILE).is_file() else None
+
+    def read_meta(self, fix: str = "pass the directory written by 'weakstil train'") -> dict:
+        """``model.json`` as a dict; one error line when it is missing or not JSON."""
+        if not self.meta_path.is_file():
+            raise WeakSTILError(f"{META_FILE} not found", path=self.meta_path, fix=fix)
+        try:
+            return json.loads(self.meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise WeakSTILError(f"{META_FILE} is not valid JSON ({exc})", path=self.meta_path, fix=fix) from None
+
+    def bundle_for_scoring(self, features_dir: str | Path, tumorbed: str | Path | None = None) -> list[str]:
+        """Make the model self-contained for ``weakstil score``: copy a local encoder (the
+        ``weakstil pretrain`` folder the features were made with) into ``encoder/`` and a
+        tumour-bed detector into ``tumorbed/``. Returns what was bundled."""
+        import shutil
+
+        from weakstil.encoders.cards import CARD_FILE
+        from weakstil.files import FeaturesFile
+
+        bundled = []
+        first = next(iter(sorted(Path(features_dir).glob("*.h5"))), None)
+        if first is not None:
+            attrs, _ = FeaturesFile.read_header(first)
+            source = Path(str(attrs.get("weights_source", "")))
+            if source.is_file() and (source.parent / CARD_FILE).is_file():
+                self.encoder_dir.mkdir(parents=True, exist_ok=True)
+                for name in (CARD_FILE, source.name):
+                    shutil.copy2(source.parent / name, self.encoder_dir / name)
+                bundled.append("encoder")
+        if tumorbed is not None and Path(tumorbed).resolve() != self.tumorbed_dir.resolve():
+            shutil.copytree(tumorbed, self.tumorbed_dir, dirs_exist_ok=True)
+            bundled.append("tumorbed")
+        return bundled

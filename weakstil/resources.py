@@ -1,0 +1,150 @@
+"""Memory a run will need, checked against what the machine has before the run starts.
+
+``pretrain --batch-size B --crop-px C`` holds two augmented views of B crops of C x C pixels and
+every activation of the network on them for the backward pass; ``embed`` holds a ring of decoded
+tile batches and one forward pass. Both grow with batch x pixels, so a large value of either
+option (a typo, or a crop meant in µm) can ask for tens of GB and set off the machine's
+out-of-memory killer. :func:`check_memory` refuses such a run with one line: the estimate, the
+memory available and the fix.
+
+The network's share is measured, not guessed: one forward pass at a small size with hooks on
+every leaf module gives its activation bytes per input pixel, which scale with the pixel count
+for convolutional networks (for ViTs the input is resized to the card's size anyway).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from weakstil import settings
+from weakstil.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+GB = 1024**3
+#: Side of the probe's input (px): small, but large enough for every card's downsampling.
+PROBE_PX = 64
+
+
+def _cgroup_limit() -> int | None:
+    """Memory left under this process's cgroup (v2) limit (a SLURM job, a container), if any."""
+    try:
+        text = Path("/proc/self/cgroup").read_text().strip().splitlines()
+        rel = next(line.split("::", 1)[1] for line in text if line.startswith("0::"))
+        base = Path("/sys/fs/cgroup") / rel.lstrip("/")
+        limit = (base / "memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return max(0, int(limit) - int((base / "memory.current").read_text().strip()))
+    except (OSError, StopIteration, ValueError):
+        return None
+
+
+def available_memory(device: Any = "cpu") -> int:
+    """Bytes a new allocation can use: free GPU memory on CUDA, else available RAM (MemAvailable,
+    within a cgroup limit)."""
+    if getattr(device, "type", str(device)).startswith("cuda"):
+        import torch
+
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free)
+    avail = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+                break
+    except OSError:
+        pass
+    if avail is None:
+        try:
+            avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - not POSIX
+            return 1 << 62
+    limit = _cgroup_limit()
+    return min(avail, limit) if limit is not None else avail
+
+
+@dataclass(frozen=True)
+class ActivationCost:
+    """Activation bytes per input pixel of a network in float32: all leaf modules together
+    (what training keeps for the backward pass) and the largest one (inference's peak)."""
+
+    total_per_px: float
+    largest_per_px: float
+
+
+def activation_cost(model: Any, px: int = PROBE_PX, fallback_px: int | None = None) -> ActivationCost:
+    """Measure :class:`ActivationCost` with one forward pass of a ``px`` input (no grad); networks
+    that only take their own input size (ViTs) are measured at ``fallback_px``."""
+    try:
+        return _activation_cost(model, px)
+    except Exception:  # noqa: BLE001 - e.g. a ViT's fixed position embedding
+        if fallback_px is None or fallback_px == px:
+            raise
+        return _activation_cost(model, fallback_px)
+
+
+def _activation_cost(model: Any, px: int, in_channels: int = 3) -> ActivationCost:
+    import torch
+
+    sizes: list[int] = []
+
+    def hook(_module: Any, _inputs: Any, output: Any) -> None:
+        for t in output if isinstance(output, (tuple, list)) else (output,):
+            if isinstance(t, torch.Tensor):
+                sizes.append(t.numel() * 4)
+
+    leaves = [m for m in model.modules() if not any(True for _ in m.children())]
+    handles = [m.register_forward_hook(hook) for m in leaves]
+    was_training = model.training
+    try:
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(1, in_channels, px, px, device=device))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    pixels = px * px
+    return ActivationCost(sum(sizes) / pixels, (max(sizes) if sizes else 0) / pixels)
+
+
+def check_memory(need: int, device: Any, *, what: str, fix: str) -> None:
+    """Refuse (a :class:`UsageError`, exit 2) when ``need`` bytes exceed the share
+    ``settings.MEMORY_SHARE`` of the memory available on ``device``."""
+    have = available_memory(device)
+    log.debug("%s: about %.2f GB needed, %.2f GB available", what, need / GB, have / GB)
+    if need > settings.MEMORY_SHARE * have:
+        raise UsageError(f"{what} needs about {need / GB:.1f} GB of memory but {have / GB:.1f} GB is available",
+                         fix=fix)
+
+
+def pretrain_bytes(cost: ActivationCost, batch: int, crop_px: int, n_tiles: int, tile_px: int,
+                   n_params: int) -> int:
+    """Pretraining: two views of ``batch`` crops with their activations kept for the backward pass
+    (x2 for their gradients), the tile sample (uint8) and the weights with AdamW's moments."""
+    views = 2 * batch * crop_px * crop_px
+    return int(views * (cost.total_per_px * 2 + 3 * 4 * 2) + n_tiles * tile_px * tile_px * 3 + n_params * 4 * 4)
+
+
+def decode_ring_slots(batch: int, tile_px: int, workers: int) -> int:
+    """Batches held by the decode ring (:mod:`weakstil.decode.workers`): two per worker, within its
+    byte cap."""
+    from weakstil.decode.workers import RING_MAX_BYTES
+    from weakstil.runtime import cpu_count
+
+    slot = max(1, batch * tile_px * tile_px * 3)
+    return max(2, min(2 * (workers or cpu_count()) + 1, RING_MAX_BYTES // slot + 1))
+
+
+def embed_bytes(cost: ActivationCost, batch: int, tile_px: int, input_px: int, buffers: int) -> int:
+    """Embedding: ``buffers`` decoded uint8 batches of tiles, the batch as float at the encoder's
+    input size, and the largest activation of the forward pass (x3: its input, output and workspace)."""
+    return int(buffers * batch * tile_px * tile_px * 3
+               + batch * input_px * input_px * (3 * 4 * 2 + cost.largest_per_px * 3))

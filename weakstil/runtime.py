@@ -1,0 +1,200 @@
+"""The machine a run uses: torch devices, CPU threads, package versions and file hashes.
+
+One place for all of it, used by every stage. torch is imported inside the functions that
+need it, so the CLI can import this module at start-up.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import platform
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from weakstil import __version__
+from weakstil.errors import UsageError, WeakSTILError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+log = logging.getLogger(__name__)
+
+#: Device strings WeakSTIL accepts (``--device``).
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+DEVICE_HELP = "use auto, cpu, cuda, cuda:N or mps"
+
+
+# --- devices -----------------------------------------------------------------------------------
+def check_device(device: str) -> str:
+    """``device`` when it is a device string WeakSTIL accepts; else a :class:`UsageError`.
+
+    Cheap (no torch import): the CLI checks ``--device`` with it before any work starts."""
+    text = str(device).strip().lower()
+    if not DEVICE_PATTERN.match(text):
+        raise UsageError(f"unknown device {device!r}", fix=DEVICE_HELP)
+    return text
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """The torch device for ``auto``/``cpu``/``cuda[:N]``/``mps``.
+
+    Unknown names are a :class:`UsageError`; asking for CUDA on a machine without it is a
+    :class:`WeakSTILError`. On CUDA, cuBLAS is made deterministic (read when its first handle
+    is created)."""
+    import torch
+
+    if isinstance(device, torch.device):
+        dev = device
+    else:
+        name = check_device(device)
+        if name == "auto":
+            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise WeakSTILError("--device cuda asked for, but no CUDA GPU is available",
+                            fix="use --device cpu or --device auto")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise WeakSTILError("--device mps asked for, but this machine has no Apple GPU",
+                            fix="use --device cpu or --device auto")
+    if dev.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    return dev
+
+
+# --- threads -----------------------------------------------------------------------------------
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask, e.g. a SLURM allocation)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def idle_cpus() -> int:
+    """CPUs not already busy with other processes (1-minute load average), at least 1."""
+    cpus = cpu_count()
+    try:
+        busy = os.getloadavg()[0]
+    except OSError:  # pragma: no cover - not on this platform
+        busy = 0.0
+    return max(1, min(cpus, int(cpus - busy + 0.5)))
+
+
+def plan_threads(device_type: str, workers: int | None = None, cpus: int | None = None) -> tuple[int, int]:
+    """``(decode threads, torch threads)`` for embedding tiles on a device.
+
+    On CPU the cores are split: decoding gets ``workers`` (default: a third of the cores, at
+    least 1) and torch the rest, so the two stages run side by side without oversubscription.
+    With a GPU, torch needs few threads and decoding gets most cores.
+    """
+    cpus = cpu_count() if cpus is None else cpus
+    if device_type == "cuda":
+        w = workers or max(1, min(16, cpus - 1))
+        return w, max(1, min(4, cpus - w))
+    w = workers or max(1, cpus // 3)
+    return w, max(1, cpus - w)
+
+
+#: Below this many multiply-adds per forward pass, extra threads cost more than they give.
+SMALL_WORK = 5e7
+
+
+def choose_threads(work: float, requested: int = 0) -> int:
+    """Torch threads for a network doing ``work`` multiply-adds per forward pass.
+
+    ``requested`` > 0 is obeyed. Otherwise: one thread for small networks (thread start-up
+    dominates), else the idle cores, at most torch's default. On a loaded machine, more threads
+    than free cores make every parallel region wait for a descheduled thread: training ran 6x
+    slower with 2 threads than with 1 on a 2-core machine already running two other jobs.
+    """
+    if requested > 0:
+        return int(requested)
+    if work < SMALL_WORK:
+        return 1
+    import torch
+
+    return max(1, min(torch.get_num_threads(), idle_cpus()))
+
+
+class TorchThreads:
+    """Run torch with ``n`` threads inside the block (restored afterwards)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self) -> TorchThreads:
+        import torch
+
+        self.prev = torch.get_num_threads()
+        if self.n != self.prev:
+            torch.set_num_threads(self.n)
+            log.debug("torch threads: %d", self.n)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        if self.n != self.prev:
+            torch.set_num_threads(self.prev)
+
+
+class Deterministic:
+    """Deterministic torch algorithms inside the block (restored afterwards)."""
+
+    def __enter__(self) -> Deterministic:
+        import torch
+
+        self.prev = torch.are_deterministic_algorithms_enabled()
+        self.prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.use_deterministic_algorithms(self.prev, warn_only=self.prev_warn)
+
+
+# --- versions ----------------------------------------------------------------------------------
+def package_version(name: str) -> str:
+    """Installed version of a distribution, without importing it (timm's import alone takes seconds)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    if name == "weakstil":
+        return __version__
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def versions() -> dict[str, str]:
+    """The versions recorded with a trained model (torch as it reports itself, e.g. ``2.5.1+cpu``)."""
+    import numpy as np
+    import torch
+
+    return {"weakstil": __version__, "torch": torch.__version__, "python": platform.python_version(),
+            "numpy": np.__version__}
+
+
+def installed_versions(packages: tuple[str, ...]) -> dict[str, str]:
+    """Python's version and those of ``packages`` that are installed."""
+    out = {"python": platform.python_version()}
+    for name in packages:
+        version = package_version(name)
+        if version != "not installed":
+            out[name] = version
+    return out
+
+
+# --- hashes ------------------------------------------------------------------------------------
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

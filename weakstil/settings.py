@@ -1,0 +1,78 @@
+"""Default settings, defined once: the CLI options, the configuration classes (TilingParams,
+PretrainConfig, TrainConfig, ScoreOptions) and the workflow's ``pipelines/config.yaml`` take
+their defaults from here (a test checks the YAML agrees).
+
+No imports beyond the standard library: the CLI reads this module at start-up.
+"""
+
+from __future__ import annotations
+
+# --- tiles ---------------------------------------------------------------------------------
+#: Resolution (µm/px) at which tiles are read; 0.5 µm/px is a 20x scan.
+MPP = 0.5
+#: Tile side in pixels at ``MPP`` (224 px = 112 µm).
+TILE_PX = 224
+#: Tile overlap in pixels at ``MPP``.
+OVERLAP_PX = 0
+#: Minimum share of a tile on the tissue mask for the tile to be kept.
+TISSUE_THRESHOLD = 0.5
+
+# --- scoring ---------------------------------------------------------------------------------
+#: sTIL-high cut-off in %: a slide is "high" when its sTIL% >= this (the usual clinical 30 %).
+STIL_THRESHOLD = 30.0
+#: Share of a tile that must lie in the tumour bed for the tile to count.
+TILE_IN_BED = 0.5
+
+# --- compute ---------------------------------------------------------------------------------
+SEED = 0
+#: Torch device: ``auto`` (CUDA when present, else CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+DEVICE = "auto"
+#: Tiles per encoder batch.
+BATCH_SIZE = 64
+#: Tile-decoding worker processes while embedding (0: planned with the torch threads from the
+#: measured decode and encoder speeds, :mod:`weakstil.decode.plan`).
+DECODE_WORKERS = 0
+#: Torch CPU threads (0: automatic).
+TORCH_THREADS = 0
+#: Where JPEG tiles are decoded: ``cpu`` (libjpeg-turbo workers), ``gpu`` (nvJPEG) or ``auto``
+#: (the GPU when the encoder runs on CUDA and the slide has JPEG tiles).
+DECODE = "auto"
+
+# --- MIL training ----------------------------------------------------------------------------
+FOLDS = 5
+EPOCHS = 100
+AGGREGATOR = "mean"
+#: Tile weights of the stroma aggregator: "learned" (a head on the features) or "estimate" (colour deconvolution).
+STROMA_WEIGHT = "learned"
+#: How new slides are scored: "final" model or "ensemble" of the cross-validation fold models.
+SCORING = "final"
+#: Stain normalisation of tiles before the encoder: "card" (what the encoder card says), "none", "macenko".
+STAIN_NORM = "card"
+
+# --- allowed ranges of the options ----------------------------------------------------------
+# (low, high), both included; checked once, by weakstil.cli.options (and TilingParams for
+# library callers). A value outside is a usage error (exit 2) naming the option and its range.
+#: µm/px of a scan (--slide-mpp) and of the tiles (--mpp): 0.05 (beyond any scanner) to 20.
+MPP_RANGE = (0.05, 20.0)
+#: Tile side in px (--tile-size): 16 px to 4096 px (2 mm at 0.5 µm/px).
+TILE_PX_RANGE = (16, 4096)
+#: Tiles per batch (--batch-size).
+BATCH_SIZE_RANGE = (1, 4096)
+#: SimCLR contrasts the tiles of a batch with each other: a batch needs at least 2.
+PRETRAIN_BATCH_MIN = 2
+#: Side of pretraining views in px (--crop-px).
+CROP_PX_RANGE = (16, 1024)
+#: Threads (--threads, --workers; 0 = automatic).
+THREADS_RANGE = (0, 1024)
+#: Random seeds (--seed): what numpy and torch both accept.
+SEED_RANGE = (0, 2**32 - 1)
+#: Cross-validation folds (--folds; 1 = none).
+FOLDS_RANGE = (1, 100)
+#: Synthetic slide side in mm (--size-mm).
+SIZE_MM_RANGE = (0.25, 30.0)
+#: Synthetic cohort size (--slides) and its groups (--groups).
+SYNTH_SLIDES_RANGE = (1, 10_000)
+#: Learning rates (--lr): positive, at most 10.
+LR_RANGE = (0.0, 10.0)
+#: Share of memory a run may plan to use (the rest stays for the system and other jobs).
+MEMORY_SHARE = 0.8

@@ -1,0 +1,188 @@
+"""Slide backends: the few operations WeakSTIL needs from a whole-slide image library.
+
+:class:`SlideBackend` is the protocol (after dlup's ``AbstractSlideBackend``): pyramid geometry,
+the metadata's µm/px, vendor properties, reading a region of a level, closing. Every stage
+reads slides through :class:`weakstil.slide.Slide`, which talks only to this protocol, so
+another reader (e.g. tifffile or a DICOM library) is added here without touching the stages.
+Today there is one backend, :class:`OpenSlideBackend`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+from weakstil.errors import SlideError
+from weakstil.errors import short_reason as _short
+
+if TYPE_CHECKING:  # pragma: no cover
+    from PIL import Image
+
+log = logging.getLogger(__name__)
+
+
+@runtime_checkable
+class SlideBackend(Protocol):
+    """An open whole-slide image. Locations are level-0 pixels ``(x, y)``; sizes are ``(w, h)``."""
+
+    path: Path
+
+    @property
+    def dimensions(self) -> tuple[int, int]: ...
+
+    @property
+    def level_count(self) -> int: ...
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]: ...
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]: ...
+
+    @property
+    def mpp(self) -> float | None:
+        """Level-0 µm/px from the file's metadata, ``None`` when it records none."""
+
+    @property
+    def vendor(self) -> str: ...
+
+    @property
+    def properties(self) -> Mapping[str, str]: ...
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> Image.Image:
+        """RGBA image of ``size`` level pixels whose top-left is ``location`` (level-0 px);
+        transparent where the slide has no pixels."""
+
+    def close(self) -> None: ...
+
+
+class OpenSlideBackend:
+    """OpenSlide (SVS, NDPI, MRXS, SCN, BIF, DICOM, tiled TIFF...)."""
+
+    def __init__(self, path: Path, handle):
+        self.path = path
+        self._handle = handle
+
+    @classmethod
+    def open(cls, path: str | Path) -> OpenSlideBackend:
+        """Open ``path``; a file OpenSlide cannot read is one :class:`SlideError` saying why."""
+        import openslide
+
+        path = Path(path)
+        try:
+            handle = openslide.OpenSlide(str(path))
+        except openslide.OpenSlideUnsupportedFormatError:
+            kind = _sniff_container(path)
+            if kind is not None:
+                raise SlideError(
+                    f"looks like a {kind} file but OpenSlide cannot read it: it may be truncated, damaged "
+                    "or an unsupported variant",
+                    path=path,
+                    fix="copy or export the slide again, or convert it to a pyramidal TIFF",
+                ) from None
+            raise SlideError(
+                "not a slide format OpenSlide can read",
+                path=path,
+                fix="check the file is a whole-slide image (SVS, NDPI, MRXS, DICOM, tiled TIFF...) "
+                "or convert it to a pyramidal TIFF",
+            ) from None
+        except openslide.OpenSlideError as exc:
+            raise SlideError(
+                f"OpenSlide cannot open it ({_short(exc)})",
+                path=path,
+                fix="the file may be damaged or an unsupported variant; re-export or convert it",
+            ) from None
+        except Exception as exc:  # e.g. OSError from the library on odd files
+            raise SlideError(f"cannot open it ({_short(exc)})", path=path, fix="check the file") from None
+        return cls(path, handle)
+
+    @staticmethod
+    def can_open(path: str | Path) -> bool:
+        """Whether OpenSlide recognises the file (cheap: reads its header)."""
+        try:
+            import openslide
+
+            return openslide.OpenSlide.detect_format(str(path)) is not None
+        except Exception:  # an unreadable file
+            return False
+
+    @property
+    def dimensions(self) -> tuple[int, int]:
+        return tuple(self._handle.dimensions)  # type: ignore[return-value]
+
+    @property
+    def level_count(self) -> int:
+        return int(self._handle.level_count)
+
+    @property
+    def level_dimensions(self) -> tuple[tuple[int, int], ...]:
+        return tuple(tuple(d) for d in self._handle.level_dimensions)  # type: ignore[misc]
+
+    @property
+    def level_downsamples(self) -> tuple[float, ...]:
+        return tuple(self._handle.level_downsamples)
+
+    @property
+    def properties(self) -> Mapping[str, str]:
+        return self._handle.properties
+
+    @property
+    def vendor(self) -> str:
+        return self._handle.properties.get("openslide.vendor", "unknown")
+
+    @property
+    def mpp(self) -> float | None:
+        props = self._handle.properties
+        values = []
+        for key in ("openslide.mpp-x", "openslide.mpp-y"):
+            try:
+                value = float(props[key])
+            except (KeyError, ValueError):
+                continue
+            if value > 0 and math.isfinite(value):
+                values.append(value)
+        if not values:
+            return None
+        if len(values) == 2 and abs(values[0] - values[1]) / values[0] > 0.02:
+            log.warning("non-square pixels (mpp-x %.4g, mpp-y %.4g); using mpp-x", values[0], values[1])
+        return values[0]
+
+    def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> Image.Image:
+        return self._handle.read_region(location, level, size)
+
+    def close(self) -> None:
+        try:
+            self._handle.close()
+        except Exception:  # already closed or unusable after an error
+            pass
+
+
+#: Backends tried in order when a slide is opened.
+BACKENDS: tuple[type[OpenSlideBackend], ...] = (OpenSlideBackend,)
+
+
+def open_backend(path: str | Path) -> SlideBackend:
+    """``path`` opened by the first backend (today: OpenSlide); :class:`SlideError` when none can."""
+    return BACKENDS[0].open(path)
+
+
+def can_open(path: str | Path) -> bool:
+    """Whether a backend recognises ``path`` as a slide."""
+    return any(b.can_open(path) for b in BACKENDS)
+
+
+def _sniff_container(path: Path) -> str | None:
+    """'TIFF' or 'DICOM' when the file's magic bytes say so, else None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(132)
+    except OSError:
+        return None
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "TIFF"
+    if head[128:132] == b"DICM":
+        return "DICOM"
+    return None

@@ -1,0 +1,35 @@
+"""Stage: tumour bed — which tiles' scores make up the slide's sTIL%.
+
+* :mod:`~weakstil.tumorbed.bed` — a slide's bed (:class:`TumorBed`), its geometry, from an
+  annotation or the whole tissue;
+* :mod:`~weakstil.tumorbed.detector` — the trainable detector (:class:`TumorBedModel`);
+* :mod:`~weakstil.tumorbed.resolver` — the one resolver (:class:`BedSources`): precomputed bed >
+  annotation > detector > whole tissue;
+* :mod:`~weakstil.tumorbed.apply` — ``weakstil tumorbed apply``: one checkable bed file per slide.
+
+Names are importable from here; the submodules are imported on first use.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+_WHERE = {
+    "TumorBedSource": "bed", "TumorBed": "bed", "SlideGeometry": "bed", "from_annotation": "bed",
+    "whole_tissue": "bed",
+    "PostProcess": "detector", "TumorBedModel": "detector", "from_tile_probabilities": "detector",
+    "context_features": "detector", "fit_tumorbed_model": "detector", "AnnotatedSlide": "detector",
+    "train_tumorbed": "detector", "train_tumorbed_from_cache": "detector", "DETECTOR_KIND": "detector",
+    "BedSources": "resolver", "check_detector_matches": "resolver", "read_precomputed": "resolver",
+    "AppliedBed": "apply", "apply_tumorbed": "apply", "bed_polygons": "apply", "write_bed": "apply",
+    "detector_identity": "apply", "BED_CLASS": "apply",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(import_module(f"weakstil.tumorbed.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'weakstil.tumorbed' has no attribute {name!r}")

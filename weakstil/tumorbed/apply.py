@@ -1,0 +1,152 @@
+"""``weakstil tumorbed apply``: each slide's tumour bed computed once, checked by a pathologist,
+then reused by training, evaluation and scoring (``--tumorbed-beds``).
+
+Per feature cache ``<slide_id>.h5`` it writes into a beds folder ``<slide_id>.h5`` (a
+:class:`weakstil.files.BedFile`) and ``<slide_id>.geojson``: the tumour-bed outline as QuPath
+annotation polygons (class ``Tumor bed``, level-0 px). Corrected in QuPath, the outline is a
+valid ``--annotations`` file.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from weakstil import __version__
+from weakstil.atomic import remove_stale_temps
+from weakstil.files import BedFile, FeaturesFile, slide_file
+from weakstil.runtime import sha256_file
+from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
+from weakstil.tumorbed.detector import TumorBedModel
+from weakstil.tumorbed.resolver import BedSources
+
+log = logging.getLogger(__name__)
+
+#: QuPath classification of the outline polygons (matched by weakstil.annotations.TUMOR_BED_NAMES).
+BED_CLASS = "Tumor bed"
+#: Outline vertices may move this many mask pixels when the pixel staircase is simplified.
+SIMPLIFY_MASK_PX = 0.5
+
+
+def detector_identity(detector: TumorBedModel, directory: str | Path) -> dict[str, str]:
+    """What names a detector in a bed file: its folder, model id and weights hash."""
+    from weakstil.modeldir import WEIGHTS_FILE
+
+    weights = Path(directory) / WEIGHTS_FILE
+    sha = sha256_file(weights) if weights.is_file() else ""
+    return {"detector_path": str(Path(directory).resolve()),
+            "detector_id": str(detector.meta.get("model_id", "tumorbed-model")), "detector_sha256": sha}
+
+
+def bed_polygons(bed: TumorBed, geom: SlideGeometry):
+    """The bed mask as a shapely MultiPolygon in level-0 px, clipped to the slide.
+
+    Exact pixel outlines (one rectangle per run of mask pixels in a row, united), then the
+    staircase is simplified by under a mask pixel, so rasterizing it again gives the mask back."""
+    import shapely
+    from shapely import affinity
+    from shapely.geometry import MultiPolygon, box
+
+    boxes = []
+    for row, line in enumerate(np.asarray(bed.mask, bool)):
+        edges = np.diff(np.concatenate(([0], line.view(np.int8), [0])))
+        starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+        boxes.extend(box(s, row, e, row + 1) for s, e in zip(starts, ends))
+    if not boxes:
+        return MultiPolygon()
+    merged = shapely.union_all(boxes).simplify(SIMPLIFY_MASK_PX, preserve_topology=True)
+    f = bed.mask_mpp / geom.slide_mpp  # level-0 px per mask px
+    level0 = affinity.scale(merged, xfact=f, yfact=f, origin=(0, 0)).intersection(box(0, 0, geom.width, geom.height))
+    return MultiPolygon([g for g in getattr(level0, "geoms", [level0]) if g.geom_type == "Polygon" and g.area > 0])
+
+
+@dataclass
+class AppliedBed:
+    """One slide's result of ``weakstil tumorbed apply``."""
+
+    slide_id: str
+    bed: TumorBed
+    h5_path: Path
+    geojson_path: Path
+
+    def summary(self) -> str:
+        n = len(self.bed.tile_fraction)
+        return (f"{self.slide_id}: tumour bed from {self.bed.source.value} ({self.bed.detail}), "
+                f"{int(self.bed.tile_flags.sum())} / {n} tiles -> {self.h5_path}")
+
+
+def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, provenance: dict[str, str]) -> Path:
+    """The bed's HDF5 file (atomically; ``complete`` set last)."""
+    a = features.attrs
+    attrs = {
+        "slide_id": slide_id, "source": bed.source.value, "detail": bed.detail, **provenance,
+        "cache_key": str(a.get("cache_key", "")), "tile_size_level0": float(a["tile_size_level0"]),
+        "slide_mpp": float(a["slide_mpp"]), "slide_width": int(a["slide_width"]),
+        "slide_height": int(a["slide_height"]), "slide_path": str(a.get("slide_path", "")),
+        "slide_fingerprint": a.get("slide_fingerprint"),
+        "encoder": str(a.get("encoder", "")), "weights_sha256": str(a.get("weights_sha256", "")),
+        "n_tiles": int(len(bed.tile_fraction)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
+        "tile_threshold": float(bed.attrs()["tumorbed_tile_threshold"]),
+        "weakstil_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return BedFile(tumorbed=bed.tile_flags, tumorbed_fraction=bed.tile_fraction, tumorbed_mask=bed.mask,
+                   tumorbed_mask_mpp=float(bed.mask_mpp), coords=features.coords, attrs=attrs).write(path)
+
+
+def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedSources) -> AppliedBed:
+    """Resolve one slide's tumour bed (annotation > detector > whole tissue) from its feature
+    cache and write ``OUT/<slide_id>.h5`` and ``OUT/<slide_id>.geojson`` (under the slide's lock)."""
+    from weakstil.locks import OutputLock
+    from weakstil.outputdir import check_replaceable
+
+    from weakstil.errors import WeakSTILError
+
+    features_path = Path(features_path)
+    if features_path.suffix.lower() != ".h5":  # e.g. the slide itself
+        raise WeakSTILError("not a feature cache", path=features_path,
+                            fix="pass the <slide_id>.h5 files written by 'weakstil embed' (or a glob of them)")
+    slide_id = features_path.stem  # `weakstil embed` names the cache after the slide
+    out_dir = Path(out_dir)
+    with OutputLock(slide_file(out_dir, slide_id)):
+        return _apply(features_path, slide_id, out_dir, sources, check_replaceable)
+
+
+def check_features_are_of_their_slide(features: FeaturesFile) -> None:
+    """When the slide the features were made from is still where they say, it must be the same
+    scan (its fingerprint), or the bed would be drawn on another slide's tiles."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.fingerprint import recorded, slide_fingerprint
+
+    mine = recorded(features.attrs)
+    slide_path = Path(str(features.attr("slide_path", "")))
+    if mine is None or not str(features.attr("slide_path", "")) or not slide_path.is_file():
+        return
+    now = slide_fingerprint(slide_path)
+    if now is not None and now != mine:
+        raise WeakSTILError(f"the features were made from another version of {slide_path} (its content "
+                            "fingerprint differs)", path=features.path,
+                            fix=f"run 'weakstil embed' again for {slide_path}")
+
+
+def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSources, check_replaceable) -> AppliedBed:
+    from weakstil.annotations import write_geojson
+
+    features = FeaturesFile.read(features_path)
+    check_features_are_of_their_slide(features)
+    check_replaceable(slide_file(out_dir, slide_id), BedFile)
+    bed = sources.resolve(slide_id, features)
+    provenance = {"features_path": str(features_path.resolve())}
+    if bed.source is TumorBedSource.ANNOTATION:
+        provenance["annotation_path"] = str(Path(bed.detail).resolve())
+    elif bed.source is TumorBedSource.MODEL and sources.detector is not None and sources.detector_path is not None:
+        provenance.update(detector_identity(sources.detector, sources.detector_path))
+    h5_path = write_bed(slide_file(out_dir, slide_id), slide_id, features, bed, provenance)
+    geojson_path = out_dir / f"{slide_id}.geojson"
+    remove_stale_temps(geojson_path)
+    write_geojson(bed_polygons(bed, SlideGeometry.from_file(features)), geojson_path, name=BED_CLASS,
+                  label=f"{BED_CLASS} ({bed.source.value})")
+    return AppliedBed(slide_id, bed, h5_path, geojson_path)

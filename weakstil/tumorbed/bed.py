@@ -1,0 +1,101 @@
+"""A slide's tumour bed: its mask at low resolution and each tile's share in it.
+
+The tumour bed is the invasive tumour plus the stroma between its nests (TILs Working Group).
+Masks are stored at low resolution with their µm/px, and each tile gets the fraction of its
+area inside the bed and a flag (fraction >= ``settings.TILE_IN_BED``). Its sources
+(annotation, detector, whole tissue, a precomputed bed) are resolved in
+:mod:`weakstil.tumorbed.resolver`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from weakstil.settings import TILE_IN_BED
+from weakstil.tiling import mask_fractions
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.files import FeaturesFile, TilesFile
+
+
+class TumorBedSource(str, Enum):
+    ANNOTATION = "annotation"
+    MODEL = "model"
+    TISSUE = "tissue"
+
+
+@dataclass
+class TumorBed:
+    """A slide's tumour bed: low-resolution mask plus per-tile fraction and flag."""
+
+    mask: np.ndarray
+    mask_mpp: float
+    tile_fraction: np.ndarray
+    source: TumorBedSource
+    detail: str = ""  #: annotation path or model id
+
+    @property
+    def tile_flags(self) -> np.ndarray:
+        return self.tile_fraction >= TILE_IN_BED
+
+    @property
+    def found(self) -> bool:
+        return bool(self.tile_flags.any())
+
+    def attrs(self) -> dict[str, object]:
+        return {"tumorbed_source": self.source.value, "tumorbed_detail": self.detail,
+                "tumorbed_mask_mpp": float(self.mask_mpp), "tumorbed_tile_threshold": TILE_IN_BED}
+
+
+@dataclass
+class SlideGeometry:
+    """What tumour-bed code needs to know about a slide and its tiles."""
+
+    width: int
+    height: int
+    slide_mpp: float
+    coords: np.ndarray
+    tile_size_level0: float
+    tissue_mask: np.ndarray
+    mask_mpp: float
+
+    @classmethod
+    def from_file(cls, tiles: FeaturesFile | TilesFile) -> SlideGeometry:
+        """From a feature cache or tiles file (its tissue mask must have been read)."""
+        return cls(int(tiles.attrs["slide_width"]), int(tiles.attrs["slide_height"]), float(tiles.attrs["slide_mpp"]),
+                   np.asarray(tiles.coords), float(tiles.attrs["tile_size_level0"]),
+                   np.asarray(tiles.tissue_mask).astype(bool),
+                   float(tiles.attrs.get("mask_mpp", tiles.tissue_mask_mpp)))
+
+    def tile_fractions(self, mask: np.ndarray, mask_mpp: float) -> np.ndarray:
+        return mask_fractions(self.coords, self.tile_size_level0, mask, mask_mpp, self.slide_mpp)
+
+    def fit_mask(self, mask: np.ndarray) -> np.ndarray:
+        """Resize a mask to the tissue-mask grid (nearest)."""
+        if mask.shape == self.tissue_mask.shape:
+            return mask.astype(bool)
+        from skimage.transform import resize
+
+        return resize(mask.astype(np.float32), self.tissue_mask.shape, order=0, anti_aliasing=False) > 0.5
+
+
+def from_annotation(path: str | Path, geom: SlideGeometry) -> TumorBed:
+    """Tumour bed from a pathologist's annotation file (clipped to tissue and slide)."""
+    from weakstil.annotations import check_inside, load_polygons, rasterize
+
+    polygons = check_inside(load_polygons(path), geom.width, geom.height, path)
+    mask = rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp)
+    mask = geom.fit_mask(mask)
+    return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.ANNOTATION,
+                    str(path))
+
+
+def whole_tissue(geom: SlideGeometry) -> TumorBed:
+    mask = geom.tissue_mask.astype(bool)
+    return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.TISSUE,
+                    "whole tissue")

@@ -1,0 +1,147 @@
+"""The one tumour-bed resolver, used by train, evaluate, score, ``tumorbed apply`` and the demo.
+
+A slide's tumour bed comes from the first of these it has:
+
+1. a bed precomputed by ``weakstil tumorbed apply`` (``--tumorbed-beds DIR``, ``DIR/<slide_id>.h5``;
+   refused when made from other features than the ones in use);
+2. an annotation drawn by a pathologist (``--annotations DIR``: ``<slide_id>.geojson`` QuPath
+   GeoJSON or ``<slide_id>.xml`` ImageScope XML);
+3. the tumour-bed detector (``--tumorbed DIR``, or the one bundled in the model folder);
+4. the whole tissue, recorded as ``source = tissue``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from weakstil.errors import WeakSTILError
+from weakstil.files import BedFile, FeaturesFile, find_slide_file
+from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource, from_annotation, whole_tissue
+from weakstil.tumorbed.detector import TumorBedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BedSources:
+    """Where tumour beds come from in a run (any may be ``None``)."""
+
+    annotations: Path | None = None
+    beds: Path | None = None  #: precomputed beds (``weakstil tumorbed apply``)
+    detector: TumorBedModel | None = None
+    detector_path: Path | None = None
+
+    @classmethod
+    def open(cls, *, annotations: str | Path | None = None, beds: str | Path | None = None,
+             detector: str | Path | TumorBedModel | None = None, model: str | Path | None = None) -> BedSources:
+        """Load the detector (a folder or a loaded model); without one, a model folder's
+        bundled detector (``model``) when it carries one."""
+        from weakstil.modeldir import ModelDir
+
+        for folder, option, made_by in ((annotations, "--annotations", "a folder of <slide_id>.geojson/.xml files"),
+                                        (beds, "--tumorbed-beds", "the --out folder of 'weakstil tumorbed apply'")):
+            if folder is not None and not Path(folder).is_dir():  # a typo must not fall back to the whole tissue
+                raise WeakSTILError(f"{option} folder not found" if not Path(folder).exists() else
+                                    f"{option} is not a folder", path=folder, fix=f"pass {made_by}")
+        if detector is None and model is not None:
+            detector = ModelDir(model).bundled_detector
+        path = None
+        if detector is not None and not isinstance(detector, TumorBedModel):
+            path = Path(detector)
+            detector = TumorBedModel.load(path)
+        return cls(None if annotations is None else Path(annotations), None if beds is None else Path(beds),
+                   detector, path)
+
+    @property
+    def given(self) -> bool:
+        """Whether any source besides the whole tissue is set."""
+        return self.annotations is not None or self.beds is not None or self.detector is not None
+
+    def resolve(self, slide_id: str, features: FeaturesFile) -> TumorBed:
+        """One slide's tumour bed, from its feature cache (read with its tissue mask)."""
+        from weakstil.annotations import find_annotation
+
+        where = features.path if features.path is not None else slide_id
+        if self.detector is not None:  # a detector of another encoder is refused, whatever the slide has
+            check_detector_matches(self.detector, features, self.detector_path or where)
+        precomputed = find_slide_file(self.beds, slide_id)
+        if precomputed is not None:
+            return read_precomputed(precomputed, slide_id, features)
+        geom = SlideGeometry.from_file(features)
+        annotation = find_annotation(self.annotations, slide_id)
+        if annotation is not None:
+            return from_annotation(annotation, geom)
+        if self.detector is not None:
+            return self.detector.detect(np.asarray(features.features), geom)
+        return whole_tissue(geom)
+
+    def cohort(self, feature_paths: dict[str, Path]) -> dict[str, np.ndarray] | None:
+        """Tumour-bed flags per tile for a cohort (slide id -> its feature cache), or ``None``
+        when no source is given (training then uses the feature files' own flags, else all tiles)."""
+        if not self.given:
+            return None
+        flags, sources = {}, {}
+        precomputed = sum(find_slide_file(self.beds, sid) is not None for sid in feature_paths)
+        for sid, path in feature_paths.items():
+            bed = self.resolve(sid, FeaturesFile.read(path))
+            flags[sid] = bed.tile_flags
+            sources[bed.source.value] = sources.get(bed.source.value, 0) + 1
+        log.info("tumour beds: %s%s", ", ".join(f"{n} from {s}" for s, n in sorted(sources.items())),
+                 f" ({precomputed} precomputed in {self.beds})" if precomputed else "")
+        return flags
+
+
+def check_detector_matches(detector: TumorBedModel, features: FeaturesFile, where: str | Path) -> None:
+    """A detector only works on embeddings of the encoder it was trained on."""
+    enc, sha = detector.encoder_key
+    if enc is None:
+        return
+    got_enc, got_sha = features.attr("encoder"), features.attr("weights_sha256")
+    if (enc, sha) != (got_enc, got_sha):
+        raise WeakSTILError(
+            f"tumour-bed detector was trained on encoder '{enc}' (weights {str(sha)[:12]}) but the features "
+            f"come from '{got_enc}' (weights {str(got_sha)[:12]})",
+            path=where, fix="train the detector on features of the same encoder, or re-embed",
+        )
+
+
+def _stale(path: Path, slide_id: str, why: str) -> WeakSTILError:
+    return WeakSTILError(f"tumour bed {why}", path=path,
+                         fix=f"rerun 'weakstil tumorbed apply' on the current features of {slide_id}")
+
+
+def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) -> TumorBed:
+    """The bed ``weakstil tumorbed apply`` wrote for these features.
+
+    Refuses a bed written from other features (``cache_key`` or tile count differ): its tile
+    flags would belong to other tiles."""
+    path = Path(path)
+    try:
+        bed = BedFile.read(path)
+    except WeakSTILError as exc:
+        why = "file is incomplete (an interrupted run)" if "incomplete" in exc.message else \
+            f"file is unreadable ({exc.message})"
+        raise _stale(path, slide_id, why) from None
+    from weakstil.fingerprint import recorded as recorded_fingerprint
+
+    mine, theirs = recorded_fingerprint(bed.attrs), recorded_fingerprint(features.attrs)
+    if mine is not None and theirs is not None and mine != theirs:
+        raise _stale(path, slide_id, "was computed for another slide file with the same name (its content "
+                                     "fingerprint differs from the features')")
+    recorded, current = str(bed.attr("cache_key", "")), str(features.attr("cache_key", ""))
+    if recorded != current:
+        raise _stale(path, slide_id, f"was computed from other features (cache_key {recorded[:12] or 'none'}, "
+                                     f"the features have {current[:12] or 'none'})")
+    if len(bed.tumorbed_fraction) != features.n_tiles:
+        raise _stale(path, slide_id, f"has {len(bed.tumorbed_fraction)} tiles but the features have "
+                                     f"{features.n_tiles}")
+    try:
+        source = TumorBedSource(str(bed.attr("source")))
+    except ValueError:
+        raise _stale(path, slide_id, f"records an unknown source '{bed.attr('source')}'") from None
+    return TumorBed(bed.tumorbed_mask, float(bed.tumorbed_mask_mpp), bed.tumorbed_fraction.astype(np.float32), source,
+                    f"{bed.attr('detail', '')} (precomputed: {path})")
