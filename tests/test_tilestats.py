@@ -32,6 +32,7 @@ def two_looks(tmp_path_factory):
             stain = estimate_slide_stain(slide)
             tiles = np.stack([slide.read_region(int(x), int(y), 224, 0.5) for x, y in truth["coords"][keep]])
         out[group] = (tiles, stain, {k: v[keep] for k, v in truth.items()})
+        out.setdefault("path", res.path)
     return out
 
 
@@ -65,3 +66,29 @@ def test_macenko_normalisation_brings_two_looks_together(two_looks):
     assert na.dtype == np.uint8 and na.shape == ta.shape
     normed = np.abs(na.astype(float).mean((0, 1, 2)) - nb.astype(float).mean((0, 1, 2))).sum()
     assert normed < raw
+
+
+def test_embed_stores_the_tile_measurements_and_stain_norm_is_in_the_cache_key(two_looks, tmp_path):
+    """embed writes tile_stats and stroma_estimate through weakstil.files; normalising the tiles'
+    stain changes the features, so it changes the cache key (a cache made without it is redone)."""
+    from weakstil.embed import cache_key, embed_slide, open_encoder
+    from weakstil.files import FeaturesFile
+    from weakstil.slide import Slide
+    from weakstil.tiles import TilingParams
+
+    slide_path = two_looks["path"]
+    params = TilingParams(mpp=1.0)  # 224 µm tiles: a few dozen
+    enc, _ = open_encoder("small-cnn", "random", "cpu", workers=1)
+    plain = embed_slide(slide_path, enc, out_dir=tmp_path / "plain", params=params, workers=0)
+    f = FeaturesFile.read(plain.path)
+    assert f.tile_stats.shape == (plain.n_tiles, len(COLUMNS)) and np.isfinite(f.tile_stats).all()
+    np.testing.assert_array_equal(f.stroma_estimate, f.tile_stats[:, COLUMNS.index("stroma_estimate")])
+    assert f.attrs["stain_norm"] == "none" and "he" in f.attrs["stain"]
+    normed_enc, _ = open_encoder("small-cnn", "random", "cpu", workers=1, stain_norm="macenko")
+    with Slide.open(slide_path) as slide:
+        assert cache_key(enc, params, slide.mpp) != cache_key(normed_enc, params, slide.mpp)
+    normed = embed_slide(slide_path, normed_enc, out_path=plain.path, params=params, workers=0)
+    assert not normed.skipped  # the cache made without normalisation is not reused
+    g = FeaturesFile.read(normed.path)
+    assert g.attrs["stain_norm"] == "macenko" and not np.allclose(g.features, f.features)
+    np.testing.assert_allclose(g.tile_stats, f.tile_stats)  # measured on the raw tiles either way
