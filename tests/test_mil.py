@@ -74,7 +74,8 @@ def test_tumorbed_flags_restrict_the_slide_score(tmp_path):
     table, truth = make_planted_cohort(root, 36, tumorbed=True, seed=3)
     cohort, bank = _bank(root)
     assert all(0 < b.tile_mask.sum() < b.n for b in bank.bags)
-    res = fit(bank, cohort.labels, np.arange(28), np.arange(28, 32), TrainConfig(hidden=32, epochs=80, lr=3e-3),
+    res = fit(bank, cohort.labels, np.arange(28), np.arange(28, 32),
+              TrainConfig(aggregator="mean", hidden=32, epochs=80, lr=3e-3),
               seed=0)
     scores = score_slides(res.model, bank, range(32, 36))
     for s, b in zip(scores, bank.bags[32:36]):

@@ -41,7 +41,9 @@ DECODE = "auto"
 # --- MIL training ----------------------------------------------------------------------------
 FOLDS = 5
 EPOCHS = 100
-AGGREGATOR = "mean"
+#: The stroma-weighted mean (the sTIL definition): best under leave-centre-out on hard cohorts
+#: (benchmarks/accuracy.py; README "Accuracy off the home ground").
+AGGREGATOR = "stroma"
 #: Tile weights of the stroma aggregator: "learned" (a head on the features) or "estimate" (colour deconvolution).
 STROMA_WEIGHT = "learned"
 #: How new slides are scored: "final" model or "ensemble" of the cross-validation fold models.

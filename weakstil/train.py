@@ -9,6 +9,7 @@ slide of its group), so they can be shown as heatmaps without optimism.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -56,6 +57,13 @@ def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: 
     if tumorbeds is None and beds is not None:
         tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, paths)))
     return FeatureBank.load(paths, cohort.slide_ids, tumorbeds=tumorbeds, tile_stats=tile_stats)
+
+
+def _all_have_tile_stats(paths) -> bool:
+    """Whether every feature file holds the per-tile measurements (made by this weakstil's embed)."""
+    from weakstil.files import FeaturesFile
+
+    return all("tile_stats" in FeaturesFile.read_header(p)[1] for p in paths)
 
 
 def _write_tile_scores(path: Path, bag: SlideBag, scores: SlideScores, attrs: dict) -> Path:
@@ -111,6 +119,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     from weakstil.outputdir import mark
     from weakstil.runtime import resolve_device
 
+    if cfg.tile_stats is None:  # automatic: the measurements when every feature file has them
+        cfg = dataclasses.replace(cfg, tile_stats=_all_have_tile_stats(cohort.feature_paths(features_dir)))
     bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=cfg.tile_stats)
     bank.to_device(resolve_device(cfg.device))
     labels = cohort.labels.astype(np.float32)

@@ -175,8 +175,9 @@ StromaWeightOpt = Annotated[
     StromaWeight, typer.Option("--stroma-weight", help="Tile weights of the stroma aggregator: learned (a head on the "
                                "tile features) or estimate (colour-deconvolution stroma share from the features).")
 ]
-TileStatsOpt = Annotated[bool, typer.Option("--tile-stats/--no-tile-stats", help="Append each tile's stain and "
-                                            "nuclear-morphometry measurements (made by embed) to its embedding.")]
+TileStatsOpt = Annotated[Optional[bool], typer.Option(
+    "--tile-stats/--no-tile-stats", help="Append each tile's stain and nuclear-morphometry measurements (made by "
+    "embed) to its embedding. Default: when every feature file has them.")]
 ScoringOpt = Annotated[Scoring, typer.Option("--scoring", help="How new slides are scored: the final model, or the "
                                              "ensemble of the cross-validation fold models.")]
 ScoringOverrideOpt = Annotated[Optional[Scoring], typer.Option(

@@ -77,7 +77,9 @@ class TrainConfig:
 
     aggregator: str = settings.AGGREGATOR
     stroma_weight: str = settings.STROMA_WEIGHT
-    tile_stats: bool = False
+    #: append the tiles' stain/morphometry measurements to the embeddings; None: when every
+    #: feature file has them (resolved by weakstil.train before training, recorded as a bool)
+    tile_stats: bool | None = None
     scoring: str = settings.SCORING  #: new slides scored by the "final" model or the "ensemble" of fold models
     hidden: int = 128
     layers: int = 1
@@ -99,7 +101,7 @@ class TrainConfig:
     def architecture(self, input_dim: int) -> Architecture:
         return Architecture(input_dim=input_dim, hidden=self.hidden, layers=self.layers, dropout=self.dropout,
                             aggregator=self.aggregator, attention_dim=self.attention_dim,
-                            stroma_weight=self.stroma_weight, tile_stats=self.tile_stats)
+                            stroma_weight=self.stroma_weight, tile_stats=bool(self.tile_stats))
 
     def check(self) -> None:
         if self.loss not in LOSSES:
