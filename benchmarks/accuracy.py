@@ -29,8 +29,7 @@ Rows ``ENCODER/AGGREGATOR/FEATURES``: ENCODER ``pre`` (pretrained) or ``rnd`` (r
 AGGREGATOR ``mean``, ``attention``, ``stroma`` (learned stroma weights) or ``stroma-est``
 (colour-deconvolution stroma estimate as weight); FEATURES ``-`` (embedding) or ``stats``
 (embedding + tile statistics); ``colour`` is the colour-deconvolution rule
-(``benchmarks/colour_rule.py`` when present, else the built-in one), linearly calibrated on
-the same training folds.
+(``benchmarks/colour_rule.py``), linearly calibrated on the same training folds.
 
 Metrics: slide R², MAE, AUC for sTIL >= 30 %, and tile Pearson between tile scores and the
 generator's tile sTIL (bed tiles with >= 25 % stroma). Every result is cached by its settings
@@ -280,10 +279,7 @@ def colour_counts(cohort: Cohort, enc: str) -> dict[str, tuple[np.ndarray, np.nd
     """(coords, per-tile [lymphocyte px, stroma px]) from the colour rule, cached per slide."""
     from weakstil.files import FeaturesFile
 
-    try:
-        from colour_rule import tile_counts  # benchmarks/colour_rule.py (the hard-cohort work)
-    except ImportError:
-        from _colour_rule_fallback import tile_counts
+    from colour_rule import tile_counts  # benchmarks/colour_rule.py
     store = cohort.root / "colour-rule"
     store.mkdir(exist_ok=True)
     out = {}
