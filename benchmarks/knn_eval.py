@@ -109,6 +109,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--synth-slides", type=int, default=6, help="half for pretraining, half for evaluation")
+    ap.add_argument("--cohort", type=Path, help="an existing synthetic cohort (e.g. synth --hard) instead of a new one; "
+                    "tiles of its second half are the synthetic evaluation set")
+    ap.add_argument("--random-encoder", default=None, help="base card of the random-init network (default: the "
+                    "pretrained encoder's base)")
     ap.add_argument("--per-class", type=int, default=30, help="synthetic tiles per class")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--random-seeds", type=int, default=5, help="random inits for the spread column")
@@ -125,7 +129,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     args.work.mkdir(parents=True, exist_ok=True)
-    cohort = synth_cohort(args.work, args.synth_slides, args.seed) if args.synth_slides >= 2 else None
+    if args.cohort is not None:
+        cohort = args.cohort
+    else:
+        cohort = synth_cohort(args.work, args.synth_slides, args.seed) if args.synth_slides >= 2 else None
     train_ids = eval_ids = []
     if cohort is not None:
         ids = sorted(p.stem for p in (cohort / "slides").glob("*.tiff"))
@@ -144,7 +151,7 @@ def main() -> None:
                   f"{r.card.training['loss_first']:.3f} -> {r.card.training['loss_last10_mean']:.3f} (mean of last "
                   f"10), {time.perf_counter() - t:.0f} s -> {enc_dir}")
     pre = create_encoder(enc_dir)
-    base = pre.card.base or pre.card.name
+    base = args.random_encoder or pre.card.base or pre.card.name
     rnd = create_encoder(base, weights="random", seed=args.seed)
     tr = pre.card.training or {}
     print(f"pretrained encoder: {pre.name} ({pre.card.model}), {tr.get('steps')} SimCLR steps on "

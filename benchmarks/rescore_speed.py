@@ -98,7 +98,7 @@ def main() -> None:
             t0 = time.perf_counter()
             flags = bed_tile_flags(bed_shape([outline], [hole]), tiles.geometry)
             t1 = time.perf_counter()
-            aggregate_bed(tiles.tile_scores, flags, tiles.logits)
+            aggregate_bed(tiles.tile_scores, flags, tiles.logits, tiles.stroma, tiles.aggregator)
             flag_times.append(t1 - t0)
             agg_times.append(time.perf_counter() - t1)
         print(f"{aggregator:<10} {read_s:8.3f} {first_s:8.3f} {statistics.median(times):9.3f} {max(times):8.3f} "

@@ -2,7 +2,11 @@
 
 Each tile has a latent sTIL ``u`` (0-100); its feature vector is
 ``W @ [u/100, nuisance...] + noise`` and the slide label is the mean ``u`` of its tiles
-(of its tumour-bed tiles when ``tumorbed`` is planted). A model trained on slide labels
+(of its tumour-bed tiles when ``tumorbed`` is planted). With ``stroma`` every tile also has a
+stroma share ``s`` encoded in its features (and written, with noise, as the feature file's
+``stroma_estimate``); the label is then the stroma-weighted mean ``sum(s * u) / sum(s)`` of the
+sTIL definition, and a slide-dependent share of tiles are tumour with little stroma and any sTIL,
+so the plain mean of ``u`` is biased. A model trained on slide labels
 only must recover ``u`` per tile to do well: that is the weak-label-to-tile property.
 The feature files follow the layout of ``weakstil embed``'s cache.
 """
@@ -22,7 +26,8 @@ WEIGHTS = "ab" * 32
 
 def write_feature_file(path: Path, slide_id: str, feats: np.ndarray, coords: np.ndarray, *, encoder: str = ENCODER,
                        weights_sha256: str = WEIGHTS, mpp: float = 0.5, tile_px: int = 224,
-                       tumorbed: np.ndarray | None = None, complete: int = 1) -> Path:
+                       tumorbed: np.ndarray | None = None, complete: int = 1,
+                       stroma_estimate: np.ndarray | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with h5py.File(path, "w") as f:
         f.create_dataset("features", data=feats.astype(np.float32))
@@ -32,6 +37,8 @@ def write_feature_file(path: Path, slide_id: str, feats: np.ndarray, coords: np.
         ds.attrs["mpp"] = 4.0
         if tumorbed is not None:
             f.create_dataset("tumorbed", data=tumorbed.astype(bool))
+        if stroma_estimate is not None:
+            f.create_dataset("stroma_estimate", data=stroma_estimate.astype(np.float32))
         f.attrs.update({
             "tile_size_level0": tile_px * mpp / 0.25, "mpp": mpp, "tile_px": tile_px, "slide_id": slide_id,
             "slide_mpp": 0.25, "encoder": encoder, "encoder_card": json.dumps({"name": encoder, "dim": feats.shape[1]}),
@@ -44,15 +51,15 @@ def write_feature_file(path: Path, slide_id: str, feats: np.ndarray, coords: np.
 
 def make_planted_cohort(root: Path, n_slides: int = 40, *, dim: int = 32, tiles: tuple[int, int] = (120, 220),
                         n_groups: int = 8, seed: int = 0, noise: float = 0.3, tumorbed: bool = False,
-                        nonlinear: bool = True) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+                        nonlinear: bool = True, stroma: bool = False) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Write ``root/labels.csv``, ``root/slides/*.tiff`` (placeholders) and ``root/features/*.h5``.
 
-    Returns the label table and the latent tile sTIL per slide.
+    Returns the label table and the latent tile sTIL per slide (with ``stroma``: ``(u, s)`` pairs).
     """
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     (root / "slides").mkdir(exist_ok=True)
-    n_latent = 4
+    n_latent = 5 if stroma else 4
     W = rng.normal(size=(n_latent, dim))
     group_shift = rng.normal(scale=0.8, size=(n_groups, n_latent - 1))
     rows, truth = [], {}
@@ -63,7 +70,15 @@ def make_planted_cohort(root: Path, n_slides: int = 40, *, dim: int = 32, tiles:
         mean = rng.uniform(2, 90) / 100
         conc = 6.0
         u = 100 * rng.beta(mean * conc + 0.05, (1 - mean) * conc + 0.05, size=n)
-        nuisance = group_shift[g] + rng.normal(scale=1.0, size=(n, n_latent - 1))
+        if stroma:  # a slide-dependent share of tumour tiles with little stroma and any sTIL (its few
+            # stroma pixels decide nothing): the plain mean of u is biased, differently per slide
+            tumour = rng.random(n) < rng.uniform(0.0, 0.9)
+            s = np.where(tumour, rng.uniform(0.02, 0.15, size=n), rng.uniform(0.5, 1.0, size=n))
+            u = np.where(tumour, rng.uniform(0, 100, size=n), u)
+            nuisance = group_shift[g] + rng.normal(scale=1.0, size=(n, n_latent - 1))
+            nuisance[:, 0] = 2 * s - 1
+        else:
+            nuisance = group_shift[g] + rng.normal(scale=1.0, size=(n, n_latent - 1))
         z = np.c_[u / 100, nuisance]
         if nonlinear:
             z[:, 0] = np.tanh(2 * (z[:, 0] - 0.5))  # monotone but not linear in u
@@ -78,10 +93,14 @@ def make_planted_cohort(root: Path, n_slides: int = 40, *, dim: int = 32, tiles:
             u_out = u.copy()
             feats[~bed] += 2.0
             label = float(u[bed].mean())
+        elif stroma:
+            u_out = (u, s)
+            label = float((s * u).sum() / s.sum())
         else:
             u_out = u
             label = float(u.mean())
-        write_feature_file(root / "features" / f"{sid}.h5", sid, feats, coords, tumorbed=bed)
+        est = np.clip(s + rng.normal(scale=0.05, size=n), 0, 1) if stroma else None
+        write_feature_file(root / "features" / f"{sid}.h5", sid, feats, coords, tumorbed=bed, stroma_estimate=est)
         (root / "slides" / f"{sid}.tiff").write_bytes(b"placeholder")
         rows.append({"slide_id": sid, "path": f"slides/{sid}.tiff", "stil": round(label, 3), "group": f"G{g}"})
         truth[sid] = u_out

@@ -53,12 +53,12 @@ def test_rewritten_file_keeps_every_dataset_and_attribute_and_adds_its_kind(kind
 def test_later_additions_are_ignored_by_readers_and_missing_optional_data_reads_as_none(tmp_path):
     path = WRITERS["tile_scores"](tmp_path / "S1.h5", attention=False)
     with h5py.File(path, "a") as f:  # what a later version may add: a dataset and attributes this reader does not know
-        f.create_dataset("stroma_weight", data=np.ones(12, np.float32))
+        f.create_dataset("later_dataset", data=np.ones(12, np.float32))
         f.attrs["fingerprint"] = "sha256:0123"
         f.attrs["kind"] = "tile_scores"
         f.attrs["schema_version"] = TileScoresFile.SCHEMA_VERSION
     f = TileScoresFile.read(path)
-    assert f.attention is None and not hasattr(f, "stroma_weight")
+    assert f.attention is None and not hasattr(f, "later_dataset")
     assert f.attr("fingerprint") == "sha256:0123" and f.attr("stil_interval") is None
 
 

@@ -74,7 +74,8 @@ def test_tumorbed_flags_restrict_the_slide_score(tmp_path):
     table, truth = make_planted_cohort(root, 36, tumorbed=True, seed=3)
     cohort, bank = _bank(root)
     assert all(0 < b.tile_mask.sum() < b.n for b in bank.bags)
-    res = fit(bank, cohort.labels, np.arange(28), np.arange(28, 32), TrainConfig(hidden=32, epochs=80, lr=3e-3),
+    res = fit(bank, cohort.labels, np.arange(28), np.arange(28, 32),
+              TrainConfig(aggregator="mean", hidden=32, epochs=80, lr=3e-3),
               seed=0)
     scores = score_slides(res.model, bank, range(32, 36))
     for s, b in zip(scores, bank.bags[32:36]):
@@ -202,3 +203,68 @@ def test_bank_refuses_mixed_encoders(tmp_path):
         FeatureBank.load(paths)
     bank = FeatureBank.load(paths[:3])
     assert bank.features.shape == (15, 8) and [b.n for b in bank.bags] == [5, 5, 5]
+
+
+@pytest.fixture(scope="module")
+def planted_stroma(tmp_path_factory):
+    root = tmp_path_factory.mktemp("planted_stroma")
+    table, truth = make_planted_cohort(root, 48, n_groups=8, seed=1, stroma=True)
+    return root, table, truth
+
+
+def test_planted_stroma_cohort_biases_the_plain_mean(planted_stroma):
+    """The cohort's point: even perfect tile scores give a poor slide score with the plain mean."""
+    _, table, truth = planted_stroma
+    oracle_mean = np.array([truth[sid][0].mean() for sid in table["slide_id"]])
+    assert r2_score(table["stil"].to_numpy(), oracle_mean) < 0.9
+
+
+@pytest.mark.parametrize("stroma_weight", ["learned", "estimate"])
+def test_stroma_aggregator_learns_the_stil_definition(planted_stroma, tmp_path, stroma_weight):
+    """Out of fold: slide R², tile scores vs the hidden tile sTIL, and (learned) stroma weights vs stroma."""
+    root, table, truth = planted_stroma
+    cfg = TrainConfig(aggregator="stroma", stroma_weight=stroma_weight, hidden=32, epochs=80, patience=15, lr=3e-3,
+                      seed=0)
+    out = tmp_path / "model"
+    res = train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
+    assert res["cv"]["metrics"]["r2"] >= 0.9
+    pred, true, w, s = [], [], [], []
+    for sid, (u, stroma) in truth.items():
+        d = TileScoresFile.read(out / "cv" / "tiles" / f"{sid}.h5")
+        keep = stroma >= 0.25
+        pred.append(d.tile_scores[keep])
+        true.append(u[keep])
+        w.append(d.stroma_weight)
+        s.append(stroma)
+    assert pearson(np.concatenate(true), np.concatenate(pred)) >= 0.85
+    if stroma_weight == "learned":  # learned from slide labels alone, the weights still follow the stroma
+        assert pearson(np.concatenate(s), np.concatenate(w)) >= 0.7
+
+
+def test_fold_models_score_as_one_ensemble_and_are_checked(planted, tmp_path):
+    """Fold models are saved, loaded strictly, and their ensemble's slide score is the shared
+    aggregation (weakstil.mil.aggregate.slide_score) of the averaged tile maps; they live where
+    the model folder says (MODEL/folds/fold_<k>.safetensors)."""
+    from weakstil.mil.aggregate import slide_score
+    from weakstil.mil.ensemble import load_scoring_models, score_slides_ensemble
+    from weakstil.modeldir import ModelDir
+
+    root, table, _ = planted
+    cfg = TrainConfig(aggregator="stroma", hidden=16, epochs=5, lr=3e-3, seed=0, scoring="ensemble")
+    out = tmp_path / "model"
+    train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
+    models, meta = load_scoring_models(out)
+    assert len(models) == 3 and meta["scoring"] == "ensemble"
+    assert [out / e["file"] for e in meta["folds"]] == [ModelDir(out).fold_path(k) for k in (1, 2, 3)]
+    assert len(load_scoring_models(out, "final")[0]) == 1
+    cohort, bank = _bank(root)
+    ens = score_slides_ensemble(models, bank, [0, 1])
+    singles = [score_slides(m, bank, [0, 1]) for m in models]
+    for j, e in enumerate(ens):
+        np.testing.assert_allclose(e.tile_scores, np.mean([s[j].tile_scores for s in singles], axis=0), rtol=1e-5)
+        stil, _ = slide_score(e.tile_scores, e.stroma, bank.bags[j].tile_mask, "stroma")
+        assert e.stil == pytest.approx(stil, abs=1e-3)
+    fold = out / meta["folds"][0]["file"]
+    fold.write_bytes(fold.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(ModelError, match="does not match model.json"):
+        load_scoring_models(out)

@@ -117,8 +117,11 @@ def test_outputs_read_back(pipeline, tmp_path):
             assert f["tissue_mask"].attrs["mpp"] > 0 and f["tumorbed_mask"].attrs["mpp"] > 0
             tsl0 = f.attrs["tile_size_level0"]
             if row.status == "ok":
-                # mean aggregator: the slide score is the mean of the tumour-bed tiles' scores
-                assert row.stil == pytest.approx(float(scores[flags].mean()), abs=1e-3)
+                # stroma aggregator (the default): the stroma-weighted mean over the tumour-bed tiles,
+                # with every tile's weight in the file and the features' stroma estimate beside it
+                stroma = f["stroma_weight"][:]
+                assert len(f["stroma_estimate"][:]) == len(scores)
+                assert row.stil == pytest.approx(float((stroma * scores)[flags].sum() / stroma[flags].sum()), abs=1e-3)
                 assert row.stil_high == (row.stil >= row.threshold)
         gj = json.loads((out / f"{row.slide_id}.geojson").read_text())
         assert len(gj["features"]) == row.n_tiles

@@ -39,7 +39,11 @@ def test_train_then_evaluate_end_to_end(cohort, tmp_path):
     assert not list(tmp_path.glob(".model.tmp-*"))
     meta = json.loads((model / "model.json").read_text())
     assert meta["architecture"] == {"input_dim": 32, "hidden": 16, "layers": 1, "dropout": 0.25,
-                                    "aggregator": "mean", "attention_dim": 64}
+                                    "aggregator": "stroma", "attention_dim": 64, "stroma_weight": "learned",
+                                    "tile_stats": False}  # the planted features have no tile measurements
+    # the cross-validation fold models are kept beside the final model, listed with their hashes
+    assert [f["file"] for f in meta["folds"]] == [f"folds/fold_{k}.safetensors" for k in (1, 2, 3)]
+    assert all((model / f["file"]).is_file() for f in meta["folds"])
     assert meta["encoder"]["name"] == "planted" and meta["encoder"]["weights_sha256"] == "ab" * 32
     assert meta["threshold"] == 30.0 and meta["seed"] == 0
     assert set(meta["versions"]) >= {"weakstil", "torch", "python"}
@@ -78,7 +82,10 @@ def test_train_then_evaluate_end_to_end(cohort, tmp_path):
     pred = pd.read_csv(out / "predictions.csv")
     with h5py.File(out / "tiles" / "S010.h5") as f:
         assert f.attrs["stil_pred"] == pytest.approx(pred.set_index("slide_id").loc["S010", "stil_pred"], abs=1e-3)
-        assert f["tile_scores"][:].mean() == pytest.approx(f.attrs["stil_pred"], abs=1e-3)  # mean aggregator
+        # stroma aggregator (the default): the stroma-weighted mean of the tile scores, weights saved
+        scores, stroma = f["tile_scores"][:], f["stroma_weight"][:]
+        assert ((stroma > 0) & (stroma < 1)).all()
+        assert (stroma * scores).sum() / stroma.sum() == pytest.approx(f.attrs["stil_pred"], abs=1e-3)
 
     # metrics of the saved out-of-fold predictions
     out2 = tmp_path / "oof"

@@ -8,7 +8,8 @@ the slide's sTIL% is then recomputed without the encoder or the MIL model, from 
   annotation file (:func:`weakstil.tumorbed.bed.from_annotation`): rasterised on the slide's
   tissue-mask grid, a tile is in the bed when at least ``settings.TILE_IN_BED`` of it is covered;
 * the flagged tiles are aggregated by the model's own aggregator, recorded in the file
-  (:func:`weakstil.mil.model.aggregate`: mean, or softmax of the attention logits);
+  (:func:`weakstil.mil.aggregate.aggregate`: the stroma-weighted mean with the tiles' stored
+  stroma weights, the mean, or the softmax of the attention logits);
 * the call is ``high`` when sTIL% >= the file's ``threshold``.
 
 The corrected bed is saved as ``<slide_id>.geojson`` (QuPath GeoJSON, class ``Tumor bed``), the
@@ -70,6 +71,7 @@ class ScoredTiles:
     slide_id: str
     tile_scores: np.ndarray  #: (N,) float32 0-100
     logits: np.ndarray | None  #: (N,) attention logits (attention aggregator), -inf where unknown
+    stroma: np.ndarray | None  #: (N,) stroma weights 0-1 (stroma aggregator)
     known: np.ndarray | None  #: (N,) bool: tiles whose logit is known (None: all)
     aggregator: str
     threshold: float
@@ -104,13 +106,20 @@ class ScoredTiles:
         logits, known = None, None
         if aggregator == "attention":
             logits, known = _attention_logits(f, flags, where)
+        stroma = None
+        if aggregator == "stroma":
+            stroma = getattr(f, "stroma_weight", None)
+            if stroma is None:
+                raise WeakSTILError("was scored by a stroma-weighted model but holds no stroma weights", path=where,
+                                    fix="score the slide again with this version of 'weakstil score'")
+            stroma = np.asarray(stroma, np.float32)
         stil = attrs.get("stil", attrs.get("stil_pred"))
         geom = _geometry(f)
         mask, mask_mpp = getattr(f, "tumorbed_mask", None), getattr(f, "tumorbed_mask_mpp", None)
         if (mask is None or not mask_mpp or not np.any(mask)) and flags is not None:
             mask, mask_mpp = _tile_mask(geom, flags)  # no pixel mask: the bed tiles themselves
         return cls(path=path or f.path, slide_id=str(attrs.get("slide_id", Path(str(where)).stem)),
-                   tile_scores=np.asarray(f.tile_scores, np.float32), logits=logits, known=known,
+                   tile_scores=np.asarray(f.tile_scores, np.float32), logits=logits, stroma=stroma, known=known,
                    aggregator=aggregator, threshold=float(attrs.get("threshold", settings.STIL_THRESHOLD)),
                    geometry=geom, original_stil=None if stil is None or stil != stil else float(stil),
                    original_flags=flags, original_mask=None if mask is None else np.asarray(mask, bool),
@@ -131,7 +140,7 @@ class ScoredTiles:
                 "attention this file does not record", path=self.path or self.slide_id,
                 fix="score the slide again with this version of 'weakstil score' (it records every tile's attention)")
         n = int(flags.sum())
-        stil = aggregate_bed(self.tile_scores, flags, self.logits) if n else math.nan
+        stil = aggregate_bed(self.tile_scores, flags, self.logits, self.stroma, self.aggregator) if n else math.nan
         return BedScore(stil=stil, stil_high=bool(stil >= self.threshold) if n else None, threshold=self.threshold,
                         aggregator=self.aggregator, n_bed_tiles=n, n_tiles=len(flags), tile_flags=flags)
 
@@ -195,16 +204,22 @@ def bed_tile_flags(shape, geom: SlideGeometry, where: str | Path = "bed") -> np.
     return geom.tile_fractions(mask, geom.mask_mpp) >= settings.TILE_IN_BED
 
 
-def aggregate_bed(tile_scores: np.ndarray, flags: np.ndarray, logits: np.ndarray | None = None) -> float:
-    """Slide sTIL% of the flagged tiles with the MIL model's aggregator (mean without logits)."""
+def aggregate_bed(tile_scores: np.ndarray, flags: np.ndarray, logits: np.ndarray | None = None,
+                  stroma: np.ndarray | None = None, aggregator: str | None = None) -> float:
+    """Slide sTIL% of the flagged tiles with the MIL model's aggregator (by default: attention
+    with logits, else stroma-weighted with stroma weights, else the mean)."""
     import torch
 
-    from weakstil.mil.model import aggregate
+    from weakstil.mil.aggregate import aggregate
 
-    scores = torch.from_numpy(np.ascontiguousarray(tile_scores, np.float32))[None]
-    mask = torch.from_numpy(np.ascontiguousarray(flags, bool))[None]
-    a = None if logits is None else torch.from_numpy(np.ascontiguousarray(logits, np.float32))[None]
-    slide, _ = aggregate(scores, a, mask)
+    if aggregator is None:
+        aggregator = "attention" if logits is not None else "stroma" if stroma is not None else "mean"
+
+    def tensor(a, dtype):
+        return None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype))[None]
+
+    slide, _ = aggregate(tensor(tile_scores, np.float32), tensor(flags, bool), aggregator,
+                         stroma=tensor(stroma, np.float32), logits=tensor(logits, np.float32))
     return float(slide[0])
 
 

@@ -3,8 +3,10 @@
 The cache ``CACHE/<slide_id>.h5`` is a :class:`weakstil.files.FeaturesFile` (layout documented
 there): the tiles, their ``features`` (N, D) float32 and the encoder's provenance, with a
 ``cache_key``: sha256 of the encoder name, its weights' sha256, the card fields that change
-features (model, kwargs, input size, mean/std, pooling), the tiling key, the slide's µm/px and
-the slide's content fingerprint (:mod:`weakstil.fingerprint`).
+features (model, kwargs, input size, mean/std, pooling, stain normalisation), the tiling key, the
+slide's µm/px, the slide's content fingerprint (:mod:`weakstil.fingerprint`) and the version of the
+per-tile stain/morphometry measurements (:mod:`weakstil.tilestats`, stored beside the features with
+each tile's stroma estimate; the slide's Macenko stain estimate is in the ``stain`` attribute).
 
 The file is written under a temporary name beside the target and renamed when complete, so an
 interrupted run never leaves a file that looks complete; a rerun removes such leftovers. A
@@ -38,7 +40,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -61,7 +63,7 @@ log = logging.getLogger(__name__)
 #: Bumped when the cache layout changes (part of the cache key). 2: the slide fingerprint.
 CACHE_FORMAT = 2
 #: Card fields that change the features (besides the weights).
-_CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling")
+_CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling", "stain_norm")
 
 
 @dataclass
@@ -78,9 +80,12 @@ class EmbedResult:
 
 # -- cache ------------------------------------------------------------------------------
 def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None) -> str:
+    from weakstil.tilestats import TILESTATS_VERSION
+
     card = encoder.card.to_dict()
     payload = {
         "format": CACHE_FORMAT,
+        "tilestats": TILESTATS_VERSION,
         "encoder": encoder.name,
         "weights_sha256": encoder.weights_sha256,
         "card": {k: card.get(k) for k in _CARD_KEY_FIELDS},
@@ -299,12 +304,25 @@ def _on_device(t, dev) -> bool:
 
 
 # -- the encoder of a run ----------------------------------------------------------------
+def with_stain_norm(encoder: Encoder, stain_norm: str) -> Encoder:
+    """Set the encoder card's tile stain normalisation (``card`` keeps it); it is a card field, so
+    it is part of the cache key and recorded in the features' ``encoder_card``."""
+    if stain_norm != "card":
+        import dataclasses
+
+        encoder.card = dataclasses.replace(encoder.card, stain_norm=None if stain_norm == "none" else stain_norm)
+    return encoder
+
+
+
 def open_encoder(name: str | Path, weights: str | None = None, device: str = settings.DEVICE, *,
                  workers: int = settings.DECODE_WORKERS, threads: int = settings.TORCH_THREADS,
-                 batch_size: int = settings.BATCH_SIZE, seed: int = settings.SEED) -> tuple[Encoder, ThreadPlanner]:
+                 batch_size: int = settings.BATCH_SIZE, seed: int = settings.SEED,
+                 stain_norm: str = settings.STAIN_NORM) -> tuple[Encoder, ThreadPlanner]:
     """The encoder on its device and the planner of its decode workers and torch threads
     (:class:`weakstil.decode.ThreadPlanner`: ``workers``/``threads`` > 0 are kept, the rest is
-    planned from the speeds measured on the first slide)."""
+    planned from the speeds measured on the first slide). ``stain_norm``: ``card`` (the card's),
+    ``none`` or ``macenko`` overrides the card's tile stain normalisation (part of the cache key)."""
     import torch
 
     from weakstil.decode.batches import ThreadPlanner
@@ -315,7 +333,34 @@ def open_encoder(name: str | Path, weights: str | None = None, device: str = set
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels
     enc = create_encoder(name, weights, str(dev), seed=seed)
+    with_stain_norm(enc, stain_norm)
     return enc, ThreadPlanner(enc, batch_size, workers=workers or None, threads=threads or None)
+
+
+def measured_batches(batches: Iterator[tuple[int, Any]], stain: Any, mpp: float, stats: np.ndarray,
+                     stain_norm: str = "none") -> Iterator[tuple[int, Any]]:
+    """Pass ``batches`` through, writing each tile's :mod:`weakstil.tilestats` row into ``stats``
+    first, and re-render the tiles with the reference stain when ``stain_norm`` is ``macenko``
+    (:mod:`weakstil.stain`). GPU batches (tensors) are measured on a host copy."""
+    from weakstil.stain import normalise
+    from weakstil.tilestats import batch_stats
+
+    try:
+        for start, batch in batches:
+            host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
+            stats[start:start + len(host)] = batch_stats(host, stain, mpp)
+            if stain_norm == "macenko":
+                normed = normalise(host, stain)
+                if not isinstance(batch, np.ndarray):
+                    import torch
+
+                    normed = torch.from_numpy(normed).to(batch.device)
+                batch = normed
+            yield start, batch
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
 
 
 # -- one slide --------------------------------------------------------------------------
@@ -388,9 +433,15 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
 
     from weakstil.decode.batches import provenance_json, tile_batches
 
+    from weakstil.stain import estimate_slide_stain
+    from weakstil.tilestats import COLUMNS, STROMA_COLUMN, TILESTATS_VERSION
+
     n, d = len(tiles.coords), encoder.embed_dim
     cache = FeaturesFile(coords=tiles.coords, tissue_fraction=tiles.tissue_fraction, tissue_mask=tiles.tissue_mask,
                          tissue_mask_mpp=float(tiles.mask_mpp))
+    stain = estimate_slide_stain(slide)
+    stain_norm = encoder.card.stain_norm or "none"
+    stats = np.zeros((n, len(COLUMNS)), np.float32)
     with cache.streaming(path, n, d) as put:
         done = 0
         bad = 0
@@ -406,7 +457,7 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
         batches, decode_record = tile_batches(slide, tiles.coords, tiles.params.tile_px, tiles.params.mpp, encoder,
                                               batch_size=batch_size, decode=decode, workers=workers,
                                               planner=planner, prefetch=prefetch)
-        embed_batches(encoder, batches, sink)
+        embed_batches(encoder, measured_batches(batches, stain, tiles.params.mpp, stats, stain_norm), sink)
         if done != n:  # a decode thread stopped early (an interrupt); nothing is written
             raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path,
                                 fix="run again (the slide may be damaged if this repeats)")
@@ -414,7 +465,11 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
             raise WeakSTILError(f"{bad} of {n} tiles gave non-finite features (encoder '{encoder.name}', "
                                 f"precision {encoder.precision})", path=slide.path,
                                 fix="check the encoder weights, or run in fp32 (--device cpu)")
+        cache.tile_stats = stats
+        cache.stroma_estimate = stats[:, COLUMNS.index(STROMA_COLUMN)].copy()
         cache.attrs.update(tiles.attrs())
+        cache.attrs.update({"stain": json.dumps(stain.to_dict()), "stain_norm": stain_norm, "tilestats_version": TILESTATS_VERSION,
+                            "tile_stats_columns": json.dumps(list(COLUMNS))})
         cache.attrs.update({
             "encoder": encoder.name, "encoder_card": encoder.card.to_json(), "embed_dim": d,
             "weights_sha256": encoder.weights_sha256, "weights_source": encoder.weights_source,

@@ -28,10 +28,18 @@ def tile_score_image(shape: tuple[int, int], coords: np.ndarray, tile_size_level
     return img
 
 
+#: Colour map of tile stroma weights (0 = no stroma, 1 = all stroma).
+STROMA_COLORMAP = "viridis"
+
+
 def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float, slide_mpp: float,
                       coords: np.ndarray, tile_size_level0: float, scores: np.ndarray, *,
-                      tumorbed_mask: np.ndarray | None = None, title: str = "", vmax: float = 100.0) -> Path:
-    """Thumbnail with the tile-score heatmap, the tumour-bed outline and a colour bar."""
+                      tumorbed_mask: np.ndarray | None = None, title: str = "", vmax: float = 100.0,
+                      stroma_weights: np.ndarray | None = None) -> Path:
+    """Thumbnail with the tile-score heatmap, the tumour-bed outline and a colour bar.
+
+    With ``stroma_weights`` (stroma aggregator) a second panel shows each tile's stroma weight:
+    the slide sTIL% is the stroma-weighted mean of the first panel's scores over the bed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -39,23 +47,30 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     from matplotlib import colormaps
 
     h, w = thumbnail.shape[:2]
-    heat = tile_score_image((h, w), coords, tile_size_level0, slide_mpp / thumb_mpp, scores)
+    scale = slide_mpp / thumb_mpp
+    panels = [(scores, COLORMAP, vmax, "tile sTIL score (%)")]
+    if stroma_weights is not None:
+        panels.append((stroma_weights, STROMA_COLORMAP, 1.0, "tile stroma weight"))
     dpi = 100
-    fig_w = max(4.0, w / dpi + 1.6)
-    fig, ax = plt.subplots(figsize=(fig_w, max(3.0, h / dpi + 0.8)), dpi=dpi)
-    ax.imshow(thumbnail, interpolation="nearest")
-    cmap = colormaps[COLORMAP].with_extremes(bad=(0, 0, 0, 0))
-    im = ax.imshow(np.ma.masked_invalid(heat), cmap=cmap, vmin=0, vmax=vmax, alpha=0.6, interpolation="nearest")
+    fig_w = max(4.0, w / dpi + 1.6) * len(panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(fig_w, max(3.0, h / dpi + 0.8)), dpi=dpi, squeeze=False)
+    bed = None
     if tumorbed_mask is not None and tumorbed_mask.any():
         from skimage.transform import resize
 
         bed = resize(tumorbed_mask.astype(np.float32), (h, w), order=0, anti_aliasing=False)
-        ax.contour(bed, levels=[0.5], colors=["#00e5ff"], linewidths=1.2)
-    ax.set_axis_off()
+    for ax, (values, cmap_name, top, label) in zip(axes[0], panels):
+        heat = tile_score_image((h, w), coords, tile_size_level0, scale, values)
+        ax.imshow(thumbnail, interpolation="nearest")
+        cmap = colormaps[cmap_name].with_extremes(bad=(0, 0, 0, 0))
+        im = ax.imshow(np.ma.masked_invalid(heat), cmap=cmap, vmin=0, vmax=top, alpha=0.6, interpolation="nearest")
+        if bed is not None:
+            ax.contour(bed, levels=[0.5], colors=["#00e5ff"], linewidths=1.2)
+        ax.set_axis_off()
+        cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+        cbar.set_label(label)
     if title:
-        ax.set_title(title, fontsize=10)
-    cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
-    cbar.set_label("tile sTIL score (%)")
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)

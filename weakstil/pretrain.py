@@ -49,7 +49,8 @@ MODEL_FILE = "model.safetensors"
 DEFAULT_STEPS = 200
 #: settings that may not change when resuming
 _FIXED_ON_RESUME = ("encoder", "init_weights", "batch_size", "tiles_per_slide", "crop_px", "lr", "weight_decay",
-                    "temperature", "proj_dim", "proj_hidden", "seed", "mpp", "tile_px", "tissue_threshold")
+                    "temperature", "proj_dim", "proj_hidden", "seed", "mpp", "tile_px", "tissue_threshold",
+                    "stain_norm")
 
 
 class PretrainError(WeakSTILError):
@@ -77,6 +78,9 @@ class PretrainConfig:
     tissue_threshold: float = settings.TISSUE_THRESHOLD
     checkpoint_every: int = 50
     augment: dict[str, Any] = field(default_factory=dict)  #: overrides of SSLAugment settings
+    #: "card" (the base card's), "none" or "macenko": tiles re-rendered with reference stains
+    #: (per-slide estimate, weakstil.stain); recorded in the output card, so embed does the same
+    stain_norm: str = settings.STAIN_NORM
 
     def total_steps(self, n_tiles: int) -> int:
         if self.steps is not None and self.epochs is not None:
@@ -132,9 +136,14 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                 spec = plan_reader(slide, params.mpp, params.tile_px)  # JPEG tiles or OpenSlide
                 batches = (shared_pool(workers).batches(spec, coords, 32) if workers >= 1
                            else iter_batches_inline(spec, coords, 32))
+                stain = None
+                if card.stain_norm == "macenko":
+                    from weakstil.stain import estimate_slide_stain, normalise
+
+                    stain = estimate_slide_stain(slide)
                 with contextlib.closing(batches):
                     for start, batch in batches:
-                        out[start:start + len(batch)] = batch
+                        out[start:start + len(batch)] = batch if stain is None else normalise(batch, stain)
                 chunks.append(out)
                 ids.append(slide.slide_id)
                 log.info("%s: %d of %d tissue tiles sampled", path, len(out), n)
@@ -300,6 +309,10 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                 fix="resume with the same settings (only --steps/--epochs may change)")
 
     card = load_card(cfg.encoder)
+    if cfg.stain_norm != "card":
+        import dataclasses
+
+        card = dataclasses.replace(card, stain_norm=None if cfg.stain_norm == "none" else cfg.stain_norm)
     if card.pooling != "default":
         raise PretrainError(f"encoder '{card.name}' uses '{card.pooling}' pooling; pretraining supports cards "
                             "with default pooling", fix="choose another --encoder")

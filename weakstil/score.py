@@ -3,7 +3,8 @@
 Per slide, in ``OUT``:
 
 * ``<slide_id>.h5``: tile scores, tumour bed and masks, a :class:`weakstil.files.SlideScoresFile`.
-* ``<slide_id>_heatmap.png``: thumbnail, tile-score heatmap, tumour-bed outline, colour bar.
+* ``<slide_id>_heatmap.png``: thumbnail, tile-score heatmap, tumour-bed outline, colour bar (stroma-aggregator
+  models: a second panel with each tile's stroma weight).
 * ``<slide_id>.geojson``: the tiles as QuPath ``tile`` objects with their scores as measurements.
 
 and ``results.csv`` with one row per input, rewritten atomically after every slide, so a run
@@ -87,13 +88,14 @@ class _Context:
     """What every slide of a batch shares: the MIL model, encoder, tumour-bed sources."""
 
     opts: ScoreOptions
-    model: Any
+    model: Any  #: the final model (architecture, identity); ``models`` score the slides
     meta: dict
     model_id: str
     threshold: float
     params: Any
     beds: Any  #: weakstil.tumorbed.resolver.BedSources
     assessor: Any = None  #: weakstil.qc.scoring.SlideAssessor: the sTIL% interval and the qc flags
+    models: list = field(default_factory=list)  #: what scores slides: [model] or the CV fold models
     _encoder: Any = field(default=None, repr=False)
     _planner: Any = field(default=None, repr=False)
 
@@ -131,6 +133,11 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
     if not name:
         raise WeakSTILError("the model does not record its encoder", path=opts.model, fix="pass --encoder")
     encoder = create_encoder(name, weights=opts.weights, device=opts.device)
+    recorded_card = recorded.get("card")
+    if isinstance(recorded_card, dict):  # the features' stain normalisation (embed --stain-norm)
+        from weakstil.embed import with_stain_norm
+
+        with_stain_norm(encoder, recorded_card.get("stain_norm") or "none")
     want = recorded.get("weights_sha256")
     if want and encoder.weights_sha256 != want:
         raise WeakSTILError(
@@ -168,17 +175,19 @@ def _tiling_params(meta: dict):
 
 
 def open_context(opts: ScoreOptions) -> _Context:
+    from weakstil.mil.ensemble import load_scoring_models
     from weakstil.mil.store import load_model
     from weakstil.qc.scoring import SlideAssessor
     from weakstil.tumorbed.resolver import BedSources
 
-    model, meta = load_model(opts.model)
+    model, meta = load_model(opts.model)  # the final model: the identity and architecture
+    models, _ = load_scoring_models(opts.model)
     assessor = SlideAssessor.load(opts.model, meta, model.arch)
     model_id = f"{opts.model.resolve().name}@{str(meta.get('weights_sha256'))[:12]}"
     threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", settings.STIL_THRESHOLD))
     beds = BedSources.open(annotations=opts.annotations, beds=opts.tumorbed_beds, detector=opts.tumorbed_model,
                            model=opts.model)
-    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor)
+    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor, models)
 
 
 def _read_previous(path: Path) -> dict[str, dict]:
@@ -351,7 +360,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     from weakstil.files import FeaturesFile
     from weakstil.mil.bank import FeatureBank
     from weakstil.mil.identity import check_features_match_model
-    from weakstil.mil.model import score_slides
+    from weakstil.mil.ensemble import score_slides_ensemble
     from weakstil.outputdir import mark
     from weakstil.runtime import resolve_device
 
@@ -370,9 +379,12 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     flags = bed.tile_flags
     # every tile gets a score (the heatmap); only tumour-bed tiles make the slide's sTIL%
     mask = flags if flags.any() else np.ones(len(flags), bool)
-    bank = FeatureBank.from_caches([features], [slide_id], tumorbeds={slide_id: mask})
+    stats = features.tile_stats  # from_caches consumes the features; the stats may be appended
+    bank = FeatureBank.from_caches([features], [slide_id], tumorbeds={slide_id: mask},
+                                   tile_stats=ctx.model.arch.tile_stats)
+    features.tile_stats = stats
     device = resolve_device(opts.device)
-    scores = score_slides(ctx.model, bank, device=device)[0]
+    scores = score_slides_ensemble([m.to(device) for m in ctx.models], bank, device=device)[0]
     tile_scores = np.asarray(scores.tile_scores, np.float32)
     attention = None if scores.attention is None else np.asarray(scores.weights, np.float32)
     logits = None if scores.attention is None else np.asarray(scores.attention, np.float32)
@@ -389,7 +401,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         mpp=float(features.attrs["mpp"]), device=device)
     try:
         _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,
-                             qc_attrs, attention_logits=logits)
+                             qc_attrs, attention_logits=logits, stroma=scores.stroma)
     except BaseException:  # all of a slide's outputs or none (its row says error)
         for suffix in OUTPUT_SUFFIXES:
             (opts.out / f"{slide_id}{suffix}").unlink(missing_ok=True)
@@ -438,7 +450,8 @@ _COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "
 
 def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed, tile_scores: np.ndarray,
                          attention: np.ndarray | None, stil: float, stil_high: object, status: str,
-                         qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None) -> None:
+                         qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
+                         stroma: np.ndarray | None = None) -> None:
     from weakstil.files import SlideScoresFile
     from weakstil.outputs import write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
@@ -464,7 +477,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
     attrs.update(qc_attrs or {})
     SlideScoresFile(coords=coords, tile_scores=tile_scores, attention=attention, attention_logits=attention_logits,
-                    tumorbed=bed.tile_flags,
+                    stroma_weight=stroma, stroma_estimate=features.stroma_estimate, tumorbed=bed.tile_flags,
                     tumorbed_fraction=bed.tile_fraction, tissue_fraction=features.tissue_fraction,
                     tissue_mask=features.tissue_mask, tissue_mask_mpp=float(features.tissue_mask_mpp),
                     tumorbed_mask=bed.mask, tumorbed_mask_mpp=float(bed.mask_mpp),
@@ -474,9 +487,12 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         thumb = slide.read_thumbnail(mpp)
         slide_mpp = slide.mpp
     write_heatmap_png(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,
-                      tumorbed_mask=bed.mask, title=_title(slide_id, stil, stil_high, ctx.threshold, status, attrs))
+                      tumorbed_mask=bed.mask, title=_title(slide_id, stil, stil_high, ctx.threshold, status, attrs),
+                      stroma_weights=stroma)
     measurements = {"sTIL score": tile_scores, "tumour bed": bed.tile_flags.astype(np.float32)}
     if attention is not None:
         measurements["attention"] = attention
+    if stroma is not None:
+        measurements["stroma weight"] = stroma
     classes = np.where(bed.tile_flags, "Tumor bed", "Other")
     write_tiles_geojson(out / f"{slide_id}.geojson", coords, tsl0, measurements, classes)

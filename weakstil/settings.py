@@ -41,7 +41,15 @@ DECODE = "auto"
 # --- MIL training ----------------------------------------------------------------------------
 FOLDS = 5
 EPOCHS = 100
-AGGREGATOR = "mean"
+#: The stroma-weighted mean (the sTIL definition): best under leave-centre-out on hard cohorts
+#: (benchmarks/accuracy.py; README "Accuracy off the home ground").
+AGGREGATOR = "stroma"
+#: Tile weights of the stroma aggregator: "learned" (a head on the features) or "estimate" (colour deconvolution).
+STROMA_WEIGHT = "learned"
+#: How new slides are scored: "final" model or "ensemble" of the cross-validation fold models.
+SCORING = "final"
+#: Stain normalisation of tiles before the encoder: "card" (what the encoder card says), "none", "macenko".
+STAIN_NORM = "card"
 
 # --- allowed ranges of the options ----------------------------------------------------------
 # (low, high), both included; checked once, by weakstil.cli.options (and TilingParams for

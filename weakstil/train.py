@@ -9,6 +9,7 @@ slide of its group), so they can be shown as heatmaps without optimism.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import time
@@ -46,7 +47,8 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
         check_overwrite(out_dir, "train")
 
 
-def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: BedSources | None):
+def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: BedSources | None,
+              tile_stats: bool = False):
     """The cohort's features, with each slide's tumour bed: ``tumorbeds`` when given, else
     resolved from ``beds``, else the feature files' own flags (or all tiles)."""
     from weakstil.mil.bank import FeatureBank
@@ -54,12 +56,19 @@ def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: 
     paths = cohort.feature_paths(features_dir)
     if tumorbeds is None and beds is not None:
         tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, paths)))
-    return FeatureBank.load(paths, cohort.slide_ids, tumorbeds=tumorbeds)
+    return FeatureBank.load(paths, cohort.slide_ids, tumorbeds=tumorbeds, tile_stats=tile_stats)
+
+
+def _all_have_tile_stats(paths) -> bool:
+    """Whether every feature file holds the per-tile measurements (made by this weakstil's embed)."""
+    from weakstil.files import FeaturesFile
+
+    return all("tile_stats" in FeaturesFile.read_header(p)[1] for p in paths)
 
 
 def _write_tile_scores(path: Path, bag: SlideBag, scores: SlideScores, attrs: dict) -> Path:
     return TileScoresFile(coords=bag.coords, tile_scores=scores.tile_scores, weights=scores.weights,
-                          tumorbed=bag.tile_mask, attention=scores.attention,
+                          tumorbed=bag.tile_mask, attention=scores.attention, stroma_weight=scores.stroma,
                           attrs={"slide_id": bag.slide_id, "tile_size_level0": float(bag.tile_size_level0), **attrs,
                                  **placement_attrs(bag.attrs)}).write(path)
 
@@ -127,7 +136,9 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     from weakstil.outputdir import mark
     from weakstil.runtime import resolve_device
 
-    bank = _bank_for(cohort, features_dir, tumorbeds, beds)
+    if cfg.tile_stats is None:  # automatic: the measurements when every feature file has them
+        cfg = dataclasses.replace(cfg, tile_stats=_all_have_tile_stats(cohort.feature_paths(features_dir)))
+    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=cfg.tile_stats)
     bank.to_device(resolve_device(cfg.device))
     labels = cohort.labels.astype(np.float32)
     groups = cohort.groups
@@ -180,7 +191,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             "cross_validation": cv_summary or None, "load_seconds": round(t_load, 2),
             "train_seconds": round(duration, 2),
         })
-        meta.update(qc_meta)
+        meta.update(qc_meta)  # "folds": MODEL/folds/ (scoring="ensemble" and the interval use them), "qc"
+        meta["scoring"] = cfg.scoring if qc_meta.get("folds") else "final"
         save_model(final.model, tmp, meta)
         mark(tmp, "train")
         if out_dir.exists():
@@ -197,19 +209,20 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
 def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: str | Path, out_dir: str | Path, *,
                     group_column: str | None = None, threshold: float | None = None,
                     tumorbeds: dict | None = None, beds: BedSources | None = None, device: str = "cpu",
-                    threads: int = 0) -> dict:
+                    threads: int = 0, scoring: str | None = None) -> dict:
     """Score every slide (all tiles) with a trained model and write metrics, plots and tile scores.
 
-    Tumour beds as in :func:`train_cohort`."""
+    Tumour beds as in :func:`train_cohort`; ``scoring``: ``final``, ``ensemble`` (the CV fold
+    models) or None (what the model says, :mod:`weakstil.mil.ensemble`)."""
+    from weakstil.mil.ensemble import load_scoring_models, score_slides_ensemble
     from weakstil.mil.identity import check_features_match_model
-    from weakstil.mil.model import score_slides
-    from weakstil.mil.store import load_model
     from weakstil.runtime import resolve_device, sha256_file
 
-    model, meta = load_model(model_dir)
+    models, meta = load_scoring_models(model_dir, scoring)
+    model = models[0]
     features_dir = Path(features_dir)
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
-    bank = _bank_for(cohort, features_dir, tumorbeds, beds)
+    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=model.arch.tile_stats)
     check_features_match_model(meta, bank.identity, features_dir)
     if bank.dim != model.arch.input_dim:
         raise WeakSTILError(f"features have {bank.dim} dimensions, the model expects {model.arch.input_dim}",
@@ -217,15 +230,14 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     threshold = float(meta.get("threshold", STIL_THRESHOLD) if threshold is None else threshold)
     out_dir = Path(out_dir)
     dev = resolve_device(device)
-    model.to(dev)
     bank.to_device(dev)
-    scores = score_slides(model, bank, device=resolve_device(device), threads=threads)
+    scores = score_slides_ensemble([m.to(dev) for m in models], bank, device=dev, threads=threads)
     model_sha = sha256_file(ModelDir(model_dir).weights_path)
     labels = cohort.labels
     for bag, s, y in zip(bank.bags, scores, labels):
         _write_tile_scores(slide_file(out_dir / TILES_DIR, bag.slide_id), bag, s, {
             "stil_pred": s.stil, "stil_true": float(y), "model_sha256": model_sha, "model": str(model_dir),
-            "aggregator": model.arch.aggregator, "source": "evaluate"})
+            "aggregator": model.arch.aggregator, "source": "evaluate", "n_models": len(models)})
     pred = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": labels, "stil_pred": [s.stil for s in scores],
                          "group": cohort.groups})
     write_predictions(pred, out_dir / "predictions.csv", threshold)

@@ -11,10 +11,10 @@ import typer
 from weakstil import settings
 from weakstil.cli.options import (AggregatorOpt, AnnotationsOpt, CohortArg, DeviceOpt, EpochsOpt, FeaturesOpt,
                                   FoldsOpt, GroupColumnOpt, LossOpt, ModelOpt, OutOpt, OverwriteOpt,
-                                  SeedOpt, SlideMppOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt,
+                                  ScoringOpt, ScoringOverrideOpt, SeedOpt, SlideMppOpt, StromaWeightOpt, TileStatsOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt,
                                   in_range)
 from weakstil.errors import UsageError
-from weakstil.mil.config import Aggregator, Loss, TrainConfig
+from weakstil.mil.config import Aggregator, Loss, Scoring, StromaWeight, TrainConfig
 
 log = logging.getLogger("weakstil")
 #: The training settings' defaults (one place: weakstil.mil.config / weakstil.settings).
@@ -28,6 +28,9 @@ def train(
     folds: FoldsOpt = settings.FOLDS,
     group_column: GroupColumnOpt = None,
     aggregator: AggregatorOpt = Aggregator(_TRAIN.aggregator),
+    stroma_weight: StromaWeightOpt = StromaWeight(_TRAIN.stroma_weight),
+    tile_stats: TileStatsOpt = _TRAIN.tile_stats,
+    scoring: ScoringOpt = Scoring(_TRAIN.scoring),
     epochs: EpochsOpt = _TRAIN.epochs,
     patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without improvement.",
                                           callback=in_range(1, 100_000))] = _TRAIN.patience,
@@ -62,7 +65,8 @@ def train(
     from weakstil.train import train_cohort
     from weakstil.tumorbed.resolver import BedSources
 
-    cfg = TrainConfig(aggregator=aggregator.value, hidden=hidden, dropout=dropout, epochs=epochs, patience=patience,
+    cfg = TrainConfig(aggregator=aggregator.value, stroma_weight=stroma_weight.value, tile_stats=tile_stats,
+                      scoring=scoring.value, hidden=hidden, dropout=dropout, epochs=epochs, patience=patience,
                       lr=lr, max_tiles=max_tiles, batch_slides=batch_slides, loss=loss.value, seed=seed,
                       device=device, threads=threads)
     beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed)
@@ -97,6 +101,7 @@ def evaluate(
     annotations: AnnotationsOpt = None,
     tumorbed: TumorBedOpt = None,
     tumorbed_beds: TumorBedsOpt = None,
+    scoring: ScoringOverrideOpt = None,
 ) -> None:
     """Score a labelled cohort with a model (or --oof predictions) and report metrics.
 
@@ -126,7 +131,8 @@ def evaluate(
         beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed, model=model)
         with hold_folder(out, "evaluate"):
             m = evaluate_cohort(cohort, model, features, out, group_column=group_column, threshold=threshold,
-                                device=device, threads=threads, beds=beds)
+                                device=device, threads=threads, beds=beds,
+                                scoring=None if scoring is None else scoring.value)
             mark(out, "evaluate")
     aucs = ", ".join(f"AUC@{c['threshold']:g} {fmt(c['auc'])}" for c in m["classification"])
     log.info("n %d: R² %s, Pearson %s, Spearman %s, MAE %.2f, %s -> %s", m["n"], fmt(m["r2"]), fmt(m["pearson_r"]),

@@ -18,7 +18,8 @@ import typer
 
 from weakstil import settings
 from weakstil.decode.modes import DecodeMode
-from weakstil.mil.config import Aggregator, Loss
+from weakstil.mil.config import Aggregator, Loss, Scoring, StromaWeight
+from weakstil.stain import StainNorm
 
 log = logging.getLogger("weakstil")
 
@@ -167,8 +168,33 @@ StilThresholdOpt = Annotated[
 FoldsOpt = Annotated[int, typer.Option("--folds", help="Cross-validation folds (1: no cross-validation).",
                                        callback=in_range(*settings.FOLDS_RANGE))]
 AggregatorOpt = Annotated[
-    Aggregator, typer.Option("--aggregator", help="Slide score from tile scores: mean (WeakSTIL) or attention.")
+    Aggregator, typer.Option("--aggregator", help="Slide score from tile scores: mean (WeakSTIL), attention, or "
+                             "stroma (stroma-weighted mean: the sTIL definition).")
 ]
+StromaWeightOpt = Annotated[
+    StromaWeight, typer.Option("--stroma-weight", help="Tile weights of the stroma aggregator: learned (a head on the "
+                               "tile features) or estimate (colour-deconvolution stroma share from the features).")
+]
+TileStatsOpt = Annotated[Optional[bool], typer.Option(
+    "--tile-stats/--no-tile-stats", help="Append each tile's stain and nuclear-morphometry measurements (made by "
+    "embed) to its embedding. Default: when every feature file has them.")]
+ScoringOpt = Annotated[Scoring, typer.Option("--scoring", help="How new slides are scored: the final model, or the "
+                                             "ensemble of the cross-validation fold models.")]
+ScoringOverrideOpt = Annotated[Optional[Scoring], typer.Option(
+    "--scoring", help="final or ensemble (the CV fold models); default: what the model says.")]
+
+
+class StainNormChoice(str, Enum):
+    """--stain-norm: what the encoder card says, or an override."""
+
+    CARD = "card"
+    NONE = StainNorm.NONE.value
+    MACENKO = StainNorm.MACENKO.value
+
+
+StainNormOpt = Annotated[StainNormChoice, typer.Option(
+    "--stain-norm", help="Re-render tiles with reference stain vectors before the encoder (per-slide Macenko "
+    "estimate, torchstain): macenko, none, or card (what the encoder card says). Part of the feature cache key.")]
 LossOpt = Annotated[Loss, typer.Option("--loss", help="Slide-level loss on sTIL%/100.")]
 EpochsOpt = Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping usually ends sooner).",
                                         callback=in_range(1, 100_000))]

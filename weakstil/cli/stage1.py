@@ -13,7 +13,8 @@ from weakstil.cli.batch import for_each_slide, unique_ids
 from weakstil.cli.errors import Failures
 from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, EncoderOpt, MppOpt, OutOpt,
                                   OverlapOpt, OverwriteOpt, SeedOpt, SlideMppOpt, SlidesArg, ThreadsOpt, TileSizeOpt,
-                                  TissueThresholdOpt, WeightsOpt, WorkersOpt, expand_slides, in_range)
+                                  StainNormChoice, StainNormOpt, TissueThresholdOpt, WeightsOpt, WorkersOpt, expand_slides,
+                                  in_range)
 from weakstil.decode.modes import DecodeMode
 from weakstil.errors import UsageError
 from weakstil.cli.progress import bar_progress, interrupt_on_sigterm
@@ -47,6 +48,7 @@ def embed(
     allow_upsample: AllowUpsampleOpt = False,
     overwrite: OverwriteOpt = False,
     seed: SeedOpt = settings.SEED,
+    stain_norm: StainNormOpt = StainNormChoice(settings.STAIN_NORM),
 ) -> None:
     """Embed every tissue tile with an encoder: OUT/<slide_id>.h5 with features, coords and provenance.
 
@@ -58,7 +60,7 @@ def embed(
 
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
     enc, planner = open_encoder(encoder, weights, device, workers=workers, threads=threads, batch_size=batch_size,
-                                seed=seed)
+                                seed=seed, stain_norm=stain_norm.value)
     log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; decoding: %s", enc.name, enc.card.model, enc.embed_dim,
              enc.weights_sha256[:12], enc.device, enc.precision, decode.value)
     check_embed_memory(enc, batch_size, tile_size, workers)
@@ -132,6 +134,7 @@ def pretrain(
     tile_size: TileSizeOpt = settings.TILE_PX,
     tissue_threshold: TissueThresholdOpt = settings.TISSUE_THRESHOLD,
     allow_upsample: AllowUpsampleOpt = False,
+    stain_norm: StainNormOpt = StainNormChoice(settings.STAIN_NORM),
 ) -> None:
     """Self-supervised pretraining (SimCLR, H&E-aware augmentation) of an encoder on tissue tiles.
 
@@ -158,7 +161,8 @@ def pretrain(
         torch.set_num_threads(threads)
     cfg = PretrainConfig(encoder=encoder, init_weights=weights or "random", steps=steps, epochs=epochs,
                          batch_size=batch_size, tiles_per_slide=tiles_per_slide, crop_px=crop_px, lr=lr,
-                         seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold)
+                         seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold,
+                         stain_norm=stain_norm.value)
     with hold_folder(out, "pretrain"), bar_progress("steps") as progress:
         task = progress.add_task("pretrain", total=None, info="")
 

@@ -19,6 +19,8 @@ The built-in cards live in ``weakstil/encoders/cards/*.yaml`` (shipped with the 
 ``licence``        licence of the weights; ``gated``: true when the hub asks for a login
 ``weights_sha256`` sha256 of the weights file when the weights are local (pretrain output)
 ``status``         ``ok``, ``experimental`` (unverified) or ``unsupported``
+``stain_norm``     optional: ``macenko`` re-renders every tile with reference stain vectors
+                   (per-slide estimate, :mod:`weakstil.stain`) before the network; absent = none
 =================  ==================================================================
 """
 
@@ -66,6 +68,8 @@ class EncoderCard:
     weights_sha256: str | None = None
     status: str = "ok"
     notes: str = ""
+    #: tile stain normalisation before the network (None/"none": off; "macenko")
+    stain_norm: str | None = None
     #: for cards written by ``weakstil pretrain``: the card it started from and how it was trained
     base: str | None = None
     training: dict[str, Any] | None = None
@@ -147,6 +151,10 @@ class EncoderCard:
             raise bad(f"precision must be one of {', '.join(PRECISIONS)}, not {d['precision']!r}")
         if d.get("status", "ok") not in STATUSES:
             raise bad(f"status must be one of {', '.join(STATUSES)}, not {d['status']!r}")
+        if d.get("stain_norm") not in (None, "none", "macenko"):
+            raise bad(f"stain_norm must be none or macenko, not {d['stain_norm']!r}")
+        if d.get("stain_norm") == "none":
+            d["stain_norm"] = None
         hub = d.get("hub_id")
         if hub is not None and (not isinstance(hub, str) or not re.match(r"^hf-hub:[\w.\-]+/[\w.\-]+$", hub)):
             raise bad(f"hub_id must look like 'hf-hub:org/repo', not {hub!r}")

@@ -26,6 +26,10 @@ from weakstil.files.schema import Dataset, SlideFile, register
 _COORDS = Dataset("coords", "int64")
 _TISSUE_FRACTION = Dataset("tissue_fraction", "float32")
 _TISSUE_MASK = Dataset("tissue_mask", "uint8", gzip=True, mpp=True, as_bool=True)
+#: Each tile's stroma weight in the slide score (stroma-aggregator models only).
+_STROMA_WEIGHT = Dataset("stroma_weight", "float32", required=False)
+#: Each tile's colour-deconvolution stroma share (weakstil.tilestats).
+_STROMA_ESTIMATE = Dataset("stroma_estimate", "float32", required=False)
 
 
 @register
@@ -64,14 +68,22 @@ class FeaturesFile(SlideFile):
     ``normalisation`` (JSON), ``precision``, ``device``, ``torch_version``, ``timm_version``,
     ``seed``, ``batch_size``, ``embed_seconds``, ``decode`` (JSON: how the tiles were read, see
     :mod:`weakstil.embed`; optional), ``cache_format`` and ``cache_key`` (sha256 of everything that
-    changes the features: encoder, weights, card, tiling, slide µm/px, slide fingerprint).
+    changes the features: encoder, weights, card incl. its stain normalisation, tiling, slide µm/px,
+    slide fingerprint, tile-statistics version).
+
+    Optional (files from before issue 13 have none): ``tile_stats`` (N, K) float32, each tile's
+    stain and nuclear-morphometry measurements (:mod:`weakstil.tilestats`; attribute
+    ``tile_stats_columns``, JSON), ``stroma_estimate`` (N,) float32, its colour-deconvolution
+    stroma share, and the attributes ``stain`` (JSON: the slide's Macenko stain estimate),
+    ``stain_norm`` (``none`` or ``macenko``: what the encoder saw), ``tilestats_version``.
     """
 
     KIND = "features"
     WHAT = "feature cache"
     MADE_BY = "weakstil embed"
     DATASETS = (Dataset("features", "float32", rows_chunk=256), _COORDS, _TISSUE_FRACTION, _TISSUE_MASK,
-                Dataset("tumorbed", "bool", required=False, as_bool=True))
+                Dataset("tumorbed", "bool", required=False, as_bool=True),
+                Dataset("tile_stats", "float32", required=False), _STROMA_ESTIMATE)
 
     features: np.ndarray | None = None
     coords: np.ndarray | None = None
@@ -79,6 +91,8 @@ class FeaturesFile(SlideFile):
     tissue_mask: np.ndarray | None = None
     tissue_mask_mpp: float | None = None
     tumorbed: np.ndarray | None = None
+    tile_stats: np.ndarray | None = None
+    stroma_estimate: np.ndarray | None = None
 
     @classmethod
     def fix(cls) -> str:
@@ -87,17 +101,20 @@ class FeaturesFile(SlideFile):
     @contextlib.contextmanager
     def streaming(self, path: str | Path, n: int, dim: int) -> Iterator[Callable[[int, np.ndarray], None]]:
         """Write the file while its features arrive in row blocks: the block gets ``put(start,
-        rows)``. The other datasets come from this object; ``attrs`` is written when the block
-        ends (fill it in inside the block). Nothing appears at ``path`` if the block fails."""
+        rows)``. The other datasets come from this object; the per-tile measurements made while
+        the tiles stream (``tile_stats``, ``stroma_estimate``) and ``attrs`` are written when the
+        block ends (fill them in inside the block). Nothing appears at ``path`` if the block fails."""
+        late = ("tile_stats", "stroma_estimate")
         with h5.open_write(path) as f:
             f.attrs["complete"] = 0
             feats = f.create_dataset("features", shape=(n, dim), dtype=np.float32, chunks=(max(1, min(n, 256)), dim))
-            self._write_datasets(f, skip=("features",))
+            self._write_datasets(f, skip=("features", *late))
 
             def put(start: int, rows: np.ndarray) -> None:
                 feats[start:start + len(rows)] = rows
 
             yield put
+            self._write_datasets(f, skip=tuple(d.name for d in self.DATASETS if d.name not in late))
             self._write_attrs(f)
         self.path = Path(path)
 
@@ -139,8 +156,9 @@ class TileScoresFile(SlideFile):
     """``weakstil train`` (``MODEL/cv/tiles/``, out of fold) and ``weakstil evaluate`` (``tiles/``).
 
     Datasets ``coords``, ``tile_scores`` (N,) float32 0-100, ``weights`` (N,) float32 (each
-    tile's share of the slide score), the tumour-bed flag (stored as ``tile_mask``, bool) and
-    ``attention`` (logits; attention models only). Attributes ``slide_id``,
+    tile's share of the slide score), the tumour-bed flag (stored as ``tile_mask``, bool),
+    ``attention`` (logits; attention models only) and ``stroma_weight`` (0-1, the tile's stroma
+    weight before normalisation; stroma-aggregator models only). Attributes ``slide_id``,
     ``tile_size_level0``, ``stil_pred``, ``stil_true``, ``fold`` or ``model_sha256``,
     ``source``, ``aggregator`` and the slide placement (``slide_path``, ``slide_mpp``,
     ``slide_width``, ``slide_height``, ``mpp``, ``tile_px``, ``overlap_px``, ``tiling_key``,
@@ -152,13 +170,14 @@ class TileScoresFile(SlideFile):
     MADE_BY = "weakstil evaluate"
     DATASETS = (_COORDS, Dataset("tile_scores", "float32"), Dataset("weights", "float32"),
                 Dataset("tumorbed", "bool", stored_as="tile_mask", aliases=("tumorbed",), as_bool=True),
-                Dataset("attention", "float32", required=False))
+                Dataset("attention", "float32", required=False), _STROMA_WEIGHT)
 
     coords: np.ndarray | None = None
     tile_scores: np.ndarray | None = None
     weights: np.ndarray | None = None
     tumorbed: np.ndarray | None = None
     attention: np.ndarray | None = None
+    stroma_weight: np.ndarray | None = None
 
 
 @register
@@ -167,8 +186,10 @@ class SlideScoresFile(SlideFile):
     """``weakstil score``: one slide scored end to end.
 
     Datasets ``coords``, ``tile_scores``, ``attention`` (attention models: the tiles'
-    aggregation weights) and ``attention_logits`` (their raw logits, so that an edited tumour bed
-    can be rescored; optional), ``tumorbed`` (N,) uint8 flag and ``tumorbed_fraction``,
+    aggregation weights), ``attention_logits`` (their raw logits, so that an edited tumour bed
+    can be rescored; optional), ``stroma_weight`` (stroma-aggregator models: each tile's stroma
+    weight, 0-1), ``stroma_estimate`` (colour-deconvolution stroma share, when the features have
+    it), ``tumorbed`` (N,) uint8 flag and ``tumorbed_fraction``,
     ``tissue_fraction``, ``tissue_mask`` and ``tumorbed_mask`` (each with ``mpp``). Attributes
     ``slide_id``, ``slide_path``, ``tile_size_level0``, ``stil``, ``stil_high``, ``threshold``,
     ``status``, ``n_tiles``, ``n_tumorbed_tiles``, ``model_id``, ``model_path``, ``aggregator``,
@@ -187,11 +208,13 @@ class SlideScoresFile(SlideFile):
     DATASETS = (_COORDS, Dataset("tile_scores", "float32"), Dataset("attention", "float32", required=False),
                 Dataset("tumorbed", "uint8", as_bool=True), Dataset("tumorbed_fraction", "float32"),
                 _TISSUE_FRACTION, _TISSUE_MASK, Dataset("tumorbed_mask", "uint8", gzip=True, mpp=True, as_bool=True),
-                Dataset("attention_logits", "float32", required=False))
+                Dataset("attention_logits", "float32", required=False), _STROMA_WEIGHT, _STROMA_ESTIMATE)
 
     coords: np.ndarray | None = None
     tile_scores: np.ndarray | None = None
     attention: np.ndarray | None = None
+    stroma_weight: np.ndarray | None = None
+    stroma_estimate: np.ndarray | None = None
     tumorbed: np.ndarray | None = None
     tumorbed_fraction: np.ndarray | None = None
     tissue_fraction: np.ndarray | None = None

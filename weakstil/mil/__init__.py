@@ -5,7 +5,9 @@
 * :mod:`~weakstil.mil.bank` — a cohort's tile features in one tensor (:class:`FeatureBank`);
 * :mod:`~weakstil.mil.model` — the network (:class:`TileMIL`) and :func:`score_slides`;
 * :mod:`~weakstil.mil.training` — :func:`fit` and grouped :func:`cross_validate`;
-* :mod:`~weakstil.mil.store` — :func:`save_model` / :func:`load_model` (safetensors + model.json).
+* :mod:`~weakstil.mil.store` — :func:`save_model` / :func:`load_model` (safetensors + model.json);
+* :mod:`~weakstil.mil.aggregate` — tile scores -> slide sTIL% (mean, attention, stroma-weighted);
+* :mod:`~weakstil.mil.ensemble` — scoring with the cross-validation fold models together.
 
 Names are importable from here (``from weakstil.mil import FeatureBank``); the torch-backed ones
 are imported on first use, so ``import weakstil.mil`` stays cheap.
@@ -26,7 +28,10 @@ _WHERE = {
     "inner_split": "training",
     "EpochCallback": "training",
     "save_model": "store", "load_model": "store", "model_meta": "store", "FORMAT": "store",
-    "FORMAT_VERSION": "store",
+    "FORMAT_VERSION": "store", "save_fold_models": "store", "load_fold_models": "store",
+    "StromaWeight": "config", "Scoring": "config",
+    "aggregate": "aggregate", "slide_score": "aggregate",
+    "load_scoring_models": "ensemble", "score_slides_ensemble": "ensemble",
 }
 
 __all__ = sorted(_WHERE)

@@ -48,10 +48,13 @@ class FeatureBank:
     gathered from it and converted to float32 for the network.
     """
 
-    def __init__(self, features: torch.Tensor, bags: list[SlideBag], identity: dict[str, object]):
+    def __init__(self, features: torch.Tensor, bags: list[SlideBag], identity: dict[str, object],
+                 stroma_estimate: torch.Tensor | None = None):
         self.features = features
         self.bags = bags
         self.identity = identity
+        #: (T,) each tile's colour-deconvolution stroma share (None when a feature file has none)
+        self.stroma_estimate = stroma_estimate
         self.index = {b.slide_id: i for i, b in enumerate(bags)}
 
     @property
@@ -63,9 +66,10 @@ class FeatureBank:
 
     @classmethod
     def load(cls, paths: Sequence[str | Path], slide_ids: Sequence[str] | None = None, *, dtype: str = "auto",
-             tumorbeds: dict[str, np.ndarray] | None = None) -> FeatureBank:
+             tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False) -> FeatureBank:
         """Read each feature cache once: ``features``, ``coords``, attributes and the optional
-        per-tile ``tumorbed`` flag.
+        per-tile ``tumorbed`` flag, ``stroma_estimate`` and ``tile_stats`` (appended to the
+        features when ``tile_stats``).
 
         ``tumorbeds`` (slide id -> bool per tile) overrides the files' tumour-bed flags.
         All files must come from the same encoder, weights and tile size; a slide whose
@@ -75,15 +79,23 @@ class FeatureBank:
 
         paths = [Path(p) for p in paths]
         slide_ids = list(slide_ids) if slide_ids is not None else [p.stem for p in paths]
-        caches = [FeaturesFile.read(p, skip=("tissue_mask",)) for p in paths]
-        return cls.from_caches(caches, slide_ids, dtype=dtype, tumorbeds=tumorbeds)
+        skip = ("tissue_mask",) if tile_stats else ("tissue_mask", "tile_stats")
+        caches = [FeaturesFile.read(p, skip=skip) for p in paths]
+        return cls.from_caches(caches, slide_ids, dtype=dtype, tumorbeds=tumorbeds, tile_stats=tile_stats)
 
     @classmethod
     def from_caches(cls, caches: list[FeaturesFile], slide_ids: Sequence[str], *, dtype: str = "auto",
-                    tumorbeds: dict[str, np.ndarray] | None = None) -> FeatureBank:
+                    tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False) -> FeatureBank:
         """The bank of feature caches already read (see :meth:`load`). Their ``features`` arrays
         are moved into the bank: each cache's is set to ``None``."""
         paths = [c.path for c in caches]
+        if tile_stats:
+            for c in caches:
+                if c.tile_stats is None or len(c.tile_stats) != len(c.features):
+                    raise WeakSTILError("feature file has no tile statistics (made by an older weakstil)",
+                                        path=c.path, fix="run 'weakstil embed' again for this slide")
+                c.features = np.concatenate([np.asarray(c.features, np.float32),
+                                             np.asarray(c.tile_stats, np.float32)], axis=1)
         dims = {c.features.shape[1] for c in caches}
         if len(dims) > 1:
             by_dim = {d: [sid for sid, c in zip(slide_ids, caches) if c.features.shape[1] == d][:3] for d in dims}
@@ -96,11 +108,15 @@ class FeatureBank:
             dtype = "float16" if total * dim * 4 > FLOAT16_ABOVE_BYTES else "float32"
         # filled slide by slide, each cache's array dropped once copied: memory stays near one bank
         features = torch.empty((total, dim), dtype=getattr(torch, dtype))
+        has_stroma = all(c.stroma_estimate is not None and len(c.stroma_estimate) == len(c.features) for c in caches)
+        stroma = torch.zeros(total, dtype=torch.float32) if has_stroma else None
         bags: list[SlideBag] = []
         offset = 0
         for sid, p, cache in zip(slide_ids, paths, caches):
             n = len(cache.features)
             features[offset:offset + n] = torch.from_numpy(np.asarray(cache.features, dtype=np.float32))
+            if stroma is not None:
+                stroma[offset:offset + n] = torch.from_numpy(np.asarray(cache.stroma_estimate, dtype=np.float32))
             cache.features = None
             mask = cache.tumorbed if cache.tumorbed is not None and cache.tumorbed.shape == (n,) else None
             if tumorbeds is not None and sid in tumorbeds:
@@ -123,7 +139,7 @@ class FeatureBank:
             raise WeakSTILError(f"features contain NaN or infinite values in {len(bad)} slides: {', '.join(bad[:5])}",
                                 fix="re-run 'weakstil embed' for these slides")
         log.debug("feature bank: %d slides, %d tiles x %d (%s)", len(bags), total, dim, dtype)
-        return cls(features, bags, identity)
+        return cls(features, bags, identity, stroma)
 
     def to_device(self, device: torch.device) -> None:
         """Hold the features on ``device`` (a GPU: no copy per step) when they fit; else stay put."""
@@ -131,6 +147,8 @@ class FeatureBank:
             return
         try:
             self.features = self.features.to(device)
+            if self.stroma_estimate is not None:
+                self.stroma_estimate = self.stroma_estimate.to(device)
         except torch.OutOfMemoryError:  # pragma: no cover - depends on the GPU
             log.warning("features (%.1f GB) do not fit on %s; batches are copied from host memory",
                         self.features.numel() * self.features.element_size() / 1e9, device)
@@ -138,3 +156,8 @@ class FeatureBank:
     def slide_features(self, i: int) -> torch.Tensor:
         b = self.bags[i]
         return self.features[b.offset:b.offset + b.n]
+
+    def slide_stroma(self, i: int) -> torch.Tensor | None:
+        """One slide's stroma estimates (None when the bank has none)."""
+        b = self.bags[i]
+        return None if self.stroma_estimate is None else self.stroma_estimate[b.offset:b.offset + b.n]

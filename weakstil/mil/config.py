@@ -14,6 +14,21 @@ class Aggregator(str, Enum):
 
     MEAN = "mean"  #: WeakSTIL: the plain mean of the tumour-bed tiles' scores
     ATTENTION = "attention"  #: gated attention over the tiles' hidden features
+    STROMA = "stroma"  #: stroma-weighted mean of the tile scores: the sTIL definition (weakstil.mil.aggregate)
+
+
+class StromaWeight(str, Enum):
+    """Where the stroma aggregator's tile weights come from."""
+
+    LEARNED = "learned"  #: a head on the tile features (sigmoid, 0-1)
+    ESTIMATE = "estimate"  #: the colour-deconvolution stroma share stored with the features (weakstil.tilestats)
+
+
+class Scoring(str, Enum):
+    """Which models score new slides."""
+
+    FINAL = "final"  #: the model trained on all slides
+    ENSEMBLE = "ensemble"  #: the cross-validation fold models together (weakstil.mil.ensemble)
 
 
 class Loss(str, Enum):
@@ -25,6 +40,8 @@ class Loss(str, Enum):
 
 AGGREGATORS = tuple(a.value for a in Aggregator)
 LOSSES = tuple(loss.value for loss in Loss)
+STROMA_WEIGHTS = tuple(w.value for w in StromaWeight)
+SCORINGS = tuple(m.value for m in Scoring)
 
 
 @dataclass(frozen=True)
@@ -37,10 +54,16 @@ class Architecture:
     dropout: float = 0.25
     aggregator: str = settings.AGGREGATOR
     attention_dim: int = 64
+    stroma_weight: str = settings.STROMA_WEIGHT
+    #: the tiles' stain/morphometry measurements are appended to the embeddings (weakstil.tilestats)
+    tile_stats: bool = False
 
     def __post_init__(self) -> None:
         if self.aggregator not in AGGREGATORS:
             raise WeakSTILError(f"unknown aggregator {self.aggregator!r}", fix=f"use one of {', '.join(AGGREGATORS)}")
+        if self.stroma_weight not in STROMA_WEIGHTS:
+            raise WeakSTILError(f"unknown stroma weight {self.stroma_weight!r}",
+                                fix=f"use one of {', '.join(STROMA_WEIGHTS)}")
         if self.input_dim < 1 or self.hidden < 1 or self.layers < 1:
             raise WeakSTILError("input dimension, hidden size and layers must be positive",
                                 fix="check --hidden")
@@ -53,6 +76,11 @@ class TrainConfig:
     """Training settings (all recorded in model.json)."""
 
     aggregator: str = settings.AGGREGATOR
+    stroma_weight: str = settings.STROMA_WEIGHT
+    #: append the tiles' stain/morphometry measurements to the embeddings; None: when every
+    #: feature file has them (resolved by weakstil.train before training, recorded as a bool)
+    tile_stats: bool | None = None
+    scoring: str = settings.SCORING  #: new slides scored by the "final" model or the "ensemble" of fold models
     hidden: int = 128
     layers: int = 1
     dropout: float = 0.25
@@ -72,7 +100,8 @@ class TrainConfig:
 
     def architecture(self, input_dim: int) -> Architecture:
         return Architecture(input_dim=input_dim, hidden=self.hidden, layers=self.layers, dropout=self.dropout,
-                            aggregator=self.aggregator, attention_dim=self.attention_dim)
+                            aggregator=self.aggregator, attention_dim=self.attention_dim,
+                            stroma_weight=self.stroma_weight, tile_stats=bool(self.tile_stats))
 
     def check(self) -> None:
         if self.loss not in LOSSES:
@@ -86,4 +115,6 @@ class TrainConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise WeakSTILError(f"validation fraction must be in (0, 1), got {self.val_fraction}",
                                 fix="use e.g. 0.2")
+        if self.scoring not in SCORINGS:
+            raise WeakSTILError(f"unknown scoring {self.scoring!r}", fix=f"use one of {', '.join(SCORINGS)}")
         self.architecture(1)  # aggregator, sizes, dropout

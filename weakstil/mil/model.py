@@ -1,11 +1,14 @@
-"""The MIL network: a score per tile and a mean or gated-attention slide aggregate; scoring slides.
+"""The MIL network: a score per tile and a mean, gated-attention or stroma-weighted slide aggregate.
 
 Every tile gets an sTIL score in 0-100 (``100 * sigmoid`` of a small MLP on its embedding); the
 slide sTIL% aggregates the scores of its tumour-bed tiles:
 
 * ``mean`` (WeakSTIL, Schirris et al. 2022): the plain mean of the tile scores;
 * ``attention`` (ECTIL-style): ``sum_i softmax(a_i) * s_i`` with gated attention
-  ``a_i = w^T (tanh(V h_i) * sigmoid(U h_i))`` over the tiles' hidden features.
+  ``a_i = w^T (tanh(V h_i) * sigmoid(U h_i))`` over the tiles' hidden features;
+* ``stroma`` (the sTIL definition): ``sum_i w_i s_i / sum_i w_i`` with each tile's stroma weight
+  ``w_i`` from a second head (``learned``) or the colour-deconvolution estimate stored with the
+  features (``estimate``); see :mod:`weakstil.mil.aggregate`.
 """
 
 from __future__ import annotations
@@ -18,29 +21,16 @@ import torch
 from torch import nn
 
 from weakstil.mil.bank import FeatureBank
-from weakstil.mil.config import Architecture
+from weakstil.mil.config import Aggregator, Architecture, StromaWeight
+from weakstil.mil.identity import ModelError
 from weakstil.runtime import TorchThreads, choose_threads
 
 #: Tiles scored per forward pass at inference.
 SCORE_CHUNK = 16384
 
 
-def aggregate(scores: torch.Tensor, logits: torch.Tensor | None,
-              mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Slide sTIL% and tile weights (summing to 1 over ``mask`` along the last axis): the mean of
-    the masked tile scores, or their softmax(``logits``)-weighted sum. Also used to rescore a slide
-    from its cached tile scores when its tumour bed is edited (:mod:`weakstil.bed_edit`)."""
-    maskf = mask.to(scores.dtype)
-    if logits is None:
-        weights = maskf / maskf.sum(-1, keepdim=True).clamp_min(1.0)
-    else:
-        weights = torch.softmax(logits.masked_fill(~mask, float("-inf")), dim=-1)
-        weights = torch.nan_to_num(weights, nan=0.0)  # a row without any tile
-    return (weights * scores).sum(-1), weights
-
-
 class TileMIL(nn.Module):
-    """Per-tile sTIL regressor with a mean or gated-attention slide aggregator."""
+    """Per-tile sTIL regressor; the slide score aggregates the tiles (:mod:`weakstil.mil.aggregate`)."""
 
     def __init__(self, arch: Architecture):
         super().__init__()
@@ -58,28 +48,49 @@ class TileMIL(nn.Module):
             self.attn_v = nn.Linear(d, arch.attention_dim)
             self.attn_u = nn.Linear(d, arch.attention_dim)
             self.attn_w = nn.Linear(arch.attention_dim, 1)
+        if self.learns_stroma:
+            self.stroma_head = nn.Linear(d, 1)
 
-    def tiles(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Tile scores (0-100) and attention logits (None for ``mean``) for features ``x`` (..., D)."""
+    @property
+    def learns_stroma(self) -> bool:
+        return self.arch.aggregator == Aggregator.STROMA.value and self.arch.stroma_weight == StromaWeight.LEARNED.value
+
+    @property
+    def needs_stroma_estimate(self) -> bool:
+        return self.arch.aggregator == Aggregator.STROMA.value and self.arch.stroma_weight == StromaWeight.ESTIMATE.value
+
+    def tiles(self, x: torch.Tensor, stroma_estimate: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Tile scores (0-100), attention logits and stroma weights (each None when unused) for ``x`` (..., D)."""
         # feature standardisation folded into the first layer: x is never copied
         first = self.body[0]
         w = first.weight / self.feature_std
         h = self.body[1:](nn.functional.linear(x, w, first.bias - w @ self.feature_mean))
         scores = 100.0 * torch.sigmoid(self.score(h).squeeze(-1))
-        logits = None
-        if self.arch.aggregator == "attention":
+        logits = stroma = None
+        if self.arch.aggregator == Aggregator.ATTENTION.value:
             logits = self.attn_w(torch.tanh(self.attn_v(h)) * torch.sigmoid(self.attn_u(h))).squeeze(-1)
-        return scores, logits
+        if self.learns_stroma:
+            stroma = torch.sigmoid(self.stroma_head(h).squeeze(-1))
+        elif self.needs_stroma_estimate:
+            if stroma_estimate is None:
+                raise ModelError("this model weighs tiles by the stroma estimate of the feature files, and the "
+                                 "features have none", fix="embed the slides again with this weakstil version")
+            stroma = stroma_estimate.to(scores.dtype)
+        return scores, logits, stroma
 
-    def aggregate(self, scores: torch.Tensor, logits: torch.Tensor | None,
-                  mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def aggregate(self, scores: torch.Tensor, logits: torch.Tensor | None, mask: torch.Tensor,
+                  stroma: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Slide sTIL% and tile weights (summing to 1 over ``mask`` along the last axis)."""
-        return aggregate(scores, logits, mask)
+        from weakstil.mil.aggregate import aggregate
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return aggregate(scores, mask, self.arch.aggregator, stroma=stroma, logits=logits)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, stroma_estimate: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``x`` (B, N, D), ``mask`` (B, N) bool -> slide sTIL% (B,), tile scores (B, N), weights (B, N)."""
-        scores, logits = self.tiles(x)
-        slide, weights = self.aggregate(scores, logits, mask)
+        scores, logits, stroma = self.tiles(x, stroma_estimate)
+        slide, weights = self.aggregate(scores, logits, mask, stroma)
         return slide, scores, weights
 
 
@@ -92,6 +103,7 @@ class SlideScores:
     tile_scores: np.ndarray  #: (N,) float32 0-100, every tile
     weights: np.ndarray  #: (N,) float32 aggregation weight (0 outside the tumour bed)
     attention: np.ndarray | None  #: (N,) raw attention logits (attention aggregator only)
+    stroma: np.ndarray | None = None  #: (N,) stroma weight in [0, 1] (stroma aggregator only)
 
 
 @torch.no_grad()
@@ -113,16 +125,22 @@ def score_slides(model: TileMIL, bank: FeatureBank, idx: Sequence[int] | None = 
 def _score_one(model: TileMIL, bank: FeatureBank, i: int, device: torch.device) -> SlideScores:
     b = bank.bags[int(i)]
     feats = bank.slide_features(int(i))
-    scores, logits = [], []
+    est = bank.slide_stroma(int(i))
+    scores, logits, stromas = [], [], []
     for start in range(0, b.n, SCORE_CHUNK):
         x = feats[start:start + SCORE_CHUNK].to(device=device, dtype=torch.float32)
-        s, a = model.tiles(x)
+        e = None if est is None else est[start:start + SCORE_CHUNK].to(device)
+        s, a, st = model.tiles(x, e)
         scores.append(s)
         if a is not None:
             logits.append(a)
+        if st is not None:
+            stromas.append(st)
     s = torch.cat(scores)
     a = torch.cat(logits) if logits else None
+    st = torch.cat(stromas) if stromas else None
     mask = torch.from_numpy(b.tile_mask).to(device)
-    slide, w = model.aggregate(s[None], None if a is None else a[None], mask[None])
+    slide, w = model.aggregate(s[None], None if a is None else a[None], mask[None], None if st is None else st[None])
     return SlideScores(b.slide_id, float(slide[0]), s.float().cpu().numpy(), w[0].float().cpu().numpy(),
-                       None if a is None else a.float().cpu().numpy())
+                       None if a is None else a.float().cpu().numpy(),
+                       None if st is None else st.float().cpu().numpy())

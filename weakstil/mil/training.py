@@ -60,8 +60,9 @@ def _feature_stats(bank: FeatureBank, idx: np.ndarray) -> tuple[torch.Tensor, to
 
 
 def _sample_batch(bank: FeatureBank, slides: np.ndarray, max_tiles: int, rng: np.random.Generator,
-                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Features (B, M, D) float32 and mask (B, M) of up to ``max_tiles`` tumour-bed tiles per slide."""
+                  device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Features (B, M, D) float32, mask (B, M) and stroma estimates (B, M) (None when the bank has
+    none) of up to ``max_tiles`` tumour-bed tiles per slide."""
     rows = []
     for i in slides:
         r = bank.bags[int(i)].masked_rows
@@ -74,8 +75,10 @@ def _sample_batch(bank: FeatureBank, slides: np.ndarray, max_tiles: int, rng: np
     for j, r in enumerate(rows):
         idx[j, :len(r)] = r
         mask[j, :len(r)] = True
-    x = bank.features[torch.from_numpy(idx).to(bank.features.device)].to(device=device, dtype=torch.float32)
-    return x, torch.from_numpy(mask).to(device)
+    rows_t = torch.from_numpy(idx).to(bank.features.device)
+    x = bank.features[rows_t].to(device=device, dtype=torch.float32)
+    est = None if bank.stroma_estimate is None else bank.stroma_estimate[rows_t.to(bank.stroma_estimate.device)].to(device)
+    return x, torch.from_numpy(mask).to(device), est
 
 
 def fit(bank: FeatureBank, labels: np.ndarray, train_idx: np.ndarray, val_idx: np.ndarray | None,
@@ -117,8 +120,8 @@ def fit(bank: FeatureBank, labels: np.ndarray, train_idx: np.ndarray, val_idx: n
             total, count = 0.0, 0
             for start in range(0, len(order), cfg.batch_slides):
                 batch = order[start:start + cfg.batch_slides]
-                x, mask = _sample_batch(bank, batch, cfg.max_tiles, rng, device)
-                pred, _, _ = model(x, mask)
+                x, mask, est = _sample_batch(bank, batch, cfg.max_tiles, rng, device)
+                pred, _, _ = model(x, mask, est)
                 loss = loss_fn(pred, y_all[torch.from_numpy(batch).to(device)])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()

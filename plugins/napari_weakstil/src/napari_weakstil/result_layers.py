@@ -34,6 +34,10 @@ TUMORBED_COLOR = "#00e5ff"
 #: Names of the layers made from a result file (the widget finds them by these).
 HEATMAP = "sTIL score"
 ATTENTION = "attention"
+#: Stroma-aggregator models: each tile's stroma weight (0-1); the slide sTIL% is the
+#: stroma-weighted mean of the heatmap over the tumour bed.
+STROMA_WEIGHT = "stroma weight"
+STROMA_COLORMAP = "viridis"
 TUMORBED = "tumour bed"
 TISSUE = "tissue"
 TISSUE_FRACTION = "tissue fraction"
@@ -159,6 +163,7 @@ class ResultFile:
     slide_path: Path | None
     tile_scores: np.ndarray | None = None
     attention: np.ndarray | None = None
+    stroma_weight: np.ndarray | None = None  #: stroma-aggregator models: each tile's stroma weight
     tumorbed: np.ndarray | None = None  #: per-tile flags
     tissue_fraction: np.ndarray | None = None
     tissue_mask: np.ndarray | None = None
@@ -190,6 +195,7 @@ def read_result(path: str | Path) -> ResultFile:
     # each kind holds some of these per-tile values and masks; a kind without one leaves it None
     res.tile_scores = _as(getattr(f, "tile_scores", None), np.float32)
     res.attention = _as(getattr(f, "attention", None), np.float32)
+    res.stroma_weight = _as(getattr(f, "stroma_weight", None), np.float32)
     res.tumorbed = _as(getattr(f, "tumorbed", None), bool)
     res.tissue_fraction = _as(getattr(f, "tissue_fraction", None), np.float32)
     res.tissue_mask = _as(getattr(f, "tissue_mask", None), np.uint8)
@@ -280,6 +286,11 @@ def result_layers(res: ResultFile, slide_mpp: float | None = None) -> list[tuple
                                  "contrast_limits": (0.0, hi or 1.0), "opacity": 0.6, "visible": False,
                                  "interpolation2d": "nearest", "blending": "translucent", "units": units,
                                  "metadata": tile_meta, **raster.placement(mpp)}, "image"))
+        if res.stroma_weight is not None:
+            layers.append((raster.paint(res.stroma_weight), {
+                "name": prefix + STROMA_WEIGHT, "colormap": STROMA_COLORMAP, "contrast_limits": (0.0, 1.0),
+                "opacity": 0.6, "visible": False, "interpolation2d": "nearest", "blending": "translucent",
+                "units": units, "metadata": tile_meta, **raster.placement(mpp)}, "image"))
     elif res.tissue_fraction is not None:
         layers.append((raster.paint(res.tissue_fraction), {
             "name": prefix + TISSUE_FRACTION, "colormap": "viridis", "contrast_limits": (0.0, 1.0), "opacity": 0.5,
@@ -315,6 +326,8 @@ def tile_info(res: ResultFile, i: int) -> dict[str, Any]:
         info["score"] = float(res.tile_scores[i])
     if res.attention is not None:
         info["attention"] = float(res.attention[i])
+    if res.stroma_weight is not None:
+        info["stroma_weight"] = float(res.stroma_weight[i])
     if res.tumorbed is not None:
         info["tumorbed"] = bool(res.tumorbed[i])
     if res.tissue_fraction is not None:

@@ -1,0 +1,94 @@
+"""Per-tile stain and morphometry measurements: they track the truth and survive a change of stain."""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from weakstil.metrics import pearson
+from weakstil.slide import Slide
+from weakstil.stain import estimate_slide_stain, normalise
+from weakstil.tilestats import COLUMNS, batch_stats
+
+SIZE = (1.2, 1.2)
+
+
+@pytest.fixture(scope="module")
+def two_looks(tmp_path_factory):
+    """One slide's content (same seed) rendered in two centres' stain looks, with its truth tiles."""
+    from weakstil.synth import generate_slide
+
+    root = tmp_path_factory.mktemp("looks")
+    out = {}
+    for group in ("centre_1", "centre_2"):
+        res = generate_slide(root / f"{group}.tiff", root / group, "s", 5, size_mm=SIZE, target_stil=25.0,
+                             group=group, preview=False)
+        with h5py.File(res.truth_path) as f:
+            truth = {k: f["tiles"][k][:] for k in ("coords", "stroma_fraction", "tissue_fraction",
+                                                   "lymphocyte_fraction")}
+        keep = truth["tissue_fraction"] > 0.5
+        with Slide.open(res.path) as slide:
+            stain = estimate_slide_stain(slide)
+            tiles = np.stack([slide.read_region(int(x), int(y), 224, 0.5) for x, y in truth["coords"][keep]])
+        out[group] = (tiles, stain, {k: v[keep] for k, v in truth.items()})
+        out.setdefault("path", res.path)
+    return out
+
+
+def test_stroma_estimate_and_lymphocyte_area_track_the_truth(two_looks):
+    tiles, stain, truth = two_looks["centre_1"]
+    assert stain.source == "macenko"
+    stats = batch_stats(tiles, stain, 0.5)
+    assert stats.shape == (len(tiles), len(COLUMNS)) and np.isfinite(stats).all()
+    assert pearson(truth["stroma_fraction"], stats[:, COLUMNS.index("stroma_estimate")]) > 0.85
+    # lymphocyte area in stroma: dark nuclei of lymphocyte size or larger (touching ones merge)
+    dark = [COLUMNS.index(f"{a}_dark_stroma") for a in ("small", "medium", "large")]
+    assert pearson(truth["lymphocyte_fraction"], stats[:, dark].sum(1)) > 0.8
+
+
+def test_measurements_agree_across_stain_looks(two_looks):
+    """Same tissue, two centres' stains: the slide-relative measurements barely move."""
+    (ta, sa, _), (tb, sb, _) = two_looks["centre_1"], two_looks["centre_2"]
+    assert not np.allclose(sa.he, sb.he, atol=1e-3)  # the looks really differ
+    a, b = batch_stats(ta, sa, 0.5), batch_stats(tb, sb, 0.5)
+    for name in ("stroma_estimate", "nuclear", "large_dark_stroma"):
+        j = COLUMNS.index(name)
+        assert pearson(a[:, j], b[:, j]) > 0.9, name
+    j = COLUMNS.index("stroma_estimate")
+    assert abs(a[:, j].mean() - b[:, j].mean()) < 0.1
+
+
+def test_macenko_normalisation_brings_two_looks_together(two_looks):
+    (ta, sa, _), (tb, sb, _) = two_looks["centre_1"], two_looks["centre_2"]
+    raw = np.abs(ta.astype(float).mean((0, 1, 2)) - tb.astype(float).mean((0, 1, 2))).sum()
+    na, nb = normalise(ta, sa), normalise(tb, sb)
+    assert na.dtype == np.uint8 and na.shape == ta.shape
+    normed = np.abs(na.astype(float).mean((0, 1, 2)) - nb.astype(float).mean((0, 1, 2))).sum()
+    assert normed < raw
+
+
+def test_embed_stores_the_tile_measurements_and_stain_norm_is_in_the_cache_key(two_looks, tmp_path):
+    """embed writes tile_stats and stroma_estimate through weakstil.files; normalising the tiles'
+    stain changes the features, so it changes the cache key (a cache made without it is redone)."""
+    from weakstil.embed import cache_key, embed_slide, open_encoder
+    from weakstil.files import FeaturesFile
+    from weakstil.slide import Slide
+    from weakstil.tiles import TilingParams
+
+    slide_path = two_looks["path"]
+    params = TilingParams(mpp=1.0)  # 224 µm tiles: a few dozen
+    enc, _ = open_encoder("small-cnn", "random", "cpu", workers=1)
+    plain = embed_slide(slide_path, enc, out_dir=tmp_path / "plain", params=params, workers=0)
+    f = FeaturesFile.read(plain.path)
+    assert f.tile_stats.shape == (plain.n_tiles, len(COLUMNS)) and np.isfinite(f.tile_stats).all()
+    np.testing.assert_array_equal(f.stroma_estimate, f.tile_stats[:, COLUMNS.index("stroma_estimate")])
+    assert f.attrs["stain_norm"] == "none" and "he" in f.attrs["stain"]
+    normed_enc, _ = open_encoder("small-cnn", "random", "cpu", workers=1, stain_norm="macenko")
+    with Slide.open(slide_path) as slide:
+        assert cache_key(enc, params, slide.mpp) != cache_key(normed_enc, params, slide.mpp)
+    normed = embed_slide(slide_path, normed_enc, out_path=plain.path, params=params, workers=0)
+    assert not normed.skipped  # the cache made without normalisation is not reused
+    g = FeaturesFile.read(normed.path)
+    assert g.attrs["stain_norm"] == "macenko" and not np.allclose(g.features, f.features)
+    np.testing.assert_allclose(g.tile_stats, f.tile_stats)  # measured on the raw tiles either way
