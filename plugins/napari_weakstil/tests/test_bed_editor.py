@@ -20,7 +20,9 @@ def test_editing_the_bed_rescores_the_slide_and_saves_an_annotation(make_napari_
     from weakstil.tumorbed.bed import SlideGeometry, from_annotation
 
     f = SlideScoresFile.read(scored["score_h5"])
-    assert f.attrs["aggregator"] == "mean"
+    assert f.attrs["aggregator"] == "stroma"  # the default: the stroma-weighted ratio of the definition
+    weights = np.asarray(f.stroma_weight, np.float64)
+    assert weights.shape == (len(f.tile_scores),) and weights.min() >= 0 and weights.max() <= 1
     scores, coords, flags0 = np.asarray(f.tile_scores), np.asarray(f.coords), np.asarray(f.tumorbed, bool)
     stil0, tile = float(f.attrs["stil"]), float(f.attrs["tile_size_level0"])
     viewer = make_napari_viewer()
@@ -56,7 +58,8 @@ def test_editing_the_bed_rescores_the_slide_and_saves_an_annotation(make_napari_
     want = flags0 & (coords[:, 0] + tile / 2 < mid)
     np.testing.assert_array_equal(new.tile_flags, want)
     assert new.n_bed_tiles == int(want.sum()) and 0 < new.n_bed_tiles < flags0.sum()
-    assert new.stil == pytest.approx(float(scores[want].mean()), abs=1e-3)  # mean of the remaining tiles
+    # the remaining tiles' scores, each weighted by its stroma (as `weakstil score` aggregates)
+    assert new.stil == pytest.approx(float((weights[want] * scores[want]).sum() / weights[want].sum()), abs=1e-3)
     assert abs(new.stil - stil0) > 0.01
     assert f"sTIL {new.stil:.1f} %" in widget.stil_label.text()
     assert ("high" if new.stil >= float(f.attrs["threshold"]) else "low") in widget.stil_label.text()
@@ -80,7 +83,8 @@ def test_editing_the_bed_rescores_the_slide_and_saves_an_annotation(make_napari_
     holed = editor.rescore()
     gone = new.tile_flags & ~holed.tile_flags
     assert gone.sum() == 1 and np.array_equal(coords[gone][0], first)
-    assert holed.stil == pytest.approx(float(scores[holed.tile_flags].mean()), abs=1e-3)
+    hw = weights[holed.tile_flags]
+    assert holed.stil == pytest.approx(float((hw * scores[holed.tile_flags]).sum() / hw.sum()), abs=1e-3)
 
 
 def test_shapes_become_bed_and_hole_rings():
