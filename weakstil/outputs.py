@@ -59,21 +59,29 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
         from skimage.transform import resize
 
         bed = resize(tumorbed_mask.astype(np.float32), (h, w), order=0, anti_aliasing=False)
+    base = np.asarray(thumbnail[..., :3], np.float32) / 255.0
     for ax, (values, cmap_name, top, label) in zip(axes[0], panels):
+        # the heat is blended over the thumbnail here (alpha 0.6 where a tile is), so matplotlib
+        # draws one opaque RGB image per panel instead of resampling two layered ones
         heat = tile_score_image((h, w), coords, tile_size_level0, scale, values)
-        ax.imshow(thumbnail, interpolation="nearest")
-        cmap = colormaps[cmap_name].with_extremes(bad=(0, 0, 0, 0))
-        im = ax.imshow(np.ma.masked_invalid(heat), cmap=cmap, vmin=0, vmax=top, alpha=0.6, interpolation="nearest")
+        cmap = colormaps[cmap_name]
+        norm = matplotlib.colors.Normalize(vmin=0, vmax=top)
+        has = np.isfinite(heat)
+        rgb = base.copy()
+        rgb[has] = 0.4 * base[has] + 0.6 * cmap(norm(heat[has]))[:, :3]
+        ax.imshow((rgb * 255).round().astype(np.uint8), interpolation="nearest")
         if bed is not None:
             ax.contour(bed, levels=[0.5], colors=["#00e5ff"], linewidths=1.2)
         ax.set_axis_off()
-        cbar = fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02)
+        cbar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, fraction=0.04, pad=0.02)
         cbar.set_label(label)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    # fixed margins rather than tight_layout, which renders the whole figure once more
+    top_margin = 1.0 - (0.45 + 0.17 * title.count("\n")) / fig.get_size_inches()[1] if title else 0.98
+    fig.subplots_adjust(left=0.01, right=0.97, bottom=0.02, top=max(0.5, top_margin), wspace=0.08)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
+        fig.savefig(tmp, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
     plt.close(fig)
     return Path(path)
 
