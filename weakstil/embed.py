@@ -57,11 +57,15 @@ from weakstil.tiles import SlideTiles, TilingParams, find_tiles
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.decode.batches import ThreadPlanner
     from weakstil.encoders.factory import Encoder
+    from weakstil.tilestats_pool import StatsJob
 
 log = logging.getLogger(__name__)
 
 #: Bumped when the cache layout changes (part of the cache key). 2: the slide fingerprint.
 CACHE_FORMAT = 2
+#: Slides of at most this many batches measure their tiles in the embedding loop unless told otherwise
+#: (starting the measurement processes would cost more than it saves).
+SMALL_SLIDE_TILE_BATCHES = 2
 #: Card fields that change the features (besides the weights).
 _CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling", "stain_norm")
 
@@ -338,18 +342,27 @@ def open_encoder(name: str | Path, weights: str | None = None, device: str = set
 
 
 def measured_batches(batches: Iterator[tuple[int, Any]], stain: Any, mpp: float, stats: np.ndarray,
-                     stain_norm: str = "none") -> Iterator[tuple[int, Any]]:
-    """Pass ``batches`` through, writing each tile's :mod:`weakstil.tilestats` row into ``stats``
-    first, and re-render the tiles with the reference stain when ``stain_norm`` is ``macenko``
-    (:mod:`weakstil.stain`). GPU batches (tensors) are measured on a host copy."""
+                     stain_norm: str = "none", job: StatsJob | None = None) -> Iterator[tuple[int, Any]]:
+    """Pass ``batches`` through, measuring each tile's :mod:`weakstil.tilestats` row into ``stats``,
+    and re-render the tiles with the reference stain when ``stain_norm`` is ``macenko``
+    (:mod:`weakstil.stain`). With a ``job`` (:mod:`weakstil.tilestats_pool`) the tiles are handed
+    to the measurement processes and measured while the encoder runs (``job.finish()`` before
+    reading ``stats``); without one they are measured here, before the batch goes on. GPU batches
+    (tensors) are measured on a host copy."""
     from weakstil.stain import normalise
     from weakstil.tilestats import batch_stats
 
     try:
         for start, batch in batches:
-            host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
-            stats[start:start + len(host)] = batch_stats(host, stain, mpp)
+            host = None
+            if job is not None:
+                job.submit(start, batch)
+            else:
+                host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
+                stats[start:start + len(host)] = batch_stats(host, stain, mpp)
             if stain_norm == "macenko":
+                if host is None:
+                    host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
                 normed = normalise(host, stain)
                 if not isinstance(batch, np.ndarray):
                     import torch
@@ -363,6 +376,25 @@ def measured_batches(batches: Iterator[tuple[int, Any]], stain: Any, mpp: float,
             close()
 
 
+def stats_job(n_tiles: int, stats: np.ndarray, stain: Any, mpp: float, encoder: Encoder, decode_record: dict,
+              *, batch_size: int, tile_px: int, processes: int | None = None) -> StatsJob | None:
+    """The measurement processes' job for one slide, or ``None`` to measure in the embedding loop
+    (``processes=0``, or automatic sizing on a slide of at most two batches, not worth starting
+    processes for). ``processes=None``: the CPUs the decode plan leaves free, at least 1."""
+    import torch
+
+    from weakstil.runtime import cpu_count
+    from weakstil.tilestats_pool import shared_stats_pool, stats_processes
+
+    if processes is None:
+        if n_tiles <= SMALL_SLIDE_TILE_BATCHES * batch_size:
+            return None
+        processes = stats_processes(decode_record, cpu_count(), encoder.device.type, torch.get_num_threads())
+    if processes <= 0:
+        return None
+    return shared_stats_pool(processes).job(stats, stain, mpp, batch_size, tile_px)
+
+
 # -- one slide --------------------------------------------------------------------------
 def cache_path(out_dir: str | Path, slide_path: str | Path) -> Path:
     """Where ``weakstil embed`` caches a slide's features: ``OUT/<slide id of the file>.h5``."""
@@ -374,7 +406,7 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
                 slide_mpp: float | None = None, allow_upsample: bool = False, batch_size: int = settings.BATCH_SIZE,
                 workers: int = 1, prefetch: int | None = None, overwrite: bool = False, seed: int = settings.SEED,
                 progress: Callable[[int, int], None] | None = None, decode: str = "auto",
-                planner: ThreadPlanner | None = None) -> EmbedResult:
+                planner: ThreadPlanner | None = None, stats_processes: int | None = None) -> EmbedResult:
     """Embed the tissue tiles of one slide into ``out_path`` (or ``out_dir/<slide_id>.h5``).
 
     Skips the slide when a complete cache with the same cache key exists (unless
@@ -382,7 +414,9 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
     :class:`~weakstil.errors.WeakSTILError` (and leaves no output) for a bad slide.
     ``workers``: decode processes (0: decode in this process), unless a ``planner``
     (:class:`weakstil.decode.ThreadPlanner`) decides them and the torch threads;
-    ``decode``: ``cpu``, ``gpu`` or ``auto`` (:class:`weakstil.decode.DecodeMode`).
+    ``decode``: ``cpu``, ``gpu`` or ``auto`` (:class:`weakstil.decode.DecodeMode`);
+    ``stats_processes``: processes measuring the tiles (:mod:`weakstil.tilestats_pool`) beside the
+    encoder (``None``: the CPUs the plan leaves free, at least 1; 0: in the embedding loop).
     """
     if out_path is None:
         if out_dir is None:
@@ -412,7 +446,8 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
             raise NoTissueError("no tissue found (0 tiles)", path=slide.path,
                                 fix="check the slide is not blank; lower --tissue-threshold if tissue is faint")
         _write_cache(out_path, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
-                     prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner)
+                     prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner,
+                     stats_processes=stats_processes)
     return EmbedResult(out_path, n, False, time.perf_counter() - t0)
 
 
@@ -428,7 +463,8 @@ def _check_resolution(encoder: Encoder, params: TilingParams, slide: Slide) -> N
 
 def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, key: str, *, batch_size: int,
                  workers: int, prefetch: int | None, seed: int, progress: Callable[[int, int], None] | None,
-                 t0: float, decode: str = "auto", planner: ThreadPlanner | None = None) -> None:
+                 t0: float, decode: str = "auto", planner: ThreadPlanner | None = None,
+                 stats_processes: int | None = None) -> None:
     import torch
 
     from weakstil.decode.batches import provenance_json, tile_batches
@@ -457,7 +493,15 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
         batches, decode_record = tile_batches(slide, tiles.coords, tiles.params.tile_px, tiles.params.mpp, encoder,
                                               batch_size=batch_size, decode=decode, workers=workers,
                                               planner=planner, prefetch=prefetch)
-        embed_batches(encoder, measured_batches(batches, stain, tiles.params.mpp, stats, stain_norm), sink)
+        job = stats_job(n, stats, stain, tiles.params.mpp, encoder, decode_record(), batch_size=batch_size,
+                        tile_px=tiles.params.tile_px, processes=stats_processes)
+        try:
+            embed_batches(encoder, measured_batches(batches, stain, tiles.params.mpp, stats, stain_norm, job), sink)
+            if job is not None:
+                job.finish()  # every tile's row is in ``stats`` before the file is finished
+        finally:
+            if job is not None:
+                job.cancel()  # an error or interrupt: queued batches are skipped, nothing is kept
         if done != n:  # a decode thread stopped early (an interrupt); nothing is written
             raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path,
                                 fix="run again (the slide may be damaged if this repeats)")
@@ -466,6 +510,7 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
                                 f"precision {encoder.precision})", path=slide.path,
                                 fix="check the encoder weights, or run in fp32 (--device cpu)")
         cache.tile_stats = stats
+        tile_stats_record = job.record() if job is not None else {"processes": 0}
         cache.stroma_estimate = stats[:, COLUMNS.index(STROMA_COLUMN)].copy()
         cache.attrs.update(tiles.attrs())
         cache.attrs.update({"stain": json.dumps(stain.to_dict()), "stain_norm": stain_norm, "tilestats_version": TILESTATS_VERSION,
@@ -477,6 +522,6 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
             "device": str(encoder.device), "torch_version": str(torch.__version__),
             "timm_version": package_version("timm"), "weakstil_version": __version__,
             "seed": int(seed if encoder.seed is None else encoder.seed), "batch_size": int(batch_size),
-            "warnings": json.dumps(tiles.warnings), "decode": provenance_json(decode_record()), "cache_key": key, "cache_format": CACHE_FORMAT,
+            "warnings": json.dumps(tiles.warnings), "decode": provenance_json({**decode_record(), "tile_stats": tile_stats_record}), "cache_key": key, "cache_format": CACHE_FORMAT,
             "embed_seconds": float(time.perf_counter() - t0), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
