@@ -206,6 +206,23 @@ def bench_encoder(name: str, args, slide, spec, coords, cpus: int, all_coords: n
     return lines
 
 
+def tile_stats_line(slide, coords: np.ndarray, params) -> str:
+    """The per-tile measurements ``weakstil embed`` makes beside the encoder (weakstil.tilestats_pool):
+    CPU ms per tile on one core; the rows below do not include them (benchmarks/tilestats_throughput.py
+    measures them in the pipeline)."""
+    from weakstil.stain import estimate_slide_stain
+    from weakstil.tilestats import batch_stats
+
+    stain = estimate_slide_stain(slide)
+    tiles = np.stack([slide.read_region(int(x), int(y), params.tile_px, params.mpp) for x, y in coords[:64]])
+    batch_stats(tiles[:2], stain, params.mpp)
+    c0 = time.process_time()
+    batch_stats(tiles, stain, params.mpp)
+    ms = 1e3 * (time.process_time() - c0) / len(tiles)
+    return (f"tile measurements (weakstil.tilestats, in worker processes beside the encoder; not in the rows "
+            f"below): {ms:.2f} ms/tile CPU on one core = {1e3 / ms:.0f} tiles/s per process")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slide", type=Path, default=None, help="default: a synthetic 8000 x 8000 px SVS")
@@ -243,6 +260,7 @@ def main() -> None:
         spec = plan_reader(slide, params.mpp, params.tile_px)
         out.append(f"slide {slide_path.name}: {slide.dimensions[0]} x {slide.dimensions[1]} px at {slide.mpp:.3g} "
                    f"µm/px, {len(coords0)} tissue tiles; read path {spec.describe()}")
+        out.append(tile_stats_line(slide, coords0, params))
         out.append("")
         for name in [e.strip() for e in args.encoders.split(",") if e.strip()]:
             coords = coords0

@@ -392,7 +392,8 @@ def stats_job(n_tiles: int, stats: np.ndarray, stain: Any, mpp: float, encoder: 
         processes = stats_processes(decode_record, cpu_count(), encoder.device.type, torch.get_num_threads())
     if processes <= 0:
         return None
-    return shared_stats_pool(processes).job(stats, stain, mpp, batch_size, tile_px)
+    gpu_tiles = str(decode_record.get("path", "")).endswith("gpu")
+    return shared_stats_pool(processes).job(stats, stain, mpp, batch_size, tile_px, pin_memory=gpu_tiles)
 
 
 # -- one slide --------------------------------------------------------------------------

@@ -170,9 +170,10 @@ class StatsPool:
         except Exception:
             pass
 
-    def job(self, out, stain, mpp: float, batch_size: int, tile_px: int) -> StatsJob:
+    def job(self, out, stain, mpp: float, batch_size: int, tile_px: int, pin_memory: bool = False) -> StatsJob:
         """Measure one slide: :meth:`StatsJob.submit` its batches, :meth:`StatsJob.finish` before
-        using ``out`` ((N, len(COLUMNS)) float32, filled by tile index)."""
+        using ``out`` ((N, len(COLUMNS)) float32, filled by tile index). ``pin_memory``: the tiles
+        come from the GPU (nvJPEG): page-lock the ring for faster device -> host copies."""
         from weakstil.decode.shm import Ring, ring_max_bytes
 
         if not self.alive():
@@ -180,9 +181,9 @@ class StatsPool:
             self._start()
         slot_bytes = batch_size * tile_px * tile_px * 3
         n_slots = max(1, min(SLOTS_PER_PROCESS * self.n + 2, ring_max_bytes() // slot_bytes))
-        if self._ring is None or not self._ring.fits(n_slots, batch_size, tile_px, False):
+        if self._ring is None or not self._ring.fits(n_slots, batch_size, tile_px, pin_memory):
             self._drop_ring()
-            self._ring = Ring(n_slots, batch_size, tile_px)
+            self._ring = Ring(n_slots, batch_size, tile_px, pin_memory=pin_memory)
         self._job_id += 1
         self._job.value = self._job_id
         return StatsJob(self, self._job_id, out, stain, mpp)
