@@ -83,3 +83,18 @@ def test_a_killed_measurement_worker_stops_the_slide_with_no_output(synthetic_sl
     # the next slide starts a fresh pool and finishes
     again = embed_slide(synthetic_slide, encoder, out, PARAMS, workers=0, batch_size=8, stats_processes=1)
     assert FeaturesFile.read(again.path).tile_stats.shape[0] == again.n_tiles
+
+
+def test_the_plan_leaves_cores_for_the_measurements():
+    """On a many-core CPU node the measurements (~3.4 ms/tile) would cap a light encoder at one
+    process's rate if the plan gave every core to decoding and torch; counted, they get cores."""
+    from weakstil.decode.plan import interpolate_rates, plan_cpu, predict
+
+    enc = {1: 500.0, 2: 950.0, 4: 1800.0, 8: 3200.0, 16: 5000.0}
+    rates = interpolate_rates(enc, 16)
+    blind, aware = plan_cpu(1000.0, enc, 16), plan_cpu(1000.0, enc, 16, stats=290.0)
+    assert aware.stats_processes == 16 - aware.workers - aware.threads >= 4
+    assert aware.predicted_tiles_per_s <= aware.stats_processes * 290.0
+    counted = [predict(p.workers, p.threads, 16, 1000.0, rates, 290.0) for p in (blind, aware)]
+    assert counted[1] > 3 * counted[0]
+    assert plan_cpu(1000.0, enc, 16, stats=float("nan")).stats_processes == 0  # not measured: not planned

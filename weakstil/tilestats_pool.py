@@ -39,12 +39,15 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "N
 
 
 def stats_processes(decode_record: dict[str, Any], cpus: int, device_type: str, torch_threads: int) -> int:
-    """Measurement processes: the CPUs the decode plan leaves free, at least 1.
+    """Measurement processes: as planned (:func:`weakstil.decode.plan.plan_cpu`), else the CPUs the
+    decode plan leaves free, at least 1.
 
     On the CPU the decode workers and torch threads are busy; on CUDA torch's threads mostly wait
     for the GPU, so only the decode workers and this process count (nvJPEG decoding: this process
     only, leaving nearly every core to the measurements)."""
     plan = decode_record.get("plan") or {}
+    if int(plan.get("stats_processes", 0) or 0) > 0:  # planned with the measured measurement cost
+        return int(plan["stats_processes"])
     workers = int(plan.get("workers", (decode_record.get("stats") or {}).get("workers", 0)) or 0)
     if str(decode_record.get("path", "")).endswith("gpu"):
         workers = 0

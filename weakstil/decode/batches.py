@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from weakstil.decode.modes import DecodeMode
-from weakstil.decode.plan import ThreadPlan, measure_decode, measure_encoder, plan_cpu, plan_cuda
+from weakstil.decode.plan import (STATS_PROBE_TILES, ThreadPlan, measure_decode, measure_encoder, measure_stats,
+                                  plan_cpu, plan_cuda)
 from weakstil.decode.readers import ReadPath, ReadSpec, plan_reader
 from weakstil.decode.workers import DecodePool, DecodeStats, iter_batches_inline
 from weakstil.runtime import cpu_count
@@ -119,12 +120,18 @@ class ThreadPlanner:
                 reader = spec.open()
                 try:
                     decode = measure_decode(reader.read_batch, coords[len(coords) // 4:], spec.tile_px)
+                    sample = np.empty((STATS_PROBE_TILES, spec.tile_px, spec.tile_px, 3), np.uint8)
+                    part = coords[len(coords) // 2:][:STATS_PROBE_TILES]
+                    reader.read_batch(part, sample[:len(part)])
+                    stats = measure_stats(sample[:len(part)], spec.mpp)
                 finally:
                     reader.close()
-                p = plan_cpu(decode, self._encoder_probe(spec.tile_px), self.cpus, self.workers, self.threads)
-            log.info("plan (%s): %d decode worker(s), %d torch thread(s) on %d CPU(s) [%s; decode %.0f tiles/s per "
-                     "worker, predicted %.0f tiles/s]", spec.path.value, p.workers, p.threads, p.cpus, p.source,
-                     p.decode_tiles_per_s, p.predicted_tiles_per_s)
+                p = plan_cpu(decode, self._encoder_probe(spec.tile_px), self.cpus, self.workers, self.threads,
+                             stats=stats)
+            log.info("plan (%s): %d decode worker(s), %d torch thread(s), %d tile measurement process(es) on %d "
+                     "CPU(s) [%s; decode %.0f tiles/s per worker, measurements %.0f tiles/s per process, predicted "
+                     "%.0f tiles/s]", spec.path.value, p.workers, p.threads, p.stats_processes, p.cpus, p.source,
+                     p.decode_tiles_per_s, p.stats_tiles_per_s, p.predicted_tiles_per_s)
             self._plans[key] = p
         p = self._plans[key]
         torch.set_num_threads(p.threads)

@@ -10,11 +10,14 @@ measured, once per run and read path, on the slide itself:
 * ``encoder(t)``: tiles/s of the encoder alone with ``t`` torch threads (random tiles, every
   ``t`` on machines of up to 8 CPUs, else 1, 2, 4, ... and all, interpolated);
 
+* ``stats``: tiles/s of one process making the per-tile measurements (:mod:`weakstil.tilestats`,
+  made beside the encoder by ``s = max(1, C - w - t)`` processes, :mod:`weakstil.tilestats_pool`);
+
 and the predicted end-to-end rate of ``w`` workers and ``t`` threads on ``C`` cores is
 
-    min(encoder(t), w * decode, C / (1 / decode + t / encoder(t)))
+    min(encoder(t), w * decode, s * stats, C / (1 / decode + t / encoder(t) + 1 / stats))
 
-(each stage alone, and the CPU time both need per tile against the cores there are). The plan
+(each stage alone, and the CPU time all need per tile against the cores there are). The plan
 with the highest prediction wins; ties go to fewer processes and threads. On CUDA the encoder does
 not use the cores: decoding gets all but one (``--decode cpu``), torch a few threads.
 ``--workers`` / ``--threads`` fix either number; the other is still planned.
@@ -35,6 +38,8 @@ log = logging.getLogger(__name__)
 ENCODER_PROBE_S = 0.4
 #: Seconds of decoding measured.
 DECODE_PROBE_S = 0.3
+#: Tiles measured (weakstil.tilestats) to time the measurements.
+STATS_PROBE_TILES = 8
 
 
 @dataclass
@@ -48,19 +53,30 @@ class ThreadPlan:
     decode_tiles_per_s: float = float("nan")  #: one worker
     encoder_tiles_per_s: dict[int, float] = field(default_factory=dict)  #: per torch thread count
     predicted_tiles_per_s: float = float("nan")
+    stats_tiles_per_s: float = float("nan")  #: one measurement process
+    stats_processes: int = 0  #: measurement processes planned (0: not planned; embed sizes them itself)
 
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["encoder_tiles_per_s"] = {str(k): round(v, 2) for k, v in self.encoder_tiles_per_s.items()}
-        for k in ("decode_tiles_per_s", "predicted_tiles_per_s"):
+        for k in ("decode_tiles_per_s", "predicted_tiles_per_s", "stats_tiles_per_s"):
             d[k] = None if not np.isfinite(d[k]) else round(float(d[k]), 2)
         return d
 
 
-def predict(workers: int, threads: int, cpus: int, decode: float, encoder: dict[int, float]) -> float:
-    """Predicted end-to-end tiles/s (see the module docstring)."""
+def stats_processes(cpus: int, workers: int, threads: int) -> int:
+    """Measurement processes beside ``workers`` decode processes and ``threads`` torch threads."""
+    return max(1, cpus - workers - threads)
+
+
+def predict(workers: int, threads: int, cpus: int, decode: float, encoder: dict[int, float],
+            stats: float | None = None) -> float:
+    """Predicted end-to-end tiles/s (see the module docstring; ``stats`` None: measurements not counted)."""
     e = encoder[threads]
-    return min(e, workers * decode, cpus / (1.0 / decode + threads / e))
+    if not stats:
+        return min(e, workers * decode, cpus / (1.0 / decode + threads / e))
+    return min(e, workers * decode, stats_processes(cpus, workers, threads) * stats,
+               cpus / (1.0 / decode + threads / e + 1.0 / stats))
 
 
 def thread_candidates(cpus: int) -> list[int]:
@@ -82,7 +98,7 @@ def interpolate_rates(measured: dict[int, float], cpus: int) -> dict[int, float]
 
 
 def choose(cpus: int, decode: float, encoder: dict[int, float], workers: int | None = None,
-           threads: int | None = None) -> tuple[int, int, float]:
+           threads: int | None = None, stats: float | None = None) -> tuple[int, int, float]:
     """``(workers, threads, predicted)`` maximising :func:`predict` (``workers``/``threads`` fixed
     when given)."""
     best: tuple[float, int, int] | None = None
@@ -90,7 +106,7 @@ def choose(cpus: int, decode: float, encoder: dict[int, float], workers: int | N
         encoder = {**encoder, threads: encoder[max(encoder)]}
     for t in ([threads] if threads else range(1, cpus + 1)):
         for w in ([workers] if workers else range(1, cpus + 1)):
-            r = predict(w, t, cpus, decode, encoder)
+            r = predict(w, t, cpus, decode, encoder, stats)
             # 1 % slack: a plan must be clearly faster to justify more processes or threads
             if best is None or r > best[0] * 1.01:
                 best = (r, w, t)
@@ -145,13 +161,31 @@ def plan_cuda(cpus: int, workers: int | None = None, threads: int | None = None)
     return ThreadPlan(w, t, cpus, "cuda" if not (workers and threads) else "given")
 
 
+def measure_stats(tiles: np.ndarray, mpp: float) -> float:
+    """Tiles/s of one process making the per-tile measurements on ``tiles`` (the reference stain:
+    the cost does not depend on it), in this process."""
+    from weakstil.stain import SlideStain
+    from weakstil.tilestats import batch_stats
+
+    if len(tiles) == 0:
+        return float("nan")
+    stain = SlideStain.reference()
+    batch_stats(tiles[:1], stain, mpp)  # imports, tables
+    t0 = time.perf_counter()
+    batch_stats(tiles, stain, mpp)
+    return len(tiles) / max(time.perf_counter() - t0, 1e-9)
+
+
 def plan_cpu(decode: float, encoder: dict[int, float], cpus: int, workers: int | None = None,
-             threads: int | None = None) -> ThreadPlan:
-    """The CPU plan from measured rates (``encoder`` may hold only some thread counts)."""
+             threads: int | None = None, stats: float | None = None) -> ThreadPlan:
+    """The CPU plan from measured rates (``encoder`` may hold only some thread counts; ``stats``:
+    one measurement process's tiles/s, None or NaN: not counted)."""
+    stats = stats if stats is not None and np.isfinite(stats) and stats > 0 else None
     rates = interpolate_rates(encoder, cpus) if encoder else {}
     if not rates or not np.isfinite(decode) or decode <= 0:
         w = workers or max(1, cpus // 3)
         return ThreadPlan(w, threads or max(1, cpus - w), cpus, "fallback")
-    w, t, r = choose(cpus, decode, rates, workers, threads)
+    w, t, r = choose(cpus, decode, rates, workers, threads, stats)
     source = "given" if workers and threads else "measured"
-    return ThreadPlan(w, t, cpus, source, decode, encoder, r)
+    return ThreadPlan(w, t, cpus, source, decode, encoder, r, stats or float("nan"),
+                      stats_processes(cpus, w, t) if stats else 0)
