@@ -25,7 +25,8 @@ cache key (every path gives the same tiles within decoder tolerance; see
 Speed: JPEG-tiled TIFF/SVS levels are decoded by libjpeg-turbo in worker processes into a ring of
 shared-memory batch buffers (on CUDA: by nvJPEG on the GPU), other formats through OpenSlide,
 while the main process runs the encoder; the split of the CPUs is planned from measured stage
-costs (:mod:`weakstil.decode`). Memory does not grow with the slide.
+costs (:mod:`weakstil.decode`). The per-tile measurements are made in their own processes beside
+the encoder (:mod:`weakstil.tilestats_pool`). Memory does not grow with the slide.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -57,15 +58,11 @@ from weakstil.tiles import SlideTiles, TilingParams, find_tiles
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.decode.batches import ThreadPlanner
     from weakstil.encoders.factory import Encoder
-    from weakstil.tilestats_pool import StatsJob
 
 log = logging.getLogger(__name__)
 
 #: Bumped when the cache layout changes (part of the cache key). 2: the slide fingerprint.
 CACHE_FORMAT = 2
-#: Slides of at most this many batches measure their tiles in the embedding loop unless told otherwise
-#: (starting the measurement processes would cost more than it saves).
-SMALL_SLIDE_TILE_BATCHES = 2
 #: Card fields that change the features (besides the weights).
 _CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling", "stain_norm")
 
@@ -341,61 +338,6 @@ def open_encoder(name: str | Path, weights: str | None = None, device: str = set
     return enc, ThreadPlanner(enc, batch_size, workers=workers or None, threads=threads or None)
 
 
-def measured_batches(batches: Iterator[tuple[int, Any]], stain: Any, mpp: float, stats: np.ndarray,
-                     stain_norm: str = "none", job: StatsJob | None = None) -> Iterator[tuple[int, Any]]:
-    """Pass ``batches`` through, measuring each tile's :mod:`weakstil.tilestats` row into ``stats``,
-    and re-render the tiles with the reference stain when ``stain_norm`` is ``macenko``
-    (:mod:`weakstil.stain`). With a ``job`` (:mod:`weakstil.tilestats_pool`) the tiles are handed
-    to the measurement processes and measured while the encoder runs (``job.finish()`` before
-    reading ``stats``); without one they are measured here, before the batch goes on. GPU batches
-    (tensors) are measured on a host copy."""
-    from weakstil.stain import normalise
-    from weakstil.tilestats import batch_stats
-
-    try:
-        for start, batch in batches:
-            host = None
-            if job is not None:
-                job.submit(start, batch)
-            else:
-                host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
-                stats[start:start + len(host)] = batch_stats(host, stain, mpp)
-            if stain_norm == "macenko":
-                if host is None:
-                    host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
-                normed = normalise(host, stain)
-                if not isinstance(batch, np.ndarray):
-                    import torch
-
-                    normed = torch.from_numpy(normed).to(batch.device)
-                batch = normed
-            yield start, batch
-    finally:
-        close = getattr(batches, "close", None)
-        if close is not None:
-            close()
-
-
-def stats_job(n_tiles: int, stats: np.ndarray, stain: Any, mpp: float, encoder: Encoder, decode_record: dict,
-              *, batch_size: int, tile_px: int, processes: int | None = None) -> StatsJob | None:
-    """The measurement processes' job for one slide, or ``None`` to measure in the embedding loop
-    (``processes=0``, or automatic sizing on a slide of at most two batches, not worth starting
-    processes for). ``processes=None``: the CPUs the decode plan leaves free, at least 1."""
-    import torch
-
-    from weakstil.runtime import cpu_count
-    from weakstil.tilestats_pool import shared_stats_pool, stats_processes
-
-    if processes is None:
-        if n_tiles <= SMALL_SLIDE_TILE_BATCHES * batch_size:
-            return None
-        processes = stats_processes(decode_record, cpu_count(), encoder.device.type, torch.get_num_threads())
-    if processes <= 0:
-        return None
-    gpu_tiles = str(decode_record.get("path", "")).endswith("gpu")
-    return shared_stats_pool(processes).job(stats, stain, mpp, batch_size, tile_px, pin_memory=gpu_tiles)
-
-
 # -- one slide --------------------------------------------------------------------------
 def cache_path(out_dir: str | Path, slide_path: str | Path) -> Path:
     """Where ``weakstil embed`` caches a slide's features: ``OUT/<slide id of the file>.h5``."""
@@ -472,6 +414,7 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
 
     from weakstil.stain import estimate_slide_stain
     from weakstil.tilestats import COLUMNS, STROMA_COLUMN, TILESTATS_VERSION
+    from weakstil.tilestats_pool import measured_batches, stats_job
 
     n, d = len(tiles.coords), encoder.embed_dim
     cache = FeaturesFile(coords=tiles.coords, tissue_fraction=tiles.tissue_fraction, tissue_mask=tiles.tissue_mask,

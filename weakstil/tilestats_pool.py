@@ -26,7 +26,11 @@ import queue
 import signal
 import time
 import traceback
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.encoders.factory import Encoder
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,9 @@ log = logging.getLogger(__name__)
 POLL_S = 0.25
 #: Ring slots per worker process (one being measured, one queued), plus two.
 SLOTS_PER_PROCESS = 2
+#: Slides of at most this many batches are measured in the embedding loop unless told otherwise
+#: (starting the measurement processes would cost more than it saves).
+SMALL_SLIDE_TILE_BATCHES = 2
 #: Environment variables that cap a worker's numpy/BLAS threads.
 _THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
@@ -288,6 +295,63 @@ class StatsJob:
             raise WeakSTILError(f"measuring tiles failed ({err.splitlines()[0]})",
                                 fix="run again; report the error if it repeats")
         self.out[start:start + len(rows)] = rows
+
+
+# -- one slide's batches --------------------------------------------------------------
+def measured_batches(batches: Iterator[tuple[int, Any]], stain: Any, mpp: float, stats,
+                     stain_norm: str = "none", job: StatsJob | None = None) -> Iterator[tuple[int, Any]]:
+    """Pass ``batches`` through, measuring each tile's :mod:`weakstil.tilestats` row into ``stats``,
+    and re-render the tiles with the reference stain when ``stain_norm`` is ``macenko``
+    (:mod:`weakstil.stain`). With a ``job`` (:mod:`weakstil.tilestats_pool`) the tiles are handed
+    to the measurement processes and measured while the encoder runs (``job.finish()`` before
+    reading ``stats``); without one they are measured here, before the batch goes on. GPU batches
+    (tensors) are measured on a host copy."""
+    import numpy as np
+
+    from weakstil.stain import normalise
+    from weakstil.tilestats import batch_stats
+
+    try:
+        for start, batch in batches:
+            host = None
+            if job is not None:
+                job.submit(start, batch)
+            else:
+                host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
+                stats[start:start + len(host)] = batch_stats(host, stain, mpp)
+            if stain_norm == "macenko":
+                if host is None:
+                    host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
+                normed = normalise(host, stain)
+                if not isinstance(batch, np.ndarray):
+                    import torch
+
+                    normed = torch.from_numpy(normed).to(batch.device)
+                batch = normed
+            yield start, batch
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:
+            close()
+
+
+def stats_job(n_tiles: int, stats, stain: Any, mpp: float, encoder: Encoder, decode_record: dict,
+              *, batch_size: int, tile_px: int, processes: int | None = None) -> StatsJob | None:
+    """The measurement processes' job for one slide, or ``None`` to measure in the embedding loop
+    (``processes=0``, or automatic sizing on a slide of at most two batches, not worth starting
+    processes for). ``processes=None``: the CPUs the decode plan leaves free, at least 1."""
+    import torch
+
+    from weakstil.runtime import cpu_count
+
+    if processes is None:
+        if n_tiles <= SMALL_SLIDE_TILE_BATCHES * batch_size:
+            return None
+        processes = stats_processes(decode_record, cpu_count(), encoder.device.type, torch.get_num_threads())
+    if processes <= 0:
+        return None
+    gpu_tiles = str(decode_record.get("path", "")).endswith("gpu")
+    return shared_stats_pool(processes).job(stats, stain, mpp, batch_size, tile_px, pin_memory=gpu_tiles)
 
 
 # -- one pool per process ---------------------------------------------------------------
