@@ -133,6 +133,34 @@ def main() -> None:
                    f"{statistics.median(cpu_runs[name]):.2f} s")
     out.append(f"  tile_stats identical: {np.array_equal(stats['serial'], stats['pool'])}; "
                f"speed-up {statistics.median(runs['serial']) / statistics.median(runs['pool']):.2f}x")
+    # the embedding loop alone (no tissue detection, stain estimate or file), interleaved
+    from weakstil.decode.batches import shared_pool
+    from weakstil.decode.readers import plan_reader
+    from weakstil.embed import embed_batches
+    from weakstil.tilestats_pool import measured_batches, stats_processes
+
+    w, t = int(plan.get("workers") or 1), int(plan.get("threads") or 1)
+    procs_auto = stats_processes(procs["pool"], cpu_count(), "cpu", t)
+    loop: dict[str, list[float]] = {"serial": [], "pool": []}
+    with Slide.open(slide_path) as slide:
+        spec = plan_reader(slide, params.mpp, params.tile_px)
+        for _ in range(args.repeats):
+            for name in loop:
+                rows = np.zeros((n, len(COLUMNS)), np.float32)
+                t0 = time.perf_counter()
+                job = shared_stats_pool(procs_auto).job(rows, stain, params.mpp, bs, params.tile_px) \
+                    if name == "pool" else None
+                embed_batches(enc, measured_batches(shared_pool(w).batches(spec, coords, bs), stain, params.mpp,
+                                                    rows, "none", job), lambda s, f: None)
+                if job is not None:
+                    job.finish()
+                loop[name].append(time.perf_counter() - t0)
+    out.append(f"embedding loop only ({w} decode worker(s) + {t} torch thread(s), {procs_auto} measurement "
+               f"process(es) in the pool row):")
+    for name, v in loop.items():
+        med = statistics.median(v)
+        out.append(f"  {name:6s}: median {med:.2f} s = {n / med:.0f} tiles/s; runs {[round(x, 2) for x in v]}")
+    out.append(f"  speed-up {statistics.median(loop['serial']) / statistics.median(loop['pool']):.2f}x")
     out.append("")
     for c in [int(x) for x in args.gpu_cpus.split(",") if x]:
         out.append(f"GPU path projection: {c} measurement processes x {1e3 / ms:.0f} tiles/s = {c * 1e3 / ms:.0f} tiles/s "
