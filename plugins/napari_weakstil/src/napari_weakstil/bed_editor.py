@@ -142,7 +142,10 @@ class BedEditor(QGroupBox):
         except WeakSTILError as exc:
             self.owner._status(exc.one_line(), error=True)
             return None
-        self.owner.stil_label.setText(new.label() if new.found else "sTIL: — (no tumour bed)")
+        # the 90 % interval and the qc flags belong to the scored bed (they need the fold models and
+        # the slide's pixels): say so rather than show them beside a number they were not made for
+        self.owner.stil_label.setText(f"{new.label()} · edited bed, no interval" if new.found
+                                      else "sTIL: — (no tumour bed)")
         before = f"{tiles.original_stil:.1f} %" if tiles.original_stil is not None else "—"
         self.label.setText(f"Edited bed: {new.n_bed_tiles:,} of {new.n_tiles:,} tiles ({new.aggregator} "
                            f"aggregation); the scored bed gave {before}.")
