@@ -114,6 +114,7 @@ class BedEditor(QGroupBox):
         heat = self.owner.result_layer(HEATMAP, res.slide_id) if res is not None else None
         if tiles is None or heat is None:
             return None
+        _warm_up_aggregation()
         viewer = self.owner.viewer
         old = self.layer()
         if old is not None:
@@ -176,3 +177,13 @@ class BedEditor(QGroupBox):
             return None
         self.owner._status(f"Bed saved to {path}; use it with --annotations {folder}")
         return path
+
+
+def _warm_up_aggregation() -> None:
+    """Import torch (the aggregation's maths, about 2 s cold) in the background while the
+    pathologist edits, so the first Rescore takes as long as the others."""
+    import sys
+    import threading
+
+    if "torch" not in sys.modules:
+        threading.Thread(target=lambda: __import__("torch"), name="weakstil-warm-up", daemon=True).start()
