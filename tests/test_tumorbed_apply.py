@@ -278,3 +278,27 @@ def test_an_empty_detection_falls_back_to_the_whole_tissue_with_a_status(cohort,
     with h5py.File(out / f"{table['slide_id'][0]}.h5") as f:
         assert f.attrs["status"] == "bed fallback: tissue" and f.attrs["tumorbed_source"] == "tissue-fallback"
         assert "detected tumour bed is empty" in f.attrs["tumorbed_detail"]
+
+
+def test_detector_with_tumour_nuclei_statistics_records_them_and_needs_them(cohort, tmp_path):
+    """Tumour evidence from the embedding plus the tile statistics of tumour-sized nuclei: the
+    columns are saved with the detector, used again when applied, and a feature file without
+    tile statistics is refused with a fix."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed import TumorBedDetector, train_tumorbed_from_cache
+    from weakstil.tumorbed.bed import SlideGeometry
+    from weakstil.tumorbed.evidence import TUMOUR_NUCLEI_COLUMNS, stats_column_names
+
+    det = train_tumorbed_from_cache(cohort["features"], cohort["truth"], tile_stats=True)
+    assert det.stats_columns == TUMOUR_NUCLEI_COLUMNS and not any(c.startswith("small") for c in det.stats_columns)
+    features = FeaturesFile.read(cohort["features"] / f"{cohort['ids'][0]}.h5")
+    assert len(det.evidence.weight) == features.features.shape[1] + len(TUMOUR_NUCLEI_COLUMNS)
+    loaded = TumorBedDetector.load(det.save(tmp_path / "det"))
+    assert loaded.stats_columns == TUMOUR_NUCLEI_COLUMNS
+    geom = SlideGeometry.from_file(features)
+    columns = stats_column_names(features.attr("tile_stats_columns"))
+    ev = loaded.tumour_evidence(np.asarray(features.features), geom, features.tile_stats, columns)
+    assert np.allclose(ev, det.tumour_evidence(np.asarray(features.features), geom, features.tile_stats, columns))
+    with pytest.raises(WeakSTILError, match="tile statistics"):
+        loaded.detect(np.asarray(features.features), geom)
