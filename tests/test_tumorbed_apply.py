@@ -281,7 +281,7 @@ def test_an_empty_detection_falls_back_to_the_whole_tissue_with_a_status(cohort,
 
 
 def test_detector_with_tumour_nuclei_statistics_records_them_and_needs_them(cohort, tmp_path):
-    """Tumour evidence from the embedding plus the tile statistics of tumour-sized nuclei: the
+    """Tumour evidence from the embedding plus the tile statistics of tumour-sized pale nuclei: the
     columns are saved with the detector, used again when applied, and a feature file without
     tile statistics is refused with a fix."""
     from weakstil.errors import WeakSTILError
@@ -291,7 +291,7 @@ def test_detector_with_tumour_nuclei_statistics_records_them_and_needs_them(coho
     from weakstil.tumorbed.evidence import TUMOUR_NUCLEI_COLUMNS, stats_column_names
 
     det = train_tumorbed_from_cache(cohort["features"], cohort["truth"], tile_stats=True)
-    assert det.stats_columns == TUMOUR_NUCLEI_COLUMNS and not any(c.startswith("small") for c in det.stats_columns)
+    assert det.stats_columns == TUMOUR_NUCLEI_COLUMNS and all("_pale_" in c and not c.startswith("small") for c in det.stats_columns)
     features = FeaturesFile.read(cohort["features"] / f"{cohort['ids'][0]}.h5")
     assert len(det.evidence.weight) == features.features.shape[1] + len(TUMOUR_NUCLEI_COLUMNS)
     loaded = TumorBedDetector.load(det.save(tmp_path / "det"))

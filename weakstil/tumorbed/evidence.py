@@ -31,11 +31,13 @@ def slide_standardised(features: np.ndarray) -> np.ndarray:
 
 
 #: Tile statistics (weakstil.tilestats, colour deconvolution with the slide's own stain vectors)
-#: that describe tumour cells: area shares of medium and large nuclei (tumour nuclei are 75 µm²
-#: and up; lymphocytes are 28-64 µm² and fall in the "small" bins, which are left out, so the
-#: evidence never reads lymphocyte density, present or absent, as tumour).
+#: that describe tumour cells: area shares of medium and large *pale* (vesicular) nuclei. Tumour
+#: nuclei are 75 µm² and up with open chromatin; lymphocytes are 28-64 µm² and dark, and where
+#: they crowd (aggregates, TLS, lymph node) their touching nuclei merge into large *dark* blobs,
+#: so the dark and the small bins are left out: the evidence never reads lymphocyte density,
+#: present or absent, as tumour.
 TUMOUR_NUCLEI_COLUMNS: tuple[str, ...] = tuple(
-    f"{size}_{dark}_{ctx}" for size in ("medium", "large") for dark in ("dark", "pale") for ctx in ("stroma", "nest"))
+    f"{size}_pale_{ctx}" for size in ("medium", "large") for ctx in ("stroma", "nest"))
 
 
 def stats_column_names(attr) -> list[str] | None:
