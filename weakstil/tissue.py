@@ -23,6 +23,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+#: Bumped when the detector's result changes for the same settings (part of the embedding cache key).
+#: 2: white balance on the glass, blue ink by absorbance, glass-noise cap on the saturation threshold.
+TISSUE_VERSION = 2
 #: Saturation above the glass's own (99.5th percentile) that is stain, not scanner noise.
 GLASS_SATURATION_MARGIN = 0.03
 #: Default resolution of the tissue mask.
