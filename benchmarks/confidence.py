@@ -18,7 +18,7 @@ Steps (cached under ``--cache``, default ``.bench/confidence``; a rerun only doe
    ``tests/data/CMU-1-Small-Region.svs`` (skin, not breast) and the fluorescence NDPI;
 5. per (model, cohort): the coverage of the nominal 90 % interval, its median width, the
    coverage of a constant-width conformal interval (|error| quantile, the baseline) and of the
-   interval without the fold models' spread (ablation); the flag rate of each flag and of any
+   interval without the fold models' spread and without the shift term (ablations); the flag rate of each flag and of any
    flag; the MAE of flagged vs unflagged slides; the blur and pen/fold flags against the
    generator's recorded artefacts (hard cohorts).
 
