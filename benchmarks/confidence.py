@@ -18,7 +18,7 @@ Steps (cached under ``--cache``, default ``.bench/confidence``; a rerun only doe
    ``tests/data/CMU-1-Small-Region.svs`` (skin, not breast) and the fluorescence NDPI;
 5. per (model, cohort): the coverage of the nominal 90 % interval, its median width, the
    coverage of a constant-width conformal interval (|error| quantile, the baseline) and of the
-   interval without the fold models' spread (ablation); the flag rate of each flag and of any
+   interval without the fold models' spread and without the shift term (ablations); the flag rate of each flag and of any
    flag; the MAE of flagged vs unflagged slides; the blur and pen/fold flags against the
    generator's recorded artefacts (hard cohorts).
 
@@ -140,6 +140,7 @@ def slide_attrs(out: Path, slide_ids: list[str]) -> pd.DataFrame:
         attrs, _ = SlideScoresFile.read_header(path)
         recs.append({"slide_id": sid, "tile_se": attrs.get("tile_standard_error", math.nan),
                      "fold_stils": json.loads(attrs.get("fold_stils", "[]")), "ood_score": attrs.get("ood_score"),
+                     "u": attrs.get("interval_uncertainty", math.nan), "shift": attrs.get("interval_shift", 0.0),
                      "image": json.loads(attrs.get("image_stats", "{}"))})
     return pd.DataFrame(recs)
 
@@ -182,6 +183,10 @@ def evaluate(model: Path, name: str, res: pd.DataFrame, labels: pd.DataFrame, ca
     abl_lo, abl_hi = cal.interval(p, u_tiles)
     fold_sd = np.array([np.std(to_scale(np.asarray(f, float), cal.offset), ddof=1) if len(f) > 1 else 0.0
                         for f in df["fold_stils"]])
+    # ablation: without the shift term (β = 0; same tile and fold uncertainty)
+    u_all = np.nan_to_num(df["u"].to_numpy(float))
+    shift = np.nan_to_num(df["shift"].to_numpy(float))
+    ns_lo, ns_hi = Calibration.from_dict({**cal.to_dict(), "shift_weight": 0.0}).interval(p, u_all)
     flags = [split(q) for q in df["qc"]]
     any_flag = np.array([bool(f) for f in flags])
     # the flags about the slide itself; near_threshold is about the score and the threshold
@@ -192,6 +197,8 @@ def evaluate(model: Path, name: str, res: pd.DataFrame, labels: pd.DataFrame, ca
         "coverage_constant": coverage(y, base_lo, base_hi), "width_constant": float(2 * half),
         "width_constant_median": float(np.median(base_hi - base_lo)),
         "coverage_no_folds": coverage(y, abl_lo, abl_hi), "width_no_folds_median": float(np.median(abl_hi - abl_lo)),
+        "coverage_no_shift": coverage(y, ns_lo, ns_hi), "width_no_shift_median": float(np.median(ns_hi - ns_lo)),
+        "shift_median": float(np.median(shift)),
         "fold_sd_median": float(np.median(fold_sd)),
         "flagged_any": float(any_flag.mean()),
         "mae_flagged": float(err[any_flag].mean()) if any_flag.any() else None,
@@ -205,6 +212,7 @@ def evaluate(model: Path, name: str, res: pd.DataFrame, labels: pd.DataFrame, ca
         "flag_rates": {f: float(np.mean([f in fl for fl in flags])) for f in FLAGS},
         "ood_score_median": float(np.nanmedian(df["ood_score"].astype(float))),
         "calibration": {"offset": cal.offset, "q": cal.q, "sigma0": cal.sigma0, "n": cal.n,
+                        "shift_weight": cal.shift_weight,
                         "coverage_loo": cal.coverage_loo, "width_median_oof": cal.width_median},
     }
     # by level: low (< 10), mid, high (>= 30)
@@ -245,12 +253,14 @@ def render(results: list[dict], real: list[dict]) -> str:
 
     lines = ["| model | held-out cohort | n | MAE | coverage (90 % nominal) | median width | constant-width "
              "coverage / width | coverage without fold spread | any flag | MAE flagged / unflagged | "
-             "coverage unflagged |", "|" + "---|" * 11]
+             "coverage unflagged | coverage / median width without the shift term | median shift |",
+             "|" + "---|" * 13]
     for r in results:
         lines.append(f"| {r['model']} | {r['cohort']} | {r['n']} | {r['mae']:.1f} | {_pct(r['coverage'])} | "
                      f"{r['width_median']:.1f} | {_pct(r['coverage_constant'])} / {r['width_constant']:.1f} | "
                      f"{_pct(r['coverage_no_folds'])} | {_pct(r['flagged_any'])} | {_num(r['mae_flagged'])} / "
-                     f"{_num(r['mae_unflagged'])} | {_pct(r['coverage_unflagged'])} |")
+                     f"{_num(r['mae_unflagged'])} | {_pct(r['coverage_unflagged'])} | "
+                     f"{_pct(r['coverage_no_shift'])} / {r['width_no_shift_median']:.1f} | {r['shift_median']:.2f} |")
     lines += ["", "Flags other than near_threshold (about the slide, not its score):", "",
               "| model | held-out cohort | flagged | MAE flagged / unflagged | coverage flagged / unflagged |",
               "|---|---|---|---|---|"]

@@ -8,7 +8,7 @@ grid of 224-px tiles at 0.5 µm/px on a 0.25 µm/px scan, tissue mask at 8 µm/p
 logits) under ``--work`` and times, with a wobbly many-vertex bed polygon and a hole:
 
 * ``read``: :meth:`weakstil.bed_edit.ScoredTiles.read` (once per slide in the napari widget);
-* ``rescore``: :meth:`ScoredTiles.rescore` (what *Rescore* runs), mean and attention aggregation,
+* ``rescore``: :meth:`ScoredTiles.rescore` (what *Rescore* runs), stroma-weighted, mean and attention aggregation,
   split into polygons -> tile flags and the aggregation; the first call (torch import) apart.
 
 Target: rescore < 1 s on 100,000 tiles. Timings on a shared machine are noisy: the median of
@@ -49,6 +49,7 @@ def write_score_file(path: Path, n_tiles: int, aggregator: str, seed: int = 0) -
                     tumorbed_mask=tissue, tumorbed_mask_mpp=MASK_MPP,
                     attention=(weights / weights.sum()).astype(np.float32) if aggregator == "attention" else None,
                     attention_logits=logits if aggregator == "attention" else None,
+                    stroma_weight=rng.uniform(0, 1, n_tiles).astype(np.float32) if aggregator == "stroma" else None,
                     attrs={"slide_id": f"bench_{aggregator}", "slide_mpp": SLIDE_MPP, "slide_width": width,
                            "slide_height": height, "tile_size_level0": float(TILE), "stil": float(scores.mean()),
                            "threshold": 30.0, "aggregator": aggregator}).write(path)
@@ -80,7 +81,7 @@ def main() -> None:
     print(f"{args.tiles:,} tiles, bed polygon of {args.vertices:,} vertices + a hole; {args.repeats} repeats")
     print(f"{'aggregator':<10} {'read s':>8} {'1st s':>8} {'median s':>9} {'worst s':>8} {'flags s':>8} "
           f"{'aggr s':>8} {'bed tiles':>10} {'sTIL %':>8}")
-    for aggregator in ("mean", "attention"):
+    for aggregator in ("stroma", "mean", "attention"):
         path = work / f"bench_{aggregator}.h5"
         size = write_score_file(path, args.tiles, aggregator)
         outline, hole = bed_polygon(size["width"], size["height"], args.vertices)

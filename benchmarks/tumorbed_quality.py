@@ -205,6 +205,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=ROOT / ".bench" / "tumorbed")
     ap.add_argument("--reuse-detectors", action="store_true",
                     help="load a detector saved by an earlier run on the same training slides instead of training")
+    ap.add_argument("--evidence-stats", action="store_true",
+                    help="tumour evidence from the embedding plus tumour-nuclei morphometry (tile statistics)")
     ap.add_argument("--pairs", nargs="+", metavar="TRAIN:TEST",
                     help="train look -> test look pairs (default: every pair of --cohorts, within look too)")
     args = ap.parse_args()
@@ -228,7 +230,7 @@ def main() -> None:
         tables[name] = pd.read_csv(cdir / "labels.csv")
         features[name] = embed_cohort(cdir, args.encoder, weights, cdir / f"features-{enc_tag}")
 
-    runs = args.cache / "runs" / f"n{args.slides}-s{args.seed}-{enc_tag}"
+    runs = args.cache / "runs" / (f"n{args.slides}-s{args.seed}-{enc_tag}" + ("-stats" if args.evidence_stats else ""))
     rows, detectors = [], {}
     for train_look in dict.fromkeys(a for a, _ in pairs):
         ids = training_ids(tables[train_look])
@@ -240,7 +242,7 @@ def main() -> None:
             log.info("detector %s: reused from %s", train_look, det_dir)
         else:
             detector = train_tumorbed_from_cache(features[train_look], cohorts[train_look] / "truth", slide_ids=ids,
-                                                 seed=args.seed)
+                                                 seed=args.seed, tile_stats=args.evidence_stats)
             detector.save(det_dir)
         seconds = float(detector.meta.get("train_seconds", time.perf_counter() - t0))
         detectors[train_look] = (detector, det_dir, ids, seconds)

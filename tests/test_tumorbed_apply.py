@@ -278,3 +278,47 @@ def test_an_empty_detection_falls_back_to_the_whole_tissue_with_a_status(cohort,
     with h5py.File(out / f"{table['slide_id'][0]}.h5") as f:
         assert f.attrs["status"] == "bed fallback: tissue" and f.attrs["tumorbed_source"] == "tissue-fallback"
         assert "detected tumour bed is empty" in f.attrs["tumorbed_detail"]
+
+
+
+def test_detector_with_tumour_nuclei_statistics_records_them_and_needs_them(cohort, detector, tmp_path):
+    """Tumour evidence from the embedding plus the tile statistics of tumour-sized pale nuclei
+    (``tumorbed.training`` with ``tile_stats=True``): the columns are saved with the detector and
+    read from each feature file when applied; a file without tile statistics is refused with a fix.
+    (Built from the trained detector with weights added for the statistics: no second training.)"""
+    from dataclasses import replace
+
+    from weakstil.errors import WeakSTILError
+    from weakstil.tumorbed import TumorBedDetector
+    from weakstil.tumorbed.bed import SlideGeometry
+    from weakstil.tumorbed.evidence import TUMOUR_NUCLEI_COLUMNS, LogisticEvidence, stats_column_names
+
+    assert all("_pale_" in c and not c.startswith("small") for c in TUMOUR_NUCLEI_COLUMNS)
+    plain = TumorBedDetector.load(detector)
+    k = len(TUMOUR_NUCLEI_COLUMNS)
+    ev = plain.evidence
+    with_stats = replace(plain, stats_columns=TUMOUR_NUCLEI_COLUMNS, evidence=LogisticEvidence(
+        np.concatenate([ev.weight, np.full(k, 0.5, np.float32)]), ev.bias,
+        np.concatenate([ev.mean, np.zeros(k, np.float32)]), np.concatenate([ev.std, np.ones(k, np.float32)])))
+    loaded = TumorBedDetector.load(with_stats.save(tmp_path / "det"))
+    assert loaded.stats_columns == TUMOUR_NUCLEI_COLUMNS
+    assert json.loads((tmp_path / "det" / "model.json").read_text())["tile_stats_columns"] == list(TUMOUR_NUCLEI_COLUMNS)
+    features = _features(cohort, cohort["ids"][0])
+    geom = SlideGeometry.from_file(features)
+    x = np.asarray(features.features)
+    columns = stats_column_names(features.attr("tile_stats_columns"))
+    base = plain.tumour_evidence(x, geom)
+    got = loaded.tumour_evidence(x, geom, features.tile_stats, columns)
+    # the statistics move the evidence, up where the tile has more tumour-sized pale nuclei than its slide
+    idx = [columns.index(c) for c in TUMOUR_NUCLEI_COLUMNS]
+    z = features.tile_stats[:, idx]
+    z = ((z - z.mean(0)) / (z.std(0) + 1e-6)).sum(1)
+    def logit(p):
+        p = np.clip(p.astype(np.float64), 1e-12, 1 - 1e-12)
+        return np.log(p / (1 - p))
+
+    ok = (base > 1e-6) & (base < 1 - 1e-6) & (got > 1e-6) & (got < 1 - 1e-6)  # away from float saturation
+    assert ok.sum() > 10 and np.ptp(z[ok]) > 1
+    assert np.allclose(logit(got[ok]) - logit(base[ok]), 0.5 * z[ok], atol=1e-2)
+    with pytest.raises(WeakSTILError, match="tile statistics"):
+        loaded.detect(x, geom)

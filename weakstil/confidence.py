@@ -13,6 +13,18 @@ A slide's interval is ``t⁻¹(t(ŷ) ± q·σ)`` where
   over its tumour-bed tiles (a block bootstrap in closed form, :func:`tile_standard_error`) and,
   when several cross-validation fold models score the slide, their spread. A slide with few
   bed tiles or on which the fold models disagree gets a wider interval;
+* the scale grows with how far the slide lies from the training cohort, its **shift** ``s >= 0``
+  (:mod:`weakstil.qc.shift`: its tile embeddings' distance from the training tiles and its stain's
+  distance from the training stain, both relative to a typical training slide measured
+  leave-group-out): ``σ·(1 + β·s)``. The out-of-fold slides have a shift too (the
+  cross-validation leaves whole centres out, so each was predicted from, and is measured
+  against, the other centres); ``β`` is chosen among :data:`SHIFT_WEIGHTS` by the likelihood
+  of the out-of-fold residuals under a Laplace scale model (``β = 0`` when the errors do not
+  grow with the shift), and only then is ``q`` set by the conformal quantile, so the coverage
+  guarantee does not depend on the fit being right.
+  This is normalised ("locally weighted") split conformal prediction (Papadopoulos et al.
+  2002; Lei et al. 2018 §5.2): a slide unlike the training slides gets a wider interval, a
+  typical one a narrower one;
 * ``q`` is the split-conformal quantile of the out-of-fold nonconformity scores
   ``|t(y) − t(ŷ)| / σ``: the ``⌈(n+1)·level⌉``-th smallest of ``n``, so that a nominal 90 %
   interval covers at least 90 % of slides exchangeable with the training cohort
@@ -39,6 +51,8 @@ import numpy as np
 LEVEL = 0.90
 #: Candidate offsets ``c`` (sTIL percentage points) of ``t(y) = log(y + c)``.
 OFFSETS = (2.0, 5.0, 10.0, 20.0, 50.0, 200.0)
+#: Candidate weights ``β`` of the shift term ``σ·(1 + β·s)``.
+SHIFT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 #: Side of the square blocks (in tiles) whose tiles are resampled together by the bootstrap:
 #: neighbouring tiles share their tissue, so they are not independent (4 x 112 µm ≈ 0.45 mm).
 BLOCK_TILES = 4
@@ -112,38 +126,70 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(s[k - 1])
 
 
+def _loo_interval_score(y: np.ndarray, pred: np.ndarray, se: np.ndarray, shift: np.ndarray, level: float,
+                        c: float, beta: float) -> float:
+    """Mean interval score (Gneiting & Raftery 2007: width plus ``2/α`` times the distance by
+    which the label falls outside; a proper scoring rule, so the true error model wins on
+    average) of the out-of-fold slides, each slide's interval calibrated without it (``inf``:
+    too few slides)."""
+    alpha = 1.0 - level
+    cal = _fit(y, pred, se, level, c, shift, beta)
+    u = scale_sd(pred, se, c)
+    sig = cal.sigma(u, shift)
+    nonconf = np.abs(to_scale(y, c) - to_scale(pred, c)) / sig
+    total = 0.0
+    for i in range(len(y)):
+        q_i = conformal_quantile(np.delete(nonconf, i), level)
+        if not math.isfinite(q_i):
+            return math.inf
+        half = q_i * float(sig[i])
+        t = float(to_scale(pred[i], c))
+        lo, hi = float(from_scale(t - half, c)), float(from_scale(t + half, c))
+        total += (hi - lo) + 2.0 / alpha * (max(lo - y[i], 0.0) + max(y[i] - hi, 0.0))
+    return total / max(len(y), 1)
+
+
 def _choose_offset(y: np.ndarray, pred: np.ndarray, se: np.ndarray, level: float,
                    offsets: tuple[float, ...]) -> float:
-    """The offset with the best mean interval score (Gneiting & Raftery 2007: width plus
-    ``2/α`` times the distance by which the label falls outside; a proper scoring rule, so
-    the true error model wins on average), each slide's interval calibrated without it."""
-    alpha = 1.0 - level
+    """The offset with the best leave-one-out mean interval score (the middle one when there
+    are too few slides to compare)."""
     best, best_score = offsets[len(offsets) // 2], math.inf
+    zero = np.zeros_like(pred)
     for c in offsets:
-        cal = _fit(y, pred, se, level, c)
-        u = scale_sd(pred, se, c)
-        nonconf = np.abs(to_scale(y, c) - to_scale(pred, c)) / cal.sigma(u)
-        total = 0.0
-        for i in range(len(y)):
-            q_i = conformal_quantile(np.delete(nonconf, i), level)
-            if not math.isfinite(q_i):
-                return float(best)  # too few slides to compare: the middle offset
-            half = q_i * float(cal.sigma(u[i]))
-            t = float(to_scale(pred[i], c))
-            lo, hi = float(from_scale(t - half, c)), float(from_scale(t + half, c))
-            total += (hi - lo) + 2.0 / alpha * (max(lo - y[i], 0.0) + max(y[i] - hi, 0.0))
-        if total < best_score - 1e-9:
-            best, best_score = c, total
+        score = _loo_interval_score(y, pred, se, zero, level, c, 0.0)
+        if not math.isfinite(score):
+            return float(offsets[len(offsets) // 2])
+        if score < best_score - 1e-9:
+            best, best_score = c, score
     return float(best)
 
 
-def _fit(y: np.ndarray, pred: np.ndarray, se: np.ndarray, level: float, c: float) -> Calibration:
+def _choose_shift_weight(y: np.ndarray, pred: np.ndarray, se: np.ndarray, shift: np.ndarray, level: float,
+                         c: float, weights: tuple[float, ...]) -> float:
+    """The shift weight ``β`` of the largest likelihood of the out-of-fold residuals ``r`` under
+    a Laplace scale model ``|r| ~ k·sqrt(σ0² + u²)·(1 + β·s)`` (``k`` profiled out: the mean of
+    ``|r|`` over the scale; a robust fit of how the error grows with the shift). Ties: the smaller."""
+    resid = np.abs(to_scale(y, c) - to_scale(pred, c))
+    base = _fit(y, pred, se, level, c).sigma(scale_sd(pred, se, c))
+    best, best_nll = 0.0, math.inf
+    for beta in sorted(weights):
+        scale = base * (1.0 + beta * shift)
+        k = max(float(np.mean(resid / scale)), 1e-12)
+        nll = len(resid) * math.log(k) + float(np.log(scale).sum())
+        if nll < best_nll - 1e-9:
+            best, best_nll = float(beta), nll
+    return best
+
+
+def _fit(y: np.ndarray, pred: np.ndarray, se: np.ndarray, level: float, c: float,
+         shift: np.ndarray | None = None, beta: float = 0.0) -> Calibration:
     resid = np.abs(to_scale(y, c) - to_scale(pred, c))
     u = scale_sd(pred, se, c)
     sigma0 = max(float(np.median(resid)) if len(resid) else math.nan, 1e-3)  # a perfect fit: no zero width
-    q = conformal_quantile(resid / np.sqrt(sigma0 ** 2 + u ** 2), level)
-    return Calibration(level=float(level), offset=float(c), sigma0=sigma0, q=q, n=len(y), coverage_oof=math.nan,
-                       coverage_loo=math.nan, width_median=math.nan)
+    cal = Calibration(level=float(level), offset=float(c), sigma0=sigma0, q=math.inf, n=len(y),
+                      coverage_oof=math.nan, coverage_loo=math.nan, width_median=math.nan, shift_weight=float(beta))
+    cal.q = conformal_quantile(resid / cal.sigma(u, shift), level)
+    return cal
 
 
 @dataclass
@@ -158,7 +204,12 @@ class Calibration:
     coverage_oof: float  #: share of out-of-fold slides inside their interval (>= level by construction)
     coverage_loo: float  #: the same, each slide's interval calibrated without it (honest)
     width_median: float  #: median interval width (sTIL points) on the out-of-fold slides
-    method: str = "split conformal on out-of-fold predictions, log(y + c) scale, per-slide scale sqrt(σ0² + u²)"
+    shift_weight: float = 0.0  #: ``β`` of the per-slide scale ``sqrt(σ0² + u²)·(1 + β·shift)``
+    shift_weight_fitted: float = math.nan  #: the maximum-likelihood ``β`` (NaN: ``β`` was given)
+    #: what a slide's shift is measured against (:func:`weakstil.qc.shift.shift_reference`)
+    shift_reference: dict[str, Any] = field(default_factory=dict)
+    method: str = ("split conformal on out-of-fold predictions, log(y + c) scale, per-slide scale "
+                   "sqrt(σ0² + u²)·(1 + β·shift)")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,7 +222,7 @@ class Calibration:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
-        for k in ("q", "coverage_oof", "coverage_loo", "width_median"):
+        for k in ("q", "coverage_oof", "coverage_loo", "width_median", "shift_weight_fitted"):
             if known.get(k) is None:
                 known[k] = math.inf if k == "q" else math.nan
         return cls(**known)
@@ -180,14 +231,20 @@ class Calibration:
     def usable(self) -> bool:
         return math.isfinite(self.q) and self.n >= MIN_SLIDES
 
-    def sigma(self, u: np.ndarray | float) -> np.ndarray:
+    def sigma(self, u: np.ndarray | float, shift: np.ndarray | float | None = None) -> np.ndarray:
         u = np.nan_to_num(np.asarray(u, np.float64), nan=0.0)
-        return np.sqrt(self.sigma0 ** 2 + u ** 2)
+        base = np.sqrt(self.sigma0 ** 2 + u ** 2)
+        if shift is None or not self.shift_weight:
+            return base
+        s = np.clip(np.nan_to_num(np.asarray(shift, np.float64), nan=0.0), 0.0, None)
+        return base * (1.0 + self.shift_weight * s)
 
-    def interval(self, stil: np.ndarray | float, u: np.ndarray | float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-        """``(low, high)`` sTIL% for point scores ``stil`` with per-slide uncertainty ``u`` (error scale)."""
+    def interval(self, stil: np.ndarray | float, u: np.ndarray | float = 0.0,
+                 shift: np.ndarray | float | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(low, high)`` sTIL% for point scores ``stil`` with per-slide uncertainty ``u`` (error
+        scale) and shift from the training cohort ``shift`` (:mod:`weakstil.qc.shift`)."""
         t = to_scale(stil, self.offset)
-        half = self.q * self.sigma(u)
+        half = self.q * self.sigma(u, shift)
         return from_scale(t - half, self.offset), from_scale(t + half, self.offset)
 
 
@@ -199,22 +256,34 @@ def slide_uncertainty(stil: float, tile_se: float, fold_stils: np.ndarray | list
 
 
 def calibrate(y: np.ndarray, pred: np.ndarray, tile_se: np.ndarray | None = None, *, level: float = LEVEL,
-              offsets: tuple[float, ...] = OFFSETS, offset: float | None = None) -> Calibration:
-    """Calibrate intervals on out-of-fold labels ``y``, predictions ``pred`` and each slide's
-    tile standard error ``tile_se`` (sTIL points; ``None``: not used)."""
+              offsets: tuple[float, ...] = OFFSETS, offset: float | None = None, shift: np.ndarray | None = None,
+              shift_weights: tuple[float, ...] = SHIFT_WEIGHTS, shift_weight: float | None = None) -> Calibration:
+    """Calibrate intervals on out-of-fold labels ``y``, predictions ``pred``, each slide's
+    tile standard error ``tile_se`` (sTIL points; ``None``: not used) and its shift from the
+    other centres ``shift`` (``None``: not used, ``β = 0``)."""
     y = np.asarray(y, np.float64)
     pred = np.asarray(pred, np.float64)
     ok = np.isfinite(y) & np.isfinite(pred)
     y, pred = y[ok], pred[ok]
     se = np.zeros_like(pred) if tile_se is None else np.nan_to_num(np.asarray(tile_se, np.float64)[ok], nan=0.0)
+    sh = (np.zeros_like(pred) if shift is None
+          else np.clip(np.nan_to_num(np.asarray(shift, np.float64)[ok], nan=0.0), 0.0, None))
     n = len(y)
     c = float(offset) if offset is not None else (_choose_offset(y, pred, se, level, offsets) if n else offsets[0])
-    cal = _fit(y, pred, se, level, c)
+    beta_fitted = math.nan
+    if shift_weight is not None:
+        beta = float(shift_weight)
+    elif n and shift is not None:
+        beta = beta_fitted = _choose_shift_weight(y, pred, se, sh, level, c, shift_weights)
+    else:
+        beta = 0.0
+    cal = _fit(y, pred, se, level, c, sh, beta)
+    cal.shift_weight_fitted = beta_fitted
     u = scale_sd(pred, se, c)
-    score = np.abs(to_scale(y, c) - to_scale(pred, c)) / cal.sigma(u)
+    score = np.abs(to_scale(y, c) - to_scale(pred, c)) / cal.sigma(u, sh)
     q = cal.q
     if n:
-        lo, hi = cal.interval(pred, u)
+        lo, hi = cal.interval(pred, u, sh)
         inside = (y >= lo - 1e-9) & (y <= hi + 1e-9)
         cal.coverage_oof = float(inside.mean())
         cal.width_median = float(np.median(hi - lo)) if math.isfinite(q) else math.inf

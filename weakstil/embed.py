@@ -82,11 +82,13 @@ class EmbedResult:
 # -- cache ------------------------------------------------------------------------------
 def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None) -> str:
     from weakstil.tilestats import TILESTATS_VERSION
+    from weakstil.tissue import TISSUE_VERSION
 
     card = encoder.card.to_dict()
     payload = {
         "format": CACHE_FORMAT,
         "tilestats": TILESTATS_VERSION,
+        "tissue_detector": TISSUE_VERSION,  # a new tissue detector tiles differently: caches are redone
         "encoder": encoder.name,
         "weights_sha256": encoder.weights_sha256,
         "card": {k: card.get(k) for k in _CARD_KEY_FIELDS},

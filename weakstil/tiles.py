@@ -18,7 +18,7 @@ from weakstil.atomic import atomic_path
 from weakstil.errors import NoTissueError, UsageError
 from weakstil.slide import Slide, brightfield_warning
 from weakstil.tiling import TileGrid, TileMode, select_tiles
-from weakstil.tissue import TISSUE_MASK_MPP, TissueParams, detect_tissue
+from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,7 @@ class SlideTiles:
             "tile_mode": self.params.mode.value,
             "mask_mpp": float(self.mask_mpp),
             "tissue_params": json.dumps(self.params.tissue.to_dict()),
+            "tissue_version": TISSUE_VERSION,
             "tiling_key": json.dumps(self.params.key(), sort_keys=True),
             "n_tiles": int(len(self.coords)),
             "weakstil_version": __version__,

@@ -4,6 +4,14 @@ Brightfield tissue absorbs light and is coloured; glass is bright and grey. We c
 saturation (Otsu, clamped to sane bounds) with optical density, drop pen ink by hue,
 then clean up with morphology whose sizes are given in micrometres, so the result
 does not depend on the thumbnail's resolution.
+
+"Grey" and "coloured" are judged against the slide's own glass: scanners and labs differ in the
+colour of their light (a bluish or yellowish background), so the thumbnail is first white-balanced
+on the glass colour (the usual flat-field step of colour deconvolution, I0 per channel). Without it
+a tinted glass reads as faintly stained tissue. Pen ink is told from haematoxylin by its absorbance
+spectrum, not by its hue alone: blue markers pass blue light almost fully, while haematoxylin of
+every lab absorbs a good part of it (its blue absorbance is ~0.3-0.45 of its red one), so dense
+lymphocytes stay tissue however blue a lab's haematoxylin looks.
 """
 
 from __future__ import annotations
@@ -15,6 +23,11 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+#: Bumped when the detector's result changes for the same settings (part of the embedding cache key).
+#: 2: white balance on the glass, blue ink by absorbance, glass-noise cap on the saturation threshold.
+TISSUE_VERSION = 2
+#: Saturation above the glass's own (99.5th percentile) that is stain, not scanner noise.
+GLASS_SATURATION_MARGIN = 0.03
 #: Default resolution of the tissue mask.
 TISSUE_MASK_MPP = 8.0
 
@@ -48,6 +61,7 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     from skimage.filters import threshold_otsu
 
     p = params or TissueParams()
+    rgb = white_balance(rgb)
     # channels as separate planes: reductions over a trailing axis of 3 are slow in numpy.
     # A light blur removes scanner noise and JPEG speckle before thresholding.
     r, g, b = (ndi.uniform_filter(np.ascontiguousarray(rgb[..., c]), size=3) for c in range(3))
@@ -65,7 +79,18 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     candidates = (spread[::2, ::2] / np.maximum(sub_mx, 1.0))[sub_mx > 30]
     thr = p.min_saturation
     if candidates.size > 100 and np.ptp(candidates) > 1e-3:
-        thr = float(np.clip(threshold_otsu(candidates), p.min_saturation, p.max_saturation))
+        thr = threshold_otsu(candidates)
+        # Otsu splits the two largest modes; where pink stroma and blue-purple dense nuclei are
+        # both large it splits those and drops the paler stroma. Glass is the one thing below the
+        # threshold that must be: its saturation is scanner noise, so a threshold clear of the
+        # glass's own spread is enough.
+        sub_total = total[::2, ::2][sub_mx > 30]
+        glass_level, _ = _glass_level(sub_total.astype(np.float32) / 3.0)
+        on_glass = np.abs(sub_total.astype(np.float32) / 3.0 - glass_level) < 3.0
+        if on_glass.sum() > 100:
+            thr = min(thr, float(np.percentile(candidates[on_glass], 99.5)) + GLASS_SATURATION_MARGIN)
+        thr = float(np.clip(thr, p.min_saturation, p.max_saturation))
+        del sub_total, on_glass
     del sub_mx, candidates
     mask = _ratio_above(spread, mx, thr) | (total < od_sum(p.min_density * 3))
     mask &= total < od_sum(p.min_density)
@@ -117,11 +142,67 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     return mask
 
 
+#: Blue marker ink: its blue absorbance is below this share of its red one. Haematoxylin stays
+#: above it (about 0.33 and up even for a red-absorbing lab stain, 0.45 for the Ruifrok vector;
+#: eosin only adds blue absorbance); blue markers pass blue light almost fully (0.1-0.2 measured on
+#: thumbnails, where blur and JPEG mix in a little of the neighbours).
+BLUE_INK_OD_RATIO = 0.28
+#: ... where the red absorbance is clear of glass noise (OD 0.05): faint strokes are ink too.
+BLUE_INK_MIN_OD = 0.05
+
+
 def pen_ink(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pixels of marker ink: green or blue hues (H&E is pink to purple), or near-black."""
+    """Pixels of marker ink: green (H&E never passes green best), blue (passes blue almost fully
+    where haematoxylin absorbs part of it; see :data:`BLUE_INK_OD_RATIO`), or near-black.
+
+    ``r, g, b`` are uint8 planes on white (or white-balanced) glass.
+    """
     r16, g16, b16 = (c.astype(np.int16) for c in (r, g, b))
     mx = np.maximum(np.maximum(r16, g16), b16)
-    return ((g16 > r16 + 10) & (g16 > b16 - 5)) | ((b16 > r16 + 40) & (g16 > r16)) | (mx < 45)
+    green = (g16 > r16 + 10) & (g16 > b16 - 5)
+    # OD_b < k * OD_r  <=>  b / 255 > (r / 255) ** k: a table over the 256 red levels, no float image
+    levels = np.arange(256, dtype=np.float64) / 255.0
+    b_min = np.ceil(255.0 * np.maximum(levels, 1.0 / 255.0) ** BLUE_INK_OD_RATIO).astype(np.int16)
+    blue = (g16 > r16) & (b16 > b_min[np.clip(r16, 0, 255)]) & (r16 < 255.0 * 10.0 ** -BLUE_INK_MIN_OD)
+    return green | blue | (mx < 45)
+
+
+#: The glass colour is trusted for white balance only when it is this pale and this close to grey
+#: (a thumbnail full of pale pink tissue must not be balanced to grey) ...
+GLASS_MIN_LEVEL = 200.0
+GLASS_MAX_CHROMA = 0.12
+#: ... and covers at least this share of the thumbnail.
+GLASS_MIN_SHARE = 0.03
+
+
+def white_balance(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` (uint8) with its glass made neutral grey at the glass's own brightness.
+
+    The glass colour is the median colour of the pixels at the mode of pale brightness (the
+    largest flat bright area). Gains keep the mean brightness of the glass, so an untinted slide is
+    returned unchanged (the same array), and only the tint goes.
+    """
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.size == 0:
+        return rgb
+    sub = rgb[::2, ::2]
+    grey = sub.astype(np.uint16).sum(axis=-1)
+    level, _ = _glass_level(grey.ravel().astype(np.float32) / 3.0)
+    near = np.abs(grey.astype(np.float32) / 3.0 - level) < 3.0
+    if level < GLASS_MIN_LEVEL or near.mean() < GLASS_MIN_SHARE:
+        return rgb
+    glass = np.median(sub[near], axis=0).astype(np.float64)
+    if (glass.max() - glass.min()) > GLASS_MAX_CHROMA * glass.max():
+        return rgb
+    gains = glass.mean() / np.maximum(glass, 1.0)
+    if np.abs(gains - 1.0).max() < 0.01:
+        return rgb
+    log.debug("tissue: white balance on glass %s (gains %s)", glass.round(1), gains.round(3))
+    # one table per channel: no float image
+    luts = [np.clip(np.round(np.arange(256) * gain), 0, 255).astype(np.uint8) for gain in gains]
+    out = np.empty_like(rgb)
+    for c in range(3):
+        out[..., c] = luts[c][rgb[..., c]]
+    return out
 
 
 def _ratio_above(numerator: np.ndarray, denominator: np.ndarray, ratio: float) -> np.ndarray:

@@ -86,7 +86,7 @@ def _fit_confidence_and_qc(folder: ModelDir, bank, cohort: Cohort, labels: np.nd
 
     folds = save_fold_models(fold_models, folder.root) if fold_models else []
     qc = fit_qc(folder, bank, cohort.table["path"].tolist(), labels, oof, threshold=threshold, seed=seed,
-                on_slide=on_slide)
+                groups=cohort.groups, on_slide=on_slide)
     return {"folds": folds, "qc": qc}
 
 

@@ -53,10 +53,10 @@ class EmbeddingReference:
         x = (np.asarray(features, np.float32) - self.mean) / self.scale
         return x @ self.components
 
-    def distance(self, features: np.ndarray, exclude_slide: int | None = None, seed: int = 0,
-                 max_tiles: int = SLIDE_TILES) -> float:
+    def distance(self, features: np.ndarray, exclude_slide: int | Sequence[int] | np.ndarray | None = None,
+                 seed: int = 0, max_tiles: int = SLIDE_TILES) -> float:
         """Mean k-NN distance of (up to ``max_tiles`` of) a slide's tiles to the reference tiles
-        (those of training slide ``exclude_slide`` left out)."""
+        (those of training slide(s) ``exclude_slide`` left out)."""
         import torch
 
         feats = np.asarray(features)
@@ -64,7 +64,8 @@ class EmbeddingReference:
             return math.nan
         if len(feats) > max_tiles:
             feats = feats[np.sort(np.random.default_rng(seed).choice(len(feats), max_tiles, replace=False))]
-        ref = self.reference if exclude_slide is None else self.reference[self.reference_slide != exclude_slide]
+        ref = (self.reference if exclude_slide is None
+               else self.reference[~np.isin(self.reference_slide, np.atleast_1d(exclude_slide))])
         k = min(self.neighbours, len(ref))
         if k == 0:
             return math.nan

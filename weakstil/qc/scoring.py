@@ -22,6 +22,7 @@ from weakstil.confidence import LEVEL, Calibration, interval_columns, slide_unce
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import ModelDir
 from weakstil.qc.flags import MIN_BED_TILES, join, slide_flags
+from weakstil.qc.shift import slide_shift_from_stats
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.mil.bank import FeatureBank
@@ -88,20 +89,10 @@ class SlideAssessor:
 
         bag = bank.bags[0]
         attrs: dict[str, Any] = {"interval_level": self.level}
-        low = high = math.nan
-        if math.isfinite(stil):
-            se = tile_standard_error(scores.tile_scores, scores.weights, bag.coords, bag.tile_size_level0)
-            folds = self.fold_stils(bank, device) if self.fold_models else []
-            attrs["tile_standard_error"] = se
-            attrs["fold_stils"] = json.dumps([round(v, 4) for v in folds])
-            if self.calibration is not None and self.calibration.usable:
-                u = slide_uncertainty(stil, se, folds, self.calibration.offset)
-                lo, hi = self.calibration.interval(stil, u)
-                low, high = float(lo), float(hi)
-                attrs["interval_uncertainty"] = u
-        ood_score = ood_thr = None
+        ood_score = ood_thr = distance = None
         if self.embedding is not None:
-            ood_score = self.embedding.score(bank.slide_features(0).float().cpu().numpy(), seed=seed)
+            distance = self.embedding.distance(bank.slide_features(0).float().cpu().numpy(), seed=seed)
+            ood_score = distance / self.embedding.median_distance
             ood_thr = (self.reference.get("ood") or {}).get("threshold")
             attrs["ood_score"], attrs["ood_threshold"] = ood_score, ood_thr
         image_ref = self.reference.get("image")
@@ -110,6 +101,21 @@ class SlideAssessor:
             with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
                 image = slide_image_stats(slide, bag.coords, tissue_fraction, tile_px, mpp, seed=seed)
             attrs["image_stats"] = json.dumps(image.to_dict())
+        low = high = math.nan
+        if math.isfinite(stil):
+            se = tile_standard_error(scores.tile_scores, scores.weights, bag.coords, bag.tile_size_level0)
+            folds = self.fold_stils(bank, device) if self.fold_models else []
+            attrs["tile_standard_error"] = se
+            attrs["fold_stils"] = json.dumps([round(v, 4) for v in folds])
+            if self.calibration is not None and self.calibration.usable:
+                cal = self.calibration
+                u = slide_uncertainty(stil, se, folds, cal.offset)
+                shift = slide_shift_from_stats(cal.shift_reference, distance, image,
+                                               (image_ref or {}).get("stain")) if cal.shift_reference else 0.0
+                lo, hi = cal.interval(stil, u, shift)
+                low, high = float(lo), float(hi)
+                attrs["interval_uncertainty"] = u
+                attrs["interval_shift"] = shift
         min_tiles = int((self.reference.get("few_tumorbed_tiles") or {}).get("min_tiles", MIN_BED_TILES))
         flags, why = slide_flags(ood_score=ood_score, ood_threshold=ood_thr, n_bed_tiles=n_bed_tiles,
                                  low=low, high=high, threshold=threshold, image=image, image_ref=image_ref,

@@ -1,14 +1,15 @@
 """What ``weakstil train`` stores for the intervals and flags of ``weakstil score`` (under ``MODEL/qc/``).
 
 * ``calibration.json``: the interval calibration on the out-of-fold predictions
-  (:class:`weakstil.confidence.Calibration`);
+  (:class:`weakstil.confidence.Calibration`), with what a slide's shift from the training
+  cohort is measured against (:mod:`weakstil.qc.shift`);
 * ``embeddings.safetensors``: the OOD score's reference tile embeddings (:mod:`weakstil.qc.embedding`);
 * ``reference.json``: the flags' thresholds: the OOD threshold (from the training slides'
   leave-slide-out OOD scores), the training stain centre and range, the focus and pen/fold
   limits, the tumour-bed minimum (:mod:`weakstil.qc.flags`);
 * ``training_slides.csv``: per training slide its label, out-of-fold prediction and interval
-  (calibrated without the slide: leave-one-out), tile standard error, OOD score, image
-  statistics and the flags it would get.
+  (calibrated without the slide: leave-one-out), tile standard error, OOD score, its
+  leave-group-out embedding distance and shift, image statistics and the flags it would get.
 
 Their SHA-256 are recorded in ``model.json`` under ``qc``; scoring refuses files that differ.
 """
@@ -30,6 +31,7 @@ from weakstil.modeldir import ModelDir
 from weakstil.qc.embedding import fit_reference, ood_threshold
 from weakstil.qc.flags import MIN_BED_TILES, image_reference, join, slide_flags
 from weakstil.qc.image import ImageStats, slide_image_stats
+from weakstil.qc.shift import leave_group_out_distances, leave_group_out_stain, shift_reference, slide_shift
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.mil.bank import FeatureBank
@@ -73,11 +75,12 @@ def _write_json(path: Path, payload: dict) -> None:
 
 
 def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: np.ndarray,
-           oof: list[SlideScores] | None, *, threshold: float, seed: int = 0,
+           oof: list[SlideScores] | None, *, threshold: float, seed: int = 0, groups: np.ndarray | None = None,
            on_slide: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Fit and write everything under ``folder.qc_dir``; returns the ``model.json`` summary.
 
-    ``oof``: the out-of-fold scores in bank order (``None`` without cross-validation: no interval)."""
+    ``oof``: the out-of-fold scores in bank order (``None`` without cross-validation: no interval);
+    ``groups``: the cross-validation groups (centres; ``None``: each slide its own group)."""
     import pandas as pd
 
     from weakstil.runtime import sha256_file
@@ -89,23 +92,49 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     summary: dict[str, Any] = {"format": QC_FORMAT}
     low_col, high_col = interval_columns()
 
-    # 1. the interval, calibrated on the out-of-fold predictions
+    # 1. the OOD reference: embeddings of the training tiles, threshold from leave-slide-out scores
+    feats = [bank.slide_features(i).float().cpu().numpy() for i in range(n)]
+    ref, distances = fit_reference(feats, seed=seed)
+    ref.save(folder.embeddings_path)
+    ood_scores = distances / ref.median_distance
+    ood_thr = ood_threshold(ood_scores)
+    table["ood_score"] = ood_scores
+    group_ids = np.arange(n) if groups is None else np.asarray(groups)
+    # each slide against the other centres only (as the leave-centre-out CV predicted it)
+    embedding_lgo = leave_group_out_distances(ref, feats, group_ids, seed=seed)
+    table["embedding_distance_lgo"] = embedding_lgo
+    del feats
+
+    # 2. image statistics of the training slides: stain range, focus, ink
+    stats = training_image_stats(bank, slide_paths, seed=seed, on_slide=on_slide)
+    measured = [s for s in stats if s is not None]
+    image_ref = image_reference(measured)
+    flat = pd.DataFrame([s.flat() if s is not None else {} for s in stats])
+    table = pd.concat([table, flat], axis=1)
+    stain_lgo = leave_group_out_stain(stats, group_ids) if measured else None
+    shift_ref = shift_reference(embedding_lgo, stain_lgo)
+    shift = np.array([slide_shift(shift_ref, embedding_distance=embedding_lgo[i],
+                                  stain=stain_lgo[i] if stain_lgo else None) for i in range(n)])
+    table["shift"] = shift
+
+    # 3. the interval, calibrated on the out-of-fold predictions
     cal: Calibration | None = None
     if oof is not None:
         pred = np.array([s.stil for s in oof], float)
         se = np.array([tile_standard_error(s.tile_scores, s.weights, b.coords, b.tile_size_level0)
                        for s, b in zip(oof, bank.bags)])
-        cal = calibrate(labels, pred, se)
+        cal = calibrate(labels, pred, se, shift=shift)
+        cal.shift_reference = shift_ref
         # every slide's interval calibrated on the others (what a new slide would get)
         from weakstil.confidence import scale_sd, to_scale
 
         u = scale_sd(pred, np.nan_to_num(se), cal.offset)
-        nonconf = np.abs(to_scale(labels, cal.offset) - to_scale(pred, cal.offset)) / cal.sigma(u)
+        nonconf = np.abs(to_scale(labels, cal.offset) - to_scale(pred, cal.offset)) / cal.sigma(u, shift)
         lows, highs = [], []
         for i in range(n):
             q_i = conformal_quantile(np.delete(nonconf, i), cal.level)
             loo = Calibration(**{**cal.__dict__, "q": q_i})
-            lo, hi = loo.interval(pred[i], u[i])
+            lo, hi = loo.interval(pred[i], u[i], shift[i])
             lows.append(float(lo))
             highs.append(float(hi))
         table["stil_pred_oof"] = pred
@@ -114,27 +143,11 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         _write_json(folder.calibration_path, cal.to_dict())
         summary["confidence"] = {k: v for k, v in cal.to_dict().items() if k != "extra"}
         log.info("interval: %g%% nominal, out-of-fold coverage %.0f%% (leave-one-out %.0f%%), median width %.1f "
-                 "points (%d slides)", 100 * cal.level, 100 * cal.coverage_oof, 100 * cal.coverage_loo,
-                 cal.width_median, cal.n)
+                 "points (%d slides), offset %g, shift weight %g", 100 * cal.level, 100 * cal.coverage_oof,
+                 100 * cal.coverage_loo, cal.width_median, cal.n, cal.offset, cal.shift_weight)
         if not cal.usable:
             log.warning("%d out-of-fold slides are too few for a %g%% interval; slides are scored without one",
                         cal.n, 100 * cal.level)
-
-    # 2. the OOD reference: embeddings of the training tiles, threshold from leave-slide-out scores
-    feats = [bank.slide_features(i).float().cpu().numpy() for i in range(n)]
-    ref, distances = fit_reference(feats, seed=seed)
-    ref.save(folder.embeddings_path)
-    ood_scores = distances / ref.median_distance
-    ood_thr = ood_threshold(ood_scores)
-    table["ood_score"] = ood_scores
-    del feats
-
-    # 3. image statistics of the training slides: stain range, focus, ink
-    stats = training_image_stats(bank, slide_paths, seed=seed, on_slide=on_slide)
-    measured = [s for s in stats if s is not None]
-    image_ref = image_reference(measured)
-    flat = pd.DataFrame([s.flat() if s is not None else {} for s in stats])
-    table = pd.concat([table, flat], axis=1)
 
     reference = {"format": QC_FORMAT, "ood": {"threshold": ood_thr, "quantile": 0.99, "margin": 1.2,
                                               "median_distance": ref.median_distance, "neighbours": ref.neighbours,

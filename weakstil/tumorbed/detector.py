@@ -25,7 +25,7 @@ from weakstil.bed_geometry import BedShape, Plausibility, bed_from_evidence, che
 from weakstil.errors import WeakSTILError
 from weakstil.modeldir import META_FILE, WEIGHTS_FILE
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
-from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs
+from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,8 @@ class TumorBedDetector:
     plausibility: Plausibility = field(default_factory=Plausibility)
     context_radii: tuple[int, ...] = ()
     meta: dict = field(default_factory=dict)
+    #: tile-statistics columns appended to the embedding (empty: embedding only)
+    stats_columns: tuple[str, ...] = ()
 
     @property
     def model_id(self) -> str:
@@ -53,18 +55,23 @@ class TumorBedDetector:
     def encoder_key(self) -> tuple[str | None, str | None]:
         return self.meta.get("encoder"), self.meta.get("weights_sha256")
 
-    def tumour_evidence(self, features: np.ndarray, geom: SlideGeometry) -> np.ndarray:
-        """P(tile holds invasive tumour) for every tile."""
+    def tumour_evidence(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
+                        stats_columns: list[str] | None = None) -> np.ndarray:
+        """P(tile holds invasive tumour) for every tile. ``tile_stats`` (N, K) with its column
+        names: needed when the detector was trained with tile statistics."""
         if len(geom.coords) == 0:
             return np.zeros(0, np.float32)
         x = context_inputs(features, geom.coords, geom.tile_size_level0, self.context_radii,
                            bool(self.meta.get("per_slide_standardised", False)))
+        if self.stats_columns:
+            x = np.concatenate([x, stats_inputs(tile_stats, stats_columns, self.stats_columns)], axis=1)
         return self.evidence.predict(x)
 
-    def detect(self, features: np.ndarray, geom: SlideGeometry) -> TumorBed:
+    def detect(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
+               stats_columns: list[str] | None = None) -> TumorBed:
         """The slide's bed; the whole tissue, as source ``tissue-fallback`` with the reason in
         ``detail``, when the detected bed is empty or implausibly small next to the evidence."""
-        evidence = self.tumour_evidence(features, geom)
+        evidence = self.tumour_evidence(features, geom, tile_stats, stats_columns)
         mask, _ = bed_from_evidence(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp,
                                     geom.tissue_mask, geom.mask_mpp, self.shape)
         bed = TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL,
@@ -90,7 +97,8 @@ class TumorBedDetector:
             save_file(self.evidence.tensors(), str(tmp))
         meta = {**self.meta, "kind": DETECTOR_KIND, "format_version": FORMAT_VERSION, "algorithm": ALGORITHM,
                 "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
-                "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__}
+                "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__,
+                "tile_stats_columns": list(self.stats_columns)}
         write_json(directory / META_FILE, meta, indent=2, sort_keys=True)
         return directory
 
@@ -134,4 +142,5 @@ class TumorBedDetector:
             raise WeakSTILError("weights have inconsistent sizes", path=weights_path,
                                 fix="retrain the tumour-bed detector")
         return cls(evidence, BedShape.from_dict(meta.get("shape", {})),
-                   Plausibility.from_dict(meta.get("plausibility", {})), radii, meta)
+                   Plausibility.from_dict(meta.get("plausibility", {})), radii, meta,
+                   tuple(str(c) for c in meta.get("tile_stats_columns", [])))

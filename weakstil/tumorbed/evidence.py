@@ -30,6 +30,42 @@ def slide_standardised(features: np.ndarray) -> np.ndarray:
     return (x - x.mean(0)) / (x.std(0) + 1e-6)
 
 
+#: Tile statistics (weakstil.tilestats, colour deconvolution with the slide's own stain vectors)
+#: that describe tumour cells: area shares of medium and large *pale* (vesicular) nuclei. Tumour
+#: nuclei are 75 µm² and up with open chromatin; lymphocytes are 28-64 µm² and dark, and where
+#: they crowd (aggregates, TLS, lymph node) their touching nuclei merge into large *dark* blobs,
+#: so the dark and the small bins are left out: the evidence never reads lymphocyte density,
+#: present or absent, as tumour.
+TUMOUR_NUCLEI_COLUMNS: tuple[str, ...] = tuple(
+    f"{size}_pale_{ctx}" for size in ("medium", "large") for ctx in ("stroma", "nest"))
+
+
+def stats_column_names(attr) -> list[str] | None:
+    """A feature file's ``tile_stats_columns`` attribute (JSON text) as a list, or ``None``."""
+    import json
+
+    if attr is None:
+        return None
+    return list(json.loads(attr)) if isinstance(attr, (str, bytes)) else [str(c) for c in attr]
+
+
+def stats_inputs(tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
+                 wanted: tuple[str, ...]) -> np.ndarray:
+    """The ``wanted`` columns of a slide's ``tile_stats`` (named by ``columns``), standardised
+    over the slide's own tiles like the embeddings. Raises when the file has none of them."""
+    from weakstil.errors import WeakSTILError
+
+    if tile_stats is None or columns is None:
+        raise WeakSTILError("the detector uses tile statistics but the feature file has none",
+                            fix="embed the slide again with this WeakSTIL (it writes tile_stats)")
+    missing = [c for c in wanted if c not in columns]
+    if missing:
+        raise WeakSTILError(f"the feature file's tile statistics lack {missing}",
+                            fix="embed the slide again with this WeakSTIL")
+    idx = [list(columns).index(c) for c in wanted]
+    return slide_standardised(np.asarray(tile_stats, np.float32)[:, idx])
+
+
 def context_inputs(features: np.ndarray, coords: np.ndarray, tile_size_level0: float,
                    radii: tuple[int, ...] = (), per_slide: bool = False) -> np.ndarray:
     """Each tile's embedding (standardised over its slide when ``per_slide``), next to the mean

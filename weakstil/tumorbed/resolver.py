@@ -24,6 +24,7 @@ from weakstil.errors import WeakSTILError
 from weakstil.files import BedFile, FeaturesFile, find_slide_file
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource, from_annotation, whole_tissue
 from weakstil.tumorbed.detector import TumorBedDetector
+from weakstil.tumorbed.evidence import stats_column_names
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,8 @@ class BedSources:
         if annotation is not None:
             return from_annotation(annotation, geom)
         if self.detector is not None:
-            bed = self.detector.detect(np.asarray(features.features), geom)
+            bed = self.detector.detect(np.asarray(features.features), geom, features.tile_stats,
+                                       stats_column_names(features.attr("tile_stats_columns")))
             if bed.source is TumorBedSource.TISSUE_FALLBACK:
                 log.warning("%s: bed fallback: tissue: %s", slide_id, bed.detail)
             return bed

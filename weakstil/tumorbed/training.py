@@ -24,7 +24,8 @@ from weakstil.bed_geometry import BedShape, Plausibility, coarsen, sweep_shapes,
 from weakstil.errors import WeakSTILError
 from weakstil.tumorbed.bed import SlideGeometry, from_annotation
 from weakstil.tumorbed.detector import TumorBedDetector
-from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, fit_logistic, training_labels
+from weakstil.tumorbed.evidence import (TUMOUR_NUCLEI_COLUMNS, LogisticEvidence, context_inputs, fit_logistic,
+                                        stats_column_names, stats_inputs, training_labels)
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,8 @@ class AnnotatedSlide:
     features: np.ndarray
     geom: SlideGeometry
     bed_mask: np.ndarray  #: on the geometry's tissue-mask grid
+    tile_stats: np.ndarray | None = None  #: (N, K) weakstil.tilestats measurements, if the file has them
+    stats_columns: list[str] | None = None
 
     @property
     def bed_fraction(self) -> np.ndarray:
@@ -163,7 +166,8 @@ def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], 
 
 def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None,
                    context_radii: tuple[int, ...] = CONTEXT_RADII, refine: int = REFINE_ROUNDS,
-                   per_slide: bool = PER_SLIDE, neutral_k: int = 0) -> TumorBedDetector:
+                   per_slide: bool = PER_SLIDE, neutral_k: int = 0,
+                   stats_columns: tuple[str, ...] = ()) -> TumorBedDetector:
     """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
@@ -171,6 +175,9 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     t0 = time.perf_counter()
     inputs = [context_inputs(s.features, s.geom.coords, s.geom.tile_size_level0, context_radii, per_slide)
               for s in slides]
+    if stats_columns:  # tumour-cell morphometry beside the embedding
+        inputs = [np.concatenate([x, stats_inputs(s.tile_stats, s.stats_columns, stats_columns)], axis=1)
+                  for x, s in zip(inputs, slides)]
     labelled = [training_labels(s.bed_fraction) for s in slides]
     labels, used = [y for y, _ in labelled], [u for _, u in labelled]
     evidence = held_out_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
@@ -191,7 +198,8 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
             "train_seconds": round(time.perf_counter() - t0, 1)}
     meta["refine_rounds"], meta["per_slide_standardised"] = int(refine), bool(per_slide)
     meta["neutral_components"] = int(neutral_k)
-    detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta)
+    detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
+                                tuple(stats_columns))
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
              "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest)", len(slides), cv, dice.mean(),
              dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um, shape.min_seed_mm2,
@@ -201,10 +209,11 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
 
 def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path, *,
                               slide_ids: list[str] | None = None, max_slides: int = 10,
-                              seed: int = 0) -> TumorBedDetector:
+                              seed: int = 0, tile_stats: bool = False) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
-    ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used."""
+    ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
+    ``tile_stats``: the tumour-nuclei morphometry (:data:`TUMOUR_NUCLEI_COLUMNS`) joins the embedding."""
     from weakstil.annotations import find_annotation
     from weakstil.files import FeaturesFile, feature_path
 
@@ -229,10 +238,13 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                                 path=path, fix="embed all slides with one encoder")
         geom = SlideGeometry.from_file(cache)
         bed = from_annotation(annotation, geom)
-        chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask))
+        columns = cache.attr("tile_stats_columns")
+        chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask, cache.tile_stats,
+                                     stats_column_names(columns)))
     if not chosen:
         raise WeakSTILError("no slide has both cached features and an annotation", path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
     meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(annotations),
             "model_id": f"tumorbed-{len(chosen)}slides"}
-    return train_detector(chosen, seed=seed, meta=meta)
+    return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else ())
+

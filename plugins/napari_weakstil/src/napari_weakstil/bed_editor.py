@@ -114,6 +114,7 @@ class BedEditor(QGroupBox):
         heat = self.owner.result_layer(HEATMAP, res.slide_id) if res is not None else None
         if tiles is None or heat is None:
             return None
+        _warm_up_aggregation()
         viewer = self.owner.viewer
         old = self.layer()
         if old is not None:
@@ -142,7 +143,10 @@ class BedEditor(QGroupBox):
         except WeakSTILError as exc:
             self.owner._status(exc.one_line(), error=True)
             return None
-        self.owner.stil_label.setText(new.label() if new.found else "sTIL: — (no tumour bed)")
+        # the 90 % interval and the qc flags belong to the scored bed (they need the fold models and
+        # the slide's pixels): say so rather than show them beside a number they were not made for
+        self.owner.stil_label.setText(f"{new.label()} · edited bed, no interval" if new.found
+                                      else "sTIL: — (no tumour bed)")
         before = f"{tiles.original_stil:.1f} %" if tiles.original_stil is not None else "—"
         self.label.setText(f"Edited bed: {new.n_bed_tiles:,} of {new.n_tiles:,} tiles ({new.aggregator} "
                            f"aggregation); the scored bed gave {before}.")
@@ -173,3 +177,13 @@ class BedEditor(QGroupBox):
             return None
         self.owner._status(f"Bed saved to {path}; use it with --annotations {folder}")
         return path
+
+
+def _warm_up_aggregation() -> None:
+    """Import torch (the aggregation's maths, about 2 s cold) in the background while the
+    pathologist edits, so the first Rescore takes as long as the others."""
+    import sys
+    import threading
+
+    if "torch" not in sys.modules:
+        threading.Thread(target=lambda: __import__("torch"), name="weakstil-warm-up", daemon=True).start()
