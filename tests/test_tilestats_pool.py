@@ -61,6 +61,25 @@ def test_pool_measurements_are_bit_identical_to_the_serial_path(synthetic_slide,
     record = json.loads(b.attrs["decode"])["tile_stats"]
     assert record["processes"] == 2 and record["tiles"] == serial.n_tiles
     assert json.loads(a.attrs["decode"])["tile_stats"] == {"processes": 0}
+    # GPU-decoded batches arrive as (n, px, px, 3) views of NCHW tensors: copied into the ring as such
+    import torch
+
+    from weakstil.slide import Slide
+    from weakstil.stain import estimate_slide_stain
+    from weakstil.tilestats import COLUMNS, batch_stats
+    from weakstil.tilestats_pool import shared_stats_pool
+
+    with Slide.open(synthetic_slide) as slide:
+        stain = estimate_slide_stain(slide)
+        tiles = np.stack([slide.read_region(int(x), int(y), 224, 0.5) for x, y in a.coords[:12]])
+    rows = np.zeros((12, len(COLUMNS)), np.float32)
+    job = shared_stats_pool(2).job(rows, stain, 0.5, 8, 224)
+    nchw = torch.from_numpy(tiles).permute(0, 3, 1, 2).contiguous()
+    job.submit(0, nchw[:8].permute(0, 2, 3, 1))
+    job.submit(8, nchw[8:].permute(0, 2, 3, 1))
+    job.finish()
+    np.testing.assert_array_equal(rows, batch_stats(tiles, stain, 0.5))
+    np.testing.assert_array_equal(rows, a.tile_stats[:12])
 
 
 def test_a_killed_measurement_worker_stops_the_slide_with_no_output(synthetic_slide, encoder, tmp_path,
