@@ -28,7 +28,7 @@ Everything is cached under ``--cache`` (default ``.bench/tumorbed/``) and reused
    tumour is bed), and the share of lymphoid aggregates (lymphocyte-dense components of at least
    0.01 mm² more than 200 µm outside the truth bed: TLS, lymph node, aggregates) that it takes in
    (should be ~0); each with the number of slides that have such tissue.
-5. **Slide R²** (out of fold, MIL with the mean aggregator, ``train_cohort`` as ``weakstil
+5. **Slide R²** (out of fold, MIL with the default settings (stroma aggregator), ``train_cohort`` as ``weakstil
    train`` runs it) on each cohort with tumour-bed tiles from the exact annotations, from the
    per-slide beds of the detector trained on that look (``--tumorbed-beds``; its 10 training
    slides keep their annotations, as ``tumorbed apply --annotations --tumorbed`` gives them)
