@@ -95,6 +95,29 @@ def write_tiff_slide(path: Path, rgb: np.ndarray, mpp: float = 0.5, levels: int 
     return path
 
 
+def embedded_cohort(root: Path, slides: int, seed: int, size_mm: tuple[float, float]):
+    """A synthetic cohort in ``root/cohort`` and its embeddings (seeded random small CNN) in
+    ``root/features``: ``(cohort, labels, features)``."""
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.synth import generate_cohort
+
+    cohort, features = root / "cohort", root / "features"
+    labels = generate_cohort(cohort, slides, seed=seed, size_mm=size_mm, progress=False)
+    encoder = create_encoder("small-cnn", weights="random")
+    for path in labels["path"]:
+        embed_slide(cohort / path, encoder, out_dir=features)
+    return cohort, labels, features
+
+
+def write_training_csv(path: Path, labels, cohort: Path, columns: tuple[str, ...] = ("slide_id", "path", "stil")) -> Path:
+    """``labels`` rows as a cohort CSV with absolute slide paths."""
+    rows = labels.copy()
+    rows["path"] = [str((cohort / p).resolve()) for p in rows["path"]]
+    rows[list(columns)].to_csv(path, index=False)
+    return path
+
+
 @pytest.fixture
 def cmu() -> Path:
     return CMU

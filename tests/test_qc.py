@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import CMU, run_cli
+from conftest import CMU, embedded_cohort, run_cli, write_training_csv
 
 SLIDES = 10
 TRAIN = 9  # the fewest out-of-fold slides that give a 90 % interval
@@ -18,20 +18,9 @@ TRAIN = 9  # the fewest out-of-fold slides that give a 90 % interval
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from weakstil.embed import embed_slide
-    from weakstil.encoders.factory import create_encoder
-    from weakstil.synth import generate_cohort
-
     root = tmp_path_factory.mktemp("qc")
-    cohort = root / "cohort"
-    labels = generate_cohort(cohort, SLIDES, seed=11, size_mm=(0.8, 0.8), progress=False)
-    features = root / "features"
-    encoder = create_encoder("small-cnn", weights="random")
-    for path in labels["path"]:
-        embed_slide(cohort / path, encoder, out_dir=features)
-    train = labels.iloc[:TRAIN].copy()
-    train["path"] = [str((cohort / p).resolve()) for p in train["path"]]
-    train[["slide_id", "path", "stil", "group"]].to_csv(root / "train.csv", index=False)
+    cohort, labels, features = embedded_cohort(root, SLIDES, seed=11, size_mm=(0.8, 0.8))
+    write_training_csv(root / "train.csv", labels.iloc[:TRAIN], cohort, ("slide_id", "path", "stil", "group"))
     model = root / "model"
     proc = run_cli("train", root / "train.csv", "--features", features, "--out", model, "--folds", "3",
                    "--epochs", "8", "--group-column", "none", "--annotations", cohort / "truth")

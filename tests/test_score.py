@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import CMU, run_cli, shared_file
+from conftest import CMU, embedded_cohort, run_cli, shared_file, write_training_csv
 from weakstil.outputdir import MARKER
 
 SLIDES = 9
@@ -28,20 +28,9 @@ TRAIN = 6
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    from weakstil.embed import embed_slide
-    from weakstil.encoders.factory import create_encoder
-    from weakstil.synth import generate_cohort
-
     root = tmp_path_factory.mktemp("score")
-    cohort = root / "cohort"
-    labels = generate_cohort(cohort, SLIDES, seed=3, size_mm=(1.2, 1.2), progress=False)
-    features = root / "features"
-    encoder = create_encoder("small-cnn", weights="random")
-    for path in labels["path"]:
-        embed_slide(cohort / path, encoder, out_dir=features)
-    train = labels.iloc[:TRAIN].copy()
-    train["path"] = [str((cohort / p).resolve()) for p in train["path"]]
-    train[["slide_id", "path", "stil"]].to_csv(root / "train.csv", index=False)
+    cohort, labels, features = embedded_cohort(root, SLIDES, seed=3, size_mm=(1.2, 1.2))
+    write_training_csv(root / "train.csv", labels.iloc[:TRAIN], cohort)
     model = root / "model"
     detector = root / "tumorbed"
     proc = run_cli("tumorbed", "train", "--features", features, "--annotations", cohort / "truth", "--out",

@@ -208,19 +208,11 @@ def aggregate_bed(tile_scores: np.ndarray, flags: np.ndarray, logits: np.ndarray
                   stroma: np.ndarray | None = None, aggregator: str | None = None) -> float:
     """Slide sTIL% of the flagged tiles with the MIL model's aggregator (by default: attention
     with logits, else stroma-weighted with stroma weights, else the mean)."""
-    import torch
-
-    from weakstil.mil.aggregate import aggregate
+    from weakstil.mil.aggregate import slide_score
 
     if aggregator is None:
         aggregator = "attention" if logits is not None else "stroma" if stroma is not None else "mean"
-
-    def tensor(a, dtype):
-        return None if a is None else torch.from_numpy(np.ascontiguousarray(a, dtype))[None]
-
-    slide, _ = aggregate(tensor(tile_scores, np.float32), tensor(flags, bool), aggregator,
-                         stroma=tensor(stroma, np.float32), logits=tensor(logits, np.float32))
-    return float(slide[0])
+    return slide_score(tile_scores, stroma, flags, aggregator, attention=logits)[0]
 
 
 def _geometry(f) -> SlideGeometry:

@@ -88,7 +88,7 @@ class _Context:
     """What every slide of a batch shares: the MIL model, encoder, tumour-bed sources."""
 
     opts: ScoreOptions
-    model: Any  #: the final model (architecture, identity); ``models`` score the slides
+    model: Any  #: the first scoring model (its architecture); ``models`` score the slides
     meta: dict
     model_id: str
     threshold: float
@@ -176,13 +176,13 @@ def _tiling_params(meta: dict):
 
 def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.mil.ensemble import load_scoring_models
-    from weakstil.mil.store import load_model
     from weakstil.qc.scoring import SlideAssessor
     from weakstil.tumorbed.resolver import BedSources
 
-    model, meta = load_model(opts.model)  # the final model: the identity and architecture
-    models, _ = load_scoring_models(opts.model)
-    assessor = SlideAssessor.load(opts.model, meta, model.arch)
+    models, meta = load_scoring_models(opts.model)
+    model = models[0]  # the architecture (the fold models share the final model's)
+    # an ensemble's models are the fold models the interval needs: loaded once
+    assessor = SlideAssessor.load(opts.model, meta, model.arch, fold_models=models if len(models) > 1 else None)
     model_id = f"{opts.model.resolve().name}@{str(meta.get('weights_sha256'))[:12]}"
     threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", settings.STIL_THRESHOLD))
     beds = BedSources.open(annotations=opts.annotations, beds=opts.tumorbed_beds, detector=opts.tumorbed_model,

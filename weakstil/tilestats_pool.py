@@ -19,7 +19,6 @@ numpy lazily for that reason): one process per core is the parallelism.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import queue
@@ -28,6 +27,8 @@ import time
 import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
+
+from weakstil.decode.procpool import ProcessPool, SharedPool
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.encoders.factory import Encoder
@@ -115,70 +116,11 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
 
 
 # -- the pool ---------------------------------------------------------------------------
-class StatsPool:
+class StatsPool(ProcessPool):
     """``processes`` measurement workers, started on first use and kept for every slide of a run."""
 
-    def __init__(self, processes: int, start_method: str = "spawn"):
-        self.n = max(1, int(processes))
-        self.start_method = start_method
-        self._procs: list = []
-        self._tasks = self._results = self._job = None
-        self._job_id = 0
-        self._ring = None  # weakstil.decode.shm.Ring, kept from slide to slide
-
-    def _start(self) -> None:
-        import multiprocessing as mp
-
-        ctx = mp.get_context(self.start_method)
-        self._tasks, self._results = ctx.Queue(), ctx.Queue()
-        self._job = ctx.Value("q", 0, lock=False)
-        self._procs = [ctx.Process(target=worker_main, args=(self._tasks, self._results, self._job, os.getpid()),
-                                   name=f"weakstil-tilestats-{i}", daemon=True) for i in range(self.n)]
-        for p in self._procs:
-            p.start()
-
-    def alive(self) -> bool:
-        return bool(self._procs) and all(p.is_alive() for p in self._procs)
-
-    def _drop_ring(self) -> None:
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
-
-    def close(self) -> None:
-        self._drop_ring()
-        if not self._procs:
-            return
-        if self._job is not None:
-            self._job.value = -1
-        for _ in self._procs:
-            try:
-                self._tasks.put(None)
-            except (OSError, ValueError):
-                break
-        deadline = time.monotonic() + 5.0
-        for p in self._procs:
-            p.join(timeout=max(0.05, deadline - time.monotonic()))
-        for p in self._procs:
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=2.0)
-        for q in (self._tasks, self._results):
-            q.close()
-            q.cancel_join_thread()
-        self._procs = []
-
-    def __enter__(self) -> StatsPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # pragma: no cover - safety net
-        try:
-            self.close()
-        except Exception:
-            pass
+    worker = staticmethod(worker_main)
+    name = "weakstil-tilestats"
 
     def job(self, out, stain, mpp: float, batch_size: int, tile_px: int, pin_memory: bool = False) -> StatsJob:
         """Measure one slide: :meth:`StatsJob.submit` its batches, :meth:`StatsJob.finish` before
@@ -355,23 +297,13 @@ def stats_job(n_tiles: int, stats, stain: Any, mpp: float, encoder: Encoder, dec
 
 
 # -- one pool per process ---------------------------------------------------------------
-_POOL: StatsPool | None = None
+_SHARED: SharedPool[StatsPool] = SharedPool(StatsPool)
 
 
 def shared_stats_pool(processes: int) -> StatsPool:
     """The process's measurement pool with ``processes`` workers (restarted when the number changes)."""
-    global _POOL
-    if _POOL is not None and _POOL.n != processes:
-        _POOL.close()
-        _POOL = None
-    if _POOL is None:
-        _POOL = StatsPool(processes)
-    return _POOL
+    return _SHARED.get(processes)
 
 
-@atexit.register
 def close_shared_stats_pool() -> None:
-    global _POOL
-    if _POOL is not None:
-        _POOL.close()
-        _POOL = None
+    _SHARED.close()

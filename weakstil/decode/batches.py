@@ -19,7 +19,6 @@ the key does not include either. A cache made on a GPU node is therefore reused 
 
 from __future__ import annotations
 
-import atexit
 import json
 import logging
 from collections.abc import Callable, Iterator
@@ -28,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from weakstil.decode.modes import DecodeMode
+from weakstil.decode.procpool import SharedPool
 from weakstil.decode.plan import (STATS_PROBE_TILES, ThreadPlan, measure_decode, measure_encoder, measure_stats,
                                   plan_cpu, plan_cuda)
 from weakstil.decode.readers import ReadPath, ReadSpec, plan_reader
@@ -42,26 +42,16 @@ log = logging.getLogger(__name__)
 
 
 # -- one pool per process ---------------------------------------------------------------
-_POOL: DecodePool | None = None
+_SHARED: SharedPool[DecodePool] = SharedPool(DecodePool)
 
 
 def shared_pool(workers: int) -> DecodePool:
     """The process's decode pool with ``workers`` processes (restarted when the number changes)."""
-    global _POOL
-    if _POOL is not None and (_POOL.n != workers):
-        _POOL.close()
-        _POOL = None
-    if _POOL is None:
-        _POOL = DecodePool(workers)
-    return _POOL
+    return _SHARED.get(workers)
 
 
-@atexit.register
 def close_shared_pool() -> None:
-    global _POOL
-    if _POOL is not None:
-        _POOL.close()
-        _POOL = None
+    _SHARED.close()
 
 
 # -- planning ---------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from weakstil.decode.procpool import ProcessPool
 from weakstil.decode.readers import ReadSpec
 from weakstil.decode.shm import (  # noqa: F401 - re-exported: the ring lived here
     RING_MAX_BYTES, RING_MIN_BYTES, SHM_PREFIX, Ring, attach_shm, leaked_segments, ring_max_bytes)
@@ -195,7 +196,7 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
 
 
 # -- the pool ---------------------------------------------------------------------------
-class DecodePool:
+class DecodePool(ProcessPool):
     """``workers`` decode processes, started on first use and kept for every slide of a run.
 
     Use as a context manager (or call :meth:`close`)::
@@ -205,70 +206,12 @@ class DecodePool:
                 ...
     """
 
+    worker = staticmethod(worker_main)
+    name = "weakstil-decode"
+
     def __init__(self, workers: int, start_method: str = "spawn"):
-        self.n = max(1, int(workers))
-        self.start_method = start_method
-        self._procs: list = []
-        self._tasks = self._results = self._job = None
-        self._job_id = 0
-        self._ring: Ring | None = None  # kept from slide to slide (creating and pinning it costs)
+        super().__init__(workers, start_method)
         self._checked_at = 0.0  # last liveness check of the workers
-
-    # lifecycle -------------------------------------------------------------------
-    def _start(self) -> None:
-        import multiprocessing as mp
-
-        ctx = mp.get_context(self.start_method)
-        self._tasks = ctx.Queue()
-        self._results = ctx.Queue()
-        self._job = ctx.Value("q", 0, lock=False)
-        self._procs = [ctx.Process(target=worker_main, args=(self._tasks, self._results, self._job, os.getpid()),
-                                   name=f"weakstil-decode-{i}", daemon=True) for i in range(self.n)]
-        for p in self._procs:
-            p.start()
-
-    def alive(self) -> bool:
-        return bool(self._procs) and all(p.is_alive() for p in self._procs)
-
-    def _drop_ring(self) -> None:
-        if self._ring is not None:
-            self._ring.close()
-            self._ring = None
-
-    def close(self) -> None:
-        self._drop_ring()
-        if not self._procs:
-            return
-        if self._job is not None:
-            self._job.value = -1
-        for _ in self._procs:
-            try:
-                self._tasks.put(None)
-            except (OSError, ValueError):
-                break
-        deadline = time.monotonic() + 5.0
-        for p in self._procs:
-            p.join(timeout=max(0.05, deadline - time.monotonic()))
-        for p in self._procs:
-            if p.is_alive():
-                p.kill()
-                p.join(timeout=2.0)
-        for q in (self._tasks, self._results):
-            q.close()
-            q.cancel_join_thread()
-        self._procs = []
-
-    def __enter__(self) -> DecodePool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:  # pragma: no cover - safety net
-        try:
-            self.close()
-        except Exception:
-            pass
 
     # batches ---------------------------------------------------------------------
     def batches(self, spec: ReadSpec, coords: np.ndarray, batch_size: int, prefetch: int | None = None,

@@ -46,8 +46,9 @@ class SlideAssessor:
     reference: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, model_dir: str | Path, meta: dict, arch) -> SlideAssessor:
-        """From a model folder; files listed in ``model.json`` must match their SHA-256."""
+    def load(cls, model_dir: str | Path, meta: dict, arch, fold_models: list | None = None) -> SlideAssessor:
+        """From a model folder; files listed in ``model.json`` must match their SHA-256.
+        ``fold_models``: the cross-validation fold models when already loaded (ensemble scoring)."""
         from weakstil.mil.store import load_fold_models
         from weakstil.qc.embedding import EmbeddingReference
         from weakstil.runtime import sha256_file
@@ -62,7 +63,7 @@ class SlideAssessor:
             if sha256_file(path) != sha:
                 raise ModelError("quality-control file does not match model.json (SHA-256 differs)", path=path,
                                  fix="the model folder was changed; train the model again")
-        out = cls(fold_models=load_fold_models(model_dir, meta, arch))
+        out = cls(fold_models=fold_models if fold_models is not None else load_fold_models(model_dir, meta, arch))
         if folder.calibration_path.is_file() and folder.calibration_path.relative_to(folder.root).as_posix() in recorded:
             out.calibration = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
         if folder.embeddings_path.is_file() and folder.embeddings_path.relative_to(folder.root).as_posix() in recorded:

@@ -1,0 +1,114 @@
+"""The life of a pool of spawned worker processes, shared by the decode pool
+(:class:`weakstil.decode.workers.DecodePool`) and the tile-measurement pool
+(:class:`weakstil.tilestats_pool.StatsPool`), and the one pool of each kind a process keeps.
+
+A pool starts ``n`` workers on first use (``spawn``: no fork of a process with torch/OpenMP
+threads), each running the subclass's ``worker(tasks, results, current_job, parent_pid)``; it
+keeps its shared-memory ring from slide to slide, and :meth:`ProcessPool.close` stops the workers
+(sentinels, then a kill after a grace period) and unlinks the ring. Standard library only: worker
+processes import this module.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import time
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
+
+
+class ProcessPool:
+    """``n`` spawned workers sharing a task queue, a result queue and the current job id."""
+
+    #: ``worker_main(tasks, results, current_job, parent_pid)``, a module-level function (spawn pickles it by name)
+    worker: Callable[..., None]
+    #: process names: ``<name>-<i>``
+    name = "weakstil-worker"
+
+    def __init__(self, processes: int, start_method: str = "spawn"):
+        self.n = max(1, int(processes))
+        self.start_method = start_method
+        self._procs: list = []
+        self._tasks = self._results = self._job = None
+        self._job_id = 0
+        self._ring: Any = None  # weakstil.decode.shm.Ring, kept from slide to slide (creating and pinning it costs)
+
+    def _start(self) -> None:
+        import multiprocessing as mp
+
+        ctx = mp.get_context(self.start_method)
+        self._tasks, self._results = ctx.Queue(), ctx.Queue()
+        self._job = ctx.Value("q", 0, lock=False)
+        self._procs = [ctx.Process(target=type(self).worker, args=(self._tasks, self._results, self._job, os.getpid()),
+                                   name=f"{self.name}-{i}", daemon=True) for i in range(self.n)]
+        for p in self._procs:
+            p.start()
+
+    def alive(self) -> bool:
+        return bool(self._procs) and all(p.is_alive() for p in self._procs)
+
+    def _drop_ring(self) -> None:
+        if self._ring is not None:
+            self._ring.close()
+            self._ring = None
+
+    def close(self) -> None:
+        self._drop_ring()
+        if not self._procs:
+            return
+        if self._job is not None:
+            self._job.value = -1
+        for _ in self._procs:
+            try:
+                self._tasks.put(None)
+            except (OSError, ValueError):
+                break
+        deadline = time.monotonic() + 5.0
+        for p in self._procs:
+            p.join(timeout=max(0.05, deadline - time.monotonic()))
+        for p in self._procs:
+            if p.is_alive():
+                p.kill()
+                p.join(timeout=2.0)
+        for q in (self._tasks, self._results):
+            q.close()
+            q.cancel_join_thread()
+        self._procs = []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:  # pragma: no cover - safety net
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+P = TypeVar("P", bound=ProcessPool)
+
+
+class SharedPool(Generic[P]):
+    """The process's one pool of a kind, restarted when the number of workers changes and closed
+    at exit (workers keep their decoded tiles and the ring between slides)."""
+
+    def __init__(self, make: Callable[[int], P]):
+        self._make = make
+        self._pool: P | None = None
+        atexit.register(self.close)
+
+    def get(self, n: int) -> P:
+        if self._pool is not None and self._pool.n != n:
+            self.close()
+        if self._pool is None:
+            self._pool = self._make(n)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
