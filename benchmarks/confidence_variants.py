@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
     head = "coverage / median width / near_threshold / any flag"
     if real is not None:
         head += " (near_threshold / any flag re-weighted to the real labels)"
-    print(f"| variant | β | " + " | ".join(f"{n}: {head}" for n in data) + " |")
+    print("| variant | β | " + " | ".join(f"{n}: {head}" for n in data) + " |")
     print("|" + "---|" * (len(data) + 2))
     for name, version, beta, floor in variants:
         cal = calibrate(y, p, se, shift=oof_shift, shift_weight=beta, offset=stored.offset, shift_weight_floor=floor)

@@ -4,7 +4,6 @@ on toys whose errors grow with the shift, and the shift's leave-group-out measur
 from __future__ import annotations
 
 import numpy as np
-
 import pytest
 
 from weakstil.confidence import SHIFT_WEIGHT_FLOOR, Calibration, calibrate, coverage, from_scale, to_scale

@@ -45,6 +45,8 @@ def test_train_stores_the_calibration_and_qc_references(trained):
                                         "qc/training_slides.csv"}
     cal = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
     assert cal.n == TRAIN and cal.usable and cal.coverage_oof >= 0.9
+    # version 2: the fold spread is not added per slide; β at least the floor
+    assert cal.version == 2 and cal.shift_weight >= cal.shift_weight_floor > 0 and "normalised" in cal.method
     assert meta["qc"]["confidence"]["coverage_loo"] == pytest.approx(cal.coverage_loo)
     ref = EmbeddingReference.load(folder.embeddings_path)
     assert ref.reference.shape[1] == ref.components.shape[1] and len(ref.reference) > 0
@@ -60,7 +62,9 @@ def test_train_stores_the_calibration_and_qc_references(trained):
 
 
 def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_path):
+    from weakstil.confidence import Calibration, scale_sd
     from weakstil.files import SlideScoresFile
+    from weakstil.modeldir import ModelDir
 
     out = tmp_path / "scores"
     proc = run_cli("score", *trained["held"], CMU, "--model", trained["model"], "--out", out, "--features",
@@ -70,6 +74,7 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
     table = pd.read_csv(out / "results.csv", keep_default_na=False, dtype={"qc": str})
     assert list(table.columns[:6]) == ["slide_id", "path", "stil", "stil_lower_90", "stil_upper_90", "stil_high"]
     assert "qc" in table.columns
+    offset = Calibration.from_dict(json.loads(ModelDir(trained["model"]).calibration_path.read_text())).offset
     for row in table.itertuples():
         assert row.status == "ok"
         assert 0.0 <= row.stil_lower_90 <= row.stil <= row.stil_upper_90 <= 100.0
@@ -78,6 +83,10 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
         assert f.attrs["stil_upper_90"] == pytest.approx(row.stil_upper_90, abs=1e-3)
         assert f.attrs["qc"] == row.qc and f.attrs["interval_level"] == 0.9
         assert len(json.loads(f.attrs["fold_stils"])) == 3
+        # the fold spread is already in the calibration's residuals: the slide's own uncertainty
+        # is its tile standard error alone (not counted twice)
+        u_tiles = scale_sd(f.attrs["stil"], f.attrs["tile_standard_error"], offset)
+        assert f.attrs["interval_uncertainty"] == pytest.approx(float(u_tiles), rel=1e-6)
         reasons = json.loads(f.attrs["qc_reasons"])
         assert sorted(reasons) == sorted(q for q in row.qc.split(";") if q)
         image = json.loads(f.attrs["image_stats"])
