@@ -14,8 +14,8 @@ A slide's interval is ``t⁻¹(t(ŷ) ± q·σ)`` where
   slide with few bed tiles or very mixed tile scores gets a wider interval. The cross-validation
   fold models' spread is **not** added (calibration version 2): the out-of-fold residuals the
   scale is calibrated on are errors of those very fold models, so their disagreement is already
-  in ``σ₀`` and ``q``; version 1 added it per slide as well (counted twice: intervals about
-  40 % too wide on slides like the training ones), and a version-1 calibration is still scored
+  in ``σ₀`` and ``q``; version 1 added it per slide as well (counted twice: intervals 30-40 %
+  wider on slides like the training ones), and a version-1 calibration is still scored
   that way (:meth:`Calibration.uncertainty`);
 * the scale grows with how far the slide lies from the training cohort, its **shift** ``s >= 0``
   (:mod:`weakstil.qc.shift`: its tile embeddings' distance from the training tiles and its stain's
