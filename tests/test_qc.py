@@ -175,3 +175,24 @@ def test_embedding_reference_round_trips_and_scores_shifted_tiles_higher(tmp_pat
     loaded = EmbeddingReference.load(ref.save(tmp_path / "e.safetensors"))
     assert loaded.score(off) == pytest.approx(ref.score(off))  # transposed arrays survive the file
     np.testing.assert_array_equal(loaded.components, ref.components)
+
+
+def test_a_calibration_newer_than_the_program_is_refused_in_one_line(trained, tmp_path):
+    import shutil
+
+    from weakstil.modeldir import ModelDir
+    from weakstil.runtime import sha256_file
+
+    model = tmp_path / "model"
+    shutil.copytree(trained["model"], model)
+    folder = ModelDir(model)
+    cal = json.loads(folder.calibration_path.read_text())
+    folder.calibration_path.write_text(json.dumps({**cal, "version": 99}))
+    meta = json.loads(folder.meta_path.read_text())
+    meta["qc"]["files"]["qc/calibration.json"] = sha256_file(folder.calibration_path)  # a consistent folder
+    folder.meta_path.write_text(json.dumps(meta))
+    proc = run_cli("score", trained["held"][0], "--model", model, "--out", tmp_path / "out", "--features",
+                   trained["features"], "--device", "cpu")
+    assert proc.returncode == 1
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("error:"))
+    assert "calibration.json" in line and "version 99 is newer" in line and "Fix: upgrade WeakSTIL" in line
