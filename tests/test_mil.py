@@ -53,7 +53,7 @@ def _tile_pearson(tiles_dir, truth):
 def test_learns_tile_stil_from_slide_labels(planted, tmp_path, aggregator, min_r2, min_tile_r):
     """Out-of-fold: slide R² and the tile scores' correlation with the hidden tile sTIL."""
     root, table, truth = planted
-    cfg = TrainConfig(aggregator=aggregator, hidden=32, epochs=80, patience=15, lr=3e-3, seed=0)
+    cfg = TrainConfig(aggregator=aggregator, hidden=32, epochs=40, lr=3e-3, seed=0)
     out = tmp_path / "model"
     res = train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
     oof = np.genfromtxt(out / "cv" / "oof_predictions.csv", delimiter=",", names=True, dtype=None, encoding=None)
@@ -223,7 +223,7 @@ def test_planted_stroma_cohort_biases_the_plain_mean(planted_stroma):
 def test_stroma_aggregator_learns_the_stil_definition(planted_stroma, tmp_path, stroma_weight):
     """Out of fold: slide R², tile scores vs the hidden tile sTIL, and (learned) stroma weights vs stroma."""
     root, table, truth = planted_stroma
-    cfg = TrainConfig(aggregator="stroma", stroma_weight=stroma_weight, hidden=32, epochs=80, patience=15, lr=3e-3,
+    cfg = TrainConfig(aggregator="stroma", stroma_weight=stroma_weight, hidden=32, epochs=40, lr=3e-3,
                       seed=0)
     out = tmp_path / "model"
     res = train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
@@ -268,3 +268,26 @@ def test_fold_models_score_as_one_ensemble_and_are_checked(planted, tmp_path):
     fold.write_bytes(fold.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(ModelError, match="does not match model.json"):
         load_scoring_models(out)
+
+
+def test_fixed_stopping_trains_every_model_the_set_epochs_and_early_stopping_validates(planted, tmp_path):
+    """``stopping="fixed"`` (the default): no validation split, every fold model and the final
+    model train exactly ``epochs`` epochs; ``"early"`` keeps the best epoch on held-out slides."""
+    from weakstil.mil import cross_validate
+
+    root, _, _ = planted
+    cohort, bank = _bank(root)
+    assert TrainConfig().stopping == "fixed"
+    fixed = cross_validate(bank, cohort.labels, cohort.groups, TrainConfig(hidden=8, epochs=3, seed=0), 3)
+    assert fixed.best_epochs == [3, 3, 3]
+    assert all(len(h) == 3 and all(np.isnan(e["val_loss"]) for e in h) for h in fixed.histories)
+    early = cross_validate(bank, cohort.labels, cohort.groups,
+                           TrainConfig(hidden=8, epochs=4, patience=2, seed=0, stopping="early"), 3)
+    assert all(np.isfinite(e["val_loss"]) for h in early.histories for e in h)
+    assert all(1 <= b <= 4 for b in early.best_epochs)
+    train_cohort(root / "labels.csv", root / "features", tmp_path / "m", TrainConfig(hidden=8, epochs=3, seed=0),
+                 n_folds=2)
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["training"]["config"]["stopping"] == "fixed" and meta["training"]["final_epochs"] == 3
+    with pytest.raises(WeakSTILError, match="unknown stopping"):
+        TrainConfig(stopping="sometimes").check()

@@ -96,8 +96,9 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
                  beds: BedSources | None = None) -> dict:
     """Cross-validate (``n_folds`` >= 2) and train the final model; returns a summary dict.
 
-    ``n_folds`` <= 1 skips cross-validation: the final model then stops early on an inner
-    validation split. With cross-validation the final model trains on all slides for the
+    With ``cfg.stopping == "fixed"`` (the default) every model trains ``cfg.epochs`` epochs on
+    all its training slides. With ``"early"``: ``n_folds`` <= 1 stops the final model early on an
+    inner validation split; with cross-validation the final model trains on all slides for the
     median best epoch of the folds. Each slide's score is made by its tumour-bed tiles:
     ``tumorbeds`` (slide id -> bool per tile), else resolved from ``beds``, else the ``tumorbed``
     flags in the feature files, else all tiles.
@@ -131,6 +132,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         what = "groups" if cohort.group_column else "slides"
         group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
     # torch only now: bad inputs fail in a second
+    from weakstil.mil.config import Stopping
     from weakstil.mil.store import model_meta, save_model
     from weakstil.mil.training import cross_validate, fit, inner_split
     from weakstil.outputdir import mark
@@ -165,7 +167,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             metrics = write_metrics(pred, folder.cv_dir, threshold=threshold, title=f"{n_folds}-fold CV",
                                     extra={"folds": n_folds, "group_column": cohort.group_column},
                                     color_groups=cohort.group_column is not None)
-            final_epochs = max(1, int(round(float(np.median(cv.best_epochs)))))
+            fixed = cfg.stopping == Stopping.FIXED.value
+            final_epochs = cfg.epochs if fixed else max(1, int(round(float(np.median(cv.best_epochs)))))
             cv_summary = {
                 "folds": n_folds, "best_epochs": cv.best_epochs,
                 "metrics": {k: metrics[k] for k in ("n", "r2", "pearson_r", "spearman_rho", "mae", "rmse")},
@@ -176,7 +179,11 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                      next(c["auc"] for c in metrics["classification"] if c["threshold"] == threshold))
             final = fit(bank, labels, np.arange(len(bank)), None, cfg, seed=cfg.seed, epochs=final_epochs,
                         stage="final", on_epoch=on_epoch)
-            how = f"all {len(bank)} slides for {final_epochs} epochs (median best epoch of the CV folds)"
+            how = f"all {len(bank)} slides for {final_epochs} epochs " + (
+                "(fixed)" if fixed else "(median best epoch of the CV folds)")
+        elif cfg.stopping == Stopping.FIXED.value:
+            final = fit(bank, labels, np.arange(len(bank)), None, cfg, seed=cfg.seed, stage="final", on_epoch=on_epoch)
+            how = f"all {len(bank)} slides for {cfg.epochs} epochs (fixed); no cross-validation"
         else:
             fit_idx, val_idx = inner_split(np.arange(len(bank)), groups, cfg.val_fraction, cfg.seed + 1000)
             final = fit(bank, labels, fit_idx, val_idx, cfg, seed=cfg.seed, stage="final", on_epoch=on_epoch)

@@ -11,10 +11,10 @@ import typer
 from weakstil import settings
 from weakstil.cli.options import (AggregatorOpt, AnnotationsOpt, CohortArg, DeviceOpt, EpochsOpt, FeaturesOpt,
                                   FoldsOpt, GroupColumnOpt, LossOpt, ModelOpt, OutOpt, OverwriteOpt,
-                                  ScoringOpt, ScoringOverrideOpt, SeedOpt, SlideMppOpt, StromaWeightOpt, TileStatsOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt,
+                                  ScoringOpt, ScoringOverrideOpt, StoppingOpt, SeedOpt, SlideMppOpt, StromaWeightOpt, TileStatsOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt,
                                   in_range)
 from weakstil.errors import UsageError
-from weakstil.mil.config import Aggregator, Loss, Scoring, StromaWeight, TrainConfig
+from weakstil.mil.config import Aggregator, Loss, Scoring, Stopping, StromaWeight, TrainConfig
 
 log = logging.getLogger("weakstil")
 #: The training settings' defaults (one place: weakstil.mil.config / weakstil.settings).
@@ -31,8 +31,9 @@ def train(
     stroma_weight: StromaWeightOpt = StromaWeight(_TRAIN.stroma_weight),
     tile_stats: TileStatsOpt = _TRAIN.tile_stats,
     scoring: ScoringOpt = Scoring(_TRAIN.scoring),
+    stopping: StoppingOpt = Stopping(_TRAIN.stopping),
     epochs: EpochsOpt = _TRAIN.epochs,
-    patience: Annotated[int, typer.Option("--patience", help="Stop after this many epochs without improvement.",
+    patience: Annotated[int, typer.Option("--patience", help="--stopping early: stop after this many epochs without improvement.",
                                           callback=in_range(1, 100_000))] = _TRAIN.patience,
     seed: SeedOpt = _TRAIN.seed,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).",
@@ -66,7 +67,8 @@ def train(
     from weakstil.tumorbed.resolver import BedSources
 
     cfg = TrainConfig(aggregator=aggregator.value, stroma_weight=stroma_weight.value, tile_stats=tile_stats,
-                      scoring=scoring.value, hidden=hidden, dropout=dropout, epochs=epochs, patience=patience,
+                      scoring=scoring.value, hidden=hidden, dropout=dropout, stopping=stopping.value, epochs=epochs,
+                      patience=patience,
                       lr=lr, max_tiles=max_tiles, batch_slides=batch_slides, loss=loss.value, seed=seed,
                       device=device, threads=threads)
     beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed)

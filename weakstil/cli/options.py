@@ -18,7 +18,7 @@ import typer
 
 from weakstil import settings
 from weakstil.decode.modes import DecodeMode
-from weakstil.mil.config import Aggregator, Loss, Scoring, StromaWeight
+from weakstil.mil.config import Aggregator, Loss, Scoring, Stopping, StromaWeight
 from weakstil.stain import StainNorm
 
 log = logging.getLogger("weakstil")
@@ -196,8 +196,11 @@ StainNormOpt = Annotated[StainNormChoice, typer.Option(
     "--stain-norm", help="Re-render tiles with reference stain vectors before the encoder (per-slide Macenko "
     "estimate, torchstain): macenko, none, or card (what the encoder card says). Part of the feature cache key.")]
 LossOpt = Annotated[Loss, typer.Option("--loss", help="Slide-level loss on sTIL%/100.")]
-EpochsOpt = Annotated[int, typer.Option("--epochs", help="Maximum epochs (early stopping usually ends sooner).",
+EpochsOpt = Annotated[int, typer.Option("--epochs", help="Epochs per model (--stopping early: the most).",
                                         callback=in_range(1, 100_000))]
+StoppingOpt = Annotated[Stopping, typer.Option("--stopping", help="fixed: every model trains --epochs epochs on all "
+                                               "its training slides; early: keep the best epoch on an inner "
+                                               "validation split (--patience).")]
 
 # --- tumour bed --------------------------------------------------------------------------------
 AnnotationsOpt = Annotated[

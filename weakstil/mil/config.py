@@ -31,6 +31,15 @@ class Scoring(str, Enum):
     ENSEMBLE = "ensemble"  #: the cross-validation fold models together (weakstil.mil.ensemble)
 
 
+class Stopping(str, Enum):
+    """How many epochs each model trains."""
+
+    #: every model (fold and final) trains exactly ``epochs`` epochs on all its training slides:
+    #: early stopping on a handful of held-out slides picked erratic epochs (1-76) per fold
+    FIXED = "fixed"
+    EARLY = "early"  #: keep the epoch with the lowest loss on an inner validation split (``patience``)
+
+
 class Loss(str, Enum):
     """Slide-level loss on sTIL%/100."""
 
@@ -42,6 +51,7 @@ AGGREGATORS = tuple(a.value for a in Aggregator)
 LOSSES = tuple(loss.value for loss in Loss)
 STROMA_WEIGHTS = tuple(w.value for w in StromaWeight)
 SCORINGS = tuple(m.value for m in Scoring)
+STOPPINGS = tuple(m.value for m in Stopping)
 
 
 @dataclass(frozen=True)
@@ -85,8 +95,10 @@ class TrainConfig:
     layers: int = 1
     dropout: float = 0.25
     attention_dim: int = 64
-    epochs: int = settings.EPOCHS  #: upper bound; early stopping usually ends sooner
-    patience: int = 15
+    #: how many epochs: ``fixed`` (exactly ``epochs``) or ``early`` (``epochs`` is an upper bound)
+    stopping: str = settings.STOPPING
+    epochs: int = settings.EPOCHS
+    patience: int = 15  #: early stopping only
     lr: float = 2e-3
     weight_decay: float = 1e-4
     batch_slides: int = 8
@@ -115,6 +127,8 @@ class TrainConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise WeakSTILError(f"validation fraction must be in (0, 1), got {self.val_fraction}",
                                 fix="use e.g. 0.2")
+        if self.stopping not in STOPPINGS:
+            raise WeakSTILError(f"unknown stopping {self.stopping!r}", fix=f"use one of {', '.join(STOPPINGS)}")
         if self.scoring not in SCORINGS:
             raise WeakSTILError(f"unknown scoring {self.scoring!r}", fix=f"use one of {', '.join(SCORINGS)}")
         self.architecture(1)  # aggregator, sizes, dropout

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from weakstil.mil.bank import FeatureBank
-from weakstil.mil.config import TrainConfig
+from weakstil.mil.config import Stopping, TrainConfig
 from weakstil.mil.model import SlideScores, TileMIL, score_slides
 from weakstil.runtime import Deterministic, TorchThreads, choose_threads, resolve_device
 
@@ -183,7 +183,10 @@ def inner_split(train_idx: np.ndarray, groups: np.ndarray, fraction: float, seed
 
 def cross_validate(bank: FeatureBank, labels: np.ndarray, groups: np.ndarray, cfg: TrainConfig, n_folds: int,
                    *, on_epoch: EpochCallback | None = None) -> CVResult:
-    """Group-aware K-fold: each slide scored by the model that did not see its group."""
+    """Group-aware K-fold: each slide scored by the model that did not see its group.
+
+    ``cfg.stopping``: ``fixed`` trains each fold model on all the fold's training slides for
+    ``cfg.epochs``; ``early`` holds out an inner validation split and keeps the best epoch."""
     from weakstil.cohort import group_kfold
 
     what = "slides" if len(np.unique(np.asarray(groups).astype(str))) == len(groups) else "groups"
@@ -193,7 +196,10 @@ def cross_validate(bank: FeatureBank, labels: np.ndarray, groups: np.ndarray, cf
     for k in range(n_folds):
         test = np.flatnonzero(folds == k)
         train = np.flatnonzero(folds != k)
-        fit_idx, val_idx = inner_split(train, groups, cfg.val_fraction, cfg.seed + 1000 + k)
+        if cfg.stopping == Stopping.FIXED.value:  # all training slides, exactly cfg.epochs
+            fit_idx, val_idx = train, None
+        else:
+            fit_idx, val_idx = inner_split(train, groups, cfg.val_fraction, cfg.seed + 1000 + k)
         res = fit(bank, labels, fit_idx, val_idx, cfg, seed=cfg.seed + k + 1, stage=f"fold {k + 1}/{n_folds}",
                   on_epoch=on_epoch)
         best_epochs.append(res.best_epoch)
@@ -203,6 +209,6 @@ def cross_validate(bank: FeatureBank, labels: np.ndarray, groups: np.ndarray, cf
             scores[int(i)] = s
         models.append(res.model.cpu())
         log.info("fold %d/%d: %d train, %d validation, %d test slides, best epoch %d", k + 1, n_folds,
-                 len(fit_idx), len(val_idx), len(test), res.best_epoch)
+                 len(fit_idx), 0 if val_idx is None else len(val_idx), len(test), res.best_epoch)
     return CVResult(folds=folds, scores=scores, best_epochs=best_epochs, histories=histories,  # type: ignore[arg-type]
                     models=models)
