@@ -216,16 +216,24 @@ def train_config(agg: str, feats: str, args):
     from weakstil.mil.config import TrainConfig
 
     stroma_weight = "estimate" if agg == "stroma-est" else "learned"
+    extra = {} if args.epochs is None else {"epochs": args.epochs}
+    if args.stopping is not None:
+        extra["stopping"] = args.stopping
+    if args.feature_noise is not None:
+        extra["feature_noise"] = args.feature_noise
+    if args.centre_embeddings is not None:
+        extra["centre_embeddings"] = bool(args.centre_embeddings)
     return TrainConfig(aggregator="stroma" if agg.startswith("stroma") else agg, stroma_weight=stroma_weight,
-                       tile_stats=feats != "-", epochs=args.epochs, seed=args.seed, threads=args.threads)
+                       tile_stats=feats != "-", seed=args.train_seed, threads=args.threads, **extra)
 
 
-def load_bank(cohort: Cohort, enc: str, feats: str):
+def load_bank(cohort: Cohort, enc: str, feats: str, centre_embeddings: bool = False):
     from weakstil.mil import FeatureBank
     from weakstil.tilestats import COLUMNS
 
     paths = [cohort.features[enc] / f"{sid}.h5" for sid in cohort.ids]
-    bank = FeatureBank.load(paths, cohort.ids, tumorbeds=cohort.beds(enc), tile_stats=feats != "-")
+    bank = FeatureBank.load(paths, cohort.ids, tumorbeds=cohort.beds(enc), tile_stats=feats != "-",
+                            centre_embeddings=centre_embeddings and feats != "statsonly")
     if feats == "statsonly":  # the tile statistics alone: what the learned embedding adds
         bank.features = bank.features[:, -len(COLUMNS):].contiguous()
     return bank
@@ -241,7 +249,7 @@ def mil_cv(cohort: Cohort, split: str, enc: str, agg: str, feats: str, args) -> 
     from weakstil.mil import cross_validate
 
     cfg = train_config(agg, feats, args)
-    bank = load_bank(cohort, enc, feats)
+    bank = load_bank(cohort, enc, feats, cfg.centres_embeddings)
     groups, k = split_groups(cohort, split)
     t0 = time.perf_counter()
     cv = cross_validate(bank, cohort.labels, groups, cfg, k)
@@ -258,11 +266,11 @@ def mil_transfer(a: Cohort, b: Cohort, enc: str, agg: str, feats: str, args) -> 
     from weakstil.mil import cross_validate, fit, score_slides
 
     cfg = train_config(agg, feats, args)
-    bank_a, bank_b = load_bank(a, enc, feats), load_bank(b, enc, feats)
+    bank_a, bank_b = load_bank(a, enc, feats, cfg.centres_embeddings), load_bank(b, enc, feats, cfg.centres_embeddings)
     t0 = time.perf_counter()
     cv = cross_validate(bank_a, a.labels, a.centres.astype(object), cfg, 5 if len(np.unique(a.centres)) >= 5
                         else len(np.unique(a.centres)))
-    epochs = max(1, int(round(float(np.median(cv.best_epochs)))))
+    epochs = cfg.epochs if cfg.stopping == "fixed" else max(1, int(round(float(np.median(cv.best_epochs)))))
     final = fit(bank_a, a.labels, np.arange(len(bank_a)), None, cfg, seed=cfg.seed, epochs=epochs).model
     rows = []
     for tag, scores in (("", score_slides(final, bank_b)), ("+ens", score_slides_ensemble(cv.models, bank_b))):
@@ -361,11 +369,18 @@ def main() -> None:
     ap.add_argument("--splits", default="random,centre,look")
     ap.add_argument("--rows", default=DEFAULT_ROWS)
     ap.add_argument("--pretrain-steps", type=int, default=None, help="default: weakstil pretrain's default")
-    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=None, help="default: weakstil train's default")
+    ap.add_argument("--stopping", default=None, help="fixed or early (default: weakstil train's default)")
+    ap.add_argument("--feature-noise", type=float, default=None, help="default: weakstil train's default")
+    ap.add_argument("--centre-embeddings", type=int, choices=(0, 1), default=None,
+                    help="1/0: per-slide centred embeddings or not (default: weakstil train's default)")
+    ap.add_argument("--seeds", default=None, help="comma-separated training seeds: the table shows mean ± sd "
+                    "(default: --seed alone)")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--cache", type=Path, default=ROOT / ".bench" / "accuracy")
     ap.add_argument("--reembed", action="store_true", help="embed again even where this benchmark's features exist")
     args = ap.parse_args()
+    args.train_seeds = [int(x) for x in args.seeds.split(",")] if args.seeds else [args.seed]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     for noisy in ("weakstil.mil", "weakstil.train", "weakstil.tumorbed", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -414,25 +429,39 @@ def main() -> None:
                         enc = sorted(a.features)[0]
                     elif b is not None and enc not in b.features:
                         continue
-                    key = {"cohort": a.name, "test": b.name if b else None, "n": len(a.ids), "split": split,
-                           "row": [enc if agg != "colour" else "-", agg, feats], "epochs": args.epochs,
-                           "seed": args.seed, "features": str(a.features.get(enc).resolve()), "v": 4}
-                    log.info("%s / %s / %s", a.name, split, "/".join([enc, agg, feats]))
-                    if agg == "colour":
-                        out = cached(args.cache, key, lambda: [colour_row(a, b, split, enc, args)])
-                    elif b is None:
-                        out = cached(args.cache, key, lambda: [mil_cv(a, split, enc, agg, feats, args)])
-                    else:
-                        out = cached(args.cache, key, lambda: mil_transfer(a, b, enc, agg, feats, args))
-                    for v in out["value"]:
-                        results.append({"cohort": a.name, "split": split if b is None else f"{a.name}->{b.name}",
-                                        "row": "colour rule" if agg == "colour" else f"{enc}/{agg}/{feats}"
-                                        + v.get("variant", ""), **v})
+                    for seed in (args.train_seeds if agg != "colour" else [args.seed]):
+                        args.train_seed = seed
+                        cfg = train_config(agg if agg != "colour" else "mean", feats, args)  # resolved settings
+                        key = {"cohort": a.name, "test": b.name if b else None, "n": len(a.ids), "split": split,
+                               "row": [enc if agg != "colour" else "-", agg, feats], "epochs": cfg.epochs,
+                               "stopping": cfg.stopping, "feature_noise": cfg.feature_noise,
+                               "centre_embeddings": cfg.centres_embeddings, "seed": args.seed, "train_seed": seed,
+                               "features": str(a.features.get(enc).resolve()), "v": 5}
+                        log.info("%s / %s / %s / seed %d", a.name, split, "/".join([enc, agg, feats]), seed)
+                        if agg == "colour":
+                            out = cached(args.cache, key, lambda: [colour_row(a, b, split, enc, args)])
+                        elif b is None:
+                            out = cached(args.cache, key, lambda: [mil_cv(a, split, enc, agg, feats, args)])
+                        else:
+                            out = cached(args.cache, key, lambda: mil_transfer(a, b, enc, agg, feats, args))
+                        for v in out["value"]:
+                            results.append({"cohort": a.name, "split": split if b is None else f"{a.name}->{b.name}",
+                                            "row": "colour rule" if agg == "colour" else f"{enc}/{agg}/{feats}"
+                                            + v.get("variant", ""), "train_seed": seed, **v})
 
-    lines = ["| cohort | split | row | slide R² | MAE | AUC@30 | tile r | s |", "|---|---|---|---|---|---|---|---|"]
+    def stat(vals: list[float], d: int = 3) -> str:  # mean ± sd over the training seeds
+        v = np.array([np.nan if x is None else x for x in vals], dtype=float)
+        return fmt(float(v.mean()), d) + (f" ± {fmt(float(v.std(ddof=1)), d)}" if len(v) > 1 else "")
+
+    lines = ["| cohort | split | row | seeds | slide R² | MAE | AUC@30 | tile r | s |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    grouped: dict[tuple, list[dict]] = {}
     for r in results:
-        lines.append(f"| {r['cohort']} | {r['split']} | {r['row']} | {fmt(r['r2'])} | {fmt(r['mae'], 2)} | "
-                     f"{fmt(r['auc30'])} | {fmt(r['tile_r'])} | {r['seconds']:.0f} |")
+        grouped.setdefault((r["cohort"], r["split"], r["row"]), []).append(r)
+    for (cohort, split, row), rs in grouped.items():
+        lines.append(f"| {cohort} | {split} | {row} | {len(rs)} | {stat([r['r2'] for r in rs])} | "
+                     f"{stat([r['mae'] for r in rs], 2)} | {stat([r['auc30'] for r in rs])} | "
+                     f"{stat([r['tile_r'] for r in rs])} | {np.mean([r['seconds'] for r in rs]):.0f} |")
     lines += ["", "steps: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()),
               f"total {time.perf_counter() - t_all:.0f} s; targets (hard, leave-style-out): R² >= 0.9, "
               "AUC@30 >= 0.97, tile r >= 0.85, R² >= colour rule + 0.2; default look R² >= 0.95"]

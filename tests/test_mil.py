@@ -255,6 +255,9 @@ def test_fold_models_score_as_one_ensemble_and_are_checked(planted, tmp_path):
     train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
     models, meta = load_scoring_models(out)
     assert len(models) == 3 and meta["scoring"] == "ensemble"
+    # fixed stopping (the default): the final model trained exactly the set epochs, recorded
+    assert meta["training"]["config"]["stopping"] == "fixed" and meta["training"]["final_epochs"] == 5
+    assert meta["training"]["config"]["centre_embeddings"] is False  # no tile measurements in this cohort
     assert [out / e["file"] for e in meta["folds"]] == [ModelDir(out).fold_path(k) for k in (1, 2, 3)]
     assert len(load_scoring_models(out, "final")[0]) == 1
     cohort, bank = _bank(root)
@@ -270,7 +273,7 @@ def test_fold_models_score_as_one_ensemble_and_are_checked(planted, tmp_path):
         load_scoring_models(out)
 
 
-def test_fixed_stopping_trains_every_model_the_set_epochs_and_early_stopping_validates(planted, tmp_path):
+def test_fixed_stopping_trains_every_model_the_set_epochs_and_early_stopping_validates(planted):
     """``stopping="fixed"`` (the default): no validation split, every fold model and the final
     model train exactly ``epochs`` epochs; ``"early"`` keeps the best epoch on held-out slides."""
     from weakstil.mil import cross_validate
@@ -285,9 +288,42 @@ def test_fixed_stopping_trains_every_model_the_set_epochs_and_early_stopping_val
                            TrainConfig(hidden=8, epochs=4, patience=2, seed=0, stopping="early"), 3)
     assert all(np.isfinite(e["val_loss"]) for h in early.histories for e in h)
     assert all(1 <= b <= 4 for b in early.best_epochs)
-    train_cohort(root / "labels.csv", root / "features", tmp_path / "m", TrainConfig(hidden=8, epochs=3, seed=0),
-                 n_folds=2)
-    meta = json.loads((tmp_path / "m" / "model.json").read_text())
-    assert meta["training"]["config"]["stopping"] == "fixed" and meta["training"]["final_epochs"] == 3
     with pytest.raises(WeakSTILError, match="unknown stopping"):
         TrainConfig(stopping="sometimes").check()
+
+
+def test_centred_embeddings_keep_the_tile_measurements_and_the_raw_features(tmp_path):
+    """Centring takes each slide's mean embedding off (a slide-wide shift of the encoder's output
+    is gone) but leaves the appended tile measurements alone, and the qc still sees the raw
+    features; by default it is on exactly when the tile measurements are used."""
+    import h5py
+
+    from weakstil.tilestats import COLUMNS
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for k in range(2):
+        feats = rng.normal(3.0 * k, 1.0, (20, 6))
+        p = write_feature_file(tmp_path / f"s{k}.h5", f"s{k}", feats, np.arange(40).reshape(20, 2) * 224)
+        with h5py.File(p, "a") as f:
+            f.create_dataset("tile_stats", data=rng.uniform(0, 1, (20, len(COLUMNS))).astype(np.float32))
+        paths.append(p)
+    raw = FeatureBank.load(paths, tile_stats=True)
+    centred = FeatureBank.load(paths, tile_stats=True, centre_embeddings=True)
+    for i in range(2):
+        x, r = centred.slide_features(i), raw.slide_features(i)
+        assert torch.allclose(x[:, :6].mean(0), torch.zeros(6), atol=1e-5)
+        assert torch.equal(x[:, 6:], r[:, 6:])  # the measurements are not centred
+        assert torch.allclose(centred.raw_slide_features(i), r, atol=1e-5)
+    # the same slide through a shifted look (every embedding moved by one vector): same centred features
+    with h5py.File(paths[0], "r") as f:
+        feats, stats = f["features"][:], f["tile_stats"][:]
+    shifted = write_feature_file(tmp_path / "shifted.h5", "s0", feats + rng.normal(0, 2, 6),
+                                 np.arange(40).reshape(20, 2) * 224)
+    with h5py.File(shifted, "a") as f:
+        f.create_dataset("tile_stats", data=stats)
+    again = FeatureBank.load([shifted], tile_stats=True, centre_embeddings=True)
+    assert torch.allclose(again.slide_features(0), centred.slide_features(0), atol=1e-5)
+    assert TrainConfig(tile_stats=True).architecture(6).centre_embeddings
+    assert not TrainConfig(tile_stats=False).architecture(6).centre_embeddings
+    assert not TrainConfig(tile_stats=True, centre_embeddings=False).architecture(6).centre_embeddings

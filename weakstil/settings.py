@@ -45,6 +45,8 @@ FOLDS = 5
 #: is steadier across seeds and better under leave-centre-out; README "Accuracy off the home ground").
 STOPPING = "fixed"
 EPOCHS = 40
+#: Gaussian noise on the MIL training features, in standard deviations of each feature (0: none).
+FEATURE_NOISE = 0.5
 #: The stroma-weighted mean (the sTIL definition): best under leave-centre-out on hard cohorts
 #: (benchmarks/accuracy.py; README "Accuracy off the home ground").
 AGGREGATOR = "stroma"

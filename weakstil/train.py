@@ -48,7 +48,7 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
 
 
 def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: BedSources | None,
-              tile_stats: bool = False):
+              tile_stats: bool = False, centre_embeddings: bool = False):
     """The cohort's features, with each slide's tumour bed: ``tumorbeds`` when given, else
     resolved from ``beds``, else the feature files' own flags (or all tiles)."""
     from weakstil.mil.bank import FeatureBank
@@ -56,7 +56,8 @@ def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: 
     paths = cohort.feature_paths(features_dir)
     if tumorbeds is None and beds is not None:
         tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, paths)))
-    return FeatureBank.load(paths, cohort.slide_ids, tumorbeds=tumorbeds, tile_stats=tile_stats)
+    return FeatureBank.load(paths, cohort.slide_ids, tumorbeds=tumorbeds, tile_stats=tile_stats,
+                            centre_embeddings=centre_embeddings)
 
 
 def _all_have_tile_stats(paths) -> bool:
@@ -140,7 +141,9 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
 
     if cfg.tile_stats is None:  # automatic: the measurements when every feature file has them
         cfg = dataclasses.replace(cfg, tile_stats=_all_have_tile_stats(cohort.feature_paths(features_dir)))
-    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=cfg.tile_stats)
+    cfg = dataclasses.replace(cfg, centre_embeddings=cfg.centres_embeddings)  # recorded resolved
+    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=cfg.tile_stats,
+                     centre_embeddings=cfg.centre_embeddings)
     bank.to_device(resolve_device(cfg.device))
     labels = cohort.labels.astype(np.float32)
     groups = cohort.groups
@@ -229,7 +232,8 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     model = models[0]
     features_dir = Path(features_dir)
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
-    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=model.arch.tile_stats)
+    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=model.arch.tile_stats,
+                     centre_embeddings=model.arch.centre_embeddings)
     check_features_match_model(meta, bank.identity, features_dir)
     if bank.dim != model.arch.input_dim:
         raise WeakSTILError(f"features have {bank.dim} dimensions, the model expects {model.arch.input_dim}",

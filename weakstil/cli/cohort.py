@@ -38,6 +38,13 @@ def train(
     seed: SeedOpt = _TRAIN.seed,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).",
                                       callback=in_range(*settings.LR_RANGE, low_open=True))] = _TRAIN.lr,
+    centre_embeddings: Annotated[Optional[bool], typer.Option(
+        "--centre-embeddings/--no-centre-embeddings",
+        help="Subtract each slide's mean embedding (the tile measurements stay); default: with tile measurements.",
+    )] = None,
+    feature_noise: Annotated[float, typer.Option(
+        "--feature-noise", help="Gaussian noise on the training features, in standard deviations (0: none).",
+        callback=in_range(0.0, 10.0))] = _TRAIN.feature_noise,
     hidden: Annotated[int, typer.Option("--hidden", help="Hidden units of the tile MLP.",
                                         callback=in_range(1, 65_536))] = _TRAIN.hidden,
     dropout: Annotated[float, typer.Option("--dropout", help="Dropout in the tile MLP (0 to below 1).",
@@ -68,7 +75,8 @@ def train(
 
     cfg = TrainConfig(aggregator=aggregator.value, stroma_weight=stroma_weight.value, tile_stats=tile_stats,
                       scoring=scoring.value, hidden=hidden, dropout=dropout, stopping=stopping.value, epochs=epochs,
-                      patience=patience,
+                      patience=patience, feature_noise=feature_noise,
+                      centre_embeddings=centre_embeddings,
                       lr=lr, max_tiles=max_tiles, batch_slides=batch_slides, loss=loss.value, seed=seed,
                       device=device, threads=threads)
     beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed)

@@ -41,6 +41,17 @@ class SlideBag:
         return self.offset + np.flatnonzero(self.tile_mask)
 
 
+def centre_slide_embeddings(features: np.ndarray) -> np.ndarray:
+    """One slide's embeddings minus their mean over all its tiles (float32).
+
+    What stays is how each tile differs from the rest of its slide: a slide-wide shift of the
+    encoder's output (stain, scanner, section thickness) is gone. The slide-level abundance of
+    lymphocytes and stroma that the mean also carried is still in the tile measurements
+    (:mod:`weakstil.tilestats`, appended after this), which are never centred."""
+    x = np.asarray(features, dtype=np.float32)
+    return x - x.mean(axis=0, keepdims=True, dtype=np.float64).astype(np.float32) if len(x) else x
+
+
 class FeatureBank:
     """All tiles of a cohort's slides in one (T, D) tensor, loaded once.
 
@@ -56,6 +67,8 @@ class FeatureBank:
         #: (T,) each tile's colour-deconvolution stroma share (None when a feature file has none)
         self.stroma_estimate = stroma_estimate
         self.index = {b.slide_id: i for i, b in enumerate(bags)}
+        #: per slide, what centring took off each row (None: not centred); see raw_slide_features
+        self.embedding_offsets: list[torch.Tensor] | None = None
 
     @property
     def dim(self) -> int:
@@ -66,10 +79,11 @@ class FeatureBank:
 
     @classmethod
     def load(cls, paths: Sequence[str | Path], slide_ids: Sequence[str] | None = None, *, dtype: str = "auto",
-             tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False) -> FeatureBank:
+             tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False,
+             centre_embeddings: bool = False) -> FeatureBank:
         """Read each feature cache once: ``features``, ``coords``, attributes and the optional
         per-tile ``tumorbed`` flag, ``stroma_estimate`` and ``tile_stats`` (appended to the
-        features when ``tile_stats``).
+        features when ``tile_stats``). ``centre_embeddings``: see :func:`centre_slide_embeddings`.
 
         ``tumorbeds`` (slide id -> bool per tile) overrides the files' tumour-bed flags.
         All files must come from the same encoder, weights and tile size; a slide whose
@@ -81,14 +95,23 @@ class FeatureBank:
         slide_ids = list(slide_ids) if slide_ids is not None else [p.stem for p in paths]
         skip = ("tissue_mask",) if tile_stats else ("tissue_mask", "tile_stats")
         caches = [FeaturesFile.read(p, skip=skip) for p in paths]
-        return cls.from_caches(caches, slide_ids, dtype=dtype, tumorbeds=tumorbeds, tile_stats=tile_stats)
+        return cls.from_caches(caches, slide_ids, dtype=dtype, tumorbeds=tumorbeds, tile_stats=tile_stats,
+                               centre_embeddings=centre_embeddings)
 
     @classmethod
     def from_caches(cls, caches: list[FeaturesFile], slide_ids: Sequence[str], *, dtype: str = "auto",
-                    tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False) -> FeatureBank:
+                    tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False,
+                    centre_embeddings: bool = False) -> FeatureBank:
         """The bank of feature caches already read (see :meth:`load`). Their ``features`` arrays
         are moved into the bank: each cache's is set to ``None``."""
         paths = [c.path for c in caches]
+        offsets: list[np.ndarray] | None = None
+        if centre_embeddings:  # the slide means are kept: raw_slide_features (qc) adds them back
+            offsets = []
+            for c in caches:
+                raw = np.asarray(c.features, dtype=np.float32)
+                c.features = centre_slide_embeddings(raw)
+                offsets.append(raw[:1] - c.features[:1] if len(raw) else np.zeros((1, raw.shape[1]), np.float32))
         if tile_stats:
             for c in caches:
                 if c.tile_stats is None or len(c.tile_stats) != len(c.features):
@@ -139,7 +162,10 @@ class FeatureBank:
             raise WeakSTILError(f"features contain NaN or infinite values in {len(bad)} slides: {', '.join(bad[:5])}",
                                 fix="re-run 'weakstil embed' for these slides")
         log.debug("feature bank: %d slides, %d tiles x %d (%s)", len(bags), total, dim, dtype)
-        return cls(features, bags, identity, stroma)
+        bank = cls(features, bags, identity, stroma)
+        if offsets is not None:
+            bank.embedding_offsets = [torch.from_numpy(np.pad(o[0], (0, dim - o.shape[1]))) for o in offsets]
+        return bank
 
     def to_device(self, device: torch.device) -> None:
         """Hold the features on ``device`` (a GPU: no copy per step) when they fit; else stay put."""
@@ -156,6 +182,15 @@ class FeatureBank:
     def slide_features(self, i: int) -> torch.Tensor:
         b = self.bags[i]
         return self.features[b.offset:b.offset + b.n]
+
+    def raw_slide_features(self, i: int) -> torch.Tensor:
+        """One slide's features as the encoder made them (the slide mean added back when the bank
+        centres embeddings): what the qc's embedding reference compares, so a slide-wide shift
+        still shows there."""
+        x = self.slide_features(i)
+        if self.embedding_offsets is None:
+            return x
+        return x.float() + self.embedding_offsets[i].to(x.device)
 
     def slide_stroma(self, i: int) -> torch.Tensor | None:
         """One slide's stroma estimates (None when the bank has none)."""

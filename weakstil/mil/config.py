@@ -67,6 +67,9 @@ class Architecture:
     stroma_weight: str = settings.STROMA_WEIGHT
     #: the tiles' stain/morphometry measurements are appended to the embeddings (weakstil.tilestats)
     tile_stats: bool = False
+    #: each slide's embeddings minus their slide mean (weakstil.mil.bank.centre_slide_embeddings);
+    #: False for models made before the option existed
+    centre_embeddings: bool = False
 
     def __post_init__(self) -> None:
         if self.aggregator not in AGGREGATORS:
@@ -100,6 +103,20 @@ class TrainConfig:
     epochs: int = settings.EPOCHS
     patience: int = 15  #: early stopping only
     lr: float = 2e-3
+    #: Gaussian noise added to the training tiles' features, in units of each feature's standard
+    #: deviation over the training tiles: the regressor cannot lean on small, look-specific
+    #: differences (benchmarks/accuracy.py: better leave-centre-out at no cost on an unseen look)
+    feature_noise: float = settings.FEATURE_NOISE
+    #: subtract each slide's mean embedding (not the tile measurements): a slide-wide shift of
+    #: the encoder's output with the stain or scanner is gone (weakstil.mil.bank.centre_slide_embeddings).
+    #: None: when the tile measurements are used (without them centring would drop the slide-level
+    #: abundance of lymphocytes the embeddings' mean carries)
+    centre_embeddings: bool | None = None
+
+    @property
+    def centres_embeddings(self) -> bool:
+        """``centre_embeddings`` resolved (None: with the tile measurements)."""
+        return bool(self.tile_stats) if self.centre_embeddings is None else bool(self.centre_embeddings)
     weight_decay: float = 1e-4
     batch_slides: int = 8
     max_tiles: int = 512  #: tiles sampled per slide per training step (all tiles at evaluation)
@@ -113,7 +130,8 @@ class TrainConfig:
     def architecture(self, input_dim: int) -> Architecture:
         return Architecture(input_dim=input_dim, hidden=self.hidden, layers=self.layers, dropout=self.dropout,
                             aggregator=self.aggregator, attention_dim=self.attention_dim,
-                            stroma_weight=self.stroma_weight, tile_stats=bool(self.tile_stats))
+                            stroma_weight=self.stroma_weight, tile_stats=bool(self.tile_stats),
+                            centre_embeddings=self.centres_embeddings)
 
     def check(self) -> None:
         if self.loss not in LOSSES:
@@ -127,6 +145,9 @@ class TrainConfig:
         if not 0.0 < self.val_fraction < 1.0:
             raise WeakSTILError(f"validation fraction must be in (0, 1), got {self.val_fraction}",
                                 fix="use e.g. 0.2")
+        if not 0.0 <= self.feature_noise <= 10.0:
+            raise WeakSTILError(f"feature noise must be in [0, 10], got {self.feature_noise}",
+                                fix="check --feature-noise")
         if self.stopping not in STOPPINGS:
             raise WeakSTILError(f"unknown stopping {self.stopping!r}", fix=f"use one of {', '.join(STOPPINGS)}")
         if self.scoring not in SCORINGS:

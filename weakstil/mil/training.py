@@ -108,6 +108,7 @@ def fit(bank: FeatureBank, labels: np.ndarray, train_idx: np.ndarray, val_idx: n
             p = float(np.clip(labels[train_idx].mean() / 100.0, 0.01, 0.99))
             model.score.bias.fill_(math.log(p / (1 - p)))
         model.to(device)
+        std_dev = std.to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         loss_fn = _loss_fn(cfg)
         y_all = torch.from_numpy(labels).to(device)
@@ -121,6 +122,8 @@ def fit(bank: FeatureBank, labels: np.ndarray, train_idx: np.ndarray, val_idx: n
             for start in range(0, len(order), cfg.batch_slides):
                 batch = order[start:start + cfg.batch_slides]
                 x, mask, est = _sample_batch(bank, batch, cfg.max_tiles, rng, device)
+                if cfg.feature_noise > 0:  # per feature, on the training tiles' scale
+                    x = x + cfg.feature_noise * std_dev * torch.randn_like(x)
                 pred, _, _ = model(x, mask, est)
                 loss = loss_fn(pred, y_all[torch.from_numpy(batch).to(device)])
                 opt.zero_grad(set_to_none=True)

@@ -95,7 +95,7 @@ class SlideAssessor:
         attrs: dict[str, Any] = {"interval_level": self.level}
         ood_score = ood_thr = distance = None
         if self.embedding is not None:
-            distance = self.embedding.distance(bank.slide_features(0).float().cpu().numpy(), seed=seed)
+            distance = self.embedding.distance(bank.raw_slide_features(0).float().cpu().numpy(), seed=seed)
             ood_score = distance / self.embedding.median_distance
             ood_thr = (self.reference.get("ood") or {}).get("threshold")
             attrs["ood_score"], attrs["ood_threshold"] = ood_score, ood_thr

@@ -93,7 +93,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     low_col, high_col = interval_columns()
 
     # 1. the OOD reference: embeddings of the training tiles, threshold from leave-slide-out scores
-    feats = [bank.slide_features(i).float().cpu().numpy() for i in range(n)]
+    feats = [bank.raw_slide_features(i).float().cpu().numpy() for i in range(n)]
     ref, distances = fit_reference(feats, seed=seed)
     ref.save(folder.embeddings_path)
     ood_scores = distances / ref.median_distance
