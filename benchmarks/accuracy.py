@@ -249,7 +249,7 @@ def mil_cv(cohort: Cohort, split: str, enc: str, agg: str, feats: str, args) -> 
     from weakstil.mil import cross_validate
 
     cfg = train_config(agg, feats, args)
-    bank = load_bank(cohort, enc, feats, cfg.centres_embeddings)
+    bank = load_bank(cohort, enc, feats, cfg.centre_embeddings)
     groups, k = split_groups(cohort, split)
     t0 = time.perf_counter()
     cv = cross_validate(bank, cohort.labels, groups, cfg, k)
@@ -266,7 +266,7 @@ def mil_transfer(a: Cohort, b: Cohort, enc: str, agg: str, feats: str, args) -> 
     from weakstil.mil import cross_validate, fit, score_slides
 
     cfg = train_config(agg, feats, args)
-    bank_a, bank_b = load_bank(a, enc, feats, cfg.centres_embeddings), load_bank(b, enc, feats, cfg.centres_embeddings)
+    bank_a, bank_b = load_bank(a, enc, feats, cfg.centre_embeddings), load_bank(b, enc, feats, cfg.centre_embeddings)
     t0 = time.perf_counter()
     cv = cross_validate(bank_a, a.labels, a.centres.astype(object), cfg, 5 if len(np.unique(a.centres)) >= 5
                         else len(np.unique(a.centres)))
@@ -435,7 +435,7 @@ def main() -> None:
                         key = {"cohort": a.name, "test": b.name if b else None, "n": len(a.ids), "split": split,
                                "row": [enc if agg != "colour" else "-", agg, feats], "epochs": cfg.epochs,
                                "stopping": cfg.stopping, "feature_noise": cfg.feature_noise,
-                               "centre_embeddings": cfg.centres_embeddings, "seed": args.seed, "train_seed": seed,
+                               "centre_embeddings": cfg.centre_embeddings, "seed": args.seed, "train_seed": seed,
                                "features": str(a.features.get(enc).resolve()), "v": 5}
                         log.info("%s / %s / %s / seed %d", a.name, split, "/".join([enc, agg, feats]), seed)
                         if agg == "colour":

@@ -40,7 +40,8 @@ def test_train_then_evaluate_end_to_end(cohort, tmp_path):
     meta = json.loads((model / "model.json").read_text())
     assert meta["architecture"] == {"input_dim": 32, "hidden": 16, "layers": 1, "dropout": 0.25,
                                     "aggregator": "stroma", "attention_dim": 64, "stroma_weight": "learned",
-                                    "tile_stats": False}  # the planted features have no tile measurements
+                                    "tile_stats": False,  # the planted features have no tile measurements
+                                    "centre_embeddings": False}
     # the cross-validation fold models are kept beside the final model, listed with their hashes
     assert [f["file"] for f in meta["folds"]] == [f"folds/fold_{k}.safetensors" for k in (1, 2, 3)]
     assert all((model / f["file"]).is_file() for f in meta["folds"])

@@ -47,6 +47,8 @@ STOPPING = "fixed"
 EPOCHS = 40
 #: Gaussian noise on the MIL training features, in standard deviations of each feature (0: none).
 FEATURE_NOISE = 0.5
+#: Each slide's embeddings minus their slide mean before the MIL regressor (see TrainConfig.centre_embeddings).
+CENTRE_EMBEDDINGS = False
 #: The stroma-weighted mean (the sTIL definition): best under leave-centre-out on hard cohorts
 #: (benchmarks/accuracy.py; README "Accuracy off the home ground").
 AGGREGATOR = "stroma"

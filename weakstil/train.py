@@ -141,7 +141,9 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
 
     if cfg.tile_stats is None:  # automatic: the measurements when every feature file has them
         cfg = dataclasses.replace(cfg, tile_stats=_all_have_tile_stats(cohort.feature_paths(features_dir)))
-    cfg = dataclasses.replace(cfg, centre_embeddings=cfg.centres_embeddings)  # recorded resolved
+    if cfg.centre_embeddings and not cfg.tile_stats:
+        log.warning("--centre-embeddings without the tile measurements: the slide-level abundance of "
+                    "lymphocytes in the embeddings' mean is lost (use --tile-stats)")
     bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=cfg.tile_stats,
                      centre_embeddings=cfg.centre_embeddings)
     bank.to_device(resolve_device(cfg.device))

@@ -38,10 +38,10 @@ def train(
     seed: SeedOpt = _TRAIN.seed,
     lr: Annotated[float, typer.Option("--lr", help="Learning rate (AdamW).",
                                       callback=in_range(*settings.LR_RANGE, low_open=True))] = _TRAIN.lr,
-    centre_embeddings: Annotated[Optional[bool], typer.Option(
+    centre_embeddings: Annotated[bool, typer.Option(
         "--centre-embeddings/--no-centre-embeddings",
-        help="Subtract each slide's mean embedding (the tile measurements stay); default: with tile measurements.",
-    )] = None,
+        help="Subtract each slide's mean embedding (the tile measurements stay; use with --tile-stats).",
+    )] = _TRAIN.centre_embeddings,
     feature_noise: Annotated[float, typer.Option(
         "--feature-noise", help="Gaussian noise on the training features, in standard deviations (0: none).",
         callback=in_range(0.0, 10.0))] = _TRAIN.feature_noise,
