@@ -80,8 +80,9 @@ def sources(args) -> list[tuple[str, np.ndarray, object]]:
             generate_cohort(cohort, 2, seed=7, size_mm=(2.5, 2.5), hard=True, look=look, progress=False)
         for p in sorted((cohort / "slides").glob("*.tif*")):
             out.append((f"synth-{look}/{p.stem}", *read_tiles(p, per, rng)))
-    out.append(("textured-svs", *read_tiles(default_slide(args.cache_dir), per, rng)))
-    out.append(("CMU-1-Small-Region", *read_tiles(ROOT / "tests/data/CMU-1-Small-Region.svs", per, rng, jitter=True)))
+    rest = max(per, (args.tiles - sum(len(t) for _, t, _ in out)) // 2)  # the two slides make up the count
+    out.append(("textured-svs", *read_tiles(default_slide(args.cache_dir), rest, rng)))
+    out.append(("CMU-1-Small-Region", *read_tiles(ROOT / "tests/data/CMU-1-Small-Region.svs", rest, rng, jitter=True)))
     return out
 
 

@@ -381,7 +381,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     mask = flags if flags.any() else np.ones(len(flags), bool)
     stats = features.tile_stats  # from_caches consumes the features; the stats may be appended
     bank = FeatureBank.from_caches([features], [slide_id], tumorbeds={slide_id: mask},
-                                   tile_stats=ctx.model.arch.tile_stats)
+                                   tile_stats=ctx.model.arch.tile_stats,
+                                   stroma_estimate=ctx.model.needs_stroma_estimate)
     features.tile_stats = stats
     device = resolve_device(opts.device)
     scores = score_slides_ensemble([m.to(device) for m in ctx.models], bank, device=device)[0]

@@ -48,7 +48,7 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
 
 
 def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: BedSources | None,
-              tile_stats: bool = False):
+              tile_stats: bool = False, stroma_estimate: bool = False):
     """The cohort's features, with each slide's tumour bed: ``tumorbeds`` when given, else
     resolved from ``beds``, else the feature files' own flags (or all tiles)."""
     from weakstil.mil.bank import FeatureBank
@@ -56,7 +56,8 @@ def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: 
     paths = cohort.feature_paths(features_dir)
     if tumorbeds is None and beds is not None:
         tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, paths)))
-    return FeatureBank.load(paths, cohort.slide_ids, tumorbeds=tumorbeds, tile_stats=tile_stats)
+    return FeatureBank.load(paths, cohort.slide_ids, tumorbeds=tumorbeds, tile_stats=tile_stats,
+                            stroma_estimate=stroma_estimate)
 
 
 def _all_have_tile_stats(paths) -> bool:
@@ -102,7 +103,7 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
     ``tumorbeds`` (slide id -> bool per tile), else resolved from ``beds``, else the ``tumorbed``
     flags in the feature files, else all tiles.
     """
-    from weakstil.mil.config import TrainConfig
+    from weakstil.mil.config import Aggregator, StromaWeight, TrainConfig
 
     from weakstil.locks import hold_folder
 
@@ -138,7 +139,9 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
 
     if cfg.tile_stats is None:  # automatic: the measurements when every feature file has them
         cfg = dataclasses.replace(cfg, tile_stats=_all_have_tile_stats(cohort.feature_paths(features_dir)))
-    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=cfg.tile_stats)
+    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=cfg.tile_stats,
+                     stroma_estimate=(cfg.aggregator, cfg.stroma_weight) == (Aggregator.STROMA.value,
+                                                                             StromaWeight.ESTIMATE.value))
     bank.to_device(resolve_device(cfg.device))
     labels = cohort.labels.astype(np.float32)
     groups = cohort.groups
@@ -222,7 +225,8 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     model = models[0]
     features_dir = Path(features_dir)
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
-    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=model.arch.tile_stats)
+    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=model.arch.tile_stats,
+                     stroma_estimate=model.needs_stroma_estimate)
     check_features_match_model(meta, bank.identity, features_dir)
     if bank.dim != model.arch.input_dim:
         raise WeakSTILError(f"features have {bank.dim} dimensions, the model expects {model.arch.input_dim}",

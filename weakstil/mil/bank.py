@@ -66,7 +66,8 @@ class FeatureBank:
 
     @classmethod
     def load(cls, paths: Sequence[str | Path], slide_ids: Sequence[str] | None = None, *, dtype: str = "auto",
-             tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False) -> FeatureBank:
+             tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False,
+             stroma_estimate: bool = False) -> FeatureBank:
         """Read each feature cache once: ``features``, ``coords``, attributes and the optional
         per-tile ``tumorbed`` flag, ``stroma_estimate`` and ``tile_stats`` (appended to the
         features when ``tile_stats``).
@@ -81,19 +82,26 @@ class FeatureBank:
         slide_ids = list(slide_ids) if slide_ids is not None else [p.stem for p in paths]
         skip = ("tissue_mask",) if tile_stats else ("tissue_mask", "tile_stats")
         caches = [FeaturesFile.read(p, skip=skip) for p in paths]
-        return cls.from_caches(caches, slide_ids, dtype=dtype, tumorbeds=tumorbeds, tile_stats=tile_stats)
+        return cls.from_caches(caches, slide_ids, dtype=dtype, tumorbeds=tumorbeds, tile_stats=tile_stats,
+                               stroma_estimate=stroma_estimate)
 
     @classmethod
     def from_caches(cls, caches: list[FeaturesFile], slide_ids: Sequence[str], *, dtype: str = "auto",
-                    tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False) -> FeatureBank:
+                    tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False,
+                    stroma_estimate: bool = False) -> FeatureBank:
         """The bank of feature caches already read (see :meth:`load`). Their ``features`` arrays
-        are moved into the bank: each cache's is set to ``None``."""
+        are moved into the bank: each cache's is set to ``None``. ``tile_stats`` / ``stroma_estimate``:
+        the model needs them, a file without them is refused."""
         paths = [c.path for c in caches]
+        for c in caches:
+            for needed, name, have in ((tile_stats, "tile statistics", c.tile_stats),
+                                       (stroma_estimate, "stroma estimate", c.stroma_estimate)):
+                if needed and (have is None or len(have) != len(c.features)):
+                    raise WeakSTILError(f"feature file has no {name}, which this model needs (embedded with "
+                                        "--no-tile-stats, or by an older weakstil)", path=c.path,
+                                        fix="run 'weakstil embed' again for this slide without --no-tile-stats")
         if tile_stats:
             for c in caches:
-                if c.tile_stats is None or len(c.tile_stats) != len(c.features):
-                    raise WeakSTILError("feature file has no tile statistics (made by an older weakstil)",
-                                        path=c.path, fix="run 'weakstil embed' again for this slide")
                 c.features = np.concatenate([np.asarray(c.features, np.float32),
                                              np.asarray(c.tile_stats, np.float32)], axis=1)
         dims = {c.features.shape[1] for c in caches}
