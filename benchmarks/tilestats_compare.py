@@ -29,7 +29,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # one core, as in a measurement worker
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -58,7 +58,7 @@ def read_tiles(path: Path, n: int, rng: np.random.Generator, jitter: bool = Fals
         coords = find_tiles(slide, params).coords
         stain = estimate_slide_stain(slide)
         if jitter:
-            step = int(round(params.tile_px * params.mpp / slide.mpp))
+            step = round(params.tile_px * params.mpp / slide.mpp)
             coords = coords[rng.integers(0, len(coords), n)] + rng.integers(-step // 2, step // 2 + 1, (n, 2))
             coords = np.clip(coords, 0, None)
         elif len(coords) > n:

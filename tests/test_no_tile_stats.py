@@ -8,8 +8,8 @@ import json
 import h5py
 import numpy as np
 import pytest
-
 from conftest import CMU, run_cli
+
 from weakstil.errors import WeakSTILError
 from weakstil.files import FeaturesFile
 from weakstil.mil.bank import FeatureBank

@@ -103,7 +103,7 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
     ``tumorbeds`` (slide id -> bool per tile), else resolved from ``beds``, else the ``tumorbed``
     flags in the feature files, else all tiles.
     """
-    from weakstil.mil.config import Aggregator, StromaWeight, TrainConfig
+    from weakstil.mil.config import TrainConfig
 
     from weakstil.locks import hold_folder
 
@@ -132,6 +132,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         what = "groups" if cohort.group_column else "slides"
         group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
     # torch only now: bad inputs fail in a second
+    from weakstil.mil.config import Aggregator, StromaWeight
     from weakstil.mil.store import model_meta, save_model
     from weakstil.mil.training import cross_validate, fit, inner_split
     from weakstil.outputdir import mark
