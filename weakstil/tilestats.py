@@ -37,6 +37,7 @@ from fractions import Fraction
 
 import numpy as np
 
+from weakstil.imageops import ImageOps, image_ops
 from weakstil.stain import SlideStain, optical_density
 
 #: Bumped when a measurement changes (part of the embedding cache key).
@@ -86,16 +87,6 @@ def _od_table() -> np.ndarray:
     return optical_density(np.arange(256, dtype=np.uint8))
 
 
-@functools.lru_cache(maxsize=1)
-def _cv2():
-    """OpenCV, single-threaded: the parallelism is one measurement process per core."""
-    import cv2
-
-    cv2.setNumThreads(1)
-    cv2.ocl.setUseOpenCL(False)
-    return cv2
-
-
 @functools.lru_cache(maxsize=8)
 def _ratio(x: float) -> tuple[int, int]:
     """``x`` as a small fraction (numerator, denominator): thresholds on box counts compare integers,
@@ -114,20 +105,21 @@ def tile_stats(tile: np.ndarray, stain: SlideStain, mpp: float) -> np.ndarray:
     return batch_stats(tile[None], stain, mpp)[0]
 
 
-def batch_stats(tiles: np.ndarray, stain: SlideStain, mpp: float) -> np.ndarray:
+def batch_stats(tiles: np.ndarray, stain: SlideStain, mpp: float, backend: str = "auto") -> np.ndarray:
     """(B, len(COLUMNS)) float32 for a uint8 batch (B, H, W, 3).
 
     Pixels tile by tile (a tile's arrays stay in the CPU cache): stain concentrations by table
     lookup and one matrix product, nuclei by connected components, the stroma context from exact
     integer box counts (OpenCV, mirrored edges as ``scipy.ndimage.uniform_filter(mode="reflect")``);
-    then the statistics of every nucleus of the batch at once (``np.bincount``)."""
+    then the statistics of every nucleus of the batch at once (``np.bincount``). ``backend``: of the
+    image primitives (:func:`weakstil.imageops.image_ops`; the same numbers either way)."""
     out = np.zeros((len(tiles), len(COLUMNS)), np.float32)
     if not len(tiles):
         return out
-    cv2 = _cv2()
+    ops = image_ops(backend)
     ut = np.ascontiguousarray(stain.unmixing().astype(np.float32).T)
     size = context_size(mpp)
-    parts = [_tile_pixels(cv2, np.ascontiguousarray(t, dtype=np.uint8), ut, size, mpp, out[i])
+    parts = [_tile_pixels(ops, np.ascontiguousarray(t, dtype=np.uint8), ut, size, mpp, out[i])
              for i, t in enumerate(tiles)]
     blobs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     blobs["tile"] = np.repeat(np.arange(len(tiles)), [len(p["area"]) for p in parts])
@@ -136,11 +128,11 @@ def batch_stats(tiles: np.ndarray, stain: SlideStain, mpp: float) -> np.ndarray:
     return out
 
 
-def _tile_pixels(cv2, tile: np.ndarray, ut: np.ndarray, size: int, mpp: float, row: np.ndarray) -> dict[str, np.ndarray]:
+def _tile_pixels(ops: ImageOps, tile: np.ndarray, ut: np.ndarray, size: int, mpp: float, row: np.ndarray) -> dict[str, np.ndarray]:
     """Fill the pixel columns of ``row`` (0-6) for one tile; return its nuclei's per-blob sums."""
     hgt, wid = tile.shape[:2]
     n_px = hgt * wid
-    od = cv2.LUT(tile, _od_table()).reshape(-1, 3)
+    od = ops.lut(tile, _od_table()).reshape(-1, 3)
     he = ut @ od.T  # = concentrations(tile, stain), bit for bit, as two contiguous rows
     h, e = he
     h_pos = np.maximum(h, 0)
@@ -150,9 +142,7 @@ def _tile_pixels(cv2, tile: np.ndarray, ut: np.ndarray, size: int, mpp: float, r
     eos = free & (e > EOSIN_OVER_H * h_pos)
 
     # nuclei: 4-connected haematoxylin blobs, sums over their pixels (raster order)
-    n, labels = cv2.connectedComponentsWithAlgorithm(nuclear.view(np.uint8).reshape(hgt, wid), 4, cv2.CV_32S,
-                                                     cv2.CCL_SAUF)
-    n -= 1
+    n, labels = ops.label4(nuclear.view(np.uint8).reshape(hgt, wid))
     flat = np.flatnonzero(nuclear)
     lab = labels.ravel()[flat] - 1
     ys_of, xs_of = _coordinates(hgt, wid)
@@ -169,8 +159,8 @@ def _tile_pixels(cv2, tile: np.ndarray, ut: np.ndarray, size: int, mpp: float, r
     # stroma context: eosin-dominant nucleus-free tissue around the pixel (more than 5 % of the box
     # free, more than STROMA_CONTEXT of that eosin-dominant), and few large pale (epithelial) nuclei:
     # tumour cytoplasm can be as pink as collagen, its nuclei give it away
-    free_n = _box_count(cv2, free, size, hgt, wid)
-    eos_n = _box_count(cv2, eos, size, hgt, wid)
+    free_n = _box_count(ops, free, size, hgt, wid)
+    eos_n = _box_count(ops, eos, size, hgt, wid)
     fa, fb = _ratio(FREE_MIN)
     sa, sb = _ratio(STROMA_CONTEXT)
     has_free = free_n > (fa * size * size) // fb  # free_n / size² > FREE_MIN, in integers
@@ -181,7 +171,7 @@ def _tile_pixels(cv2, tile: np.ndarray, ut: np.ndarray, size: int, mpp: float, r
         epi = np.zeros(n_px, np.uint8)
         epi[flat[epithelial[lab]]] = 1
         ea, eb = _ratio(EPITHELIAL_MAX)
-        near_epi = _box_count(cv2, epi, big, hgt, wid) > (ea * big * big) // eb
+        near_epi = _box_count(ops, epi, big, hgt, wid) > (ea * big * big) // eb
         stroma &= ~near_epi
         ctx[near_epi[flat]] = 0.0
     blobs["ctx"] = per_blob(ctx)
@@ -205,10 +195,10 @@ def _coordinates(hgt: int, wid: int) -> tuple[np.ndarray, np.ndarray]:
     return ys.astype(np.float64), xs.astype(np.float64)
 
 
-def _box_count(cv2, mask: np.ndarray, size: int, hgt: int, wid: int) -> np.ndarray:
+def _box_count(ops: ImageOps, mask: np.ndarray, size: int, hgt: int, wid: int) -> np.ndarray:
     """(H * W,) int32: pixels of ``mask`` in the ``size`` x ``size`` box around each pixel, edges mirrored."""
     m = mask.view(np.uint8).reshape(hgt, wid)
-    return cv2.boxFilter(m, cv2.CV_32S, (size, size), normalize=False, borderType=cv2.BORDER_REFLECT).ravel()
+    return ops.box_count(m, size).ravel()
 
 
 def _percentile90(x: np.ndarray) -> float:
