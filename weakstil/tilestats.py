@@ -19,15 +19,16 @@ numbers mean the same on every centre's slides):
 The MIL regressor concatenates these numbers to the encoder's embedding (``FeatureBank``) so
 the learned tile score can use them; they are standardised with the rest.
 
-Everything is numpy and OpenCV on uint8 tiles (single-threaded), a batch at a time: about 1.3 ms
-per 224 px tile on one core (3.4 ms before version 3; ``benchmarks/tilestats_compare.py``).
+Everything is numpy and OpenCV on uint8 tiles (single-threaded), a batch at a time: about 1.1-1.6 ms
+per 224 px tile on one core, 2.6-2.7x less than before version 3 (``benchmarks/tilestats_compare.py``).
 ``weakstil embed`` measures in worker processes beside the encoder
 (:mod:`weakstil.tilestats_pool`), with the same numbers bit for bit.
 
 Version 3 counts the context boxes exactly (integers, thresholds as fractions); version 2 divided
 float box means, so a place exactly at :data:`STROMA_CONTEXT` fell on either side by rounding. That
-is the only change: on 1,974 tiles of four looks the stroma estimate moved by at most 0.00066 and
-7 debris blobs changed context; every other column is bit for bit the same.
+is the only change: on 2,400 tiles (four synthetic looks, a textured SVS, CMU-1) the stroma estimate
+moved by at most 0.00066 and 7 debris blobs changed context; every other column is bit for bit the
+same.
 """
 
 from __future__ import annotations
