@@ -27,9 +27,10 @@ class ImageOps(Protocol):
     def label4(self, mask: np.ndarray) -> tuple[int, np.ndarray]:
         """(number of 4-connected components, int32 labels 1..n, 0 outside) of a uint8 (H, W) mask."""
 
-    def box_count(self, mask: np.ndarray, size: int) -> np.ndarray:
-        """int32 (H, W): ``mask`` pixels in the ``size`` x ``size`` box around each pixel, edges mirrored
-        (``scipy.ndimage.uniform_filter(mode="reflect")`` x size², exactly)."""
+    def box_count(self, mask: np.ndarray, size: int, limit: int | None = None) -> np.ndarray:
+        """(H, W): ``mask`` pixels in the ``size`` x ``size`` box around each pixel, edges mirrored
+        (``scipy.ndimage.uniform_filter(mode="reflect")`` x size², exactly); uint16 when ``limit``
+        (the largest number the caller makes from a count, default size²) fits in it, else int32."""
 
 
 class OpenCVOps:
@@ -47,9 +48,9 @@ class OpenCVOps:
         n, labels = self.cv2.connectedComponentsWithAlgorithm(mask, 4, self.cv2.CV_32S, self.cv2.CCL_SAUF)
         return n - 1, labels
 
-    def box_count(self, mask, size):
-        return self.cv2.boxFilter(mask, self.cv2.CV_32S, (size, size), normalize=False,
-                                  borderType=self.cv2.BORDER_REFLECT)
+    def box_count(self, mask, size, limit=None):
+        depth = self.cv2.CV_16U if _narrow(size, limit) else self.cv2.CV_32S
+        return self.cv2.boxFilter(mask, depth, (size, size), normalize=False, borderType=self.cv2.BORDER_REFLECT)
 
 
 class NumpyOps:
@@ -64,7 +65,7 @@ class NumpyOps:
         labels, n = ndi.label(mask)
         return n, labels.astype(np.int32, copy=False)
 
-    def box_count(self, mask, size):
+    def box_count(self, mask, size, limit=None):
         r = size // 2
         out = mask.astype(np.int32)
         for axis in (0, 1):  # running sums along each axis of the mirrored image
@@ -75,7 +76,12 @@ class NumpyOps:
             lo = [slice(None)] * 2
             hi[axis], lo[axis] = slice(size, None), slice(None, -size)
             out = c[tuple(hi)] - c[tuple(lo)]
-        return out
+        return out.astype(np.uint16) if _narrow(size, limit) else out
+
+
+def _narrow(size: int, limit: int | None) -> bool:
+    """Whether box counts (and ``limit``, the most the caller makes of one) fit in uint16."""
+    return max(size * size, limit or 0) < 2 ** 16
 
 
 @functools.lru_cache(maxsize=2)

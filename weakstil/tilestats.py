@@ -160,10 +160,11 @@ def _tile_pixels(ops: ImageOps, tile: np.ndarray, ut: np.ndarray, size: int, mpp
     # stroma context: eosin-dominant nucleus-free tissue around the pixel (more than 5 % of the box
     # free, more than STROMA_CONTEXT of that eosin-dominant), and few large pale (epithelial) nuclei:
     # tumour cytoplasm can be as pink as collagen, its nuclei give it away
-    free_n = _box_count(ops, free, size, hgt, wid)
-    eos_n = _box_count(ops, eos, size, hgt, wid)
     fa, fb = _ratio(FREE_MIN)
     sa, sb = _ratio(STROMA_CONTEXT)
+    limit = size * size * max(sa, sb)  # the products below stay exact in the counts' type
+    free_n = _box_count(ops, free, size, hgt, wid, limit)
+    eos_n = _box_count(ops, eos, size, hgt, wid, limit)
     has_free = free_n > (fa * size * size) // fb  # free_n / size² > FREE_MIN, in integers
     stroma = tissue & has_free & (eos_n * sb > sa * free_n)
     ctx = np.where(has_free[flat], eos_n[flat] / np.maximum(free_n[flat], 1), 0.0)
@@ -196,15 +197,17 @@ def _coordinates(hgt: int, wid: int) -> tuple[np.ndarray, np.ndarray]:
     return ys.astype(np.float64), xs.astype(np.float64)
 
 
-def _box_count(ops: ImageOps, mask: np.ndarray, size: int, hgt: int, wid: int) -> np.ndarray:
-    """(H * W,) int32: pixels of ``mask`` in the ``size`` x ``size`` box around each pixel, edges mirrored."""
+def _box_count(ops: ImageOps, mask: np.ndarray, size: int, hgt: int, wid: int,
+               limit: int | None = None) -> np.ndarray:
+    """(H * W,): pixels of ``mask`` in the ``size`` x ``size`` box around each pixel, edges mirrored
+    (uint16 or int32: :meth:`weakstil.imageops.ImageOps.box_count`)."""
     m = mask.view(np.uint8).reshape(hgt, wid)
-    return ops.box_count(m, size).ravel()
+    return ops.box_count(m, size, limit).ravel()
 
 
 def _percentile90(x: np.ndarray) -> float:
     """``np.percentile(x, 90)`` bit for bit (float32 ``x``), without partitioning all of ``x``: the two
-    order statistics it interpolates are found among the values above the 80th percentile of a
+    order statistics it interpolates are found among the values above the 86th percentile of a
     1-in-16 sample (all of ``x`` if that leaves too few)."""
     n = len(x)
     pos = (n - 1) * 0.9  # numpy's "linear" virtual index
@@ -212,7 +215,7 @@ def _percentile90(x: np.ndarray) -> float:
     top, below = x, 0
     if n >= 2048:
         sample = x[::16]
-        j = int(0.8 * (len(sample) - 1))
+        j = int(0.86 * (len(sample) - 1))
         above = x[x >= np.partition(sample, j)[j]]
         if n - len(above) <= lo:
             top, below = above, n - len(above)
