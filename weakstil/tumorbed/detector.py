@@ -4,7 +4,8 @@ plausibility check and a documented fallback.
 Files (``weakstil tumorbed train --out DIR``): ``DIR/model.safetensors`` (the evidence
 classifier: ``weight``, ``bias``, ``mean``, ``std``) and ``DIR/model.json`` (``kind``
 ``weakstil-tumorbed``, ``format_version`` 2, ``algorithm``, the geometry ``shape`` in µm, the
-``plausibility`` rule, context radii, encoder identity, training slides, seed, the
+``plausibility`` rule, the ``lymphoid_veto`` rule (weakstil.tumorbed.veto; absent in detectors
+written before it: off), context radii, encoder identity, training slides, seed, the
 cross-validated Dice per slide and the settings search, versions).
 
 A detector written by WeakSTIL before format 2 (a tile classifier followed by smoothing and a
@@ -26,6 +27,7 @@ from weakstil.errors import WeakSTILError
 from weakstil.modeldir import META_FILE, WEIGHTS_FILE
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
+from weakstil.tumorbed.veto import LymphoidVeto, apply_veto
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,8 @@ class TumorBedDetector:
     meta: dict = field(default_factory=dict)
     #: tile-statistics columns appended to the embedding (empty: embedding only)
     stats_columns: tuple[str, ...] = ()
+    #: lymphoid tiles cannot seed the bed (off unless set: ``train_detector`` sets it)
+    veto: LymphoidVeto = field(default_factory=lambda: LymphoidVeto(enabled=False))
 
     @property
     def model_id(self) -> str:
@@ -67,11 +71,20 @@ class TumorBedDetector:
             x = np.concatenate([x, stats_inputs(tile_stats, stats_columns, self.stats_columns)], axis=1)
         return self.evidence.predict(x)
 
+    def seed_evidence(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
+                      stats_columns: list[str] | None = None) -> np.ndarray:
+        """The tumour evidence that may seed the bed: :meth:`tumour_evidence`, with lymphoid
+        tiles away from tumour cells set to 0 by the detector's lymphoid veto (when it has one
+        and the feature file has tile statistics)."""
+        evidence = self.tumour_evidence(features, geom, tile_stats, stats_columns)
+        evidence, _ = apply_veto(evidence, tile_stats, stats_columns, geom.coords, geom.tile_size_level0, self.veto)
+        return evidence
+
     def detect(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
                stats_columns: list[str] | None = None) -> TumorBed:
         """The slide's bed; the whole tissue, as source ``tissue-fallback`` with the reason in
         ``detail``, when the detected bed is empty or implausibly small next to the evidence."""
-        evidence = self.tumour_evidence(features, geom, tile_stats, stats_columns)
+        evidence = self.seed_evidence(features, geom, tile_stats, stats_columns)
         mask, _ = bed_from_evidence(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp,
                                     geom.tissue_mask, geom.mask_mpp, self.shape)
         bed = TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL,
@@ -98,7 +111,7 @@ class TumorBedDetector:
         meta = {**self.meta, "kind": DETECTOR_KIND, "format_version": FORMAT_VERSION, "algorithm": ALGORITHM,
                 "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
                 "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__,
-                "tile_stats_columns": list(self.stats_columns)}
+                "tile_stats_columns": list(self.stats_columns), "lymphoid_veto": self.veto.to_dict()}
         write_json(directory / META_FILE, meta, indent=2, sort_keys=True)
         return directory
 
@@ -143,4 +156,5 @@ class TumorBedDetector:
                                 fix="retrain the tumour-bed detector")
         return cls(evidence, BedShape.from_dict(meta.get("shape", {})),
                    Plausibility.from_dict(meta.get("plausibility", {})), radii, meta,
-                   tuple(str(c) for c in meta.get("tile_stats_columns", [])))
+                   tuple(str(c) for c in meta.get("tile_stats_columns", [])),
+                   LymphoidVeto.from_dict(meta.get("lymphoid_veto")))

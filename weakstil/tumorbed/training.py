@@ -6,6 +6,8 @@
 3. The geometry (seed threshold, bridge and margin in µm, smallest seed area, smoothing) is the
    setting whose beds, from those held-out evidences, best match the annotations (mean Dice);
    the search table, the chosen setting and every slide's held-out Dice go into model.json.
+   Lymphoid tiles away from tumour cells lose their evidence first (the lymphoid veto,
+   weakstil.tumorbed.veto), as they will when the detector runs.
 4. The plausibility rule (when a detected bed is too small to trust) is set from the same
    held-out beds: a quarter of the smallest bed-to-evidence ratio any annotated slide showed.
 5. The classifier is refitted on all slides.
@@ -26,6 +28,7 @@ from weakstil.tumorbed.bed import SlideGeometry, from_annotation
 from weakstil.tumorbed.detector import TumorBedDetector
 from weakstil.tumorbed.evidence import (TUMOUR_NUCLEI_COLUMNS, LogisticEvidence, context_inputs, fit_logistic,
                                         stats_column_names, stats_inputs, training_labels)
+from weakstil.tumorbed.veto import LymphoidVeto, apply_veto
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +170,13 @@ def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], 
 def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None,
                    context_radii: tuple[int, ...] = CONTEXT_RADII, refine: int = REFINE_ROUNDS,
                    per_slide: bool = PER_SLIDE, neutral_k: int = 0,
-                   stats_columns: tuple[str, ...] = ()) -> TumorBedDetector:
-    """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice."""
+                   stats_columns: tuple[str, ...] = (),
+                   lymphoid_veto: LymphoidVeto | None = None) -> TumorBedDetector:
+    """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice.
+
+    ``lymphoid_veto``: the rule applied to the evidence before the geometry (default: the
+    :class:`LymphoidVeto` defaults; ``LymphoidVeto(enabled=False)`` for none). It is switched
+    off, with a warning, when an annotated slide's feature file has no tile statistics."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
@@ -181,6 +189,16 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     labelled = [training_labels(s.bed_fraction) for s in slides]
     labels, used = [y for y, _ in labelled], [u for _, u in labelled]
     evidence = held_out_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
+    veto = LymphoidVeto() if lymphoid_veto is None else lymphoid_veto
+    if veto.enabled and any(s.tile_stats is None or s.stats_columns is None for s in slides):
+        log.warning("lymphoid veto off: some annotated slides have no tile statistics (embed them again)")
+        veto = LymphoidVeto(enabled=False)
+    vetoed = []
+    if veto.enabled:
+        for i, s in enumerate(slides):
+            evidence[i], n = apply_veto(evidence[i], s.tile_stats, s.stats_columns, s.geom.coords,
+                                        s.geom.tile_size_level0, veto)
+            vetoed.append(n)
     shape, table, dice = search_shape(slides, evidence)
     plausibility = plausibility_rule(slides, evidence, shape)
     final = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
@@ -198,8 +216,9 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
             "train_seconds": round(time.perf_counter() - t0, 1)}
     meta["refine_rounds"], meta["per_slide_standardised"] = int(refine), bool(per_slide)
     meta["neutral_components"] = int(neutral_k)
+    meta["lymphoid_vetoed_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, vetoed)}
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
-                                tuple(stats_columns))
+                                tuple(stats_columns), veto)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
              "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest)", len(slides), cv, dice.mean(),
              dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um, shape.min_seed_mm2,
@@ -209,11 +228,13 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
 
 def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path, *,
                               slide_ids: list[str] | None = None, max_slides: int = 10,
-                              seed: int = 0, tile_stats: bool = False) -> TumorBedDetector:
+                              seed: int = 0, tile_stats: bool = False,
+                              lymphoid_veto: bool = True) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
     ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
-    ``tile_stats``: the tumour-nuclei morphometry (:data:`TUMOUR_NUCLEI_COLUMNS`) joins the embedding."""
+    ``tile_stats``: the tumour-nuclei morphometry (:data:`TUMOUR_NUCLEI_COLUMNS`) joins the embedding.
+    ``lymphoid_veto``: lymphoid tiles away from tumour cells cannot seed the bed (weakstil.tumorbed.veto)."""
     from weakstil.annotations import find_annotation
     from weakstil.files import FeaturesFile, feature_path
 
@@ -246,5 +267,6 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
     meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(annotations),
             "model_id": f"tumorbed-{len(chosen)}slides"}
-    return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else ())
+    return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
+                          lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)))
 
