@@ -208,7 +208,7 @@ def main() -> None:
     ap.add_argument("--evidence-stats", action="store_true",
                     help="tumour evidence from the embedding plus tumour-nuclei morphometry (tile statistics)")
     ap.add_argument("--no-veto", action="store_true",
-                    help="detectors without the lymphoid veto (weakstil.tumorbed.veto), as before it")
+                    help="detectors without the lymphoid and ink vetoes (weakstil.tumorbed.veto, .ink), as before them")
     ap.add_argument("--pairs", nargs="+", metavar="TRAIN:TEST",
                     help="train look -> test look pairs (default: every pair of --cohorts, within look too)")
     args = ap.parse_args()
@@ -241,13 +241,13 @@ def main() -> None:
         det_dir = runs / f"detector-{train_look}"
         saved = det_dir / "model.json"
         if args.reuse_detectors and saved.is_file() and json.loads(saved.read_text()).get("slide_ids") == ids \
-                and bool(json.loads(saved.read_text()).get("lymphoid_veto", {}).get("enabled")) != args.no_veto:
+                and bool(json.loads(saved.read_text()).get("ink_veto", {}).get("enabled")) != args.no_veto:
             detector = TumorBedDetector.load(det_dir)
             log.info("detector %s: reused from %s", train_look, det_dir)
         else:
             detector = train_tumorbed_from_cache(features[train_look], cohorts[train_look] / "truth", slide_ids=ids,
                                                  seed=args.seed, tile_stats=args.evidence_stats,
-                                                 lymphoid_veto=not args.no_veto)
+                                                 lymphoid_veto=not args.no_veto, ink_veto=not args.no_veto)
             detector.save(det_dir)
         seconds = float(detector.meta.get("train_seconds", time.perf_counter() - t0))
         detectors[train_look] = (detector, det_dir, ids, seconds)

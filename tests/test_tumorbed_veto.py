@@ -1,10 +1,12 @@
-"""The lymphoid veto (weakstil.tumorbed.veto): tiles of lymphocytes are no tumour evidence.
+"""The seed vetoes: tiles of lymphocytes (weakstil.tumorbed.veto) and tiles under marker ink
+(weakstil.tumorbed.ink) are no tumour evidence.
 
-On a tiny hard synthetic slide with a lymph node outside the bed, tumour evidence that fires on
-the lymph node as well as on the tumour (what a random-init encoder's linear read-out does on a
-look it has not seen) grows the bed over the node; the veto, deciding from the tile
-measurements stored beside the embeddings, keeps the node out and the tumour in. On a hand-made
-tile grid: a dense infiltrate touching tumour cells keeps its evidence, one away from them loses it.
+On a tiny hard synthetic slide with a lymph node outside the bed and a black marker stroke,
+tumour evidence that fires on the node or the ink as well as on the tumour (what a random-init
+encoder's linear read-out does on a look it has not seen) grows the bed over them; the vetoes,
+deciding from the tile measurements stored beside the embeddings and from the slide's own
+pixels, keep them out and the tumour in. On a hand-made tile grid: a dense infiltrate touching
+tumour cells keeps its evidence, one away from them loses it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ SHAPE = BedShape(seed_threshold=0.5, bridge_um=150.0, margin_um=50.0, min_seed_s
 
 @pytest.fixture(scope="module")
 def lymph_node_slide(tmp_path_factory):
-    """A 1.2 mm hard slide (seed 3: a lymph node beside the tumour; artefacts off), embedded with
+    """A 1.2 mm hard slide (seed 3: a lymph node beside the tumour, a black marker stroke; other
+    artefacts off), embedded with
     the seeded random small CNN: its features file and the truth's per-tile tumour / lymphoid / bed shares."""
     import torch
 
@@ -34,11 +37,12 @@ def lymph_node_slide(tmp_path_factory):
     from weakstil.files import FeaturesFile
     from weakstil.synth.generator import generate_slide
     from weakstil.tiling import mask_fractions
+    from weakstil.tumorbed.ink import slide_ink_share
 
     root = tmp_path_factory.mktemp("veto")
-    calm = {k: 0.0 for k in ("stain_shift", "thickness", "focus", "jpeg", "fold", "pen", "necrosis", "lobules_dcis")}
+    calm = {k: 0.0 for k in ("stain_shift", "thickness", "focus", "jpeg", "fold", "necrosis", "lobules_dcis")}
     generate_slide(root / "s.tiff", root / "truth", "s", 3, size_mm=(1.2, 1.2), target_stil=5.0, preview=False,
-                   hard=True, confounders={**calm, "lymphoid_outside": 1.0})
+                   hard=True, confounders={**calm, "lymphoid_outside": 1.0, "pen": 1.0})
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -51,6 +55,7 @@ def lymph_node_slide(tmp_path_factory):
         mpp = float(f.attrs["mask_mpp"])
         share = {k: mask_fractions(features.coords, tile, f[k][:] > 0, mpp, float(features.attrs["slide_mpp"]))
                  for k in ("tumor", "lymphoid", "tumorbed")}
+    share["ink"] = slide_ink_share(features.attrs, features.coords, tile)
     return features, share
 
 
@@ -59,7 +64,7 @@ def test_a_lymph_node_read_as_tumour_does_not_seed_the_bed(lymph_node_slide):
 
     features, share = lymph_node_slide
     node = (share["lymphoid"] >= 0.5) & (share["tumorbed"] == 0)
-    tumour = share["tumor"] >= 0.3
+    tumour = (share["tumor"] >= 0.3) & (share["ink"] == 0)  # (ink: the next test)
     assert node.sum() >= 3 and tumour.sum() >= 10  # the slide has what the test is about
     evidence = np.where(tumour | node, 0.95, 0.0).astype(np.float32)  # fires on both
     columns = stats_column_names(features.attr("tile_stats_columns"))
@@ -87,6 +92,37 @@ def test_a_lymph_node_read_as_tumour_does_not_seed_the_bed(lymph_node_slide):
     # off, or without tile statistics: the evidence is left as it is
     assert apply_veto(evidence, features.tile_stats, columns, rule=LymphoidVeto(enabled=False), **geom)[1] is None
     assert apply_veto(evidence, None, None, rule=LymphoidVeto(), **geom)[1] is None
+
+
+def _bed_tiles(features, evidence: np.ndarray) -> np.ndarray:
+    from weakstil.tiling import mask_fractions
+
+    a = features.attrs
+    bed, _ = bed_from_evidence(evidence, features.coords, float(a["tile_size_level0"]), float(a["slide_mpp"]),
+                               features.tissue_mask, float(a["mask_mpp"]), SHAPE)
+    return mask_fractions(features.coords, float(a["tile_size_level0"]), bed, float(a["mask_mpp"]),
+                          float(a["slide_mpp"])) >= 0.5
+
+
+def test_marker_ink_read_as_tumour_does_not_seed_the_bed(lymph_node_slide):
+    from weakstil.tumorbed.ink import InkVeto, apply_ink_veto, slide_ink_share
+
+    features, share = lymph_node_slide
+    ink = slide_ink_share(features.attrs, features.coords, float(features.attrs["tile_size_level0"]))
+    inked = ink >= InkVeto().min_ink_area
+    tumour = share["tumor"] >= 0.3
+    away = inked & (share["tumorbed"] == 0)
+    assert away.sum() >= 3 and (inked & tumour).sum() <= 0.1 * tumour.sum()
+    evidence = np.where(tumour | away, 0.95, 0.0).astype(np.float32)  # fires on the stroke as well
+    vetoed, n = apply_ink_veto(evidence, ink, InkVeto())
+    assert n == int(inked.sum())
+    assert _bed_tiles(features, evidence)[away].mean() >= 0.8
+    with_veto = _bed_tiles(features, vetoed)
+    assert with_veto[away].mean() <= 0.2 and with_veto[tumour].mean() >= 0.95
+    # the slide is not where its feature file says: no measurement, the evidence stays
+    moved = {**features.attrs, "slide_path": str(features.path.parent / "elsewhere.tiff")}
+    assert slide_ink_share(moved, features.coords, float(features.attrs["tile_size_level0"])) is None
+    assert apply_ink_veto(evidence, None, InkVeto())[1] is None
 
 
 def _grid_stats(n: int, lymphoid: np.ndarray, tumour_cells: np.ndarray) -> np.ndarray:

@@ -4,8 +4,8 @@ plausibility check and a documented fallback.
 Files (``weakstil tumorbed train --out DIR``): ``DIR/model.safetensors`` (the evidence
 classifier: ``weight``, ``bias``, ``mean``, ``std``) and ``DIR/model.json`` (``kind``
 ``weakstil-tumorbed``, ``format_version`` 2, ``algorithm``, the geometry ``shape`` in µm, the
-``plausibility`` rule, the ``lymphoid_veto`` rule (weakstil.tumorbed.veto; absent in detectors
-written before it: off), context radii, encoder identity, training slides, seed, the
+``plausibility`` rule, the ``lymphoid_veto`` and ``ink_veto`` rules (weakstil.tumorbed.veto,
+weakstil.tumorbed.ink; absent in detectors written before them: off), context radii, encoder identity, training slides, seed, the
 cross-validated Dice per slide and the settings search, versions).
 
 A detector written by WeakSTIL before format 2 (a tile classifier followed by smoothing and a
@@ -27,6 +27,7 @@ from weakstil.errors import WeakSTILError
 from weakstil.modeldir import META_FILE, WEIGHTS_FILE
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
+from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,8 @@ class TumorBedDetector:
     stats_columns: tuple[str, ...] = ()
     #: lymphoid tiles cannot seed the bed (off unless set: ``train_detector`` sets it)
     veto: LymphoidVeto = field(default_factory=lambda: LymphoidVeto(enabled=False))
+    #: tiles under marker ink cannot seed the bed (off unless set: ``train_detector`` sets it)
+    ink_veto: InkVeto = field(default_factory=lambda: InkVeto(enabled=False))
 
     @property
     def model_id(self) -> str:
@@ -72,19 +75,21 @@ class TumorBedDetector:
         return self.evidence.predict(x)
 
     def seed_evidence(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
-                      stats_columns: list[str] | None = None) -> np.ndarray:
+                      stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None) -> np.ndarray:
         """The tumour evidence that may seed the bed: :meth:`tumour_evidence`, with lymphoid
-        tiles away from tumour cells set to 0 by the detector's lymphoid veto (when it has one
-        and the feature file has tile statistics)."""
+        tiles away from tumour cells (the lymphoid veto, when the feature file has tile
+        statistics) and tiles under marker ink (the ink veto, when ``ink_share`` per tile is
+        given) set to 0."""
         evidence = self.tumour_evidence(features, geom, tile_stats, stats_columns)
         evidence, _ = apply_veto(evidence, tile_stats, stats_columns, geom.coords, geom.tile_size_level0, self.veto)
+        evidence, _ = apply_ink_veto(evidence, ink_share, self.ink_veto)
         return evidence
 
     def detect(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
-               stats_columns: list[str] | None = None) -> TumorBed:
+               stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None) -> TumorBed:
         """The slide's bed; the whole tissue, as source ``tissue-fallback`` with the reason in
         ``detail``, when the detected bed is empty or implausibly small next to the evidence."""
-        evidence = self.seed_evidence(features, geom, tile_stats, stats_columns)
+        evidence = self.seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
         mask, _ = bed_from_evidence(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp,
                                     geom.tissue_mask, geom.mask_mpp, self.shape)
         bed = TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL,
@@ -111,7 +116,8 @@ class TumorBedDetector:
         meta = {**self.meta, "kind": DETECTOR_KIND, "format_version": FORMAT_VERSION, "algorithm": ALGORITHM,
                 "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
                 "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__,
-                "tile_stats_columns": list(self.stats_columns), "lymphoid_veto": self.veto.to_dict()}
+                "tile_stats_columns": list(self.stats_columns), "lymphoid_veto": self.veto.to_dict(),
+                "ink_veto": self.ink_veto.to_dict()}
         write_json(directory / META_FILE, meta, indent=2, sort_keys=True)
         return directory
 
@@ -157,4 +163,4 @@ class TumorBedDetector:
         return cls(evidence, BedShape.from_dict(meta.get("shape", {})),
                    Plausibility.from_dict(meta.get("plausibility", {})), radii, meta,
                    tuple(str(c) for c in meta.get("tile_stats_columns", [])),
-                   LymphoidVeto.from_dict(meta.get("lymphoid_veto")))
+                   LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")))
