@@ -18,6 +18,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +30,9 @@ from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.files import FeaturesFile
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,17 @@ class TumorBedDetector:
         evidence, _ = apply_veto(evidence, tile_stats, stats_columns, geom.coords, geom.tile_size_level0, self.veto)
         evidence, _ = apply_ink_veto(evidence, ink_share, self.ink_veto)
         return evidence
+
+    def detect_file(self, features: FeaturesFile) -> TumorBed:
+        """The bed of a slide from its feature file (read with its tissue mask): the embeddings,
+        the tile statistics for the lymphoid veto and, for the ink veto, the slide it names."""
+        from weakstil.tumorbed.evidence import stats_column_names
+        from weakstil.tumorbed.ink import slide_ink_share
+
+        geom = SlideGeometry.from_file(features)
+        ink = slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0) if self.ink_veto.enabled else None
+        return self.detect(np.asarray(features.features), geom, features.tile_stats,
+                           stats_column_names(features.attr("tile_stats_columns")), ink)
 
     def detect(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
                stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None) -> TumorBed:

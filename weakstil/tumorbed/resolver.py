@@ -24,7 +24,6 @@ from weakstil.errors import WeakSTILError
 from weakstil.files import BedFile, FeaturesFile, find_slide_file
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource, from_annotation, whole_tissue
 from weakstil.tumorbed.detector import TumorBedDetector
-from weakstil.tumorbed.evidence import stats_column_names
 
 log = logging.getLogger(__name__)
 
@@ -79,13 +78,7 @@ class BedSources:
         if annotation is not None:
             return from_annotation(annotation, geom)
         if self.detector is not None:
-            ink = None
-            if self.detector.ink_veto.enabled:  # read from the slide itself, when it is there
-                from weakstil.tumorbed.ink import slide_ink_share
-
-                ink = slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0)
-            bed = self.detector.detect(np.asarray(features.features), geom, features.tile_stats,
-                                       stats_column_names(features.attr("tile_stats_columns")), ink)
+            bed = self.detector.detect_file(features)
             if bed.source is TumorBedSource.TISSUE_FALLBACK:
                 log.warning("%s: bed fallback: tissue: %s", slide_id, bed.detail)
             return bed
