@@ -18,7 +18,8 @@ Steps (cached under ``--cache``, default ``.bench/confidence``; a rerun only doe
    ``tests/data/CMU-1-Small-Region.svs`` (skin, not breast) and the fluorescence NDPI;
 5. per (model, cohort): the coverage of the nominal 90 % interval, its median width, the
    coverage of a constant-width conformal interval (|error| quantile, the baseline) and of the
-   interval without the fold models' spread and without the shift term (ablations); the flag rate of each flag and of any
+   interval with the fold models' spread added on top (as calibration version 1 did) and without
+   the shift term (ablations); the flag rate of each flag and of any
    flag; the MAE of flagged vs unflagged slides; the blur and pen/fold flags against the
    generator's recorded artefacts (hard cohorts).
 
@@ -178,11 +179,14 @@ def evaluate(model: Path, name: str, res: pd.DataFrame, labels: pd.DataFrame, ca
     k = min(len(abs_oof), int(math.ceil((len(abs_oof) + 1) * cal.level)))
     half = abs_oof[k - 1]
     base_lo, base_hi = np.clip(p - half, 0, 100), np.clip(p + half, 0, 100)
-    # ablation: without the fold models' spread (tile standard error only)
+    # the other way of the fold models' spread: version 2 leaves it out of the per-slide scale (it
+    # is in the out-of-fold residuals), version 1 added it; the ablation is the other one
     u_tiles = scale_sd(p, np.nan_to_num(df["tile_se"].to_numpy(float)), cal.offset)
-    abl_lo, abl_hi = cal.interval(p, u_tiles)
     fold_sd = np.array([np.std(to_scale(np.asarray(f, float), cal.offset), ddof=1) if len(f) > 1 else 0.0
                         for f in df["fold_stils"]])
+    u_other = u_tiles if cal.version < 2 else np.sqrt(u_tiles ** 2 + fold_sd ** 2)
+    shift_all = np.nan_to_num(df["shift"].to_numpy(float))
+    abl_lo, abl_hi = cal.interval(p, u_other, shift_all)
     # ablation: without the shift term (β = 0; same tile and fold uncertainty)
     u_all = np.nan_to_num(df["u"].to_numpy(float))
     shift = np.nan_to_num(df["shift"].to_numpy(float))
@@ -196,7 +200,8 @@ def evaluate(model: Path, name: str, res: pd.DataFrame, labels: pd.DataFrame, ca
         "coverage": coverage(y, lo, hi), "width_median": float(np.median(hi - lo)),
         "coverage_constant": coverage(y, base_lo, base_hi), "width_constant": float(2 * half),
         "width_constant_median": float(np.median(base_hi - base_lo)),
-        "coverage_no_folds": coverage(y, abl_lo, abl_hi), "width_no_folds_median": float(np.median(abl_hi - abl_lo)),
+        "coverage_other_folds": coverage(y, abl_lo, abl_hi),
+        "width_other_folds_median": float(np.median(abl_hi - abl_lo)),
         "coverage_no_shift": coverage(y, ns_lo, ns_hi), "width_no_shift_median": float(np.median(ns_hi - ns_lo)),
         "shift_median": float(np.median(shift)),
         "fold_sd_median": float(np.median(fold_sd)),
@@ -212,7 +217,8 @@ def evaluate(model: Path, name: str, res: pd.DataFrame, labels: pd.DataFrame, ca
         "flag_rates": {f: float(np.mean([f in fl for fl in flags])) for f in FLAGS},
         "ood_score_median": float(np.nanmedian(df["ood_score"].astype(float))),
         "calibration": {"offset": cal.offset, "q": cal.q, "sigma0": cal.sigma0, "n": cal.n,
-                        "shift_weight": cal.shift_weight,
+                        "shift_weight": cal.shift_weight, "shift_weight_fitted": cal.shift_weight_fitted,
+                        "version": cal.version,
                         "coverage_loo": cal.coverage_loo, "width_median_oof": cal.width_median},
     }
     # by level: low (< 10), mid, high (>= 30)
@@ -252,13 +258,13 @@ def render(results: list[dict], real: list[dict]) -> str:
     from weakstil.qc.flags import FLAGS
 
     lines = ["| model | held-out cohort | n | MAE | coverage (90 % nominal) | median width | constant-width "
-             "coverage / width | coverage without fold spread | any flag | MAE flagged / unflagged | "
+             "coverage / width | coverage with the fold spread added (v2) or left out (v1) | any flag | MAE flagged / unflagged | "
              "coverage unflagged | coverage / median width without the shift term | median shift |",
              "|" + "---|" * 13]
     for r in results:
         lines.append(f"| {r['model']} | {r['cohort']} | {r['n']} | {r['mae']:.1f} | {_pct(r['coverage'])} | "
                      f"{r['width_median']:.1f} | {_pct(r['coverage_constant'])} / {r['width_constant']:.1f} | "
-                     f"{_pct(r['coverage_no_folds'])} | {_pct(r['flagged_any'])} | {_num(r['mae_flagged'])} / "
+                     f"{_pct(r['coverage_other_folds'])} | {_pct(r['flagged_any'])} | {_num(r['mae_flagged'])} / "
                      f"{_num(r['mae_unflagged'])} | {_pct(r['coverage_unflagged'])} | "
                      f"{_pct(r['coverage_no_shift'])} / {r['width_no_shift_median']:.1f} | {r['shift_median']:.2f} |")
     lines += ["", "Flags other than near_threshold (about the slide, not its score):", "",

@@ -4,10 +4,21 @@
 
 Reads what ``benchmarks/confidence.py`` left in ``--cache`` (the model's out-of-fold slides in
 ``MODEL/qc/training_slides.csv``, each scored slide's HDF5 attributes: tile standard error, fold
-models' scores, OOD score, image statistics) and recomputes every slide's 90 % interval with the
-shift weight ``β`` fitted (what ``weakstil train`` stores) or fixed, the shift from embeddings and
-stain or from embeddings only, with or without the fold models' spread. Prints, per variant and
-cohort, coverage, median width and the share of intervals containing the threshold (near_threshold).
+models' scores, OOD score, image statistics, and its ``qc`` flags) and recomputes every slide's
+90 % interval under each variant of the calibration:
+
+* ``v1``: what calibration version 1 did: the fold models' spread added to each slide's scale
+  (on top of out-of-fold residuals that already hold it), ``β`` fitted;
+* ``v2``: the spread once (tile standard error only in the per-slide scale), ``β`` fitted and
+  floored at :data:`weakstil.confidence.SHIFT_WEIGHT_FLOOR` (what ``weakstil train`` stores now);
+* the spread once with ``β`` fitted without a floor, or fixed (0.25 ... 1.5).
+
+Prints, per variant and cohort, the coverage, the median width, the share of intervals that
+contain the threshold (``near_threshold``) and of slides with any flag (the slide's other flags
+are those ``weakstil score`` wrote; only near_threshold depends on the interval). With
+``--reweight-labels CSV`` (a column of real sTIL% scores, e.g. the TCGA-BRCA ones) the two flag
+rates are also given re-weighted to that label mix (bins of the true sTIL%: weight = the real
+share of the bin / the cohort's share; ``n_eff`` = the effective number of slides).
 """
 
 from __future__ import annotations
@@ -22,28 +33,43 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
+#: sTIL% bins of the label re-weighting
+LABEL_BINS = (0.0, 5.0, 10.0, 20.0, 30.0, 40.0, 60.0, 100.01)
 
 
 def scored(cache: Path, model: str, name: str, ref: dict, median_distance: float, stain_ref: dict) -> pd.DataFrame:
     from weakstil.files import SlideScoresFile, slide_file
+    from weakstil.qc.flags import split
     from weakstil.qc.image import ImageStats
-    from weakstil.qc.shift import slide_shift, slide_shift_from_stats
+    from weakstil.qc.shift import slide_shift_from_stats
 
     out = cache / "scores" / f"{model}--{name}"
-    res = pd.read_csv(out / "results.csv")
+    res = pd.read_csv(out / "results.csv", keep_default_na=False, na_values=[""])
     lab = pd.read_csv(cache / "cohorts" / name / "labels.csv")[["slide_id", "stil"]].rename(columns={"stil": "truth"})
     df = res.merge(lab, on="slide_id")
     df = df[df["status"] == "ok"].copy()
     rows = []
-    for sid in df["slide_id"]:
+    for sid, qc in zip(df["slide_id"], df["qc"].fillna("")):
         a, _ = SlideScoresFile.read_header(slide_file(out, sid))
         img = ImageStats.from_dict(json.loads(a["image_stats"])) if "image_stats" in a else None
         dist = float(a["ood_score"]) * median_distance
         rows.append({"slide_id": sid, "tile_se": a.get("tile_standard_error", math.nan),
                      "folds": json.loads(a.get("fold_stils", "[]")),
                      "shift": slide_shift_from_stats(ref, dist, img, stain_ref),
-                     "shift_embedding": slide_shift(ref, embedding_distance=dist)})
+                     "other_flags": any(f != "near_threshold" for f in split(str(qc)))})
     return df.merge(pd.DataFrame(rows), on="slide_id")
+
+
+def label_weights(truth: np.ndarray, real: np.ndarray) -> np.ndarray:
+    """Per-slide weights that give the cohort the real labels' share in each sTIL% bin (bins the
+    cohort lacks are dropped from the real mix); they sum to 1."""
+    cohort_bin = np.clip(np.digitize(truth, LABEL_BINS) - 1, 0, len(LABEL_BINS) - 2)
+    real_share = np.histogram(np.clip(real, 0, 100), LABEL_BINS)[0].astype(float)
+    counts = np.bincount(cohort_bin, minlength=len(LABEL_BINS) - 1).astype(float)
+    real_share[counts == 0] = 0.0
+    real_share /= real_share.sum()
+    w = real_share[cohort_bin] / counts[cohort_bin]
+    return w / w.sum()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -51,12 +77,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--cache", type=Path, default=ROOT / ".bench" / "confidence")
     ap.add_argument("--model", default="train_default")
     ap.add_argument("--threshold", type=float, default=30.0)
+    ap.add_argument("--reweight-labels", type=Path, default=None,
+                    help="CSV of real sTIL%% scores (column --label-column) to re-weight the flag rates to")
+    ap.add_argument("--label-column", default="tils_score")
     ap.add_argument("cohorts", nargs="+")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from safetensors import safe_open
 
-    from weakstil.confidence import Calibration, calibrate, coverage, slide_uncertainty
+    from weakstil.confidence import SHIFT_WEIGHT_FLOOR, Calibration, calibrate, coverage
     from weakstil.modeldir import ModelDir
 
     folder = ModelDir(args.cache / "models" / args.model)
@@ -68,29 +97,40 @@ def main(argv: list[str] | None = None) -> None:
     t = pd.read_csv(folder.qc_slides_path)
     y, p = t["stil_true"].to_numpy(float), t["stil_pred_oof"].to_numpy(float)
     se = t["tile_standard_error"].fillna(0).to_numpy(float)
-    oof_shift = {"shift": t["shift"].to_numpy(float),
-                 "shift_embedding": np.clip(t["embedding_distance_lgo"] / ref["embedding_distance"] - 1, 0, None).to_numpy()}
+    oof_shift = t["shift"].to_numpy(float)
     data = {n: scored(args.cache, args.model, n, ref, median_distance, stain_ref) for n in args.cohorts}
-    print(f"stored: offset {stored.offset:g}, β {stored.shift_weight:g} (fitted {stored.shift_weight_fitted:g})")
-    print("| variant | β | " + " | ".join(f"{n} coverage / width / near_threshold" for n in data) + " |")
+    real = (pd.read_csv(args.reweight_labels)[args.label_column].to_numpy(float)
+            if args.reweight_labels is not None else None)
+    print(f"stored: version {stored.version}, offset {stored.offset:g}, β {stored.shift_weight:g} "
+          f"(fitted {stored.shift_weight_fitted:g}); cohorts: " + ", ".join(f"{n} ({len(d)})" for n, d in data.items()))
+    # (name, version whose per-slide scale is used, β: None fitted, floor)
+    variants = [("v1: fold spread added, β fitted", 1, None, 0.0),
+                (f"v2: spread once, β fitted, floor {SHIFT_WEIGHT_FLOOR:g}", 2, None, SHIFT_WEIGHT_FLOOR),
+                ("spread once, β fitted (no floor)", 2, None, 0.0)]
+    variants += [(f"spread once, β = {b:g}", 2, b, 0.0) for b in (0.25, 0.5, 0.75, 1.0, 1.5)]
+    head = "coverage / median width / near_threshold / any flag"
+    if real is not None:
+        head += " (near_threshold / any flag re-weighted to the real labels)"
+    print("| variant | β | " + " | ".join(f"{n}: {head}" for n in data) + " |")
     print("|" + "---|" * (len(data) + 2))
-    for which in ("shift", "shift_embedding"):
-        for beta in (None, 0.0, 1.0, 2.0):
-            for folds in (True, False):
-                cal = calibrate(y, p, se, shift=oof_shift[which], shift_weight=beta, offset=stored.offset)
-                cells = []
-                for df in data.values():
-                    st = df["stil"].to_numpy(float)
-                    u = np.array([slide_uncertainty(s, e, f if folds else None, cal.offset)
-                                  for s, e, f in zip(st, df["tile_se"], df["folds"])])
-                    lo, hi = cal.interval(st, u, df[which].to_numpy(float))
-                    near = np.mean((lo < args.threshold) & (args.threshold <= hi))
-                    cells.append(f"{100 * coverage(df['truth'], lo, hi):.0f}% / {np.median(hi - lo):.1f} / "
-                                 f"{100 * near:.0f}% (shift {np.median(df[which]):.2f})")
-                name = f"{'embedding+stain' if which == 'shift' else 'embedding'} shift, "
-                name += "with fold spread" if folds else "no fold spread"
-                print(f"| {name} | {'fitted ' + format(cal.shift_weight, 'g') if beta is None else format(beta, 'g')} | "
-                      + " | ".join(cells) + " |")
+    for name, version, beta, floor in variants:
+        cal = calibrate(y, p, se, shift=oof_shift, shift_weight=beta, offset=stored.offset, shift_weight_floor=floor)
+        cal.version = version
+        cells = []
+        for df in data.values():
+            st = df["stil"].to_numpy(float)
+            u = np.array([cal.uncertainty(s, e, f) for s, e, f in zip(st, df["tile_se"], df["folds"])])
+            lo, hi = cal.interval(st, u, df["shift"].to_numpy(float))
+            near = (lo < args.threshold) & (args.threshold <= hi)
+            flagged = near | df["other_flags"].to_numpy(bool)
+            cell = (f"{100 * coverage(df['truth'], lo, hi):.0f}% / {np.median(hi - lo):.1f} / {100 * near.mean():.0f}% / "
+                    f"{100 * flagged.mean():.0f}%")
+            if real is not None:
+                w = label_weights(df["truth"].to_numpy(float), real)
+                cell += (f" ({100 * float(w @ near):.0f}% / {100 * float(w @ flagged):.0f}%, "
+                         f"n_eff {1 / float(w @ w):.0f})")
+            cells.append(cell)
+        print(f"| {name} | {cal.shift_weight:g} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

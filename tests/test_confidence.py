@@ -59,6 +59,26 @@ def test_slide_uncertainty_widens_the_interval():
     assert fold_spread([20.0], cal.offset) == 0.0 and fold_spread(None, cal.offset) == 0.0
 
 
+def test_fold_spread_is_counted_once():
+    """Out-of-fold residuals are errors of the fold models, so their disagreement is already in
+    the calibration: adding it per slide again (version 1) over-covers; version 2 does not."""
+    rng = np.random.default_rng(5)
+
+    def folds_toy(n):  # a shared error plus each fold model's own, of the same size (sTIL points)
+        y = rng.uniform(0.0, 70.0, n)
+        folds = np.clip(y[:, None] + rng.normal(0, 3.0, (n, 1)) + rng.normal(0, 3.0, (n, 4)), 0, 100)
+        return y, folds
+
+    y_cal, f_cal = folds_toy(400)
+    cal = calibrate(y_cal, f_cal[:, 0], offset=200.0)  # each slide predicted by one fold model
+    y, folds = folds_toy(4000)
+    pred = folds[:, 1]  # a new slide scored by a model like the fold models
+    for version, ok in ((2, lambda c: 0.87 <= c <= 0.93), (1, lambda c: c > 0.96)):
+        cal.version = version
+        u = np.array([cal.uncertainty(p, 0.0, f) for p, f in zip(pred, folds)])
+        assert ok(coverage(y, *cal.interval(pred, u))), (version, coverage(y, *cal.interval(pred, u)))
+
+
 def test_conformal_quantile_needs_enough_slides():
     scores = np.arange(1.0, 9.0)  # 8 slides: ceil(9 * 0.9) = 9 > 8
     assert conformal_quantile(scores, 0.9) == math.inf

@@ -4,8 +4,9 @@ on toys whose errors grow with the shift, and the shift's leave-group-out measur
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from weakstil.confidence import Calibration, calibrate, coverage, from_scale, to_scale
+from weakstil.confidence import SHIFT_WEIGHT_FLOOR, Calibration, calibrate, coverage, from_scale, to_scale
 from weakstil.qc.embedding import fit_reference
 from weakstil.qc.shift import leave_group_out_distances, shift_reference, slide_shift
 
@@ -39,18 +40,26 @@ def test_shift_weight_is_fitted_and_coverage_holds_near_and_far_from_training():
             assert coverage(y, plo, phi) < 0.85
 
 
-def test_no_shift_effect_fits_no_weight_and_old_calibrations_load():
+def test_no_shift_effect_fits_no_weight_but_the_floor_holds_and_old_calibrations_load():
     rng = np.random.default_rng(1)
     s_cal = rng.uniform(0.0, 1.0, 200)
     y_cal, p_cal = _toy(200, rng, s_cal, growth=0.0)
     cal = calibrate(y_cal, p_cal, shift=s_cal, offset=OFFSET)
-    assert cal.shift_weight <= 0.25 and cal.shift_weight == cal.shift_weight_fitted
+    # the fit sees no growth; the stored β is the floor (a prior for slides further away)
+    assert cal.shift_weight_fitted <= 0.25 and cal.shift_weight == SHIFT_WEIGHT_FLOOR == cal.shift_weight_floor
+    assert calibrate(y_cal, p_cal, shift=s_cal, offset=OFFSET, shift_weight_floor=0.0).shift_weight <= 0.25
+    # the floor does not cost coverage on slides like the calibration slides (q is set after β)
+    y, p = _toy(4000, rng, s := rng.uniform(0.0, 1.0, 4000), growth=0.0)
+    assert 0.87 <= coverage(y, *cal.interval(p, 0.0, s)) <= 0.95
     d = cal.to_dict()
     back = Calibration.from_dict(d)
-    assert back.shift_weight == cal.shift_weight and back.shift_reference == cal.shift_reference
-    old = {k: v for k, v in d.items() if k not in ("shift_weight", "shift_weight_fitted", "shift_reference")}
+    assert back.shift_weight == cal.shift_weight and back.shift_reference == cal.shift_reference and back.version == 2
+    old = {k: v for k, v in d.items() if k not in ("shift_weight", "shift_weight_fitted", "shift_reference",
+                                                   "shift_weight_floor", "version")}
     old_cal = Calibration.from_dict(old)  # a model calibrated before the shift term: scored as before
-    assert old_cal.shift_weight == 0.0 and not old_cal.shift_reference
+    assert old_cal.shift_weight == 0.0 and not old_cal.shift_reference and old_cal.version == 1
+    with pytest.raises(ValueError, match="version 3 is newer"):
+        Calibration.from_dict({**d, "version": 3})
 
 
 def test_shift_is_zero_for_a_typical_slide_and_grows_with_distance():

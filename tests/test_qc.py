@@ -45,6 +45,8 @@ def test_train_stores_the_calibration_and_qc_references(trained):
                                         "qc/training_slides.csv"}
     cal = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
     assert cal.n == TRAIN and cal.usable and cal.coverage_oof >= 0.9
+    # version 2: the fold spread is not added per slide; β at least the floor
+    assert cal.version == 2 and cal.shift_weight >= cal.shift_weight_floor > 0 and "normalised" in cal.method
     assert meta["qc"]["confidence"]["coverage_loo"] == pytest.approx(cal.coverage_loo)
     ref = EmbeddingReference.load(folder.embeddings_path)
     assert ref.reference.shape[1] == ref.components.shape[1] and len(ref.reference) > 0
@@ -60,7 +62,9 @@ def test_train_stores_the_calibration_and_qc_references(trained):
 
 
 def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_path):
+    from weakstil.confidence import Calibration, scale_sd
     from weakstil.files import SlideScoresFile
+    from weakstil.modeldir import ModelDir
 
     out = tmp_path / "scores"
     proc = run_cli("score", *trained["held"], CMU, "--model", trained["model"], "--out", out, "--features",
@@ -70,6 +74,7 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
     table = pd.read_csv(out / "results.csv", keep_default_na=False, dtype={"qc": str})
     assert list(table.columns[:6]) == ["slide_id", "path", "stil", "stil_lower_90", "stil_upper_90", "stil_high"]
     assert "qc" in table.columns
+    offset = Calibration.from_dict(json.loads(ModelDir(trained["model"]).calibration_path.read_text())).offset
     for row in table.itertuples():
         assert row.status == "ok"
         assert 0.0 <= row.stil_lower_90 <= row.stil <= row.stil_upper_90 <= 100.0
@@ -78,6 +83,10 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
         assert f.attrs["stil_upper_90"] == pytest.approx(row.stil_upper_90, abs=1e-3)
         assert f.attrs["qc"] == row.qc and f.attrs["interval_level"] == 0.9
         assert len(json.loads(f.attrs["fold_stils"])) == 3
+        # the fold spread is already in the calibration's residuals: the slide's own uncertainty
+        # is its tile standard error alone (not counted twice)
+        u_tiles = scale_sd(f.attrs["stil"], f.attrs["tile_standard_error"], offset)
+        assert f.attrs["interval_uncertainty"] == pytest.approx(float(u_tiles), rel=1e-6)
         reasons = json.loads(f.attrs["qc_reasons"])
         assert sorted(reasons) == sorted(q for q in row.qc.split(";") if q)
         image = json.loads(f.attrs["image_stats"])
@@ -166,3 +175,24 @@ def test_embedding_reference_round_trips_and_scores_shifted_tiles_higher(tmp_pat
     loaded = EmbeddingReference.load(ref.save(tmp_path / "e.safetensors"))
     assert loaded.score(off) == pytest.approx(ref.score(off))  # transposed arrays survive the file
     np.testing.assert_array_equal(loaded.components, ref.components)
+
+
+def test_a_calibration_newer_than_the_program_is_refused_in_one_line(trained, tmp_path):
+    import shutil
+
+    from weakstil.modeldir import ModelDir
+    from weakstil.runtime import sha256_file
+
+    model = tmp_path / "model"
+    shutil.copytree(trained["model"], model)
+    folder = ModelDir(model)
+    cal = json.loads(folder.calibration_path.read_text())
+    folder.calibration_path.write_text(json.dumps({**cal, "version": 99}))
+    meta = json.loads(folder.meta_path.read_text())
+    meta["qc"]["files"]["qc/calibration.json"] = sha256_file(folder.calibration_path)  # a consistent folder
+    folder.meta_path.write_text(json.dumps(meta))
+    proc = run_cli("score", trained["held"][0], "--model", model, "--out", tmp_path / "out", "--features",
+                   trained["features"], "--device", "cpu")
+    assert proc.returncode == 1
+    line = next(x for x in proc.stderr.splitlines() if x.startswith("error:"))
+    assert "calibration.json" in line and "version 99 is newer" in line and "Fix: upgrade WeakSTIL" in line

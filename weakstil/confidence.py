@@ -10,18 +10,24 @@ A slide's interval is ``t⁻¹(t(ŷ) ± q·σ)`` where
   same size at every level);
 * ``σ = sqrt(σ₀² + u²)``: ``σ₀`` is the typical out-of-fold error on that scale (its median
   absolute value) and ``u`` the slide's own uncertainty on it: the standard error of its score
-  over its tumour-bed tiles (a block bootstrap in closed form, :func:`tile_standard_error`) and,
-  when several cross-validation fold models score the slide, their spread. A slide with few
-  bed tiles or on which the fold models disagree gets a wider interval;
+  over its tumour-bed tiles (a block bootstrap in closed form, :func:`tile_standard_error`). A
+  slide with few bed tiles or very mixed tile scores gets a wider interval. The cross-validation
+  fold models' spread is **not** added (calibration version 2): the out-of-fold residuals the
+  scale is calibrated on are errors of those very fold models, so their disagreement is already
+  in ``σ₀`` and ``q``; version 1 added it per slide as well (counted twice: intervals 30-40 %
+  wider on slides like the training ones), and a version-1 calibration is still scored
+  that way (:meth:`Calibration.uncertainty`);
 * the scale grows with how far the slide lies from the training cohort, its **shift** ``s >= 0``
   (:mod:`weakstil.qc.shift`: its tile embeddings' distance from the training tiles and its stain's
   distance from the training stain, both relative to a typical training slide measured
   leave-group-out): ``σ·(1 + β·s)``. The out-of-fold slides have a shift too (the
   cross-validation leaves whole centres out, so each was predicted from, and is measured
   against, the other centres); ``β`` is chosen among :data:`SHIFT_WEIGHTS` by the likelihood
-  of the out-of-fold residuals under a Laplace scale model (``β = 0`` when the errors do not
-  grow with the shift), and only then is ``q`` set by the conformal quantile, so the coverage
-  guarantee does not depend on the fit being right.
+  of the out-of-fold residuals under a Laplace scale model, but never below
+  :data:`SHIFT_WEIGHT_FLOOR`: a cohort whose centres differ little (all in one look) cannot
+  show how the errors grow on slides further away, and then fits ``β = 0``, which leaves
+  intervals far too narrow on another lab's slides. Only then is ``q`` set by the conformal
+  quantile, so the coverage on slides like the calibration slides does not depend on ``β``.
   This is normalised ("locally weighted") split conformal prediction (Papadopoulos et al.
   2002; Lei et al. 2018 §5.2): a slide unlike the training slides gets a wider interval, a
   typical one a narrower one;
@@ -53,6 +59,14 @@ LEVEL = 0.90
 OFFSETS = (2.0, 5.0, 10.0, 20.0, 50.0, 200.0)
 #: Candidate weights ``β`` of the shift term ``σ·(1 + β·s)``.
 SHIFT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
+#: Least shift weight ``β``: the scale grows at least half as fast as the distance beyond a typical new
+#: centre. A prior, not a fit: on our 4-centre single-look training cohort the fit gives 0 (its
+#: centres differ too little), and the held-out looks it was checked on need about 0.5
+#: (README "How sure is the number?": 0 under-covers them, 1 over-covers the hard cohort).
+SHIFT_WEIGHT_FLOOR = 0.5
+#: What ``calibration.json`` holds: 1 added the fold models' spread to every slide's scale (on top
+#: of out-of-fold residuals that already hold it); 2 does not, and floors ``β`` at SHIFT_WEIGHT_FLOOR.
+CALIBRATION_VERSION = 2
 #: Side of the square blocks (in tiles) whose tiles are resampled together by the bootstrap:
 #: neighbouring tiles share their tissue, so they are not independent (4 x 112 µm ≈ 0.45 mm).
 BLOCK_TILES = 4
@@ -208,8 +222,12 @@ class Calibration:
     shift_weight_fitted: float = math.nan  #: the maximum-likelihood ``β`` (NaN: ``β`` was given)
     #: what a slide's shift is measured against (:func:`weakstil.qc.shift.shift_reference`)
     shift_reference: dict[str, Any] = field(default_factory=dict)
-    method: str = ("split conformal on out-of-fold predictions, log(y + c) scale, per-slide scale "
-                   "sqrt(σ0² + u²)·(1 + β·shift)")
+    shift_weight_floor: float = 0.0  #: the least ``β`` allowed when it was fitted
+    #: 1: the fold models' spread was added to ``u``; 2: ``u`` is the tile standard error only
+    version: int = CALIBRATION_VERSION
+    method: str = ("normalised split conformal on out-of-fold predictions, log(y + c) scale, per-slide scale "
+                   "sqrt(σ0² + u_tiles²)·(1 + β·shift), β = max(fitted, floor); fold spread not added "
+                   "(it is in the out-of-fold residuals)")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -221,7 +239,13 @@ class Calibration:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Calibration:
+        """From ``calibration.json``; one written before the version field is version 1. A newer
+        version than this WeakSTIL knows raises ``ValueError`` (its intervals would be wrong)."""
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        known["version"] = int(d.get("version") or 1)
+        if known["version"] > CALIBRATION_VERSION:
+            raise ValueError(f"interval calibration version {known['version']} is newer than this WeakSTIL's "
+                             f"({CALIBRATION_VERSION})")
         for k in ("q", "coverage_oof", "coverage_loo", "width_median", "shift_weight_fitted"):
             if known.get(k) is None:
                 known[k] = math.inf if k == "q" else math.nan
@@ -230,6 +254,11 @@ class Calibration:
     @property
     def usable(self) -> bool:
         return math.isfinite(self.q) and self.n >= MIN_SLIDES
+
+    def uncertainty(self, stil: float, tile_se: float, fold_stils: np.ndarray | list[float] | None) -> float:
+        """``u`` of one scored slide as this calibration was fitted: the tile standard error only
+        (version 2), or with the fold models' spread added (version 1, kept for old models)."""
+        return slide_uncertainty(stil, tile_se, fold_stils if self.version < 2 else None, self.offset)
 
     def sigma(self, u: np.ndarray | float, shift: np.ndarray | float | None = None) -> np.ndarray:
         u = np.nan_to_num(np.asarray(u, np.float64), nan=0.0)
@@ -257,10 +286,12 @@ def slide_uncertainty(stil: float, tile_se: float, fold_stils: np.ndarray | list
 
 def calibrate(y: np.ndarray, pred: np.ndarray, tile_se: np.ndarray | None = None, *, level: float = LEVEL,
               offsets: tuple[float, ...] = OFFSETS, offset: float | None = None, shift: np.ndarray | None = None,
-              shift_weights: tuple[float, ...] = SHIFT_WEIGHTS, shift_weight: float | None = None) -> Calibration:
+              shift_weights: tuple[float, ...] = SHIFT_WEIGHTS, shift_weight: float | None = None,
+              shift_weight_floor: float = SHIFT_WEIGHT_FLOOR) -> Calibration:
     """Calibrate intervals on out-of-fold labels ``y``, predictions ``pred``, each slide's
     tile standard error ``tile_se`` (sTIL points; ``None``: not used) and its shift from the
-    other centres ``shift`` (``None``: not used, ``β = 0``)."""
+    other centres ``shift`` (``None``: not used, ``β = 0``). ``shift_weight``: a fixed ``β``;
+    else the fitted one, at least ``shift_weight_floor``."""
     y = np.asarray(y, np.float64)
     pred = np.asarray(pred, np.float64)
     ok = np.isfinite(y) & np.isfinite(pred)
@@ -274,11 +305,13 @@ def calibrate(y: np.ndarray, pred: np.ndarray, tile_se: np.ndarray | None = None
     if shift_weight is not None:
         beta = float(shift_weight)
     elif n and shift is not None:
-        beta = beta_fitted = _choose_shift_weight(y, pred, se, sh, level, c, shift_weights)
+        beta_fitted = _choose_shift_weight(y, pred, se, sh, level, c, shift_weights)
+        beta = max(beta_fitted, float(shift_weight_floor))
     else:
         beta = 0.0
     cal = _fit(y, pred, se, level, c, sh, beta)
     cal.shift_weight_fitted = beta_fitted
+    cal.shift_weight_floor = float(shift_weight_floor) if shift_weight is None and shift is not None else 0.0
     u = scale_sd(pred, se, c)
     score = np.abs(to_scale(y, c) - to_scale(pred, c)) / cal.sigma(u, sh)
     q = cal.q

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weakstil.confidence import LEVEL, Calibration, interval_columns, slide_uncertainty, tile_standard_error
+from weakstil.confidence import LEVEL, Calibration, interval_columns, tile_standard_error
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import ModelDir
 from weakstil.qc.flags import MIN_BED_TILES, join, slide_flags
@@ -65,7 +65,10 @@ class SlideAssessor:
                                  fix="the model folder was changed; train the model again")
         out = cls(fold_models=fold_models if fold_models is not None else load_fold_models(model_dir, meta, arch))
         if folder.calibration_path.is_file() and folder.calibration_path.relative_to(folder.root).as_posix() in recorded:
-            out.calibration = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
+            try:
+                out.calibration = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
+            except ValueError as exc:
+                raise ModelError(str(exc), path=folder.calibration_path, fix="upgrade WeakSTIL") from exc
         if folder.embeddings_path.is_file() and folder.embeddings_path.relative_to(folder.root).as_posix() in recorded:
             out.embedding = EmbeddingReference.load(folder.embeddings_path)
         if folder.qc_reference_path.is_file():
@@ -110,7 +113,7 @@ class SlideAssessor:
             attrs["fold_stils"] = json.dumps([round(v, 4) for v in folds])
             if self.calibration is not None and self.calibration.usable:
                 cal = self.calibration
-                u = slide_uncertainty(stil, se, folds, cal.offset)
+                u = cal.uncertainty(stil, se, folds)
                 shift = slide_shift_from_stats(cal.shift_reference, distance, image,
                                                (image_ref or {}).get("stain")) if cal.shift_reference else 0.0
                 lo, hi = cal.interval(stil, u, shift)
