@@ -169,6 +169,10 @@ def test_apply_with_a_detector_and_an_annotation_that_overrides_it(cohort, detec
             assert f.attrs["source"] == expected.source.value
             assert np.array_equal(f["tumorbed"][:].astype(bool), expected.tile_flags)
             assert np.allclose(f["tumour_evidence"][:], expected.evidence)
+            # the vetoes ran and say so: the features have tile statistics and the slide is there
+            assert f.attrs["seed_vetoes"] == expected.seed_vetoes
+            assert "lymphoid: " in expected.seed_vetoes and "tiles" in expected.seed_vetoes
+            assert "ink: " in expected.seed_vetoes and "slide not read" not in expected.seed_vetoes
     assert "tumour bed from model (tumorbed-4slides)" in proc.stdout
 
 

@@ -84,10 +84,20 @@ class TumorBedDetector:
         tiles away from tumour cells (the lymphoid veto, when the feature file has tile
         statistics) and tiles under marker ink (the ink veto, when ``ink_share`` per tile is
         given) set to 0."""
+        return self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)[0]
+
+    def _seed_evidence(self, features, geom, tile_stats, stats_columns, ink_share) -> tuple[np.ndarray, str]:
+        """:meth:`seed_evidence` and what each veto did (for the bed's provenance)."""
         evidence = self.tumour_evidence(features, geom, tile_stats, stats_columns)
-        evidence, _ = apply_veto(evidence, tile_stats, stats_columns, geom.coords, geom.tile_size_level0, self.veto)
-        evidence, _ = apply_ink_veto(evidence, ink_share, self.ink_veto)
-        return evidence
+        evidence, n_lymphoid = apply_veto(evidence, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
+                                          self.veto)
+        evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto)
+
+        def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
+            return f"{name}: " + ("off" if not enabled else f"{n} tiles" if n is not None else missing)
+
+        return evidence, "; ".join([said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics"),
+                                    said("ink", self.ink_veto.enabled, n_ink, "slide not read")])
 
     def detect_file(self, features: FeaturesFile) -> TumorBed:
         """The bed of a slide from its feature file (read with its tissue mask): the embeddings,
@@ -104,18 +114,18 @@ class TumorBedDetector:
                stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None) -> TumorBed:
         """The slide's bed; the whole tissue, as source ``tissue-fallback`` with the reason in
         ``detail``, when the detected bed is empty or implausibly small next to the evidence."""
-        evidence = self.seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
+        evidence, vetoes = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
         mask, _ = bed_from_evidence(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp,
                                     geom.tissue_mask, geom.mask_mpp, self.shape)
         bed = TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL,
-                       self.model_id, evidence=evidence)
+                       self.model_id, evidence=evidence, seed_vetoes=vetoes)
         verdict = check_bed(bed.tile_flags, evidence, self.plausibility)
         if verdict.ok:
             return bed
         tissue = geom.tissue_mask.astype(bool)
         return TumorBed(tissue, geom.mask_mpp, geom.tile_fractions(tissue, geom.mask_mpp),
                         TumorBedSource.TISSUE_FALLBACK, f"{verdict.reason}; whole tissue used ({self.model_id})",
-                        evidence=evidence)
+                        evidence=evidence, seed_vetoes=vetoes)
 
     # --- files ------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
