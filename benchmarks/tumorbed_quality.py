@@ -207,6 +207,8 @@ def main() -> None:
                     help="load a detector saved by an earlier run on the same training slides instead of training")
     ap.add_argument("--evidence-stats", action="store_true",
                     help="tumour evidence from the embedding plus tumour-nuclei morphometry (tile statistics)")
+    ap.add_argument("--no-veto", action="store_true",
+                    help="detectors without the lymphoid and ink vetoes (weakstil.tumorbed.veto, .ink), as before them")
     ap.add_argument("--pairs", nargs="+", metavar="TRAIN:TEST",
                     help="train look -> test look pairs (default: every pair of --cohorts, within look too)")
     args = ap.parse_args()
@@ -230,19 +232,22 @@ def main() -> None:
         tables[name] = pd.read_csv(cdir / "labels.csv")
         features[name] = embed_cohort(cdir, args.encoder, weights, cdir / f"features-{enc_tag}")
 
-    runs = args.cache / "runs" / (f"n{args.slides}-s{args.seed}-{enc_tag}" + ("-stats" if args.evidence_stats else ""))
+    runs = args.cache / "runs" / (f"n{args.slides}-s{args.seed}-{enc_tag}" + ("-stats" if args.evidence_stats else "")
+                                 + ("-noveto" if args.no_veto else ""))
     rows, detectors = [], {}
     for train_look in dict.fromkeys(a for a, _ in pairs):
         ids = training_ids(tables[train_look])
         t0 = time.perf_counter()
         det_dir = runs / f"detector-{train_look}"
         saved = det_dir / "model.json"
-        if args.reuse_detectors and saved.is_file() and json.loads(saved.read_text()).get("slide_ids") == ids:
+        if args.reuse_detectors and saved.is_file() and json.loads(saved.read_text()).get("slide_ids") == ids \
+                and bool(json.loads(saved.read_text()).get("ink_veto", {}).get("enabled")) != args.no_veto:
             detector = TumorBedDetector.load(det_dir)
             log.info("detector %s: reused from %s", train_look, det_dir)
         else:
             detector = train_tumorbed_from_cache(features[train_look], cohorts[train_look] / "truth", slide_ids=ids,
-                                                 seed=args.seed, tile_stats=args.evidence_stats)
+                                                 seed=args.seed, tile_stats=args.evidence_stats,
+                                                 lymphoid_veto=not args.no_veto, ink_veto=not args.no_veto)
             detector.save(det_dir)
         seconds = float(detector.meta.get("train_seconds", time.perf_counter() - t0))
         detectors[train_look] = (detector, det_dir, ids, seconds)

@@ -197,7 +197,7 @@ def test_tumorbed_detector_on_held_out_slides(pipeline):
     for path in pipeline["held"]:
         data = FeaturesFile.read(pipeline["features"] / f"{path.stem}.h5")
         geom = SlideGeometry.from_file(data)
-        bed = detector.detect(data.features, geom)
+        bed = detector.detect_file(data)
         with h5py.File(pipeline["cohort"] / "truth" / f"{path.stem}.h5") as f:
             truth = resize(f["tumorbed"][:].astype(np.float32), bed.mask.shape, order=1) > 0.5
         gains.append(dice(bed.mask, truth) - dice(whole_tissue(geom).mask, truth))

@@ -145,7 +145,7 @@ def test_a_detector_from_before_format_2_is_refused_with_a_fix(detector, tmp_pat
 
 
 def test_apply_with_a_detector_and_an_annotation_that_overrides_it(cohort, detector, tmp_path):
-    from weakstil.tumorbed import SlideGeometry, TumorBedDetector
+    from weakstil.tumorbed import TumorBedDetector
 
     annotated = cohort["ids"][0]
     ann = tmp_path / "ann"
@@ -165,10 +165,14 @@ def test_apply_with_a_detector_and_an_annotation_that_overrides_it(cohort, detec
             assert f.attrs["detector_id"] == "tumorbed-4slides"
             assert len(f.attrs["detector_sha256"]) == 64 and f.attrs["detector_path"] == str(detector.resolve())
             data = _features(cohort, sid)
-            expected = model.detect(data.features, SlideGeometry.from_file(data))
+            expected = model.detect_file(data)
             assert f.attrs["source"] == expected.source.value
             assert np.array_equal(f["tumorbed"][:].astype(bool), expected.tile_flags)
             assert np.allclose(f["tumour_evidence"][:], expected.evidence)
+            # the vetoes ran and say so: the features have tile statistics and the slide is there
+            assert f.attrs["seed_vetoes"] == expected.seed_vetoes
+            assert "lymphoid: " in expected.seed_vetoes and "tiles" in expected.seed_vetoes
+            assert "ink: " in expected.seed_vetoes and "slide not read" not in expected.seed_vetoes
     assert "tumour bed from model (tumorbed-4slides)" in proc.stdout
 
 

@@ -80,14 +80,16 @@ class EmbedResult:
 
 
 # -- cache ------------------------------------------------------------------------------
-def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None) -> str:
+def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None,
+              tile_stats: bool = True) -> str:
+    """The settings a feature cache is made with (``tile_stats``: with the per-tile measurements)."""
     from weakstil.tilestats import TILESTATS_VERSION
     from weakstil.tissue import TISSUE_VERSION
 
     card = encoder.card.to_dict()
     payload = {
         "format": CACHE_FORMAT,
-        "tilestats": TILESTATS_VERSION,
+        "tilestats": TILESTATS_VERSION if tile_stats else None,  # None: made with --no-tile-stats
         "tissue_detector": TISSUE_VERSION,  # a new tissue detector tiles differently: caches are redone
         "encoder": encoder.name,
         "weights_sha256": encoder.weights_sha256,
@@ -115,7 +117,7 @@ def cache_status(path: str | Path, key: str, fingerprint: str | None = None) -> 
     if stale:
         return stale
     if attrs.get("cache_key") != key:
-        return "was made with other settings (encoder, weights, tiling or µm/px)"
+        return "was made with other settings (encoder, weights, tiling, µm/px or --no-tile-stats)"
     if shapes.get("features", (-1,))[0] != int(attrs.get("n_tiles", -2)):
         return "has a features table of the wrong length"
     return None
@@ -321,11 +323,12 @@ def with_stain_norm(encoder: Encoder, stain_norm: str) -> Encoder:
 def open_encoder(name: str | Path, weights: str | None = None, device: str = settings.DEVICE, *,
                  workers: int = settings.DECODE_WORKERS, threads: int = settings.TORCH_THREADS,
                  batch_size: int = settings.BATCH_SIZE, seed: int = settings.SEED,
-                 stain_norm: str = settings.STAIN_NORM) -> tuple[Encoder, ThreadPlanner]:
+                 stain_norm: str = settings.STAIN_NORM, tile_stats: bool = True) -> tuple[Encoder, ThreadPlanner]:
     """The encoder on its device and the planner of its decode workers and torch threads
     (:class:`weakstil.decode.ThreadPlanner`: ``workers``/``threads`` > 0 are kept, the rest is
     planned from the speeds measured on the first slide). ``stain_norm``: ``card`` (the card's),
-    ``none`` or ``macenko`` overrides the card's tile stain normalisation (part of the cache key)."""
+    ``none`` or ``macenko`` overrides the card's tile stain normalisation (part of the cache key);
+    ``tile_stats=False``: the plan leaves no CPUs for per-tile measurements (``--no-tile-stats``)."""
     import torch
 
     from weakstil.decode.batches import ThreadPlanner
@@ -337,7 +340,8 @@ def open_encoder(name: str | Path, weights: str | None = None, device: str = set
         torch.backends.cudnn.benchmark = True  # fixed batch shapes: let cuDNN pick its fastest kernels
     enc = create_encoder(name, weights, str(dev), seed=seed)
     with_stain_norm(enc, stain_norm)
-    return enc, ThreadPlanner(enc, batch_size, workers=workers or None, threads=threads or None)
+    return enc, ThreadPlanner(enc, batch_size, workers=workers or None, threads=threads or None,
+                              tile_stats=tile_stats)
 
 
 # -- one slide --------------------------------------------------------------------------
@@ -351,7 +355,8 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
                 slide_mpp: float | None = None, allow_upsample: bool = False, batch_size: int = settings.BATCH_SIZE,
                 workers: int = 1, prefetch: int | None = None, overwrite: bool = False, seed: int = settings.SEED,
                 progress: Callable[[int, int], None] | None = None, decode: str = "auto",
-                planner: ThreadPlanner | None = None, stats_processes: int | None = None) -> EmbedResult:
+                planner: ThreadPlanner | None = None, stats_processes: int | None = None,
+                tile_stats: bool = True) -> EmbedResult:
     """Embed the tissue tiles of one slide into ``out_path`` (or ``out_dir/<slide_id>.h5``).
 
     Skips the slide when a complete cache with the same cache key exists (unless
@@ -361,7 +366,9 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
     (:class:`weakstil.decode.ThreadPlanner`) decides them and the torch threads;
     ``decode``: ``cpu``, ``gpu`` or ``auto`` (:class:`weakstil.decode.DecodeMode`);
     ``stats_processes``: processes measuring the tiles (:mod:`weakstil.tilestats_pool`) beside the
-    encoder (``None``: the CPUs the plan leaves free, at least 1; 0: in the embedding loop).
+    encoder (``None``: the CPUs the plan leaves free, at least 1; 0: in the embedding loop);
+    ``tile_stats=False``: no measurements (no ``tile_stats``/``stroma_estimate`` in the file; part of
+    the cache key).
     """
     if out_path is None:
         if out_dir is None:
@@ -372,7 +379,7 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
     t0 = time.perf_counter()
     with Slide.open(slide_path, slide_mpp=slide_mpp) as slide, OutputLock(out_path):
         slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
-        key = cache_key(encoder, params, slide.mpp, slide.fingerprint)
+        key = cache_key(encoder, params, slide.mpp, slide.fingerprint, tile_stats=tile_stats)
         remove_stale_temps(out_path)  # leftovers of a killed run (live ones of other runs are kept)
         status = cache_status(out_path, key, slide.fingerprint)
         if status is None and not overwrite:
@@ -392,7 +399,7 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
                                 fix="check the slide is not blank; lower --tissue-threshold if tissue is faint")
         _write_cache(out_path, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
                      prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner,
-                     stats_processes=stats_processes)
+                     stats_processes=stats_processes, tile_stats=tile_stats)
     return EmbedResult(out_path, n, False, time.perf_counter() - t0)
 
 
@@ -409,7 +416,7 @@ def _check_resolution(encoder: Encoder, params: TilingParams, slide: Slide) -> N
 def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, key: str, *, batch_size: int,
                  workers: int, prefetch: int | None, seed: int, progress: Callable[[int, int], None] | None,
                  t0: float, decode: str = "auto", planner: ThreadPlanner | None = None,
-                 stats_processes: int | None = None) -> None:
+                 stats_processes: int | None = None, tile_stats: bool = True) -> None:
     import torch
 
     from weakstil.decode.batches import provenance_json, tile_batches
@@ -423,7 +430,7 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
                          tissue_mask_mpp=float(tiles.mask_mpp))
     stain = estimate_slide_stain(slide)
     stain_norm = encoder.card.stain_norm or "none"
-    stats = np.zeros((n, len(COLUMNS)), np.float32)
+    stats = np.zeros((n, len(COLUMNS)), np.float32) if tile_stats else None
     with cache.streaming(path, n, d) as put:
         done = 0
         bad = 0
@@ -439,8 +446,9 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
         batches, decode_record = tile_batches(slide, tiles.coords, tiles.params.tile_px, tiles.params.mpp, encoder,
                                               batch_size=batch_size, decode=decode, workers=workers,
                                               planner=planner, prefetch=prefetch)
-        job = stats_job(n, stats, stain, tiles.params.mpp, encoder, decode_record(), batch_size=batch_size,
-                        tile_px=tiles.params.tile_px, processes=stats_processes)
+        job = None if stats is None else stats_job(n, stats, stain, tiles.params.mpp, encoder, decode_record(),
+                                                   batch_size=batch_size, tile_px=tiles.params.tile_px,
+                                                   processes=stats_processes)
         try:
             embed_batches(encoder, measured_batches(batches, stain, tiles.params.mpp, stats, stain_norm, job), sink)
             if job is not None:
@@ -455,12 +463,15 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
             raise WeakSTILError(f"{bad} of {n} tiles gave non-finite features (encoder '{encoder.name}', "
                                 f"precision {encoder.precision})", path=slide.path,
                                 fix="check the encoder weights, or run in fp32 (--device cpu)")
-        cache.tile_stats = stats
-        tile_stats_record = job.record() if job is not None else {"processes": 0}
-        cache.stroma_estimate = stats[:, COLUMNS.index(STROMA_COLUMN)].copy()
         cache.attrs.update(tiles.attrs())
-        cache.attrs.update({"stain": json.dumps(stain.to_dict()), "stain_norm": stain_norm, "tilestats_version": TILESTATS_VERSION,
-                            "tile_stats_columns": json.dumps(list(COLUMNS))})
+        cache.attrs.update({"stain": json.dumps(stain.to_dict()), "stain_norm": stain_norm})
+        if stats is not None:
+            cache.tile_stats = stats
+            tile_stats_record = job.record() if job is not None else {"processes": 0}
+            cache.stroma_estimate = stats[:, COLUMNS.index(STROMA_COLUMN)].copy()
+            cache.attrs.update({"tilestats_version": TILESTATS_VERSION, "tile_stats_columns": json.dumps(list(COLUMNS))})
+        else:
+            tile_stats_record = {"skipped": "--no-tile-stats"}
         cache.attrs.update({
             "encoder": encoder.name, "encoder_card": encoder.card.to_json(), "embed_dim": d,
             "weights_sha256": encoder.weights_sha256, "weights_source": encoder.weights_source,

@@ -382,6 +382,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     stats = features.tile_stats  # from_caches consumes the features; the stats may be appended
     bank = FeatureBank.from_caches([features], [slide_id], tumorbeds={slide_id: mask},
                                    tile_stats=ctx.model.arch.tile_stats,
+                                   stroma_estimate=ctx.model.needs_stroma_estimate,
                                    centre_embeddings=ctx.model.arch.centre_embeddings)
     features.tile_stats = stats
     device = resolve_device(opts.device)

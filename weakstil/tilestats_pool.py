@@ -246,8 +246,8 @@ def measured_batches(batches: Iterator[tuple[int, Any]], stain: Any, mpp: float,
     and re-render the tiles with the reference stain when ``stain_norm`` is ``macenko``
     (:mod:`weakstil.stain`). With a ``job`` (:mod:`weakstil.tilestats_pool`) the tiles are handed
     to the measurement processes and measured while the encoder runs (``job.finish()`` before
-    reading ``stats``); without one they are measured here, before the batch goes on. GPU batches
-    (tensors) are measured on a host copy."""
+    reading ``stats``); without one they are measured here, before the batch goes on (``stats`` None
+    and no job: not measured, ``--no-tile-stats``). GPU batches (tensors) are measured on a host copy."""
     import numpy as np
 
     from weakstil.stain import normalise
@@ -258,7 +258,7 @@ def measured_batches(batches: Iterator[tuple[int, Any]], stain: Any, mpp: float,
             host = None
             if job is not None:
                 job.submit(start, batch)
-            else:
+            elif stats is not None:
                 host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
                 stats[start:start + len(host)] = batch_stats(host, stain, mpp)
             if stain_norm == "macenko":

@@ -48,7 +48,7 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
 
 
 def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: BedSources | None,
-              tile_stats: bool = False, centre_embeddings: bool = False):
+              tile_stats: bool = False, stroma_estimate: bool = False, centre_embeddings: bool = False):
     """The cohort's features, with each slide's tumour bed: ``tumorbeds`` when given, else
     resolved from ``beds``, else the feature files' own flags (or all tiles)."""
     from weakstil.mil.bank import FeatureBank
@@ -57,7 +57,7 @@ def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: 
     if tumorbeds is None and beds is not None:
         tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, paths)))
     return FeatureBank.load(paths, cohort.slide_ids, tumorbeds=tumorbeds, tile_stats=tile_stats,
-                            centre_embeddings=centre_embeddings)
+                            stroma_estimate=stroma_estimate, centre_embeddings=centre_embeddings)
 
 
 def _all_have_tile_stats(paths) -> bool:
@@ -133,7 +133,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         what = "groups" if cohort.group_column else "slides"
         group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
     # torch only now: bad inputs fail in a second
-    from weakstil.mil.config import Stopping
+    from weakstil.mil.config import Aggregator, Stopping, StromaWeight
     from weakstil.mil.store import model_meta, save_model
     from weakstil.mil.training import cross_validate, fit, inner_split
     from weakstil.outputdir import mark
@@ -145,6 +145,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         log.warning("--centre-embeddings without the tile measurements: the slide-level abundance of "
                     "lymphocytes in the embeddings' mean is lost (use --tile-stats)")
     bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=cfg.tile_stats,
+                     stroma_estimate=(cfg.aggregator, cfg.stroma_weight) == (Aggregator.STROMA.value,
+                                                                             StromaWeight.ESTIMATE.value),
                      centre_embeddings=cfg.centre_embeddings)
     bank.to_device(resolve_device(cfg.device))
     labels = cohort.labels.astype(np.float32)
@@ -235,7 +237,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     features_dir = Path(features_dir)
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
     bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=model.arch.tile_stats,
-                     centre_embeddings=model.arch.centre_embeddings)
+                     stroma_estimate=model.needs_stroma_estimate, centre_embeddings=model.arch.centre_embeddings)
     check_features_match_model(meta, bank.identity, features_dir)
     if bank.dim != model.arch.input_dim:
         raise WeakSTILError(f"features have {bank.dim} dimensions, the model expects {model.arch.input_dim}",

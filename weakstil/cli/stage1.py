@@ -11,7 +11,8 @@ import typer
 from weakstil import settings
 from weakstil.cli.batch import for_each_slide, unique_ids
 from weakstil.cli.errors import Failures
-from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, EncoderOpt, MppOpt, OutOpt,
+from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, EncoderOpt,
+                                  MeasureTileStatsOpt, MppOpt, OutOpt,
                                   OverlapOpt, OverwriteOpt, SeedOpt, SlideMppOpt, SlidesArg, ThreadsOpt, TileSizeOpt,
                                   StainNormChoice, StainNormOpt, TissueThresholdOpt, WeightsOpt, WorkersOpt, expand_slides,
                                   in_range)
@@ -49,6 +50,7 @@ def embed(
     overwrite: OverwriteOpt = False,
     seed: SeedOpt = settings.SEED,
     stain_norm: StainNormOpt = StainNormChoice(settings.STAIN_NORM),
+    tile_stats: MeasureTileStatsOpt = True,
 ) -> None:
     """Embed every tissue tile with an encoder: OUT/<slide_id>.h5 with features, coords and provenance.
 
@@ -60,7 +62,7 @@ def embed(
 
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
     enc, planner = open_encoder(encoder, weights, device, workers=workers, threads=threads, batch_size=batch_size,
-                                seed=seed, stain_norm=stain_norm.value)
+                                seed=seed, stain_norm=stain_norm.value, tile_stats=tile_stats)
     log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; decoding: %s", enc.name, enc.card.model, enc.embed_dim,
              enc.weights_sha256[:12], enc.device, enc.precision, decode.value)
     check_embed_memory(enc, batch_size, tile_size, workers)
@@ -76,7 +78,7 @@ def embed(
             try:
                 r = embed_slide(path, enc, cache_path(out, path), params, slide_mpp=slide_mpp,
                                 allow_upsample=allow_upsample, batch_size=batch_size, overwrite=overwrite, seed=seed,
-                                progress=on_batch, decode=decode.value, planner=planner)
+                                progress=on_batch, decode=decode.value, planner=planner, tile_stats=tile_stats)
             finally:
                 progress.remove_task(task)
             mark(out, "embed")

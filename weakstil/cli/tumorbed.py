@@ -29,6 +29,12 @@ def tumorbed_train(
     seed: SeedOpt = settings.SEED,
     cohort: Annotated[Optional[Path], typer.Option("--cohort", help="Only this cohort CSV's slides, in its order "
                                                    "(default: every slide in --features).")] = None,
+    lymphoid_veto: Annotated[bool, typer.Option("--lymphoid-veto/--no-lymphoid-veto",
+                                                help="Tiles of lymphocytes with no tumour nuclei (tile measurements) "
+                                                "cannot seed the bed unless they touch tumour cells.")] = True,
+    ink_veto: Annotated[bool, typer.Option("--ink-veto/--no-ink-veto",
+                                           help="Tiles under marker ink (measured on the slides the feature files "
+                                           "name, where they are there) cannot seed the bed.")] = True,
 ) -> None:
     """Train a tumour-bed detector from slides with annotations: tumour evidence per tile (a
     classifier on the embeddings) grown into the bed by geometry (bridge, enclosure, invasive-front
@@ -49,7 +55,8 @@ def tumorbed_train(
         from weakstil.cohort import read_cohort
 
         slide_ids = read_cohort(cohort, check_files=False).slide_ids
-    model = train_tumorbed_from_cache(features, annotations, slide_ids=slide_ids, max_slides=max_slides, seed=seed)
+    model = train_tumorbed_from_cache(features, annotations, slide_ids=slide_ids, max_slides=max_slides, seed=seed,
+                                       lymphoid_veto=lymphoid_veto, ink_veto=ink_veto)
     with hold_folder(out, "tumorbed train"):
         model.save(out)
         mark(out, "tumorbed train")

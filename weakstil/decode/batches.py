@@ -63,8 +63,9 @@ class ThreadPlanner:
     each read path (see :mod:`weakstil.decode.plan`), and applies the torch thread count."""
 
     def __init__(self, encoder: Encoder, batch_size: int = 64, workers: int | None = None,
-                 threads: int | None = None, cpus: int | None = None):
+                 threads: int | None = None, cpus: int | None = None, tile_stats: bool = True):
         self.encoder = encoder
+        self.tile_stats = tile_stats  #: plan room for the per-tile measurements (False: --no-tile-stats)
         self.batch_size = batch_size
         self.workers = workers or None
         self.threads = threads or None
@@ -110,10 +111,12 @@ class ThreadPlanner:
                 reader = spec.open()
                 try:
                     decode = measure_decode(reader.read_batch, coords[len(coords) // 4:], spec.tile_px)
-                    sample = np.empty((STATS_PROBE_TILES, spec.tile_px, spec.tile_px, 3), np.uint8)
-                    part = coords[len(coords) // 2:][:STATS_PROBE_TILES]
-                    reader.read_batch(part, sample[:len(part)])
-                    stats = measure_stats(sample[:len(part)], spec.mpp)
+                    stats = None
+                    if self.tile_stats:
+                        sample = np.empty((STATS_PROBE_TILES, spec.tile_px, spec.tile_px, 3), np.uint8)
+                        part = coords[len(coords) // 2:][:STATS_PROBE_TILES]
+                        reader.read_batch(part, sample[:len(part)])
+                        stats = measure_stats(sample[:len(part)], spec.mpp)
                 finally:
                     reader.close()
                 p = plan_cpu(decode, self._encoder_probe(spec.tile_px), self.cpus, self.workers, self.threads,

@@ -80,7 +80,7 @@ class FeatureBank:
     @classmethod
     def load(cls, paths: Sequence[str | Path], slide_ids: Sequence[str] | None = None, *, dtype: str = "auto",
              tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False,
-             centre_embeddings: bool = False) -> FeatureBank:
+             stroma_estimate: bool = False, centre_embeddings: bool = False) -> FeatureBank:
         """Read each feature cache once: ``features``, ``coords``, attributes and the optional
         per-tile ``tumorbed`` flag, ``stroma_estimate`` and ``tile_stats`` (appended to the
         features when ``tile_stats``). ``centre_embeddings``: see :func:`centre_slide_embeddings`.
@@ -96,15 +96,23 @@ class FeatureBank:
         skip = ("tissue_mask",) if tile_stats else ("tissue_mask", "tile_stats")
         caches = [FeaturesFile.read(p, skip=skip) for p in paths]
         return cls.from_caches(caches, slide_ids, dtype=dtype, tumorbeds=tumorbeds, tile_stats=tile_stats,
-                               centre_embeddings=centre_embeddings)
+                               stroma_estimate=stroma_estimate, centre_embeddings=centre_embeddings)
 
     @classmethod
     def from_caches(cls, caches: list[FeaturesFile], slide_ids: Sequence[str], *, dtype: str = "auto",
                     tumorbeds: dict[str, np.ndarray] | None = None, tile_stats: bool = False,
-                    centre_embeddings: bool = False) -> FeatureBank:
+                    stroma_estimate: bool = False, centre_embeddings: bool = False) -> FeatureBank:
         """The bank of feature caches already read (see :meth:`load`). Their ``features`` arrays
-        are moved into the bank: each cache's is set to ``None``."""
+        are moved into the bank: each cache's is set to ``None``. ``tile_stats`` / ``stroma_estimate``:
+        the model needs them, a file without them is refused."""
         paths = [c.path for c in caches]
+        for c in caches:
+            for needed, name, have in ((tile_stats, "tile statistics", c.tile_stats),
+                                       (stroma_estimate, "stroma estimate", c.stroma_estimate)):
+                if needed and (have is None or len(have) != len(c.features)):
+                    raise WeakSTILError(f"feature file has no {name}, which this model needs (embedded with "
+                                        "--no-tile-stats, or by an older weakstil)", path=c.path,
+                                        fix="run 'weakstil embed' again for this slide without --no-tile-stats")
         offsets: list[np.ndarray] | None = None
         if centre_embeddings:  # the slide means are kept: raw_slide_features (qc) adds them back
             offsets = []
@@ -114,9 +122,6 @@ class FeatureBank:
                 offsets.append(raw[:1] - c.features[:1] if len(raw) else np.zeros((1, raw.shape[1]), np.float32))
         if tile_stats:
             for c in caches:
-                if c.tile_stats is None or len(c.tile_stats) != len(c.features):
-                    raise WeakSTILError("feature file has no tile statistics (made by an older weakstil)",
-                                        path=c.path, fix="run 'weakstil embed' again for this slide")
                 c.features = np.concatenate([np.asarray(c.features, np.float32),
                                              np.asarray(c.tile_stats, np.float32)], axis=1)
         dims = {c.features.shape[1] for c in caches}

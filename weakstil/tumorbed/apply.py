@@ -87,6 +87,7 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
     a = features.attrs
     attrs = {
         "slide_id": slide_id, "source": bed.source.value, "detail": bed.detail, **provenance,
+        **({"seed_vetoes": bed.seed_vetoes} if bed.seed_vetoes else {}),
         "cache_key": str(a.get("cache_key", "")), "tile_size_level0": float(a["tile_size_level0"]),
         "slide_mpp": float(a["slide_mpp"]), "slide_width": int(a["slide_width"]),
         "slide_height": int(a["slide_height"]), "slide_path": str(a.get("slide_path", "")),

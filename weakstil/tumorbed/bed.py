@@ -40,7 +40,8 @@ class TumorBed:
     tile_fraction: np.ndarray
     source: TumorBedSource
     detail: str = ""  #: annotation path or model id (for a fallback: why)
-    evidence: np.ndarray | None = None  #: the detector's tumour evidence per tile, when a detector ran
+    evidence: np.ndarray | None = None  #: the detector's tumour evidence per tile (after its seed vetoes), when a detector ran
+    seed_vetoes: str = ""  #: what the detector's seed vetoes did, e.g. "lymphoid: 12 tiles; ink: slide not read"
 
     @property
     def tile_flags(self) -> np.ndarray:
@@ -51,8 +52,11 @@ class TumorBed:
         return bool(self.tile_flags.any())
 
     def attrs(self) -> dict[str, object]:
-        return {"tumorbed_source": self.source.value, "tumorbed_detail": self.detail,
-                "tumorbed_mask_mpp": float(self.mask_mpp), "tumorbed_tile_threshold": TILE_IN_BED}
+        out = {"tumorbed_source": self.source.value, "tumorbed_detail": self.detail,
+               "tumorbed_mask_mpp": float(self.mask_mpp), "tumorbed_tile_threshold": TILE_IN_BED}
+        if self.seed_vetoes:
+            out["tumorbed_seed_vetoes"] = self.seed_vetoes
+        return out
 
 
 @dataclass

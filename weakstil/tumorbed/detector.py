@@ -4,7 +4,8 @@ plausibility check and a documented fallback.
 Files (``weakstil tumorbed train --out DIR``): ``DIR/model.safetensors`` (the evidence
 classifier: ``weight``, ``bias``, ``mean``, ``std``) and ``DIR/model.json`` (``kind``
 ``weakstil-tumorbed``, ``format_version`` 2, ``algorithm``, the geometry ``shape`` in µm, the
-``plausibility`` rule, context radii, encoder identity, training slides, seed, the
+``plausibility`` rule, the ``lymphoid_veto`` and ``ink_veto`` rules (weakstil.tumorbed.veto,
+weakstil.tumorbed.ink; absent in detectors written before them: off), context radii, encoder identity, training slides, seed, the
 cross-validated Dice per slide and the settings search, versions).
 
 A detector written by WeakSTIL before format 2 (a tile classifier followed by smoothing and a
@@ -17,6 +18,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +28,11 @@ from weakstil.errors import WeakSTILError
 from weakstil.modeldir import META_FILE, WEIGHTS_FILE
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
+from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
+from weakstil.tumorbed.veto import LymphoidVeto, apply_veto
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.files import FeaturesFile
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +53,10 @@ class TumorBedDetector:
     meta: dict = field(default_factory=dict)
     #: tile-statistics columns appended to the embedding (empty: embedding only)
     stats_columns: tuple[str, ...] = ()
+    #: lymphoid tiles cannot seed the bed (off unless set: ``train_detector`` sets it)
+    veto: LymphoidVeto = field(default_factory=lambda: LymphoidVeto(enabled=False))
+    #: tiles under marker ink cannot seed the bed (off unless set: ``train_detector`` sets it)
+    ink_veto: InkVeto = field(default_factory=lambda: InkVeto(enabled=False))
 
     @property
     def model_id(self) -> str:
@@ -67,22 +78,54 @@ class TumorBedDetector:
             x = np.concatenate([x, stats_inputs(tile_stats, stats_columns, self.stats_columns)], axis=1)
         return self.evidence.predict(x)
 
+    def seed_evidence(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
+                      stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None) -> np.ndarray:
+        """The tumour evidence that may seed the bed: :meth:`tumour_evidence`, with lymphoid
+        tiles away from tumour cells (the lymphoid veto, when the feature file has tile
+        statistics) and tiles under marker ink (the ink veto, when ``ink_share`` per tile is
+        given) set to 0."""
+        return self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)[0]
+
+    def _seed_evidence(self, features, geom, tile_stats, stats_columns, ink_share) -> tuple[np.ndarray, str]:
+        """:meth:`seed_evidence` and what each veto did (for the bed's provenance)."""
+        evidence = self.tumour_evidence(features, geom, tile_stats, stats_columns)
+        evidence, n_lymphoid = apply_veto(evidence, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
+                                          self.veto)
+        evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto)
+
+        def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
+            return f"{name}: " + ("off" if not enabled else f"{n} tiles" if n is not None else missing)
+
+        return evidence, "; ".join([said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics"),
+                                    said("ink", self.ink_veto.enabled, n_ink, "slide not read")])
+
+    def detect_file(self, features: FeaturesFile) -> TumorBed:
+        """The bed of a slide from its feature file (read with its tissue mask): the embeddings,
+        the tile statistics for the lymphoid veto and, for the ink veto, the slide it names."""
+        from weakstil.tumorbed.evidence import stats_column_names
+        from weakstil.tumorbed.ink import slide_ink_share
+
+        geom = SlideGeometry.from_file(features)
+        ink = slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0) if self.ink_veto.enabled else None
+        return self.detect(np.asarray(features.features), geom, features.tile_stats,
+                           stats_column_names(features.attr("tile_stats_columns")), ink)
+
     def detect(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
-               stats_columns: list[str] | None = None) -> TumorBed:
+               stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None) -> TumorBed:
         """The slide's bed; the whole tissue, as source ``tissue-fallback`` with the reason in
         ``detail``, when the detected bed is empty or implausibly small next to the evidence."""
-        evidence = self.tumour_evidence(features, geom, tile_stats, stats_columns)
+        evidence, vetoes = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
         mask, _ = bed_from_evidence(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp,
                                     geom.tissue_mask, geom.mask_mpp, self.shape)
         bed = TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL,
-                       self.model_id, evidence=evidence)
+                       self.model_id, evidence=evidence, seed_vetoes=vetoes)
         verdict = check_bed(bed.tile_flags, evidence, self.plausibility)
         if verdict.ok:
             return bed
         tissue = geom.tissue_mask.astype(bool)
         return TumorBed(tissue, geom.mask_mpp, geom.tile_fractions(tissue, geom.mask_mpp),
                         TumorBedSource.TISSUE_FALLBACK, f"{verdict.reason}; whole tissue used ({self.model_id})",
-                        evidence=evidence)
+                        evidence=evidence, seed_vetoes=vetoes)
 
     # --- files ------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:
@@ -98,7 +141,8 @@ class TumorBedDetector:
         meta = {**self.meta, "kind": DETECTOR_KIND, "format_version": FORMAT_VERSION, "algorithm": ALGORITHM,
                 "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
                 "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__,
-                "tile_stats_columns": list(self.stats_columns)}
+                "tile_stats_columns": list(self.stats_columns), "lymphoid_veto": self.veto.to_dict(),
+                "ink_veto": self.ink_veto.to_dict()}
         write_json(directory / META_FILE, meta, indent=2, sort_keys=True)
         return directory
 
@@ -143,4 +187,5 @@ class TumorBedDetector:
                                 fix="retrain the tumour-bed detector")
         return cls(evidence, BedShape.from_dict(meta.get("shape", {})),
                    Plausibility.from_dict(meta.get("plausibility", {})), radii, meta,
-                   tuple(str(c) for c in meta.get("tile_stats_columns", [])))
+                   tuple(str(c) for c in meta.get("tile_stats_columns", [])),
+                   LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")))

@@ -24,7 +24,6 @@ from weakstil.errors import WeakSTILError
 from weakstil.files import BedFile, FeaturesFile, find_slide_file
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource, from_annotation, whole_tissue
 from weakstil.tumorbed.detector import TumorBedDetector
-from weakstil.tumorbed.evidence import stats_column_names
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +78,7 @@ class BedSources:
         if annotation is not None:
             return from_annotation(annotation, geom)
         if self.detector is not None:
-            bed = self.detector.detect(np.asarray(features.features), geom, features.tile_stats,
-                                       stats_column_names(features.attr("tile_stats_columns")))
+            bed = self.detector.detect_file(features)
             if bed.source is TumorBedSource.TISSUE_FALLBACK:
                 log.warning("%s: bed fallback: tissue: %s", slide_id, bed.detail)
             return bed
@@ -151,4 +149,4 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
     except ValueError:
         raise _stale(path, slide_id, f"records an unknown source '{bed.attr('source')}'") from None
     return TumorBed(bed.tumorbed_mask, float(bed.tumorbed_mask_mpp), bed.tumorbed_fraction.astype(np.float32), source,
-                    f"{bed.attr('detail', '')} (precomputed: {path})")
+                    f"{bed.attr('detail', '')} (precomputed: {path})", seed_vetoes=str(bed.attr("seed_vetoes", "")))

@@ -6,6 +6,8 @@
 3. The geometry (seed threshold, bridge and margin in µm, smallest seed area, smoothing) is the
    setting whose beds, from those held-out evidences, best match the annotations (mean Dice);
    the search table, the chosen setting and every slide's held-out Dice go into model.json.
+   Lymphoid tiles away from tumour cells lose their evidence first (the lymphoid veto,
+   weakstil.tumorbed.veto), as they will when the detector runs.
 4. The plausibility rule (when a detected bed is too small to trust) is set from the same
    held-out beds: a quarter of the smallest bed-to-evidence ratio any annotated slide showed.
 5. The classifier is refitted on all slides.
@@ -26,6 +28,8 @@ from weakstil.tumorbed.bed import SlideGeometry, from_annotation
 from weakstil.tumorbed.detector import TumorBedDetector
 from weakstil.tumorbed.evidence import (TUMOUR_NUCLEI_COLUMNS, LogisticEvidence, context_inputs, fit_logistic,
                                         stats_column_names, stats_inputs, training_labels)
+from weakstil.tumorbed.ink import InkVeto, apply_ink_veto, slide_ink_share
+from weakstil.tumorbed.veto import LymphoidVeto, apply_veto
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +66,7 @@ class AnnotatedSlide:
     bed_mask: np.ndarray  #: on the geometry's tissue-mask grid
     tile_stats: np.ndarray | None = None  #: (N, K) weakstil.tilestats measurements, if the file has them
     stats_columns: list[str] | None = None
+    ink_share: np.ndarray | None = None  #: (N,) share of each tile under marker ink, when the slide could be read
 
     @property
     def bed_fraction(self) -> np.ndarray:
@@ -167,8 +172,16 @@ def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], 
 def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None,
                    context_radii: tuple[int, ...] = CONTEXT_RADII, refine: int = REFINE_ROUNDS,
                    per_slide: bool = PER_SLIDE, neutral_k: int = 0,
-                   stats_columns: tuple[str, ...] = ()) -> TumorBedDetector:
-    """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice."""
+                   stats_columns: tuple[str, ...] = (),
+                   lymphoid_veto: LymphoidVeto | None = None,
+                   ink_veto: InkVeto | None = None) -> TumorBedDetector:
+    """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice.
+
+    ``lymphoid_veto``: the rule applied to the evidence before the geometry (default: the
+    :class:`LymphoidVeto` defaults; ``LymphoidVeto(enabled=False)`` for none). It is switched
+    off, with a warning, when an annotated slide's feature file has no tile statistics.
+    ``ink_veto``: likewise for tiles under marker ink (default on; applied to the slides whose
+    ``ink_share`` is known)."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
@@ -181,6 +194,21 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     labelled = [training_labels(s.bed_fraction) for s in slides]
     labels, used = [y for y, _ in labelled], [u for _, u in labelled]
     evidence = held_out_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
+    veto = LymphoidVeto() if lymphoid_veto is None else lymphoid_veto
+    if veto.enabled and any(s.tile_stats is None or s.stats_columns is None for s in slides):
+        log.warning("lymphoid veto off: some annotated slides have no tile statistics (embed them again)")
+        veto = LymphoidVeto(enabled=False)
+    vetoed = []
+    if veto.enabled:
+        for i, s in enumerate(slides):
+            evidence[i], n = apply_veto(evidence[i], s.tile_stats, s.stats_columns, s.geom.coords,
+                                        s.geom.tile_size_level0, veto)
+            vetoed.append(n)
+    ink_rule = InkVeto() if ink_veto is None else ink_veto
+    inked = []
+    for i, s in enumerate(slides):
+        evidence[i], n = apply_ink_veto(evidence[i], s.ink_share, ink_rule)
+        inked.append(n)
     shape, table, dice = search_shape(slides, evidence)
     plausibility = plausibility_rule(slides, evidence, shape)
     final = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
@@ -198,8 +226,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
             "train_seconds": round(time.perf_counter() - t0, 1)}
     meta["refine_rounds"], meta["per_slide_standardised"] = int(refine), bool(per_slide)
     meta["neutral_components"] = int(neutral_k)
+    meta["lymphoid_vetoed_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, vetoed)}
+    meta["inked_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, inked)}
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
-                                tuple(stats_columns))
+                                tuple(stats_columns), veto, ink_rule)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
              "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest)", len(slides), cv, dice.mean(),
              dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um, shape.min_seed_mm2,
@@ -209,11 +239,15 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
 
 def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path, *,
                               slide_ids: list[str] | None = None, max_slides: int = 10,
-                              seed: int = 0, tile_stats: bool = False) -> TumorBedDetector:
+                              seed: int = 0, tile_stats: bool = False,
+                              lymphoid_veto: bool = True, ink_veto: bool = True) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
     ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
-    ``tile_stats``: the tumour-nuclei morphometry (:data:`TUMOUR_NUCLEI_COLUMNS`) joins the embedding."""
+    ``tile_stats``: the tumour-nuclei morphometry (:data:`TUMOUR_NUCLEI_COLUMNS`) joins the embedding.
+    ``lymphoid_veto``: lymphoid tiles away from tumour cells cannot seed the bed (weakstil.tumorbed.veto).
+    ``ink_veto``: nor can tiles under marker ink (weakstil.tumorbed.ink; measured on the slides
+    the feature files name, where they are there)."""
     from weakstil.annotations import find_annotation
     from weakstil.files import FeaturesFile, feature_path
 
@@ -239,12 +273,15 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         geom = SlideGeometry.from_file(cache)
         bed = from_annotation(annotation, geom)
         columns = cache.attr("tile_stats_columns")
+        ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0) if ink_veto else None
         chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask, cache.tile_stats,
-                                     stats_column_names(columns)))
+                                     stats_column_names(columns), ink))
     if not chosen:
         raise WeakSTILError("no slide has both cached features and an annotation", path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
     meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(annotations),
             "model_id": f"tumorbed-{len(chosen)}slides"}
-    return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else ())
+    return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
+                          lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
+                          ink_veto=InkVeto(enabled=bool(ink_veto)))
 

@@ -1,0 +1,166 @@
+"""The seed vetoes: tiles of lymphocytes (weakstil.tumorbed.veto) and tiles under marker ink
+(weakstil.tumorbed.ink) are no tumour evidence.
+
+On a tiny hard synthetic slide with a lymph node outside the bed and a black marker stroke,
+tumour evidence that fires on the node or the ink as well as on the tumour (what a random-init
+encoder's linear read-out does on a look it has not seen) grows the bed over them; the vetoes,
+deciding from the tile measurements stored beside the embeddings and from the slide's own
+pixels, keep them out and the tumour in. On a hand-made tile grid: a dense infiltrate touching
+tumour cells keeps its evidence, one away from them loses it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from weakstil.bed_geometry import BedShape, bed_from_evidence
+from weakstil.tilestats import COLUMNS
+from weakstil.tumorbed.veto import DARK_NUCLEI_COLUMNS, TUMOUR_NUCLEI_COLUMNS, LymphoidVeto, apply_veto, vetoed_tiles
+
+#: as the detectors trained on the default and alt looks chose it (a focus under a tenth of the largest one's seeds is dropped)
+SHAPE = BedShape(seed_threshold=0.5, bridge_um=150.0, margin_um=50.0, min_seed_share=0.1)
+
+
+@pytest.fixture(scope="module")
+def lymph_node_slide(tmp_path_factory):
+    """A 1.2 mm hard slide (seed 3: a lymph node beside the tumour, a black marker stroke; other
+    artefacts off), embedded with
+    the seeded random small CNN: its features file and the truth's per-tile tumour / lymphoid / bed shares."""
+    import torch
+
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.files import FeaturesFile
+    from weakstil.synth.generator import generate_slide
+    from weakstil.tiling import mask_fractions
+    from weakstil.tumorbed.ink import slide_ink_share
+
+    root = tmp_path_factory.mktemp("veto")
+    calm = {k: 0.0 for k in ("stain_shift", "thickness", "focus", "jpeg", "fold", "necrosis", "lobules_dcis")}
+    generate_slide(root / "s.tiff", root / "truth", "s", 3, size_mm=(1.2, 1.2), target_stil=5.0, preview=False,
+                   hard=True, confounders={**calm, "lymphoid_outside": 1.0, "pen": 1.0})
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        path = embed_slide(root / "s.tiff", create_encoder("small-cnn", weights="random"), out_dir=root / "features").path
+    finally:
+        torch.set_num_threads(threads)
+    features = FeaturesFile.read(path)
+    tile = float(features.attrs["tile_size_level0"])
+    with h5py.File(root / "truth" / "s.h5", "r") as f:
+        mpp = float(f.attrs["mask_mpp"])
+        share = {k: mask_fractions(features.coords, tile, f[k][:] > 0, mpp, float(features.attrs["slide_mpp"]))
+                 for k in ("tumor", "lymphoid", "tumorbed")}
+    share["ink"] = slide_ink_share(features.attrs, features.coords, tile)
+    return features, share
+
+
+def test_a_lymph_node_read_as_tumour_does_not_seed_the_bed(lymph_node_slide):
+    from weakstil.tumorbed.evidence import stats_column_names
+
+    features, share = lymph_node_slide
+    node = (share["lymphoid"] >= 0.5) & (share["tumorbed"] == 0)
+    tumour = (share["tumor"] >= 0.3) & (share["ink"] == 0)  # (ink: the next test)
+    assert node.sum() >= 3 and tumour.sum() >= 10  # the slide has what the test is about
+    evidence = np.where(tumour | node, 0.95, 0.0).astype(np.float32)  # fires on both
+    columns = stats_column_names(features.attr("tile_stats_columns"))
+    geom = {"coords": features.coords, "tile_size_level0": float(features.attrs["tile_size_level0"])}
+
+    veto = vetoed_tiles(evidence, features.tile_stats, columns, rule=LymphoidVeto(), **geom)
+    assert veto[node].mean() >= 0.6  # the node's tiles are lymphoid (germinal centres hold large pale centroblasts)
+    assert veto[tumour].mean() <= 0.05  # tumour tiles keep their evidence
+
+    def bed_tiles(ev):
+        bed, _ = bed_from_evidence(ev, features.coords, geom["tile_size_level0"], float(features.attrs["slide_mpp"]),
+                                   features.tissue_mask, float(features.attrs["mask_mpp"]), SHAPE)
+        from weakstil.tiling import mask_fractions
+
+        return mask_fractions(features.coords, geom["tile_size_level0"], bed, float(features.attrs["mask_mpp"]),
+                              float(features.attrs["slide_mpp"])) >= 0.5
+
+    without = bed_tiles(evidence)
+    vetoed, n = apply_veto(evidence, features.tile_stats, columns, rule=LymphoidVeto(), **geom)
+    with_veto = bed_tiles(vetoed)
+    assert n == int(veto.sum())
+    assert without[node].mean() >= 0.8  # the evidence alone takes the node in ...
+    assert with_veto[node].mean() <= 0.2  # ... the veto keeps it out
+    assert with_veto[tumour].mean() >= 0.95
+    # off, or without tile statistics: the evidence is left as it is
+    assert apply_veto(evidence, features.tile_stats, columns, rule=LymphoidVeto(enabled=False), **geom)[1] is None
+    assert apply_veto(evidence, None, None, rule=LymphoidVeto(), **geom)[1] is None
+
+
+def _bed_tiles(features, evidence: np.ndarray) -> np.ndarray:
+    from weakstil.tiling import mask_fractions
+
+    a = features.attrs
+    bed, _ = bed_from_evidence(evidence, features.coords, float(a["tile_size_level0"]), float(a["slide_mpp"]),
+                               features.tissue_mask, float(a["mask_mpp"]), SHAPE)
+    return mask_fractions(features.coords, float(a["tile_size_level0"]), bed, float(a["mask_mpp"]),
+                          float(a["slide_mpp"])) >= 0.5
+
+
+def test_marker_ink_read_as_tumour_does_not_seed_the_bed(lymph_node_slide):
+    from weakstil.tumorbed.ink import InkVeto, apply_ink_veto, slide_ink_share
+
+    features, share = lymph_node_slide
+    ink = slide_ink_share(features.attrs, features.coords, float(features.attrs["tile_size_level0"]))
+    inked = ink >= InkVeto().min_ink_area
+    tumour = share["tumor"] >= 0.3
+    away = inked & (share["tumorbed"] == 0)
+    assert away.sum() >= 3 and (inked & tumour).sum() <= 0.1 * tumour.sum()
+    evidence = np.where(tumour | away, 0.95, 0.0).astype(np.float32)  # fires on the stroke as well
+    vetoed, n = apply_ink_veto(evidence, ink, InkVeto())
+    assert n == int(inked.sum())
+    assert _bed_tiles(features, evidence)[away].mean() >= 0.8
+    with_veto = _bed_tiles(features, vetoed)
+    assert with_veto[away].mean() <= 0.2 and with_veto[tumour].mean() >= 0.95
+    # the slide is not where its feature file says: no measurement, the evidence stays
+    moved = {**features.attrs, "slide_path": str(features.path.parent / "elsewhere.tiff")}
+    assert slide_ink_share(moved, features.coords, float(features.attrs["tile_size_level0"])) is None
+    assert apply_ink_veto(evidence, None, InkVeto())[1] is None
+
+
+def _grid_stats(n: int, lymphoid: np.ndarray, tumour_cells: np.ndarray) -> np.ndarray:
+    """Tile statistics of an n x n grid: lymphoid tiles covered by dark nuclei, tumour tiles by pale large ones."""
+    stats = np.zeros((n * n, len(COLUMNS)), np.float32)
+    stats[np.ix_(lymphoid, [COLUMNS.index(c) for c in DARK_NUCLEI_COLUMNS[:2]])] = 0.3  # 0.6 dark
+    stats[np.ix_(tumour_cells, [COLUMNS.index(c) for c in TUMOUR_NUCLEI_COLUMNS[-1:]])] = 0.1
+    return stats
+
+
+def test_a_dense_infiltrate_touching_tumour_cells_keeps_its_evidence():
+    n, tile = 20, 224
+    rows, cols = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    coords = np.stack([cols * tile, rows * tile], axis=1)
+    tumour = (rows < 5) & (cols < 5)
+    infiltrate = (rows >= 5) & (rows < 8) & (cols < 5)  # right below the tumour
+    aggregate = (rows >= 14) & (cols >= 14)  # far from it
+    stats = _grid_stats(n, infiltrate | aggregate, tumour)
+    evidence = np.where(tumour | infiltrate | aggregate, 0.9, 0.1).astype(np.float32)
+    veto = vetoed_tiles(evidence, stats, COLUMNS, coords, tile, LymphoidVeto())
+    assert veto[aggregate].all() and not veto[infiltrate].any() and not veto[tumour].any()
+    # tumour cells need both readings: without the classifier's evidence they restore nothing
+    veto = vetoed_tiles(np.where(tumour, 0.2, evidence), stats, COLUMNS, coords, tile, LymphoidVeto())
+    assert veto[infiltrate].all()
+
+
+def test_the_veto_rule_is_recorded_with_the_detector(tmp_path):
+    from weakstil.tumorbed.detector import TumorBedDetector
+    from weakstil.tumorbed.evidence import LogisticEvidence
+
+    rule = LymphoidVeto(min_dark_area=0.45)
+    detector = TumorBedDetector(LogisticEvidence(np.ones(4, np.float32), 0.0, np.zeros(4, np.float32),
+                                                 np.ones(4, np.float32)), veto=rule)
+    detector.save(tmp_path)
+    assert json.loads((tmp_path / "model.json").read_text())["lymphoid_veto"]["min_dark_area"] == 0.45
+    assert TumorBedDetector.load(tmp_path).veto == rule
+    # a detector written before the veto had none, and keeps none
+    meta = json.loads((tmp_path / "model.json").read_text())
+    del meta["lymphoid_veto"]
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    assert TumorBedDetector.load(tmp_path).veto.enabled is False

@@ -1,0 +1,117 @@
+"""Lymphoid veto: a tile made of lymphocytes is no evidence of tumour, however the classifier reads it.
+
+The TILs Working Group's tumour bed is the invasive tumour and the stroma between and around
+it; its seeds must be *tumour cells*: large, pale (vesicular), pleomorphic nuclei in cohesive
+nests. A linear read-out of an encoder that has not seen a look can fire on lymphoid tissue
+(aggregates, tertiary lymphoid structures, a lymph node) as readily as on tumour, and the
+bed then grows over them. From the tile measurements stored beside the embeddings
+(:mod:`weakstil.tilestats`: colour deconvolution with the slide's own stain vectors, darkness
+relative to the slide's own strongest haematoxylin) a tile is **lymphoid** when
+
+* dark nuclei (small, medium or large: crowded lymphocytes merge into large *dark* blobs)
+  cover at least ``min_dark_area`` of it (0.4: a sheet of lymphocytes), and
+* medium or large *pale* nuclei (tumour nuclei, 75 µm² and up, open chromatin) cover less
+  than ``max_tumour_nuclei_area`` of it (0.01 of a 112 µm tile: about one tumour nucleus).
+
+A lymphoid tile loses its tumour evidence (it cannot seed the bed), unless its connected
+group of lymphoid tiles touches (8-neighbourhood on the tile grid) a tile that is tumour by
+both readings: classifier evidence at least ``restore_evidence`` and pale medium or large
+nuclei over at least ``restore_tumour_nuclei_area`` of it (0.03: three or four tumour nuclei).
+So a dense infiltrate *at* the tumour keeps its evidence, and a lymphoid aggregate away from
+it does not. Either way the veto only removes seeds: the geometry (bridging, enclosure,
+invasive-front margin in :mod:`weakstil.bed_geometry`) still puts lymphocyte-dense stroma
+between or around tumour nests in the bed.
+
+The thresholds follow the definition and the physical scale of the nuclei; they were not
+fitted to a test look. ``weakstil tumorbed train`` applies the veto to the held-out evidence
+before it chooses the geometry, and records the rule in model.json (``lymphoid_veto``).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: tile-statistics columns of dark nuclei (every size above debris, in stroma and in nests)
+DARK_NUCLEI_COLUMNS: tuple[str, ...] = tuple(
+    f"{size}_dark_{ctx}" for size in ("small", "medium", "large") for ctx in ("stroma", "nest"))
+#: ... and of tumour-like nuclei: medium and large pale ones
+TUMOUR_NUCLEI_COLUMNS: tuple[str, ...] = tuple(
+    f"{size}_pale_{ctx}" for size in ("medium", "large") for ctx in ("stroma", "nest"))
+
+
+@dataclass(frozen=True)
+class LymphoidVeto:
+    """When a tile is lymphoid and cannot seed the bed (area shares of the tile)."""
+
+    enabled: bool = True
+    min_dark_area: float = 0.4
+    max_tumour_nuclei_area: float = 0.01
+    restore_evidence: float = 0.5
+    restore_tumour_nuclei_area: float = 0.03
+
+    def to_dict(self) -> dict[str, float | bool]:
+        return {k: (bool(v) if k == "enabled" else float(v)) for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> LymphoidVeto:
+        """From model.json; a detector written without one (before the veto) has it off."""
+        if not values:
+            return cls(enabled=False)
+        return cls(**{k: (bool(values[k]) if k == "enabled" else float(values[k]))
+                      for k in cls.__dataclass_fields__ if k in values})
+
+
+def _area(tile_stats: np.ndarray, columns: list[str] | tuple[str, ...], wanted: tuple[str, ...]) -> np.ndarray | None:
+    index = {c: i for i, c in enumerate(columns)}
+    if any(c not in index for c in wanted):
+        return None
+    return np.asarray(tile_stats, np.float32)[:, [index[c] for c in wanted]].sum(axis=1)
+
+
+def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
+                 coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto) -> np.ndarray | None:
+    """Which tiles lose their tumour evidence (boolean per tile), or ``None`` when the veto is
+    off or the slide's feature file has no tile statistics to decide it."""
+    from scipy import ndimage as ndi
+
+    from weakstil.bed_geometry import grid_cells
+
+    evidence = np.asarray(evidence, np.float32)
+    if not rule.enabled or tile_stats is None or columns is None or len(evidence) == 0:
+        return None
+    dark = _area(tile_stats, columns, DARK_NUCLEI_COLUMNS)
+    tumour = _area(tile_stats, columns, TUMOUR_NUCLEI_COLUMNS)
+    if dark is None or tumour is None or len(dark) != len(evidence):
+        return None
+    lymphoid = (dark >= rule.min_dark_area) & (tumour < rule.max_tumour_nuclei_area)
+    if not lymphoid.any():
+        return lymphoid
+    tumour_cells = ~lymphoid & (evidence >= rule.restore_evidence) & (tumour >= rule.restore_tumour_nuclei_area)
+    rows, cols, _ = grid_cells(coords, tile_size_level0)
+    shape = (rows.max() + 3, cols.max() + 3)  # an empty cell all round
+    grid_l, grid_t = np.zeros(shape, bool), np.zeros(shape, bool)
+    grid_l[rows + 1, cols + 1] = lymphoid
+    grid_t[rows + 1, cols + 1] = tumour_cells
+    eight = np.ones((3, 3), bool)
+    labels, _ = ndi.label(grid_l, eight)
+    touching = np.unique(labels[ndi.binary_dilation(grid_t, eight) & grid_l])
+    at_tumour = np.isin(labels, touching[touching > 0])
+    return lymphoid & ~at_tumour[rows + 1, cols + 1]
+
+
+def apply_veto(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
+               coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto) -> tuple[np.ndarray, int | None]:
+    """The evidence with vetoed tiles set to 0, and how many were vetoed (``None``: not applied)."""
+    veto = vetoed_tiles(evidence, tile_stats, columns, coords, tile_size_level0, rule)
+    evidence = np.asarray(evidence, np.float32)
+    if veto is None:
+        if rule.enabled and len(evidence):
+            log.warning("lymphoid veto not applied: the feature file has no tile statistics "
+                        "(embed the slide again with this WeakSTIL)")
+        return evidence, None
+    return np.where(veto, np.float32(0.0), evidence).astype(np.float32), int(veto.sum())
