@@ -47,8 +47,10 @@ def load_reference(ref: str):
     return mod
 
 
-def read_tiles(path: Path, n: int, rng: np.random.Generator, jitter: bool = False):
-    """Up to ``n`` tissue tiles of ``path`` (random offsets around the grid when ``jitter``) and its stain."""
+def read_tiles(path: Path, n: int, rng: np.random.Generator | None = None, jitter: bool = False):
+    """Up to ``n`` tissue tiles of ``path`` (drawn with ``rng``, at random offsets around the grid
+    when ``jitter``; without ``rng`` the first ``n``), its stain and the coordinates of all its tissue tiles.
+    Shared with tilestats_throughput.py."""
     from weakstil.slide import Slide
     from weakstil.stain import estimate_slide_stain
     from weakstil.tiles import TilingParams, find_tiles
@@ -57,14 +59,17 @@ def read_tiles(path: Path, n: int, rng: np.random.Generator, jitter: bool = Fals
     with Slide.open(path) as slide:
         coords = find_tiles(slide, params).coords
         stain = estimate_slide_stain(slide)
-        if jitter:
+        tissue = coords
+        if rng is None:
+            coords = coords[:n]
+        elif jitter:
             step = round(params.tile_px * params.mpp / slide.mpp)
             coords = coords[rng.integers(0, len(coords), n)] + rng.integers(-step // 2, step // 2 + 1, (n, 2))
             coords = np.clip(coords, 0, None)
         elif len(coords) > n:
             coords = coords[np.sort(rng.choice(len(coords), n, replace=False))]
         tiles = np.stack([slide.read_region(int(x), int(y), params.tile_px, params.mpp) for x, y in coords])
-    return tiles, stain
+    return tiles, stain, tissue
 
 
 def sources(args) -> list[tuple[str, np.ndarray, object]]:
@@ -79,10 +84,11 @@ def sources(args) -> list[tuple[str, np.ndarray, object]]:
         if not (cohort / "labels.csv").exists():
             generate_cohort(cohort, 2, seed=7, size_mm=(2.5, 2.5), hard=True, look=look, progress=False)
         for p in sorted((cohort / "slides").glob("*.tif*")):
-            out.append((f"synth-{look}/{p.stem}", *read_tiles(p, per, rng)))
+            out.append((f"synth-{look}/{p.stem}", *read_tiles(p, per, rng)[:2]))
     rest = max(per, (args.tiles - sum(len(t) for _, t, _ in out)) // 2)  # the two slides make up the count
-    out.append(("textured-svs", *read_tiles(default_slide(args.cache_dir), rest, rng)))
-    out.append(("CMU-1-Small-Region", *read_tiles(ROOT / "tests/data/CMU-1-Small-Region.svs", rest, rng, jitter=True)))
+    out.append(("textured-svs", *read_tiles(default_slide(args.cache_dir), rest, rng)[:2]))
+    out.append(("CMU-1-Small-Region",
+                *read_tiles(ROOT / "tests/data/CMU-1-Small-Region.svs", rest, rng, jitter=True)[:2]))
     return out
 
 

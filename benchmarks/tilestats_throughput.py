@@ -45,12 +45,12 @@ def main() -> None:
     args = ap.parse_args()
 
     from benchmarks.embed_throughput import default_slide
+    from benchmarks.tilestats_compare import read_tiles
     from weakstil.embed import embed_slide, open_encoder
     from weakstil.files import FeaturesFile
     from weakstil.runtime import cpu_count
     from weakstil.slide import Slide
-    from weakstil.stain import estimate_slide_stain
-    from weakstil.tiles import TilingParams, find_tiles
+    from weakstil.tiles import TilingParams
     from weakstil.tilestats import COLUMNS, batch_stats
     from weakstil.tilestats_pool import shared_stats_pool
 
@@ -58,10 +58,7 @@ def main() -> None:
     slide_path = args.slide or default_slide(args.cache_dir)
     params = TilingParams()
     out = [f"command: {' '.join([Path(sys.executable).name] + sys.argv)}", f"{cpu_count()} CPU(s)", ""]
-    with Slide.open(slide_path) as slide:
-        coords = find_tiles(slide, params).coords
-        stain = estimate_slide_stain(slide)
-        sample = np.stack([slide.read_region(int(x), int(y), params.tile_px, params.mpp) for x, y in coords[:128]])
+    sample, stain, coords = read_tiles(slide_path, 128)
     out.append(f"slide {slide_path.name}: {len(coords)} tissue tiles of {params.tile_px} px at {params.mpp} µm/px")
 
     # one core

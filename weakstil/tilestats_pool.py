@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from weakstil.decode.procpool import ProcessPool, SharedPool
+from weakstil.decode.procpool import ProcessPool, RingView, SharedPool, worker_tasks
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.encoders.factory import Encoder
@@ -71,48 +71,25 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     import numpy as np
 
-    from weakstil.decode.shm import attach_shm
     from weakstil.decode.workers import _die_with_parent
     from weakstil.stain import SlideStain
     from weakstil.tilestats import batch_stats
 
     _die_with_parent()
-    shm = ring = None
-    shm_name = None
+    ring = RingView()
     try:
-        while True:
-            try:
-                task = tasks.get(timeout=1.0)
-            except queue.Empty:
-                if os.getppid() != parent_pid:
-                    return
-                continue
-            if task is None:
-                return
+        for task in worker_tasks(tasks, current_job, parent_pid):
             job, name, shape, slot, count, he, max_c, mpp = task
-            if job != current_job.value:
-                continue  # the slide was abandoned
             t0 = time.process_time()
             try:
-                if name != shm_name:
-                    ring = None
-                    if shm is not None:
-                        shm.close()
-                    shm = attach_shm(name)
-                    shm_name = name
-                    ring = np.ndarray(shape, np.uint8, buffer=shm.buf)
-                rows = batch_stats(ring[slot, :count], SlideStain(np.asarray(he), np.asarray(max_c)), mpp)
+                rows = batch_stats(ring.get(name, shape)[slot, :count], SlideStain(np.asarray(he), np.asarray(max_c)),
+                                   mpp)
                 results.put((job, slot, rows, None, time.process_time() - t0))
             except BaseException as exc:  # report everything; the parent decides
                 results.put((job, slot, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
                              time.process_time() - t0))
     finally:
-        ring = None
-        if shm is not None:
-            try:
-                shm.close()
-            except BufferError:
-                pass
+        ring.close()
 
 
 # -- the pool ---------------------------------------------------------------------------

@@ -13,9 +13,63 @@ from __future__ import annotations
 
 import atexit
 import os
+import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
+
+
+# -- inside a worker process ------------------------------------------------------------
+def worker_tasks(tasks, current_job, parent_pid: int, poll_s: float = 1.0) -> Iterator[tuple]:
+    """The tasks a worker should run, in order: each a tuple whose first item is its job id.
+    Tasks of an abandoned job (not ``current_job``) are skipped; the iteration ends on the
+    ``None`` sentinel, or when the parent process has gone (polled every ``poll_s``)."""
+    while True:
+        try:
+            task = tasks.get(timeout=poll_s)
+        except queue.Empty:
+            if os.getppid() != parent_pid:
+                return
+            continue
+        if task is None:
+            return
+        if task[0] != current_job.value:
+            continue  # the slide was abandoned: skip its queued batches
+        yield task
+
+
+class RingView:
+    """A worker's view of the parent's shared-memory ring, attached again only when the parent
+    hands out a new segment (a new name)."""
+
+    def __init__(self) -> None:
+        self._shm: Any = None
+        self._name: str | None = None
+        self.array: Any = None
+
+    def get(self, name: str, shape: tuple[int, ...], flat: bool = False):
+        """The ring as a uint8 array of ``shape`` (``flat``: slots and their tiles merged into one axis)."""
+        if name != self._name:
+            import numpy as np
+
+            from weakstil.decode.shm import attach_shm
+
+            self.close()
+            self._shm = attach_shm(name)
+            self._name = name
+            array = np.ndarray(shape, np.uint8, buffer=self._shm.buf)
+            self.array = array.reshape((-1,) + tuple(shape[2:])) if flat else array
+        return self.array
+
+    def close(self) -> None:
+        self.array = None
+        if self._shm is not None:
+            try:
+                self._shm.close()
+            except BufferError:  # a view still held somewhere: the OS frees it at exit
+                pass
+            self._shm = None
+            self._name = None
 
 
 class ProcessPool:

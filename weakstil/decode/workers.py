@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import logging
-import os
 import queue
 import signal
 import sys
@@ -34,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from weakstil.decode.procpool import ProcessPool
+from weakstil.decode.procpool import ProcessPool, RingView, worker_tasks
 from weakstil.decode.readers import ReadSpec
 from weakstil.decode.shm import (  # noqa: F401 - re-exported: the ring lived here
     RING_MAX_BYTES, RING_MIN_BYTES, SHM_PREFIX, Ring, attach_shm, leaked_segments, ring_max_bytes)
@@ -139,33 +138,16 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
     """Entry point of a decode process (module-level: importable under ``spawn``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
-    shm = ring = None
-    shm_name = None
+    ring = RingView()
     reader = None
     reader_spec: ReadSpec | None = None
     try:
-        while True:
-            try:
-                task = tasks.get(timeout=1.0)
-            except queue.Empty:
-                if os.getppid() != parent_pid:
-                    return
-                continue
-            if task is None:
-                return
+        for task in worker_tasks(tasks, current_job, parent_pid):
             job, spec, name, shape, task_id, coords, dest = task
-            if job != current_job.value:
-                continue  # the slide was abandoned: skip its queued batches
             t0 = time.perf_counter()
             decoded = 0
             try:
-                if name != shm_name:
-                    ring = None
-                    if shm is not None:
-                        shm.close()
-                    shm = attach_shm(name)
-                    shm_name = name
-                    ring = np.ndarray(shape, np.uint8, buffer=shm.buf).reshape((-1,) + tuple(shape[2:]))
+                out = ring.get(name, shape, flat=True)
                 if spec != reader_spec:
                     if reader is not None:
                         reader.close()
@@ -174,7 +156,7 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
                     reader = spec.open()
                     reader_spec = spec
                 before = reader.tiles_decoded
-                read_into(reader, coords, ring, dest)
+                read_into(reader, coords, out, dest)
                 decoded = reader.tiles_decoded - before
                 results.put((job, task_id, None, time.perf_counter() - t0, decoded))
             except BaseException as exc:  # report everything; the parent decides
@@ -185,14 +167,9 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
                 msg = exc.one_line() if isinstance(exc, WeakSTILError) else f"{type(exc).__name__}: {exc}"
                 results.put((job, task_id, (kind, msg, traceback.format_exc()), time.perf_counter() - t0, decoded))
     finally:
-        ring = None
+        ring.close()
         if reader is not None:
             reader.close()
-        if shm is not None:
-            try:
-                shm.close()
-            except BufferError:
-                pass
 
 
 # -- the pool ---------------------------------------------------------------------------
@@ -247,7 +224,6 @@ class DecodePool(ProcessPool):
             self._drop_ring()
             ring = self._ring = Ring(n_slots, batch_size, px, pin_memory=pin_memory)
         stats.ring_seconds += time.perf_counter() - t0
-        flat = ring.array.reshape((-1, px, px, 3))
         self._job_id += 1
         job = self._job_id
         self._job.value = job
