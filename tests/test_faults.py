@@ -350,6 +350,46 @@ BAD = [
     Bad("score-encoder-of-another-model", lambda w, t: ["score", w.slide, "--model", w.model, "--out", t / "out",
                                                         "--features", w.feats, "--encoder", "kaiko-vits16", "--weights",
                                                         "random"], ("weights",), written=("results.csv",)),
+    # found by the outside fault matrix (FAULTS.md): damaged files and hand-edited model folders
+    Bad("score-features-damaged", lambda w, t: ["score", w.slide, "--model", w.model, "--out", t / "out", "--weights",
+                                                "random", "--features", _damaged_features(w, t)],
+        ("synth_0000.h5", "damaged", "delete it"), written=("results.csv",), never=("check the file system",)),
+    Bad("tumorbed-apply-features-damaged", lambda w, t: ["tumorbed", "apply", _damaged_features(w, t) / "synth_0000.h5",
+                                                         w.feats / "synth_0001.h5", "--out", t / "out"],
+        ("synth_0000.h5", "damaged", "delete it"), written=("synth_0001.h5",)),
+    Bad("tumorbed-train-features-damaged", lambda w, t: ["tumorbed", "train", "--features", _damaged_features(w, t),
+                                                         "--annotations", w.cohort / "truth", "--out", t / "out"],
+        ("synth_0000.h5", "damaged")),
+    Bad("tumorbed-apply-glob-matches-nothing", lambda w, t: ["tumorbed", "apply", str(t / "*.h5"),
+                                                             w.feats / "synth_0001.h5", "--out", t / "out"],
+        ("*.h5", "no file matches"), written=("synth_0001.h5",)),
+    Bad("tumorbed-apply-directory", lambda w, t: ["tumorbed", "apply", w.feats, w.feats / "synth_0001.h5", "--out",
+                                                  t / "out"], ("feats", "directory"), written=("synth_0001.h5",)),
+    Bad("score-model-json-a-list", lambda w, t: ["score", w.slide, "--model", _edited_model(w, t, lambda m: [m]),
+                                                 "--out", t / "out", "--weights", "random"],
+        ("model.json", "not a JSON object")),
+    Bad("score-model-json-version-text", lambda w, t: ["score", w.slide, "--model",
+                                                       _edited_model(w, t, lambda m: {**m, "format_version": "x"}),
+                                                       "--out", t / "out", "--weights", "random"],
+        ("model.json", "format_version")),
+    Bad("score-model-json-encoder-text", lambda w, t: ["score", w.slide, "--model",
+                                                       _edited_model(w, t, lambda m: {**m, "encoder": "small-cnn"}),
+                                                       "--out", t / "out", "--weights", "random"],
+        ("model.json", "'encoder'")),
+    Bad("report-model-json-encoder-text", lambda w, t: ["report", "--model",
+                                                        _edited_model(w, t, lambda m: {**m, "encoder": "small-cnn"}),
+                                                        "--out", t / "out"], ("model.json", "'encoder'")),
+    Bad("tumorbed-apply-detector-weights-truncated", lambda w, t: ["tumorbed", "apply", w.feats / "synth_0000.h5",
+                                                                   "--out", t / "out", "--tumorbed",
+                                                                   _detector(w, t, truncate=True)],
+        ("model.safetensors", "cannot read")),
+    Bad("tumorbed-apply-detector-version-text", lambda w, t: ["tumorbed", "apply", w.feats / "synth_0000.h5",
+                                                              "--out", t / "out", "--tumorbed",
+                                                              _detector(w, t, format_version="x")],
+        ("model.json", "format_version")),
+    Bad("tumorbed-train-annotation-nan", lambda w, t: ["tumorbed", "train", "--features", w.feats, "--annotations",
+                                                       _nan_annotations(w, t), "--out", t / "out"],
+        ("synth_0000_tumorbed.geojson", "not finite")),
 ]
 
 
@@ -382,6 +422,57 @@ def _resized_features(w: World, t: Path) -> Path:
             f.attrs["tiling_key"] = json.dumps(key, sort_keys=True)
             f.attrs["tile_px"] = 256
     return feats
+
+
+def _damaged_features(w: World, t: Path) -> Path:
+    """The cohort's features, synth_0000's with a damaged compressed chunk: the file opens, its
+    header reads, but HDF5 cannot decompress its tissue mask."""
+    feats = t / "feats_damaged"
+    shutil.copytree(w.feats, feats)
+    path = feats / "synth_0000.h5"
+    with h5py.File(path, "r") as f:
+        chunk = f["tissue_mask"].id.get_chunk_info(0)
+    with open(path, "r+b") as f:
+        f.seek(chunk.byte_offset)
+        f.write(b"\xff" * chunk.size)
+    return feats
+
+
+def _edited_model(w: World, t: Path, edit: Callable[[dict], object]) -> Path:
+    """A copy of the model whose model.json was edited by hand into ``edit(meta)``."""
+    model = t / "model_edited"
+    shutil.copytree(w.model, model)
+    meta = json.loads((model / "model.json").read_text())
+    (model / "model.json").write_text(json.dumps(edit(meta)))
+    return model
+
+
+def _detector(w: World, t: Path, truncate: bool = False, format_version: object = None) -> Path:
+    """A tumour-bed detector trained on the cohort's truth, then damaged: its weights cut short, or
+    its model.json's format_version edited."""
+    detector = t / "detector"
+    run_cli("tumorbed", "train", "--features", w.feats, "--annotations", w.cohort / "truth", "--out", detector,
+            check=True)
+    if truncate:
+        weights = detector / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:100])
+    if format_version is not None:
+        meta = json.loads((detector / "model.json").read_text())
+        (detector / "model.json").write_text(json.dumps({**meta, "format_version": format_version}))
+    return detector
+
+
+def _nan_annotations(w: World, t: Path) -> Path:
+    """The cohort's tumour-bed annotations, synth_0000's with a NaN coordinate (JSON allows 'NaN')."""
+    annotations = t / "annotations"
+    annotations.mkdir()
+    for path in (w.cohort / "truth").glob("*.geojson"):
+        shutil.copy(path, annotations / path.name)
+    path = annotations / "synth_0000_tumorbed.geojson"
+    data = json.loads(path.read_text())
+    data["features"][0]["geometry"]["coordinates"][0][1][0] = float("nan")
+    path.write_text(json.dumps(data))
+    return annotations
 
 
 @pytest.mark.parametrize("case", BAD, ids=[c.id for c in BAD])

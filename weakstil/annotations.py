@@ -80,7 +80,7 @@ def check_inside(multipolygon, width: int, height: int, path: str | Path):
     if multipolygon.area == 0 or inside.area < 0.5 * multipolygon.area:
         minx, miny, maxx, maxy = multipolygon.bounds
         raise AnnotationError(
-            f"polygons lie outside the slide (bounds {minx:.0f},{miny:.0f}-{maxx:.0f},{maxy:.0f} px; "
+            f"polygons lie outside the slide (bounds {minx:.7g},{miny:.7g}-{maxx:.7g},{maxy:.7g} px; "
             f"slide is {width}x{height} px)",
             path=path,
             fix="export the annotation in level-0 pixel coordinates of this slide",
@@ -212,12 +212,16 @@ def _imagescope_polygons(path: Path) -> list:
 
 
 def _union(polygons: list, path: Path):
+    import shapely
     from shapely.geometry import MultiPolygon
     from shapely.ops import unary_union
     from shapely.validation import make_valid
 
     valid = []
     for geom in polygons:
+        if not np.isfinite(shapely.get_coordinates(geom)).all():  # GEOS cannot work with NaN or infinity
+            raise AnnotationError("a polygon has coordinates that are not finite numbers (NaN or infinity)",
+                                  path=path, fix="export the annotation again in level-0 pixel coordinates")
         geom = geom if geom.is_valid else make_valid(geom)
         valid.append(geom)
     merged = unary_union(valid)

@@ -42,6 +42,21 @@ EMBEDDINGS_FILE = "embeddings.safetensors"
 QC_SLIDES_FILE = "training_slides.csv"
 
 
+#: Sections of ``model.json`` that are JSON objects (read with ``.get()`` by score, evaluate and report).
+META_SECTIONS = ("encoder", "tiling", "training", "qc")
+
+
+def check_meta(meta: object, path: Path, fix: str) -> dict:
+    """``model.json``'s content when it has the shape ``weakstil train`` writes (an object whose
+    sections are objects); one error line when it was edited or damaged into another shape."""
+    if not isinstance(meta, dict):
+        raise WeakSTILError(f"{META_FILE} is not a JSON object (it holds a {type(meta).__name__})", path=path, fix=fix)
+    for section in META_SECTIONS:
+        if section in meta and not isinstance(meta[section], dict):
+            raise WeakSTILError(f"{META_FILE} '{section}' is not a JSON object", path=path, fix=fix)
+    return meta
+
+
 @dataclass(frozen=True)
 class ModelDir:
     """Paths inside a model folder (nothing is read until asked)."""
@@ -127,9 +142,10 @@ class ModelDir:
         if not self.meta_path.is_file():
             raise WeakSTILError(f"{META_FILE} not found", path=self.meta_path, fix=fix)
         try:
-            return json.loads(self.meta_path.read_text())
+            meta = json.loads(self.meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise WeakSTILError(f"{META_FILE} is not valid JSON ({exc})", path=self.meta_path, fix=fix) from None
+        return check_meta(meta, self.meta_path, fix)
 
     def bundle_for_scoring(self, features_dir: str | Path, tumorbed: str | Path | None = None) -> list[str]:
         """Make the model self-contained for ``weakstil score``: copy a local encoder (the

@@ -48,7 +48,15 @@ def open_read(path: str | Path, *, fix: str | None = None) -> Iterator[h5py.File
     except OSError as exc:
         raise H5ReadError(f"not a readable HDF5 file ({exc})", path=path, fix=fix) from None
     with f:
-        yield f
+        try:
+            yield f
+        except OSError as exc:
+            if exc.errno is not None:  # the operating system's (EIO...): about the disk, not this file
+                raise
+            # HDF5 could open the file but not read its data (a damaged chunk): a rerun that finds
+            # the file would read it again, so it must be deleted first
+            raise H5ReadError(f"damaged: HDF5 cannot read its data ({exc})", path=path,
+                              fix=f"delete it, then {fix or 'write it again'}") from None
 
 
 class _GuardedFile:

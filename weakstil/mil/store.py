@@ -17,7 +17,7 @@ from weakstil.mil.bank import FeatureBank
 from weakstil.mil.config import Architecture, TrainConfig
 from weakstil.mil.identity import ModelError
 from weakstil.mil.model import TileMIL
-from weakstil.modeldir import WEIGHTS_FILE, ModelDir
+from weakstil.modeldir import WEIGHTS_FILE, ModelDir, check_meta
 from weakstil.runtime import sha256_file, versions
 
 FORMAT = "weakstil-mil"
@@ -65,9 +65,14 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
         meta = json.loads(meta_path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"model.json is not valid JSON ({exc})", path=meta_path, fix="train the model again") from None
+    meta = check_meta(meta, meta_path, "train the model again")
     if meta.get("format") != FORMAT:
         raise ModelError(f"not a WeakSTIL MIL model (format {meta.get('format')!r})", path=meta_path, fix=fix)
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelError(f"model.json format_version {version!r} is not a whole number", path=meta_path,
+                         fix="train the model again")
+    if version > FORMAT_VERSION:
         raise ModelError(f"model format version {meta.get('format_version')} is newer than this weakstil "
                          f"understands ({FORMAT_VERSION})", path=meta_path, fix="upgrade weakstil")
     recorded = meta.get("weights_sha256")

@@ -111,6 +111,15 @@ def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedS
     from weakstil.errors import WeakSTILError
 
     features_path = Path(features_path)
+    if not features_path.exists():
+        import glob
+
+        if glob.has_magic(str(features_path)):
+            raise WeakSTILError("no file matches this pattern", path=features_path,
+                                fix="check the pattern and its folder")
+    elif features_path.is_dir():
+        raise WeakSTILError("is a directory, not a feature cache", path=features_path,
+                            fix="pass the <slide_id>.h5 files in it (a glob such as 'DIR/*.h5')")
     if features_path.suffix.lower() != ".h5":  # e.g. the slide itself
         raise WeakSTILError("not a feature cache", path=features_path,
                             fix="pass the <slide_id>.h5 files written by 'weakstil embed' (or a glob of them)")

@@ -148,6 +148,7 @@ class TumorBedDetector:
 
     @classmethod
     def load(cls, directory: str | Path) -> TumorBedDetector:
+        from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
         directory = Path(directory)
@@ -164,7 +165,10 @@ class TumorBedDetector:
             kind = meta.get("kind") if isinstance(meta, dict) else None
             raise WeakSTILError(f"model.json says kind '{kind}', not a tumour-bed detector",
                                 path=directory, fix="pass the directory written by 'weakstil tumorbed train'")
-        version = int(meta.get("format_version", 1))
+        version = meta.get("format_version", 1)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise WeakSTILError(f"model.json format_version {version!r} is not a whole number", path=meta_path,
+                                fix="train the detector again with 'weakstil tumorbed train'")
         if version < FORMAT_VERSION:
             raise WeakSTILError(
                 f"tumour-bed detector of format {version} (WeakSTIL {meta.get('weakstil_version', '?')}: a tile "
@@ -174,7 +178,11 @@ class TumorBedDetector:
         if version > FORMAT_VERSION:
             raise WeakSTILError(f"tumour-bed detector of format {version} is newer than this WeakSTIL "
                                 f"(format {FORMAT_VERSION})", path=directory, fix="upgrade WeakSTIL")
-        tensors = load_file(str(weights_path))
+        try:
+            tensors = load_file(str(weights_path))
+        except (SafetensorError, OSError) as exc:
+            raise WeakSTILError(f"cannot read the weights ({exc})", path=weights_path,
+                                fix="train the detector again with 'weakstil tumorbed train'") from None
         expected = {"weight", "bias", "mean", "std"}
         if set(tensors) != expected:
             raise WeakSTILError(f"weights have keys {sorted(tensors)}, expected {sorted(expected)}",
