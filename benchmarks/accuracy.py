@@ -96,7 +96,7 @@ def make_cohort(cache: Path, kind: str, n: int, seed: int, size_mm: tuple[float,
 def pretrained_encoder(cache: Path, tag: str, slides: list[Path], args) -> Path:
     from weakstil.pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(encoder="small-cnn", steps=args.pretrain_steps, seed=args.seed)
+    cfg = PretrainConfig(encoder="small-cnn", steps=args.pretrain_steps, seed=args.seed, stain_norm=args.stain_norm)
     changed = {k: v for k, v in asdict(cfg).items() if v != getattr(PretrainConfig(), k)}  # vs the defaults
     key = hashlib.sha256(json.dumps([tag, len(slides), PRETRAIN_RECIPE, changed], sort_keys=True).encode()
                          ).hexdigest()[:10]
@@ -122,7 +122,7 @@ def _reusable(path: Path) -> bool:
 
 
 def embed_all(slides: list[Path], encoder_name: str | Path, weights: str | None, out_dir: Path,
-              reembed: bool = False) -> Path:
+              reembed: bool = False, stain_norm: str = "card") -> Path:
     """``weakstil embed`` of every slide into ``out_dir`` (``out_dir`` is named after the encoder's
     folder, whose name holds its settings' hash). Feature files this benchmark made before are
     reused unless ``reembed`` (``weakstil embed`` itself would also redo files made by an older
@@ -132,7 +132,7 @@ def embed_all(slides: list[Path], encoder_name: str | Path, weights: str | None,
     todo = [s for s in slides if reembed or not _reusable(cache_path(out_dir, s))]
     if not todo:
         return out_dir
-    encoder, planner = open_encoder(encoder_name, weights, "cpu", batch_size=64, seed=0)
+    encoder, planner = open_encoder(encoder_name, weights, "cpu", batch_size=64, seed=0, stain_norm=stain_norm)
     t0, done = time.perf_counter(), 0
     for s in todo:
         r = embed_slide(s, encoder, out_dir=out_dir, batch_size=64, planner=planner, overwrite=reembed)
@@ -377,6 +377,9 @@ def main() -> None:
     ap.add_argument("--seeds", default=None, help="comma-separated training seeds: the table shows mean ± sd "
                     "(default: --seed alone)")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--stain-norm", default="card", choices=("card", "none", "macenko"),
+                    help="tile stain normalisation before the encoder, in pretraining and embedding "
+                         "(weakstil embed --stain-norm; 'card': the encoder card's, none for ours)")
     ap.add_argument("--cache", type=Path, default=ROOT / ".bench" / "accuracy")
     ap.add_argument("--reembed", action="store_true", help="embed again even where this benchmark's features exist")
     args = ap.parse_args()
@@ -408,14 +411,15 @@ def main() -> None:
         timings[f"{name}: pretrain"] = time.perf_counter() - t0
         for enc in encs:
             src, weights = (enc_dir, None) if enc == "pre" else ("small-cnn", "random")
-            tag = Path(str(src)).name
+            tag = Path(str(src)).name + ("" if args.stain_norm == "card" or enc == "pre" else f"-{args.stain_norm}")
             t0 = time.perf_counter()
-            c.features[enc] = embed_all(c.slides, src, weights, args.cache / f"features-{name}-{tag}", args.reembed)
+            c.features[enc] = embed_all(c.slides, src, weights, args.cache / f"features-{name}-{tag}", args.reembed,
+                                        args.stain_norm)
             timings[f"{name}: embed {enc}"] = time.perf_counter() - t0
-            if f"{name}-b" in cohorts and enc == "pre":  # look B through A's encoder
+            if f"{name}-b" in cohorts:  # look B through A's encoder (or the same random one)
                 b = cohorts[f"{name}-b"]
                 b.features[enc] = embed_all(b.slides, src, weights, args.cache / f"features-{name}-b-{tag}",
-                                            args.reembed)
+                                            args.reembed, args.stain_norm)
 
     results = []
     for name, c in cohorts.items():
