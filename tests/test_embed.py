@@ -20,6 +20,7 @@ from weakstil.embed import embed_slide
 from weakstil.files import FeaturesFile, SlideFileError
 from weakstil.encoders import create_encoder
 from weakstil.slide import Slide
+from weakstil.stain import estimate_slide_stain, normalise
 from weakstil.tiles import TilingParams, find_tiles
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -61,6 +62,9 @@ def test_embed_cmu_writes_the_documented_layout(cli_run, encoder):
     with Slide.open(CMU) as s:
         tiles = find_tiles(s, TilingParams())
         pixels = np.stack([s.read_region(x, y, 224, 0.5) for x, y in tiles.coords])
+        # the small-cnn card re-renders every tile with the reference stain (its Macenko default)
+        assert encoder.card.stain_norm == "macenko"
+        pixels = normalise(pixels, estimate_slide_stain(s))
     n = len(tiles.coords)
     with h5py.File(path) as f:
         assert REQUIRED_ATTRS <= set(f.attrs), REQUIRED_ATTRS - set(f.attrs)
@@ -74,7 +78,7 @@ def test_embed_cmu_writes_the_documented_layout(cli_run, encoder):
     assert a["encoder"] == "small-cnn" and a["weights_sha256"] == encoder.weights_sha256
     assert json.loads(a["encoder_card"])["embed_dim"] == 256
     assert json.loads(a["normalisation"])["mean"] == [0.485, 0.456, 0.406]
-    assert a["precision"] == "fp32" and a["device"] == "cpu" and a["seed"] == 3
+    assert a["precision"] == "fp32" and a["device"] == "cpu" and a["seed"] == 3 and a["stain_norm"] == "macenko"
     assert a["tile_px"] == 224 and a["mpp"] == pytest.approx(0.5) and a["slide_mpp"] == pytest.approx(0.499)
     assert json.loads(a["tiling_key"]) == json.loads(json.dumps(TilingParams().key(), sort_keys=True))
     assert len(a["cache_key"]) == 64
@@ -211,7 +215,7 @@ def test_killed_run_leaves_nothing_complete_and_a_rerun_finishes(big_slide, tmp_
     enc = create_encoder("small-cnn", weights="random")
     with Slide.open(big_slide) as s:
         idx = [0, len(r.coords) // 2, len(r.coords) - 1]
-        pixels = np.stack([s.read_region(*r.coords[i], 224, 0.5) for i in idx])
+        pixels = normalise(np.stack([s.read_region(*r.coords[i], 224, 0.5) for i in idx]), estimate_slide_stain(s))
     np.testing.assert_allclose(r.features[idx], enc.embed(pixels), rtol=1e-4, atol=1e-5)
     assert os.path.getsize(final) > 0
 

@@ -68,6 +68,19 @@ def test_macenko_normalisation_brings_two_looks_together(two_looks):
     assert normed < raw
 
 
+def test_macenko_normalisation_is_the_reference_rendering(two_looks):
+    """The fast path (lookup table, in-place float32) renders what the textbook expression does:
+    concentrations clipped at 0, scaled to the reference strengths, through the reference vectors."""
+    from weakstil.stain import IO, REFERENCE_HE, REFERENCE_MAX_C, concentrations
+
+    tiles, stain, _ = two_looks["centre_2"]
+    c = concentrations(tiles, stain).astype(np.float64).clip(min=0.0) * REFERENCE_MAX_C
+    plain = np.clip(IO * np.exp(-(c @ REFERENCE_HE.T)), 0, 255).astype(np.uint8)
+    fast = normalise(tiles, stain)
+    diff = np.abs(fast.astype(int) - plain)
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
 def test_embed_stores_the_tile_measurements_and_stain_norm_is_in_the_cache_key(two_looks, tmp_path):
     """embed writes tile_stats and stroma_estimate through weakstil.files; normalising the tiles'
     stain changes the features, so it changes the cache key (a cache made without it is redone)."""
@@ -78,13 +91,14 @@ def test_embed_stores_the_tile_measurements_and_stain_norm_is_in_the_cache_key(t
 
     slide_path = two_looks["path"]
     params = TilingParams(mpp=1.0)  # 224 µm tiles: a few dozen
-    enc, _ = open_encoder("small-cnn", "random", "cpu", workers=1)
+    enc, _ = open_encoder("small-cnn", "random", "cpu", workers=1, stain_norm="none")
     plain = embed_slide(slide_path, enc, out_dir=tmp_path / "plain", params=params, workers=0)
     f = FeaturesFile.read(plain.path)
     assert f.tile_stats.shape == (plain.n_tiles, len(COLUMNS)) and np.isfinite(f.tile_stats).all()
     np.testing.assert_array_equal(f.stroma_estimate, f.tile_stats[:, COLUMNS.index("stroma_estimate")])
     assert f.attrs["stain_norm"] == "none" and "he" in f.attrs["stain"]
-    normed_enc, _ = open_encoder("small-cnn", "random", "cpu", workers=1, stain_norm="macenko")
+    normed_enc, _ = open_encoder("small-cnn", "random", "cpu", workers=1)  # the card's default: macenko
+    assert normed_enc.card.stain_norm == "macenko"
     with Slide.open(slide_path) as slide:
         assert cache_key(enc, params, slide.mpp) != cache_key(normed_enc, params, slide.mpp)
     normed = embed_slide(slide_path, normed_enc, out_path=plain.path, params=params, workers=0)
