@@ -79,6 +79,14 @@ def test_macenko_normalisation_is_the_reference_rendering(two_looks):
     fast = normalise(tiles, stain)
     diff = np.abs(fast.astype(int) - plain)
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    # a GPU-decoded batch is normalised as a tensor where it lies (here on the CPU): the same pixels
+    import torch
+
+    from weakstil.stain import normalise_tensor
+
+    as_tensor = normalise_tensor(torch.from_numpy(tiles), stain)
+    assert as_tensor.dtype == torch.uint8 and tuple(as_tensor.shape) == tiles.shape
+    assert np.abs(as_tensor.numpy().astype(int) - fast).max() <= 1
 
 
 def test_embed_stores_the_tile_measurements_and_stain_norm_is_in_the_cache_key(two_looks, tmp_path):

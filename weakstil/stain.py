@@ -137,3 +137,18 @@ def normalise(tiles: np.ndarray, stain: SlideStain) -> np.ndarray:
     out *= np.float32(IO)
     np.clip(out, 0, 255, out=out)
     return out.astype(np.uint8).reshape(tiles.shape)
+
+
+def normalise_tensor(tiles, stain: SlideStain):
+    """:func:`normalise` of a uint8 torch tensor (…, 3) on its own device (a GPU-decoded batch
+    stays on the GPU); the same arithmetic in float32, so a pixel may differ by one level."""
+    import torch
+
+    dev = tiles.device
+    lut = torch.from_numpy(_od_table()).to(dev)
+    unmix = torch.from_numpy((stain.unmixing() * REFERENCE_MAX_C[None, :]).astype(np.float32)).to(dev)
+    render = torch.from_numpy((-REFERENCE_HE.T).astype(np.float32)).to(dev)
+    c = lut[tiles.reshape(-1, 3).long()] @ unmix
+    out = c.clamp_(min=0.0) @ render
+    out.exp_().mul_(IO).clamp_(0, 255)
+    return out.to(torch.uint8).reshape(tiles.shape)

@@ -227,26 +227,18 @@ def measured_batches(batches: Iterator[tuple[int, Any]], stain: Any, mpp: float,
     and no job: not measured, ``--no-tile-stats``). GPU batches (tensors) are measured on a host copy."""
     import numpy as np
 
-    from weakstil.stain import normalise
+    from weakstil.stain import normalise, normalise_tensor
     from weakstil.tilestats import batch_stats
 
     try:
         for start, batch in batches:
-            host = None
             if job is not None:
                 job.submit(start, batch)
             elif stats is not None:
                 host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
                 stats[start:start + len(host)] = batch_stats(host, stain, mpp)
-            if stain_norm == "macenko":
-                if host is None:
-                    host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
-                normed = normalise(host, stain)
-                if not isinstance(batch, np.ndarray):
-                    import torch
-
-                    normed = torch.from_numpy(normed).to(batch.device)
-                batch = normed
+            if stain_norm == "macenko":  # a tensor (GPU-decoded) is normalised where it is
+                batch = normalise(batch, stain) if isinstance(batch, np.ndarray) else normalise_tensor(batch, stain)
             yield start, batch
     finally:
         close = getattr(batches, "close", None)
