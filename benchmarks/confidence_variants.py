@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     variants = [("v1: fold spread added, β fitted", 1, None, 0.0),
                 (f"v2: spread once, β fitted, floor {SHIFT_WEIGHT_FLOOR:g}", 2, None, SHIFT_WEIGHT_FLOOR),
                 ("spread once, β fitted (no floor)", 2, None, 0.0)]
-    variants += [(f"spread once, β = {b:g}", 2, b, 0.0) for b in (0.25, 0.5, 0.75, 1.0, 1.5)]
+    variants += [(f"spread once, β = {b:g}", 2, b, 0.0) for b in (0.25, 0.5, 0.6, 0.7, 0.75, 1.0, 1.5)]
     head = "coverage / median width / near_threshold / any flag"
     if real is not None:
         head += " (near_threshold / any flag re-weighted to the real labels)"
