@@ -57,6 +57,16 @@ def check_meta(meta: object, path: Path, fix: str) -> dict:
     return meta
 
 
+def meta_format_version(meta: dict, path: Path, default: int, fix: str,
+                        error: type[WeakSTILError] = WeakSTILError) -> int:
+    """``meta['format_version']`` (``default`` when absent) as a whole number; one ``error`` line
+    when it was edited into anything else (a text, a fraction, true/false)."""
+    version = meta.get("format_version", default)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise error(f"{META_FILE} format_version {version!r} is not a whole number", path=path, fix=fix)
+    return version
+
+
 @dataclass(frozen=True)
 class ModelDir:
     """Paths inside a model folder (nothing is read until asked)."""

@@ -39,7 +39,7 @@ from fractions import Fraction
 import numpy as np
 
 from weakstil.imageops import ImageOps, image_ops
-from weakstil.stain import SlideStain, optical_density
+from weakstil.stain import SlideStain, od_table
 
 #: Bumped when a measurement changes (part of the embedding cache key).
 TILESTATS_VERSION = 3
@@ -79,13 +79,6 @@ def column_names() -> list[str]:
 
 
 COLUMNS = tuple(column_names())
-
-
-@functools.lru_cache(maxsize=1)
-def _od_table() -> np.ndarray:
-    """:func:`weakstil.stain.optical_density` of every uint8 value (float32, elementwise: looking a
-    tile up in it gives the same numbers bit for bit, without a logarithm per pixel)."""
-    return optical_density(np.arange(256, dtype=np.uint8))
 
 
 @functools.lru_cache(maxsize=8)
@@ -133,7 +126,7 @@ def _tile_pixels(ops: ImageOps, tile: np.ndarray, ut: np.ndarray, size: int, mpp
     """Fill the pixel columns of ``row`` (0-6) for one tile; return its nuclei's per-blob sums."""
     hgt, wid = tile.shape[:2]
     n_px = hgt * wid
-    od = ops.lut(tile, _od_table()).reshape(-1, 3)
+    od = ops.lut(tile, od_table()).reshape(-1, 3)
     he = ut @ od.T  # = concentrations(tile, stain), bit for bit, as two contiguous rows
     h, e = he
     h_pos = np.maximum(h, 0)

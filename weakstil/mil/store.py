@@ -17,7 +17,7 @@ from weakstil.mil.bank import FeatureBank
 from weakstil.mil.config import Architecture, TrainConfig
 from weakstil.mil.identity import ModelError
 from weakstil.mil.model import TileMIL
-from weakstil.modeldir import WEIGHTS_FILE, ModelDir, check_meta
+from weakstil.modeldir import WEIGHTS_FILE, ModelDir, check_meta, meta_format_version
 from weakstil.runtime import sha256_file, versions
 
 FORMAT = "weakstil-mil"
@@ -68,10 +68,7 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
     meta = check_meta(meta, meta_path, "train the model again")
     if meta.get("format") != FORMAT:
         raise ModelError(f"not a WeakSTIL MIL model (format {meta.get('format')!r})", path=meta_path, fix=fix)
-    version = meta.get("format_version", 0)
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise ModelError(f"model.json format_version {version!r} is not a whole number", path=meta_path,
-                         fix="train the model again")
+    version = meta_format_version(meta, meta_path, 0, "train the model again", ModelError)
     if version > FORMAT_VERSION:
         raise ModelError(f"model format version {meta.get('format_version')} is newer than this weakstil "
                          f"understands ({FORMAT_VERSION})", path=meta_path, fix="upgrade weakstil")

@@ -25,7 +25,7 @@ import numpy as np
 from weakstil import __version__
 from weakstil.bed_geometry import BedShape, Plausibility, bed_from_evidence, check_bed
 from weakstil.errors import WeakSTILError
-from weakstil.modeldir import META_FILE, WEIGHTS_FILE
+from weakstil.modeldir import META_FILE, WEIGHTS_FILE, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
@@ -165,10 +165,7 @@ class TumorBedDetector:
             kind = meta.get("kind") if isinstance(meta, dict) else None
             raise WeakSTILError(f"model.json says kind '{kind}', not a tumour-bed detector",
                                 path=directory, fix="pass the directory written by 'weakstil tumorbed train'")
-        version = meta.get("format_version", 1)
-        if isinstance(version, bool) or not isinstance(version, int):
-            raise WeakSTILError(f"model.json format_version {version!r} is not a whole number", path=meta_path,
-                                fix="train the detector again with 'weakstil tumorbed train'")
+        version = meta_format_version(meta, meta_path, 1, "train the detector again with 'weakstil tumorbed train'")
         if version < FORMAT_VERSION:
             raise WeakSTILError(
                 f"tumour-bed detector of format {version} (WeakSTIL {meta.get('weakstil_version', '?')}: a tile "
