@@ -39,7 +39,6 @@ import time
 import traceback
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 for p in (str(ROOT), str(ROOT / "benchmarks")):

@@ -93,7 +93,6 @@ for vname in args.variants.split(","):
     v = VARIANTS[vname]
     ba, bb = bank_a, bank_b
     if v.get("snorm") or v.get("nostats") or v.get("ecentre"):
-        import copy
         ba, bb = A.load_bank(ca, "pre", "stats"), A.load_bank(cb, "pre", "stats")
         if v.get("snorm"): slide_norm(ba); slide_norm(bb)
         elif v.get("ecentre"):

@@ -127,7 +127,7 @@ def main() -> None:
 
     table = pd.read_csv(out / "results.csv", dtype={"slide_id": str})
     row = table[table["slide_id"] == big.stem].iloc[0]
-    print(f"\n| slide | tiles | tumour-bed tiles | sTIL% | time s | tiles/s | peak RSS GB |\n|---|---|---|---|---|---|---|")
+    print("\n| slide | tiles | tumour-bed tiles | sTIL% | time s | tiles/s | peak RSS GB |\n|---|---|---|---|---|---|---|")
     print(f"| {big.name} ({side}x{side}) | {row.n_tiles} | {row.n_tumorbed_tiles} | {row.stil:.1f} | {seconds:.0f} | "
           f"{row.n_tiles / seconds:.0f} | {peak_gb:.2f} |")
     print(f"\npeak RSS of `weakstil score`: {peak_gb:.2f} GB -> {'PASS' if peak_gb < 2 else 'FAIL'} (target < 2 GB)")

@@ -13,7 +13,6 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import torch
 
 from conftest import CMU, run_cli, write_tiff_slide
 from weakstil.embed import embed_slide

@@ -89,6 +89,24 @@ def test_macenko_normalisation_is_the_reference_rendering(two_looks):
     assert np.abs(as_tensor.numpy().astype(int) - fast).max() <= 1
 
 
+def test_the_colour_table_renders_what_normalise_does(two_looks):
+    """A large slide's tiles go through a 2^24-colour table once enough pixels were rendered: the
+    same pixels bit for bit, so the switch never shows in the features."""
+    from weakstil.stain import Normaliser
+
+    tiles, stain, _ = two_looks["centre_1"]
+    per_call = tiles[:4].size // 3
+    norm = Normaliser(stain, table_after_pixels=per_call)
+    first = norm(tiles[:4])
+    assert norm.table is None  # the first call fits under the threshold: rendered directly
+    second = norm(tiles[4:8])
+    assert norm.table is not None and norm.pixels == 2 * per_call
+    assert np.array_equal(first, normalise(tiles[:4], stain))
+    assert np.array_equal(second, normalise(tiles[4:8], stain))
+    odd = np.random.default_rng(0).integers(0, 256, (2, 33, 17, 3), dtype=np.uint8)  # every colour region
+    assert np.array_equal(norm(odd), normalise(odd, stain))
+
+
 def test_embed_stores_the_tile_measurements_and_stain_norm_is_in_the_cache_key(two_looks, tmp_path):
     """embed writes tile_stats and stroma_estimate through weakstil.files; normalising the tiles'
     stain changes the features, so it changes the cache key (a cache made without it is redone)."""

@@ -136,14 +136,14 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                 spec = plan_reader(slide, params.mpp, params.tile_px)  # JPEG tiles or OpenSlide
                 batches = (shared_pool(workers).batches(spec, coords, 32) if workers >= 1
                            else iter_batches_inline(spec, coords, 32))
-                stain = None
+                normaliser = None
                 if card.stain_norm == "macenko":
-                    from weakstil.stain import estimate_slide_stain, normalise
+                    from weakstil.stain import Normaliser, estimate_slide_stain
 
-                    stain = estimate_slide_stain(slide)
+                    normaliser = Normaliser(estimate_slide_stain(slide))
                 with contextlib.closing(batches):
                     for start, batch in batches:
-                        out[start:start + len(batch)] = batch if stain is None else normalise(batch, stain)
+                        out[start:start + len(batch)] = batch if normaliser is None else normaliser(batch)
                 chunks.append(out)
                 ids.append(slide.slide_id)
                 log.info("%s: %d of %d tissue tiles sampled", path, len(out), n)

@@ -147,6 +147,55 @@ def normalise(tiles: np.ndarray, stain: SlideStain) -> np.ndarray:
     return out.astype(np.uint8).reshape(tiles.shape)
 
 
+#: Pixels :class:`Normaliser` renders one by one before it builds its colour table: building the
+#: table costs about as much as rendering this many pixels directly (2^24 colours at a time, but in
+#: large vectorised chunks), so a small slide never pays for it and a large one pays at most twice.
+TABLE_AFTER_PIXELS = 12_000_000
+#: Colours of the table built per step (bounds the float32 temporaries at about 50 MB).
+_TABLE_CHUNK = 1 << 20
+
+
+def colour_table(stain: SlideStain) -> np.ndarray:
+    """:func:`normalise` of every 24-bit colour, (2^24, 3) uint8 indexed by ``r << 16 | g << 8 | b``
+    (48 MiB): rendering is per pixel, so looking a pixel up gives :func:`normalise`'s value exactly."""
+    table = np.empty((1 << 24, 3), np.uint8)
+    low = np.arange(_TABLE_CHUNK, dtype=np.uint32)
+    rgb = np.empty((_TABLE_CHUNK, 3), np.uint8)
+    for first in range(0, 1 << 24, _TABLE_CHUNK):
+        colours = low + np.uint32(first)
+        rgb[:, 0] = colours >> 16
+        rgb[:, 1] = (colours >> 8) & 255
+        rgb[:, 2] = colours & 255
+        table[first:first + _TABLE_CHUNK] = normalise(rgb, stain)
+    return table
+
+
+class Normaliser:
+    """:func:`normalise` for one slide's stain, switching to a lookup in :func:`colour_table` once
+    :data:`TABLE_AFTER_PIXELS` pixels have been rendered (about 5x faster per tile; the same
+    pixels bit for bit, so which way a tile went never shows in its features)."""
+
+    def __init__(self, stain: SlideStain, table_after_pixels: int | None = None):
+        self.stain = stain
+        self.table_after_pixels = TABLE_AFTER_PIXELS if table_after_pixels is None else int(table_after_pixels)
+        self.pixels = 0  #: rendered so far, either way
+        self.table: np.ndarray | None = None
+
+    def __call__(self, tiles: np.ndarray) -> np.ndarray:
+        tiles = np.asarray(tiles, np.uint8)
+        n = tiles.size // 3
+        if self.table is None and self.pixels + n > self.table_after_pixels:
+            self.table = colour_table(self.stain)
+        self.pixels += n
+        if self.table is None:
+            return normalise(tiles, self.stain)
+        flat = tiles.reshape(-1, 3)
+        index = np.left_shift(flat[:, 0], 16, dtype=np.uint32)
+        index |= np.left_shift(flat[:, 1], 8, dtype=np.uint32)
+        index |= flat[:, 2]
+        return np.take(self.table, index, axis=0).reshape(tiles.shape)
+
+
 def normalise_tensor(tiles, stain: SlideStain):
     """:func:`normalise` of a uint8 torch tensor (…, 3) on its own device (a GPU-decoded batch
     stays on the GPU); the same arithmetic in float32, so a pixel may differ by one level."""

@@ -227,8 +227,10 @@ def measured_batches(batches: Iterator[tuple[int, Any]], stain: Any, mpp: float,
     and no job: not measured, ``--no-tile-stats``). GPU batches (tensors) are measured on a host copy."""
     import numpy as np
 
-    from weakstil.stain import normalise, normalise_tensor
+    from weakstil.stain import Normaliser, normalise_tensor
     from weakstil.tilestats import batch_stats
+
+    normaliser = Normaliser(stain) if stain_norm == "macenko" else None
 
     try:
         for start, batch in batches:
@@ -237,8 +239,8 @@ def measured_batches(batches: Iterator[tuple[int, Any]], stain: Any, mpp: float,
             elif stats is not None:
                 host = batch if isinstance(batch, np.ndarray) else batch.cpu().numpy()
                 stats[start:start + len(host)] = batch_stats(host, stain, mpp)
-            if stain_norm == "macenko":  # a tensor (GPU-decoded) is normalised where it is
-                batch = normalise(batch, stain) if isinstance(batch, np.ndarray) else normalise_tensor(batch, stain)
+            if normaliser is not None:  # a tensor (GPU-decoded) is normalised where it is
+                batch = normaliser(batch) if isinstance(batch, np.ndarray) else normalise_tensor(batch, stain)
             yield start, batch
     finally:
         close = getattr(batches, "close", None)

@@ -4,7 +4,6 @@ slide, and a slide with marked tiles for pixel tests. napari runs under Xvfb (py
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
