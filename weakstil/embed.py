@@ -83,6 +83,7 @@ class EmbedResult:
 def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None,
               tile_stats: bool = True) -> str:
     """The settings a feature cache is made with (``tile_stats``: with the per-tile measurements)."""
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
     from weakstil.tilestats import TILESTATS_VERSION
     from weakstil.tissue import TISSUE_VERSION
 
@@ -90,6 +91,8 @@ def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerpr
     payload = {
         "format": CACHE_FORMAT,
         "tilestats": TILESTATS_VERSION if tile_stats else None,  # None: made with --no-tile-stats
+        # the slide's stain feeds the measurements and the normalisation
+        "stain_estimate": STAIN_ESTIMATE_VERSION if tile_stats or card.get("stain_norm") else None,
         "tissue_detector": TISSUE_VERSION,  # a new tissue detector tiles differently: caches are redone
         "encoder": encoder.name,
         "weights_sha256": encoder.weights_sha256,

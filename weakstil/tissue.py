@@ -167,6 +167,39 @@ def pen_ink(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
     return green | blue | (mx < 45)
 
 
+#: Dark grey ink: brightest channel below this and saturation below this many percent (no H&E
+#: stain is that unsaturated).
+GREY_INK_MAX = 215
+GREY_INK_SATURATION = 7
+#: Tissue pixels denser (optical density, 3 x 3 mean) than this multiple of the slide's 75th
+#: percentile are fold-like: a fold doubles the section; dense nests and lymphocyte aggregates
+#: stay below it.
+FOLD_OD_RATIO = 2.0
+
+
+def ink_pixels(rgb: np.ndarray) -> np.ndarray:
+    """Marker ink of an RGB uint8 image on white glass: :func:`pen_ink` (green, blue, near-black)
+    or dark grey (the rule of the slide QC, the tumour-bed ink veto and the stain estimate)."""
+    r, g, b = (np.ascontiguousarray(rgb[..., c]) for c in range(3))
+    hi = np.maximum(np.maximum(r, g), b).astype(np.int16)
+    spread = hi - np.minimum(np.minimum(r, g), b)
+    grey = (hi < GREY_INK_MAX) & (spread * 100 < GREY_INK_SATURATION * np.maximum(hi, 1))
+    return pen_ink(r, g, b) | grey
+
+
+def fold_pixels(rgb: np.ndarray, tissue: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """Fold-like ``tissue`` pixels (not ``ink``) of a thumbnail: denser than :data:`FOLD_OD_RATIO`
+    times the 75th percentile of the rest's optical density."""
+    from scipy import ndimage as ndi
+
+    from weakstil.stain import optical_density
+
+    density = ndi.uniform_filter(optical_density(rgb[..., :3]).sum(axis=-1), size=3)
+    clean = tissue & ~ink
+    p75 = float(np.percentile(density[clean], 75)) if clean.any() else 0.0
+    return clean & (density > FOLD_OD_RATIO * max(p75, 1e-3))
+
+
 #: The glass colour is trusted for white balance only when it is this pale and this close to grey
 #: (a thumbnail full of pale pink tissue must not be balanced to grey) ...
 GLASS_MIN_LEVEL = 200.0

@@ -27,6 +27,8 @@ from typing import Any
 
 import numpy as np
 
+from weakstil.tissue import FOLD_OD_RATIO, GREY_INK_MAX, GREY_INK_SATURATION  # noqa: F401 - documented here too
+
 log = logging.getLogger(__name__)
 
 #: Resolution of the thumbnail the stain, pen and folds are measured on (µm/px).
@@ -37,15 +39,10 @@ THUMB_MAX_PIXELS = 6_000_000
 FOCUS_TILES = 48
 #: A tile whose blur effect exceeds this is out of focus.
 BLURRY_TILE = 0.45
-#: Tissue pixels denser (optical density) than this multiple of the slide's 75th percentile are fold-like.
-FOLD_OD_RATIO = 2.0
-#: Dark grey ink: brightest channel below this and saturation below this many percent.
-GREY_INK_MAX = 215
-GREY_INK_SATURATION = 7
 #: Ink counts when it lies within this distance of tissue (µm).
 PEN_NEAR_UM = 200.0
 #: Version of these measurements (stored with the training statistics; a mismatch disables the flags).
-IMAGE_STATS_VERSION = 3
+IMAGE_STATS_VERSION = 4  # 4: the stain estimated without ink and folds (weakstil.stain.stain_pixels)
 
 
 @dataclass
@@ -97,8 +94,8 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     from scipy import ndimage as ndi
 
     from weakstil.slide import brightfield_warning
-    from weakstil.stain import estimate_stain
-    from weakstil.tissue import TissueParams, detect_tissue, pen_ink
+    from weakstil.stain import estimate_stain, stain_pixels
+    from weakstil.tissue import TissueParams, detect_tissue, fold_pixels, ink_pixels
 
     warnings = [w for w in [brightfield_warning(thumb)] if w]
     try:
@@ -106,7 +103,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     except Exception as exc:  # a blank or odd thumbnail: no tissue, reference stain
         log.debug("qc: tissue detection failed on the thumbnail (%s)", exc)
         tissue = np.zeros(thumb.shape[:2], bool)
-    stain = estimate_stain(thumb, tissue if tissue.any() else None)
+    stain = estimate_stain(thumb, stain_pixels(thumb, mpp, tissue) if tissue.any() else None)
     n_tissue = int(tissue.sum())
     out: dict[str, Any] = {
         "stain_h": [float(v) for v in stain.he[:, 0]], "stain_e": [float(v) for v in stain.he[:, 1]],
@@ -121,17 +118,9 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     # ink: on the raw pixels near tissue (detect_tissue leaves coloured ink out of the tissue
     # mask); besides green/blue/near-black, dark grey: H&E tissue is never that unsaturated
     near = ndi.binary_dilation(tissue, iterations=max(1, int(round(PEN_NEAR_UM / mpp))))
-    r, g, b = (np.ascontiguousarray(thumb[..., c]) for c in range(3))
-    hi = np.maximum(np.maximum(r, g), b).astype(np.int16)
-    spread = hi - np.minimum(np.minimum(r, g), b)
-    grey = (hi < GREY_INK_MAX) & (spread * 100 < GREY_INK_SATURATION * np.maximum(hi, 1))
-    ink = (pen_ink(r, g, b) | grey) & near & (thumb.astype(np.int16).sum(axis=-1) < 3 * 235)
+    ink = ink_pixels(thumb) & near & (thumb.astype(np.int16).sum(axis=-1) < 3 * 235)
     out["pen_share"] = float(ink.sum() / n_tissue)
-    # folds: a doubled section is about twice as dense as the tissue under it; dense nests and
-    # lymphocyte aggregates stay below FOLD_OD_RATIO x the slide's 75th percentile of density
-    density = ndi.uniform_filter(optical_density(thumb).sum(axis=-1), size=3)
-    p75 = float(np.percentile(density[tissue & ~ink], 75)) if (tissue & ~ink).any() else 0.0
-    fold = tissue & ~ink & (density > FOLD_OD_RATIO * max(p75, 1e-3))
+    fold = fold_pixels(thumb, tissue, ink)
     out["fold_share"] = float(fold.sum() / n_tissue)
     return out
 

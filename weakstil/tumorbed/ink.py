@@ -5,9 +5,9 @@ tissue (weakstil.tissue keeps it; the tissue under it is real). To an encoder th
 seen ink, a grey or coloured stroke over stroma can read as dense, dark tumour, and the bed then
 follows the ring instead of the tumour. So, when the slide can be read, each tile's share of
 ink pixels is measured on a thumbnail with the rule the slide QC uses
-(:func:`weakstil.tissue.pen_ink`: green, blue or near-black; plus dark grey: brightest channel
-under :data:`weakstil.qc.image.GREY_INK_MAX` and saturation under
-:data:`weakstil.qc.image.GREY_INK_SATURATION` per cent, which no H&E stain is), and a tile
+(:func:`weakstil.tissue.ink_pixels`: green, blue or near-black; plus dark grey: brightest channel
+under :data:`weakstil.tissue.GREY_INK_MAX` and saturation under
+:data:`weakstil.tissue.GREY_INK_SATURATION` per cent, which no H&E stain is), and a tile
 with at least ``min_ink_area`` of ink loses its tumour evidence. Like the lymphoid veto this only
 removes seeds: an inked tile inside the tumour is still in the bed by geometry.
 
@@ -50,24 +50,14 @@ class InkVeto:
         return cls(bool(values.get("enabled", True)), float(values.get("min_ink_area", cls.min_ink_area)))
 
 
-def ink_pixels(rgb: np.ndarray) -> np.ndarray:
-    """Marker-ink pixels of an RGB uint8 image on white glass (the slide QC's rule)."""
-    from weakstil.qc.image import GREY_INK_MAX, GREY_INK_SATURATION
-    from weakstil.tissue import pen_ink
-
-    r, g, b = (np.ascontiguousarray(rgb[..., c]) for c in range(3))
-    hi = np.maximum(np.maximum(r, g), b).astype(np.int16)
-    spread = hi - np.minimum(np.minimum(r, g), b)
-    grey = (hi < GREY_INK_MAX) & (spread * 100 < GREY_INK_SATURATION * np.maximum(hi, 1))
-    return pen_ink(r, g, b) | grey
-
-
 def tile_ink_share(thumbnail: np.ndarray, slide_width: int, slide_mpp: float, coords: np.ndarray,
                    tile_size_level0: float) -> np.ndarray:
     """Each tile's share of ink pixels, from an RGB thumbnail of the whole slide."""
     from weakstil.tiling import mask_fractions
 
     thumb_mpp = slide_width * slide_mpp / thumbnail.shape[1]
+    from weakstil.tissue import ink_pixels
+
     return mask_fractions(coords, tile_size_level0, ink_pixels(thumbnail[..., :3]), thumb_mpp, slide_mpp)
 
 
