@@ -42,7 +42,7 @@ BLURRY_TILE = 0.45
 #: Ink counts when it lies within this distance of tissue (µm).
 PEN_NEAR_UM = 200.0
 #: Version of these measurements (stored with the training statistics; a mismatch disables the flags).
-IMAGE_STATS_VERSION = 4  # 4: the stain estimated without ink and folds (weakstil.stain.stain_pixels)
+IMAGE_STATS_VERSION = 4  # 4: the stain estimated without marker ink, in the stains' plane (weakstil.stain)
 
 
 @dataclass
