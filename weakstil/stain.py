@@ -11,7 +11,9 @@ torchstain's Macenko method (:class:`SlideStain`). With them every tile can be
   --stain-norm macenko``), so the encoder sees one stain look across centres.
 
 Estimating per slide (not per tile) keeps a tile that is all stroma or all lymphocytes from
-being "normalised" as if it held both stains.
+being "normalised" as if it held both stains. Marker ink and pixels off the plane of the two
+stains are left out of the estimate (:func:`stain_pixels`, :func:`in_stain_plane`): Macenko's
+vectors are the extreme angles of the pixels, which a pen stroke decides otherwise.
 """
 
 from __future__ import annotations

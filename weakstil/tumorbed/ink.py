@@ -54,10 +54,9 @@ def tile_ink_share(thumbnail: np.ndarray, slide_width: int, slide_mpp: float, co
                    tile_size_level0: float) -> np.ndarray:
     """Each tile's share of ink pixels, from an RGB thumbnail of the whole slide."""
     from weakstil.tiling import mask_fractions
-
-    thumb_mpp = slide_width * slide_mpp / thumbnail.shape[1]
     from weakstil.tissue import ink_pixels
 
+    thumb_mpp = slide_width * slide_mpp / thumbnail.shape[1]
     return mask_fractions(coords, tile_size_level0, ink_pixels(thumbnail[..., :3]), thumb_mpp, slide_mpp)
 
 
