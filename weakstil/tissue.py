@@ -171,10 +171,6 @@ def pen_ink(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
 #: stain is that unsaturated).
 GREY_INK_MAX = 215
 GREY_INK_SATURATION = 7
-#: Tissue pixels denser (optical density, 3 x 3 mean) than this multiple of the slide's 75th
-#: percentile are fold-like: a fold doubles the section; dense nests and lymphocyte aggregates
-#: stay below it.
-FOLD_OD_RATIO = 2.0
 
 
 def ink_pixels(rgb: np.ndarray) -> np.ndarray:
@@ -185,19 +181,6 @@ def ink_pixels(rgb: np.ndarray) -> np.ndarray:
     spread = hi - np.minimum(np.minimum(r, g), b)
     grey = (hi < GREY_INK_MAX) & (spread * 100 < GREY_INK_SATURATION * np.maximum(hi, 1))
     return pen_ink(r, g, b) | grey
-
-
-def fold_pixels(rgb: np.ndarray, tissue: np.ndarray, ink: np.ndarray) -> np.ndarray:
-    """Fold-like ``tissue`` pixels (not ``ink``) of a thumbnail: denser than :data:`FOLD_OD_RATIO`
-    times the 75th percentile of the rest's optical density."""
-    from scipy import ndimage as ndi
-
-    from weakstil.stain import optical_density
-
-    density = ndi.uniform_filter(optical_density(rgb[..., :3]).sum(axis=-1), size=3)
-    clean = tissue & ~ink
-    p75 = float(np.percentile(density[clean], 75)) if clean.any() else 0.0
-    return clean & (density > FOLD_OD_RATIO * max(p75, 1e-3))
 
 
 #: The glass colour is trusted for white balance only when it is this pale and this close to grey

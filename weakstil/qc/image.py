@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from weakstil.tissue import FOLD_OD_RATIO, GREY_INK_MAX, GREY_INK_SATURATION  # noqa: F401 - documented here too
+from weakstil.tissue import GREY_INK_MAX, GREY_INK_SATURATION  # noqa: F401 - documented here too
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,10 @@ THUMB_MAX_PIXELS = 6_000_000
 FOCUS_TILES = 48
 #: A tile whose blur effect exceeds this is out of focus.
 BLURRY_TILE = 0.45
+#: Tissue pixels denser (optical density, 3 x 3 mean) than this multiple of the slide's 75th
+#: percentile are fold-like: a fold doubles the section; dense nests and lymphocyte aggregates
+#: stay below it.
+FOLD_OD_RATIO = 2.0
 #: Ink counts when it lies within this distance of tissue (µm).
 PEN_NEAR_UM = 200.0
 #: Version of these measurements (stored with the training statistics; a mismatch disables the flags).
@@ -95,7 +99,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
 
     from weakstil.slide import brightfield_warning
     from weakstil.stain import estimate_stain, stain_pixels
-    from weakstil.tissue import TissueParams, detect_tissue, fold_pixels, ink_pixels
+    from weakstil.tissue import TissueParams, detect_tissue, ink_pixels
 
     warnings = [w for w in [brightfield_warning(thumb)] if w]
     try:
@@ -123,6 +127,17 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     fold = fold_pixels(thumb, tissue, ink)
     out["fold_share"] = float(fold.sum() / n_tissue)
     return out
+
+
+def fold_pixels(rgb: np.ndarray, tissue: np.ndarray, ink: np.ndarray) -> np.ndarray:
+    """Fold-like ``tissue`` pixels (not ``ink``) of a thumbnail: denser than :data:`FOLD_OD_RATIO`
+    times the 75th percentile of the rest's optical density."""
+    from scipy import ndimage as ndi
+
+    density = ndi.uniform_filter(optical_density(rgb[..., :3]).sum(axis=-1), size=3)
+    clean = tissue & ~ink
+    p75 = float(np.percentile(density[clean], 75)) if clean.any() else 0.0
+    return clean & (density > FOLD_OD_RATIO * max(p75, 1e-3))
 
 
 def tile_blur(tiles: list[np.ndarray]) -> np.ndarray:
