@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/accuracy.py                    # the default run (cached under .bench/accuracy)
     .venv/bin/python benchmarks/accuracy.py --cohorts default  # only the default look
     .venv/bin/python benchmarks/accuracy.py --rows pre/stroma/stats,pre/mean/-,colour --splits centre
+    .venv/bin/python benchmarks/accuracy.py --cohorts hard --rows pre/stroma/stats --pretrain-seed 1  # another encoder, same cohorts
 
 Cohorts (``weakstil.synth``, exact truth; a cohort is made once and reused):
 
@@ -96,7 +97,8 @@ def make_cohort(cache: Path, kind: str, n: int, seed: int, size_mm: tuple[float,
 def pretrained_encoder(cache: Path, tag: str, slides: list[Path], args) -> Path:
     from weakstil.pretrain import PretrainConfig, pretrain
 
-    cfg = PretrainConfig(encoder="small-cnn", steps=args.pretrain_steps, seed=args.seed, stain_norm=args.stain_norm)
+    seed = args.seed if args.pretrain_seed is None else args.pretrain_seed
+    cfg = PretrainConfig(encoder="small-cnn", steps=args.pretrain_steps, seed=seed, stain_norm=args.stain_norm)
     changed = {k: v for k, v in asdict(cfg).items() if v != getattr(PretrainConfig(), k)}  # vs the defaults
     key = hashlib.sha256(json.dumps([tag, len(slides), PRETRAIN_RECIPE, changed], sort_keys=True).encode()
                          ).hexdigest()[:10]
@@ -369,6 +371,8 @@ def main() -> None:
     ap.add_argument("--splits", default="random,centre,look")
     ap.add_argument("--rows", default=DEFAULT_ROWS)
     ap.add_argument("--pretrain-steps", type=int, default=None, help="default: weakstil pretrain's default")
+    ap.add_argument("--pretrain-seed", type=int, default=None,
+                    help="seed of the pretraining alone (default: --seed, which also draws the cohorts)")
     ap.add_argument("--epochs", type=int, default=None, help="default: weakstil train's default")
     ap.add_argument("--stopping", default=None, help="fixed or early (default: weakstil train's default)")
     ap.add_argument("--feature-noise", type=float, default=None, help="default: weakstil train's default")
