@@ -114,13 +114,15 @@ def estimate_stain(rgb: np.ndarray, tissue: np.ndarray | None = None) -> SlideSt
 
     pix = rgb.reshape(-1, 3) if tissue is None else rgb[np.asarray(tissue, bool)]
     od = -np.log((pix.astype(np.float64) + 1.0) / IO)
-    pix = pix[~np.any(od < BETA, axis=1)]
+    stained = ~np.any(od < BETA, axis=1)
+    pix, od = pix[stained], od[stained]
     if len(pix) < MIN_PIXELS:
         log.debug("stain: %d stained pixels, using the reference stain", len(pix))
         return SlideStain.reference()
     if len(pix) > 400_000:  # plenty for a 3x3 covariance and two percentiles; keeps it fast
-        pix = pix[np.random.default_rng(0).choice(len(pix), 400_000, replace=False)]
-    in_plane = in_stain_plane(-np.log((pix.astype(np.float64) + 1.0) / IO))
+        pick = np.random.default_rng(0).choice(len(pix), 400_000, replace=False)
+        pix, od = pix[pick], od[pick]
+    in_plane = in_stain_plane(od)
     if in_plane.sum() >= MIN_PIXELS:
         pix = pix[in_plane]
     norm = NumpyMacenkoNormalizer()
@@ -138,20 +140,20 @@ def estimate_stain(rgb: np.ndarray, tissue: np.ndarray | None = None) -> SlideSt
     return SlideStain(he, max_c)
 
 
-def stain_pixels(thumb: np.ndarray, mpp: float, tissue: np.ndarray) -> np.ndarray:
+def stain_pixels(thumb: np.ndarray, mpp: float, tissue: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
     """The ``tissue`` pixels of a thumbnail (``mpp`` µm/px) the stain is estimated on: without
     marker ink (:func:`weakstil.tissue.ink_pixels`), nor :data:`INK_MARGIN_UM` around its strokes.
     Macenko's vectors come from the extreme angles (1st and 99th percentiles) of the pixels in
     the stain plane, so a few per cent of pixels that are no H&E decide them. Fold-like tissue
     stays in: leaving it out also drops dense lymphocyte aggregates, the haematoxylin extreme
     (the H vector's error on clean synthetic slides grew from 6.6° to 7.4°). All of ``tissue``
-    when too little would be left."""
+    when too little would be left. ``ink``: the thumbnail's ``ink_pixels``, when the caller has them."""
     from scipy import ndimage as ndi
 
     from weakstil.tissue import ink_pixels
 
     tissue = np.asarray(tissue, bool)
-    ink = ink_pixels(thumb)
+    ink = ink_pixels(thumb) if ink is None else ink
     margin = int(round(INK_MARGIN_UM / mpp))
     if margin > 0 and ink.any():
         grown, n = ndi.label(ndi.binary_dilation(ink, iterations=margin))

@@ -27,8 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from weakstil.tissue import GREY_INK_MAX, GREY_INK_SATURATION  # noqa: F401 - documented here too
-
 log = logging.getLogger(__name__)
 
 #: Resolution of the thumbnail the stain, pen and folds are measured on (µm/px).
@@ -107,7 +105,8 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     except Exception as exc:  # a blank or odd thumbnail: no tissue, reference stain
         log.debug("qc: tissue detection failed on the thumbnail (%s)", exc)
         tissue = np.zeros(thumb.shape[:2], bool)
-    stain = estimate_stain(thumb, stain_pixels(thumb, mpp, tissue) if tissue.any() else None)
+    ink_all = ink_pixels(thumb)
+    stain = estimate_stain(thumb, stain_pixels(thumb, mpp, tissue, ink_all) if tissue.any() else None)
     n_tissue = int(tissue.sum())
     out: dict[str, Any] = {
         "stain_h": [float(v) for v in stain.he[:, 0]], "stain_e": [float(v) for v in stain.he[:, 1]],
@@ -122,7 +121,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     # ink: on the raw pixels near tissue (detect_tissue leaves coloured ink out of the tissue
     # mask); besides green/blue/near-black, dark grey: H&E tissue is never that unsaturated
     near = ndi.binary_dilation(tissue, iterations=max(1, int(round(PEN_NEAR_UM / mpp))))
-    ink = ink_pixels(thumb) & near & (thumb.astype(np.int16).sum(axis=-1) < 3 * 235)
+    ink = ink_all & near & (thumb.astype(np.int16).sum(axis=-1) < 3 * 235)
     out["pen_share"] = float(ink.sum() / n_tissue)
     fold = fold_pixels(thumb, tissue, ink)
     out["fold_share"] = float(fold.sum() / n_tissue)
