@@ -116,13 +116,13 @@ def test_widget_reports_a_slide_without_mpp_and_accepts_the_scan_resolution(make
     widget.model_edit.value = scored["model"]
     widget.out_edit.value = tmp_path / "scores"
     widget.score()
-    # done when the row arrives or the worker ends without one (then the status line says why)
-    qtbot.waitUntil(lambda: widget.last_row is not None or widget.score_button.isEnabled(), timeout=120_000)
+    # done when the worker has ended: its `returned` signal (the row) comes before `finished`
+    # (which re-enables the button), so waiting for the row alone races the button
+    qtbot.waitUntil(widget.score_button.isEnabled, timeout=120_000)
     status = widget.status_label.text()
     assert widget.last_row is not None, status
     assert widget.last_row["status"] == "error"
     assert str(no_mpp) in status and "microns-per-pixel" in status and "Fix:" in status
-    assert widget.score_button.isEnabled()
     # giving the scan resolution puts the slide in µm, where its results will be placed
     widget._set_slide_mpp(slide, 0.25)
     assert tuple(slide.scale[-2:]) == (0.25, 0.25) and slide.metadata["mpp"] == 0.25
