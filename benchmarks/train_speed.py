@@ -1,6 +1,6 @@
 """Time `weakstil train` (5-fold CV + final model) on a large made-up feature cache.
 
-    .venv/bin/python benchmarks/train_speed.py [--slides 300] [--tiles 2000] [--dim 768] [--folds 5]
+    .venv/bin/python benchmarks/train_speed.py [--slides 300] [--tiles 2000] [--dim 768] [--folds 5] [--members 5]
 
 Features are random but structured (as in tests/planted.py): each tile's embedding encodes
 a latent tile sTIL, and the slide label is the mean over its tiles, so the model really has
@@ -57,8 +57,11 @@ def main() -> None:
     ap.add_argument("--tiles", type=int, default=2000)
     ap.add_argument("--dim", type=int, default=768)
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--aggregator", default="mean")
-    ap.add_argument("--epochs", type=int, default=100)
+    from weakstil import settings
+
+    ap.add_argument("--aggregator", default=settings.AGGREGATOR)
+    ap.add_argument("--epochs", type=int, default=settings.EPOCHS)
+    ap.add_argument("--members", type=int, default=settings.MEMBERS, help="models per fold")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: automatic)")
     ap.add_argument("--cache", type=Path, default=ROOT / ".bench" / "train_speed")
@@ -76,18 +79,20 @@ def main() -> None:
     shutil.rmtree(out, ignore_errors=True)
     load0 = os.getloadavg()[0]  # other processes' CPU use (training picks its threads from it)
     t0 = time.perf_counter()
-    cfg = TrainConfig(aggregator=args.aggregator, epochs=args.epochs, device=args.device, threads=args.threads)
+    cfg = TrainConfig(aggregator=args.aggregator, epochs=args.epochs, device=args.device, threads=args.threads,
+                      members=args.members)
     res = train_cohort(csv, root / "features", out, cfg, n_folds=args.folds)
     total = time.perf_counter() - t0
     meta = json.loads((out / "model.json").read_text())
     tr = meta["training"]
     m = res["cv"]["metrics"] if res["cv"] else {}
-    print("| slides | tiles/slide | dim | folds | aggregator | device | load avg | load s | total s | best epochs "
-          "| CV R² | CV MAE |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    print(f"| {args.slides} | {args.tiles} | {args.dim} | {args.folds} | {args.aggregator} | {args.device} "
+    print("| slides | tiles/slide | dim | folds | members | aggregator | device | load avg | load s | total s "
+          "| best epochs | CV R² | CV MAE |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print(f"| {args.slides} | {args.tiles} | {args.dim} | {args.folds} | {args.members} | {args.aggregator} "
+          f"| {args.device} "
           f"| {load0:.1f}-{os.getloadavg()[0]:.1f} "
-          f"| {tr['load_seconds']:.1f} | {total:.0f} | {res['cv'].get('best_epochs') if res['cv'] else '-'} "
+          f"| {tr['load_seconds']:.1f} | {total:.0f} | {sorted(set(res['cv']['best_epochs'])) if res['cv'] else '-'} "
           f"| {m.get('r2', float('nan')):.3f} | {m.get('mae', float('nan')):.2f} |")
 
 

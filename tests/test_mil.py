@@ -250,7 +250,7 @@ def test_fold_models_score_as_one_ensemble_and_are_checked(planted, tmp_path):
     from weakstil.modeldir import ModelDir
 
     root, table, _ = planted
-    cfg = TrainConfig(aggregator="stroma", hidden=16, epochs=5, lr=3e-3, seed=0, scoring="ensemble")
+    cfg = TrainConfig(aggregator="stroma", hidden=16, epochs=5, lr=3e-3, seed=0, scoring="ensemble", members=1)
     out = tmp_path / "model"
     train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
     models, meta = load_scoring_models(out)
@@ -273,6 +273,44 @@ def test_fold_models_score_as_one_ensemble_and_are_checked(planted, tmp_path):
         load_scoring_models(out)
 
 
+def test_several_models_per_fold_score_their_fold_together_and_are_saved_per_member(planted, tmp_path):
+    """``members`` models per fold: member 0 is the single model of ``members=1`` (same seed), the
+    out-of-fold scores are the members' averaged maps, and the model folder keeps every member."""
+    from weakstil.mil import cross_validate
+    from weakstil.mil.ensemble import load_scoring_models, score_slides_ensemble
+    from weakstil.modeldir import ModelDir
+
+    root, _, _ = planted
+    cohort, bank = _bank(root)
+    assert TrainConfig().members == 5
+    one = cross_validate(bank, cohort.labels, cohort.groups, TrainConfig(hidden=8, epochs=3, seed=0, members=1), 3)
+    seen: list[tuple[str, int, int, bool]] = []
+    three = cross_validate(bank, cohort.labels, cohort.groups, TrainConfig(hidden=8, epochs=3, seed=0, members=3), 3,
+                           on_epoch=lambda stage, e, n, tl, vl, done: seen.append((stage, e, n, done)))
+    # one progress line per fold, counting its members' epochs one after the other
+    assert [(e, n) for st, e, n, _ in seen if st == "fold 1/3"] == [(e, 9) for e in range(1, 10)]
+    assert [st for st, _, _, done in seen if done] == ["fold 1/3", "fold 2/3", "fold 3/3"]
+    assert len(three.models) == 9 and three.best_epochs == [3] * 9 and (three.folds == one.folds).all()
+    for k in range(3):  # member 0 of each fold is the members=1 model
+        for a, b in zip(one.models[k].state_dict().values(), three.models[3 * k].state_dict().values()):
+            assert torch.equal(a, b)
+    test = np.flatnonzero(three.folds == 0)
+    for i, e in zip(test, score_slides_ensemble(three.models[:3], bank, test)):
+        np.testing.assert_allclose(three.scores[i].tile_scores, e.tile_scores, rtol=1e-6)
+        assert three.scores[i].stil == pytest.approx(e.stil, abs=1e-4)
+    # a fold's members differ (own seeds), so their mean is not any one of them
+    assert not np.allclose(three.scores[test[0]].tile_scores, one.scores[test[0]].tile_scores)
+    out = tmp_path / "model"
+    train_cohort(root / "labels.csv", root / "features", out, TrainConfig(hidden=8, epochs=3, seed=0, members=2),
+                 n_folds=3)
+    models, meta = load_scoring_models(out)
+    assert len(models) == 6 and [(e["fold"], e["member"]) for e in meta["folds"]] == [
+        (k, m) for k in (1, 2, 3) for m in (1, 2)]
+    assert [out / e["file"] for e in meta["folds"]] == [ModelDir(out).fold_path(k, m) for k in (1, 2, 3) for m in (1, 2)]
+    with pytest.raises(WeakSTILError, match="members per fold"):
+        TrainConfig(members=0).check()
+
+
 def test_fixed_stopping_trains_every_model_the_set_epochs_and_early_stopping_validates(planted):
     """``stopping="fixed"`` (the default): no validation split, every fold model and the final
     model train exactly ``epochs`` epochs; ``"early"`` keeps the best epoch on held-out slides."""
@@ -281,11 +319,11 @@ def test_fixed_stopping_trains_every_model_the_set_epochs_and_early_stopping_val
     root, _, _ = planted
     cohort, bank = _bank(root)
     assert TrainConfig().stopping == "fixed"
-    fixed = cross_validate(bank, cohort.labels, cohort.groups, TrainConfig(hidden=8, epochs=3, seed=0), 3)
+    fixed = cross_validate(bank, cohort.labels, cohort.groups, TrainConfig(hidden=8, epochs=3, seed=0, members=1), 3)
     assert fixed.best_epochs == [3, 3, 3]
     assert all(len(h) == 3 and all(np.isnan(e["val_loss"]) for e in h) for h in fixed.histories)
     early = cross_validate(bank, cohort.labels, cohort.groups,
-                           TrainConfig(hidden=8, epochs=4, patience=2, seed=0, stopping="early"), 3)
+                           TrainConfig(hidden=8, epochs=4, patience=2, seed=0, stopping="early", members=1), 3)
     assert all(np.isfinite(e["val_loss"]) for h in early.histories for e in h)
     assert all(1 <= b <= 4 for b in early.best_epochs)
     with pytest.raises(WeakSTILError, match="unknown stopping"):

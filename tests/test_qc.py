@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from conftest import CMU, embedded_cohort, run_cli, write_training_csv
+from weakstil import settings
 
 SLIDES = 10
 TRAIN = 9  # the fewest out-of-fold slides that give a 90 % interval
@@ -38,7 +39,10 @@ def test_train_stores_the_calibration_and_qc_references(trained):
     folder = ModelDir(trained["model"])
     meta = json.loads(folder.meta_path.read_text())
     # the fold models, each listed with its hash
-    assert [f["file"] for f in meta["folds"]] == [f"folds/fold_{k}.safetensors" for k in (1, 2, 3)]
+    members = meta["training"]["config"]["members"]
+    assert members == settings.MEMBERS > 1
+    assert [f["file"] for f in meta["folds"]] == [f"folds/fold_{k}_{m}.safetensors" for k in (1, 2, 3)
+                                                  for m in range(1, members + 1)]
     assert all(sha256_file(folder.root / f["file"]) == f["sha256"] for f in meta["folds"])
     # every qc file recorded with its hash
     assert set(meta["qc"]["files"]) == {"qc/calibration.json", "qc/reference.json", "qc/embeddings.safetensors",
@@ -82,7 +86,7 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
         assert f.attrs["stil_lower_90"] == pytest.approx(row.stil_lower_90, abs=1e-3)
         assert f.attrs["stil_upper_90"] == pytest.approx(row.stil_upper_90, abs=1e-3)
         assert f.attrs["qc"] == row.qc and f.attrs["interval_level"] == 0.9
-        assert len(json.loads(f.attrs["fold_stils"])) == 3
+        assert len(json.loads(f.attrs["fold_stils"])) == 3 * settings.MEMBERS  # every fold's every model
         # the fold spread is already in the calibration's residuals: the slide's own uncertainty
         # is its tile standard error alone (not counted twice)
         u_tiles = scale_sd(f.attrs["stil"], f.attrs["tile_standard_error"], offset)

@@ -12,6 +12,7 @@ from PIL import Image
 
 from conftest import run_cli
 from planted import make_planted_cohort, write_feature_file
+from weakstil import settings
 
 FAST = ("--hidden", "16", "--epochs", "40", "--patience", "8", "--lr", "3e-3")
 
@@ -43,7 +44,8 @@ def test_train_then_evaluate_end_to_end(cohort, tmp_path):
                                     "tile_stats": False,  # the planted features have no tile measurements
                                     "centre_embeddings": False}
     # the cross-validation fold models are kept beside the final model, listed with their hashes
-    assert [f["file"] for f in meta["folds"]] == [f"folds/fold_{k}.safetensors" for k in (1, 2, 3)]
+    assert [f["file"] for f in meta["folds"]] == [f"folds/fold_{k}_{m}.safetensors" for k in (1, 2, 3)
+                                                  for m in range(1, settings.MEMBERS + 1)]
     assert all((model / f["file"]).is_file() for f in meta["folds"])
     assert meta["encoder"]["name"] == "planted" and meta["encoder"]["weights_sha256"] == "ab" * 32
     assert meta["threshold"] == 30.0 and meta["seed"] == 0

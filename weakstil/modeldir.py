@@ -104,9 +104,9 @@ class ModelDir:
     def folds_dir(self) -> Path:
         return self.root / FOLDS_DIR
 
-    def fold_path(self, k: int) -> Path:
-        """The ``k``-th cross-validation fold model (from 1)."""
-        return self.folds_dir / f"fold_{k}.safetensors"
+    def fold_path(self, k: int, member: int | None = None) -> Path:
+        """The ``k``-th cross-validation fold model (from 1); its ``member``-th (from 1) of several."""
+        return self.folds_dir / (f"fold_{k}.safetensors" if member is None else f"fold_{k}_{member}.safetensors")
 
     @property
     def qc_dir(self) -> Path:

@@ -75,7 +75,7 @@ def _write_tile_scores(path: Path, bag: SlideBag, scores: SlideScores, attrs: di
 
 
 def _fit_confidence_and_qc(folder: ModelDir, bank, cohort: Cohort, labels: np.ndarray, oof, fold_models: list,
-                           threshold: float, seed: int, on_epoch) -> dict:
+                           threshold: float, seed: int, on_epoch, members: int = 1) -> dict:
     """Save the fold models and what the sTIL% interval and the qc flags of ``weakstil score``
     need (weakstil.qc.training); returns the ``folds`` and ``qc`` entries of model.json."""
     from weakstil.mil.store import save_fold_models
@@ -85,7 +85,7 @@ def _fit_confidence_and_qc(folder: ModelDir, bank, cohort: Cohort, labels: np.nd
         if on_epoch is not None:
             on_epoch("qc slides", done, total, float("nan"), float("nan"), done == total)
 
-    folds = save_fold_models(fold_models, folder.root) if fold_models else []
+    folds = save_fold_models(fold_models, folder.root, members) if fold_models else []
     qc = fit_qc(folder, bank, cohort.table["path"].tolist(), labels, oof, threshold=threshold, seed=seed,
                 groups=cohort.groups, on_slide=on_slide)
     return {"folds": folds, "qc": qc}
@@ -197,7 +197,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             how = (f"{len(fit_idx)} slides, early stopping on {len(val_idx)} held-out slides "
                    f"(best epoch {final.best_epoch}); no cross-validation")
         qc_meta = _fit_confidence_and_qc(ModelDir(tmp), bank, cohort, labels, cv.scores if n_folds >= 2 else None,
-                                         cv.models if n_folds >= 2 else [], threshold, cfg.seed, on_epoch)
+                                         cv.models if n_folds >= 2 else [], threshold, cfg.seed, on_epoch,
+                                         cfg.members)
         duration = time.perf_counter() - t0
         meta = model_meta(bank, cfg, threshold=threshold, extra={
             "cohort": str(Path(csv_path).resolve()), "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),

@@ -47,6 +47,9 @@ def train(
         callback=in_range(0.0, 10.0))] = _TRAIN.feature_noise,
     hidden: Annotated[int, typer.Option("--hidden", help="Hidden units of the tile MLP.",
                                         callback=in_range(1, 65_536))] = _TRAIN.hidden,
+    members: Annotated[int, typer.Option(
+        "--members", help="Models per cross-validation fold (own seeds), averaged in its scores and the ensemble.",
+        callback=in_range(1, 100))] = _TRAIN.members,
     dropout: Annotated[float, typer.Option("--dropout", help="Dropout in the tile MLP (0 to below 1).",
                                            callback=in_range(0.0, 1.0, high_open=True))] = _TRAIN.dropout,
     max_tiles: Annotated[int, typer.Option("--max-tiles", help="Tiles sampled per slide per training step.",
@@ -75,7 +78,7 @@ def train(
 
     cfg = TrainConfig(aggregator=aggregator.value, stroma_weight=stroma_weight.value, tile_stats=tile_stats,
                       scoring=scoring.value, hidden=hidden, dropout=dropout, stopping=stopping.value, epochs=epochs,
-                      patience=patience, feature_noise=feature_noise,
+                      patience=patience, feature_noise=feature_noise, members=members,
                       centre_embeddings=centre_embeddings,
                       lr=lr, max_tiles=max_tiles, batch_slides=batch_slides, loss=loss.value, seed=seed,
                       device=device, threads=threads)

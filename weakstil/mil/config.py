@@ -94,7 +94,7 @@ class TrainConfig:
     #: feature file has them (resolved by weakstil.train before training, recorded as a bool)
     tile_stats: bool | None = None
     scoring: str = settings.SCORING  #: new slides scored by the "final" model or the "ensemble" of fold models
-    hidden: int = 128
+    hidden: int = settings.HIDDEN
     layers: int = 1
     dropout: float = 0.25
     attention_dim: int = 64
@@ -114,6 +114,8 @@ class TrainConfig:
     #: without them the slide-level abundance of lymphocytes the embeddings' mean carries is lost
     centre_embeddings: bool = settings.CENTRE_EMBEDDINGS
     weight_decay: float = 1e-4
+    #: models per cross-validation fold, each with its own seed (settings.MEMBERS); the final model is one
+    members: int = settings.MEMBERS
     batch_slides: int = 8
     max_tiles: int = 512  #: tiles sampled per slide per training step (all tiles at evaluation)
     loss: str = "mse"
@@ -136,6 +138,8 @@ class TrainConfig:
             raise WeakSTILError("epochs, batch size and --max-tiles must be positive", fix="check the options")
         if self.lr <= 0:
             raise WeakSTILError(f"learning rate must be positive, got {self.lr}", fix="check --lr")
+        if not 1 <= self.members <= 100:
+            raise WeakSTILError(f"members per fold must be 1 to 100, got {self.members}", fix="check --members")
         if self.patience < 1:
             raise WeakSTILError(f"patience must be at least 1, got {self.patience}", fix="check --patience")
         if not 0.0 < self.val_fraction < 1.0:

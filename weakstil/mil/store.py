@@ -10,6 +10,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 
 from weakstil.atomic import atomic_path, write_json
@@ -120,21 +121,24 @@ def model_meta(bank: FeatureBank, cfg: TrainConfig, *, threshold: float, extra: 
     }
 
 
-def save_fold_models(models: list[TileMIL], directory: str | Path) -> list[dict[str, str]]:
-    """Write the cross-validation fold models to ``folds/fold_<k>.safetensors`` (k from 1) and
-    return their ``model.json`` entries (``file`` relative to the model folder, ``sha256``)."""
+def save_fold_models(models: list[TileMIL], directory: str | Path, members: int = 1) -> list[dict[str, Any]]:
+    """Write the cross-validation fold models to ``folds/fold_<k>.safetensors`` (k from 1; with
+    several ``members`` per fold, fold-major: ``fold_<k>_<m>.safetensors``) and return their
+    ``model.json`` entries (``file`` relative to the model folder, ``sha256``, ``fold``, ``member``)."""
     from safetensors.torch import save_file
 
     folder = ModelDir(directory)
     folder.folds_dir.mkdir(parents=True, exist_ok=True)
     entries = []
-    for k, model in enumerate(models, start=1):
-        path = folder.fold_path(k)
+    for i, model in enumerate(models):
+        k, m = i // members + 1, i % members + 1
+        path = folder.fold_path(k, m if members > 1 else None)
         state = {name: v.detach().cpu().contiguous() for name, v in model.state_dict().items()}
         with atomic_path(path) as tmp:
             save_file(state, str(tmp), metadata={"weakstil": json.dumps({"format": FORMAT, "version": FORMAT_VERSION,
-                                                                         "fold": k})})
-        entries.append({"file": path.relative_to(folder.root).as_posix(), "sha256": sha256_file(path)})
+                                                                         "fold": k, "member": m})})
+        entries.append({"file": path.relative_to(folder.root).as_posix(), "sha256": sha256_file(path),
+                        "fold": k, "member": m})
     return entries
 
 

@@ -158,9 +158,10 @@ def fit(bank: FeatureBank, labels: np.ndarray, train_idx: np.ndarray, val_idx: n
 class CVResult:
     folds: np.ndarray  #: fold per slide
     scores: list[SlideScores]  #: out-of-fold, in bank order
-    best_epochs: list[int]
-    histories: list[list[dict[str, float]]]
-    models: list[TileMIL] = field(default_factory=list)  #: the fold models (on the CPU), fold k at k
+    best_epochs: list[int]  #: per model, in ``models`` order
+    histories: list[list[dict[str, float]]]  #: per model
+    #: the fold models (on the CPU): fold k's ``cfg.members`` models at ``k * members`` onwards
+    models: list[TileMIL] = field(default_factory=list)
 
 
 #: Fewer training groups than this: the early-stopping split is by slide (whole groups would
@@ -184,18 +185,34 @@ def inner_split(train_idx: np.ndarray, groups: np.ndarray, fraction: float, seed
     return train_idx[~held], train_idx[held]
 
 
+def _member_progress(on_epoch: EpochCallback | None, member: int, members: int) -> EpochCallback | None:
+    """One progress line per fold: member ``member`` of ``members`` reports its epochs after the
+    previous members' and is done only when it is the last."""
+    if on_epoch is None or members == 1:
+        return on_epoch
+
+    def report(stage: str, epoch: int, max_epochs: int, train_loss: float, val_loss: float, done: bool) -> None:
+        on_epoch(stage, member * max_epochs + epoch, members * max_epochs, train_loss, val_loss,
+                 done and member == members - 1)
+    return report
+
+
 def cross_validate(bank: FeatureBank, labels: np.ndarray, groups: np.ndarray, cfg: TrainConfig, n_folds: int,
                    *, on_epoch: EpochCallback | None = None) -> CVResult:
-    """Group-aware K-fold: each slide scored by the model that did not see its group.
+    """Group-aware K-fold: each slide scored by the models that did not see its group.
 
     ``cfg.stopping``: ``fixed`` trains each fold model on all the fold's training slides for
-    ``cfg.epochs``; ``early`` holds out an inner validation split and keeps the best epoch."""
+    ``cfg.epochs``; ``early`` holds out an inner validation split and keeps the best epoch.
+    ``cfg.members`` models per fold (seeds ``seed + k + 1 + 1000 m``; member 0 is the single model of
+    ``members=1``) score the fold's slides together (:func:`weakstil.mil.ensemble.score_slides_ensemble`)."""
     from weakstil.cohort import group_kfold
+    from weakstil.mil.ensemble import score_slides_ensemble
 
     what = "slides" if len(np.unique(np.asarray(groups).astype(str))) == len(groups) else "groups"
     folds = group_kfold(groups, n_folds, seed=cfg.seed, what=what)
     scores: list[SlideScores | None] = [None] * len(bank)
     best_epochs, histories, models = [], [], []
+    dev = resolve_device(cfg.device)
     for k in range(n_folds):
         test = np.flatnonzero(folds == k)
         train = np.flatnonzero(folds != k)
@@ -203,15 +220,18 @@ def cross_validate(bank: FeatureBank, labels: np.ndarray, groups: np.ndarray, cf
             fit_idx, val_idx = train, None
         else:
             fit_idx, val_idx = inner_split(train, groups, cfg.val_fraction, cfg.seed + 1000 + k)
-        res = fit(bank, labels, fit_idx, val_idx, cfg, seed=cfg.seed + k + 1, stage=f"fold {k + 1}/{n_folds}",
-                  on_epoch=on_epoch)
-        best_epochs.append(res.best_epoch)
-        histories.append(res.history)
-        dev = resolve_device(cfg.device)
-        for i, s in zip(test, score_slides(res.model.to(dev), bank, test, dev, threads=cfg.threads)):
+        members = []
+        for m in range(cfg.members):
+            res = fit(bank, labels, fit_idx, val_idx, cfg, seed=cfg.seed + k + 1 + 1000 * m,
+                      stage=f"fold {k + 1}/{n_folds}", on_epoch=_member_progress(on_epoch, m, cfg.members))
+            best_epochs.append(res.best_epoch)
+            histories.append(res.history)
+            members.append(res.model.to(dev))
+        for i, s in zip(test, score_slides_ensemble(members, bank, test, dev, threads=cfg.threads)):
             scores[int(i)] = s
-        models.append(res.model.cpu())
-        log.info("fold %d/%d: %d train, %d validation, %d test slides, best epoch %d", k + 1, n_folds,
-                 len(fit_idx), 0 if val_idx is None else len(val_idx), len(test), res.best_epoch)
+        models += [m.cpu() for m in members]
+        log.info("fold %d/%d: %d train, %d validation, %d test slides, %d model(s), best epoch %s", k + 1, n_folds,
+                 len(fit_idx), 0 if val_idx is None else len(val_idx), len(test), cfg.members,
+                 best_epochs[-cfg.members:])
     return CVResult(folds=folds, scores=scores, best_epochs=best_epochs, histories=histories,  # type: ignore[arg-type]
                     models=models)

@@ -1,0 +1,99 @@
+"""Models per fold and MLP width on the accuracy benchmark's cached features (no re-embedding):
+slide R², MAE and tile r (vs the true tile sTIL) for leave-centre-out, random 5-fold and the
+unseen look (train on cohort A, score B with the fold ensemble), per training seed, with the
+library's own ``cross_validate`` (README "Accuracy off the home ground"). Needs
+``benchmarks/accuracy.py`` to have run first (its cohorts and features in ``--cache``).
+
+    B="nice -n 10 .venv/bin/python benchmarks/mil_members.py"
+    $B --variants h128m1:hidden=128,members=1 h64m5:hidden=64,members=5 --seeds 0,1,2
+    $B --cohort default --splits centre,look --variants h128m1:hidden=128,members=1 h64m5:hidden=64,members=5
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+#: The cohorts benchmarks/accuracy.py makes by default: (A, B) folder names per kind.
+COHORTS = {"hard": ("cohort-hard-n60-s0-2x2mm", "cohort-hard-b-n30-s1-2x2mm"),
+           "default": ("cohort-default-n120-s0-2.5x2.5mm", "cohort-default-b-n30-s1-2.5x2.5mm")}
+
+
+def parse_variant(text: str) -> tuple[str, dict]:
+    """``name:key=value,key=value`` -> (name, TrainConfig keywords; ints, floats or strings)."""
+    name, _, spec = text.partition(":")
+    kw: dict = {}
+    for item in filter(None, spec.split(",")):
+        key, _, value = item.partition("=")
+        for cast in (int, float, str):
+            try:
+                kw[key] = cast(value)
+                break
+            except ValueError:
+                continue
+    return name, kw
+
+
+def features_dir(cache: Path, cohort: str, encoder: str | None) -> Path:
+    found = sorted(cache.glob(f"features-{cohort}-{encoder or 'encoder-*'}"))
+    if len(found) != 1:
+        raise SystemExit(f"{cache}: {len(found)} feature folders for {cohort!r} "
+                         f"({', '.join(p.name for p in found) or 'none'}); pass --encoder NAME")
+    return found[0]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", type=Path, default=ROOT / ".bench" / "accuracy")
+    ap.add_argument("--cohort", choices=sorted(COHORTS), default="hard")
+    ap.add_argument("--encoder", default=None, help="feature folder suffix, e.g. encoder-hard-2aa9f0d7e7 or "
+                                                    "small-cnn-macenko (default: the one pretrained encoder)")
+    ap.add_argument("--variants", nargs="+", default=["h128m1:hidden=128,members=1", "h64m5:hidden=64,members=5"])
+    ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument("--splits", default="centre,random,look")
+    args = ap.parse_args()
+
+    import accuracy as A
+    from weakstil.mil import cross_validate
+    from weakstil.mil.config import TrainConfig
+    from weakstil.mil.ensemble import score_slides_ensemble
+
+    name_a, name_b = COHORTS[args.cohort]
+    a = A.Cohort(args.cohort, args.cache / name_a / "labels.csv")
+    b = A.Cohort(f"{args.cohort}-b", args.cache / name_b / "labels.csv")
+    a.features["pre"] = features_dir(args.cache, args.cohort, args.encoder)
+    b.features["pre"] = features_dir(args.cache, f"{args.cohort}-b", args.encoder)
+    bank_a, bank_b = A.load_bank(a, "pre", "stats"), A.load_bank(b, "pre", "stats")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    print(f"features: {a.features['pre'].name}; seeds {seeds}")
+    print("| variant | split | slide R² | MAE | tile r |\n|---|---|---|---|---|")
+    for text in args.variants:
+        name, kw = parse_variant(text)
+        for split in args.splits.split(","):
+            rows = []
+            for seed in seeds:
+                cfg = TrainConfig(aggregator="stroma", tile_stats=True, seed=seed, **kw)
+                if split == "look":  # train on A (leave-centre-out folds), score B with the fold ensemble
+                    cv = cross_validate(bank_a, a.labels, a.centres.astype(object), cfg, len(np.unique(a.centres)))
+                    test, bank, scores = b, bank_b, score_slides_ensemble(cv.models, bank_b)
+                else:
+                    groups, k = A.split_groups(a, split)
+                    test, bank, scores = a, bank_a, cross_validate(bank_a, a.labels, groups, cfg, k).scores
+                m = A.slide_metrics(test.labels, np.array([s.stil for s in scores]))
+                tile_r = A.tile_pearson(test, {bag.slide_id: (bag.coords, s.tile_scores, bag.tile_mask)
+                                               for bag, s in zip(bank.bags, scores)})
+                rows.append((m["r2"], m["mae"], tile_r))
+            r = np.array(rows)
+            print(f"| {name} | {split} | {r[:, 0].mean():.3f} ± {r[:, 0].std():.3f} | {r[:, 1].mean():.2f} "
+                  f"| {r[:, 2].mean():.3f} ± {r[:, 2].std():.3f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
