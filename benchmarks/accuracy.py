@@ -445,6 +445,8 @@ def main() -> None:
                                "stopping": cfg.stopping, "feature_noise": cfg.feature_noise,
                                "centre_embeddings": cfg.centre_embeddings, "seed": args.seed, "train_seed": seed,
                                "features": str(a.features.get(enc).resolve()), "v": 5}
+                        if agg != "colour":  # the MIL's width and models per fold (older results had 128 and 1)
+                            key.update(hidden=cfg.hidden, members=cfg.members)
                         log.info("%s / %s / %s / seed %d", a.name, split, "/".join([enc, agg, feats]), seed)
                         if agg == "colour":
                             out = cached(args.cache, key, lambda: [colour_row(a, b, split, enc, args)])
