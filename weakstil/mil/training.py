@@ -220,16 +220,16 @@ def cross_validate(bank: FeatureBank, labels: np.ndarray, groups: np.ndarray, cf
             fit_idx, val_idx = train, None
         else:
             fit_idx, val_idx = inner_split(train, groups, cfg.val_fraction, cfg.seed + 1000 + k)
-        members = []
-        for m in range(cfg.members):
-            res = fit(bank, labels, fit_idx, val_idx, cfg, seed=cfg.seed + k + 1 + 1000 * m,
-                      stage=f"fold {k + 1}/{n_folds}", on_epoch=_member_progress(on_epoch, m, cfg.members))
+        fold_models = []
+        for member in range(cfg.members):
+            res = fit(bank, labels, fit_idx, val_idx, cfg, seed=cfg.seed + k + 1 + 1000 * member,
+                      stage=f"fold {k + 1}/{n_folds}", on_epoch=_member_progress(on_epoch, member, cfg.members))
             best_epochs.append(res.best_epoch)
             histories.append(res.history)
-            members.append(res.model.to(dev))
-        for i, s in zip(test, score_slides_ensemble(members, bank, test, dev, threads=cfg.threads)):
+            fold_models.append(res.model.to(dev))
+        for i, s in zip(test, score_slides_ensemble(fold_models, bank, test, dev, threads=cfg.threads)):
             scores[int(i)] = s
-        models += [m.cpu() for m in members]
+        models += [model.cpu() for model in fold_models]
         log.info("fold %d/%d: %d train, %d validation, %d test slides, %d model(s), best epoch %s", k + 1, n_folds,
                  len(fit_idx), 0 if val_idx is None else len(val_idx), len(test), cfg.members,
                  best_epochs[-cfg.members:])
