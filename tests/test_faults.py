@@ -187,6 +187,7 @@ USAGE = [
     Usage("train-epochs-0", _train("--epochs", "0"), ("--epochs",)),
     Usage("train-dropout-1", _train("--dropout", "1"), ("--dropout",)),
     Usage("train-hidden-0", _train("--hidden", "0"), ("--hidden",)),
+    Usage("train-members-0", _train("--members", "0"), ("--members", "1 to 100")),
     Usage("train-patience-0", _train("--patience", "0"), ("--patience",)),
     Usage("train-batch-slides-0", _train("--batch-slides", "0"), ("--batch-slides",)),
     Usage("train-max-tiles-0", _train("--max-tiles", "0"), ("--max-tiles",)),
