@@ -52,13 +52,13 @@ def make_cache(root: Path, n_slides: int, n_tiles: int, dim: int, seed: int = 0)
 
 
 def main() -> None:
+    from weakstil import settings
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slides", type=int, default=300)
     ap.add_argument("--tiles", type=int, default=2000)
     ap.add_argument("--dim", type=int, default=768)
     ap.add_argument("--folds", type=int, default=5)
-    from weakstil import settings
-
     ap.add_argument("--aggregator", default=settings.AGGREGATOR)
     ap.add_argument("--epochs", type=int, default=settings.EPOCHS)
     ap.add_argument("--members", type=int, default=settings.MEMBERS, help="models per fold")
