@@ -164,3 +164,48 @@ def test_the_veto_rule_is_recorded_with_the_detector(tmp_path):
     del meta["lymphoid_veto"]
     (tmp_path / "model.json").write_text(json.dumps(meta))
     assert TumorBedDetector.load(tmp_path).veto.enabled is False
+
+
+def _annotated_grid_slide(seed: int, dark_sheet: bool):
+    """A 16 x 16-tile toy slide for ``train_detector``: an annotated bed (rows/cols 2-9) around
+    tumour (3-8) whose nuclei are faintly pale (0.02 of the tile, under the veto's 0.03 for
+    "tumour cells"), right half a solid sheet of hyperchromatic tumour (dark nuclei over 0.6 of
+    the tile, none pale: lymphoid by the veto's measurements) when ``dark_sheet``; a lymphoid
+    aggregate far outside. Features: a tumour direction plus noise, so the classifier reads tumour."""
+    from weakstil.tumorbed.bed import SlideGeometry
+    from weakstil.tumorbed.training import AnnotatedSlide
+
+    n, tile, mpp, mask_mpp = 16, 224, 0.5, 8.0
+    rng = np.random.default_rng(seed)
+    rows, cols = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    coords = np.stack([cols * tile, rows * tile], axis=1)
+    tumour = (rows >= 3) & (rows <= 8) & (cols >= 3) & (cols <= 8)
+    sheet = tumour & (cols >= 6) if dark_sheet else np.zeros_like(tumour)
+    aggregate = (rows >= 12) & (rows <= 14) & (cols >= 12) & (cols <= 14)
+    stats = _grid_stats(n, sheet | aggregate, np.zeros_like(tumour))
+    stats[np.ix_(tumour & ~sheet, [COLUMNS.index(TUMOUR_NUCLEI_COLUMNS[-1])])] = 0.02
+    features = rng.normal(0, 0.3, (n * n, 4)).astype(np.float32)
+    features[:, 0] += 2.0 * tumour
+    px = int(n * tile * mpp / mask_mpp)  # 16 tiles of 112 µm at 8 µm/px
+    tissue = np.ones((px, px), bool)
+    bed = np.zeros((px, px), bool)
+    per_tile = px // n
+    bed[2 * per_tile:10 * per_tile, 2 * per_tile:10 * per_tile] = True
+    geom = SlideGeometry(n * tile, n * tile, mpp, coords, float(tile), tissue, mask_mpp)
+    return AnnotatedSlide(f"s{seed}", features, geom, bed, stats, list(COLUMNS))
+
+
+def test_the_veto_restore_rule_is_chosen_by_cross_validation():
+    """Where the annotated slides show solid sheets of dark tumour that the veto reads as lymphoid,
+    training keeps them in the bed by restoring lymphoid groups next to tumour evidence alone; where
+    they do not, the rule as given (tumour cells by both readings) stays."""
+    from weakstil.tumorbed.training import train_detector
+
+    sheets = train_detector([_annotated_grid_slide(i, dark_sheet=True) for i in range(4)])
+    assert sheets.veto.enabled and sheets.veto.restore_tumour_nuclei_area == 0.0
+    search = {r["restore_tumour_nuclei_area"]: r["dice_mean"] for r in sheets.meta["lymphoid_veto_search"]}
+    assert search[0.0] > search[LymphoidVeto().restore_tumour_nuclei_area] + 0.05
+    plain = train_detector([_annotated_grid_slide(i, dark_sheet=False) for i in range(4)])
+    assert plain.veto == LymphoidVeto()  # a tie: the rule as given
+    assert len({r["dice_mean"] for r in plain.meta["lymphoid_veto_search"]}) == 1
+

@@ -7,7 +7,9 @@
    setting whose beds, from those held-out evidences, best match the annotations (mean Dice);
    the search table, the chosen setting and every slide's held-out Dice go into model.json.
    Lymphoid tiles away from tumour cells lose their evidence first (the lymphoid veto,
-   weakstil.tumorbed.veto), as they will when the detector runs.
+   weakstil.tumorbed.veto), as they will when the detector runs; the veto's restore rule
+   (tumour next to a lymphoid group by evidence and pale nuclei, or by evidence alone) is
+   chosen with the geometry, by the same Dice.
 4. The plausibility rule (when a detected bed is too small to trust) is set from the same
    held-out beds: a quarter of the smallest bed-to-evidence ratio any annotated slide showed.
 5. The classifier is refitted on all slides.
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +51,9 @@ PLAUSIBLE_SHARE = 0.25
 #: Rounds of keeping only the most tumour-like inside tiles as positives, and that share.
 REFINE_ROUNDS = 1
 REFINE_KEEP = 0.5
+#: The lymphoid veto's restore rule searched beside the rule as given: a lymphoid group next to a
+#: tile the classifier reads as tumour keeps its evidence whatever that tile's nuclei look like.
+RESTORE_BY_EVIDENCE = 0.0
 #: Embeddings standardised over each slide's own tiles before the classifier (look-robust).
 PER_SLIDE = True
 #: Neighbourhoods (radius in tiles) whose mean embedding joins each tile's own (none by default:
@@ -152,6 +157,50 @@ def search_shape(slides: list[AnnotatedSlide], evidence: list[np.ndarray]) -> tu
     return best, table, np.asarray(scores[best])
 
 
+def _vetoed_evidence(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto: LymphoidVeto,
+                     ink_rule: InkVeto) -> tuple[list[np.ndarray], list[int | None], list[int | None]]:
+    """The held-out evidence with both vetoes applied, and the tiles each vetoed per slide."""
+    out, vetoed, inked = [], [], []
+    for s, ev in zip(slides, evidence):
+        n_lymphoid = None
+        if veto.enabled:
+            ev, n_lymphoid = apply_veto(ev, s.tile_stats, s.stats_columns, s.geom.coords, s.geom.tile_size_level0, veto)
+        ev, n_ink = apply_ink_veto(ev, s.ink_share, ink_rule)
+        out.append(ev)
+        vetoed.append(n_lymphoid)
+        inked.append(n_ink)
+    return out, vetoed, inked
+
+
+def _search_veto(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto: LymphoidVeto, ink_rule: InkVeto):
+    """The lymphoid veto's restore rule chosen with the geometry, by leave-one-slide-out Dice.
+
+    Candidates: the rule as given (a lymphoid group keeps its evidence when it touches a tile that
+    is tumour by the classifier *and* by its pale tumour-sized nuclei), and the same rule with the
+    classifier's reading alone (:data:`RESTORE_BY_EVIDENCE`). The first protects beds from
+    lymphoid aggregates on looks the classifier has not learnt to tell from tumour; the second
+    keeps solid sheets of hyperchromatic tumour cells (dark, lymphocyte-sized nuclei, no pale
+    ones), which the first vetoes as lymphoid, where the annotated slides show them. Ties go to
+    the rule as given. Returns the rule, the vetoed evidence with its counts, the geometry search
+    and the comparison table for model.json."""
+    candidates = [veto]
+    if veto.enabled and veto.restore_tumour_nuclei_area > RESTORE_BY_EVIDENCE:
+        candidates.append(replace(veto, restore_tumour_nuclei_area=RESTORE_BY_EVIDENCE))
+    best = None
+    table = []
+    for rank, rule in enumerate(candidates):
+        vetoed = _vetoed_evidence(slides, evidence, rule, ink_rule)
+        found = search_shape(slides, vetoed[0])
+        dice = found[2]
+        table.append({"restore_tumour_nuclei_area": float(rule.restore_tumour_nuclei_area),
+                      "dice_mean": round(float(dice.mean()), 4), "dice_min": round(float(dice.min()), 4)})
+        key = (round(float(dice.mean()), 4), round(float(dice.min()), 4), -rank)
+        if best is None or key > best[0]:
+            best = (key, rule, vetoed, found)
+    _, rule, vetoed, found = best
+    return rule, vetoed, found, table
+
+
 def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], shape: BedShape) -> Plausibility:
     """How small a detected bed may be next to its evidence: a share of the smallest ratio
     (bed tiles / Σ evidence) among the held-out beds of the annotated slides."""
@@ -198,18 +247,8 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     if veto.enabled and any(s.tile_stats is None or s.stats_columns is None for s in slides):
         log.warning("lymphoid veto off: some annotated slides have no tile statistics (embed them again)")
         veto = LymphoidVeto(enabled=False)
-    vetoed = []
-    if veto.enabled:
-        for i, s in enumerate(slides):
-            evidence[i], n = apply_veto(evidence[i], s.tile_stats, s.stats_columns, s.geom.coords,
-                                        s.geom.tile_size_level0, veto)
-            vetoed.append(n)
     ink_rule = InkVeto() if ink_veto is None else ink_veto
-    inked = []
-    for i, s in enumerate(slides):
-        evidence[i], n = apply_ink_veto(evidence[i], s.ink_share, ink_rule)
-        inked.append(n)
-    shape, table, dice = search_shape(slides, evidence)
+    veto, (evidence, vetoed, inked), (shape, table, dice), veto_search = _search_veto(slides, evidence, veto, ink_rule)
     plausibility = plausibility_rule(slides, evidence, shape)
     final = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
     y_all = np.concatenate([y[u] for y, u in zip(labels, used)])
@@ -227,13 +266,16 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     meta["refine_rounds"], meta["per_slide_standardised"] = int(refine), bool(per_slide)
     meta["neutral_components"] = int(neutral_k)
     meta["lymphoid_vetoed_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, vetoed)}
+    meta["lymphoid_veto_search"] = veto_search
     meta["inked_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, inked)}
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
                                 tuple(stats_columns), veto, ink_rule)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
-             "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest)", len(slides), cv, dice.mean(),
-             dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um, shape.min_seed_mm2,
-             shape.min_seed_share)
+             "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest%s)", len(slides), cv,
+             dice.mean(), dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um,
+             shape.min_seed_mm2, shape.min_seed_share,
+             "" if not veto.enabled else "; lymphoid tiles next to tumour restored by " +
+             ("evidence and pale nuclei" if veto.restore_tumour_nuclei_area > RESTORE_BY_EVIDENCE else "evidence alone"))
     return detector
 
 
