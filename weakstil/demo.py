@@ -32,7 +32,7 @@ class DemoPlan:
 
 
 FULL = DemoPlan(n_slides=40, size_mm=1.6, held_out=10, pretrain_steps=150, tumorbed_slides=10, folds=4, epochs=80)
-QUICK = DemoPlan(n_slides=16, size_mm=1.0, held_out=4, pretrain_steps=25, tumorbed_slides=6, folds=3, epochs=40)
+QUICK = DemoPlan(n_slides=40, size_mm=1.0, held_out=8, pretrain_steps=25, tumorbed_slides=6, folds=3, epochs=40)
 
 
 def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "auto", workers: int = 0,
