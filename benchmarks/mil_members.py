@@ -90,7 +90,7 @@ def main() -> None:
                 labels = a.labels
                 if split == "look":  # train on A (leave-centre-out folds), score B with the fold ensemble
                     cv = cross_validate(bank_a, a.labels, a.centres.astype(object), cfg, len(np.unique(a.centres)))
-                    test, bank, scores = b, bank_b, score_slides_ensemble(cv.models, bank_b)
+                    test, bags, scores = b, bank_b.bags, score_slides_ensemble(cv.models, bank_b)
                     labels = b.labels
                 elif split == "high":  # train below the 75th percentile, score the top quarter
                     high = a.labels >= np.quantile(a.labels, 0.75)
@@ -101,9 +101,7 @@ def main() -> None:
                     labels = a.labels[high]
                 else:
                     groups, k = A.split_groups(a, split)
-                    test, bank, scores = a, bank_a, cross_validate(bank_a, a.labels, groups, cfg, k).scores
-                if split != "high":
-                    bags = bank.bags
+                    test, bags, scores = a, bank_a.bags, cross_validate(bank_a, a.labels, groups, cfg, k).scores
                 pred = np.array([s.stil for s in scores])
                 m = A.slide_metrics(labels, pred)
                 tile_r = A.tile_pearson(test, {bag.slide_id: (bag.coords, s.tile_scores, bag.tile_mask)

@@ -208,4 +208,3 @@ def test_the_veto_restore_rule_is_chosen_by_cross_validation():
     plain = train_detector([_annotated_grid_slide(i, dark_sheet=False) for i in range(4)])
     assert plain.veto == LymphoidVeto()  # a tie: the rule as given
     assert len({r["dice_mean"] for r in plain.meta["lymphoid_veto_search"]}) == 1
-
