@@ -186,11 +186,14 @@ def _search_veto(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto:
     candidates = [veto]
     if veto.enabled and veto.restore_tumour_nuclei_area > RESTORE_BY_EVIDENCE:
         candidates.append(replace(veto, restore_tumour_nuclei_area=RESTORE_BY_EVIDENCE))
-    best = None
-    table = []
+    best, table, searched = None, [], []
     for rank, rule in enumerate(candidates):
         vetoed = _vetoed_evidence(slides, evidence, rule, ink_rule)
-        found = search_shape(slides, vetoed[0])
+        # a rule that changes no slide's evidence gives the same search: not run again
+        found = next((f for ev, f in searched if all(np.array_equal(a, b) for a, b in zip(ev, vetoed[0]))), None)
+        if found is None:
+            found = search_shape(slides, vetoed[0])
+            searched.append((vetoed[0], found))
         dice = found[2]
         table.append({"restore_tumour_nuclei_area": float(rule.restore_tumour_nuclei_area),
                       "dice_mean": round(float(dice.mean()), 4), "dice_min": round(float(dice.min()), 4)})

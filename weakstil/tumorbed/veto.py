@@ -81,48 +81,31 @@ def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: l
                  coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto) -> np.ndarray | None:
     """Which tiles lose their tumour evidence (boolean per tile), or ``None`` when the veto is
     off or the slide's feature file has no tile statistics to decide it."""
-    evidence = np.asarray(evidence, np.float32)
-    if not rule.enabled or len(evidence) == 0:
-        return None
-    lymphoid = lymphoid_tiles(tile_stats, columns, rule)
-    if lymphoid is None or len(lymphoid) != len(evidence):
-        return None
-    if not lymphoid.any():
-        return lymphoid
-    tumour = _area(tile_stats, columns, TUMOUR_NUCLEI_COLUMNS)
-    tumour_cells = ~lymphoid & (evidence >= rule.restore_evidence) & (tumour >= rule.restore_tumour_nuclei_area)
-    return lymphoid & ~groups_touching(lymphoid, tumour_cells, coords, tile_size_level0)
-
-
-def lymphoid_tiles(tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
-                   rule: LymphoidVeto) -> np.ndarray | None:
-    """Which tiles are lymphoid by their measurements (``None``: no tile statistics)."""
-    if tile_stats is None or columns is None:
-        return None
-    dark = _area(tile_stats, columns, DARK_NUCLEI_COLUMNS)
-    tumour = _area(tile_stats, columns, TUMOUR_NUCLEI_COLUMNS)
-    if dark is None or tumour is None:
-        return None
-    return (dark >= rule.min_dark_area) & (tumour < rule.max_tumour_nuclei_area)
-
-
-def groups_touching(members: np.ndarray, anchors: np.ndarray, coords: np.ndarray,
-                    tile_size_level0: float) -> np.ndarray:
-    """The ``members`` tiles whose connected group (8-neighbourhood on the tile grid) touches
-    an ``anchors`` tile."""
     from scipy import ndimage as ndi
 
     from weakstil.bed_geometry import grid_cells
 
+    evidence = np.asarray(evidence, np.float32)
+    if not rule.enabled or tile_stats is None or columns is None or len(evidence) == 0:
+        return None
+    dark = _area(tile_stats, columns, DARK_NUCLEI_COLUMNS)
+    tumour = _area(tile_stats, columns, TUMOUR_NUCLEI_COLUMNS)
+    if dark is None or tumour is None or len(dark) != len(evidence):
+        return None
+    lymphoid = (dark >= rule.min_dark_area) & (tumour < rule.max_tumour_nuclei_area)
+    if not lymphoid.any():
+        return lymphoid
+    tumour_cells = ~lymphoid & (evidence >= rule.restore_evidence) & (tumour >= rule.restore_tumour_nuclei_area)
     rows, cols, _ = grid_cells(coords, tile_size_level0)
     shape = (rows.max() + 3, cols.max() + 3)  # an empty cell all round
-    grid_m, grid_a = np.zeros(shape, bool), np.zeros(shape, bool)
-    grid_m[rows + 1, cols + 1] = members
-    grid_a[rows + 1, cols + 1] = anchors
+    grid_l, grid_t = np.zeros(shape, bool), np.zeros(shape, bool)
+    grid_l[rows + 1, cols + 1] = lymphoid
+    grid_t[rows + 1, cols + 1] = tumour_cells
     eight = np.ones((3, 3), bool)
-    labels, _ = ndi.label(grid_m, eight)
-    touching = np.unique(labels[ndi.binary_dilation(grid_a, eight) & grid_m])
-    return np.isin(labels, touching[touching > 0])[rows + 1, cols + 1] & np.asarray(members, bool)
+    labels, _ = ndi.label(grid_l, eight)
+    touching = np.unique(labels[ndi.binary_dilation(grid_t, eight) & grid_l])
+    at_tumour = np.isin(labels, touching[touching > 0])
+    return lymphoid & ~at_tumour[rows + 1, cols + 1]
 
 
 def apply_veto(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
