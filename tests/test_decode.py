@@ -20,7 +20,7 @@ from PIL import Image
 from conftest import CMU, ROOT
 from weakstil.decode import DecodeMode, ThreadPlanner, plan_reader, tile_batches
 from weakstil.decode.jpeg_tiles import choose_dct_scale, sof_info
-from weakstil.decode.plan import choose, plan_cpu
+from weakstil.decode.plan import DEFAULT_MICRO_BATCH, choose, measure_encoder, plan_cpu
 from weakstil.decode.svswriter import write_svs
 from weakstil.decode.workers import DecodePool, DecodeStats, DecodeWorkerError, iter_batches_inline, leaked_segments
 from weakstil.embed import embed_batches, embed_slide
@@ -294,6 +294,9 @@ def test_embed_records_the_decode_path_and_plan(svs40, encoder, tmp_path):
     assert dec["path"] == "jpeg-tiles" and dec["dct_scale"] == "1/2" and dec["decoder"] == "simplejpeg"
     assert dec["plan"]["workers"] == 1 and dec["plan"]["threads"] == 1 and dec["plan"]["source"] == "given"
     assert dec["stats"]["tiles"] == r.n_tiles and dec["torch_threads"] == 1
+    # the split is given, the micro-batch still measured for it, applied to the encoder and recorded
+    assert dec["plan"]["micro_batch"] == dec["plan"]["encoder_micro_batches"]["1"] == encoder.micro_batch
+    assert 1 <= encoder.micro_batch <= 8
     # the decode path is not part of the cache key: an OpenSlide-made cache is current for the JPEG path
     b = embed_slide(svs40, encoder, tmp_path / "b.h5", batch_size=8, workers=0, decode="cpu")
     with h5py.File(b.path) as f:
@@ -315,6 +318,44 @@ def test_plan_follows_the_measured_rates():
     assert choose(8, 300.0, rates, threads=3)[1] == 3
     p = plan_cpu(900.0, {1: 8.0, 2: 15.0}, 2)
     assert p.to_dict()["source"] == "measured" and p.workers == 1 and p.threads == 2
+    assert p.micro_batch == DEFAULT_MICRO_BATCH  # not measured
+    p = plan_cpu(900.0, {1: 8.0, 2: 15.0}, 2, micro_batches={1: 4, 2: 2})
+    assert p.micro_batch == 2 and p.to_dict()["encoder_micro_batches"] == {"1": 4, "2": 2}
+
+
+def test_the_micro_batch_is_the_measured_fastest_slice():
+    # an encoder whose cost per tile jumps once a slice spills out of the cache (> 8 tiles)
+    tried = []
+
+    def run(n: int) -> None:
+        tried.append(n)
+        time.sleep(0.002 + n * (0.001 if n <= 8 else 0.004))
+
+    rates, chunks = measure_encoder(run, [1], 64, seconds=0.05)
+    assert chunks == {1: 8} and rates[1] == pytest.approx(8 / 0.010, rel=0.3)
+    assert max(tried) == 16  # past the best slice by far: larger ones are not tried
+
+    # a heavy encoder (20 ms per tile): slices are not grown past a half-second call
+    tried.clear()
+    rates, chunks = measure_encoder(lambda n: (tried.append(n), time.sleep(0.02 * n)), [1], 64, seconds=0.01)
+    assert max(tried) <= 16 and chunks[1] in (1, 2, 4, 8, 16)
+
+
+def test_micro_batches_give_the_whole_batch_features(encoder):
+    tiles = np.random.default_rng(1).integers(0, 256, (11, 224, 224, 3), dtype=np.uint8)
+    sizes: list[int] = []
+    hook = encoder.model.register_forward_hook(lambda m, i, o: sizes.append(int(i[0].shape[0])))
+    before = encoder.micro_batch
+    try:
+        encoder.micro_batch = 0
+        whole = encoder.embed(tiles)
+        encoder.micro_batch = 4
+        sliced = encoder.embed(tiles)
+    finally:
+        encoder.micro_batch = before
+        hook.remove()
+    assert sizes == [11, 4, 4, 3]
+    np.testing.assert_allclose(sliced, whole, atol=1e-5, rtol=1e-4)
 
 
 def test_tile_batches_in_process_equals_openslide_for_cmu(encoder):

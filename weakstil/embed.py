@@ -281,12 +281,13 @@ def embed_batches(encoder: Encoder, batches: Iterator[tuple[int, np.ndarray]],
                 if cuda and tm is not None:
                     evs = [torch.cuda.Event(enable_timing=True) for _ in range(3)]
                     evs[0].record()
-                x = encoder.transform(t)
                 if evs is not None:
+                    x = encoder.transform(t)
                     evs[1].record()
-                feats = encoder.forward(x)
-                if evs is not None:
+                    feats = encoder.forward(x)
                     evs[2].record()
+                else:
+                    feats = encoder.run(t)  # on the CPU in cache-sized micro-batches
                 done = None
                 if cuda:
                     host = torch.empty(feats.shape, dtype=feats.dtype, pin_memory=True)

@@ -423,8 +423,7 @@ def _title(slide_id: str, stil: float, stil_high: object, threshold: float, stat
     if status not in SCORED:
         label = status
     else:
-        interval = interval_text(attrs.get(LOWER), attrs.get(UPPER),
-                                 float(attrs.get("interval_level", 0.9)))
+        interval = interval_text(attrs.get(LOWER), attrs.get(UPPER), float(attrs.get("interval_level", 0.9)))
         label = (f"sTIL {stil:.1f} %" + (f" ({interval})" if interval else "")
                  + f", {'high' if stil_high else 'low'} at {threshold:g} %")
         if status == STATUS_BED_FALLBACK:
@@ -434,14 +433,17 @@ def _title(slide_id: str, stil: float, stil_high: object, threshold: float, stat
 
 
 class _LazyEncoder:
-    """Looks like an Encoder to embed_slide but builds the real one on first use, so a rerun
-    whose slides are all already scored never loads the encoder's weights."""
+    """Looks like an Encoder to embed_slide (the planner sets its micro-batch) but builds the real
+    one on first use, so a rerun whose slides are all already scored never loads its weights."""
 
     def __init__(self, ctx: _Context):
-        self._ctx = ctx
+        object.__setattr__(self, "_ctx", ctx)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._ctx.encoder(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._ctx.encoder(), name, value)
 
 
 #: Feature-cache attributes copied into a slide's score file.
@@ -455,11 +457,10 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
                          qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
                          stroma: np.ndarray | None = None) -> None:
     from weakstil.files import SlideScoresFile
+    from weakstil.outputdir import check_replaceable
     from weakstil.outputs import write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
     from weakstil.tiles import overlay_mpp
-
-    from weakstil.outputdir import check_replaceable
 
     out = ctx.opts.out
     check_replaceable(slide_file(out, slide_id), SlideScoresFile)
@@ -474,8 +475,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         "model_id": ctx.model_id, "model_path": str(ctx.opts.model.resolve()),
         "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),
         "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **bed.attrs(),
-    }
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **bed.attrs()}
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
     attrs.update(qc_attrs or {})
     SlideScoresFile(coords=coords, tile_scores=tile_scores, attention=attention, attention_logits=attention_logits,

@@ -28,8 +28,8 @@ import numpy as np
 
 from weakstil.decode.modes import DecodeMode
 from weakstil.decode.procpool import SharedPool
-from weakstil.decode.plan import (STATS_PROBE_TILES, ThreadPlan, measure_decode, measure_encoder, measure_stats,
-                                  plan_cpu, plan_cuda)
+from weakstil.decode.plan import (DEFAULT_MICRO_BATCH, STATS_PROBE_TILES, ThreadPlan, measure_decode,
+                                  measure_encoder, measure_stats, nearest_micro_batch, plan_cpu, plan_cuda)
 from weakstil.decode.readers import ReadPath, ReadSpec, plan_reader
 from weakstil.decode.workers import DecodePool, DecodeStats, iter_batches_inline
 from weakstil.runtime import cpu_count
@@ -59,8 +59,9 @@ def close_shared_pool() -> None:
 SMALL_SLIDE_BATCHES = 2
 
 class ThreadPlanner:
-    """Plans ``(decode workers, torch threads)`` for an encoder, measured on the first slide of
-    each read path (see :mod:`weakstil.decode.plan`), and applies the torch thread count."""
+    """Plans ``(decode workers, torch threads, micro-batch)`` for an encoder, measured on the first
+    slide of each read path (see :mod:`weakstil.decode.plan`), and applies the torch thread count
+    and the encoder's micro-batch."""
 
     def __init__(self, encoder: Encoder, batch_size: int = 64, workers: int | None = None,
                  threads: int | None = None, cpus: int | None = None, tile_stats: bool = True):
@@ -70,16 +71,17 @@ class ThreadPlanner:
         self.workers = workers or None
         self.threads = threads or None
         self.cpus = cpus or cpu_count()
-        self._encoder_rates: dict[int, float] | None = None
+        self._encoder_rates: tuple[dict[int, float], dict[int, int]] | None = None
         self._plans: dict[tuple, ThreadPlan] = {}
 
-    def _encoder_probe(self, tile_px: int) -> dict[int, float]:
+    def _encoder_probe(self, tile_px: int) -> tuple[dict[int, float], dict[int, int]]:
+        """Encoder tiles/s and best micro-batch per thread count (measured once per planner)."""
         import torch
 
-        from weakstil.decode.plan import thread_candidates
+        from weakstil.decode.plan import MICRO_BATCHES, thread_candidates
 
         if self._encoder_rates is None:
-            b = min(self.batch_size, 16)
+            b = min(self.batch_size, max(MICRO_BATCHES))
             tiles = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (b, tile_px, tile_px, 3),
                                                                          dtype=np.uint8))
             enc = self.encoder
@@ -93,20 +95,25 @@ class ThreadPlanner:
         return self._encoder_rates
 
     def plan(self, spec: ReadSpec, coords: np.ndarray) -> ThreadPlan:
-        import torch
-
         key = (spec.path, spec.jpeg.reduce if spec.jpeg else 0, spec.tile_px)
-        if key not in self._plans and self.encoder.device.type != "cuda" and not (self.workers and self.threads) \
+        cuda = self.encoder.device.type == "cuda"
+        if key not in self._plans and not cuda and not (self.workers and self.threads) \
                 and len(coords) <= SMALL_SLIDE_BATCHES * self.batch_size:
             # measuring would cost more than it saves; a later, bigger slide is measured
-            p = ThreadPlan(self.workers or 1, self.threads or self.cpus, self.cpus, "small slide")
-            torch.set_num_threads(p.threads)
+            t = self.threads or self.cpus
+            chunks = self._encoder_rates[1] if self._encoder_rates else {}
+            p = ThreadPlan(self.workers or 1, t, self.cpus, "small slide",
+                           micro_batch=nearest_micro_batch(chunks, t) or DEFAULT_MICRO_BATCH)
+            self._apply(p)
             return p
         if key not in self._plans:
-            if self.encoder.device.type == "cuda":
+            if cuda:
                 p = plan_cuda(self.cpus, self.workers, self.threads)
             elif self.workers and self.threads:
-                p = ThreadPlan(self.workers, self.threads, self.cpus, "given")
+                # the split is given; the micro-batch is still measured (for that thread count)
+                rates, chunks = self._encoder_probe(spec.tile_px)
+                p = ThreadPlan(self.workers, self.threads, self.cpus, "given", encoder_tiles_per_s=rates,
+                               micro_batch=nearest_micro_batch(chunks, self.threads), encoder_micro_batches=chunks)
             else:
                 reader = spec.open()
                 try:
@@ -119,16 +126,24 @@ class ThreadPlanner:
                         stats = measure_stats(sample[:len(part)], spec.mpp)
                 finally:
                     reader.close()
-                p = plan_cpu(decode, self._encoder_probe(spec.tile_px), self.cpus, self.workers, self.threads,
-                             stats=stats)
-            log.info("plan (%s): %d decode worker(s), %d torch thread(s), %d tile measurement process(es) on %d "
-                     "CPU(s) [%s; decode %.0f tiles/s per worker, measurements %.0f tiles/s per process, predicted "
-                     "%.0f tiles/s]", spec.path.value, p.workers, p.threads, p.stats_processes, p.cpus, p.source,
-                     p.decode_tiles_per_s, p.stats_tiles_per_s, p.predicted_tiles_per_s)
+                rates, chunks = self._encoder_probe(spec.tile_px)
+                p = plan_cpu(decode, rates, self.cpus, self.workers, self.threads, stats=stats, micro_batches=chunks)
+            log.info("plan (%s): %d decode worker(s), %d torch thread(s) in micro-batches of %s tiles, %d tile "
+                     "measurement process(es) on %d CPU(s) [%s; decode %.0f tiles/s per worker, measurements %.0f "
+                     "tiles/s per process, predicted %.0f tiles/s]", spec.path.value, p.workers, p.threads,
+                     p.micro_batch or "all", p.stats_processes, p.cpus, p.source, p.decode_tiles_per_s,
+                     p.stats_tiles_per_s, p.predicted_tiles_per_s)
             self._plans[key] = p
         p = self._plans[key]
-        torch.set_num_threads(p.threads)
+        self._apply(p)
         return p
+
+    def _apply(self, p: ThreadPlan) -> None:
+        """Torch threads and the encoder's micro-batch of plan ``p``."""
+        import torch
+
+        torch.set_num_threads(p.threads)
+        self.encoder.micro_batch = p.micro_batch
 
 
 # -- batches ----------------------------------------------------------------------------

@@ -8,7 +8,13 @@ measured, once per run and read path, on the slide itself:
 
 * ``decode``: tiles/s of one decode worker (the slide's first tiles, decoded in this process);
 * ``encoder(t)``: tiles/s of the encoder alone with ``t`` torch threads (random tiles, every
-  ``t`` on machines of up to 8 CPUs, else 1, 2, 4, ... and all, interpolated);
+  ``t`` on machines of up to 8 CPUs, else 1, 2, 4, ... and all, interpolated), at its best
+  **micro-batch** for that ``t``: on the CPU the encoder runs each decoded batch in slices of a
+  few tiles, because a slice whose activations stay in the CPU caches runs much faster than the
+  whole batch (2 CPUs, tiles/s at 64 -> best slice: ResNet-50 to layer 3 26 -> 53 at 2 tiles,
+  small-cnn 780 -> 1,400 at 32, ViT-S/16 17 -> 21 at 4-16); the best slice depends on the model,
+  the thread count and the CPU, so it is measured (1, 2, 4, ... up to the batch, stopping once
+  the rate falls well below the best or one call would take too long);
 
 * ``stats``: tiles/s of one process making the per-tile measurements (:mod:`weakstil.tilestats`,
   made beside the encoder by ``s = max(1, C - w - t)`` processes, :mod:`weakstil.tilestats_pool`);
@@ -34,8 +40,17 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-#: Seconds spent measuring each encoder thread count (after one warm-up call).
-ENCODER_PROBE_S = 0.4
+#: Seconds spent measuring each encoder thread count and micro-batch (after one warm-up call).
+ENCODER_PROBE_S = 0.2
+#: Micro-batches tried (tiles per encoder call on the CPU), up to the batch size.
+MICRO_BATCHES = (1, 2, 4, 8, 16, 32, 64)
+#: Micro-batch of a CPU plan that was not measured (small slides): better than a whole 64-tile
+#: batch for every encoder measured (see the module docstring).
+DEFAULT_MICRO_BATCH = 16
+#: Larger micro-batches are not tried once their rate falls below this share of the best one ...
+MICRO_BATCH_STOP = 0.8
+#: ... or once one call would take longer than this (s): a heavy encoder's best slice is small.
+MICRO_BATCH_MAX_CALL_S = 0.5
 #: Seconds of decoding measured.
 DECODE_PROBE_S = 0.3
 #: Tiles measured (weakstil.tilestats) to time the measurements.
@@ -51,7 +66,9 @@ class ThreadPlan:
     cpus: int
     source: str  #: "measured", "cuda", "given" or "fallback"
     decode_tiles_per_s: float = float("nan")  #: one worker
-    encoder_tiles_per_s: dict[int, float] = field(default_factory=dict)  #: per torch thread count
+    encoder_tiles_per_s: dict[int, float] = field(default_factory=dict)  #: per torch thread count (best micro-batch)
+    micro_batch: int = 0  #: tiles per encoder call on the CPU (0: the whole batch)
+    encoder_micro_batches: dict[int, int] = field(default_factory=dict)  #: best micro-batch per thread count
     predicted_tiles_per_s: float = float("nan")
     stats_tiles_per_s: float = float("nan")  #: one measurement process
     stats_processes: int = 0  #: measurement processes planned (0: not planned; embed sizes them itself)
@@ -59,6 +76,7 @@ class ThreadPlan:
     def to_dict(self) -> dict[str, object]:
         d = asdict(self)
         d["encoder_tiles_per_s"] = {str(k): round(v, 2) for k, v in self.encoder_tiles_per_s.items()}
+        d["encoder_micro_batches"] = {str(k): int(v) for k, v in self.encoder_micro_batches.items()}
         for k in ("decode_tiles_per_s", "predicted_tiles_per_s", "stats_tiles_per_s"):
             d[k] = None if not np.isfinite(d[k]) else round(float(d[k]), 2)
         return d
@@ -114,28 +132,47 @@ def choose(cpus: int, decode: float, encoder: dict[int, float], workers: int | N
     return best[1], best[2], best[0]
 
 
-def measure_encoder(run_batch: Callable[[int], None], threads: list[int], batch: int,
-                    seconds: float = ENCODER_PROBE_S) -> dict[int, float]:
-    """Tiles/s of ``run_batch(batch)`` with each torch thread count (the current count is restored)."""
+def measure_encoder(run_batch: Callable[[int], None], threads: list[int], max_batch: int,
+                    seconds: float = ENCODER_PROBE_S) -> tuple[dict[int, float], dict[int, int]]:
+    """``(rates, micro_batches)``: for each torch thread count, the tiles/s of ``run_batch(m)`` at
+    its best micro-batch ``m`` (:data:`MICRO_BATCHES` up to ``max_batch``), and that ``m``. The
+    current thread count is restored."""
     import torch
 
     before = torch.get_num_threads()
     rates: dict[int, float] = {}
+    chunks: dict[int, int] = {}
+    sizes = [m for m in MICRO_BATCHES if m < max_batch] + [max_batch]
     try:
-        for i, t in enumerate(sorted(threads, reverse=True)):
+        for t in sorted(threads, reverse=True):
             torch.set_num_threads(t)
-            if i == 0:  # one warm-up (oneDNN primitives), with the most threads: the fastest
-                run_batch(batch)
-            n, t0 = 0, time.perf_counter()
-            while True:
-                run_batch(batch)
-                n += batch
-                if time.perf_counter() - t0 >= seconds:
+            best = (0.0, sizes[0])
+            for m in sizes:
+                run_batch(m)  # warm-up: oneDNN builds its primitives per input shape
+                n, t0 = 0, time.perf_counter()
+                while True:
+                    run_batch(m)
+                    n += m
+                    if time.perf_counter() - t0 >= seconds:
+                        break
+                rate = n / (time.perf_counter() - t0)
+                if rate > best[0]:
+                    best = (rate, m)
+                elif rate < MICRO_BATCH_STOP * best[0]:
+                    break  # past the best slice: larger ones only spill more out of the caches
+                if 2 * m / rate > MICRO_BATCH_MAX_CALL_S:
                     break
-            rates[t] = n / (time.perf_counter() - t0)
+            rates[t], chunks[t] = best
     finally:
         torch.set_num_threads(before)
-    return rates
+    return rates, chunks
+
+
+def nearest_micro_batch(chunks: dict[int, int], threads: int) -> int:
+    """The measured micro-batch of the thread count nearest ``threads`` (0 when none was measured)."""
+    if not chunks:
+        return 0
+    return chunks[min(chunks, key=lambda k: (abs(k - threads), k))]
 
 
 def measure_decode(read: Callable[[np.ndarray, np.ndarray], None], coords: np.ndarray, tile_px: int,
@@ -156,6 +193,7 @@ def measure_decode(read: Callable[[np.ndarray, np.ndarray], None], coords: np.nd
 
 
 def plan_cuda(cpus: int, workers: int | None = None, threads: int | None = None) -> ThreadPlan:
+    """Decoding gets the cores; the encoder runs whole batches on the GPU (no micro-batch)."""
     w = workers or max(1, min(16, cpus - 1))
     t = threads or max(1, min(4, cpus - w))
     return ThreadPlan(w, t, cpus, "cuda" if not (workers and threads) else "given")
@@ -177,15 +215,19 @@ def measure_stats(tiles: np.ndarray, mpp: float) -> float:
 
 
 def plan_cpu(decode: float, encoder: dict[int, float], cpus: int, workers: int | None = None,
-             threads: int | None = None, stats: float | None = None) -> ThreadPlan:
+             threads: int | None = None, stats: float | None = None,
+             micro_batches: dict[int, int] | None = None) -> ThreadPlan:
     """The CPU plan from measured rates (``encoder`` may hold only some thread counts; ``stats``:
-    one measurement process's tiles/s, None or NaN: not counted)."""
+    one measurement process's tiles/s, None or NaN: not counted; ``micro_batches``: the best
+    micro-batch per measured thread count, see :func:`measure_encoder`)."""
     stats = stats if stats is not None and np.isfinite(stats) and stats > 0 else None
     rates = interpolate_rates(encoder, cpus) if encoder else {}
+    chunks = dict(micro_batches or {})
     if not rates or not np.isfinite(decode) or decode <= 0:
         w = workers or max(1, cpus // 3)
-        return ThreadPlan(w, threads or max(1, cpus - w), cpus, "fallback")
+        t = threads or max(1, cpus - w)
+        return ThreadPlan(w, t, cpus, "fallback", micro_batch=nearest_micro_batch(chunks, t) or DEFAULT_MICRO_BATCH)
     w, t, r = choose(cpus, decode, rates, workers, threads, stats)
     source = "given" if workers and threads else "measured"
-    return ThreadPlan(w, t, cpus, source, decode, encoder, r, stats or float("nan"),
-                      stats_processes(cpus, w, t) if stats else 0)
+    return ThreadPlan(w, t, cpus, source, decode, encoder, nearest_micro_batch(chunks, t) or DEFAULT_MICRO_BATCH,
+                      chunks, r, stats or float("nan"), stats_processes(cpus, w, t) if stats else 0)
