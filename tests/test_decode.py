@@ -331,9 +331,11 @@ def test_the_micro_batch_is_the_measured_fastest_slice():
         tried.append(n)
         time.sleep(0.002 + n * (0.001 if n <= 8 else 0.004))
 
-    rates, chunks = measure_encoder(run, [1], 64, seconds=0.05)
-    assert chunks == {1: 8} and rates[1] == pytest.approx(8 / 0.010, rel=0.3)
+    rates, chunks = measure_encoder(run, [1, 2], 64, seconds=0.05)
+    assert chunks == {1: 8, 2: 8} and rates[2] == pytest.approx(8 / 0.010, rel=0.3)
     assert max(tried) == 16  # past the best slice by far: larger ones are not tried
+    after_search = tried[len(tried) - tried[::-1].index(16):]
+    assert set(after_search) == {8}  # the other thread count: measured at the best slice only
 
     # a heavy encoder (20 ms per tile): slices are not grown past a half-second call
     tried.clear()

@@ -12,8 +12,8 @@ measured, once per run and read path, on the slide itself:
   **micro-batch** for that ``t``: on the CPU the encoder runs each decoded batch in slices of a
   few tiles, because a slice whose activations stay in the CPU caches runs much faster than the
   whole batch (2 CPUs, tiles/s at 64 -> best slice: ResNet-50 to layer 3 26 -> 53 at 2 tiles,
-  small-cnn 780 -> 1,400 at 32, ViT-S/16 17 -> 21 at 4-16); the best slice depends on the model,
-  the thread count and the CPU, so it is measured (1, 2, 4, ... up to the batch, stopping once
+  small-cnn 780 -> 1,400 at 32, ViT-S/16 17 -> 21 at 4-16); the best slice depends on the model
+  and the CPU, so it is measured (1, 2, 4, ... up to the batch, with all threads, stopping once
   the rate falls well below the best or one call would take too long);
 
 * ``stats``: tiles/s of one process making the per-tile measurements (:mod:`weakstil.tilestats`,
@@ -41,7 +41,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 #: Seconds spent measuring each encoder thread count and micro-batch (after one warm-up call).
-ENCODER_PROBE_S = 0.2
+ENCODER_PROBE_S = 0.15
 #: Micro-batches tried (tiles per encoder call on the CPU), up to the batch size.
 MICRO_BATCHES = (1, 2, 4, 8, 16, 32, 64)
 #: Micro-batch of a CPU plan that was not measured (small slides): better than a whole 64-tile
@@ -134,35 +134,40 @@ def choose(cpus: int, decode: float, encoder: dict[int, float], workers: int | N
 
 def measure_encoder(run_batch: Callable[[int], None], threads: list[int], max_batch: int,
                     seconds: float = ENCODER_PROBE_S) -> tuple[dict[int, float], dict[int, int]]:
-    """``(rates, micro_batches)``: for each torch thread count, the tiles/s of ``run_batch(m)`` at
-    its best micro-batch ``m`` (:data:`MICRO_BATCHES` up to ``max_batch``), and that ``m``. The
-    current thread count is restored."""
+    """``(rates, micro_batches)``: the tiles/s of ``run_batch(m)`` for each torch thread count,
+    and the micro-batch ``m`` it was measured at. The best ``m`` (:data:`MICRO_BATCHES` up to
+    ``max_batch``) is searched with the most threads, the count a CPU plan nearly always runs
+    (the best slice moves little with the thread count: one or two steps of 2); the other counts
+    are measured at it. The current thread count is restored."""
     import torch
 
+    def rate(m: int) -> float:
+        run_batch(m)  # warm-up: oneDNN builds its primitives per input shape
+        n, t0 = 0, time.perf_counter()
+        while True:
+            run_batch(m)
+            n += m
+            if time.perf_counter() - t0 >= seconds:
+                return n / (time.perf_counter() - t0)
+
     before = torch.get_num_threads()
-    rates: dict[int, float] = {}
-    chunks: dict[int, int] = {}
+    order = sorted(threads, reverse=True)
     sizes = [m for m in MICRO_BATCHES if m < max_batch] + [max_batch]
     try:
-        for t in sorted(threads, reverse=True):
+        torch.set_num_threads(order[0])
+        best = (0.0, sizes[0])
+        for m in sizes:
+            r = rate(m)
+            if r > best[0]:
+                best = (r, m)
+            elif r < MICRO_BATCH_STOP * best[0]:
+                break  # past the best slice: larger ones only spill more out of the caches
+            if 2 * m / r > MICRO_BATCH_MAX_CALL_S:
+                break
+        rates, chunks = {order[0]: best[0]}, {order[0]: best[1]}
+        for t in order[1:]:
             torch.set_num_threads(t)
-            best = (0.0, sizes[0])
-            for m in sizes:
-                run_batch(m)  # warm-up: oneDNN builds its primitives per input shape
-                n, t0 = 0, time.perf_counter()
-                while True:
-                    run_batch(m)
-                    n += m
-                    if time.perf_counter() - t0 >= seconds:
-                        break
-                rate = n / (time.perf_counter() - t0)
-                if rate > best[0]:
-                    best = (rate, m)
-                elif rate < MICRO_BATCH_STOP * best[0]:
-                    break  # past the best slice: larger ones only spill more out of the caches
-                if 2 * m / rate > MICRO_BATCH_MAX_CALL_S:
-                    break
-            rates[t], chunks[t] = best
+            rates[t], chunks[t] = rate(best[1]), best[1]
     finally:
         torch.set_num_threads(before)
     return rates, chunks
