@@ -71,7 +71,7 @@ class Encoder:
     seed: int | None = None
     #: Tiles per encoder call on the CPU (0: the whole batch). A slice whose activations stay in the
     #: CPU caches runs up to twice as fast as a 64-tile batch; the thread planner measures the best
-    #: one (:mod:`weakstil.decode.plan`). Ignored on the GPU. Features do not depend on it.
+    #: one (:mod:`weakstil.decode.plan`). CPU only (a GPU runs whole batches). Features do not depend on it.
     micro_batch: int = 0
 
     @property
@@ -117,7 +117,7 @@ class Encoder:
         import torch
 
         m = self.micro_batch
-        if self.device.type == "cuda" or m <= 0 or len(tiles) <= m:
+        if self.device.type != "cpu" or m <= 0 or len(tiles) <= m:
             return self.forward(self.transform(tiles))
         return torch.cat([self.forward(self.transform(tiles[i:i + m])) for i in range(0, len(tiles), m)])
 
