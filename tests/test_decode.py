@@ -318,6 +318,10 @@ def test_plan_follows_the_measured_rates():
     assert choose(8, 300.0, rates, threads=3)[1] == 3
     p = plan_cpu(900.0, {1: 8.0, 2: 15.0}, 2)
     assert p.to_dict()["source"] == "measured" and p.workers == 1 and p.threads == 2
+    # a light encoder on every core, decoding a quarter of one core: a spare decode worker
+    p = plan_cpu(3000.0, {1: 700.0, 2: 1300.0}, 2)
+    assert (p.workers, p.threads) == (2, 2) and p.stats_processes == 0
+    assert plan_cpu(3000.0, {1: 700.0, 2: 1300.0}, 2, workers=1).workers == 1  # --workers is kept
     assert p.micro_batch == DEFAULT_MICRO_BATCH  # not measured
     p = plan_cpu(900.0, {1: 8.0, 2: 15.0}, 2, micro_batches={1: 4, 2: 2})
     assert p.micro_batch == 2 and p.to_dict()["encoder_micro_batches"] == {"1": 4, "2": 2}

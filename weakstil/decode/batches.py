@@ -75,7 +75,7 @@ class ThreadPlanner:
         self._plans: dict[tuple, ThreadPlan] = {}
 
     def _encoder_probe(self, tile_px: int) -> tuple[dict[int, float], dict[int, int]]:
-        """Encoder tiles/s and best micro-batch per thread count (measured once per planner)."""
+        """Encoder tiles/s per thread count and the micro-batch of each (measured once per planner)."""
         import torch
 
         from weakstil.decode.plan import MICRO_BATCHES, thread_candidates

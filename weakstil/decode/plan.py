@@ -8,8 +8,8 @@ measured, once per run and read path, on the slide itself:
 
 * ``decode``: tiles/s of one decode worker (the slide's first tiles, decoded in this process);
 * ``encoder(t)``: tiles/s of the encoder alone with ``t`` torch threads (random tiles, every
-  ``t`` on machines of up to 8 CPUs, else 1, 2, 4, ... and all, interpolated), at its best
-  **micro-batch** for that ``t``: on the CPU the encoder runs each decoded batch in slices of a
+  ``t`` on machines of up to 8 CPUs, else 1, 2, 4, ... and all, interpolated), at the best
+  **micro-batch**: on the CPU the encoder runs each decoded batch in slices of a
   few tiles, because a slice whose activations stay in the CPU caches runs much faster than the
   whole batch (2 CPUs, tiles/s at 64 -> best slice: ResNet-50 to layer 3 26 -> 53 at 2 tiles,
   small-cnn 780 -> 1,400 at 32, ViT-S/16 17 -> 21 at 4-16); the best slice depends on the model
@@ -24,8 +24,11 @@ and the predicted end-to-end rate of ``w`` workers and ``t`` threads on ``C`` co
     min(encoder(t), w * decode, s * stats, C / (1 / decode + t / encoder(t) + 1 / stats))
 
 (each stage alone, and the CPU time all need per tile against the cores there are). The plan
-with the highest prediction wins; ties go to fewer processes and threads. On CUDA the encoder does
-not use the cores: decoding gets all but one (``--decode cpu``), torch a few threads.
+with the highest prediction wins; ties go to fewer processes and threads, except that a plan
+whose torch threads take every core gets a second decode worker when decoding needs more than a
+tenth of one core (the kernel's scheduling, not the CPU time, then starves the encoder). On CUDA
+the encoder does not use the cores: decoding gets all but one (``--decode cpu``), torch a few
+threads.
 ``--workers`` / ``--threads`` fix either number; the other is still planned.
 """
 
@@ -51,6 +54,9 @@ DEFAULT_MICRO_BATCH = 16
 MICRO_BATCH_STOP = 0.8
 #: ... or once one call would take longer than this (s): a heavy encoder's best slice is small.
 MICRO_BATCH_MAX_CALL_S = 0.5
+#: A second decode worker when torch takes every core and decoding needs more than this share
+#: of one core (see :func:`plan_cpu`).
+SPARE_WORKER_SHARE = 0.1
 #: Seconds of decoding measured.
 DECODE_PROBE_S = 0.3
 #: Tiles measured (weakstil.tilestats) to time the measurements.
@@ -66,9 +72,9 @@ class ThreadPlan:
     cpus: int
     source: str  #: "measured", "cuda", "given" or "fallback"
     decode_tiles_per_s: float = float("nan")  #: one worker
-    encoder_tiles_per_s: dict[int, float] = field(default_factory=dict)  #: per torch thread count (best micro-batch)
+    encoder_tiles_per_s: dict[int, float] = field(default_factory=dict)  #: per torch thread count
     micro_batch: int = 0  #: tiles per encoder call on the CPU (0: the whole batch)
-    encoder_micro_batches: dict[int, int] = field(default_factory=dict)  #: best micro-batch per thread count
+    encoder_micro_batches: dict[int, int] = field(default_factory=dict)  #: the micro-batch each rate was measured at
     predicted_tiles_per_s: float = float("nan")
     stats_tiles_per_s: float = float("nan")  #: one measurement process
     stats_processes: int = 0  #: measurement processes planned (0: not planned; embed sizes them itself)
@@ -233,6 +239,12 @@ def plan_cpu(decode: float, encoder: dict[int, float], cpus: int, workers: int |
         t = threads or max(1, cpus - w)
         return ThreadPlan(w, t, cpus, "fallback", micro_batch=nearest_micro_batch(chunks, t) or DEFAULT_MICRO_BATCH)
     w, t, r = choose(cpus, decode, rates, workers, threads, stats)
+    if workers is None and w == 1 and t >= cpus > 1 and r > SPARE_WORKER_SHARE * decode:
+        # torch runs on every core and decoding needs a real share of one: the kernel shares the
+        # cores among runnable threads, so one decoder against t torch threads gets 1/(t+1) of them
+        # just when the ring runs low; a second (idle when the ring is full) catches up sooner
+        # (2 CPUs, small-cnn, interleaved runs: 1 + 2 was 0.90-0.97 of 2 + 2; ResNet-50 0.99)
+        w = 2
     source = "given" if workers and threads else "measured"
     return ThreadPlan(w, t, cpus, source, decode, encoder, nearest_micro_batch(chunks, t) or DEFAULT_MICRO_BATCH,
                       chunks, r, stats or float("nan"), stats_processes(cpus, w, t) if stats else 0)

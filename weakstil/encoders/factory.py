@@ -71,7 +71,8 @@ class Encoder:
     seed: int | None = None
     #: Tiles per encoder call on the CPU (0: the whole batch). A slice whose activations stay in the
     #: CPU caches runs up to twice as fast as a 64-tile batch; the thread planner measures the best
-    #: one (:mod:`weakstil.decode.plan`). CPU only (a GPU runs whole batches). Features do not depend on it.
+    #: one (:mod:`weakstil.decode.plan`). CPU only (a GPU runs whole batches). Features equal the
+    #: whole batch's within float rounding.
     micro_batch: int = 0
 
     @property
