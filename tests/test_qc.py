@@ -63,6 +63,9 @@ def test_train_stores_the_calibration_and_qc_references(trained):
     assert (table["stil_lower_90"] <= table["stil_pred_oof"] + 1e-6).all()
     assert (table["stil_pred_oof"] <= table["stil_upper_90"] + 1e-6).all()
     assert not table["qc"].str.contains("out_of_distribution").any()
+    # the weighting check: its limit is above every training slide's out-of-fold gap, none flagged
+    assert reference["weighting"]["threshold"] >= 1.25 * table["weighting_gap_oof"].max() - 1e-9
+    assert table["weighting_gap_oof"].notna().all() and not table["qc"].str.contains("weighting").any()
 
 
 def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_path):
@@ -97,6 +100,11 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
         assert image["focus_tiles"] > 0 and len(image["stain_h"]) == 3
         near = row.stil_lower_90 < row.threshold <= row.stil_upper_90
         assert ("near_threshold" in row.qc.split(";")) == near
+        if row.slide_id != "CMU-1-Small-Region":  # (the skin slide has no tumour bed: all tiles count)
+            s = f.tile_scores[f.tumorbed.astype(bool)] if f.tumorbed.any() else f.tile_scores
+            assert f.attrs["weighting_gap"] == pytest.approx(abs(s.mean() - row.stil), abs=0.01)
+        assert ("weighting_outside_training_range" in row.qc.split(";")) == (
+            f.attrs["weighting_gap"] > f.attrs["weighting_threshold"])
     cmu = table.set_index("slide_id").loc["CMU-1-Small-Region"]
     assert "out_of_distribution" in cmu.qc.split(";")
     # and the user is told while it runs, with the reason
@@ -142,6 +150,28 @@ def test_flag_rules():
     assert slide_flags(ood_score=None, n_bed_tiles=100, low=float("nan"), high=float("nan"), image=None,
                        **common)[0] == []
     assert split("a;b") == ["a", "b"] and split("") == [] and split(float("nan")) == []
+
+
+def test_the_weighting_check_flags_a_score_its_tile_weights_decide():
+    from weakstil.qc.flags import slide_flags, weighting_gap, weighting_reference
+
+    # the README case: tiles averaging 52.9 in the bed, slide score 9.6 (weights shun the dense tiles)
+    scores = np.array([70.0, 65.0, 50.0, 26.6, 90.0])
+    bed = np.array([True, True, False, True, False])
+    assert weighting_gap(scores, bed, 9.6) == pytest.approx(scores[bed].mean() - 9.6)
+    assert weighting_gap(scores, bed, 80.0) == pytest.approx(80.0 - scores[bed].mean())  # either way
+    assert np.isnan(weighting_gap(scores, ~np.ones(5, bool), 9.6)) and np.isnan(weighting_gap(scores, bed, float("nan")))
+    ref = weighting_reference(np.array([6.7, 12.3, 21.0, np.nan]))
+    assert ref["threshold"] == pytest.approx(1.25 * 21.0) and ref["training_max"] == 21.0
+    assert weighting_reference(np.zeros(3))["threshold"] == 5.0  # the floor (a mean aggregator: gap 0)
+    assert weighting_reference(np.array([np.nan])) is None
+    common = dict(ood_score=None, ood_threshold=None, n_bed_tiles=100, low=None, high=None, threshold=30.0,
+                  image=None, image_ref=None, weighting_threshold=ref["threshold"])
+    flags, why = slide_flags(weighting_gap=43.3, **common)
+    assert flags == ["weighting_outside_training_range"] and "43.3 points" in why[flags[0]]
+    for gap in (21.0, 26.0, float("nan"), None):
+        assert slide_flags(weighting_gap=gap, **common)[0] == []
+    assert slide_flags(weighting_gap=43.3, **{**common, "weighting_threshold": None})[0] == []  # older model
 
 
 def test_blur_and_pen_are_measured_on_pixels(cmu):

@@ -21,6 +21,12 @@ blurry                         more than :data:`BLURRY_SHARE` of the sampled tis
                                a blur effect above :data:`weakstil.qc.image.BLURRY_TILE`
 pen_or_folds                   marker ink near the tissue plus fold-like tissue exceed
                                :data:`PEN_FOLD_SHARE` of the tissue area
+weighting_outside_training_    the slide score departs from the plain mean of its bed tiles'
+range                          scores by more than :data:`WEIGHTING_MARGIN` x the most any
+                               training slide's out-of-fold score did (at least
+                               :data:`WEIGHTING_FLOOR` points): the tile weights (stroma or
+                               attention), not the tile scores, decide the number beyond
+                               anything cross-validation checked
 =============================  ==================================================================
 """
 
@@ -42,6 +48,7 @@ class Flag(str, Enum):
     STAIN = "stain_outside_training_range"
     BLURRY = "blurry"
     PEN_OR_FOLDS = "pen_or_folds"
+    WEIGHTING = "weighting_outside_training_range"
 
 
 FLAGS = tuple(f.value for f in Flag)
@@ -57,6 +64,32 @@ PEN_FOLD_SHARE = 0.08
 #: training median exceeds STAIN_MARGIN x the largest training slide's distance + the floor.
 STAIN_MARGIN = 1.5
 STAIN_FLOORS = {"h_angle": 3.0, "e_angle": 3.0, "h_strength": 0.15, "e_strength": 0.15, "od": 0.15}
+#: The weighting check: a slide is flagged when |plain mean of its bed tiles' scores - its score|
+#: exceeds WEIGHTING_MARGIN x the training slides' largest out-of-fold value, and at least the floor
+#: (points). A model trained on few TIL-rich slides can learn stroma weights that shun
+#: lymphocyte-dense tiles; beyond the training labels it then scores a 79.7 % slide 9.6 % while its
+#: tiles average 52.9 (README, *Accuracy off the home ground*).
+WEIGHTING_MARGIN = 1.25
+WEIGHTING_FLOOR = 5.0
+
+
+def weighting_gap(tile_scores: np.ndarray, bed: np.ndarray, stil: float) -> float:
+    """|plain mean of the scores of the tiles the slide score aggregates (``bed``, bool) - the
+    slide score|, in points (NaN without such tiles or score)."""
+    scores, used = np.asarray(tile_scores, np.float64), np.asarray(bed, bool)
+    if not used.any() or not math.isfinite(stil):
+        return math.nan
+    return float(abs(scores[used].mean() - stil))
+
+
+def weighting_reference(gaps: np.ndarray) -> dict[str, Any] | None:
+    """The weighting check's threshold from the training slides' out-of-fold gaps (None: none finite)."""
+    g = np.asarray(gaps, np.float64)
+    g = g[np.isfinite(g)]
+    if not len(g):
+        return None
+    return {"threshold": max(WEIGHTING_MARGIN * float(g.max()), WEIGHTING_FLOOR), "training_max": float(g.max()),
+            "margin": WEIGHTING_MARGIN, "floor": WEIGHTING_FLOOR}
 
 
 def _angle(a: np.ndarray, b: np.ndarray) -> float:
@@ -120,7 +153,9 @@ def image_reference(stats: list[ImageStats]) -> dict[str, Any] | None:
 
 def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_tiles: int,
                 low: float | None, high: float | None, threshold: float, image: ImageStats | None,
-                image_ref: dict[str, Any] | None, min_bed_tiles: int = MIN_BED_TILES) -> tuple[list[str], dict]:
+                image_ref: dict[str, Any] | None, min_bed_tiles: int = MIN_BED_TILES,
+                weighting_gap: float | None = None, weighting_threshold: float | None = None
+                ) -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``)."""
     why: dict[str, str] = {}
     if ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
@@ -142,6 +177,10 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
         if share > limit:
             why[Flag.PEN_OR_FOLDS.value] = (f"ink {100 * image.pen_share:.1f}% + folds {100 * image.fold_share:.1f}% "
                                             f"of the tissue > {100 * limit:g}%")
+    if weighting_gap is not None and weighting_threshold is not None and math.isfinite(weighting_gap) \
+            and weighting_gap > weighting_threshold:
+        why[Flag.WEIGHTING.value] = (f"score {weighting_gap:.1f} points from the mean of its tile scores "
+                                     f"> {weighting_threshold:.1f}")
     flags = [f for f in FLAGS if f in why]
     return flags, why
 

@@ -21,7 +21,7 @@ import numpy as np
 from weakstil.confidence import LEVEL, Calibration, interval_columns, tile_standard_error
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import ModelDir
-from weakstil.qc.flags import MIN_BED_TILES, join, slide_flags
+from weakstil.qc.flags import MIN_BED_TILES, join, slide_flags, weighting_gap
 from weakstil.qc.shift import slide_shift_from_stats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -121,9 +121,12 @@ class SlideAssessor:
                 attrs["interval_uncertainty"] = u
                 attrs["interval_shift"] = shift
         min_tiles = int((self.reference.get("few_tumorbed_tiles") or {}).get("min_tiles", MIN_BED_TILES))
+        gap = weighting_gap(scores.tile_scores, bag.tile_mask, stil)
+        gap_thr = (self.reference.get("weighting") or {}).get("threshold")
+        attrs["weighting_gap"], attrs["weighting_threshold"] = gap, gap_thr
         flags, why = slide_flags(ood_score=ood_score, ood_threshold=ood_thr, n_bed_tiles=n_bed_tiles,
                                  low=low, high=high, threshold=threshold, image=image, image_ref=image_ref,
-                                 min_bed_tiles=min_tiles)
+                                 min_bed_tiles=min_tiles, weighting_gap=gap, weighting_threshold=gap_thr)
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
         for flag, reason in why.items():

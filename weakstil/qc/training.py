@@ -6,7 +6,8 @@
 * ``embeddings.safetensors``: the OOD score's reference tile embeddings (:mod:`weakstil.qc.embedding`);
 * ``reference.json``: the flags' thresholds: the OOD threshold (from the training slides'
   leave-slide-out OOD scores), the training stain centre and range, the focus and pen/fold
-  limits, the tumour-bed minimum (:mod:`weakstil.qc.flags`);
+  limits, the tumour-bed minimum, the weighting check's limit (from the out-of-fold scores;
+  :mod:`weakstil.qc.flags`);
 * ``training_slides.csv``: per training slide its label, out-of-fold prediction and interval
   (calibrated without the slide: leave-one-out), tile standard error, OOD score, its
   leave-group-out embedding distance and shift, image statistics and the flags it would get.
@@ -29,7 +30,7 @@ from weakstil.atomic import atomic_path
 from weakstil.confidence import Calibration, calibrate, conformal_quantile, interval_columns, tile_standard_error
 from weakstil.modeldir import ModelDir
 from weakstil.qc.embedding import fit_reference, ood_threshold
-from weakstil.qc.flags import MIN_BED_TILES, image_reference, join, slide_flags
+from weakstil.qc.flags import MIN_BED_TILES, image_reference, join, slide_flags, weighting_gap, weighting_reference
 from weakstil.qc.image import ImageStats, slide_image_stats
 from weakstil.qc.shift import leave_group_out_distances, leave_group_out_stain, shift_reference, slide_shift
 
@@ -117,9 +118,13 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                   stain=stain_lgo[i] if stain_lgo else None) for i in range(n)])
     table["shift"] = shift
 
-    # 3. the interval, calibrated on the out-of-fold predictions
+    # 3. the interval, calibrated on the out-of-fold predictions; how far the tile weights moved
+    # each out-of-fold score from its tiles' plain mean (the weighting check)
     cal: Calibration | None = None
+    gaps = np.full(n, np.nan)
     if oof is not None:
+        gaps = np.array([weighting_gap(s.tile_scores, b.tile_mask, s.stil) for s, b in zip(oof, bank.bags)])
+        table["weighting_gap_oof"] = gaps
         pred = np.array([s.stil for s in oof], float)
         se = np.array([tile_standard_error(s.tile_scores, s.weights, b.coords, b.tile_size_level0)
                        for s, b in zip(oof, bank.bags)])
@@ -156,7 +161,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                               "reference_tiles": int(len(ref.reference)),
                                               "training_max": float(np.nanmax(ood_scores))},
                  "few_tumorbed_tiles": {"min_tiles": MIN_BED_TILES}, "near_threshold": {"threshold": float(threshold)},
-                 "image": image_ref}
+                 "image": image_ref, "weighting": weighting_reference(gaps)}
+    weighting_thr = (reference["weighting"] or {}).get("threshold")
     _write_json(folder.qc_reference_path, _finite(reference))
 
     # 4. the flags every training slide would get (a check of the thresholds' false-alarm rate)
@@ -166,7 +172,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         high = table[high_col][i] if high_col in table else None
         flags, _ = slide_flags(ood_score=float(ood_scores[i]), ood_threshold=ood_thr,
                                n_bed_tiles=int(table["n_tumorbed_tiles"][i]), low=low, high=high, threshold=threshold,
-                               image=stats[i], image_ref=image_ref)
+                               image=stats[i], image_ref=image_ref, weighting_gap=float(gaps[i]),
+                               weighting_threshold=weighting_thr)
         flags_col.append(join(flags))
     table["qc"] = flags_col
     with atomic_path(folder.qc_slides_path) as tmp:
