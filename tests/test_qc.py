@@ -100,7 +100,7 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
         assert image["focus_tiles"] > 0 and len(image["stain_h"]) == 3
         near = row.stil_lower_90 < row.threshold <= row.stil_upper_90
         assert ("near_threshold" in row.qc.split(";")) == near
-        if row.slide_id != "CMU-1-Small-Region":  # (the skin slide has no tumour bed: all tiles count)
+        if row.slide_id != "CMU-1-Small-Region":  # (no annotation for the skin slide: its bed is a fallback)
             s = f.tile_scores[f.tumorbed.astype(bool)] if f.tumorbed.any() else f.tile_scores
             assert f.attrs["weighting_gap"] == pytest.approx(abs(s.mean() - row.stil), abs=0.01)
         assert ("weighting_outside_training_range" in row.qc.split(";")) == (
