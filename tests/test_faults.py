@@ -305,7 +305,8 @@ BAD = [
     Bad("train-features-missing", lambda w, t: ["train", w.labels, "--features", t / "nofeats", "--out", t / "out"],
         ("nofeats", "not found")),
     Bad("train-group-column-missing", _train("--group-column", "centre"), ("centre",)),
-    Bad("train-too-many-folds", _train("--folds", "8"), ("folds",)),
+    Bad("train-too-many-folds", _train("--folds", "8", "--group-column", "none"), ("folds",)),  # 3 slides
+    Bad("train-too-many-folds-for-the-named-groups", _train("--folds", "8", "--group-column", "group"), ("folds",)),
     Bad("train-features-of-another-scan", lambda w, t: ["train", w.labels, "--features", _twin_features(w, t),
                                                         "--out", t / "out"],
         ("synth_0000", "another slide file", "fingerprint")),

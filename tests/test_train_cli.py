@@ -117,11 +117,20 @@ def test_bad_cohort_fails_with_one_error_and_no_model(cohort, tmp_path):
 
 def test_too_few_groups_and_existing_output(cohort, tmp_path):
     root, _, _ = cohort
+    # groups asked for, too few for the folds: refused before anything is written
     proc = run_cli("train", root / "labels.csv", "--features", root / "features", "--out", tmp_path / "m",
-                   "--folds", "8", *FAST)
+                   "--folds", "8", "--group-column", "group", *FAST)
     assert proc.returncode == 1
     assert "6 groups but 8 folds" in _errors(proc)[0] and "--group-column none" in _errors(proc)[0]
     assert not (tmp_path / "m").exists()
+    # the CSV's own group column, not asked for: its groups kept apart in 6 folds, with a warning
+    proc = run_cli("train", root / "labels.csv", "--features", root / "features", "--out", tmp_path / "g",
+                   "--folds", "8", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "6 groups in column 'group' but 8 folds: cross-validating leave-one-group-out in 6 folds" in said
+    cv = pd.read_csv(tmp_path / "g" / "cv" / "oof_predictions.csv")
+    assert cv["fold"].nunique() == 6 and (cv.groupby("group")["fold"].nunique() == 1).all()
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "keep.txt").write_text("x")
     proc = run_cli("train", root / "labels.csv", "--features", root / "features", "--out", tmp_path / "m", *FAST)

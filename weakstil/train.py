@@ -127,6 +127,14 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     if len(cohort) < 2:
         raise WeakSTILError(f"cohort has {len(cohort)} slide; training needs several", path=csv_path,
                             fix="add slides")
+    n_groups = len(np.unique(cohort.groups.astype(str)))
+    if n_folds >= 2 and group_column is None and cohort.group_column and 2 <= n_groups < n_folds:
+        # the CSV's own 'group' column (not asked for): keep its groups apart, in fewer folds,
+        # rather than refuse a command that names no groups
+        log.warning("%s: %d groups in column %r but %d folds: cross-validating leave-one-group-out in %d folds "
+                    "(--group-column none splits by slide into %d)", csv_path, n_groups, cohort.group_column,
+                    n_folds, n_groups, n_folds)
+        n_folds = n_groups
     if n_folds >= 2:  # fail on too few groups before loading any features
         from weakstil.cohort import group_kfold
 
