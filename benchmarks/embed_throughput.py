@@ -15,7 +15,7 @@ Rows, each the median of ``--repeats`` runs (end-to-end runs interleaved over th
 
 * decode-only (w): ``w`` decode worker processes fill the shared-memory ring, nothing else runs
 * encoder-only (t): random uint8 batches through the transform + encoder with ``t`` torch threads,
-  in the micro-batch the planner measured best for ``t`` (as ``weakstil embed`` runs it)
+  in the micro-batch the planner measured (as ``weakstil embed`` runs it)
 * end-to-end (w, t): the real pipeline (``weakstil.decode`` batches -> ``weakstil.embed.embed_batches``)
 * CLI default: the split ``weakstil embed`` plans for this slide (``ThreadPlanner``), end to end;
   efficiency = end-to-end / min(decode-only(w), encoder-only(t)) at that split; "of CPU-time
@@ -149,7 +149,7 @@ def bench_encoder(name: str, args, slide, spec, coords, cpus: int, all_coords: n
         return len(all_coords) / timed(run, reps)
 
     def micro(t: int, micro_batch: int | None = None) -> None:
-        # the encoder as the CLI runs it with t threads: in the micro-batch planned for t
+        # the encoder as the CLI runs it with t threads: in the micro-batch the planner measured
         enc.micro_batch = nearest_micro_batch(plan.encoder_micro_batches, t) if micro_batch is None else micro_batch
 
     def encoder_only(t: int, micro_batch: int | None = None) -> float:
@@ -224,10 +224,9 @@ def bench_encoder(name: str, args, slide, spec, coords, cpus: int, all_coords: n
              + f" tiles/s; predicted {plan.predicted_tiles_per_s:.1f} tiles/s", "",
              "| split (decode workers + torch threads) | decode-only | encoder-only | end-to-end tiles/s | "
              "efficiency | of CPU-time bound | vs best |", "|---|---:|---:|---:|---:|---:|---:|"]
-    rows = dict(e2e)
-    rows.setdefault((plan.workers, plan.threads), cli)
+    rows = {**e2e, cli_split: cli}
     for (w, t), v in sorted(rows.items()):
-        mark = " **(CLI default)**" if (w, t) == (plan.workers, plan.threads) else ""
+        mark = " **(CLI default)**" if (w, t) == cli_split else ""
         lines.append(f"| {w} + {t}{mark} | {dec[w]:.1f} | {encr[t]:.1f} | {v:.1f} | {v / min(dec[w], encr[t]):.3f} | "
                      f"{v / cpu_bound(w, t):.3f} | {v / e2e[best_split]:.3f} |")
     lines += [f"| CLI split, whole {bs}-tile batches per encoder call (no micro-batch) | | | {whole:.1f} | | | "
