@@ -131,6 +131,13 @@ def test_too_few_groups_and_existing_output(cohort, tmp_path):
     assert "6 groups in column 'group' but 8 folds: cross-validating leave-one-group-out in 6 folds" in said
     cv = pd.read_csv(tmp_path / "g" / "cv" / "oof_predictions.csv")
     assert cv["fold"].nunique() == 6 and (cv.groupby("group")["fold"].nunique() == 1).all()
+    # one group in the CSV's column: cross-validated by slide
+    one = root / "one_group.csv"  # beside labels.csv so the relative paths resolve
+    pd.read_csv(root / "labels.csv").assign(group="centre_0").to_csv(one, index=False)
+    proc = run_cli("train", one, "--features", root / "features", "--out", tmp_path / "o", "--folds", "3", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert "one group in column 'group': cross-validating by slide" in " ".join(proc.stderr.split())
+    assert pd.read_csv(tmp_path / "o" / "cv" / "oof_predictions.csv")["fold"].nunique() == 3
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "keep.txt").write_text("x")
     proc = run_cli("train", root / "labels.csv", "--features", root / "features", "--out", tmp_path / "m", *FAST)

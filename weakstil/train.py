@@ -135,6 +135,9 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                     "(--group-column none splits by slide into %d)", csv_path, n_groups, cohort.group_column,
                     n_folds, n_groups, n_folds)
         n_folds = n_groups
+    elif n_folds >= 2 and group_column is None and cohort.group_column and n_groups == 1:
+        log.warning("%s: one group in column %r: cross-validating by slide", csv_path, cohort.group_column)
+        cohort = read_cohort(csv_path, features_dir=features_dir, group_column="none")
     if n_folds >= 2:  # fail on too few groups before loading any features
         from weakstil.cohort import group_kfold
 
