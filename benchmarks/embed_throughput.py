@@ -152,9 +152,9 @@ def bench_encoder(name: str, args, slide, spec, coords, cpus: int, all_coords: n
         # the encoder as the CLI runs it with t threads: in the micro-batch the planner measured
         enc.micro_batch = nearest_micro_batch(plan.encoder_micro_batches, t) if micro_batch is None else micro_batch
 
-    def encoder_only(t: int, micro_batch: int | None = None) -> float:
+    def encoder_only(t: int) -> float:
         torch.set_num_threads(t)
-        micro(t, micro_batch)
+        micro(t)
 
         def run() -> None:
             with torch.inference_mode():

@@ -28,8 +28,8 @@ import numpy as np
 
 from weakstil.decode.modes import DecodeMode
 from weakstil.decode.procpool import SharedPool
-from weakstil.decode.plan import (DEFAULT_MICRO_BATCH, STATS_PROBE_TILES, ThreadPlan, measure_decode,
-                                  measure_encoder, measure_stats, nearest_micro_batch, plan_cpu, plan_cuda)
+from weakstil.decode.plan import (STATS_PROBE_TILES, ThreadPlan, measure_decode, measure_encoder, measure_stats,
+                                  nearest_micro_batch, plan_cpu, plan_cuda)
 from weakstil.decode.readers import ReadPath, ReadSpec, plan_reader
 from weakstil.decode.workers import DecodePool, DecodeStats, iter_batches_inline
 from weakstil.runtime import cpu_count
@@ -103,7 +103,7 @@ class ThreadPlanner:
             t = self.threads or self.cpus
             chunks = self._encoder_rates[1] if self._encoder_rates else {}
             p = ThreadPlan(self.workers or 1, t, self.cpus, "small slide",
-                           micro_batch=nearest_micro_batch(chunks, t) or DEFAULT_MICRO_BATCH)
+                           micro_batch=nearest_micro_batch(chunks, t))
             self._apply(p)
             return p
         if key not in self._plans:

@@ -180,9 +180,10 @@ def measure_encoder(run_batch: Callable[[int], None], threads: list[int], max_ba
 
 
 def nearest_micro_batch(chunks: dict[int, int], threads: int) -> int:
-    """The measured micro-batch of the thread count nearest ``threads`` (0 when none was measured)."""
+    """The measured micro-batch of the thread count nearest ``threads`` (:data:`DEFAULT_MICRO_BATCH`
+    when none was measured)."""
     if not chunks:
-        return 0
+        return DEFAULT_MICRO_BATCH
     return chunks[min(chunks, key=lambda k: (abs(k - threads), k))]
 
 
@@ -237,7 +238,7 @@ def plan_cpu(decode: float, encoder: dict[int, float], cpus: int, workers: int |
     if not rates or not np.isfinite(decode) or decode <= 0:
         w = workers or max(1, cpus // 3)
         t = threads or max(1, cpus - w)
-        return ThreadPlan(w, t, cpus, "fallback", micro_batch=nearest_micro_batch(chunks, t) or DEFAULT_MICRO_BATCH)
+        return ThreadPlan(w, t, cpus, "fallback", micro_batch=nearest_micro_batch(chunks, t))
     w, t, r = choose(cpus, decode, rates, workers, threads, stats)
     if workers is None and w == 1 and t >= cpus > 1 and r > SPARE_WORKER_SHARE * decode:
         # torch runs on every core and decoding needs a real share of one: the kernel shares the
@@ -246,5 +247,5 @@ def plan_cpu(decode: float, encoder: dict[int, float], cpus: int, workers: int |
         # (2 CPUs, small-cnn, interleaved runs: 1 + 2 was 0.90-0.97 of 2 + 2; ResNet-50 0.99)
         w = 2
     source = "given" if workers and threads else "measured"
-    return ThreadPlan(w, t, cpus, source, decode, encoder, nearest_micro_batch(chunks, t) or DEFAULT_MICRO_BATCH,
+    return ThreadPlan(w, t, cpus, source, decode, encoder, nearest_micro_batch(chunks, t),
                       chunks, r, stats or float("nan"), stats_processes(cpus, w, t) if stats else 0)
