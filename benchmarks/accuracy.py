@@ -60,7 +60,7 @@ log = logging.getLogger("accuracy")
 #: Tiles with at least this stroma share count for the tile-level correlation.
 MIN_STROMA = 0.25
 #: Names the default pretraining settings in the encoder's cache key (bump when they change).
-PRETRAIN_RECIPE = "r1"
+PRETRAIN_RECIPE = "r2"
 DEFAULT_ROWS = "pre/mean/-,pre/attention/-,pre/stroma/-,pre/stroma/stats,pre/stroma-est/stats,colour"
 
 
@@ -98,7 +98,8 @@ def pretrained_encoder(cache: Path, tag: str, slides: list[Path], args) -> Path:
     from weakstil.pretrain import PretrainConfig, pretrain
 
     seed = args.seed if args.pretrain_seed is None else args.pretrain_seed
-    cfg = PretrainConfig(encoder="small-cnn", steps=args.pretrain_steps, seed=seed, stain_norm=args.stain_norm)
+    cfg = PretrainConfig(encoder="small-cnn", steps=args.pretrain_steps, seed=seed, stain_norm=args.stain_norm,
+                         augment=json.loads(args.pretrain_augment or "{}"))
     changed = {k: v for k, v in asdict(cfg).items() if v != getattr(PretrainConfig(), k)}  # vs the defaults
     key = hashlib.sha256(json.dumps([tag, len(slides), PRETRAIN_RECIPE, changed], sort_keys=True).encode()
                          ).hexdigest()[:10]
@@ -373,6 +374,8 @@ def main() -> None:
     ap.add_argument("--pretrain-steps", type=int, default=None, help="default: weakstil pretrain's default")
     ap.add_argument("--pretrain-seed", type=int, default=None,
                     help="seed of the pretraining alone (default: --seed, which also draws the cohorts)")
+    ap.add_argument("--pretrain-augment", default=None,
+                    help='JSON overrides of the pretraining augmentation, e.g. \'{"noise_p": 0.5}\'')
     ap.add_argument("--epochs", type=int, default=None, help="default: weakstil train's default")
     ap.add_argument("--stopping", default=None, help="fixed or early (default: weakstil train's default)")
     ap.add_argument("--feature-noise", type=float, default=None, help="default: weakstil train's default")

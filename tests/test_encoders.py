@@ -289,7 +289,33 @@ def test_ssl_augment_is_seeded_batched_and_in_range():
     c1, c2 = aug(tiles, g), aug(tiles, g)
     assert a.shape == (6, 3, 96, 96) and torch.equal(a, b) and not torch.equal(c1, c2)
     assert a.min() >= -1 - 1e-5 and a.max() <= 1 + 1e-5  # normalised [0, 1] with mean = std = 0.5
-    # pure geometry (no colour, blur or grey): a flat tile stays flat
+    # pure geometry (no colour, blur, grey or noise): a flat tile stays flat
     flat = torch.full((2, 224, 224, 3), 200, dtype=torch.uint8)
-    geo = SSLAugment(64, (0.0,) * 3, (1.0,) * 3, color_p=0, blur_p=0, grey_p=0)(flat, g)
+    geo = SSLAugment(64, (0.0,) * 3, (1.0,) * 3, color_p=0, blur_p=0, grey_p=0, noise_p=0)(flat, g)
     assert torch.allclose(geo, torch.tensor(200 / 255), atol=1e-5)
+
+
+def test_ssl_augment_optics_sharpen_and_noise():
+    from weakstil.encoders.transforms import SSLAugment
+
+    flat = torch.full((4, 128, 128, 3), 128, dtype=torch.uint8)
+    plain = dict(color_p=0, blur_p=0, grey_p=0)
+    # sensor noise: a flat tile is no longer flat, and the noise is zero-mean
+    noisy = SSLAugment(64, (0.0,) * 3, (1.0,) * 3, noise_p=1.0, noise_sigma=0.1, **plain)(
+        flat, torch.Generator().manual_seed(0))
+    assert noisy.std(dim=(1, 2, 3)).min() > 0.005 and abs(float(noisy.mean()) - 128 / 255) < 0.01
+    # sharpening raises the contrast of an edge (an unsharp mask overshoots on both sides)
+    edge = torch.zeros((2, 128, 128, 3), dtype=torch.uint8)
+    edge[:, :, :64] = 90
+    edge[:, :, 64:] = 170
+    base = SSLAugment(128, (0.0,) * 3, (1.0,) * 3, zoom=(1.0, 1.0), **plain)
+    sharp = SSLAugment(128, (0.0,) * 3, (1.0,) * 3, zoom=(1.0, 1.0), sharpen_p=1.0, sharpen_amount=2.0, **plain)
+    a = base(edge, torch.Generator().manual_seed(1))
+    b = sharp(edge, torch.Generator().manual_seed(1))
+    assert float(b.max() - b.min()) > float(a.max() - a.min()) + 0.02
+    # on by default and recorded (pretraining writes these settings into card.yaml); off, the views differ
+    aug = SSLAugment(64, (0.5,) * 3, (0.5,) * 3)
+    assert aug.settings()["noise_p"] > 0 and aug.settings()["sharpen_p"] > 0
+    tiles = torch.from_numpy(np.random.default_rng(3).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8))
+    off = SSLAugment(64, (0.5,) * 3, (0.5,) * 3, sharpen_p=0.0, noise_p=0.0)
+    assert not torch.equal(aug(tiles, torch.Generator().manual_seed(7)), off(tiles, torch.Generator().manual_seed(7)))
