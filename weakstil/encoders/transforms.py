@@ -218,8 +218,8 @@ class SSLAugment:
             amount = (self.sharpen_amount * r[:, 1]).to(dev)[:, None, None, None]
             soft = gaussian_blur(x, torch.full((b,), 1.0, device=dev))
             x = torch.where(sharpen[:, None, None, None], x + amount * (x - soft), x)
-        noise = (r[:, 2] < self.noise_p).to(dev)
+        noise = r[:, 2] < self.noise_p
         if bool(noise.any()):
-            sd = (self.noise_sigma * r[:, 3] * noise.float().cpu()).to(dev)[:, None, None, None]
-            x = x + torch.randn(x.shape, generator=g).to(dev) * sd
+            sd = (self.noise_sigma * r[:, 3] * noise.float()).to(dev)[:, None, None, None]
+            x = x + torch.randn(x.shape, generator=g).to(dev) * sd  # CPU generator: same draws on any device
         return x.clamp_(0.0, 1.0)
