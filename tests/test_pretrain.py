@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 
 import h5py
 import numpy as np
@@ -82,6 +83,32 @@ def test_resumed_run_equals_an_uninterrupted_one(tmp_path):
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-6)
     assert a.weights_sha256 == b.weights_sha256 or a.final_loss == pytest.approx(b.final_loss, abs=1e-4)
+
+
+def test_resume_refuses_another_augmentation_and_writes_nothing(tmp_path, caplog):
+    """The augmentation's defaults change between versions; a run resumed with other settings is
+    refused (one error naming them), and the checkpoint is left as it was."""
+    out = tmp_path / "run"
+    pretrain([CMU], out, PretrainConfig(steps=2, **FAST), device="cpu")
+    state = json.loads((out / "checkpoint.json").read_text())
+    assert state["augment"]["noise_p"] > 0  # what this version augments with is recorded
+    before = (out / "checkpoint.safetensors").read_bytes()
+    with pytest.raises(PretrainError, match="augmentation differs.*noise_p"):
+        pretrain([CMU], out, PretrainConfig(steps=4, augment={"noise_p": 0.0}, **FAST), device="cpu", resume=True)
+    assert (out / "checkpoint.safetensors").read_bytes() == before
+    assert json.loads((out / "checkpoint.json").read_text())["step"] == 2
+    # a checkpoint of an older WeakSTIL (no record): resumed with a warning
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(out / "checkpoint.safetensors"), framework="pt") as f:
+        meta, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}
+    old = json.loads(meta["weakstil_pretrain_state"])
+    del old["augment"]
+    save_file(tensors, str(out / "checkpoint.safetensors"), metadata={**meta, "weakstil_pretrain_state": json.dumps(old)})
+    with caplog.at_level(logging.WARNING, logger="weakstil.pretrain"):
+        r = pretrain([CMU], out, PretrainConfig(steps=4, **FAST), device="cpu", resume=True)
+    assert r.steps == 4 and "does not record its augmentation" in caplog.text
 
 
 def test_pretraining_learns_to_match_views(tmp_path):

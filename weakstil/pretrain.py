@@ -270,6 +270,22 @@ def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig,
                  fix="lower --crop-px or --batch-size (or --tiles-per-slide)")
 
 
+def _check_augment_on_resume(state: dict[str, Any], settings: dict[str, Any], out_dir: Path) -> None:
+    """A resumed run must augment as the run it continues did: the defaults change between versions
+    (scanner optics since 2026-12-01), and a run that switched recipe half-way equals neither."""
+    recorded = state.get("augment")
+    if recorded is None:  # checkpoints of WeakSTIL before the optics did not record it
+        log.warning("%s: the checkpoint does not record its augmentation (an older WeakSTIL); the rest of the "
+                    "run uses this version's (card.yaml records it)", out_dir)
+        return
+    settings = json.loads(json.dumps(settings))  # as the checkpoint stores it (tuples -> lists)
+    changed = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
+    if changed:
+        raise PretrainError("augmentation differs from the checkpoint's: " + ", ".join(
+            f"{k} {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed), path=out_dir,
+            fix="finish the run with the WeakSTIL version that started it, or start a new one in another --out")
+
+
 def card_name_for(out_dir: Path, base: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_.+\-]", "-", out_dir.resolve().name).strip("-.") or f"{base}-simclr"
     return name if re.match(r"^[A-Za-z0-9]", name) else f"{base}-{name}"
@@ -360,6 +376,8 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         log.info("%s: resuming at step %d of %d", out_dir, start_step, total)
 
     aug = SSLAugment(cfg.crop_px, card.mean, card.std, **cfg.augment)
+    if state is not None:
+        _check_augment_on_resume(state, aug.settings(), out_dir)
     tiles = torch.from_numpy(tiles_np)
     if dev.type == "cuda":  # the sample lives on the GPU when it fits comfortably, else in pinned memory
         free, _total = torch.cuda.mem_get_info(dev)
@@ -371,7 +389,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     def run_state(step: int) -> dict[str, Any]:
         return {"step": step, "total_steps": total, "config": asdict(cfg), "slides": slide_ids, "n_tiles": n_tiles,
                 "losses": losses, "seconds": elapsed_before + time.perf_counter() - t_run, "device": str(dev),
-                "init_weights_sha256": init_sha, "weakstil_version": __version__}
+                "init_weights_sha256": init_sha, "weakstil_version": __version__, "augment": aug.settings()}
 
     step = start_step
     for step in range(start_step, total):
