@@ -128,14 +128,15 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         raise WeakSTILError(f"cohort has {len(cohort)} slide; training needs several", path=csv_path,
                             fix="add slides")
     n_groups = len(np.unique(cohort.groups.astype(str)))
-    if n_folds >= 2 and group_column is None and cohort.group_column and 2 <= n_groups < n_folds:
-        # the CSV's own 'group' column (not asked for): keep its groups apart, in fewer folds,
-        # rather than refuse a command that names no groups
+    # the CSV's own 'group' column (not asked for): rather than refuse a command that names no
+    # groups, keep its groups apart in fewer folds, or split by slide when it holds one group
+    implicit_groups = n_folds >= 2 and group_column is None and bool(cohort.group_column)
+    if implicit_groups and 2 <= n_groups < n_folds:
         log.warning("%s: %d groups in column %r but %d folds: cross-validating leave-one-group-out in %d folds "
                     "(--group-column none splits by slide into %d)", csv_path, n_groups, cohort.group_column,
                     n_folds, n_groups, n_folds)
         n_folds = n_groups
-    elif n_folds >= 2 and group_column is None and cohort.group_column and n_groups == 1:
+    elif implicit_groups and n_groups == 1:
         log.warning("%s: one group in column %r: cross-validating by slide", csv_path, cohort.group_column)
         cohort = read_cohort(csv_path, features_dir=features_dir, group_column="none")
     if n_folds >= 2:  # fail on too few groups before loading any features
