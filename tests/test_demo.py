@@ -51,3 +51,19 @@ def test_quick_demo_end_to_end_and_reproducible(tmp_path):
                    out / "features", "--device", "cpu")
     assert proc.returncode == 0, proc.stderr
     assert compare_dirs(out / "scores", again / "scores") == []
+
+
+def test_demo_holds_out_one_slide_per_stil_block_never_the_top_one():
+    import numpy as np
+
+    from weakstil.demo import held_out_indices
+
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        stil = rng.random(40) * 90
+        held = held_out_indices(stil, 8, rng)
+        assert len(set(held)) == 8 and stil.argmax() not in held
+        ranks = np.sort(np.argsort(np.argsort(stil))[held])  # 0 = lowest sTIL%
+        # one per block of about 5 slides by sTIL%: the held-out slides span the range as training does
+        edges = [0, 5, 10, 15, 20, 24, 29, 34, 39]
+        assert all(lo <= r < hi for r, lo, hi in zip(ranks, edges[:-1], edges[1:]))

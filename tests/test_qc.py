@@ -82,6 +82,8 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
     assert list(table.columns[:6]) == ["slide_id", "path", "stil", "stil_lower_90", "stil_upper_90", "stil_high"]
     assert "qc" in table.columns
     offset = Calibration.from_dict(json.loads(ModelDir(trained["model"]).calibration_path.read_text())).offset
+    label_max = json.loads(ModelDir(trained["model"]).qc_reference_path.read_text())["labels"]["max"]
+    assert label_max == pytest.approx(trained["labels"]["stil"].iloc[:TRAIN].max())
     for row in table.itertuples():
         assert row.status == "ok"
         assert 0.0 <= row.stil_lower_90 <= row.stil <= row.stil_upper_90 <= 100.0
@@ -105,6 +107,7 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
             assert f.attrs["weighting_gap"] == pytest.approx(abs(s.mean() - row.stil), abs=0.01)
         assert ("weighting_outside_training_range" in row.qc.split(";")) == (
             f.attrs["weighting_gap"] > f.attrs["weighting_threshold"])
+        assert ("above_training_labels" in row.qc.split(";")) == (row.stil > label_max)
     cmu = table.set_index("slide_id").loc["CMU-1-Small-Region"]
     assert "out_of_distribution" in cmu.qc.split(";")
     # and the user is told while it runs, with the reason
@@ -172,6 +175,21 @@ def test_the_weighting_check_flags_a_score_its_tile_weights_decide():
     for gap in (21.0, 26.0, float("nan"), None):
         assert slide_flags(weighting_gap=gap, **common)[0] == []
     assert slide_flags(weighting_gap=43.3, **{**common, "weighting_threshold": None})[0] == []  # older model
+
+
+def test_a_score_above_every_training_label_is_flagged():
+    from weakstil.qc.flags import label_reference, slide_flags
+
+    ref = label_reference(np.array([0.6, 12.0, 34.5, np.nan]))
+    assert ref == {"max": 34.5, "min": 0.6, "n": 3}
+    assert label_reference(np.array([np.nan])) is None
+    common = dict(ood_score=None, ood_threshold=None, n_bed_tiles=100, low=None, high=None, threshold=30.0,
+                  image=None, image_ref=None, label_max=ref["max"])
+    flags, why = slide_flags(stil=41.1, **common)
+    assert flags == ["above_training_labels"] and "34.5%" in why[flags[0]]
+    for stil in (34.5, 20.0, float("nan"), None):
+        assert slide_flags(stil=stil, **common)[0] == []
+    assert slide_flags(stil=41.1, **{**common, "label_max": None})[0] == []  # an older model
 
 
 def test_blur_and_pen_are_measured_on_pixels(cmu):

@@ -282,6 +282,39 @@ def test_target_sampler_matches_tcga() -> None:
     assert (np.diff(q) > 0).all()
 
 
+def test_stratified_targets_draw_every_bin_once() -> None:
+    from weakstil.synth.distribution import stratified_target_stil
+
+    for n in (1, 8, 40):
+        x = np.sort(stratified_target_stil(np.random.default_rng(n), n))
+        bins = synth.stil_quantile(np.arange(n + 1) / n)
+        # the k-th smallest target lies in the k-th of n equal-probability bins: the tail is always drawn
+        assert ((bins[:-1] <= x) & (x <= bins[1:])).all()
+    # independent draws of 40 may hold one slide above 35 %; stratified ones always hold about six
+    assert (stratified_target_stil(np.random.default_rng(3), 40) >= 35).sum() >= 5
+    # the order is random, so centres (slide i -> centre i % groups) do not sort by sTIL%
+    x = stratified_target_stil(np.random.default_rng(0), 40)
+    assert not (np.diff(x) > 0).all()
+
+
+def test_stratified_cohort_uses_its_targets_and_is_not_reused_by_an_independent_run(tmp_path: Path) -> None:
+    from weakstil.synth.distribution import stratified_target_stil
+    from weakstil.synth.generator import _S_COHORT_TARGETS, _rng
+
+    df = generate_cohort(tmp_path, 2, SEED, size_mm=(0.6, 0.6), stratified=True, progress=False)
+    targets = stratified_target_stil(_rng(SEED, _S_COHORT_TARGETS), 2)
+    for sid, target in zip(df["slide_id"], targets):
+        _, attrs = _truth(tmp_path, sid)
+        assert float(attrs["target_stil"]) == pytest.approx(target)
+    assert json.loads((tmp_path / "cohort.json").read_text())["stratified"] is True
+    # the same folder generated with independent draws regenerates its slides (other targets)
+    plain = generate_cohort(tmp_path, 2, SEED, size_mm=(0.6, 0.6), progress=False)
+    for sid in plain["slide_id"]:
+        _, attrs = _truth(tmp_path, sid)
+        assert float(attrs["target_stil"]) not in [pytest.approx(t) for t in targets]
+    assert "stratified" not in json.loads((tmp_path / "cohort.json").read_text())
+
+
 @pytest.mark.parametrize("target", [3.0, 60.0])
 def test_explicit_target_is_hit(tmp_path: Path, target: float) -> None:
     res = generate_slide(tmp_path / "s.tiff", tmp_path, "s", 11, size_mm=(1.0, 1.0), target_stil=target,

@@ -256,5 +256,8 @@ class SynthLook(str, Enum):
 HardOpt = Annotated[bool, typer.Option(
     "--hard", help="Real-tissue confounders (dark tumour nuclei, plasma cells, necrosis, lymphoid structures outside "
     "the bed, DCIS, stain/focus/fold/pen artefacts...), strengths drawn per slide; labels stay exact.")]
+StratifiedOpt = Annotated[bool, typer.Option(
+    "--stratified", help="Draw the slides' target sTIL% by stratified (Latin-hypercube) sampling of the TCGA-like "
+    "distribution, so that even a small cohort spans it, TIL-rich tail included (default: independent draws).")]
 SynthLookOpt = Annotated[SynthLook, typer.Option(
     "--look", help="Appearance family: default, or alt (other palette, nuclei, textures and scanner optics).")]

@@ -12,8 +12,8 @@ from weakstil import settings
 from weakstil.cli.batch import for_each_slide, unique_ids
 from weakstil.cli.errors import Failures
 from weakstil.cli.options import (AllowUpsampleOpt, HardOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideMppOpt,
-                                  SlidesArg, SynthLook, SynthLookOpt, TileSizeOpt, TissueThresholdOpt, expand_slides,
-                                  in_range, out_dir)
+                                  SlidesArg, StratifiedOpt, SynthLook, SynthLookOpt, TileSizeOpt, TissueThresholdOpt,
+                                  expand_slides, in_range, out_dir)
 
 log = logging.getLogger("weakstil")
 
@@ -71,6 +71,7 @@ def synth(
                                         callback=in_range(*settings.SYNTH_SLIDES_RANGE))] = 4,
     hard: HardOpt = False,
     look: SynthLookOpt = SynthLook.default,
+    stratified: StratifiedOpt = False,
 ) -> None:
     """Generate a synthetic H&E cohort with exact sTIL truth (slides, labels.csv, truth masks)."""
     from weakstil.locks import hold_folder
@@ -79,7 +80,8 @@ def synth(
     from weakstil.outputdir import mark
 
     with hold_folder(out, "synth"):
-        table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups, hard=hard, look=look.value)
+        table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups, hard=hard, look=look.value,
+                                stratified=stratified)
         mark(out, "synth")
     high = settings.STIL_THRESHOLD
     log.info("%d slides, sTIL median %.1f%%, %d%% >= %g%% -> %s", len(table), table["stil"].median(),

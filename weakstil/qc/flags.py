@@ -27,6 +27,10 @@ range                          scores by more than :data:`WEIGHTING_MARGIN` x th
                                :data:`WEIGHTING_FLOOR` points): the tile weights (stroma or
                                attention), not the tile scores, decide the number beyond
                                anything cross-validation checked
+above_training_labels          the slide's sTIL% is above the highest label of the training
+                               slides: the model extrapolates, and neither it nor its interval
+                               was checked there (a model trained on labels up to 34.5 % scored
+                               slides of 51-57 % at 34-41 %)
 =============================  ==================================================================
 """
 
@@ -49,6 +53,7 @@ class Flag(str, Enum):
     BLURRY = "blurry"
     PEN_OR_FOLDS = "pen_or_folds"
     WEIGHTING = "weighting_outside_training_range"
+    ABOVE_LABELS = "above_training_labels"
 
 
 FLAGS = tuple(f.value for f in Flag)
@@ -71,6 +76,13 @@ STAIN_FLOORS = {"h_angle": 3.0, "e_angle": 3.0, "h_strength": 0.15, "e_strength"
 #: tiles average 52.9 (README, *Accuracy off the home ground*).
 WEIGHTING_MARGIN = 1.25
 WEIGHTING_FLOOR = 5.0
+
+
+def label_reference(labels: np.ndarray) -> dict[str, Any] | None:
+    """The training labels' range, for the ``above_training_labels`` check (None: no finite label)."""
+    y = np.asarray(labels, np.float64)
+    y = y[np.isfinite(y)]
+    return {"max": float(y.max()), "min": float(y.min()), "n": int(len(y))} if len(y) else None
 
 
 def weighting_gap(tile_scores: np.ndarray, bed: np.ndarray, stil: float) -> float:
@@ -154,8 +166,8 @@ def image_reference(stats: list[ImageStats]) -> dict[str, Any] | None:
 def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_tiles: int,
                 low: float | None, high: float | None, threshold: float, image: ImageStats | None,
                 image_ref: dict[str, Any] | None, min_bed_tiles: int = MIN_BED_TILES,
-                weighting_gap: float | None = None, weighting_threshold: float | None = None
-                ) -> tuple[list[str], dict]:
+                weighting_gap: float | None = None, weighting_threshold: float | None = None,
+                stil: float | None = None, label_max: float | None = None) -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``)."""
     why: dict[str, str] = {}
     if ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
@@ -181,6 +193,9 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
             and weighting_gap > weighting_threshold:
         why[Flag.WEIGHTING.value] = (f"score {weighting_gap:.1f} points from the mean of its tile scores "
                                      f"> {weighting_threshold:.1f}")
+    if stil is not None and label_max is not None and math.isfinite(stil) and stil > label_max:
+        why[Flag.ABOVE_LABELS.value] = (f"sTIL {stil:.1f}% above the highest training label {label_max:.1f}%: "
+                                        "extrapolated, likely under-scored")
     flags = [f for f in FLAGS if f in why]
     return flags, why
 

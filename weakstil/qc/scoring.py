@@ -126,7 +126,8 @@ class SlideAssessor:
         attrs["weighting_gap"], attrs["weighting_threshold"] = gap, gap_thr
         flags, why = slide_flags(ood_score=ood_score, ood_threshold=ood_thr, n_bed_tiles=n_bed_tiles,
                                  low=low, high=high, threshold=threshold, image=image, image_ref=image_ref,
-                                 min_bed_tiles=min_tiles, weighting_gap=gap, weighting_threshold=gap_thr)
+                                 min_bed_tiles=min_tiles, weighting_gap=gap, weighting_threshold=gap_thr,
+                                 stil=stil, label_max=(self.reference.get("labels") or {}).get("max"))
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
         for flag, reason in why.items():

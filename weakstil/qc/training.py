@@ -6,8 +6,8 @@
 * ``embeddings.safetensors``: the OOD score's reference tile embeddings (:mod:`weakstil.qc.embedding`);
 * ``reference.json``: the flags' thresholds: the OOD threshold (from the training slides'
   leave-slide-out OOD scores), the training stain centre and range, the focus and pen/fold
-  limits, the tumour-bed minimum, the weighting check's limit (from the out-of-fold scores;
-  :mod:`weakstil.qc.flags`);
+  limits, the tumour-bed minimum, the weighting check's limit (from the out-of-fold scores),
+  the training labels' range (:mod:`weakstil.qc.flags`);
 * ``training_slides.csv``: per training slide its label, out-of-fold prediction and interval
   (calibrated without the slide: leave-one-out), tile standard error, OOD score, its
   leave-group-out embedding distance and shift, image statistics and the flags it would get.
@@ -30,7 +30,8 @@ from weakstil.atomic import atomic_path
 from weakstil.confidence import Calibration, calibrate, conformal_quantile, interval_columns, tile_standard_error
 from weakstil.modeldir import ModelDir
 from weakstil.qc.embedding import fit_reference, ood_threshold
-from weakstil.qc.flags import MIN_BED_TILES, image_reference, join, slide_flags, weighting_gap, weighting_reference
+from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
+                               weighting_reference)
 from weakstil.qc.image import ImageStats, slide_image_stats
 from weakstil.qc.shift import leave_group_out_distances, leave_group_out_stain, shift_reference, slide_shift
 
@@ -161,8 +162,9 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                               "reference_tiles": int(len(ref.reference)),
                                               "training_max": float(np.nanmax(ood_scores))},
                  "few_tumorbed_tiles": {"min_tiles": MIN_BED_TILES}, "near_threshold": {"threshold": float(threshold)},
-                 "image": image_ref, "weighting": weighting_reference(gaps)}
+                 "image": image_ref, "weighting": weighting_reference(gaps), "labels": label_reference(labels)}
     weighting_thr = (reference["weighting"] or {}).get("threshold")
+    label_max = (reference["labels"] or {}).get("max")
     _write_json(folder.qc_reference_path, _finite(reference))
 
     # 4. the flags every training slide would get (a check of the thresholds' false-alarm rate)
@@ -173,7 +175,9 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         flags, _ = slide_flags(ood_score=float(ood_scores[i]), ood_threshold=ood_thr,
                                n_bed_tiles=int(table["n_tumorbed_tiles"][i]), low=low, high=high, threshold=threshold,
                                image=stats[i], image_ref=image_ref, weighting_gap=float(gaps[i]),
-                               weighting_threshold=weighting_thr)
+                               weighting_threshold=weighting_thr,
+                               stil=float(table["stil_pred_oof"][i]) if "stil_pred_oof" in table else None,
+                               label_max=label_max)
         flags_col.append(join(flags))
     table["qc"] = flags_col
     with atomic_path(folder.qc_slides_path) as tmp:

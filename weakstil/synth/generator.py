@@ -33,7 +33,7 @@ from .constants import (
     STROMA,
     TUMOR,
 )
-from .distribution import sample_target_stil
+from .distribution import sample_target_stil, stratified_target_stil
 from .hard import Confounders, hard_params, hard_style, sample_confounders
 from .hard_cells import add_confounder_cells, fixed_cells
 from .hard_layout import HardLayout, add_hard_regions
@@ -73,6 +73,8 @@ LABEL_COLUMNS = ["slide_id", "path", "stil", "group"]
 # output draws only from the first seven, so --hard and --look leave it byte-identical
 _S_TARGET, _S_STYLE, _S_PARAMS, _S_LAYOUT, _S_ORIENT, _S_CELLS, _S_RENDER = range(7)
 _S_HARD, _S_HARD_STYLE, _S_HARD_LAYOUT, _S_HARD_FIXED, _S_HARD_CELLS, _S_EXTRAS = range(7, 13)
+# stream of a cohort's stratified targets, drawn from the cohort seed (not a slide's)
+_S_COHORT_TARGETS = 13
 
 
 def generator_version() -> str:
@@ -322,7 +324,7 @@ def slide_seed(cohort_seed: int, index: int) -> int:
 
 
 def _existing(truth_path: Path, slide: Path, seed: int, width: int, height: int, group: str,
-              hard: bool = False, look: str = "default", overrides: str = "{}") -> float | None:
+              hard: bool, look: str, overrides: str, target_stil: float) -> float | None:
     """The stored label if a complete slide with the same identity exists."""
     if not (truth_path.is_file() and slide.is_file()):
         return None
@@ -332,7 +334,8 @@ def _existing(truth_path: Path, slide: Path, seed: int, width: int, height: int,
         same = (int(a["seed"]) == seed and int(a["width"]) == width and int(a["height"]) == height
                 and str(a["group"]) == group and str(a["generator_version"]) == generator_version()
                 and bool(int(a.get("hard", 0))) == hard and str(a.get("look", "default")) == look
-                and (not hard or str(a.get("hard_overrides", "{}")) == overrides))
+                and (not hard or str(a.get("hard_overrides", "{}")) == overrides)
+                and abs(float(a["target_stil"]) - target_stil) < 1e-9)
         return float(a["stil"]) if same else None
     except (WeakSTILError, KeyError):
         return None
@@ -358,6 +361,7 @@ def generate_cohort(
     hard: bool = False,
     look: str = "default",
     confounders: Mapping[str, float] | None = None,
+    stratified: bool = False,
 ) -> pd.DataFrame:
     """Generate ``n_slides`` slides under ``out_dir`` and return the labels table.
 
@@ -370,6 +374,11 @@ def generate_cohort(
     slide); ``look`` the appearance family. Either adds the columns ``look`` and ``hard`` to
     ``labels.csv`` and the per-slide confounder strengths to ``cohort.json``; the default
     output is byte-identical to the generator before these options existed.
+
+    ``stratified`` draws the slides' target sTIL% by Latin-hypercube sampling of the TCGA-like
+    distribution (``stratified_target_stil``: every probability bin once, so a small cohort
+    always has its TIL-rich tail) instead of independently per slide; the targets then depend on
+    ``n_slides``, and ``cohort.json`` records ``"stratified": true``.
     """
     look = check_look(look)
     hard = bool(hard or confounders)
@@ -387,15 +396,21 @@ def generate_cohort(
     rows: list[dict[str, Any]] = []
     meta: list[dict[str, Any]] = []
     t0 = time.perf_counter()
+    targets: list[float | None] = [None] * n_slides
+    if stratified:
+        targets = [float(t) for t in stratified_target_stil(_rng(seed, _S_COHORT_TARGETS), n_slides)]
     for i in range(n_slides):
         sid = f"synth_{i:04d}"
         s_seed = slide_seed(seed, i)
         group = f"centre_{i % n_groups}"
         rel = f"slides/{sid}.tiff"
-        stil = _existing(truth_dir / f"{sid}.h5", out_dir / rel, s_seed, width, height, group, hard, look, overrides)
+        # a stratified slide is not reused by an independent run (nor the reverse): the targets differ
+        expected = targets[i] if stratified else float(sample_target_stil(_rng(s_seed, _S_TARGET)))
+        stil = _existing(truth_dir / f"{sid}.h5", out_dir / rel, s_seed, width, height, group, hard, look, overrides,
+                         expected)
         if stil is None:
-            res = generate_slide(out_dir / rel, truth_dir, sid, s_seed, size_mm=size_mm, group=group, hard=hard,
-                                 look=look, confounders=confounders)
+            res = generate_slide(out_dir / rel, truth_dir, sid, s_seed, size_mm=size_mm, target_stil=targets[i],
+                                 group=group, hard=hard, look=look, confounders=confounders)
             stil = res.stil
             logger.log(level, "synth %d/%d %s stil=%.2f (target %.2f) %s %.1fs", i + 1, n_slides, sid,
                        res.stil, res.target_stil, group, res.seconds)
@@ -426,6 +441,7 @@ def generate_cohort(
         "mask_mpp": MASK_MPP,
         "stil_formula": STIL_FORMULA,
         **extra_meta,
+        **({"stratified": True} if stratified else {}),
         "slides": meta,
     })
     logger.log(level, "synth cohort: %d slides in %.1fs -> %s", n_slides, time.perf_counter() - t0, out_dir)
