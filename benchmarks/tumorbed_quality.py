@@ -111,7 +111,8 @@ def embed_cohort(cohort: Path, encoder_name: str, weights: str | None, out: Path
     torch.set_num_threads(threads)
     try:
         for p in table["path"]:
-            embed_slide(cohort / p, encoder, out_dir=out, workers=workers, batch_size=64)
+            embed_slide(cohort / p, encoder, out_dir=out, workers=workers, batch_size=64,
+                        keep_other_encoders=False)  # the benchmark's own cache
     finally:
         torch.set_num_threads(prev)
     return out

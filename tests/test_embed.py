@@ -16,6 +16,7 @@ import pytest
 
 from conftest import CMU, run_cli, write_tiff_slide
 from weakstil.embed import embed_slide
+from weakstil.errors import WeakSTILError
 from weakstil.files import FeaturesFile, SlideFileError
 from weakstil.encoders import create_encoder
 from weakstil.slide import Slide
@@ -104,7 +105,11 @@ def test_changed_weights_tiles_or_overwrite_recompute(tmp_path, encoder):
     key1 = h5py.File(path).attrs["cache_key"]
     assert not r1.skipped and embed_slide(CMU, encoder, path).skipped
     other = create_encoder("small-cnn", weights="random", seed=4)
-    r2 = embed_slide(CMU, other, path)
+    # another encoder's features are kept (they may be hours of GPU work) unless asked for...
+    with pytest.raises(WeakSTILError, match="another encoder.*kept"):
+        embed_slide(CMU, other, path)
+    assert h5py.File(path).attrs["cache_key"] == key1
+    r2 = embed_slide(CMU, other, path, keep_other_encoders=False)  # ... or the folder is the run's own
     with h5py.File(path) as f:
         assert not r2.skipped and f.attrs["weights_sha256"] == other.weights_sha256 != encoder.weights_sha256
         assert f.attrs["cache_key"] != key1

@@ -575,6 +575,62 @@ def test_score_tells_two_scans_with_one_name_apart_and_refuses_a_clash(world, tm
     assert proc.returncode == 0 and "already scored" in proc.stderr
 
 
+def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp_path):
+    out = tmp_path / "sc"
+    shutil.copytree(world.feats, tmp_path / "f")
+    common = ("--model", world.model, "--out", out, "--weights", "random", "--features", tmp_path / "f")
+
+    def run(*extra: object) -> pd.Series:
+        proc = run_cli("score", world.slide, *common, *extra)
+        assert proc.returncode == 0, proc.stderr
+        run.stderr = proc.stderr
+        return pd.read_csv(out / "results.csv").iloc[0]
+
+    first = run()
+    assert run()["stil"] == first["stil"] and "already scored" in run.stderr
+    # another threshold: the call is made again at it, not kept from the first run
+    low = first["stil"] / 2
+    row = run("--threshold", low)
+    assert "already scored" not in run.stderr and "threshold" in run.stderr
+    assert row["threshold"] == pytest.approx(low) and bool(row["stil_high"]) is True
+    # an annotation for the slide (the bed was the whole tissue): scored again on it...
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    shutil.copy(world.cohort / "truth" / "synth_0000_tumorbed.geojson", ann / "synth_0000.geojson")
+    row = run("--threshold", low, "--annotations", ann)
+    assert "already scored" not in run.stderr and row["tumorbed_source"] == "annotation"
+    assert run("--threshold", low, "--annotations", ann)["stil"] == row["stil"] and "already scored" in run.stderr
+    # ... and again when that annotation file is edited
+    ann_file = ann / "synth_0000.geojson"
+    ann_file.write_text(ann_file.read_text() + "\n")
+    run("--threshold", low, "--annotations", ann)
+    assert "already scored" not in run.stderr and "tumorbed" in run.stderr
+    # another slide resolution (a slide whose mpp is wrong in its file)
+    run("--threshold", low, "--annotations", ann, "--slide-mpp", "0.55")
+    assert "already scored" not in run.stderr and "slide_mpp" in run.stderr
+
+
+def test_features_of_another_encoder_are_kept_unless_overwrite(world, tmp_path):
+    feats = tmp_path / "f"
+    shutil.copytree(world.feats, feats)  # small-cnn, random weights (seed 0)
+    before = (feats / "synth_0000.h5").read_bytes()
+    args = ("--encoder", "small-cnn", "--weights", "random", "--seed", "5", "--workers", "1")
+    proc = run_cli("embed", world.slide, world.cohort / "slides" / "synth_0001.tiff", "--out", feats, *args)
+    check_failure(proc, 1, ("another encoder", "synth_0000.h5", "--overwrite"), n_errors=2)
+    assert (feats / "synth_0000.h5").read_bytes() == before and leftovers(feats) == []
+    # score --features: the user's folder is kept too (the slide gets an error row)...
+    run_cli("embed", world.slide, "--out", tmp_path / "f5", *args, check=True)
+    before = (tmp_path / "f5" / "synth_0000.h5").read_bytes()
+    common = ("--model", world.model, "--weights", "random", "--out", tmp_path / "sc", "--features", tmp_path / "f5")
+    proc = run_cli("score", world.slide, *common)
+    check_failure(proc, 1, ("another encoder", "synth_0000.h5", "--overwrite"))
+    assert (tmp_path / "f5" / "synth_0000.h5").read_bytes() == before
+    # ... and replaced when asked
+    proc = run_cli("score", world.slide, *common, "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "f5" / "synth_0000.h5").read_bytes() != before
+
+
 def test_a_precomputed_bed_of_another_scan_is_refused(world, tmp_path):
     beds = tmp_path / "beds"
     run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--out", beds, check=True)

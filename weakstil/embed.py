@@ -126,6 +126,19 @@ def cache_status(path: str | Path, key: str, fingerprint: str | None = None) -> 
     return None
 
 
+def _refuse_other_encoder(path: Path, encoder: Encoder) -> None:
+    """Raise when the cache at ``path`` holds another encoder's (or weights') features."""
+    try:
+        attrs, _ = FeaturesFile.read_header(path)
+    except WeakSTILError:  # unusable (truncated, incomplete): nothing worth keeping
+        return
+    theirs, mine = (attrs.get("encoder"), str(attrs.get("weights_sha256"))), (encoder.name, encoder.weights_sha256)
+    if theirs != mine:
+        raise WeakSTILError(f"holds features of another encoder ({theirs[0]}@{theirs[1][:12]}, not "
+                            f"{mine[0]}@{str(mine[1])[:12]}); they are kept", path=path,
+                            fix="embed into another folder, or pass --overwrite to replace them")
+
+
 def cache_is_current(path: str | Path, key: str, fingerprint: str | None = None) -> bool:
     """True when ``path`` is a complete cache written with ``key`` (for the slide ``fingerprint``)."""
     return cache_status(path, key, fingerprint) is None
@@ -360,11 +373,14 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
                 workers: int = 1, prefetch: int | None = None, overwrite: bool = False, seed: int = settings.SEED,
                 progress: Callable[[int, int], None] | None = None, decode: str = "auto",
                 planner: ThreadPlanner | None = None, stats_processes: int | None = None,
-                tile_stats: bool = True) -> EmbedResult:
+                tile_stats: bool = True, keep_other_encoders: bool = True) -> EmbedResult:
     """Embed the tissue tiles of one slide into ``out_path`` (or ``out_dir/<slide_id>.h5``).
 
     Skips the slide when a complete cache with the same cache key exists (unless
-    ``overwrite``). ``progress(done, total)`` is called after every batch. Raises a
+    ``overwrite``). A cache of the same encoder made with other settings (tiling, resolution, an
+    older tissue detector, another scan of the slide) is made again; one of *another* encoder or
+    weights is refused unless ``overwrite`` or ``keep_other_encoders=False`` (a folder that only
+    this run uses, e.g. ``weakstil score``'s own): it may be hours of GPU work. ``progress(done, total)`` is called after every batch. Raises a
     :class:`~weakstil.errors.WeakSTILError` (and leaves no output) for a bad slide.
     ``workers``: decode processes (0: decode in this process), unless a ``planner``
     (:class:`weakstil.decode.ThreadPlanner`) decides them and the torch threads;
@@ -390,6 +406,8 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
             attrs, _ = FeaturesFile.read_header(out_path)
             return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)
         if status not in (None, "missing"):
+            if keep_other_encoders and not overwrite:
+                _refuse_other_encoder(out_path, encoder)
             log.info("%s: the feature cache %s %s; embedding again", slide.path, out_path, status)
         check_replaceable(out_path, FeaturesFile)
         _check_resolution(encoder, params, slide)

@@ -103,3 +103,19 @@ def why_stale(attrs: dict[str, Any], current: str | None) -> str | None:
     if mine != current:
         return "was made from another slide file with the same name (its content fingerprint differs)"
     return None
+
+
+def other_request(attrs: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """Why an output recording ``attrs`` was made with other settings than ``current`` (the
+    ``score_request`` attribute: threshold, slide resolution, tumour-bed source...), or ``None``."""
+    import json
+
+    try:
+        mine = json.loads(attrs["score_request"])
+    except (KeyError, TypeError, ValueError):
+        return "records no settings (written by an older weakstil), so it cannot be trusted"
+    changed = sorted(k for k in set(mine) | set(current) if mine.get(k) != current.get(k))
+    if changed:
+        return "was made with other settings (" + "; ".join(f"{k}: {mine.get(k)!r} -> {current.get(k)!r}"
+                                                              for k in changed) + ")"
+    return None

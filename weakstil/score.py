@@ -31,11 +31,12 @@ from typing import Any, Callable
 import numpy as np
 
 from weakstil import __version__, settings
-from weakstil.atomic import atomic_path, remove_stale_temps
+from weakstil.atomic import remove_stale_temps
 from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import slide_file
 from weakstil.modeldir import ModelDir
+from weakstil.results_table import read_previous, write_results
 from weakstil.slide import slide_id_from_path
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,12 @@ class _Context:
     def encoder_id(self) -> str:
         enc = self.meta.get("encoder", {})
         return f"{enc.get('name')}@{str(enc.get('weights_sha256'))[:12]}"
+
+    def request(self, slide_id: str) -> dict:
+        """The settings that decide a slide's score besides the slide file and the model."""
+        o = self.opts
+        return {"threshold": self.threshold, "slide_mpp": o.slide_mpp, "allow_upsample": o.allow_upsample,
+                "encoder": o.encoder, "weights": o.weights, "tumorbed": self.beds.request(slide_id)}
 
     def encoder(self):
         """Built on first use: a rerun whose slides are all already scored never loads it."""
@@ -190,46 +197,15 @@ def open_context(opts: ScoreOptions) -> _Context:
     return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor, models)
 
 
-def _read_previous(path: Path) -> dict[str, dict]:
-    """The rows of ``results.csv`` by slide id (the first row of an id: later ones are clashes)."""
-    if not path.is_file():
-        return {}
-    import pandas as pd
-
-    try:
-        table = pd.read_csv(path, dtype={"slide_id": str}, keep_default_na=False)
-    except Exception:  # unreadable: redo everything
-        log.warning("%s is unreadable; all slides will be scored again", path)
-        return {}
-    rows: dict[str, dict] = {}
-    for r in table.to_dict("records"):
-        rows.setdefault(str(r["slide_id"]), r)
-    return rows
-
-
-def _write_results(path: Path, mine: dict[str, dict], clashes: list[dict]) -> None:
-    """Merge this run's rows into ``results.csv`` (re-read under its lock: other runs may share
-    ``OUT``) and rewrite it atomically. A write that fails (disk full) leaves the old file whole."""
-    import pandas as pd
-
-    from weakstil.locks import OutputLock
-
-    with OutputLock(path):
-        rows = _read_previous(path)
-        rows.update(mine)
-        table = pd.DataFrame([*rows.values(), *clashes], columns=RESULT_COLUMNS)
-        with atomic_path(path) as tmp:
-            table.to_csv(tmp, index=False, float_format="%.4f")
-
-
 def _outputs_exist(out: Path, slide_id: str) -> bool:
     return all((out / f"{slide_id}{suffix}").is_file() for suffix in OUTPUT_SUFFIXES)
 
 
 def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx: _Context) -> bool:
-    """Whether a finished score of this very slide file (same fingerprint) by this model exists."""
+    """Whether a finished score of this very slide file (same fingerprint) by this model, with the
+    same settings (threshold, resolution, tumour-bed source and its file), exists."""
     from weakstil.files import SlideScoresFile
-    from weakstil.fingerprint import slide_fingerprint, why_stale
+    from weakstil.fingerprint import other_request, slide_fingerprint, why_stale
 
     if prev is None or prev.get("status") not in FINISHED or prev.get("model_id") != ctx.model_id \
             or not _outputs_exist(out, slide_id):
@@ -238,7 +214,7 @@ def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx
         attrs, _ = SlideScoresFile.read_header(slide_file(out, slide_id))
     except WeakSTILError:
         return False
-    stale = why_stale(attrs, slide_fingerprint(path))
+    stale = why_stale(attrs, slide_fingerprint(path)) or other_request(attrs, ctx.request(slide_id))
     if stale:
         log.info("%s: the score in %s %s; scoring again", path, slide_file(out, slide_id), stale)
         return False
@@ -291,7 +267,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
         batch_task = bar.add_task("slides", total=len(todo))
         for path in turns:
             slide_id = slide_id_from_path(path)
-            prev = _read_previous(results_path).get(slide_id)
+            prev = read_previous(results_path).get(slide_id)
             if not opts.overwrite and _already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
                 row = prev
@@ -321,7 +297,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             batch_rows.append(row)
             try:
                 mark(opts.out, "score")
-                _write_results(results_path, mine, clashes)
+                write_results(results_path, mine, clashes, RESULT_COLUMNS)
             except OSError as exc:  # the old results.csv stays as it was
                 err = from_os_error(exc, results_path)
                 sys.stderr.write(f"error: {err.one_line()}\n")
@@ -338,7 +314,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     if clashes and not mine:  # only clashes: still record them
         with contextlib.suppress(OSError):
             mark(opts.out, "score")
-            _write_results(results_path, mine, clashes)
+            write_results(results_path, mine, clashes, RESULT_COLUMNS)
     return batch_rows
 
 
@@ -371,7 +347,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
 
     result = embed_slide(path, _LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
-                         progress=progress, decode=opts.decode, planner=ctx.planner())
+                         progress=progress, decode=opts.decode, planner=ctx.planner(),
+                         keep_other_encoders=opts.features is not None and not opts.overwrite)  # --features: the user's
     mark(ctx.opts.cache_dir, "embed")
     features = FeaturesFile.read(result.path)
     check_features_match_model(ctx.meta, features.attrs, result.path)
@@ -475,7 +452,8 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         "model_id": ctx.model_id, "model_path": str(ctx.opts.model.resolve()),
         "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),
         "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **bed.attrs()}
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "score_request": json.dumps(ctx.request(slide_id)),
+        **bed.attrs()}
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
     attrs.update(qc_attrs or {})
     SlideScoresFile(coords=coords, tile_scores=tile_scores, attention=attention, attention_logits=attention_logits,

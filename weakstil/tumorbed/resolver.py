@@ -63,6 +63,21 @@ class BedSources:
         """Whether any source besides the whole tissue is set."""
         return self.annotations is not None or self.beds is not None or self.detector is not None
 
+    def request(self, slide_id: str) -> str:
+        """Which bed ``resolve`` would use for the slide, and the identity of its input (a file's
+        SHA-256, the detector's id), without computing it: a scored slide whose request changed
+        (another annotation, new beds, another detector) is scored again, not skipped."""
+        from weakstil.annotations import find_annotation
+        from weakstil.runtime import sha256_file
+
+        for kind, path in (("beds", find_slide_file(self.beds, slide_id)),
+                           ("annotation", find_annotation(self.annotations, slide_id))):
+            if path is not None:
+                return f"{kind} {path.resolve()} sha256:{sha256_file(path)}"
+        if self.detector is not None:
+            return f"detector {self.detector.model_id} {self.detector_path.resolve() if self.detector_path else ''}"
+        return "tissue"
+
     def resolve(self, slide_id: str, features: FeaturesFile) -> TumorBed:
         """One slide's tumour bed, from its feature cache (read with its tissue mask)."""
         from weakstil.annotations import find_annotation
