@@ -52,6 +52,20 @@ def test_valid_cohort_resolves_paths_against_csv_folder(tmp_path, monkeypatch):
     assert flat.group_column is None and flat.groups.tolist() == ["A", "B", "C"]
 
 
+def test_labels_given_as_fractions_are_warned_about(tmp_path, caplog):
+    root = _cohort_dir(tmp_path)
+    csv = root / "cohort.csv"
+    csv.write_text("slide_id,path,stil\nA,slides/A.tiff,0.015\nB,slides/B.tiff,0.304\nC,slides/C.tiff,0.053\n")
+    with caplog.at_level("WARNING", logger="weakstil"):
+        read_cohort(csv)
+    assert "look like fractions" in caplog.text and "multiply them by 100" in caplog.text
+    caplog.clear()
+    csv.write_text("slide_id,path,stil\nA,slides/A.tiff,1.5\nB,slides/B.tiff,0.3\nC,slides/C.tiff,0\n")
+    with caplog.at_level("WARNING", logger="weakstil"):
+        read_cohort(csv)
+    assert "fractions" not in caplog.text  # one label above 1: percentages
+
+
 def test_every_bad_row_reported_in_one_error(tmp_path):
     root = _cohort_dir(tmp_path, ids=("A", "B", "D", "E", "F", "G", "H"))
     csv = root / "cohort.csv"

@@ -271,6 +271,32 @@ def test_killed_parent_leaves_no_workers_and_no_segments(synth_tiff, tmp_path):
     assert leaked_segments(proc.pid) == []  # Python's resource tracker unlinked the ring
 
 
+def test_a_new_ring_removes_the_segments_of_killed_runs():
+    """A run killed with its resource tracker (``timeout -s KILL`` kills the process group, the
+    out-of-memory killer) cannot unlink its ring: the next run does."""
+    from weakstil.decode.shm import SHM_PREFIX, Ring
+
+    if not Path("/dev/shm").is_dir():
+        pytest.skip("no /dev/shm")
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan = Path("/dev/shm") / f"{SHM_PREFIX}{gone.pid}-deadbeef0000"
+    live = Path("/dev/shm") / f"{SHM_PREFIX}{os.getppid()}-cafe00000000"  # a live process's segment stays
+    odd = Path("/dev/shm") / f"{SHM_PREFIX}notapid-0"
+    for seg in (orphan, live, odd):
+        seg.write_bytes(b"x" * 64)
+    try:
+        ring = Ring(1, 1, 8)
+        try:
+            assert not orphan.exists() and live.exists() and odd.exists()
+            assert ring.name in leaked_segments(os.getpid())
+        finally:
+            ring.close()
+    finally:
+        for seg in (orphan, live, odd):
+            seg.unlink(missing_ok=True)
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -265,6 +265,34 @@ def _cohort_csv(w: World, t: Path, text: str, encoding: str = "utf-8") -> Path:
     return _text(t, "c.csv", text.replace("SLIDE", str(w.slide)), encoding)
 
 
+def _relabelled_oof(w: World, t: Path) -> Path:
+    """The model's out-of-fold predictions with the labels of another cohort."""
+    oof = pd.read_csv(w.model / "cv" / "oof_predictions.csv")
+    oof["stil_true"] = oof["stil_true"] + 20
+    path = t / "p.csv"
+    oof.to_csv(path, index=False)
+    return path
+
+
+def _model_without_encoder(w: World, t: Path) -> Path:
+    """The model folder with a pretrained-looking encoder/ whose weights file was not copied."""
+    import yaml
+
+    model = t / "m"
+    shutil.copytree(w.model, model)
+    card = model / "encoder" / "card.yaml"
+    if card.is_file():
+        (model / "encoder" / "model.safetensors").unlink(missing_ok=True)
+    else:  # a model trained on a stock card: give it a bundled, pretrained-style encoder without weights
+        card.parent.mkdir(exist_ok=True)
+        from weakstil.encoders.cards import load_card
+
+        data = load_card("small-cnn").to_dict()
+        data["weights_sha256"] = "0" * 64
+        card.write_text(yaml.safe_dump(data))
+    return model
+
+
 BAD = [
     Bad("tile-missing-file", lambda w, t: ["tile", t / "nope.svs", "--out", t / "out"], ("nope.svs", "not found")),
     Bad("tile-directory", lambda w, t: ["tile", w.cohort, "--out", t / "out"], ("cohort", "directory")),
@@ -302,6 +330,12 @@ BAD = [
     Bad("train-csv-bad-label", lambda w, t: ["train", _cohort_csv(w, t, "slide_id,path,stil\nsynth_0000,SLIDE,abc\n"
                                                                   "synth_0000,SLIDE,150\n"),
                                              "--features", w.feats, "--out", t / "out"], ("c.csv", "row 2", "row 3")),
+    Bad("train-csv-decimal-comma", lambda w, t: ["train", _cohort_csv(w, t, "slide_id,path,stil\nsynth_0000,SLIDE,30,5\n"),
+                                                 "--features", w.feats, "--out", t / "out"], ("c.csv", "30.5, not 30,5")),
+    Bad("train-csv-one-decimal-comma", lambda w, t: ["train", _cohort_csv(w, t, "slide_id,path,stil\nsynth_0000,SLIDE,3\n"
+                                                                          "synth_0001,SLIDE,30,5\n"),
+                                                     "--features", w.feats, "--out", t / "out"],
+        ("c.csv", "30.5, not 30,5")),
     Bad("train-features-missing", lambda w, t: ["train", w.labels, "--features", t / "nofeats", "--out", t / "out"],
         ("nofeats", "not found")),
     Bad("train-group-column-missing", _train("--group-column", "centre"), ("centre",)),
@@ -324,6 +358,11 @@ BAD = [
     Bad("evaluate-oof-other-cohort", lambda w, t: ["evaluate", w.labels, "--oof",
                                                    _text(t, "p.csv", "slide_id,stil_pred\nX,3\n"), "--out", t / "out"],
         ("p.csv", "no prediction")),
+    Bad("evaluate-oof-of-other-labels", lambda w, t: ["evaluate", w.labels, "--oof", _relabelled_oof(w, t), "--out",
+                                                      t / "out"], ("p.csv", "other labels", "another cohort")),
+    Bad("score-model-without-its-encoder-weights", lambda w, t: ["score", w.slide, "--model", _model_without_encoder(w, t),
+                                                                 "--out", t / "out"],
+        ("model.safetensors is missing beside card.yaml", "copy the whole folder")),
     Bad("report-tiles-missing", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--tiles", t / "nt"],
         ("--tiles", "not found")),
     Bad("report-evaluation-missing", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--evaluation",
@@ -746,7 +785,7 @@ def test_read_only_output_is_one_line(world, tmp_path):
         pytest.skip("cannot mount a read-only tmpfs (not root)")
     try:
         proc = run_cli("tile", world.slide, "--out", mount / "out")
-        check_failure(proc, 2, ("--out", "no permission"))
+        check_failure(proc, 2, ("--out", "read-only file system", "Fix: choose a writable --out"), never=("--help",))
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
 

@@ -142,8 +142,13 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         raise CohortError("cohort CSV is empty", path=csv_path,
                           fix="write a header 'slide_id,path,stil' and one row per slide") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise CohortError(f"cannot parse the cohort CSV ({str(exc).splitlines()[0]})", path=csv_path,
-                          fix="save it as a comma-separated UTF-8 text file") from None
+        first = str(exc).splitlines()[0]
+        fix = ("a row has more fields than the header: write decimals with a point (30.5, not 30,5) and quote "
+               "fields that hold commas" if "fields" in first else "save it as a comma-separated UTF-8 text file")
+        raise CohortError(f"cannot parse the cohort CSV ({first})", path=csv_path, fix=fix) from None
+    if not isinstance(raw.index, pd.RangeIndex):  # every row has one field more than the header (pandas made it the index)
+        raise CohortError("the rows have more fields than the header", path=csv_path,
+                          fix="write decimals with a point (30.5, not 30,5) and quote fields that hold commas")
     raw.columns = [str(c).strip() for c in raw.columns]
     columns = list(raw.columns)
     group_col = resolve_group_column(columns, group_column)
@@ -216,6 +221,11 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         raise CohortError(f"{n} bad row{'s' if n > 1 else ''}: " + "; ".join(problems), path=csv_path,
                           fix="correct or remove these rows (paths are relative to the CSV's folder)")
     table = pd.DataFrame.from_records(records, columns=["slide_id", "path", "stil", "group", "row", "features"])
+    labels = table["stil"].dropna()
+    if len(labels) >= 2 and labels.max() <= 1.0 and labels.max() > 0:
+        log.warning("%s: every sTIL label is at most 1 (%s...): they look like fractions, but the labels are "
+                    "percentages 0-100; multiply them by 100 if so", csv_path,
+                    ", ".join(f"{v:g}" for v in labels.iloc[:3]))
     log.debug("%s: %d slides, group column %s", csv_path, len(table), group_col)
     return Cohort(csv_path=csv_path, table=table, group_column=group_col)
 

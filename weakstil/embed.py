@@ -47,7 +47,7 @@ import numpy as np
 
 from weakstil import __version__, settings
 from weakstil.atomic import remove_stale_temps
-from weakstil.errors import NoTissueError, WeakSTILError
+from weakstil.errors import WeakSTILError, no_tissue
 from weakstil.files import FeaturesFile, slide_file
 from weakstil.locks import OutputLock
 from weakstil.outputdir import check_replaceable
@@ -414,11 +414,7 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         n = len(tiles.coords)
         if n == 0:
-            if tiles.warnings:  # e.g. a fluorescence scan: say so, not just "no tissue"
-                raise NoTissueError(f"no tissue found (0 tiles): {'; '.join(tiles.warnings)}", path=slide.path,
-                                    fix="score brightfield H&E scans", warnings=tiles.warnings)
-            raise NoTissueError("no tissue found (0 tiles)", path=slide.path,
-                                fix="check the slide is not blank; lower --tissue-threshold if tissue is faint")
+            raise no_tissue(slide.path, tiles.warnings)
         _write_cache(out_path, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
                      prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner,
                      stats_processes=stats_processes, tile_stats=tile_stats)

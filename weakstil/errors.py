@@ -43,6 +43,15 @@ class NoTissueError(WeakSTILError):
         super().__init__(message, path=path, fix=fix)
 
 
+def no_tissue(path: str | Path, warnings: list[str] | None = None) -> NoTissueError:
+    """The error of a slide with 0 tissue tiles: why it may not be H&E when the detector said so."""
+    if warnings:  # e.g. a fluorescence scan: say so, and do not send the user to the threshold
+        return NoTissueError(f"no tissue found (0 tiles): {'; '.join(warnings)}", path=path,
+                             fix="WeakSTIL reads brightfield H&E scans", warnings=warnings)
+    return NoTissueError("no tissue found (0 tiles)", path=path,
+                         fix="check the slide is not blank; lower --tissue-threshold if tissue is faint")
+
+
 class UsageError(WeakSTILError):
     """The command line itself is wrong (an unknown device, contradictory options): exit code 2."""
 

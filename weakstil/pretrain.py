@@ -38,7 +38,7 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
-from weakstil.errors import UsageError, WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError, no_tissue
 from weakstil.slide import Slide
 
 log = logging.getLogger(__name__)
@@ -126,8 +126,7 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                 tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
                 n = len(tiles.coords)
                 if n == 0:
-                    raise WeakSTILError("no tissue found (0 tiles)", path=path,
-                                        fix="check the slide is not blank; lower --tissue-threshold")
+                    raise no_tissue(path, tiles.warnings)
                 seed = int(hashlib.sha256(slide.slide_id.encode()).hexdigest()[:8], 16)
                 rng = np.random.default_rng([cfg.seed, seed])
                 pick = np.sort(rng.choice(n, size=min(n, cfg.tiles_per_slide), replace=False))

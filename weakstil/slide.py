@@ -160,7 +160,8 @@ class Slide:
                 f"base resolution {self.mpp:.3g} µm/px is coarser than the target {mpp:.3g} µm/px "
                 "(reading it would upsample)",
                 path=self.path,
-                fix=f"pass --allow-upsample to upsample anyway, or a coarser target (--mpp {self.mpp:.3g})",
+                fix=f"pass --allow-upsample to upsample anyway, or work at the scan's resolution (--mpp {self.mpp:.3g} "
+                    "on tile, embed and pretrain; score reads at its model's µm/px)",
             )
 
     # -- reading -----------------------------------------------------------------

@@ -15,7 +15,7 @@ import numpy as np
 
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path
-from weakstil.errors import NoTissueError, UsageError
+from weakstil.errors import UsageError, no_tissue
 from weakstil.slide import Slide, brightfield_warning
 from weakstil.tiling import TileGrid, TileMode, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
@@ -188,11 +188,7 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
         check_replaceable(out_dir / f"{slide.slide_id}.h5", TilesFile)
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         if len(tiles.coords) == 0:
-            raise NoTissueError(
-                "no tissue found (0 tiles)",
-                path=slide.path,
-                fix="check the slide is not blank; lower --tissue-threshold if tissue is faint",
-            )
+            raise no_tissue(slide.path, tiles.warnings)
         omp = overlay_mpp(slide)
         overlay = draw_tile_overlay(overview(slide, omp, tiles), omp, tiles)
         h5_path = out_dir / f"{slide.slide_id}.h5"

@@ -276,6 +276,24 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     return m
 
 
+def _check_oof_labels(table: pd.DataFrame, pred: pd.DataFrame, oof_path: Path) -> None:
+    """The labels the predictions were made against (``stil_true``) must be the cohort's: most of
+    them different means another cohort (an error); a few, corrected labels (a warning)."""
+    if "stil_true" not in pred.columns:
+        return
+    theirs = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pd.to_numeric(pred["stil_true"],
+                                                                                       errors="coerce"))))
+    differ = table[~np.isclose(theirs.to_numpy(float), table["stil_true"].to_numpy(float), atol=0.01)]
+    if differ.empty:
+        return
+    examples = ", ".join(f"{r.slide_id}: {theirs[i]:g} there, {r.stil_true:g} here" for i, r in differ.head(3).iterrows())
+    what = f"{len(differ)} of {len(table)} slides have other labels in the predictions file ({examples})"
+    if 2 * len(differ) > len(table):
+        raise WeakSTILError(f"{what}: the predictions were made for another cohort", path=oof_path,
+                            fix="pass the oof_predictions.csv of a model trained on this cohort CSV")
+    log.warning("%s: %s; evaluated against this cohort's labels", oof_path, what)
+
+
 def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path, *,
                  group_column: str | None = None, threshold: float = STIL_THRESHOLD) -> dict:
     """Metrics of saved predictions (e.g. ``MODEL/cv/oof_predictions.csv``) against the cohort's labels."""
@@ -300,6 +318,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                             fix="use predictions made for this cohort")
     table = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": cohort.labels,
                           "stil_pred": [have[s] for s in cohort.slide_ids], "group": cohort.groups})
+    _check_oof_labels(table, pred, oof_path)
     if "fold" in pred.columns:
         table["fold"] = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pred["fold"])))
     out_dir = Path(out_dir)

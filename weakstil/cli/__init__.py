@@ -41,6 +41,8 @@ def usage_error_line(exc: Exception) -> str:
     where = ctx.command_path if ctx is not None else "weakstil"
     message = (exc.format_message() if hasattr(exc, "format_message") else str(exc)).strip().rstrip(".")
     message = message[0].lower() + message[1:] if message[:1].isupper() and message[1:2].islower() else message
+    if " Fix: " in message:  # the check named its own fix
+        return f"{message}."
     return f"{message}{'' if message.endswith('?') else '.'} Fix: see '{where} --help'."
 
 

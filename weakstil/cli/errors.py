@@ -24,8 +24,9 @@ import typer
 from weakstil.errors import OutputError, UsageError, WeakSTILError, from_os_error, short_reason
 
 F = TypeVar("F", bound=Callable[..., Any])
-#: Exit code of a run stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+#: Exit codes of a run stopped by Ctrl-C (128 + SIGINT) or SIGTERM (128 + SIGTERM), as shells report them.
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def error_line(message: str) -> None:
@@ -43,11 +44,11 @@ def reports_errors(command: F) -> F:
     """Run ``command``; a WeakSTILError ends it with its one line and exit 1 (2 for a UsageError).
 
     OS errors (disk full, permissions) and running out of memory are one line and exit 1 too;
-    Ctrl-C is one line and exit 130. Anything else is a bug: one line saying so (the traceback
+    Ctrl-C is one line and exit 130 (SIGTERM: 143). Anything else is a bug: one line saying so (the traceback
     with ``--verbose``)."""
     @functools.wraps(command)
     def run(*args: Any, **kwargs: Any) -> Any:
-        from weakstil.cli.progress import interrupt_on_sigterm
+        from weakstil.cli.progress import Terminated, interrupt_on_sigterm
 
         interrupt_on_sigterm()  # SIGTERM (e.g. SLURM's scancel) cleans up like Ctrl-C
         try:
@@ -62,9 +63,11 @@ def reports_errors(command: F) -> F:
             error_line("out of memory. Fix: lower --batch-size (or --crop-px, --workers), or use a machine with "
                        "more memory.")
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            error_line("interrupted; unfinished outputs were removed (a rerun continues where this one stopped).")
-            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except KeyboardInterrupt as exc:
+            terminated = isinstance(exc, Terminated)
+            error_line(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}; unfinished outputs were removed "
+                       "(a rerun continues where this one stopped).")
+            raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:

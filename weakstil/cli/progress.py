@@ -98,12 +98,17 @@ class _ShownOnUpdate:
         self._lazy.__exit__(*exc)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, SLURM's ``scancel``): cleaned up like Ctrl-C, exit 143 (128 + SIGTERM)."""
+
+
 def interrupt_on_sigterm() -> None:
-    """Turn SIGTERM into KeyboardInterrupt so temporary outputs are cleaned up on the way out."""
+    """Turn SIGTERM into :class:`Terminated` (a KeyboardInterrupt) so temporary outputs are cleaned
+    up on the way out."""
     import signal
 
     def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
+        raise Terminated
 
     try:
         signal.signal(signal.SIGTERM, handler)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -128,11 +129,12 @@ class ThreadPlanner:
                     reader.close()
                 rates, chunks = self._encoder_probe(spec.tile_px)
                 p = plan_cpu(decode, rates, self.cpus, self.workers, self.threads, stats=stats, micro_batches=chunks)
+            measured = "; ".join(f"{what} {v:.0f} tiles/s" for what, v in (
+                ("decode per worker", p.decode_tiles_per_s), ("measurements per process", p.stats_tiles_per_s),
+                ("predicted", p.predicted_tiles_per_s)) if math.isfinite(v))  # a given split measures less
             log.info("plan (%s): %d decode worker(s), %d torch thread(s) in micro-batches of %s tiles, %d tile "
-                     "measurement process(es) on %d CPU(s) [%s; decode %.0f tiles/s per worker, measurements %.0f "
-                     "tiles/s per process, predicted %.0f tiles/s]", spec.path.value, p.workers, p.threads,
-                     p.micro_batch or "all", p.stats_processes, p.cpus, p.source, p.decode_tiles_per_s,
-                     p.stats_tiles_per_s, p.predicted_tiles_per_s)
+                     "measurement process(es) on %d CPU(s) [%s%s]", spec.path.value, p.workers, p.threads,
+                     p.micro_batch or "all", p.stats_processes, p.cpus, p.source, f"; {measured}" if measured else "")
             self._plans[key] = p
         p = self._plans[key]
         self._apply(p)

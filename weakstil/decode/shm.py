@@ -42,12 +42,45 @@ def leaked_segments(pid: int | None = None) -> list[str]:
         return []
 
 
+def remove_orphaned_segments() -> list[str]:
+    """Unlink our segments whose creating process is gone (killed with SIGKILL, or by the
+    out-of-memory killer, it could not unlink them); returns their names. A live process's
+    segments, and names that do not parse, are left alone."""
+    removed = []
+    for name in leaked_segments():
+        pid_text = name[len(SHM_PREFIX):].split("-", 1)[0]
+        if not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        try:
+            os.unlink(os.path.join("/dev/shm", name))
+            removed.append(name)
+        except OSError:  # another run removed it first, or not ours to remove
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, another user's
+        return True
+    return True
+
+
 class Ring:
     """``n`` batch slots of ``(batch, px, px, 3)`` uint8 in one shared-memory segment."""
 
     def __init__(self, n: int, batch: int, px: int, pin_memory: bool = False):
         from multiprocessing import shared_memory
 
+        orphans = remove_orphaned_segments()
+        if orphans:
+            import logging
+
+            logging.getLogger(__name__).info("removed %d shared-memory segments of killed runs (%s)", len(orphans),
+                                             ", ".join(orphans))
         self.shape = (n, batch, px, px, 3)
         size = int(np.prod(self.shape))
         self.shm = shared_memory.SharedMemory(name=f"{SHM_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}",

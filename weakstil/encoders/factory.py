@@ -46,6 +46,19 @@ def sha256_state_dict(state: dict[str, torch.Tensor]) -> str:
     return sha256_bytes(save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
 
 
+def check_weights_beside_card(card_dir: str | Path) -> None:
+    """Raise when an encoder folder's card records its own weights (pretrained) but
+    ``model.safetensors`` is not beside it (a model folder copied without it)."""
+    card_dir = Path(card_dir)
+    if not (card_dir / CARD_FILE).is_file() or (card_dir / MODEL_FILE).is_file():
+        return
+    card = load_card(card_dir / CARD_FILE)
+    if card.weights_sha256 and not card.hub_id:
+        raise EncoderError(f"{MODEL_FILE} is missing beside card.yaml (the card records weights "
+                           f"{card.weights_sha256[:12]}...)", path=card_dir / MODEL_FILE,
+                           fix="copy the whole folder (a model folder with its encoder/), or pretrain it again")
+
+
 def _where(card: EncoderCard) -> str | None:
     """The card's file for error messages; None for built-in cards (their name says it all)."""
     if not card.path:
@@ -303,6 +316,8 @@ def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: in
         wpath, source = Path(weights), str(weights)
     elif card_dir is not None and (card_dir / MODEL_FILE).exists():
         wpath, source = card_dir / MODEL_FILE, str(card_dir / MODEL_FILE)
+    elif card_dir is not None and card.weights_sha256 and not card.hub_id:  # its weights were beside the card
+        check_weights_beside_card(card_dir)
     elif card.hub_id:
         wpath = hub_weights_path(card)
         source = f"{card.hub_id} ({wpath})"
