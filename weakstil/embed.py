@@ -376,12 +376,10 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
                 tile_stats: bool = True, keep_other_encoders: bool = True) -> EmbedResult:
     """Embed the tissue tiles of one slide into ``out_path`` (or ``out_dir/<slide_id>.h5``).
 
-    Skips the slide when a complete cache with the same cache key exists (unless
-    ``overwrite``). A cache of the same encoder made with other settings (tiling, resolution, an
-    older tissue detector, another scan of the slide) is made again; one of *another* encoder or
-    weights is refused unless ``overwrite`` or ``keep_other_encoders=False`` (a folder that only
-    this run uses, e.g. ``weakstil score``'s own): it may be hours of GPU work. ``progress(done, total)`` is called after every batch. Raises a
-    :class:`~weakstil.errors.WeakSTILError` (and leaves no output) for a bad slide.
+    Skips the slide when a complete cache with the same cache key exists (unless ``overwrite``); remakes
+    one with other settings, but refuses to replace *another encoder's* (hours of GPU work) unless
+    ``overwrite`` or ``keep_other_encoders=False`` (a folder only this run uses, like ``score``'s own).
+    ``progress(done, total)`` after every batch. A bad slide raises a WeakSTILError (no output).
     ``workers``: decode processes (0: decode in this process), unless a ``planner``
     (:class:`weakstil.decode.ThreadPlanner`) decides them and the torch threads;
     ``decode``: ``cpu``, ``gpu`` or ``auto`` (:class:`weakstil.decode.DecodeMode`);
