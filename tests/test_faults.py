@@ -695,6 +695,12 @@ def test_train_overwrite_replaces_its_own_model_only(world, tmp_path):
     proc = run_cli("train", world.labels, "--features", world.feats, "--out", stranger, "--overwrite")
     check_failure(proc, 2, ("--overwrite", "stranger"))
     assert (stranger / "thesis.docx").read_text() == "years of work"
+    # without --overwrite: the error does not offer --overwrite where it would be refused
+    proc = run_cli("train", world.labels, "--features", world.feats, "--out", stranger)
+    check_failure(proc, 1, ("already exists", "not a folder 'weakstil train' wrote", "choose a new --out"),
+                  never=("pass --overwrite",))
+    proc = run_cli("train", world.labels, "--features", world.feats, "--out", model)  # its own: offered
+    check_failure(proc, 1, ("already exists", "pass --overwrite"))
 
 
 def test_a_file_of_another_kind_is_not_replaced(world, tmp_path):

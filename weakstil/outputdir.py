@@ -82,14 +82,23 @@ def check_overwrite(folder: str | Path, command: str) -> bool:
     folder = Path(folder)
     if not folder.exists() or is_empty(folder):
         return False
-    if folder.is_dir() and command in commands_of(folder) and commands_of(folder)[0] == command:
+    why = why_not_replaceable(folder, command)
+    if why is None:
         return True
+    raise UsageError(f"--overwrite refuses to replace this folder: {why}", path=folder, fix=new_out_fix(command))
+
+
+def why_not_replaceable(folder: Path, command: str) -> str | None:
+    """Why ``--overwrite`` of ``command`` may not replace the existing ``folder`` (None: it may)."""
+    if folder.is_dir() and command in commands_of(folder) and commands_of(folder)[0] == command:
+        return None
     marker = read_marker(folder) if folder.is_dir() else None
-    why = (f"it was written by 'weakstil {marker.get('command')}'" if marker else
-           f"it has no {MARKER}, so it is not a folder 'weakstil {command}' wrote")
-    raise UsageError(f"--overwrite refuses to replace this folder: {why}", path=folder,
-                     fix=f"choose a new --out for 'weakstil {command}' (or delete the folder yourself if you "
-                         "are sure)")
+    return (f"it was written by 'weakstil {marker.get('command')}'" if marker else
+            f"it has no {MARKER}, so it is not a folder 'weakstil {command}' wrote")
+
+
+def new_out_fix(command: str) -> str:
+    return f"choose a new --out for 'weakstil {command}' (or delete the folder yourself if you are sure)"
 
 
 def check_replaceable(path: str | Path, kind_class: Any) -> None:

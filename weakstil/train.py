@@ -38,12 +38,14 @@ log = logging.getLogger(__name__)
 def _prepare_out(out_dir: Path, overwrite: bool) -> None:
     """An existing output is replaced only with ``overwrite`` and only when ``weakstil train``
     wrote it (its marker, :mod:`weakstil.outputdir`): never a cohort folder or anything else."""
-    from weakstil.outputdir import check_overwrite
+    from weakstil.outputdir import check_overwrite, new_out_fix, why_not_replaceable
 
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         if not overwrite:
-            raise WeakSTILError("output already exists", path=out_dir,
-                                fix="choose another --out or pass --overwrite to replace it")
+            other = why_not_replaceable(out_dir, "train")  # then --overwrite would not help: do not offer it
+            raise WeakSTILError(f"output already exists ({other})" if other else "output already exists",
+                                path=out_dir, fix=new_out_fix("train") if other else
+                                "choose another --out or pass --overwrite to replace it")
         check_overwrite(out_dir, "train")
 
 

@@ -86,11 +86,15 @@ class Failures:
 
     def __init__(self) -> None:
         self.count = 0
+        self.inputs = 0  #: inputs seen (through :meth:`each`, or refused before it, e.g. a duplicate id)
+        self._inside = False
         self.stopped: str | None = None  #: why the batch stopped early
 
     @contextlib.contextmanager
     def each(self, path: str | Path | None = None) -> Iterator[None]:
         """Around one input: its WeakSTILError (or OSError) is reported and counted, not raised."""
+        self.inputs += 1
+        self._inside = True
         try:
             yield
         except UsageError:
@@ -106,6 +110,8 @@ class Failures:
             self.add(err.one_line())
             if err.stops_batch:
                 self.stopped = err.message
+        finally:
+            self._inside = False
 
     @property
     def stop(self) -> bool:
@@ -114,6 +120,7 @@ class Failures:
 
     def add(self, message: str) -> None:
         self.count += 1
+        self.inputs += 0 if self._inside else 1
         error_line(message)
 
     def skipped(self, n: int) -> None:
@@ -123,6 +130,9 @@ class Failures:
                        "again (finished outputs are kept and skipped).")
 
     def exit(self) -> None:
-        """Exit 1 when any input failed."""
+        """Exit 1 when any input failed (after a summary line when the batch had several)."""
         if self.count:
+            if self.inputs > 1:
+                logging.getLogger("weakstil").warning("%d of %d inputs failed (the error lines above)", self.count,
+                                                      self.inputs)
             raise typer.Exit(1)
