@@ -48,6 +48,36 @@ def test_imagescope_xml(tmp_path):
     assert mp.bounds == (100, 200, 600, 700)
 
 
+def _region(ring, negative=False):
+    verts = "".join(f'<Vertex X="{x}" Y="{y}" Z="0"/>' for x, y in ring[:-1])
+    return f'<Region Id="1" NegativeROA="{int(negative)}"><Vertices>{verts}</Vertices></Region>'
+
+
+def test_imagescope_negative_regions_are_cut_out(tmp_path):
+    path = tmp_path / "S1.xml"
+    path.write_text('<Annotations><Annotation Id="1"><Regions>' + _region(square(0, 0, 1000, 1000))
+                    + _region(square(200, 200, 600, 600), negative=True) + "</Regions></Annotation></Annotations>")
+    mp = load_polygons(path)
+    assert mp.area == pytest.approx(1000 * 1000 - 400 * 400)
+    from shapely.geometry import Point
+
+    assert not mp.contains(Point(400, 400))
+    path.write_text('<Annotations><Annotation Id="1"><Regions>' + _region(square(0, 0, 100, 100), negative=True)
+                    + "</Regions></Annotation></Annotations>")
+    with pytest.raises(AnnotationError, match="positive"):
+        load_polygons(path)
+
+
+def test_annotation_found_whatever_the_extensions_case_and_a_second_file_is_named(tmp_path, caplog):
+    (tmp_path / "S1.GeoJSON").write_text(json.dumps(geojson([feature(square(0, 0, 10, 10))])))
+    assert find_annotation(tmp_path, "S1").name == "S1.GeoJSON"
+    (tmp_path / "S2.geojson").write_text("{}")
+    (tmp_path / "S2.xml").write_text("<Annotations/>")
+    with caplog.at_level("WARNING", logger="weakstil"):
+        assert find_annotation(tmp_path, "S2").name == "S2.geojson"
+    assert "2 annotation files for slide S2" in caplog.text and "using S2.geojson" in caplog.text
+
+
 @pytest.mark.parametrize("text,match", [
     ("{not json", "malformed GeoJSON"),
     ('{"type": "FeatureCollection"}', "no features"),

@@ -681,6 +681,22 @@ def test_a_precomputed_bed_of_another_scan_is_refused(world, tmp_path):
 
 
 # --- 5. --overwrite replaces only what the command wrote ---------------------------------------------------
+def test_pretrain_and_tumorbed_train_never_write_into_another_commands_folder(world, tmp_path):
+    model = tmp_path / "m"
+    shutil.copytree(world.model, model)
+    before = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
+    bed_args = ("tumorbed", "train", "--features", world.feats, "--annotations", world.cohort / "truth", "--out")
+    check_failure(run_cli(*bed_args, model), 1, ("m", "written by 'weakstil train'", "choose a new --out"))
+    check_failure(run_cli("pretrain", world.slide, "--out", model, "--steps", "1"), 1,
+                  ("written by 'weakstil train'", "choose a new --out"))
+    assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
+    # a detector folder of its own is replaced only with --overwrite
+    detector = tmp_path / "d"
+    run_cli(*bed_args, detector, check=True)
+    check_failure(run_cli(*bed_args, detector), 1, ("already holds a 'weakstil tumorbed train' output", "--overwrite"))
+    assert run_cli(*bed_args, detector, "--overwrite").returncode == 0
+
+
 def test_train_overwrite_replaces_its_own_model_only(world, tmp_path):
     model = tmp_path / "m"
     shutil.copytree(world.model, model)

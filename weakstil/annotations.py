@@ -33,11 +33,19 @@ def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
     if directory is None:
         return None
     directory = Path(directory)
-    for pattern in ANNOTATION_PATTERNS:
-        candidate = directory / pattern.format(id=slide_id)
-        if candidate.is_file():
-            return candidate
-    return None
+    found = [directory / pattern.format(id=slide_id) for pattern in ANNOTATION_PATTERNS]
+    found = [c for c in found if c.is_file()]
+    if not found:  # the extension's case differs (synth_0001.GeoJSON, .XML): a file system may be case-sensitive
+        wanted = {pattern.format(id=slide_id).lower(): i for i, pattern in enumerate(ANNOTATION_PATTERNS)}
+        try:
+            names = sorted((wanted[p.name.lower()], p) for p in directory.iterdir() if p.name.lower() in wanted)
+        except OSError:
+            names = []
+        found = [p for _, p in names if p.is_file()]
+    if len(found) > 1:
+        log.warning("%s: %d annotation files for slide %s (%s); using %s", directory, len(found), slide_id,
+                    ", ".join(p.name for p in found), found[0].name)
+    return found[0] if found else None
 
 
 def unmatched_annotations(directory: str | Path, slide_ids: list[str]) -> list[Path]:
@@ -64,7 +72,19 @@ def load_polygons(path: str | Path):
     if suffix in (".geojson", ".json"):
         polygons = _geojson_polygons(path)
     elif suffix == ".xml":
-        polygons = _imagescope_polygons(path)
+        polygons, excluded = _imagescope_polygons(path)
+        merged = _union(polygons, path)
+        if excluded:  # ImageScope's negative regions (NegativeROA="1") are cut out of the bed
+            from shapely.geometry import MultiPolygon
+            from shapely.ops import unary_union
+
+            rest = merged.difference(unary_union(excluded))
+            polys = [g for g in getattr(rest, "geoms", [rest]) if g.geom_type == "Polygon" and g.area > 0]
+            if not polys:
+                raise AnnotationError("nothing is left of the bed once its negative regions are cut out", path=path,
+                                      fix="draw the tumour bed as a positive region")
+            merged = MultiPolygon(polys)
+        return merged
     else:
         raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
                               fix="use QuPath GeoJSON (.geojson) or Aperio ImageScope XML (.xml)")
@@ -184,7 +204,8 @@ def _geojson_polygons(path: Path) -> list:
     return chosen
 
 
-def _imagescope_polygons(path: Path) -> list:
+def _imagescope_polygons(path: Path) -> tuple[list, list]:
+    """(regions, negative regions): a Region with ``NegativeROA="1"`` marks an area to leave out."""
     import xml.etree.ElementTree as ET
 
     from shapely.geometry import Polygon
@@ -194,7 +215,7 @@ def _imagescope_polygons(path: Path) -> list:
     except ET.ParseError as exc:
         raise AnnotationError(f"malformed ImageScope XML ({exc})", path=path,
                               fix="save the annotation again from ImageScope") from None
-    polygons = []
+    polygons, excluded = [], []
     for region in root.iter("Region"):
         vertices = []
         for v in region.iter("Vertex"):
@@ -204,11 +225,12 @@ def _imagescope_polygons(path: Path) -> list:
                 raise AnnotationError("a Vertex lacks numeric X/Y", path=path,
                                       fix="save the annotation again from ImageScope") from None
         if len(vertices) >= 3:
-            polygons.append(Polygon(vertices))
+            negative = str(region.attrib.get("NegativeROA", "0")).strip() == "1"
+            (excluded if negative else polygons).append(Polygon(vertices))
     if not polygons:
-        raise AnnotationError("ImageScope XML holds no regions with 3 or more vertices", path=path,
+        raise AnnotationError("ImageScope XML holds no (positive) regions with 3 or more vertices", path=path,
                               fix="draw the tumour bed as a polygon region")
-    return polygons
+    return polygons, excluded
 
 
 def _union(polygons: list, path: Path):

@@ -88,6 +88,24 @@ def check_overwrite(folder: str | Path, command: str) -> bool:
     raise UsageError(f"--overwrite refuses to replace this folder: {why}", path=folder, fix=new_out_fix(command))
 
 
+def check_own_folder(folder: str | Path, command: str, *, overwrite: bool | None = None) -> None:
+    """Before a folder writer (``pretrain``, ``tumorbed train``) writes into ``folder``: another
+    command's folder, or a non-empty one without our marker (a model, a cohort, anything), is
+    refused, so a mistyped ``--out`` never replaces a trained model's files. ``overwrite``: when the
+    command has the option, an existing folder of its own is replaced only with it (``None``: the
+    command handles its own reruns, e.g. ``pretrain --resume``)."""
+    folder = Path(folder)
+    if not folder.exists() or is_empty(folder):
+        return
+    why = why_not_replaceable(folder, command)
+    if why is not None:
+        raise WeakSTILError(f"already holds other files ({why}); not writing into it", path=folder,
+                            fix=new_out_fix(command))
+    if overwrite is False:
+        raise WeakSTILError(f"already holds a 'weakstil {command}' output", path=folder,
+                            fix="choose another --out, or pass --overwrite to replace it")
+
+
 def why_not_replaceable(folder: Path, command: str) -> str | None:
     """Why ``--overwrite`` of ``command`` may not replace the existing ``folder`` (None: it may)."""
     if folder.is_dir() and command in commands_of(folder) and commands_of(folder)[0] == command:

@@ -165,6 +165,12 @@ def pretrain(
                          batch_size=batch_size, tiles_per_slide=tiles_per_slide, crop_px=crop_px, lr=lr,
                          seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold,
                          stain_norm=stain_norm.value)
+    from weakstil.encoders.cards import CARD_FILE
+    from weakstil.outputdir import check_own_folder
+    from weakstil.pretrain import CHECKPOINT
+
+    if not (out / CHECKPOINT).exists() and not (out / CARD_FILE).exists():  # a run of ours: pretrain's own checks
+        check_own_folder(out, "pretrain")  # never into a model, feature or cohort folder
     with hold_folder(out, "pretrain"), bar_progress("steps") as progress:
         task = progress.add_task("pretrain", total=None, info="")
 

@@ -12,7 +12,7 @@ from weakstil import settings
 from weakstil.cli.batch import for_each_slide, unique_ids
 from weakstil.cli.errors import Failures
 from weakstil.cli.options import (AnnotationsDirOpt, AnnotationsOpt, FeatureFilesArg, FeaturesDirOpt,
-                                  OutOpt, SeedOpt, TumorBedOpt, expand_slides, in_range)
+                                  OutOpt, OverwriteOpt, SeedOpt, TumorBedOpt, expand_slides, in_range)
 
 log = logging.getLogger("weakstil")
 
@@ -35,6 +35,7 @@ def tumorbed_train(
     ink_veto: Annotated[bool, typer.Option("--ink-veto/--no-ink-veto",
                                            help="Tiles under marker ink (measured on the slides the feature files "
                                            "name, where they are there) cannot seed the bed.")] = True,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a tumour-bed detector from slides with annotations: tumour evidence per tile (a
     classifier on the embeddings) grown into the bed by geometry (bridge, enclosure, invasive-front
@@ -42,7 +43,7 @@ def tumorbed_train(
     + OUT/model.json (the settings and each slide's cross-validated Dice)."""
     from weakstil.errors import WeakSTILError
     from weakstil.locks import hold_folder
-    from weakstil.outputdir import mark
+    from weakstil.outputdir import check_own_folder, mark
     from weakstil.tumorbed.training import train_tumorbed_from_cache
 
     for folder, what, made_by in ((features, "feature cache folder", "the --out folder of 'weakstil embed'"),
@@ -50,6 +51,7 @@ def tumorbed_train(
         if not folder.is_dir():
             raise WeakSTILError(f"{what} not found" if not folder.exists() else f"is not a folder (the {what})",
                                 path=folder, fix=f"pass {made_by}")
+    check_own_folder(out, "tumorbed train", overwrite=overwrite)  # before the work: a typo'd --out loses nothing
     slide_ids = None
     if cohort is not None:  # a shared feature folder may also hold slides outside the cohort
         from weakstil.cohort import read_cohort

@@ -293,12 +293,16 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     ``lymphoid_veto``: lymphoid tiles away from tumour cells cannot seed the bed (weakstil.tumorbed.veto).
     ``ink_veto``: nor can tiles under marker ink (weakstil.tumorbed.ink; measured on the slides
     the feature files name, where they are there)."""
-    from weakstil.annotations import find_annotation
+    from weakstil.annotations import find_annotation, unmatched_annotations
     from weakstil.files import FeaturesFile, feature_path
 
     features_dir = Path(features_dir)
     if slide_ids is None:
         slide_ids = sorted(p.stem for p in features_dir.glob("*.h5"))
+    unused = unmatched_annotations(annotations, slide_ids)
+    if unused:  # a typo in a file name, or a slide not embedded: say so rather than train on fewer slides
+        log.warning("%s: %d annotation file(s) match no slide with features and are not used: %s%s", annotations,
+                    len(unused), ", ".join(p.name for p in unused[:5]), " ..." if len(unused) > 5 else "")
     chosen: list[AnnotatedSlide] = []
     identity = None
     for sid in slide_ids:
