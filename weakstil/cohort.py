@@ -89,7 +89,8 @@ def _parse_stil(raw: str) -> tuple[float | None, str | None]:
     try:
         value = float(text.rstrip("%"))
     except ValueError:
-        return None, f"stil {raw!r} is not a number"
+        comma = " (write decimals with a point: 30.5, not 30,5)" if "," in text else ""
+        return None, f"stil {raw!r} is not a number{comma}"
     if math.isnan(value):
         return None, "stil is NaN"
     if not 0.0 <= value <= 100.0:
@@ -146,9 +147,6 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         fix = ("a row has more fields than the header: write decimals with a point (30.5, not 30,5) and quote "
                "fields that hold commas" if "fields" in first else "save it as a comma-separated UTF-8 text file")
         raise CohortError(f"cannot parse the cohort CSV ({first})", path=csv_path, fix=fix) from None
-    if not isinstance(raw.index, pd.RangeIndex):  # every row has one field more than the header (pandas made it the index)
-        raise CohortError("the rows have more fields than the header", path=csv_path,
-                          fix="write decimals with a point (30.5, not 30,5) and quote fields that hold commas")
     raw.columns = [str(c).strip() for c in raw.columns]
     columns = list(raw.columns)
     group_col = resolve_group_column(columns, group_column)
@@ -158,7 +156,11 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     if missing and len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
         sep = next(s for s in ";\t|" if s in columns[0])
         raise CohortError(f"the CSV is separated by {sep!r}, not commas (one column: {columns[0]})", path=csv_path,
-                          fix="save it as a comma-separated file with the header slide_id,path,stil")
+                          fix="save it as a comma-separated file with the header slide_id,path,stil (and decimals "
+                              "with a point)")
+    if not isinstance(raw.index, pd.RangeIndex):  # every row has one field more than the header (pandas made it the index)
+        raise CohortError("the rows have more fields than the header", path=csv_path,
+                          fix="write decimals with a point (30.5, not 30,5) and quote fields that hold commas")
     if missing:
         raise CohortError(
             f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",

@@ -218,9 +218,11 @@ def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx
         attrs, _ = SlideScoresFile.read_header(slide_file(out, slide_id))
     except WeakSTILError:
         return False
-    stale = why_stale(attrs, slide_fingerprint(path)) or other_request(attrs, ctx.request(slide_id))
-    if stale:
-        log.info("%s: the score in %s %s; scoring again", path, slide_file(out, slide_id), stale)
+    other_scan = why_stale(attrs, slide_fingerprint(path))
+    stale = other_scan or other_request(attrs, ctx.request(slide_id))
+    if stale:  # another scan under this name replaces the earlier one's result: a warning, not a note
+        (log.warning if other_scan else log.info)("%s: the score in %s %s (%s); scoring again", path,
+                                                   slide_file(out, slide_id), stale, attrs.get("slide_path", "?"))
         return False
     return True
 
