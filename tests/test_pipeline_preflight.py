@@ -235,6 +235,19 @@ def test_cohort_checks(tmp_path: Path) -> None:
         check_cohort(workflow_config(tmp_path))
 
 
+def test_misspelt_config_keys_are_named_not_ignored(tmp_path: Path) -> None:
+    from weakstil.pipeline_preflight import check_keys
+
+    check_keys(workflow_config(tmp_path))  # the defaults themselves
+    for override, says in (("annotaions=ann", "unknown config key 'annotaions' (did you mean 'annotations'?)"),
+                           ("fold=2", "'fold' (did you mean 'folds'?)"),
+                           ("slurm={partiton: x}", "unknown config key 'slurm.partiton' (did you mean "
+                                                   "'slurm.partition'?)")):
+        with pytest.raises(PreflightError) as err:
+            check_keys(workflow_config(tmp_path, override))
+        assert says in err.value.one_line() and "pipelines/config.yaml" in err.value.one_line()
+
+
 def test_bad_labels(tmp_path: Path) -> None:
     cohort_csv(tmp_path, stil="120")
     with pytest.raises(PreflightError, match="4 bad rows: row 2 \\(s0\\): stil 120 is outside 0-100"):

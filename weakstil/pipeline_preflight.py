@@ -322,8 +322,31 @@ def check_tumorbed(config: dict, slide_ids: list[str]) -> None:
                                  fix="set tumorbed to a 'weakstil tumorbed train' folder, 'train', or null")
 
 
+def check_keys(config: dict) -> None:
+    """A misspelt key (``annotaions: ann/``) would otherwise be ignored and the run go on without
+    it: every key must be one of ``pipelines/config.yaml``'s (and ``slurm:``'s, of DEFAULT_SLURM)."""
+    import difflib
+
+    import yaml
+
+    default = default_config_file()
+    known = set(yaml.safe_load(default.read_text(encoding="utf-8")) or {}) if default is not None else None
+    sections = [("", config, known), ("slurm.", config.get("slurm") if isinstance(config.get("slurm"), dict) else {},
+                                      set(DEFAULT_SLURM))]
+    for prefix, mapping, allowed in sections:
+        if allowed is None:  # an installed package without the workflow's own config: nothing to compare with
+            continue
+        for key in mapping:
+            if key not in allowed:
+                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+                raise PreflightError(f"unknown config key '{prefix}{key}'"
+                                     + (f" (did you mean '{prefix}{close[0]}'?)" if close else ""),
+                                     fix="correct or remove it; pipelines/config.yaml lists every key")
+
+
 def check_workflow(config: dict):
     """Everything but the cluster; raises one :class:`PreflightError`, returns the cohort."""
+    check_keys(config)
     cohort = check_cohort(config)
     check_tumorbed(config, cohort.slide_ids)
     check_encoder(config)
