@@ -248,3 +248,9 @@ def test_a_calibration_newer_than_the_program_is_refused_in_one_line(trained, tm
     assert proc.returncode == 1
     line = next(x for x in proc.stderr.splitlines() if x.startswith("error:"))
     assert "calibration.json" in line and "version 99 is newer" in line and "Fix: upgrade WeakSTIL" in line
+
+
+def test_the_model_records_where_its_tumour_beds_came_from(trained):
+    beds = json.loads((trained["model"] / "model.json").read_text())["training"]["tumorbeds"]
+    assert beds["annotations"] == str((trained["cohort"] / "truth").resolve())
+    assert beds["slides"] == {"annotation": TRAIN} and beds["detector"] is None

@@ -219,6 +219,10 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             "group_column": cohort.group_column, "final_model": how, "final_epochs": final.epochs_run,
             "cross_validation": cv_summary or None, "load_seconds": round(t_load, 2),
             "train_seconds": round(duration, 2),
+            # where each slide's tumour bed came from (a model trained on other beds scores otherwise)
+            "tumorbeds": beds.record() if beds is not None and beds.given else
+            {"slides": {"given by the caller" if tumorbeds is not None else "feature files' flags or all tiles":
+                        len(bank)}},
         })
         meta.update(qc_meta)  # "folds": MODEL/folds/ (scoring="ensemble" and the interval use them), "qc"
         meta["scoring"] = cfg.scoring if qc_meta.get("folds") else "final"

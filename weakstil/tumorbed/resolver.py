@@ -15,7 +15,7 @@ A slide's tumour bed comes from the first of these it has:
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,8 @@ class BedSources:
     beds: Path | None = None  #: precomputed beds (``weakstil tumorbed apply``)
     detector: TumorBedDetector | None = None
     detector_path: Path | None = None
+    #: how many slides got their bed from each source in the last :meth:`cohort` (for the record)
+    used: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def open(cls, *, annotations: str | Path | None = None, beds: str | Path | None = None,
@@ -112,7 +114,17 @@ class BedSources:
             sources[bed.source.value] = sources.get(bed.source.value, 0) + 1
         log.info("tumour beds: %s%s", ", ".join(f"{n} from {s}" for s, n in sorted(sources.items())),
                  f" ({precomputed} precomputed in {self.beds})" if precomputed else "")
+        self.used = {**dict(sorted(sources.items())), **({"precomputed": precomputed} if precomputed else {})}
         return flags
+
+    def record(self) -> dict:
+        """Where the beds came from (``model.json`` ``tumorbeds``): the folders, the detector, and
+        how many slides got each source."""
+        return {"annotations": None if self.annotations is None else str(self.annotations.resolve()),
+                "beds": None if self.beds is None else str(self.beds.resolve()),
+                "detector": None if self.detector is None else self.detector.model_id,
+                "detector_path": None if self.detector_path is None else str(self.detector_path.resolve()),
+                "slides": dict(self.used)}
 
 
 def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile, where: str | Path) -> None:
