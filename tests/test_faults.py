@@ -363,6 +363,8 @@ BAD = [
     Bad("score-model-without-its-encoder-weights", lambda w, t: ["score", w.slide, "--model", _model_without_encoder(w, t),
                                                                  "--out", t / "out"],
         ("model.safetensors is missing beside card.yaml", "copy the whole folder")),
+    Bad("report-into-a-model-folder", lambda w, t: ["report", "--model", w.model, "--out", w.model],
+        ("written by 'weakstil train'", "choose a new --out")),
     Bad("report-tiles-missing", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--tiles", t / "nt"],
         ("--tiles", "not found")),
     Bad("report-evaluation-missing", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--evaluation",

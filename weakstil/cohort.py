@@ -250,7 +250,8 @@ def group_kfold(groups: np.ndarray | list, n_folds: int, seed: int = 0, *, what:
     if len(uniq) < n_folds:
         raise WeakSTILError(
             f"{len(uniq)} {what} but {n_folds} folds: every fold needs at least one group of its own",
-            fix=f"pass --folds {max(2, len(uniq))} or fewer, or --group-column none to split by slide",
+            fix=f"pass --folds {max(2, len(uniq))} or fewer" + ("" if what == "slides" else
+                                                                 ", or --group-column none to split by slide"),
         )
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(uniq))

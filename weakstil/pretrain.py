@@ -372,6 +372,10 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         start_step = int(state["step"])
         losses = list(state["losses"])
         elapsed_before = float(state.get("seconds", 0.0))
+        if start_step > total:
+            raise PretrainError(f"the checkpoint is at step {start_step}, past the {total} steps asked for",
+                                path=out_dir, fix=f"pass --steps above {start_step} to train on, or use the "
+                                                  "encoder as it is")
         log.info("%s: resuming at step %d of %d", out_dir, start_step, total)
 
     aug = SSLAugment(cfg.crop_px, card.mean, card.std, **cfg.augment)

@@ -226,6 +226,9 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         })
         meta.update(qc_meta)  # "folds": MODEL/folds/ (scoring="ensemble" and the interval use them), "qc"
         meta["scoring"] = cfg.scoring if qc_meta.get("folds") else "final"
+        if meta["scoring"] != cfg.scoring:
+            log.warning("no cross-validation fold models (--folds %d): new slides are scored by the final model, "
+                        "not --scoring %s, and get no interval", n_folds, cfg.scoring)
         save_model(final.model, tmp, meta)
         mark(tmp, "train")
         if out_dir.exists():

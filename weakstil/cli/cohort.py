@@ -189,6 +189,9 @@ def report(
         if folder is not None and not folder.is_dir():
             raise WeakSTILError(f"{option} folder not found" if not folder.exists() else f"{option} is not a folder",
                                 path=folder, fix=f"pass {made_by}")
+    from weakstil.outputdir import check_own_folder
+
+    check_own_folder(out, "report")  # a report folder, or a new one: never a model, feature or cohort folder
     with hold_folder(out, "report"):
         files = build_report(model, out, cohort=cohort, tiles_dir=tiles, evaluation_dir=evaluation,
                              settings=read_settings(settings_file) if settings_file is not None else None,

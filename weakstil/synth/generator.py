@@ -424,6 +424,11 @@ def generate_cohort(
                 m["confounders"] = _stored_confounders(truth_dir / f"{sid}.h5")
         rows.append(row)
         meta.append(m)
+    stale = sorted(q.name for q in slides_dir.glob("synth_*.tiff") if q.stem not in {r["slide_id"] for r in rows})
+    if stale:  # an earlier run with more slides: not in labels.csv, but a slides/*.tiff glob would take them
+        logger.warning("%s: %d slide(s) of an earlier run are not in this cohort's labels.csv (%s%s); remove them "
+                       "or generate into a new folder", slides_dir, len(stale), ", ".join(stale[:3]),
+                       " ..." if len(stale) > 3 else "")
     df = pd.DataFrame(rows, columns=LABEL_COLUMNS if default_output else LABEL_COLUMNS + ["look", "hard"])
     with atomic_path(out_dir / "labels.csv") as tmp:
         df.to_csv(tmp, index=False)
