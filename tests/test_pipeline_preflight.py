@@ -19,6 +19,7 @@ import yaml
 from conftest import ROOT, TEST_DATA, run_cli
 from weakstil.files import TilesFile
 import weakstil.pipeline_preflight as preflight
+from weakstil.errors import WeakSTILError
 from weakstil.pipeline_preflight import (ENCODER_PARAMS_M, PreflightError, check_cohort, check_encoder,
                                          check_slurm, check_tumorbed, embed_mem_mb, job_requests,
                                          load_workflow_config, memory_resource, train_mem_mb)
@@ -230,6 +231,8 @@ def test_cohort_checks(tmp_path: Path) -> None:
         check_cohort(workflow_config(tmp_path, "train_extra='--group-column centre'"))
     with pytest.raises(PreflightError, match="folds is 1"):
         check_cohort(workflow_config(tmp_path, "folds=1"))
+    with pytest.raises(WeakSTILError, match="missing.csv: cohort CSV not found"):
+        check_cohort(workflow_config(tmp_path, f"cohort={tmp_path / 'missing.csv'}"))
     (tmp_path / "s2.tiff").unlink()
     with pytest.raises(PreflightError, match=r"row 4 \(s2\): file not found s2.tiff.*the `cohort` key"):
         check_cohort(workflow_config(tmp_path))
