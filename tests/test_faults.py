@@ -363,6 +363,10 @@ BAD = [
     Bad("score-model-without-its-encoder-weights", lambda w, t: ["score", w.slide, "--model", _model_without_encoder(w, t),
                                                                  "--out", t / "out"],
         ("model.safetensors is missing beside card.yaml", "copy the whole folder")),
+    Bad("score-detector-of-another-encoder", lambda w, t: ["score", w.slide, w.cohort / "slides" / "synth_0001.tiff",
+                                                           "--model", w.model, "--weights", "random", "--tumorbed",
+                                                           _detector_of_another_encoder(w, t), "--out", t / "out"],
+        ("d5", "trained on encoder", "re-embed")),
     Bad("report-into-a-model-folder", lambda w, t: ["report", "--model", w.model, "--out", w.model],
         ("written by 'weakstil train'", "choose a new --out")),
     Bad("report-tiles-missing", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--tiles", t / "nt"],
@@ -488,6 +492,16 @@ def _edited_model(w: World, t: Path, edit: Callable[[dict], object]) -> Path:
     meta = json.loads((model / "model.json").read_text())
     (model / "model.json").write_text(json.dumps(edit(meta)))
     return model
+
+
+def _detector_of_another_encoder(w: World, t: Path) -> Path:
+    """A tumour-bed detector trained on features of another encoder (random small-cnn, seed 5)."""
+    feats = t / "f5"
+    run_cli("embed", w.cohort / "slides" / "*.tiff", "--out", feats, "--encoder", "small-cnn", "--weights", "random",
+            "--seed", "5", "--workers", "1", check=True)
+    run_cli("tumorbed", "train", "--features", feats, "--annotations", w.cohort / "truth", "--out", t / "d5",
+            check=True)
+    return t / "d5"
 
 
 def _detector(w: World, t: Path, truncate: bool = False, format_version: object = None) -> Path:

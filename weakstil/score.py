@@ -198,6 +198,12 @@ def open_context(opts: ScoreOptions) -> _Context:
     threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", settings.STIL_THRESHOLD))
     beds = BedSources.open(annotations=opts.annotations, beds=opts.tumorbed_beds, detector=opts.tumorbed_model,
                            model=opts.model)
+    if beds.detector is not None and meta.get("encoder", {}).get("weights_sha256"):  # once, not once per slide
+        from weakstil.tumorbed.resolver import check_detector_matches
+
+        enc = meta["encoder"]
+        check_detector_matches(beds.detector, {"encoder": enc.get("name"), "weights_sha256": enc["weights_sha256"]},
+                               beds.detector_path or opts.model)
     return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor, models)
 
 

@@ -127,12 +127,14 @@ class BedSources:
                 "slides": dict(self.used)}
 
 
-def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile, where: str | Path) -> None:
-    """A detector only works on embeddings of the encoder it was trained on."""
+def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | dict, where: str | Path) -> None:
+    """A detector only works on embeddings of the encoder it was trained on (``features``: a feature
+    file, or the ``{"encoder", "weights_sha256"}`` a model records: checked once before a batch)."""
     enc, sha = detector.encoder_key
     if enc is None:
         return
-    got_enc, got_sha = features.attr("encoder"), features.attr("weights_sha256")
+    attr = features.get if isinstance(features, dict) else features.attr
+    got_enc, got_sha = attr("encoder"), attr("weights_sha256")
     if (enc, sha) != (got_enc, got_sha):
         raise WeakSTILError(
             f"tumour-bed detector was trained on encoder '{enc}' (weights {str(sha)[:12]}) but the features "
