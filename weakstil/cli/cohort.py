@@ -28,7 +28,7 @@ def train(
     folds: FoldsOpt = settings.FOLDS,
     group_column: GroupColumnOpt = None,
     aggregator: AggregatorOpt = Aggregator(_TRAIN.aggregator),
-    stroma_weight: StromaWeightOpt = StromaWeight(_TRAIN.stroma_weight),
+    stroma_weight: StromaWeightOpt = None,
     tile_stats: TileStatsOpt = _TRAIN.tile_stats,
     scoring: ScoringOpt = Scoring(_TRAIN.scoring),
     stopping: StoppingOpt = Stopping(_TRAIN.stopping),
@@ -76,6 +76,10 @@ def train(
     from weakstil.train import train_cohort
     from weakstil.tumorbed.resolver import BedSources
 
+    if stroma_weight is not None and aggregator.value != "stroma":  # said, not dropped silently
+        log.warning("--stroma-weight %s applies to the stroma aggregator only; --aggregator %s ignores it",
+                    stroma_weight.value, aggregator.value)
+    stroma_weight = stroma_weight or StromaWeight(_TRAIN.stroma_weight)
     cfg = TrainConfig(aggregator=aggregator.value, stroma_weight=stroma_weight.value, tile_stats=tile_stats,
                       scoring=scoring.value, hidden=hidden, dropout=dropout, stopping=stopping.value, epochs=epochs,
                       patience=patience, feature_noise=feature_noise, members=members,

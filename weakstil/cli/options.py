@@ -173,8 +173,10 @@ AggregatorOpt = Annotated[
                              "stroma (stroma-weighted mean: the sTIL definition).")
 ]
 StromaWeightOpt = Annotated[
-    StromaWeight, typer.Option("--stroma-weight", help="Tile weights of the stroma aggregator: learned (a head on the "
-                               "tile features) or estimate (colour-deconvolution stroma share from the features).")
+    Optional[StromaWeight], typer.Option(
+        "--stroma-weight", help="Tile weights of the stroma aggregator: learned (a head on the tile features) or "
+        f"estimate (colour-deconvolution stroma share from the features). Default: {settings.STROMA_WEIGHT}.",
+        show_default=False)
 ]
 TileStatsOpt = Annotated[Optional[bool], typer.Option(
     "--tile-stats/--no-tile-stats", help="Append each tile's stain and nuclear-morphometry measurements (made by "
