@@ -155,6 +155,11 @@ def test_flag_rules():
     assert split("a;b") == ["a", "b"] and split("") == [] and split(float("nan")) == []
 
 
+#: slide_flags inputs that raise no flag (each check test changes its own)
+NO_FLAG_INPUTS = dict(ood_score=None, ood_threshold=None, n_bed_tiles=100, low=None, high=None, threshold=30.0,
+                      image=None, image_ref=None)
+
+
 def test_the_weighting_check_flags_a_score_its_tile_weights_decide():
     from weakstil.qc.flags import slide_flags, weighting_gap, weighting_reference
 
@@ -168,8 +173,7 @@ def test_the_weighting_check_flags_a_score_its_tile_weights_decide():
     assert ref["threshold"] == pytest.approx(1.25 * 21.0) and ref["training_max"] == 21.0
     assert weighting_reference(np.zeros(3))["threshold"] == 5.0  # the floor (a mean aggregator: gap 0)
     assert weighting_reference(np.array([np.nan])) is None
-    common = dict(ood_score=None, ood_threshold=None, n_bed_tiles=100, low=None, high=None, threshold=30.0,
-                  image=None, image_ref=None, weighting_threshold=ref["threshold"])
+    common = dict(**NO_FLAG_INPUTS, weighting_threshold=ref["threshold"])
     flags, why = slide_flags(weighting_gap=43.3, **common)
     assert flags == ["weighting_outside_training_range"] and "43.3 points" in why[flags[0]]
     for gap in (21.0, 26.0, float("nan"), None):
@@ -183,8 +187,7 @@ def test_a_score_above_every_training_label_is_flagged():
     ref = label_reference(np.array([0.6, 12.0, 34.5, np.nan]))
     assert ref == {"max": 34.5, "min": 0.6, "n": 3}
     assert label_reference(np.array([np.nan])) is None
-    common = dict(ood_score=None, ood_threshold=None, n_bed_tiles=100, low=None, high=None, threshold=30.0,
-                  image=None, image_ref=None, label_max=ref["max"])
+    common = dict(**NO_FLAG_INPUTS, label_max=ref["max"])
     flags, why = slide_flags(stil=41.1, **common)
     assert flags == ["above_training_labels"] and "34.5%" in why[flags[0]]
     for stil in (34.5, 20.0, float("nan"), None):

@@ -69,26 +69,26 @@ def load_polygons(path: str | Path):
     if not path.is_file():
         raise AnnotationError("annotation file not found", path=path, fix="check the path")
     suffix = path.suffix.lower()
+    excluded: list = []
     if suffix in (".geojson", ".json"):
         polygons = _geojson_polygons(path)
     elif suffix == ".xml":
         polygons, excluded = _imagescope_polygons(path)
-        merged = _union(polygons, path)
-        if excluded:  # ImageScope's negative regions (NegativeROA="1") are cut out of the bed
-            from shapely.geometry import MultiPolygon
-            from shapely.ops import unary_union
-
-            rest = merged.difference(unary_union(excluded))
-            polys = [g for g in getattr(rest, "geoms", [rest]) if g.geom_type == "Polygon" and g.area > 0]
-            if not polys:
-                raise AnnotationError("nothing is left of the bed once its negative regions are cut out", path=path,
-                                      fix="draw the tumour bed as a positive region")
-            merged = MultiPolygon(polys)
-        return merged
     else:
         raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
                               fix="use QuPath GeoJSON (.geojson) or Aperio ImageScope XML (.xml)")
-    return _union(polygons, path)
+    merged = _union(polygons, path)
+    if excluded:  # ImageScope's negative regions (NegativeROA="1") are cut out of the bed
+        from shapely.geometry import MultiPolygon
+        from shapely.ops import unary_union
+
+        rest = merged.difference(unary_union(excluded))
+        polys = [g for g in getattr(rest, "geoms", [rest]) if g.geom_type == "Polygon" and g.area > 0]
+        if not polys:
+            raise AnnotationError("nothing is left of the bed once its negative regions are cut out", path=path,
+                                  fix="draw the tumour bed as a positive region")
+        merged = MultiPolygon(polys)
+    return merged
 
 
 def check_inside(multipolygon, width: int, height: int, path: str | Path):

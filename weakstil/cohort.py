@@ -24,6 +24,9 @@ from weakstil.files.paths import feature_path
 
 log = logging.getLogger(__name__)
 
+#: The fix of a CSV whose rows have more fields than its header (most often a decimal comma).
+DECIMAL_FIX = "write decimals with a point (30.5, not 30,5) and quote fields that hold commas"
+
 REQUIRED_COLUMNS = ("slide_id", "path", "stil")
 #: Used as group column when the user does not name one and the CSV has it.
 DEFAULT_GROUP_COLUMN = "group"
@@ -144,8 +147,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                           fix="write a header 'slide_id,path,stil' and one row per slide") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         first = str(exc).splitlines()[0]
-        fix = ("a row has more fields than the header: write decimals with a point (30.5, not 30,5) and quote "
-               "fields that hold commas" if "fields" in first else "save it as a comma-separated UTF-8 text file")
+        fix = (f"a row has more fields than the header: {DECIMAL_FIX}" if "fields" in first
+               else "save it as a comma-separated UTF-8 text file")
         raise CohortError(f"cannot parse the cohort CSV ({first})", path=csv_path, fix=fix) from None
     raw.columns = [str(c).strip() for c in raw.columns]
     columns = list(raw.columns)
@@ -159,8 +162,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                           fix="save it as a comma-separated file with the header slide_id,path,stil (and decimals "
                               "with a point)")
     if not isinstance(raw.index, pd.RangeIndex):  # every row has one field more than the header (pandas made it the index)
-        raise CohortError("the rows have more fields than the header", path=csv_path,
-                          fix="write decimals with a point (30.5, not 30,5) and quote fields that hold commas")
+        raise CohortError("the rows have more fields than the header", path=csv_path, fix=DECIMAL_FIX)
     if missing:
         raise CohortError(
             f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",

@@ -108,7 +108,8 @@ def check_own_folder(folder: str | Path, command: str, *, overwrite: bool | None
 
 def why_not_replaceable(folder: Path, command: str) -> str | None:
     """Why ``--overwrite`` of ``command`` may not replace the existing ``folder`` (None: it may)."""
-    if folder.is_dir() and command in commands_of(folder) and commands_of(folder)[0] == command:
+    commands = commands_of(folder) if folder.is_dir() else []
+    if commands[:1] == [command]:
         return None
     marker = read_marker(folder) if folder.is_dir() else None
     return (f"it was written by 'weakstil {marker.get('command')}'" if marker else

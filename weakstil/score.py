@@ -187,10 +187,11 @@ def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.tumorbed.resolver import BedSources
 
     models, meta = load_scoring_models(opts.model)
-    if opts.encoder is None and ModelDir(opts.model).bundled_encoder is not None:  # a broken copy fails once, not per slide
+    bundled = ModelDir(opts.model).bundled_encoder
+    if opts.encoder is None and bundled is not None:  # a broken copy fails once, not once per slide
         from weakstil.encoders.factory import check_weights_beside_card
 
-        check_weights_beside_card(ModelDir(opts.model).bundled_encoder)
+        check_weights_beside_card(bundled)
     model = models[0]  # the architecture (the fold models share the final model's)
     # an ensemble's models are the fold models the interval needs: loaded once
     assessor = SlideAssessor.load(opts.model, meta, model.arch, fold_models=models if len(models) > 1 else None)

@@ -4,10 +4,13 @@ the GPU."""
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 #: Name prefix of our shared-memory segments (``/dev/shm/weakstil-...``).
 SHM_PREFIX = "weakstil-"
@@ -77,10 +80,7 @@ class Ring:
 
         orphans = remove_orphaned_segments()
         if orphans:
-            import logging
-
-            logging.getLogger(__name__).info("removed %d shared-memory segments of killed runs (%s)", len(orphans),
-                                             ", ".join(orphans))
+            log.info("removed %d shared-memory segments of killed runs (%s)", len(orphans), ", ".join(orphans))
         self.shape = (n, batch, px, px, 3)
         size = int(np.prod(self.shape))
         self.shm = shared_memory.SharedMemory(name=f"{SHM_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}",

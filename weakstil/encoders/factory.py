@@ -54,9 +54,13 @@ def check_weights_beside_card(card_dir: str | Path) -> None:
         return
     card = load_card(card_dir / CARD_FILE)
     if card.weights_sha256 and not card.hub_id:
-        raise EncoderError(f"{MODEL_FILE} is missing beside card.yaml (the card records weights "
-                           f"{card.weights_sha256[:12]}...)", path=card_dir / MODEL_FILE,
-                           fix="copy the whole folder (a model folder with its encoder/), or pretrain it again")
+        raise _weights_missing(card, card_dir)
+
+
+def _weights_missing(card: EncoderCard, card_dir: Path) -> EncoderError:
+    return EncoderError(f"{MODEL_FILE} is missing beside card.yaml (the card records weights "
+                        f"{card.weights_sha256[:12]}...)", path=card_dir / MODEL_FILE,
+                        fix="copy the whole folder (a model folder with its encoder/), or pretrain it again")
 
 
 def _where(card: EncoderCard) -> str | None:
@@ -317,7 +321,7 @@ def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: in
     elif card_dir is not None and (card_dir / MODEL_FILE).exists():
         wpath, source = card_dir / MODEL_FILE, str(card_dir / MODEL_FILE)
     elif card_dir is not None and card.weights_sha256 and not card.hub_id:  # its weights were beside the card
-        check_weights_beside_card(card_dir)
+        raise _weights_missing(card, card_dir)
     elif card.hub_id:
         wpath = hub_weights_path(card)
         source = f"{card.hub_id} ({wpath})"
