@@ -195,6 +195,16 @@ def test_a_score_above_every_training_label_is_flagged():
     assert slide_flags(stil=41.1, **{**common, "label_max": None})[0] == []  # an older model
 
 
+def test_a_score_without_an_interval_is_flagged():
+    from weakstil.qc.flags import slide_flags
+
+    flags, why = slide_flags(stil=12.0, interval_available=False, **NO_FLAG_INPUTS)
+    assert flags == ["no_interval"] and "--folds" in why["no_interval"]
+    assert slide_flags(stil=12.0, interval_available=True, **NO_FLAG_INPUTS)[0] == []
+    # a slide with no score (an empty bed) gets no interval either way: nothing to flag
+    assert slide_flags(stil=float("nan"), interval_available=False, **NO_FLAG_INPUTS)[0] == []
+
+
 def test_blur_and_pen_are_measured_on_pixels(cmu):
     from scipy import ndimage as ndi
 

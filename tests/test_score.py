@@ -203,3 +203,15 @@ def test_tumorbed_detector_on_held_out_slides(pipeline):
         gains.append(dice(bed.mask, truth) - dice(whole_tissue(geom).mask, truth))
     # better than taking the whole tissue, on average
     assert np.mean(gains) > 0
+
+
+def test_results_rows_read_back_are_written_in_the_same_format_as_new_ones(tmp_path):
+    from weakstil.results_table import read_previous, write_results
+
+    cols = ["slide_id", "stil", "status"]
+    path = tmp_path / "results.csv"
+    write_results(path, {"a": {"slide_id": "a", "stil": float("nan"), "status": "error"}}, [], cols)
+    # the earlier error row makes the stil column text when read back; a new float must still be %.4f
+    write_results(path, {"b": {"slide_id": "b", "stil": 13.063, "status": "ok"}}, [], cols)
+    assert path.read_text().splitlines() == ["slide_id,stil,status", "a,,error", "b,13.0630,ok"]
+    assert float(read_previous(path)["b"]["stil"]) == 13.063

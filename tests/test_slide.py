@@ -7,7 +7,7 @@ import pytest
 
 from conftest import shared_file, write_tiff_slide
 from weakstil.errors import SlideError
-from weakstil.slide import MppSource, Slide, brightfield_warning
+from weakstil.slide import MppSource, Slide, brightfield_warning, slide_id_from_path
 
 
 def test_cmu_opens_with_metadata_mpp(cmu):
@@ -83,3 +83,10 @@ def test_generic_tiff_pyramid(tmp_path):
 def test_implausible_override_is_refused(cmu):
     with pytest.raises(SlideError, match="plausible"):
         Slide.open(cmu, slide_mpp=500)
+
+
+def test_slide_id_is_the_name_without_extension_and_a_pattern_keeps_its_name():
+    assert slide_id_from_path("a/b/S1.svs") == "S1"
+    assert slide_id_from_path("a/b/S1.ome.tiff") == "S1"
+    # an unmatched glob keeps its name, so the error row in results.csv says which pattern it was
+    assert slide_id_from_path("/data/batch7/*.svs") == "*.svs"

@@ -7,6 +7,8 @@ so two runs into one folder both keep their slides; the file is rewritten atomic
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 from pathlib import Path
 
 from weakstil.atomic import atomic_path
@@ -41,6 +43,16 @@ def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], column
     with OutputLock(path):
         rows = read_previous(path)
         rows.update(mine)
-        table = pd.DataFrame([*rows.values(), *clashes], columns=columns)
+        table = pd.DataFrame([{k: _cell(v) for k, v in r.items()} for r in [*rows.values(), *clashes]],
+                             columns=columns)
         with atomic_path(path) as tmp:
-            table.to_csv(tmp, index=False, float_format="%.4f")
+            table.to_csv(tmp, index=False)
+
+
+def _cell(value: object) -> object:
+    """A float as ``%.4f`` (NaN empty), anything else as it is. Formatted here, row by row, because
+    rows read back from the file are text: a column of text and floats would otherwise be written
+    half ``%.4f`` and half ``repr``."""
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
+        return "" if math.isnan(value) else f"{float(value):.4f}"
+    return value

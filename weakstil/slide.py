@@ -7,6 +7,7 @@ resizes from there. Problems with a slide surface as one-line :class:`SlideError
 
 from __future__ import annotations
 
+import glob
 import logging
 import math
 from dataclasses import dataclass, field
@@ -251,8 +252,13 @@ class Slide:
 
 
 def slide_id_from_path(path: str | Path) -> str:
-    """The file name without its (possibly double) extension: ``a/b/S1.ome.tiff`` -> ``S1``."""
+    """The file name without its (possibly double) extension: ``a/b/S1.ome.tiff`` -> ``S1``.
+
+    A glob pattern that matched nothing keeps its whole name (``*.svs``, not ``*``), so its error
+    row says which pattern it was."""
     name = Path(path).name
+    if glob.has_magic(name):
+        return name
     for suffix in (".ome.tiff", ".ome.tif"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]

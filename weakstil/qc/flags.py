@@ -31,6 +31,9 @@ above_training_labels          the slide's sTIL% is above the highest label of t
                                slides: the model extrapolates, and neither it nor its interval
                                was checked there (a model trained on labels up to 34.5 % scored
                                slides of 51-57 % at 34-41 %)
+no_interval                    the slide has a score but the model has no calibrated interval
+                               (trained without cross-validation, or on fewer than 9 out-of-fold
+                               slides): nothing says how far off the number may be
 =============================  ==================================================================
 """
 
@@ -54,6 +57,7 @@ class Flag(str, Enum):
     PEN_OR_FOLDS = "pen_or_folds"
     WEIGHTING = "weighting_outside_training_range"
     ABOVE_LABELS = "above_training_labels"
+    NO_INTERVAL = "no_interval"
 
 
 FLAGS = tuple(f.value for f in Flag)
@@ -167,8 +171,11 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 low: float | None, high: float | None, threshold: float, image: ImageStats | None,
                 image_ref: dict[str, Any] | None, min_bed_tiles: int = MIN_BED_TILES,
                 weighting_gap: float | None = None, weighting_threshold: float | None = None,
-                stil: float | None = None, label_max: float | None = None) -> tuple[list[str], dict]:
-    """The flags of one slide and why each was raised (``{flag: reason}``)."""
+                stil: float | None = None, label_max: float | None = None,
+                interval_available: bool | None = None) -> tuple[list[str], dict]:
+    """The flags of one slide and why each was raised (``{flag: reason}``).
+
+    ``interval_available``: whether the model carries a usable calibration (``None``: not asked)."""
     why: dict[str, str] = {}
     if ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
         why[Flag.OUT_OF_DISTRIBUTION.value] = f"OOD score {ood_score:.2f} > {ood_threshold:.2f}"
@@ -196,6 +203,9 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if stil is not None and label_max is not None and math.isfinite(stil) and stil > label_max:
         why[Flag.ABOVE_LABELS.value] = (f"sTIL {stil:.1f}% above the highest training label {label_max:.1f}%: "
                                         "extrapolated, likely under-scored")
+    if interval_available is False and stil is not None and math.isfinite(stil):
+        why[Flag.NO_INTERVAL.value] = ("the model has no calibrated interval (trained without cross-validation or on "
+                                       "fewer than 9 slides); train with --folds 5 on more slides for one")
     flags = [f for f in FLAGS if f in why]
     return flags, why
 

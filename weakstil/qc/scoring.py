@@ -127,7 +127,8 @@ class SlideAssessor:
         flags, why = slide_flags(ood_score=ood_score, ood_threshold=ood_thr, n_bed_tiles=n_bed_tiles,
                                  low=low, high=high, threshold=threshold, image=image, image_ref=image_ref,
                                  min_bed_tiles=min_tiles, weighting_gap=gap, weighting_threshold=gap_thr,
-                                 stil=stil, label_max=(self.reference.get("labels") or {}).get("max"))
+                                 stil=stil, label_max=(self.reference.get("labels") or {}).get("max"),
+                                 interval_available=self.calibration is not None and self.calibration.usable)
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
         for flag, reason in why.items():
