@@ -357,3 +357,127 @@ def test_snakefile_stops_before_the_first_sbatch(tmp_path: Path) -> None:
     calls = (tmp_path / "calls.txt").read_text()
     assert "scontrol --all --oneliner show node" in calls and "sbatch" not in calls
     assert not (tmp_path / "results").exists()
+
+
+# --- every setting checked with the rules of the command its jobs run ----------------------
+def problems_of(config: dict) -> str:
+    with pytest.raises(PreflightError) as err:
+        preflight.check_workflow(config)
+    line = err.value.one_line()
+    assert "\n" not in line
+    return line
+
+
+def test_bad_settings_are_all_named_with_their_file(tmp_path: Path) -> None:
+    """The tester's config: every bad value passed the preflight and failed later in a cluster job."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("mpp: abc\ntile_size: -5\nthreshold: 150\naggregator: foo\nepochs: -3\n"
+                    "score_slides: [nonexist.svs]\n")
+    line = problems_of(workflow_config(tmp_path, files=(mine,)))
+    assert line.startswith("6 problems in the workflow config: (1) mpp is 'abc' (in "), line
+    assert f"tile_size is -5 (in {mine}): weakstil tile refuses it" in line and "from 16 to 4096 px" in line
+    assert "threshold is 150" in line and "must be from 0 to 100 %" in line
+    assert "aggregator is 'foo'" in line and "'mean', 'attention', 'stroma'" in line
+    assert "epochs is -3" in line and "must be from 1 to 100000" in line
+    assert f"nonexist.svs (score_slides in {mine}): no slide file matches" in line
+    assert f"(fix: correct epochs in {mine}; pipelines/config.yaml documents it)" in line
+    # through the command: one error line, exit 1, no job plan
+    out = run_cli("preflight", mine, "-C", f"cohort={cohort_csv(tmp_path)}", "-C", "folds=3")
+    assert out.returncode == 1 and out.stdout == "" and out.stderr.count("\n") == 1
+    assert out.stderr.startswith("error: 6 problems in the workflow config:")
+
+
+def test_threads_and_device_overrides(tmp_path: Path) -> None:
+    line = problems_of(workflow_config(tmp_path, "threads=-1", "device=foo"))
+    assert line.startswith("2 problems")
+    assert "device is 'foo' (from --config device=foo): weakstil embed refuses it" in line
+    assert "unknown device 'foo': use auto, cpu, cuda" in line
+    assert "threads is -1 (from --config threads=-1): weakstil train refuses it" in line
+    assert "must be from 0 to 1024" in line and "correct threads in the override --config threads=-1" in line
+    preflight.check_workflow(workflow_config(tmp_path, "threads=0", "device=cuda:1", "slide_mpp=null"))  # what the CLI takes
+
+
+@pytest.mark.parametrize(("override", "says"), [
+    ("folds=abc", ("folds is 'abc' (from --config folds=abc): weakstil train refuses it: invalid value for "
+                   "'--folds'")),
+    ("slurm=3", "slurm is 3 (from --config slurm=3): not a section of settings. Fix: write slurm: as the keys"),
+    ("cohort=[", "--config 'cohort=[': the value of cohort is not valid YAML (expected the node content"),
+    ("tile_size=[224, 256]", "tile_size is [224, 256] (from --config tile_size=[224, 256]): a list, not one value"),
+    ("train_extra=--loss foo --bogus", "train_extra is '--loss foo --bogus'"),
+    ("train_extra='--hidden \"8'", "train_extra is '--hidden \"8' (from --config"),
+    ("slurm={preflight: 'no'}", "slurm.preflight is 'no'"),
+    ("score_slides=3", "score_slides is 3 (from --config score_slides=3): not a list of slide files"),
+    ("cohort=null", "cohort is null (from --config cohort=null): not set"),
+    ("weights=3", "weights is 3 (from --config weights=3): not a path or name. Fix: set weights to a path"),
+])
+def test_bad_values_and_overrides_are_one_clear_line(tmp_path: Path, override: str, says: str) -> None:
+    """They were "unexpected ValueError / TypeError / ParserError ... a bug in weakstil"."""
+    out = run_cli("preflight", "-C", f"cohort={cohort_csv(tmp_path)}", "-C", "folds=3", "-C", override)
+    assert out.returncode == 1 and out.stdout == "" and out.stderr.count("\n") == 1, out.stderr
+    assert out.stderr.startswith("error: ") and says in out.stderr and "Fix: " in out.stderr, out.stderr
+    assert "unexpected" not in out.stderr and "bug" not in out.stderr
+
+
+def test_check_cohort_alone_refuses_a_non_number_of_folds(tmp_path: Path) -> None:
+    with pytest.raises(PreflightError, match="folds is 'abc', not a whole number. Fix: set folds to e.g. 5"):
+        check_cohort(workflow_config(tmp_path, "folds=abc"))
+
+
+def test_out_must_be_a_folder_and_train_extra_is_parsed(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("")
+    line = problems_of(workflow_config(tmp_path, f"out={tmp_path / 'taken'}"))
+    assert f"out is '{tmp_path / 'taken'}' (from --config out=" in line and "is an existing file, not a directory" in line
+    assert "Fix: correct out in the override --config out=" in line
+    preflight.check_workflow(workflow_config(tmp_path, "train_extra='--loss huber --hidden 32 --stopping early'"))
+    line = problems_of(workflow_config(tmp_path, "train_extra='--hidden 0'"))
+    assert "train_extra is '--hidden 0'" in line and "weakstil train refuses it" in line
+
+
+def test_training_settings_go_through_train_config_check(tmp_path: Path, monkeypatch) -> None:
+    """The whole training command line, as the train job builds TrainConfig from it, is checked."""
+    from weakstil.mil.config import TrainConfig
+
+    seen = []
+
+    def check(self):
+        seen.append((self.epochs, self.loss, self.aggregator))
+        raise WeakSTILError("a rule of TrainConfig.check", fix="follow it")
+
+    monkeypatch.setattr(TrainConfig, "check", check)
+    line = problems_of(workflow_config(tmp_path, "epochs=7", "aggregator=mean", "train_extra=--loss huber"))
+    assert seen == [(7, "huber", "mean")]
+    assert "the training settings (device, folds, aggregator, epochs, members, seed, threshold, threads" in line
+    assert "a rule of TrainConfig.check. Fix: follow it" in line
+
+
+def test_several_problems_of_different_checks_in_one_go(tmp_path: Path) -> None:
+    line = problems_of(workflow_config(tmp_path, "annotaions=ann", "slurm={partiton: x, runtime: soon}",
+                                       "weights=nowhere.safetensors", "epochs=0"))
+    assert line.startswith("4 problems"), line
+    assert ("unknown config keys 'annotaions' (did you mean 'annotations'?) in --config annotaions=ann, "
+            "'slurm.partiton' (did you mean 'slurm.partition'?)") in line
+    assert "epochs is 0" in line and "encoder weights file not found" in line
+    assert "slurm.runtime is 'soon', not a whole number" in line
+
+
+def test_shipped_configs_pass(tmp_path: Path) -> None:
+    """pipelines/config.yaml alone and with each ready-made `slurm:` section: no problem."""
+    for files in ((), *(((f,)) for f in sorted((ROOT / "pipelines" / "slurm").glob("*.yaml")))):
+        config = workflow_config(tmp_path, files=files)
+        assert len(preflight.check_workflow(config)) == 4
+        assert config.sources["cohort"].startswith("--config cohort=")
+        assert config.sources["mpp"] == str(DEFAULTS)
+
+
+def test_a_job_command_line_out_of_date_is_not_the_users_problem(tmp_path: Path, monkeypatch, caplog) -> None:
+    """Should a command's arguments change (BASE_ARGS out of date), its settings go unchecked with
+    a warning instead of every run stopping on a problem the user cannot fix."""
+    import weakstil.pipeline_settings_check as settings_check
+
+    monkeypatch.setitem(settings_check.BASE_ARGS, "tile", ["--out", "."])  # the slide argument missing
+    settings_check._base_parses.cache_clear()
+    try:
+        preflight.check_workflow(workflow_config(tmp_path, "mpp=abc"))
+    finally:
+        settings_check._base_parses.cache_clear()
+    assert "the workflow settings passed to 'weakstil tile' are not checked before the run" in caplog.text

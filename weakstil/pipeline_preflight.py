@@ -5,6 +5,7 @@ included) and :func:`check_slurm` just before the first job is submitted to SLUR
 ``weakstil preflight`` runs both from the command line. Every problem found ends the run
 with one ``error:`` line naming the setting and its fix, before a single job was started:
 
+* every setting, with the rules of the command its jobs pass it to (:mod:`weakstil.pipeline_settings_check`);
 * the cohort CSV: its slide files exist, labels are numbers in 0-100, slide ids are unique,
   the group column is present when one is named (``group_column`` or ``--group-column`` in
   ``train_extra``), and there are at least as many groups as ``folds`` (>= 2);
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from weakstil.errors import WeakSTILError
+from weakstil.pipeline_settings_check import WorkflowConfig, one_error, settings_problems
 from weakstil.slurm_cluster import (Cluster, JobRequest, Problem, check_request, partition_memory_mb,
                                     unusable_warning)
 
@@ -118,7 +120,11 @@ def tile_count(tiles_h5: str | Path) -> int:
 # --- settings -> job requests -------------------------------------------------------------
 def slurm_settings(config: dict) -> dict:
     """The ``slurm:`` section with every key present (defaults for the missing ones)."""
-    return {**DEFAULT_SLURM, **(config.get("slurm") or {})}
+    section = config.get("slurm") or {}
+    if not isinstance(section, dict):
+        raise PreflightError(f"slurm is {section!r}, not a section of settings",
+                             fix="write slurm: as the keys under it in pipelines/config.yaml, or leave it out")
+    return {**DEFAULT_SLURM, **section}
 
 
 def _mem_setting(value: Any, key: str) -> int | str:
@@ -238,6 +244,8 @@ def check_cohort(config: dict):
     """The cohort (see the module doc); returns the :class:`~weakstil.cohort.Cohort`."""
     from weakstil.cohort import read_cohort
 
+    if not re.fullmatch(r"-?\d+", str(config["folds"])):
+        raise PreflightError(f"folds is {config['folds']!r}, not a whole number", fix="set folds to e.g. 5")
     folds = int(config["folds"])
     if folds < 2:
         raise PreflightError(f"folds is {folds}: the evaluation and the report need out-of-fold predictions",
@@ -333,30 +341,57 @@ def check_keys(config: dict) -> None:
     known = set(yaml.safe_load(default.read_text(encoding="utf-8")) or {}) if default is not None else None
     sections = [("", config, known), ("slurm.", config.get("slurm") if isinstance(config.get("slurm"), dict) else {},
                                       set(DEFAULT_SLURM))]
+    sources, unknown = getattr(config, "sources", {}), []  # (see WorkflowConfig)
     for prefix, mapping, allowed in sections:
         if allowed is None:  # an installed package without the workflow's own config: nothing to compare with
             continue
-        for key in mapping:
-            if key not in allowed:
-                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
-                raise PreflightError(f"unknown config key '{prefix}{key}'"
-                                     + (f" (did you mean '{prefix}{close[0]}'?)" if close else ""),
-                                     fix="correct or remove it; pipelines/config.yaml lists every key")
+        for key in (k for k in mapping if k not in allowed):
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+            where = sources.get(f"{prefix}{key}")
+            unknown.append(f"'{prefix}{key}'" + (f" (did you mean '{prefix}{close[0]}'?)" if close else "")
+                           + (f" in {where}" if where else ""))
+    if unknown:
+        raise PreflightError(f"unknown config key{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}",
+                             fix=f"correct or remove {'them' if len(unknown) > 1 else 'it'}; pipelines/config.yaml "
+                                 "lists every key")
+
+
+def slurm_problems(config: dict) -> list[PreflightError]:
+    """The ``slurm:`` numbers: memory in MB or ``auto``, whole numbers of GPUs and minutes."""
+    s, problems = slurm_settings(config), []
+    for key in ("mem_mb", "embed_mem_mb", "train_mem_mb"):
+        try:
+            _mem_setting(s[key], key)  # a bad number fails here, not at submission
+        except PreflightError as exc:
+            problems.append(exc)
+    for key in ("gpus_per_embed", "runtime", "embed_runtime", "train_runtime"):
+        if not re.fullmatch(r"\d+", str(s[key] if s[key] is not None else "")):
+            problems.append(PreflightError(f"slurm.{key} is {s[key]!r}, not a whole number",
+                                           fix=f"set slurm.{key} to e.g. {DEFAULT_SLURM[key]}"))
+    return problems
 
 
 def check_workflow(config: dict):
-    """Everything but the cluster; raises one :class:`PreflightError`, returns the cohort."""
-    check_keys(config)
-    cohort = check_cohort(config)
-    check_tumorbed(config, cohort.slide_ids)
-    check_encoder(config)
-    for kind in ("cpu", "embed", "train"):
-        memory_resource(config, kind)  # a bad number fails here, not at submission
-    s = slurm_settings(config)
-    for key in ("gpus_per_embed", "runtime", "embed_runtime", "train_runtime"):
-        if not re.fullmatch(r"\d+", str(s[key] if s[key] is not None else "")):
-            raise PreflightError(f"slurm.{key} is {s[key]!r}, not a whole number",
-                                 fix=f"set slurm.{key} to e.g. {DEFAULT_SLURM[key]}")
+    """Everything but the cluster, every setting included (:mod:`weakstil.pipeline_settings_check`);
+    raises one :class:`PreflightError` naming every problem found, returns the cohort."""
+    problems: dict[str, WeakSTILError] = {}
+
+    def run(check: Callable, *args: Any, needs: tuple[str, ...] = ()) -> Any:
+        if not problems.keys() & set(needs):  # a check of settings already refused would only repeat it
+            try:
+                return check(*args)
+            except WeakSTILError as exc:
+                problems[check.__name__] = exc
+
+    run(check_keys, config)
+    problems.update(settings_problems(config, getattr(config, "sources", {})))
+    cohort = run(check_cohort, config, needs=("cohort", "folds", "group_column", "train_extra"))
+    if cohort is not None:
+        run(check_tumorbed, config, cohort.slide_ids, needs=("annotations", "tumorbed"))
+    run(check_encoder, config, needs=("encoder", "weights"))
+    problems.update({f"slurm.{i}": p for i, p in enumerate(run(slurm_problems, config, needs=("slurm",)) or [])})
+    if problems:
+        raise one_error(list(problems.values()), PreflightError)
     return cohort
 
 
@@ -413,21 +448,12 @@ def default_config_file() -> Path | None:
     return path if path.is_file() else None
 
 
-def _deep_update(base: dict, new: dict) -> dict:
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(base.get(key), dict):
-            _deep_update(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def load_workflow_config(files: list[Path], overrides: list[str]) -> dict:
+def load_workflow_config(files: list[Path], overrides: list[str]) -> WorkflowConfig:
     """The configuration Snakemake would see: the files merged in order (nested sections key
     by key, like ``--configfile``), then ``KEY=VALUE`` overrides with YAML values (``--config``)."""
     import yaml
 
-    config: dict = {}
+    config = WorkflowConfig()
     for path in files:
         try:
             data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
@@ -439,12 +465,19 @@ def load_workflow_config(files: list[Path], overrides: list[str]) -> dict:
         if not isinstance(data, dict):
             raise PreflightError("a workflow config must be a YAML mapping of keys", path=path,
                                  fix="write one `key: value` per line, as in pipelines/config.yaml")
-        _deep_update(config, data)
+        config.merge(data, str(path))
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise PreflightError(f"--config {item!r} is not KEY=VALUE", fix="write e.g. --config folds=3")
-        _deep_update(config, {key.strip(): yaml.safe_load(value) if value.strip() else None})
+        try:
+            parsed = yaml.safe_load(value) if value.strip() else None
+        except yaml.YAMLError as exc:
+            why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise PreflightError(f"--config {item!r}: the value of {key.strip()} is not valid YAML ({why})",
+                                 fix=f"write a YAML value after '{key.strip()}=' (quote text with YAML signs such as [ "
+                                     "or {: --config \"cohort='[a].csv'\")") from None
+        config.merge({key.strip(): parsed}, f"--config {item}")
     missing = [k for k in ("cohort", "folds", "encoder", "threads") if k not in config]
     if missing:
         raise PreflightError(f"the workflow config has no {', '.join(missing)}",
