@@ -88,3 +88,160 @@ def test_report_refuses_bad_input_in_one_line(trained, tmp_path: Path) -> None:
     (no_cv / "model.json").write_text((trained["model"] / "model.json").read_text())
     proc = run_cli("report", "--model", no_cv, "--out", tmp_path / "r")
     assert proc.returncode == 1 and "Fix: train with --folds 2 or more" in proc.stderr
+
+
+# --- weakstil evaluate into its own folder; the report says what an evaluation is ------------------
+
+
+def _evaluate(trained, out, *extra):
+    return run_cli("evaluate", trained["cohort"], "--model", trained["model"], "--features",
+                   trained["root"] / "features", "--out", out, *extra)
+
+
+def _one_error(proc) -> str:
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    return errors[0]
+
+
+@pytest.fixture(scope="module")
+def evaluated(trained, tmp_path_factory) -> Path:
+    """The trained model evaluated (model mode) on its own training cohort."""
+    out = tmp_path_factory.mktemp("evaluated") / "eval"
+    proc = _evaluate(trained, out)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+def test_evaluate_records_how_its_numbers_were_made(trained, evaluated) -> None:
+    m = json.loads((evaluated / "metrics.json").read_text())
+    meta = json.loads((trained["model"] / "model.json").read_text())
+    assert m["mode"] == "model" and m["scoring"] == meta["scoring"] and m["n_models"] >= 1
+    assert m["model"] == str(trained["model"].resolve()) and m["model_sha256"] == meta["weights_sha256"]
+    assert m["model_id"] == f"model@{meta['weights_sha256'][:12]}"
+    assert m["cohort"] == str(trained["cohort"].resolve()) and m["features"] == str((trained["root"] / "features").resolve())
+    assert m["tumorbeds"]["slides"] and m["excluded"] == []
+    # every slide is a training slide of this model: counted (the CLI warned, see the next test)
+    assert m["n_training_slides"] == 4
+    assert (evaluated / ".weakstil-output.json").is_file() and not list(evaluated.parent.glob(".eval.tmp-*"))
+
+
+def test_evaluate_warns_about_training_slides_and_takes_only_its_own_folders(trained, evaluated, tmp_path) -> None:
+    import shutil
+
+    out = tmp_path / "e"
+    shutil.copytree(evaluated, out)
+    (out / "tiles" / "other_cohort_slide.h5").write_bytes(b"stale")
+    proc = _evaluate(trained, out)  # an earlier evaluation: only with --overwrite
+    assert proc.returncode == 1 and "--overwrite" in _one_error(proc)
+    assert (out / "tiles" / "other_cohort_slide.h5").exists()
+    proc = _evaluate(trained, out, "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "4 of the 4 evaluated slides are training slides of this model" in said and "in-sample" in said
+    assert sorted(p.name for p in (out / "tiles").iterdir()) == sorted(f"{s}.h5" for s in trained["ids"])
+    cv_before = {p.name: p.read_bytes() for p in (trained["model"] / "cv").iterdir() if p.is_file()}
+    for inside in (trained["model"] / "cv", trained["model"] / "cv" / "new"):
+        proc = _evaluate(trained, inside, "--overwrite")
+        assert proc.returncode == 1 and "inside the model folder" in _one_error(proc)
+    proc = _evaluate(trained, trained["model"], "--overwrite")
+    assert proc.returncode == 1 and "written by 'weakstil train'" in _one_error(proc)
+    assert {p.name: p.read_bytes() for p in (trained["model"] / "cv").iterdir() if p.is_file()} == cv_before
+    assert not (trained["model"] / "cv" / "new").exists()
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("x")
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / ".weakstil-output.json").write_text(json.dumps({"written_by": "weakstil", "command": "score"}))
+    for folder, why in ((mine, "no .weakstil-output.json"), (scores, "written by 'weakstil score'")):
+        proc = _evaluate(trained, folder, "--overwrite")
+        assert proc.returncode == 1 and why in _one_error(proc)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+
+
+def test_evaluate_gives_a_slide_without_tumour_bed_no_prediction(trained, tmp_path) -> None:
+    """As 'weakstil score' does: no prediction, left out of the metrics, listed with the reason."""
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    empty = trained["ids"][0]  # a tiny polygon in the slide's corner holds no tile
+    (ann / f"{empty}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [{
+        "type": "Feature", "properties": {"classification": {"name": "Tumor bed"}},
+        "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [2, 0], [0, 2], [0, 0]]]}}]}))
+    proc = _evaluate(trained, tmp_path / "e", "--annotations", ann)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{empty}: no tumour bed; no prediction" in " ".join(proc.stderr.split())
+    pred = pd.read_csv(tmp_path / "e" / "predictions.csv", dtype={"slide_id": str}).set_index("slide_id")
+    assert pd.isna(pred.loc[empty, "stil_pred"]) and pd.isna(pred.loc[empty, "high_pred"])
+    assert pred.loc[empty, "status"] == "no tumour bed" and (pred.drop(empty)["status"] == "ok").all()
+    m = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert m["n"] == 3 and m["excluded"] == [{"slide_id": empty, "reason": "no tumour bed"}]
+    assert not (tmp_path / "e" / "tiles" / f"{empty}.h5").exists()
+
+
+def test_evaluate_refuses_predictions_outside_0_100(trained, tmp_path) -> None:
+    oof = pd.read_csv(trained["model"] / "cv" / "oof_predictions.csv", dtype={"slide_id": str})
+    oof.loc[2, "stil_pred"] = 500.0
+    bad = tmp_path / "oof.csv"
+    oof.to_csv(bad, index=False)
+    proc = run_cli("evaluate", trained["cohort"], "--oof", bad, "--out", tmp_path / "e")
+    assert proc.returncode == 1
+    err = _one_error(proc)
+    assert str(bad) in err and f"row 4 ({oof.loc[2, 'slide_id']}): 500" in err and "outside 0-100" in err
+    assert not (tmp_path / "e").exists()
+
+
+def test_an_interrupted_evaluate_leaves_nothing_and_report_refuses_unfinished(trained, evaluated, tmp_path,
+                                                                              monkeypatch) -> None:
+    import shutil
+
+    import weakstil.evaluation
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(weakstil.evaluation, "plot_roc", interrupted)  # after metrics.*, predictions.csv
+    oof = trained["model"] / "cv" / "oof_predictions.csv"
+    proc = run_cli("evaluate", trained["cohort"], "--oof", oof, "--out", tmp_path / "e")
+    assert proc.returncode == 130 and not (tmp_path / "e").exists()
+    shutil.copytree(evaluated, tmp_path / "old")
+    proc = run_cli("evaluate", trained["cohort"], "--oof", oof, "--out", tmp_path / "old", "--overwrite")
+    assert proc.returncode == 130  # the earlier evaluation stays as it was
+    assert json.loads((tmp_path / "old" / "metrics.json").read_text())["mode"] == "model"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]  # no temporary folder left
+    # a folder an older weakstil left half-written: metrics but no plots and no completion marker
+    half = tmp_path / "half"
+    shutil.copytree(evaluated, half)
+    (half / ".weakstil-output.json").unlink()
+    (half / "scatter.png").unlink()
+    proc = run_cli("report", "--model", trained["model"], "--out", tmp_path / "r", "--evaluation", half)
+    assert proc.returncode == 1 and "not a finished 'weakstil evaluate' output" in _one_error(proc)
+    assert not (tmp_path / "r").exists()
+
+
+def test_report_labels_an_evaluation_by_how_it_was_made(trained, evaluated, tmp_path) -> None:
+    from weakstil.report import build_report
+
+    files = build_report(trained["model"], tmp_path / "r", evaluation_dir=evaluated)
+    md = " ".join(files["report.md"].read_text().split())
+    assert "not out-of-fold; 4 of them training slides of this model, so their metrics are in-sample" in md
+    assert "Metrics, scatter and ROC: evaluation of the" in md and "Metrics and slides: 2-fold" not in md
+    proc = run_cli("evaluate", trained["cohort"], "--oof", trained["model"] / "cv" / "oof_predictions.csv",
+                   "--out", tmp_path / "oof")
+    assert proc.returncode == 0, proc.stderr
+    md = build_report(trained["model"], tmp_path / "r2", evaluation_dir=tmp_path / "oof")["report.md"].read_text()
+    assert "2-fold cross-validation, out-of-fold predictions of 4 slides" in " ".join(md.split())
+
+
+def test_report_replaces_its_folder_only_with_overwrite(trained, tmp_path) -> None:
+    out = tmp_path / "r"
+    assert run_cli("report", "--model", trained["model"], "--out", out).returncode == 0
+    stale = out / "slides" / "another_models_slide_heatmap.png"
+    stale.write_bytes(b"png")
+    proc = run_cli("report", "--model", trained["model"], "--out", out)
+    assert proc.returncode == 1 and "--overwrite" in _one_error(proc) and stale.exists()
+    proc = run_cli("report", "--model", trained["model"], "--out", out, "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert not stale.exists() and (out / "report.html").is_file() and (out / ".weakstil-output.json").is_file()
+    proc = run_cli("report", "--model", trained["model"], "--out", trained["model"] / "report")
+    assert proc.returncode == 1 and "inside the model folder" in _one_error(proc)

@@ -9,6 +9,17 @@ Evaluation folder layout (``weakstil evaluate --out DIR``; the same under ``MODE
 * ``calibration.csv`` — predicted-sTIL% bin, n, mean predicted, mean true
 * ``scatter.png`` (predicted vs true with the identity line), ``roc.png``
 * ``tiles/<slide_id>.h5`` — each slide's tile scores, a :class:`weakstil.files.TileScoresFile`.
+
+``metrics.json`` of ``weakstil evaluate`` also says how its numbers were made: ``mode``
+(``model``: the model scored the slides; ``oof``: saved out-of-fold predictions), the cohort CSV,
+and in model mode the model (absolute path, weights SHA-256), ``scoring`` (``final`` or
+``ensemble``), the features folder, the tumour-bed sources, the slides left out (an empty tumour
+bed: no prediction, as in ``weakstil score``) and ``n_training_slides``, how many of the evaluated
+slides the model was trained on (their metrics are in-sample).
+
+An evaluation folder is written all or nothing: into a temporary folder beside ``--out``,
+renamed into place (with its ``.weakstil-output.json`` marker) only when everything succeeded
+(:func:`weakstil.outputdir.staged_folder`); an existing evaluation is replaced only with ``--overwrite``.
 """
 
 from __future__ import annotations
@@ -23,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from weakstil.atomic import atomic_path
+from weakstil.errors import WeakSTILError
 from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, roc_curve
 from weakstil.settings import STIL_THRESHOLD
 
@@ -82,7 +94,10 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
 def write_predictions(pred: pd.DataFrame, path: str | Path, threshold: float = STIL_THRESHOLD) -> Path:
     out = pred.copy()
     out["high_true"] = (out["stil_true"] >= threshold).astype(int)
-    out["high_pred"] = (out["stil_pred"] >= threshold).astype(int)
+    # a slide without a prediction (no tumour bed) has no high/low call either: empty, not 0
+    out["high_pred"] = (out["stil_pred"] >= threshold).astype("Int64").where(out["stil_pred"].notna())
+    extra = [c for c in ("status",) if c in out]  # after the usual columns
+    out = out[[c for c in out.columns if c not in extra] + extra]
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False, float_format="%.4f")
     return Path(path)
@@ -159,3 +174,202 @@ PLACEMENT_ATTRS = ("slide_path", "slide_mpp", "slide_width", "slide_height", "mp
 def placement_attrs(features_attrs: dict[str, object]) -> dict[str, object]:
     """The slide-placement attributes of a feature cache (missing ones are left out)."""
     return {k: features_attrs[k] for k in PLACEMENT_ATTRS if k in features_attrs}
+
+
+# --- weakstil evaluate ---------------------------------------------------------------------------
+
+
+def _bed_sources(caches: list, tumorbeds: dict | None, beds) -> dict:
+    """Where the evaluated slides' tumour beds came from, for metrics.json."""
+    if tumorbeds is not None:
+        return beds.record()
+    own = sum(c.tumorbed is not None and len(c.tumorbed) == len(c.coords) for c in caches)
+    slides = {"feature files' tumorbed flags": own, "all tiles (no tumour bed given)": len(caches) - own}
+    return {"annotations": None, "beds": None, "detector": None, "slides": {k: n for k, n in slides.items() if n}}
+
+
+def _bed_is_empty(slide_id: str, cache, tumorbeds: dict | None) -> bool:
+    """Whether the slide's tumour bed holds no tile: what ``weakstil score`` reports as
+    ``no tumour bed`` (no score), where training falls back to all tiles."""
+    mask = tumorbeds.get(slide_id) if tumorbeds is not None else None
+    if mask is None:
+        mask = cache.tumorbed if cache.tumorbed is not None and len(cache.tumorbed) == len(cache.coords) else None
+    return mask is not None and len(mask) > 0 and not np.asarray(mask, bool).any()
+
+
+def training_slide_ids(model_dir: str | Path, meta: dict) -> set[str] | None:
+    """The slide ids the model was trained on (its qc table, out-of-fold predictions or recorded
+    cohort CSV); ``None`` when none of them can be read."""
+    from weakstil.modeldir import ModelDir
+
+    folder = ModelDir(model_dir)
+    for path in (folder.qc_slides_path, folder.oof_path):
+        try:
+            return set(pd.read_csv(path, dtype={"slide_id": str}, keep_default_na=False)["slide_id"])
+        except (OSError, KeyError, ValueError):
+            continue
+    recorded = (meta.get("training") or {}).get("cohort")
+    if recorded and Path(recorded).is_file():
+        from weakstil.cohort import read_cohort
+
+        try:
+            return set(read_cohort(recorded, check_files=False, require_labels=False).slide_ids)
+        except WeakSTILError:
+            return None
+    return None
+
+
+def write_tile_scores(path: Path, bag, scores, attrs: dict) -> Path:
+    """One slide's tile scores as a :class:`weakstil.files.TileScoresFile` (cross-validation, evaluate)."""
+    from weakstil.files import TileScoresFile
+
+    return TileScoresFile(coords=bag.coords, tile_scores=scores.tile_scores, weights=scores.weights,
+                          tumorbed=bag.tile_mask, attention=scores.attention, stroma_weight=scores.stroma,
+                          attrs={"slide_id": bag.slide_id, "tile_size_level0": float(bag.tile_size_level0), **attrs,
+                                 **placement_attrs(bag.attrs)}).write(path)
+
+
+def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: str | Path, out_dir: str | Path, *,
+                    group_column: str | None = None, threshold: float | None = None, beds=None, device: str = "cpu",
+                    threads: int = 0, scoring: str | None = None) -> dict:
+    """Score every slide with a trained model; write predictions, metrics, plots and tile scores.
+
+    Each slide's score is made by its tumour-bed tiles (``beds``, a
+    :class:`weakstil.tumorbed.resolver.BedSources`, else the feature files' flags, else all tiles).
+    A slide whose tumour bed is empty gets no prediction, as in ``weakstil score``: it is listed in
+    predictions.csv with status ``no tumour bed`` and left out of the metrics. ``scoring``:
+    ``final``, ``ensemble`` (the CV fold models) or None (what the model says)."""
+    from weakstil.cohort import read_cohort
+    from weakstil.files import FeaturesFile, slide_file
+    from weakstil.mil.bank import FeatureBank
+    from weakstil.mil.ensemble import load_scoring_models, score_slides_ensemble
+    from weakstil.mil.identity import check_features_match_model
+    from weakstil.modeldir import TILES_DIR, ModelDir
+    from weakstil.runtime import resolve_device, sha256_file
+    from weakstil.score import STATUS_NO_BED, STATUS_OK
+
+    models, meta = load_scoring_models(model_dir, scoring)
+    model = models[0]
+    model_dir, features_dir, out_dir = Path(model_dir).resolve(), Path(features_dir), Path(out_dir)
+    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
+    ids, paths = cohort.slide_ids, cohort.feature_paths(features_dir)
+    tumorbeds = beds.cohort(dict(zip(ids, paths))) if beds is not None else None
+    skip = ("tissue_mask",) if model.arch.tile_stats else ("tissue_mask", "tile_stats")
+    caches = [FeaturesFile.read(p, skip=skip) for p in paths]
+    bed_record = _bed_sources(caches, tumorbeds, beds)
+    no_bed = [sid for sid, c in zip(ids, caches) if _bed_is_empty(sid, c, tumorbeds)]
+    for sid in no_bed:
+        log.warning("%s: no tumour bed; no prediction (left out of the metrics, as 'weakstil score' gives it no "
+                    "score)", sid)
+    if len(no_bed) == len(ids):
+        raise WeakSTILError("no slide of the cohort has a tile in its tumour bed; nothing to evaluate",
+                            path=csv_path, fix="check the tumour beds (--annotations, --tumorbed-beds, --tumorbed)")
+    keep = [i for i, sid in enumerate(ids) if sid not in set(no_bed)]
+    bank = FeatureBank.from_caches([caches[i] for i in keep], [ids[i] for i in keep], tumorbeds=tumorbeds,
+                                   tile_stats=model.arch.tile_stats, stroma_estimate=model.needs_stroma_estimate,
+                                   centre_embeddings=model.arch.centre_embeddings)
+    del caches
+    check_features_match_model(meta, bank.identity, features_dir)
+    if bank.dim != model.arch.input_dim:
+        raise WeakSTILError(f"features have {bank.dim} dimensions, the model expects {model.arch.input_dim}",
+                            path=features_dir, fix="embed with the model's encoder")
+    threshold = float(meta.get("threshold", STIL_THRESHOLD) if threshold is None else threshold)
+    how = scoring or meta.get("scoring", "final")
+    how = how if len(models) > 1 or how == "final" else "final"  # an ensemble without fold models is the final
+    dev = resolve_device(device)
+    bank.to_device(dev)
+    scores = score_slides_ensemble([m.to(dev) for m in models], bank, device=dev, threads=threads)
+    model_sha = sha256_file(ModelDir(model_dir).weights_path)
+    label_of = dict(zip(ids, cohort.labels))
+    stil = {}
+    for bag, s in zip(bank.bags, scores):
+        stil[bag.slide_id] = s.stil
+        write_tile_scores(slide_file(out_dir / TILES_DIR, bag.slide_id), bag, s, {
+            "stil_pred": s.stil, "stil_true": float(label_of[bag.slide_id]), "model_sha256": model_sha,
+            "model": str(model_dir), "aggregator": model.arch.aggregator, "source": "evaluate",
+            "n_models": len(models), "scoring": how})
+    pred = pd.DataFrame({"slide_id": ids, "stil_true": cohort.labels, "stil_pred": [stil.get(s, np.nan) for s in ids],
+                         "group": cohort.groups, "status": [STATUS_NO_BED if s in no_bed else STATUS_OK for s in ids]})
+    write_predictions(pred, out_dir / "predictions.csv", threshold)
+    trained_on = training_slide_ids(model_dir, meta)
+    seen = None if trained_on is None else sorted(set(stil) & trained_on)
+    if seen:
+        log.warning("%d of the %d evaluated slides are training slides of this model (%s%s): their metrics are "
+                    "in-sample and overstate its accuracy on new slides (R² is inflated); evaluate on held-out "
+                    "slides, or use 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv'", len(seen), len(stil),
+                    ", ".join(seen[:5]), " ..." if len(seen) > 5 else "")
+    elif trained_on is None:
+        log.info("the model does not say which slides it was trained on: cannot tell whether any evaluated slide is one")
+    return write_metrics(pred[pred["stil_pred"].notna()].drop(columns="status"), out_dir, threshold=threshold,
+                         title="evaluate", color_groups=cohort.group_column is not None, extra={
+                             "mode": "model", "model": str(model_dir), "model_sha256": model_sha,
+                             "model_id": f"{model_dir.name}@{str(meta.get('weights_sha256'))[:12]}",  # as in score
+                             "encoder": meta.get("encoder", {}).get("name"), "scoring": how, "n_models": len(models),
+                             "cohort": str(Path(csv_path).resolve()), "features": str(features_dir.resolve()),
+                             "tumorbeds": bed_record, "n_training_slides": None if seen is None else len(seen),
+                             "excluded": [{"slide_id": s, "reason": STATUS_NO_BED} for s in no_bed]})
+
+
+def _check_oof_labels(table: pd.DataFrame, pred: pd.DataFrame, oof_path: Path) -> None:
+    """The labels the predictions were made against (``stil_true``) must be the cohort's: most of
+    them different means another cohort (an error); a few, corrected labels (a warning)."""
+    if "stil_true" not in pred.columns:
+        return
+    theirs = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pd.to_numeric(pred["stil_true"],
+                                                                                       errors="coerce"))))
+    differ = table[~np.isclose(theirs.to_numpy(float), table["stil_true"].to_numpy(float), atol=0.01)]
+    if differ.empty:
+        return
+    examples = ", ".join(f"{r.slide_id}: {theirs[i]:g} there, {r.stil_true:g} here" for i, r in differ.head(3).iterrows())
+    what = f"{len(differ)} of {len(table)} slides have other labels in the predictions file ({examples})"
+    if 2 * len(differ) > len(table):
+        raise WeakSTILError(f"{what}: the predictions were made for another cohort", path=oof_path,
+                            fix="pass the oof_predictions.csv of a model trained on this cohort CSV")
+    log.warning("%s: %s; evaluated against this cohort's labels", oof_path, what)
+
+
+def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path, *,
+                 group_column: str | None = None, threshold: float = STIL_THRESHOLD) -> dict:
+    """Metrics of saved predictions (e.g. ``MODEL/cv/oof_predictions.csv``) against the cohort's
+    labels. A prediction outside 0-100 (not an sTIL%) is refused, naming its row."""
+    from weakstil.cohort import read_cohort
+
+    cohort = read_cohort(csv_path, group_column=group_column)
+    oof_path = Path(oof_path)
+    if not oof_path.exists():
+        raise WeakSTILError("predictions file not found", path=oof_path, fix="pass MODEL/cv/oof_predictions.csv")
+    try:
+        pred = pd.read_csv(oof_path, dtype={"slide_id": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise WeakSTILError(f"cannot read predictions ({str(exc).splitlines()[0]})", path=oof_path,
+                            fix="pass the CSV written by 'weakstil train'") from None
+    for col in ("slide_id", "stil_pred"):
+        if col not in pred.columns:
+            raise WeakSTILError(f"predictions have no {col} column", path=oof_path,
+                                fix="pass the CSV written by 'weakstil train'")
+    values = pd.to_numeric(pred["stil_pred"], errors="coerce")
+    outside = [(i, v) for i, v in enumerate(values) if np.isfinite(v) and not 0.0 <= v <= 100.0]
+    if outside:
+        rows = ", ".join(f"row {i + 2} ({pred['slide_id'].iloc[i]}): {v:g}" for i, v in outside[:5])
+        raise WeakSTILError(f"{len(outside)} prediction{'s are' if len(outside) > 1 else ' is'} outside 0-100, so "
+                            f"not sTIL%: {rows}"
+                            f"{' ...' if len(outside) > 5 else ''}", path=oof_path,
+                            fix="pass sTIL% predictions (0-100), e.g. MODEL/cv/oof_predictions.csv")
+    have = dict(zip(pred["slide_id"].astype(str), values))
+    missing = [s for s in cohort.slide_ids if s not in have or not np.isfinite(have[s])]
+    if missing:
+        raise WeakSTILError(f"{len(missing)} cohort slides have no prediction: {', '.join(missing[:10])}"
+                            f"{' ...' if len(missing) > 10 else ''}", path=oof_path,
+                            fix="use predictions made for this cohort")
+    table = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": cohort.labels,
+                          "stil_pred": [have[s] for s in cohort.slide_ids], "group": cohort.groups})
+    _check_oof_labels(table, pred, oof_path)
+    folds = None
+    if "fold" in pred.columns:
+        table["fold"] = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pred["fold"])))
+        folds = int(table["fold"].nunique())
+    out_dir = Path(out_dir)
+    write_predictions(table, out_dir / "predictions.csv", threshold)
+    return write_metrics(table, out_dir, threshold=threshold, title="out-of-fold", color_groups=cohort.group_column
+                         is not None, extra={"mode": "oof", "predictions": str(oof_path.resolve()), "folds": folds,
+                                             "cohort": str(Path(csv_path).resolve())})

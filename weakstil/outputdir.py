@@ -13,13 +13,18 @@ copy); a WeakSTIL file of another kind or another program's HDF5 file is refused
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import shutil
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from weakstil import __version__
+from weakstil.atomic import glob_escape
 from weakstil.errors import UsageError, WeakSTILError
 
 log = logging.getLogger(__name__)
@@ -146,3 +151,97 @@ def check_replaceable(path: str | Path, kind_class: Any) -> None:
     raise WeakSTILError(f"exists and is a {what}; not replacing it with a {kind_class.WHAT}" if kind in FILE_KINDS
                         else f"exists and is {what}; not replacing it with a {kind_class.WHAT}", path=path,
                         fix=f"give '{kind_class.MADE_BY}' its own --out folder")
+
+
+def check_out_is_not_input(out: str | Path, inputs: dict[str, str | Path | None]) -> None:
+    """Refuse an ``--out`` that is also one of the command's input folders (``{option: folder}``):
+    its ``<slide_id>.h5`` / ``.geojson`` outputs would replace the inputs of the same name, e.g. a
+    pathologist's annotations or the feature caches."""
+    import os
+
+    out = Path(out)
+    for option, folder in inputs.items():
+        if folder is not None and out.exists() and Path(folder).exists() and os.path.samefile(out, folder):
+            raise UsageError(f"is also the {option} folder: the per-slide outputs would replace its files of the "
+                             "same name", path=out, fix=f"choose an --out other than the {option} folder")
+
+
+def check_sidecar_replaceable(path: str | Path, main: str | Path, kind_class: Any) -> None:
+    """Before a per-slide writer replaces ``path`` (e.g. ``<slide_id>.geojson``), written beside its
+    ``main`` file (``<slide_id>.h5`` of ``kind_class``): an existing ``path`` without our ``main`` file
+    beside it is not ours (we write both), e.g. a pathologist's annotation, and is refused."""
+    from weakstil.files import kind_of
+
+    path, main = Path(path), Path(main)
+    if not path.exists():
+        return
+    try:
+        ours = main.is_file() and kind_of(main) == kind_class.KIND
+    except WeakSTILError:
+        ours = False
+    if not ours:
+        raise WeakSTILError(f"exists, and no {kind_class.WHAT} beside it says '{kind_class.MADE_BY}' wrote it "
+                            "(an annotation?); not replacing it", path=path,
+                            fix=f"give '{kind_class.MADE_BY}' its own --out folder")
+
+
+# --- evaluate / report folders: only ours, never inside a model, all or nothing ------------------------
+
+
+def model_folder_around(folder: str | Path) -> Path | None:
+    """The trained-model folder (``model.json`` beside ``model.safetensors`` or the ``train``
+    marker) that ``folder`` is, or lies inside; ``None`` when there is none."""
+    from weakstil.modeldir import META_FILE, WEIGHTS_FILE
+    folder = Path(folder).resolve()
+    for above in (folder, *folder.parents):
+        if (above / META_FILE).is_file() and ((above / WEIGHTS_FILE).is_file() or commands_of(above)[:1] == ["train"]):
+            return above
+    return None
+
+
+def check_out_folder(out: str | Path, command: str, *, overwrite: bool) -> None:
+    """Before ``evaluate``/``report`` writes ``out``: never inside a model folder (its ``cv/``
+    holds the cross-validation), never another command's folder or a non-empty folder without our
+    marker, and an existing folder of ``command``'s own only with ``overwrite``."""
+    model = model_folder_around(out)
+    if model is not None and model == Path(out).resolve():
+        check_own_folder(out, command, overwrite=overwrite)  # the model itself: 'written by weakstil train'
+    if model is not None:
+        raise WeakSTILError(f"is inside the model folder {model}; 'weakstil {command}' does not write into a model "
+                            "(its cv/ holds the cross-validation results)", path=out,
+                            fix=f"give 'weakstil {command}' an --out outside the model folder")
+    check_own_folder(out, command, overwrite=overwrite)
+
+
+@contextlib.contextmanager
+def staged_folder(out: str | Path, command: str, *, overwrite: bool) -> Iterator[Path]:
+    """Yield a temporary folder beside ``out`` to write the outputs into; on success it gets the
+    marker of ``command`` and replaces ``out`` (so files of a previous run, e.g. another cohort's
+    ``tiles/*.h5``, are gone), on any failure or interruption it is removed and ``out`` stays as
+    it was. Call with the folder's lock held (:func:`weakstil.locks.hold_folder`)."""
+    out = Path(out)
+    check_out_folder(out, command, overwrite=overwrite)  # again, under the lock
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{glob_escape(out.name)}.tmp-*"):  # a killed run's: the lock is ours
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        mark(tmp, command)
+        if out.exists():
+            check_out_folder(out, command, overwrite=overwrite)
+            old = tmp.with_name(f"{tmp.name}-old")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def is_complete(folder: str | Path, command: str = "evaluate") -> bool:
+    """Whether ``folder`` is a finished output of ``command`` (it carries that command's marker)."""
+    return commands_of(folder)[:1] == [command]

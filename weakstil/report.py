@@ -33,8 +33,10 @@ import pandas as pd
 
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
+from weakstil.outputdir import is_complete
 from weakstil.metrics import fmt
 from weakstil.modeldir import ModelDir
+from weakstil.outputdir import MARKER
 from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -285,7 +287,8 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
 
     ``cohort`` (default: the CSV recorded in model.json) locates the slides for the heatmaps;
     ``tiles_dir`` holds ``weakstil tile`` overlays used as thumbnails; ``evaluation_dir`` is a
-    ``weakstil evaluate --oof`` folder whose metrics and plots are shown (default ``MODEL/cv``);
+    finished ``weakstil evaluate`` folder of this model whose metrics and plots are shown (default
+    ``MODEL/cv``), labelled by how its predictions were made (:func:`describe_evaluation`);
     ``settings`` (e.g. the workflow configuration) is listed with the model's own settings.
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
@@ -298,9 +301,19 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         raise WeakSTILError("the model has no out-of-fold predictions (trained without cross-validation?)",
                             path=oof_path, fix="train with --folds 2 or more")
     oof = pd.read_csv(oof_path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
-    metrics_dir = Path(evaluation_dir) if evaluation_dir is not None else cv_dir
+    cv_folds = (meta.get("training", {}).get("cross_validation") or {}).get("folds")
+    own_cv = evaluation_dir is None or Path(evaluation_dir).resolve() == cv_dir.resolve()
+    metrics_dir = cv_dir if own_cv else Path(evaluation_dir)
+    if not own_cv and not is_complete(metrics_dir, "evaluate"):
+        raise WeakSTILError("is not a finished 'weakstil evaluate' output (no completion marker "
+                            f"{MARKER}: an interrupted run, or another folder)", path=metrics_dir,
+                            fix="run 'weakstil evaluate' again into a new --out and pass that folder")
     metrics = _read_json(metrics_dir / "metrics.json", "metrics.json",
                          "pass the --out folder of 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv'")
+    described = f"{cv_folds}-fold cross-validation, out-of-fold predictions (each slide scored by a model that " \
+                "never saw it)"
+    if not own_cv:
+        described = describe_evaluation(metrics, meta, metrics_dir, cv_folds)
     threshold = float(metrics.get("threshold", meta.get("threshold", STIL_THRESHOLD)))
     if cohort is None:
         recorded = meta.get("training", {}).get("cohort")
@@ -319,18 +332,45 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     _add_confidence(rows, folder)
     files["overview.png"] = write_overview(out_dir, rows, out_dir / "overview.png")
     content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(model_dir),
+                            metrics_source=described, own_cv=own_cv,
                             headline={**headline(metrics, threshold), **confidence_headline(meta)},
                             threshold=threshold, rows=rows,
                             settings=flatten(settings or {}), model_settings=model_settings(meta),
                             trained_versions=dict(meta.get("versions", {})), report_versions=installed_versions(),
-                            cv_folds=(meta.get("training", {}).get("cross_validation") or {}).get("folds"))
+                            cv_folds=cv_folds)
     for name, text in (("report.html", render_html(content)), ("report.md", render_markdown(content))):
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
         files[name] = out_dir / name
-    log.info("report: %d slides, R² %s, MAE %s -> %s", len(rows), fmt(metrics.get("r2")), fmt(metrics.get("mae")),
-             out_dir / "report.html")
+    log.info("report: %d slides, R² %s, MAE %s", len(rows), fmt(metrics.get("r2")), fmt(metrics.get("mae")))
     return files
+
+
+def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int | None) -> str:
+    """How an evaluation folder's predictions were made, as its metrics.json says: out-of-fold
+    (``evaluate --oof``) or this model scoring slides (``evaluate --model``, not out of fold:
+    a slide it was trained on is in-sample). An evaluation of another model is refused."""
+    mode = metrics.get("mode") or ("oof" if "predictions" in metrics else "model" if "model" in metrics else None)
+    n = metrics.get("n")
+    if mode == "oof":
+        folds = metrics.get("folds") or cv_folds
+        return (f"{folds}-fold cross-validation, out-of-fold predictions of {n} slides (each slide scored by a model "
+                f"that never saw it; {metrics.get('predictions', 'saved predictions')})")
+    if mode != "model":
+        raise WeakSTILError("metrics.json does not say how its predictions were made", path=folder / "metrics.json",
+                            fix="pass an --evaluation folder written by 'weakstil evaluate'")
+    theirs, ours = metrics.get("model_sha256"), meta.get("weights_sha256")
+    if theirs and ours and theirs != ours:
+        raise WeakSTILError(f"is an evaluation of another model ({metrics.get('model')}, weights sha256 "
+                            f"{str(theirs)[:12]}…, not {str(ours)[:12]}…)", path=folder,
+                            fix="pass an evaluation of this --model, or that evaluation's own model")
+    who = {"final": "the final model", "ensemble": "the ensemble of its cross-validation fold models"}.get(
+        metrics.get("scoring"), "the model")
+    text = f"evaluation of {who} on {n} slides of {metrics.get('cohort') or 'a cohort'} (not out-of-fold"
+    seen = metrics.get("n_training_slides")
+    if seen:
+        text += f"; {seen} of them training slides of this model, so their metrics are in-sample"
+    return text + ")"
 
 
 def write_overview(out_dir: Path, rows: list[SlideRow], target: Path) -> Path:
@@ -367,6 +407,8 @@ class ReportContent:
     title: str
     created: str
     model_dir: str
+    metrics_source: str  #: how the metrics' predictions were made (describe_evaluation)
+    own_cv: bool  #: the metrics are the model's own cross-validation (the slide table's too)
     headline: dict[str, float | None]
     threshold: float
     rows: list[SlideRow]
@@ -377,14 +419,21 @@ class ReportContent:
     cv_folds: int | None
 
 
+def _provenance(c: ReportContent) -> str:
+    """Where the metrics and the slide table come from, in words."""
+    if c.own_cv:
+        return f"Metrics and slides: {c.metrics_source}."
+    return (f"Metrics, scatter and ROC: {c.metrics_source}. Slide table and heatmaps: the model's {c.cv_folds}-fold "
+            "cross-validation, out-of-fold.")
+
+
 def _versions_table(c: ReportContent) -> list[tuple[str, str, str]]:
     names = list(dict.fromkeys([*c.trained_versions, *c.report_versions]))
     return [(n, c.trained_versions.get(n, ""), c.report_versions.get(n, "")) for n in names]
 
 
 def render_markdown(c: ReportContent) -> str:
-    lines = [f"# {c.title}", "", f"Model `{c.model_dir}`, {c.cv_folds}-fold cross-validation, out-of-fold "
-             f"predictions (each slide scored by a model that never saw it). Created {c.created}.", "",
+    lines = [f"# {c.title}", "", f"Model `{c.model_dir}`. {_provenance(c)} Created {c.created}.", "",
              "## Metrics", "", "| metric | value |", "|---|---|"]
     lines += [f"| {k} | {fmt(v)} |" for k, v in c.headline.items()]
     lines += ["", "![predicted vs true](scatter.png) ![ROC](roc.png)", "", "## Slides", "",
@@ -416,8 +465,8 @@ def render_html(c: ReportContent) -> str:
     e = html.escape
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(c.title)}</title>"
              f"<style>{_CSS}</style></head><body>", f"<h1>{e(c.title)}</h1>",
-             f"<p>Model <code>{e(c.model_dir)}</code>, {c.cv_folds}-fold cross-validation, out-of-fold predictions "
-             f"(each slide scored by a model that never saw it). Created {e(c.created)}.</p>", "<h2>Metrics</h2><table>"]
+             f"<p>Model <code>{e(c.model_dir)}</code>. {e(_provenance(c))} Created {e(c.created)}.</p>",
+             "<h2>Metrics</h2><table>"]
     parts += [f"<tr><th>{e(k)}</th><td class='num'>{fmt(v)}</td></tr>" for k, v in c.headline.items()]
     parts += ["</table>", "<p><img class='plot' src='scatter.png' alt='predicted vs true sTIL%'>"
               "<img class='plot' src='roc.png' alt='ROC of sTIL-high'></p>", "<h2>Slides</h2><table>",

@@ -1,4 +1,4 @@
-"""``weakstil train`` and ``weakstil evaluate`` as library functions.
+"""``weakstil train`` as a library function (``weakstil evaluate``: :mod:`weakstil.evaluation`).
 
 :func:`train_cohort` writes a model folder (layout in :mod:`weakstil.modeldir`) into a temporary
 folder beside it, renamed into place only when everything succeeded.
@@ -22,14 +22,11 @@ import pandas as pd
 
 from weakstil.cohort import Cohort, read_cohort
 from weakstil.errors import WeakSTILError
-from weakstil.evaluation import placement_attrs, write_metrics, write_predictions
-from weakstil.files import TileScoresFile, slide_file
-from weakstil.modeldir import TILES_DIR, ModelDir
+from weakstil.evaluation import write_metrics, write_predictions, write_tile_scores
+from weakstil.modeldir import ModelDir
 from weakstil.settings import STIL_THRESHOLD
 
 if TYPE_CHECKING:  # pragma: no cover
-    from weakstil.mil.bank import SlideBag
-    from weakstil.mil.model import SlideScores
     from weakstil.tumorbed.resolver import BedSources
 
 log = logging.getLogger(__name__)
@@ -67,13 +64,6 @@ def _all_have_tile_stats(paths) -> bool:
     from weakstil.files import FeaturesFile
 
     return all("tile_stats" in FeaturesFile.read_header(p)[1] for p in paths)
-
-
-def _write_tile_scores(path: Path, bag: SlideBag, scores: SlideScores, attrs: dict) -> Path:
-    return TileScoresFile(coords=bag.coords, tile_scores=scores.tile_scores, weights=scores.weights,
-                          tumorbed=bag.tile_mask, attention=scores.attention, stroma_weight=scores.stroma,
-                          attrs={"slide_id": bag.slide_id, "tile_size_level0": float(bag.tile_size_level0), **attrs,
-                                 **placement_attrs(bag.attrs)}).write(path)
 
 
 def _fit_confidence_and_qc(folder: ModelDir, bank, cohort: Cohort, labels: np.ndarray, oof, fold_models: list,
@@ -182,7 +172,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             folder = ModelDir(tmp)
             write_predictions(pred, folder.oof_path, threshold)
             for bag, s, k in zip(bank.bags, cv.scores, cv.folds):
-                _write_tile_scores(folder.cv_tile_scores(bag.slide_id), bag, s, {
+                write_tile_scores(folder.cv_tile_scores(bag.slide_id), bag, s, {
                     "stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]), "fold": int(k),
                     "source": "cross-validation (out of fold)", "aggregator": cfg.aggregator})
             metrics = write_metrics(pred, folder.cv_dir, threshold=threshold, title=f"{n_folds}-fold CV",
@@ -240,97 +230,3 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         raise
     log.info("model -> %s (%.1f s)", out_dir, duration)
     return {"out": out_dir, "cv": cv_summary, "final_model": how, "seconds": duration}
-
-
-def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: str | Path, out_dir: str | Path, *,
-                    group_column: str | None = None, threshold: float | None = None,
-                    tumorbeds: dict | None = None, beds: BedSources | None = None, device: str = "cpu",
-                    threads: int = 0, scoring: str | None = None) -> dict:
-    """Score every slide (all tiles) with a trained model and write metrics, plots and tile scores.
-
-    Tumour beds as in :func:`train_cohort`; ``scoring``: ``final``, ``ensemble`` (the CV fold
-    models) or None (what the model says, :mod:`weakstil.mil.ensemble`)."""
-    from weakstil.mil.ensemble import load_scoring_models, score_slides_ensemble
-    from weakstil.mil.identity import check_features_match_model
-    from weakstil.runtime import resolve_device, sha256_file
-
-    models, meta = load_scoring_models(model_dir, scoring)
-    model = models[0]
-    features_dir = Path(features_dir)
-    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
-    bank = _bank_for(cohort, features_dir, tumorbeds, beds, tile_stats=model.arch.tile_stats,
-                     stroma_estimate=model.needs_stroma_estimate, centre_embeddings=model.arch.centre_embeddings)
-    check_features_match_model(meta, bank.identity, features_dir)
-    if bank.dim != model.arch.input_dim:
-        raise WeakSTILError(f"features have {bank.dim} dimensions, the model expects {model.arch.input_dim}",
-                            path=features_dir, fix="embed with the model's encoder")
-    threshold = float(meta.get("threshold", STIL_THRESHOLD) if threshold is None else threshold)
-    out_dir = Path(out_dir)
-    dev = resolve_device(device)
-    bank.to_device(dev)
-    scores = score_slides_ensemble([m.to(dev) for m in models], bank, device=dev, threads=threads)
-    model_sha = sha256_file(ModelDir(model_dir).weights_path)
-    labels = cohort.labels
-    for bag, s, y in zip(bank.bags, scores, labels):
-        _write_tile_scores(slide_file(out_dir / TILES_DIR, bag.slide_id), bag, s, {
-            "stil_pred": s.stil, "stil_true": float(y), "model_sha256": model_sha, "model": str(model_dir),
-            "aggregator": model.arch.aggregator, "source": "evaluate", "n_models": len(models)})
-    pred = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": labels, "stil_pred": [s.stil for s in scores],
-                         "group": cohort.groups})
-    write_predictions(pred, out_dir / "predictions.csv", threshold)
-    m = write_metrics(pred, out_dir, threshold=threshold, title="evaluate",
-                      extra={"model": str(model_dir), "model_sha256": model_sha,
-                             "encoder": meta.get("encoder", {}).get("name")},
-                      color_groups=cohort.group_column is not None)
-    return m
-
-
-def _check_oof_labels(table: pd.DataFrame, pred: pd.DataFrame, oof_path: Path) -> None:
-    """The labels the predictions were made against (``stil_true``) must be the cohort's: most of
-    them different means another cohort (an error); a few, corrected labels (a warning)."""
-    if "stil_true" not in pred.columns:
-        return
-    theirs = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pd.to_numeric(pred["stil_true"],
-                                                                                       errors="coerce"))))
-    differ = table[~np.isclose(theirs.to_numpy(float), table["stil_true"].to_numpy(float), atol=0.01)]
-    if differ.empty:
-        return
-    examples = ", ".join(f"{r.slide_id}: {theirs[i]:g} there, {r.stil_true:g} here" for i, r in differ.head(3).iterrows())
-    what = f"{len(differ)} of {len(table)} slides have other labels in the predictions file ({examples})"
-    if 2 * len(differ) > len(table):
-        raise WeakSTILError(f"{what}: the predictions were made for another cohort", path=oof_path,
-                            fix="pass the oof_predictions.csv of a model trained on this cohort CSV")
-    log.warning("%s: %s; evaluated against this cohort's labels", oof_path, what)
-
-
-def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path, *,
-                 group_column: str | None = None, threshold: float = STIL_THRESHOLD) -> dict:
-    """Metrics of saved predictions (e.g. ``MODEL/cv/oof_predictions.csv``) against the cohort's labels."""
-    cohort = read_cohort(csv_path, group_column=group_column)
-    oof_path = Path(oof_path)
-    if not oof_path.exists():
-        raise WeakSTILError("predictions file not found", path=oof_path, fix="pass MODEL/cv/oof_predictions.csv")
-    try:
-        pred = pd.read_csv(oof_path, dtype={"slide_id": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise WeakSTILError(f"cannot read predictions ({str(exc).splitlines()[0]})", path=oof_path,
-                            fix="pass the CSV written by 'weakstil train'") from None
-    for col in ("slide_id", "stil_pred"):
-        if col not in pred.columns:
-            raise WeakSTILError(f"predictions have no {col} column", path=oof_path,
-                                fix="pass the CSV written by 'weakstil train'")
-    have = dict(zip(pred["slide_id"].astype(str), pd.to_numeric(pred["stil_pred"], errors="coerce")))
-    missing = [s for s in cohort.slide_ids if s not in have or not np.isfinite(have[s])]
-    if missing:
-        raise WeakSTILError(f"{len(missing)} cohort slides have no prediction: {', '.join(missing[:10])}"
-                            f"{' ...' if len(missing) > 10 else ''}", path=oof_path,
-                            fix="use predictions made for this cohort")
-    table = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": cohort.labels,
-                          "stil_pred": [have[s] for s in cohort.slide_ids], "group": cohort.groups})
-    _check_oof_labels(table, pred, oof_path)
-    if "fold" in pred.columns:
-        table["fold"] = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pred["fold"])))
-    out_dir = Path(out_dir)
-    write_predictions(table, out_dir / "predictions.csv", threshold)
-    return write_metrics(table, out_dir, threshold=threshold, title="out-of-fold",
-                         extra={"predictions": str(oof_path)}, color_groups=cohort.group_column is not None)

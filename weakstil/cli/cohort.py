@@ -119,38 +119,40 @@ def evaluate(
     tumorbed: TumorBedOpt = None,
     tumorbed_beds: TumorBedsOpt = None,
     scoring: ScoringOverrideOpt = None,
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Score a labelled cohort with a model (or --oof predictions) and report metrics.
 
     Writes OUT/metrics.json, metrics.csv, calibration.csv, predictions.csv, scatter.png, roc.png
-    and per-slide tile scores OUT/tiles/<slide_id>.h5 (model mode).
+    and per-slide tile scores OUT/tiles/<slide_id>.h5 (model mode), all or nothing. OUT is a new
+    or empty folder, or an earlier evaluation replaced with --overwrite; never inside a model
+    folder. A slide whose tumour bed is empty gets no prediction (as in 'weakstil score').
     """
+    from weakstil.outputdir import check_out_folder, staged_folder
     from weakstil.locks import hold_folder
     from weakstil.metrics import fmt
-    from weakstil.outputdir import mark
 
     if oof is None and (model is None or features is None):
         raise UsageError("nothing to evaluate: no --model with --features, and no --oof",
                          fix="pass --model and --features to score the cohort, or --oof PREDICTIONS.csv")
     if oof is not None and model is not None:
         raise UsageError("--model and --oof both given", fix="pass either --model (with --features) or --oof, not both")
+    check_out_folder(out, "evaluate", overwrite=overwrite)  # before any work
     if oof is not None:
-        from weakstil.train import evaluate_oof
+        from weakstil.evaluation import evaluate_oof
 
-        with hold_folder(out, "evaluate"):
-            m = evaluate_oof(cohort, oof, out, group_column=group_column,
+        with hold_folder(out, "evaluate"), staged_folder(out, "evaluate", overwrite=overwrite) as tmp:
+            m = evaluate_oof(cohort, oof, tmp, group_column=group_column,
                              threshold=settings.STIL_THRESHOLD if threshold is None else threshold)
-            mark(out, "evaluate")
     else:
-        from weakstil.train import evaluate_cohort
+        from weakstil.evaluation import evaluate_cohort
         from weakstil.tumorbed.resolver import BedSources
 
         beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed, model=model)
-        with hold_folder(out, "evaluate"):
-            m = evaluate_cohort(cohort, model, features, out, group_column=group_column, threshold=threshold,
+        with hold_folder(out, "evaluate"), staged_folder(out, "evaluate", overwrite=overwrite) as tmp:
+            m = evaluate_cohort(cohort, model, features, tmp, group_column=group_column, threshold=threshold,
                                 device=device, threads=threads, beds=beds,
                                 scoring=None if scoring is None else scoring.value)
-            mark(out, "evaluate")
     aucs = ", ".join(f"AUC@{c['threshold']:g} {fmt(c['auc'])}" for c in m["classification"])
     log.info("n %d: R² %s, Pearson %s, Spearman %s, MAE %.2f, %s -> %s", m["n"], fmt(m["r2"]), fmt(m["pearson_r"]),
              fmt(m["spearman_rho"]), m["mae"], aucs, out)
@@ -169,8 +171,10 @@ def report(
                                      "thumbnails.")
     ] = None,
     evaluation: Annotated[
-        Optional[Path], typer.Option("--evaluation", help="'weakstil evaluate --oof' output folder whose metrics "
-                                     "and plots to show (default: MODEL/cv).")
+        Optional[Path], typer.Option("--evaluation", help="A finished 'weakstil evaluate' folder of this model whose "
+                                     "metrics and plots to show (default: MODEL/cv, the cross-validation): --oof "
+                                     "predictions are labelled out-of-fold; a --model evaluation is labelled as such, "
+                                     "not out-of-fold, with how many of its slides the model was trained on.")
     ] = None,
     settings_file: Annotated[
         Optional[Path], typer.Option("--settings", help="JSON or YAML file of settings to list (e.g. the workflow "
@@ -178,28 +182,27 @@ def report(
     ] = None,
     slide_mpp: SlideMppOpt = None,
     title: Annotated[str, typer.Option("--title", help="Report title.")] = "WeakSTIL cohort report",
+    overwrite: OverwriteOpt = False,
 ) -> None:
     """Cohort report of a model's cross-validation (HTML and Markdown).
 
     OUT/report.html and OUT/report.md: metrics, predicted-vs-true scatter, ROC, a per-slide table
-    (thumbnail, out-of-fold heatmap), settings and versions; OUT/overview.png shows it at a glance."""
+    (thumbnail, out-of-fold heatmap), settings and versions; OUT/overview.png shows it at a glance.
+    Written all or nothing; an earlier report in OUT is replaced (all its files) only with --overwrite."""
     from weakstil.errors import WeakSTILError
+    from weakstil.outputdir import check_out_folder, staged_folder
     from weakstil.locks import hold_folder
-    from weakstil.outputdir import mark
     from weakstil.report import build_report, read_settings
 
     for folder, option, made_by in ((tiles, "--tiles", "the --out folder of 'weakstil tile'"),
-                                    (evaluation, "--evaluation", "the --out folder of 'weakstil evaluate --oof'")):
+                                    (evaluation, "--evaluation", "the --out folder of 'weakstil evaluate'")):
         if folder is not None and not folder.is_dir():
             raise WeakSTILError(f"{option} folder not found" if not folder.exists() else f"{option} is not a folder",
                                 path=folder, fix=f"pass {made_by}")
-    from weakstil.outputdir import check_own_folder
-
-    check_own_folder(out, "report")  # a report folder, or a new one: never a model, feature or cohort folder
-    with hold_folder(out, "report"):
-        files = build_report(model, out, cohort=cohort, tiles_dir=tiles, evaluation_dir=evaluation,
-                             settings=read_settings(settings_file) if settings_file is not None else None,
-                             slide_mpp=slide_mpp, title=title)
-        mark(out, "report")
-    log.info("report -> %s", files["report.html"])
-
+    # a report folder, or a new one: never a model (nor inside one), feature or cohort folder
+    check_out_folder(out, "report", overwrite=overwrite)
+    with hold_folder(out, "report"), staged_folder(out, "report", overwrite=overwrite) as tmp:
+        build_report(model, tmp, cohort=cohort, tiles_dir=tiles, evaluation_dir=evaluation,
+                     settings=read_settings(settings_file) if settings_file is not None else None,
+                     slide_mpp=slide_mpp, title=title)
+    log.info("report -> %s", out / "report.html")
