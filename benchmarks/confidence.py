@@ -91,7 +91,7 @@ def embed(cache: Path, name: str, table: pd.DataFrame, enc: Path) -> Path:
     encoder = create_encoder(enc, device="cpu")
     t0 = time.perf_counter()
     for p in table["abs_path"]:
-        embed_slide(p, encoder, out_dir=out, workers=1, batch_size=64, keep_other_encoders=False)  # our cache
+        embed_slide(p, encoder, out_dir=out, workers=1, batch_size=64, keep_other_settings=False)  # our cache
     log.info("%s: embedded (%.0f s)", name, time.perf_counter() - t0)
     return out
 

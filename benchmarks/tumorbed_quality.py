@@ -112,7 +112,7 @@ def embed_cohort(cohort: Path, encoder_name: str, weights: str | None, out: Path
     try:
         for p in table["path"]:
             embed_slide(cohort / p, encoder, out_dir=out, workers=workers, batch_size=64,
-                        keep_other_encoders=False)  # the benchmark's own cache
+                        keep_other_settings=False)  # the benchmark's own cache
     finally:
         torch.set_num_threads(prev)
     return out

@@ -109,11 +109,14 @@ def test_changed_weights_tiles_or_overwrite_recompute(tmp_path, encoder):
     with pytest.raises(WeakSTILError, match="another encoder.*kept"):
         embed_slide(CMU, other, path)
     assert h5py.File(path).attrs["cache_key"] == key1
-    r2 = embed_slide(CMU, other, path, keep_other_encoders=False)  # ... or the folder is the run's own
+    r2 = embed_slide(CMU, other, path, keep_other_settings=False)  # ... or the folder is the run's own
     with h5py.File(path) as f:
         assert not r2.skipped and f.attrs["weights_sha256"] == other.weights_sha256 != encoder.weights_sha256
         assert f.attrs["cache_key"] != key1
-    r3 = embed_slide(CMU, other, path, TilingParams(tile_px=256))
+    # so is another tiling's (a mistyped --mpp or --tile-size must not replace them)
+    with pytest.raises(WeakSTILError, match="another tiling.*224 px tiles, 0 px overlap, not .*256 px tiles.*kept"):
+        embed_slide(CMU, other, path, TilingParams(tile_px=256))
+    r3 = embed_slide(CMU, other, path, TilingParams(tile_px=256), keep_other_settings=False)
     with h5py.File(path) as f:
         assert not r3.skipped and f.attrs["tile_px"] == 256 and f["features"].shape[0] == r3.n_tiles != r1.n_tiles
     mtime = path.stat().st_mtime_ns

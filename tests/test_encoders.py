@@ -131,7 +131,7 @@ def test_small_cnn_from_safetensors_weights(tmp_path, tiles):
     save_file(src.state_dict(), str(path))
     enc = create_encoder("small-cnn", weights=path)
     assert enc.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest() == sha256_file(path)
-    assert enc.embed_dim == 256 and enc.precision == "fp32" and enc.weights_source == str(path)
+    assert enc.embed_dim == 256 and enc.precision == "fp32" and enc.weights_source == str(path.resolve())
     feats = enc.embed(tiles)
     assert feats.shape == (3, 256) and feats.dtype == np.float32
     np.testing.assert_allclose(feats, reference_embedding(src, card, tiles), rtol=1e-4, atol=1e-5)

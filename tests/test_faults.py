@@ -619,7 +619,14 @@ def test_score_tells_two_scans_with_one_name_apart_and_refuses_a_clash(world, tm
     rows = pd.read_csv(out / "results.csv")
     assert list(rows["status"]) == ["ok", "error"] and list(rows["path"]) == [str(world.slide), str(world.twin)]
     stil_a = float(rows["stil"][0])
-    proc = run_cli("score", world.twin, *common)  # its own run: scored as itself, not "already scored"
+    first = (out / "synth_0000.h5").read_bytes()
+    # in a run of its own too: the first patient's row and outputs stay, the refusal is a row after it
+    proc = run_cli("score", world.twin, *common)
+    check_failure(proc, 1, ("synth_0000.tiff", "another slide file already scored", "--overwrite"))
+    assert (out / "synth_0000.h5").read_bytes() == first
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["status"]) == ["ok", "error"] and rows["path"][0] == str(world.slide)
+    proc = run_cli("score", world.twin, *common, "--overwrite")  # asked for: scored as itself
     assert proc.returncode == 0 and "already scored" not in proc.stderr, proc.stderr
     rows = pd.read_csv(out / "results.csv")
     assert list(rows["path"]) == [str(world.twin)]
@@ -694,6 +701,36 @@ def test_a_precomputed_bed_of_another_scan_is_refused(world, tmp_path):
     proc = run_cli("score", world.twin, "--model", world.model, "--out", tmp_path / "sc", "--weights", "random",
                    "--features", other, "--tumorbed-beds", beds)
     check_failure(proc, 1, ("beds", "another slide file", "tumorbed apply"))
+
+
+def test_score_never_removes_files_it_did_not_write(world, tmp_path):
+    feats = tmp_path / "feats"
+    shutil.copytree(world.feats, feats)
+    before = (feats / "synth_0000.h5").read_bytes()
+    args = ("--model", world.model, "--weights", "random")
+    # a feature cache where the score file would go: refused before any work, and left as it was
+    check_failure(run_cli("score", world.slide, *args, "--out", feats), 1, ("feature cache", "its own --out"))
+    check_failure(run_cli("score", world.slide, *args, "--out", feats, "--features", feats), 2,
+                  ("also the --features folder",))
+    assert (feats / "synth_0000.h5").read_bytes() == before
+    # a pathologist's annotation where the tile GeoJSON would go, in --annotations or any other folder
+    notes = tmp_path / "notes"
+    notes.mkdir()
+    drawn = world.cohort / "truth" / "synth_0000_tumorbed.geojson"
+    shutil.copy(drawn, notes / "synth_0000.geojson")
+    check_failure(run_cli("score", world.slide, *args, "--annotations", notes, "--out", notes), 2,
+                  ("also the --annotations folder",))
+    check_failure(run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--annotations", notes, "--out", notes),
+                  2, ("also the --annotations folder",))
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(drawn, other / "synth_0000.geojson")
+    check_failure(run_cli("score", world.slide, *args, "--annotations", notes, "--out", other), 1,
+                  ("synth_0000.geojson", "an annotation?"))
+    check_failure(run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--out", other), 1,
+                  ("synth_0000.geojson", "an annotation?"))
+    for folder in (notes, other):
+        assert (folder / "synth_0000.geojson").read_bytes() == drawn.read_bytes()
 
 
 # --- 5. --overwrite replaces only what the command wrote ---------------------------------------------------

@@ -160,7 +160,8 @@ def test_the_colour_table_renders_what_normalise_does(two_looks):
 def test_embed_stores_the_tile_measurements_and_stain_norm_is_in_the_cache_key(two_looks, tmp_path):
     """embed writes tile_stats and stroma_estimate through weakstil.files; normalising the tiles'
     stain changes the features, so it changes the cache key (a cache made without it is redone)."""
-    from weakstil.embed import cache_key, embed_slide, open_encoder
+    from weakstil.embed import embed_slide, open_encoder
+    from weakstil.feature_cache import cache_key
     from weakstil.files import FeaturesFile
     from weakstil.slide import Slide
     from weakstil.tiles import TilingParams

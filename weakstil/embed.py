@@ -32,7 +32,6 @@ the encoder (:mod:`weakstil.tilestats_pool`). Memory does not grow with the slid
 from __future__ import annotations
 
 import collections
-import hashlib
 import json
 import logging
 import threading
@@ -48,6 +47,7 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import remove_stale_temps
 from weakstil.errors import WeakSTILError, no_tissue
+from weakstil.feature_cache import CACHE_FORMAT, cache_key, cache_status, refuse_other_work
 from weakstil.files import FeaturesFile, slide_file
 from weakstil.locks import OutputLock
 from weakstil.outputdir import check_replaceable
@@ -61,12 +61,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 log = logging.getLogger(__name__)
 
-#: Bumped when the cache layout changes (part of the cache key). 2: the slide fingerprint.
-CACHE_FORMAT = 2
-#: Card fields that change the features (besides the weights).
-_CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling", "stain_norm")
-
-
 @dataclass
 class EmbedResult:
     path: Path
@@ -77,71 +71,6 @@ class EmbedResult:
     @property
     def tiles_per_s(self) -> float:
         return self.n_tiles / self.seconds if self.seconds > 0 else float("nan")
-
-
-# -- cache ------------------------------------------------------------------------------
-def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None,
-              tile_stats: bool = True) -> str:
-    """The settings a feature cache is made with (``tile_stats``: with the per-tile measurements)."""
-    from weakstil.stain import STAIN_ESTIMATE_VERSION
-    from weakstil.tilestats import TILESTATS_VERSION
-    from weakstil.tissue import TISSUE_VERSION
-
-    card = encoder.card.to_dict()
-    payload = {
-        "format": CACHE_FORMAT,
-        "tilestats": TILESTATS_VERSION if tile_stats else None,  # None: made with --no-tile-stats
-        # the slide's stain feeds the measurements and the normalisation
-        "stain_estimate": STAIN_ESTIMATE_VERSION if tile_stats or card.get("stain_norm") else None,
-        "tissue_detector": TISSUE_VERSION,  # a new tissue detector tiles differently: caches are redone
-        "encoder": encoder.name,
-        "weights_sha256": encoder.weights_sha256,
-        "card": {k: card.get(k) for k in _CARD_KEY_FIELDS},
-        "tiling": params.key(),
-        "slide_mpp": round(float(slide_mpp), 6),
-        "slide_fingerprint": fingerprint,
-    }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
-
-
-def cache_status(path: str | Path, key: str, fingerprint: str | None = None) -> str | None:
-    """Why the cache at ``path`` cannot be reused for ``key`` (``"missing"`` when there is none),
-    or ``None`` when it is complete, for this slide (``fingerprint``) and made with ``key``."""
-    from weakstil.fingerprint import why_stale
-
-    path = Path(path)
-    if not path.is_file():
-        return "missing"
-    try:
-        attrs, shapes = FeaturesFile.read_header(path)
-    except WeakSTILError as exc:  # truncated, incomplete, not HDF5 or another kind
-        return f"is not a usable feature cache ({exc.message})"
-    stale = why_stale(attrs, fingerprint)
-    if stale:
-        return stale
-    if attrs.get("cache_key") != key:
-        return "was made with other settings (encoder, weights, tiling, µm/px or --no-tile-stats)"
-    if shapes.get("features", (-1,))[0] != int(attrs.get("n_tiles", -2)):
-        return "has a features table of the wrong length"
-    return None
-
-
-def _refuse_other_encoder(path: Path, encoder: Encoder) -> None:
-    """Raise when the cache at ``path`` holds another encoder's (or weights') features."""
-    try:
-        attrs, _ = FeaturesFile.read_header(path)
-    except WeakSTILError:  # unusable (truncated, incomplete): nothing worth keeping
-        return
-    theirs, mine = (attrs.get("encoder"), str(attrs.get("weights_sha256"))), (encoder.name, encoder.weights_sha256)
-    if theirs != mine:
-        raise WeakSTILError(f"holds features of another encoder ({theirs[0]}@{theirs[1][:12]}, not "
-                            f"{mine[0]}@{str(mine[1])[:12]}); they are kept", path=path,
-                            fix="embed into another folder, or pass --overwrite to replace them")
-
-
-def cache_is_current(path: str | Path, key: str, fingerprint: str | None = None) -> bool:
-    """True when ``path`` is a complete cache written with ``key`` (for the slide ``fingerprint``)."""
-    return cache_status(path, key, fingerprint) is None
 
 
 # -- decoding ---------------------------------------------------------------------------
@@ -373,12 +302,12 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
                 workers: int = 1, prefetch: int | None = None, overwrite: bool = False, seed: int = settings.SEED,
                 progress: Callable[[int, int], None] | None = None, decode: str = "auto",
                 planner: ThreadPlanner | None = None, stats_processes: int | None = None,
-                tile_stats: bool = True, keep_other_encoders: bool = True) -> EmbedResult:
+                tile_stats: bool = True, keep_other_settings: bool = True) -> EmbedResult:
     """Embed the tissue tiles of one slide into ``out_path`` (or ``out_dir/<slide_id>.h5``).
 
     Skips the slide when a complete cache with the same cache key exists (unless ``overwrite``); remakes
-    one with other settings, but refuses to replace *another encoder's* (hours of GPU work) unless
-    ``overwrite`` or ``keep_other_encoders=False`` (a folder only this run uses, like ``score``'s own).
+    one with other settings, but refuses to replace *another encoder's or tiling's* (hours of GPU work) unless
+    ``overwrite`` or ``keep_other_settings=False`` (a folder only this run uses, like ``score``'s own).
     ``progress(done, total)`` after every batch. A bad slide raises a WeakSTILError (no output).
     ``workers``: decode processes (0: decode in this process), unless a ``planner``
     (:class:`weakstil.decode.ThreadPlanner`) decides them and the torch threads;
@@ -404,8 +333,8 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
             attrs, _ = FeaturesFile.read_header(out_path)
             return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)
         if status not in (None, "missing"):
-            if keep_other_encoders and not overwrite:
-                _refuse_other_encoder(out_path, encoder)
+            if keep_other_settings and not overwrite:
+                refuse_other_work(out_path, encoder, params)
             log.info("%s: the feature cache %s %s; embedding again", slide.path, out_path, status)
         check_replaceable(out_path, FeaturesFile)
         _check_resolution(encoder, params, slide)

@@ -119,3 +119,24 @@ def other_request(attrs: dict[str, Any], current: dict[str, Any]) -> str | None:
         return "was made with other settings (" + "; ".join(f"{k}: {mine.get(k)!r} -> {current.get(k)!r}"
                                                               for k in changed) + ")"
     return None
+
+
+def check_not_another_file(output: Path, slide_path: str | Path, kind_class: Any) -> None:
+    """Refuse to replace ``output`` (an HDF5 of ``kind_class``) made from *another* slide file with the
+    same slide id: another path and other content, e.g. two patients' ``S1.svs`` from two folders
+    scored into one ``--out`` by two runs (within one run the clash is refused too). The same path
+    with new content (a rescan in place) is replaced."""
+    from weakstil.errors import WeakSTILError
+
+    if not output.is_file():
+        return
+    try:
+        attrs, _ = kind_class.read_header(output)
+    except WeakSTILError:
+        return
+    other = str(attrs.get("slide_path", ""))
+    if other and other != str(Path(slide_path).resolve()) and \
+            why_stale(attrs, slide_fingerprint(slide_path)) is not None and recorded(attrs) is not None:
+        raise WeakSTILError(f"has the slide id of another slide file already scored in {output.parent} ({other})",
+                            path=slide_path, fix="rename the file, score it into another --out, or pass --overwrite "
+                            "to replace that score")

@@ -22,10 +22,13 @@ folder copied to another machine scores slides on its own.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from weakstil.errors import WeakSTILError
+
+log = logging.getLogger(__name__)
 
 WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
@@ -164,6 +167,7 @@ class ModelDir:
         import shutil
 
         from weakstil.encoders.cards import CARD_FILE
+        from weakstil.encoders.factory import MODEL_FILE as MODEL_WEIGHTS_FILE
         from weakstil.files import FeaturesFile
 
         bundled = []
@@ -176,6 +180,9 @@ class ModelDir:
                 for name in (CARD_FILE, source.name):
                     shutil.copy2(source.parent / name, self.encoder_dir / name)
                 bundled.append("encoder")
+            elif source.name == MODEL_WEIGHTS_FILE:  # a 'weakstil pretrain' folder that is not where it was
+                log.warning("the encoder the features were made with (%s) is not found, so the model does not "
+                            "bundle it; score with --encoder DIR (that 'weakstil pretrain' folder)", source)
         if tumorbed is not None and Path(tumorbed).resolve() != self.tumorbed_dir.resolve():
             shutil.copytree(tumorbed, self.tumorbed_dir, dirs_exist_ok=True)
             bundled.append("tumorbed")

@@ -27,6 +27,12 @@ def read_previous(path: Path) -> dict[str, dict]:
     except Exception:  # unreadable: redo everything
         log.warning("%s is unreadable; all slides will be scored again", path)
         return {}
+    if "slide_id" not in table.columns:  # e.g. re-saved by a spreadsheet with ';' between the columns
+        from weakstil.errors import WeakSTILError
+
+        raise WeakSTILError("has no slide_id column, so it is not a results table weakstil can add to (saved "
+                            "again by a spreadsheet with ';' separators?); it is left as it is", path=path,
+                            fix="restore the comma-separated file, or move it away and run again")
     rows: dict[str, dict] = {}
     for r in table.to_dict("records"):
         rows.setdefault(str(r["slide_id"]), r)
@@ -43,8 +49,10 @@ def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], column
     with OutputLock(path):
         rows = read_previous(path)
         rows.update(mine)
+        # columns a user added (a pathologist's comment) are kept, after ours
+        extra = list(dict.fromkeys(k for r in rows.values() for k in r if k not in columns))
         table = pd.DataFrame([{k: _cell(v) for k, v in r.items()} for r in [*rows.values(), *clashes]],
-                             columns=columns)
+                             columns=[*columns, *extra])
         with atomic_path(path) as tmp:
             table.to_csv(tmp, index=False)
 

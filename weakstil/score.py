@@ -114,6 +114,8 @@ class _Context:
     def encoder(self):
         """Built on first use: a rerun whose slides are all already scored never loads it."""
         if self._encoder is None:
+            from weakstil.scoring_encoder import load_scoring_encoder
+
             self._encoder = load_scoring_encoder(self.opts, self.meta)
         return self._encoder
 
@@ -125,44 +127,6 @@ class _Context:
             self._planner = ThreadPlanner(_LazyEncoder(self), self.opts.batch_size, workers=self.opts.workers or None,
                                           threads=self.opts.threads or None)
         return self._planner
-
-
-def load_scoring_encoder(opts: ScoreOptions, meta: dict):
-    """The encoder the model was trained on: ``--encoder``, else ``MODEL/encoder``, else the
-    card recorded in the model; its weights must hash to what the model recorded."""
-    from weakstil.encoders.factory import create_encoder
-
-    recorded = meta.get("encoder", {})
-    name = opts.encoder
-    if name is None:
-        bundled = ModelDir(opts.model).bundled_encoder
-        name = str(bundled) if bundled is not None else recorded.get("name")
-    if not name:
-        raise WeakSTILError("the model does not record its encoder", path=opts.model, fix="pass --encoder")
-    encoder = create_encoder(name, weights=opts.weights, device=opts.device)
-    recorded_card = recorded.get("card")
-    if isinstance(recorded_card, dict):  # the features' stain normalisation (embed --stain-norm)
-        from weakstil.embed import with_stain_norm
-
-        with_stain_norm(encoder, recorded_card.get("stain_norm") or "none")
-    want = recorded.get("weights_sha256")
-    if want and encoder.weights_sha256 != want:
-        raise WeakSTILError(
-            f"encoder '{name}' has weights {encoder.weights_sha256[:12]} but the model was trained on "
-            f"{str(want)[:12]}", path=opts.model,
-            fix="pass the encoder the model was trained with (--encoder DIR / --weights FILE)")
-    _check_memory(encoder, opts, int(meta.get("tiling", {}).get("tile_px") or settings.TILE_PX))
-    return encoder
-
-
-def _check_memory(encoder, opts: ScoreOptions, tile_px: int) -> None:
-    """Refuse a --batch-size whose tiles and activations do not fit (a usage error, not a slide's)."""
-    from weakstil.resources import activation_cost, check_memory, decode_ring_slots, embed_bytes
-
-    cost = activation_cost(encoder.model, encoder.input_px, encoder.input_px)
-    buffers = decode_ring_slots(opts.batch_size, tile_px, opts.workers)
-    check_memory(embed_bytes(cost, opts.batch_size, tile_px, encoder.input_px, buffers), encoder.device,
-                 what=f"scoring with batches of {opts.batch_size} tiles of {tile_px} px", fix="lower --batch-size")
 
 
 def _tiling_params(meta: dict):
@@ -227,9 +191,11 @@ def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx
         return False
     other_scan = why_stale(attrs, slide_fingerprint(path))
     stale = other_scan or other_request(attrs, ctx.request(slide_id))
-    if stale:  # another scan under this name replaces the earlier one's result: a warning, not a note
-        (log.warning if other_scan else log.info)("%s: the score in %s %s (%s); scoring again", path,
-                                                   slide_file(out, slide_id), stale, attrs.get("slide_path", "?"))
+    if stale:  # a rescan in place replaces the earlier result: a warning (another path is refused by score_slide)
+        level = (logging.DEBUG if attrs.get("slide_path") != str(path.resolve()) else logging.WARNING) if other_scan \
+            else logging.INFO
+        log.log(level, "%s: the score in %s %s (%s); scoring again", path, slide_file(out, slide_id), stale,
+                attrs.get("slide_path", "?"))
         return False
     return True
 
@@ -255,6 +221,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     ctx = open_context(opts)
     results_path = opts.out / "results.csv"
     remove_stale_temps(results_path)
+    read_previous(results_path)  # one that cannot be added to stops the run before any work
     mine: dict[str, dict] = {}  #: this run's rows by slide id
     clashes: list[dict] = []  #: error rows of files whose slide id an earlier file has
     batch_rows: list[dict] = []
@@ -306,7 +273,11 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                     if isinstance(err, OutputError) and err.stops_batch:
                         stopped = err
                 bar.remove_task(tile_task)
-            mine[slide_id] = row
+            if row["status"] == STATUS_ERROR and prev and prev.get("status") in FINISHED \
+                    and _outputs_exist(opts.out, slide_id):
+                clashes.append(row)  # an earlier run's finished score stays; this failed attempt is listed after it
+            else:
+                mine[slide_id] = row
             batch_rows.append(row)
             try:
                 mark(opts.out, "score")
@@ -346,22 +317,28 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
 def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] | None = None) -> dict:
     """Score one slide and write its outputs. Raises WeakSTILError for a bad slide."""
     from weakstil.embed import embed_slide
-    from weakstil.files import FeaturesFile
+    from weakstil.files import FeaturesFile, SlideScoresFile
+    from weakstil.fingerprint import check_not_another_file
     from weakstil.mil.bank import FeatureBank
     from weakstil.mil.identity import check_features_match_model
     from weakstil.mil.ensemble import score_slides_ensemble
-    from weakstil.outputdir import mark
+    from weakstil.outputdir import check_replaceable, check_sidecar_replaceable, mark
     from weakstil.runtime import resolve_device
 
     opts = ctx.opts
     t0 = time.perf_counter()
     slide_id = slide_id_from_path(path)
     cached = slide_file(ctx.opts.cache_dir, slide_id)
+    # before any work, and before the all-or-none cleanup below could remove what is not ours
+    check_replaceable(slide_file(opts.out, slide_id), SlideScoresFile)
+    check_sidecar_replaceable(opts.out / f"{slide_id}.geojson", slide_file(opts.out, slide_id), SlideScoresFile)
+    if not opts.overwrite:
+        check_not_another_file(slide_file(opts.out, slide_id), path, SlideScoresFile)
 
     result = embed_slide(path, _LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
                          progress=progress, decode=opts.decode, planner=ctx.planner(),
-                         keep_other_encoders=opts.features is not None and not opts.overwrite)  # --features: the user's
+                         keep_other_settings=opts.features is not None and not opts.overwrite)  # --features: the user's
     mark(ctx.opts.cache_dir, "embed")
     features = FeaturesFile.read(result.path)
     check_features_match_model(ctx.meta, features.attrs, result.path)
@@ -447,13 +424,11 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
                          qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
                          stroma: np.ndarray | None = None) -> None:
     from weakstil.files import SlideScoresFile
-    from weakstil.outputdir import check_replaceable
     from weakstil.outputs import write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
     from weakstil.tiles import overlay_mpp
 
     out = ctx.opts.out
-    check_replaceable(slide_file(out, slide_id), SlideScoresFile)
     for suffix in OUTPUT_SUFFIXES:
         remove_stale_temps(out / f"{slide_id}{suffix}")
     coords = np.asarray(features.coords)

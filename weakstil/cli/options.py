@@ -219,8 +219,9 @@ AnnotationsDirOpt = Annotated[Path, typer.Option("--annotations", help="Director
                                                  "(<slide_id>.geojson or .xml).")]
 TumorBedOpt = Annotated[
     Optional[Path],
-    typer.Option("--tumorbed", help="Tumour-bed detector (from 'weakstil tumorbed train'); score and evaluate "
-                 "default to the one bundled in the model directory, if any."),
+    typer.Option("--tumorbed", help="Tumour-bed detector (from 'weakstil tumorbed train', or a model's "
+                 "MODEL/tumorbed); score and evaluate default to the one bundled in the model directory, if "
+                 "any; tumorbed apply has no default (whole tissue)."),
 ]
 TumorBedsOpt = Annotated[
     Optional[Path],

@@ -48,6 +48,10 @@ def score(
         raise UsageError("--features is a file; it takes the folder of feature caches (made when missing)",
                          path=features, fix="pass a folder, e.g. the --out of 'weakstil embed'")
 
+    from weakstil.outputdir import check_out_is_not_input
+
+    check_out_is_not_input(out, {"--features": features, "--annotations": annotations,
+                                 "--tumorbed-beds": tumorbed_beds})
     opts = ScoreOptions(model=model, out=out, features=features, encoder=encoder, weights=weights, device=device,
                         workers=workers, threads=threads, decode=decode.value, batch_size=batch_size,
                         slide_mpp=slide_mpp,

@@ -78,10 +78,14 @@ def tumorbed_apply(
     replaced by the whole tissue ('bed fallback: tissue', source tissue-fallback). Pass OUT as
     --tumorbed-beds to train, evaluate and score."""
     from weakstil.files import slide_file
-    from weakstil.outputdir import mark
+    from weakstil.outputdir import check_out_is_not_input, mark
     from weakstil.tumorbed.apply import apply_tumorbed
     from weakstil.tumorbed.resolver import BedSources
 
+    check_out_is_not_input(out, {"--annotations": annotations})
+    if annotations is None and tumorbed is None:
+        log.warning("no --annotations and no --tumorbed: every bed written is the whole tissue (a model's "
+                    "bundled detector is MODEL/tumorbed)")
     sources = BedSources.open(annotations=annotations, detector=tumorbed)
     failures = Failures()
     paths = unique_ids(expand_slides(features), failures, id_of=lambda p: Path(p).stem)

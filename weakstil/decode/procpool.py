@@ -96,8 +96,19 @@ class ProcessPool:
         self._job = ctx.Value("q", 0, lock=False)
         self._procs = [ctx.Process(target=type(self).worker, args=(self._tasks, self._results, self._job, os.getpid()),
                                    name=f"{self.name}-{i}", daemon=True) for i in range(self.n)]
-        for p in self._procs:
-            p.start()
+        import signal
+        import threading
+
+        # the workers are born ignoring Ctrl-C (an ignored signal stays ignored across exec): the parent
+        # stops them, where each would otherwise print its own KeyboardInterrupt traceback
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            for p in self._procs:
+                p.start()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGINT, previous)
 
     def alive(self) -> bool:
         return bool(self._procs) and all(p.is_alive() for p in self._procs)

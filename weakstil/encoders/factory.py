@@ -316,10 +316,10 @@ def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: in
     card_dir = Path(card.path).parent if card.path and Path(card.path).name == CARD_FILE else None
     if weights is not None and str(weights) == RANDOM:
         wpath, source = None, f"random init (seed {seed})"
-    elif weights is not None:
-        wpath, source = Path(weights), str(weights)
+    elif weights is not None:  # sources absolute: 'train' bundles a pretrained encoder from its path
+        wpath, source = Path(weights), str(Path(weights).resolve())
     elif card_dir is not None and (card_dir / MODEL_FILE).exists():
-        wpath, source = card_dir / MODEL_FILE, str(card_dir / MODEL_FILE)
+        wpath, source = card_dir / MODEL_FILE, str((card_dir / MODEL_FILE).resolve())
     elif card_dir is not None and card.weights_sha256 and not card.hub_id:  # its weights were beside the card
         raise _weights_missing(card, card_dir)
     elif card.hub_id:

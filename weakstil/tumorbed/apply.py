@@ -148,10 +148,12 @@ def check_features_are_of_their_slide(features: FeaturesFile) -> None:
 
 def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSources, check_replaceable) -> AppliedBed:
     from weakstil.annotations import write_geojson
+    from weakstil.outputdir import check_sidecar_replaceable
 
     features = FeaturesFile.read(features_path)
     check_features_are_of_their_slide(features)
     check_replaceable(slide_file(out_dir, slide_id), BedFile)
+    check_sidecar_replaceable(out_dir / f"{slide_id}.geojson", slide_file(out_dir, slide_id), BedFile)
     bed = sources.resolve(slide_id, features)
     provenance = {"features_path": str(features_path.resolve())}
     if bed.source is TumorBedSource.ANNOTATION:

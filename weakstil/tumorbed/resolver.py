@@ -89,7 +89,12 @@ class BedSources:
             check_detector_matches(self.detector, features, self.detector_path or where)
         precomputed = find_slide_file(self.beds, slide_id)
         if precomputed is not None:
-            return read_precomputed(precomputed, slide_id, features)
+            bed = read_precomputed(precomputed, slide_id, features)
+            if bed.source is TumorBedSource.TISSUE and self.detector is not None:
+                log.warning("%s: the bed in %s is the whole tissue ('tumorbed apply' was given no detector or "
+                            "annotation) and comes first, before the detector at hand; for a tumour bed run "
+                            "'weakstil tumorbed apply --tumorbed DETECTOR' again", slide_id, precomputed)
+            return bed
         geom = SlideGeometry.from_file(features)
         annotation = find_annotation(self.annotations, slide_id)
         if annotation is not None:

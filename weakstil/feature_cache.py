@@ -1,0 +1,91 @@
+"""A slide's feature cache: its key (what the features depend on) and whether a cache at hand is current.
+
+The key (:func:`cache_key`) is the sha256 of the encoder name, its weights' sha256, the card fields
+that change features, the tiling, the slide's µm/px and content fingerprint and the measurement
+versions; :func:`cache_status` says why a cache cannot be reused; :func:`refuse_other_work` keeps
+another encoder's or tiling's features from being replaced by a mistyped option.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from weakstil.errors import WeakSTILError
+from weakstil.files import FeaturesFile
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.encoders.factory import Encoder
+    from weakstil.tiles import TilingParams
+
+#: Bumped when the cache layout changes (part of the cache key). 2: the slide fingerprint.
+CACHE_FORMAT = 2
+#: Card fields that change the features (besides the weights).
+_CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling", "stain_norm")
+
+
+def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None,
+              tile_stats: bool = True) -> str:
+    """The settings a feature cache is made with (``tile_stats``: with the per-tile measurements)."""
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+    from weakstil.tilestats import TILESTATS_VERSION
+    from weakstil.tissue import TISSUE_VERSION
+
+    card = encoder.card.to_dict()
+    payload = {
+        "format": CACHE_FORMAT,
+        "tilestats": TILESTATS_VERSION if tile_stats else None,  # None: made with --no-tile-stats
+        # the slide's stain feeds the measurements and the normalisation
+        "stain_estimate": STAIN_ESTIMATE_VERSION if tile_stats or card.get("stain_norm") else None,
+        "tissue_detector": TISSUE_VERSION,  # a new tissue detector tiles differently: caches are redone
+        "encoder": encoder.name,
+        "weights_sha256": encoder.weights_sha256,
+        "card": {k: card.get(k) for k in _CARD_KEY_FIELDS},
+        "tiling": params.key(),
+        "slide_mpp": round(float(slide_mpp), 6),
+        "slide_fingerprint": fingerprint,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def cache_status(path: str | Path, key: str, fingerprint: str | None = None) -> str | None:
+    """Why the cache at ``path`` cannot be reused for ``key`` (``"missing"`` when there is none),
+    or ``None`` when it is complete, for this slide (``fingerprint``) and made with ``key``."""
+    from weakstil.fingerprint import why_stale
+
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    try:
+        attrs, shapes = FeaturesFile.read_header(path)
+    except WeakSTILError as exc:  # truncated, incomplete, not HDF5 or another kind
+        return f"is not a usable feature cache ({exc.message})"
+    stale = why_stale(attrs, fingerprint)
+    if stale:
+        return stale
+    if attrs.get("cache_key") != key:
+        return "was made with other settings (encoder, weights, tiling, µm/px or --no-tile-stats)"
+    if shapes.get("features", (-1,))[0] != int(attrs.get("n_tiles", -2)):
+        return "has a features table of the wrong length"
+    return None
+
+
+def refuse_other_work(path: Path, encoder: Encoder, params: TilingParams) -> None:
+    """Raise when the cache at ``path`` holds another encoder's (or weights') or another tiling's features."""
+    try:
+        attrs, _ = FeaturesFile.read_header(path)
+    except WeakSTILError:  # unusable (truncated, incomplete): nothing worth keeping
+        return
+    theirs = (attrs.get("encoder"), str(attrs.get("weights_sha256"))[:12], float(attrs.get("mpp", 0)),
+              int(attrs.get("tile_px", 0)), int(attrs.get("overlap_px", 0)))
+    mine = (encoder.name, str(encoder.weights_sha256)[:12], params.mpp, params.tile_px, params.overlap_px)
+    if theirs != mine:
+        what = "another encoder" if theirs[:2] != mine[:2] else "another tiling"
+        raise WeakSTILError(f"holds features of {what} ({_settings(theirs)}, not {_settings(mine)}); they are kept",
+                            path=path, fix="embed into another folder, or pass --overwrite to replace them")
+
+
+def _settings(s: tuple) -> str:
+    return f"{s[0]}@{s[1]}, {s[2]:g} µm/px, {s[3]} px tiles, {s[4]} px overlap"

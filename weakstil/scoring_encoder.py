@@ -1,0 +1,63 @@
+"""The encoder ``weakstil score`` embeds new slides with: the one the model was trained on, checked.
+
+``--encoder``, else the model's bundled ``encoder/``, else the card recorded in ``model.json``; its
+weights must hash to what the model recorded, and a batch of its activations must fit in memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from weakstil import settings
+from weakstil.errors import WeakSTILError
+from weakstil.modeldir import ModelDir
+
+#: weakstil.score.ScoreOptions (not imported: score imports this module)
+ScoreOptions = Any
+
+
+def load_scoring_encoder(opts: ScoreOptions, meta: dict):
+    """The encoder the model was trained on: ``--encoder``, else ``MODEL/encoder``, else the
+    card recorded in the model; its weights must hash to what the model recorded."""
+    from weakstil.encoders.factory import create_encoder
+
+    recorded = meta.get("encoder", {})
+    name = opts.encoder
+    bundled = ModelDir(opts.model).bundled_encoder if name is None else None
+    if name is None:
+        name = str(bundled) if bundled is not None else recorded.get("name")
+    if not name:
+        raise WeakSTILError("the model does not record its encoder", path=opts.model, fix="pass --encoder")
+    try:
+        encoder = create_encoder(name, weights=opts.weights, device=opts.device)
+    except WeakSTILError as exc:  # the card is not found: CardError
+        if opts.encoder is not None or bundled is not None or "unknown encoder" not in exc.message:
+            raise
+        raise WeakSTILError(f"the model was trained on features of the encoder '{name}' (weights "
+                            f"{str(recorded.get('weights_sha256'))[:12]}), not a built-in one, and does not bundle "
+                            "it (trained from features whose encoder folder was not found)", path=opts.model,
+                            fix="pass --encoder DIR: the 'weakstil pretrain' folder the features were made "
+                            "with") from None
+    recorded_card = recorded.get("card")
+    if isinstance(recorded_card, dict):  # the features' stain normalisation (embed --stain-norm)
+        from weakstil.embed import with_stain_norm
+
+        with_stain_norm(encoder, recorded_card.get("stain_norm") or "none")
+    want = recorded.get("weights_sha256")
+    if want and encoder.weights_sha256 != want:
+        raise WeakSTILError(
+            f"encoder '{name}' has weights {encoder.weights_sha256[:12]} but the model was trained on "
+            f"{str(want)[:12]}", path=opts.model,
+            fix="pass the encoder the model was trained with (--encoder DIR / --weights FILE)")
+    check_batch_memory(encoder, opts, int(meta.get("tiling", {}).get("tile_px") or settings.TILE_PX))
+    return encoder
+
+
+def check_batch_memory(encoder, opts: ScoreOptions, tile_px: int) -> None:
+    """Refuse a --batch-size whose tiles and activations do not fit (a usage error, not a slide's)."""
+    from weakstil.resources import activation_cost, check_memory, decode_ring_slots, embed_bytes
+
+    cost = activation_cost(encoder.model, encoder.input_px, encoder.input_px)
+    buffers = decode_ring_slots(opts.batch_size, tile_px, opts.workers)
+    check_memory(embed_bytes(cost, opts.batch_size, tile_px, encoder.input_px, buffers), encoder.device,
+                 what=f"scoring with batches of {opts.batch_size} tiles of {tile_px} px", fix="lower --batch-size")
