@@ -43,8 +43,10 @@ def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
             names = []
         found = [p for _, p in names if p.is_file()]
     if len(found) > 1:
-        log.warning("%s: %d annotation files for slide %s (%s); using %s", directory, len(found), slide_id,
-                    ", ".join(p.name for p in found), found[0].name)
+        from weakstil.runtime import warn_once
+
+        warn_once(log, ("annotations", str(directory), slide_id), "%s: %d annotation files for slide %s (%s); using "
+                  "%s", directory, len(found), slide_id, ", ".join(p.name for p in found), found[0].name)
     return found[0] if found else None
 
 

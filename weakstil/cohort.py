@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,6 +153,11 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         raise CohortError(f"cannot parse the cohort CSV ({first})", path=csv_path, fix=fix) from None
     raw.columns = [str(c).strip() for c in raw.columns]
     columns = list(raw.columns)
+    twice = [c for c in columns if re.fullmatch(r".+\.\d+", c) and c.rsplit(".", 1)[0] in REQUIRED_COLUMNS
+             and c.rsplit(".", 1)[0] in columns]  # pandas renames a repeated header 'stil' to 'stil.1'
+    if twice:
+        raise CohortError(f"the header has the column {twice[0].rsplit('.', 1)[0]!r} more than once", path=csv_path,
+                          fix="keep one column of each name (slide_id, path, stil)")
     group_col = resolve_group_column(columns, group_column)
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if group_col is not None and group_col not in columns:
@@ -173,7 +179,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         raise CohortError("cohort CSV has no rows", path=csv_path, fix="add one row per slide")
 
     if features_dir is not None and not Path(features_dir).is_dir():
-        raise CohortError("feature cache directory not found", path=features_dir,
+        raise CohortError("is a file, not the feature cache directory" if Path(features_dir).is_file() else
+                          "feature cache directory not found", path=features_dir,
                           fix="pass the --out directory of 'weakstil embed'")
     base = csv_path.resolve().parent
     problems: list[str] = []

@@ -82,7 +82,8 @@ def read_settings(path: str | Path) -> dict:
     path = Path(path)
     fix = "pass a JSON or YAML file holding a mapping of setting names to values"
     if not path.is_file():
-        raise WeakSTILError("settings file not found", path=path, fix=fix)
+        raise WeakSTILError("is a directory, not a settings file" if path.is_dir() else "settings file not found",
+                            path=path, fix=fix)
     try:
         data = yaml.safe_load(path.read_text())  # YAML reads JSON too
     except (yaml.YAMLError, UnicodeDecodeError) as exc:

@@ -198,3 +198,14 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+_WARNED: set[tuple] = set()
+
+
+def warn_once(logger: logging.Logger, key: tuple, message: str, *args: object) -> None:
+    """``logger.warning`` once per ``key`` in this process: a slide opened by several stages
+    (embedding, quality checks, heatmap) says the same thing once."""
+    if key not in _WARNED:
+        _WARNED.add(key)
+        logger.warning(message, *args)

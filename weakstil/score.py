@@ -316,6 +316,7 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
 
 def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] | None = None) -> dict:
     """Score one slide and write its outputs. Raises WeakSTILError for a bad slide."""
+    from weakstil.annotations import find_annotation
     from weakstil.embed import embed_slide
     from weakstil.files import FeaturesFile, SlideScoresFile
     from weakstil.fingerprint import check_not_another_file
@@ -343,6 +344,9 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     features = FeaturesFile.read(result.path)
     check_features_match_model(ctx.meta, features.attrs, result.path)
     bed = ctx.beds.resolve(slide_id, features)
+    if opts.annotations is not None and find_annotation(opts.annotations, slide_id) is None:  # a misnamed file?
+        log.warning("%s: no annotation %s.geojson/.xml in %s; bed from %s", slide_id, slide_id, opts.annotations,
+                    bed.source.value)
     flags = bed.tile_flags
     # every tile gets a score (the heatmap); only tumour-bed tiles make the slide's sTIL%
     mask = flags if flags.any() else np.ones(len(flags), bool)

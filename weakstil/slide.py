@@ -287,7 +287,10 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
             )
         meta = backend.mpp
         if meta is not None and abs(meta - override) / meta > 0.05:
-            log.warning("%s: --slide-mpp %.4g overrides the metadata value %.4g µm/px", path, override, meta)
+            from weakstil.runtime import warn_once
+
+            warn_once(log, ("slide-mpp", str(path), override), "%s: --slide-mpp %.4g overrides the metadata value "
+                      "%.4g µm/px", path, override, meta)
         return float(override), MppSource.OVERRIDE
     meta = backend.mpp
     if meta is None:

@@ -201,7 +201,8 @@ class StainNormChoice(str, Enum):
 
 StainNormOpt = Annotated[StainNormChoice, typer.Option(
     "--stain-norm", help="Re-render tiles with reference stain vectors before the encoder (per-slide Macenko "
-    "estimate, torchstain): macenko, none, or card (what the encoder card says). Part of the feature cache key.")]
+    "estimate, torchstain): macenko, none, or card (what the encoder card says). embed: part of the feature cache "
+    "key; pretrain: the encoder learns on such tiles, and its card records it.")]
 LossOpt = Annotated[Loss, typer.Option("--loss", help="Slide-level loss on sTIL%/100.")]
 EpochsOpt = Annotated[int, typer.Option("--epochs", help="Epochs per model (--stopping early: the most).",
                                         callback=in_range(1, 100_000))]

@@ -196,7 +196,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     path = Path(path)
     if not path.is_file():
-        raise EncoderError("weights file not found", path=path, fix="check the --weights path")
+        raise EncoderError("is a directory, not a weights file" if path.is_dir() else "weights file not found",
+                           path=path, fix="check the --weights path (a .safetensors file; a 'weakstil pretrain' "
+                           "folder goes to --encoder)")
     if path.suffix == ".safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
@@ -296,8 +298,10 @@ def hub_weights_path(card: EncoderCard) -> Path:
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
             raise EncoderError(f"encoder '{card.name}': cannot download {card.hub_id} ({_short(exc)})",
                                fix=how) from None
-    raise EncoderError(f"encoder '{card.name}': {card.hub_id} has none of {', '.join(HUB_WEIGHT_FILES)}",
-                       fix="pass --weights FILE")
+    # what the hub answers with no network or no access to a gated model too
+    raise EncoderError(f"encoder '{card.name}': none of {', '.join(HUB_WEIGHT_FILES)} could be fetched from "
+                       f"{card.hub_id} (no network, a gated model this account cannot read, or other file names)",
+                       fix=how)
 
 
 def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: int = 0

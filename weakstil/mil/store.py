@@ -58,7 +58,8 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
     meta_path, weights_path = folder.meta_path, folder.weights_path
     fix = "pass the directory written by 'weakstil train' (it holds model.json and model.safetensors)"
     if not directory.is_dir():
-        raise ModelError("model directory not found", path=directory, fix=fix)
+        raise ModelError("is a file, not the model directory" if directory.is_file() else "model directory not found",
+                         path=directory, fix=fix)
     for p in (meta_path, weights_path):
         if not p.exists():
             raise ModelError(f"{p.name} is missing", path=directory, fix=fix)

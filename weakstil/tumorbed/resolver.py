@@ -51,6 +51,9 @@ class BedSources:
             if folder is not None and not Path(folder).is_dir():  # a typo must not fall back to the whole tissue
                 raise WeakSTILError(f"{option} folder not found" if not Path(folder).exists() else
                                     f"{option} is not a folder", path=folder, fix=f"pass {made_by}")
+        if beds is not None and not any(Path(beds).glob("*.h5")):
+            log.warning("%s holds no bed files (<slide_id>.h5 from 'weakstil tumorbed apply'); every slide's bed "
+                        "comes from the other sources", beds)
         if detector is None and model is not None:
             detector = ModelDir(model).bundled_detector
         path = None
