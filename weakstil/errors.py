@@ -94,9 +94,12 @@ def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
             name = errno_mod.errorcode.get(code, "")
     reason = os.strerror(code) if code else short_reason(exc)
     where = exc.filename or path
+    if where is not None and Path(where).name.startswith(".") and Path(where).name.endswith(".lock"):
+        where = Path(where).with_name(Path(where).name[1:-len(".lock")])  # the file, not its lock beside it
     fixes = {"ENOSPC": "free disk space or choose another --out (a rerun continues where this one stopped)",
              "EDQUOT": "free space in your quota or choose another --out",
-             "EROFS": "choose a writable --out", "EFBIG": "choose another file system for --out",
+             "EROFS": "the folder is read-only: choose a writable one (--out; --features for feature caches)",
+             "EFBIG": "choose another file system for --out",
              "EACCES": "check the permissions of the file and its folder", "EPERM": "check the permissions",
              "EISDIR": "pass a file, not a directory", "ENOTDIR": "check the path",
              "ENOENT": "check the path", "EIO": "the disk or network file system reported an error; check it "
