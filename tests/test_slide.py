@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import shared_file, write_tiff_slide
+from conftest import run_cli, shared_file, write_tiff_slide
 from weakstil.errors import SlideError
 from weakstil.slide import MppSource, Slide, brightfield_warning, slide_id_from_path
 
@@ -55,6 +55,9 @@ def test_missing_mpp_refused_then_accepted_with_override():
         Slide.open(path)
     with Slide.open(path, slide_mpp=0.5) as s:
         assert s.mpp == 0.5 and s.mpp_source is MppSource.OVERRIDE
+    # 'weakstil info' still describes it (what is known), exit 0
+    proc = run_cli("info", path)
+    assert proc.returncode == 0 and "4443x3567 px, µm/px unknown" in proc.stdout and "--slide-mpp" in proc.stdout
 
 
 def test_coarse_slide_refused_unless_upsampling_allowed():

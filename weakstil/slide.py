@@ -64,8 +64,6 @@ class Slide:
         """
         path = Path(path)
         if not path.exists():
-            import glob
-
             if glob.has_magic(str(path)):
                 raise SlideError("no file matches this pattern", path=path, fix="check the pattern and its folder")
             raise SlideError("file not found", path=path, fix="check the path and spelling")
@@ -249,6 +247,20 @@ class Slide:
             "slide_levels": int(self.level_count),
             "slide_fingerprint": self.fingerprint,
         }
+
+
+def describe_without_mpp(path: str | Path) -> str:
+    """``weakstil info``'s line for a slide whose metadata has no µm/px (what is known, and the fix)."""
+    from weakstil.slide_backend import open_backend
+
+    backend = open_backend(Path(path))
+    try:
+        W, H = backend.dimensions
+        levels = ", ".join(f"{d:g}" for d in backend.level_downsamples)
+        return (f"{path}: {W}x{H} px, µm/px unknown (none in the metadata: tile, embed and score need "
+                f"--slide-mpp), vendor {backend.vendor}, levels [{levels}]")
+    finally:
+        backend.close()
 
 
 def slide_id_from_path(path: str | Path) -> str:

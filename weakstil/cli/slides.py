@@ -49,12 +49,19 @@ def tile(
 
 def info(slides: SlidesArg, slide_mpp: SlideMppOpt = None) -> None:
     """Print what WeakSTIL sees in each slide: resolution, size, levels, vendor."""
-    from weakstil.slide import Slide
+    from weakstil.errors import SlideError
+    from weakstil.slide import Slide, describe_without_mpp
 
     failures = Failures()
     for path in expand_slides(slides):
-        with failures.each(path), Slide.open(path, slide_mpp=slide_mpp) as s:
-            typer.echo(s.describe())
+        with failures.each(path):
+            try:
+                with Slide.open(path, slide_mpp=slide_mpp) as s:
+                    typer.echo(s.describe())
+            except SlideError as exc:  # a slide without µm/px is still described (the other commands refuse it)
+                if slide_mpp is not None or "microns-per-pixel" not in exc.message:
+                    raise
+                typer.echo(describe_without_mpp(path))
     failures.exit()
 
 
