@@ -308,6 +308,8 @@ BAD = [
     Bad("tile-same-name-two-scans", lambda w, t: ["tile", w.slide, w.twin, "--out", t / "out"],
         ("other", "same slide id", "cohort"), written=("synth_0000.h5",)),
     Bad("info-directory", lambda w, t: ["info", w.cohort], ("directory",)),
+    Bad("tile-larger-than-the-slide", lambda w, t: ["tile", w.slide, "--tile-size", "4096", "--out", t / "out"],
+        ("synth_0000.tiff", "smaller than one tile", "--tile-size")),
     Bad("embed-unknown-encoder", lambda w, t: ["embed", w.slide, "--out", t / "out", "--encoder", "no-such-card"],
         ("no-such-card",)),
     Bad("embed-weights-missing", lambda w, t: ["embed", w.slide, "--out", t / "out", "--encoder", "small-cnn",

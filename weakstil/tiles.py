@@ -15,7 +15,7 @@ import numpy as np
 
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path
-from weakstil.errors import UsageError, no_tissue
+from weakstil.errors import SlideError, UsageError, no_tissue
 from weakstil.slide import Slide, brightfield_warning
 from weakstil.tiling import TileGrid, TileMode, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
@@ -118,6 +118,10 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     mask = detect_tissue(thumb, mask_mpp, params.tissue)
     W, H = slide.dimensions
     grid = TileGrid(W, H, slide.mpp, params.mpp, params.tile_px, params.overlap_px, params.mode)
+    if len(grid) == 0:  # not a tissue problem: say what is
+        raise SlideError(f"is {W * slide.mpp:.0f} x {H * slide.mpp:.0f} µm, smaller than one tile "
+                         f"({grid.tile_um:.0f} µm: {params.tile_px} px at {params.mpp:g} µm/px)", path=slide.path,
+                         fix="choose a smaller --tile-size or --mpp")
     coords, fractions = select_tiles(grid, mask, mask_mpp, params.tissue_threshold)
     return SlideTiles(slide.info(), params, grid, coords, fractions, mask, mask_mpp, warnings, thumb)
 

@@ -203,8 +203,16 @@ def _gpu_reason(mode: DecodeMode, spec: ReadSpec, dev) -> str | None:
     if mode == DecodeMode.CPU:
         return "--decode cpu"
     if dev.type != "cuda":
+        if mode == DecodeMode.GPU:
+            from weakstil.runtime import warn_once
+
+            warn_once(log, ("decode-gpu-on-cpu",), "--decode gpu needs the encoder on a GPU (--device cuda); the "
+                      "encoder runs on %s, so tiles are decoded on the CPU", dev)
         return "the encoder runs on the CPU"
     if spec.jpeg is None:
+        if mode == DecodeMode.GPU:
+            log.warning("%s: --decode gpu not possible (not JPEG tiles: %s); decoding on the CPU", spec.slide_path,
+                        spec.reason)
         return f"not JPEG tiles ({spec.reason})"
     from weakstil.decode.gpu import gpu_problem
 
