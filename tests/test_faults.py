@@ -868,7 +868,7 @@ def test_read_only_output_is_one_line(world, tmp_path):
         pytest.skip("cannot mount a read-only tmpfs (not root)")
     try:
         proc = run_cli("tile", world.slide, "--out", mount / "out")
-        check_failure(proc, 2, ("--out", "read-only file system", "Fix: choose a writable --out"), never=("--help",))
+        check_failure(proc, 2, ("--out", "read-only file system", "Fix: choose a writable output directory"), never=("--help",))
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
 

@@ -61,14 +61,14 @@ def out_dir(value: Path | None) -> Path | None:
     if value is None:
         return value
     if value.exists() and not value.is_dir():
-        raise typer.BadParameter(f"{value} is an existing file, not a directory. Fix: give --out a directory path")
+        raise typer.BadParameter(f"{value} is an existing file, not a directory. Fix: give a directory path")
     for parent in value.parents:
         if parent.exists():
             if not parent.is_dir():
-                raise typer.BadParameter(f"{value}: {parent} is a file, not a directory. Fix: choose another --out")
+                raise typer.BadParameter(f"{value}: {parent} is a file, not a directory. Fix: choose another output directory")
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise typer.BadParameter(f"{value}: cannot write in {parent} (no permission, or a read-only file "
-                                         "system). Fix: choose a writable --out")
+                                         "system). Fix: choose a writable output directory")
             break
     return value
 

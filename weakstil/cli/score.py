@@ -42,7 +42,7 @@ def score(
     QuPath GeoJSON per slide. A rerun only does what is missing or failed. Exit 0 when every
     slide succeeded (including 'no tumour bed'), 1 otherwise."""
     from weakstil.errors import UsageError
-    from weakstil.score import STATUS_ERROR, ScoreOptions, score_batch
+    from weakstil.score import STATUS_ERROR, STATUS_NO_BED, ScoreOptions, score_batch
 
     if features is not None and features.exists() and not features.is_dir():
         raise UsageError("--features is a file; it takes the folder of feature caches (made when missing)",
@@ -60,7 +60,9 @@ def score(
     paths = expand_slides(slides)
     rows = score_batch(paths, opts)
     ok = sum(r["status"] != STATUS_ERROR for r in rows)
-    log.info("%d of %d slides scored -> %s", ok, len(paths), out / "results.csv")
+    no_bed = sum(r["status"] == STATUS_NO_BED for r in rows)
+    log.info("%d of %d slides scored%s -> %s", ok, len(paths), f" ({no_bed} without a tumour bed: no sTIL%)"
+             if no_bed else "", out / "results.csv")
     if ok < len(paths):
         raise typer.Exit(1)
 
