@@ -76,6 +76,12 @@ def test_annotation_found_whatever_the_extensions_case_and_a_second_file_is_name
     with caplog.at_level("WARNING", logger="weakstil"):
         assert find_annotation(tmp_path, "S2").name == "S2.geojson"
     assert "2 annotation files for slide S2" in caplog.text and "using S2.geojson" in caplog.text
+    # a .GeoJSON beside an .xml wins as a .geojson does, with the same warning
+    (tmp_path / "S3.GeoJSON").write_text("{}")
+    (tmp_path / "S3.xml").write_text("<Annotations/>")
+    with caplog.at_level("WARNING", logger="weakstil"):
+        assert find_annotation(tmp_path, "S3").name == "S3.GeoJSON"
+    assert "2 annotation files for slide S3" in caplog.text
 
 
 @pytest.mark.parametrize("text,match", [
@@ -150,3 +156,10 @@ def test_annotation_sets_tile_flags(tmp_path):
     assert (bed.tile_flags == left).all()
 
 
+
+
+def test_a_geojson_saved_with_a_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "S1.geojson"
+    path.write_text(json.dumps(geojson([feature(square(0, 0, 10, 10))])), encoding="utf-8-sig")
+    assert path.read_bytes()[:3] == b"\xef\xbb\xbf"
+    assert load_polygons(path).area == pytest.approx(100)

@@ -344,6 +344,8 @@ BAD = [
         ("nofeats", "not found")),
     Bad("train-features-a-file", lambda w, t: ["train", w.labels, "--features", w.feats / "synth_0000.h5", "--out",
                                                t / "out"], ("synth_0000.h5", "is a file, not the feature cache directory")),
+    Bad("score-out-inside-the-model", lambda w, t: ["score", w.slide, "--model", w.model, "--out", w.model / "scores"],
+        ("inside the model folder", "train --overwrite"), rc=2),
     Bad("score-model-json-for-the-folder", lambda w, t: ["score", w.slide, "--model", w.model / "model.json", "--out",
                                                         t / "out"], ("model.json", "is a file, not the model directory")),
     Bad("train-group-column-missing", _train("--group-column", "centre"), ("centre",)),
@@ -648,7 +650,9 @@ def test_score_tells_two_scans_with_one_name_apart_and_refuses_a_clash(world, tm
 def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp_path):
     out = tmp_path / "sc"
     shutil.copytree(world.feats, tmp_path / "f")
-    common = ("--model", world.model, "--out", out, "--weights", "random", "--features", tmp_path / "f")
+    model = tmp_path / "m"
+    shutil.copytree(world.model, model)
+    common = ("--model", model, "--out", out, "--weights", "random", "--features", tmp_path / "f")
 
     def run(*extra: object) -> pd.Series:
         proc = run_cli("score", world.slide, *common, *extra)
@@ -678,6 +682,11 @@ def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp
     # another slide resolution (a slide whose mpp is wrong in its file)
     run("--threshold", low, "--annotations", ann, "--slide-mpp", "0.55")
     assert "already scored" not in run.stderr and "slide_mpp" in run.stderr
+    # the model folder retrained (other folds or calibration; the final weights may be the same)
+    meta = model / "model.json"
+    meta.write_text(meta.read_text() + "\n")
+    run("--threshold", low, "--annotations", ann, "--slide-mpp", "0.55")
+    assert "already scored" not in run.stderr and "model_json_sha256" in run.stderr
 
 
 def test_features_of_another_encoder_are_kept_unless_overwrite(world, tmp_path):

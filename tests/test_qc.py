@@ -267,3 +267,19 @@ def test_the_model_records_where_its_tumour_beds_came_from(trained):
     beds = json.loads((trained["model"] / "model.json").read_text())["training"]["tumorbeds"]
     assert beds["annotations"] == str((trained["cohort"] / "truth").resolve())
     assert beds["slides"] == {"annotation": TRAIN} and beds["detector"] is None
+
+
+def test_a_whole_tissue_score_by_a_model_trained_on_beds_is_flagged():
+    from weakstil.qc.flags import bed_unlike_training, slide_flags
+
+    trained_on_beds = {"slides": {"annotation": 20, "tissue-fallback": 1}}
+    why = bed_unlike_training("tissue", trained_on_beds)
+    assert why is not None and "20 annotation" in why and "--annotations" in why
+    flags, _ = slide_flags(stil=12.0, bed_unlike_training=why, **NO_FLAG_INPUTS)
+    assert flags == ["bed_unlike_training"]
+    # a bed of its own, a model trained on the whole tissue (or an older model): nothing to say
+    assert bed_unlike_training("annotation", trained_on_beds) is None
+    assert bed_unlike_training("model", trained_on_beds) is None
+    assert bed_unlike_training("tissue", {"slides": {"tissue": 12}}) is None
+    assert bed_unlike_training("tissue", None) is None
+    assert slide_flags(stil=float("nan"), bed_unlike_training=why, **NO_FLAG_INPUTS)[0] == []

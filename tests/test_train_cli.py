@@ -31,6 +31,8 @@ def _errors(proc) -> list[str]:
 def test_train_then_evaluate_end_to_end(cohort, tmp_path):
     root, table, truth = cohort
     model = tmp_path / "model"
+    killed = tmp_path / ".model.tmp-0badc0de"  # what a kill -9 mid-training leaves: removed by the next run
+    (killed / "cv").mkdir(parents=True)
     proc = run_cli("train", root / "labels.csv", "--features", root / "features", "--out", model, "--folds", "3", *FAST)
     assert proc.returncode == 0, proc.stderr
     assert "CV (3 folds)" in proc.stderr

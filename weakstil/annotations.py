@@ -33,15 +33,14 @@ def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
     if directory is None:
         return None
     directory = Path(directory)
-    found = [directory / pattern.format(id=slide_id) for pattern in ANNOTATION_PATTERNS]
-    found = [c for c in found if c.is_file()]
-    if not found:  # the extension's case differs (synth_0001.GeoJSON, .XML): a file system may be case-sensitive
-        wanted = {pattern.format(id=slide_id).lower(): i for i, pattern in enumerate(ANNOTATION_PATTERNS)}
-        try:
-            names = sorted((wanted[p.name.lower()], p) for p in directory.iterdir() if p.name.lower() in wanted)
-        except OSError:
-            names = []
-        found = [p for _, p in names if p.is_file()]
+    # in any case of the extension (synth_0001.GeoJSON, .XML: a file system may be case-sensitive), in the
+    # order of ANNOTATION_PATTERNS, so a .GeoJSON beside an .xml wins as a .geojson does
+    wanted = {pattern.format(id=slide_id).lower(): i for i, pattern in enumerate(ANNOTATION_PATTERNS)}
+    try:
+        names = sorted((wanted[p.name.lower()], p) for p in directory.iterdir() if p.name.lower() in wanted)
+    except OSError:
+        names = []
+    found = [p for _, p in names if p.is_file()]
     if len(found) > 1:
         from weakstil.runtime import warn_once
 
@@ -164,7 +163,7 @@ def _geojson_polygons(path: Path) -> list:
     from shapely.geometry import shape
 
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (some Windows editors) is fine
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise AnnotationError(f"malformed GeoJSON ({exc})", path=path,
                               fix="export the annotation again from QuPath (File > Export objects as GeoJSON)") from None

@@ -249,8 +249,11 @@ def confidence_headline(meta: dict) -> dict[str, float | None]:
     if not qc:
         return {}
     level = f"{100 * float(conf.get('level', 0.9)):g} %"
-    return {f"{level} interval coverage, out of fold (leave-one-out)": conf.get("coverage_loo"),
-            f"median {level} interval width (sTIL points)": conf.get("width_median"),
+    from weakstil.confidence import MIN_SLIDES
+
+    usable = conf.get("q") is not None and int(conf.get("n") or 0) >= MIN_SLIDES  # else no interval at all
+    return {f"{level} interval coverage, out of fold (leave-one-out)": conf.get("coverage_loo") if usable else None,
+            f"median {level} interval width (sTIL points)": conf.get("width_median") if usable else None,
             "training slides with a qc flag": qc.get("training_flagged")}
 
 

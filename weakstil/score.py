@@ -97,6 +97,7 @@ class _Context:
     beds: Any  #: weakstil.tumorbed.resolver.BedSources
     assessor: Any = None  #: weakstil.qc.scoring.SlideAssessor: the sTIL% interval and the qc flags
     models: list = field(default_factory=list)  #: what scores slides: [model] or the CV fold models
+    model_json_sha256: str = ""
     _encoder: Any = field(default=None, repr=False)
     _planner: Any = field(default=None, repr=False)
 
@@ -109,7 +110,9 @@ class _Context:
         """The settings that decide a slide's score besides the slide file and the model."""
         o = self.opts
         return {"threshold": self.threshold, "slide_mpp": o.slide_mpp, "allow_upsample": o.allow_upsample,
-                "encoder": o.encoder, "weights": o.weights, "tumorbed": self.beds.request(slide_id)}
+                "encoder": o.encoder, "weights": o.weights, "tumorbed": self.beds.request(slide_id),
+                # a retrained model (other folds, members, calibration) may keep the final weights' hash
+                "model_json_sha256": self.model_json_sha256, "scoring": "ensemble" if len(self.models) > 1 else "final"}
 
     def encoder(self):
         """Built on first use: a rerun whose slides are all already scored never loads it."""
@@ -147,6 +150,7 @@ def _tiling_params(meta: dict):
 
 def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.mil.ensemble import load_scoring_models
+    from weakstil.qc.flags import bed_unlike_training
     from weakstil.qc.scoring import SlideAssessor
     from weakstil.tumorbed.resolver import BedSources
 
@@ -169,7 +173,14 @@ def open_context(opts: ScoreOptions) -> _Context:
         enc = meta["encoder"]
         check_detector_matches(beds.detector, {"encoder": enc.get("name"), "weights_sha256": enc["weights_sha256"]},
                                beds.detector_path or opts.model)
-    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor, models)
+    from weakstil.runtime import sha256_file
+
+    if not beds.given and bed_unlike_training("tissue", assessor.training_beds):
+        log.warning("%s was trained on tumour beds, and this run has none (no --annotations, --tumorbed-beds or "
+                    "--tumorbed, and the model bundles no detector): slides are scored over the whole tissue and "
+                    "flagged bed_unlike_training", opts.model)
+    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor, models,
+                    model_json_sha256=sha256_file(ModelDir(opts.model).meta_path))
 
 
 def _outputs_exist(out: Path, slide_id: str) -> bool:
@@ -371,7 +382,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     qc_row, qc_attrs = ctx.assessor.assess(
         bank=bank, scores=scores, stil=stil, n_bed_tiles=int(flags.sum()), threshold=ctx.threshold, slide_path=path,
         slide_mpp=opts.slide_mpp, tissue_fraction=features.tissue_fraction, tile_px=int(features.attrs["tile_px"]),
-        mpp=float(features.attrs["mpp"]), device=device)
+        mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value)
     try:
         _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,
                              qc_attrs, attention_logits=logits, stroma=scores.stroma)

@@ -154,11 +154,18 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                      centre_embeddings=cfg.centre_embeddings)
     bank.to_device(resolve_device(cfg.device))
     labels = cohort.labels.astype(np.float32)
+    if len(labels) > 1 and float(np.ptp(labels)) < 1.0:
+        log.warning("%s: every label is %.1f%% (within 1 point): the model can learn nothing but that number", csv_path,
+                    float(labels.mean()))
     groups = cohort.groups
     log.info("%d slides, %d tiles, %d-dim features (%s); groups: %s", len(bank), bank.features.shape[0], bank.dim,
              bank.identity.get("encoder"), cohort.group_column or "none (split by slide)")
     t_load = time.perf_counter() - t0
 
+    from weakstil.atomic import glob_escape
+
+    for stale in out_dir.parent.glob(f".{glob_escape(out_dir.name)}.tmp-*"):  # a killed run's (the lock is ours)
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir(parents=True)
     try:

@@ -48,10 +48,14 @@ def score(
         raise UsageError("--features is a file; it takes the folder of feature caches (made when missing)",
                          path=features, fix="pass a folder, e.g. the --out of 'weakstil embed'")
 
-    from weakstil.outputdir import check_out_is_not_input
+    from weakstil.outputdir import check_out_is_not_input, model_folder_around
 
     check_out_is_not_input(out, {"--features": features, "--annotations": annotations,
                                  "--tumorbed-beds": tumorbed_beds})
+    inside = model_folder_around(out)
+    if inside is not None:  # 'train --overwrite' replaces a model folder whole
+        raise UsageError(f"is inside the model folder {inside}, which 'weakstil train --overwrite' replaces whole",
+                         path=out, fix="choose an --out outside the model folder")
     opts = ScoreOptions(model=model, out=out, features=features, encoder=encoder, weights=weights, device=device,
                         workers=workers, threads=threads, decode=decode.value, batch_size=batch_size,
                         slide_mpp=slide_mpp,

@@ -82,10 +82,10 @@ def synth(
 ) -> None:
     """Generate a synthetic H&E cohort with exact sTIL truth (slides, labels.csv, truth masks)."""
     from weakstil.locks import hold_folder
+    from weakstil.outputdir import check_own_folder, mark
     from weakstil.synth import generate_cohort
 
-    from weakstil.outputdir import mark
-
+    check_own_folder(out, "synth")  # never into a lab's cohort, a model or another command's folder
     with hold_folder(out, "synth"):
         table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups, hard=hard, look=look.value,
                                 stratified=stratified)

@@ -31,6 +31,9 @@ above_training_labels          the slide's sTIL% is above the highest label of t
                                slides: the model extrapolates, and neither it nor its interval
                                was checked there (a model trained on labels up to 34.5 % scored
                                slides of 51-57 % at 34-41 %)
+bed_unlike_training            the slide was scored over the whole tissue (no tumour-bed source)
+                               by a model trained on tumour beds (annotations, a detector): its
+                               tiles and its interval are not what the model was checked on
 no_interval                    the slide has a score but the model has no calibrated interval
                                (trained without cross-validation, or on fewer than 9 out-of-fold
                                slides): nothing says how far off the number may be
@@ -57,6 +60,7 @@ class Flag(str, Enum):
     PEN_OR_FOLDS = "pen_or_folds"
     WEIGHTING = "weighting_outside_training_range"
     ABOVE_LABELS = "above_training_labels"
+    BED_UNLIKE_TRAINING = "bed_unlike_training"
     NO_INTERVAL = "no_interval"
 
 
@@ -172,10 +176,12 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 image_ref: dict[str, Any] | None, min_bed_tiles: int = MIN_BED_TILES,
                 weighting_gap: float | None = None, weighting_threshold: float | None = None,
                 stil: float | None = None, label_max: float | None = None,
-                interval_available: bool | None = None) -> tuple[list[str], dict]:
+                interval_available: bool | None = None, bed_unlike_training: str | None = None
+                ) -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``).
 
-    ``interval_available``: whether the model carries a usable calibration (``None``: not asked)."""
+    ``interval_available``: whether the model carries a usable calibration (``None``: not asked);
+    ``bed_unlike_training``: why the slide's bed is not like the training slides' (``None``: it is)."""
     why: dict[str, str] = {}
     if ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
         why[Flag.OUT_OF_DISTRIBUTION.value] = f"OOD score {ood_score:.2f} > {ood_threshold:.2f}"
@@ -203,11 +209,25 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if stil is not None and label_max is not None and math.isfinite(stil) and stil > label_max:
         why[Flag.ABOVE_LABELS.value] = (f"sTIL {stil:.1f}% above the highest training label {label_max:.1f}%: "
                                         "extrapolated, likely under-scored")
+    if bed_unlike_training and stil is not None and math.isfinite(stil):
+        why[Flag.BED_UNLIKE_TRAINING.value] = bed_unlike_training
     if interval_available is False and stil is not None and math.isfinite(stil):
         why[Flag.NO_INTERVAL.value] = ("the model has no calibrated interval (trained without cross-validation or on "
                                        "fewer than 9 slides); train with --folds 5 on more slides for one")
     flags = [f for f in FLAGS if f in why]
     return flags, why
+
+
+def bed_unlike_training(bed_source: str, training_beds: dict | None) -> str | None:
+    """Why a slide whose bed came from ``bed_source`` is unlike the training slides (``None``: it is
+    not): scored over the whole tissue by a model whose training slides mostly had a tumour bed."""
+    slides = (training_beds or {}).get("slides") or {}
+    with_bed = sum(n for source, n in slides.items() if source not in ("tissue", "tissue-fallback"))
+    if bed_source != "tissue" or with_bed * 2 <= sum(slides.values()):
+        return None
+    kinds = ", ".join(f"{n} {source}" for source, n in sorted(slides.items()))
+    return (f"scored over the whole tissue; the model was trained on tumour beds ({kinds}): pass --annotations, "
+            "--tumorbed-beds or --tumorbed")
 
 
 def join(flags: list[str]) -> str:

@@ -21,7 +21,7 @@ import numpy as np
 from weakstil.confidence import LEVEL, Calibration, interval_columns, tile_standard_error
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import ModelDir
-from weakstil.qc.flags import MIN_BED_TILES, join, slide_flags, weighting_gap
+from weakstil.qc.flags import MIN_BED_TILES, bed_unlike_training, join, slide_flags, weighting_gap
 from weakstil.qc.shift import slide_shift_from_stats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -44,6 +44,7 @@ class SlideAssessor:
     fold_models: list = field(default_factory=list)
     embedding: EmbeddingReference | None = None
     reference: dict[str, Any] = field(default_factory=dict)
+    training_beds: dict | None = None  #: model.json training.tumorbeds: where the training slides' beds came from
 
     @classmethod
     def load(cls, model_dir: str | Path, meta: dict, arch, fold_models: list | None = None) -> SlideAssessor:
@@ -63,7 +64,8 @@ class SlideAssessor:
             if sha256_file(path) != sha:
                 raise ModelError("quality-control file does not match model.json (SHA-256 differs)", path=path,
                                  fix="the model folder was changed; train the model again")
-        out = cls(fold_models=fold_models if fold_models is not None else load_fold_models(model_dir, meta, arch))
+        out = cls(fold_models=fold_models if fold_models is not None else load_fold_models(model_dir, meta, arch),
+                  training_beds=(meta.get("training") or {}).get("tumorbeds"))
         if folder.calibration_path.is_file() and folder.calibration_path.relative_to(folder.root).as_posix() in recorded:
             try:
                 out.calibration = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
@@ -86,7 +88,8 @@ class SlideAssessor:
 
     def assess(self, *, bank: FeatureBank, scores: SlideScores, stil: float, n_bed_tiles: int, threshold: float,
                slide_path: str | Path, slide_mpp: float | None, tissue_fraction: np.ndarray | None,
-               tile_px: int, mpp: float, device, seed: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+               tile_px: int, mpp: float, device, seed: int = 0, bed_source: str | None = None
+               ) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(result columns, HDF5 attributes)`` of one scored slide (``stil`` NaN: not scored)."""
         from weakstil.qc.image import slide_image_stats
         from weakstil.slide import Slide
@@ -128,7 +131,9 @@ class SlideAssessor:
                                  low=low, high=high, threshold=threshold, image=image, image_ref=image_ref,
                                  min_bed_tiles=min_tiles, weighting_gap=gap, weighting_threshold=gap_thr,
                                  stil=stil, label_max=(self.reference.get("labels") or {}).get("max"),
-                                 interval_available=self.calibration is not None and self.calibration.usable)
+                                 interval_available=self.calibration is not None and self.calibration.usable,
+                                 bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
+                                 if bed_source else None)
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
         for flag, reason in why.items():

@@ -145,6 +145,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
             highs.append(float(hi))
         table["stil_pred_oof"] = pred
         table["tile_standard_error"] = se
+        if not cal.usable:  # too few slides: no interval (not 0-100, which would look calibrated)
+            lows = highs = [math.nan] * n
         table[low_col], table[high_col] = lows, highs
         _write_json(folder.calibration_path, cal.to_dict())
         summary["confidence"] = {k: v for k, v in cal.to_dict().items() if k != "extra"}
