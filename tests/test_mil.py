@@ -364,3 +364,13 @@ def test_centred_embeddings_keep_the_tile_measurements_and_the_raw_features(tmp_
     assert torch.allclose(again.slide_features(0), centred.slide_features(0), atol=1e-5)
     assert TrainConfig(tile_stats=True, centre_embeddings=True).architecture(6).centre_embeddings
     assert not TrainConfig().centre_embeddings  # off by default (README: worse on an unseen look)
+
+
+def test_features_of_another_stain_normalisation_are_not_mixed():
+    from weakstil.errors import WeakSTILError
+    from weakstil.mil.identity import check_same_identity
+
+    same = {"encoder": "small-cnn", "weights_sha256": "ab" * 32, "mpp": 0.5, "tile_px": 224, "stain_norm": "macenko"}
+    assert check_same_identity(["a", "b"], [same, dict(same)])["encoder"] == "small-cnn"
+    with pytest.raises(WeakSTILError, match="stain normalisations.*1 slides differ.*e.g. c"):
+        check_same_identity(["a", "b", "c"], [same, dict(same), {**same, "stain_norm": "none"}])

@@ -66,7 +66,7 @@ def cache_status(path: str | Path, key: str, fingerprint: str | None = None) -> 
     if stale:
         return stale
     if attrs.get("cache_key") != key:
-        return "was made with other settings (encoder, weights, tiling, µm/px or --no-tile-stats)"
+        return "was made with other settings (encoder, weights, tiling, µm/px, --stain-norm or --no-tile-stats)"
     if shapes.get("features", (-1,))[0] != int(attrs.get("n_tiles", -2)):
         return "has a features table of the wrong length"
     return None
@@ -79,13 +79,15 @@ def refuse_other_work(path: Path, encoder: Encoder, params: TilingParams) -> Non
     except WeakSTILError:  # unusable (truncated, incomplete): nothing worth keeping
         return
     theirs = (attrs.get("encoder"), str(attrs.get("weights_sha256"))[:12], float(attrs.get("mpp", 0)),
-              int(attrs.get("tile_px", 0)), int(attrs.get("overlap_px", 0)))
-    mine = (encoder.name, str(encoder.weights_sha256)[:12], params.mpp, params.tile_px, params.overlap_px)
+              int(attrs.get("tile_px", 0)), int(attrs.get("overlap_px", 0)), str(attrs.get("stain_norm", "none")))
+    mine = (encoder.name, str(encoder.weights_sha256)[:12], params.mpp, params.tile_px, params.overlap_px,
+            str(encoder.card.stain_norm or "none"))
     if theirs != mine:
-        what = "another encoder" if theirs[:2] != mine[:2] else "another tiling"
+        what = "another encoder" if theirs[:2] != mine[:2] else "another tiling" if theirs[:5] != mine[:5] else \
+            "another stain normalisation"
         raise WeakSTILError(f"holds features of {what} ({_settings(theirs)}, not {_settings(mine)}); they are kept",
                             path=path, fix="embed into another folder, or pass --overwrite to replace them")
 
 
 def _settings(s: tuple) -> str:
-    return f"{s[0]}@{s[1]}, {s[2]:g} µm/px, {s[3]} px tiles, {s[4]} px overlap"
+    return f"{s[0]}@{s[1]}, {s[2]:g} µm/px, {s[3]} px tiles, {s[4]} px overlap, stain normalisation {s[5]}"

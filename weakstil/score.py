@@ -175,6 +175,11 @@ def open_context(opts: ScoreOptions) -> _Context:
                                beds.detector_path or opts.model)
     from weakstil.runtime import sha256_file
 
+    trained_with = (assessor.training_beds or {}).get("detector")
+    if opts.tumorbed_model is None and beds.detector is not None and trained_with \
+            and beds.detector.model_id != trained_with:  # MODEL/tumorbed replaced after training
+        log.warning("%s: the bundled detector %s is not the one the model was trained with (%s)", beds.detector_path,
+                    beds.detector.model_id, trained_with)
     if not beds.given and bed_unlike_training("tissue", assessor.training_beds):
         log.warning("%s was trained on tumour beds, and this run has none (no --annotations, --tumorbed-beds or "
                     "--tumorbed, and the model bundles no detector): slides are scored over the whole tissue and "

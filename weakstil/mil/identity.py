@@ -12,7 +12,7 @@ import numpy as np
 from weakstil.errors import WeakSTILError
 
 #: Attributes of a feature cache that identify the encoder and tiles.
-IDENTITY_ATTRS = ("encoder", "weights_sha256", "mpp", "tile_px")
+IDENTITY_ATTRS = ("encoder", "weights_sha256", "mpp", "tile_px", "stain_norm")
 
 
 class ModelError(WeakSTILError):
@@ -37,9 +37,10 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
         common = json.loads(values[np.argmax(counts)])
         odd = [sid for sid, k in zip(slide_ids, keys) if list(k) != common]
         raise WeakSTILError(
-            f"feature files come from different encoders or tile settings: {len(odd)} slides differ from the "
+            f"feature files come from different encoders, stain normalisations or tile settings: {len(odd)} slides "
+            "differ from the "
             f"majority ({', '.join(f'{n}={v}' for n, v in zip(IDENTITY_ATTRS, common))}), e.g. {', '.join(odd[:5])}",
-            fix="embed all slides of the cohort with the same encoder, weights and --mpp/--tile-size",
+            fix="embed all slides of the cohort with the same encoder, weights, --stain-norm and --mpp/--tile-size",
         )
     a = attrs[0] if attrs else {}
     return {
