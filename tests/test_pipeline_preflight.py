@@ -300,6 +300,12 @@ def test_tumorbed_checks(tmp_path: Path) -> None:
     check_tumorbed({"tumorbed": "train", "annotations": str(tmp_path / "ann")}, ["s0"])
     with pytest.raises(PreflightError, match="not a tumour-bed detector"):
         check_tumorbed({"tumorbed": str(tmp_path / "ann")}, ["s0"])
+    mil = tmp_path / "model"  # an MIL model folder given as the detector: refused before any job
+    mil.mkdir()
+    (mil / "model.json").write_text('{"kind": "weakstil-mil", "format_version": 1}')
+    (mil / "model.safetensors").write_bytes(b"")
+    with pytest.raises(PreflightError, match="kind 'weakstil-mil', not a tumour-bed detector.*`tumorbed` key"):
+        check_tumorbed({"tumorbed": str(mil)}, ["s0"])
 
 
 # --- the command and the Snakefile ----------------------------------------------------------
@@ -481,3 +487,10 @@ def test_a_job_command_line_out_of_date_is_not_the_users_problem(tmp_path: Path,
     finally:
         settings_check._base_parses.cache_clear()
     assert "the workflow settings passed to 'weakstil tile' are not checked before the run" in caplog.text
+
+
+def test_train_extra_may_not_set_what_the_workflow_sets(tmp_path: Path) -> None:
+    for extra in ("--folds 2", "--out /tmp/x", "--folds=2 --hidden 8"):
+        line = problems_of(workflow_config(tmp_path, f"train_extra='{extra}'"))
+        assert "which the workflow sets itself" in line, (extra, line)
+    preflight.check_workflow(workflow_config(tmp_path, "train_extra='--hidden 64 --dropout 0.3'"))

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from weakstil.errors import WeakSTILError
-from weakstil.pipeline_settings_check import WorkflowConfig, one_error, settings_problems
+from weakstil.pipeline_settings_check import WorkflowConfig, check_detector_setting, one_error, settings_problems
 from weakstil.slurm_cluster import (Cluster, JobRequest, Problem, check_request, partition_memory_mb,
                                     unusable_warning)
 
@@ -323,11 +323,10 @@ def check_tumorbed(config: dict, slide_ids: list[str]) -> None:
             raise PreflightError("tumorbed is 'train' but no cohort slide has an outline in the annotations folder",
                                  path=annotations, fix="name the outlines <slide_id>.geojson or <slide_id>.xml")
     elif tumorbed is not None:
-        folder = Path(tumorbed)
-        if not (folder / "model.json").is_file() or not (folder / "model.safetensors").is_file():
-            raise PreflightError("not a tumour-bed detector (the `tumorbed` key; needs model.json and "
-                                 "model.safetensors)", path=tumorbed,
-                                 fix="set tumorbed to a 'weakstil tumorbed train' folder, 'train', or null")
+        try:
+            check_detector_setting(tumorbed, config.get("encoder"))
+        except WeakSTILError as exc:
+            raise PreflightError(exc.message, path=tumorbed, fix=exc.fix) from None
 
 
 def check_keys(config: dict) -> None:

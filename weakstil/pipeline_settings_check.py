@@ -56,6 +56,10 @@ BASE_ARGS: dict[str, list[str]] = {
     "tumorbed train": ["--features", ".", "--annotations", ".", "--out", "."],
     "score": ["slide.svs", "--model", ".", "--out", "."],
 }
+#: Options the train rule (pipelines/Snakefile) always gives, not to be given again in train_extra
+#: (--device, --group-column and the bed options only when set: they may come from train_extra).
+WORKFLOW_TRAIN_OPTIONS = {"--features", "--out", "-o", "--overwrite", "--folds", "--aggregator", "--epochs", "--members",
+                          "--seed", "--threshold", "--threads"}
 #: Settings that are lists or sections; every other one is a single value.
 NOT_SCALAR = {"score_slides", "slurm"}
 #: Settings that name a file, folder or card: text, and set unless null is allowed (True).
@@ -213,6 +217,11 @@ def _train_problems(config: dict, sources: dict[str, str], skip: set[str]) -> di
         extra_args = shlex.split(str(extra))
     except ValueError as exc:
         return {"train_extra": _problem(sources, "train_extra", extra, f"not a command line ({exc})")}
+    # the options the train rule sets itself: repeated in train_extra, the last would win silently
+    taken = sorted({a.split("=", 1)[0] for a in extra_args} & WORKFLOW_TRAIN_OPTIONS)
+    if taken:
+        return {"train_extra": _problem(sources, "train_extra", extra, f"sets {', '.join(taken)}, which the workflow "
+                                        "sets itself (use the workflow's own keys: folds, out, seed, ...)")}
     _, why = _parse("train", BASE_ARGS["train"] + extra_args)
     if why is not None:
         return {"train_extra": _problem(sources, "train_extra", extra, f"weakstil train refuses it: {why}")}
@@ -276,3 +285,24 @@ def settings_problems(config: dict, sources: dict[str, str] | None = None) -> di
                                                fix="write slurm.preflight: true or false in a config file "
                                                    "(--configfile)")
     return problems
+
+
+def check_detector_setting(tumorbed: str | Path, encoder: object) -> None:
+    """The ``tumorbed`` key: a detector folder (an MIL model folder or a damaged detector is refused
+    here, not after every slide was embedded) trained on the workflow's ``encoder``."""
+    from weakstil.encoders.cards import load_card
+    from weakstil.tumorbed.detector import TumorBedDetector
+
+    fix = "set tumorbed to a 'weakstil tumorbed train' folder, 'train', or null"
+    try:
+        detector = TumorBedDetector.load(tumorbed)
+    except WeakSTILError as exc:
+        raise WeakSTILError(f"{exc.message} (the `tumorbed` key)", path=tumorbed, fix=fix) from None
+    try:
+        name = load_card(str(encoder)).name
+    except WeakSTILError:
+        return  # the encoder check says what is wrong with it
+    trained_on = detector.encoder_key[0]
+    if trained_on is not None and trained_on != name:
+        raise WeakSTILError(f"the tumour-bed detector was trained on encoder '{trained_on}', the workflow embeds "
+                            f"with '{name}' (the `tumorbed` key)", path=tumorbed, fix=fix)
