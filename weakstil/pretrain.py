@@ -259,6 +259,10 @@ def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig,
                          f"tiles of its batch, so a batch needs at least {settings.PRETRAIN_BATCH_MIN}",
                          fix="pass --batch-size 2 or more (64 by default)")
     tile_px = cfg.tile_px or card.input_px
+    if cfg.crop_px > tile_px:  # each crop is the whole tile, blown up: views far from the scan's magnification
+        log.warning("--crop-px %d is larger than the %d px tiles: every view is a whole tile upsampled %.1fx, not a "
+                    "crop near the native magnification the encoder is later used at", cfg.crop_px, tile_px,
+                    cfg.crop_px / tile_px)
     n_tiles = max(1, n_slides) * cfg.tiles_per_slide
     batch = min(cfg.batch_size, n_tiles)
     cost = activation_cost(backbone, PROBE_PX, cfg.crop_px)
