@@ -6,6 +6,7 @@ import h5py
 import numpy as np
 import pytest
 
+from weakstil.errors import WeakSTILError
 from weakstil.metrics import pearson
 from weakstil.slide import Slide
 from weakstil.stain import estimate_slide_stain, normalise
@@ -159,7 +160,7 @@ def test_the_colour_table_renders_what_normalise_does(two_looks):
 
 def test_embed_stores_the_tile_measurements_and_stain_norm_is_in_the_cache_key(two_looks, tmp_path):
     """embed writes tile_stats and stroma_estimate through weakstil.files; normalising the tiles'
-    stain changes the features, so it changes the cache key (a cache made without it is redone)."""
+    stain changes the features, so it changes the cache key (a cache made without it is not reused)."""
     from weakstil.embed import embed_slide, open_encoder
     from weakstil.feature_cache import cache_key
     from weakstil.files import FeaturesFile
@@ -178,8 +179,13 @@ def test_embed_stores_the_tile_measurements_and_stain_norm_is_in_the_cache_key(t
     assert normed_enc.card.stain_norm == "macenko"
     with Slide.open(slide_path) as slide:
         assert cache_key(enc, params, slide.mpp) != cache_key(normed_enc, params, slide.mpp)
-    normed = embed_slide(slide_path, normed_enc, out_path=plain.path, params=params, workers=0)
-    assert not normed.skipped  # the cache made without normalisation is not reused
+    # the cache made without normalisation is not reused: kept in a folder of the user's (refused)...
+    with pytest.raises(WeakSTILError, match="another stain normalisation.*they are kept"):
+        embed_slide(slide_path, normed_enc, out_path=plain.path, params=params, workers=0)
+    # ... and redone in one the run owns
+    normed = embed_slide(slide_path, normed_enc, out_path=plain.path, params=params, workers=0,
+                         keep_other_settings=False)
+    assert not normed.skipped
     g = FeaturesFile.read(normed.path)
     assert g.attrs["stain_norm"] == "macenko" and not np.allclose(g.features, f.features)
     np.testing.assert_allclose(g.tile_stats, f.tile_stats)  # measured on the raw tiles either way
