@@ -33,10 +33,9 @@ import pandas as pd
 
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
-from weakstil.outputdir import is_complete
 from weakstil.metrics import fmt
 from weakstil.modeldir import ModelDir
-from weakstil.outputdir import MARKER
+from weakstil.outputdir import MARKER, is_complete
 from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
