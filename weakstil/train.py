@@ -174,13 +174,14 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             cv = cross_validate(bank, labels, groups, cfg, n_folds, on_epoch=on_epoch)
             pred = pd.DataFrame({
                 "slide_id": cohort.slide_ids, "stil_true": labels.astype(float),
-                "stil_pred": [s.stil for s in cv.scores], "fold": cv.folds, "group": groups,
+                # folds numbered from 1, as the fold model files (folds/fold_<k>_<m>) and the log
+                "stil_pred": [s.stil for s in cv.scores], "fold": np.asarray(cv.folds) + 1, "group": groups,
             })
             folder = ModelDir(tmp)
             write_predictions(pred, folder.oof_path, threshold)
             for bag, s, k in zip(bank.bags, cv.scores, cv.folds):
                 write_tile_scores(folder.cv_tile_scores(bag.slide_id), bag, s, {
-                    "stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]), "fold": int(k),
+                    "stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]), "fold": int(k) + 1,
                     "source": "cross-validation (out of fold)", "aggregator": cfg.aggregator})
             metrics = write_metrics(pred, folder.cv_dir, threshold=threshold, title=f"{n_folds}-fold CV",
                                     extra={"folds": n_folds, "group_column": cohort.group_column},
