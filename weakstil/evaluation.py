@@ -264,7 +264,8 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     if len(no_bed) == len(ids):
         raise WeakSTILError("no slide of the cohort has a tile in its tumour bed; nothing to evaluate",
                             path=csv_path, fix="check the tumour beds (--annotations, --tumorbed-beds, --tumorbed)")
-    keep = [i for i, sid in enumerate(ids) if sid not in set(no_bed)]
+    left_out = set(no_bed)
+    keep = [i for i, sid in enumerate(ids) if sid not in left_out]
     bank = FeatureBank.from_caches([caches[i] for i in keep], [ids[i] for i in keep], tumorbeds=tumorbeds,
                                    tile_stats=model.arch.tile_stats, stroma_estimate=model.needs_stroma_estimate,
                                    centre_embeddings=model.arch.centre_embeddings)
@@ -289,7 +290,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
             "model": str(model_dir), "aggregator": model.arch.aggregator, "source": "evaluate",
             "n_models": len(models), "scoring": how})
     pred = pd.DataFrame({"slide_id": ids, "stil_true": cohort.labels, "stil_pred": [stil.get(s, np.nan) for s in ids],
-                         "group": cohort.groups, "status": [STATUS_NO_BED if s in no_bed else STATUS_OK for s in ids]})
+                         "group": cohort.groups, "status": [STATUS_NO_BED if s in left_out else STATUS_OK for s in ids]})
     write_predictions(pred, out_dir / "predictions.csv", threshold)
     trained_on = training_slide_ids(model_dir, meta)
     seen = None if trained_on is None else sorted(set(stil) & trained_on)
