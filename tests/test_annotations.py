@@ -163,3 +163,31 @@ def test_a_geojson_saved_with_a_byte_order_mark_is_read(tmp_path):
     path.write_text(json.dumps(geojson([feature(square(0, 0, 10, 10))])), encoding="utf-8-sig")
     assert path.read_bytes()[:3] == b"\xef\xbb\xbf"
     assert load_polygons(path).area == pytest.approx(100)
+
+
+def test_an_annotation_written_in_micrometres_is_warned_about(tmp_path, caplog):
+    geom = _geometry()
+    tissue = np.zeros_like(geom.tissue_mask)
+    tissue[112:, 112:] = True  # tissue only from 1,792 px (896 µm) on, both axes
+    geom = SlideGeometry(geom.width, geom.height, geom.slide_mpp, geom.coords, geom.tile_size_level0, tissue, 8.0)
+    in_px, in_um = tmp_path / "px.geojson", tmp_path / "um.geojson"
+    in_px.write_text(json.dumps(geojson([feature(square(2000, 2000, 4000, 4000))])))
+    in_um.write_text(json.dumps(geojson([feature(square(1000, 1000, 2000, 2000))])))  # the same bed × 0.5 µm/px
+    with caplog.at_level("WARNING"):
+        from_annotation(in_px, geom)
+    assert "micrometres" not in caplog.text
+    with caplog.at_level("WARNING"):
+        from_annotation(in_um, geom)
+    assert "um.geojson" in caplog.text and "were micrometres" in caplog.text and "level-0 pixel" in caplog.text
+
+
+def test_an_annotation_off_the_tissue_either_way_is_not_called_micrometres(tmp_path, caplog):
+    geom = _geometry()
+    tissue = np.zeros_like(geom.tissue_mask)
+    tissue[:100, 180:] = True  # top-right corner only
+    geom = SlideGeometry(geom.width, geom.height, geom.slide_mpp, geom.coords, geom.tile_size_level0, tissue, 8.0)
+    path = tmp_path / "S.geojson"
+    path.write_text(json.dumps(geojson([feature(square(200, 3000, 1000, 4000))])))  # bottom-left
+    with caplog.at_level("WARNING"):
+        from_annotation(path, geom)
+    assert "micrometres" not in caplog.text

@@ -9,6 +9,7 @@ area inside the bed and a flag (fraction >= ``settings.TILE_IN_BED``). Its sourc
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -18,6 +19,8 @@ import numpy as np
 
 from weakstil.settings import TILE_IN_BED
 from weakstil.tiling import mask_fractions
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.files import FeaturesFile, TilesFile
@@ -95,11 +98,40 @@ def from_annotation(path: str | Path, geom: SlideGeometry) -> TumorBed:
     """Tumour bed from a pathologist's annotation file (clipped to tissue and slide)."""
     from weakstil.annotations import check_inside, load_polygons, rasterize
 
-    polygons = check_inside(load_polygons(path), geom.width, geom.height, path)
-    mask = rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp)
-    mask = geom.fit_mask(mask)
+    raw = load_polygons(path)
+    polygons = check_inside(raw, geom.width, geom.height, path)
+    mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
+    _warn_if_in_micrometres(raw, mask, geom, path)
     return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.ANNOTATION,
                     str(path))
+
+
+def _tissue_share(mask: np.ndarray, tissue: np.ndarray) -> float:
+    return float((mask & tissue).sum() / max(int(mask.sum()), 1))
+
+
+def _warn_if_in_micrometres(raw, mask: np.ndarray, geom: SlideGeometry, path: str | Path) -> None:
+    """Warn when the polygons read as micrometres fit the tissue far better than as pixels.
+
+    QuPath and ImageScope export level-0 pixels, but scripts often write micrometres: such a bed
+    is shrunk by the slide's µm/px towards the top-left corner and lands mostly on background or
+    on the wrong tissue, with no error. A bed mostly off the tissue whose ×(1/mpp) copy lies on it
+    is almost surely that mistake.
+    """
+    from shapely.affinity import scale
+
+    from weakstil.annotations import rasterize
+
+    tissue = geom.tissue_mask.astype(bool)
+    if not mask.any() or not tissue.any() or _tissue_share(mask, tissue) >= 0.5 or geom.slide_mpp >= 1.0:
+        return
+    f = 1.0 / geom.slide_mpp
+    scaled = scale(raw, xfact=f, yfact=f, origin=(0, 0))
+    as_um = geom.fit_mask(rasterize(scaled, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
+    if as_um.any() and _tissue_share(as_um, tissue) >= 0.8:
+        log.warning("%s: only %.0f%% of the annotation lies on tissue, but %.0f%% would if its coordinates "
+                    "were micrometres; export it in level-0 pixel coordinates (× %.4g px per µm)", path,
+                    100 * _tissue_share(mask, tissue), 100 * _tissue_share(as_um, tissue), f)
 
 
 def whole_tissue(geom: SlideGeometry) -> TumorBed:
