@@ -447,6 +447,14 @@ BAD = [
     Bad("tumorbed-train-annotation-nan", lambda w, t: ["tumorbed", "train", "--features", w.feats, "--annotations",
                                                        _nan_annotations(w, t), "--out", t / "out"],
         ("synth_0000_tumorbed.geojson", "not finite")),
+    Bad("tumorbed-train-two-bad-annotations", lambda w, t: ["tumorbed", "train", "--features", w.feats,
+                                                            "--annotations", _nan_annotations(w, t, also_broken=True),
+                                                            "--out", t / "out"],
+        ("synth_0000_tumorbed.geojson", "not finite", "1 more", "synth_0001_tumorbed.geojson: malformed GeoJSON")),
+    Bad("train-two-bad-annotations", lambda w, t: ["train", w.labels, "--features", w.feats, "--annotations",
+                                                   _nan_annotations(w, t, also_broken=True), "--out", t / "out",
+                                                   "--folds", "2", "--epochs", "1"],
+        ("synth_0000_tumorbed.geojson", "not finite", "1 more", "synth_0001_tumorbed.geojson: malformed GeoJSON")),
 ]
 
 
@@ -529,8 +537,9 @@ def _detector(w: World, t: Path, truncate: bool = False, format_version: object 
     return detector
 
 
-def _nan_annotations(w: World, t: Path) -> Path:
-    """The cohort's tumour-bed annotations, synth_0000's with a NaN coordinate (JSON allows 'NaN')."""
+def _nan_annotations(w: World, t: Path, also_broken: bool = False) -> Path:
+    """The cohort's tumour-bed annotations, synth_0000's with a NaN coordinate (JSON allows 'NaN'),
+    and with ``also_broken`` synth_0001's cut short (not JSON)."""
     annotations = t / "annotations"
     annotations.mkdir()
     for path in (w.cohort / "truth").glob("*.geojson"):
@@ -539,6 +548,9 @@ def _nan_annotations(w: World, t: Path) -> Path:
     data = json.loads(path.read_text())
     data["features"][0]["geometry"]["coordinates"][0][1][0] = float("nan")
     path.write_text(json.dumps(data))
+    if also_broken:
+        broken = annotations / "synth_0001_tumorbed.geojson"
+        broken.write_text(broken.read_text()[:40])
     return annotations
 
 

@@ -28,6 +28,18 @@ class AnnotationError(WeakSTILError):
     """A malformed or unusable annotation file."""
 
 
+def raise_all(errors: list[AnnotationError]) -> None:
+    """Raise the annotation errors of a cohort as one: the user mends every file in one go
+    instead of meeting them one rerun at a time."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        first, rest = errors[0], errors[1:]
+        others = "; ".join(f"{Path(e.path or '?').name}: {e.message}" for e in rest[:5])
+        raise AnnotationError(f"{first.message}; {len(rest)} more annotation file(s) cannot be used either "
+                              f"({others}{'; ...' if len(rest) > 5 else ''})", path=first.path, fix=first.fix)
+
+
 def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
     """The annotation file for ``slide_id`` in ``directory``, or ``None``."""
     if directory is None:

@@ -116,10 +116,18 @@ class BedSources:
             return None
         flags, sources = {}, {}
         precomputed = sum(find_slide_file(self.beds, sid) is not None for sid in feature_paths)
+        from weakstil.annotations import AnnotationError, raise_all
+
+        bad: list[AnnotationError] = []
         for sid, path in feature_paths.items():
-            bed = self.resolve(sid, FeaturesFile.read(path))
+            try:
+                bed = self.resolve(sid, FeaturesFile.read(path))
+            except AnnotationError as exc:  # go on: every unusable file is named at once
+                bad.append(exc)
+                continue
             flags[sid] = bed.tile_flags
             sources[bed.source.value] = sources.get(bed.source.value, 0) + 1
+        raise_all(bad)
         log.info("tumour beds: %s%s", ", ".join(f"{n} from {s}" for s, n in sorted(sources.items())),
                  f" ({precomputed} precomputed in {self.beds})" if precomputed else "")
         self.used = {**dict(sorted(sources.items())), **({"precomputed": precomputed} if precomputed else {})}

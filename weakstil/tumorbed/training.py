@@ -293,7 +293,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     ``lymphoid_veto``: lymphoid tiles away from tumour cells cannot seed the bed (weakstil.tumorbed.veto).
     ``ink_veto``: nor can tiles under marker ink (weakstil.tumorbed.ink; measured on the slides
     the feature files name, where they are there)."""
-    from weakstil.annotations import find_annotation, unmatched_annotations
+    from weakstil.annotations import AnnotationError, find_annotation, raise_all, unmatched_annotations
     from weakstil.files import FeaturesFile, feature_path
 
     features_dir = Path(features_dir)
@@ -304,6 +304,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         log.warning("%s: %d annotation file(s) match no slide with features and are not used: %s%s", annotations,
                     len(unused), ", ".join(p.name for p in unused[:5]), " ..." if len(unused) > 5 else "")
     chosen: list[AnnotatedSlide] = []
+    bad: list[AnnotationError] = []
     identity = None
     for sid in slide_ids:
         if len(chosen) >= max_slides:
@@ -320,11 +321,16 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
             raise WeakSTILError(f"features of {sid} come from another encoder than the other slides",
                                 path=path, fix="embed all slides with one encoder")
         geom = SlideGeometry.from_file(cache)
-        bed = from_annotation(annotation, geom)
+        try:
+            bed = from_annotation(annotation, geom)
+        except AnnotationError as exc:  # go on: every unusable file is named at once
+            bad.append(exc)
+            continue
         columns = cache.attr("tile_stats_columns")
         ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0) if ink_veto else None
         chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask, cache.tile_stats,
                                      stats_column_names(columns), ink))
+    raise_all(bad)
     if not chosen:
         raise WeakSTILError("no slide has both cached features and an annotation", path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
