@@ -191,3 +191,33 @@ def test_an_annotation_off_the_tissue_either_way_is_not_called_micrometres(tmp_p
     with caplog.at_level("WARNING"):
         from_annotation(path, geom)
     assert "micrometres" not in caplog.text
+
+
+def _asap(annotations) -> str:
+    """ASAP XML: (group, type, [(x, y), ...]) per annotation, coordinates written in reverse order
+    with their Order attribute (ASAP sorts by it)."""
+    body = []
+    for i, (group, kind, points) in enumerate(annotations):
+        coords = "".join(f'<Coordinate Order="{j}" X="{x}" Y="{y}"/>' for j, (x, y) in reversed(list(enumerate(points))))
+        body.append(f'<Annotation Name="A{i}" Type="{kind}" PartOfGroup="{group}" Color="#F4FA58">'
+                    f'<Coordinates>{coords}</Coordinates></Annotation>')
+    return f'<?xml version="1.0"?><ASAP_Annotations><Annotations>{"".join(body)}</Annotations></ASAP_Annotations>'
+
+
+def test_asap_xml_reads_the_bed_group_and_cuts_out_exclusions(tmp_path):
+    path = tmp_path / "S.xml"
+    path.write_text(_asap([("tumor bed", "Polygon", square(0, 0, 100, 100)[:-1]),
+                           ("Exclusion", "Polygon", square(10, 10, 20, 20)[:-1]),
+                           ("lymphocytes", "Dot", [(50, 50)]),
+                           ("stroma", "Rectangle", square(500, 500, 600, 600)[:-1])]))
+    bed = load_polygons(path)
+    assert bed.area == pytest.approx(100 * 100 - 10 * 10)  # the stroma group is not the bed when a bed group exists
+    path.write_text(_asap([("_0", "Polygon", square(0, 0, 100, 100)[:-1]), ("_2", "Polygon", square(0, 0, 50, 100)[:-1])]))
+    assert load_polygons(path).area == pytest.approx(50 * 100)  # CAMELYON16's groups: _2 is an exclusion
+
+
+def test_asap_xml_without_areas_says_asap(tmp_path):
+    path = tmp_path / "S.xml"
+    path.write_text(_asap([("lymphocytes", "Dot", [(50, 50)])]))
+    with pytest.raises(AnnotationError, match="ASAP XML holds no polygon"):
+        load_polygons(path)

@@ -1,4 +1,4 @@
-"""Tumour-bed annotations drawn by pathologists: QuPath GeoJSON and Aperio ImageScope XML.
+"""Tumour-bed annotations drawn by pathologists: QuPath GeoJSON, Aperio ImageScope XML and ASAP XML.
 
 Polygons are in level-0 pixels. An annotation file for a slide is found by slide id in an
 annotation directory (``<slide_id>.geojson``, ``<slide_id>_tumorbed.geojson``, ``<slide_id>.xml``...)
@@ -20,6 +20,8 @@ log = logging.getLogger(__name__)
 
 #: Classification names taken as tumour bed when a file holds several classes.
 TUMOR_BED_NAMES = re.compile(r"tumou?r[ _-]?bed|tumou?r|invasive|carcinoma|roi|region", re.IGNORECASE)
+#: ASAP groups whose polygons are cut out of the bed (CAMELYON16 names its exclusions "_2").
+EXCLUDED_NAMES = re.compile(r"exclu|negative|^_2$", re.IGNORECASE)
 #: File name patterns tried for a slide id, in order.
 ANNOTATION_PATTERNS = ("{id}.geojson", "{id}_tumorbed.geojson", "{id}.json", "{id}.xml", "{id}_tumorbed.xml")
 
@@ -77,7 +79,7 @@ def unmatched_annotations(directory: str | Path, slide_ids: list[str]) -> list[P
 
 
 def load_polygons(path: str | Path):
-    """Tumour-bed polygons (a shapely MultiPolygon, level-0 px) from GeoJSON or ImageScope XML."""
+    """Tumour-bed polygons (a shapely MultiPolygon, level-0 px) from GeoJSON, ImageScope or ASAP XML."""
     path = Path(path)
     if not path.is_file():
         raise AnnotationError("annotation file not found", path=path, fix="check the path")
@@ -89,9 +91,9 @@ def load_polygons(path: str | Path):
         polygons, excluded = _imagescope_polygons(path)
     else:
         raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
-                              fix="use QuPath GeoJSON (.geojson) or Aperio ImageScope XML (.xml)")
+                              fix="use QuPath GeoJSON (.geojson), Aperio ImageScope XML or ASAP XML (.xml)")
     merged = _union(polygons, path)
-    if excluded:  # ImageScope's negative regions (NegativeROA="1") are cut out of the bed
+    if excluded:  # ImageScope's negative regions (NegativeROA="1"), ASAP's exclusions: cut out of the bed
         from shapely.geometry import MultiPolygon
         from shapely.ops import unary_union
 
@@ -227,7 +229,9 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
         root = ET.parse(path).getroot()
     except ET.ParseError as exc:
         raise AnnotationError(f"malformed ImageScope XML ({exc})", path=path,
-                              fix="save the annotation again from ImageScope") from None
+                              fix="save the annotation again from ImageScope or ASAP") from None
+    if root.tag == "ASAP_Annotations":
+        return _asap_polygons(root, path)
     polygons, excluded = [], []
     for region in root.iter("Region"):
         vertices = []
@@ -244,6 +248,35 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
         raise AnnotationError("ImageScope XML holds no (positive) regions with 3 or more vertices", path=path,
                               fix="draw the tumour bed as a polygon region")
     return polygons, excluded
+
+
+def _asap_polygons(root, path: Path) -> tuple[list, list]:
+    """(bed polygons, excluded polygons) of an ASAP XML (CAMELYON, TIGER; level-0 px). Groups named
+    like a tumour bed are the bed when there are any (else every area annotation); groups named
+    like an exclusion (``Exclusion``, CAMELYON's ``_2``) are cut out of it."""
+    from shapely.geometry import Polygon
+
+    named, other, excluded = [], [], []
+    for ann in root.iter("Annotation"):
+        if str(ann.attrib.get("Type", "Polygon")).lower() not in ("polygon", "spline", "rectangle"):
+            continue  # dots and point sets mark cells, not areas
+        try:
+            points = sorted((float(c.attrib.get("Order", i)), float(c.attrib["X"]), float(c.attrib["Y"]))
+                            for i, c in enumerate(ann.iter("Coordinate")))
+        except (KeyError, ValueError):
+            raise AnnotationError("a Coordinate lacks numeric X/Y", path=path,
+                                  fix="save the annotation again from ASAP") from None
+        if len(points) < 3:
+            continue
+        polygon, group = Polygon([(x, y) for _, x, y in points]), str(ann.attrib.get("PartOfGroup", ""))
+        if EXCLUDED_NAMES.search(group):
+            excluded.append(polygon)
+        else:
+            (named if TUMOR_BED_NAMES.search(group) else other).append(polygon)
+    if not (named or other):
+        raise AnnotationError("ASAP XML holds no polygon annotations with 3 or more coordinates", path=path,
+                              fix="draw the tumour bed as a polygon annotation")
+    return named or other, excluded
 
 
 def _union(polygons: list, path: Path):
