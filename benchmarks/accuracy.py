@@ -257,7 +257,7 @@ def mil_cv(cohort: Cohort, split: str, enc: str, agg: str, feats: str, args) -> 
     t0 = time.perf_counter()
     cv = cross_validate(bank, cohort.labels, groups, cfg, k)
     row = slide_metrics(cohort.labels, np.array([s.stil for s in cv.scores]))
-    row["tile_r"] = tile_pearson(cohort, {b.slide_id: (b.coords, s.tile_scores, b.tile_mask)
+    row["tile_r"] = tile_pearson(cohort, {b.slide_id: (b.coords, s.tile_stil, b.tile_mask)
                                           for b, s in zip(bank.bags, cv.scores)})
     row["seconds"] = time.perf_counter() - t0
     return row
@@ -278,7 +278,7 @@ def mil_transfer(a: Cohort, b: Cohort, enc: str, agg: str, feats: str, args) -> 
     rows = []
     for tag, scores in (("", score_slides(final, bank_b)), ("+ens", score_slides_ensemble(cv.models, bank_b))):
         row = slide_metrics(b.labels, np.array([s.stil for s in scores]))
-        row["tile_r"] = tile_pearson(b, {bb.slide_id: (bb.coords, s.tile_scores, bb.tile_mask)
+        row["tile_r"] = tile_pearson(b, {bb.slide_id: (bb.coords, s.tile_stil, bb.tile_mask)
                                          for bb, s in zip(bank_b.bags, scores)})
         row["seconds"] = time.perf_counter() - t0
         row["variant"] = tag
@@ -362,6 +362,8 @@ def cached(cache: Path, key: dict, compute):
 
 
 def main() -> None:
+    from weakstil.settings import TILE_PRIOR_STROMA
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohorts", default="hard,default", help="hard and/or default (look B is made for hard)")
     ap.add_argument("--slides", type=int, default=60)
@@ -450,6 +452,8 @@ def main() -> None:
                                "features": str(a.features.get(enc).resolve()), "v": 5}
                         if agg != "colour":  # the MIL's width and models per fold (older results had 128 and 1)
                             key.update(hidden=cfg.hidden, members=cfg.members)
+                            if TILE_PRIOR_STROMA:  # tile r is of the published tiles (older results: raw scores)
+                                key.update(tile_prior_stroma=TILE_PRIOR_STROMA)
                         log.info("%s / %s / %s / seed %d", a.name, split, "/".join([enc, agg, feats]), seed)
                         if agg == "colour":
                             out = cached(args.cache, key, lambda: [colour_row(a, b, split, enc, args)])

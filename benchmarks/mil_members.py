@@ -104,7 +104,7 @@ def main() -> None:
                     test, bags, scores = a, bank_a.bags, cross_validate(bank_a, a.labels, groups, cfg, k).scores
                 pred = np.array([s.stil for s in scores])
                 m = A.slide_metrics(labels, pred)
-                tile_r = A.tile_pearson(test, {bag.slide_id: (bag.coords, s.tile_scores, bag.tile_mask)
+                tile_r = A.tile_pearson(test, {bag.slide_id: (bag.coords, s.tile_stil, bag.tile_mask)
                                                for bag, s in zip(bags, scores)})
                 rows.append((m["r2"], m["mae"], float(np.mean(pred - labels)), tile_r))
             r = np.array(rows)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from weakstil.mil.aggregate import aggregate, slide_score
+from weakstil.mil.aggregate import aggregate, slide_score, tile_estimates
 
 
 def test_stroma_ratio_is_the_stil_definition():
@@ -49,3 +49,20 @@ def test_attention_is_a_softmax_and_batched_rows_are_independent():
     assert w.sum(-1).tolist() == pytest.approx([1.0, 1.0])
     with pytest.raises(ValueError):
         aggregate(s, mask, "stroma")
+
+
+def test_published_tiles_shrink_by_their_stroma_and_keep_the_slide_score():
+    rng = np.random.default_rng(1)
+    scores, stroma = rng.uniform(0, 100, 200), rng.uniform(0, 1, 200)
+    bed = rng.uniform(size=200) < 0.7
+    stroma[:5] = [1.0, 0.0, 0.02, 0.5, 0.9]
+    bed[:5] = True
+    published = tile_estimates(scores, stroma, bed, prior_stroma=0.2)
+    before, _ = slide_score(scores, stroma, bed)
+    after, _ = slide_score(published, stroma, bed)
+    assert after == pytest.approx(before, abs=1e-4)  # the viewer's rescore gives the slide's number
+    prior = published[1]  # a tile without stroma is the prior alone
+    factor = (published[:5] - prior) / (scores[:5] - prior)  # how much of its own score a tile keeps
+    np.testing.assert_allclose(factor, stroma[:5] / (stroma[:5] + 0.2), atol=1e-4)
+    assert np.array_equal(tile_estimates(scores, None, bed), scores.astype(np.float32))  # mean/attention models
+    assert np.array_equal(tile_estimates(scores, stroma, bed, prior_stroma=0), scores.astype(np.float32))

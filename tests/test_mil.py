@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -13,6 +14,7 @@ from weakstil.cohort import read_cohort
 from weakstil.errors import WeakSTILError
 from weakstil.files import TileScoresFile
 from weakstil.metrics import pearson, r2_score
+from weakstil.mil.aggregate import slide_score
 from weakstil.mil import (
     Architecture,
     FeatureBank,
@@ -237,6 +239,10 @@ def test_stroma_aggregator_learns_the_stil_definition(planted_stroma, tmp_path, 
         w.append(d.stroma_weight)
         s.append(stroma)
     assert pearson(np.concatenate(true), np.concatenate(pred)) >= 0.85
+    oof = pd.read_csv(out / "cv" / "oof_predictions.csv").set_index("slide_id")["stil_pred"]
+    for sid in list(truth)[:5]:  # the published tiles re-aggregate to the slide's number (the viewer's rescore)
+        d = TileScoresFile.read(out / "cv" / "tiles" / f"{sid}.h5")
+        assert slide_score(d.tile_scores, d.stroma_weight, d.tumorbed)[0] == pytest.approx(oof[sid], abs=1e-3)
     if stroma_weight == "learned":  # learned from slide labels alone, the weights still follow the stroma
         assert pearson(np.concatenate(s), np.concatenate(w)) >= 0.7
 

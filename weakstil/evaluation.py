@@ -36,6 +36,7 @@ import pandas as pd
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
 from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, roc_curve
+from weakstil import settings
 from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -223,9 +224,11 @@ def write_tile_scores(path: Path, bag, scores, attrs: dict) -> Path:
     """One slide's tile scores as a :class:`weakstil.files.TileScoresFile` (cross-validation, evaluate)."""
     from weakstil.files import TileScoresFile
 
-    return TileScoresFile(coords=bag.coords, tile_scores=scores.tile_scores, weights=scores.weights,
+    return TileScoresFile(coords=bag.coords, tile_scores=scores.tile_stil, weights=scores.weights,
                           tumorbed=bag.tile_mask, attention=scores.attention, stroma_weight=scores.stroma,
-                          attrs={"slide_id": bag.slide_id, "tile_size_level0": float(bag.tile_size_level0), **attrs,
+                          attrs={"slide_id": bag.slide_id, "tile_size_level0": float(bag.tile_size_level0),
+                                 "tile_prior_stroma": settings.TILE_PRIOR_STROMA if scores.stroma is not None else 0.0,
+                                 **attrs,
                                  **placement_attrs(bag.attrs)}).write(path)
 
 

@@ -374,7 +374,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     features.tile_stats = stats
     device = resolve_device(opts.device)
     scores = score_slides_ensemble([m.to(device) for m in ctx.models], bank, device=device)[0]
-    tile_scores = np.asarray(scores.tile_scores, np.float32)
+    tile_scores = np.asarray(scores.tile_stil, np.float32)  # the published map (its bed mean: stil)
     attention = None if scores.attention is None else np.asarray(scores.weights, np.float32)
     logits = None if scores.attention is None else np.asarray(scores.attention, np.float32)
     if flags.any():
@@ -459,6 +459,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         "n_tiles": int(len(tile_scores)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
         "model_id": ctx.model_id, "model_path": str(ctx.opts.model.resolve()),
         "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),
+        "tile_prior_stroma": settings.TILE_PRIOR_STROMA if stroma is not None else 0.0,
         "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "score_request": json.dumps(ctx.request(slide_id)),
         **bed.attrs()}

@@ -54,6 +54,12 @@ CENTRE_EMBEDDINGS = False
 AGGREGATOR = "stroma"
 #: Tile weights of the stroma aggregator: "learned" (a head on the features) or "estimate" (colour deconvolution).
 STROMA_WEIGHT = "learned"
+#: A tile's published sTIL% (heatmaps, tile files) is its own score and the slide's blended by how much
+#: stroma it holds: ``(w·s + k·prior) / (w + k)`` with stroma weight ``w`` and this ``k`` (mil.aggregate.
+#: tile_estimates). A tile that is nearly all tumour says little about its stromal TIL share (a few stroma
+#: pixels), and the weak slide labels barely constrain its score: out of fold on hard cohorts its own score
+#: tracks the true tile sTIL at r 0.70-0.82, the blend at 0.83-0.89 (README "Tile maps"). 0: raw scores.
+TILE_PRIOR_STROMA = 0.2
 #: How new slides are scored: "final" model or "ensemble" of the cross-validation fold models. The
 #: ensemble: on a look never trained on, with the pretrained Macenko-normalised small-cnn, R² 0.907 ± 0.012
 #: against the final model's 0.848 ± 0.060, and within 0.003 of it elsewhere (README "Accuracy off the

@@ -92,3 +92,28 @@ def slide_score(tile_scores: Any, stroma_weights: Any = None, bed_mask: Any = No
     a = None if attention is None else torch.as_tensor(np.asarray(attention, dtype=np.float64))
     stil, weights = aggregate(s, mask, aggregator, stroma=w, logits=a)
     return float(stil), weights.numpy().astype(np.float32)
+
+
+def tile_estimates(tile_scores: Any, stroma_weights: Any, in_score: Any,
+                   prior_stroma: float = settings.TILE_PRIOR_STROMA) -> np.ndarray:
+    """Each tile's sTIL% as published: its score shrunk towards the slide's by its stroma weight.
+
+    A tile's sTIL% is lymphocyte area over *stroma* area, so a tile with little stroma has little
+    evidence for it, and a model trained on slide labels with the stroma-weighted aggregate is
+    barely corrected on such a tile (it weighs little in the slide). The estimate is the
+    precision-weighted blend ``(w·s + k·m) / (w + k)`` (empirical Bayes, the stroma weight ``w``
+    as the tile's evidence, ``k`` the prior's). The prior ``m = Σ s·w/(w+k) / Σ w/(w+k)`` over the
+    tiles in the score (``in_score``) is the one that leaves the stroma-weighted slide sTIL%
+    exactly as it was, so a viewer's rescore from the published tiles gives the slide's number.
+    Without stroma weights (mean and attention models) or with ``k = 0``: the scores as they are.
+    """
+    s = np.asarray(tile_scores, np.float64)
+    if stroma_weights is None or prior_stroma <= 0:
+        return s.astype(np.float32)
+    w = np.clip(np.asarray(stroma_weights, np.float64), 0.0, None)
+    m = np.asarray(in_score, bool)
+    r = w / (w + prior_stroma)
+    if not m.any() or r[m].sum() <= 0:
+        return s.astype(np.float32)
+    prior = float((r[m] * s[m]).sum() / r[m].sum())
+    return (r * s + (1 - r) * prior).astype(np.float32)

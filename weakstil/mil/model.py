@@ -105,6 +105,15 @@ class SlideScores:
     attention: np.ndarray | None  #: (N,) raw attention logits (attention aggregator only)
     stroma: np.ndarray | None = None  #: (N,) stroma weight in [0, 1] (stroma aggregator only)
 
+    @property
+    def tile_stil(self) -> np.ndarray:
+        """(N,) each tile's sTIL% as published in files and heatmaps: the score blended with the
+        slide's by the tile's stroma (:func:`weakstil.mil.aggregate.tile_estimates`); the
+        stroma-weighted mean of these over the tiles in the score is :attr:`stil`."""
+        from weakstil.mil.aggregate import tile_estimates
+
+        return tile_estimates(self.tile_scores, self.stroma, self.weights > 0)
+
 
 @torch.no_grad()
 def score_slides(model: TileMIL, bank: FeatureBank, idx: Sequence[int] | None = None,
