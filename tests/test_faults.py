@@ -648,6 +648,9 @@ def test_score_tells_two_scans_with_one_name_apart_and_refuses_a_clash(world, tm
     assert (out / "synth_0000.h5").read_bytes() == first
     rows = pd.read_csv(out / "results.csv")
     assert list(rows["status"]) == ["ok", "error"] and rows["path"][0] == str(world.slide)
+    run_cli("score", world.slide, *common)  # a rerun that skips the finished slide keeps the refusal's row
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["status"]) == ["ok", "error"] and list(rows["path"]) == [str(world.slide), str(world.twin)]
     proc = run_cli("score", world.twin, *common, "--overwrite")  # asked for: scored as itself
     assert proc.returncode == 0 and "already scored" not in proc.stderr, proc.stderr
     rows = pd.read_csv(out / "results.csv")

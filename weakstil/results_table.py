@@ -18,40 +18,57 @@ log = logging.getLogger(__name__)
 
 def read_previous(path: Path) -> dict[str, dict]:
     """The rows of ``results.csv`` by slide id (the first row of an id: later ones are clashes)."""
+    rows: dict[str, dict] = {}
+    for r in _read_rows(path):
+        rows.setdefault(str(r["slide_id"]), r)
+    return rows
+
+
+def _read_rows(path: Path) -> list[dict]:
     if not path.is_file():
-        return {}
+        return []
     import pandas as pd
 
     try:
-        table = pd.read_csv(path, dtype={"slide_id": str}, keep_default_na=False)
+        table = pd.read_csv(path, dtype={"slide_id": str, "path": str}, keep_default_na=False)
     except Exception:  # unreadable: redo everything
         log.warning("%s is unreadable; all slides will be scored again", path)
-        return {}
+        return []
     if "slide_id" not in table.columns:  # e.g. re-saved by a spreadsheet with ';' between the columns
         from weakstil.errors import WeakSTILError
 
         raise WeakSTILError("has no slide_id column, so it is not a results table weakstil can add to (saved "
                             "again by a spreadsheet with ';' separators?); it is left as it is", path=path,
                             fix="restore the comma-separated file, or move it away and run again")
-    rows: dict[str, dict] = {}
-    for r in table.to_dict("records"):
-        rows.setdefault(str(r["slide_id"]), r)
-    return rows
+    return table.to_dict("records")
 
 
 def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], columns: list[str]) -> None:
     """Merge this run's rows into ``results.csv`` (re-read under its lock: other runs may share
-    ``OUT``) and rewrite it atomically. A write that fails (disk full) leaves the old file whole."""
+    ``OUT``) and rewrite it atomically. A write that fails (disk full) leaves the old file whole.
+
+    An earlier run's clash rows (another file with a scored slide's id, refused) stay until that
+    file is scored in its place or this run lists it again: the record that a slide was not scored
+    must not vanish because a rerun skipped the finished one."""
     import pandas as pd
 
     from weakstil.locks import OutputLock
 
     with OutputLock(path):
-        rows = read_previous(path)
+        rows: dict[str, dict] = {}
+        earlier_clashes = []
+        for r in _read_rows(path):
+            if str(r["slide_id"]) in rows:
+                earlier_clashes.append(r)
+            else:
+                rows[str(r["slide_id"])] = r
         rows.update(mine)
+        listed = {(str(c["slide_id"]), str(c.get("path"))) for c in clashes}
+        kept = [r for r in earlier_clashes if (str(r["slide_id"]), str(r.get("path"))) not in listed
+                and str(r.get("path")) != str(rows[str(r["slide_id"])].get("path"))]
         # columns a user added (a pathologist's comment) are kept, after ours
         extra = list(dict.fromkeys(k for r in rows.values() for k in r if k not in columns))
-        table = pd.DataFrame([{k: _cell(v) for k, v in r.items()} for r in [*rows.values(), *clashes]],
+        table = pd.DataFrame([{k: _cell(v) for k, v in r.items()} for r in [*rows.values(), *kept, *clashes]],
                              columns=[*columns, *extra])
         with atomic_path(path) as tmp:
             table.to_csv(tmp, index=False)

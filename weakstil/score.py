@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -322,7 +323,7 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
     from weakstil.qc.flags import Flag
 
     # a slide refused because it is not brightfield H&E (e.g. fluorescence) is flagged as such
-    return {"slide_id": slide_id, "path": str(path), "stil": math.nan, LOWER: math.nan, UPPER: math.nan,
+    return {"slide_id": slide_id, "path": os.path.abspath(path), "stil": math.nan, LOWER: math.nan, UPPER: math.nan,
             "stil_high": "", "threshold": ctx.threshold,
             "n_tiles": 0, "n_tumorbed_tiles": 0, "tumorbed_source": "", "status": STATUS_ERROR,
             "qc": Flag.STAIN.value if getattr(exc, "warnings", None) else "",
@@ -395,7 +396,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         for suffix in OUTPUT_SUFFIXES:
             (opts.out / f"{slide_id}{suffix}").unlink(missing_ok=True)
         raise
-    return {"slide_id": slide_id, "path": str(path), "stil": round(stil, 4) if status in SCORED else math.nan,
+    return {"slide_id": slide_id, "path": os.path.abspath(path), "stil": round(stil, 4) if status in SCORED else math.nan,
             LOWER: qc_row[LOWER], UPPER: qc_row[UPPER], "qc": qc_row["qc"],
             "stil_high": stil_high, "threshold": ctx.threshold, "n_tiles": int(len(tile_scores)),
             "n_tumorbed_tiles": int(flags.sum()), "tumorbed_source": bed.source.value, "status": status,
