@@ -332,6 +332,10 @@ BAD = [
     Bad("train-csv-bad-label", lambda w, t: ["train", _cohort_csv(w, t, "slide_id,path,stil\nsynth_0000,SLIDE,abc\n"
                                                                   "synth_0000,SLIDE,150\n"),
                                              "--features", w.feats, "--out", t / "out"], ("c.csv", "row 2", "row 3")),
+    Bad("train-csv-path-not-a-slide", lambda w, t: ["train", _cohort_csv(w, t, "slide_id,path,stil\n"
+                                                                          "synth_0000,notes.txt,5\n"),
+                                                    "--features", w.feats, "--out", t / "out"]
+        if _text(t, "notes.txt", "a note") else [], ("row 2 (synth_0000)", "notes.txt cannot be opened as a slide")),
     Bad("train-csv-decimal-comma", lambda w, t: ["train", _cohort_csv(w, t, "slide_id,path,stil\nsynth_0000,SLIDE,30,5\n"),
                                                  "--features", w.feats, "--out", t / "out"], ("c.csv", "30.5, not 30,5")),
     Bad("train-csv-one-decimal-comma", lambda w, t: ["train", _cohort_csv(w, t, "slide_id,path,stil\nsynth_0000,SLIDE,3\n"

@@ -122,7 +122,9 @@ def _check_features(path: Path, shown: str, slide: Path | None = None) -> str | 
     mine = recorded(attrs)
     if mine is not None and slide is not None and slide.is_file():
         now = slide_fingerprint(slide)
-        if now is not None and now != mine:
+        if now is None:
+            return f"{slide} cannot be opened as a slide (features {shown} were made from one)"
+        if now != mine:
             return f"features {shown} were made from another slide file than {slide} (content fingerprint differs; " \
                    "embed it again)"
     return None
@@ -185,17 +187,25 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     base = csv_path.resolve().parent
     problems: list[str] = []
     first_row: dict[str, int] = {}
-    records = []
+    first_folded: dict[str, tuple[str, int]] = {}
+    records, feature_problems = [], 0
     for i, rec in enumerate(raw.to_dict("records")):
         row = i + 2  # line in the file: header is line 1
+        if all(str(v).strip() in ("", "nan") for v in rec.values()):
+            continue  # a spreadsheet's empty row (",,,"), like a blank line
         reasons: list[str] = []
         sid = str(rec["slide_id"]).strip()
         if sid == "":
             reasons.append("slide_id is empty")
         elif sid in first_row:
             reasons.append(f"duplicate slide_id (first on row {first_row[sid]})")
+        elif sid.casefold() in first_folded:  # one output file on macOS, Windows and SMB shares
+            other, other_row = first_folded[sid.casefold()]
+            reasons.append(f"slide_id differs only in case from {other!r} (row {other_row}): their files would "
+                           "collide on a case-insensitive file system")
         else:
             first_row[sid] = row
+            first_folded[sid.casefold()] = (sid, row)
         if any(ch in sid for ch in "/\\"):
             reasons.append(f"slide_id {sid!r} contains a path separator")
         rel = str(rec["path"]).strip()
@@ -206,6 +216,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             full = Path(rel) if Path(rel).is_absolute() else base / rel
             if check_files and not full.exists():
                 reasons.append(f"file not found {rel}")
+            elif check_files and full.is_dir():
+                reasons.append(f"path is a folder, not a slide file {rel}")
         stil_raw = str(rec["stil"])
         stil, why = _parse_stil(stil_raw)
         if why and (require_labels or stil_raw.strip() != ""):
@@ -221,6 +233,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             why = _check_features(fp, str(fp), full if check_files else None)
             if why:
                 reasons.append(why)
+                feature_problems += len(reasons) == 1 and why.startswith("no features")
         if reasons:
             label = f"row {row} ({sid})" if sid else f"row {row}"
             problems.append(f"{label}: {', '.join(reasons)}")
@@ -229,8 +242,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                         "group": group, "row": row, "features": None if fp is None else str(fp)})
     if problems:
         n = len(problems)
-        raise CohortError(f"{n} bad row{'s' if n > 1 else ''}: " + "; ".join(problems), path=csv_path,
-                          fix="correct or remove these rows (paths are relative to the CSV's folder)")
+        fix = ("embed these slides first (weakstil embed ... --out FEATURES) or pass the --features folder that "
+               "holds them" if feature_problems == n else
+               "correct or remove these rows (paths are relative to the CSV's folder)")
+        raise CohortError(f"{n} bad row{'s' if n > 1 else ''}: " + "; ".join(problems), path=csv_path, fix=fix)
     table = pd.DataFrame.from_records(records, columns=["slide_id", "path", "stil", "group", "row", "features"])
     labels = table["stil"].dropna()
     if len(labels) >= 2 and labels.max() <= 1.0 and labels.max() > 0:
