@@ -336,6 +336,9 @@ BAD = [
                                                                           "synth_0000,notes.txt,5\n"),
                                                     "--features", w.feats, "--out", t / "out"]
         if _text(t, "notes.txt", "a note") else [], ("row 2 (synth_0000)", "notes.txt cannot be opened as a slide")),
+    Bad("score-slide-name-too-long", lambda w, t: ["score", _long_named(w, t), "--model", w.model, "--out", t / "out",
+                                                   "--weights", "random"],
+        ("file name too long", "rename the slide file to a shorter name"), written=("results.csv",)),
     Bad("train-csv-decimal-comma", lambda w, t: ["train", _cohort_csv(w, t, "slide_id,path,stil\nsynth_0000,SLIDE,30,5\n"),
                                                  "--features", w.feats, "--out", t / "out"], ("c.csv", "30.5, not 30,5")),
     Bad("train-csv-one-decimal-comma", lambda w, t: ["train", _cohort_csv(w, t, "slide_id,path,stil\nsynth_0000,SLIDE,3\n"
@@ -460,6 +463,12 @@ BAD = [
                                                    "--folds", "2", "--epochs", "1"],
         ("synth_0000_tumorbed.geojson", "not finite", "1 more", "synth_0001_tumorbed.geojson: malformed GeoJSON")),
 ]
+
+
+def _long_named(w: World, t: Path) -> Path:
+    """The slide under a 245-character name: fine for the file, too long for its outputs' names."""
+    t.mkdir(parents=True, exist_ok=True)
+    return Path(shutil.copy(w.slide, t / ("L" * 245 + ".tiff")))
 
 
 def _symlink(target: Path, link: Path) -> Path:
@@ -614,6 +623,7 @@ def test_embed_tells_two_scans_with_one_name_apart(world, tmp_path):
     n_a = _n_tiles(out / "synth_0000.h5")
     proc = run_cli("embed", world.twin, *args)
     assert proc.returncode == 0 and "another slide file with the same name" in proc.stderr
+    assert "WARNING" in proc.stderr and "replaced by this file" in proc.stderr
     n_b = _n_tiles(out / "synth_0000.h5")
     from weakstil.fingerprint import slide_fingerprint
 
@@ -706,6 +716,11 @@ def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp
     meta.write_text(meta.read_text() + "\n")
     run("--threshold", low, "--annotations", ann, "--slide-mpp", "0.55")
     assert "already scored" not in run.stderr and "model_json_sha256" in run.stderr
+    # another model into the same folder: said, not done silently
+    shutil.copytree(model, tmp_path / "other_model")
+    proc = run_cli("score", world.slide, "--model", tmp_path / "other_model", "--out", out, "--weights", "random",
+                   "--features", tmp_path / "f", "--threshold", low, "--annotations", ann, "--slide-mpp", "0.55")
+    assert proc.returncode == 0 and "by another model" in proc.stderr and "scoring again" in proc.stderr, proc.stderr
 
 
 def test_features_of_another_encoder_are_kept_unless_overwrite(world, tmp_path):

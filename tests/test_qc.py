@@ -283,3 +283,12 @@ def test_a_whole_tissue_score_by_a_model_trained_on_beds_is_flagged():
     assert bed_unlike_training("tissue", {"slides": {"tissue": 12}}) is None
     assert bed_unlike_training("tissue", None) is None
     assert slide_flags(stil=float("nan"), bed_unlike_training=why, **NO_FLAG_INPUTS)[0] == []
+
+
+def test_a_slide_mpp_that_replaces_the_files_own_is_flagged():
+    from weakstil.qc.flags import slide_flags
+
+    flags, why = slide_flags(**NO_FLAG_INPUTS, slide_mpp=0.25, file_mpp=0.499)
+    assert flags == ["mpp_overridden"] and "0.499" in why["mpp_overridden"]
+    assert slide_flags(**NO_FLAG_INPUTS, slide_mpp=0.25, file_mpp=None)[0] == []  # the slide without one
+    assert slide_flags(**NO_FLAG_INPUTS, slide_mpp=0.252, file_mpp=0.25)[0] == []  # rounding, not a change

@@ -335,7 +335,9 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         if status not in (None, "missing"):
             if keep_other_settings and not overwrite:
                 refuse_other_work(out_path, encoder, params)
-            log.info("%s: the feature cache %s %s; embedding again", slide.path, out_path, status)
+            other_file = "another slide file" in status  # a name two scans share: said louder than a setting
+            log.log(logging.WARNING if other_file else logging.INFO, "%s: the feature cache %s %s; embedding again%s",
+                    slide.path, out_path, status, " (its features are replaced by this file's)" if other_file else "")
         check_replaceable(out_path, FeaturesFile)
         _check_resolution(encoder, params, slide)
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)

@@ -199,8 +199,11 @@ def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx
     from weakstil.files import SlideScoresFile
     from weakstil.fingerprint import other_request, slide_fingerprint, why_stale
 
-    if prev is None or prev.get("status") not in FINISHED or prev.get("model_id") != ctx.model_id \
-            or not _outputs_exist(out, slide_id):
+    if prev is None or prev.get("status") not in FINISHED or not _outputs_exist(out, slide_id):
+        return False
+    if prev.get("model_id") != ctx.model_id:  # said, like other settings: its row and files are replaced
+        log.warning("%s: scored earlier in %s by another model (%s, not %s); scoring again with this one", path, out,
+                    prev.get("model_id"), ctx.model_id)
         return False
     try:
         attrs, _ = SlideScoresFile.read_header(slide_file(out, slide_id))

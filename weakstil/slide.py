@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import logging
 import math
+import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -66,8 +67,19 @@ class Slide:
         if not path.exists():
             if glob.has_magic(str(path)):
                 raise SlideError("no file matches this pattern", path=path, fix="check the pattern and its folder")
+            if path.is_symlink():
+                raise SlideError(f"broken symbolic link to {os.readlink(path)} (target not found)", path=path,
+                                 fix="point the link at the slide, or pass the slide's own path")
             raise SlideError("file not found", path=path, fix="check the path and spelling")
         if path.is_dir():
+            try:  # a DICOM series is a folder of .dcm files: OpenSlide opens it from any one of them
+                dcm = min((p for p in path.iterdir() if p.suffix.lower() == ".dcm" and p.is_file()), default=None)
+            except OSError:
+                dcm = None
+            if dcm is not None:
+                raise SlideError("is a DICOM series folder, not a slide file", path=path,
+                                 fix=f"pass one .dcm file of the series, e.g. {dcm} (OpenSlide opens the whole "
+                                     "series from any one of its files)")
             raise SlideError("is a directory, not a slide file", path=path, fix="pass slide files (or a glob)")
         if path.stat().st_size == 0:
             raise SlideError("file is empty", path=path, fix="copy the slide again")

@@ -17,11 +17,13 @@ processed); 2 usage error.
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from weakstil import __version__
 from weakstil.cli import cohort, score, slides, stage1, tumorbed, workflow
@@ -35,18 +37,54 @@ _CLICK_ERRORS: tuple[type[Exception], ...] = tuple(
      if isinstance(cls, type)})
 
 
-def usage_error_line(exc: Exception) -> str:
-    """A command-line mistake (bad value, unknown option, missing argument) as one line."""
+def _dash_file(exc: Exception, argv: Sequence[str]) -> str | None:
+    """The argument behind an unknown option when it is an existing file (``-dash.tiff`` read as ``-d``)."""
+    name = getattr(exc, "option_name", None)
+    if type(exc).__name__ != "NoSuchOption" or not isinstance(name, str) or not name.startswith("-"):
+        return None
+    return next((a for a in argv if a.startswith(name) and os.path.lexists(a)), None)
+
+
+def usage_error_line(exc: Exception, argv: Sequence[str] = ()) -> str:
+    """A command-line mistake (bad value, unknown option, missing argument) as one line; ``argv``
+    (the command line) lets an unknown option that is really a file named ``-...`` say so."""
     ctx = getattr(exc, "ctx", None)
     where = ctx.command_path if ctx is not None else "weakstil"
     message = (exc.format_message() if hasattr(exc, "format_message") else str(exc)).strip().rstrip(".")
     message = message[0].lower() + message[1:] if message[:1].isupper() and message[1:2].islower() else message
+    dash_file = _dash_file(exc, argv)
+    if dash_file is not None:
+        return (f"{message} ({dash_file} is a file whose name starts with '-'). Fix: put -- before the file names "
+                f"(options go before it: '{where} -- {dash_file}'), or write it as ./{dash_file}.")
     if " Fix: " in message:  # the check named its own fix
         return f"{message}."
     return f"{message}{'' if message.endswith('?') else '.'} Fix: see '{where} --help'."
 
 
-class OneLineErrors(TyperGroup):
+def _flags_show_no_value(command: Any, ctx: Any) -> None:
+    """typer's help shows a flag's type (``<bool>``) as if the flag took a value: show none."""
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
+class FlagHelpCommand(TyperCommand):
+    """A command whose help shows on/off flags without a value."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _flags_show_no_value(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+class FlagHelpGroup(TyperGroup):
+    """A group of commands whose help shows on/off flags without a value."""
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        _flags_show_no_value(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+class OneLineErrors(FlagHelpGroup):
     """The ``weakstil`` group: usage errors are one ``error:`` line (exit 2), like every other error,
     instead of click's usage box."""
 
@@ -63,7 +101,7 @@ class OneLineErrors(TyperGroup):
             if type(exc).__name__ == "NoArgsIsHelpError":  # bare 'weakstil tumorbed': its help
                 exc.show()  # type: ignore[attr-defined]
             else:
-                error_line(usage_error_line(exc))
+                error_line(usage_error_line(exc, sys.argv[1:] if args is None else list(args)))
             sys.exit(getattr(exc, "exit_code", 2))
         sys.exit(rv if isinstance(rv, int) else 0)
 
@@ -98,11 +136,11 @@ def _main(
 
 for _command in (slides.tile, slides.info, slides.synth, cohort.train, cohort.evaluate, cohort.report,
                  stage1.encoders, stage1.embed, stage1.pretrain, score.score, score.demo, workflow.preflight):
-    app.command()(reports_errors(_command))
+    app.command(cls=FlagHelpCommand)(reports_errors(_command))
 
-tumorbed_app = typer.Typer(help=tumorbed.HELP, no_args_is_help=True)
-tumorbed_app.command("train")(reports_errors(tumorbed.tumorbed_train))
-tumorbed_app.command("apply")(reports_errors(tumorbed.tumorbed_apply))
+tumorbed_app = typer.Typer(cls=FlagHelpGroup, help=tumorbed.HELP, no_args_is_help=True)
+tumorbed_app.command("train", cls=FlagHelpCommand)(reports_errors(tumorbed.tumorbed_train))
+tumorbed_app.command("apply", cls=FlagHelpCommand)(reports_errors(tumorbed.tumorbed_apply))
 app.add_typer(tumorbed_app, name="tumorbed")
 
 

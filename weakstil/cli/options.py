@@ -120,6 +120,12 @@ AllowUpsampleOpt = Annotated[
     bool,
     typer.Option("--allow-upsample", help="Accept slides scanned coarser than --mpp (pixels are upsampled)."),
 ]
+#: ``score`` has no --mpp: it tiles at the µm/px the model was trained at.
+ScoreAllowUpsampleOpt = Annotated[
+    bool,
+    typer.Option("--allow-upsample", help="Accept slides scanned coarser than the model's µm/px (pixels are "
+                 "upsampled)."),
+]
 
 # --- compute -----------------------------------------------------------------------------------
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed.", callback=in_range(*settings.SEED_RANGE))]

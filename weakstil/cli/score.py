@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from weakstil import settings
-from weakstil.cli.options import (AllowUpsampleOpt, AnnotationsOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, FeaturesOpt,
-                                  ModelDirOpt, OutOpt, ScoreEncoderOpt, SeedOpt, SlideMppOpt, SlidesArg,
+from weakstil.cli.options import (AnnotationsOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, FeaturesOpt, ModelDirOpt, OutOpt,
+                                  ScoreAllowUpsampleOpt, ScoreEncoderOpt, SeedOpt, SlideMppOpt, SlidesArg,
                                   StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt, WeightsOpt, WorkersOpt,
                                   expand_slides, out_dir)
 from weakstil.decode.modes import DecodeMode
@@ -30,7 +30,7 @@ def score(
     tumorbed_beds: TumorBedsOpt = None,
     threshold: StilThresholdOpt = None,
     slide_mpp: SlideMppOpt = None,
-    allow_upsample: AllowUpsampleOpt = False,
+    allow_upsample: ScoreAllowUpsampleOpt = False,
     device: DeviceOpt = settings.DEVICE,
     workers: WorkersOpt = settings.DECODE_WORKERS,
     threads: ThreadsOpt = settings.TORCH_THREADS,

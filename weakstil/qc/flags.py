@@ -37,6 +37,9 @@ bed_unlike_training            the slide was scored over the whole tissue (no tu
 no_interval                    the slide has a score but the model has no calibrated interval
                                (trained without cross-validation, or on fewer than 9 out-of-fold
                                slides): nothing says how far off the number may be
+mpp_overridden                 ``--slide-mpp`` replaced the resolution the slide file states by
+                               more than :data:`MPP_OVERRIDE_MARGIN` (one value for a batch,
+                               meant for the slide without one, also changes the others)
 =============================  ==================================================================
 """
 
@@ -62,6 +65,7 @@ class Flag(str, Enum):
     ABOVE_LABELS = "above_training_labels"
     BED_UNLIKE_TRAINING = "bed_unlike_training"
     NO_INTERVAL = "no_interval"
+    MPP_OVERRIDDEN = "mpp_overridden"
 
 
 FLAGS = tuple(f.value for f in Flag)
@@ -69,6 +73,8 @@ FLAGS = tuple(f.value for f in Flag)
 SEPARATOR = ";"
 #: Fewer tumour-bed tiles than this: the score rests on too little tissue.
 MIN_BED_TILES = 16
+#: ``--slide-mpp`` this far (relative) from the file's own µm/px: flagged ``mpp_overridden``.
+MPP_OVERRIDE_MARGIN = 0.1
 #: Share of blurry tissue tiles above which a slide is flagged.
 BLURRY_SHARE = 0.25
 #: Share of ink plus fold-like pixels (of the tissue area) above which a slide is flagged.
@@ -176,8 +182,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 image_ref: dict[str, Any] | None, min_bed_tiles: int = MIN_BED_TILES,
                 weighting_gap: float | None = None, weighting_threshold: float | None = None,
                 stil: float | None = None, label_max: float | None = None,
-                interval_available: bool | None = None, bed_unlike_training: str | None = None
-                ) -> tuple[list[str], dict]:
+                interval_available: bool | None = None, bed_unlike_training: str | None = None,
+                slide_mpp: float | None = None, file_mpp: float | None = None) -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``).
 
     ``interval_available``: whether the model carries a usable calibration (``None``: not asked);
@@ -214,6 +220,9 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if interval_available is False and stil is not None and math.isfinite(stil):
         why[Flag.NO_INTERVAL.value] = ("the model has no calibrated interval (trained without cross-validation or on "
                                        "fewer than 9 slides); train with --folds 5 on more slides for one")
+    if slide_mpp is not None and file_mpp and abs(slide_mpp / file_mpp - 1) > MPP_OVERRIDE_MARGIN:
+        why[Flag.MPP_OVERRIDDEN.value] = (f"--slide-mpp {slide_mpp:g} replaced the file's own {file_mpp:.4g} µm/px "
+                                          f"({slide_mpp / file_mpp:.2f}x): tiles of another physical size")
     flags = [f for f in FLAGS if f in why]
     return flags, why
 

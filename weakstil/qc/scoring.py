@@ -103,11 +103,13 @@ class SlideAssessor:
             ood_thr = (self.reference.get("ood") or {}).get("threshold")
             attrs["ood_score"], attrs["ood_threshold"] = ood_score, ood_thr
         image_ref = self.reference.get("image")
-        image = None
-        if image_ref is not None:
+        image = file_mpp = None
+        if image_ref is not None or slide_mpp is not None:
             with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
-                image = slide_image_stats(slide, bag.coords, tissue_fraction, tile_px, mpp, seed=seed)
-            attrs["image_stats"] = json.dumps(image.to_dict())
+                file_mpp = slide.backend.mpp  # the file's own value, which --slide-mpp may have replaced
+                if image_ref is not None:
+                    image = slide_image_stats(slide, bag.coords, tissue_fraction, tile_px, mpp, seed=seed)
+                    attrs["image_stats"] = json.dumps(image.to_dict())
         low = high = math.nan
         if math.isfinite(stil):
             se = tile_standard_error(scores.tile_scores, scores.weights, bag.coords, bag.tile_size_level0)
@@ -124,7 +126,7 @@ class SlideAssessor:
                 attrs["interval_uncertainty"] = u
                 attrs["interval_shift"] = shift
         min_tiles = int((self.reference.get("few_tumorbed_tiles") or {}).get("min_tiles", MIN_BED_TILES))
-        gap = weighting_gap(scores.tile_scores, bag.tile_mask, stil)
+        gap = weighting_gap(scores.tile_stil, bag.tile_mask, stil)  # of the published tiles, as a user sees them
         gap_thr = (self.reference.get("weighting") or {}).get("threshold")
         attrs["weighting_gap"], attrs["weighting_threshold"] = gap, gap_thr
         flags, why = slide_flags(ood_score=ood_score, ood_threshold=ood_thr, n_bed_tiles=n_bed_tiles,
@@ -133,7 +135,7 @@ class SlideAssessor:
                                  stil=stil, label_max=(self.reference.get("labels") or {}).get("max"),
                                  interval_available=self.calibration is not None and self.calibration.usable,
                                  bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
-                                 if bed_source else None)
+                                 if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp)
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
         for flag, reason in why.items():

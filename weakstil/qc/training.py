@@ -124,7 +124,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     cal: Calibration | None = None
     gaps = np.full(n, np.nan)
     if oof is not None:
-        gaps = np.array([weighting_gap(s.tile_scores, b.tile_mask, s.stil) for s, b in zip(oof, bank.bags)])
+        gaps = np.array([weighting_gap(s.tile_stil, b.tile_mask, s.stil) for s, b in zip(oof, bank.bags)])
         table["weighting_gap_oof"] = gaps
         pred = np.array([s.stil for s in oof], float)
         se = np.array([tile_standard_error(s.tile_scores, s.weights, b.coords, b.tile_size_level0)
