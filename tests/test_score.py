@@ -101,6 +101,8 @@ def test_outputs_read_back(pipeline, tmp_path):
             flags = f["tumorbed"][:].astype(bool)
             coords = f["coords"][:]
             assert f.attrs["complete"] == 1 and f.attrs["status"] == row.status
+            model_json = json.loads((pipeline["model"] / "model.json").read_text())
+            assert f.attrs["model_seed"] == model_json["seed"] and f.attrs["tile_prior_stroma"] == 0.2
             assert len(scores) == len(coords) == row.n_tiles and flags.sum() == row.n_tumorbed_tiles
             assert ((scores >= 0) & (scores <= 100)).all()
             assert f["tissue_mask"].attrs["mpp"] > 0 and f["tumorbed_mask"].attrs["mpp"] > 0

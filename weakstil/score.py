@@ -463,6 +463,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         "n_tiles": int(len(tile_scores)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
         "model_id": ctx.model_id, "model_path": str(ctx.opts.model.resolve()),
         "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),
+        "model_seed": int(ctx.meta.get("seed", -1)),  # scoring itself draws nothing (qc sampling: seed 0)
         "tile_prior_stroma": settings.TILE_PRIOR_STROMA if stroma is not None else 0.0,
         "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "score_request": json.dumps(ctx.request(slide_id)),
