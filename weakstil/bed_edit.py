@@ -69,7 +69,7 @@ class ScoredTiles:
 
     path: Path | None
     slide_id: str
-    tile_scores: np.ndarray  #: (N,) float32 0-100
+    tile_scores: np.ndarray  #: (N,) float32 0-100, the tiles' own scores (what the model aggregates)
     logits: np.ndarray | None  #: (N,) attention logits (attention aggregator), -inf where unknown
     stroma: np.ndarray | None  #: (N,) stroma weights 0-1 (stroma aggregator)
     known: np.ndarray | None  #: (N,) bool: tiles whose logit is known (None: all)
@@ -119,7 +119,7 @@ class ScoredTiles:
         if (mask is None or not mask_mpp or not np.any(mask)) and flags is not None:
             mask, mask_mpp = _tile_mask(geom, flags)  # no pixel mask: the bed tiles themselves
         return cls(path=path or f.path, slide_id=str(attrs.get("slide_id", Path(str(where)).stem)),
-                   tile_scores=np.asarray(f.tile_scores, np.float32), logits=logits, stroma=stroma, known=known,
+                   tile_scores=np.asarray(_model_scores(f), np.float32), logits=logits, stroma=stroma, known=known,
                    aggregator=aggregator, threshold=float(attrs.get("threshold", settings.STIL_THRESHOLD)),
                    geometry=geom, original_stil=None if stil is None or stil != stil else float(stil),
                    original_flags=flags, original_mask=None if mask is None else np.asarray(mask, bool),
@@ -202,6 +202,14 @@ def bed_tile_flags(shape, geom: SlideGeometry, where: str | Path = "bed") -> np.
     shape = check_inside(shape, geom.width, geom.height, where)
     mask = geom.fit_mask(rasterize(shape, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
     return geom.tile_fractions(mask, geom.mask_mpp) >= settings.TILE_IN_BED
+
+
+def _model_scores(f) -> np.ndarray:
+    """The tiles' own scores, which ``score --annotations`` aggregates over a bed; the published
+    ``tile_scores`` blend each with the scored bed's sTIL%, so files that hold both are rescored
+    from the former (files written before the blend hold only the latter, which were the same)."""
+    own = getattr(f, "tile_scores_model", None)
+    return f.tile_scores if own is None else own
 
 
 def aggregate_bed(tile_scores: np.ndarray, flags: np.ndarray, logits: np.ndarray | None = None,

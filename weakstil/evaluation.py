@@ -225,6 +225,7 @@ def write_tile_scores(path: Path, bag, scores, attrs: dict) -> Path:
     from weakstil.files import TileScoresFile
 
     return TileScoresFile(coords=bag.coords, tile_scores=scores.tile_stil, weights=scores.weights,
+                          tile_scores_model=None if scores.stroma is None else scores.tile_scores,
                           tumorbed=bag.tile_mask, attention=scores.attention, stroma_weight=scores.stroma,
                           attrs={"slide_id": bag.slide_id, "tile_size_level0": float(bag.tile_size_level0),
                                  "tile_prior_stroma": settings.TILE_PRIOR_STROMA if scores.stroma is not None else 0.0,

@@ -394,7 +394,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value)
     try:
         _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,
-                             qc_attrs, attention_logits=logits, stroma=scores.stroma)
+                             qc_attrs, attention_logits=logits, stroma=scores.stroma, model_scores=scores.tile_scores)
     except BaseException:  # all of a slide's outputs or none (its row says error)
         for suffix in OUTPUT_SUFFIXES:
             (opts.out / f"{slide_id}{suffix}").unlink(missing_ok=True)
@@ -446,7 +446,7 @@ _COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "
 def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed, tile_scores: np.ndarray,
                          attention: np.ndarray | None, stil: float, stil_high: object, status: str,
                          qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
-                         stroma: np.ndarray | None = None) -> None:
+                         stroma: np.ndarray | None = None, model_scores: np.ndarray | None = None) -> None:
     from weakstil.files import SlideScoresFile
     from weakstil.outputs import write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
@@ -471,6 +471,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
     attrs.update(qc_attrs or {})
     SlideScoresFile(coords=coords, tile_scores=tile_scores, attention=attention, attention_logits=attention_logits,
+                    tile_scores_model=None if stroma is None or model_scores is None else model_scores,
                     stroma_weight=stroma, stroma_estimate=features.stroma_estimate, tumorbed=bed.tile_flags,
                     tumorbed_fraction=bed.tile_fraction, tissue_fraction=features.tissue_fraction,
                     tissue_mask=features.tissue_mask, tissue_mask_mpp=float(features.tissue_mask_mpp),

@@ -28,6 +28,9 @@ _TISSUE_FRACTION = Dataset("tissue_fraction", "float32")
 _TISSUE_MASK = Dataset("tissue_mask", "uint8", gzip=True, mpp=True, as_bool=True)
 #: Each tile's stroma weight in the slide score (stroma-aggregator models only).
 _STROMA_WEIGHT = Dataset("stroma_weight", "float32", required=False)
+#: The tiles' own scores before the blend with the slide's (``tile_scores`` are the published ones,
+#: :func:`weakstil.mil.aggregate.tile_estimates`): what the slide's sTIL% and a rescored bed aggregate.
+_TILE_SCORES_MODEL = Dataset("tile_scores_model", "float32", required=False)
 #: Each tile's colour-deconvolution stroma share (weakstil.tilestats).
 _STROMA_ESTIMATE = Dataset("stroma_estimate", "float32", required=False)
 
@@ -168,12 +171,13 @@ class TileScoresFile(SlideFile):
     KIND = "tile_scores"
     WHAT = "tile-score file"
     MADE_BY = "weakstil evaluate"
-    DATASETS = (_COORDS, Dataset("tile_scores", "float32"), Dataset("weights", "float32"),
+    DATASETS = (_COORDS, Dataset("tile_scores", "float32"), _TILE_SCORES_MODEL, Dataset("weights", "float32"),
                 Dataset("tumorbed", "bool", stored_as="tile_mask", aliases=("tumorbed",), as_bool=True),
                 Dataset("attention", "float32", required=False), _STROMA_WEIGHT)
 
     coords: np.ndarray | None = None
     tile_scores: np.ndarray | None = None
+    tile_scores_model: np.ndarray | None = None
     weights: np.ndarray | None = None
     tumorbed: np.ndarray | None = None
     attention: np.ndarray | None = None
@@ -185,7 +189,8 @@ class TileScoresFile(SlideFile):
 class SlideScoresFile(SlideFile):
     """``weakstil score``: one slide scored end to end.
 
-    Datasets ``coords``, ``tile_scores``, ``attention`` (attention models: the tiles'
+    Datasets ``coords``, ``tile_scores`` (published) and ``tile_scores_model`` (the tiles' own,
+    stroma-aggregator models), ``attention`` (attention models: the tiles'
     aggregation weights), ``attention_logits`` (their raw logits, so that an edited tumour bed
     can be rescored; optional), ``stroma_weight`` (stroma-aggregator models: each tile's stroma
     weight, 0-1), ``stroma_estimate`` (colour-deconvolution stroma share, when the features have
@@ -205,13 +210,15 @@ class SlideScoresFile(SlideFile):
     KIND = "slide_scores"
     WHAT = "slide-score file"
     MADE_BY = "weakstil score"
-    DATASETS = (_COORDS, Dataset("tile_scores", "float32"), Dataset("attention", "float32", required=False),
+    DATASETS = (_COORDS, Dataset("tile_scores", "float32"), _TILE_SCORES_MODEL,
+                Dataset("attention", "float32", required=False),
                 Dataset("tumorbed", "uint8", as_bool=True), Dataset("tumorbed_fraction", "float32"),
                 _TISSUE_FRACTION, _TISSUE_MASK, Dataset("tumorbed_mask", "uint8", gzip=True, mpp=True, as_bool=True),
                 Dataset("attention_logits", "float32", required=False), _STROMA_WEIGHT, _STROMA_ESTIMATE)
 
     coords: np.ndarray | None = None
     tile_scores: np.ndarray | None = None
+    tile_scores_model: np.ndarray | None = None
     attention: np.ndarray | None = None
     stroma_weight: np.ndarray | None = None
     stroma_estimate: np.ndarray | None = None

@@ -23,8 +23,11 @@ def test_editing_the_bed_rescores_the_slide_and_saves_an_annotation(make_napari_
     assert f.attrs["aggregator"] == "stroma"  # the default: the stroma-weighted ratio of the definition
     weights = np.asarray(f.stroma_weight, np.float64)
     assert weights.shape == (len(f.tile_scores),) and weights.min() >= 0 and weights.max() <= 1
-    scores, coords, flags0 = np.asarray(f.tile_scores), np.asarray(f.coords), np.asarray(f.tumorbed, bool)
+    # the tiles' own scores, which `weakstil score` aggregates (tile_scores: the published blend)
+    scores, coords, flags0 = np.asarray(f.tile_scores_model), np.asarray(f.coords), np.asarray(f.tumorbed, bool)
     stil0, tile = float(f.attrs["stil"]), float(f.attrs["tile_size_level0"])
+    published = np.asarray(f.tile_scores, np.float64)
+    assert float((weights[flags0] * published[flags0]).sum() / weights[flags0].sum()) == pytest.approx(stil0, abs=1e-3)
     viewer = make_napari_viewer()
     widget = _dock(viewer)
     viewer.open(scored["score_h5"], plugin="napari-weakstil")
