@@ -107,8 +107,11 @@ def test_missing_features_are_bad_rows(tmp_path):
     msg = str(info.value)
     assert "2 bad rows" in msg
     assert f"row 3 (B): no features {feats / 'B.h5'}" in msg
-    assert "row 4 (C): features" in msg and "incomplete" in msg
+    assert "row 4 (C): features" in msg and "incomplete" in msg and "embed these slides first" not in msg
     assert read_cohort(csv).slide_ids == ["A", "B", "C"]  # without --features the rows are fine
+    write_feature_file(feats / "C.h5", "C", np.zeros((3, 4)), np.zeros((3, 2)))  # only B's are missing now
+    with pytest.raises(CohortError, match=r"Fix: embed these slides first \(weakstil embed"):
+        read_cohort(csv, features_dir=feats)
 
 
 def test_folders_case_twins_and_empty_spreadsheet_rows(tmp_path):
@@ -121,16 +124,6 @@ def test_folders_case_twins_and_empty_spreadsheet_rows(tmp_path):
     assert "2 bad rows" in msg  # the empty rows (",,", " , , ") are skipped like blank lines
     assert "row 3 (B): path is a folder, not a slide file slides" in msg
     assert "row 4 (a): slide_id differs only in case from 'A' (row 2)" in msg
-
-
-def test_only_missing_features_send_the_user_to_embed(tmp_path):
-    root = _cohort_dir(tmp_path)
-    csv = root / "cohort.csv"
-    csv.write_text("slide_id,path,stil\nA,slides/A.tiff,10\nB,slides/B.tiff,20\n")
-    feats = tmp_path / "cache"
-    write_feature_file(feats / "A.h5", "A", np.zeros((3, 4)), np.zeros((3, 2)))
-    with pytest.raises(CohortError, match=r"Fix: embed these slides first \(weakstil embed"):
-        read_cohort(csv, features_dir=feats)
 
 
 def test_missing_columns_named(tmp_path):
