@@ -18,10 +18,19 @@ log = logging.getLogger(__name__)
 
 def read_previous(path: Path) -> dict[str, dict]:
     """The rows of ``results.csv`` by slide id (the first row of an id: later ones are clashes)."""
-    rows: dict[str, dict] = {}
+    return _split_rows(path)[0]
+
+
+def _split_rows(path: Path) -> tuple[dict[str, dict], list[dict]]:
+    """(the first row of each slide id, the later rows: clashes)."""
+    first: dict[str, dict] = {}
+    later: list[dict] = []
     for r in _read_rows(path):
-        rows.setdefault(str(r["slide_id"]), r)
-    return rows
+        if str(r["slide_id"]) in first:
+            later.append(r)
+        else:
+            first[str(r["slide_id"])] = r
+    return first, later
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -55,13 +64,7 @@ def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], column
     from weakstil.locks import OutputLock
 
     with OutputLock(path):
-        rows: dict[str, dict] = {}
-        earlier_clashes = []
-        for r in _read_rows(path):
-            if str(r["slide_id"]) in rows:
-                earlier_clashes.append(r)
-            else:
-                rows[str(r["slide_id"])] = r
+        rows, earlier_clashes = _split_rows(path)
         rows.update(mine)
         listed = {(str(c["slide_id"]), str(c.get("path"))) for c in clashes}
         kept = [r for r in earlier_clashes if (str(r["slide_id"]), str(r.get("path"))) not in listed
