@@ -208,3 +208,36 @@ def test_the_veto_restore_rule_is_chosen_by_cross_validation():
     plain = train_detector([_annotated_grid_slide(i, dark_sheet=False) for i in range(4)])
     assert plain.veto == LymphoidVeto()  # a tie: the rule as given
     assert len({r["dice_mean"] for r in plain.meta["lymphoid_veto_search"]}) == 1
+
+
+def test_a_bed_the_veto_would_empty_is_the_evidence_bed_not_the_whole_tissue(monkeypatch):
+    """A TIL-rich bed: dense lymphocytes over all of it, no pale tumour cell that could restore it.
+    The veto would leave no seed and the bed would fall back to the whole tissue; the detector sets
+    the veto aside instead. Beside real tumour, a far aggregate is still vetoed."""
+    from weakstil.tumorbed import SlideGeometry
+    from weakstil.tumorbed.detector import VETO_SET_ASIDE, TumorBedDetector
+    from weakstil.tumorbed.evidence import LogisticEvidence
+
+    n, tile = 20, 224
+    rows, cols = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    coords = np.stack([cols * tile, rows * tile], axis=1)
+    geom = SlideGeometry(n * tile, n * tile, 0.5, coords, float(tile), np.ones((n * tile // 16,) * 2, bool), 8.0)
+    detector = TumorBedDetector(LogisticEvidence(np.ones(4, np.float32), 0.0, np.zeros(4, np.float32),
+                                                 np.ones(4, np.float32)), shape=SHAPE, veto=LymphoidVeto())
+    features = np.zeros((n * n, 4), np.float32)
+
+    bed = (rows >= 4) & (rows < 10) & (cols >= 4) & (cols < 10)
+    evidence = np.where(bed, 0.95, 0.02).astype(np.float32)
+    stats = _grid_stats(n, bed, np.zeros(n * n, bool))
+    monkeypatch.setattr(detector, "tumour_evidence", lambda *a, **k: evidence)
+    assert apply_veto(evidence, stats, COLUMNS, coords, float(tile), LymphoidVeto())[0][bed].max() == 0
+    found = detector.detect(features, geom, stats, list(COLUMNS))
+    assert found.source.value == "model" and VETO_SET_ASIDE in found.seed_vetoes
+    assert found.tile_flags[bed].mean() >= 0.9 and found.tile_flags[~bed].mean() <= 0.1
+
+    aggregate = (rows >= 14) & (cols >= 14)
+    evidence = np.where(bed | aggregate, 0.95, 0.02).astype(np.float32)
+    stats = _grid_stats(n, aggregate, bed)  # the bed holds tumour cells, the aggregate lymphocytes only
+    found = detector.detect(features, geom, stats, list(COLUMNS))
+    assert VETO_SET_ASIDE not in found.seed_vetoes
+    assert found.tile_flags[bed].mean() >= 0.9 and not found.tile_flags[aggregate].any()

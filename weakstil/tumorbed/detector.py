@@ -35,6 +35,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from weakstil.files import FeaturesFile
 
 log = logging.getLogger(__name__)
+#: Said in a bed's ``seed_vetoes`` when the lymphoid veto left no plausible bed and was not used.
+VETO_SET_ASIDE = "lymphoid veto set aside"
 
 #: ``kind`` in a detector's model.json.
 DETECTOR_KIND = "weakstil-tumorbed"
@@ -115,17 +117,31 @@ class TumorBedDetector:
         """The slide's bed; the whole tissue, as source ``tissue-fallback`` with the reason in
         ``detail``, when the detected bed is empty or implausibly small next to the evidence."""
         evidence, vetoes = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
-        mask, _ = bed_from_evidence(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp,
-                                    geom.tissue_mask, geom.mask_mpp, self.shape)
-        bed = TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL,
-                       self.model_id, evidence=evidence, seed_vetoes=vetoes)
-        verdict = check_bed(bed.tile_flags, evidence, self.plausibility)
+        bed, verdict = self._bed(evidence, geom, vetoes)
         if verdict.ok:
             return bed
+        if self.veto.enabled:
+            # The lymphoid veto is for aggregates away from tumour. When it leaves no plausible bed
+            # while the tumour evidence alone makes one, it has taken a TIL-rich bed (an infiltrate
+            # over the whole bed) for an aggregate: the bed without it, never the whole tissue.
+            unvetoed, _ = apply_ink_veto(self.tumour_evidence(features, geom, tile_stats, stats_columns), ink_share,
+                                         self.ink_veto)
+            if unvetoed.sum() > evidence.sum():
+                again, verdict_again = self._bed(unvetoed, geom, f"{vetoes}; {VETO_SET_ASIDE} (with it: "
+                                                 f"{verdict.reason}; a TIL-rich bed?)")
+                if verdict_again.ok:
+                    return again
         tissue = geom.tissue_mask.astype(bool)
         return TumorBed(tissue, geom.mask_mpp, geom.tile_fractions(tissue, geom.mask_mpp),
                         TumorBedSource.TISSUE_FALLBACK, f"{verdict.reason}; whole tissue used ({self.model_id})",
                         evidence=evidence, seed_vetoes=vetoes)
+
+    def _bed(self, evidence: np.ndarray, geom: SlideGeometry, vetoes: str):
+        mask, _ = bed_from_evidence(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp,
+                                    geom.tissue_mask, geom.mask_mpp, self.shape)
+        bed = TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL,
+                       self.model_id, evidence=evidence, seed_vetoes=vetoes)
+        return bed, check_bed(bed.tile_flags, evidence, self.plausibility)
 
     # --- files ------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

@@ -23,7 +23,7 @@ import numpy as np
 from weakstil.errors import WeakSTILError
 from weakstil.files import BedFile, FeaturesFile, find_slide_file
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource, from_annotation, whole_tissue
-from weakstil.tumorbed.detector import TumorBedDetector
+from weakstil.tumorbed.detector import VETO_SET_ASIDE, TumorBedDetector
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +106,8 @@ class BedSources:
             bed = self.detector.detect_file(features)
             if bed.source is TumorBedSource.TISSUE_FALLBACK:
                 log.warning("%s: bed fallback: tissue: %s", slide_id, bed.detail)
+            elif VETO_SET_ASIDE in bed.seed_vetoes:
+                log.warning("%s: %s", slide_id, bed.seed_vetoes)
             return bed
         return whole_tissue(geom)
 
