@@ -48,7 +48,7 @@ JOB_OPTIONS: dict[str, tuple[tuple[str, str], ...]] = {
 }
 #: Keys the Snakefile leaves out of the command line when they are null or "" (its ``opt()``).
 OMITTED_WHEN_NULL = {"slide_mpp", "device", "group_column"}
-#: Each command's other arguments in its job, with placeholders for the paths.
+#: Each command's other arguments in its job, with stand-in paths (only the settings are checked).
 BASE_ARGS: dict[str, list[str]] = {
     "tile": ["slide.svs", "--out", "."],
     "embed": ["slide.svs", "--out", ".", "--encoder", "small-cnn"],

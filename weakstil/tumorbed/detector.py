@@ -88,10 +88,12 @@ class TumorBedDetector:
         given) set to 0."""
         return self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)[0]
 
-    def _seed_evidence(self, features, geom, tile_stats, stats_columns, ink_share) -> tuple[np.ndarray, str]:
-        """:meth:`seed_evidence` and what each veto did (for the bed's provenance)."""
-        evidence = self.tumour_evidence(features, geom, tile_stats, stats_columns)
-        evidence, n_lymphoid = apply_veto(evidence, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
+    def _seed_evidence(self, features, geom, tile_stats, stats_columns,
+                       ink_share) -> tuple[np.ndarray, str, np.ndarray]:
+        """:meth:`seed_evidence`, what each veto did (for the bed's provenance), and the tumour
+        evidence before the vetoes."""
+        raw = self.tumour_evidence(features, geom, tile_stats, stats_columns)
+        evidence, n_lymphoid = apply_veto(raw, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
                                           self.veto)
         evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto)
 
@@ -99,7 +101,7 @@ class TumorBedDetector:
             return f"{name}: " + ("off" if not enabled else f"{n} tiles" if n is not None else missing)
 
         return evidence, "; ".join([said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics"),
-                                    said("ink", self.ink_veto.enabled, n_ink, "slide not read")])
+                                    said("ink", self.ink_veto.enabled, n_ink, "slide not read")]), raw
 
     def detect_file(self, features: FeaturesFile) -> TumorBed:
         """The bed of a slide from its feature file (read with its tissue mask): the embeddings,
@@ -116,7 +118,7 @@ class TumorBedDetector:
                stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None) -> TumorBed:
         """The slide's bed; the whole tissue, as source ``tissue-fallback`` with the reason in
         ``detail``, when the detected bed is empty or implausibly small next to the evidence."""
-        evidence, vetoes = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
+        evidence, vetoes, raw = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
         bed, verdict = self._bed(evidence, geom, vetoes)
         if verdict.ok:
             return bed
@@ -124,8 +126,7 @@ class TumorBedDetector:
             # The lymphoid veto is for aggregates away from tumour. When it leaves no plausible bed
             # while the tumour evidence alone makes one, it has taken a TIL-rich bed (an infiltrate
             # over the whole bed) for an aggregate: the bed without it, never the whole tissue.
-            unvetoed, _ = apply_ink_veto(self.tumour_evidence(features, geom, tile_stats, stats_columns), ink_share,
-                                         self.ink_veto)
+            unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto)
             if unvetoed.sum() > evidence.sum():
                 again, verdict_again = self._bed(unvetoed, geom, f"{vetoes}; {VETO_SET_ASIDE} (with it: "
                                                  f"{verdict.reason}; a TIL-rich bed?)")
