@@ -116,14 +116,20 @@ def test_trained_detector_records_its_settings_and_cross_validated_dice(cohort, 
 
     meta = json.loads((detector / "model.json").read_text())
     assert meta["kind"] == "weakstil-tumorbed" and meta["format_version"] == FORMAT_VERSION
-    assert set(meta["shape"]) == {"seed_threshold", "smooth_um", "bridge_um", "margin_um", "min_seed_mm2", "min_seed_share"}
+    assert set(meta["shape"]) == {"seed_threshold", "smooth_um", "bridge_um", "margin_um", "min_seed_mm2", "min_seed_share",
+                                  "infiltrate_um", "infiltrate_dark_area"}
     assert meta["cv"] == "leave-one-slide-out" and meta["slide_ids"] == cohort["ids"]
     per_slide = meta["cv_dice_per_slide"]
     assert sorted(per_slide) == sorted(cohort["ids"])
     assert meta["cv_dice"] == pytest.approx(np.mean(list(per_slide.values())), abs=1e-3)
     assert meta["cv_dice_min"] == pytest.approx(min(per_slide.values()), abs=1e-3)
     assert meta["cv_dice"] > 0.5  # four tiny slides and a random encoder: far from perfect, far from empty
-    assert meta["search"]["top"][0]["dice_mean"] == pytest.approx(meta["cv_dice"], abs=1e-6)
+    # the geometry search's best, then the reach of contiguous infiltrate tried on it: never worse
+    assert meta["cv_dice"] >= meta["search"]["top"][0]["dice_mean"] - 1e-6
+    reach = {r["infiltrate_um"]: r["dice_mean"] for r in meta["infiltrate_search"]}
+    assert set(reach) == {0.0, 150.0, 300.0} and reach[0.0] == pytest.approx(meta["search"]["top"][0]["dice_mean"],
+                                                                             abs=1e-4)
+    assert reach[meta["shape"]["infiltrate_um"]] == pytest.approx(meta["cv_dice"], abs=1e-4)
     assert meta["plausibility"]["min_evidence_ratio"] > 0
     assert TumorBedDetector.load(detector).shape.to_dict() == meta["shape"]
 

@@ -15,7 +15,12 @@ is built from where the tumour is, not from what the stroma looks like:
 5. the result is cut to the tissue; a component holding less than ``min_seed_mm2`` of seed
    area, or less than ``min_seed_share`` of the seed area of the slide's largest component, is
    dropped (a lone false tile, or a small lymphoid or ductal look-alike far from the tumour, is
-   not a bed; with ``min_seed_share`` 0 every focus of enough size is kept).
+   not a bed; with ``min_seed_share`` 0 every focus of enough size is kept);
+6. **contiguous infiltrate** (``infiltrate_um`` > 0, when the tiles' dark-nuclei area is known):
+   dense lymphocytic infiltrate (tiles with dark nuclei over at least ``infiltrate_dark_area``)
+   that touches the bed is taken in up to ``infiltrate_um`` beyond it, and what that encloses
+   is filled. A TIL-rich tumour has its densest infiltrate at and around the nests, where the
+   evidence of tumour cells is thinnest; an aggregate that does not touch the bed stays out.
 
 Stroma dense with lymphocytes therefore enters the bed when tumour is near it or around it
 and stays out when it is far from any tumour (a lymphoid aggregate), whatever its look:
@@ -39,6 +44,8 @@ class BedShape:
     margin_um: float = 50.0  #: the invasive front: how far the bed reaches past the outermost tumour
     min_seed_mm2: float = 0.0  #: bed components with less seed area than this are dropped
     min_seed_share: float = 0.0  #: ... or with less than this share of the largest component's seed area
+    infiltrate_um: float = 0.0  #: dense infiltrate touching the bed is taken in up to this far beyond it (0: off)
+    infiltrate_dark_area: float = 0.3  #: a tile with dark nuclei over this share of it is dense infiltrate
 
     def to_dict(self) -> dict[str, float]:
         return {k: float(v) for k, v in asdict(self).items()}
@@ -139,13 +146,47 @@ def _keep_components(labels: np.ndarray, seed_mm2: np.ndarray, min_mm2: float, m
     return keep[labels]
 
 
+def take_in_infiltrate(bed: np.ndarray, infiltrate_map: np.ndarray, tissue: np.ndarray, mpp: float,
+                       shape: BedShape) -> np.ndarray:
+    """The bed with the dense infiltrate that touches it (step 6 of the module), on one mask grid.
+
+    ``infiltrate_map``: each mask pixel's dark-nuclei area share (per-tile values through
+    :func:`tiles_to_mask`). Only components of dense infiltrate that touch the bed (8-neighbours)
+    are taken, and of them only what lies within ``infiltrate_um`` of the bed."""
+    from scipy import ndimage as ndi
+
+    bed = np.asarray(bed, bool)
+    tissue = np.asarray(tissue, bool)
+    if shape.infiltrate_um <= 0 or not bed.any():
+        return bed
+    dense = (np.asarray(infiltrate_map) >= shape.infiltrate_dark_area) & tissue & ~bed
+    if not dense.any():
+        return bed
+    eight = np.ones((3, 3), bool)
+    labels, _ = ndi.label(dense, eight)
+    touching = np.unique(labels[ndi.binary_dilation(bed, eight) & dense])
+    near = ndi.distance_transform_edt(~bed) * mpp <= shape.infiltrate_um
+    taken = np.isin(labels, touching[touching > 0]) & near
+    if not taken.any():
+        return bed
+    return ndi.binary_fill_holes(bed | taken) & tissue
+
+
 def bed_from_evidence(evidence: np.ndarray, coords: np.ndarray, tile_size_level0: float, slide_mpp: float,
-                      tissue: np.ndarray, mask_mpp: float, shape: BedShape) -> tuple[np.ndarray, np.ndarray]:
-    """The bed mask (on the tissue mask's grid) and the seed mask from per-tile tumour evidence."""
+                      tissue: np.ndarray, mask_mpp: float, shape: BedShape,
+                      infiltrate: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The bed mask (on the tissue mask's grid) and the seed mask from per-tile tumour evidence.
+
+    ``infiltrate``: each tile's dark-nuclei area share, for ``shape.infiltrate_um`` (without it
+    that step is skipped)."""
     tissue = np.asarray(tissue, bool)
     up = tiles_to_mask(evidence, coords, tile_size_level0, slide_mpp, tissue.shape, mask_mpp, shape.smooth_um)
     seeds = (up >= shape.seed_threshold) & tissue
-    return grow_bed(seeds, tissue, mask_mpp, shape), seeds
+    bed = grow_bed(seeds, tissue, mask_mpp, shape)
+    if shape.infiltrate_um > 0 and infiltrate is not None:
+        dark = tiles_to_mask(infiltrate, coords, tile_size_level0, slide_mpp, tissue.shape, mask_mpp)
+        bed = take_in_infiltrate(bed, dark, tissue, mask_mpp, shape)
+    return bed, seeds
 
 
 def coarsen(mask: np.ndarray, factor: int) -> np.ndarray:

@@ -29,7 +29,7 @@ from weakstil.modeldir import META_FILE, WEIGHTS_FILE, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
-from weakstil.tumorbed.veto import LymphoidVeto, apply_veto
+from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.files import FeaturesFile
@@ -119,7 +119,13 @@ class TumorBedDetector:
         """The slide's bed; the whole tissue, as source ``tissue-fallback`` with the reason in
         ``detail``, when the detected bed is empty or implausibly small next to the evidence."""
         evidence, vetoes, raw = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
-        bed, verdict = self._bed(evidence, geom, vetoes)
+        infiltrate = None
+        if self.shape.infiltrate_um > 0:
+            infiltrate = dark_nuclei_area(tile_stats, stats_columns)
+            if infiltrate is None and len(evidence):
+                log.warning("tumour bed: contiguous infiltrate not taken in: the feature file has no tile "
+                            "statistics (embed the slide again with this WeakSTIL)")
+        bed, verdict = self._bed(evidence, geom, vetoes, infiltrate)
         if verdict.ok:
             return bed
         if self.veto.enabled:
@@ -129,7 +135,7 @@ class TumorBedDetector:
             unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto)
             if unvetoed.sum() > evidence.sum():
                 again, verdict_again = self._bed(unvetoed, geom, f"{vetoes}; {VETO_SET_ASIDE} (with it: "
-                                                 f"{verdict.reason}; a TIL-rich bed?)")
+                                                 f"{verdict.reason}; a TIL-rich bed?)", infiltrate)
                 if verdict_again.ok:
                     return again
         tissue = geom.tissue_mask.astype(bool)
@@ -137,9 +143,9 @@ class TumorBedDetector:
                         TumorBedSource.TISSUE_FALLBACK, f"{verdict.reason}; whole tissue used ({self.model_id})",
                         evidence=evidence, seed_vetoes=vetoes)
 
-    def _bed(self, evidence: np.ndarray, geom: SlideGeometry, vetoes: str):
+    def _bed(self, evidence: np.ndarray, geom: SlideGeometry, vetoes: str, infiltrate: np.ndarray | None = None):
         mask, _ = bed_from_evidence(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp,
-                                    geom.tissue_mask, geom.mask_mpp, self.shape)
+                                    geom.tissue_mask, geom.mask_mpp, self.shape, infiltrate)
         bed = TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL,
                        self.model_id, evidence=evidence, seed_vetoes=vetoes)
         return bed, check_bed(bed.tile_flags, evidence, self.plausibility)

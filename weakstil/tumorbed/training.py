@@ -10,6 +10,8 @@
    weakstil.tumorbed.veto), as they will when the detector runs; the veto's restore rule
    (tumour next to a lymphoid group by evidence and pale nuclei, or by evidence alone) is
    chosen with the geometry, by the same Dice.
+   Then dense lymphocytic infiltrate touching the bed is taken in up to a reach (0, 150 or 300
+   µm) chosen by the same Dice from the best settings (weakstil.bed_geometry step 6).
 4. The plausibility rule (when a detected bed is too small to trust) is set from the same
    held-out beds: a quarter of the smallest bed-to-evidence ratio any annotated slide showed.
 5. The classifier is refitted on all slides.
@@ -24,14 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from weakstil.bed_geometry import BedShape, Plausibility, coarsen, sweep_shapes, tiles_to_mask
+from weakstil.bed_geometry import (BedShape, Plausibility, coarsen, grow_bed, sweep_shapes, take_in_infiltrate,
+                                   tiles_to_mask)
 from weakstil.errors import WeakSTILError
 from weakstil.tumorbed.bed import SlideGeometry, from_annotation
 from weakstil.tumorbed.detector import TumorBedDetector
 from weakstil.tumorbed.evidence import (TUMOUR_NUCLEI_COLUMNS, LogisticEvidence, context_inputs, fit_logistic,
                                         stats_column_names, stats_inputs, training_labels)
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto, slide_ink_share
-from weakstil.tumorbed.veto import LymphoidVeto, apply_veto
+from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +54,10 @@ PLAUSIBLE_SHARE = 0.25
 #: Rounds of keeping only the most tumour-like inside tiles as positives, and that share.
 REFINE_ROUNDS = 1
 REFINE_KEEP = 0.5
+#: How far past the bed dense infiltrate touching it may be taken in (µm; 0: not at all).
+INFILTRATE_REACH_UM = (0.0, 150.0, 300.0)
+#: The best settings of the geometry search that are tried again with each reach.
+INFILTRATE_TOP = 10
 #: The lymphoid veto's restore rule searched beside the rule as given: a lymphoid group next to a
 #: tile the classifier reads as tumour keeps its evidence whatever that tile's nuclei look like.
 RESTORE_BY_EVIDENCE = 0.0
@@ -157,6 +164,44 @@ def search_shape(slides: list[AnnotatedSlide], evidence: list[np.ndarray]) -> tu
     return best, table, np.asarray(scores[best])
 
 
+def _search_infiltrate(slides: list[AnnotatedSlide], evidence: list[np.ndarray], shape: BedShape,
+                       table: list[dict], dice: np.ndarray) -> tuple[BedShape, np.ndarray, list[dict]]:
+    """The reach of contiguous infiltrate (:data:`INFILTRATE_REACH_UM`) tried on the chosen
+    geometry and the next best ones (:data:`INFILTRATE_TOP`), by the same leave-one-slide-out Dice.
+
+    Returns the geometry (``infiltrate_um`` 0 when no reach does better, or when an annotated
+    slide has no tile statistics to say where the infiltrate is), its Dice per slide, and the
+    best mean Dice per reach for model.json."""
+    darks = [dark_nuclei_area(s.tile_stats, s.stats_columns) for s in slides]
+    if any(d is None for d in darks):
+        return shape, dice, []
+    candidates = list(dict.fromkeys([shape] + [BedShape.from_dict(r) for r in
+                                               sorted(table, key=lambda r: (-r["dice_mean"], -r["dice_min"]))
+                                               [:INFILTRATE_TOP]]))
+    scores: dict[BedShape, list[float]] = {}
+    for s, ev, dark in zip(slides, evidence, darks):
+        g = s.geom
+        factor = max(1, int(round(SEARCH_MPP / g.mask_mpp)))
+        mpp = g.mask_mpp * factor
+        tissue = coarsen(g.tissue_mask, factor)
+        target = coarsen(s.bed_mask, factor) & tissue
+        dark_map = tiles_to_mask(dark, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp)
+        for base in candidates:
+            emap = tiles_to_mask(ev, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp, base.smooth_um)
+            bed = grow_bed((emap >= base.seed_threshold) & tissue, tissue, mpp, base)
+            for reach in INFILTRATE_REACH_UM:
+                tried = replace(base, infiltrate_um=float(reach))
+                scores.setdefault(tried, []).append(_dice(take_in_infiltrate(bed, dark_map, tissue, mpp, tried),
+                                                          target))
+    # best mean Dice; ties go to the better worst slide, then to no (or the shorter) reach, then the search's choice
+    best = max(scores, key=lambda sh: (round(float(np.mean(scores[sh])), 4), round(float(np.min(scores[sh])), 4),
+                                       -sh.infiltrate_um, sh == shape))
+    per_reach = [{"infiltrate_um": float(reach),
+                  "dice_mean": round(max(float(np.mean(d)) for sh, d in scores.items() if sh.infiltrate_um == reach), 4)}
+                 for reach in INFILTRATE_REACH_UM]
+    return best, np.asarray(scores[best]), per_reach
+
+
 def _vetoed_evidence(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto: LymphoidVeto,
                      ink_rule: InkVeto) -> tuple[list[np.ndarray], list[int | None], list[int | None]]:
     """The held-out evidence with both vetoes applied, and the tiles each vetoed per slide."""
@@ -212,7 +257,8 @@ def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], 
     ratios = []
     for s, ev in zip(slides, evidence):
         g = s.geom
-        mask, _ = bed_from_evidence(ev, g.coords, g.tile_size_level0, g.slide_mpp, g.tissue_mask, g.mask_mpp, shape)
+        mask, _ = bed_from_evidence(ev, g.coords, g.tile_size_level0, g.slide_mpp, g.tissue_mask, g.mask_mpp, shape,
+                                    dark_nuclei_area(s.tile_stats, s.stats_columns))
         n_bed = int((g.tile_fractions(mask, g.mask_mpp) >= 0.5).sum())
         mass = float(np.clip(ev, 0, 1).sum())
         if n_bed > 0 and mass > 0:
@@ -252,6 +298,7 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
         veto = LymphoidVeto(enabled=False)
     ink_rule = InkVeto() if ink_veto is None else ink_veto
     veto, (evidence, vetoed, inked), (shape, table, dice), veto_search = _search_veto(slides, evidence, veto, ink_rule)
+    shape, dice, infiltrate_search = _search_infiltrate(slides, evidence, shape, table, dice)
     plausibility = plausibility_rule(slides, evidence, shape)
     final = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
     y_all = np.concatenate([y[u] for y, u in zip(labels, used)])
@@ -263,20 +310,23 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
             "cv_dice_per_slide": {s.slide_id: round(float(d), 4) for s, d in zip(slides, dice)},
             "search": {"seed_thresholds": list(SEED_THRESHOLDS), "smoothing_um": list(SMOOTHING_UM),
                        "bridges_um": list(BRIDGES_UM), "margins_um": list(MARGINS_UM),
-                       "min_seeds_mm2": list(MIN_SEEDS_MM2), "min_seed_shares": list(MIN_SEED_SHARES), "objective": "mean Dice vs annotations",
+                       "min_seeds_mm2": list(MIN_SEEDS_MM2), "min_seed_shares": list(MIN_SEED_SHARES),
+                       "infiltrate_reach_um": list(INFILTRATE_REACH_UM), "objective": "mean Dice vs annotations",
                        "top": sorted(table, key=lambda r: -r["dice_mean"])[:20]},
             "train_seconds": round(time.perf_counter() - t0, 1)}
     meta["refine_rounds"], meta["per_slide_standardised"] = int(refine), bool(per_slide)
     meta["neutral_components"] = int(neutral_k)
     meta["lymphoid_vetoed_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, vetoed)}
     meta["lymphoid_veto_search"] = veto_search
+    meta["infiltrate_search"] = infiltrate_search
     meta["inked_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, inked)}
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
                                 tuple(stats_columns), veto, ink_rule)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
-             "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest%s)", len(slides), cv,
+             "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, contiguous infiltrate up to "
+             "%g µm%s)", len(slides), cv,
              dice.mean(), dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um,
-             shape.min_seed_mm2, shape.min_seed_share,
+             shape.min_seed_mm2, shape.min_seed_share, shape.infiltrate_um,
              "" if not veto.enabled else "; lymphoid tiles next to tumour restored by " +
              ("evidence and pale nuclei" if veto.restore_tumour_nuclei_area > RESTORE_BY_EVIDENCE else "evidence alone"))
     return detector

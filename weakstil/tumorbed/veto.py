@@ -77,6 +77,14 @@ def _area(tile_stats: np.ndarray, columns: list[str] | tuple[str, ...], wanted: 
     return np.asarray(tile_stats, np.float32)[:, [index[c] for c in wanted]].sum(axis=1)
 
 
+def dark_nuclei_area(tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None) -> np.ndarray | None:
+    """Each tile's share covered by dark nuclei (lymphocytes, crowded or not), or ``None`` when
+    the feature file has no such tile statistics."""
+    if tile_stats is None or columns is None:
+        return None
+    return _area(tile_stats, columns, DARK_NUCLEI_COLUMNS)
+
+
 def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
                  coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto) -> np.ndarray | None:
     """Which tiles lose their tumour evidence (boolean per tile), or ``None`` when the veto is
