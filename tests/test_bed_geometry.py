@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from weakstil.bed_geometry import (BedShape, Plausibility, bed_from_evidence, check_bed, coarsen, grow_bed,
-                                   sweep_shapes, tiles_to_mask)
+                                   sweep_shapes, take_in_infiltrate, tiles_to_mask)
 
 MPP = 8.0  # µm per mask pixel
 TILE = 224  # level-0 px per tile at 0.5 µm/px: 112 µm, 14 mask px
@@ -86,6 +86,28 @@ def test_what_the_tumour_encloses_is_in_and_the_margin_is_in_micrometres():
     assert not grow_bed(seeds, tissue, MPP, BedShape(bridge_um=40.0, margin_um=80.0))[:, :100].any()
 
 
+def test_dense_infiltrate_touching_the_bed_is_taken_in_up_to_its_reach_and_a_lone_aggregate_is_not():
+    coords, tissue, rows, cols = _grid()
+    evidence = (((rows >= 8) & (rows < 16) & (cols >= 8) & (cols < 16)) * 0.9).astype(np.float32)
+    dark = np.full(len(rows), 0.05, np.float32)  # stroma with scattered lymphocytes everywhere
+    lobe = (rows >= 16) & (rows < 22) & (cols >= 9) & (cols < 14)  # dense infiltrate, 6 tiles out from the tumour
+    aggregate = (rows >= 3) & (rows < 6) & (cols >= 24) & (cols < 27)  # a lymphoid aggregate far from it
+    dark[lobe | aggregate] = 0.6
+    off = BedShape(seed_threshold=0.5, bridge_um=100.0, margin_um=50.0)
+    plain, _ = bed_from_evidence(evidence, coords, TILE, 0.5, tissue, MPP, off)
+    assert not _bed_tiles(plain, rows, cols)[lobe & (rows >= 17)].any()  # the tumour's bed alone
+    near = BedShape(**{**off.to_dict(), "infiltrate_um": 300.0})
+    bed, _ = bed_from_evidence(evidence, coords, TILE, 0.5, tissue, MPP, near, dark)
+    inside = _bed_tiles(bed, rows, cols)
+    d_um = (rows - 15.5) * 112.0  # how far each lobe tile's centre lies beyond the tumour, roughly
+    assert inside[lobe & (d_um <= 250)].all() and not inside[lobe & (d_um > 400)].any()  # up to its reach
+    assert not inside[aggregate].any()  # not touching the bed: out, however dense
+    assert inside[evidence > 0].all() and not inside[~lobe & (rows >= 19)].any()
+    # no tile statistics, or a reach of 0: the bed of the tumour alone
+    assert np.array_equal(bed_from_evidence(evidence, coords, TILE, 0.5, tissue, MPP, near)[0], plain)
+    assert np.array_equal(take_in_infiltrate(plain, np.ones(plain.shape), tissue, MPP, off), plain)
+
+
 def test_sizes_are_micrometres_whatever_the_mask_resolution():
     fine = np.zeros((400, 400), bool)
     fine[150:250, 150:170] = fine[150:250, 230:250] = True  # two nests 240 µm apart at 4 µm/px
@@ -134,7 +156,7 @@ def test_an_empty_or_implausibly_small_bed_is_not_ok():
     assert check_bed(small[:5], np.zeros(5), rule).ok is True  # little evidence, little bed: plausible
 
 
-@pytest.mark.parametrize("field", ["seed_threshold", "bridge_um", "margin_um"])
+@pytest.mark.parametrize("field", ["seed_threshold", "bridge_um", "margin_um", "infiltrate_um"])
 def test_shape_roundtrips_through_json_dicts(field):
     shape = BedShape(**{field: 0.123})
     assert BedShape.from_dict(shape.to_dict()) == shape

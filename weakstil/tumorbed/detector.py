@@ -1,5 +1,5 @@
-"""The trained tumour-bed detector: tumour evidence per tile -> seeds -> bed by geometry, with a
-plausibility check and a documented fallback.
+"""The trained tumour-bed detector: tumour evidence per tile -> seeds -> bed by geometry (and the
+dense infiltrate that touches it), with a plausibility check and a documented fallback.
 
 Files (``weakstil tumorbed train --out DIR``): ``DIR/model.safetensors`` (the evidence
 classifier: ``weight``, ``bias``, ``mean``, ``std``) and ``DIR/model.json`` (``kind``
