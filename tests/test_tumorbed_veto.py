@@ -166,12 +166,13 @@ def test_the_veto_rule_is_recorded_with_the_detector(tmp_path):
     assert TumorBedDetector.load(tmp_path).veto.enabled is False
 
 
-def _annotated_grid_slide(seed: int, dark_sheet: bool):
+def _annotated_grid_slide(seed: int, dark_sheet: bool, infiltrate_lobe: bool = False):
     """A 16 x 16-tile toy slide for ``train_detector``: an annotated bed (rows/cols 2-9) around
     tumour (3-8) whose nuclei are faintly pale (0.02 of the tile, under the veto's 0.03 for
     "tumour cells"), right half a solid sheet of hyperchromatic tumour (dark nuclei over 0.6 of
     the tile, none pale: lymphoid by the veto's measurements) when ``dark_sheet``; a lymphoid
-    aggregate far outside. Features: a tumour direction plus noise, so the classifier reads tumour."""
+    aggregate far outside. ``infiltrate_lobe``: the annotated bed also holds a dense infiltrate
+    below the tumour (rows 9-11, no tumour in it). Features: a tumour direction plus noise, so the classifier reads tumour."""
     from weakstil.tumorbed.bed import SlideGeometry
     from weakstil.tumorbed.training import AnnotatedSlide
 
@@ -182,7 +183,8 @@ def _annotated_grid_slide(seed: int, dark_sheet: bool):
     tumour = (rows >= 3) & (rows <= 8) & (cols >= 3) & (cols <= 8)
     sheet = tumour & (cols >= 6) if dark_sheet else np.zeros_like(tumour)
     aggregate = (rows >= 12) & (rows <= 14) & (cols >= 12) & (cols <= 14)
-    stats = _grid_stats(n, sheet | aggregate, np.zeros_like(tumour))
+    lobe = (rows >= 9) & (rows <= 11) & (cols >= 3) & (cols <= 8) if infiltrate_lobe else np.zeros_like(tumour)
+    stats = _grid_stats(n, sheet | aggregate | lobe, np.zeros_like(tumour))
     stats[np.ix_(tumour & ~sheet, [COLUMNS.index(TUMOUR_NUCLEI_COLUMNS[-1])])] = 0.02
     features = rng.normal(0, 0.3, (n * n, 4)).astype(np.float32)
     features[:, 0] += 2.0 * tumour
@@ -191,6 +193,8 @@ def _annotated_grid_slide(seed: int, dark_sheet: bool):
     bed = np.zeros((px, px), bool)
     per_tile = px // n
     bed[2 * per_tile:10 * per_tile, 2 * per_tile:10 * per_tile] = True
+    if infiltrate_lobe:
+        bed[9 * per_tile:12 * per_tile, 3 * per_tile:9 * per_tile] = True
     geom = SlideGeometry(n * tile, n * tile, mpp, coords, float(tile), tissue, mask_mpp)
     return AnnotatedSlide(f"s{seed}", features, geom, bed, stats, list(COLUMNS))
 
@@ -208,6 +212,46 @@ def test_the_veto_restore_rule_is_chosen_by_cross_validation():
     plain = train_detector([_annotated_grid_slide(i, dark_sheet=False) for i in range(4)])
     assert plain.veto == LymphoidVeto()  # a tie: the rule as given
     assert len({r["dice_mean"] for r in plain.meta["lymphoid_veto_search"]}) == 1
+
+
+def test_the_reach_of_contiguous_infiltrate_is_chosen_by_cross_validation():
+    """Annotated beds that hold a dense infiltrate past the tumour teach the detector to take in
+    the infiltrate touching its bed; annotated beds that do not leave the reach at 0."""
+    from weakstil.tumorbed.training import INFILTRATE_REACH_UM, train_detector
+
+    lobes = train_detector([_annotated_grid_slide(i, dark_sheet=False, infiltrate_lobe=True) for i in range(4)])
+    assert lobes.shape.infiltrate_um > 0
+    search = {r["infiltrate_um"]: r["dice_mean"] for r in lobes.meta["infiltrate_search"]}
+    assert set(search) == set(INFILTRATE_REACH_UM) and search[lobes.shape.infiltrate_um] > search[0.0] + 0.03
+    plain = train_detector([_annotated_grid_slide(i, dark_sheet=False) for i in range(4)])
+    assert plain.shape.infiltrate_um == 0.0
+
+
+def test_the_detector_takes_in_the_infiltrate_touching_its_bed_from_the_tile_statistics(caplog):
+    from weakstil.tumorbed import SlideGeometry
+    from weakstil.tumorbed.detector import TumorBedDetector
+    from weakstil.tumorbed.evidence import LogisticEvidence
+
+    n, tile = 20, 224
+    rows, cols = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    coords = np.stack([cols * tile, rows * tile], axis=1)
+    geom = SlideGeometry(n * tile, n * tile, 0.5, coords, float(tile), np.ones((n * tile // 16,) * 2, bool), 8.0)
+    tumour = (rows >= 4) & (rows < 10) & (cols >= 4) & (cols < 10)
+    lobe = (rows >= 10) & (rows < 13) & (cols >= 5) & (cols < 9)  # dense infiltrate below the tumour
+    aggregate = (rows >= 15) & (cols >= 15)  # dense too, but touching nothing
+    features = np.zeros((n * n, 4), np.float32)
+    features[tumour, 0] = 10.0  # the evidence classifier: logistic on the first feature
+    detector = TumorBedDetector(LogisticEvidence(np.array([1, 0, 0, 0], np.float32), -5.0, np.zeros(4, np.float32),
+                                                 np.ones(4, np.float32)),
+                                shape=BedShape(**{**SHAPE.to_dict(), "infiltrate_um": 300.0}), veto=LymphoidVeto())
+    stats = _grid_stats(n, lobe | aggregate, tumour)
+    found = detector.detect(features, geom, stats, list(COLUMNS))
+    assert found.tile_flags[tumour].all() and found.tile_flags[lobe].all() and not found.tile_flags[aggregate].any()
+    # without tile statistics the step is skipped, and said
+    with caplog.at_level("WARNING"):
+        bare = detector.detect(features, geom)
+    assert bare.tile_flags[tumour].all() and not bare.tile_flags[lobe & (rows >= 11)].any()
+    assert "contiguous infiltrate not taken in" in caplog.text
 
 
 def test_a_bed_the_veto_would_empty_is_the_evidence_bed_not_the_whole_tissue(monkeypatch):
