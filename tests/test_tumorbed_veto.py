@@ -225,6 +225,9 @@ def test_the_reach_of_contiguous_infiltrate_is_chosen_by_cross_validation():
     assert set(search) == set(INFILTRATE_REACH_UM) and search[lobes.shape.infiltrate_um] > search[0.0] + 0.03
     plain = train_detector([_annotated_grid_slide(i, dark_sheet=False) for i in range(4)])
     assert plain.shape.infiltrate_um == 0.0
+    off = train_detector([_annotated_grid_slide(i, dark_sheet=False, infiltrate_lobe=True) for i in range(4)],
+                         infiltrate=False)  # tumorbed train --no-infiltrate
+    assert off.shape.infiltrate_um == 0.0 and off.meta["infiltrate_search"] == []
 
 
 def test_the_detector_takes_in_the_infiltrate_touching_its_bed_from_the_tile_statistics(caplog):

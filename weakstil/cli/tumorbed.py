@@ -35,6 +35,9 @@ def tumorbed_train(
     ink_veto: Annotated[bool, typer.Option("--ink-veto/--no-ink-veto",
                                            help="Tiles under marker ink (measured on the slides the feature files "
                                            "name, where they are there) cannot seed the bed.")] = True,
+    infiltrate: Annotated[bool, typer.Option("--infiltrate/--no-infiltrate",
+                                             help="Dense lymphocytic infiltrate touching the bed may be taken in "
+                                             "(its reach, 0 included, chosen by the same cross-validation).")] = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a tumour-bed detector from slides with annotations: tumour evidence per tile (a
@@ -58,7 +61,7 @@ def tumorbed_train(
 
         slide_ids = read_cohort(cohort, check_files=False).slide_ids
     model = train_tumorbed_from_cache(features, annotations, slide_ids=slide_ids, max_slides=max_slides, seed=seed,
-                                       lymphoid_veto=lymphoid_veto, ink_veto=ink_veto)
+                                       lymphoid_veto=lymphoid_veto, ink_veto=ink_veto, infiltrate=infiltrate)
     with hold_folder(out, "tumorbed train"):
         model.save(out)
         mark(out, "tumorbed train")

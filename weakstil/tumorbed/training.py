@@ -272,14 +272,15 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
                    per_slide: bool = PER_SLIDE, neutral_k: int = 0,
                    stats_columns: tuple[str, ...] = (),
                    lymphoid_veto: LymphoidVeto | None = None,
-                   ink_veto: InkVeto | None = None) -> TumorBedDetector:
+                   ink_veto: InkVeto | None = None, infiltrate: bool = True) -> TumorBedDetector:
     """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice.
 
     ``lymphoid_veto``: the rule applied to the evidence before the geometry (default: the
     :class:`LymphoidVeto` defaults; ``LymphoidVeto(enabled=False)`` for none). It is switched
     off, with a warning, when an annotated slide's feature file has no tile statistics.
     ``ink_veto``: likewise for tiles under marker ink (default on; applied to the slides whose
-    ``ink_share`` is known)."""
+    ``ink_share`` is known). ``infiltrate``: search the reach of contiguous infiltrate
+    (:data:`INFILTRATE_REACH_UM`); off: the bed never takes it in."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
@@ -298,7 +299,9 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
         veto = LymphoidVeto(enabled=False)
     ink_rule = InkVeto() if ink_veto is None else ink_veto
     veto, (evidence, vetoed, inked), (shape, table, dice), veto_search = _search_veto(slides, evidence, veto, ink_rule)
-    shape, dice, infiltrate_search = _search_infiltrate(slides, evidence, shape, table, dice)
+    infiltrate_search: list[dict] = []
+    if infiltrate:
+        shape, dice, infiltrate_search = _search_infiltrate(slides, evidence, shape, table, dice)
     plausibility = plausibility_rule(slides, evidence, shape)
     final = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
     y_all = np.concatenate([y[u] for y, u in zip(labels, used)])
@@ -311,7 +314,7 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
             "search": {"seed_thresholds": list(SEED_THRESHOLDS), "smoothing_um": list(SMOOTHING_UM),
                        "bridges_um": list(BRIDGES_UM), "margins_um": list(MARGINS_UM),
                        "min_seeds_mm2": list(MIN_SEEDS_MM2), "min_seed_shares": list(MIN_SEED_SHARES),
-                       "infiltrate_reach_um": list(INFILTRATE_REACH_UM), "objective": "mean Dice vs annotations",
+                       "infiltrate_reach_um": list(INFILTRATE_REACH_UM) if infiltrate else [], "objective": "mean Dice vs annotations",
                        "top": sorted(table, key=lambda r: -r["dice_mean"])[:20]},
             "train_seconds": round(time.perf_counter() - t0, 1)}
     meta["refine_rounds"], meta["per_slide_standardised"] = int(refine), bool(per_slide)
@@ -335,14 +338,16 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
 def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path, *,
                               slide_ids: list[str] | None = None, max_slides: int = 10,
                               seed: int = 0, tile_stats: bool = False,
-                              lymphoid_veto: bool = True, ink_veto: bool = True) -> TumorBedDetector:
+                              lymphoid_veto: bool = True, ink_veto: bool = True,
+                              infiltrate: bool = True) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
     ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
     ``tile_stats``: the tumour-nuclei morphometry (:data:`TUMOUR_NUCLEI_COLUMNS`) joins the embedding.
     ``lymphoid_veto``: lymphoid tiles away from tumour cells cannot seed the bed (weakstil.tumorbed.veto).
     ``ink_veto``: nor can tiles under marker ink (weakstil.tumorbed.ink; measured on the slides
-    the feature files name, where they are there)."""
+    the feature files name, where they are there). ``infiltrate``: dense infiltrate touching the
+    bed may be taken in (weakstil.bed_geometry step 6)."""
     from weakstil.annotations import AnnotationError, find_annotation, raise_all, unmatched_annotations
     from weakstil.files import FeaturesFile, feature_path
 
@@ -388,5 +393,5 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
             "model_id": f"tumorbed-{len(chosen)}slides"}
     return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
                           lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
-                          ink_veto=InkVeto(enabled=bool(ink_veto)))
+                          ink_veto=InkVeto(enabled=bool(ink_veto)), infiltrate=infiltrate)
 
