@@ -172,7 +172,8 @@ def _annotated_grid_slide(seed: int, dark_sheet: bool, infiltrate_lobe: bool = F
     "tumour cells"), right half a solid sheet of hyperchromatic tumour (dark nuclei over 0.6 of
     the tile, none pale: lymphoid by the veto's measurements) when ``dark_sheet``; a lymphoid
     aggregate far outside. ``infiltrate_lobe``: the annotated bed also holds a dense infiltrate
-    below the tumour (rows 9-11, no tumour in it). Features: a tumour direction plus noise, so the classifier reads tumour."""
+    below the tumour (rows 9-11, no tumour in it). Features: a tumour direction plus noise, so
+    the classifier reads tumour."""
     from weakstil.tumorbed.bed import SlideGeometry
     from weakstil.tumorbed.training import AnnotatedSlide
 

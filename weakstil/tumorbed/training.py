@@ -144,16 +144,21 @@ def held_out_evidence(inputs: list[np.ndarray], labels: list[np.ndarray], used: 
     return out
 
 
+def _search_grid(s: AnnotatedSlide) -> tuple[float, np.ndarray, np.ndarray]:
+    """One annotated slide on the search's mask grid (:data:`SEARCH_MPP`): its µm/px, tissue, and
+    annotated bed cut to the tissue (an outline may include glass; the bed never does)."""
+    factor = max(1, int(round(SEARCH_MPP / s.geom.mask_mpp)))
+    tissue = coarsen(s.geom.tissue_mask, factor)
+    return s.geom.mask_mpp * factor, tissue, coarsen(s.bed_mask, factor) & tissue
+
+
 def search_shape(slides: list[AnnotatedSlide], evidence: list[np.ndarray]) -> tuple[BedShape, list[dict], np.ndarray]:
     """The geometry whose beds best match the annotations (mean Dice over slides), the search
     table (one row per setting), and the chosen setting's Dice per slide."""
     scores: dict[BedShape, list[float]] = {}
     for s, ev in zip(slides, evidence):
         g = s.geom
-        factor = max(1, int(round(SEARCH_MPP / g.mask_mpp)))
-        mpp = g.mask_mpp * factor
-        tissue = coarsen(g.tissue_mask, factor)
-        target = coarsen(s.bed_mask, factor) & tissue  # an outline may include glass; the bed never does
+        mpp, tissue, target = _search_grid(s)
         for smooth in SMOOTHING_UM:
             emap = tiles_to_mask(ev, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp, smooth)
             for shape, bed in sweep_shapes(emap, tissue, mpp, seed_thresholds=SEED_THRESHOLDS,
@@ -187,10 +192,7 @@ def _search_infiltrate(slides: list[AnnotatedSlide], evidence: list[np.ndarray],
     scores: dict[BedShape, list[float]] = {}
     for s, ev, dark in zip(slides, evidence, darks):
         g = s.geom
-        factor = max(1, int(round(SEARCH_MPP / g.mask_mpp)))
-        mpp = g.mask_mpp * factor
-        tissue = coarsen(g.tissue_mask, factor)
-        target = coarsen(s.bed_mask, factor) & tissue
+        mpp, tissue, target = _search_grid(s)
         dark_map = tiles_to_mask(dark, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp)
         for base in candidates:
             emap = tiles_to_mask(ev, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp, base.smooth_um)
@@ -204,9 +206,8 @@ def _search_infiltrate(slides: list[AnnotatedSlide], evidence: list[np.ndarray],
                                        -sh.infiltrate_um, sh == shape))
     if best.infiltrate_um > 0 and float(np.mean(scores[best])) < float(np.mean(dice)) + INFILTRATE_MIN_GAIN:
         best = shape
-    per_reach = [{"infiltrate_um": float(reach),
-                  "dice_mean": round(max(float(np.mean(d)) for sh, d in scores.items() if sh.infiltrate_um == reach), 4)}
-                 for reach in INFILTRATE_REACH_UM]
+    per_reach = [{"infiltrate_um": float(reach), "dice_mean": round(max(
+        float(np.mean(d)) for sh, d in scores.items() if sh.infiltrate_um == reach), 4)} for reach in INFILTRATE_REACH_UM]
     return best, np.asarray(scores[best]), per_reach
 
 
@@ -322,7 +323,8 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
             "search": {"seed_thresholds": list(SEED_THRESHOLDS), "smoothing_um": list(SMOOTHING_UM),
                        "bridges_um": list(BRIDGES_UM), "margins_um": list(MARGINS_UM),
                        "min_seeds_mm2": list(MIN_SEEDS_MM2), "min_seed_shares": list(MIN_SEED_SHARES),
-                       "infiltrate_reach_um": list(INFILTRATE_REACH_UM) if infiltrate else [], "objective": "mean Dice vs annotations",
+                       "infiltrate_reach_um": list(INFILTRATE_REACH_UM) if infiltrate else [],
+                       "objective": "mean Dice vs annotations",
                        "top": sorted(table, key=lambda r: -r["dice_mean"])[:20]},
             "train_seconds": round(time.perf_counter() - t0, 1)}
     meta["refine_rounds"], meta["per_slide_standardised"] = int(refine), bool(per_slide)
@@ -334,8 +336,8 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
                                 tuple(stats_columns), veto, ink_rule)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
-             "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, contiguous infiltrate up to "
-             "%g µm%s)", len(slides), cv,
+             "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, contiguous infiltrate "
+             "up to %g µm%s)", len(slides), cv,
              dice.mean(), dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um,
              shape.min_seed_mm2, shape.min_seed_share, shape.infiltrate_um,
              "" if not veto.enabled else "; lymphoid tiles next to tumour restored by " +
