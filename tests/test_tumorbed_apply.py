@@ -334,3 +334,41 @@ def test_detector_with_tumour_nuclei_statistics_records_them_and_needs_them(coho
     assert np.allclose(logit(got[ok]) - logit(base[ok]), 0.5 * z[ok], atol=1e-2)
     with pytest.raises(WeakSTILError, match="tile statistics"):
         loaded.detect(x, geom)
+
+
+def test_a_bed_whose_annotation_was_corrected_since_is_refused(cohort, tmp_path):
+    """A pathologist corrects an outline after 'tumorbed apply': the old bed must not shadow it."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.tumorbed import BedSources
+    from weakstil.tumorbed.apply import apply_tumorbed
+
+    sid = cohort["ids"][1]
+    annotations = tmp_path / "annotations"
+    shutil.copytree(cohort["truth"], annotations)
+    apply_tumorbed(cohort["features"] / f"{sid}.h5", tmp_path / "beds", BedSources.open(annotations=annotations))
+    beds = BedSources.open(beds=tmp_path / "beds")
+    assert beds.resolve(sid, _features(cohort, sid)).source.value == "annotation"  # unchanged: used
+    outline = next(annotations.glob(f"{sid}*.geojson"))
+    data = json.loads(outline.read_text())
+    ring = data["features"][0]["geometry"]["coordinates"][0]
+    data["features"][0]["geometry"]["coordinates"][0] = [[x * 0.8 + 100, y * 0.8 + 100] for x, y in ring]
+    outline.write_text(json.dumps(data))
+    with pytest.raises(WeakSTILError, match="annotation that has changed since") as err:
+        beds.resolve(sid, _features(cohort, sid))
+    assert "--annotations" in err.value.fix
+
+
+def test_a_detector_retrained_in_the_same_folder_is_a_new_request(detector, tmp_path):
+    """score skips a slide whose bed request is unchanged: a detector trained again into the same
+    folder keeps its id and path, so its content must be part of the request."""
+    from weakstil.tumorbed import BedSources
+
+    folder = tmp_path / "det"
+    shutil.copytree(detector, folder)
+    before = BedSources.open(detector=folder).request("any")
+    assert BedSources.open(detector=folder).request("any") == before  # deterministic
+    meta = json.loads((folder / "model.json").read_text())
+    meta["shape"]["margin_um"] = meta["shape"]["margin_um"] + 25.0  # as another training would choose
+    (folder / "model.json").write_text(json.dumps(meta))
+    after = BedSources.open(detector=folder).request("any")
+    assert after != before and after.startswith(f"detector {meta['model_id']} {folder.resolve()}")

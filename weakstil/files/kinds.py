@@ -131,8 +131,9 @@ class BedFile(SlideFile):
     uint8 with ``mpp``, ``coords`` and, when a detector ran, ``tumour_evidence`` (N,) float32 (its
     P(tile holds invasive tumour)). Attributes ``slide_id``, ``source`` (annotation / model /
     tissue / tissue-fallback: the detector's bed was empty or implausibly small, the whole tissue
-    is used and ``detail`` says why), ``detail``, the annotation file or the detector (``detector_path``, ``detector_id``,
-    ``detector_sha256``), ``features_path`` and the features' ``cache_key`` (a bed made from
+    is used and ``detail`` says why), ``detail``, the annotation file (``annotation_path``,
+    ``annotation_sha256``: a bed whose annotation has changed since is refused) or the detector
+    (``detector_path``, ``detector_id``, ``detector_sha256``), ``features_path`` and the features' ``cache_key`` (a bed made from
     other features is refused), ``tile_size_level0``, ``slide_mpp``, ``slide_width``,
     ``slide_height``, ``slide_path``, ``slide_fingerprint``, ``encoder``, ``weights_sha256``, ``n_tiles``,
     ``n_tumorbed_tiles``, ``tile_threshold``, ``weakstil_version``, ``created``.

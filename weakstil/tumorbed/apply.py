@@ -158,6 +158,8 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     provenance = {"features_path": str(features_path.resolve())}
     if bed.source is TumorBedSource.ANNOTATION:
         provenance["annotation_path"] = str(Path(bed.detail).resolve())
+        # a corrected outline must not be shadowed by this bed: read_precomputed compares the hash
+        provenance["annotation_sha256"] = sha256_file(provenance["annotation_path"])
     elif bed.source in (TumorBedSource.MODEL, TumorBedSource.TISSUE_FALLBACK) and sources.detector is not None \
             and sources.detector_path is not None:
         provenance.update(detector_identity(sources.detector, sources.detector_path))

@@ -38,6 +38,7 @@ class BedSources:
     detector_path: Path | None = None
     #: how many slides got their bed from each source in the last :meth:`cohort` (for the record)
     used: dict[str, int] = field(default_factory=dict)
+    _detector_content: str | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, *, annotations: str | Path | None = None, beds: str | Path | None = None,
@@ -80,8 +81,23 @@ class BedSources:
             if path is not None:
                 return f"{kind} {path.resolve()} sha256:{sha256_file(path)}"
         if self.detector is not None:
-            return f"detector {self.detector.model_id} {self.detector_path.resolve() if self.detector_path else ''}"
+            return (f"detector {self.detector.model_id} {self.detector_path.resolve() if self.detector_path else ''} "
+                    f"{self.detector_content}").rstrip()
         return "tissue"
+
+    @property
+    def detector_content(self) -> str:
+        """The SHA-256 of the detector folder's weights and model.json (empty for a detector given
+        as an object): a detector retrained in the same folder keeps its id and path, not these."""
+        from weakstil.modeldir import META_FILE, WEIGHTS_FILE
+        from weakstil.runtime import sha256_file
+
+        if self.detector_path is None:
+            return ""
+        if self._detector_content is None:
+            files = [self.detector_path / name for name in (WEIGHTS_FILE, META_FILE)]
+            self._detector_content = " ".join(f"{f.name}:{sha256_file(f)[:16]}" for f in files if f.is_file())
+        return self._detector_content
 
     def resolve(self, slide_id: str, features: FeaturesFile) -> TumorBed:
         """One slide's tumour bed, from its feature cache (read with its tissue mask)."""
@@ -184,6 +200,15 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
     if mine is not None and theirs is not None and mine != theirs:
         raise _stale(path, slide_id, "was computed for another slide file with the same name (its content "
                                      "fingerprint differs from the features')")
+    drawn_from, drawn_sha = str(bed.attr("annotation_path", "")), str(bed.attr("annotation_sha256", ""))
+    if drawn_from and drawn_sha and Path(drawn_from).is_file():
+        from weakstil.runtime import sha256_file
+
+        if sha256_file(drawn_from) != drawn_sha:
+            raise WeakSTILError(f"tumour bed was drawn from an annotation that has changed since ({drawn_from}): "
+                                "the corrected outline is not in it", path=path,
+                                fix=f"rerun 'weakstil tumorbed apply' for {slide_id}, or pass the annotations "
+                                "with --annotations instead of --tumorbed-beds")
     recorded, current = str(bed.attr("cache_key", "")), str(features.attr("cache_key", ""))
     if recorded != current:
         raise _stale(path, slide_id, f"was computed from other features (cache_key {recorded[:12] or 'none'}, "
