@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -372,3 +373,22 @@ def test_a_detector_retrained_in_the_same_folder_is_a_new_request(detector, tmp_
     (folder / "model.json").write_text(json.dumps(meta))
     after = BedSources.open(detector=folder).request("any")
     assert after != before and after.startswith(f"detector {meta['model_id']} {folder.resolve()}")
+
+
+def test_beds_are_never_written_into_a_model_or_detector_folder_nor_deleted_with_one(cohort, detector, trained,
+                                                                                      tmp_path):
+    """'train --overwrite' and 'tumorbed train --overwrite' replace their folders whole: beds
+    written into one would be lost, and a model trained on beds inside its own --out would delete
+    its own inputs."""
+    model = tmp_path / "model"
+    shutil.copytree(trained["beds"][0], model)
+    feature = cohort["features"] / f"{cohort['ids'][0]}.h5"
+    for out in (model, detector / "beds"):
+        proc = run_cli("tumorbed", "apply", feature, "--out", out, "--tumorbed", detector)
+        assert proc.returncode == 2 and "is inside the model or detector folder" in proc.stderr
+        assert not list(Path(out).glob("*.geojson"))
+    shutil.copytree(cohort["beds"], model / "beds")  # beds copied by hand into the model folder
+    proc = run_cli("train", cohort["root"] / "train.csv", "--features", cohort["features"], "--out", model,
+                   *FAST_TRAIN, "--tumorbed-beds", model / "beds", "--overwrite")
+    assert proc.returncode == 2 and "holds the --tumorbed-beds input" in proc.stderr
+    assert len(list((model / "beds").glob("*.h5"))) == SLIDES

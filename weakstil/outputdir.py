@@ -166,6 +166,22 @@ def check_out_is_not_input(out: str | Path, inputs: dict[str, str | Path | None]
                              "same name", path=out, fix=f"choose an --out other than the {option} folder")
 
 
+def check_inputs_outside(out: str | Path, inputs: dict[str, str | Path | None], command: str) -> None:
+    """Refuse input folders (``{option: folder}``) that are ``out`` or lie inside it, for a
+    command that replaces ``out`` whole (``train``): they would be deleted with it."""
+    if not Path(out).is_dir() or why_not_replaceable(Path(out), command) is not None:
+        return  # nothing of ours to replace: the command's own checks refuse any other folder
+    out_r = Path(out).resolve()
+    for option, folder in inputs.items():
+        if folder is None:
+            continue
+        where = Path(folder).resolve()
+        if where == out_r or out_r in where.parents:
+            raise UsageError(f"holds the {option} input ({folder}); 'weakstil {command}' replaces its --out folder "
+                             "whole, and the input would go with it", path=out,
+                             fix=f"choose an --out that does not hold the {option} folder")
+
+
 def check_sidecar_replaceable(path: str | Path, main: str | Path, kind_class: Any) -> None:
     """Before a per-slide writer replaces ``path`` (e.g. ``<slide_id>.geojson``), written beside its
     ``main`` file (``<slide_id>.h5`` of ``kind_class``): an existing ``path`` without our ``main`` file

@@ -86,6 +86,10 @@ def train(
                       centre_embeddings=centre_embeddings,
                       lr=lr, max_tiles=max_tiles, batch_slides=batch_slides, loss=loss.value, seed=seed,
                       device=device, threads=threads)
+    from weakstil.outputdir import check_inputs_outside
+
+    check_inputs_outside(out, {"--features": features, "--annotations": annotations, "--tumorbed-beds": tumorbed_beds,
+                               "--tumorbed": tumorbed}, "train")
     beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed)
     progress, on_epoch = epoch_progress()
     with progress:

@@ -81,11 +81,16 @@ def tumorbed_apply(
     replaced by the whole tissue ('bed fallback: tissue', source tissue-fallback). Pass OUT as
     --tumorbed-beds to train, evaluate and score."""
     from weakstil.files import slide_file
-    from weakstil.outputdir import check_out_is_not_input, mark
+    from weakstil.errors import UsageError
+    from weakstil.outputdir import check_out_is_not_input, mark, model_folder_around
     from weakstil.tumorbed.apply import apply_tumorbed
     from weakstil.tumorbed.resolver import BedSources
 
     check_out_is_not_input(out, {"--annotations": annotations})
+    inside = model_folder_around(out)
+    if inside is not None:  # 'train --overwrite' / 'tumorbed train --overwrite' replace those folders whole
+        raise UsageError(f"is inside the model or detector folder {inside}, which its training command replaces "
+                         "whole", path=out, fix="choose an --out outside it")
     if annotations is None and tumorbed is None:
         log.warning("no --annotations and no --tumorbed: every bed written is the whole tissue (a model's "
                     "bundled detector is MODEL/tumorbed)")
