@@ -392,3 +392,16 @@ def test_beds_are_never_written_into_a_model_or_detector_folder_nor_deleted_with
                    *FAST_TRAIN, "--tumorbed-beds", model / "beds", "--overwrite")
     assert proc.returncode == 2 and "holds the --tumorbed-beds input" in proc.stderr
     assert len(list((model / "beds").glob("*.h5"))) == SLIDES
+
+
+def test_a_detector_given_as_the_model_and_a_model_given_as_the_detector_are_named(detector, trained):
+    from weakstil.errors import WeakSTILError
+    from weakstil.modeldir import ModelDir
+    from weakstil.tumorbed import TumorBedDetector
+
+    with pytest.raises(WeakSTILError, match="is a tumour-bed detector") as err:
+        ModelDir(detector).read_meta()
+    assert "--tumorbed" in err.value.fix
+    with pytest.raises(WeakSTILError, match="is an sTIL model") as err:
+        TumorBedDetector.load(trained["beds"][0])
+    assert "tumorbed train" in err.value.fix

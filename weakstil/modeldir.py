@@ -54,6 +54,9 @@ def check_meta(meta: object, path: Path, fix: str) -> dict:
     sections are objects); one error line when it was edited or damaged into another shape."""
     if not isinstance(meta, dict):
         raise WeakSTILError(f"{META_FILE} is not a JSON object (it holds a {type(meta).__name__})", path=path, fix=fix)
+    if meta.get("kind") == "weakstil-tumorbed":  # the two folders look alike: say which one this is
+        raise WeakSTILError("is a tumour-bed detector (from 'weakstil tumorbed train'), not an sTIL model",
+                            path=path.parent, fix="pass it as --tumorbed; --model takes the --out of 'weakstil train'")
     for section in META_SECTIONS:
         if section in meta and not isinstance(meta[section], dict):
             raise WeakSTILError(f"{META_FILE} '{section}' is not a JSON object", path=path, fix=fix)

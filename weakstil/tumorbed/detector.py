@@ -184,6 +184,11 @@ class TumorBedDetector:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WeakSTILError(f"model.json is not valid JSON ({exc})", path=meta_path,
                                 fix="train the detector again with 'weakstil tumorbed train'") from None
+        if isinstance(meta, dict) and meta.get("format") == "weakstil-mil":  # an sTIL model's folder
+            bundled = directory / "tumorbed"
+            raise WeakSTILError("is an sTIL model (from 'weakstil train'), not a tumour-bed detector", path=directory,
+                                fix=f"pass its bundled detector {bundled}" if (bundled / META_FILE).is_file() else
+                                "pass the --out folder of 'weakstil tumorbed train'")
         if not isinstance(meta, dict) or meta.get("kind") != DETECTOR_KIND:
             kind = meta.get("kind") if isinstance(meta, dict) else None
             raise WeakSTILError(f"model.json says kind '{kind}', not a tumour-bed detector",
