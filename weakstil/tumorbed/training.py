@@ -336,10 +336,13 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
                                 tuple(stats_columns), veto, ink_rule)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
-             "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, contiguous infiltrate "
-             "up to %g µm%s)", len(slides), cv,
+             "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, %s%s)", len(slides), cv,
              dice.mean(), dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um,
-             shape.min_seed_mm2, shape.min_seed_share, shape.infiltrate_um,
+             shape.min_seed_mm2, shape.min_seed_share,
+             "contiguous infiltrate off (--no-infiltrate)" if not infiltrate else
+             f"contiguous infiltrate up to {shape.infiltrate_um:g} µm" if shape.infiltrate_um > 0 else
+             f"no contiguous infiltrate (no reach gained {INFILTRATE_MIN_GAIN:g} Dice)" if infiltrate_search else
+             "no contiguous infiltrate (no tile statistics)",
              "" if not veto.enabled else "; lymphoid tiles next to tumour restored by " +
              ("evidence and pale nuclei" if veto.restore_tumour_nuclei_area > RESTORE_BY_EVIDENCE else "evidence alone"))
     return detector
@@ -362,12 +365,13 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     from weakstil.files import FeaturesFile, feature_path
 
     features_dir = Path(features_dir)
+    among = "of the slides asked for (e.g. --cohort)" if slide_ids is not None else "with features"
     if slide_ids is None:
         slide_ids = sorted(p.stem for p in features_dir.glob("*.h5"))
     unused = unmatched_annotations(annotations, slide_ids)
     if unused:  # a typo in a file name, or a slide not embedded: say so rather than train on fewer slides
-        log.warning("%s: %d annotation file(s) match no slide with features and are not used: %s%s", annotations,
-                    len(unused), ", ".join(p.name for p in unused[:5]), " ..." if len(unused) > 5 else "")
+        log.warning("%s: %d annotation file(s) match no slide %s and are not used: %s%s", annotations,
+                    len(unused), among, ", ".join(p.name for p in unused[:5]), " ..." if len(unused) > 5 else "")
     chosen: list[AnnotatedSlide] = []
     bad: list[AnnotationError] = []
     identity = None
