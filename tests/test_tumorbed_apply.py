@@ -405,3 +405,17 @@ def test_a_detector_given_as_the_model_and_a_model_given_as_the_detector_are_nam
     with pytest.raises(WeakSTILError, match="is an sTIL model") as err:
         TumorBedDetector.load(trained["beds"][0])
     assert "tumorbed train" in err.value.fix
+
+
+def test_a_detector_of_another_encoder_is_one_error_line_for_the_whole_batch(cohort, detector, tmp_path):
+    other = tmp_path / "features"
+    other.mkdir()
+    for sid in cohort["ids"][:3]:  # as if embedded with other encoder weights
+        shutil.copy(cohort["features"] / f"{sid}.h5", other / f"{sid}.h5")
+        with h5py.File(other / f"{sid}.h5", "a") as f:
+            f.attrs["weights_sha256"] = "f" * 64
+    proc = run_cli("tumorbed", "apply", str(other / "*.h5"), "--out", tmp_path / "beds", "--tumorbed", detector)
+    assert proc.returncode == 1
+    [error] = _errors(proc)
+    assert "tumour-bed detector was trained on encoder" in error and "(all 3 feature files)" in error
+    assert not (tmp_path / "beds").exists()

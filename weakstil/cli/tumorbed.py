@@ -97,6 +97,8 @@ def tumorbed_apply(
     sources = BedSources.open(annotations=annotations, detector=tumorbed)
     failures = Failures()
     paths = unique_ids(expand_slides(features), failures, id_of=lambda p: Path(p).stem)
+    if sources.detector is not None:
+        check_detector_fits_some(sources, paths)
 
     def one(path: Path) -> None:
         applied = apply_tumorbed(path, out, sources)
@@ -105,3 +107,26 @@ def tumorbed_apply(
 
     for_each_slide(paths, failures, lambda p: slide_file(out, Path(p).stem), one)
     failures.exit()
+
+
+def check_detector_fits_some(sources, paths: list) -> None:
+    """One error line, not one per slide, when the detector fits none of the feature files (their
+    encoder differs); with some that fit, each other slide fails on its own and the rest go on."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed.resolver import check_detector_matches
+
+    first_error = None
+    for path in paths:
+        try:
+            attrs, _ = FeaturesFile.read_header(path)
+            check_detector_matches(sources.detector, {k: attrs.get(k) for k in ("encoder", "weights_sha256")},
+                                   sources.detector_path or path)
+            return
+        except WeakSTILError as exc:
+            if "tumour-bed detector was trained on encoder" not in exc.message:
+                return  # an unreadable file is that slide's own error, in the loop
+            first_error = first_error or exc
+    if first_error is not None:
+        raise WeakSTILError(f"{first_error.message} (all {len(paths)} feature files)", path=first_error.path,
+                            fix=first_error.fix)
