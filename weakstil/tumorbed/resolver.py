@@ -191,6 +191,9 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
     try:
         bed = BedFile.read(path)
     except WeakSTILError as exc:
+        if "not a tumour-bed file" in exc.message:  # another kind of WeakSTIL file: the wrong folder was given
+            raise WeakSTILError(f"--tumorbed-beds holds this file, which {exc.message}", path=path,
+                                fix="pass the --out folder of 'weakstil tumorbed apply' as --tumorbed-beds") from None
         why = "file is incomplete (an interrupted run)" if "incomplete" in exc.message else \
             f"file is unreadable ({exc.message})"
         raise _stale(path, slide_id, why) from None
