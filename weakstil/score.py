@@ -470,13 +470,6 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         **bed.attrs()}
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
     attrs.update(qc_attrs or {})
-    SlideScoresFile(coords=coords, tile_scores=tile_scores, attention=attention, attention_logits=attention_logits,
-                    tile_scores_model=None if stroma is None or model_scores is None else model_scores,
-                    stroma_weight=stroma, stroma_estimate=features.stroma_estimate, tumorbed=bed.tile_flags,
-                    tumorbed_fraction=bed.tile_fraction, tissue_fraction=features.tissue_fraction,
-                    tissue_mask=features.tissue_mask, tissue_mask_mpp=float(features.tissue_mask_mpp),
-                    tumorbed_mask=bed.mask, tumorbed_mask_mpp=float(bed.mask_mpp),
-                    attrs=attrs).write(slide_file(out, slide_id))
     with Slide.open(path, slide_mpp=ctx.opts.slide_mpp) as slide:
         mpp = overlay_mpp(slide)
         thumb = slide.read_thumbnail(mpp)
@@ -484,6 +477,16 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     write_heatmap_png(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,
                       tumorbed_mask=bed.mask, title=_title(slide_id, stil, stil_high, ctx.threshold, status, attrs),
                       stroma_weights=stroma)
+    # the slide-score file after the slow heatmap: it is what a rerun takes as 'scored', so a run
+    # killed while the heatmap is drawn leaves no complete-looking score file; the tile GeoJSON comes
+    # after it (a GeoJSON is replaced only beside our score file: an annotation is never overwritten)
+    SlideScoresFile(coords=coords, tile_scores=tile_scores, attention=attention, attention_logits=attention_logits,
+                    tile_scores_model=None if stroma is None or model_scores is None else model_scores,
+                    stroma_weight=stroma, stroma_estimate=features.stroma_estimate, tumorbed=bed.tile_flags,
+                    tumorbed_fraction=bed.tile_fraction, tissue_fraction=features.tissue_fraction,
+                    tissue_mask=features.tissue_mask, tissue_mask_mpp=float(features.tissue_mask_mpp),
+                    tumorbed_mask=bed.mask, tumorbed_mask_mpp=float(bed.mask_mpp),
+                    attrs=attrs).write(slide_file(out, slide_id))
     measurements = {"sTIL score": tile_scores, "tumour bed": bed.tile_flags.astype(np.float32)}
     if attention is not None:
         measurements["attention"] = attention
