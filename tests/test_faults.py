@@ -760,7 +760,10 @@ def test_score_never_removes_files_it_did_not_write(world, tmp_path):
     before = (feats / "synth_0000.h5").read_bytes()
     args = ("--model", world.model, "--weights", "random")
     # a feature cache where the score file would go: refused before any work, and left as it was
-    check_failure(run_cli("score", world.slide, *args, "--out", feats), 1, ("feature cache", "its own --out"))
+    # (another command's folder: refused as a whole, before results.csv or anything else is written)
+    check_failure(run_cli("score", world.slide, *args, "--out", feats), 2, ("written by 'weakstil embed'",
+                                                                             "its own --out"))
+    assert not (feats / "results.csv").exists()
     check_failure(run_cli("score", world.slide, *args, "--out", feats, "--features", feats), 2,
                   ("also the --features folder",))
     assert (feats / "synth_0000.h5").read_bytes() == before
