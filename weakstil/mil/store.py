@@ -57,6 +57,9 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
     folder = ModelDir(directory)
     meta_path, weights_path = folder.meta_path, folder.weights_path
     fix = "pass the directory written by 'weakstil train' (it holds model.json and model.safetensors)"
+    inner = ModelDir(directory / "model")  # `weakstil demo --out D` puts its model in D/model
+    if not meta_path.exists() and inner.meta_path.is_file() and inner.weights_path.is_file():
+        fix = f"pass {inner.root}, the model folder inside it"
     if not directory.is_dir():
         raise ModelError("is a file, not the model directory" if directory.is_file() else "model directory not found",
                          path=directory, fix=fix)
