@@ -252,3 +252,24 @@ def test_read_region_opaque_fast_path_gives_the_same_pixels(tmp_path):
                 got = s.read_region(x, y, 224, mpp)
                 assert got.shape == (224, 224, 3) and got.dtype == np.uint8 and got.flags.writeable
                 assert np.array_equal(got, reference(s, x, y, 224, mpp)), (path, mpp, x, y)
+
+
+def test_a_cache_made_with_other_settings_names_the_ones_that_differ():
+    """When a cache is embedded again, the log says which setting differed (not a list of suspects)."""
+    import json
+    from types import SimpleNamespace
+
+    from weakstil.feature_cache import settings_differences
+    from weakstil.tiles import TilingParams
+
+    params = TilingParams()
+    encoder = SimpleNamespace(name="small-cnn", weights_sha256="a" * 64, card=SimpleNamespace(stain_norm=None))
+    theirs = {**params.key(), "tissue_threshold": 0.95}
+    attrs = {"encoder": "small-cnn", "weights_sha256": "a" * 64, "slide_mpp": 0.5, "stain_norm": "none",
+             "tilestats_version": 3, "tiling_key": json.dumps(theirs)}
+    assert settings_differences(attrs, encoder, params, 0.5) == [f"tissue_threshold: 0.95 -> {params.tissue_threshold}"]
+    assert settings_differences({**attrs, "tiling_key": json.dumps(params.key())}, encoder, params, 0.5) == []
+    said = settings_differences({**attrs, "encoder": "resnet50", "stain_norm": "macenko"}, encoder, params, 0.25,
+                                tile_stats=False)
+    assert [s.split(":")[0] for s in said] == ["encoder", "µm/px of the slide", "stain normalisation",
+                                               "tile statistics", "tissue_threshold"]

@@ -47,7 +47,7 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import remove_stale_temps
 from weakstil.errors import WeakSTILError, no_tissue
-from weakstil.feature_cache import CACHE_FORMAT, cache_key, cache_status, refuse_other_work
+from weakstil.feature_cache import CACHE_FORMAT, cache_key, cache_status, refuse_other_work, settings_differences
 from weakstil.files import FeaturesFile, slide_file
 from weakstil.locks import OutputLock
 from weakstil.outputdir import check_replaceable
@@ -328,7 +328,8 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
         key = cache_key(encoder, params, slide.mpp, slide.fingerprint, tile_stats=tile_stats)
         remove_stale_temps(out_path)  # leftovers of a killed run (live ones of other runs are kept)
-        status = cache_status(out_path, key, slide.fingerprint)
+        status = cache_status(out_path, key, slide.fingerprint,
+                              lambda a: settings_differences(a, encoder, params, slide.mpp, tile_stats))
         if status is None and not overwrite:
             attrs, _ = FeaturesFile.read_header(out_path)
             return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)

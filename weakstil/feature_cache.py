@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from weakstil.errors import WeakSTILError
 from weakstil.files import FeaturesFile
@@ -50,9 +50,42 @@ def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerpr
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def cache_status(path: str | Path, key: str, fingerprint: str | None = None) -> str | None:
+def settings_differences(attrs: dict, encoder: Encoder, params: TilingParams, slide_mpp: float,
+                         tile_stats: bool = True) -> list[str]:
+    """Which of the settings in :func:`cache_key` a feature cache (its ``attrs``) was made with
+    differently, as ``name: cache's -> now`` (empty when only a version of ours differs)."""
+    def flat(value, prefix=""):
+        if isinstance(value, dict):
+            return {k2: v2 for k, v in value.items() for k2, v2 in flat(v, f"{prefix}{k}.").items()}
+        return {prefix.rstrip("."): value}
+
+    said = []
+    pairs = [("encoder", attrs.get("encoder"), encoder.name),
+             ("weights", str(attrs.get("weights_sha256", ""))[:12], str(encoder.weights_sha256 or "")[:12]),
+             ("µm/px of the slide", attrs.get("slide_mpp"), round(float(slide_mpp), 6)),
+             ("stain normalisation", attrs.get("stain_norm"), encoder.card.stain_norm or "none"),
+             ("tile statistics", "tilestats_version" in attrs, bool(tile_stats))]
+    try:
+        cached = flat(json.loads(str(attrs.get("tiling_key", "{}"))))
+    except ValueError:
+        cached = {}
+    now = flat(params.key())
+    pairs += [(name, cached.get(name), now.get(name)) for name in sorted(set(cached) | set(now))]
+    for name, theirs, ours in pairs:
+        if isinstance(theirs, float) or isinstance(ours, float):
+            same = theirs is not None and ours is not None and abs(float(theirs) - float(ours)) < 1e-6
+        else:
+            same = theirs == ours
+        if not same:
+            said.append(f"{name}: {theirs} -> {ours}")
+    return said
+
+
+def cache_status(path: str | Path, key: str, fingerprint: str | None = None,
+                 differences: Callable[[dict], list[str]] | None = None) -> str | None:
     """Why the cache at ``path`` cannot be reused for ``key`` (``"missing"`` when there is none),
-    or ``None`` when it is complete, for this slide (``fingerprint``) and made with ``key``."""
+    or ``None`` when it is complete, for this slide (``fingerprint``) and made with ``key``.
+    ``differences``: names the settings that differ (:func:`settings_differences`)."""
     from weakstil.fingerprint import why_stale
 
     path = Path(path)
@@ -66,7 +99,9 @@ def cache_status(path: str | Path, key: str, fingerprint: str | None = None) -> 
     if stale:
         return stale
     if attrs.get("cache_key") != key:
-        return "was made with other settings (encoder, weights, tiling, µm/px, --stain-norm or --no-tile-stats)"
+        said = differences(attrs) if differences is not None else []
+        return ("was made with other settings (" + ("; ".join(said) if said else
+                "encoder, weights, tiling, µm/px, --stain-norm, --no-tile-stats or a WeakSTIL version") + ")")
     if shapes.get("features", (-1,))[0] != int(attrs.get("n_tiles", -2)):
         return "has a features table of the wrong length"
     return None
