@@ -202,8 +202,10 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
     path = Path(text)
     if path.is_dir():
         if not (path / CARD_FILE).exists():
-            raise CardError(f"directory has no {CARD_FILE}", path=path,
-                            fix="pass a 'weakstil pretrain' output directory or a built-in encoder name")
+            inner = path / "encoder"  # a model folder (train bundles its encoder) or a demo folder
+            fix = (f"pass {inner}, the encoder folder inside it" if (inner / CARD_FILE).is_file() else
+                   "pass a 'weakstil pretrain' output directory or a built-in encoder name")
+            raise CardError(f"directory has no {CARD_FILE}", path=path, fix=fix)
         return read_card_file(path / CARD_FILE)
     if path.is_file() and path.suffix in (".yaml", ".yml"):
         return read_card_file(path)
