@@ -181,6 +181,26 @@ def test_an_annotation_written_in_micrometres_is_warned_about(tmp_path, caplog):
     assert "um.geojson" in caplog.text and "were micrometres" in caplog.text and "level-0 pixel" in caplog.text
 
 
+def test_an_annotation_exported_at_a_lower_pyramid_level_is_warned_about(tmp_path, caplog):
+    """Coordinates × 1/4 (a level-2 export) shrink the bed towards the corner, where two thirds of it
+    still lie on tissue (too much for the micrometre check): warned, naming the factor; the level-0
+    outline is not."""
+    geom = _geometry()
+    tissue = np.zeros_like(geom.tissue_mask)
+    tissue[30:260, 30:260] = True  # a large piece of tissue, 240-2080 µm on both axes
+    geom = SlideGeometry(geom.width, geom.height, geom.slide_mpp, geom.coords, geom.tile_size_level0, tissue, 8.0)
+    outline = [(1500, 1500), (3900, 1600), (3800, 3900), (1600, 3800)]
+    for name, k in (("level0", 1.0), ("level2", 0.25)):
+        path = tmp_path / f"{name}.geojson"
+        path.write_text(json.dumps(geojson([feature([[x * k, y * k] for x, y in outline + outline[:1]])])))
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            from_annotation(path, geom)
+        assert ("lower pyramid level" in caplog.text) == (k < 1), (name, caplog.text)
+        assert "micrometres" not in caplog.text
+    assert "level2.geojson" in caplog.text and "× 4 " in caplog.text  # the factors that fit are named
+
+
 def test_an_annotation_off_the_tissue_either_way_is_not_called_micrometres(tmp_path, caplog):
     geom = _geometry()
     tissue = np.zeros_like(geom.tissue_mask)

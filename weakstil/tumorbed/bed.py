@@ -101,7 +101,8 @@ def from_annotation(path: str | Path, geom: SlideGeometry) -> TumorBed:
     raw = load_polygons(path)
     polygons = check_inside(raw, geom.width, geom.height, path)
     mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
-    _warn_if_in_micrometres(raw, mask, geom, path)
+    if not _warn_if_in_micrometres(raw, mask, geom, path):
+        _warn_if_at_a_lower_level(raw, mask, geom, path)
     return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.ANNOTATION,
                     str(path))
 
@@ -110,13 +111,13 @@ def _tissue_share(mask: np.ndarray, tissue: np.ndarray) -> float:
     return float((mask & tissue).sum() / max(int(mask.sum()), 1))
 
 
-def _warn_if_in_micrometres(raw, mask: np.ndarray, geom: SlideGeometry, path: str | Path) -> None:
+def _warn_if_in_micrometres(raw, mask: np.ndarray, geom: SlideGeometry, path: str | Path) -> bool:
     """Warn when the polygons read as micrometres fit the tissue far better than as pixels.
 
     QuPath and ImageScope export level-0 pixels, but scripts often write micrometres: such a bed
     is shrunk by the slide's µm/px towards the top-left corner and lands mostly on background or
     on the wrong tissue, with no error. A bed mostly off the tissue whose ×(1/mpp) copy lies on it
-    is almost surely that mistake.
+    is almost surely that mistake. Returns whether it warned.
     """
     from shapely.affinity import scale
 
@@ -124,7 +125,7 @@ def _warn_if_in_micrometres(raw, mask: np.ndarray, geom: SlideGeometry, path: st
 
     tissue = geom.tissue_mask.astype(bool)
     if not mask.any() or not tissue.any() or _tissue_share(mask, tissue) >= 0.5 or geom.slide_mpp >= 1.0:
-        return
+        return False
     f = 1.0 / geom.slide_mpp
     scaled = scale(raw, xfact=f, yfact=f, origin=(0, 0))
     as_um = geom.fit_mask(rasterize(scaled, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
@@ -132,6 +133,40 @@ def _warn_if_in_micrometres(raw, mask: np.ndarray, geom: SlideGeometry, path: st
         log.warning("%s: only %.0f%% of the annotation lies on tissue, but %.0f%% would if its coordinates "
                     "were micrometres; export it in level-0 pixel coordinates (× %.4g px per µm)", path,
                     100 * _tissue_share(mask, tissue), 100 * _tissue_share(as_um, tissue), f)
+        return True
+    return False
+
+
+#: Pyramid downsamples whose export (coordinates of a lower level, not level 0) is recognised.
+LEVEL_FACTORS = (2.0, 4.0)
+
+
+def _warn_if_at_a_lower_level(raw, mask: np.ndarray, geom: SlideGeometry, path: str | Path) -> None:
+    """Warn when the polygons look exported at a lower pyramid level (coordinates ×1/2 or ×1/4):
+    part of the outline is off the tissue, while the copy scaled back by that factor fits inside the
+    slide and lies on tissue almost whole. Such a bed is shrunk towards the top-left corner and can
+    still land mostly on tissue, so the micrometre check above does not see it."""
+    from shapely.affinity import scale
+
+    from weakstil.annotations import rasterize
+
+    tissue = geom.tissue_mask.astype(bool)
+    given = _tissue_share(mask, tissue)
+    if not mask.any() or not tissue.any() or given >= 0.9:
+        return
+    x0, y0, x1, y1 = raw.bounds
+    fits = {}
+    for f in LEVEL_FACTORS:
+        if x1 * f > geom.width or y1 * f > geom.height:
+            continue  # the copy would leave the slide: not this factor
+        copy = geom.fit_mask(rasterize(scale(raw, xfact=f, yfact=f, origin=(0, 0)), geom.width, geom.height,
+                                       geom.slide_mpp, geom.mask_mpp))
+        if copy.any() and _tissue_share(copy, tissue) >= max(0.97, given + 0.1):
+            fits[f] = _tissue_share(copy, tissue)
+    if fits:  # the tissue alone cannot tell two fitting factors apart: both are named
+        log.warning("%s: %.0f%% of the annotation lies on tissue, but %.0f%% would with its coordinates %s (an "
+                    "export at a lower pyramid level?); export it in level-0 pixel coordinates", path, 100 * given,
+                    100 * max(fits.values()), " or ".join(f"× {f:g}" for f in fits))
 
 
 def whole_tissue(geom: SlideGeometry) -> TumorBed:
