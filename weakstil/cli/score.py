@@ -52,7 +52,7 @@ def score(
 
     check_out_is_not_input(out, {"--features": features, "--annotations": annotations,
                                  "--tumorbed-beds": tumorbed_beds})
-    others = commands_of(out) if out.is_dir() else []
+    others = commands_of(out)
     if others and "score" not in others:  # another command's folder: refused before anything is written into it
         raise UsageError(f"was written by 'weakstil {others[0]}'; score writes results.csv and per-slide files of "
                          "the same names", path=out, fix="give 'weakstil score' its own --out folder")

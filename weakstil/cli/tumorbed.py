@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -13,6 +13,9 @@ from weakstil.cli.batch import for_each_slide, unique_ids
 from weakstil.cli.errors import Failures
 from weakstil.cli.options import (AnnotationsDirOpt, AnnotationsOpt, FeatureFilesArg, FeaturesDirOpt,
                                   OutOpt, OverwriteOpt, SeedOpt, TumorBedOpt, expand_slides, in_range)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from weakstil.tumorbed.resolver import BedSources
 
 log = logging.getLogger("weakstil")
 
@@ -109,7 +112,7 @@ def tumorbed_apply(
     failures.exit()
 
 
-def check_detector_fits_some(sources, paths: list) -> None:
+def check_detector_fits_some(sources: BedSources, paths: list) -> None:
     """One error line, not one per slide, when the detector fits none of the feature files (their
     encoder differs); with some that fit, each other slide fails on its own and the rest go on."""
     from weakstil.errors import WeakSTILError
@@ -120,12 +123,13 @@ def check_detector_fits_some(sources, paths: list) -> None:
     for path in paths:
         try:
             attrs, _ = FeaturesFile.read_header(path)
+        except WeakSTILError:
+            return  # an unreadable file is that slide's own error, in the loop
+        try:
             check_detector_matches(sources.detector, {k: attrs.get(k) for k in ("encoder", "weights_sha256")},
                                    sources.detector_path or path)
             return
         except WeakSTILError as exc:
-            if "tumour-bed detector was trained on encoder" not in exc.message:
-                return  # an unreadable file is that slide's own error, in the loop
             first_error = first_error or exc
     if first_error is not None:
         raise WeakSTILError(f"{first_error.message} (all {len(paths)} feature files)", path=first_error.path,

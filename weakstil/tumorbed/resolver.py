@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,6 @@ class BedSources:
     detector_path: Path | None = None
     #: how many slides got their bed from each source in the last :meth:`cohort` (for the record)
     used: dict[str, int] = field(default_factory=dict)
-    _detector_content: str | None = field(default=None, repr=False)
 
     @classmethod
     def open(cls, *, annotations: str | Path | None = None, beds: str | Path | None = None,
@@ -85,7 +85,7 @@ class BedSources:
                     f"{self.detector_content}").rstrip()
         return "tissue"
 
-    @property
+    @cached_property
     def detector_content(self) -> str:
         """The SHA-256 of the detector folder's weights and model.json (empty for a detector given
         as an object): a detector retrained in the same folder keeps its id and path, not these."""
@@ -94,10 +94,8 @@ class BedSources:
 
         if self.detector_path is None:
             return ""
-        if self._detector_content is None:
-            files = [self.detector_path / name for name in (WEIGHTS_FILE, META_FILE)]
-            self._detector_content = " ".join(f"{f.name}:{sha256_file(f)[:16]}" for f in files if f.is_file())
-        return self._detector_content
+        files = [self.detector_path / name for name in (WEIGHTS_FILE, META_FILE)]
+        return " ".join(f"{f.name}:{sha256_file(f)[:16]}" for f in files if f.is_file())
 
     def resolve(self, slide_id: str, features: FeaturesFile) -> TumorBed:
         """One slide's tumour bed, from its feature cache (read with its tissue mask)."""

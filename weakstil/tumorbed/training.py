@@ -194,9 +194,10 @@ def _search_infiltrate(slides: list[AnnotatedSlide], evidence: list[np.ndarray],
         g = s.geom
         mpp, tissue, target = _search_grid(s)
         dark_map = tiles_to_mask(dark, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp)
+        emaps = {smooth: tiles_to_mask(ev, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp, smooth)
+                 for smooth in {base.smooth_um for base in candidates}}
         for base in candidates:
-            emap = tiles_to_mask(ev, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp, base.smooth_um)
-            bed = grow_bed((emap >= base.seed_threshold) & tissue, tissue, mpp, base)
+            bed = grow_bed((emaps[base.smooth_um] >= base.seed_threshold) & tissue, tissue, mpp, base)
             for reach in INFILTRATE_REACH_UM:
                 tried = replace(base, infiltrate_um=float(reach))
                 scores.setdefault(tried, []).append(_dice(take_in_infiltrate(bed, dark_map, tissue, mpp, tried),
