@@ -419,3 +419,27 @@ def test_a_detector_of_another_encoder_is_one_error_line_for_the_whole_batch(coh
     [error] = _errors(proc)
     assert "tumour-bed detector was trained on encoder" in error and "(all 3 feature files)" in error
     assert not (tmp_path / "beds").exists()
+
+
+def test_training_on_a_bed_of_a_few_tiles_is_warned_about(cohort, tmp_path, caplog):
+    """A bed of a few tiles (here an outline over 2 x 2 tiles) gives a slide label learned from
+    little tissue, most often a detection gone wrong: training says which slides, once."""
+    from weakstil.tumorbed import BedSources
+
+    sid = cohort["ids"][0]
+    data = _features(cohort, sid)
+    x, y = (float(v) for v in data.coords[len(data.coords) // 2])
+    size = 2 * float(data.attrs["tile_size_level0"])
+    ring = [[x, y], [x + size, y], [x + size, y + size], [x, y + size], [x, y]]
+    annotations = tmp_path / "ann"
+    annotations.mkdir()
+    (annotations / f"{sid}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    other = cohort["ids"][1]
+    shutil.copy(cohort["truth"] / f"{other}_tumorbed.geojson", annotations / f"{other}.geojson")
+    paths = {s: cohort["features"] / f"{s}.h5" for s in (sid, other)}
+    with caplog.at_level("WARNING"):
+        flags = BedSources(annotations=annotations).cohort(paths)
+    assert 0 < flags[sid].sum() <= 4 and flags[other].sum() >= 16
+    text = " ".join(caplog.text.split())
+    assert f"1 slide with a tumour bed of fewer than 16 tiles ({sid}: {int(flags[sid].sum())})" in text

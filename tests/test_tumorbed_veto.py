@@ -289,3 +289,43 @@ def test_a_bed_the_veto_would_empty_is_the_evidence_bed_not_the_whole_tissue(mon
     found = detector.detect(features, geom, stats, list(COLUMNS))
     assert VETO_SET_ASIDE not in found.seed_vetoes
     assert found.tile_flags[bed].mean() >= 0.9 and not found.tile_flags[aggregate].any()
+
+
+def test_a_bed_the_veto_leaves_a_few_tiles_of_is_weighed_against_the_evidence_before_the_veto(monkeypatch):
+    """The veto strips a TIL-rich bed down to a small tumour focus away from the infiltrate: the
+    few tiles left must not pass the plausibility check against the evidence the veto itself left
+    (a 52 % slide's bed came out as 3 of its 67 tiles). Weighed against the evidence before the
+    veto, the bed is implausibly small, and the veto is set aside; a detector whose rule was set
+    on vetoed evidence (written before) keeps its old check."""
+    from dataclasses import replace
+
+    from weakstil.bed_geometry import Plausibility
+    from weakstil.tumorbed import SlideGeometry
+    from weakstil.tumorbed.detector import VETO_SET_ASIDE, TumorBedDetector
+    from weakstil.tumorbed.evidence import LogisticEvidence
+
+    n, tile = 20, 224
+    rows, cols = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    coords = np.stack([cols * tile, rows * tile], axis=1)
+    geom = SlideGeometry(n * tile, n * tile, 0.5, coords, float(tile), np.ones((n * tile // 16,) * 2, bool), 8.0)
+    rule = Plausibility(min_bed_tiles=2, min_evidence_ratio=0.25)
+    detector = TumorBedDetector(LogisticEvidence(np.ones(4, np.float32), 0.0, np.zeros(4, np.float32),
+                                                 np.ones(4, np.float32)), shape=SHAPE, plausibility=rule,
+                                veto=LymphoidVeto())
+    infiltrate = (rows >= 4) & (rows < 11) & (cols >= 4) & (cols < 11)  # 49 tiles of lymphocytes
+    focus = (rows == 16) & (cols >= 15) & (cols < 17)  # 2 tumour tiles, clear of the infiltrate
+    evidence = np.where(infiltrate | focus, 0.95, 0.0).astype(np.float32)
+    stats = _grid_stats(n, infiltrate, focus)
+    monkeypatch.setattr(detector, "tumour_evidence", lambda *a, **k: evidence)
+    assert apply_veto(evidence, stats, COLUMNS, coords, float(tile), LymphoidVeto())[0][infiltrate].max() == 0
+
+    found = detector.detect(np.zeros((n * n, 4), np.float32), geom, stats, list(COLUMNS))
+    assert found.source.value == "model" and VETO_SET_ASIDE in found.seed_vetoes
+    assert found.tile_flags[infiltrate].mean() >= 0.9
+
+    old = replace(detector, plausibility=replace(rule, evidence="vetoed"))
+    monkeypatch.setattr(old, "tumour_evidence", lambda *a, **k: evidence)
+    kept = old.detect(np.zeros((n * n, 4), np.float32), geom, stats, list(COLUMNS))
+    assert VETO_SET_ASIDE not in kept.seed_vetoes and not kept.tile_flags[infiltrate].any()
+    assert 0 < kept.tile_flags.sum() < 0.25 * evidence.sum()
+    assert Plausibility.from_dict({"min_bed_tiles": 2, "min_evidence_ratio": 0.3}).evidence == "vetoed"

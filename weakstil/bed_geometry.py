@@ -242,13 +242,19 @@ class Plausibility:
 
     min_bed_tiles: int = 2  #: fewer tiles in the bed than this: nothing was found
     min_evidence_ratio: float = 0.0  #: bed tiles / Σ tumour evidence over tiles below this: too small
+    #: Which evidence the ratio weighs the bed against: ``before_lymphoid_veto`` (the classifier's
+    #: tumour evidence, ink vetoed): a veto that strips a TIL-rich bed's evidence must not also shrink
+    #: what the bed is checked against (a 52 % slide's bed of 3 tiles passed against the 3 tiles of
+    #: evidence the veto had left); ``vetoed``: detectors written before (their ratio was set that way).
+    evidence: str = "before_lymphoid_veto"
 
-    def to_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+    def to_dict(self) -> dict[str, float | str]:
+        return {k: (v if isinstance(v, str) else float(v)) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict) -> Plausibility:
-        return cls(int(values.get("min_bed_tiles", 2)), float(values.get("min_evidence_ratio", 0.0)))
+        return cls(int(values.get("min_bed_tiles", 2)), float(values.get("min_evidence_ratio", 0.0)),
+                   str(values.get("evidence", "vetoed")))
 
 
 @dataclass(frozen=True)

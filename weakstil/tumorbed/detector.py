@@ -125,17 +125,19 @@ class TumorBedDetector:
             if infiltrate is None and len(evidence):
                 log.warning("tumour bed: contiguous infiltrate not taken in: the feature file has no tile "
                             "statistics (embed the slide again with this WeakSTIL)")
-        bed, verdict = self._bed(evidence, geom, vetoes, infiltrate)
+        # the bed is weighed against the tumour evidence before the lymphoid veto (Plausibility.evidence)
+        unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto)
+        mass = unvetoed if self.plausibility.evidence == "before_lymphoid_veto" else evidence
+        bed, verdict = self._bed(evidence, geom, vetoes, infiltrate, mass)
         if verdict.ok:
             return bed
         if self.veto.enabled:
             # The lymphoid veto is for aggregates away from tumour. When it leaves no plausible bed
             # while the tumour evidence alone makes one, it has taken a TIL-rich bed (an infiltrate
             # over the whole bed) for an aggregate: the bed without it, never the whole tissue.
-            unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto)
             if unvetoed.sum() > evidence.sum():
                 again, verdict_again = self._bed(unvetoed, geom, f"{vetoes}; {VETO_SET_ASIDE} (with it: "
-                                                 f"{verdict.reason}; a TIL-rich bed?)", infiltrate)
+                                                 f"{verdict.reason}; a TIL-rich bed?)", infiltrate, unvetoed)
                 if verdict_again.ok:
                     return again
         tissue = geom.tissue_mask.astype(bool)
@@ -143,12 +145,14 @@ class TumorBedDetector:
                         TumorBedSource.TISSUE_FALLBACK, f"{verdict.reason}; whole tissue used ({self.model_id})",
                         evidence=evidence, seed_vetoes=vetoes)
 
-    def _bed(self, evidence: np.ndarray, geom: SlideGeometry, vetoes: str, infiltrate: np.ndarray | None = None):
+    def _bed(self, evidence: np.ndarray, geom: SlideGeometry, vetoes: str, infiltrate: np.ndarray | None,
+             mass: np.ndarray):
+        """The bed drawn from ``evidence``, and the verdict on it next to the evidence ``mass``."""
         mask, _ = bed_from_evidence(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp,
                                     geom.tissue_mask, geom.mask_mpp, self.shape, infiltrate)
         bed = TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL,
                        self.model_id, evidence=evidence, seed_vetoes=vetoes)
-        return bed, check_bed(bed.tile_flags, evidence, self.plausibility)
+        return bed, check_bed(bed.tile_flags, mass, self.plausibility)
 
     # --- files ------------------------------------------------------------------------------
     def save(self, directory: str | Path) -> Path:

@@ -144,6 +144,14 @@ class BedSources:
             flags[sid] = bed.tile_flags
             sources[bed.source.value] = sources.get(bed.source.value, 0) + 1
         raise_all(bad)
+        from weakstil.qc.flags import MIN_BED_TILES
+
+        small = {sid: int(f.sum()) for sid, f in flags.items() if int(f.sum()) < MIN_BED_TILES}
+        if small:  # the label is the whole bed's; a bed of a few tiles is likely a detection gone wrong
+            listed = ", ".join(f"{sid}: {n}" for sid, n in sorted(small.items())[:8])
+            log.warning("%d slide%s with a tumour bed of fewer than %d tiles (%s%s): the label is learned from "
+                        "little tissue; check those beds (napari) or annotate them", len(small),
+                        "s" if len(small) > 1 else "", MIN_BED_TILES, listed, ", ..." if len(small) > 8 else "")
         log.info("tumour beds: %s%s", ", ".join(f"{n} from {s}" for s, n in sorted(sources.items())),
                  f" ({precomputed} precomputed in {self.beds})" if precomputed else "")
         self.used = {**dict(sorted(sources.items())), **({"precomputed": precomputed} if precomputed else {})}

@@ -259,22 +259,26 @@ def _search_veto(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto:
     return rule, vetoed, found, table
 
 
-def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], shape: BedShape) -> Plausibility:
+def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], shape: BedShape,
+                      mass_evidence: list[np.ndarray] | None = None) -> Plausibility:
     """How small a detected bed may be next to its evidence: a share of the smallest ratio
-    (bed tiles / Σ evidence) among the held-out beds of the annotated slides."""
+    (bed tiles / Σ evidence) among the held-out beds of the annotated slides. The beds are drawn
+    from ``evidence`` (both vetoes applied); the mass is ``mass_evidence`` (before the lymphoid
+    veto, as the detector checks a bed; ``None``: ``evidence``)."""
     from weakstil.bed_geometry import bed_from_evidence
 
     ratios = []
-    for s, ev in zip(slides, evidence):
+    for s, ev, ev_mass in zip(slides, evidence, mass_evidence or evidence):
         g = s.geom
         mask, _ = bed_from_evidence(ev, g.coords, g.tile_size_level0, g.slide_mpp, g.tissue_mask, g.mask_mpp, shape,
                                     dark_nuclei_area(s.tile_stats, s.stats_columns))
         n_bed = int((g.tile_fractions(mask, g.mask_mpp) >= 0.5).sum())
-        mass = float(np.clip(ev, 0, 1).sum())
+        mass = float(np.clip(ev_mass, 0, 1).sum())
         if n_bed > 0 and mass > 0:
             ratios.append(n_bed / mass)
     ratio = PLAUSIBLE_SHARE * min(ratios) if ratios else 0.0
-    return Plausibility(min_bed_tiles=2, min_evidence_ratio=round(float(ratio), 4))
+    return Plausibility(min_bed_tiles=2, min_evidence_ratio=round(float(ratio), 4),
+                        evidence="vetoed" if mass_evidence is None else "before_lymphoid_veto")
 
 
 def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None,
@@ -308,11 +312,12 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
         log.warning("lymphoid veto off: some annotated slides have no tile statistics (embed them again)")
         veto = LymphoidVeto(enabled=False)
     ink_rule = InkVeto() if ink_veto is None else ink_veto
+    ink_only = _vetoed_evidence(slides, evidence, LymphoidVeto(enabled=False), ink_rule)[0]
     veto, (evidence, vetoed, inked), (shape, table, dice), veto_search = _search_veto(slides, evidence, veto, ink_rule)
     infiltrate_search: list[dict] = []
     if infiltrate:
         shape, dice, infiltrate_search = _search_infiltrate(slides, evidence, shape, table, dice)
-    plausibility = plausibility_rule(slides, evidence, shape)
+    plausibility = plausibility_rule(slides, evidence, shape, ink_only)
     final = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
     y_all = np.concatenate([y[u] for y, u in zip(labels, used)])
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
