@@ -292,3 +292,12 @@ def test_a_slide_mpp_that_replaces_the_files_own_is_flagged():
     assert flags == ["mpp_overridden"] and "0.499" in why["mpp_overridden"]
     assert slide_flags(**NO_FLAG_INPUTS, slide_mpp=0.25, file_mpp=None)[0] == []  # the slide without one
     assert slide_flags(**NO_FLAG_INPUTS, slide_mpp=0.252, file_mpp=0.25)[0] == []  # rounding, not a change
+
+
+def test_a_slide_read_upsampled_is_flagged():
+    from weakstil.qc.flags import slide_flags
+
+    flags, why = slide_flags(**NO_FLAG_INPUTS, base_mpp=1.0, target_mpp=0.5)
+    assert flags == ["upsampled"] and "upsampled 2.0x" in why["upsampled"]
+    assert slide_flags(**NO_FLAG_INPUTS, base_mpp=0.25, target_mpp=0.5)[0] == []  # downsampled: as meant
+    assert slide_flags(**NO_FLAG_INPUTS, base_mpp=0.52, target_mpp=0.5)[0] == []  # within the 10 % read as is

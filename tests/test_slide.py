@@ -60,14 +60,18 @@ def test_missing_mpp_refused_then_accepted_with_override():
     assert proc.returncode == 0 and "4443x3567 px, µm/px unknown" in proc.stdout and "--slide-mpp" in proc.stdout
 
 
-def test_coarse_slide_refused_unless_upsampling_allowed():
+def test_coarse_slide_refused_unless_upsampling_allowed(caplog):
     path = shared_file("slides/slidetool_test_dicom.dcm")
     with Slide.open(path) as s:
         assert s.mpp == pytest.approx(2.0, abs=0.01)
         with pytest.raises(SlideError, match="coarser than the target"):
             s.check_target_mpp(0.5)
-        s.check_target_mpp(0.5, allow_upsample=True)
+        with caplog.at_level("WARNING"):
+            s.check_target_mpp(0.5, allow_upsample=True)
+        assert "read upsampled 4.0x to 0.5 µm/px" in caplog.text
+        caplog.clear()
         s.check_target_mpp(2.0)
+        assert "upsampled" not in caplog.text
 
 
 def test_generic_tiff_pyramid(tmp_path):

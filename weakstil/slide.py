@@ -54,6 +54,7 @@ class Slide:
     mpp: float
     mpp_source: MppSource
     _fingerprint: str | None = field(default=None, init=False, repr=False)
+    _upsample_warned: bool = field(default=False, init=False, repr=False)  # once per open slide
 
     # -- opening -----------------------------------------------------------------
     @classmethod
@@ -165,7 +166,12 @@ class Slide:
         return best
 
     def check_target_mpp(self, mpp: float, allow_upsample: bool = False) -> None:
-        """Refuse a target resolution finer than the scan by more than 10 %."""
+        """Refuse a target resolution finer than the scan by more than 10 % (with
+        ``allow_upsample``: a warning that names the factor)."""
+        if self.mpp > mpp * (1 + COARSER_TOLERANCE) and allow_upsample and not self._upsample_warned:
+            self._upsample_warned = True
+            log.warning("%s: a %.3g µm/px scan is read upsampled %.1fx to %.3g µm/px (--allow-upsample): the tiles "
+                        "hold less detail than a %.3g µm/px scan's", self.path, self.mpp, self.mpp / mpp, mpp, mpp)
         if self.mpp > mpp * (1 + COARSER_TOLERANCE) and not allow_upsample:
             raise SlideError(
                 f"base resolution {self.mpp:.3g} µm/px is coarser than the target {mpp:.3g} µm/px "

@@ -40,6 +40,9 @@ no_interval                    the slide has a score but the model has no calibr
 mpp_overridden                 ``--slide-mpp`` replaced the resolution the slide file states by
                                more than :data:`MPP_OVERRIDE_MARGIN` (one value for a batch,
                                meant for the slide without one, also changes the others)
+upsampled                      the scan is coarser than the model's µm/px by more than
+                               :data:`UPSAMPLE_MARGIN` and was read upsampled (``--allow-upsample``):
+                               the tiles hold less detail than the model's training tiles
 =============================  ==================================================================
 """
 
@@ -66,6 +69,7 @@ class Flag(str, Enum):
     BED_UNLIKE_TRAINING = "bed_unlike_training"
     NO_INTERVAL = "no_interval"
     MPP_OVERRIDDEN = "mpp_overridden"
+    UPSAMPLED = "upsampled"
 
 
 FLAGS = tuple(f.value for f in Flag)
@@ -75,6 +79,9 @@ SEPARATOR = ";"
 MIN_BED_TILES = 16
 #: ``--slide-mpp`` this far (relative) from the file's own µm/px: flagged ``mpp_overridden``.
 MPP_OVERRIDE_MARGIN = 0.1
+#: A scan this much coarser (relative) than the model's µm/px is read upsampled (the margin
+#: weakstil.slide.COARSER_TOLERANCE refuses without --allow-upsample): flagged ``upsampled``.
+UPSAMPLE_MARGIN = 0.1
 #: Share of blurry tissue tiles above which a slide is flagged.
 BLURRY_SHARE = 0.25
 #: Share of ink plus fold-like pixels (of the tissue area) above which a slide is flagged.
@@ -183,11 +190,13 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 weighting_gap: float | None = None, weighting_threshold: float | None = None,
                 stil: float | None = None, label_max: float | None = None,
                 interval_available: bool | None = None, bed_unlike_training: str | None = None,
-                slide_mpp: float | None = None, file_mpp: float | None = None) -> tuple[list[str], dict]:
+                slide_mpp: float | None = None, file_mpp: float | None = None,
+                base_mpp: float | None = None, target_mpp: float | None = None) -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``).
 
     ``interval_available``: whether the model carries a usable calibration (``None``: not asked);
-    ``bed_unlike_training``: why the slide's bed is not like the training slides' (``None``: it is)."""
+    ``bed_unlike_training``: why the slide's bed is not like the training slides' (``None``: it is);
+    ``base_mpp``: the slide's finest µm/px as read (after ``--slide-mpp``), ``target_mpp``: the model's."""
     why: dict[str, str] = {}
     if ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
         why[Flag.OUT_OF_DISTRIBUTION.value] = f"OOD score {ood_score:.2f} > {ood_threshold:.2f}"
@@ -223,6 +232,10 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if slide_mpp is not None and file_mpp and abs(slide_mpp / file_mpp - 1) > MPP_OVERRIDE_MARGIN:
         why[Flag.MPP_OVERRIDDEN.value] = (f"--slide-mpp {slide_mpp:g} replaced the file's own {file_mpp:.4g} µm/px "
                                           f"({slide_mpp / file_mpp:.2f}x): tiles of another physical size")
+    if base_mpp and target_mpp and base_mpp > target_mpp * (1 + UPSAMPLE_MARGIN):
+        why[Flag.UPSAMPLED.value] = (f"a {base_mpp:.3g} µm/px scan read at the model's {target_mpp:g} µm/px "
+                                     f"(upsampled {base_mpp / target_mpp:.1f}x, --allow-upsample): tiles with less "
+                                     "detail than the model's")
     flags = [f for f in FLAGS if f in why]
     return flags, why
 

@@ -103,13 +103,13 @@ class SlideAssessor:
             ood_thr = (self.reference.get("ood") or {}).get("threshold")
             attrs["ood_score"], attrs["ood_threshold"] = ood_score, ood_thr
         image_ref = self.reference.get("image")
-        image = file_mpp = None
-        if image_ref is not None or slide_mpp is not None:
-            with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
-                file_mpp = slide.backend.mpp  # the file's own value, which --slide-mpp may have replaced
-                if image_ref is not None:
-                    image = slide_image_stats(slide, bag.coords, tissue_fraction, tile_px, mpp, seed=seed)
-                    attrs["image_stats"] = json.dumps(image.to_dict())
+        image = None
+        with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
+            file_mpp = slide.backend.mpp  # the file's own value, which --slide-mpp may have replaced
+            base_mpp = float(slide.mpp)  # as read: upsampled when coarser than the model's
+            if image_ref is not None:
+                image = slide_image_stats(slide, bag.coords, tissue_fraction, tile_px, mpp, seed=seed)
+                attrs["image_stats"] = json.dumps(image.to_dict())
         low = high = math.nan
         if math.isfinite(stil):
             se = tile_standard_error(scores.tile_scores, scores.weights, bag.coords, bag.tile_size_level0)
@@ -135,7 +135,8 @@ class SlideAssessor:
                                  stil=stil, label_max=(self.reference.get("labels") or {}).get("max"),
                                  interval_available=self.calibration is not None and self.calibration.usable,
                                  bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
-                                 if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp)
+                                 if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp,
+                                 base_mpp=base_mpp, target_mpp=mpp)
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
         for flag, reason in why.items():
