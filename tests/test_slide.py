@@ -97,3 +97,17 @@ def test_slide_id_is_the_name_without_extension_and_a_pattern_keeps_its_name():
     assert slide_id_from_path("a/b/S1.ome.tiff") == "S1"
     # an unmatched glob keeps its name, so the error row in results.csv says which pattern it was
     assert slide_id_from_path("/data/batch7/*.svs") == "*.svs"
+
+
+def test_a_big_endian_tiff_is_named_as_such_not_as_damaged(tmp_path):
+    """OpenSlide reads little-endian TIFF only; a valid big-endian one must not be called
+    truncated or damaged (copying it again would not help)."""
+    import tifffile
+
+    path = tmp_path / "be.tiff"
+    tifffile.imwrite(path, np.full((512, 512, 3), 200, np.uint8), byteorder=">", tile=(256, 256),
+                     photometric="rgb", resolution=(20000, 20000), resolutionunit="CENTIMETER")
+    with pytest.raises(SlideError) as err:
+        Slide.open(path)
+    text = str(err.value)
+    assert "big-endian TIFF" in text and "little-endian" in text and "damaged" not in text

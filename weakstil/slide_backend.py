@@ -76,6 +76,13 @@ class OpenSlideBackend:
             handle = openslide.OpenSlide(str(path))
         except openslide.OpenSlideUnsupportedFormatError:
             kind = _sniff_container(path)
+            if kind == "big-endian TIFF":  # valid, but OpenSlide reads little-endian TIFF only
+                raise SlideError(
+                    "is a big-endian TIFF (byte order 'MM'), which OpenSlide does not read",
+                    path=path,
+                    fix="convert it to a little-endian pyramidal TIFF (e.g. 'vips tiffsave IN OUT.tif --tile "
+                        "--pyramid --compression jpeg'); copying it again will not help",
+                ) from None
             if kind is not None:
                 raise SlideError(
                     f"looks like a {kind} file but OpenSlide cannot read it: it may be truncated, damaged "
@@ -175,13 +182,15 @@ def can_open(path: str | Path) -> bool:
 
 
 def _sniff_container(path: Path) -> str | None:
-    """'TIFF' or 'DICOM' when the file's magic bytes say so, else None."""
+    """'TIFF', 'big-endian TIFF' or 'DICOM' when the file's magic bytes say so, else None."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(132)
     except OSError:
         return None
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+    if head[:4] in (b"MM\x00*", b"MM\x00+"):
+        return "big-endian TIFF"
+    if head[:4] in (b"II*\x00", b"II+\x00"):
         return "TIFF"
     if head[128:132] == b"DICM":
         return "DICOM"
