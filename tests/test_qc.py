@@ -223,6 +223,14 @@ def test_blur_and_pen_are_measured_on_pixels(cmu):
     marked = thumbnail_stats(inked, 4.0)
     assert marked["pen_share"] > clean["pen_share"] + 0.02
     assert not clean["warnings"] and clean["stain_source"] == "macenko"
+    # a faded scan (contrast 0.7: the glass turns grey, 243 -> 208) has no ink; its grey glass
+    # around the tissue is not the dark-grey ink rule's; the green line on it still is ink
+    faded = np.clip((thumb[..., :3].astype(np.float32) - 127.5) * 0.7 + 127.5, 0, 255).astype(np.uint8)
+    from weakstil.qc.flags import PEN_FOLD_SHARE
+
+    assert thumbnail_stats(faded, 4.0)["pen_share"] < PEN_FOLD_SHARE / 2  # was 1.22 (grey glass read as ink)
+    faded[40:60, :] = (75, 150, 85)
+    assert thumbnail_stats(faded, 4.0)["pen_share"] > clean["pen_share"] + 0.02
 
 
 def test_embedding_reference_round_trips_and_scores_shifted_tiles_higher(tmp_path):
