@@ -443,3 +443,26 @@ def test_training_on_a_bed_of_a_few_tiles_is_warned_about(cohort, tmp_path, capl
     assert 0 < flags[sid].sum() <= 4 and flags[other].sum() >= 16
     text = " ".join(caplog.text.split())
     assert f"1 slide with a tumour bed of fewer than 16 tiles ({sid}: {int(flags[sid].sum())})" in text
+
+
+def test_a_detected_bed_of_a_few_tiles_is_warned_about_at_apply(cohort, detector, tmp_path):
+    """A detector whose seeds are only the tiles of near-certain tumour evidence (no growth, no
+    plausibility floor) draws a bed of a few tiles on this small slide: apply keeps it (it is
+    plausible by the rule) but says so, with the fix."""
+    sid = cohort["ids"][0]
+    small = tmp_path / "small"
+    shutil.copytree(detector, small)
+    meta = json.loads((small / "model.json").read_text())
+    meta["shape"].update(seed_threshold=0.999, smooth_um=0.0, bridge_um=0.0, margin_um=0.0,
+                         min_seed_mm2=0.0, min_seed_share=0.0, infiltrate_um=0.0)
+    meta["plausibility"].update(min_evidence_ratio=0.0)
+    (small / "model.json").write_text(json.dumps(meta))
+    proc = run_cli("tumorbed", "apply", cohort["features"] / f"{sid}.h5", "--out", tmp_path / "beds",
+                   "--tumorbed", small)
+    assert proc.returncode == 0, proc.stderr
+    n = int(proc.stdout.split(" / ")[0].rsplit(" ", 1)[-1])
+    assert 2 <= n < 16 and "tumour bed from model" in proc.stdout
+    assert f"{sid}: the detected tumour bed has {n} tiles" in " ".join(proc.stderr.split())
+    proc = run_cli("tumorbed", "apply", cohort["features"] / f"{sid}.h5", "--out", tmp_path / "beds2",
+                   "--tumorbed", detector)
+    assert proc.returncode == 0 and "the detected tumour bed has" not in proc.stderr

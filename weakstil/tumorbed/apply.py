@@ -149,12 +149,18 @@ def check_features_are_of_their_slide(features: FeaturesFile) -> None:
 def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSources, check_replaceable) -> AppliedBed:
     from weakstil.annotations import write_geojson
     from weakstil.outputdir import check_sidecar_replaceable
+    from weakstil.qc.flags import MIN_BED_TILES
 
     features = FeaturesFile.read(features_path)
     check_features_are_of_their_slide(features)
     check_replaceable(slide_file(out_dir, slide_id), BedFile)
     check_sidecar_replaceable(out_dir / f"{slide_id}.geojson", slide_file(out_dir, slide_id), BedFile)
     bed = sources.resolve(slide_id, features)
+    n_bed = int(bed.tile_flags.sum())
+    if bed.source is TumorBedSource.MODEL and n_bed < MIN_BED_TILES:
+        log.warning("%s: the detected tumour bed has %d tile%s (< %d, where 'score' flags few_tumorbed_tiles): "
+                    "check it (napari: Edit bed) or annotate this slide", slide_id, n_bed, "" if n_bed == 1 else "s",
+                    MIN_BED_TILES)
     provenance = {"features_path": str(features_path.resolve())}
     if bed.source is TumorBedSource.ANNOTATION:
         provenance["annotation_path"] = str(Path(bed.detail).resolve())
