@@ -188,3 +188,50 @@ def test_a_shape_touching_the_slide_edge_from_outside_is_clipped_away(tmp_path):
     s = _score_file(tmp_path / "s1.h5")
     r = rescore_with_bed(s["path"], [_box(TILE, 0, 3 * TILE, HEIGHT), _box(-TILE, 100, 0, 900)])
     np.testing.assert_array_equal(r.tile_flags, (s["cols"] >= 1) & (s["cols"] <= 2))
+
+
+def test_an_irregular_bed_round_trips_exactly_through_its_outlines(tmp_path):
+    """A detected bed is a pixel staircase on the mask grid; its editable outlines (napari's Edit
+    bed) and the outlines `tumorbed apply` writes must rasterize back to the very same mask pixels,
+    so Rescore of an unedited bed and `score --annotations` of a written one give the scored tiles.
+    (PIL's polygon fill set every pixel the outline touched: about 20 pixels more per bed, and a
+    tile more or less on one of four slides of an outside tester.)"""
+    from scipy import ndimage as ndi
+
+    from weakstil.annotations import rasterize
+    from weakstil.tiling import mask_fractions
+    from weakstil.tumorbed.apply import bed_polygons
+
+    coords, cols, rows = _grid()
+    shape = (round(HEIGHT * MPP / MASK_MPP), round(WIDTH * MPP / MASK_MPP))
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:shape[0], :shape[1]]
+    ellipse = ((yy - shape[0] / 2) / (0.4 * shape[0])) ** 2 + ((xx - shape[1] / 2) / (0.4 * shape[1])) ** 2 < 1
+    blob = ellipse & (ndi.gaussian_filter(rng.normal(size=shape), 4) > -0.12)  # ragged edges, bays
+    for cy, cx in ((shape[0] // 2, shape[1] // 3), (shape[0] // 2, 2 * shape[1] // 3)):
+        blob[(yy - cy) ** 2 + (xx - cx) ** 2 < 20] = False  # two holes
+    flags = mask_fractions(coords, float(TILE), blob, MASK_MPP, MPP) >= 0.5
+    assert 10 < flags.sum() < len(flags) - 10
+    scores = rng.uniform(0, 60, len(cols)).astype(np.float32)
+    SlideScoresFile(coords=coords, tile_scores=scores, tumorbed=flags, tumorbed_fraction=flags.astype(np.float32),
+                    tissue_fraction=np.ones(len(cols), np.float32), tissue_mask=np.ones(shape, bool),
+                    tissue_mask_mpp=MASK_MPP, tumorbed_mask=blob, tumorbed_mask_mpp=MASK_MPP,
+                    attrs={"slide_id": "s1", "slide_mpp": MPP, "slide_width": WIDTH, "slide_height": HEIGHT,
+                           "tile_size_level0": float(TILE), "stil": float(scores[flags].mean()), "threshold": 30.0,
+                           "aggregator": "mean"}).write(tmp_path / "s1.h5")
+    tiles = ScoredTiles.read(tmp_path / "s1.h5")
+    polygons, holes = tiles.bed_rings()
+    assert holes  # the blob has holes, and they come back as holes
+    again = rasterize(bed_shape(polygons, holes), WIDTH, HEIGHT, MPP, MASK_MPP)
+    np.testing.assert_array_equal(again, blob)
+    same = tiles.rescore(polygons, holes)
+    np.testing.assert_array_equal(same.tile_flags, flags)
+    assert same.stil == pytest.approx(float(scores[flags].mean()), abs=1e-4)
+
+    class Bed:  # what bed_polygons reads of a TumorBed
+        mask, mask_mpp = blob, MASK_MPP
+
+    class Geometry:
+        slide_mpp, width, height = MPP, WIDTH, HEIGHT
+
+    np.testing.assert_array_equal(rasterize(bed_polygons(Bed, Geometry), WIDTH, HEIGHT, MPP, MASK_MPP), blob)

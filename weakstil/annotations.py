@@ -135,20 +135,30 @@ def _areas(geometry):
 
 
 def rasterize(multipolygon, width: int, height: int, slide_mpp: float, mask_mpp: float) -> np.ndarray:
-    """Boolean mask of the polygons at ``mask_mpp`` for a slide of ``width × height`` level-0 px."""
-    from PIL import Image, ImageDraw
+    """Boolean mask of the polygons at ``mask_mpp`` for a slide of ``width × height`` level-0 px:
+    a mask pixel is set when its centre lies inside (mask pixel ``k`` covers level-0
+    ``[k, k + 1) / f``, as :func:`weakstil.tiling.mask_fractions` reads it). PIL's polygon fill,
+    used before, also set every pixel its outline touched: one pixel more along the right and
+    bottom edges, so an outline drawn from a mask came back one pixel larger."""
+    from skimage.draw import polygon as fill_polygon
 
     f = slide_mpp / mask_mpp
     w, h = max(1, round(width * f)), max(1, round(height * f))
-    img = Image.new("1", (w, h), 0)
-    draw = ImageDraw.Draw(img)
+    mask = np.zeros((h, w), bool)
+
+    def paint(coords, value: bool) -> None:
+        xy = np.asarray(coords, np.float64)
+        if len(xy) >= 3:
+            rows, cols = fill_polygon(xy[:, 1] * f - 0.5, xy[:, 0] * f - 0.5, (h, w))  # pixel centres
+            mask[rows, cols] = value
+
     for poly in getattr(multipolygon, "geoms", [multipolygon]):
         if poly.is_empty:
             continue
-        draw.polygon([(x * f, y * f) for x, y in poly.exterior.coords], fill=1)
+        paint(poly.exterior.coords, True)
         for ring in poly.interiors:
-            draw.polygon([(x * f, y * f) for x, y in ring.coords], fill=0)
-    return np.asarray(img, dtype=bool)
+            paint(ring.coords, False)
+    return mask
 
 
 def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color=(255, 0, 0),

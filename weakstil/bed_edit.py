@@ -35,8 +35,9 @@ log = logging.getLogger(__name__)
 
 #: The QuPath class the saved bed gets (matched by :data:`weakstil.annotations.TUMOR_BED_NAMES`).
 BED_CLASS = "Tumor bed"
-#: Outline simplification when a bed mask becomes editable polygons, in mask pixels.
-OUTLINE_TOLERANCE_PX = 0.5
+#: Outline simplification when a bed mask becomes editable polygons, in mask pixels: under half a
+#: pixel, so Rescore of an unedited bed gives the scored number (0.5 moved ~20 pixels per bed).
+OUTLINE_TOLERANCE_PX = 0.25
 
 Ring = np.ndarray  #: (n, 2) float level-0 ``[x, y]`` vertices of a polygon
 
