@@ -40,9 +40,14 @@ def test_editing_the_bed_rescores_the_slide_and_saves_an_annotation(make_napari_
     assert tuple(layer.scale[-2:]) == (f.attrs["slide_mpp"],) * 2  # level-0 px, like the heatmap's slide
     # the scored tiles aggregated as `weakstil score` did give its sTIL% exactly
     assert editor.scored_tiles().score_flags(flags0).stil == pytest.approx(stil0, abs=1e-4)
-    unedited = editor.rescore()  # the scored bed, as polygons, gives back (almost) its own tiles and score
-    assert abs(unedited.n_bed_tiles - int(flags0.sum())) <= 0.05 * flags0.sum()
-    assert unedited.stil == pytest.approx(stil0, abs=1.0)
+    scored_qc = widget.qc_label.text()
+    unedited = editor.rescore()  # the scored bed, as polygons, gives back its very tiles and score
+    np.testing.assert_array_equal(unedited.tile_flags, flags0)
+    assert unedited.stil == pytest.approx(stil0, abs=1e-4)
+    # the scored bed's qc flags are not shown as the edited bed's
+    assert widget.qc_label.text().startswith("qc (edited bed): ") and "score --annotations" in widget.qc_label.text()
+    assert editor.edit_bed() is not None and widget.qc_label.text() == scored_qc  # Edit bed again: the scored one
+    layer = editor.layer()
 
     # the pathologist removes the right half of the bed: delete every shape, draw the left half again
     bed_x = coords[flags0, 0]
@@ -64,6 +69,7 @@ def test_editing_the_bed_rescores_the_slide_and_saves_an_annotation(make_napari_
     # the remaining tiles' scores, each weighted by its stroma (as `weakstil score` aggregates)
     assert new.stil == pytest.approx(float((weights[want] * scores[want]).sum() / weights[want].sum()), abs=1e-3)
     assert abs(new.stil - stil0) > 0.01
+    assert ("few tumour-bed tiles" in widget.qc_label.text()) == (new.n_bed_tiles < 16)
     assert f"sTIL {new.stil:.1f} %" in widget.stil_label.text()
     assert ("high" if new.stil >= float(f.attrs["threshold"]) else "low") in widget.stil_label.text()
 

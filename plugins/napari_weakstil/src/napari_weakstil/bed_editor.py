@@ -128,6 +128,7 @@ class BedEditor(QGroupBox):
         layer.mode = "direct"  # move vertices; the layer controls add, delete and draw
         self.label.setText(f"Editing the bed ({len(data)} shapes; holes red): move, add or delete vertices, "
                            "draw or delete polygons, then Rescore.")
+        self.owner._show_result_summary(res)  # back to the scored bed's number, interval and qc
         return layer
 
     def rescore(self) -> BedScore | None:
@@ -147,12 +148,25 @@ class BedEditor(QGroupBox):
         # the slide's pixels): say so rather than show them beside a number they were not made for
         self.owner.stil_label.setText(f"{new.label()} · edited bed, no interval" if new.found
                                       else "sTIL: — (no tumour bed)")
+        self._show_edited_qc(new)
         before = f"{tiles.original_stil:.1f} %" if tiles.original_stil is not None else "—"
         self.label.setText(f"Edited bed: {new.n_bed_tiles:,} of {new.n_tiles:,} tiles ({new.aggregator} "
                            f"aggregation); the scored bed gave {before}.")
         self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
         self.last_rescore = new
         return new
+
+    def _show_edited_qc(self, new: BedScore) -> None:
+        """The qc line for the edited bed: the scored bed's flags do not hold for it, and of them
+        only the tile count can be checked here (the rest need the slide and the fold models)."""
+        from weakstil.qc.flags import MIN_BED_TILES
+
+        qc = self.owner.qc_label
+        few = new.found and new.n_bed_tiles < MIN_BED_TILES
+        qc.setText("qc (edited bed): " + (f"few tumour-bed tiles ({new.n_bed_tiles} < {MIN_BED_TILES}); " if few else "")
+                   + "the other flags need 'weakstil score --annotations' on the saved bed")
+        qc.setStyleSheet("color: #ff9f1a;" if few else "")
+        qc.setToolTip("The qc flags shown before belong to the scored bed, not to this edit.")
 
     def save_bed(self) -> Path | None:
         """Write the edited bed as ``<slide_id>.geojson`` into the bed folder."""
