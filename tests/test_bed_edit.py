@@ -235,3 +235,24 @@ def test_an_irregular_bed_round_trips_exactly_through_its_outlines(tmp_path):
         slide_mpp, width, height = MPP, WIDTH, HEIGHT
 
     np.testing.assert_array_equal(rasterize(bed_polygons(Bed, Geometry), WIDTH, HEIGHT, MPP, MASK_MPP), blob)
+
+
+def test_a_shape_dragged_far_past_the_slide_edge_in_the_viewer_is_cut_to_the_slide(tmp_path):
+    """A rectangle dragged over the whole slide and well past it (meaning "all of it") is cut to
+    the slide when drawn in the viewer (clip), and saved cut, so `score --annotations` reads it back;
+    the same polygons from a file are still refused (an annotation in the wrong units)."""
+    from weakstil.annotations import AnnotationError, load_polygons
+
+    s = _score_file(tmp_path / "s1.h5")
+    tiles = ScoredTiles.read(s["path"])
+    huge = [_box(-3 * WIDTH, -3 * HEIGHT, 4 * WIDTH, 4 * HEIGHT)]  # 2 % of it on the slide
+    whole = tiles.rescore(huge, clip=True)
+    assert whole.n_bed_tiles == whole.n_tiles == len(s["cols"])
+    with pytest.raises(AnnotationError, match="outside the slide"):
+        tiles.rescore(huge)
+    saved = write_bed_geojson(tmp_path / "beds", huge, "s1", slide_size=(WIDTH, HEIGHT), clip=True)
+    shape = load_polygons(saved)
+    assert shape.bounds == (0.0, 0.0, float(WIDTH), float(HEIGHT))
+    with pytest.raises(WeakSTILError, match="entirely off the slide"):
+        write_bed_geojson(tmp_path / "b2", [_box(-900, -900, -100, -100)], "s1", slide_size=(WIDTH, HEIGHT),
+                          clip=True)

@@ -126,9 +126,13 @@ class ScoredTiles:
                    original_flags=flags, original_mask=None if mask is None else np.asarray(mask, bool),
                    original_mask_mpp=None if mask_mpp is None else float(mask_mpp))
 
-    def rescore(self, polygons: Sequence[Ring], holes: Sequence[Ring] = ()) -> BedScore:
-        """The slide's sTIL% with the bed ``polygons`` minus ``holes`` (level-0 ``[x, y]`` rings)."""
+    def rescore(self, polygons: Sequence[Ring], holes: Sequence[Ring] = (), clip: bool = False) -> BedScore:
+        """The slide's sTIL% with the bed ``polygons`` minus ``holes`` (level-0 ``[x, y]`` rings).
+        ``clip``: shapes drawn over the slide (napari) are cut to it, however far they overshoot; else
+        a bed mostly off the slide is refused as an annotation in the wrong units would be."""
         shape = bed_shape(polygons, holes)
+        if clip:
+            shape = clip_to_slide(shape, self.geometry.width, self.geometry.height)
         flags = bed_tile_flags(shape, self.geometry, where=self.path or self.slide_id)
         return self.score_flags(flags)
 
@@ -183,6 +187,13 @@ def bed_shape(polygons: Sequence[Ring], holes: Sequence[Ring] = ()):
     if holes:
         shape = shape.difference(union(holes))
     return _polygonal(shape)
+
+
+def clip_to_slide(shape, width: float, height: float):
+    """``shape`` cut to the slide ``[0, width] x [0, height]`` (level-0 px), as polygons only."""
+    from shapely.geometry import box
+
+    return _polygonal(shape.intersection(box(0, 0, width, height)))
 
 
 def _polygonal(shape):
@@ -300,12 +311,13 @@ def _mask_rings(mask: np.ndarray, mask_mpp: float, slide_mpp: float,
 
 # -- saving ---------------------------------------------------------------------------------
 def write_bed_geojson(path: str | Path, polygons: Sequence[Ring], slide_id: str, holes: Sequence[Ring] = (),
-                      slide_size: tuple[int, int] | None = None) -> Path:
+                      slide_size: tuple[int, int] | None = None, clip: bool = False) -> Path:
     """Save a bed as QuPath GeoJSON (level-0 px, class ``Tumor bed``, named ``slide_id``).
 
     ``path``: a folder (the file is ``<folder>/<slide_id>.geojson``, what ``--annotations`` finds)
     or a file. Written atomically. Refuses to replace the tile GeoJSON ``weakstil score`` wrote
-    beside its score files, and a bed lying outside ``slide_size`` (width, height)."""
+    beside its score files, and a bed lying outside ``slide_size`` (width, height); with ``clip``
+    (shapes drawn over the slide) the bed is cut to the slide instead, so the CLI reads it back."""
     from weakstil.annotations import check_inside, write_geojson
 
     path = Path(path)
@@ -315,7 +327,12 @@ def write_bed_geojson(path: str | Path, polygons: Sequence[Ring], slide_id: str,
     if shape.is_empty:
         raise WeakSTILError("the tumour bed is empty: nothing to save", path=path,
                             fix="draw at least one polygon of 3 or more vertices")
-    if slide_size is not None:
+    if slide_size is not None and clip:
+        shape = clip_to_slide(shape, slide_size[0], slide_size[1])
+        if shape.is_empty:
+            raise WeakSTILError("the tumour bed lies entirely off the slide: nothing to save", path=path,
+                                fix="draw the bed over the slide")
+    elif slide_size is not None:
         shape = _polygonal(check_inside(shape, slide_size[0], slide_size[1], path))
     if _is_tile_geojson(path):
         raise WeakSTILError("is the tile GeoJSON 'weakstil score' wrote, not an annotation", path=path,

@@ -140,7 +140,7 @@ class BedEditor(QGroupBox):
         if tiles is None or rings is None:
             return None
         try:
-            new = tiles.rescore(*rings)
+            new = tiles.rescore(*rings, clip=True)  # a shape dragged past the slide's edge is cut to it
         except WeakSTILError as exc:
             self.owner._status(exc.one_line(), error=True)
             return None
@@ -181,7 +181,8 @@ class BedEditor(QGroupBox):
         folder = Path(value) if value not in ("", ".") else Path(str(tiles.path)).parent / "beds"
         g = tiles.geometry
         try:
-            path = write_bed_geojson(folder, rings[0], tiles.slide_id, holes=rings[1], slide_size=(g.width, g.height))
+            path = write_bed_geojson(folder, rings[0], tiles.slide_id, holes=rings[1], slide_size=(g.width, g.height),
+                                     clip=True)
         except WeakSTILError as exc:
             self.owner._status(exc.one_line(), error=True)
             return None
