@@ -52,6 +52,10 @@ def test_widget_scores_the_open_slide(make_napari_viewer, qtbot, scored, tmp_pat
     # colour range slider drives the heatmap's contrast limits
     widget.range_slider.setValue((20.0, 60.0))
     assert tuple(heat.contrast_limits) == (20.0, 60.0)
+    widget.range_slider.setValue((30.0, 30.0))  # an empty range is not applied, and the slider says so
+    assert tuple(heat.contrast_limits) == (20.0, 60.0) == tuple(widget.range_slider.value())
+    heat.contrast_limits = (10.0, 50.0)  # napari's own layer controls: the slider follows
+    assert tuple(widget.range_slider.value()) == (10.0, 50.0)
     # layer toggles
     outline = viewer.layers[f"{slide_id} {TUMORBED}"]
     widget.toggles[TUMORBED].setChecked(False)

@@ -197,8 +197,9 @@ class ScoringWidget(QWidget):
             if res is not None:
                 self._show_result_summary(res)
                 self._status(f"Showing {res.path.name}. Click a tile to inspect it.")
-                lo, hi = heat.contrast_limits
-                self.range_slider.setValue((lo, hi))
+                self._sync_range(heat)
+                # napari's own layer controls change the limits too: keep the slider with them
+                heat.events.contrast_limits.connect(lambda event, layer=heat: self._sync_range(layer))
         self._keep_outline_width()
         for suffix, box in self.toggles.items():
             layer = self.result_layer(suffix, self.result.slide_id if self.result else None)
@@ -223,11 +224,21 @@ class ScoringWidget(QWidget):
         if layer is not None:
             layer.visible = visible
 
+    def _sync_range(self, heat: Any) -> None:
+        """The slider at the heatmap's contrast limits (without echoing them back)."""
+        if self.result is None or heat is not self.result_layer(HEATMAP, self.result.slide_id):
+            return
+        self.range_slider.blockSignals(True)
+        self.range_slider.setValue(tuple(float(v) for v in heat.contrast_limits))
+        self.range_slider.blockSignals(False)
+
     def _on_range(self, value: tuple[float, float]) -> None:
         layer = self.result_layer(HEATMAP, self.result.slide_id if self.result else None)
         lo, hi = value
         if layer is not None and hi > lo:
             layer.contrast_limits = (lo, hi)
+        elif layer is not None:  # an empty or inverted range: the slider goes back to what is shown
+            self._sync_range(layer)
 
     def _show_result_summary(self, res: ResultFile) -> None:
         attrs = res.attrs or {}
