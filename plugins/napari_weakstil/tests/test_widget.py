@@ -153,3 +153,19 @@ def test_widget_shows_the_interval_and_qc_flags_of_a_result(make_napari_viewer, 
     assert f"sTIL {stil:.1f} % (90 % interval {max(0.0, stil - 6.3):.1f}–{stil + 6.8:.1f})" in text
     assert "out of distribution" in widget.qc_label.text() and "near threshold" in widget.qc_label.text()
     assert "OOD score 2.10" in widget.qc_label.toolTip()
+
+
+def test_selecting_another_results_layer_shows_that_result(make_napari_viewer, scored):
+    """Two results open: the widget shows the newest, and selecting a layer of the other one
+    switches its number, flags and bed to that result."""
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    other = sorted(scored["cv_tiles"].glob("*.h5"))[0]
+    viewer.open(scored["score_h5"], plugin="napari-weakstil")
+    first = widget.result.slide_id
+    viewer.open(other, plugin="napari-weakstil")
+    assert widget.result.slide_id != first
+    heat = next(ly for ly in viewer.layers if ly.metadata.get("weakstil_kind") == "result"
+                and ly.metadata.get("slide_id") == first and ly.name.endswith(HEATMAP))
+    viewer.layers.selection.active = heat
+    assert widget.result.slide_id == first and first in widget.detail_label.text()

@@ -71,6 +71,7 @@ class ScoringWidget(QWidget):
         self.tiles_progress.connect(self._on_tiles_progress)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
         self.viewer.layers.events.removed.connect(self._on_layers_changed)
+        self.viewer.layers.selection.events.active.connect(self._on_active_layer)
         self.viewer.mouse_drag_callbacks.append(self._on_click)
         camera(self.viewer).events.zoom.connect(self._keep_outline_width)
         self._on_layers_changed()
@@ -190,7 +191,11 @@ class ScoringWidget(QWidget):
         if current in names:
             self.slide_combo.setCurrentText(current)
         self.slide_combo.blockSignals(False)
-        heat = self.result_layer(HEATMAP)
+        # the result shown: the one whose layer is selected, else the newest
+        active = self.viewer.layers.selection.active
+        chosen = active.metadata.get("slide_id") if active is not None and \
+            active.metadata.get("weakstil_kind") == "result" else None
+        heat = (chosen and self.result_layer(HEATMAP, chosen)) or self.result_layer(HEATMAP)
         res = heat.metadata.get("result") if heat is not None else None
         if res is not self.result:
             self.result = res
@@ -207,6 +212,13 @@ class ScoringWidget(QWidget):
             box.blockSignals(True)
             box.setChecked(bool(layer is not None and layer.visible))
             box.blockSignals(False)
+
+    def _on_active_layer(self, event: Any = None) -> None:
+        """Selecting another result's layer shows that result (its number, flags and bed)."""
+        active = self.viewer.layers.selection.active
+        if active is not None and active.metadata.get("weakstil_kind") == "result" and \
+                (self.result is None or active.metadata.get("slide_id") != self.result.slide_id):
+            self._on_layers_changed()
 
     def outline_layers(self) -> list[Any]:
         return [ly for ly in self.viewer.layers if ly.name == SELECTED_TILE or
