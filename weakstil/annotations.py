@@ -140,25 +140,46 @@ def rasterize(multipolygon, width: int, height: int, slide_mpp: float, mask_mpp:
     ``[k, k + 1) / f``, as :func:`weakstil.tiling.mask_fractions` reads it). PIL's polygon fill,
     used before, also set every pixel its outline touched: one pixel more along the right and
     bottom edges, so an outline drawn from a mask came back one pixel larger."""
-    from skimage.draw import polygon as fill_polygon
-
     f = slide_mpp / mask_mpp
     w, h = max(1, round(width * f)), max(1, round(height * f))
     mask = np.zeros((h, w), bool)
-
-    def paint(coords, value: bool) -> None:
-        xy = np.asarray(coords, np.float64)
-        if len(xy) >= 3:
-            rows, cols = fill_polygon(xy[:, 1] * f - 0.5, xy[:, 0] * f - 0.5, (h, w))  # pixel centres
-            mask[rows, cols] = value
-
     for poly in getattr(multipolygon, "geoms", [multipolygon]):
         if poly.is_empty:
             continue
-        paint(poly.exterior.coords, True)
+        mask |= _fill_ring(np.asarray(poly.exterior.coords, np.float64) * f, h, w)
         for ring in poly.interiors:
-            paint(ring.coords, False)
+            mask &= ~_fill_ring(np.asarray(ring.coords, np.float64) * f, h, w)
     return mask
+
+
+def _fill_ring(xy: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Pixels of an ``h × w`` mask whose centres ``(c + 0.5, r + 0.5)`` lie inside the ring ``xy``
+    (mask-pixel units, even-odd rule). A scanline fill: every edge is cut with the row centres
+    it spans (half-open in y, so a vertex counts once), the cuts of each row pair up into spans,
+    and the spans are summed along the row: time in the cuts, not in pixels × vertices."""
+    out = np.zeros((h, w), bool)
+    if len(xy) < 3:
+        return out
+    x0, y0 = xy[:, 0], xy[:, 1]
+    x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+    first = np.ceil(np.minimum(y0, y1) - 0.5).astype(np.int64)  # first row centre >= the edge's top
+    stop = np.ceil(np.maximum(y0, y1) - 0.5).astype(np.int64)  # row centres below the edge's bottom
+    first, stop = np.clip(first, 0, h), np.clip(stop, 0, h)
+    n = np.maximum(stop - first, 0)
+    if not n.any():
+        return out
+    edge = np.repeat(np.arange(len(x0)), n)
+    rows = np.repeat(first, n) + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)
+    t = (rows + 0.5 - y0[edge]) / (y1[edge] - y0[edge])
+    cuts = x0[edge] + t * (x1[edge] - x0[edge])
+    order = np.lexsort((cuts, rows))
+    rows, cuts = rows[order], cuts[order]
+    start = np.clip(np.ceil(cuts[0::2] - 0.5), 0, w).astype(np.int64)  # first column centre >= the cut
+    end = np.clip(np.ceil(cuts[1::2] - 0.5), 0, w).astype(np.int64)
+    steps = np.zeros((h, w + 1), np.int8)
+    np.add.at(steps, (rows[0::2], start), 1)
+    np.add.at(steps, (rows[0::2], end), -1)
+    return np.cumsum(steps, axis=1, dtype=np.int8)[:, :w] > 0
 
 
 def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color=(255, 0, 0),
