@@ -85,8 +85,8 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         # threshold that must be: its saturation is scanner noise, so a threshold clear of the
         # glass's own spread is enough.
         sub_total = total[::2, ::2][sub_mx > 30]
-        glass_level, _ = _glass_level(sub_total.astype(np.float32) / 3.0)
-        on_glass = np.abs(sub_total.astype(np.float32) / 3.0 - glass_level) < 3.0
+        glass_grey, _ = glass_level(sub_total.astype(np.float32) / 3.0)
+        on_glass = np.abs(sub_total.astype(np.float32) / 3.0 - glass_grey) < 3.0
         if on_glass.sum() > 100:
             thr = min(thr, float(np.percentile(candidates[on_glass], 99.5)) + GLASS_SATURATION_MARGIN)
         thr = float(np.clip(thr, p.min_saturation, p.max_saturation))
@@ -109,7 +109,7 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     if p.fat_window_um > 0:
         raw = [np.ascontiguousarray(rgb[..., c]) for c in range(3)]  # unblurred: membranes are a pixel wide
         grey_sum = raw[0].astype(np.uint16) + raw[1] + raw[2]
-        glass, noise = _glass_level(grey_sum[::2, ::2][~mask[::2, ::2]].astype(np.float32) / 3.0)
+        glass, noise = glass_level(grey_sum[::2, ::2][~mask[::2, ::2]].astype(np.float32) / 3.0)
         raw_mx = np.maximum(np.maximum(raw[0], raw[1]), raw[2])
         raw_spread = raw_mx - np.minimum(np.minimum(raw[0], raw[1]), raw[2])
         del raw
@@ -202,7 +202,7 @@ def white_balance(rgb: np.ndarray) -> np.ndarray:
         return rgb
     sub = rgb[::2, ::2]
     grey = sub.astype(np.uint16).sum(axis=-1)
-    level, _ = _glass_level(grey.ravel().astype(np.float32) / 3.0)
+    level, _ = glass_level(grey.ravel().astype(np.float32) / 3.0)
     near = np.abs(grey.astype(np.float32) / 3.0 - level) < 3.0
     if level < GLASS_MIN_LEVEL or near.mean() < GLASS_MIN_SHARE:
         return rgb
@@ -240,7 +240,7 @@ def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
     return ndi.minimum_filter(mask.view(np.uint8), size=2 * radius + 1).astype(bool) if radius > 0 else mask
 
 
-def _glass_level(grey: np.ndarray) -> tuple[float, float]:
+def glass_level(grey: np.ndarray) -> tuple[float, float]:
     """Brightness of empty glass (the histogram mode of pale pixels) and its noise (robust std)."""
     pale = grey[grey > 150]
     if pale.size < 100:

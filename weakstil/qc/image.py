@@ -101,7 +101,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
 
     from weakstil.slide import brightfield_warning
     from weakstil.stain import estimate_stain, stain_pixels
-    from weakstil.tissue import TissueParams, _glass_level, detect_tissue, ink_pixels
+    from weakstil.tissue import TissueParams, detect_tissue, glass_level, ink_pixels
 
     warnings = [w for w in [brightfield_warning(thumb)] if w]
     try:
@@ -126,7 +126,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     # mask); besides green/blue/near-black, dark grey: H&E tissue is never that unsaturated
     near = ndi.binary_dilation(tissue, iterations=max(1, int(round(PEN_NEAR_UM / mpp))))
     grey = thumb[..., :3].astype(np.int16).sum(axis=-1)
-    glass, _ = _glass_level(grey[::2, ::2][~tissue[::2, ::2]].astype(np.float32) / 3.0)
+    glass, _ = glass_level(grey[::2, ::2][~tissue[::2, ::2]].astype(np.float32) / 3.0)
     ink = ink_all & near & (grey < 3 * min(235.0, glass - INK_BELOW_GLASS))
     out["pen_share"] = float(ink.sum() / n_tissue)
     fold = fold_pixels(thumb, tissue, ink)

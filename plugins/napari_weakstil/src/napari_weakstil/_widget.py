@@ -67,6 +67,7 @@ class ScoringWidget(QWidget):
         self.worker: Any = None
         self.last_row: dict[str, Any] | None = None
         self.result: ResultFile | None = None
+        self._range_followed: set[int] = set()  # heatmap layers whose contrast limits the slider follows
         self._build()
         self.tiles_progress.connect(self._on_tiles_progress)
         self.viewer.layers.events.inserted.connect(self._on_layers_changed)
@@ -203,8 +204,9 @@ class ScoringWidget(QWidget):
                 self._show_result_summary(res)
                 self._status(f"Showing {res.path.name}. Click a tile to inspect it.")
                 self._sync_range(heat)
-                # napari's own layer controls change the limits too: keep the slider with them
-                heat.events.contrast_limits.connect(lambda event, layer=heat: self._sync_range(layer))
+                if id(heat) not in self._range_followed:  # napari's own layer controls change the limits too
+                    self._range_followed.add(id(heat))
+                    heat.events.contrast_limits.connect(lambda event, layer=heat: self._sync_range(layer))
         self._keep_outline_width()
         for suffix, box in self.toggles.items():
             layer = self.result_layer(suffix, self.result.slide_id if self.result else None)
