@@ -236,6 +236,11 @@ def sweep_shapes(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, *, se
 
 
 # --- is a detected bed believable? ------------------------------------------------------------
+#: What a bed's tile count is weighed against (``Plausibility.evidence``).
+BEFORE_LYMPHOID_VETO = "before_lymphoid_veto"
+VETOED = "vetoed"
+
+
 @dataclass(frozen=True)
 class Plausibility:
     """When a detected bed is too small to trust next to the slide's tumour evidence."""
@@ -246,7 +251,7 @@ class Plausibility:
     #: tumour evidence, ink vetoed): a veto that strips a TIL-rich bed's evidence must not also shrink
     #: what the bed is checked against (a 52 % slide's bed of 3 tiles passed against the 3 tiles of
     #: evidence the veto had left); ``vetoed``: detectors written before (their ratio was set that way).
-    evidence: str = "before_lymphoid_veto"
+    evidence: str = BEFORE_LYMPHOID_VETO
 
     def to_dict(self) -> dict[str, float | str]:
         return {k: (v if isinstance(v, str) else float(v)) for k, v in asdict(self).items()}
@@ -254,7 +259,7 @@ class Plausibility:
     @classmethod
     def from_dict(cls, values: dict) -> Plausibility:
         return cls(int(values.get("min_bed_tiles", 2)), float(values.get("min_evidence_ratio", 0.0)),
-                   str(values.get("evidence", "vetoed")))
+                   str(values.get("evidence", VETOED)))
 
 
 @dataclass(frozen=True)

@@ -168,11 +168,15 @@ class Slide:
     def check_target_mpp(self, mpp: float, allow_upsample: bool = False) -> None:
         """Refuse a target resolution finer than the scan by more than 10 % (with
         ``allow_upsample``: a warning that names the factor)."""
-        if self.mpp > mpp * (1 + COARSER_TOLERANCE) and allow_upsample and not self._upsample_warned:
-            self._upsample_warned = True
-            log.warning("%s: a %.3g µm/px scan is read upsampled %.1fx to %.3g µm/px (--allow-upsample): the tiles "
-                        "hold less detail than a %.3g µm/px scan's", self.path, self.mpp, self.mpp / mpp, mpp, mpp)
-        if self.mpp > mpp * (1 + COARSER_TOLERANCE) and not allow_upsample:
+        if self.mpp <= mpp * (1 + COARSER_TOLERANCE):
+            return
+        if allow_upsample:
+            if not self._upsample_warned:
+                self._upsample_warned = True
+                log.warning("%s: a %.3g µm/px scan is read upsampled %.1fx to %.3g µm/px (--allow-upsample): the "
+                            "tiles hold less detail than a %.3g µm/px scan's", self.path, self.mpp, self.mpp / mpp,
+                            mpp, mpp)
+        else:
             raise SlideError(
                 f"base resolution {self.mpp:.3g} µm/px is coarser than the target {mpp:.3g} µm/px "
                 "(reading it would upsample)",

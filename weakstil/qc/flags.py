@@ -41,7 +41,7 @@ mpp_overridden                 ``--slide-mpp`` replaced the resolution the slide
                                more than :data:`MPP_OVERRIDE_MARGIN` (one value for a batch,
                                meant for the slide without one, also changes the others)
 upsampled                      the scan is coarser than the model's µm/px by more than
-                               :data:`UPSAMPLE_MARGIN` and was read upsampled (``--allow-upsample``):
+                               :data:`weakstil.slide.COARSER_TOLERANCE` and was read upsampled (``--allow-upsample``):
                                the tiles hold less detail than the model's training tiles
 =============================  ==================================================================
 """
@@ -55,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from weakstil.qc.image import BLURRY_TILE, IMAGE_STATS_VERSION, ImageStats
+from weakstil.slide import COARSER_TOLERANCE  # the margin past which a scan is refused or read upsampled
 
 
 class Flag(str, Enum):
@@ -79,9 +80,6 @@ SEPARATOR = ";"
 MIN_BED_TILES = 16
 #: ``--slide-mpp`` this far (relative) from the file's own µm/px: flagged ``mpp_overridden``.
 MPP_OVERRIDE_MARGIN = 0.1
-#: A scan this much coarser (relative) than the model's µm/px is read upsampled (the margin
-#: weakstil.slide.COARSER_TOLERANCE refuses without --allow-upsample): flagged ``upsampled``.
-UPSAMPLE_MARGIN = 0.1
 #: Share of blurry tissue tiles above which a slide is flagged.
 BLURRY_SHARE = 0.25
 #: Share of ink plus fold-like pixels (of the tissue area) above which a slide is flagged.
@@ -232,7 +230,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if slide_mpp is not None and file_mpp and abs(slide_mpp / file_mpp - 1) > MPP_OVERRIDE_MARGIN:
         why[Flag.MPP_OVERRIDDEN.value] = (f"--slide-mpp {slide_mpp:g} replaced the file's own {file_mpp:.4g} µm/px "
                                           f"({slide_mpp / file_mpp:.2f}x): tiles of another physical size")
-    if base_mpp and target_mpp and base_mpp > target_mpp * (1 + UPSAMPLE_MARGIN):
+    if base_mpp and target_mpp and base_mpp > target_mpp * (1 + COARSER_TOLERANCE):
         why[Flag.UPSAMPLED.value] = (f"a {base_mpp:.3g} µm/px scan read at the model's {target_mpp:g} µm/px "
                                      f"(upsampled {base_mpp / target_mpp:.1f}x, --allow-upsample): tiles with less "
                                      "detail than the model's")

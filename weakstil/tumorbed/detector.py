@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from weakstil import __version__
-from weakstil.bed_geometry import BedShape, Plausibility, bed_from_evidence, check_bed
+from weakstil.bed_geometry import BEFORE_LYMPHOID_VETO, BedShape, Plausibility, bed_from_evidence, check_bed
 from weakstil.errors import WeakSTILError
 from weakstil.modeldir import META_FILE, WEIGHTS_FILE, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
@@ -127,7 +127,7 @@ class TumorBedDetector:
                             "statistics (embed the slide again with this WeakSTIL)")
         # the bed is weighed against the tumour evidence before the lymphoid veto (Plausibility.evidence)
         unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto)
-        mass = unvetoed if self.plausibility.evidence == "before_lymphoid_veto" else evidence
+        mass = unvetoed if self.plausibility.evidence == BEFORE_LYMPHOID_VETO else evidence
         bed, verdict = self._bed(evidence, geom, vetoes, infiltrate, mass)
         if verdict.ok:
             return bed

@@ -146,7 +146,8 @@ class BedSources:
         raise_all(bad)
         from weakstil.qc.flags import MIN_BED_TILES
 
-        small = {sid: int(f.sum()) for sid, f in flags.items() if int(f.sum()) < MIN_BED_TILES}
+        counts = {sid: int(f.sum()) for sid, f in flags.items()}
+        small = {sid: n for sid, n in counts.items() if n < MIN_BED_TILES}
         if small:  # the label is the whole bed's; a bed of a few tiles is likely a detection gone wrong
             listed = ", ".join(f"{sid}: {n}" for sid, n in sorted(small.items())[:8])
             log.warning("%d slide%s with a tumour bed of fewer than %d tiles (%s%s): the label is learned from "

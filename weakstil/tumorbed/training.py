@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from weakstil.bed_geometry import (BedShape, Plausibility, coarsen, grow_bed, sweep_shapes, take_in_infiltrate,
-                                   tiles_to_mask)
+from weakstil.bed_geometry import (BEFORE_LYMPHOID_VETO, VETOED, BedShape, Plausibility, coarsen, grow_bed,
+                                   sweep_shapes, take_in_infiltrate, tiles_to_mask)
 from weakstil.errors import WeakSTILError
 from weakstil.tumorbed.bed import SlideGeometry, from_annotation
 from weakstil.tumorbed.detector import TumorBedDetector
@@ -278,7 +278,7 @@ def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], 
             ratios.append(n_bed / mass)
     ratio = PLAUSIBLE_SHARE * min(ratios) if ratios else 0.0
     return Plausibility(min_bed_tiles=2, min_evidence_ratio=round(float(ratio), 4),
-                        evidence="vetoed" if mass_evidence is None else "before_lymphoid_veto")
+                        evidence=VETOED if mass_evidence is None else BEFORE_LYMPHOID_VETO)
 
 
 def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | None = None,
