@@ -787,6 +787,35 @@ def test_score_never_removes_files_it_did_not_write(world, tmp_path):
         assert (folder / "synth_0000.geojson").read_bytes() == drawn.read_bytes()
 
 
+def test_a_slide_whose_output_was_deleted_or_damaged_is_redone(world, tmp_path):
+    """The GeoJSON a command wrote says so, so with its .h5 deleted or truncated the rerun redoes
+    the slide (it had taken its own GeoJSON for an annotation and refused, even with --overwrite)."""
+    from weakstil.annotations import geojson_written_by
+
+    args = ("--model", world.model, "--weights", "random")
+    out, beds = tmp_path / "scores", tmp_path / "beds"
+    assert run_cli("score", world.slide, *args, "--out", out).returncode == 0
+    assert run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--out", beds).returncode == 0
+    assert geojson_written_by(out / "synth_0000.geojson") == "weakstil score"
+    assert geojson_written_by(beds / "synth_0000.geojson") == "weakstil tumorbed apply"
+    assert geojson_written_by(world.cohort / "truth" / "synth_0000_tumorbed.geojson") is None
+    (out / "synth_0000.h5").unlink()
+    with open(beds / "synth_0000.h5", "r+b") as fh:
+        fh.truncate(4000)
+    done = run_cli("score", world.slide, *args, "--out", out)
+    assert done.returncode == 0, done.stderr
+    assert run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--out", beds).returncode == 0
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["status"]) == ["ok"] and (out / "synth_0000.h5").is_file()
+    import h5py
+    with h5py.File(beds / "synth_0000.h5", "r") as f:
+        assert f["tumorbed_mask"][:].any()
+    # the score's tile GeoJSON is not the bed's: apply into the score folder still refuses it
+    (out / "synth_0000.h5").unlink()
+    check_failure(run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--out", out), 1,
+                  ("synth_0000.geojson", "an annotation?", "delete synth_0000.geojson"))
+
+
 # --- 5. --overwrite replaces only what the command wrote ---------------------------------------------------
 def test_pretrain_and_tumorbed_train_never_write_into_another_commands_folder(world, tmp_path):
     model = tmp_path / "m"

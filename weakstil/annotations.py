@@ -182,10 +182,35 @@ def _fill_ring(xy: np.ndarray, h: int, w: int) -> np.ndarray:
     return np.cumsum(steps, axis=1, dtype=np.int8)[:, :w] > 0
 
 
+#: The foreign member (RFC 7946 section 6.1; QuPath ignores it) naming the command that wrote a GeoJSON.
+WRITTEN_BY_KEY = "weakstil_written_by"
+
+
+def written_by_member(command: str | None) -> str:
+    """``"weakstil_written_by":"<command>",`` (compact JSON, to open a FeatureCollection's members
+    ahead of its features), or ``""``."""
+    return "" if not command else f'"{WRITTEN_BY_KEY}":{json.dumps(command)},'
+
+
+def geojson_written_by(path: str | Path) -> str | None:
+    """The command a GeoJSON of ours says wrote it (read from the file's first bytes: the member
+    comes before the features, so a 100,000-tile file is not parsed); ``None`` for any other file."""
+    import re
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(512).decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = re.match(r'\{"type":\s*"FeatureCollection",\s*"' + WRITTEN_BY_KEY + r'":\s*("(?:[^"\\]|\\.)*")', head)
+    return json.loads(found.group(1)) if found else None
+
+
 def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color=(255, 0, 0),
-                  label: str | None = None) -> None:
+                  label: str | None = None, written_by: str | None = None) -> None:
     """QuPath-style GeoJSON FeatureCollection of the polygons (level-0 px): annotations of class
-    ``name``, each named ``label`` (what QuPath shows beside it) when given."""
+    ``name``, each named ``label`` (what QuPath shows beside it) when given. ``written_by``: the
+    command that writes it as an output (:func:`geojson_written_by`), never for an annotation."""
     from shapely.geometry import mapping
 
     from weakstil.atomic import atomic_path
@@ -200,7 +225,8 @@ def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color
             properties["name"] = label
         features.append({"type": "Feature", "geometry": mapping(poly), "properties": properties})
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+        head = {"type": "FeatureCollection", **({WRITTEN_BY_KEY: written_by} if written_by else {})}
+        tmp.write_text(json.dumps({**head, "features": features}, separators=(",", ":")))
 
 
 # --- parsers ------------------------------------------------------------------------------

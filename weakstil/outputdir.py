@@ -185,11 +185,13 @@ def check_inputs_outside(out: str | Path, inputs: dict[str, str | Path | None], 
 def check_sidecar_replaceable(path: str | Path, main: str | Path, kind_class: Any) -> None:
     """Before a per-slide writer replaces ``path`` (e.g. ``<slide_id>.geojson``), written beside its
     ``main`` file (``<slide_id>.h5`` of ``kind_class``): an existing ``path`` without our ``main`` file
-    beside it is not ours (we write both), e.g. a pathologist's annotation, and is refused."""
+    beside it is not ours (we write both), e.g. a pathologist's annotation, and is refused, unless the
+    GeoJSON itself says the same command wrote it (its main file deleted or damaged: the slide is redone)."""
+    from weakstil.annotations import geojson_written_by
     from weakstil.files import kind_of
 
     path, main = Path(path), Path(main)
-    if not path.exists():
+    if not path.exists() or geojson_written_by(path) == kind_class.MADE_BY:
         return
     try:
         ours = main.is_file() and kind_of(main) == kind_class.KIND
@@ -198,7 +200,8 @@ def check_sidecar_replaceable(path: str | Path, main: str | Path, kind_class: An
     if not ours:
         raise WeakSTILError(f"exists, and no {kind_class.WHAT} beside it says '{kind_class.MADE_BY}' wrote it "
                             "(an annotation?); not replacing it", path=path,
-                            fix=f"give '{kind_class.MADE_BY}' its own --out folder")
+                            fix=f"give '{kind_class.MADE_BY}' its own --out folder (or delete {path.name} if an "
+                                f"earlier '{kind_class.MADE_BY}' wrote it)")
 
 
 # --- evaluate / report folders: only ours, never inside a model, all or nothing ------------------------

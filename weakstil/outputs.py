@@ -87,15 +87,19 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
 
 
 def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: float,
-                        measurements: dict[str, np.ndarray], classification: np.ndarray | None = None) -> Path:
+                        measurements: dict[str, np.ndarray], classification: np.ndarray | None = None,
+                        written_by: str | None = None) -> Path:
     """QuPath-importable FeatureCollection: one square ``tile`` object per tile with its
-    measurements. Streamed feature by feature, so 100,000 tiles need little memory."""
+    measurements. Streamed feature by feature, so 100,000 tiles need little memory.
+    ``written_by``: the command, as a foreign member ahead of the features (weakstil.annotations.
+    geojson_written_by reads it), so a rerun knows the file for its own."""
+    from weakstil.annotations import written_by_member
     side = float(tile_size_level0)
     names = list(measurements)
     columns = [np.asarray(measurements[n], np.float64) for n in names]
     with atomic_path(path) as tmp:
         with open(tmp, "w") as fh:
-            fh.write('{"type":"FeatureCollection","features":[')
+            fh.write('{"type":"FeatureCollection",' + written_by_member(written_by) + '"features":[')
             for i, (x, y) in enumerate(np.asarray(coords, np.float64)):
                 ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
                 props: dict[str, object] = {

@@ -493,4 +493,5 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     if stroma is not None:
         measurements["stroma weight"] = stroma
     classes = np.where(bed.tile_flags, "Tumor bed", "Other")
-    write_tiles_geojson(out / f"{slide_id}.geojson", coords, tsl0, measurements, classes)
+    write_tiles_geojson(out / f"{slide_id}.geojson", coords, tsl0, measurements, classes,
+                        written_by=SlideScoresFile.MADE_BY)

@@ -175,5 +175,5 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     geojson_path = out_dir / f"{slide_id}.geojson"
     remove_stale_temps(geojson_path)
     write_geojson(bed_polygons(bed, SlideGeometry.from_file(features)), geojson_path, name=BED_CLASS,
-                  label=f"{BED_CLASS} ({bed.source.value})")
+                  label=f"{BED_CLASS} ({bed.source.value})", written_by=BedFile.MADE_BY)
     return AppliedBed(slide_id, bed, h5_path, geojson_path)
