@@ -289,6 +289,8 @@ def test_a_whole_tissue_score_by_a_model_trained_on_beds_is_flagged():
     assert bed_unlike_training("annotation", trained_on_beds) is None
     assert bed_unlike_training("model", trained_on_beds) is None
     assert bed_unlike_training("tissue", {"slides": {"tissue": 12}}) is None
+    # what models trained on plain feature files recorded before it said 'tissue'
+    assert bed_unlike_training("tissue", {"slides": {"feature files' flags or all tiles": 12}}) is None
     assert bed_unlike_training("tissue", None) is None
     assert slide_flags(stil=float("nan"), bed_unlike_training=why, **NO_FLAG_INPUTS)[0] == []
 

@@ -151,6 +151,25 @@ def test_a_detector_from_before_format_2_is_refused_with_a_fix(detector, tmp_pat
     assert not (tmp_path / "beds").exists()
 
 
+def test_a_damaged_detector_is_refused_not_used(detector, tmp_path, cohort):
+    """Bytes flipped in the weights still load and draw another bed (the sTIL% changed silently):
+    model.json records the weights' SHA-256, and a file that differs is refused."""
+    from weakstil.tumorbed.detector import DETECTOR_SHA256
+
+    assert len(json.loads((detector / "model.json").read_text())[DETECTOR_SHA256]) == 64
+    damaged = tmp_path / "damaged"
+    shutil.copytree(detector, damaged)
+    raw = bytearray((damaged / "model.safetensors").read_bytes())
+    raw[-8:] = bytes(b ^ 0x5A for b in raw[-8:])  # the last weight values: the file still loads
+    (damaged / "model.safetensors").write_bytes(bytes(raw))
+    good = cohort["features"] / f"{cohort['ids'][0]}.h5"
+    proc = run_cli("tumorbed", "apply", good, "--out", tmp_path / "beds", "--tumorbed", damaged)
+    assert proc.returncode == 1
+    [error] = _errors(proc)
+    assert "model.safetensors" in error and "SHA-256 differs" in error and "Fix: copy the detector folder" in error
+    assert not (tmp_path / "beds").exists()
+
+
 def test_apply_with_a_detector_and_an_annotation_that_overrides_it(cohort, detector, tmp_path):
     from weakstil.tumorbed import TumorBedDetector
 

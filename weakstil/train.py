@@ -59,6 +59,17 @@ def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: 
                             stroma_estimate=stroma_estimate, centre_embeddings=centre_embeddings)
 
 
+def _feature_file_beds(paths) -> dict:
+    """The record of where the beds came from when no source was given: the feature files' own
+    tumour-bed flags (``tumorbed`` in the file) or the whole tissue (a ``tissue`` count, which
+    ``score`` does not flag ``bed_unlike_training``)."""
+    from weakstil.files import FeaturesFile
+
+    with_flags = sum("tumorbed" in FeaturesFile.read_header(p)[1] for p in paths)
+    counts = {"feature files' tumour-bed flags": with_flags, "tissue": len(paths) - with_flags}
+    return {"slides": {k: n for k, n in counts.items() if n}}
+
+
 def _all_have_tile_stats(paths) -> bool:
     """Whether every feature file holds the per-tile measurements (made by this weakstil's embed)."""
     from weakstil.files import FeaturesFile
@@ -219,8 +230,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             "train_seconds": round(duration, 2),
             # where each slide's tumour bed came from (a model trained on other beds scores otherwise)
             "tumorbeds": beds.record() if beds is not None and beds.given else
-            {"slides": {"given by the caller" if tumorbeds is not None else "feature files' flags or all tiles":
-                        len(bank)}},
+            {"slides": {"given by the caller": len(bank)}} if tumorbeds is not None else
+            _feature_file_beds(cohort.feature_paths(features_dir)),
         })
         meta.update(qc_meta)  # "folds": MODEL/folds/ (scoring="ensemble" and the interval use them), "qc"
         meta["scoring"] = cfg.scoring if qc_meta.get("folds") else "final"

@@ -242,7 +242,10 @@ def bed_unlike_training(bed_source: str, training_beds: dict | None) -> str | No
     """Why a slide whose bed came from ``bed_source`` is unlike the training slides (``None``: it is
     not): scored over the whole tissue by a model whose training slides mostly had a tumour bed."""
     slides = (training_beds or {}).get("slides") or {}
-    with_bed = sum(n for source, n in slides.items() if source not in ("tissue", "tissue-fallback"))
+    # models trained before the record told the two apart wrote "feature files' flags or all tiles"
+    # (usually all tiles): not counted as beds
+    with_bed = sum(n for source, n in slides.items()
+                   if source not in ("tissue", "tissue-fallback", "feature files' flags or all tiles"))
     if bed_source != "tissue" or with_bed * 2 <= sum(slides.values()):
         return None
     kinds = ", ".join(f"{n} {source}" for source, n in sorted(slides.items()))

@@ -38,6 +38,8 @@ log = logging.getLogger(__name__)
 #: Said in a bed's ``seed_vetoes`` when the lymphoid veto left no plausible bed and was not used.
 VETO_SET_ASIDE = "lymphoid veto set aside"
 
+#: The SHA-256 of model.safetensors in a detector's model.json (``weights_sha256`` there is the encoder's).
+DETECTOR_SHA256 = "detector_weights_sha256"
 #: ``kind`` in a detector's model.json.
 DETECTOR_KIND = "weakstil-tumorbed"
 FORMAT_VERSION = 2
@@ -160,12 +162,14 @@ class TumorBedDetector:
         from safetensors.numpy import save_file
 
         from weakstil.atomic import atomic_path, write_json
+        from weakstil.runtime import sha256_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file(self.evidence.tensors(), str(tmp))
-        meta = {**self.meta, "kind": DETECTOR_KIND, "format_version": FORMAT_VERSION, "algorithm": ALGORITHM,
+            digest = sha256_file(tmp)
+        meta = {**self.meta, DETECTOR_SHA256: digest, "kind": DETECTOR_KIND, "format_version": FORMAT_VERSION, "algorithm": ALGORITHM,
                 "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
                 "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__,
                 "tile_stats_columns": list(self.stats_columns), "lymphoid_veto": self.veto.to_dict(),
@@ -207,6 +211,14 @@ class TumorBedDetector:
         if version > FORMAT_VERSION:
             raise WeakSTILError(f"tumour-bed detector of format {version} is newer than this WeakSTIL "
                                 f"(format {FORMAT_VERSION})", path=directory, fix="upgrade WeakSTIL")
+        from weakstil.runtime import sha256_file
+
+        if meta.get(DETECTOR_SHA256) and sha256_file(weights_path) != meta[DETECTOR_SHA256]:
+            # a damaged file can still load and then draws another bed, silently changing the sTIL%
+            raise WeakSTILError("weights do not match model.json (SHA-256 differs: the file was damaged or "
+                                "replaced)", path=weights_path,
+                                fix="copy the detector folder again (for a model: the whole model folder), or "
+                                    "retrain it with 'weakstil tumorbed train'")
         try:
             tensors = load_file(str(weights_path))
         except (SafetensorError, OSError) as exc:
