@@ -1006,6 +1006,36 @@ def test_two_scores_on_one_out_share_the_slides_and_results_csv(world, tmp_path)
     assert leftovers(tmp_path) == []
 
 
+def test_a_row_another_run_scored_again_meanwhile_stays_beside_its_files(world, tmp_path):
+    """A run rewrote results.csv with all of its own rows after every slide, so a slide another
+    run (another model or threshold) had scored again in between got this run's row back beside the
+    other run's files. And a rescored slide keeps the columns a user added to its row."""
+    import h5py
+
+    from weakstil.score import ScoreOptions, score_batch
+
+    slides = sorted((world.cohort / "slides").glob("*.tiff"))
+    out, feats = tmp_path / "out", tmp_path / "feats"
+    shutil.copytree(world.feats, feats)
+    other = ("--model", world.model, "--weights", "random", "--out", out, "--features", feats, "--threshold", "40")
+
+    def meanwhile(slide_id: str, row: dict) -> None:
+        if slide_id == slides[1].stem:  # slide 0 is done: another run scores it again before slide 2
+            assert run_cli("score", slides[0], *other).returncode == 0
+
+    opts = ScoreOptions(model=world.model, out=out, features=feats, weights="random", workers=1)
+    assert [r["status"] for r in score_batch(slides, opts, on_slide=meanwhile, progress=False)] == ["ok"] * 3
+    rows = pd.read_csv(out / "results.csv").set_index("slide_id")
+    with h5py.File(out / f"{slides[0].stem}.h5", "r") as f:
+        assert float(f.attrs["threshold"]) == 40.0
+    assert rows.loc[slides[0].stem, "threshold"] == 40.0 and rows.loc[slides[2].stem, "threshold"] == 30.0
+    rows["comment"] = ["checked", "", ""]
+    rows.reset_index().to_csv(out / "results.csv", index=False)
+    assert run_cli("score", slides[0], *other[:-2], "--overwrite").returncode == 0
+    rows = pd.read_csv(out / "results.csv").set_index("slide_id")
+    assert rows.loc[slides[0].stem, "comment"] == "checked" and rows.loc[slides[0].stem, "threshold"] == 30.0
+
+
 def test_a_lock_left_by_kill_9_is_taken_over(world, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", (

@@ -65,7 +65,9 @@ def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], column
 
     with OutputLock(path):
         rows, earlier_clashes = _split_rows(path)
-        rows.update(mine)
+        for slide_id, row in mine.items():  # a rescored slide keeps the columns a user added to its row
+            earlier = rows.get(slide_id, {})
+            rows[slide_id] = {**{k: v for k, v in earlier.items() if k not in columns}, **row}
         listed = {(str(c["slide_id"]), str(c.get("path"))) for c in clashes}
         kept = [r for r in earlier_clashes if (str(r["slide_id"]), str(r.get("path"))) not in listed
                 and str(r.get("path")) != str(rows[str(r["slide_id"])].get("path"))]

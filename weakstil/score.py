@@ -301,7 +301,9 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             batch_rows.append(row)
             try:
                 mark(opts.out, "score")
-                write_results(results_path, mine, clashes, RESULT_COLUMNS)
+                # only this slide's row: another run (another model) may have scored an earlier slide of
+                # ours again since, and its row must stay beside its files
+                write_results(results_path, {slide_id: row} if slide_id in mine else {}, clashes, RESULT_COLUMNS)
             except OSError as exc:  # the old results.csv stays as it was
                 err = from_os_error(exc, results_path)
                 sys.stderr.write(f"error: {err.one_line()}\n")
