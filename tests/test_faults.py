@@ -966,6 +966,31 @@ def test_ctrl_c_is_one_line_and_leaves_nothing(world, tmp_path, monkeypatch):
     assert leftovers(tmp_path) == []
 
 
+def test_an_interrupted_synth_continues_where_it_stopped(tmp_path, monkeypatch):
+    """synth said 'a rerun continues where this one stopped', then refused its own half-written
+    folder: the folder's marker was written only at the end."""
+    import weakstil.synth.generator as generator
+
+    real, made = generator.generate_slide, []
+
+    def stopped_after_one(*args, **kwargs):
+        if made:
+            raise KeyboardInterrupt
+        made.append(real(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(generator, "generate_slide", stopped_after_one)
+    out = tmp_path / "cohort"
+    small = ("--slides", "2", "--size-mm", "0.6", "0.6")
+    check_failure(run_cli("synth", out, *small), 130, ("interrupted",))
+    first = (out / "slides" / "synth_0000.tiff").read_bytes()
+    monkeypatch.setattr(generator, "generate_slide", real)
+    proc = run_cli("synth", out, *small)
+    assert proc.returncode == 0, proc.stderr
+    assert "exists" in proc.stderr and (out / "slides" / "synth_0000.tiff").read_bytes() == first
+    assert len(pd.read_csv(out / "labels.csv")) == 2
+
+
 # --- 8. runs sharing an --out: locks -----------------------------------------------------------------------
 def _weakstil(*args: object) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "weakstil", *map(str, args)], stdout=subprocess.PIPE,

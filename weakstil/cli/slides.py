@@ -87,6 +87,9 @@ def synth(
 
     check_own_folder(out, "synth")  # never into a lab's cohort, a model or another command's folder
     with hold_folder(out, "synth"):
+        # marked first: a run stopped half-way leaves a folder a rerun knows for its own and continues
+        # (slides already written are kept), and a second run at the same time is told one is writing it
+        mark(out, "synth")
         table = generate_cohort(out, slides, seed, size_mm=size_mm, n_groups=groups, hard=hard, look=look.value,
                                 stratified=stratified)
         mark(out, "synth")
