@@ -787,6 +787,22 @@ def test_score_never_removes_files_it_did_not_write(world, tmp_path):
         assert (folder / "synth_0000.geojson").read_bytes() == drawn.read_bytes()
 
 
+def test_a_model_on_seeded_random_features_scores_without_repeating_weights_random(world, tmp_path):
+    """The model records the encoder weights' hash: the seeded random weights are recognised (score
+    asked for --weights random again, 'has no published weights'); other weights still are not."""
+    out = tmp_path / "scores"
+    proc = run_cli("score", world.slide, "--model", world.model, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    assert list(pd.read_csv(out / "results.csv")["status"]) == ["ok"]
+    meta = json.loads((world.model / "model.json").read_text())
+    meta["encoder"]["weights_sha256"] = "0" * 64
+    other = tmp_path / "other_model"
+    shutil.copytree(world.model, other)
+    (other / "model.json").write_text(json.dumps(meta))
+    check_failure(run_cli("score", world.slide, "--model", other, "--out", tmp_path / "other"), 1,
+                  ("no published weights",))
+
+
 def test_a_slide_whose_output_was_deleted_or_damaged_is_redone(world, tmp_path):
     """The GeoJSON a command wrote says so, so with its .h5 deleted or truncated the rerun redoes
     the slide (it had taken its own GeoJSON for an annotation and refused, even with --overwrite)."""

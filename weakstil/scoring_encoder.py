@@ -6,12 +6,14 @@ weights must hash to what the model recorded, and a batch of its activations mus
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from weakstil import settings
 from weakstil.errors import WeakSTILError
 from weakstil.modeldir import ModelDir
 
+log = logging.getLogger(__name__)
 #: weakstil.score.ScoreOptions (not imported: score imports this module)
 ScoreOptions = Any
 
@@ -31,13 +33,22 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
     try:
         encoder = create_encoder(name, weights=opts.weights, device=opts.device)
     except WeakSTILError as exc:  # the card is not found: CardError
-        if opts.encoder is not None or bundled is not None or "unknown encoder" not in exc.message:
+        if opts.weights is None and bundled is None and "no published weights" in exc.message:
+            # features embedded with --weights random (seeded): the model records their hash, so the
+            # same random weights are recognised rather than asked for again
+            encoder = create_encoder(name, weights="random", device=opts.device)
+            if encoder.weights_sha256 != recorded.get("weights_sha256"):
+                raise exc from None
+            log.info("encoder '%s': the seeded random weights the model was trained on (%s)", name,
+                     encoder.weights_source)
+        elif opts.encoder is not None or bundled is not None or "unknown encoder" not in exc.message:
             raise
-        raise WeakSTILError(f"the model was trained on features of the encoder '{name}' (weights "
-                            f"{str(recorded.get('weights_sha256'))[:12]}), not a built-in one, and does not bundle "
-                            "it (trained from features whose encoder folder was not found)", path=opts.model,
-                            fix="pass --encoder DIR: the 'weakstil pretrain' folder the features were made "
-                            "with") from None
+        else:
+            raise WeakSTILError(f"the model was trained on features of the encoder '{name}' (weights "
+                                f"{str(recorded.get('weights_sha256'))[:12]}), not a built-in one, and does not "
+                                "bundle it (trained from features whose encoder folder was not found)",
+                                path=opts.model, fix="pass --encoder DIR: the 'weakstil pretrain' folder the "
+                                "features were made with") from None
     recorded_card = recorded.get("card")
     if isinstance(recorded_card, dict):  # the features' stain normalisation (embed --stain-norm)
         from weakstil.embed import with_stain_norm
