@@ -108,6 +108,11 @@ def test_missing_features_are_bad_rows(tmp_path):
     assert "2 bad rows" in msg
     assert f"row 3 (B): no features {feats / 'B.h5'}" in msg
     assert "row 4 (C): features" in msg and "incomplete" in msg and "embed these slides first" not in msg
+    assert "damaged or stale features: embed those slides again" in msg  # not only 'correct the rows'
+    write_feature_file(feats / "B.h5", "B", np.zeros((3, 4)), np.zeros((3, 2)))  # only C's are damaged now
+    with pytest.raises(CohortError, match=r"Fix: embed these slides again \(weakstil embed"):
+        read_cohort(csv, features_dir=feats)
+    (feats / "B.h5").unlink()
     assert read_cohort(csv).slide_ids == ["A", "B", "C"]  # without --features the rows are fine
     write_feature_file(feats / "C.h5", "C", np.zeros((3, 4)), np.zeros((3, 2)))  # only B's are missing now
     with pytest.raises(CohortError, match=r"Fix: embed these slides first \(weakstil embed"):

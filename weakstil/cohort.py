@@ -188,7 +188,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     problems: list[str] = []
     first_row: dict[str, int] = {}
     first_folded: dict[str, tuple[str, int]] = {}
-    records, feature_problems = [], 0
+    records, feature_problems, damaged_features = [], 0, 0
     for i, rec in enumerate(raw.to_dict("records")):
         row = i + 2  # line in the file: header is line 1
         if all(str(v).strip() in ("", "nan") for v in rec.values()):
@@ -234,6 +234,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             if why:
                 reasons.append(why)
                 feature_problems += len(reasons) == 1 and why.startswith("no features")
+                damaged_features += len(reasons) == 1 and not why.startswith("no features")
         if reasons:
             label = f"row {row} ({sid})" if sid else f"row {row}"
             problems.append(f"{label}: {', '.join(reasons)}")
@@ -244,6 +245,9 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         n = len(problems)
         fix = ("embed these slides first (weakstil embed ... --out FEATURES) or pass the --features folder that "
                "holds them" if feature_problems == n else
+               "embed these slides again (weakstil embed ... --out FEATURES --overwrite)" if damaged_features == n else
+               "correct or remove these rows (paths are relative to the CSV's folder; damaged or stale features: "
+               "embed those slides again)" if damaged_features else
                "correct or remove these rows (paths are relative to the CSV's folder)")
         raise CohortError(f"{n} bad row{'s' if n > 1 else ''}: " + "; ".join(problems), path=csv_path, fix=fix)
     table = pd.DataFrame.from_records(records, columns=["slide_id", "path", "stil", "group", "row", "features"])
