@@ -937,6 +937,9 @@ def test_disk_full_embed_is_one_line_and_stops_the_batch(world, tiny_disk):
     errors = error_lines(proc.stderr)
     assert any("No space left on device" in e for e in errors) and "Traceback" not in proc.stderr
     assert any("stopped after" in e for e in errors)  # the rest of the batch is not tried
+    left = int(next(e for e in errors if "stopped after" in e).split("; ")[1].split()[0])
+    if left:  # every input counted in the summary (it said '1 of 3' for 4)
+        assert f"of {len(slides)} inputs failed, {left} not processed" in proc.stderr
     assert leftovers(tiny_disk) == []
     for path in out.glob("*.h5"):  # what was written is whole
         with h5py.File(path) as f:

@@ -89,6 +89,7 @@ class Failures:
         self.inputs = 0  #: inputs seen (through :meth:`each`, or refused before it, e.g. a duplicate id)
         self._inside = False
         self.stopped: str | None = None  #: why the batch stopped early
+        self.not_processed = 0  #: inputs left out after the batch stopped
 
     @contextlib.contextmanager
     def each(self, path: str | Path | None = None) -> Iterator[None]:
@@ -125,6 +126,7 @@ class Failures:
 
     def skipped(self, n: int) -> None:
         """Report the inputs left out after the batch stopped."""
+        self.not_processed += n
         if n:
             error_line(f"stopped after: {self.stopped}; {n} more input(s) not processed. Fix: free space and run "
                        "again (finished outputs are kept and skipped).")
@@ -132,7 +134,9 @@ class Failures:
     def exit(self) -> None:
         """Exit 1 when any input failed (after a summary line when the batch had several)."""
         if self.count:
-            if self.inputs > 1:
-                logging.getLogger("weakstil").warning("%d of %d inputs failed (the error lines above)", self.count,
-                                                      self.inputs)
+            total = self.inputs + self.not_processed
+            if total > 1:
+                left = f", {self.not_processed} not processed" if self.not_processed else ""
+                logging.getLogger("weakstil").warning("%d of %d inputs failed%s (the error lines above)", self.count,
+                                                      total, left)
             raise typer.Exit(1)
