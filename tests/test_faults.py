@@ -1117,6 +1117,27 @@ def test_a_live_temporary_file_of_another_run_is_kept(tmp_path):
         sleeper.wait()
 
 
+def test_a_name_that_fits_is_not_refused_for_its_temporary_name(tmp_path):
+    """A slide name of ~230 bytes was refused ('file name too long') because the temporary name
+    adds ~25 bytes; its temporary name now carries a hash instead, and is still cleaned up."""
+    from weakstil.atomic import NAME_MAX, atomic_path, remove_stale_temps, temp_path
+
+    final = tmp_path / ("é" * 60 + "x" * 120 + "_slide.h5")  # 249 bytes in UTF-8
+    assert len(final.name.encode()) <= NAME_MAX < len(final.name.encode()) + 25
+    with atomic_path(final) as tmp:
+        assert len(tmp.name.encode()) <= NAME_MAX
+        tmp.write_bytes(b"x")
+    assert final.read_bytes() == b"x"
+    other = tmp_path / ("é" * 60 + "x" * 120 + "_slide.png")  # the same start: another hash
+    assert temp_path(other).name.split(".")[1] != temp_path(final).name.split(".")[1]
+    dead = temp_path(final)
+    dead = dead.with_name(dead.name.replace(f".{os.getpid()}.", ".9999998."))  # above any pid_max
+    dead.write_bytes(b"x")
+    assert remove_stale_temps(final) == 1 and not dead.exists() and final.exists()
+    short = temp_path(tmp_path / "S.h5")
+    assert short.name.startswith(".S.h5.")  # short names keep their readable temporary name
+
+
 def test_a_busy_model_folder_is_one_line(world, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
         "import time; from weakstil.locks import hold_folder; "

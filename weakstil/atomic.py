@@ -35,10 +35,30 @@ def _umask() -> int:
     return 0o022
 
 
+#: Bytes a file name may have (ext4, XFS, NFS...).
+NAME_MAX = 255
+#: What a temporary name adds to the stem: ``.`` + ``.<host>.<pid>.<hex>.tmp`` (pid up to 7 digits).
+_TEMP_EXTRA = 1 + len(f".{_HOST}.{'9' * 7}.{'0' * 8}.tmp")
+
+
+def temp_stem(name: str) -> str:
+    """The part of ``name`` a temporary name carries: ``name`` itself, or, for a name so long that
+    the temporary one would pass ``NAME_MAX`` (a final name that fits must not fail for its
+    temporary name), its start and a hash of the whole."""
+    import hashlib
+
+    room = NAME_MAX - _TEMP_EXTRA
+    raw = name.encode()
+    if len(raw) <= room:
+        return name
+    digest = hashlib.sha256(raw).hexdigest()[:12]
+    return raw[:room - 13].decode("utf-8", "ignore") + "~" + digest
+
+
 def temp_path(final: str | Path) -> Path:
     """A temporary name beside ``final`` that names this process."""
     final = Path(final)
-    return final.with_name(f".{final.name}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    return final.with_name(f".{temp_stem(final.name)}.{_HOST}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 @contextlib.contextmanager
@@ -84,7 +104,7 @@ def remove_stale_temps(path: str | Path) -> int:
     path = Path(path)
     n = 0
     if path.parent.is_dir():
-        for tmp in path.parent.glob(f".{glob_escape(path.name)}.*.tmp"):
+        for tmp in path.parent.glob(f".{glob_escape(temp_stem(path.name))}.*.tmp"):
             if is_live_temp(tmp):
                 continue
             try:
