@@ -793,7 +793,14 @@ def test_a_model_on_seeded_random_features_scores_without_repeating_weights_rand
     out = tmp_path / "scores"
     proc = run_cli("score", world.slide, "--model", world.model, "--out", out)
     assert proc.returncode == 0, proc.stderr
-    assert list(pd.read_csv(out / "results.csv")["status"]) == ["ok"]
+    row = pd.read_csv(out / "results.csv").iloc[0]
+    assert row["status"] == "ok"
+    from PIL import Image  # the heatmap says what made it (text chunks), as the .h5 does
+
+    with Image.open(out / "synth_0000_heatmap.png") as png:
+        made = json.loads(png.info["Comment"])
+        assert png.info["Source"] == str(world.slide.resolve()) and png.info["Software"].startswith("WeakSTIL ")
+    assert made["model_id"] == row["model_id"] and made["stil"] == pytest.approx(row["stil"], abs=1e-4)
     meta = json.loads((world.model / "model.json").read_text())
     meta["encoder"]["weights_sha256"] = "0" * 64
     other = tmp_path / "other_model"

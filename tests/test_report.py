@@ -123,6 +123,14 @@ def test_evaluate_records_how_its_numbers_were_made(trained, evaluated) -> None:
     assert m["tumorbeds"]["slides"] and m["excluded"] == []
     # every slide is a training slide of this model: counted (the CLI warned, see the next test)
     assert m["n_training_slides"] == 4
+    # the versions, and the bootstrap behind ci95: its record gives the same interval again
+    from weakstil.metrics import bootstrap_ci, r2_score
+
+    assert m["versions"]["weakstil"] and m["versions"]["torch"]
+    pred = pd.read_csv(evaluated / "predictions.csv")
+    how = m["ci95_method"]
+    again = bootstrap_ci(pred["stil_true"], pred["stil_pred"], r2_score, n_boot=how["n_boot"], seed=how["seed"])
+    assert again == pytest.approx(tuple(m["ci95"]["r2"]), rel=1e-3, nan_ok=True)  # predictions.csv is rounded
     assert (evaluated / ".weakstil-output.json").is_file() and not list(evaluated.parent.glob(".eval.tmp-*"))
 
 

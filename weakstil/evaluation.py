@@ -75,6 +75,9 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
     m["threshold"] = float(threshold)
     if extra:
         m.update(extra)
+    from weakstil.runtime import versions
+
+    m.setdefault("versions", versions())
     with atomic_path(out_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(_clean(m), indent=2) + "\n")
     rows = [{"metric": k, "threshold": "", "value": m[k]} for k in ("n", "r2", "pearson_r", "spearman_rho", "mae",

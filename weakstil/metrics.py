@@ -152,7 +152,13 @@ def regression_metrics(y_true, y_pred) -> dict[str, float]:
     }
 
 
-def bootstrap_ci(y_true, y_pred, fn, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+#: The bootstrap behind every ``ci95`` (recorded beside it in metrics.json).
+BOOTSTRAP_N = 1000
+BOOTSTRAP_SEED = 0
+
+
+def bootstrap_ci(y_true, y_pred, fn, n_boot: int = BOOTSTRAP_N, seed: int = BOOTSTRAP_SEED,
+                 alpha: float = 0.05) -> tuple[float, float]:
     """Percentile bootstrap interval of ``fn(y_true, y_pred)`` over slides."""
     t, p = _arrays(y_true, y_pred)
     if len(t) < 3:
@@ -178,6 +184,8 @@ def all_metrics(y_true, y_pred, thresholds=DEFAULT_THRESHOLDS, *, ci: bool = Tru
             "pearson_r": bootstrap_ci(y_true, y_pred, pearson),
             "mae": bootstrap_ci(y_true, y_pred, mae),
         }
+        out["ci95_method"] = {"method": "percentile bootstrap over slides", "n_boot": BOOTSTRAP_N,
+                              "seed": BOOTSTRAP_SEED}
     out["classification"] = [classification_at(y_true, y_pred, th) for th in thresholds]
     out["calibration"] = calibration_table(y_true, y_pred)
     return out

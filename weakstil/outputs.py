@@ -28,6 +28,23 @@ def tile_score_image(shape: tuple[int, int], coords: np.ndarray, tile_size_level
     return img
 
 
+#: What a heatmap PNG records of how it was made (its ``Comment`` text chunk, JSON).
+HEATMAP_PROVENANCE = ("slide_id", "slide_path", "slide_fingerprint", "stil", "threshold", "status", "model_id",
+                      "model_path", "encoder_id", "tumorbed_source", "weakstil_version", "created")
+
+
+def _png_text(provenance: dict | None) -> dict[str, str]:
+    from weakstil import __version__
+
+    text = {"Software": f"WeakSTIL {__version__}"}
+    if provenance:
+        kept = {k: provenance[k] for k in HEATMAP_PROVENANCE if k in provenance}
+        text["Comment"] = json.dumps({k: v.item() if isinstance(v, np.generic) else v for k, v in kept.items()})
+        if "slide_path" in kept:
+            text["Source"] = str(kept["slide_path"])
+    return text
+
+
 #: Colour map of tile stroma weights (0 = no stroma, 1 = all stroma).
 STROMA_COLORMAP = "viridis"
 
@@ -35,11 +52,13 @@ STROMA_COLORMAP = "viridis"
 def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float, slide_mpp: float,
                       coords: np.ndarray, tile_size_level0: float, scores: np.ndarray, *,
                       tumorbed_mask: np.ndarray | None = None, title: str = "", vmax: float = 100.0,
-                      stroma_weights: np.ndarray | None = None) -> Path:
+                      stroma_weights: np.ndarray | None = None, provenance: dict | None = None) -> Path:
     """Thumbnail with the tile-score heatmap, the tumour-bed outline and a colour bar.
 
     With ``stroma_weights`` (stroma aggregator) a second panel shows each tile's stroma weight:
-    the slide sTIL% is the stroma-weighted mean of the first panel's scores over the bed."""
+    the slide sTIL% is the stroma-weighted mean of the first panel's scores over the bed.
+    ``provenance`` (a slide-score file's attributes): its :data:`HEATMAP_PROVENANCE` keys go into the
+    PNG's text chunks (``Comment``, as JSON; ``Source``: the slide), so a figure says what made it."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,7 +100,7 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     top_margin = 1.0 - (0.45 + 0.17 * title.count("\n")) / fig.get_size_inches()[1] if title else 0.98
     fig.subplots_adjust(left=0.01, right=0.97, bottom=0.02, top=max(0.5, top_margin), wspace=0.08)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, pil_kwargs={"compress_level": 1})
+        fig.savefig(tmp, format="png", dpi=dpi, pil_kwargs={"compress_level": 1}, metadata=_png_text(provenance))
     plt.close(fig)
     return Path(path)
 

@@ -478,7 +478,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         slide_mpp = slide.mpp
     write_heatmap_png(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,
                       tumorbed_mask=bed.mask, title=_title(slide_id, stil, stil_high, ctx.threshold, status, attrs),
-                      stroma_weights=stroma)
+                      stroma_weights=stroma, provenance=attrs)
     # the slide-score file after the slow heatmap: it is what a rerun takes as 'scored', so a run
     # killed while the heatmap is drawn leaves no complete-looking score file; the tile GeoJSON comes
     # after it (a GeoJSON is replaced only beside our score file: an annotation is never overwritten)
