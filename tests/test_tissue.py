@@ -68,3 +68,30 @@ def test_blank_glass_has_no_tissue(tmp_path):
     path = write_tiff_slide(tmp_path / "glass.tiff", rgb)
     with Slide.open(path) as s:
         assert not detect_tissue(s.read_thumbnail(8.0), 8.0).any()
+
+
+def test_ink_is_darker_than_the_glass_around_it_on_an_unevenly_lit_scan():
+    """A dim scanner's glass (220 at one edge, 195 at the other; an outside tester's cohort) was
+    read as dark-grey ink: the ink veto took the tumour tiles of whole slides and the QC flagged
+    pen. Ink is now weighed against the glass near it; strokes up to ~0.8 mm wide still count."""
+    from weakstil.tissue import darker_than_glass, glass_level, ink_pixels
+
+    mpp = 4.0
+    h, w = 400, 800  # 1.6 x 3.2 mm
+    ramp = (222 - 28 * np.linspace(0, 1, w) ** 3)[None, :, None]  # the lamp's fall-off to one edge: grey glass
+    rgb = np.repeat(np.repeat(ramp, h, axis=0), 3, axis=2)
+    rgb[150:250, 100:300] = (226, 170, 205)  # a pale pink piece of tissue
+    narrow = (slice(20, 380), slice(400, 420))  # a grey marker stroke, 80 µm wide
+    wide = (slice(20, 380), slice(560, 760))  # ... and one 0.8 mm wide, on the dimmest glass
+    for stroke in (narrow, wide):
+        rgb[stroke] = 120
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    glass, _ = glass_level(rgb.astype(np.float32).mean(axis=-1).ravel())
+    ink = ink_pixels(rgb) & darker_than_glass(rgb, glass, mpp)
+    truth = np.zeros((h, w), bool)
+    for stroke in (narrow, wide):
+        truth[stroke] = True
+    assert ink[truth].all() and not ink[~truth].any()
+    # weighed against the slide's one glass level, the dim half of the glass was ink
+    one_level = ink_pixels(rgb) & (rgb.astype(np.int16).sum(-1) < 3 * (glass - 15))
+    assert one_level[~truth].mean() > 0.05  # the dimmest tenth of the glass

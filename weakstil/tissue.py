@@ -183,6 +183,43 @@ def ink_pixels(rgb: np.ndarray) -> np.ndarray:
     return pen_ink(r, g, b) | grey
 
 
+#: Ink is darker than the glass: pixels within this many grey levels of the slide's glass (or
+#: paler than 235) are glass, not ink. A faded or dim scan has grey glass (208 on a contrast-0.7
+#: copy; 199 on an outside tester's dim scanner) that the dark-grey ink rule would otherwise read
+#: as ink around, and in the holes of, all the tissue.
+INK_BELOW_GLASS = 15.0
+
+
+#: The glass brightness is taken locally, over blocks of this many thumbnail pixels, and each
+#: pixel's glass is the brightest block within ``GLASS_REACH_UM`` of it: a scan lit unevenly
+#: (glass 220 at one edge, 195 at the other) otherwise has its dim glass read as grey ink. The
+#: reach (about a marker stroke's width) keeps a stroke's middle counted where the stroke is narrower
+#: than twice it; the gradient of an uneven lamp is gentler than that.
+GLASS_BLOCK_PX = 16
+GLASS_REACH_UM = 400.0
+
+
+def darker_than_glass(rgb: np.ndarray, glass: float, mpp: float) -> np.ndarray:
+    """Pixels (of an image at ``mpp`` µm/px) darker than the glass by ``INK_BELOW_GLASS`` grey
+    levels: the glass's brightness is ``glass`` (:func:`glass_level`) or, where the slide's own
+    glass is dimmer nearby (uneven lighting), that local level (:data:`GLASS_BLOCK_PX`)."""
+    from scipy import ndimage as ndi
+
+    grey = rgb[..., :3].astype(np.int16).sum(axis=-1)
+    h, w = grey.shape
+    b = GLASS_BLOCK_PX
+    hb, wb = -(-h // b), -(-w // b)
+    padded = np.zeros((hb * b, wb * b), np.int16)
+    padded[:h, :w] = grey
+    # each block's bright end (its 90th percentile), then the brightest within reach: glass
+    blocks = np.percentile(padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b), 90, axis=-1)
+    reach = max(1, int(round(GLASS_REACH_UM / (mpp * b))))
+    local = ndi.maximum_filter(blocks, size=2 * reach + 1, mode="nearest") / 3.0
+    level = np.minimum(float(glass), local)  # only ever lower (dimmer glass nearby), never above the slide's
+    limit = 3 * np.minimum(235.0, level - INK_BELOW_GLASS)
+    return grey < np.repeat(np.repeat(limit, b, axis=0), b, axis=1)[:h, :w]
+
+
 #: The glass colour is trusted for white balance only when it is this pale and this close to grey
 #: (a thumbnail full of pale pink tissue must not be balanced to grey) ...
 GLASS_MIN_LEVEL = 200.0

@@ -43,10 +43,6 @@ BLURRY_TILE = 0.45
 FOLD_OD_RATIO = 2.0
 #: Ink counts when it lies within this distance of tissue (µm).
 PEN_NEAR_UM = 200.0
-#: Ink is darker than the glass: pixels within this many grey levels of the slide's glass (or
-#: paler than 235) are glass, not ink. A faded or dim scan has grey glass (208 on a contrast-0.7
-#: copy) that the dark-grey ink rule would otherwise read as ink around all the tissue.
-INK_BELOW_GLASS = 15.0
 #: Version of these measurements (stored with the training statistics; a mismatch disables the flags).
 IMAGE_STATS_VERSION = 4  # 4: the stain estimated without marker ink, in the stains' plane (weakstil.stain)
 
@@ -101,7 +97,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
 
     from weakstil.slide import brightfield_warning
     from weakstil.stain import estimate_stain, stain_pixels
-    from weakstil.tissue import TissueParams, detect_tissue, glass_level, ink_pixels
+    from weakstil.tissue import TissueParams, darker_than_glass, detect_tissue, glass_level, ink_pixels
 
     warnings = [w for w in [brightfield_warning(thumb)] if w]
     try:
@@ -127,7 +123,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     near = ndi.binary_dilation(tissue, iterations=max(1, int(round(PEN_NEAR_UM / mpp))))
     grey = thumb[..., :3].astype(np.int16).sum(axis=-1)
     glass, _ = glass_level(grey[::2, ::2][~tissue[::2, ::2]].astype(np.float32) / 3.0)
-    ink = ink_all & near & (grey < 3 * min(235.0, glass - INK_BELOW_GLASS))
+    ink = ink_all & near & darker_than_glass(thumb, glass, mpp)
     out["pen_share"] = float(ink.sum() / n_tissue)
     fold = fold_pixels(thumb, tissue, ink)
     out["fold_share"] = float(fold.sum() / n_tissue)

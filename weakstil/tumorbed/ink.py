@@ -52,12 +52,17 @@ class InkVeto:
 
 def tile_ink_share(thumbnail: np.ndarray, slide_width: int, slide_mpp: float, coords: np.ndarray,
                    tile_size_level0: float) -> np.ndarray:
-    """Each tile's share of ink pixels, from an RGB thumbnail of the whole slide."""
+    """Each tile's share of ink pixels, from an RGB thumbnail of the whole slide. Ink is darker
+    than the slide's glass (as in the slide QC): a dim scanner's grey glass, in the holes and at
+    the edges of the tissue, read as dark-grey ink vetoed the tumour tiles of whole slides."""
     from weakstil.tiling import mask_fractions
-    from weakstil.tissue import ink_pixels
+    from weakstil.tissue import darker_than_glass, glass_level, ink_pixels
 
+    rgb = thumbnail[..., :3]
     thumb_mpp = slide_width * slide_mpp / thumbnail.shape[1]
-    return mask_fractions(coords, tile_size_level0, ink_pixels(thumbnail[..., :3]), thumb_mpp, slide_mpp)
+    glass, _ = glass_level(rgb[::2, ::2].astype(np.float32).mean(axis=-1).ravel())
+    ink = ink_pixels(rgb) & darker_than_glass(rgb, glass, thumb_mpp)
+    return mask_fractions(coords, tile_size_level0, ink, thumb_mpp, slide_mpp)
 
 
 def slide_ink_share(attrs: dict, coords: np.ndarray, tile_size_level0: float) -> np.ndarray | None:
