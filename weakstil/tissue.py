@@ -114,8 +114,7 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         raw_spread = raw_mx - np.minimum(np.minimum(raw[0], raw[1]), raw[2])
         del raw
         faint = _ratio_above(raw_spread, raw_mx, max(0.03, 3.0 * noise / glass))
-        # darker than the glass *near it* (an unevenly lit scan's dim glass is not faint stain)
-        faint |= grey_sum < 3.0 * (local_glass(grey_sum, glass, mpp, 0.0, 50.0) - max(2.0, 2.0 * noise))
+        faint |= grey_sum < 3.0 * (glass - max(2.0, 2.0 * noise))
         del raw_mx, raw_spread, grey_sum
         faint &= ~mask & ~pen
         size = max(3, int(round(p.fat_window_um / mpp)) | 1)
@@ -200,36 +199,30 @@ GLASS_BLOCK_PX = 16
 GLASS_REACH_UM = 400.0
 
 
-def local_glass(grey_sum: np.ndarray, glass: float, mpp: float, reach_um: float = GLASS_REACH_UM,
-                percentile: float = 90.0) -> np.ndarray:
-    """Each pixel's glass brightness (grey level) on an image whose channel sums are ``grey_sum``:
-    the bright end (``percentile``) of its :data:`GLASS_BLOCK_PX` block, the brightest block
-    within ``reach_um`` (0: the block itself), never above ``glass`` (the slide's, :func:`glass_level`). Where the glass
-    is evenly lit that is ``glass`` everywhere; under an uneven lamp it follows the lamp."""
+def darker_than_glass(rgb: np.ndarray, glass: float, mpp: float) -> np.ndarray:
+    """Pixels (of an image at ``mpp`` µm/px) darker than the glass by ``INK_BELOW_GLASS`` grey
+    levels: the glass's brightness is ``glass`` (:func:`glass_level`) or, where the slide's own
+    glass is dimmer nearby (uneven lighting), that local level (:data:`GLASS_BLOCK_PX`)."""
     from scipy import ndimage as ndi
 
-    h, w = grey_sum.shape
+    grey = rgb[..., :3].astype(np.int16).sum(axis=-1)
+    h, w = grey.shape
     b = GLASS_BLOCK_PX
     hb, wb = -(-h // b), -(-w // b)
-    padded = np.zeros((hb * b, wb * b), np.float32)
-    padded[:h, :w] = grey_sum
-    blocks = np.percentile(padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b), percentile,
-                           axis=-1)
-    reach = int(round(reach_um / (mpp * b)))
-    level = np.minimum(float(glass), ndi.maximum_filter(blocks, size=2 * reach + 1, mode="nearest") / 3.0)
-    return np.repeat(np.repeat(level, b, axis=0), b, axis=1)[:h, :w]
-
-
-def darker_than_glass(rgb: np.ndarray, glass: float, mpp: float) -> np.ndarray:
-    """Pixels (of an image at ``mpp`` µm/px) darker than the glass near them (:func:`local_glass`)
-    by ``INK_BELOW_GLASS`` grey levels."""
-    grey = rgb[..., :3].astype(np.int16).sum(axis=-1)
-    return grey < 3 * np.minimum(235.0, local_glass(grey, glass, mpp) - INK_BELOW_GLASS)
+    padded = np.zeros((hb * b, wb * b), np.int16)
+    padded[:h, :w] = grey
+    # each block's bright end (its 90th percentile), then the brightest within reach: glass
+    blocks = np.percentile(padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b), 90, axis=-1)
+    reach = max(1, int(round(GLASS_REACH_UM / (mpp * b))))
+    local = ndi.maximum_filter(blocks, size=2 * reach + 1, mode="nearest") / 3.0
+    level = np.minimum(float(glass), local)  # only ever lower (dimmer glass nearby), never above the slide's
+    limit = 3 * np.minimum(235.0, level - INK_BELOW_GLASS)
+    return grey < np.repeat(np.repeat(limit, b, axis=0), b, axis=1)[:h, :w]
 
 
 #: The glass colour is trusted for white balance only when it is this pale and this close to grey
 #: (a thumbnail full of pale pink tissue must not be balanced to grey) ...
-GLASS_MIN_LEVEL = 175.0
+GLASS_MIN_LEVEL = 200.0
 GLASS_MAX_CHROMA = 0.12
 #: ... and covers at least this share of the thumbnail.
 GLASS_MIN_SHARE = 0.03
