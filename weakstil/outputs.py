@@ -29,8 +29,9 @@ def tile_score_image(shape: tuple[int, int], coords: np.ndarray, tile_size_level
 
 
 #: What a heatmap PNG records of how it was made (its ``Comment`` text chunk, JSON).
-HEATMAP_PROVENANCE = ("slide_id", "slide_path", "slide_fingerprint", "stil", "threshold", "status", "model_id",
-                      "model_path", "encoder_id", "tumorbed_source", "weakstil_version", "created")
+#: No paths or times: the same slide scored by the same model gives the same PNG bytes wherever it lies.
+HEATMAP_PROVENANCE = ("slide_id", "slide_fingerprint", "stil", "threshold", "status", "model_id", "encoder_id",
+                      "tumorbed_source", "weakstil_version")
 
 
 def _png_text(provenance: dict | None) -> dict[str, str]:
@@ -40,8 +41,6 @@ def _png_text(provenance: dict | None) -> dict[str, str]:
     if provenance:
         kept = {k: provenance[k] for k in HEATMAP_PROVENANCE if k in provenance}
         text["Comment"] = json.dumps({k: v.item() if isinstance(v, np.generic) else v for k, v in kept.items()})
-        if "slide_path" in kept:
-            text["Source"] = str(kept["slide_path"])
     return text
 
 
@@ -58,7 +57,7 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     With ``stroma_weights`` (stroma aggregator) a second panel shows each tile's stroma weight:
     the slide sTIL% is the stroma-weighted mean of the first panel's scores over the bed.
     ``provenance`` (a slide-score file's attributes): its :data:`HEATMAP_PROVENANCE` keys go into the
-    PNG's text chunks (``Comment``, as JSON; ``Source``: the slide), so a figure says what made it."""
+    PNG's text chunks (``Comment``, as JSON), so a figure says what made it."""
     import matplotlib
 
     matplotlib.use("Agg")

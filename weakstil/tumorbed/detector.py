@@ -211,6 +211,11 @@ class TumorBedDetector:
         if version > FORMAT_VERSION:
             raise WeakSTILError(f"tumour-bed detector of format {version} is newer than this WeakSTIL "
                                 f"(format {FORMAT_VERSION})", path=directory, fix="upgrade WeakSTIL")
+        try:
+            tensors = load_file(str(weights_path))
+        except (SafetensorError, OSError) as exc:
+            raise WeakSTILError(f"cannot read the weights ({exc})", path=weights_path,
+                                fix="train the detector again with 'weakstil tumorbed train'") from None
         from weakstil.runtime import sha256_file
 
         if meta.get(DETECTOR_SHA256) and sha256_file(weights_path) != meta[DETECTOR_SHA256]:
@@ -219,11 +224,6 @@ class TumorBedDetector:
                                 "replaced)", path=weights_path,
                                 fix="copy the detector folder again (for a model: the whole model folder), or "
                                     "retrain it with 'weakstil tumorbed train'")
-        try:
-            tensors = load_file(str(weights_path))
-        except (SafetensorError, OSError) as exc:
-            raise WeakSTILError(f"cannot read the weights ({exc})", path=weights_path,
-                                fix="train the detector again with 'weakstil tumorbed train'") from None
         expected = {"weight", "bias", "mean", "std"}
         if set(tensors) != expected:
             raise WeakSTILError(f"weights have keys {sorted(tensors)}, expected {sorted(expected)}",
