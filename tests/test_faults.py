@@ -695,7 +695,7 @@ def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp
     low = first["stil"] / 2
     row = run("--threshold", low)
     assert "already scored" not in run.stderr and "threshold" in run.stderr
-    assert row["threshold"] == pytest.approx(low) and bool(row["stil_high"]) is True
+    assert row["threshold"] == pytest.approx(low, abs=1e-4) and bool(row["stil_high"]) is True  # CSV: 4 decimals
     # an annotation for the slide (the bed was the whole tissue): scored again on it...
     ann = tmp_path / "ann"
     ann.mkdir()
