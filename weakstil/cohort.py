@@ -245,7 +245,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         n = len(problems)
         fix = ("embed these slides first (weakstil embed ... --out FEATURES) or pass the --features folder that "
                "holds them" if feature_problems == n else
-               "embed these slides again (weakstil embed ... --out FEATURES --overwrite)" if damaged_features == n else
+               "embed these slides again (weakstil embed SLIDES --out FEATURES)" if damaged_features == n else
                "correct or remove these rows (paths are relative to the CSV's folder; damaged or stale features: "
                "embed those slides again)" if damaged_features else
                "correct or remove these rows (paths are relative to the CSV's folder)")
