@@ -169,7 +169,8 @@ class TumorBedDetector:
         with atomic_path(directory / WEIGHTS_FILE) as tmp:
             save_file(self.evidence.tensors(), str(tmp))
             digest = sha256_file(tmp)
-        meta = {**self.meta, DETECTOR_SHA256: digest, "kind": DETECTOR_KIND, "format_version": FORMAT_VERSION, "algorithm": ALGORITHM,
+        meta = {**self.meta, DETECTOR_SHA256: digest, "kind": DETECTOR_KIND, "format_version": FORMAT_VERSION,
+                "algorithm": ALGORITHM,
                 "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
                 "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__,
                 "tile_stats_columns": list(self.stats_columns), "lymphoid_veto": self.veto.to_dict(),
