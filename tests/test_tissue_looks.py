@@ -71,3 +71,27 @@ def test_haematoxylin_is_not_blue_ink_but_a_blue_marker_is(haematoxylin):
     ink = _pixels(BLUE_MARKER, densities)
     assert not pen_ink(*(stain[:, c] for c in range(3))).any()
     assert pen_ink(*(ink[:, c] for c in range(3))).all()
+
+
+@pytest.mark.parametrize("bright, fall", [(224.0, 39.0), (200.0, 30.0)])
+def test_dim_unevenly_lit_glass_is_not_tissue_but_fat_on_it_is(bright, fall):
+    """A dim scanner whose lamp falls off towards one edge (glass 224 -> 185, or 200 -> 170,
+    slightly blue): its dim glass is neither stained tissue nor the faint membranes of fat, while
+    a stained region and a patch of fat (bright cells, faint one-pixel membranes) on the dim side are
+    tissue. Before: 2.8x (and 4x) the tissue's area of glass was called tissue."""
+    rng = np.random.default_rng(0)
+    mpp, h, w = 8.0, 320, 320
+    lamp = bright - fall * np.linspace(0.0, 1.0, w) ** 2
+    rgb = np.stack([lamp, lamp, 0.96 * lamp], axis=-1)[None].repeat(h, axis=0) + rng.normal(0, 1.5, (h, w, 3))
+    yy, xx = np.mgrid[:h, :w]
+    stained = (yy - 100) ** 2 / 70**2 + (xx - 130) ** 2 / 60**2 < 1
+    rgb[stained] = np.array([215.0, 150.0, 195.0]) * bright / 224.0 + rng.normal(0, 12, (stained.sum(), 3))
+    fat = (yy >= 200) & (yy < 290) & (xx >= 200) & (xx < 290)  # 0.7 mm of fat on the dim side
+    membrane = fat & ((yy % 7 == 0) | (xx % 7 == 0))  # cells of ~50 µm
+    rgb[membrane] = rgb[membrane] * np.array([0.93, 0.86, 0.91])  # faintly stained (pink)
+    rgb = np.clip(rgb, 0, 255).astype(np.uint8)
+    mask = detect_tissue(rgb, mpp)
+    tissue = stained | fat
+    assert (mask & ~tissue).sum() < 0.1 * tissue.sum()
+    assert mask[stained].mean() > 0.95
+    assert mask[fat].mean() > 0.8

@@ -114,7 +114,9 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         raw_spread = raw_mx - np.minimum(np.minimum(raw[0], raw[1]), raw[2])
         del raw
         faint = _ratio_above(raw_spread, raw_mx, max(0.03, 3.0 * noise / glass))
-        faint |= grey_sum < 3.0 * (glass - max(2.0, 2.0 * noise))
+        # darker than the glass nearby: an unevenly lit scan's dim glass (185 at one edge, 224 at the
+        # other) is not faint stain
+        faint |= grey_sum < 3.0 * (_glass_field(grey_sum, ~mask, glass) - max(2.0, 2.0 * noise))
         del raw_mx, raw_spread, grey_sum
         faint &= ~mask & ~pen
         size = max(3, int(round(p.fat_window_um / mpp)) | 1)
@@ -197,32 +199,93 @@ INK_BELOW_GLASS = 15.0
 #: than twice it; the gradient of an uneven lamp is gentler than that.
 GLASS_BLOCK_PX = 16
 GLASS_REACH_UM = 400.0
+#: The fat step's glass surface (:func:`_glass_field`) reaches at most this many grey levels below
+#: the slide's glass, and a block this far below the surface is not glass.
+GLASS_FIELD_RANGE = 40.0
+GLASS_FIELD_BELOW = 3.0
+#: ... and lighting whose surface falls off less than this (grey levels) across the slide is even.
+GLASS_FIELD_MIN_FALL = 10.0
+
+
+def local_glass_level(grey_sum: np.ndarray, glass: float, mpp: float) -> np.ndarray:
+    """Each pixel's glass brightness (grey level; ``grey_sum`` is R+G+B of an image at ``mpp``
+    µm/px): the slide's ``glass`` (:func:`glass_level`) or, where the glass nearby is dimmer (uneven
+    lighting), that local level: each block's bright end (its 90th percentile, blocks of
+    :data:`GLASS_BLOCK_PX`), then the brightest block within :data:`GLASS_REACH_UM`."""
+    from scipy import ndimage as ndi
+
+    h, w = grey_sum.shape
+    b = GLASS_BLOCK_PX
+    hb, wb = -(-h // b), -(-w // b)
+    padded = np.zeros((hb * b, wb * b), np.int16)
+    padded[:h, :w] = grey_sum
+    blocks = np.percentile(padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b), 90, axis=-1)
+    reach = max(1, int(round(GLASS_REACH_UM / (mpp * b))))
+    local = ndi.maximum_filter(blocks, size=2 * reach + 1, mode="nearest") / 3.0
+    level = np.minimum(float(glass), local).astype(np.float32)  # only ever lower, never above the slide's
+    return np.repeat(np.repeat(level, b, axis=0), b, axis=1)[:h, :w]
+
+
+def _glass_field(grey_sum: np.ndarray, pale: np.ndarray, glass: float) -> np.ndarray:
+    """Each pixel's glass brightness for the fat step, following uneven lighting.
+
+    A smooth surface (quadratic in x and y: a lamp's fall-off) fitted to the median grey level of
+    the ``pale`` pixels (not stained tissue) of each block of :data:`GLASS_BLOCK_PX`; blocks well
+    below the surface (fat, whose membranes darken a block's median, or faint tissue) are left out
+    of the fit, again and again. Never above the slide's ``glass``; evenly lit glass gives ``glass``
+    everywhere, as before."""
+    h, w = grey_sum.shape
+    b = GLASS_BLOCK_PX
+    hb, wb = -(-h // b), -(-w // b)
+    padded = np.full((hb * b, wb * b), np.nan, np.float32)
+    padded[:h, :w] = np.where(pale, grey_sum / np.float32(3.0), np.nan)
+    blocks = padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b)
+    enough = np.isfinite(blocks).sum(axis=-1) >= b * b // 2
+    if enough.sum() < 12:
+        return np.full((h, w), float(glass), np.float32)
+    values = np.nanmedian(blocks[enough], axis=-1).astype(np.float64)
+    yb, xb = np.nonzero(enough)
+
+    def design(y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        y, x = 2.0 * y / max(hb - 1, 1) - 1.0, 2.0 * x / max(wb - 1, 1) - 1.0
+        return np.stack([np.ones_like(x), x, y, x * x, x * y, y * y], axis=-1)
+
+    a = design(yb.astype(np.float64), xb.astype(np.float64))
+    keep = values > float(glass) - GLASS_FIELD_RANGE  # the glass, not fat or faint tissue
+    coef = None
+    for _ in range(4):
+        if keep.sum() < 12:
+            break
+        coef = np.linalg.lstsq(a[keep], values[keep], rcond=None)[0]
+        keep = values > a @ coef - GLASS_FIELD_BELOW
+    if coef is None:
+        return np.full((h, w), float(glass), np.float32)
+    yy, xx = np.mgrid[0:hb, 0:wb]
+    field = design(yy.astype(np.float64), xx.astype(np.float64)) @ coef
+    # the surface's shape only, anchored at its brightest point: block medians sit a little below
+    # the glass's histogram mode, and evenly lit glass (a fall-off under GLASS_FIELD_MIN_FALL
+    # levels) keeps the slide's glass level exactly
+    fall = field.max() - field
+    log.debug("tissue: glass fall-off up to %.1f grey levels", fall.max())
+    if fall.max() < GLASS_FIELD_MIN_FALL:
+        return np.full((h, w), float(glass), np.float32)
+    level = (float(glass) - np.minimum(fall, GLASS_FIELD_RANGE)).astype(np.float32)
+    return np.repeat(np.repeat(level, b, axis=0), b, axis=1)[:h, :w]
 
 
 def darker_than_glass(rgb: np.ndarray, glass: float, mpp: float) -> np.ndarray:
     """Pixels (of an image at ``mpp`` µm/px) darker than the glass by ``INK_BELOW_GLASS`` grey
     levels: the glass's brightness is ``glass`` (:func:`glass_level`) or, where the slide's own
-    glass is dimmer nearby (uneven lighting), that local level (:data:`GLASS_BLOCK_PX`)."""
-    from scipy import ndimage as ndi
-
+    glass is dimmer nearby (uneven lighting), that local level (:func:`local_glass_level`)."""
     grey = rgb[..., :3].astype(np.int16).sum(axis=-1)
-    h, w = grey.shape
-    b = GLASS_BLOCK_PX
-    hb, wb = -(-h // b), -(-w // b)
-    padded = np.zeros((hb * b, wb * b), np.int16)
-    padded[:h, :w] = grey
-    # each block's bright end (its 90th percentile), then the brightest within reach: glass
-    blocks = np.percentile(padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b), 90, axis=-1)
-    reach = max(1, int(round(GLASS_REACH_UM / (mpp * b))))
-    local = ndi.maximum_filter(blocks, size=2 * reach + 1, mode="nearest") / 3.0
-    level = np.minimum(float(glass), local)  # only ever lower (dimmer glass nearby), never above the slide's
-    limit = 3 * np.minimum(235.0, level - INK_BELOW_GLASS)
-    return grey < np.repeat(np.repeat(limit, b, axis=0), b, axis=1)[:h, :w]
+    level = local_glass_level(grey, glass, mpp)
+    return grey < 3 * np.minimum(235.0, level - INK_BELOW_GLASS)
 
 
 #: The glass colour is trusted for white balance only when it is this pale and this close to grey
-#: (a thumbnail full of pale pink tissue must not be balanced to grey) ...
-GLASS_MIN_LEVEL = 200.0
+#: (a thumbnail full of pale pink tissue must not be balanced to grey; a dim scanner's glass, 185-200,
+#: must be: its tint otherwise reads as faint stain) ...
+GLASS_MIN_LEVEL = 175.0
 GLASS_MAX_CHROMA = 0.12
 #: ... and covers at least this share of the thumbnail.
 GLASS_MIN_SHARE = 0.03
