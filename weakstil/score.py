@@ -452,7 +452,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     from weakstil.files import SlideScoresFile
     from weakstil.outputs import write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
-    from weakstil.tiles import overlay_mpp
+    from weakstil.tiles import heatmap_mpp
 
     out = ctx.opts.out
     for suffix in OUTPUT_SUFFIXES:
@@ -473,7 +473,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
     attrs.update(qc_attrs or {})
     with Slide.open(path, slide_mpp=ctx.opts.slide_mpp) as slide:
-        mpp = overlay_mpp(slide)
+        mpp = heatmap_mpp(slide)
         thumb = slide.read_thumbnail(mpp)
         slide_mpp = slide.mpp
     write_heatmap_png(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,

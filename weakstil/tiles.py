@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 
 #: Longest side of the overlay PNG, in pixels.
 OVERLAY_MAX_SIDE = 1600
+#: The score heatmap shows tiles (over 100 µm) on the tissue's architecture: 2 µm/px is plenty, and
+#: a small slide's heatmap at its full resolution was 5-7 MB (a 1 mm slide's 0.7-1.3 MB); napari
+#: shows the tiles over the slide itself at any zoom.
+HEATMAP_MIN_MPP = 2.0
 
 
 @dataclass(frozen=True)
@@ -139,6 +143,11 @@ def overlay_mpp(slide: Slide) -> float:
     """A resolution for the overlay picture: long side about OVERLAY_MAX_SIDE px."""
     W, H = slide.dimensions
     return max(slide.mpp, max(W, H) * slide.mpp / OVERLAY_MAX_SIDE)
+
+
+def heatmap_mpp(slide: Slide) -> float:
+    """A resolution for the score heatmap: the overlay's, never finer than HEATMAP_MIN_MPP."""
+    return max(overlay_mpp(slide), HEATMAP_MIN_MPP)
 
 
 def overview(slide: Slide, mpp: float, tiles: SlideTiles | None = None) -> np.ndarray:
