@@ -1106,6 +1106,32 @@ def test_a_lock_left_by_kill_9_is_taken_over(world, tmp_path):
     assert (out / "synth_0000.h5").is_file() and leftovers(tmp_path) == []
 
 
+def test_a_hung_lock_holder_is_waited_for_only_as_long_as_asked(world, tmp_path, monkeypatch):
+    """A holder that hangs (SIGSTOP: the lock stays held) used to block a run for good: now the
+    wait is noted, and WEAKSTIL_LOCK_TIMEOUT ends it with one line naming the holder."""
+    out = tmp_path / "out"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from weakstil.locks import OutputLock; "
+        f"lock = OutputLock({str(out / 'synth_0000.h5')!r}); lock.acquire(); print('held', flush=True); "
+        "time.sleep(600)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        holder.send_signal(signal.SIGSTOP)
+        monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "2")
+        monkeypatch.setattr("weakstil.locks.NOTE_EVERY_S", 0.5)
+        t0 = time.perf_counter()
+        proc = run_cli("tile", world.slide, "--out", out)
+        assert time.perf_counter() - t0 < 60
+        check_failure(proc, 1, (f"pid {holder.pid}", "WEAKSTIL_LOCK_TIMEOUT"))
+        assert "still waiting" in proc.stderr
+        assert not (out / "synth_0000.h5").exists()
+        monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "soon")
+        check_failure(run_cli("tile", world.slide, "--out", out), 1, ("WEAKSTIL_LOCK_TIMEOUT='soon'",))
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_live_temporary_file_of_another_run_is_kept(tmp_path):
     from weakstil.atomic import remove_stale_temps, temp_path
 

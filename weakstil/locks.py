@@ -25,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -41,8 +42,28 @@ _GUARD = threading.Lock()
 _WARNED_NO_FLOCK = False
 
 
+#: A run waiting for another run's lock notes it this often (seconds) ...
+NOTE_EVERY_S = 300.0
+#: ... and checks whether it is free this often.
+POLL_S = 0.2
+
+
 class BusyError(WeakSTILError):
     """Another run is writing the same output."""
+
+
+def lock_timeout() -> float | None:
+    """How long a run waits for another run's lock (``WEAKSTIL_LOCK_TIMEOUT``, seconds; unset or
+    0: as long as it takes)."""
+    text = os.environ.get("WEAKSTIL_LOCK_TIMEOUT", "").strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise WeakSTILError(f"WEAKSTIL_LOCK_TIMEOUT={text!r} is not a number of seconds",
+                            fix="set it to seconds, e.g. 3600, or unset it to wait as long as it takes") from None
+    return value if value > 0 else None
 
 
 def lock_file(target: str | Path) -> Path:
@@ -105,7 +126,7 @@ class OutputLock:
                     if on_wait is not None and not waited:
                         on_wait(self.holder())
                     waited = True
-                    self._flock(fd, blocking=True)
+                    self._wait(fd)
                 # the holder may have removed the file as it let go: then lock the new one
                 try:
                     same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
@@ -127,6 +148,25 @@ class OutputLock:
         self._fd = fd
         self.held = True
         return True
+
+    def _wait(self, fd: int) -> None:
+        """Wait for the lock on ``fd``: a note every :data:`NOTE_EVERY_S` while another run holds
+        it, and a :class:`BusyError` after ``WEAKSTIL_LOCK_TIMEOUT`` seconds when that is set (a
+        holder that hangs, e.g. a job stopped on an NFS client, would otherwise block for good)."""
+        timeout = lock_timeout()
+        start = time.monotonic()
+        next_note = start + NOTE_EVERY_S
+        while not self._flock(fd, blocking=False):
+            now = time.monotonic()
+            if timeout is not None and now - start >= timeout:  # (acquire closes fd)
+                raise BusyError(f"another weakstil run ({self.holder()}) has been writing it for over "
+                                f"{timeout:g} s (WEAKSTIL_LOCK_TIMEOUT)", path=self.target,
+                                fix="if that run hangs, stop it and run again; else raise WEAKSTIL_LOCK_TIMEOUT")
+            if now >= next_note:
+                log.warning("%s: still waiting for %s (%.0f min); if that run hangs, stop it (WEAKSTIL_LOCK_TIMEOUT "
+                            "sets a limit)", self.target, self.holder(), (now - start) / 60)
+                next_note += NOTE_EVERY_S
+            time.sleep(POLL_S)
 
     def _flock(self, fd: int, blocking: bool) -> bool:
         import fcntl
