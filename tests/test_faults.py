@@ -385,7 +385,7 @@ BAD = [
                                                            _detector_of_another_encoder(w, t), "--out", t / "out"],
         ("d5", "trained on encoder", "re-embed")),
     Bad("report-into-a-model-folder", lambda w, t: ["report", "--model", w.model, "--out", w.model],
-        ("written by 'weakstil train'", "choose a new --out")),
+        ("written by 'weakstil train'", "choose a new --out"), rc=2),
     Bad("report-tiles-missing", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--tiles", t / "nt"],
         ("--tiles", "not found")),
     Bad("report-evaluation-missing", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--evaluation",
@@ -849,14 +849,14 @@ def test_pretrain_and_tumorbed_train_never_write_into_another_commands_folder(wo
     shutil.copytree(world.model, model)
     before = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
     bed_args = ("tumorbed", "train", "--features", world.feats, "--annotations", world.cohort / "truth", "--out")
-    check_failure(run_cli(*bed_args, model), 1, ("m", "written by 'weakstil train'", "choose a new --out"))
-    check_failure(run_cli("pretrain", world.slide, "--out", model, "--steps", "1"), 1,
+    check_failure(run_cli(*bed_args, model), 2, ("m", "written by 'weakstil train'", "choose a new --out"))
+    check_failure(run_cli("pretrain", world.slide, "--out", model, "--steps", "1"), 2,
                   ("written by 'weakstil train'", "choose a new --out"))
     assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
     # a detector folder of its own is replaced only with --overwrite
     detector = tmp_path / "d"
     run_cli(*bed_args, detector, check=True)
-    check_failure(run_cli(*bed_args, detector), 1, ("already holds a 'weakstil tumorbed train' output", "--overwrite"))
+    check_failure(run_cli(*bed_args, detector), 2, ("already holds a 'weakstil tumorbed train' output", "--overwrite"))
     assert run_cli(*bed_args, detector, "--overwrite").returncode == 0
 
 
@@ -876,10 +876,10 @@ def test_train_overwrite_replaces_its_own_model_only(world, tmp_path):
     assert (stranger / "thesis.docx").read_text() == "years of work"
     # without --overwrite: the error does not offer --overwrite where it would be refused
     proc = run_cli("train", world.labels, "--features", world.feats, "--out", stranger)
-    check_failure(proc, 1, ("already exists", "not a folder 'weakstil train' wrote", "choose a new --out"),
+    check_failure(proc, 2, ("already exists", "not a folder 'weakstil train' wrote", "choose a new --out"),
                   never=("pass --overwrite",))
     proc = run_cli("train", world.labels, "--features", world.feats, "--out", model)  # its own: offered
-    check_failure(proc, 1, ("already exists", "pass --overwrite"))
+    check_failure(proc, 2, ("already exists", "pass --overwrite"))
 
 
 def test_a_file_of_another_kind_is_not_replaced(world, tmp_path):

@@ -141,7 +141,7 @@ def test_evaluate_warns_about_training_slides_and_takes_only_its_own_folders(tra
     shutil.copytree(evaluated, out)
     (out / "tiles" / "other_cohort_slide.h5").write_bytes(b"stale")
     proc = _evaluate(trained, out)  # an earlier evaluation: only with --overwrite
-    assert proc.returncode == 1 and "--overwrite" in _one_error(proc)
+    assert proc.returncode == 2 and "--overwrite" in _one_error(proc)
     assert (out / "tiles" / "other_cohort_slide.h5").exists()
     proc = _evaluate(trained, out, "--overwrite")
     assert proc.returncode == 0, proc.stderr
@@ -151,9 +151,9 @@ def test_evaluate_warns_about_training_slides_and_takes_only_its_own_folders(tra
     cv_before = {p.name: p.read_bytes() for p in (trained["model"] / "cv").iterdir() if p.is_file()}
     for inside in (trained["model"] / "cv", trained["model"] / "cv" / "new"):
         proc = _evaluate(trained, inside, "--overwrite")
-        assert proc.returncode == 1 and "inside the model folder" in _one_error(proc)
+        assert proc.returncode == 2 and "inside the model folder" in _one_error(proc)
     proc = _evaluate(trained, trained["model"], "--overwrite")
-    assert proc.returncode == 1 and "written by 'weakstil train'" in _one_error(proc)
+    assert proc.returncode == 2 and "written by 'weakstil train'" in _one_error(proc)
     assert {p.name: p.read_bytes() for p in (trained["model"] / "cv").iterdir() if p.is_file()} == cv_before
     assert not (trained["model"] / "cv" / "new").exists()
     mine = tmp_path / "mine"
@@ -164,7 +164,7 @@ def test_evaluate_warns_about_training_slides_and_takes_only_its_own_folders(tra
     (scores / ".weakstil-output.json").write_text(json.dumps({"written_by": "weakstil", "command": "score"}))
     for folder, why in ((mine, "no .weakstil-output.json"), (scores, "written by 'weakstil score'")):
         proc = _evaluate(trained, folder, "--overwrite")
-        assert proc.returncode == 1 and why in _one_error(proc)
+        assert proc.returncode == 2 and why in _one_error(proc)
     assert [p.name for p in mine.iterdir()] == ["notes.txt"]
 
 
@@ -247,9 +247,9 @@ def test_report_replaces_its_folder_only_with_overwrite(trained, tmp_path) -> No
     stale = out / "slides" / "another_models_slide_heatmap.png"
     stale.write_bytes(b"png")
     proc = run_cli("report", "--model", trained["model"], "--out", out)
-    assert proc.returncode == 1 and "--overwrite" in _one_error(proc) and stale.exists()
+    assert proc.returncode == 2 and "--overwrite" in _one_error(proc) and stale.exists()
     proc = run_cli("report", "--model", trained["model"], "--out", out, "--overwrite")
     assert proc.returncode == 0, proc.stderr
     assert not stale.exists() and (out / "report.html").is_file() and (out / ".weakstil-output.json").is_file()
     proc = run_cli("report", "--model", trained["model"], "--out", trained["model"] / "report")
-    assert proc.returncode == 1 and "inside the model folder" in _one_error(proc)
+    assert proc.returncode == 2 and "inside the model folder" in _one_error(proc)

@@ -144,7 +144,7 @@ def test_too_few_groups_and_existing_output(cohort, tmp_path):
     (tmp_path / "m" / "keep.txt").write_text("x")
     proc = run_cli("train", root / "labels.csv", "--features", root / "features", "--out", tmp_path / "m", *FAST)
     # a folder train did not write: --overwrite would be refused too, so it is not offered
-    assert proc.returncode == 1 and "choose a new --out" in _errors(proc)[0] and "--overwrite" not in _errors(proc)[0]
+    assert proc.returncode == 2 and "choose a new --out" in _errors(proc)[0] and "--overwrite" not in _errors(proc)[0]
     assert (tmp_path / "m" / "keep.txt").exists()
 
 

@@ -96,7 +96,8 @@ def check_overwrite(folder: str | Path, command: str) -> bool:
 def check_own_folder(folder: str | Path, command: str, *, overwrite: bool | None = None) -> None:
     """Before a folder writer (``pretrain``, ``tumorbed train``) writes into ``folder``: another
     command's folder, or a non-empty one without our marker (a model, a cohort, anything), is
-    refused, so a mistyped ``--out`` never replaces a trained model's files. ``overwrite``: when the
+    refused (a :class:`UsageError`, exit 2: the --out is wrong, as for any command), so a mistyped
+    ``--out`` never replaces a trained model's files. ``overwrite``: when the
     command has the option, an existing folder of its own is replaced only with it (``None``: the
     command handles its own reruns, e.g. ``pretrain --resume``)."""
     folder = Path(folder)
@@ -104,10 +105,10 @@ def check_own_folder(folder: str | Path, command: str, *, overwrite: bool | None
         return
     why = why_not_replaceable(folder, command)
     if why is not None:
-        raise WeakSTILError(f"already holds other files ({why}); not writing into it", path=folder,
+        raise UsageError(f"already holds other files ({why}); not writing into it", path=folder,
                             fix=new_out_fix(command))
     if overwrite is False:
-        raise WeakSTILError(f"already holds a 'weakstil {command}' output", path=folder,
+        raise UsageError(f"already holds a 'weakstil {command}' output", path=folder,
                             fix="choose another --out, or pass --overwrite to replace it")
 
 
@@ -226,7 +227,7 @@ def check_out_folder(out: str | Path, command: str, *, overwrite: bool) -> None:
     if model is not None and model == Path(out).resolve():
         check_own_folder(out, command, overwrite=overwrite)  # the model itself: 'written by weakstil train'
     if model is not None:
-        raise WeakSTILError(f"is inside the model folder {model}; 'weakstil {command}' does not write into a model "
+        raise UsageError(f"is inside the model folder {model}; 'weakstil {command}' does not write into a model "
                             "(its cv/ holds the cross-validation results)", path=out,
                             fix=f"give 'weakstil {command}' an --out outside the model folder")
     check_own_folder(out, command, overwrite=overwrite)

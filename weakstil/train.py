@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from weakstil.cohort import Cohort, read_cohort
-from weakstil.errors import WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError
 from weakstil.evaluation import write_metrics, write_predictions, write_tile_scores
 from weakstil.modeldir import ModelDir
 from weakstil.settings import STIL_THRESHOLD
@@ -40,7 +40,7 @@ def _prepare_out(out_dir: Path, overwrite: bool) -> None:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         if not overwrite:
             other = why_not_replaceable(out_dir, "train")  # then --overwrite would not help: do not offer it
-            raise WeakSTILError(f"output already exists ({other})" if other else "output already exists",
+            raise UsageError(f"output already exists ({other})" if other else "output already exists",
                                 path=out_dir, fix=new_out_fix("train") if other else
                                 "choose another --out or pass --overwrite to replace it")
         check_overwrite(out_dir, "train")
