@@ -137,11 +137,9 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
         rgb[has] = 0.4 * base[has] + 0.6 * lut[idx]
         if edge is not None:
             rgb[edge] = (0, 229, 255)  # the tumour bed's outline, cyan
-        panel = Image.new("RGB", (w, h), "white")
-        panel.paste(Image.fromarray(rgb.round().astype(np.uint8)))
         bar = _colour_bar(h, lut, top, label)
         both = Image.new("RGB", (w + bar.width, h), "white")
-        both.paste(panel, (0, 0))
+        both.paste(Image.fromarray(rgb.round().astype(np.uint8)), (0, 0))
         both.paste(bar, (w, 0))
         images.append(both)
     font, gap, margin = _font(14), 12, 8

@@ -207,23 +207,21 @@ GLASS_FIELD_BELOW = 3.0
 GLASS_FIELD_MIN_FALL = 10.0
 
 
-def local_glass_level(grey_sum: np.ndarray, glass: float, mpp: float) -> np.ndarray:
-    """Each pixel's glass brightness (grey level; ``grey_sum`` is R+G+B of an image at ``mpp``
-    µm/px): the slide's ``glass`` (:func:`glass_level`) or, where the glass nearby is dimmer (uneven
-    lighting), that local level: each block's bright end (its 90th percentile, blocks of
-    :data:`GLASS_BLOCK_PX`), then the brightest block within :data:`GLASS_REACH_UM`."""
-    from scipy import ndimage as ndi
-
-    h, w = grey_sum.shape
+def _blocks(image: np.ndarray, fill: float, dtype: type) -> np.ndarray:
+    """``image`` cut into blocks of :data:`GLASS_BLOCK_PX` (the ragged edge padded with ``fill``):
+    an array of shape (block rows, block columns, pixels per block)."""
+    h, w = image.shape
     b = GLASS_BLOCK_PX
     hb, wb = -(-h // b), -(-w // b)
-    padded = np.zeros((hb * b, wb * b), np.int16)
-    padded[:h, :w] = grey_sum
-    blocks = np.percentile(padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b), 90, axis=-1)
-    reach = max(1, int(round(GLASS_REACH_UM / (mpp * b))))
-    local = ndi.maximum_filter(blocks, size=2 * reach + 1, mode="nearest") / 3.0
-    level = np.minimum(float(glass), local).astype(np.float32)  # only ever lower, never above the slide's
-    return np.repeat(np.repeat(level, b, axis=0), b, axis=1)[:h, :w]
+    padded = np.full((hb * b, wb * b), fill, dtype)
+    padded[:h, :w] = image
+    return padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b)
+
+
+def _per_pixel(per_block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """A per-block array back at the pixels of an image of ``shape``."""
+    b = GLASS_BLOCK_PX
+    return np.repeat(np.repeat(per_block, b, axis=0), b, axis=1)[:shape[0], :shape[1]]
 
 
 def _glass_field(grey_sum: np.ndarray, pale: np.ndarray, glass: float) -> np.ndarray:
@@ -235,12 +233,9 @@ def _glass_field(grey_sum: np.ndarray, pale: np.ndarray, glass: float) -> np.nda
     of the fit, again and again. Never above the slide's ``glass``; evenly lit glass gives ``glass``
     everywhere, as before."""
     h, w = grey_sum.shape
-    b = GLASS_BLOCK_PX
-    hb, wb = -(-h // b), -(-w // b)
-    padded = np.full((hb * b, wb * b), np.nan, np.float32)
-    padded[:h, :w] = np.where(pale, grey_sum / np.float32(3.0), np.nan)
-    blocks = padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b)
-    enough = np.isfinite(blocks).sum(axis=-1) >= b * b // 2
+    blocks = _blocks(np.where(pale, grey_sum / np.float32(3.0), np.nan), np.nan, np.float32)
+    hb, wb = blocks.shape[:2]
+    enough = np.isfinite(blocks).sum(axis=-1) >= blocks.shape[-1] // 2
     if enough.sum() < 12:
         return np.full((h, w), float(glass), np.float32)
     values = np.nanmedian(blocks[enough], axis=-1).astype(np.float64)
@@ -269,17 +264,23 @@ def _glass_field(grey_sum: np.ndarray, pale: np.ndarray, glass: float) -> np.nda
     log.debug("tissue: glass fall-off up to %.1f grey levels", fall.max())
     if fall.max() < GLASS_FIELD_MIN_FALL:
         return np.full((h, w), float(glass), np.float32)
-    level = (float(glass) - np.minimum(fall, GLASS_FIELD_RANGE)).astype(np.float32)
-    return np.repeat(np.repeat(level, b, axis=0), b, axis=1)[:h, :w]
+    return _per_pixel((float(glass) - np.minimum(fall, GLASS_FIELD_RANGE)).astype(np.float32), (h, w))
 
 
 def darker_than_glass(rgb: np.ndarray, glass: float, mpp: float) -> np.ndarray:
     """Pixels (of an image at ``mpp`` µm/px) darker than the glass by ``INK_BELOW_GLASS`` grey
     levels: the glass's brightness is ``glass`` (:func:`glass_level`) or, where the slide's own
-    glass is dimmer nearby (uneven lighting), that local level (:func:`local_glass_level`)."""
+    glass is dimmer nearby (uneven lighting), that local level (:data:`GLASS_BLOCK_PX`)."""
+    from scipy import ndimage as ndi
+
     grey = rgb[..., :3].astype(np.int16).sum(axis=-1)
-    level = local_glass_level(grey, glass, mpp)
-    return grey < 3 * np.minimum(235.0, level - INK_BELOW_GLASS)
+    # each block's bright end (its 90th percentile), then the brightest within reach: glass
+    blocks = np.percentile(_blocks(grey, 0, np.int16), 90, axis=-1)
+    reach = max(1, int(round(GLASS_REACH_UM / (mpp * GLASS_BLOCK_PX))))
+    local = ndi.maximum_filter(blocks, size=2 * reach + 1, mode="nearest") / 3.0
+    level = np.minimum(float(glass), local)  # only ever lower (dimmer glass nearby), never above the slide's
+    limit = 3 * np.minimum(235.0, level - INK_BELOW_GLASS)
+    return grey < _per_pixel(limit, grey.shape)
 
 
 #: The glass colour is trusted for white balance only when it is this pale and this close to grey
