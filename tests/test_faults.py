@@ -1126,7 +1126,7 @@ def test_a_hung_lock_holder_is_waited_for_only_as_long_as_asked(world, tmp_path,
         assert "still waiting" in proc.stderr
         assert not (out / "synth_0000.h5").exists()
         monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "soon")
-        check_failure(run_cli("tile", world.slide, "--out", out), 1, ("WEAKSTIL_LOCK_TIMEOUT='soon'",))
+        check_failure(run_cli("tile", world.slide, "--out", out), 2, ("WEAKSTIL_LOCK_TIMEOUT='soon'",))
     finally:
         holder.kill()
         holder.wait()

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from weakstil.errors import WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -61,7 +61,7 @@ def lock_timeout() -> float | None:
     try:
         value = float(text)
     except ValueError:
-        raise WeakSTILError(f"WEAKSTIL_LOCK_TIMEOUT={text!r} is not a number of seconds",
+        raise UsageError(f"WEAKSTIL_LOCK_TIMEOUT={text!r} is not a number of seconds",
                             fix="set it to seconds, e.g. 3600, or unset it to wait as long as it takes") from None
     return value if value > 0 else None
 
