@@ -293,6 +293,28 @@ def _model_without_encoder(w: World, t: Path) -> Path:
     return model
 
 
+def _model_with_damaged_encoder(w: World, t: Path) -> Path:
+    """The model folder with its encoder bundled (card and weights, as 'train' bundles a pretrained
+    one), the weights file then damaged by one flipped bit."""
+    import yaml
+
+    from weakstil.encoders.cards import load_card
+    from weakstil.encoders.factory import create_encoder, save_state_dict
+
+    model = t / "m"
+    shutil.copytree(w.model, model)
+    folder = model / "encoder"
+    folder.mkdir(exist_ok=True)
+    data = load_card("small-cnn").to_dict()
+    data["weights_sha256"] = save_state_dict(create_encoder("small-cnn", weights="random").model.state_dict(),
+                                             folder / "model.safetensors")
+    (folder / "card.yaml").write_text(yaml.safe_dump(data))
+    raw = bytearray((folder / "model.safetensors").read_bytes())
+    raw[-7] ^= 1
+    (folder / "model.safetensors").write_bytes(bytes(raw))
+    return model
+
+
 BAD = [
     Bad("tile-missing-file", lambda w, t: ["tile", t / "nope.svs", "--out", t / "out"], ("nope.svs", "not found")),
     Bad("tile-directory", lambda w, t: ["tile", w.cohort, "--out", t / "out"], ("cohort", "directory")),
@@ -380,6 +402,16 @@ BAD = [
     Bad("score-model-without-its-encoder-weights", lambda w, t: ["score", w.slide, "--model", _model_without_encoder(w, t),
                                                                  "--out", t / "out"],
         ("model.safetensors is missing beside card.yaml", "copy the whole folder")),
+    # a damaged bundled encoder, or an --encoder that cannot be built, is the command's fault: refused once,
+    # before --out is written, not an error row per slide (fault matrix round 8, L6)
+    Bad("score-model-with-a-damaged-encoder", lambda w, t: ["score", w.slide, w.cohort / "slides" / "synth_0001.tiff",
+                                                            "--model", _model_with_damaged_encoder(w, t), "--out",
+                                                            t / "out"],
+        ("model.safetensors", "does not match its card", "pretrain")),
+    Bad("score-encoder-without-weights", lambda w, t: ["score", w.slide, w.cohort / "slides" / "synth_0001.tiff",
+                                                       "--model", w.model, "--encoder", "kaiko-vits16", "--out",
+                                                       t / "out"],
+        ("kaiko-vits16", "not in the Hugging Face cache", "HF_HUB_OFFLINE")),
     Bad("score-detector-of-another-encoder", lambda w, t: ["score", w.slide, w.cohort / "slides" / "synth_0001.tiff",
                                                            "--model", w.model, "--weights", "random", "--tumorbed",
                                                            _detector_of_another_encoder(w, t), "--out", t / "out"],
@@ -413,7 +445,7 @@ BAD = [
                                                      "--tumorbed-beds", t / "nb"], ("--tumorbed-beds", "not found")),
     Bad("score-encoder-of-another-model", lambda w, t: ["score", w.slide, "--model", w.model, "--out", t / "out",
                                                         "--features", w.feats, "--encoder", "kaiko-vits16", "--weights",
-                                                        "random"], ("weights",), written=("results.csv",)),
+                                                        "random"], ("weights",)),
     # found by the outside fault matrix (FAULTS.md): damaged files and hand-edited model folders
     Bad("score-features-damaged", lambda w, t: ["score", w.slide, "--model", w.model, "--out", t / "out", "--weights",
                                                 "random", "--features", _damaged_features(w, t)],

@@ -145,7 +145,7 @@ def check_replaceable(path: str | Path, kind_class: Any) -> None:
     if kind == kind_class.KIND:
         return
     if kind == "unreadable":
-        log.info("%s: not a readable HDF5 file (a damaged output?); writing it again", path)
+        log.info("%s: not a readable HDF5 file (a damaged output?); this run's output replaces it when written", path)
         return
     what = FILE_KINDS[kind].WHAT + f" written by '{FILE_KINDS[kind].MADE_BY}'" if kind in FILE_KINDS else \
         "not a file WeakSTIL wrote"

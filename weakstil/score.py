@@ -156,11 +156,9 @@ def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.tumorbed.resolver import BedSources
 
     models, meta = load_scoring_models(opts.model)
-    bundled = ModelDir(opts.model).bundled_encoder
-    if opts.encoder is None and bundled is not None:  # a broken copy fails once, not once per slide
-        from weakstil.encoders.factory import check_weights_beside_card
+    from weakstil.scoring_encoder import check_encoder_files
 
-        check_weights_beside_card(bundled)
+    check_encoder_files(opts, meta)  # a broken or mismatched encoder fails once, not once per slide
     model = models[0]  # the architecture (the fold models share the final model's)
     # an ensemble's models are the fold models the interval needs: loaded once
     assessor = SlideAssessor.load(opts.model, meta, model.arch, fold_models=models if len(models) > 1 else None)
@@ -185,8 +183,11 @@ def open_context(opts: ScoreOptions) -> _Context:
         log.warning("%s was trained on tumour beds, and this run has none (no --annotations, --tumorbed-beds or "
                     "--tumorbed, and the model bundles no detector): slides are scored over the whole tissue and "
                     "flagged bed_unlike_training", opts.model)
-    return _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor, models,
-                    model_json_sha256=sha256_file(ModelDir(opts.model).meta_path))
+    ctx = _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor, models,
+                   model_json_sha256=sha256_file(ModelDir(opts.model).meta_path))
+    if opts.encoder is not None:  # asked for by name: built now, so one that cannot be is refused once
+        ctx.encoder()
+    return ctx
 
 
 def _outputs_exist(out: Path, slide_id: str) -> bool:

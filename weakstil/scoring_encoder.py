@@ -64,6 +64,27 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
     return encoder
 
 
+def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
+    """Before any slide is scored (and before ``--out`` is written): the bundled encoder, or an
+    ``--encoder`` folder, whose weights file is missing, modified or not the one the model was
+    trained on is the command's fault, not each slide's. Hashes the file and builds nothing: the
+    encoder itself is built on the first slide that needs embedding."""
+    from pathlib import Path
+
+    from weakstil.encoders.factory import check_weights_beside_card
+    from weakstil.errors import UsageError
+
+    folder = opts.encoder if opts.encoder is not None else ModelDir(opts.model).bundled_encoder
+    if opts.weights is not None or folder is None or not Path(folder).is_dir():
+        return  # --weights FILE, a built-in or hub encoder: checked when built
+    sha = check_weights_beside_card(folder)
+    want = meta.get("encoder", {}).get("weights_sha256")
+    if sha and want and sha != want:
+        error = UsageError if opts.encoder is not None else WeakSTILError
+        raise error(f"encoder {folder} has weights {sha[:12]} but the model was trained on {str(want)[:12]}",
+                    path=opts.model, fix="pass the encoder the model was trained with (--encoder DIR / --weights FILE)")
+
+
 def check_batch_memory(encoder, opts: ScoreOptions, tile_px: int) -> None:
     """Refuse a --batch-size whose tiles and activations do not fit (a usage error, not a slide's)."""
     from weakstil.resources import activation_cost, check_memory, decode_ring_slots, embed_bytes

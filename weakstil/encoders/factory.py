@@ -46,15 +46,30 @@ def sha256_state_dict(state: dict[str, torch.Tensor]) -> str:
     return sha256_bytes(save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
 
 
-def check_weights_beside_card(card_dir: str | Path) -> None:
+def check_weights_beside_card(card_dir: str | Path) -> str | None:
     """Raise when an encoder folder's card records its own weights (pretrained) but
-    ``model.safetensors`` is not beside it (a model folder copied without it)."""
+    ``model.safetensors`` is not beside it (a model folder copied without it), or is not the file
+    the card records (modified or damaged). Returns the weights file's sha256 (``None``: the folder
+    has no weights file, e.g. a hub card). Hashes the file and builds nothing."""
     card_dir = Path(card_dir)
-    if not (card_dir / CARD_FILE).is_file() or (card_dir / MODEL_FILE).is_file():
-        return
+    if not (card_dir / CARD_FILE).is_file():
+        return None
     card = load_card(card_dir / CARD_FILE)
-    if card.weights_sha256 and not card.hub_id:
-        raise _weights_missing(card, card_dir)
+    wpath = card_dir / MODEL_FILE
+    if not wpath.is_file():
+        if card.weights_sha256 and not card.hub_id:
+            raise _weights_missing(card, card_dir)
+        return None
+    sha = sha256_file(wpath)
+    _check_against_card(card, wpath, sha)
+    return sha
+
+
+def _check_against_card(card: EncoderCard, wpath: Path, sha: str) -> None:
+    if card.weights_sha256 and sha != card.weights_sha256:
+        raise EncoderError(f"{MODEL_FILE} does not match its card (sha256 {sha[:12]}..., card says "
+                           f"{card.weights_sha256[:12]}...)", path=wpath,
+                           fix="the directory was modified; run 'weakstil pretrain' again")
 
 
 def _weights_missing(card: EncoderCard, card_dir: Path) -> EncoderError:
@@ -337,11 +352,8 @@ def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: in
     if wpath is not None:
         state = read_state_dict(wpath)
         sha = sha256_file(wpath)
-        if card_dir is not None and wpath == card_dir / MODEL_FILE and card.weights_sha256 and \
-                sha != card.weights_sha256:
-            raise EncoderError(f"{MODEL_FILE} does not match its card (sha256 {sha[:12]}..., card says "
-                               f"{card.weights_sha256[:12]}...)", path=wpath,
-                               fix="the directory was modified; run 'weakstil pretrain' again")
+        if card_dir is not None and wpath == card_dir / MODEL_FILE:
+            _check_against_card(card, wpath, sha)
 
     # 2. build and load
     with torch.random.fork_rng(devices=[]):
