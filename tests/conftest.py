@@ -20,15 +20,25 @@ CMU = TEST_DATA / "CMU-1-Small-Region.svs"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+#: The modules that take longest on 2 cores, longest first (measured with ``--durations``). ``make
+#: test`` hands modules to its two pytest-xdist processes in collection order
+#: (``--no-loadscope-reorder``), so these start first and the short ones fill in beside them:
+#: started last, the 4-minute demo module ran alone on one core at the end of the run.
+LONGEST_MODULES = ("test_demo.py", "test_pipeline.py", "test_faults.py", "test_score.py", "test_mil.py",
+                   "test_train_cli.py", "test_embed.py", "test_tumorbed_veto.py", "test_tumorbed_apply.py", "test_qc.py")
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``slurm`` need a real SLURM cluster (pipelines/slurm/setup_localhost.sh) and
-    minutes: they run only when selected with ``-m slurm`` (``make test-slurm``)."""
-    if "slurm" in (config.getoption("markexpr") or ""):
-        return
-    deselected = [item for item in items if item.get_closest_marker("slurm")]
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker("slurm")]
+    minutes: they run only when selected with ``-m slurm`` (``make test-slurm``). The longest
+    modules go first (:data:`LONGEST_MODULES`); the order within a module is kept."""
+    if "slurm" not in (config.getoption("markexpr") or ""):
+        deselected = [item for item in items if item.get_closest_marker("slurm")]
+        if deselected:
+            config.hook.pytest_deselected(items=deselected)
+            items[:] = [item for item in items if not item.get_closest_marker("slurm")]
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: module order kept otherwise
 
 
 def shared_file(relative: str) -> Path:
@@ -139,3 +149,4 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
