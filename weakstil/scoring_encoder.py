@@ -71,13 +71,13 @@ def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
     encoder itself is built on the first slide that needs embedding."""
     from pathlib import Path
 
-    from weakstil.encoders.factory import check_weights_beside_card
+    from weakstil.encoders.factory import check_encoder_folder
     from weakstil.errors import UsageError
 
     folder = opts.encoder if opts.encoder is not None else ModelDir(opts.model).bundled_encoder
     if opts.weights is not None or folder is None or not Path(folder).is_dir():
         return  # --weights FILE, a built-in or hub encoder: checked when built
-    sha = check_weights_beside_card(folder)
+    sha = check_encoder_folder(folder)
     want = meta.get("encoder", {}).get("weights_sha256")
     if sha and want and sha != want:
         error = UsageError if opts.encoder is not None else WeakSTILError

@@ -46,7 +46,7 @@ def sha256_state_dict(state: dict[str, torch.Tensor]) -> str:
     return sha256_bytes(save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
 
 
-def check_weights_beside_card(card_dir: str | Path) -> str | None:
+def check_encoder_folder(card_dir: str | Path) -> str | None:
     """Raise when an encoder folder's card records its own weights (pretrained) but
     ``model.safetensors`` is not beside it (a model folder copied without it), or is not the file
     the card records (modified or damaged). Returns the weights file's sha256 (``None``: the folder
