@@ -271,3 +271,34 @@ def test_rasterize_sets_the_pixels_whose_centres_are_inside():
         np.testing.assert_array_equal(got, shapely.contains(poly, centres).reshape(got.shape))
         checked += 1
     assert checked >= 30
+
+
+@pytest.mark.parametrize("where", ["first and closing vertex", "middle vertex", "imagescope", "asap"])
+def test_a_nan_coordinate_is_one_clear_error_without_a_library_warning(tmp_path, where):
+    """GEOS, handed a NaN, warns on stderr and then calls a ring with a NaN first vertex 'not
+    closed'; the file is refused for the NaN before any geometry is built (outside fault hunt)."""
+    import warnings
+
+    ring = [[500, 500], [1500, 500], [1500, 1500], [500, 1500], [500, 500]]
+    if where == "first and closing vertex":
+        ring[0][0] = ring[-1][0] = float("nan")
+    else:
+        ring[1][0] = float("nan")
+    if where in ("imagescope", "asap"):
+        path = tmp_path / "s.xml"
+        if where == "imagescope":
+            vertices = "".join(f'<Vertex X="{x}" Y="{y}"/>' for x, y in ring[:-1])
+            path.write_text(f"<Annotations><Annotation><Regions><Region><Vertices>{vertices}</Vertices></Region>"
+                            "</Regions></Annotation></Annotations>")
+        else:
+            coords = "".join(f'<Coordinate Order="{i}" X="{x}" Y="{y}"/>' for i, (x, y) in enumerate(ring[:-1]))
+            path.write_text(f'<ASAP_Annotations><Annotations><Annotation Type="Polygon" PartOfGroup="tumor">'
+                            f"<Coordinates>{coords}</Coordinates></Annotation></Annotations></ASAP_Annotations>")
+    else:
+        path = tmp_path / "s.geojson"
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]}, "properties": {}}]}))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a library warning would be printed before the error line
+        with pytest.raises(AnnotationError, match="not finite numbers"):
+            load_polygons(path)

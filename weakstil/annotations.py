@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -258,6 +259,8 @@ def _geojson_polygons(path: Path) -> list:
         geom_type = feat["geometry"].get("type")
         if geom_type not in ("Polygon", "MultiPolygon"):
             continue  # points, lines: not areas
+        if not _all_finite(feat["geometry"].get("coordinates")):  # before GEOS, which warns and then misreads them
+            raise _not_finite(path)
         try:
             geom = shape(feat["geometry"])
         except Exception as exc:
@@ -298,6 +301,8 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
             except (KeyError, ValueError):
                 raise AnnotationError("a Vertex lacks numeric X/Y", path=path,
                                       fix="save the annotation again from ImageScope") from None
+            if not _all_finite(list(vertices[-1])):
+                raise _not_finite(path)
         if len(vertices) >= 3:
             negative = str(region.attrib.get("NegativeROA", "0")).strip() == "1"
             (excluded if negative else polygons).append(Polygon(vertices))
@@ -323,6 +328,8 @@ def _asap_polygons(root, path: Path) -> tuple[list, list]:
         except (KeyError, ValueError):
             raise AnnotationError("a Coordinate lacks numeric X/Y", path=path,
                                   fix="save the annotation again from ASAP") from None
+        if not _all_finite([v for point in points for v in point]):
+            raise _not_finite(path)
         if len(points) < 3:
             continue
         polygon, group = Polygon([(x, y) for _, x, y in points]), str(ann.attrib.get("PartOfGroup", ""))
@@ -336,6 +343,20 @@ def _asap_polygons(root, path: Path) -> tuple[list, list]:
     return named or other, excluded
 
 
+def _all_finite(coords) -> bool:
+    """Whether every number in nested coordinate lists is finite (JSON's NaN and Infinity are not)."""
+    if isinstance(coords, float):
+        return math.isfinite(coords)
+    if isinstance(coords, list):
+        return all(_all_finite(c) for c in coords)
+    return True  # ints, and anything else: shapely judges it
+
+
+def _not_finite(path: Path) -> AnnotationError:
+    return AnnotationError("a polygon has coordinates that are not finite numbers (NaN or infinity)", path=path,
+                           fix="export the annotation again in level-0 pixel coordinates")
+
+
 def _union(polygons: list, path: Path):
     import shapely
     from shapely.geometry import MultiPolygon
@@ -345,8 +366,7 @@ def _union(polygons: list, path: Path):
     valid = []
     for geom in polygons:
         if not np.isfinite(shapely.get_coordinates(geom)).all():  # GEOS cannot work with NaN or infinity
-            raise AnnotationError("a polygon has coordinates that are not finite numbers (NaN or infinity)",
-                                  path=path, fix="export the annotation again in level-0 pixel coordinates")
+            raise _not_finite(path)
         geom = geom if geom.is_valid else make_valid(geom)
         valid.append(geom)
     merged = unary_union(valid)
