@@ -199,6 +199,37 @@ def test_evaluate_refuses_predictions_outside_0_100(trained, tmp_path) -> None:
     assert not (tmp_path / "e").exists()
 
 
+def test_evaluate_refuses_predictions_that_are_not_numbers_naming_them(trained, tmp_path) -> None:
+    oof = pd.read_csv(trained["model"] / "cv" / "oof_predictions.csv", dtype={"slide_id": str})
+    oof["stil_pred"] = oof["stil_pred"].astype(object)
+    oof.loc[1, "stil_pred"], oof.loc[3, "stil_pred"] = "abc", None
+    bad = tmp_path / "oof.csv"
+    oof.to_csv(bad, index=False)
+    proc = run_cli("evaluate", trained["cohort"], "--oof", bad, "--out", tmp_path / "e")
+    assert proc.returncode == 1
+    err = _one_error(proc)  # not "have no prediction ... use predictions made for this cohort"
+    assert f"2 predictions are not a number: row 3 ({oof.loc[1, 'slide_id']}): 'abc', row 5 " \
+           f"({oof.loc[3, 'slide_id']}): empty" in err and "numeric" in err
+    assert not (tmp_path / "e").exists()
+
+
+def test_evaluate_knows_a_training_slide_under_another_id(trained, tmp_path) -> None:
+    """A cohort keyed by patient: the same scan under a new id is still in-sample (its fingerprint)."""
+    cohort = pd.read_csv(trained["cohort"], dtype={"slide_id": str})
+    first = cohort.loc[0, "slide_id"]
+    cohort.loc[0, "slide_id"] = "patient_A"
+    cohort["path"] = [str((trained["cohort"].parent / p).resolve()) for p in cohort["path"]]
+    renamed = tmp_path / "renamed.csv"
+    cohort.to_csv(renamed, index=False)
+    proc = run_cli("evaluate", renamed, "--model", trained["model"], "--features", trained["root"] / "features",
+                   "--out", tmp_path / "e")
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "4 of the 4 evaluated slides are training slides" in said
+    assert f"patient_A (the scan of training slide {first})" in said
+    assert json.loads((tmp_path / "e" / "metrics.json").read_text())["n_training_slides"] == 4
+
+
 def test_an_interrupted_evaluate_leaves_nothing_and_report_refuses_unfinished(trained, evaluated, tmp_path,
                                                                               monkeypatch) -> None:
     import shutil

@@ -223,6 +223,24 @@ def training_slide_ids(model_dir: str | Path, meta: dict) -> set[str] | None:
     return None
 
 
+def training_fingerprints(model_dir: str | Path) -> dict[str, str]:
+    """``{scan fingerprint: training slide id}`` from the model's cross-validation tile scores
+    (one file per training slide, recording the scan it was made from): a training slide evaluated
+    under another id (a cohort keyed by patient) is still recognised."""
+    from weakstil.files import TileScoresFile
+    from weakstil.modeldir import TILES_DIR, ModelDir
+
+    found = {}
+    for path in sorted((ModelDir(model_dir).cv_dir / TILES_DIR).glob("*.h5")):
+        try:
+            attrs, _ = TileScoresFile.read_header(path)
+        except WeakSTILError:
+            continue
+        if attrs.get("slide_fingerprint"):
+            found[str(attrs["slide_fingerprint"])] = path.stem
+    return found
+
+
 def write_tile_scores(path: Path, bag, scores, attrs: dict) -> Path:
     """One slide's tile scores as a :class:`weakstil.files.TileScoresFile` (cross-validation, evaluate)."""
     from weakstil.files import TileScoresFile
@@ -300,12 +318,16 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                          "group": cohort.groups, "status": [STATUS_NO_BED if s in left_out else STATUS_OK for s in ids]})
     write_predictions(pred, out_dir / "predictions.csv", threshold)
     trained_on = training_slide_ids(model_dir, meta)
-    seen = None if trained_on is None else sorted(set(stil) & trained_on)
+    scans = training_fingerprints(model_dir)
+    renamed = {bag.slide_id: scans[fp] for bag in bank.bags if (fp := str(bag.attrs.get("slide_fingerprint")))
+               in scans and scans[fp] != bag.slide_id}  # the same scan under another id
+    seen = None if trained_on is None and not scans else sorted((set(stil) & (trained_on or set())) | set(renamed))
     if seen:
+        names = [f"{sid} (the scan of training slide {renamed[sid]})" if sid in renamed else sid for sid in seen]
         log.warning("%d of the %d evaluated slides are training slides of this model (%s%s): their metrics are "
                     "in-sample and overstate its accuracy on new slides (R² is inflated); evaluate on held-out "
                     "slides, or use 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv'", len(seen), len(stil),
-                    ", ".join(seen[:5]), " ..." if len(seen) > 5 else "")
+                    ", ".join(names[:5]), " ..." if len(seen) > 5 else "")
     elif trained_on is None:
         log.info("the model does not say which slides it was trained on: cannot tell whether any evaluated slide is one")
     return write_metrics(pred[pred["stil_pred"].notna()].drop(columns="status"), out_dir, threshold=threshold,
@@ -363,6 +385,15 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                             f"not sTIL%: {rows}"
                             f"{' ...' if len(outside) > 5 else ''}", path=oof_path,
                             fix="pass sTIL% predictions (0-100), e.g. MODEL/cv/oof_predictions.csv")
+    wanted = set(cohort.slide_ids)
+    not_numbers = [(i, sid, raw) for i, (sid, raw, v) in enumerate(zip(pred["slide_id"].astype(str), pred["stil_pred"],
+                                                                     values)) if sid in wanted and not np.isfinite(v)]
+    if not_numbers:
+        rows = ", ".join(f"row {i + 2} ({sid}): " + ("empty" if pd.isna(raw) else repr(str(raw)))
+                         for i, sid, raw in not_numbers[:5])
+        raise WeakSTILError(f"{len(not_numbers)} prediction{'s are' if len(not_numbers) > 1 else ' is'} not a number: "
+                            f"{rows}{' ...' if len(not_numbers) > 5 else ''}", path=oof_path,
+                            fix="pass numeric sTIL% predictions (0-100), e.g. MODEL/cv/oof_predictions.csv")
     have = dict(zip(pred["slide_id"].astype(str), values))
     missing = [s for s in cohort.slide_ids if s not in have or not np.isfinite(have[s])]
     if missing:
