@@ -284,3 +284,15 @@ def test_report_replaces_its_folder_only_with_overwrite(trained, tmp_path) -> No
     assert not stale.exists() and (out / "report.html").is_file() and (out / ".weakstil-output.json").is_file()
     proc = run_cli("report", "--model", trained["model"], "--out", trained["model"] / "report")
     assert proc.returncode == 2 and "inside the model folder" in _one_error(proc)
+
+
+def test_report_names_the_command_of_an_evaluation_folder_that_is_not_evaluate_s(trained, tmp_path) -> None:
+    from weakstil.outputdir import mark
+
+    scores = tmp_path / "scores"
+    mark(scores, "score")  # what 'weakstil score' leaves in its --out
+    proc = run_cli("report", "--model", trained["model"], "--out", tmp_path / "r", "--evaluation", scores)
+    assert proc.returncode == 1
+    err = _one_error(proc)  # not "no completion marker" for a folder that has one
+    assert "is an output of 'weakstil score', not of 'weakstil evaluate'" in err and "marker" not in err
+    assert not (tmp_path / "r").exists()

@@ -35,7 +35,7 @@ from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
 from weakstil.metrics import fmt
 from weakstil.modeldir import ModelDir
-from weakstil.outputdir import MARKER, is_complete
+from weakstil.outputdir import MARKER, commands_of, is_complete
 from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -308,6 +308,10 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     own_cv = evaluation_dir is None or Path(evaluation_dir).resolve() == cv_dir.resolve()
     metrics_dir = cv_dir if own_cv else Path(evaluation_dir)
     if not own_cv and not is_complete(metrics_dir, "evaluate"):
+        other = commands_of(metrics_dir)
+        if other:  # another command's finished output (e.g. a 'weakstil score' folder): say so
+            raise WeakSTILError(f"is an output of 'weakstil {other[0]}', not of 'weakstil evaluate'", path=metrics_dir,
+                                fix="pass the --out folder of 'weakstil evaluate'")
         raise WeakSTILError("is not a finished 'weakstil evaluate' output (no completion marker "
                             f"{MARKER}: an interrupted run, or another folder)", path=metrics_dir,
                             fix="run 'weakstil evaluate' again into a new --out and pass that folder")
