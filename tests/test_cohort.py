@@ -219,3 +219,17 @@ def test_calibration_table_bins():
     assert by_low[0]["n"] == 1 and by_low[10]["mean_true"] == 20
     assert by_low[80]["n"] == 1 and by_low[90]["n"] == 1  # 100 falls in the last bin
     assert sum(r["n"] for r in rows) == 4
+
+
+def test_ids_that_would_name_paths_or_hidden_files_are_bad_rows(tmp_path):
+    root = _cohort_dir(tmp_path, ids=("A", "B", "C", "D"))
+    csv = root / "cohort.csv"
+    csv.write_text("slide_id,path,stil\n..,slides/A.tiff,10\na/b,slides/B.tiff,20\n.x,slides/C.tiff,30\n"
+                   "D,slides/D.tiff,40\n")
+    with pytest.raises(CohortError) as info:
+        read_cohort(csv)
+    msg = info.value.one_line()
+    assert "3 bad rows" in msg and "row 5" not in msg
+    for expected in ("row 2 (..): slide_id '..' starts with '.'", "row 3 (a/b): slide_id 'a/b' contains a path separator",
+                     "row 4 (.x): slide_id '.x' starts with '.'"):
+        assert expected in msg, (expected, msg)

@@ -208,6 +208,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             first_folded[sid.casefold()] = (sid, row)
         if any(ch in sid for ch in "/\\"):
             reasons.append(f"slide_id {sid!r} contains a path separator")
+        elif sid.startswith("."):  # '..' or '.x': output files named '...h5' / '.x.h5' are hidden or look temporary
+            reasons.append(f"slide_id {sid!r} starts with '.' (its output files would be hidden)")
         rel = str(rec["path"]).strip()
         full = None
         if rel == "":
