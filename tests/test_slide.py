@@ -111,3 +111,21 @@ def test_a_big_endian_tiff_is_named_as_such_not_as_damaged(tmp_path):
         Slide.open(path)
     text = str(err.value)
     assert "big-endian TIFF" in text and "little-endian" in text and "damaged" not in text
+
+
+def test_an_overview_read_from_a_far_finer_level_is_said_once(tmp_path, monkeypatch, caplog):
+    """A large slide without a pyramid takes minutes to overview; the user is told why, once."""
+    import weakstil.slide as slide_module
+
+    path = write_tiff_slide(tmp_path / "flat.tiff", np.full((2048, 2048, 3), 200, np.uint8), levels=1)
+    monkeypatch.setattr(slide_module, "SLOW_OVERVIEW_PIXELS", 1e6)  # this 4 Mpx slide stands for a 3,600 Mpx one
+    with caplog.at_level("WARNING", logger="weakstil.slide"), Slide.open(path) as slide:
+        slide.read_thumbnail(8.0)
+        slide.read_thumbnail(4.0)
+    said = [r.getMessage() for r in caplog.records if "no pyramid level" in r.getMessage()]
+    assert len(said) == 1 and "full-resolution image of 4 Mpx" in said[0], said
+    caplog.clear()
+    pyramid = write_tiff_slide(tmp_path / "pyramid.tiff", np.full((2048, 2048, 3), 200, np.uint8), levels=3)
+    with caplog.at_level("WARNING", logger="weakstil.slide"), Slide.open(pyramid) as slide:
+        slide.read_thumbnail(8.0)
+    assert not [r for r in caplog.records if "no pyramid level" in r.getMessage()]

@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from weakstil.slide_backend import SlideBackend
 
 log = logging.getLogger(__name__)
+#: An overview read from a level this many times finer (in pixels) and this large is slow: said once.
+SLOW_OVERVIEW_FACTOR = 64
+SLOW_OVERVIEW_PIXELS = 400e6
 
 #: A base resolution may be this much coarser than the target before we refuse.
 COARSER_TOLERANCE = 0.10
@@ -230,6 +233,12 @@ class Slide:
         lw, lh = self.backend.level_dimensions[level]
         ds = self.level_downsamples[level]
         fx, fy = lw / out_w, lh / out_h  # level pixels per output pixel
+        if fx * fy > SLOW_OVERVIEW_FACTOR and lw * lh > SLOW_OVERVIEW_PIXELS and not getattr(self, "_said_slow", False):
+            self._said_slow = True  # once per slide: tissue, overlay and heatmap all read an overview
+            log.warning("%s: no pyramid level near %.3g µm/px; the overview is read from %s of %.0f Mpx (level %d), "
+                        "which takes minutes for a large slide (a pyramidal export, e.g. vips tiffsave --pyramid, "
+                        "is read in seconds)", self.path, mpp, "the full-resolution image" if level == 0 else "a level",
+                        lw * lh / 1e6, level)
         block = max(16, int(MAX_READ_BLOCK / max(fx, fy)))
         out = np.empty((out_h, out_w, 3), np.uint8)
         for ty in range(0, out_h, block):
