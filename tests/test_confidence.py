@@ -117,3 +117,18 @@ def test_tile_standard_error_is_the_bootstrap_of_the_weighted_mean():
 def test_interval_column_names():
     assert interval_columns() == ("stil_lower_90", "stil_upper_90")
     assert interval_columns(0.95) == ("stil_lower_95", "stil_upper_95")
+
+
+@pytest.mark.parametrize("edit, says", [({"q": -1.5}, "'q' is -1.5"), ({"q": "abc"}, "'q' is 'abc'"),
+                                        ({"sigma0": None}, "no 'sigma0'"), ({"level": 1.5}, "'level' is 1.5"),
+                                        ({"offset": float("nan")}, "'offset' is nan")])
+def test_a_calibration_edited_into_impossible_values_is_refused(edit, says):
+    """A negative q gave intervals whose low end lay above the high end, with no word (outside fault hunt)."""
+    from weakstil.confidence import Calibration, CalibrationError
+
+    good = calibrate(np.linspace(1, 80, 20), np.linspace(2, 78, 20)).to_dict()
+    assert Calibration.from_dict(good).usable
+    bad = {k: v for k, v in {**good, **edit}.items() if v is not None}
+    with pytest.raises(CalibrationError, match=says):
+        Calibration.from_dict(bad)
+    assert not math.isfinite(Calibration.from_dict({**good, "q": None}).q)  # too few slides: written as null

@@ -142,6 +142,10 @@ def test_bad_settings_fail_before_any_job(workdir: Path) -> None:
     assert proc.returncode != 0
     assert ("error: cohort/labels.csv: the cohort has 3 groups in column 'group' but folds is 5" in proc.stdout
             and "Fix: set folds to 3 or fewer" in proc.stdout)
+    # an empty output folder: one line, not a TypeError from pathlib (outside fault hunt)
+    proc = snakemake(workdir, "--dry-run", config=["folds=3", "out="])
+    assert proc.returncode != 0 and "TypeError" not in proc.stdout + proc.stderr
+    assert "error: out is empty (or not a path). Fix: set out to the output folder" in proc.stdout
 
 
 def test_slurm_profile_dry_run(workdir: Path) -> None:

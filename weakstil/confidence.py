@@ -207,6 +207,31 @@ def _fit(y: np.ndarray, pred: np.ndarray, se: np.ndarray, level: float, c: float
     return cal
 
 
+class CalibrationError(ValueError):
+    """``calibration.json`` edited or damaged into values no calibration has."""
+
+
+#: What a calibration's numbers must be: (lowest, highest, lowest allowed itself); ``q`` may be
+#: null (infinite: too few slides for an interval).
+_FIELD_RANGES = {"level": (0.0, 1.0, False), "offset": (0.0, math.inf, False), "sigma0": (0.0, math.inf, False),
+                 "q": (0.0, math.inf, True), "n": (0.0, math.inf, True), "shift_weight": (0.0, math.inf, True)}
+
+
+def _check_fields(d: dict[str, Any]) -> None:
+    for key, (low, high, low_ok) in _FIELD_RANGES.items():
+        if key not in d:
+            if key == "shift_weight":
+                continue
+            raise CalibrationError(f"calibration has no '{key}'")
+        value = d[key]
+        if value is None and key == "q":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or \
+                not (low <= value if low_ok else low < value) or value > high:
+            bound = (">= " if low_ok else "> ") + f"{low:g}" + (f" and <= {high:g}" if math.isfinite(high) else "")
+            raise CalibrationError(f"calibration '{key}' is {value!r}; it must be a number {bound}")
+
+
 @dataclass
 class Calibration:
     """What ``weakstil train`` stores to put an interval on a slide's sTIL% (model.json ``confidence``)."""
@@ -243,6 +268,7 @@ class Calibration:
         """From ``calibration.json``; one written before the version field is version 1. A newer
         version than this WeakSTIL knows raises ``ValueError`` (its intervals would be wrong)."""
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        _check_fields(known)
         known["version"] = int(d.get("version") or 1)
         if known["version"] > CALIBRATION_VERSION:
             raise ValueError(f"interval calibration version {known['version']} is newer than this WeakSTIL's "

@@ -60,6 +60,11 @@ def check_meta(meta: object, path: Path, fix: str) -> dict:
     for section in META_SECTIONS:
         if section in meta and not isinstance(meta[section], dict):
             raise WeakSTILError(f"{META_FILE} '{section}' is not a JSON object", path=path, fix=fix)
+    threshold = meta.get("threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+                                  or not 0.0 <= threshold <= 100.0):  # NaN fails too
+        raise WeakSTILError(f"{META_FILE} threshold {threshold!r} is not an sTIL% from 0 to 100", path=path,
+                            fix="set it back to a number from 0 to 100, as 'weakstil train' wrote it")
     return meta
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weakstil.confidence import LEVEL, Calibration, interval_columns, tile_standard_error
+from weakstil.confidence import LEVEL, Calibration, CalibrationError, interval_columns, tile_standard_error
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import ModelDir
 from weakstil.qc.flags import MIN_BED_TILES, bed_unlike_training, join, slide_flags, weighting_gap
@@ -69,6 +69,9 @@ class SlideAssessor:
         if folder.calibration_path.is_file() and folder.calibration_path.relative_to(folder.root).as_posix() in recorded:
             try:
                 out.calibration = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
+            except CalibrationError as exc:
+                raise ModelError(str(exc), path=folder.calibration_path,
+                                 fix="the model folder was changed; train the model again") from None
             except ValueError as exc:
                 raise ModelError(str(exc), path=folder.calibration_path, fix="upgrade WeakSTIL") from exc
         if folder.embeddings_path.is_file() and folder.embeddings_path.relative_to(folder.root).as_posix() in recorded:
