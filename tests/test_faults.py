@@ -476,6 +476,10 @@ BAD = [
                                                             _edited_model(w, t, lambda m: {**m, "threshold": "thirty"}),
                                                             "--features", w.feats, "--out", t / "out"],
         ("model.json", "threshold 'thirty'"), never=("unexpected",)),
+    Bad("score-model-json-aggregator-unknown", lambda w, t: [
+        "score", w.slide, "--model", _edited_model(w, t, lambda m: {**m, "architecture": {**m["architecture"],
+                                                                                          "aggregator": "bogus"}}),
+        "--out", t / "out", "--weights", "random"], ("model_edited/model.json", "unknown aggregator 'bogus'")),
     Bad("score-model-json-encoder-text", lambda w, t: ["score", w.slide, "--model",
                                                        _edited_model(w, t, lambda m: {**m, "encoder": "small-cnn"}),
                                                        "--out", t / "out", "--weights", "random"],

@@ -33,6 +33,9 @@ def _split_rows(path: Path) -> tuple[dict[str, dict], list[dict]]:
     return first, later
 
 
+_SAID_UNREADABLE: set[tuple[str, int]] = set()
+
+
 def _read_rows(path: Path) -> list[dict]:
     if not path.is_file():
         return []
@@ -41,7 +44,10 @@ def _read_rows(path: Path) -> list[dict]:
     try:
         table = pd.read_csv(path, dtype={"slide_id": str, "path": str}, keep_default_na=False)
     except Exception:  # unreadable: redo everything
-        log.warning("%s is unreadable; all slides will be scored again", path)
+        said = (str(path), path.stat().st_mtime_ns)
+        if said not in _SAID_UNREADABLE:  # it is read again after every slide: said once
+            _SAID_UNREADABLE.add(said)
+            log.warning("%s is unreadable; all slides will be scored again", path)
         return []
     if "slide_id" not in table.columns:  # e.g. re-saved by a spreadsheet with ';' between the columns
         from weakstil.errors import WeakSTILError

@@ -14,6 +14,7 @@ from typing import Any
 
 
 from weakstil.atomic import atomic_path, write_json
+from weakstil.errors import WeakSTILError
 from weakstil.mil.bank import FeatureBank
 from weakstil.mil.config import Architecture, TrainConfig
 from weakstil.mil.identity import ModelError
@@ -87,6 +88,8 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
         arch = Architecture(**meta["architecture"])
     except (KeyError, TypeError) as exc:
         raise ModelError(f"model.json architecture is incomplete ({exc})", path=meta_path, fix=fix) from None
+    except WeakSTILError as exc:  # a value edited into one no model has (an unknown aggregator): name the file
+        raise ModelError(f"model.json architecture: {exc.message}", path=meta_path, fix=exc.fix or fix) from None
     try:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
