@@ -211,20 +211,19 @@ class CalibrationError(ValueError):
     """``calibration.json`` edited or damaged into values no calibration has."""
 
 
-#: What a calibration's numbers must be: (lowest, highest, lowest allowed itself); ``q`` may be
-#: null (infinite: too few slides for an interval).
+#: What a calibration's numbers must be: (lowest, highest, lowest allowed itself).
 _FIELD_RANGES = {"level": (0.0, 1.0, False), "offset": (0.0, math.inf, False), "sigma0": (0.0, math.inf, False),
                  "q": (0.0, math.inf, True), "n": (0.0, math.inf, True), "shift_weight": (0.0, math.inf, True)}
+_OPTIONAL_FIELDS = {"shift_weight"}  #: absent from version-1 files
+_NULLABLE_FIELDS = {"q"}  #: null: infinite (too few slides for an interval)
 
 
 def _check_fields(d: dict[str, Any]) -> None:
     for key, (low, high, low_ok) in _FIELD_RANGES.items():
-        if key not in d:
-            if key == "shift_weight":
-                continue
+        if key not in d and key not in _OPTIONAL_FIELDS:
             raise CalibrationError(f"calibration has no '{key}'")
-        value = d[key]
-        if value is None and key == "q":
+        value = d.get(key)
+        if key not in d or (value is None and key in _NULLABLE_FIELDS):
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or \
                 not (low <= value if low_ok else low < value) or value > high:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from weakstil.errors import WeakSTILError
+from weakstil.settings import STIL_RANGE
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def check_meta(meta: object, path: Path, fix: str) -> dict:
             raise WeakSTILError(f"{META_FILE} '{section}' is not a JSON object", path=path, fix=fix)
     threshold = meta.get("threshold")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-                                  or not 0.0 <= threshold <= 100.0):  # NaN fails too
+                                  or not STIL_RANGE[0] <= threshold <= STIL_RANGE[1]):  # NaN fails too
         raise WeakSTILError(f"{META_FILE} threshold {threshold!r} is not an sTIL% from 0 to 100", path=path,
                             fix="set it back to a number from 0 to 100, as 'weakstil train' wrote it")
     return meta

@@ -54,12 +54,7 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
         from weakstil.embed import with_stain_norm
 
         with_stain_norm(encoder, recorded_card.get("stain_norm") or "none")
-    want = recorded.get("weights_sha256")
-    if want and encoder.weights_sha256 != want:
-        raise WeakSTILError(
-            f"encoder '{name}' has weights {encoder.weights_sha256[:12]} but the model was trained on "
-            f"{str(want)[:12]}", path=opts.model,
-            fix="pass the encoder the model was trained with (--encoder DIR / --weights FILE)")
+    check_trained_weights(f"'{name}'", encoder.weights_sha256, meta, opts)
     check_batch_memory(encoder, opts, int(meta.get("tiling", {}).get("tile_px") or settings.TILE_PX))
     return encoder
 
@@ -78,10 +73,16 @@ def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
     if opts.weights is not None or folder is None or not Path(folder).is_dir():
         return  # --weights FILE, a built-in or hub encoder: checked when built
     sha = check_encoder_folder(folder)
+    if sha:
+        check_trained_weights(str(folder), sha, meta, opts, UsageError if opts.encoder is not None else WeakSTILError)
+
+
+def check_trained_weights(name: str, sha: str, meta: dict, opts: ScoreOptions,
+                          error: type[WeakSTILError] = WeakSTILError) -> None:
+    """Refuse an encoder whose weights are not the ones the model recorded (when it recorded them)."""
     want = meta.get("encoder", {}).get("weights_sha256")
-    if sha and want and sha != want:
-        error = UsageError if opts.encoder is not None else WeakSTILError
-        raise error(f"encoder {folder} has weights {sha[:12]} but the model was trained on {str(want)[:12]}",
+    if want and sha != want:
+        raise error(f"encoder {name} has weights {sha[:12]} but the model was trained on {str(want)[:12]}",
                     path=opts.model, fix="pass the encoder the model was trained with (--encoder DIR / --weights FILE)")
 
 

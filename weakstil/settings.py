@@ -20,6 +20,8 @@ TISSUE_THRESHOLD = 0.5
 # --- scoring ---------------------------------------------------------------------------------
 #: sTIL-high cut-off in %: a slide is "high" when its sTIL% >= this (the usual clinical 30 %).
 STIL_THRESHOLD = 30.0
+#: An sTIL% (a threshold, a label): a share of the stroma.
+STIL_RANGE = (0.0, 100.0)
 #: Share of a tile that must lie in the tumour bed for the tile to count.
 TILE_IN_BED = 0.5
 

@@ -58,6 +58,7 @@ class Slide:
     mpp_source: MppSource
     _fingerprint: str | None = field(default=None, init=False, repr=False)
     _upsample_warned: bool = field(default=False, init=False, repr=False)  # once per open slide
+    _slow_overview_warned: bool = field(default=False, init=False, repr=False)  # tissue, overlay, heatmap: once
 
     # -- opening -----------------------------------------------------------------
     @classmethod
@@ -233,8 +234,8 @@ class Slide:
         lw, lh = self.backend.level_dimensions[level]
         ds = self.level_downsamples[level]
         fx, fy = lw / out_w, lh / out_h  # level pixels per output pixel
-        if fx * fy > SLOW_OVERVIEW_FACTOR and lw * lh > SLOW_OVERVIEW_PIXELS and not getattr(self, "_said_slow", False):
-            self._said_slow = True  # once per slide: tissue, overlay and heatmap all read an overview
+        if fx * fy > SLOW_OVERVIEW_FACTOR and lw * lh > SLOW_OVERVIEW_PIXELS and not self._slow_overview_warned:
+            self._slow_overview_warned = True
             log.warning("%s: no pyramid level near %.3g µm/px; the overview is read from %s of %.0f Mpx (level %d), "
                         "which takes minutes for a large slide (a pyramidal export, e.g. vips tiffsave --pyramid, "
                         "is read in seconds)", self.path, mpp, "the full-resolution image" if level == 0 else "a level",

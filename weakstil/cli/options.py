@@ -170,7 +170,7 @@ GroupColumnOpt = Annotated[
 StilThresholdOpt = Annotated[
     Optional[float], typer.Option("--threshold", help="sTIL-high cut-off in % (high means >= it; evaluate and "
                                   f"score default to the model's, train to {settings.STIL_THRESHOLD:g}).",
-                                  callback=in_range(0.0, 100.0, unit="%"))
+                                  callback=in_range(*settings.STIL_RANGE, unit="%"))
 ]
 FoldsOpt = Annotated[int, typer.Option("--folds", help="Cross-validation folds (1: no cross-validation).",
                                        callback=in_range(*settings.FOLDS_RANGE))]
