@@ -476,6 +476,16 @@ BAD = [
                                                             _edited_model(w, t, lambda m: {**m, "threshold": "thirty"}),
                                                             "--features", w.feats, "--out", t / "out"],
         ("model.json", "threshold 'thirty'"), never=("unexpected",)),
+    # fault hunt 2: without its fold models' list, an ensemble model was scored by the final model alone
+    Bad("score-model-json-without-folds", lambda w, t: ["score", w.slide, "--model",
+                                                        _edited_model(w, t, lambda m: {k: v for k, v in m.items()
+                                                                                       if k != "folds"}),
+                                                        "--out", t / "out", "--weights", "random"],
+        ("model.json", "scoring 'ensemble' but lists no fold models")),
+    Bad("evaluate-model-json-folds-text", lambda w, t: ["evaluate", w.labels, "--model",
+                                                        _edited_model(w, t, lambda m: {**m, "folds": "abc"}),
+                                                        "--features", w.feats, "--out", t / "out"],
+        ("model.json", "'folds' is not a list"), never=("unexpected",)),
     Bad("score-model-json-aggregator-unknown", lambda w, t: [
         "score", w.slide, "--model", _edited_model(w, t, lambda m: {**m, "architecture": {**m["architecture"],
                                                                                           "aggregator": "bogus"}}),

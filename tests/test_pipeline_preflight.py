@@ -400,7 +400,12 @@ def test_threads_and_device_overrides(tmp_path: Path) -> None:
     assert "unknown device 'foo': use auto, cpu, cuda" in line
     assert "threads is -1 (from --config threads=-1): weakstil train refuses it" in line
     assert "must be from 0 to 1024" in line and "correct threads in the override --config threads=-1" in line
-    preflight.check_workflow(workflow_config(tmp_path, "threads=0", "device=cuda:1", "slide_mpp=null"))  # what the CLI takes
+    preflight.check_workflow(workflow_config(tmp_path, "threads=1", "device=cuda:1", "slide_mpp=null"))  # what the CLI takes
+    # train takes --threads 0 (every core), but threads is also each job's share of --cores and its SLURM
+    # cpus-per-task: a 0-thread job passed the dry run (fault hunt 2)
+    line = problems_of(workflow_config(tmp_path, "threads=0"))
+    assert line.startswith("threads is 0 (from --config threads=0): every job needs at least 1 thread")
+    assert "Fix: set threads to 1 or more in the override --config threads=0" in line
 
 
 @pytest.mark.parametrize(("override", "says"), [

@@ -274,6 +274,13 @@ def settings_problems(config: dict, sources: dict[str, str] | None = None) -> di
     problems.update(_option_problems(config, sources, skip=set(problems)))
     problems.update(_train_problems(config, sources, skip=set(problems)))
     problems.update(_score_slides_problems(config, sources))
+    threads = config.get("threads")
+    if "threads" not in problems and not isinstance(threads, bool) and str(threads).strip().lstrip("-").isdigit() \
+            and int(str(threads)) < 1:
+        # train reads --threads 0 as "every core", but the value is also each job's Snakemake threads
+        # (its share of --cores, SLURM's cpus-per-task): a job of 0 threads is no job a scheduler runs
+        problems["threads"] = _problem(sources, "threads", threads, "every job needs at least 1 thread",
+                                       fix=f"set threads to 1 or more {_where(sources, 'threads')[1]}")
     slurm = config.get("slurm")
     if slurm is not None and not isinstance(slurm, dict):
         problems["slurm"] = _problem(sources, "slurm", slurm, "not a section of settings",

@@ -35,6 +35,12 @@ def load_scoring_models(directory: str | Path, scoring: str | None = None) -> tu
                          fix=f"use one of {', '.join(SCORINGS)}")
     if how == Scoring.FINAL.value:
         return [model], meta
+    if scoring is None and not meta.get("folds"):
+        # `weakstil train` writes scoring "ensemble" only beside the fold models' list: without it the
+        # model.json was edited, and scoring with the final model alone would pass silently for the ensemble
+        raise ModelError("model.json says scoring 'ensemble' but lists no fold models ('folds')",
+                         path=Path(directory) / "model.json",
+                         fix="the model folder was changed; copy the whole model folder, or train the model again")
     folds = load_fold_models(directory, meta, model.arch)
     return (folds or [model]), meta
 

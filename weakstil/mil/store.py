@@ -159,9 +159,13 @@ def load_fold_models(directory: str | Path, meta: dict, arch: Architecture) -> l
 
     folder = ModelDir(directory)
     models = []
-    for entry in meta.get("folds") or []:
+    fix = "copy the whole model folder, or train the model again"
+    entries = meta.get("folds") or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise ModelError("model.json's 'folds' is not a list of fold model entries", path=folder.root / "model.json",
+                         fix=f"the model folder was changed; {fix}")
+    for entry in entries:
         path = folder.root / str(entry.get("file", ""))
-        fix = "copy the whole model folder, or train the model again"
         if not path.is_file():
             raise ModelError("fold model is missing", path=path, fix=fix)
         if sha256_file(path) != entry.get("sha256"):
