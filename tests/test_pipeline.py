@@ -23,9 +23,9 @@ pytest.importorskip("snakemake_executor_plugin_slurm")
 SNAKEFILE = ROOT / "pipelines" / "Snakefile"
 LOCAL = ROOT / "pipelines" / "profiles" / "local"
 SLURM = ROOT / "pipelines" / "profiles" / "slurm"
-COHORT_SLIDES = 6
-#: Small and quick: 1 x 1 mm slides (about 50 tiles), 3 folds over 3 centres, few epochs.
-FAST = ["folds=3", "epochs=8", "threads=1", "score_slides=[new/*.tiff]", "annotations=cohort/truth"]
+COHORT_SLIDES = 4
+#: Small and quick: 1 x 1 mm slides (about 50 tiles), 2 folds over 2 centres, few epochs.
+FAST = ["folds=2", "epochs=8", "threads=1", "score_slides=[new/*.tiff]", "annotations=cohort/truth"]
 
 
 def snakemake(workdir: Path, *args: str, profile: Path = LOCAL, config: list[str] = FAST) -> subprocess.CompletedProcess:
@@ -53,10 +53,10 @@ def job_stats(log: str) -> dict[str, int]:
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory) -> Path:
-    """A synthetic cohort of 6 labelled slides (3 centres) and one new slide to score."""
+    """A synthetic cohort of 4 labelled slides (2 centres) and one new slide to score."""
     root = tmp_path_factory.mktemp("pipeline")
     run_cli("synth", root / "cohort", "--slides", COHORT_SLIDES + 1, "--seed", 0, "--size-mm", 1.0, 1.0,
-            "--groups", 3, check=True)
+            "--groups", 2, check=True)
     labels = pd.read_csv(root / "cohort" / "labels.csv")
     labels.iloc[:COHORT_SLIDES].to_csv(root / "cohort" / "labels.csv", index=False)
     new = labels.iloc[COHORT_SLIDES]
@@ -76,7 +76,7 @@ def test_workflow_end_to_end(workdir: Path, first_run) -> None:
     out = workdir / "results"
     ids = pd.read_csv(workdir / "cohort" / "labels.csv")["slide_id"].tolist()
     jobs = jobs_run(first_run.stdout + first_run.stderr)
-    assert {r: len(j) for r, j in jobs.items()} == {"settings": 1, "tile": 7, "embed": 7, "tumorbed": 7,
+    assert {r: len(j) for r, j in jobs.items()} == {"settings": 1, "tile": 5, "embed": 5, "tumorbed": 5,
                                                      "train": 1, "evaluate": 1, "report": 1, "score": 1, "all": 1}
     for sid in [*ids, "new_slide"]:
         assert (out / "tiles" / f"{sid}_tiles.png").is_file() and (out / "features" / f"{sid}.h5").is_file()
@@ -92,7 +92,7 @@ def test_workflow_end_to_end(workdir: Path, first_run) -> None:
     metrics = json.loads((out / "evaluation" / "metrics.json").read_text())
     assert metrics["n"] == COHORT_SLIDES
     oof = pd.read_csv(out / "model" / "cv" / "oof_predictions.csv")
-    assert sorted(oof["fold"].unique()) == [1, 2, 3]  # as the fold model files are numbered
+    assert sorted(oof["fold"].unique()) == [1, 2]  # as the fold model files are numbered
 
     page = (out / "report" / "report.html").read_text()
     for sid in ids:
@@ -135,15 +135,15 @@ def test_bad_settings_fail_before_any_job(workdir: Path) -> None:
     assert proc.returncode != 0
     assert "error: folds is 1" in proc.stdout and "Fix: set folds to 2 or more" in proc.stdout
     # (a missing cohort CSV fails in the same preflight: tests/test_pipeline_preflight.py, test_faults.py)
-    proc = snakemake(workdir, "--dry-run", config=["folds=3", "score_slides=[nowhere/*.svs]"])
+    proc = snakemake(workdir, "--dry-run", config=["folds=2", "score_slides=[nowhere/*.svs]"])
     assert proc.returncode != 0 and "error: nowhere/*.svs (score_slides): no slide file matches" in proc.stdout
     # the issue's late failure: more folds than centres used to stop training after every embedding
     proc = snakemake(workdir, "--dry-run", config=["folds=5"])
     assert proc.returncode != 0
-    assert ("error: cohort/labels.csv: the cohort has 3 groups in column 'group' but folds is 5" in proc.stdout
-            and "Fix: set folds to 3 or fewer" in proc.stdout)
+    assert ("error: cohort/labels.csv: the cohort has 2 groups in column 'group' but folds is 5" in proc.stdout
+            and "Fix: set folds to 2 or fewer" in proc.stdout)
     # an empty output folder: one line, not a TypeError from pathlib (outside fault hunt)
-    proc = snakemake(workdir, "--dry-run", config=["folds=3", "out="])
+    proc = snakemake(workdir, "--dry-run", config=["folds=2", "out="])
     assert proc.returncode != 0 and "TypeError" not in proc.stdout + proc.stderr
     assert "error: out is empty (or not a path). Fix: set out to the output folder" in proc.stdout
 
@@ -157,7 +157,7 @@ def test_slurm_profile_dry_run(workdir: Path) -> None:
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "Using profile" in log and str(SLURM) in log
-    assert job_stats(log) == {"settings": 1, "tile": 7, "embed": 7, "tumorbed": 7, "train": 1, "evaluate": 1,
+    assert job_stats(log) == {"settings": 1, "tile": 5, "embed": 5, "tumorbed": 5, "train": 1, "evaluate": 1,
                               "report": 1, "score": 1, "all": 1}
     embed = log.split("rule embed:", 1)[1].split("Shell command", 1)[0]
     resources = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)", embed).group(1).split(", "))
@@ -179,7 +179,7 @@ def test_tumour_bed_detector_trained_in_the_workflow_feeds_training(workdir: Pat
     proc = snakemake(workdir, "--dry-run", config=[*FAST, "out=results_bed", "tumorbed=train"])
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
-    assert job_stats(log)["tumorbed_detector"] == 1 and job_stats(log)["tumorbed"] == 7
+    assert job_stats(log)["tumorbed_detector"] == 1 and job_stats(log)["tumorbed"] == 5
     assert "tumorbed train --features results_bed/features --annotations cohort/truth --cohort" in log
     assert "--out results_bed/detector" in log
     bed = log.split("rule tumorbed:", 1)[1].split("\n\n", 1)[0]

@@ -17,14 +17,18 @@ SLIDES = 10
 TRAIN = 9  # the fewest out-of-fold slides that give a 90 % interval
 
 
+def train_args(root, features, cohort, model) -> list:
+    return ["train", root / "train.csv", "--features", features, "--out", model, "--folds", "3", "--epochs", "8",
+            "--group-column", "none", "--annotations", cohort / "truth"]
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("qc")
     cohort, labels, features = embedded_cohort(root, SLIDES, seed=11, size_mm=(0.8, 0.8))
     write_training_csv(root / "train.csv", labels.iloc[:TRAIN], cohort, ("slide_id", "path", "stil", "group"))
     model = root / "model"
-    proc = run_cli("train", root / "train.csv", "--features", features, "--out", model, "--folds", "3",
-                   "--epochs", "8", "--group-column", "none", "--annotations", cohort / "truth")
+    proc = run_cli(*train_args(root, features, cohort, model))
     assert proc.returncode == 0, proc.stderr
     held = [cohort / p for p in labels["path"].iloc[TRAIN:]]
     return {"root": root, "cohort": cohort, "labels": labels, "features": features, "model": model, "held": held}
@@ -335,3 +339,22 @@ def test_focus_reads_smooth_sharp_tissue_as_sharp_and_blurred_tiles_as_blurry(tm
     sharp = tile_blur(tiles)
     blurred = tile_blur([ndi.gaussian_filter(t, sigma=(3, 3, 0)) for t in tiles])
     assert sharp.max() < BLURRY_TILE - 0.05 and blurred.min() > BLURRY_TILE
+
+
+def test_training_again_gives_the_same_model_fold_models_cv_outputs_and_qc_files(trained, tmp_path):
+    """Run to run, `weakstil train` (fold models with several members, tumour beds from annotations,
+    the calibration and the qc references read from the slides) writes the same bytes."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from compare_outputs import compare_dirs
+
+    again = tmp_path / "again"
+    proc = run_cli(*train_args(trained["root"], trained["features"], trained["cohort"], again))
+    assert proc.returncode == 0, proc.stderr
+    first = trained["model"]
+    meta = json.loads((first / "model.json").read_text())
+    for rel in ["model.safetensors", *(f["file"] for f in meta["folds"])]:
+        assert (again / rel).read_bytes() == (first / rel).read_bytes(), rel
+    assert compare_dirs(first / "cv", again / "cv") == []
+    assert compare_dirs(first / "qc", again / "qc") == []
