@@ -129,3 +129,24 @@ def test_an_overview_read_from_a_far_finer_level_is_said_once(tmp_path, monkeypa
     with caplog.at_level("WARNING", logger="weakstil.slide"), Slide.open(pyramid) as slide:
         slide.read_thumbnail(8.0)
     assert not [r for r in caplog.records if "no pyramid level" in r.getMessage()]
+
+
+def test_non_square_pixels_are_refused_not_read_squashed(tmp_path):
+    """A scan recorded at 0.5 µm/px along x and 1 µm/px along y was read at 0.5 µm/px both ways:
+    the tissue squashed to half its height, scored from half the tiles, exit 0 (fault hunt 3)."""
+    import tifffile
+
+    rgb = np.full((512, 1024, 3), 200, np.uint8)
+    path = tmp_path / "aniso.tif"
+    tifffile.imwrite(path, rgb, tile=(256, 256), photometric="rgb", resolution=(1e4 / 0.5, 1e4 / 1.0),
+                     resolutionunit="CENTIMETER")
+    proc = run_cli("info", path)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {path}: has non-square pixels (0.5 µm/px along x, 1 along y)")
+    assert "--slide-mpp" in proc.stderr and proc.stderr.count("\n") == 1
+    # scanners' rounding (0.2497 vs 0.2499) is square; an explicit --slide-mpp says the pixels are square
+    square = tmp_path / "square.tif"
+    tifffile.imwrite(square, rgb, tile=(256, 256), photometric="rgb", resolution=(1e4 / 0.2497, 1e4 / 0.2499),
+                     resolutionunit="CENTIMETER")
+    assert run_cli("info", square).returncode == 0
+    assert run_cli("info", path, "--slide-mpp", "0.5").returncode == 0

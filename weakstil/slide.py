@@ -321,6 +321,11 @@ def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
     return (rgb.astype(np.float32) * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
 
 
+#: Scanners record x and y resolutions that differ by rounding only (e.g. 0.2497 vs 0.2499 µm/px):
+#: pixels whose x and y differ by more than this share are not square.
+NON_SQUARE_TOLERANCE = 0.02
+
+
 def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> tuple[float, MppSource]:
     if override is not None:
         if not (MPP_RANGE[0] <= override <= MPP_RANGE[1]):
@@ -336,6 +341,14 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
             warn_once(log, ("slide-mpp", str(path), override), "%s: --slide-mpp %.4g overrides the metadata value "
                       "%.4g µm/px", path, override, meta)
         return float(override), MppSource.OVERRIDE
+    mpp_x, mpp_y = getattr(backend, "mpp_xy", (None, None))
+    if mpp_x is not None and mpp_y is not None and abs(mpp_x - mpp_y) / min(mpp_x, mpp_y) > NON_SQUARE_TOLERANCE:
+        # tiles, tissue and bed are read at one µm/px for both axes: the tissue would be squashed
+        # along one of them and scored with the wrong number of tiles, silently
+        raise SlideError(f"has non-square pixels ({mpp_x:.4g} µm/px along x, {mpp_y:.4g} along y); WeakSTIL reads "
+                         "both axes at one resolution and would squash the tissue",
+                         path=path, fix="resample the slide to square pixels, or, when the metadata is wrong and the "
+                                        "pixels are square, give the resolution with --slide-mpp")
     meta = backend.mpp
     if meta is None:
         raise SlideError(

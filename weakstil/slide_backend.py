@@ -47,6 +47,10 @@ class SlideBackend(Protocol):
         """Level-0 µm/px from the file's metadata, ``None`` when it records none."""
 
     @property
+    def mpp_xy(self) -> tuple[float | None, float | None]:
+        """Level-0 µm/px along x and y from the metadata (pixels may be recorded as not square)."""
+
+    @property
     def vendor(self) -> str: ...
 
     @property
@@ -141,21 +145,23 @@ class OpenSlideBackend:
         return self._handle.properties.get("openslide.vendor", "unknown")
 
     @property
-    def mpp(self) -> float | None:
+    def mpp_xy(self) -> tuple[float | None, float | None]:
+        """Level-0 µm per pixel along x and along y from the metadata (None where absent or not a
+        positive number)."""
         props = self._handle.properties
-        values = []
+        values: list[float | None] = []
         for key in ("openslide.mpp-x", "openslide.mpp-y"):
             try:
                 value = float(props[key])
             except (KeyError, ValueError):
-                continue
-            if value > 0 and math.isfinite(value):
-                values.append(value)
-        if not values:
-            return None
-        if len(values) == 2 and abs(values[0] - values[1]) / values[0] > 0.02:
-            log.warning("non-square pixels (mpp-x %.4g, mpp-y %.4g); using mpp-x", values[0], values[1])
-        return values[0]
+                value = None
+            values.append(value if value is not None and value > 0 and math.isfinite(value) else None)
+        return values[0], values[1]
+
+    @property
+    def mpp(self) -> float | None:
+        x, y = self.mpp_xy
+        return x if x is not None else y
 
     def read_region(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> Image.Image:
         return self._handle.read_region(location, level, size)
