@@ -343,6 +343,10 @@ BAD = [
         written=("synth_0000.h5",)),
     Bad("pretrain-no-tissue", lambda w, t: ["pretrain", _blank(t), "--out", t / "out", "--steps", "1"],
         ("blank.tiff", "no tissue"), n_errors=2),
+    # fault hunt 3: score's fix named --tissue-threshold and --tile-size, options score does not have
+    Bad("score-no-tissue-batch-goes-on", lambda w, t: ["score", _blank(t), w.slide, "--model", w.model, "--out",
+                                                       t / "out", "--weights", "random"],
+        ("blank.tiff", "no tissue", "score uses its model's"), written=("synth_0000.h5",)),
     Bad("train-csv-missing", lambda w, t: ["train", t / "none.csv", "--features", w.feats, "--out", t / "out"],
         ("none.csv", "not found")),
     Bad("train-csv-is-a-directory", lambda w, t: ["train", w.cohort, "--features", w.feats, "--out", t / "out"],

@@ -49,7 +49,8 @@ def no_tissue(path: str | Path, warnings: list[str] | None = None) -> NoTissueEr
         return NoTissueError(f"no tissue found (0 tiles): {'; '.join(warnings)}", path=path,
                              fix="WeakSTIL reads brightfield H&E scans", warnings=warnings)
     return NoTissueError("no tissue found (0 tiles)", path=path,
-                         fix="check the slide is not blank; lower --tissue-threshold if tissue is faint")
+                         fix="check the slide is not blank; if tissue is faint, lower --tissue-threshold (tile, embed, "
+                             "pretrain; score uses its model's)")
 
 
 class UsageError(WeakSTILError):

@@ -125,7 +125,8 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     if len(grid) == 0:  # not a tissue problem: say what is
         raise SlideError(f"is {W * slide.mpp:.0f} x {H * slide.mpp:.0f} µm, smaller than one tile "
                          f"({grid.tile_um:.0f} µm: {params.tile_px} px at {params.mpp:g} µm/px)", path=slide.path,
-                         fix="choose a smaller --tile-size or --mpp")
+                         fix="choose a smaller --tile-size or --mpp (tile, embed, pretrain); score reads its model's "
+                             "tiles, so a slide smaller than one cannot be scored with that model")
     coords, fractions = select_tiles(grid, mask, mask_mpp, params.tissue_threshold)
     return SlideTiles(slide.info(), params, grid, coords, fractions, mask, mask_mpp, warnings, thumb)
 
