@@ -347,6 +347,14 @@ BAD = [
     Bad("score-no-tissue-batch-goes-on", lambda w, t: ["score", _blank(t), w.slide, "--model", w.model, "--out",
                                                        t / "out", "--weights", "random"],
         ("blank.tiff", "no tissue", "score uses its model's"), written=("synth_0000.h5",)),
+    # fault hunt 3: the slide after the odd one was named (tumorbed train), or only the detector (apply, evaluate)
+    Bad("tumorbed-train-features-of-two-encoders", lambda w, t: [
+        "tumorbed", "train", "--features", _mixed_features(w, t), "--annotations", w.cohort / "truth", "--out",
+        t / "out"], ("mixed/synth_0000.h5", "1 slide(s) come from another encoder than the other 2's")),
+    Bad("tumorbed-apply-one-slide-of-another-encoder", lambda w, t: [
+        "tumorbed", "apply", _mixed_features(w, t) / "synth_0000.h5", w.feats / "synth_0001.h5", "--tumorbed",
+        _detector(w, t), "--out", t / "out"], ("mixed/synth_0000.h5", "detector", "was trained on encoder"),
+        written=("synth_0001.h5",)),
     Bad("train-csv-missing", lambda w, t: ["train", t / "none.csv", "--features", w.feats, "--out", t / "out"],
         ("none.csv", "not found")),
     Bad("train-csv-is-a-directory", lambda w, t: ["train", w.cohort, "--features", w.feats, "--out", t / "out"],
@@ -591,6 +599,15 @@ def _detector_of_another_encoder(w: World, t: Path) -> Path:
     run_cli("tumorbed", "train", "--features", feats, "--annotations", w.cohort / "truth", "--out", t / "d5",
             check=True)
     return t / "d5"
+
+
+def _mixed_features(w: World, t: Path) -> Path:
+    """The cohort's features, but synth_0000's (first by name) from another encoder (seed 5)."""
+    feats = t / "mixed"
+    shutil.copytree(w.feats, feats)
+    run_cli("embed", w.slide, "--out", feats, "--encoder", "small-cnn", "--weights", "random", "--seed", "5",
+            "--workers", "1", "--overwrite", check=True)
+    return feats
 
 
 def _detector(w: World, t: Path, truncate: bool = False, format_version: object = None) -> Path:

@@ -103,7 +103,7 @@ class BedSources:
 
         where = features.path if features.path is not None else slide_id
         if self.detector is not None:  # a detector of another encoder is refused, whatever the slide has
-            check_detector_matches(self.detector, features, self.detector_path or where)
+            check_detector_matches(self.detector, features, where, detector_path=self.detector_path)
         precomputed = find_slide_file(self.beds, slide_id)
         if precomputed is not None:
             bed = read_precomputed(precomputed, slide_id, features)
@@ -168,9 +168,11 @@ class BedSources:
                 "slides": dict(self.used)}
 
 
-def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | dict, where: str | Path) -> None:
+def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | dict, where: str | Path,
+                           detector_path: str | Path | None = None) -> None:
     """A detector only works on embeddings of the encoder it was trained on (``features``: a feature
-    file, or the ``{"encoder", "weights_sha256"}`` a model records: checked once before a batch)."""
+    file, or the ``{"encoder", "weights_sha256"}`` a model records: checked once before a batch).
+    The error names ``where`` (the feature file of one slide in a batch) and the detector's folder."""
     enc, sha = detector.encoder_key
     if enc is None:
         return
@@ -178,8 +180,8 @@ def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | 
     got_enc, got_sha = attr("encoder"), attr("weights_sha256")
     if (enc, sha) != (got_enc, got_sha):
         raise WeakSTILError(
-            f"tumour-bed detector was trained on encoder '{enc}' (weights {str(sha)[:12]}) but the features "
-            f"come from '{got_enc}' (weights {str(got_sha)[:12]})",
+            f"tumour-bed detector{f' {detector_path}' if detector_path else ''} was trained on encoder '{enc}' "
+            f"(weights {str(sha)[:12]}) but the features come from '{got_enc}' (weights {str(got_sha)[:12]})",
             path=where, fix="train the detector on features of the same encoder, or re-embed",
         )
 

@@ -354,6 +354,31 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     return detector
 
 
+def _check_one_encoder(paths: list[Path]) -> tuple:
+    """The (encoder, weights_sha256) of the annotated slides' features, which must be one; otherwise the
+    error names the files of the fewer encoder(s), not whichever slide happened to differ from the first."""
+    from collections import Counter
+
+    from weakstil.files import FeaturesFile
+
+    keys = {}
+    for path in paths:
+        try:
+            attrs, _ = FeaturesFile.read_header(path)
+        except WeakSTILError:
+            continue  # an unreadable file is that slide's own error, when it is read
+        keys[path] = (attrs.get("encoder"), attrs.get("weights_sha256"))
+    counts = Counter(keys.values())
+    if len(counts) < 2:
+        return next(iter(counts), (None, None))
+    (common, n_common), = counts.most_common(1)
+    odd = [p for p, k in keys.items() if k != common]
+    names = ", ".join(f"{p.stem} ('{keys[p][0]}')" for p in odd[:5]) + (" ..." if len(odd) > 5 else "")
+    raise WeakSTILError(f"features of {len(odd)} slide(s) come from another encoder than the other {n_common}'s "
+                        f"('{common[0]}', weights {str(common[1])[:12]}): {names}", path=odd[0],
+                        fix="embed all slides with one encoder (or move the odd feature files out of the folder)")
+
+
 def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path, *,
                               slide_ids: list[str] | None = None, max_slides: int = 10,
                               seed: int = 0, tile_stats: bool = False,
@@ -380,7 +405,9 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                     len(unused), among, ", ".join(p.name for p in unused[:5]), " ..." if len(unused) > 5 else "")
     chosen: list[AnnotatedSlide] = []
     bad: list[AnnotationError] = []
-    identity = None
+    identity = _check_one_encoder([feature_path(features_dir, sid) for sid in slide_ids
+                                   if find_annotation(annotations, sid) is not None
+                                   and feature_path(features_dir, sid).is_file()])
     for sid in slide_ids:
         if len(chosen) >= max_slides:
             break
@@ -389,12 +416,6 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         if annotation is None or not path.is_file():
             continue
         cache = FeaturesFile.read(path)
-        key = (cache.attr("encoder"), cache.attr("weights_sha256"))
-        if identity is None:
-            identity = key
-        elif key != identity:
-            raise WeakSTILError(f"features of {sid} come from another encoder than the other slides",
-                                path=path, fix="embed all slides with one encoder")
         geom = SlideGeometry.from_file(cache)
         try:
             bed = from_annotation(annotation, geom)
