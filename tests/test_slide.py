@@ -150,3 +150,22 @@ def test_non_square_pixels_are_refused_not_read_squashed(tmp_path):
                      resolutionunit="CENTIMETER")
     assert run_cli("info", square).returncode == 0
     assert run_cli("info", path, "--slide-mpp", "0.5").returncode == 0
+
+
+def test_a_tiff_in_strips_is_named_as_such_not_as_damaged(tmp_path):
+    """A valid TIFF stored in strips was called 'truncated, damaged or an unsupported variant'
+    (fault hunt 3): OpenSlide reads tiled TIFFs only, and copying the file again does not help."""
+    import tifffile
+
+    path = tmp_path / "stripped.tif"
+    tifffile.imwrite(path, np.full((600, 800, 3), 200, np.uint8), photometric="rgb", resolution=(2e4, 2e4),
+                     resolutionunit="CENTIMETER")
+    proc = run_cli("info", path)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"error: {path}: is a TIFF stored in strips, not tiles")
+    assert "--tile --pyramid" in proc.stderr and "damaged" not in proc.stderr
+    # a damaged tiled TIFF is still called damaged
+    tiled = write_tiff_slide(tmp_path / "tiled.tif", np.full((600, 800, 3), 200, np.uint8))
+    cut = tmp_path / "cut.tif"
+    cut.write_bytes(tiled.read_bytes()[:400])
+    assert "may be truncated, damaged" in run_cli("info", cut).stderr

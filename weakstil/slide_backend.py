@@ -87,6 +87,13 @@ class OpenSlideBackend:
                     fix="convert it to a little-endian pyramidal TIFF (e.g. 'vips tiffsave IN OUT.tif --tile "
                         "--pyramid --compression jpeg'); copying it again will not help",
                 ) from None
+            if kind == "TIFF" and _stored_in_strips(path):  # valid, but OpenSlide reads tiled TIFF only
+                raise SlideError(
+                    "is a TIFF stored in strips, not tiles, which OpenSlide does not read",
+                    path=path,
+                    fix="convert it to a tiled pyramidal TIFF (e.g. 'vips tiffsave IN OUT.tif --tile --pyramid "
+                        "--compression jpeg'); copying it again will not help",
+                ) from None
             if kind is not None:
                 raise SlideError(
                     f"looks like a {kind} file but OpenSlide cannot read it: it may be truncated, damaged "
@@ -185,6 +192,18 @@ def open_backend(path: str | Path) -> SlideBackend:
 def can_open(path: str | Path) -> bool:
     """Whether a backend recognises ``path`` as a slide."""
     return any(b.can_open(path) for b in BACKENDS)
+
+
+def _stored_in_strips(path: Path) -> bool:
+    """Whether ``path`` is a readable TIFF whose first image is stored in strips (not tiles)."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages.first
+            return not page.is_tiled and bool(page.dataoffsets) and page.shape is not None
+    except Exception:  # not readable by tifffile either: the generic message
+        return False
 
 
 def _sniff_container(path: Path) -> str | None:
