@@ -413,6 +413,7 @@ def test_threads_and_device_overrides(tmp_path: Path) -> None:
                    "'--folds'")),
     ("slurm=3", "slurm is 3 (from --config slurm=3): not a section of settings. Fix: write slurm: as the keys"),
     ("cohort=[", "--config 'cohort=[': the value of cohort is not valid YAML (expected the node content"),
+    ("foo", "--config 'foo' is not KEY=VALUE"),
     ("tile_size=[224, 256]", "tile_size is [224, 256] (from --config tile_size=[224, 256]): a list, not one value"),
     ("train_extra=--loss foo --bogus", "train_extra is '--loss foo --bogus'"),
     ("train_extra='--hidden \"8'", "train_extra is '--hidden \"8' (from --config"),
@@ -424,7 +425,9 @@ def test_threads_and_device_overrides(tmp_path: Path) -> None:
 def test_bad_values_and_overrides_are_one_clear_line(tmp_path: Path, override: str, says: str) -> None:
     """They were "unexpected ValueError / TypeError / ParserError ... a bug in weakstil"."""
     out = run_cli("preflight", "-C", f"cohort={cohort_csv(tmp_path)}", "-C", "folds=3", "-C", override)
-    assert out.returncode == 1 and out.stdout == "" and out.stderr.count("\n") == 1, out.stderr
+    # an override that is not KEY=VALUE with a YAML value is a wrong command line: exit 2 (fault hunt 3)
+    usage = override in ("cohort=[", "foo")
+    assert out.returncode == (2 if usage else 1) and out.stdout == "" and out.stderr.count("\n") == 1, out.stderr
     assert out.stderr.startswith("error: ") and says in out.stderr and "Fix: " in out.stderr, out.stderr
     assert "unexpected" not in out.stderr and "bug" not in out.stderr
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from weakstil.errors import WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pipeline_settings_check import WorkflowConfig, check_detector_setting, one_error, settings_problems
 from weakstil.slurm_cluster import (Cluster, JobRequest, Problem, check_request, partition_memory_mb,
                                     unusable_warning)
@@ -67,6 +67,11 @@ PARTITION_MEMORY_MB: dict[str, int] = {}
 
 class PreflightError(WeakSTILError):
     """The workflow's settings, cohort or cluster cannot run it."""
+
+
+class OverrideSyntaxError(PreflightError, UsageError):
+    """A ``--config`` override that is not ``KEY=VALUE`` with a YAML value: the command line is
+    wrong (exit 2 from ``weakstil preflight``)."""
 
 
 def _round_up(mb: float, step: int = 500) -> int:
@@ -468,12 +473,12 @@ def load_workflow_config(files: list[Path], overrides: list[str]) -> WorkflowCon
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise PreflightError(f"--config {item!r} is not KEY=VALUE", fix="write e.g. --config folds=3")
+            raise OverrideSyntaxError(f"--config {item!r} is not KEY=VALUE", fix="write e.g. --config folds=3")
         try:
             parsed = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError as exc:
             why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise PreflightError(f"--config {item!r}: the value of {key.strip()} is not valid YAML ({why})",
+            raise OverrideSyntaxError(f"--config {item!r}: the value of {key.strip()} is not valid YAML ({why})",
                                  fix=f"write a YAML value after '{key.strip()}=' (quote text with YAML signs such as [ "
                                      "or {: --config \"cohort='[a].csv'\")") from None
         config.merge({key.strip(): parsed}, f"--config {item}")

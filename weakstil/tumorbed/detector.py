@@ -185,6 +185,9 @@ class TumorBedDetector:
 
         directory = Path(directory)
         meta_path, weights_path = directory / META_FILE, directory / WEIGHTS_FILE
+        if not directory.exists():
+            raise WeakSTILError("tumour-bed detector folder not found", path=directory,
+                                fix="check the path, or train one with 'weakstil tumorbed train'")
         if not meta_path.is_file() or not weights_path.is_file():
             raise WeakSTILError("not a tumour-bed detector (needs model.json and model.safetensors)", path=directory,
                                 fix="train one with 'weakstil tumorbed train'")
