@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import run_cli, shared_file, write_tiff_slide
+from conftest import CMU, run_cli, shared_file, write_tiff_slide
 from weakstil.errors import SlideError
 from weakstil.slide import MppSource, Slide, brightfield_warning, slide_id_from_path
 
@@ -169,3 +169,18 @@ def test_a_tiff_in_strips_is_named_as_such_not_as_damaged(tmp_path):
     cut = tmp_path / "cut.tif"
     cut.write_bytes(tiled.read_bytes()[:400])
     assert "may be truncated, damaged" in run_cli("info", cut).stderr
+
+
+def test_a_greyscale_image_is_refused_not_scored(tmp_path):
+    """A greyscale scan got an sTIL% (exit 0, a warning about its colours; fault hunt 3): without
+    colour the stains cannot be told apart. The CMU slide (faint, pale H&E) is still tiled."""
+    rng = np.random.default_rng(0)
+    grey = np.full((1024, 1024), 240, np.uint8)
+    grey[200:800, 200:800] = rng.integers(90, 200, (600, 600))  # textured tissue, no colour
+    path = write_tiff_slide(tmp_path / "grey.tif", np.repeat(grey[..., None], 3, axis=2))
+    proc = run_cli("tile", path, "--out", tmp_path / "out")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"error: {path}: is a greyscale image (its tissue has no colour")
+    assert "colour (RGB) brightfield H&E" in proc.stderr
+    assert not (tmp_path / "out" / "grey.h5").exists()
+    assert run_cli("tile", CMU, "--out", tmp_path / "cmu").returncode == 0

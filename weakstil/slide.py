@@ -384,3 +384,24 @@ def brightfield_warning(thumbnail: np.ndarray) -> str | None:
         if not (g < r and g < b):
             return "tissue colours are not pink/purple; WeakSTIL expects H&E staining"
     return None
+
+
+#: Tissue whose colour (max - min channel) stays below this on 95 % of its pixels has none: a greyscale
+#: image. H&E tissue measures tens of levels, faded or pale stains above 10; JPEG adds 1-2 to grey.
+GREYSCALE_CHROMA = 6.0
+
+
+def greyscale_reason(thumbnail: np.ndarray) -> str | None:
+    """Why the image is greyscale (no colour in its tissue), or ``None`` when it has colour: the
+    stains (H&E) cannot be told apart, so an sTIL score of it would mean nothing."""
+    step = max(1, int(np.sqrt(thumbnail.shape[0] * thumbnail.shape[1] / 250_000)))
+    rgb = thumbnail[::step, ::step].reshape(-1, 3).astype(np.float32)
+    brightness = rgb.mean(axis=1)
+    tissue = rgb[(brightness < 220) & (brightness > 30)]
+    if len(tissue) <= 100:
+        return None  # too little tissue to say; no tissue is its own error
+    chroma = float(np.percentile(tissue.max(axis=1) - tissue.min(axis=1), 95))
+    if chroma < GREYSCALE_CHROMA:
+        return f"is a greyscale image (its tissue has no colour: 95th percentile {chroma:.1f} grey levels between channels)"
+    return None
+

@@ -16,7 +16,7 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path
 from weakstil.errors import SlideError, UsageError, no_tissue
-from weakstil.slide import Slide, brightfield_warning
+from weakstil.slide import Slide, brightfield_warning, greyscale_reason
 from weakstil.tiling import TileGrid, TileMode, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
 
@@ -114,6 +114,10 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
     mask_mpp = max(params.mask_mpp, slide.mpp)
     thumb = slide.read_thumbnail(mask_mpp)
+    grey = greyscale_reason(thumb)
+    if grey:
+        raise SlideError(grey, path=slide.path, fix="WeakSTIL scores colour (RGB) brightfield H&E scans; scan or export "
+                                                    "the slide in colour")
     warnings = []
     reason = brightfield_warning(thumb)
     if reason:
