@@ -358,3 +358,30 @@ def test_training_again_gives_the_same_model_fold_models_cv_outputs_and_qc_files
         assert (again / rel).read_bytes() == (first / rel).read_bytes(), rel
     assert compare_dirs(first / "cv", again / "cv") == []
     assert compare_dirs(first / "qc", again / "qc") == []
+
+
+def test_a_one_tile_bed_gets_the_whole_range_not_a_narrow_interval(trained, tmp_path):
+    """A bed of one tile has no measurable sampling error: it was taken as 0, giving a narrower
+    interval than beds of 3-4 tiles (fault hunt 3)."""
+    import h5py
+
+    from weakstil.files import SlideScoresFile
+
+    slide = trained["held"][0]
+    with h5py.File(trained["features"] / f"{slide.stem}.h5") as f:
+        x, y = f["coords"][len(f["coords"]) // 2]
+        size = float(f.attrs["tile_size_level0"])
+    cx, cy, h = x + size / 2, y + size / 2, 0.45 * size  # a square inside that one tile
+    ring = [[cx - h, cy - h], [cx + h, cy - h], [cx + h, cy + h], [cx - h, cy + h], [cx - h, cy - h]]
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / f"{slide.stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {}, "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    out = tmp_path / "out"
+    proc = run_cli("score", slide, "--model", trained["model"], "--out", out, "--features", trained["features"],
+                   "--annotations", tmp_path / "ann", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    row = pd.read_csv(out / "results.csv").iloc[0]
+    assert row.n_tumorbed_tiles == 1 and "few_tumorbed_tiles" in row.qc.split(";")
+    assert (row.stil_lower_90, row.stil_upper_90) == (0.0, 100.0)
+    attrs = SlideScoresFile.read_header(out / f"{slide.stem}.h5")[0]
+    assert np.isnan(attrs["tile_standard_error"]) and np.isinf(attrs["interval_uncertainty"])

@@ -126,6 +126,8 @@ class SlideAssessor:
                                                (image_ref or {}).get("stain")) if cal.shift_reference else 0.0
                 lo, hi = cal.interval(stil, u, shift)
                 low, high = float(lo), float(hi)
+                if not math.isfinite(se):  # one weighted tile: its sampling error is unknown, not zero
+                    low, high, u = 0.0, 100.0, math.inf
                 attrs["interval_uncertainty"] = u
                 attrs["interval_shift"] = shift
         min_tiles = int((self.reference.get("few_tumorbed_tiles") or {}).get("min_tiles", MIN_BED_TILES))
