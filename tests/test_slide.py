@@ -184,3 +184,22 @@ def test_a_greyscale_image_is_refused_not_scored(tmp_path):
     assert "colour (RGB) brightfield H&E" in proc.stderr
     assert not (tmp_path / "out" / "grey.h5").exists()
     assert run_cli("tile", CMU, "--out", tmp_path / "cmu").returncode == 0
+
+
+@pytest.mark.parametrize(("size", "unit", "mpp"), [(0.5, "µm", 0.5), (250.0, "nm", 0.25)])
+def test_an_ome_tiff_resolution_is_read_from_its_ome_xml(tmp_path, size, unit, mpp):
+    """OpenSlide reads no resolution from OME-TIFF (QuPath, bfconvert exports): 'has no
+    microns-per-pixel in its metadata' although the OME-XML holds PhysicalSizeX/Y (fault hunt 3)."""
+    import tifffile
+
+    from weakstil.slide_backend import ome_mpp_xy
+
+    path = tmp_path / "slide.ome.tif"
+    tifffile.imwrite(path, np.full((512, 512, 3), 200, np.uint8), tile=(256, 256), photometric="rgb", ome=True,
+                     metadata={"axes": "YXS", "PhysicalSizeX": size, "PhysicalSizeXUnit": unit,
+                               "PhysicalSizeY": size, "PhysicalSizeYUnit": unit})
+    with Slide.open(path) as slide:
+        assert slide.mpp == pytest.approx(mpp) and slide.mpp_source is MppSource.METADATA
+    assert ome_mpp_xy('<OME><Image><Pixels SizeX="4" PhysicalSizeX="0.5" PhysicalSizeY="1"/></Image></OME>') == (0.5, 1.0)
+    assert ome_mpp_xy('<OME><Pixels SizeX="4"/></OME>') == (None, None)
+    assert ome_mpp_xy("Aperio Image Library |AppMag = 20|MPP = 0.5") == (None, None)

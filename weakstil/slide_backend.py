@@ -163,6 +163,8 @@ class OpenSlideBackend:
             except (KeyError, ValueError):
                 value = None
             values.append(value if value is not None and value > 0 and math.isfinite(value) else None)
+        if values == [None, None]:  # OpenSlide does not read OME-TIFF's resolution (QuPath, bfconvert exports)
+            return ome_mpp_xy(props.get("tiff.ImageDescription", ""))
         return values[0], values[1]
 
     @property
@@ -192,6 +194,31 @@ def open_backend(path: str | Path) -> SlideBackend:
 def can_open(path: str | Path) -> bool:
     """Whether a backend recognises ``path`` as a slide."""
     return any(b.can_open(path) for b in BACKENDS)
+
+
+#: OME length units -> micrometres.
+_OME_UNIT_UM = {"µm": 1.0, "um": 1.0, "\u00b5m": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+
+
+def ome_mpp_xy(description: str) -> tuple[float | None, float | None]:
+    """µm/px along x and y from an OME-XML image description (the first ``Pixels`` element's
+    ``PhysicalSizeX/Y`` in their ``...Unit``, µm by default); ``(None, None)`` when it has none."""
+    import re
+
+    if "<OME" not in description[:2000]:
+        return None, None
+    pixels = re.search(r"<(?:\w+:)?Pixels\b([^>]*)>", description)
+    if pixels is None:
+        return None, None
+    attrs = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', pixels.group(1)))
+    out: list[float | None] = []
+    for axis in ("X", "Y"):
+        try:
+            value = float(attrs[f"PhysicalSize{axis}"]) * _OME_UNIT_UM[attrs.get(f"PhysicalSize{axis}Unit", "µm")]
+        except (KeyError, ValueError):
+            value = None
+        out.append(value if value is not None and value > 0 and math.isfinite(value) else None)
+    return out[0], out[1]
 
 
 def _stored_in_strips(path: Path) -> bool:
