@@ -99,9 +99,11 @@ def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
         where = Path(where).with_name(Path(where).name[1:-len(".lock")])  # the file, not its lock beside it
     if name == "ENAMETOOLONG" and where is not None:  # the slide's name made an output name too long
         shown = Path(where).name
-        return OutputError(f"file name too long ({len(shown.encode())} bytes; the file system allows 255): the "
-                           "output names are made from the slide file's name", path=Path(where).parent / (
-                               shown[:40] + "..."), fix="rename the slide file to a shorter name")
+        # the name that failed may be a longer temporary or lock name beside this one: no byte count
+        # of this one, which can be under the limit itself
+        return OutputError("file name too long: the output names are made from the slide file's name, and with "
+                           "their suffixes and temporary-file marks they pass the file system's limit (255 bytes)",
+                           path=Path(where).parent / (shown[:40] + "..."), fix="rename the slide file to a shorter name")
     fixes = {"ENOSPC": "free disk space or choose another --out (a rerun continues where this one stopped)",
              "EDQUOT": "free space in your quota or choose another --out",
              "EROFS": "the folder is read-only: choose a writable one (--out; --features for feature caches)",
