@@ -235,6 +235,13 @@ def test_blur_and_pen_are_measured_on_pixels(cmu):
     assert thumbnail_stats(faded, 4.0)["pen_share"] < PEN_FOLD_SHARE / 2  # was 1.22 (grey glass read as ink)
     faded[40:60, :] = (75, 150, 85)
     assert thumbnail_stats(faded, 4.0)["pen_share"] > clean["pen_share"] + 0.02
+    # a black unscanned border (padding) is neither ink nor a fold: it read as 'ink 39.5 %' (fault hunt 3);
+    # a black marker line across the tissue still is ink
+    padded = np.pad(thumb[..., :3], ((60, 60), (60, 60), (0, 0)))
+    bordered = thumbnail_stats(padded, 4.0)
+    assert bordered["pen_share"] < clean["pen_share"] + 0.01 and bordered["fold_share"] < clean["fold_share"] + 0.01
+    padded[100:120, 80:-80] = 10
+    assert thumbnail_stats(padded, 4.0)["pen_share"] > clean["pen_share"] + 0.02
 
 
 def test_embedding_reference_round_trips_and_scores_shifted_tiles_higher(tmp_path):

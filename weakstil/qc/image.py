@@ -49,12 +49,15 @@ FOCUS_EDGE_SHARE = 0.1
 #: percentile are fold-like: a fold doubles the section; dense nests and lymphocyte aggregates
 #: stay below it.
 FOLD_OD_RATIO = 2.0
+#: Pixels darker than this in every channel, reaching the image's edge, are an unscanned black border.
+EDGE_BLACK_LEVEL = 40
 #: Ink counts when it lies within this distance of tissue (µm).
 PEN_NEAR_UM = 200.0
 #: Version of these measurements (stored with the training statistics; a mismatch disables the flags).
 IMAGE_STATS_VERSION = 4  # 4: the stain estimated without marker ink, in the stains' plane (weakstil.stain)
 # (the focus measure changed on 2026-12-02 without a new version: the blurry flag's thresholds are
-# fixed, not taken from the training slides, so a model's reference does not depend on it)
+# fixed, not taken from the training slides, so a model's reference does not depend on it; so for
+# the black edge left out of pen and folds on 2026-12-02: the pen_or_folds limit is fixed too)
 
 
 @dataclass
@@ -133,11 +136,25 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     near = ndi.binary_dilation(tissue, iterations=max(1, int(round(PEN_NEAR_UM / mpp))))
     grey = thumb[..., :3].astype(np.int16).sum(axis=-1)
     glass, _ = glass_level(grey[::2, ::2][~tissue[::2, ::2]].astype(np.float32) / 3.0)
-    ink = ink_all & near & darker_than_glass(thumb, glass, mpp)
+    edge = black_at_edge(thumb)  # a scanner's unscanned border or black padding: neither ink nor a fold
+    ink = ink_all & near & darker_than_glass(thumb, glass, mpp) & ~edge
     out["pen_share"] = float(ink.sum() / n_tissue)
-    fold = fold_pixels(thumb, tissue, ink)
+    fold = fold_pixels(thumb, tissue & ~edge, ink)
     out["fold_share"] = float(fold.sum() / n_tissue)
     return out
+
+
+def black_at_edge(rgb: np.ndarray) -> np.ndarray:
+    """Near-black pixels (every channel below :data:`EDGE_BLACK_LEVEL`) connected to the image's
+    edge: an unscanned border or black padding, which read as black marker ink (fault hunt 3)."""
+    from scipy import ndimage as ndi
+
+    dark = rgb[..., :3].max(axis=-1) < EDGE_BLACK_LEVEL
+    if not dark.any():
+        return dark
+    labels, _ = ndi.label(dark)
+    at_edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    return np.isin(labels, at_edge[at_edge > 0])
 
 
 def fold_pixels(rgb: np.ndarray, tissue: np.ndarray, ink: np.ndarray) -> np.ndarray:
