@@ -293,6 +293,14 @@ def _model_without_encoder(w: World, t: Path) -> Path:
     return model
 
 
+def _other_small_cnn_weights(t: Path) -> Path:
+    """A small-cnn weights file, not the (seed 0) one the world's model was trained on."""
+    from weakstil.encoders.factory import create_encoder, save_state_dict
+
+    save_state_dict(create_encoder("small-cnn", weights="random", seed=9).model.state_dict(), t / "other.safetensors")
+    return t / "other.safetensors"
+
+
 def _model_with_damaged_encoder(w: World, t: Path) -> Path:
     """The model folder with its encoder bundled (card and weights, as 'train' bundles a pretrained
     one), the weights file then damaged by one flipped bit."""
@@ -420,9 +428,10 @@ BAD = [
                                                             "--model", _model_with_damaged_encoder(w, t), "--out",
                                                             t / "out"],
         ("model.safetensors", "does not match its card", "pretrain")),
-    Bad("score-encoder-without-weights", lambda w, t: ["score", w.slide, w.cohort / "slides" / "synth_0001.tiff",
-                                                       "--model", w.model, "--encoder", "kaiko-vits16", "--out",
-                                                       t / "out"],
+    Bad("score-encoder-without-weights", lambda w, t: [
+        "score", w.slide, w.cohort / "slides" / "synth_0001.tiff", "--model",
+        _edited_model(w, t, lambda m: {**m, "encoder": {**m["encoder"], "name": "kaiko-vits16"}}),
+        "--encoder", "kaiko-vits16", "--out", t / "out"],
         ("kaiko-vits16", "not in the Hugging Face cache", "HF_HUB_OFFLINE")),
     Bad("score-detector-of-another-encoder", lambda w, t: ["score", w.slide, w.cohort / "slides" / "synth_0001.tiff",
                                                            "--model", w.model, "--weights", "random", "--tumorbed",
@@ -456,9 +465,14 @@ BAD = [
         ("model.json",)),
     Bad("score-tumorbed-beds-missing", lambda w, t: ["score", w.slide, "--model", w.model, "--out", t / "out",
                                                      "--tumorbed-beds", t / "nb"], ("--tumorbed-beds", "not found")),
+    # fault hunt 3: refused per slide after --out was written (an error row), now once before it
+    Bad("score-weights-of-another-model", lambda w, t: ["score", w.slide, "--model", w.model, "--out", t / "out",
+                                                        "--weights", _other_small_cnn_weights(t)],
+        ("has weights", "but the model was trained on")),
     Bad("score-encoder-of-another-model", lambda w, t: ["score", w.slide, "--model", w.model, "--out", t / "out",
                                                         "--features", w.feats, "--encoder", "kaiko-vits16", "--weights",
-                                                        "random"], ("weights",)),
+                                                        "random"],
+        ("--encoder 'kaiko-vits16' is not the encoder the model was trained on ('small-cnn')",), rc=2),
     # found by the outside fault matrix (FAULTS.md): damaged files and hand-edited model folders
     Bad("score-features-damaged", lambda w, t: ["score", w.slide, "--model", w.model, "--out", t / "out", "--weights",
                                                 "random", "--features", _damaged_features(w, t)],

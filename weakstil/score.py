@@ -185,7 +185,7 @@ def open_context(opts: ScoreOptions) -> _Context:
                     "flagged bed_unlike_training", opts.model)
     ctx = _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor, models,
                    model_json_sha256=sha256_file(ModelDir(opts.model).meta_path))
-    if opts.encoder is not None:  # asked for by name: built now, so one that cannot be is refused once
+    if opts.encoder is not None or opts.weights is not None:  # asked for: built now, a wrong one refused once
         ctx.encoder()
     return ctx
 

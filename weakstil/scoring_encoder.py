@@ -70,11 +70,30 @@ def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
     from weakstil.errors import UsageError
 
     folder = opts.encoder if opts.encoder is not None else ModelDir(opts.model).bundled_encoder
+    if opts.encoder is not None and not Path(opts.encoder).is_dir():
+        check_encoder_name(str(opts.encoder), meta, opts)
     if opts.weights is not None or folder is None or not Path(folder).is_dir():
         return  # --weights FILE, a built-in or hub encoder: checked when built
     sha = check_encoder_folder(folder)
     if sha:
         check_trained_weights(str(folder), sha, meta, opts, UsageError if opts.encoder is not None else WeakSTILError)
+
+
+def check_encoder_name(name: str, meta: dict, opts: ScoreOptions) -> None:
+    """An ``--encoder`` named by card that is not the encoder the model records is refused by name,
+    before it is built (offline, its error spoke of downloading weights the model cannot use)."""
+    from weakstil.encoders.cards import load_card
+    from weakstil.errors import UsageError
+
+    recorded = meta.get("encoder", {}).get("name")
+    try:
+        card = load_card(name).name
+    except WeakSTILError:
+        return  # an unknown name: said when it is built
+    if recorded and card != recorded:
+        raise UsageError(f"--encoder '{name}' is not the encoder the model was trained on ('{recorded}')",
+                         path=opts.model, fix="leave out --encoder (the model's own is used), or pass the encoder "
+                                              "folder the model was trained with")
 
 
 def check_trained_weights(name: str, sha: str, meta: dict, opts: ScoreOptions,
