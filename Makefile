@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml plugins/napari_weakstil/pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15
 
 # The cohort workflow through sbatch on a real SLURM (root; a fresh Debian 12 machine is fine):
 # pipelines/slurm/setup_localhost.sh sets up a single-node cluster on this machine first.

@@ -203,3 +203,21 @@ def test_an_ome_tiff_resolution_is_read_from_its_ome_xml(tmp_path, size, unit, m
     assert ome_mpp_xy('<OME><Image><Pixels SizeX="4" PhysicalSizeX="0.5" PhysicalSizeY="1"/></Image></OME>') == (0.5, 1.0)
     assert ome_mpp_xy('<OME><Pixels SizeX="4"/></OME>') == (None, None)
     assert ome_mpp_xy("Aperio Image Library |AppMag = 20|MPP = 0.5") == (None, None)
+
+
+def test_a_pyramid_written_smallest_level_first_is_refused(tmp_path):
+    """OpenSlide takes a generic TIFF's first image as full resolution: a pyramid written smallest
+    first was read at its thumbnail's 2 µm/px, and score asked for --allow-upsample (fault hunt 3)."""
+    import tifffile
+
+    rgb = np.full((1024, 1024, 3), 200, np.uint8)
+    path = tmp_path / "small_first.tif"
+    with tifffile.TiffWriter(path) as tw:
+        for f in (4, 2, 1):
+            tw.write(rgb[::f, ::f].copy(), tile=(256, 256), photometric="rgb", resolution=(2e4 / f, 2e4 / f),
+                     resolutionunit="CENTIMETER")
+    proc = run_cli("info", path)
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert proc.stderr.startswith(f"error: {path}: holds a larger image (1024x1024 px) than the one OpenSlide reads "
+                                  "as full resolution (256x256 px)")
+    assert run_cli("info", write_tiff_slide(tmp_path / "ok.tif", rgb)).returncode == 0

@@ -2,24 +2,22 @@
 
 ``pipelines/Snakefile`` calls :func:`check_workflow` while it is read (every run, dry runs
 included) and :func:`check_slurm` just before the first job is submitted to SLURM;
-``weakstil preflight`` runs both from the command line. Every problem found ends the run
-with one ``error:`` line naming the setting and its fix, before a single job was started:
+``weakstil preflight`` runs both. Every problem found ends the run with one ``error:`` line
+naming the setting and its fix, before a single job was started:
 
 * every setting, with the rules of the command its jobs pass it to (:mod:`weakstil.pipeline_settings_check`);
-* the cohort CSV: its slide files exist, labels are numbers in 0-100, slide ids are unique,
-  the group column is present when one is named (``group_column`` or ``--group-column`` in
-  ``train_extra``), and there are at least as many groups as ``folds`` (>= 2);
+* the cohort CSV: its slide files exist, labels are numbers in 0-100, slide ids are unique, the group column
+  is present when named (``group_column`` or ``--group-column`` in ``train_extra``), groups >= ``folds`` >= 2;
 * the encoder card resolves and its weights can be found without a download on the compute
   nodes (``random``, an existing file, a pretrain folder's own, or the Hugging Face cache);
 * ``annotations`` is a folder (and, with ``tumorbed: train``, outlines some cohort slide);
   ``tumorbed`` is a detector folder or ``train``;
-* on SLURM, each kind of job (see :func:`job_requests`) fits a node of its partition:
-  the partition exists and is open, and a node has the GPUs (of ``gpu_model``), CPUs
-  (``threads``), memory and wall time asked for (:mod:`weakstil.slurm_cluster`).
+* on SLURM, each kind of job (see :func:`job_requests`) fits a node of its partition: the partition
+  exists and is open, and a node has the GPUs (of ``gpu_model``), CPUs (``threads``), memory and
+  wall time asked for (:mod:`weakstil.slurm_cluster`).
 
 Memory requests ``auto`` are sized from the work (:func:`embed_mem_mb`, :func:`train_mem_mb`), at
-most what the partition's largest node offers.
-"""
+most what the partition's largest node offers."""
 
 from __future__ import annotations
 
@@ -70,8 +68,7 @@ class PreflightError(WeakSTILError):
 
 
 class OverrideSyntaxError(PreflightError, UsageError):
-    """A ``--config`` override that is not ``KEY=VALUE`` with a YAML value: the command line is
-    wrong (exit 2 from ``weakstil preflight``)."""
+    """A ``--config`` that is not ``KEY=VALUE`` with a YAML value: a wrong command line (exit 2)."""
 
 
 def _round_up(mb: float, step: int = 500) -> int:

@@ -115,6 +115,16 @@ class OpenSlideBackend:
             ) from None
         except Exception as exc:  # e.g. OSError from the library on odd files
             raise SlideError(f"cannot open it ({_short(exc)})", path=path, fix="check the file") from None
+        if handle.properties.get("openslide.vendor") == "generic-tiff":
+            first = tuple(handle.dimensions)
+            larger = _larger_image_than(path, first)
+            if larger is not None:
+                handle.close()
+                raise SlideError(f"holds a larger image ({larger[0]}x{larger[1]} px) than the one OpenSlide reads as "
+                                 f"full resolution ({first[0]}x{first[1]} px): its pyramid "
+                                 "was written smallest level first", path=path,
+                                 fix="export it with the full-resolution image first (e.g. 'vips tiffsave IN OUT.tif "
+                                     "--tile --pyramid --compression jpeg')")
         return cls(path, handle)
 
     @staticmethod
@@ -219,6 +229,20 @@ def ome_mpp_xy(description: str) -> tuple[float | None, float | None]:
             value = None
         out.append(value if value is not None and value > 0 and math.isfinite(value) else None)
     return out[0], out[1]
+
+
+def _larger_image_than(path: Path, size: tuple[int, int]) -> tuple[int, int] | None:
+    """The width and height of an image in the TIFF ``path`` larger than ``size`` (OpenSlide's level
+    0, the first image of a generic TIFF), or None."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            dims = [(int(p.imagewidth), int(p.imagelength)) for p in tif.pages]
+    except Exception:  # what OpenSlide opened, tifffile may not: nothing to compare
+        return None
+    big = max(dims, key=lambda d: d[0] * d[1], default=None)
+    return big if big is not None and big[0] > size[0] and big[1] > size[1] else None
 
 
 def _stored_in_strips(path: Path) -> bool:
