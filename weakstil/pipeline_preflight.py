@@ -476,8 +476,8 @@ def load_workflow_config(files: list[Path], overrides: list[str]) -> WorkflowCon
         except yaml.YAMLError as exc:
             why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
             raise OverrideSyntaxError(f"--config {item!r}: the value of {key.strip()} is not valid YAML ({why})",
-                                 fix=f"write a YAML value after '{key.strip()}=' (quote text with YAML signs such as [ "
-                                     "or {: --config \"cohort='[a].csv'\")") from None
+                                      fix=f"write a YAML value after '{key.strip()}=' (quote text with YAML signs such "
+                                          "as [ or {: --config \"cohort='[a].csv'\")") from None
         config.merge({key.strip(): parsed}, f"--config {item}")
     missing = [k for k in ("cohort", "folds", "encoder", "threads") if k not in config]
     if missing:

@@ -371,14 +371,11 @@ def brightfield_warning(thumbnail: np.ndarray) -> str | None:
     Brightfield slides have a bright background (transmitted light); fluorescence scans
     are mostly dark. H&E tissue is pink to purple: green is the weakest channel.
     """
-    step = max(1, int(np.sqrt(thumbnail.shape[0] * thumbnail.shape[1] / 250_000)))  # ~250k pixels suffice
-    rgb = thumbnail[::step, ::step].reshape(-1, 3).astype(np.float32)
+    rgb, brightness, tissue = _sampled_pixels(thumbnail)
     if rgb.size == 0:
         return None
-    brightness = rgb.mean(axis=1)
     if np.percentile(brightness, 90) < 120:
         return "mostly dark image (fluorescence or darkfield?); WeakSTIL expects brightfield H&E"
-    tissue = rgb[(brightness < 220) & (brightness > 30)]
     if len(tissue) > 100:
         r, g, b = tissue.mean(axis=0)
         if not (g < r and g < b):
@@ -394,14 +391,20 @@ GREYSCALE_CHROMA = 6.0
 def greyscale_reason(thumbnail: np.ndarray) -> str | None:
     """Why the image is greyscale (no colour in its tissue), or ``None`` when it has colour: the
     stains (H&E) cannot be told apart, so an sTIL score of it would mean nothing."""
-    step = max(1, int(np.sqrt(thumbnail.shape[0] * thumbnail.shape[1] / 250_000)))
-    rgb = thumbnail[::step, ::step].reshape(-1, 3).astype(np.float32)
-    brightness = rgb.mean(axis=1)
-    tissue = rgb[(brightness < 220) & (brightness > 30)]
+    _, _, tissue = _sampled_pixels(thumbnail)
     if len(tissue) <= 100:
         return None  # too little tissue to say; no tissue is its own error
     chroma = float(np.percentile(tissue.max(axis=1) - tissue.min(axis=1), 95))
     if chroma < GREYSCALE_CHROMA:
-        return f"is a greyscale image (its tissue has no colour: 95th percentile {chroma:.1f} grey levels between channels)"
+        return (f"is a greyscale image (its tissue has no colour: 95th percentile {chroma:.1f} grey levels "
+                "between channels)")
     return None
 
+
+def _sampled_pixels(thumbnail: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """About 250,000 of a thumbnail's RGB pixels (float32, N x 3), their brightness, and those of
+    them that may be tissue (neither glass nor black)."""
+    step = max(1, int(np.sqrt(thumbnail.shape[0] * thumbnail.shape[1] / 250_000)))  # ~250k pixels suffice
+    rgb = thumbnail[::step, ::step].reshape(-1, 3).astype(np.float32)
+    brightness = rgb.mean(axis=1)
+    return rgb, brightness, rgb[(brightness < 220) & (brightness > 30)]
