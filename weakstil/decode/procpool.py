@@ -23,7 +23,9 @@ from typing import Any, Generic, TypeVar
 def worker_tasks(tasks, current_job, parent_pid: int, poll_s: float = 1.0) -> Iterator[tuple]:
     """The tasks a worker should run, in order: each a tuple whose first item is its job id.
     Tasks of an abandoned job (not ``current_job``) are skipped; the iteration ends on the
-    ``None`` sentinel, or when the parent process has gone (polled every ``poll_s``)."""
+    ``None`` sentinel, or when the parent process has gone (polled every ``poll_s`` when idle, and
+    before every task: a worker still starting when its parent was killed missed PR_SET_PDEATHSIG
+    and, never idle in a long queue, decoded on for minutes)."""
     while True:
         try:
             task = tasks.get(timeout=poll_s)
@@ -31,7 +33,7 @@ def worker_tasks(tasks, current_job, parent_pid: int, poll_s: float = 1.0) -> It
             if os.getppid() != parent_pid:
                 return
             continue
-        if task is None:
+        if task is None or os.getppid() != parent_pid:
             return
         if task[0] != current_job.value:
             continue  # the slide was abandoned: skip its queued batches
