@@ -95,3 +95,38 @@ def test_ink_is_darker_than_the_glass_around_it_on_an_unevenly_lit_scan():
     # weighed against the slide's one glass level, the dim half of the glass was ink
     one_level = ink_pixels(rgb) & (rgb.astype(np.int16).sum(-1) < 3 * (glass - 15))
     assert one_level[~truth].mean() > 0.05  # the dimmest tenth of the glass
+
+
+def test_tissue_running_out_of_the_image_keeps_its_edge(cohort):
+    """The closing took the outside of the image for glass and cut a band of its radius (24 µm) off
+    tissue that runs out of the image, as in a cropped region."""
+    slide_path = sorted((cohort / "slides").glob("*.tiff"))[0]
+    with Slide.open(slide_path) as s:
+        thumb = s.read_thumbnail(8.0)
+    whole = detect_tissue(thumb, 8.0)
+    ys, xs = np.nonzero(whole)
+    cy, cx = int(ys.mean()), int(xs.mean())
+    crop = (slice(cy - 40, cy + 40), slice(cx - 40, cx + 40))  # 640 µm around the tissue's centre
+    cropped = detect_tissue(np.ascontiguousarray(thumb[crop]), 8.0)
+    inside = whole[crop]
+    assert inside[:, 0].mean() > 0.5 and inside[0, :].mean() > 0.5  # the tissue does run out of the crop
+    for edge in (cropped[:, 0], cropped[:, -1], cropped[0, :], cropped[-1, :]):
+        assert edge.mean() >= 0.8 * inside.mean(), (edge.mean(), inside.mean())
+    assert dice(cropped, inside) > 0.95
+
+
+def test_an_image_of_a_single_tile_of_tissue_is_tissue(tmp_path):
+    """A 112 µm image all of stroma (a real Kather tile) was 'no tissue': smaller than the debris
+    size (0.02 mm²), and the closing ate its edges."""
+    from PIL import Image
+
+    from conftest import shared_file
+    from weakstil.tiles import TilingParams, find_tiles
+
+    tile = sorted(shared_file("tiles/kather_crc_val_he_7k_sample/images").glob("STR-*.png"))[0]
+    rgb = np.asarray(Image.open(tile).convert("RGB"))  # 224 px at 0.5 µm/px
+    path = write_tiff_slide(tmp_path / "one_tile.tiff", rgb, levels=1)
+    with Slide.open(path) as s:
+        tiles = find_tiles(s, TilingParams())
+    assert tiles.tissue_mask.mean() > 0.9
+    assert len(tiles.coords) == 1

@@ -25,7 +25,8 @@ log = logging.getLogger(__name__)
 
 #: Bumped when the detector's result changes for the same settings (part of the embedding cache key).
 #: 2: white balance on the glass, blue ink by absorbance, glass-noise cap on the saturation threshold.
-TISSUE_VERSION = 2
+#: 3: tissue running out of the image keeps its edge band; debris size capped for images smaller than debris.
+TISSUE_VERSION = 3
 #: Saturation above the glass's own (99.5th percentile) that is stain, not scanner noise.
 GLASS_SATURATION_MARGIN = 0.03
 #: Default resolution of the tissue mask.
@@ -136,10 +137,17 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
 
     px_area = mpp * mpp
     radius = max(1, int(round(p.closing_um / mpp)))
-    mask = ndi.binary_closing(mask, structure=morphology.disk(radius), border_value=0)
+    # closed on a copy padded with its own edge: with the outside taken as glass, the erosion would
+    # cut a band of the closing radius off tissue that runs out of the image (a cropped region)
+    padded = np.pad(mask, radius + 1, mode="edge")
+    mask = ndi.binary_closing(padded, structure=morphology.disk(radius))[radius + 1:-radius - 1, radius + 1:-radius - 1]
+    del padded
     mask = morphology.remove_small_holes(mask, max_size=max(1, int(p.max_hole_um2 / px_area)))
     mask &= ~pen
-    mask = morphology.remove_small_objects(mask, max_size=max(1, int(p.min_object_um2 / px_area)))
+    # debris is small next to the slide: an image that is itself smaller than a debris piece (a
+    # crop of a few tiles) keeps tissue that fills a good part of it
+    min_object = min(p.min_object_um2, 0.25 * mask.size * px_area)
+    mask = morphology.remove_small_objects(mask, max_size=max(1, int(min_object / px_area)))
     log.debug("tissue: saturation threshold %.3f, %.1f%% of thumbnail", thr, 100 * mask.mean())
     return mask
 
