@@ -459,3 +459,19 @@ def test_embed_loop_with_readback_lag_gives_the_same_features_in_order(synth_tif
         runs[lag] = np.concatenate(feats)
     assert np.array_equal(runs[0], runs[1]) and np.array_equal(runs[0], runs[3])
     np.testing.assert_allclose(runs[0], encoder.embed(spec_tiles(spec, coords)), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.skipif(not Path("/dev/shm").is_dir(), reason="POSIX semaphores are listed in /dev/shm on Linux")
+def test_a_closed_pool_leaves_no_semaphores():
+    """A closed pool kept its queues' named semaphores until the interpreter ended; ones still
+    there when a process dies are reported by multiprocessing's resource tracker as leaked."""
+    from weakstil.tilestats_pool import StatsPool
+
+    for pool in (DecodePool(1), StatsPool(1)):
+        pool._start()
+        locks = [getattr(q, a) for q in (pool._tasks, pool._results) for a in ("_rlock", "_wlock", "_sem")]
+        files = [Path("/dev/shm") / f"sem.{lock._semlock.name.lstrip('/')}" for lock in locks if lock is not None]
+        assert files and all(f.exists() for f in files)
+        del locks
+        pool.close()
+        assert not any(f.exists() for f in files), files

@@ -114,7 +114,7 @@ class StatsPool(ProcessPool):
             self._drop_ring()
             self._ring = Ring(n_slots, batch_size, tile_px, pin_memory=pin_memory)
         self._job_id += 1
-        self._job.value = self._job_id
+        self.set_job(self._job_id)
         return StatsJob(self, self._job_id, out, stain, mpp)
 
 
@@ -167,14 +167,14 @@ class StatsJob:
             self._collect()
         self.wait_seconds += time.perf_counter() - t0
         self.done = True
-        self.pool._job.value = 0
+        self.pool.set_job(0)
 
     def cancel(self) -> None:
         """Abandon the slide: queued batches are skipped, late rows ignored; a worker still reading
         its slot keeps its own mapping, so the ring is replaced."""
         if not self.done:
             self.done = True
-            self.pool._job.value = 0
+            self.pool.set_job(0)
             if self.start_of:
                 self.pool._drop_ring()
 

@@ -112,6 +112,11 @@ class ProcessPool:
             if previous is not None:
                 signal.signal(signal.SIGINT, previous)
 
+    def set_job(self, job: int) -> None:
+        """Tell the workers which job is current (0: none); nothing once the pool is closed."""
+        if self._job is not None:
+            self._job.value = job
+
     def alive(self) -> bool:
         return bool(self._procs) and all(p.is_alive() for p in self._procs)
 
@@ -124,8 +129,7 @@ class ProcessPool:
         self._drop_ring()
         if not self._procs:
             return
-        if self._job is not None:
-            self._job.value = -1
+        self.set_job(-1)
         for _ in self._procs:
             try:
                 self._tasks.put(None)
@@ -142,6 +146,10 @@ class ProcessPool:
             q.close()
             q.cancel_join_thread()
         self._procs = []
+        # dropped now, not at interpreter exit: the queues' semaphores are unlinked when their last
+        # reference goes, and ones still referenced when the process ends are reported by
+        # multiprocessing's resource tracker as "leaked semaphore objects"
+        self._tasks = self._results = self._job = None
 
     def __enter__(self):
         return self

@@ -226,7 +226,7 @@ class DecodePool(ProcessPool):
         stats.ring_seconds += time.perf_counter() - t0
         self._job_id += 1
         job = self._job_id
-        self._job.value = job
+        self.set_job(job)
         stats.path, stats.workers, stats.decoder = spec.path.value, self.n, str(spec.describe()["decoder"])
         stats.band, stats.ring_slots, stats.pinned = g, n_slots, ring.pinned
         coords = np.ascontiguousarray(coords, dtype=np.int64)
@@ -283,7 +283,7 @@ class DecodePool(ProcessPool):
                 yield i * batch_size, ring.array[held, :count]
             finished = True
         finally:
-            self._job.value = 0
+            self.set_job(0)  # the pool may be closed by now (a worker died)
             if not (finished and outstanding[0] == 0):
                 # queued tasks of this slide are skipped; a worker still writing keeps its own mapping
                 # of the segment, so unlinking it now is safe (late results are told apart by job id)
