@@ -168,6 +168,12 @@ def test_plain_kfold_and_too_few_groups():
     assert sorted(np.bincount(folds).tolist()) == [2, 2, 2, 2, 3]
     with pytest.raises(WeakSTILError, match="3 groups but 5 folds"):
         group_kfold(np.array(["a", "b", "c", "a"], dtype=object), 5)
+    # one group: no number of folds >= 2 splits it, so the fix may not offer one (it said "--folds 2 or fewer")
+    with pytest.raises(WeakSTILError) as err:
+        group_kfold(np.array(["a"] * 6, dtype=object), 2)
+    line = err.value.one_line()
+    assert "1 group but 2 folds" in line and "--group-column none" in line and "--folds 1" in line
+    assert "--folds 2" not in line
 
 
 def test_group_holdout_takes_whole_groups():

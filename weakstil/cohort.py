@@ -102,31 +102,44 @@ def _parse_stil(raw: str) -> tuple[float | None, str | None]:
     return value, None
 
 
-def _check_features(path: Path, shown: str, slide: Path | None = None) -> str | None:
+def _check_features(path: Path, shown: str, slide: Path | None = None) -> tuple[str | None, str | None]:
     """Why ``path`` is not a usable feature cache (of ``slide``, when given and readable: its
-    content fingerprint, :mod:`weakstil.fingerprint`), or ``None``."""
+    content fingerprint, :mod:`weakstil.fingerprint`), or ``None``; and the slide fingerprint the
+    cache records (``None``: none)."""
     from weakstil.files import FeaturesFile, SlideFileError
     from weakstil.files.h5 import H5ReadError
     from weakstil.fingerprint import recorded, slide_fingerprint
 
     if not path.exists():
-        return f"no features {shown}"
+        return f"no features {shown}", None
     try:
         attrs, _ = FeaturesFile.read_header(path)
     except H5ReadError:
-        return f"features {shown} are unreadable"
+        return f"features {shown} are unreadable", None
     except SlideFileError as exc:
         if "incomplete" in exc.message:
-            return f"features {shown} are incomplete (interrupted run)"
-        return f"features {shown}: {exc.message}"
+            return f"features {shown} are incomplete (interrupted run)", None
+        return f"features {shown}: {exc.message}", None
     mine = recorded(attrs)
     if mine is not None and slide is not None and slide.is_file():
         now = slide_fingerprint(slide)
         if now is None:
-            return f"{slide} cannot be opened as a slide (features {shown} were made from one)"
+            return f"{slide} cannot be opened as a slide (features {shown} were made from one)", mine
         if now != mine:
             return f"features {shown} were made from another slide file than {slide} (content fingerprint differs; " \
-                   "embed it again)"
+                   "embed it again)", mine
+    return None, mine
+
+
+def _same_slide(first: dict[str, tuple[str, int]], key: str, sid: str, row: int, what: str) -> str | None:
+    """Why row ``row`` repeats a slide seen on an earlier row under ``key`` (None: first time)."""
+    if key in first:
+        other, other_row = first[key]
+        if other != sid:
+            return f"{what} row {other_row} ({other}): one slide in two rows would be counted twice (in training, one " \
+                   "fold trains on it and another tests it)"
+        return None
+    first[key] = (sid, row)
     return None
 
 
@@ -188,6 +201,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     problems: list[str] = []
     first_row: dict[str, int] = {}
     first_folded: dict[str, tuple[str, int]] = {}
+    # one slide in two rows sits in two cross-validation folds: trained on in one, tested in the other
+    first_file: dict[str, tuple[str, int]] = {}
     records, feature_problems, damaged_features = [], 0, 0
     for i, rec in enumerate(raw.to_dict("records")):
         row = i + 2  # line in the file: header is line 1
@@ -220,6 +235,9 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                 reasons.append(f"file not found {rel}")
             elif check_files and full.is_dir():
                 reasons.append(f"path is a folder, not a slide file {rel}")
+        if check_files and full is not None and full.is_file() and sid:
+            same = _same_slide(first_file, f"file {full.resolve()}", sid, row, "the same slide file as")
+            reasons += [same] if same else []
         stil_raw = str(rec["stil"])
         stil, why = _parse_stil(stil_raw)
         if why and (require_labels or stil_raw.strip() != ""):
@@ -232,7 +250,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         fp = None
         if features_dir is not None and sid and "duplicate" not in " ".join(reasons):
             fp = feature_path(features_dir, sid, full)
-            why = _check_features(fp, str(fp), full if check_files else None)
+            why, fingerprint = _check_features(fp, str(fp), full if check_files else None)
+            if fingerprint is not None and not any("same slide file" in r for r in reasons):
+                same = _same_slide(first_file, f"content {fingerprint}", sid, row, "a copy of the slide file of")
+                reasons += [same] if same else []
             if why:
                 reasons.append(why)
                 feature_problems += len(reasons) == 1 and why.startswith("no features")
@@ -278,11 +299,15 @@ def group_kfold(groups: np.ndarray | list, n_folds: int, seed: int = 0, *, what:
         raise WeakSTILError(f"cross-validation needs at least 2 folds, got {n_folds}",
                             fix="pass --folds 2 or more (or --folds 1 to skip cross-validation)")
     if len(uniq) < n_folds:
-        raise WeakSTILError(
-            f"{len(uniq)} {what} but {n_folds} folds: every fold needs at least one group of its own",
-            fix=f"pass --folds {max(2, len(uniq))} or fewer" + ("" if what == "slides" else
-                                                                 ", or --group-column none to split by slide"),
-        )
+        noun = what[:-1] if len(uniq) == 1 and what.endswith("s") else what
+        by_slide = "" if what == "slides" else "--group-column none to split by slide"
+        if len(uniq) >= 2:
+            fix = f"pass --folds {len(uniq)} or fewer" + (f", or {by_slide}" if by_slide else "")
+        else:  # one group: no split of it holds out anything; --folds 1 trains without cross-validation
+            fix = (f"pass {by_slide} (or --folds 1 to skip cross-validation)" if by_slide
+                   else "pass --folds 1 to skip cross-validation")
+        raise WeakSTILError(f"{len(uniq)} {noun} but {n_folds} folds: every fold needs at least one group of its own",
+                            fix=fix)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(uniq))
     # stable sort by size (descending) over the shuffled order: random tie-breaking
