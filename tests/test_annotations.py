@@ -38,6 +38,33 @@ def test_geojson_takes_tumour_classes_only(tmp_path):
     assert mp.area == pytest.approx(1e6)
 
 
+@pytest.mark.parametrize("excluded", ["Exclusion", "Ignore*", "Negative"])
+def test_geojson_exclusion_classes_are_cut_out_of_the_bed(tmp_path, excluded):
+    """A nested 'Exclusion' (or QuPath's 'Ignore*') polygon was dropped as another class, so the
+    area it marks stayed in the bed; the same shapes in ASAP XML were cut out."""
+    from shapely.geometry import Point
+
+    path = tmp_path / "S1.geojson"
+    path.write_text(json.dumps(geojson([feature(square(0, 0, 1000, 1000), "Tumor bed"),
+                                        feature(square(200, 200, 600, 600), excluded)])))
+    mp = load_polygons(path)
+    assert mp.area == pytest.approx(1000 * 1000 - 400 * 400) and not mp.contains(Point(400, 400))
+    path.write_text(json.dumps(geojson([feature(square(200, 200, 600, 600), excluded)])))
+    with pytest.raises(AnnotationError, match="no polygons other than excluded areas"):
+        load_polygons(path)
+
+
+def test_geojson_geometry_collections_and_unlocated_features(tmp_path):
+    """A GeometryCollection's polygon was 'no polygons'; a feature with a null geometry (valid
+    GeoJSON: no location) refused the whole file."""
+    path = tmp_path / "S1.geojson"
+    collection = {"type": "GeometryCollection", "geometries": [
+        {"type": "Point", "coordinates": [5, 5]}, {"type": "Polygon", "coordinates": [square(0, 0, 100, 100)]}]}
+    path.write_text(json.dumps(geojson([{"type": "Feature", "geometry": collection, "properties": {}},
+                                        {"type": "Feature", "geometry": None, "properties": {"name": "note"}}])))
+    assert load_polygons(path).area == pytest.approx(100 * 100)
+
+
 def test_imagescope_xml(tmp_path):
     path = tmp_path / "S1.xml"
     verts = "".join(f'<Vertex X="{x}" Y="{y}" Z="0"/>' for x, y in square(100, 200, 600, 700)[:-1])

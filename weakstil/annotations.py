@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 
 #: Classification names taken as tumour bed when a file holds several classes.
 TUMOR_BED_NAMES = re.compile(r"tumou?r[ _-]?bed|tumou?r|invasive|carcinoma|roi|region", re.IGNORECASE)
-#: ASAP groups whose polygons are cut out of the bed (CAMELYON16 names its exclusions "_2").
-EXCLUDED_NAMES = re.compile(r"exclu|negative|^_2$", re.IGNORECASE)
+#: ASAP groups and GeoJSON classes whose polygons are cut out of the bed (CAMELYON16 names its exclusions
+#: "_2"; QuPath's built-in "Ignore*" class marks areas to leave out).
+EXCLUDED_NAMES = re.compile(r"exclu|negative|^_2$|^ignore\*?$", re.IGNORECASE)
 #: File name patterns tried for a slide id, in order.
 ANNOTATION_PATTERNS = ("{id}.geojson", "{id}_tumorbed.geojson", "{id}.json", "{id}.xml", "{id}_tumorbed.xml")
 
@@ -87,14 +88,14 @@ def load_polygons(path: str | Path):
     suffix = path.suffix.lower()
     excluded: list = []
     if suffix in (".geojson", ".json"):
-        polygons = _geojson_polygons(path)
+        polygons, excluded = _geojson_polygons(path)
     elif suffix == ".xml":
         polygons, excluded = _imagescope_polygons(path)
     else:
         raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
                               fix="use QuPath GeoJSON (.geojson), Aperio ImageScope XML or ASAP XML (.xml)")
     merged = _union(polygons, path)
-    if excluded:  # ImageScope's negative regions (NegativeROA="1"), ASAP's exclusions: cut out of the bed
+    if excluded:  # ImageScope's negative regions (NegativeROA="1"), ASAP's and GeoJSON's exclusions: cut out
         from shapely.geometry import MultiPolygon
         from shapely.ops import unary_union
 
@@ -231,7 +232,9 @@ def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color
 
 
 # --- parsers ------------------------------------------------------------------------------
-def _geojson_polygons(path: Path) -> list:
+def _geojson_polygons(path: Path) -> tuple[list, list]:
+    """(bed polygons, excluded polygons) of a GeoJSON: features classified like an exclusion
+    (:data:`EXCLUDED_NAMES`, e.g. QuPath's ``Ignore*``) are cut out of the bed."""
     from shapely.geometry import shape
 
     try:
@@ -245,38 +248,53 @@ def _geojson_polygons(path: Path) -> list:
         features = [data]
     elif isinstance(data, list):
         features = data
-    elif isinstance(data, dict) and data.get("type") in ("Polygon", "MultiPolygon"):
+    elif isinstance(data, dict) and data.get("type") in ("Polygon", "MultiPolygon", "GeometryCollection"):
         features = [{"type": "Feature", "geometry": data, "properties": {}}]
     else:
         features = None
     if not isinstance(features, list):
         raise AnnotationError("GeoJSON holds no features", path=path,
                               fix="export a FeatureCollection of polygons from QuPath")
-    classified, unclassified = [], []
+    classified, unclassified, excluded = [], [], []
     for i, feat in enumerate(features):
+        if isinstance(feat, dict) and feat.get("geometry", 0) is None:
+            continue  # GeoJSON's unlocated feature (a measurement without a shape): no area
         if not isinstance(feat, dict) or not isinstance(feat.get("geometry"), dict):
             raise AnnotationError(f"feature {i} has no geometry", path=path, fix="export polygons from QuPath")
-        geom_type = feat["geometry"].get("type")
-        if geom_type not in ("Polygon", "MultiPolygon"):
-            continue  # points, lines: not areas
-        if not _all_finite(feat["geometry"].get("coordinates")):  # before GEOS, which warns and then misreads them
-            raise _not_finite(path)
-        try:
-            geom = shape(feat["geometry"])
-        except Exception as exc:
-            raise AnnotationError(f"feature {i} has an invalid {geom_type} ({exc})", path=path,
-                                  fix="check the coordinates are [[x, y], ...] rings") from None
         props = feat.get("properties") or {}
         cls = props.get("classification") or {}
         name = cls.get("name") if isinstance(cls, dict) else str(cls)
-        (classified if name else unclassified).append((name, geom))
+        for geometry in _geojson_areas(feat["geometry"]):
+            geom_type = geometry.get("type")
+            if not _all_finite(geometry.get("coordinates")):  # before GEOS, which warns and then misreads them
+                raise _not_finite(path)
+            try:
+                geom = shape(geometry)
+            except Exception as exc:
+                raise AnnotationError(f"feature {i} has an invalid {geom_type} ({exc})", path=path,
+                                      fix="check the coordinates are [[x, y], ...] rings") from None
+            if name and EXCLUDED_NAMES.search(str(name)):
+                excluded.append(geom)
+            else:
+                (classified if name else unclassified).append((name, geom))
     chosen = [g for name, g in classified if TUMOR_BED_NAMES.search(name or "")]
     if not chosen:
         chosen = [g for _, g in unclassified] or [g for _, g in classified]
     if not chosen:
-        raise AnnotationError("GeoJSON holds no polygons", path=path,
-                              fix="draw the tumour bed as a polygon or area annotation")
-    return chosen
+        raise AnnotationError("GeoJSON holds no polygons" + (" other than excluded areas" if excluded else ""),
+                              path=path, fix="draw the tumour bed as a polygon or area annotation")
+    return chosen, excluded
+
+
+def _geojson_areas(geometry: dict) -> list[dict]:
+    """The Polygon and MultiPolygon members of a GeoJSON geometry, a GeometryCollection's included
+    (points and lines are not areas)."""
+    if geometry.get("type") in ("Polygon", "MultiPolygon"):
+        return [geometry]
+    if geometry.get("type") == "GeometryCollection":
+        members = geometry.get("geometries")
+        return [g for m in members if isinstance(m, dict) for g in _geojson_areas(m)] if isinstance(members, list) else []
+    return []
 
 
 def _imagescope_polygons(path: Path) -> tuple[list, list]:
