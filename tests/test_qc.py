@@ -392,3 +392,27 @@ def test_a_one_tile_bed_gets_the_whole_range_not_a_narrow_interval(trained, tmp_
     assert (row.stil_lower_90, row.stil_upper_90) == (0.0, 100.0)
     attrs = SlideScoresFile.read_header(out / f"{slide.stem}.h5")[0]
     assert np.isnan(attrs["tile_standard_error"]) and np.isinf(attrs["interval_uncertainty"])
+
+
+def test_a_fragment_below_the_debris_size_is_measured_on_its_tiles_and_stats_are_strict_json():
+    """A 130 µm fragment (one tile) vanished from the 4 µm/px thumbnail's tissue: od_mean NaN
+    (written as NaN, which is not JSON), tissue_fraction 0 beside a scored tile, and the stain
+    flag fired on 'od inf'."""
+    import json as json_module
+    import math
+
+    from weakstil.qc.image import ImageStats, thumbnail_stats
+
+    rng = np.random.default_rng(0)
+    thumb = np.full((375, 375, 3), 242, np.uint8)
+    thumb[100:132, 100:132] = np.clip(rng.normal((170, 110, 180), 12, (32, 32, 3)), 0, 255).astype(np.uint8)
+    tiles = np.zeros(thumb.shape[:2], bool)
+    tiles[100:128, 100:128] = True
+    alone = thumbnail_stats(thumb, 4.0)
+    assert alone["tissue_fraction"] == 0.0 and all(math.isnan(v) for v in alone["od_mean"])
+    measured = thumbnail_stats(thumb, 4.0, tiles=tiles)
+    assert measured["tissue_fraction"] > 0 and all(0.1 < v < 1.5 for v in measured["od_mean"])
+    stats = ImageStats(**{**alone, "blur_median": math.nan, "blurry_share": 0.0, "focus_tiles": 0})
+    text = json_module.dumps(stats.to_dict(), allow_nan=False)  # strict JSON: no NaN
+    back = ImageStats.from_dict(json_module.loads(text))
+    assert all(math.isnan(v) for v in back.od_mean) and math.isnan(back.blur_median)

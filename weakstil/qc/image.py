@@ -79,11 +79,21 @@ class ImageStats:
     version: int = IMAGE_STATS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As JSON-safe values: an unmeasured number (NaN) is ``None`` (NaN is not JSON)."""
+        def safe(v):
+            if isinstance(v, float) and not math.isfinite(v):
+                return None
+            return [safe(x) for x in v] if isinstance(v, list) else v
+
+        return {k: safe(v) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ImageStats:
-        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+        def number(v):
+            return math.nan if v is None else [number(x) for x in v] if isinstance(v, list) else v
+
+        return cls(**{k: (number(d[k]) if k not in ("stain_source", "warnings") else d[k])
+                      for k in cls.__dataclass_fields__ if k in d})
 
     def flat(self) -> dict[str, float]:
         """The numbers as one flat row (a training-statistics table)."""
@@ -104,8 +114,10 @@ def optical_density(rgb: np.ndarray) -> np.ndarray:
     return od(rgb)
 
 
-def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
-    """Stain, pen and fold statistics of an RGB thumbnail at ``mpp`` µm/px."""
+def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = None) -> dict[str, Any]:
+    """Stain, pen and fold statistics of an RGB thumbnail at ``mpp`` µm/px. ``tiles``: where the
+    slide's tissue tiles lie on the thumbnail (bool), the tissue when the thumbnail shows none (a
+    fragment smaller than the debris size at this resolution)."""
     from scipy import ndimage as ndi
 
     from weakstil.slide import brightfield_warning
@@ -118,6 +130,8 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float) -> dict[str, Any]:
     except Exception as exc:  # a blank or odd thumbnail: no tissue, reference stain
         log.debug("qc: tissue detection failed on the thumbnail (%s)", exc)
         tissue = np.zeros(thumb.shape[:2], bool)
+    if not tissue.any() and tiles is not None:
+        tissue = np.asarray(tiles, bool)
     ink_all = ink_pixels(thumb)
     stain = estimate_stain(thumb, stain_pixels(thumb, mpp, tissue, ink_all) if tissue.any() else None)
     n_tissue = int(tissue.sum())
@@ -217,7 +231,12 @@ def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | N
     w, h = slide.dimensions
     # 4 µm/px, coarser for a large slide so the thumbnail stays at about THUMB_MAX_PIXELS
     thumb_mpp = max(THUMB_MPP, float(slide.mpp), float(slide.mpp) * math.sqrt(w * h / THUMB_MAX_PIXELS))
-    thumb = thumbnail_stats(slide.read_thumbnail(thumb_mpp), thumb_mpp)
+    image = slide.read_thumbnail(thumb_mpp)
+    on_thumb = np.zeros(image.shape[:2], bool)
+    side = tile_px * mpp / thumb_mpp  # a tile's side in thumbnail pixels
+    for x, y in np.asarray(coords, np.float64).reshape(-1, 2) * float(slide.mpp) / thumb_mpp:
+        on_thumb[int(y):int(np.ceil(y + side)), int(x):int(np.ceil(x + side))] = True
+    thumb = thumbnail_stats(image, thumb_mpp, tiles=on_thumb)
     idx = focus_tiles(coords, tissue_fraction, seed=seed)
     tiles = [slide.read_region(int(coords[i][0]), int(coords[i][1]), int(tile_px), float(mpp)) for i in idx]
     blur = tile_blur(tiles) if tiles else np.zeros(0)
