@@ -1279,3 +1279,54 @@ def test_a_busy_model_folder_is_one_line(world, tmp_path):
 # --- the matrix's size -------------------------------------------------------------------------------------
 def test_the_matrix_is_large():
     assert len(USAGE) + len(BAD) >= 100
+
+
+def test_a_bed_that_covers_no_tile_and_a_model_scored_without_its_beds(world, tmp_path):
+    """Fault hunt 4: train took an annotation that covers no tile as the whole tissue and recorded
+    it as an annotation; tumorbed train learnt that slide as 'no tumour' without a word; evaluate
+    scored a bed-trained model over the whole tissue and only metrics.json said so; the report
+    hid the slides evaluate left out."""
+    beds = tmp_path / "beds"
+    shutil.copytree(world.cohort / "truth", beds, ignore=shutil.ignore_patterns("*.h5"))
+    corner = [[[1, 1], [30, 1], [30, 30], [1, 30], [1, 1]]]  # smaller than a tile: covers none
+    (beds / "synth_0001_tumorbed.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": corner}, "properties": {}}]}))
+    model = tmp_path / "model"
+    proc = run_cli("train", world.labels, "--features", world.feats, "--out", model, "--folds", "2", "--epochs", "2",
+                   "--hidden", "8", "--annotations", beds)
+    assert proc.returncode == 0, proc.stderr
+    assert "left out of training" in proc.stderr and "synth_0001" in proc.stderr
+    training = json.loads((model / "model.json").read_text())["training"]
+    assert training["n_slides"] == 2 and training["tumorbeds"]["slides"] == {"annotation": 2}
+    assert training["tumorbeds"]["left_out_no_tile_in_bed"] == ["synth_0001"]
+
+    detector = run_cli("tumorbed", "train", "--features", world.feats, "--annotations", beds, "--out", tmp_path / "d")
+    assert detector.returncode == 0, detector.stderr
+    assert "cover no tissue tile" in detector.stderr and "synth_0001_tumorbed.geojson" in detector.stderr
+    assert json.loads((tmp_path / "d" / "model.json").read_text())["model_id"] == "tumorbed-2slides"
+
+    whole = run_cli("evaluate", world.labels, "--model", model, "--features", world.feats, "--out", tmp_path / "e1")
+    assert whole.returncode == 0, whole.stderr
+    assert "was trained on tumour beds (2 annotation)" in whole.stderr
+    assert json.loads((tmp_path / "e1" / "metrics.json").read_text())["beds_unlike_training"] == 3
+    with_beds = run_cli("evaluate", world.labels, "--model", model, "--features", world.feats, "--out", tmp_path / "e2",
+                        "--annotations", beds)
+    assert with_beds.returncode == 0 and "trained on tumour beds" not in with_beds.stderr
+    metrics = json.loads((tmp_path / "e2" / "metrics.json").read_text())
+    assert metrics["beds_unlike_training"] == 0 and metrics["n"] == 2 and len(metrics["excluded"]) == 1
+    assert metrics["pearson_r"] is None or np.isnan(metrics["pearson_r"])  # 2 points: no correlation to speak of
+    for evaluation, says in (("e1", "3 of them scored over the whole tissue"), ("e2", "1 more slide(s) left out")):
+        report = run_cli("report", "--model", model, "--out", tmp_path / f"r_{evaluation}", "--evaluation",
+                         tmp_path / evaluation)
+        assert report.returncode == 0, report.stderr
+        assert says in (tmp_path / f"r_{evaluation}" / "report.md").read_text()
+    # a cohort CSV whose slide_id is not the file's name: the features are found by the file's name,
+    # and now so are its annotation (it was scored over the whole tissue without a word)
+    renamed = pd.read_csv(world.labels)
+    renamed["path"] = [str((world.cohort / p).resolve()) for p in renamed["path"]]
+    renamed.loc[0, "slide_id"] = "patientA"
+    renamed.to_csv(tmp_path / "renamed.csv", index=False)
+    proc = run_cli("evaluate", tmp_path / "renamed.csv", "--model", model, "--features", world.feats, "--out",
+                   tmp_path / "e3", "--annotations", beds)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "e3" / "metrics.json").read_text())["tumorbeds"]["slides"] == {"annotation": 3}

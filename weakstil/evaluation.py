@@ -192,6 +192,25 @@ def _bed_sources(caches: list, tumorbeds: dict | None, beds) -> dict:
     return {"annotations": None, "beds": None, "detector": None, "slides": {k: n for k, n in slides.items() if n}}
 
 
+def _beds_unlike_training(bed_record: dict, meta: dict, n_slides: int, model_dir: Path) -> int:
+    """How many evaluated slides are scored over the whole tissue by a model trained on tumour beds
+    (warned about, as ``weakstil score`` does: their scores are not what the model measures)."""
+    from weakstil.qc.flags import bed_unlike_training
+
+    slides = bed_record.get("slides") or {}
+    whole = sum(n for source, n in slides.items() if source in ("tissue", "all tiles (no tumour bed given)"))
+    why = bed_unlike_training("tissue", (meta.get("training") or {}).get("tumorbeds")) if whole else None
+    if why is None:
+        return 0
+    kinds = ", ".join(f"{n} {source}" for source, n in sorted(
+        ((meta.get("training") or {}).get("tumorbeds") or {}).get("slides", {}).items()))
+    log.warning("%s was trained on tumour beds (%s), and %d of the %d evaluated slides have none (no --annotations, "
+                "--tumorbed-beds or --tumorbed, and the model bundles no detector): they are scored over the whole "
+                "tissue, which is not what the model measures; pass the beds as for training", model_dir, kinds,
+                whole, n_slides)
+    return whole
+
+
 def _bed_is_empty(slide_id: str, cache, tumorbeds: dict | None) -> bool:
     """Whether the slide's tumour bed holds no tile: what ``weakstil score`` reports as
     ``no tumour bed`` (no score), where training falls back to all tiles."""
@@ -282,6 +301,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     skip = ("tissue_mask",) if model.arch.tile_stats else ("tissue_mask", "tile_stats")
     caches = [FeaturesFile.read(p, skip=skip) for p in paths]
     bed_record = _bed_sources(caches, tumorbeds, beds)
+    unlike = _beds_unlike_training(bed_record, meta, len(ids), model_dir)
     no_bed = [sid for sid, c in zip(ids, caches) if _bed_is_empty(sid, c, tumorbeds)]
     for sid in no_bed:
         log.warning("%s: no tumour bed; no prediction (left out of the metrics, as 'weakstil score' gives it no "
@@ -336,7 +356,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                              "model_id": f"{model_dir.name}@{str(meta.get('weights_sha256'))[:12]}",  # as in score
                              "encoder": meta.get("encoder", {}).get("name"), "scoring": how, "n_models": len(models),
                              "cohort": str(Path(csv_path).resolve()), "features": str(features_dir.resolve()),
-                             "tumorbeds": bed_record, "n_training_slides": None if seen is None else len(seen),
+                             "tumorbeds": bed_record, "beds_unlike_training": unlike, "n_training_slides": None if seen is None else len(seen),
                              "excluded": [{"slide_id": s, "reason": STATUS_NO_BED} for s in no_bed]})
 
 

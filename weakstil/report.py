@@ -349,7 +349,8 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
         files[name] = out_dir / name
-    log.info("report: %d slides, R² %s, MAE %s", len(rows), fmt(metrics.get("r2")), fmt(metrics.get("mae")))
+    log.info("report: %d cross-validation slides; metrics on %s slides: R² %s, MAE %s", len(rows), metrics.get("n"),
+             fmt(metrics.get("r2")), fmt(metrics.get("mae")))
     return files
 
 
@@ -374,10 +375,11 @@ def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int |
     who = {"final": "the final model", "ensemble": "the ensemble of its cross-validation fold models"}.get(
         metrics.get("scoring"), "the model")
     text = f"evaluation of {who} on {n} slides of {metrics.get('cohort') or 'a cohort'} (not out-of-fold"
-    seen = metrics.get("n_training_slides")
-    if seen:
-        text += f"; {seen} of them training slides of this model, so their metrics are in-sample"
-    return text + ")"
+    seen, whole, left_out = metrics.get("n_training_slides"), metrics.get("beds_unlike_training"), metrics.get("excluded")
+    text += f"; {seen} of them training slides of this model, so their metrics are in-sample" if seen else ""
+    text += (f"; {whole} of them scored over the whole tissue, though the model was trained on tumour beds: not what "
+             "it measures" if whole else "")
+    return text + (f"; {len(left_out)} more slide(s) left out: no tumour bed" if left_out else "") + ")"
 
 
 def write_overview(out_dir: Path, rows: list[SlideRow], target: Path) -> Path:

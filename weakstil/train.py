@@ -59,6 +59,33 @@ def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: 
                             stroma_estimate=stroma_estimate, centre_embeddings=centre_embeddings)
 
 
+def _without_empty_beds(cohort: Cohort, tumorbeds: dict | None, beds: BedSources | None, csv_path) -> Cohort:
+    """The cohort without the slides whose given tumour bed (an annotation, a detector's) holds no
+    tile: ``weakstil score`` and ``evaluate`` give such a slide no score, and training on its whole
+    tissue instead would learn its label from tissue the label does not describe."""
+    empty = [sid for sid in cohort.slide_ids if tumorbeds is not None and sid in tumorbeds
+             and not np.asarray(tumorbeds[sid]).any()]
+    if not empty:
+        return cohort
+    if len(empty) > len(cohort) - 2:
+        raise WeakSTILError(f"the tumour beds of {len(empty)} of the {len(cohort)} slides hold no tile "
+                            f"({', '.join(empty[:5])}{', ...' if len(empty) > 5 else ''}): too few slides are left "
+                            "to train on", path=csv_path, fix="check the beds (an annotation drawn on glass, or "
+                            "exported at another magnification, covers no tile)")
+    log.warning("%d slide(s) whose tumour bed holds no tile are left out of training, as 'weakstil score' gives "
+                "them no score (%s%s): check their annotations (drawn on glass, or exported at another "
+                "magnification?)", len(empty), ", ".join(empty[:5]), ", ..." if len(empty) > 5 else "")
+    if beds is not None:  # the record counts the slides trained on
+        for sid in empty:
+            source = beds.source_of.get(sid)
+            if source in beds.used:
+                beds.used[source] -= 1
+        beds.used = {k: n for k, n in beds.used.items() if n > 0}
+        beds.left_out = list(empty)
+    return Cohort(cohort.csv_path, cohort.table[~cohort.table["slide_id"].isin(empty)].reset_index(drop=True),
+                  cohort.group_column)
+
+
 def _feature_file_beds(paths) -> dict:
     """The record of where the beds came from when no source was given: the feature files' own
     tumour-bed flags (``tumorbed`` in the file) or the whole tissue (a ``tissue`` count, which
@@ -142,11 +169,17 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     elif implicit_groups and n_groups == 1:
         log.warning("%s: one group in column %r: cross-validating by slide", csv_path, cohort.group_column)
         cohort = read_cohort(csv_path, features_dir=features_dir, group_column="none")
-    if n_folds >= 2:  # fail on too few groups before loading any features
-        from weakstil.cohort import group_kfold
+    from weakstil.cohort import group_kfold
 
+    if n_folds >= 2:  # fail on too few groups before loading any features
         what = "groups" if cohort.group_column else "slides"
         group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
+    if tumorbeds is None and beds is not None:
+        tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, cohort.feature_paths(features_dir))))
+    n_before = len(cohort)
+    cohort = _without_empty_beds(cohort, tumorbeds, beds, csv_path)
+    if n_folds >= 2 and len(cohort) < n_before:  # the folds again, on the slides that are left
+        group_kfold(cohort.groups, n_folds, seed=cfg.seed, what="groups" if cohort.group_column else "slides")
     # torch only now: bad inputs fail in a second
     from weakstil.mil.config import Aggregator, Stopping, StromaWeight
     from weakstil.mil.store import model_meta, save_model

@@ -39,6 +39,8 @@ class BedSources:
     detector_path: Path | None = None
     #: how many slides got their bed from each source in the last :meth:`cohort` (for the record)
     used: dict[str, int] = field(default_factory=dict)
+    source_of: dict[str, str] = field(default_factory=dict)  #: slide id -> its bed's source, by :meth:`cohort`
+    left_out: list[str] = field(default_factory=list)  #: slides training left out: their bed holds no tile
 
     @classmethod
     def open(cls, *, annotations: str | Path | None = None, beds: str | Path | None = None,
@@ -104,7 +106,11 @@ class BedSources:
         where = features.path if features.path is not None else slide_id
         if self.detector is not None:  # a detector of another encoder is refused, whatever the slide has
             check_detector_matches(self.detector, features, where, detector_path=self.detector_path)
-        precomputed = find_slide_file(self.beds, slide_id)
+        # the cohort CSV's slide_id first, then the name of the slide file the features were named after
+        # (as the features themselves are found): 'patientA' in the CSV, synth_0000.tiff/.h5/.geojson on disk
+        names = [slide_id] + ([features.path.stem] if features.path is not None and features.path.stem != slide_id
+                              else [])
+        precomputed = next((f for f in (find_slide_file(self.beds, n) for n in names) if f is not None), None)
         if precomputed is not None:
             bed = read_precomputed(precomputed, slide_id, features)
             if bed.source is TumorBedSource.TISSUE and self.detector is not None:
@@ -113,7 +119,7 @@ class BedSources:
                             "'weakstil tumorbed apply --tumorbed DETECTOR' again", slide_id, precomputed)
             return bed
         geom = SlideGeometry.from_file(features)
-        annotation = find_annotation(self.annotations, slide_id)
+        annotation = next((f for f in (find_annotation(self.annotations, n) for n in names) if f is not None), None)
         if annotation is not None:
             return from_annotation(annotation, geom)
         if self.detector is not None:
@@ -142,6 +148,7 @@ class BedSources:
                 bad.append(exc)
                 continue
             flags[sid] = bed.tile_flags
+            self.source_of[sid] = bed.source.value
             sources[bed.source.value] = sources.get(bed.source.value, 0) + 1
         raise_all(bad)
         from weakstil.qc.flags import MIN_BED_TILES
@@ -165,7 +172,7 @@ class BedSources:
                 "beds": None if self.beds is None else str(self.beds.resolve()),
                 "detector": None if self.detector is None else self.detector.model_id,
                 "detector_path": None if self.detector_path is None else str(self.detector_path.resolve()),
-                "slides": dict(self.used)}
+                "slides": dict(self.used), **({"left_out_no_tile_in_bed": self.left_out} if self.left_out else {})}
 
 
 def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | dict, where: str | Path,

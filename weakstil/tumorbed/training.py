@@ -408,6 +408,13 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     identity = _check_one_encoder([feature_path(features_dir, sid) for sid in slide_ids
                                    if find_annotation(annotations, sid) is not None
                                    and feature_path(features_dir, sid).is_file()])
+    annotated = [sid for sid in slide_ids if find_annotation(annotations, sid) is not None
+                 and feature_path(features_dir, sid).is_file()]
+    if len(annotated) > max_slides:
+        log.warning("%d annotated slides with features: the detector trains on the first %d (--max-slides), not on "
+                    "%s%s", len(annotated), max_slides, ", ".join(annotated[max_slides:max_slides + 5]),
+                    " ..." if len(annotated) > max_slides + 5 else "")
+    no_tile: list[str] = []
     for sid in slide_ids:
         if len(chosen) >= max_slides:
             break
@@ -422,13 +429,21 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         except AnnotationError as exc:  # go on: every unusable file is named at once
             bad.append(exc)
             continue
+        if not np.asarray(bed.tile_flags).any():  # drawn on glass, or at another magnification: it would
+            no_tile.append(annotation.name)  # teach that the slide holds no tumour at all
+            continue
         columns = cache.attr("tile_stats_columns")
         ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0) if ink_veto else None
         chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask, cache.tile_stats,
                                      stats_column_names(columns), ink))
     raise_all(bad)
+    if no_tile:
+        log.warning("%s: %d annotation(s) cover no tissue tile and are left out (drawn on glass, or exported at "
+                    "another magnification?): %s", annotations, len(no_tile), ", ".join(no_tile[:5]))
     if not chosen:
-        raise WeakSTILError("no slide has both cached features and an annotation", path=annotations,
+        raise WeakSTILError("no slide has both cached features and an annotation" + (
+                            f" that covers a tissue tile ({len(no_tile)} cover none)" if no_tile else ""),
+                            path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
     meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(annotations),
             "model_id": f"tumorbed-{len(chosen)}slides"}
