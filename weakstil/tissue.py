@@ -25,10 +25,14 @@ log = logging.getLogger(__name__)
 
 #: Bumped when the detector's result changes for the same settings (part of the embedding cache key).
 #: 2: white balance on the glass, blue ink by absorbance, glass-noise cap on the saturation threshold.
-#: 3: tissue running out of the image keeps its edge band; debris size capped for images smaller than debris.
+#: 3: tissue running out of the image keeps its edge band; debris size capped for images smaller than debris;
+#:    pen ink takes no part in the saturation threshold.
 TISSUE_VERSION = 3
 #: Saturation above the glass's own (99.5th percentile) that is stain, not scanner noise.
 GLASS_SATURATION_MARGIN = 0.03
+#: Blurred edges of marker strokes taken as ink beyond the strokes' own pixels (one pixel of the
+#: 8 µm/px tissue mask; it was two, a 16 µm band that cut closely spaced strokes' tissue to strips).
+PEN_EDGE_UM = 8.0
 #: Default resolution of the tissue mask.
 TISSUE_MASK_MPP = 8.0
 
@@ -75,9 +79,14 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     def od_sum(d: float) -> float:
         return 3.0 * (256.0 * 10.0 ** (-d) - 1.0)
 
+    # Pen ink is coloured but not H&E: green/blue hues, or near-black (found here so that it takes
+    # no part in the threshold: heavy marker strokes are the most saturated mode and would put the
+    # split between ink and tissue, dropping pale stroma)
+    ink = pen_ink(r, g, b) if p.remove_pen else np.zeros(mx.shape, bool)
     # a subsample is plenty for a histogram threshold
     sub_mx = mx[::2, ::2].astype(np.float32)
-    candidates = (spread[::2, ::2] / np.maximum(sub_mx, 1.0))[sub_mx > 30]
+    sub_use = (sub_mx > 30) & ~ink[::2, ::2]
+    candidates = (spread[::2, ::2] / np.maximum(sub_mx, 1.0))[sub_use]
     thr = p.min_saturation
     if candidates.size > 100 and np.ptp(candidates) > 1e-3:
         thr = threshold_otsu(candidates)
@@ -85,24 +94,24 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         # both large it splits those and drops the paler stroma. Glass is the one thing below the
         # threshold that must be: its saturation is scanner noise, so a threshold clear of the
         # glass's own spread is enough.
-        sub_total = total[::2, ::2][sub_mx > 30]
+        sub_total = total[::2, ::2][sub_use]
         glass_grey, _ = glass_level(sub_total.astype(np.float32) / 3.0)
         on_glass = np.abs(sub_total.astype(np.float32) / 3.0 - glass_grey) < 3.0
         if on_glass.sum() > 100:
             thr = min(thr, float(np.percentile(candidates[on_glass], 99.5)) + GLASS_SATURATION_MARGIN)
         thr = float(np.clip(thr, p.min_saturation, p.max_saturation))
         del sub_total, on_glass
-    del sub_mx, candidates
+    del sub_mx, sub_use, candidates
     mask = _ratio_above(spread, mx, thr) | (total < od_sum(p.min_density * 3))
     mask &= total < od_sum(p.min_density)
     del spread, total
 
-    # Pen ink is coloured but not H&E: green/blue hues, or near-black. Blurred stroke edges
-    # are caught by widening the ink mask a little.
+    # Blurred stroke edges are caught by widening the ink mask a little.
     pen = np.zeros(mask.shape, bool)
     if p.remove_pen:
-        pen = _dilate(pen_ink(r, g, b), 2)
+        pen = _dilate(ink, max(1, int(round(PEN_EDGE_UM / mpp))))
         mask &= ~pen
+    del ink
     del r, g, b, mx
 
     # Fat: big empty adipocytes whose thin membranes are only faintly stained at this
@@ -123,6 +132,10 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         size = max(3, int(round(p.fat_window_um / mpp)) | 1)
         share = ndi.uniform_filter(faint.view(np.uint8) * np.uint8(250), size=size)  # share x 250
         del faint
+        if pen.any():  # the share among the pixels the ink leaves visible: fat crossed by strokes is fat
+            visible = ndi.uniform_filter((~pen).view(np.uint8) * np.uint8(250), size=size)
+            share = np.minimum(share.astype(np.uint16) * 250 // np.maximum(visible, 1), 250).astype(np.uint8)
+            del visible
         # glass and fat form two modes of the share; Otsu splits them, within sane bounds
         pale_share = share[::2, ::2][~mask[::2, ::2]].astype(np.float32) / 250.0
         cut = p.fat_membrane_share
@@ -143,11 +156,18 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     mask = ndi.binary_closing(padded, structure=morphology.disk(radius))[radius + 1:-radius - 1, radius + 1:-radius - 1]
     del padded
     mask = morphology.remove_small_holes(mask, max_size=max(1, int(p.max_hole_um2 / px_area)))
-    mask &= ~pen
     # debris is small next to the slide: an image that is itself smaller than a debris piece (a
     # crop of a few tiles) keeps tissue that fills a good part of it
     min_object = min(p.min_object_um2, 0.25 * mask.size * px_area)
-    mask = morphology.remove_small_objects(mask, max_size=max(1, int(min_object / px_area)))
+    if pen.any():
+        # a piece of tissue that marker strokes cut into strips is measured whole: its strips are joined
+        # under the ink, and the piece is kept when its tissue (not its ink) is larger than debris
+        pieces, _ = ndi.label(mask | pen)
+        tissue_area = np.bincount(pieces.ravel(), weights=mask.ravel())
+        mask &= tissue_area[pieces] > min_object / px_area
+        mask &= ~pen
+    else:
+        mask = morphology.remove_small_objects(mask, max_size=max(1, int(min_object / px_area)))
     log.debug("tissue: saturation threshold %.3f, %.1f%% of thumbnail", thr, 100 * mask.mean())
     return mask
 
