@@ -124,3 +124,29 @@ def test_another_folder_is_still_not_a_slide_file(tmp_path):
     (folder / "a.tiff").write_bytes(b"x")
     line = one_error(run_cli("info", folder), 1)
     assert line == f"error: {folder}: is a directory, not a slide file. Fix: pass slide files (or a glob).", line
+
+
+def test_an_interrupted_command_says_whether_a_rerun_continues(capsys):
+    """train said 'a rerun continues where this one stopped' when interrupted, but a rerun starts
+    over: only the per-slide commands keep what they finished."""
+    import typer
+
+    from weakstil.cli.errors import reports_errors
+
+    def score():
+        raise KeyboardInterrupt
+
+    def train():
+        raise KeyboardInterrupt
+
+    import signal
+
+    sigterm = signal.getsignal(signal.SIGTERM)  # the wrapper turns SIGTERM into KeyboardInterrupt
+    try:
+        for command, says in ((score, "a rerun continues where this one stopped"), (train, "a rerun starts over")):
+            with pytest.raises(typer.Exit) as stopped:
+                reports_errors(command)()
+            assert stopped.value.exit_code == 130
+            assert says in capsys.readouterr().err
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)

@@ -40,6 +40,11 @@ def _verbose() -> bool:
     return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
+#: Commands that keep each finished slide, so a rerun does only the rest (train, pretrain, evaluate,
+#: tumorbed train, report and demo write their output at the end: a rerun starts over).
+PER_SLIDE_COMMANDS = frozenset({"tile", "embed", "score", "tumorbed_apply"})
+
+
 def reports_errors(command: F) -> F:
     """Run ``command``; a WeakSTILError ends it with its one line and exit 1 (2 for a UsageError).
 
@@ -65,8 +70,10 @@ def reports_errors(command: F) -> F:
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
             terminated = isinstance(exc, Terminated)
+            rerun = ("a rerun continues where this one stopped" if command.__name__ in PER_SLIDE_COMMANDS
+                     else "a rerun starts over")
             error_line(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}; unfinished outputs were removed "
-                       "(a rerun continues where this one stopped).")
+                       f"({rerun}).")
             raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
