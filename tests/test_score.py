@@ -217,3 +217,17 @@ def test_results_rows_read_back_are_written_in_the_same_format_as_new_ones(tmp_p
     write_results(path, {"b": {"slide_id": "b", "stil": 13.063, "status": "ok"}}, [], cols)
     assert path.read_text().splitlines() == ["slide_id,stil,status", "a,,error", "b,13.0630,ok"]
     assert float(read_previous(path)["b"]["stil"]) == 13.063
+
+
+def test_rows_another_models_run_wrote_since_are_found(tmp_path):
+    """Two score runs with different models into one --out each said 'all scored', and results.csv
+    held a mix: a run now finds its slides whose row another model wrote since (and warns)."""
+    from weakstil.results_table import replaced_by_others, write_results
+
+    cols = ["slide_id", "stil", "status", "model_id"]
+    path = tmp_path / "results.csv"
+    mine = [{"slide_id": s, "stil": 10.0, "status": "ok", "model_id": "m1@aaa"} for s in ("a", "b")]
+    write_results(path, {r["slide_id"]: r for r in mine}, [], cols)
+    assert replaced_by_others(path, mine) == {}
+    write_results(path, {"b": {"slide_id": "b", "stil": 20.0, "status": "ok", "model_id": "m2@bbb"}}, [], cols)
+    assert replaced_by_others(path, mine) == {"b": "m2@bbb"}

@@ -92,3 +92,11 @@ def _cell(value: object) -> object:
     if isinstance(value, numbers.Real) and not isinstance(value, (bool, numbers.Integral)):
         return "" if math.isnan(value) else f"{float(value):.4f}"
     return value
+
+
+def replaced_by_others(path: Path, rows: list[dict]) -> dict[str, str]:
+    """Slide id -> the model id now in ``results.csv`` for those of ``rows`` (this run's) whose row
+    another model wrote since: another run into the same folder scored them again."""
+    now = read_previous(path)
+    return {str(r["slide_id"]): str(now[str(r["slide_id"])].get("model_id")) for r in rows
+            if str(r["slide_id"]) in now and str(now[str(r["slide_id"])].get("model_id")) != str(r.get("model_id"))}

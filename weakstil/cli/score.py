@@ -71,6 +71,14 @@ def score(
     no_bed = sum(r["status"] == STATUS_NO_BED for r in rows)
     log.info("%d of %d slides scored%s -> %s", ok, len(paths), f" ({no_bed} without a tumour bed: no sTIL%)"
              if no_bed else "", out / "results.csv")
+    from weakstil.results_table import replaced_by_others
+
+    others = replaced_by_others(out / "results.csv", rows)
+    if others:  # two runs with different models into one --out: each slide's row is the last run's
+        log.warning("%d of these slides were scored again since by another model (%s%s; now by %s) in a run into "
+                    "the same --out: results.csv holds its rows for them; give each model its own --out",
+                    len(others), ", ".join(sorted(others)[:3]), ", ..." if len(others) > 3 else "",
+                    ", ".join(sorted(set(others.values()))))
     if ok < len(paths):
         raise typer.Exit(1)
 
