@@ -3,6 +3,7 @@ shared memory, the GPU code path (run on the CPU), the thread plan, and fallback
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -474,4 +475,9 @@ def test_a_closed_pool_leaves_no_semaphores():
         assert files and all(f.exists() for f in files)
         del locks
         pool.close()
+        # unlinked when the last reference goes: the queue's feeder thread may hold one for a moment
+        deadline = time.monotonic() + 10.0
+        while any(f.exists() for f in files) and time.monotonic() < deadline:
+            gc.collect()
+            time.sleep(0.05)
         assert not any(f.exists() for f in files), files
