@@ -296,3 +296,36 @@ def test_report_names_the_command_of_an_evaluation_folder_that_is_not_evaluate_s
     err = _one_error(proc)  # not "no completion marker" for a folder that has one
     assert "is an output of 'weakstil score', not of 'weakstil evaluate'" in err and "marker" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_model_without_cross_validation_is_reported_from_its_evaluation(trained, evaluated, tmp_path) -> None:
+    """A --folds 1 model has no out-of-fold slides: its report is an evaluation's (metrics, slides, heatmaps)."""
+    from weakstil.mil.config import TrainConfig
+    from weakstil.train import train_cohort
+
+    model = tmp_path / "m1"
+    train_cohort(trained["cohort"], trained["root"] / "features", model,
+                 TrainConfig(epochs=2, seed=0, device="cpu", threads=1), n_folds=1)
+    proc = run_cli("report", "--model", model, "--out", tmp_path / "r0")
+    assert proc.returncode == 1 and "or pass --evaluation with the --out of 'weakstil evaluate --model'" in proc.stderr
+    # another model's out-of-fold evaluation cannot stand in for this model's slides
+    proc = run_cli("evaluate", trained["cohort"], "--oof", trained["model"] / "cv" / "oof_predictions.csv",
+                   "--out", tmp_path / "oof")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("report", "--model", model, "--out", tmp_path / "r1", "--evaluation", tmp_path / "oof")
+    assert proc.returncode == 1 and "not an evaluation of this model's own scoring" in _one_error(proc)
+    assert not (tmp_path / "r1").exists()
+
+    proc = run_cli("evaluate", trained["cohort"], "--model", model, "--features", trained["root"] / "features",
+                   "--out", tmp_path / "ev")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("report", "--model", model, "--out", tmp_path / "r", "--evaluation", tmp_path / "ev")
+    assert proc.returncode == 0, proc.stderr
+    md = " ".join((tmp_path / "r" / "report.md").read_text().split())
+    pred = pd.read_csv(tmp_path / "ev" / "predictions.csv", dtype={"slide_id": str})
+    assert "Metrics and slides: evaluation of the final model on 4 slides" in md and "out-of-fold heatmap" not in md
+    assert "| heatmap |" in md and "interval coverage" not in md
+    for sid, value in zip(pred["slide_id"], pred["stil_pred"]):
+        assert f"| {sid} |" in md and f"{value:.1f}" in md
+        assert (tmp_path / "r" / "slides" / f"{sid}_heatmap.png").stat().st_size > 1000
+    assert "4 evaluated slides; metrics on 4 slides" in proc.stderr

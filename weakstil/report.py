@@ -15,17 +15,17 @@ writes into ``DIR``:
 Images sit beside the pages and are linked relatively, so the folder can be copied or zipped as a
 whole. Every file is written atomically. The heatmaps come from out-of-fold tile scores: each
 slide is scored by the fold model that never saw its label, so they show no training optimism.
+A model trained without cross-validation is reported from a ``weakstil evaluate --model`` folder
+instead (its metrics, slides and ``tiles/`` scores); the page layout is :mod:`weakstil.report_render`.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import logging
 import math
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +36,7 @@ from weakstil.errors import WeakSTILError
 from weakstil.metrics import fmt
 from weakstil.modeldir import ModelDir
 from weakstil.outputdir import MARKER, commands_of, is_complete
+from weakstil.report_render import ReportContent, SlideRow, render_html, render_markdown
 from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -48,21 +49,6 @@ OVERVIEW_SLIDES = 6
 #: Packages whose versions the report lists (when installed).
 VERSION_PACKAGES = ("weakstil", "torch", "timm", "numpy", "openslide-python", "snakemake",
                     "snakemake-executor-plugin-slurm")
-
-
-@dataclass
-class SlideRow:
-    """One slide of the per-slide table."""
-
-    slide_id: str
-    group: str
-    fold: object
-    stil_true: float
-    stil_pred: float
-    thumbnail: str | None  #: path relative to the report folder
-    heatmap: str | None
-    interval: str = ""  #: the out-of-fold 90 % interval, calibrated without the slide
-    qc: str = ""  #: the qc flags the slide would get at scoring
 
 
 def _read_json(path: Path, what: str, fix: str) -> dict:
@@ -189,16 +175,19 @@ def _copy(source: Path, target: Path) -> None:
         shutil.copyfile(source, tmp)
 
 
-def _slide_rows(model_dir: Path, oof: pd.DataFrame, out_dir: Path, slides: dict[str, Path], tiles_dir: Path | None,
-                slide_mpp: float | None) -> list[SlideRow]:
+def _slide_rows(table: pd.DataFrame, tile_scores_of, predicted: str, out_dir: Path, slides: dict[str, Path],
+                tiles_dir: Path | None, slide_mpp: float | None) -> list[SlideRow]:
+    """One row per slide of ``table`` (slide_id, stil_true, stil_pred; group, fold), with its
+    thumbnail and the heatmap of its tile scores (``tile_scores_of(slide_id)``, a tile-scores file);
+    ``predicted`` names the predictions in the heatmaps' titles."""
     from weakstil.fingerprint import slide_fingerprint
 
     rows = []
-    for rec in oof.to_dict("records"):
+    for rec in table.to_dict("records"):
         sid = str(rec["slide_id"])
         slide_path = slides.get(sid)
         thumb_rel = heat_rel = None
-        tile_scores = ModelDir(model_dir).cv_tile_scores(sid)
+        tile_scores = tile_scores_of(sid)
         trained_on = _recorded_fingerprint(tile_scores)
         overlay = _find_overlay(tiles_dir, sid, slide_path, trained_on)
         if overlay is not None:
@@ -210,14 +199,14 @@ def _slide_rows(model_dir: Path, oof: pd.DataFrame, out_dir: Path, slides: dict[
                         "differs)", sid, slide_path)
         elif slide_path is not None and slide_path.is_file() and tile_scores.is_file():
             heat_rel = f"slides/{sid}_heatmap.png"
-            title = f"{sid}: true {rec['stil_true']:.1f}%, out-of-fold {rec['stil_pred']:.1f}%"
+            title = f"{sid}: true {rec['stil_true']:.1f}%, {predicted} {rec['stil_pred']:.1f}%"
             try:
                 _write_heatmap(slide_path, tile_scores, out_dir / heat_rel, title, slide_mpp)
             except WeakSTILError as exc:  # the slide moved or broke since training: report the rest
                 log.warning("%s: no heatmap (%s)", sid, exc.one_line())
                 heat_rel = None
         else:
-            log.warning("%s: no heatmap (slide file or out-of-fold tile scores not found)", sid)
+            log.warning("%s: no heatmap (slide file or %s tile scores not found)", sid, predicted)
         rows.append(SlideRow(sid, str(rec.get("group", "")), rec.get("fold", ""), float(rec["stil_true"]),
                              float(rec["stil_pred"]), thumb_rel, heat_rel))
     return rows
@@ -300,12 +289,12 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     meta = folder.read_meta(fix_model)
     cv_dir = folder.cv_dir
     oof_path = folder.oof_path
-    if not oof_path.is_file():
-        raise WeakSTILError("the model has no out-of-fold predictions (trained without cross-validation?)",
-                            path=oof_path, fix="train with --folds 2 or more")
-    oof = pd.read_csv(oof_path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
-    cv_folds = (meta.get("training", {}).get("cross_validation") or {}).get("folds")
     own_cv = evaluation_dir is None or Path(evaluation_dir).resolve() == cv_dir.resolve()
+    if not oof_path.is_file() and own_cv:
+        raise WeakSTILError("the model has no out-of-fold predictions (trained without cross-validation?)",
+                            path=oof_path, fix="train with --folds 2 or more, or pass --evaluation with the --out of "
+                            "'weakstil evaluate --model' of this model on held-out slides")
+    cv_folds = (meta.get("training", {}).get("cross_validation") or {}).get("folds") if oof_path.is_file() else None
     metrics_dir = cv_dir if own_cv else Path(evaluation_dir)
     if not own_cv and not is_complete(metrics_dir, "evaluate"):
         other = commands_of(metrics_dir)
@@ -322,8 +311,16 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     if not own_cv:
         described = describe_evaluation(metrics, meta, metrics_dir, cv_folds)
     threshold = float(metrics.get("threshold", meta.get("threshold", STIL_THRESHOLD)))
-    if cohort is None:
+    if cv_folds:  # the slide table and heatmaps: out-of-fold, whatever the metrics are
+        table = pd.read_csv(oof_path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
+        tile_scores_of, predicted, slides_source = folder.cv_tile_scores, "out-of-fold", \
+            None if own_cv else f"the model's {cv_folds}-fold cross-validation, out-of-fold"
         recorded = meta.get("training", {}).get("cohort")
+    else:  # no cross-validation: the slide table is the evaluation's own (its slides, its tile scores)
+        table = _evaluated_slides(metrics, metrics_dir)
+        tile_scores_of, predicted, slides_source = (lambda sid: metrics_dir / "tiles" / f"{sid}.h5"), "predicted", None
+        recorded = metrics.get("cohort")
+    if cohort is None:
         cohort = Path(recorded) if recorded and Path(recorded).is_file() else None
     slides = _cohort_slides(Path(cohort) if cohort is not None else None)
 
@@ -335,12 +332,15 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
             raise WeakSTILError(f"{name} not found", path=source, fix="rerun 'weakstil evaluate' or 'weakstil train'")
         _copy(source, out_dir / name)
         files[name] = out_dir / name
-    rows = _slide_rows(model_dir, oof, out_dir, slides, Path(tiles_dir) if tiles_dir else None, slide_mpp)
-    _add_confidence(rows, folder)
+    rows = _slide_rows(table, tile_scores_of, predicted, out_dir, slides, Path(tiles_dir) if tiles_dir else None,
+                       slide_mpp)
+    if cv_folds:  # the intervals and flags of the out-of-fold slides (an evaluation has none per slide)
+        _add_confidence(rows, folder)
     files["overview.png"] = write_overview(out_dir, rows, out_dir / "overview.png")
     content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(model_dir),
-                            metrics_source=described, own_cv=own_cv,
-                            headline={**headline(metrics, threshold), **confidence_headline(meta)},
+                            metrics_source=described, slides_source=slides_source,
+                            headline={**headline(metrics, threshold),
+                                      **(confidence_headline(meta) if cv_folds else {})},
                             threshold=threshold, rows=rows,
                             settings=flatten(settings or {}), model_settings=model_settings(meta),
                             trained_versions=dict(meta.get("versions", {})), report_versions=installed_versions(),
@@ -349,9 +349,24 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
         files[name] = out_dir / name
-    log.info("report: %d cross-validation slides; metrics on %s slides: R² %s, MAE %s", len(rows), metrics.get("n"),
-             fmt(metrics.get("r2")), fmt(metrics.get("mae")))
+    log.info("report: %d %s slides; metrics on %s slides: R² %s, MAE %s", len(rows),
+             "cross-validation" if cv_folds else "evaluated", metrics.get("n"), fmt(metrics.get("r2")),
+             fmt(metrics.get("mae")))
     return files
+
+
+def _evaluated_slides(metrics: dict, folder: Path) -> pd.DataFrame:
+    """The slides an evaluation scored (those left out without a tumour bed are not in its metrics)."""
+    if metrics.get("mode") != "model":
+        raise WeakSTILError("is not an evaluation of this model's own scoring ('weakstil evaluate --model'), and "
+                            "the model has no cross-validation to show its slides", path=folder,
+                            fix="pass the --out of 'weakstil evaluate --model MODEL' on held-out slides")
+    path = folder / "predictions.csv"
+    if not path.is_file():
+        raise WeakSTILError("predictions.csv not found", path=path, fix="rerun 'weakstil evaluate' into a new --out")
+    table = pd.read_csv(path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
+    table["stil_pred"] = pd.to_numeric(table["stil_pred"], errors="coerce")
+    return table[table["stil_pred"].notna()].reset_index(drop=True)
 
 
 def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int | None) -> str:
@@ -375,7 +390,8 @@ def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int |
     who = {"final": "the final model", "ensemble": "the ensemble of its cross-validation fold models"}.get(
         metrics.get("scoring"), "the model")
     text = f"evaluation of {who} on {n} slides of {metrics.get('cohort') or 'a cohort'} (not out-of-fold"
-    seen, whole, left_out = metrics.get("n_training_slides"), metrics.get("beds_unlike_training"), metrics.get("excluded")
+    seen, whole = metrics.get("n_training_slides"), metrics.get("beds_unlike_training")
+    left_out = metrics.get("excluded")
     text += f"; {seen} of them training slides of this model, so their metrics are in-sample" if seen else ""
     text += (f"; {whole} of them scored over the whole tissue, though the model was trained on tumour beds: not what "
              "it measures" if whole else "")
@@ -409,88 +425,3 @@ def write_overview(out_dir: Path, rows: list[SlideRow], target: Path) -> Path:
         fig.savefig(tmp, format="png")
     plt.close(fig)
     return target
-
-
-@dataclass
-class ReportContent:
-    title: str
-    created: str
-    model_dir: str
-    metrics_source: str  #: how the metrics' predictions were made (describe_evaluation)
-    own_cv: bool  #: the metrics are the model's own cross-validation (the slide table's too)
-    headline: dict[str, float | None]
-    threshold: float
-    rows: list[SlideRow]
-    settings: list[tuple[str, str]]
-    model_settings: list[tuple[str, str]]
-    trained_versions: dict[str, str]
-    report_versions: dict[str, str]
-    cv_folds: int | None
-
-
-def _provenance(c: ReportContent) -> str:
-    """Where the metrics and the slide table come from, in words."""
-    if c.own_cv:
-        return f"Metrics and slides: {c.metrics_source}."
-    return (f"Metrics, scatter and ROC: {c.metrics_source}. Slide table and heatmaps: the model's {c.cv_folds}-fold "
-            "cross-validation, out-of-fold.")
-
-
-def _versions_table(c: ReportContent) -> list[tuple[str, str, str]]:
-    names = list(dict.fromkeys([*c.trained_versions, *c.report_versions]))
-    return [(n, c.trained_versions.get(n, ""), c.report_versions.get(n, "")) for n in names]
-
-
-def render_markdown(c: ReportContent) -> str:
-    lines = [f"# {c.title}", "", f"Model `{c.model_dir}`. {_provenance(c)} Created {c.created}.", "",
-             "## Metrics", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {fmt(v)} |" for k, v in c.headline.items()]
-    lines += ["", "![predicted vs true](scatter.png) ![ROC](roc.png)", "", "## Slides", "",
-              "| slide | group | fold | true sTIL% | predicted sTIL% | error | 90 % interval | qc | tiles | "
-              "out-of-fold heatmap |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in c.rows:
-        thumb = f"![{r.slide_id} tiles]({r.thumbnail})" if r.thumbnail else ""
-        heat = f"[![{r.slide_id} heatmap]({r.heatmap})]({r.heatmap})" if r.heatmap else ""
-        lines.append(f"| {r.slide_id} | {r.group} | {r.fold} | {r.stil_true:.1f} | {r.stil_pred:.1f} | "
-                     f"{r.stil_pred - r.stil_true:+.1f} | {r.interval} | {r.qc} | {thumb} | {heat} |")
-    lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | `{v}` |" for k, v in c.settings + c.model_settings]
-    lines += ["", "## Versions", "", "| package | training | report |", "|---|---|---|"]
-    lines += [f"| {n} | {a} | {b} |" for n, a, b in _versions_table(c)]
-    return "\n".join(lines) + "\n"
-
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;
-vertical-align:middle}th{background:#f4f4f4}td.num{text-align:right;font-variant-numeric:tabular-nums}
-img.plot{width:420px;margin-right:1em}img.thumb{max-width:160px}img.heat{max-width:360px}code{font-size:90%}"""
-
-
-def _cells(values: list[str], numeric: tuple[int, ...] = ()) -> str:
-    return "".join(f"<td class='num'>{v}</td>" if i in numeric else f"<td>{v}</td>" for i, v in enumerate(values))
-
-
-def render_html(c: ReportContent) -> str:
-    e = html.escape
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(c.title)}</title>"
-             f"<style>{_CSS}</style></head><body>", f"<h1>{e(c.title)}</h1>",
-             f"<p>Model <code>{e(c.model_dir)}</code>. {e(_provenance(c))} Created {e(c.created)}.</p>",
-             "<h2>Metrics</h2><table>"]
-    parts += [f"<tr><th>{e(k)}</th><td class='num'>{fmt(v)}</td></tr>" for k, v in c.headline.items()]
-    parts += ["</table>", "<p><img class='plot' src='scatter.png' alt='predicted vs true sTIL%'>"
-              "<img class='plot' src='roc.png' alt='ROC of sTIL-high'></p>", "<h2>Slides</h2><table>",
-              "<tr><th>slide</th><th>group</th><th>fold</th><th>true sTIL%</th><th>predicted sTIL%</th>"
-              "<th>error</th><th>90 % interval</th><th>qc</th><th>tiles</th><th>out-of-fold heatmap</th></tr>"]
-    for r in c.rows:
-        thumb = f"<img class='thumb' src='{e(r.thumbnail)}' alt='{e(r.slide_id)} tiles'>" if r.thumbnail else ""
-        heat = (f"<a href='{e(r.heatmap)}'><img class='heat' src='{e(r.heatmap)}' alt='{e(r.slide_id)} heatmap'></a>"
-                if r.heatmap else "")
-        cells = [e(r.slide_id), e(r.group), e(str(r.fold)), f"{r.stil_true:.1f}", f"{r.stil_pred:.1f}",
-                 f"{r.stil_pred - r.stil_true:+.1f}", e(r.interval), e(r.qc), thumb, heat]
-        parts.append(f"<tr>{_cells(cells, numeric=(3, 4, 5))}</tr>")
-    parts += ["</table>", "<h2>Settings</h2><table>"]
-    parts += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in c.settings + c.model_settings]
-    parts += ["</table>", "<h2>Versions</h2><table><tr><th>package</th><th>training</th><th>report</th></tr>"]
-    parts += [f"<tr><th>{e(n)}</th><td>{e(a)}</td><td>{e(b)}</td></tr>" for n, a, b in _versions_table(c)]
-    parts += ["</table></body></html>"]
-    return "\n".join(parts) + "\n"
