@@ -195,15 +195,14 @@ def _bed_sources(caches: list, tumorbeds: dict | None, beds) -> dict:
 def _beds_unlike_training(bed_record: dict, meta: dict, n_slides: int, model_dir: Path) -> int:
     """How many evaluated slides are scored over the whole tissue by a model trained on tumour beds
     (warned about, as ``weakstil score`` does: their scores are not what the model measures)."""
-    from weakstil.qc.flags import bed_unlike_training
+    from weakstil.qc.flags import bed_unlike_training, training_bed_kinds
 
     slides = bed_record.get("slides") or {}
     whole = sum(n for source, n in slides.items() if source in ("tissue", "all tiles (no tumour bed given)"))
     why = bed_unlike_training("tissue", (meta.get("training") or {}).get("tumorbeds")) if whole else None
     if why is None:
         return 0
-    kinds = ", ".join(f"{n} {source}" for source, n in sorted(
-        ((meta.get("training") or {}).get("tumorbeds") or {}).get("slides", {}).items()))
+    kinds = training_bed_kinds((meta.get("training") or {}).get("tumorbeds"))
     log.warning("%s was trained on tumour beds (%s), and %d of the %d evaluated slides have none (no --annotations, "
                 "--tumorbed-beds or --tumorbed, and the model bundles no detector): they are scored over the whole "
                 "tissue, which is not what the model measures; pass the beds as for training", model_dir, kinds,
@@ -335,7 +334,8 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
             "model": str(model_dir), "aggregator": model.arch.aggregator, "source": "evaluate",
             "n_models": len(models), "scoring": how})
     pred = pd.DataFrame({"slide_id": ids, "stil_true": cohort.labels, "stil_pred": [stil.get(s, np.nan) for s in ids],
-                         "group": cohort.groups, "status": [STATUS_NO_BED if s in left_out else STATUS_OK for s in ids]})
+                         "group": cohort.groups,
+                         "status": [STATUS_NO_BED if s in left_out else STATUS_OK for s in ids]})
     write_predictions(pred, out_dir / "predictions.csv", threshold)
     trained_on = training_slide_ids(model_dir, meta)
     scans = training_fingerprints(model_dir)
@@ -349,14 +349,16 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                     "slides, or use 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv'", len(seen), len(stil),
                     ", ".join(names[:5]), " ..." if len(seen) > 5 else "")
     elif trained_on is None:
-        log.info("the model does not say which slides it was trained on: cannot tell whether any evaluated slide is one")
+        log.info("the model does not say which slides it was trained on: cannot tell whether any evaluated slide "
+                 "is one")
     return write_metrics(pred[pred["stil_pred"].notna()].drop(columns="status"), out_dir, threshold=threshold,
                          title="evaluate", color_groups=cohort.group_column is not None, extra={
                              "mode": "model", "model": str(model_dir), "model_sha256": model_sha,
                              "model_id": f"{model_dir.name}@{str(meta.get('weights_sha256'))[:12]}",  # as in score
                              "encoder": meta.get("encoder", {}).get("name"), "scoring": how, "n_models": len(models),
                              "cohort": str(Path(csv_path).resolve()), "features": str(features_dir.resolve()),
-                             "tumorbeds": bed_record, "beds_unlike_training": unlike, "n_training_slides": None if seen is None else len(seen),
+                             "tumorbeds": bed_record, "beds_unlike_training": unlike,
+                             "n_training_slides": None if seen is None else len(seen),
                              "excluded": [{"slide_id": s, "reason": STATUS_NO_BED} for s in no_bed]})
 
 
@@ -370,7 +372,8 @@ def _check_oof_labels(table: pd.DataFrame, pred: pd.DataFrame, oof_path: Path) -
     differ = table[~np.isclose(theirs.to_numpy(float), table["stil_true"].to_numpy(float), atol=0.01)]
     if differ.empty:
         return
-    examples = ", ".join(f"{r.slide_id}: {theirs[i]:g} there, {r.stil_true:g} here" for i, r in differ.head(3).iterrows())
+    examples = ", ".join(f"{r.slide_id}: {theirs[i]:g} there, {r.stil_true:g} here"
+                         for i, r in differ.head(3).iterrows())
     what = f"{len(differ)} of {len(table)} slides have other labels in the predictions file ({examples})"
     if 2 * len(differ) > len(table):
         raise WeakSTILError(f"{what}: the predictions were made for another cohort", path=oof_path,

@@ -248,9 +248,15 @@ def bed_unlike_training(bed_source: str, training_beds: dict | None) -> str | No
                    if source not in ("tissue", "tissue-fallback", "feature files' flags or all tiles"))
     if bed_source != "tissue" or with_bed * 2 <= sum(slides.values()):
         return None
-    kinds = ", ".join(f"{n} {source}" for source, n in sorted(slides.items()))
+    kinds = training_bed_kinds(training_beds)
     return (f"scored over the whole tissue; the model was trained on tumour beds ({kinds}): pass --annotations, "
             "--tumorbed-beds or --tumorbed")
+
+
+def training_bed_kinds(training_beds: dict | None) -> str:
+    """Where the training slides' beds came from, in words ("6 annotation, 2 tissue")."""
+    slides = (training_beds or {}).get("slides") or {}
+    return ", ".join(f"{n} {source}" for source, n in sorted(slides.items()))
 
 
 def join(flags: list[str]) -> str:
