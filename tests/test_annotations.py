@@ -329,3 +329,17 @@ def test_a_nan_coordinate_is_one_clear_error_without_a_library_warning(tmp_path,
         warnings.simplefilter("error")  # a library warning would be printed before the error line
         with pytest.raises(AnnotationError, match="not finite numbers"):
             load_polygons(path)
+
+
+def test_an_island_inside_another_polygons_hole_is_kept_whatever_the_order() -> None:
+    """A polygon's hole cuts only that polygon: an island of bed drawn inside it stays, listed before
+    or after the polygon (the island was erased when it came first: a QuPath export's order)."""
+    from shapely.geometry import MultiPolygon, Polygon
+
+    from weakstil.annotations import rasterize
+
+    ring = Polygon([(0, 0), (80, 0), (80, 80), (0, 80)], [[(20, 20), (60, 20), (60, 60), (20, 60)]])
+    island = Polygon([(30, 30), (50, 30), (50, 50), (30, 50)])
+    for parts in ([ring, island], [island, ring]):
+        mask = rasterize(MultiPolygon(parts), 100, 100, 1.0, 1.0)
+        assert mask.sum() == 80 * 80 - 40 * 40 + 20 * 20 and mask[40, 40] and not mask[25, 25]

@@ -256,3 +256,46 @@ def test_a_shape_dragged_far_past_the_slide_edge_in_the_viewer_is_cut_to_the_sli
     with pytest.raises(WeakSTILError, match="entirely off the slide"):
         write_bed_geojson(tmp_path / "b2", [_box(-900, -900, -100, -100)], "s1", slide_size=(WIDTH, HEIGHT),
                           clip=True)
+
+
+def test_a_bed_inside_a_hole_is_bed_in_drawing_order(tmp_path):
+    """Shapes are drawn in order: a bed drawn inside an earlier hole is bed again (a pathologist's
+    island of tumour in a cut-out region; all-beds-minus-all-holes lost it, and Save bed refused a bed
+    drawn inside a hole as empty). A scored bed with such an island comes back as it was."""
+    from weakstil.annotations import load_polygons, rasterize
+    from weakstil.bed_edit import BED_PART, HOLE_PART, ordered_bed_shape
+
+    coords, cols, rows = _grid()
+    shape = (round(HEIGHT * MPP / MASK_MPP), round(WIDTH * MPP / MASK_MPP))
+    t = 14  # mask px per tile
+    mask = np.zeros(shape, bool)
+    mask[:8 * t, :8 * t] = True
+    mask[2 * t:6 * t, 2 * t:6 * t] = False
+    mask[3 * t:5 * t, 3 * t:5 * t] = True  # the island in the hole
+    flags = (cols < 8) & ~((cols >= 2) & (cols < 6) & (rows >= 2) & (rows < 6)) | \
+        ((cols >= 3) & (cols < 5) & (rows >= 3) & (rows < 5))
+    scores = (cols * 5.0).astype(np.float32)
+    SlideScoresFile(coords=coords, tile_scores=scores, tumorbed=flags, tumorbed_fraction=flags.astype(np.float32),
+                    tissue_fraction=np.ones(len(cols), np.float32), tissue_mask=np.ones(shape, bool),
+                    tissue_mask_mpp=MASK_MPP, tumorbed_mask=mask, tumorbed_mask_mpp=MASK_MPP,
+                    attrs={"slide_id": "s1", "slide_mpp": MPP, "slide_width": WIDTH, "slide_height": HEIGHT,
+                           "tile_size_level0": float(TILE), "stil": float(scores[flags].mean()), "threshold": 30.0,
+                           "aggregator": "mean"}).write(tmp_path / "s1.h5")
+    tiles = ScoredTiles.read(tmp_path / "s1.h5")
+    rings, parts = tiles.bed_parts()
+    assert parts == [BED_PART, HOLE_PART, BED_PART]  # outline, its hole, the island: in drawing order
+    np.testing.assert_array_equal(rasterize(ordered_bed_shape(rings, parts), WIDTH, HEIGHT, MPP, MASK_MPP), mask)
+    same = tiles.rescore_parts(rings, parts)
+    np.testing.assert_array_equal(same.tile_flags, flags)
+    assert same.stil == pytest.approx(float(scores[flags].mean()), abs=1e-4)
+
+    big, hole, island = _box(0, 0, 8 * TILE, HEIGHT), _box(2 * TILE, 2 * TILE, 6 * TILE, 6 * TILE), \
+        _box(3 * TILE, 3 * TILE, 5 * TILE, 5 * TILE)
+    drawn = tiles.rescore_parts([big, hole, island], [BED_PART, HOLE_PART, BED_PART])
+    assert drawn.n_bed_tiles == 64 - 16 + 4
+    assert tiles.rescore([big, island], [hole]).n_bed_tiles == 64 - 16  # all beds, then all holes
+    island_only = tiles.rescore_parts([hole, island], [HOLE_PART, BED_PART])  # a hole first, then a bed in it
+    assert island_only.n_bed_tiles == 4
+    saved = write_bed_geojson(tmp_path / "beds", [big, hole, island], "s1", parts=[BED_PART, HOLE_PART, BED_PART],
+                              slide_size=(WIDTH, HEIGHT))
+    np.testing.assert_array_equal(tiles.rescore_shape(load_polygons(saved)).tile_flags, drawn.tile_flags)

@@ -26,6 +26,9 @@ TUMOR_BED_NAMES = re.compile(r"tumou?r[ _-]?bed|tumou?r|invasive|carcinoma|roi|r
 EXCLUDED_NAMES = re.compile(r"exclu|negative|^_2$|^ignore\*?$", re.IGNORECASE)
 #: File name patterns tried for a slide id, in order.
 ANNOTATION_PATTERNS = ("{id}.geojson", "{id}_tumorbed.geojson", "{id}.json", "{id}.xml", "{id}_tumorbed.xml")
+#: Slide file extensions an annotation's name may keep (QuPath: ``<image name>.geojson``).
+SLIDE_FILE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide", ".dcm",
+                       ".ome.tif", ".ome.tiff")
 
 
 class AnnotationError(WeakSTILError):
@@ -52,6 +55,8 @@ def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
     # in any case of the extension (synth_0001.GeoJSON, .XML: a file system may be case-sensitive), in the
     # order of ANNOTATION_PATTERNS, so a .GeoJSON beside an .xml wins as a .geojson does
     wanted = {pattern.format(id=slide_id).lower(): i for i, pattern in enumerate(ANNOTATION_PATTERNS)}
+    # QuPath names an export after the image, extension included: synth_0001.tiff.geojson
+    wanted.update({f"{slide_id}{suffix}.geojson".lower(): len(ANNOTATION_PATTERNS) for suffix in SLIDE_FILE_SUFFIXES})
     try:
         names = sorted((wanted[p.name.lower()], p) for p in directory.iterdir() if p.name.lower() in wanted)
     except OSError:
@@ -73,8 +78,8 @@ def unmatched_annotations(directory: str | Path, slide_ids: list[str]) -> list[P
         if path.suffix.lower() not in (".geojson", ".json", ".xml"):
             continue
         stem = path.stem
-        for suffix in ("_tumorbed",):
-            stem = stem[: -len(suffix)] if stem.endswith(suffix) else stem
+        for suffix in ("_tumorbed", *SLIDE_FILE_SUFFIXES):
+            stem = stem[: -len(suffix)] if stem.lower().endswith(suffix) else stem
         if stem not in ids:
             out.append(path)
     return out
@@ -148,9 +153,10 @@ def rasterize(multipolygon, width: int, height: int, slide_mpp: float, mask_mpp:
     for poly in getattr(multipolygon, "geoms", [multipolygon]):
         if poly.is_empty:
             continue
-        mask |= _fill_ring(np.asarray(poly.exterior.coords, np.float64) * f, h, w)
-        for ring in poly.interiors:
-            mask &= ~_fill_ring(np.asarray(ring.coords, np.float64) * f, h, w)
+        area = _fill_ring(np.asarray(poly.exterior.coords, np.float64) * f, h, w)
+        for ring in poly.interiors:  # a polygon's holes cut only it: another polygon (an island) may lie in one
+            area &= ~_fill_ring(np.asarray(ring.coords, np.float64) * f, h, w)
+        mask |= area
     return mask
 
 

@@ -40,6 +40,8 @@ BED_CLASS = "Tumor bed"
 OUTLINE_TOLERANCE_PX = 0.25
 
 Ring = np.ndarray  #: (n, 2) float level-0 ``[x, y]`` vertices of a polygon
+#: What a ring of an edited bed is: a part of the bed, or a hole cut out of what is drawn before it.
+BED_PART, HOLE_PART = "bed", "hole"
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,15 @@ class ScoredTiles:
         """The slide's sTIL% with the bed ``polygons`` minus ``holes`` (level-0 ``[x, y]`` rings).
         ``clip``: shapes drawn over the slide (napari) are cut to it, however far they overshoot; else
         a bed mostly off the slide is refused as an annotation in the wrong units would be."""
-        shape = bed_shape(polygons, holes)
+        return self.rescore_shape(bed_shape(polygons, holes), clip)
+
+    def rescore_parts(self, rings: Sequence[Ring], parts: Sequence[str], clip: bool = False) -> BedScore:
+        """:meth:`rescore` with the bed drawn in order (:func:`ordered_bed_shape`): a bed ring drawn
+        inside an earlier hole is bed again."""
+        return self.rescore_shape(ordered_bed_shape(rings, parts), clip)
+
+    def rescore_shape(self, shape, clip: bool = False) -> BedScore:
+        """:meth:`rescore` with the bed as a shapely geometry (level-0 px)."""
         if clip:
             shape = clip_to_slide(shape, self.geometry.width, self.geometry.height)
         flags = bed_tile_flags(shape, self.geometry, where=self.path or self.slide_id)
@@ -150,7 +160,14 @@ class ScoredTiles:
                         aggregator=self.aggregator, n_bed_tiles=n, n_tiles=len(flags), tile_flags=flags)
 
     def bed_rings(self, tolerance_px: float = OUTLINE_TOLERANCE_PX) -> tuple[list[Ring], list[Ring]]:
-        """The file's own bed as editable polygons and holes (level-0 ``[x, y]``)."""
+        """The file's own bed as editable polygons and holes (level-0 ``[x, y]``; an island inside a
+        hole is among the polygons, so :meth:`bed_parts` keeps it, ``bed_shape`` does not)."""
+        rings, parts = self.bed_parts(tolerance_px)
+        return ([r for r, k in zip(rings, parts) if k == BED_PART], [r for r, k in zip(rings, parts) if k == HOLE_PART])
+
+    def bed_parts(self, tolerance_px: float = OUTLINE_TOLERANCE_PX) -> tuple[list[Ring], list[str]]:
+        """The file's own bed as rings in drawing order (outlines, their holes, islands in those
+        holes, ...) and each ring's part, for :func:`ordered_bed_shape`."""
         if self.original_mask is None or not self.original_mask_mpp or not self.original_mask.any():
             return [], []
         return _mask_rings(self.original_mask, self.original_mask_mpp, self.geometry.slide_mpp, tolerance_px)
@@ -176,17 +193,40 @@ def bed_shape(polygons: Sequence[Ring], holes: Sequence[Ring] = ()):
     (rings of fewer than 3 vertices are ignored; self-intersections repaired)."""
     import shapely
     from shapely.geometry import Polygon
-    from shapely.validation import make_valid
 
     def union(rings: Sequence[Ring]):
-        parts = [Polygon(np.asarray(r, float)[:, :2]) for r in rings if len(r) >= 3]
-        parts = [p if p.is_valid else make_valid(p) for p in parts]
+        parts = [_ring_polygon(r) for r in rings if len(r) >= 3]
         return shapely.union_all(parts) if parts else Polygon()
 
     shape = union(polygons)
     if holes:
         shape = shape.difference(union(holes))
     return _polygonal(shape)
+
+
+def ordered_bed_shape(rings: Sequence[Ring], parts: Sequence[str]):
+    """The bed drawn ring by ring, in order: a ``bed`` ring adds its area, a ``hole`` ring cuts its
+    area out of what is drawn before it. So a bed drawn inside an earlier hole is bed (napari's
+    shapes, in the order they were drawn); ``bed_shape(polygons, holes)`` is all beds, then all holes."""
+    from shapely.geometry import Polygon
+
+    if len(parts) != len(rings) or set(parts) - {BED_PART, HOLE_PART}:
+        raise ValueError(f"parts must be one of {BED_PART!r}, {HOLE_PART!r} per ring")
+    shape = Polygon()
+    for ring, part in zip(rings, parts):
+        if len(ring) < 3:
+            continue
+        polygon = _ring_polygon(ring)
+        shape = shape.union(polygon) if part == BED_PART else shape.difference(polygon)
+    return _polygonal(shape)
+
+
+def _ring_polygon(ring: Ring):
+    from shapely.geometry import Polygon
+    from shapely.validation import make_valid
+
+    polygon = Polygon(np.asarray(ring, float)[:, :2])
+    return polygon if polygon.is_valid else make_valid(polygon)
 
 
 def clip_to_slide(shape, width: float, height: float):
@@ -281,11 +321,11 @@ def _tile_mask(geom: SlideGeometry, flags: np.ndarray) -> tuple[np.ndarray, floa
 
 
 def _mask_rings(mask: np.ndarray, mask_mpp: float, slide_mpp: float,
-                tolerance_px: float) -> tuple[list[Ring], list[Ring]]:
-    """Outer outlines and holes of a binary mask as level-0 ``[x, y]`` rings. A contour inside an
-    odd number of others is a hole (even-odd rule)."""
+                tolerance_px: float) -> tuple[list[Ring], list[str]]:
+    """A binary mask's contours as level-0 ``[x, y]`` rings, outermost first, and each one's part: a
+    contour inside an odd number of others is a hole (even-odd rule), drawn after what holds it."""
     import shapely
-    from shapely.geometry import Polygon
+    from shapely.geometry import Point, Polygon
     from skimage.measure import find_contours
 
     padded = np.pad(np.asarray(mask, bool), 1).astype(np.float32)
@@ -298,21 +338,26 @@ def _mask_rings(mask: np.ndarray, mask_mpp: float, slide_mpp: float,
         poly = shapely.simplify(Polygon(xy), tolerance_px * mask_mpp / slide_mpp)
         if not poly.is_empty and poly.area > 0:
             rings.append(poly)
-    outer: list[Ring] = []
-    holes: list[Ring] = []
     tree = shapely.STRtree(rings)
+    nested = []
     for i, ring in enumerate(rings):
-        point = ring.representative_point()
+        # a point on the contour itself: inside exactly the contours around it (an inner point of a
+        # hole's outline may fall on an island drawn inside that hole)
+        point = Point(ring.exterior.coords[0])
         depth = sum(1 for j in tree.query(point, predicate="within") if j != i)
-        coords = np.asarray(ring.exterior.coords)[:-1]
-        (holes if depth % 2 else outer).append(coords)
-    return outer, holes
+        nested.append((depth, i, np.asarray(ring.exterior.coords)[:-1]))
+    nested.sort(key=lambda t: (t[0], t[1]))
+    return [c for _, _, c in nested], [HOLE_PART if d % 2 else BED_PART for d, _, _ in nested]
 
 
 # -- saving ---------------------------------------------------------------------------------
 def write_bed_geojson(path: str | Path, polygons: Sequence[Ring], slide_id: str, holes: Sequence[Ring] = (),
-                      slide_size: tuple[int, int] | None = None, clip: bool = False) -> Path:
+                      slide_size: tuple[int, int] | None = None, clip: bool = False,
+                      parts: Sequence[str] | None = None) -> Path:
     """Save a bed as QuPath GeoJSON (level-0 px, class ``Tumor bed``, named ``slide_id``).
+
+    ``parts``: ``polygons`` are then all the rings in drawing order, each a bed or a hole
+    (:func:`ordered_bed_shape`), and ``holes`` must be empty.
 
     ``path``: a folder (the file is ``<folder>/<slide_id>.geojson``, what ``--annotations`` finds)
     or a file. Written atomically. Refuses to replace the tile GeoJSON ``weakstil score`` wrote
@@ -323,7 +368,9 @@ def write_bed_geojson(path: str | Path, polygons: Sequence[Ring], slide_id: str,
     path = Path(path)
     if path.is_dir() or not path.suffix:
         path = path / f"{slide_id}.geojson"
-    shape = bed_shape(polygons, holes)
+    if parts is not None and len(holes):
+        raise ValueError("holes are among the parts when parts are given")
+    shape = ordered_bed_shape(polygons, parts) if parts is not None else bed_shape(polygons, holes)
     if shape.is_empty:
         raise WeakSTILError("the tumour bed is empty: nothing to save", path=path,
                             fix="draw at least one polygon of 3 or more vertices")

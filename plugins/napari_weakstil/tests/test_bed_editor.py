@@ -106,3 +106,13 @@ def test_shapes_become_bed_and_hole_rings():
     ellipse = polygons[1]
     assert len(ellipse) == 64 and np.allclose(ellipse.mean(0), [5, 5])
     assert np.allclose(np.hypot(*(ellipse - 5).T), 5)
+
+
+def test_save_bed_defaults_outside_folders_that_overwrite_replaces(scored, tmp_path):
+    """Beds saved from a model's cross-validation tiles (or an evaluation's) go beside that folder, not
+    into it: 'train --overwrite' would delete them with the model (an outside tester lost them so)."""
+    from napari_weakstil.bed_editor import default_bed_folder
+
+    cv_result = sorted(scored["cv_tiles"].glob("*.h5"))[0]
+    assert default_bed_folder(cv_result) == scored["model"].parent / f"{scored['model'].name}_beds"
+    assert default_bed_folder(scored["score_h5"]) == scored["score_h5"].parent / "beds"

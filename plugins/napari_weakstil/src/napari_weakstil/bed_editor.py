@@ -58,7 +58,8 @@ class BedEditor(QGroupBox):
         layout.addWidget(self.holes_box)
         form = QFormLayout()
         self.folder_edit = FileEdit(mode="d", label="beds")
-        self.folder_edit.native.setToolTip("Where Save bed writes (default: a 'beds' folder beside the result)")
+        self.folder_edit.native.setToolTip("Where Save bed writes (default: a 'beds' folder beside the result; for "
+                                           "a result inside a model or evaluation folder, '<folder>_beds' beside it)")
         form.addRow("Bed folder", self.folder_edit.native)
         layout.addLayout(form)
         self.label = QLabel("")
@@ -71,7 +72,7 @@ class BedEditor(QGroupBox):
         res = self.owner.result
         for ly in reversed(list(self.owner.viewer.layers)):
             if ly.metadata.get("weakstil_kind") == BED_EDIT_KIND and res is not None \
-                    and ly.metadata.get("slide_id") == res.slide_id:
+                    and ly.metadata.get("result_path", str(res.path)) == str(res.path):
                 return ly
         return None
 
@@ -92,14 +93,14 @@ class BedEditor(QGroupBox):
                 return None
         return self._tiles
 
-    def edited_rings(self) -> tuple[list[np.ndarray], list[np.ndarray]] | None:
-        """The edited bed's polygons and holes (level-0 ``[x, y]``)."""
+    def edited_rings(self) -> tuple[list[np.ndarray], list[str]] | None:
+        """The edited bed's rings (level-0 ``[x, y]``) in drawing order and each one's part (bed or hole)."""
         layer = self.layer()
         if layer is None:
             self.owner._status("Press Edit bed first.", error=True)
             return None
         parts = list(layer.features["part"]) if "part" in layer.features else None
-        return bed_layer.shapes_to_rings(list(layer.data), list(layer.shape_type), parts)
+        return bed_layer.shapes_to_parts(list(layer.data), list(layer.shape_type), parts)
 
     def _on_holes_toggled(self, holes: bool) -> None:
         layer = self.layer()
@@ -111,7 +112,7 @@ class BedEditor(QGroupBox):
         """Add (or reset) the shown result's bed as an editable Shapes layer and select it."""
         tiles = self.scored_tiles()
         res = self.owner.result
-        heat = self.owner.result_layer(HEATMAP, res.slide_id) if res is not None else None
+        heat = self.owner.result_layer(HEATMAP, res.path) if res is not None else None
         if tiles is None or heat is None:
             return None
         _warm_up_aggregation()
@@ -119,10 +120,11 @@ class BedEditor(QGroupBox):
         old = self.layer()
         if old is not None:
             viewer.layers.remove(old)
-        data, parts = bed_layer.rings_to_shapes(*tiles.bed_rings())
+        data, parts = bed_layer.parts_to_shapes(*tiles.bed_parts())
         mpp = float(heat.metadata["slide_mpp"])
         width = EDGE_SCREEN_PX / camera(viewer).zoom / mpp  # edge widths are in data units: level-0 px
-        layer = viewer.add_shapes(data or None, **bed_layer.layer_kwargs(tiles.slide_id, mpp, parts, width))
+        layer = viewer.add_shapes(data or None, **bed_layer.layer_kwargs(tiles.slide_id, mpp, parts, width,
+                                                                          result_path=str(res.path)))
         bed_layer.set_drawing(layer, bed_layer.HOLE if self.holes_box.isChecked() else bed_layer.BED)
         viewer.layers.selection.active = layer
         layer.mode = "direct"  # move vertices; the layer controls add, delete and draw
@@ -140,7 +142,7 @@ class BedEditor(QGroupBox):
         if tiles is None or rings is None:
             return None
         try:
-            new = tiles.rescore(*rings, clip=True)  # a shape dragged past the slide's edge is cut to it
+            new = tiles.rescore_parts(*rings, clip=True)  # a shape dragged past the slide's edge is cut to it
         except WeakSTILError as exc:
             self.owner._status(exc.one_line(), error=True)
             return None
@@ -178,10 +180,10 @@ class BedEditor(QGroupBox):
         if tiles is None or rings is None:
             return None
         value = str(self.folder_edit.value)
-        folder = Path(value) if value not in ("", ".") else Path(str(tiles.path)).parent / "beds"
+        folder = Path(value) if value not in ("", ".") else default_bed_folder(Path(str(tiles.path)))
         g = tiles.geometry
         try:
-            path = write_bed_geojson(folder, rings[0], tiles.slide_id, holes=rings[1], slide_size=(g.width, g.height),
+            path = write_bed_geojson(folder, rings[0], tiles.slide_id, parts=rings[1], slide_size=(g.width, g.height),
                                      clip=True)
         except WeakSTILError as exc:
             self.owner._status(exc.one_line(), error=True)
@@ -192,6 +194,16 @@ class BedEditor(QGroupBox):
             return None
         self.owner._status(f"Bed saved to {path}; use it with --annotations {folder}")
         return path
+
+
+def default_bed_folder(result_path: Path) -> Path:
+    """``beds/`` beside the result, unless the result lies in a folder that a rerun with --overwrite
+    replaces whole (a model's ``cv/tiles``, an evaluation's ``tiles``): then ``<that folder>_beds``
+    beside that folder, where the corrected beds outlive the rerun."""
+    from weakstil.outputdir import replaced_folder_around
+
+    owner = replaced_folder_around(result_path.parent)
+    return owner.parent / f"{owner.name}_beds" if owner is not None else result_path.parent / "beds"
 
 
 def _warm_up_aggregation() -> None:

@@ -6,8 +6,10 @@ heatmap layers, so a vertex lands on the pixel it names: level-0 pixel ``x`` is 
 annotation files) at ``(x - ½)·mpp``, hence the translate of ``-½·mpp``.
 
 Each shape is a part of the bed or a hole in it (the ``part`` feature; new shapes are bed). The
-bed is the union of the bed shapes minus the holes; rescoring and saving are
-:mod:`weakstil.bed_edit`'s. Pure conversion here, tested without a viewer.
+bed is drawn shape by shape in the layer's order (the order they were drawn): a bed shape adds its
+area, a hole cuts its area out of what is drawn before it, so a bed drawn inside a hole is bed
+(:func:`weakstil.bed_edit.ordered_bed_shape`); rescoring and saving are :mod:`weakstil.bed_edit`'s.
+Pure conversion here, tested without a viewer.
 """
 
 from __future__ import annotations
@@ -28,15 +30,17 @@ HOLE_EDGE = "#ff3b3b"
 ELLIPSE_VERTICES = 64
 
 
-def layer_kwargs(slide_id: str, slide_mpp: float, parts: list[str], edge_width: float) -> dict[str, Any]:
-    """``add_shapes`` keyword arguments for a bed of ``len(parts)`` shapes."""
+def layer_kwargs(slide_id: str, slide_mpp: float, parts: list[str], edge_width: float,
+                 result_path: str | None = None) -> dict[str, Any]:
+    """``add_shapes`` keyword arguments for a bed of ``len(parts)`` shapes (of the result file ``result_path``)."""
     return {"name": f"{slide_id} {BED_EDIT}", "shape_type": "polygon", "scale": (slide_mpp, slide_mpp),
             "translate": (-0.5 * slide_mpp, -0.5 * slide_mpp), "units": ("um", "um"),
             "features": {"part": list(parts)}, "feature_defaults": {"part": BED},
             "face_color": [BED_FACE if p == BED else HOLE_FACE for p in parts] or BED_FACE,
             "edge_color": [BED_EDGE if p == BED else HOLE_EDGE for p in parts] or BED_EDGE,
             "edge_width": edge_width, "opacity": 1.0,
-            "metadata": {"weakstil_kind": BED_EDIT_KIND, "slide_id": slide_id, "slide_mpp": slide_mpp}}
+            "metadata": {"weakstil_kind": BED_EDIT_KIND, "slide_id": slide_id, "slide_mpp": slide_mpp,
+                         **({"result_path": result_path} if result_path else {})}}
 
 
 def set_drawing(layer: Any, part: str) -> None:
@@ -51,17 +55,21 @@ def set_drawing(layer: Any, part: str) -> None:
 
 def rings_to_shapes(polygons: list[np.ndarray], holes: list[np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
     """Level-0 ``[x, y]`` rings -> Shapes data (``[y, x]``) and each shape's part."""
-    data = [np.asarray(r, float)[:, ::-1] for r in [*polygons, *holes]]
-    return data, [BED] * len(polygons) + [HOLE] * len(holes)
+    return parts_to_shapes([*polygons, *holes], [BED] * len(polygons) + [HOLE] * len(holes))
 
 
-def shapes_to_rings(data: list[np.ndarray], shape_types: list[str],
-                    parts: list[str] | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """Shapes data (level-0 ``[y, x]``) -> bed and hole rings (level-0 ``[x, y]``). Ellipses become
-    polygons; lines and paths enclose nothing and are left out."""
+def parts_to_shapes(rings: list[np.ndarray], parts: list[str]) -> tuple[list[np.ndarray], list[str]]:
+    """Level-0 ``[x, y]`` rings in drawing order with their parts -> Shapes data (``[y, x]``) and parts."""
+    return [np.asarray(r, float)[:, ::-1] for r in rings], list(parts)
+
+
+def shapes_to_parts(data: list[np.ndarray], shape_types: list[str],
+                    parts: list[str] | None) -> tuple[list[np.ndarray], list[str]]:
+    """Shapes data (level-0 ``[y, x]``) -> rings (level-0 ``[x, y]``) in the layer's order and each
+    one's part (bed or hole). Ellipses become polygons; lines and paths enclose nothing and are left out."""
     parts = list(parts) if parts is not None and len(parts) == len(data) else [BED] * len(data)
-    polygons: list[np.ndarray] = []
-    holes: list[np.ndarray] = []
+    rings: list[np.ndarray] = []
+    kept: list[str] = []
     for vertices, kind, part in zip(data, shape_types, parts):
         yx = np.asarray(vertices, float)[:, -2:]
         if kind == "ellipse":
@@ -69,8 +77,17 @@ def shapes_to_rings(data: list[np.ndarray], shape_types: list[str],
         elif kind not in ("polygon", "rectangle"):
             continue
         if len(yx) >= 3:
-            (holes if part == HOLE else polygons).append(yx[:, ::-1])
-    return polygons, holes
+            rings.append(yx[:, ::-1])
+            kept.append(HOLE if part == HOLE else BED)
+    return rings, kept
+
+
+def shapes_to_rings(data: list[np.ndarray], shape_types: list[str],
+                    parts: list[str] | None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Shapes data -> bed and hole rings, order dropped (all beds, then all holes cut out: a bed
+    drawn inside a hole is lost; :func:`shapes_to_parts` keeps the order)."""
+    rings, kinds = shapes_to_parts(data, shape_types, parts)
+    return [r for r, k in zip(rings, kinds) if k == BED], [r for r, k in zip(rings, kinds) if k == HOLE]
 
 
 def _ellipse(corners: np.ndarray) -> np.ndarray:
