@@ -329,3 +329,18 @@ def test_a_model_without_cross_validation_is_reported_from_its_evaluation(traine
         assert f"| {sid} |" in md and f"{value:.1f}" in md
         assert (tmp_path / "r" / "slides" / f"{sid}_heatmap.png").stat().st_size > 1000
     assert "4 evaluated slides; metrics on 4 slides" in proc.stderr
+
+
+def test_score_writes_no_folder_another_commands_overwrite_replaces(trained, evaluated) -> None:
+    """'weakstil score' (and the napari widget, through the same check) never writes inside a model
+    or an evaluation folder: their --overwrite replaces them whole, scores included."""
+    from weakstil.errors import UsageError
+    from weakstil.outputdir import check_score_out
+
+    with pytest.raises(UsageError, match="inside the model folder .*'weakstil train --overwrite'"):
+        check_score_out(trained["model"] / "cv" / "tiles")
+    with pytest.raises(UsageError, match="inside the evaluation folder .*'weakstil evaluate --overwrite'"):
+        check_score_out(evaluated / "scores")
+    with pytest.raises(UsageError, match="written by 'weakstil evaluate'"):
+        check_score_out(evaluated)
+    check_score_out(evaluated.parent / "scores")  # beside it: fine

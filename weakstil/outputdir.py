@@ -219,6 +219,40 @@ def model_folder_around(folder: str | Path) -> Path | None:
     return None
 
 
+#: Commands whose --overwrite replaces their whole output folder (the per-slide ones replace files).
+WHOLE_FOLDER_COMMANDS = ("train", "evaluate", "report", "pretrain", "tumorbed train")
+
+
+def replaced_folder_around(path: str | Path) -> Path | None:
+    """The folder that ``path`` is, or lies inside, which a rerun with ``--overwrite`` replaces as a
+    whole (a model, an evaluation, a report, an encoder, a detector); ``None`` when there is none.
+    Files of one's own kept there (e.g. corrected beds) would be lost."""
+    model = model_folder_around(path)
+    if model is not None:
+        return model
+    path = Path(path).resolve()
+    return next((above for above in (path, *path.parents)
+                 if set(commands_of(above)) & set(WHOLE_FOLDER_COMMANDS)), None)
+
+
+def check_score_out(out: str | Path) -> None:
+    """Before ``weakstil score`` (or the napari widget) writes into ``out``: not another command's
+    folder (its files have the same names), not inside a folder that a rerun with --overwrite
+    replaces whole (a model's, whose ``train --overwrite`` would delete the scores)."""
+    others = commands_of(out)
+    if others and "score" not in others:  # another command's folder: refused before anything is written into it
+        raise UsageError(f"was written by 'weakstil {others[0]}'; score writes results.csv and per-slide files of "
+                         "the same names", path=out, fix="give 'weakstil score' its own --out folder")
+    inside = replaced_folder_around(out)
+    if inside is None:
+        return
+    command = "train" if model_folder_around(out) is not None else \
+        next(c for c in commands_of(inside) if c in WHOLE_FOLDER_COMMANDS)
+    kind = KINDS.get(command, command)
+    raise UsageError(f"is inside the {kind} folder {inside}, which 'weakstil {command} --overwrite' replaces whole",
+                     path=out, fix=f"choose an --out outside the {kind} folder")
+
+
 def check_out_folder(out: str | Path, command: str, *, overwrite: bool) -> None:
     """Before ``evaluate``/``report`` writes ``out``: never inside a model folder (its ``cv/``
     holds the cross-validation), never another command's folder or a non-empty folder without our

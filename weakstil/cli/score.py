@@ -48,18 +48,11 @@ def score(
         raise UsageError("--features is a file; it takes the folder of feature caches (made when missing)",
                          path=features, fix="pass a folder, e.g. the --out of 'weakstil embed'")
 
-    from weakstil.outputdir import check_out_is_not_input, commands_of, model_folder_around
+    from weakstil.outputdir import check_out_is_not_input, check_score_out
 
     check_out_is_not_input(out, {"--features": features, "--annotations": annotations,
                                  "--tumorbed-beds": tumorbed_beds})
-    others = commands_of(out)
-    if others and "score" not in others:  # another command's folder: refused before anything is written into it
-        raise UsageError(f"was written by 'weakstil {others[0]}'; score writes results.csv and per-slide files of "
-                         "the same names", path=out, fix="give 'weakstil score' its own --out folder")
-    inside = model_folder_around(out)
-    if inside is not None:  # 'train --overwrite' replaces a model folder whole
-        raise UsageError(f"is inside the model folder {inside}, which 'weakstil train --overwrite' replaces whole",
-                         path=out, fix="choose an --out outside the model folder")
+    check_score_out(out)
     opts = ScoreOptions(model=model, out=out, features=features, encoder=encoder, weights=weights, device=device,
                         workers=workers, threads=threads, decode=decode.value, batch_size=batch_size,
                         slide_mpp=slide_mpp,

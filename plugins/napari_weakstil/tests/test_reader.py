@@ -135,3 +135,21 @@ def test_tumour_bed_file_opens_as_an_outline_over_its_slide(make_napari_viewer, 
     # the outline lies on the slide
     ext, slide_ext = outline.extent.world, layers[0].extent.world
     assert np.all(ext[0] >= slide_ext[0] - 10) and np.all(ext[1] <= slide_ext[1] + 10)
+
+
+def test_a_result_is_not_shown_over_another_scan(scored, tmp_path):
+    """A file at the result's slide path (or named after its slide beside it) that holds another scan
+    is passed over: the heatmap would sit on other tissue (an outside tester's swapped file)."""
+    import shutil
+
+    from napari_weakstil.result_layers import read_result
+
+    copy = tmp_path / scored["score_h5"].name
+    shutil.copy(scored["score_h5"], copy)
+    swapped = tmp_path / scored["held"].name  # the held slide's name, a training slide's pixels
+    shutil.copy(sorted(p for p in scored["cohort"].rglob("*.tiff") if p != scored["held"])[0], swapped)
+    with h5py.File(copy, "r+") as f:
+        f.attrs["slide_path"] = str(swapped)
+    assert read_result(copy).slide_path is None
+    shutil.copy(scored["held"], swapped)  # the very scan: shown under its result
+    assert read_result(copy).slide_path == swapped

@@ -169,3 +169,52 @@ def test_selecting_another_results_layer_shows_that_result(make_napari_viewer, s
                 and ly.metadata.get("slide_id") == first and ly.name.endswith(HEATMAP))
     viewer.layers.selection.active = heat
     assert widget.result.slide_id == first and first in widget.detail_label.text()
+
+
+def test_two_results_of_one_slide_are_told_apart(make_napari_viewer, scored, tmp_path):
+    """Two results of the same slide (another model, a rescore with other beds): the widget shows the
+    newest, selecting the other's layer shows that one (its number, its heatmap's tiles and range),
+    and with every result closed it shows no number (an outside tester saw the first file's 39.9 %
+    beside the second file's heatmap)."""
+    import shutil
+
+    second = tmp_path / "other_model" / scored["score_h5"].name
+    second.parent.mkdir()
+    shutil.copy(scored["score_h5"], second)
+    with h5py.File(second, "r+") as f:  # the same slide scored otherwise
+        f.attrs["stil"] = 87.5
+        f["tile_scores"][...] = 99.0
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(scored["score_h5"], plugin="napari-weakstil")
+    first_text = widget.stil_label.text()
+    viewer.open(second, plugin="napari-weakstil")
+    assert widget.result.path == second and "sTIL 87.5 %" in widget.stil_label.text()
+    heat = widget.result_layer(HEATMAP, widget.result_path)
+    assert heat.metadata["result_path"] == str(second)
+    coords = widget.result.coords[0] + widget.result.tile_size / 2
+    info = widget.inspect_at(tuple(float(v) * heat.metadata["slide_mpp"] for v in coords[::-1]))
+    assert info is not None and info["score"] == pytest.approx(99.0)
+    widget.range_slider.setValue((10.0, 60.0))
+    assert tuple(heat.contrast_limits) == (10.0, 60.0)
+    first_heat = next(ly for ly in viewer.layers if ly.metadata.get("result_path") == str(scored["score_h5"])
+                      and ly.name.endswith(HEATMAP))
+    assert tuple(first_heat.contrast_limits) == (0.0, 100.0)
+    viewer.layers.selection.active = first_heat
+    assert widget.result.path == scored["score_h5"] and widget.stil_label.text() == first_text
+    viewer.layers.clear()
+    assert widget.result is None and widget.stil_label.text() == "" and widget.detail_label.text() == ""
+
+
+def test_widget_does_not_score_into_a_model_folder(make_napari_viewer, scored):
+    """As 'weakstil score' refuses an --out inside a model (train --overwrite replaces it whole), the
+    widget refuses that output folder before scoring, and writes nothing there."""
+    viewer = make_napari_viewer()
+    viewer.open(scored["held"], plugin="napari-weakstil")
+    widget = _dock(viewer)
+    widget.model_edit.value = scored["model"]
+    widget.out_edit.value = scored["model"] / "qc_scores"
+    widget.weights_edit.setText("random")
+    widget.score_button.click()
+    assert "inside the model folder" in widget.status_label.text() and widget.worker is None
+    assert not (scored["model"] / "qc_scores").exists()

@@ -174,12 +174,29 @@ class ScoringWidget(QWidget):
                 return ly
         return None
 
-    def result_layer(self, suffix: str, slide_id: str | None = None) -> Any | None:
-        """The newest result layer named ``<slide_id> <suffix>`` (any slide when not given)."""
+    def result_layer(self, suffix: str, result_path: str | Path | None = None) -> Any | None:
+        """The newest result layer ``<slide_id> <suffix>`` of the result file ``result_path`` (of any
+        result when not given). By file, not slide id: two results of one slide (two models, a
+        rescore with other beds) are told apart."""
         for ly in reversed(list(self.viewer.layers)):
-            if ly.metadata.get("weakstil_kind") != "result" or not ly.name.endswith(suffix):
+            role = ly.metadata.get("role", ly.name.split(" ", 1)[-1])  # by role: a 2nd layer's name gets " [1]"
+            if ly.metadata.get("weakstil_kind") != "result" or role != suffix:
                 continue
-            if slide_id is None or ly.metadata.get("slide_id") == slide_id:
+            if result_path is None or ly.metadata.get("result_path") == str(result_path):
+                return ly
+        return None
+
+    @property
+    def result_path(self) -> str | None:
+        """The file of the result shown (None: none)."""
+        return str(self.result.path) if self.result is not None else None
+
+    def _newest_result(self, result_path: str | None = None) -> Any | None:
+        """The newest layer holding a result (heatmap, tissue fraction, attention) of ``result_path``
+        (of any result when not given)."""
+        for ly in reversed(list(self.viewer.layers)):
+            if ly.metadata.get("weakstil_kind") == "result" and "result" in ly.metadata and \
+                    (result_path is None or ly.metadata.get("result_path") == result_path):
                 return ly
         return None
 
@@ -192,24 +209,30 @@ class ScoringWidget(QWidget):
         if current in names:
             self.slide_combo.setCurrentText(current)
         self.slide_combo.blockSignals(False)
-        # the result shown: the one whose layer is selected, else the newest
+        # the result shown: the one whose layer is selected, else the newest heatmap, else the newest result
         active = self.viewer.layers.selection.active
-        chosen = active.metadata.get("slide_id") if active is not None and \
+        chosen = active.metadata.get("result_path") if active is not None and \
             active.metadata.get("weakstil_kind") == "result" else None
-        heat = (chosen and self.result_layer(HEATMAP, chosen)) or self.result_layer(HEATMAP)
-        res = heat.metadata.get("result") if heat is not None else None
+        holder = (chosen and self._newest_result(chosen)) or self.result_layer(HEATMAP) or self._newest_result()
+        res = holder.metadata.get("result") if holder is not None else None
         if res is not self.result:
             self.result = res
             if res is not None:
                 self._show_result_summary(res)
                 self._status(f"Showing {res.path.name}. Click a tile to inspect it.")
+            else:  # every result closed: nothing is shown, so no number either
+                for label in (self.stil_label, self.detail_label, self.qc_label, self.tile_label):
+                    label.setText("")
+                self.qc_label.setToolTip("")
+            heat = self.result_layer(HEATMAP, self.result_path) if res is not None else None
+            if heat is not None:
                 self._sync_range(heat)
                 if id(heat) not in self._range_followed:  # napari's own layer controls change the limits too
                     self._range_followed.add(id(heat))
                     heat.events.contrast_limits.connect(lambda event, layer=heat: self._sync_range(layer))
         self._keep_outline_width()
         for suffix, box in self.toggles.items():
-            layer = self.result_layer(suffix, self.result.slide_id if self.result else None)
+            layer = self.result_layer(suffix, self.result_path)
             box.setEnabled(layer is not None)
             box.blockSignals(True)
             box.setChecked(bool(layer is not None and layer.visible))
@@ -219,12 +242,12 @@ class ScoringWidget(QWidget):
         """Selecting another result's layer shows that result (its number, flags and bed)."""
         active = self.viewer.layers.selection.active
         if active is not None and active.metadata.get("weakstil_kind") == "result" and \
-                (self.result is None or active.metadata.get("slide_id") != self.result.slide_id):
+                active.metadata.get("result_path") != self.result_path:
             self._on_layers_changed()
 
     def outline_layers(self) -> list[Any]:
         return [ly for ly in self.viewer.layers if ly.name == SELECTED_TILE or
-                (ly.metadata.get("weakstil_kind") == "result" and ly.name.endswith(TUMORBED)) or
+                (ly.metadata.get("weakstil_kind") == "result" and ly.metadata.get("role") == TUMORBED) or
                 ly.metadata.get("weakstil_kind") == BED_EDIT_KIND]
 
     def _keep_outline_width(self, event: Any = None) -> None:
@@ -234,20 +257,20 @@ class ScoringWidget(QWidget):
                 layer.edge_width = OUTLINE_SCREEN_PX / zoom / float(layer.scale[-1])
 
     def _set_visible(self, suffix: str, visible: bool) -> None:
-        layer = self.result_layer(suffix, self.result.slide_id if self.result else None)
+        layer = self.result_layer(suffix, self.result_path)
         if layer is not None:
             layer.visible = visible
 
     def _sync_range(self, heat: Any) -> None:
         """The slider at the heatmap's contrast limits (without echoing them back)."""
-        if self.result is None or heat is not self.result_layer(HEATMAP, self.result.slide_id):
+        if self.result is None or heat is not self.result_layer(HEATMAP, self.result_path):
             return
         self.range_slider.blockSignals(True)
         self.range_slider.setValue(tuple(float(v) for v in heat.contrast_limits))
         self.range_slider.blockSignals(False)
 
     def _on_range(self, value: tuple[float, float]) -> None:
-        layer = self.result_layer(HEATMAP, self.result.slide_id if self.result else None)
+        layer = self.result_layer(HEATMAP, self.result_path) if self.result is not None else None
         lo, hi = value
         if layer is not None and hi > lo:
             layer.contrast_limits = (lo, hi)
@@ -313,6 +336,14 @@ class ScoringWidget(QWidget):
         slide_path = Path(layer.metadata["slide_path"])
         out_value = str(self.out_edit.value)
         out = Path(out_value) if out_value not in ("", ".") else slide_path.parent / "weakstil_scores"
+        from weakstil.errors import WeakSTILError
+        from weakstil.outputdir import check_score_out
+
+        try:
+            check_score_out(out)  # as 'weakstil score' checks its --out: never into a model or another command's folder
+        except WeakSTILError as exc:
+            self._status(exc.one_line(), error=True)
+            return
         scan_mpp = self.slide_mpp_spin.value() or None  # None: the file's own µm/px
         if scan_mpp is not None and layer.metadata.get("mpp") is None:
             self._set_slide_mpp(layer, scan_mpp)  # the slide was shown in pixels: put it in µm like its results
@@ -361,13 +392,14 @@ class ScoringWidget(QWidget):
         self.progress.setValue(max(total, 1))
         self.progress.setFormat(f"{total:,} tiles" if total else "")
         if row.get("status") == "error":
-            self._status(str(row.get("error")), error=True)
+            # the widget's field, not the command-line option, is what the pathologist sets here
+            self._status(str(row.get("error")).replace("pass --slide-mpp", "set Scan µm/px (--slide-mpp)"), error=True)
             self.stil_label.setText("sTIL: — (error)")
-            self._show_qc({"qc": row.get("qc") or ""})
+            self._show_qc({"qc": row["qc"]} if row.get("qc") else {})  # no "no flags" beside a failed slide
             return
         res = read_result(out / f"{row['slide_id']}.h5")
         for ly in [ly for ly in self.viewer.layers if ly.metadata.get("weakstil_kind") == "result"
-                   and ly.metadata.get("slide_id") == res.slide_id]:
+                   and ly.metadata.get("result_path") == str(res.path)]:  # this file's older layers only
             self.viewer.layers.remove(ly)
         for data, kwargs, kind in result_layers(res, slide_mpp=slide_mpp):
             getattr(self.viewer, f"add_{kind}")(data, **kwargs)
@@ -396,7 +428,7 @@ class ScoringWidget(QWidget):
 
     def inspect_at(self, world_yx: tuple[float, float]) -> dict[str, Any] | None:
         """Show the tile under a world point (µm) and outline it; returns its info, or None."""
-        heat = self.result_layer(HEATMAP, self.result.slide_id if self.result else None)
+        heat = self.result_layer(HEATMAP, self.result_path) if self.result is not None else None
         if heat is None or self.result is None:
             return None
         meta = heat.metadata
@@ -427,7 +459,7 @@ class ScoringWidget(QWidget):
             self.viewer.add_shapes([corners], shape_type="rectangle", edge_color="#39ff14", face_color="transparent",
                                    edge_width=OUTLINE_SCREEN_PX / camera(self.viewer).zoom, name=SELECTED_TILE,
                                    units=("um", "um"))
-        heat = self.result_layer(HEATMAP)
+        heat = self.result_layer(HEATMAP, self.result_path)
         if heat is not None:  # keep the heatmap active, not the outline (clicks must not edit shapes)
             self.viewer.layers.selection.active = heat
 

@@ -212,22 +212,37 @@ def _as(values: np.ndarray | None, dtype) -> np.ndarray | None:
 
 def find_slide(res: ResultFile) -> Path | None:
     """The slide a result belongs to: its recorded path, else a slide file named after the
-    slide id beside the result or one folder up (results are often copied with their slides)."""
+    slide id beside the result or one folder up (results are often copied with their slides).
+    A file that is not the scan the result was made from (its content fingerprint differs from
+    the one the result records) is passed over with a warning: the heatmap would sit on other tissue."""
     from napari_weakstil.slide_layers import SLIDE_SUFFIXES
 
+    candidates: list[Path] = []
     recorded = (res.attrs or {}).get("slide_path")
     if recorded:
         p = Path(str(recorded))
-        candidates = [p, res.path.parent / p] if not p.is_absolute() else [p]
-        for c in candidates:
-            if c.is_file():
-                return c
-    for folder in (res.path.parent, res.path.parent.parent):
-        for suffix in SLIDE_SUFFIXES:
-            c = folder / f"{res.slide_id}{suffix}"
-            if c.is_file():
-                return c
+        candidates += [p, res.path.parent / p] if not p.is_absolute() else [p]
+    candidates += [folder / f"{res.slide_id}{suffix}" for folder in (res.path.parent, res.path.parent.parent)
+                   for suffix in SLIDE_SUFFIXES]
+    for c in dict.fromkeys(candidates):
+        if c.is_file() and _same_scan(res, c):
+            return c
     return None
+
+
+def _same_scan(res: ResultFile, path: Path) -> bool:
+    """Whether ``path`` is the scan ``res`` was made from (True when the result records no fingerprint)."""
+    from weakstil.fingerprint import slide_fingerprint
+
+    recorded = (res.attrs or {}).get("slide_fingerprint")
+    if not recorded:
+        return True
+    found = slide_fingerprint(path)
+    if found is None or found == str(recorded):
+        return True
+    log.warning("%s: %s is not the scan this result was made from (its content fingerprint differs); not shown "
+                "under it", res.path, path)
+    return False
 
 
 def _recorded_stride(attrs: dict[str, Any], tile_size: float) -> float | None:
@@ -264,6 +279,7 @@ def result_layers(res: ResultFile, slide_mpp: float | None = None) -> list[tuple
                             fix="open the slide first (its µm/px is then used) or re-run 'weakstil score'")
     raster = res.raster()
     index = raster.index_image()
+    # each layer's "role" (HEATMAP, TISSUE, ...) finds it: napari renames a second layer of one name "... [1]"
     base_meta = {"weakstil_kind": "result", "result_path": str(res.path), "slide_id": res.slide_id,
                  "slide_mpp": mpp, "kind": res.kind.value}
     tile_meta = {**base_meta, "raster": raster, "tile_index": index, "result": res}
@@ -272,12 +288,14 @@ def result_layers(res: ResultFile, slide_mpp: float | None = None) -> list[tuple
     prefix = f"{res.slide_id} "
     if res.tissue_mask is not None and res.tissue_mask_mpp:
         layers.append((res.tissue_mask, {"name": prefix + TISSUE, "opacity": 0.35, "visible": False, "units": units,
-                                         "metadata": dict(base_meta), **mask_placement(res.tissue_mask_mpp, mpp)},
+                                         "metadata": {**base_meta, "role": TISSUE},
+                                         **mask_placement(res.tissue_mask_mpp, mpp)},
                        "labels"))
     if res.tile_scores is not None:
         layers.append((raster.paint(res.tile_scores), {
             "name": prefix + HEATMAP, "colormap": SCORE_COLORMAP, "contrast_limits": (0.0, 100.0), "opacity": 0.6,
-            "interpolation2d": "nearest", "blending": "translucent", "units": units, "metadata": tile_meta,
+            "interpolation2d": "nearest", "blending": "translucent", "units": units,
+            "metadata": {**tile_meta, "role": HEATMAP},
             **raster.placement(mpp)}, "image"))
         if res.attention is not None:
             att = raster.paint(res.attention)
@@ -285,23 +303,24 @@ def result_layers(res: ResultFile, slide_mpp: float | None = None) -> list[tuple
             layers.append((att, {"name": prefix + ATTENTION, "colormap": ATTENTION_COLORMAP,
                                  "contrast_limits": (0.0, hi or 1.0), "opacity": 0.6, "visible": False,
                                  "interpolation2d": "nearest", "blending": "translucent", "units": units,
-                                 "metadata": tile_meta, **raster.placement(mpp)}, "image"))
+                                 "metadata": {**tile_meta, "role": ATTENTION}, **raster.placement(mpp)}, "image"))
         if res.stroma_weight is not None:
             layers.append((raster.paint(res.stroma_weight), {
                 "name": prefix + STROMA_WEIGHT, "colormap": STROMA_COLORMAP, "contrast_limits": (0.0, 1.0),
                 "opacity": 0.6, "visible": False, "interpolation2d": "nearest", "blending": "translucent",
-                "units": units, "metadata": tile_meta, **raster.placement(mpp)}, "image"))
+                "units": units, "metadata": {**tile_meta, "role": STROMA_WEIGHT}, **raster.placement(mpp)}, "image"))
     elif res.tissue_fraction is not None:
         layers.append((raster.paint(res.tissue_fraction), {
             "name": prefix + TISSUE_FRACTION, "colormap": "viridis", "contrast_limits": (0.0, 1.0), "opacity": 0.5,
-            "interpolation2d": "nearest", "blending": "translucent", "units": units, "metadata": tile_meta,
+            "interpolation2d": "nearest", "blending": "translucent", "units": units,
+            "metadata": {**tile_meta, "role": TISSUE_FRACTION},
             **raster.placement(mpp)}, "image"))
     outline = _tumorbed_outline(res, raster, mpp)
     if outline:
         width = 2.0 * (res.tumorbed_mask_mpp or raster.stride * mpp / 4)
         layers.append((outline, {"name": prefix + TUMORBED, "shape_type": "path", "edge_color": TUMORBED_COLOR,
                                  "edge_width": width, "face_color": "transparent", "units": units,
-                                 "metadata": dict(base_meta)}, "shapes"))
+                                 "metadata": {**base_meta, "role": TUMORBED}}, "shapes"))
     return layers
 
 
