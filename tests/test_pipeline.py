@@ -195,3 +195,37 @@ def test_without_annotations_or_detector_there_are_no_per_slide_beds(workdir: Pa
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "tumorbed" not in job_stats(log) and "--tumorbed" not in log
+
+
+def test_score_slides_and_slide_mpp_follow_the_config(workdir: Path, first_run, tmp_path: Path) -> None:
+    """A cohort slide added to `score_slides` is scored though it is embedded already; the score job
+    starts from an empty folder (no row of a slide taken off the list); `slide_mpp` goes only to
+    slides whose files state no µm/px; `--config KEY=null` is null."""
+    import numpy as np
+    import tifffile
+
+    first = pd.read_csv(workdir / "cohort" / "labels.csv")["path"].iloc[0]
+    added = [c if not c.startswith("score_slides=") else f"score_slides=[new/*.tiff, cohort/{first}]" for c in FAST]
+    proc = snakemake(workdir, "--dry-run", config=added)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    assert job_stats(log) == {"score": 1, "settings": 1, "report": 1, "all": 1}  # nothing tiled or embedded again
+    assert "rm -rf results/scores &&" in log
+
+    no_mpp = workdir / "new" / "no_mpp.tiff"  # a scan whose file states no resolution
+    tifffile.imwrite(no_mpp, np.full((512, 512, 3), 200, np.uint8), tile=(256, 256), photometric="rgb")
+    try:
+        proc = snakemake(workdir, "--dry-run", config=[*FAST, "out=results_mpp", "slide_mpp=0.25"])
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-3000:]
+        tiles = [b for b in log.split("rule tile:")[1:]]
+        assert len(tiles) == COHORT_SLIDES + 2
+        assert [("--slide-mpp 0.25" in b.split("\n\n")[0]) for b in tiles].count(True) == 1
+        assert all("no_mpp" in b.split("\n\n")[0] for b in tiles if "--slide-mpp" in b.split("\n\n")[0])
+        score = log.split("rule score:", 1)[1].split("\n\n")[0]  # two calls: slide_mpp for the no-µm/px one alone
+        assert score.count(" score ") == 2 and score.count("--slide-mpp 0.25") == 1
+    finally:
+        no_mpp.unlink()
+    proc = snakemake(workdir, "--dry-run", config=[*FAST, "weights=null"])
+    assert proc.returncode != 0 and "null: encoder weights file not found" not in proc.stdout
+    assert "has no published weights and `weights` is null" in proc.stdout

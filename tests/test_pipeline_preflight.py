@@ -296,6 +296,12 @@ def test_tumorbed_checks(tmp_path: Path) -> None:
     (tmp_path / "ann").mkdir()
     with pytest.raises(PreflightError, match="no cohort slide has an outline"):
         check_tumorbed({"tumorbed": "train", "annotations": str(tmp_path / "ann")}, ["s0"])
+    # annotations that outline no cohort slide are misnamed (else every bed were the whole tissue, silently)
+    (tmp_path / "ann" / "s0 annotations.geojson").write_text("{}")
+    with pytest.raises(PreflightError, match="no cohort slide has an outline"):
+        check_tumorbed({"annotations": str(tmp_path / "ann")}, ["s0"])
+    (tmp_path / "ann" / "s0.svs.geojson").write_text("{}")  # QuPath names an export after the image file
+    check_tumorbed({"annotations": str(tmp_path / "ann")}, ["s0"])
     (tmp_path / "ann" / "s0.geojson").write_text("{}")
     check_tumorbed({"tumorbed": "train", "annotations": str(tmp_path / "ann")}, ["s0"])
     with pytest.raises(PreflightError, match="not a tumour-bed detector"):
@@ -502,3 +508,24 @@ def test_train_extra_may_not_set_what_the_workflow_sets(tmp_path: Path) -> None:
         line = problems_of(workflow_config(tmp_path, f"train_extra='{extra}'"))
         assert "which the workflow sets itself" in line, (extra, line)
     preflight.check_workflow(workflow_config(tmp_path, "train_extra='--hidden 64 --dropout 0.3'"))
+
+
+def test_a_pretrained_encoder_folder_is_not_run_with_random_weights(tmp_path: Path) -> None:
+    """`weights: random` (the default) with a pretrain folder as `encoder` would embed with a random init
+    of its network, silently the random baseline (an outside tester's features were byte-identical)."""
+    import yaml
+    from safetensors.torch import save_file
+
+    from weakstil.encoders.cards import load_card
+    from weakstil.encoders.factory import build_model
+    from weakstil.runtime import sha256_file
+
+    folder = tmp_path / "pretrained"
+    folder.mkdir()
+    card = load_card("small-cnn")
+    save_file(build_model(card).state_dict(), str(folder / "model.safetensors"))
+    (folder / "card.yaml").write_text(yaml.safe_dump({**card.to_dict(), "name": "pretrained",
+                                                      "weights_sha256": sha256_file(folder / "model.safetensors")}))
+    with pytest.raises(PreflightError, match="holds its own pretrained weights, but weights is random"):
+        check_encoder(workflow_config(tmp_path, f"encoder={folder}"))
+    check_encoder(workflow_config(tmp_path, f"encoder={folder}", "weights=null"))  # its own: fine

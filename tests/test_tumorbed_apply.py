@@ -79,6 +79,25 @@ def test_apply_from_annotations_writes_one_checkable_bed_per_slide(cohort):
     assert not [p for p in cohort["beds"].iterdir() if p.name.startswith(".") and p.name != MARKER]  # no temporaries
 
 
+def test_an_outline_named_otherwise_is_said_or_found(cohort, tmp_path, caplog):
+    """An annotation folder with no outline for the slide says so (the bed is then the whole tissue; it
+    was silent); QuPath's '<slide file name>.geojson' is found as the slide's own."""
+    import shutil
+
+    from weakstil.tumorbed import BedSources
+
+    sid = cohort["ids"][0]
+    folder = tmp_path / "ann"
+    folder.mkdir()
+    shutil.copy(cohort["truth"] / f"{sid}_tumorbed.geojson", folder / f"{sid} annotations.geojson")
+    with caplog.at_level("WARNING"):
+        bed = BedSources(annotations=folder).resolve(sid, _features(cohort, sid))
+    assert bed.source.value == "tissue"
+    assert f"{sid}: no annotation in {folder}" in caplog.text and "the whole tissue" in caplog.text
+    shutil.copy(cohort["truth"] / f"{sid}_tumorbed.geojson", folder / f"{sid}.tiff.geojson")
+    assert BedSources(annotations=folder).resolve(sid, _features(cohort, sid)).source.value == "annotation"
+
+
 def test_geojson_outline_opens_as_an_annotation_again(cohort):
     """What a pathologist checks (and may correct) in QuPath reads back as the same bed."""
     from weakstil.annotations import find_annotation

@@ -10,8 +10,7 @@ naming the setting and its fix, before a single job was started:
   is present when named (``group_column`` or ``--group-column`` in ``train_extra``), groups >= ``folds`` >= 2;
 * the encoder card resolves and its weights can be found without a download on the compute
   nodes (``random``, an existing file, a pretrain folder's own, or the Hugging Face cache);
-* ``annotations`` is a folder (and, with ``tumorbed: train``, outlines some cohort slide);
-  ``tumorbed`` is a detector folder or ``train``;
+* ``annotations`` is a folder that outlines some cohort slide; ``tumorbed`` is a detector folder or ``train``;
 * on SLURM, each kind of job (see :func:`job_requests`) fits a node of its partition: the partition
   exists and is open, and a node has the GPUs (of ``gpu_model``), CPUs (``threads``), memory and
   wall time asked for (:mod:`weakstil.slurm_cluster`).
@@ -109,7 +108,6 @@ def train_mem_mb(features_mb: float) -> int:
 def tile_count(tiles_h5: str | Path) -> int:
     """Tiles of a slide, from its ``weakstil tile`` file (0 while it does not exist yet)."""
     from weakstil.files import TilesFile
-
     if not Path(tiles_h5).is_file():
         return 0
     try:
@@ -283,7 +281,12 @@ def check_encoder(config: dict) -> None:
     if card.status == "unsupported":
         raise PreflightError(f"encoder '{card.name}' is not supported by this WeakSTIL version ({card.notes})",
                              fix="set encoder to another card (weakstil encoders lists them)")
+    card_dir = Path(card.path).parent if card.path and Path(card.path).name == CARD_FILE else None
     if weights not in (None, "") and str(weights) == RANDOM:
+        if card_dir is not None and (card_dir / MODEL_FILE).is_file():  # `random`, the default, would drop them
+            raise PreflightError(f"encoder {encoder} holds its own pretrained weights, but weights is random: every "
+                                 "embed job would use a random init, not the pretraining", fix="set weights: null "
+                                 "(--config weights=null) to use them, or encoder: small-cnn for the random baseline")
         return
     if weights not in (None, ""):
         if not Path(weights).is_file():
@@ -291,7 +294,6 @@ def check_encoder(config: dict) -> None:
                                  fix="correct the path (relative to the directory Snakemake runs in), or set "
                                      "weights: null for the card's own")
         return
-    card_dir = Path(card.path).parent if card.path and Path(card.path).name == CARD_FILE else None
     if card_dir is not None and (card_dir / MODEL_FILE).is_file():
         return
     if not card.hub_id:
@@ -314,17 +316,15 @@ def check_tumorbed(config: dict, slide_ids: list[str]) -> None:
     if annotations is not None and not Path(annotations).is_dir():
         raise PreflightError("annotations folder not found (the `annotations` key)", path=annotations,
                              fix="set annotations to the folder of <slide_id>.geojson/.xml outlines, or null")
-    if tumorbed == "train":
-        if annotations is None:
-            raise PreflightError("tumorbed is 'train' but annotations is not set",
-                                 fix="set annotations to the folder of <slide_id>.geojson/.xml outlines, or "
-                                     "tumorbed to null")
-        from weakstil.annotations import find_annotation
+    if tumorbed == "train" and annotations is None:
+        raise PreflightError("tumorbed is 'train' but annotations is not set",
+                             fix="set annotations to the folder of <slide_id>.geojson/.xml outlines, or tumorbed to null")
+    from weakstil.annotations import find_annotation
 
-        if not any(find_annotation(annotations, s) for s in slide_ids):
-            raise PreflightError("tumorbed is 'train' but no cohort slide has an outline in the annotations folder",
-                                 path=annotations, fix="name the outlines <slide_id>.geojson or <slide_id>.xml")
-    elif tumorbed is not None:
+    if annotations is not None and not any(find_annotation(annotations, s) for s in slide_ids):  # all misnamed?
+        raise PreflightError("no cohort slide has an outline in the annotations folder", path=annotations,
+                             fix="name the outlines <slide_id>.geojson or <slide_id>.xml, or set annotations: null")
+    if tumorbed not in (None, "train"):
         try:
             check_detector_setting(tumorbed, config.get("encoder"))
         except WeakSTILError as exc:

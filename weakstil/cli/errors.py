@@ -126,9 +126,10 @@ class Failures:
         """True once an error means every later input would fail too (the batch then stops)."""
         return self.stopped is not None
 
-    def add(self, message: str) -> None:
+    def add(self, message: str, *, counted: bool = False) -> None:
+        """One failed input; ``counted``: it is already among :attr:`inputs` (a batch that counted them up front)."""
         self.count += 1
-        self.inputs += 0 if self._inside else 1
+        self.inputs += 0 if self._inside or counted else 1
         error_line(message)
 
     def skipped(self, n: int) -> None:

@@ -177,9 +177,12 @@ def pretrain(
         def on_step(step: int, total: int, loss: float) -> None:
             progress.update(task, completed=step, total=total, info=f"loss {loss:.3f}")
 
-        result = run_pretrain(unique_ids(expand_slides(slides), failures), out, cfg, device=str(dev), resume=resume,
+        paths = unique_ids(expand_slides(slides), failures)
+        failures.inputs += len(paths)  # a slide that fails while tiles are sampled is one of these
+        result = run_pretrain(paths, out, cfg, device=str(dev), resume=resume,
                               slide_mpp=slide_mpp, allow_upsample=allow_upsample, workers=n_workers,
-                              on_step=on_step, on_slide_error=lambda path, exc: failures.add(exc.one_line()))
+                              on_step=on_step, on_slide_error=lambda path, exc: failures.add(exc.one_line(),
+                                                                                             counted=True))
         mark(out, "pretrain")
     log.info("encoder '%s': %d steps on %d tiles, loss %.3f, weights sha256 %s -> %s", result.card.name,
              result.steps, result.n_tiles, result.final_loss, result.weights_sha256[:12], out)

@@ -335,6 +335,12 @@ def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: in
     card_dir = Path(card.path).parent if card.path and Path(card.path).name == CARD_FILE else None
     if weights is not None and str(weights) == RANDOM:
         wpath, source = None, f"random init (seed {seed})"
+        if card_dir is not None and (card_dir / MODEL_FILE).exists():  # asked for, but easy to do by mistake
+            from weakstil.runtime import warn_once
+
+            warn_once(log, ("random-over-pretrained", str(card_dir)), "%s holds pretrained weights, but --weights "
+                      "random makes a random init of its network: its pretraining is not used (leave --weights out "
+                      "to use it)", card_dir)
     elif weights is not None:  # sources absolute: 'train' bundles a pretrained encoder from its path
         wpath, source = Path(weights), str(Path(weights).resolve())
     elif card_dir is not None and (card_dir / MODEL_FILE).exists():

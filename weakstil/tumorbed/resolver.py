@@ -122,6 +122,11 @@ class BedSources:
         annotation = next((f for f in (find_annotation(self.annotations, n) for n in names) if f is not None), None)
         if annotation is not None:
             return from_annotation(annotation, geom)
+        if self.annotations is not None:  # a misnamed outline would otherwise go unused without a word
+            (log.info if self.detector is not None else log.warning)(
+                "%s: no annotation in %s (looked for %s.geojson, .json or .xml, also with _tumorbed, and QuPath's "
+                "<slide file name>.geojson); its bed is %s", slide_id, self.annotations, " / ".join(names),
+                "the detector's" if self.detector is not None else "the whole tissue")
         if self.detector is not None:
             bed = self.detector.detect_file(features)
             if bed.source is TumorBedSource.TISSUE_FALLBACK:
