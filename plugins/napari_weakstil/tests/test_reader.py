@@ -153,3 +153,14 @@ def test_a_result_is_not_shown_over_another_scan(scored, tmp_path):
     assert read_result(copy).slide_path is None
     shutil.copy(scored["held"], swapped)  # the very scan: shown under its result
     assert read_result(copy).slide_path == swapped
+
+
+def test_a_result_over_its_open_slide_adds_no_second_copy(make_napari_viewer, scored):
+    """Opening a result whose slide is open already puts the result over that slide (a second copy
+    mixed units and doubled the slide list)."""
+    viewer = make_napari_viewer()
+    viewer.open(scored["held"], plugin="napari-weakstil")
+    viewer.open(scored["score_h5"], plugin="napari-weakstil")
+    slides = [ly for ly in viewer.layers if ly.metadata.get("weakstil_kind") == "slide"]
+    assert len(slides) == 1 and viewer.layers[0] is slides[0]
+    assert any(ly.metadata.get("role") == HEATMAP for ly in viewer.layers)

@@ -60,7 +60,13 @@ def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
     res = read_result(_single_path(path))
     layers: list[LayerData] = []
     mpp = res.slide_mpp
-    if res.slide_path is not None:
+    shown = _open_slide_layer(res.slide_path)
+    if shown is not None:  # the slide is open already: the result goes over it, not over a second copy
+        if shown.metadata.get("mpp") is None and mpp:  # opened in pixels: now in µm, like its result
+            shown.scale, shown.units = (mpp, mpp), ("um", "um")
+            shown.metadata.update(mpp=mpp, mpp_source="result")
+        mpp = mpp or shown.metadata.get("mpp")
+    elif res.slide_path is not None:
         try:
             pyramid = open_pyramid(res.slide_path, slide_mpp=res.slide_mpp)
         except Exception as exc:  # the result still shows without its slide
@@ -71,3 +77,20 @@ def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
     else:
         log.warning("%s: slide '%s' not found beside the result; showing the result alone", res.path, res.slide_id)
     return layers + result_layers(res, slide_mpp=mpp)
+
+
+def _open_slide_layer(slide_path: Path | None) -> Any | None:
+    """The current viewer's layer of this slide file, when it is open already."""
+    if slide_path is None:
+        return None
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # no viewer (a script reading results): nothing is open
+        return None
+    for layer in viewer.layers if viewer is not None else []:
+        recorded = layer.metadata.get("slide_path") if layer.metadata.get("weakstil_kind") == "slide" else None
+        if recorded and Path(recorded).resolve() == Path(slide_path).resolve():
+            return layer
+    return None
