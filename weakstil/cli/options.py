@@ -50,7 +50,7 @@ def in_range(low: float | None = None, high: float | None = None, *, low_open: b
             bad = (low is not None and (v < low or (low_open and v == low)))
             bad = bad or (high is not None and (v > high or (high_open and v == high)))
             if bad:
-                raise typer.BadParameter(f"{v:g} is out of range: must be {allowed}" + (f" ({why})" if why else ""))
+                raise typer.BadParameter(f"{_num(v)} is out of range: must be {allowed}" + (f" ({why})" if why else ""))
         return value
 
     return check
