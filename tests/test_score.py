@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,6 +137,14 @@ def test_rerun_is_quick_and_changes_nothing_and_overwrite_redoes(pipeline, tmp_p
         else:
             assert after[name] == (mtime, data), name
     assert "already scored" in proc.stderr
+    # the same scan moved (here: copied) elsewhere: skipped, and results.csv says where it is now
+    moved = tmp_path / "moved" / pipeline["held"][0].name
+    moved.parent.mkdir()
+    shutil.copy(pipeline["held"][0], moved)
+    proc = score(pipeline, out, moved)
+    assert proc.returncode == 0 and "already scored" in proc.stderr
+    rows = pd.read_csv(out / "results.csv").set_index("slide_id")
+    assert rows.loc[moved.stem, "path"] == str(moved.resolve())
     proc = score(pipeline, out, *pipeline["held"], extra=("--overwrite",))
     assert proc.returncode == 0
     h5 = f"{pipeline['held'][0].stem}.h5"

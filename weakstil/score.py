@@ -271,7 +271,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             prev = read_previous(results_path).get(slide_id)
             if not opts.overwrite and _already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
-                row = prev
+                row = {**prev, "path": os.path.abspath(path)}  # the same scan moved since: where it is now
             else:
                 tile_task = bar.add_task(f"  {slide_id}", total=None)
 
