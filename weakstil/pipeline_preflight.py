@@ -314,13 +314,13 @@ def check_encoder(config: dict) -> None:
 def check_tumorbed(config: dict, slide_ids: list[str]) -> None:
     annotations, tumorbed = config.get("annotations") or None, config.get("tumorbed") or None
     if annotations is not None and not Path(annotations).is_dir():
-        raise PreflightError("annotations folder not found (the `annotations` key)", path=annotations,
+        what = "is a file, not a folder" if Path(annotations).is_file() else "folder not found"
+        raise PreflightError(f"annotations {what} (the `annotations` key)", path=annotations,
                              fix="set annotations to the folder of <slide_id>.geojson/.xml outlines, or null")
     if tumorbed == "train" and annotations is None:
         raise PreflightError("tumorbed is 'train' but annotations is not set",
                              fix="set annotations to the folder of <slide_id>.geojson/.xml outlines, or tumorbed to null")
     from weakstil.annotations import find_annotation
-
     if annotations is not None and not any(find_annotation(annotations, s) for s in slide_ids):  # all misnamed?
         raise PreflightError("no cohort slide has an outline in the annotations folder", path=annotations,
                              fix="name the outlines <slide_id>.geojson or <slide_id>.xml, or set annotations: null")

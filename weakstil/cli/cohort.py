@@ -164,7 +164,7 @@ def evaluate(
 
 def report(
     model: Annotated[Path, typer.Option("--model", "-m", help="Model directory (from 'weakstil train' with "
-                                        "--folds 2 or more).")],
+                                        "--folds 2 or more; with --folds 1, give --evaluation).")],
     out: OutOpt,
     cohort: Annotated[
         Optional[Path], typer.Option("--cohort", help="Cohort CSV locating the slides for the heatmaps; default: "
@@ -178,7 +178,8 @@ def report(
         Optional[Path], typer.Option("--evaluation", help="A finished 'weakstil evaluate' folder of this model whose "
                                      "metrics and plots to show (default: MODEL/cv, the cross-validation): --oof "
                                      "predictions are labelled out-of-fold; a --model evaluation is labelled as such, "
-                                     "not out-of-fold, with how many of its slides the model was trained on.")
+                                     "not out-of-fold, with how many of its slides the model was trained on. For a "
+                                     "model without cross-validation, its slides and heatmaps make the table too.")
     ] = None,
     settings_file: Annotated[
         Optional[Path], typer.Option("--settings", help="JSON or YAML file of settings to list (e.g. the workflow "
