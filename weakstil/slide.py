@@ -338,8 +338,8 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
         if meta is not None and abs(meta - override) / meta > 0.05:
             from weakstil.runtime import warn_once
 
-            warn_once(log, ("slide-mpp", str(path), override), "%s: --slide-mpp %.4g overrides the metadata value "
-                      "%.4g µm/px", path, override, meta)
+            key = ("slide-mpp", str(Path(path).resolve()), override)  # once per file, however it was named
+            warn_once(log, key, "%s: --slide-mpp %.4g overrides the metadata value %.4g µm/px", path, override, meta)
         return float(override), MppSource.OVERRIDE
     mpp_x, mpp_y = getattr(backend, "mpp_xy", (None, None))
     if mpp_x is not None and mpp_y is not None and abs(mpp_x - mpp_y) / min(mpp_x, mpp_y) > NON_SQUARE_TOLERANCE:
