@@ -229,3 +229,23 @@ def test_score_slides_and_slide_mpp_follow_the_config(workdir: Path, first_run, 
     proc = snakemake(workdir, "--dry-run", config=[*FAST, "weights=null"])
     assert proc.returncode != 0 and "null: encoder weights file not found" not in proc.stdout
     assert "has no published weights and `weights` is null" in proc.stdout
+
+
+def test_a_score_slide_that_cannot_be_read_gets_an_error_row_and_the_others_are_scored(workdir: Path,
+                                                                                       first_run) -> None:
+    """As `weakstil score` does in a batch: one unreadable score slide no longer stops the scoring of
+    the others (its tile job failed, and the score job needed every score slide's features)."""
+    broken = workdir / "new" / "broken.svs"
+    broken.write_bytes(b"not a slide")
+    config = [c if not c.startswith("score_slides=") else "score_slides=[new/*.tiff, new/broken.svs]" for c in FAST]
+    try:
+        proc = snakemake(workdir, "--cores", "2", config=config)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-3000:]
+        assert "warning: " in log and "broken.svs (score_slides)" in log and "gets an error row" in log
+        assert "tile" not in jobs_run(log)  # no per-slide job for it
+        rows = pd.read_csv(workdir / "results" / "scores" / "results.csv").set_index("slide_id")
+        assert rows.loc["new_slide", "status"] == "ok" and rows.loc["broken", "status"] == "error"
+        assert "broken.svs" in str(rows.loc["broken", "error"])
+    finally:
+        broken.unlink()
