@@ -29,6 +29,18 @@ def _box(x0, y0, x1, y1):
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], float)
 
 
+def _mean_score_file(path, scores, flags, bed_mask) -> ScoredTiles:
+    """A mean-aggregated score file on the tile grid with the bed ``bed_mask`` (on the mask grid)."""
+    coords, cols, _ = _grid()
+    SlideScoresFile(coords=coords, tile_scores=scores, tumorbed=flags, tumorbed_fraction=flags.astype(np.float32),
+                    tissue_fraction=np.ones(len(cols), np.float32), tissue_mask=np.ones(bed_mask.shape, bool),
+                    tissue_mask_mpp=MASK_MPP, tumorbed_mask=bed_mask, tumorbed_mask_mpp=MASK_MPP,
+                    attrs={"slide_id": "s1", "slide_mpp": MPP, "slide_width": WIDTH, "slide_height": HEIGHT,
+                           "tile_size_level0": float(TILE), "stil": float(scores[flags].mean()), "threshold": 30.0,
+                           "aggregator": "mean"}).write(path)
+    return ScoredTiles.read(path)
+
+
 def _softmax_mean(scores, logits, flags):
     a = logits[flags].astype(np.float64)
     w = np.exp(a - a.max())
@@ -213,13 +225,7 @@ def test_an_irregular_bed_round_trips_exactly_through_its_outlines(tmp_path):
     flags = mask_fractions(coords, float(TILE), blob, MASK_MPP, MPP) >= 0.5
     assert 10 < flags.sum() < len(flags) - 10
     scores = rng.uniform(0, 60, len(cols)).astype(np.float32)
-    SlideScoresFile(coords=coords, tile_scores=scores, tumorbed=flags, tumorbed_fraction=flags.astype(np.float32),
-                    tissue_fraction=np.ones(len(cols), np.float32), tissue_mask=np.ones(shape, bool),
-                    tissue_mask_mpp=MASK_MPP, tumorbed_mask=blob, tumorbed_mask_mpp=MASK_MPP,
-                    attrs={"slide_id": "s1", "slide_mpp": MPP, "slide_width": WIDTH, "slide_height": HEIGHT,
-                           "tile_size_level0": float(TILE), "stil": float(scores[flags].mean()), "threshold": 30.0,
-                           "aggregator": "mean"}).write(tmp_path / "s1.h5")
-    tiles = ScoredTiles.read(tmp_path / "s1.h5")
+    tiles = _mean_score_file(tmp_path / "s1.h5", scores, flags, blob)
     polygons, holes = tiles.bed_rings()
     assert holes  # the blob has holes, and they come back as holes
     again = rasterize(bed_shape(polygons, holes), WIDTH, HEIGHT, MPP, MASK_MPP)
@@ -275,13 +281,7 @@ def test_a_bed_inside_a_hole_is_bed_in_drawing_order(tmp_path):
     flags = (cols < 8) & ~((cols >= 2) & (cols < 6) & (rows >= 2) & (rows < 6)) | \
         ((cols >= 3) & (cols < 5) & (rows >= 3) & (rows < 5))
     scores = (cols * 5.0).astype(np.float32)
-    SlideScoresFile(coords=coords, tile_scores=scores, tumorbed=flags, tumorbed_fraction=flags.astype(np.float32),
-                    tissue_fraction=np.ones(len(cols), np.float32), tissue_mask=np.ones(shape, bool),
-                    tissue_mask_mpp=MASK_MPP, tumorbed_mask=mask, tumorbed_mask_mpp=MASK_MPP,
-                    attrs={"slide_id": "s1", "slide_mpp": MPP, "slide_width": WIDTH, "slide_height": HEIGHT,
-                           "tile_size_level0": float(TILE), "stil": float(scores[flags].mean()), "threshold": 30.0,
-                           "aggregator": "mean"}).write(tmp_path / "s1.h5")
-    tiles = ScoredTiles.read(tmp_path / "s1.h5")
+    tiles = _mean_score_file(tmp_path / "s1.h5", scores, flags, mask)
     rings, parts = tiles.bed_parts()
     assert parts == [BED_PART, HOLE_PART, BED_PART]  # outline, its hole, the island: in drawing order
     np.testing.assert_array_equal(rasterize(ordered_bed_shape(rings, parts), WIDTH, HEIGHT, MPP, MASK_MPP), mask)
