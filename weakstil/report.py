@@ -294,7 +294,8 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         raise WeakSTILError("the model has no out-of-fold predictions (trained without cross-validation?)",
                             path=oof_path, fix="train with --folds 2 or more, or pass --evaluation with the --out of "
                             "'weakstil evaluate --model' of this model on held-out slides")
-    cv_folds = (meta.get("training", {}).get("cross_validation") or {}).get("folds") if oof_path.is_file() else None
+    has_cv = oof_path.is_file()  # (a model written before folds were recorded has them, without the number)
+    cv_folds = (meta.get("training", {}).get("cross_validation") or {}).get("folds") if has_cv else None
     metrics_dir = cv_dir if own_cv else Path(evaluation_dir)
     if not own_cv and not is_complete(metrics_dir, "evaluate"):
         other = commands_of(metrics_dir)
@@ -311,7 +312,7 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     if not own_cv:
         described = describe_evaluation(metrics, meta, metrics_dir, cv_folds)
     threshold = float(metrics.get("threshold", meta.get("threshold", STIL_THRESHOLD)))
-    if cv_folds:  # the slide table and heatmaps: out-of-fold, whatever the metrics are
+    if has_cv:  # the slide table and heatmaps: out-of-fold, whatever the metrics are
         table = pd.read_csv(oof_path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
         tile_scores_of, predicted, slides_source = folder.cv_tile_scores, "out-of-fold", \
             None if own_cv else f"the model's {cv_folds}-fold cross-validation, out-of-fold"
@@ -334,23 +335,23 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         files[name] = out_dir / name
     rows = _slide_rows(table, tile_scores_of, predicted, out_dir, slides, Path(tiles_dir) if tiles_dir else None,
                        slide_mpp)
-    if cv_folds:  # the intervals and flags of the out-of-fold slides (an evaluation has none per slide)
+    if has_cv:  # the intervals and flags of the out-of-fold slides (an evaluation has none per slide)
         _add_confidence(rows, folder)
     files["overview.png"] = write_overview(out_dir, rows, out_dir / "overview.png")
     content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(model_dir),
                             metrics_source=described, slides_source=slides_source,
                             headline={**headline(metrics, threshold),
-                                      **(confidence_headline(meta) if cv_folds else {})},
+                                      **(confidence_headline(meta) if has_cv else {})},
                             threshold=threshold, rows=rows,
                             settings=flatten(settings or {}), model_settings=model_settings(meta),
                             trained_versions=dict(meta.get("versions", {})), report_versions=installed_versions(),
-                            cv_folds=cv_folds)
+                            cv_folds=cv_folds, has_cv=has_cv)
     for name, text in (("report.html", render_html(content)), ("report.md", render_markdown(content))):
         with atomic_path(out_dir / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
         files[name] = out_dir / name
     log.info("report: %d %s slides; metrics on %s slides: R² %s, MAE %s", len(rows),
-             "cross-validation" if cv_folds else "evaluated", metrics.get("n"), fmt(metrics.get("r2")),
+             "cross-validation" if has_cv else "evaluated", metrics.get("n"), fmt(metrics.get("r2")),
              fmt(metrics.get("mae")))
     return files
 

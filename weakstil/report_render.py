@@ -42,6 +42,7 @@ class ReportContent:
     trained_versions: dict[str, str]
     report_versions: dict[str, str]
     cv_folds: int | None
+    has_cv: bool = True  #: the slide table is the model's out-of-fold cross-validation
 
 
 def _provenance(c: ReportContent) -> str:
@@ -52,7 +53,7 @@ def _provenance(c: ReportContent) -> str:
 
 
 def _heatmap_header(c: ReportContent) -> str:
-    return "out-of-fold heatmap" if c.cv_folds else "heatmap"
+    return "out-of-fold heatmap" if c.has_cv else "heatmap"
 
 
 def _versions_table(c: ReportContent) -> list[tuple[str, str, str]]:
