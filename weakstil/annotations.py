@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from weakstil.errors import WeakSTILError
+from weakstil.settings import SLIDE_FILE_SUFFIXES  # an annotation's name may keep one (QuPath)
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +27,6 @@ TUMOR_BED_NAMES = re.compile(r"tumou?r[ _-]?bed|tumou?r|invasive|carcinoma|roi|r
 EXCLUDED_NAMES = re.compile(r"exclu|negative|^_2$|^ignore\*?$", re.IGNORECASE)
 #: File name patterns tried for a slide id, in order.
 ANNOTATION_PATTERNS = ("{id}.geojson", "{id}_tumorbed.geojson", "{id}.json", "{id}.xml", "{id}_tumorbed.xml")
-#: Slide file extensions an annotation's name may keep (QuPath: ``<image name>.geojson``).
-SLIDE_FILE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide", ".dcm",
-                       ".ome.tif", ".ome.tiff")
 
 
 class AnnotationError(WeakSTILError):

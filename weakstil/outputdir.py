@@ -246,8 +246,8 @@ def check_score_out(out: str | Path) -> None:
     inside = replaced_folder_around(out)
     if inside is None:
         return
-    command = "train" if model_folder_around(out) is not None else \
-        next(c for c in commands_of(inside) if c in WHOLE_FOLDER_COMMANDS)
+    # a model folder may lack the marker (model.json beside its weights): 'train' wrote it
+    command = next((c for c in commands_of(inside) if c in WHOLE_FOLDER_COMMANDS), "train")
     kind = KINDS.get(command, command)
     raise UsageError(f"is inside the {kind} folder {inside}, which 'weakstil {command} --overwrite' replaces whole",
                      path=out, fix=f"choose an --out outside the {kind} folder")

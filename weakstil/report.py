@@ -319,7 +319,11 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         recorded = meta.get("training", {}).get("cohort")
     else:  # no cross-validation: the slide table is the evaluation's own (its slides, its tile scores)
         table = _evaluated_slides(metrics, metrics_dir)
-        tile_scores_of, predicted, slides_source = (lambda sid: metrics_dir / "tiles" / f"{sid}.h5"), "predicted", None
+        from weakstil.files import slide_file
+        from weakstil.modeldir import TILES_DIR
+
+        tile_scores_of, predicted, slides_source = (lambda sid: slide_file(metrics_dir / TILES_DIR, sid)), \
+            "predicted", None
         recorded = metrics.get("cohort")
     if cohort is None:
         cohort = Path(recorded) if recorded and Path(recorded).is_file() else None

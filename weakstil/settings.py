@@ -7,6 +7,11 @@ No imports beyond the standard library: the CLI reads this module at start-up.
 
 from __future__ import annotations
 
+# --- slide files ---------------------------------------------------------------------------
+#: Extensions of the slide files OpenSlide reads (multi-part ones first: x.ome.tif is not x.ome).
+SLIDE_FILE_SUFFIXES = (".ome.tif", ".ome.tiff", ".svs", ".ndpi", ".tif", ".tiff", ".mrxs", ".scn", ".vms", ".vmu",
+                       ".bif", ".svslide", ".dcm")
+
 # --- tiles ---------------------------------------------------------------------------------
 #: Resolution (µm/px) at which tiles are read; 0.5 µm/px is a 20x scan.
 MPP = 0.5

@@ -17,6 +17,8 @@ from typing import Any
 
 import numpy as np
 
+from weakstil.settings import SLIDE_FILE_SUFFIXES
+
 log = logging.getLogger(__name__)
 
 #: Side of a dask chunk in level pixels: a few OpenSlide tiles, small enough to load quickly.
@@ -24,7 +26,7 @@ CHUNK_PX = 1024
 #: Coarsest level napari should get: below this (px per side) a zoomed-out view reads little.
 MAX_COARSEST_PX = 2048
 #: OpenSlide's formats: what the slide reader claims.
-SLIDE_SUFFIXES = (".svs", ".ndpi", ".tif", ".tiff", ".mrxs", ".scn", ".vms", ".vmu", ".bif", ".svslide", ".dcm")
+SLIDE_SUFFIXES = SLIDE_FILE_SUFFIXES
 
 
 @dataclass
