@@ -52,11 +52,11 @@ def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
     directory = Path(directory)
     # in any case of the extension (synth_0001.GeoJSON, .XML: a file system may be case-sensitive), in the
     # order of ANNOTATION_PATTERNS, so a .GeoJSON beside an .xml wins as a .geojson does
-    wanted = {pattern.format(id=slide_id).lower(): i for i, pattern in enumerate(ANNOTATION_PATTERNS)}
+    wanted = {_key(pattern.format(id=slide_id)): i for i, pattern in enumerate(ANNOTATION_PATTERNS)}
     # QuPath names an export after the image, extension included: synth_0001.tiff.geojson
-    wanted.update({f"{slide_id}{suffix}.geojson".lower(): len(ANNOTATION_PATTERNS) for suffix in SLIDE_FILE_SUFFIXES})
+    wanted.update({_key(f"{slide_id}{suffix}.geojson"): len(ANNOTATION_PATTERNS) for suffix in SLIDE_FILE_SUFFIXES})
     try:
-        names = sorted((wanted[p.name.lower()], p) for p in directory.iterdir() if p.name.lower() in wanted)
+        names = sorted((wanted[_key(p.name)], p) for p in directory.iterdir() if _key(p.name) in wanted)
     except OSError:
         names = []
     found = [p for _, p in names if p.is_file()]
@@ -68,9 +68,17 @@ def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
     return found[0] if found else None
 
 
+def _key(name: str) -> str:
+    """A file name compared without case, and with accents in one Unicode form: macOS writes "é" as
+    e + combining accent (NFD), most other systems as one character (NFC); the names look the same."""
+    import unicodedata
+
+    return unicodedata.normalize("NFC", name).lower()
+
+
 def unmatched_annotations(directory: str | Path, slide_ids: list[str]) -> list[Path]:
     """Annotation files in ``directory`` that belong to none of ``slide_ids`` (likely typos)."""
-    ids = set(slide_ids)
+    ids = {_key(i) for i in slide_ids}
     out = []
     for path in sorted(Path(directory).iterdir()):
         if path.suffix.lower() not in (".geojson", ".json", ".xml"):
@@ -78,7 +86,7 @@ def unmatched_annotations(directory: str | Path, slide_ids: list[str]) -> list[P
         stem = path.stem
         for suffix in ("_tumorbed", *SLIDE_FILE_SUFFIXES):
             stem = stem[: -len(suffix)] if stem.lower().endswith(suffix) else stem
-        if stem not in ids:
+        if _key(stem) not in ids:
             out.append(path)
     return out
 

@@ -53,6 +53,14 @@ def no_tissue(path: str | Path, warnings: list[str] | None = None) -> NoTissueEr
                              "pretrain; score uses its model's)")
 
 
+def not_brightfield(path: str | Path, warnings: list[str]) -> NoTissueError:
+    """The error of a slide ``weakstil score`` refuses though tiles were found: a mostly dark image
+    (fluorescence, darkfield, an image read with the wrong sign) has no brightfield H&E to score."""
+    return NoTissueError(f"not scored: {'; '.join(warnings)}", path=path,
+                         fix="WeakSTIL scores brightfield H&E scans; check the file is one (and is read as one: "
+                             "its thumbnail in the tile overlay)", warnings=warnings)
+
+
 class UsageError(WeakSTILError):
     """The command line itself is wrong (an unknown device, contradictory options): exit code 2."""
 

@@ -121,6 +121,17 @@ def other_request(attrs: dict[str, Any], current: dict[str, Any]) -> str | None:
     return None
 
 
+def recorded_in(output: Path, kind_class: Any) -> str | None:
+    """The slide fingerprint the HDF5 ``output`` (a ``kind_class`` file) records; ``None`` when it
+    records none or cannot be read."""
+    from weakstil.errors import WeakSTILError
+
+    try:
+        return recorded(kind_class.read_header(output)[0])
+    except (WeakSTILError, OSError):
+        return None
+
+
 def check_not_another_file(output: Path, slide_path: str | Path, kind_class: Any) -> None:
     """Refuse to replace ``output`` (an HDF5 of ``kind_class``) made from *another* slide file with the
     same slide id: another path and other content, e.g. two patients' ``S1.svs`` from two folders

@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import glob
 import logging
+import os
 import shlex
 from dataclasses import fields
 from pathlib import Path
@@ -254,7 +255,7 @@ def _score_slides_problems(config: dict, sources: dict[str, str]) -> dict[str, W
                                          fix='write e.g. score_slides: [new/a.svs, "new/*.svs"], or []')}
     missing = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) and not os.path.lexists(pattern) else [pattern]
         if not matches or not Path(matches[0]).is_file():
             missing.append(pattern)
     if not missing:

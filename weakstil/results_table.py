@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+from collections.abc import Collection
 from pathlib import Path
 
 from weakstil.atomic import atomic_path
@@ -58,13 +59,16 @@ def _read_rows(path: Path) -> list[dict]:
     return table.to_dict("records")
 
 
-def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], columns: list[str]) -> None:
+def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], columns: list[str],
+                  other_file: Collection[str] = ()) -> None:
     """Merge this run's rows into ``results.csv`` (re-read under its lock: other runs may share
     ``OUT``) and rewrite it atomically. A write that fails (disk full) leaves the old file whole.
 
     An earlier run's clash rows (another file with a scored slide's id, refused) stay until that
     file is scored in its place or this run lists it again: the record that a slide was not scored
-    must not vanish because a rerun skipped the finished one."""
+    must not vanish because a rerun skipped the finished one. ``other_file``: slide ids whose earlier
+    row was of another file (another path, or a rescan in place): the columns a user added to it
+    (a pathologist's sign-off) are not carried over to this file's row."""
     import pandas as pd
 
     from weakstil.locks import OutputLock
@@ -72,8 +76,12 @@ def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], column
     with OutputLock(path):
         rows, earlier_clashes = _split_rows(path)
         for slide_id, row in mine.items():  # a rescored slide keeps the columns a user added to its row
-            earlier = rows.get(slide_id, {})
-            rows[slide_id] = {**{k: v for k, v in earlier.items() if k not in columns}, **row}
+            earlier = {k: v for k, v in rows.get(slide_id, {}).items() if k not in columns}
+            if slide_id in other_file and (said := {k: v for k, v in earlier.items() if _filled(v)}):
+                log.warning("%s: the columns added to its row in %s (%s) were about another file (%s); not kept for "
+                            "%s", slide_id, path, ", ".join(f"{k}={v!r}" for k, v in said.items()),
+                            rows[slide_id].get("path"), row.get("path"))
+            rows[slide_id] = {**({} if slide_id in other_file else earlier), **row}
         listed = {(str(c["slide_id"]), str(c.get("path"))) for c in clashes}
         kept = [r for r in earlier_clashes if (str(r["slide_id"]), str(r.get("path"))) not in listed
                 and str(r.get("path")) != str(rows[str(r["slide_id"])].get("path"))]
@@ -83,6 +91,10 @@ def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], column
                              columns=[*columns, *extra])
         with atomic_path(path) as tmp:
             table.to_csv(tmp, index=False)
+
+
+def _filled(value: object) -> bool:
+    return not (value is None or value == "" or (isinstance(value, float) and math.isnan(value)))
 
 
 def _cell(value: object) -> object:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from weakstil import __version__
-from weakstil.errors import UsageError, WeakSTILError
+from weakstil.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -41,8 +41,8 @@ def check_device(device: str) -> str:
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """The torch device for ``auto``/``cpu``/``cuda[:N]``/``mps``.
 
-    Unknown names are a :class:`UsageError`; asking for CUDA on a machine without it is a
-    :class:`WeakSTILError`. On CUDA, cuBLAS is made deterministic (read when its first handle
+    Unknown names, and a GPU this machine does not have, are a :class:`UsageError` (the command
+    line, not a slide: exit 2 before any slide). On CUDA, cuBLAS is made deterministic (read when its first handle
     is created)."""
     import torch
 
@@ -54,10 +54,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
         dev = torch.device(name)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise WeakSTILError("--device cuda asked for, but no CUDA GPU is available",
+        raise UsageError("--device cuda asked for, but no CUDA GPU is available",
                             fix="use --device cpu or --device auto")
     if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise WeakSTILError("--device mps asked for, but this machine has no Apple GPU",
+        raise UsageError("--device mps asked for, but this machine has no Apple GPU",
                             fix="use --device cpu or --device auto")
     if dev.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -38,7 +38,7 @@ from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import slide_file
 from weakstil.modeldir import ModelDir
 from weakstil.results_table import read_previous, write_results
-from weakstil.slide import slide_id_from_path
+from weakstil.slide import DARK_IMAGE, slide_id_from_path
 
 log = logging.getLogger(__name__)
 
@@ -155,8 +155,11 @@ def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.qc.scoring import SlideAssessor
     from weakstil.tumorbed.resolver import BedSources
 
-    models, meta = load_scoring_models(opts.model)
+    from weakstil.runtime import resolve_device, sha256_file
     from weakstil.scoring_encoder import check_encoder_files
+
+    resolve_device(opts.device)  # a GPU this machine lacks: one usage error, not an error row per slide
+    models, meta = load_scoring_models(opts.model)
 
     check_encoder_files(opts, meta)  # a broken or mismatched encoder fails once, not once per slide
     model = models[0]  # the architecture (the fold models share the final model's)
@@ -172,8 +175,6 @@ def open_context(opts: ScoreOptions) -> _Context:
         enc = meta["encoder"]
         check_detector_matches(beds.detector, {"encoder": enc.get("name"), "weights_sha256": enc["weights_sha256"]},
                                beds.detector_path or opts.model)
-    from weakstil.runtime import sha256_file
-
     trained_with = (assessor.training_beds or {}).get("detector")
     if opts.tumorbed_model is None and beds.detector is not None and trained_with \
             and beds.detector.model_id != trained_with:  # MODEL/tumorbed replaced after training
@@ -210,7 +211,10 @@ def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx
         attrs, _ = SlideScoresFile.read_header(slide_file(out, slide_id))
     except WeakSTILError:
         return False
-    other_scan = why_stale(attrs, slide_fingerprint(path))
+    current = slide_fingerprint(path)
+    if current is None:  # missing, empty or not a slide: never "already scored"; scoring it says why
+        return False
+    other_scan = why_stale(attrs, current)
     stale = other_scan or other_request(attrs, ctx.request(slide_id))
     if stale:  # a rescan in place replaces the earlier result: a warning (another path is refused by score_slide)
         level = (logging.DEBUG if attrs.get("slide_path") != str(path.resolve()) else logging.WARNING) if other_scan \
@@ -236,8 +240,11 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from weakstil.errors import OutputError, from_os_error
+    from weakstil.files import SlideScoresFile
+    from weakstil.fingerprint import recorded_in
     from weakstil.locks import in_turn
     from weakstil.outputdir import mark
+    from weakstil.slide_ids import claim_ids
 
     ctx = open_context(opts)
     results_path = opts.out / "results.csv"
@@ -246,20 +253,12 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     mine: dict[str, dict] = {}  #: this run's rows by slide id
     clashes: list[dict] = []  #: error rows of files whose slide id an earlier file has
     batch_rows: list[dict] = []
-    first: dict[str, Path] = {}
-    todo: list[Path] = []
-    for path in slides:
-        slide_id = slide_id_from_path(path)
-        if slide_id in first:
-            exc = WeakSTILError(f"has the same slide id '{slide_id}' as {first[slide_id]}, and outputs are named by "
-                                "slide id", path=path, fix="rename one of the files, or score it into another --out")
-            sys.stderr.write(f"error: {exc.one_line()}\n")
-            row = _error_row(path, slide_id, ctx, exc, 0.0)
-            clashes.append(row)
-            batch_rows.append(row)
-            continue
-        first[slide_id] = Path(path)
-        todo.append(Path(path))
+    other_file: set[str] = set()  #: slide ids whose earlier row was another file's
+    todo, refused = claim_ids(slides)
+    for path, exc in refused:
+        sys.stderr.write(f"error: {exc.one_line()}\n")
+        clashes.append(row := _error_row(path, slide_id_from_path(path), ctx, exc, 0.0))
+        batch_rows.append(row)
     stopped: OutputError | None = None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     bar = Progress(*columns, disable=not progress, transient=True)  # shown from the first tiles embedded
@@ -283,6 +282,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                         on_tiles(_id, done, total)
 
                 t0 = time.perf_counter()
+                earlier_scan = recorded_in(slide_file(opts.out, slide_id), SlideScoresFile) if prev else None
                 try:
                     row = score_slide(path, ctx, progress=tick)
                 except UsageError:  # the command line, not this slide (e.g. a batch too large for memory)
@@ -294,6 +294,9 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                     if isinstance(err, OutputError) and err.stops_batch:
                         stopped = err
                 bar.remove_task(tile_task)
+                if prev and (str(prev.get("path")) != row["path"] if earlier_scan is None or row["status"] == STATUS_ERROR
+                             else earlier_scan != recorded_in(slide_file(opts.out, slide_id), SlideScoresFile)):
+                    other_file.add(slide_id)  # the columns a user added to the earlier row were about another file
             if row["status"] == STATUS_ERROR and prev and prev.get("status") in FINISHED \
                     and _outputs_exist(opts.out, slide_id):
                 clashes.append(row)  # an earlier run's finished score stays; this failed attempt is listed after it
@@ -304,7 +307,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 mark(opts.out, "score")
                 # only this slide's row: another run (another model) may have scored an earlier slide of
                 # ours again since, and its row must stay beside its files
-                write_results(results_path, {slide_id: row} if slide_id in mine else {}, clashes, RESULT_COLUMNS)
+                write_results(results_path, {slide_id: row} if slide_id in mine else {}, clashes, RESULT_COLUMNS,
+                              other_file)
             except OSError as exc:  # the old results.csv stays as it was
                 err = from_os_error(exc, results_path)
                 sys.stderr.write(f"error: {err.one_line()}\n")
@@ -330,17 +334,23 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
 
     # a slide refused because it is not brightfield H&E (e.g. fluorescence) is flagged as such
     return {"slide_id": slide_id, "path": os.path.abspath(path), "stil": math.nan, LOWER: math.nan, UPPER: math.nan,
-            "stil_high": "", "threshold": ctx.threshold,
-            "n_tiles": 0, "n_tumorbed_tiles": 0, "tumorbed_source": "", "status": STATUS_ERROR,
+            "stil_high": "", "threshold": _as_given(ctx.threshold),
+            "n_tiles": "", "n_tumorbed_tiles": "", "tumorbed_source": "", "status": STATUS_ERROR,
             "qc": Flag.STAIN.value if getattr(exc, "warnings", None) else "",
             "error": exc.one_line(), "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(seconds, 2)}
+
+
+def _as_given(threshold: float) -> str:
+    """The threshold as the user gave it (not rounded to the 4 decimals of the scores)."""
+    return f"{threshold:.12g}"
 
 
 def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] | None = None) -> dict:
     """Score one slide and write its outputs. Raises WeakSTILError for a bad slide."""
     from weakstil.annotations import find_annotation
     from weakstil.embed import embed_slide
+    from weakstil.errors import not_brightfield
     from weakstil.files import FeaturesFile, SlideScoresFile
     from weakstil.fingerprint import check_not_another_file
     from weakstil.mil.bank import FeatureBank
@@ -366,6 +376,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     mark(ctx.opts.cache_dir, "embed")
     features = FeaturesFile.read(result.path)
     check_features_match_model(ctx.meta, features.attrs, result.path)
+    if DARK_IMAGE in (warned := json.loads(features.attrs.get("warnings") or "[]")):  # no brightfield H&E: no number
+        raise not_brightfield(path, warned)
     bed = ctx.beds.resolve(slide_id, features)
     if opts.annotations is not None and find_annotation(opts.annotations, slide_id) is None:  # a misnamed file?
         log.warning("%s: no annotation %s.geojson/.xml in %s; bed from %s", slide_id, slide_id, opts.annotations,
@@ -387,7 +399,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     if flags.any():
         stil = float(scores.stil)
         status = STATUS_BED_FALLBACK if bed.source.value == "tissue-fallback" else STATUS_OK
-        stil_high: object = bool(stil >= ctx.threshold)
+        stil_high: object = bool(round(stil, 4) >= ctx.threshold)  # the call of the number written
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
         log.warning("%s: no tumour bed found; no score", slide_id)
@@ -404,26 +416,10 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         raise
     return {"slide_id": slide_id, "path": os.path.abspath(path), "stil": round(stil, 4) if status in SCORED else math.nan,
             LOWER: qc_row[LOWER], UPPER: qc_row[UPPER], "qc": qc_row["qc"],
-            "stil_high": stil_high, "threshold": ctx.threshold, "n_tiles": int(len(tile_scores)),
+            "stil_high": stil_high, "threshold": _as_given(ctx.threshold), "n_tiles": int(len(tile_scores)),
             "n_tumorbed_tiles": int(flags.sum()), "tumorbed_source": bed.source.value, "status": status,
             "error": "", "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(time.perf_counter() - t0, 2)}
-
-
-def _title(slide_id: str, stil: float, stil_high: object, threshold: float, status: str, attrs: dict) -> str:
-    """The heatmap's title: score, interval, call and qc flags."""
-    from weakstil.qc.scoring import interval_text
-
-    if status not in SCORED:
-        label = status
-    else:
-        interval = interval_text(attrs.get(LOWER), attrs.get(UPPER), float(attrs.get("interval_level", 0.9)))
-        label = (f"sTIL {stil:.1f} %" + (f" ({interval})" if interval else "")
-                 + f", {'high' if stil_high else 'low'} at {threshold:g} %")
-        if status == STATUS_BED_FALLBACK:
-            label += f" ({status})"
-    qc = attrs.get("qc")
-    return f"{slide_id}: {label}" + (f"\nqc: {qc.replace(';', ', ')}" if qc else "")
 
 
 class _LazyEncoder:
@@ -451,7 +447,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
                          qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
                          stroma: np.ndarray | None = None, model_scores: np.ndarray | None = None) -> None:
     from weakstil.files import SlideScoresFile
-    from weakstil.outputs import write_heatmap_png, write_tiles_geojson
+    from weakstil.outputs import heatmap_title, write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
     from weakstil.tiles import heatmap_mpp
 
@@ -478,7 +474,9 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         thumb = slide.read_thumbnail(mpp)
         slide_mpp = slide.mpp
     write_heatmap_png(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,
-                      tumorbed_mask=bed.mask, title=_title(slide_id, stil, stil_high, ctx.threshold, status, attrs),
+                      tumorbed_mask=bed.mask, title=heatmap_title(slide_id, stil, stil_high, ctx.threshold, attrs,
+                                                          label=None if status in SCORED else status,
+                                                          fallback=status if status == STATUS_BED_FALLBACK else ""),
                       stroma_weights=stroma, provenance=attrs)
     # the slide-score file after the slow heatmap: it is what a rerun takes as 'scored', so a run
     # killed while the heatmap is drawn leaves no complete-looking score file; the tile GeoJSON comes

@@ -299,9 +299,9 @@ def slide_id_from_path(path: str | Path) -> str:
     """The file name without its (possibly double) extension: ``a/b/S1.ome.tiff`` -> ``S1``.
 
     A glob pattern that matched nothing keeps its whole name (``*.svs``, not ``*``), so its error
-    row says which pattern it was."""
+    row says which pattern it was; a file with ``[ ] * ?`` in its name is named as any other."""
     name = Path(path).name
-    if glob.has_magic(name):
+    if glob.has_magic(name) and not os.path.lexists(path):
         return name
     for suffix in (".ome.tiff", ".ome.tif"):
         if name.lower().endswith(suffix):
@@ -365,6 +365,10 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
     return meta, MppSource.METADATA
 
 
+#: The reason a mostly dark image is not brightfield; ``weakstil score`` refuses such a slide (no number).
+DARK_IMAGE = "mostly dark image (fluorescence or darkfield?); WeakSTIL expects brightfield H&E"
+
+
 def brightfield_warning(thumbnail: np.ndarray) -> str | None:
     """A reason the image does not look like brightfield H&E, or ``None`` if it does.
 
@@ -375,7 +379,7 @@ def brightfield_warning(thumbnail: np.ndarray) -> str | None:
     if rgb.size == 0:
         return None
     if np.percentile(brightness, 90) < 120:
-        return "mostly dark image (fluorescence or darkfield?); WeakSTIL expects brightfield H&E"
+        return DARK_IMAGE
     if len(tissue) > 100:
         r, g, b = tissue.mean(axis=0)
         if not (g < r and g < b):

@@ -238,20 +238,26 @@ TumorBedsOpt = Annotated[
 
 
 def expand_slides(patterns: list[str]) -> list[Path]:
-    """Expand globs; a pattern that matches nothing is kept so it fails as 'file not found'.
+    """Expand globs; a pattern that matches nothing is kept so it fails as 'file not found'. A path
+    that exists is taken as it is, even with ``[ ] * ?`` in its name (``Batch[2]/P9.svs`` is not
+    ``Batch2/P9.svs``).
 
-    A file named twice (or reached twice, e.g. through a symlink or two patterns) is kept once."""
+    A file named twice (or reached twice, e.g. through a symlink or two patterns) is kept once, under
+    its own name when one of the names is a symbolic link to it (outputs are named after it)."""
     out: list[Path] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # real path -> its index in out
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else []
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) and not os.path.lexists(pattern) else []
         for path in [Path(m) for m in matches] or [Path(pattern)]:
             real = os.path.realpath(path)
-            if real in seen:
-                log.info("%s: listed more than once; processed once", path)
+            if real not in seen:
+                seen[real] = len(out)
+                out.append(path)
                 continue
-            seen.add(real)
-            out.append(path)
+            kept = out[seen[real]]
+            if kept.is_symlink() and not path.is_symlink():
+                out[seen[real]], path, kept = path, kept, path
+            log.info("%s: the same file as %s; processed once, as %s", path, kept, kept)
     return out
 
 

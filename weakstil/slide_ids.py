@@ -1,0 +1,49 @@
+"""The slide ids of a batch: outputs are named by slide id, so one file per id.
+
+When two listed files share an id (``S1.svs`` beside ``S1.jpg``, or an MRXS slide's data folder
+``S1/`` beside another scan ``S1.tiff``), a file that opens as a slide takes the id before one that
+does not, whatever the order they were listed in; the other gets an error row.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from weakstil.errors import WeakSTILError
+from weakstil.slide import slide_id_from_path
+
+
+def claim_ids(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, WeakSTILError]]]:
+    """(the files to score, one per slide id, in the order listed; the files refused, with why)."""
+    from weakstil.slide_backend import can_open
+
+    owner: dict[str, Path] = {}
+    order: list[str] = []
+    refused: list[tuple[Path, WeakSTILError]] = []
+    for path in map(Path, paths):
+        slide_id = slide_id_from_path(path)
+        if slide_id not in owner:
+            owner[slide_id] = path
+            order.append(slide_id)
+            continue
+        first = owner[slide_id]
+        if not _opens(first, can_open) and _opens(path, can_open):
+            owner[slide_id], path, first = path, first, path  # the slide takes the id; the other file is refused
+        refused.append((path, _refusal(path, slide_id, first, can_open)))
+    return [owner[i] for i in order], refused
+
+
+def _opens(path: Path, can_open) -> bool:
+    try:
+        return path.is_file() and can_open(path)
+    except (OSError, WeakSTILError):
+        return False
+
+
+def _refusal(path: Path, slide_id: str, owner: Path, can_open) -> WeakSTILError:
+    if _opens(path, can_open):
+        return WeakSTILError(f"has the same slide id '{slide_id}' as {owner}, and outputs are named by slide id",
+                             path=path, fix="rename one of the files, or score it into another --out")
+    kind = "a folder" if path.is_dir() else "not a slide file WeakSTIL can open"
+    return WeakSTILError(f"is {kind}; slide id '{slide_id}' is {owner}'s, which is scored", path=path,
+                         fix="list only slide files (e.g. 'slides/*.svs' rather than 'slides/*')")
