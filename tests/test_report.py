@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -313,8 +314,13 @@ def test_a_model_without_cross_validation_is_reported_from_its_evaluation(traine
                    "--out", tmp_path / "oof")
     assert proc.returncode == 0, proc.stderr
     proc = run_cli("report", "--model", model, "--out", tmp_path / "r1", "--evaluation", tmp_path / "oof")
-    assert proc.returncode == 1 and "not an evaluation of this model's own scoring" in _one_error(proc)
+    assert proc.returncode == 1 and "another model's out-of-fold predictions" in _one_error(proc)
     assert not (tmp_path / "r1").exists()
+    # nor can predictions of no known model (a copy elsewhere): they are not this model's scoring
+    shutil.copy(trained["model"] / "cv" / "oof_predictions.csv", tmp_path / "preds.csv")
+    run_cli("evaluate", trained["cohort"], "--oof", tmp_path / "preds.csv", "--out", tmp_path / "oof2", check=True)
+    proc = run_cli("report", "--model", model, "--out", tmp_path / "r1", "--evaluation", tmp_path / "oof2")
+    assert proc.returncode == 1 and "not an evaluation of this model's own scoring" in _one_error(proc)
 
     proc = run_cli("evaluate", trained["cohort"], "--model", model, "--features", trained["root"] / "features",
                    "--out", tmp_path / "ev")

@@ -91,6 +91,8 @@ def _parse_stil(raw: str) -> tuple[float | None, str | None]:
     if text == "":
         return None, "stil is empty"
     try:
+        if "_" in text:  # Python reads "3_0" as 30
+            raise ValueError(text)
         value = float(text.rstrip("%"))
     except ValueError:
         comma = " (write decimals with a point: 30.5, not 30,5)" if "," in text else ""
@@ -279,8 +281,23 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         log.warning("%s: every sTIL label is at most 1 (%s...): they look like fractions, but the labels are "
                     "percentages 0-100; multiply them by 100 if so", csv_path,
                     ", ".join(f"{v:g}" for v in labels.iloc[:3]))
+    if group_col is not None:
+        _warn_lookalike_groups(csv_path, group_col, table["group"].tolist())
     log.debug("%s: %d slides, group column %s", csv_path, len(table), group_col)
     return Cohort(csv_path=csv_path, table=table, group_column=group_col)
+
+
+def _warn_lookalike_groups(csv_path: Path, group_col: str, groups: list[str]) -> None:
+    """Groups that differ only in case or spacing ('centre_0', 'Centre_0') are likely one centre
+    typed twice: as two groups its slides can sit on both sides of a cross-validation split."""
+    seen: dict[str, set[str]] = {}
+    for g in groups:
+        seen.setdefault(" ".join(g.casefold().split()), set()).add(g)
+    alike = [sorted(names) for names in seen.values() if len(names) > 1]
+    if alike:
+        log.warning("%s: %s values that differ only in case or spacing are taken as different groups: %s; if each is "
+                    "one centre or patient, spell it one way (else its slides can be trained on and tested on in "
+                    "cross-validation)", csv_path, group_col, "; ".join(" / ".join(map(repr, a)) for a in alike[:5]))
 
 
 # --- cross-validation splits ------------------------------------------------------------

@@ -85,6 +85,8 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
     for c in m["classification"]:
         for k in ("auc", "sensitivity", "specificity", "accuracy", "n_high", "n_low"):
             rows.append({"metric": k, "threshold": c["threshold"], "value": c[k]})
+    if m.get("n_training_slides") is not None:  # > 0: these metrics are in-sample for that many slides
+        rows.append({"metric": "n_training_slides", "threshold": "", "value": m["n_training_slides"]})
     with atomic_path(out_dir / "metrics.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
     with atomic_path(out_dir / "calibration.csv") as tmp:
@@ -100,7 +102,7 @@ def write_predictions(pred: pd.DataFrame, path: str | Path, threshold: float = S
     out["high_true"] = (out["stil_true"] >= threshold).astype(int)
     # a slide without a prediction (no tumour bed) has no high/low call either: empty, not 0
     out["high_pred"] = (out["stil_pred"] >= threshold).astype("Int64").where(out["stil_pred"].notna())
-    extra = [c for c in ("status",) if c in out]  # after the usual columns
+    extra = [c for c in ("status", "training_slide") if c in out]  # after the usual columns
     out = out[[c for c in out.columns if c not in extra] + extra]
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False, float_format="%.4f")
@@ -114,6 +116,11 @@ def _figure():
     import matplotlib.pyplot as plt
 
     return plt
+
+
+def _lead(title: str) -> str:
+    """A plot title's lead: on its own line when long (an in-sample warning must not be cut off)."""
+    return "" if not title else f"{title}\n" if len(title) > 20 else f"{title}: "
 
 
 def plot_scatter(pred: pd.DataFrame, path: Path, m: dict, title: str = "") -> None:
@@ -135,7 +142,7 @@ def plot_scatter(pred: pd.DataFrame, path: Path, m: dict, title: str = "") -> No
     ax.set_xlabel("true sTIL %")
     ax.set_ylabel("predicted sTIL %")
     ax.set_aspect("equal")
-    ax.set_title(f"{title + ': ' if title else ''}n={m['n']}, R²={m['r2']:.3f}, r={m['pearson_r']:.3f}, "
+    ax.set_title(f"{_lead(title)}n={m['n']}, R²={m['r2']:.3f}, r={m['pearson_r']:.3f}, "
                  f"MAE={m['mae']:.2f}", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()
@@ -159,7 +166,7 @@ def plot_roc(t: np.ndarray, p: np.ndarray, path: Path, thresholds, title: str = 
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")
-    ax.set_title(f"{title + ': ' if title else ''}sTIL-high ROC", fontsize=9)
+    ax.set_title(f"{_lead(title)}sTIL-high ROC", fontsize=9)
     ax.legend(fontsize=8, loc="lower right")
     ax.set_aspect("equal")
     ax.grid(alpha=0.3)
@@ -336,7 +343,6 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     pred = pd.DataFrame({"slide_id": ids, "stil_true": cohort.labels, "stil_pred": [stil.get(s, np.nan) for s in ids],
                          "group": cohort.groups,
                          "status": [STATUS_NO_BED if s in left_out else STATUS_OK for s in ids]})
-    write_predictions(pred, out_dir / "predictions.csv", threshold)
     trained_on = training_slide_ids(model_dir, meta)
     scans = training_fingerprints(model_dir)
     renamed = {bag.slide_id: scans[fp] for bag in bank.bags if (fp := str(bag.attrs.get("slide_fingerprint")))
@@ -351,8 +357,12 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     elif trained_on is None:
         log.info("the model does not say which slides it was trained on: cannot tell whether any evaluated slide "
                  "is one")
-    return write_metrics(pred[pred["stil_pred"].notna()].drop(columns="status"), out_dir, threshold=threshold,
-                         title="evaluate", color_groups=cohort.group_column is not None, extra={
+    # said in the files people share too (the plots' titles, predictions.csv), not only in the log
+    pred["training_slide"] = pd.array([None if seen is None else s in seen for s in ids], dtype="boolean")
+    write_predictions(pred, out_dir / "predictions.csv", threshold)
+    title = f"evaluate, in-sample: {len(seen)} of {len(stil)} training slides" if seen else "evaluate"
+    return write_metrics(pred[pred["stil_pred"].notna()].drop(columns=["status", "training_slide"]), out_dir,
+                         threshold=threshold, title=title, color_groups=cohort.group_column is not None, extra={
                              "mode": "model", "model": str(model_dir), "model_sha256": model_sha,
                              "model_id": f"{model_dir.name}@{str(meta.get('weights_sha256'))[:12]}",  # as in score
                              "encoder": meta.get("encoder", {}).get("name"), "scoring": how, "n_models": len(models),
@@ -382,15 +392,21 @@ def _check_oof_labels(table: pd.DataFrame, pred: pd.DataFrame, oof_path: Path) -
 
 
 def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path, *,
-                 group_column: str | None = None, threshold: float = STIL_THRESHOLD) -> dict:
+                 group_column: str | None = None, threshold: float | None = None) -> dict:
     """Metrics of saved predictions (e.g. ``MODEL/cv/oof_predictions.csv``) against the cohort's
-    labels. A prediction outside 0-100 (not an sTIL%) is refused, naming its row."""
+    labels. A prediction outside 0-100 (not an sTIL%) is refused, naming its row. The file's
+    SHA-256 is recorded (a report of a model checks that these are its predictions), and when it
+    lies in a model folder, that model and its sTIL-high threshold (the default ``threshold``)."""
     from weakstil.cohort import read_cohort
+    from weakstil.runtime import sha256_file
 
     cohort = read_cohort(csv_path, group_column=group_column)
     oof_path = Path(oof_path)
     if not oof_path.exists():
         raise WeakSTILError("predictions file not found", path=oof_path, fix="pass MODEL/cv/oof_predictions.csv")
+    owner = oof_model(oof_path)
+    if threshold is None:
+        threshold = float(owner[1].get("threshold", STIL_THRESHOLD)) if owner else STIL_THRESHOLD
     try:
         pred = pd.read_csv(oof_path, dtype={"slide_id": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
@@ -434,4 +450,21 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     write_predictions(table, out_dir / "predictions.csv", threshold)
     return write_metrics(table, out_dir, threshold=threshold, title="out-of-fold", color_groups=cohort.group_column
                          is not None, extra={"mode": "oof", "predictions": str(oof_path.resolve()), "folds": folds,
+                                             "predictions_sha256": sha256_file(oof_path),
+                                             "model": str(owner[0].resolve()) if owner else None,
+                                             "model_sha256": owner[1].get("weights_sha256") if owner else None,
                                              "cohort": str(Path(csv_path).resolve())})
+
+
+def oof_model(oof_path: Path) -> tuple[Path, dict] | None:
+    """(the model folder, its model.json) of predictions saved as ``MODEL/cv/oof_predictions.csv``;
+    ``None`` for a file elsewhere (or a folder without a readable model.json)."""
+    from weakstil.modeldir import ModelDir
+
+    model = ModelDir(oof_path.resolve().parent.parent)
+    if oof_path.resolve() != model.oof_path.resolve() or not model.meta_path.is_file():
+        return None
+    try:
+        return model.root, model.read_meta()
+    except WeakSTILError:
+        return None

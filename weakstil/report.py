@@ -242,7 +242,7 @@ def confidence_headline(meta: dict) -> dict[str, float | None]:
     usable = conf.get("q") is not None and int(conf.get("n") or 0) >= MIN_SLIDES  # else no interval at all
     return {f"{level} interval coverage, out of fold (leave-one-out)": conf.get("coverage_loo") if usable else None,
             f"median {level} interval width (sTIL points)": conf.get("width_median") if usable else None,
-            "training slides with a qc flag": qc.get("training_flagged")}
+            "share of training slides with a qc flag": qc.get("training_flagged")}
 
 
 def headline(metrics: dict, threshold: float) -> dict[str, float | None]:
@@ -310,7 +310,7 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     described = f"{cv_folds}-fold cross-validation, out-of-fold predictions (each slide scored by a model that " \
                 "never saw it)"
     if not own_cv:
-        described = describe_evaluation(metrics, meta, metrics_dir, cv_folds)
+        described = describe_evaluation(metrics, meta, metrics_dir, cv_folds, oof_path)
     threshold = float(metrics.get("threshold", meta.get("threshold", STIL_THRESHOLD)))
     if has_cv:  # the slide table and heatmaps: out-of-fold, whatever the metrics are
         table = pd.read_csv(oof_path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
@@ -374,20 +374,21 @@ def _evaluated_slides(metrics: dict, folder: Path) -> pd.DataFrame:
     return table[table["stil_pred"].notna()].reset_index(drop=True)
 
 
-def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int | None) -> str:
+def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int | None, own_oof: Path) -> str:
     """How an evaluation folder's predictions were made, as its metrics.json says: out-of-fold
     (``evaluate --oof``) or this model scoring slides (``evaluate --model``, not out of fold:
     a slide it was trained on is in-sample). An evaluation of another model is refused."""
     mode = metrics.get("mode") or ("oof" if "predictions" in metrics else "model" if "model" in metrics else None)
     n = metrics.get("n")
+    theirs, ours = metrics.get("model_sha256"), meta.get("weights_sha256")
     if mode == "oof":
+        _check_own_predictions(metrics, folder, own_oof, theirs, ours)
         folds = metrics.get("folds") or cv_folds
         return (f"{folds}-fold cross-validation, out-of-fold predictions of {n} slides (each slide scored by a model "
                 f"that never saw it; {metrics.get('predictions', 'saved predictions')})")
     if mode != "model":
         raise WeakSTILError("metrics.json does not say how its predictions were made", path=folder / "metrics.json",
                             fix="pass an --evaluation folder written by 'weakstil evaluate'")
-    theirs, ours = metrics.get("model_sha256"), meta.get("weights_sha256")
     if theirs and ours and theirs != ours:
         raise WeakSTILError(f"is an evaluation of another model ({metrics.get('model')}, weights sha256 "
                             f"{str(theirs)[:12]}…, not {str(ours)[:12]}…)", path=folder,
@@ -401,6 +402,22 @@ def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int |
     text += (f"; {whole} of them scored over the whole tissue, though the model was trained on tumour beds: not what "
              "it measures" if whole else "")
     return text + (f"; {len(left_out)} more slide(s) left out: no tumour bed" if left_out else "") + ")"
+
+
+def _check_own_predictions(metrics: dict, folder: Path, own_oof: Path, theirs: str | None, ours: str | None) -> None:
+    """Refuse an ``evaluate --oof`` folder of another model's predictions: the model it records has
+    other weights, or its predictions file (SHA-256 recorded, else the file itself) is not this
+    model's ``cv/oof_predictions.csv``."""
+    from weakstil.runtime import sha256_file
+
+    recorded = metrics.get("predictions_sha256")
+    if not recorded and metrics.get("predictions") and Path(metrics["predictions"]).is_file():  # an older evaluation
+        recorded = sha256_file(Path(metrics["predictions"]))
+    mine = sha256_file(own_oof) if own_oof.is_file() else None
+    if (theirs and ours and theirs != ours) or (recorded and mine and recorded != mine):
+        raise WeakSTILError("is an evaluation of another model's out-of-fold predictions "
+                            f"({metrics.get('model') or metrics.get('predictions')})", path=folder,
+                            fix="pass the --out of 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv' of this --model")
 
 
 def write_overview(out_dir: Path, rows: list[SlideRow], target: Path) -> Path:

@@ -146,8 +146,7 @@ def evaluate(
         from weakstil.evaluation import evaluate_oof
 
         with hold_folder(out, "evaluate"), staged_folder(out, "evaluate", overwrite=overwrite) as tmp:
-            m = evaluate_oof(cohort, oof, tmp, group_column=group_column,
-                             threshold=settings.STIL_THRESHOLD if threshold is None else threshold)
+            m = evaluate_oof(cohort, oof, tmp, group_column=group_column, threshold=threshold)
     else:
         from weakstil.evaluation import evaluate_cohort
         from weakstil.tumorbed.resolver import BedSources

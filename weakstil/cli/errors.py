@@ -40,8 +40,8 @@ def _verbose() -> bool:
     return logging.getLogger().isEnabledFor(logging.DEBUG)
 
 
-#: Commands that keep each finished slide, so a rerun does only the rest (train, pretrain, evaluate,
-#: tumorbed train, report and demo write their output at the end: a rerun starts over).
+#: Commands that keep each finished slide, so a rerun does only the rest (train, evaluate, tumorbed
+#: train, report and demo write their output at the end: a rerun starts over; pretrain keeps checkpoints).
 PER_SLIDE_COMMANDS = frozenset({"tile", "embed", "score", "tumorbed_apply"})
 
 
@@ -71,6 +71,8 @@ def reports_errors(command: F) -> F:
         except KeyboardInterrupt as exc:
             terminated = isinstance(exc, Terminated)
             rerun = ("a rerun continues where this one stopped" if command.__name__ in PER_SLIDE_COMMANDS
+                     else "its last checkpoint, if one was written, is kept: --resume continues from it"
+                     if command.__name__ == "pretrain"
                      else "a rerun starts over")
             error_line(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}; unfinished outputs were removed "
                        f"({rerun}).")

@@ -206,6 +206,7 @@ def expected_embed_dim(card: EncoderCard, model: torch.nn.Module) -> int | None:
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors from a ``.safetensors`` file or a weights-only PyTorch checkpoint (never unpickles code)."""
     import pickle
+    import warnings
 
     import torch
 
@@ -225,7 +226,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                                fix="download or export the weights again") from None
     else:
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about a pickle it refuses; our error line says it
+                warnings.simplefilter("ignore", UserWarning)
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError,
                 TypeError, AttributeError) as exc:  # torch.load of an arbitrary file fails in many ways
             raise EncoderError(f"not a weights-only PyTorch state dict ({_short(exc)})", path=path,
@@ -295,6 +298,11 @@ def hub_weights_path(card: EncoderCard) -> Path:
     if hub_offline():
         raise EncoderError(f"encoder '{card.name}': weights of {card.hub_id} are not in the Hugging Face "
                            "cache and HF_HUB_OFFLINE=1 forbids downloading", fix=how)
+    unreachable = _hub_unreachable()
+    if unreachable:  # fail now: the hub client retries each file for about a minute before giving up
+        raise EncoderError(f"encoder '{card.name}': weights of {card.hub_id} are not in the Hugging Face cache and "
+                           f"the hub cannot be reached ({unreachable})",
+                           fix=how + "; on a machine without internet, set HF_HUB_OFFLINE=1")
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, GatedRepoError, HfHubHTTPError,
                                         LocalEntryNotFoundError, RepositoryNotFoundError)
@@ -317,6 +325,19 @@ def hub_weights_path(card: EncoderCard) -> Path:
     raise EncoderError(f"encoder '{card.name}': none of {', '.join(HUB_WEIGHT_FILES)} could be fetched from "
                        f"{card.hub_id} (no network, a gated model this account cannot read, or other file names)",
                        fix=how)
+
+
+def _hub_unreachable() -> str | None:
+    """Why the Hugging Face endpoint's host name does not resolve (no network), or ``None``."""
+    import socket
+    from urllib.parse import urlparse
+
+    host = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co").hostname or "huggingface.co"
+    try:
+        socket.getaddrinfo(host, 443)
+    except OSError as exc:
+        return f"{host}: {exc.strerror or exc}"
+    return None
 
 
 def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: int = 0

@@ -150,11 +150,12 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         table[low_col], table[high_col] = lows, highs
         _write_json(folder.calibration_path, cal.to_dict())
         summary["confidence"] = {k: v for k, v in cal.to_dict().items() if k != "extra"}
-        log.info("interval: %g%% nominal, out-of-fold coverage %.0f%% (leave-one-out %.0f%%), median width %.1f "
-                 "points (%d slides), offset %g, shift weight %g (fitted %g, floor %g)", 100 * cal.level,
-                 100 * cal.coverage_oof, 100 * cal.coverage_loo, cal.width_median, cal.n, cal.offset, cal.shift_weight,
-                 cal.shift_weight_fitted, cal.shift_weight_floor)
-        if not cal.usable:
+        if cal.usable:  # (without an interval its coverage and width mean nothing: 100 %, infinite)
+            log.info("interval: %g%% nominal, out-of-fold coverage %.0f%% (leave-one-out %.0f%%), median width %.1f "
+                     "points (%d slides), offset %g, shift weight %g (fitted %g, floor %g)", 100 * cal.level,
+                     100 * cal.coverage_oof, 100 * cal.coverage_loo, cal.width_median, cal.n, cal.offset,
+                     cal.shift_weight, cal.shift_weight_fitted, cal.shift_weight_floor)
+        else:
             log.warning("%d out-of-fold slides are too few for a %g%% interval; slides are scored without one",
                         cal.n, 100 * cal.level)
 
