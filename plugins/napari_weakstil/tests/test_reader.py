@@ -51,6 +51,20 @@ def test_readers_claim_only_their_files(tmp_path):
     assert get_slide_reader(str(tmp_path / "fake.svs")) is None
 
 
+def test_a_damaged_result_file_is_refused_with_its_reason(scored, tmp_path):
+    """A result cut short (a copy that stopped) gets a reader that says why it cannot be shown: napari
+    shows that message instead of only "no reader" (no other plugin reads a damaged HDF5 either)."""
+    from weakstil.errors import WeakSTILError
+
+    whole = scored["score_h5"]
+    cut = tmp_path / whole.name
+    cut.write_bytes(whole.read_bytes()[:3000])
+    reader = get_result_reader(str(cut))
+    assert reader is not None
+    with pytest.raises(WeakSTILError, match="not a readable HDF5 file.*damaged result file.*Fix: copy it again"):
+        reader(str(cut))
+
+
 def test_slide_without_mpp_opens_in_pixels():
     path = SHARED / "slides" / "tcga-cr-7395-01a-01-ts1_jp2k.svs"
     if not path.exists():

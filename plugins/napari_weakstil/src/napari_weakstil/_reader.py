@@ -48,8 +48,34 @@ def get_result_reader(path: str | list[str]) -> ReaderFunction | None:
 
     try:
         return read_result_with_slide if kind_of(p) is not None else None
-    except WeakSTILError:  # not HDF5
-        return None
+    except WeakSTILError as exc:  # not HDF5; or an HDF5 file that cannot be read (truncated by a copy)
+        if not _hdf5_signature(p):
+            return None
+        return _refusal(WeakSTILError(f"{exc.message.rstrip('.')}: a damaged result file (cut short by a copy?)", path=p,
+                                      fix="copy it again, or run the command that wrote it again (it redoes a slide "
+                                          "whose .h5 is damaged)"))
+
+
+#: The first bytes of every HDF5 file.
+HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def _hdf5_signature(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(HDF5_SIGNATURE)) == HDF5_SIGNATURE
+    except OSError:
+        return False
+
+
+def _refusal(exc: Exception) -> ReaderFunction:
+    """A reader that says why a damaged HDF5 result cannot be shown (napari shows its message),
+    instead of napari's bare "no reader"; no other plugin reads a damaged HDF5 file either."""
+
+    def refuse(path: str | list[str]) -> list[LayerData]:
+        raise exc
+
+    return refuse
 
 
 def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
