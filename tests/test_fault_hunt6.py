@@ -188,3 +188,14 @@ def test_hub_weights_without_network_fail_at_once_and_say_how(monkeypatch):
     monkeypatch.setattr("huggingface_hub.try_to_load_from_cache", lambda *a, **k: None)  # not cached here
     with pytest.raises(WeakSTILError, match="cannot be reached .*HF_HUB_OFFLINE=1"):
         hub_weights_path(load_card("kaiko-vits16"))
+
+
+def test_scoring_a_slide_folder_into_itself_twice_scores_only_the_slides(world, tmp_path):
+    folder = tmp_path / "slides"
+    folder.mkdir()
+    shutil.copy(world.slide, folder / "A.tiff")
+    for _ in range(2):  # the second run lists the first one's outputs (A.h5, A.geojson, features/...) too
+        proc = score(world, folder / "*", "--out", folder)
+        assert proc.returncode == 0 and not error_lines(proc.stderr), proc.stderr
+    table = pd.read_csv(folder / "results.csv")
+    assert table["slide_id"].tolist() == ["A"] and table["status"].tolist() == ["ok"]

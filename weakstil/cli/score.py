@@ -58,7 +58,7 @@ def score(
                         slide_mpp=slide_mpp,
                         allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
                         tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite)
-    paths = expand_slides(slides)
+    paths = _not_our_outputs(expand_slides(slides), out, opts.cache_dir)
     rows = score_batch(paths, opts)
     ok = sum(r["status"] != STATUS_ERROR for r in rows)
     no_bed = sum(r["status"] == STATUS_NO_BED for r in rows)
@@ -74,6 +74,22 @@ def score(
                     ", ".join(sorted(set(others.values()))))
     if ok < len(paths):
         raise typer.Exit(1)
+
+
+def _not_our_outputs(paths: list[Path], out: Path, cache_dir: Path) -> list[Path]:
+    """``paths`` without the files an earlier score wrote into ``out`` (``score 'slides/*' --out
+    slides``, run again, would list them as slides: error rows, exit 1)."""
+    from weakstil.score import OUTPUT_SUFFIXES
+
+    ours = {"results.csv"}
+    inside = [p for p in paths if p.parent.resolve() == out.resolve()]
+    ours |= {p.name for p in inside for s in OUTPUT_SUFFIXES if p.name.endswith(s)
+             and any((out / (p.name[: -len(s)] + o)).is_file() for o in OUTPUT_SUFFIXES if o != s)}
+    skipped = [p for p in inside if p.name in ours or p.name.startswith(".") or p.resolve() == cache_dir.resolve()]
+    if skipped:
+        log.info("%d of the listed files are this command's own outputs in %s (%s...); not scored as slides",
+                 len(skipped), out, skipped[0].name)
+    return [p for p in paths if p not in skipped]
 
 
 def demo(
