@@ -55,7 +55,8 @@ def _tile_pearson(tiles_dir, truth):
 def test_learns_tile_stil_from_slide_labels(planted, tmp_path, aggregator, min_r2, min_tile_r):
     """Out-of-fold: slide R² and the tile scores' correlation with the hidden tile sTIL."""
     root, table, truth = planted
-    cfg = TrainConfig(aggregator=aggregator, hidden=32, epochs=40, lr=3e-3, seed=0)
+    # one model per fold: what is tested is learning from slide labels (the members: below)
+    cfg = TrainConfig(aggregator=aggregator, hidden=32, epochs=40, lr=3e-3, seed=0, members=1)
     out = tmp_path / "model"
     res = train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
     oof = np.genfromtxt(out / "cv" / "oof_predictions.csv", delimiter=",", names=True, dtype=None, encoding=None)
@@ -226,7 +227,7 @@ def test_stroma_aggregator_learns_the_stil_definition(planted_stroma, tmp_path, 
     """Out of fold: slide R², tile scores vs the hidden tile sTIL, and (learned) stroma weights vs stroma."""
     root, table, truth = planted_stroma
     cfg = TrainConfig(aggregator="stroma", stroma_weight=stroma_weight, hidden=32, epochs=40, lr=3e-3,
-                      seed=0)
+                      seed=0, members=1)  # one model per fold, as above
     out = tmp_path / "model"
     res = train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
     assert res["cv"]["metrics"]["r2"] >= 0.9
