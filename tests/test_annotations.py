@@ -343,3 +343,63 @@ def test_an_island_inside_another_polygons_hole_is_kept_whatever_the_order() -> 
     for parts in ([ring, island], [island, ring]):
         mask = rasterize(MultiPolygon(parts), 100, 100, 1.0, 1.0)
         assert mask.sum() == 80 * 80 - 40 * 40 + 20 * 20 and mask[40, 40] and not mask[25, 25]
+
+
+def _box(x0, y0, x1, y1):
+    return [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]
+
+
+def _feature(ring, props):
+    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": ring}, "properties": props}
+
+
+@pytest.mark.parametrize("other", ["Non-tumor", "Non-invasive", "Carcinoma in situ", "Peritumoral stroma", "Normal",
+                                   "Region*", "Stroma"])
+def test_only_the_class_naming_the_tumour_bed_is_the_bed(tmp_path, other, caplog):
+    """A class is matched for what it says: "Non-tumor" or "Carcinoma in situ" holds the word tumour or
+    carcinoma and is not the bed; a region of interest is the bed only when no class names the tumour."""
+    path = tmp_path / "S.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(_box(0, 0, 100, 100), {"classification": {"name": "Tumor bed"}}),
+        _feature(_box(200, 0, 300, 100), {"classification": {"name": other}})]}))
+    with caplog.at_level("INFO"):
+        bed = load_polygons(path)
+    assert bed.bounds == (0, 0, 100, 100)
+    assert f"not used: {other}" in caplog.text
+
+
+def test_qupath_detections_are_passed_over_and_derived_classes_read(tmp_path):
+    path = tmp_path / "S.geojson"
+    cells = [_feature(_box(500 + 10 * i, 500, 505 + 10 * i, 505), {"objectType": "detection",
+                                                                     "classification": {"name": "Tumor"}})
+             for i in range(20)]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(_box(0, 0, 100, 100), {"objectType": "annotation"}), *cells]}))
+    assert load_polygons(path).bounds == (0, 0, 100, 100)  # the drawn bed, not the cells
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": cells}))
+    with pytest.raises(AnnotationError, match="only detection/cell objects"):
+        load_polygons(path)
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(_box(0, 0, 100, 100), {"classification": {"names": ["Tumor", "Positive"]}}),
+        _feature(_box(200, 0, 300, 100), {"classification": {"names": ["Stroma"]}}),
+        _feature(_box(20, 20, 40, 40), {"name": "Ignore"})]}))  # a name like an exclusion: cut out
+    bed = load_polygons(path)
+    assert bed.bounds == (0, 0, 100, 100) and bed.area == 100 * 100 - 20 * 20
+
+
+def test_imagescope_layers_are_classes_and_ellipses_are_areas(tmp_path):
+    def region(verts, kind="0", negative="0"):
+        vs = "".join(f'<Vertex X="{x}" Y="{y}"/>' for x, y in verts)
+        return f'<Region Type="{kind}" NegativeROA="{negative}"><Vertices>{vs}</Vertices></Region>'
+
+    path = tmp_path / "S.xml"
+    path.write_text('<Annotations>'
+                    f'<Annotation Name="Tumor bed"><Regions>{region([(0, 0), (100, 0), (100, 100), (0, 100)])}'
+                    f'{region([(200, 0), (300, 100)], kind="2")}</Regions></Annotation>'
+                    f'<Annotation Name="Stroma"><Regions>{region([(0, 0), (900, 0), (900, 900)])}</Regions></Annotation>'
+                    f'<Annotation Name="Exclusion"><Regions>{region([(10, 10), (30, 10), (30, 30), (10, 30)])}'
+                    '</Regions></Annotation></Annotations>')
+    bed = load_polygons(path)
+    ellipse = np.pi * 50 * 50
+    assert bed.bounds == pytest.approx((0, 0, 300, 100), abs=0.5)
+    assert bed.area == pytest.approx(100 * 100 - 20 * 20 + ellipse, rel=0.01)

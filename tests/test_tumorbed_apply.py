@@ -397,6 +397,43 @@ def test_a_bed_whose_annotation_was_corrected_since_is_refused(cohort, tmp_path)
     assert "--annotations" in err.value.fix
 
 
+def test_a_bed_whose_own_outline_was_edited_since_is_refused(cohort, detector, tmp_path):
+    """The outline 'tumorbed apply' writes beside its bed, corrected in QuPath and saved over itself:
+    --tumorbed-beds must not score the old bed as if nothing had changed (the call could flip)."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.tumorbed import BedSources
+    from weakstil.tumorbed.apply import apply_tumorbed
+
+    sid = cohort["ids"][2]
+    apply_tumorbed(cohort["features"] / f"{sid}.h5", tmp_path / "beds", BedSources.open(detector=detector))
+    beds = BedSources.open(beds=tmp_path / "beds")
+    assert beds.resolve(sid, _features(cohort, sid)).source.value in ("model", "tissue-fallback")  # unchanged: used
+    outline = tmp_path / "beds" / f"{sid}.geojson"
+    data = json.loads(outline.read_text())
+    data["features"] = data["features"][:1]  # the pathologist deleted part of it
+    data["features"][0]["properties"]["classification"] = {"name": "Tumor bed"}
+    outline.write_text(json.dumps(data))
+    with pytest.raises(WeakSTILError, match="was edited after 'tumorbed apply' wrote it") as err:
+        beds.resolve(sid, _features(cohort, sid))
+    assert "--annotations" in err.value.fix
+
+
+def test_a_detector_refuses_features_of_other_tiles(cohort, detector, tmp_path):
+    """Like another encoder's, features at another µm/px or tile size are not what the detector learned."""
+    meta = json.loads((detector / "model.json").read_text())
+    assert meta["tiling"] == {"mpp": 0.5, "tile_px": 224}
+    other = tmp_path / "features"
+    other.mkdir()
+    sid = cohort["ids"][0]
+    shutil.copy(cohort["features"] / f"{sid}.h5", other / f"{sid}.h5")
+    with h5py.File(other / f"{sid}.h5", "a") as f:  # as if embedded with --mpp 1.0
+        f.attrs["mpp"] = 1.0
+    proc = run_cli("tumorbed", "apply", other / f"{sid}.h5", "--out", tmp_path / "beds", "--tumorbed", detector)
+    assert proc.returncode == 1
+    [error] = _errors(proc)
+    assert "trained on tiles of 224 px at 0.5 µm/px, but the features are tiles of 224 px at 1 µm/px" in error
+
+
 def test_a_detector_retrained_in_the_same_folder_is_a_new_request(detector, tmp_path):
     """score skips a slide whose bed request is unchanged: a detector trained again into the same
     folder keeps its id and path, so its content must be part of the request."""

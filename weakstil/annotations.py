@@ -20,11 +20,20 @@ from weakstil.settings import SLIDE_FILE_SUFFIXES  # an annotation's name may ke
 
 log = logging.getLogger(__name__)
 
-#: Classification names taken as tumour bed when a file holds several classes.
-TUMOR_BED_NAMES = re.compile(r"tumou?r[ _-]?bed|tumou?r|invasive|carcinoma|roi|region", re.IGNORECASE)
+#: Classification (GeoJSON), group (ASAP) and layer (ImageScope) names taken as tumour bed when a
+#: file holds several classes, before any other class.
+TUMOR_BED_NAMES = re.compile(r"tumou?r|invasive|carcinoma|\bidc\b|\bilc\b", re.IGNORECASE)
+#: Names of a region of interest: the bed when no class names the tumour itself (QuPath's "Region*").
+ROI_NAMES = re.compile(r"\broi\b|\bregions?\b", re.IGNORECASE)
+#: Names that say an area is not the invasive tumour bed, whatever else they say ("Non-tumor",
+#: "Carcinoma in situ", "Peritumoral stroma", "Normal", "Lymph node"): never the bed.
+NOT_BED_NAMES = re.compile(r"\bnon\b|\bnon-?\w|\bnot\b|in[ _-]?situ|\bdcis\b|\blcis\b|\bnormal\b|\bbenign\b|"
+                           r"\bperi[ _-]?tumou?r|\bhealthy\b|necros|\blymph", re.IGNORECASE)
 #: ASAP groups and GeoJSON classes whose polygons are cut out of the bed (CAMELYON16 names its exclusions
 #: "_2"; QuPath's built-in "Ignore*" class marks areas to leave out).
-EXCLUDED_NAMES = re.compile(r"exclu|negative|^_2$|^ignore\*?$", re.IGNORECASE)
+EXCLUDED_NAMES = re.compile(r"exclu|^\s*negative\b|^_2$|^ignore\*?$", re.IGNORECASE)
+#: QuPath object types that are not drawn areas: detections outline cells or tiles, not the bed.
+NOT_ANNOTATIONS = ("detection", "cell", "tile")
 #: File name patterns tried for a slide id, in order.
 ANNOTATION_PATTERNS = ("{id}.geojson", "{id}_tumorbed.geojson", "{id}.json", "{id}.xml", "{id}_tumorbed.xml")
 
@@ -267,15 +276,20 @@ def _geojson_polygons(path: Path) -> tuple[list, list]:
     if not isinstance(features, list):
         raise AnnotationError("GeoJSON holds no features", path=path,
                               fix="export a FeatureCollection of polygons from QuPath")
-    classified, unclassified, excluded = [], [], []
+    named, excluded, detections = [], [], 0
     for i, feat in enumerate(features):
         if isinstance(feat, dict) and feat.get("geometry", 0) is None:
             continue  # GeoJSON's unlocated feature (a measurement without a shape): no area
         if not isinstance(feat, dict) or not isinstance(feat.get("geometry"), dict):
             raise AnnotationError(f"feature {i} has no geometry", path=path, fix="export polygons from QuPath")
         props = feat.get("properties") or {}
-        cls = props.get("classification") or {}
-        name = cls.get("name") if isinstance(cls, dict) else str(cls)
+        if not isinstance(props, dict):
+            props = {}
+        if str(props.get("objectType", "")).lower() in NOT_ANNOTATIONS:  # cells found by QuPath, not a drawn area
+            detections += 1
+            continue
+        name = _class_name(props.get("classification"))
+        own = str(props.get("name") or "")  # an object named "Ignore" or "Exclusion" is one, classified or not
         for geometry in _geojson_areas(feat["geometry"]):
             geom_type = geometry.get("type")
             if not _all_finite(geometry.get("coordinates")):  # before GEOS, which warns and then misreads them
@@ -285,17 +299,55 @@ def _geojson_polygons(path: Path) -> tuple[list, list]:
             except Exception as exc:
                 raise AnnotationError(f"feature {i} has an invalid {geom_type} ({exc})", path=path,
                                       fix="check the coordinates are [[x, y], ...] rings") from None
-            if name and EXCLUDED_NAMES.search(str(name)):
+            if (name and EXCLUDED_NAMES.search(name)) or (own and EXCLUDED_NAMES.search(own)):
                 excluded.append(geom)
             else:
-                (classified if name else unclassified).append((name, geom))
-    chosen = [g for name, g in classified if TUMOR_BED_NAMES.search(name or "")]
+                named.append((name, geom))
+    if detections:
+        log.info("%s: %d detection/cell object(s) passed over: only annotations outline the tumour bed", path,
+                 detections)
+    chosen = choose_bed(named, path)
     if not chosen:
-        chosen = [g for _, g in unclassified] or [g for _, g in classified]
-    if not chosen:
-        raise AnnotationError("GeoJSON holds no polygons" + (" other than excluded areas" if excluded else ""),
-                              path=path, fix="draw the tumour bed as a polygon or area annotation")
+        what = ("only detection/cell objects" if detections and not named and not excluded else
+                "no polygons other than excluded areas" if excluded and not named else
+                "only polygons whose classes say they are not the tumour bed" if named else "no polygons")
+        raise AnnotationError(f"GeoJSON holds {what}", path=path,
+                              fix="draw the tumour bed as a polygon or area annotation (QuPath: export the "
+                                  "annotations, not the detections)")
     return chosen, excluded
+
+
+def _class_name(cls: object) -> str:
+    """A QuPath classification's name: ``{"name": "Tumor"}``, or 0.4's ``{"names": ["Tumor",
+    "Positive"]}`` (a derived class, "Tumor: Positive"), or a plain string."""
+    if isinstance(cls, dict):
+        if cls.get("name"):
+            return str(cls["name"])
+        names = cls.get("names")
+        return ": ".join(map(str, names)) if isinstance(names, list) else ""
+    return str(cls) if cls else ""
+
+
+def choose_bed(named: list[tuple[str, object]], path: Path) -> list:
+    """The bed polygons among ``(class name, polygon)`` pairs (exclusions already taken out): the
+    classes naming the tumour (:data:`TUMOR_BED_NAMES`) if any, else those naming a region of
+    interest, else the unclassified polygons, else every other class; a class that says it is not
+    the bed (:data:`NOT_BED_NAMES`) never is. Which classes were used, and which not, is logged."""
+    def rank(name: str) -> int:
+        if not name:
+            return 2
+        if NOT_BED_NAMES.search(name):
+            return 4
+        return 0 if TUMOR_BED_NAMES.search(name) else 1 if ROI_NAMES.search(name) else 3
+
+    ranks = [rank(name) for name, _ in named]
+    best = min((r for r in ranks if r < 4), default=None)
+    chosen = [g for (_, g), r in zip(named, ranks) if r == best]
+    unused = sorted({name or "unclassified" for (name, _), r in zip(named, ranks) if r != best})
+    if unused:
+        used = sorted({name or "unclassified" for (name, _), r in zip(named, ranks) if r == best})
+        log.info("%s: tumour bed from %s; not used: %s", path, ", ".join(used) or "nothing", ", ".join(unused))
+    return chosen
 
 
 def _geojson_areas(geometry: dict) -> list[dict]:
@@ -310,10 +362,10 @@ def _geojson_areas(geometry: dict) -> list[dict]:
 
 
 def _imagescope_polygons(path: Path) -> tuple[list, list]:
-    """(regions, negative regions): a Region with ``NegativeROA="1"`` marks an area to leave out."""
+    """(bed regions, excluded regions): a Region with ``NegativeROA="1"``, or in a layer named like
+    an exclusion, marks an area to leave out; layer names choose the bed as classes do
+    (:func:`choose_bed`)."""
     import xml.etree.ElementTree as ET
-
-    from shapely.geometry import Polygon
 
     try:
         root = ET.parse(path).getroot()
@@ -322,24 +374,47 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
                               fix="save the annotation again from ImageScope or ASAP") from None
     if root.tag == "ASAP_Annotations":
         return _asap_polygons(root, path)
-    polygons, excluded = [], []
-    for region in root.iter("Region"):
-        vertices = []
-        for v in region.iter("Vertex"):
-            try:
-                vertices.append((float(v.attrib["X"]), float(v.attrib["Y"])))
-            except (KeyError, ValueError):
-                raise AnnotationError("a Vertex lacks numeric X/Y", path=path,
-                                      fix="save the annotation again from ImageScope") from None
-            if not _all_finite(list(vertices[-1])):
-                raise _not_finite(path)
-        if len(vertices) >= 3:
-            negative = str(region.attrib.get("NegativeROA", "0")).strip() == "1"
-            (excluded if negative else polygons).append(Polygon(vertices))
+    named, excluded, dropped = [], [], 0
+    for layer in root.iter("Annotation"):  # a layer's Name is its class, as an ASAP group's
+        layer_name = str(layer.attrib.get("Name", "")).strip()
+        for region in layer.iter("Region"):
+            polygon, negative = _imagescope_region(region, path)
+            if polygon is None:
+                dropped += 1
+            elif negative or (layer_name and EXCLUDED_NAMES.search(layer_name)):
+                excluded.append(polygon)
+            else:
+                named.append((layer_name, polygon))
+    if dropped:
+        log.info("%s: %d region(s) that are no area (a line, an arrow, a ruler) passed over", path, dropped)
+    polygons = choose_bed(named, path)
     if not polygons:
         raise AnnotationError("ImageScope XML holds no (positive) regions with 3 or more vertices", path=path,
                               fix="draw the tumour bed as a polygon region")
     return polygons, excluded
+
+
+def _imagescope_region(region, path: Path):
+    """(the region's polygon, whether it is a negative region); ``(None, False)`` for one that is no
+    area. An ellipse (``Type="2"``) is stored as the two corners of its bounding box."""
+    from shapely import affinity
+    from shapely.geometry import Point, Polygon
+
+    vertices = []
+    for v in region.iter("Vertex"):
+        try:
+            vertices.append((float(v.attrib["X"]), float(v.attrib["Y"])))
+        except (KeyError, ValueError):
+            raise AnnotationError("a Vertex lacks numeric X/Y", path=path,
+                                  fix="save the annotation again from ImageScope") from None
+        if not _all_finite(list(vertices[-1])):
+            raise _not_finite(path)
+    negative = str(region.attrib.get("NegativeROA", "0")).strip() == "1"
+    if str(region.attrib.get("Type", "0")).strip() == "2" and len(vertices) == 2:
+        (x0, y0), (x1, y1) = vertices
+        circle = Point((x0 + x1) / 2, (y0 + y1) / 2).buffer(1.0, quad_segs=16)
+        return affinity.scale(circle, abs(x1 - x0) / 2, abs(y1 - y0) / 2), negative
+    return (Polygon(vertices), negative) if len(vertices) >= 3 else (None, False)
 
 
 def _asap_polygons(root, path: Path) -> tuple[list, list]:
@@ -348,7 +423,7 @@ def _asap_polygons(root, path: Path) -> tuple[list, list]:
     like an exclusion (``Exclusion``, CAMELYON's ``_2``) are cut out of it."""
     from shapely.geometry import Polygon
 
-    named, other, excluded = [], [], []
+    named, excluded = [], []
     for ann in root.iter("Annotation"):
         if str(ann.attrib.get("Type", "Polygon")).lower() not in ("polygon", "spline", "rectangle"):
             continue  # dots and point sets mark cells, not areas
@@ -366,11 +441,13 @@ def _asap_polygons(root, path: Path) -> tuple[list, list]:
         if EXCLUDED_NAMES.search(group):
             excluded.append(polygon)
         else:
-            (named if TUMOR_BED_NAMES.search(group) else other).append(polygon)
-    if not (named or other):
-        raise AnnotationError("ASAP XML holds no polygon annotations with 3 or more coordinates", path=path,
+            named.append((group, polygon))
+    chosen = choose_bed(named, path)
+    if not chosen:
+        raise AnnotationError("ASAP XML holds no polygon annotations with 3 or more coordinates" +
+                              (" in a group that may be the tumour bed" if named else ""), path=path,
                               fix="draw the tumour bed as a polygon annotation")
-    return named or other, excluded
+    return chosen, excluded
 
 
 def _all_finite(coords) -> bool:

@@ -348,7 +348,6 @@ def _as_given(threshold: float) -> str:
 
 def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] | None = None) -> dict:
     """Score one slide and write its outputs. Raises WeakSTILError for a bad slide."""
-    from weakstil.annotations import find_annotation
     from weakstil.embed import embed_slide
     from weakstil.errors import not_brightfield
     from weakstil.files import FeaturesFile, SlideScoresFile
@@ -378,10 +377,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     check_features_match_model(ctx.meta, features.attrs, result.path)
     if DARK_IMAGE in (warned := json.loads(features.attrs.get("warnings") or "[]")):  # no brightfield H&E: no number
         raise not_brightfield(path, warned)
-    bed = ctx.beds.resolve(slide_id, features)
-    if opts.annotations is not None and find_annotation(opts.annotations, slide_id) is None:  # a misnamed file?
-        log.warning("%s: no annotation %s.geojson/.xml in %s; bed from %s", slide_id, slide_id, opts.annotations,
-                    bed.source.value)
+    bed = ctx.beds.resolve(slide_id, features)  # (says when --annotations holds no outline of this slide)
     flags = bed.tile_flags
     # every tile gets a score (the heatmap); only tumour-bed tiles make the slide's sTIL%
     mask = flags if flags.any() else np.ones(len(flags), bool)

@@ -171,9 +171,11 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     elif bed.source in (TumorBedSource.MODEL, TumorBedSource.TISSUE_FALLBACK) and sources.detector is not None \
             and sources.detector_path is not None:
         provenance.update(detector_identity(sources.detector, sources.detector_path))
-    h5_path = write_bed(slide_file(out_dir, slide_id), slide_id, features, bed, provenance)
     geojson_path = out_dir / f"{slide_id}.geojson"
     remove_stale_temps(geojson_path)
     write_geojson(bed_polygons(bed, SlideGeometry.from_file(features)), geojson_path, name=BED_CLASS,
                   label=f"{BED_CLASS} ({bed.source.value})", written_by=BedFile.MADE_BY)
+    # the outline as written: an edit of it (QuPath) is not in this bed, and --tumorbed-beds says so
+    provenance["outline_sha256"] = sha256_file(geojson_path)
+    h5_path = write_bed(slide_file(out_dir, slide_id), slide_id, features, bed, provenance)
     return AppliedBed(slide_id, bed, h5_path, geojson_path)

@@ -186,9 +186,18 @@ def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | 
     file, or the ``{"encoder", "weights_sha256"}`` a model records: checked once before a batch).
     The error names ``where`` (the feature file of one slide in a batch) and the detector's folder."""
     enc, sha = detector.encoder_key
+    attr = features.get if isinstance(features, dict) else features.attr
+    tiling, mpp, tile_px = detector.meta.get("tiling") or {}, attr("mpp"), attr("tile_px")
+    if tiling and mpp is not None and tile_px is not None and (
+            abs(float(mpp) - float(tiling["mpp"])) > 0.01 * float(tiling["mpp"]) or int(tile_px) != int(tiling["tile_px"])):
+        raise WeakSTILError(
+            f"tumour-bed detector{f' {detector_path}' if detector_path else ''} was trained on tiles of "
+            f"{tiling['tile_px']} px at {float(tiling['mpp']):g} µm/px, but the features are tiles of {int(tile_px)} px "
+            f"at {float(mpp):g} µm/px", path=where, fix="embed at the detector's --mpp and --tile-size, or train a "
+            "detector on these features")
     if enc is None:
         return
-    attr = features.get if isinstance(features, dict) else features.attr
+
     got_enc, got_sha = attr("encoder"), attr("weights_sha256")
     if (enc, sha) != (got_enc, got_sha):
         raise WeakSTILError(
@@ -233,6 +242,15 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
                                 "the corrected outline is not in it", path=path,
                                 fix=f"rerun 'weakstil tumorbed apply' for {slide_id}, or pass the annotations "
                                 "with --annotations instead of --tumorbed-beds")
+    outline, outline_sha = path.with_suffix(".geojson"), str(bed.attr("outline_sha256", ""))
+    if outline_sha and outline.is_file():
+        from weakstil.runtime import sha256_file
+
+        if sha256_file(outline) != outline_sha:
+            raise WeakSTILError(f"its outline {outline.name} was edited after 'tumorbed apply' wrote it: the edit is "
+                                "not in this bed", path=path,
+                                fix=f"pass {path.parent} with --annotations to use the edited outline, or rerun "
+                                    f"'weakstil tumorbed apply' for {slide_id}")
     recorded, current = str(bed.attr("cache_key", "")), str(features.attr("cache_key", ""))
     if recorded != current:
         raise _stale(path, slide_id, f"was computed from other features (cache_key {recorded[:12] or 'none'}, "

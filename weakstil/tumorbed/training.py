@@ -355,22 +355,24 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
 
 
 def _check_one_encoder(paths: list[Path]) -> tuple:
-    """The (encoder, weights_sha256) of the annotated slides' features, which must be one; otherwise the
+    """The (encoder, weights_sha256, tiling) of the annotated slides' features, which must be one; otherwise the
     error names the files of the fewer encoder(s), not whichever slide happened to differ from the first."""
     from collections import Counter
 
     from weakstil.files import FeaturesFile
 
-    keys = {}
+    keys, tiling = {}, None
     for path in paths:
         try:
             attrs, _ = FeaturesFile.read_header(path)
         except WeakSTILError:
             continue  # an unreadable file is that slide's own error, when it is read
         keys[path] = (attrs.get("encoder"), attrs.get("weights_sha256"))
+        if tiling is None and attrs.get("mpp") is not None and attrs.get("tile_px") is not None:
+            tiling = {"mpp": float(attrs["mpp"]), "tile_px": int(attrs["tile_px"])}
     counts = Counter(keys.values())
     if len(counts) < 2:
-        return next(iter(counts), (None, None))
+        return (*next(iter(counts), (None, None)), tiling)
     (common, n_common), = counts.most_common(1)
     odd = [p for p, k in keys.items() if k != common]
     names = ", ".join(f"{p.stem} ('{keys[p][0]}')" for p in odd[:5]) + (" ..." if len(odd) > 5 else "")
@@ -446,6 +448,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                             path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
     meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(annotations),
+            **({"tiling": identity[2]} if identity[2] else {}),  # the tiles it learned: checked where applied
             "model_id": f"tumorbed-{len(chosen)}slides"}
     return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
                           lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
