@@ -199,3 +199,27 @@ def test_scoring_a_slide_folder_into_itself_twice_scores_only_the_slides(world, 
         assert proc.returncode == 0 and not error_lines(proc.stderr), proc.stderr
     table = pd.read_csv(folder / "results.csv")
     assert table["slide_id"].tolist() == ["A"] and table["status"].tolist() == ["ok"]
+
+
+def test_a_feature_cache_made_with_another_tissue_threshold_is_kept(world, tmp_path):
+    """`score --features DIR` with a user's `embed --tissue-threshold 0.1` cache: refused and kept, as
+    a cache of another tiling is, instead of silently embedding again over the user's features."""
+    cache = tmp_path / "feats"
+    run_cli("embed", world.slide, "--out", cache, "--encoder", "small-cnn", "--weights", "random", "--workers", "1",
+            "--tissue-threshold", "0.1", check=True)
+    before = (cache / "synth_0000.h5").read_bytes()
+    proc = score(world, world.slide, "--out", tmp_path / "s", "--features", cache, "--weights", "random")
+    assert proc.returncode == 1 and "another tissue threshold" in error_lines(proc.stderr)[0]
+    assert (cache / "synth_0000.h5").read_bytes() == before
+
+
+def test_small_output_details_of_fault_hunt_6d():
+    from weakstil.outputs import _png_text
+    from weakstil.slide_backend import ome_mpp_xy
+
+    # an OME-TIFF's pixel size in ångström is read, not taken for "none"
+    assert ome_mpp_xy('<OME><Image><Pixels PhysicalSizeX="2500" PhysicalSizeXUnit="Å" PhysicalSizeY="2500" '
+                      'PhysicalSizeYUnit="Å"/></Image></OME>') == pytest.approx((0.25, 0.25))
+    # a heatmap of a slide without a score records "stil": null (strict JSON), not NaN
+    comment = _png_text({"slide_id": "S", "stil": float("nan"), "status": "no tumour bed"})["Comment"]
+    assert "NaN" not in comment and json.loads(comment)["stil"] is None

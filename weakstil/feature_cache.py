@@ -114,15 +114,17 @@ def refuse_other_work(path: Path, encoder: Encoder, params: TilingParams) -> Non
     except WeakSTILError:  # unusable (truncated, incomplete): nothing worth keeping
         return
     theirs = (attrs.get("encoder"), str(attrs.get("weights_sha256"))[:12], float(attrs.get("mpp", 0)),
-              int(attrs.get("tile_px", 0)), int(attrs.get("overlap_px", 0)), str(attrs.get("stain_norm", "none")))
+              int(attrs.get("tile_px", 0)), int(attrs.get("overlap_px", 0)), str(attrs.get("stain_norm", "none")),
+              float(attrs.get("tissue_threshold", params.tissue_threshold)))
     mine = (encoder.name, str(encoder.weights_sha256)[:12], params.mpp, params.tile_px, params.overlap_px,
-            str(encoder.card.stain_norm or "none"))
+            str(encoder.card.stain_norm or "none"), float(params.tissue_threshold))
     if theirs != mine:
         what = "another encoder" if theirs[:2] != mine[:2] else "another tiling" if theirs[:5] != mine[:5] else \
-            "another stain normalisation"
+            "another stain normalisation" if theirs[5] != mine[5] else "another tissue threshold"
         raise WeakSTILError(f"holds features of {what} ({_settings(theirs)}, not {_settings(mine)}); they are kept",
                             path=path, fix="embed into another folder, or pass --overwrite to replace them")
 
 
 def _settings(s: tuple) -> str:
-    return f"{s[0]}@{s[1]}, {s[2]:g} µm/px, {s[3]} px tiles, {s[4]} px overlap, stain normalisation {s[5]}"
+    return (f"{s[0]}@{s[1]}, {s[2]:g} µm/px, {s[3]} px tiles, {s[4]} px overlap, stain normalisation {s[5]}, "
+            f"tissue threshold {s[6]:g}")

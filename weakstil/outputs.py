@@ -60,7 +60,10 @@ def _png_text(provenance: dict | None) -> dict[str, str]:
     text = {"Software": f"WeakSTIL {__version__}"}
     if provenance:
         kept = {k: provenance[k] for k in HEATMAP_PROVENANCE if k in provenance}
-        text["Comment"] = json.dumps({k: v.item() if isinstance(v, np.generic) else v for k, v in kept.items()})
+        plain = {k: v.item() if isinstance(v, np.generic) else v for k, v in kept.items()}
+        # strict JSON: a slide without a score (no tumour bed) has "stil": null, not NaN
+        text["Comment"] = json.dumps({k: None if isinstance(v, float) and not np.isfinite(v) else v
+                                      for k, v in plain.items()})
     return text
 
 

@@ -182,7 +182,7 @@ class Slide:
                             mpp, mpp)
         else:
             raise SlideError(
-                f"base resolution {self.mpp:.3g} µm/px is coarser than the target {mpp:.3g} µm/px "
+                f"base resolution {self.mpp:.4g} µm/px is coarser than the target {mpp:.4g} µm/px by more than 10 % "
                 "(reading it would upsample)",
                 path=self.path,
                 fix=f"pass --allow-upsample to upsample anyway, or work at the scan's resolution (--mpp {self.mpp:.3g} "

@@ -207,7 +207,8 @@ def can_open(path: str | Path) -> bool:
 
 
 #: OME length units -> micrometres.
-_OME_UNIT_UM = {"µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6}
+_OME_UNIT_UM = {"µm": 1.0, "um": 1.0, "\u03bcm": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6, "Å": 1e-4,
+                "\u212b": 1e-4, "pm": 1e-6}
 
 
 def ome_mpp_xy(description: str) -> tuple[float | None, float | None]:
