@@ -397,7 +397,7 @@ def test_a_bed_whose_annotation_was_corrected_since_is_refused(cohort, tmp_path)
     assert "--annotations" in err.value.fix
 
 
-def test_a_bed_whose_own_outline_was_edited_since_is_refused(cohort, detector, tmp_path):
+def test_a_bed_whose_own_outline_was_edited_since_is_refused(cohort, detector, tmp_path, caplog):
     """The outline 'tumorbed apply' writes beside its bed, corrected in QuPath and saved over itself:
     --tumorbed-beds must not score the old bed as if nothing had changed (the call could flip)."""
     from weakstil.errors import WeakSTILError
@@ -408,6 +408,9 @@ def test_a_bed_whose_own_outline_was_edited_since_is_refused(cohort, detector, t
     apply_tumorbed(cohort["features"] / f"{sid}.h5", tmp_path / "beds", BedSources.open(detector=detector))
     beds = BedSources.open(beds=tmp_path / "beds")
     assert beds.resolve(sid, _features(cohort, sid)).source.value in ("model", "tissue-fallback")  # unchanged: used
+    with caplog.at_level("WARNING"):  # the same outline unedited, as an annotation: said to be the detector's
+        BedSources.open(annotations=tmp_path / "beds").resolve(sid, _features(cohort, sid))
+    assert "a bed 'weakstil tumorbed apply' wrote (source " in caplog.text
     outline = tmp_path / "beds" / f"{sid}.geojson"
     data = json.loads(outline.read_text())
     data["features"] = data["features"][:1]  # the pathologist deleted part of it

@@ -99,12 +99,30 @@ def from_annotation(path: str | Path, geom: SlideGeometry) -> TumorBed:
     from weakstil.annotations import check_inside, load_polygons, rasterize
 
     raw = load_polygons(path)
+    _warn_if_written_by_weakstil(path)
     polygons = check_inside(raw, geom.width, geom.height, path)
     mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
     if not _warn_if_in_micrometres(raw, mask, geom, path):
         _warn_if_at_a_lower_level(raw, mask, geom, path)
     return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.ANNOTATION,
                     str(path))
+
+
+def _warn_if_written_by_weakstil(path: str | Path) -> None:
+    """A bed outline 'tumorbed apply' wrote, passed unedited as an annotation, is scored as a
+    pathologist's outline: say so when it was the detector's or a whole-tissue fallback (its own
+    source, status and qc flag are those of --tumorbed-beds). QuPath's re-export drops our mark."""
+    import re
+
+    from weakstil.annotations import geojson_written_by
+
+    if Path(path).suffix.lower() not in (".geojson", ".json") or not geojson_written_by(path):
+        return
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        found = re.search(r"Tumor bed \((model|tissue-fallback|tissue)\)", fh.read(4096))
+    if found:
+        log.warning("%s: a bed 'weakstil tumorbed apply' wrote (source %s), not an outline drawn since: scored as "
+                    "an annotation; pass its folder with --tumorbed-beds to keep its source", path, found.group(1))
 
 
 def _tissue_share(mask: np.ndarray, tissue: np.ndarray) -> float:
