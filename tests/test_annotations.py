@@ -201,11 +201,17 @@ def test_an_annotation_written_in_micrometres_is_warned_about(tmp_path, caplog):
     in_px.write_text(json.dumps(geojson([feature(square(2000, 2000, 4000, 4000))])))
     in_um.write_text(json.dumps(geojson([feature(square(1000, 1000, 2000, 2000))])))  # the same bed × 0.5 µm/px
     with caplog.at_level("WARNING"):
-        from_annotation(in_px, geom)
+        assert from_annotation(in_px, geom).misplaced == ""
     assert "micrometres" not in caplog.text
     with caplog.at_level("WARNING"):
-        from_annotation(in_um, geom)
+        misplaced = from_annotation(in_um, geom).misplaced  # also a qc flag of the scored slide
     assert "um.geojson" in caplog.text and "were micrometres" in caplog.text and "level-0 pixel" in caplog.text
+    assert "micrometres" in misplaced
+    from weakstil.qc.flags import slide_flags
+
+    flags, why = slide_flags(ood_score=None, ood_threshold=None, n_bed_tiles=100, low=None, high=None, threshold=30,
+                             image=None, image_ref=None, annotation_misplaced=misplaced)
+    assert flags == ["annotation_misplaced"] and why["annotation_misplaced"] == misplaced
 
 
 def test_an_annotation_exported_at_a_lower_pyramid_level_is_warned_about(tmp_path, caplog):
@@ -222,8 +228,8 @@ def test_an_annotation_exported_at_a_lower_pyramid_level_is_warned_about(tmp_pat
         path.write_text(json.dumps(geojson([feature([[x * k, y * k] for x, y in outline + outline[:1]])])))
         caplog.clear()
         with caplog.at_level("WARNING"):
-            from_annotation(path, geom)
-        assert ("lower pyramid level" in caplog.text) == (k < 1), (name, caplog.text)
+            bed = from_annotation(path, geom)
+        assert ("lower pyramid level" in caplog.text) == (k < 1) == ("lower pyramid level" in bed.misplaced), name
         assert "micrometres" not in caplog.text
     assert "level2.geojson" in caplog.text and "× 4 " in caplog.text  # the factors that fit are named
 

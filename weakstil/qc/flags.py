@@ -71,6 +71,7 @@ class Flag(str, Enum):
     NO_INTERVAL = "no_interval"
     MPP_OVERRIDDEN = "mpp_overridden"
     UPSAMPLED = "upsampled"
+    ANNOTATION_MISPLACED = "annotation_misplaced"
 
 
 FLAGS = tuple(f.value for f in Flag)
@@ -189,7 +190,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 stil: float | None = None, label_max: float | None = None,
                 interval_available: bool | None = None, bed_unlike_training: str | None = None,
                 slide_mpp: float | None = None, file_mpp: float | None = None,
-                base_mpp: float | None = None, target_mpp: float | None = None) -> tuple[list[str], dict]:
+                base_mpp: float | None = None, target_mpp: float | None = None,
+                annotation_misplaced: str = "") -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``).
 
     ``interval_available``: whether the model carries a usable calibration (``None``: not asked);
@@ -234,6 +236,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
         why[Flag.UPSAMPLED.value] = (f"a {base_mpp:.3g} µm/px scan read at the model's {target_mpp:g} µm/px "
                                      f"(upsampled {base_mpp / target_mpp:.1f}x, --allow-upsample): tiles with less "
                                      "detail than the model's")
+    if annotation_misplaced:  # its bed is where the file says, which is likely not where the pathologist drew
+        why[Flag.ANNOTATION_MISPLACED.value] = annotation_misplaced
     flags = [f for f in FLAGS if f in why]
     return flags, why
 

@@ -45,6 +45,7 @@ class TumorBed:
     detail: str = ""  #: annotation path or model id (for a fallback: why)
     evidence: np.ndarray | None = None  #: the detector's tumour evidence per tile (after its seed vetoes), when a detector ran
     seed_vetoes: str = ""  #: what the detector's seed vetoes did, e.g. "lymphoid: 12 tiles; ink: slide not read"
+    misplaced: str = ""  #: why an annotation looks misplaced (micrometres, a lower level's coordinates): a qc flag
 
     @property
     def tile_flags(self) -> np.ndarray:
@@ -102,10 +103,9 @@ def from_annotation(path: str | Path, geom: SlideGeometry) -> TumorBed:
     _warn_if_written_by_weakstil(path)
     polygons = check_inside(raw, geom.width, geom.height, path)
     mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
-    if not _warn_if_in_micrometres(raw, mask, geom, path):
-        _warn_if_at_a_lower_level(raw, mask, geom, path)
+    misplaced = _warn_if_in_micrometres(raw, mask, geom, path) or _warn_if_at_a_lower_level(raw, mask, geom, path)
     return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.ANNOTATION,
-                    str(path))
+                    str(path), misplaced=misplaced)
 
 
 def _warn_if_written_by_weakstil(path: str | Path) -> None:
@@ -129,13 +129,13 @@ def _tissue_share(mask: np.ndarray, tissue: np.ndarray) -> float:
     return float((mask & tissue).sum() / max(int(mask.sum()), 1))
 
 
-def _warn_if_in_micrometres(raw, mask: np.ndarray, geom: SlideGeometry, path: str | Path) -> bool:
+def _warn_if_in_micrometres(raw, mask: np.ndarray, geom: SlideGeometry, path: str | Path) -> str:
     """Warn when the polygons read as micrometres fit the tissue far better than as pixels.
 
     QuPath and ImageScope export level-0 pixels, but scripts often write micrometres: such a bed
     is shrunk by the slide's µm/px towards the top-left corner and lands mostly on background or
     on the wrong tissue, with no error. A bed mostly off the tissue whose ×(1/mpp) copy lies on it
-    is almost surely that mistake. Returns whether it warned.
+    is almost surely that mistake. Returns what it warned of ("" when it did not).
     """
     from shapely.affinity import scale
 
@@ -143,23 +143,23 @@ def _warn_if_in_micrometres(raw, mask: np.ndarray, geom: SlideGeometry, path: st
 
     tissue = geom.tissue_mask.astype(bool)
     if not mask.any() or not tissue.any() or _tissue_share(mask, tissue) >= 0.5 or geom.slide_mpp >= 1.0:
-        return False
+        return ""
     f = 1.0 / geom.slide_mpp
     scaled = scale(raw, xfact=f, yfact=f, origin=(0, 0))
     as_um = geom.fit_mask(rasterize(scaled, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
     if as_um.any() and _tissue_share(as_um, tissue) >= 0.8:
-        log.warning("%s: only %.0f%% of the annotation lies on tissue, but %.0f%% would if its coordinates "
-                    "were micrometres; export it in level-0 pixel coordinates (× %.4g px per µm)", path,
-                    100 * _tissue_share(mask, tissue), 100 * _tissue_share(as_um, tissue), f)
-        return True
-    return False
+        why = (f"{100 * _tissue_share(mask, tissue):.0f}% of the annotation on tissue, {100 * _tissue_share(as_um, tissue):.0f}% "
+               "if its coordinates were micrometres")
+        log.warning("%s: %s; export it in level-0 pixel coordinates (× %.4g px per µm)", path, why, f)
+        return why
+    return ""
 
 
 #: Pyramid downsamples whose export (coordinates of a lower level, not level 0) is recognised.
 LEVEL_FACTORS = (2.0, 4.0)
 
 
-def _warn_if_at_a_lower_level(raw, mask: np.ndarray, geom: SlideGeometry, path: str | Path) -> None:
+def _warn_if_at_a_lower_level(raw, mask: np.ndarray, geom: SlideGeometry, path: str | Path) -> str:
     """Warn when the polygons look exported at a lower pyramid level (coordinates ×1/2 or ×1/4):
     part of the outline is off the tissue, while the copy scaled back by that factor fits inside the
     slide and lies on tissue almost whole. Such a bed is shrunk towards the top-left corner and can
@@ -171,7 +171,7 @@ def _warn_if_at_a_lower_level(raw, mask: np.ndarray, geom: SlideGeometry, path: 
     tissue = geom.tissue_mask.astype(bool)
     given = _tissue_share(mask, tissue)
     if not mask.any() or not tissue.any() or given >= 0.9:
-        return
+        return ""
     x0, y0, x1, y1 = raw.bounds
     fits = {}
     for f in LEVEL_FACTORS:
@@ -181,10 +181,13 @@ def _warn_if_at_a_lower_level(raw, mask: np.ndarray, geom: SlideGeometry, path: 
                                        geom.slide_mpp, geom.mask_mpp))
         if copy.any() and _tissue_share(copy, tissue) >= max(0.97, given + 0.1):
             fits[f] = _tissue_share(copy, tissue)
-    if fits:  # the tissue alone cannot tell two fitting factors apart: both are named
-        log.warning("%s: %.0f%% of the annotation lies on tissue, but %.0f%% would with its coordinates %s (an "
-                    "export at a lower pyramid level?); export it in level-0 pixel coordinates", path, 100 * given,
-                    100 * max(fits.values()), " or ".join(f"× {f:g}" for f in fits))
+    if not fits:
+        return ""
+    # the tissue alone cannot tell two fitting factors apart: both are named
+    why = (f"{100 * given:.0f}% of the annotation on tissue, {100 * max(fits.values()):.0f}% with its coordinates "
+           f"{' or '.join(f'× {f:g}' for f in fits)} (an export at a lower pyramid level?)")
+    log.warning("%s: %s; export it in level-0 pixel coordinates", path, why)
+    return why
 
 
 def whole_tissue(geom: SlideGeometry) -> TumorBed:
