@@ -153,14 +153,12 @@ def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.mil.ensemble import load_scoring_models
     from weakstil.qc.flags import bed_unlike_training
     from weakstil.qc.scoring import SlideAssessor
-    from weakstil.tumorbed.resolver import BedSources
-
     from weakstil.runtime import resolve_device, sha256_file
     from weakstil.scoring_encoder import check_encoder_files
+    from weakstil.tumorbed.resolver import BedSources
 
     resolve_device(opts.device)  # a GPU this machine lacks: one usage error, not an error row per slide
     models, meta = load_scoring_models(opts.model)
-
     check_encoder_files(opts, meta)  # a broken or mismatched encoder fails once, not once per slide
     model = models[0]  # the architecture (the fold models share the final model's)
     # an ensemble's models are the fold models the interval needs: loaded once
@@ -294,8 +292,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                     if isinstance(err, OutputError) and err.stops_batch:
                         stopped = err
                 bar.remove_task(tile_task)
-                if prev and (str(prev.get("path")) != row["path"] if earlier_scan is None or row["status"] == STATUS_ERROR
-                             else earlier_scan != recorded_in(slide_file(opts.out, slide_id), SlideScoresFile)):
+                if prev and _another_file(prev, row, earlier_scan, recorded_in(slide_file(opts.out, slide_id),
+                                                                               SlideScoresFile)):
                     other_file.add(slide_id)  # the columns a user added to the earlier row were about another file
             if row["status"] == STATUS_ERROR and prev and prev.get("status") in FINISHED \
                     and _outputs_exist(opts.out, slide_id):
@@ -339,6 +337,13 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
             "qc": Flag.STAIN.value if getattr(exc, "warnings", None) else "",
             "error": exc.one_line(), "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(seconds, 2)}
+
+
+def _another_file(prev: dict, row: dict, earlier_scan: str | None, now_scan: str | None) -> bool:
+    """Whether the new row is of another file than the earlier: another scan, else (unknown) another path."""
+    if earlier_scan is None or now_scan is None or row["status"] == STATUS_ERROR:
+        return str(prev.get("path")) != row["path"]
+    return earlier_scan != now_scan
 
 
 def _as_given(threshold: float) -> str:

@@ -81,11 +81,13 @@ def _not_our_outputs(paths: list[Path], out: Path, cache_dir: Path) -> list[Path
     slides``, run again, would list them as slides: error rows, exit 1)."""
     from weakstil.score import OUTPUT_SUFFIXES
 
-    ours = {"results.csv"}
+    def written_by_score(p: Path) -> bool:  # results.csv, or an output with another of its slide's outputs beside it
+        stem = next((p.name[: -len(s)] for s in OUTPUT_SUFFIXES if p.name.endswith(s)), None)
+        return p.name == "results.csv" or (stem is not None and sum((out / f"{stem}{s}").is_file()
+                                                                    for s in OUTPUT_SUFFIXES) >= 2)
+
     inside = [p for p in paths if p.parent.resolve() == out.resolve()]
-    ours |= {p.name for p in inside for s in OUTPUT_SUFFIXES if p.name.endswith(s)
-             and any((out / (p.name[: -len(s)] + o)).is_file() for o in OUTPUT_SUFFIXES if o != s)}
-    skipped = [p for p in inside if p.name in ours or p.name.startswith(".") or p.resolve() == cache_dir.resolve()]
+    skipped = [p for p in inside if written_by_score(p) or p.name.startswith(".") or p.resolve() == cache_dir.resolve()]
     if skipped:
         log.info("%d of the listed files are this command's own outputs in %s (%s...); not scored as slides",
                  len(skipped), out, skipped[0].name)
