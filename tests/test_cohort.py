@@ -64,6 +64,13 @@ def test_labels_given_as_fractions_are_warned_about(tmp_path, caplog):
     with caplog.at_level("WARNING", logger="weakstil"):
         read_cohort(csv)
     assert "fractions" not in caplog.text  # one label above 1: percentages
+    # fractions typed among percentages (outside fault hunt 6B): 0.42 would be read as 0.42 %
+    caplog.clear()
+    csv.write_text("slide_id,path,stil\nA,slides/A.tiff,35\nB,slides/B.tiff,0.42\nC,slides/C.tiff,0.15\n")
+    with caplog.at_level("WARNING", logger="weakstil"):
+        read_cohort(csv)
+    assert "2 sTIL labels are between 0 and 1 (B 0.42, C 0.15) beside labels up to 35" in caplog.text
+    assert "write them as percentages (x 100)" in caplog.text
 
 
 def test_every_bad_row_reported_in_one_error(tmp_path):

@@ -281,10 +281,25 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         log.warning("%s: every sTIL label is at most 1 (%s...): they look like fractions, but the labels are "
                     "percentages 0-100; multiply them by 100 if so", csv_path,
                     ", ".join(f"{v:g}" for v in labels.iloc[:3]))
+    elif labels.max() > 1.0:
+        _warn_fraction_labels(csv_path, table.loc[labels.index])
     if group_col is not None:
         _warn_lookalike_groups(csv_path, group_col, table["group"].tolist())
     log.debug("%s: %d slides, group column %s", csv_path, len(table), group_col)
     return Cohort(csv_path=csv_path, table=table, group_column=group_col)
+
+
+def _warn_fraction_labels(csv_path: Path, rows: pd.DataFrame) -> None:
+    """Labels strictly between 0 and 1 beside percentages (up to 100) look like fractions typed
+    into a percentage column (0.35 for 35 %): read as 0.35 %, each would teach the model that
+    slide is TIL-free. Scored sTIL% below 1 is rare (none of 342 TCGA labels), so two or more
+    such labels are warned about."""
+    small = rows[(rows["stil"] > 0.0) & (rows["stil"] < 1.0)]
+    if len(small) >= 2:
+        shown = [f"{sid} {v:g}" for sid, v in zip(small["slide_id"], small["stil"])]
+        log.warning("%s: %d sTIL labels are between 0 and 1 (%s%s) beside labels up to %g: if they are fractions, "
+                    "write them as percentages (x 100); the labels are percentages 0-100", csv_path, len(small),
+                    ", ".join(shown[:5]), ", ..." if len(shown) > 5 else "", rows["stil"].max())
 
 
 def _warn_lookalike_groups(csv_path: Path, group_col: str, groups: list[str]) -> None:
