@@ -76,8 +76,11 @@ def test_workflow_end_to_end(workdir: Path, first_run) -> None:
     out = workdir / "results"
     ids = pd.read_csv(workdir / "cohort" / "labels.csv")["slide_id"].tolist()
     jobs = jobs_run(first_run.stdout + first_run.stderr)
-    assert {r: len(j) for r, j in jobs.items()} == {"settings": 1, "tile": 5, "embed": 5, "tumorbed": 5,
-                                                     "train": 1, "evaluate": 1, "report": 1, "score": 1, "all": 1}
+    # the score slide's per-slide steps run in jobs that record a failure of the slide instead of failing
+    assert {r: len(j) for r, j in jobs.items()} == {"settings": 1, "tile": 4, "embed": 4, "tumorbed": 4,
+                                                     "score_slide_tiles": 1, "score_slide": 1, "train": 1,
+                                                     "evaluate": 1, "report": 1, "score": 1, "all": 1}
+    assert json.loads((out / "score_slides" / "new_slide.json").read_text())["status"] == "ok"
     for sid in [*ids, "new_slide"]:
         assert (out / "tiles" / f"{sid}_tiles.png").is_file() and (out / "features" / f"{sid}.h5").is_file()
         assert (out / "logs" / "embed" / f"{sid}.log").read_text().strip()
@@ -157,8 +160,10 @@ def test_slurm_profile_dry_run(workdir: Path) -> None:
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "Using profile" in log and str(SLURM) in log
-    assert job_stats(log) == {"settings": 1, "tile": 5, "embed": 5, "tumorbed": 5, "train": 1, "evaluate": 1,
-                              "report": 1, "score": 1, "all": 1}
+    assert job_stats(log) == {"settings": 1, "tile": 4, "embed": 4, "tumorbed": 4, "score_slide_tiles": 1,
+                              "score_slide": 1, "train": 1, "evaluate": 1, "report": 1, "score": 1, "all": 1}
+    embed = log.split("rule score_slide:", 1)[1].split("Shell command", 1)[0]  # embeds the score slide on the GPUs
+    assert "slurm_partition=a100q" in embed and "gpu=2" in embed
     embed = log.split("rule embed:", 1)[1].split("Shell command", 1)[0]
     resources = dict(kv.split("=", 1) for kv in re.search(r"resources: (.*)", embed).group(1).split(", "))
     assert resources["slurm_partition"] == "a100q" and resources["gpu"] == "2" and resources["gpu_model"] == "a100"
@@ -179,10 +184,14 @@ def test_tumour_bed_detector_trained_in_the_workflow_feeds_training(workdir: Pat
     proc = snakemake(workdir, "--dry-run", config=[*FAST, "out=results_bed", "tumorbed=train"])
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
-    assert job_stats(log)["tumorbed_detector"] == 1 and job_stats(log)["tumorbed"] == 5
+    assert job_stats(log)["tumorbed_detector"] == 1 and job_stats(log)["tumorbed"] == 4
+    assert job_stats(log)["score_slide"] == 1
     assert "tumorbed train --features results_bed/features --annotations cohort/truth --cohort" in log
     assert "--out results_bed/detector" in log
     bed = log.split("rule tumorbed:", 1)[1].split("\n\n", 1)[0]
+    assert "--out results_bed/tumorbed --annotations cohort/truth --tumorbed results_bed/detector" in bed
+    bed = log.split("rule score_slide:", 1)[1].split("\n\n", 1)[0]  # the score slide's bed, from the detector too
+    assert "results_bed/detector" in bed.split("input:", 1)[1].split("\n", 1)[0]
     assert "--out results_bed/tumorbed --annotations cohort/truth --tumorbed results_bed/detector" in bed
     train = log.split("rule train:", 1)[1].split("\n\n", 1)[0]
     assert "--tumorbed-beds results_bed/tumorbed --tumorbed results_bed/detector" in train
@@ -218,7 +227,7 @@ def test_score_slides_and_slide_mpp_follow_the_config(workdir: Path, first_run, 
         proc = snakemake(workdir, "--dry-run", config=[*FAST, "out=results_mpp", "slide_mpp=0.25"])
         log = proc.stdout + proc.stderr
         assert proc.returncode == 0, log[-3000:]
-        tiles = [b for b in log.split("rule tile:")[1:]]
+        tiles = [b for b in re.split(r"rule (?:score_slide_)?tiles?:", log)[1:]]
         assert len(tiles) == COHORT_SLIDES + 2
         assert [("--slide-mpp 0.25" in b.split("\n\n")[0]) for b in tiles].count(True) == 1
         assert all("no_mpp" in b.split("\n\n")[0] for b in tiles if "--slide-mpp" in b.split("\n\n")[0])
@@ -231,21 +240,48 @@ def test_score_slides_and_slide_mpp_follow_the_config(workdir: Path, first_run, 
     assert "has no published weights and `weights` is null" in proc.stdout
 
 
+def damaged_copy(slide: Path, copy: Path) -> None:
+    """``slide`` with one level-0 JPEG tile in the middle garbled: it opens, and fails when read."""
+    import tifffile
+
+    shutil.copy(slide, copy)
+    with tifffile.TiffFile(copy) as tif:
+        page = tif.pages[0]
+        i = len(page.dataoffsets) // 2
+        offset, size = page.dataoffsets[i], page.databytecounts[i]
+    with open(copy, "r+b") as f:
+        f.seek(offset + 2)
+        f.write(bytes(20))
+        f.seek(offset + size // 3)
+        f.write(b"\xff\xd9" + bytes(size // 3))
+
+
 def test_a_score_slide_that_cannot_be_read_gets_an_error_row_and_the_others_are_scored(workdir: Path,
                                                                                        first_run) -> None:
     """As `weakstil score` does in a batch: one unreadable score slide no longer stops the scoring of
-    the others (its tile job failed, and the score job needed every score slide's features)."""
+    the others (its tile job failed, and the score job needed every score slide's features). A slide
+    that opens but whose pixels are damaged fails in its per-slide job, after the preflight: that
+    job records it, and it gets an error row too (its failed job kept the score job from running,
+    and results.csv stayed the previous run's)."""
     broken = workdir / "new" / "broken.svs"
     broken.write_bytes(b"not a slide")
+    damaged = workdir / "new" / "damaged.tiff"
+    damaged_copy(workdir / "new" / "new_slide.tiff", damaged)
     config = [c if not c.startswith("score_slides=") else "score_slides=[new/*.tiff, new/broken.svs]" for c in FAST]
     try:
         proc = snakemake(workdir, "--cores", "2", config=config)
         log = proc.stdout + proc.stderr
         assert proc.returncode == 0, log[-3000:]
         assert "warning: " in log and "broken.svs (score_slides)" in log and "gets an error row" in log
-        assert "tile" not in jobs_run(log)  # no per-slide job for it
+        assert "damaged.tiff (score_slides): its tile step failed (" in log
+        jobs = jobs_run(log)
+        assert "tile" not in jobs and jobs["score_slide_tiles"] == ["slide=damaged"]  # none for the broken one
         rows = pd.read_csv(workdir / "results" / "scores" / "results.csv").set_index("slide_id")
         assert rows.loc["new_slide", "status"] == "ok" and rows.loc["broken", "status"] == "error"
         assert "broken.svs" in str(rows.loc["broken", "error"])
+        assert rows.loc["damaged", "status"] == "error" and "cannot read pixels" in rows.loc["damaged", "error"]
+        status = json.loads((workdir / "results" / "score_slides" / "damaged.json").read_text())
+        assert status["status"] == "error" and status["step"] == "tile" and "damaged.tiff" in status["error"]
     finally:
         broken.unlink()
+        damaged.unlink()

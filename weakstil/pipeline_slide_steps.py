@@ -1,0 +1,104 @@
+"""The per-slide steps of a workflow score slide (tiles, embedding, tumour bed) and what became of them.
+
+A slide that fails on its own account (no tissue, a dark or damaged scan: the CLI's exit status 1,
+with its ``error:`` line) is recorded as failed in a small JSON status file instead of failing the
+job: the score job then gives it an error row, as ``weakstil score`` does in a batch, and scores the
+others. Before, its failed tile or embed job kept the score job from running at all, and
+``scores/results.csv`` stayed the previous run's. Any other exit (killed, out of memory, a usage
+error) still fails the job, so Snakemake stops or retries it as it does for every job.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+from weakstil.atomic import write_json
+
+#: ``weakstil``'s exit status for a slide that failed (2: a usage error; 128 + N: killed by signal N).
+SLIDE_FAILED = 1
+
+
+def last_error_line(text: str) -> str:
+    """The reason on the last ``error: ...`` line a command printed, else its last line."""
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    errors = [ln.removeprefix("error:").strip() for ln in lines if ln.startswith("error:")]
+    return (errors or lines or ["failed without a message"])[-1]
+
+
+def run_slide_steps(steps: list[tuple[str, str]], log_path: str | Path, status_path: str | Path,
+                    slide: str) -> dict:
+    """Run ``steps`` (name, shell command) in order, their output appended to ``log_path``; write
+    ``status_path`` ({"slide", "status": "ok" | "error", "step", "error"}) and return it. Raises
+    :class:`subprocess.CalledProcessError` (``cmd``: the step's name) for an exit other than 0 or
+    :data:`SLIDE_FAILED`; no status is written then."""
+    log_path = Path(log_path)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    status: dict = {"slide": str(slide), "status": "ok", "step": None, "error": None}
+    with log_path.open("w") as log:
+        for name, command in steps:
+            log.write(f"$ {command}\n")
+            log.flush()
+            start = log.tell()
+            proc = subprocess.run(command, shell=True, stdout=log, stderr=subprocess.STDOUT)  # the log is live
+            if proc.returncode == SLIDE_FAILED:
+                with log_path.open(errors="replace") as f:
+                    f.seek(start)
+                    status.update(status="error", step=name, error=last_error_line(f.read()))
+                log.write(f"{slide}: {name} failed; the score job gives it an error row and scores the others\n")
+                break
+            if proc.returncode != 0:
+                raise subprocess.CalledProcessError(proc.returncode, name)
+    write_json(status_path, status)
+    return status
+
+
+def failed_slides(status_files) -> dict[str, str]:
+    """Slide file -> the reason, for the status files that say the slide failed."""
+    failed = {}
+    for path in status_files:
+        if not Path(path).is_file():  # a dry run: the per-slide jobs have not run
+            continue
+        status = json.loads(Path(path).read_text())
+        if status.get("status") == "error":
+            failed[status["slide"]] = f"{status.get('step')}: {status.get('error')}"
+    return failed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m weakstil.pipeline_slide_steps --status S --log L --slide F [--after S0] --step NAME=CMD ...``:
+    the workflow's `score_slide_*` jobs. ``--after``: an earlier step's status file; when that one
+    failed, its status is passed on and nothing runs."""
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="python -m weakstil.pipeline_slide_steps")
+    parser.add_argument("--status", required=True)
+    parser.add_argument("--log", required=True)
+    parser.add_argument("--slide", required=True)
+    parser.add_argument("--after")
+    parser.add_argument("--step", action="append", default=[], help="NAME=SHELL COMMAND, run in order")
+    args = parser.parse_args(argv)
+    steps = [tuple(step.split("=", 1)) for step in args.step]
+    before = json.loads(Path(args.after).read_text()) if args.after else None
+    if before is not None and before.get("status") != "ok":
+        Path(args.log).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.log).write_text(f"{args.slide}: not run, its {before.get('step')} step failed\n")
+        write_json(args.status, before)
+    else:
+        try:
+            status = run_slide_steps(steps, args.log, args.status, args.slide)
+        except subprocess.CalledProcessError as exc:
+            code = 128 - exc.returncode if exc.returncode < 0 else exc.returncode  # -N: killed by signal N
+            print(f"error: {args.slide}: its {exc.cmd} step exited {code} (not a failure of the slide: killed, out "
+                  f"of memory or a usage error); see {args.log}", file=sys.stderr)
+            return code if 0 < code < 256 else 1
+        if status["status"] != "ok":
+            print(f"warning: {args.slide} (score_slides): its {status['step']} step failed ({status['error'].rstrip('.')}); "
+                  "it gets an error row in scores/results.csv and the other slides are scored", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
