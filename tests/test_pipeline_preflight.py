@@ -216,6 +216,10 @@ def test_memory_is_sized_from_the_work(tmp_path: Path) -> None:
     for request in job_requests(workflow_config(tmp_path, "score_slides=[x.tiff]", "annotations=ann",
                                                 "tumorbed=train")):
         assert request.mem_mb <= 4000 and request.cpus <= 2, request
+    # a score slide outside the cohort has jobs of its own: its tiles on the CPUs, embedding and bed with the GPUs
+    rules = {r.rules: r.gpus for r in job_requests(workflow_config(tmp_path, "score_slides=[x.tiff]", "slurm={gpus_per_embed: 1}"))}
+    assert rules[("embed", "score_slide")] == 1 and rules[("tile", "score_slide_tiles", "evaluate", "report")] == 0
+    assert ("embed",) in {r.rules for r in job_requests(workflow_config(tmp_path))}
 
 
 # --- cohort, encoder, tumour bed ------------------------------------------------------------

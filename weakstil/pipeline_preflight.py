@@ -31,12 +31,11 @@ from typing import Any
 
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pipeline_settings_check import WorkflowConfig, check_detector_setting, one_error, settings_problems
-from weakstil.slurm_cluster import (Cluster, JobRequest, Problem, check_request, partition_memory_mb,
-                                    unusable_warning)
+from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, partition_memory_mb, unusable_warning
 
 log = logging.getLogger(__name__)
 
-AUTO = "auto"
+AUTO, CPU_MEM = "auto", "slurm.mem_mb"  # the `auto` memory setting; the setting of the light CPU jobs
 #: Memory of the light CPU jobs (tile, tumorbed, evaluate, report, score): measured peaks are
 #: 0.1-1.4 GB on small slides, under 2 GB for `weakstil score` of a 100,000-tile slide.
 CPU_MEM_MB = 4000
@@ -202,11 +201,12 @@ def job_requests(config: dict, *, embed_tiles: int = 0, train_features_mb: float
     part = str(s["partition"])
     runtime, keys = int(s["runtime"]), {"partition": "slurm.partition", "runtime": "slurm.runtime"}
     mem = memory_resource(config, "cpu")
-    per_slide = ["tile"] + (["tumorbed"] if config.get("annotations") or config.get("tumorbed") else [])
-    requests = [JobRequest((*per_slide, "evaluate", "report"), part, 1, mem, runtime,
-                           keys={**keys, "mem": "slurm.mem_mb"})]
-    if config.get("score_slides"):
-        requests.append(JobRequest(("score",), part, threads, mem, runtime, keys={**keys, "mem": "slurm.mem_mb"}))
+    score = bool(config.get("score_slides"))  # a score slide outside the cohort: score_slide_tiles, score_slide
+    per_slide = ["tile"] + (["tumorbed"] if config.get("annotations") or config.get("tumorbed") else []) + \
+        ["score_slide_tiles"] * score
+    requests = [JobRequest((*per_slide, "evaluate", "report"), part, 1, mem, runtime, keys={**keys, "mem": CPU_MEM})]
+    if score:
+        requests.append(JobRequest(("score",), part, threads, mem, runtime, keys={**keys, "mem": CPU_MEM}))
     train_mem = memory_resource(config, "train")
     train_mem = train_mem if isinstance(train_mem, int) else train_mem_mb(train_features_mb)
     requests.append(JobRequest(("train",), part, threads, train_mem, int(s["train_runtime"]),
@@ -220,9 +220,9 @@ def job_requests(config: dict, *, embed_tiles: int = 0, train_features_mb: float
         embed_mem = EncoderSize(str(config["encoder"])).mem_mb(embed_tiles)
     embed_keys = {"runtime": "slurm.embed_runtime", "mem": "slurm.embed_mem_mb", "gpus": "slurm.gpus_per_embed",
                   "partition": "slurm.gpu_partition" if gpus else "slurm.partition"}
-    requests.append(JobRequest(("embed",), str(s["gpu_partition"]) if gpus else part, threads, embed_mem,
-                               int(s["embed_runtime"]), gpus=gpus, gpu_model=s.get("gpu_model") or None,
-                               keys=embed_keys))
+    requests.append(JobRequest(("embed", "score_slide")[:1 + score], str(s["gpu_partition"]) if gpus else part,
+                               threads, embed_mem, int(s["embed_runtime"]), gpus=gpus,
+                               gpu_model=s.get("gpu_model") or None, keys=embed_keys))
     return requests
 
 

@@ -131,7 +131,7 @@ def test_default_config_without_gpus_stops_before_submitting(cluster, workdir: P
     ok = run_cli("preflight", "--slurm", SLURM_CONFIGS / "cpu_cluster.yaml",
                  *[a for c in README_CONFIG for a in ("--config", c.replace("cohort/", f"{workdir}/cohort/"))])
     assert ok.returncode == 0, ok.stderr
-    assert "embed: partition cpu, 1 CPU, 2000 MB (auto: at least), 120 min" in ok.stdout
+    assert "embed, score_slide: partition cpu, 1 CPU, 2000 MB (auto: at least), 120 min" in ok.stdout
 
 
 def test_readme_example_on_slurm_equals_local(cluster, workdir: Path) -> None:
