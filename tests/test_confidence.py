@@ -112,6 +112,12 @@ def test_tile_standard_error_is_the_bootstrap_of_the_weighted_mean():
     independent = tile_standard_error(block_scores, w)
     blocked = tile_standard_error(block_scores, w, coords, 224.0)
     assert blocked > 3 * independent
+    # two blocks of equally mixed tiles (outside fault hunt 7B): the two block sums cancel, and the
+    # block estimate alone was 20 times below that of two of the tiles; never below the tiles' own
+    coords = np.array([(0, 0), (224, 0), (1792, 448), (2016, 448)], float)
+    mixed, w4 = np.array([30.7, 78.5, 82.7, 37.1]), np.full(4, 0.25)
+    assert tile_standard_error(mixed, w4, coords, 224.0) == pytest.approx(tile_standard_error(mixed, w4))
+    assert tile_standard_error(mixed, w4, coords, 224.0) > tile_standard_error(mixed[:2], w4[:2]) / 2 > 10
 
 
 def test_interval_column_names():

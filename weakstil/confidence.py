@@ -99,6 +99,11 @@ def tile_standard_error(tile_scores: np.ndarray, weights: np.ndarray, coords: np
     ``Σ_b (Σ_{i∈b} wᵢ (sᵢ − μ))²`` (the delta method for a weighted mean, with the weights
     renormalised on each resample, as the mean and the attention aggregators do), scaled by
     ``B / (B − 1)`` for ``B`` blocks. Tiles with zero weight (outside the bed) do not count.
+
+    It is never below the same bootstrap over single tiles: with few blocks the block estimate has
+    few degrees of freedom, and two blocks of equally mixed tiles gave a 20 times smaller error
+    than two of their tiles alone (an outside tester's 4-tile bed: 1.2 vs 23.9 points). Tiles
+    of one bed are alike, not opposite, so the block estimate is the larger one when it is sound.
     """
     s = np.asarray(tile_scores, np.float64)
     w = np.asarray(weights, np.float64)
@@ -107,18 +112,15 @@ def tile_standard_error(tile_scores: np.ndarray, weights: np.ndarray, coords: np
         return math.nan
     s, w = s[keep], w[keep] / w[keep].sum()
     mu = float((w * s).sum())
-    contrib = w * (s - mu)
+    per_tile = w * (s - mu)
+    var = float((per_tile ** 2).sum()) * len(per_tile) / (len(per_tile) - 1)
     if coords is not None and tile_size_level0:
         c = np.asarray(coords, np.float64)[keep]
         block = np.floor(c / (float(tile_size_level0) * block_tiles)).astype(np.int64)
         _, ids = np.unique(block, axis=0, return_inverse=True)
-        contrib = np.bincount(ids.ravel(), weights=contrib)
-    n_blocks = len(contrib)
-    if n_blocks < 2:
-        # one block: no resampling possible; fall back to tiles (optimistic, but finite)
-        n_blocks = int(keep.sum())
-        contrib = w * (s - mu)
-    var = float((contrib ** 2).sum()) * n_blocks / (n_blocks - 1)
+        contrib = np.bincount(ids.ravel(), weights=per_tile)
+        if len(contrib) >= 2:  # one block: no resampling possible, the tiles' estimate stands
+            var = max(var, float((contrib ** 2).sum()) * len(contrib) / (len(contrib) - 1))
     return math.sqrt(var)
 
 
