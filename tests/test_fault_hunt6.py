@@ -223,3 +223,13 @@ def test_small_output_details_of_fault_hunt_6d():
     # a heatmap of a slide without a score records "stil": null (strict JSON), not NaN
     comment = _png_text({"slide_id": "S", "stil": float("nan"), "status": "no tumour bed"})["Comment"]
     assert "NaN" not in comment and json.loads(comment)["stil"] is None
+
+
+def test_score_features_pointing_at_a_tile_folder_says_what_to_change(world, tmp_path):
+    """Fault hunt 7B #4: the fix named 'weakstil embed' to a user who ran score."""
+    assert run_cli("tile", world.slide, "--out", tmp_path / "tiles").returncode == 0
+    proc = score(world, world.slide, "--features", tmp_path / "tiles", "--out", tmp_path / "s")
+    (line,) = error_lines(proc.stderr)
+    assert proc.returncode == 1 and "exists and is a" in line and "written by 'weakstil tile'" in line
+    assert "Fix: choose a folder of their own for the feature caches (embed --out, score --features)" in line
+    assert "give 'weakstil embed'" not in line

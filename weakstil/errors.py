@@ -47,7 +47,8 @@ def no_tissue(path: str | Path, warnings: list[str] | None = None) -> NoTissueEr
     """The error of a slide with 0 tissue tiles: why it may not be H&E when the detector said so."""
     if warnings:  # e.g. a fluorescence scan: say so, and do not send the user to the threshold
         return NoTissueError(f"no tissue found (0 tiles): {'; '.join(warnings)}", path=path,
-                             fix="WeakSTIL reads brightfield H&E scans", warnings=warnings)
+                             fix="give the brightfield H&E scan of this tissue (this file does not look like one: "
+                                 "open it in a slide viewer)", warnings=warnings)
     return NoTissueError("no tissue found (0 tiles)", path=path,
                          fix="check the slide is not blank; if tissue is faint, lower --tissue-threshold (tile, embed, "
                              "pretrain; score uses its model's)")

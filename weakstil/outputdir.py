@@ -151,7 +151,8 @@ def check_replaceable(path: str | Path, kind_class: Any) -> None:
         "not a file WeakSTIL wrote"
     raise WeakSTILError(f"exists and is a {what}; not replacing it with a {kind_class.WHAT}" if kind in FILE_KINDS
                         else f"exists and is {what}; not replacing it with a {kind_class.WHAT}", path=path,
-                        fix=f"give '{kind_class.MADE_BY}' its own --out folder")
+                        fix=f"choose {kind_class.FOLDER}" if hasattr(kind_class, "FOLDER") else
+                        f"give '{kind_class.MADE_BY}' its own --out folder")
 
 
 def check_out_is_not_input(out: str | Path, inputs: dict[str, str | Path | None]) -> None:

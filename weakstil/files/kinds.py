@@ -84,6 +84,8 @@ class FeaturesFile(SlideFile):
     KIND = "features"
     WHAT = "feature cache"
     MADE_BY = "weakstil embed"
+    #: the options that name a feature folder (``score`` embeds into its --features too)
+    FOLDER = "a folder of their own for the feature caches (embed --out, score --features)"
     DATASETS = (Dataset("features", "float32", rows_chunk=256), _COORDS, _TISSUE_FRACTION, _TISSUE_MASK,
                 Dataset("tumorbed", "bool", required=False, as_bool=True),
                 Dataset("tile_stats", "float32", required=False), _STROMA_ESTIMATE)

@@ -1,0 +1,22 @@
+"""Findings of the outside fault hunt 7 (an ML researcher's own encoders; a lab cross-checking the
+outputs of `weakstil score`) that need no trained model; those that do are in test_fault_hunt6.py
+(the fault matrix's model), the workflow's in test_pipeline.py, the interval's in test_confidence.py."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import run_cli, write_tiff_slide
+from test_faults import error_lines
+
+
+def test_a_dark_image_is_refused_by_tile_with_a_fix_a_user_can_act_on(tmp_path):
+    """7B #3: the README said tiling goes on; the fix said what WeakSTIL reads, not what to do."""
+    dark = np.full((1024, 1024, 3), 12, np.uint8)
+    dark[300:700, 300:700] = (40, 10, 10)  # a faint stained patch on black: fluorescence-like
+    slide = write_tiff_slide(tmp_path / "dark.tiff", dark)
+    proc = run_cli("tile", slide, "--out", tmp_path / "t")
+    (line,) = error_lines(proc.stderr)
+    assert proc.returncode == 1 and "no tissue found (0 tiles): mostly dark image" in line
+    assert "Fix: give the brightfield H&E scan of this tissue" in line
+    assert not (tmp_path / "t").exists() or not any((tmp_path / "t").iterdir())
