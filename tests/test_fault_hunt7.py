@@ -20,3 +20,21 @@ def test_a_dark_image_is_refused_by_tile_with_a_fix_a_user_can_act_on(tmp_path):
     assert proc.returncode == 1 and "no tissue found (0 tiles): mostly dark image" in line
     assert "Fix: give the brightfield H&E scan of this tissue" in line
     assert not (tmp_path / "t").exists() or not any((tmp_path / "t").iterdir())
+
+
+def test_a_detector_outline_with_many_vertices_given_as_annotation_is_recognised(tmp_path, caplog):
+    """7B #2: the bed's name was looked for in the file's first 4 KB, but it follows the outline's
+    vertices: a detector bed with a long outline was scored as a pathologist's, without a word."""
+    from shapely.geometry import MultiPolygon, Polygon
+
+    from weakstil.annotations import write_geojson
+    from weakstil.tumorbed.bed import _warn_if_written_by_weakstil
+
+    angles = np.linspace(0, 2 * np.pi, 800, endpoint=False)  # a ragged outline: ~20 KB of vertices
+    ring = [(1000 + 400 * np.cos(a) + 16 * (i % 2), 1000 + 400 * np.sin(a)) for i, a in enumerate(angles)]
+    path = tmp_path / "S1.geojson"
+    write_geojson(MultiPolygon([Polygon(ring)]), path, name="Tumor bed (model)", written_by="weakstil tumorbed apply")
+    assert path.read_text().index("Tumor bed (model)") > 4096
+    with caplog.at_level("WARNING"):
+        _warn_if_written_by_weakstil(path)
+    assert "a bed 'weakstil tumorbed apply' wrote (source model)" in caplog.text

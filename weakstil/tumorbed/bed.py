@@ -118,8 +118,8 @@ def _warn_if_written_by_weakstil(path: str | Path) -> None:
 
     if Path(path).suffix.lower() not in (".geojson", ".json") or not geojson_written_by(path):
         return
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        found = re.search(r"Tumor bed \((model|tissue-fallback|tissue)\)", fh.read(4096))
+    with open(path, encoding="utf-8", errors="replace") as fh:  # the name follows the outline's vertices:
+        found = re.search(r"Tumor bed \((model|tissue-fallback|tissue)\)", fh.read())  # read it all (7B #2)
     if found:
         log.warning("%s: a bed 'weakstil tumorbed apply' wrote (source %s), not an outline drawn since: scored as "
                     "an annotation; pass its folder with --tumorbed-beds to keep its source", path, found.group(1))
