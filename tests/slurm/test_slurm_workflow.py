@@ -121,7 +121,8 @@ def test_default_config_without_gpus_stops_before_submitting(cluster, workdir: P
     assert rc != 0, log[-3000:]
     errors = [line for line in log.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1, log[-3000:]
-    assert "the embed, score_slide jobs ask 1 GPU per job but partition 'gpu' (slurm.gpu_partition) has no GPUs" in errors[0]
+    assert ("the embed, score_slide jobs ask 1 GPU per job but partition 'gpu' (slurm.gpu_partition) has no GPUs"
+            in errors[0])
     assert "Fix: set slurm.gpus_per_embed: 0" in errors[0]
     time.sleep(2)  # a refused sbatch would still show up in accounting, as FAILED
     assert sacct(since).empty, sacct(since)
