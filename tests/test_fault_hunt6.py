@@ -233,3 +233,32 @@ def test_score_features_pointing_at_a_tile_folder_says_what_to_change(world, tmp
     assert proc.returncode == 1 and "exists and is a" in line and "written by 'weakstil tile'" in line
     assert "Fix: choose a folder of their own for the feature caches (embed --out, score --features)" in line
     assert "give 'weakstil embed'" not in line
+
+
+def test_a_model_whose_bundled_encoder_card_was_edited_is_refused(world, tmp_path):
+    """Fault hunt 7A #1: an edited mean in MODEL/encoder/card.yaml scored 2.98 % for 10.41 %, with the
+    same model_id and encoder_id, exit 0. The card is checked against the one the model recorded."""
+    import yaml
+
+    from weakstil.encoders.cards import load_card
+    from weakstil.encoders.factory import create_encoder, save_state_dict
+
+    model = tmp_path / "m"
+    shutil.copytree(world.model, model)
+    folder = model / "encoder"
+    folder.mkdir(exist_ok=True)
+    card = load_card("small-cnn").to_dict()  # the world's encoder (seeded random weights), bundled
+    card["weights_sha256"] = save_state_dict(create_encoder("small-cnn", weights="random").model.state_dict(),
+                                             folder / "model.safetensors")
+    (folder / "card.yaml").write_text(yaml.safe_dump({**card, "mean": [0.2, 0.456, 0.406]}))
+    proc = score(world, world.slide, "--out", tmp_path / "s")
+    assert proc.returncode == 0, proc.stderr  # the world's own model scores
+    proc = run_cli("score", world.slide, "--model", model, "--out", tmp_path / "edited", "--device", "cpu")
+    (line,) = error_lines(proc.stderr)
+    assert proc.returncode == 1 and "card.yaml: says mean [0.2, 0.456, 0.406] (trained with [0.485" in line
+    assert "Fix: restore the encoder's card.yaml" in line and not (tmp_path / "edited").exists()
+    (folder / "card.yaml").write_text(yaml.safe_dump(card))  # restored: scored as by the model itself
+    proc = run_cli("score", world.slide, "--model", model, "--out", tmp_path / "restored", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    assert (pd.read_csv(tmp_path / "restored" / "results.csv")["stil"].tolist()
+            == pd.read_csv(tmp_path / "s" / "results.csv")["stil"].tolist())

@@ -38,3 +38,24 @@ def test_a_detector_outline_with_many_vertices_given_as_annotation_is_recognised
     with caplog.at_level("WARNING"):
         _warn_if_written_by_weakstil(path)
     assert "a bed 'weakstil tumorbed apply' wrote (source model)" in caplog.text
+
+
+def test_embed_never_writes_into_a_model_an_encoder_or_another_commands_folder(tmp_path):
+    """7A #3: embed wrote its caches into a model folder, its bundled encoder, a pretrain folder and a
+    score folder (exit 0), and rewrote their markers as features."""
+    from weakstil.outputdir import commands_of, mark
+
+    slide = write_tiff_slide(tmp_path / "S1.tiff", np.full((512, 512, 3), 200, np.uint8))
+    model = tmp_path / "model"
+    mark(model, "train")
+    (model / "encoder").mkdir()
+    for command in ("pretrain", "score", "tile"):
+        mark(tmp_path / command, command)
+    for out, says in ((model, "is the model folder"), (model / "encoder", "is inside the model folder"),
+                      (tmp_path / "pretrain", "is the encoder folder"), (tmp_path / "score", "scores folder"),
+                      (tmp_path / "tile", "tiles folder")):
+        proc = run_cli("embed", slide, "--out", out, "--encoder", "small-cnn", "--weights", "random")
+        (line,) = error_lines(proc.stderr)
+        assert proc.returncode == 2 and says in line and "Fix: give 'weakstil embed' a folder of its own" in line
+        assert not list(out.glob("*.h5"))
+    assert commands_of(model) == ["train"] and commands_of(model / "encoder") == []

@@ -254,6 +254,22 @@ def check_score_out(out: str | Path) -> None:
                      path=out, fix=f"choose an --out outside the {kind} folder")
 
 
+def check_features_out(out: str | Path) -> None:
+    """Before ``weakstil embed`` writes ``<slide_id>.h5`` caches into ``out``: not another command's
+    folder (a score, pretrain or tile folder), nor inside one that a rerun replaces whole (a model,
+    its bundled encoder): the caches went in, and the folder's marker was rewritten as features."""
+    others = commands_of(out)
+    if others and others[0] != "embed":  # the folder's first writer owns it
+        raise UsageError(f"is the {KINDS.get(others[0], others[0])} folder of 'weakstil {others[0]}'; embed writes "
+                         "a feature cache per slide", path=out, fix="give 'weakstil embed' a folder of its own (--out)")
+    inside = replaced_folder_around(out)
+    if inside is not None:
+        command = next((c for c in commands_of(inside) if c in WHOLE_FOLDER_COMMANDS), "train")
+        kind = KINDS.get(command, command)
+        raise UsageError(f"is {'the' if Path(out).resolve() == inside else 'inside the'} {kind} folder {inside}",
+                         path=out, fix="give 'weakstil embed' a folder of its own (--out), outside it")
+
+
 def check_out_folder(out: str | Path, command: str, *, overwrite: bool) -> None:
     """Before ``evaluate``/``report`` writes ``out``: never inside a model folder (its ``cv/``
     holds the cross-validation), never another command's folder or a non-empty folder without our

@@ -57,10 +57,11 @@ def embed(
     A slide whose complete cache was made with the same encoder, weights and tiling is skipped."""
     interrupt_on_sigterm()
     from weakstil.embed import cache_path, embed_slide, open_encoder
-    from weakstil.outputdir import mark
+    from weakstil.outputdir import check_features_out, mark
     from weakstil.tiles import TilingParams
 
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
+    check_features_out(out)  # never into a model, an encoder or another command's folder
     enc, planner = open_encoder(encoder, weights, device, workers=workers, threads=threads, batch_size=batch_size,
                                 seed=seed, stain_norm=stain_norm.value, tile_stats=tile_stats)
     log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; decoding: %s", enc.name, enc.card.model, enc.embed_dim,
