@@ -340,8 +340,9 @@ BAD = [
     Bad("info-directory", lambda w, t: ["info", w.cohort], ("directory",)),
     Bad("tile-larger-than-the-slide", lambda w, t: ["tile", w.slide, "--tile-size", "4096", "--out", t / "out"],
         ("synth_0000.tiff", "smaller than one tile", "--tile-size")),
+    # an unknown encoder name is the command line's fault: exit 2 (fault hunt 7A #7)
     Bad("embed-unknown-encoder", lambda w, t: ["embed", w.slide, "--out", t / "out", "--encoder", "no-such-card"],
-        ("no-such-card",)),
+        ("no-such-card", "a card.yaml file"), rc=2),
     Bad("embed-weights-missing", lambda w, t: ["embed", w.slide, "--out", t / "out", "--encoder", "small-cnn",
                                                "--weights", t / "w.safetensors"], ("w.safetensors",)),
     Bad("embed-weights-not-weights", lambda w, t: ["embed", w.slide, "--out", t / "out", "--encoder", "small-cnn",

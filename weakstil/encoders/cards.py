@@ -33,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from weakstil.errors import WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 POOLINGS = ("default", "cls_mean_patch")
@@ -46,6 +46,10 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+\-]*$")
 
 class CardError(WeakSTILError):
     """An encoder card is missing, unknown or invalid."""
+
+
+class UnknownEncoderError(CardError, UsageError):
+    """An encoder name that is no built-in card, folder or card file: the command line is wrong (exit 2)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -218,8 +222,9 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
             raise CardError(f"built-in card file {text}.yaml is named {card.name!r}", path=resource,
                             fix="make the file name match the card name")
         return card
-    raise CardError(f"unknown encoder {text!r}", path=None,
-                    fix=f"use one of {', '.join(names)}, or a 'weakstil pretrain' output directory")
+    raise UnknownEncoderError(f"unknown encoder {text!r}", path=None,
+                              fix=f"use one of {', '.join(names)}, a 'weakstil pretrain' output directory, or a "
+                                  "card.yaml file (for a timm or hf-hub: model: README, 'Encoders, pretraining and the feature cache')")
 
 
 def list_cards() -> list[EncoderCard]:
