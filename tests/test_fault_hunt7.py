@@ -59,3 +59,28 @@ def test_embed_never_writes_into_a_model_an_encoder_or_another_commands_folder(t
         assert proc.returncode == 2 and says in line and "Fix: give 'weakstil embed' a folder of its own" in line
         assert not list(out.glob("*.h5"))
     assert commands_of(model) == ["train"] and commands_of(model / "encoder") == []
+
+
+def test_pretrain_records_its_resolution_and_goes_on_from_an_encoder_folder(tmp_path, caplog):
+    """7A #4: `pretrain --mpp 1.0` wrote the base card's 0.5 µm/px as the encoder's (the resolution
+    warning then fired at 1.0 and not at 0.5). 7A #5: `pretrain --encoder DIR` started from a
+    random init, and the warning told the user to leave out the --weights they had left out."""
+    import yaml
+
+    from conftest import CMU
+
+    small = ["--steps", "1", "--batch-size", "4", "--tiles-per-slide", "4", "--workers", "1"]
+    assert run_cli("pretrain", CMU, "--out", tmp_path / "p1", "--mpp", "1.0", *small).returncode == 0
+    card = yaml.safe_load((tmp_path / "p1" / "card.yaml").read_text())
+    assert card["mpp"] == 1.0 and card["training"]["tile_mpp"] == 1.0
+    with caplog.at_level("WARNING"):
+        proc = run_cli("pretrain", CMU, "--out", tmp_path / "p2", "--encoder", tmp_path / "p1", "--mpp", "1.0", *small)
+    assert proc.returncode == 0, proc.stderr
+    second = yaml.safe_load((tmp_path / "p2" / "card.yaml").read_text())["training"]
+    assert second["init_weights_sha256"] == card["weights_sha256"]  # went on from p1's weights
+    assert str(tmp_path / "p1" / "model.safetensors") in second["init"]
+    assert "holds pretrained weights" not in proc.stderr + caplog.text
+    proc = run_cli("pretrain", CMU, "--out", tmp_path / "p3", "--encoder", tmp_path / "p1", "--weights", "random",
+                   "--mpp", "1.0", *small)
+    assert proc.returncode == 0 and "random init" in yaml.safe_load((tmp_path / "p3" / "card.yaml").read_text())[
+        "training"]["init"]

@@ -448,6 +448,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     base.update(name=card_name_for(out_dir, card.name), description=f"{card.name} pretrained with SimCLR on "
                 f"{n_tiles} tiles of {len(slide_ids)} slide(s) ({done} steps)", hub_id=None, gated=False,
                 weights_sha256=sha, base=card.base or card.name, training=training, status="ok",
+                mpp=float(cfg.mpp or card.mpp),  # the resolution it was trained at (7A #4: it kept the base's)
                 licence=f"your own weights (architecture of {card.name})", notes="")
     base.pop("hub_id", None)
     new_card = EncoderCard.from_dict(base)

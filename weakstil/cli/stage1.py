@@ -108,7 +108,8 @@ def pretrain(
     out: OutOpt,
     encoder: EncoderOpt = "small-cnn",
     weights: Annotated[
-        Optional[str], typer.Option("--weights", help="Start from these weights (default: random init).")
+        Optional[str], typer.Option("--weights", help="Start from these weights (default: an --encoder folder's "
+                                    "own weights, else random init; 'random' for a random init).")
     ] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", help="Optimisation steps in total (default 200).",
                                                  callback=in_range(1, 10_000_000))] = None,
@@ -162,7 +163,16 @@ def pretrain(
         import torch
 
         torch.set_num_threads(threads)
-    cfg = PretrainConfig(encoder=encoder, init_weights=weights or "random", steps=steps, epochs=epochs,
+    if weights is None:  # an encoder folder with weights (an earlier pretrain) goes on from them (7A #5)
+        from weakstil.encoders.cards import CARD_FILE as _CARD
+        from weakstil.encoders.factory import MODEL_FILE
+
+        folder = Path(encoder)
+        own = folder / MODEL_FILE if (folder / _CARD).is_file() else None
+        weights = str(own.resolve()) if own is not None and own.is_file() else "random"
+        if weights != "random":
+            log.info("pretraining goes on from %s's own weights (--weights random for a random init)", encoder)
+    cfg = PretrainConfig(encoder=encoder, init_weights=weights, steps=steps, epochs=epochs,
                          batch_size=batch_size, tiles_per_slide=tiles_per_slide, crop_px=crop_px, lr=lr,
                          seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold,
                          stain_norm=stain_norm.value)
