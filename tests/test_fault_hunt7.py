@@ -84,3 +84,27 @@ def test_pretrain_records_its_resolution_and_goes_on_from_an_encoder_folder(tmp_
                    "--mpp", "1.0", *small)
     assert proc.returncode == 0 and "random init" in yaml.safe_load((tmp_path / "p3" / "card.yaml").read_text())[
         "training"]["init"]
+
+
+def test_pretrain_stopped_before_its_first_checkpoint_leaves_no_folder(tmp_path):
+    """7A #8: SIGTERM while tiles were still being sampled left an empty --out (exit 143)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import CMU
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "weakstil", "pretrain", str(CMU), "--out", str(out), "--steps",
+                             "100000", "--tiles-per-slide", "2000", "--batch-size", "8", "--workers", "1"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not out.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert out.exists(), "pretrain never took its --out"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err[-2000:]
+    assert not out.exists() or any(out.iterdir())  # gone, or a checkpoint to --resume from
+    assert not out.exists(), sorted(p.name for p in out.iterdir())

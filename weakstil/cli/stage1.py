@@ -145,10 +145,7 @@ def pretrain(
     Writes OUT/model.safetensors and OUT/card.yaml (use OUT as 'weakstil embed --encoder OUT'),
     and a checkpoint for --resume."""
     interrupt_on_sigterm()
-    from weakstil.locks import hold_folder
-    from weakstil.outputdir import mark
     from weakstil.pretrain import PretrainConfig
-    from weakstil.pretrain import pretrain as run_pretrain
     from weakstil.runtime import cpu_count, resolve_device
     from weakstil.tiles import TilingParams
 
@@ -182,6 +179,24 @@ def pretrain(
 
     if not (out / CHECKPOINT).exists() and not (out / CARD_FILE).exists():  # a run of ours: pretrain's own checks
         check_own_folder(out, "pretrain")  # never into a model, feature or cohort folder
+    existed = out.exists()
+    try:
+        result = _run_pretrain(slides, out, cfg, dev, resume, slide_mpp, allow_upsample, n_workers, failures)
+    except BaseException:  # stopped before a checkpoint (Ctrl-C, SIGTERM, a failure): no empty --out left (7A #8)
+        if not existed and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    log.info("encoder '%s': %d steps on %d tiles, loss %.3f, weights sha256 %s -> %s", result.card.name,
+             result.steps, result.n_tiles, result.final_loss, result.weights_sha256[:12], out)
+    failures.exit()
+
+
+def _run_pretrain(slides, out: Path, cfg, dev, resume: bool, slide_mpp, allow_upsample: bool, n_workers: int,
+                  failures: Failures):
+    from weakstil.locks import hold_folder
+    from weakstil.outputdir import mark
+    from weakstil.pretrain import pretrain as run_pretrain
+
     with hold_folder(out, "pretrain"), bar_progress("steps") as progress:
         task = progress.add_task("pretrain", total=None, info="")
 
@@ -195,6 +210,4 @@ def pretrain(
                               on_step=on_step, on_slide_error=lambda path, exc: failures.add(exc.one_line(),
                                                                                              counted=True))
         mark(out, "pretrain")
-    log.info("encoder '%s': %d steps on %d tiles, loss %.3f, weights sha256 %s -> %s", result.card.name,
-             result.steps, result.n_tiles, result.final_loss, result.weights_sha256[:12], out)
-    failures.exit()
+    return result
