@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import h5py
 import numpy as np
 import pandas as pd
 import pytest
@@ -192,6 +193,15 @@ def test_encoder_mismatch_refused(tmp_path):
         check_features_match_model(meta, {**same, "weights_sha256": "bb" * 32}, tmp_path)
     with pytest.raises(ModelError, match="mpp 1.0 but the model's is 0.5"):
         check_features_match_model(meta, {**same, "mpp": 1.0}, tmp_path)
+    # the rest of the tiling and the encoder card's pixel settings (fault hunt 7A #2): evaluate took them
+    key = {"mpp": 0.5, "tile_px": 224, "overlap_px": 0, "tissue_threshold": 0.5}
+    card = {"model": "small_cnn", "input_px": 224, "mean": [0.485, 0.456, 0.406]}
+    meta = {**meta, "tiling": {**meta["tiling"], "key": key}, "encoder": {**meta["encoder"], "card": card}}
+    check_features_match_model(meta, {**same, "tiling_key": json.dumps(key), "encoder_card": card}, tmp_path)
+    with pytest.raises(ModelError, match="tiling overlap_px 32 but the model's is 0"):
+        check_features_match_model(meta, {**same, "tiling_key": json.dumps({**key, "overlap_px": 32})}, tmp_path)
+    with pytest.raises(ModelError, match="encoder card input_px 112 but the model's is 224"):
+        check_features_match_model(meta, {**same, "encoder_card": {**card, "input_px": 112}}, tmp_path)
 
 
 def test_bank_refuses_mixed_encoders(tmp_path):
@@ -199,7 +209,14 @@ def test_bank_refuses_mixed_encoders(tmp_path):
     for i in range(4):
         paths.append(write_feature_file(tmp_path / f"S{i}.h5", f"S{i}", np.zeros((5, 8)), np.zeros((5, 2)),
                                         encoder="other" if i == 3 else "planted"))
-    with pytest.raises(WeakSTILError, match="1 slides differ from the majority.*e.g. S3"):
+    with pytest.raises(WeakSTILError, match="1 slide differs from the majority.*e.g. S3 \\(encoder other"):
+        FeatureBank.load(paths)
+    # the same encoder, one slide embedded with --overlap 32 (fault hunt 7A #2: trained, then its own
+    # features were refused by the model, which had recorded that slide's tiling)
+    write_feature_file(tmp_path / "S3.h5", "S3", np.zeros((5, 8)), np.zeros((5, 2)), encoder="planted")
+    with h5py.File(tmp_path / "S3.h5", "a") as f:
+        f.attrs["tiling_key"] = json.dumps({"mpp": 0.5, "tile_px": 224, "overlap_px": 32})
+    with pytest.raises(WeakSTILError, match=r"e.g. S3 \(overlap_px 32 \(majority: 0\)\).*--overlap"):
         FeatureBank.load(paths)
     write_feature_file(tmp_path / "S3.h5", "S3", np.zeros((5, 9)), np.zeros((5, 2)))
     with pytest.raises(WeakSTILError, match="embedding size"):
@@ -379,5 +396,5 @@ def test_features_of_another_stain_normalisation_are_not_mixed():
 
     same = {"encoder": "small-cnn", "weights_sha256": "ab" * 32, "mpp": 0.5, "tile_px": 224, "stain_norm": "macenko"}
     assert check_same_identity(["a", "b"], [same, dict(same)])["encoder"] == "small-cnn"
-    with pytest.raises(WeakSTILError, match="stain normalisations.*1 slides differ.*e.g. c"):
+    with pytest.raises(WeakSTILError, match="stain normalisations.*1 slide differs.*e.g. c"):
         check_same_identity(["a", "b", "c"], [same, dict(same), {**same, "stain_norm": "none"}])

@@ -81,17 +81,14 @@ def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
     check_trained_card(Path(folder), meta, error)
 
 
-#: What an encoder card says about the pixels and the network: a card edited in these gives other
-#: features from the same weights (an outside tester's mean 0.485 -> 0.2 scored 2.98 % for 10.41 %).
-CARD_FIELDS = ("model", "model_kwargs", "input_px", "mean", "std", "pooling")
-
-
 def check_trained_card(folder, meta: dict, error: type[WeakSTILError] = WeakSTILError) -> None:
     """Refuse an encoder folder whose card says otherwise than the card the model recorded (its
-    features were made with that one) in :data:`CARD_FIELDS`."""
+    features were made with that one) in :data:`~weakstil.mil.identity.CARD_FIELDS`: the same weights
+    give other features (an outside tester's mean 0.485 -> 0.2 scored 2.98 % for 10.41 %)."""
     import json
 
     from weakstil.encoders.cards import CARD_FILE, load_card
+    from weakstil.mil.identity import CARD_FIELDS
 
     recorded = meta.get("encoder", {}).get("card")
     if not isinstance(recorded, dict):

@@ -26,21 +26,50 @@ def _json_or_raw(value: object) -> object:
         return value
 
 
+#: What an encoder card says about the pixels and the network (the same weights give other features
+#: when one of these is edited).
+CARD_FIELDS = ("model", "model_kwargs", "input_px", "mean", "std", "pooling")
+
+
+def _tiling(a: dict) -> dict:
+    key = _json_or_raw(a.get("tiling_key"))
+    return key if isinstance(key, dict) else {}
+
+
+def _card(a: dict) -> dict:
+    card = _json_or_raw(a.get("encoder_card"))
+    return {k: card.get(k) for k in CARD_FIELDS if k in card} if isinstance(card, dict) else {}
+
+
+def _differences(named: dict, other: dict) -> list[str]:
+    """``name value (majority: value)`` for the top-level entries of ``named`` that differ."""
+    return [f"{k} {v} (majority: {other.get(k)})" for k, v in named.items() if other.get(k) != v]
+
+
 def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, object]]) -> dict[str, object]:
-    """Encoder identity shared by all feature files; error naming the odd ones out."""
+    """Encoder identity shared by all feature files; error naming the odd ones out. The whole tiling
+    (overlap, tissue threshold...) and the encoder card's pixel settings count too: a model records
+    one of each, and refused its own training features when one slide's differed (7A #2)."""
     def key(a):
-        return tuple(str(a.get(k)) for k in IDENTITY_ATTRS)
+        return (*(str(a.get(k)) for k in IDENTITY_ATTRS), json.dumps(_tiling(a), sort_keys=True),
+                json.dumps(_card(a), sort_keys=True))
 
     keys = [key(a) for a in attrs]
     values, counts = np.unique(np.array([json.dumps(k) for k in keys]), return_counts=True)
     if len(values) > 1:
         common = json.loads(values[np.argmax(counts)])
-        odd = [sid for sid, k in zip(slide_ids, keys) if list(k) != common]
+        odd = [i for i, k in enumerate(keys) if list(k) != common]
+        first = keys[odd[0]]
+        named = {**dict(zip(IDENTITY_ATTRS, first[:len(IDENTITY_ATTRS)])), **json.loads(first[-2]),
+                 **{f"card {k}": v for k, v in json.loads(first[-1]).items()}}
+        majority = {**dict(zip(IDENTITY_ATTRS, common[:len(IDENTITY_ATTRS)])), **json.loads(common[-2]),
+                    **{f"card {k}": v for k, v in json.loads(common[-1]).items()}}
         raise WeakSTILError(
-            f"feature files come from different encoders, stain normalisations or tile settings: {len(odd)} slides "
-            "differ from the "
-            f"majority ({', '.join(f'{n}={v}' for n, v in zip(IDENTITY_ATTRS, common))}), e.g. {', '.join(odd[:5])}",
-            fix="embed all slides of the cohort with the same encoder, weights, --stain-norm and --mpp/--tile-size",
+            f"feature files come from different encoders, stain normalisations or tile settings: {len(odd)} "
+            f"slide{' differs' if len(odd) == 1 else 's differ'} from the majority, e.g. {', '.join(slide_ids[i] for i in odd[:5])} "
+            f"({'; '.join(_differences(named, majority)[:4])})",
+            fix="embed all slides of the cohort with the same encoder, weights, --stain-norm and tiling (--mpp, "
+                "--tile-size, --overlap, --tissue-threshold)",
         )
     a = attrs[0] if attrs else {}
     return {
@@ -67,6 +96,15 @@ def check_features_match_model(meta: dict, identity: dict[str, object], where: s
         mv, fv = tiling.get(k), identity.get(k)
         if mv is not None and fv is not None and not math.isclose(float(mv), float(fv), rel_tol=1e-6):
             problems.append(f"{k} {fv} but the model's is {mv}")
+    model_key, features_key = tiling.get("key"), _tiling(identity)
+    if isinstance(model_key, dict) and features_key and not problems:  # overlap, tissue threshold, detector...
+        problems += [f"tiling {k} {features_key.get(k)} but the model's is {v}" for k, v in sorted(model_key.items())
+                     if k in features_key and features_key.get(k) != v]
+    recorded_card, features_card = enc.get("card"), _card(identity)
+    if isinstance(recorded_card, dict) and features_card:  # an encoder card edited between them
+        problems += [f"encoder card {k} {features_card[k]} but the model's is {recorded_card.get(k)}"
+                     for k in CARD_FIELDS if k in features_card and k in recorded_card
+                     and json.dumps(features_card[k]) != json.dumps(recorded_card.get(k))]
     if problems:
         raise ModelError("features do not fit the model: " + "; ".join(problems), path=where,
                          fix=f"embed the slides with the model's encoder ({enc.get('name')}, same weights, "
