@@ -434,6 +434,11 @@ BAD = [
         _edited_model(w, t, lambda m: {**m, "encoder": {**m["encoder"], "name": "kaiko-vits16"}}),
         "--encoder", "kaiko-vits16", "--out", t / "out"],
         ("kaiko-vits16", "not in the Hugging Face cache", "HF_HUB_OFFLINE")),
+    # the same with the model's own recorded hub encoder (no --encoder): once, before any slide (fault hunt 7A #6)
+    Bad("score-model-of-a-hub-encoder-without-weights", lambda w, t: [
+        "score", w.slide, w.cohort / "slides" / "synth_0001.tiff", "--model",
+        _edited_model(w, t, lambda m: {**m, "encoder": {**m["encoder"], "name": "kaiko-vits16"}}), "--out", t / "out"],
+        ("kaiko-vits16", "not in the Hugging Face cache", "HF_HUB_OFFLINE")),
     Bad("score-detector-of-another-encoder", lambda w, t: ["score", w.slide, w.cohort / "slides" / "synth_0001.tiff",
                                                            "--model", w.model, "--weights", "random", "--tumorbed",
                                                            _detector_of_another_encoder(w, t), "--out", t / "out"],

@@ -99,7 +99,7 @@ class _Context:
     assessor: Any = None  #: weakstil.qc.scoring.SlideAssessor: the sTIL% interval and the qc flags
     models: list = field(default_factory=list)  #: what scores slides: [model] or the CV fold models
     model_json_sha256: str = ""
-    _encoder: Any = field(default=None, repr=False)
+    _encoder: Any = field(default=None, repr=False)  #: the encoder, or why it could not be built
     _planner: Any = field(default=None, repr=False)
 
     @property
@@ -116,11 +116,12 @@ class _Context:
                 "model_json_sha256": self.model_json_sha256, "scoring": "ensemble" if len(self.models) > 1 else "final"}
 
     def encoder(self):
-        """Built on first use: a rerun whose slides are all already scored never loads it."""
+        """Built on first use (a rerun of scored slides never loads it); a failure is kept, not retried."""
         if self._encoder is None:
-            from weakstil.scoring_encoder import load_scoring_encoder
-
-            self._encoder = load_scoring_encoder(self.opts, self.meta)
+            from weakstil.scoring_encoder import load_or_failure
+            self._encoder = load_or_failure(self.opts, self.meta)
+        if isinstance(self._encoder, Exception):
+            raise self._encoder
         return self._encoder
 
     def planner(self):

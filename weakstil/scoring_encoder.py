@@ -59,6 +59,30 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
     return encoder
 
 
+def load_or_failure(opts: ScoreOptions, meta: dict):
+    """:func:`load_scoring_encoder`, or the :class:`WeakSTILError` it raised (kept by the caller, so
+    a batch does not load changed hub weights again for every slide: 0.6-4 s each)."""
+    try:
+        return load_scoring_encoder(opts, meta)
+    except WeakSTILError as exc:
+        return exc
+
+
+def check_hub_weights_cached(meta: dict) -> None:
+    """Offline (``HF_HUB_OFFLINE``), the weights of the hub encoder the model records must be in the
+    Hugging Face cache: said once, before any slide, not as an error row per slide. A path lookup,
+    nothing loaded or hashed (a rerun whose slides are all scored never builds the encoder)."""
+    from weakstil.encoders.cards import load_card
+    from weakstil.encoders.factory import hub_offline, hub_weights_path
+
+    try:
+        card = load_card(str(meta.get("encoder", {}).get("name")))
+    except WeakSTILError:
+        return  # not a built-in card: a folder, said when built
+    if card.hub_id and hub_offline():
+        hub_weights_path(card)  # raises when they are not cached
+
+
 def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
     """Before any slide is scored (and before ``--out`` is written): the bundled encoder, or an
     ``--encoder`` folder, whose weights file is missing, modified or not the one the model was
@@ -72,6 +96,8 @@ def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
     folder = opts.encoder if opts.encoder is not None else ModelDir(opts.model).bundled_encoder
     if opts.encoder is not None and not Path(opts.encoder).is_dir():
         check_encoder_name(str(opts.encoder), meta, opts)
+    if folder is None and opts.weights is None:
+        check_hub_weights_cached(meta)
     if opts.weights is not None or folder is None or not Path(folder).is_dir():
         return  # --weights FILE, a built-in or hub encoder: checked when built
     error = UsageError if opts.encoder is not None else WeakSTILError
