@@ -982,9 +982,15 @@ def test_a_file_of_another_kind_is_not_replaced(world, tmp_path):
     out = tmp_path / "mixed"
     run_cli("tile", world.slide, "--out", out, check=True)
     proc = run_cli("embed", world.slide, "--out", out, "--encoder", "small-cnn", "--weights", "random")
-    check_failure(proc, 1, ("tiles file", "not replacing", "own --out"))
-    with h5py.File(out / "synth_0000.h5") as f:
-        assert f.attrs["kind"] == "tiles"
+    check_failure(proc, 2, ("tiles folder of 'weakstil tile'", "a folder of its own"))  # the folder: fault hunt 7A #3
+    copied = tmp_path / "copied"  # a tiles file copied among feature caches: refused by its kind
+    copied.mkdir()
+    shutil.copy(out / "synth_0000.h5", copied / "synth_0000.h5")
+    proc = run_cli("embed", world.slide, "--out", copied, "--encoder", "small-cnn", "--weights", "random")
+    check_failure(proc, 1, ("tiles file", "not replacing", "a folder of their own for the feature caches"))
+    for folder in (out, copied):
+        with h5py.File(folder / "synth_0000.h5") as f:
+            assert f.attrs["kind"] == "tiles"
 
 
 # --- 6. the model folder (point 9 of the issue) --------------------------------------------------------
