@@ -192,6 +192,8 @@ def test_tumour_bed_detector_trained_in_the_workflow_feeds_training(workdir: Pat
     assert "--out results_bed/tumorbed --annotations cohort/truth --tumorbed results_bed/detector" in bed
     bed = log.split("rule score_slide:", 1)[1].split("\n\n", 1)[0]  # the score slide's bed, from the detector too
     assert "results_bed/detector" in bed.split("input:", 1)[1].split("\n", 1)[0]
+    # its old features and bed are removed first (a rerun with another tile size refused them: outside fault hunt 7C)
+    assert all(f"--replaces results_bed/{f}" in bed for f in ("features/new_slide.h5", "tumorbed/new_slide.h5"))
     assert "--out results_bed/tumorbed --annotations cohort/truth --tumorbed results_bed/detector" in bed
     train = log.split("rule train:", 1)[1].split("\n\n", 1)[0]
     assert "--tumorbed-beds results_bed/tumorbed --tumorbed results_bed/detector" in train
@@ -238,6 +240,41 @@ def test_score_slides_and_slide_mpp_follow_the_config(workdir: Path, first_run, 
     proc = snakemake(workdir, "--dry-run", config=[*FAST, "weights=null"])
     assert proc.returncode != 0 and "null: encoder weights file not found" not in proc.stdout
     assert "has no published weights and `weights` is null" in proc.stdout
+
+
+def test_another_scan_copied_over_a_slide_with_an_older_time_is_redone(workdir: Path, first_run) -> None:
+    """`cp -p` or `rsync -a` of another scan over a slide file keeps that scan's older time: Snakemake's
+    file times saw nothing to do and results.csv kept the other scan's number (outside fault hunt 7C #2).
+    The slide's content fingerprint is a param of the jobs that read it."""
+    import os
+
+    slide = workdir / "new" / "new_slide.tiff"
+    original = slide.read_bytes()
+    stat = slide.stat()
+    other = workdir / "cohort" / pd.read_csv(workdir / "cohort" / "labels.csv")["path"].iloc[0]
+    try:
+        shutil.copy(other, slide)
+        os.utime(slide, (stat.st_atime - 86400, stat.st_mtime - 86400))
+        proc = snakemake(workdir, "--dry-run")
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-3000:]
+        assert job_stats(log) == {"score_slide_tiles": 1, "score_slide": 1, "score": 1, "all": 1}
+        cohort = workdir / "cohort" / pd.read_csv(workdir / "cohort" / "labels.csv")["path"].iloc[1]
+        cohort_stat = cohort.stat()
+        cohort_bytes = cohort.read_bytes()
+        shutil.copy(other, cohort)  # a cohort slide: retiled, re-embedded, retrained
+        os.utime(cohort, (cohort_stat.st_atime, cohort_stat.st_mtime))
+        proc = snakemake(workdir, "--dry-run")
+        log = proc.stdout + proc.stderr
+        assert job_stats(log)["tile"] == 1 and job_stats(log)["train"] == 1, log[-3000:]
+    finally:
+        slide.write_bytes(original)
+        os.utime(slide, (stat.st_atime, stat.st_mtime))
+        if "cohort_bytes" in locals():
+            cohort.write_bytes(cohort_bytes)
+            os.utime(cohort, (cohort_stat.st_atime, cohort_stat.st_mtime))
+    proc = snakemake(workdir, "--dry-run")
+    assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
 
 
 def damaged_copy(slide: Path, copy: Path) -> None:

@@ -52,3 +52,17 @@ def test_the_command_passes_an_earlier_failure_on_without_running(tmp_path):
                            "--step", f"embed=touch {marker}"], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "S1.json").read_text())["error"] == "no tissue found" and not marker.exists()
+
+
+def test_the_files_a_job_replaces_are_removed_before_its_steps(tmp_path):
+    """A rerun after a changed setting (tile size) found the slide's old features, which `weakstil
+    embed` keeps and refuses: every score slide became an error row (outside fault hunt 7C #1). The
+    job removes the files it writes first, as Snakemake removes a job's declared outputs."""
+    old = tmp_path / "features" / "S1.h5"
+    old.parent.mkdir()
+    old.write_text("features of 224 px tiles")
+    seen = tmp_path / "seen"
+    assert main(["--status", str(tmp_path / "S1.json"), "--log", str(tmp_path / "S1.log"), "--slide", "S1.svs",
+                 "--replaces", str(old), "--replaces", str(tmp_path / "never_made.h5"),
+                 "--step", f"embed=test -e {old} && echo kept > {seen} || echo removed > {seen}"]) == 0
+    assert seen.read_text().strip() == "removed"

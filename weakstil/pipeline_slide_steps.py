@@ -67,9 +67,11 @@ def failed_slides(status_files) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m weakstil.pipeline_slide_steps --status S --log L --slide F [--after S0] --step NAME=CMD ...``:
-    the workflow's `score_slide_*` jobs. ``--after``: an earlier step's status file; when that one
-    failed, its status is passed on and nothing runs."""
+    """``python -m weakstil.pipeline_slide_steps --status S --log L --slide F [--after S0] [--replaces FILE ...]
+    --step NAME=CMD ...``: the workflow's `score_slide_*` jobs. ``--after``: an earlier step's status
+    file; when that one failed, its status is passed on and nothing runs. ``--replaces``: the files
+    the steps write, removed first, as Snakemake removes a job's declared outputs (a rerun after a
+    changed tile size found the old features and refused them: every score slide an error row)."""
     import argparse
     import sys
 
@@ -79,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--slide", required=True)
     parser.add_argument("--after")
     parser.add_argument("--step", action="append", default=[], help="NAME=SHELL COMMAND, run in order")
+    parser.add_argument("--replaces", action="append", default=[],
+                        help="a file the steps write, removed first (as Snakemake removes a job's outputs)")
     args = parser.parse_args(argv)
+    for path in args.replaces:  # a rerun with other settings: the command would keep (and refuse) the old file
+        Path(path).unlink(missing_ok=True)
     steps = [tuple(step.split("=", 1)) for step in args.step]
     before = json.loads(Path(args.after).read_text()) if args.after else None
     if before is not None and before.get("status") != "ok":
