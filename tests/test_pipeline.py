@@ -136,19 +136,22 @@ def test_rerun_after_deleting_one_slides_features(workdir: Path, first_run) -> N
 def test_bad_settings_fail_before_any_job(workdir: Path) -> None:
     proc = snakemake(workdir, "--dry-run", config=["folds=1"])
     assert proc.returncode != 0
-    assert "error: folds is 1" in proc.stdout and "Fix: set folds to 2 or more" in proc.stdout
+    assert "error: folds is 1" in proc.stderr and "Fix: set folds to 2 or more" in proc.stderr
     # (a missing cohort CSV fails in the same preflight: tests/test_pipeline_preflight.py, test_faults.py)
     proc = snakemake(workdir, "--dry-run", config=["folds=2", "score_slides=[nowhere/*.svs]"])
-    assert proc.returncode != 0 and "error: nowhere/*.svs (score_slides): no slide file matches" in proc.stdout
+    assert proc.returncode != 0 and "error: nowhere/*.svs (score_slides): no slide file matches" in proc.stderr
     # the late failure: more folds than centres used to stop training after every embedding
     proc = snakemake(workdir, "--dry-run", config=["folds=5"])
     assert proc.returncode != 0
-    assert ("error: cohort/labels.csv: the cohort has 2 groups in column 'group' but folds is 5" in proc.stdout
-            and "Fix: set folds to 2 or fewer" in proc.stdout)
+    assert ("error: cohort/labels.csv: the cohort has 2 groups in column 'group' but folds is 5" in proc.stderr
+            and "Fix: set folds to 2 or fewer" in proc.stderr)
     # an empty output folder: one line, not a TypeError from pathlib (outside fault hunt)
     proc = snakemake(workdir, "--dry-run", config=["folds=2", "out="])
     assert proc.returncode != 0 and "TypeError" not in proc.stdout + proc.stderr
-    assert "error: out is empty (or not a path). Fix: set out to the output folder" in proc.stdout
+    assert "error: out is empty (or not a path). Fix: set out to the output folder" in proc.stderr
+    # the one line alone: no Snakemake file, line and traceback lines after it (outside fault hunt 7C #5)
+    assert [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith("Using profile")] == [
+        "error: out is empty (or not a path). Fix: set out to the output folder (--config out=PATH or --configfile)"]
 
 
 def test_slurm_profile_dry_run(workdir: Path) -> None:
@@ -238,8 +241,8 @@ def test_score_slides_and_slide_mpp_follow_the_config(workdir: Path, first_run, 
     finally:
         no_mpp.unlink()
     proc = snakemake(workdir, "--dry-run", config=[*FAST, "weights=null"])
-    assert proc.returncode != 0 and "null: encoder weights file not found" not in proc.stdout
-    assert "has no published weights and `weights` is null" in proc.stdout
+    assert proc.returncode != 0 and "null: encoder weights file not found" not in proc.stderr
+    assert "has no published weights and `weights` is null" in proc.stderr
 
 
 def test_another_scan_copied_over_a_slide_with_an_older_time_is_redone(workdir: Path, first_run) -> None:
