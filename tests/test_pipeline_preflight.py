@@ -319,6 +319,28 @@ def test_tumorbed_checks(tmp_path: Path) -> None:
 
 
 # --- the command and the Snakefile ----------------------------------------------------------
+def test_preflight_refuses_and_warns_of_score_slides_as_the_workflow_does(tmp_path: Path, monkeypatch) -> None:
+    """Outside fault hunt 7C #3: `weakstil preflight` passed a score slide with a cohort slide's id, or two
+    score slides with one id, which the run refuses; and said nothing of unreadable score slides."""
+    csv = cohort_csv(tmp_path)
+    monkeypatch.chdir(tmp_path)  # score_slides are relative to the directory Snakemake runs in
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "s0.tiff").write_bytes(b"")  # a copy named like a cohort slide
+    (tmp_path / "new").mkdir()
+    (tmp_path / "new" / "a.tiff").write_bytes(b"")
+    (tmp_path / "new" / "text.svs").write_text("not a slide")
+    common = ["--config", f"cohort={csv}", "--config", "folds=3", "--config", "threads=1"]
+    for listed in ("[other/s0.tiff]", "[new/a.tiff, other/a.tiff]"):
+        if "other/a.tiff" in listed:
+            (tmp_path / "other" / "a.tiff").write_bytes(b"")
+        bad = run_cli("preflight", *common, "--config", f"score_slides={listed}")
+        (line,) = [ln for ln in bad.stderr.splitlines() if ln.startswith("error:")]
+        assert bad.returncode == 1 and "both have the slide id" in line and "Fix: rename one of the files" in line
+    ok = run_cli("preflight", *common, "--config", "score_slides=[new/text.svs]")
+    assert ok.returncode == 0, ok.stderr
+    assert "warning: " in ok.stdout and "text.svs (score_slides)" in ok.stdout and "gets an error row" in ok.stdout
+
+
 def test_preflight_command(tmp_path: Path) -> None:
     csv = cohort_csv(tmp_path)
     ok = run_cli("preflight", "--config", f"cohort={csv}", "--config", "folds=3", "--config", "threads=1")

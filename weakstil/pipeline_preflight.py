@@ -1,19 +1,18 @@
 """The cohort workflow's checks before anything runs, and what each of its jobs asks of SLURM.
 
-``pipelines/Snakefile`` calls :func:`check_workflow` while it is read (every run, dry runs
-included) and :func:`check_slurm` just before the first job is submitted to SLURM;
-``weakstil preflight`` runs both. Every problem found ends the run with one ``error:`` line
-naming the setting and its fix, before a single job was started:
+``pipelines/Snakefile`` calls :func:`check_workflow` while it is read (every run, dry runs included)
+and :func:`check_slurm` just before the first job is submitted to SLURM; ``weakstil preflight`` runs
+both. Every problem found ends the run with one ``error:`` line naming the setting and its fix,
+before a single job was started:
 
 * every setting, with the rules of the command its jobs pass it to (:mod:`weakstil.pipeline_settings_check`);
 * the cohort CSV: its slide files exist, labels are numbers in 0-100, slide ids are unique, the group column
   is present when named (``group_column`` or ``--group-column`` in ``train_extra``), groups >= ``folds`` >= 2;
-* the encoder card resolves and its weights can be found without a download on the compute
-  nodes (``random``, an existing file, a pretrain folder's own, or the Hugging Face cache);
+  no score slide has a cohort or another score slide's id;
+* the encoder card resolves and its weights can be found without a download on the compute nodes;
 * ``annotations`` is a folder that outlines some cohort slide; ``tumorbed`` is a detector folder or ``train``;
-* on SLURM, each kind of job (see :func:`job_requests`) fits a node of its partition: the partition
-  exists and is open, and a node has the GPUs (of ``gpu_model``), CPUs (``threads``), memory and
-  wall time asked for (:mod:`weakstil.slurm_cluster`).
+* on SLURM, each kind of job (:func:`job_requests`) fits a node of its partition: the partition exists and
+  is open, and a node has the GPUs (``gpu_model``), CPUs (``threads``), memory and wall time asked for.
 
 Memory requests ``auto`` are sized from the work (:func:`embed_mem_mb`, :func:`train_mem_mb`), at
 most what the partition's largest node offers."""
@@ -30,7 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from weakstil.errors import UsageError, WeakSTILError
-from weakstil.pipeline_settings_check import WorkflowConfig, check_detector_setting, one_error, settings_problems
+from weakstil.pipeline_settings_check import (WorkflowConfig, check_detector_setting, one_error, score_slide_files,
+                                              settings_problems, unusable_score_slides)
 from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, partition_memory_mb, unusable_warning
 
 log = logging.getLogger(__name__)
@@ -75,9 +75,8 @@ def _round_up(mb: float, step: int = 500) -> int:
 
 # --- memory sizing ------------------------------------------------------------------------
 def encoder_params_m(encoder: str) -> float:
-    """Parameters (millions) of an encoder card's network: from the table of built-in cards
-    (a pretrain folder counts as the card it started from), else by building it on torch's
-    meta device (no memory, no weights)."""
+    """Parameters (millions) of an encoder card's network: from the table of built-in cards (a pretrain
+    folder counts as the card it started from), else built on torch's meta device (no memory)."""
     from weakstil.encoders.cards import load_card
 
     card = load_card(encoder)
@@ -94,8 +93,7 @@ def encoder_params_m(encoder: str) -> float:
 
 
 def embed_mem_mb(params_m: float, embed_dim: int, n_tiles: int = 0) -> int:
-    """Memory (MB) of one embed job: the base, the encoder weights, and the slide's features
-    (held twice: computed, then written)."""
+    """Memory (MB) of one embed job: base, encoder weights, the slide's features (computed, then written)."""
     return _round_up(BASE_MEM_MB + WEIGHT_COPIES * params_m * 4 + n_tiles * embed_dim * 4 * 2 / 1e6)
 
 
@@ -192,10 +190,8 @@ def _capped(mb: int, partition: str) -> int:
 
 
 def job_requests(config: dict, *, embed_tiles: int = 0, train_features_mb: float = 0.0) -> list[JobRequest]:
-    """What each kind of job of this configuration asks of SLURM (the Snakefile's resources).
-
-    ``auto`` memory is the estimate for ``embed_tiles`` tiles per slide and
-    ``train_features_mb`` of features: before the run, the smallest a job will ask."""
+    """What each kind of job of this configuration asks of SLURM (the Snakefile's resources). ``auto``
+    memory is the estimate for ``embed_tiles`` tiles per slide and ``train_features_mb`` of features."""
     s = slurm_settings(config)
     threads = int(config.get("threads", 1))
     part = str(s["partition"])
@@ -387,8 +383,9 @@ def check_workflow(config: dict):
     run(check_keys, config)
     problems.update(settings_problems(config, getattr(config, "sources", {})))
     cohort = run(check_cohort, config, needs=("cohort", "folds", "group_column", "train_extra"))
-    if cohort is not None:
+    if cohort is not None:  # and no two slide files with one slide id (their outputs would collide)
         run(check_tumorbed, config, cohort.slide_ids, needs=("annotations", "tumorbed"))
+        run(score_slide_files, config, cohort.table["path"], needs=("score_slides",))
     run(check_encoder, config, needs=("encoder", "weights"))
     problems.update({f"slurm.{i}": p for i, p in enumerate(run(slurm_problems, config, needs=("slurm",)) or [])})
     if problems:
@@ -491,6 +488,9 @@ def run_preflight(config: dict, *, slurm: bool) -> str:
     cohort = check_workflow(config)
     lines = [f"cohort {config['cohort']}: {len(cohort)} slides, {len(set(cohort.groups.tolist()))} groups, "
              f"{config['folds']} folds; encoder {config['encoder']} (weights {config.get('weights') or 'its own'})"]
+    files, score, in_cohort = score_slide_files(config, cohort.table["path"])  # as the run warns of them:
+    lines += [f"warning: {files[k]} (score_slides): {why}; it gets an error row in scores/results.csv" for k, why in
+              unusable_score_slides(config, files, score, in_cohort)[1].items()]
     if slurm:
         lines += [f"warning: {w}" for w in check_slurm(config)]
         lines.append("SLURM jobs (each fits a node of its partition):")

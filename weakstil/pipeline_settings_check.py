@@ -314,3 +314,57 @@ def check_detector_setting(tumorbed: str | Path, encoder: object) -> None:
     if trained_on is not None and trained_on != name:
         raise WeakSTILError(f"the tumour-bed detector was trained on encoder '{trained_on}', the workflow embeds "
                             f"with '{name}' (the `tumorbed` key)", path=tumorbed, fix=fix)
+
+
+def score_slide_files(config: dict, cohort_paths) -> tuple[dict[str, str], list[str], list[str]]:
+    """Slide id (file name without extension) -> slide file, for the cohort (``cohort_paths``) and
+    ``score_slides`` (globs expanded, relative to the directory Snakemake runs in); the score
+    slides' ids in order; the cohort's ids. Two files with one id would write the same outputs: refused, by the
+    Snakefile and by ``weakstil preflight`` alike (the preflight had passed them)."""
+    from weakstil.slide import slide_id_from_path
+
+    files: dict[str, str] = {}
+    score: list[str] = []
+
+    def add(path: str, where: str) -> str:
+        key = slide_id_from_path(path)
+        if files.get(key, path) != path:
+            raise WeakSTILError(f"{path} ({where}) and {files[key]} both have the slide id '{key}' and would write "
+                                "the same outputs", fix="rename one of the files")
+        files[key] = path
+        return key
+
+    cohort = [add(str(Path(path).resolve()), str(config.get("cohort"))) for path in cohort_paths]
+    patterns = config.get("score_slides") or []
+    for pattern in [patterns] if isinstance(patterns, str) else patterns:
+        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) and not os.path.lexists(pattern) else [pattern]
+        score += [add(str(Path(m).resolve()), "score_slides") for m in matches if Path(m).is_file()]
+    return files, list(dict.fromkeys(score)), cohort
+
+
+def unusable_score_slides(config: dict, files: dict[str, str], score_keys: list[str],
+                          cohort_keys: list[str]) -> tuple[set[str], dict[str, str]]:
+    """(the slides whose files state no µm/px, when ``slide_mpp`` is set: it goes to them alone; the
+    score slides outside the cohort that cannot be tiled -> why: they get no per-slide jobs, and
+    the scoring gives them an error row). Each slide file is opened, not read."""
+    from weakstil.slide_backend import open_backend
+
+    def read_mpp(path: str) -> tuple[bool, str | None]:
+        try:
+            backend = open_backend(path)
+        except WeakSTILError as exc:
+            return False, exc.message
+        except Exception as exc:
+            return False, f"cannot be opened ({type(exc).__name__}: {exc})"
+        try:
+            return backend.mpp is None, None
+        finally:
+            backend.close()
+
+    slide_mpp = config.get("slide_mpp")
+    checked = {k: read_mpp(path) for k, path in files.items()
+               if k in score_keys and k not in cohort_keys or slide_mpp is not None}
+    no_mpp = {k for k, (none, _) in checked.items() if none} if slide_mpp is not None else set()
+    unusable = {k: why or "states no microns-per-pixel and slide_mpp is null" for k, (none, why) in checked.items()
+                if k in score_keys and k not in cohort_keys and (why or (none and slide_mpp is None))}
+    return no_mpp, unusable
