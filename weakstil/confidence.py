@@ -71,6 +71,8 @@ CALIBRATION_VERSION = 2
 #: Side of the square blocks (in tiles) whose tiles are resampled together by the bootstrap:
 #: neighbouring tiles share their tissue, so they are not independent (4 x 112 µm ≈ 0.45 mm).
 BLOCK_TILES = 4
+#: Fewer blocks than this: the block bootstrap's error is floored at the single-tile one.
+MIN_BLOCKS = 4
 #: Fewer out-of-fold slides than this: no interval (the calibration would be meaningless).
 MIN_SLIDES = 5
 
@@ -100,10 +102,11 @@ def tile_standard_error(tile_scores: np.ndarray, weights: np.ndarray, coords: np
     renormalised on each resample, as the mean and the attention aggregators do), scaled by
     ``B / (B − 1)`` for ``B`` blocks. Tiles with zero weight (outside the bed) do not count.
 
-    It is never below the same bootstrap over single tiles: with few blocks the block estimate has
-    few degrees of freedom, and two blocks of equally mixed tiles gave a 20 times smaller error
-    than two of their tiles alone (an outside tester's 4-tile bed: 1.2 vs 23.9 points). Tiles
-    of one bed are alike, not opposite, so the block estimate is the larger one when it is sound.
+    With fewer than :data:`MIN_BLOCKS` blocks it is never below the same bootstrap over single
+    tiles: the block estimate then has 1 or 2 degrees of freedom, and two blocks of equally mixed
+    tiles gave a 20 times smaller error than two of their tiles alone (an outside tester's 4-tile
+    bed: 1.2 vs 23.9 points). Applied to every bed, that floor widened the intervals of shifted
+    cohorts (24-slide benchmark, hard look: median width 83 -> 100, coverage 96 -> 100 %).
     """
     s = np.asarray(tile_scores, np.float64)
     w = np.asarray(weights, np.float64)
@@ -120,7 +123,8 @@ def tile_standard_error(tile_scores: np.ndarray, weights: np.ndarray, coords: np
         _, ids = np.unique(block, axis=0, return_inverse=True)
         contrib = np.bincount(ids.ravel(), weights=per_tile)
         if len(contrib) >= 2:  # one block: no resampling possible, the tiles' estimate stands
-            var = max(var, float((contrib ** 2).sum()) * len(contrib) / (len(contrib) - 1))
+            blocked = float((contrib ** 2).sum()) * len(contrib) / (len(contrib) - 1)
+            var = max(var, blocked) if len(contrib) < MIN_BLOCKS else blocked
     return math.sqrt(var)
 
 
