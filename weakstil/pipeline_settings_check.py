@@ -244,6 +244,12 @@ def _train_problems(config: dict, sources: dict[str, str], skip: set[str]) -> di
     return {}
 
 
+def expand_pattern(pattern: str) -> list[str]:
+    """A ``score_slides`` entry's files: a glob's matches, sorted; a path that exists (brackets and
+    all) or names nothing, as written."""
+    return sorted(glob.glob(pattern)) if glob.has_magic(pattern) and not os.path.lexists(pattern) else [pattern]
+
+
 def _score_slides_problems(config: dict, sources: dict[str, str]) -> dict[str, WeakSTILError]:
     """Every ``score_slides`` entry names a slide file, or is a glob pattern matching one (the
     Snakefile's rule, relative to the directory Snakemake runs in)."""
@@ -255,7 +261,7 @@ def _score_slides_problems(config: dict, sources: dict[str, str]) -> dict[str, W
                                          fix='write e.g. score_slides: [new/a.svs, "new/*.svs"], or []')}
     missing = []
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) and not os.path.lexists(pattern) else [pattern]
+        matches = expand_pattern(pattern)
         if not matches or not Path(matches[0]).is_file():
             missing.append(pattern)
     if not missing:
@@ -337,7 +343,7 @@ def score_slide_files(config: dict, cohort_paths) -> tuple[dict[str, str], list[
     cohort = [add(str(Path(path).resolve()), str(config.get("cohort"))) for path in cohort_paths]
     patterns = config.get("score_slides") or []
     for pattern in [patterns] if isinstance(patterns, str) else patterns:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) and not os.path.lexists(pattern) else [pattern]
+        matches = expand_pattern(pattern)
         score += [add(str(Path(m).resolve()), "score_slides") for m in matches if Path(m).is_file()]
     return files, list(dict.fromkeys(score)), cohort
 

@@ -111,18 +111,14 @@ def check_trained_card(folder, meta: dict, error: type[WeakSTILError] = WeakSTIL
     """Refuse an encoder folder whose card says otherwise than the card the model recorded (its
     features were made with that one) in :data:`~weakstil.mil.identity.CARD_FIELDS`: the same weights
     give other features (an outside tester's mean 0.485 -> 0.2 scored 2.98 % for 10.41 %)."""
-    import json
-
     from weakstil.encoders.cards import CARD_FILE, load_card
-    from weakstil.mil.identity import CARD_FIELDS
+    from weakstil.mil.identity import card_changes
 
     recorded = meta.get("encoder", {}).get("card")
     if not isinstance(recorded, dict):
         return
     card = load_card(folder).to_dict()
-    same = lambda key: json.dumps(card.get(key), sort_keys=True) == json.dumps(recorded.get(key), sort_keys=True)  # noqa: E731
-    changed = [f"{key} {card.get(key)} (trained with {recorded.get(key)})" for key in CARD_FIELDS
-               if key in recorded and not same(key)]  # (a model of an older card records fewer fields)
+    changed = [f"{key} {card[key]} (trained with {recorded[key]})" for key in card_changes(card, recorded)]
     if changed:
         raise error(f"says {'; '.join(changed)}: not the card the model's features were made with", path=folder / CARD_FILE,
                     fix="restore the encoder's card.yaml (or retrain on features embedded with this card)")

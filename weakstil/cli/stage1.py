@@ -160,20 +160,19 @@ def pretrain(
         import torch
 
         torch.set_num_threads(threads)
+    from weakstil.encoders.cards import CARD_FILE
+
     if weights is None:  # an encoder folder with weights (an earlier pretrain) goes on from them (7A #5)
-        from weakstil.encoders.cards import CARD_FILE as _CARD
         from weakstil.encoders.factory import MODEL_FILE
 
-        folder = Path(encoder)
-        own = folder / MODEL_FILE if (folder / _CARD).is_file() else None
-        weights = str(own.resolve()) if own is not None and own.is_file() else "random"
+        own = Path(encoder) / MODEL_FILE
+        weights = str(own.resolve()) if (Path(encoder) / CARD_FILE).is_file() and own.is_file() else "random"
         if weights != "random":
             log.info("pretraining goes on from %s's own weights (--weights random for a random init)", encoder)
     cfg = PretrainConfig(encoder=encoder, init_weights=weights, steps=steps, epochs=epochs,
                          batch_size=batch_size, tiles_per_slide=tiles_per_slide, crop_px=crop_px, lr=lr,
                          seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold,
                          stain_norm=stain_norm.value)
-    from weakstil.encoders.cards import CARD_FILE
     from weakstil.outputdir import check_own_folder
     from weakstil.pretrain import CHECKPOINT
 

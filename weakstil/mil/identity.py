@@ -41,6 +41,13 @@ def _card(a: dict) -> dict:
     return {k: card.get(k) for k in CARD_FIELDS if k in card} if isinstance(card, dict) else {}
 
 
+def card_changes(card: dict, recorded: dict) -> list[str]:
+    """The :data:`CARD_FIELDS` that ``card`` says otherwise than ``recorded`` (fields ``recorded``
+    lacks, as a model of an older card does, are not compared)."""
+    return [k for k in CARD_FIELDS if k in card and k in recorded
+            and json.dumps(card[k], sort_keys=True) != json.dumps(recorded[k], sort_keys=True)]
+
+
 def _differences(named: dict, other: dict) -> list[str]:
     """``name value (majority: value)`` for the top-level entries of ``named`` that differ."""
     return [f"{k} {v} (majority: {other.get(k)})" for k, v in named.items() if other.get(k) != v]
@@ -59,15 +66,14 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
     if len(values) > 1:
         common = json.loads(values[np.argmax(counts)])
         odd = [i for i, k in enumerate(keys) if list(k) != common]
-        first = keys[odd[0]]
-        named = {**dict(zip(IDENTITY_ATTRS, first[:len(IDENTITY_ATTRS)])), **json.loads(first[-2]),
-                 **{f"card {k}": v for k, v in json.loads(first[-1]).items()}}
-        majority = {**dict(zip(IDENTITY_ATTRS, common[:len(IDENTITY_ATTRS)])), **json.loads(common[-2]),
-                    **{f"card {k}": v for k, v in json.loads(common[-1]).items()}}
+        def named(k):
+            return {**dict(zip(IDENTITY_ATTRS, k)), **json.loads(k[-2]),
+                    **{f"card {f}": v for f, v in json.loads(k[-1]).items()}}
+
         raise WeakSTILError(
             f"feature files come from different encoders, stain normalisations or tile settings: {len(odd)} "
             f"slide{' differs' if len(odd) == 1 else 's differ'} from the majority, e.g. {', '.join(slide_ids[i] for i in odd[:5])} "
-            f"({'; '.join(_differences(named, majority)[:4])})",
+            f"({'; '.join(_differences(named(keys[odd[0]]), named(common))[:4])})",
             fix="embed all slides of the cohort with the same encoder, weights, --stain-norm and tiling (--mpp, "
                 "--tile-size, --overlap, --tissue-threshold)",
         )
@@ -102,9 +108,8 @@ def check_features_match_model(meta: dict, identity: dict[str, object], where: s
                      if k in features_key and features_key.get(k) != v]
     recorded_card, features_card = enc.get("card"), _card(identity)
     if isinstance(recorded_card, dict) and features_card:  # an encoder card edited between them
-        problems += [f"encoder card {k} {features_card[k]} but the model's is {recorded_card.get(k)}"
-                     for k in CARD_FIELDS if k in features_card and k in recorded_card
-                     and json.dumps(features_card[k]) != json.dumps(recorded_card.get(k))]
+        problems += [f"encoder card {k} {features_card[k]} but the model's is {recorded_card[k]}"
+                     for k in card_changes(features_card, recorded_card)]
     if problems:
         raise ModelError("features do not fit the model: " + "; ".join(problems), path=where,
                          fix=f"embed the slides with the model's encoder ({enc.get('name')}, same weights, "
