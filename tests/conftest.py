@@ -20,6 +20,19 @@ CMU = TEST_DATA / "CMU-1-Small-Region.svs"
 os.environ["HF_HUB_OFFLINE"] = "1"
 
 
+def no_slurm_controller_env(tmp_dir: Path) -> dict[str, str]:
+    """The environment for a Snakemake run that must not wait on a SLURM controller.
+
+    Snakemake builds its command line from every installed executor plugin, and the SLURM plugin's
+    help text asks ``scontrol show config`` (10 s time-out). Where the SLURM client is installed but
+    no controller runs (a CI machine between ``make test-slurm`` runs), each start waited those 10 s:
+    about 200 s of the suite's worker time. A SLURM config whose controller refuses at once gives
+    the same answer (no controller) without the wait; the local profile never uses SLURM."""
+    conf = tmp_dir / "unreachable-slurm.conf"
+    conf.write_text("ClusterName=unreachable\nSlurmctldHost=localhost\nSlurmctldPort=9\nMessageTimeout=1\n")
+    return {**os.environ, "SLURM_CONF": str(conf)}
+
+
 #: The modules that take longest on 2 cores, longest first (measured with ``--durations``). ``make
 #: test`` hands modules to its two pytest-xdist processes in collection order
 #: (``--no-loadscope-reorder``), so these start first and the short ones fill in beside them:

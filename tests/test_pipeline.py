@@ -15,7 +15,7 @@ import h5py
 import pandas as pd
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, no_slurm_controller_env, run_cli
 
 pytest.importorskip("snakemake")
 pytest.importorskip("snakemake_executor_plugin_slurm")
@@ -31,7 +31,7 @@ FAST = ["folds=2", "epochs=8", "threads=1", "score_slides=[new/*.tiff]", "annota
 def snakemake(workdir: Path, *args: str, profile: Path = LOCAL, config: list[str] = FAST) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(profile),
            "--directory", str(workdir), *args, "--config", *config]
-    return subprocess.run(cmd, capture_output=True, text=True)
+    return subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(workdir.parent))
 
 
 def jobs_run(log: str) -> dict[str, list[str]]:

@@ -99,6 +99,13 @@ mkdir -p "$LOGS" "$SPOOL/slurmctld" "$SPOOL/slurmd" /run/munge /var/log/munge /r
 chown slurm:slurm "$LOGS" "$SPOOL/slurmctld"
 chown munge:munge /run/munge /var/log/munge
 chown mysql:mysql /run/mysqld /var/log/mysql
+# munged, mariadbd and the SLURM daemons run as their own users and open /dev/null; a
+# `cp -p FILE /dev/null` run as root leaves it mode 0644, and munged then stops with
+# "Failed to open /dev/null: Permission denied" (seen on a shared CI machine): put it right
+if [ -c /dev/null ] && [ "$(stat -c %a /dev/null)" != 666 ]; then
+  echo "[slurm-setup] /dev/null was mode $(stat -c %a /dev/null); restoring 0666" >&2
+  chmod 0666 /dev/null
+fi
 
 # --- 2. munge ----------------------------------------------------------------------------
 step "munge"
