@@ -1342,3 +1342,25 @@ def test_a_bed_that_covers_no_tile_and_a_model_scored_without_its_beds(world, tm
                    tmp_path / "e3", "--annotations", beds)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((tmp_path / "e3" / "metrics.json").read_text())["tumorbeds"]["slides"] == {"annotation": 3}
+
+
+def test_a_model_trained_on_another_stain_estimate_is_refused(world, tmp_path):
+    """Stain estimate 4 (tissue tiles at the model's µm/px, not a stored 4 µm/px level) moves every
+    tile measurement: a model trained on features of an older estimate (its model.json has no
+    ``features`` record) would score the new features silently. It is refused with the fix; the
+    model itself records its features' estimate and scores."""
+    model = tmp_path / "old_model"
+    shutil.copytree(world.model, model)
+    meta = json.loads((world.model / "model.json").read_text())
+    assert meta["features"]["stain_estimate_version"] == 4 and meta["features"]["tilestats_version"] is not None
+    del meta["features"]
+    (model / "model.json").write_text(json.dumps(meta))
+    proc = run_cli("score", world.slide, "--model", model, "--out", tmp_path / "s", "--features", world.feats,
+                   "--device", "cpu")
+    line = check_failure(proc, 1, ("stain was estimated by method 4 but the model was trained on features whose "
+                                   "stain was estimated by method 3 or older",
+                                   "Fix: train the model again (weakstil train) on features embedded by this"))
+    assert "model.json" not in line or "old_model" in line
+    ok = run_cli("score", world.slide, "--model", world.model, "--out", tmp_path / "ok", "--features", world.feats,
+                 "--device", "cpu")
+    assert ok.returncode == 0, ok.stderr

@@ -42,7 +42,10 @@ def test_stroma_estimate_and_lymphocyte_area_track_the_truth(two_looks):
     assert stain.source == "macenko"
     stats = batch_stats(tiles, stain, 0.5)
     assert stats.shape == (len(tiles), len(COLUMNS)) and np.isfinite(stats).all()
-    assert pearson(truth["stroma_fraction"], stats[:, COLUMNS.index("stroma_estimate")]) > 0.85
+    # 0.815 on this one slide with the stain estimated on its tiles (stain estimate 4), 0.85+ with the
+    # thumbnail's; over 12 default-look and 8 hard slides the tile estimate tracks the truth better
+    # (pooled r 0.912 vs 0.887 and 0.665 vs 0.624; script in the stop note of 2026-12-03)
+    assert pearson(truth["stroma_fraction"], stats[:, COLUMNS.index("stroma_estimate")]) > 0.8
     # lymphocyte area in stroma: dark nuclei of lymphocyte size or larger (touching ones merge)
     dark = [COLUMNS.index(f"{a}_dark_stroma") for a in ("small", "medium", "large")]
     assert pearson(truth["lymphocyte_fraction"], stats[:, dark].sum(1)) > 0.8
@@ -211,3 +214,56 @@ def test_opencv_and_numpy_primitives_give_the_same_measurements(two_looks):
     n, labels = cv.label4(mask)
     assert n > 1 and labels.max() == n
     np.testing.assert_array_equal(labels, nu.label4(mask)[1])
+
+
+def test_the_stain_estimate_reads_the_pixels_the_features_are_made_of(two_looks, tmp_path):
+    """Identical full-resolution pixels in two files whose reduced levels were written differently
+    (one at JPEG quality 25 with its eosin boosted, as another scanner's software might store them):
+    the slide's stain estimate, and the tile measurements made with it, are the same. Estimated on a
+    4 µm/px thumbnail read from a stored reduced level, the eosin strength doubled and the score
+    moved across the 30 % threshold (fault hunt 6D #1)."""
+    import tifffile
+
+    from weakstil.synth.pyramid import downsample_mean
+    from weakstil.tiles import find_tiles
+
+    with tifffile.TiffFile(two_looks["path"]) as tf:
+        level0 = tf.pages[0].asarray()
+        mpp = 1e4 / (tf.pages[0].tags["XResolution"].value[0] / tf.pages[0].tags["XResolution"].value[1])
+
+    def write(path, boost_eosin: float, quality: int):
+        opts = dict(tile=(256, 256), compression="jpeg", photometric="rgb", resolutionunit="CENTIMETER",
+                    metadata=None)
+        with tifffile.TiffWriter(path) as tw:
+            tw.write(level0, subifds=0, resolution=(1e4 / mpp, 1e4 / mpp), compressionargs={"level": 88}, **opts)
+            reduced = level0
+            for k in (1, 2):
+                reduced = downsample_mean(reduced)
+                shown = reduced.astype(np.float32)
+                shown[..., 1] = 255 * (shown[..., 1] / 255) ** boost_eosin  # less green: more eosin
+                tw.write(np.clip(shown, 0, 255).astype(np.uint8), subfiletype=1, compressionargs={"level": quality},
+                         resolution=(1e4 / (mpp * 4 ** k), 1e4 / (mpp * 4 ** k)), **opts)
+        return path
+
+    paths = (write(tmp_path / "a.tiff", 1.0, 88), write(tmp_path / "b.tiff", 1.6, 25))
+    found = []
+    for path in paths:
+        with Slide.open(path) as slide:
+            tiles = find_tiles(slide)
+            found.append((tiles, estimate_slide_stain(slide, tiles)))
+    (tiles_a, a), (tiles_b, b) = found
+    assert a.source == b.source == "macenko"
+    assert np.allclose(a.max_c, b.max_c, rtol=0.02), (a.max_c, b.max_c)
+    assert np.allclose(a.he, b.he, atol=0.01), (a.he, b.he)
+    # the measurements of the tiles both files have (the tissue masks come from the reduced levels)
+    shared = np.array(sorted({tuple(c) for c in tiles_a.coords} & {tuple(c) for c in tiles_b.coords}))[:20]
+    stats = []
+    for path, stain in zip(paths, (a, b)):
+        with Slide.open(path) as slide:
+            pixels = np.stack([slide.read_region(int(x), int(y), 224, 0.5) for x, y in shared])
+        stats.append(batch_stats(pixels, stain, 0.5))
+    continuous = [COLUMNS.index(c) for c in ("stroma_estimate", "eosin_dominant", "nuclear", "mean_h", "mean_e",
+                                              "h_p90")]
+    assert np.abs(stats[0][:, continuous] - stats[1][:, continuous]).max() < 0.01
+    density = COLUMNS.index("nuclei_per_100um2")  # a nucleus at a threshold may count in one file only
+    assert abs(stats[0][:, density].mean() - stats[1][:, density].mean()) < 0.02 * stats[0][:, density].mean()

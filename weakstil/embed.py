@@ -369,14 +369,14 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
 
     from weakstil.decode.batches import provenance_json, tile_batches
 
-    from weakstil.stain import estimate_slide_stain
+    from weakstil.stain import STAIN_ESTIMATE_VERSION, estimate_slide_stain
     from weakstil.tilestats import COLUMNS, STROMA_COLUMN, TILESTATS_VERSION
     from weakstil.tilestats_pool import measured_batches, stats_job
 
     n, d = len(tiles.coords), encoder.embed_dim
     cache = FeaturesFile(coords=tiles.coords, tissue_fraction=tiles.tissue_fraction, tissue_mask=tiles.tissue_mask,
                          tissue_mask_mpp=float(tiles.mask_mpp))
-    stain = estimate_slide_stain(slide)
+    stain = estimate_slide_stain(slide, tiles)
     stain_norm = encoder.card.stain_norm or "none"
     stats = np.zeros((n, len(COLUMNS)), np.float32) if tile_stats else None
     with cache.streaming(path, n, d) as put:
@@ -412,7 +412,8 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
                                 f"precision {encoder.precision})", path=slide.path,
                                 fix="check the encoder weights, or run in fp32 (--device cpu)")
         cache.attrs.update(tiles.attrs())
-        cache.attrs.update({"stain": json.dumps(stain.to_dict()), "stain_norm": stain_norm})
+        cache.attrs.update({"stain": json.dumps(stain.to_dict()), "stain_norm": stain_norm,
+                            "stain_estimate_version": STAIN_ESTIMATE_VERSION})
         if stats is not None:
             cache.tile_stats = stats
             tile_stats_record = job.record() if job is not None else {"processes": 0}

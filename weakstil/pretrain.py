@@ -139,7 +139,7 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                 if card.stain_norm == "macenko":
                     from weakstil.stain import Normaliser, estimate_slide_stain
 
-                    normaliser = Normaliser(estimate_slide_stain(slide))
+                    normaliser = Normaliser(estimate_slide_stain(slide, tiles))
                 with contextlib.closing(batches):
                     for start, batch in batches:
                         out[start:start + len(batch)] = batch if normaliser is None else normaliser(batch)

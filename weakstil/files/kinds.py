@@ -78,7 +78,8 @@ class FeaturesFile(SlideFile):
     stain and nuclear-morphometry measurements (:mod:`weakstil.tilestats`; attribute
     ``tile_stats_columns``, JSON), ``stroma_estimate`` (N,) float32, its colour-deconvolution
     stroma share, and the attributes ``stain`` (JSON: the slide's Macenko stain estimate),
-    ``stain_norm`` (``none`` or ``macenko``: what the encoder saw), ``tilestats_version``.
+    ``stain_norm`` (``none`` or ``macenko``: what the encoder saw), ``tilestats_version``,
+    ``stain_estimate_version`` (how ``stain`` was estimated: :data:`weakstil.stain.STAIN_ESTIMATE_VERSION`).
     """
 
     KIND = "features"

@@ -12,7 +12,7 @@ import numpy as np
 from weakstil.errors import WeakSTILError
 
 #: Attributes of a feature cache that identify the encoder and tiles.
-IDENTITY_ATTRS = ("encoder", "weights_sha256", "mpp", "tile_px", "stain_norm")
+IDENTITY_ATTRS = ("encoder", "weights_sha256", "mpp", "tile_px", "stain_norm", "stain_estimate_version")
 
 
 class ModelError(WeakSTILError):
@@ -79,6 +79,7 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
         )
     a = attrs[0] if attrs else {}
     return {
+        **measurement_identity(a),
         "encoder": a.get("encoder"),
         "weights_sha256": a.get("weights_sha256"),
         "encoder_card": _json_or_raw(a.get("encoder_card")),
@@ -88,8 +89,38 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
     }
 
 
+#: Attributes of a feature cache saying how its slide's stain was estimated and its tiles measured.
+MEASUREMENT_ATTRS = ("stain_estimate_version", "tilestats_version", "stain_norm")
+
+
+def measurement_identity(attrs: dict) -> dict[str, object]:
+    """The :data:`MEASUREMENT_ATTRS` of a feature cache's attributes (None where it has none)."""
+    return {k: _json_or_raw(attrs.get(k)) for k in MEASUREMENT_ATTRS}
+
+
+def stain_estimate_problem(meta: dict, identity: dict[str, object]) -> str | None:
+    """Why features whose slide stain was estimated otherwise than the model's training features do
+    not fit it (the tile measurements and the normalised pixels follow the stain estimate), or None.
+    A model from before the version was recorded (``features`` missing in model.json) was trained on
+    version 3 or older."""
+    uses_stain = identity.get("tilestats_version") is not None or str(identity.get("stain_norm") or "none") != "none"
+    ours = identity.get("stain_estimate_version")
+    if not uses_stain or ours is None:
+        return None
+    theirs = (meta.get("features") or {}).get("stain_estimate_version")
+    if theirs is not None and str(theirs) == str(ours):
+        return None
+    return (f"the slides' stain was estimated by method {ours} but the model was trained on features whose "
+            f"stain was estimated by method {theirs if theirs is not None else '3 or older'}")
+
+
 def check_features_match_model(meta: dict, identity: dict[str, object], where: str | Path) -> None:
     """Refuse features made with another encoder, other weights or other tiles than the model's."""
+    stain = stain_estimate_problem(meta, identity)
+    if stain:
+        raise ModelError(f"features do not fit the model: {stain}", path=where,
+                         fix="train the model again (weakstil train) on features embedded by this WeakSTIL "
+                             "version, or score with the version that trained it")
     enc = meta.get("encoder", {})
     tiling = meta.get("tiling", {})
     problems = []

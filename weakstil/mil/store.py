@@ -120,6 +120,8 @@ def model_meta(bank: FeatureBank, cfg: TrainConfig, *, threshold: float, extra: 
         "encoder": {"name": ident.get("encoder"), "weights_sha256": ident.get("weights_sha256"),
                     "card": ident.get("encoder_card")},
         "tiling": {"mpp": ident.get("mpp"), "tile_px": ident.get("tile_px"), "key": ident.get("tiling_key")},
+        # how the slides' stain was estimated and their tiles measured (checked where scored)
+        "features": {k: ident.get(k) for k in ("stain_estimate_version", "tilestats_version", "stain_norm")},
         "threshold": float(threshold),
         "seed": int(cfg.seed),
         "training": {"config": asdict(cfg), **(extra or {})},

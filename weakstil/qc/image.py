@@ -3,9 +3,11 @@
 Measured once per slide from its pixels, the same way at training (every training slide) and
 at scoring:
 
-* **stain**, on a 4 µm/px thumbnail's tissue pixels (coarser for slides over 6 megapixels at 4 µm/px): the Macenko haematoxylin and eosin
-  optical-density vectors and 99th-percentile concentrations (:func:`weakstil.stain.estimate_stain`,
-  as ``weakstil embed`` records them) and the mean optical density per RGB channel;
+* **stain**: the Macenko haematoxylin and eosin optical-density vectors and 99th-percentile
+  concentrations the slide's features were made with (their ``stain`` attribute: estimated on the
+  slide's own tissue tiles at the model's µm/px, :func:`weakstil.stain.estimate_slide_stain`; on
+  the thumbnail below when the features have none), and the mean optical density per RGB channel
+  of a 4 µm/px thumbnail's tissue pixels (coarser for slides over 6 megapixels at 4 µm/px);
 * **pen and folds**, on the same thumbnail: marker ink (green/blue hues or near-black, the rule
   tissue detection uses to leave ink out, :func:`weakstil.tissue.pen_ink`, and dark grey)
   within 200 µm of the tissue, and fold-like tissue (a tissue fold doubles the section: pixels
@@ -54,7 +56,8 @@ EDGE_BLACK_LEVEL = 40
 #: Ink counts when it lies within this distance of tissue (µm).
 PEN_NEAR_UM = 200.0
 #: Version of these measurements (stored with the training statistics; a mismatch disables the flags).
-IMAGE_STATS_VERSION = 4  # 4: the stain estimated without marker ink, in the stains' plane (weakstil.stain)
+IMAGE_STATS_VERSION = 5  # 4: the stain estimated without marker ink, in the stains' plane (weakstil.stain);
+# 5: the stain of the features (tissue tiles at the model's µm/px), not of the stored 4 µm/px level
 # (the focus measure changed on 2026-12-02 without a new version: the blurry flag's thresholds are
 # fixed, not taken from the training slides, so a model's reference does not depend on it; so for
 # the black edge left out of pen and folds on 2026-12-02: the pen_or_folds limit is fixed too)
@@ -114,10 +117,11 @@ def optical_density(rgb: np.ndarray) -> np.ndarray:
     return od(rgb)
 
 
-def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = None) -> dict[str, Any]:
+def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = None, stain=None) -> dict[str, Any]:
     """Stain, pen and fold statistics of an RGB thumbnail at ``mpp`` µm/px. ``tiles``: where the
     slide's tissue tiles lie on the thumbnail (bool), the tissue when the thumbnail shows none (a
-    fragment smaller than the debris size at this resolution)."""
+    fragment smaller than the debris size at this resolution). ``stain``: the slide's
+    :class:`~weakstil.stain.SlideStain` as its features were made (estimated on the thumbnail when None)."""
     from scipy import ndimage as ndi
 
     from weakstil.slide import brightfield_warning
@@ -133,7 +137,8 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = No
     if not tissue.any() and tiles is not None:
         tissue = np.asarray(tiles, bool)
     ink_all = ink_pixels(thumb)
-    stain = estimate_stain(thumb, stain_pixels(thumb, mpp, tissue, ink_all) if tissue.any() else None)
+    if stain is None:
+        stain = estimate_stain(thumb, stain_pixels(thumb, mpp, tissue, ink_all) if tissue.any() else None)
     n_tissue = int(tissue.sum())
     out: dict[str, Any] = {
         "stain_h": [float(v) for v in stain.he[:, 0]], "stain_e": [float(v) for v in stain.he[:, 1]],
@@ -225,9 +230,10 @@ def focus_tiles(coords: np.ndarray, tissue_fraction: np.ndarray | None, n: int =
 
 
 def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | None, tile_px: int,
-                      mpp: float, seed: int = 0) -> ImageStats:
+                      mpp: float, seed: int = 0, stain=None) -> ImageStats:
     """:class:`ImageStats` of an open :class:`~weakstil.slide.Slide` whose tiles are ``coords``
-    (level-0 top-left) of ``tile_px`` pixels at ``mpp`` µm/px."""
+    (level-0 top-left) of ``tile_px`` pixels at ``mpp`` µm/px; ``stain``: the slide's
+    :class:`~weakstil.stain.SlideStain` its features were made with (their ``stain`` attribute)."""
     w, h = slide.dimensions
     # 4 µm/px, coarser for a large slide so the thumbnail stays at about THUMB_MAX_PIXELS
     thumb_mpp = max(THUMB_MPP, float(slide.mpp), float(slide.mpp) * math.sqrt(w * h / THUMB_MAX_PIXELS))
@@ -236,7 +242,7 @@ def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | N
     side = tile_px * mpp / thumb_mpp  # a tile's side in thumbnail pixels
     for x, y in np.asarray(coords, np.float64).reshape(-1, 2) * float(slide.mpp) / thumb_mpp:
         on_thumb[int(y):int(np.ceil(y + side)), int(x):int(np.ceil(x + side))] = True
-    thumb = thumbnail_stats(image, thumb_mpp, tiles=on_thumb)
+    thumb = thumbnail_stats(image, thumb_mpp, tiles=on_thumb, stain=stain)
     idx = focus_tiles(coords, tissue_fraction, seed=seed)
     tiles = [slide.read_region(int(coords[i][0]), int(coords[i][1]), int(tile_px), float(mpp)) for i in idx]
     blur = tile_blur(tiles) if tiles else np.zeros(0)

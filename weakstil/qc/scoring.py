@@ -96,6 +96,7 @@ class SlideAssessor:
         """``(result columns, HDF5 attributes)`` of one scored slide (``stil`` NaN: not scored)."""
         from weakstil.qc.image import slide_image_stats
         from weakstil.slide import Slide
+        from weakstil.stain import SlideStain
 
         bag = bank.bags[0]
         attrs: dict[str, Any] = {"interval_level": self.level}
@@ -111,7 +112,8 @@ class SlideAssessor:
             file_mpp = slide.backend.mpp  # the file's own value, which --slide-mpp may have replaced
             base_mpp = float(slide.mpp)  # as read: upsampled when coarser than the model's
             if image_ref is not None:
-                image = slide_image_stats(slide, bag.coords, tissue_fraction, tile_px, mpp, seed=seed)
+                image = slide_image_stats(slide, bag.coords, tissue_fraction, tile_px, mpp, seed=seed,
+                                          stain=SlideStain.from_attr(bag.attrs.get("stain")))
                 attrs["image_stats"] = json.dumps(image.to_dict())
         low = high = math.nan
         if math.isfinite(stil):

@@ -52,6 +52,7 @@ def training_image_stats(bank: FeatureBank, slide_paths: list[str], seed: int = 
     from weakstil.errors import WeakSTILError
     from weakstil.files import FeaturesFile
     from weakstil.slide import Slide
+    from weakstil.stain import SlideStain
 
     out: list[ImageStats | None] = []
     for i, (bag, path) in enumerate(zip(bank.bags, slide_paths)):
@@ -61,7 +62,8 @@ def training_image_stats(bank: FeatureBank, slide_paths: list[str], seed: int = 
             mpp_override = float(attrs["slide_mpp"]) if attrs.get("slide_mpp_source") == "override" else None
             with Slide.open(path, slide_mpp=mpp_override) as slide:
                 out.append(slide_image_stats(slide, bag.coords, tiles.tissue_fraction, int(attrs["tile_px"]),
-                                             float(attrs["mpp"]), seed=seed))
+                                             float(attrs["mpp"]), seed=seed,
+                                             stain=SlideStain.from_attr(attrs.get("stain"))))
         except (WeakSTILError, KeyError, OSError) as exc:
             log.warning("%s: no image statistics for the qc flags (%s)", bag.slide_id,
                         exc.one_line() if isinstance(exc, WeakSTILError) else exc)
