@@ -25,7 +25,7 @@ def test_quick_demo_end_to_end_and_reproducible(tmp_path):
     held = summary["held_out"]
     assert len(held) == summary["plan"]["held_out"]
     # qc as text ('' when not flagged): three unflagged rows read alone would otherwise be a float column
-    results = pd.read_csv(out / "scores" / "results.csv").assign(qc=lambda d: d["qc"].fillna("").astype(str))
+    results = pd.read_csv(out / "scores" / "results.csv", dtype={"qc": "string"}).fillna({"qc": ""})
     assert set(results["status"]) <= {"ok", "no tumour bed"}
     for row in results.itertuples():
         assert (out / "scores" / f"{row.slide_id}_heatmap.png").stat().st_size > 10_000
@@ -55,7 +55,7 @@ def test_quick_demo_end_to_end_and_reproducible(tmp_path):
                 shutil.copy(folder / f"{sid}{suffix}", tmp_path / name / f"{sid}{suffix}")
     assert compare_dirs(tmp_path / "first", tmp_path / "second") == []
     columns = ["slide_id", "stil", "stil_lower_90", "stil_upper_90", "stil_high", "n_tiles", "qc", "status"]
-    again_rows = (pd.read_csv(again / "scores" / "results.csv").assign(qc=lambda d: d["qc"].fillna("").astype(str))
+    again_rows = (pd.read_csv(again / "scores" / "results.csv", dtype={"qc": "string"}).fillna({"qc": ""})
                   .set_index("slide_id").loc[picked].reset_index())
     pd.testing.assert_frame_equal(results.set_index("slide_id").loc[picked].reset_index()[columns],
                                   again_rows[columns])

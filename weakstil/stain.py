@@ -2,7 +2,8 @@
 
 Each slide's haematoxylin and eosin optical-density vectors and its 99th-percentile stain
 concentrations are estimated once, from tissue tiles read like the encoder's (the model's µm/px,
-the same reader) and averaged to 4 µm/px, with torchstain's Macenko method (:class:`SlideStain`). With them every tile can be
+the same reader) and averaged to 4 µm/px, with torchstain's Macenko method (:class:`SlideStain`).
+With them every tile can be
 
 * unmixed into haematoxylin and eosin concentrations relative to *its slide's* own strongest
   staining (:func:`concentrations`): a dark nucleus is dark for its slide, whatever the
@@ -61,9 +62,10 @@ PLANE_ITERATIONS = 3
 #: stroke over 6 % of the tissue turned the eosin vector by 30-36° on hard synthetic slides,
 #: against their generator's vectors). 2 (ink with a margin around every hit) was never released.
 #: 4: from the slide's own tissue tiles read at the tiles' µm/px and averaged to 4 µm/px
-#: (:func:`estimate_slide_stain`), not a 4 µm/px thumbnail read from a stored reduced level: identical full-resolution pixels in files whose
-#: reduced levels were written differently (another JPEG quality) gave an eosin strength of 0.73-0.79
-#: against 1.34-1.53 and scored 29.1-35.4 %, flipping the call at 30 %.
+#: (:func:`estimate_slide_stain`), not a 4 µm/px thumbnail read from a stored reduced level:
+#: identical full-resolution pixels in files whose reduced levels were written differently (another
+#: JPEG quality) gave an eosin strength of 0.73-0.79 against 1.34-1.53 and scored 29.1-35.4 %,
+#: flipping the call at 30 %.
 STAIN_ESTIMATE_VERSION = 4
 #: Tissue tiles the estimate reads, picked by a hash of their position (spread over the tissue): 48
 #: tiles of 224 px averaged to 28 x 28 are about 38,000 pixels.
