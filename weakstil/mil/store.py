@@ -17,7 +17,7 @@ from weakstil.atomic import atomic_path, write_json
 from weakstil.errors import WeakSTILError
 from weakstil.mil.bank import FeatureBank
 from weakstil.mil.config import Architecture, TrainConfig
-from weakstil.mil.identity import ModelError
+from weakstil.mil.identity import MEASUREMENT_ATTRS, ModelError
 from weakstil.mil.model import TileMIL
 from weakstil.modeldir import WEIGHTS_FILE, ModelDir, check_meta, meta_format_version
 from weakstil.runtime import sha256_file, versions
@@ -121,7 +121,7 @@ def model_meta(bank: FeatureBank, cfg: TrainConfig, *, threshold: float, extra: 
                     "card": ident.get("encoder_card")},
         "tiling": {"mpp": ident.get("mpp"), "tile_px": ident.get("tile_px"), "key": ident.get("tiling_key")},
         # how the slides' stain was estimated and their tiles measured (checked where scored)
-        "features": {k: ident.get(k) for k in ("stain_estimate_version", "tilestats_version", "stain_norm")},
+        "features": {k: ident.get(k) for k in MEASUREMENT_ATTRS},
         "threshold": float(threshold),
         "seed": int(cfg.seed),
         "training": {"config": asdict(cfg), **(extra or {})},
