@@ -437,6 +437,29 @@ def test_a_detector_refuses_features_of_other_tiles(cohort, detector, tmp_path):
     assert "trained on tiles of 224 px at 0.5 µm/px, but the features are tiles of 224 px at 1 µm/px" in error
 
 
+def test_a_detector_refuses_features_of_another_stain_estimate(cohort, detector, tmp_path):
+    """Its lymphoid veto and infiltrate read the tile statistics, which follow how the slide's stain
+    was estimated: a detector trained before that estimate changed (no record: method 3 or older)
+    is refused on today's features, and one with today's record is not."""
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+
+    meta = json.loads((detector / "model.json").read_text())
+    assert meta["features"]["stain_estimate_version"] == STAIN_ESTIMATE_VERSION
+    old = tmp_path / "old_detector"
+    shutil.copytree(detector, old)
+    meta.pop("features")
+    (old / "model.json").write_text(json.dumps(meta))
+    feature = cohort["features"] / f"{cohort['ids'][0]}.h5"
+    proc = run_cli("tumorbed", "apply", feature, "--out", tmp_path / "beds", "--tumorbed", old)
+    assert proc.returncode == 1
+    [error] = _errors(proc)
+    assert (f"estimated by method 3 or older, but these features' by method {STAIN_ESTIMATE_VERSION}" in error
+            and "weakstil tumorbed train" in error and "(all 1 feature files)" in error)
+    assert not (tmp_path / "beds").exists()
+    proc = run_cli("tumorbed", "apply", feature, "--out", tmp_path / "beds", "--tumorbed", detector)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_a_detector_retrained_in_the_same_folder_is_a_new_request(detector, tmp_path):
     """score skips a slide whose bed request is unchanged: a detector trained again into the same
     folder keeps its id and path, so its content must be part of the request."""

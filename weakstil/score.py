@@ -172,8 +172,8 @@ def open_context(opts: ScoreOptions) -> _Context:
         from weakstil.tumorbed.resolver import check_detector_matches
 
         enc = meta["encoder"]
-        check_detector_matches(beds.detector, {"encoder": enc.get("name"), "weights_sha256": enc["weights_sha256"]},
-                               beds.detector_path or opts.model)
+        check_detector_matches(beds.detector, {"encoder": enc.get("name"), "weights_sha256": enc["weights_sha256"],
+                                               **(meta.get("features") or {})}, beds.detector_path or opts.model)
     trained_with = (assessor.training_beds or {}).get("detector")
     if opts.tumorbed_model is None and beds.detector is not None and trained_with \
             and beds.detector.model_id != trained_with:  # MODEL/tumorbed replaced after training

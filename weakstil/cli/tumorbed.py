@@ -117,6 +117,7 @@ def check_detector_fits_some(sources: BedSources, paths: list) -> None:
     encoder differs); with some that fit, each other slide fails on its own and the rest go on."""
     from weakstil.errors import WeakSTILError
     from weakstil.files import FeaturesFile
+    from weakstil.mil.identity import MEASUREMENT_ATTRS
     from weakstil.tumorbed.resolver import check_detector_matches
 
     first_error = None
@@ -126,7 +127,7 @@ def check_detector_fits_some(sources: BedSources, paths: list) -> None:
         except WeakSTILError:
             return  # an unreadable file is that slide's own error, in the loop
         try:
-            check_detector_matches(sources.detector, {k: attrs.get(k) for k in ("encoder", "weights_sha256")},
+            check_detector_matches(sources.detector, {k: attrs.get(k) for k in ("encoder", "weights_sha256", *MEASUREMENT_ATTRS)},
                                    sources.detector_path or path)
             return
         except WeakSTILError as exc:

@@ -70,6 +70,12 @@ class TumorBedDetector:
     def encoder_key(self) -> tuple[str | None, str | None]:
         return self.meta.get("encoder"), self.meta.get("weights_sha256")
 
+    @property
+    def reads_tile_stats(self) -> bool:
+        """Whether its beds follow the tiles' measured statistics (tumour-nuclei inputs, the lymphoid
+        veto, contiguous infiltrate), which follow how the slide's stain was estimated."""
+        return bool(self.stats_columns) or self.veto.enabled or self.shape.infiltrate_um > 0
+
     def tumour_evidence(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
                         stats_columns: list[str] | None = None) -> np.ndarray:
         """P(tile holds invasive tumour) for every tile. ``tile_stats`` (N, K) with its column

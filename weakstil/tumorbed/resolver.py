@@ -205,6 +205,15 @@ def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | 
             f"(weights {str(sha)[:12]}) but the features come from '{got_enc}' (weights {str(got_sha)[:12]})",
             path=where, fix="train the detector on features of the same encoder, or re-embed",
         )
+    # the tile statistics (veto, infiltrate) and stain-normalised embeddings follow the stain estimate
+    ours, theirs = attr("stain_estimate_version"), (detector.meta.get("features") or {}).get("stain_estimate_version")
+    uses_stain = detector.reads_tile_stats or str(attr("stain_norm") or "none") != "none"
+    if uses_stain and ours is not None and str(ours) != str(theirs):
+        raise WeakSTILError(
+            f"tumour-bed detector{f' {detector_path}' if detector_path else ''} was trained on features whose slide "
+            f"stain was estimated by method {theirs if theirs is not None else '3 or older'}, but these features' "
+            f"by method {ours} (its tile statistics follow the estimate)", path=where,
+            fix="train the detector again (weakstil tumorbed train) on features embedded by this WeakSTIL version")
 
 
 def _stale(path: Path, slide_id: str, why: str) -> WeakSTILError:

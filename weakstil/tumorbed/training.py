@@ -396,6 +396,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     bed may be taken in (weakstil.bed_geometry step 6)."""
     from weakstil.annotations import AnnotationError, find_annotation, raise_all, unmatched_annotations
     from weakstil.files import FeaturesFile, feature_path
+    from weakstil.mil.identity import measurement_identity
 
     features_dir = Path(features_dir)
     among = "of the slides asked for (e.g. --cohort)" if slide_ids is not None else "with features"
@@ -417,6 +418,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                     "%s%s", len(annotated), max_slides, ", ".join(annotated[max_slides:max_slides + 5]),
                     " ..." if len(annotated) > max_slides + 5 else "")
     no_tile: list[str] = []
+    measured: dict = {}
     for sid in slide_ids:
         if len(chosen) >= max_slides:
             break
@@ -435,6 +437,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
             no_tile.append(annotation.name)  # teach that the slide holds no tumour at all
             continue
         columns = cache.attr("tile_stats_columns")
+        measured = measured or measurement_identity(cache.attrs)
         ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0) if ink_veto else None
         chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask, cache.tile_stats,
                                      stats_column_names(columns), ink))
@@ -448,6 +451,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                             path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
     meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(annotations),
+            "features": measured,  # how its training slides' stain was estimated: checked where applied
             **({"tiling": identity[2]} if identity[2] else {}),  # the tiles it learned: checked where applied
             "model_id": f"tumorbed-{len(chosen)}slides"}
     return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
