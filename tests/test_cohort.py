@@ -71,6 +71,16 @@ def test_labels_given_as_fractions_are_warned_about(tmp_path, caplog):
         read_cohort(csv)
     assert "2 sTIL labels are between 0 and 1 (B 0.42, C 0.15) beside labels up to 35" in caplog.text
     assert "write them as percentages (x 100)" in caplog.text
+    # measured labels (a generator's exact truth) below 1 % are not typed fractions; a third-percent one is
+    caplog.clear()
+    csv.write_text("slide_id,path,stil\nA,slides/A.tiff,84.9352\nB,slides/B.tiff,0.9278\nC,slides/C.tiff,0.5827\n")
+    with caplog.at_level("WARNING", logger="weakstil"):
+        read_cohort(csv)
+    assert "fractions" not in caplog.text
+    csv.write_text("slide_id,path,stil\nA,slides/A.tiff,35\nB,slides/B.tiff,0.053333333\nC,slides/C.tiff,0.2\n")
+    with caplog.at_level("WARNING", logger="weakstil"):
+        read_cohort(csv)
+    assert "2 sTIL labels are between 0 and 1 (B 0.0533333, C 0.2)" in caplog.text
 
 
 def test_every_bad_row_reported_in_one_error(tmp_path):

@@ -293,8 +293,12 @@ def _warn_fraction_labels(csv_path: Path, rows: pd.DataFrame) -> None:
     """Labels strictly between 0 and 1 beside percentages (up to 100) look like fractions typed
     into a percentage column (0.35 for 35 %): read as 0.35 %, each would teach the model that
     slide is TIL-free. Scored sTIL% below 1 is rare (none of 342 TCGA labels), so two or more
-    such labels are warned about."""
+    such labels are warned about when, times 100, they read as a pathologist's score: a multiple
+    of 1/12 % (whole, half, quarter or third percentages, as averages of 2-4 readers give).
+    Measured labels (a generator's truth, another algorithm's output: 0.5827 %) are left alone."""
     small = rows[(rows["stil"] > 0.0) & (rows["stil"] < 1.0)]
+    on_grid = (small["stil"] * 1200.0 - (small["stil"] * 1200.0).round()).abs() < 0.01
+    small = small[on_grid]
     if len(small) >= 2:
         shown = [f"{sid} {v:g}" for sid, v in zip(small["slide_id"], small["stil"])]
         log.warning("%s: %d sTIL labels are between 0 and 1 (%s%s) beside labels up to %g: if they are fractions, "
