@@ -375,7 +375,7 @@ def test_detector_with_tumour_nuclei_statistics_records_them_and_needs_them(coho
         loaded.detect(x, geom)
 
 
-def test_a_bed_whose_annotation_was_corrected_since_is_refused(cohort, tmp_path):
+def test_a_bed_whose_annotation_was_corrected_since_is_refused(cohort, tmp_path, caplog):
     """A pathologist corrects an outline after 'tumorbed apply': the old bed must not shadow it."""
     from weakstil.errors import WeakSTILError
     from weakstil.tumorbed import BedSources
@@ -387,6 +387,8 @@ def test_a_bed_whose_annotation_was_corrected_since_is_refused(cohort, tmp_path)
     apply_tumorbed(cohort["features"] / f"{sid}.h5", tmp_path / "beds", BedSources.open(annotations=annotations))
     beds = BedSources.open(beds=tmp_path / "beds")
     assert beds.resolve(sid, _features(cohort, sid)).source.value == "annotation"  # unchanged: used
+    before = beds.request(sid)
+    assert beds.request(sid) == before  # a slide scored with it is skipped on a rerun
     outline = next(annotations.glob(f"{sid}*.geojson"))
     data = json.loads(outline.read_text())
     ring = data["features"][0]["geometry"]["coordinates"][0]
@@ -395,6 +397,15 @@ def test_a_bed_whose_annotation_was_corrected_since_is_refused(cohort, tmp_path)
     with pytest.raises(WeakSTILError, match="annotation that has changed since") as err:
         beds.resolve(sid, _features(cohort, sid))
     assert "--annotations" in err.value.fix
+    # score's rerun into the same --out must not skip the slide as already scored with this bed
+    corrected = beds.request(sid)
+    assert corrected != before
+    outline.unlink()  # the annotation withdrawn: the bed is still used, and said to be drawn from a missing file
+    assert beds.request(sid) not in (before, corrected)
+    with caplog.at_level("WARNING"):
+        assert beds.resolve(sid, _features(cohort, sid)).source.value == "annotation"
+    assert f"which no longer exists: if the annotation was withdrawn, rerun 'weakstil tumorbed apply' for {sid}" \
+        in caplog.text
 
 
 def test_a_bed_whose_own_outline_was_edited_since_is_refused(cohort, detector, tmp_path, caplog):
@@ -415,10 +426,18 @@ def test_a_bed_whose_own_outline_was_edited_since_is_refused(cohort, detector, t
     data = json.loads(outline.read_text())
     data["features"] = data["features"][:1]  # the pathologist deleted part of it
     data["features"][0]["properties"]["classification"] = {"name": "Tumor bed"}
+    before = beds.request(sid)
     outline.write_text(json.dumps(data))
     with pytest.raises(WeakSTILError, match="was edited after 'tumorbed apply' wrote it") as err:
         beds.resolve(sid, _features(cohort, sid))
     assert "--annotations" in err.value.fix
+    assert beds.request(sid) != before  # score reruns the slide (and meets this error), not 'already scored'
+    # a rerun of apply does not overwrite the correction
+    edited = outline.read_bytes()
+    with pytest.raises(WeakSTILError, match="was edited after 'tumorbed apply' wrote it .*not overwriting it") as err:
+        apply_tumorbed(cohort["features"] / f"{sid}.h5", tmp_path / "beds", BedSources.open(detector=detector))
+    assert "--annotations" in err.value.fix and "delete" in err.value.fix
+    assert outline.read_bytes() == edited
 
 
 def test_a_detector_refuses_features_of_other_tiles(cohort, detector, tmp_path):

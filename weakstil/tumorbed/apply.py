@@ -148,6 +148,24 @@ def check_features_are_of_their_slide(features: FeaturesFile) -> None:
                             fix=f"run 'weakstil embed' again for {slide_path}")
 
 
+def check_outline_not_edited(geojson_path: Path, h5_path: Path, slide_id: str) -> None:
+    """An outline this command wrote and a pathologist has corrected since (QuPath, napari: its
+    SHA-256 is no longer the one its bed recorded) is not overwritten by a rerun."""
+    from weakstil.errors import WeakSTILError
+
+    if not geojson_path.is_file() or not h5_path.is_file():
+        return
+    try:
+        recorded = str(BedFile.read_header(h5_path)[0].get("outline_sha256", ""))
+    except WeakSTILError:
+        return  # a damaged bed file is redone (check_replaceable decides)
+    if recorded and sha256_file(geojson_path) != recorded:
+        raise WeakSTILError(f"was edited after 'tumorbed apply' wrote it (a corrected outline?): not overwriting it",
+                            path=geojson_path,
+                            fix=f"move {geojson_path.name} into an annotations folder and pass that with --annotations "
+                                "(an annotation overrides the detector), or delete it to discard the edit")
+
+
 def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSources, check_replaceable) -> AppliedBed:
     from weakstil.annotations import write_geojson
     from weakstil.outputdir import check_sidecar_replaceable
@@ -157,6 +175,7 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     check_features_are_of_their_slide(features)
     check_replaceable(slide_file(out_dir, slide_id), BedFile)
     check_sidecar_replaceable(out_dir / f"{slide_id}.geojson", slide_file(out_dir, slide_id), BedFile)
+    check_outline_not_edited(out_dir / f"{slide_id}.geojson", slide_file(out_dir, slide_id), slide_id)
     bed = sources.resolve(slide_id, features)
     n_bed = int(bed.tile_flags.sum())
     if bed.source is TumorBedSource.MODEL and n_bed < MIN_BED_TILES:

@@ -81,7 +81,8 @@ class BedSources:
         for kind, path in (("beds", find_slide_file(self.beds, slide_id)),
                            ("annotation", find_annotation(self.annotations, slide_id))):
             if path is not None:
-                return f"{kind} {path.resolve()} sha256:{sha256_file(path)}"
+                return f"{kind} {path.resolve()} sha256:{sha256_file(path)}" + (
+                    _bed_inputs(path) if kind == "beds" else "")
         if self.detector is not None:
             return (f"detector {self.detector.model_id} {self.detector_path.resolve() if self.detector_path else ''} "
                     f"{self.detector_content}").rstrip()
@@ -216,6 +217,23 @@ def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | 
             fix="train the detector again (weakstil tumorbed train) on features embedded by this WeakSTIL version")
 
 
+def _bed_inputs(path: Path) -> str:
+    """The current state of what a precomputed bed was drawn from and written beside: its
+    annotation and its outline, whose change or edit read_precomputed refuses. Part of the request,
+    so that a slide already scored with the bed is scored (and refused) again, not skipped."""
+    from weakstil.runtime import sha256_file
+
+    try:
+        attrs = BedFile.read_header(path)[0]
+    except WeakSTILError:
+        return " unreadable"
+    state = []
+    for name, file in (("annotation", str(attrs.get("annotation_path", ""))), ("outline", path.with_suffix(".geojson"))):
+        if str(file):
+            state.append(f"{name}:{sha256_file(file)[:16] if Path(file).is_file() else 'missing'}")
+    return " " + " ".join(state) if state else ""
+
+
 def _stale(path: Path, slide_id: str, why: str) -> WeakSTILError:
     return WeakSTILError(f"tumour bed {why}", path=path,
                          fix=f"rerun 'weakstil tumorbed apply' on the current features of {slide_id}")
@@ -243,7 +261,10 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
         raise _stale(path, slide_id, "was computed for another slide file with the same name (its content "
                                      "fingerprint differs from the features')")
     drawn_from, drawn_sha = str(bed.attr("annotation_path", "")), str(bed.attr("annotation_sha256", ""))
-    if drawn_from and drawn_sha and Path(drawn_from).is_file():
+    if drawn_from and drawn_sha and not Path(drawn_from).is_file():  # withdrawn, or not carried along
+        log.warning("%s: tumour bed was drawn from %s, which no longer exists: if the annotation was withdrawn, "
+                    "rerun 'weakstil tumorbed apply' for %s", path, drawn_from, slide_id)
+    elif drawn_from and drawn_sha:
         from weakstil.runtime import sha256_file
 
         if sha256_file(drawn_from) != drawn_sha:
@@ -258,8 +279,8 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
         if sha256_file(outline) != outline_sha:
             raise WeakSTILError(f"its outline {outline.name} was edited after 'tumorbed apply' wrote it: the edit is "
                                 "not in this bed", path=path,
-                                fix=f"pass {path.parent} with --annotations to use the edited outline, or rerun "
-                                    f"'weakstil tumorbed apply' for {slide_id}")
+                                fix=f"pass {path.parent} with --annotations to use the edited outline, or delete "
+                                    f"{outline.name} and rerun 'weakstil tumorbed apply' for {slide_id}")
     recorded, current = str(bed.attr("cache_key", "")), str(features.attr("cache_key", ""))
     if recorded != current:
         raise _stale(path, slide_id, f"was computed from other features (cache_key {recorded[:12] or 'none'}, "
