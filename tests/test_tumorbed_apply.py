@@ -440,6 +440,26 @@ def test_a_bed_whose_own_outline_was_edited_since_is_refused(cohort, detector, t
     assert outline.read_bytes() == edited
 
 
+def test_an_annotation_given_beside_precomputed_beds_beats_a_detector_bed(cohort, detector, tmp_path):
+    """annotation > detector also when the detector ran earlier, in 'tumorbed apply': a slide annotated
+    since gets its annotation, and the request (what score compares on a rerun) changes with it."""
+    from weakstil.tumorbed import BedSources
+    from weakstil.tumorbed.apply import apply_tumorbed
+
+    sid = cohort["ids"][3]
+    apply_tumorbed(cohort["features"] / f"{sid}.h5", tmp_path / "beds", BedSources.open(detector=detector))
+    beds_only = BedSources.open(beds=tmp_path / "beds")
+    assert beds_only.resolve(sid, _features(cohort, sid)).source.value in ("model", "tissue-fallback")
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    shutil.copy(next(cohort["truth"].glob(f"{sid}*.geojson")), annotations / f"{sid}.geojson")
+    both = BedSources.open(beds=tmp_path / "beds", annotations=annotations)
+    bed = both.resolve(sid, _features(cohort, sid))
+    exact = BedSources.open(annotations=annotations).resolve(sid, _features(cohort, sid))
+    assert bed.source.value == "annotation" and np.array_equal(bed.tile_flags, exact.tile_flags)
+    assert both.request(sid) != beds_only.request(sid)
+
+
 def test_a_detector_refuses_features_of_other_tiles(cohort, detector, tmp_path):
     """Like another encoder's, features at another µm/px or tile size are not what the detector learned."""
     meta = json.loads((detector / "model.json").read_text())

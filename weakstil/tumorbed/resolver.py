@@ -78,11 +78,11 @@ class BedSources:
         from weakstil.annotations import find_annotation
         from weakstil.runtime import sha256_file
 
-        for kind, path in (("beds", find_slide_file(self.beds, slide_id)),
-                           ("annotation", find_annotation(self.annotations, slide_id))):
-            if path is not None:
-                return f"{kind} {path.resolve()} sha256:{sha256_file(path)}" + (
-                    _bed_inputs(path) if kind == "beds" else "")
+        parts = [f"{kind} {path.resolve()} sha256:{sha256_file(path)}" + (_bed_inputs(path) if kind == "beds" else "")
+                 for kind, path in (("beds", find_slide_file(self.beds, slide_id)),
+                                    ("annotation", find_annotation(self.annotations, slide_id))) if path is not None]
+        if parts:  # both: the annotation overrides a detector's precomputed bed
+            return " ".join(parts)
         if self.detector is not None:
             return (f"detector {self.detector.model_id} {self.detector_path.resolve() if self.detector_path else ''} "
                     f"{self.detector_content}").rstrip()
@@ -114,6 +114,12 @@ class BedSources:
         precomputed = next((f for f in (find_slide_file(self.beds, n) for n in names) if f is not None), None)
         if precomputed is not None:
             bed = read_precomputed(precomputed, slide_id, features)
+            annotation = next((f for f in (find_annotation(self.annotations, n) for n in names) if f is not None),
+                              None) if bed.source is not TumorBedSource.ANNOTATION else None
+            if annotation is not None:  # annotation > detector, whether the detector ran now or in 'tumorbed apply'
+                log.info("%s: its annotation %s is used, not the %s bed in %s", slide_id, annotation, bed.source.value,
+                         precomputed)
+                return from_annotation(annotation, SlideGeometry.from_file(features))
             if bed.source is TumorBedSource.TISSUE and self.detector is not None:
                 log.warning("%s: the bed in %s is the whole tissue ('tumorbed apply' was given no detector or "
                             "annotation) and comes first, before the detector at hand; for a tumour bed run "
@@ -143,7 +149,8 @@ class BedSources:
         if not self.given:
             return None
         flags, sources = {}, {}
-        precomputed = sum(find_slide_file(self.beds, sid) is not None for sid in feature_paths)
+        precomputed = sum(any(find_slide_file(self.beds, n) is not None for n in (sid, Path(path).stem))
+                          for sid, path in feature_paths.items())  # found by the CSV's id or the slide file's name
         from weakstil.annotations import AnnotationError, raise_all
 
         bad: list[AnnotationError] = []
