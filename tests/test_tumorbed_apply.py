@@ -606,3 +606,21 @@ def test_a_detected_bed_of_a_few_tiles_is_warned_about_at_apply(cohort, detector
     proc = run_cli("tumorbed", "apply", cohort["features"] / f"{sid}.h5", "--out", tmp_path / "beds2",
                    "--tumorbed", detector)
     assert proc.returncode == 0 and "the detected tumour bed has" not in proc.stderr
+
+
+def test_the_max_slides_warning_names_the_slides_left_out(cohort, tmp_path, caplog):
+    """An annotation that covers no tile is skipped, so the detector trains on the next annotated
+    slide: the warning names the slides it really left out (outside hunt 8a #12)."""
+    from weakstil.tumorbed import train_tumorbed_from_cache
+
+    annotations = tmp_path / "annotations"
+    shutil.copytree(cohort["truth"], annotations)
+    first = next(annotations.glob(f"{cohort['ids'][0]}*.geojson"))
+    glass = {"type": "Feature", "properties": {"objectType": "annotation", "classification": {"name": "Tumor"}},
+             "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [40, 0], [40, 40], [0, 40], [0, 0]]]}}
+    first.write_text(json.dumps({"type": "FeatureCollection", "features": [glass]}))
+    with caplog.at_level("WARNING"):
+        detector = train_tumorbed_from_cache(cohort["features"], annotations, max_slides=2)
+    assert detector.meta["slide_ids"] == cohort["ids"][1:3]
+    [said] = [r.getMessage() for r in caplog.records if "--max-slides" in r.getMessage()]
+    assert said.endswith(f"not on {cohort['ids'][3]}")

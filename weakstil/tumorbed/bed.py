@@ -121,8 +121,10 @@ def _warn_if_written_by_weakstil(path: str | Path) -> None:
     with open(path, encoding="utf-8", errors="replace") as fh:  # the name follows the outline's vertices:
         found = re.search(r"Tumor bed \((model|tissue-fallback|tissue)\)", fh.read())  # read it all (7B #2)
     if found:
-        log.warning("%s: a bed 'weakstil tumorbed apply' wrote (source %s), not an outline drawn since: scored as "
-                    "an annotation; pass its folder with --tumorbed-beds to keep its source", path, found.group(1))
+        log.warning("%s: a bed 'weakstil tumorbed apply' wrote (source %s), not an outline drawn since: read as "
+                    "an annotation (score, train, evaluate: pass its folder with --tumorbed-beds to keep its source; "
+                    "tumorbed train: a detector trained on it learns a detector's output, not a pathologist's)",
+                    path, found.group(1))
 
 
 def _tissue_share(mask: np.ndarray, tissue: np.ndarray) -> float:

@@ -418,12 +418,9 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                                    and feature_path(features_dir, sid).is_file()])
     annotated = [sid for sid in slide_ids if find_annotation(annotations, sid) is not None
                  and feature_path(features_dir, sid).is_file()]
-    if len(annotated) > max_slides:
-        log.warning("%d annotated slides with features: the detector trains on the first %d (--max-slides), not on "
-                    "%s%s", len(annotated), max_slides, ", ".join(annotated[max_slides:max_slides + 5]),
-                    " ..." if len(annotated) > max_slides + 5 else "")
     no_tile: list[str] = []
     measured: dict = {}
+    visited: set[str] = set()
     for sid in slide_ids:
         if len(chosen) >= max_slides:
             break
@@ -431,6 +428,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         path = feature_path(features_dir, sid)
         if annotation is None or not path.is_file():
             continue
+        visited.add(sid)
         cache = FeaturesFile.read(path)
         geom = SlideGeometry.from_file(cache)
         try:
@@ -447,6 +445,11 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask, cache.tile_stats,
                                      stats_column_names(columns), ink))
     raise_all(bad)
+    left = [sid for sid in annotated if sid not in visited]  # named after the loop: unusable ones were skipped
+    if len(chosen) >= max_slides and left:
+        log.warning("%d annotated slides with features: the detector trains on the first %d usable ones "
+                    "(--max-slides), not on %s%s", len(annotated), max_slides, ", ".join(left[:5]),
+                    " ..." if len(left) > 5 else "")
     if no_tile:
         log.warning("%s: %d annotation(s) cover no tissue tile and are left out (drawn on glass, or exported at "
                     "another magnification?): %s", annotations, len(no_tile), ", ".join(no_tile[:5]))
