@@ -624,3 +624,19 @@ def test_the_max_slides_warning_names_the_slides_left_out(cohort, tmp_path, capl
     assert detector.meta["slide_ids"] == cohort["ids"][1:3]
     [said] = [r.getMessage() for r in caplog.records if "--max-slides" in r.getMessage()]
     assert said.endswith(f"not on {cohort['ids'][3]}")
+
+
+def test_tumorbed_train_finds_a_cohort_slide_by_its_csv_id_or_file_name(cohort, tmp_path):
+    """--cohort with its own ids ('patientA' for synth_0000.tiff): the features are named after the
+    slide file and the annotation after either, as train --annotations finds them (hunt 8a #7)."""
+    from weakstil.tumorbed import train_tumorbed_from_cache
+
+    ids = cohort["ids"]
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    shutil.copy(next(cohort["truth"].glob(f"{ids[0]}*.geojson")), annotations / "patientA.geojson")
+    shutil.copy(next(cohort["truth"].glob(f"{ids[1]}*.geojson")), annotations / f"{ids[1]}.geojson")
+    slide_paths = {"patientA": f"slides/{ids[0]}.tiff", "patientB": f"slides/{ids[1]}.tiff"}
+    detector = train_tumorbed_from_cache(cohort["features"], annotations, slide_ids=list(slide_paths),
+                                         slide_paths=slide_paths)
+    assert detector.meta["slide_ids"] == ["patientA", "patientB"]

@@ -58,12 +58,14 @@ def tumorbed_train(
             raise WeakSTILError(f"{what} not found" if not folder.exists() else f"is not a folder (the {what})",
                                 path=folder, fix=f"pass {made_by}")
     check_own_folder(out, "tumorbed train", overwrite=overwrite)  # before the work: a typo'd --out loses nothing
-    slide_ids = None
+    slide_ids = slide_paths = None
     if cohort is not None:  # a shared feature folder may also hold slides outside the cohort
         from weakstil.cohort import read_cohort
 
-        slide_ids = read_cohort(cohort, check_files=False).slide_ids
-    model = train_tumorbed_from_cache(features, annotations, slide_ids=slide_ids, max_slides=max_slides, seed=seed,
+        table = read_cohort(cohort, check_files=False).table
+        slide_ids, slide_paths = list(table["slide_id"]), dict(zip(table["slide_id"], table["path"]))
+    model = train_tumorbed_from_cache(features, annotations, slide_ids=slide_ids, slide_paths=slide_paths,
+                                       max_slides=max_slides, seed=seed,
                                        lymphoid_veto=lymphoid_veto, ink_veto=ink_veto, infiltrate=infiltrate)
     with hold_folder(out, "tumorbed train"):
         model.save(out)

@@ -388,12 +388,16 @@ def _check_one_encoder(paths: list[Path]) -> tuple:
 
 def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path, *,
                               slide_ids: list[str] | None = None, max_slides: int = 10,
+                              slide_paths: dict[str, str | Path] | None = None,
                               seed: int = 0, tile_stats: bool = False,
                               lymphoid_veto: bool = True, ink_veto: bool = True,
                               infiltrate: bool = True) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
     ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
+    ``slide_paths`` (a cohort CSV's id -> slide file): a slide's features and annotation are also
+    found by its file's name ('P1' in the CSV, synth_0000.tiff / .h5 / .geojson on disk), as
+    ``train --annotations`` finds them.
     ``tile_stats``: the tumour-nuclei morphometry (:data:`TUMOUR_NUCLEI_COLUMNS`) joins the embedding.
     ``lymphoid_veto``: lymphoid tiles away from tumour cells cannot seed the bed (weakstil.tumorbed.veto).
     ``ink_veto``: nor can tiles under marker ink (weakstil.tumorbed.ink; measured on the slides
@@ -407,25 +411,31 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     among = "of the slides asked for (e.g. --cohort)" if slide_ids is not None else "with features"
     if slide_ids is None:
         slide_ids = sorted(p.stem for p in features_dir.glob("*.h5"))
-    unused = unmatched_annotations(annotations, slide_ids)
+    paths = slide_paths or {}
+
+    def features_of(sid: str) -> Path:
+        return feature_path(features_dir, sid, paths.get(sid))
+
+    def annotation_of(sid: str) -> Path | None:
+        stem = features_of(sid).stem
+        return find_annotation(annotations, sid) or (find_annotation(annotations, stem) if stem != sid else None)
+
+    unused = unmatched_annotations(annotations, [*slide_ids, *(features_of(sid).stem for sid in slide_ids)])
     if unused:  # a typo in a file name, or a slide not embedded: say so rather than train on fewer slides
         log.warning("%s: %d annotation file(s) match no slide %s and are not used: %s%s", annotations,
                     len(unused), among, ", ".join(p.name for p in unused[:5]), " ..." if len(unused) > 5 else "")
     chosen: list[AnnotatedSlide] = []
     bad: list[AnnotationError] = []
-    identity = _check_one_encoder([feature_path(features_dir, sid) for sid in slide_ids
-                                   if find_annotation(annotations, sid) is not None
-                                   and feature_path(features_dir, sid).is_file()])
-    annotated = [sid for sid in slide_ids if find_annotation(annotations, sid) is not None
-                 and feature_path(features_dir, sid).is_file()]
+    annotated = [sid for sid in slide_ids if annotation_of(sid) is not None and features_of(sid).is_file()]
+    identity = _check_one_encoder([features_of(sid) for sid in annotated])
     no_tile: list[str] = []
     measured: dict = {}
     visited: set[str] = set()
     for sid in slide_ids:
         if len(chosen) >= max_slides:
             break
-        annotation = find_annotation(annotations, sid)
-        path = feature_path(features_dir, sid)
+        annotation = annotation_of(sid)
+        path = features_of(sid)
         if annotation is None or not path.is_file():
             continue
         visited.add(sid)
