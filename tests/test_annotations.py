@@ -409,3 +409,92 @@ def test_imagescope_layers_are_classes_and_ellipses_are_areas(tmp_path):
     ellipse = np.pi * 50 * 50
     assert bed.bounds == pytest.approx((0, 0, 300, 100), abs=0.5)
     assert bed.area == pytest.approx(100 * 100 - 20 * 20 + ellipse, rel=0.01)
+
+
+@pytest.mark.parametrize("negated", ["Tumor-free", "Tumor free", "Tumour-negative", "Tumor-negative", "No tumor",
+                                     "NoTumour", "tumour_free", "TUMOR FREE", "Free of tumour", "Without tumor",
+                                     "No residual invasive carcinoma", "Tumor (-)"])
+def test_a_class_that_negates_the_tumour_is_never_the_bed(tmp_path, negated):
+    """"Tumor-free" or "No tumour" holds the word tumour and says there is none: like "Non-tumor" it
+    is never the bed, neither beside a tumour class (the bed was both) nor beside another class."""
+    path = tmp_path / "S.geojson"
+    for bed_class in ("Tumor", "Stroma"):
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+            _feature(_box(0, 0, 100, 100), {"classification": {"name": bed_class}}),
+            _feature(_box(200, 0, 300, 100), {"classification": {"name": negated}})]}))
+        assert load_polygons(path).bounds == (0, 0, 100, 100), (bed_class, negated)
+
+
+@pytest.mark.parametrize("tumour", ["Tumor", "Tumour", "Invasive tumor", "Tumor bed", "TumorBed", "IDC",
+                                    "Invasive carcinoma of no special type", "Triple-negative carcinoma"])
+def test_tumour_classes_stay_the_bed_beside_a_negated_one(tmp_path, tumour):
+    path = tmp_path / "S.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(_box(0, 0, 100, 100), {"classification": {"name": tumour}}),
+        _feature(_box(200, 0, 300, 100), {"classification": {"name": "Stroma"}}),
+        _feature(_box(400, 0, 500, 100), {"classification": {"name": "Tumor-free"}})]}))
+    assert load_polygons(path).bounds == (0, 0, 100, 100)
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [  # QuPath's derived intensity class
+        _feature(_box(0, 0, 100, 100), {"classification": {"names": ["Tumor", "Negative"]}}),
+        _feature(_box(200, 0, 300, 100), {"classification": {"name": "Stroma"}})]}))
+    assert load_polygons(path).bounds == (0, 0, 100, 100)
+
+
+def test_a_broken_link_or_a_folder_of_the_annotations_name_is_one_clear_error(tmp_path):
+    """Not "no annotation" (the slide was then scored over the whole tissue or the detector's bed)."""
+    (tmp_path / "S1.geojson").symlink_to(tmp_path / "gone.geojson")
+    with pytest.raises(AnnotationError, match="broken link") as info:
+        find_annotation(tmp_path, "S1")
+    assert "S1.geojson" in info.value.one_line() and "gone.geojson" in info.value.one_line() and info.value.fix
+    with pytest.raises(AnnotationError, match="broken link"):
+        load_polygons(tmp_path / "S1.geojson")
+    (tmp_path / "S2.geojson").mkdir()
+    with pytest.raises(AnnotationError, match="is a folder, not an annotation file") as info:
+        find_annotation(tmp_path, "S2")
+    assert "S2.geojson" in info.value.one_line() and info.value.fix
+    with pytest.raises(AnnotationError, match="is a folder"):
+        load_polygons(tmp_path / "S2.geojson")
+    (tmp_path / "S3.geojson").write_text(json.dumps(geojson([feature(square(0, 0, 10, 10))])))
+    assert find_annotation(tmp_path, "S3").name == "S3.geojson" and find_annotation(tmp_path, "S4") is None
+
+
+def test_a_multipolygons_overlapping_parts_are_joined_by_their_union(tmp_path):
+    """As the same parts drawn as two features; a part's own hole stays a hole, an island in it stays."""
+    multi = tmp_path / "multi.geojson"
+    multi.write_text(json.dumps(geojson([{"type": "Feature", "properties": {"classification": {"name": "Tumor"}},
+                                          "geometry": {"type": "MultiPolygon",
+                                                       "coordinates": [_box(0, 0, 100, 100), _box(50, 50, 150, 150)]}}])))
+    feats = tmp_path / "feats.geojson"
+    feats.write_text(json.dumps(geojson([feature(square(0, 0, 100, 100), "Tumor"),
+                                         feature(square(50, 50, 150, 150), "Tumor")])))
+    assert load_polygons(multi).area == pytest.approx(2 * 100 * 100 - 50 * 50) == load_polygons(feats).area
+    holed = [square(0, 0, 80, 80), square(20, 20, 60, 60)]
+    multi.write_text(json.dumps(geojson([{"type": "Feature", "properties": {}, "geometry": {
+        "type": "MultiPolygon", "coordinates": [holed, _box(30, 30, 50, 50), _box(70, 0, 120, 40)]}}])))
+    mask = rasterize(load_polygons(multi), 200, 200, 1.0, 1.0)
+    assert mask.sum() == 80 * 80 - 40 * 40 + 20 * 20 + 40 * 40 and mask[40, 40] and not mask[25, 25]
+    # an exclusion drawn as an overlapping MultiPolygon cuts out its union too
+    multi.write_text(json.dumps(geojson([feature(square(0, 0, 200, 200), "Tumor"), {
+        "type": "Feature", "properties": {"classification": {"name": "Exclusion"}},
+        "geometry": {"type": "MultiPolygon", "coordinates": [_box(0, 0, 100, 100), _box(50, 50, 150, 150)]}}])))
+    assert load_polygons(multi).area == pytest.approx(200 * 200 - (2 * 100 * 100 - 50 * 50))
+
+
+def test_a_file_of_not_bed_classes_only_says_which_classes_are_the_bed(tmp_path):
+    """The problem is the class, not detections: the fix names the classes read as the bed."""
+    path = tmp_path / "S.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(_box(0, 0, 100, 100), {"objectType": "annotation", "classification": {"name": "Peritumoral stroma"}}),
+        _feature(_box(200, 0, 300, 100), {"objectType": "annotation", "classification": {"name": "Non-tumour"}})]}))
+    xml = tmp_path / "S.xml"
+    xml.write_text(_asap([("Non-tumour", "Polygon", square(0, 0, 100, 100)[:-1])]))
+    scope = tmp_path / "T.xml"
+    scope.write_text('<Annotations><Annotation Name="Normal"><Regions><Region><Vertices><Vertex X="0" Y="0"/>'
+                     '<Vertex X="9" Y="0"/><Vertex X="9" Y="9"/></Vertices></Region></Regions></Annotation></Annotations>')
+    for file, kind, names in ((path, "classes", "'Non-tumour', 'Peritumoral stroma'"), (xml, "group", "'Non-tumour'"),
+                              (scope, "layer", "'Normal'")):
+        with pytest.raises(AnnotationError, match="say") as info:
+            load_polygons(file)
+        line = info.value.one_line()
+        assert f"{kind} ({names})" in line and "not the tumour bed" in line, line
+        assert "detections" not in line and "'Tumor bed'" in info.value.fix and "never is" in info.value.fix

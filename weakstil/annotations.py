@@ -10,28 +10,17 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 
+from weakstil.annotation_classes import (EXCLUDED_NAMES, NOT_BED_NAMES, ROI_NAMES, TUMOR_BED_NAMES,  # noqa: F401
+                                         choose_bed, only_not_bed_classes)
 from weakstil.errors import WeakSTILError
 from weakstil.settings import SLIDE_FILE_SUFFIXES  # an annotation's name may keep one (QuPath)
 
 log = logging.getLogger(__name__)
 
-#: Classification (GeoJSON), group (ASAP) and layer (ImageScope) names taken as tumour bed when a
-#: file holds several classes, before any other class.
-TUMOR_BED_NAMES = re.compile(r"tumou?r|invasive|carcinoma|\bidc\b|\bilc\b", re.IGNORECASE)
-#: Names of a region of interest: the bed when no class names the tumour itself (QuPath's "Region*").
-ROI_NAMES = re.compile(r"\broi\b|\bregions?\b", re.IGNORECASE)
-#: Names that say an area is not the invasive tumour bed, whatever else they say ("Non-tumor",
-#: "Carcinoma in situ", "Peritumoral stroma", "Normal", "Lymph node"): never the bed.
-NOT_BED_NAMES = re.compile(r"\bnon\b|\bnon-?\w|\bnot\b|in[ _-]?situ|\bdcis\b|\blcis\b|\bnormal\b|\bbenign\b|"
-                           r"\bperi[ _-]?tumou?r|\bhealthy\b|necros|\blymph", re.IGNORECASE)
-#: ASAP groups and GeoJSON classes whose polygons are cut out of the bed (CAMELYON16 names its exclusions
-#: "_2"; QuPath's built-in "Ignore*" class marks areas to leave out).
-EXCLUDED_NAMES = re.compile(r"exclu|^\s*negative\b|^_2$|^ignore\*?$", re.IGNORECASE)
 #: QuPath object types that are not drawn areas: detections outline cells or tiles, not the bed.
 NOT_ANNOTATIONS = ("detection", "cell", "tile")
 #: File name patterns tried for a slide id, in order.
@@ -68,13 +57,31 @@ def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
         names = sorted((wanted[_key(p.name)], p) for p in directory.iterdir() if _key(p.name) in wanted)
     except OSError:
         names = []
-    found = [p for _, p in names if p.is_file()]
+    for _, p in names:  # a broken link or a folder of the name is a mistake to mend, not "no annotation"
+        if not p.is_file():
+            raise not_a_file(p)
+    found = [p for _, p in names]
     if len(found) > 1:
         from weakstil.runtime import warn_once
 
         warn_once(log, ("annotations", str(directory), slide_id), "%s: %d annotation files for slide %s (%s); using "
                   "%s", directory, len(found), slide_id, ", ".join(p.name for p in found), found[0].name)
     return found[0] if found else None
+
+
+def not_a_file(path: Path) -> AnnotationError:
+    """Why ``path`` (named like an annotation) cannot be read as one: missing, a broken link, a folder."""
+    import os
+
+    if path.is_symlink() and not path.exists():
+        return AnnotationError(f"is a broken link (to {os.readlink(path)}, which does not exist)", path=path,
+                               fix="point the link at the annotation file, or remove it")
+    if path.is_dir():
+        return AnnotationError("is a folder, not an annotation file", path=path,
+                               fix=f"put the exported file itself there as {path.name}, or rename the folder")
+    if path.exists() or path.is_symlink():
+        return AnnotationError("is not a regular file", path=path, fix="save the annotation as a regular file")
+    return AnnotationError("annotation file not found", path=path, fix="check the path")
 
 
 def _key(name: str) -> str:
@@ -104,7 +111,7 @@ def load_polygons(path: str | Path):
     """Tumour-bed polygons (a shapely MultiPolygon, level-0 px) from GeoJSON, ImageScope or ASAP XML."""
     path = Path(path)
     if not path.is_file():
-        raise AnnotationError("annotation file not found", path=path, fix="check the path")
+        raise not_a_file(path)
     suffix = path.suffix.lower()
     excluded: list = []
     if suffix in (".geojson", ".json"):
@@ -119,7 +126,7 @@ def load_polygons(path: str | Path):
         from shapely.geometry import MultiPolygon
         from shapely.ops import unary_union
 
-        rest = merged.difference(unary_union(excluded))
+        rest = merged.difference(unary_union(_valid(excluded, path)))
         polys = [g for g in getattr(rest, "geoms", [rest]) if g.geom_type == "Polygon" and g.area > 0]
         if not polys:
             raise AnnotationError("nothing is left of the bed once its negative regions are cut out", path=path,
@@ -307,13 +314,14 @@ def _geojson_polygons(path: Path) -> tuple[list, list]:
         log.info("%s: %d detection/cell object(s) passed over: only annotations outline the tumour bed", path,
                  detections)
     chosen = choose_bed(named, path)
+    if not chosen and named:  # every class says it is not the bed ("Peritumoral stroma", "Non-tumour")
+        raise _not_bed(named, path)
     if not chosen:
-        what = ("only detection/cell objects" if detections and not named and not excluded else
-                "no polygons other than excluded areas" if excluded and not named else
-                "only polygons whose classes say they are not the tumour bed" if named else "no polygons")
-        raise AnnotationError(f"GeoJSON holds {what}", path=path,
-                              fix="draw the tumour bed as a polygon or area annotation (QuPath: export the "
-                                  "annotations, not the detections)")
+        what = ("only detection/cell objects" if detections and not excluded else
+                "no polygons other than excluded areas" if excluded else "no polygons")
+        raise AnnotationError(f"GeoJSON holds {what}", path=path, fix="draw the tumour bed as a polygon or area "
+                              "annotation" + (" (QuPath: export the annotations, not the detections)" if detections
+                                              else ""))
     return chosen, excluded
 
 
@@ -326,28 +334,6 @@ def _class_name(cls: object) -> str:
         names = cls.get("names")
         return ": ".join(map(str, names)) if isinstance(names, list) else ""
     return str(cls) if cls else ""
-
-
-def choose_bed(named: list[tuple[str, object]], path: Path) -> list:
-    """The bed polygons among ``(class name, polygon)`` pairs (exclusions already taken out): the
-    classes naming the tumour (:data:`TUMOR_BED_NAMES`) if any, else those naming a region of
-    interest, else the unclassified polygons, else every other class; a class that says it is not
-    the bed (:data:`NOT_BED_NAMES`) never is. Which classes were used, and which not, is logged."""
-    def rank(name: str) -> int:
-        if not name:
-            return 2
-        if NOT_BED_NAMES.search(name):
-            return 4
-        return 0 if TUMOR_BED_NAMES.search(name) else 1 if ROI_NAMES.search(name) else 3
-
-    ranks = [rank(name) for name, _ in named]
-    best = min((r for r in ranks if r < 4), default=None)
-    chosen = [g for (_, g), r in zip(named, ranks) if r == best]
-    unused = sorted({name or "unclassified" for (name, _), r in zip(named, ranks) if r != best})
-    if unused:
-        used = sorted({name or "unclassified" for (name, _), r in zip(named, ranks) if r == best})
-        log.info("%s: tumour bed from %s; not used: %s", path, ", ".join(used) or "nothing", ", ".join(unused))
-    return chosen
 
 
 def _geojson_areas(geometry: dict) -> list[dict]:
@@ -388,6 +374,8 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
     if dropped:
         log.info("%s: %d region(s) that are no area (a line, an arrow, a ruler) passed over", path, dropped)
     polygons = choose_bed(named, path)
+    if not polygons and named:
+        raise _not_bed(named, path, "layer", "ImageScope XML")
     if not polygons:
         raise AnnotationError("ImageScope XML holds no (positive) regions with 3 or more vertices", path=path,
                               fix="draw the tumour bed as a polygon region")
@@ -443,9 +431,10 @@ def _asap_polygons(root, path: Path) -> tuple[list, list]:
         else:
             named.append((group, polygon))
     chosen = choose_bed(named, path)
+    if not chosen and named:
+        raise _not_bed(named, path, "group", "ASAP XML")
     if not chosen:
-        raise AnnotationError("ASAP XML holds no polygon annotations with 3 or more coordinates" +
-                              (" in a group that may be the tumour bed" if named else ""), path=path,
+        raise AnnotationError("ASAP XML holds no polygon annotations with 3 or more coordinates", path=path,
                               fix="draw the tumour bed as a polygon annotation")
     return chosen, excluded
 
@@ -459,24 +448,37 @@ def _all_finite(coords) -> bool:
     return True  # ints, and anything else: shapely judges it
 
 
+def _not_bed(named: list, path: Path, kind: str = "class", fmt: str = "GeoJSON") -> AnnotationError:
+    message, fix = only_not_bed_classes(named, kind, fmt)
+    return AnnotationError(message, path=path, fix=fix)
+
+
 def _not_finite(path: Path) -> AnnotationError:
     return AnnotationError("a polygon has coordinates that are not finite numbers (NaN or infinity)", path=path,
                            fix="export the annotation again in level-0 pixel coordinates")
 
 
-def _union(polygons: list, path: Path):
+def _valid(polygons: list, path: Path) -> list:
+    """The polygons made valid one by one; a MultiPolygon's parts each on its own, so parts that
+    overlap are joined by their union (GEOS would make the whole valid by the even-odd rule, and
+    drop the overlap), while a polygon's own holes stay holes."""
     import shapely
-    from shapely.geometry import MultiPolygon
-    from shapely.ops import unary_union
     from shapely.validation import make_valid
 
     valid = []
     for geom in polygons:
         if not np.isfinite(shapely.get_coordinates(geom)).all():  # GEOS cannot work with NaN or infinity
             raise _not_finite(path)
-        geom = geom if geom.is_valid else make_valid(geom)
-        valid.append(geom)
-    merged = unary_union(valid)
+        for part in getattr(geom, "geoms", [geom]):
+            valid.append(part if part.is_valid else make_valid(part))
+    return valid
+
+
+def _union(polygons: list, path: Path):
+    from shapely.geometry import MultiPolygon
+    from shapely.ops import unary_union
+
+    merged = unary_union(_valid(polygons, path))
     polys = [g for g in getattr(merged, "geoms", [merged]) if g.geom_type == "Polygon" and g.area > 0]
     if not polys:
         raise AnnotationError("annotation polygons have no area", path=path, fix="draw closed polygons")
