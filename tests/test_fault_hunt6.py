@@ -159,6 +159,17 @@ def test_an_in_sample_evaluation_says_so_in_its_files(world, tmp_path):
     assert pred["training_slide"].all()  # every slide of the cohort trained the model
     metrics = pd.read_csv(ev / "metrics.csv").set_index("metric")
     assert metrics.loc["n_training_slides", "value"] == len(pred)
+    # a training slide whose bed here is empty (its outline on glass) is still a training slide (hunt 8a #10)
+    annotations = tmp_path / "annotations"
+    shutil.copytree(world.cohort / "truth", annotations)
+    glass = {"type": "Feature", "properties": {"objectType": "annotation", "classification": {"name": "Tumor"}},
+             "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [40, 0], [40, 40], [0, 40], [0, 0]]]}}
+    for outline in annotations.glob("synth_0000*.geojson"):
+        outline.write_text(json.dumps({"type": "FeatureCollection", "features": [glass]}))
+    run_cli("evaluate", world.labels, "--model", world.model, "--features", world.feats, "--out", tmp_path / "ev2",
+            "--annotations", annotations, check=True)
+    pred = pd.read_csv(tmp_path / "ev2" / "predictions.csv", dtype={"slide_id": str}).set_index("slide_id")
+    assert pred.loc["synth_0000", "status"] != "ok" and pred["training_slide"].all()
 
 
 def test_lookalike_groups_are_warned_about_and_underscored_labels_refused(tmp_path, caplog):

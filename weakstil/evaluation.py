@@ -358,7 +358,9 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
         log.info("the model does not say which slides it was trained on: cannot tell whether any evaluated slide "
                  "is one")
     # said in the files people share too (the plots' titles, predictions.csv), not only in the log
-    pred["training_slide"] = pd.array([None if seen is None else s in seen for s in ids], dtype="boolean")
+    # every row, scored or not (a training slide without a bed here is still a training slide)
+    known = None if seen is None else (trained_on or set()) | set(renamed)
+    pred["training_slide"] = pd.array([None if known is None else s in known for s in ids], dtype="boolean")
     write_predictions(pred, out_dir / "predictions.csv", threshold)
     title = f"evaluate, in-sample: {len(seen)} of {len(stil)} training slides" if seen else "evaluate"
     return write_metrics(pred[pred["stil_pred"].notna()].drop(columns=["status", "training_slide"]), out_dir,
