@@ -161,6 +161,7 @@ def test_find_annotation_by_slide_id(tmp_path):
     (tmp_path / "A.geojson").write_text("{}")
     (tmp_path / "B_tumorbed.xml").write_text("<x/>")
     (tmp_path / "typo.geojson").write_text("{}")
+    (tmp_path / ".weakstil-output.json").write_text("{}")  # a folder marker ('tumorbed apply' output): not an outline
     assert find_annotation(tmp_path, "A").name == "A.geojson"
     assert find_annotation(tmp_path, "B").name == "B_tumorbed.xml"
     assert find_annotation(tmp_path, "C") is None

@@ -97,8 +97,8 @@ def unmatched_annotations(directory: str | Path, slide_ids: list[str]) -> list[P
     ids = {_key(i) for i in slide_ids}
     out = []
     for path in sorted(Path(directory).iterdir()):
-        if path.suffix.lower() not in (".geojson", ".json", ".xml"):
-            continue
+        if path.suffix.lower() not in (".geojson", ".json", ".xml") or path.name.startswith("."):
+            continue  # hidden: our folder markers (.weakstil-output.json), editors' lock files
         stem = path.stem
         for suffix in ("_tumorbed", *SLIDE_FILE_SUFFIXES):
             stem = stem[: -len(suffix)] if stem.lower().endswith(suffix) else stem
