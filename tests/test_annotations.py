@@ -499,3 +499,21 @@ def test_a_file_of_not_bed_classes_only_says_which_classes_are_the_bed(tmp_path)
         line = info.value.one_line()
         assert f"{kind} ({names})" in line and "not the tumour bed" in line, line
         assert "detections" not in line and "'Tumor bed'" in info.value.fix and "never is" in info.value.fix
+
+
+def test_a_not_bed_class_drawn_inside_the_tumour_is_cut_out_of_it(tmp_path):
+    """Necrosis, DCIS or normal tissue drawn inside a tumour outline is not the invasive tumour's
+    stroma: cut out like an exclusion; a 'Stroma' area inside it stays bed (hunt 8a #8)."""
+    def feature(name, ring):
+        return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"objectType": "annotation", "classification": {"name": name}}}
+
+    for name in ("Necrosis", "Non-tumor", "DCIS"):
+        path = tmp_path / f"{name}.geojson"
+        path.write_text(json.dumps(geojson([feature("Tumor", square(0, 0, 1000, 1000)),
+                                            feature(name, square(200, 200, 600, 600))])))
+        assert load_polygons(path).area == pytest.approx(1000 * 1000 - 400 * 400), name
+    path = tmp_path / "stroma.geojson"
+    path.write_text(json.dumps(geojson([feature("Tumor", square(0, 0, 1000, 1000)),
+                                        feature("Stroma", square(200, 200, 600, 600))])))
+    assert load_polygons(path).area == pytest.approx(1000 * 1000)

@@ -57,6 +57,17 @@ def choose_bed(named: list[tuple[str, object]], path: Path) -> list:
     return chosen
 
 
+def not_bed_areas(named: list[tuple[str, object]], path: Path) -> list:
+    """The polygons of classes that say they are not the bed (:data:`NOT_BED_NAMES`): cut out of
+    the bed where they overlap it, like an exclusion (necrosis, DCIS or normal tissue drawn inside
+    a tumour outline is not the invasive tumour's stroma, TILs Working Group)."""
+    areas = [(name, g) for name, g in named if name and NOT_BED_NAMES.search(name)]
+    if areas:
+        log.info("%s: areas of %s are cut out of the bed where they overlap it", path,
+                 ", ".join(sorted({name for name, _ in areas})))
+    return [g for _, g in areas]
+
+
 def only_not_bed_classes(named: list[tuple[str, object]], kind: str = "class", fmt: str = "GeoJSON") -> tuple[str, str]:
     """(message, fix) for a file whose areas all lie in classes (``kind``: ASAP's groups, ImageScope's
     layers) that say they are not the tumour bed: it names them, and the classes that are read as the bed."""

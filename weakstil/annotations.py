@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from weakstil.annotation_classes import (EXCLUDED_NAMES, NOT_BED_NAMES, ROI_NAMES, TUMOR_BED_NAMES,  # noqa: F401
-                                         choose_bed, only_not_bed_classes)
+                                         choose_bed, not_bed_areas, only_not_bed_classes)
 from weakstil.errors import WeakSTILError
 from weakstil.settings import SLIDE_FILE_SUFFIXES  # an annotation's name may keep one (QuPath)
 
@@ -322,7 +322,7 @@ def _geojson_polygons(path: Path) -> tuple[list, list]:
         raise AnnotationError(f"GeoJSON holds {what}", path=path, fix="draw the tumour bed as a polygon or area "
                               "annotation" + (" (QuPath: export the annotations, not the detections)" if detections
                                               else ""))
-    return chosen, excluded
+    return chosen, [*excluded, *not_bed_areas(named, path)]
 
 
 def _class_name(cls: object) -> str:
@@ -379,7 +379,7 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
     if not polygons:
         raise AnnotationError("ImageScope XML holds no (positive) regions with 3 or more vertices", path=path,
                               fix="draw the tumour bed as a polygon region")
-    return polygons, excluded
+    return polygons, [*excluded, *not_bed_areas(named, path)]
 
 
 def _imagescope_region(region, path: Path):
@@ -436,7 +436,7 @@ def _asap_polygons(root, path: Path) -> tuple[list, list]:
     if not chosen:
         raise AnnotationError("ASAP XML holds no polygon annotations with 3 or more coordinates", path=path,
                               fix="draw the tumour bed as a polygon annotation")
-    return chosen, excluded
+    return chosen, [*excluded, *not_bed_areas(named, path)]
 
 
 def _all_finite(coords) -> bool:
