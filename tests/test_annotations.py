@@ -162,10 +162,13 @@ def test_find_annotation_by_slide_id(tmp_path):
     (tmp_path / "B_tumorbed.xml").write_text("<x/>")
     (tmp_path / "typo.geojson").write_text("{}")
     (tmp_path / ".weakstil-output.json").write_text("{}")  # a folder marker ('tumorbed apply' output): not an outline
+    (tmp_path / "c.geojson").write_text("{}")  # the id's own case wins over another ('C.geojson' sorts first)
+    (tmp_path / "C.geojson").write_text("{}")
     assert find_annotation(tmp_path, "A").name == "A.geojson"
     assert find_annotation(tmp_path, "B").name == "B_tumorbed.xml"
-    assert find_annotation(tmp_path, "C") is None
-    assert [p.name for p in unmatched_annotations(tmp_path, ["A", "B"])] == ["typo.geojson"]
+    assert find_annotation(tmp_path, "D") is None
+    assert find_annotation(tmp_path, "c").name == "c.geojson" and find_annotation(tmp_path, "C").name == "C.geojson"
+    assert [p.name for p in unmatched_annotations(tmp_path, ["A", "B", "c"])] == ["typo.geojson"]
 
 
 def _geometry(size=4480):

@@ -54,13 +54,14 @@ def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
     # QuPath names an export after the image, extension included: synth_0001.tiff.geojson
     wanted.update({_key(f"{slide_id}{suffix}.geojson"): len(ANNOTATION_PATTERNS) for suffix in SLIDE_FILE_SUFFIXES})
     try:
-        names = sorted((wanted[_key(p.name)], p) for p in directory.iterdir() if _key(p.name) in wanted)
+        names = sorted((wanted[_key(p.name)], not p.name.startswith(slide_id), p)  # the id's own case first
+                       for p in directory.iterdir() if _key(p.name) in wanted)
     except OSError:
         names = []
-    for _, p in names:  # a broken link or a folder of the name is a mistake to mend, not "no annotation"
+    for *_, p in names:  # a broken link or a folder of the name is a mistake to mend, not "no annotation"
         if not p.is_file():
             raise not_a_file(p)
-    found = [p for _, p in names]
+    found = [p for *_, p in names]
     if len(found) > 1:
         from weakstil.runtime import warn_once
 
