@@ -170,6 +170,14 @@ def test_an_in_sample_evaluation_says_so_in_its_files(world, tmp_path):
             "--annotations", annotations, check=True)
     pred = pd.read_csv(tmp_path / "ev2" / "predictions.csv", dtype={"slide_id": str}).set_index("slide_id")
     assert pred.loc["synth_0000", "status"] != "ok" and pred["training_slide"].all()
+    # another cohort's synth_0000 (another scan, the same id, as every synthetic cohort has) is held out (hunt 8b #1)
+    run_cli("embed", world.twin, "--out", tmp_path / "twin_feats", "--encoder", "small-cnn", "--weights", "random",
+            "--workers", "1", check=True)
+    run_cli("evaluate", world.other / "labels.csv", "--model", world.model, "--features", tmp_path / "twin_feats",
+            "--out", tmp_path / "ev3", check=True)
+    pred = pd.read_csv(tmp_path / "ev3" / "predictions.csv")
+    assert list(pred["slide_id"]) == ["synth_0000"] and not pred["training_slide"].any()
+    assert json.loads((tmp_path / "ev3" / "metrics.json").read_text())["n_training_slides"] == 0
 
 
 def test_lookalike_groups_are_warned_about_and_underscored_labels_refused(tmp_path, caplog):

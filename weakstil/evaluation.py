@@ -320,6 +320,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     bank = FeatureBank.from_caches([caches[i] for i in keep], [ids[i] for i in keep], tumorbeds=tumorbeds,
                                    tile_stats=model.arch.tile_stats, stroma_estimate=model.needs_stroma_estimate,
                                    centre_embeddings=model.arch.centre_embeddings)
+    fingerprint_of = {sid: str(c.attrs.get("slide_fingerprint") or "") for sid, c in zip(ids, caches)}
     del caches
     check_features_match_model(meta, bank.identity, features_dir)
     if bank.dim != model.arch.input_dim:
@@ -345,9 +346,18 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                          "status": [STATUS_NO_BED if s in left_out else STATUS_OK for s in ids]})
     trained_on = training_slide_ids(model_dir, meta)
     scans = training_fingerprints(model_dir)
-    renamed = {bag.slide_id: scans[fp] for bag in bank.bags if (fp := str(bag.attrs.get("slide_fingerprint")))
-               in scans and scans[fp] != bag.slide_id}  # the same scan under another id
-    seen = None if trained_on is None and not scans else sorted((set(stil) & (trained_on or set())) | set(renamed))
+    renamed = {sid: scans[fp] for sid, fp in fingerprint_of.items() if fp in scans and scans[fp] != sid}
+
+    def is_training(sid: str) -> bool:
+        """By the scan where both sides record one: another generator's or centre's synth_0000 is
+        not the training synth_0000, and a training scan under another id is still one."""
+        fp = fingerprint_of.get(sid, "")
+        if fp and (fp in scans or sid in scans.values()):
+            return fp in scans
+        return trained_on is not None and sid in trained_on
+
+    known = None if trained_on is None and not scans else {sid for sid in ids if is_training(sid)}
+    seen = None if known is None else sorted(set(stil) & known)
     if seen:
         names = [f"{sid} (the scan of training slide {renamed[sid]})" if sid in renamed else sid for sid in seen]
         log.warning("%d of the %d evaluated slides are training slides of this model (%s%s): their metrics are "
@@ -359,7 +369,6 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                  "is one")
     # said in the files people share too (the plots' titles, predictions.csv), not only in the log
     # every row, scored or not (a training slide without a bed here is still a training slide)
-    known = None if seen is None else (trained_on or set()) | set(renamed)
     pred["training_slide"] = pd.array([None if known is None else s in known for s in ids], dtype="boolean")
     write_predictions(pred, out_dir / "predictions.csv", threshold)
     title = f"evaluate, in-sample: {len(seen)} of {len(stil)} training slides" if seen else "evaluate"
