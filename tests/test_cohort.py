@@ -256,3 +256,20 @@ def test_ids_that_would_name_paths_or_hidden_files_are_bad_rows(tmp_path):
     for expected in ("row 2 (..): slide_id '..' starts with '.'", "row 3 (a/b): slide_id 'a/b' contains a path separator",
                      "row 4 (.x): slide_id '.x' starts with '.'"):
         assert expected in msg, (expected, msg)
+
+
+def test_the_high_call_is_of_the_number_as_written_everywhere(tmp_path):
+    """score's results.csv, evaluate's and train's predictions.csv and the metrics call the number
+    they print (4 decimals): 29.99996 is written 30.0000, high at 30; 15.62281 is written 15.6228,
+    low at 15.62284 (hunt 8b #2: train called it high and score low)."""
+    import pandas as pd
+
+    from weakstil.evaluation import write_predictions
+    from weakstil.metrics import called_high
+
+    assert list(called_high([29.99996, 29.99994, 15.62281, float("nan")], 30.0)) == [True, False, False, False]
+    assert not called_high(15.62281, 15.62284) and called_high(18.2323017, 18.2323)
+    pred = pd.DataFrame({"slide_id": ["a", "b"], "stil_true": [40.0, 10.0], "stil_pred": [29.99996, 15.62281]})
+    written = pd.read_csv(write_predictions(pred, tmp_path / "p.csv", 30.0))
+    assert list(written["stil_pred"]) == [30.0, 15.6228] and list(written["high_pred"]) == [1, 0]
+    assert classification_at([40.0, 10.0], [29.99996, 15.62281], 30.0)["sensitivity"] == 1.0

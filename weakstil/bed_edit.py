@@ -154,9 +154,11 @@ class ScoredTiles:
                 f"the edited bed takes in {int((flags & ~self.known).sum())} tiles outside the original bed, whose "
                 "attention this file does not record", path=self.path or self.slide_id,
                 fix="score the slide again with this version of 'weakstil score' (it records every tile's attention)")
+        from weakstil.metrics import called_high  # scipy.stats: not at import
+
         n = int(flags.sum())
         stil = aggregate_bed(self.tile_scores, flags, self.logits, self.stroma, self.aggregator) if n else math.nan
-        return BedScore(stil=stil, stil_high=bool(stil >= self.threshold) if n else None, threshold=self.threshold,
+        return BedScore(stil=stil, stil_high=bool(called_high(stil, self.threshold)) if n else None, threshold=self.threshold,
                         aggregator=self.aggregator, n_bed_tiles=n, n_tiles=len(flags), tile_flags=flags)
 
     def bed_rings(self, tolerance_px: float = OUTLINE_TOLERANCE_PX) -> tuple[list[Ring], list[Ring]]:

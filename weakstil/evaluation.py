@@ -35,7 +35,7 @@ import pandas as pd
 
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
-from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, roc_curve
+from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, called_high, roc_curve
 from weakstil import settings
 from weakstil.settings import STIL_THRESHOLD
 
@@ -101,7 +101,8 @@ def write_predictions(pred: pd.DataFrame, path: str | Path, threshold: float = S
     out = pred.copy()
     out["high_true"] = (out["stil_true"] >= threshold).astype(int)
     # a slide without a prediction (no tumour bed) has no high/low call either: empty, not 0
-    out["high_pred"] = (out["stil_pred"] >= threshold).astype("Int64").where(out["stil_pred"].notna())
+    out["high_pred"] = pd.Series(called_high(out["stil_pred"], threshold), index=out.index).astype("Int64").where(
+        out["stil_pred"].notna())
     extra = [c for c in ("status", "training_slide") if c in out]  # after the usual columns
     out = out[[c for c in out.columns if c not in extra] + extra]
     with atomic_path(path) as tmp:

@@ -15,6 +15,18 @@ from weakstil.settings import STIL_THRESHOLD
 
 #: sTIL-high cut-offs reported by default (high means stil >= threshold).
 DEFAULT_THRESHOLDS = (10.0, STIL_THRESHOLD, 50.0)
+#: Decimals of a predicted sTIL% in every table (results.csv, predictions.csv).
+STIL_DECIMALS = 4
+
+
+def called_high(predicted, threshold: float) -> np.ndarray:
+    """The sTIL-high call of each predicted sTIL% as it is written (:data:`STIL_DECIMALS`), so that
+    score, train's cross-validation and evaluate call a number the same and every row agrees with
+    the number it prints (29.99996 is written 30.0000: high at 30). NaN: False."""
+    values = np.asarray(predicted, np.float64).ravel()
+    written = np.array([round(float(v), STIL_DECIMALS) if math.isfinite(v) else math.nan for v in values])
+    with np.errstate(invalid="ignore"):
+        return (written >= float(threshold)).reshape(np.shape(predicted))
 
 
 def fmt(value: object) -> str:
@@ -105,7 +117,7 @@ def classification_at(y_true, y_pred, threshold: float) -> dict[str, object]:
     sensitivity/specificity of the rule ``predicted >= threshold``."""
     t, p = _arrays(y_true, y_pred)
     pos = t >= threshold
-    called = p >= threshold
+    called = called_high(p, threshold)
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     out: dict[str, object] = {
         "threshold": float(threshold),

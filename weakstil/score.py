@@ -401,7 +401,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     if flags.any():
         stil = float(scores.stil)
         status = STATUS_BED_FALLBACK if bed.source.value == "tissue-fallback" else STATUS_OK
-        stil_high: object = bool(round(stil, 4) >= ctx.threshold)  # the call of the number written
+        stil_high: object = bool(round(stil, 4) >= ctx.threshold)  # as written (metrics.called_high)
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
         log.warning("%s: no tumour bed found; no score", slide_id)
