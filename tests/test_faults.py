@@ -964,6 +964,11 @@ def test_train_overwrite_replaces_its_own_model_only(world, tmp_path):
                    "--epochs", "1", "--hidden", "8")
     assert proc.returncode == 0, proc.stderr
     assert not (model / "extra.txt").exists() and json.loads((model / MARKER).read_text())["command"] == "train"
+    # a --folds 1 model has no fold models: --scoring ensemble says it scores with the final one (hunt 8b #3)
+    proc = run_cli("evaluate", world.labels, "--model", model, "--features", world.feats, "--out", tmp_path / "ev",
+                   "--scoring", "ensemble")
+    assert proc.returncode == 0 and "no fold models" in " ".join(proc.stderr.split())
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["scoring"] == "final"
     stranger = tmp_path / "stranger"
     stranger.mkdir()
     (stranger / "thesis.docx").write_text("years of work")

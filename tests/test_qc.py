@@ -259,6 +259,18 @@ def test_embedding_reference_round_trips_and_scores_shifted_tiles_higher(tmp_pat
     loaded = EmbeddingReference.load(ref.save(tmp_path / "e.safetensors"))
     assert loaded.score(off) == pytest.approx(ref.score(off))  # transposed arrays survive the file
     np.testing.assert_array_equal(loaded.components, ref.components)
+    assert (loaded.neighbours, loaded.median_distance) == (ref.neighbours, ref.median_distance)
+    # the same reference, the same bytes (its SHA-256 is in model.json; hunt 8b #4: two metadata keys
+    # were written in a random order)
+    assert len({ref.save(tmp_path / f"e{i}.safetensors").read_bytes() for i in range(8)}) == 1
+    from safetensors.numpy import save_file  # a file written before: two metadata keys
+
+    arrays = {k: np.ascontiguousarray(getattr(ref, k), dtype=np.int32 if k == "reference_slide" else np.float32)
+              for k in ("mean", "scale", "components", "reference", "reference_slide")}
+    save_file(arrays, str(tmp_path / "old.safetensors"), metadata={"neighbours": str(ref.neighbours),
+                                                                   "median_distance": repr(ref.median_distance)})
+    old = EmbeddingReference.load(tmp_path / "old.safetensors")
+    assert (old.neighbours, old.median_distance) == (ref.neighbours, ref.median_distance)
 
 
 def test_a_calibration_newer_than_the_program_is_refused_in_one_line(trained, tmp_path):

@@ -330,6 +330,9 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     threshold = float(meta.get("threshold", STIL_THRESHOLD) if threshold is None else threshold)
     how = scoring or meta.get("scoring", "final")
     how = how if len(models) > 1 or how == "final" else "final"  # an ensemble without fold models is the final
+    if scoring == "ensemble" and how == "final":  # as train says for --folds 1 --scoring ensemble
+        log.warning("%s has no fold models (trained with --folds 1): --scoring ensemble scores with its final model",
+                    model_dir)
     dev = resolve_device(device)
     bank.to_device(dev)
     scores = score_slides_ensemble([m.to(dev) for m in models], bank, device=dev, threads=threads)

@@ -13,6 +13,7 @@ own scores.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,7 +92,10 @@ class EmbeddingReference:
             ("mean", self.mean, np.float32), ("scale", self.scale, np.float32),
             ("components", self.components, np.float32), ("reference", self.reference, np.float32),
             ("reference_slide", self.reference_slide, np.int32))}
-        meta = {"neighbours": str(self.neighbours), "median_distance": repr(float(self.median_distance))}
+        # one metadata key: safetensors writes several in a random order, and the file's SHA-256 (in
+        # model.json) would differ between two trainings with the same seed
+        meta = {"weakstil_qc": json.dumps({"median_distance": float(self.median_distance),
+                                           "neighbours": int(self.neighbours)}, sort_keys=True)}
         with atomic_path(Path(path)) as tmp:
             save_file(arrays, str(tmp), metadata=meta)
         return Path(path)
@@ -103,6 +107,7 @@ class EmbeddingReference:
         with safe_open(str(path), framework="numpy") as f:
             meta = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()}
+        meta = json.loads(meta["weakstil_qc"]) if "weakstil_qc" in meta else meta  # two keys before
         return cls(mean=arrays["mean"], scale=arrays["scale"], components=arrays["components"],
                    reference=arrays["reference"], reference_slide=arrays["reference_slide"],
                    neighbours=int(meta.get("neighbours", NEIGHBOURS)),
