@@ -273,3 +273,13 @@ def test_the_high_call_is_of_the_number_as_written_everywhere(tmp_path):
     written = pd.read_csv(write_predictions(pred, tmp_path / "p.csv", 30.0))
     assert list(written["stil_pred"]) == [30.0, 15.6228] and list(written["high_pred"]) == [1, 0]
     assert classification_at([40.0, 10.0], [29.99996, 15.62281], 30.0)["sensitivity"] == 1.0
+
+
+def test_a_label_with_one_percent_sign_is_read_and_two_are_refused(tmp_path):
+    root = _cohort_dir(tmp_path)
+    csv = root / "cohort.csv"
+    csv.write_text("slide_id,path,stil\nA,slides/A.tiff,35%\nB,slides/B.tiff,12.5\nC,slides/C.tiff,0\n")
+    assert list(read_cohort(csv).labels) == [35.0, 12.5, 0.0]
+    csv.write_text("slide_id,path,stil\nA,slides/A.tiff,30%%\nB,slides/B.tiff,12.5\nC,slides/C.tiff,0\n")
+    with pytest.raises(CohortError, match="stil '30%%' is not a number"):  # hunt 8b #6: read as 30
+        read_cohort(csv)

@@ -93,7 +93,7 @@ def _parse_stil(raw: str) -> tuple[float | None, str | None]:
     try:
         if "_" in text:  # Python reads "3_0" as 30
             raise ValueError(text)
-        value = float(text.rstrip("%"))
+        value = float(text[:-1] if text.endswith("%") else text)  # one % sign: "30%%" is a typo, not 30
     except ValueError:
         comma = " (write decimals with a point: 30.5, not 30,5)" if "," in text else ""
         return None, f"stil {raw!r} is not a number{comma}"
