@@ -520,3 +520,8 @@ def test_a_not_bed_class_drawn_inside_the_tumour_is_cut_out_of_it(tmp_path):
     path.write_text(json.dumps(geojson([feature("Tumor", square(0, 0, 1000, 1000)),
                                         feature("Stroma", square(200, 200, 600, 600))])))
     assert load_polygons(path).area == pytest.approx(1000 * 1000)
+    # a 'Normal' parent drawn around its 'Tumor' child (QuPath's hierarchy, exported flat) is not cut out
+    path = tmp_path / "parent.geojson"
+    path.write_text(json.dumps(geojson([feature("Normal", square(0, 0, 3000, 3000)),
+                                        feature("Tumor", square(1000, 1000, 2000, 2000))])))
+    assert load_polygons(path).area == pytest.approx(1000 * 1000)

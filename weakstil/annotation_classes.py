@@ -57,11 +57,23 @@ def choose_bed(named: list[tuple[str, object]], path: Path) -> list:
     return chosen
 
 
-def not_bed_areas(named: list[tuple[str, object]], path: Path) -> list:
-    """The polygons of classes that say they are not the bed (:data:`NOT_BED_NAMES`): cut out of
-    the bed where they overlap it, like an exclusion (necrosis, DCIS or normal tissue drawn inside
-    a tumour outline is not the invasive tumour's stroma, TILs Working Group)."""
-    areas = [(name, g) for name, g in named if name and NOT_BED_NAMES.search(name)]
+def not_bed_areas(named: list[tuple[str, object]], path: Path, bed: list = ()) -> list:
+    """The polygons of classes that say they are not the bed (:data:`NOT_BED_NAMES`), to be cut out
+    of the ``bed`` polygons where they overlap them, like an exclusion: necrosis, DCIS or normal
+    tissue drawn inside a tumour outline is not the invasive tumour's stroma (TILs Working Group).
+    One that encloses a bed polygon (a QuPath parent annotation around its 'Tumor' child) is the
+    surrounding tissue, not an area drawn in the tumour, and is not cut out."""
+    import shapely
+
+    def encloses(area, polygon) -> bool:
+        try:
+            polygon = shapely.make_valid(polygon)
+            return polygon.area > 0 and shapely.make_valid(area).intersection(polygon).area >= 0.95 * polygon.area
+        except shapely.errors.GEOSException:
+            return False
+
+    areas = [(name, g) for name, g in named if name and NOT_BED_NAMES.search(name)
+             and not any(encloses(g, b) for b in bed)]
     if areas:
         log.info("%s: areas of %s are cut out of the bed where they overlap it", path,
                  ", ".join(sorted({name for name, _ in areas})))

@@ -323,7 +323,7 @@ def _geojson_polygons(path: Path) -> tuple[list, list]:
         raise AnnotationError(f"GeoJSON holds {what}", path=path, fix="draw the tumour bed as a polygon or area "
                               "annotation" + (" (QuPath: export the annotations, not the detections)" if detections
                                               else ""))
-    return chosen, [*excluded, *not_bed_areas(named, path)]
+    return chosen, [*excluded, *not_bed_areas(named, path, chosen)]
 
 
 def _class_name(cls: object) -> str:
@@ -380,7 +380,7 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
     if not polygons:
         raise AnnotationError("ImageScope XML holds no (positive) regions with 3 or more vertices", path=path,
                               fix="draw the tumour bed as a polygon region")
-    return polygons, [*excluded, *not_bed_areas(named, path)]
+    return polygons, [*excluded, *not_bed_areas(named, path, polygons)]
 
 
 def _imagescope_region(region, path: Path):
@@ -437,7 +437,7 @@ def _asap_polygons(root, path: Path) -> tuple[list, list]:
     if not chosen:
         raise AnnotationError("ASAP XML holds no polygon annotations with 3 or more coordinates", path=path,
                               fix="draw the tumour bed as a polygon annotation")
-    return chosen, [*excluded, *not_bed_areas(named, path)]
+    return chosen, [*excluded, *not_bed_areas(named, path, chosen)]
 
 
 def _all_finite(coords) -> bool:
