@@ -35,7 +35,7 @@ from weakstil import __version__, settings
 from weakstil.atomic import remove_stale_temps
 from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
-from weakstil.files import slide_file
+from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
 from weakstil.modeldir import ModelDir
 from weakstil.results_table import read_previous, write_results
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
@@ -197,7 +197,6 @@ def _outputs_exist(out: Path, slide_id: str) -> bool:
 def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx: _Context) -> bool:
     """Whether a finished score of this very slide file (same fingerprint) by this model, with the
     same settings (threshold, resolution, tumour-bed source and its file), exists."""
-    from weakstil.files import SlideScoresFile
     from weakstil.fingerprint import other_request, slide_fingerprint, why_stale
 
     if prev is None or prev.get("status") not in FINISHED or not _outputs_exist(out, slide_id):
@@ -239,7 +238,6 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from weakstil.errors import OutputError, from_os_error
-    from weakstil.files import SlideScoresFile
     from weakstil.fingerprint import recorded_in
     from weakstil.locks import in_turn
     from weakstil.outputdir import mark
@@ -356,8 +354,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     """Score one slide and write its outputs. Raises WeakSTILError for a bad slide."""
     from weakstil.embed import embed_slide
     from weakstil.errors import not_brightfield
-    from weakstil.files import FeaturesFile, SlideScoresFile
     from weakstil.fingerprint import check_not_another_file
+    from weakstil.metrics import called_high
     from weakstil.mil.bank import FeatureBank
     from weakstil.mil.identity import check_features_match_model
     from weakstil.mil.ensemble import score_slides_ensemble
@@ -401,7 +399,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     if flags.any():
         stil = float(scores.stil)
         status = STATUS_BED_FALLBACK if bed.source.value == "tissue-fallback" else STATUS_OK
-        stil_high: object = bool(round(stil, 4) >= ctx.threshold)  # as written (metrics.called_high)
+        stil_high: object = bool(called_high(stil, ctx.threshold))  # the call of the number written
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
         log.warning("%s: no tumour bed found; no score", slide_id)
@@ -448,7 +446,6 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
                          attention: np.ndarray | None, stil: float, stil_high: object, status: str,
                          qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
                          stroma: np.ndarray | None = None, model_scores: np.ndarray | None = None) -> None:
-    from weakstil.files import SlideScoresFile
     from weakstil.outputs import heatmap_title, write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
     from weakstil.tiles import heatmap_mpp
