@@ -201,19 +201,23 @@ def read_card_file(path: str | Path) -> EncoderCard:
 
 
 def load_card(name_or_path: str | Path) -> EncoderCard:
-    """A built-in card by name, a ``card.yaml`` file, or a directory holding ``card.yaml``."""
+    """A built-in card by name, a ``card.yaml`` file, or a directory holding ``card.yaml``.
+
+    A directory without ``card.yaml`` that has a built-in card's name (e.g. ``embed -o small-cnn
+    -e small-cnn`` made it) does not hide the built-in card; given as a path (``./small-cnn``) it
+    is an error."""
     text = str(name_or_path)
     path = Path(text)
-    if path.is_dir():
-        if not (path / CARD_FILE).exists():
-            inner = path / "encoder"  # a model folder (train bundles its encoder) or a demo folder
-            fix = (f"pass {inner}, the encoder folder inside it" if (inner / CARD_FILE).is_file() else
-                   "pass a 'weakstil pretrain' output directory or a built-in encoder name")
-            raise CardError(f"directory has no {CARD_FILE}", path=path, fix=fix)
+    if path.is_dir() and (path / CARD_FILE).exists():
         return read_card_file(path / CARD_FILE)
     if path.is_file() and path.suffix in (".yaml", ".yml"):
         return read_card_file(path)
     names = builtin_card_names()
+    if path.is_dir() and text not in names:  # built-in names have no '/' and start with a letter or digit
+        inner = path / "encoder"  # a model folder (train bundles its encoder) or a demo folder
+        fix = (f"pass {inner}, the encoder folder inside it" if (inner / CARD_FILE).is_file() else
+               "pass a 'weakstil pretrain' output directory or a built-in encoder name")
+        raise CardError(f"directory has no {CARD_FILE}", path=path, fix=fix)
     if text in names:
         resource = _card_dir() / f"{text}.yaml"
         with resources.as_file(resource) as p:

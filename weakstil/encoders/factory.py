@@ -215,7 +215,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise EncoderError("is a directory, not a weights file" if path.is_dir() else "weights file not found",
                            path=path, fix="check the --weights path (a .safetensors file; a 'weakstil pretrain' "
                            "folder goes to --encoder)")
-    if path.suffix == ".safetensors":
+    if _weights_format(path) == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -228,10 +228,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         try:
             with warnings.catch_warnings():  # torch warns about a pickle it refuses; our error line says it
                 warnings.simplefilter("ignore", UserWarning)
-                state = torch.load(path, map_location="cpu", weights_only=True)
+                with open(path, "rb") as fh:  # a path named .safetensors would make torch.load read safetensors
+                    state = torch.load(fh, map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError,
                 TypeError, AttributeError) as exc:  # torch.load of an arbitrary file fails in many ways
-            raise EncoderError(f"not a weights-only PyTorch state dict ({_short(exc)})", path=path,
+            raise EncoderError(f"not a weights-only PyTorch state dict ({_torch_load_reason(exc)})", path=path,
                                fix="save the model's state_dict() with torch.save, or convert it to .safetensors") \
                 from None
     for key in ("state_dict", "model"):
@@ -245,16 +246,64 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def _weights_format(path: Path) -> str:
+    """``safetensors`` or ``torch``, by the file's first bytes (a safetensors file starts with its
+    header's length, 8 bytes little-endian, then the JSON header's ``{``; PyTorch writes a zip or
+    a pickle); by the suffix, any case, when the start says neither (a damaged file)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+        size = path.stat().st_size
+    except OSError:
+        head, size = b"", 0
+    if len(head) == 9 and head[8:9] == b"{" and 2 <= int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    if head.startswith((b"PK\x03\x04", b"\x80")):  # torch.save's zip; a legacy (protocol >= 2) pickle
+        return "torch"
+    return "safetensors" if path.suffix.lower() == ".safetensors" else "torch"
+
+
+def _torch_load_reason(exc: BaseException) -> str:
+    """torch.load's refusal in a few words: its message runs to several paragraphs with terminal
+    escape codes and advice to unpickle with ``weights_only=False`` (arbitrary code), which we never do."""
+    import re
+
+    text = " ".join(re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(exc)).split())
+    if not text or isinstance(exc, KeyError):  # an empty file (EOFError); a bad pickle opcode, as a bare number
+        return "not a PyTorch file, or a damaged one"
+    pickled = re.search(r"GLOBAL ([\w.]+)", text)
+    if pickled:
+        return f"it pickles Python objects such as {pickled.group(1)}, not only tensors"
+    text = text.split("WeightsUnpickler error:", 1)[-1].strip() if "WeightsUnpickler error:" in text else text
+    return _short(re.split(r"(?<=[.!?]) ", text, maxsplit=1)[0].rstrip("."))
+
+
+def _resampled_keys(raw: dict[str, torch.Tensor], filtered: dict[str, torch.Tensor]) -> list[str]:
+    """Keys whose tensor timm's checkpoint filter resampled to the model's geometry (a position
+    embedding of another grid, patch kernels of another size): a new tensor of another size under
+    the checkpoint's own key name. Renamed, reshaped or sliced tensors (layout conversions of
+    official checkpoints: old Swin stage order, DINOv2's position embedding without its class
+    token) are views of the checkpoint's tensors and are left to the strict comparison."""
+    own_storage = {t.untyped_storage().data_ptr() for t in raw.values()}
+    return sorted(k for k, v in filtered.items() if k in raw and v.numel() != raw[k].numel()
+                  and v.untyped_storage().data_ptr() not in own_storage)
+
+
 def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, what: str,
                            path: str | Path | None, timm_filter: bool = False) -> None:
-    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error."""
+    """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error.
+
+    ``timm_filter``: first convert the layout of official checkpoints with the model's timm
+    ``checkpoint_filter_fn`` (renamed keys, dropped buffers), but compare the checkpoint's own
+    shapes: the filter would silently resample weights of another geometry."""
+    raw = state
     if timm_filter:
         import sys
 
         filter_fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
         if filter_fn is not None:
             try:
-                state = filter_fn(state, model)
+                state = filter_fn(dict(state), model)  # a copy: timm's converters pop keys
             except Exception as exc:  # a foreign checkpoint can trip the converter
                 raise EncoderError(f"weights for {what} cannot be converted ({_short(exc)})", path=path,
                                    fix="pass the matching weights for this encoder") from None
@@ -262,15 +311,18 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
 
     own = model.state_dict()
     missing, unexpected, shape = state_dict_diff(own, state)
-    if missing or unexpected or shape:
+    shapes = {k: tuple(state[k].shape) for k in shape}
+    if state is not raw:
+        shapes.update((k, tuple(raw[k].shape)) for k in _resampled_keys(raw, state) if k in own)
+    if missing or unexpected or shapes:
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing key(s) ({_few(missing)})")
         if unexpected:
             parts.append(f"{len(unexpected)} unexpected key(s) ({_few(unexpected)})")
-        if shape:
-            k = shape[0]
-            parts.append(f"{len(shape)} shape mismatch(es) ({k}: checkpoint {tuple(state[k].shape)} vs model "
+        if shapes:
+            k = min(shapes)
+            parts.append(f"{len(shapes)} shape mismatch(es) ({k}: checkpoint {shapes[k]} vs model "
                          f"{tuple(own[k].shape)})")
         raise EncoderError(f"weights do not match {what}: " + "; ".join(parts), path=path,
                            fix="pass the weights made for this encoder card (or the card made for these weights)")
