@@ -334,9 +334,9 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
             attrs, _ = FeaturesFile.read_header(out_path)
             return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)
         if status not in (None, "missing"):
-            if keep_other_settings and not overwrite:
-                refuse_other_work(out_path, encoder, params)
             other_file = "another slide file" in status  # a name two scans share: said louder than a setting
+            if keep_other_settings and not overwrite:  # another scan's µm/px is no mistyped --slide-mpp
+                refuse_other_work(out_path, encoder, params, None if other_file else slide.mpp)
             log.log(logging.WARNING if other_file else logging.INFO, "%s: the feature cache %s %s; embedding again%s",
                     slide.path, out_path, status, " (its features are replaced by this file's)" if other_file else "")
         check_replaceable(out_path, FeaturesFile)
@@ -359,6 +359,21 @@ def _check_resolution(encoder: Encoder, params: TilingParams, slide: Slide) -> N
     if params.tile_px != card.input_px:
         log.info("%s: %d px tiles are resized to the encoder's %d px input", slide.path, params.tile_px,
                  card.input_px)
+
+
+def _non_finite(encoder: Encoder, slide: Slide, bad: int, seen: int) -> WeakSTILError:
+    """The error of non-finite features: in fp32 from finite pixels only the weights can make them
+    (named first, and no advice to run in the fp32 the run already used); in fp16/bf16 an overflow may."""
+    if encoder.precision == "fp32":
+        return WeakSTILError(f"encoder '{encoder.name}' gives non-finite features (NaN/inf) in fp32 for {bad} of "
+                             f"the first {seen} tiles of {slide.path}: the weights hold non-finite or overflowing "
+                             "values", path=encoder.weights_source,
+                             fix="check the weights file: download, export or train it again (every slide would "
+                                 "fail the same way)")
+    return WeakSTILError(f"{bad} of {seen} tiles gave non-finite features (encoder '{encoder.name}', precision "
+                         f"{encoder.precision})", path=slide.path,
+                         fix="run in fp32 (--device cpu) to tell an overflow of the low precision from broken "
+                             "weights, or check the encoder weights")
 
 
 def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, key: str, *, batch_size: int,
@@ -386,6 +401,8 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
         def sink(start: int, out: np.ndarray) -> None:
             nonlocal done, bad
             bad += int((~np.isfinite(out)).any(axis=1).sum())
+            if bad and encoder.precision == "fp32":  # finite pixels in, NaN out: the weights; stop now
+                raise _non_finite(encoder, slide, bad, done + len(out))
             put(start, out)
             done += len(out)
             if progress is not None:
@@ -408,9 +425,7 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
             raise WeakSTILError(f"embedded {done} of {n} tiles", path=slide.path,
                                 fix="run again (the slide may be damaged if this repeats)")
         if bad:
-            raise WeakSTILError(f"{bad} of {n} tiles gave non-finite features (encoder '{encoder.name}', "
-                                f"precision {encoder.precision})", path=slide.path,
-                                fix="check the encoder weights, or run in fp32 (--device cpu)")
+            raise _non_finite(encoder, slide, bad, n)
         cache.attrs.update(tiles.attrs())
         cache.attrs.update({"stain": json.dumps(stain.to_dict()), "stain_norm": stain_norm,
                             "stain_estimate_version": STAIN_ESTIMATE_VERSION})
@@ -428,6 +443,6 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
             "device": str(encoder.device), "torch_version": str(torch.__version__),
             "timm_version": package_version("timm"), "weakstil_version": __version__,
             "seed": int(seed if encoder.seed is None else encoder.seed), "batch_size": int(batch_size),
-            "warnings": json.dumps(tiles.warnings), "decode": provenance_json({**decode_record(), "tile_stats": tile_stats_record}), "cache_key": key, "cache_format": CACHE_FORMAT,
+            "warnings": json.dumps(tiles.recorded_warnings), "decode": provenance_json({**decode_record(), "tile_stats": tile_stats_record}), "cache_key": key, "cache_format": CACHE_FORMAT,
             "embed_seconds": float(time.perf_counter() - t0), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })

@@ -107,24 +107,32 @@ def cache_status(path: str | Path, key: str, fingerprint: str | None = None,
     return None
 
 
-def refuse_other_work(path: Path, encoder: Encoder, params: TilingParams) -> None:
-    """Raise when the cache at ``path`` holds another encoder's (or weights') or another tiling's features."""
+def refuse_other_work(path: Path, encoder: Encoder, params: TilingParams, slide_mpp: float | None = None) -> None:
+    """Raise when the cache at ``path`` holds another encoder's (or weights') or another tiling's features.
+
+    The tiling includes the slide's µm/px (``slide_mpp``, resolved from the metadata or --slide-mpp):
+    it sets the tiles' size in level-0 pixels, so another value is another tile grid. An override
+    equal to the metadata's value gives the same grid and is no difference."""
     try:
         attrs, _ = FeaturesFile.read_header(path)
     except WeakSTILError:  # unusable (truncated, incomplete): nothing worth keeping
         return
+    mine_scan = None if slide_mpp is None else round(float(slide_mpp), 6)
+    theirs_scan = round(float(attrs["slide_mpp"]), 6) if "slide_mpp" in attrs and mine_scan is not None else mine_scan
     theirs = (attrs.get("encoder"), str(attrs.get("weights_sha256"))[:12], float(attrs.get("mpp", 0)),
               int(attrs.get("tile_px", 0)), int(attrs.get("overlap_px", 0)), str(attrs.get("stain_norm", "none")),
-              float(attrs.get("tissue_threshold", params.tissue_threshold)))
+              float(attrs.get("tissue_threshold", params.tissue_threshold)), theirs_scan)
     mine = (encoder.name, str(encoder.weights_sha256)[:12], params.mpp, params.tile_px, params.overlap_px,
-            str(encoder.card.stain_norm or "none"), float(params.tissue_threshold))
+            str(encoder.card.stain_norm or "none"), float(params.tissue_threshold), mine_scan)
     if theirs != mine:
-        what = "another encoder" if theirs[:2] != mine[:2] else "another tiling" if theirs[:5] != mine[:5] else \
+        tiling = theirs[2:5] != mine[2:5] or theirs[7] != mine[7]
+        what = "another encoder" if theirs[:2] != mine[:2] else "another tiling" if tiling else \
             "another stain normalisation" if theirs[5] != mine[5] else "another tissue threshold"
         raise WeakSTILError(f"holds features of {what} ({_settings(theirs)}, not {_settings(mine)}); they are kept",
                             path=path, fix="embed into another folder, or pass --overwrite to replace them")
 
 
 def _settings(s: tuple) -> str:
-    return (f"{s[0]}@{s[1]}, {s[2]:g} µm/px, {s[3]} px tiles, {s[4]} px overlap, stain normalisation {s[5]}, "
+    scan = f", slide at {s[7]:g} µm/px" if s[7] is not None else ""
+    return (f"{s[0]}@{s[1]}, {s[2]:g} µm/px, {s[3]} px tiles, {s[4]} px overlap{scan}, stain normalisation {s[5]}, "
             f"tissue threshold {s[6]:g}")

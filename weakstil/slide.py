@@ -177,9 +177,7 @@ class Slide:
         if allow_upsample:
             if not self._upsample_warned:
                 self._upsample_warned = True
-                log.warning("%s: a %.3g µm/px scan is read upsampled %.1fx to %.3g µm/px (--allow-upsample): the "
-                            "tiles hold less detail than a %.3g µm/px scan's", self.path, self.mpp, self.mpp / mpp,
-                            mpp, mpp)
+                log.warning("%s: %s", self.path, self.upsample_note(mpp))
         else:
             raise SlideError(
                 f"base resolution {self.mpp:.4g} µm/px is coarser than the target {mpp:.4g} µm/px by more than 10 % "
@@ -188,6 +186,14 @@ class Slide:
                 fix=f"pass --allow-upsample to upsample anyway, or work at the scan's resolution (--mpp {self.mpp:.3g} "
                     "on tile, embed and pretrain; score reads at its model's µm/px)",
             )
+
+    def upsample_note(self, mpp: float) -> str | None:
+        """What reading at ``mpp`` costs when it upsamples the scan (None when it does not): a
+        warning for the log and for the outputs' ``warnings``."""
+        if self.mpp <= mpp * (1 + COARSER_TOLERANCE):
+            return None
+        return (f"a {self.mpp:.3g} µm/px scan is read upsampled {self.mpp / mpp:.1f}x to {mpp:.3g} µm/px "
+                f"(--allow-upsample): the tiles hold less detail than a {mpp:.3g} µm/px scan's")
 
     # -- reading -----------------------------------------------------------------
     def read_region(self, x: int, y: int, size_px: int | tuple[int, int], mpp: float) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from weakstil import __version__, settings
-from weakstil.atomic import atomic_path
+from weakstil.atomic import atomic_path, remove_stale_temps
 from weakstil.errors import SlideError, UsageError, no_tissue
 from weakstil.slide import Slide, brightfield_warning, greyscale_reason
 from weakstil.tiling import TileGrid, TileMode, select_tiles
@@ -81,8 +81,14 @@ class SlideTiles:
     tissue_fraction: np.ndarray
     tissue_mask: np.ndarray
     mask_mpp: float
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  #: why the image may not be brightfield H&E
     thumbnail: np.ndarray | None = field(default=None, repr=False)  #: RGB at mask_mpp (not saved)
+    read_warnings: list[str] = field(default_factory=list)  #: how it is read (an upsampled scan)
+
+    @property
+    def recorded_warnings(self) -> list[str]:
+        """Every warning, for the outputs' ``warnings`` attribute."""
+        return self.warnings + self.read_warnings
 
     @property
     def tile_size_level0(self) -> float:
@@ -132,7 +138,9 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
                          fix="choose a smaller --tile-size or --mpp (tile, embed, pretrain); score reads its model's "
                              "tiles, so a slide smaller than one cannot be scored with that model")
     coords, fractions = select_tiles(grid, mask, mask_mpp, params.tissue_threshold)
-    return SlideTiles(slide.info(), params, grid, coords, fractions, mask, mask_mpp, warnings, thumb)
+    upsampled = slide.upsample_note(params.mpp)  # allowed (checked above): recorded, not only logged
+    return SlideTiles(slide.info(), params, grid, coords, fractions, mask, mask_mpp, warnings, thumb,
+                      [upsampled] if upsampled else [])
 
 
 def write_tiles_h5(tiles: SlideTiles, path: Path) -> Path:
@@ -141,7 +149,7 @@ def write_tiles_h5(tiles: SlideTiles, path: Path) -> Path:
 
     return TilesFile(coords=tiles.coords, tissue_fraction=tiles.tissue_fraction, tissue_mask=tiles.tissue_mask,
                      tissue_mask_mpp=float(tiles.mask_mpp),
-                     attrs={**tiles.attrs(), "warnings": json.dumps(tiles.warnings)}).write(path)
+                     attrs={**tiles.attrs(), "warnings": json.dumps(tiles.recorded_warnings)}).write(path)
 
 
 def overlay_mpp(slide: Slide) -> float:
@@ -204,6 +212,7 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
     out_dir = Path(out_dir)
     with Slide.open(slide_path, slide_mpp=slide_mpp) as slide, OutputLock(out_dir / f"{slide.slide_id}.h5"):
         check_replaceable(out_dir / f"{slide.slide_id}.h5", TilesFile)
+        remove_stale_temps(out_dir / f"{slide.slide_id}_tiles.png")  # a killed run's (the .h5's: on writing)
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         if len(tiles.coords) == 0:
             raise no_tissue(slide.path, tiles.warnings)

@@ -17,7 +17,11 @@ OpenSlide's extra cairo resampling.
 
 Colour: the TIFF photometric decides, as in OpenSlide. Aperio writes RGB-colourspace JPEGs whose
 streams say nothing about it (component ids 0, 1, 2: libjpeg would guess YCbCr), so the stream
-gets an Adobe APP14 marker with the right transform before decoding (``jpeg_stream``).
+gets an Adobe APP14 marker with the right transform before decoding (``jpeg_stream``, in
+:mod:`weakstil.decode.jpeg_streams`).
+
+Damaged data (a tile whose entropy-coded bytes were zeroed or cut by a broken copy) stops the
+slide with :class:`CorruptTileError`, as OpenSlide refuses it, instead of becoming flat blocks.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ import numpy as np
 from weakstil.decode.geometry import (  # noqa: F401 - re-exported: the geometry lived here
     DCT_COARSER_TOLERANCE, DCT_SCALES, Region, choose_dct_scale, resize_region, tile_region, tile_regions,
     tiles_covered)
+from weakstil.decode.jpeg_streams import (  # noqa: F401 - re-exported: the stream helpers lived here
+    _segments, adobe_marker, has_colour_markers, jpeg_stream, sof_info, stream_prefix, strip_colour_markers,
+    with_rgb_component_ids)
+from weakstil.errors import SlideError
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.slide import Slide
@@ -50,100 +58,28 @@ GRID_VENDORS = ("aperio", "generic-tiff")
 CACHE_BYTES = 48 << 20
 WHITE = 255
 
-_SOI = b"\xff\xd8"
-#: Adobe APP14 marker: "Adobe", version 100, flags 0, 0, then the colour transform byte.
-_ADOBE_HEAD = b"\xff\xee\x00\x0eAdobe\x00\x64\x00\x00\x00\x00"
-
 
 class JpegStreamError(ValueError):
     """A compressed tile cannot be decoded the way its level says."""
 
 
-# -- streams ----------------------------------------------------------------------------
-def adobe_marker(colourspace: str) -> bytes:
-    """APP14 segment that makes libjpeg read the stream as ``rgb`` (transform 0) or ``ycbcr`` (1)."""
-    return _ADOBE_HEAD + (b"\x00" if colourspace == "rgb" else b"\x01")
+class CorruptTileError(SlideError):
+    """A compressed tile's data is damaged: libjpeg would fill flat blocks in; the slide stops."""
 
 
-def _segments(stream: bytes) -> list[tuple[int, int, int]]:
-    """``(marker, start, end)`` of the marker segments before the first SOS (or EOI)."""
-    out = []
-    i = 2 if stream[:2] == _SOI else 0
-    n = len(stream)
-    while i + 4 <= n and stream[i] == 0xFF:
-        marker = stream[i + 1]
-        if marker == 0xFF:  # fill byte
-            i += 1
-            continue
-        if marker in (0xD9, 0xDA):  # EOI, SOS
-            out.append((marker, i, n))
-            break
-        length = int.from_bytes(stream[i + 2:i + 4], "big")
-        out.append((marker, i, i + 2 + length))
-        i += 2 + length
-    return out
+#: Starts of the libjpeg warnings about damaged entropy-coded data (JWRN_HIT_MARKER,
+#: JWRN_HUFF_BAD_CODE, JWRN_MUST_RESYNC, JWRN_EXTRANEOUS_DATA; JWRN_JPEG_EOF). libjpeg decodes on
+#: with grey or flat blocks; OpenSlide makes every libjpeg warning fatal, so such a tile must
+#: stop the slide here too, not turn into features of garbage.
+CORRUPT_DATA_WARNINGS = ("Corrupt JPEG data", "Premature end of JPEG file")
+#: ... except padding between the last scan and EOI: strict decoding stops at the first warning,
+#: so when this one comes first every block was decoded whole (some writers pad tiles).
+PADDING_WARNING = "extraneous bytes before marker 0xd9"
 
 
-def strip_colour_markers(stream: bytes) -> bytes:
-    """``stream`` without its JFIF (APP0) and Adobe (APP14) segments, which would override ours."""
-    keep, pos = [_SOI], 2
-    for marker, start, end in _segments(stream):
-        if marker in (0xE0, 0xEE):
-            keep.append(stream[pos:start])
-            pos = end
-        elif marker == 0xDA:
-            break
-    keep.append(stream[pos:])
-    return b"".join(keep)
-
-
-def stream_prefix(tables: bytes | None, colourspace: str) -> bytes:
-    """What goes before a tile's own segments: SOI, our Adobe marker, the level's tables."""
-    body = b""
-    if tables:
-        t = strip_colour_markers(tables)
-        body = t[2:-2] if t[-2:] == b"\xff\xd9" else t[2:]
-    return _SOI + adobe_marker(colourspace) + body
-
-
-def jpeg_stream(tile: bytes, prefix: bytes, strip: bool = False) -> bytes:
-    """A complete JPEG stream of one abbreviated (or complete) TIFF tile; ``prefix`` from
-    :func:`stream_prefix`; ``strip`` drops the tile's own colour markers first."""
-    if strip:
-        tile = strip_colour_markers(tile)
-    return prefix + tile[2:]
-
-
-def has_colour_markers(stream: bytes) -> bool:
-    return any(m in (0xE0, 0xEE) for m, _, _ in _segments(stream))
-
-
-def with_rgb_component_ids(stream: bytes) -> bytes:
-    """``stream`` with its three components renamed 'R', 'G', 'B' (in SOF and SOS): the other
-    signal of RGB-stored components, which decoders that ignore the Adobe marker may honour."""
-    out = bytearray(stream)
-    ids = b"RGB"
-    for marker, start, _end in _segments(stream):
-        if marker in (0xC0, 0xC1, 0xC2) and out[start + 9] == 3:
-            for k in range(3):
-                out[start + 10 + 3 * k] = ids[k]
-        elif marker == 0xDA and out[start + 4] == 3:
-            for k in range(3):
-                out[start + 5 + 2 * k] = ids[k]
-    return bytes(out)
-
-
-def sof_info(stream: bytes) -> tuple[int, int, list[tuple[int, int, int]]] | None:
-    """``(height, width, [(component id, h sampling, v sampling)])`` from the stream's SOF, or None."""
-    for marker, start, _end in _segments(stream):
-        if marker in (0xC0, 0xC1, 0xC2):
-            seg = stream[start + 4:]
-            h, w, nc = int.from_bytes(seg[1:3], "big"), int.from_bytes(seg[3:5], "big"), seg[5]
-            comps = [(seg[6 + 3 * k], seg[7 + 3 * k] >> 4, seg[7 + 3 * k] & 15) for k in range(nc)]
-            return h, w, comps
-        if marker == 0xDA:
-            break
-    return None
+def is_corrupt_data(message: str) -> bool:
+    message = message.strip()
+    return message.startswith(CORRUPT_DATA_WARNINGS) and not message.endswith(PADDING_WARNING)
 
 
 # -- levels -----------------------------------------------------------------------------
@@ -220,15 +156,23 @@ def find_jpeg_levels(path: str | Path, level_dimensions: list[tuple[int, int]]) 
 
 
 # -- decoding ---------------------------------------------------------------------------
+class CorruptJpegData(ValueError):
+    """The decoder's word for damaged data (the reader adds where the tile is)."""
+
+
 def _decoder():
     try:
         import simplejpeg
 
         def decode(stream: bytes, reduce: int, tw: int, th: int) -> np.ndarray:
-            if reduce == 1:
-                return simplejpeg.decode_jpeg(stream, colorspace="RGB", strict=False)
-            return simplejpeg.decode_jpeg(stream, colorspace="RGB", strict=False, min_width=tw // reduce,
-                                          min_height=th // reduce)
+            size = {} if reduce == 1 else {"min_width": tw // reduce, "min_height": th // reduce}
+            try:  # strict: libjpeg's warnings raise, so damaged data is seen
+                return simplejpeg.decode_jpeg(stream, colorspace="RGB", strict=True, **size)
+            except ValueError as exc:
+                if is_corrupt_data(str(exc)):
+                    raise CorruptJpegData(str(exc)) from None
+            # another warning (padding before EOI, an odd marker): the pixels are whole
+            return simplejpeg.decode_jpeg(stream, colorspace="RGB", strict=False, **size)
         return decode, "simplejpeg"
     except ImportError:  # Pillow bundles libjpeg-turbo too (draft() = DCT scaling)
         import io
@@ -314,6 +258,8 @@ class JpegTileReader:
             return None
         try:
             arr = self._decode(stream, self.reduce, self.level.tile_w, self.level.tile_h)
+        except CorruptJpegData as exc:
+            raise self._damaged(index, str(exc)) from None
         except Exception as exc:
             raise JpegStreamError(f"JPEG tile {index} of page {self.level.page} cannot be decoded ({exc})") from None
         if arr.shape[:2] != (self.dth, self.dtw):
@@ -324,6 +270,16 @@ class JpegTileReader:
         if len(self._cache) > self._cache_max:
             self._cache.popitem(last=False)
         return arr
+
+    def _damaged(self, index: int, why: str) -> CorruptTileError:
+        """The error of tile ``index``, placed in level-0 pixels (where a viewer shows it)."""
+        col, row = index % self.level.tiles_across, index // self.level.tiles_across
+        ds = self.l0_per_decoded / self.reduce  # level-0 pixels per pixel of this level
+        x, y = round(col * self.level.tile_w * ds), round(row * self.level.tile_h * ds)
+        return CorruptTileError(f"the JPEG tile at level-0 x={x}, y={y} (TIFF page {self.level.page}, tile column "
+                                f"{col}, row {row}) is damaged ({why})", path=self.level.path,
+                                fix="the file is damaged (a broken copy or export): copy or export it again "
+                                    "from the scanner or archive")
 
     def region_of(self, x: float, y: float, out_px: int) -> Region:
         return tile_region(x / self.l0_per_decoded, y / self.l0_per_decoded, out_px, out_px,
@@ -363,7 +319,9 @@ class JpegTileReader:
         if r.fx == 0 and r.fy == 0 and (r.w, r.h) == out.shape[1::-1]:
             self.read_region_px(r, out)  # no resize: the level's pixels go straight into the output
             return
-        resize_region(self.read_region_px(r), r, out)
+        # at scale 1 the ceil-sized box of Slide.read_region (bit for bit); DCT-reduced: the true extent
+        exact = self.l0_per_out / self.l0_per_decoded if self.reduce > 1 else None
+        resize_region(self.read_region_px(r), r, out, exact)
 
     def read_batch(self, coords: np.ndarray, out: np.ndarray) -> None:
         for j, (x, y) in enumerate(coords):
@@ -446,6 +404,7 @@ class JpegPlan:
 
     def describe(self) -> dict[str, object]:
         return {"level": self.level_index, "tiff_page": self.level.page, "dct_scale": f"1/{self.reduce}",
+                **({"dct_resize": "true extent"} if self.reduce > 1 else {}),  # was the ceil-sized box
                 "jpeg_colourspace": self.level.colourspace, "jpeg_tables": self.level.tables is not None,
                 "tile": [self.level.tile_w, self.level.tile_h]}
 
