@@ -86,12 +86,9 @@ def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
     res = read_result(_single_path(path))
     layers: list[LayerData] = []
     mpp = res.slide_mpp
-    shown = _open_slide_layer(res.slide_path)
+    shown = _open_slide_layer(res)
     if shown is not None:  # the slide is open already: the result goes over it, not over a second copy
-        if shown.metadata.get("mpp") is None and mpp:  # opened in pixels: now in µm, like its result
-            shown.scale, shown.units = (mpp, mpp), ("um", "um")
-            shown.metadata.update(mpp=mpp, mpp_source="result")
-        mpp = mpp or shown.metadata.get("mpp")
+        mpp = _shown_mpp(shown, res)
     elif res.slide_path is not None:
         try:
             pyramid = open_pyramid(res.slide_path, slide_mpp=res.slide_mpp)
@@ -105,10 +102,46 @@ def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
     return layers + result_layers(res, slide_mpp=mpp)
 
 
-def _open_slide_layer(slide_path: Path | None) -> Any | None:
-    """The current viewer's layer of this slide file, when it is open already."""
-    if slide_path is None:
-        return None
+def _shown_mpp(shown: Any, res: Any) -> float | None:
+    """World µm per level-0 pixel of the open slide layer, which the result's level-0 tile corners
+    are multiplied by: the slide may be shown at another µm/px than the result was scored with
+    (its file's own, or another --slide-mpp), and its other layers already sit at that scale."""
+    mpp = res.slide_mpp
+    if shown.metadata.get("mpp") is None:
+        if mpp:  # opened in pixels: now in µm, like its result
+            shown.scale, shown.units = (mpp, mpp), ("um", "um")
+            shown.metadata.update(mpp=mpp, mpp_source="result")
+        return mpp
+    world = float(shown.scale[-1])
+    if mpp and abs(world / mpp - 1.0) > MPP_TOLERANCE:
+        _warn(f"{res.path}: scored at {mpp:g} µm/px, but its slide {shown.name} is shown at {world:g} µm/px; the "
+              "result is drawn over the slide's pixels, and its lengths are in the slide layer's µm")
+    return world
+
+
+#: Relative difference of µm/px under which two values are one scan resolution (rounding in metadata).
+MPP_TOLERANCE = 1e-3
+
+
+def _warn(text: str) -> None:
+    """A warning in the log and, in a viewer, as a napari notification (the pathologist sees it)."""
+    log.warning("%s", text)
+    try:
+        from napari.utils.notifications import show_warning
+
+        show_warning(text)
+    except Exception:  # no napari notifications (a script): the log has it
+        pass
+
+
+def _open_slide_layer(res: Any) -> Any | None:
+    """The current viewer's layer of this result's slide, when it is open already: its found file, else
+    any file the result's slide could be at (:func:`slide_candidates`). A layer showing another scan (a
+    file replaced by another slide of the same name) refuses the result: it would sit on other tissue."""
+    from napari_weakstil.result_layers import slide_candidates
+
+    paths = [res.slide_path] if res.slide_path is not None else slide_candidates(res)
+    wanted = {_resolved(p) for p in paths}
     try:
         import napari
 
@@ -117,6 +150,29 @@ def _open_slide_layer(slide_path: Path | None) -> Any | None:
         return None
     for layer in viewer.layers if viewer is not None else []:
         recorded = layer.metadata.get("slide_path") if layer.metadata.get("weakstil_kind") == "slide" else None
-        if recorded and Path(recorded).resolve() == Path(slide_path).resolve():
+        if recorded and _resolved(recorded) in wanted:
+            _check_same_scan(layer, res)
             return layer
     return None
+
+
+def _resolved(path: Any) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def _check_same_scan(layer: Any, res: Any) -> None:
+    """Raise when the open slide layer shows another scan than the one ``res`` was made from."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.fingerprint import slide_fingerprint
+
+    made_from = (res.attrs or {}).get("slide_fingerprint")
+    if not made_from:  # an older result: nothing to check against
+        return
+    shown = layer.metadata.get("slide_fingerprint") or slide_fingerprint(layer.metadata["slide_path"])
+    if shown is None or shown == str(made_from):
+        return
+    raise WeakSTILError(f"the open slide layer '{layer.name}' ({layer.metadata['slide_path']}) is not the scan this "
+                        "result was made from (its content fingerprint differs), so the result is not drawn over it",
+                        path=res.path,
+                        fix=f"remove the layer '{layer.name}' and open the result again to see it alone, or put the "
+                            "scan it was made from at that path")

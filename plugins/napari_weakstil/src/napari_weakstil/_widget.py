@@ -2,9 +2,10 @@
 the tumour bed and rescore, export.
 
 Scoring runs ``weakstil.score.score_batch`` (the same code as ``weakstil score``) in a worker
-thread, so the viewer stays responsive; its per-tile progress reaches the progress bar through
-a Qt signal (queued to the GUI thread). Outputs go to a folder like the CLI's: ``results.csv``,
-``<slide_id>.h5``, heatmap PNG and QuPath GeoJSON, and the ``.h5`` is then shown as layers.
+thread (:mod:`napari_weakstil._scoring`: Cancel, errors, the widget closing), so the viewer stays
+responsive; its per-tile progress reaches the progress bar through a Qt signal (queued to the GUI
+thread). Outputs go to a folder like the CLI's: ``results.csv``, ``<slide_id>.h5``, heatmap PNG
+and QuPath GeoJSON, and the ``.h5`` is then shown as layers over the slide layer it was scored from.
 
 *Edit bed* adds the result's tumour bed as an editable Shapes layer; *Rescore* recomputes the
 sTIL% from the result's cached tile scores (:mod:`weakstil.bed_edit`, no model needed) and *Save
@@ -36,6 +37,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_weakstil._compat import camera
+from napari_weakstil._scoring import ScoringJob
 from napari_weakstil.bed_editor import BedEditor
 from napari_weakstil.bed_layer import BED_EDIT_KIND
 from napari_weakstil.result_layers import ATTENTION, HEATMAP, TISSUE, TUMORBED, ResultFile, tile_info
@@ -65,6 +67,7 @@ class ScoringWidget(QWidget):
         super().__init__()
         self.viewer = napari_viewer
         self.worker: Any = None
+        self.job: ScoringJob | None = None
         self.last_row: dict[str, Any] | None = None
         self.result: ResultFile | None = None
         self._range_followed: set[int] = set()  # heatmap layers whose contrast limits the slider follows
@@ -105,11 +108,22 @@ class ScoringWidget(QWidget):
         self.slide_mpp_spin.setSpecialValueText("from the file")
         self.slide_mpp_spin.setToolTip("Scan resolution in µm/px (--slide-mpp), for files that do not record it")
         form.addRow("Scan µm/px", self.slide_mpp_spin)
+        self.upsample_box = QCheckBox("Allow upsampling")
+        self.upsample_box.setToolTip("Score a scan coarser than the model's µm/px, read upsampled (--allow-upsample)")
+        form.addRow("", self.upsample_box)
         root.addLayout(form)
 
+        buttons = QHBoxLayout()
         self.score_button = QPushButton("Score slide")
         self.score_button.clicked.connect(self.score)
-        root.addWidget(self.score_button)
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop scoring at the next batch of tiles; the slide's unfinished outputs are "
+                                      "removed")
+        self.cancel_button.setEnabled(False)
+        self.cancel_button.clicked.connect(self.cancel)
+        buttons.addWidget(self.score_button)
+        buttons.addWidget(self.cancel_button)
+        root.addLayout(buttons)
         self.progress = QProgressBar()
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
@@ -287,7 +301,11 @@ class ScoringWidget(QWidget):
             threshold = attrs.get("threshold")
             call = ""
             if threshold is not None:
-                call = f" · {'high' if stil >= float(threshold) else 'low'} (threshold {float(threshold):g} %)"
+                from weakstil.metrics import called_high  # imports scipy: only once a score is shown
+
+                # the CLI's call: of the number as written (29.99996 is 30.0000, high at 30)
+                high = bool(called_high(stil, float(threshold)))
+                call = f" · {'high' if high else 'low'} (threshold {float(threshold):g} %)"
             self.stil_label.setText(f"sTIL {stil:.1f} %{_interval(attrs)}{call}")
         self._show_qc(attrs)
         parts = [f"{res.slide_id}: {len(res.coords):,} tiles"]
@@ -344,16 +362,17 @@ class ScoringWidget(QWidget):
         except WeakSTILError as exc:
             self._status(exc.one_line(), error=True)
             return
+        # the layer takes the µm/px only once a score succeeds with it (a mistyped one must not stick)
         scan_mpp = self.slide_mpp_spin.value() or None  # None: the file's own µm/px
-        if scan_mpp is not None and layer.metadata.get("mpp") is None:
-            self._set_slide_mpp(layer, scan_mpp)  # the slide was shown in pixels: put it in µm like its results
         opts = ScoreOptions(model=model, out=out, weights=self.weights_edit.text().strip() or None, device="auto",
-                            slide_mpp=scan_mpp)
+                            slide_mpp=scan_mpp, allow_upsample=self.upsample_box.isChecked())
         self.score_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
         self.progress.setRange(0, 0)  # busy until the first batch reports its total
         self.progress.setFormat("%v / %m tiles")
         self._status(f"Scoring {slide_path.name} with {model.name}…")
-        self.worker = self._start_worker(slide_path, opts, layer.metadata.get("mpp"))
+        self.job = ScoringJob(self, layer, opts, scan_mpp)
+        self.worker = self.job.start()
 
     @staticmethod
     def _set_slide_mpp(layer: Any, mpp: float) -> None:
@@ -362,56 +381,18 @@ class ScoringWidget(QWidget):
         layer.metadata["mpp"] = mpp
         layer.metadata["mpp_source"] = "override"
 
-    def _start_worker(self, slide_path: Path, opts: Any, slide_mpp: float | None) -> Any:
-        from napari.qt.threading import create_worker
-
-        def run() -> dict[str, Any]:
-            from weakstil.score import score_batch
-
-            rows = score_batch([slide_path], opts, progress=False,
-                               on_tiles=lambda _id, done, total: self.tiles_progress.emit(done, total))
-            return rows[0]
-
-        worker = create_worker(run, _start_thread=False)
-        worker.returned.connect(lambda row: self._on_scored(row, opts.out, slide_mpp))
-        worker.errored.connect(self._on_error)
-        worker.finished.connect(lambda: self.score_button.setEnabled(True))
-        worker.start()
-        return worker
-
     def _on_tiles_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
         self.progress.setValue(done)
 
-    def _on_scored(self, row: dict[str, Any], out: Path, slide_mpp: float | None) -> None:
-        from napari_weakstil.result_layers import read_result, result_layers
+    def cancel(self) -> None:
+        """Stop the scoring under way (the Cancel button's action)."""
+        if self.job is not None:
+            self.job.cancel()
 
-        self.last_row = row
-        total = int(row.get("n_tiles") or 0)
-        self.progress.setRange(0, max(total, 1))
-        self.progress.setValue(max(total, 1))
-        self.progress.setFormat(f"{total:,} tiles" if total else "")
-        if row.get("status") == "error":
-            # the widget's field, not the command-line option, is what the pathologist sets here
-            self._status(str(row.get("error")).replace("pass --slide-mpp", "set Scan µm/px (--slide-mpp)"), error=True)
-            self.stil_label.setText("sTIL: — (error)")
-            self._show_qc({"qc": row["qc"]} if row.get("qc") else {})  # no "no flags" beside a failed slide
-            return
-        res = read_result(out / f"{row['slide_id']}.h5")
-        for ly in [ly for ly in self.viewer.layers if ly.metadata.get("weakstil_kind") == "result"
-                   and ly.metadata.get("result_path") == str(res.path)]:  # this file's older layers only
-            self.viewer.layers.remove(ly)
-        for data, kwargs, kind in result_layers(res, slide_mpp=slide_mpp):
-            getattr(self.viewer, f"add_{kind}")(data, **kwargs)
-        self._status(f"Scored in {float(row.get('seconds', 0)):.0f} s -> {out}")
-
-    def _on_error(self, exc: BaseException) -> None:
-        from weakstil.errors import WeakSTILError
-
-        self.progress.setRange(0, 1)
-        self.progress.setFormat("")
-        text = exc.one_line() if isinstance(exc, WeakSTILError) else f"{type(exc).__name__}: {exc}"
-        self._status(text, error=True)
+    def _scoring_ended(self) -> None:
+        self.score_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
 
     def _status(self, text: str, error: bool = False) -> None:
         self.status_label.setText(text)

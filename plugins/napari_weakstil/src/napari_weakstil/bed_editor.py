@@ -36,6 +36,7 @@ class BedEditor(QGroupBox):
         self.owner = owner
         self.last_rescore: BedScore | None = None
         self._tiles: ScoredTiles | None = None
+        self._tiles_key: tuple | None = None  #: the file (path, mtime, size) ``_tiles`` was read from
         layout = QVBoxLayout(self)
         buttons = QHBoxLayout()
         self.edit_button = QPushButton("Edit bed")
@@ -77,7 +78,8 @@ class BedEditor(QGroupBox):
         return None
 
     def scored_tiles(self) -> ScoredTiles | None:
-        """The shown result's tile scores, read once per result file."""
+        """The shown result's tile scores, read once per result file (read again once the file is
+        rewritten, e.g. scored again with --overwrite)."""
         from weakstil.bed_edit import ScoredTiles
         from weakstil.errors import WeakSTILError
 
@@ -85,12 +87,14 @@ class BedEditor(QGroupBox):
         if res is None or res.tile_scores is None:
             self.owner._status("Score a slide or open a result with tile scores first.", error=True)
             return None
-        if self._tiles is None or self._tiles.path != res.path:
+        key = _file_key(Path(res.path))
+        if self._tiles is None or self._tiles_key != key:
             try:
                 self._tiles = ScoredTiles.read(res.path)
             except WeakSTILError as exc:
                 self.owner._status(exc.one_line(), error=True)
                 return None
+            self._tiles_key = key
         return self._tiles
 
     def edited_rings(self) -> tuple[list[np.ndarray], list[str]] | None:
@@ -194,6 +198,15 @@ class BedEditor(QGroupBox):
             return None
         self.owner._status(f"Bed saved to {path}; use it with --annotations {folder}")
         return path
+
+
+def _file_key(path: Path) -> tuple:
+    """The file's identity: a file written again at the same path gets another key."""
+    try:
+        st = path.stat()
+    except OSError:  # gone: reading it says why
+        return (str(path),)
+    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def default_bed_folder(result_path: Path) -> Path:

@@ -4,7 +4,9 @@ Geometry first (pure numpy, tested without a viewer): tiles lie on a regular gri
 per-tile value becomes a small image with one pixel per grid cell, scaled and translated
 so that each pixel covers its tile on the slide. One image pixel per tile keeps a 100,000-tile
 heatmap a 400 KB array that napari draws as a texture, and a click maps back to a tile by
-rounding.
+rounding. Overlapping tiles are larger than their grid cells: each cell shows its own tile (the
+nearest centre) and border tiles reach past the outer cells, so such a grid is drawn with a few
+pixels per cell and a ring of pixels around it, out to the tiles' outer edges.
 
 Placement convention (napari's): pixel ``j`` of an image with scale ``s`` and translate ``t``
 is centred at world ``t + j·s``. A slide shown with scale ``mpp`` puts level-0 pixel ``x`` at
@@ -20,6 +22,7 @@ import json
 import logging
 from dataclasses import dataclass
 from enum import Enum
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +62,29 @@ FILE_KINDS = {"slide_scores": ResultKind.SCORES, "tile_scores": ResultKind.TILE_
 
 
 # -- geometry ------------------------------------------------------------------------------
+#: Most raster pixels per grid step: overlapping tiles reach past the outer grid cells by a
+#: fraction of a step, drawn with finer pixels (a 50 % overlap needs 2).
+MAX_SUBDIVISION = 16
+#: Most pixels of a subdivided raster (32 MB as float32) and of its side (GPU texture limits).
+MAX_RASTER_PIXELS = 8_000_000
+MAX_RASTER_SIDE = 8192
+
+
 @dataclass(frozen=True)
 class TileRaster:
-    """Where each tile sits on a regular grid: one raster pixel per grid cell."""
+    """Where each tile sits on a regular grid: one raster pixel per grid cell, or ``sub`` x ``sub``
+    pixels per cell plus a ring of ``pad`` pixels when tiles overlap, so that border tiles are
+    drawn to their outer edges (an overlapping grid's cells are smaller than its tiles)."""
 
     origin: tuple[float, float]  #: level-0 (x, y) of the grid's first tile's top-left
     stride: float  #: level-0 px between neighbouring tiles
     tile_size: float  #: level-0 px of a tile's side
-    rows: np.ndarray  #: raster row of every tile
-    cols: np.ndarray  #: raster column of every tile
-    shape: tuple[int, int]
+    rows: np.ndarray  #: grid row of every tile
+    cols: np.ndarray  #: grid column of every tile
+    shape: tuple[int, int]  #: of the painted image
+    centres: np.ndarray | None = None  #: level-0 (x, y) centre of every tile
+    sub: int = 1  #: raster pixels per grid step
+    pad: int = 0  #: raster pixels past the outer grid cells (how far border tiles reach)
 
     @classmethod
     def from_coords(cls, coords: np.ndarray, tile_size: float, stride: float | None = None) -> TileRaster:
@@ -80,37 +96,120 @@ class TileRaster:
         # tile corners are rounded to whole level-0 pixels while the stride may be fractional
         cols = np.rint((coords[:, 0] - x0) / stride).astype(np.int64)
         rows = np.rint((coords[:, 1] - y0) / stride).astype(np.int64)
+        grid = (int(rows.max()) + 1, int(cols.max()) + 1)
+        sub, pad = _subdivision(stride, float(tile_size), grid)
+        # a tile covers level-0 [x - ½, x + S - ½] (pixel x is centred at x)
         return cls((float(x0), float(y0)), stride, float(tile_size), rows, cols,
-                   (int(rows.max()) + 1, int(cols.max()) + 1))
+                   (grid[0] * sub + 2 * pad, grid[1] * sub + 2 * pad), coords + (tile_size / 2.0 - 0.5), sub, pad)
+
+    @property
+    def grid_shape(self) -> tuple[int, int]:
+        return ((self.shape[0] - 2 * self.pad) // self.sub, (self.shape[1] - 2 * self.pad) // self.sub)
 
     def paint(self, values: np.ndarray, fill: float = np.nan) -> np.ndarray:
-        """A float32 image with each tile's value in its cell and ``fill`` elsewhere."""
+        """A float32 image with each tile's value where it is the nearest tile and ``fill`` elsewhere."""
+        index = self.index_image()
         img = np.full(self.shape, fill, np.float32)
-        img[self.rows, self.cols] = np.asarray(values, np.float32)
+        where = index >= 0
+        img[where] = np.asarray(values, np.float32)[index[where]]
         return img
 
     def index_image(self) -> np.ndarray:
-        """int32 image of tile indices (-1 where there is no tile): a click's lookup table."""
+        """int32 image of tile indices (-1 where there is no tile): a click's lookup table (read-only)."""
+        return self._index
+
+    @cached_property
+    def _index(self) -> np.ndarray:
         img = np.full(self.shape, -1, np.int32)
+        grid = self._grid_index
+        if grid.size:
+            gh, gw = grid.shape
+            p, n = self.pad, self.sub
+            img[p:p + gh * n, p:p + gw * n] = np.repeat(np.repeat(grid, n, axis=0), n, axis=1)
+        if self.pad:
+            # where no grid cell has a tile: the outer margins of border tiles (and of tiles around holes)
+            yy, xx = np.nonzero(img < 0)
+            first = self._first_pixel_centre()
+            q = self.stride / self.sub
+            img[yy, xx] = self._nearest_containing(first[0] + xx * q, first[1] + yy * q)
+        img.flags.writeable = False
+        return img
+
+    @cached_property
+    def _grid_index(self) -> np.ndarray:
+        img = np.full(self.grid_shape, -1, np.int32)
         img[self.rows, self.cols] = np.arange(len(self.rows), dtype=np.int32)
         return img
 
+    def _first_pixel_centre(self) -> tuple[float, float]:
+        """Level-0 (x, y) of raster pixel (0, 0)'s centre."""
+        q = self.stride / self.sub
+        shift = self.tile_size / 2.0 - 0.5 - self.stride / 2.0 - self.pad * q + q / 2.0
+        return (self.origin[0] + shift, self.origin[1] + shift)
+
+    def _nearest_containing(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """For level-0 points, the tile containing each whose centre is nearest (-1 where none does)."""
+        x, y = np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float))
+        best = np.full(x.shape, -1, np.int32)
+        if self.centres is None or not len(self.centres):
+            return best
+        grid = self._grid_index
+        c0 = self.origin[0] + self.tile_size / 2.0 - 0.5
+        r0 = self.origin[1] + self.tile_size / 2.0 - 0.5
+        gc = np.floor((x - c0) / self.stride + 0.5).astype(np.int64)
+        gr = np.floor((y - r0) / self.stride + 0.5).astype(np.int64)
+        # a tile reaches half a tile (and half a pixel of corner rounding) past its centre
+        reach = int(np.floor((self.stride + self.tile_size + 1.0) / (2.0 * self.stride)))
+        half = self.tile_size / 2.0
+        best_d = np.full(x.shape, np.inf)
+        for dr in range(-reach, reach + 1):
+            for dc in range(-reach, reach + 1):
+                r, c = gr + dr, gc + dc
+                ok = (r >= 0) & (r < grid.shape[0]) & (c >= 0) & (c < grid.shape[1])
+                cand = np.full(x.shape, -1, np.int32)
+                cand[ok] = grid[r[ok], c[ok]]
+                cx, cy = self.centres[cand, 0], self.centres[cand, 1]  # cand -1: ignored below
+                d = (x - cx) ** 2 + (y - cy) ** 2
+                better = (cand >= 0) & (np.abs(x - cx) <= half) & (np.abs(y - cy) <= half) & (d < best_d)
+                best[better], best_d[better] = cand[better], d[better]
+        return best
+
     def placement(self, slide_mpp: float) -> dict[str, tuple[float, float]]:
         """napari ``scale`` and ``translate`` (y, x) in µm for :meth:`paint` images."""
-        s = self.stride * slide_mpp
-        half = self.tile_size / 2.0 - 0.5
-        return {"scale": (s, s),
-                "translate": ((self.origin[1] + half) * slide_mpp, (self.origin[0] + half) * slide_mpp)}
+        s = self.stride / self.sub * slide_mpp
+        fx, fy = self._first_pixel_centre()
+        return {"scale": (s, s), "translate": (fy * slide_mpp, fx * slide_mpp)}
 
     def tile_at(self, world_yx: tuple[float, float], slide_mpp: float, index: np.ndarray) -> int | None:
-        """The tile under a world point (µm), or None."""
+        """The tile under a world point (µm): the painted one, else the nearest-centred tile containing
+        the point (a margin finer than the raster's pixels, a gap of corner rounding); or None."""
         place = self.placement(slide_mpp)
         r = int(np.floor((world_yx[0] - place["translate"][0]) / place["scale"][0] + 0.5))
         c = int(np.floor((world_yx[1] - place["translate"][1]) / place["scale"][1] + 0.5))
-        if 0 <= r < self.shape[0] and 0 <= c < self.shape[1]:
-            i = int(index[r, c])
-            return i if i >= 0 else None
-        return None
+        if 0 <= r < self.shape[0] and 0 <= c < self.shape[1] and index[r, c] >= 0:
+            return int(index[r, c])
+        i = int(self._nearest_containing(world_yx[1] / slide_mpp, world_yx[0] / slide_mpp)[0])
+        return i if i >= 0 else None
+
+
+def _subdivision(stride: float, tile_size: float, grid: tuple[int, int]) -> tuple[int, int]:
+    """Raster pixels per grid step and of the border ring: the fewest that put the border tiles'
+    outer edges within half a level-0 pixel, else the closest the pixel limits allow."""
+    margin = (tile_size - stride) / 2.0  # level-0 px a border tile reaches past its grid cell
+    if margin < 0.5:
+        return 1, 0
+    best = (np.inf, 1, 0)
+    for n in range(1, MAX_SUBDIVISION + 1):
+        pad = int(round(n * margin / stride))
+        h, w = grid[0] * n + 2 * pad, grid[1] * n + 2 * pad
+        if n > 1 and (h * w > MAX_RASTER_PIXELS or max(h, w) > MAX_RASTER_SIDE):
+            break
+        error = abs(n * margin / stride - pad) * stride / n
+        if error < best[0] - 1e-9:
+            best = (error, n, pad)
+        if error <= 0.5:
+            break
+    return best[1], best[2]
 
 
 def infer_stride(coords: np.ndarray, tile_size: float) -> float:
@@ -215,6 +314,14 @@ def find_slide(res: ResultFile) -> Path | None:
     slide id beside the result or one folder up (results are often copied with their slides).
     A file that is not the scan the result was made from (its content fingerprint differs from
     the one the result records) is passed over with a warning: the heatmap would sit on other tissue."""
+    for c in slide_candidates(res):
+        if c.is_file() and _same_scan(res, c):
+            return c
+    return None
+
+
+def slide_candidates(res: ResultFile) -> list[Path]:
+    """Where a result's slide may be, in the order :func:`find_slide` tries them."""
     from napari_weakstil.slide_layers import SLIDE_SUFFIXES
 
     candidates: list[Path] = []
@@ -224,10 +331,7 @@ def find_slide(res: ResultFile) -> Path | None:
         candidates += [p, res.path.parent / p] if not p.is_absolute() else [p]
     candidates += [folder / f"{res.slide_id}{suffix}" for folder in (res.path.parent, res.path.parent.parent)
                    for suffix in SLIDE_SUFFIXES]
-    for c in dict.fromkeys(candidates):
-        if c.is_file() and _same_scan(res, c):
-            return c
-    return None
+    return list(dict.fromkeys(candidates))
 
 
 def _same_scan(res: ResultFile, path: Path) -> bool:
@@ -270,13 +374,19 @@ def _float(value: Any) -> float | None:
 # -- layers --------------------------------------------------------------------------------
 def result_layers(res: ResultFile, slide_mpp: float | None = None) -> list[tuple[Any, dict[str, Any], str]]:
     """napari layer data for a result, placed in µm over its slide (bottom to top: tissue,
-    tissue fraction or heatmap, attention, tumour-bed outline)."""
+    tissue fraction or heatmap, attention, tumour-bed outline).
+
+    ``slide_mpp``: world µm per level-0 pixel of the slide layer shown (default: the µm/px the
+    result was scored with). A slide shown at another scale than it was scored at keeps its
+    level-0 pixels, so tiles and masks are placed by level-0 pixel, not by the scored µm."""
     from weakstil.errors import WeakSTILError
 
     mpp = slide_mpp or res.slide_mpp
     if mpp is None:
         raise WeakSTILError("does not record the slide's µm/px, so its tiles cannot be placed", path=res.path,
                             fix="open the slide first (its µm/px is then used) or re-run 'weakstil score'")
+    # the masks' µm/px are scored µm: a mask pixel spans mask_mpp / res.slide_mpp level-0 pixels
+    to_shown = mpp / res.slide_mpp if res.slide_mpp else 1.0
     raster = res.raster()
     index = raster.index_image()
     # each layer's "role" (HEATMAP, TISSUE, ...) finds it: napari renames a second layer of one name "... [1]"
@@ -289,7 +399,7 @@ def result_layers(res: ResultFile, slide_mpp: float | None = None) -> list[tuple
     if res.tissue_mask is not None and res.tissue_mask_mpp:
         layers.append((res.tissue_mask, {"name": prefix + TISSUE, "opacity": 0.35, "visible": False, "units": units,
                                          "metadata": {**base_meta, "role": TISSUE},
-                                         **mask_placement(res.tissue_mask_mpp, mpp)},
+                                         **mask_placement(res.tissue_mask_mpp * to_shown, mpp)},
                        "labels"))
     if res.tile_scores is not None:
         layers.append((raster.paint(res.tile_scores), {
@@ -315,18 +425,18 @@ def result_layers(res: ResultFile, slide_mpp: float | None = None) -> list[tuple
             "interpolation2d": "nearest", "blending": "translucent", "units": units,
             "metadata": {**tile_meta, "role": TISSUE_FRACTION},
             **raster.placement(mpp)}, "image"))
-    outline = _tumorbed_outline(res, raster, mpp)
+    outline = _tumorbed_outline(res, raster, mpp, to_shown)
     if outline:
-        width = 2.0 * (res.tumorbed_mask_mpp or raster.stride * mpp / 4)
+        width = 2.0 * ((res.tumorbed_mask_mpp or 0.0) * to_shown or raster.stride * mpp / 4)
         layers.append((outline, {"name": prefix + TUMORBED, "shape_type": "path", "edge_color": TUMORBED_COLOR,
                                  "edge_width": width, "face_color": "transparent", "units": units,
                                  "metadata": {**base_meta, "role": TUMORBED}}, "shapes"))
     return layers
 
 
-def _tumorbed_outline(res: ResultFile, raster: TileRaster, mpp: float) -> list[np.ndarray]:
+def _tumorbed_outline(res: ResultFile, raster: TileRaster, mpp: float, to_shown: float) -> list[np.ndarray]:
     if res.tumorbed_mask is not None and res.tumorbed_mask_mpp:
-        return mask_outline_paths(res.tumorbed_mask, res.tumorbed_mask_mpp, mpp)
+        return mask_outline_paths(res.tumorbed_mask, res.tumorbed_mask_mpp * to_shown, mpp)
     if res.tumorbed is not None and res.tumorbed.any() and not res.tumorbed.all():
         # no pixel mask: outline the tumour-bed tiles on the grid (cells of stride·mpp µm)
         cells = raster.paint(res.tumorbed.astype(np.float32), fill=0.0) > 0.5

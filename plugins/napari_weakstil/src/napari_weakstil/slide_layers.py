@@ -38,6 +38,7 @@ class SlidePyramid:
     mpp: float | None  #: level-0 µm/px; None when the file records none (then world units are pixels)
     mpp_source: str
     vendor: str
+    fingerprint: str | None = None  #: the scan's content fingerprint (weakstil.fingerprint): which scan is shown
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -63,6 +64,7 @@ class SlidePyramid:
                 "mpp": self.mpp,
                 "mpp_source": self.mpp_source,
                 "vendor": self.vendor,
+                "slide_fingerprint": self.fingerprint,
             },
         }
         return self.levels, kwargs, "image"
@@ -97,7 +99,19 @@ def open_pyramid(path: str | Path, slide_mpp: float | None = None, chunk_px: int
     levels += _extra_levels(levels[-1], chunk_px)
     vendor = str(backend.properties.get("openslide.vendor", ""))
     # the backend stays open as long as the levels' chunk readers (napari's layer) hold it
-    return SlidePyramid(path=path, levels=levels, mpp=mpp, mpp_source=source, vendor=vendor)
+    return SlidePyramid(path=path, levels=levels, mpp=mpp, mpp_source=source, vendor=vendor,
+                        fingerprint=_fingerprint(backend))
+
+
+def _fingerprint(backend: Any) -> str | None:
+    """The content fingerprint of the scan as opened, so that a result opened over this layer later
+    can tell whether it was made from these pixels (the file may be replaced meanwhile)."""
+    from weakstil.fingerprint import backend_fingerprint
+
+    try:
+        return backend_fingerprint(backend)
+    except OSError:
+        return None
 
 
 def _level_array(backend: Any, level: int, chunk_px: int):
