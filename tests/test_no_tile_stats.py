@@ -1,4 +1,5 @@
-"""`weakstil embed --no-tile-stats`: no per-tile measurements, its own cache key, and a model that
+"""`weakstil embed --no-tile-stats`: no per-tile measurements, its own cache key (a cache with the
+measurements is reused by it), and a model that
 needs the measurements refuses such a file with one line naming it and the fix."""
 
 from __future__ import annotations
@@ -42,3 +43,9 @@ def test_no_tile_stats_skips_the_measurements_and_is_its_own_cache(tmp_path):
     np.testing.assert_array_equal(full.features, bare.features)
     with h5py.File(path) as f:
         assert "stroma_estimate" in f
+
+    # a cache with the measurements holds what --no-tile-stats needs and more: reused, not made again
+    # (it was embedded again and lost its measurements; hunt 9b)
+    made = path.stat().st_mtime_ns
+    assert "up to date" in run_cli(*args, "--no-tile-stats", check=True).stderr
+    assert path.stat().st_mtime_ns == made and FeaturesFile.read(path).tile_stats is not None

@@ -330,6 +330,9 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         remove_stale_temps(out_path)  # leftovers of a killed run (live ones of other runs are kept)
         status = cache_status(out_path, key, slide.fingerprint,
                               lambda a: settings_differences(a, encoder, params, slide.mpp, tile_stats))
+        if status is not None and not tile_stats and cache_status(out_path, cache_key(
+                encoder, params, slide.mpp, slide.fingerprint, tile_stats=True), slide.fingerprint) is None:
+            status = None  # made with the measurements: the same features and more (--no-tile-stats skips work)
         if status is None and not overwrite:
             attrs, _ = FeaturesFile.read_header(out_path)
             return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)
