@@ -804,9 +804,15 @@ def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp
     ann_file.write_text(ann_file.read_text() + "\n")
     run("--threshold", low, "--annotations", ann)
     assert "already scored" not in run.stderr and "tumorbed" in run.stderr
-    # another slide resolution (a slide whose mpp is wrong in its file)
+    # another slide resolution (a slide whose mpp is wrong in its file): the user's features made at the
+    # other µm/px are another tile grid, kept unless --overwrite (as embed keeps them: a mistyped
+    # --slide-mpp must not throw away a cohort's features)
+    proc = run_cli("score", world.slide, *common, "--threshold", low, "--annotations", ann, "--slide-mpp", "0.55")
+    assert proc.returncode == 1 and "another tiling" in proc.stderr and "slide at 0.5 µm/px" in proc.stderr
+    run("--threshold", low, "--annotations", ann, "--slide-mpp", "0.55", "--overwrite")
+    assert "already scored" not in run.stderr
     run("--threshold", low, "--annotations", ann, "--slide-mpp", "0.55")
-    assert "already scored" not in run.stderr and "slide_mpp" in run.stderr
+    assert "already scored" in run.stderr
     # the model folder retrained (other folds or calibration; the final weights may be the same)
     meta = model / "model.json"
     meta.write_text(meta.read_text() + "\n")
