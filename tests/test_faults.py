@@ -818,8 +818,10 @@ def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp
     meta.write_text(meta.read_text() + "\n")
     run("--threshold", low, "--annotations", ann, "--slide-mpp", "0.55")
     assert "already scored" not in run.stderr and "model_json_sha256" in run.stderr
-    # another model into the same folder: said, not done silently
-    shutil.copytree(model, tmp_path / "other_model")
+    # another model (other weights) into the same folder: said, not done silently (a copy of the same
+    # model under another name is the same model: test_a_model_and_detector_copied_elsewhere_...)
+    run_cli("train", world.labels, "--features", world.feats, "--out", tmp_path / "other_model", "--folds", "2",
+            "--epochs", "2", "--hidden", "8", "--seed", "7", check=True)
     proc = run_cli("score", world.slide, "--model", tmp_path / "other_model", "--out", out, "--weights", "random",
                    "--features", tmp_path / "f", "--threshold", low, "--annotations", ann, "--slide-mpp", "0.55")
     assert proc.returncode == 0 and "by another model" in proc.stderr and "scoring again" in proc.stderr, proc.stderr
@@ -1375,3 +1377,29 @@ def test_a_model_trained_on_another_stain_estimate_is_refused(world, tmp_path):
     ok = run_cli("score", world.slide, "--model", world.model, "--out", tmp_path / "ok", "--features", world.feats,
                  "--device", "cpu")
     assert ok.returncode == 0, ok.stderr
+
+
+def test_a_model_and_detector_copied_elsewhere_do_not_score_finished_slides_again(world, tmp_path):
+    """A lab moves its model to shared storage: the same weights and detector (by hash, not by folder
+    name or path) keep the finished scores (every slide was scored again; hunt 9c)."""
+    out, feats = tmp_path / "sc", tmp_path / "f"
+    shutil.copytree(world.feats, feats)
+    detector = _detector(world, tmp_path)
+    proc = run_cli("score", world.slide, "--model", world.model, "--tumorbed", detector, "--out", out,
+                   "--features", feats)
+    assert proc.returncode == 0, proc.stderr
+    with h5py.File(out / "synth_0000.h5") as f:  # the call as a real bool (it was the text 'True'/'False')
+        assert isinstance(f.attrs["stil_high"], (bool, np.bool_))
+    moved_model, moved_detector = tmp_path / "shared" / "model_v1", tmp_path / "shared" / "bed"
+    shutil.copytree(world.model, moved_model)
+    shutil.copytree(detector, moved_detector)
+    proc = run_cli("score", world.slide, "--model", moved_model, "--tumorbed", moved_detector, "--out", out,
+                   "--features", feats)
+    assert proc.returncode == 0 and "already scored" in proc.stderr, proc.stderr
+    # another detector's weights are another request: scored again
+    (tmp_path / "other").mkdir()
+    retrained = _detector(world, tmp_path / "other")
+    (retrained / "model.json").write_text((retrained / "model.json").read_text() + "\n")
+    proc = run_cli("score", world.slide, "--model", moved_model, "--tumorbed", retrained, "--out", out,
+                   "--features", feats)
+    assert proc.returncode == 0 and "already scored" not in proc.stderr, proc.stderr

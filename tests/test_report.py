@@ -350,3 +350,31 @@ def test_score_writes_no_folder_another_commands_overwrite_replaces(trained, eva
     with pytest.raises(UsageError, match="written by 'weakstil evaluate'"):
         check_score_out(evaluated)
     check_score_out(evaluated.parent / "scores")  # beside it: fine
+
+
+def test_the_heatmap_png_is_as_wide_as_its_title_on_a_small_slide(tmp_path):
+    """A 240 px crop's heatmap was narrower than its title: the slide id and the qc flags were cut
+    off both edges (hunt 9c). The figure widens to the title; the panel keeps its pixels."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from weakstil.outputs import _font, write_heatmap_png
+
+    glass_rgb = (201, 97, 153)  # a colour neither the text (greys) nor the colour bar has
+    thumb = np.broadcast_to(np.array(glass_rgb, np.uint8), (30, 30, 3)).copy()
+    title = "crop1: sTIL 41.6 % (90 % interval 20.1-63.0), high at 30 % (bed fallback: whole tissue)\n" \
+            "qc: out_of_distribution;near_threshold;stain_outside_training_range;few_tumorbed_tiles"
+    path = write_heatmap_png(tmp_path / "h.png", thumb, 4.0, 0.5, np.array([[0, 0], [112, 0]]), 112.0,
+                             np.array([20.0, 60.0]), title=title)
+    widest = max(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(line, font=_font(14))
+                 for line in title.splitlines())
+    with Image.open(path) as im:
+        assert im.width >= widest
+        # the panel (thumbnail + heat) is drawn whole, centred under the title
+        rgb = np.asarray(im.convert("RGB"))
+    # the panel is all there: as much bare glass (the thumbnail's colour) as in the figure without a title
+    bare = write_heatmap_png(tmp_path / "bare.png", thumb, 4.0, 0.5, np.array([[0, 0], [112, 0]]), 112.0,
+                             np.array([20.0, 60.0]))
+    with Image.open(bare) as im:
+        glass = (np.asarray(im.convert("RGB")) == glass_rgb).all(axis=2).sum()
+    assert glass > 0 and (rgb == glass_rgb).all(axis=2).sum() == glass

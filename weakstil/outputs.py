@@ -165,12 +165,14 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     # the bundled font has no dashes or relations beyond ASCII
     lines = title.translate(_ASCII_TITLE).splitlines() if title else []
     title_h = (len(lines) * 18 + 8) if lines else 0
-    width = sum(im.width for im in images) + gap * (len(images) - 1) + 2 * margin
+    panels_w = sum(im.width for im in images) + gap * (len(images) - 1)
+    # at least as wide as the title: on a small slide it said neither the slide nor its flags
+    width = max(panels_w, *(int(np.ceil(font.getlength(line))) for line in lines), 0) + 2 * margin
     fig = Image.new("RGB", (width, title_h + h + 2 * margin), "white")
     draw = ImageDraw.Draw(fig)
     for i, line in enumerate(lines):
         draw.text((width // 2, margin + 9 + 18 * i), line, fill="black", font=font, anchor="mm")
-    x = margin
+    x = (width - panels_w) // 2
     for im in images:
         fig.paste(im, (x, margin + title_h))
         x += im.width + gap

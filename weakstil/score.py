@@ -201,7 +201,9 @@ def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx
 
     if prev is None or prev.get("status") not in FINISHED or not _outputs_exist(out, slide_id):
         return False
-    if prev.get("model_id") != ctx.model_id:  # said, like other settings: its row and files are replaced
+    # the model by its weights' hash, not its folder's name: a model copied or moved to shared storage
+    # is the same model (its model.json's SHA-256 is part of the request below)
+    if str(prev.get("model_id")).rpartition("@")[2] != ctx.model_id.rpartition("@")[2]:
         log.warning("%s: scored earlier in %s by another model (%s, not %s); scoring again with this one", path, out,
                     prev.get("model_id"), ctx.model_id)
         return False
@@ -457,7 +459,8 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     tsl0 = float(features.attrs["tile_size_level0"])
     attrs = {
         "slide_id": slide_id, "slide_path": str(Path(path).resolve()), "tile_size_level0": tsl0,
-        "stil": stil, "stil_high": str(stil_high), "threshold": ctx.threshold, "status": status,
+        "stil": stil, "stil_high": stil_high if isinstance(stil_high, bool) else "",  # a real bool; "": no call
+        "threshold": ctx.threshold, "status": status,
         "n_tiles": int(len(tile_scores)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
         "model_id": ctx.model_id, "model_path": str(ctx.opts.model.resolve()),
         "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),

@@ -203,7 +203,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if n_bed_tiles < min_bed_tiles:
         why[Flag.FEW_TUMORBED_TILES.value] = f"{n_bed_tiles} tumour-bed tiles < {min_bed_tiles}"
     if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) and low < threshold <= high:
-        why[Flag.NEAR_THRESHOLD.value] = f"interval {low:.1f}-{high:.1f} contains the threshold {threshold:g}"
+        why[Flag.NEAR_THRESHOLD.value] = f"interval {low:.1f}-{high:.1f} contains the threshold {float(threshold):.10g}"
     if image is not None and image_ref is not None and int(image_ref.get("version", 0)) == image.version:
         reasons = stain_outside(image, image_ref["stain"])
         if reasons:

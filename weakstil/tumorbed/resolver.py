@@ -84,8 +84,8 @@ class BedSources:
         if parts:  # both: the annotation overrides a detector's precomputed bed
             return " ".join(parts)
         if self.detector is not None:
-            return (f"detector {self.detector.model_id} {self.detector_path.resolve() if self.detector_path else ''} "
-                    f"{self.detector_content}").rstrip()
+            # by id and content, not by path: a model folder copied or moved keeps its scores
+            return f"detector {self.detector.model_id} {self.detector_content}".rstrip()
         return "tissue"
 
     @cached_property
