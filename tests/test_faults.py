@@ -1403,3 +1403,20 @@ def test_a_model_and_detector_copied_elsewhere_do_not_score_finished_slides_agai
     proc = run_cli("score", world.slide, "--model", moved_model, "--tumorbed", retrained, "--out", out,
                    "--features", feats)
     assert proc.returncode == 0 and "already scored" not in proc.stderr, proc.stderr
+
+
+def test_a_pattern_that_matched_nothing_leaves_no_row_once_it_matches(world, tmp_path):
+    """`score 'slides/*.tiff'` on an empty folder: one error row for the pattern; once the folder
+    has the slide, that row goes (it stayed beside the slide's own row for good; hunt 9c)."""
+    out, folder = tmp_path / "sc", tmp_path / "slides"
+    folder.mkdir()
+    common = ("--model", world.model, "--out", out, "--features", tmp_path / "f")
+    assert run_cli("score", folder / "*.tiff", *common).returncode == 1
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["status"]) == ["error"] and rows["slide_id"][0] == "*.tiff"
+    shutil.copy(world.slide, folder / "synth_0000.tiff")
+    shutil.copytree(world.feats, tmp_path / "f")
+    proc = run_cli("score", folder / "*.tiff", *common)
+    assert proc.returncode == 0, proc.stderr
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["slide_id"]) == ["synth_0000"] and list(rows["status"]) == ["ok"]

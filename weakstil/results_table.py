@@ -82,6 +82,8 @@ def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], column
                             "%s", slide_id, path, ", ".join(f"{k}={v!r}" for k, v in said.items()),
                             rows[slide_id].get("path"), row.get("path"))
             rows[slide_id] = {**({} if slide_id in other_file else earlier), **row}
+        for slide_id in [s for s, r in rows.items() if s not in mine and _now_matched(r, mine.values())]:
+            del rows[slide_id]  # an earlier "matches nothing" row of a pattern that matches this run's slides
         listed = {(str(c["slide_id"]), str(c.get("path"))) for c in clashes}
         kept = [r for r in earlier_clashes if (str(r["slide_id"]), str(r.get("path"))) not in listed
                 and str(r.get("path")) != str(rows[str(r["slide_id"])].get("path"))]
@@ -91,6 +93,17 @@ def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], column
                              columns=[*columns, *extra])
         with atomic_path(path) as tmp:
             table.to_csv(tmp, index=False)
+
+
+def _now_matched(row: dict, rows: Collection[dict]) -> bool:
+    """Whether ``row`` is an error row of a slide pattern (a glob that matched no file, kept as its
+    own row so the batch said so) that one of ``rows`` (this run's slides) now matches."""
+    import fnmatch
+    import glob
+
+    pattern = str(row.get("path", ""))
+    return (str(row.get("status")) == "error" and glob.has_magic(pattern) and not Path(pattern).exists()
+            and any(fnmatch.fnmatchcase(str(r.get("path", "")), pattern) for r in rows))
 
 
 def _filled(value: object) -> bool:
