@@ -501,7 +501,8 @@ def test_a_detector_refuses_features_of_another_stain_estimate(cohort, detector,
 
 def test_a_detector_retrained_in_the_same_folder_is_a_new_request(detector, tmp_path):
     """score skips a slide whose bed request is unchanged: a detector trained again into the same
-    folder keeps its id and path, so its content must be part of the request."""
+    folder keeps its id and path, so its content is part of the request (and its path is not: a
+    copied or moved detector is the same one)."""
     from weakstil.tumorbed import BedSources
 
     folder = tmp_path / "det"
@@ -512,7 +513,10 @@ def test_a_detector_retrained_in_the_same_folder_is_a_new_request(detector, tmp_
     meta["shape"]["margin_um"] = meta["shape"]["margin_um"] + 25.0  # as another training would choose
     (folder / "model.json").write_text(json.dumps(meta))
     after = BedSources.open(detector=folder).request("any")
-    assert after != before and after.startswith(f"detector {meta['model_id']} {folder.resolve()}")
+    assert after != before and after.startswith(f"detector {meta['model_id']} model.safetensors:")
+    # by id and content, not path: the same detector copied elsewhere is the same request
+    shutil.copytree(folder, tmp_path / "moved" / "det")
+    assert BedSources.open(detector=tmp_path / "moved" / "det").request("any") == after
 
 
 def test_beds_are_never_written_into_a_model_or_detector_folder_nor_deleted_with_one(cohort, detector, trained,
