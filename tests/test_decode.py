@@ -20,7 +20,8 @@ from PIL import Image
 
 from conftest import CMU, ROOT
 from weakstil.decode import DecodeMode, ThreadPlanner, plan_reader, tile_batches
-from weakstil.decode.jpeg_tiles import choose_dct_scale, sof_info
+from weakstil.decode.jpeg_streams import sof_info
+from weakstil.decode.jpeg_tiles import choose_dct_scale
 from weakstil.decode.plan import DEFAULT_MICRO_BATCH, choose, measure_encoder, plan_cpu
 from weakstil.decode.svswriter import write_svs
 from weakstil.decode.workers import DecodePool, DecodeStats, DecodeWorkerError, iter_batches_inline, leaked_segments

@@ -30,7 +30,8 @@ from dataclasses import replace
 import numpy as np
 
 from weakstil.decode.geometry import tile_regions, tiles_covered
-from weakstil.decode.jpeg_tiles import JpegPlan, JpegTileReader, sof_info, with_rgb_component_ids
+from weakstil.decode.jpeg_streams import sof_info, with_rgb_component_ids
+from weakstil.decode.jpeg_tiles import JpegPlan, JpegTileReader
 
 log = logging.getLogger(__name__)
 

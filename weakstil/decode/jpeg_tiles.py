@@ -37,9 +37,7 @@ import numpy as np
 from weakstil.decode.geometry import (  # noqa: F401 - re-exported: the geometry lived here
     DCT_COARSER_TOLERANCE, DCT_SCALES, Region, choose_dct_scale, resize_region, tile_region, tile_regions,
     tiles_covered)
-from weakstil.decode.jpeg_streams import (  # noqa: F401 - re-exported: the stream helpers lived here
-    _segments, adobe_marker, has_colour_markers, jpeg_stream, sof_info, stream_prefix, strip_colour_markers,
-    with_rgb_component_ids)
+from weakstil.decode.jpeg_streams import has_colour_markers, jpeg_stream, stream_prefix
 from weakstil.errors import SlideError
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weakstil.decode.jpeg_tiles import _segments
+from weakstil.decode.jpeg_streams import _segments
 
 #: Pyramid reduction between levels (Aperio: 4).
 STEP = 4
