@@ -54,6 +54,7 @@ def scored(cache: Path, model: str, name: str, ref: dict, median_distance: float
         img = ImageStats.from_dict(json.loads(a["image_stats"])) if "image_stats" in a else None
         dist = float(a["ood_score"]) * median_distance
         rows.append({"slide_id": sid, "tile_se": a.get("tile_standard_error", math.nan),
+                     "tile_df": a.get("tile_standard_error_df", math.nan),
                      "folds": json.loads(a.get("fold_stils", "[]")),
                      "shift": slide_shift_from_stats(ref, dist, img, stain_ref),
                      "other_flags": any(f != "near_threshold" for f in split(str(qc)))})
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(ROOT))
     from safetensors import safe_open
 
-    from weakstil.confidence import SHIFT_WEIGHT_FLOOR, Calibration, calibrate, coverage
+    from weakstil.confidence import SHIFT_WEIGHT_FLOOR, Calibration, calibrate, coverage, small_sample_factor
     from weakstil.modeldir import ModelDir
 
     folder = ModelDir(args.cache / "models" / args.model)
@@ -97,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
     t = pd.read_csv(folder.qc_slides_path)
     y, p = t["stil_true"].to_numpy(float), t["stil_pred_oof"].to_numpy(float)
     se = t["tile_standard_error"].fillna(0).to_numpy(float)
+    if "tile_standard_error_df" in t:  # calibration version 3: widened by its degrees of freedom
+        se = se * np.array([small_sample_factor(d) for d in t["tile_standard_error_df"].to_numpy(float)])
     oof_shift = t["shift"].to_numpy(float)
     data = {n: scored(args.cache, args.model, n, ref, median_distance, stain_ref) for n in args.cohorts}
     real = (pd.read_csv(args.reweight_labels)[args.label_column].to_numpy(float)
@@ -115,11 +118,12 @@ def main(argv: list[str] | None = None) -> None:
     print("|" + "---|" * (len(data) + 2))
     for name, version, beta, floor in variants:
         cal = calibrate(y, p, se, shift=oof_shift, shift_weight=beta, offset=stored.offset, shift_weight_floor=floor)
-        cal.version = version
+        cal.version = version if version < 2 else max(version, stored.version)  # v3: tile SE widened by df
         cells = []
         for df in data.values():
             st = df["stil"].to_numpy(float)
-            u = np.array([cal.uncertainty(s, e, f) for s, e, f in zip(st, df["tile_se"], df["folds"])])
+            u = np.array([cal.uncertainty(s, e, f, d) for s, e, f, d in zip(st, df["tile_se"], df["folds"],
+                                                                             df["tile_df"])])
             lo, hi = cal.interval(st, u, df["shift"].to_numpy(float))
             near = (lo < args.threshold) & (args.threshold <= hi)
             flagged = near | df["other_flags"].to_numpy(bool)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from weakstil.confidence import (Calibration, calibrate, conformal_quantile, coverage, fold_spread, from_scale,
-                                 interval_columns, slide_uncertainty, tile_standard_error, to_scale)
+                                 interval_columns, slide_uncertainty, small_sample_factor, tile_standard_error,
+                                 tile_standard_error_df, to_scale)
 
 
 def _toy(n: int, rng: np.random.Generator, offset: float = 5.0, sd: float = 0.3):
@@ -118,6 +119,37 @@ def test_tile_standard_error_is_the_bootstrap_of_the_weighted_mean():
     mixed, w4 = np.array([30.7, 78.5, 82.7, 37.1]), np.full(4, 0.25)
     assert tile_standard_error(mixed, w4, coords, 224.0) == pytest.approx(tile_standard_error(mixed, w4))
     assert tile_standard_error(mixed, w4, coords, 224.0) > tile_standard_error(mixed[:2], w4[:2]) / 2 > 10
+
+
+def test_a_standard_error_from_few_tiles_or_blocks_widens_the_interval_by_its_degrees_of_freedom():
+    """Hunt 9c #3: a bed of 2 tiles that happen to agree measured a standard error of 0.24 points
+    and got an interval narrower than a 56-tile slide's. An error estimated from one difference
+    is mostly noise: the interval widens by t_df / z (Student), about 1 for many units."""
+    assert small_sample_factor(1) == pytest.approx(6.3138 / 1.6449, rel=1e-3)  # ×3.84
+    assert small_sample_factor(5) == pytest.approx(2.0150 / 1.6449, rel=1e-3)
+    assert 1.0 < small_sample_factor(200) < 1.01
+    assert small_sample_factor(math.nan) == 1.0 and small_sample_factor(math.inf) == 1.0
+    # the degrees of freedom: tiles - 1 without coordinates, blocks - 1 with them
+    two = tile_standard_error_df(np.array([10.0, 11.0]), np.full(2, 0.5))
+    assert two == (pytest.approx(0.5), 1.0)
+    coords = np.array([(x, y) for y in range(8) for x in range(8)]) * 224.0  # 64 tiles in 2 x 2 blocks of 4 x 4
+    scores = np.random.default_rng(0).uniform(0, 60, 64)
+    se, df = tile_standard_error_df(scores, np.full(64, 1 / 64), coords, 224.0)
+    assert df == 3.0 and se == pytest.approx(tile_standard_error(scores, np.full(64, 1 / 64), coords, 224.0))
+    assert tile_standard_error_df(scores, np.full(64, 1 / 64))[1] == 63.0
+    assert all(math.isnan(v) for v in tile_standard_error_df(np.array([5.0]), np.array([1.0])))
+    # a version-3 calibration widens a 2-tile bed's standard error ×3.8; a version-2 one (an
+    # older model) scores as it was calibrated
+    cal = Calibration(level=0.9, offset=20.0, sigma0=0.05, q=1.8, n=40, coverage_oof=0.9, coverage_loo=0.9,
+                      width_median=10.0)
+    assert cal.version == 3
+    u_two, u_many = cal.uncertainty(10.5, 0.5, None, 1.0), cal.uncertainty(10.5, 0.5, None, 200.0)
+    assert u_two == pytest.approx(3.838 * u_many, rel=0.02)
+    lo2, hi2 = cal.interval(10.5, u_two)
+    lo, hi = cal.interval(10.5, u_many)
+    assert hi2 - lo2 > hi - lo
+    cal.version = 2
+    assert cal.uncertainty(10.5, 0.5, None, 1.0) == pytest.approx(float(slide_uncertainty(10.5, 0.5, None, 20.0)))
 
 
 def test_interval_column_names():

@@ -53,8 +53,8 @@ def test_train_stores_the_calibration_and_qc_references(trained):
                                         "qc/training_slides.csv"}
     cal = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
     assert cal.n == TRAIN and cal.usable and cal.coverage_oof >= 0.9
-    # version 2: the fold spread is not added per slide; β at least the floor
-    assert cal.version == 2 and cal.shift_weight >= cal.shift_weight_floor > 0 and "normalised" in cal.method
+    # version 3: the fold spread is not added per slide; β at least the floor; tile SE widened by its df
+    assert cal.version == 3 and cal.shift_weight >= cal.shift_weight_floor > 0 and "normalised" in cal.method
     assert meta["qc"]["confidence"]["coverage_loo"] == pytest.approx(cal.coverage_loo)
     ref = EmbeddingReference.load(folder.embeddings_path)
     assert ref.reference.shape[1] == ref.components.shape[1] and len(ref.reference) > 0
@@ -73,7 +73,7 @@ def test_train_stores_the_calibration_and_qc_references(trained):
 
 
 def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_path):
-    from weakstil.confidence import Calibration, scale_sd
+    from weakstil.confidence import Calibration, scale_sd, small_sample_factor
     from weakstil.files import SlideScoresFile
     from weakstil.modeldir import ModelDir
 
@@ -98,7 +98,10 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
         assert len(json.loads(f.attrs["fold_stils"])) == 3 * settings.MEMBERS  # every fold's every model
         # the fold spread is already in the calibration's residuals: the slide's own uncertainty
         # is its tile standard error alone (not counted twice)
-        u_tiles = scale_sd(f.attrs["stil"], f.attrs["tile_standard_error"], offset)
+        # widened by its degrees of freedom (calibration version 3)
+        assert f.attrs["tile_standard_error_df"] >= 1
+        se = f.attrs["tile_standard_error"] * small_sample_factor(f.attrs["tile_standard_error_df"])
+        u_tiles = scale_sd(f.attrs["stil"], se, offset)
         assert f.attrs["interval_uncertainty"] == pytest.approx(float(u_tiles), rel=1e-6)
         reasons = json.loads(f.attrs["qc_reasons"])
         assert sorted(reasons) == sorted(q for q in row.qc.split(";") if q)

@@ -10,8 +10,10 @@ A slide's interval is ``t⁻¹(t(ŷ) ± q·σ)`` where
   same size at every level);
 * ``σ = sqrt(σ₀² + u²)``: ``σ₀`` is the typical out-of-fold error on that scale (its median
   absolute value) and ``u`` the slide's own uncertainty on it: the standard error of its score
-  over its tumour-bed tiles (a block bootstrap in closed form, :func:`tile_standard_error`). A
-  slide with few bed tiles or very mixed tile scores gets a wider interval. The cross-validation
+  over its tumour-bed tiles (a block bootstrap in closed form, :func:`tile_standard_error`),
+  widened by ``t_df / z`` for the few blocks or tiles it is estimated from
+  (:func:`small_sample_factor`, calibration version 3). A slide with few bed tiles or very mixed
+  tile scores gets a wider interval. The cross-validation
   fold models' spread is **not** added (calibration version 2): the out-of-fold residuals the
   scale is calibrated on are errors of those very fold models, so their disagreement is already
   in ``σ₀`` and ``q``; version 1 added it per slide as well (counted twice: intervals 30-40 %
@@ -66,8 +68,9 @@ SHIFT_WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0)
 #: now (README "How sure is the number?": 0 under-covers them, 1.5 over-covers).
 SHIFT_WEIGHT_FLOOR = 0.75
 #: What ``calibration.json`` holds: 1 added the fold models' spread to every slide's scale (on top
-#: of out-of-fold residuals that already hold it); 2 does not, and floors ``β`` at SHIFT_WEIGHT_FLOOR.
-CALIBRATION_VERSION = 2
+#: of out-of-fold residuals that already hold it); 2 does not, and floors ``β`` at SHIFT_WEIGHT_FLOOR;
+#: 3 widens a tile standard error by its degrees of freedom (:func:`small_sample_factor`).
+CALIBRATION_VERSION = 3
 #: Side of the square blocks (in tiles) whose tiles are resampled together by the bootstrap:
 #: neighbouring tiles share their tissue, so they are not independent (4 x 112 µm ≈ 0.45 mm).
 BLOCK_TILES = 4
@@ -94,6 +97,28 @@ def scale_sd(stil: np.ndarray | float, sd: np.ndarray | float, offset: float) ->
 
 def tile_standard_error(tile_scores: np.ndarray, weights: np.ndarray, coords: np.ndarray | None = None,
                         tile_size_level0: float | None = None, block_tiles: int = BLOCK_TILES) -> float:
+    """:func:`tile_standard_error_df`'s standard error alone."""
+    return tile_standard_error_df(tile_scores, weights, coords, tile_size_level0, block_tiles)[0]
+
+
+def small_sample_factor(df: float, level: float = LEVEL) -> float:
+    """How much wider an interval must be when its standard error is estimated from ``df``
+    degrees of freedom: ``t_df / z`` at the two-sided ``level`` (Student 1908). ×3.8 at 1, ×1.22 at
+    5, ×1.05 at 20, 1 for no estimate (``df`` NaN or infinite). A bed of 2 tiles that happen to
+    agree measured a standard error of 0.24 points, and its interval was narrower than a 56-tile
+    slide's (an outside tester, hunt 9c #3): an error estimated from one difference is itself
+    mostly noise."""
+    if not math.isfinite(df) or df <= 0:
+        return 1.0
+    from scipy.stats import norm, t  # lazy: scipy is slow to import and only scoring needs it
+
+    p = 0.5 + level / 2.0
+    return float(t.ppf(p, df) / norm.ppf(p))
+
+
+def tile_standard_error_df(tile_scores: np.ndarray, weights: np.ndarray, coords: np.ndarray | None = None,
+                           tile_size_level0: float | None = None,
+                           block_tiles: int = BLOCK_TILES) -> tuple[float, float]:
     """Standard error (sTIL points) of a slide score ``Σ wᵢ sᵢ`` over resampled tumour-bed tiles.
 
     The bootstrap resamples blocks of ``block_tiles`` x ``block_tiles`` neighbouring tiles
@@ -107,16 +132,20 @@ def tile_standard_error(tile_scores: np.ndarray, weights: np.ndarray, coords: np
     tiles gave a 20 times smaller error than two of their tiles alone (an outside tester's 4-tile
     bed: 1.2 vs 23.9 points). Applied to every bed, that floor widened the intervals of shifted
     cohorts (24-slide benchmark, hard look: median width 83 -> 100, coverage 96 -> 100 %).
+
+    Returns ``(standard error, degrees of freedom)``: units resampled minus one (blocks, or
+    tiles where their estimate is the one used); ``(nan, nan)`` for fewer than 2 tiles.
     """
     s = np.asarray(tile_scores, np.float64)
     w = np.asarray(weights, np.float64)
     keep = w > 0
     if keep.sum() < 2:
-        return math.nan
+        return math.nan, math.nan
     s, w = s[keep], w[keep] / w[keep].sum()
     mu = float((w * s).sum())
     per_tile = w * (s - mu)
     var = float((per_tile ** 2).sum()) * len(per_tile) / (len(per_tile) - 1)
+    df = float(len(per_tile) - 1)
     if coords is not None and tile_size_level0:
         c = np.asarray(coords, np.float64)[keep]
         block = np.floor(c / (float(tile_size_level0) * block_tiles)).astype(np.int64)
@@ -124,8 +153,9 @@ def tile_standard_error(tile_scores: np.ndarray, weights: np.ndarray, coords: np
         contrib = np.bincount(ids.ravel(), weights=per_tile)
         if len(contrib) >= 2:  # one block: no resampling possible, the tiles' estimate stands
             blocked = float((contrib ** 2).sum()) * len(contrib) / (len(contrib) - 1)
-            var = max(var, blocked) if len(contrib) < MIN_BLOCKS else blocked
-    return math.sqrt(var)
+            if len(contrib) >= MIN_BLOCKS or blocked >= var:
+                var, df = blocked, float(len(contrib) - 1)
+    return math.sqrt(var), df
 
 
 def fold_spread(fold_stils: np.ndarray | list[float] | None, offset: float) -> float:
@@ -257,8 +287,8 @@ class Calibration:
     #: 1: the fold models' spread was added to ``u``; 2: ``u`` is the tile standard error only
     version: int = CALIBRATION_VERSION
     method: str = ("normalised split conformal on out-of-fold predictions, log(y + c) scale, per-slide scale "
-                   "sqrt(σ0² + u_tiles²)·(1 + β·shift), β = max(fitted, floor); fold spread not added "
-                   "(it is in the out-of-fold residuals)")
+                   "sqrt(σ0² + u_tiles²)·(1 + β·shift), u_tiles widened by t_df/z, β = max(fitted, floor); "
+                   "fold spread not added (it is in the out-of-fold residuals)")
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -287,9 +317,13 @@ class Calibration:
     def usable(self) -> bool:
         return math.isfinite(self.q) and self.n >= MIN_SLIDES
 
-    def uncertainty(self, stil: float, tile_se: float, fold_stils: np.ndarray | list[float] | None) -> float:
-        """``u`` of one scored slide as this calibration was fitted: the tile standard error only
-        (version 2), or with the fold models' spread added (version 1, kept for old models)."""
+    def uncertainty(self, stil: float, tile_se: float, fold_stils: np.ndarray | list[float] | None,
+                    tile_df: float = math.nan) -> float:
+        """``u`` of one scored slide as this calibration was fitted: the tile standard error
+        widened by its degrees of freedom ``tile_df`` (version 3), alone (version 2), or with the
+        fold models' spread added (version 1, kept for old models)."""
+        if self.version >= 3:
+            tile_se = tile_se * small_sample_factor(tile_df, self.level)
         return slide_uncertainty(stil, tile_se, fold_stils if self.version < 2 else None, self.offset)
 
     def sigma(self, u: np.ndarray | float, shift: np.ndarray | float | None = None) -> np.ndarray:

@@ -206,7 +206,8 @@ class SlideScoresFile(SlideFile):
     ``tumorbed_mask_mpp`` / ``tumorbed_tile_threshold``, the features' tiling, encoder and
     ``cache_key``, ``slide_fingerprint``, versions and ``created``. The sTIL% interval and qc flags
     (:mod:`weakstil.qc.scoring`): ``stil_lower_90``, ``stil_upper_90``, ``interval_level``,
-    ``interval_uncertainty``, ``tile_standard_error``, ``fold_stils`` (JSON), ``qc`` (flags
+    ``interval_uncertainty``, ``tile_standard_error`` (and its degrees of freedom
+    ``tile_standard_error_df``), ``fold_stils`` (JSON), ``qc`` (flags
     joined by ``;``), ``qc_reasons`` (JSON: flag -> why), ``ood_score``, ``ood_threshold``,
     ``image_stats`` (JSON); absent in files scored before they existed.
     """

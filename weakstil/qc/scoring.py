@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weakstil.confidence import LEVEL, Calibration, CalibrationError, interval_columns, tile_standard_error
+from weakstil.confidence import LEVEL, Calibration, CalibrationError, interval_columns, tile_standard_error_df
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import ModelDir
 from weakstil.qc.flags import MIN_BED_TILES, bed_unlike_training, join, slide_flags, weighting_gap
@@ -117,13 +117,14 @@ class SlideAssessor:
                 attrs["image_stats"] = json.dumps(image.to_dict())
         low = high = math.nan
         if math.isfinite(stil):
-            se = tile_standard_error(scores.tile_scores, scores.weights, bag.coords, bag.tile_size_level0)
+            se, se_df = tile_standard_error_df(scores.tile_scores, scores.weights, bag.coords, bag.tile_size_level0)
             folds = self.fold_stils(bank, device) if self.fold_models else []
             attrs["tile_standard_error"] = se
+            attrs["tile_standard_error_df"] = se_df
             attrs["fold_stils"] = json.dumps([round(v, 4) for v in folds])
             if self.calibration is not None and self.calibration.usable:
                 cal = self.calibration
-                u = cal.uncertainty(stil, se, folds)
+                u = cal.uncertainty(stil, se, folds, se_df)
                 shift = slide_shift_from_stats(cal.shift_reference, distance, image,
                                                (image_ref or {}).get("stain")) if cal.shift_reference else 0.0
                 lo, hi = cal.interval(stil, u, shift)

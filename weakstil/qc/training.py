@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from weakstil.atomic import atomic_path
-from weakstil.confidence import Calibration, calibrate, conformal_quantile, interval_columns, tile_standard_error
+from weakstil.confidence import (Calibration, calibrate, conformal_quantile, interval_columns, small_sample_factor,
+                                 tile_standard_error_df)
 from weakstil.modeldir import ModelDir
 from weakstil.qc.embedding import fit_reference, ood_threshold
 from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
@@ -129,8 +130,9 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         gaps = np.array([weighting_gap(s.tile_stil, b.tile_mask, s.stil) for s, b in zip(oof, bank.bags)])
         table["weighting_gap_oof"] = gaps
         pred = np.array([s.stil for s in oof], float)
-        se = np.array([tile_standard_error(s.tile_scores, s.weights, b.coords, b.tile_size_level0)
-                       for s, b in zip(oof, bank.bags)])
+        se_df = np.array([tile_standard_error_df(s.tile_scores, s.weights, b.coords, b.tile_size_level0)
+                          for s, b in zip(oof, bank.bags)], float).reshape(-1, 2)
+        se = se_df[:, 0] * np.array([small_sample_factor(df) for df in se_df[:, 1]])  # as scoring widens it
         cal = calibrate(labels, pred, se, shift=shift)
         cal.shift_reference = shift_ref
         # every slide's interval calibrated on the others (what a new slide would get)
@@ -146,7 +148,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
             lows.append(float(lo))
             highs.append(float(hi))
         table["stil_pred_oof"] = pred
-        table["tile_standard_error"] = se
+        table["tile_standard_error"] = se_df[:, 0]  # as the scored slide's attributes: unwidened, with its df
+        table["tile_standard_error_df"] = se_df[:, 1]
         if not cal.usable:  # too few slides: no interval (not 0-100, which would look calibrated)
             lows = highs = [math.nan] * n
         table[low_col], table[high_col] = lows, highs
