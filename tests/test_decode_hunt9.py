@@ -207,3 +207,26 @@ def test_a_dct_reduced_tile_is_resized_from_its_true_extent():
         osl.open().read_batch(coords, b)
     assert np.abs(a.astype(int) - b).mean() < 4  # was 5.8 on these tiles, now 2.4
     assert spec.describe()["dct_resize"] == "true extent"  # recorded in the features' decode provenance
+
+
+def test_a_cache_decoded_at_a_dct_scale_before_the_resize_fix_is_embedded_again(pink_tiff, encoder, tmp_path):
+    """Features made by the DCT-reduced reader before its resize fix (hunt 9b #5) were reused: the
+    reader's geometry is no setting, so the cache key did not change. The fixed reader records
+    ``dct_resize``; a reduced-scale cache without it is made again."""
+    import json
+
+    import h5py
+
+    from weakstil.embed import embed_slide
+    from weakstil.files import FeaturesFile
+
+    out = tmp_path / "pink.h5"
+    first = embed_slide(pink_tiff, encoder, out_path=out, slide_mpp=0.25, workers=0, tile_stats=False)
+    decode = json.loads(FeaturesFile.read_header(out)[0]["decode"])
+    assert decode["dct_scale"] == "1/2" and decode["dct_resize"] == "true extent"
+    assert embed_slide(pink_tiff, encoder, out_path=out, slide_mpp=0.25, workers=0, tile_stats=False).skipped
+    with h5py.File(out, "r+") as f:  # as an earlier WeakSTIL wrote it
+        f.attrs["decode"] = json.dumps({k: v for k, v in decode.items() if k != "dct_resize"})
+    again = embed_slide(pink_tiff, encoder, out_path=out, slide_mpp=0.25, workers=0, tile_stats=False)
+    assert not again.skipped and again.n_tiles == first.n_tiles
+    assert json.loads(FeaturesFile.read_header(out)[0]["decode"])["dct_resize"] == "true extent"

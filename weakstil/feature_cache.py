@@ -104,6 +104,22 @@ def cache_status(path: str | Path, key: str, fingerprint: str | None = None,
                 "encoder, weights, tiling, µm/px, --stain-norm, --no-tile-stats or a WeakSTIL version") + ")")
     if shapes.get("features", (-1,))[0] != int(attrs.get("n_tiles", -2)):
         return "has a features table of the wrong length"
+    return _decoded_before_resize_fix(attrs)
+
+
+def _decoded_before_resize_fix(attrs: dict) -> str | None:
+    """Why a cache decoded at a DCT scale below 1 by an earlier WeakSTIL is not reused: that reader
+    resized each reduced tile from its rounded-up extent (a 0.25 % stretch, features up to 1 % off
+    OpenSlide's, hunt 9b #5). The reader's geometry is no setting, so it is not in the key; the
+    fixed reader records ``dct_resize`` in the ``decode`` provenance."""
+    try:
+        decode = json.loads(str(attrs.get("decode") or "{}"))
+    except ValueError:
+        return None
+    scale = str(decode.get("dct_scale", "1/1")) if isinstance(decode, dict) else "1/1"
+    if scale not in ("1/1", "None") and "dct_resize" not in decode:
+        return (f"was decoded at DCT scale {scale} by an earlier WeakSTIL, whose reduced tiles were stretched "
+                "by up to half a pixel")
     return None
 
 
