@@ -161,7 +161,7 @@ def truth_artefacts(cohort_dir: Path, slide_ids: list[str]) -> pd.DataFrame:
 
 
 def evaluate(model: Path, name: str, res: pd.DataFrame, labels: pd.DataFrame, cache: Path) -> dict:
-    from weakstil.confidence import Calibration, coverage, scale_sd, small_sample_factor, to_scale
+    from weakstil.confidence import Calibration, coverage, scale_sd, to_scale
     from weakstil.modeldir import ModelDir
     from weakstil.qc.flags import FLAGS, split
 
@@ -182,9 +182,8 @@ def evaluate(model: Path, name: str, res: pd.DataFrame, labels: pd.DataFrame, ca
     base_lo, base_hi = np.clip(p - half, 0, 100), np.clip(p + half, 0, 100)
     # the other way of the fold models' spread: version 2 leaves it out of the per-slide scale (it
     # is in the out-of-fold residuals), version 1 added it; the ablation is the other one
-    tile_se = np.nan_to_num(df["tile_se"].to_numpy(float))
-    if cal.version >= 3:  # widened by its degrees of freedom, as the scored interval
-        tile_se = tile_se * np.array([small_sample_factor(d) for d in df["tile_df"].to_numpy(float)])
+    # widened where it has fewer degrees of freedom than the calibration slides', as the scored interval
+    tile_se = cal.widened_se(np.nan_to_num(df["tile_se"].to_numpy(float)), df["tile_df"].to_numpy(float))
     u_tiles = scale_sd(p, tile_se, cal.offset)
     fold_sd = np.array([np.std(to_scale(np.asarray(f, float), cal.offset), ddof=1) if len(f) > 1 else 0.0
                         for f in df["fold_stils"]])

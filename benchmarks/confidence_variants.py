@@ -86,20 +86,21 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(ROOT))
     from safetensors import safe_open
 
-    from weakstil.confidence import SHIFT_WEIGHT_FLOOR, Calibration, calibrate, coverage, small_sample_factor
+    from weakstil.confidence import SHIFT_WEIGHT_FLOOR, Calibration, calibrate, coverage
     from weakstil.modeldir import ModelDir
 
     folder = ModelDir(args.cache / "models" / args.model)
     stored = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
     ref = stored.shift_reference
     with safe_open(str(folder.embeddings_path), "numpy") as f:
-        median_distance = float((f.metadata() or {})["median_distance"])
+        meta = f.metadata() or {}
+        median_distance = float(json.loads(meta["weakstil_qc"])["median_distance"] if "weakstil_qc" in meta
+                                else meta["median_distance"])  # (the key of models written before the qc record)
     stain_ref = json.loads(folder.qc_reference_path.read_text())["image"]["stain"]
     t = pd.read_csv(folder.qc_slides_path)
     y, p = t["stil_true"].to_numpy(float), t["stil_pred_oof"].to_numpy(float)
     se = t["tile_standard_error"].fillna(0).to_numpy(float)
-    if "tile_standard_error_df" in t:  # calibration version 3: widened by its degrees of freedom
-        se = se * np.array([small_sample_factor(d) for d in t["tile_standard_error_df"].to_numpy(float)])
+    se_df = t["tile_standard_error_df"].to_numpy(float) if "tile_standard_error_df" in t else None
     oof_shift = t["shift"].to_numpy(float)
     data = {n: scored(args.cache, args.model, n, ref, median_distance, stain_ref) for n in args.cohorts}
     real = (pd.read_csv(args.reweight_labels)[args.label_column].to_numpy(float)
@@ -117,8 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     print("| variant | β | " + " | ".join(f"{n}: {head}" for n in data) + " |")
     print("|" + "---|" * (len(data) + 2))
     for name, version, beta, floor in variants:
-        cal = calibrate(y, p, se, shift=oof_shift, shift_weight=beta, offset=stored.offset, shift_weight_floor=floor)
-        cal.version = version if version < 2 else max(version, stored.version)  # v3: tile SE widened by df
+        cal = calibrate(y, p, se, shift=oof_shift, shift_weight=beta, offset=stored.offset, shift_weight_floor=floor,
+                        tile_df=se_df)
+        cal.version = version
         cells = []
         for df in data.values():
             st = df["stil"].to_numpy(float)

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from weakstil.confidence import (Calibration, calibrate, conformal_quantile, coverage, fold_spread, from_scale,
-                                 interval_columns, slide_uncertainty, small_sample_factor, tile_standard_error,
-                                 tile_standard_error_df, to_scale)
+                                 interval_columns, relative_small_sample_factor, slide_uncertainty,
+                                 small_sample_factor, tile_standard_error, tile_standard_error_df, to_scale)
 
 
 def _toy(n: int, rng: np.random.Generator, offset: float = 5.0, sd: float = 0.3):
@@ -121,14 +121,18 @@ def test_tile_standard_error_is_the_bootstrap_of_the_weighted_mean():
     assert tile_standard_error(mixed, w4, coords, 224.0) > tile_standard_error(mixed[:2], w4[:2]) / 2 > 10
 
 
-def test_a_standard_error_from_few_tiles_or_blocks_widens_the_interval_by_its_degrees_of_freedom():
+def test_a_standard_error_from_fewer_blocks_than_the_calibration_slides_widens_the_interval():
     """Hunt 9c #3: a bed of 2 tiles that happen to agree measured a standard error of 0.24 points
     and got an interval narrower than a 56-tile slide's. An error estimated from one difference
-    is mostly noise: the interval widens by t_df / z (Student), about 1 for many units."""
+    is mostly noise: it is widened by Student's t for its degrees of freedom, relative to those of
+    the calibration slides (whose typical uncertainty the conformal quantile already holds)."""
     assert small_sample_factor(1) == pytest.approx(6.3138 / 1.6449, rel=1e-3)  # ×3.84
     assert small_sample_factor(5) == pytest.approx(2.0150 / 1.6449, rel=1e-3)
     assert 1.0 < small_sample_factor(200) < 1.01
     assert small_sample_factor(math.nan) == 1.0 and small_sample_factor(math.inf) == 1.0
+    assert relative_small_sample_factor(1, 20) == pytest.approx(small_sample_factor(1) / small_sample_factor(20))
+    assert relative_small_sample_factor(30, 20) == relative_small_sample_factor(20, 20) == 1.0
+    assert relative_small_sample_factor(1, math.nan) == relative_small_sample_factor(math.nan, 20) == 1.0
     # the degrees of freedom: tiles - 1 without coordinates, blocks - 1 with them
     two = tile_standard_error_df(np.array([10.0, 11.0]), np.full(2, 0.5))
     assert two == (pytest.approx(0.5), 1.0)
@@ -138,18 +142,25 @@ def test_a_standard_error_from_few_tiles_or_blocks_widens_the_interval_by_its_de
     assert df == 3.0 and se == pytest.approx(tile_standard_error(scores, np.full(64, 1 / 64), coords, 224.0))
     assert tile_standard_error_df(scores, np.full(64, 1 / 64))[1] == 63.0
     assert all(math.isnan(v) for v in tile_standard_error_df(np.array([5.0]), np.array([1.0])))
-    # a version-3 calibration widens a 2-tile bed's standard error ×3.8; a version-2 one (an
-    # older model) scores as it was calibrated
-    cal = Calibration(level=0.9, offset=20.0, sigma0=0.05, q=1.8, n=40, coverage_oof=0.9, coverage_loo=0.9,
-                      width_median=10.0)
-    assert cal.version == 3
-    u_two, u_many = cal.uncertainty(10.5, 0.5, None, 1.0), cal.uncertainty(10.5, 0.5, None, 200.0)
-    assert u_two == pytest.approx(3.838 * u_many, rel=0.02)
-    lo2, hi2 = cal.interval(10.5, u_two)
-    lo, hi = cal.interval(10.5, u_many)
-    assert hi2 - lo2 > hi - lo
-    cal.version = 2
-    assert cal.uncertainty(10.5, 0.5, None, 1.0) == pytest.approx(float(slide_uncertainty(10.5, 0.5, None, 20.0)))
+    # calibrated on slides with 10-30 degrees of freedom: their scale is as without the widening,
+    # a 2-tile bed's standard error is widened (×3.84 / t-factor of the median) and its interval too
+    rng = np.random.default_rng(4)
+    y = rng.uniform(0, 80, 60)
+    pred = np.clip(y + rng.normal(0, 3, 60), 0, 100)
+    se_cal, df_cal = rng.uniform(0.5, 3.0, 60), rng.integers(10, 31, 60).astype(float)
+    cal = calibrate(y, pred, se_cal, tile_df=df_cal)
+    plain = calibrate(y, pred, se_cal)
+    assert cal.tile_df_reference == np.median(df_cal) and math.isnan(plain.tile_df_reference)
+    assert cal.q == pytest.approx(plain.q, rel=0.05)  # below-median slides widen a little (df 10 vs 20)
+    u_two, u_many = cal.uncertainty(10.5, 0.5, None, 1.0), cal.uncertainty(10.5, 0.5, None, 40.0)
+    assert u_many == pytest.approx(float(slide_uncertainty(10.5, 0.5, None, cal.offset)))
+    assert u_two == pytest.approx(relative_small_sample_factor(1.0, cal.tile_df_reference) * u_many, rel=1e-6)
+    assert u_two > 3 * u_many
+    assert np.subtract(*cal.interval(10.5, u_two)[::-1]) > np.subtract(*cal.interval(10.5, u_many)[::-1])
+    # a calibration written before the reference (older model): scored as it was calibrated
+    old = Calibration.from_dict({k: v for k, v in cal.to_dict().items() if k != "tile_df_reference"})
+    assert math.isnan(old.tile_df_reference) and old.uncertainty(10.5, 0.5, None, 1.0) == pytest.approx(u_many)
+    assert Calibration.from_dict(cal.to_dict()).tile_df_reference == cal.tile_df_reference
 
 
 def test_interval_column_names():

@@ -53,13 +53,13 @@ def test_no_shift_effect_fits_no_weight_but_the_floor_holds_and_old_calibrations
     assert 0.87 <= coverage(y, *cal.interval(p, 0.0, s)) <= 0.95
     d = cal.to_dict()
     back = Calibration.from_dict(d)
-    assert back.shift_weight == cal.shift_weight and back.shift_reference == cal.shift_reference and back.version == 3
+    assert back.shift_weight == cal.shift_weight and back.shift_reference == cal.shift_reference and back.version == 2
     old = {k: v for k, v in d.items() if k not in ("shift_weight", "shift_weight_fitted", "shift_reference",
                                                    "shift_weight_floor", "version")}
     old_cal = Calibration.from_dict(old)  # a model calibrated before the shift term: scored as before
     assert old_cal.shift_weight == 0.0 and not old_cal.shift_reference and old_cal.version == 1
-    with pytest.raises(ValueError, match="version 4 is newer"):
-        Calibration.from_dict({**d, "version": 4})
+    with pytest.raises(ValueError, match="version 3 is newer"):
+        Calibration.from_dict({**d, "version": 3})
 
 
 def test_shift_is_zero_for_a_typical_slide_and_grows_with_distance():
@@ -70,6 +70,14 @@ def test_shift_is_zero_for_a_typical_slide_and_grows_with_distance():
     assert np.isclose(slide_shift(ref, embedding_distance=2.0, stain={"h_angle": 8.0}), 1.0)
     assert slide_shift(ref, embedding_distance=float("nan")) == 1.0  # unmeasurable: twice the typical
     assert slide_shift({}, embedding_distance=9.0) == 0.0  # nothing to compare with
+    # the unfamiliar share (version 2): 0 at the training slides' median, 1 where it flags the slide;
+    # a reference written before it has no such part
+    ref2 = shift_reference(np.array([1.0, 2.0, 3.0]), None, np.array([0.0, 0.01, 0.02]), 0.06)
+    assert ref2["version"] == 2 and ref2["unfamiliar"] == {"median": 0.01, "scale": pytest.approx(0.05)}
+    assert slide_shift(ref2, embedding_distance=2.0, unfamiliar_share=0.01) == 0.0
+    assert np.isclose(slide_shift(ref2, embedding_distance=2.0, unfamiliar_share=0.06), 1.0)
+    assert np.isclose(slide_shift(ref2, embedding_distance=4.0, unfamiliar_share=0.11), 3.0)
+    assert slide_shift(ref, embedding_distance=2.0, unfamiliar_share=0.5) == 0.0
 
 
 def test_leave_group_out_distance_sees_a_centre_unlike_the_others():
@@ -81,3 +89,7 @@ def test_leave_group_out_distance_sees_a_centre_unlike_the_others():
     lgo = leave_group_out_distances(ref, slides, list("aabbcc"))
     assert np.all(lgo >= lso - 1e-6)
     assert lgo[4:].min() > 2 * lgo[:4].max()
+    # with a tile threshold: the share of each slide's tiles beyond it, from the other centres
+    same, shares = leave_group_out_distances(ref, slides, list("aabbcc"), tile_threshold=float(np.median(lso)) * 2)
+    np.testing.assert_allclose(same, lgo)
+    assert shares[4:].min() > 0.9 and shares[:4].max() < 0.1

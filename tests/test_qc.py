@@ -34,6 +34,44 @@ def trained(tmp_path_factory):
     return {"root": root, "cohort": cohort, "labels": labels, "features": features, "model": model, "held": held}
 
 
+def test_a_slide_with_a_share_of_tissue_never_seen_is_flagged_where_its_mean_distance_is_not():
+    """Hunt 9c #2: hard-look slides (necrosis, DCIS, plasma cells the training slides lack) missed
+    their interval with no flag about the slide: those tiles are a fifth of the slide, and the
+    mean distance moved too little. The share of unfamiliar tiles catches them."""
+    from weakstil.qc.embedding import fit_reference, ood_threshold, unfamiliar_reference, unfamiliar_share
+    from weakstil.qc.flags import slide_flags
+
+    rng = np.random.default_rng(1)
+    basis = rng.normal(size=(8, 64))
+
+    def tissue(n, shift=0.0):
+        return (rng.normal(size=(n, 8)) + shift) @ basis + rng.normal(0, 0.1, (n, 64))
+
+    slides = [tissue(150) for _ in range(20)]
+    ref, distances = fit_reference(slides, seed=0)
+    rule, shares, counts = unfamiliar_reference(ref, slides, seed=0)
+    assert rule["share_threshold"] >= 0.05 and np.all(counts == np.round(shares * 150))
+    assert np.quantile(shares, 0.5) <= 0.02  # about 1 % of a training slide's tiles, by construction
+    mixed = np.concatenate([tissue(135), tissue(15, shift=2.0)])  # a tenth never seen
+    plain = tissue(150)
+    thr = ood_threshold(distances / ref.median_distance)
+
+    def flags(x):
+        d = ref.tile_distances(x, seed=0)
+        share, count = unfamiliar_share(d, rule)
+        return slide_flags(ood_score=float(d.mean()) / ref.median_distance, ood_threshold=thr, n_bed_tiles=100,
+                           unfamiliar=(share, count, rule), low=None, high=None, threshold=30.0, image=None,
+                           image_ref=None)
+
+    assert ref.score(mixed) < thr  # the mean distance alone lets it through
+    got, why = flags(mixed)
+    assert got == ["out_of_distribution"] and "unlike any training tile" in why["out_of_distribution"]
+    assert flags(plain) == ([], {})
+    # a model trained before the rule (no rule): only the mean distance decides
+    assert slide_flags(ood_score=ref.score(mixed), ood_threshold=thr, n_bed_tiles=100, unfamiliar=None, low=None,
+                       high=None, threshold=30.0, image=None, image_ref=None) == ([], {})
+
+
 def test_train_stores_the_calibration_and_qc_references(trained):
     from weakstil.confidence import Calibration
     from weakstil.modeldir import ModelDir
@@ -53,11 +91,13 @@ def test_train_stores_the_calibration_and_qc_references(trained):
                                         "qc/training_slides.csv"}
     cal = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
     assert cal.n == TRAIN and cal.usable and cal.coverage_oof >= 0.9
-    # version 3: the fold spread is not added per slide; β at least the floor; tile SE widened by its df
-    assert cal.version == 3 and cal.shift_weight >= cal.shift_weight_floor > 0 and "normalised" in cal.method
+    # version 2: the fold spread is not added per slide; β at least the floor
+    assert cal.version == 2 and cal.shift_weight >= cal.shift_weight_floor > 0 and "normalised" in cal.method
     assert meta["qc"]["confidence"]["coverage_loo"] == pytest.approx(cal.coverage_loo)
     ref = EmbeddingReference.load(folder.embeddings_path)
     assert ref.reference.shape[1] == ref.components.shape[1] and len(ref.reference) > 0
+    rule = json.loads(folder.qc_reference_path.read_text())["ood"]["unfamiliar"]
+    assert rule["tile_threshold"] > 0 and rule["share_threshold"] >= 0.05
     reference = json.loads(folder.qc_reference_path.read_text())
     assert reference["ood"]["threshold"] >= reference["ood"]["training_max"]  # no training slide is OOD
     assert reference["image"]["n_slides"] == TRAIN
@@ -73,7 +113,7 @@ def test_train_stores_the_calibration_and_qc_references(trained):
 
 
 def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_path):
-    from weakstil.confidence import Calibration, scale_sd, small_sample_factor
+    from weakstil.confidence import Calibration, relative_small_sample_factor, scale_sd
     from weakstil.files import SlideScoresFile
     from weakstil.modeldir import ModelDir
 
@@ -85,7 +125,9 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
     table = pd.read_csv(out / "results.csv", keep_default_na=False, dtype={"qc": str})
     assert list(table.columns[:6]) == ["slide_id", "path", "stil", "stil_lower_90", "stil_upper_90", "stil_high"]
     assert "qc" in table.columns
-    offset = Calibration.from_dict(json.loads(ModelDir(trained["model"]).calibration_path.read_text())).offset
+    cal = Calibration.from_dict(json.loads(ModelDir(trained["model"]).calibration_path.read_text()))
+    offset = cal.offset
+    assert cal.tile_df_reference >= 1  # the calibration slides' median degrees of freedom
     label_max = json.loads(ModelDir(trained["model"]).qc_reference_path.read_text())["labels"]["max"]
     assert label_max == pytest.approx(trained["labels"]["stil"].iloc[:TRAIN].max())
     for row in table.itertuples():
@@ -98,10 +140,10 @@ def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_pa
         assert len(json.loads(f.attrs["fold_stils"])) == 3 * settings.MEMBERS  # every fold's every model
         # the fold spread is already in the calibration's residuals: the slide's own uncertainty
         # is its tile standard error alone (not counted twice)
-        # widened by its degrees of freedom (calibration version 3)
+        # widened only when it has fewer degrees of freedom than the calibration slides' median
         assert f.attrs["tile_standard_error_df"] >= 1
-        se = f.attrs["tile_standard_error"] * small_sample_factor(f.attrs["tile_standard_error_df"])
-        u_tiles = scale_sd(f.attrs["stil"], se, offset)
+        factor = relative_small_sample_factor(f.attrs["tile_standard_error_df"], cal.tile_df_reference)
+        u_tiles = scale_sd(f.attrs["stil"], f.attrs["tile_standard_error"] * factor, offset)
         assert f.attrs["interval_uncertainty"] == pytest.approx(float(u_tiles), rel=1e-6)
         reasons = json.loads(f.attrs["qc_reasons"])
         assert sorted(reasons) == sorted(q for q in row.qc.split(";") if q)

@@ -9,7 +9,10 @@ flag                           raised when
 out_of_distribution            the slide's OOD score (mean k-NN distance of its tile embeddings
                                to the training tiles', relative to the training slides',
                                :mod:`weakstil.qc.embedding`) exceeds the threshold set on the
-                               training slides (their leave-slide-out 99th percentile x 1.2)
+                               training slides (their leave-slide-out 99th percentile x 1.2),
+                               or its share of unfamiliar tiles (farther than 99 % of training
+                               tiles are) exceeds the share set on the training slides
+                               (:func:`weakstil.qc.embedding.unfamiliar_reference`)
 few_tumorbed_tiles             fewer than :data:`MIN_BED_TILES` tiles (0.2 mm² at 112 µm tiles)
                                in the tumour bed
 near_threshold                 the sTIL% interval straddles the sTIL-high threshold
@@ -184,6 +187,7 @@ def image_reference(stats: list[ImageStats]) -> dict[str, Any] | None:
 
 
 def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_tiles: int,
+                unfamiliar: tuple[float, int, dict] | None = None,
                 low: float | None, high: float | None, threshold: float, image: ImageStats | None,
                 image_ref: dict[str, Any] | None, min_bed_tiles: int = MIN_BED_TILES,
                 weighting_gap: float | None = None, weighting_threshold: float | None = None,
@@ -198,8 +202,16 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     ``bed_unlike_training``: why the slide's bed is not like the training slides' (``None``: it is);
     ``base_mpp``: the slide's finest µm/px as read (after ``--slide-mpp``), ``target_mpp``: the model's."""
     why: dict[str, str] = {}
+    ood = []
     if ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
-        why[Flag.OUT_OF_DISTRIBUTION.value] = f"OOD score {ood_score:.2f} > {ood_threshold:.2f}"
+        ood.append(f"OOD score {ood_score:.2f} > {ood_threshold:.2f}")
+    if unfamiliar is not None and unfamiliar[2]:
+        share, count, rule = unfamiliar
+        if math.isfinite(share) and share > float(rule["share_threshold"]) and count >= int(rule.get("min_tiles", 1)):
+            ood.append(f"{100 * share:.0f}% of its tiles ({count}) unlike any training tile > "
+                       f"{100 * float(rule['share_threshold']):.0f}%")
+    if ood:
+        why[Flag.OUT_OF_DISTRIBUTION.value] = "; ".join(ood)
     if n_bed_tiles < min_bed_tiles:
         why[Flag.FEW_TUMORBED_TILES.value] = f"{n_bed_tiles} tumour-bed tiles < {min_bed_tiles}"
     if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) and low < threshold <= high:

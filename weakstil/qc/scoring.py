@@ -21,6 +21,7 @@ import numpy as np
 from weakstil.confidence import LEVEL, Calibration, CalibrationError, interval_columns, tile_standard_error_df
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import ModelDir
+from weakstil.qc.embedding import unfamiliar_share
 from weakstil.qc.flags import MIN_BED_TILES, bed_unlike_training, join, slide_flags, weighting_gap
 from weakstil.qc.shift import slide_shift_from_stats
 
@@ -100,12 +101,18 @@ class SlideAssessor:
 
         bag = bank.bags[0]
         attrs: dict[str, Any] = {"interval_level": self.level}
-        ood_score = ood_thr = distance = None
+        ood_score = ood_thr = distance = unfamiliar = None
         if self.embedding is not None:
-            distance = self.embedding.distance(bank.raw_slide_features(0).float().cpu().numpy(), seed=seed)
+            tile_d = self.embedding.tile_distances(bank.raw_slide_features(0).float().cpu().numpy(), seed=seed)
+            distance = float(tile_d.mean()) if len(tile_d) else math.nan
             ood_score = distance / self.embedding.median_distance
             ood_thr = (self.reference.get("ood") or {}).get("threshold")
             attrs["ood_score"], attrs["ood_threshold"] = ood_score, ood_thr
+            rule = (self.reference.get("ood") or {}).get("unfamiliar") or {}  # absent in models trained before it
+            if rule:
+                share, count = unfamiliar_share(tile_d, rule)
+                unfamiliar = (share, count, rule)
+                attrs["ood_unfamiliar_share"], attrs["ood_unfamiliar_threshold"] = share, rule["share_threshold"]
         image_ref = self.reference.get("image")
         image = None
         with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
@@ -125,8 +132,8 @@ class SlideAssessor:
             if self.calibration is not None and self.calibration.usable:
                 cal = self.calibration
                 u = cal.uncertainty(stil, se, folds, se_df)
-                shift = slide_shift_from_stats(cal.shift_reference, distance, image,
-                                               (image_ref or {}).get("stain")) if cal.shift_reference else 0.0
+                shift = slide_shift_from_stats(cal.shift_reference, distance, image, (image_ref or {}).get("stain"),
+                                               unfamiliar[0] if unfamiliar else None) if cal.shift_reference else 0.0
                 lo, hi = cal.interval(stil, u, shift)
                 low, high = float(lo), float(hi)
                 if not math.isfinite(se):  # one weighted tile: its sampling error is unknown, not zero
@@ -137,7 +144,8 @@ class SlideAssessor:
         gap = weighting_gap(scores.tile_stil, bag.tile_mask, stil)  # of the published tiles, as a user sees them
         gap_thr = (self.reference.get("weighting") or {}).get("threshold")
         attrs["weighting_gap"], attrs["weighting_threshold"] = gap, gap_thr
-        flags, why = slide_flags(ood_score=ood_score, ood_threshold=ood_thr, n_bed_tiles=n_bed_tiles,
+        flags, why = slide_flags(ood_score=ood_score, ood_threshold=ood_thr, unfamiliar=unfamiliar,
+                                 n_bed_tiles=n_bed_tiles,
                                  low=low, high=high, threshold=threshold, image=image, image_ref=image_ref,
                                  min_bed_tiles=min_tiles, weighting_gap=gap, weighting_threshold=gap_thr,
                                  stil=stil, label_max=(self.reference.get("labels") or {}).get("max"),

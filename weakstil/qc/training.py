@@ -27,10 +27,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from weakstil.atomic import atomic_path
-from weakstil.confidence import (Calibration, calibrate, conformal_quantile, interval_columns, small_sample_factor,
-                                 tile_standard_error_df)
+from weakstil.confidence import Calibration, calibrate, conformal_quantile, interval_columns, tile_standard_error_df
 from weakstil.modeldir import ModelDir
-from weakstil.qc.embedding import fit_reference, ood_threshold
+from weakstil.qc.embedding import fit_reference, ood_threshold, unfamiliar_reference
 from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
                                weighting_reference)
 from weakstil.qc.image import ImageStats, slide_image_stats
@@ -104,10 +103,14 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     ood_scores = distances / ref.median_distance
     ood_thr = ood_threshold(ood_scores)
     table["ood_score"] = ood_scores
+    unfamiliar, unfamiliar_shares, unfamiliar_counts = unfamiliar_reference(ref, feats, seed=seed)
+    table["unfamiliar_share"] = unfamiliar_shares
     group_ids = np.arange(n) if groups is None else np.asarray(groups)
     # each slide against the other centres only (as the leave-centre-out CV predicted it)
-    embedding_lgo = leave_group_out_distances(ref, feats, group_ids, seed=seed)
+    embedding_lgo, unfamiliar_lgo = leave_group_out_distances(ref, feats, group_ids, seed=seed,
+                                                              tile_threshold=unfamiliar.get("tile_threshold", math.inf))
     table["embedding_distance_lgo"] = embedding_lgo
+    table["unfamiliar_share_lgo"] = unfamiliar_lgo
     del feats
 
     # 2. image statistics of the training slides: stain range, focus, ink
@@ -117,8 +120,9 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     flat = pd.DataFrame([s.flat() if s is not None else {} for s in stats])
     table = pd.concat([table, flat], axis=1)
     stain_lgo = leave_group_out_stain(stats, group_ids) if measured else None
-    shift_ref = shift_reference(embedding_lgo, stain_lgo)
-    shift = np.array([slide_shift(shift_ref, embedding_distance=embedding_lgo[i],
+    shift_ref = shift_reference(embedding_lgo, stain_lgo, unfamiliar_lgo if unfamiliar else None,
+                                unfamiliar.get("share_threshold"))
+    shift = np.array([slide_shift(shift_ref, embedding_distance=embedding_lgo[i], unfamiliar_share=unfamiliar_lgo[i],
                                   stain=stain_lgo[i] if stain_lgo else None) for i in range(n)])
     table["shift"] = shift
 
@@ -132,8 +136,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         pred = np.array([s.stil for s in oof], float)
         se_df = np.array([tile_standard_error_df(s.tile_scores, s.weights, b.coords, b.tile_size_level0)
                           for s, b in zip(oof, bank.bags)], float).reshape(-1, 2)
-        se = se_df[:, 0] * np.array([small_sample_factor(df) for df in se_df[:, 1]])  # as scoring widens it
-        cal = calibrate(labels, pred, se, shift=shift)
+        cal = calibrate(labels, pred, se_df[:, 0], shift=shift, tile_df=se_df[:, 1])
+        se = cal.widened_se(np.nan_to_num(se_df[:, 0]), se_df[:, 1])  # fewer degrees of freedom than most: wider
         cal.shift_reference = shift_ref
         # every slide's interval calibrated on the others (what a new slide would get)
         from weakstil.confidence import scale_sd, to_scale
@@ -168,7 +172,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                               "median_distance": ref.median_distance, "neighbours": ref.neighbours,
                                               "components": int(ref.components.shape[1]),
                                               "reference_tiles": int(len(ref.reference)),
-                                              "training_max": float(np.nanmax(ood_scores))},
+                                              "training_max": float(np.nanmax(ood_scores)),
+                                              "unfamiliar": unfamiliar},
                  "few_tumorbed_tiles": {"min_tiles": MIN_BED_TILES}, "near_threshold": {"threshold": float(threshold)},
                  "image": image_ref, "weighting": weighting_reference(gaps), "labels": label_reference(labels)}
     weighting_thr = (reference["weighting"] or {}).get("threshold")
@@ -181,6 +186,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         low = table[low_col][i] if low_col in table else None
         high = table[high_col][i] if high_col in table else None
         flags, _ = slide_flags(ood_score=float(ood_scores[i]), ood_threshold=ood_thr,
+                               unfamiliar=(float(unfamiliar_shares[i]), int(unfamiliar_counts[i]), unfamiliar),
                                n_bed_tiles=int(table["n_tumorbed_tiles"][i]), low=low, high=high, threshold=threshold,
                                image=stats[i], image_ref=image_ref, weighting_gap=float(gaps[i]),
                                weighting_threshold=weighting_thr,
