@@ -630,9 +630,11 @@ def test_the_max_slides_warning_names_the_slides_left_out(cohort, tmp_path, capl
     assert said.endswith(f"not on {cohort['ids'][3]}")
 
 
-def test_tumorbed_train_finds_a_cohort_slide_by_its_csv_id_or_file_name(cohort, tmp_path):
+def test_tumorbed_train_finds_a_cohort_slide_by_its_csv_id_or_file_name(cohort, tmp_path, monkeypatch):
     """--cohort with its own ids ('patientA' for synth_0000.tiff): the features are named after the
-    slide file and the annotation after either, as train --annotations finds them (hunt 8a #7)."""
+    slide file and the annotation after either, as train --annotations finds them (hunt 8a #7).
+    model.json records the annotation folder given relative as an absolute path, and no seed: the
+    training has no random step (hunt 10 #7)."""
     from weakstil.tumorbed import train_tumorbed_from_cache
 
     ids = cohort["ids"]
@@ -641,6 +643,112 @@ def test_tumorbed_train_finds_a_cohort_slide_by_its_csv_id_or_file_name(cohort, 
     shutil.copy(next(cohort["truth"].glob(f"{ids[0]}*.geojson")), annotations / "patientA.geojson")
     shutil.copy(next(cohort["truth"].glob(f"{ids[1]}*.geojson")), annotations / f"{ids[1]}.geojson")
     slide_paths = {"patientA": f"slides/{ids[0]}.tiff", "patientB": f"slides/{ids[1]}.tiff"}
-    detector = train_tumorbed_from_cache(cohort["features"], annotations, slide_ids=list(slide_paths),
+    monkeypatch.chdir(tmp_path)
+    detector = train_tumorbed_from_cache(cohort["features"], Path("annotations"), slide_ids=list(slide_paths),
                                          slide_paths=slide_paths)
     assert detector.meta["slide_ids"] == ["patientA", "patientB"]
+    assert detector.meta["annotations"] == str(annotations.resolve())
+    assert "seed" not in detector.meta and "whatever --seed" in detector.meta["deterministic"]
+
+
+@pytest.mark.parametrize("attr, value, said", [("mpp", 1.0, "mpp 1.0 (majority: 0.5)"),
+                                               ("stain_norm", "none", "stain_norm none (majority: macenko)")])
+def test_tumorbed_train_refuses_features_of_two_tile_grids_or_stain_norms(cohort, tmp_path, attr, value, said):
+    """As 'weakstil train' does: a detector records one tiling and stain normalisation, and refused
+    its own training slides of the other (hunt 10 #1, #2). Refused before any training."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.tumorbed import train_tumorbed_from_cache
+
+    mixed = tmp_path / "mixed"
+    shutil.copytree(cohort["features"], mixed)
+    with h5py.File(mixed / f"{cohort['ids'][0]}.h5", "a") as f:  # as if embedded with --mpp 1.0 / --stain-norm
+        f.attrs[attr] = value
+        key = json.loads(f.attrs["tiling_key"])
+        f.attrs["tiling_key"] = json.dumps({**key, **({attr: value} if attr in key else {})})
+    with pytest.raises(WeakSTILError, match="different encoders, stain normalisations or tile settings") as err:
+        train_tumorbed_from_cache(mixed, cohort["truth"])
+    assert said in err.value.message and f"{cohort['ids'][0]}.h5" in err.value.message
+    assert err.value.path == str(mixed)
+
+
+def test_a_detector_refuses_features_of_another_stain_norm(cohort, detector, tmp_path):
+    """A detector trained on raw features is refused on macenko-normalised ones (the card's), at once
+    for the batch (hunt 10 #2); one from before model.json recorded stain_norm is still used."""
+    meta = json.loads((detector / "model.json").read_text())
+    assert meta["features"]["stain_norm"] == "macenko"
+    feature = cohort["features"] / f"{cohort['ids'][0]}.h5"
+    for name, stain_norm, rc in (("raw", "none", 1), ("older", None, 0)):
+        edited = tmp_path / name
+        shutil.copytree(detector, edited)
+        meta["features"]["stain_norm"] = stain_norm
+        if stain_norm is None:
+            meta["features"].pop("stain_norm")
+        (edited / "model.json").write_text(json.dumps(meta))
+        proc = run_cli("tumorbed", "apply", feature, "--out", tmp_path / f"beds_{name}", "--tumorbed", edited)
+        assert proc.returncode == rc, proc.stderr
+    [error] = _errors(proc := run_cli("tumorbed", "apply", feature, "--out", tmp_path / "beds_m", "--tumorbed",
+                                       tmp_path / "raw"))
+    assert "trained on features embedded with --stain-norm none, but these features with --stain-norm macenko" \
+        in error and "(all 1 feature files)" in error
+    assert not (tmp_path / "beds_m").exists()
+
+
+def test_apply_finds_annotations_by_a_cohort_slide_id(cohort, detector, tmp_path):
+    """Annotations named by a cohort CSV's slide_id (P0 for synth_0000.tiff): 'tumorbed apply --cohort'
+    finds them as 'tumorbed train --cohort' does; without it a warning names the unused files, not
+    a silent detector bed (hunt 10 #3)."""
+    ids = cohort["ids"][:2]
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    for i, sid in enumerate(ids):
+        shutil.copy(next(cohort["truth"].glob(f"{sid}*.geojson")), annotations / f"P{i}.geojson")
+    other = cohort["ids"][3]  # another slide's outline, its features beside the given ones: not named
+    shutil.copy(next(cohort["truth"].glob(f"{other}*.geojson")), annotations / f"{other}.geojson")
+    csv = tmp_path / "cohort.csv"
+    csv.write_text("slide_id,path,stil\n" + "".join(f"P{i},slides/{sid}.tiff,10\n" for i, sid in enumerate(ids)))
+    features = [cohort["features"] / f"{sid}.h5" for sid in cohort["ids"][:3]]
+    common = ("--annotations", annotations, "--tumorbed", detector)
+    proc = run_cli("tumorbed", "apply", *features, "--out", tmp_path / "plain", *common)
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join(proc.stderr.split())
+    assert "2 annotation file(s) match no slide" in said and "P0.geojson, P1.geojson)" in said
+    assert "--cohort" in said and all("from model" in line for line in proc.stdout.splitlines())
+    proc = run_cli("tumorbed", "apply", *features, "--out", tmp_path / "beds", *common, "--cohort", csv)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"{ids[0]} (P0)", f"{ids[1]} (P1)"]
+    assert all("from annotation" in line for line in lines)
+    assert "match no slide" not in proc.stderr and f"left out: {cohort['ids'][2]}" in " ".join(proc.stderr.split())
+    with h5py.File(tmp_path / "beds" / f"{ids[0]}.h5") as f:
+        assert f.attrs["slide_id"] == "P0" and f.attrs["annotation_path"].endswith("P0.geojson")
+    assert not (tmp_path / "beds" / f"{cohort['ids'][2]}.h5").exists()
+
+
+def test_evaluate_says_which_slides_were_scored_after_a_bed_fallback(cohort, detector, trained, tmp_path):
+    """predictions.csv carries each slide's bed source, and a slide scored over the whole tissue
+    after a bed fallback has score's status, not 'ok'; metrics.json names no detector when every bed
+    was precomputed (hunt 10 #4)."""
+    never = tmp_path / "never"
+    shutil.copytree(detector, never)
+    meta = json.loads((never / "model.json").read_text())
+    meta["shape"]["seed_threshold"] = 2.0  # no evidence reaches it: every bed falls back to the tissue
+    (never / "model.json").write_text(json.dumps(meta))
+    fallback = cohort["ids"][:2]
+    beds = tmp_path / "beds"
+    shutil.copytree(cohort["beds"], beds)  # annotation beds; the first two slides' replaced by fallbacks
+    proc = run_cli("tumorbed", "apply", *(cohort["features"] / f"{sid}.h5" for sid in fallback), "--out", beds,
+                   "--tumorbed", never)
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "ev"
+    proc = run_cli("evaluate", cohort["root"] / "train.csv", "--model", trained["beds"][0], "--features",
+                   cohort["features"], "--tumorbed-beds", beds, "--tumorbed", detector, "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    table = pd.read_csv(out / "predictions.csv").set_index("slide_id")
+    assert list(table.columns[-3:]) == ["tumorbed_source", "status", "training_slide"]
+    assert (table.loc[fallback, "tumorbed_source"] == "tissue-fallback").all()
+    assert (table.loc[fallback, "status"] == "bed fallback: tissue").all() and table["stil_pred"].notna().all()
+    rest = table.drop(index=fallback)
+    assert (rest["tumorbed_source"] == "annotation").all() and (rest["status"] == "ok").all()
+    record = json.loads((out / "metrics.json").read_text())["tumorbeds"]
+    assert record["detector"] is None and record["detector_path"] is None, record  # given, never run
+    assert record["slides"] == {"annotation": SLIDES - 2, "tissue-fallback": 2, "precomputed": SLIDES}

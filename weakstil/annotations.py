@@ -144,9 +144,12 @@ def check_inside(multipolygon, width: int, height: int, path: str | Path):
     inside = multipolygon.intersection(slide_box)
     if multipolygon.area == 0 or inside.area < 0.5 * multipolygon.area:
         minx, miny, maxx, maxy = multipolygon.bounds
+        # a part on the slide is said as a share: an outline half off the slide is not 'outside' it
+        what = "polygons lie" if multipolygon.area == 0 or inside.area == 0 else \
+            f"{100 * (1 - inside.area / multipolygon.area):.1f}% of the polygons' area lies"
         raise AnnotationError(
-            f"polygons lie outside the slide (bounds {minx:.7g},{miny:.7g}-{maxx:.7g},{maxy:.7g} px; "
-            f"slide is {width}x{height} px)",
+            f"{what} outside the slide (bounds {minx:.7g},{miny:.7g}-{maxx:.7g},{maxy:.7g} px; "
+            f"slide is {width}x{height} px; at least half of the area must lie on the slide)",
             path=path,
             fix="export the annotation in level-0 pixel coordinates of this slide",
         )

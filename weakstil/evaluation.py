@@ -103,7 +103,7 @@ def write_predictions(pred: pd.DataFrame, path: str | Path, threshold: float = S
     # a slide without a prediction (no tumour bed) has no high/low call either: empty, not 0
     out["high_pred"] = pd.Series(called_high(out["stil_pred"], threshold), index=out.index).astype("Int64").where(
         out["stil_pred"].notna())
-    extra = [c for c in ("status", "training_slide") if c in out]  # after the usual columns
+    extra = [c for c in ("tumorbed_source", "status", "training_slide") if c in out]  # after the usual columns
     out = out[[c for c in out.columns if c not in extra] + extra]
     with atomic_path(path) as tmp:
         out.to_csv(tmp, index=False, float_format="%.4f")
@@ -297,7 +297,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     from weakstil.mil.identity import check_features_match_model
     from weakstil.modeldir import TILES_DIR, ModelDir
     from weakstil.runtime import resolve_device, sha256_file
-    from weakstil.score import STATUS_NO_BED, STATUS_OK
+    from weakstil.score import STATUS_BED_FALLBACK, STATUS_NO_BED, STATUS_OK
 
     models, meta = load_scoring_models(model_dir, scoring)
     model = models[0]
@@ -308,6 +308,11 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     skip = ("tissue_mask",) if model.arch.tile_stats else ("tissue_mask", "tile_stats")
     caches = [FeaturesFile.read(p, skip=skip) for p in paths]
     bed_record = _bed_sources(caches, tumorbeds, beds)
+    # per slide, in score's words (results.csv tumorbed_source): a slide scored over the whole tissue
+    # after a bed fallback is said so, not 'ok'
+    source_of = dict(beds.source_of) if tumorbeds is not None else {
+        sid: "feature file" if c.tumorbed is not None and len(c.tumorbed) == len(c.coords) else "tissue"
+        for sid, c in zip(ids, caches)}
     unlike = _beds_unlike_training(bed_record, meta, len(ids), model_dir)
     no_bed = [sid for sid, c in zip(ids, caches) if _bed_is_empty(sid, c, tumorbeds)]
     for sid in no_bed:
@@ -347,7 +352,9 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
             "n_models": len(models), "scoring": how})
     pred = pd.DataFrame({"slide_id": ids, "stil_true": cohort.labels, "stil_pred": [stil.get(s, np.nan) for s in ids],
                          "group": cohort.groups,
-                         "status": [STATUS_NO_BED if s in left_out else STATUS_OK for s in ids]})
+                         "tumorbed_source": [source_of.get(s, "") for s in ids],
+                         "status": [STATUS_NO_BED if s in left_out else STATUS_BED_FALLBACK
+                                    if source_of.get(s) == "tissue-fallback" else STATUS_OK for s in ids]})
     trained_on = training_slide_ids(model_dir, meta)
     scans = training_fingerprints(model_dir)
     renamed = {sid: scans[fp] for sid, fp in fingerprint_of.items() if fp in scans and scans[fp] != sid}
@@ -376,7 +383,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     pred["training_slide"] = pd.array([None if known is None else s in known for s in ids], dtype="boolean")
     write_predictions(pred, out_dir / "predictions.csv", threshold)
     title = f"evaluate, in-sample: {len(seen)} of {len(stil)} training slides" if seen else "evaluate"
-    return write_metrics(pred[pred["stil_pred"].notna()].drop(columns=["status", "training_slide"]), out_dir,
+    return write_metrics(pred[pred["stil_pred"].notna()].drop(columns=["tumorbed_source", "status", "training_slide"]), out_dir,
                          threshold=threshold, title=title, color_groups=cohort.group_column is not None, extra={
                              "mode": "model", "model": str(model_dir), "model_sha256": model_sha,
                              "model_id": f"{model_dir.name}@{str(meta.get('weights_sha256'))[:12]}",  # as in score

@@ -10,7 +10,7 @@ import typer
 
 from weakstil import settings
 from weakstil.cli.options import (AggregatorOpt, AnnotationsOpt, CohortArg, DeviceOpt, EpochsOpt, FeaturesOpt,
-                                  FoldsOpt, GroupColumnOpt, LossOpt, ModelOpt, OutOpt, OverwriteOpt,
+                                  EvalGroupColumnOpt, FoldsOpt, GroupColumnOpt, LossOpt, ModelOpt, OutOpt, OverwriteOpt,
                                   ScoringOpt, ScoringOverrideOpt, StoppingOpt, SeedOpt, SlideMppOpt, StromaWeightOpt, TileStatsOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt,
                                   in_range)
 from weakstil.errors import UsageError
@@ -115,7 +115,7 @@ def evaluate(
         Optional[Path],
         typer.Option("--oof", help="Evaluate saved predictions (MODEL/cv/oof_predictions.csv) instead of a model."),
     ] = None,
-    group_column: GroupColumnOpt = None,
+    group_column: EvalGroupColumnOpt = None,
     threshold: StilThresholdOpt = None,
     device: DeviceOpt = settings.DEVICE,
     threads: ThreadsOpt = 0,

@@ -167,6 +167,12 @@ GroupColumnOpt = Annotated[
     typer.Option("--group-column", help="Cohort column whose groups (patient, centre) never straddle a CV split; "
                  "default 'group' when present, 'none' to split by slide."),
 ]
+#: evaluate does no cross-validation: there the column only names each slide's group.
+EvalGroupColumnOpt = Annotated[
+    Optional[str],
+    typer.Option("--group-column", help="Cohort column of each slide's group (patient, centre): the scatter plot is "
+                 "coloured by it and predictions.csv names it; default 'group' when present, 'none' for no groups."),
+]
 StilThresholdOpt = Annotated[
     Optional[float], typer.Option("--threshold", help="sTIL-high cut-off in % (high means >= it; evaluate and "
                                   f"score default to the model's, train to {settings.STIL_THRESHOLD:g}).",

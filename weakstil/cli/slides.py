@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -66,7 +66,10 @@ def info(slides: SlidesArg, slide_mpp: SlideMppOpt = None) -> None:
 
 
 def synth(
-    out: Annotated[Path, typer.Argument(help="Output directory of the synthetic cohort.", callback=out_dir)],
+    out: Annotated[Optional[Path], typer.Argument(help="Output directory of the synthetic cohort (or --out).",
+                                                  callback=out_dir, show_default=False)] = None,
+    out_option: Annotated[Optional[Path], typer.Option("--out", "-o", help="Output directory of the synthetic "
+                                                       "cohort (as the positional OUT).", callback=out_dir)] = None,
     slides: Annotated[int, typer.Option("--slides", "-n", help="Number of slides.",
                                         callback=in_range(*settings.SYNTH_SLIDES_RANGE))] = 8,
     seed: SeedOpt = settings.SEED,
@@ -83,8 +86,15 @@ def synth(
     """Generate a synthetic H&E cohort with exact sTIL truth (slides, labels.csv, truth masks)."""
     from weakstil.locks import hold_folder
     from weakstil.outputdir import check_own_folder, mark
+    from weakstil.errors import UsageError
     from weakstil.synth import generate_cohort
 
+    # --out as every other writer spells it; the positional folder of earlier versions still works
+    if out is not None and out_option is not None and out.resolve() != out_option.resolve():
+        raise UsageError(f"two output folders given: {out} and --out {out_option}", fix="give one of them")
+    out = out or out_option
+    if out is None:
+        raise UsageError("no output folder", fix="give one: weakstil synth --out DIR (or weakstil synth DIR)")
     check_own_folder(out, "synth")  # never into a lab's cohort, a model or another command's folder
     with hold_folder(out, "synth"):
         # marked first: a run stopped half-way leaves a folder a rerun knows for its own and continues

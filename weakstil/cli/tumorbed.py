@@ -12,7 +12,7 @@ from weakstil import settings
 from weakstil.cli.batch import for_each_slide, unique_ids
 from weakstil.cli.errors import Failures
 from weakstil.cli.options import (AnnotationsDirOpt, AnnotationsOpt, FeatureFilesArg, FeaturesDirOpt,
-                                  OutOpt, OverwriteOpt, SeedOpt, TumorBedOpt, expand_slides, in_range)
+                                  OutOpt, OverwriteOpt, TumorBedOpt, expand_slides, in_range)
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.tumorbed.resolver import BedSources
@@ -29,7 +29,9 @@ def tumorbed_train(
     out: OutOpt,
     max_slides: Annotated[int, typer.Option("--max-slides", help="Use at most this many annotated slides.",
                                             callback=in_range(1, 100_000))] = 10,
-    seed: SeedOpt = settings.SEED,
+    seed: Annotated[int, typer.Option("--seed", help="Unused, kept for scripts: training has no random step (the "
+                                      "same slides and annotations give the same detector).",
+                                      callback=in_range(*settings.SEED_RANGE))] = settings.SEED,
     cohort: Annotated[Optional[Path], typer.Option("--cohort", help="Only this cohort CSV's slides, in its order "
                                                    "(default: every slide in --features).")] = None,
     lymphoid_veto: Annotated[bool, typer.Option("--lymphoid-veto/--no-lymphoid-veto",
@@ -79,6 +81,10 @@ def tumorbed_apply(
     out: OutOpt,
     annotations: AnnotationsOpt = None,
     tumorbed: TumorBedOpt = None,
+    cohort: Annotated[Optional[Path], typer.Option("--cohort", help="Only this cohort CSV's slides, named by its "
+                                                   "slide_id (annotations <slide_id>.geojson are found by it, as "
+                                                   "by the slide file's name); feature files of other slides are "
+                                                   "left out.")] = None,
 ) -> None:
     """Each slide's tumour bed (annotation > detector > whole tissue), written once for checking
     and reuse: OUT/<slide_id>.h5 (per-tile flags, mask, tumour evidence, provenance) and
@@ -102,16 +108,68 @@ def tumorbed_apply(
     sources = BedSources.open(annotations=annotations, detector=tumorbed)
     failures = Failures()
     paths = unique_ids(expand_slides(features), failures, id_of=lambda p: Path(p).stem)
+    ids = {Path(p).stem: Path(p).stem for p in paths}
+    if cohort is not None:
+        ids = cohort_ids(cohort, paths)
+        paths = [p for p in paths if Path(p).stem in ids]
+    if annotations is not None:
+        warn_unmatched_annotations(annotations, ids, paths)
     if sources.detector is not None:
         check_detector_fits_some(sources, paths)
 
     def one(path: Path) -> None:
-        applied = apply_tumorbed(path, out, sources)
+        applied = apply_tumorbed(path, out, sources, slide_id=ids[Path(path).stem])
         mark(out, "tumorbed apply")
         typer.echo(applied.summary())
 
     for_each_slide(paths, failures, lambda p: slide_file(out, Path(p).stem), one)
     failures.exit()
+
+
+def cohort_ids(cohort: Path, paths: list) -> dict[str, str]:
+    """Feature file name -> the cohort CSV's slide_id, for the feature files of its slides (found by
+    the id or by the slide file's name, as 'weakstil embed' names them); the others are named in a
+    warning and left out, as 'tumorbed train --cohort' leaves them out."""
+    from weakstil.cohort import read_cohort
+    from weakstil.errors import UsageError
+    from weakstil.slide import slide_id_from_path
+
+    table = read_cohort(cohort, check_files=False).table
+    by_name = {}
+    for sid, slide in zip(table["slide_id"], table["path"]):
+        by_name.setdefault(str(sid), str(sid))
+        by_name.setdefault(slide_id_from_path(slide), str(sid))
+    stems = [Path(p).stem for p in paths]
+    ids = {stem: by_name[stem] for stem in stems if stem in by_name}
+    outside = [stem for stem in stems if stem not in ids]
+    if not ids:
+        raise UsageError(f"none of the {len(stems)} feature files is of a slide in the cohort (e.g. {stems[0]})"
+                         if stems else "no feature files given", path=cohort,
+                         fix="pass the cohort's feature files (named by its slide_id or by its slide files' names)")
+    if outside:
+        log.warning("%s: %d feature file(s) are of slides not in the cohort and are left out: %s%s", cohort,
+                    len(outside), ", ".join(outside[:5]), " ..." if len(outside) > 5 else "")
+    return ids
+
+
+def warn_unmatched_annotations(annotations: Path, ids: dict[str, str], paths: list) -> None:
+    """Annotation files that match no slide, when some slide given has no annotation of its own:
+    likely a misnamed file (or one named by a cohort's slide_id), which would go unused without a
+    word while that slide gets the detector's bed. Files of other slides with features beside the
+    given ones are not named (the workflow applies one slide at a time with the whole folder)."""
+    from weakstil.annotations import find_annotation, unmatched_annotations
+
+    missing = [stem for stem, sid in ids.items()
+               if find_annotation(annotations, sid) is None and find_annotation(annotations, stem) is None]
+    embedded = {f.stem for folder in {Path(p).parent for p in paths} for f in folder.glob("*.h5")} if missing else set()
+    unused = unmatched_annotations(annotations, [*ids, *ids.values(), *embedded]) if missing else []
+    if unused:
+        log.warning("%s: %d annotation file(s) match no slide and are not used (%s%s), while %d "
+                    "slide(s) have none (%s%s)%s", annotations, len(unused), ", ".join(p.name for p in unused[:5]),
+                    " ..." if len(unused) > 5 else "", len(missing), ", ".join(missing[:5]),
+                    " ..." if len(missing) > 5 else "",
+                    "" if any(sid != stem for stem, sid in ids.items()) else
+                    "; annotations named by a cohort CSV's slide_id are found with --cohort CSV")
 
 
 def check_detector_fits_some(sources: BedSources, paths: list) -> None:

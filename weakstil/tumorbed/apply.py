@@ -104,9 +104,12 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
                    attrs=attrs).write(path)
 
 
-def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedSources) -> AppliedBed:
+def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedSources,
+                   slide_id: str | None = None) -> AppliedBed:
     """Resolve one slide's tumour bed (annotation > detector > whole tissue) from its feature
-    cache and write ``OUT/<slide_id>.h5`` and ``OUT/<slide_id>.geojson`` (under the slide's lock)."""
+    cache and write ``OUT/<name>.h5`` and ``OUT/<name>.geojson`` (under the slide's lock; ``name``:
+    the feature file's, which is the slide file's). ``slide_id`` (a cohort CSV's id; default the
+    file's name): its annotation is found by either."""
     from weakstil.locks import OutputLock
     from weakstil.outputdir import check_replaceable
 
@@ -125,10 +128,10 @@ def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedS
     if features_path.suffix.lower() != ".h5":  # e.g. the slide itself
         raise WeakSTILError("not a feature cache", path=features_path,
                             fix="pass the <slide_id>.h5 files written by 'weakstil embed' (or a glob of them)")
-    slide_id = features_path.stem  # `weakstil embed` names the cache after the slide
+    name = features_path.stem  # `weakstil embed` names the cache after the slide
     out_dir = Path(out_dir)
-    with OutputLock(slide_file(out_dir, slide_id)):
-        return _apply(features_path, slide_id, out_dir, sources, check_replaceable)
+    with OutputLock(slide_file(out_dir, name)):
+        return _apply(features_path, slide_id or name, out_dir, sources, check_replaceable)
 
 
 def check_features_are_of_their_slide(features: FeaturesFile) -> None:
@@ -173,9 +176,10 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
 
     features = FeaturesFile.read(features_path)
     check_features_are_of_their_slide(features)
-    check_replaceable(slide_file(out_dir, slide_id), BedFile)
-    check_sidecar_replaceable(out_dir / f"{slide_id}.geojson", slide_file(out_dir, slide_id), BedFile)
-    check_outline_not_edited(out_dir / f"{slide_id}.geojson", slide_file(out_dir, slide_id), slide_id)
+    name = features_path.stem  # the files are named as the features: score finds them by the slide file's name
+    check_replaceable(slide_file(out_dir, name), BedFile)
+    check_sidecar_replaceable(out_dir / f"{name}.geojson", slide_file(out_dir, name), BedFile)
+    check_outline_not_edited(out_dir / f"{name}.geojson", slide_file(out_dir, name), slide_id)
     bed = sources.resolve(slide_id, features)
     n_bed = int(bed.tile_flags.sum())
     if bed.source is TumorBedSource.MODEL and n_bed < MIN_BED_TILES:
@@ -190,11 +194,11 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     elif bed.source in (TumorBedSource.MODEL, TumorBedSource.TISSUE_FALLBACK) and sources.detector is not None \
             and sources.detector_path is not None:
         provenance.update(detector_identity(sources.detector, sources.detector_path))
-    geojson_path = out_dir / f"{slide_id}.geojson"
+    geojson_path = out_dir / f"{name}.geojson"
     remove_stale_temps(geojson_path)
     write_geojson(bed_polygons(bed, SlideGeometry.from_file(features)), geojson_path, name=BED_CLASS,
                   label=f"{BED_CLASS} ({bed.source.value})", written_by=BedFile.MADE_BY)
     # the outline as written: an edit of it (QuPath) is not in this bed, and --tumorbed-beds says so
     provenance["outline_sha256"] = sha256_file(geojson_path)
-    h5_path = write_bed(slide_file(out_dir, slide_id), slide_id, features, bed, provenance)
-    return AppliedBed(slide_id, bed, h5_path, geojson_path)
+    h5_path = write_bed(slide_file(out_dir, name), slide_id, features, bed, provenance)
+    return AppliedBed(name if slide_id == name else f"{name} ({slide_id})", bed, h5_path, geojson_path)

@@ -41,6 +41,7 @@ class BedSources:
     used: dict[str, int] = field(default_factory=dict)
     source_of: dict[str, str] = field(default_factory=dict)  #: slide id -> its bed's source, by :meth:`cohort`
     left_out: list[str] = field(default_factory=list)  #: slides training left out: their bed holds no tile
+    detected: int = 0  #: slides whose bed the detector drew in the last :meth:`cohort` (not precomputed)
 
     @classmethod
     def open(cls, *, annotations: str | Path | None = None, beds: str | Path | None = None,
@@ -136,6 +137,7 @@ class BedSources:
                 "the detector's" if self.detector is not None else "the whole tissue")
         if self.detector is not None:
             bed = self.detector.detect_file(features)
+            self.detected += 1
             if bed.source is TumorBedSource.TISSUE_FALLBACK:
                 log.warning("%s: bed fallback: tissue: %s", slide_id, bed.detail)
             elif VETO_SET_ASIDE in bed.seed_vetoes:
@@ -149,6 +151,7 @@ class BedSources:
         if not self.given:
             return None
         flags, sources = {}, {}
+        self.detected = 0
         precomputed = sum(any(find_slide_file(self.beds, n) is not None for n in (sid, Path(path).stem))
                           for sid, path in feature_paths.items())  # found by the CSV's id or the slide file's name
         from weakstil.annotations import AnnotationError, raise_all
@@ -179,12 +182,14 @@ class BedSources:
         return flags
 
     def record(self) -> dict:
-        """Where the beds came from (``model.json`` ``tumorbeds``): the folders, the detector, and
-        how many slides got each source."""
+        """Where the beds came from (``model.json`` ``tumorbeds``): the folders, the detector (only
+        when it drew a slide's bed: a model's bundled detector behind precomputed beds is not named),
+        and how many slides got each source."""
+        ran = self.detector is not None and (self.detected > 0 or not self.used)
         return {"annotations": None if self.annotations is None else str(self.annotations.resolve()),
                 "beds": None if self.beds is None else str(self.beds.resolve()),
-                "detector": None if self.detector is None else self.detector.model_id,
-                "detector_path": None if self.detector_path is None else str(self.detector_path.resolve()),
+                "detector": self.detector.model_id if ran else None,
+                "detector_path": str(self.detector_path.resolve()) if ran and self.detector_path else None,
                 "slides": dict(self.used), **({"left_out_no_tile_in_bed": self.left_out} if self.left_out else {})}
 
 
@@ -203,6 +208,14 @@ def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | 
             f"{tiling['tile_px']} px at {float(tiling['mpp']):g} µm/px, but the features are tiles of {int(tile_px)} px "
             f"at {float(mpp):g} µm/px", path=where, fix="embed at the detector's --mpp and --tile-size, or train a "
             "detector on these features")
+    # the embeddings of stain-normalised tiles are not those of raw ones; a detector from before
+    # model.json recorded the features' stain_norm is not checked
+    trained_norm, got_norm = (detector.meta.get("features") or {}).get("stain_norm"), attr("stain_norm")
+    if trained_norm is not None and got_norm is not None and str(trained_norm) != str(got_norm):
+        raise WeakSTILError(
+            f"tumour-bed detector{f' {detector_path}' if detector_path else ''} was trained on features embedded "
+            f"with --stain-norm {trained_norm}, but these features with --stain-norm {got_norm}", path=where,
+            fix=f"embed with --stain-norm {trained_norm}, or train a detector on these features")
     if enc is None:
         return
 

@@ -326,7 +326,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     final = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
     y_all = np.concatenate([y[u] for y, u in zip(labels, used)])
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
-    meta = {**(meta or {}), "n_slides": len(slides), "slide_ids": [s.slide_id for s in slides], "seed": int(seed),
+    meta = {**(meta or {}), "n_slides": len(slides), "slide_ids": [s.slide_id for s in slides],
+            # no seed recorded: it would claim a choice that changes nothing
+            "deterministic": "no random step (a convex fit from zero weights, full-batch L-BFGS): the same "
+                             "slides and annotations give the same detector whatever --seed",
             "train_tiles": int(len(y_all)), "train_positive_share": float(y_all.mean()),
             "cv": cv, "cv_dice": float(dice.mean()), "cv_dice_min": float(dice.min()),
             "cv_dice_median": float(np.median(dice)),
@@ -359,24 +362,31 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     return detector
 
 
-def _check_one_encoder(paths: list[Path]) -> tuple:
+def _check_one_identity(paths: list[Path]) -> tuple:
     """The (encoder, weights_sha256, tiling) of the annotated slides' features, which must be one; otherwise the
-    error names the files of the fewer encoder(s), not whichever slide happened to differ from the first."""
+    error names the files of the fewer encoder(s), not whichever slide happened to differ from the first. Their
+    tile grid (--mpp, --tile-size, overlap...) and --stain-norm must be one too, as for 'weakstil train': the
+    detector records one of each and would refuse its own training slides of the other."""
     from collections import Counter
 
     from weakstil.files import FeaturesFile
+    from weakstil.mil.identity import check_same_identity
 
-    keys, tiling = {}, None
+    keys, headers, tiling = {}, {}, None
     for path in paths:
         try:
             attrs, _ = FeaturesFile.read_header(path)
         except WeakSTILError:
             continue  # an unreadable file is that slide's own error, when it is read
-        keys[path] = (attrs.get("encoder"), attrs.get("weights_sha256"))
+        keys[path], headers[path] = (attrs.get("encoder"), attrs.get("weights_sha256")), attrs
         if tiling is None and attrs.get("mpp") is not None and attrs.get("tile_px") is not None:
             tiling = {"mpp": float(attrs["mpp"]), "tile_px": int(attrs["tile_px"])}
     counts = Counter(keys.values())
     if len(counts) < 2:
+        try:
+            check_same_identity([p.name for p in headers], list(headers.values()))
+        except WeakSTILError as exc:
+            raise WeakSTILError(exc.message, path=next(iter(headers)).parent, fix=exc.fix) from None
         return (*next(iter(counts), (None, None)), tiling)
     (common, n_common), = counts.most_common(1)
     odd = [p for p, k in keys.items() if k != common]
@@ -427,7 +437,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     chosen: list[AnnotatedSlide] = []
     bad: list[AnnotationError] = []
     annotated = [sid for sid in slide_ids if annotation_of(sid) is not None and features_of(sid).is_file()]
-    identity = _check_one_encoder([features_of(sid) for sid in annotated])
+    identity = _check_one_identity([features_of(sid) for sid in annotated])
     no_tile: list[str] = []
     measured: dict = {}
     visited: set[str] = set()
@@ -468,7 +478,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                             f" that covers a tissue tile ({len(no_tile)} cover none)" if no_tile else ""),
                             path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
-    meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(annotations),
+    meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(Path(annotations).resolve()),
             "features": measured,  # how its training slides' stain was estimated: checked where applied
             **({"tiling": identity[2]} if identity[2] else {}),  # the tiles it learned: checked where applied
             "model_id": f"tumorbed-{len(chosen)}slides"}
