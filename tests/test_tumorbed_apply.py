@@ -749,6 +749,9 @@ def test_evaluate_says_which_slides_were_scored_after_a_bed_fallback(cohort, det
     assert (table.loc[fallback, "status"] == "bed fallback: tissue").all() and table["stil_pred"].notna().all()
     rest = table.drop(index=fallback)
     assert (rest["tumorbed_source"] == "annotation").all() and (rest["status"] == "ok").all()
+    from weakstil.tumorbed import TumorBedDetector
+
     record = json.loads((out / "metrics.json").read_text())["tumorbeds"]
-    assert record["detector"] is None and record["detector_path"] is None, record  # given, never run
+    assert record["detector"] is None and record["detector_path"] is None, record  # given, never run ...
+    assert record["detector_not_used"] == TumorBedDetector.load(detector).model_id  # ... and named as such
     assert record["slides"] == {"annotation": SLIDES - 2, "tissue-fallback": 2, "precomputed": SLIDES}

@@ -156,7 +156,7 @@ def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.qc.scoring import SlideAssessor
     from weakstil.runtime import resolve_device, sha256_file
     from weakstil.scoring_encoder import check_encoder_files
-    from weakstil.tumorbed.resolver import BedSources
+    from weakstil.tumorbed.resolver import BedSources, trained_detector
 
     resolve_device(opts.device)  # a GPU this machine lacks: one usage error, not an error row per slide
     models, meta = load_scoring_models(opts.model)
@@ -174,7 +174,7 @@ def open_context(opts: ScoreOptions) -> _Context:
         enc = meta["encoder"]
         check_detector_matches(beds.detector, {"encoder": enc.get("name"), "weights_sha256": enc["weights_sha256"],
                                                **(meta.get("features") or {})}, beds.detector_path or opts.model)
-    trained_with = (assessor.training_beds or {}).get("detector")
+    trained_with = trained_detector(assessor.training_beds)
     if opts.tumorbed_model is None and beds.detector is not None and trained_with \
             and beds.detector.model_id != trained_with:  # MODEL/tumorbed replaced after training
         log.warning("%s: the bundled detector %s is not the one the model was trained with (%s)", beds.detector_path,

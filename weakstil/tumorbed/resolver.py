@@ -186,11 +186,22 @@ class BedSources:
         when it drew a slide's bed: a model's bundled detector behind precomputed beds is not named),
         and how many slides got each source."""
         ran = self.detector is not None and (self.detected > 0 or not self.used)
+        # a detector given but never run is still named apart: score warns when a model's bundled
+        # detector is not the one it was trained beside (:func:`trained_detector`)
+        unused = {"detector_not_used": self.detector.model_id} if self.detector is not None and not ran else {}
         return {"annotations": None if self.annotations is None else str(self.annotations.resolve()),
                 "beds": None if self.beds is None else str(self.beds.resolve()),
                 "detector": self.detector.model_id if ran else None,
                 "detector_path": str(self.detector_path.resolve()) if ran and self.detector_path else None,
-                "slides": dict(self.used), **({"left_out_no_tile_in_bed": self.left_out} if self.left_out else {})}
+                "slides": dict(self.used), **unused,
+                **({"left_out_no_tile_in_bed": self.left_out} if self.left_out else {})}
+
+
+def trained_detector(record: dict | None) -> str | None:
+    """The detector a model was trained beside (its ``tumorbeds`` record): the one that drew beds,
+    else one given that drew none."""
+    record = record or {}
+    return record.get("detector") or record.get("detector_not_used")
 
 
 def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | dict, where: str | Path,
