@@ -525,3 +525,23 @@ def test_a_not_bed_class_drawn_inside_the_tumour_is_cut_out_of_it(tmp_path):
     path.write_text(json.dumps(geojson([feature("Normal", square(0, 0, 3000, 3000)),
                                         feature("Tumor", square(1000, 1000, 2000, 2000))])))
     assert load_polygons(path).area == pytest.approx(1000 * 1000)
+
+
+def test_asap_ungrouped_areas_are_unclassified_and_lymphocyte_classes_are_the_beds_own(tmp_path):
+    """Hunt 10c #1: ASAP writes PartOfGroup="None" for an annotation in no group (its default); the
+    name read as a negation ("non...") refused the file, or made a small 'Stroma' area the bed.
+    #2: a 'Lymphocytes' area drawn inside the tumour was cut out of the bed (it is the bed's
+    infiltrate); a lymph node still is not the bed."""
+    path = tmp_path / "S.xml"
+    path.write_text(_asap([("None", "Polygon", square(0, 0, 100, 100)[:-1])]))
+    assert load_polygons(path).area == pytest.approx(100 * 100)
+    path.write_text(_asap([("None", "Polygon", square(0, 0, 100, 100)[:-1]),
+                           ("Stroma", "Polygon", square(500, 500, 520, 520)[:-1])]))
+    assert load_polygons(path).area == pytest.approx(100 * 100)  # the unclassified area, as in GeoJSON
+    path.write_text(_asap([("Tumor", "Polygon", square(0, 0, 100, 100)[:-1]),
+                           ("Lymphocytes", "Polygon", square(0, 0, 50, 100)[:-1]),
+                           ("Lymphocytic infiltrate", "Polygon", square(50, 0, 60, 10)[:-1])]))
+    assert load_polygons(path).area == pytest.approx(100 * 100)
+    path.write_text(_asap([("Tumor", "Polygon", square(0, 0, 100, 100)[:-1]),
+                           ("Lymph node", "Polygon", square(0, 0, 50, 100)[:-1])]))
+    assert load_polygons(path).area == pytest.approx(50 * 100)

@@ -66,6 +66,10 @@ def test_a_slide_with_a_share_of_tissue_never_seen_is_flagged_where_its_mean_dis
     assert ref.score(mixed) < thr  # the mean distance alone lets it through
     got, why = flags(mixed)
     assert got == ["out_of_distribution"] and "unlike any training tile" in why["out_of_distribution"]
+    # the share against its threshold, to a tenth of a percent (hunt 10c #6: "8% ... > 8%")
+    share, count = unfamiliar_share(ref.tile_distances(mixed, seed=0), rule)
+    assert f"{100 * share:.1f}% of its sampled tiles ({count})" in why["out_of_distribution"]
+    assert f"> {100 * rule['share_threshold']:.1f}% (and at least 3)" in why["out_of_distribution"]
     assert flags(plain) == ([], {})
     # a model trained before the rule (no rule): only the mean distance decides
     assert slide_flags(ood_score=ref.score(mixed), ood_threshold=thr, n_bed_tiles=100, unfamiliar=None, low=None,

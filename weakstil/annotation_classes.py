@@ -28,8 +28,21 @@ TUMOUR_NEGATED = (r"\b(?:no|without|w/o|free[\W_]+(?:of|from)|negative[\W_]+for|
                   r"|[\s_]*(?:\(\s*[-−–]\s*\)|[-−–]\s*ve\b|[-−–]\s*$))")
 #: Names that say an area is not the invasive tumour bed, whatever else they say ("Non-tumor",
 #: "Tumor-free", "No tumour", "Carcinoma in situ", "Peritumoral stroma", "Normal", "Lymph node"): never the bed.
+#: Not "Lymphocytes" or "Lymphocytic infiltrate": an infiltrate a pathologist marked inside the tumour
+#: is the bed's own stroma (cutting it out lowered the sTIL% it is there to measure).
 NOT_BED_NAMES = re.compile(r"\bnon\b|\bnon-?\w|\bnot\b|in[ _-]?situ|\bdcis\b|\blcis\b|\bnormal\b|\bbenign\b|"
-                           r"\bperi[ _-]?tumou?r|\bhealthy\b|necros|\blymph|" + TUMOUR_NEGATED, re.IGNORECASE)
+                           r"\bperi[ _-]?tumou?r|\bhealthy\b|necros|\blymph[\W_]*nod|\bnodal\b|" + TUMOUR_NEGATED,
+                           re.IGNORECASE)
+#: Names that mean "no class": ASAP writes ``PartOfGroup="None"`` for every annotation put in no
+#: group (its default), and exports write "null", "Unclassified" or "-". Such areas are unclassified.
+NO_CLASS_NAMES = re.compile(r"^\s*(?:none|null|nil|unclassified|unassigned|no[\W_]*class|-+)?\s*$", re.IGNORECASE)
+
+
+def class_name(name: object) -> str:
+    """A class, group or layer name as read for its meaning: ``""`` for none ("None", "null",
+    "Unclassified", empty)."""
+    text = "" if name is None else str(name)
+    return "" if NO_CLASS_NAMES.match(text) else text
 #: ASAP groups and GeoJSON classes whose polygons are cut out of the bed (CAMELYON16 names its exclusions
 #: "_2"; QuPath's built-in "Ignore*" class marks areas to leave out).
 EXCLUDED_NAMES = re.compile(r"exclu|^\s*negative\b|^_2$|^ignore\*?$", re.IGNORECASE)
@@ -40,6 +53,8 @@ def choose_bed(named: list[tuple[str, object]], path: Path) -> list:
     classes naming the tumour (:data:`TUMOR_BED_NAMES`) if any, else those naming a region of
     interest, else the unclassified polygons, else every other class; a class that says it is not
     the bed (:data:`NOT_BED_NAMES`) never is. Which classes were used, and which not, is logged."""
+    named = [(class_name(name), g) for name, g in named]
+
     def rank(name: str) -> int:
         if not name:
             return 2
@@ -72,7 +87,7 @@ def not_bed_areas(named: list[tuple[str, object]], path: Path, bed: list = ()) -
         except shapely.errors.GEOSException:
             return False
 
-    areas = [(name, g) for name, g in named if name and NOT_BED_NAMES.search(name)
+    areas = [(name, g) for name, g in named if class_name(name) and NOT_BED_NAMES.search(name)
              and not any(encloses(g, b) for b in bed)]
     if areas:
         log.info("%s: areas of %s are cut out of the bed where they overlap it", path,

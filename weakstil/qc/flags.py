@@ -208,8 +208,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if unfamiliar is not None and unfamiliar[2]:
         share, count, rule = unfamiliar
         if math.isfinite(share) and share > float(rule["share_threshold"]) and count >= int(rule.get("min_tiles", 1)):
-            ood.append(f"{100 * share:.0f}% of its tiles ({count}) unlike any training tile > "
-                       f"{100 * float(rule['share_threshold']):.0f}%")
+            ood.append(f"{100 * share:.1f}% of its sampled tiles ({count}) unlike any training tile > "
+                       f"{100 * float(rule['share_threshold']):.1f}% (and at least {int(rule.get('min_tiles', 1))})")
     if ood:
         why[Flag.OUT_OF_DISTRIBUTION.value] = "; ".join(ood)
     if n_bed_tiles < min_bed_tiles:
