@@ -139,7 +139,8 @@ def test_bad_settings_fail_before_any_job(workdir: Path) -> None:
     assert "error: folds is 1" in proc.stderr and "Fix: set folds to 2 or more" in proc.stderr
     # (a missing cohort CSV fails in the same preflight: tests/test_pipeline_preflight.py, test_faults.py)
     proc = snakemake(workdir, "--dry-run", config=["folds=2", "score_slides=[nowhere/*.svs]"])
-    assert proc.returncode != 0 and "error: nowhere/*.svs (score_slides): no slide file matches" in proc.stderr
+    assert proc.returncode != 0 and "error: nowhere/*.svs (score_slides in --config score_slides=[nowhere/*.svs]): " \
+        "no slide file matches" in proc.stderr
     # the late failure: more folds than centres used to stop training after every embedding
     proc = snakemake(workdir, "--dry-run", config=["folds=5"])
     assert proc.returncode != 0

@@ -46,12 +46,16 @@ def workflow_config(tmp_path: Path, *overrides: str, files: tuple[Path, ...] = (
 
 def cohort_csv(tmp_path: Path, groups: tuple[str, ...] = ("a", "b", "c", "a"), header: str = "slide_id,path,stil,group",
                stil: str = "12.5") -> Path:
-    """A cohort CSV whose slide files exist (the preflight checks existence, it reads no pixels)."""
+    """A cohort CSV whose slide files exist: tiny tiled TIFFs stating 0.5 µm/px (the preflight opens
+    cohort slides, it reads no pixels)."""
+    import tifffile
+
     csv = tmp_path / "cohort.csv"
     if not csv.exists():
         rows = [header]
         for i, g in enumerate(groups):
-            (tmp_path / f"s{i}.tiff").write_bytes(b"")
+            tifffile.imwrite(tmp_path / f"s{i}.tiff", np.full((32, 32, 3), 255, np.uint8), tile=(16, 16),
+                             photometric="rgb", resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
             rows.append(f"s{i},s{i}.tiff,{stil},{g}" if "group" in header else f"s{i},s{i}.tiff,{stil}")
         csv.write_text("\n".join(rows) + "\n")
     return csv

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from weakstil.errors import UsageError, WeakSTILError
-from weakstil.pipeline_settings_check import (WorkflowConfig, check_detector_setting, one_error, score_slide_files,
-                                              settings_problems, unusable_score_slides)
+from weakstil.pipeline_settings_check import (WorkflowConfig, check_cohort_slides, check_detector_setting, one_error,
+                                              score_slide_files, settings_problems, unusable_score_slides, yaml_nulls)
 from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, partition_memory_mb, unusable_warning
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,6 @@ class OverrideSyntaxError(PreflightError, UsageError):
 
 def _round_up(mb: float, step: int = 500) -> int:
     return int(math.ceil(mb / step) * step)
-
 
 # --- memory sizing ------------------------------------------------------------------------
 def encoder_params_m(encoder: str) -> float:
@@ -383,9 +382,12 @@ def check_workflow(config: dict):
     run(check_keys, config)
     problems.update(settings_problems(config, getattr(config, "sources", {})))
     cohort = run(check_cohort, config, needs=("cohort", "folds", "group_column", "train_extra"))
-    if cohort is not None:  # and no two slide files with one slide id (their outputs would collide)
-        run(check_tumorbed, config, cohort.slide_ids, needs=("annotations", "tumorbed"))
-        run(score_slide_files, config, cohort.table["path"], needs=("score_slides",))
+    if cohort is not None:  # outlines are found by the CSV's slide id or the slide file's name, as the jobs find them
+        from weakstil.slide import slide_id_from_path
+        names = [*cohort.slide_ids, *map(slide_id_from_path, cohort.table["path"])]
+        run(check_tumorbed, config, names, needs=("annotations", "tumorbed"))
+        run(check_cohort_slides, config, cohort.table["path"], needs=("slide_mpp",))
+        run(score_slide_files, config, cohort.table["path"], cohort.slide_ids, needs=("score_slides",))  # no clashes
     run(check_encoder, config, needs=("encoder", "weights"))
     problems.update({f"slurm.{i}": p for i, p in enumerate(run(slurm_problems, config, needs=("slurm",)) or [])})
     if problems:
@@ -394,10 +396,8 @@ def check_workflow(config: dict):
 
 
 def format_problems(problems: list[Problem]) -> str:
-    if len(problems) == 1:
-        return f"{problems[0].message}. Fix: {problems[0].fix}"
-    return f"{len(problems)} problems: " + "; ".join(f"({i}) {p.message} (fix: {p.fix})"
-                                                   for i, p in enumerate(problems, 1))
+    return f"{problems[0].message}. Fix: {problems[0].fix}" if len(problems) == 1 else f"{len(problems)} problems: " \
+        + "; ".join(f"({i}) {p.message} (fix: {p.fix})" for i, p in enumerate(problems, 1))
 
 
 def check_slurm(config: dict, cluster: Cluster | None = None) -> list[str]:
@@ -480,7 +480,7 @@ def load_workflow_config(files: list[Path], overrides: list[str]) -> WorkflowCon
     if missing:
         raise PreflightError(f"the workflow config has no {', '.join(missing)}",
                              fix="start from pipelines/config.yaml (pass it first)")
-    return config
+    return yaml_nulls(config)  # as the Snakefile reads them
 
 
 def run_preflight(config: dict, *, slurm: bool) -> str:
@@ -488,7 +488,7 @@ def run_preflight(config: dict, *, slurm: bool) -> str:
     cohort = check_workflow(config)
     lines = [f"cohort {config['cohort']}: {len(cohort)} slides, {len(set(cohort.groups.tolist()))} groups, "
              f"{config['folds']} folds; encoder {config['encoder']} (weights {config.get('weights') or 'its own'})"]
-    files, score, in_cohort = score_slide_files(config, cohort.table["path"])  # as the run warns of them:
+    files, score, in_cohort = score_slide_files(config, cohort.table["path"], cohort.slide_ids)  # as the run warns:
     lines += [f"warning: {files[k]} (score_slides): {why}; it gets an error row in scores/results.csv" for k, why in
               unusable_score_slides(config, files, score, in_cohort)[1].items()]
     if slurm:

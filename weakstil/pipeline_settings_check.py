@@ -58,9 +58,33 @@ BASE_ARGS: dict[str, list[str]] = {
     "score": ["slide.svs", "--model", ".", "--out", "."],
 }
 #: Options the train rule (pipelines/Snakefile) always gives, not to be given again in train_extra
-#: (--device, --group-column and the bed options only when set: they may come from train_extra).
+#: (--device, --group-column and the bed options only when set: they may come from train_extra;
+#: :func:`workflow_train_options`).
 WORKFLOW_TRAIN_OPTIONS = {"--features", "--out", "-o", "--overwrite", "--folds", "--aggregator", "--epochs", "--members",
                           "--seed", "--threshold", "--threads"}
+#: The texts a YAML file reads as null: ``--config KEY=null`` arrives in the Snakefile as such a text.
+#: Not "None": YAML reads it as text, and group_column None means "no groups" to weakstil train.
+YAML_NULLS = ("null", "Null", "NULL", "~")
+
+
+def yaml_nulls(config: dict) -> dict:
+    """``config`` with each top-level YAML-null text made null, in place: the one reading of a
+    setting the Snakefile and ``weakstil preflight`` share."""
+    for key, value in list(config.items()):
+        if isinstance(value, str) and value.strip() in YAML_NULLS:
+            config[key] = None
+    return config
+
+
+def workflow_train_options(config: dict) -> set[str]:
+    """The options the train rule gives with this config (see WORKFLOW_TRAIN_OPTIONS): given again in
+    train_extra, the later would win silently while settings.json and the report show the config's."""
+    taken = set(WORKFLOW_TRAIN_OPTIONS)
+    taken |= {"--device"} if config.get("device") not in (None, "") else set()
+    taken |= {"--group-column"} if config.get("group_column") not in (None, "") else set()
+    taken |= {"--tumorbed-beds"} if config.get("annotations") or config.get("tumorbed") else set()
+    taken |= {"--tumorbed"} if config.get("tumorbed") else set()
+    return taken
 #: Settings that are lists or sections; every other one is a single value.
 NOT_SCALAR = {"score_slides", "slurm"}
 #: Settings that name a file, folder or card: text, and set unless null is allowed (True).
@@ -219,10 +243,11 @@ def _train_problems(config: dict, sources: dict[str, str], skip: set[str]) -> di
     except ValueError as exc:
         return {"train_extra": _problem(sources, "train_extra", extra, f"not a command line ({exc})")}
     # the options the train rule sets itself: repeated in train_extra, the last would win silently
-    taken = sorted({a.split("=", 1)[0] for a in extra_args} & WORKFLOW_TRAIN_OPTIONS)
+    taken = sorted({a.split("=", 1)[0] for a in extra_args} & workflow_train_options(config))
     if taken:
         return {"train_extra": _problem(sources, "train_extra", extra, f"sets {', '.join(taken)}, which the workflow "
-                                        "sets itself (use the workflow's own keys: folds, out, seed, ...)")}
+                                        "sets itself (use the workflow's own keys: folds, out, seed, device, "
+                                        "group_column, ...)")}
     _, why = _parse("train", BASE_ARGS["train"] + extra_args)
     if why is not None:
         return {"train_extra": _problem(sources, "train_extra", extra, f"weakstil train refuses it: {why}")}
@@ -322,30 +347,74 @@ def check_detector_setting(tumorbed: str | Path, encoder: object) -> None:
                             f"with '{name}' (the `tumorbed` key)", path=tumorbed, fix=fix)
 
 
-def score_slide_files(config: dict, cohort_paths) -> tuple[dict[str, str], list[str], list[str]]:
-    """Slide id (file name without extension) -> slide file, for the cohort (``cohort_paths``) and
-    ``score_slides`` (globs expanded, relative to the directory Snakemake runs in); the score
-    slides' ids in order; the cohort's ids. Two files with one id would write the same outputs: refused, by the
-    Snakefile and by ``weakstil preflight`` alike (the preflight had passed them)."""
+def score_slide_files(config: dict, cohort_paths, cohort_ids=None) -> tuple[dict[str, str], list[str], list[str]]:
+    """Slide key (file name without extension, as ``weakstil tile/embed`` name their outputs) -> slide
+    file, for the cohort (``cohort_paths``) and ``score_slides`` (globs expanded, relative to the
+    directory Snakemake runs in); the score slides' keys in order; the cohort's keys. A path that is a
+    symbolic link is named after the link, as the commands (and ``weakstil train``'s look-up) name it.
+    Refused, by the Snakefile and by ``weakstil preflight`` alike: two files with one key (they would
+    write the same outputs), and a file whose key is the cohort slide id (``cohort_ids``) of another
+    file (its features/<id>.h5 would be taken for that cohort slide's)."""
     from weakstil.slide import slide_id_from_path
 
     files: dict[str, str] = {}
     score: list[str] = []
+    owners = {str(sid): os.path.abspath(p) for sid, p in zip(cohort_ids, cohort_paths)} if cohort_ids is not None else {}
+
+    def same(a: str, b: str) -> bool:
+        return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
 
     def add(path: str, where: str) -> str:
         key = slide_id_from_path(path)
-        if files.get(key, path) != path:
+        if key in files and not same(files[key], path):
             raise WeakSTILError(f"{path} ({where}) and {files[key]} both have the slide id '{key}' and would write "
                                 "the same outputs", fix="rename one of the files")
-        files[key] = path
+        if key in owners and not same(owners[key], path):
+            raise WeakSTILError(f"{path} ({where}) is named '{key}', the slide id of cohort slide {owners[key]} in "
+                                f"{config.get('cohort')}: its features/{key}.h5 would be taken for that slide's",
+                                fix="rename the file (or that cohort slide's slide_id)")
+        files.setdefault(key, path)
         return key
 
-    cohort = [add(str(Path(path).resolve()), str(config.get("cohort"))) for path in cohort_paths]
+    # abspath, not resolve(): a link keeps its own name
+    cohort = [add(os.path.abspath(path), str(config.get("cohort"))) for path in cohort_paths]
     patterns = config.get("score_slides") or []
     for pattern in [patterns] if isinstance(patterns, str) else patterns:
         matches = expand_pattern(pattern)
-        score += [add(str(Path(m).resolve()), "score_slides") for m in matches if Path(m).is_file()]
+        score += [add(os.path.abspath(m), "score_slides") for m in matches if Path(m).is_file()]
     return files, list(dict.fromkeys(score)), cohort
+
+
+def _read_mpp(path: str) -> tuple[bool, str | None]:
+    """(the slide states no µm/px, why it cannot be opened or None); opened, not read."""
+    from weakstil.slide_backend import open_backend
+
+    try:
+        backend = open_backend(path)
+    except WeakSTILError as exc:
+        return False, exc.message
+    except Exception as exc:
+        return False, f"cannot be opened ({type(exc).__name__}: {exc})"
+    try:
+        return backend.mpp is None, None
+    finally:
+        backend.close()
+
+
+def check_cohort_slides(config: dict, cohort_paths) -> None:
+    """Every cohort slide opens and states its µm/px (or ``slide_mpp`` is set), as the score slides
+    are checked: a bad one would fail its tile job, and the training, after every other slide was
+    embedded."""
+    slide_mpp = config.get("slide_mpp")
+    bad = []
+    for path in cohort_paths:
+        no_mpp, why = _read_mpp(str(path))
+        if why or (no_mpp and slide_mpp in (None, "")):
+            bad.append(f"{path} ({why or 'states no microns-per-pixel and slide_mpp is null'})")
+    if bad:
+        raise WeakSTILError(f"{len(bad)} cohort slide{'s' if len(bad) > 1 else ''} cannot be tiled: {'; '.join(bad)}",
+                            path=config.get("cohort"), fix="replace or remove those rows; for slides stating no "
+                            "µm/px set slide_mpp to their scan resolution")
 
 
 def unusable_score_slides(config: dict, files: dict[str, str], score_keys: list[str],
@@ -353,24 +422,21 @@ def unusable_score_slides(config: dict, files: dict[str, str], score_keys: list[
     """(the slides whose files state no µm/px, when ``slide_mpp`` is set: it goes to them alone; the
     score slides outside the cohort that cannot be tiled -> why: they get no per-slide jobs, and
     the scoring gives them an error row). Each slide file is opened, not read."""
-    from weakstil.slide_backend import open_backend
-
-    def read_mpp(path: str) -> tuple[bool, str | None]:
-        try:
-            backend = open_backend(path)
-        except WeakSTILError as exc:
-            return False, exc.message
-        except Exception as exc:
-            return False, f"cannot be opened ({type(exc).__name__}: {exc})"
-        try:
-            return backend.mpp is None, None
-        finally:
-            backend.close()
-
     slide_mpp = config.get("slide_mpp")
-    checked = {k: read_mpp(path) for k, path in files.items()
+    checked = {k: _read_mpp(path) for k, path in files.items()
                if k in score_keys and k not in cohort_keys or slide_mpp is not None}
     no_mpp = {k for k, (none, _) in checked.items() if none} if slide_mpp is not None else set()
     unusable = {k: why or "states no microns-per-pixel and slide_mpp is null" for k, (none, why) in checked.items()
                 if k in score_keys and k not in cohort_keys and (why or (none and slide_mpp is None))}
     return no_mpp, unusable
+
+
+def embed_threads(threads: int, device: object, gpu: bool) -> tuple[int, int]:
+    """(decode workers, torch threads) of an embed job of ``threads`` CPUs (its Snakemake threads,
+    SLURM's cpus-per-task), split as ``weakstil embed`` splits a machine's cores: left to itself it
+    plans for every core of the machine, and jobs side by side would oversubscribe it. ``gpu``: the
+    job will find a GPU (for device ``auto``)."""
+    from weakstil.runtime import plan_threads
+
+    cuda = str(device).startswith("cuda") or (str(device) == "auto" and gpu)
+    return plan_threads("cuda" if cuda else "cpu", cpus=max(1, int(threads)))
