@@ -16,7 +16,8 @@ Images sit beside the pages and are linked relatively, so the folder can be copi
 whole. Every file is written atomically. The heatmaps come from out-of-fold tile scores: each
 slide is scored by the fold model that never saw its label, so they show no training optimism.
 A model trained without cross-validation is reported from a ``weakstil evaluate --model`` folder
-instead (its metrics, slides and ``tiles/`` scores); the page layout is :mod:`weakstil.report_render`.
+instead (its metrics, slides and ``tiles/`` scores); the page layout is :mod:`weakstil.report_render`,
+the thumbnails' overlays are chosen by :mod:`weakstil.report_overlays`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from weakstil.errors import WeakSTILError
 from weakstil.metrics import fmt
 from weakstil.modeldir import ModelDir
 from weakstil.outputdir import MARKER, commands_of, is_complete
+from weakstil.report_overlays import Overlays
 from weakstil.report_render import ReportContent, SlideRow, render_html, render_markdown
 from weakstil.settings import STIL_THRESHOLD
 
@@ -107,24 +109,6 @@ def _cohort_slides(cohort_csv: Path | None) -> dict[str, Path]:
     return {sid: Path(p) for sid, p in zip(cohort.table["slide_id"], cohort.table["path"])}
 
 
-def _find_overlay(tiles_dir: Path | None, slide_id: str, slide_path: Path | None,
-                  fingerprint: str | None = None) -> Path | None:
-    """The ``weakstil tile`` QC overlay of a slide (named after the slide id or the file), when
-    its tiles file is of the same slide (``fingerprint``, :mod:`weakstil.fingerprint`)."""
-    if tiles_dir is None:
-        return None
-    from weakstil.slide import slide_id_from_path
-
-    names = [slide_id] + ([slide_id_from_path(slide_path)] if slide_path is not None else [])
-    overlay = next((tiles_dir / f"{n}_tiles.png" for n in names if (tiles_dir / f"{n}_tiles.png").is_file()), None)
-    if overlay is not None and fingerprint is not None:
-        theirs = _recorded_fingerprint(overlay.with_name(overlay.name[:-len("_tiles.png")] + ".h5"))
-        if theirs is not None and theirs != fingerprint:
-            log.warning("%s: no thumbnail (%s is of another slide file with the same name)", slide_id, overlay)
-            return None
-    return overlay
-
-
 def _recorded_fingerprint(path: Path) -> str | None:
     """The slide fingerprint a per-slide file records (``None``: none, or no readable file)."""
     from weakstil.files import read_any
@@ -176,10 +160,10 @@ def _copy(source: Path, target: Path) -> None:
 
 
 def _slide_rows(table: pd.DataFrame, tile_scores_of, predicted: str, out_dir: Path, slides: dict[str, Path],
-                tiles_dir: Path | None, slide_mpp: float | None) -> list[SlideRow]:
+                overlays: Overlays | None, slide_mpp: float | None) -> list[SlideRow]:
     """One row per slide of ``table`` (slide_id, stil_true, stil_pred; group, fold), with its
-    thumbnail and the heatmap of its tile scores (``tile_scores_of(slide_id)``, a tile-scores file);
-    ``predicted`` names the predictions in the heatmaps' titles."""
+    thumbnail (from ``overlays``) and the heatmap of its tile scores (``tile_scores_of(slide_id)``,
+    a tile-scores file); ``predicted`` names the predictions in the heatmaps' titles."""
     from weakstil.fingerprint import slide_fingerprint
 
     rows = []
@@ -189,7 +173,7 @@ def _slide_rows(table: pd.DataFrame, tile_scores_of, predicted: str, out_dir: Pa
         thumb_rel = heat_rel = None
         tile_scores = tile_scores_of(sid)
         trained_on = _recorded_fingerprint(tile_scores)
-        overlay = _find_overlay(tiles_dir, sid, slide_path, trained_on)
+        overlay = overlays.find(sid, slide_path, trained_on) if overlays is not None else None
         if overlay is not None:
             thumb_rel = f"slides/{sid}_thumb.png"
             _write_thumbnail(overlay, out_dir / thumb_rel)
@@ -209,6 +193,8 @@ def _slide_rows(table: pd.DataFrame, tile_scores_of, predicted: str, out_dir: Pa
             log.warning("%s: no heatmap (slide file or %s tile scores not found)", sid, predicted)
         rows.append(SlideRow(sid, str(rec.get("group", "")), rec.get("fold", ""), float(rec["stil_true"]),
                              float(rec["stil_pred"]), thumb_rel, heat_rel))
+    if overlays is not None:
+        overlays.warn()
     return rows
 
 
@@ -256,19 +242,29 @@ def headline(metrics: dict, threshold: float) -> dict[str, float | None]:
 
 
 def model_settings(meta: dict) -> list[tuple[str, str]]:
-    """What the model was trained with, from its model.json."""
+    """What the model was trained with, from its model.json: the encoder (its base architecture,
+    weights), the features' stain normalisation, the tiling with its tissue detection, the training
+    configuration, its folds and where the tumour beds came from."""
     enc = meta.get("encoder", {})
+    card = enc.get("card") or {}
     training = dict(meta.get("training", {}))
     config = training.pop("config", {})
-    tiling = {k: v for k, v in meta.get("tiling", {}).items() if k != "key"}
-    rows = [("encoder", str(enc.get("name"))), ("encoder weights sha256", str(enc.get("weights_sha256"))),
-            ("model weights sha256", str(meta.get("weights_sha256"))), ("seed", str(meta.get("seed"))),
-            ("sTIL-high threshold %", str(meta.get("threshold")))]
-    rows += flatten(tiling, "tiling.") + flatten(config, "training.")
+    tiling = meta.get("tiling", {})
+    key = tiling.get("key") if isinstance(tiling.get("key"), dict) else {}
+    tiling = {**key, **{k: v for k, v in tiling.items() if k != "key"}}  # the key holds tissue detection too
+    folds = (training.get("cross_validation") or {}).get("folds")
+    beds = {k: v for k, v in (training.get("tumorbeds") or {}).items() if v not in (None, "", {}, [])}
+    rows = [("encoder", str(enc.get("name")))]
+    rows += [("encoder architecture", str(card.get("base") or card.get("model")))] if card else []
+    rows += [("encoder weights sha256", str(enc.get("weights_sha256"))),
+             ("model weights sha256", str(meta.get("weights_sha256"))), ("seed", str(meta.get("seed"))),
+             ("sTIL-high threshold %", str(meta.get("threshold")))]
+    rows += flatten(meta.get("features") or {}, "features.") + flatten(tiling, "tiling.") + flatten(config, "training.")
     rows += [(f"training.{k}", v) for k, v in flatten({k: v for k, v in training.items()
                                                         if k in ("cohort", "n_slides", "n_tiles", "group_column",
                                                                  "final_model", "train_seconds")})]
-    return rows
+    rows += [("training.cross_validation.folds", str(folds))] if folds else []
+    return rows + flatten(beds, "training.tumorbeds.")
 
 
 def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Path | None = None,
@@ -278,10 +274,11 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     """Write the report of ``model_dir``'s cross-validation into ``out_dir``; returns its files.
 
     ``cohort`` (default: the CSV recorded in model.json) locates the slides for the heatmaps;
-    ``tiles_dir`` holds ``weakstil tile`` overlays used as thumbnails; ``evaluation_dir`` is a
-    finished ``weakstil evaluate`` folder of this model whose metrics and plots are shown (default
-    ``MODEL/cv``), labelled by how its predictions were made (:func:`describe_evaluation`);
-    ``settings`` (e.g. the workflow configuration) is listed with the model's own settings.
+    ``tiles_dir`` holds ``weakstil tile`` overlays used as thumbnails (those of the model's slides
+    and tiling); ``evaluation_dir`` is a finished ``weakstil evaluate`` folder of this model whose
+    metrics and plots are shown (default ``MODEL/cv``), labelled by how its predictions were made
+    (:func:`describe_evaluation`); ``settings`` (e.g. the workflow configuration) is listed with the
+    model's own settings.
     """
     model_dir, out_dir = Path(model_dir), Path(out_dir)
     fix_model = "pass a directory written by 'weakstil train' with --folds 2 or more"
@@ -337,8 +334,8 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
             raise WeakSTILError(f"{name} not found", path=source, fix="rerun 'weakstil evaluate' or 'weakstil train'")
         _copy(source, out_dir / name)
         files[name] = out_dir / name
-    rows = _slide_rows(table, tile_scores_of, predicted, out_dir, slides, Path(tiles_dir) if tiles_dir else None,
-                       slide_mpp)
+    rows = _slide_rows(table, tile_scores_of, predicted, out_dir, slides,
+                       Overlays(Path(tiles_dir), meta) if tiles_dir else None, slide_mpp)
     if has_cv:  # the intervals and flags of the out-of-fold slides (an evaluation has none per slide)
         _add_confidence(rows, folder)
     files["overview.png"] = write_overview(out_dir, rows, out_dir / "overview.png")

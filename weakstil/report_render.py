@@ -7,7 +7,9 @@ lays it out, so both pages always say the same.
 from __future__ import annotations
 
 import html
+import re
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from weakstil.metrics import fmt
 
@@ -61,22 +63,47 @@ def _versions_table(c: ReportContent) -> list[tuple[str, str, str]]:
     return [(n, c.trained_versions.get(n, ""), c.report_versions.get(n, "")) for n in names]
 
 
+def _md(text: object) -> str:
+    """A Markdown table cell: a ``|`` would split the cell and a newline end the table."""
+    return "<br>".join(str(text).replace("|", "\\|").splitlines())
+
+
+def _md_code(text: object) -> str:
+    """``text`` as code in a Markdown table cell, line by line: a code span is fenced by a run of
+    backticks longer than any in it (CommonMark), and a ``|`` is escaped even inside it (GFM)."""
+    spans = []
+    for line in str(text).replace("|", "\\|").splitlines():
+        fence = "`" * (1 + max((len(run) for run in re.findall("`+", line)), default=0))
+        pad = " " if line.startswith("`") or line.endswith("`") else ""
+        spans.append(f"{fence}{pad}{line}{pad}{fence}" if line.strip() else line)
+    return "<br>".join(spans)
+
+
+def _md_image(alt: str, path: str, link: bool = False) -> str:
+    """An image of the report folder in a table cell: its path percent-encoded (a space or a
+    parenthesis in a slide id would end the link), its alt text without brackets, ``|`` escaped."""
+    url, alt = quote(path), _md(alt.replace("[", "").replace("]", ""))
+    image = f"![{alt}]({url})"
+    return f"[{image}]({url})" if link else image
+
+
 def render_markdown(c: ReportContent) -> str:
-    lines = [f"# {c.title}", "", f"Model `{c.model_dir}`. {_provenance(c)} Created {c.created}.", "",
-             "## Metrics", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {fmt(v)} |" for k, v in c.headline.items()]
+    lines = [f"# {' '.join(c.title.splitlines())}", "", f"Model {_md_code(c.model_dir)}. {_provenance(c)} "
+             f"Created {c.created}.", "", "## Metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {_md(k)} | {fmt(v)} |" for k, v in c.headline.items()]
     lines += ["", "![predicted vs true](scatter.png) ![ROC](roc.png)", "", "## Slides", "",
               "| slide | group | fold | true sTIL% | predicted sTIL% | error | 90 % interval | qc | tiles | "
               f"{_heatmap_header(c)} |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in c.rows:
-        thumb = f"![{r.slide_id} tiles]({r.thumbnail})" if r.thumbnail else ""
-        heat = f"[![{r.slide_id} heatmap]({r.heatmap})]({r.heatmap})" if r.heatmap else ""
-        lines.append(f"| {r.slide_id} | {r.group} | {r.fold} | {r.stil_true:.1f} | {r.stil_pred:.1f} | "
-                     f"{r.stil_pred - r.stil_true:+.1f} | {r.interval} | {r.qc} | {thumb} | {heat} |")
+        thumb = _md_image(f"{r.slide_id} tiles", r.thumbnail) if r.thumbnail else ""
+        heat = _md_image(f"{r.slide_id} heatmap", r.heatmap, link=True) if r.heatmap else ""
+        lines.append(f"| {_md(r.slide_id)} | {_md(r.group)} | {_md(r.fold)} | {r.stil_true:.1f} | "
+                     f"{r.stil_pred:.1f} | {r.stil_pred - r.stil_true:+.1f} | {_md(r.interval)} | {_md(r.qc)} | "
+                     f"{thumb} | {heat} |")
     lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
-    lines += [f"| {k} | `{v}` |" for k, v in c.settings + c.model_settings]
+    lines += [f"| {_md(k)} | {_md_code(v)} |" for k, v in c.settings + c.model_settings]
     lines += ["", "## Versions", "", "| package | training | report |", "|---|---|---|"]
-    lines += [f"| {n} | {a} | {b} |" for n, a, b in _versions_table(c)]
+    lines += [f"| {_md(n)} | {_md(a)} | {_md(b)} |" for n, a, b in _versions_table(c)]
     return "\n".join(lines) + "\n"
 
 
@@ -102,9 +129,10 @@ def render_html(c: ReportContent) -> str:
               "<tr><th>slide</th><th>group</th><th>fold</th><th>true sTIL%</th><th>predicted sTIL%</th>"
               f"<th>error</th><th>90 % interval</th><th>qc</th><th>tiles</th><th>{_heatmap_header(c)}</th></tr>"]
     for r in c.rows:
-        thumb = f"<img class='thumb' src='{e(r.thumbnail)}' alt='{e(r.slide_id)} tiles'>" if r.thumbnail else ""
-        heat = (f"<a href='{e(r.heatmap)}'><img class='heat' src='{e(r.heatmap)}' alt='{e(r.slide_id)} heatmap'></a>"
-                if r.heatmap else "")
+        thumb = (f"<img class='thumb' src='{e(quote(r.thumbnail))}' alt='{e(r.slide_id)} tiles'>"
+                 if r.thumbnail else "")
+        heat = (f"<a href='{e(quote(r.heatmap))}'><img class='heat' src='{e(quote(r.heatmap))}' "
+                f"alt='{e(r.slide_id)} heatmap'></a>" if r.heatmap else "")
         cells = [e(r.slide_id), e(r.group), e(str(r.fold)), f"{r.stil_true:.1f}", f"{r.stil_pred:.1f}",
                  f"{r.stil_pred - r.stil_true:+.1f}", e(r.interval), e(r.qc), thumb, heat]
         parts.append(f"<tr>{_cells(cells, numeric=(3, 4, 5))}</tr>")

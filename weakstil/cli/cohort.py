@@ -171,7 +171,8 @@ def report(
     ] = None,
     tiles: Annotated[
         Optional[Path], typer.Option("--tiles", help="'weakstil tile' output folder: its overlays become the "
-                                     "thumbnails.")
+                                     "thumbnails (an overlay of another slide file or tiling than the model's is "
+                                     "left out; a folder with none of the slides' overlays is warned about).")
     ] = None,
     evaluation: Annotated[
         Optional[Path], typer.Option("--evaluation", help="A finished 'weakstil evaluate' folder of this model whose "
