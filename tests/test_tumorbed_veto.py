@@ -149,6 +149,27 @@ def test_a_dense_infiltrate_touching_tumour_cells_keeps_its_evidence():
     assert veto[infiltrate].all()
 
 
+def test_an_aggregate_is_not_restored_by_its_own_rim_read_as_tumour():
+    """An aggregate's rim (half aggregate, half stroma) read as tumour with some pale nuclei on a
+    look the classifier has not seen restored the aggregate it rings (default-look detector on
+    our alt-hard look: far aggregates taken in with evidence 1.0; og2_021). Tumour restores an
+    infiltrate only when it reaches past the infiltrate's rim."""
+    n, tile = 20, 224
+    rows, cols = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    coords = np.stack([cols * tile, rows * tile], axis=1)
+    aggregate = (rows >= 12) & (rows < 15) & (cols >= 12) & (cols < 15)
+    rim = (rows >= 11) & (rows < 16) & (cols >= 11) & (cols < 16) & ~aggregate
+    tumour = (rows < 5) & (cols < 5)
+    infiltrate = (rows >= 5) & (rows < 8) & (cols < 5)
+    stats = _grid_stats(n, aggregate | infiltrate, rim | tumour)
+    evidence = np.where(aggregate | rim | tumour | infiltrate, 0.95, 0.05).astype(np.float32)
+    veto = vetoed_tiles(evidence, stats, COLUMNS, coords, tile, LymphoidVeto())
+    assert veto[aggregate].all() and not veto[infiltrate].any() and not veto[rim | tumour].any()
+    old = LymphoidVeto.from_dict({k: v for k, v in LymphoidVeto().to_dict().items() if k != "restore_beyond_rim"})
+    assert old.restore_beyond_rim is False  # a detector chosen with the rule before it keeps it
+    assert not vetoed_tiles(evidence, stats, COLUMNS, coords, tile, old)[aggregate].any()
+
+
 def test_the_veto_rule_is_recorded_with_the_detector(tmp_path):
     from weakstil.tumorbed.detector import TumorBedDetector
     from weakstil.tumorbed.evidence import LogisticEvidence

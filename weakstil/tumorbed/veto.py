@@ -17,8 +17,10 @@ A lymphoid tile loses its tumour evidence (it cannot seed the bed), unless its c
 group of lymphoid tiles touches (8-neighbourhood on the tile grid) a tile that is tumour by
 both readings: classifier evidence at least ``restore_evidence`` and pale medium or large
 nuclei over at least ``restore_tumour_nuclei_area`` of it (0.03: three or four tumour nuclei).
-So a dense infiltrate *at* the tumour keeps its evidence, and a lymphoid aggregate away from
-it does not. Either way the veto only removes seeds: the geometry (bridging, enclosure,
+The tumour tiles that restore must reach past the group's own one-tile rim: an aggregate's rim
+(half aggregate, half stroma) can read as tumour on a look the classifier has not seen, and
+restored the aggregate it rings. So a dense infiltrate *at* the tumour keeps its evidence, and a
+lymphoid aggregate away from it does not. Either way the veto only removes seeds: the geometry (bridging, enclosure,
 invasive-front margin in :mod:`weakstil.bed_geometry`) still puts lymphocyte-dense stroma
 between or around tumour nests in the bed.
 
@@ -57,17 +59,24 @@ class LymphoidVeto:
     max_tumour_nuclei_area: float = 0.01
     restore_evidence: float = 0.5
     restore_tumour_nuclei_area: float = 0.03
+    #: the tumour that restores a group must reach past the group's own rim (one tile round it)
+    restore_beyond_rim: bool = True
 
     def to_dict(self) -> dict[str, float | bool]:
-        return {k: (bool(v) if k == "enabled" else float(v)) for k, v in asdict(self).items()}
+        return {k: (bool(v) if k in _FLAGS else float(v)) for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, values: dict | None) -> LymphoidVeto:
-        """From model.json; a detector written without one (before the veto) has it off."""
+        """From model.json; a detector written without one (before the veto) has it off, one
+        written before ``restore_beyond_rim`` keeps the rule it was chosen with (off)."""
         if not values:
             return cls(enabled=False)
-        return cls(**{k: (bool(values[k]) if k == "enabled" else float(values[k]))
-                      for k in cls.__dataclass_fields__ if k in values})
+        return cls(**{"restore_beyond_rim": False,
+                      **{k: (bool(values[k]) if k in _FLAGS else float(values[k]))
+                         for k in cls.__dataclass_fields__ if k in values}})
+
+
+_FLAGS = ("enabled", "restore_beyond_rim")
 
 
 def _area(tile_stats: np.ndarray, columns: list[str] | tuple[str, ...], wanted: tuple[str, ...]) -> np.ndarray | None:
@@ -111,9 +120,32 @@ def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: l
     grid_t[rows + 1, cols + 1] = tumour_cells
     eight = np.ones((3, 3), bool)
     labels, _ = ndi.label(grid_l, eight)
+    if rule.restore_beyond_rim:
+        grid_t = _beyond_rim(grid_l, grid_t, labels, eight)
     touching = np.unique(labels[ndi.binary_dilation(grid_t, eight) & grid_l])
     at_tumour = np.isin(labels, touching[touching > 0])
     return lymphoid & ~at_tumour[rows + 1, cols + 1]
+
+
+def _beyond_rim(grid_l: np.ndarray, grid_t: np.ndarray, labels: np.ndarray, eight: np.ndarray) -> np.ndarray:
+    """The tumour tiles that may restore a lymphoid group: those of tumour components reaching past
+    the rim of every group they touch. A lymphoid aggregate's own rim (tiles half aggregate, half
+    stroma) can read as tumour on a look the classifier has not seen, and restored the aggregate
+    it rings (an outside generator's og2_021; our alt-hard look scored by a default-look detector:
+    aggregates far from the bed taken in with evidence 1.0). Tumour at a TIL-rich front extends
+    beyond the infiltrate's edge into nests."""
+    from scipy import ndimage as ndi
+
+    comps, n = ndi.label(grid_t, eight)
+    if n == 0:
+        return grid_t
+    keep = np.zeros(n + 1, bool)
+    for c in range(1, n + 1):
+        tiles = comps == c
+        groups = np.unique(labels[ndi.binary_dilation(tiles, eight) & grid_l])
+        rim = ndi.binary_dilation(np.isin(labels, groups[groups > 0]), eight)
+        keep[c] = bool((tiles & ~rim).any())
+    return keep[comps] & grid_t
 
 
 def apply_veto(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
