@@ -14,8 +14,8 @@ A slide's interval is ``t⁻¹(t(ŷ) ± q·σ)`` where
   slide with few bed tiles or very mixed tile scores gets a wider interval. An error estimated
   from fewer blocks (or tiles) than the calibration slides' median is widened by the ratio of
   Student's ``t`` factors (:func:`relative_small_sample_factor`): the conformal quantile already
-  holds how unsure a typical slide's error estimate is, not how unsure a 2-tile bed's is; The cross-validation
-  fold models' spread is **not** added (calibration version 2): the out-of-fold residuals the
+  holds how unsure a typical slide's error estimate is, not how unsure a 2-tile bed's is. The
+  cross-validation fold models' spread is **not** added (calibration version 2): the out-of-fold residuals the
   scale is calibrated on are errors of those very fold models, so their disagreement is already
   in ``σ₀`` and ``q``; version 1 added it per slide as well (counted twice: intervals 30-40 %
   wider on slides like the training ones), and a version-1 calibration is still scored
@@ -263,8 +263,8 @@ class CalibrationError(ValueError):
 
 #: What a calibration's numbers must be: (lowest, highest, lowest allowed itself).
 _FIELD_RANGES = {"level": (0.0, 1.0, False), "offset": (0.0, math.inf, False), "sigma0": (0.0, math.inf, False),
-                 "q": (0.0, math.inf, True), "n": (0.0, math.inf, True), "shift_weight": (0.0, math.inf, True)}
-_FIELD_RANGES["tile_df_reference"] = (0.0, math.inf, True)
+                 "q": (0.0, math.inf, True), "n": (0.0, math.inf, True), "shift_weight": (0.0, math.inf, True),
+                 "tile_df_reference": (0.0, math.inf, True)}
 _OPTIONAL_FIELDS = {"shift_weight", "tile_df_reference"}  #: absent from version-1 files (the second: from older ones)
 _NULLABLE_FIELDS = {"q", "tile_df_reference"}  #: q null: infinite (too few slides for an interval)
 

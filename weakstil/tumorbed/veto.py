@@ -121,21 +121,21 @@ def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: l
     eight = np.ones((3, 3), bool)
     labels, _ = ndi.label(grid_l, eight)
     if rule.restore_beyond_rim:
-        grid_t = _beyond_rim(grid_l, grid_t, labels, eight)
+        grid_t = _beyond_rim(grid_l, grid_t, eight)
     touching = np.unique(labels[ndi.binary_dilation(grid_t, eight) & grid_l])
     at_tumour = np.isin(labels, touching[touching > 0])
     return lymphoid & ~at_tumour[rows + 1, cols + 1]
 
 
-def _beyond_rim(grid_l: np.ndarray, grid_t: np.ndarray, labels: np.ndarray, eight: np.ndarray) -> np.ndarray:
+def _beyond_rim(grid_l: np.ndarray, grid_t: np.ndarray, eight: np.ndarray) -> np.ndarray:
     """The tumour tiles that may restore a lymphoid group: those of tumour components with a tile
     beyond the one-tile rim of the lymphoid tissue. A lymphoid aggregate's own rim (tiles half
     aggregate, half stroma) can read as tumour on a look the classifier has not seen, and
     restored the aggregate it rings (an outside generator's og2_021; our alt-hard look scored by a
     default-look detector: aggregates far from the bed taken in with evidence 1.0). Tumour at a
-    TIL-rich front extends beyond the infiltrate's edge into nests. (``labels``: the lymphoid
-    groups, unused: one rim for all of them keeps this a few array operations per slide, as the
-    detector's settings search calls it thousands of times.)"""
+    TIL-rich front extends beyond the infiltrate's edge into nests. (One rim for all lymphoid
+    groups, not one per group: a few array operations per slide, as the detector's settings
+    search calls this thousands of times.)"""
     from scipy import ndimage as ndi
 
     comps, n = ndi.label(grid_t, eight)
