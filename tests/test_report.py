@@ -12,6 +12,20 @@ import pytest
 from conftest import run_cli
 
 
+def _strip_mpp(slide: Path) -> float:
+    """Make a synthetic TIFF state no resolution unit (OpenSlide then reports no µm/px); its µm/px."""
+    import tifffile
+
+    from weakstil.slide import Slide
+
+    with Slide.open(slide) as s:
+        mpp = float(s.mpp)
+    with tifffile.TiffFile(slide, mode="r+b") as tf:
+        for page in tf.pages:
+            page.tags["ResolutionUnit"].overwrite(1)  # RESUNIT_NONE
+    return mpp
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> dict[str, Path]:
     """4 synthetic slides in 2 centres, embedded with a random small CNN, 2-fold CV."""
@@ -30,10 +44,13 @@ def trained(tmp_path_factory) -> dict[str, Path]:
         root = tmp_path_factory.mktemp("report")
         labels = generate_cohort(root / "cohort", 4, 1, size_mm=(0.8, 0.8), n_groups=2, progress=False)
         encoder = create_encoder("small-cnn", "random")
-        for rel in labels["path"]:
+        for i, rel in enumerate(labels["path"]):
             slide = root / "cohort" / rel
-            tile_slide_to_dir(slide, root / "tiles")
-            embed_slide(slide, encoder, out_dir=root / "features")
+            # a cohort of mixed scanners: the first slide's file states no µm/px (tiled and embedded with
+            # --slide-mpp), the others do
+            slide_mpp = _strip_mpp(slide) if i == 0 else None
+            tile_slide_to_dir(slide, root / "tiles", slide_mpp=slide_mpp)
+            embed_slide(slide, encoder, out_dir=root / "features", slide_mpp=slide_mpp)
         train_cohort(root / "cohort" / "labels.csv", root / "features", root / "model",
                      TrainConfig(epochs=3, seed=0, device="cpu", threads=1), n_folds=2)
     finally:

@@ -140,7 +140,7 @@ def _write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title
     scores = TileScoresFile.read(tile_scores_path)
     coords = np.asarray(scores.coords)
     tsl0 = scores.tile_size_level0
-    with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
+    with _open_as_tiled(slide_path, slide_mpp, scores.attr("slide_mpp")) as slide:
         width, height = slide.dimensions
         thumb_mpp = max(slide.mpp, max(width, height) * slide.mpp / HEATMAP_SIDE)
         thumb = slide.read_thumbnail(thumb_mpp)
@@ -152,6 +152,22 @@ def _write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title
         bed = np.nan_to_num(painted) > 0.5
     write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(scores.tile_scores),
                       tumorbed_mask=bed, title=title)
+
+
+def _open_as_tiled(slide_path: Path, slide_mpp: float | None, recorded_mpp):
+    """The slide opened with ``--slide-mpp`` if given; else with its metadata, and, for a slide whose
+    metadata has no usable µm/px, with the µm/px it was tiled at (recorded in its tile scores): in a
+    cohort of mixed scanners one --slide-mpp for all slides would re-scale the others."""
+    from weakstil.errors import SlideError
+    from weakstil.slide import Slide
+
+    try:
+        return Slide.open(slide_path, slide_mpp=slide_mpp)
+    except SlideError as exc:
+        if slide_mpp is not None or recorded_mpp is None or "--slide-mpp" not in (exc.fix or ""):
+            raise
+        log.info("%s: %s; using the %.4g µm/px it was tiled at", slide_path, exc.message, float(recorded_mpp))
+        return Slide.open(slide_path, slide_mpp=float(recorded_mpp))
 
 
 def _copy(source: Path, target: Path) -> None:
