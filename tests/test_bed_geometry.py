@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from weakstil.bed_geometry import (BedShape, Plausibility, bed_from_evidence, check_bed, coarsen, grow_bed,
-                                   sweep_shapes, take_in_infiltrate, tiles_to_mask)
+                                   sweep_dice, sweep_shapes, take_in_infiltrate, tiles_to_mask)
 
 MPP = 8.0  # µm per mask pixel
 TILE = 224  # level-0 px per tile at 0.5 µm/px: 112 µm, 14 mask px
@@ -132,6 +132,26 @@ def test_sweep_gives_the_same_beds_as_grow_bed():
         assert np.array_equal(bed, expected), shape
         n += 1
     assert n == 3 * 2 * 3 * 2 * 2
+
+
+def test_sweep_dice_is_the_dice_of_the_swept_beds():
+    """The detector's settings search scores beds by component counts: the same Dice as the masks'
+    (an empty bed and an empty target included)."""
+    rng = np.random.default_rng(1)
+    coords, tissue, rows, cols = _grid(16)
+    tissue[:, :20] = False
+    evidence = np.clip(rng.random(len(coords)) * (((rows - 8) ** 2 + (cols - 8) ** 2 < 30) | (cols == 14)), 0, 1)
+    emap = tiles_to_mask(evidence, coords, TILE, 0.5, tissue.shape, MPP)
+    shapes = dict(seed_thresholds=(0.3, 0.7, 1.1), bridges_um=(0.0, 60.0), margins_um=(0.0, 30.0, 90.0),
+                  min_seeds_mm2=(0.0, 0.02), min_seed_shares=(0.0, 0.5))
+    for i, target in enumerate(((emap > 0.2) & tissue, np.zeros_like(tissue))):
+        dice = list(sweep_dice(emap, tissue, target, MPP, **shapes))
+        beds = list(sweep_shapes(emap, tissue, MPP, **shapes))
+        assert [s for s, _ in dice] == [s for s, _ in beds]
+        for (shape, d), (_, bed) in zip(dice, beds):
+            total = bed.sum() + target.sum()
+            assert d == (1.0 if total == 0 else 2.0 * np.count_nonzero(bed & target) / total), shape
+        assert len({round(d, 6) for _, d in dice}) > (3 if i == 0 else 1)  # different beds, not one
 
 
 def test_missing_tiles_do_not_pull_the_evidence_down():

@@ -137,13 +137,18 @@ def grow_bed(seeds: np.ndarray, tissue: np.ndarray, mpp: float, shape: BedShape)
     return bed
 
 
-def _keep_components(labels: np.ndarray, seed_mm2: np.ndarray, min_mm2: float, min_share: float) -> np.ndarray:
-    """The components (``labels`` 1..n) whose seed area (``seed_mm2[label]``) passes both rules."""
+def _kept_labels(seed_mm2: np.ndarray, min_mm2: float, min_share: float) -> np.ndarray:
+    """Per label (0..n), whether its component's seed area (``seed_mm2[label]``) passes both rules."""
     seed_mm2 = seed_mm2.copy()
     seed_mm2[0] = 0.0
     keep = (seed_mm2 >= min_mm2) & (seed_mm2 >= min_share * seed_mm2.max()) & (seed_mm2 > 0)
     keep[0] = False
-    return keep[labels]
+    return keep
+
+
+def _keep_components(labels: np.ndarray, seed_mm2: np.ndarray, min_mm2: float, min_share: float) -> np.ndarray:
+    """The components (``labels`` 1..n) whose seed area (``seed_mm2[label]``) passes both rules."""
+    return _kept_labels(seed_mm2, min_mm2, min_share)[labels]
 
 
 def take_in_infiltrate(bed: np.ndarray, infiltrate_map: np.ndarray, tissue: np.ndarray, mpp: float,
@@ -201,21 +206,20 @@ def coarsen(mask: np.ndarray, factor: int) -> np.ndarray:
     return blocks.mean(axis=(1, 3)) >= 0.5
 
 
-def sweep_shapes(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, *, seed_thresholds, bridges_um,
-                 margins_um, min_seeds_mm2, min_seed_shares=(0.0,), smooth_um: float = 0.0):
-    """Every bed :func:`grow_bed` gives for a grid of settings, sharing the work between them
-    (one distance transform per seed mask, two per bridge): yields ``(BedShape, bed)``.
-
-    ``evidence_map`` is the evidence on the mask grid, already smoothed by ``smooth_um``."""
+def _sweep_grown(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, seed_thresholds, bridges_um,
+                 margins_um):
+    """The beds before the seed-area filters for a grid of settings, sharing the work between them
+    (one distance transform per seed mask, two per bridge): yields ``(threshold, bridge, margin,
+    labels, seed_mm2)`` with the bed's components labelled 1..n and each label's seed area;
+    ``labels`` is None when no pixel reaches the threshold (the bed is empty)."""
     from scipy import ndimage as ndi
 
-    tissue = np.asarray(tissue, bool)
-    filters = [(m, f) for m in min_seeds_mm2 for f in min_seed_shares]
     for thr in seed_thresholds:
         seeds = (evidence_map >= thr) & tissue
         if not seeds.any():
-            for bridge, margin, (min_mm2, share) in ((b, m, f) for b in bridges_um for m in margins_um for f in filters):
-                yield BedShape(thr, smooth_um, bridge, margin, min_mm2, share), np.zeros(tissue.shape, bool)
+            for bridge in bridges_um:
+                for margin in margins_um:
+                    yield thr, bridge, margin, None, None
             continue
         d_seed = ndi.distance_transform_edt(~seeds)
         for bridge in bridges_um:
@@ -228,11 +232,51 @@ def sweep_shapes(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, *, se
                 bed = (d_in > shrink) if shrink > 0 else (d_out <= -shrink)
                 bed = (bed | seeds) & tissue
                 labels, n = ndi.label(bed)
-                seed_mm2 = np.bincount(labels[seeds], minlength=n + 1) * (mpp * mpp) / 1e6
-                for min_mm2, share in filters:
-                    shape = BedShape(thr, smooth_um, bridge, margin, min_mm2, share)
-                    yield shape, (_keep_components(labels, seed_mm2, min_mm2, share) if min_mm2 > 0 or share > 0
-                                  else bed)
+                yield thr, bridge, margin, labels, np.bincount(labels[seeds], minlength=n + 1) * (mpp * mpp) / 1e6
+
+
+def sweep_shapes(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, *, seed_thresholds, bridges_um,
+                 margins_um, min_seeds_mm2, min_seed_shares=(0.0,), smooth_um: float = 0.0):
+    """Every bed :func:`grow_bed` gives for a grid of settings: yields ``(BedShape, bed)``.
+
+    ``evidence_map`` is the evidence on the mask grid, already smoothed by ``smooth_um``."""
+    tissue = np.asarray(tissue, bool)
+    filters = [(m, f) for m in min_seeds_mm2 for f in min_seed_shares]
+    for thr, bridge, margin, labels, seed_mm2 in _sweep_grown(evidence_map, tissue, mpp, seed_thresholds,
+                                                              bridges_um, margins_um):
+        for min_mm2, share in filters:
+            shape = BedShape(thr, smooth_um, bridge, margin, min_mm2, share)
+            if labels is None:
+                yield shape, np.zeros(tissue.shape, bool)
+            else:
+                yield shape, (_keep_components(labels, seed_mm2, min_mm2, share) if min_mm2 > 0 or share > 0
+                              else labels > 0)
+
+
+def sweep_dice(evidence_map: np.ndarray, tissue: np.ndarray, target: np.ndarray, mpp: float, *, seed_thresholds,
+               bridges_um, margins_um, min_seeds_mm2, min_seed_shares=(0.0,), smooth_um: float = 0.0):
+    """The Dice against ``target`` of every bed :func:`sweep_shapes` gives, in its order: yields
+    ``(BedShape, dice)``. Counted per component (pixels, pixels in the target) instead of per mask,
+    so the seed-area filters cost a sum over components, not a pass over the mask each; the same
+    numbers as Dice of the masks."""
+    tissue = np.asarray(tissue, bool)
+    target = np.asarray(target, bool)
+    n_target = int(np.count_nonzero(target))
+    filters = [(m, f) for m in min_seeds_mm2 for f in min_seed_shares]
+    for thr, bridge, margin, labels, seed_mm2 in _sweep_grown(evidence_map, tissue, mpp, seed_thresholds,
+                                                              bridges_um, margins_um):
+        if labels is not None:
+            size = np.bincount(labels.ravel(), minlength=len(seed_mm2))
+            inside = np.bincount(labels[target], minlength=len(seed_mm2))
+        for min_mm2, share in filters:
+            if labels is None:
+                n_bed = n_both = 0
+            else:
+                keep = _kept_labels(seed_mm2, min_mm2, share) if min_mm2 > 0 or share > 0 else slice(1, None)
+                n_bed, n_both = int(size[keep].sum()), int(inside[keep].sum())
+            total = n_bed + n_target
+            yield (BedShape(thr, smooth_um, bridge, margin, min_mm2, share),
+                   1.0 if total == 0 else 2.0 * n_both / total)
 
 
 # --- is a detected bed believable? ------------------------------------------------------------

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from weakstil.bed_geometry import (BEFORE_LYMPHOID_VETO, VETOED, BedShape, Plausibility, coarsen, grow_bed,
-                                   sweep_shapes, take_in_infiltrate, tiles_to_mask)
+                                   sweep_dice, take_in_infiltrate, tiles_to_mask)
 from weakstil.errors import WeakSTILError
 from weakstil.tumorbed.bed import SlideGeometry, from_annotation
 from weakstil.tumorbed.detector import TumorBedDetector
@@ -166,10 +166,10 @@ def search_shape(slides: list[AnnotatedSlide], evidence: list[np.ndarray]) -> tu
         mpp, tissue, target = _search_grid(s)
         for smooth in SMOOTHING_UM:
             emap = tiles_to_mask(ev, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp, smooth)
-            for shape, bed in sweep_shapes(emap, tissue, mpp, seed_thresholds=SEED_THRESHOLDS,
-                                           bridges_um=BRIDGES_UM, margins_um=MARGINS_UM, min_seeds_mm2=MIN_SEEDS_MM2,
-                                           min_seed_shares=MIN_SEED_SHARES, smooth_um=smooth):
-                scores.setdefault(shape, []).append(_dice(bed, target))
+            for shape, dice in sweep_dice(emap, tissue, target, mpp, seed_thresholds=SEED_THRESHOLDS,
+                                          bridges_um=BRIDGES_UM, margins_um=MARGINS_UM, min_seeds_mm2=MIN_SEEDS_MM2,
+                                          min_seed_shares=MIN_SEED_SHARES, smooth_um=smooth):
+                scores.setdefault(shape, []).append(dice)
     table = [{**shape.to_dict(), "dice_mean": float(np.mean(d)), "dice_min": float(np.min(d))}
              for shape, d in scores.items()]
     # best mean Dice; ties go to the better worst slide, then to the simpler (smaller) geometry
