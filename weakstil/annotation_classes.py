@@ -10,8 +10,8 @@ from pathlib import Path
 log = logging.getLogger("weakstil.annotations")
 
 #: Classification (GeoJSON), group (ASAP) and layer (ImageScope) names taken as tumour bed when a
-#: file holds several classes, before any other class.
-TUMOR_BED_NAMES = re.compile(r"tumou?r|invasive|carcinoma|\bidc\b|\bilc\b", re.IGNORECASE)
+#: file holds several classes, before any other class (matched in a name's head, :func:`name_head`).
+TUMOR_BED_NAMES = re.compile(r"tumou?r|invasive|carcinoma|\bidc\b|\bilc\b|\bbed\b", re.IGNORECASE)
 #: Names of a region of interest: the bed when no class names the tumour itself (QuPath's "Region*").
 ROI_NAMES = re.compile(r"\broi\b|\bregions?\b", re.IGNORECASE)
 #: Words for the tumour that a class may negate ("Tumor-free", "No carcinoma", "IDC negative").
@@ -26,16 +26,38 @@ TUMOUR_NEGATED = (r"\b(?:no|without|w/o|free[\W_]+(?:of|from)|negative[\W_]+for|
                   r"evidence[\W_]+of)[\W_]+){0,2}" + _TUMOUR
                   + r"|\b" + _TUMOUR + r"(?:[\W_]*(?:free|absent)|[\s_./-]*neg(?:ative|(?![a-z]))"
                   r"|[\s_]*(?:\(\s*[-−–]\s*\)|[-−–]\s*ve\b|[-−–]\s*$))")
-#: Names that say an area is not the invasive tumour bed, whatever else they say ("Non-tumor",
-#: "Tumor-free", "No tumour", "Carcinoma in situ", "Peritumoral stroma", "Normal", "Lymph node"): never the bed.
-#: Not "Lymphocytes" or "Lymphocytic infiltrate": an infiltrate a pathologist marked inside the tumour
-#: is the bed's own stroma (cutting it out lowered the sTIL% it is there to measure).
-NOT_BED_NAMES = re.compile(r"\bnon\b|\bnon-?\w|\bnot\b|in[ _-]?situ|\bdcis\b|\blcis\b|\bnormal\b|\bbenign\b|"
-                           r"\bperi[ _-]?tumou?r|\bhealthy\b|necros|\blymph[\W_]*nod|\bnodal\b|" + TUMOUR_NEGATED,
-                           re.IGNORECASE)
+#: A "non"/"not" that negates the tumour word itself ("Non-tumour", "non invasive", "Not tumor",
+#: "not a carcinoma", "tumour not seen"), and the negations above: the only negations that keep a
+#: name naming the tumour from being the bed.
+_TUMOUR_NOT = re.compile(TUMOUR_NEGATED + r"|\bnon[\W_]*" + _TUMOUR + r"|\bnot[\W_]+(?:an?[\W_]+|the[\W_]+)?"
+                         + _TUMOUR + r"|\b" + _TUMOUR + r"[\W_]+not[\W_]+(?:present|seen|found|identified|detected)",
+                         re.IGNORECASE)
+#: What an area is, when not the invasive tumour bed: in situ disease, normal or benign tissue,
+#: the tissue around the tumour, necrosis, a lymph node. Not "Lymphocytes" or "Lymphocytic
+#: infiltrate": an infiltrate a pathologist marked inside the tumour is the bed's own stroma
+#: (cutting it out lowered the sTIL% it is there to measure).
+_NOT_BED_TERMS = (r"in[ _-]?situ|\bdcis\b|\blcis\b|\bnormal\b|\bbenign\b|\bperi[ _-]?tumou?r|\bhealthy\b|"
+                  r"necro[st]|\blymph[\W_]*nod|\bnodal\b")
+#: Names that say an area is not the invasive tumour bed ("Non-tumor", "Tumor-free", "No tumour",
+#: "Carcinoma in situ", "Peritumoral stroma", "Normal", "Lymph node"); a name whose head names the
+#: tumour, the bed or a region of interest is read by :func:`is_not_bed` instead, where a "non" or
+#: "not" counts only when it negates the tumour word.
+NOT_BED_NAMES = re.compile(r"\bnon\b|\bnon-?\w|\bnot\b|" + _NOT_BED_TERMS + "|" + TUMOUR_NEGATED, re.IGNORECASE)
+_NOT_BED_TERMS_RE = re.compile(_NOT_BED_TERMS, re.IGNORECASE)
 #: Names that mean "no class": ASAP writes ``PartOfGroup="None"`` for every annotation put in no
 #: group (its default), and exports write "null", "Unclassified" or "-". Such areas are unclassified.
 NO_CLASS_NAMES = re.compile(r"^\s*(?:none|null|nil|unclassified|unassigned|no[\W_]*class|-+)?\s*$", re.IGNORECASE)
+#: ASAP groups and GeoJSON classes whose polygons are cut out of the bed (CAMELYON16 names its exclusions
+#: "_2"; QuPath's built-in "Ignore*" class marks areas to leave out), matched in a name's head.
+EXCLUDED_NAMES = re.compile(r"exclu|^\s*negative\b|^_2$|^ignore\*?$", re.IGNORECASE)
+_LEFT_OUT = r"(?:exclu\w*|except\w*|not|non|no|without|w/o|minus|other[\W_]+than|apart[\W_]+from|sans)(?![a-z])"
+#: A qualifier that says what a named area leaves out: a bracketed or comma clause holding a
+#: negation ("Tumour bed (excluding DCIS)", "Invasive carcinoma, not otherwise specified",
+#: "Viable tumour, necrosis excluded"), or one the name runs on into ("Invasive carcinoma of
+#: non-special type", "Tumor bed excluding DCIS").
+_QUALIFIER = re.compile(r"\s*[,;(\[{][^,;(\[{]*?(?<![a-z])" + _LEFT_OUT + r".*$"
+                        r"|(?<=\S)[\s_/-]+(?:excluding|excepting|except|not|non|no|without|w/o|minus|"
+                        r"other[\W_]+than|apart[\W_]+from|sans)(?![a-z]).*$", re.IGNORECASE)
 
 
 def class_name(name: object) -> str:
@@ -43,9 +65,54 @@ def class_name(name: object) -> str:
     "Unclassified", empty)."""
     text = "" if name is None else str(name)
     return "" if NO_CLASS_NAMES.match(text) else text
-#: ASAP groups and GeoJSON classes whose polygons are cut out of the bed (CAMELYON16 names its exclusions
-#: "_2"; QuPath's built-in "Ignore*" class marks areas to leave out).
-EXCLUDED_NAMES = re.compile(r"exclu|^\s*negative\b|^_2$|^ignore\*?$", re.IGNORECASE)
+
+
+def name_head(name: str) -> str:
+    """What a name says the area is, without the qualifier saying what it leaves out:
+    "Tumour bed (excluding DCIS)" -> "Tumour bed", "Invasive carcinoma, NOS" stays whole."""
+    return _QUALIFIER.sub("", name).strip() or name
+
+
+def _names_bed(head: str) -> bool:
+    return bool(TUMOR_BED_NAMES.search(head) or ROI_NAMES.search(head))
+
+
+def is_exclusion(name: str) -> bool:
+    """Whether a class marks areas to cut out of the bed (:data:`EXCLUDED_NAMES` in the name's head):
+    "Exclusion", "Ignore*"; not "Tumour bed (excluding DCIS)", a tumour bed that says what it leaves out."""
+    return bool(name) and bool(EXCLUDED_NAMES.search(name_head(name)))
+
+
+def is_not_bed(name: str) -> bool:
+    """Whether a class says it is not the tumour bed. A name whose head names the tumour, the bed
+    or a region of interest is read for a negation of the tumour word itself ("Non-tumour", "No
+    tumour", "Tumor-free") or a not-bed term in its head ("Carcinoma in situ", "Peritumoral
+    stroma"): the WHO "not otherwise specified", "of non-special type" or "(non-necrotic)" leave it
+    the bed. Any other name is read whole (:data:`NOT_BED_NAMES`: "Non-stroma", "Normal")."""
+    name = class_name(name)
+    if not name:
+        return False
+    if _TUMOUR_NOT.search(name):
+        return True
+    head = name_head(name)
+    if _names_bed(head):
+        return bool(_NOT_BED_TERMS_RE.search(head))
+    return bool(NOT_BED_NAMES.search(name))
+
+
+def names_tumour(name: str) -> bool:
+    """Whether a name mentions the tumour as a word without negating it: such a class cut out of the bed
+    is said in a warning ("Carcinoma in situ", "Exclude tumour"), as a tumour-named class left out."""
+    return bool(re.search(r"\b(?:tumou?r|carcinoma|invasive|idc|ilc)", name, re.IGNORECASE)) and not _TUMOUR_NOT.search(name)
+
+
+def warn_tumour_named_cut(names, path: Path) -> None:
+    """One warning naming the tumour-named classes whose areas are cut out of the bed."""
+    named = sorted({n for n in names if n and names_tumour(n)})
+    if named:
+        log.warning("%s: areas of %s, named like a tumour, are read as not the invasive tumour bed and cut out of "
+                    "the bed where they overlap it; if one is the invasive tumour, name its class plainly "
+                    "('Tumor bed', 'Invasive carcinoma')", path, ", ".join(f"'{n}'" for n in named))
 
 
 def choose_bed(named: list[tuple[str, object]], path: Path) -> list:
@@ -58,9 +125,10 @@ def choose_bed(named: list[tuple[str, object]], path: Path) -> list:
     def rank(name: str) -> int:
         if not name:
             return 2
-        if NOT_BED_NAMES.search(name):
+        if is_not_bed(name):
             return 4
-        return 0 if TUMOR_BED_NAMES.search(name) else 1 if ROI_NAMES.search(name) else 3
+        head = name_head(name)
+        return 0 if TUMOR_BED_NAMES.search(head) else 1 if ROI_NAMES.search(head) else 3
 
     ranks = [rank(name) for name, _ in named]
     best = min((r for r in ranks if r < 4), default=None)
@@ -87,11 +155,11 @@ def not_bed_areas(named: list[tuple[str, object]], path: Path, bed: list = ()) -
         except shapely.errors.GEOSException:
             return False
 
-    areas = [(name, g) for name, g in named if class_name(name) and NOT_BED_NAMES.search(name)
-             and not any(encloses(g, b) for b in bed)]
+    areas = [(name, g) for name, g in named if is_not_bed(name) and not any(encloses(g, b) for b in bed)]
     if areas:
         log.info("%s: areas of %s are cut out of the bed where they overlap it", path,
                  ", ".join(sorted({name for name, _ in areas})))
+        warn_tumour_named_cut([name for name, _ in areas], path)
     return [g for _, g in areas]
 
 

@@ -9,26 +9,21 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from pathlib import Path
 
 import numpy as np
 
 from weakstil.annotation_classes import (EXCLUDED_NAMES, NOT_BED_NAMES, ROI_NAMES, TUMOR_BED_NAMES,  # noqa: F401
-                                         choose_bed, not_bed_areas, only_not_bed_classes)
-from weakstil.errors import WeakSTILError
+                                         choose_bed, is_exclusion, not_bed_areas, warn_tumour_named_cut)
+from weakstil.annotation_errors import AnnotationError, all_finite, not_bed, not_finite
+from weakstil.annotation_geometry import valid_parts
 from weakstil.settings import SLIDE_FILE_SUFFIXES  # an annotation's name may keep one (QuPath)
 
 log = logging.getLogger(__name__)
 
-#: QuPath object types that are not drawn areas: detections outline cells or tiles, not the bed.
-NOT_ANNOTATIONS = ("detection", "cell", "tile")
 #: File name patterns tried for a slide id, in order.
-ANNOTATION_PATTERNS = ("{id}.geojson", "{id}_tumorbed.geojson", "{id}.json", "{id}.xml", "{id}_tumorbed.xml")
-
-
-class AnnotationError(WeakSTILError):
-    """A malformed or unusable annotation file."""
+ANNOTATION_PATTERNS = ("{id}.geojson", "{id}_tumorbed.geojson", "{id}.json", "{id}_tumorbed.json", "{id}.xml",
+                       "{id}_tumorbed.xml")
 
 
 def raise_all(errors: list[AnnotationError]) -> None:
@@ -116,7 +111,9 @@ def load_polygons(path: str | Path):
     suffix = path.suffix.lower()
     excluded: list = []
     if suffix in (".geojson", ".json"):
-        polygons, excluded = _geojson_polygons(path)
+        from weakstil.annotation_geojson import geojson_polygons
+
+        polygons, excluded = geojson_polygons(path)
     elif suffix == ".xml":
         polygons, excluded = _imagescope_polygons(path)
     else:
@@ -127,7 +124,7 @@ def load_polygons(path: str | Path):
         from shapely.geometry import MultiPolygon
         from shapely.ops import unary_union
 
-        rest = merged.difference(unary_union(_valid(excluded, path)))
+        rest = merged.difference(unary_union(excluded))
         polys = [g for g in getattr(rest, "geoms", [rest]) if g.geom_type == "Polygon" and g.area > 0]
         if not polys:
             raise AnnotationError("nothing is left of the bed once its negative regions are cut out", path=path,
@@ -264,97 +261,12 @@ def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color
 
 
 # --- parsers ------------------------------------------------------------------------------
-def _geojson_polygons(path: Path) -> tuple[list, list]:
-    """(bed polygons, excluded polygons) of a GeoJSON: features classified like an exclusion
-    (:data:`EXCLUDED_NAMES`, e.g. QuPath's ``Ignore*``) are cut out of the bed."""
-    from shapely.geometry import shape
-
-    try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))  # a BOM (some Windows editors) is fine
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AnnotationError(f"malformed GeoJSON ({exc})", path=path,
-                              fix="export the annotation again from QuPath (File > Export objects as GeoJSON)") from None
-    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        features = data.get("features")
-    elif isinstance(data, dict) and data.get("type") == "Feature":
-        features = [data]
-    elif isinstance(data, list):
-        features = data
-    elif isinstance(data, dict) and data.get("type") in ("Polygon", "MultiPolygon", "GeometryCollection"):
-        features = [{"type": "Feature", "geometry": data, "properties": {}}]
-    else:
-        features = None
-    if not isinstance(features, list):
-        raise AnnotationError("GeoJSON holds no features", path=path,
-                              fix="export a FeatureCollection of polygons from QuPath")
-    named, excluded, detections = [], [], 0
-    for i, feat in enumerate(features):
-        if isinstance(feat, dict) and feat.get("geometry", 0) is None:
-            continue  # GeoJSON's unlocated feature (a measurement without a shape): no area
-        if not isinstance(feat, dict) or not isinstance(feat.get("geometry"), dict):
-            raise AnnotationError(f"feature {i} has no geometry", path=path, fix="export polygons from QuPath")
-        props = feat.get("properties") or {}
-        if not isinstance(props, dict):
-            props = {}
-        if str(props.get("objectType", "")).lower() in NOT_ANNOTATIONS:  # cells found by QuPath, not a drawn area
-            detections += 1
-            continue
-        name = _class_name(props.get("classification"))
-        own = str(props.get("name") or "")  # an object named "Ignore" or "Exclusion" is one, classified or not
-        for geometry in _geojson_areas(feat["geometry"]):
-            geom_type = geometry.get("type")
-            if not _all_finite(geometry.get("coordinates")):  # before GEOS, which warns and then misreads them
-                raise _not_finite(path)
-            try:
-                geom = shape(geometry)
-            except Exception as exc:
-                raise AnnotationError(f"feature {i} has an invalid {geom_type} ({exc})", path=path,
-                                      fix="check the coordinates are [[x, y], ...] rings") from None
-            if (name and EXCLUDED_NAMES.search(name)) or (own and EXCLUDED_NAMES.search(own)):
-                excluded.append(geom)
-            else:
-                named.append((name, geom))
-    if detections:
-        log.info("%s: %d detection/cell object(s) passed over: only annotations outline the tumour bed", path,
-                 detections)
-    chosen = choose_bed(named, path)
-    if not chosen and named:  # every class says it is not the bed ("Peritumoral stroma", "Non-tumour")
-        raise _not_bed(named, path)
-    if not chosen:
-        what = ("only detection/cell objects" if detections and not excluded else
-                "no polygons other than excluded areas" if excluded else "no polygons")
-        raise AnnotationError(f"GeoJSON holds {what}", path=path, fix="draw the tumour bed as a polygon or area "
-                              "annotation" + (" (QuPath: export the annotations, not the detections)" if detections
-                                              else ""))
-    return chosen, [*excluded, *not_bed_areas(named, path, chosen)]
-
-
-def _class_name(cls: object) -> str:
-    """A QuPath classification's name: ``{"name": "Tumor"}``, or 0.4's ``{"names": ["Tumor",
-    "Positive"]}`` (a derived class, "Tumor: Positive"), or a plain string."""
-    if isinstance(cls, dict):
-        if cls.get("name"):
-            return str(cls["name"])
-        names = cls.get("names")
-        return ": ".join(map(str, names)) if isinstance(names, list) else ""
-    return str(cls) if cls else ""
-
-
-def _geojson_areas(geometry: dict) -> list[dict]:
-    """The Polygon and MultiPolygon members of a GeoJSON geometry, a GeometryCollection's included
-    (points and lines are not areas)."""
-    if geometry.get("type") in ("Polygon", "MultiPolygon"):
-        return [geometry]
-    if geometry.get("type") == "GeometryCollection":
-        members = geometry.get("geometries")
-        return [g for m in members if isinstance(m, dict) for g in _geojson_areas(m)] if isinstance(members, list) else []
-    return []
-
-
 def _imagescope_polygons(path: Path) -> tuple[list, list]:
-    """(bed regions, excluded regions): a Region with ``NegativeROA="1"``, or in a layer named like
-    an exclusion, marks an area to leave out; layer names choose the bed as classes do
-    (:func:`choose_bed`)."""
+    """(bed regions, excluded regions): a Region with ``NegativeROA="1"`` is cut out of its own
+    layer's positive regions, as a GeoJSON hole out of its polygon (not out of a region drawn inside
+    it, nor out of another layer: an ROI layer's hole is not the tumour's); a layer named like an
+    exclusion, or holding negative regions only, is cut out of the bed; layer names choose the bed
+    as classes do (:func:`choose_bed`)."""
     import xml.etree.ElementTree as ET
 
     try:
@@ -364,26 +276,52 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
                               fix="save the annotation again from ImageScope or ASAP") from None
     if root.tag == "ASAP_Annotations":
         return _asap_polygons(root, path)
-    named, excluded, dropped = [], [], 0
+    named, excluded, cut_names, dropped = [], [], [], 0
     for layer in root.iter("Annotation"):  # a layer's Name is its class, as an ASAP group's
         layer_name = str(layer.attrib.get("Name", "")).strip()
-        for region in layer.iter("Region"):
-            polygon, negative = _imagescope_region(region, path)
+        positive, negative = [], []
+        for k, region in enumerate(layer.iter("Region")):
+            polygon, is_negative = _imagescope_region(region, path)
             if polygon is None:
                 dropped += 1
-            elif negative or (layer_name and EXCLUDED_NAMES.search(layer_name)):
-                excluded.append(polygon)
-            else:
-                named.append((layer_name, polygon))
+                continue
+            what = f"region {region.attrib.get('Id', k + 1)} of layer '{layer_name}'"
+            (negative if is_negative else positive).extend(valid_parts(polygon, path, what))
+        if is_exclusion(layer_name) or (negative and not positive):
+            excluded += positive + negative
+            cut_names.append(layer_name)
+        elif positive:  # a layer its negative regions leave empty stays, so the bed is not another layer's
+            named += [(layer_name, p) for p in _cut_holes(positive, negative)]
     if dropped:
         log.info("%s: %d region(s) that are no area (a line, an arrow, a ruler) passed over", path, dropped)
+    warn_tumour_named_cut(cut_names, path)
     polygons = choose_bed(named, path)
     if not polygons and named:
-        raise _not_bed(named, path, "layer", "ImageScope XML")
+        raise not_bed(named, path, "layer", "ImageScope XML")
     if not polygons:
         raise AnnotationError("ImageScope XML holds no (positive) regions with 3 or more vertices", path=path,
                               fix="draw the tumour bed as a polygon region")
     return polygons, [*excluded, *not_bed_areas(named, path, polygons)]
+
+
+def _cut_holes(positive: list, negative: list) -> list:
+    """A layer's positive regions less its negative regions. A negative region inside another
+    positive region is that region's hole: it does not cut a region drawn inside it (an island stays,
+    as in GeoJSON). A region cut away whole is kept as an empty polygon, so the layer is still the bed
+    and is said to be empty."""
+    from shapely.geometry import Polygon
+    from shapely.ops import unary_union
+
+    def inside(a, b) -> bool:
+        return a.intersection(b).area >= 0.999 * a.area
+
+    out = []
+    for p in positive:
+        holes = [n for n in negative if not (inside(p, n) and any(q is not p and inside(n, q) for q in positive))]
+        rest = p.difference(unary_union(holes)) if holes else p
+        parts = [g for g in getattr(rest, "geoms", [rest]) if g.geom_type == "Polygon" and g.area > 0]
+        out += parts or [Polygon()]
+    return out
 
 
 def _imagescope_region(region, path: Path):
@@ -399,8 +337,8 @@ def _imagescope_region(region, path: Path):
         except (KeyError, ValueError):
             raise AnnotationError("a Vertex lacks numeric X/Y", path=path,
                                   fix="save the annotation again from ImageScope") from None
-        if not _all_finite(list(vertices[-1])):
-            raise _not_finite(path)
+        if not all_finite(list(vertices[-1])):
+            raise not_finite(path)
     negative = str(region.attrib.get("NegativeROA", "0")).strip() == "1"
     if str(region.attrib.get("Type", "0")).strip() == "2" and len(vertices) == 2:
         (x0, y0), (x1, y1) = vertices
@@ -415,7 +353,7 @@ def _asap_polygons(root, path: Path) -> tuple[list, list]:
     like an exclusion (``Exclusion``, CAMELYON's ``_2``) are cut out of it."""
     from shapely.geometry import Polygon
 
-    named, excluded = [], []
+    named, excluded, cut_names = [], [], []
     for ann in root.iter("Annotation"):
         if str(ann.attrib.get("Type", "Polygon")).lower() not in ("polygon", "spline", "rectangle"):
             continue  # dots and point sets mark cells, not areas
@@ -425,65 +363,36 @@ def _asap_polygons(root, path: Path) -> tuple[list, list]:
         except (KeyError, ValueError):
             raise AnnotationError("a Coordinate lacks numeric X/Y", path=path,
                                   fix="save the annotation again from ASAP") from None
-        if not _all_finite([v for point in points for v in point]):
-            raise _not_finite(path)
+        if not all_finite([v for point in points for v in point]):
+            raise not_finite(path)
         if len(points) < 3:
             continue
-        polygon, group = Polygon([(x, y) for _, x, y in points]), str(ann.attrib.get("PartOfGroup", ""))
-        if EXCLUDED_NAMES.search(group):
-            excluded.append(polygon)
+        group = str(ann.attrib.get("PartOfGroup", ""))
+        parts = valid_parts(Polygon([(x, y) for _, x, y in points]), path, f"annotation '{ann.attrib.get('Name', '')}'")
+        if is_exclusion(group):
+            excluded += parts
+            cut_names.append(group)
         else:
-            named.append((group, polygon))
+            named += [(group, part) for part in parts]
+    warn_tumour_named_cut(cut_names, path)
     chosen = choose_bed(named, path)
     if not chosen and named:
-        raise _not_bed(named, path, "group", "ASAP XML")
+        raise not_bed(named, path, "group", "ASAP XML")
     if not chosen:
         raise AnnotationError("ASAP XML holds no polygon annotations with 3 or more coordinates", path=path,
                               fix="draw the tumour bed as a polygon annotation")
     return chosen, [*excluded, *not_bed_areas(named, path, chosen)]
 
 
-def _all_finite(coords) -> bool:
-    """Whether every number in nested coordinate lists is finite (JSON's NaN and Infinity are not)."""
-    if isinstance(coords, float):
-        return math.isfinite(coords)
-    if isinstance(coords, list):
-        return all(_all_finite(c) for c in coords)
-    return True  # ints, and anything else: shapely judges it
-
-
-def _not_bed(named: list, path: Path, kind: str = "class", fmt: str = "GeoJSON") -> AnnotationError:
-    message, fix = only_not_bed_classes(named, kind, fmt)
-    return AnnotationError(message, path=path, fix=fix)
-
-
-def _not_finite(path: Path) -> AnnotationError:
-    return AnnotationError("a polygon has coordinates that are not finite numbers (NaN or infinity)", path=path,
-                           fix="export the annotation again in level-0 pixel coordinates")
-
-
-def _valid(polygons: list, path: Path) -> list:
-    """The polygons made valid one by one; a MultiPolygon's parts each on its own, so parts that
-    overlap are joined by their union (GEOS would make the whole valid by the even-odd rule, and
-    drop the overlap), while a polygon's own holes stay holes."""
-    import shapely
-    from shapely.validation import make_valid
-
-    valid = []
-    for geom in polygons:
-        if not np.isfinite(shapely.get_coordinates(geom)).all():  # GEOS cannot work with NaN or infinity
-            raise _not_finite(path)
-        for part in getattr(geom, "geoms", [geom]):
-            valid.append(part if part.is_valid else make_valid(part))
-    return valid
-
-
 def _union(polygons: list, path: Path):
     from shapely.geometry import MultiPolygon
     from shapely.ops import unary_union
 
-    merged = unary_union(_valid(polygons, path))
+    merged = unary_union(polygons)  # each polygon made valid as read (annotation_geometry.valid_parts)
     polys = [g for g in getattr(merged, "geoms", [merged]) if g.geom_type == "Polygon" and g.area > 0]
-    if not polys:
+    if not polys and any(not p.is_empty for p in polygons):
         raise AnnotationError("annotation polygons have no area", path=path, fix="draw closed polygons")
+    if not polys:  # an ImageScope layer its own negative regions cut away whole
+        raise AnnotationError("nothing is left of the bed once its negative regions are cut out", path=path,
+                              fix="draw the tumour bed as a positive region")
     return MultiPolygon(polys)
