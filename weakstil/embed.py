@@ -355,11 +355,18 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
 
 
 def _check_resolution(encoder: Encoder, params: TilingParams, slide: Slide) -> None:
+    """Warn when the encoder sees another magnification than it was trained at: tiles are resized to
+    its input, so what it sees is ``--mpp`` x ``--tile-size`` / input px (448 px tiles at 0.5 µm/px
+    reach a 224 px encoder at 1 µm/px, as --mpp 1 would: 11A #7)."""
     card = encoder.card
-    if abs(params.mpp - card.mpp) / card.mpp > 0.1:
-        log.warning("%s: tiles at %.3g µm/px but encoder '%s' was trained at %.3g µm/px", slide.path,
-                    params.mpp, card.name, card.mpp)
-    if params.tile_px != card.input_px:
+    seen = params.mpp * params.tile_px / card.input_px
+    resized = params.tile_px != card.input_px
+    if abs(seen - card.mpp) / card.mpp > 0.1:
+        how = (f" ({params.tile_px} px tiles at {params.mpp:.3g} µm/px resized to its {card.input_px} px input)"
+               if resized else "")
+        log.warning("%s: the encoder sees tiles at %.3g µm/px%s but encoder '%s' was trained at %.3g µm/px",
+                    slide.path, seen, how, card.name, card.mpp)
+    elif resized:
         log.info("%s: %d px tiles are resized to the encoder's %d px input", slide.path, params.tile_px,
                  card.input_px)
 

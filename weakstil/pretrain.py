@@ -35,10 +35,11 @@ from typing import Any
 
 import numpy as np
 
-from weakstil import __version__, settings
+from weakstil import __version__, pretrain_resume, settings
 from weakstil.atomic import atomic_path
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
 from weakstil.errors import UsageError, WeakSTILError, no_tissue
+from weakstil.pretrain_resume import PretrainError
 from weakstil.slide import Slide
 
 log = logging.getLogger(__name__)
@@ -47,14 +48,6 @@ CHECKPOINT = "checkpoint.safetensors"
 CHECKPOINT_JSON = "checkpoint.json"
 MODEL_FILE = "model.safetensors"
 DEFAULT_STEPS = 200
-#: settings that may not change when resuming
-_FIXED_ON_RESUME = ("encoder", "init_weights", "batch_size", "tiles_per_slide", "crop_px", "lr", "weight_decay",
-                    "temperature", "proj_dim", "proj_hidden", "seed", "mpp", "tile_px", "tissue_threshold",
-                    "stain_norm")
-
-
-class PretrainError(WeakSTILError):
-    """Pretraining cannot start or continue."""
 
 
 @dataclass
@@ -87,8 +80,8 @@ class PretrainConfig:
             raise PretrainError("give --steps or --epochs, not both", fix="drop one of them")
         if self.steps is not None:
             return int(self.steps)
-        if self.epochs is not None:
-            return max(1, math.ceil(self.epochs * n_tiles / self.batch_size))
+        if self.epochs is not None:  # by the batches trained on: fewer tiles than --batch-size make smaller ones
+            return max(1, math.ceil(self.epochs * n_tiles / min(self.batch_size, n_tiles)))
         return DEFAULT_STEPS
 
 
@@ -109,8 +102,9 @@ class PretrainResult:
 def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainConfig, *, slide_mpp: float | None,
                  allow_upsample: bool, workers: int = 1,
                  on_error: Callable[[Path, WeakSTILError], None] | None = None,
-                 ) -> tuple[np.ndarray, list[str]]:
-    """Up to ``tiles_per_slide`` random tissue tiles per slide: ``(uint8 (N, px, px, 3), slide ids)``."""
+                 fingerprints: dict[str, str] | None = None) -> tuple[np.ndarray, list[str]]:
+    """Up to ``tiles_per_slide`` random tissue tiles per slide: ``(uint8 (N, px, px, 3), slide ids)``.
+    ``fingerprints``, when given, receives each sampled slide's content fingerprint by slide id."""
     from weakstil.decode.batches import shared_pool
     from weakstil.decode.readers import plan_reader
     from weakstil.decode.workers import iter_batches_inline
@@ -145,6 +139,8 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                         out[start:start + len(batch)] = batch if normaliser is None else normaliser(batch)
                 chunks.append(out)
                 ids.append(slide.slide_id)
+                if fingerprints is not None:
+                    fingerprints[slide.slide_id] = slide.fingerprint
                 log.info("%s: %d of %d tissue tiles sampled", path, len(out), n)
         except WeakSTILError as exc:
             if on_error is None:
@@ -273,22 +269,6 @@ def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig,
                  fix="lower --crop-px or --batch-size (or --tiles-per-slide)")
 
 
-def _check_augment_on_resume(state: dict[str, Any], settings: dict[str, Any], out_dir: Path) -> None:
-    """A resumed run must augment as the run it continues did: the defaults change between versions
-    (scanner optics since 2026-12-01), and a run that switched recipe half-way equals neither."""
-    recorded = state.get("augment")
-    if recorded is None:  # checkpoints of WeakSTIL before the optics did not record it
-        log.warning("%s: the checkpoint does not record its augmentation (an older WeakSTIL); the rest of the "
-                    "run uses this version's (card.yaml records it)", out_dir)
-        return
-    settings = json.loads(json.dumps(settings))  # as the checkpoint stores it (tuples -> lists)
-    changed = sorted(k for k in set(recorded) | set(settings) if recorded.get(k) != settings.get(k))
-    if changed:
-        raise PretrainError("augmentation differs from the checkpoint's: " + ", ".join(
-            f"{k} {recorded.get(k)!r} -> {settings.get(k)!r}" for k in changed), path=out_dir,
-            fix="finish the run with the WeakSTIL version that started it, or start a new one in another --out")
-
-
 def card_name_for(out_dir: Path, base: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_.+\-]", "-", out_dir.resolve().name).strip("-.") or f"{base}-simclr"
     return name if re.match(r"^[A-Za-z0-9]", name) else f"{base}-{name}"
@@ -318,16 +298,11 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                             fix="pass --resume to continue it, or choose another --out directory")
     state: dict[str, Any] | None = None
     tensors: dict[str, Any] = {}
+    card = load_card(cfg.encoder)
     if resume:
         state, tensors = read_checkpoint(out_dir)
-        old = state["config"]
-        changed = [k for k in _FIXED_ON_RESUME if old.get(k) != asdict(cfg).get(k)]
-        if changed:
-            raise PretrainError("settings differ from the checkpoint's: " + ", ".join(
-                f"{k} {old.get(k)!r} -> {asdict(cfg).get(k)!r}" for k in changed), path=out_dir,
-                fix="resume with the same settings (only --steps/--epochs may change)")
-
-    card = load_card(cfg.encoder)
+        pretrain_resume.check_settings(state, cfg, card, slide_mpp=slide_mpp, allow_upsample=allow_upsample,
+                                       out_dir=out_dir)
     if cfg.stain_norm != "card":
         import dataclasses
 
@@ -347,13 +322,14 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
             raise exc
         on_slide_error(path, exc)
 
+    fingerprints: dict[str, str] = {}
     tiles_np, slide_ids = sample_tiles(slides, card, cfg, slide_mpp=slide_mpp, allow_upsample=allow_upsample,
-                                       workers=workers, on_error=slide_failed)
+                                       workers=workers, on_error=slide_failed, fingerprints=fingerprints)
     n_tiles = len(tiles_np)
-    if state is not None and (state["slides"] != slide_ids or state["n_tiles"] != n_tiles):
-        raise PretrainError(f"the slides give other tiles than the checkpoint's ({len(slide_ids)} slides, "
-                            f"{n_tiles} tiles vs {len(state['slides'])} slides, {state['n_tiles']} tiles)",
-                            path=out_dir, fix="resume with the same slides")
+    threads = torch.get_num_threads()  # CPU kernels sum in another order with another count: other weights
+    if state is not None:
+        pretrain_resume.check_inputs(state, slide_ids, n_tiles, fingerprints, out_dir)
+        pretrain_resume.warn_threads(state, threads, out_dir)
     batch = min(cfg.batch_size, n_tiles)
     if batch < 2:
         raise PretrainError(f"only {n_tiles} tile(s) to train on", fix="pass more slides or larger ones")
@@ -384,7 +360,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
 
     aug = SSLAugment(cfg.crop_px, card.mean, card.std, **cfg.augment)
     if state is not None:
-        _check_augment_on_resume(state, aug.settings(), out_dir)
+        pretrain_resume.check_augment(state, aug.settings(), out_dir)
     tiles = torch.from_numpy(tiles_np)
     if dev.type == "cuda":  # the sample lives on the GPU when it fits comfortably, else in pinned memory
         free, _total = torch.cuda.mem_get_info(dev)
@@ -392,11 +368,13 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
     out_dir.mkdir(parents=True, exist_ok=True)
     t_run = time.perf_counter()
+    inputs = {"slide_mpp": slide_mpp, "allow_upsample": allow_upsample}  # how the slides were read
 
     def run_state(step: int) -> dict[str, Any]:
         return {"step": step, "total_steps": total, "config": asdict(cfg), "slides": slide_ids, "n_tiles": n_tiles,
                 "losses": losses, "seconds": elapsed_before + time.perf_counter() - t_run, "device": str(dev),
-                "init_weights_sha256": init_sha, "weakstil_version": __version__, "augment": aug.settings()}
+                "init_weights_sha256": init_sha, "weakstil_version": __version__, "augment": aug.settings(),
+                "slide_fingerprints": fingerprints, "torch_threads": threads, **inputs}
 
     step = start_step
     for step in range(start_step, total):
@@ -437,6 +415,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         "temperature": cfg.temperature, "proj_dim": cfg.proj_dim, "proj_hidden": cfg.proj_hidden,
         "tiles_per_slide": cfg.tiles_per_slide, "n_tiles": n_tiles, "slides": slide_ids,
         "tile_mpp": cfg.mpp or card.mpp, "tile_px": cfg.tile_px or card.input_px, "seed": cfg.seed,
+        "tissue_threshold": cfg.tissue_threshold, **inputs, "torch_threads": threads,
         "augment": augment, "init": init_source, "init_weights_sha256": init_sha,
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "loss_last10_mean": round(float(np.mean(losses[-10:])), 5) if losses else None,

@@ -134,8 +134,13 @@ def pretrain(
     workers: WorkersOpt = settings.DECODE_WORKERS,
     threads: ThreadsOpt = settings.TORCH_THREADS,
     slide_mpp: SlideMppOpt = None,
-    mpp: MppOpt = settings.MPP,
-    tile_size: TileSizeOpt = settings.TILE_PX,
+    mpp: Annotated[Optional[float], typer.Option(
+        "--mpp", help="Resolution in µm/px at which tiles are read (default: the --encoder card's: 0.5 for the "
+        "built-in cards, the µm/px an earlier pretrain folder was trained at).",
+        callback=in_range(*settings.MPP_RANGE, unit="µm/px"), show_default=False)] = None,
+    tile_size: Annotated[Optional[int], typer.Option(
+        "--tile-size", help="Tile side in pixels at --mpp (default: the --encoder card's input size: 224 for the "
+        "built-in cards).", callback=in_range(*settings.TILE_PX_RANGE, unit="px"), show_default=False)] = None,
     tissue_threshold: TissueThresholdOpt = settings.TISSUE_THRESHOLD,
     allow_upsample: AllowUpsampleOpt = False,
     stain_norm: StainNormOpt = StainNormChoice(settings.STAIN_NORM),
@@ -151,7 +156,7 @@ def pretrain(
 
     if steps is not None and epochs is not None:
         raise UsageError("give --steps or --epochs, not both", fix="drop one of them")
-    TilingParams(mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold)  # the ranges, before any work
+    TilingParams(tissue_threshold=tissue_threshold)  # the range, before any work (--mpp/--tile-size: their options)
 
     failures = Failures()
     dev = resolve_device(device)
@@ -163,10 +168,12 @@ def pretrain(
     from weakstil.encoders.cards import CARD_FILE
 
     if weights is None:  # an encoder folder with weights (an earlier pretrain) goes on from them (7A #5)
-        from weakstil.encoders.factory import MODEL_FILE
+        from weakstil.encoders.factory import MODEL_FILE, check_encoder_folder
 
         own = Path(encoder) / MODEL_FILE
-        weights = str(own.resolve()) if (Path(encoder) / CARD_FILE).is_file() and own.is_file() else "random"
+        # refused as embed refuses it: its card records weights that are missing or another file (11A #1)
+        has_own = (Path(encoder) / CARD_FILE).is_file() and check_encoder_folder(encoder) is not None
+        weights = str(own.resolve()) if has_own else "random"
         if weights != "random":
             log.info("pretraining goes on from %s's own weights (--weights random for a random init)", encoder)
     cfg = PretrainConfig(encoder=encoder, init_weights=weights, steps=steps, epochs=epochs,

@@ -431,7 +431,8 @@ def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: in
     if wpath is not None:
         state = read_state_dict(wpath)
         sha = sha256_file(wpath)
-        if card_dir is not None and wpath == card_dir / MODEL_FILE:
+        # resolved: 'pretrain -e DIR' passes the folder's own file as an absolute --weights (11A #2)
+        if card_dir is not None and wpath.resolve() == (card_dir / MODEL_FILE).resolve():
             _check_against_card(card, wpath, sha)
 
     # 2. build and load
