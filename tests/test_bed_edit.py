@@ -299,3 +299,59 @@ def test_a_bed_inside_a_hole_is_bed_in_drawing_order(tmp_path):
     saved = write_bed_geojson(tmp_path / "beds", [big, hole, island], "s1", parts=[BED_PART, HOLE_PART, BED_PART],
                               slide_size=(WIDTH, HEIGHT))
     np.testing.assert_array_equal(tiles.rescore_shape(load_polygons(saved)).tile_flags, drawn.tile_flags)
+
+
+def _tile_file(path, attrs=None, **datasets):
+    """A train/evaluate tile-score file on the grid, all tiles in the bed, without a threshold."""
+    coords, cols, _ = _grid()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scores = datasets.pop("tile_scores", (cols * 7.0).astype(np.float32))
+    TileScoresFile(coords=coords, tile_scores=scores, weights=np.full(len(cols), 1 / len(cols), np.float32),
+                   tumorbed=datasets.pop("tumorbed", np.ones(len(cols), bool)), **datasets,
+                   attrs={"slide_id": path.stem, "slide_mpp": MPP, "slide_width": WIDTH, "slide_height": HEIGHT,
+                          "tile_size_level0": float(TILE), "stil_pred": 35.0, "aggregator": "mean",
+                          **(attrs or {})}).write(path)
+    return path
+
+
+def test_an_older_cv_or_evaluate_tile_file_is_called_at_its_folders_threshold(tmp_path):
+    """cv/tiles and evaluate tiles files recorded no threshold (an outside tester's model trained with
+    --threshold 40 had its 35 % slide called high at 30 % on Rescore): the folder's metrics.json
+    says it, else the model.json beside cv/; only a file alone is called at the default, and says so."""
+    import json
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text(json.dumps({"threshold": 40.0}))
+    cv = rescore_with_bed(_tile_file(model / "cv" / "tiles" / "a.h5"), [_box(0, 0, 6 * TILE, HEIGHT)])
+    assert cv.threshold == 40.0 and not cv.threshold_default and cv.stil == pytest.approx(17.5)
+    evaluation = tmp_path / "eval"
+    evaluation.mkdir()
+    (evaluation / "metrics.json").write_text(json.dumps({"threshold": 15.0, "n": 3}))
+    ev = rescore_with_bed(_tile_file(evaluation / "tiles" / "b.h5"), [_box(0, 0, 6 * TILE, HEIGHT)])
+    assert ev.threshold == 15.0 and ev.stil_high and "(threshold 15 %)" in ev.label()
+    alone = rescore_with_bed(_tile_file(tmp_path / "c.h5"), [_box(0, 0, 6 * TILE, HEIGHT)])
+    assert alone.threshold == 30.0 and alone.threshold_default and "default threshold" in alone.label()
+    recorded = ScoredTiles.read(_tile_file(model / "cv" / "tiles" / "d.h5", attrs={"threshold": 25.0}))
+    assert recorded.threshold == 25.0  # the file's own threshold first
+
+
+def test_tile_estimates_follow_the_edited_bed_as_score_publishes_them(tmp_path):
+    """A stroma model's published tile scores lean towards the bed's sTIL%: after Rescore, the tiles
+    shown are those of the edited bed, whose stroma-weighted mean over it is the rescored sTIL%."""
+    from weakstil.mil.aggregate import tile_estimates
+
+    coords, cols, _ = _grid()
+    own = (10 + 80 * cols / COLS).astype(np.float32)
+    stroma = np.linspace(0.05, 0.9, len(cols)).astype(np.float32)
+    flags = cols >= 2
+    published = tile_estimates(own, stroma, flags, prior_stroma=0.2)
+    path = _tile_file(tmp_path / "s.h5", attrs={"aggregator": "stroma", "tile_prior_stroma": 0.2},
+                      tile_scores=published, tile_scores_model=own, stroma_weight=stroma, tumorbed=flags)
+    tiles = ScoredTiles.read(path)
+    np.testing.assert_allclose(tiles.tile_estimates(flags), published, atol=1e-5)  # the file's own bed: as written
+    edited = tiles.rescore([_box(0, 0, 4 * TILE, HEIGHT)])  # columns 0-3: the low-scoring side
+    shown = tiles.tile_estimates(edited.tile_flags)
+    assert np.abs(shown - published).max() > 1.0  # the prior moved with the bed
+    w = stroma[edited.tile_flags].astype(np.float64)
+    assert float((w * shown[edited.tile_flags]).sum() / w.sum()) == pytest.approx(edited.stil, abs=1e-3)

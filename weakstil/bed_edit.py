@@ -10,7 +10,8 @@ the slide's sTIL% is then recomputed without the encoder or the MIL model, from 
 * the flagged tiles are aggregated by the model's own aggregator, recorded in the file
   (:func:`weakstil.mil.aggregate.aggregate`: the stroma-weighted mean with the tiles' stored
   stroma weights, the mean, or the softmax of the attention logits);
-* the call is ``high`` when sTIL% >= the file's ``threshold``.
+* the call is ``high`` when sTIL% >= the file's ``threshold`` (older cv and evaluate tile files, which
+  do not record it: their folder's, :func:`recorded_threshold`).
 
 The corrected bed is saved as ``<slide_id>.geojson`` (QuPath GeoJSON, class ``Tumor bed``), the
 format ``train``/``score``/``tumorbed train --annotations`` read, so corrected beds train the next
@@ -55,6 +56,7 @@ class BedScore:
     n_bed_tiles: int
     n_tiles: int
     tile_flags: np.ndarray  #: (N,) bool, in the file's tile order
+    threshold_default: bool = False  #: the file and its folder record no threshold: the default is used
 
     @property
     def found(self) -> bool:
@@ -63,7 +65,8 @@ class BedScore:
     def label(self) -> str:
         if not self.found:
             return "no tumour bed"
-        return f"sTIL {self.stil:.1f} % · {'high' if self.stil_high else 'low'} (threshold {self.threshold:g} %)"
+        which = "the default threshold, the file records none" if self.threshold_default else "threshold"
+        return f"sTIL {self.stil:.1f} % · {'high' if self.stil_high else 'low'} ({which} {self.threshold:g} %)"
 
 
 @dataclass
@@ -83,6 +86,8 @@ class ScoredTiles:
     original_flags: np.ndarray | None
     original_mask: np.ndarray | None = None  #: the file's bed on a low-resolution grid
     original_mask_mpp: float | None = None
+    threshold_default: bool = False  #: no threshold recorded (nor beside the file): settings.STIL_THRESHOLD
+    prior_stroma: float = 0.0  #: the blend of the published tile scores (:meth:`tile_estimates`)
 
     @classmethod
     def read(cls, path: str | Path) -> ScoredTiles:
@@ -121,12 +126,16 @@ class ScoredTiles:
         mask, mask_mpp = getattr(f, "tumorbed_mask", None), getattr(f, "tumorbed_mask_mpp", None)
         if (mask is None or not mask_mpp or not np.any(mask)) and flags is not None:
             mask, mask_mpp = _tile_mask(geom, flags)  # no pixel mask: the bed tiles themselves
+        threshold = recorded_threshold(attrs, path or f.path)
+        # files holding only the published scores were written before the blend: those are the tiles' own
+        blended = stroma is not None and getattr(f, "tile_scores_model", None) is not None
         return cls(path=path or f.path, slide_id=str(attrs.get("slide_id", Path(str(where)).stem)),
                    tile_scores=np.asarray(_model_scores(f), np.float32), logits=logits, stroma=stroma, known=known,
-                   aggregator=aggregator, threshold=float(attrs.get("threshold", settings.STIL_THRESHOLD)),
+                   aggregator=aggregator, threshold=settings.STIL_THRESHOLD if threshold is None else threshold,
                    geometry=geom, original_stil=None if stil is None or stil != stil else float(stil),
                    original_flags=flags, original_mask=None if mask is None else np.asarray(mask, bool),
-                   original_mask_mpp=None if mask_mpp is None else float(mask_mpp))
+                   original_mask_mpp=None if mask_mpp is None else float(mask_mpp), threshold_default=threshold is None,
+                   prior_stroma=float(attrs.get("tile_prior_stroma", settings.TILE_PRIOR_STROMA)) if blended else 0.0)
 
     def rescore(self, polygons: Sequence[Ring], holes: Sequence[Ring] = (), clip: bool = False) -> BedScore:
         """The slide's sTIL% with the bed ``polygons`` minus ``holes`` (level-0 ``[x, y]`` rings).
@@ -159,7 +168,16 @@ class ScoredTiles:
         n = int(flags.sum())
         stil = aggregate_bed(self.tile_scores, flags, self.logits, self.stroma, self.aggregator) if n else math.nan
         return BedScore(stil=stil, stil_high=bool(called_high(stil, self.threshold)) if n else None, threshold=self.threshold,
-                        aggregator=self.aggregator, n_bed_tiles=n, n_tiles=len(flags), tile_flags=flags)
+                        aggregator=self.aggregator, n_bed_tiles=n, n_tiles=len(flags), tile_flags=flags,
+                        threshold_default=self.threshold_default)
+
+    def tile_estimates(self, flags: np.ndarray) -> np.ndarray:
+        """Each tile's published sTIL% with the tiles ``flags`` as the bed: a stroma model's tile
+        scores are blended towards the bed's sTIL% (:func:`weakstil.mil.aggregate.tile_estimates`,
+        as ``weakstil score`` publishes them), so they change with the bed; other models' do not."""
+        from weakstil.mil.aggregate import tile_estimates
+
+        return tile_estimates(self.tile_scores, self.stroma, np.asarray(flags, bool), prior_stroma=self.prior_stroma)
 
     def bed_rings(self, tolerance_px: float = OUTLINE_TOLERANCE_PX) -> tuple[list[Ring], list[Ring]]:
         """The file's own bed as editable polygons and holes (level-0 ``[x, y]``; an island inside a
@@ -173,6 +191,27 @@ class ScoredTiles:
         if self.original_mask is None or not self.original_mask_mpp or not self.original_mask.any():
             return [], []
         return _mask_rings(self.original_mask, self.original_mask_mpp, self.geometry.slide_mpp, tolerance_px)
+
+
+def recorded_threshold(attrs: dict, path: str | Path | None) -> float | None:
+    """The sTIL-high threshold a score file was called at: its ``threshold`` attribute, else (a
+    ``train`` cv/tiles or ``evaluate`` tiles file written before the files recorded it) the one its
+    folder's ``metrics.json`` was called at, else the model.json beside ``cv/``; None when none says."""
+    import json
+
+    if attrs.get("threshold") is not None:
+        return float(attrs["threshold"])
+    if path is None or Path(path).parent.name != "tiles":
+        return None
+    folder = Path(path).parent.parent  # MODEL/cv or the evaluation's folder
+    for meta in (folder / "metrics.json", *([folder.parent / "model.json"] if folder.name == "cv" else [])):
+        try:
+            value = json.loads(meta.read_text()).get("threshold")
+            if value is not None:
+                return float(value)
+        except (OSError, ValueError, TypeError, AttributeError):  # absent or unreadable: the next, else unknown
+            continue
+    return None
 
 
 def rescore_with_bed(tile_scores_file: str | Path, polygons: Sequence[Ring], holes: Sequence[Ring] = ()) -> BedScore:

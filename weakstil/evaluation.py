@@ -349,7 +349,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
         write_tile_scores(slide_file(out_dir / TILES_DIR, bag.slide_id), bag, s, {
             "stil_pred": s.stil, "stil_true": float(label_of[bag.slide_id]), "model_sha256": model_sha,
             "model": str(model_dir), "aggregator": model.arch.aggregator, "source": "evaluate",
-            "n_models": len(models), "scoring": how})
+            "n_models": len(models), "scoring": how, "threshold": threshold})
     pred = pd.DataFrame({"slide_id": ids, "stil_true": cohort.labels, "stil_pred": [stil.get(s, np.nan) for s in ids],
                          "group": cohort.groups,
                          "tumorbed_source": [source_of.get(s, "") for s in ids],

@@ -226,7 +226,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             for bag, s, k in zip(bank.bags, cv.scores, cv.folds):
                 write_tile_scores(folder.cv_tile_scores(bag.slide_id), bag, s, {
                     "stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]), "fold": int(k) + 1,
-                    "source": "cross-validation (out of fold)", "aggregator": cfg.aggregator})
+                    "source": "cross-validation (out of fold)", "aggregator": cfg.aggregator,
+                    "threshold": float(threshold)})
             metrics = write_metrics(pred, folder.cv_dir, threshold=threshold, title=f"{n_folds}-fold CV",
                                     extra={"folds": n_folds, "group_column": cohort.group_column},
                                     color_groups=cohort.group_column is not None)

@@ -223,14 +223,16 @@ class ScoringWidget(QWidget):
         if current in names:
             self.slide_combo.setCurrentText(current)
         self.slide_combo.blockSignals(False)
-        # the result shown: the one whose layer is selected, else the newest heatmap, else the newest result
+        # the result shown: the one whose layer (or bed being edited) is selected, else the newest heatmap,
+        # else the newest result
         active = self.viewer.layers.selection.active
         chosen = active.metadata.get("result_path") if active is not None and \
-            active.metadata.get("weakstil_kind") == "result" else None
+            active.metadata.get("weakstil_kind") in ("result", BED_EDIT_KIND) else None
         holder = (chosen and self._newest_result(chosen)) or self.result_layer(HEATMAP) or self._newest_result()
         res = holder.metadata.get("result") if holder is not None else None
         if res is not self.result:
             self.result = res
+            self._clear_tile()  # the tile clicked belongs to the result shown before
             if res is not None:
                 self._show_result_summary(res)
                 self._status(f"Showing {res.path.name}. Click a tile to inspect it.")
@@ -238,6 +240,7 @@ class ScoringWidget(QWidget):
                 for label in (self.stil_label, self.detail_label, self.qc_label, self.tile_label):
                     label.setText("")
                 self.qc_label.setToolTip("")
+            self.bed_editor.show_result(res)
             heat = self.result_layer(HEATMAP, self.result_path) if res is not None else None
             if heat is not None:
                 self._sync_range(heat)
@@ -253,9 +256,10 @@ class ScoringWidget(QWidget):
             box.blockSignals(False)
 
     def _on_active_layer(self, event: Any = None) -> None:
-        """Selecting another result's layer shows that result (its number, flags and bed)."""
+        """Selecting another result's layer, or its bed being edited, shows that result (its number,
+        flags and bed: Rescore and Save bed then act on it)."""
         active = self.viewer.layers.selection.active
-        if active is not None and active.metadata.get("weakstil_kind") == "result" and \
+        if active is not None and active.metadata.get("weakstil_kind") in ("result", BED_EDIT_KIND) and \
                 active.metadata.get("result_path") != self.result_path:
             self._on_layers_changed()
 
@@ -298,7 +302,9 @@ class ScoringWidget(QWidget):
             status = attrs.get("status", "")
             self.stil_label.setText(f"sTIL: — ({status})" if status else "sTIL: —")
         else:
-            threshold = attrs.get("threshold")
+            from weakstil.bed_edit import recorded_threshold
+
+            threshold = recorded_threshold(attrs, res.path)  # older cv/evaluate tile files: their folder's one
             call = ""
             if threshold is not None:
                 from weakstil.metrics import called_high  # imports scipy: only once a score is shown
@@ -431,11 +437,20 @@ class ScoringWidget(QWidget):
         self._outline_tile(info, mpp)
         return info
 
+    def _clear_tile(self) -> None:
+        """No clicked tile: its line and green outline go (they belonged to the result shown before)."""
+        self.tile_label.setText("Click a tile to see its score.")
+        if SELECTED_TILE in self.viewer.layers:
+            self.viewer.layers[SELECTED_TILE].data = []
+
     def _outline_tile(self, info: dict[str, Any], mpp: float) -> None:
         x, y, s = info["x"], info["y"], info["size_level0"]
         corners = np.array([[y, x], [y, x + s], [y + s, x + s], [y + s, x]], float) * mpp - 0.5 * mpp
         if SELECTED_TILE in self.viewer.layers:
-            self.viewer.layers[SELECTED_TILE].data = [corners]
+            outline = self.viewer.layers[SELECTED_TILE]
+            outline.data = []  # then added: data assigned after a clear (_clear_tile) would be a polygon
+            outline.add_rectangles([corners])
+            self._keep_outline_width()
         else:
             self.viewer.add_shapes([corners], shape_type="rectangle", edge_color="#39ff14", face_color="transparent",
                                    edge_width=OUTLINE_SCREEN_PX / camera(self.viewer).zoom, name=SELECTED_TILE,
@@ -452,7 +467,9 @@ class ScoringWidget(QWidget):
 
     def export_png(self, path: str | Path) -> Path:
         """Save what the canvas shows now (slide, heatmap, outlines) as a PNG."""
-        path = Path(path).with_suffix(".png")
+        path = Path(path)
+        if path.suffix.lower() != ".png":  # appended: a name like case_1.5x_view keeps its dots
+            path = path.with_name(path.name + ".png")
         self.viewer.screenshot(str(path), canvas_only=True, flash=False)
         self._status(f"View saved to {path}")
         return path

@@ -55,7 +55,7 @@ class BedEditor(QGroupBox):
         layout.addLayout(buttons)
         self.holes_box = QCheckBox("new shapes are holes")
         self.holes_box.setToolTip("Shapes drawn now cut holes in the bed (red) instead of adding to it")
-        self.holes_box.toggled.connect(self._on_holes_toggled)
+        self.holes_box.toggled.connect(self.follow_holes)
         layout.addWidget(self.holes_box)
         form = QFormLayout()
         self.folder_edit = FileEdit(mode="d", label="beds")
@@ -106,10 +106,35 @@ class BedEditor(QGroupBox):
         parts = list(layer.features["part"]) if "part" in layer.features else None
         return bed_layer.shapes_to_parts(list(layer.data), list(layer.shape_type), parts)
 
-    def _on_holes_toggled(self, holes: bool) -> None:
-        layer = self.layer()
-        if layer is not None:
-            bed_layer.set_drawing(layer, bed_layer.HOLE if holes else bed_layer.BED)
+    def follow_holes(self, *args: Any) -> None:
+        """Every bed layer draws what the box says, not only the shown result's: a layer is
+        selected (and drawn on) before or after its result is shown."""
+        part = bed_layer.HOLE if self.holes_box.isChecked() else bed_layer.BED
+        for ly in self.owner.viewer.layers:
+            if ly.metadata.get("weakstil_kind") == BED_EDIT_KIND:
+                bed_layer.set_drawing(ly, part)
+
+    def show_result(self, res: Any) -> None:
+        """The box for the result now shown (the widget calls it on every change): that result's
+        own edit line and last Rescore, not the previous slide's."""
+        self.follow_holes()
+        self.last_rescore = res.bed_rescore if res is not None else None
+        self.label.setText(res.bed_note if res is not None else "")
+        if self.last_rescore is not None:
+            self._show_rescored(self.last_rescore)
+
+    def _show_tile_values(self, res: Any, values: np.ndarray | None) -> None:
+        """The heatmap and tile clicks show ``values`` (None: the file's own tile scores)."""
+        if values is None and res.file_tile_scores is None:
+            return
+        if res.file_tile_scores is None:
+            res.file_tile_scores = res.tile_scores
+        res.tile_scores = res.file_tile_scores if values is None else np.asarray(values, np.float32)
+        if values is None:
+            res.file_tile_scores = None
+        heat = self.owner.result_layer(HEATMAP, res.path)
+        if heat is not None:
+            heat.data = heat.metadata["raster"].paint(res.tile_scores)
 
     # -- actions ---------------------------------------------------------------------------
     def edit_bed(self) -> Any | None:
@@ -123,6 +148,7 @@ class BedEditor(QGroupBox):
         viewer = self.owner.viewer
         old = self.layer()
         if old is not None:
+            viewer.layers.selection.active = heat  # so that removing the old layer keeps this result shown
             viewer.layers.remove(old)
         data, parts = bed_layer.parts_to_shapes(*tiles.bed_parts())
         mpp = float(heat.metadata["slide_mpp"])
@@ -132,9 +158,12 @@ class BedEditor(QGroupBox):
         bed_layer.set_drawing(layer, bed_layer.HOLE if self.holes_box.isChecked() else bed_layer.BED)
         viewer.layers.selection.active = layer
         layer.mode = "direct"  # move vertices; the layer controls add, delete and draw
-        self.label.setText(f"Editing the bed ({len(data)} shapes; holes red): move, add or delete vertices, "
-                           "draw or delete polygons, then Rescore.")
-        self.owner._show_result_summary(res)  # back to the scored bed's number, interval and qc
+        res.bed_rescore = self.last_rescore = None
+        res.bed_note = (f"Editing the bed ({len(data)} shapes; holes red): move, add or delete vertices, "
+                        "draw or delete polygons, then Rescore.")
+        self.label.setText(res.bed_note)
+        self._show_tile_values(res, None)  # back to the scored bed's tile scores,
+        self.owner._show_result_summary(res)  # number, interval and qc
         return layer
 
     def rescore(self) -> BedScore | None:
@@ -142,6 +171,7 @@ class BedEditor(QGroupBox):
         from weakstil.errors import WeakSTILError
 
         tiles = self.scored_tiles()
+        res = self.owner.result
         rings = self.edited_rings() if tiles is not None else None
         if tiles is None or rings is None:
             return None
@@ -150,17 +180,26 @@ class BedEditor(QGroupBox):
         except WeakSTILError as exc:
             self.owner._status(exc.one_line(), error=True)
             return None
+        self._show_rescored(new)
+        before = f"{tiles.original_stil:.1f} %" if tiles.original_stil is not None else "—"
+        note = f"Edited bed: {new.n_bed_tiles:,} of {new.n_tiles:,} tiles ({new.aggregator} aggregation); the " \
+               f"scored bed gave {before}."
+        if tiles.stroma is not None and tiles.prior_stroma > 0:
+            # a stroma model's published tile scores lean towards the bed's sTIL%: shown for this bed now
+            self._show_tile_values(res, tiles.tile_estimates(new.tile_flags) if new.found else None)
+            note += " The heatmap and tile clicks show the tile scores for this bed."
+        self.label.setText(note)
+        self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
+        res.bed_rescore, res.bed_note = new, note
+        self.last_rescore = new
+        return new
+
+    def _show_rescored(self, new: BedScore) -> None:
         # the 90 % interval and the qc flags belong to the scored bed (they need the fold models and
         # the slide's pixels): say so rather than show them beside a number they were not made for
         self.owner.stil_label.setText(f"{new.label()} · edited bed, no interval" if new.found
                                       else "sTIL: — (no tumour bed)")
         self._show_edited_qc(new)
-        before = f"{tiles.original_stil:.1f} %" if tiles.original_stil is not None else "—"
-        self.label.setText(f"Edited bed: {new.n_bed_tiles:,} of {new.n_tiles:,} tiles ({new.aggregator} "
-                           f"aggregation); the scored bed gave {before}.")
-        self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
-        self.last_rescore = new
-        return new
 
     def _show_edited_qc(self, new: BedScore) -> None:
         """The qc line for the edited bed: the scored bed's flags do not hold for it, and of them

@@ -181,15 +181,18 @@ class TileRaster:
         return {"scale": (s, s), "translate": (fy * slide_mpp, fx * slide_mpp)}
 
     def tile_at(self, world_yx: tuple[float, float], slide_mpp: float, index: np.ndarray) -> int | None:
-        """The tile under a world point (µm): the painted one, else the nearest-centred tile containing
-        the point (a margin finer than the raster's pixels, a gap of corner rounding); or None."""
+        """The tile under a world point (µm): the nearest-centred tile containing the point, else (a gap
+        of corner rounding between tiles) the one painted there; or None. Not the painted pixel first:
+        a raster pixel spans many level-0 pixels, over which overlapping tiles' nearest centre changes."""
+        i = int(self._nearest_containing(world_yx[1] / slide_mpp, world_yx[0] / slide_mpp)[0])
+        if i >= 0:
+            return i
         place = self.placement(slide_mpp)
         r = int(np.floor((world_yx[0] - place["translate"][0]) / place["scale"][0] + 0.5))
         c = int(np.floor((world_yx[1] - place["translate"][1]) / place["scale"][1] + 0.5))
         if 0 <= r < self.shape[0] and 0 <= c < self.shape[1] and index[r, c] >= 0:
             return int(index[r, c])
-        i = int(self._nearest_containing(world_yx[1] / slide_mpp, world_yx[0] / slide_mpp)[0])
-        return i if i >= 0 else None
+        return None
 
 
 def _subdivision(stride: float, tile_size: float, grid: tuple[int, int]) -> tuple[int, int]:
@@ -270,6 +273,10 @@ class ResultFile:
     tumorbed_mask: np.ndarray | None = None
     tumorbed_mask_mpp: float | None = None
     attrs: dict[str, Any] | None = None
+    #: the file's own tile scores while ``tile_scores`` holds an edited bed's (the bed editor's Rescore)
+    file_tile_scores: np.ndarray | None = None
+    bed_rescore: Any = None  #: the last Rescore of this result's edited bed (a weakstil.bed_edit.BedScore)
+    bed_note: str = ""  #: the bed editor's line about this result's edit
 
     @property
     def stil(self) -> float | None:
