@@ -135,7 +135,6 @@ def _write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title
     """The slide with its out-of-fold tile scores and the tumour-bed tiles outlined."""
     from weakstil.files import TileScoresFile
     from weakstil.outputs import tile_score_image, write_heatmap_png
-    from weakstil.slide import Slide
 
     scores = TileScoresFile.read(tile_scores_path)
     coords = np.asarray(scores.coords)
