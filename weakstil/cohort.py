@@ -145,6 +145,34 @@ def _same_slide(first: dict[str, tuple[str, int]], key: str, sid: str, row: int,
     return None
 
 
+def _csv_rows(csv_path: Path) -> list[list[str]]:
+    """The CSV's non-blank rows as fields ([] when it cannot be read as text)."""
+    import csv
+
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            return [r for r in csv.reader(f, skipinitialspace=True) if any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _trailing_delimiter(csv_path: Path) -> bool:
+    """Whether every data row ends in one empty field more than the header has (a spreadsheet's
+    trailing delimiter), rather than a decimal comma splitting a value in two."""
+    rows = _csv_rows(csv_path)
+    return len(rows) >= 2 and all(len(r) == len(rows[0]) + 1 and r[-1].strip() == "" for r in rows[1:])
+
+
+def _check_first_line_is_header(csv_path: Path) -> None:
+    """A title or comment line above the header (one field, rows of several below) is named as
+    such, not taken for rows with decimal commas or a missing column."""
+    rows = _csv_rows(csv_path)
+    if len(rows) >= 2 and len(rows[0]) == 1 and not any(sep in rows[0][0] for sep in ";\t|") \
+            and any(len(r) >= len(REQUIRED_COLUMNS) for r in rows[1:]):
+        raise CohortError(f"the first line is not the header (it reads {rows[0][0][:60]!r})", path=csv_path,
+                          fix="delete the line(s) above the header slide_id,path,stil (a title or comment)")
+
+
 def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None, group_column: str | None = None,
                 require_labels: bool = True, check_files: bool = True) -> Cohort:
     """Read and validate a cohort CSV; raise one :class:`CohortError` listing every bad row.
@@ -164,6 +192,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         raise CohortError("cohort CSV is empty", path=csv_path,
                           fix="write a header 'slide_id,path,stil' and one row per slide") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        _check_first_line_is_header(csv_path)
         first = str(exc).splitlines()[0]
         fix = (f"a row has more fields than the header: {DECIMAL_FIX}" if "fields" in first
                else "save it as a comma-separated UTF-8 text file")
@@ -185,8 +214,18 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                           fix="save it as a comma-separated file with the header slide_id,path,stil (and decimals "
                               "with a point)")
     if not isinstance(raw.index, pd.RangeIndex):  # every row has one field more than the header (pandas made it the index)
-        raise CohortError("the rows have more fields than the header", path=csv_path, fix=DECIMAL_FIX)
+        _check_first_line_is_header(csv_path)
+        if not _trailing_delimiter(csv_path):
+            raise CohortError("the rows have more fields than the header", path=csv_path, fix=DECIMAL_FIX)
+        import warnings
+
+        with warnings.catch_warnings():  # the field dropped is the empty one after the trailing delimiter
+            warnings.simplefilter("ignore", pd.errors.ParserWarning)
+            raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True,
+                              index_col=False)
+        raw.columns = [str(c).strip() for c in raw.columns]
     if missing:
+        _check_first_line_is_header(csv_path)
         raise CohortError(
             f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",
             path=csv_path,

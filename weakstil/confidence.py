@@ -412,7 +412,9 @@ def calibrate(y: np.ndarray, pred: np.ndarray, tile_se: np.ndarray | None = None
     u = scale_sd(pred, se, c)
     score = np.abs(to_scale(y, c) - to_scale(pred, c)) / cal.sigma(u, sh)
     q = cal.q
-    if n:
+    if n and not math.isfinite(q):  # no interval (too few slides): its coverage is not 100 %, it is none
+        cal.width_median = math.inf
+    elif n:
         lo, hi = cal.interval(pred, u, sh)
         inside = (y >= lo - 1e-9) & (y <= hi + 1e-9)
         cal.coverage_oof = float(inside.mean())

@@ -227,46 +227,6 @@ def _bed_is_empty(slide_id: str, cache, tumorbeds: dict | None) -> bool:
     return mask is not None and len(mask) > 0 and not np.asarray(mask, bool).any()
 
 
-def training_slide_ids(model_dir: str | Path, meta: dict) -> set[str] | None:
-    """The slide ids the model was trained on (its qc table, out-of-fold predictions or recorded
-    cohort CSV); ``None`` when none of them can be read."""
-    from weakstil.modeldir import ModelDir
-
-    folder = ModelDir(model_dir)
-    for path in (folder.qc_slides_path, folder.oof_path):
-        try:
-            return set(pd.read_csv(path, dtype={"slide_id": str}, keep_default_na=False)["slide_id"])
-        except (OSError, KeyError, ValueError):
-            continue
-    recorded = (meta.get("training") or {}).get("cohort")
-    if recorded and Path(recorded).is_file():
-        from weakstil.cohort import read_cohort
-
-        try:
-            return set(read_cohort(recorded, check_files=False, require_labels=False).slide_ids)
-        except WeakSTILError:
-            return None
-    return None
-
-
-def training_fingerprints(model_dir: str | Path) -> dict[str, str]:
-    """``{scan fingerprint: training slide id}`` from the model's cross-validation tile scores
-    (one file per training slide, recording the scan it was made from): a training slide evaluated
-    under another id (a cohort keyed by patient) is still recognised."""
-    from weakstil.files import TileScoresFile
-    from weakstil.modeldir import TILES_DIR, ModelDir
-
-    found = {}
-    for path in sorted((ModelDir(model_dir).cv_dir / TILES_DIR).glob("*.h5")):
-        try:
-            attrs, _ = TileScoresFile.read_header(path)
-        except WeakSTILError:
-            continue
-        if attrs.get("slide_fingerprint"):
-            found[str(attrs["slide_fingerprint"])] = path.stem
-    return found
-
-
 def write_tile_scores(path: Path, bag, scores, attrs: dict) -> Path:
     """One slide's tile scores as a :class:`weakstil.files.TileScoresFile` (cross-validation, evaluate)."""
     from weakstil.files import TileScoresFile
@@ -292,6 +252,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     ``final``, ``ensemble`` (the CV fold models) or None (what the model says)."""
     from weakstil.cohort import read_cohort
     from weakstil.files import FeaturesFile, slide_file
+    from weakstil.insample import training_slides_among
     from weakstil.mil.bank import FeatureBank
     from weakstil.mil.ensemble import load_scoring_models, score_slides_ensemble
     from weakstil.mil.identity import check_features_match_model
@@ -355,19 +316,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                          "tumorbed_source": [source_of.get(s, "") for s in ids],
                          "status": [STATUS_NO_BED if s in left_out else STATUS_BED_FALLBACK
                                     if source_of.get(s) == "tissue-fallback" else STATUS_OK for s in ids]})
-    trained_on = training_slide_ids(model_dir, meta)
-    scans = training_fingerprints(model_dir)
-    renamed = {sid: scans[fp] for sid, fp in fingerprint_of.items() if fp in scans and scans[fp] != sid}
-
-    def is_training(sid: str) -> bool:
-        """By the scan where both sides record one: another generator's or centre's synth_0000 is
-        not the training synth_0000, and a training scan under another id is still one."""
-        fp = fingerprint_of.get(sid, "")
-        if fp and (fp in scans or sid in scans.values()):
-            return fp in scans
-        return trained_on is not None and sid in trained_on
-
-    known = None if trained_on is None and not scans else {sid for sid in ids if is_training(sid)}
+    known, renamed, lists_ids = training_slides_among(fingerprint_of, model_dir, meta)
     seen = None if known is None else sorted(set(stil) & known)
     if seen:
         names = [f"{sid} (the scan of training slide {renamed[sid]})" if sid in renamed else sid for sid in seen]
@@ -375,7 +324,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                     "in-sample and overstate its accuracy on new slides (R² is inflated); evaluate on held-out "
                     "slides, or use 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv'", len(seen), len(stil),
                     ", ".join(names[:5]), " ..." if len(seen) > 5 else "")
-    elif trained_on is None:
+    elif not lists_ids:
         log.info("the model does not say which slides it was trained on: cannot tell whether any evaluated slide "
                  "is one")
     # said in the files people share too (the plots' titles, predictions.csv), not only in the log
@@ -422,7 +371,8 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     from weakstil.cohort import read_cohort
     from weakstil.runtime import sha256_file
 
-    cohort = read_cohort(csv_path, group_column=group_column)
+    # only the labels are needed: the slides are not scored, so their files need not be here
+    cohort = read_cohort(csv_path, group_column=group_column, check_files=False)
     oof_path = Path(oof_path)
     if not oof_path.exists():
         raise WeakSTILError("predictions file not found", path=oof_path, fix="pass MODEL/cv/oof_predictions.csv")

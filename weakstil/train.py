@@ -86,6 +86,13 @@ def _without_empty_beds(cohort: Cohort, tumorbeds: dict | None, beds: BedSources
                   cohort.group_column)
 
 
+def _in_slide_id_order(cohort: Cohort) -> Cohort:
+    """The cohort sorted by slide id: the order of the slides is the order of the mini-batches
+    and of the model's inputs, so the same cohort in another row order trains the same model."""
+    table = cohort.table.sort_values("slide_id", kind="stable").reset_index(drop=True)
+    return Cohort(cohort.csv_path, table, cohort.group_column)
+
+
 def _feature_file_beds(paths) -> dict:
     """The record of where the beds came from when no source was given: the feature files' own
     tumour-bed flags (``tumorbed`` in the file) or the whole tissue (a ``tissue`` count, which
@@ -97,11 +104,18 @@ def _feature_file_beds(paths) -> dict:
     return {"slides": {k: n for k, n in counts.items() if n}}
 
 
-def _all_have_tile_stats(paths) -> bool:
-    """Whether every feature file holds the per-tile measurements (made by this weakstil's embed)."""
+def _all_have_tile_stats(paths, slide_ids: list[str]) -> bool:
+    """Whether every feature file holds the per-tile measurements (made by this weakstil's embed);
+    when only some lack them, says which: one such file turns them off for the whole model."""
     from weakstil.files import FeaturesFile
 
-    return all("tile_stats" in FeaturesFile.read_header(p)[1] for p in paths)
+    without = [sid for sid, p in zip(slide_ids, paths) if "tile_stats" not in FeaturesFile.read_header(p)[1]]
+    if without and len(without) < len(slide_ids):
+        log.warning("%d of the %d feature files have no tile measurements (%s%s; embedded with --no-tile-stats or "
+                    "by an older weakstil): the model is trained without them for every slide; re-embed those "
+                    "slides to use them", len(without), len(slide_ids), ", ".join(without[:5]),
+                    ", ..." if len(without) > 5 else "")
+    return not without
 
 
 def _fit_confidence_and_qc(folder: ModelDir, bank, cohort: Cohort, labels: np.ndarray, oof, fold_models: list,
@@ -171,6 +185,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         cohort = read_cohort(csv_path, features_dir=features_dir, group_column="none")
     from weakstil.cohort import group_kfold
 
+    cohort = _in_slide_id_order(cohort)
     if n_folds >= 2:  # fail on too few groups before loading any features
         what = "groups" if cohort.group_column else "slides"
         group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
@@ -188,7 +203,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     from weakstil.runtime import resolve_device
 
     if cfg.tile_stats is None:  # automatic: the measurements when every feature file has them
-        cfg = dataclasses.replace(cfg, tile_stats=_all_have_tile_stats(cohort.feature_paths(features_dir)))
+        cfg = dataclasses.replace(cfg, tile_stats=_all_have_tile_stats(cohort.feature_paths(features_dir),
+                                                                           cohort.slide_ids))
     if cfg.centre_embeddings and not cfg.tile_stats:
         log.warning("--centre-embeddings without the tile measurements: the slide-level abundance of "
                     "lymphocytes in the embeddings' mean is lost (use --tile-stats)")
@@ -257,7 +273,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                                          cv.models if n_folds >= 2 else [], threshold, cfg.seed, on_epoch,
                                          cfg.members)
         duration = time.perf_counter() - t0
-        meta = model_meta(bank, cfg, threshold=threshold, extra={
+        meta = model_meta(bank, cfg, threshold=threshold, threads=final.threads, extra={
             "cohort": str(Path(csv_path).resolve()), "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
             "group_column": cohort.group_column, "final_model": how, "final_epochs": final.epochs_run,
             "cross_validation": cv_summary or None, "load_seconds": round(t_load, 2),

@@ -113,8 +113,28 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
     return model, meta
 
 
-def model_meta(bank: FeatureBank, cfg: TrainConfig, *, threshold: float, extra: dict | None = None) -> dict:
-    """The model.json fields that describe where the model comes from."""
+def used_config(cfg: TrainConfig, *, threads: int) -> dict:
+    """The training settings as used: the resolved device and torch threads (the requested ones
+    under ``requested`` where they differ, e.g. ``auto`` and 0), and ``None`` for a setting the
+    aggregator does not use (the stroma weight of a mean or attention model)."""
+    from weakstil.mil.config import Aggregator
+    from weakstil.runtime import resolve_device
+
+    config = asdict(cfg)
+    used = {"device": str(resolve_device(cfg.device)), "threads": int(threads)}
+    requested = {k: config[k] for k, v in used.items() if config[k] != v}
+    config.update(used)
+    if requested:
+        config["requested"] = requested
+    if cfg.aggregator != Aggregator.STROMA.value:
+        config["stroma_weight"] = None
+    return config
+
+
+def model_meta(bank: FeatureBank, cfg: TrainConfig, *, threshold: float, extra: dict | None = None,
+               threads: int = 0) -> dict:
+    """The model.json fields that describe where the model comes from (``threads``: the torch
+    threads training used)."""
     ident = bank.identity
     return {
         "encoder": {"name": ident.get("encoder"), "weights_sha256": ident.get("weights_sha256"),
@@ -124,7 +144,7 @@ def model_meta(bank: FeatureBank, cfg: TrainConfig, *, threshold: float, extra: 
         "features": {k: ident.get(k) for k in MEASUREMENT_ATTRS},
         "threshold": float(threshold),
         "seed": int(cfg.seed),
-        "training": {"config": asdict(cfg), **(extra or {})},
+        "training": {"config": used_config(cfg, threads=threads), **(extra or {})},
         "versions": versions(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -34,6 +34,7 @@ class FitResult:
     best_epoch: int
     epochs_run: int
     history: list[dict[str, float]] = field(default_factory=list)
+    threads: int = 0  #: the torch threads it trained with (recorded in model.json)
 
 
 def _loss_fn(cfg: TrainConfig):
@@ -151,7 +152,7 @@ def fit(bank: FeatureBank, labels: np.ndarray, train_idx: np.ndarray, val_idx: n
         else:
             best_epoch = epoch
         model.eval()
-    return FitResult(model=model.cpu(), best_epoch=best_epoch, epochs_run=epoch, history=history)
+    return FitResult(model=model.cpu(), best_epoch=best_epoch, epochs_run=epoch, history=history, threads=threads)
 
 
 @dataclass

@@ -10,7 +10,8 @@
   the training labels' range (:mod:`weakstil.qc.flags`);
 * ``training_slides.csv``: per training slide its label, out-of-fold prediction and interval
   (calibrated without the slide: leave-one-out), tile standard error, OOD score, its
-  leave-group-out embedding distance and shift, image statistics and the flags it would get.
+  leave-group-out embedding distance and shift, image statistics, the flags it would get and
+  its scan's ``slide_fingerprint`` (which slides ``weakstil evaluate`` counts as training slides).
 
 Their SHA-256 are recorded in ``model.json`` under ``qc``; scoring refuses files that differ.
 """
@@ -92,7 +93,10 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     folder.qc_dir.mkdir(parents=True, exist_ok=True)
     n = len(bank)
     table = pd.DataFrame({"slide_id": [b.slide_id for b in bank.bags], "stil_true": np.asarray(labels, float),
-                          "n_tumorbed_tiles": [int(b.tile_mask.sum()) for b in bank.bags]})
+                          "n_tumorbed_tiles": [int(b.tile_mask.sum()) for b in bank.bags],
+                          # which scans these are, whatever the fold count: evaluate's in-sample check
+                          # (weakstil.insample) goes by content, not by id
+                          "slide_fingerprint": [str(b.attrs.get("slide_fingerprint") or "") for b in bank.bags]})
     summary: dict[str, Any] = {"format": QC_FORMAT}
     low_col, high_col = interval_columns()
 
