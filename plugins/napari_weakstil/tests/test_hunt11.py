@@ -54,7 +54,8 @@ def test_an_older_cv_tile_file_is_called_at_the_models_threshold(make_napari_vie
     assert new.threshold == threshold and f"{call} (threshold {threshold:g} %)" in widget.stil_label.text()
 
 
-def test_the_holes_box_applies_to_the_bed_layers_of_every_result(make_napari_viewer, scored):
+def _bed_of_a_then_b_shown(make_napari_viewer, scored):
+    """Slide A's bed opened for editing, then another result (B) shown: viewer, widget, A's path, A's bed layer."""
     viewer = make_napari_viewer()
     widget = _dock(viewer)
     a = scored["score_h5"]
@@ -62,6 +63,11 @@ def test_the_holes_box_applies_to_the_bed_layers_of_every_result(make_napari_vie
     layer_a = widget.bed_editor.edit_bed()
     viewer.open(sorted(scored["cv_tiles"].glob("*.h5"))[0], plugin="napari-weakstil")
     assert widget.result.path != a
+    return viewer, widget, a, layer_a
+
+
+def test_the_holes_box_applies_to_the_bed_layers_of_every_result(make_napari_viewer, scored):
+    viewer, widget, a, layer_a = _bed_of_a_then_b_shown(make_napari_viewer, scored)
     widget.bed_editor.holes_box.setChecked(True)  # ticked while B is shown
     viewer.layers.selection.active = _heat_of(viewer, a)
     assert widget.result.path == a
@@ -70,13 +76,8 @@ def test_the_holes_box_applies_to_the_bed_layers_of_every_result(make_napari_vie
 
 
 def test_selecting_a_bed_layer_shows_its_result_and_rescore_acts_on_it(make_napari_viewer, scored):
-    viewer = make_napari_viewer()
-    widget = _dock(viewer)
+    viewer, widget, a, layer_a = _bed_of_a_then_b_shown(make_napari_viewer, scored)
     editor = widget.bed_editor
-    a = scored["score_h5"]
-    viewer.open(a, plugin="napari-weakstil")
-    layer_a = editor.edit_bed()
-    viewer.open(sorted(scored["cv_tiles"].glob("*.h5"))[0], plugin="napari-weakstil")
     editor.edit_bed()
     assert widget.result.path != a
     viewer.layers.selection.active = layer_a
