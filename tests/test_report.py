@@ -286,6 +286,9 @@ def test_report_labels_an_evaluation_by_how_it_was_made(trained, evaluated, tmp_
     proc = run_cli("evaluate", trained["cohort"], "--oof", trained["model"] / "cv" / "oof_predictions.csv",
                    "--out", tmp_path / "oof")
     assert proc.returncode == 0, proc.stderr
+    meta = json.loads((trained["model"] / "model.json").read_text())  # the model named as score names it
+    oof_metrics = json.loads((tmp_path / "oof" / "metrics.json").read_text())
+    assert oof_metrics["model_id"] == f"{trained['model'].name}@{meta['weights_sha256'][:12]}"
     md = build_report(trained["model"], tmp_path / "r2", evaluation_dir=tmp_path / "oof")["report.md"].read_text()
     assert "2-fold cross-validation, out-of-fold predictions of 4 slides" in " ".join(md.split())
 

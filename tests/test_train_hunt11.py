@@ -94,7 +94,9 @@ def test_model_json_records_the_settings_as_used(folds1) -> None:
     config = json.loads((root / "model" / "model.json").read_text())["training"]["config"]
     assert config["device"] in ("cpu", "cuda", "mps") or config["device"].startswith("cuda")
     assert isinstance(config["threads"], int) and config["threads"] >= 1
-    assert config["requested"] == {"device": "auto", "threads": 0}
+    # --folds 1 has no fold models to score as an ensemble: the final model scores (hunt 11e #4)
+    assert config["requested"] == {"device": "auto", "threads": 0, "scoring": "ensemble"}
+    assert config["scoring"] == "final" == json.loads((root / "model" / "model.json").read_text())["scoring"]
     assert config["stroma_weight"] is None  # the mean aggregator has no stroma weight
 
 
@@ -167,3 +169,4 @@ def test_evaluate_oof_needs_no_slide_files(tmp_path) -> None:
         tmp_path / "oof.csv", index=False)
     m = evaluate_oof(tmp_path / "c.csv", tmp_path / "oof.csv", tmp_path / "out")
     assert m["n"] == 6 and m["mae"] == pytest.approx(3.0)
+    assert m["model_id"] is None  # predictions not in a model folder: no model to name

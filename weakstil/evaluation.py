@@ -425,7 +425,8 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                                              "predictions_sha256": sha256_file(oof_path),
                                              "model": str(owner[0].resolve()) if owner else None,
                                              "model_sha256": owner[1].get("weights_sha256") if owner else None,
-                                             "cohort": str(Path(csv_path).resolve())})
+                                             "model_id": f"{owner[0].name}@{str(owner[1].get('weights_sha256'))[:12]}"
+                                             if owner else None, "cohort": str(Path(csv_path).resolve())})
 
 
 def oof_model(oof_path: Path) -> tuple[Path, dict] | None:

@@ -43,7 +43,9 @@ def _read_rows(path: Path) -> list[dict]:
     import pandas as pd
 
     try:
-        table = pd.read_csv(path, dtype={"slide_id": str, "path": str}, keep_default_na=False)
+        # every cell as the text it is: a rewrite gives back what a user typed (007, 12.345678) and the
+        # threshold as given, not numbers pandas guessed and reformatted
+        table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except Exception:  # unreadable: redo everything
         said = (str(path), path.stat().st_mtime_ns)
         if said not in _SAID_UNREADABLE:  # it is read again after every slide: said once

@@ -285,7 +285,10 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         })
         meta.update(qc_meta)  # "folds": MODEL/folds/ (scoring="ensemble" and the interval use them), "qc"
         meta["scoring"] = cfg.scoring if qc_meta.get("folds") else "final"
-        if meta["scoring"] != cfg.scoring:
+        if meta["scoring"] != cfg.scoring:  # recorded as used, the request beside it (as device and threads)
+            config = meta["training"]["config"]
+            config["requested"] = {**config.get("requested", {}), "scoring": config["scoring"]}
+            config["scoring"] = meta["scoring"]
             log.warning("no cross-validation fold models (--folds %d): new slides are scored by the final model, "
                         "not --scoring %s, and get no interval", n_folds, cfg.scoring)
         save_model(final.model, tmp, meta)

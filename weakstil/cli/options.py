@@ -239,7 +239,8 @@ TumorBedOpt = Annotated[
 TumorBedsOpt = Annotated[
     Optional[Path],
     typer.Option("--tumorbed-beds", help="Directory of precomputed tumour beds (<slide_id>.h5 from 'weakstil "
-                 "tumorbed apply'); a slide's bed there comes first, before --annotations and --tumorbed."),
+                 "tumorbed apply'); a slide's bed there comes before --tumorbed and the whole tissue, and before "
+                 "--annotations unless it is a detector's bed (then the slide's annotation, when given, is used)."),
 ]
 
 

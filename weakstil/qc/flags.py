@@ -265,8 +265,8 @@ def bed_unlike_training(bed_source: str, training_beds: dict | None) -> str | No
     if bed_source != "tissue" or with_bed * 2 <= sum(slides.values()):
         return None
     kinds = training_bed_kinds(training_beds)
-    return (f"scored over the whole tissue; the model was trained on tumour beds ({kinds}): pass --annotations, "
-            "--tumorbed-beds or --tumorbed")
+    return (f"scored over the whole tissue (no bed source, or one that gave the whole tissue); the model was trained "
+            f"on tumour beds ({kinds}): give the slide's tumour bed (--annotations, --tumorbed-beds or --tumorbed)")
 
 
 def training_bed_kinds(training_beds: dict | None) -> str:
