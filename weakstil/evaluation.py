@@ -335,7 +335,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     return write_metrics(pred[pred["stil_pred"].notna()].drop(columns=["tumorbed_source", "status", "training_slide"]), out_dir,
                          threshold=threshold, title=title, color_groups=cohort.group_column is not None, extra={
                              "mode": "model", "model": str(model_dir), "model_sha256": model_sha,
-                             "model_id": f"{model_dir.name}@{str(meta.get('weights_sha256'))[:12]}",  # as in score
+                             "model_id": ModelDir(model_dir).model_id(meta),  # as in score
                              "encoder": meta.get("encoder", {}).get("name"), "scoring": how, "n_models": len(models),
                              "cohort": str(Path(csv_path).resolve()), "features": str(features_dir.resolve()),
                              "tumorbeds": bed_record, "beds_unlike_training": unlike,
@@ -369,6 +369,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     SHA-256 is recorded (a report of a model checks that these are its predictions), and when it
     lies in a model folder, that model and its sTIL-high threshold (the default ``threshold``)."""
     from weakstil.cohort import read_cohort
+    from weakstil.modeldir import ModelDir
     from weakstil.runtime import sha256_file
 
     # only the labels are needed: the slides are not scored, so their files need not be here
@@ -425,8 +426,8 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                                              "predictions_sha256": sha256_file(oof_path),
                                              "model": str(owner[0].resolve()) if owner else None,
                                              "model_sha256": owner[1].get("weights_sha256") if owner else None,
-                                             "model_id": f"{owner[0].name}@{str(owner[1].get('weights_sha256'))[:12]}"
-                                             if owner else None, "cohort": str(Path(csv_path).resolve())})
+                                             "model_id": ModelDir(owner[0]).model_id(owner[1]) if owner else None,
+                                             "cohort": str(Path(csv_path).resolve())})
 
 
 def oof_model(oof_path: Path) -> tuple[Path, dict] | None:

@@ -92,6 +92,11 @@ class ModelDir:
     def meta_path(self) -> Path:
         return self.root / META_FILE
 
+    def model_id(self, meta: dict) -> str:
+        """How results name the model: its folder and the start of its weights' SHA-256 (``results.csv``
+        ``model_id``, an evaluation's metrics)."""
+        return f"{self.root.resolve().name}@{str(meta.get('weights_sha256'))[:12]}"
+
     @property
     def weights_path(self) -> Path:
         return self.root / WEIGHTS_FILE

@@ -164,7 +164,7 @@ def open_context(opts: ScoreOptions) -> _Context:
     model = models[0]  # the architecture (the fold models share the final model's)
     # an ensemble's models are the fold models the interval needs: loaded once
     assessor = SlideAssessor.load(opts.model, meta, model.arch, fold_models=models if len(models) > 1 else None)
-    model_id = f"{opts.model.resolve().name}@{str(meta.get('weights_sha256'))[:12]}"
+    model_id = ModelDir(opts.model).model_id(meta)
     threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", settings.STIL_THRESHOLD))
     beds = BedSources.open(annotations=opts.annotations, beds=opts.tumorbed_beds, detector=opts.tumorbed_model,
                            model=opts.model)
