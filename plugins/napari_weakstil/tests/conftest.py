@@ -16,7 +16,30 @@ TRAIN_SLIDES = 4
 @pytest.fixture(scope="session")
 def scored(tmp_path_factory) -> dict:
     """Synthetic slides, a small-cnn (seeded random weights) feature cache, a MIL model trained
-    on the first slides' labels with 2-fold CV, and the last slide scored by `score_batch`."""
+    on the first slides' labels with 2-fold CV, and the last slide scored by `score_batch`.
+
+    Built once per test run, not once per pytest-xdist worker: the workers share the parent of
+    their temporary folders, and the first to take the lock builds it there (tests only read it;
+    what they change, they copy first)."""
+    import fcntl
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    root = shared / "napari_scored"
+    with open(shared / "napari_scored.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (root / "built").exists():
+            _build_scored(root)
+            (root / "built").touch()
+    held = root / "cohort" / (root / "held.txt").read_text()
+    out = root / "scores"
+    return {"root": root, "cohort": root / "cohort", "model": root / "model", "held": held, "scores": out,
+            "score_h5": out / f"{held.stem}.h5", "cv_tiles": root / "model" / "cv" / "tiles"}
+
+
+def _build_scored(root) -> None:
+    import shutil
+
     import torch
 
     from weakstil.embed import embed_slide
@@ -27,7 +50,8 @@ def scored(tmp_path_factory) -> dict:
     from weakstil.train import train_cohort
 
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("napari")
+    shutil.rmtree(root, ignore_errors=True)  # a build cut short
+    root.mkdir(parents=True)
     cohort = root / "cohort"
     labels = generate_cohort(cohort, TRAIN_SLIDES + 1, seed=5, size_mm=(1.0, 1.0), progress=False)
     slides = [cohort / p for p in labels["path"]]
@@ -47,8 +71,7 @@ def scored(tmp_path_factory) -> dict:
     rows = score_batch([held], ScoreOptions(model=model, out=out, weights="random", device="cpu", workers=1),
                        progress=False)
     assert rows[0]["status"] == "ok", rows[0]
-    return {"root": root, "cohort": cohort, "model": model, "held": held, "scores": out,
-            "score_h5": out / f"{held.stem}.h5", "cv_tiles": model / "cv" / "tiles"}
+    (root / "held.txt").write_text(str(held.relative_to(cohort)))
 
 
 @pytest.fixture
