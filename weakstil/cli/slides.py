@@ -30,11 +30,12 @@ def tile(
 ) -> None:
     """Find tissue and lay a tile grid; write <slide_id>.h5 and an overlay PNG per slide."""
     from weakstil.files import slide_file
-    from weakstil.outputdir import mark
+    from weakstil.outputdir import check_tiles_out, mark
     from weakstil.slide import slide_id_from_path
     from weakstil.tiles import TilingParams, tile_slide_to_dir
 
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
+    check_tiles_out(out)  # never into a model, a cohort or another command's folder (before any work)
     failures = Failures()
     paths = unique_ids(expand_slides(slides), failures)
 
