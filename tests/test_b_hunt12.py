@@ -141,3 +141,17 @@ def test_tissue_threshold_zero_keeps_every_tile_with_any_tissue_and_no_glass():
     assert coords.tolist() == [[0, 0], [224, 224]]
     assert fractions[0] == pytest.approx(1 / 196) and fractions[1] == 1.0
     assert json.loads(json.dumps(coords.tolist()))  # plain level-0 pixel coordinates
+
+
+def test_synth_never_writes_inside_a_model_folder(tmp_path):
+    """#6: `synth --out model/cohort` wrote a cohort inside a trained model's folder, which
+    `train --overwrite` replaces whole (the cohort's slides and truth would go with it)."""
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"")
+    proc = run_cli("synth", "--out", model / "cohort", "--slides", "1", "--size-mm", "0.25", "0.25")
+    assert proc.returncode == 2, proc.stderr
+    (line,) = _errors(proc)
+    assert "inside the model folder" in line and "Fix:" in line
+    assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.safetensors"]

@@ -275,6 +275,13 @@ def check_per_slide_out(out: str | Path, command: str, what: str) -> None:
     if others and others[0] != command:  # the folder's first writer owns it
         raise UsageError(f"is the {KINDS.get(others[0], others[0])} folder of 'weakstil {others[0]}'; {command} writes "
                          f"{what}", path=out, fix=f"give 'weakstil {command}' a folder of its own (--out)")
+    check_not_inside_replaced(out, command)
+
+
+def check_not_inside_replaced(out: str | Path, command: str) -> None:
+    """``out`` is not, nor lies inside, a folder that a rerun with ``--overwrite`` replaces whole (a
+    model, an encoder, an evaluation, a report, a detector): what ``command`` wrote there would go
+    with it (a :class:`UsageError`)."""
     inside = replaced_folder_around(out)
     if inside is not None:
         whole = next((c for c in commands_of(inside) if c in WHOLE_FOLDER_COMMANDS), "train")

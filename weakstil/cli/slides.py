@@ -86,7 +86,7 @@ def synth(
 ) -> None:
     """Generate a synthetic H&E cohort with exact sTIL truth (slides, labels.csv, truth masks)."""
     from weakstil.locks import hold_folder
-    from weakstil.outputdir import check_own_folder, mark
+    from weakstil.outputdir import check_not_inside_replaced, check_own_folder, mark
     from weakstil.errors import UsageError
     from weakstil.synth import generate_cohort
 
@@ -97,6 +97,7 @@ def synth(
     if out is None:
         raise UsageError("no output folder", fix="give one: weakstil synth --out DIR (or weakstil synth DIR)")
     check_own_folder(out, "synth")  # never into a lab's cohort, a model or another command's folder
+    check_not_inside_replaced(out, "synth")  # nor inside a model: 'train --overwrite' would delete the cohort
     with hold_folder(out, "synth"):
         # marked first: a run stopped half-way leaves a folder a rerun knows for its own and continues
         # (slides already written are kept), and a second run at the same time is told one is writing it
