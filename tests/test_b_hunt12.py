@@ -155,3 +155,19 @@ def test_synth_never_writes_inside_a_model_folder(tmp_path):
     (line,) = _errors(proc)
     assert "inside the model folder" in line and "Fix:" in line
     assert sorted(p.name for p in model.iterdir()) == ["model.json", "model.safetensors"]
+
+
+def test_synth_per_tile_truth_lies_on_the_grid_tile_writes(tmp_path):
+    """README: the truth's tiles are those of `weakstil tile` at its defaults (level-0 px), so a tile's
+    truth is found by its coordinates; checked on a slide whose side is not a whole number of tiles."""
+    import h5py
+
+    from weakstil.synth import generate_slide
+    from weakstil.tiling import TileGrid
+
+    res = generate_slide(tmp_path / "S.tiff", tmp_path / "truth", "S", 5, size_mm=(0.6, 0.5), preview=False)
+    with h5py.File(res.truth_path) as f:
+        coords = f["tiles/coords"][:]
+        width, height = int(f.attrs["width"]), int(f.attrs["height"])
+    assert (width, height) == (1200, 1000)
+    assert np.array_equal(coords, TileGrid(width, height, 0.5).coords())
