@@ -171,3 +171,35 @@ def test_synth_per_tile_truth_lies_on_the_grid_tile_writes(tmp_path):
         width, height = int(f.attrs["width"]), int(f.attrs["height"])
     assert (width, height) == (1200, 1000)
     assert np.array_equal(coords, TileGrid(width, height, 0.5).coords())
+
+
+def test_tile_rerun_keeps_the_slides_already_tiled(slide, tmp_path):
+    """#9: README: per-slide commands (tile among them) do a slide only when it is not done, and a
+    stopped `tile` says "a rerun continues where this one stopped"; but tile redid every slide.
+    Now a complete tiles file of the same scan, µm/px and tiling (with its overlay) is kept."""
+    from conftest import write_tiff_slide
+
+    out = tmp_path / "tiles"
+    assert run_cli("tile", slide, "--out", out).returncode == 0
+    h5 = out / "S1.h5"
+    stamp = h5.stat().st_mtime_ns, h5.stat().st_ino
+    proc = run_cli("tile", slide, "--out", out)
+    assert proc.returncode == 0 and "up to date" in proc.stderr, proc.stderr
+    assert (h5.stat().st_mtime_ns, h5.stat().st_ino) == stamp
+    for args in (["--tissue-threshold", "0.4"], ["--slide-mpp", "0.25"]):  # another tiling, another µm/px
+        proc = run_cli("tile", slide, "--out", out, *args)
+        assert proc.returncode == 0 and "up to date" not in proc.stderr, (args, proc.stderr)
+    (out / "S1_tiles.png").unlink()  # the overlay gone: the slide is done again
+    proc = run_cli("tile", slide, "--out", out, "--slide-mpp", "0.25")
+    assert "up to date" not in proc.stderr and (out / "S1_tiles.png").is_file()
+    # a rescan under the same name (another fingerprint) is tiled again
+    rescan = tmp_path / "rescan" / "S1.tiff"
+    rescan.parent.mkdir()
+    rgb = np.full((1024, 1024, 3), 240, np.uint8)
+    rgb[100:700, 200:900] = (205, 120, 180)
+    write_tiff_slide(rescan, rgb, mpp=0.5, levels=2)
+    proc = run_cli("tile", rescan, "--out", out, "--slide-mpp", "0.25")
+    assert proc.returncode == 0 and "up to date" not in proc.stderr, proc.stderr
+    # a scan coarser than --mpp is still refused without --allow-upsample, however it was tiled before
+    assert run_cli("tile", slide, "--out", tmp_path / "up", "--slide-mpp", "1", "--allow-upsample").returncode == 0
+    assert run_cli("tile", slide, "--out", tmp_path / "up", "--slide-mpp", "1").returncode == 1
