@@ -258,16 +258,36 @@ def check_features_out(out: str | Path) -> None:
     """Before ``weakstil embed`` writes ``<slide_id>.h5`` caches into ``out``: not another command's
     folder (a score, pretrain or tile folder), nor inside one that a rerun replaces whole (a model,
     its bundled encoder): the caches went in, and the folder's marker was rewritten as features."""
+    check_per_slide_out(out, "embed", "a feature cache per slide")
+
+
+def check_tiles_out(out: str | Path) -> None:
+    """Before ``weakstil tile`` writes ``<slide_id>.h5`` and ``<slide_id>_tiles.png`` into ``out``:
+    the same rules as :func:`check_features_out` (a tiles folder of its own, or one no command wrote)."""
+    check_per_slide_out(out, "tile", "a tiles file and an overlay PNG per slide")
+
+
+def check_per_slide_out(out: str | Path, command: str, what: str) -> None:
+    """A per-slide writer's ``--out`` (a :class:`UsageError`, before any work): never another
+    command's folder (the folder's first writer owns it), nor inside a folder that a rerun with
+    ``--overwrite`` replaces whole (a model, an encoder, an evaluation, a report, a detector)."""
     others = commands_of(out)
-    if others and others[0] != "embed":  # the folder's first writer owns it
-        raise UsageError(f"is the {KINDS.get(others[0], others[0])} folder of 'weakstil {others[0]}'; embed writes "
-                         "a feature cache per slide", path=out, fix="give 'weakstil embed' a folder of its own (--out)")
+    if others and others[0] != command:  # the folder's first writer owns it
+        raise UsageError(f"is the {KINDS.get(others[0], others[0])} folder of 'weakstil {others[0]}'; {command} writes "
+                         f"{what}", path=out, fix=f"give 'weakstil {command}' a folder of its own (--out)")
+    check_not_inside_replaced(out, command)
+
+
+def check_not_inside_replaced(out: str | Path, command: str) -> None:
+    """``out`` is not, nor lies inside, a folder that a rerun with ``--overwrite`` replaces whole (a
+    model, an encoder, an evaluation, a report, a detector): what ``command`` wrote there would go
+    with it (a :class:`UsageError`)."""
     inside = replaced_folder_around(out)
     if inside is not None:
-        command = next((c for c in commands_of(inside) if c in WHOLE_FOLDER_COMMANDS), "train")
-        kind = KINDS.get(command, command)
+        whole = next((c for c in commands_of(inside) if c in WHOLE_FOLDER_COMMANDS), "train")
+        kind = KINDS.get(whole, whole)
         raise UsageError(f"is {'the' if Path(out).resolve() == inside else 'inside the'} {kind} folder {inside}",
-                         path=out, fix="give 'weakstil embed' a folder of its own (--out), outside it")
+                         path=out, fix=f"give 'weakstil {command}' a folder of its own (--out), outside it")
 
 
 def check_out_folder(out: str | Path, command: str, *, overwrite: bool) -> None:

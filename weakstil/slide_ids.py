@@ -27,13 +27,16 @@ def claim_ids(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, WeakSTILE
             order.append(slide_id)
             continue
         first = owner[slide_id]
-        if not _opens(first, can_open) and _opens(path, can_open):
+        if not opens_as_slide(first, can_open) and opens_as_slide(path, can_open):
             owner[slide_id], path, first = path, first, path  # the slide takes the id; the other file is refused
         refused.append((path, _refusal(path, slide_id, first, can_open)))
     return [owner[i] for i in order], refused
 
 
-def _opens(path: Path, can_open) -> bool:
+def opens_as_slide(path: Path, can_open=None) -> bool:
+    """Whether ``path`` is a file a slide backend recognises (never raises)."""
+    if can_open is None:
+        from weakstil.slide_backend import can_open
     try:
         return path.is_file() and can_open(path)
     except (OSError, WeakSTILError):
@@ -41,7 +44,7 @@ def _opens(path: Path, can_open) -> bool:
 
 
 def _refusal(path: Path, slide_id: str, owner: Path, can_open) -> WeakSTILError:
-    if _opens(path, can_open):
+    if opens_as_slide(path, can_open):
         return WeakSTILError(f"has the same slide id '{slide_id}' as {owner}, and outputs are named by slide id",
                              path=path, fix="rename one of the files, or score it into another --out")
     kind = "a folder" if path.is_dir() else "not a slide file WeakSTIL can open"

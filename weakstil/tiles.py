@@ -198,6 +198,31 @@ def draw_tile_overlay(thumb: np.ndarray, thumb_mpp: float, tiles: SlideTiles):
     return img
 
 
+def tiles_up_to_date(slide: Slide, out_dir: str | Path, params: TilingParams) -> int | None:
+    """The tile count of ``out_dir/<slide_id>.h5`` when it is complete, made from this scan at this
+    µm/px with these tiling settings and this tissue detector, and its overlay PNG is there (``weakstil
+    tile`` keeps it: a rerun does only the slides not done); ``None`` when the slide is to be tiled."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import TilesFile
+
+    out_dir = Path(out_dir)
+    h5_path = out_dir / f"{slide.slide_id}.h5"
+    if not (h5_path.is_file() and (out_dir / f"{slide.slide_id}_tiles.png").is_file()):
+        return None
+    try:
+        attrs, shapes = TilesFile.read_header(h5_path)
+    except (WeakSTILError, OSError, KeyError):
+        return None  # another kind of file, damaged or incomplete: check_replaceable and the rewrite decide
+    try:
+        same = (attrs.get("slide_fingerprint") == slide.fingerprint
+                and attrs.get("tiling_key") == json.dumps(params.key(), sort_keys=True)
+                and int(attrs.get("tissue_version", -1)) == TISSUE_VERSION
+                and float(attrs.get("slide_mpp", float("nan"))) == float(slide.mpp))
+    except (TypeError, ValueError):
+        return None
+    return int(shapes["coords"][0]) if same and "coords" in shapes else None
+
+
 def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: TilingParams | None = None, *,
                       slide_mpp: float | None = None, allow_upsample: bool = False) -> tuple[Path, SlideTiles]:
     """``weakstil tile`` for one slide: writes ``<id>.h5`` and ``<id>_tiles.png`` into ``out_dir``.

@@ -13,23 +13,37 @@ from weakstil.locks import in_turn
 
 
 def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], str] | None = None) -> list[Path]:
-    """``paths`` without the files whose slide id an earlier file already has (each one error
-    line naming both files): outputs are named by slide id, so the second would overwrite the
-    first. (A file listed twice was already kept once by :func:`~weakstil.cli.options.expand_slides`.)"""
+    """``paths`` with one file per slide id (each file left out gets one error line naming both
+    files): outputs are named by slide id, so the second would overwrite the first. As in ``score``
+    (:func:`weakstil.slide_ids.claim_ids`), a file that opens as a slide takes the id before one that
+    does not (``S1.h5`` or ``S1.jpg`` listed before ``S1.svs`` by a ``slides/*`` glob), whatever the
+    order; two slides: the first listed. (A file listed twice was already kept once by
+    :func:`~weakstil.cli.options.expand_slides`.)"""
     from weakstil.slide import slide_id_from_path
+    from weakstil.slide_ids import opens_as_slide
 
     id_of = id_of or slide_id_from_path
-    seen: dict[str, Path] = {}
-    kept = []
+    owner: dict[str, Path] = {}
+    order: list[str] = []
     for path in paths:
         sid = id_of(path)
-        if sid in seen:
-            failures.add(f"{path}: has the same slide id '{sid}' as {seen[sid]}, and outputs are named by slide id "
-                         f"({sid}.h5). Fix: rename one of the files, or give each its own --out folder.")
+        if sid not in owner:
+            owner[sid] = path
+            order.append(sid)
             continue
-        seen[sid] = path
-        kept.append(path)
-    return kept
+        first = owner[sid]
+        first_opens, path_opens = opens_as_slide(first), opens_as_slide(path)
+        if path_opens and not first_opens:  # the slide takes the id; the other file is left out
+            owner[sid], path, first = path, first, path
+            first_opens, path_opens = True, False
+        if path_opens or not first_opens:
+            failures.add(f"{path}: has the same slide id '{sid}' as {first}, and outputs are named by slide id "
+                         f"({sid}.h5). Fix: rename one of the files, or give each its own --out folder.")
+        else:
+            kind = "a folder" if path.is_dir() else "not a slide file WeakSTIL can open"
+            failures.add(f"{path}: is {kind}; slide id '{sid}' is {first}'s, which is processed. Fix: list only "
+                         f"slide files (e.g. 'slides/*.svs' rather than 'slides/*').")
+    return [owner[i] for i in order]
 
 
 def for_each_slide(paths: list[Path], failures: Failures, target_of: Callable[[Path], Path],

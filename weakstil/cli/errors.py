@@ -41,8 +41,9 @@ def _verbose() -> bool:
 
 
 #: Commands that keep each finished slide, so a rerun does only the rest (train, evaluate, tumorbed
-#: train, report and demo write their output at the end: a rerun starts over; pretrain keeps checkpoints).
-PER_SLIDE_COMMANDS = frozenset({"tile", "embed", "score", "tumorbed_apply"})
+#: train, report and demo write their output at the end: a rerun starts over; pretrain keeps checkpoints;
+#: synth keeps each finished slide of a rerun with the same settings: weakstil.synth.generate_cohort).
+PER_SLIDE_COMMANDS = frozenset({"tile", "embed", "score", "tumorbed_apply", "synth"})
 
 
 def reports_errors(command: F) -> F:

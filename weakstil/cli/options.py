@@ -113,7 +113,8 @@ TileSizeOpt = Annotated[int, typer.Option("--tile-size", help="Tile side in pixe
 OverlapOpt = Annotated[int, typer.Option("--overlap", help="Tile overlap in pixels at --mpp (less than --tile-size).",
                                          callback=in_range(0, settings.TILE_PX_RANGE[1] - 1, unit="px"))]
 TissueThresholdOpt = Annotated[
-    float, typer.Option("--tissue-threshold", help="Minimum tissue fraction for a tile to be kept (0-1).",
+    float, typer.Option("--tissue-threshold", help="Minimum tissue fraction for a tile to be kept (0-1; 0: every "
+                        "tile with any tissue).",
                         callback=in_range(0.0, 1.0))
 ]
 AllowUpsampleOpt = Annotated[

@@ -30,15 +30,24 @@ def tile(
 ) -> None:
     """Find tissue and lay a tile grid; write <slide_id>.h5 and an overlay PNG per slide."""
     from weakstil.files import slide_file
-    from weakstil.outputdir import mark
-    from weakstil.slide import slide_id_from_path
-    from weakstil.tiles import TilingParams, tile_slide_to_dir
+    from weakstil.outputdir import check_tiles_out, mark
+    from weakstil.slide import Slide, slide_id_from_path
+    from weakstil.tiles import TilingParams, tile_slide_to_dir, tiles_up_to_date
 
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
+    check_tiles_out(out)  # never into a model, a cohort or another command's folder (before any work)
     failures = Failures()
     paths = unique_ids(expand_slides(slides), failures)
 
     def one(path: Path) -> None:
+        with Slide.open(path, slide_mpp=slide_mpp) as slide:  # is it done? (under the slide's lock: for_each_slide)
+            if not allow_upsample:  # a coarse scan is refused as when it is tiled (the warning: when it is)
+                slide.check_target_mpp(params.mpp)
+            n_done = tiles_up_to_date(slide, out, params)
+        if n_done is not None:
+            mark(out, "tile")
+            log.info("%s: up to date (%d tiles) -> %s", path, n_done, out / f"{slide_id_from_path(path)}.h5")
+            return
         h5_path, tiles = tile_slide_to_dir(path, out, params, slide_mpp=slide_mpp, allow_upsample=allow_upsample)
         mark(out, "tile")
         log.info("%s: %d tiles -> %s", path, len(tiles.coords), h5_path)
@@ -85,7 +94,7 @@ def synth(
 ) -> None:
     """Generate a synthetic H&E cohort with exact sTIL truth (slides, labels.csv, truth masks)."""
     from weakstil.locks import hold_folder
-    from weakstil.outputdir import check_own_folder, mark
+    from weakstil.outputdir import check_not_inside_replaced, check_own_folder, mark
     from weakstil.errors import UsageError
     from weakstil.synth import generate_cohort
 
@@ -96,6 +105,7 @@ def synth(
     if out is None:
         raise UsageError("no output folder", fix="give one: weakstil synth --out DIR (or weakstil synth DIR)")
     check_own_folder(out, "synth")  # never into a lab's cohort, a model or another command's folder
+    check_not_inside_replaced(out, "synth")  # nor inside a model: 'train --overwrite' would delete the cohort
     with hold_folder(out, "synth"):
         # marked first: a run stopped half-way leaves a folder a rerun knows for its own and continues
         # (slides already written are kept), and a second run at the same time is told one is writing it
