@@ -1,0 +1,71 @@
+"""Hunt 12, area a: ``weakstil score`` as a lab runs it (batch fault matrix). Findings in
+``../scratch/hunt12/a_findings.md``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from conftest import ROOT
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KB file system (tmpfs; needs root)."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount a small tmpfs (not root)")
+    yield mount
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+# --- A1: a full disk while HDF5 writes a file -------------------------------------------------------------
+_FILL_AND_WRITE = textwrap.dedent("""
+    import os, sys
+    import h5py, numpy as np
+    from weakstil.errors import OutputError
+    from weakstil.files.h5 import open_write
+
+    disk = sys.argv[1]
+    for leave in range(0, 40961, 2048):
+        st = os.statvfs(disk)
+        with open(os.path.join(disk, "filler"), "wb") as fh:
+            fh.write(b"\\0" * max(0, st.f_bavail * st.f_frsize - leave))
+        target = os.path.join(disk, "x.h5")
+        try:
+            with open_write(target) as f:
+                f.create_dataset("features", data=np.random.default_rng(0).random((60, 128), dtype=np.float32),
+                                 compression="gzip", chunks=(16, 128))
+                f.create_dataset("coords", data=np.arange(120, dtype=np.int64).reshape(-1, 2))
+                for i in range(30):
+                    f.attrs[f"a{i}"] = "x" * 300
+            with h5py.File(target, "r") as f:  # written: whole
+                assert f["features"].shape == (60, 128) and len(f.attrs) == 30
+            print(leave, "written")
+        except OutputError as exc:
+            assert "No space left on device" in str(exc), exc
+            assert sorted(os.listdir(disk)) == ["filler"], os.listdir(disk)  # no temporary file left
+            print(leave, "OutputError")
+        finally:
+            os.remove(os.path.join(disk, "filler"))
+            if os.path.exists(target):
+                os.remove(target)
+""")
+
+
+def test_a_full_disk_during_an_hdf5_write_is_one_output_error_never_a_crash(small_disk):
+    """HDF5 wrote through a buffered file: a write the buffer had kept back failed on the next
+    ``seek`` (outside the guard: 'Exception ignored in ObjectID.__dealloc__', then a segfault, exit
+    139, at 8, 16 and 24 KB left) or when the file was closed (a bare OSError, not the OutputError
+    the batch stops on)."""
+    proc = subprocess.run([sys.executable, "-c", _FILL_AND_WRITE, str(small_disk)], capture_output=True, text=True,
+                          cwd=ROOT, timeout=120)
+    assert proc.returncode == 0, (proc.returncode, proc.stdout[-2000:], proc.stderr[-3000:])
+    assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    outcomes = [line.split()[1] for line in proc.stdout.splitlines()]
+    assert len(outcomes) == 21 and "OutputError" in outcomes
