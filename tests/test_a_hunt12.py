@@ -7,6 +7,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 from conftest import ROOT
@@ -69,3 +70,41 @@ def test_a_full_disk_during_an_hdf5_write_is_one_output_error_never_a_crash(smal
     assert "Exception ignored" not in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     outcomes = [line.split()[1] for line in proc.stdout.splitlines()]
     assert len(outcomes) == 21 and "OutputError" in outcomes
+
+
+# --- A2: a slide whose stain cannot be estimated ----------------------------------------------------------
+def _pink_slide(path, size=1000, seed=0):
+    """Tissue with no haematoxylin (pale uniform pink, pixel noise): Macenko finds no stains."""
+    from weakstil.synth.pyramid import strip_buffer, write_pyramid
+
+    rng = np.random.default_rng(seed)
+
+    def strips():
+        for y0 in range(0, size, 256):
+            rows = min(256, size - y0)
+            buf = strip_buffer(size, rows)
+            noise = rng.integers(-15, 15, (rows, size, 1))
+            buf[:rows, :size] = np.clip(np.array([225, 150, 190]) + noise, 0, 255)
+            yield y0, rows, buf
+
+    write_pyramid(path, size, size, strips(), mpp=0.5)
+    return path
+
+
+def test_a_slide_whose_stain_cannot_be_estimated_is_not_inside_the_training_stain_range(cmu, tmp_path):
+    """The stain check compared only the mean optical density when the Macenko estimate failed
+    (``stain_source`` reference): a slide of pink tissue without haematoxylin scored 0.9 % with no
+    flag (its od ratio, 1.0, under the quick demo model's 1.28)."""
+    from weakstil.qc.flags import stain_outside, stain_reference
+    from weakstil.qc.image import slide_image_stats
+    from weakstil.slide import Slide
+
+    def stats(path):
+        with Slide.open(path) as slide:
+            return slide_image_stats(slide, np.array([[0, 0], [224, 224]]), None, 224, 0.5)
+
+    real, pink = stats(cmu), stats(_pink_slide(tmp_path / "pink.tiff"))
+    assert real.stain_source == "macenko" and pink.stain_source == "reference" and pink.tissue_fraction > 0.5
+    reference = stain_reference([real])
+    assert stain_outside(real, reference) == []
+    assert any(r.startswith("no H&E stain measurable") for r in stain_outside(pink, reference))
