@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -108,3 +109,45 @@ def test_a_slide_whose_stain_cannot_be_estimated_is_not_inside_the_training_stai
     reference = stain_reference([real])
     assert stain_outside(real, reference) == []
     assert any(r.startswith("no H&E stain measurable") for r in stain_outside(pink, reference))
+
+
+# --- A4, A5, A7: which files a slide pattern lists ------------------------------------------------------
+def test_a_quoted_pattern_expands_home_and_double_star_at_any_depth_as_a_shell_would(tmp_path, monkeypatch):
+    """``'~/slides/*.svs'`` (quoted, as the README asks of globs) matched nothing, and ``**`` matched
+    exactly one folder level: ``nest/**/*.tiff`` scored 1 of 3 slides, exit 0."""
+    from weakstil.cli.options import expand_slides
+    from weakstil.pipeline_settings_check import expand_pattern
+
+    for rel in ("nest/n0.tiff", "nest/a/n1.tiff", "nest/a/b/n2.tiff"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    every = ["nest/a/b/n2.tiff", "nest/a/n1.tiff", "nest/n0.tiff"]
+    assert [str(p) for p in expand_slides(["nest/**/*.tiff"])] == every
+    assert [str(p) for p in expand_slides(["~/nest/**/*.tiff"])] == [str(tmp_path / p) for p in every]
+    assert [str(p) for p in expand_slides(["~/nest/n0.tiff"])] == [str(tmp_path / "nest/n0.tiff")]
+    # the workflow's preflight lists the same files as the command
+    assert expand_pattern("nest/**/*.tiff") == every
+    assert expand_pattern("~/nest/*.tiff") == [str(tmp_path / "nest/n0.tiff")]
+    # a file whose name starts with ~ is taken as written
+    (tmp_path / "~odd.tiff").write_bytes(b"")
+    assert [str(p) for p in expand_slides(["~odd.tiff"])] == ["~odd.tiff"]
+
+
+def test_score_into_a_subfolder_of_the_slides_does_not_list_its_own_folder(tmp_path, monkeypatch):
+    """``score 'slides/*' --out slides/scores`` run again listed ``slides/scores`` itself (an
+    ``error`` row 'is a directory', exit 1 on every rerun); ``'slides/**/*'`` its feature caches."""
+    from weakstil.cli.options import expand_slides
+    from weakstil.cli.score import _not_our_outputs
+
+    monkeypatch.chdir(tmp_path)
+    slides, out = Path("slides"), Path("slides/scores")
+    (out / "features").mkdir(parents=True)
+    (slides / "S1.svs").write_bytes(b"")
+    (slides / "S2.tiff").write_bytes(b"")
+    for name in ("results.csv", "S1.h5", "S1.geojson", "S1_heatmap.png", "features/S1.h5"):
+        (out / name).write_bytes(b"")
+    for pattern in ("slides/*", "slides/**/*"):
+        kept = _not_our_outputs(expand_slides([pattern]), out, out / "features")
+        assert sorted(map(str, kept)) == ["slides/S1.svs", "slides/S2.tiff"], pattern
