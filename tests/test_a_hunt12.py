@@ -151,3 +151,32 @@ def test_score_into_a_subfolder_of_the_slides_does_not_list_its_own_folder(tmp_p
     for pattern in ("slides/*", "slides/**/*"):
         kept = _not_our_outputs(expand_slides([pattern]), out, out / "features")
         assert sorted(map(str, kept)) == ["slides/S1.svs", "slides/S2.tiff"], pattern
+
+
+# --- A6: a feature cache holding NaN --------------------------------------------------------------------
+def test_a_feature_cache_with_nan_is_named_by_its_file_with_a_fix_that_works(tmp_path):
+    """The error named the slide id only and asked to 're-run weakstil embed' (score reuses its own
+    cache on every rerun, --overwrite too: the row stayed an error until the user found the file)."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import FeaturesFile
+    from weakstil.mil.bank import FeatureBank
+
+    rng = np.random.default_rng(0)
+    paths = []
+    for sid in ("S1", "S2", "S3"):
+        feats = rng.normal(size=(6, 8)).astype(np.float32)
+        if sid != "S2":
+            feats[2, 3] = np.nan
+        cache = FeaturesFile(coords=np.arange(12).reshape(6, 2) * 224, tissue_fraction=np.ones(6, np.float32),
+                             tissue_mask=np.ones((8, 8), np.uint8), tissue_mask_mpp=8.0)
+        with cache.streaming(tmp_path / f"{sid}.h5", 6, 8) as put:
+            put(0, feats)
+            cache.attrs.update({"slide_id": sid, "n_tiles": 6, "tile_size_level0": 224.0})
+        paths.append(tmp_path / f"{sid}.h5")
+    with pytest.raises(WeakSTILError) as one:
+        FeatureBank.load(paths[:1], ["S1"])
+    assert one.value.one_line().startswith(f"{paths[0]}: features contain NaN") and "delete" in one.value.fix
+    with pytest.raises(WeakSTILError) as two:
+        FeatureBank.load(paths, ["S1", "S2", "S3"])
+    assert str(paths[0]) in two.value.message and str(paths[2]) in two.value.message
+    assert str(paths[1]) not in two.value.message
