@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -14,16 +15,26 @@ import pytest
 from conftest import ROOT
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 256 KB file system (tmpfs; needs root)."""
-    mount = tmp_path / "disk"
+def _tmpfs(tmp_path, size: str):
+    mount = tmp_path / f"disk{size}"
     mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)],
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
                       capture_output=True).returncode != 0:
         pytest.skip("cannot mount a small tmpfs (not root)")
     yield mount
     subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KB file system (tmpfs; needs root)."""
+    yield from _tmpfs(tmp_path, "256k")
+
+
+@pytest.fixture
+def disk_2m(tmp_path):
+    """A 2 MB file system (tmpfs; needs root): room for a few 1 mm slides' score outputs."""
+    yield from _tmpfs(tmp_path, "2m")
 
 
 # --- A1: a full disk while HDF5 writes a file -------------------------------------------------------------
@@ -180,3 +191,63 @@ def test_a_feature_cache_with_nan_is_named_by_its_file_with_a_fix_that_works(tmp
         FeatureBank.load(paths, ["S1", "S2", "S3"])
     assert str(paths[0]) in two.value.message and str(paths[2]) in two.value.message
     assert str(paths[1]) not in two.value.message
+
+
+# --- A8: a failed re-scoring keeps the earlier finished score ----------------------------------------------
+@pytest.fixture(scope="module")
+def scored_world(tmp_path_factory):
+    """Two 1 mm synthetic slides, their features (seeded random small CNN) and a tiny model."""
+    from conftest import run_cli
+
+    root = tmp_path_factory.mktemp("a8")
+    run_cli("synth", root / "cohort", "--slides", "2", "--size-mm", "1", "1", "--groups", "2", check=True)
+    run_cli("embed", root / "cohort" / "slides" / "*.tiff", "--out", root / "feats", "--encoder", "small-cnn",
+            "--weights", "random", "--workers", "1", "--threads", "1", check=True)
+    run_cli("train", root / "cohort" / "labels.csv", "--features", root / "feats", "--out", root / "model",
+            "--folds", "1", "--epochs", "2", "--hidden", "8", "--members", "1", check=True)
+    return root
+
+
+def test_a_failed_rescoring_keeps_the_earlier_score_its_files_and_its_row(scored_world, disk_2m):
+    """A slide scored again (another --threshold) on a full disk lost its finished files and its
+    ok row (an error row in its place): the all-or-none clean-up removed the earlier run's files."""
+    import pandas as pd
+
+    from conftest import run_cli
+
+    slides = sorted((scored_world / "cohort" / "slides").glob("*.tiff"))
+    out = disk_2m / "scores"
+    common = ("--model", scored_world / "model", "--features", scored_world / "feats", "--weights", "random",
+              "--threads", "1")
+    run_cli("score", slides[0], "--out", out, *common, check=True)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "results.csv"}
+    st = os.statvfs(disk_2m)
+    (disk_2m / "filler").write_bytes(b"\0" * (st.f_bavail * st.f_frsize - 8192))
+    proc = run_cli("score", *slides, "--out", out, "--threshold", "20", *common)
+    assert proc.returncode == 1 and "No space left on device" in proc.stderr
+    assert "1 more slide(s) not scored" in proc.stderr  # the second slide, not tried (it said 2)
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file() and p.name != "results.csv"}
+    assert after == before  # the earlier heatmap, score and GeoJSON, nothing aside left
+    table = pd.read_csv(out / "results.csv")
+    first = table[table.slide_id == slides[0].stem]
+    assert list(first.status) == ["ok", "error"] and list(first.threshold) == [30, 20]
+    (disk_2m / "filler").unlink()
+    run_cli("score", *slides, "--out", out, "--threshold", "20", *common, check=True)  # a rerun finishes
+
+
+def test_replacing_together_puts_the_earlier_set_back_when_the_rewrite_fails(tmp_path):
+    from weakstil.atomic import replacing_together
+
+    files = [tmp_path / n for n in ("S.h5", "S_heatmap.png", "S.geojson")]
+    for f in files:
+        f.write_text("old " + f.name)
+    for failure in (OSError(28, "No space left on device"), KeyboardInterrupt()):
+        with pytest.raises(type(failure)), replacing_together(files):
+            files[1].write_text("new")  # the heatmap is rewritten, then the score file fails
+            raise failure
+        assert [f.read_text() for f in files] == ["old " + f.name for f in files]
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in files)
+    with replacing_together(files):
+        for f in files:
+            f.write_text("new")
+    assert [f.read_text() for f in files] == ["new"] * 3 and len(list(tmp_path.iterdir())) == 3
