@@ -251,3 +251,18 @@ def test_replacing_together_puts_the_earlier_set_back_when_the_rewrite_fails(tmp
         for f in files:
             f.write_text("new")
     assert [f.read_text() for f in files] == ["new"] * 3 and len(list(tmp_path.iterdir())) == 3
+
+
+# --- A11: WEAKSTIL_LOCK_TIMEOUT checked before the first slide -----------------------------------------------
+@pytest.mark.parametrize("value", ["soon", "-1", "nan"])
+def test_a_bad_lock_timeout_is_a_usage_line_before_any_slide(cmu, tmp_path, monkeypatch, value):
+    """It was read only when a run had to wait for another run's lock: a typo in a cluster job's
+    environment ended the batch (exit 2) hours in, at the first wait; '-1' and 'nan' waited for ever."""
+    from conftest import run_cli
+
+    monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", value)
+    proc = run_cli("tile", cmu, "--out", tmp_path / "tiles")
+    assert proc.returncode == 2 and f"WEAKSTIL_LOCK_TIMEOUT={value!r}" in proc.stderr, proc.stderr
+    assert not list(tmp_path.rglob("*.h5"))  # before any slide
+    monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "0")  # 0: as long as it takes (documented)
+    assert run_cli("tile", cmu, "--out", tmp_path / "tiles").returncode == 0
