@@ -77,6 +77,52 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+def _aside_path(final: Path) -> Path:
+    """Where :func:`replacing_together` keeps ``final``'s earlier version: a temporary name, but
+    not one of ``final``'s own (its writer removes those of this process before it writes)."""
+    return temp_path(final.with_name(f".previous-{final.name}"))
+
+
+@contextlib.contextmanager
+def replacing_together(finals: list[Path]) -> Iterator[None]:
+    """Replace a set of files that belong together (a slide's score, heatmap and GeoJSON) as one.
+
+    The files there now are moved aside (renamed: no space needed), the block writes the new ones;
+    if it fails (a full disk, Ctrl-C, any error) what it wrote is removed and the earlier files
+    are put back, so a failed rewrite leaves the earlier complete set, never none or a mix; once
+    it succeeds they are deleted. A run killed in between leaves the set aside under temporary
+    names, which the next writer of these files removes (the slide is then done again)."""
+    finals = [Path(f) for f in finals]
+    for f in finals:
+        remove_stale_temps(f.with_name(f".previous-{f.name}"))
+    aside: list[tuple[Path, Path]] = []
+    try:
+        for f in finals:
+            if os.path.lexists(f):
+                tmp = _aside_path(f)
+                os.replace(f, tmp)
+                aside.append((f, tmp))
+    except BaseException:
+        for f, tmp in aside:
+            os.replace(tmp, f)
+        raise
+    try:
+        yield
+    except BaseException:
+        for f in finals:
+            with contextlib.suppress(FileNotFoundError):
+                f.unlink()
+        for f, tmp in aside:
+            try:
+                os.replace(tmp, f)
+            except OSError as exc:  # pragma: no cover - the folder went away
+                log.warning("%s: could not put the earlier file back (%s)", f, exc)
+        raise
+    for _, tmp in aside:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

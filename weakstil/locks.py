@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import math
 import os
 import socket
 import threading
@@ -61,8 +62,10 @@ def lock_timeout() -> float | None:
     try:
         value = float(text)
     except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):  # 'nan' and '-1' waited for ever, without a word
         raise UsageError(f"WEAKSTIL_LOCK_TIMEOUT={text!r} is not a number of seconds",
-                            fix="set it to seconds, e.g. 3600, or unset it to wait as long as it takes") from None
+                         fix="set it to seconds, e.g. 3600, or unset it to wait as long as it takes")
     return value if value > 0 else None
 
 
@@ -241,6 +244,7 @@ def in_turn(items: Iterable[T], target_of: Callable[[T], Path]) -> Iterator[T]:
 
     An item whose output another run is writing is put off to the end, then waited for, so two
     runs over the same slides share them out instead of taking turns on each."""
+    lock_timeout()  # a bad WEAKSTIL_LOCK_TIMEOUT is said before the first slide, not at the first wait (hours in)
     later: list[T] = []
     for item in items:
         lock = OutputLock(target_of(item))

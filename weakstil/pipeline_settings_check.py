@@ -271,8 +271,12 @@ def _train_problems(config: dict, sources: dict[str, str], skip: set[str]) -> di
 
 def expand_pattern(pattern: str) -> list[str]:
     """A ``score_slides`` entry's files: a glob's matches, sorted; a path that exists (brackets and
-    all) or names nothing, as written."""
-    return sorted(glob.glob(pattern)) if glob.has_magic(pattern) and not os.path.lexists(pattern) else [pattern]
+    all) or names nothing, as written. As the commands' ``expand_slides``: ``**`` is any depth and a
+    leading ``~`` the home folder."""
+    if pattern.startswith("~") and not os.path.lexists(pattern):
+        pattern = os.path.expanduser(pattern)
+    return sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) and not os.path.lexists(pattern) \
+        else [pattern]
 
 
 def _score_slides_problems(config: dict, sources: dict[str, str]) -> dict[str, WeakSTILError]:

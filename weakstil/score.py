@@ -32,7 +32,7 @@ from typing import Any, Callable
 import numpy as np
 
 from weakstil import __version__, settings
-from weakstil.atomic import remove_stale_temps
+from weakstil.atomic import remove_stale_temps, replacing_together
 from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
@@ -264,7 +264,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, slide_id_from_path(p)))) as turns, \
             contextlib.ExitStack() as showing:
         batch_task = bar.add_task("slides", total=len(todo))
-        for path in turns:
+        for done, path in enumerate(turns, start=1):
             slide_id = slide_id_from_path(path)
             prev = read_previous(results_path).get(slide_id)
             if not opts.overwrite and _already_scored(opts.out, path, slide_id, prev, ctx):
@@ -316,7 +316,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 on_slide(slide_id, row)
             bar.advance(batch_task)
             if stopped is not None:
-                left = len(todo) - len(mine)
+                left = len(todo) - done  # not tried (a failed slide whose earlier row stays is not in mine)
                 if left:
                     sys.stderr.write(f"error: stopped after: {stopped.message}; {left} more slide(s) not scored. "
                                      "Fix: free space and run again (finished slides are kept and skipped).\n")
@@ -409,13 +409,10 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         bank=bank, scores=scores, stil=stil, n_bed_tiles=int(flags.sum()), threshold=ctx.threshold, slide_path=path,
         slide_mpp=opts.slide_mpp, tissue_fraction=features.tissue_fraction, tile_px=int(features.attrs["tile_px"]),
         mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value, annotation_misplaced=bed.misplaced)
-    try:
+    # all of a slide's outputs or none: a failed attempt leaves the earlier complete set (its row stays)
+    with replacing_together([opts.out / f"{slide_id}{suffix}" for suffix in OUTPUT_SUFFIXES]):
         _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,
                              qc_attrs, attention_logits=logits, stroma=scores.stroma, model_scores=scores.tile_scores)
-    except BaseException:  # all of a slide's outputs or none (its row says error)
-        for suffix in OUTPUT_SUFFIXES:
-            (opts.out / f"{slide_id}{suffix}").unlink(missing_ok=True)
-        raise
     return {"slide_id": slide_id, "path": os.path.abspath(path), "stil": round(stil, 4) if status in SCORED else math.nan,
             LOWER: qc_row[LOWER], UPPER: qc_row[UPPER], "qc": qc_row["qc"],
             "stil_high": stil_high, "threshold": _as_given(ctx.threshold), "n_tiles": int(len(tile_scores)),

@@ -246,16 +246,20 @@ TumorBedsOpt = Annotated[
 
 
 def expand_slides(patterns: list[str]) -> list[Path]:
-    """Expand globs; a pattern that matches nothing is kept so it fails as 'file not found'. A path
-    that exists is taken as it is, even with ``[ ] * ?`` in its name (``Batch[2]/P9.svs`` is not
-    ``Batch2/P9.svs``).
+    """Expand globs as a shell would (``**``: any depth, as bash's globstar; a leading ``~``: the
+    home folder, in a quoted pattern too); a pattern that matches nothing is kept so it fails as
+    'file not found'. A path that exists is taken as it is, even with ``[ ] * ?`` in its name
+    (``Batch[2]/P9.svs`` is not ``Batch2/P9.svs``).
 
     A file named twice (or reached twice, e.g. through a symlink or two patterns) is kept once, under
     its own name when one of the names is a symbolic link to it (outputs are named after it)."""
     out: list[Path] = []
     seen: dict[str, int] = {}  # real path -> its index in out
     for pattern in patterns:
-        matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) and not os.path.lexists(pattern) else []
+        if pattern.startswith("~") and not os.path.lexists(pattern):
+            pattern = os.path.expanduser(pattern)
+        matches = sorted(glob.glob(pattern, recursive=True)) \
+            if glob.has_magic(pattern) and not os.path.lexists(pattern) else []
         for path in [Path(m) for m in matches] or [Path(pattern)]:
             real = os.path.realpath(path)
             if real not in seen:

@@ -78,7 +78,8 @@ def score(
 
 def _not_our_outputs(paths: list[Path], out: Path, cache_dir: Path) -> list[Path]:
     """``paths`` without the files an earlier score wrote into ``out`` (``score 'slides/*' --out
-    slides``, run again, would list them as slides: error rows, exit 1)."""
+    slides``, run again, would list them as slides: error rows, exit 1), nor ``out`` itself and
+    its feature caches (``score 'slides/*' --out slides/scores``; ``'slides/**/*'``)."""
     from weakstil.score import OUTPUT_SUFFIXES
 
     def written_by_score(p: Path) -> bool:  # results.csv, or an output with another of its slide's outputs beside it
@@ -86,8 +87,17 @@ def _not_our_outputs(paths: list[Path], out: Path, cache_dir: Path) -> list[Path
         return p.name == "results.csv" or (stem is not None and sum((out / f"{stem}{s}").is_file()
                                                                     for s in OUTPUT_SUFFIXES) >= 2)
 
-    inside = [p for p in paths if p.parent.resolve() == out.resolve()]
-    skipped = [p for p in inside if written_by_score(p) or p.name.startswith(".") or p.resolve() == cache_dir.resolve()]
+    out_r, cache_r = out.resolve(), cache_dir.resolve()
+
+    def ours(p: Path) -> bool:
+        if p.resolve() in (out_r, cache_r):
+            return True
+        parent = p.parent.resolve()
+        if parent == out_r:
+            return written_by_score(p) or p.name.startswith(".")
+        return parent == cache_r and (p.suffix == ".h5" or p.name.startswith("."))
+
+    skipped = [p for p in paths if ours(p)]
     if skipped:
         log.info("%d of the listed files are this command's own outputs in %s (%s...); not scored as slides",
                  len(skipped), out, skipped[0].name)

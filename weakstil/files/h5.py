@@ -7,12 +7,16 @@ HDF5 writes through a Python file object (:class:`_GuardedFile`), not its own PO
 when the disk is full, HDF5's own driver leaves the library with a file it can neither flush nor
 close, and the process segfaults when that file is finally freed. The guard records the first
 write error and accepts the rest, so HDF5 closes cleanly; the error is then raised as one
-:class:`~weakstil.errors.OutputError` and the temporary file removed.
+:class:`~weakstil.errors.OutputError` and the temporary file removed. The file under the guard is
+unbuffered: a buffered one keeps written bytes back and writes them on the next ``seek``, ``read``
+or ``close``, where a full disk's error reached HDF5 past the guard (a segfault again) or replaced
+the ``OutputError`` with a bare ``OSError``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -76,8 +80,16 @@ class _GuardedFile:
         return None
 
     def write(self, data: Any) -> int:
-        self._guard(self.raw.write, data)
-        return len(memoryview(data))
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view) and self.error is None:  # an unbuffered write may take part of it
+            n = self._guard(self.raw.write, view[done:])
+            if not n:  # an error (kept), or nothing written: disk full without an error
+                if self.error is None:
+                    self.error = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                break
+            done += n
+        return len(view)
 
     def truncate(self, size: int | None = None) -> int:
         self._guard(self.raw.truncate, size)
@@ -110,7 +122,7 @@ def open_write(path: str | Path, *, track_order: bool = False) -> Iterator[h5py.
     path = Path(path)
     remove_stale_temps(path)
     with atomic_path(path) as tmp:
-        with open(tmp, "w+b") as raw:
+        with open(tmp, "w+b", buffering=0) as raw:  # unbuffered: see the module docstring
             guard = _GuardedFile(raw)
             try:
                 with h5py.File(guard, "w", track_order=track_order) as f:

@@ -163,9 +163,15 @@ class FeatureBank:
                                  mask, p, cache.attrs))
             offset += n
         if not torch.isfinite(features).all():
-            bad = [b.slide_id for b in bags if not torch.isfinite(features[b.offset:b.offset + b.n]).all()]
-            raise WeakSTILError(f"features contain NaN or infinite values in {len(bad)} slides: {', '.join(bad[:5])}",
-                                fix="re-run 'weakstil embed' for these slides")
+            bad = [b for b in bags if not torch.isfinite(features[b.offset:b.offset + b.n]).all()]
+            # named by file: a rerun reuses a cache whose header is sound, so only deleting it (or
+            # 'embed --overwrite') makes it again
+            many = f" in {len(bad)} feature files: {', '.join(str(b.path) for b in bad[:5])}" \
+                f"{', ...' if len(bad) > 5 else ''}" if len(bad) > 1 else ""
+            raise WeakSTILError(f"features contain NaN or infinite values{many}",
+                                path=bad[0].path if len(bad) == 1 else None,
+                                fix="delete the feature file and run again (it is made again), or run "
+                                    "'weakstil embed --overwrite' for the slide")
         log.debug("feature bank: %d slides, %d tiles x %d (%s)", len(bags), total, dim, dtype)
         bank = cls(features, bags, identity, stroma)
         if offsets is not None:

@@ -168,8 +168,13 @@ def stain_reference(stats: list[ImageStats]) -> dict[str, Any]:
 
 
 def stain_outside(s: ImageStats, reference: dict[str, Any]) -> list[str]:
-    """Why a slide's stain is outside the training range (empty: inside)."""
+    """Why a slide's stain is outside the training range (empty: inside). A slide with tissue
+    whose Macenko estimate failed (``stain_source`` ``reference``: too few pixels stained with
+    both dyes, e.g. eosin only) has no stain vectors or strengths to compare: not inside."""
     reasons = list(s.warnings)
+    if s.stain_source != "macenko" and s.tissue_fraction > 0:
+        reasons.append("no H&E stain measurable (the Macenko estimate failed: too few stained pixels, or one dye "
+                       "only), so its stain angles and strengths could not be compared")
     d = stain_distances(s, reference["centre"])
     for name, limit in reference["thresholds"].items():
         if name in d and not d[name] <= limit:  # NaN/inf count as outside
