@@ -9,6 +9,9 @@ outlines (cohort/truth/<slide_id>_tumorbed.geojson) are the pathologist's annota
 from __future__ import annotations
 
 
+import logging
+import shutil
+
 import pytest
 
 from conftest import run_cli
@@ -45,3 +48,34 @@ def test_precomputed_beds_are_not_counted_twice_when_weighing_the_training_beds(
     assert why is not None and "(5 annotation, 3 tissue (5 precomputed))" in why
     assert training_bed_kinds(minority) == "3 annotation, 5 tissue (3 precomputed)"
     assert training_bed_kinds({"slides": {"annotation": 2}}) == "2 annotation"
+
+
+@pytest.fixture(scope="module")
+def beds(cohort):
+    """The annotation beds of every slide, from 'tumorbed apply'."""
+    out = cohort["root"] / "beds"
+    proc = run_cli("tumorbed", "apply", cohort["features"] / "*.h5", "--out", out, "--annotations", cohort["truth"])
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+# -- #4: a slide missing from --tumorbed-beds is said, as one missing from --annotations is -----
+def test_a_slide_without_a_precomputed_bed_is_named_when_its_bed_is_the_whole_tissue(cohort, beds, tmp_path, caplog):
+    from weakstil.tumorbed import BedSources
+
+    some = tmp_path / "beds"
+    some.mkdir()
+    first, *rest = cohort["ids"]
+    for suffix in (".h5", ".geojson"):
+        shutil.copy(beds / f"{first}{suffix}", some / f"{first}{suffix}")
+    shutil.copy(beds / f"{rest[0]}.h5", some / "misnamed.h5")  # not found by the slide's name
+    sources = BedSources.open(beds=some)
+    with caplog.at_level(logging.INFO, logger="weakstil"):
+        flags = sources.cohort({sid: cohort["features"] / f"{sid}.h5" for sid in cohort["ids"]})
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for sid in rest:
+        said = [m for m in warned if m.startswith(f"{sid}: no bed in {some}")]
+        assert len(said) == 1 and said[0].endswith("its bed is the whole tissue"), warned
+        assert flags[sid].all()  # the whole tissue, as said
+    assert not any(m.startswith(f"{first}:") for m in warned)
+    assert sources.source_of == {first: "annotation", **{sid: "tissue" for sid in rest}}

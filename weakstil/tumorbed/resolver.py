@@ -130,10 +130,15 @@ class BedSources:
         annotation = next((f for f in (find_annotation(self.annotations, n) for n in names) if f is not None), None)
         if annotation is not None:
             return from_annotation(annotation, geom)
-        if self.annotations is not None:  # a misnamed outline would otherwise go unused without a word
+        # a misnamed outline or bed file (or a slide whose 'tumorbed apply' failed) would otherwise go
+        # unused without a word
+        missing = ([f"no bed in {self.beds} (looked for {' / '.join(n + '.h5' for n in names)})"]
+                   if self.beds is not None else []) + \
+                  ([f"no annotation in {self.annotations} (looked for {' / '.join(names)}.geojson, .json or .xml, also "
+                    "with _tumorbed, and QuPath's <slide file name>.geojson)"] if self.annotations is not None else [])
+        if missing:
             (log.info if self.detector is not None else log.warning)(
-                "%s: no annotation in %s (looked for %s.geojson, .json or .xml, also with _tumorbed, and QuPath's "
-                "<slide file name>.geojson); its bed is %s", slide_id, self.annotations, " / ".join(names),
+                "%s: %s; its bed is %s", slide_id, " and ".join(missing),
                 "the detector's" if self.detector is not None else "the whole tissue")
         if self.detector is not None:
             bed = self.detector.detect_file(features)
