@@ -79,3 +79,47 @@ def test_a_slide_without_a_precomputed_bed_is_named_when_its_bed_is_the_whole_ti
         assert flags[sid].all()  # the whole tissue, as said
     assert not any(m.startswith(f"{first}:") for m in warned)
     assert sources.source_of == {first: "annotation", **{sid: "tissue" for sid in rest}}
+
+
+# -- #5: a rerun of tumorbed apply keeps a bed made from the same inputs -----------------------
+def test_apply_keeps_a_bed_made_from_the_same_inputs_and_makes_a_changed_one_again(cohort, tmp_path):
+    from weakstil.tumorbed import BedSources
+
+    sid = cohort["ids"][0]
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    outline = annotations / f"{sid}.geojson"
+    shutil.copy(next(cohort["truth"].glob(f"{sid}_tumorbed.geojson")), outline)
+    out, features = tmp_path / "beds", cohort["features"] / f"{sid}.h5"
+
+    def apply(*extra):
+        proc = run_cli("tumorbed", "apply", features, "--out", out, "--annotations", annotations, *extra)
+        assert proc.returncode == 0, proc.stderr
+        return proc.stdout
+
+    first = apply()
+    assert "kept" not in first
+    written = (out / f"{sid}.h5").read_bytes()
+    request = BedSources.open(beds=out).request(sid)  # what 'score --tumorbed-beds' compares on a rerun
+    again = apply()
+    assert "made earlier from the same inputs: kept" in again and f"{sid}: tumour bed from annotation" in again
+    assert (out / f"{sid}.h5").read_bytes() == written
+    assert BedSources.open(beds=out).request(sid) == request  # so score skips the slide
+    assert "kept" not in apply("--overwrite")  # made again on request
+    data = outline.read_text()
+    outline.write_text(data.replace("Tumor bed", "Tumour"))  # the annotation changed: made again
+    assert "kept" not in apply()
+    assert "kept" in apply()
+    # in Python the kept bed is the bed as made (benchmarks/tumorbed_quality.py reads it)
+    from weakstil.tumorbed.apply import apply_tumorbed
+
+    made = BedSources.open(annotations=annotations).resolve(sid, _features(features))
+    applied = apply_tumorbed(features, out, BedSources.open(annotations=annotations))
+    assert applied.kept and applied.bed.source.value == "annotation"
+    assert (applied.bed.tile_flags == made.tile_flags).all() and (applied.bed.mask == made.mask).all()
+
+
+def _features(path):
+    from weakstil.files import FeaturesFile
+
+    return FeaturesFile.read(path)

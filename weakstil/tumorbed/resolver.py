@@ -72,16 +72,22 @@ class BedSources:
         """Whether any source besides the whole tissue is set."""
         return self.annotations is not None or self.beds is not None or self.detector is not None
 
-    def request(self, slide_id: str) -> str:
+    def request(self, slide_id: str, also: str | None = None) -> str:
         """Which bed ``resolve`` would use for the slide, and the identity of its input (a file's
         SHA-256, the detector's id), without computing it: a scored slide whose request changed
-        (another annotation, new beds, another detector) is scored again, not skipped."""
+        (another annotation, new beds, another detector) is scored again, not skipped. ``also``:
+        the slide file's name, when its files are found by it too (a cohort CSV's slide_id)."""
         from weakstil.annotations import find_annotation
         from weakstil.runtime import sha256_file
 
+        names = [slide_id] + ([also] if also and also != slide_id else [])
+
+        def first(find, folder):
+            return next((f for f in (find(folder, n) for n in names) if f is not None), None)
+
         parts = [f"{kind} {path.resolve()} sha256:{sha256_file(path)}" + (_bed_inputs(path) if kind == "beds" else "")
-                 for kind, path in (("beds", find_slide_file(self.beds, slide_id)),
-                                    ("annotation", find_annotation(self.annotations, slide_id))) if path is not None]
+                 for kind, path in (("beds", first(find_slide_file, self.beds)),
+                                    ("annotation", first(find_annotation, self.annotations))) if path is not None]
         if parts:  # both: the annotation overrides a detector's precomputed bed
             return " ".join(parts)
         if self.detector is not None:
