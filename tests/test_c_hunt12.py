@@ -9,9 +9,11 @@ outlines (cohort/truth/<slide_id>_tumorbed.geojson) are the pathologist's annota
 from __future__ import annotations
 
 
+import json
 import logging
 import shutil
 
+import h5py
 import pytest
 
 from conftest import run_cli
@@ -123,3 +125,31 @@ def _features(path):
     from weakstil.files import FeaturesFile
 
     return FeaturesFile.read(path)
+
+
+# -- #2: why an annotation looks misplaced travels with its precomputed bed ---------------------
+def test_an_annotation_that_looks_misplaced_keeps_its_flag_through_a_precomputed_bed(cohort, tmp_path, caplog):
+    """An outline exported at a lower pyramid level (coordinates × 0.5): 'score --annotations' flags
+    the slide annotation_misplaced; through 'tumorbed apply' and '--tumorbed-beds' the flag was lost."""
+    from weakstil.tumorbed import BedSources
+
+    sid = cohort["ids"][1]
+    data = json.loads(next(cohort["truth"].glob(f"{sid}_tumorbed.geojson")).read_text())
+    for feature in data["features"]:
+        feature["geometry"]["coordinates"] = [[[x * 0.5, y * 0.5] for x, y in ring]
+                                              for ring in feature["geometry"]["coordinates"]]
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    (annotations / f"{sid}.geojson").write_text(json.dumps(data))
+    features = cohort["features"] / f"{sid}.h5"
+    direct = BedSources.open(annotations=annotations).resolve(sid, _features(features))
+    assert "lower pyramid level" in direct.misplaced  # what 'score --annotations' flags
+    out = tmp_path / "beds"
+    proc = run_cli("tumorbed", "apply", features, "--out", out, "--annotations", annotations)
+    assert proc.returncode == 0, proc.stderr
+    assert f"(annotation misplaced? {direct.misplaced})" in proc.stdout  # said beside the bed too
+    with h5py.File(out / f"{sid}.h5", "r") as f:
+        assert f.attrs["annotation_misplaced"] == direct.misplaced
+    precomputed = BedSources.open(beds=out).resolve(sid, _features(features))
+    assert precomputed.misplaced == direct.misplaced  # so score --tumorbed-beds flags it as well
+    assert (precomputed.tile_flags == direct.tile_flags).all()

@@ -86,6 +86,8 @@ class AppliedBed:
     def summary(self) -> str:
         line = summary_line(self.slide_id, self.bed.source.value, self.bed.detail, int(self.bed.tile_flags.sum()),
                             len(self.bed.tile_fraction), self.h5_path)
+        if self.bed.misplaced:  # warned when the bed was made; said again beside the bed
+            line += f" (annotation misplaced? {self.bed.misplaced})"
         return line + (" (made earlier from the same inputs: kept; --overwrite makes it again)" if self.kept else "")
 
 
@@ -125,7 +127,7 @@ def kept_bed(h5_path: Path, geojson_path: Path, request: str) -> TumorBed | None
     return TumorBed(np.asarray(f.tumorbed_mask, bool), float(f.tumorbed_mask_mpp),
                     np.asarray(f.tumorbed_fraction, np.float32), source, str(f.attr("detail", "")),
                     evidence=None if evidence is None else np.asarray(evidence, np.float32),
-                    seed_vetoes=str(f.attr("seed_vetoes", "")))
+                    seed_vetoes=str(f.attr("seed_vetoes", "")), misplaced=str(f.attr("annotation_misplaced", "")))
 
 
 def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, provenance: dict[str, str]) -> Path:
@@ -134,6 +136,8 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
     attrs = {
         "slide_id": slide_id, "source": bed.source.value, "detail": bed.detail, **provenance,
         **({"seed_vetoes": bed.seed_vetoes} if bed.seed_vetoes else {}),
+        # why the annotation looks misplaced (µm, a lower level): score's annotation_misplaced flag
+        **({"annotation_misplaced": bed.misplaced} if bed.misplaced else {}),
         "cache_key": str(a.get("cache_key", "")), "tile_size_level0": float(a["tile_size_level0"]),
         "slide_mpp": float(a["slide_mpp"]), "slide_width": int(a["slide_width"]),
         "slide_height": int(a["slide_height"]), "slide_path": str(a.get("slide_path", "")),
