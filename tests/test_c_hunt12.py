@@ -153,3 +153,30 @@ def test_an_annotation_that_looks_misplaced_keeps_its_flag_through_a_precomputed
     precomputed = BedSources.open(beds=out).resolve(sid, _features(features))
     assert precomputed.misplaced == direct.misplaced  # so score --tumorbed-beds flags it as well
     assert (precomputed.tile_flags == direct.tile_flags).all()
+
+
+# -- #3: score refuses a detector of other tiles than the model's once, before any slide --------
+def test_score_refuses_a_detector_of_other_tiles_once_before_any_slide(cohort, tmp_path):
+    import pandas as pd
+
+    detector = tmp_path / "detector"
+    proc = run_cli("tumorbed", "train", "--features", cohort["features"], "--annotations", cohort["truth"],
+                   "--out", detector, "--max-slides", "2")
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads((detector / "model.json").read_text())
+    assert meta["tiling"] == {"mpp": 0.5, "tile_px": 224}
+    (detector / "model.json").write_text(json.dumps({**meta, "tiling": {"mpp": 0.5, "tile_px": 256}}))
+    table = pd.DataFrame({"slide_id": cohort["ids"], "path": [str(p.resolve()) for p in cohort["slides"]],
+                          "stil": [5.0, 20.0, 40.0]})
+    table.to_csv(tmp_path / "train.csv", index=False)
+    model = tmp_path / "model"
+    proc = run_cli("train", tmp_path / "train.csv", "--features", cohort["features"], "--out", model, "--folds", "2",
+                   "--epochs", "2", "--hidden", "8", "--group-column", "none", "--annotations", cohort["truth"])
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "scores"
+    proc = run_cli("score", *cohort["slides"], "--model", model, "--features", cohort["features"], "--tumorbed",
+                   detector, "--out", out)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and len(errors) == 1, proc.stderr  # one line, not one per slide
+    assert errors[0].startswith(f"error: {detector}: ") and "tiles of 256 px at 0.5 µm/px" in errors[0]
+    assert not (out / "results.csv").exists()
