@@ -180,3 +180,20 @@ def test_score_refuses_a_detector_of_other_tiles_once_before_any_slide(cohort, t
     assert proc.returncode == 1 and len(errors) == 1, proc.stderr  # one line, not one per slide
     assert errors[0].startswith(f"error: {detector}: ") and "tiles of 256 px at 0.5 µm/px" in errors[0]
     assert not (out / "results.csv").exists()
+
+
+# -- #6: an annotation that covers no tile is said at apply, as train and tumorbed train say it --
+def test_apply_warns_about_an_annotation_that_covers_no_tile(cohort, tmp_path):
+    sid = cohort["ids"][0]
+    annotations = tmp_path / "annotations"
+    annotations.mkdir()
+    corner = [[[1, 1], [60, 1], [60, 60], [1, 60], [1, 1]]]  # smaller than a tile, on the glass corner
+    (annotations / f"{sid}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": corner}, "properties": {}}]}))
+    proc = run_cli("tumorbed", "apply", cohort["features"] / f"{sid}.h5", "--out", tmp_path / "beds",
+                   "--annotations", annotations)
+    assert proc.returncode == 0, proc.stderr
+    assert f"{sid}: tumour bed from annotation" in proc.stdout and " 0 / " in proc.stdout
+    said = " ".join(proc.stderr.split())
+    assert f"WARNING {sid}: its annotation " in said and "covers no tissue tile" in said, proc.stderr
+    assert "'train' and 'tumorbed train' leave it out" in said

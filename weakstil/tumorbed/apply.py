@@ -244,6 +244,10 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
         log.warning("%s: the detected tumour bed has %d tile%s (< %d, where 'score' flags few_tumorbed_tiles): "
                     "check it (napari: Edit bed) or annotate this slide", slide_id, n_bed, "" if n_bed == 1 else "s",
                     MIN_BED_TILES)
+    elif bed.source is TumorBedSource.ANNOTATION and n_bed == 0:  # as 'train' and 'tumorbed train' say
+        log.warning("%s: its annotation %s covers no tissue tile (drawn on glass, or exported at another "
+                    "magnification?): 'score' gives it no tumour bed, 'train' and 'tumorbed train' leave it out",
+                    slide_id, bed.detail)
     provenance = {"features_path": str(features_path.resolve()), "bed_request": request}
     if bed.source is TumorBedSource.ANNOTATION:
         provenance["annotation_path"] = str(Path(bed.detail).resolve())
