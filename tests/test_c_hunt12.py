@@ -197,3 +197,32 @@ def test_apply_warns_about_an_annotation_that_covers_no_tile(cohort, tmp_path):
     said = " ".join(proc.stderr.split())
     assert f"WARNING {sid}: its annotation " in said and "covers no tissue tile" in said, proc.stderr
     assert "'train' and 'tumorbed train' leave it out" in said
+
+
+# -- #7: a corrected outline given with --annotations is not shadowed by an older annotation bed --
+def test_a_corrected_outline_beside_an_annotation_bed_of_the_old_one_is_used(cohort, beds, tmp_path, caplog):
+    from weakstil.tumorbed import BedSources
+
+    sid = cohort["ids"][2]
+    truth = next(cohort["truth"].glob(f"{sid}_tumorbed.geojson"))
+    data = json.loads(truth.read_text())
+    ring = data["features"][0]["geometry"]["coordinates"][0]
+    cx, cy = sum(x for x, _ in ring) / len(ring), sum(y for _, y in ring) / len(ring)
+    data["features"][0]["geometry"]["coordinates"][0] = [[cx + (x - cx) * 0.6, cy + (y - cy) * 0.6] for x, y in ring]
+    corrected = tmp_path / "corrected"
+    corrected.mkdir()
+    (corrected / f"{sid}.geojson").write_text(json.dumps(data))
+    features = _features(cohort["features"] / f"{sid}.h5")
+    old = BedSources.open(beds=beds).resolve(sid, features)
+    new = BedSources.open(annotations=corrected).resolve(sid, features)
+    assert new.tile_flags.sum() < old.tile_flags.sum()
+    with caplog.at_level(logging.WARNING, logger="weakstil"):
+        used = BedSources.open(beds=beds, annotations=corrected).resolve(sid, features)
+    assert (used.tile_flags == new.tile_flags).all() and used.source.value == "annotation"
+    assert f"is not the outline its bed in {beds / sid}.h5 was drawn from: the annotation is used" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="weakstil"):  # the outline the bed was drawn from, or its own
+        for same in (cohort["truth"], beds):
+            kept = BedSources.open(beds=beds, annotations=same).resolve(sid, features)
+            assert (kept.tile_flags == old.tile_flags).all() and "(precomputed: " in kept.detail
+    assert "is not the outline" not in caplog.text

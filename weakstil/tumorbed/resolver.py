@@ -121,11 +121,20 @@ class BedSources:
         precomputed = next((f for f in (find_slide_file(self.beds, n) for n in names) if f is not None), None)
         if precomputed is not None:
             bed = read_precomputed(precomputed, slide_id, features)
-            annotation = next((f for f in (find_annotation(self.annotations, n) for n in names) if f is not None),
-                              None) if bed.source is not TumorBedSource.ANNOTATION else None
+            annotation = next((f for f in (find_annotation(self.annotations, n) for n in names) if f is not None), None)
+            if annotation is not None and bed.source is TumorBedSource.ANNOTATION:
+                # a bed drawn from another outline than the one given (a corrected copy in another folder)
+                # must not shadow it; the same outline's bed is that bed
+                if _drawn_from_same_outline(precomputed, annotation):
+                    annotation = None
+                else:
+                    log.warning("%s: its annotation %s is not the outline its bed in %s was drawn from: the "
+                                "annotation is used (rerun 'weakstil tumorbed apply' to make the bed of it)",
+                                slide_id, annotation, precomputed)
             if annotation is not None:  # annotation > detector, whether the detector ran now or in 'tumorbed apply'
-                log.info("%s: its annotation %s is used, not the %s bed in %s", slide_id, annotation, bed.source.value,
-                         precomputed)
+                if bed.source is not TumorBedSource.ANNOTATION:
+                    log.info("%s: its annotation %s is used, not the %s bed in %s", slide_id, annotation,
+                             bed.source.value, precomputed)
                 return from_annotation(annotation, SlideGeometry.from_file(features))
             if bed.source is TumorBedSource.TISSUE and self.detector is not None:
                 log.warning("%s: the bed in %s is the whole tissue ('tumorbed apply' was given no detector or "
@@ -274,6 +283,20 @@ def _bed_inputs(path: Path) -> str:
         if str(file):
             state.append(f"{name}:{sha256_file(file)[:16] if Path(file).is_file() else 'missing'}")
     return " " + " ".join(state) if state else ""
+
+
+def _drawn_from_same_outline(bed_path: Path, annotation: Path) -> bool:
+    """Whether the annotation bed ``bed_path`` was drawn from an outline with ``annotation``'s
+    content (its recorded ``annotation_sha256``; a bed that records none cannot say so)."""
+    from weakstil.runtime import sha256_file
+
+    if annotation.resolve() == bed_path.with_suffix(".geojson").resolve():
+        return True  # the bed's own outline (read_precomputed refuses an edited one)
+    try:
+        recorded = str(BedFile.read_header(bed_path)[0].get("annotation_sha256", ""))
+    except WeakSTILError:
+        return False
+    return bool(recorded) and sha256_file(annotation) == recorded
 
 
 def _stale(path: Path, slide_id: str, why: str) -> WeakSTILError:
