@@ -85,12 +85,15 @@ def tumorbed_apply(
                                                    "slide_id (annotations <slide_id>.geojson are found by it, as "
                                                    "by the slide file's name); feature files of other slides are "
                                                    "left out.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Make every bed again, also one made earlier from "
+                                            "the same features, source and inputs (kept otherwise; an outline "
+                                            "edited since is never overwritten).")] = False,
 ) -> None:
     """Each slide's tumour bed (annotation > detector > whole tissue), written once for checking
     and reuse: OUT/<slide_id>.h5 (per-tile flags, mask, tumour evidence, provenance) and
     OUT/<slide_id>.geojson (QuPath outline). A detected bed that is empty or implausibly small is
-    replaced by the whole tissue ('bed fallback: tissue', source tissue-fallback). Pass OUT as
-    --tumorbed-beds to train, evaluate and score."""
+    replaced by the whole tissue ('bed fallback: tissue', source tissue-fallback). A bed made
+    earlier from the same inputs is kept. Pass OUT as --tumorbed-beds to train, evaluate and score."""
     from weakstil.files import slide_file
     from weakstil.errors import UsageError
     from weakstil.outputdir import check_out_is_not_input, mark, model_folder_around
@@ -118,7 +121,7 @@ def tumorbed_apply(
         check_detector_fits_some(sources, paths)
 
     def one(path: Path) -> None:
-        applied = apply_tumorbed(path, out, sources, slide_id=ids[Path(path).stem])
+        applied = apply_tumorbed(path, out, sources, slide_id=ids[Path(path).stem], overwrite=overwrite)
         mark(out, "tumorbed apply")
         typer.echo(applied.summary())
 

@@ -262,7 +262,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
 def bed_unlike_training(bed_source: str, training_beds: dict | None) -> str | None:
     """Why a slide whose bed came from ``bed_source`` is unlike the training slides (``None``: it is
     not): scored over the whole tissue by a model whose training slides mostly had a tumour bed."""
-    slides = (training_beds or {}).get("slides") or {}
+    slides = bed_sources(training_beds)
     # models trained before the record told the two apart wrote "feature files' flags or all tiles"
     # (usually all tiles): not counted as beds
     with_bed = sum(n for source, n in slides.items()
@@ -274,10 +274,24 @@ def bed_unlike_training(bed_source: str, training_beds: dict | None) -> str | No
             f"on tumour beds ({kinds}): give the slide's tumour bed (--annotations, --tumorbed-beds or --tumorbed)")
 
 
+#: The tally in a ``tumorbeds`` record's ``slides`` of how many beds came from ``--tumorbed-beds``:
+#: not a source of its own (those slides are also counted under their bed's source).
+PRECOMPUTED_TALLY = "precomputed"
+
+
+def bed_sources(beds_record: dict | None) -> dict[str, int]:
+    """How many slides got their bed from each source, from a ``tumorbeds`` record (model.json
+    ``training.tumorbeds``, metrics.json ``tumorbeds``), without the ``precomputed`` tally."""
+    slides = (beds_record or {}).get("slides") or {}
+    return {source: n for source, n in slides.items() if source != PRECOMPUTED_TALLY}
+
+
 def training_bed_kinds(training_beds: dict | None) -> str:
-    """Where the training slides' beds came from, in words ("6 annotation, 2 tissue")."""
-    slides = (training_beds or {}).get("slides") or {}
-    return ", ".join(f"{n} {source}" for source, n in sorted(slides.items()))
+    """Where the training slides' beds came from, in words ("6 annotation, 2 tissue", and
+    "(6 precomputed)" when they came from --tumorbed-beds)."""
+    kinds = ", ".join(f"{n} {source}" for source, n in sorted(bed_sources(training_beds).items()))
+    precomputed = ((training_beds or {}).get("slides") or {}).get(PRECOMPUTED_TALLY)
+    return f"{kinds} ({precomputed} precomputed)" if precomputed else kinds
 
 
 def join(flags: list[str]) -> str:

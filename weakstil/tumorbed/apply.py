@@ -66,6 +66,13 @@ def bed_polygons(bed: TumorBed, geom: SlideGeometry):
     return MultiPolygon([g for g in getattr(level0, "geoms", [level0]) if g.geom_type == "Polygon" and g.area > 0])
 
 
+def summary_line(slide_id: str, source: str, detail: str, n_bed: int, n_tiles: int, h5_path: Path) -> str:
+    """The line ``tumorbed apply`` prints for a slide's bed."""
+    said = f"bed fallback: tissue ({detail})" if source == TumorBedSource.TISSUE_FALLBACK.value else \
+        f"tumour bed from {source} ({detail})"
+    return f"{slide_id}: {said}, {n_bed} / {n_tiles} tiles -> {h5_path}"
+
+
 @dataclass
 class AppliedBed:
     """One slide's result of ``weakstil tumorbed apply``."""
@@ -74,14 +81,53 @@ class AppliedBed:
     bed: TumorBed
     h5_path: Path
     geojson_path: Path
+    kept: bool = False  #: the bed made earlier from the same inputs was kept, not made again
 
     def summary(self) -> str:
-        n = len(self.bed.tile_fraction)
-        if self.bed.source is TumorBedSource.TISSUE_FALLBACK:
-            return (f"{self.slide_id}: bed fallback: tissue ({self.bed.detail}), "
-                    f"{int(self.bed.tile_flags.sum())} / {n} tiles -> {self.h5_path}")
-        return (f"{self.slide_id}: tumour bed from {self.bed.source.value} ({self.bed.detail}), "
-                f"{int(self.bed.tile_flags.sum())} / {n} tiles -> {self.h5_path}")
+        line = summary_line(self.slide_id, self.bed.source.value, self.bed.detail, int(self.bed.tile_flags.sum()),
+                            len(self.bed.tile_fraction), self.h5_path)
+        if self.bed.misplaced:  # warned when the bed was made; said again beside the bed
+            line += f" (annotation misplaced? {self.bed.misplaced})"
+        return line + (" (made earlier from the same inputs: kept; --overwrite makes it again)" if self.kept else "")
+
+
+def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, features_path: Path) -> str:
+    """What a slide's bed is made from, recorded in its bed file as ``bed_request``: the bed source
+    and its input's identity (the annotation's SHA-256, the detector's id and content), the
+    features (file, when made, cache key, slide fingerprint) and the WeakSTIL version; with a
+    detector's ink veto, whether the slide it reads is there. A rerun with the same request keeps
+    the bed (and ``--tumorbed-beds`` scoring then skips the slide), another one makes it again."""
+    import json
+
+    request = {"bed": sources.request(slide_id, also=name), "features": str(features_path.resolve()),
+               "features_created": str(attrs.get("created", "")), "cache_key": str(attrs.get("cache_key", "")),
+               "slide_fingerprint": str(attrs.get("slide_fingerprint") or ""), "weakstil_version": __version__}
+    if sources.detector is not None and sources.detector.ink_veto.enabled:
+        slide = str(attrs.get("slide_path", ""))
+        request["slide_read"] = bool(slide) and Path(slide).is_file()
+    return json.dumps(request, sort_keys=True)
+
+
+def kept_bed(h5_path: Path, geojson_path: Path, request: str) -> TumorBed | None:
+    """The bed made earlier from the same ``request``, with its outline as written; ``None`` when
+    the bed is to be made (none yet, another request, damaged, outline gone)."""
+    from weakstil.errors import WeakSTILError
+
+    if not h5_path.is_file() or not geojson_path.is_file():
+        return None
+    try:
+        attrs = BedFile.read_header(h5_path)[0]
+        if str(attrs.get("bed_request", "")) != request or sha256_file(geojson_path) != str(attrs.get("outline_sha256")):
+            return None
+        f = BedFile.read(h5_path)
+        source = TumorBedSource(str(f.attr("source")))
+    except (WeakSTILError, ValueError):
+        return None
+    evidence = getattr(f, "tumour_evidence", None)
+    return TumorBed(np.asarray(f.tumorbed_mask, bool), float(f.tumorbed_mask_mpp),
+                    np.asarray(f.tumorbed_fraction, np.float32), source, str(f.attr("detail", "")),
+                    evidence=None if evidence is None else np.asarray(evidence, np.float32),
+                    seed_vetoes=str(f.attr("seed_vetoes", "")), misplaced=str(f.attr("annotation_misplaced", "")))
 
 
 def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, provenance: dict[str, str]) -> Path:
@@ -90,6 +136,8 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
     attrs = {
         "slide_id": slide_id, "source": bed.source.value, "detail": bed.detail, **provenance,
         **({"seed_vetoes": bed.seed_vetoes} if bed.seed_vetoes else {}),
+        # why the annotation looks misplaced (µm, a lower level): score's annotation_misplaced flag
+        **({"annotation_misplaced": bed.misplaced} if bed.misplaced else {}),
         "cache_key": str(a.get("cache_key", "")), "tile_size_level0": float(a["tile_size_level0"]),
         "slide_mpp": float(a["slide_mpp"]), "slide_width": int(a["slide_width"]),
         "slide_height": int(a["slide_height"]), "slide_path": str(a.get("slide_path", "")),
@@ -105,11 +153,12 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
 
 
 def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedSources,
-                   slide_id: str | None = None) -> AppliedBed:
+                   slide_id: str | None = None, overwrite: bool = False) -> AppliedBed:
     """Resolve one slide's tumour bed (annotation > detector > whole tissue) from its feature
     cache and write ``OUT/<name>.h5`` and ``OUT/<name>.geojson`` (under the slide's lock; ``name``:
     the feature file's, which is the slide file's). ``slide_id`` (a cohort CSV's id; default the
-    file's name): its annotation is found by either."""
+    file's name): its annotation is found by either. A bed made earlier from the same inputs
+    (:func:`bed_request`) is kept unless ``overwrite``."""
     from weakstil.locks import OutputLock
     from weakstil.outputdir import check_replaceable
 
@@ -131,23 +180,24 @@ def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedS
     name = features_path.stem  # `weakstil embed` names the cache after the slide
     out_dir = Path(out_dir)
     with OutputLock(slide_file(out_dir, name)):
-        return _apply(features_path, slide_id or name, out_dir, sources, check_replaceable)
+        return _apply(features_path, slide_id or name, out_dir, sources, check_replaceable, overwrite)
 
 
-def check_features_are_of_their_slide(features: FeaturesFile) -> None:
-    """When the slide the features were made from is still where they say, it must be the same
-    scan (its fingerprint), or the bed would be drawn on another slide's tiles."""
+def check_features_are_of_their_slide(attrs: dict, path: Path) -> None:
+    """When the slide the features (``attrs`` of the file ``path``) were made from is still where
+    they say, it must be the same scan (its fingerprint), or the bed would be drawn on another
+    slide's tiles."""
     from weakstil.errors import WeakSTILError
     from weakstil.fingerprint import recorded, slide_fingerprint
 
-    mine = recorded(features.attrs)
-    slide_path = Path(str(features.attr("slide_path", "")))
-    if mine is None or not str(features.attr("slide_path", "")) or not slide_path.is_file():
+    mine = recorded(attrs)
+    slide_path = Path(str(attrs.get("slide_path", "")))
+    if mine is None or not str(attrs.get("slide_path", "")) or not slide_path.is_file():
         return
     now = slide_fingerprint(slide_path)
     if now is not None and now != mine:
         raise WeakSTILError(f"the features were made from another version of {slide_path} (its content "
-                            "fingerprint differs)", path=features.path,
+                            "fingerprint differs)", path=path,
                             fix=f"run 'weakstil embed' again for {slide_path}")
 
 
@@ -169,24 +219,36 @@ def check_outline_not_edited(geojson_path: Path, h5_path: Path, slide_id: str) -
                                 "(an annotation overrides the detector), or delete it to discard the edit")
 
 
-def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSources, check_replaceable) -> AppliedBed:
+def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSources, check_replaceable,
+           overwrite: bool = False) -> AppliedBed:
     from weakstil.annotations import write_geojson
     from weakstil.outputdir import check_sidecar_replaceable
     from weakstil.qc.flags import MIN_BED_TILES
 
-    features = FeaturesFile.read(features_path)
-    check_features_are_of_their_slide(features)
+    attrs = FeaturesFile.read_header(features_path)[0]
+    check_features_are_of_their_slide(attrs, features_path)
     name = features_path.stem  # the files are named as the features: score finds them by the slide file's name
-    check_replaceable(slide_file(out_dir, name), BedFile)
-    check_sidecar_replaceable(out_dir / f"{name}.geojson", slide_file(out_dir, name), BedFile)
-    check_outline_not_edited(out_dir / f"{name}.geojson", slide_file(out_dir, name), slide_id)
+    label = name if slide_id == name else f"{name} ({slide_id})"
+    h5_path, geojson_path = slide_file(out_dir, name), out_dir / f"{name}.geojson"
+    check_replaceable(h5_path, BedFile)
+    check_sidecar_replaceable(geojson_path, h5_path, BedFile)
+    check_outline_not_edited(geojson_path, h5_path, slide_id)
+    request = bed_request(sources, slide_id, name, attrs, features_path)
+    kept = None if overwrite else kept_bed(h5_path, geojson_path, request)
+    if kept is not None:  # rewriting it would change its bytes, and 'score --tumorbed-beds' would score again
+        return AppliedBed(label, kept, h5_path, geojson_path, kept=True)
+    features = FeaturesFile.read(features_path)
     bed = sources.resolve(slide_id, features)
     n_bed = int(bed.tile_flags.sum())
     if bed.source is TumorBedSource.MODEL and n_bed < MIN_BED_TILES:
         log.warning("%s: the detected tumour bed has %d tile%s (< %d, where 'score' flags few_tumorbed_tiles): "
                     "check it (napari: Edit bed) or annotate this slide", slide_id, n_bed, "" if n_bed == 1 else "s",
                     MIN_BED_TILES)
-    provenance = {"features_path": str(features_path.resolve())}
+    elif bed.source is TumorBedSource.ANNOTATION and n_bed == 0:  # as 'train' and 'tumorbed train' say
+        log.warning("%s: its annotation %s covers no tissue tile (drawn on glass, or exported at another "
+                    "magnification?): 'score' gives it no tumour bed, 'train' and 'tumorbed train' leave it out",
+                    slide_id, bed.detail)
+    provenance = {"features_path": str(features_path.resolve()), "bed_request": request}
     if bed.source is TumorBedSource.ANNOTATION:
         provenance["annotation_path"] = str(Path(bed.detail).resolve())
         # a corrected outline must not be shadowed by this bed: read_precomputed compares the hash
@@ -194,11 +256,10 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     elif bed.source in (TumorBedSource.MODEL, TumorBedSource.TISSUE_FALLBACK) and sources.detector is not None \
             and sources.detector_path is not None:
         provenance.update(detector_identity(sources.detector, sources.detector_path))
-    geojson_path = out_dir / f"{name}.geojson"
     remove_stale_temps(geojson_path)
     write_geojson(bed_polygons(bed, SlideGeometry.from_file(features)), geojson_path, name=BED_CLASS,
                   label=f"{BED_CLASS} ({bed.source.value})", written_by=BedFile.MADE_BY)
     # the outline as written: an edit of it (QuPath) is not in this bed, and --tumorbed-beds says so
     provenance["outline_sha256"] = sha256_file(geojson_path)
-    h5_path = write_bed(slide_file(out_dir, name), slide_id, features, bed, provenance)
-    return AppliedBed(name if slide_id == name else f"{name} ({slide_id})", bed, h5_path, geojson_path)
+    h5_path = write_bed(h5_path, slide_id, features, bed, provenance)
+    return AppliedBed(label, bed, h5_path, geojson_path)

@@ -72,16 +72,22 @@ class BedSources:
         """Whether any source besides the whole tissue is set."""
         return self.annotations is not None or self.beds is not None or self.detector is not None
 
-    def request(self, slide_id: str) -> str:
+    def request(self, slide_id: str, also: str | None = None) -> str:
         """Which bed ``resolve`` would use for the slide, and the identity of its input (a file's
         SHA-256, the detector's id), without computing it: a scored slide whose request changed
-        (another annotation, new beds, another detector) is scored again, not skipped."""
+        (another annotation, new beds, another detector) is scored again, not skipped. ``also``:
+        the slide file's name, when its files are found by it too (a cohort CSV's slide_id)."""
         from weakstil.annotations import find_annotation
         from weakstil.runtime import sha256_file
 
+        names = [slide_id] + ([also] if also and also != slide_id else [])
+
+        def first(find, folder):
+            return next((f for f in (find(folder, n) for n in names) if f is not None), None)
+
         parts = [f"{kind} {path.resolve()} sha256:{sha256_file(path)}" + (_bed_inputs(path) if kind == "beds" else "")
-                 for kind, path in (("beds", find_slide_file(self.beds, slide_id)),
-                                    ("annotation", find_annotation(self.annotations, slide_id))) if path is not None]
+                 for kind, path in (("beds", first(find_slide_file, self.beds)),
+                                    ("annotation", first(find_annotation, self.annotations))) if path is not None]
         if parts:  # both: the annotation overrides a detector's precomputed bed
             return " ".join(parts)
         if self.detector is not None:
@@ -115,11 +121,20 @@ class BedSources:
         precomputed = next((f for f in (find_slide_file(self.beds, n) for n in names) if f is not None), None)
         if precomputed is not None:
             bed = read_precomputed(precomputed, slide_id, features)
-            annotation = next((f for f in (find_annotation(self.annotations, n) for n in names) if f is not None),
-                              None) if bed.source is not TumorBedSource.ANNOTATION else None
+            annotation = next((f for f in (find_annotation(self.annotations, n) for n in names) if f is not None), None)
+            if annotation is not None and bed.source is TumorBedSource.ANNOTATION:
+                # a bed drawn from another outline than the one given (a corrected copy in another folder)
+                # must not shadow it; the same outline's bed is that bed
+                if _drawn_from_same_outline(precomputed, annotation):
+                    annotation = None
+                else:
+                    log.warning("%s: its annotation %s is not the outline its bed in %s was drawn from: the "
+                                "annotation is used (rerun 'weakstil tumorbed apply' to make the bed of it)",
+                                slide_id, annotation, precomputed)
             if annotation is not None:  # annotation > detector, whether the detector ran now or in 'tumorbed apply'
-                log.info("%s: its annotation %s is used, not the %s bed in %s", slide_id, annotation, bed.source.value,
-                         precomputed)
+                if bed.source is not TumorBedSource.ANNOTATION:
+                    log.info("%s: its annotation %s is used, not the %s bed in %s", slide_id, annotation,
+                             bed.source.value, precomputed)
                 return from_annotation(annotation, SlideGeometry.from_file(features))
             if bed.source is TumorBedSource.TISSUE and self.detector is not None:
                 log.warning("%s: the bed in %s is the whole tissue ('tumorbed apply' was given no detector or "
@@ -130,10 +145,15 @@ class BedSources:
         annotation = next((f for f in (find_annotation(self.annotations, n) for n in names) if f is not None), None)
         if annotation is not None:
             return from_annotation(annotation, geom)
-        if self.annotations is not None:  # a misnamed outline would otherwise go unused without a word
+        # a misnamed outline or bed file (or a slide whose 'tumorbed apply' failed) would otherwise go
+        # unused without a word
+        missing = ([f"no bed in {self.beds} (looked for {' / '.join(n + '.h5' for n in names)})"]
+                   if self.beds is not None else []) + \
+                  ([f"no annotation in {self.annotations} (looked for {' / '.join(names)}.geojson, .json or .xml, also "
+                    "with _tumorbed, and QuPath's <slide file name>.geojson)"] if self.annotations is not None else [])
+        if missing:
             (log.info if self.detector is not None else log.warning)(
-                "%s: no annotation in %s (looked for %s.geojson, .json or .xml, also with _tumorbed, and QuPath's "
-                "<slide file name>.geojson); its bed is %s", slide_id, self.annotations, " / ".join(names),
+                "%s: %s; its bed is %s", slide_id, " and ".join(missing),
                 "the detector's" if self.detector is not None else "the whole tissue")
         if self.detector is not None:
             bed = self.detector.detect_file(features)
@@ -265,6 +285,20 @@ def _bed_inputs(path: Path) -> str:
     return " " + " ".join(state) if state else ""
 
 
+def _drawn_from_same_outline(bed_path: Path, annotation: Path) -> bool:
+    """Whether the annotation bed ``bed_path`` was drawn from an outline with ``annotation``'s
+    content (its recorded ``annotation_sha256``; a bed that records none cannot say so)."""
+    from weakstil.runtime import sha256_file
+
+    if annotation.resolve() == bed_path.with_suffix(".geojson").resolve():
+        return True  # the bed's own outline (read_precomputed refuses an edited one)
+    try:
+        recorded = str(BedFile.read_header(bed_path)[0].get("annotation_sha256", ""))
+    except WeakSTILError:
+        return False
+    return bool(recorded) and sha256_file(annotation) == recorded
+
+
 def _stale(path: Path, slide_id: str, why: str) -> WeakSTILError:
     return WeakSTILError(f"tumour bed {why}", path=path,
                          fix=f"rerun 'weakstil tumorbed apply' on the current features of {slide_id}")
@@ -324,4 +358,5 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
     except ValueError:
         raise _stale(path, slide_id, f"records an unknown source '{bed.attr('source')}'") from None
     return TumorBed(bed.tumorbed_mask, float(bed.tumorbed_mask_mpp), bed.tumorbed_fraction.astype(np.float32), source,
-                    f"{bed.attr('detail', '')} (precomputed: {path})", seed_vetoes=str(bed.attr("seed_vetoes", "")))
+                    f"{bed.attr('detail', '')} (precomputed: {path})", seed_vetoes=str(bed.attr("seed_vetoes", "")),
+                    misplaced=str(bed.attr("annotation_misplaced", "")))
