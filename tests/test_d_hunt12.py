@@ -1,0 +1,83 @@
+"""The cohort workflow's preflight (hunt 12, area d): paths Snakemake would read as wildcards, the
+short spelling of an option the train rule sets, and the `weakstil` command setting. Fast checks:
+the preflight's functions and Snakemake dry runs (tests/test_pipeline.py runs the workflow)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, no_slurm_controller_env, run_cli
+
+pytest.importorskip("snakemake")
+
+from weakstil.pipeline_preflight import PreflightError, check_workflow, load_workflow_config  # noqa: E402
+from weakstil.pipeline_settings_check import settings_problems  # noqa: E402
+
+SNAKEFILE = ROOT / "pipelines" / "Snakefile"
+LOCAL = ROOT / "pipelines" / "profiles" / "local"
+DEFAULTS = ROOT / "pipelines" / "config.yaml"
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory) -> Path:
+    """3 synthetic slides (2 centres) in cohort/; braces.csv lists them from a folder named `b{x}`."""
+    root = tmp_path_factory.mktemp("hunt12d")
+    run_cli("synth", root / "cohort", "--slides", 3, "--seed", 0, "--size-mm", 1.0, 1.0, "--groups", 2, check=True)
+    shutil.copytree(root / "cohort" / "slides", root / "cohort" / "b{x}")
+    labels = pd.read_csv(root / "cohort" / "labels.csv")
+    labels.assign(path=[p.replace("slides/", "b{x}/") for p in labels["path"]]).to_csv(
+        root / "cohort" / "braces.csv", index=False)
+    return root
+
+
+def dry_run(root: Path, *config: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(LOCAL), "--directory",
+           str(root), "--dry-run", "--config", "folds=2", "threads=1", *config]
+    return subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(root.parent))
+
+
+def settings(*overrides: str) -> dict:
+    return settings_problems(load_workflow_config([DEFAULTS], ["folds=2", *overrides]))
+
+
+def test_a_slide_path_with_braces_is_one_error_line_before_the_run(cohort: Path, monkeypatch) -> None:
+    """Snakemake reads {x} in a rule's input as a wildcard: a slide in folder `b{x}` passed the
+    preflight and then stopped the run with a WildcardError (a score slide and `out` alike)."""
+    proc = dry_run(cohort, "cohort=cohort/braces.csv")
+    assert proc.returncode == 1
+    assert "WildcardError" not in proc.stdout + proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "b{x}" in errors[0] and "wildcards" in errors[0] and "Fix: rename" in errors[0]
+
+    monkeypatch.chdir(cohort)  # `weakstil preflight` says the same
+    with pytest.raises(PreflightError, match=r"b\{x\}.*wildcards"):
+        check_workflow(load_workflow_config([DEFAULTS], ["folds=2", "cohort=cohort/braces.csv"]))
+    with pytest.raises(PreflightError, match=r"score_slides.*wildcards"):
+        check_workflow(load_workflow_config([DEFAULTS], ["folds=2", "cohort=cohort/labels.csv",
+                                                         "score_slides=['cohort/b{x}/synth_0000.tiff']"]))
+    assert "out" in settings("out=res{run}") and "wildcards" in settings("out=res{run}")["out"].message
+    assert dry_run(cohort, "cohort=cohort/labels.csv").returncode == 0  # the same slides, no braces
+
+
+@pytest.mark.parametrize("extra", ["-f other", "-fother --hidden 32", "-o elsewhere"])
+def test_train_extra_may_not_set_a_workflow_option_by_its_short_name(extra: str) -> None:
+    """`--features other` was refused but `-f other` passed, and the train job trained on other
+    features (the last one given wins) while settings.json and the report showed the workflow's."""
+    problems = settings(f"train_extra={extra}")
+    assert "train_extra" in problems, problems
+    assert ("--features" if "-f" in extra else "--out") in problems["train_extra"].message
+    assert settings("train_extra=--hidden 32 --lr 0.01") == {}
+
+
+def test_the_weakstil_command_must_exist() -> None:
+    """A misspelt `weakstil` command passed the preflight; every job then failed with exit 127."""
+    problems = settings("weakstil=wekstil-not-installed --verbose")
+    assert "weakstil" in problems and "command not found" in problems["weakstil"].message
+    assert settings(f"weakstil={sys.executable} -m weakstil") == {}
+    assert settings("weakstil=null") == {}
