@@ -1,9 +1,11 @@
-"""The cohort workflow's preflight (hunt 12, area d): paths Snakemake would read as wildcards, the
-short spelling of an option the train rule sets, and the `weakstil` command setting. Fast checks:
-the preflight's functions and Snakemake dry runs (tests/test_pipeline.py runs the workflow)."""
+"""The cohort workflow (hunt 12, area d): paths Snakemake would read as wildcards, the short spelling
+of an option the train rule sets, the `weakstil` command setting, and the bed of a score slide whose
+per-slide steps failed. Fast checks: the preflight's functions and Snakemake dry runs
+(tests/test_pipeline.py runs the workflow)."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -26,13 +28,18 @@ DEFAULTS = ROOT / "pipelines" / "config.yaml"
 
 @pytest.fixture(scope="module")
 def cohort(tmp_path_factory) -> Path:
-    """3 synthetic slides (2 centres) in cohort/; braces.csv lists them from a folder named `b{x}`."""
+    """3 synthetic slides (2 centres) in cohort/; braces.csv lists them from a folder named `b{x}`;
+    new/extra.tiff, a score slide outlined in ann/ (with the cohort's outlines)."""
     root = tmp_path_factory.mktemp("hunt12d")
     run_cli("synth", root / "cohort", "--slides", 3, "--seed", 0, "--size-mm", 1.0, 1.0, "--groups", 2, check=True)
     shutil.copytree(root / "cohort" / "slides", root / "cohort" / "b{x}")
     labels = pd.read_csv(root / "cohort" / "labels.csv")
     labels.assign(path=[p.replace("slides/", "b{x}/") for p in labels["path"]]).to_csv(
         root / "cohort" / "braces.csv", index=False)
+    (root / "new").mkdir()
+    shutil.copy(root / "cohort" / labels["path"].iloc[0], root / "new" / "extra.tiff")
+    shutil.copytree(root / "cohort" / "truth", root / "ann")
+    shutil.copy(root / "ann" / "synth_0000_tumorbed.geojson", root / "ann" / "extra.geojson")
     return root
 
 
@@ -81,3 +88,27 @@ def test_the_weakstil_command_must_exist() -> None:
     assert "weakstil" in problems and "command not found" in problems["weakstil"].message
     assert settings(f"weakstil={sys.executable} -m weakstil") == {}
     assert settings("weakstil=null") == {}
+
+
+def test_a_score_slide_whose_steps_failed_is_scored_again_with_its_annotation(cohort: Path) -> None:
+    """A score slide whose embed step failed for a passing reason (a full disk) was embedded again by
+    the score job, which had only --tumorbed-beds (no bed file for it): an `ok` row scored on the
+    whole tissue, its annotation unused (another sTIL% than the run that did not fail: 10.66 vs
+    12.12, `tumorbed_source` tissue). That call gets the tumorbed step's sources now."""
+    status = cohort / "results" / "score_slides"
+    status.mkdir(parents=True, exist_ok=True)
+    failed = {"slide": str(cohort / "new" / "extra.tiff"), "status": "error", "step": "embed",
+              "error": "cannot write features: no space left on device"}
+    for name in ("extra.tiles.json", "extra.json"):
+        (status / name).write_text(json.dumps({**failed, "status": "ok", "step": None, "error": None}
+                                              if name == "extra.tiles.json" else failed))
+    try:
+        proc = dry_run(cohort, "cohort=cohort/labels.csv", "annotations=ann", "score_slides=[new/extra.tiff]")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        calls = [line for line in proc.stdout.splitlines() if " -m weakstil score " in line]
+        assert calls, proc.stdout[-2000:]
+        score = calls[-1]
+        assert "extra.tiff --model" in score and "--annotations ann" in score
+        assert score.count(" -m weakstil score ") == 1  # one call: no other score slide
+    finally:
+        shutil.rmtree(cohort / "results")
