@@ -69,6 +69,12 @@ def test_a_slide_path_with_braces_is_one_error_line_before_the_run(cohort: Path,
         check_workflow(load_workflow_config([DEFAULTS], ["folds=2", "cohort=cohort/labels.csv",
                                                          "score_slides=['cohort/b{x}/synth_0000.tiff']"]))
     assert "out" in settings("out=res{run}") and "wildcards" in settings("out=res{run}")["out"].message
+    ids = pd.read_csv(cohort / "cohort" / "labels.csv")  # an outline found by a slide id P{0}: a rule's input too
+    ids.assign(slide_id=["P{0}", "P1", "P2"]).to_csv(cohort / "cohort" / "ids.csv", index=False)
+    (cohort / "ann_ids").mkdir(exist_ok=True)
+    shutil.copy(cohort / "ann" / "synth_0000_tumorbed.geojson", cohort / "ann_ids" / "P{0}.geojson")
+    with pytest.raises(PreflightError, match=r"P\{0\}\.geojson.*wildcards"):
+        check_workflow(load_workflow_config([DEFAULTS], ["folds=2", "cohort=cohort/ids.csv", "annotations=ann_ids"]))
     assert dry_run(cohort, "cohort=cohort/labels.csv").returncode == 0  # the same slides, no braces
 
 

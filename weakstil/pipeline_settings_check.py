@@ -21,6 +21,7 @@ import glob
 import logging
 import os
 import shlex
+import shutil
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -94,8 +95,7 @@ RULE_PATHS = ("cohort", "out", "annotations", "tumorbed")
 
 
 def braces_problem(path: str) -> str | None:
-    """Why ``path`` cannot be a rule's input or output, or None: Snakemake reads ``{name}`` in one as a
-    wildcard (a slide file ``a{b}.svs`` stopped the run with a WildcardError after the preflight)."""
+    """Why ``path`` cannot be a rule's input or output (Snakemake: a wildcard; a WildcardError), or None."""
     return "Snakemake reads { and } in a path as wildcards" if "{" in path or "}" in path else None
 
 
@@ -360,10 +360,18 @@ def settings_problems(config: dict, sources: dict[str, str] | None = None) -> di
     return problems
 
 
+def outlines(annotations: str, names) -> list:
+    """The outlines of ``names`` in ``annotations``; one holding { or } (a slide id P{1}) is refused: a rule's input."""
+    from weakstil.annotations import find_annotation
+
+    found = [f for f in (find_annotation(annotations, n) for n in names) if f]
+    if bad := next((str(f) for f in found if braces_problem(str(f))), None):
+        raise WeakSTILError(f"{bad}: {braces_problem(bad)}", fix="rename it (and that slide_id) without braces")
+    return found
+
+
 def _command_problem(command: Any) -> str | None:
     """Why the ``weakstil`` setting is no command every job could start, or None (each job would exit 127)."""
-    import shutil
-
     try:
         words = shlex.split(str(command))
     except ValueError as exc:
