@@ -118,3 +118,21 @@ def test_a_score_slide_whose_steps_failed_is_scored_again_with_its_annotation(co
         assert score.count(" -m weakstil score ") == 1  # one call: no other score slide
     finally:
         shutil.rmtree(cohort / "results")
+
+
+def test_embed_jobs_split_the_threads_snakemake_gives_them(cohort: Path, tmp_path: Path) -> None:
+    """`--cores 1` with threads 4: Snakemake gives each job 1 thread (train got --threads 1), but every
+    embed job planned for 4 CPUs (--workers 1 --threads 3): `--cores N` did not keep it to N cores."""
+    wrapper = tmp_path / "weakstil-recorded"  # the real CLI, its arguments written down
+    wrapper.write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "args.txt"}\nexec {sys.executable} -m weakstil "$@"\n')
+    wrapper.chmod(0o755)
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(LOCAL), "--directory",
+           str(cohort), "--cores", "1", "thr/features/synth_0000.h5", "--config", "folds=2", "threads=4",
+           "cohort=cohort/labels.csv", "out=thr", f"weakstil={wrapper}"]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(cohort.parent))
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        embed = [line for line in (tmp_path / "args.txt").read_text().splitlines() if line.startswith("embed ")]
+        assert len(embed) == 1 and embed[0].endswith("--workers 1 --threads 1"), embed
+    finally:
+        shutil.rmtree(cohort / "thr", ignore_errors=True)
