@@ -134,5 +134,9 @@ def test_embed_jobs_split_the_threads_snakemake_gives_them(cohort: Path, tmp_pat
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
         embed = [line for line in (tmp_path / "args.txt").read_text().splitlines() if line.startswith("embed ")]
         assert len(embed) == 1 and embed[0].endswith("--workers 1 --threads 1"), embed
+        # another `threads` (or --cores) embeds nothing again: the same features
+        again = subprocess.run([*cmd[:-4], "threads=2", *cmd[-3:], "--dry-run"], capture_output=True, text=True,
+                               env=no_slurm_controller_env(cohort.parent))
+        assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
     finally:
         shutil.rmtree(cohort / "thr", ignore_errors=True)
