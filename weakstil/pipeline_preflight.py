@@ -315,8 +315,8 @@ def check_tumorbed(config: dict, slide_ids: list[str]) -> None:
     if tumorbed == "train" and annotations is None:
         raise PreflightError("tumorbed is 'train' but annotations is not set",
                              fix="set annotations to the folder of <slide_id>.geojson/.xml outlines, or tumorbed to null")
-    from weakstil.annotations import find_annotation
-    if annotations is not None and not any(find_annotation(annotations, s) for s in slide_ids):  # all misnamed?
+    from weakstil.pipeline_settings_check import outlines  # (one holding { or } is refused there)
+    if annotations is not None and not outlines(annotations, slide_ids):  # all misnamed?
         raise PreflightError("no cohort slide has an outline in the annotations folder", path=annotations,
                              fix="name the outlines <slide_id>.geojson or <slide_id>.xml, or set annotations: null")
     if tumorbed not in (None, "train"):

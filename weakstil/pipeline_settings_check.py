@@ -21,6 +21,7 @@ import glob
 import logging
 import os
 import shlex
+import shutil
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -59,8 +60,8 @@ BASE_ARGS: dict[str, list[str]] = {
 }
 #: Options the train rule (pipelines/Snakefile) always gives, not to be given again in train_extra
 #: (--device, --group-column and the bed options only when set: they may come from train_extra;
-#: :func:`workflow_train_options`).
-WORKFLOW_TRAIN_OPTIONS = {"--features", "--out", "-o", "--overwrite", "--folds", "--aggregator", "--epochs", "--members",
+#: :func:`workflow_train_options`; their short spellings, -f and -o, come from the command: :func:`_spellings`).
+WORKFLOW_TRAIN_OPTIONS = {"--features", "--out", "--overwrite", "--folds", "--aggregator", "--epochs", "--members",
                           "--seed", "--threshold", "--threads"}
 #: The texts a YAML file reads as null: ``--config KEY=null`` arrives in the Snakefile as such a text.
 #: Not "None": YAML reads it as text, and group_column None means "no groups" to weakstil train.
@@ -89,6 +90,13 @@ def workflow_train_options(config: dict) -> set[str]:
 NOT_SCALAR = {"score_slides", "slurm"}
 #: Settings that name a file, folder or card: text, and set unless null is allowed (True).
 PATHS = {"cohort": False, "out": False, "encoder": False, "weights": True, "annotations": True, "tumorbed": True}
+#: The path settings whose files are the rules' inputs or outputs, where Snakemake reads { and } as wildcards.
+RULE_PATHS = ("cohort", "out", "annotations", "tumorbed")
+
+
+def braces_problem(path: str) -> str | None:
+    """Why ``path`` cannot be a rule's input or output (Snakemake: a wildcard; a WildcardError), or None."""
+    return "Snakemake reads { and } in a path as wildcards" if "{" in path or "}" in path else None
 
 
 class WorkflowConfig(dict):
@@ -206,6 +214,11 @@ def _scalar_problems(config: dict, sources: dict[str, str]) -> dict[str, WeakSTI
                 for key, value in config.items() if key not in NOT_SCALAR and isinstance(value, (list, dict))}
     for key, optional in PATHS.items():
         value = config.get(key)
+        if key in RULE_PATHS and isinstance(value, str) and braces_problem(value) and key not in problems:
+            problems[key] = _problem(sources, key, value, braces_problem(value),
+                                     fix=f"set {key} to a path without braces {_where(sources, key)[1]} (rename the "
+                                         "file or folder)")
+            continue
         if key in problems or key not in config or (optional and value in (None, "")) or (isinstance(value, str) and value):
             continue
         problems[key] = _problem(sources, key, value, "not set" if value in (None, "") else "not a path or name",
@@ -230,6 +243,17 @@ def _option_problems(config: dict, sources: dict[str, str], skip: set[str]) -> d
     return problems
 
 
+def _spellings(command: str, options: set[str]) -> dict[str, str]:
+    """Every spelling of ``options`` in ``weakstil COMMAND`` (``-f`` of ``--features``...) -> the one in ``options``."""
+    spellings = {option: option for option in options}
+    for param in _commands()[command].params:
+        names = [*getattr(param, "opts", ()), *getattr(param, "secondary_opts", ())]
+        named = [n for n in names if n in options]
+        if named:
+            spellings.update({n: named[0] for n in names if n not in options})
+    return spellings
+
+
 def _train_problems(config: dict, sources: dict[str, str], skip: set[str]) -> dict[str, WeakSTILError]:
     """``train_extra`` parsed by ``weakstil train``, then the whole training command line's
     settings checked together by ``TrainConfig.check()``, as the train job does."""
@@ -242,8 +266,11 @@ def _train_problems(config: dict, sources: dict[str, str], skip: set[str]) -> di
         extra_args = shlex.split(str(extra))
     except ValueError as exc:
         return {"train_extra": _problem(sources, "train_extra", extra, f"not a command line ({exc})")}
-    # the options the train rule sets itself: repeated in train_extra, the last would win silently
-    taken = sorted({a.split("=", 1)[0] for a in extra_args} & workflow_train_options(config))
+    # the options the train rule sets itself: repeated in train_extra (in any spelling: -f is --features,
+    # -fDIR too), the last would win silently
+    spellings = _spellings("train", workflow_train_options(config))
+    given = {a.split("=", 1)[0] if a.startswith("--") else a[:2] for a in extra_args if a.startswith("-")}
+    taken = sorted({spellings[a] for a in given if a in spellings})
     if taken:
         return {"train_extra": _problem(sources, "train_extra", extra, f"sets {', '.join(taken)}, which the workflow "
                                         "sets itself (use the workflow's own keys: folds, out, seed, device, "
@@ -317,6 +344,13 @@ def settings_problems(config: dict, sources: dict[str, str] | None = None) -> di
         # (its share of --cores, SLURM's cpus-per-task): a job of 0 threads is no job a scheduler runs
         problems["threads"] = _problem(sources, "threads", threads, "every job needs at least 1 thread",
                                        fix=f"set threads to 1 or more {_where(sources, 'threads')[1]}")
+    command = config.get("weakstil")
+    if "weakstil" not in problems and command not in (None, ""):
+        why = _command_problem(command)
+        if why:
+            problems["weakstil"] = _problem(sources, "weakstil", command, why, fix="set weakstil to the command that "
+                                            f"runs WeakSTIL on the nodes, or null for this Python's -m weakstil "
+                                            f"{_where(sources, 'weakstil')[1]}")
     slurm = config.get("slurm")
     if slurm is not None and not isinstance(slurm, dict):
         problems["slurm"] = _problem(sources, "slurm", slurm, "not a section of settings",
@@ -328,6 +362,27 @@ def settings_problems(config: dict, sources: dict[str, str] | None = None) -> di
                                                fix="write slurm.preflight: true or false in a config file "
                                                    "(--configfile)")
     return problems
+
+
+def outlines(annotations: str, names) -> list:
+    """The outlines of ``names`` in ``annotations``; one holding { or } (a slide id P{1}) is refused: a rule's input."""
+    from weakstil.annotations import find_annotation
+
+    found = [f for f in (find_annotation(annotations, n) for n in names) if f]
+    if bad := next((str(f) for f in found if braces_problem(str(f))), None):
+        raise WeakSTILError(f"{bad}: {braces_problem(bad)}", fix="rename it (and that slide_id) without braces")
+    return found
+
+
+def _command_problem(command: Any) -> str | None:
+    """Why the ``weakstil`` setting is no command every job could start, or None (each job would exit 127)."""
+    try:
+        words = shlex.split(str(command))
+    except ValueError as exc:
+        return f"not a command line ({exc})"
+    if not words:
+        return "not a command"
+    return None if shutil.which(words[0]) else f"{words[0]}: command not found (on PATH, or an executable file)"
 
 
 def check_detector_setting(tumorbed: str | Path, encoder: object) -> None:
@@ -369,6 +424,9 @@ def score_slide_files(config: dict, cohort_paths, cohort_ids=None) -> tuple[dict
         return a == b or (os.path.exists(a) and os.path.exists(b) and os.path.samefile(a, b))
 
     def add(path: str, where: str) -> str:
+        if braces_problem(path):  # a rule's input: Snakemake would stop on it with a WildcardError
+            raise WeakSTILError(f"{path} ({where}): {braces_problem(path)}", fix="rename the slide file (or its "
+                                "folder) without braces")
         key = slide_id_from_path(path)
         if key in files and not same(files[key], path):
             raise WeakSTILError(f"{path} ({where}) and {files[key]} both have the slide id '{key}' and would write "

@@ -2,9 +2,9 @@
 
 A slide that fails on its own account (no tissue, a dark or damaged scan: the CLI's exit status 1,
 with its ``error:`` line) is recorded as failed in a small JSON status file instead of failing the
-job: the score job then gives it an error row, as ``weakstil score`` does in a batch, and scores the
-others. Before, its failed tile or embed job kept the score job from running at all, and
-``scores/results.csv`` stayed the previous run's. Any other exit (killed, out of memory, a usage
+job: the score job then tries it once more (with its bed sources) and gives it an error row if it fails
+there too, as ``weakstil score`` does in a batch, and scores the others. Before, its failed tile or
+embed job kept the score job from running at all, and ``scores/results.csv`` stayed the previous run's. Any other exit (killed, out of memory, a usage
 error) still fails the job, so Snakemake stops or retries it as it does for every job.
 """
 
@@ -46,7 +46,8 @@ def run_slide_steps(steps: list[tuple[str, str]], log_path: str | Path, status_p
                 with log_path.open(errors="replace") as f:
                     f.seek(start)
                     status.update(status="error", step=name, error=last_error_line(f.read()))
-                log.write(f"{slide}: {name} failed; the score job gives it an error row and scores the others\n")
+                log.write(f"{slide}: {name} failed; the score job tries it once more (an error row if it fails "
+                          "there too) and scores the others\n")
                 break
             if proc.returncode != 0:
                 raise subprocess.CalledProcessError(proc.returncode, name)
@@ -102,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             return code if 0 < code < 256 else 1
         if status["status"] != "ok":
             print(f"warning: {args.slide} (score_slides): its {status['step']} step failed ({status['error'].rstrip('.')}); "
-                  "it gets an error row in scores/results.csv and the other slides are scored", file=sys.stderr)
+                  "the score job tries it once more (an error row in scores/results.csv if it fails there too) and "
+                  "scores the other slides", file=sys.stderr)
     return 0
 
 
