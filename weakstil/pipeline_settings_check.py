@@ -297,13 +297,10 @@ def _train_problems(config: dict, sources: dict[str, str], skip: set[str]) -> di
 
 
 def expand_pattern(pattern: str) -> list[str]:
-    """A ``score_slides`` entry's files: a glob's matches, sorted; a path that exists (brackets and
-    all) or names nothing, as written. As the commands' ``expand_slides``: ``**`` is any depth and a
-    leading ``~`` the home folder."""
-    if pattern.startswith("~") and not os.path.lexists(pattern):
-        pattern = os.path.expanduser(pattern)
-    return sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) and not os.path.lexists(pattern) \
-        else [pattern]
+    """A ``score_slides`` entry's files: a glob's matches, sorted (``**`` any depth, as ``expand_slides``); a
+    path that exists (brackets and all) or names nothing, as written; a leading ``~`` is the home folder."""
+    pattern = pattern if os.path.lexists(pattern) else os.path.expanduser(pattern)
+    return sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) and not os.path.lexists(pattern) else [pattern]
 
 
 def _score_slides_problems(config: dict, sources: dict[str, str]) -> dict[str, WeakSTILError]:
@@ -380,9 +377,8 @@ def _command_problem(command: Any) -> str | None:
         words = shlex.split(str(command))
     except ValueError as exc:
         return f"not a command line ({exc})"
-    if not words:
-        return "not a command"
-    return None if shutil.which(words[0]) else f"{words[0]}: command not found (on PATH, or an executable file)"
+    return "not a command" if not words else None if shutil.which(words[0]) else \
+        f"{words[0]}: command not found (on PATH, or an executable file)"
 
 
 def check_detector_setting(tumorbed: str | Path, encoder: object) -> None:
