@@ -38,10 +38,9 @@ def raise_all(errors: list[AnnotationError]) -> None:
                               f"({others}{'; ...' if len(rest) > 5 else ''})", path=first.path, fix=first.fix)
 
 
-def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
-    """The annotation file for ``slide_id`` in ``directory``, or ``None``."""
-    if directory is None:
-        return None
+def annotation_candidates(directory: str | Path, slide_id: str, also: tuple[Path, ...] = ()) -> list[Path]:
+    """The files in ``directory`` (and ``also``, files about to be written there) named like an
+    annotation of ``slide_id``, in the order :func:`find_annotation` prefers them."""
     directory = Path(directory)
     # in any case of the extension (synth_0001.GeoJSON, .XML: a file system may be case-sensitive), in the
     # order of ANNOTATION_PATTERNS, so a .GeoJSON beside an .xml wins as a .geojson does
@@ -49,14 +48,23 @@ def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
     # QuPath names an export after the image, extension included: synth_0001.tiff.geojson
     wanted.update({_key(f"{slide_id}{suffix}.geojson"): len(ANNOTATION_PATTERNS) for suffix in SLIDE_FILE_SUFFIXES})
     try:
-        names = sorted((wanted[_key(p.name)], not p.name.startswith(slide_id), p)  # the id's own case first
-                       for p in directory.iterdir() if _key(p.name) in wanted)
+        files = list(directory.iterdir())
     except OSError:
-        names = []
-    for *_, p in names:  # a broken link or a folder of the name is a mistake to mend, not "no annotation"
+        files = []
+    names = sorted((wanted[_key(p.name)], not p.name.startswith(slide_id), p)  # the id's own case first
+                   for p in dict.fromkeys([*files, *also]) if _key(p.name) in wanted)
+    return [p for *_, p in names]
+
+
+def find_annotation(directory: str | Path | None, slide_id: str) -> Path | None:
+    """The annotation file for ``slide_id`` in ``directory``, or ``None``."""
+    if directory is None:
+        return None
+    directory = Path(directory)
+    found = annotation_candidates(directory, slide_id)
+    for p in found:  # a broken link or a folder of the name is a mistake to mend, not "no annotation"
         if not p.is_file():
             raise not_a_file(p)
-    found = [p for *_, p in names]
     if len(found) > 1:
         from weakstil.runtime import warn_once
 
@@ -241,7 +249,8 @@ def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color
                   label: str | None = None, written_by: str | None = None) -> None:
     """QuPath-style GeoJSON FeatureCollection of the polygons (level-0 px): annotations of class
     ``name``, each named ``label`` (what QuPath shows beside it) when given. ``written_by``: the
-    command that writes it as an output (:func:`geojson_written_by`), never for an annotation."""
+    command that writes it as an output (:func:`geojson_written_by`), or the napari bed editor's
+    mark on the beds it saves (it replaces only those)."""
     from shapely.geometry import mapping
 
     from weakstil.atomic import atomic_path

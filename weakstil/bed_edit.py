@@ -402,13 +402,14 @@ def write_bed_geojson(path: str | Path, polygons: Sequence[Ring], slide_id: str,
 
     ``path``: a folder (the file is ``<folder>/<slide_id>.geojson``, what ``--annotations`` finds)
     or a file. Written atomically. Refuses to replace the tile GeoJSON ``weakstil score`` wrote
-    beside its score files, and a bed lying outside ``slide_size`` (width, height); with ``clip``
-    (shapes drawn over the slide) the bed is cut to the slide instead, so the CLI reads it back."""
+    beside its score files, or any file it did not write itself (a pathologist's outline: only an
+    earlier saved bed is replaced), to save a bed that ``--annotations`` would not read (another
+    annotation of the slide there comes first), and a bed lying outside ``slide_size`` (width,
+    height); with ``clip`` (shapes drawn over the slide) the bed is cut to the slide instead, so the
+    CLI reads it back."""
     from weakstil.annotations import check_inside, write_geojson
 
-    path = Path(path)
-    if path.is_dir() or not path.suffix:
-        path = path / f"{slide_id}.geojson"
+    path = bed_file(path, slide_id)
     if parts is not None and len(holes):
         raise ValueError("holes are among the parts when parts are given")
     shape = ordered_bed_shape(polygons, parts) if parts is not None else bed_shape(polygons, holes)
@@ -422,13 +423,41 @@ def write_bed_geojson(path: str | Path, polygons: Sequence[Ring], slide_id: str,
                                 fix="draw the bed over the slide")
     elif slide_size is not None:
         shape = _polygonal(check_inside(shape, slide_size[0], slide_size[1], path))
+    check_bed_file(path, slide_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_geojson(shape, path, name=BED_CLASS, label=slide_id, written_by=SAVED_BY)
+    log.info("%s: tumour bed saved (%d polygons)", path, len(shape.geoms))
+    return path
+
+
+#: What a saved bed says wrote it (its GeoJSON's ``weakstil_written_by``): Save bed replaces only these.
+SAVED_BY = "weakstil bed editor"
+
+
+def bed_file(path: str | Path, slide_id: str) -> Path:
+    """Where :func:`write_bed_geojson` writes: ``<folder>/<slide_id>.geojson``, or ``path`` itself when it
+    names a file."""
+    path = Path(path)
+    return path / f"{slide_id}.geojson" if path.is_dir() or not path.suffix else path
+
+
+def check_bed_file(path: Path, slide_id: str) -> None:
+    """Raise when a bed saved at ``path`` would replace a file Save bed did not write, or would not be the
+    file ``--annotations`` reads for ``slide_id`` in its folder."""
+    from weakstil.annotations import annotation_candidates, geojson_written_by
+
     if _is_tile_geojson(path):
         raise WeakSTILError("is the tile GeoJSON 'weakstil score' wrote, not an annotation", path=path,
                             fix="save the bed into an annotations folder (then pass it as --annotations)")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_geojson(shape, path, name=BED_CLASS, label=slide_id)
-    log.info("%s: tumour bed saved (%d polygons)", path, len(shape.geoms))
-    return path
+    if path.exists() and geojson_written_by(path) != SAVED_BY:
+        raise WeakSTILError("is an annotation that Save bed did not write (an outline drawn or exported "
+                            "elsewhere); it is not replaced", path=path,
+                            fix="choose another bed folder, or move the file away first to replace it")
+    first = annotation_candidates(path.parent, slide_id, also=(path,))[:1]
+    if first and first[0] != path:
+        raise WeakSTILError(f"--annotations {path.parent} reads {first[0].name} for slide {slide_id}, not a bed saved "
+                            f"as {path.name}", path=path,
+                            fix=f"choose another bed folder, or move {first[0].name} away first")
 
 
 def _is_tile_geojson(path: Path) -> bool:
