@@ -93,13 +93,21 @@ def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
         try:
             pyramid = open_pyramid(res.slide_path, slide_mpp=res.slide_mpp)
         except Exception as exc:  # the result still shows without its slide
-            log.warning("%s: its slide %s could not be opened (%s)", res.path, res.slide_path, exc)
+            _warn_alone(res, f"its slide {res.slide_path} could not be opened ({exc})")
         else:
             layers.append(pyramid.layer_data())
             mpp = mpp or pyramid.mpp
     else:
-        log.warning("%s: slide '%s' not found beside the result; showing the result alone", res.path, res.slide_id)
+        _warn_alone(res, f"slide '{res.slide_id}' not found (at the path the result records, nor beside it)")
     return layers + result_layers(res, slide_mpp=mpp)
+
+
+def _warn_alone(res: Any, why: str) -> None:
+    """Said in the viewer, not only the log: the result's layers lie over whatever slide is open,
+    which is not the result's own slide file."""
+    others = [ly.name for ly in _slide_layers()]
+    _warn(f"{res.path}: {why}; showing the result alone" + (
+        f", drawn over the open slide layer(s) {', '.join(others)}, which are not its slide" if others else ""))
 
 
 def _shown_mpp(shown: Any, res: Any) -> float | None:
@@ -142,18 +150,27 @@ def _open_slide_layer(res: Any) -> Any | None:
 
     paths = [res.slide_path] if res.slide_path is not None else slide_candidates(res)
     wanted = {_resolved(p) for p in paths}
+    slides = _slide_layers()
+    for layer in slides:
+        recorded = layer.metadata.get("slide_path")
+        if recorded and _resolved(recorded) in wanted:
+            _check_same_scan(layer, res)
+            return layer
+    made_from = (res.attrs or {}).get("slide_fingerprint")
+    # the very scan open from another file (slides moved or copied since scoring): the result goes over it
+    return next((ly for ly in slides if made_from and ly.metadata.get("slide_fingerprint") == str(made_from)), None)
+
+
+def _slide_layers() -> list[Any]:
+    """The current viewer's slide layers (none without a viewer: a script reading results)."""
     try:
         import napari
 
         viewer = napari.current_viewer()
-    except Exception:  # no viewer (a script reading results): nothing is open
-        return None
-    for layer in viewer.layers if viewer is not None else []:
-        recorded = layer.metadata.get("slide_path") if layer.metadata.get("weakstil_kind") == "slide" else None
-        if recorded and _resolved(recorded) in wanted:
-            _check_same_scan(layer, res)
-            return layer
-    return None
+    except Exception:
+        return []
+    return [ly for ly in (viewer.layers if viewer is not None else [])
+            if ly.metadata.get("weakstil_kind") == "slide" and ly.metadata.get("slide_path")]
 
 
 def _resolved(path: Any) -> Path:

@@ -432,7 +432,8 @@ class ScoringWidget(QWidget):
         if "attention" in info:
             text.append(f"attention {info['attention']:.4g}")
         if "tumorbed" in info:
-            text.append("in the tumour bed" if info["tumorbed"] else "outside the tumour bed")
+            bed = "the edited bed" if info.get("edited_bed") else "the tumour bed"
+            text.append(f"in {bed}" if info["tumorbed"] else f"outside {bed}")
         self.tile_label.setText("; ".join(text))
         self._outline_tile(info, mpp)
         return info

@@ -104,7 +104,8 @@ class BedEditor(QGroupBox):
             self.owner._status("Press Edit bed first.", error=True)
             return None
         parts = list(layer.features["part"]) if "part" in layer.features else None
-        return bed_layer.shapes_to_parts(list(layer.data), list(layer.shape_type), parts)
+        # where the shapes are shown: a bed dragged whole with the transform mode is scored where it lies
+        return bed_layer.shapes_to_parts(bed_layer.level0_data(layer), list(layer.shape_type), parts)
 
     def follow_holes(self, *args: Any) -> None:
         """Every bed layer draws what the box says, not only the shown result's: a layer is
@@ -215,7 +216,7 @@ class BedEditor(QGroupBox):
 
     def save_bed(self) -> Path | None:
         """Write the edited bed as ``<slide_id>.geojson`` into the bed folder."""
-        from weakstil.bed_edit import write_bed_geojson
+        from weakstil.bed_edit import bed_file, write_bed_geojson
         from weakstil.errors import WeakSTILError
 
         tiles = self.scored_tiles()
@@ -225,6 +226,7 @@ class BedEditor(QGroupBox):
         value = str(self.folder_edit.value)
         folder = Path(value) if value not in ("", ".") else default_bed_folder(Path(str(tiles.path)))
         g = tiles.geometry
+        replaced = bed_file(folder, tiles.slide_id).exists()  # only a bed saved before is replaced (else refused)
         try:
             path = write_bed_geojson(folder, rings[0], tiles.slide_id, parts=rings[1], slide_size=(g.width, g.height),
                                      clip=True)
@@ -235,7 +237,8 @@ class BedEditor(QGroupBox):
             self.owner._status(f"{folder}: cannot write the bed ({exc.strerror or exc}). Fix: choose a writable "
                                "bed folder.", error=True)
             return None
-        self.owner._status(f"Bed saved to {path}; use it with --annotations {folder}")
+        self.owner._status(f"Bed saved to {path}" + (" (the bed saved there before is replaced)" if replaced else "")
+                           + f"; use it with --annotations {folder}")
         return path
 
 

@@ -53,6 +53,19 @@ def set_drawing(layer: Any, part: str) -> None:
     layer.selected_data = selected
 
 
+def level0_data(layer: Any) -> list[np.ndarray]:
+    """The shapes' vertices in level-0 ``(y, x)`` where the layer shows them: through its whole
+    transform, not its data alone (napari's transform mode drags, turns or scales the layer's
+    affine, leaving its data as drawn). A layer at its own placement gives its data unchanged."""
+    data = [np.asarray(d, float)[:, -2:] for d in layer.data]
+    mpp = float(layer.metadata["slide_mpp"])
+    to_world = layer._data_to_world  # napari's data -> world transform (scale, translate, rotate, shear, affine)
+    probe = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    if np.allclose(np.asarray(to_world(probe)), probe * mpp - 0.5 * mpp, rtol=0.0, atol=1e-9 * mpp):
+        return data
+    return [(np.asarray(to_world(d), float) + 0.5 * mpp) / mpp for d in data]
+
+
 def rings_to_shapes(polygons: list[np.ndarray], holes: list[np.ndarray]) -> tuple[list[np.ndarray], list[str]]:
     """Level-0 ``[x, y]`` rings -> Shapes data (``[y, x]``) and each shape's part."""
     return parts_to_shapes([*polygons, *holes], [BED] * len(polygons) + [HOLE] * len(holes))

@@ -464,7 +464,10 @@ def tile_info(res: ResultFile, i: int) -> dict[str, Any]:
         info["attention"] = float(res.attention[i])
     if res.stroma_weight is not None:
         info["stroma_weight"] = float(res.stroma_weight[i])
-    if res.tumorbed is not None:
+    edited = getattr(res.bed_rescore, "tile_flags", None)  # after Rescore: the edited bed, as the heatmap shows
+    if edited is not None:
+        info["tumorbed"], info["edited_bed"] = bool(edited[i]), True
+    elif res.tumorbed is not None:
         info["tumorbed"] = bool(res.tumorbed[i])
     if res.tissue_fraction is not None:
         info["tissue_fraction"] = float(res.tissue_fraction[i])
