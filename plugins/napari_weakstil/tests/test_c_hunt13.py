@@ -111,3 +111,33 @@ def test_a_result_goes_over_its_very_scan_opened_from_another_file(make_napari_v
     assert [ly.metadata["slide_path"] for ly in slides] == [str(copy)]
     heat = next(ly for ly in viewer.layers if ly.metadata.get("role") == HEATMAP)
     assert heat.metadata["slide_mpp"] == slides[0].scale[-1]
+
+
+def test_a_bed_drawn_with_the_path_tool_is_said_to_be_left_out(make_napari_viewer, scored):
+    """Lines and paths enclose no area: Rescore gave 'no tumour bed' without a word why."""
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    editor = widget.bed_editor
+    viewer.open(scored["score_h5"], plugin="napari-weakstil")
+    res = widget.result
+    layer = editor.edit_bed()
+    layer.selected_data = set(range(len(layer.data)))
+    layer.remove_selected()
+    (x0, y0), (x1, y1) = res.coords.min(0), res.coords.max(0) + res.tile_size
+    layer.add_paths([np.array([[y0, x0], [y0, x1], [y1, x1], [y1, x0], [y0, x0]], float)])
+    new = editor.rescore()
+    assert not new.found and "1 line or path shape(s) left out" in editor.label.text()
+    assert editor.save_bed() is None and "left out" in widget.status_label.text()
+
+
+def test_edit_bed_works_with_the_heatmap_closed(make_napari_viewer, scored):
+    """Edit bed did nothing and said nothing once the heatmap layer was closed."""
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(scored["score_h5"], plugin="napari-weakstil")
+    path = widget.result.path
+    viewer.layers.remove(widget.result_layer(HEATMAP, path))
+    assert widget.result is not None and widget.result.path == path
+    layer = widget.bed_editor.edit_bed()
+    assert layer is not None and len(layer.data) >= 1
+    assert abs(widget.bed_editor.rescore().stil - widget.bed_editor.scored_tiles().original_stil) < 1e-3

@@ -107,6 +107,13 @@ class BedEditor(QGroupBox):
         # where the shapes are shown: a bed dragged whole with the transform mode is scored where it lies
         return bed_layer.shapes_to_parts(bed_layer.level0_data(layer), list(layer.shape_type), parts)
 
+    def _unclosed_note(self) -> str:
+        """What the bed leaves out: lines and paths (the line and path tools) enclose no area."""
+        layer = self.layer()
+        n = sum(kind in ("line", "path") for kind in layer.shape_type) if layer is not None else 0
+        return (f" {n} line or path shape(s) left out: they enclose no area (draw the bed with the polygon, "
+                "rectangle, ellipse or lasso tools)." if n else "")
+
     def follow_holes(self, *args: Any) -> None:
         """Every bed layer draws what the box says, not only the shown result's: a layer is
         selected (and drawn on) before or after its result is shown."""
@@ -142,7 +149,11 @@ class BedEditor(QGroupBox):
         """Add (or reset) the shown result's bed as an editable Shapes layer and select it."""
         tiles = self.scored_tiles()
         res = self.owner.result
-        heat = self.owner.result_layer(HEATMAP, res.path) if res is not None else None
+        # the heatmap, else another layer of the result (the heatmap closed): where the bed goes
+        heat = (self.owner.result_layer(HEATMAP, res.path) or self.owner._newest_result(str(res.path))) \
+            if res is not None else None
+        if tiles is not None and heat is None:
+            self.owner._status(f"{res.path.name}: its layers are closed; open it again to edit its bed.", error=True)
         if tiles is None or heat is None:
             return None
         _warm_up_aggregation()
@@ -185,10 +196,13 @@ class BedEditor(QGroupBox):
         before = f"{tiles.original_stil:.1f} %" if tiles.original_stil is not None else "—"
         note = f"Edited bed: {new.n_bed_tiles:,} of {new.n_tiles:,} tiles ({new.aggregator} aggregation); the " \
                f"scored bed gave {before}."
-        if tiles.stroma is not None and tiles.prior_stroma > 0:
+        if tiles.stroma is not None and tiles.prior_stroma > 0 and new.found:
             # a stroma model's published tile scores lean towards the bed's sTIL%: shown for this bed now
-            self._show_tile_values(res, tiles.tile_estimates(new.tile_flags) if new.found else None)
+            self._show_tile_values(res, tiles.tile_estimates(new.tile_flags))
             note += " The heatmap and tile clicks show the tile scores for this bed."
+        elif tiles.stroma is not None:
+            self._show_tile_values(res, None)
+        note += self._unclosed_note()
         self.label.setText(note)
         self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
         res.bed_rescore, res.bed_note = new, note
@@ -231,14 +245,14 @@ class BedEditor(QGroupBox):
             path = write_bed_geojson(folder, rings[0], tiles.slide_id, parts=rings[1], slide_size=(g.width, g.height),
                                      clip=True)
         except WeakSTILError as exc:
-            self.owner._status(exc.one_line(), error=True)
+            self.owner._status(exc.one_line() + self._unclosed_note(), error=True)
             return None
         except OSError as exc:
             self.owner._status(f"{folder}: cannot write the bed ({exc.strerror or exc}). Fix: choose a writable "
                                "bed folder.", error=True)
             return None
         self.owner._status(f"Bed saved to {path}" + (" (the bed saved there before is replaced)" if replaced else "")
-                           + f"; use it with --annotations {folder}")
+                           + f"; use it with --annotations {folder}." + self._unclosed_note())
         return path
 
 
