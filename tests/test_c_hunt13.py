@@ -50,3 +50,18 @@ def test_save_bed_beside_an_annotation_it_comes_before(tmp_path):
     (tmp_path / "S1_tumorbed.geojson").write_text(json.dumps(DRAWN))
     saved = write_bed_geojson(tmp_path, [SQUARE], "S1", slide_size=(2000, 2000), clip=True)
     assert find_annotation(tmp_path, "S1") == saved
+
+
+def test_a_score_just_under_the_threshold_is_not_shown_as_the_threshold():
+    """29.96 at 30 is low (results.csv: 29.9600, False) but was shown "sTIL 30.0 % ... low at 30 %"."""
+    from weakstil.bed_edit import BedScore
+    from weakstil.metrics import stil_text
+    from weakstil.outputs import heatmap_title
+
+    assert stil_text(29.96, 30) == "29.96" and stil_text(29.9996, 30.0) == "29.9996"
+    assert stil_text(29.99996, 30) == "30.0"  # written 30.0000: high, as results.csv calls it
+    assert stil_text(23.456, 30) == "23.5" and stil_text(float("nan"), 30) == "nan" and stil_text(7.25, None) == "7.2"
+    title = heatmap_title("S1", 29.96, False, 30.0, {})
+    assert "sTIL 29.96 %" in title and "low at 30 %" in title
+    label = BedScore(29.96, False, 30.0, "stroma", 3, 9, np.ones(9, bool)).label()
+    assert label.startswith("sTIL 29.96 % · low")

@@ -66,7 +66,10 @@ class BedScore:
         if not self.found:
             return "no tumour bed"
         which = "the default threshold, the file records none" if self.threshold_default else "threshold"
-        return f"sTIL {self.stil:.1f} % · {'high' if self.stil_high else 'low'} ({which} {self.threshold:g} %)"
+        from weakstil.metrics import stil_text
+
+        return (f"sTIL {stil_text(self.stil, self.threshold)} % · {'high' if self.stil_high else 'low'} "
+                f"({which} {self.threshold:g} %)")
 
 
 @dataclass

@@ -29,6 +29,18 @@ def called_high(predicted, threshold: float) -> np.ndarray:
         return (written >= float(threshold)).reshape(np.shape(predicted))
 
 
+def stil_text(stil: float, threshold: float | None) -> str:
+    """An sTIL% for people: one decimal, or as many more (up to :data:`STIL_DECIMALS`) as keep it on
+    its call's side of ``threshold`` (29.96 at 30 is "29.96", low, not "30.0" beside "low")."""
+    if threshold is None or not math.isfinite(stil):
+        return f"{stil:.1f}"
+    high = bool(called_high(stil, threshold))
+    for decimals in range(1, STIL_DECIMALS + 1):
+        if (round(stil, decimals) >= float(threshold)) == high:
+            return f"{stil:.{decimals}f}"
+    return f"{stil:.{STIL_DECIMALS}f}"
+
+
 def fmt(value: object) -> str:
     """A metric for people: floats with 3 decimals, ``n/a`` for None, NaN and infinities."""
     if value is None:

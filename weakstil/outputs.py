@@ -18,12 +18,13 @@ def heatmap_title(slide_id: str, stil: float, stil_high: object, threshold: floa
     """The heatmap's title: score, interval, call and qc flags (``label``: the status of a slide
     without a score, in its place; ``fallback``: said after the score, e.g. a whole-tissue bed)."""
     from weakstil.confidence import interval_columns
+    from weakstil.metrics import stil_text
     from weakstil.qc.scoring import interval_text
 
     if label is None:
         lower, upper = interval_columns()
         interval = interval_text(attrs.get(lower), attrs.get(upper), float(attrs.get("interval_level", 0.9)))
-        label = (f"sTIL {stil:.1f} %" + (f" ({interval})" if interval else "")
+        label = (f"sTIL {stil_text(stil, threshold)} %" + (f" ({interval})" if interval else "")
                  + f", {'high' if stil_high else 'low'} at {threshold:g} %") + (f" ({fallback})" if fallback else "")
     qc = attrs.get("qc")
     return f"{slide_id}: {label}" + (f"\nqc: {qc.replace(';', ', ')}" if qc else "")

@@ -306,13 +306,14 @@ class ScoringWidget(QWidget):
 
             threshold = recorded_threshold(attrs, res.path)  # older cv/evaluate tile files: their folder's one
             call = ""
-            if threshold is not None:
-                from weakstil.metrics import called_high  # imports scipy: only once a score is shown
+            from weakstil.metrics import called_high, stil_text  # imports scipy: only once a score is shown
 
+            if threshold is not None:
                 # the CLI's call: of the number as written (29.99996 is 30.0000, high at 30)
                 high = bool(called_high(stil, float(threshold)))
                 call = f" · {'high' if high else 'low'} (threshold {float(threshold):g} %)"
-            self.stil_label.setText(f"sTIL {stil:.1f} %{_interval(attrs)}{call}")
+            # enough decimals to keep the number on its call's side (29.96 is not shown as 30.0, low)
+            self.stil_label.setText(f"sTIL {stil_text(stil, threshold)} %{_interval(attrs)}{call}")
         self._show_qc(attrs)
         parts = [f"{res.slide_id}: {len(res.coords):,} tiles"]
         if res.tumorbed is not None:
