@@ -65,3 +65,15 @@ def test_a_score_just_under_the_threshold_is_not_shown_as_the_threshold():
     assert "sTIL 29.96 %" in title and "low at 30 %" in title
     label = BedScore(29.96, False, 30.0, "stroma", 3, 9, np.ones(9, bool)).label()
     assert label.startswith("sTIL 29.96 % · low")
+
+
+def test_save_bed_refuses_a_folder_inside_a_model(tmp_path):
+    """A bed saved into MODEL/cv/tiles (picked by hand) went with the model on 'train --overwrite'."""
+    model = tmp_path / "model"
+    (model / "cv" / "tiles").mkdir(parents=True)
+    (model / "model.json").write_text("{}")
+    (model / "model.safetensors").write_bytes(b"")
+    with pytest.raises(WeakSTILError, match="replaces whole") as err:
+        write_bed_geojson(model / "cv" / "tiles", [SQUARE], "S1", slide_size=(2000, 2000), clip=True)
+    assert "model_beds" in err.value.one_line()
+    assert not list(model.rglob("*.geojson"))

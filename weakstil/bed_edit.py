@@ -445,10 +445,16 @@ def bed_file(path: str | Path, slide_id: str) -> Path:
 
 
 def check_bed_file(path: Path, slide_id: str) -> None:
-    """Raise when a bed saved at ``path`` would replace a file Save bed did not write, or would not be the
-    file ``--annotations`` reads for ``slide_id`` in its folder."""
+    """Raise when a bed saved at ``path`` would replace a file Save bed did not write, would not be the
+    file ``--annotations`` reads for ``slide_id`` in its folder, or would lie in a folder that a rerun
+    with --overwrite replaces whole."""
     from weakstil.annotations import annotation_candidates, geojson_written_by
+    from weakstil.outputdir import replaced_folder_around
 
+    owner = replaced_folder_around(path.parent)
+    if owner is not None:  # a model's cv/tiles, an evaluation: 'train/evaluate --overwrite' deletes it whole
+        raise WeakSTILError(f"lies inside {owner}, which a rerun with --overwrite replaces whole (the corrected bed "
+                            "would be lost)", path=path, fix=f"save it outside, e.g. into {owner.parent / owner.name}_beds")
     if _is_tile_geojson(path):
         raise WeakSTILError("is the tile GeoJSON 'weakstil score' wrote, not an annotation", path=path,
                             fix="save the bed into an annotations folder (then pass it as --annotations)")
