@@ -11,7 +11,8 @@ at scoring:
 * **pen and folds**, on the same thumbnail: marker ink (green/blue hues or near-black, the rule
   tissue detection uses to leave ink out, :func:`weakstil.tissue.pen_ink`, and dark grey)
   within 200 µm of the tissue, and fold-like tissue (a tissue fold doubles the section: pixels
-  whose optical density is over :data:`FOLD_OD_RATIO` times the slide's 75th percentile), each
+  whose optical density is over :data:`FOLD_OD_RATIO` times the 75th percentile of the slide's
+  stained tissue, not its fat), each
   as a share of the tissue area. Thin folds are rarely caught at this resolution: the flag is
   mostly driven by ink;
 * **focus**, on up to :data:`FOCUS_TILES` tissue tiles read at the model's resolution: the
@@ -57,6 +58,11 @@ FOCUS_MIN_EDGE = 10.0
 #: percentile are fold-like: a fold doubles the section; dense nests and lymphocyte aggregates
 #: stay below it.
 FOLD_OD_RATIO = 2.0
+#: ... the percentile of the tissue pixels that hold stain: denser than this (optical density summed
+#: over RGB, 3 x 3 mean); below it a pixel of the tissue mask is fat lumen or glass. A fatty slide's
+#: percentile was the fat's, and its stroma and tumour read as folds (fat over 3/4 of the tissue
+#: mask: "folds 20.8 %", flagged pen_or_folds; fault hunt 13).
+FOLD_STAINED_MIN = 0.15
 #: Pixels darker than this in every channel, reaching the image's edge, are an unscanned black border.
 EDGE_BLACK_LEVEL = 40
 #: Ink counts when it lies within this distance of tissue (µm).
@@ -184,12 +190,15 @@ def black_at_edge(rgb: np.ndarray) -> np.ndarray:
 
 def fold_pixels(rgb: np.ndarray, tissue: np.ndarray, ink: np.ndarray) -> np.ndarray:
     """Fold-like ``tissue`` pixels (not ``ink``) of a thumbnail: denser than :data:`FOLD_OD_RATIO`
-    times the 75th percentile of the rest's optical density."""
+    times the 75th percentile of the rest's optical density, over those that hold stain
+    (:data:`FOLD_STAINED_MIN`: not fat lumen or glass; all of them when none does)."""
     from scipy import ndimage as ndi
 
     density = ndi.uniform_filter(optical_density(rgb[..., :3]).sum(axis=-1), size=3)
     clean = tissue & ~ink
-    p75 = float(np.percentile(density[clean], 75)) if clean.any() else 0.0
+    stained = clean & (density >= FOLD_STAINED_MIN)
+    ref = stained if stained.any() else clean
+    p75 = float(np.percentile(density[ref], 75)) if ref.any() else 0.0
     return clean & (density > FOLD_OD_RATIO * max(p75, 1e-3))
 
 
