@@ -81,3 +81,30 @@ def test_fat_in_the_tissue_mask_does_not_make_the_rest_read_as_folds(cmu):
     # little else (before: 0.94 of the band and 0.04 of the rest, the band no more than the tissue)
     assert found[in_band].mean() > 0.15 and abs(found[in_band].mean() - alone) < 0.03
     assert found[fatty & ~in_band].mean() < 0.01
+
+
+def test_a_greyscale_slide_refused_by_score_is_flagged_as_not_he_as_a_dark_one_is(tmp_path):
+    """D3: README: an image that is not brightfield H&E is refused with status error *and flagged*
+    ``stain_outside_training_range``; a fluorescence, inverted or dark slide's row was, a greyscale
+    one's had an empty ``qc``."""
+    from types import SimpleNamespace
+
+    import pytest
+    from conftest import write_tiff_slide
+
+    from weakstil.errors import SlideError
+    from weakstil.qc.flags import Flag
+    from weakstil.score import _error_row
+    from weakstil.slide import Slide
+    from weakstil.tiles import find_tiles
+
+    rng = np.random.default_rng(0)
+    grey = np.full((1024, 1024), 240, np.uint8)
+    grey[200:800, 200:800] = rng.integers(90, 200, (600, 600))  # textured tissue, no colour
+    path = write_tiff_slide(tmp_path / "grey.tif", np.repeat(grey[..., None], 3, axis=2))
+    with Slide.open(path) as slide, pytest.raises(SlideError) as refused:
+        find_tiles(slide)
+    ctx = SimpleNamespace(threshold=30.0, model_id="m", encoder_id="e")
+    row = _error_row(path, "grey", ctx, refused.value, 0.0)
+    assert row["status"] == "error" and "greyscale" in row["error"]
+    assert row["qc"] == Flag.STAIN.value
