@@ -108,3 +108,34 @@ def test_a_greyscale_slide_refused_by_score_is_flagged_as_not_he_as_a_dark_one_i
     row = _error_row(path, "grey", ctx, refused.value, 0.0)
     assert row["status"] == "error" and "greyscale" in row["error"]
     assert row["qc"] == Flag.STAIN.value
+
+
+def test_a_blurry_slide_s_interval_widens_with_its_blurry_share():
+    """D2: blur moves a tile's embedding less than its score: a held-out slide blurred by a 3 px
+    Gaussian scored 9.9 % (in focus 16.5 %, truth 17.9 %) with an interval of 3.6-16.3, as narrow as
+    in focus (shift 0.3 from its embeddings). Its blurry share is a part of the shift now: 0 at the
+    training slides' median, 1 where it raises ``blurry``; a model trained before it has no such part."""
+    import math
+
+    from weakstil.qc.flags import BLURRY_SHARE
+    from weakstil.qc.image import ImageStats
+    from weakstil.qc.shift import SHIFT_VERSION, shift_reference, slide_shift, slide_shift_from_stats
+
+    ref = shift_reference(np.array([1.0, 1.0, 1.0]), None, blurry_shares=[0.0, 0.02, 0.04, None])
+    assert SHIFT_VERSION >= 3 and ref["version"] == SHIFT_VERSION
+    assert ref["blurry"] == {"median": 0.02, "scale": BLURRY_SHARE - 0.02}
+    assert slide_shift(ref, embedding_distance=1.0, blurry_share=0.02) == 0.0
+    assert math.isclose(slide_shift(ref, embedding_distance=1.0, blurry_share=BLURRY_SHARE), 1.0)
+    assert slide_shift(ref, embedding_distance=1.0, blurry_share=None) == 0.0  # not measured
+    old = {k: v for k, v in ref.items() if k != "blurry"}
+    assert slide_shift(old, embedding_distance=1.0, blurry_share=1.0) == 0.0  # trained before it: as calibrated
+
+    def stats(blurry: float, tiles: int = 48) -> ImageStats:
+        return ImageStats(stain_h=[0.6, 0.7, 0.3], stain_e=[0.2, 0.9, 0.4], stain_max_c=[1.9, 0.8],
+                          stain_source="macenko", od_mean=[0.2, 0.5, 0.2], tissue_fraction=0.5, pen_share=0.0,
+                          fold_share=0.0, blur_median=0.3, blurry_share=blurry, focus_tiles=tiles)
+
+    sharp = slide_shift_from_stats(ref, 1.0, stats(0.0), None)
+    blurred = slide_shift_from_stats(ref, 1.0, stats(0.85), None)
+    assert sharp == 0.0 and math.isclose(blurred, (0.85 - 0.02) / (BLURRY_SHARE - 0.02))
+    assert slide_shift_from_stats(ref, 1.0, stats(0.0, tiles=0), None) == 0.0
