@@ -73,7 +73,7 @@ def test_shift_is_zero_for_a_typical_slide_and_grows_with_distance():
     # the unfamiliar share (version 2): 0 at the training slides' median, 1 where it flags the slide;
     # a reference written before it has no such part
     ref2 = shift_reference(np.array([1.0, 2.0, 3.0]), None, np.array([0.0, 0.01, 0.02]), 0.06)
-    assert ref2["version"] == 2 and ref2["unfamiliar"] == {"median": 0.01, "scale": pytest.approx(0.05)}
+    assert ref2["version"] >= 2 and ref2["unfamiliar"] == {"median": 0.01, "scale": pytest.approx(0.05)}
     assert slide_shift(ref2, embedding_distance=2.0, unfamiliar_share=0.01) == 0.0
     assert np.isclose(slide_shift(ref2, embedding_distance=2.0, unfamiliar_share=0.06), 1.0)
     assert np.isclose(slide_shift(ref2, embedding_distance=4.0, unfamiliar_share=0.11), 3.0)

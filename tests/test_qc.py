@@ -97,6 +97,7 @@ def test_train_stores_the_calibration_and_qc_references(trained):
     assert cal.n == TRAIN and cal.usable and cal.coverage_oof >= 0.9
     # version 2: the fold spread is not added per slide; β at least the floor
     assert cal.version == 2 and cal.shift_weight >= cal.shift_weight_floor > 0 and "normalised" in cal.method
+    assert cal.shift_reference["blurry"]["median"] + cal.shift_reference["blurry"]["scale"] == pytest.approx(0.25)
     assert meta["qc"]["confidence"]["coverage_loo"] == pytest.approx(cal.coverage_loo)
     ref = EmbeddingReference.load(folder.embeddings_path)
     assert ref.reference.shape[1] == ref.components.shape[1] and len(ref.reference) > 0

@@ -30,7 +30,13 @@ class WeakSTILError(Exception):
 
 
 class SlideError(WeakSTILError):
-    """The slide cannot be used (unreadable, no resolution, too coarse...)."""
+    """The slide cannot be used (unreadable, no resolution, too coarse...); ``warnings``: why it is
+    not brightfield H&E, when that is why (a greyscale image), as :class:`NoTissueError` says it."""
+
+    def __init__(self, message: str, *, path: str | Path | None = None, fix: str | None = None,
+                 warnings: list[str] | None = None):
+        self.warnings = list(warnings or [])
+        super().__init__(message, path=path, fix=fix)
 
 
 class NoTissueError(WeakSTILError):

@@ -123,7 +123,7 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     grey = greyscale_reason(thumb)
     if grey:
         raise SlideError(grey, path=slide.path, fix="WeakSTIL scores colour (RGB) brightfield H&E scans; scan or export "
-                                                    "the slide in colour")
+                                                    "the slide in colour", warnings=[grey])
     warnings = []
     reason = brightfield_warning(thumb)
     if reason:

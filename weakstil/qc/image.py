@@ -11,7 +11,8 @@ at scoring:
 * **pen and folds**, on the same thumbnail: marker ink (green/blue hues or near-black, the rule
   tissue detection uses to leave ink out, :func:`weakstil.tissue.pen_ink`, and dark grey)
   within 200 µm of the tissue, and fold-like tissue (a tissue fold doubles the section: pixels
-  whose optical density is over :data:`FOLD_OD_RATIO` times the slide's 75th percentile), each
+  whose optical density is over :data:`FOLD_OD_RATIO` times the 75th percentile of the slide's
+  stained tissue, not its fat), each
   as a share of the tissue area. Thin folds are rarely caught at this resolution: the flag is
   mostly driven by ink;
 * **focus**, on up to :data:`FOCUS_TILES` tissue tiles read at the model's resolution: the
@@ -47,10 +48,21 @@ BLURRY_TILE = 0.45
 #: every Kather class, CMU-1 and our synthetic slides measure 0.05-0.35, the same tiles blurred
 #: with sigma 3 px 0.53-0.82 (sigma 2: 0.32-0.72).
 FOCUS_EDGE_SHARE = 0.1
+#: A tile whose largest neighbour difference (grey levels, 0-255) is below this has no edge left:
+#: it reads as blurred as can be (1). Without it a slide blurred far past the limit read *sharp*:
+#: its strongest "edges" were the 1-level steps of 8-bit rounding, which the box blur removes (a
+#: Gaussian of 25 px: blur median 0.26, in focus 0.23; fault hunt 13). In-focus tissue tiles
+#: measure a largest difference of 33-150 (our looks, Kather, CMU-1, a TCGA SVS), blurred ones 2-6.
+FOCUS_MIN_EDGE = 10.0
 #: Tissue pixels denser (optical density, 3 x 3 mean) than this multiple of the slide's 75th
 #: percentile are fold-like: a fold doubles the section; dense nests and lymphocyte aggregates
 #: stay below it.
 FOLD_OD_RATIO = 2.0
+#: ... the percentile of the tissue pixels that hold stain: denser than this (optical density summed
+#: over RGB, 3 x 3 mean); below it a pixel of the tissue mask is fat lumen or glass. A fatty slide's
+#: percentile was the fat's, and its stroma and tumour read as folds (fat over 3/4 of the tissue
+#: mask: "folds 20.8 %", flagged pen_or_folds; fault hunt 13).
+FOLD_STAINED_MIN = 0.15
 #: Pixels darker than this in every channel, reaching the image's edge, are an unscanned black border.
 EDGE_BLACK_LEVEL = 40
 #: Ink counts when it lies within this distance of tissue (µm).
@@ -58,7 +70,7 @@ PEN_NEAR_UM = 200.0
 #: Version of these measurements (stored with the training statistics; a mismatch disables the flags).
 IMAGE_STATS_VERSION = 5  # 4: the stain estimated without marker ink, in the stains' plane (weakstil.stain);
 # 5: the stain of the features (tissue tiles at the model's µm/px), not of the stored 4 µm/px level
-# (the focus measure changed on 2026-12-02 without a new version: the blurry flag's thresholds are
+# (the focus measure changed on 2026-12-02 and 2026-12-04 without a new version: the blurry flag's thresholds are
 # fixed, not taken from the training slides, so a model's reference does not depend on it; so for
 # the black edge left out of pen and folds on 2026-12-02: the pen_or_folds limit is fixed too)
 
@@ -178,12 +190,15 @@ def black_at_edge(rgb: np.ndarray) -> np.ndarray:
 
 def fold_pixels(rgb: np.ndarray, tissue: np.ndarray, ink: np.ndarray) -> np.ndarray:
     """Fold-like ``tissue`` pixels (not ``ink``) of a thumbnail: denser than :data:`FOLD_OD_RATIO`
-    times the 75th percentile of the rest's optical density."""
+    times the 75th percentile of the rest's optical density, over those that hold stain
+    (:data:`FOLD_STAINED_MIN`: not fat lumen or glass; all of them when none does)."""
     from scipy import ndimage as ndi
 
     density = ndi.uniform_filter(optical_density(rgb[..., :3]).sum(axis=-1), size=3)
     clean = tissue & ~ink
-    p75 = float(np.percentile(density[clean], 75)) if clean.any() else 0.0
+    stained = clean & (density >= FOLD_STAINED_MIN)
+    ref = stained if stained.any() else clean
+    p75 = float(np.percentile(density[ref], 75)) if ref.any() else 0.0
     return clean & (density > FOLD_OD_RATIO * max(p75, 1e-3))
 
 
@@ -193,15 +208,18 @@ def edge_blur(grey: np.ndarray, h_size: int = 11, edge_share: float = FOCUS_EDGE
     Crête-Roffet et al.'s measure: along each axis, how much of the neighbour differences a
     ``h_size`` box blur takes away (sharp edges lose much, blurred ones little), here summed only
     over the ``edge_share`` largest differences, so that smooth content does not read as blur; the
-    blurrier axis counts."""
+    blurrier axis counts. A tile without any difference of :data:`FOCUS_MIN_EDGE` grey levels has
+    no edge to measure and reads 1 (``grey`` in grey levels 0-255)."""
     from scipy import ndimage as ndi
 
     img = np.asarray(grey, np.float64)
     if min(img.shape) < 3:
         return math.nan
+    diffs = [np.abs(np.diff(img, axis=axis)) for axis in range(2)]
+    if max(float(d.max()) for d in diffs) < FOCUS_MIN_EDGE:  # no edge at all: as blurred as can be
+        return 1.0
     out = []
-    for axis in range(2):
-        diff = np.abs(np.diff(img, axis=axis))
+    for axis, diff in enumerate(diffs):
         diff_blurred = np.abs(np.diff(ndi.uniform_filter1d(img, h_size, axis=axis), axis=axis))
         edges = diff >= np.quantile(diff, 1.0 - edge_share)
         total = float(diff[edges].sum())

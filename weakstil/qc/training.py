@@ -34,7 +34,8 @@ from weakstil.qc.embedding import fit_reference, ood_threshold, unfamiliar_refer
 from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
                                weighting_reference)
 from weakstil.qc.image import ImageStats, slide_image_stats
-from weakstil.qc.shift import leave_group_out_distances, leave_group_out_stain, shift_reference, slide_shift
+from weakstil.qc.shift import (leave_group_out_distances, leave_group_out_stain, shift_reference, slide_blurry_share,
+                               slide_shift)
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.mil.bank import FeatureBank
@@ -124,10 +125,12 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     flat = pd.DataFrame([s.flat() if s is not None else {} for s in stats])
     table = pd.concat([table, flat], axis=1)
     stain_lgo = leave_group_out_stain(stats, group_ids) if measured else None
+    blurry = [slide_blurry_share(s) for s in stats]
     shift_ref = shift_reference(embedding_lgo, stain_lgo, unfamiliar_lgo if unfamiliar else None,
-                                unfamiliar.get("share_threshold"))
+                                unfamiliar.get("share_threshold"), blurry_shares=blurry)
     shift = np.array([slide_shift(shift_ref, embedding_distance=embedding_lgo[i], unfamiliar_share=unfamiliar_lgo[i],
-                                  stain=stain_lgo[i] if stain_lgo else None) for i in range(n)])
+                                  stain=stain_lgo[i] if stain_lgo else None, blurry_share=blurry[i])
+                      for i in range(n)])
     table["shift"] = shift
 
     # 3. the interval, calibrated on the out-of-fold predictions; how far the tile weights moved
