@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import run_cli
+
 
 
 @pytest.fixture(scope="module")
@@ -52,3 +54,57 @@ def test_a_failed_tile_rewrite_keeps_the_earlier_pair(disc_slide, tmp_path, monk
     monkeypatch.setattr(tiles_mod, "write_tiles_h5", real_write)
     _, tiles = tile_slide_to_dir(disc_slide, out, TilingParams(tile_px=64, tissue_threshold=0.05))
     assert len(tiles.coords) > 0 and (out / "S1_tiles.png").read_bytes() != before["S1_tiles.png"]
+
+
+def _errors(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+# --- B1: pretrain of a network that takes only its own input size ------------------------------------------
+@pytest.mark.parametrize("encoder", ["lunit-dino-vits16", "ctranspath"])
+def test_pretrain_of_a_fixed_size_network_names_the_crop_it_needs(disc_slide, tmp_path, monkeypatch, encoder):
+    """The built-in ViT-S/16 (no dynamic_img_size) and Swin (CTransPath) cards failed at the memory
+    probe on the default 128 px crops: 'unexpected AssertionError ... this is a bug in weakstil'."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    proc = run_cli("pretrain", disc_slide, "--out", tmp_path / "ssl", "--encoder", encoder, "--weights", "random",
+                   "--steps", "1", "--threads", "1")
+    assert proc.returncode == 2, proc.stderr
+    (line,) = _errors(proc)
+    assert "takes only its 224 px input, not --crop-px 128" in line and "Fix: pass --crop-px 224" in line
+    assert "bug" not in line and not (tmp_path / "ssl").exists()
+
+
+# --- B2: a card whose input_px its network does not take -----------------------------------------------------
+def test_a_card_whose_network_refuses_its_input_size_is_named(disc_slide, tmp_path):
+    card = tmp_path / "vit256.yaml"
+    card.write_text("name: vit256\nsource: timm\nmodel: vit_tiny_patch16_224\nmodel_kwargs: {num_classes: 0}\n"
+                    "input_px: 256\nmpp: 0.5\nmean: [0.5, 0.5, 0.5]\nstd: [0.5, 0.5, 0.5]\nembed_dim: 192\n")
+    proc = run_cli("embed", disc_slide, "--out", tmp_path / "f", "--encoder", card, "--weights", "random",
+                   "--threads", "1")
+    assert proc.returncode == 1, proc.stderr
+    (line,) = _errors(proc)
+    assert line.startswith(f"error: {card}: encoder 'vit256'") and "does not run on its card's 256 px input" in line
+    assert "dynamic_img_size" in line and "bug" not in line
+    assert not list((tmp_path / "f").glob("*.h5"))
+
+
+# --- B3: integer weights for floating-point parameters -----------------------------------------------------
+def test_integer_weights_for_float_parameters_are_refused_not_cast(tmp_path):
+    """load_state_dict casts an int64 tensor into a float parameter: a quantised or damaged checkpoint
+    embedded with other features (up to 1.04 off) and exit 0. Half-precision weights stay accepted."""
+    import torch
+    from safetensors.torch import save_file
+
+    from weakstil.encoders.cards import load_card
+    from weakstil.encoders.factory import EncoderError, build_model, create_encoder
+
+    state = {k: v.contiguous() for k, v in build_model(load_card("small-cnn")).state_dict().items()}
+    save_file({k: (v * 100).to(torch.int64) if v.is_floating_point() else v for k, v in state.items()},
+              tmp_path / "int.safetensors")
+    with pytest.raises(EncoderError) as err:
+        create_encoder("small-cnn", weights=tmp_path / "int.safetensors")
+    message = str(err.value)
+    assert "value type mismatch" in message and "checkpoint torch.int64 vs model torch.float32" in message
+    assert str(tmp_path / "int.safetensors") in message
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, tmp_path / "half.safetensors")
+    assert create_encoder("small-cnn", weights=tmp_path / "half.safetensors").embed_dim == 256
