@@ -108,3 +108,28 @@ def test_integer_weights_for_float_parameters_are_refused_not_cast(tmp_path):
     assert str(tmp_path / "int.safetensors") in message
     save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, tmp_path / "half.safetensors")
     assert create_encoder("small-cnn", weights=tmp_path / "half.safetensors").embed_dim == 256
+
+
+# --- B4: a resume names the same encoder card otherwise -----------------------------------------------------
+def test_pretrain_resume_takes_the_same_card_by_another_path(disc_slide, tmp_path, monkeypatch):
+    """'-e my.yaml' in the job's folder, then '--resume -e /abs/my.yaml' from elsewhere (a cluster
+    job): 'settings differ from the checkpoint's: encoder 'my.yaml' -> '/abs/my.yaml''."""
+    from weakstil.encoders.cards import load_card
+
+    work = tmp_path / "job"
+    work.mkdir()
+    (work / "my.yaml").write_text(load_card("small-cnn").to_yaml().replace("name: small-cnn", "name: my"))
+    tiny = ["--batch-size", "4", "--tiles-per-slide", "8", "--crop-px", "32", "--stain-norm", "none",
+            "--threads", "1"]
+    monkeypatch.chdir(work)
+    proc = run_cli("pretrain", disc_slide, "--out", "ssl", "-e", "my.yaml", "--steps", "1", *tiny)
+    assert proc.returncode == 0, proc.stderr
+    monkeypatch.chdir(tmp_path)
+    proc = run_cli("pretrain", disc_slide, "--out", work / "ssl", "-e", work / "my.yaml", "--steps", "2", "--resume",
+                   *tiny)
+    assert proc.returncode == 0, proc.stderr
+    assert "resuming at step 1 of 2" in proc.stderr
+    other = tmp_path / "other.yaml"  # another card file is still another encoder
+    other.write_text((work / "my.yaml").read_text())
+    proc = run_cli("pretrain", disc_slide, "--out", work / "ssl", "-e", other, "--steps", "3", "--resume", *tiny)
+    assert proc.returncode == 1 and "settings differ from the checkpoint's: encoder" in proc.stderr

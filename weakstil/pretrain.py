@@ -376,7 +376,8 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     inputs = {"slide_mpp": slide_mpp, "allow_upsample": allow_upsample}  # how the slides were read
 
     def run_state(step: int) -> dict[str, Any]:
-        return {"step": step, "total_steps": total, "config": asdict(cfg), "slides": slide_ids, "n_tiles": n_tiles,
+        config = {**asdict(cfg), "encoder": pretrain_resume.encoder_identity(cfg.encoder)}  # from anywhere
+        return {"step": step, "total_steps": total, "config": config, "slides": slide_ids, "n_tiles": n_tiles,
                 "losses": losses, "seconds": elapsed_before + time.perf_counter() - t_run, "device": str(dev),
                 "init_weights_sha256": init_sha, "weakstil_version": __version__, "augment": aug.settings(),
                 "slide_fingerprints": fingerprints, "torch_threads": threads, **inputs}
