@@ -133,3 +133,27 @@ def test_pretrain_resume_takes_the_same_card_by_another_path(disc_slide, tmp_pat
     other.write_text((work / "my.yaml").read_text())
     proc = run_cli("pretrain", disc_slide, "--out", work / "ssl", "-e", other, "--steps", "3", "--resume", *tiny)
     assert proc.returncode == 1 and "settings differ from the checkpoint's: encoder" in proc.stderr
+
+
+# --- B5: an edited card under the same name ----------------------------------------------------------------
+def test_a_cache_of_an_edited_card_is_kept_not_replaced_silently(disc_slide, tmp_path):
+    """Another mean/std (input size, model_kwargs) under the card's name makes other features; the
+    cache was replaced with an INFO line, where another encoder's or weights' is refused and kept."""
+    from weakstil.encoders.cards import load_card
+
+    card = tmp_path / "mycnn.yaml"
+    text = load_card("small-cnn").to_yaml().replace("name: small-cnn", "name: mycnn")
+    card.write_text(text)
+    args = ["embed", disc_slide, "--out", tmp_path / "f", "--encoder", card, "--weights", "random", "--threads", "1",
+            "--stain-norm", "none", "--no-tile-stats"]
+    assert run_cli(*args).returncode == 0
+    before = (tmp_path / "f" / "S1.h5").read_bytes()
+    card.write_text(text.replace("- 0.485\n", "- 0.5\n"))
+    proc = run_cli(*args)
+    assert proc.returncode == 1, proc.stderr
+    (line,) = _errors(proc)
+    assert "holds features of another card of encoder 'mycnn' (mean [0.485, 0.456, 0.406] -> [0.5, 0.456, 0.406])" \
+        in line and "--overwrite" in line
+    assert (tmp_path / "f" / "S1.h5").read_bytes() == before
+    assert run_cli(*args, "--overwrite").returncode == 0
+    assert run_cli(*args).returncode == 0 and (tmp_path / "f" / "S1.h5").read_bytes() != before
