@@ -157,3 +157,20 @@ def test_a_cache_of_an_edited_card_is_kept_not_replaced_silently(disc_slide, tmp
     assert (tmp_path / "f" / "S1.h5").read_bytes() == before
     assert run_cli(*args, "--overwrite").returncode == 0
     assert run_cli(*args).returncode == 0 and (tmp_path / "f" / "S1.h5").read_bytes() != before
+
+
+# --- B6: --encoder given a path that is no card ------------------------------------------------------------
+def test_an_encoder_path_that_is_no_card_says_so(tmp_path):
+    """'-e cards/my.yml' (a typo in the path) and '-e weights.safetensors' were 'unknown encoder', with the
+    list of built-in names: the path was not named as missing, nor the weights file as one."""
+    from weakstil.encoders.cards import UnknownEncoderError, load_card
+
+    with pytest.raises(UnknownEncoderError) as err:
+        load_card(str(tmp_path / "my.yml"))
+    assert err.value.one_line().startswith(f"{tmp_path / 'my.yml'}: no such card file or encoder folder")
+    (tmp_path / "w.safetensors").write_bytes(b"\0" * 16)
+    with pytest.raises(UnknownEncoderError) as err:
+        load_card(str(tmp_path / "w.safetensors"))
+    assert "is a file but not an encoder card" in err.value.one_line() and "go to --weights" in err.value.one_line()
+    with pytest.raises(UnknownEncoderError, match="unknown encoder 'resnet9000'"):
+        load_card("resnet9000")
