@@ -162,8 +162,9 @@ def card_differences(attrs: dict, encoder: Encoder) -> list[str]:
     mine = json.loads(encoder.card.to_json())
     if not isinstance(theirs, dict):
         return []
-    return [f"{k} {json.dumps(theirs.get(k))} -> {json.dumps(mine.get(k))}" for k in _CARD_KEY_FIELDS
-            if k != "stain_norm" and json.dumps(theirs.get(k), sort_keys=True) != json.dumps(mine.get(k), sort_keys=True)]
+    return [f"{k} {json.dumps(theirs[k])} -> {json.dumps(mine.get(k))}" for k in _CARD_KEY_FIELDS  # fields an
+            if k != "stain_norm" and k in theirs  # older card lacked are not compared (as mil.identity.card_changes)
+            and json.dumps(theirs[k], sort_keys=True) != json.dumps(mine.get(k), sort_keys=True)]
 
 
 def _settings(s: tuple) -> str:
