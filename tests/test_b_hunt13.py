@@ -174,3 +174,20 @@ def test_an_encoder_path_that_is_no_card_says_so(tmp_path):
     assert "is a file but not an encoder card" in err.value.one_line() and "go to --weights" in err.value.one_line()
     with pytest.raises(UnknownEncoderError, match="unknown encoder 'resnet9000'"):
         load_card("resnet9000")
+
+
+# --- B7: the state dict of a torch.compile'd model -----------------------------------------------------------
+def test_weights_of_a_compiled_or_ddp_model_load(tmp_path):
+    """A DistributedDataParallel model's 'module.' prefix was taken off, torch.compile's '_orig_mod.' was
+    not: the state_dict() of a compiled encoder was refused as N missing and N unexpected keys."""
+    import torch
+
+    from weakstil.encoders.cards import load_card
+    from weakstil.encoders.factory import build_model, create_encoder
+
+    state = build_model(load_card("small-cnn")).state_dict()
+    for prefix in ("_orig_mod.", "module._orig_mod.", "_orig_mod.module."):
+        path = tmp_path / f"{prefix.strip('.')}.pth"
+        torch.save({prefix + k: v for k, v in state.items()}, path)
+        loaded = create_encoder("small-cnn", weights=path).model.state_dict()
+        assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)

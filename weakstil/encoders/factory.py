@@ -241,8 +241,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EncoderError("does not hold a state dict (a mapping of names to tensors)", path=path,
                            fix="save model.state_dict(), not the whole model or a training checkpoint")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+    for prefix in ("module.", "_orig_mod.", "module."):  # DistributedDataParallel's, torch.compile's, or both
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
     return state
 
 
