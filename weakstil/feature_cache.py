@@ -140,12 +140,31 @@ def refuse_other_work(path: Path, encoder: Encoder, params: TilingParams, slide_
               float(attrs.get("tissue_threshold", params.tissue_threshold)), theirs_scan)
     mine = (encoder.name, str(encoder.weights_sha256)[:12], params.mpp, params.tile_px, params.overlap_px,
             str(encoder.card.stain_norm or "none"), float(params.tissue_threshold), mine_scan)
-    if theirs != mine:
+    card = card_differences(attrs, encoder)
+    if theirs != mine or card:
         tiling = theirs[2:5] != mine[2:5] or theirs[7] != mine[7]
         what = "another encoder" if theirs[:2] != mine[:2] else "another tiling" if tiling else \
-            "another stain normalisation" if theirs[5] != mine[5] else "another tissue threshold"
-        raise WeakSTILError(f"holds features of {what} ({_settings(theirs)}, not {_settings(mine)}); they are kept",
+            "another stain normalisation" if theirs[5] != mine[5] else "another tissue threshold" \
+            if theirs[6] != mine[6] else f"another card of encoder '{encoder.name}'"
+        said = f"{_settings(theirs)}, not {_settings(mine)}" if theirs != mine else "; ".join(card)
+        raise WeakSTILError(f"holds features of {what} ({said}); they are kept",
                             path=path, fix="embed into another folder, or pass --overwrite to replace them")
+
+
+def card_differences(attrs: dict, encoder: Encoder) -> list[str]:
+    """The card fields that change features (``_CARD_KEY_FIELDS`` but the stain normalisation, said
+    on its own) which a cache's ``encoder_card`` holds otherwise than ``encoder``'s card, as ``name
+    cache's -> now``: an edited card file under the same name makes other features."""
+    try:
+        theirs = json.loads(str(attrs["encoder_card"]))
+    except (KeyError, ValueError):
+        return []  # a cache without the record: the name and weights decide
+    mine = json.loads(encoder.card.to_json())
+    if not isinstance(theirs, dict):
+        return []
+    return [f"{k} {json.dumps(theirs[k])} -> {json.dumps(mine.get(k))}" for k in _CARD_KEY_FIELDS  # fields an
+            if k != "stain_norm" and k in theirs  # older card lacked are not compared (as mil.identity.card_changes)
+            and json.dumps(theirs[k], sort_keys=True) != json.dumps(mine.get(k), sort_keys=True)]
 
 
 def _settings(s: tuple) -> str:

@@ -248,7 +248,7 @@ def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig,
                           device: Any) -> None:
     """Refuse settings whose batch x crop needs more memory than the machine has (one line with
     the estimate, the memory available and the fix), before any slide is read."""
-    from weakstil.resources import PROBE_PX, activation_cost, check_memory, pretrain_bytes
+    from weakstil.resources import PROBE_PX, InputSizeError, activation_cost, check_memory, pretrain_bytes
 
     if cfg.batch_size < settings.PRETRAIN_BATCH_MIN:
         raise UsageError(f"--batch-size {cfg.batch_size} is too small: SimCLR contrasts each tile with the other "
@@ -261,7 +261,12 @@ def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig,
                     cfg.crop_px / tile_px)
     n_tiles = max(1, n_slides) * cfg.tiles_per_slide
     batch = min(cfg.batch_size, n_tiles)
-    cost = activation_cost(backbone, PROBE_PX, cfg.crop_px)
+    try:
+        cost = activation_cost(backbone, PROBE_PX, cfg.crop_px)
+    except InputSizeError as exc:  # a ViT's position grid, a Swin's windows: only the card's own size
+        activation_cost(backbone, card.input_px, card=card)  # the card's own size fails too: the card's error
+        raise UsageError(f"encoder '{card.name}' ({card.model}) takes only its {card.input_px} px input, not "
+                         f"--crop-px {cfg.crop_px} ({exc.reason})", fix=f"pass --crop-px {card.input_px}") from None
     n_params = sum(p.numel() for p in backbone.parameters())
     check_memory(pretrain_bytes(cost, batch, cfg.crop_px, n_tiles, tile_px, n_params), device,
                  what=f"pretraining with --batch-size {batch} and --crop-px {cfg.crop_px} "
@@ -371,7 +376,8 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     inputs = {"slide_mpp": slide_mpp, "allow_upsample": allow_upsample}  # how the slides were read
 
     def run_state(step: int) -> dict[str, Any]:
-        return {"step": step, "total_steps": total, "config": asdict(cfg), "slides": slide_ids, "n_tiles": n_tiles,
+        config = {**asdict(cfg), "encoder": pretrain_resume.encoder_identity(cfg.encoder)}  # from anywhere
+        return {"step": step, "total_steps": total, "config": config, "slides": slide_ids, "n_tiles": n_tiles,
                 "losses": losses, "seconds": elapsed_before + time.perf_counter() - t_run, "device": str(dev),
                 "init_weights_sha256": init_sha, "weakstil_version": __version__, "augment": aug.settings(),
                 "slide_fingerprints": fingerprints, "torch_threads": threads, **inputs}

@@ -36,10 +36,20 @@ def _effective(config: dict[str, Any], card: EncoderCard) -> dict[str, Any]:
     return {**config, "mpp": config.get("mpp") or card.mpp, "tile_px": config.get("tile_px") or card.input_px}
 
 
+def encoder_identity(value: Any) -> Any:
+    """``--encoder`` as the card it names: a card folder or file by its absolute path (a resume may
+    spell it otherwise, or run from another folder: a cluster job), a built-in name as it is."""
+    path = Path(str(value))
+    if (path.is_dir() and (path / "card.yaml").is_file()) or (path.is_file() and path.suffix in (".yaml", ".yml")):
+        return str(path.resolve())
+    return value
+
+
 def check_settings(state: dict[str, Any], cfg: Any, card: EncoderCard, *, slide_mpp: float | None,
                    allow_upsample: bool, out_dir: Path) -> None:
     """Refuse, before any slide is read, a resume with other settings or another slide reading."""
     old, new = _effective(state["config"], card), _effective(asdict(cfg), card)
+    old["encoder"], new["encoder"] = encoder_identity(old.get("encoder")), encoder_identity(new.get("encoder"))
     changed = [k for k in FIXED_ON_RESUME if old.get(k) != new.get(k)]
     if changed:
         raise PretrainError("settings differ from the checkpoint's: " + ", ".join(

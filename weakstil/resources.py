@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from weakstil import settings
-from weakstil.errors import UsageError
+from weakstil.errors import UsageError, WeakSTILError, short_reason
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +78,40 @@ class ActivationCost:
     largest_per_px: float
 
 
-def activation_cost(model: Any, px: int = PROBE_PX, fallback_px: int | None = None) -> ActivationCost:
+class InputSizeError(WeakSTILError):
+    """The network does not run on inputs of the probed size (a ViT's fixed position grid, a Swin's
+    windows); ``px`` is that size and ``reason`` the network's own words."""
+
+    def __init__(self, message: str, *, px: int, reason: str, path: Any = None, fix: str | None = None) -> None:
+        super().__init__(message, path=path, fix=fix)
+        self.px, self.reason = px, reason
+
+
+def activation_cost(model: Any, px: int = PROBE_PX, fallback_px: int | None = None, *,
+                    card: Any = None) -> ActivationCost:
     """Measure :class:`ActivationCost` with one forward pass of a ``px`` input (no grad); networks
-    that only take their own input size (ViTs) are measured at ``fallback_px``."""
+    that only take their own input size (ViTs) are measured at ``fallback_px``. A network that runs
+    on neither raises :class:`InputSizeError`: with ``card`` (an encoder card whose ``input_px`` was
+    probed), one naming the card and its fix."""
     try:
         return _activation_cost(model, px)
-    except Exception:  # noqa: BLE001 - e.g. a ViT's fixed position embedding
-        if fallback_px is None or fallback_px == px:
-            raise
-        return _activation_cost(model, fallback_px)
+    except Exception as exc:  # noqa: BLE001 - e.g. a ViT's fixed position embedding
+        last, error = px, exc
+        if fallback_px is not None and fallback_px != px:
+            try:
+                return _activation_cost(model, fallback_px)
+            except Exception as exc2:  # noqa: BLE001
+                last, error = fallback_px, exc2
+    reason = short_reason(error)
+    if card is not None and last == card.input_px:
+        from weakstil.encoders.factory import _where
+
+        raise InputSizeError(f"encoder '{card.name}' ({card.model}) does not run on its card's {last} px input "
+                             f"({reason})", px=last, reason=reason, path=_where(card),
+                             fix="fix input_px or model_kwargs in the card (a timm ViT takes other sizes with "
+                                 "model_kwargs dynamic_img_size: true)") from None
+    raise InputSizeError(f"the network does not run on {last} px inputs ({reason})", px=last, reason=reason) \
+        from None
 
 
 def _activation_cost(model: Any, px: int, in_channels: int = 3) -> ActivationCost:

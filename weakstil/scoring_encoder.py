@@ -154,7 +154,7 @@ def check_batch_memory(encoder, opts: ScoreOptions, tile_px: int) -> None:
     """Refuse a --batch-size whose tiles and activations do not fit (a usage error, not a slide's)."""
     from weakstil.resources import activation_cost, check_memory, decode_ring_slots, embed_bytes
 
-    cost = activation_cost(encoder.model, encoder.input_px, encoder.input_px)
+    cost = activation_cost(encoder.model, encoder.input_px, encoder.input_px, card=encoder.card)
     buffers = decode_ring_slots(opts.batch_size, tile_px, opts.workers)
     check_memory(embed_bytes(cost, opts.batch_size, tile_px, encoder.input_px, buffers), encoder.device,
                  what=f"scoring with batches of {opts.batch_size} tiles of {tile_px} px", fix="lower --batch-size")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from weakstil import __version__, settings
-from weakstil.atomic import atomic_path, remove_stale_temps
+from weakstil.atomic import atomic_path, remove_stale_temps, replacing_together
 from weakstil.errors import SlideError, UsageError, no_tissue
 from weakstil.slide import Slide, brightfield_warning, greyscale_reason
 from weakstil.tiling import TileGrid, TileMode, select_tiles
@@ -245,11 +245,10 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
         overlay = draw_tile_overlay(overview(slide, omp, tiles), omp, tiles)
         h5_path = out_dir / f"{slide.slide_id}.h5"
         png_path = out_dir / f"{slide.slide_id}_tiles.png"
-        with atomic_path(png_path) as tmp:
-            overlay.save(tmp, format="PNG", compress_level=1)
-        try:
+        # both files or neither, and a failed rewrite (a full disk, Ctrl-C) puts the earlier pair back:
+        # a picture without its tiles, or tiles without their picture, would mislead
+        with replacing_together([h5_path, png_path]):
+            with atomic_path(png_path) as tmp:
+                overlay.save(tmp, format="PNG", compress_level=1)
             write_tiles_h5(tiles, h5_path)
-        except BaseException:  # both files or neither: a picture without its tiles would mislead
-            png_path.unlink(missing_ok=True)
-            raise
     return h5_path, tiles

@@ -97,7 +97,7 @@ def check_embed_memory(enc, batch_size: int, tile_px: int, workers: int) -> None
     """Refuse a batch whose decoded tiles and activations do not fit in memory (a usage error)."""
     from weakstil.resources import activation_cost, check_memory, decode_ring_slots, embed_bytes
 
-    cost = activation_cost(enc.model, enc.input_px, enc.input_px)
+    cost = activation_cost(enc.model, enc.input_px, enc.input_px, card=enc.card)
     buffers = decode_ring_slots(batch_size, tile_px, workers)
     check_memory(embed_bytes(cost, batch_size, tile_px, enc.input_px, buffers=buffers), enc.device,
                  what=f"embedding batches of {batch_size} tiles of {tile_px} px", fix="lower --batch-size")

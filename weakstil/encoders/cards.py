@@ -226,6 +226,13 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
             raise CardError(f"built-in card file {text}.yaml is named {card.name!r}", path=resource,
                             fix="make the file name match the card name")
         return card
+    if path.is_file():  # e.g. the weights given to --encoder
+        raise UnknownEncoderError("is a file but not an encoder card (a card file ends in .yaml or .yml)", path=path,
+                                  fix="pass a card.yaml file, a 'weakstil pretrain' output directory or a built-in "
+                                      "encoder name to --encoder (weights files go to --weights)")
+    if "/" in text or "\\" in text or path.suffix.lower() in (".yaml", ".yml"):  # a path, not a name
+        raise UnknownEncoderError("no such card file or encoder folder", path=text,
+                                  fix="check the path, or use a built-in encoder name: " + ", ".join(names))
     raise UnknownEncoderError(f"unknown encoder {text!r}", path=None,
                               fix=f"use one of {', '.join(names)}, a 'weakstil pretrain' output directory, or a "
                                   "card.yaml file (for a timm or hf-hub: model: README, 'Encoders, pretraining and the feature cache')")

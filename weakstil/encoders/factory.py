@@ -241,8 +241,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise EncoderError("does not hold a state dict (a mapping of names to tensors)", path=path,
                            fix="save model.state_dict(), not the whole model or a training checkpoint")
-    if all(k.startswith("module.") for k in state):
-        state = {k[len("module."):]: v for k, v in state.items()}
+    for prefix in ("module.", "_orig_mod.", "module."):  # DistributedDataParallel's, torch.compile's, or both
+        if all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix):]: v for k, v in state.items()}
     return state
 
 
@@ -307,14 +308,15 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
             except Exception as exc:  # a foreign checkpoint can trip the converter
                 raise EncoderError(f"weights for {what} cannot be converted ({_short(exc)})", path=path,
                                    fix="pass the matching weights for this encoder") from None
-    from weakstil.weights import state_dict_diff
+    from weakstil.weights import kind_mismatches, state_dict_diff
 
     own = model.state_dict()
     missing, unexpected, shape = state_dict_diff(own, state)
     shapes = {k: tuple(state[k].shape) for k in shape}
     if state is not raw:
         shapes.update((k, tuple(raw[k].shape)) for k in _resampled_keys(raw, state) if k in own)
-    if missing or unexpected or shapes:
+    kinds = kind_mismatches(own, state)
+    if missing or unexpected or shapes or kinds:
         parts = []
         if missing:
             parts.append(f"{len(missing)} missing key(s) ({_few(missing)})")
@@ -324,6 +326,9 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
             k = min(shapes)
             parts.append(f"{len(shapes)} shape mismatch(es) ({k}: checkpoint {shapes[k]} vs model "
                          f"{tuple(own[k].shape)})")
+        if kinds:
+            parts.append(f"{len(kinds)} value type mismatch(es) ({kinds[0]}: checkpoint {state[kinds[0]].dtype} vs "
+                         f"model {own[kinds[0]].dtype}: integer or quantised weights are not cast)")
         raise EncoderError(f"weights do not match {what}: " + "; ".join(parts), path=path,
                            fix="pass the weights made for this encoder card (or the card made for these weights)")
     model.load_state_dict(state, strict=True)
