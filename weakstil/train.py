@@ -168,6 +168,11 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     t0 = time.perf_counter()
     _prepare_out(out_dir, overwrite)  # again, under the folder's lock
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
+    from weakstil.outputdir import check_inputs_outside
+
+    # a slide file kept in the model folder would be deleted with it, as the cohort CSV (checked by the CLI)
+    for path in cohort.table["path"]:
+        check_inputs_outside(out_dir, {"cohort slide": path}, "train")
     if len(cohort) < 2:
         raise WeakSTILError(f"cohort has {len(cohort)} slide; training needs several", path=csv_path,
                             fix="add slides")

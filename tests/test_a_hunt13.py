@@ -1,0 +1,76 @@
+"""Train / evaluate / report defects of hunt 13 (area a): inputs kept inside a folder that
+--overwrite replaces, a group column under another name, repeated slides in --oof predictions,
+the leave-one-out interval of a 9-slide calibration, labels at the threshold, the features folder
+in model.json."""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli
+from planted import make_planted_cohort
+
+#: What these tests need of training: files written, not learning.
+BRIEF = ("--hidden", "8", "--epochs", "2", "--members", "1", "--threads", "1")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A 10-slide planted cohort (5 groups) and a 2-fold model of it."""
+    root = tmp_path_factory.mktemp("hunt13a")
+    table, _ = make_planted_cohort(root / "cohort", 10, dim=8, tiles=(12, 20), n_groups=5, seed=13)
+    proc = run_cli("train", root / "cohort" / "labels.csv", "--features", root / "cohort" / "features", "--out",
+                   root / "model", "--folds", "2", *BRIEF)
+    assert proc.returncode == 0, proc.stderr
+    return root, table
+
+
+def _errors(proc) -> list[str]:
+    return [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+
+
+def test_overwrite_never_deletes_an_input_kept_in_the_folder(trained, tmp_path):
+    """#3: the cohort CSV (or a slide it lists) inside a model folder, an evaluation's cohort CSV and a
+    report's --settings inside their folders went with the folder on --overwrite (exit 0)."""
+    from weakstil.outputdir import mark
+
+    root, _ = trained
+    model = tmp_path / "model"
+    shutil.copytree(root / "model", model)
+    labels = pd.read_csv(root / "cohort" / "labels.csv")
+    labels["path"] = [str((root / "cohort" / p).resolve()) for p in labels["path"]]
+    kept = model / "labels.csv"
+    labels.to_csv(kept, index=False)
+    proc = run_cli("train", kept, "--features", root / "cohort" / "features", "--out", model, "--folds", "2",
+                   "--overwrite", *BRIEF)
+    assert proc.returncode == 2 and "holds the cohort CSV input" in _errors(proc)[0], proc.stderr
+    assert kept.is_file() and (model / "model.json").is_file()
+    # a slide file listed by the cohort, kept in the model folder
+    inside = model / "slides"
+    inside.mkdir()
+    shutil.copy(labels["path"][0], inside / "S000.tiff")
+    labels.loc[0, "path"] = str(inside / "S000.tiff")
+    labels.to_csv(tmp_path / "moved.csv", index=False)
+    proc = run_cli("train", tmp_path / "moved.csv", "--features", root / "cohort" / "features", "--out", model,
+                   "--folds", "2", "--overwrite", *BRIEF)
+    assert proc.returncode == 2 and "holds the cohort slide input" in _errors(proc)[0], proc.stderr
+    assert (inside / "S000.tiff").is_file()
+    # evaluate --overwrite of an evaluation folder holding the cohort CSV
+    evaluation = tmp_path / "eval"
+    mark(evaluation, "evaluate")
+    labels.iloc[1:].to_csv(evaluation / "labels.csv", index=False)
+    proc = run_cli("evaluate", evaluation / "labels.csv", "--oof", root / "model" / "cv" / "oof_predictions.csv",
+                   "--out", evaluation, "--overwrite")
+    assert proc.returncode == 2 and "holds the cohort CSV input" in _errors(proc)[0], proc.stderr
+    assert (evaluation / "labels.csv").is_file()
+    # report --overwrite of a report folder holding its --settings file
+    report = tmp_path / "report"
+    mark(report, "report")
+    (report / "settings.yaml").write_text("threads: 1\n")
+    proc = run_cli("report", "--model", root / "model", "--out", report, "--settings", report / "settings.yaml",
+                   "--overwrite")
+    assert proc.returncode == 2 and "holds the --settings input" in _errors(proc)[0], proc.stderr
+    assert (report / "settings.yaml").is_file()
