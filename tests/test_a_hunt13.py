@@ -74,3 +74,21 @@ def test_overwrite_never_deletes_an_input_kept_in_the_folder(trained, tmp_path):
                    "--overwrite")
     assert proc.returncode == 2 and "holds the --settings input" in _errors(proc)[0], proc.stderr
     assert (report / "settings.yaml").is_file()
+
+
+def test_a_group_column_under_another_name_is_named(trained, tmp_path):
+    """#5: a 'Patient ID' (or 'Group') column was left unused without a word: slides of one patient
+    straddled the cross-validation folds."""
+    root, _ = trained
+    labels = pd.read_csv(root / "cohort" / "labels.csv").rename(columns={"group": "Patient ID"})
+    labels["path"] = [str((root / "cohort" / p).resolve()) for p in labels["path"]]
+    labels.to_csv(tmp_path / "patients.csv", index=False)
+    proc = run_cli("train", tmp_path / "patients.csv", "--features", root / "cohort" / "features", "--out",
+                   tmp_path / "m", "--folds", "2", *BRIEF)
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 0, proc.stderr
+    assert "column 'Patient ID' is not used to keep groups apart" in said and "--group-column Patient ID" in said
+    # split by slide on purpose: no warning
+    proc = run_cli("train", tmp_path / "patients.csv", "--features", root / "cohort" / "features", "--out",
+                   tmp_path / "m2", "--folds", "2", "--group-column", "none", *BRIEF)
+    assert proc.returncode == 0 and "is not used to keep groups apart" not in " ".join(proc.stderr.split())

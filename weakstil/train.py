@@ -185,6 +185,14 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                     "(--group-column none splits by slide into %d)", csv_path, n_groups, cohort.group_column,
                     n_folds, n_groups, n_folds)
         n_folds = n_groups
+    elif n_folds >= 2 and group_column is None and not cohort.group_column:
+        from weakstil.cohort import group_column_lookalikes
+
+        for name in group_column_lookalikes(csv_path):  # a 'Group' or 'patient_id' column is not taken by itself
+            log.warning("%s: column %r is not used to keep groups apart (only 'group' is, or the column "
+                        "--group-column names): slides of one patient or centre may sit in two cross-validation "
+                        "folds, trained on in one and tested in the other; pass --group-column %s (or "
+                        "--group-column none to split by slide)", csv_path, name, name)
     elif implicit_groups and n_groups == 1:
         log.warning("%s: one group in column %r: cross-validating by slide", csv_path, cohort.group_column)
         cohort = read_cohort(csv_path, features_dir=features_dir, group_column="none")
