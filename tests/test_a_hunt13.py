@@ -92,3 +92,22 @@ def test_a_group_column_under_another_name_is_named(trained, tmp_path):
     proc = run_cli("train", tmp_path / "patients.csv", "--features", root / "cohort" / "features", "--out",
                    tmp_path / "m2", "--folds", "2", "--group-column", "none", *BRIEF)
     assert proc.returncode == 0 and "is not used to keep groups apart" not in " ".join(proc.stderr.split())
+
+
+def test_oof_predictions_with_a_slide_on_two_differing_rows_are_refused(trained, tmp_path):
+    """#4: two runs' predictions put together: the last row of a repeated slide was taken silently."""
+    root, _ = trained
+    oof = pd.read_csv(root / "model" / "cv" / "oof_predictions.csv", dtype={"slide_id": str})
+    first = oof.iloc[[0]].copy()
+    pd.concat([oof, oof.iloc[[1]]]).to_csv(tmp_path / "repeated.csv", index=False)  # an exact repeat: read once
+    proc = run_cli("evaluate", root / "cohort" / "labels.csv", "--oof", tmp_path / "repeated.csv", "--out",
+                   tmp_path / "same")
+    assert proc.returncode == 0, proc.stderr
+    first["stil_pred"] = 99.0
+    pd.concat([oof, first]).to_csv(tmp_path / "two_runs.csv", index=False)
+    proc = run_cli("evaluate", root / "cohort" / "labels.csv", "--oof", tmp_path / "two_runs.csv", "--out",
+                   tmp_path / "e")
+    assert proc.returncode == 1, proc.stderr
+    error = _errors(proc)[0]
+    assert f"{first['slide_id'].iloc[0]} on rows 2, {len(oof) + 2}" in error and "two_runs.csv" in error
+    assert not (tmp_path / "e").exists()

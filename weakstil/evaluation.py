@@ -362,6 +362,23 @@ def _check_oof_labels(table: pd.DataFrame, pred: pd.DataFrame, oof_path: Path) -
     log.warning("%s: %s; evaluated against this cohort's labels", oof_path, what)
 
 
+def _refuse_repeated_slides(pred: pd.DataFrame, values: pd.Series, wanted: set[str], oof_path: Path) -> None:
+    """A cohort slide on two rows of other predictions or labels (two runs' files put together) is
+    refused: one of them would be taken silently. Exact repeats are read once."""
+    labels = pd.to_numeric(pred["stil_true"], errors="coerce") if "stil_true" in pred.columns else None
+    rows: dict[str, list[int]] = {}
+    for i, sid in enumerate(pred["slide_id"].astype(str)):
+        if sid in wanted:
+            rows.setdefault(sid, []).append(i)
+    clash = [(sid, idx) for sid, idx in rows.items() if len(idx) > 1 and (
+        values.iloc[idx].nunique(dropna=False) > 1 or (labels is not None and labels.iloc[idx].nunique(dropna=False) > 1))]
+    if clash:
+        said = "; ".join(f"{sid} on rows {', '.join(str(i + 2) for i in idx)}" for sid, idx in clash[:5])
+        raise WeakSTILError(f"{len(clash)} slide{'s have' if len(clash) > 1 else ' has'} two or more rows that differ: "
+                            f"{said}{' ...' if len(clash) > 5 else ''}", path=oof_path,
+                            fix="keep one row per slide (the predictions of one run, e.g. MODEL/cv/oof_predictions.csv)")
+
+
 def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path, *,
                  group_column: str | None = None, threshold: float | None = None) -> dict:
     """Metrics of saved predictions (e.g. ``MODEL/cv/oof_predictions.csv``) against the cohort's
@@ -406,6 +423,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
         raise WeakSTILError(f"{len(not_numbers)} prediction{'s are' if len(not_numbers) > 1 else ' is'} not a number: "
                             f"{rows}{' ...' if len(not_numbers) > 5 else ''}", path=oof_path,
                             fix="pass numeric sTIL% predictions (0-100), e.g. MODEL/cv/oof_predictions.csv")
+    _refuse_repeated_slides(pred, values, wanted, oof_path)
     have = dict(zip(pred["slide_id"].astype(str), values))
     missing = [s for s in cohort.slide_ids if s not in have or not np.isfinite(have[s])]
     if missing:
