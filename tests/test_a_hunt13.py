@@ -5,8 +5,10 @@ in model.json."""
 
 from __future__ import annotations
 
+import json
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -111,3 +113,28 @@ def test_oof_predictions_with_a_slide_on_two_differing_rows_are_refused(trained,
     error = _errors(proc)[0]
     assert f"{first['slide_id'].iloc[0]} on rows 2, {len(oof) + 2}" in error and "two_runs.csv" in error
     assert not (tmp_path / "e").exists()
+
+
+def test_nine_slides_have_no_leave_one_out_interval_nor_its_coverage(trained, tmp_path):
+    """#1: with 9 out-of-fold slides each leave-one-out calibration has 8, too few for a 90 % interval:
+    every slide's was 0-100 and the leave-one-out coverage 100 %."""
+    root, _ = trained
+    labels = pd.read_csv(root / "cohort" / "labels.csv").iloc[:9]
+    labels["path"] = [str((root / "cohort" / p).resolve()) for p in labels["path"]]
+    labels.to_csv(tmp_path / "nine.csv", index=False)
+    proc = run_cli("train", tmp_path / "nine.csv", "--features", root / "cohort" / "features", "--out",
+                   tmp_path / "m", "--folds", "3", "--group-column", "none", *BRIEF)
+    assert proc.returncode == 0, proc.stderr
+    cal = json.loads((tmp_path / "m" / "qc" / "calibration.json").read_text())
+    assert cal["n"] == 9 and cal["q"] is not None and cal["coverage_loo"] is None
+    assert "leave-one-out n/a" in " ".join(proc.stderr.split())
+    table = pd.read_csv(tmp_path / "m" / "qc" / "training_slides.csv")
+    assert table["stil_lower_90"].isna().all() and table["stil_upper_90"].isna().all()
+    # 10 slides (9 left for each): the interval and its coverage are there
+    cal = json.loads((root / "model" / "qc" / "calibration.json").read_text())
+    assert cal["n"] == 10 and cal["coverage_loo"] is not None
+    table = pd.read_csv(root / "model" / "qc" / "training_slides.csv")
+    assert np.isfinite(table["stil_lower_90"]).all() and np.isfinite(table["stil_upper_90"]).all()
+    # each calibrated without the slide, bracketing its out-of-fold score
+    assert (table["stil_lower_90"] <= table["stil_pred_oof"] + 1e-6).all()
+    assert (table["stil_pred_oof"] <= table["stil_upper_90"] + 1e-6).all()
