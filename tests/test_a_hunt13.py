@@ -138,3 +138,24 @@ def test_nine_slides_have_no_leave_one_out_interval_nor_its_coverage(trained, tm
     # each calibrated without the slide, bracketing its out-of-fold score
     assert (table["stil_lower_90"] <= table["stil_pred_oof"] + 1e-6).all()
     assert (table["stil_pred_oof"] <= table["stil_upper_90"] + 1e-6).all()
+
+
+def test_a_label_at_the_threshold_is_high_in_cross_validation_as_in_evaluate(trained, tmp_path):
+    """#2: train's cross-validation read the labels as float32: 45.1219 fell below a 45.1219 threshold
+    (high_true 0), while evaluate --oof of the same file called it high."""
+    root, _ = trained
+    labels = pd.read_csv(root / "cohort" / "labels.csv")
+    labels["path"] = [str((root / "cohort" / p).resolve()) for p in labels["path"]]
+    labels.loc[0, "stil"] = 45.1219
+    assert float(np.float32(45.1219)) < 45.1219  # what made it low
+    labels.to_csv(tmp_path / "labels.csv", index=False)
+    proc = run_cli("train", tmp_path / "labels.csv", "--features", root / "cohort" / "features", "--out",
+                   tmp_path / "m", "--folds", "2", "--threshold", "45.1219", *BRIEF)
+    assert proc.returncode == 0, proc.stderr
+    oof = pd.read_csv(tmp_path / "m" / "cv" / "oof_predictions.csv", dtype={"slide_id": str}).set_index("slide_id")
+    assert oof.loc[labels["slide_id"][0], "high_true"] == 1 and oof.loc[labels["slide_id"][0], "stil_true"] == 45.1219
+    proc = run_cli("evaluate", tmp_path / "labels.csv", "--oof", tmp_path / "m" / "cv" / "oof_predictions.csv",
+                   "--out", tmp_path / "e")
+    assert proc.returncode == 0, proc.stderr
+    at = [json.loads((d / "metrics.json").read_text())["classification"] for d in (tmp_path / "m" / "cv", tmp_path / "e")]
+    assert [c["n_high"] for c in at[0]] == [c["n_high"] for c in at[1]]

@@ -246,7 +246,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         if n_folds >= 2:
             cv = cross_validate(bank, labels, groups, cfg, n_folds, on_epoch=on_epoch)
             pred = pd.DataFrame({
-                "slide_id": cohort.slide_ids, "stil_true": labels.astype(float),
+                # the labels as written (float64): float32 put 45.1219 below a 45.1219 threshold
+                "slide_id": cohort.slide_ids, "stil_true": cohort.labels.astype(float),
                 # folds numbered from 1, as the fold model files (folds/fold_<k>_<m>) and the log
                 "stil_pred": [s.stil for s in cv.scores], "fold": np.asarray(cv.folds) + 1, "group": groups,
             })
@@ -254,7 +255,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             write_predictions(pred, folder.oof_path, threshold)
             for bag, s, k in zip(bank.bags, cv.scores, cv.folds):
                 write_tile_scores(folder.cv_tile_scores(bag.slide_id), bag, s, {
-                    "stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]), "fold": int(k) + 1,
+                    "stil_pred": s.stil, "stil_true": float(cohort.labels[bank.index[bag.slide_id]]), "fold": int(k) + 1,
                     "source": "cross-validation (out of fold)", "aggregator": cfg.aggregator,
                     "threshold": float(threshold)})
             metrics = write_metrics(pred, folder.cv_dir, threshold=threshold, title=f"{n_folds}-fold CV",
