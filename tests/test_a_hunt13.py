@@ -159,3 +159,24 @@ def test_a_label_at_the_threshold_is_high_in_cross_validation_as_in_evaluate(tra
     assert proc.returncode == 0, proc.stderr
     at = [json.loads((d / "metrics.json").read_text())["classification"] for d in (tmp_path / "m" / "cv", tmp_path / "e")]
     assert [c["n_high"] for c in at[0]] == [c["n_high"] for c in at[1]]
+
+
+def test_model_json_records_the_features_folder_and_the_epoch_kept(trained, tmp_path):
+    """#6: model.json named the cohort but not the features trained on; #7: with --folds 1 --stopping
+    early its final_epochs was the epochs run, not the best epoch whose weights were kept."""
+    import re
+
+    from weakstil.report import model_settings
+
+    root, _ = trained
+    meta = json.loads((root / "model" / "model.json").read_text())
+    features = str((root / "cohort" / "features").resolve())
+    assert meta["training"]["features"] == features
+    assert ("training.features", features) in model_settings(meta)
+    proc = run_cli("train", root / "cohort" / "labels.csv", "--features", root / "cohort" / "features", "--out",
+                   tmp_path / "m", "--folds", "1", "--stopping", "early", "--patience", "1", "--hidden", "8",
+                   "--epochs", "30", "--lr", "0.3", "--threads", "1")  # stops at best + 1
+    assert proc.returncode == 0, proc.stderr
+    training = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
+    kept = int(re.search(r"best epoch (\d+)", training["final_model"]).group(1))
+    assert training["final_epochs"] == kept

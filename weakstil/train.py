@@ -288,8 +288,11 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                                          cfg.members)
         duration = time.perf_counter() - t0
         meta = model_meta(bank, cfg, threshold=threshold, threads=final.threads, extra={
-            "cohort": str(Path(csv_path).resolve()), "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
-            "group_column": cohort.group_column, "final_model": how, "final_epochs": final.epochs_run,
+            "cohort": str(Path(csv_path).resolve()), "features": str(Path(features_dir).resolve()),
+            "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
+            "group_column": cohort.group_column, "final_model": how,
+            # the epoch of the weights kept (early stopping without cross-validation: not the epochs run)
+            "final_epochs": final.best_epoch,
             "cross_validation": cv_summary or None, "load_seconds": round(t_load, 2),
             "train_seconds": round(duration, 2),
             # where each slide's tumour bed came from (a model trained on other beds scores otherwise)
