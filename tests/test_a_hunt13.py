@@ -180,3 +180,32 @@ def test_model_json_records_the_features_folder_and_the_epoch_kept(trained, tmp_
     training = json.loads((tmp_path / "m" / "model.json").read_text())["training"]
     kept = int(re.search(r"best epoch (\d+)", training["final_model"]).group(1))
     assert training["final_epochs"] == kept
+
+
+def test_oof_evaluation_excludes_a_slide_the_model_left_out(trained, tmp_path):
+    """#8: train leaves out a slide whose given bed holds no tile (recorded in model.json); evaluate --oof of
+    its own predictions with the same cohort CSV failed: '1 cohort slides have no prediction'."""
+    root, table = trained
+    model = tmp_path / "model"
+    shutil.copytree(root / "model", model)
+    gone = table["slide_id"].iloc[3]
+    oof = pd.read_csv(model / "cv" / "oof_predictions.csv", dtype={"slide_id": str})
+    oof[oof["slide_id"] != gone].to_csv(model / "cv" / "oof_predictions.csv", index=False)
+    meta = json.loads((model / "model.json").read_text())
+    meta["training"]["tumorbeds"]["left_out_no_tile_in_bed"] = [gone]  # as train records it (BedSources.record)
+    (model / "model.json").write_text(json.dumps(meta))
+    proc = run_cli("evaluate", root / "cohort" / "labels.csv", "--oof", model / "cv" / "oof_predictions.csv",
+                   "--out", tmp_path / "e")
+    assert proc.returncode == 0, proc.stderr
+    pred = pd.read_csv(tmp_path / "e" / "predictions.csv", dtype={"slide_id": str}).set_index("slide_id")
+    assert pred.loc[gone, "status"] == "no tumour bed" and np.isnan(pred.loc[gone, "stil_pred"])
+    assert (pred.drop(index=gone)["status"] == "ok").all()
+    folds = pd.read_csv(tmp_path / "e" / "predictions.csv", dtype=str, keep_default_na=False)["fold"]
+    assert folds.str.fullmatch(r"\d*").all()  # whole numbers beside the empty one, not 2.0000
+    metrics = json.loads((tmp_path / "e" / "metrics.json").read_text())
+    assert metrics["n"] == len(table) - 1 and metrics["excluded"] == [{"slide_id": gone, "reason": "no tumour bed"}]
+    # a slide missing from predictions of no model (or not left out by it) is still an error
+    shutil.copy(model / "cv" / "oof_predictions.csv", tmp_path / "elsewhere.csv")
+    proc = run_cli("evaluate", root / "cohort" / "labels.csv", "--oof", tmp_path / "elsewhere.csv", "--out",
+                   tmp_path / "e3")
+    assert proc.returncode == 1 and f"have no prediction: {gone}" in _errors(proc)[0]

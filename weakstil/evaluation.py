@@ -425,27 +425,44 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                             fix="pass numeric sTIL% predictions (0-100), e.g. MODEL/cv/oof_predictions.csv")
     _refuse_repeated_slides(pred, values, wanted, oof_path)
     have = dict(zip(pred["slide_id"].astype(str), values))
-    missing = [s for s in cohort.slide_ids if s not in have or not np.isfinite(have[s])]
+    # slides the predictions' model left out of training (a tumour bed without a tile): no prediction,
+    # excluded as a model evaluation excludes them (status 'no tumour bed'), not a failure of the file
+    beds = ((owner[1].get("training") or {}).get("tumorbeds") or {}) if owner else {}
+    left_out = {str(s) for s in beds.get("left_out_no_tile_in_bed") or []} - set(have)
+    missing = [s for s in cohort.slide_ids if (s not in have or not np.isfinite(have[s])) and s not in left_out]
     if missing:
         raise WeakSTILError(f"{len(missing)} cohort slides have no prediction: {', '.join(missing[:10])}"
                             f"{' ...' if len(missing) > 10 else ''}", path=oof_path,
                             fix="use predictions made for this cohort")
     table = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": cohort.labels,
-                          "stil_pred": [have[s] for s in cohort.slide_ids], "group": cohort.groups})
-    _check_oof_labels(table, pred, oof_path)
+                          "stil_pred": [have.get(s, np.nan) for s in cohort.slide_ids], "group": cohort.groups})
+    excluded = [s for s in cohort.slide_ids if s in left_out]
+    if excluded:
+        from weakstil.score import STATUS_NO_BED, STATUS_OK
+
+        table["status"] = [STATUS_NO_BED if s in left_out else STATUS_OK for s in cohort.slide_ids]
+        log.info("%d slide(s) the model left out of training (no tile in the tumour bed) have no prediction: %s",
+                 len(excluded), ", ".join(excluded[:5]) + (" ..." if len(excluded) > 5 else ""))
+    _check_oof_labels(table[table["stil_pred"].notna()].reset_index(drop=True), pred, oof_path)
     folds = None
     if "fold" in pred.columns:
         table["fold"] = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pred["fold"])))
+        try:  # whole numbers, also beside an excluded slide's empty fold
+            table["fold"] = table["fold"].astype("Int64")
+        except (TypeError, ValueError):
+            pass
         folds = int(table["fold"].nunique())
     out_dir = Path(out_dir)
     write_predictions(table, out_dir / "predictions.csv", threshold)
-    return write_metrics(table, out_dir, threshold=threshold, title="out-of-fold", color_groups=cohort.group_column
-                         is not None, extra={"mode": "oof", "predictions": str(oof_path.resolve()), "folds": folds,
-                                             "predictions_sha256": sha256_file(oof_path),
-                                             "model": str(owner[0].resolve()) if owner else None,
-                                             "model_sha256": owner[1].get("weights_sha256") if owner else None,
-                                             "model_id": ModelDir(owner[0]).model_id(owner[1]) if owner else None,
-                                             "cohort": str(Path(csv_path).resolve())})
+    return write_metrics(table[table["stil_pred"].notna()].drop(columns="status", errors="ignore"), out_dir,
+                         threshold=threshold, title="out-of-fold", color_groups=cohort.group_column is not None,
+                         extra={"mode": "oof", "predictions": str(oof_path.resolve()), "folds": folds,
+                                "predictions_sha256": sha256_file(oof_path),
+                                "model": str(owner[0].resolve()) if owner else None,
+                                "model_sha256": owner[1].get("weights_sha256") if owner else None,
+                                "model_id": ModelDir(owner[0]).model_id(owner[1]) if owner else None,
+                                "cohort": str(Path(csv_path).resolve()),
+                                "excluded": [{"slide_id": s, "reason": "no tumour bed"} for s in excluded]})
 
 
 def oof_model(oof_path: Path) -> tuple[Path, dict] | None:
