@@ -5,6 +5,7 @@ gives intervals that bracket the score and the flags they deserve."""
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -98,7 +99,8 @@ def test_train_stores_the_calibration_and_qc_references(trained):
     # version 2: the fold spread is not added per slide; β at least the floor
     assert cal.version == 2 and cal.shift_weight >= cal.shift_weight_floor > 0 and "normalised" in cal.method
     assert cal.shift_reference["blurry"]["median"] + cal.shift_reference["blurry"]["scale"] == pytest.approx(0.25)
-    assert meta["qc"]["confidence"]["coverage_loo"] == pytest.approx(cal.coverage_loo)
+    # 9 slides: each one's leave-one-out calibration has 8, too few for an interval (hunt 13a #1)
+    assert meta["qc"]["confidence"]["coverage_loo"] is None and math.isnan(cal.coverage_loo)
     ref = EmbeddingReference.load(folder.embeddings_path)
     assert ref.reference.shape[1] == ref.components.shape[1] and len(ref.reference) > 0
     rule = json.loads(folder.qc_reference_path.read_text())["ood"]["unfamiliar"]
@@ -108,9 +110,9 @@ def test_train_stores_the_calibration_and_qc_references(trained):
     assert reference["image"]["n_slides"] == TRAIN
     table = pd.read_csv(folder.qc_slides_path, keep_default_na=False)
     assert len(table) == TRAIN and {"stil_lower_90", "stil_upper_90", "ood_score", "blurry_share", "qc"} <= set(table)
-    # each training slide's interval is calibrated without it and brackets its out-of-fold score
-    assert (table["stil_lower_90"] <= table["stil_pred_oof"] + 1e-6).all()
-    assert (table["stil_pred_oof"] <= table["stil_upper_90"] + 1e-6).all()
+    # each training slide's interval is calibrated without it: the 8 others give none (not 0-100;
+    # test_a_hunt13 checks the intervals of 10 slides)
+    assert (table["stil_lower_90"] == "").all() and (table["stil_upper_90"] == "").all()
     assert not table["qc"].str.contains("out_of_distribution").any()
     # the weighting check: its limit is above every training slide's out-of-fold gap, none flagged
     assert reference["weighting"]["threshold"] >= 1.25 * table["weighting_gap_oof"].max() - 1e-9

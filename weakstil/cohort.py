@@ -85,6 +85,28 @@ def resolve_group_column(columns: list[str], group_column: str | None) -> str | 
     return group_column.strip()
 
 
+#: Column names that say what keeps slides apart in cross-validation (compared without case, spaces,
+#: '-' and '_', with an 'id' ending dropped): the grouping column under a name ``train`` does not take.
+GROUP_LIKE_NAMES = {"group", "groups", "patient", "case", "centre", "center", "site", "subject", "hospital",
+                    "institution", "donor"}
+
+
+def group_column_lookalikes(csv_path: str | Path) -> list[str]:
+    """The CSV's columns that look like a grouping column but are not the default ``group``
+    (``Group``, ``patient_id``, ``centre``...): without ``--group-column`` they are not used."""
+    try:
+        columns = [str(c).strip() for c in pd.read_csv(csv_path, nrows=0, encoding="utf-8-sig").columns]
+    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return []
+    found = []
+    for c in columns:
+        key = re.sub(r"[\s_\-]+", "", c.casefold())
+        key = key[:-2] if key.endswith("id") and key[:-2] in GROUP_LIKE_NAMES else key
+        if c != DEFAULT_GROUP_COLUMN and key in GROUP_LIKE_NAMES:
+            found.append(c)
+    return found
+
+
 def _parse_stil(raw: str) -> tuple[float | None, str | None]:
     """The label as a float, or the reason it is unusable."""
     text = raw.strip()

@@ -419,9 +419,11 @@ def calibrate(y: np.ndarray, pred: np.ndarray, tile_se: np.ndarray | None = None
         inside = (y >= lo - 1e-9) & (y <= hi + 1e-9)
         cal.coverage_oof = float(inside.mean())
         cal.width_median = float(np.median(hi - lo)) if math.isfinite(q) else math.inf
-        # leave-one-out: slide i's interval from the quantile of the other n - 1 slides
-        loo = [score[i] <= conformal_quantile(np.delete(score, i), level) for i in range(n)]
-        cal.coverage_loo = float(np.mean(loo))
+        # leave-one-out: slide i's interval from the quantile of the other n - 1 slides; none when they
+        # are too few for one (9 slides: 8 left), whose "coverage" would be 100 % of unbounded intervals
+        q_loo = [conformal_quantile(np.delete(score, i), level) for i in range(n)]
+        if all(math.isfinite(q_i) for q_i in q_loo):
+            cal.coverage_loo = float(np.mean([score[i] <= q_i for i, q_i in enumerate(q_loo)]))
     return cal
 
 

@@ -362,6 +362,23 @@ def _check_oof_labels(table: pd.DataFrame, pred: pd.DataFrame, oof_path: Path) -
     log.warning("%s: %s; evaluated against this cohort's labels", oof_path, what)
 
 
+def _refuse_repeated_slides(pred: pd.DataFrame, values: pd.Series, wanted: set[str], oof_path: Path) -> None:
+    """A cohort slide on two rows of other predictions or labels (two runs' files put together) is
+    refused: one of them would be taken silently. Exact repeats are read once."""
+    labels = pd.to_numeric(pred["stil_true"], errors="coerce") if "stil_true" in pred.columns else None
+    rows: dict[str, list[int]] = {}
+    for i, sid in enumerate(pred["slide_id"].astype(str)):
+        if sid in wanted:
+            rows.setdefault(sid, []).append(i)
+    clash = [(sid, idx) for sid, idx in rows.items() if len(idx) > 1 and (
+        values.iloc[idx].nunique(dropna=False) > 1 or (labels is not None and labels.iloc[idx].nunique(dropna=False) > 1))]
+    if clash:
+        said = "; ".join(f"{sid} on rows {', '.join(str(i + 2) for i in idx)}" for sid, idx in clash[:5])
+        raise WeakSTILError(f"{len(clash)} slide{'s have' if len(clash) > 1 else ' has'} two or more rows that differ: "
+                            f"{said}{' ...' if len(clash) > 5 else ''}", path=oof_path,
+                            fix="keep one row per slide (the predictions of one run, e.g. MODEL/cv/oof_predictions.csv)")
+
+
 def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path, *,
                  group_column: str | None = None, threshold: float | None = None) -> dict:
     """Metrics of saved predictions (e.g. ``MODEL/cv/oof_predictions.csv``) against the cohort's
@@ -406,28 +423,46 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
         raise WeakSTILError(f"{len(not_numbers)} prediction{'s are' if len(not_numbers) > 1 else ' is'} not a number: "
                             f"{rows}{' ...' if len(not_numbers) > 5 else ''}", path=oof_path,
                             fix="pass numeric sTIL% predictions (0-100), e.g. MODEL/cv/oof_predictions.csv")
+    _refuse_repeated_slides(pred, values, wanted, oof_path)
     have = dict(zip(pred["slide_id"].astype(str), values))
-    missing = [s for s in cohort.slide_ids if s not in have or not np.isfinite(have[s])]
+    # slides the predictions' model left out of training (a tumour bed without a tile): no prediction,
+    # excluded as a model evaluation excludes them (status 'no tumour bed'), not a failure of the file
+    beds = ((owner[1].get("training") or {}).get("tumorbeds") or {}) if owner else {}
+    left_out = {str(s) for s in beds.get("left_out_no_tile_in_bed") or []} - set(have)
+    missing = [s for s in cohort.slide_ids if (s not in have or not np.isfinite(have[s])) and s not in left_out]
     if missing:
         raise WeakSTILError(f"{len(missing)} cohort slides have no prediction: {', '.join(missing[:10])}"
                             f"{' ...' if len(missing) > 10 else ''}", path=oof_path,
                             fix="use predictions made for this cohort")
     table = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": cohort.labels,
-                          "stil_pred": [have[s] for s in cohort.slide_ids], "group": cohort.groups})
-    _check_oof_labels(table, pred, oof_path)
+                          "stil_pred": [have.get(s, np.nan) for s in cohort.slide_ids], "group": cohort.groups})
+    excluded = [s for s in cohort.slide_ids if s in left_out]
+    if excluded:
+        from weakstil.score import STATUS_NO_BED, STATUS_OK
+
+        table["status"] = [STATUS_NO_BED if s in left_out else STATUS_OK for s in cohort.slide_ids]
+        log.info("%d slide(s) the model left out of training (no tile in the tumour bed) have no prediction: %s",
+                 len(excluded), ", ".join(excluded[:5]) + (" ..." if len(excluded) > 5 else ""))
+    _check_oof_labels(table[table["stil_pred"].notna()].reset_index(drop=True), pred, oof_path)
     folds = None
     if "fold" in pred.columns:
         table["fold"] = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pred["fold"])))
+        try:  # whole numbers, also beside an excluded slide's empty fold
+            table["fold"] = table["fold"].astype("Int64")
+        except (TypeError, ValueError):
+            pass
         folds = int(table["fold"].nunique())
     out_dir = Path(out_dir)
     write_predictions(table, out_dir / "predictions.csv", threshold)
-    return write_metrics(table, out_dir, threshold=threshold, title="out-of-fold", color_groups=cohort.group_column
-                         is not None, extra={"mode": "oof", "predictions": str(oof_path.resolve()), "folds": folds,
-                                             "predictions_sha256": sha256_file(oof_path),
-                                             "model": str(owner[0].resolve()) if owner else None,
-                                             "model_sha256": owner[1].get("weights_sha256") if owner else None,
-                                             "model_id": ModelDir(owner[0]).model_id(owner[1]) if owner else None,
-                                             "cohort": str(Path(csv_path).resolve())})
+    return write_metrics(table[table["stil_pred"].notna()].drop(columns="status", errors="ignore"), out_dir,
+                         threshold=threshold, title="out-of-fold", color_groups=cohort.group_column is not None,
+                         extra={"mode": "oof", "predictions": str(oof_path.resolve()), "folds": folds,
+                                "predictions_sha256": sha256_file(oof_path),
+                                "model": str(owner[0].resolve()) if owner else None,
+                                "model_sha256": owner[1].get("weights_sha256") if owner else None,
+                                "model_id": ModelDir(owner[0]).model_id(owner[1]) if owner else None,
+                                "cohort": str(Path(csv_path).resolve()),
+                                "excluded": [{"slide_id": s, "reason": "no tumour bed"} for s in excluded]})
 
 
 def oof_model(oof_path: Path) -> tuple[Path, dict] | None:

@@ -169,8 +169,9 @@ def check_out_is_not_input(out: str | Path, inputs: dict[str, str | Path | None]
 
 
 def check_inputs_outside(out: str | Path, inputs: dict[str, str | Path | None], command: str) -> None:
-    """Refuse input folders (``{option: folder}``) that are ``out`` or lie inside it, for a
-    command that replaces ``out`` whole (``train``): they would be deleted with it."""
+    """Refuse inputs (``{option: folder or file}``, e.g. the cohort CSV) that are ``out`` or lie
+    inside it, for a command that replaces ``out`` whole (``train``, and ``evaluate``/``report``
+    with ``--overwrite``): they would be deleted with it."""
     if not Path(out).is_dir() or why_not_replaceable(Path(out), command) is not None:
         return  # nothing of ours to replace: the command's own checks refuse any other folder
     out_r = Path(out).resolve()
@@ -179,9 +180,11 @@ def check_inputs_outside(out: str | Path, inputs: dict[str, str | Path | None], 
             continue
         where = Path(folder).resolve()
         if where == out_r or out_r in where.parents:
+            kind = "file" if where.is_file() else "folder"
             raise UsageError(f"holds the {option} input ({folder}); 'weakstil {command}' replaces its --out folder "
                              "whole, and the input would go with it", path=out,
-                             fix=f"choose an --out that does not hold the {option} folder")
+                             fix=f"choose an --out that does not hold the {option} {kind} (or move the {kind} "
+                                 "out of it)")
 
 
 def check_sidecar_replaceable(path: str | Path, main: str | Path, kind_class: Any) -> None:

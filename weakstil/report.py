@@ -276,7 +276,8 @@ def model_settings(meta: dict) -> list[tuple[str, str]]:
              ("sTIL-high threshold %", str(meta.get("threshold")))]
     rows += flatten(meta.get("features") or {}, "features.") + flatten(tiling, "tiling.") + flatten(config, "training.")
     rows += [(f"training.{k}", v) for k, v in flatten({k: v for k, v in training.items()
-                                                        if k in ("cohort", "n_slides", "n_tiles", "group_column",
+                                                        if k in ("cohort", "features", "n_slides", "n_tiles",
+                                                                 "group_column",
                                                                  "final_model", "train_seconds")})]
     rows += [("training.cross_validation.folds", str(folds))] if folds else []
     return rows + flatten(beds, "training.tumorbeds.")

@@ -168,6 +168,11 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     t0 = time.perf_counter()
     _prepare_out(out_dir, overwrite)  # again, under the folder's lock
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
+    from weakstil.outputdir import check_inputs_outside
+
+    # a slide file kept in the model folder would be deleted with it, as the cohort CSV (checked by the CLI)
+    for path in cohort.table["path"]:
+        check_inputs_outside(out_dir, {"cohort slide": path}, "train")
     if len(cohort) < 2:
         raise WeakSTILError(f"cohort has {len(cohort)} slide; training needs several", path=csv_path,
                             fix="add slides")
@@ -180,6 +185,14 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                     "(--group-column none splits by slide into %d)", csv_path, n_groups, cohort.group_column,
                     n_folds, n_groups, n_folds)
         n_folds = n_groups
+    elif n_folds >= 2 and group_column is None and not cohort.group_column:
+        from weakstil.cohort import group_column_lookalikes
+
+        for name in group_column_lookalikes(csv_path):  # a 'Group' or 'patient_id' column is not taken by itself
+            log.warning("%s: column %r is not used to keep groups apart (only 'group' is, or the column "
+                        "--group-column names): slides of one patient or centre may sit in two cross-validation "
+                        "folds, trained on in one and tested in the other; pass --group-column %s (or "
+                        "--group-column none to split by slide)", csv_path, name, name)
     elif implicit_groups and n_groups == 1:
         log.warning("%s: one group in column %r: cross-validating by slide", csv_path, cohort.group_column)
         cohort = read_cohort(csv_path, features_dir=features_dir, group_column="none")
@@ -233,7 +246,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         if n_folds >= 2:
             cv = cross_validate(bank, labels, groups, cfg, n_folds, on_epoch=on_epoch)
             pred = pd.DataFrame({
-                "slide_id": cohort.slide_ids, "stil_true": labels.astype(float),
+                # the labels as written (float64): float32 put 45.1219 below a 45.1219 threshold
+                "slide_id": cohort.slide_ids, "stil_true": cohort.labels.astype(float),
                 # folds numbered from 1, as the fold model files (folds/fold_<k>_<m>) and the log
                 "stil_pred": [s.stil for s in cv.scores], "fold": np.asarray(cv.folds) + 1, "group": groups,
             })
@@ -241,7 +255,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             write_predictions(pred, folder.oof_path, threshold)
             for bag, s, k in zip(bank.bags, cv.scores, cv.folds):
                 write_tile_scores(folder.cv_tile_scores(bag.slide_id), bag, s, {
-                    "stil_pred": s.stil, "stil_true": float(labels[bank.index[bag.slide_id]]), "fold": int(k) + 1,
+                    "stil_pred": s.stil, "stil_true": float(cohort.labels[bank.index[bag.slide_id]]), "fold": int(k) + 1,
                     "source": "cross-validation (out of fold)", "aggregator": cfg.aggregator,
                     "threshold": float(threshold)})
             metrics = write_metrics(pred, folder.cv_dir, threshold=threshold, title=f"{n_folds}-fold CV",
@@ -274,8 +288,11 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                                          cfg.members)
         duration = time.perf_counter() - t0
         meta = model_meta(bank, cfg, threshold=threshold, threads=final.threads, extra={
-            "cohort": str(Path(csv_path).resolve()), "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
-            "group_column": cohort.group_column, "final_model": how, "final_epochs": final.epochs_run,
+            "cohort": str(Path(csv_path).resolve()), "features": str(Path(features_dir).resolve()),
+            "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
+            "group_column": cohort.group_column, "final_model": how,
+            # the epoch of the weights kept (early stopping without cross-validation: not the epochs run)
+            "final_epochs": final.best_epoch,
             "cross_validation": cv_summary or None, "load_seconds": round(t_load, 2),
             "train_seconds": round(duration, 2),
             # where each slide's tumour bed came from (a model trained on other beds scores otherwise)

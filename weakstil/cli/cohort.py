@@ -88,8 +88,8 @@ def train(
                       device=device, threads=threads)
     from weakstil.outputdir import check_inputs_outside
 
-    check_inputs_outside(out, {"--features": features, "--annotations": annotations, "--tumorbed-beds": tumorbed_beds,
-                               "--tumorbed": tumorbed}, "train")
+    check_inputs_outside(out, {"cohort CSV": cohort, "--features": features, "--annotations": annotations,
+                               "--tumorbed-beds": tumorbed_beds, "--tumorbed": tumorbed}, "train")
     beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed)
     progress, on_epoch = epoch_progress()
     with progress:
@@ -142,6 +142,11 @@ def evaluate(
     if oof is not None and model is not None:
         raise UsageError("--model and --oof both given", fix="pass either --model (with --features) or --oof, not both")
     check_out_folder(out, "evaluate", overwrite=overwrite)  # before any work
+    from weakstil.outputdir import check_inputs_outside
+
+    check_inputs_outside(out, {"cohort CSV": cohort, "--oof": oof, "--model": model, "--features": features,
+                               "--annotations": annotations, "--tumorbed": tumorbed,
+                               "--tumorbed-beds": tumorbed_beds}, "evaluate")  # --overwrite replaces it whole
     if oof is not None:
         from weakstil.evaluation import evaluate_oof
 
@@ -206,6 +211,10 @@ def report(
                                 path=folder, fix=f"pass {made_by}")
     # a report folder, or a new one: never a model (nor inside one), feature or cohort folder
     check_out_folder(out, "report", overwrite=overwrite)
+    from weakstil.outputdir import check_inputs_outside
+
+    check_inputs_outside(out, {"--model": model, "--cohort": cohort, "--tiles": tiles, "--evaluation": evaluation,
+                               "--settings": settings_file}, "report")  # --overwrite replaces it whole
     with hold_folder(out, "report"), staged_folder(out, "report", overwrite=overwrite) as tmp:
         build_report(model, tmp, cohort=cohort, tiles_dir=tiles, evaluation_dir=evaluation,
                      settings=read_settings(settings_file) if settings_file is not None else None,

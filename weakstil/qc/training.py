@@ -154,6 +154,10 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         lows, highs = [], []
         for i in range(n):
             q_i = conformal_quantile(np.delete(nonconf, i), cal.level)
+            if not math.isfinite(q_i):  # the other slides are too few for an interval: none, not 0-100
+                lows.append(math.nan)
+                highs.append(math.nan)
+                continue
             loo = Calibration(**{**cal.__dict__, "q": q_i})
             lo, hi = loo.interval(pred[i], u[i], shift[i])
             lows.append(float(lo))
@@ -167,9 +171,11 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         _write_json(folder.calibration_path, cal.to_dict())
         summary["confidence"] = {k: v for k, v in cal.to_dict().items() if k != "extra"}
         if cal.usable:  # (without an interval its coverage and width mean nothing: 100 %, infinite)
-            log.info("interval: %g%% nominal, out-of-fold coverage %.0f%% (leave-one-out %.0f%%), median width %.1f "
+            loo_said = (f"{100 * cal.coverage_loo:.0f}%" if math.isfinite(cal.coverage_loo)
+                        else f"n/a: the {cal.n - 1} other slides are too few for a slide's interval")
+            log.info("interval: %g%% nominal, out-of-fold coverage %.0f%% (leave-one-out %s), median width %.1f "
                      "points (%d slides), offset %g, shift weight %g (fitted %g, floor %g)", 100 * cal.level,
-                     100 * cal.coverage_oof, 100 * cal.coverage_loo, cal.width_median, cal.n, cal.offset,
+                     100 * cal.coverage_oof, loo_said, cal.width_median, cal.n, cal.offset,
                      cal.shift_weight, cal.shift_weight_fitted, cal.shift_weight_floor)
         else:
             log.warning("%d out-of-fold slides are too few for a %g%% interval; slides are scored without one",
