@@ -118,6 +118,17 @@ def write_tiff_slide(path: Path, rgb: np.ndarray, mpp: float = 0.5, levels: int 
     return path
 
 
+def write_disc_slide(path: Path) -> Path:
+    """A small brightfield slide: a pink disc of tissue with dark nuclei on white glass, 0.5 µm/px."""
+    rng = np.random.default_rng(0)
+    rgb = np.full((1024, 1024, 3), 240, np.uint8)
+    yy, xx = np.mgrid[:1024, :1024]
+    disc = (yy - 512) ** 2 + (xx - 512) ** 2 < 380**2
+    rgb[disc] = (205, 120, 180)
+    rgb[disc & (rng.random(disc.shape) < 0.1)] = (80, 40, 120)
+    return write_tiff_slide(path, rgb, mpp=0.5, levels=2)
+
+
 def embedded_cohort(root: Path, slides: int, seed: int, size_mm: tuple[float, float]):
     """A synthetic cohort in ``root/cohort`` and its embeddings (seeded random small CNN) in
     ``root/features``: ``(cohort, labels, features)``."""

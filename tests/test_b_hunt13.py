@@ -5,25 +5,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from conftest import run_cli
 
 
-
 @pytest.fixture(scope="module")
 def disc_slide(tmp_path_factory) -> Path:
     """A small brightfield slide: a pink disc of tissue with dark nuclei on white glass, 0.5 µm/px."""
-    from conftest import write_tiff_slide
+    from conftest import write_disc_slide
 
-    rng = np.random.default_rng(0)
-    rgb = np.full((1024, 1024, 3), 240, np.uint8)
-    yy, xx = np.mgrid[:1024, :1024]
-    disc = (yy - 512) ** 2 + (xx - 512) ** 2 < 380**2
-    rgb[disc] = (205, 120, 180)
-    rgb[disc & (rng.random(disc.shape) < 0.1)] = (80, 40, 120)
-    return write_tiff_slide(tmp_path_factory.mktemp("hunt13b") / "S1.tiff", rgb, mpp=0.5, levels=2)
+    return write_disc_slide(tmp_path_factory.mktemp("hunt13b") / "S1.tiff")
 
 
 # --- B0 (hunt 12 A10 leftover): tile's failed rewrite keeps the earlier .h5 and its picture -----------------

@@ -16,6 +16,15 @@ import numpy as np
 from napari_weakstil.result_layers import HEATMAP
 
 
+def _editing(make_napari_viewer, scored):
+    """A viewer with the widget docked, the scored result open and its bed in edit: (viewer, widget,
+    editor, result, bed layer)."""
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(scored["score_h5"], plugin="napari-weakstil")
+    return viewer, widget, widget.bed_editor, widget.result, widget.bed_editor.edit_bed()
+
+
 def _dock(viewer):
     _, widget = viewer.window.add_plugin_dock_widget("napari-weakstil", "sTIL scoring")
     return widget
@@ -23,12 +32,7 @@ def _dock(viewer):
 
 def test_a_bed_dragged_with_the_transform_mode_is_scored_where_it_is_shown(make_napari_viewer, scored, tmp_path):
     """The transform mode moves a layer's affine, not its data: Rescore scored the bed where it had been."""
-    viewer = make_napari_viewer()
-    widget = _dock(viewer)
-    editor = widget.bed_editor
-    viewer.open(scored["score_h5"], plugin="napari-weakstil")
-    res = widget.result
-    layer = editor.edit_bed()
+    viewer, widget, editor, res, layer = _editing(make_napari_viewer, scored)
     before = editor.rescore()
     shift = 2 * res.tile_size  # level-0 px, to the right
     layer.affine = [[1.0, 0.0, 0.0], [0.0, 1.0, shift * res.slide_mpp], [0.0, 0.0, 1.0]]  # world µm
@@ -45,12 +49,7 @@ def test_a_bed_dragged_with_the_transform_mode_is_scored_where_it_is_shown(make_
 
 
 def test_a_tile_clicked_after_rescore_says_whether_it_is_in_the_edited_bed(make_napari_viewer, scored, tmp_path):
-    viewer = make_napari_viewer()
-    widget = _dock(viewer)
-    editor = widget.bed_editor
-    viewer.open(scored["score_h5"], plugin="napari-weakstil")
-    res = widget.result
-    layer = editor.edit_bed()
+    viewer, widget, editor, res, layer = _editing(make_napari_viewer, scored)
     one = 0  # the edited bed: this tile alone
     other = int(np.nonzero(res.tumorbed)[0][-1])  # in the scored bed, not in the edited one
     x, y = res.coords[one]
@@ -115,12 +114,7 @@ def test_a_result_goes_over_its_very_scan_opened_from_another_file(make_napari_v
 
 def test_a_bed_drawn_with_the_path_tool_is_said_to_be_left_out(make_napari_viewer, scored):
     """Lines and paths enclose no area: Rescore gave 'no tumour bed' without a word why."""
-    viewer = make_napari_viewer()
-    widget = _dock(viewer)
-    editor = widget.bed_editor
-    viewer.open(scored["score_h5"], plugin="napari-weakstil")
-    res = widget.result
-    layer = editor.edit_bed()
+    viewer, widget, editor, res, layer = _editing(make_napari_viewer, scored)
     layer.selected_data = set(range(len(layer.data)))
     layer.remove_selected()
     (x0, y0), (x1, y1) = res.coords.min(0), res.coords.max(0) + res.tile_size
