@@ -20,8 +20,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import CMU, embedded_cohort, run_cli, shared_file, write_training_csv
+from conftest import CMU, ROOT, embedded_cohort, run_cli, shared_file, write_training_csv
 from weakstil.outputdir import MARKER
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from compare_outputs import compare_dirs  # noqa: E402
 
 SLIDES = 9
 TRAIN = 6
@@ -125,6 +128,12 @@ def test_outputs_read_back(pipeline, tmp_path):
 
 
 def test_rerun_is_quick_and_changes_nothing_and_overwrite_redoes(pipeline, tmp_path):
+    def keep(folder, to):
+        to.mkdir()
+        for name in (f"{p.stem}{suffix}" for p in pipeline["held"] for suffix in (".h5", "_heatmap.png", ".geojson")):
+            shutil.copy(folder / name, to / name)
+        return to
+
     out = tmp_path / "scores"
     assert score(pipeline, out, *pipeline["held"]).returncode == 0
     before = {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.iterdir() if p.is_file()}
@@ -145,10 +154,13 @@ def test_rerun_is_quick_and_changes_nothing_and_overwrite_redoes(pipeline, tmp_p
     assert proc.returncode == 0 and "already scored" in proc.stderr
     rows = pd.read_csv(out / "results.csv").set_index("slide_id")
     assert rows.loc[moved.stem, "path"] == str(moved.resolve())
+    keep(out, tmp_path / "first")  # the first run's per-slide outputs, to compare with the redone ones
     proc = score(pipeline, out, *pipeline["held"], extra=("--overwrite",))
     assert proc.returncode == 0
     h5 = f"{pipeline['held'][0].stem}.h5"
     assert (out / h5).stat().st_mtime_ns > before[h5][0]
+    # run to run: scoring again gives the same per-slide files (the model with its bundled detector)
+    assert compare_dirs(tmp_path / "first", keep(out, tmp_path / "second")) == []
 
 
 def test_killed_run_resumes_without_losing_work(pipeline, tmp_path):
