@@ -183,3 +183,22 @@ def test_weights_of_a_compiled_or_ddp_model_load(tmp_path):
         torch.save({prefix + k: v for k, v in state.items()}, path)
         loaded = create_encoder("small-cnn", weights=path).model.state_dict()
         assert loaded.keys() == state.keys() and all(torch.equal(loaded[k], state[k]) for k in state)
+
+
+def test_a_training_checkpoint_is_refused_naming_what_it_holds(tmp_path):
+    """A Lightning-style checkpoint (the weights under 'state_dict' beside the epoch, optimizer states...)
+    was refused as 'does not hold a state dict' without a word on what it does hold."""
+    import torch
+
+    from weakstil.encoders.cards import load_card
+    from weakstil.encoders.factory import EncoderError, build_model, create_encoder
+
+    state = build_model(load_card("small-cnn")).state_dict()
+    path = tmp_path / "last.ckpt"
+    torch.save({"epoch": 3, "global_step": 120, "state_dict": {f"model.{k}": v for k, v in state.items()},
+                "optimizer_states": [], "lr_schedulers": []}, path)
+    with pytest.raises(EncoderError) as err:
+        create_encoder("small-cnn", weights=path)
+    message = str(err.value)
+    assert "does not hold a state dict" in message and str(path) in message
+    assert "it holds 'epoch', 'global_step', 'state_dict', 'optimizer_states', 'lr_schedulers'" in message

@@ -239,7 +239,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if isinstance(state, dict) and isinstance(state.get(key), dict) and len(state) <= 3:
             state = state[key]
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise EncoderError("does not hold a state dict (a mapping of names to tensors)", path=path,
+        held = f"; it holds {', '.join(map(repr, list(state)[:8]))}{', …' * (len(state) > 8)}" if isinstance(state, dict) \
+            and state else ""  # a training checkpoint (Lightning's: 'state_dict' beside 'epoch', 'optimizer_states'...)
+        raise EncoderError(f"does not hold a state dict (a mapping of names to tensors){held}", path=path,
                            fix="save model.state_dict(), not the whole model or a training checkpoint")
     for prefix in ("module.", "_orig_mod.", "module."):  # DistributedDataParallel's, torch.compile's, or both
         if all(k.startswith(prefix) for k in state):
