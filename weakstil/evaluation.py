@@ -443,7 +443,8 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
         table["status"] = [STATUS_NO_BED if s in left_out else STATUS_OK for s in cohort.slide_ids]
         log.info("%d slide(s) the model left out of training (no tile in the tumour bed) have no prediction: %s",
                  len(excluded), ", ".join(excluded[:5]) + (" ..." if len(excluded) > 5 else ""))
-    _check_oof_labels(table[table["stil_pred"].notna()].reset_index(drop=True), pred, oof_path)
+    predicted = table["stil_pred"].notna()  # all but the excluded slides
+    _check_oof_labels(table[predicted].reset_index(drop=True), pred, oof_path)
     folds = None
     if "fold" in pred.columns:
         table["fold"] = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pred["fold"])))
@@ -454,7 +455,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
         folds = int(table["fold"].nunique())
     out_dir = Path(out_dir)
     write_predictions(table, out_dir / "predictions.csv", threshold)
-    return write_metrics(table[table["stil_pred"].notna()].drop(columns="status", errors="ignore"), out_dir,
+    return write_metrics(table[predicted].drop(columns="status", errors="ignore"), out_dir,
                          threshold=threshold, title="out-of-fold", color_groups=cohort.group_column is not None,
                          extra={"mode": "oof", "predictions": str(oof_path.resolve()), "folds": folds,
                                 "predictions_sha256": sha256_file(oof_path),

@@ -66,13 +66,6 @@ def bed_polygons(bed: TumorBed, geom: SlideGeometry):
     return MultiPolygon([g for g in getattr(level0, "geoms", [level0]) if g.geom_type == "Polygon" and g.area > 0])
 
 
-def summary_line(slide_id: str, source: str, detail: str, n_bed: int, n_tiles: int, h5_path: Path) -> str:
-    """The line ``tumorbed apply`` prints for a slide's bed."""
-    said = f"bed fallback: tissue ({detail})" if source == TumorBedSource.TISSUE_FALLBACK.value else \
-        f"tumour bed from {source} ({detail})"
-    return f"{slide_id}: {said}, {n_bed} / {n_tiles} tiles -> {h5_path}"
-
-
 @dataclass
 class AppliedBed:
     """One slide's result of ``weakstil tumorbed apply``."""
@@ -84,10 +77,13 @@ class AppliedBed:
     kept: bool = False  #: the bed made earlier from the same inputs was kept, not made again
 
     def summary(self) -> str:
-        line = summary_line(self.slide_id, self.bed.source.value, self.bed.detail, int(self.bed.tile_flags.sum()),
-                            len(self.bed.tile_fraction), self.h5_path)
-        if self.bed.misplaced:  # warned when the bed was made; said again beside the bed
-            line += f" (annotation misplaced? {self.bed.misplaced})"
+        bed = self.bed
+        said = f"bed fallback: tissue ({bed.detail})" if bed.source is TumorBedSource.TISSUE_FALLBACK else \
+            f"tumour bed from {bed.source.value} ({bed.detail})"
+        line = f"{self.slide_id}: {said}, {int(bed.tile_flags.sum())} / {len(bed.tile_fraction)} tiles -> " \
+            f"{self.h5_path}"
+        if bed.misplaced:  # warned when the bed was made; said again beside the bed
+            line += f" (annotation misplaced? {bed.misplaced})"
         return line + (" (made earlier from the same inputs: kept; --overwrite makes it again)" if self.kept else "")
 
 

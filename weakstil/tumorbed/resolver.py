@@ -81,13 +81,10 @@ class BedSources:
         from weakstil.runtime import sha256_file
 
         names = [slide_id] + ([also] if also and also != slide_id else [])
-
-        def first(find, folder):
-            return next((f for f in (find(folder, n) for n in names) if f is not None), None)
-
+        found = (("beds", _first_found(find_slide_file, self.beds, names)),
+                 ("annotation", _first_found(find_annotation, self.annotations, names)))
         parts = [f"{kind} {path.resolve()} sha256:{sha256_file(path)}" + (_bed_inputs(path) if kind == "beds" else "")
-                 for kind, path in (("beds", first(find_slide_file, self.beds)),
-                                    ("annotation", first(find_annotation, self.annotations))) if path is not None]
+                 for kind, path in found if path is not None]
         if parts:  # both: the annotation overrides a detector's precomputed bed
             return " ".join(parts)
         if self.detector is not None:
@@ -118,10 +115,10 @@ class BedSources:
         # (as the features themselves are found): 'patientA' in the CSV, synth_0000.tiff/.h5/.geojson on disk
         names = [slide_id] + ([features.path.stem] if features.path is not None and features.path.stem != slide_id
                               else [])
-        precomputed = next((f for f in (find_slide_file(self.beds, n) for n in names) if f is not None), None)
+        precomputed = _first_found(find_slide_file, self.beds, names)
         if precomputed is not None:
             bed = read_precomputed(precomputed, slide_id, features)
-            annotation = next((f for f in (find_annotation(self.annotations, n) for n in names) if f is not None), None)
+            annotation = _first_found(find_annotation, self.annotations, names)
             if annotation is not None and bed.source is TumorBedSource.ANNOTATION:
                 # a bed drawn from another outline than the one given (a corrected copy in another folder)
                 # must not shadow it; the same outline's bed is that bed
@@ -142,7 +139,7 @@ class BedSources:
                             "'weakstil tumorbed apply --tumorbed DETECTOR' again", slide_id, precomputed)
             return bed
         geom = SlideGeometry.from_file(features)
-        annotation = next((f for f in (find_annotation(self.annotations, n) for n in names) if f is not None), None)
+        annotation = _first_found(find_annotation, self.annotations, names)
         if annotation is not None:
             return from_annotation(annotation, geom)
         # a misnamed outline or bed file (or a slide whose 'tumorbed apply' failed) would otherwise go
@@ -283,6 +280,11 @@ def _bed_inputs(path: Path) -> str:
         if str(file):
             state.append(f"{name}:{sha256_file(file)[:16] if Path(file).is_file() else 'missing'}")
     return " " + " ".join(state) if state else ""
+
+
+def _first_found(find, folder, names: list[str]) -> Path | None:
+    """``find(folder, name)`` of the first of ``names`` (a cohort CSV's slide id, the slide file's name) it finds."""
+    return next((f for f in (find(folder, n) for n in names) if f is not None), None)
 
 
 def _drawn_from_same_outline(bed_path: Path, annotation: Path) -> bool:
