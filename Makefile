@@ -37,9 +37,9 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/tiling_speed.py
 
-# Wheels benchmarks/gpu_run.sh installs on the GPU machine (which has torch but not these),
+# Wheels benchmarks/gpu_run.sh installs on the GPU machine (which has torch but not these; imagecodecs is abi3, one wheel),
 # for CPython 3.11-3.12 on manylinux x86_64 (tifffile 2026 needs 3.11); the versions tested with benchmarks/gpu_check.py.
-GPU_WHEELS := openslide-python==1.4.7 openslide-bin==4.0.1.2 simplejpeg==1.9.0 tifffile==2026.3.3
+GPU_WHEELS := openslide-python==1.4.7 openslide-bin==4.0.1.2 simplejpeg==1.9.0 tifffile==2026.3.3 imagecodecs==2026.3.6 torchstain==1.4.1
 gpu-wheels: $(STAMP)
 	for v in 3.11 3.12; do \
 	  $(BIN)/python -m pip download --quiet --no-deps --only-binary=:all: --python-version $$v --implementation cp \

@@ -103,10 +103,17 @@ def cpu_seconds(pids: list[int]) -> float:
 
 
 def our_pids() -> list[int]:
-    from weakstil.decode import batches
-
-    pool = batches._POOL
-    return [os.getpid()] + ([p.pid for p in pool._procs] if pool is not None else [])
+    """This process and all its descendants (decode workers, tile-measurement workers)."""
+    seen, todo = [], [os.getpid()]
+    while todo:
+        pid = todo.pop()
+        seen.append(pid)
+        for tdir in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (tdir / "children").read_text().split())
+            except (OSError, ValueError):
+                pass
+    return seen
 
 
 def run_timed(fn) -> tuple[float, float]:
@@ -175,6 +182,10 @@ def main() -> None:
     args = ap.parse_args()
     BUDGET_S = args.budget_s
     OUT = args.out
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("weakstil.decode").setLevel(logging.DEBUG)  # the plan, the GPU colour check
     OUT.mkdir(parents=True, exist_ok=True)
 
     import torch
@@ -302,7 +313,7 @@ def main() -> None:
                     log(f"{name}: {w} worker(s): {n[0] / dt:,.0f} tiles/s, {cores:.1f} cores")
         close_shared_pool()
 
-    def wall(label: str, decode: str) -> None:
+    def wall(label: str, decode: str, tile_stats: bool = True) -> None:
         if "20x" not in slides or "resnet50" not in encoders or (decode == "gpu" and not on_gpu):
             return
         with section(f"embed_slide 20x resnet50 ({label})", 15) as ok:
@@ -316,11 +327,15 @@ def main() -> None:
                 planner = ThreadPlanner(enc, bs, workers=1 if quick else None, threads=cpus if quick else None)
                 t = time.perf_counter()
                 r = embed_slide(slides["20x"]["path"], enc, work / f"wall-{decode}.h5", batch_size=bs,
-                                decode=decode, planner=planner, overwrite=True)
+                                decode=decode, planner=planner, overwrite=True, tile_stats=tile_stats)
                 dt = time.perf_counter() - t
                 rec = json.loads(FeaturesFile.read_header(r.path)[0]["decode"])
-                walls.append((label, r.n_tiles, dt, rec.get("path"), rec.get("gpu")))
-                log(f"embed_slide ({label}): {r.n_tiles} tiles in {dt:.2f} s via {rec.get('path')}")
+                plan = rec.get("plan") or {}
+                how = rec.get("gpu_reading") or (f"{plan.get('workers')} decode workers, {plan.get('stats_processes')} "
+                                                  f"measurement processes" if plan else None)
+                walls.append((label, r.n_tiles, dt, f"{rec.get('path')}{f'; {how}' if how else ''}", rec.get("gpu")))
+                log(f"embed_slide ({label}): {r.n_tiles} tiles in {dt:.2f} s via {rec.get('path')}; {how}; "
+                    f"decode record {json.dumps(rec, default=str)[:600]}")
 
     def parity_of(label: str, path: Path) -> None:
         if "resnet50" not in encoders:
@@ -337,6 +352,7 @@ def main() -> None:
                 g = GpuTileBatches(spec.jpeg, co, 224, bs, dev)
                 gpu_tiles = torch.cat([b for _s, b in g]).cpu().numpy()
                 g.close()
+                label = f"{label}, read as {g.reading_name}"
                 f_ref, f_gpu = fp32.embed(ref_tiles), fp32.embed(gpu_tiles)
                 f_bf16 = enc.embed(gpu_tiles)
                 cos, cos16 = cosine(f_gpu, f_ref), cosine(f_bf16, f_ref)
@@ -344,18 +360,41 @@ def main() -> None:
                 parity.append((label, len(co), px, cos.min(), cos.mean(), cos16.min()))
                 log(f"parity {label}: pixels {px:.2f}, cosine min {cos.min():.5f}")
 
+    def probe_raw() -> None:
+        """nvJPEG through ctypes (RGB-stored tiles) in a child process first: a crash there must not
+        end this check (it then runs with WEAKSTIL_NVJPEG_RAW=0)."""
+        if not dev.startswith("cuda"):
+            return
+        import subprocess
+
+        code = ("import sys, torch; from weakstil.slide import Slide; from weakstil.tiles import TilingParams, find_tiles; "
+                "from weakstil.decode.readers import plan_reader; from weakstil.decode.gpu import GpuTileBatches; "
+                f"s = Slide.open(r'{CMU}'); p = TilingParams(); co = find_tiles(s, p).coords[:64]; "
+                "spec = plan_reader(s, p.mpp, p.tile_px); g = GpuTileBatches(spec.jpeg, co, 224, 32, 'cuda'); "
+                "n = sum(len(b) for _s, b in g); torch.cuda.synchronize(); print(g.reading_name, n, g._raw and g._raw.backend)")
+        with section("probe: nvJPEG stored planes (ctypes) in a child process", 30) as ok:
+            if ok:
+                r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+                emit(f"- nvJPEG probe (CMU-1, 64 tiles): rc {r.returncode}; {r.stdout.strip() or r.stderr.strip()[-600:]}")
+                if r.returncode != 0 or not r.stdout.startswith("raw"):
+                    log(r.stderr[-3000:])
+                if r.returncode != 0:
+                    os.environ["WEAKSTIL_NVJPEG_RAW"] = "0"
+                    emit("- the stored-planes reading is turned off for the rest of this run (WEAKSTIL_NVJPEG_RAW=0)")
+
     # in order of importance: the headline numbers first, in case time runs out
+    probe_raw()
     all_workers = sorted({1, max(1, cpus // 2), cpus}) if not quick else sorted({1, min(2, cpus)})
     write_slide("20x", 0.5, 1400 if quick else 32000)  # >= 15,000 tissue tiles at 0.5 µm/px
     model("resnet50")
     e2e("20x", "resnet50", "gpu")
-    if on_gpu and "20x" in slides and ("20x", "resnet50", "gpu") not in results:
-        emit("- GPU decoding of the RGB (Aperio-like) slide failed: the YCbCr slide is measured now")
+    wall("gpu decode, first slide of the run", "gpu")
+    wall("gpu decode, next slide", "gpu")
+    wall("gpu decode, next slide, --no-tile-stats", "gpu", tile_stats=False)
+    if on_gpu and "20x" in slides:  # YCbCr tiles (what many scanners write): nvJPEG's own colour path
         write_slide("20x-ycbcr", 0.5, 1400 if quick else 32000, colourspace="ycbcr")
         e2e("20x-ycbcr", "resnet50", "gpu")
         decode_gpu("20x-ycbcr")
-    wall("gpu decode, first slide of the run", "gpu")
-    wall("gpu decode, next slide", "gpu")
     decode_gpu("20x")
     decode_cpu("20x", all_workers)
     e2e("20x", "resnet50", "cpu")

@@ -5,8 +5,8 @@
     bash benchmarks/gpu_run.sh --profile                                   # on the device machine
 
 For ResNet-50 (timm, random init, bf16 autocast, channels-last, 224 px) on a 20x Aperio-like SVS
-with YCbCr JPEG tiles (GPU decoding: nvJPEG) and one with RGB tiles (CPU decode workers; nvJPEG
-misreads RGB-stored tiles), it prints, per run, tiles/s over the whole run and in steady state
+with YCbCr JPEG tiles and one with RGB tiles (GPU decoding: nvJPEG, the RGB tiles through its
+stored planes, ``weakstil.decode.nvjpeg_raw``; CPU decode workers on the RGB slide), it prints, per run, tiles/s over the whole run and in steady state
 (after the first batches), the CPU cores used, and per batch (ms):
 
 * consumer (``weakstil.embed.embed_batches``): ``wait`` for the next batch, ``h2d`` (issuing the
@@ -241,10 +241,11 @@ def main() -> None:  # noqa: C901 - one straight script
 
     # -- GPU decoding (YCbCr slide) ------------------------------------------------------------
     def gpu_e2e(label: str, lag: int = 2, side_stream: bool = True, prefetch: int = 2, b: int = bs,
-                decode_only: bool = False) -> None:
-        if "ycbcr" not in slides:
+                decode_only: bool = False, slide: str = "ycbcr") -> None:
+        if slide not in slides:
             return
-        sl = slides["ycbcr"]
+        sl = slides[slide]
+        label = f"{label}{', RGB tiles (nvJPEG stored planes)' if slide == 'rgb' else ''}"
         with section(f"GPU decode: {label}", 4) as ok:
             if ok:
                 tm: dict = {}
@@ -317,8 +318,12 @@ def main() -> None:  # noqa: C901 - one straight script
     model_loop(2, True)
     model_loop(0, False)
     gpu_e2e("e2e, lag 2, own stream, prefetch 2")
-    gpu_e2e("e2e, lag 0, default stream (old loop)", lag=0, side_stream=False)
+    gpu_e2e("e2e, lag 2, own stream, prefetch 2", slide="rgb")
     gpu_e2e("decode only, prefetch 2", decode_only=True)
+    gpu_e2e("decode only, prefetch 2", decode_only=True, slide="rgb")
+    wall("rgb", "gpu", w_e2e)
+    gpu_e2e("e2e, prefetch 0 (decode inline, consumer stream)", prefetch=0, slide="rgb")
+    gpu_e2e("e2e, lag 0, default stream (old loop)", lag=0, side_stream=False)
     cpu_run(f"e2e {w_e2e} workers, bands, lag 2", w_e2e)
     cpu_run(f"e2e {w_e2e} workers, band 1 (old split), lag 0, default stream (old loop)", w_e2e, band=1, lag=0,
             side_stream=False)

@@ -33,7 +33,7 @@ start=$(date +%s)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
   if $PY -m pip --version >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --find-links .whl --target "$SITE" \
-      openslide-python openslide-bin simplejpeg tifffile imagecodecs
+      openslide-python openslide-bin simplejpeg tifffile imagecodecs torchstain
   else  # no pip in that environment: a wheel is a zip file; unpack the ones for this Python
     tag=$($PY -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
     mkdir -p "$SITE"

@@ -22,7 +22,7 @@ from conftest import CMU, ROOT
 from weakstil.decode import DecodeMode, ThreadPlanner, plan_reader, tile_batches
 from weakstil.decode.jpeg_streams import sof_info
 from weakstil.decode.jpeg_tiles import choose_dct_scale
-from weakstil.decode.plan import DEFAULT_MICRO_BATCH, choose, measure_encoder, plan_cpu
+from weakstil.decode.plan import DEFAULT_MICRO_BATCH, choose, measure_encoder, plan_cpu, plan_cuda
 from weakstil.decode.svswriter import write_svs
 from weakstil.decode.workers import DecodePool, DecodeStats, DecodeWorkerError, iter_batches_inline, leaked_segments
 from weakstil.embed import embed_batches, embed_slide
@@ -353,6 +353,19 @@ def test_plan_follows_the_measured_rates():
     assert p.micro_batch == DEFAULT_MICRO_BATCH  # not measured
     p = plan_cpu(900.0, {1: 8.0, 2: 15.0}, 2, micro_batches={1: 4, 2: 2})
     assert p.micro_batch == 2 and p.to_dict()["encoder_micro_batches"] == {"1": 4, "2": 2}
+
+
+def test_cuda_plan_splits_the_cores_between_decoding_and_the_measurements():
+    # 16 CPUs, decoding 1,229 tiles/s per worker, measurements 800 per process (issue 18's GPU run:
+    # 15 decode workers left one measurement process and embed_slide ran at 509 tiles/s)
+    p = plan_cuda(16, decode=1229.0, stats=800.0)
+    assert p.workers + p.stats_processes == 15 and p.workers in (5, 6) and p.threads == 1
+    assert p.predicted_tiles_per_s == pytest.approx(min(p.workers * 1229.0, p.stats_processes * 800.0))
+    assert p.predicted_tiles_per_s > 5 * 800.0  # not one measurement process's rate
+    assert plan_cuda(16, workers=4, decode=1229.0, stats=800.0).workers == 4  # --workers is kept
+    assert plan_cuda(2, decode=100.0, stats=10_000.0).workers == 1  # at least one of each
+    assert plan_cuda(2, decode=100.0, stats=10_000.0).stats_processes == 1
+    assert plan_cuda(16).stats_processes == 0 and plan_cuda(16).workers == 15  # not measured: decoding's
 
 
 def test_the_micro_batch_is_the_measured_fastest_slice():

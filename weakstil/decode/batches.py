@@ -108,25 +108,18 @@ class ThreadPlanner:
             self._apply(p)
             return p
         if key not in self._plans:
-            if cuda:
+            if cuda and not (self.tile_stats and not self.workers):
                 p = plan_cuda(self.cpus, self.workers, self.threads)
+            elif cuda:  # CPU decoding beside the measurements: split the cores by their measured costs
+                decode, stats = self._measure(spec, coords)
+                p = plan_cuda(self.cpus, None, self.threads, decode=decode, stats=stats)
             elif self.workers and self.threads:
                 # the split is given; the micro-batch is still measured (for that thread count)
                 rates, chunks = self._encoder_probe(spec.tile_px)
                 p = ThreadPlan(self.workers, self.threads, self.cpus, "given", encoder_tiles_per_s=rates,
                                micro_batch=nearest_micro_batch(chunks, self.threads), encoder_micro_batches=chunks)
             else:
-                reader = spec.open()
-                try:
-                    decode = measure_decode(reader.read_batch, coords[len(coords) // 4:], spec.tile_px)
-                    stats = None
-                    if self.tile_stats:
-                        sample = np.empty((STATS_PROBE_TILES, spec.tile_px, spec.tile_px, 3), np.uint8)
-                        part = coords[len(coords) // 2:][:STATS_PROBE_TILES]
-                        reader.read_batch(part, sample[:len(part)])
-                        stats = measure_stats(sample[:len(part)], spec.mpp)
-                finally:
-                    reader.close()
+                decode, stats = self._measure(spec, coords)
                 rates, chunks = self._encoder_probe(spec.tile_px)
                 p = plan_cpu(decode, rates, self.cpus, self.workers, self.threads, stats=stats, micro_batches=chunks)
             measured = "; ".join(f"{what} {v:.0f} tiles/s" for what, v in (
@@ -139,6 +132,21 @@ class ThreadPlanner:
         p = self._plans[key]
         self._apply(p)
         return p
+
+    def _measure(self, spec: ReadSpec, coords: np.ndarray) -> tuple[float, float | None]:
+        """One decode worker's tiles/s on this slide, and one measurement process's (None without them)."""
+        reader = spec.open()
+        try:
+            decode = measure_decode(reader.read_batch, coords[len(coords) // 4:], spec.tile_px)
+            stats = None
+            if self.tile_stats:
+                sample = np.empty((STATS_PROBE_TILES, spec.tile_px, spec.tile_px, 3), np.uint8)
+                part = coords[len(coords) // 2:][:STATS_PROBE_TILES]
+                reader.read_batch(part, sample[:len(part)])
+                stats = measure_stats(sample[:len(part)], spec.mpp)
+        finally:
+            reader.close()
+        return decode, stats
 
     def _apply(self, p: ThreadPlan) -> None:
         """Torch threads and the encoder's micro-batch of plan ``p``."""
@@ -251,6 +259,7 @@ def _gpu_with_fallback(gpu, slide: Slide, spec: ReadSpec, coords: np.ndarray, ba
         yield first
         yield from it
         record["tiles_decoded"] = gpu.tiles_decoded
+        record["gpu_reading"] = gpu.reading_name  # how nvJPEG's output was read (RGB-stored tiles: "raw")
     finally:
         it.close()
         gpu.close()

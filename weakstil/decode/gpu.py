@@ -12,11 +12,14 @@ Differences from the CPU path: no DCT-domain downscaling (nvJPEG decodes full ti
 does the reduction), nvJPEG's IDCT and chroma upsampling (not bit-exact with libjpeg-turbo), and
 a region that starts between level pixels (levels > 0 only) starts at the pixel before.
 
-Colour: YCbCr streams are decoded to RGB; RGB-colourspace streams (Aperio) are decoded with
-``ImageReadMode.UNCHANGED``, which hands back the stored components without a colour transform
-(nvJPEG) or, with the Adobe marker the stream gets, reads them as RGB (libjpeg). nvJPEG can only
-do that for unsubsampled (4:4:4) RGB, which is what Aperio writes; anything else stays on the CPU.
-On CUDA the first tiles are checked against libjpeg-turbo; a mismatch falls back to the CPU path.
+Colour: YCbCr streams are decoded to RGB. RGB-colourspace streams (Aperio) cannot go through
+torchvision on CUDA: it asks nvJPEG for RGB output, which applies the YCbCr->RGB transform to the
+stored R, G, B and clips (mean error 37-48 grey levels on an H200). They are decoded by nvJPEG's
+batched decoder called directly for its UNCHANGED output (:mod:`weakstil.decode.nvjpeg_raw`: the
+stored planes, bit-exact with libjpeg-turbo on the synthetic SVS, 0.17 grey levels on CMU-1), which
+works for unsubsampled (4:4:4) RGB, what Aperio writes; anything else stays on the CPU. On the CPU
+torchvision's libjpeg reads them with ``ImageReadMode.UNCHANGED`` and the Adobe marker the stream
+gets. On CUDA the first tile is checked against libjpeg-turbo; a mismatch falls back to the CPU path.
 """
 
 from __future__ import annotations
@@ -144,8 +147,12 @@ class GpuTileBatches:
         self._decode_jpeg, ImageReadMode = decode_jpeg_fn()
         self._modes = ImageReadMode
         self.mode = ImageReadMode.UNCHANGED if lv.colourspace == "rgb" else ImageReadMode.RGB
-        self.undo_ycc = False  # nvJPEG applied a YCbCr->RGB transform to RGB-stored components
-        self.rgb_ids = False  # components renamed 'R','G','B' so the decoder reads them as RGB
+        # how the streams are read: ("torchvision", mode, undo the YCbCr->RGB transform a decoder applied
+        # to RGB-stored components, components renamed 'R','G','B') or ("raw",): nvJPEG's stored planes
+        # through ctypes (nvjpeg_raw)
+        self.reading: tuple = ("torchvision", self.mode, False, False)
+        self.reading_name = self.mode.name
+        self._raw = None
 
     def close(self) -> None:
         self.reader.close()
@@ -196,7 +203,6 @@ class GpuTileBatches:
         """Decoded tiles of ``needed``: the previous batch's, and ``streams`` decoded now."""
         import torch
 
-        decode_jpeg = self._decode_jpeg
         out = {k: self._cache[k] for k in (int(k) for k in needed) if k in self._cache}
         todo = [k for k in streams if k not in out]
         missing = [int(k) for k in needed if int(k) not in out and int(k) not in streams
@@ -209,13 +215,7 @@ class GpuTileBatches:
         if todo and self.check and not self.checked:
             self._choose_colour(streams[todo[0]], todo[0])
         if todo:
-            data = [streams[k] for k in todo]
-            if self.rgb_ids:
-                data = [torch.frombuffer(bytearray(with_rgb_component_ids(bytes(t.numpy()))), dtype=torch.uint8)
-                        for t in data]
-            decoded = decode_jpeg(data, mode=self.mode, device=self.device)
-            if self.undo_ycc:
-                decoded = [_rgb_to_ycc(t) for t in decoded]
+            decoded = self._decode_streams([streams[k] for k in todo], self.reading)
             for k, t in zip(todo, decoded):
                 if tuple(t.shape) != (3, self.th, self.tw):
                     raise GpuDecodeUnavailable(f"JPEG tile {k} decoded to shape {tuple(t.shape)}, expected "
@@ -225,41 +225,62 @@ class GpuTileBatches:
         self._cache = out
         return out
 
+    def _decode_streams(self, data: list, reading: tuple) -> list:
+        """Decode CPU uint8 tensors of complete streams to (3, h, w) device tensors, read as ``reading``."""
+        import torch
+
+        def relabel(t, fn, *args):
+            return torch.frombuffer(bytearray(fn(bytes(t.numpy()), *args)), dtype=torch.uint8)
+
+        kind = reading[0]
+        if kind == "raw":
+            if self._raw is None:
+                from weakstil.decode.nvjpeg_raw import RawDecoder
+
+                self._raw = RawDecoder(self.device)
+            return list(self._raw.decode(data, self.th, self.tw))
+        _kind, mode, undo, ids = reading
+        if ids:
+            data = [relabel(t, with_rgb_component_ids) for t in data]
+        decoded = self._decode_jpeg(data, mode=mode, device=self.device)
+        return [_rgb_to_ycc(t) for t in decoded] if undo else decoded
+
     def _choose_colour(self, stream, idx: int) -> None:
         """Check the first tile against libjpeg-turbo and settle how to read the colours.
 
-        Some nvJPEG builds apply the YCbCr->RGB transform to RGB-stored (Aperio) components in
-        every mode; the exact inverse transform on the device recovers the stored components
-        (within rounding), so that reading is tried when the plain one does not match."""
+        torchvision's nvJPEG call applies the YCbCr->RGB transform to RGB-stored (Aperio) components
+        whatever the mode (its UNCHANGED is RGB output), which clips; on CUDA such streams are read
+        first through nvJPEG's own UNCHANGED output (:mod:`weakstil.decode.nvjpeg_raw`), then the
+        torchvision readings (other decoders, and the CPU, where the tests run them)."""
         ref = JpegTileReader(self.plan.level, 1, self.plan.l0_per_decoded, self.plan.l0_per_out)
         try:
             want = ref.decoded_tile(idx).astype(np.float32)
         finally:
             ref.close()
-        import torch
-
         rgb = self.plan.level.colourspace == "rgb"
+        cuda = self.device.type == "cuda"
         modes = [self.mode] + ([self._modes.RGB] if rgb else [])
         stream = stream.clone()
-        renamed = torch.frombuffer(bytearray(with_rgb_component_ids(bytes(stream.numpy()))), dtype=torch.uint8)
+        from weakstil.decode import nvjpeg_raw
+
+        candidates = [("raw",)] if rgb and cuda and nvjpeg_raw.enabled() else []
+        candidates += [("torchvision", mode, undo, ids) for ids in ([False, True] if rgb else [False])
+                       for mode in modes for undo in ([False, True] if rgb and not ids else [False])]
         tried = []
-        candidates = [(ids, mode, undo) for ids in ([False, True] if rgb else [False]) for mode in modes
-                      for undo in ([False, True] if rgb and not ids else [False])]
-        for ids, mode, undo in candidates:
-            data = renamed if ids else stream
+        for reading in candidates:
+            name = (reading[0] if reading[0] != "torchvision" else
+                    f"{reading[1].name}{' + inverse YCbCr' if reading[2] else ''}{' + RGB ids' if reading[3] else ''}")
             try:
-                t = self._decode_jpeg([data], mode=mode, device=self.device)[0]
-            except RuntimeError as exc:  # a mode this decoder refuses for the stream
-                tried.append(f"{mode.name}: {exc}")
+                t = self._decode_streams([stream], reading)[0]
+            except Exception as exc:  # a reading this decoder refuses for the stream
+                tried.append(f"{name}: {type(exc).__name__}: {str(exc)[:120]}")
                 continue
-            if undo:
-                t = _rgb_to_ycc(t)
             got = t.permute(1, 2, 0).cpu().numpy().astype(np.float32)
             diff = float(np.abs(got - want).mean()) if got.shape == want.shape else float("inf")
-            tried.append(f"{mode.name}{' + inverse YCbCr' if undo else ''}{' + RGB ids' if ids else ''}: "
-                         f"{diff:.1f}")
+            tried.append(f"{name}: {diff:.1f}")
             if diff <= CHECK_MAX_MEAN_DIFF:
-                self.mode, self.undo_ycc, self.rgb_ids, self.checked = mode, undo, ids, True
+                self.reading, self.checked = reading, True
+                self.reading_name = name
                 log.debug("GPU decode check: mean |diff| %.3f grey levels (%s)", diff, tried[-1])
                 return
         raise GpuDecodeUnavailable(f"nvJPEG's pixels differ from libjpeg-turbo's ({self.plan.level.colourspace} "

@@ -204,11 +204,25 @@ def measure_decode(read: Callable[[np.ndarray, np.ndarray], None], coords: np.nd
     return n / (time.perf_counter() - t0)
 
 
-def plan_cuda(cpus: int, workers: int | None = None, threads: int | None = None) -> ThreadPlan:
-    """Decoding gets the cores; the encoder runs whole batches on the GPU (no micro-batch)."""
+def plan_cuda(cpus: int, workers: int | None = None, threads: int | None = None, decode: float | None = None,
+              stats: float | None = None) -> ThreadPlan:
+    """The encoder runs whole batches on the GPU (no micro-batch), its torch threads mostly wait.
+
+    Without the per-tile measurements decoding gets the cores. With them (``decode`` and ``stats``:
+    one decode worker's and one measurement process's measured tiles/s) the cores besides this
+    process are split between the two in proportion to their costs, so neither starves the other
+    (16 CPUs, 20x SVS, ResNet-50: 15 decode workers left one measurement process, 509 tiles/s)."""
+    given = "given" if workers and threads else "cuda"
+    if decode and stats and np.isfinite(decode) and np.isfinite(stats) and decode > 0 and stats > 0:
+        avail = max(2, cpus - 1)
+        w = workers or int(min(avail - 1, max(1, round(avail * stats / (decode + stats)))))
+        n_stats = max(1, avail - w)
+        t = threads or 1
+        return ThreadPlan(w, t, cpus, given, decode_tiles_per_s=decode, stats_tiles_per_s=stats,
+                          stats_processes=n_stats, predicted_tiles_per_s=min(w * decode, n_stats * stats))
     w = workers or max(1, min(16, cpus - 1))
     t = threads or max(1, min(4, cpus - w))
-    return ThreadPlan(w, t, cpus, "cuda" if not (workers and threads) else "given")
+    return ThreadPlan(w, t, cpus, given)
 
 
 def measure_stats(tiles: np.ndarray, mpp: float) -> float:
