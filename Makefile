@@ -10,6 +10,10 @@ DEMO   ?= demo_out
 SLURM_TMP ?= /tmp/weakstil-test-slurm
 # test processes (pytest-xdist); a module's tests stay in one process so its fixtures are built once
 TEST_WORKERS ?= 2
+# threads per test process (torch/OpenMP, BLAS): the workers already fill the cores, and two processes
+# of two OpenMP threads each on 2 CPUs spin-wait for descheduled threads (test_mil.py alone: 58 s of
+# CPU with 2 threads, 32 s with 1). Commands that plan their threads still set them explicitly.
+TEST_THREADS ?= 1
 
 .PHONY: install test test-slurm demo bench clean gpu-wheels
 
@@ -22,7 +26,8 @@ $(STAMP): pyproject.toml plugins/napari_weakstil/pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15
+	OMP_NUM_THREADS=$(TEST_THREADS) OPENBLAS_NUM_THREADS=$(TEST_THREADS) MKL_NUM_THREADS=$(TEST_THREADS) \
+	  $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder --durations=15
 
 # The cohort workflow through sbatch on a real SLURM (root; a fresh Debian 12 machine is fine):
 # pipelines/slurm/setup_localhost.sh sets up a single-node cluster on this machine first.
