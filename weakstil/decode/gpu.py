@@ -235,9 +235,9 @@ class GpuTileBatches:
         kind = reading[0]
         if kind == "raw":
             if self._raw is None:
-                from weakstil.decode.nvjpeg_raw import RawDecoder
+                from weakstil.decode.nvjpeg_raw import raw_decoder
 
-                self._raw = RawDecoder(self.device)
+                self._raw = raw_decoder(self.device)
             return list(self._raw.decode(data, self.th, self.tw))
         _kind, mode, undo, ids = reading
         if ids:

@@ -15,6 +15,7 @@ import ctypes
 import glob
 import logging
 import os
+import threading
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +62,24 @@ def _library_path() -> str:
     raise NvjpegUnavailable("libnvjpeg not found (torchvision's bundled copy or the CUDA library path)")
 
 
+_DECODERS: dict[str, RawDecoder] = {}
+_DECODERS_LOCK = threading.Lock()
+
+
+def raw_decoder(device) -> RawDecoder:
+    """The process's decoder for ``device`` (nvJPEG's handle and state are made once, not per slide)."""
+    import torch
+
+    key = str(torch.device(device))
+    with _DECODERS_LOCK:
+        if key not in _DECODERS:
+            _DECODERS[key] = RawDecoder(device)
+        return _DECODERS[key]
+
+
 class RawDecoder:
-    """Batched nvJPEG decoding of 4:4:4 three-component streams to their stored planes, on one device."""
+    """Batched nvJPEG decoding of 4:4:4 three-component streams to their stored planes, on one device
+    (one decode at a time: the state is shared; see :func:`raw_decoder`)."""
 
     def __init__(self, device):
         import torch
@@ -95,6 +112,7 @@ class RawDecoder:
             if status != 0:
                 raise NvjpegUnavailable(f"nvjpegJpegStateCreate failed (status {status})")
         self.path = path
+        self._lock = threading.Lock()
         log.debug("nvJPEG %s backend from %s", self.backend, path)
 
     def decode(self, streams, height: int, width: int):
@@ -107,6 +125,12 @@ class RawDecoder:
         if n == 0:
             return out
         streams = [s.contiguous() for s in streams]  # kept alive until the decode returns
+        with self._lock:
+            return self._decode(out, streams, n, width)
+
+    def _decode(self, out, streams, n: int, width: int):
+        import torch
+
         data = (ctypes.c_void_p * n)(*[s.data_ptr() for s in streams])
         lengths = (ctypes.c_size_t * n)(*[s.numel() for s in streams])
         images = (_Image * n)()
