@@ -35,3 +35,41 @@ def test_a_decode_worker_does_not_repeat_the_parents_warning(tmp_path):
     assert done.returncode == 0 and done.stdout.strip() == "2", done.stderr
     # the parent's own copy goes through the last-resort handler too (no logging set up): one line
     assert done.stderr.count("overrides the metadata value") == 1, done.stderr
+
+
+# -- A9: a folder option given a file is a usage error (exit 2), on every command ------------
+def test_b_a_folder_option_given_a_file_exits_2_on_every_command(tmp_path):
+    """``--features mk.py`` exited 2 but ``--annotations mk.py`` / ``--tumorbed-beds mk.py`` (and
+    ``--model model.json``, train's ``--features``) exited 1, as if a slide had failed. Each is one
+    ``error:`` line naming the file; a folder that is not there stays exit 1 (a missing input)."""
+    from conftest import run_cli
+
+    f = tmp_path / "mk.py"
+    f.write_text("x = 1\n")
+    slide = write_disc_slide(tmp_path / "s.tiff")
+    csv = tmp_path / "c.csv"
+    csv.write_text(f"slide_id,path,stil\ns,{slide},5\n")
+    nomodel, nofeats = tmp_path / "nomodel", tmp_path / "nofeats"
+    cases = {
+        "score --features": ["score", slide, "--model", nomodel, "--features", f],
+        "score --annotations": ["score", slide, "--model", nomodel, "--annotations", f],
+        "score --tumorbed-beds": ["score", slide, "--model", nomodel, "--tumorbed-beds", f],
+        "score --model": ["score", slide, "--model", f],
+        "train --features": ["train", csv, "--features", f],
+        "train --annotations": ["train", csv, "--features", nofeats, "--annotations", f],
+        "evaluate --tumorbed-beds": ["evaluate", csv, "--model", nomodel, "--features", nofeats, "--tumorbed-beds", f],
+        "tumorbed apply --annotations": ["tumorbed", "apply", tmp_path / "s.h5", "--annotations", f],
+        "tumorbed train --features": ["tumorbed", "train", "--features", f, "--annotations", tmp_path],
+        "tumorbed train --annotations": ["tumorbed", "train", "--features", tmp_path, "--annotations", f],
+        "report --tiles": ["report", "--model", nomodel, "--tiles", f],
+    }
+    wrong = []
+    for i, (case, args) in enumerate(cases.items()):
+        r = run_cli(*args, "--out", tmp_path / f"out{i}")
+        lines = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+        if not (r.returncode == 2 and len(lines) == 1 and "mk.py: " in lines[0] and "is a file, not" in lines[0]):
+            wrong.append((case, r.returncode, r.stderr))
+    assert not wrong, wrong
+    # a folder option naming nothing: a missing input, exit 1 as before
+    r = run_cli("score", slide, "--model", nomodel, "--annotations", tmp_path / "nodir", "--out", tmp_path / "o")
+    assert r.returncode == 1 and "--annotations folder not found" in r.stderr, r.stderr
