@@ -3,6 +3,7 @@ and the workflow keeping a failed slide's error row."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -73,3 +74,69 @@ def test_b_a_folder_option_given_a_file_exits_2_on_every_command(tmp_path):
     # a folder option naming nothing: a missing input, exit 1 as before
     r = run_cli("score", slide, "--model", nomodel, "--annotations", tmp_path / "nodir", "--out", tmp_path / "o")
     assert r.returncode == 1 and "--annotations folder not found" in r.stderr, r.stderr
+
+
+# -- F6: the workflow tries a failed score slide again on every run --------------------------
+def test_c_a_recorded_slide_failure_is_retried_by_the_next_run_and_then_left_alone(tmp_path):
+    """A score slide whose `score_slide_tiles` job recorded a failure (here another run held the
+    slide's tiles file: a passing cause) kept its error status forever: the job had succeeded, so
+    after the cause was gone a rerun said "Nothing to be done". Now the next run redoes it, and once
+    it succeeded a run after that has nothing to do. Only that job's target: 2 slides of 1 mm."""
+    import shutil
+
+    import pytest
+
+    pytest.importorskip("snakemake")
+    from conftest import ROOT, no_slurm_controller_env, run_cli
+    from weakstil.locks import OutputLock
+
+    run_cli("synth", tmp_path / "cohort", "--slides", 3, "--size-mm", 1.0, 1.0, "--groups", 2, check=True)
+    lines = (tmp_path / "cohort" / "labels.csv").read_text().splitlines()
+    (tmp_path / "cohort" / "labels.csv").write_text("\n".join(lines[:3]) + "\n")  # 2 cohort slides, 2 centres
+    (tmp_path / "new").mkdir()
+    shutil.move(tmp_path / "cohort" / "slides" / "synth_0002.tiff", tmp_path / "new" / "s.tiff")
+    target = "results/score_slides/s.tiles.json"  # this job alone: no training
+    status = tmp_path / target
+    env = {**no_slurm_controller_env(tmp_path), "WEAKSTIL_LOCK_TIMEOUT": "0.5"}
+
+    def snakemake(*args: str) -> str:
+        proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "pipelines" / "Snakefile"),
+                               "--profile", str(ROOT / "pipelines" / "profiles" / "local"), "--directory",
+                               str(tmp_path), "--cores", "1", *args, "--config", "folds=2", "threads=1",
+                               "score_slides=[new/s.tiff]"], capture_output=True, text=True, env=env)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        return proc.stdout + proc.stderr
+
+    (tmp_path / "results" / "tiles").mkdir(parents=True)
+    with OutputLock(tmp_path / "results" / "tiles" / "s.h5"):  # another run writing the slide's tiles
+        snakemake(target)
+    first = json.loads(status.read_text())
+    assert first["status"] == "error" and "another weakstil run" in first["error"], first
+    log = snakemake(target)  # the cause is gone: the slide is tiled (it said "Nothing to be done")
+    assert json.loads(status.read_text())["status"] == "ok", log[-3000:]
+    assert (tmp_path / "results" / "tiles" / "s.h5").is_file()
+    assert "Nothing to be done" in snakemake("--dry-run", target)  # no retry of a slide that succeeded
+
+
+def test_c_a_failure_passed_on_or_repeated_gets_a_new_retry_key(tmp_path):
+    """The key a score slide's per-slide job adds to its params: none for a slide that never failed,
+    a new one for each recorded failure (a job that fails again is retried again), and after a
+    success the key the job ran with (so the params trigger sees no change)."""
+    from weakstil.pipeline_slide_steps import main, retry_key
+
+    tiles, status = tmp_path / "s.tiles.json", tmp_path / "s.json"
+    assert retry_key(status) == ""  # not run yet
+    tiles.write_text(json.dumps({"slide": "s.tiff", "status": "error", "step": "tile", "error": "busy"}))
+    key = retry_key(tiles)
+    assert key  # an error status of an earlier version (no failed_at) is retried too
+    assert main(["--status", str(status), "--log", str(tmp_path / "s.log"), "--slide", "s.tiff", "--after",
+                 str(tiles), "--retrying", key, "--step", "embed=true"]) == 0
+    passed_on = json.loads(status.read_text())
+    assert passed_on["status"] == "error" and passed_on["retrying"] == key and retry_key(status) not in ("", key)
+    again = retry_key(status)
+    assert main(["--status", str(status), "--log", str(tmp_path / "s.log"), "--slide", "s.tiff",
+                 "--retrying", again, "--step", "embed=true"]) == 0
+    assert json.loads(status.read_text())["status"] == "ok" and retry_key(status) == again
+    assert main(["--status", str(status), "--log", str(tmp_path / "s.log"), "--slide", "s.tiff",
+                 "--retrying", again, "--step", "embed=exit 1"]) == 0
+    assert retry_key(status) not in ("", again)  # failed again: retried again
