@@ -392,12 +392,15 @@ BAD = [
                                                 "--features", w.feats, "--out", t / "out"], ("c.csv", "'stil' more than once")),
     Bad("train-features-missing", lambda w, t: ["train", w.labels, "--features", t / "nofeats", "--out", t / "out"],
         ("nofeats", "not found")),
+    # a folder option given a file: a usage error, exit 2 (fix hunt 14 A9)
     Bad("train-features-a-file", lambda w, t: ["train", w.labels, "--features", w.feats / "synth_0000.h5", "--out",
-                                               t / "out"], ("synth_0000.h5", "is a file, not the feature cache directory")),
+                                               t / "out"], ("synth_0000.h5", "is a file, not the feature cache directory"),
+        rc=2),
     Bad("score-out-inside-the-model", lambda w, t: ["score", w.slide, "--model", w.model, "--out", w.model / "scores"],
         ("inside the model folder", "train --overwrite"), rc=2),
     Bad("score-model-json-for-the-folder", lambda w, t: ["score", w.slide, "--model", w.model / "model.json", "--out",
-                                                        t / "out"], ("model.json", "is a file, not the model directory")),
+                                                        t / "out"], ("model.json", "is a file, not the model directory"),
+        rc=2),  # a folder option given a file: a usage error, exit 2 (fix hunt 14 A9)
     Bad("train-group-column-missing", _train("--group-column", "centre"), ("centre",)),
     Bad("train-too-many-folds", _train("--folds", "8", "--group-column", "none"), ("folds",)),  # 3 slides
     Bad("train-too-many-folds-for-the-named-groups", _train("--folds", "8", "--group-column", "group"), ("folds",)),

@@ -18,9 +18,10 @@ def test_a_slide_failure_is_recorded_and_stops_its_later_steps(tmp_path):
     steps = [("tile", "echo reading; echo 'error: S1.svs: cannot read pixels. Fix: export it again.' >&2; exit 1"),
              ("embed", f"touch {marker}")]
     status = run_slide_steps(steps, tmp_path / "log" / "S1.log", tmp_path / "S1.json", "S1.svs")
-    assert status == {"slide": "S1.svs", "status": "error", "step": "tile",
-                      "error": "S1.svs: cannot read pixels. Fix: export it again."}
-    assert json.loads((tmp_path / "S1.json").read_text()) == status
+    failed_at = status.pop("failed_at")  # each failure's own time: the next run retries it (fix hunt 14 F6)
+    assert failed_at and status == {"slide": "S1.svs", "status": "error", "step": "tile",
+                                    "error": "S1.svs: cannot read pixels. Fix: export it again."}
+    assert json.loads((tmp_path / "S1.json").read_text()) == {**status, "failed_at": failed_at}
     assert not marker.exists()  # the embedding of a slide that could not be tiled never runs
     log = (tmp_path / "log" / "S1.log").read_text()
     assert "reading" in log and "error: S1.svs" in log  # the command's own output, stderr too

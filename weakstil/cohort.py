@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from weakstil.errors import WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files.paths import feature_path
 
 log = logging.getLogger(__name__)
@@ -257,9 +257,11 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         raise CohortError("cohort CSV has no rows", path=csv_path, fix="add one row per slide")
 
     if features_dir is not None and not Path(features_dir).is_dir():
-        raise CohortError("is a file, not the feature cache directory" if Path(features_dir).is_file() else
-                          "feature cache directory not found", path=features_dir,
-                          fix="pass the --out directory of 'weakstil embed'")
+        # a file there is a usage mistake (exit 2), a missing folder a missing input
+        fix = "pass the --out directory of 'weakstil embed'"
+        if Path(features_dir).is_file():
+            raise UsageError("is a file, not the feature cache directory", path=features_dir, fix=fix)
+        raise CohortError("feature cache directory not found", path=features_dir, fix=fix)
     base = csv_path.resolve().parent
     problems: list[str] = []
     first_row: dict[str, int] = {}

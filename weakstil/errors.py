@@ -72,6 +72,17 @@ class UsageError(WeakSTILError):
     """The command line itself is wrong (an unknown device, contradictory options): exit code 2."""
 
 
+def check_folder_option(folder: str | Path | None, option: str, fix: str) -> None:
+    """An option that takes a folder: a file given there is a usage mistake known before any slide
+    is processed (a :class:`UsageError`, exit 2); a folder that is not there is a missing input
+    (exit 1), as a missing slide is."""
+    if folder is None or Path(folder).is_dir():
+        return
+    if Path(folder).exists():
+        raise UsageError(f"{option} is a file, not a folder", path=folder, fix=fix)
+    raise WeakSTILError(f"{option} folder not found", path=folder, fix=fix)
+
+
 def short_reason(exc: BaseException, limit: int = 160) -> str:
     """An exception's message on one line, cut to ``limit`` characters (for ``error:`` lines)."""
     text = " ".join(str(exc).split()) or type(exc).__name__

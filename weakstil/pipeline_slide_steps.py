@@ -6,12 +6,18 @@ job: the score job then tries it once more (with its bed sources) and gives it a
 there too, as ``weakstil score`` does in a batch, and scores the others. Before, its failed tile or
 embed job kept the score job from running at all, and ``scores/results.csv`` stayed the previous run's. Any other exit (killed, out of memory, a usage
 error) still fails the job, so Snakemake stops or retries it as it does for every job.
+
+A recorded failure is tried again by every later run, as ``weakstil score`` redoes a failed slide:
+:func:`retry_key` is part of the job's ``steps`` param, so Snakemake's params trigger reruns it (the job
+had succeeded, and after the cause was gone, another run's lock or a full disk, a rerun said "Nothing
+to be done" and the error row stayed).
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+from datetime import datetime, timezone
 from pathlib import Path
 
 from weakstil.atomic import write_json
@@ -27,15 +33,36 @@ def last_error_line(text: str) -> str:
     return (errors or lines or ["failed without a message"])[-1]
 
 
+def failed_now() -> str:
+    """When a failure is recorded (``failed_at``): each failure's own, so its :func:`retry_key` is new."""
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+def retry_key(status_path: str | Path) -> str:
+    """What a score slide's per-slide job adds to its ``steps`` param (``--retrying KEY``), from the
+    status its last run wrote: for a recorded failure, a key of that failure, new to the job, so the
+    next run redoes it; otherwise the key the job last ran with (``""`` for a slide that never
+    failed: its param, and so its job, unchanged)."""
+    try:
+        status = json.loads(Path(status_path).read_text())
+    except (OSError, ValueError):  # not run yet
+        return ""
+    if status.get("status") != "ok":
+        return f"failed {status.get('failed_at') or 'earlier'}"
+    return str(status.get("retrying") or "")
+
+
 def run_slide_steps(steps: list[tuple[str, str]], log_path: str | Path, status_path: str | Path,
-                    slide: str) -> dict:
+                    slide: str, retrying: str = "") -> dict:
     """Run ``steps`` (name, shell command) in order, their output appended to ``log_path``; write
-    ``status_path`` ({"slide", "status": "ok" | "error", "step", "error"}) and return it. Raises
+    ``status_path`` ({"slide", "status": "ok" | "error", "step", "error"}, with ``failed_at`` for a
+    failure and ``retrying``, the job's :func:`retry_key`, when not empty) and return it. Raises
     :class:`subprocess.CalledProcessError` (``cmd``: the step's name) for an exit other than 0 or
     :data:`SLIDE_FAILED`; no status is written then."""
     log_path = Path(log_path)
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    status: dict = {"slide": str(slide), "status": "ok", "step": None, "error": None}
+    status: dict = {"slide": str(slide), "status": "ok", "step": None, "error": None,
+                    **({"retrying": retrying} if retrying else {})}
     with log_path.open("w") as log:
         for name, command in steps:
             log.write(f"$ {command}\n")
@@ -45,9 +72,9 @@ def run_slide_steps(steps: list[tuple[str, str]], log_path: str | Path, status_p
             if proc.returncode == SLIDE_FAILED:
                 with log_path.open(errors="replace") as f:
                     f.seek(start)
-                    status.update(status="error", step=name, error=last_error_line(f.read()))
+                    status.update(status="error", step=name, error=last_error_line(f.read()), failed_at=failed_now())
                 log.write(f"{slide}: {name} failed; the score job tries it once more (an error row if it fails "
-                          "there too) and scores the others\n")
+                          "there too) and scores the others; the next run tries it again\n")
                 break
             if proc.returncode != 0:
                 raise subprocess.CalledProcessError(proc.returncode, name)
@@ -84,6 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", action="append", default=[], help="NAME=SHELL COMMAND, run in order")
     parser.add_argument("--replaces", action="append", default=[],
                         help="a file the steps write, removed first (as Snakemake removes a job's outputs)")
+    parser.add_argument("--retrying", default="", help="the job's retry_key, recorded in its status")
     args = parser.parse_args(argv)
     for path in args.replaces:  # a rerun with other settings: the command would keep (and refuse) the old file
         Path(path).unlink(missing_ok=True)
@@ -92,10 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     if before is not None and before.get("status") != "ok":
         Path(args.log).parent.mkdir(parents=True, exist_ok=True)
         Path(args.log).write_text(f"{args.slide}: not run, its {before.get('step')} step failed\n")
-        write_json(args.status, before)
+        passed_on = {k: v for k, v in before.items() if k != "retrying"} | {"failed_at": failed_now()}
+        write_json(args.status, passed_on | ({"retrying": args.retrying} if args.retrying else {}))
     else:
         try:
-            status = run_slide_steps(steps, args.log, args.status, args.slide)
+            status = run_slide_steps(steps, args.log, args.status, args.slide, retrying=args.retrying)
         except subprocess.CalledProcessError as exc:
             code = 128 - exc.returncode if exc.returncode < 0 else exc.returncode  # -N: killed by signal N
             print(f"error: {args.slide}: its {exc.cmd} step exited {code} (not a failure of the slide: killed, out "

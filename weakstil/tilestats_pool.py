@@ -28,7 +28,7 @@ import traceback
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from weakstil.decode.procpool import ProcessPool, RingView, SharedPool, worker_tasks
+from weakstil.decode.procpool import ProcessPool, RingView, SharedPool, quiet_logging, worker_tasks
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.encoders.factory import Encoder
@@ -69,6 +69,7 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
     for var in _THREAD_VARS:
         os.environ[var] = "1"  # before numpy loads its BLAS
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet_logging()
     import numpy as np
 
     from weakstil.decode.workers import _die_with_parent

@@ -199,16 +199,13 @@ def report(
     OUT/report.html and OUT/report.md: metrics, predicted-vs-true scatter, ROC, a per-slide table
     (thumbnail, out-of-fold heatmap), settings and versions; OUT/overview.png shows it at a glance.
     Written all or nothing; an earlier report in OUT is replaced (all its files) only with --overwrite."""
-    from weakstil.errors import WeakSTILError
+    from weakstil.errors import check_folder_option
     from weakstil.outputdir import check_out_folder, staged_folder
     from weakstil.locks import hold_folder
     from weakstil.report import build_report, read_settings
 
-    for folder, option, made_by in ((tiles, "--tiles", "the --out folder of 'weakstil tile'"),
-                                    (evaluation, "--evaluation", "the --out folder of 'weakstil evaluate'")):
-        if folder is not None and not folder.is_dir():
-            raise WeakSTILError(f"{option} folder not found" if not folder.exists() else f"{option} is not a folder",
-                                path=folder, fix=f"pass {made_by}")
+    check_folder_option(tiles, "--tiles", "pass the --out folder of 'weakstil tile'")
+    check_folder_option(evaluation, "--evaluation", "pass the --out folder of 'weakstil evaluate'")
     # a report folder, or a new one: never a model (nor inside one), feature or cohort folder
     check_out_folder(out, "report", overwrite=overwrite)
     from weakstil.outputdir import check_inputs_outside

@@ -41,12 +41,15 @@ def score(
     """Score slides end to end: sTIL% per slide (OUT/results.csv), tile-score heatmaps, HDF5 and
     QuPath GeoJSON per slide. A rerun only does what is missing or failed. Exit 0 when every
     slide succeeded (including 'no tumour bed'), 1 otherwise."""
-    from weakstil.errors import UsageError
+    from weakstil.errors import UsageError, check_folder_option
     from weakstil.score import STATUS_ERROR, STATUS_NO_BED, ScoreOptions, score_batch
 
     if features is not None and features.exists() and not features.is_dir():
-        raise UsageError("--features is a file; it takes the folder of feature caches (made when missing)",
+        raise UsageError("--features is a file, not a folder (of feature caches, made when missing)",
                          path=features, fix="pass a folder, e.g. the --out of 'weakstil embed'")
+    # a file given for a folder is a usage error (exit 2) before the model is read
+    check_folder_option(annotations, "--annotations", "pass a folder of <slide_id>.geojson/.xml files")
+    check_folder_option(tumorbed_beds, "--tumorbed-beds", "pass the --out folder of 'weakstil tumorbed apply'")
 
     from weakstil.outputdir import check_out_is_not_input, check_score_out
 

@@ -49,16 +49,13 @@ def tumorbed_train(
     classifier on the embeddings) grown into the bed by geometry (bridge, enclosure, invasive-front
     margin in µm), every setting chosen by leave-one-slide-out Dice; writes OUT/model.safetensors
     + OUT/model.json (the settings and each slide's cross-validated Dice)."""
-    from weakstil.errors import WeakSTILError
+    from weakstil.errors import check_folder_option
     from weakstil.locks import hold_folder
     from weakstil.outputdir import check_own_folder, mark
     from weakstil.tumorbed.training import train_tumorbed_from_cache
 
-    for folder, what, made_by in ((features, "feature cache folder", "the --out folder of 'weakstil embed'"),
-                                  (annotations, "annotation folder", "the folder of <slide_id>.geojson/.xml files")):
-        if not folder.is_dir():
-            raise WeakSTILError(f"{what} not found" if not folder.exists() else f"is not a folder (the {what})",
-                                path=folder, fix=f"pass {made_by}")
+    check_folder_option(features, "--features", "pass the --out folder of 'weakstil embed'")
+    check_folder_option(annotations, "--annotations", "pass the folder of <slide_id>.geojson/.xml files")
     check_own_folder(out, "tumorbed train", overwrite=overwrite)  # before the work: a typo'd --out loses nothing
     slide_ids = slide_paths = None
     if cohort is not None:  # a shared feature folder may also hold slides outside the cohort

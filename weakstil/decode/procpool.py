@@ -20,6 +20,16 @@ from typing import Any, Generic, TypeVar
 
 
 # -- inside a worker process ------------------------------------------------------------
+def quiet_logging() -> None:
+    """A worker's own log records go nowhere. It opens the slides the parent opened and said what
+    there was to say about (an ``--slide-mpp`` override...); with no handler of its own, each
+    worker's copy went through logging's last-resort handler, a second, bare line on stderr.
+    Failures reach the parent through the result queue."""
+    import logging
+
+    logging.getLogger().addHandler(logging.NullHandler())
+
+
 def worker_tasks(tasks, current_job, parent_pid: int, poll_s: float = 1.0) -> Iterator[tuple]:
     """The tasks a worker should run, in order: each a tuple whose first item is its job id.
     Tasks of an abandoned job (not ``current_job``) are skipped; the iteration ends on the

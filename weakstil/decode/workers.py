@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from weakstil.decode.procpool import ProcessPool, RingView, worker_tasks
+from weakstil.decode.procpool import ProcessPool, RingView, quiet_logging, worker_tasks
 from weakstil.decode.readers import ReadSpec
 from weakstil.decode.shm import (  # noqa: F401 - re-exported: the ring lived here
     RING_MAX_BYTES, RING_MIN_BYTES, SHM_PREFIX, Ring, attach_shm, leaked_segments, ring_max_bytes)
@@ -137,6 +137,7 @@ def read_into(reader, coords: np.ndarray, out: np.ndarray, dest: np.ndarray) -> 
 def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma: no cover - other process
     """Entry point of a decode process (module-level: importable under ``spawn``)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    quiet_logging()
     _die_with_parent()
     ring = RingView()
     reader = None

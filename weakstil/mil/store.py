@@ -14,7 +14,7 @@ from typing import Any
 
 
 from weakstil.atomic import atomic_path, write_json
-from weakstil.errors import WeakSTILError
+from weakstil.errors import UsageError, WeakSTILError
 from weakstil.mil.bank import FeatureBank
 from weakstil.mil.config import Architecture, TrainConfig
 from weakstil.mil.identity import MEASUREMENT_ATTRS, ModelError
@@ -61,9 +61,10 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
     inner = ModelDir(directory / "model")  # `weakstil demo --out D` puts its model in D/model
     if not meta_path.exists() and inner.meta_path.is_file() and inner.weights_path.is_file():
         fix = f"pass {inner.root}, the model folder inside it"
+    if directory.is_file():  # a folder option given a file: a usage mistake (exit 2), as for every folder option
+        raise UsageError("is a file, not the model directory", path=directory, fix=fix)
     if not directory.is_dir():
-        raise ModelError("is a file, not the model directory" if directory.is_file() else "model directory not found",
-                         path=directory, fix=fix)
+        raise ModelError("model directory not found", path=directory, fix=fix)
     for p in (meta_path, weights_path):
         if not p.exists():
             raise ModelError(f"{p.name} is missing", path=directory, fix=fix)

@@ -48,13 +48,12 @@ class BedSources:
              detector: str | Path | TumorBedDetector | None = None, model: str | Path | None = None) -> BedSources:
         """Load the detector (a folder or a loaded model); without one, a model folder's
         bundled detector (``model``) when it carries one."""
+        from weakstil.errors import check_folder_option
         from weakstil.modeldir import ModelDir
 
-        for folder, option, made_by in ((annotations, "--annotations", "a folder of <slide_id>.geojson/.xml files"),
-                                        (beds, "--tumorbed-beds", "the --out folder of 'weakstil tumorbed apply'")):
-            if folder is not None and not Path(folder).is_dir():  # a typo must not fall back to the whole tissue
-                raise WeakSTILError(f"{option} folder not found" if not Path(folder).exists() else
-                                    f"{option} is not a folder", path=folder, fix=f"pass {made_by}")
+        # a typo must not fall back to the whole tissue
+        check_folder_option(annotations, "--annotations", "pass a folder of <slide_id>.geojson/.xml files")
+        check_folder_option(beds, "--tumorbed-beds", "pass the --out folder of 'weakstil tumorbed apply'")
         if beds is not None and not any(Path(beds).glob("*.h5")):
             log.warning("%s holds no bed files (<slide_id>.h5 from 'weakstil tumorbed apply'); every slide's bed "
                         "comes from the other sources", beds)
