@@ -154,6 +154,12 @@ class ProcessPool:
                 p.join(timeout=2.0)
         for q in (self._tasks, self._results):
             q.close()
+            # the queue's feeder thread holds two of its semaphores: left to end on its own, it dropped
+            # them itself, and one unlinked there as the interpreter exited (a pool closed at exit) was
+            # never unregistered: "resource_tracker: There appear to be 1 leaked semaphore objects"
+            feeder = getattr(q, "_thread", None)
+            if feeder is not None:
+                feeder.join(timeout=2.0)  # not forever: a feeder stuck on a full pipe of dead workers
             q.cancel_join_thread()
         self._procs = []
         # dropped now, not at interpreter exit: the queues' semaphores are unlinked when their last
