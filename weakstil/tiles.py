@@ -62,6 +62,18 @@ class TilingParams:
             raise UsageError(f"--tissue-threshold {self.tissue_threshold} is out of range: must be from 0 to 1",
                              fix="pass a fraction of the tile (0.5 by default)")
 
+    def dense_warning(self) -> str | None:
+        """A warning when the overlap multiplies the tiles more than 16-fold (a stride under a quarter
+        tile): legal, but tiling, embedding and scoring take that many times longer (``--overlap 223``
+        at 224 px, a 1 px stride, is 50,176 times the tiles, minutes for a 2 mm² region), and a typo is likelier."""
+        stride = self.tile_px - self.overlap_px
+        factor = (self.tile_px / stride) ** 2
+        if factor <= 16:
+            return None
+        return (f"--overlap {self.overlap_px} at --tile-size {self.tile_px} moves each tile by {stride} px: about "
+                f"{factor:,.0f} times the tiles of no overlap, and tiling, embedding and scoring take that many times "
+                f"longer; an overlap of at most half the tile size ({self.tile_px // 2} px) is usual")
+
     def key(self) -> dict[str, object]:
         """The settings that change tile coordinates (used as a cache key downstream)."""
         d = asdict(self)

@@ -36,6 +36,8 @@ def tile(
 
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
     check_tiles_out(out)  # never into a model, a cohort or another command's folder (before any work)
+    if (dense := params.dense_warning()) is not None:
+        log.warning(dense)
     failures = Failures()
     paths = unique_ids(expand_slides(slides), failures)
 

@@ -62,6 +62,8 @@ def embed(
 
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
     check_features_out(out)  # never into a model, an encoder or another command's folder
+    if (dense := params.dense_warning()) is not None:
+        log.warning(dense)
     enc, planner = open_encoder(encoder, weights, device, workers=workers, threads=threads, batch_size=batch_size,
                                 seed=seed, stain_norm=stain_norm.value, tile_stats=tile_stats)
     log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; decoding: %s", enc.name, enc.card.model, enc.embed_dim,
