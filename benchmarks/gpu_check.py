@@ -9,7 +9,8 @@ one, and prints (and writes to ``OUT/gpu_check.md``) a markdown table per slide 
 (timm ``resnet50`` and ``vit_small_patch16_224``, random init, 224 px, bf16 autocast, channels-last):
 
 * decode-only tiles/s: CPU decode workers (1, half and all cores; scaling = all / (cores x one))
-  and the GPU (nvJPEG via ``torchvision.io.decode_jpeg``, crop/resize on the GPU)
+  and the GPU (nvJPEG: RGB-stored tiles through its own UNCHANGED output, ``weakstil.decode.nvjpeg_raw``,
+  YCbCr ones via ``torchvision.io.decode_jpeg``; crop/resize on the GPU), on the RGB and a YCbCr 20x slide
 * model-only tiles/s (normalised batches already on the GPU)
 * end-to-end tiles/s with CPU decoding and with GPU decoding, and the CPU cores each used
 * the wall time of ``embed_slide`` on the 15,000-tile slide (tissue detection and HDF5 included)
