@@ -1,7 +1,7 @@
 """How far a slide lies from the training cohort: the **shift** that widens its sTIL% interval.
 
 A model's errors grow on slides unlike those it learnt from (another lab's stain, scanner or
-tissue). Two distances, both already measured for the qc flags, say how unlike:
+tissue). Four measures, all already made for the qc flags, say how unlike:
 
 * the **embedding distance**: the mean k-NN distance of the slide's tile embeddings to the
   training tiles' (:mod:`weakstil.qc.embedding`);
