@@ -196,9 +196,9 @@ def embed_batches(encoder: Encoder, batches: Iterator[tuple[int, np.ndarray]],
             add("sink", clock() - t0)
 
     try:
-        t_first = clock()
-        first = next(source, None)
-        first_wait = clock() - t_first
+        t0 = clock()
+        first = next(source, None)  # the batches decide the loop's lag and stream (see above)
+        add("wait", clock() - t0)
         on_gpu = cuda and first is not None and isinstance(first[1], torch.Tensor) and _on_device(first[1], dev)
         lag = max(0, int((0 if on_gpu else READBACK_LAG) if lag is None else lag))
         compute = torch.cuda.Stream(dev) if cuda and (not on_gpu if side_stream is None else side_stream) else None
@@ -211,8 +211,7 @@ def embed_batches(encoder: Encoder, batches: Iterator[tuple[int, np.ndarray]],
                     copied = None
                 t0 = clock()
                 item = next(it, None)
-                add("wait", clock() - t0 + first_wait)
-                first_wait = 0.0
+                add("wait", clock() - t0)
                 if item is None:
                     break
                 start, batch = item

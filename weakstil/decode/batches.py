@@ -108,11 +108,12 @@ class ThreadPlanner:
             self._apply(p)
             return p
         if key not in self._plans:
-            if cuda and not (self.tile_stats and not self.workers):
-                p = plan_cuda(self.cpus, self.workers, self.threads)
-            elif cuda:  # CPU decoding beside the measurements: split the cores by their measured costs
+            if cuda and self.tile_stats and not self.workers:
+                # CPU decoding beside the measurements: the cores split by their measured costs
                 decode, stats = self._measure(spec, coords)
                 p = plan_cuda(self.cpus, None, self.threads, decode=decode, stats=stats)
+            elif cuda:
+                p = plan_cuda(self.cpus, self.workers, self.threads)
             elif self.workers and self.threads:
                 # the split is given; the micro-batch is still measured (for that thread count)
                 rates, chunks = self._encoder_probe(spec.tile_px)

@@ -125,12 +125,6 @@ class RawDecoder:
         if n == 0:
             return out
         streams = [s.contiguous() for s in streams]  # kept alive until the decode returns
-        with self._lock:
-            return self._decode(out, streams, n, width)
-
-    def _decode(self, out, streams, n: int, width: int):
-        import torch
-
         data = (ctypes.c_void_p * n)(*[s.data_ptr() for s in streams])
         lengths = (ctypes.c_size_t * n)(*[s.numel() for s in streams])
         images = (_Image * n)()
@@ -142,7 +136,7 @@ class RawDecoder:
         # the hardware decoder writes outside stream order (see gpu.decode_jpeg_fn): nothing queued may
         # still use memory it writes, and what follows may read its output only once it is done
         stream.synchronize()
-        with torch.cuda.device(self.device):
+        with self._lock, torch.cuda.device(self.device):
             status = self._lib.nvjpegDecodeBatchedInitialize(self.handle, self.state, n, 1, _OUTPUT_UNCHANGED)
             if status == 0:
                 status = self._lib.nvjpegDecodeBatched(self.handle, self.state, data, lengths, images,

@@ -37,6 +37,23 @@ def scored(tmp_path_factory) -> dict:
             "score_h5": out / f"{held.stem}.h5", "cv_tiles": root / "model" / "cv" / "tiles"}
 
 
+@pytest.fixture
+def scored_copy(scored, tmp_path):
+    """``copy(**attrs)``: the scored result copied into the test's folder with these attributes set
+    (tests change copies, never the shared result)."""
+    import shutil
+
+    import h5py
+
+    def copy(**attrs):
+        path = tmp_path / scored["score_h5"].name
+        shutil.copy(scored["score_h5"], path)
+        with h5py.File(path, "r+") as f:
+            f.attrs.update(attrs)
+        return path
+    return copy
+
+
 def _build_scored(root) -> None:
     import shutil
 

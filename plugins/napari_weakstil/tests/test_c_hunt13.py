@@ -137,11 +137,8 @@ def test_edit_bed_works_with_the_heatmap_closed(make_napari_viewer, scored):
     assert abs(widget.bed_editor.rescore().stil - widget.bed_editor.scored_tiles().original_stil) < 1e-3
 
 
-def test_the_widget_shows_a_score_just_under_the_threshold_on_its_side(make_napari_viewer, scored, tmp_path):
-    path = tmp_path / scored["score_h5"].name
-    shutil.copy(scored["score_h5"], path)
-    with h5py.File(path, "r+") as f:
-        f.attrs["stil"], f.attrs["threshold"] = 29.96, 30.0
+def test_the_widget_shows_a_score_just_under_the_threshold_on_its_side(make_napari_viewer, scored_copy):
+    path = scored_copy(stil=29.96, threshold=30.0)
     viewer = make_napari_viewer()
     widget = _dock(viewer)
     viewer.open(path, plugin="napari-weakstil")

@@ -155,12 +155,9 @@ def test_a_mistyped_scan_mpp_does_not_stick_to_the_slide(make_napari_viewer, qtb
     np.testing.assert_allclose(_extent_max(tissue), _extent_max(slide), atol=1.5 * float(tissue.scale[-1]))
 
 
-def test_the_call_at_the_threshold_is_the_clis(make_napari_viewer, scored, tmp_path):
+def test_the_call_at_the_threshold_is_the_clis(make_napari_viewer, scored_copy):
     """29.99996 is written 30.0000 by 'weakstil score' and called high at 30: so in the widget."""
-    path = tmp_path / scored["score_h5"].name
-    shutil.copy(scored["score_h5"], path)
-    with h5py.File(path, "r+") as f:
-        f.attrs["stil"], f.attrs["threshold"] = 29.99996, 30.0
+    path = scored_copy(stil=29.99996, threshold=30.0)
     viewer = make_napari_viewer()
     widget = _dock(viewer)
     viewer.open(path, plugin="napari-weakstil")
