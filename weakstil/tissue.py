@@ -21,6 +21,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from weakstil import morphology as morph
+
 log = logging.getLogger(__name__)
 
 #: Bumped when the detector's result changes for the same settings (part of the embedding cache key).
@@ -62,7 +64,6 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     at a few bytes per pixel even for the thumbnail of a very large slide.
     """
     from scipy import ndimage as ndi
-    from skimage import morphology
     from skimage.filters import threshold_otsu
 
     p = params or TissueParams()
@@ -152,10 +153,8 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     radius = max(1, int(round(p.closing_um / mpp)))
     # closed on a copy padded with its own edge: with the outside taken as glass, the erosion would
     # cut a band of the closing radius off tissue that runs out of the image (a cropped region)
-    padded = np.pad(mask, radius + 1, mode="edge")
-    mask = ndi.binary_closing(padded, structure=morphology.disk(radius))[radius + 1:-radius - 1, radius + 1:-radius - 1]
-    del padded
-    mask = morphology.remove_small_holes(mask, max_size=max(1, int(p.max_hole_um2 / px_area)))
+    mask = morph.close_disk_edge(mask, radius)
+    mask = morph.remove_small_holes(mask, max(1, int(p.max_hole_um2 / px_area)))
     # debris is small next to the slide: an image that is itself smaller than a debris piece (a
     # crop of a few tiles) keeps tissue that fills a good part of it
     min_object = min(p.min_object_um2, 0.25 * mask.size * px_area)
@@ -167,7 +166,7 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         mask &= tissue_area[pieces] > min_object / px_area
         mask &= ~pen
     else:
-        mask = morphology.remove_small_objects(mask, max_size=max(1, int(min_object / px_area)))
+        mask = morph.remove_small_objects(mask, max(1, int(min_object / px_area)))
     log.debug("tissue: saturation threshold %.3f, %.1f%% of thumbnail", thr, 100 * mask.mean())
     return mask
 
@@ -357,16 +356,12 @@ def _ratio_above(numerator: np.ndarray, denominator: np.ndarray, ratio: float) -
 
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
-    """Dilation by a square of side 2r+1 (separable, so fast for any radius)."""
-    from scipy import ndimage as ndi
-
-    return ndi.maximum_filter(mask.view(np.uint8), size=2 * radius + 1).astype(bool) if radius > 0 else mask
+    """Dilation by a square of side 2r+1."""
+    return morph.dilate_square(mask, radius)
 
 
 def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
-    from scipy import ndimage as ndi
-
-    return ndi.minimum_filter(mask.view(np.uint8), size=2 * radius + 1).astype(bool) if radius > 0 else mask
+    return morph.erode_square(mask, radius)
 
 
 def glass_level(grey: np.ndarray) -> tuple[float, float]:

@@ -1,0 +1,115 @@
+"""Binary morphology of the tissue mask, with OpenCV where it is installed (a dependency).
+
+The tissue mask of a large slide's thumbnail (tens of megapixels) spent most of its time in
+scipy's binary closing by a disc (a loop over the disc's pixels per pixel) and in connected
+components; OpenCV's ``morphologyEx`` and ``connectedComponentsWithStats`` do the same several
+times faster (measured in ``benchmarks/tissue_speed.py``). Each function gives exactly the mask of
+its scipy / scikit-image form (tested equal in ``tests/test_morphology.py``), which is the fallback
+where OpenCV cannot be imported (a bare GPU machine given only the wheels it needs).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+
+@functools.lru_cache(maxsize=1)
+def _cv2():
+    try:
+        import cv2
+    except ImportError:  # pragma: no cover - the scipy path is tested by passing use_cv2=False
+        return None
+    return cv2
+
+
+def _opencv(use_cv2: bool):
+    return _cv2() if use_cv2 else None
+
+
+def disk(radius: int) -> np.ndarray:
+    """scikit-image's ``disk(radius)`` (pixels within ``radius`` of the centre), uint8."""
+    r = np.arange(-radius, radius + 1)
+    return ((r[:, None] ** 2 + r[None, :] ** 2) <= radius * radius).astype(np.uint8)
+
+
+def dilate_square(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarray:
+    """Dilation by a square of side ``2r+1`` (``scipy.ndimage.maximum_filter``, edges mirrored)."""
+    if radius <= 0:
+        return mask
+    cv2 = _opencv(use_cv2)
+    m = np.ascontiguousarray(mask).view(np.uint8)
+    if cv2 is not None:
+        # OpenCV's border is neutral for dilation: the maximum over the window's pixels in the image,
+        # which is what a mirrored edge gives as well
+        return cv2.dilate(m, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)).astype(bool)
+    from scipy import ndimage as ndi
+
+    return ndi.maximum_filter(m, size=2 * radius + 1).astype(bool)
+
+
+def erode_square(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarray:
+    """Erosion by a square of side ``2r+1`` (``scipy.ndimage.minimum_filter``, edges mirrored)."""
+    if radius <= 0:
+        return mask
+    cv2 = _opencv(use_cv2)
+    m = np.ascontiguousarray(mask).view(np.uint8)
+    if cv2 is not None:
+        return cv2.erode(m, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)).astype(bool)
+    from scipy import ndimage as ndi
+
+    return ndi.minimum_filter(m, size=2 * radius + 1).astype(bool)
+
+
+def close_disk_edge(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarray:
+    """Closing by a disc of ``radius`` with the image's outside taken as its own edge (the mask
+    padded with its edge pixels, closed, cropped): tissue that runs out of the image keeps its band."""
+    mask = np.asarray(mask, bool)
+    if radius <= 0:
+        return mask
+    pad = radius + 1
+    padded = np.pad(mask, pad, mode="edge")
+    cv2 = _opencv(use_cv2)
+    if cv2 is not None:
+        # outside the padded image OpenCV ignores the border for both steps; scipy takes it as 0,
+        # which only erodes within the radius of the padded edge, the band cropped off below
+        closed = cv2.morphologyEx(padded.view(np.uint8), cv2.MORPH_CLOSE, disk(radius)).astype(bool)
+    else:
+        from scipy import ndimage as ndi
+
+        closed = ndi.binary_closing(padded, structure=disk(radius).astype(bool))
+    return closed[pad:-pad, pad:-pad]
+
+
+def _component_sizes(mask: np.ndarray, cv2) -> tuple[np.ndarray, np.ndarray]:
+    """4-connected components of a boolean mask: (labels, size of each label; label 0 = outside)."""
+    if cv2 is not None:
+        _, labels, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=4,
+                                                               ltype=cv2.CV_32S)
+        sizes = stats[:, cv2.CC_STAT_AREA].astype(np.int64)
+        sizes[0] = 0
+        return labels, sizes
+    from scipy import ndimage as ndi
+
+    labels, _ = ndi.label(mask)
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels, sizes
+
+
+def remove_small_objects(mask: np.ndarray, max_size: int, use_cv2: bool = True) -> np.ndarray:
+    """``mask`` without its 4-connected components of ``max_size`` pixels or fewer
+    (``skimage.morphology.remove_small_objects(mask, max_size=max_size)``)."""
+    mask = np.ascontiguousarray(mask, bool)
+    if max_size <= 0 or not mask.any():
+        return mask.copy()
+    labels, sizes = _component_sizes(mask, _opencv(use_cv2))
+    return (sizes > max_size)[labels]
+
+
+def remove_small_holes(mask: np.ndarray, max_size: int, use_cv2: bool = True) -> np.ndarray:
+    """``mask`` with its 4-connected holes of ``max_size`` pixels or fewer filled, background that
+    touches the image edge included (``skimage.morphology.remove_small_holes(mask, max_size=...)``)."""
+    mask = np.ascontiguousarray(mask, bool)
+    return ~remove_small_objects(~mask, max_size, use_cv2)
