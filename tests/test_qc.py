@@ -119,16 +119,23 @@ def test_train_stores_the_calibration_and_qc_references(trained):
     assert table["weighting_gap_oof"].notna().all() and not table["qc"].str.contains("weighting").any()
 
 
-def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, tmp_path):
-    from weakstil.confidence import Calibration, relative_small_sample_factor, scale_sd
-    from weakstil.files import SlideScoresFile
-    from weakstil.modeldir import ModelDir
-
-    out = tmp_path / "scores"
+@pytest.fixture(scope="module")
+def scored(trained, tmp_path_factory):
+    """The held-out slide and CMU scored by the trained model: (the score folder, the run)."""
+    out = tmp_path_factory.mktemp("qc_scored") / "scores"
     proc = run_cli("score", *trained["held"], CMU, "--model", trained["model"], "--out", out, "--features",
                    trained["features"], "--weights", "random", "--device", "cpu", "--annotations",
                    trained["cohort"] / "truth")
     assert proc.returncode == 0, proc.stderr
+    return out, proc
+
+
+def test_score_gives_intervals_and_flags_cmu_out_of_distribution(trained, scored):
+    from weakstil.confidence import Calibration, relative_small_sample_factor, scale_sd
+    from weakstil.files import SlideScoresFile
+    from weakstil.modeldir import ModelDir
+
+    out, proc = scored
     table = pd.read_csv(out / "results.csv", keep_default_na=False, dtype={"qc": str})
     assert list(table.columns[:6]) == ["slide_id", "path", "stil", "stil_lower_90", "stil_upper_90", "stil_high"]
     assert "qc" in table.columns
@@ -480,3 +487,54 @@ def test_a_fragment_below_the_debris_size_is_measured_on_its_tiles_and_stats_are
     text = json_module.dumps(stats.to_dict(), allow_nan=False)  # strict JSON: no NaN
     back = ImageStats.from_dict(json_module.loads(text))
     assert all(math.isnan(v) for v in back.od_mean) and math.isnan(back.blur_median)
+
+
+def test_evaluate_judges_a_score_runs_interval_and_flags_against_labels(trained, scored, tmp_path):
+    """A lab that scored slides and has labels asks: does the 90 % interval hold, are the flagged
+    slides the ones that are off? `evaluate --oof results.csv` answers from the score run itself;
+    a slide the run could not score is left out and named, not a failure of the file."""
+    out, _ = scored
+    results = pd.read_csv(out / "results.csv", keep_default_na=False, dtype={"qc": str})
+    truth = dict(zip(trained["labels"]["slide_id"], trained["labels"]["stil"]))
+    # the held-out slide's true sTIL%, and for CMU a label its interval misses (above its upper end,
+    # unless that is 100: then below its lower end)
+    cmu = results.set_index("slide_id").loc["CMU-1-Small-Region"]
+    labels = {sid: truth[sid] for sid in results["slide_id"] if sid in truth}
+    labels["CMU-1-Small-Region"] = 100.0 if cmu.stil_upper_90 < 100 else max(0.0, cmu.stil_lower_90 - 1.0)
+    if labels["CMU-1-Small-Region"] >= cmu.stil_lower_90 and labels["CMU-1-Small-Region"] <= cmu.stil_upper_90:
+        labels["CMU-1-Small-Region"] = -1.0  # an interval of the whole range: nothing misses it
+    labels = {k: v for k, v in labels.items() if v >= 0}
+    failed = pd.DataFrame([{**{c: "" for c in results.columns}, "slide_id": "gone", "status": "error",
+                            "error": "cannot open the slide"}])
+    table = pd.concat([results, failed], ignore_index=True)
+    table.to_csv(tmp_path / "results.csv", index=False)
+    cohort = tmp_path / "labels.csv"
+    pd.DataFrame({"slide_id": [*labels, "gone"], "path": [f"{s}.tiff" for s in [*labels, "gone"]],
+                  "stil": [*labels.values(), 20.0]}).to_csv(cohort, index=False)
+    proc = run_cli("evaluate", cohort, "--oof", tmp_path / "results.csv", "--out", tmp_path / "ev")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["mode"] == "results" and m["n"] == len(labels)
+    assert m["excluded"] == [{"slide_id": "gone", "reason": "error: cannot open the slide"}]
+    rows = results.set_index("slide_id").loc[list(labels)]
+    y = np.array(list(labels.values()))
+    inside = (y >= rows["stil_lower_90"].to_numpy()) & (y <= rows["stil_upper_90"].to_numpy())
+    assert m["interval"]["coverage"] == pytest.approx(inside.mean())
+    assert m["interval"]["width_median"] == pytest.approx(float(np.median(rows["stil_upper_90"] - rows["stil_lower_90"])))
+    flagged = rows["qc"].to_numpy() != ""
+    assert m["qc"]["any_flag"] == pytest.approx(flagged.mean())
+    if "CMU-1-Small-Region" in labels:
+        assert m["qc"]["rate"]["out_of_distribution"] == pytest.approx(1 / len(labels))
+    assert m["model_id"] == results["model_id"].iloc[0] and m["threshold"] == pytest.approx(results["threshold"].iloc[0])
+    said = " ".join(proc.stderr.split())
+    assert f"% interval covers {100 * inside.mean():.0f} % of {len(labels)} labels" in said
+    assert "gone: not scored" in said
+    # a scored row without a number is not a results.csv of 'weakstil score': refused, naming the row
+    bad = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False)
+    bad.loc[0, "stil"] = ""
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    pd.DataFrame({"slide_id": [*labels], "path": [f"{s}.tiff" for s in labels], "stil": [*labels.values()]}).to_csv(
+        tmp_path / "labels2.csv", index=False)
+    proc = run_cli("evaluate", tmp_path / "labels2.csv", "--oof", tmp_path / "bad.csv", "--out", tmp_path / "ev2")
+    assert proc.returncode != 0 and "row 2" in proc.stderr and "bad.csv" in " ".join(proc.stderr.split())
+    assert not (tmp_path / "ev2").exists()

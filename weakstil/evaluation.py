@@ -395,6 +395,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     if not oof_path.exists():
         raise WeakSTILError("predictions file not found", path=oof_path, fix="pass MODEL/cv/oof_predictions.csv")
     owner = oof_model(oof_path)
+    asked = threshold  # None: the model's (or a score run's own), else 30
     if threshold is None:
         threshold = float(owner[1].get("threshold", STIL_THRESHOLD)) if owner else STIL_THRESHOLD
     try:
@@ -402,6 +403,13 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise WeakSTILError(f"cannot read predictions ({str(exc).splitlines()[0]})", path=oof_path,
                             fix="pass the CSV written by 'weakstil train'") from None
+    from weakstil import evaluation_results as er
+
+    scored = er.is_score_results(pred)  # a 'weakstil score' results.csv: its interval and qc flags judged too
+    if scored:
+        given = pd.to_numeric(pred.get("threshold", pd.Series(dtype=float)), errors="coerce").dropna().unique()
+        threshold = float(given[0]) if asked is None and len(given) == 1 else threshold  # the run's own
+        pred, not_scored = er.predictions_from_results(pred, set(cohort.slide_ids), oof_path)
     for col in ("slide_id", "stil_pred"):
         if col not in pred.columns:
             raise WeakSTILError(f"predictions have no {col} column", path=oof_path,
@@ -428,7 +436,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     # slides the predictions' model left out of training (a tumour bed without a tile): no prediction,
     # excluded as a model evaluation excludes them (status 'no tumour bed'), not a failure of the file
     beds = ((owner[1].get("training") or {}).get("tumorbeds") or {}) if owner else {}
-    left_out = {str(s) for s in beds.get("left_out_no_tile_in_bed") or []} - set(have)
+    left_out = ({str(s) for s in beds.get("left_out_no_tile_in_bed") or []} - set(have)) | set(not_scored if scored else ())
     missing = [s for s in cohort.slide_ids if (s not in have or not np.isfinite(have[s])) and s not in left_out]
     if missing:
         raise WeakSTILError(f"{len(missing)} cohort slides have no prediction: {', '.join(missing[:10])}"
@@ -436,11 +444,15 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                             fix="use predictions made for this cohort")
     table = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": cohort.labels,
                           "stil_pred": [have.get(s, np.nan) for s in cohort.slide_ids], "group": cohort.groups})
+    for col in ("stil_lower", "stil_upper", "qc"):
+        if col in pred.columns:
+            table[col] = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pred[col])))
     excluded = [s for s in cohort.slide_ids if s in left_out]
+    reason = {s: (not_scored.get(s) if scored else None) or "no tumour bed" for s in excluded}
     if excluded:
-        from weakstil.score import STATUS_NO_BED, STATUS_OK
+        from weakstil.score import STATUS_OK
 
-        table["status"] = [STATUS_NO_BED if s in left_out else STATUS_OK for s in cohort.slide_ids]
+        table["status"] = [reason[s] if s in left_out else STATUS_OK for s in cohort.slide_ids]
         log.info("%d slide(s) the model left out of training (no tile in the tumour bed) have no prediction: %s",
                  len(excluded), ", ".join(excluded[:5]) + (" ..." if len(excluded) > 5 else ""))
     predicted = table["stil_pred"].notna()  # all but the excluded slides
@@ -455,15 +467,17 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
         folds = int(table["fold"].nunique())
     out_dir = Path(out_dir)
     write_predictions(table, out_dir / "predictions.csv", threshold)
-    return write_metrics(table[predicted].drop(columns="status", errors="ignore"), out_dir,
-                         threshold=threshold, title="out-of-fold", color_groups=cohort.group_column is not None,
-                         extra={"mode": "oof", "predictions": str(oof_path.resolve()), "folds": folds,
-                                "predictions_sha256": sha256_file(oof_path),
-                                "model": str(owner[0].resolve()) if owner else None,
-                                "model_sha256": owner[1].get("weights_sha256") if owner else None,
-                                "model_id": ModelDir(owner[0]).model_id(owner[1]) if owner else None,
-                                "cohort": str(Path(csv_path).resolve()),
-                                "excluded": [{"slide_id": s, "reason": "no tumour bed"} for s in excluded]})
+    judged = er.interval_and_flag_metrics(table[predicted], pred.attrs.get("interval_level")) if scored else {}
+    return write_metrics(table[predicted].drop(columns=["status", "stil_lower", "stil_upper", "qc"], errors="ignore"),
+                         out_dir, threshold=threshold, title="weakstil score results" if scored else "out-of-fold",
+                         color_groups=cohort.group_column is not None, extra={
+                             **judged, "mode": "results" if scored else "oof", "predictions": str(oof_path.resolve()),
+                             "folds": folds, "predictions_sha256": sha256_file(oof_path),
+                             "model": str(owner[0].resolve()) if owner else None,
+                             "model_sha256": owner[1].get("weights_sha256") if owner else None,
+                             "model_id": ModelDir(owner[0]).model_id(owner[1]) if owner else pred.attrs.get("model_id"),
+                             "cohort": str(Path(csv_path).resolve()),
+                             "excluded": [{"slide_id": s, "reason": reason[s]} for s in excluded]})
 
 
 def oof_model(oof_path: Path) -> tuple[Path, dict] | None:

@@ -394,6 +394,11 @@ def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int |
     mode = metrics.get("mode") or ("oof" if "predictions" in metrics else "model" if "model" in metrics else None)
     n = metrics.get("n")
     theirs, ours = metrics.get("model_sha256"), meta.get("weights_sha256")
+    if mode == "results":
+        raise WeakSTILError("is an evaluation of a 'weakstil score' results.csv, not of this model's cross-validation "
+                            "or its own scoring of a cohort", path=folder,
+                            fix="pass the --out of 'weakstil evaluate --model MODEL --features FEATURES' or of "
+                            "'evaluate --oof MODEL/cv/oof_predictions.csv'")
     if mode == "oof":
         _check_own_predictions(metrics, folder, own_oof, theirs, ours)
         folds = metrics.get("folds") or cv_folds

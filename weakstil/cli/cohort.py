@@ -113,7 +113,9 @@ def evaluate(
     features: FeaturesOpt = None,
     oof: Annotated[
         Optional[Path],
-        typer.Option("--oof", help="Evaluate saved predictions (MODEL/cv/oof_predictions.csv) instead of a model."),
+        typer.Option("--oof", help="Evaluate saved predictions instead of a model: MODEL/cv/oof_predictions.csv, or "
+                     "the results.csv of 'weakstil score' (then also the sTIL% interval's coverage and the qc "
+                     "flags' rates; slides it did not score are left out and named)."),
     ] = None,
     group_column: EvalGroupColumnOpt = None,
     threshold: StilThresholdOpt = None,
@@ -164,6 +166,11 @@ def evaluate(
     aucs = ", ".join(f"AUC@{c['threshold']:g} {fmt(c['auc'])}" for c in m["classification"])
     log.info("n %d: R² %s, Pearson %s, Spearman %s, MAE %.2f, %s -> %s", m["n"], fmt(m["r2"]), fmt(m["pearson_r"]),
              fmt(m["spearman_rho"]), m["mae"], aucs, out)
+    if m.get("mode") == "results":
+        from weakstil.evaluation_results import describe
+
+        if describe(m):
+            log.info("%s", describe(m))
 
 
 def report(

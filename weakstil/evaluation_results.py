@@ -1,0 +1,157 @@
+"""``weakstil evaluate COHORT --oof results.csv``: a ``weakstil score`` run judged against labels.
+
+A lab that scored its slides with ``weakstil score`` and has a pathologist's sTIL% for them wants
+two answers: how close the numbers are (the usual metrics, :mod:`weakstil.evaluation`) and whether
+the score's own advice holds: **does the 90 % interval cover about 90 % of the labels, and are the
+flagged slides the ones that are off?** This module reads a results.csv into the predictions the
+metrics need and measures the interval and the ``qc`` flags on the labelled slides:
+
+* ``coverage`` (share of labels inside their interval), the interval's median width, and the same
+  on flagged and unflagged slides;
+* each flag's rate, the rate of any flag and of any flag but ``near_threshold`` (that one says the
+  interval holds the threshold, which depends on where the labels lie more than on the slide);
+* the mean absolute error of flagged and unflagged slides (a useful flag marks the larger errors).
+
+Slides that ``score`` could not score (an error row, no tumour bed) are excluded and named, not a
+failure of the file: their reasons go into ``metrics.json``'s ``excluded``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from weakstil.errors import WeakSTILError
+
+log = logging.getLogger(__name__)
+
+#: The flag that says only that the interval holds the threshold (reported apart).
+NEAR_THRESHOLD = "near_threshold"
+
+
+def is_score_results(table: pd.DataFrame) -> bool:
+    """A ``weakstil score`` results.csv (``stil`` and ``status`` columns, no ``stil_pred``)."""
+    return "stil_pred" not in table.columns and {"slide_id", "stil", "status"} <= set(table.columns)
+
+
+def interval_columns_of(table: pd.DataFrame) -> tuple[str, str, float] | None:
+    """(lower column, upper column, level) of the interval a results.csv holds, or ``None``."""
+    from weakstil.confidence import LEVEL, interval_columns
+
+    for col in table.columns:
+        if col.startswith("stil_lower_"):
+            upper = "stil_upper_" + col[len("stil_lower_"):]
+            if upper in table.columns:
+                try:
+                    level = float(col[len("stil_lower_"):].replace("_", ".")) / 100.0
+                except ValueError:
+                    continue
+                return col, upper, level
+    lower, upper = interval_columns(LEVEL)
+    return (lower, upper, LEVEL) if {lower, upper} <= set(table.columns) else None
+
+
+def predictions_from_results(results: pd.DataFrame, wanted: set[str],
+                             path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+    """(predictions: ``slide_id``, ``stil_pred`` and, where the file has them, ``stil_lower``,
+    ``stil_upper``, ``qc``; the cohort slides ``score`` did not score, with the reason).
+
+    A scored row (status ``ok`` or a bed fallback) whose ``stil`` is not a number is refused: the
+    file is not what ``score`` writes."""
+    from weakstil.score import SCORED
+
+    status = results["status"].fillna("").astype(str)
+    values = pd.to_numeric(results["stil"], errors="coerce")
+    ids = results["slide_id"].astype(str)
+    bad = [(i, sid) for i, (sid, s, v) in enumerate(zip(ids, status, values))
+           if sid in wanted and s in SCORED and not np.isfinite(v)]
+    if bad:
+        rows = ", ".join(f"row {i + 2} ({sid})" for i, sid in bad[:5])
+        raise WeakSTILError(f"{len(bad)} scored row{'s have' if len(bad) > 1 else ' has'} no sTIL% number: {rows}",
+                            path=path, fix="pass the results.csv that 'weakstil score' wrote")
+    not_scored: dict[str, str] = {}
+    keep = []
+    for i, (sid, s) in enumerate(zip(ids, status)):
+        if sid not in wanted:
+            continue
+        if s in SCORED:
+            keep.append(i)
+        else:
+            error = str(results["error"].iloc[i]) if "error" in results.columns and pd.notna(
+                results["error"].iloc[i]) else ""
+            not_scored[sid] = f"{s}: {error}" if error and s == "error" else (s or "not scored")
+    pred = pd.DataFrame({"slide_id": ids.iloc[keep].to_numpy(), "stil_pred": values.iloc[keep].to_numpy(float)})
+    cols = interval_columns_of(results)
+    if cols is not None:
+        pred["stil_lower"] = pd.to_numeric(results[cols[0]].iloc[keep], errors="coerce").to_numpy(float)
+        pred["stil_upper"] = pd.to_numeric(results[cols[1]].iloc[keep], errors="coerce").to_numpy(float)
+        pred.attrs["interval_level"] = cols[2]
+    if "model_id" in results.columns:  # the model that scored them, as score recorded it
+        pred.attrs["model_id"] = "; ".join(sorted({str(m) for m in results["model_id"].iloc[keep].dropna()})) or None
+    if "qc" in results.columns:
+        pred["qc"] = results["qc"].iloc[keep].fillna("").astype(str).to_numpy()
+    for sid in not_scored:
+        log.warning("%s: not scored in %s (%s): left out of the metrics", sid, path, not_scored[sid])
+    return pred, {sid: not_scored[sid] for sid in sorted(not_scored)}
+
+
+def _flags(qc: str) -> list[str]:
+    return [f for f in str(qc).split(";") if f.strip()]
+
+
+def interval_and_flag_metrics(table: pd.DataFrame, level: float | None) -> dict:
+    """The interval's coverage and the flags' rates on labelled slides (``stil_true``,
+    ``stil_pred``, and ``stil_lower``/``stil_upper``/``qc`` where known); keys absent without them."""
+    out: dict = {}
+    y = table["stil_true"].to_numpy(float)
+    err = np.abs(table["stil_pred"].to_numpy(float) - y)
+    flagged = None
+    if "qc" in table.columns:
+        flags = [_flags(q) for q in table["qc"]]
+        flagged = np.array([bool(f) for f in flags])
+        other = np.array([any(x != NEAR_THRESHOLD for x in f) for f in flags])
+        names = sorted({x for f in flags for x in f})
+        out["qc"] = {
+            "n": int(len(flags)),
+            "any_flag": float(flagged.mean()) if len(flags) else math.nan,
+            "any_flag_but_near_threshold": float(other.mean()) if len(flags) else math.nan,
+            "rate": {name: float(np.mean([name in f for f in flags])) for name in names},
+            "mae_flagged": float(err[flagged].mean()) if flagged.any() else None,
+            "mae_unflagged": float(err[~flagged].mean()) if (~flagged).any() else None,
+            "mae_flagged_but_near_threshold": float(err[other].mean()) if other.any() else None,
+        }
+    if {"stil_lower", "stil_upper"} <= set(table.columns):
+        lo, hi = table["stil_lower"].to_numpy(float), table["stil_upper"].to_numpy(float)
+        has = np.isfinite(lo) & np.isfinite(hi)
+        inside = (y >= lo) & (y <= hi)
+        interval: dict = {"level": level, "n": int(has.sum()), "n_without": int((~has).sum()),
+                          "coverage": float(inside[has].mean()) if has.any() else None,
+                          "width_median": float(np.median((hi - lo)[has])) if has.any() else None,
+                          "width_mean": float(np.mean((hi - lo)[has])) if has.any() else None}
+        if flagged is not None:
+            for name, sel in (("flagged", flagged & has), ("unflagged", ~flagged & has)):
+                interval[f"coverage_{name}"] = float(inside[sel].mean()) if sel.any() else None
+                interval[f"n_{name}"] = int(sel.sum())
+        out["interval"] = interval
+    return out
+
+
+def describe(m: dict) -> str:
+    """One line of the interval's coverage and the flag rates (for the log), empty without them."""
+    parts = []
+    iv = m.get("interval")
+    if iv and iv.get("coverage") is not None:
+        parts.append(f"{100 * (iv['level'] or 0):g} % interval covers {100 * iv['coverage']:.0f} % of {iv['n']} "
+                     f"labels (median width {iv['width_median']:.1f})")
+    qc = m.get("qc")
+    if qc and qc["n"]:
+        rates = ", ".join(f"{k} {100 * v:.0f} %" for k, v in sorted(qc["rate"].items(), key=lambda kv: -kv[1]))
+        mae = (f"; MAE flagged {qc['mae_flagged']:.2f} / unflagged {qc['mae_unflagged']:.2f}"
+               if qc["mae_flagged"] is not None and qc["mae_unflagged"] is not None else "")
+        parts.append(f"flagged {100 * qc['any_flag']:.0f} % ({100 * qc['any_flag_but_near_threshold']:.0f} % by flags "
+                     f"other than {NEAR_THRESHOLD}){': ' + rates if rates else ''}{mae}")
+    return "; ".join(parts)
