@@ -58,8 +58,8 @@ def test_a_slide_with_a_share_of_tissue_never_seen_is_flagged_where_its_mean_dis
     thr = ood_threshold(distances / ref.median_distance)
 
     def flags(x):
-        d = ref.tile_distances(x, seed=0)
-        share, count = unfamiliar_share(d, rule)
+        d, ratios = ref.tile_neighbours(x, seed=0)
+        share, count = unfamiliar_share(d, rule, ratios)
         return slide_flags(ood_score=float(d.mean()) / ref.median_distance, ood_threshold=thr, n_bed_tiles=100,
                            unfamiliar=(share, count, rule), low=None, high=None, threshold=30.0, image=None,
                            image_ref=None)
@@ -68,13 +68,53 @@ def test_a_slide_with_a_share_of_tissue_never_seen_is_flagged_where_its_mean_dis
     got, why = flags(mixed)
     assert got == ["out_of_distribution"] and "unlike any training tile" in why["out_of_distribution"]
     # the share against its threshold, to a tenth of a percent (hunt 10c #6: "8% ... > 8%")
-    share, count = unfamiliar_share(ref.tile_distances(mixed, seed=0), rule)
+    d, ratios = ref.tile_neighbours(mixed, seed=0)
+    share, count = unfamiliar_share(d, rule, ratios)
     assert f"{100 * share:.1f}% of its sampled tiles ({count})" in why["out_of_distribution"]
     assert f"> {100 * rule['share_threshold']:.1f}% (and at least 3)" in why["out_of_distribution"]
     assert flags(plain) == ([], {})
     # a model trained before the rule (no rule): only the mean distance decides
     assert slide_flags(ood_score=ref.score(mixed), ood_threshold=thr, n_bed_tiles=100, unfamiliar=None, low=None,
                        high=None, threshold=30.0, image=None, image_ref=None) == ([], {})
+
+
+def test_tissue_the_training_slides_hold_rarely_is_not_unfamiliar_tissue_they_lack_is(tmp_path):
+    """A TCGA-like cohort has few TIL-rich slides, so their dense infiltrate lies far from most
+    training tiles: by distance alone new TIL-rich slides of the model's own generator were flagged
+    out of distribution (3 of 24) and their intervals widened to 100. Those tiles lie where the
+    training tiles are sparse; tissue the training slides lack lies far beyond the training tiles
+    around it. The rule asks both (distance and the distance over the local spread)."""
+    from weakstil.qc.embedding import EmbeddingReference, fit_reference, unfamiliar_reference, unfamiliar_share
+
+    rng = np.random.default_rng(1)
+    basis = rng.normal(size=(8, 64))
+    rare, unseen = np.eye(8)[0] * 6.0, np.eye(8)[1] * 6.0
+
+    def tissue(n, centre=0.0):
+        return (rng.normal(size=(n, 8)) + centre) @ basis + rng.normal(0, 0.1, (n, 64))
+
+    slides = [tissue(150) for _ in range(18)] + [np.concatenate([tissue(100), tissue(50, rare)]) for _ in range(2)]
+    ref, _ = fit_reference(slides, seed=0)
+    rule, shares, _ = unfamiliar_reference(ref, slides, seed=0)
+    assert rule["ratio_threshold"] > 1.0 and shares.max() < rule["share_threshold"]
+    distance_only = {k: v for k, v in rule.items() if k != "ratio_threshold"}
+    rich = np.concatenate([tissue(100), tissue(50, rare)])
+    lacking = np.concatenate([tissue(120), tissue(30, unseen)])
+    d, ratios = ref.tile_neighbours(rich, seed=0)
+    assert unfamiliar_share(d, distance_only)[0] > rule["share_threshold"]  # what flagged it before
+    assert unfamiliar_share(d, rule, ratios)[0] < rule["share_threshold"] / 2
+    d, ratios = ref.tile_neighbours(lacking, seed=0)
+    share, count = unfamiliar_share(d, rule, ratios)
+    assert share > 2 * rule["share_threshold"] and count >= 0.8 * 30
+    d, ratios = ref.tile_neighbours(tissue(150), seed=0)
+    assert unfamiliar_share(d, rule, ratios)[0] < rule["share_threshold"]
+    # the spread travels with the model; a model saved before it has none and the distance decides alone
+    again = EmbeddingReference.load(ref.save(tmp_path / "embeddings.safetensors"))
+    assert np.array_equal(again.reference_radius, ref.reference_radius)
+    assert np.array_equal(again.tile_neighbours(lacking, seed=0)[1], ref.tile_neighbours(lacking, seed=0)[1])
+    ref.reference_radius = None
+    old = EmbeddingReference.load(ref.save(tmp_path / "old.safetensors"))
+    assert old.reference_radius is None and old.tile_neighbours(rich, seed=0)[1] is None
 
 
 def test_train_stores_the_calibration_and_qc_references(trained):

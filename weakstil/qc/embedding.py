@@ -54,6 +54,9 @@ class EmbeddingReference:
     reference_slide: np.ndarray  #: (R,) int32: index of the training slide each reference tile comes from
     neighbours: int = NEIGHBOURS
     median_distance: float = 1.0  #: median leave-slide-out distance of the training slides
+    #: (R,) each reference tile's k-NN distance to the other slides' reference tiles: how spread the
+    #: training tiles are around it (None in a model trained before it: distances alone)
+    reference_radius: np.ndarray | None = None
 
     @property
     def dim(self) -> int:
@@ -74,20 +77,34 @@ class EmbeddingReference:
                        seed: int = 0, max_tiles: int = SLIDE_TILES) -> np.ndarray:
         """Each (of up to ``max_tiles`` sampled) tile's k-NN distance to the reference tiles (those
         of training slide(s) ``exclude_slide`` left out); empty without tiles or reference tiles."""
+        return self.tile_neighbours(features, exclude_slide, seed, max_tiles)[0]
+
+    def tile_neighbours(self, features: np.ndarray, exclude_slide: int | Sequence[int] | np.ndarray | None = None,
+                        seed: int = 0, max_tiles: int = SLIDE_TILES) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(distances, ratios)`` of (up to ``max_tiles`` sampled) tiles: each tile's k-NN distance
+        (:meth:`tile_distances`) and that distance over the median spread (``reference_radius``) of
+        the k reference tiles it found, how far it lies beyond the training tiles *there* (a local
+        outlier factor; Breunig et al. 2000); ratios ``None`` without the radii (an older model)."""
         import torch
 
         feats = np.asarray(features)
         if len(feats) > max_tiles:
             feats = feats[np.sort(np.random.default_rng(seed).choice(len(feats), max_tiles, replace=False))]
-        ref = (self.reference if exclude_slide is None
-               else self.reference[~np.isin(self.reference_slide, np.atleast_1d(exclude_slide))])
+        keep = (np.ones(len(self.reference), bool) if exclude_slide is None
+                else ~np.isin(self.reference_slide, np.atleast_1d(exclude_slide)))
+        ref = self.reference[keep]
         k = min(self.neighbours, len(ref))
         if k == 0 or len(feats) == 0:
-            return np.zeros(0, np.float32)
+            return np.zeros(0, np.float32), None if self.reference_radius is None else np.zeros(0, np.float32)
         q = torch.from_numpy(np.ascontiguousarray(self.project(feats), dtype=np.float32))
         r = torch.from_numpy(np.ascontiguousarray(ref, dtype=np.float32))
         d = torch.cdist(q, r)  # (n, R): n <= 512, R <= 16384
-        return torch.topk(d, k, dim=1, largest=False).values[:, -1].numpy()
+        values, index = torch.topk(d, k, dim=1, largest=False)
+        dist = values[:, -1].numpy()
+        if self.reference_radius is None:
+            return dist, None
+        spread = np.median(np.asarray(self.reference_radius, np.float32)[keep][index.numpy()], axis=1)
+        return dist, (dist / np.maximum(spread, 1e-6)).astype(np.float32)
 
     def score(self, features: np.ndarray, seed: int = 0) -> float:
         """The OOD score: distance / the training slides' median distance."""
@@ -105,6 +122,8 @@ class EmbeddingReference:
             ("mean", self.mean, np.float32), ("scale", self.scale, np.float32),
             ("components", self.components, np.float32), ("reference", self.reference, np.float32),
             ("reference_slide", self.reference_slide, np.int32))}
+        if self.reference_radius is not None:
+            arrays["reference_radius"] = np.ascontiguousarray(self.reference_radius, dtype=np.float32)
         # one metadata key: safetensors writes several in a random order, and the file's SHA-256 (in
         # model.json) would differ between two trainings with the same seed
         meta = {"weakstil_qc": json.dumps({"median_distance": float(self.median_distance),
@@ -124,7 +143,8 @@ class EmbeddingReference:
         return cls(mean=arrays["mean"], scale=arrays["scale"], components=arrays["components"],
                    reference=arrays["reference"], reference_slide=arrays["reference_slide"],
                    neighbours=int(meta.get("neighbours", NEIGHBOURS)),
-                   median_distance=float(meta.get("median_distance", 1.0)))
+                   median_distance=float(meta.get("median_distance", 1.0)),
+                   reference_radius=arrays.get("reference_radius"))
 
 
 def fit_reference(slides: Sequence[np.ndarray], seed: int = 0) -> tuple[EmbeddingReference, np.ndarray]:
@@ -158,10 +178,38 @@ def fit_reference(slides: Sequence[np.ndarray], seed: int = 0) -> tuple[Embeddin
     picks = [_sample(s, per_ref, rng) for s in slides]
     ref.reference = np.concatenate([ref.project(p) for p in picks]).astype(np.float32)
     ref.reference_slide = np.concatenate([np.full(len(p), i, np.int32) for i, p in enumerate(picks)])
+    ref.reference_radius = reference_radius(ref.reference, ref.reference_slide, ref.neighbours)
     distances = np.array([ref.distance(s, exclude_slide=i, seed=seed + i) for i, s in enumerate(slides)])
     finite = distances[np.isfinite(distances)]
     ref.median_distance = float(np.median(finite)) if len(finite) else 1.0
     return ref, distances
+
+
+def reference_radius(reference: np.ndarray, slide_of: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
+    """Each reference tile's distance to its ``k``-th nearest reference tile of another slide
+    (inf where no other slide has ``k`` tiles): how spread the training tiles are around it."""
+    import torch
+
+    r = torch.from_numpy(np.ascontiguousarray(reference, dtype=np.float32))
+    slide_of = torch.from_numpy(np.asarray(slide_of, np.int64))
+    out = np.full(len(r), np.inf, np.float32)
+    k = min(k, len(r))
+    for start in range(0, len(r), chunk):  # (chunk, R) at a time: R x R would be 1 GB at 16,384 tiles
+        d = torch.cdist(r[start:start + chunk], r)
+        d[slide_of[start:start + chunk, None] == slide_of[None, :]] = float("inf")
+        if k:
+            out[start:start + chunk] = torch.topk(d, k, dim=1, largest=False).values[:, -1].numpy()
+    return out
+
+
+def unfamiliar_tiles(distances: np.ndarray, ratios: np.ndarray | None, rule: dict) -> np.ndarray:
+    """Which tiles are unfamiliar under ``rule``: farther from every training tile than its
+    ``tile_threshold`` and, where the rule has a ``ratio_threshold`` (and the ratios are known),
+    also that much farther than the training tiles near them are from each other."""
+    out = np.asarray(distances) > float(rule["tile_threshold"])
+    if rule.get("ratio_threshold") is not None and ratios is not None:
+        out &= np.asarray(ratios) > float(rule["ratio_threshold"])
+    return out
 
 
 def unfamiliar_reference(ref: EmbeddingReference, slides: Sequence[np.ndarray],
@@ -176,27 +224,40 @@ def unfamiliar_reference(ref: EmbeddingReference, slides: Sequence[np.ndarray],
     the mean little, while those tiles stand far from every training tile. On our hard look scored
     by a default-look model, 8 of 60 slides missed their interval without any flag about the slide
     (mean-distance scores 1.1-1.8 against a threshold of 1.8); 6 of them have 8-24 % unfamiliar
-    tiles, against at most 1.7 % on 90 % of the training slides (``benchmarks/confidence.py``)."""
-    per_slide = [ref.tile_distances(s, exclude_slide=i, seed=seed + i) for i, s in enumerate(slides)]
-    pooled = np.concatenate([d for d in per_slide if len(d)]) if any(len(d) for d in per_slide) else np.zeros(0)
+    tiles, against at most 1.7 % on 90 % of the training slides (``benchmarks/confidence.py``).
+
+    Why the ratio as well (when ``ref`` has its ``reference_radius``): tissue the training slides
+    hold but rarely (the dense infiltrate of the few TIL-rich ones in a TCGA-like cohort) lies far
+    from most training tiles too, and the distance alone flagged the TIL-rich slides of the
+    model's own generator (3 of 24 held-out slides of a 24-slide model, sTIL 61-84 %, errors 1-16
+    points; ``benchmarks/confidence.py --slides 24``). Those tiles lie where the training tiles are
+    sparse, as far from each other as from them; a tile of tissue the training slides lack lies
+    far beyond the training tiles around it. So a tile is unfamiliar only when both its distance
+    and its ratio (:meth:`EmbeddingReference.tile_neighbours`) exceed the 99th percentile of the
+    training tiles' own (leave-slide-out)."""
+    per_slide = [ref.tile_neighbours(s, exclude_slide=i, seed=seed + i) for i, s in enumerate(slides)]
+    pooled = np.concatenate([d for d, _ in per_slide if len(d)]) if any(len(d) for d, _ in per_slide) else np.zeros(0)
     if len(pooled) == 0:
         return {}, np.full(len(slides), math.nan), np.zeros(len(slides), int)
-    tile_threshold = float(np.quantile(pooled, UNFAMILIAR_TILE_QUANTILE))
-    counts = np.array([int((d > tile_threshold).sum()) for d in per_slide])
-    shares = np.array([c / len(d) if len(d) else math.nan for c, d in zip(counts, per_slide)])
+    rule: dict = {"tile_threshold": float(np.quantile(pooled, UNFAMILIAR_TILE_QUANTILE)),
+                  "tile_quantile": UNFAMILIAR_TILE_QUANTILE}
+    ratios = [r[np.isfinite(r)] for _, r in per_slide if r is not None and len(r)]
+    if ratios and len(np.concatenate(ratios)):
+        rule["ratio_threshold"] = float(np.quantile(np.concatenate(ratios), UNFAMILIAR_TILE_QUANTILE))
+    counts = np.array([int(unfamiliar_tiles(d, r, rule).sum()) for d, r in per_slide])
+    shares = np.array([c / len(d) if len(d) else math.nan for c, (d, _) in zip(counts, per_slide)])
     finite = shares[np.isfinite(shares)]
-    share_threshold = max(UNFAMILIAR_SHARE_FLOOR, UNFAMILIAR_MARGIN * float(np.quantile(finite, 0.95)))
-    return {"tile_threshold": tile_threshold, "tile_quantile": UNFAMILIAR_TILE_QUANTILE,
-            "share_threshold": share_threshold, "min_tiles": UNFAMILIAR_MIN_TILES,
-            "training_max": float(finite.max()) if len(finite) else None}, shares, counts
+    rule.update({"share_threshold": max(UNFAMILIAR_SHARE_FLOOR, UNFAMILIAR_MARGIN * float(np.quantile(finite, 0.95))),
+                 "min_tiles": UNFAMILIAR_MIN_TILES, "training_max": float(finite.max()) if len(finite) else None})
+    return rule, shares, counts
 
 
-def unfamiliar_share(tile_distances: np.ndarray, rule: dict) -> tuple[float, int]:
-    """``(share, count)`` of a slide's sampled tiles farther than the rule's tile distance."""
+def unfamiliar_share(tile_distances: np.ndarray, rule: dict, ratios: np.ndarray | None = None) -> tuple[float, int]:
+    """``(share, count)`` of a slide's sampled tiles that are unfamiliar (:func:`unfamiliar_tiles`)."""
     d = np.asarray(tile_distances)
     if not rule or len(d) == 0:
         return math.nan, 0
-    count = int((d > float(rule["tile_threshold"])).sum())
+    count = int(unfamiliar_tiles(d, ratios, rule).sum())
     return count / len(d), count
 
 

@@ -103,14 +103,14 @@ class SlideAssessor:
         attrs: dict[str, Any] = {"interval_level": self.level}
         ood_score = ood_thr = distance = unfamiliar = None
         if self.embedding is not None:
-            tile_d = self.embedding.tile_distances(bank.raw_slide_features(0).float().cpu().numpy(), seed=seed)
+            tile_d, ratios = self.embedding.tile_neighbours(bank.raw_slide_features(0).float().cpu().numpy(), seed=seed)
             distance = float(tile_d.mean()) if len(tile_d) else math.nan
             ood_score = distance / self.embedding.median_distance
             ood_thr = (self.reference.get("ood") or {}).get("threshold")
             attrs["ood_score"], attrs["ood_threshold"] = ood_score, ood_thr
             rule = (self.reference.get("ood") or {}).get("unfamiliar") or {}  # absent in models trained before it
             if rule:
-                share, count = unfamiliar_share(tile_d, rule)
+                share, count = unfamiliar_share(tile_d, rule, ratios)
                 unfamiliar = (share, count, rule)
                 attrs["ood_unfamiliar_share"], attrs["ood_unfamiliar_threshold"] = share, rule["share_threshold"]
         image_ref = self.reference.get("image")

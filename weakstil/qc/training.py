@@ -113,7 +113,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     group_ids = np.arange(n) if groups is None else np.asarray(groups)
     # each slide against the other centres only (as the leave-centre-out CV predicted it)
     embedding_lgo, unfamiliar_lgo = leave_group_out_distances(ref, feats, group_ids, seed=seed,
-                                                              tile_threshold=unfamiliar.get("tile_threshold", math.inf))
+                                                              tile_threshold=unfamiliar.get("tile_threshold", math.inf),
+                                                              ratio_threshold=unfamiliar.get("ratio_threshold"))
     table["embedding_distance_lgo"] = embedding_lgo
     table["unfamiliar_share_lgo"] = unfamiliar_lgo
     del feats
