@@ -561,6 +561,10 @@ def test_evaluate_judges_a_score_runs_interval_and_flags_against_labels(trained,
     inside = (y >= rows["stil_lower_90"].to_numpy()) & (y <= rows["stil_upper_90"].to_numpy())
     assert m["interval"]["coverage"] == pytest.approx(inside.mean())
     assert m["interval"]["width_median"] == pytest.approx(float(np.median(rows["stil_upper_90"] - rows["stil_lower_90"])))
+    bands = {b["band"]: b for b in m["interval"]["by_band"]}
+    assert sum(b["n"] for b in bands.values()) == len(labels)
+    low = y < 10
+    assert bands["<10"]["n"] == low.sum() and (not low.any() or bands["<10"]["coverage"] == pytest.approx(inside[low].mean()))
     flagged = rows["qc"].to_numpy() != ""
     assert m["qc"]["any_flag"] == pytest.approx(flagged.mean())
     if "CMU-1-Small-Region" in labels:

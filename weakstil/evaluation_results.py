@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 
 #: The flag that says only that the interval holds the threshold (reported apart).
 NEAR_THRESHOLD = "near_threshold"
+#: True sTIL% bands the interval is also measured in (issue 14's bands).
+BANDS = (("<10", -math.inf, 10.0), ("10-30", 10.0, 30.0), ("30-60", 30.0, 60.0), (">=60", 60.0, math.inf))
 
 
 def is_score_results(table: pd.DataFrame) -> bool:
@@ -132,6 +134,11 @@ def interval_and_flag_metrics(table: pd.DataFrame, level: float | None) -> dict:
                           "coverage": float(inside[has].mean()) if has.any() else None,
                           "width_median": float(np.median((hi - lo)[has])) if has.any() else None,
                           "width_mean": float(np.mean((hi - lo)[has])) if has.any() else None}
+        # by true sTIL band: the error (and the interval) grows with the level
+        interval["by_band"] = [{"band": name, "n": int(sel.sum()),
+                                "coverage": float(inside[sel].mean()) if sel.any() else None,
+                                "width_median": float(np.median((hi - lo)[sel])) if sel.any() else None}
+                               for name, sel in ((name, has & (y >= a) & (y < b)) for name, a, b in BANDS)]
         if flagged is not None:
             for name, sel in (("flagged", flagged & has), ("unflagged", ~flagged & has)):
                 interval[f"coverage_{name}"] = float(inside[sel].mean()) if sel.any() else None
