@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 #: 3: tissue running out of the image keeps its edge band; debris size capped for images smaller than debris;
 #:    pen ink takes no part in the saturation threshold.
 #: 4: the fat step follows gently uneven lighting (a few grey levels across the slide) and measures the
-#:    glass noise about the lighting surface; a lamp's warm or cool cast is balanced up to 25 % chroma.
+#:    glass noise about the lighting surface; a lamp's warm or cool cast is balanced up to 25 % chroma;
+#:    noisy glass cut off by white has its noise and level from the lower half.
 TISSUE_VERSION = 4
 #: Saturation above the glass's own (99.5th percentile) that is stain, not scanner noise.
 GLASS_SATURATION_MARGIN = 0.03
