@@ -63,3 +63,14 @@ def test_small_objects_and_holes_equal_scikit_image(use_cv2, size):
     for m in _masks():
         assert np.array_equal(morph.remove_small_objects(m, size, use_cv2), skm.remove_small_objects(m, max_size=size))
         assert np.array_equal(morph.remove_small_holes(m, size, use_cv2), skm.remove_small_holes(m, max_size=size))
+
+
+def test_row_percentiles_are_numpys_nanpercentile_bit_for_bit():
+    from weakstil.tissue import _row_percentiles
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        rows = (rng.integers(150, 256, (300, 256)) / np.float32(3.0)).astype(np.float32)
+        rows[rng.random(rows.shape) < rng.random() * 0.5] = np.nan
+        rows = rows[np.isfinite(rows).sum(-1) >= 2]
+        assert np.array_equal(_row_percentiles(rows, (25.0, 50.0, 75.0)), np.nanpercentile(rows, [25, 50, 75], axis=-1))

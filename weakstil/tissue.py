@@ -255,6 +255,25 @@ def _blocks(image: np.ndarray, fill: float, dtype: type) -> np.ndarray:
     return padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b)
 
 
+def _row_percentiles(rows: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    """``np.nanpercentile(rows, qs, axis=-1)`` (its default linear method, bit for bit) of a 2-D
+    array, vectorised: numpy runs a Python loop over the rows when any holds a NaN (3,100 blocks
+    of a large slide's thumbnail: 0.1 s against 0.006 s)."""
+    s = np.sort(rows.astype(np.float64), axis=-1)  # NaN last
+    n = np.isfinite(rows).sum(axis=-1)
+    out = []
+    for q in qs:
+        pos = (n - 1) * (q / 100.0)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, n - 1)
+        t = pos - lo
+        a = np.take_along_axis(s, lo[:, None], -1)[:, 0]
+        b = np.take_along_axis(s, hi[:, None], -1)[:, 0]
+        d = b - a
+        out.append(np.where(t >= 0.5, b - d * (1 - t), a + d * t))  # numpy's lerp, as it rounds
+    return np.stack(out)
+
+
 def _per_pixel(per_block: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """A per-block array back at the pixels of an image of ``shape``."""
     b = GLASS_BLOCK_PX
@@ -281,7 +300,7 @@ def _glass_field(grey_sum: np.ndarray, pale: np.ndarray, glass: float, noise: fl
     # glass is flat: a block of it spreads only by the scanner's noise (and a lamp's gentle slope),
     # while fat's membranes, blurred or not, and faint tissue spread it more. Blocks much rougher
     # than the smoothest fifth are left out of the fit: they bend the surface down under fat
-    low, values, high = np.nanpercentile(blocks[enough], [25, 50, 75], axis=-1).astype(np.float64)
+    low, values, high = _row_percentiles(blocks[enough], (25.0, 50.0, 75.0))
     spread = high - low
     smooth = spread <= 2.0 * float(np.percentile(spread, 20)) + 0.5
     yb, xb = np.nonzero(enough)
