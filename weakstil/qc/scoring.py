@@ -21,7 +21,7 @@ import numpy as np
 from weakstil.confidence import LEVEL, Calibration, CalibrationError, interval_columns, tile_standard_error_df
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import ModelDir
-from weakstil.qc.embedding import unfamiliar_share
+from weakstil.qc.embedding import shift_share, unfamiliar_share
 from weakstil.qc.flags import MIN_BED_TILES, bed_unlike_training, join, slide_flags, weighting_gap
 from weakstil.qc.shift import slide_shift_from_stats
 
@@ -102,6 +102,7 @@ class SlideAssessor:
         bag = bank.bags[0]
         attrs: dict[str, Any] = {"interval_level": self.level}
         ood_score = ood_thr = distance = unfamiliar = None
+        for_shift = math.nan
         if self.embedding is not None:
             tile_d, ratios = self.embedding.tile_neighbours(bank.raw_slide_features(0).float().cpu().numpy(), seed=seed)
             distance = float(tile_d.mean()) if len(tile_d) else math.nan
@@ -113,6 +114,8 @@ class SlideAssessor:
                 share, count = unfamiliar_share(tile_d, rule, ratios)
                 unfamiliar = (share, count, rule)
                 attrs["ood_unfamiliar_share"], attrs["ood_unfamiliar_threshold"] = share, rule["share_threshold"]
+                for_shift = shift_share(tile_d, rule)[0]
+                attrs["interval_unfamiliar_share"] = for_shift
         image_ref = self.reference.get("image")
         image = None
         with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
@@ -133,7 +136,7 @@ class SlideAssessor:
                 cal = self.calibration
                 u = cal.uncertainty(stil, se, folds, se_df)
                 shift = slide_shift_from_stats(cal.shift_reference, distance, image, (image_ref or {}).get("stain"),
-                                               unfamiliar[0] if unfamiliar else None) if cal.shift_reference else 0.0
+                                               for_shift if unfamiliar else None) if cal.shift_reference else 0.0
                 lo, hi = cal.interval(stil, u, shift)
                 low, high = float(lo), float(hi)
                 if not math.isfinite(se):  # one weighted tile: its sampling error is unknown, not zero

@@ -57,23 +57,17 @@ SHIFT_VERSION = 3  # 2: the unfamiliar share; 3: the blurry share
 
 
 def leave_group_out_distances(ref: EmbeddingReference, slides: Sequence[np.ndarray], groups: Sequence,
-                              seed: int = 0, tile_threshold: float | None = None,
-                              ratio_threshold: float | None = None) -> np.ndarray:
+                              seed: int = 0, tile_threshold: float | None = None) -> np.ndarray:
     """Each training slide's embedding distance to the reference tiles of the other groups only;
     with ``tile_threshold``, ``(distances, unfamiliar shares)``: the share of its tiles farther
-    than that from the other groups' tiles (and, with ``ratio_threshold``, that much farther than
-    those tiles' own spread: :func:`weakstil.qc.embedding.unfamiliar_tiles`)."""
-    from weakstil.qc.embedding import unfamiliar_tiles
-
+    than that from the other groups' tiles."""
     groups = np.asarray([str(g) for g in groups])
-    rule = {"tile_threshold": tile_threshold, "ratio_threshold": ratio_threshold}
     out, shares = [], []
     for i, feats in enumerate(slides):
         same = np.flatnonzero(groups == groups[i])
-        d, ratios = ref.tile_neighbours(feats, exclude_slide=same, seed=seed + i)
+        d = ref.tile_distances(feats, exclude_slide=same, seed=seed + i)
         out.append(float(d.mean()) if len(d) else math.nan)
-        shares.append(float(unfamiliar_tiles(d, ratios, rule).mean()) if len(d) and tile_threshold is not None
-                      else math.nan)
+        shares.append(float((d > tile_threshold).mean()) if len(d) and tile_threshold is not None else math.nan)
     if tile_threshold is not None:
         return np.asarray(out, np.float64), np.asarray(shares, np.float64)
     return np.asarray(out, np.float64)

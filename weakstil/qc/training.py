@@ -113,8 +113,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     group_ids = np.arange(n) if groups is None else np.asarray(groups)
     # each slide against the other centres only (as the leave-centre-out CV predicted it)
     embedding_lgo, unfamiliar_lgo = leave_group_out_distances(ref, feats, group_ids, seed=seed,
-                                                              tile_threshold=unfamiliar.get("tile_threshold", math.inf),
-                                                              ratio_threshold=unfamiliar.get("ratio_threshold"))
+                                                              tile_threshold=unfamiliar.get("tile_threshold", math.inf))
     table["embedding_distance_lgo"] = embedding_lgo
     table["unfamiliar_share_lgo"] = unfamiliar_lgo
     del feats
@@ -127,8 +126,10 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     table = pd.concat([table, flat], axis=1)
     stain_lgo = leave_group_out_stain(stats, group_ids) if measured else None
     blurry = [slide_blurry_share(s) for s in stats]
+    # the shift's unfamiliar share is by distance alone (weakstil.qc.embedding.shift_share)
     shift_ref = shift_reference(embedding_lgo, stain_lgo, unfamiliar_lgo if unfamiliar else None,
-                                unfamiliar.get("share_threshold"), blurry_shares=blurry)
+                                unfamiliar.get("distance_share_threshold", unfamiliar.get("share_threshold")),
+                                blurry_shares=blurry)
     shift = np.array([slide_shift(shift_ref, embedding_distance=embedding_lgo[i], unfamiliar_share=unfamiliar_lgo[i],
                                   stain=stain_lgo[i] if stain_lgo else None, blurry_share=blurry[i])
                       for i in range(n)])
