@@ -6,6 +6,7 @@ stores it (with or without a x2 pyramid level, JPEG or lossless, CPU or GPU deco
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +106,61 @@ def test_a_feature_cache_of_bilinear_reduced_tiles_is_embedded_again():
     assert stale(attrs(0.25, {"path": "openslide", "reduce": "box, then bilinear"})) is None
     assert stale(attrs(0.499, {"path": "openslide"})) is None  # a 20x scan: no reduction
     assert stale(attrs(0.25, {"path": "jpeg", "dct_scale": "1/2", "dct_resize": "true extent"})) is None
+
+
+# -- an outline of the 20x scan on the 40x one -------------------------------------------
+def _outline(path: Path, x0: float, y0: float, x1: float, y1: float) -> Path:
+    ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+         "properties": {"objectType": "annotation", "classification": {"name": "Tumor bed"}}}]}))
+    return path
+
+
+def _geometry():
+    """A 40x slide (4000 px = 1 mm) whose tissue covers it all, tiles of 448 level-0 px."""
+    from weakstil.tumorbed.bed import SlideGeometry
+
+    xs = np.arange(0, 4000 - 447, 448)
+    coords = np.array([(x, y) for y in xs for x in xs], np.int64)
+    return SlideGeometry(4000, 4000, 0.25, coords, 448.0, np.ones((125, 125), bool), 8.0)
+
+
+def _detector_bed(geom, x0, y0, x1, y1):
+    from weakstil.annotations import load_polygons, rasterize
+    from weakstil.tumorbed.bed import TumorBed, TumorBedSource
+
+    with tempfile.TemporaryDirectory() as d:
+        poly = load_polygons(_outline(Path(d) / "d.geojson", x0, y0, x1, y1))
+    mask = geom.fit_mask(rasterize(poly, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
+    return TumorBed(mask, 8.0, geom.tile_fractions(mask, 8.0), TumorBedSource.MODEL, "detector")
+
+
+def test_an_outline_in_20x_pixels_on_a_40x_slide_is_flagged_when_it_still_lies_on_tissue(tmp_path):
+    """The 20x outline of a rescanned 40x slide (or one exported at a x2 lower level) is a copy
+    shrunk to the top-left; where it still lies on tissue the tissue check said nothing, and score
+    used it: a synthetic 40x slide scored 56.8 % on 10 bed tiles instead of 46.9 % on 43, flagged
+    only few_tumorbed_tiles. With the detector at hand (score, tumorbed apply), its bed matching the
+    x2 copy far better than the outline flags annotation_misplaced."""
+    from weakstil.tumorbed.bed import from_annotation
+
+    geom = _geometry()
+    detected = _detector_bed(geom, 800, 800, 2800, 2800)
+    calls = []
+
+    def reference():
+        calls.append(1)
+        return detected
+
+    half = from_annotation(_outline(tmp_path / "half.geojson", 400, 400, 1400, 1400), geom, reference)
+    assert "× 2" in half.misplaced and "detector" in half.misplaced, half.misplaced
+    assert half.found  # the bed is used as the file says: a flag, not a refusal
+    # the outline as meant: its x2 copy leaves the slide, the detector is not even run
+    exact = from_annotation(_outline(tmp_path / "exact.geojson", 800, 800, 2800, 2800), geom, reference)
+    assert exact.misplaced == "" and calls == [1]
+    # a small bed near the top-left corner, drawn right: the detector agrees with it, not with its copy
+    corner = _detector_bed(geom, 200, 200, 1200, 1200)
+    near = from_annotation(_outline(tmp_path / "corner.geojson", 200, 200, 1200, 1200), geom, lambda: corner)
+    assert near.misplaced == ""
+    # no detector: nothing to compare with, as before
+    assert from_annotation(tmp_path / "half.geojson", geom).misplaced == ""
