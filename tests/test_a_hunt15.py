@@ -164,3 +164,32 @@ def test_an_outline_in_20x_pixels_on_a_40x_slide_is_flagged_when_it_still_lies_o
     assert near.misplaced == ""
     # no detector: nothing to compare with, as before
     assert from_annotation(tmp_path / "half.geojson", geom).misplaced == ""
+
+
+# -- the interval of a scan whose tile is not a whole number of pixels --------------------
+def _grid(slide_mpp: float, mm: float = 1.2):
+    from weakstil.tiling import TileGrid
+
+    side = int(round(mm * 1000 / slide_mpp))
+    grid = TileGrid(side, side, slide_mpp)
+    return grid.coords(), grid.tile_size_level0
+
+
+def test_the_tile_bootstrap_blocks_the_same_tiles_whatever_the_scan_resolution():
+    """The interval's tile standard error resamples blocks of 4 x 4 tiles. Tile positions are
+    floor(k * side): at 0.2465 µm/px (side 454.36 px) the first tile of each block lies below the
+    block's exact edge and went to the block before. The same tile scores gave another error than
+    on a 0.5 or 0.25 µm/px scan: a synthetic slide rewritten at 0.2465 µm/px got a 90 % interval
+    23.3 points wide instead of 13.5 (0.228 µm/px NDPI-like: 23.9; standard error 7.3 vs 2.8)."""
+    from weakstil.confidence import tile_standard_error_df
+
+    rng = np.random.default_rng(5)
+    ref_coords, ref_side = _grid(0.5)
+    scores = rng.normal(30, 12, len(ref_coords)) + 10 * (ref_coords[:, 0] > 600)  # a trend across blocks
+    weights = rng.uniform(0.2, 1.0, len(ref_coords)) * (rng.uniform(size=len(ref_coords)) < 0.7)
+    want = tile_standard_error_df(scores, weights, ref_coords, ref_side)
+    for mpp in (0.25, 0.2465, 0.228, 0.499, 0.2528):
+        coords, side = _grid(mpp)
+        assert len(coords) == len(ref_coords)
+        got = tile_standard_error_df(scores, weights, coords, side)
+        assert got == pytest.approx(want, rel=1e-9), (mpp, got, want)
