@@ -193,3 +193,36 @@ def test_the_tile_bootstrap_blocks_the_same_tiles_whatever_the_scan_resolution()
         assert len(coords) == len(ref_coords)
         got = tile_standard_error_df(scores, weights, coords, side)
         assert got == pytest.approx(want, rel=1e-9), (mpp, got, want)
+
+
+def test_the_tumour_bed_grid_of_a_wide_slide_keeps_every_tile_in_its_own_cell():
+    """The bed detector puts tiles on a grid (context, lymphoid veto) and turns tile evidence into
+    the bed's mask through it. Its stride was the smallest step between positions, the true stride
+    rounded down (226 for 226.72 px at 0.494 µm/px): from the 157th column on (17.6 mm) tiles sat
+    one cell off, two shared a cell, and the bed's mask drifted from its tiles (half a tile at
+    18.5 mm, growing with the width)."""
+    from weakstil.bed_geometry import grid_cells, tiles_to_mask
+    from weakstil.tiling import TileGrid, mask_fractions
+
+    grid = TileGrid(int(20_000 / 0.494), 1400, 0.494)
+    coords = grid.coords()
+    rows, cols, stride = grid_cells(coords, grid.tile_size_level0)
+    want_cols = np.tile(np.arange(grid.shape[1]), grid.shape[0])
+    assert stride == pytest.approx(grid.stride_level0) and np.array_equal(cols, want_cols)
+    assert len(set(zip(rows.tolist(), cols.tolist()))) == len(coords)
+    # evidence on the columns from 165 on: the mask made of it covers those tiles, not their neighbours
+    values = (want_cols >= 165).astype(float)
+    W, H = grid.slide_width, grid.slide_height
+    mask_mpp = 8.0
+    shape = (int(np.ceil(H * 0.494 / mask_mpp)), int(np.ceil(W * 0.494 / mask_mpp)))
+    bed = tiles_to_mask(values, coords, grid.tile_size_level0, 0.494, shape, mask_mpp) >= 0.5
+    frac = mask_fractions(coords, grid.tile_size_level0, bed, mask_mpp, 0.494)
+    assert frac[want_cols >= 165].min() > 0.95 and frac[want_cols <= 164].max() < 0.05, \
+        (frac[want_cols == 164][:1], frac[want_cols == 165][:1])  # was 0.0 / 0.5: the edge half a tile off
+
+    # an overlap (stride a fraction of the tile): fitted, also where it is a whole number of pixels
+    for mpp, overlap in ((0.494, 56), (0.5, 100)):
+        g = TileGrid(int(20_000 / mpp), 1000, mpp, overlap_px=overlap)
+        _, c, s = grid_cells(g.coords(), g.tile_size_level0)
+        assert s == pytest.approx(g.stride_level0, abs=0.01)
+        assert np.array_equal(c, np.tile(np.arange(g.shape[1]), g.shape[0]))
