@@ -226,3 +226,46 @@ def test_the_tumour_bed_grid_of_a_wide_slide_keeps_every_tile_in_its_own_cell():
         _, c, s = grid_cells(g.coords(), g.tile_size_level0)
         assert s == pytest.approx(g.stride_level0, abs=0.01)
         assert np.array_equal(c, np.tile(np.arange(g.shape[1]), g.shape[0]))
+
+
+# -- files OpenSlide refuses, and files without µm/px ---------------------------------------
+def _small_tiff(path: Path, compression: str, description: str | None = None, mpp: float | None = 0.5) -> Path:
+    import tifffile
+
+    with Slide.open(CMU) as s:
+        rgb = np.asarray(s.backend.read_region((600, 1200), 0, (512, 512)).convert("RGB"))
+    kw = {"resolution": (1e4 / mpp, 1e4 / mpp), "resolutionunit": "CENTIMETER"} if mpp else {}
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(rgb, tile=(256, 256), compression=compression, photometric="rgb", description=description,
+                 metadata=None, **kw)
+    return path
+
+
+@pytest.mark.parametrize("compression, codec", [("jpeg2000", "JPEG 2000"), ("webp", "WebP")])
+def test_a_tiff_of_tiles_openslide_cannot_decode_says_so_and_how_to_convert(tmp_path, compression, codec):
+    """A tiled TIFF written with JPEG 2000 or WebP tiles (tifffile, bfconvert, QuPath can write them)
+    was 'OpenSlide cannot open it (Unsupported TIFF compression: 34712). Fix: the file may be damaged
+    ...; re-export': the file is fine, the codec is not one OpenSlide reads there."""
+    from weakstil.errors import SlideError
+
+    path = _small_tiff(tmp_path / f"s_{compression}.tif", compression)
+    with pytest.raises(SlideError) as err:
+        Slide.open(path)
+    text = str(err.value)
+    assert codec in text and "vips tiffsave" in text and "damaged" not in text, text
+
+
+def test_a_slide_without_mpp_but_with_its_objective_names_it(tmp_path):
+    """Aperio files may carry AppMag and no MPP: refused as before (the objective does not give
+    the scanner's µm/px), but the line says what the file does say."""
+    from weakstil.errors import SlideError
+    from weakstil.slide import describe_without_mpp
+
+    desc = "Aperio Image Library v12.0.15 \r\n512x512 [0,0 512x512] (256x256) JPEG/RGB Q=80|AppMag = 40|Filename = x"
+    path = _small_tiff(tmp_path / "nompp.svs", "jpeg", description=desc, mpp=None)
+    with pytest.raises(SlideError) as err:
+        Slide.open(path)
+    assert "it says 40x objective" in str(err.value) and "--slide-mpp" in str(err.value)
+    assert "40x objective" in describe_without_mpp(path)
+    with Slide.open(path, slide_mpp=0.25) as s:
+        assert s.mpp == 0.25

@@ -301,6 +301,15 @@ class Slide:
         }
 
 
+def objective_note(backend: SlideBackend) -> str:
+    """What the metadata says of the objective when it gives no µm/px ("it says 40x"), or ""."""
+    try:
+        power = float(backend.properties.get("openslide.objective-power", ""))
+    except (TypeError, ValueError):
+        return ""
+    return f"it says {power:g}x objective" if math.isfinite(power) and power > 0 else ""
+
+
 def describe_without_mpp(path: str | Path) -> str:
     """``weakstil info``'s line for a slide whose metadata has no µm/px (what is known, and the fix)."""
     from weakstil.slide_backend import open_backend
@@ -309,8 +318,9 @@ def describe_without_mpp(path: str | Path) -> str:
     try:
         W, H = backend.dimensions
         levels = ", ".join(f"{d:g}" for d in backend.level_downsamples)
-        return (f"{path}: {W}x{H} px, µm/px unknown (none in the metadata: tile, embed and score need "
-                f"--slide-mpp), vendor {backend.vendor}, levels [{levels}]")
+        said = objective_note(backend)
+        return (f"{path}: {W}x{H} px, µm/px unknown (none in the metadata{'; ' + said if said else ''}: tile, embed "
+                f"and score need --slide-mpp), vendor {backend.vendor}, levels [{levels}]")
     finally:
         backend.close()
 
@@ -371,10 +381,12 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
                                         "pixels are square, give the resolution with --slide-mpp")
     meta = backend.mpp
     if meta is None:
+        said = objective_note(backend)
         raise SlideError(
-            "has no microns-per-pixel in its metadata",
+            "has no microns-per-pixel in its metadata" + (f" ({said})" if said else ""),
             path=path,
-            fix="pass the scan resolution with --slide-mpp (about 0.25 for 40x, 0.5 for 20x scans)",
+            fix="pass the scan resolution with --slide-mpp (about 0.25 for 40x, 0.5 for 20x scans"
+                + (": the scanner's own figure, the objective alone does not give it)" if said else ")"),
         )
     if not (MPP_RANGE[0] <= meta <= MPP_RANGE[1]):
         raise SlideError(
