@@ -269,3 +269,20 @@ def test_a_slide_without_mpp_but_with_its_objective_names_it(tmp_path):
     assert "40x objective" in describe_without_mpp(path)
     with Slide.open(path, slide_mpp=0.25) as s:
         assert s.mpp == 0.25
+
+
+@pytest.mark.parametrize("tags", [((10, 10), "CENTIMETER"), ((72, 72), "INCH")])
+def test_an_ome_tiff_takes_its_ome_resolution_over_a_writers_default_resolution_tags(tmp_path, tags):
+    """An OME-TIFF states its µm/px in the OME-XML; vips leaves 10 px/cm (1000 µm/px) in the TIFF
+    resolution tags when it knows none, other writers 72 dpi. OpenSlide reports the tags, and the
+    slide was refused: 'metadata says 1000 µm/px, which is implausible'."""
+    import tifffile
+
+    with Slide.open(CMU) as s:
+        rgb = np.asarray(s.backend.read_region((600, 1200), 0, (512, 512)).convert("RGB"))
+    path = tmp_path / "s.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        tw.write(rgb, tile=(256, 256), compression="jpeg", photometric="rgb", resolution=tags[0],
+                 resolutionunit=tags[1], metadata={"axes": "YXS", "PhysicalSizeX": 0.5, "PhysicalSizeY": 0.5})
+    with Slide.open(path) as s:
+        assert s.mpp == pytest.approx(0.5)

@@ -173,6 +173,13 @@ class OpenSlideBackend:
         """Level-0 µm per pixel along x and along y from the metadata (None where absent or not a
         positive number)."""
         props = self._handle.properties
+        if self.vendor == "generic-tiff":
+            # an OME-TIFF's resolution is its OME-XML's PhysicalSizeX/Y; its TIFF resolution tags are
+            # no part of OME and often a writer's default (vips: 10 px/cm, i.e. 1000 µm/px; 72 dpi),
+            # which OpenSlide reports and which refused the slide as implausible
+            ome = ome_mpp_xy(props.get("tiff.ImageDescription", ""))
+            if ome != (None, None):
+                return ome
         values: list[float | None] = []
         for key in ("openslide.mpp-x", "openslide.mpp-y"):
             try:
@@ -180,8 +187,6 @@ class OpenSlideBackend:
             except (KeyError, ValueError):
                 value = None
             values.append(value if value is not None and value > 0 and math.isfinite(value) else None)
-        if values == [None, None]:  # OpenSlide does not read OME-TIFF's resolution (QuPath, bfconvert exports)
-            return ome_mpp_xy(props.get("tiff.ImageDescription", ""))
         return values[0], values[1]
 
     @property
