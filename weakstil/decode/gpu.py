@@ -326,10 +326,14 @@ class GpuTileBatches:
         crops = canvas[:, oy[:, :, None], ox[:, None, :]].permute(1, 0, 2, 3)  # (n, 3, h, w)
         if (h, w) != (self.px, self.px):
             x = crops.float()
-            k = min(h, w) // self.px  # as Pillow with reducing_gap 1: whole blocks averaged first (box)
+            k = min(h, w) // self.px  # as Pillow with reducing_gap 1: whole blocks averaged first (box) ...
             if k >= 2:
-                x = F.avg_pool2d(x, k, stride=k, ceil_mode=True)
-            if tuple(x.shape[-2:]) != (self.px, self.px):
+                x = F.avg_pool2d(x, k, stride=k, ceil_mode=True)  # the last block partial, as Pillow's reduce
+                if tuple(x.shape[-2:]) != (self.px, self.px):
+                    # ... then the region's own extent (h / k, not the pooled pixels' ceil) resized bilinearly
+                    x = F.interpolate(x, scale_factor=(self.px * k / h, self.px * k / w), mode="bilinear",
+                                      align_corners=False, antialias=True, recompute_scale_factor=False)
+            elif (h, w) != (self.px, self.px):
                 x = F.interpolate(x, size=(self.px, self.px), mode="bilinear", align_corners=False, antialias=True)
             crops = x.round_().clamp_(0, 255).to(torch.uint8)
         return crops.permute(0, 2, 3, 1)  # (n, px, px, 3) view
