@@ -231,7 +231,7 @@ def test_read_region_opaque_fast_path_gives_the_same_pixels(tmp_path):
     """Slide.read_region drops alpha before resizing when a region is opaque: same bytes as resizing RGBA."""
     from PIL import Image
 
-    from weakstil.slide import rgba_to_rgb
+    from weakstil.slide import REDUCING_GAP, rgba_to_rgb
 
     def reference(s: Slide, x: int, y: int, size: int, mpp: float) -> np.ndarray:
         level = s.best_level_for_mpp(mpp)
@@ -239,7 +239,7 @@ def test_read_region_opaque_fast_path_gives_the_same_pixels(tmp_path):
         n = max(1, int(np.ceil(size * (mpp / s.mpp) / ds - 1e-6)))
         rgba = s.backend.read_region((x, y), level, (n, n))
         if n != size:
-            rgba = rgba.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=2.0)
+            rgba = rgba.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
         return rgba_to_rgb(np.asarray(rgba))
 
     rgb = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)

@@ -56,13 +56,41 @@ class BedShape:
 
 
 def grid_stride(coords: np.ndarray, tile_size_level0: float) -> float:
-    """The tile grid's stride in level-0 px (the smallest positive step between tile positions)."""
-    steps = []
-    for axis in (0, 1):
-        values = np.unique(np.asarray(coords)[:, axis])
-        if len(values) > 1:
-            steps.append(np.diff(values).min())
-    return float(min(steps)) if steps else float(tile_size_level0)
+    """The tile grid's stride in level-0 px.
+
+    Positions are ``floor(k * stride)`` (:meth:`weakstil.tiling.TileGrid.coords`), and the stride is
+    seldom a whole number of pixels (224.45 px at 0.499 µm/px, 226.72 at 0.494). The smallest step
+    between positions, taken for it before, is the stride rounded down: grid cells counted with it
+    drifted by one from the 157th column of a 0.494 µm/px slide on (17.6 mm), two tiles shared a
+    cell, and the bed's mask from the tile grid was shifted by up to a tile at the far side. Now: the
+    tile's side when the positions are its multiples (no overlap), else a least-squares fit of the
+    positions to their tile indices."""
+    values = [np.unique(np.asarray(coords, np.float64)[:, axis]) for axis in (0, 1)]
+    values = [v for v in values if len(v) > 1]
+    if not values:
+        return float(tile_size_level0)
+    steps = min(float(np.diff(v).min()) for v in values)
+    u = np.concatenate(values)
+    u = u[u > 0]
+
+    def fits(stride: float) -> bool:
+        return bool(np.array_equal(np.floor(np.round(u / stride) * stride + 1e-9), u))
+
+    side = float(tile_size_level0)
+    if side > 0 and fits(side):
+        return side
+    if fits(steps):  # a whole number of pixels (an overlap on a 0.5 µm/px scan)
+        return steps
+    stride = steps
+    # the step is the stride rounded down (< 1 px off): tile indices from it hold for positions under
+    # about steps / 2 strides; fit on those, then on all
+    for limit in (0.5 * steps * steps, np.inf):
+        near = u[u <= limit]
+        if not len(near):
+            continue
+        k = np.round(near / stride)
+        stride = float((k * (near + 0.5)).sum() / max(float((k * k).sum()), 1e-9))  # floor: 0.5 px short on average
+    return stride if fits(stride) or abs(stride - steps) < 1.0 else steps
 
 
 def grid_cells(coords: np.ndarray, tile_size_level0: float) -> tuple[np.ndarray, np.ndarray, float]:

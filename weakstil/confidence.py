@@ -162,7 +162,10 @@ def tile_standard_error_df(tile_scores: np.ndarray, weights: np.ndarray, coords:
     df = float(len(per_tile) - 1)
     if coords is not None and tile_size_level0:
         c = np.asarray(coords, np.float64)[keep]
-        block = np.floor(c / (float(tile_size_level0) * block_tiles)).astype(np.int64)
+        # positions are floor(k * side) (weakstil.tiling): a tile that starts a block may sit up to a
+        # pixel before the block's exact edge (side 454.36 px at 0.2465 µm/px: 1817 < 1817.44), and
+        # flooring c alone put it in the block before, every 4th row and column
+        block = np.floor((c + 1.0) / (float(tile_size_level0) * block_tiles)).astype(np.int64)
         _, ids = np.unique(block, axis=0, return_inverse=True)
         contrib = np.bincount(ids.ravel(), weights=per_tile)
         if len(contrib) >= 2:  # one block: no resampling possible, the tiles' estimate stands

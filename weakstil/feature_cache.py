@@ -111,15 +111,26 @@ def _decoded_before_resize_fix(attrs: dict) -> str | None:
     """Why a cache decoded at a DCT scale below 1 by an earlier WeakSTIL is not reused: that reader
     resized each reduced tile from its rounded-up extent (a 0.25 % stretch, features up to 1 % off
     OpenSlide's, hunt 9b #5). The reader's geometry is no setting, so it is not in the key; the
-    fixed reader records ``dct_resize`` in the ``decode`` provenance."""
+    fixed reader records ``dct_resize`` in the ``decode`` provenance. Likewise a cache whose tiles
+    were reduced 2x or more by the resize (a 40x scan read at 0.5 µm/px through OpenSlide or nvJPEG)
+    before the box reduction (hunt 15a), which records ``reduce``."""
     try:
         decode = json.loads(str(attrs.get("decode") or "{}"))
     except ValueError:
         return None
-    scale = str(decode.get("dct_scale", "1/1")) if isinstance(decode, dict) else "1/1"
+    if not isinstance(decode, dict):
+        return None
+    scale = str(decode.get("dct_scale", "1/1"))
     if scale not in ("1/1", "None") and "dct_resize" not in decode:
         return (f"was decoded at DCT scale {scale} by an earlier WeakSTIL, whose reduced tiles were stretched "
                 "by up to half a pixel")
+    try:  # what the resize reduced: the tiles' µm/px over the scan's, less the DCT scale
+        left = float(attrs["mpp"]) / float(attrs["slide_mpp"]) / float(scale.partition("/")[2] or 1)
+    except (KeyError, TypeError, ValueError, ZeroDivisionError):
+        return None
+    if left >= 2 - 1e-6 and "reduce" not in decode:
+        return (f"was read {left:.2g}x reduced by an earlier WeakSTIL, whose bilinear-only reduction blurred the "
+                "tiles of a finer scan (a 40x slide scored 2-3 sTIL points lower)")
     return None
 
 

@@ -108,6 +108,13 @@ class OpenSlideBackend:
                 "or convert it to a pyramidal TIFF",
             ) from None
         except openslide.OpenSlideError as exc:
+            codec = _unsupported_compression(str(exc))
+            if codec is not None:  # valid, but tiles OpenSlide's TIFF reader cannot decode
+                raise SlideError(f"its tiles are compressed with {codec}, which OpenSlide does not read in this "
+                                 "kind of TIFF", path=path,
+                                 fix="convert it to a pyramidal TIFF with JPEG (or LZW/Deflate) tiles, e.g. 'vips "
+                                     "tiffsave IN OUT.tif --tile --pyramid --compression jpeg'; copying it again "
+                                     "will not help") from None
             raise SlideError(
                 f"OpenSlide cannot open it ({_short(exc)})",
                 path=path,
@@ -166,6 +173,13 @@ class OpenSlideBackend:
         """Level-0 µm per pixel along x and along y from the metadata (None where absent or not a
         positive number)."""
         props = self._handle.properties
+        if self.vendor == "generic-tiff":
+            # an OME-TIFF's resolution is its OME-XML's PhysicalSizeX/Y; its TIFF resolution tags are
+            # no part of OME and often a writer's default (vips: 10 px/cm, i.e. 1000 µm/px; 72 dpi),
+            # which OpenSlide reports and which refused the slide as implausible
+            ome = ome_mpp_xy(props.get("tiff.ImageDescription", ""))
+            if ome != (None, None):
+                return ome
         values: list[float | None] = []
         for key in ("openslide.mpp-x", "openslide.mpp-y"):
             try:
@@ -173,8 +187,6 @@ class OpenSlideBackend:
             except (KeyError, ValueError):
                 value = None
             values.append(value if value is not None and value > 0 and math.isfinite(value) else None)
-        if values == [None, None]:  # OpenSlide does not read OME-TIFF's resolution (QuPath, bfconvert exports)
-            return ome_mpp_xy(props.get("tiff.ImageDescription", ""))
         return values[0], values[1]
 
     @property
@@ -256,6 +268,23 @@ def _stored_in_strips(path: Path) -> bool:
             return not page.is_tiled and bool(page.dataoffsets) and page.shape is not None
     except Exception:  # not readable by tifffile either: the generic message
         return False
+
+
+#: TIFF compression codes a writer may use that libtiff (OpenSlide's generic TIFF reader) does not decode.
+_COMPRESSIONS = {34712: "JPEG 2000", 33003: "JPEG 2000 (Aperio YCbCr)", 33005: "JPEG 2000 (Aperio RGB)",
+                 50000: "Zstandard", 50001: "WebP", 34925: "LZMA", 50002: "JPEG XL", 52546: "JPEG XL",
+                 34887: "LERC"}
+
+
+def _unsupported_compression(message: str) -> str | None:
+    """The codec named by OpenSlide's "Unsupported TIFF compression: N", or None for other errors."""
+    import re
+
+    found = re.search(r"Unsupported TIFF compression: (\d+)", message)
+    if found is None:
+        return None
+    code = int(found.group(1))
+    return f"{_COMPRESSIONS[code]} (TIFF compression {code})" if code in _COMPRESSIONS else f"TIFF compression {code}"
 
 
 def _sniff_container(path: Path) -> str | None:

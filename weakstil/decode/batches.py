@@ -34,6 +34,7 @@ from weakstil.decode.plan import (STATS_PROBE_TILES, ThreadPlan, measure_decode,
 from weakstil.decode.readers import ReadPath, ReadSpec, plan_reader
 from weakstil.decode.workers import DecodePool, DecodeStats, iter_batches_inline
 from weakstil.runtime import cpu_count
+from weakstil.slide import READ_REDUCE
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.encoders.factory import Encoder
@@ -173,7 +174,7 @@ def tile_batches(slide: Slide, coords: np.ndarray, tile_px: int, mpp: float, enc
     mode = DecodeMode(decode)
     dev = encoder.device
     spec = plan_reader(slide, mpp, tile_px)
-    record: dict[str, Any] = {"mode": mode.value}
+    record: dict[str, Any] = {"mode": mode.value, "reduce": READ_REDUCE}
     gpu_reason = _gpu_reason(mode, spec, dev)
     if gpu_reason is None:
         from weakstil.decode.gpu import GpuTileBatches, full_scale

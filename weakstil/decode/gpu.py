@@ -3,8 +3,9 @@
 For a batch of output tiles: find the JPEG tiles their regions cover, read the compressed bytes
 (a background thread reads the next batch meanwhile), complete them with the level's JPEGTables,
 decode them all in one ``decode_jpeg(list, device=...)`` call, lay them out on one canvas,
-cut every tile's region out with a single gather and resize the regions together (bilinear,
-antialiased: Pillow's filter, as the CPU path) to uint8 ``(B, px, px, 3)`` on the device, which
+cut every tile's region out with a single gather and resize the regions together (a box average
+over whole blocks of pixels, then bilinear, antialiased: Pillow's filters, as the CPU path) to uint8
+``(B, px, px, 3)`` on the device, which
 the encoder's transform normalises as it does CPU batches. The same code runs on the CPU with
 torchvision's libjpeg decoder (``device="cpu"``): that is how the tests check it.
 
@@ -324,8 +325,16 @@ class GpuTileBatches:
         ox = ox0[:, None] + torch.arange(w, device=dev)
         crops = canvas[:, oy[:, :, None], ox[:, None, :]].permute(1, 0, 2, 3)  # (n, 3, h, w)
         if (h, w) != (self.px, self.px):
-            x = F.interpolate(crops.float(), size=(self.px, self.px), mode="bilinear", align_corners=False,
-                              antialias=True)
+            x = crops.float()
+            k = min(h, w) // self.px  # as Pillow with reducing_gap 1: whole blocks averaged first (box) ...
+            if k >= 2:
+                x = F.avg_pool2d(x, k, stride=k, ceil_mode=True)  # the last block partial, as Pillow's reduce
+                if tuple(x.shape[-2:]) != (self.px, self.px):
+                    # ... then the region's own extent (h / k, not the pooled pixels' ceil) resized bilinearly
+                    x = F.interpolate(x, scale_factor=(self.px * k / h, self.px * k / w), mode="bilinear",
+                                      align_corners=False, antialias=True, recompute_scale_factor=False)
+            elif (h, w) != (self.px, self.px):
+                x = F.interpolate(x, size=(self.px, self.px), mode="bilinear", align_corners=False, antialias=True)
             crops = x.round_().clamp_(0, 255).to(torch.uint8)
         return crops.permute(0, 2, 3, 1)  # (n, px, px, 3) view
 

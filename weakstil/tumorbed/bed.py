@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -95,8 +95,12 @@ class SlideGeometry:
         return resize(mask.astype(np.float32), self.tissue_mask.shape, order=0, anti_aliasing=False) > 0.5
 
 
-def from_annotation(path: str | Path, geom: SlideGeometry) -> TumorBed:
-    """Tumour bed from a pathologist's annotation file (clipped to tissue and slide)."""
+def from_annotation(path: str | Path, geom: SlideGeometry,
+                    reference: Callable[[], TumorBed | None] | None = None) -> TumorBed:
+    """Tumour bed from a pathologist's annotation file (clipped to tissue and slide).
+
+    ``reference``: the detector's bed of the slide (computed only when the tissue alone does not
+    show the outline misplaced), against which a lower level's coordinates are recognised."""
     from weakstil.annotations import check_inside, load_polygons, rasterize
 
     raw = load_polygons(path)
@@ -104,6 +108,8 @@ def from_annotation(path: str | Path, geom: SlideGeometry) -> TumorBed:
     polygons = check_inside(raw, geom.width, geom.height, path)
     mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
     misplaced = _warn_if_in_micrometres(raw, mask, geom, path) or _warn_if_at_a_lower_level(raw, mask, geom, path)
+    if not misplaced and reference is not None:
+        misplaced = _warn_if_a_copy_fits_the_detector(raw, mask, geom, path, reference)
     return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.ANNOTATION,
                     str(path), misplaced=misplaced)
 
@@ -189,6 +195,55 @@ def _warn_if_at_a_lower_level(raw, mask: np.ndarray, geom: SlideGeometry, path: 
     why = (f"{100 * given:.0f}% of the annotation on tissue, {100 * max(fits.values()):.0f}% with its coordinates "
            f"{' or '.join(f'× {f:g}' for f in fits)} (an export at a lower pyramid level?)")
     log.warning("%s: %s; export it in level-0 pixel coordinates", path, why)
+    return why
+
+
+#: A copy of the outline (× 2 or × 4) is taken for the meant one when the detector's bed overlaps it
+#: by at least this Dice, and by this much more than the outline as given.
+DETECTOR_COPY_DICE = 0.5
+DETECTOR_COPY_MARGIN = 0.3
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return float(2 * (a & b).sum() / max(int(a.sum()) + int(b.sum()), 1))
+
+
+def _warn_if_a_copy_fits_the_detector(raw, mask: np.ndarray, geom: SlideGeometry, path: str | Path,
+                                      reference: Callable[[], TumorBed | None]) -> str:
+    """Warn when the outline lies on tissue but a × 2 or × 4 copy is the detector's bed, not the
+    outline itself: coordinates of a lower pyramid level, or an outline drawn on the 20x scan of a
+    slide now scanned at 40x, whose bed is a shrunken copy in the top-left part of the tissue. The
+    tissue check above cannot see it when the shrunken copy still lies on tissue (17 of 40 × 0.5
+    copies of the quick demo's exact outlines: 0-7 bed tiles scored instead of 11-33); the detector's
+    bed overlaps their × 2 copy by Dice 0.75-0.96, the outline as given by 0-0.38, and no exact
+    outline's copy fits the slide."""
+    from shapely.affinity import scale
+
+    from weakstil.annotations import rasterize
+
+    x0, y0, x1, y1 = raw.bounds
+    factors = [f for f in LEVEL_FACTORS if x1 * f <= geom.width and y1 * f <= geom.height]
+    if not factors or not mask.any():
+        return ""
+    bed = reference()
+    if bed is None or bed.source is not TumorBedSource.MODEL:
+        return ""
+    detected = geom.fit_mask(bed.mask)
+    given = _dice(mask, detected)
+    fits = {}
+    for f in factors:
+        copy = geom.fit_mask(rasterize(scale(raw, xfact=f, yfact=f, origin=(0, 0)), geom.width, geom.height,
+                                       geom.slide_mpp, geom.mask_mpp))
+        d = _dice(copy, detected)
+        if d >= max(DETECTOR_COPY_DICE, given + DETECTOR_COPY_MARGIN):
+            fits[f] = d
+    if not fits:
+        return ""
+    best = max(fits, key=fits.get)
+    why = (f"the tumour-bed detector's bed overlaps the annotation by Dice {given:.2f}, its copy × {best:g} by "
+           f"{fits[best]:.2f} (coordinates of a lower pyramid level, or drawn on a scan at {best:g}x lower "
+           "magnification?)")
+    log.warning("%s: %s; export it in level-0 pixel coordinates of this slide", path, why)
     return why
 
 

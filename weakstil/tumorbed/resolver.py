@@ -131,7 +131,7 @@ class BedSources:
                 if bed.source is not TumorBedSource.ANNOTATION:
                     log.info("%s: its annotation %s is used, not the %s bed in %s", slide_id, annotation,
                              bed.source.value, precomputed)
-                return from_annotation(annotation, SlideGeometry.from_file(features))
+                return from_annotation(annotation, SlideGeometry.from_file(features), self._reference(features))
             if bed.source is TumorBedSource.TISSUE and self.detector is not None:
                 log.warning("%s: the bed in %s is the whole tissue ('tumorbed apply' was given no detector or "
                             "annotation) and comes first, before the detector at hand; for a tumour bed run "
@@ -140,7 +140,7 @@ class BedSources:
         geom = SlideGeometry.from_file(features)
         annotation = _first_found(find_annotation, self.annotations, names)
         if annotation is not None:
-            return from_annotation(annotation, geom)
+            return from_annotation(annotation, geom, self._reference(features))
         # a misnamed outline or bed file (or a slide whose 'tumorbed apply' failed) would otherwise go
         # unused without a word
         missing = ([f"no bed in {self.beds} (looked for {' / '.join(n + '.h5' for n in names)})"]
@@ -160,6 +160,12 @@ class BedSources:
                 log.warning("%s: %s", slide_id, bed.seed_vetoes)
             return bed
         return whole_tissue(geom)
+
+    def _reference(self, features: FeaturesFile):
+        """The detector's bed of the slide, for checking where its annotation lies (None without a detector)."""
+        if self.detector is None:
+            return None
+        return lambda: self.detector.detect_file(features)
 
     def cohort(self, feature_paths: dict[str, Path]) -> dict[str, np.ndarray] | None:
         """Tumour-bed flags per tile for a cohort (slide id -> its feature cache), or ``None``
