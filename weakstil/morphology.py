@@ -36,30 +36,27 @@ def disk(radius: int) -> np.ndarray:
 
 def dilate_square(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarray:
     """Dilation by a square of side ``2r+1`` (``scipy.ndimage.maximum_filter``, edges mirrored)."""
-    if radius <= 0:
-        return mask
-    cv2 = _opencv(use_cv2)
-    m = np.ascontiguousarray(mask).view(np.uint8)
-    if cv2 is not None:
-        # OpenCV's border is neutral for dilation: the maximum over the window's pixels in the image,
-        # which is what a mirrored edge gives as well
-        return cv2.dilate(m, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)).astype(bool)
-    from scipy import ndimage as ndi
-
-    return ndi.maximum_filter(m, size=2 * radius + 1).astype(bool)
+    return _square(mask, radius, use_cv2, grow=True)
 
 
 def erode_square(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarray:
     """Erosion by a square of side ``2r+1`` (``scipy.ndimage.minimum_filter``, edges mirrored)."""
+    return _square(mask, radius, use_cv2, grow=False)
+
+
+def _square(mask: np.ndarray, radius: int, use_cv2: bool, grow: bool) -> np.ndarray:
     if radius <= 0:
         return mask
     cv2 = _opencv(use_cv2)
     m = np.ascontiguousarray(mask).view(np.uint8)
+    size = 2 * radius + 1
     if cv2 is not None:
-        return cv2.erode(m, np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)).astype(bool)
+        # OpenCV's border is neutral for both: the extreme over the window's pixels in the image,
+        # which is what a mirrored edge gives as well
+        return (cv2.dilate if grow else cv2.erode)(m, np.ones((size, size), np.uint8)).astype(bool)
     from scipy import ndimage as ndi
 
-    return ndi.minimum_filter(m, size=2 * radius + 1).astype(bool)
+    return (ndi.maximum_filter if grow else ndi.minimum_filter)(m, size=size).astype(bool)
 
 
 def close_disk_edge(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarray:
