@@ -166,3 +166,24 @@ def test_a_qc_reference_with_radii_that_do_not_fit_is_refused_naming_the_file(tm
         d, ratios = loaded.tile_neighbours(rng.normal(size=(10, 16)).astype(np.float32))
         assert len(d) == 10 and np.isfinite(d).all()
         assert ratios is None if radius is None else (ratios == 0).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_noisy_glass_under_a_yellow_lamp_lit_unevenly_is_not_fat(seed):
+    """Scanner noise of 3 grey levels per channel, a yellow lamp (blue x 0.85) and 4 % lighting
+    fall-off: the cast's balance stretches the blue channel's noise, 7-10 % of the glass's pixels
+    passed the fat step's 0.03 saturation floor, and 13-35 % of the glass around a tissue disc was
+    read as fat. Faint stain is now more saturated than 95 % of the glass's own pixels; the disc is
+    kept whole."""
+    from weakstil.tissue import detect_tissue
+
+    rng = np.random.default_rng(seed)
+    size = 400  # 3.2 mm at 8 µm/px
+    yy, xx = np.mgrid[0:size, 0:size]
+    img = np.full((size, size, 3), 240.0)
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 4) ** 2
+    img[disc] = (215, 150, 185)
+    img = (img + rng.normal(0, 3.0, img.shape)) * np.array([1.0, 0.97, 0.85]) * (1 - 0.04 * xx / (size - 1))[..., None]
+    mask = detect_tissue(np.clip(img + 0.5, 0, 255).astype(np.uint8), 8.0)
+    assert (mask & ~disc).sum() / (~disc).sum() < 0.02  # the closing's rim about the disc
+    assert mask[disc].mean() > 0.99
