@@ -402,18 +402,18 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
         pred = pd.read_csv(oof_path, dtype={"slide_id": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise WeakSTILError(f"cannot read predictions ({str(exc).splitlines()[0]})", path=oof_path,
-                            fix="pass the CSV written by 'weakstil train'") from None
+                            fix="pass MODEL/cv/oof_predictions.csv or a 'weakstil score' results.csv") from None
     from weakstil import evaluation_results as er
 
+    er.refuse_other_separator(pred, oof_path)
     scored = er.is_score_results(pred)  # a 'weakstil score' results.csv: its interval and qc flags judged too
     if scored:
-        given = pd.to_numeric(pred.get("threshold", pd.Series(dtype=float)), errors="coerce").dropna().unique()
-        threshold = float(given[0]) if asked is None and len(given) == 1 else threshold  # the run's own
+        threshold = er.run_threshold(pred, threshold, oof_path) if asked is None else threshold  # the run's own
         pred, not_scored = er.predictions_from_results(pred, set(cohort.slide_ids), oof_path)
     for col in ("slide_id", "stil_pred"):
         if col not in pred.columns:
             raise WeakSTILError(f"predictions have no {col} column", path=oof_path,
-                                fix="pass the CSV written by 'weakstil train'")
+                                fix="pass MODEL/cv/oof_predictions.csv or a 'weakstil score' results.csv")
     values = pd.to_numeric(pred["stil_pred"], errors="coerce")
     outside = [(i, v) for i, v in enumerate(values) if np.isfinite(v) and not 0.0 <= v <= 100.0]
     if outside:
@@ -453,9 +453,15 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
         from weakstil.score import STATUS_OK
 
         table["status"] = [reason[s] if s in left_out else STATUS_OK for s in cohort.slide_ids]
-        log.info("%d slide(s) the model left out of training (no tile in the tumour bed) have no prediction: %s",
-                 len(excluded), ", ".join(excluded[:5]) + (" ..." if len(excluded) > 5 else ""))
+        log.info("%d slide(s) %s have no prediction: %s", len(excluded),
+                 "the run did not score" if scored else "the model left out of training (no tile in the tumour bed)",
+                 ", ".join(excluded[:5]) + (" ..." if len(excluded) > 5 else ""))
     predicted = table["stil_pred"].notna()  # all but the excluded slides
+    if not predicted.any():  # nothing to measure: every slide excluded
+        why = "; ".join(f"{s}: {reason[s]}" for s in excluded[:3]) + (" ..." if len(excluded) > 3 else "")
+        raise WeakSTILError(f"none of the {len(cohort.slide_ids)} cohort slides has a prediction ({why})", path=oof_path,
+                            fix="score them again once the causes in its 'error' column are fixed" if scored else
+                            "use predictions made for this cohort")
     _check_oof_labels(table[predicted].reset_index(drop=True), pred, oof_path)
     folds = None
     if "fold" in pred.columns:

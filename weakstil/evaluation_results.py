@@ -45,6 +45,16 @@ def _bands() -> tuple[tuple[str, float, float], ...]:
 BANDS = _bands()
 
 
+def refuse_other_separator(table: pd.DataFrame, path: Path) -> None:
+    """Refuse predictions saved with semicolons or tabs (a spreadsheet's export): one column only."""
+    columns = [str(c) for c in table.columns]
+    if len(columns) == 1 and "slide_id" in columns[0] and any(sep in columns[0] for sep in ";\t|"):
+        sep = next(s for s in ";\t|" if s in columns[0])
+        raise WeakSTILError(f"the CSV is separated by {sep!r}, not commas (one column: {columns[0][:60]})", path=path,
+                            fix="save it comma-separated with decimals as points, or pass the file as "
+                                "'weakstil score' or 'weakstil train' wrote it")
+
+
 def is_score_results(table: pd.DataFrame) -> bool:
     """A ``weakstil score`` results.csv (``stil`` and ``status`` columns, no ``stil_pred``)."""
     return "stil_pred" not in table.columns and {"slide_id", "stil", "status"} <= set(table.columns)
@@ -67,6 +77,21 @@ def interval_columns_of(table: pd.DataFrame) -> tuple[str, str, float] | None:
     return (lower, upper, LEVEL) if {lower, upper} <= set(table.columns) else None
 
 
+def run_threshold(results: pd.DataFrame, default: float, path: Path) -> float:
+    """The sTIL-high threshold the run scored with (its ``threshold`` column), else ``default``,
+    said in the log when the column does not hold one threshold of 0-100 (rows of several runs)."""
+    if "threshold" not in results.columns:
+        return default
+    raw = results["threshold"].dropna().astype(str).str.strip().unique()
+    given = pd.to_numeric(pd.Series(raw), errors="coerce").unique()
+    if len(given) == 1 and np.isfinite(given[0]) and 0.0 < given[0] < 100.0:
+        return float(given[0])
+    if len(raw):
+        log.warning("%s: its threshold column holds %s, not one sTIL%% threshold: the metrics use %g "
+                    "(pass --threshold to choose)", path, ", ".join(sorted(raw)[:5]), default)
+    return default
+
+
 def predictions_from_results(results: pd.DataFrame, wanted: set[str],
                              path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
     """(predictions: ``slide_id``, ``stil_pred`` and, where the file has them, ``stil_lower``,
@@ -76,9 +101,10 @@ def predictions_from_results(results: pd.DataFrame, wanted: set[str],
     file is not what ``score`` writes."""
     from weakstil.score import SCORED
 
-    status = results["status"].fillna("").astype(str)
+    status = results["status"].astype(object).fillna("").astype(str)
     values = pd.to_numeric(results["stil"], errors="coerce")
     ids = results["slide_id"].astype(str)
+    _refuse_differing_rows(results, ids, wanted, path)
     bad = [(i, sid) for i, (sid, s, v) in enumerate(zip(ids, status, values))
            if sid in wanted and s in SCORED and not np.isfinite(v)]
     if bad:
@@ -99,16 +125,54 @@ def predictions_from_results(results: pd.DataFrame, wanted: set[str],
     pred = pd.DataFrame({"slide_id": ids.iloc[keep].to_numpy(), "stil_pred": values.iloc[keep].to_numpy(float)})
     cols = interval_columns_of(results)
     if cols is not None:
-        pred["stil_lower"] = pd.to_numeric(results[cols[0]].iloc[keep], errors="coerce").to_numpy(float)
-        pred["stil_upper"] = pd.to_numeric(results[cols[1]].iloc[keep], errors="coerce").to_numpy(float)
+        pred["stil_lower"], pred["stil_upper"] = (_bound(results, c, keep, path) for c in cols[:2])
+        wrong = [(i, sid) for i, sid, lo, hi in zip(keep, pred["slide_id"], pred["stil_lower"], pred["stil_upper"])
+                 if lo > hi]
+        if wrong:
+            raise WeakSTILError(f"{len(wrong)} interval{'s end' if len(wrong) > 1 else ' ends'} below its start: "
+                                + ", ".join(f"row {i + 2} ({sid})" for i, sid in wrong[:5]), path=path,
+                                fix="pass the results.csv that 'weakstil score' wrote")
         pred.attrs["interval_level"] = cols[2]
     if "model_id" in results.columns:  # the model that scored them, as score recorded it
         pred.attrs["model_id"] = "; ".join(sorted({str(m) for m in results["model_id"].iloc[keep].dropna()})) or None
     if "qc" in results.columns:
-        pred["qc"] = results["qc"].iloc[keep].fillna("").astype(str).to_numpy()
+        pred["qc"] = results["qc"].iloc[keep].astype(object).fillna("").astype(str).to_numpy()
     for sid in not_scored:
         log.warning("%s: not scored in %s (%s): left out of the metrics", sid, path, not_scored[sid])
     return pred, {sid: not_scored[sid] for sid in sorted(not_scored)}
+
+
+def _refuse_differing_rows(results: pd.DataFrame, ids: pd.Series, wanted: set[str], path: Path) -> None:
+    """Refuse a cohort slide on two rows that differ in what is judged (status, sTIL%, interval,
+    qc): which one is the run's answer cannot be told (e.g. a rerun's rows appended to a failed
+    run's). The same row twice is harmless."""
+    cols = [c for c in results.columns if c in ("status", "stil", "qc") or c.startswith(("stil_lower_", "stil_upper_"))]
+    rows: dict[str, list[int]] = {}
+    for i, sid in enumerate(ids):
+        if sid in wanted:
+            rows.setdefault(sid, []).append(i)
+    judged = results[cols].astype(object).fillna("").astype(str)
+    clash = [(sid, idx) for sid, idx in rows.items()
+             if len(idx) > 1 and len({tuple(judged.iloc[i]) for i in idx}) > 1]
+    if clash:
+        said = "; ".join(f"{sid} on rows {', '.join(str(i + 2) for i in idx)}" for sid, idx in clash[:5])
+        raise WeakSTILError(f"{len(clash)} slide{'s are' if len(clash) > 1 else ' is'} on two or more rows that differ: "
+                            f"{said}{' ...' if len(clash) > 5 else ''}", path=path,
+                            fix="keep one row per slide (the results.csv of one 'weakstil score' run)")
+
+
+def _bound(results: pd.DataFrame, col: str, keep: list[int], path: Path) -> np.ndarray:
+    """An interval column of the scored rows: empty where the model had no interval, a number
+    otherwise (text there is not what 'score' writes: refused, naming the row)."""
+    raw = results[col].iloc[keep]
+    values = pd.to_numeric(raw, errors="coerce")
+    bad = [(keep[j], results["slide_id"].iloc[keep[j]], r) for j, (r, v) in enumerate(zip(raw, values))
+           if pd.notna(r) and str(r).strip() and not np.isfinite(v)]
+    if bad:
+        raise WeakSTILError(f"{len(bad)} {col} value{'s are' if len(bad) > 1 else ' is'} not a number: "
+                            + ", ".join(f"row {i + 2} ({sid}): {str(r)!r}" for i, sid, r in bad[:5]), path=path,
+                            fix="pass the results.csv that 'weakstil score' wrote")
+    return values.to_numpy(float)
 
 
 def _flags(qc: str) -> list[str]:
@@ -124,8 +188,8 @@ def interval_and_flag_metrics(table: pd.DataFrame, level: float | None) -> dict:
     flagged = None
     if "qc" in table.columns:
         flags = [_flags(q) for q in table["qc"]]
-        flagged = np.array([bool(f) for f in flags])
-        other = np.array([any(x != NEAR_THRESHOLD for x in f) for f in flags])
+        flagged = np.array([bool(f) for f in flags], dtype=bool)
+        other = np.array([any(x != NEAR_THRESHOLD for x in f) for f in flags], dtype=bool)
         names = sorted({x for f in flags for x in f})
         out["qc"] = {
             "n": int(len(flags)),

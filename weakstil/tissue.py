@@ -31,7 +31,8 @@ log = logging.getLogger(__name__)
 #:    pen ink takes no part in the saturation threshold.
 #: 4: the fat step follows gently uneven lighting (a few grey levels across the slide) and measures the
 #:    glass noise about the lighting surface; a lamp's warm or cool cast is balanced up to 25 % chroma;
-#:    noisy glass cut off by white has its noise and level from the lower half.
+#:    noisy glass cut off by white has its noise and level from the lower half; the fat step's faint
+#:    stain is more saturated than 95 % of the glass's own pixels.
 TISSUE_VERSION = 4
 #: Saturation above the glass's own (99.5th percentile) that is stain, not scanner noise.
 GLASS_SATURATION_MARGIN = 0.03
@@ -131,7 +132,8 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         raw_mx = np.maximum(np.maximum(raw[0], raw[1]), raw[2])
         raw_spread = raw_mx - np.minimum(np.minimum(raw[0], raw[1]), raw[2])
         del raw
-        faint = _ratio_above(raw_spread, raw_mx, max(0.03, 3.0 * noise / glass))
+        faint = _ratio_above(raw_spread, raw_mx, max(0.03, 3.0 * noise / glass,
+                                                     _glass_saturation(raw_spread, raw_mx, grey_sum, field, ~mask, noise)))
         faint |= grey_sum < 3.0 * (field - max(2.0, 2.0 * noise))
         del field
         del raw_mx, raw_spread, grey_sum
@@ -349,6 +351,27 @@ def _glass_field(grey_sum: np.ndarray, pale: np.ndarray, glass: float, noise: fl
     field += float(np.median(residual[near])) if near.sum() >= 100 else 0.0
     log.debug("tissue: glass surface %.1f-%.1f grey levels, noise %.2f about it", field.min(), field.max(), flat_noise)
     return np.clip(field, float(glass) - GLASS_FIELD_RANGE, 255.0), min(noise, flat_noise)
+
+
+#: The share of the glass's own pixels the fat step may take for faint stain by their saturation:
+#: well below the smallest window share it reads as fat (0.12), the darker-than-glass test's share
+#: (about 4 % at 2 noise) added.
+GLASS_FAINT_SHARE = 0.05
+
+
+def _glass_saturation(spread: np.ndarray, mx: np.ndarray, grey_sum: np.ndarray, field: np.ndarray,
+                      pale: np.ndarray, noise: float) -> float:
+    """The saturation (``spread / mx``) that only :data:`GLASS_FAINT_SHARE` of the glass's pixels
+    (pale, at the glass surface's brightness) exceed: faint stain must be more saturated than
+    the glass. The grey noise understates that: each channel is noisier than their mean, and a
+    cast's balance stretches one channel and its noise; noisy glass under a yellow lamp had 7 % of
+    its pixels over the 0.03 floor and, unevenly lit, was read as fat in windows of a blank slide."""
+    sub = (slice(None, None, 2), slice(None, None, 2))
+    on_glass = pale[sub] & (np.abs(grey_sum[sub] / np.float32(3.0) - field[sub]) < 2.0 * max(noise, 0.5))
+    if on_glass.sum() < 100:
+        return 0.0
+    sat = spread[sub][on_glass].astype(np.float32) / np.maximum(mx[sub][on_glass], 1).astype(np.float32)
+    return float(np.percentile(sat, 100.0 * (1.0 - GLASS_FAINT_SHARE)))
 
 
 def darker_than_glass(rgb: np.ndarray, glass: float, mpp: float) -> np.ndarray:

@@ -143,6 +143,10 @@ def evaluate(
                          fix="pass --model and --features to score the cohort, or --oof PREDICTIONS.csv")
     if oof is not None and model is not None:
         raise UsageError("--model and --oof both given", fix="pass either --model (with --features) or --oof, not both")
+    if oof is not None and cohort.exists() and oof.exists() and cohort.resolve() == oof.resolve():
+        # the predictions judged against themselves (a results.csv has slide_id, path, stil): R² 1
+        raise UsageError(f"the cohort CSV and --oof are the same file ({oof})",
+                         fix="pass the cohort CSV with the pathologist's sTIL% as COHORT and the predictions as --oof")
     check_out_folder(out, "evaluate", overwrite=overwrite)  # before any work
     from weakstil.outputdir import check_inputs_outside
 

@@ -140,11 +140,35 @@ class EmbeddingReference:
             meta = f.metadata() or {}
             arrays = {k: f.get_tensor(k) for k in f.keys()}
         meta = json.loads(meta["weakstil_qc"]) if "weakstil_qc" in meta else meta  # two keys before
+        _check_arrays(arrays, path)
         return cls(mean=arrays["mean"], scale=arrays["scale"], components=arrays["components"],
                    reference=arrays["reference"], reference_slide=arrays["reference_slide"],
                    neighbours=int(meta.get("neighbours", NEIGHBOURS)),
                    median_distance=float(meta.get("median_distance", 1.0)),
                    reference_radius=arrays.get("reference_radius"))
+
+
+def _check_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> None:
+    """Refuse a file whose arrays do not fit together (one written otherwise than by training, whose
+    model.json hash was made to match): scoring would fail on it mid-run or flag by NaN radii."""
+    from weakstil.mil.identity import ModelError
+
+    names = ("mean", "scale", "components", "reference", "reference_slide")
+    missing = [k for k in names if k not in arrays]
+    problem = f"lacks {', '.join(missing)}" if missing else None
+    if problem is None:
+        n, (dim, k) = len(arrays["reference"]), arrays["components"].shape if arrays["components"].ndim == 2 else (0, -1)
+        radius = arrays.get("reference_radius")
+        if arrays["mean"].shape != (dim,) or arrays["scale"].shape != (dim,) or arrays["reference"].shape != (n, k):
+            problem = "has arrays whose shapes do not fit together"
+        elif arrays["reference_slide"].shape != (n,) or (radius is not None and radius.shape != (n,)):
+            problem = f"does not have one reference_slide{' and reference_radius' if radius is not None else ''} " \
+                      f"per reference tile ({n})"
+        elif radius is not None and not bool(np.all(np.nan_to_num(radius, nan=-1.0, posinf=0.0) >= 0)):
+            problem = "has NaN or negative reference_radius values"
+    if problem:
+        raise ModelError(f"quality-control reference embeddings {problem}", path=path,
+                         fix="the model folder was changed; train the model again")
 
 
 def fit_reference(slides: Sequence[np.ndarray], seed: int = 0) -> tuple[EmbeddingReference, np.ndarray]:
