@@ -1,12 +1,17 @@
 """Table of benchmarks/mil_ablation.py's records: mean ± sd over seeds, and the seed ensemble."""
-import json, sys, numpy as np, collections
+import argparse, json, sys, numpy as np, collections
 from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+ap = argparse.ArgumentParser(description=__doc__)
+ap.add_argument("records", nargs="?", default=str(ROOT / ".bench/accuracy/ablation.jsonl"),
+                help="the JSON-lines records of benchmarks/mil_ablation.py (default: %(default)s)")
+ap.add_argument("epochs", nargs="?", default="30,40,60", help="comma-separated epoch counts to tabulate (default: %(default)s)")
+args = ap.parse_args()
 import pandas as pd
 from weakstil.metrics import r2_score
-f = sys.argv[1] if len(sys.argv) > 1 else str(ROOT / ".bench/accuracy/ablation.jsonl")
-eps = [int(e) for e in (sys.argv[2] if len(sys.argv) > 2 else "30,40,60").split(",")]
+f = args.records
+eps = [int(e) for e in args.epochs.split(",")]
 recs = {}
 for line in open(f):
     r = json.loads(line)

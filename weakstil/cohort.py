@@ -268,7 +268,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     first_folded: dict[str, tuple[str, int]] = {}
     # one slide in two rows sits in two cross-validation folds: trained on in one, tested in the other
     first_file: dict[str, tuple[str, int]] = {}
-    records, feature_problems, damaged_features = [], 0, 0
+    records, feature_problems, damaged_features, newer_features = [], 0, 0, 0
     for i, rec in enumerate(raw.to_dict("records")):
         row = i + 2  # line in the file: header is line 1
         if all(str(v).strip() in ("", "nan") for v in rec.values()):
@@ -321,8 +321,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                 reasons += [same] if same else []
             if why:
                 reasons.append(why)
+                newer = "this weakstil reads up to" in why  # written by a newer weakstil: not damaged
                 feature_problems += len(reasons) == 1 and why.startswith("no features")
-                damaged_features += len(reasons) == 1 and not why.startswith("no features")
+                newer_features += len(reasons) == 1 and newer
+                damaged_features += len(reasons) == 1 and not why.startswith("no features") and not newer
         if reasons:
             label = f"row {row} ({sid})" if sid else f"row {row}"
             problems.append(f"{label}: {', '.join(reasons)}")
@@ -334,6 +336,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         fix = ("embed these slides first (weakstil embed ... --out FEATURES) or pass the --features folder that "
                "holds them" if feature_problems == n else
                "embed these slides again (weakstil embed SLIDES --out FEATURES)" if damaged_features == n else
+               "upgrade weakstil (a newer version wrote these feature files)" if newer_features == n else
                "correct or remove these rows (paths are relative to the CSV's folder; damaged or stale features: "
                "embed those slides again)" if damaged_features else
                "correct or remove these rows (paths are relative to the CSV's folder)")
