@@ -52,6 +52,18 @@ def test_overlapping_grid_stride_is_inferred():
     assert infer_stride(np.array([[5, 5]]), 224.0) == 224.0
 
 
+def test_a_fractional_stride_is_inferred_over_the_whole_grid():
+    """Tiles of 112 µm at 0.494 µm/px are 226.72 px apart, their corners rounded down to whole
+    pixels (steps of 226 and 227): the median step (227) put every tile past the 200th a cell off."""
+    stride = 112.0 / 0.494
+    xs = np.floor(np.arange(400) * stride)
+    coords = np.array([[x, y] for y in xs[:3] for x in xs])
+    got = infer_stride(coords, 227.0)
+    assert abs(got - stride) < 0.01
+    raster = TileRaster.from_coords(coords, 227.0)
+    assert np.array_equal(raster.cols[:400], np.arange(400))
+
+
 def test_mask_outline_sits_on_the_mask_edges():
     mask = np.zeros((20, 30), bool)
     mask[4:10, 6:21] = True

@@ -216,16 +216,21 @@ def _subdivision(stride: float, tile_size: float, grid: tuple[int, int]) -> tupl
 
 
 def infer_stride(coords: np.ndarray, tile_size: float) -> float:
-    """The grid spacing when the file does not record the overlap: the smallest common step
-    between neighbouring tile corners (at most one tile)."""
+    """The grid spacing when the file does not record the overlap (at most one tile): the common
+    step between neighbouring tile corners, refined over the whole span of the grid. Corners are
+    whole level-0 pixels while the stride is not (226.72 px at 0.494 µm/px): the steps alternate
+    226 / 227, and either one put tiles a cell off past a few hundred of them."""
     steps = []
     for axis in (0, 1):
         u = np.unique(np.asarray(coords)[:, axis])
         d = np.diff(u)
         d = d[d > 0.5]
         if len(d):
-            steps.append(float(np.median(d[d <= np.min(d) * 1.5])))
-    return min(steps + [float(tile_size)]) if steps else float(tile_size)
+            step = float(np.median(d[d <= np.min(d) * 1.5]))
+            n = round((u[-1] - u[0]) / step)  # grid steps across the span
+            steps.append((n, float(u[-1] - u[0]) / n if n > 0 else step))
+    # the axis with the most steps measures it best (a rounding pixel over a longer span)
+    return min(max(steps)[1], float(tile_size)) if steps else float(tile_size)
 
 
 def mask_placement(mask_mpp: float, slide_mpp: float) -> dict[str, tuple[float, float]]:
