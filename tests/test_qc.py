@@ -84,8 +84,8 @@ def test_tissue_the_training_slides_hold_rarely_is_not_unfamiliar_tissue_they_la
     out of distribution (3 of 24) and their intervals widened to 100. Those tiles lie where the
     training tiles are sparse; tissue the training slides lack lies far beyond the training tiles
     around it. The rule asks both (distance and the distance over the local spread)."""
-    from weakstil.qc.embedding import (EmbeddingReference, fit_reference, shift_share, unfamiliar_reference,
-                                       unfamiliar_share)
+    from weakstil.qc.embedding import (EmbeddingReference, fit_reference, shift_share, shift_share_threshold,
+                                       unfamiliar_reference, unfamiliar_share)
 
     rng = np.random.default_rng(1)
     basis = rng.normal(size=(8, 64))
@@ -105,7 +105,8 @@ def test_tissue_the_training_slides_hold_rarely_is_not_unfamiliar_tissue_they_la
     assert unfamiliar_share(d, distance_only)[0] > rule["share_threshold"]  # what flagged it before
     assert unfamiliar_share(d, rule, ratios)[0] < rule["share_threshold"] / 2
     # the interval's shift keeps the distance alone (there it predicts the error): the same share
-    assert shift_share(d, rule) == (unfamiliar_share(d, distance_only)[0], rule["distance_share_threshold"])
+    assert (shift_share(d, rule), shift_share_threshold(rule)) == (unfamiliar_share(d, distance_only)[0],
+                                                                   rule["distance_share_threshold"])
     d, ratios = ref.tile_neighbours(lacking, seed=0)
     share, count = unfamiliar_share(d, rule, ratios)
     assert share > 2 * rule["share_threshold"] and count >= 0.8 * 30

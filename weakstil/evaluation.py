@@ -407,6 +407,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
 
     er.refuse_other_separator(pred, oof_path)
     scored = er.is_score_results(pred)  # a 'weakstil score' results.csv: its interval and qc flags judged too
+    not_scored: dict[str, str] = {}
     if scored:
         threshold = er.run_threshold(pred, threshold, oof_path) if asked is None else threshold  # the run's own
         pred, not_scored = er.predictions_from_results(pred, set(cohort.slide_ids), oof_path)
@@ -436,7 +437,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     # slides the predictions' model left out of training (a tumour bed without a tile): no prediction,
     # excluded as a model evaluation excludes them (status 'no tumour bed'), not a failure of the file
     beds = ((owner[1].get("training") or {}).get("tumorbeds") or {}) if owner else {}
-    left_out = ({str(s) for s in beds.get("left_out_no_tile_in_bed") or []} - set(have)) | set(not_scored if scored else ())
+    left_out = ({str(s) for s in beds.get("left_out_no_tile_in_bed") or []} - set(have)) | set(not_scored)
     missing = [s for s in cohort.slide_ids if (s not in have or not np.isfinite(have[s])) and s not in left_out]
     if missing:
         raise WeakSTILError(f"{len(missing)} cohort slides have no prediction: {', '.join(missing[:10])}"
@@ -448,7 +449,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
         if col in pred.columns:
             table[col] = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pred[col])))
     excluded = [s for s in cohort.slide_ids if s in left_out]
-    reason = {s: (not_scored.get(s) if scored else None) or "no tumour bed" for s in excluded}
+    reason = {s: not_scored.get(s) or "no tumour bed" for s in excluded}
     if excluded:
         from weakstil.score import STATUS_OK
 

@@ -61,9 +61,8 @@ def is_score_results(table: pd.DataFrame) -> bool:
 
 
 def interval_columns_of(table: pd.DataFrame) -> tuple[str, str, float] | None:
-    """(lower column, upper column, level) of the interval a results.csv holds, or ``None``."""
-    from weakstil.confidence import LEVEL, interval_columns
-
+    """(lower column, upper column, level) of the interval a results.csv holds (``stil_lower_90``,
+    ``stil_upper_90``, 0.9 as :func:`weakstil.confidence.interval_columns` names them), or ``None``."""
     for col in table.columns:
         if col.startswith("stil_lower_"):
             upper = "stil_upper_" + col[len("stil_lower_"):]
@@ -73,8 +72,7 @@ def interval_columns_of(table: pd.DataFrame) -> tuple[str, str, float] | None:
                 except ValueError:
                     continue
                 return col, upper, level
-    lower, upper = interval_columns(LEVEL)
-    return (lower, upper, LEVEL) if {lower, upper} <= set(table.columns) else None
+    return None
 
 
 def run_threshold(results: pd.DataFrame, default: float, path: Path) -> float:
@@ -201,22 +199,28 @@ def interval_and_flag_metrics(table: pd.DataFrame, level: float | None) -> dict:
             "mae_flagged_but_near_threshold": float(err[other].mean()) if other.any() else None,
         }
     if {"stil_lower", "stil_upper"} <= set(table.columns):
+        from weakstil.confidence import coverage
+
         lo, hi = table["stil_lower"].to_numpy(float), table["stil_upper"].to_numpy(float)
         has = np.isfinite(lo) & np.isfinite(hi)
-        inside = (y >= lo) & (y <= hi)
+
+        def cover(sel: np.ndarray) -> float | None:  # of the slides with an interval among sel
+            return coverage(y[sel], lo[sel], hi[sel]) if (sel & has).any() else None
+
+        def width(sel: np.ndarray, how=np.median) -> float | None:
+            return float(how((hi - lo)[sel & has])) if (sel & has).any() else None
+
+        every = np.ones(len(y), bool)
         interval: dict = {"level": level, "n": int(has.sum()), "n_without": int((~has).sum()),
-                          "coverage": float(inside[has].mean()) if has.any() else None,
-                          "width_median": float(np.median((hi - lo)[has])) if has.any() else None,
-                          "width_mean": float(np.mean((hi - lo)[has])) if has.any() else None}
+                          "coverage": cover(every), "width_median": width(every), "width_mean": width(every, np.mean)}
         # by true sTIL band: the error (and the interval) grows with the level
-        interval["by_band"] = [{"band": name, "n": int(sel.sum()),
-                                "coverage": float(inside[sel].mean()) if sel.any() else None,
-                                "width_median": float(np.median((hi - lo)[sel])) if sel.any() else None}
-                               for name, sel in ((name, has & (y >= a) & (y < b)) for name, a, b in BANDS)]
+        interval["by_band"] = [{"band": name, "n": int((has & sel).sum()), "coverage": cover(sel),
+                                "width_median": width(sel)}
+                               for name, sel in ((name, (y >= a) & (y < b)) for name, a, b in BANDS)]
         if flagged is not None:
-            for name, sel in (("flagged", flagged & has), ("unflagged", ~flagged & has)):
-                interval[f"coverage_{name}"] = float(inside[sel].mean()) if sel.any() else None
-                interval[f"n_{name}"] = int(sel.sum())
+            for name, sel in (("flagged", flagged), ("unflagged", ~flagged)):
+                interval[f"coverage_{name}"] = cover(sel)
+                interval[f"n_{name}"] = int((sel & has).sum())
         out["interval"] = interval
     return out
 

@@ -173,8 +173,9 @@ def evaluate(
     if m.get("mode") == "results":
         from weakstil.evaluation_results import describe
 
-        if describe(m):
-            log.info("%s", describe(m))
+        said = describe(m)
+        if said:
+            log.info("%s", said)
 
 
 def report(

@@ -278,7 +278,7 @@ def unfamiliar_reference(ref: EmbeddingReference, slides: Sequence[np.ndarray],
         # few TIL-rich slides' errors are larger in points too; with the spread part the out-of-fold
         # slides' shifts explained less and every interval widened: 8.5 -> 10.6 points in
         # distribution, coverage 95 -> 97 %, hard look 93 -> 98 %, benchmarks/confidence.py)
-        alone = np.array([float((d > rule["tile_threshold"]).mean()) if len(d) else math.nan for d, _ in per_slide])
+        alone = np.array([unfamiliar_share(d, rule)[0] for d, _ in per_slide])
         rule["distance_share_threshold"] = _share_threshold(alone[np.isfinite(alone)])
     return rule, shares, counts
 
@@ -288,12 +288,15 @@ def _share_threshold(shares: np.ndarray) -> float:
     return max(UNFAMILIAR_SHARE_FLOOR, UNFAMILIAR_MARGIN * float(np.quantile(shares, 0.95)) if len(shares) else 0.0)
 
 
-def shift_share(tile_distances: np.ndarray, rule: dict) -> tuple[float, float | None]:
-    """``(share, the share that flags)`` of a slide's unfamiliar tiles for the interval's shift
-    (:mod:`weakstil.qc.shift`): by distance alone (see :func:`unfamiliar_reference`)."""
-    if not rule:
-        return math.nan, None
-    return unfamiliar_share(tile_distances, rule)[0], rule.get("distance_share_threshold", rule.get("share_threshold"))
+def shift_share(tile_distances: np.ndarray, rule: dict) -> float:
+    """The share of a slide's unfamiliar tiles for the interval's shift (:mod:`weakstil.qc.shift`):
+    by distance alone (see :func:`unfamiliar_reference`)."""
+    return unfamiliar_share(tile_distances, rule)[0]
+
+
+def shift_share_threshold(rule: dict) -> float | None:
+    """The share that :func:`shift_share` is scaled by in the shift (the distance-alone rule's flag)."""
+    return rule.get("distance_share_threshold", rule.get("share_threshold"))
 
 
 def unfamiliar_share(tile_distances: np.ndarray, rule: dict, ratios: np.ndarray | None = None) -> tuple[float, int]:

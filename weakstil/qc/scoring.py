@@ -114,7 +114,7 @@ class SlideAssessor:
                 share, count = unfamiliar_share(tile_d, rule, ratios)
                 unfamiliar = (share, count, rule)
                 attrs["ood_unfamiliar_share"], attrs["ood_unfamiliar_threshold"] = share, rule["share_threshold"]
-                for_shift = shift_share(tile_d, rule)[0]
+                for_shift = shift_share(tile_d, rule)
                 attrs["interval_unfamiliar_share"] = for_shift
         image_ref = self.reference.get("image")
         image = None

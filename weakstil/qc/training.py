@@ -30,7 +30,7 @@ import numpy as np
 from weakstil.atomic import atomic_path
 from weakstil.confidence import Calibration, calibrate, conformal_quantile, interval_columns, tile_standard_error_df
 from weakstil.modeldir import ModelDir
-from weakstil.qc.embedding import fit_reference, ood_threshold, unfamiliar_reference
+from weakstil.qc.embedding import fit_reference, ood_threshold, shift_share_threshold, unfamiliar_reference
 from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
                                weighting_reference)
 from weakstil.qc.image import ImageStats, slide_image_stats
@@ -128,8 +128,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     blurry = [slide_blurry_share(s) for s in stats]
     # the shift's unfamiliar share is by distance alone (weakstil.qc.embedding.shift_share)
     shift_ref = shift_reference(embedding_lgo, stain_lgo, unfamiliar_lgo if unfamiliar else None,
-                                unfamiliar.get("distance_share_threshold", unfamiliar.get("share_threshold")),
-                                blurry_shares=blurry)
+                                shift_share_threshold(unfamiliar), blurry_shares=blurry)
     shift = np.array([slide_shift(shift_ref, embedding_distance=embedding_lgo[i], unfamiliar_share=unfamiliar_lgo[i],
                                   stain=stain_lgo[i] if stain_lgo else None, blurry_share=blurry[i])
                       for i in range(n)])
