@@ -388,6 +388,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     from weakstil.cohort import read_cohort
     from weakstil.modeldir import ModelDir
     from weakstil.runtime import sha256_file
+    from weakstil.score import STATUS_OK
 
     # only the labels are needed: the slides are not scored, so their files need not be here
     cohort = read_cohort(csv_path, group_column=group_column, check_files=False)
@@ -451,8 +452,6 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     excluded = [s for s in cohort.slide_ids if s in left_out]
     reason = {s: not_scored.get(s) or "no tumour bed" for s in excluded}
     if excluded:
-        from weakstil.score import STATUS_OK
-
         table["status"] = [reason[s] if s in left_out else STATUS_OK for s in cohort.slide_ids]
         log.info("%d slide(s) %s have no prediction: %s", len(excluded),
                  "the run did not score" if scored else "the model left out of training (no tile in the tumour bed)",
