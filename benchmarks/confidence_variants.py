@@ -56,7 +56,11 @@ def scored(cache: Path, model: str, name: str, ref: dict, median_distance: float
         rows.append({"slide_id": sid, "tile_se": a.get("tile_standard_error", math.nan),
                      "tile_df": a.get("tile_standard_error_df", math.nan),
                      "folds": json.loads(a.get("fold_stils", "[]")),
-                     "shift": slide_shift_from_stats(ref, dist, img, stain_ref),
+                     # the share of unfamiliar tiles is part of the shift since 2026-12-04: left out, the
+                     # hard look's shifts (and so the floor chosen here) were too small
+                     "shift": slide_shift_from_stats(ref, dist, img, stain_ref,
+                                                     unfamiliar_share=a.get("interval_unfamiliar_share")),
+                     "stored_shift": float(a.get("interval_shift", math.nan)),
                      "other_flags": any(f != "near_threshold" for f in split(str(qc)))})
     return df.merge(pd.DataFrame(rows), on="slide_id")
 
@@ -105,6 +109,10 @@ def main(argv: list[str] | None = None) -> None:
     data = {n: scored(args.cache, args.model, n, ref, median_distance, stain_ref) for n in args.cohorts}
     real = (pd.read_csv(args.reweight_labels)[args.label_column].to_numpy(float)
             if args.reweight_labels is not None else None)
+    gaps = [float(np.nanmax(np.abs(d["shift"] - d["stored_shift"]))) for d in data.values()
+            if np.isfinite(d["stored_shift"]).any()]
+    if gaps and max(gaps) > 1e-6:  # the recomputed shift must be the one the slides were scored with
+        print(f"WARNING: recomputed shifts differ from the scored slides' interval_shift by up to {max(gaps):.3g}")
     print(f"stored: version {stored.version}, offset {stored.offset:g}, β {stored.shift_weight:g} "
           f"(fitted {stored.shift_weight_fitted:g}); cohorts: " + ", ".join(f"{n} ({len(d)})" for n, d in data.items()))
     # (name, version whose per-slide scale is used, β: None fitted, floor)
