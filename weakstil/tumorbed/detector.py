@@ -29,7 +29,7 @@ from weakstil.modeldir import META_FILE, WEIGHTS_FILE, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
-from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area
+from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.files import FeaturesFile
@@ -102,7 +102,7 @@ class TumorBedDetector:
         evidence before the vetoes."""
         raw = self.tumour_evidence(features, geom, tile_stats, stats_columns)
         evidence, n_lymphoid = apply_veto(raw, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
-                                          self.veto)
+                                          self.veto, veto_fragments(geom, self.veto))
         evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto)
 
         def said(name: str, enabled: bool, n: int | None, missing: str) -> str:

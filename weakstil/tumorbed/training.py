@@ -34,7 +34,7 @@ from weakstil.tumorbed.detector import TumorBedDetector
 from weakstil.tumorbed.evidence import (TUMOUR_NUCLEI_COLUMNS, LogisticEvidence, context_inputs, fit_logistic,
                                         stats_column_names, stats_inputs, training_labels)
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto, slide_ink_share
-from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area
+from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,8 @@ def _vetoed_evidence(slides: list[AnnotatedSlide], evidence: list[np.ndarray], v
     for s, ev in zip(slides, evidence):
         n_lymphoid = None
         if veto.enabled:
-            ev, n_lymphoid = apply_veto(ev, s.tile_stats, s.stats_columns, s.geom.coords, s.geom.tile_size_level0, veto)
+            ev, n_lymphoid = apply_veto(ev, s.tile_stats, s.stats_columns, s.geom.coords, s.geom.tile_size_level0, veto,
+                                        veto_fragments(s.geom, veto))
         ev, n_ink = apply_ink_veto(ev, s.ink_share, ink_rule)
         out.append(ev)
         vetoed.append(n_lymphoid)

@@ -19,8 +19,12 @@ both readings: classifier evidence at least ``restore_evidence`` and pale medium
 nuclei over at least ``restore_tumour_nuclei_area`` of it (0.03: three or four tumour nuclei).
 The tumour tiles that restore must reach past the group's own one-tile rim: an aggregate's rim
 (half aggregate, half stroma) can read as tumour on a look the classifier has not seen, and
-restored the aggregate it rings. So a dense infiltrate *at* the tumour keeps its evidence, and a
-lymphoid aggregate away from it does not. Either way the veto only removes seeds: the geometry (bridging, enclosure,
+restored the aggregate it rings. And they must lie on the group's own piece of tissue
+(``restore_same_fragment``; pieces: the 8-connected components of the tissue mask): the tile grid
+makes the tiles of two pieces neighbours across the glass between them, and a lymph node on a
+fragment of its own, whose edge tile sat diagonally next to a tumour tile of another piece, was
+restored whole (a 6 % hard-look slide, Dice 0.617 -> 0.727 without it). So a dense infiltrate
+*at* the tumour keeps its evidence, and a lymphoid aggregate away from it does not. Either way the veto only removes seeds: the geometry (bridging, enclosure,
 invasive-front margin in :mod:`weakstil.bed_geometry`) still puts lymphocyte-dense stroma
 between or around tumour nests in the bed.
 
@@ -61,6 +65,8 @@ class LymphoidVeto:
     restore_tumour_nuclei_area: float = 0.03
     #: the tumour that restores a group must reach past the group's own rim (one tile round it)
     restore_beyond_rim: bool = True
+    #: ... and lie on the group's own piece of tissue (:func:`tile_fragments`)
+    restore_same_fragment: bool = True
 
     def to_dict(self) -> dict[str, float | bool]:
         return {k: (bool(v) if k in _FLAGS else float(v)) for k, v in asdict(self).items()}
@@ -71,12 +77,12 @@ class LymphoidVeto:
         written before ``restore_beyond_rim`` keeps the rule it was chosen with (off)."""
         if not values:
             return cls(enabled=False)
-        return cls(**{"restore_beyond_rim": False,
+        return cls(**{"restore_beyond_rim": False, "restore_same_fragment": False,
                       **{k: (bool(values[k]) if k in _FLAGS else float(values[k]))
                          for k in cls.__dataclass_fields__ if k in values}})
 
 
-_FLAGS = ("enabled", "restore_beyond_rim")
+_FLAGS = ("enabled", "restore_beyond_rim", "restore_same_fragment")
 
 
 def _area(tile_stats: np.ndarray, columns: list[str] | tuple[str, ...], wanted: tuple[str, ...]) -> np.ndarray | None:
@@ -95,9 +101,15 @@ def dark_nuclei_area(tile_stats: np.ndarray | None, columns: list[str] | tuple[s
 
 
 def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
-                 coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto) -> np.ndarray | None:
+                 coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto,
+                 fragments: np.ndarray | None = None) -> np.ndarray | None:
     """Which tiles lose their tumour evidence (boolean per tile), or ``None`` when the veto is
-    off or the slide's feature file has no tile statistics to decide it."""
+    off or the slide's feature file has no tile statistics to decide it.
+
+    ``fragments`` (each tile's piece of tissue, :func:`tile_fragments`): a lymphoid group is
+    restored only by tumour on its own piece of tissue; tiles of two pieces are neighbours on the
+    tile grid across the glass between them, but a lymph node or an aggregate on a fragment of its
+    own is no infiltrate *at* the tumour of another fragment."""
     from scipy import ndimage as ndi
 
     from weakstil.bed_geometry import grid_cells
@@ -122,7 +134,18 @@ def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: l
     labels, _ = ndi.label(grid_l, eight)
     if rule.restore_beyond_rim:
         grid_t = _beyond_rim(grid_l, grid_t, eight)
-    touching = np.unique(labels[ndi.binary_dilation(grid_t, eight) & grid_l])
+    if fragments is None:
+        touching = np.unique(labels[ndi.binary_dilation(grid_t, eight) & grid_l])
+    else:  # groups and the tumour touching them, one piece of tissue at a time
+        grid_f = np.zeros(shape, np.int64)
+        grid_f[rows + 1, cols + 1] = np.asarray(fragments, np.int64) + 1
+        labels = np.where(grid_l, np.unique(labels * (grid_f.max() + 1) + grid_f, return_inverse=True)[1]
+                          .reshape(shape), 0)
+        touched = np.zeros(shape, bool)
+        for f in np.unique(grid_f[grid_l]):
+            on = grid_f == f
+            touched |= ndi.binary_dilation(grid_t & on, eight) & grid_l & on
+        touching = np.unique(labels[touched])
     at_tumour = np.isin(labels, touching[touching > 0])
     return lymphoid & ~at_tumour[rows + 1, cols + 1]
 
@@ -149,9 +172,10 @@ def _beyond_rim(grid_l: np.ndarray, grid_t: np.ndarray, eight: np.ndarray) -> np
 
 
 def apply_veto(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
-               coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto) -> tuple[np.ndarray, int | None]:
+               coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto,
+               fragments: np.ndarray | None = None) -> tuple[np.ndarray, int | None]:
     """The evidence with vetoed tiles set to 0, and how many were vetoed (``None``: not applied)."""
-    veto = vetoed_tiles(evidence, tile_stats, columns, coords, tile_size_level0, rule)
+    veto = vetoed_tiles(evidence, tile_stats, columns, coords, tile_size_level0, rule, fragments)
     evidence = np.asarray(evidence, np.float32)
     if veto is None:
         if rule.enabled and len(evidence):
@@ -159,3 +183,33 @@ def apply_veto(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: lis
                         "(embed the slide again with this WeakSTIL)")
         return evidence, None
     return np.where(veto, np.float32(0.0), evidence).astype(np.float32), int(veto.sum())
+
+
+def tile_fragments(coords: np.ndarray, tile_size_level0: float, tissue: np.ndarray, mask_mpp: float,
+                   slide_mpp: float) -> np.ndarray:
+    """Each tile's piece of tissue: the label (8-connected components of the tissue mask, 1..n; 0
+    where none of its sample points is tissue) found most often at a 3 x 3 grid of points across
+    the tile."""
+    from scipy import ndimage as ndi
+
+    coords = np.asarray(coords, np.float64).reshape(-1, 2)
+    labels, _ = ndi.label(np.asarray(tissue, bool), np.ones((3, 3), bool))
+    if len(coords) == 0:
+        return np.zeros(0, np.int64)
+    f = slide_mpp / mask_mpp  # mask px per level-0 px
+    offsets = (np.arange(3) + 0.5) / 3 * tile_size_level0
+    h, w = labels.shape
+    xs = np.clip(((coords[:, :1] + offsets[None, :]) * f).astype(np.int64), 0, w - 1)
+    ys = np.clip(((coords[:, 1:] + offsets[None, :]) * f).astype(np.int64), 0, h - 1)
+    samples = labels[ys[:, :, None], xs[:, None, :]].reshape(len(coords), -1)
+    counts = (samples[:, :, None] == samples[:, None, :]).sum(axis=2)  # how often each sample's label occurs
+    counts[samples == 0] = -1
+    return samples[np.arange(len(samples)), counts.argmax(axis=1)].astype(np.int64)
+
+
+def veto_fragments(geom, rule: LymphoidVeto) -> np.ndarray | None:
+    """:func:`tile_fragments` of a :class:`weakstil.tumorbed.bed.SlideGeometry` when ``rule``
+    asks for them (``restore_same_fragment``), else ``None``."""
+    if not (rule.enabled and rule.restore_same_fragment):
+        return None
+    return tile_fragments(geom.coords, geom.tile_size_level0, geom.tissue_mask, geom.mask_mpp, geom.slide_mpp)
