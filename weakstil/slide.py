@@ -437,10 +437,43 @@ def greyscale_reason(thumbnail: np.ndarray) -> str | None:
     return None
 
 
+#: Tissue is darker than the slide's own glass by this many grey levels (or four times the glass's
+#: noise), and never paler than ``TISSUE_MAX_BRIGHTNESS``: a dim or tinted scan's glass (205, or a
+#: yellow glass of 215) is glass, not grey or yellow "tissue", so a blank slide of it is "no tissue".
+TISSUE_BELOW_GLASS = 10.0
+TISSUE_MAX_BRIGHTNESS = 220.0
+#: ... and tissue has texture: pale pixels (over 150) in a block of this many sampled pixels a side
+#: whose brightness spreads (5th to 95th percentile) no more than the glass's noise allows are glass
+#: under uneven light (a lamp's fall-off takes the dim side of a blank slide below any one level).
+FLAT_BLOCK_PX = 8
+FLAT_BLOCK_SPREAD = 6.0
+
+
 def _sampled_pixels(thumbnail: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """About 250,000 of a thumbnail's RGB pixels (float32, N x 3), their brightness, and those of
-    them that may be tissue (neither glass nor black)."""
+    them that may be tissue (darker than the slide's glass, textured, not black)."""
+    from weakstil.tissue import glass_level
+
     step = max(1, int(np.sqrt(thumbnail.shape[0] * thumbnail.shape[1] / 250_000)))  # ~250k pixels suffice
-    rgb = thumbnail[::step, ::step].reshape(-1, 3).astype(np.float32)
+    image = thumbnail[::step, ::step, :3].astype(np.float32)
+    rgb = image.reshape(-1, 3)
     brightness = rgb.mean(axis=1)
-    return rgb, brightness, rgb[(brightness < 220) & (brightness > 30)]
+    glass, noise = glass_level(brightness)
+    cut = min(TISSUE_MAX_BRIGHTNESS, glass - max(TISSUE_BELOW_GLASS, 4.0 * noise))
+    tissue = (brightness < cut) & (brightness > 30)
+    if tissue.any():
+        tissue &= ~_flat_pale(image.mean(axis=-1), max(FLAT_BLOCK_SPREAD, 6.0 * noise)).ravel()
+    return rgb, brightness, rgb[tissue]
+
+
+def _flat_pale(grey: np.ndarray, spread: float) -> np.ndarray:
+    """Pixels of ``grey`` in pale blocks (median over 150) of :data:`FLAT_BLOCK_PX` whose brightness
+    spreads no more than ``spread`` from the 5th to the 95th percentile (untextured: glass)."""
+    h, w = grey.shape
+    b = FLAT_BLOCK_PX
+    hb, wb = -(-h // b), -(-w // b)
+    padded = np.pad(grey, ((0, hb * b - h), (0, wb * b - w)), mode="edge")
+    blocks = padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b)
+    lo, mid, hi = np.percentile(blocks, (5, 50, 95), axis=-1)
+    flat = (hi - lo <= spread) & (mid > 150)
+    return np.repeat(np.repeat(flat, b, axis=0), b, axis=1)[:h, :w]

@@ -120,8 +120,12 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     del r, g, b, mx
 
     # Fat: big empty adipocytes whose thin membranes are only faintly stained at this
-    # resolution. A window dense in faint stain is tissue even where each pixel is pale.
-    if p.fat_window_um > 0:
+    # resolution. A window dense in faint stain is tissue even where each pixel is pale. Fat lies
+    # in stained tissue (its septa, the stroma around it): a slide without a debris-sized piece of
+    # stained tissue is blank, and its glass's noise alone would give the faint share two "modes"
+    px_area = mpp * mpp
+    min_object = min(p.min_object_um2, 0.25 * mask.size * px_area)
+    if p.fat_window_um > 0 and mask.sum() * px_area >= min_object:
         raw = [np.ascontiguousarray(rgb[..., c]) for c in range(3)]  # unblurred: membranes are a pixel wide
         grey_sum = raw[0].astype(np.uint16) + raw[1] + raw[2]
         glass, noise = glass_level(grey_sum[::2, ::2][~mask[::2, ::2]].astype(np.float32) / 3.0)
@@ -158,15 +162,13 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         mask |= fat
         del fat
 
-    px_area = mpp * mpp
     radius = max(1, int(round(p.closing_um / mpp)))
     # closed on a copy padded with its own edge: with the outside taken as glass, the erosion would
     # cut a band of the closing radius off tissue that runs out of the image (a cropped region)
     mask = morph.close_disk_edge(mask, radius)
     mask = morph.remove_small_holes(mask, max(1, int(p.max_hole_um2 / px_area)))
     # debris is small next to the slide: an image that is itself smaller than a debris piece (a
-    # crop of a few tiles) keeps tissue that fills a good part of it
-    min_object = min(p.min_object_um2, 0.25 * mask.size * px_area)
+    # crop of a few tiles) keeps tissue that fills a good part of it (min_object, above)
     if pen.any():
         # a piece of tissue that marker strokes cut into strips is measured whole: its strips are joined
         # under the ink, and the piece is kept when its tissue (not its ink) is larger than debris

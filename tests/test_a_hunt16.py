@@ -1,0 +1,81 @@
+"""Fault hunt 16 (a): blank, dim, tinted and oddly stored slides, as a stranger's fault matrix feeds them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, write_disc_slide, write_tiff_slide
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def _glass(colour, size: int = 1600, ramp: float = 0.0, mottle: float = 0.0, seed: int = 0) -> np.ndarray:
+    """A blank slide (glass only) of ``colour``: lit ``ramp`` dimmer at its right edge, with a
+    grain of ``mottle`` grey levels (sd, over 20 µm)."""
+    from PIL import Image
+
+    img = np.broadcast_to(np.asarray(colour, np.float32), (size, size, 3)).copy()
+    img *= (1.0 - ramp * np.linspace(0.0, 1.0, size, dtype=np.float32))[None, :, None]
+    if mottle:
+        low = np.random.default_rng(seed).normal(0, mottle, (size // 40, size // 40)).astype(np.float32)
+        img += np.asarray(Image.fromarray(low).resize((size, size), Image.Resampling.BICUBIC))[..., None]
+    return np.clip(np.round(img), 0, 255).astype(np.uint8)
+
+
+def _single_level_jpeg_tiff(path: Path, rgb: np.ndarray, mpp: float = 0.5, quality: int = 60) -> Path:
+    """A one-level tiled JPEG TIFF (no pyramid: the overview is read from the full resolution)."""
+    import tifffile
+
+    tifffile.imwrite(path, rgb, tile=(256, 256), compression="jpeg", compressionargs={"level": quality},
+                     photometric="rgb", resolution=(1e4 / mpp, 1e4 / mpp), resolutionunit="CENTIMETER")
+    return path
+
+
+BLANKS = {
+    "neutral205": dict(colour=(205, 205, 205)),
+    "neutral190_grain": dict(colour=(190, 190, 190), mottle=2.0),
+    "yellow_dim_uneven": dict(colour=(215, 208, 188), ramp=0.06),
+    "blue_uneven": dict(colour=(205, 212, 228), ramp=0.05),
+    "bright240_uneven": dict(colour=(240, 240, 240), ramp=0.12),
+}
+
+
+@pytest.fixture(scope="module")
+def blanks(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("blank")
+    out = {name: write_tiff_slide(root / f"{name}.tiff", _glass(**kw), levels=2) for name, kw in BLANKS.items()}
+    out["neutral190_grain"] = _single_level_jpeg_tiff(root / "neutral190_grain.tiff", _glass(**BLANKS["neutral190_grain"]))
+    return out
+
+
+def test_blank_dim_or_tinted_glass_is_refused_as_no_tissue_and_the_batch_goes_on(blanks, tmp_path):
+    """A blank slide whose glass is dim (205), tinted (yellow, blue) or unevenly lit was refused as "a
+    greyscale image" or "tissue colours are not pink/purple": its glass was taken for tissue (any
+    pixel under 220). Now: one "no tissue ... check the slide is not blank" line each, exit 1, no
+    outputs for them, and the tissue slide beside them is tiled."""
+    disc = write_disc_slide(tmp_path / "disc.tiff")
+    out = tmp_path / "out"
+    proc = run_cli("tile", *blanks.values(), disc, "--out", out)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == len(blanks), proc.stderr
+    for name, path in blanks.items():
+        line = next(line for line in lines if line.startswith(f"error: {path}:"))
+        assert line.startswith(f"error: {path}: no tissue found (0 tiles). Fix: check the slide is not blank"), line
+        assert not (out / f"{name}.h5").exists() and not (out / f"{name}_tiles.png").exists()
+    assert (out / "disc.h5").exists()
+
+
+def test_grainy_blank_glass_has_no_fat(blanks):
+    """The fat step read the grain of a blank slide's glass (2 grey levels) as fat's faint membranes:
+    with glass alone, the faint share's Otsu cut split the glass's own noise, and 13 % of a blank
+    slide was tissue. Fat lies in stained tissue; a slide with none is blank."""
+    from weakstil.slide import Slide
+    from weakstil.tissue import detect_tissue
+
+    with Slide.open(blanks["neutral190_grain"]) as slide:
+        thumb = slide.read_thumbnail(8.0)
+    assert detect_tissue(thumb, 8.0).sum() == 0
