@@ -79,3 +79,61 @@ def test_grainy_blank_glass_has_no_fat(blanks):
     with Slide.open(blanks["neutral190_grain"]) as slide:
         thumb = slide.read_thumbnail(8.0)
     assert detect_tissue(thumb, 8.0).sum() == 0
+
+
+def test_the_glass_level_follows_the_overview_below_a_grey_level():
+    """The glass level was its histogram's mode bin (+0.5): a third of a level's change in the overview
+    moved it by 0 or by a whole level, and the fat step's faint cut with it."""
+    from weakstil.tissue import glass_level
+
+    rng = np.random.default_rng(0)
+    base = np.round((231.8 + rng.normal(0, 0.6, 20_000)) * 3) / 3  # a mean of three channels: thirds
+    levels = [glass_level((base + k / 3).astype(np.float32))[0] for k in range(4)]
+    steps = np.diff(levels)
+    assert np.all(np.abs(steps - 1 / 3) < 0.12), levels
+    assert abs(levels[0] - 231.8) < 0.2
+
+
+@pytest.fixture(scope="module")
+def one_slide_four_pyramids(tmp_path_factory) -> dict[str, Path]:
+    """An alt-look 1 mm slide written as four pyramids: Aperio SVS (JPEG, x4), one-level LZW, JPEG
+    tiles of 512 with a level stored at 8 µm/px (the tissue mask's own resolution), Deflate x2."""
+    import tifffile
+
+    from weakstil.decode.svswriter import write_svs
+    from weakstil.synth import generate_slide
+    from weakstil.synth.pyramid import downsample_mean
+
+    root = tmp_path_factory.mktemp("pyramids")
+    generate_slide(root / "s.tiff", root, "s", seed=2, size_mm=(1.0, 1.0), preview=False, look="alt")
+    rgb = tifffile.imread(root / "s.tiff", level=0)[..., :3]
+
+    def tiff(name, levels, step, tile, **kw):
+        with tifffile.TiffWriter(root / name) as tw:
+            img = rgb
+            for k in range(levels):
+                img = downsample_mean(img, step) if k else img
+                lm = 0.5 * rgb.shape[1] / img.shape[1]
+                tw.write(img, tile=(tile, tile), resolution=(1e4 / lm, 1e4 / lm), resolutionunit="CENTIMETER",
+                         subfiletype=1 if k else 0, photometric="rgb", metadata=None, **kw)
+        return root / name
+
+    return {"svs": write_svs(root / "s.svs", rgb, 0.5),
+            "lzw": tiff("lzw.tiff", 1, 1, 256, compression="lzw"),
+            "jpeg_at_8um": tiff("jpeg.tiff", 3, 4, 512, compression="jpeg", compressionargs={"level": 80}),
+            "deflate_x2": tiff("deflate.tiff", 3, 2, 128, compression="zlib")}
+
+
+def test_the_tile_count_does_not_depend_on_how_the_pyramid_is_stored(one_slide_four_pyramids):
+    """One slide, four pyramids: 47, 47, 42 and 47 tiles. A level stored at the mask's own resolution
+    (8 µm/px) was read as the overview: its writer's JPEG halos doubled the glass noise and its
+    chroma raised the saturation cut, so pale tissue was lost. The overview is now this reader's own
+    reduction of a level at least twice finer."""
+    from weakstil.slide import Slide
+    from weakstil.tiles import TilingParams, find_tiles
+
+    counts = {}
+    for name, path in one_slide_four_pyramids.items():
+        with Slide.open(path) as slide:
+            counts[name] = len(find_tiles(slide, TilingParams()).coords)
+    assert max(counts.values()) - min(counts.values()) <= 1, counts

@@ -239,18 +239,20 @@ class Slide:
             rgba = rgba.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
         return rgba_to_rgb(np.asarray(rgba))
 
-    def read_thumbnail(self, mpp: float) -> np.ndarray:
+    def read_thumbnail(self, mpp: float, min_reduction: float = 1.0) -> np.ndarray:
         """The whole slide as RGB at (approximately) ``mpp`` µm/px.
 
         Reads from the best pyramid level in bounded blocks, so memory stays small even
         for single-level slides. The output size is ``round(level-0 size * slide_mpp / mpp)``.
+        ``min_reduction``: read from a level at least this many times finer than ``mpp`` (where the
+        slide has one), so that the thumbnail is this reader's reduction, not a stored level's.
         """
         from PIL import Image
 
         W, H = self.dimensions
         out_w = max(1, round(W * self.mpp / mpp))
         out_h = max(1, round(H * self.mpp / mpp))
-        level = self.best_level_for_mpp(mpp)
+        level = self.best_level_for_mpp(mpp / min_reduction)
         lw, lh = self.backend.level_dimensions[level]
         ds = self.level_downsamples[level]
         fx, fy = lw / out_w, lh / out_h  # level pixels per output pixel

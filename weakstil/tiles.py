@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 #: Longest side of the overlay PNG, in pixels.
 OVERLAY_MAX_SIDE = 1600
+#: The tissue overview is read from a pyramid level at least this many times finer than the mask
+#: (our reduction, on which the detector's thresholds were set): a level stored at the mask's own
+#: resolution carries its writer's filter and JPEG artefacts (halos that doubled the glass noise and
+#: chroma that raised the saturation cut), and one slide stored as six pyramids gave 81-114 tiles.
+MASK_MIN_REDUCTION = 2.0
 #: The score heatmap shows tiles (over 100 µm) on the tissue's architecture: 2 µm/px is plenty, and
 #: a small slide's heatmap at its full resolution was 5-7 MB (a 1 mm slide's 0.7-1.3 MB); napari
 #: shows the tiles over the slide itself at any zoom.
@@ -131,7 +136,7 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     params = params or TilingParams()
     slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
     mask_mpp = max(params.mask_mpp, slide.mpp)
-    thumb = slide.read_thumbnail(mask_mpp)
+    thumb = slide.read_thumbnail(mask_mpp, min_reduction=MASK_MIN_REDUCTION)
     grey = greyscale_reason(thumb)
     if grey:
         raise SlideError(grey, path=slide.path, fix="WeakSTIL scores colour (RGB) brightfield H&E scans; scan or export "
