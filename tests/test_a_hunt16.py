@@ -95,18 +95,28 @@ def test_the_glass_level_follows_the_overview_below_a_grey_level():
 
 
 @pytest.fixture(scope="module")
-def one_slide_four_pyramids(tmp_path_factory) -> dict[str, Path]:
+def alt_slide(tmp_path_factory) -> np.ndarray:
+    """The level 0 (RGB, 0.5 µm/px) of an alt-look 1 mm synthetic slide."""
+    import tifffile
+
+    from weakstil.synth import generate_slide
+
+    root = tmp_path_factory.mktemp("alt")
+    generate_slide(root / "s.tiff", root, "s", seed=2, size_mm=(1.0, 1.0), preview=False, look="alt")
+    return tifffile.imread(root / "s.tiff", level=0)[..., :3]
+
+
+@pytest.fixture(scope="module")
+def one_slide_four_pyramids(tmp_path_factory, alt_slide) -> dict[str, Path]:
     """An alt-look 1 mm slide written as four pyramids: Aperio SVS (JPEG, x4), one-level LZW, JPEG
     tiles of 512 with a level stored at 8 µm/px (the tissue mask's own resolution), Deflate x2."""
     import tifffile
 
     from weakstil.decode.svswriter import write_svs
-    from weakstil.synth import generate_slide
     from weakstil.synth.pyramid import downsample_mean
 
     root = tmp_path_factory.mktemp("pyramids")
-    generate_slide(root / "s.tiff", root, "s", seed=2, size_mm=(1.0, 1.0), preview=False, look="alt")
-    rgb = tifffile.imread(root / "s.tiff", level=0)[..., :3]
+    rgb = alt_slide
 
     def tiff(name, levels, step, tile, **kw):
         with tifffile.TiffWriter(root / name) as tw:
@@ -137,3 +147,25 @@ def test_the_tile_count_does_not_depend_on_how_the_pyramid_is_stored(one_slide_f
         with Slide.open(path) as slide:
             counts[name] = len(find_tiles(slide, TilingParams()).coords)
     assert max(counts.values()) - min(counts.values()) <= 1, counts
+
+
+def test_an_under_exposed_scan_is_refused_not_tiled_on_its_glass(alt_slide, tmp_path):
+    """A brightfield scan under-exposed to 60 % (glass at 140 of 255) was all "tissue" (every tile of
+    the slide, glass included, no warning: its densities were measured against white light; at 50 %
+    only the warning "mostly dark image (fluorescence?)"). Now one line says it is under-exposed;
+    at 70 % (glass 163) it is tiled as the slide itself is."""
+    dark = np.clip(np.round(alt_slide * 0.6), 0, 255).astype(np.uint8)
+    path = write_tiff_slide(tmp_path / "dark.tiff", dark, levels=2)
+    proc = run_cli("tile", path, "--out", tmp_path / "out")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"error: {path}: is under-exposed (its glass is at 1")
+    assert not (tmp_path / "out" / "dark.h5").exists()
+    from weakstil.slide import Slide
+    from weakstil.tiles import TilingParams, find_tiles
+
+    counts = []
+    for k, gain in enumerate((1.0, 0.7)):
+        img = np.clip(np.round(alt_slide * gain), 0, 255).astype(np.uint8)
+        with Slide.open(write_tiff_slide(tmp_path / f"s{k}.tiff", img, levels=2)) as slide:
+            counts.append(len(find_tiles(slide, TilingParams()).coords))
+    assert abs(counts[1] - counts[0]) <= 2, counts

@@ -11,8 +11,9 @@ log = logging.getLogger("weakstil.tissue")
 
 #: The glass colour is trusted for white balance only when it is this pale and this close to grey
 #: (a thumbnail full of pale pink tissue must not be balanced to grey; a dim scanner's glass, 185-200,
-#: must be: its tint otherwise reads as faint stain) ...
-GLASS_MIN_LEVEL = 175.0
+#: must be: its tint otherwise reads as faint stain; 160 is where an under-exposed scan is refused,
+#: slide.UNDEREXPOSED_GLASS: an alt-look slide at 70 % exposure, glass 163, had 63 tiles for 47) ...
+GLASS_MIN_LEVEL = 160.0
 GLASS_MAX_CHROMA = 0.12
 #: ... or, for a glass whose green lies between its red and blue (a warm or cool lamp, a yellowed
 #: mounting medium: not a stain's colour), this close: a yellow glass of (241, 234, 212) kept its tint

@@ -421,6 +421,25 @@ def brightfield_warning(thumbnail: np.ndarray) -> str | None:
     return None
 
 
+#: An under-exposed brightfield scan: its glass (the bright end, the 99th percentile, with at least
+#: 5 % of the pixels within 6 grey levels of it) lies under 160, where the detector's "dense" (optical
+#: density over 0.24 against white: under 147) takes it in; over 60 (fluorescence's bright end is signal).
+UNDEREXPOSED_GLASS = (60.0, 160.0)
+
+
+def underexposed_reason(thumbnail: np.ndarray) -> str | None:
+    """Why the scan is too dark to tell tissue from glass (its glass far from white), or ``None``: the
+    detector's densities are measured against white light, so all of such a slide was tissue."""
+    _, brightness, _ = _sampled_pixels(thumbnail)
+    if brightness.size == 0:
+        return None
+    glass = brightness[np.abs(brightness - np.percentile(brightness, 99)) <= 6.0]
+    level = float(np.median(glass))
+    if glass.size >= 0.05 * brightness.size and UNDEREXPOSED_GLASS[0] <= level < UNDEREXPOSED_GLASS[1]:
+        return f"is under-exposed (its glass is at {level:.0f} of 255 grey levels; brightfield glass is near white)"
+    return None
+
+
 #: Tissue whose colour (max - min channel) stays below this on 95 % of its pixels has none: a greyscale
 #: image. H&E tissue measures tens of levels, faded or pale stains above 10; JPEG adds 1-2 to grey.
 GREYSCALE_CHROMA = 6.0

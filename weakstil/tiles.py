@@ -16,7 +16,7 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path, remove_stale_temps, replacing_together
 from weakstil.errors import SlideError, UsageError, no_tissue
-from weakstil.slide import Slide, brightfield_warning, greyscale_reason
+from weakstil.slide import Slide, brightfield_warning, greyscale_reason, underexposed_reason
 from weakstil.tiling import TileGrid, TileMode, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
 
@@ -137,6 +137,10 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
     mask_mpp = max(params.mask_mpp, slide.mpp)
     thumb = slide.read_thumbnail(mask_mpp, min_reduction=MASK_MIN_REDUCTION)
+    dark = underexposed_reason(thumb)
+    if dark:  # every pixel would be dense "tissue": tiles on glass, an sTIL% of nothing
+        raise SlideError(dark, path=slide.path, fix="scan the slide again with the scanner's white calibration "
+                                                    "(glass near 240 grey levels), or correct its exposure")
     grey = greyscale_reason(thumb)
     if grey:
         raise SlideError(grey, path=slide.path, fix="WeakSTIL scores colour (RGB) brightfield H&E scans; scan or export "
