@@ -107,6 +107,21 @@ def alt_slide(tmp_path_factory) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
+def fatty_slide(tmp_path_factory) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """A default-look 1 mm slide (level 0, 0.5 µm/px) and its truth masks (4 µm/px)."""
+    import h5py
+    import tifffile
+
+    from weakstil.synth import generate_slide
+
+    root = tmp_path_factory.mktemp("fatty")
+    generate_slide(root / "s.tiff", root, "s", seed=5, size_mm=(1.0, 1.0), preview=False)
+    with h5py.File(root / "s.h5") as f:
+        truth = {k: f[k][:].astype(bool) for k in ("tissue", "fat")}
+    return tifffile.imread(root / "s.tiff", level=0)[..., :3], truth
+
+
+@pytest.fixture(scope="module")
 def one_slide_four_pyramids(tmp_path_factory, alt_slide) -> dict[str, Path]:
     """An alt-look 1 mm slide written as four pyramids: Aperio SVS (JPEG, x4), one-level LZW, JPEG
     tiles of 512 with a level stored at 8 µm/px (the tissue mask's own resolution), Deflate x2."""
@@ -169,3 +184,27 @@ def test_an_under_exposed_scan_is_refused_not_tiled_on_its_glass(alt_slide, tmp_
         with Slide.open(write_tiff_slide(tmp_path / f"s{k}.tiff", img, levels=2)) as slide:
             counts.append(len(find_tiles(slide, TilingParams()).coords))
     assert abs(counts[1] - counts[0]) <= 2, counts
+
+
+def test_a_crop_within_the_tissue_keeps_its_fat(fatty_slide, tmp_path):
+    """A region exported from within the tissue (no glass in view) lost its fat: the fat step's Otsu
+    cut splits glass from fat, and with no glass it split the fat itself (cut 0.23 for 0.12), so a
+    half of a fatty 0.3 mm crop was "not tissue". The class under the cut must now be as bare as glass."""
+    from weakstil.slide import Slide
+    from weakstil.tiles import TilingParams, find_tiles
+
+    rgb, truth = fatty_slide
+    win = 75  # 300 µm at 4 µm/px
+    tissue = truth["tissue"].astype(np.int32).cumsum(0).cumsum(1)
+    fat = truth["fat"].astype(np.int32).cumsum(0).cumsum(1)
+
+    def box(c, y, x):
+        return c[y + win - 1, x + win - 1] - c[y - 1, x + win - 1] - c[y + win - 1, x - 1] + c[y - 1, x - 1]
+    best = max(((box(fat, y, x), y, x) for y in range(1, truth["fat"].shape[0] - win, 5)
+                for x in range(1, truth["fat"].shape[1] - win, 5) if box(tissue, y, x) == win * win))
+    assert best[0] > 0.5 * win * win  # a crop with a good share of fat, all of it tissue
+    y, x = best[1] * 8, best[2] * 8
+    path = write_tiff_slide(tmp_path / "crop.tiff", np.ascontiguousarray(rgb[y:y + win * 8, x:x + win * 8]), levels=1)
+    with Slide.open(path) as slide:
+        tiles = find_tiles(slide, TilingParams())
+    assert tiles.tissue_mask.mean() > 0.95, tiles.tissue_mask.mean()

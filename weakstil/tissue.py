@@ -44,13 +44,16 @@ log = logging.getLogger(__name__)
 #:    noisy glass cut off by white has its noise and level from the lower half; the fat step's faint
 #:    stain is more saturated than 95 % of the glass's own pixels.
 #: 5: the glass level is sub-bin (the mean about the histogram mode, not the mode bin); the fat step
-#:    needs stained tissue; the overview is read from a level at least 2x finer than the mask.
+#:    needs stained tissue, and its Otsu cut glass below it; the overview is read from a level at least
+#:    2x finer than the mask.
 TISSUE_VERSION = 5
 #: Saturation above the glass's own (99.5th percentile) that is stain, not scanner noise.
 GLASS_SATURATION_MARGIN = 0.03
 #: Blurred edges of marker strokes taken as ink beyond the strokes' own pixels (one pixel of the
 #: 8 µm/px tissue mask; it was two, a 16 µm band that cut closely spaced strokes' tissue to strips).
 PEN_EDGE_UM = 8.0
+#: The lowest share of faint pixels in the fat window that makes fat (the Otsu cut's lower bound).
+FAT_MIN_SHARE = 0.12
 #: Default resolution of the tissue mask.
 TISSUE_MASK_MPP = 8.0
 
@@ -165,7 +168,11 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         pale_share = share[::2, ::2][~mask[::2, ::2]].astype(np.float32) / 250.0
         cut = p.fat_membrane_share
         if pale_share.size > 100 and np.ptp(pale_share) > 1e-3:
-            cut = float(np.clip(threshold_otsu(pale_share), 0.12, 0.5))
+            cut = float(np.clip(threshold_otsu(pale_share), FAT_MIN_SHARE, 0.5))
+            # ... where there is glass: the class below the cut must be as bare as glass. A crop within
+            # the tissue (no glass) has fat alone, and Otsu split the fat (lower class 0.18-0.2)
+            if pale_share[pale_share <= cut].mean() >= FAT_MIN_SHARE:
+                cut = FAT_MIN_SHARE
         log.debug("tissue: fat step: faint share cut %.3f", cut)
         fat = (share > cut * 250.0) & ~mask
         del share, pale_share
