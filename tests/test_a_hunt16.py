@@ -208,3 +208,26 @@ def test_a_crop_within_the_tissue_keeps_its_fat(fatty_slide, tmp_path):
     with Slide.open(path) as slide:
         tiles = find_tiles(slide, TilingParams())
     assert tiles.tissue_mask.mean() > 0.95, tiles.tissue_mask.mean()
+
+
+def test_a_blank_slide_with_a_black_border_dust_or_a_bubble_says_no_tissue(tmp_path):
+    """The colour checks judged any pixel darker than the glass: a blank slide of normal glass (240)
+    with a scanner's black border, dust or an air bubble's rim was "a greyscale image". They now
+    judge the detector's tissue, which has none of these."""
+    rng = np.random.default_rng(3)
+    size = 1200
+    yy, xx = np.mgrid[:size, :size]
+    glass = np.full((size, size, 3), 240, np.uint8)
+    border = glass.copy()
+    border[:, :150] = 0
+    dust = glass.copy()
+    for cy, cx, r in zip(rng.integers(50, size - 50, 30), rng.integers(50, size - 50, 30), rng.integers(3, 15, 30)):
+        dust[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = (90, 85, 80)
+    bubble = glass.copy()
+    bubble[np.abs(np.hypot(yy - 600, xx - 600) - 250) < 6] = 160
+    paths = [write_tiff_slide(tmp_path / f"{name}.tiff", img, levels=2)
+             for name, img in (("border", border), ("dust", dust), ("bubble", bubble))]
+    proc = run_cli("tile", *paths, "--out", tmp_path / "out")
+    assert proc.returncode == 1
+    for path in paths:
+        assert f"error: {path}: no tissue found (0 tiles). Fix: check the slide is not blank" in proc.stderr, proc.stderr

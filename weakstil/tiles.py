@@ -141,16 +141,18 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     if dark:  # every pixel would be dense "tissue": tiles on glass, an sTIL% of nothing
         raise SlideError(dark, path=slide.path, fix="scan the slide again with the scanner's white calibration "
                                                     "(glass near 240 grey levels), or correct its exposure")
-    grey = greyscale_reason(thumb)
+    # the colours judged are the detected tissue's (a blank slide's black border, marker ring, dust or
+    # bubble rim is no tissue: it was judged "a greyscale image" or "not pink/purple")
+    mask = detect_tissue(thumb, mask_mpp, params.tissue)
+    grey = greyscale_reason(thumb, mask)
     if grey:
         raise SlideError(grey, path=slide.path, fix="WeakSTIL scores colour (RGB) brightfield H&E scans; scan or export "
                                                     "the slide in colour", warnings=[grey])
     warnings = []
-    reason = brightfield_warning(thumb)
+    reason = brightfield_warning(thumb, mask)
     if reason:
         warnings.append(reason)
         log.warning("%s: %s", slide.path, reason)
-    mask = detect_tissue(thumb, mask_mpp, params.tissue)
     W, H = slide.dimensions
     grid = TileGrid(W, H, slide.mpp, params.mpp, params.tile_px, params.overlap_px, params.mode)
     if len(grid) == 0:  # not a tissue problem: say what is
