@@ -231,3 +231,20 @@ def test_a_blank_slide_with_a_black_border_dust_or_a_bubble_says_no_tissue(tmp_p
     assert proc.returncode == 1
     for path in paths:
         assert f"error: {path}: no tissue found (0 tiles). Fix: check the slide is not blank" in proc.stderr, proc.stderr
+
+
+def test_tissue_too_thin_for_a_tile_is_not_called_a_blank_slide(tmp_path):
+    """A strand of tissue 40 µm wide and 0.8 mm long (0.03 mm², over the debris size) fills no tile to
+    half: "no tissue found ... check the slide is not blank" sent the user to a slide that is not.
+    The line now says how much tissue was found and that the threshold is what leaves it out."""
+    rng = np.random.default_rng(0)
+    rgb = np.full((2000, 2000, 3), 240, np.uint8)
+    strand = (slice(960, 1040), slice(200, 1800))  # 40 µm x 800 µm at 0.5 µm/px
+    rgb[strand] = (205, 120, 180)
+    rgb[strand][rng.random((80, 1600)) < 0.15] = (80, 40, 120)
+    path = write_tiff_slide(tmp_path / "strand.tiff", rgb, levels=2)
+    proc = run_cli("tile", path, "--out", tmp_path / "out")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {path}: no tissue found (0 tiles): the tissue found, 0.0"), proc.stderr
+    assert "fills no tile to the tissue threshold 0.5. Fix: lower --tissue-threshold" in proc.stderr
+    assert run_cli("tile", path, "--out", tmp_path / "low", "--tissue-threshold", "0.2").returncode == 0

@@ -108,6 +108,11 @@ class SlideTiles:
         return self.warnings + self.read_warnings
 
     @property
+    def tissue_mm2(self) -> float:
+        """The area of the tissue mask in mm²."""
+        return float(np.count_nonzero(self.tissue_mask)) * self.mask_mpp ** 2 / 1e6
+
+    @property
     def tile_size_level0(self) -> float:
         return self.grid.tile_size_level0
 
@@ -263,7 +268,7 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
         remove_stale_temps(out_dir / f"{slide.slide_id}_tiles.png")  # a killed run's (the .h5's: on writing)
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         if len(tiles.coords) == 0:
-            raise no_tissue(slide.path, tiles.warnings)
+            raise no_tissue(slide.path, tiles.warnings, tiles.tissue_mm2, params.tissue_threshold)
         omp = overlay_mpp(slide)
         overlay = draw_tile_overlay(overview(slide, omp, tiles), omp, tiles)
         h5_path = out_dir / f"{slide.slide_id}.h5"
