@@ -358,7 +358,7 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         n = len(tiles.coords)
         if n == 0:
-            raise no_tissue(slide.path, tiles.warnings)
+            raise no_tissue(slide.path, tiles.warnings, tiles.tissue_mm2, tiles.params.tissue_threshold)
         _write_cache(out_path, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
                      prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner,
                      stats_processes=stats_processes, tile_stats=tile_stats)

@@ -49,8 +49,15 @@ class NoTissueError(WeakSTILError):
         super().__init__(message, path=path, fix=fix)
 
 
-def no_tissue(path: str | Path, warnings: list[str] | None = None) -> NoTissueError:
-    """The error of a slide with 0 tissue tiles: why it may not be H&E when the detector said so."""
+def no_tissue(path: str | Path, warnings: list[str] | None = None, tissue_mm2: float = 0.0,
+              threshold: float | None = None) -> NoTissueError:
+    """The error of a slide with 0 tissue tiles: why it may not be H&E when the detector said so; how
+    much tissue it found (``tissue_mm2``) when some was, too little to fill a tile to ``threshold``."""
+    if tissue_mm2 > 0 and not warnings:  # not blank: a small piece (or strands) under the threshold
+        return NoTissueError(f"no tissue found (0 tiles): the tissue found, {tissue_mm2:.3f} mm², fills no tile to "
+                             f"the tissue threshold{f' {threshold:g}' if threshold is not None else ''}", path=path,
+                             fix="lower --tissue-threshold (tile, embed, pretrain; score uses its model's), or choose a "
+                                 "smaller --tile-size")
     if warnings:  # e.g. a fluorescence scan: say so, and do not send the user to the threshold
         return NoTissueError(f"no tissue found (0 tiles): {'; '.join(warnings)}", path=path,
                              fix="give the brightfield H&E scan of this tissue (this file does not look like one: "

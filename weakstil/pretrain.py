@@ -120,7 +120,7 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                 tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
                 n = len(tiles.coords)
                 if n == 0:
-                    raise no_tissue(path, tiles.warnings)
+                    raise no_tissue(path, tiles.warnings, tiles.tissue_mm2, tiles.params.tissue_threshold)
                 seed = int(hashlib.sha256(slide.slide_id.encode()).hexdigest()[:8], 16)
                 rng = np.random.default_rng([cfg.seed, seed])
                 pick = np.sort(rng.choice(n, size=min(n, cfg.tiles_per_slide), replace=False))

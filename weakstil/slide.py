@@ -239,18 +239,20 @@ class Slide:
             rgba = rgba.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
         return rgba_to_rgb(np.asarray(rgba))
 
-    def read_thumbnail(self, mpp: float) -> np.ndarray:
+    def read_thumbnail(self, mpp: float, min_reduction: float = 1.0) -> np.ndarray:
         """The whole slide as RGB at (approximately) ``mpp`` µm/px.
 
         Reads from the best pyramid level in bounded blocks, so memory stays small even
         for single-level slides. The output size is ``round(level-0 size * slide_mpp / mpp)``.
+        ``min_reduction``: read from a level at least this many times finer than ``mpp`` (where the
+        slide has one), so that the thumbnail is this reader's reduction, not a stored level's.
         """
         from PIL import Image
 
         W, H = self.dimensions
         out_w = max(1, round(W * self.mpp / mpp))
         out_h = max(1, round(H * self.mpp / mpp))
-        level = self.best_level_for_mpp(mpp)
+        level = self.best_level_for_mpp(mpp / min_reduction)
         lw, lh = self.backend.level_dimensions[level]
         ds = self.level_downsamples[level]
         fx, fy = lw / out_w, lh / out_h  # level pixels per output pixel
@@ -397,50 +399,11 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
     return meta, MppSource.METADATA
 
 
-#: The reason a mostly dark image is not brightfield; ``weakstil score`` refuses such a slide (no number).
-DARK_IMAGE = "mostly dark image (fluorescence or darkfield?); WeakSTIL expects brightfield H&E"
-
-
-def brightfield_warning(thumbnail: np.ndarray) -> str | None:
-    """A reason the image does not look like brightfield H&E, or ``None`` if it does.
-
-    Brightfield slides have a bright background (transmitted light); fluorescence scans
-    are mostly dark. H&E tissue is pink to purple: green is the weakest channel.
-    """
-    rgb, brightness, tissue = _sampled_pixels(thumbnail)
-    if rgb.size == 0:
-        return None
-    if np.percentile(brightness, 90) < 120:
-        return DARK_IMAGE
-    if len(tissue) > 100:
-        r, g, b = tissue.mean(axis=0)
-        if not (g < r and g < b):
-            return "tissue colours are not pink/purple; WeakSTIL expects H&E staining"
-    return None
-
-
-#: Tissue whose colour (max - min channel) stays below this on 95 % of its pixels has none: a greyscale
-#: image. H&E tissue measures tens of levels, faded or pale stains above 10; JPEG adds 1-2 to grey.
-GREYSCALE_CHROMA = 6.0
-
-
-def greyscale_reason(thumbnail: np.ndarray) -> str | None:
-    """Why the image is greyscale (no colour in its tissue), or ``None`` when it has colour: the
-    stains (H&E) cannot be told apart, so an sTIL score of it would mean nothing."""
-    _, _, tissue = _sampled_pixels(thumbnail)
-    if len(tissue) <= 100:
-        return None  # too little tissue to say; no tissue is its own error
-    chroma = float(np.percentile(tissue.max(axis=1) - tissue.min(axis=1), 95))
-    if chroma < GREYSCALE_CHROMA:
-        return (f"is a greyscale image (its tissue has no colour: 95th percentile {chroma:.1f} grey levels "
-                "between channels)")
-    return None
-
-
-def _sampled_pixels(thumbnail: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """About 250,000 of a thumbnail's RGB pixels (float32, N x 3), their brightness, and those of
-    them that may be tissue (neither glass nor black)."""
-    step = max(1, int(np.sqrt(thumbnail.shape[0] * thumbnail.shape[1] / 250_000)))  # ~250k pixels suffice
-    rgb = thumbnail[::step, ::step].reshape(-1, 3).astype(np.float32)
-    brightness = rgb.mean(axis=1)
-    return rgb, brightness, rgb[(brightness < 220) & (brightness > 30)]
+# the checks that a thumbnail is brightfield H&E live in weakstil.image_checks (imported here by name for
+# the callers that always found them here)
+from weakstil.image_checks import (  # noqa: E402, F401
+    DARK_IMAGE,
+    brightfield_warning,
+    greyscale_reason,
+    underexposed_reason,
+)

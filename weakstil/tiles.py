@@ -16,7 +16,7 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path, remove_stale_temps, replacing_together
 from weakstil.errors import SlideError, UsageError, no_tissue
-from weakstil.slide import Slide, brightfield_warning, greyscale_reason
+from weakstil.slide import Slide, brightfield_warning, greyscale_reason, underexposed_reason
 from weakstil.tiling import TileGrid, TileMode, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
 
@@ -24,6 +24,11 @@ log = logging.getLogger(__name__)
 
 #: Longest side of the overlay PNG, in pixels.
 OVERLAY_MAX_SIDE = 1600
+#: The tissue overview is read from a pyramid level at least this many times finer than the mask
+#: (our reduction, on which the detector's thresholds were set): a level stored at the mask's own
+#: resolution carries its writer's filter and JPEG artefacts (halos that doubled the glass noise and
+#: chroma that raised the saturation cut), and one slide stored as six pyramids gave 81-114 tiles.
+MASK_MIN_REDUCTION = 2.0
 #: The score heatmap shows tiles (over 100 µm) on the tissue's architecture: 2 µm/px is plenty, and
 #: a small slide's heatmap at its full resolution was 5-7 MB (a 1 mm slide's 0.7-1.3 MB); napari
 #: shows the tiles over the slide itself at any zoom.
@@ -103,6 +108,11 @@ class SlideTiles:
         return self.warnings + self.read_warnings
 
     @property
+    def tissue_mm2(self) -> float:
+        """The area of the tissue mask in mm²."""
+        return float(np.count_nonzero(self.tissue_mask)) * self.mask_mpp ** 2 / 1e6
+
+    @property
     def tile_size_level0(self) -> float:
         return self.grid.tile_size_level0
 
@@ -131,17 +141,23 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     params = params or TilingParams()
     slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
     mask_mpp = max(params.mask_mpp, slide.mpp)
-    thumb = slide.read_thumbnail(mask_mpp)
-    grey = greyscale_reason(thumb)
+    thumb = slide.read_thumbnail(mask_mpp, min_reduction=MASK_MIN_REDUCTION)
+    dark = underexposed_reason(thumb)
+    if dark:  # every pixel would be dense "tissue": tiles on glass, an sTIL% of nothing
+        raise SlideError(dark, path=slide.path, fix="scan the slide again with the scanner's white calibration "
+                                                    "(glass near 240 grey levels), or correct its exposure")
+    # the colours judged are the detected tissue's (a blank slide's black border, marker ring, dust or
+    # bubble rim is no tissue: it was judged "a greyscale image" or "not pink/purple")
+    mask = detect_tissue(thumb, mask_mpp, params.tissue)
+    grey = greyscale_reason(thumb, mask)
     if grey:
         raise SlideError(grey, path=slide.path, fix="WeakSTIL scores colour (RGB) brightfield H&E scans; scan or export "
                                                     "the slide in colour", warnings=[grey])
     warnings = []
-    reason = brightfield_warning(thumb)
+    reason = brightfield_warning(thumb, mask)
     if reason:
         warnings.append(reason)
         log.warning("%s: %s", slide.path, reason)
-    mask = detect_tissue(thumb, mask_mpp, params.tissue)
     W, H = slide.dimensions
     grid = TileGrid(W, H, slide.mpp, params.mpp, params.tile_px, params.overlap_px, params.mode)
     if len(grid) == 0:  # not a tissue problem: say what is
@@ -252,7 +268,7 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
         remove_stale_temps(out_dir / f"{slide.slide_id}_tiles.png")  # a killed run's (the .h5's: on writing)
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         if len(tiles.coords) == 0:
-            raise no_tissue(slide.path, tiles.warnings)
+            raise no_tissue(slide.path, tiles.warnings, tiles.tissue_mm2, params.tissue_threshold)
         omp = overlay_mpp(slide)
         overlay = draw_tile_overlay(overview(slide, omp, tiles), omp, tiles)
         h5_path = out_dir / f"{slide.slide_id}.h5"

@@ -22,6 +22,16 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from weakstil import morphology as morph
+from weakstil.glass import (  # noqa: F401 (the glass's level and colour, long imported from here)
+    GLASS_CLIPPED_SHARE,
+    GLASS_MAX_CHROMA,
+    GLASS_MEAN_HALF_WIDTH,
+    GLASS_MIN_LEVEL,
+    GLASS_MIN_SHARE,
+    LAMP_CAST_MAX_CHROMA,
+    glass_level,
+    white_balance,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +43,17 @@ log = logging.getLogger(__name__)
 #:    glass noise about the lighting surface; a lamp's warm or cool cast is balanced up to 25 % chroma;
 #:    noisy glass cut off by white has its noise and level from the lower half; the fat step's faint
 #:    stain is more saturated than 95 % of the glass's own pixels.
-TISSUE_VERSION = 4
+#: 5: the glass level is sub-bin (the mean about the histogram mode, not the mode bin); the fat step
+#:    needs stained tissue, and its Otsu cut glass below it; the overview is read from a level at least
+#:    2x finer than the mask.
+TISSUE_VERSION = 5
 #: Saturation above the glass's own (99.5th percentile) that is stain, not scanner noise.
 GLASS_SATURATION_MARGIN = 0.03
 #: Blurred edges of marker strokes taken as ink beyond the strokes' own pixels (one pixel of the
 #: 8 µm/px tissue mask; it was two, a 16 µm band that cut closely spaced strokes' tissue to strips).
 PEN_EDGE_UM = 8.0
+#: The lowest share of faint pixels in the fat window that makes fat (the Otsu cut's lower bound).
+FAT_MIN_SHARE = 0.12
 #: Default resolution of the tissue mask.
 TISSUE_MASK_MPP = 8.0
 
@@ -120,8 +135,12 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     del r, g, b, mx
 
     # Fat: big empty adipocytes whose thin membranes are only faintly stained at this
-    # resolution. A window dense in faint stain is tissue even where each pixel is pale.
-    if p.fat_window_um > 0:
+    # resolution. A window dense in faint stain is tissue even where each pixel is pale. Fat lies
+    # in stained tissue (its septa, the stroma around it): a slide without a debris-sized piece of
+    # stained tissue is blank, and its glass's noise alone would give the faint share two "modes"
+    px_area = mpp * mpp
+    min_object = min(p.min_object_um2, 0.25 * mask.size * px_area)
+    if p.fat_window_um > 0 and mask.sum() * px_area >= min_object:
         raw = [np.ascontiguousarray(rgb[..., c]) for c in range(3)]  # unblurred: membranes are a pixel wide
         grey_sum = raw[0].astype(np.uint16) + raw[1] + raw[2]
         glass, noise = glass_level(grey_sum[::2, ::2][~mask[::2, ::2]].astype(np.float32) / 3.0)
@@ -149,7 +168,11 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         pale_share = share[::2, ::2][~mask[::2, ::2]].astype(np.float32) / 250.0
         cut = p.fat_membrane_share
         if pale_share.size > 100 and np.ptp(pale_share) > 1e-3:
-            cut = float(np.clip(threshold_otsu(pale_share), 0.12, 0.5))
+            cut = float(np.clip(threshold_otsu(pale_share), FAT_MIN_SHARE, 0.5))
+            # ... where there is glass: the class below the cut must be as bare as glass. A crop within
+            # the tissue (no glass) has fat alone, and Otsu split the fat (lower class 0.18-0.2)
+            if pale_share[pale_share <= cut].mean() >= FAT_MIN_SHARE:
+                cut = FAT_MIN_SHARE
         log.debug("tissue: fat step: faint share cut %.3f", cut)
         fat = (share > cut * 250.0) & ~mask
         del share, pale_share
@@ -158,15 +181,13 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         mask |= fat
         del fat
 
-    px_area = mpp * mpp
     radius = max(1, int(round(p.closing_um / mpp)))
     # closed on a copy padded with its own edge: with the outside taken as glass, the erosion would
     # cut a band of the closing radius off tissue that runs out of the image (a cropped region)
     mask = morph.close_disk_edge(mask, radius)
     mask = morph.remove_small_holes(mask, max(1, int(p.max_hole_um2 / px_area)))
     # debris is small next to the slide: an image that is itself smaller than a debris piece (a
-    # crop of a few tiles) keeps tissue that fills a good part of it
-    min_object = min(p.min_object_um2, 0.25 * mask.size * px_area)
+    # crop of a few tiles) keeps tissue that fills a good part of it (min_object, above)
     if pen.any():
         # a piece of tissue that marker strokes cut into strips is measured whole: its strips are joined
         # under the ink, and the piece is kept when its tissue (not its ink) is larger than debris
@@ -390,54 +411,6 @@ def darker_than_glass(rgb: np.ndarray, glass: float, mpp: float) -> np.ndarray:
     return grey < _per_pixel(limit, grey.shape)
 
 
-#: The glass colour is trusted for white balance only when it is this pale and this close to grey
-#: (a thumbnail full of pale pink tissue must not be balanced to grey; a dim scanner's glass, 185-200,
-#: must be: its tint otherwise reads as faint stain) ...
-GLASS_MIN_LEVEL = 175.0
-GLASS_MAX_CHROMA = 0.12
-#: ... or, for a glass whose green lies between its red and blue (a warm or cool lamp, a yellowed
-#: mounting medium: not a stain's colour), this close: a yellow glass of (241, 234, 212) kept its tint
-#: and up to 1 mm² of glass per 1.5 mm slide was called tissue (tissue Dice 0.964 -> 0.909).
-LAMP_CAST_MAX_CHROMA = 0.25
-#: ... and covers at least this share of the thumbnail.
-GLASS_MIN_SHARE = 0.03
-
-
-def white_balance(rgb: np.ndarray) -> np.ndarray:
-    """``rgb`` (uint8) with its glass made neutral grey at the glass's own brightness.
-
-    The glass colour is the median colour of the pixels at the mode of pale brightness (the
-    largest flat bright area). Gains keep the mean brightness of the glass, so an untinted slide is
-    returned unchanged (the same array), and only the tint goes.
-    """
-    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[-1] != 3 or rgb.size == 0:
-        return rgb
-    sub = rgb[::2, ::2]
-    grey = sub.astype(np.uint16).sum(axis=-1)
-    level, _ = glass_level(grey.ravel().astype(np.float32) / 3.0)
-    near = np.abs(grey.astype(np.float32) / 3.0 - level) < 3.0
-    if level < GLASS_MIN_LEVEL or near.mean() < GLASS_MIN_SHARE:
-        return rgb
-    glass = np.median(sub[near], axis=0).astype(np.float64)
-    chroma = (glass.max() - glass.min()) / glass.max()
-    # a lamp's (or an aged mounting medium's) cast runs from warm to cool: green lies between red and
-    # blue. Stain never looks so: eosin and haematoxylin both absorb green most, so pale tissue has
-    # green as its darkest channel. Such a cast is balanced up to LAMP_CAST_MAX_CHROMA.
-    lamp_cast = min(glass[0], glass[2]) - 1.0 <= glass[1] <= max(glass[0], glass[2]) + 1.0
-    if chroma > (LAMP_CAST_MAX_CHROMA if lamp_cast else GLASS_MAX_CHROMA):
-        return rgb
-    gains = glass.mean() / np.maximum(glass, 1.0)
-    if np.abs(gains - 1.0).max() < 0.01:
-        return rgb
-    log.debug("tissue: white balance on glass %s (gains %s)", glass.round(1), gains.round(3))
-    # one table per channel: no float image
-    luts = [np.clip(np.round(np.arange(256) * gain), 0, 255).astype(np.uint8) for gain in gains]
-    out = np.empty_like(rgb)
-    for c in range(3):
-        out[..., c] = luts[c][rgb[..., c]]
-    return out
-
-
 def _ratio_above(numerator: np.ndarray, denominator: np.ndarray, ratio: float) -> np.ndarray:
     """``numerator / max(denominator, 1) > ratio`` without a float image (scaled integers)."""
     scale = 1024
@@ -451,35 +424,6 @@ def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
 def _erode(mask: np.ndarray, radius: int) -> np.ndarray:
     return morph.erode_square(mask, radius)
-
-
-#: Glass is cut off by white when this share of it (pixels within 8 levels of its mode) is at 255.
-GLASS_CLIPPED_SHARE = 0.1
-
-
-def glass_level(grey: np.ndarray) -> tuple[float, float]:
-    """Brightness of empty glass (the histogram mode of pale pixels) and its noise (robust std)."""
-    pale = grey[grey > 150]
-    if pale.size < 100:
-        return 255.0, 0.0
-    hist, edges = np.histogram(pale, bins=np.arange(150, 257))
-    glass = float(edges[np.argmax(hist)]) + 0.5
-    near = pale[np.abs(pale - glass) < 8] - glass
-    # the upper half is free of faint stain: its spread is the noise ...
-    upper = near[near >= 0]
-    noise = float(np.sqrt(np.mean(upper**2))) if upper.size else 0.0
-    # ... unless white cuts it off (a tenth of the glass at 255, its lower half spread twice as
-    # wide and over a level): noisy glass near white
-    # (a pyramid level subsampled without averaging keeps the scan's pixel noise) had a noise of 0.4
-    # for a spread of 4, and the fat step took 78 % of the glass, darker than it by 2 levels, for fat
-    at_white = float(np.mean(pale >= 254.5)) / max(float(np.mean(np.abs(pale - glass) < 8)), 1e-9)
-    lower = near[near <= 0]
-    lower_noise = float(np.sqrt(np.mean(lower**2))) if lower.size else 0.0
-    if at_white > GLASS_CLIPPED_SHARE and lower_noise > max(1.0, 2.0 * noise):
-        noise = lower_noise
-        # and the mode is the white the noise piles up at, not the glass: its median is
-        glass = float(np.median(pale[np.abs(pale - glass) < 3.0 * noise]))
-    return glass, noise
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
