@@ -248,3 +248,19 @@ def test_tissue_too_thin_for_a_tile_is_not_called_a_blank_slide(tmp_path):
     assert proc.stderr.startswith(f"error: {path}: no tissue found (0 tiles): the tissue found, 0.0"), proc.stderr
     assert "fills no tile to the tissue threshold 0.5. Fix: lower --tissue-threshold" in proc.stderr
     assert run_cli("tile", path, "--out", tmp_path / "low", "--tissue-threshold", "0.2").returncode == 0
+
+
+def test_the_finer_overview_is_read_only_where_it_costs_little(one_slide_four_pyramids, monkeypatch):
+    """The overview from a level twice finer than the mask costs 16 times the pixels on a 20x
+    pyramid (about 10 s for a 20 x 15 mm slide): it is read only within a budget of extra pixels,
+    and beyond it the stored level is read as before; a slide with no coarser level pays nothing."""
+    import weakstil.tiles as tiles
+    from weakstil.slide import Slide
+
+    with Slide.open(one_slide_four_pyramids["jpeg_at_8um"]) as slide:
+        assert tiles.mask_overview_reduction(slide, tiles.TISSUE_MASK_MPP) == tiles.MASK_MIN_REDUCTION
+        monkeypatch.setattr(tiles, "MASK_FINER_MAX_EXTRA_PIXELS", 1000)
+        assert tiles.mask_overview_reduction(slide, tiles.TISSUE_MASK_MPP) == 1.0
+        assert len(tiles.find_tiles(slide, tiles.TilingParams()).coords) > 0
+    with Slide.open(one_slide_four_pyramids["lzw"]) as slide:  # one level: no extra read, the finer path
+        assert tiles.mask_overview_reduction(slide, tiles.TISSUE_MASK_MPP) == tiles.MASK_MIN_REDUCTION

@@ -29,6 +29,20 @@ OVERLAY_MAX_SIDE = 1600
 #: resolution carries its writer's filter and JPEG artefacts (halos that doubled the glass noise and
 #: chroma that raised the saturation cut), and one slide stored as six pyramids gave 81-114 tiles.
 MASK_MIN_REDUCTION = 2.0
+#: ... but only where that finer level costs little more to read: at most this many pixels more than the
+#: level of the mask's own resolution. A 20x slide's level at 2 µm/px has 16 times the pixels of its level
+#: at 8 µm/px (a 6 x 6 mm slide: 1.25 s instead of 0.08 s; a 20 x 15 mm one about 10 s, which would
+#: dwarf the rest of a GPU embedding); larger slides read the stored level as before.
+MASK_FINER_MAX_EXTRA_PIXELS = 16_000_000
+
+
+def mask_overview_reduction(slide: Slide, mask_mpp: float) -> float:
+    """The ``min_reduction`` of the tissue overview's read (:data:`MASK_MIN_REDUCTION` or 1)."""
+    finer = slide.best_level_for_mpp(mask_mpp / MASK_MIN_REDUCTION)
+    stored = slide.best_level_for_mpp(mask_mpp)
+    dims = slide.backend.level_dimensions
+    extra = dims[finer][0] * dims[finer][1] - dims[stored][0] * dims[stored][1]
+    return MASK_MIN_REDUCTION if extra <= MASK_FINER_MAX_EXTRA_PIXELS else 1.0
 #: The score heatmap shows tiles (over 100 µm) on the tissue's architecture: 2 µm/px is plenty, and
 #: a small slide's heatmap at its full resolution was 5-7 MB (a 1 mm slide's 0.7-1.3 MB); napari
 #: shows the tiles over the slide itself at any zoom.
@@ -141,7 +155,7 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     params = params or TilingParams()
     slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
     mask_mpp = max(params.mask_mpp, slide.mpp)
-    thumb = slide.read_thumbnail(mask_mpp, min_reduction=MASK_MIN_REDUCTION)
+    thumb = slide.read_thumbnail(mask_mpp, min_reduction=mask_overview_reduction(slide, mask_mpp))
     dark = underexposed_reason(thumb)
     if dark:  # every pixel would be dense "tissue": tiles on glass, an sTIL% of nothing
         raise SlideError(dark, path=slide.path, fix="scan the slide again with the scanner's white calibration "
