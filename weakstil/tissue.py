@@ -1,8 +1,8 @@
 """Tissue detection on a low-resolution thumbnail (about 8 µm/px).
 
 Brightfield tissue absorbs light and is coloured; glass is bright and grey. We combine
-saturation (Otsu, clamped to sane bounds) with optical density, drop pen ink by hue,
-then clean up with morphology whose sizes are given in micrometres, so the result
+saturation (Otsu, clamped to sane bounds) with optical density, drop pen ink by colour
+(:mod:`weakstil.pen`), then clean up with morphology whose sizes are given in micrometres, so the result
 does not depend on the thumbnail's resolution.
 
 "Grey" and "coloured" are judged against the slide's own glass: scanners and labs differ in the
@@ -33,6 +33,19 @@ from weakstil.glass import (  # noqa: F401 (the glass's level and colour, long i
     white_balance,
 )
 
+from weakstil.pen import (  # noqa: F401 (the ink rules, long imported from here)
+    BLUE_INK_MIN_OD,
+    BLUE_INK_OD_RATIO,
+    GREY_INK_MAX,
+    GREY_INK_MIN_WIDTH_UM,
+    GREY_INK_SATURATION,
+    INK_BELOW_GLASS,
+    drop_ink_pieces,
+    grey_ink,
+    ink_pixels,
+    pen_ink,
+)
+
 log = logging.getLogger(__name__)
 
 #: Bumped when the detector's result changes for the same settings (part of the embedding cache key).
@@ -46,7 +59,9 @@ log = logging.getLogger(__name__)
 #: 5: the glass level is sub-bin (the mean about the histogram mode, not the mode bin); the fat step
 #:    needs stained tissue, and its Otsu cut glass below it; the overview is read from a level at least
 #:    2x finer than the mask.
-TISSUE_VERSION = 5
+#: 6: marker strokes on the glass are not tissue: dark grey strokes are ink, and a piece whose summed
+#:    absorbance is not H&E's (navy, grey, black; blurred or JPEG rims) is dropped.
+TISSUE_VERSION = 6
 #: Saturation above the glass's own (99.5th percentile) that is stain, not scanner noise.
 GLASS_SATURATION_MARGIN = 0.03
 #: Blurred edges of marker strokes taken as ink beyond the strokes' own pixels (one pixel of the
@@ -103,6 +118,11 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     # no part in the threshold: heavy marker strokes are the most saturated mode and would put the
     # split between ink and tissue, dropping pale stroma)
     ink = pen_ink(r, g, b) if p.remove_pen else np.zeros(mx.shape, bool)
+    if p.remove_pen:
+        # grey ink as strokes only: single grey pixels in tissue (fat's membranes under a cool lamp,
+        # lilac edges) are stain
+        half = max(1, int(round(GREY_INK_MIN_WIDTH_UM / (2.0 * mpp))))
+        ink |= _dilate(_erode(grey_ink(r, g, b, mx, total), half), half)
     # a subsample is plenty for a histogram threshold
     sub_mx = mx[::2, ::2].astype(np.float32)
     sub_use = (sub_mx > 30) & ~ink[::2, ::2]
@@ -140,7 +160,9 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     # stained tissue is blank, and its glass's noise alone would give the faint share two "modes"
     px_area = mpp * mpp
     min_object = min(p.min_object_um2, 0.25 * mask.size * px_area)
-    if p.fat_window_um > 0 and mask.sum() * px_area >= min_object:
+    # (the stained pieces that are marker ink, a stroke's blurred or JPEG-speckled rim, are not tissue)
+    stained = drop_ink_pieces(mask, rgb, p.min_density) if p.remove_pen and pen.any() else mask
+    if p.fat_window_um > 0 and stained.sum() * px_area >= min_object:
         raw = [np.ascontiguousarray(rgb[..., c]) for c in range(3)]  # unblurred: membranes are a pixel wide
         grey_sum = raw[0].astype(np.uint16) + raw[1] + raw[2]
         glass, noise = glass_level(grey_sum[::2, ::2][~mask[::2, ::2]].astype(np.float32) / 3.0)
@@ -197,56 +219,12 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
         mask &= ~pen
     else:
         mask = morph.remove_small_objects(mask, max(1, int(min_object / px_area)))
+    if p.remove_pen:
+        mask = drop_ink_pieces(mask, rgb, p.min_density)
     log.debug("tissue: saturation threshold %.3f, %.1f%% of thumbnail", thr, 100 * mask.mean())
     return mask
 
 
-#: Blue marker ink: its blue absorbance is below this share of its red one. Haematoxylin stays
-#: above it (about 0.33 and up even for a red-absorbing lab stain, 0.45 for the Ruifrok vector;
-#: eosin only adds blue absorbance); blue markers pass blue light almost fully (0.1-0.2 measured on
-#: thumbnails, where blur and JPEG mix in a little of the neighbours).
-BLUE_INK_OD_RATIO = 0.28
-#: ... where the red absorbance is clear of glass noise (OD 0.05): faint strokes are ink too.
-BLUE_INK_MIN_OD = 0.05
-
-
-def pen_ink(r: np.ndarray, g: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pixels of marker ink: green (H&E never passes green best), blue (passes blue almost fully
-    where haematoxylin absorbs part of it; see :data:`BLUE_INK_OD_RATIO`), or near-black.
-
-    ``r, g, b`` are uint8 planes on white (or white-balanced) glass.
-    """
-    r16, g16, b16 = (c.astype(np.int16) for c in (r, g, b))
-    mx = np.maximum(np.maximum(r16, g16), b16)
-    green = (g16 > r16 + 10) & (g16 > b16 - 5)
-    # OD_b < k * OD_r  <=>  b / 255 > (r / 255) ** k: a table over the 256 red levels, no float image
-    levels = np.arange(256, dtype=np.float64) / 255.0
-    b_min = np.ceil(255.0 * np.maximum(levels, 1.0 / 255.0) ** BLUE_INK_OD_RATIO).astype(np.int16)
-    blue = (g16 > r16) & (b16 > b_min[np.clip(r16, 0, 255)]) & (r16 < 255.0 * 10.0 ** -BLUE_INK_MIN_OD)
-    return green | blue | (mx < 45)
-
-
-#: Dark grey ink: brightest channel below this and saturation below this many percent (no H&E
-#: stain is that unsaturated).
-GREY_INK_MAX = 215
-GREY_INK_SATURATION = 7
-
-
-def ink_pixels(rgb: np.ndarray) -> np.ndarray:
-    """Marker ink of an RGB uint8 image on white glass: :func:`pen_ink` (green, blue, near-black)
-    or dark grey (the rule of the slide QC, the tumour-bed ink veto and the stain estimate)."""
-    r, g, b = (np.ascontiguousarray(rgb[..., c]) for c in range(3))
-    hi = np.maximum(np.maximum(r, g), b).astype(np.int16)
-    spread = hi - np.minimum(np.minimum(r, g), b)
-    grey = (hi < GREY_INK_MAX) & (spread * 100 < GREY_INK_SATURATION * np.maximum(hi, 1))
-    return pen_ink(r, g, b) | grey
-
-
-#: Ink is darker than the glass: pixels within this many grey levels of the slide's glass (or
-#: paler than 235) are glass, not ink. A faded or dim scan has grey glass (208 on a contrast-0.7
-#: copy; 199 on an outside tester's dim scanner) that the dark-grey ink rule would otherwise read
-#: as ink around, and in the holes of, all the tissue.
-INK_BELOW_GLASS = 15.0
 
 
 #: The glass brightness is taken locally, over blocks of this many thumbnail pixels, and each
