@@ -73,7 +73,13 @@ def test_a_navy_ring_on_a_blank_slide_is_refused_as_no_tissue(tmp_path):
     assert not (tmp_path / "out" / "navy_ring.h5").exists()
 
 
-def _tissue_with_grey_ring(size: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+#: stroke absorbance: a grey marker, and the synthetic --hard look's black marker laid on faintly
+#: (slightly warm, 6-12 % saturation: not "unsaturated grey")
+STROKES = {"grey": -np.log10(np.asarray(INKS["grey"], np.float64) / 255.0),
+           "faint_black": 0.5 * np.array([0.70, 0.68, 0.62])}
+
+
+def _tissue_with_grey_ring(ink: str = "grey", size: int = 300) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two H&E pieces (navy nuclei dense in the left one) 200 µm apart, a grey marker stroke on
     the glass between them that touches both (ink over tissue is left out, as before). Returns the image and the two pieces' masks."""
     yy, xx = np.mgrid[:size, :size]
@@ -85,15 +91,16 @@ def _tissue_with_grey_ring(size: int = 300) -> tuple[np.ndarray, np.ndarray, np.
     e = np.where(left | right, 0.35, 0.0)
     od = h[..., None] * H_NAVY + e[..., None] * E_ORANGE
     stroke = ndi.gaussian_filter(((np.abs(yy - 150) < 8) & (xx > 133) & (xx < 167)).astype(np.float32), 1.0)
-    od = od + stroke[..., None] * -np.log10(np.asarray(INKS["grey"], np.float64) / 255.0)
+    od = od + stroke[..., None] * STROKES[ink]
     return _absorb(np.full((size, size, 3), 240.0), od), left, right
 
 
+@pytest.mark.parametrize("ink", sorted(STROKES))
 @pytest.mark.parametrize("jpeg", [False, True])
-def test_a_grey_stroke_on_glass_does_not_join_tissue_pieces(jpeg):
+def test_a_grey_stroke_on_glass_does_not_join_tissue_pieces(jpeg, ink):
     """A grey stroke between two pieces was tissue and bridged them (on a --hard slide it joined a
     lymph node to the tumour bed); the dense navy-stained piece stays tissue whole."""
-    img, left, right = _tissue_with_grey_ring()
+    img, left, right = _tissue_with_grey_ring(ink)
     mask = detect_tissue(_to_uint8(img, jpeg=jpeg), 8.0)
     pieces, n = ndi.label(mask)
     assert n == 2, n

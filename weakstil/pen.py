@@ -65,16 +65,35 @@ GREY_INK_DETECTOR_SATURATION = 4
 GREY_INK_MIN_WIDTH_UM = 24.0
 
 
+#: Grey ink by its absorbance: optical density above the glass between these two (H&E of that
+#: density is never neutral; darker tissue can be: a fold's blurred edge in a real DICOM, OD ~0.7) ...
+GREY_INK_OD_RANGE = (0.2, 0.6)
+#: ... whose weakest channel absorbs at least this share of the strongest (haematoxylin alone 0.33-0.45,
+#: with eosin at most ~0.66; a slightly warm black marker 0.89).
+GREY_INK_NEUTRAL = 0.8
+
+
 def grey_ink(r: np.ndarray, g: np.ndarray, b: np.ndarray, mx: np.ndarray, total: np.ndarray) -> np.ndarray:
-    """Dark grey marker (the rule of :func:`ink_pixels`) on the detector's white-balanced planes,
-    only where it is darker than the glass by :data:`INK_BELOW_GLASS`: a dim or faded scan's grey
-    glass is not ink."""
+    """Dark grey marker on the detector's white-balanced planes: unsaturated
+    (:data:`GREY_INK_DETECTOR_SATURATION`) and :data:`GREY_INK_MIN_OD` darker than the glass (a dim
+    or faded scan's grey glass is not ink), or neutral in absorbance (:data:`GREY_INK_OD_RANGE`,
+    :data:`GREY_INK_NEUTRAL`: a grey or black marker's faint, slightly tinted strokes)."""
     spread = mx.astype(np.int16) - np.minimum(np.minimum(r, g), b)
     grey = (mx < GREY_INK_MAX) & (spread * 100 < GREY_INK_DETECTOR_SATURATION * np.maximum(mx, 1).astype(np.int16))
-    if not grey.any():
-        return grey
     glass, _ = glass_level(total[::2, ::2].astype(np.float32) / 3.0)
-    return grey & (total < 3.0 * min(float(glass) * 10.0 ** -GREY_INK_MIN_OD, 235.0 - INK_BELOW_GLASS))
+    glass = max(float(glass), 1.0)
+    grey &= total < 3.0 * min(glass * 10.0 ** -GREY_INK_MIN_OD, 235.0 - INK_BELOW_GLASS)
+    lo, hi = GREY_INK_OD_RANGE
+    # absorbance only where the mean's is in range (a table over the 256 levels, no float image)
+    cand = np.nonzero((total < 3.0 * glass * 10.0 ** -lo) & (total > 3.0 * glass * 10.0 ** -hi))
+    if cand[0].size:
+        lut = np.maximum(np.log10(glass / np.maximum(np.arange(256), 1)), 0.0).astype(np.float32)
+        od = [lut[c[cand]] for c in (r, g, b)]
+        od_max = np.maximum(np.maximum(od[0], od[1]), od[2])
+        od_min = np.minimum(np.minimum(od[0], od[1]), od[2])
+        keep = (od_min > GREY_INK_NEUTRAL * od_max) & (od_max > lo) & (od_max < hi)
+        grey[cand[0][keep], cand[1][keep]] = True
+    return grey
 
 
 def drop_ink_pieces(mask: np.ndarray, rgb: np.ndarray, min_density: float) -> np.ndarray:
