@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -164,6 +164,10 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     # bubble rim is no tissue: it was judged "a greyscale image" or "not pink/purple")
     mask = detect_tissue(thumb, mask_mpp, params.tissue)
     grey = greyscale_reason(thumb, mask)
+    if not grey and not mask.any() and params.tissue.remove_pen:
+        # a greyscale scan's tissue is neutral, as grey marker ink is, so the detector drops all of it as
+        # ink (hunt 16 c): without the ink rules its colourless tissue shows, and the refusal says why
+        grey = greyscale_reason(thumb, detect_tissue(thumb, mask_mpp, replace(params.tissue, remove_pen=False)))
     if grey:
         raise SlideError(grey, path=slide.path, fix="WeakSTIL scores colour (RGB) brightfield H&E scans; scan or export "
                                                     "the slide in colour", warnings=[grey])
