@@ -47,7 +47,7 @@ import numpy as np
 
 from weakstil import __version__, settings
 from weakstil.atomic import remove_stale_temps
-from weakstil.errors import WeakSTILError, no_tissue
+from weakstil.errors import WeakSTILError
 from weakstil.feature_cache import CACHE_FORMAT, cache_key, cache_status, refuse_other_work, settings_differences
 from weakstil.files import FeaturesFile, slide_file
 from weakstil.locks import OutputLock
@@ -358,7 +358,7 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         n = len(tiles.coords)
         if n == 0:
-            raise no_tissue(slide.path, tiles.warnings, tiles.tissue_mm2, tiles.params.tissue_threshold)
+            raise tiles.no_tissue_error(slide.path)
         _write_cache(out_path, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
                      prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner,
                      stats_processes=stats_processes, tile_stats=tile_stats)

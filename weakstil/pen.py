@@ -73,6 +73,11 @@ GREY_INK_OD_RANGE = (0.2, 0.6)
 GREY_INK_NEUTRAL = 0.8
 
 
+def od_table(glass: float) -> np.ndarray:
+    """Optical density above ``glass`` of each of the 256 grey levels (0 at or above the glass)."""
+    return np.maximum(np.log10(glass / np.maximum(np.arange(256), 1)), 0.0)
+
+
 def grey_ink(r: np.ndarray, g: np.ndarray, b: np.ndarray, mx: np.ndarray, total: np.ndarray) -> np.ndarray:
     """Dark grey marker on the detector's white-balanced planes: unsaturated
     (:data:`GREY_INK_DETECTOR_SATURATION`) and :data:`GREY_INK_MIN_OD` darker than the glass (a dim
@@ -87,7 +92,7 @@ def grey_ink(r: np.ndarray, g: np.ndarray, b: np.ndarray, mx: np.ndarray, total:
     # absorbance only where the mean's is in range (a table over the 256 levels, no float image)
     cand = np.nonzero((total < 3.0 * glass * 10.0 ** -lo) & (total > 3.0 * glass * 10.0 ** -hi))
     if cand[0].size:
-        lut = np.maximum(np.log10(glass / np.maximum(np.arange(256), 1)), 0.0).astype(np.float32)
+        lut = od_table(glass).astype(np.float32)
         od = [lut[c[cand]] for c in (r, g, b)]
         od_max = np.maximum(np.maximum(od[0], od[1]), od[2])
         od_min = np.minimum(np.minimum(od[0], od[1]), od[2])
@@ -114,7 +119,7 @@ def drop_ink_pieces(mask: np.ndarray, rgb: np.ndarray, min_density: float) -> np
     for c in range(3):
         plane = np.ascontiguousarray(rgb[..., c])
         glass = max(float(np.median(plane[::2, ::2][bare])) if bare.sum() > 100 else 255.0, 1.0)
-        lut = np.maximum(np.log10(glass / np.maximum(np.arange(256), 1)), 0.0)
+        lut = od_table(glass)
         od.append(np.bincount(idx, weights=lut[plane.ravel()], minlength=n + 1)[1:])
     od_max = np.maximum(np.maximum(od[0], od[1]), od[2])
     od_min = np.minimum(np.minimum(od[0], od[1]), od[2])

@@ -38,7 +38,7 @@ import numpy as np
 from weakstil import __version__, pretrain_resume, settings
 from weakstil.atomic import atomic_path
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
-from weakstil.errors import UsageError, WeakSTILError, no_tissue
+from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pretrain_resume import PretrainError
 from weakstil.slide import Slide
 
@@ -120,7 +120,7 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                 tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
                 n = len(tiles.coords)
                 if n == 0:
-                    raise no_tissue(path, tiles.warnings, tiles.tissue_mm2, tiles.params.tissue_threshold)
+                    raise tiles.no_tissue_error(path)
                 seed = int(hashlib.sha256(slide.slide_id.encode()).hexdigest()[:8], 16)
                 rng = np.random.default_rng([cfg.seed, seed])
                 pick = np.sort(rng.choice(n, size=min(n, cfg.tiles_per_slide), replace=False))

@@ -15,7 +15,7 @@ import numpy as np
 
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path, remove_stale_temps, replacing_together
-from weakstil.errors import SlideError, UsageError, no_tissue
+from weakstil.errors import NoTissueError, SlideError, UsageError, no_tissue
 from weakstil.slide import Slide, brightfield_warning, greyscale_reason, underexposed_reason
 from weakstil.tiling import TileGrid, TileMode, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
@@ -125,6 +125,11 @@ class SlideTiles:
     def tissue_mm2(self) -> float:
         """The area of the tissue mask in mm²."""
         return float(np.count_nonzero(self.tissue_mask)) * self.mask_mpp ** 2 / 1e6
+
+    def no_tissue_error(self, path: str | Path) -> NoTissueError:
+        """The error of these tiles when there are none: why the slide may not be H&E, or how much
+        tissue was found that fills no tile to the threshold."""
+        return no_tissue(path, self.warnings, self.tissue_mm2, self.params.tissue_threshold)
 
     @property
     def tile_size_level0(self) -> float:
@@ -286,7 +291,7 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
         remove_stale_temps(out_dir / f"{slide.slide_id}_tiles.png")  # a killed run's (the .h5's: on writing)
         tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
         if len(tiles.coords) == 0:
-            raise no_tissue(slide.path, tiles.warnings, tiles.tissue_mm2, params.tissue_threshold)
+            raise tiles.no_tissue_error(slide.path)
         omp = overlay_mpp(slide)
         overlay = draw_tile_overlay(overview(slide, omp, tiles), omp, tiles)
         h5_path = out_dir / f"{slide.slide_id}.h5"

@@ -58,7 +58,7 @@ log = logging.getLogger(__name__)
 #:    stain is more saturated than 95 % of the glass's own pixels.
 #: 5: the glass level is sub-bin (the mean about the histogram mode, not the mode bin); the fat step
 #:    needs stained tissue, and its Otsu cut glass below it; the overview is read from a level at least
-#:    2x finer than the mask.
+#:    2x finer than the mask where that costs little (``weakstil.tiles.mask_overview_reduction``).
 #: 6: marker strokes on the glass are not tissue: dark grey strokes are ink, and a piece whose summed
 #:    absorbance is not H&E's (navy, grey, black; blurred or JPEG rims) is dropped.
 TISSUE_VERSION = 6
