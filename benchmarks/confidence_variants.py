@@ -18,7 +18,10 @@ contain the threshold (``near_threshold``) and of slides with any flag (the slid
 are those ``weakstil score`` wrote; only near_threshold depends on the interval). With
 ``--reweight-labels CSV`` (a column of real sTIL% scores, e.g. the TCGA-BRCA ones) the two flag
 rates are also given re-weighted to that label mix (bins of the true sTIL%: weight = the real
-share of the bin / the cohort's share; ``n_eff`` = the effective number of slides).
+share of the bin / the cohort's share; ``n_eff`` = the effective number of slides). With
+``--offsets`` the variants are instead the offsets ``c`` of :data:`weakstil.confidence.OFFSETS`
+(``β`` fitted and floored as stored). Every cell ends with the held-out slides' mean interval
+score (width + 2/α × miss; lower is better).
 """
 
 from __future__ import annotations
@@ -85,12 +88,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--reweight-labels", type=Path, default=None,
                     help="CSV of real sTIL%% scores (column --label-column) to re-weight the flag rates to")
     ap.add_argument("--label-column", default="tils_score")
+    ap.add_argument("--offsets", action="store_true",
+                    help="instead of the β variants, the stored calibration's settings under each offset c "
+                         "(OFFSETS), with the held-out slides' mean interval score")
     ap.add_argument("cohorts", nargs="+")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from safetensors import safe_open
 
-    from weakstil.confidence import SHIFT_WEIGHT_FLOOR, Calibration, calibrate, coverage
+    from weakstil.confidence import OFFSETS, SHIFT_WEIGHT_FLOOR, Calibration, calibrate, coverage
     from weakstil.modeldir import ModelDir
 
     folder = ModelDir(args.cache / "models" / args.model)
@@ -120,13 +126,18 @@ def main(argv: list[str] | None = None) -> None:
                 (f"v2: spread once, β fitted, floor {SHIFT_WEIGHT_FLOOR:g}", 2, None, SHIFT_WEIGHT_FLOOR),
                 ("spread once, β fitted (no floor)", 2, None, 0.0)]
     variants += [(f"spread once, β = {b:g}", 2, b, 0.0) for b in (0.25, 0.5, 0.6, 0.7, 0.75, 1.0, 1.5)]
-    head = "coverage / median width / near_threshold / any flag"
+    # (name, version, β, floor, offset)
+    variants = [(*v, stored.offset) for v in variants]
+    if args.offsets:
+        variants = [(f"c = {c:g}{' (stored)' if c == stored.offset else ''}", 2, None, SHIFT_WEIGHT_FLOOR, c)
+                    for c in OFFSETS]
+    head = "coverage / median width / near_threshold / any flag / interval score"
     if real is not None:
         head += " (near_threshold / any flag re-weighted to the real labels)"
     print("| variant | β | " + " | ".join(f"{n}: {head}" for n in data) + " |")
     print("|" + "---|" * (len(data) + 2))
-    for name, version, beta, floor in variants:
-        cal = calibrate(y, p, se, shift=oof_shift, shift_weight=beta, offset=stored.offset, shift_weight_floor=floor,
+    for name, version, beta, floor, offset in variants:
+        cal = calibrate(y, p, se, shift=oof_shift, shift_weight=beta, offset=offset, shift_weight_floor=floor,
                         tile_df=se_df)
         cal.version = version
         cells = []
@@ -137,8 +148,11 @@ def main(argv: list[str] | None = None) -> None:
             lo, hi = cal.interval(st, u, df["shift"].to_numpy(float))
             near = (lo < args.threshold) & (args.threshold <= hi)
             flagged = near | df["other_flags"].to_numpy(bool)
+            truth = df["truth"].to_numpy(float)
+            # Gneiting & Raftery's interval score: width + 2/α × how far the truth falls outside
+            score = (hi - lo) + 2.0 / (1.0 - cal.level) * (np.maximum(lo - truth, 0) + np.maximum(truth - hi, 0))
             cell = (f"{100 * coverage(df['truth'], lo, hi):.0f}% / {np.median(hi - lo):.1f} / {100 * near.mean():.0f}% / "
-                    f"{100 * flagged.mean():.0f}%")
+                    f"{100 * flagged.mean():.0f}% / {np.mean(score):.1f}")
             if real is not None:
                 w = label_weights(df["truth"].to_numpy(float), real)
                 cell += (f" ({100 * float(w @ near):.0f}% / {100 * float(w @ flagged):.0f}%, "

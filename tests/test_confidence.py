@@ -181,3 +181,26 @@ def test_a_calibration_edited_into_impossible_values_is_refused(edit, says):
     with pytest.raises(CalibrationError, match=says):
         Calibration.from_dict(bad)
     assert not math.isfinite(Calibration.from_dict({**good, "q": None}).q)  # too few slides: written as null
+
+
+def test_a_small_cohort_takes_the_plainer_error_model_unless_the_evidence_is_clear():
+    """The offset ``c`` is the largest within one standard error of the best leave-one-out
+    interval score: 20 slides at 0-8 % predicted within a point and 4 at 30-70 % off by
+    several points make ``c`` = 2 score best by a hair (the best score alone took it, and a
+    24-slide cohort then had 70-point intervals above 30 %), but four slides cannot tell the
+    two error models apart; 300 slides with relative errors still choose a small ``c``."""
+    from weakstil.confidence import OFFSETS, _loo_interval_scores
+
+    rng = np.random.default_rng(19)
+    y_low = rng.uniform(0, 8, 20)
+    p_low = np.clip(y_low + rng.normal(0, 1.0, 20), 0, 100)
+    y_high = rng.uniform(30, 70, 4)
+    p_high = np.clip(y_high + rng.normal(0, 8, 4), 0, 100)
+    y, p = np.r_[y_low, y_high], np.r_[p_low, p_high]
+    zero = np.zeros(len(y))
+    means = {c: float(_loo_interval_scores(y, p, zero, zero, 0.9, c, 0.0).mean()) for c in OFFSETS}
+    assert min(means, key=means.get) == 2.0  # the best mean alone would take the relative model
+    cal = calibrate(y, p)
+    assert cal.offset == 200.0 and cal.coverage_loo >= 0.85
+    relative = calibrate(*_toy(300, np.random.default_rng(0)))
+    assert relative.offset <= 10.0
