@@ -112,14 +112,15 @@ def test_marker_ink_read_as_tumour_does_not_seed_the_bed(lymph_node_slide):
     inked = ink >= InkVeto().min_ink_area
     tumour = share["tumor"] >= 0.3
     away = inked & (share["tumorbed"] == 0)
-    assert away.sum() >= 3 and (inked & tumour).sum() <= 0.1 * tumour.sum()
+    # since hunt 17 the stroke is measured over tissue too, where it crosses a few tumour tiles
+    assert away.sum() >= 3 and (inked & tumour).sum() <= 0.2 * tumour.sum()
     evidence = np.where(tumour | away, 0.95, 0.0).astype(np.float32)  # fires on the stroke as well
-    vetoed, n = apply_ink_veto(evidence, ink, InkVeto())
+    tile = float(features.attrs["tile_size_level0"])
+    vetoed, n = apply_ink_veto(evidence, ink, InkVeto(), features.coords, tile)
     assert n == int(inked.sum())
-    # the evidence alone took the stroke's tiles into the bed (>= 0.8) while the stroke on the glass was
-    # tissue and joined them to the tumour; since hunt 16 c a stroke on glass is not tissue, so the few
-    # inked tiles left on tissue stay out of the bed even without the veto, and with it
-    assert _bed_tiles(features, evidence)[away].mean() <= 0.2
+    # the evidence alone takes the stroke's tiles into the bed: since hunt 16 c a stroke on glass is not
+    # tissue, but over tissue it is, and (measured there since hunt 17) its tiles beside the tumour join it
+    assert _bed_tiles(features, evidence)[away].mean() >= 0.5
     with_veto = _bed_tiles(features, vetoed)
     assert with_veto[away].mean() <= 0.2 and with_veto[tumour].mean() >= 0.95
     # the slide is not where its feature file says: no measurement, the evidence stays

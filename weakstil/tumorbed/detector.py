@@ -103,7 +103,7 @@ class TumorBedDetector:
         raw = self.tumour_evidence(features, geom, tile_stats, stats_columns)
         evidence, n_lymphoid = apply_veto(raw, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
                                           self.veto, veto_fragments(geom, self.veto))
-        evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto)
+        evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
 
         def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
             return f"{name}: " + ("off" if not enabled else f"{n} tiles" if n is not None else missing)
@@ -118,7 +118,8 @@ class TumorBedDetector:
         from weakstil.tumorbed.ink import slide_ink_share
 
         geom = SlideGeometry.from_file(features)
-        ink = slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0) if self.ink_veto.enabled else None
+        ink = (slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0, self.ink_veto.over_tissue)
+               if self.ink_veto.enabled else None)
         return self.detect(np.asarray(features.features), geom, features.tile_stats,
                            stats_column_names(features.attr("tile_stats_columns")), ink)
 
@@ -134,7 +135,7 @@ class TumorBedDetector:
                 log.warning("tumour bed: contiguous infiltrate not taken in: the feature file has no tile "
                             "statistics (embed the slide again with this WeakSTIL)")
         # the bed is weighed against the tumour evidence before the lymphoid veto (Plausibility.evidence)
-        unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto)
+        unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
         mass = unvetoed if self.plausibility.evidence == BEFORE_LYMPHOID_VETO else evidence
         bed, verdict = self._bed(evidence, geom, vetoes, infiltrate, mass)
         if verdict.ok:

@@ -226,7 +226,7 @@ def _vetoed_evidence(slides: list[AnnotatedSlide], evidence: list[np.ndarray], v
         if veto.enabled:
             ev, n_lymphoid = apply_veto(ev, s.tile_stats, s.stats_columns, s.geom.coords, s.geom.tile_size_level0, veto,
                                         veto_fragments(s.geom, veto))
-        ev, n_ink = apply_ink_veto(ev, s.ink_share, ink_rule)
+        ev, n_ink = apply_ink_veto(ev, s.ink_share, ink_rule, s.geom.coords, s.geom.tile_size_level0)
         out.append(ev)
         vetoed.append(n_lymphoid)
         inked.append(n_ink)
