@@ -1,0 +1,110 @@
+"""Hunt 17 (h17b): an outside user's fault matrix of the CLI (score, train, evaluate, tumorbed).
+
+1. ``score --features MODEL`` (the model folder given for the feature caches) wrote a
+   ``<slide_id>.h5`` cache per slide into the model folder and rewrote its marker to say 'embed'
+   wrote it; ``--features MODEL/encoder`` the same into the bundled encoder (a folder inside the model). ``embed --out`` was
+   refused there; score's ``--features``, where it writes the caches it makes, is now held to the
+   same rules (exit 2 before any work).
+2. A model folder whose ``tumorbed/`` lost its ``model.json`` in a copy was read as a model that
+   bundles no detector: every slide was scored over the whole tissue with exit 0 (only a warning
+   and a qc flag), while one that lost ``model.safetensors`` was an error. Both are errors now,
+   naming the missing file.
+3. A symbolic link loop among the slides of ``score`` stopped the whole batch with "unexpected
+   RuntimeError" (``Path.resolve`` raises on a loop before Python 3.13): now that slide's error
+   row says it is a loop, and the batch goes on.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import embedded_cohort, run_cli, write_training_csv
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A model trained for one epoch on four small synthetic slides, and one of its slides."""
+    root = tmp_path_factory.mktemp("h17b")
+    cohort, labels, features = embedded_cohort(root, 4, seed=5, size_mm=(0.6, 0.6))
+    write_training_csv(root / "train.csv", labels, cohort)
+    run_cli("train", root / "train.csv", "-f", features, "-o", root / "model", "--folds", "1", "--epochs", "1",
+            check=True)
+    return root / "model", cohort / labels["path"].iloc[0]
+
+
+def _listing(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_score_refuses_a_model_folder_as_its_feature_cache(tiny, tmp_path):
+    model, slide = tiny
+    copy = shutil.copytree(model, tmp_path / "model")
+    before = _listing(copy)
+    for features, said in ((copy, "--features is the model folder of 'weakstil train'"),
+                           (copy / "qc", "--features is inside the model folder")):
+        result = run_cli("score", slide, "-m", copy, "-o", tmp_path / "out", "-f", features)
+        assert result.returncode == 2, result.stderr
+        line = result.stderr.strip()
+        assert said in line and "Fix: pass the --out folder of 'weakstil embed'" in line and "\n" not in line, line
+        assert _listing(copy) == before  # no cache, no marker rewritten
+    assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_score_refuses_another_commands_folder_as_feature_cache_but_takes_an_embed_folder(tiny, tmp_path):
+    model, slide = tiny
+    first = tmp_path / "first"
+    run_cli("score", slide, "-m", model, "-o", first, check=True)
+    result = run_cli("score", slide, "-m", model, "-o", tmp_path / "second", "-f", first)
+    assert result.returncode == 2 and "--features is the scores folder of 'weakstil score'" in result.stderr
+    # its own cache folder (written by embed) is a feature cache: used, nothing embedded again
+    result = run_cli("score", slide, "-m", model, "-o", tmp_path / "third", "-f", first / "features", check=True)
+    assert pd.read_csv(tmp_path / "third" / "results.csv")["status"].tolist() == ["ok"]
+
+
+@pytest.mark.parametrize("lost", ["model.json", "model.safetensors"])
+def test_a_model_whose_bundled_detector_lost_a_file_is_an_error_not_whole_tissue(tiny, tmp_path, lost):
+    from weakstil.modeldir import ModelDir
+
+    model, slide = tiny
+    copy = shutil.copytree(model, tmp_path / "model")
+    kept = {"model.json", "model.safetensors"} - {lost}
+    (copy / "tumorbed").mkdir()
+    (copy / "tumorbed" / kept.pop()).write_text("{}")
+    assert ModelDir(copy).bundled_detector == copy / "tumorbed"
+    result = run_cli("score", slide, "-m", copy, "-o", tmp_path / "out")
+    assert result.returncode == 1, result.stderr
+    line = result.stderr.strip()
+    assert f"tumorbed: not a tumour-bed detector ({lost} missing" in line, line
+    assert "Fix: copy the whole model folder again" in line
+    assert not (tmp_path / "out" / "results.csv").exists()
+    # an empty tumorbed/ holds no detector: nothing to lose
+    shutil.rmtree(copy / "tumorbed")
+    (copy / "tumorbed").mkdir()
+    assert ModelDir(copy).bundled_detector is None
+
+
+def test_a_symbolic_link_loop_is_one_error_row_and_the_batch_goes_on(tiny, tmp_path):
+    from weakstil.errors import SlideError
+    from weakstil.slide import Slide
+
+    model, _ = tiny
+    loop, other = tmp_path / "a.svs", tmp_path / "b.svs"
+    loop.symlink_to(other)
+    other.symlink_to(loop)
+    missing = tmp_path / "missing.svs"
+    result = run_cli("score", loop, missing, "-m", model, "-o", tmp_path / "out")
+    assert result.returncode == 1
+    assert "unexpected" not in result.stderr
+    rows = pd.read_csv(tmp_path / "out" / "results.csv").set_index("slide_id")
+    assert rows.loc["a", "status"] == "error" and "leads back to itself (a loop)" in rows.loc["a", "error"]
+    assert rows.loc["missing", "status"] == "error" and "file not found" in rows.loc["missing", "error"]
+    with pytest.raises(SlideError, match="symbolic link to .*b.svs that leads back to itself"):
+        Slide.open(loop)
+    broken = tmp_path / "broken.svs"
+    broken.symlink_to(tmp_path / "nowhere.svs")
+    with pytest.raises(SlideError, match="broken symbolic link to .*nowhere.svs \\(target not found\\)"):
+        Slide.open(broken)
