@@ -12,6 +12,8 @@
 3. A symbolic link loop among the slides of ``score`` stopped the whole batch with "unexpected
    RuntimeError" (``Path.resolve`` raises on a loop before Python 3.13): now that slide's error
    row says it is a loop, and the batch goes on.
+4. A model.json whose architecture was edited out of step with its weights (tile_stats off) ended
+   scoring in "unexpected RuntimeError: mat1 and mat2 shapes cannot be multiplied": now one line.
 """
 
 from __future__ import annotations
@@ -108,3 +110,22 @@ def test_a_symbolic_link_loop_is_one_error_row_and_the_batch_goes_on(tiny, tmp_p
     broken.symlink_to(tmp_path / "nowhere.svs")
     with pytest.raises(SlideError, match="broken symbolic link to .*nowhere.svs \\(target not found\\)"):
         Slide.open(broken)
+
+
+def test_a_model_json_edited_out_of_step_with_its_weights_is_one_error_line(tiny, tmp_path):
+    """4. model.json's architecture edited (tile_stats turned off): the weights still match their
+    recorded SHA-256 and shapes, but the tiles no longer have the model's input size; scoring
+    ended in "unexpected RuntimeError: mat1 and mat2 shapes cannot be multiplied"."""
+    import json
+
+    model, slide = tiny
+    copy = shutil.copytree(model, tmp_path / "model")
+    meta = json.loads((copy / "model.json").read_text())
+    assert meta["architecture"]["tile_stats"] is True
+    meta["architecture"]["tile_stats"] = False
+    (copy / "model.json").write_text(json.dumps(meta))
+    result = run_cli("score", slide, "-m", copy, "-o", tmp_path / "out")
+    assert result.returncode == 1 and "unexpected" not in result.stderr, result.stderr
+    row = pd.read_csv(tmp_path / "out" / "results.csv").iloc[0]
+    assert row["status"] == "error"
+    assert f"values each (features), but the model takes {meta['architecture']['input_dim']}" in row["error"]
