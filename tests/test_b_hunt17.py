@@ -14,6 +14,7 @@
    row says it is a loop, and the batch goes on.
 4. A model.json whose architecture was edited out of step with its weights (tile_stats off) ended
    scoring in "unexpected RuntimeError: mat1 and mat2 shapes cannot be multiplied": now one line.
+5. A cohort CSV written on Windows (`slides\\S1.svs`) found no slide on Linux: now read as slides/S1.svs.
 """
 
 from __future__ import annotations
@@ -129,3 +130,22 @@ def test_a_model_json_edited_out_of_step_with_its_weights_is_one_error_line(tiny
     row = pd.read_csv(tmp_path / "out" / "results.csv").iloc[0]
     assert row["status"] == "error"
     assert f"values each (features), but the model takes {meta['architecture']['input_dim']}" in row["error"]
+
+
+def test_a_cohort_csv_written_on_windows_finds_its_slides(tiny, tmp_path):
+    """5. A cohort CSV made on Windows (``slides\\S1.tiff``): every row was refused as "file not
+    found" with the fix "paths are relative to the CSV's folder", which they were."""
+    from weakstil.cohort import read_cohort
+    from weakstil.errors import WeakSTILError
+
+    _, slide = tiny
+    cohort = slide.parent.parent  # the CSV sits beside slides/
+    csv = cohort / "windows.csv"
+    csv.write_text(f"slide_id,path,stil\n{slide.stem},slides\\{slide.name},12\n")
+    table = read_cohort(csv).table
+    assert table["path"].tolist() == [str(slide)]
+    csv.write_text(f"slide_id,path,stil\n{slide.stem},C:\\data\\{slide.name},12\nx,slides\\x.tiff,3\n")
+    with pytest.raises(WeakSTILError) as err:
+        read_cohort(csv)
+    assert "(a Windows path: give it relative to the CSV's folder" in str(err.value)
+    assert "file not found slides\\x.tiff (read as slides/x.tiff: not there either)" in str(err.value)
