@@ -15,6 +15,7 @@
 4. A model.json whose architecture was edited out of step with its weights (tile_stats off) ended
    scoring in "unexpected RuntimeError: mat1 and mat2 shapes cannot be multiplied": now one line.
 5. A cohort CSV written on Windows (`slides\\S1.svs`) found no slide on Linux: now read as slides/S1.svs.
+6. SIGHUP (a closed terminal) killed a run where it stood: now cleaned up like SIGTERM (exit 129).
 """
 
 from __future__ import annotations
@@ -149,3 +150,34 @@ def test_a_cohort_csv_written_on_windows_finds_its_slides(tiny, tmp_path):
         read_cohort(csv)
     assert "(a Windows path: give it relative to the CSV's folder" in str(err.value)
     assert "file not found slides\\x.tiff (read as slides/x.tiff: not there either)" in str(err.value)
+
+
+_HANGUP = """
+import os, signal, sys, time
+import typer
+from weakstil.cli.errors import reports_errors
+if sys.argv[1] == "nohup":
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+def score():
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(0.5 if sys.argv[1] == "nohup" else 20)
+try:
+    reports_errors(score)()
+except typer.Exit as exc:
+    sys.exit(exc.exit_code)
+"""
+
+
+def test_a_closed_terminal_stops_a_run_like_sigterm_and_nohup_is_respected():
+    """6. SIGHUP (an ssh session or terminal closed under a run) killed the run where it stood: its
+    temporary files and locks stayed until a rerun, its decode workers' semaphores leaked. Now it
+    is cleaned up as SIGTERM is, exit 129 (128 + SIGHUP), unless the run ignores it (nohup)."""
+    import subprocess
+    import sys
+
+    hung = subprocess.run([sys.executable, "-c", _HANGUP, "hup"], capture_output=True, text=True, timeout=60)
+    assert hung.returncode == 129, (hung.returncode, hung.stderr)
+    assert hung.stderr.strip().startswith("error: hung up (SIGHUP: its terminal closed); unfinished outputs were "
+                                          "removed (a rerun continues where this one stopped)"), hung.stderr
+    kept = subprocess.run([sys.executable, "-c", _HANGUP, "nohup"], capture_output=True, text=True, timeout=60)
+    assert kept.returncode == 0, kept.stderr
