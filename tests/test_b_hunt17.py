@@ -16,6 +16,7 @@
    scoring in "unexpected RuntimeError: mat1 and mat2 shapes cannot be multiplied": now one line.
 5. A cohort CSV written on Windows (`slides\\S1.svs`) found no slide on Linux: now read as slides/S1.svs.
 6. SIGHUP (a closed terminal) killed a run where it stood: now cleaned up like SIGTERM (exit 129).
+7. `tumorbed apply --out` a score (or feature) folder wrote beds among its files: now refused before any work.
 """
 
 from __future__ import annotations
@@ -181,3 +182,23 @@ def test_a_closed_terminal_stops_a_run_like_sigterm_and_nohup_is_respected():
                                           "removed (a rerun continues where this one stopped)"), hung.stderr
     kept = subprocess.run([sys.executable, "-c", _HANGUP, "nohup"], capture_output=True, text=True, timeout=60)
     assert kept.returncode == 0, kept.stderr
+
+
+def test_tumorbed_apply_refuses_another_commands_folder_before_any_work(tiny, tmp_path):
+    """7. ``tumorbed apply FEATURES --out SCORES`` (a score's --out) wrote bed files among the score
+    files (a refused slide per score file of the same name, the beds of the others written), and
+    rewrote the folder's marker; tile and embed refused such a folder before any work, as it now does."""
+    from weakstil.outputdir import commands_of, mark
+
+    model, slide = tiny
+    features = model.parent / "features" / f"{slide.stem}.h5"
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    mark(scores, "score")
+    result = run_cli("tumorbed", "apply", features, "-o", scores)
+    assert result.returncode == 2, result.stderr
+    assert "scores: is the scores folder of 'weakstil score'; tumorbed apply writes" in result.stderr
+    assert sorted(p.name for p in scores.iterdir()) == [".weakstil-output.json"]
+    assert commands_of(scores) == ["score"]
+    run_cli("tumorbed", "apply", features, "-o", tmp_path / "beds", check=True)  # its own folder: as before
+    assert (tmp_path / "beds" / f"{slide.stem}.h5").is_file()
