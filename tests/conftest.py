@@ -83,11 +83,12 @@ def run_cli(*args: str, check: bool = False) -> CliResult:
     from weakstil.cli import app
 
     threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
-    sigterm = signal.getsignal(signal.SIGTERM)
+    sigterm, sighup = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
     try:
         result = CliRunner().invoke(app, [str(a) for a in args])
     finally:
-        signal.signal(signal.SIGTERM, sigterm)  # embed and pretrain turn SIGTERM into KeyboardInterrupt
+        signal.signal(signal.SIGTERM, sigterm)  # every command turns SIGTERM and SIGHUP into KeyboardInterrupt
+        signal.signal(signal.SIGHUP, sighup)
         if threads is not None:  # embed sets torch's thread count for its run
             sys.modules["torch"].set_num_threads(threads)
     if result.exception is not None and not isinstance(result.exception, SystemExit):

@@ -15,7 +15,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 import pandas as pd
@@ -296,8 +296,13 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             reasons.append("path is empty")
         else:
             full = Path(rel) if Path(rel).is_absolute() else base / rel
+            windows = PureWindowsPath(rel) if "\\" in rel and not full.exists() else None  # a CSV made on Windows
+            if windows is not None and not windows.drive and (base / windows.as_posix()).exists():
+                full = base / windows.as_posix()  # slides\\S1.svs: the file slides/S1.svs
             if check_files and not full.exists():
-                reasons.append(f"file not found {rel}")
+                reasons.append(f"file not found {rel}" + ("" if windows is None else f" (read as {windows.as_posix()}: "
+                               "not there either)" if not windows.drive else " (a Windows path: give it relative "
+                               "to the CSV's folder, e.g. slides/S1.svs)"))
             elif check_files and full.is_dir():
                 reasons.append(f"path is a folder, not a slide file {rel}")
         if check_files and full is not None and full.is_file() and sid:

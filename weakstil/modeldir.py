@@ -161,8 +161,11 @@ class ModelDir:
 
     @property
     def bundled_detector(self) -> Path | None:
-        """``MODEL/tumorbed`` when the model carries a tumour-bed detector."""
-        return self.tumorbed_dir if (self.tumorbed_dir / META_FILE).is_file() else None
+        """``MODEL/tumorbed`` when the model carries a tumour-bed detector: when either of its two
+        files is there (one lost in a copy is an error when it is loaded, not a model that silently
+        bundles no detector and scores every slide over the whole tissue)."""
+        return self.tumorbed_dir if any((self.tumorbed_dir / name).is_file() for name in (META_FILE, WEIGHTS_FILE)) \
+            else None
 
     def read_meta(self, fix: str = "pass the directory written by 'weakstil train'") -> dict:
         """``model.json`` as a dict; one error line when it is missing or not JSON."""

@@ -264,6 +264,19 @@ def check_features_out(out: str | Path) -> None:
     check_per_slide_out(out, "embed", "a feature cache per slide")
 
 
+def check_score_features(features: str | Path) -> None:
+    """``weakstil score --features DIR``: the caches score makes are written into DIR, so it is held
+    to the rules of embed's ``--out`` (:func:`check_features_out`), said for ``--features``: a model
+    folder given there got a ``<slide_id>.h5`` cache per slide and its marker rewritten."""
+    try:
+        check_features_out(features)
+    except UsageError as exc:
+        where = exc.message.split(";")[0]  # "is the model folder of 'weakstil train'", "is inside the model folder M"
+        raise UsageError(f"--features {where}: score writes the feature cache of each slide it embeds there",
+                         path=exc.path, fix="pass the --out folder of 'weakstil embed', or leave out --features "
+                                            "(the caches then go to OUT/features)") from None
+
+
 def check_tiles_out(out: str | Path) -> None:
     """Before ``weakstil tile`` writes ``<slide_id>.h5`` and ``<slide_id>_tiles.png`` into ``out``:
     the same rules as :func:`check_features_out` (a tiles folder of its own, or one no command wrote)."""

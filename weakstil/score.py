@@ -241,9 +241,11 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from weakstil.errors import OutputError, from_os_error
     from weakstil.fingerprint import recorded_in
     from weakstil.locks import in_turn
-    from weakstil.outputdir import mark
+    from weakstil.outputdir import check_score_features, mark
     from weakstil.slide_ids import claim_ids
 
+    if opts.features is not None:  # the caches made are written there: not into a model, nor another command's folder
+        check_score_features(opts.features)
     ctx = open_context(opts)
     results_path = opts.out / "results.csv"
     remove_stale_temps(results_path)

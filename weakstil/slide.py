@@ -87,7 +87,9 @@ class Slide:
             if glob.has_magic(str(path)):
                 raise SlideError("no file matches this pattern", path=path, fix="check the pattern and its folder")
             if path.is_symlink():
-                raise SlideError(f"broken symbolic link to {os.readlink(path)} (target not found)", path=path,
+                loop = _is_link_loop(path)
+                raise SlideError(f"symbolic link to {os.readlink(path)} that leads back to itself (a loop)" if loop
+                                 else f"broken symbolic link to {os.readlink(path)} (target not found)", path=path,
                                  fix="point the link at the slide, or pass the slide's own path")
             raise SlideError("file not found", path=path, fix="check the path and spelling")
         if path.is_dir():
@@ -301,6 +303,17 @@ class Slide:
             "slide_levels": int(self.level_count),
             "slide_fingerprint": self.fingerprint,
         }
+
+
+def _is_link_loop(path: Path) -> bool:
+    """Whether following the symbolic link ``path`` comes back to it (``ln -s a b; ln -s b a``)."""
+    import errno
+
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
 
 
 def objective_note(backend: SlideBackend) -> str:

@@ -26,7 +26,7 @@ from weakstil.errors import OutputError, UsageError, WeakSTILError, from_os_erro
 F = TypeVar("F", bound=Callable[..., Any])
 #: Exit codes of a run stopped by Ctrl-C (128 + SIGINT) or SIGTERM (128 + SIGTERM), as shells report them.
 EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143
+EXIT_TERMINATED = 143  #: (SIGHUP, when not ignored by nohup: 129)
 
 
 def error_line(message: str) -> None:
@@ -70,14 +70,20 @@ def reports_errors(command: F) -> F:
                        "more memory.")
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
-            terminated = isinstance(exc, Terminated)
+            signum = exc.signum if isinstance(exc, Terminated) else None
             rerun = ("a rerun continues where this one stopped" if command.__name__ in PER_SLIDE_COMMANDS
                      else "its last checkpoint, if one was written, is kept: --resume continues from it"
                      if command.__name__ == "pretrain"
                      else "a rerun starts over")
-            error_line(f"{'terminated (SIGTERM)' if terminated else 'interrupted'}; unfinished outputs were removed "
-                       f"({rerun}).")
-            raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
+            import signal
+
+            said = {None: "interrupted", int(signal.SIGTERM): "terminated (SIGTERM)"}.get(
+                signum, "hung up (SIGHUP: its terminal closed)")
+            try:
+                error_line(f"{said}; unfinished outputs were removed ({rerun}).")
+            except OSError:  # the terminal is gone (SIGHUP)
+                pass
+            raise typer.Exit(EXIT_INTERRUPTED if signum is None else 128 + signum) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:

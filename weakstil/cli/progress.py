@@ -102,18 +102,29 @@ class _ShownOnUpdate:
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (``kill``, SLURM's ``scancel``): cleaned up like Ctrl-C, exit 143 (128 + SIGTERM)."""
+    """SIGTERM (``kill``, SLURM's ``scancel``) or SIGHUP (the terminal or ssh session closed): cleaned
+    up like Ctrl-C, exit 128 + the signal's number (143, 129)."""
+
+    def __init__(self, signum: int = 15) -> None:  # 15: SIGTERM
+        super().__init__(signum)
+        self.signum = signum
 
 
 def interrupt_on_sigterm() -> None:
-    """Turn SIGTERM into :class:`Terminated` (a KeyboardInterrupt) so temporary outputs are cleaned
-    up on the way out."""
+    """Turn SIGTERM, and SIGHUP unless ignored (``nohup``), into :class:`Terminated` (a
+    KeyboardInterrupt) so temporary outputs are cleaned up on the way out (SIGHUP killed the run
+    where it stood, leaving its temporary files and locks until a rerun)."""
     import signal
 
     def handler(signum, frame):  # noqa: ARG001
-        raise Terminated
+        raise Terminated(signum)
 
+    handler.weakstil = True  # type: ignore[attr-defined]
     try:
         signal.signal(signal.SIGTERM, handler)
+        hup = getattr(signal, "SIGHUP", None)  # not on Windows
+        current = None if hup is None else signal.getsignal(hup)
+        if hup is not None and (current is signal.SIG_DFL or getattr(current, "weakstil", False)):
+            signal.signal(hup, handler)
     except ValueError:  # not the main thread (e.g. called from tests in a thread)
         pass

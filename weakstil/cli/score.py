@@ -90,12 +90,17 @@ def _not_our_outputs(paths: list[Path], out: Path, cache_dir: Path) -> list[Path
         return p.name == "results.csv" or (stem is not None and sum((out / f"{stem}{s}").is_file()
                                                                     for s in OUTPUT_SUFFIXES) >= 2)
 
-    out_r, cache_r = out.resolve(), cache_dir.resolve()
+    import os
+
+    def real(p: Path) -> Path:  # not Path.resolve: it raises on a symbolic link loop (Python < 3.13)
+        return Path(os.path.realpath(p))
+
+    out_r, cache_r = real(out), real(cache_dir)
 
     def ours(p: Path) -> bool:
-        if p.resolve() in (out_r, cache_r):
+        if real(p) in (out_r, cache_r):
             return True
-        parent = p.parent.resolve()
+        parent = real(p.parent)
         if parent == out_r:
             return written_by_score(p) or p.name.startswith(".")
         return parent == cache_r and (p.suffix == ".h5" or p.name.startswith("."))

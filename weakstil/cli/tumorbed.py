@@ -93,7 +93,7 @@ def tumorbed_apply(
     earlier from the same inputs is kept. Pass OUT as --tumorbed-beds to train, evaluate and score."""
     from weakstil.files import slide_file
     from weakstil.errors import UsageError
-    from weakstil.outputdir import check_out_is_not_input, mark, model_folder_around
+    from weakstil.outputdir import check_out_is_not_input, check_per_slide_out, mark, model_folder_around
     from weakstil.tumorbed.apply import apply_tumorbed
     from weakstil.tumorbed.resolver import BedSources
 
@@ -102,6 +102,9 @@ def tumorbed_apply(
     if inside is not None:  # 'train --overwrite' / 'tumorbed train --overwrite' replace those folders whole
         raise UsageError(f"is inside the model or detector folder {inside}, which its training command replaces "
                          "whole", path=out, fix="choose an --out outside it")
+    # nor another command's folder (a feature cache, a score's --out): one line before any work, not a
+    # refused slide per file of the same name and the beds of the others written among them
+    check_per_slide_out(out, "tumorbed apply", "a tumour-bed file and an outline per slide")
     if annotations is None and tumorbed is None:
         log.warning("no --annotations and no --tumorbed: every bed written is the whole tissue (a model's "
                     "bundled detector is MODEL/tumorbed)")

@@ -102,25 +102,30 @@ class ProcessPool:
 
     def _start(self) -> None:
         import multiprocessing as mp
-
-        ctx = mp.get_context(self.start_method)
-        self._tasks, self._results = ctx.Queue(), ctx.Queue()
-        self._job = ctx.Value("q", 0, lock=False)
-        self._procs = [ctx.Process(target=type(self).worker, args=(self._tasks, self._results, self._job, os.getpid()),
-                                   name=f"{self.name}-{i}", daemon=True) for i in range(self.n)]
         import signal
         import threading
+        from multiprocessing import resource_tracker
 
-        # the workers are born ignoring Ctrl-C (an ignored signal stays ignored across exec): the parent
-        # stops them, where each would otherwise print its own KeyboardInterrupt traceback
+        # the workers and multiprocessing's resource tracker are born ignoring Ctrl-C and a closed
+        # terminal (an ignored signal stays ignored across exec): the parent stops them, where each
+        # worker would otherwise print its own KeyboardInterrupt traceback, and a tracker killed by
+        # SIGHUP beside its parent came back without its records (a KeyError traceback per queue)
         main = threading.current_thread() is threading.main_thread()
-        previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        stopping = [s for s in (signal.SIGINT, getattr(signal, "SIGHUP", None)) if s is not None] if main else []
+        previous = {s: signal.signal(s, signal.SIG_IGN) for s in stopping}
         try:
+            resource_tracker.ensure_running()
+            ctx = mp.get_context(self.start_method)
+            self._tasks, self._results = ctx.Queue(), ctx.Queue()
+            self._job = ctx.Value("q", 0, lock=False)
+            self._procs = [ctx.Process(target=type(self).worker, args=(self._tasks, self._results, self._job,
+                                                                       os.getpid()),
+                                       name=f"{self.name}-{i}", daemon=True) for i in range(self.n)]
             for p in self._procs:
                 p.start()
         finally:
-            if previous is not None:
-                signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def set_job(self, job: int) -> None:
         """Tell the workers which job is current (0: none); nothing once the pool is closed."""

@@ -126,6 +126,12 @@ def score_slides(model: TileMIL, bank: FeatureBank, idx: Sequence[int] | None = 
     idx = range(len(bank)) if idx is None else idx
     if not len(idx):
         return []
+    if bank.dim != model.arch.input_dim:  # a model.json edited (tile_stats...): one line, not a matmul error
+        stats = " and tile statistics" if model.arch.tile_stats else ""
+        raise ModelError(f"tiles have {bank.dim} values each (features{stats}), but the model takes "
+                         f"{model.arch.input_dim} (model.json architecture input_dim)", path=bank.bags[0].path,
+                         fix="embed with the model's encoder; if the model's model.json was edited, copy the whole "
+                             "model folder again or train it again")
     typical = float(np.median([bank.bags[int(i)].n for i in idx]))
     with TorchThreads(choose_threads(min(typical, SCORE_CHUNK) * bank.dim * model.arch.hidden, threads)):
         return [_score_one(model, bank, int(i), device) for i in idx]

@@ -25,7 +25,7 @@ import numpy as np
 from weakstil import __version__
 from weakstil.bed_geometry import BEFORE_LYMPHOID_VETO, BedShape, Plausibility, bed_from_evidence, check_bed
 from weakstil.errors import WeakSTILError
-from weakstil.modeldir import META_FILE, WEIGHTS_FILE, meta_format_version
+from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
@@ -195,9 +195,13 @@ class TumorBedDetector:
         if not directory.exists():
             raise WeakSTILError("tumour-bed detector folder not found", path=directory,
                                 fix="check the path, or train one with 'weakstil tumorbed train'")
-        if not meta_path.is_file() or not weights_path.is_file():
-            raise WeakSTILError("not a tumour-bed detector (needs model.json and model.safetensors)", path=directory,
-                                fix="train one with 'weakstil tumorbed train'")
+        missing = [p.name for p in (meta_path, weights_path) if not p.is_file()]
+        if missing:
+            bundled = directory.name == TUMORBED_DIR and ModelDir(directory.parent).is_model()
+            raise WeakSTILError(f"not a tumour-bed detector ({' and '.join(missing)} missing: a detector folder holds "
+                                f"{META_FILE} and {WEIGHTS_FILE})", path=directory,
+                                fix="copy the whole model folder again, or train the model again" if bundled else
+                                "pass the complete --out folder of 'weakstil tumorbed train', or train one with it")
         try:
             meta = json.loads(meta_path.read_text())
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
