@@ -202,3 +202,20 @@ def test_tumorbed_apply_refuses_another_commands_folder_before_any_work(tiny, tm
     assert commands_of(scores) == ["score"]
     run_cli("tumorbed", "apply", features, "-o", tmp_path / "beds", check=True)  # its own folder: as before
     assert (tmp_path / "beds" / f"{slide.stem}.h5").is_file()
+
+
+@pytest.mark.parametrize("key,value", [("tile_px", "abc"), ("tile_px", 0), ("mpp", -0.5), ("mpp", True)])
+def test_a_model_json_whose_tiling_was_edited_into_nonsense_is_one_error_line(tiny, tmp_path, key, value):
+    """model.json's tiling read as numbers by score: a text there ended in "unexpected
+    ValueError" (scoring_encoder), a 0 or negative one later still; now one line naming the key."""
+    import json
+
+    model, slide = tiny
+    copy = shutil.copytree(model, tmp_path / "model")
+    meta = json.loads((copy / "model.json").read_text())
+    meta["tiling"][key] = value
+    (copy / "model.json").write_text(json.dumps(meta))
+    result = run_cli("score", slide, "-m", copy, "-o", tmp_path / "out")
+    assert result.returncode != 0 and "unexpected" not in result.stderr, result.stderr
+    assert f"tiling {key} {value!r} is not a positive" in result.stderr, result.stderr
+    assert not (tmp_path / "out" / "results.csv").exists()

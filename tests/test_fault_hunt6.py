@@ -249,9 +249,10 @@ def test_score_features_pointing_at_a_tile_folder_says_what_to_change(world, tmp
     assert run_cli("tile", world.slide, "--out", tmp_path / "tiles").returncode == 0
     proc = score(world, world.slide, "--features", tmp_path / "tiles", "--out", tmp_path / "s")
     (line,) = error_lines(proc.stderr)
-    assert proc.returncode == 1 and "exists and is a" in line and "written by 'weakstil tile'" in line
-    assert "Fix: choose a folder of their own for the feature caches (embed --out, score --features)" in line
-    assert "give 'weakstil embed'" not in line
+    # refused whole before any work (exit 2, hunt 17), the fix said for --features, not for embed
+    assert proc.returncode == 2 and "--features is the tiles folder of 'weakstil tile'" in line
+    assert "Fix: pass the --out folder of 'weakstil embed', or leave out --features" in line
+    assert "give 'weakstil embed'" not in line and not (tmp_path / "s" / "results.csv").exists()
 
 
 def test_a_model_whose_bundled_encoder_card_was_edited_is_refused(world, tmp_path):

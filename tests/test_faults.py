@@ -888,9 +888,15 @@ def test_score_never_removes_files_it_did_not_write(world, tmp_path):
     shutil.copy(drawn, other / "synth_0000.geojson")
     check_failure(run_cli("score", world.slide, *args, "--annotations", notes, "--out", other), 1,
                   ("synth_0000.geojson", "an annotation?"))
-    check_failure(run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--out", other), 1,
+    # (score's error row made `other` a scores folder, which apply now refuses whole: a plain one)
+    check_failure(run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--out", other), 2,
+                  ("is the scores folder of 'weakstil score'",))
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    shutil.copy(drawn, plain / "synth_0000.geojson")
+    check_failure(run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--out", plain), 1,
                   ("synth_0000.geojson", "an annotation?"))
-    for folder in (notes, other):
+    for folder in (notes, other, plain):
         assert (folder / "synth_0000.geojson").read_bytes() == drawn.read_bytes()
 
 
@@ -944,10 +950,12 @@ def test_a_slide_whose_output_was_deleted_or_damaged_is_redone(world, tmp_path):
     import h5py
     with h5py.File(beds / "synth_0000.h5", "r") as f:
         assert f["tumorbed_mask"][:].any()
-    # the score's tile GeoJSON is not the bed's: apply into the score folder still refuses it
+    # the score's tile GeoJSON is not the bed's: apply into the score folder still refuses it (whole,
+    # before any work: another command's folder)
     (out / "synth_0000.h5").unlink()
-    check_failure(run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--out", out), 1,
-                  ("synth_0000.geojson", "an annotation?", "delete synth_0000.geojson"))
+    check_failure(run_cli("tumorbed", "apply", world.feats / "synth_0000.h5", "--out", out), 2,
+                  ("is the scores folder of 'weakstil score'", "a folder of its own"))
+    assert not (out / "synth_0000.h5").exists()
 
 
 # --- 5. --overwrite replaces only what the command wrote ---------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,14 @@ def check_meta(meta: object, path: Path, fix: str) -> dict:
     for section in META_SECTIONS:
         if section in meta and not isinstance(meta[section], dict):
             raise WeakSTILError(f"{META_FILE} '{section}' is not a JSON object", path=path, fix=fix)
+    tiling = meta.get("tiling") or {}
+    for key, whole in (("mpp", False), ("tile_px", True)):  # the model's tiles: read as numbers by score
+        value = tiling.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or (whole and value != int(value)) or not 0 < value < math.inf):
+            raise WeakSTILError(f"{META_FILE} tiling {key} {value!r} is not a positive "
+                                f"{'whole number' if whole else 'number'}", path=path,
+                                fix="set it back to what 'weakstil train' wrote, or train the model again")
     threshold = meta.get("threshold")
     if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                   or not STIL_RANGE[0] <= threshold <= STIL_RANGE[1]):  # NaN fails too
