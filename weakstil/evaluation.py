@@ -385,6 +385,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     labels. A prediction outside 0-100 (not an sTIL%) is refused, naming its row. The file's
     SHA-256 is recorded (a report of a model checks that these are its predictions), and when it
     lies in a model folder, that model and its sTIL-high threshold (the default ``threshold``)."""
+    from weakstil import evaluation_results as er
     from weakstil.cohort import read_cohort
     from weakstil.modeldir import ModelDir
     from weakstil.runtime import sha256_file
@@ -404,9 +405,9 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise WeakSTILError(f"cannot read predictions ({str(exc).splitlines()[0]})", path=oof_path,
                             fix="pass MODEL/cv/oof_predictions.csv or a 'weakstil score' results.csv") from None
-    from weakstil import evaluation_results as er
-
     er.refuse_other_separator(pred, oof_path)
+    wanted = set(cohort.slide_ids)
+    unlabelled = er.unlabelled(pred, wanted, oof_path)
     scored = er.is_score_results(pred)  # a 'weakstil score' results.csv: its interval and qc flags judged too
     not_scored: dict[str, str] = {}
     if scored:
@@ -424,7 +425,6 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                             f"not sTIL%: {rows}"
                             f"{' ...' if len(outside) > 5 else ''}", path=oof_path,
                             fix="pass sTIL% predictions (0-100), e.g. MODEL/cv/oof_predictions.csv")
-    wanted = set(cohort.slide_ids)
     not_numbers = [(i, sid, raw) for i, (sid, raw, v) in enumerate(zip(pred["slide_id"].astype(str), pred["stil_pred"],
                                                                      values)) if sid in wanted and not np.isfinite(v)]
     if not_numbers:
@@ -483,7 +483,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                              "model_sha256": owner[1].get("weights_sha256") if owner else None,
                              "model_id": ModelDir(owner[0]).model_id(owner[1]) if owner else pred.attrs.get("model_id"),
                              "cohort": str(Path(csv_path).resolve()),
-                             "excluded": [{"slide_id": s, "reason": reason[s]} for s in excluded]})
+                             "excluded": [{"slide_id": s, "reason": reason[s]} for s in excluded], "unlabelled": unlabelled})
 
 
 def oof_model(oof_path: Path) -> tuple[Path, dict] | None:

@@ -140,6 +140,17 @@ def predictions_from_results(results: pd.DataFrame, wanted: set[str],
     return pred, {sid: not_scored[sid] for sid in sorted(not_scored)}
 
 
+def unlabelled(pred: pd.DataFrame, wanted: set[str], path: Path) -> list[str]:
+    """The slides of the predictions file that the cohort CSV has no label for: left out of the
+    metrics, said in the log (how many, which, why) and recorded, never dropped silently."""
+    ids = pred["slide_id"] if "slide_id" in pred.columns else []
+    extra = sorted({str(s) for s in ids if pd.notna(s)} - wanted)
+    if extra:
+        log.warning("%s: %d slide%s not in the cohort CSV (no label), left out of the metrics: %s%s", path, len(extra),
+                    "s are" if len(extra) > 1 else " is", ", ".join(extra[:5]), " ..." if len(extra) > 5 else "")
+    return extra
+
+
 def _refuse_differing_rows(results: pd.DataFrame, ids: pd.Series, wanted: set[str], path: Path) -> None:
     """Refuse a cohort slide on two rows that differ in what is judged (status, sTIL%, interval,
     qc): which one is the run's answer cannot be told (e.g. a rerun's rows appended to a failed
@@ -231,7 +242,9 @@ def describe(m: dict) -> str:
     iv = m.get("interval")
     if iv and iv.get("coverage") is not None:
         parts.append(f"{100 * (iv['level'] or 0):g} % interval covers {100 * iv['coverage']:.0f} % of {iv['n']} "
-                     f"labels (median width {iv['width_median']:.1f})")
+                     f"labels (median width {iv['width_median']:.1f})"
+                     + (f"; {iv['n_without']} scored slide(s) without an interval left out of it"
+                        if iv.get("n_without") else ""))
     qc = m.get("qc")
     if qc and qc["n"]:
         rates = ", ".join(f"{k} {100 * v:.0f} %" for k, v in sorted(qc["rate"].items(), key=lambda kv: -kv[1]))

@@ -1,0 +1,57 @@
+"""Fault hunt 17 (c): an outside user's faults in what consumes WeakSTIL's outputs (evaluate on a
+results.csv, report, heatmaps, GeoJSON): every slide left out of a number is counted and named."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import pandas as pd
+
+TRUE = {"s0": 5.0, "s1": 20.0, "s2": 40.0, "s3": 70.0}
+COLUMNS = ["slide_id", "path", "stil", "stil_lower_90", "stil_upper_90", "stil_high", "threshold", "n_tiles",
+           "n_tumorbed_tiles", "tumorbed_source", "status", "qc", "error", "model_id", "encoder_id", "seconds"]
+
+
+def _labels(tmp_path: Path) -> Path:
+    path = tmp_path / "labels.csv"
+    pd.DataFrame({"slide_id": list(TRUE), "path": [f"{s}.tiff" for s in TRUE], "stil": list(TRUE.values())}).to_csv(
+        path, index=False)
+    return path
+
+
+def _results(tmp_path: Path, extra: dict[str, float], no_interval: tuple[str, ...] = ()) -> Path:
+    rows = [{c: "" for c in COLUMNS} | {
+        "slide_id": s, "path": f"/x/{s}.tiff", "stil": f"{v + 2:.4f}", "status": "ok", "threshold": "30",
+        "stil_lower_90": "" if s in no_interval else f"{max(0, v - 5):.4f}",
+        "stil_upper_90": "" if s in no_interval else f"{v + 6:.4f}", "model_id": "model@abc"}
+        for s, v in {**TRUE, **extra}.items()]
+    path = tmp_path / "results.csv"
+    pd.DataFrame(rows, columns=COLUMNS).to_csv(path, index=False)
+    return path
+
+
+def test_scored_slides_without_a_label_are_counted_not_dropped_silently(tmp_path, caplog) -> None:
+    """A results.csv of 6 slides judged against labels of 4: the 2 unlabelled slides used to vanish
+    from the evaluation without a word (n 4, nothing in the log or metrics.json)."""
+    from weakstil.evaluation import evaluate_oof
+
+    results = _results(tmp_path, {"x1": 50.0, "x2": 10.0})
+    with caplog.at_level(logging.WARNING):
+        evaluate_oof(_labels(tmp_path), results, tmp_path / "ev")
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert metrics["n"] == 4
+    assert metrics["unlabelled"] == ["x1", "x2"]
+    said = " ".join(caplog.text.split())
+    assert "2 slides are not in the cohort CSV (no label)" in said and "x1, x2" in said
+
+
+def test_interval_coverage_says_how_many_scored_slides_had_no_interval(tmp_path) -> None:
+    """Coverage 'of 3 labels' for an evaluation of 4 used to leave the fourth unexplained in the log."""
+    from weakstil.evaluation import evaluate_oof
+    from weakstil.evaluation_results import describe
+
+    metrics = evaluate_oof(_labels(tmp_path), _results(tmp_path, {}, no_interval=("s2",)), tmp_path / "ev")
+    said = describe(metrics)
+    assert "of 3 labels" in said and "1 scored slide(s) without an interval left out of it" in said
