@@ -55,3 +55,26 @@ def test_interval_coverage_says_how_many_scored_slides_had_no_interval(tmp_path)
     metrics = evaluate_oof(_labels(tmp_path), _results(tmp_path, {}, no_interval=("s2",)), tmp_path / "ev")
     said = describe(metrics)
     assert "of 3 labels" in said and "1 scored slide(s) without an interval left out of it" in said
+
+
+def test_a_score_results_csv_as_the_labels_is_refused(tmp_path) -> None:
+    """A copy of a results.csv passed as the COHORT (its stil is the model's prediction) used to be
+    taken as the labels: the run judged against itself, R² 1.000 and MAE 0.00, without a word (only
+    the very same path as --oof was refused)."""
+    from conftest import run_cli
+
+    results = _results(tmp_path, {})
+    labels = tmp_path / "labels_from_excel.csv"
+    labels.write_bytes(results.read_bytes())
+    out = tmp_path / "ev"
+    proc = run_cli("evaluate", labels, "--oof", results, "--out", out)
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode != 0 and last.startswith("error:"), proc.stderr
+    assert str(labels) in last and "results.csv of 'weakstil score'" in last and "not labels" in last
+    assert not out.exists()
+    # a lab's own cohort CSV with a 'status' column of its own (e.g. a patient's) is still read
+    from weakstil.cohort import read_cohort
+
+    own = tmp_path / "own.csv"
+    own.write_text("slide_id,path,stil,status\ns0,s0.tiff,5,alive\n")
+    assert read_cohort(own, check_files=False, truth=True).slide_ids == ["s0"]

@@ -263,7 +263,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     models, meta = load_scoring_models(model_dir, scoring)
     model = models[0]
     model_dir, features_dir, out_dir = Path(model_dir).resolve(), Path(features_dir), Path(out_dir)
-    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
+    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column, truth=True)
     ids, paths = cohort.slide_ids, cohort.feature_paths(features_dir)
     tumorbeds = beds.cohort(dict(zip(ids, paths))) if beds is not None else None
     skip = ("tissue_mask",) if model.arch.tile_stats else ("tissue_mask", "tile_stats")
@@ -392,7 +392,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     from weakstil.score import STATUS_OK
 
     # only the labels are needed: the slides are not scored, so their files need not be here
-    cohort = read_cohort(csv_path, group_column=group_column, check_files=False)
+    cohort = read_cohort(csv_path, group_column=group_column, check_files=False, truth=True)
     oof_path = Path(oof_path)
     if not oof_path.exists():
         raise WeakSTILError("predictions file not found", path=oof_path, fix="pass MODEL/cv/oof_predictions.csv")
