@@ -78,3 +78,23 @@ def test_a_score_results_csv_as_the_labels_is_refused(tmp_path) -> None:
     own = tmp_path / "own.csv"
     own.write_text("slide_id,path,stil,status\ns0,s0.tiff,5,alive\n")
     assert read_cohort(own, check_files=False, truth=True).slide_ids == ["s0"]
+
+
+def test_report_says_which_file_of_a_slide_without_heatmap_is_missing(tmp_path, caplog) -> None:
+    """A model folder with cv/tiles partly deleted, or a slide moved: the warning used to say 'slide
+    file or out-of-fold tile scores not found' for both, naming neither file."""
+    from weakstil.report import _slide_rows
+
+    slide = tmp_path / "s0.tiff"
+    slide.write_bytes(b"x")
+    table = pd.DataFrame({"slide_id": ["s0", "s1", "s2"], "stil_true": [5.0, 20.0, 40.0],
+                          "stil_pred": [6.0, 19.0, 41.0]})
+    tiles = tmp_path / "cv" / "tiles"
+    with caplog.at_level(logging.WARNING):
+        rows = _slide_rows(table, lambda sid: tiles / f"{sid}.h5", "out-of-fold", tmp_path / "out",
+                           {"s0": slide, "s1": tmp_path / "moved" / "s1.tiff"}, None, None)
+    assert len(rows) == 3
+    said = " ".join(caplog.text.split())
+    assert f"s0: no heatmap (out-of-fold tile scores {tiles / 's0.h5'} not found)" in said
+    assert f"s1: no heatmap (slide file {tmp_path / 'moved' / 's1.tiff'} not found)" in said
+    assert "s2: no heatmap (not in the cohort CSV)" in said

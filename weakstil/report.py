@@ -204,8 +204,10 @@ def _slide_rows(table: pd.DataFrame, tile_scores_of, predicted: str, out_dir: Pa
             except WeakSTILError as exc:  # the slide moved or broke since training: report the rest
                 log.warning("%s: no heatmap (%s)", sid, exc.one_line())
                 heat_rel = None
-        else:
-            log.warning("%s: no heatmap (slide file or %s tile scores not found)", sid, predicted)
+        else:  # say which is missing, and where: the slide (moved?) or its tile scores (deleted?)
+            why = ("not in the cohort CSV" if slide_path is None else f"slide file {slide_path} not found"
+                   if not slide_path.is_file() else f"{predicted} tile scores {tile_scores} not found")
+            log.warning("%s: no heatmap (%s)", sid, why)
         rows.append(SlideRow(sid, str(rec.get("group", "")), rec.get("fold", ""), float(rec["stil_true"]),
                              float(rec["stil_pred"]), thumb_rel, heat_rel))
     if overlays is not None:
