@@ -98,3 +98,18 @@ def test_report_says_which_file_of_a_slide_without_heatmap_is_missing(tmp_path, 
     assert f"s0: no heatmap (out-of-fold tile scores {tiles / 's0.h5'} not found)" in said
     assert f"s1: no heatmap (slide file {tmp_path / 'moved' / 's1.tiff'} not found)" in said
     assert "s2: no heatmap (not in the cohort CSV)" in said
+
+
+def test_metrics_csv_counts_the_slides_left_out(tmp_path) -> None:
+    """metrics.csv (what a lab opens in a spreadsheet) said n 3 for a cohort of 4 with an error row,
+    and nothing of the 2 scored slides without a label: only metrics.json and the log knew."""
+    from weakstil.evaluation import evaluate_oof
+
+    results = _results(tmp_path, {"x1": 50.0, "x2": 10.0})
+    table = pd.read_csv(results, dtype=str, keep_default_na=False)
+    table.loc[table["slide_id"] == "s1", ["stil", "stil_lower_90", "stil_upper_90", "status", "error"]] = \
+        ["", "", "", "error", "boom"]
+    table.to_csv(results, index=False)
+    evaluate_oof(_labels(tmp_path), results, tmp_path / "ev")
+    flat = pd.read_csv(tmp_path / "ev" / "metrics.csv").set_index("metric")["value"]
+    assert flat["n"] == 3 and flat["n_excluded"] == 1 and flat["n_unlabelled"] == 2

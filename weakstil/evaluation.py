@@ -5,7 +5,7 @@ Evaluation folder layout (``weakstil evaluate --out DIR``; the same under ``MODE
 * ``predictions.csv`` — slide_id, stil_true, stil_pred, high_true, high_pred, group (+ fold)
 * ``metrics.json`` — n, r2, pearson_r, spearman_rho, mae, rmse, ci95, classification
   (AUC, sensitivity, specificity per sTIL-high threshold), calibration table
-* ``metrics.csv`` — the same flat: ``metric,threshold,value``
+* ``metrics.csv`` — the same flat: ``metric,threshold,value`` (+ ``n_excluded``, ``n_unlabelled`` when > 0)
 * ``calibration.csv`` — predicted-sTIL% bin, n, mean predicted, mean true
 * ``scatter.png`` (predicted vs true with the identity line), ``roc.png``
 * ``tiles/<slide_id>.h5`` — each slide's tile scores, a :class:`weakstil.files.TileScoresFile`.
@@ -19,8 +19,7 @@ slides the model was trained on (their metrics are in-sample).
 
 An evaluation folder is written all or nothing: into a temporary folder beside ``--out``,
 renamed into place (with its ``.weakstil-output.json`` marker) only when everything succeeded
-(:func:`weakstil.outputdir.staged_folder`); an existing evaluation is replaced only with ``--overwrite``.
-"""
+(:func:`weakstil.outputdir.staged_folder`); an existing evaluation is replaced only with ``--overwrite``."""
 
 from __future__ import annotations
 
@@ -85,8 +84,9 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
     for c in m["classification"]:
         for k in ("auc", "sensitivity", "specificity", "accuracy", "n_high", "n_low"):
             rows.append({"metric": k, "threshold": c["threshold"], "value": c[k]})
-    if m.get("n_training_slides") is not None:  # > 0: these metrics are in-sample for that many slides
-        rows.append({"metric": "n_training_slides", "threshold": "", "value": m["n_training_slides"]})
+    counts = {"n_training_slides": m.get("n_training_slides"),  # > 0: in-sample metrics for that many slides
+              "n_excluded": len(m.get("excluded") or []) or None, "n_unlabelled": len(m.get("unlabelled") or []) or None}
+    rows += [{"metric": k, "threshold": "", "value": v} for k, v in counts.items() if v is not None]  # left out: counted
     with atomic_path(out_dir / "metrics.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
     with atomic_path(out_dir / "calibration.csv") as tmp:
