@@ -113,3 +113,18 @@ def test_metrics_csv_counts_the_slides_left_out(tmp_path) -> None:
     evaluate_oof(_labels(tmp_path), results, tmp_path / "ev")
     flat = pd.read_csv(tmp_path / "ev" / "metrics.csv").set_index("metric")["value"]
     assert flat["n"] == 3 and flat["n_excluded"] == 1 and flat["n_unlabelled"] == 2
+
+
+def test_results_of_two_models_put_together_are_said(tmp_path, caplog) -> None:
+    """Two score runs' results.csv concatenated (half the slides by another model, same threshold)
+    were evaluated as one run without a word; metrics.json only listed both ids."""
+    from weakstil.evaluation import evaluate_oof
+
+    results = _results(tmp_path, {})
+    table = pd.read_csv(results, dtype=str, keep_default_na=False)
+    table.loc[table["slide_id"].isin(["s0", "s1"]), "model_id"] = "model@other"
+    table.to_csv(results, index=False)
+    with caplog.at_level(logging.WARNING):
+        evaluate_oof(_labels(tmp_path), results, tmp_path / "ev")
+    said = " ".join(caplog.text.split())
+    assert "scored by 2 models (model@abc: 2 slides, model@other: 2 slides); the metrics mix them" in said

@@ -132,7 +132,11 @@ def predictions_from_results(results: pd.DataFrame, wanted: set[str],
                                 fix="pass the results.csv that 'weakstil score' wrote")
         pred.attrs["interval_level"] = cols[2]
     if "model_id" in results.columns:  # the model that scored them, as score recorded it
-        pred.attrs["model_id"] = "; ".join(sorted({str(m) for m in results["model_id"].iloc[keep].dropna()})) or None
+        models = results["model_id"].iloc[keep].dropna().astype(str).value_counts()
+        pred.attrs["model_id"] = "; ".join(sorted(models.index)) or None
+        if len(models) > 1:  # rows of runs of different models put together: the metrics are of neither
+            log.warning("%s: the slides were scored by %d models (%s); the metrics mix them", path, len(models),
+                        ", ".join(f"{m}: {n} slide{'s' if n > 1 else ''}" for m, n in sorted(models.items())))
     if "qc" in results.columns:
         pred["qc"] = results["qc"].iloc[keep].astype(object).fillna("").astype(str).to_numpy()
     for sid in not_scored:
