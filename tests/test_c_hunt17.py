@@ -128,3 +128,37 @@ def test_results_of_two_models_put_together_are_said(tmp_path, caplog) -> None:
         evaluate_oof(_labels(tmp_path), results, tmp_path / "ev")
     said = " ".join(caplog.text.split())
     assert "scored by 2 models (model@abc: 2 slides, model@other: 2 slides); the metrics mix them" in said
+
+
+def test_report_of_a_model_whose_cohort_csv_moved_says_it_once(tmp_path, caplog) -> None:
+    """The cohort CSV a model records, moved or deleted: the report used to warn 'no heatmap (slide
+    file or out-of-fold tile scores not found)' once per slide, never naming the cause (the CSV) nor
+    the fix (--cohort)."""
+    import torch
+
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.mil.config import TrainConfig
+    from weakstil.report import build_report
+    from weakstil.synth import generate_cohort
+    from weakstil.train import train_cohort
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        labels = generate_cohort(tmp_path / "cohort", 4, 1, size_mm=(0.5, 0.5), n_groups=2, progress=False)
+        encoder = create_encoder("small-cnn", "random")
+        for rel in labels["path"]:
+            embed_slide(tmp_path / "cohort" / rel, encoder, out_dir=tmp_path / "features")
+        csv = tmp_path / "cohort" / "labels.csv"
+        train_cohort(csv, tmp_path / "features", tmp_path / "model", TrainConfig(epochs=1, seed=0, device="cpu",
+                                                                                 threads=1), n_folds=2)
+    finally:
+        torch.set_num_threads(threads)
+    csv.rename(tmp_path / "cohort" / "labels_moved.csv")
+    with caplog.at_level(logging.WARNING):
+        build_report(tmp_path / "model", tmp_path / "rep")
+    said = [" ".join(r.getMessage().split()) for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [s for s in said if "the cohort CSV the model records is not found" in s and str(csv) in s
+            and "--cohort" in s], said
+    assert not [s for s in said if "no heatmap" in s], said
