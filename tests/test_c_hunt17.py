@@ -162,3 +162,15 @@ def test_report_of_a_model_whose_cohort_csv_moved_says_it_once(tmp_path, caplog)
     assert [s for s in said if "the cohort CSV the model records is not found" in s and str(csv) in s
             and "--cohort" in s], said
     assert not [s for s in said if "no heatmap" in s], said
+
+
+def test_a_spreadsheets_empty_rows_do_not_stay_in_results_csv(tmp_path) -> None:
+    """results.csv opened and saved by a spreadsheet gains empty rows (',,,,'); every later score
+    run rewrote them as a row of a slide with an empty id."""
+    from weakstil.results_table import read_previous, write_results
+
+    results = _results(tmp_path, {})
+    results.write_text(results.read_text() + "," * (len(COLUMNS) - 1) + "\n")
+    assert set(read_previous(results)) == set(TRUE)
+    write_results(results, {}, [], COLUMNS)
+    assert pd.read_csv(results, dtype=str)["slide_id"].tolist() == list(TRUE)
