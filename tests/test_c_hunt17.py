@@ -174,3 +174,27 @@ def test_a_spreadsheets_empty_rows_do_not_stay_in_results_csv(tmp_path) -> None:
     assert set(read_previous(results)) == set(TRUE)
     write_results(results, {}, [], COLUMNS)
     assert pd.read_csv(results, dtype=str)["slide_id"].tolist() == list(TRUE)
+
+
+def test_score_results_with_a_refused_same_id_file_are_evaluated(tmp_path, caplog) -> None:
+    """`score` given two files with one slide id scores the first and records the other as an
+    error row of its own; `evaluate --oof` refused that results.csv of one run ('on two rows that
+    differ ... keep the results.csv of one score run'). The labelled file's row is now the answer."""
+    from weakstil.evaluation import evaluate_oof
+
+    results = _results(tmp_path, {})
+    table = pd.read_csv(results, dtype=str, keep_default_na=False)
+    clash = {**table.iloc[0].to_dict(), "path": "/elsewhere/s0.tiff", "stil": "", "stil_lower_90": "",
+             "stil_upper_90": "", "status": "error", "error": "/elsewhere/s0.tiff: has the same slide id 's0'"}
+    pd.concat([table, pd.DataFrame([clash])]).to_csv(results, index=False)
+    labels = _labels(tmp_path)
+    with caplog.at_level(logging.WARNING):
+        metrics = evaluate_oof(labels, results, tmp_path / "ev")
+    assert metrics["n"] == 4 and metrics["excluded"] == []
+    assert "row 6 (/elsewhere/s0.tiff) passed over" in " ".join(caplog.text.split())
+    # the cohort labels the refused file: the other file's score is not taken for it
+    cohort = pd.read_csv(labels)
+    cohort.loc[0, "path"] = "/elsewhere/s0.tiff"
+    cohort.to_csv(labels, index=False)
+    metrics = evaluate_oof(labels, results, tmp_path / "ev2")
+    assert metrics["n"] == 3 and [e["slide_id"] for e in metrics["excluded"]] == ["s0"]
