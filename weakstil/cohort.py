@@ -195,13 +195,30 @@ def _check_first_line_is_header(csv_path: Path) -> None:
                           fix="delete the line(s) above the header slide_id,path,stil (a title or comment)")
 
 
+#: Columns of a 'weakstil score' results.csv that a cohort CSV of labels does not have.
+SCORE_RESULT_COLUMNS = ("status", "model_id", "encoder_id", "n_tumorbed_tiles", "tumorbed_source")
+
+
+def _refuse_predictions(columns: list[str], csv_path: Path) -> None:
+    """A 'weakstil score' results.csv as the labels: its ``stil`` is the model's own prediction, so
+    a model judged (or trained) on it looks perfect (R² 1, MAE 0) without a word."""
+    marks = [c for c in columns if c in SCORE_RESULT_COLUMNS or c.startswith(("stil_lower_", "stil_upper_"))]
+    if "status" in marks and len(marks) >= 3:
+        raise CohortError(f"is the results.csv of 'weakstil score' (columns {', '.join(marks[:4])}): its stil column "
+                          "holds the model's predictions, not labels", path=csv_path,
+                          fix="pass the cohort CSV with the pathologist's sTIL% (slide_id,path,stil); a results.csv "
+                              "is judged with 'weakstil evaluate COHORT --oof results.csv'")
+
+
 def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None, group_column: str | None = None,
-                require_labels: bool = True, check_files: bool = True) -> Cohort:
+                require_labels: bool = True, check_files: bool = True, truth: bool = False) -> Cohort:
     """Read and validate a cohort CSV; raise one :class:`CohortError` listing every bad row.
 
     ``features_dir`` also checks each slide has complete cached features there.
     ``group_column`` names the grouping column (``None``: ``group`` if present, ``"none"``:
     no grouping). ``require_labels=False`` allows an empty ``stil`` (scoring unlabelled slides).
+    ``truth``: the labels are the truth a model is trained or judged on, so a ``weakstil score``
+    results.csv (its ``stil`` is a prediction) is refused.
     """
     csv_path = Path(csv_path)
     if not csv_path.exists():
@@ -255,6 +272,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         )
     if len(raw) == 0:
         raise CohortError("cohort CSV has no rows", path=csv_path, fix="add one row per slide")
+    if truth:
+        _refuse_predictions(columns, csv_path)
 
     if features_dir is not None and not Path(features_dir).is_dir():
         # a file there is a usage mistake (exit 2), a missing folder a missing input

@@ -5,7 +5,7 @@ Evaluation folder layout (``weakstil evaluate --out DIR``; the same under ``MODE
 * ``predictions.csv`` — slide_id, stil_true, stil_pred, high_true, high_pred, group (+ fold)
 * ``metrics.json`` — n, r2, pearson_r, spearman_rho, mae, rmse, ci95, classification
   (AUC, sensitivity, specificity per sTIL-high threshold), calibration table
-* ``metrics.csv`` — the same flat: ``metric,threshold,value``
+* ``metrics.csv`` — the same flat: ``metric,threshold,value`` (+ ``n_excluded``, ``n_unlabelled`` when > 0)
 * ``calibration.csv`` — predicted-sTIL% bin, n, mean predicted, mean true
 * ``scatter.png`` (predicted vs true with the identity line), ``roc.png``
 * ``tiles/<slide_id>.h5`` — each slide's tile scores, a :class:`weakstil.files.TileScoresFile`.
@@ -19,8 +19,7 @@ slides the model was trained on (their metrics are in-sample).
 
 An evaluation folder is written all or nothing: into a temporary folder beside ``--out``,
 renamed into place (with its ``.weakstil-output.json`` marker) only when everything succeeded
-(:func:`weakstil.outputdir.staged_folder`); an existing evaluation is replaced only with ``--overwrite``.
-"""
+(:func:`weakstil.outputdir.staged_folder`); an existing evaluation is replaced only with ``--overwrite``."""
 
 from __future__ import annotations
 
@@ -85,8 +84,9 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
     for c in m["classification"]:
         for k in ("auc", "sensitivity", "specificity", "accuracy", "n_high", "n_low"):
             rows.append({"metric": k, "threshold": c["threshold"], "value": c[k]})
-    if m.get("n_training_slides") is not None:  # > 0: these metrics are in-sample for that many slides
-        rows.append({"metric": "n_training_slides", "threshold": "", "value": m["n_training_slides"]})
+    counts = {"n_training_slides": m.get("n_training_slides"),  # > 0: in-sample metrics for that many slides
+              "n_excluded": len(m.get("excluded") or []) or None, "n_unlabelled": len(m.get("unlabelled") or []) or None}
+    rows += [{"metric": k, "threshold": "", "value": v} for k, v in counts.items() if v is not None]  # left out: counted
     with atomic_path(out_dir / "metrics.csv") as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
     with atomic_path(out_dir / "calibration.csv") as tmp:
@@ -263,7 +263,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     models, meta = load_scoring_models(model_dir, scoring)
     model = models[0]
     model_dir, features_dir, out_dir = Path(model_dir).resolve(), Path(features_dir), Path(out_dir)
-    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
+    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column, truth=True)
     ids, paths = cohort.slide_ids, cohort.feature_paths(features_dir)
     tumorbeds = beds.cohort(dict(zip(ids, paths))) if beds is not None else None
     skip = ("tissue_mask",) if model.arch.tile_stats else ("tissue_mask", "tile_stats")
@@ -385,13 +385,14 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     labels. A prediction outside 0-100 (not an sTIL%) is refused, naming its row. The file's
     SHA-256 is recorded (a report of a model checks that these are its predictions), and when it
     lies in a model folder, that model and its sTIL-high threshold (the default ``threshold``)."""
+    from weakstil import evaluation_results as er
     from weakstil.cohort import read_cohort
     from weakstil.modeldir import ModelDir
     from weakstil.runtime import sha256_file
     from weakstil.score import STATUS_OK
 
     # only the labels are needed: the slides are not scored, so their files need not be here
-    cohort = read_cohort(csv_path, group_column=group_column, check_files=False)
+    cohort = read_cohort(csv_path, group_column=group_column, check_files=False, truth=True)
     oof_path = Path(oof_path)
     if not oof_path.exists():
         raise WeakSTILError("predictions file not found", path=oof_path, fix="pass MODEL/cv/oof_predictions.csv")
@@ -404,14 +405,14 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise WeakSTILError(f"cannot read predictions ({str(exc).splitlines()[0]})", path=oof_path,
                             fix="pass MODEL/cv/oof_predictions.csv or a 'weakstil score' results.csv") from None
-    from weakstil import evaluation_results as er
-
     er.refuse_other_separator(pred, oof_path)
+    wanted = set(cohort.slide_ids)
+    unlabelled = er.unlabelled(pred, wanted, oof_path)
     scored = er.is_score_results(pred)  # a 'weakstil score' results.csv: its interval and qc flags judged too
     not_scored: dict[str, str] = {}
     if scored:
         threshold = er.run_threshold(pred, threshold, oof_path) if asked is None else threshold  # the run's own
-        pred, not_scored = er.predictions_from_results(pred, set(cohort.slide_ids), oof_path)
+        pred, not_scored = er.predictions_from_results(pred, set(cohort.slide_ids), oof_path, cohort.table)
     for col in ("slide_id", "stil_pred"):
         if col not in pred.columns:
             raise WeakSTILError(f"predictions have no {col} column", path=oof_path,
@@ -424,7 +425,6 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                             f"not sTIL%: {rows}"
                             f"{' ...' if len(outside) > 5 else ''}", path=oof_path,
                             fix="pass sTIL% predictions (0-100), e.g. MODEL/cv/oof_predictions.csv")
-    wanted = set(cohort.slide_ids)
     not_numbers = [(i, sid, raw) for i, (sid, raw, v) in enumerate(zip(pred["slide_id"].astype(str), pred["stil_pred"],
                                                                      values)) if sid in wanted and not np.isfinite(v)]
     if not_numbers:
@@ -483,7 +483,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                              "model_sha256": owner[1].get("weights_sha256") if owner else None,
                              "model_id": ModelDir(owner[0]).model_id(owner[1]) if owner else pred.attrs.get("model_id"),
                              "cohort": str(Path(csv_path).resolve()),
-                             "excluded": [{"slide_id": s, "reason": reason[s]} for s in excluded]})
+                             "excluded": [{"slide_id": s, "reason": reason[s]} for s in excluded], "unlabelled": unlabelled})
 
 
 def oof_model(oof_path: Path) -> tuple[Path, dict] | None:

@@ -90,18 +90,22 @@ def run_threshold(results: pd.DataFrame, default: float, path: Path) -> float:
     return default
 
 
-def predictions_from_results(results: pd.DataFrame, wanted: set[str],
-                             path: Path) -> tuple[pd.DataFrame, dict[str, str]]:
+def predictions_from_results(results: pd.DataFrame, wanted: set[str], path: Path,
+                             cohort: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, str]]:
     """(predictions: ``slide_id``, ``stil_pred`` and, where the file has them, ``stil_lower``,
     ``stil_upper``, ``qc``; the cohort slides ``score`` did not score, with the reason).
 
     A scored row (status ``ok`` or a bed fallback) whose ``stil`` is not a number is refused: the
-    file is not what ``score`` writes."""
+    file is not what ``score`` writes. ``cohort`` (slide_id, path): which of two files with one slide
+    id the labels are of (:func:`_refused_files`)."""
     from weakstil.score import SCORED
 
     status = results["status"].astype(object).fillna("").astype(str)
     values = pd.to_numeric(results["stil"], errors="coerce")
     ids = results["slide_id"].astype(str)
+    files = {} if cohort is None else dict(zip(cohort["slide_id"].astype(str), cohort["path"].astype(str)))
+    skip = _refused_files(results, ids, status, wanted, files, path)
+    ids = ids.where([i not in skip for i in range(len(ids))], "")  # a skipped row is no slide's
     _refuse_differing_rows(results, ids, wanted, path)
     bad = [(i, sid) for i, (sid, s, v) in enumerate(zip(ids, status, values))
            if sid in wanted and s in SCORED and not np.isfinite(v)]
@@ -132,12 +136,57 @@ def predictions_from_results(results: pd.DataFrame, wanted: set[str],
                                 fix="pass the results.csv that 'weakstil score' wrote")
         pred.attrs["interval_level"] = cols[2]
     if "model_id" in results.columns:  # the model that scored them, as score recorded it
-        pred.attrs["model_id"] = "; ".join(sorted({str(m) for m in results["model_id"].iloc[keep].dropna()})) or None
+        models = results["model_id"].iloc[keep].dropna().astype(str).value_counts()
+        pred.attrs["model_id"] = "; ".join(sorted(models.index)) or None
+        if len(models) > 1:  # rows of runs of different models put together: the metrics are of neither
+            log.warning("%s: the slides were scored by %d models (%s); the metrics mix them", path, len(models),
+                        ", ".join(f"{m}: {n} slide{'s' if n > 1 else ''}" for m, n in sorted(models.items())))
     if "qc" in results.columns:
         pred["qc"] = results["qc"].iloc[keep].astype(object).fillna("").astype(str).to_numpy()
     for sid in not_scored:
         log.warning("%s: not scored in %s (%s): left out of the metrics", sid, path, not_scored[sid])
     return pred, {sid: not_scored[sid] for sid in sorted(not_scored)}
+
+
+def unlabelled(pred: pd.DataFrame, wanted: set[str], path: Path) -> list[str]:
+    """The slides of the predictions file that the cohort CSV has no label for: left out of the
+    metrics, said in the log (how many, which, why) and recorded, never dropped silently."""
+    ids = pred["slide_id"] if "slide_id" in pred.columns else []
+    extra = sorted({str(s) for s in ids if pd.notna(s)} - wanted)
+    if extra:
+        log.warning("%s: %d slide%s not in the cohort CSV (no label), left out of the metrics: %s%s", path, len(extra),
+                    "s are" if len(extra) > 1 else " is", ", ".join(extra[:5]), " ..." if len(extra) > 5 else "")
+    return extra
+
+
+def _refused_files(results: pd.DataFrame, ids: pd.Series, status: pd.Series, wanted: set[str],
+                   files: dict[str, str], path: Path) -> set[int]:
+    """Rows to pass over: ``score`` scores one file per slide id and records another file with that
+    id as an ``error`` row of its own (a clash), which is not a second answer for the slide. The
+    labelled file (``files``: slide id -> the cohort's path) decides which row is the slide's: when
+    the cohort names the refused file, the other file's score is passed over instead."""
+    import os
+
+    if "path" not in results.columns:
+        return set()
+    where = results["path"].astype(object).fillna("").astype(str)
+    rows: dict[str, list[int]] = {}
+    for i, sid in enumerate(ids):
+        if sid in wanted:
+            rows.setdefault(sid, []).append(i)
+    skip: set[int] = set()
+    for sid, idx in rows.items():
+        errors = [i for i in idx if status.iloc[i] == "error"]
+        others = [i for i in idx if status.iloc[i] != "error"]
+        if len(idx) < 2 or len(others) != 1 or any(where.iloc[i] == where.iloc[others[0]] for i in errors):
+            continue  # not one file scored and other files refused: judged as rows that differ
+        labelled = os.path.realpath(files[sid]) if files.get(sid) else None
+        refused_labelled = [i for i in errors if labelled and os.path.realpath(where.iloc[i]) == labelled]
+        passed = others if refused_labelled else errors
+        skip.update(passed)
+        log.warning("%s: %s in %s (another file with the slide id; 'weakstil score' scores one of them)", sid,
+                    ", ".join(f"row {i + 2} ({where.iloc[i]})" for i in passed) + " passed over", path)
+    return skip
 
 
 def _refuse_differing_rows(results: pd.DataFrame, ids: pd.Series, wanted: set[str], path: Path) -> None:
@@ -231,7 +280,9 @@ def describe(m: dict) -> str:
     iv = m.get("interval")
     if iv and iv.get("coverage") is not None:
         parts.append(f"{100 * (iv['level'] or 0):g} % interval covers {100 * iv['coverage']:.0f} % of {iv['n']} "
-                     f"labels (median width {iv['width_median']:.1f})")
+                     f"labels (median width {iv['width_median']:.1f})"
+                     + (f"; {iv['n_without']} scored slide(s) without an interval left out of it"
+                        if iv.get("n_without") else ""))
     qc = m.get("qc")
     if qc and qc["n"]:
         rates = ", ".join(f"{k} {100 * v:.0f} %" for k, v in sorted(qc["rate"].items(), key=lambda kv: -kv[1]))

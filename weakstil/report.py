@@ -204,8 +204,11 @@ def _slide_rows(table: pd.DataFrame, tile_scores_of, predicted: str, out_dir: Pa
             except WeakSTILError as exc:  # the slide moved or broke since training: report the rest
                 log.warning("%s: no heatmap (%s)", sid, exc.one_line())
                 heat_rel = None
-        else:
-            log.warning("%s: no heatmap (slide file or %s tile scores not found)", sid, predicted)
+        else:  # say which is missing, and where: the slide (moved?) or its tile scores (deleted?)
+            why = ("not in the cohort CSV" if slide_path is None else f"slide file {slide_path} not found"
+                   if not slide_path.is_file() else f"{predicted} tile scores {tile_scores} not found")
+            if slides:  # without a cohort CSV at all, said once by the caller
+                log.warning("%s: no heatmap (%s)", sid, why)
         rows.append(SlideRow(sid, str(rec.get("group", "")), rec.get("fold", ""), float(rec["stil_true"]),
                              float(rec["stil_pred"]), thumb_rel, heat_rel))
     if overlays is not None:
@@ -340,6 +343,9 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         recorded = metrics.get("cohort")
     if cohort is None:
         cohort = Path(recorded) if recorded and Path(recorded).is_file() else None
+        if cohort is None:  # said once, not as many 'no heatmap' lines as slides without their cause
+            log.warning("%s: the cohort CSV the model records is not found, so no slide file is known and no slide "
+                        "gets a heatmap; pass --cohort with the cohort CSV (slide_id,path)", recorded or "model.json")
     slides = _cohort_slides(Path(cohort) if cohort is not None else None)
 
     out_dir.mkdir(parents=True, exist_ok=True)

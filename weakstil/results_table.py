@@ -58,7 +58,8 @@ def _read_rows(path: Path) -> list[dict]:
         raise WeakSTILError("has no slide_id column, so it is not a results table weakstil can add to (saved "
                             "again by a spreadsheet with ';' separators?); it is left as it is", path=path,
                             fix="restore the comma-separated file, or move it away and run again")
-    return table.to_dict("records")
+    # a spreadsheet's empty rows (",,,," after the table) are no slide: not carried into every rewrite
+    return [r for r in table.to_dict("records") if any(str(v).strip() for v in r.values())]
 
 
 def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], columns: list[str],

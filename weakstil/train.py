@@ -167,7 +167,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                   beds: BedSources | None) -> dict:
     t0 = time.perf_counter()
     _prepare_out(out_dir, overwrite)  # again, under the folder's lock
-    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column)
+    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column, truth=True)
     from weakstil.outputdir import check_inputs_outside
 
     # a slide file kept in the model folder would be deleted with it, as the cohort CSV (checked by the CLI)
@@ -195,7 +195,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                         "--group-column none to split by slide)", csv_path, name, name)
     elif implicit_groups and n_groups == 1:
         log.warning("%s: one group in column %r: cross-validating by slide", csv_path, cohort.group_column)
-        cohort = read_cohort(csv_path, features_dir=features_dir, group_column="none")
+        cohort = read_cohort(csv_path, features_dir=features_dir, group_column="none", truth=True)
     from weakstil.cohort import group_kfold
 
     cohort = _in_slide_id_order(cohort)
