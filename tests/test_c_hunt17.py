@@ -198,3 +198,23 @@ def test_score_results_with_a_refused_same_id_file_are_evaluated(tmp_path, caplo
     cohort.to_csv(labels, index=False)
     metrics = evaluate_oof(labels, results, tmp_path / "ev2")
     assert metrics["n"] == 3 and [e["slide_id"] for e in metrics["excluded"]] == ["s0"]
+
+
+def test_label_ids_with_the_slides_extension_get_a_fix_that_says_so(tmp_path) -> None:
+    """Labels whose slide_id is the file name (s0.tiff) against results.csv's ids (s0, as score
+    writes them): 'N cohort slides have no prediction' with the fix 'use predictions made for
+    this cohort', which they were. The fix now says the ids differ by the extension."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.evaluation import evaluate_oof
+
+    labels = tmp_path / "labels.csv"
+    pd.DataFrame({"slide_id": [f"{s}.tiff" for s in TRUE], "path": [f"{s}.tiff" for s in TRUE],
+                  "stil": list(TRUE.values())}).to_csv(labels, index=False)
+    try:
+        evaluate_oof(labels, _results(tmp_path, {}), tmp_path / "ev")
+    except WeakSTILError as exc:
+        said = str(exc)
+    else:
+        raise AssertionError("evaluated labels that match no prediction")
+    assert "4 of them differ from the predictions' ids only by a file extension ('s0.tiff' against 's0')" in said
+    assert not (tmp_path / "ev").exists()

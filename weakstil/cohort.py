@@ -468,3 +468,23 @@ def group_holdout(groups: np.ndarray | list, fraction: float, seed: int = 0) -> 
         held.append(g)
         n += size
     return np.isin(groups, held)
+
+
+def id_mismatch_fix(missing: list[str], found: list[str]) -> str | None:
+    """The fix for cohort slide ids with no prediction when they differ from the predictions' ids
+    only by a slide file's extension (``synth_0012.tiff`` against ``synth_0012``, as ``score``
+    writes them), else ``None``."""
+    from weakstil.settings import SLIDE_FILE_SUFFIXES
+
+    def stem(sid: str) -> str:
+        low = sid.lower()
+        return next((sid[:-len(x)] for x in SLIDE_FILE_SUFFIXES if low.endswith(x)), sid)
+
+    by_stem = {stem(f): f for f in found}
+    pairs = [(m, by_stem[stem(m)]) for m in missing if stem(m) in by_stem and by_stem[stem(m)] != m]
+    if not pairs:
+        return None
+    m, f = pairs[0]
+    return (f"{len(pairs)} of them differ from the predictions' ids only by a file extension ('{m}' against "
+            f"'{f}'): write slide_id as the predictions do (score writes the file name without its extension)")
+

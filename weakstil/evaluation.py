@@ -386,7 +386,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     SHA-256 is recorded (a report of a model checks that these are its predictions), and when it
     lies in a model folder, that model and its sTIL-high threshold (the default ``threshold``)."""
     from weakstil import evaluation_results as er
-    from weakstil.cohort import read_cohort
+    from weakstil.cohort import id_mismatch_fix, read_cohort
     from weakstil.modeldir import ModelDir
     from weakstil.runtime import sha256_file
     from weakstil.score import STATUS_OK
@@ -443,7 +443,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     if missing:
         raise WeakSTILError(f"{len(missing)} cohort slides have no prediction: {', '.join(missing[:10])}"
                             f"{' ...' if len(missing) > 10 else ''}", path=oof_path,
-                            fix="use predictions made for this cohort")
+                            fix=id_mismatch_fix(missing, unlabelled) or "use predictions made for this cohort")
     table = pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": cohort.labels,
                           "stil_pred": [have.get(s, np.nan) for s in cohort.slide_ids], "group": cohort.groups})
     for col in ("stil_lower", "stil_upper", "qc"):
