@@ -319,9 +319,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             if windows is not None and not windows.drive and (base / windows.as_posix()).exists():
                 full = base / windows.as_posix()  # slides\\S1.svs: the file slides/S1.svs
             if check_files and not full.exists():
-                reasons.append(f"file not found {rel}" + ("" if windows is None else f" (read as {windows.as_posix()}: "
-                               "not there either)" if not windows.drive else " (a Windows path: give it relative "
-                               "to the CSV's folder, e.g. slides/S1.svs)"))
+                hint = ("" if windows is None else
+                        " (a Windows path: give it relative to the CSV's folder, e.g. slides/S1.svs)" if windows.drive
+                        else f" (read as {windows.as_posix()}: not there either)")
+                reasons.append(f"file not found {rel}{hint}")
             elif check_files and full.is_dir():
                 reasons.append(f"path is a folder, not a slide file {rel}")
         if check_files and full is not None and full.is_file() and sid:
@@ -487,4 +488,3 @@ def id_mismatch_fix(missing: list[str], found: list[str]) -> str | None:
     m, f = pairs[0]
     return (f"{len(pairs)} of them differ from the predictions' ids only by a file extension ('{m}' against "
             f"'{f}'): write slide_id as the predictions do (score writes the file name without its extension)")
-
