@@ -210,6 +210,8 @@ def main() -> None:
                     help="tumour evidence from the embedding plus tumour-nuclei morphometry (tile statistics)")
     ap.add_argument("--no-veto", action="store_true",
                     help="detectors without the lymphoid and ink vetoes (weakstil.tumorbed.veto, .ink), as before them")
+    ap.add_argument("--no-cell-gate", action="store_true",
+                    help="detectors without the tumour-cell gate (weakstil.tumorbed.cellgate), as before it")
     ap.add_argument("--pairs", nargs="+", metavar="TRAIN:TEST",
                     help="train look -> test look pairs (default: every pair of --cohorts, within look too)")
     args = ap.parse_args()
@@ -234,7 +236,7 @@ def main() -> None:
         features[name] = embed_cohort(cdir, args.encoder, weights, cdir / f"features-{enc_tag}")
 
     runs = args.cache / "runs" / (f"n{args.slides}-s{args.seed}-{enc_tag}" + ("-stats" if args.evidence_stats else "")
-                                 + ("-noveto" if args.no_veto else ""))
+                                 + ("-noveto" if args.no_veto else "") + ("-nogate" if args.no_cell_gate else ""))
     rows, detectors = [], {}
     for train_look in dict.fromkeys(a for a, _ in pairs):
         ids = training_ids(tables[train_look])
@@ -248,7 +250,8 @@ def main() -> None:
         else:
             detector = train_tumorbed_from_cache(features[train_look], cohorts[train_look] / "truth", slide_ids=ids,
                                                  seed=args.seed, tile_stats=args.evidence_stats,
-                                                 lymphoid_veto=not args.no_veto, ink_veto=not args.no_veto)
+                                                 lymphoid_veto=not args.no_veto, ink_veto=not args.no_veto,
+                                                 tumour_cell_gate=not args.no_cell_gate)
             detector.save(det_dir)
         seconds = float(detector.meta.get("train_seconds", time.perf_counter() - t0))
         detectors[train_look] = (detector, det_dir, ids, seconds)

@@ -361,3 +361,86 @@ def test_a_bed_the_veto_leaves_a_few_tiles_of_is_weighed_against_the_evidence_be
     assert VETO_SET_ASIDE not in kept.seed_vetoes and not kept.tile_flags[infiltrate].any()
     assert 0 < kept.tile_flags.sum() < 0.25 * evidence.sum()
     assert Plausibility.from_dict({"min_bed_tiles": 2, "min_evidence_ratio": 0.3}).evidence == "vetoed"
+
+
+def test_stroma_read_as_tumour_away_from_tumour_cells_does_not_seed_the_bed(lymph_node_slide):
+    """The tumour-cell gate (weakstil.tumorbed.cellgate): evidence that fires on plain stroma far from
+    the tumour (what a classifier trained on another look does) is dropped where the tile
+    measurements see no tumour nuclei in or beside the tile; tumour tiles keep theirs."""
+    from scipy import ndimage as ndi
+
+    from weakstil.bed_geometry import grid_cells
+    from weakstil.tumorbed.cellgate import TumourCellGate, apply_cell_gate
+    from weakstil.tumorbed.evidence import stats_column_names
+
+    features, share = lymph_node_slide
+    tile = float(features.attrs["tile_size_level0"])
+    rows, cols, _ = grid_cells(features.coords, tile)
+    grid = np.zeros((rows.max() + 1, cols.max() + 1), bool)
+    grid[rows, cols] = share["tumorbed"] > 0
+    far = (ndi.distance_transform_edt(~grid)[rows, cols] >= 2) & (share["lymphoid"] == 0) & (share["ink"] == 0)
+    tumour = share["tumor"] >= 0.3
+    assert far.sum() >= 4 and tumour.sum() >= 10
+    evidence = np.where(tumour | far, 0.95, 0.0).astype(np.float32)
+    columns = stats_column_names(features.attr("tile_stats_columns"))
+    gated, said = apply_cell_gate(evidence, features.tile_stats, columns, features.coords, tile, TumourCellGate())
+    assert said.endswith(" tiles") and int(said.split()[0]) == int(((gated == 0) & (evidence > 0)).sum())
+    assert (gated[far] == 0).mean() >= 0.8  # no tumour nuclei there: no seed
+    assert (gated[tumour] > 0).mean() >= 0.95  # tumour tiles keep their evidence
+    assert _bed_tiles(features, evidence)[far].mean() >= 0.8  # the evidence alone grows a bed there ...
+    assert _bed_tiles(features, gated)[far].mean() <= 0.3  # ... the gate keeps it out
+    assert _bed_tiles(features, gated)[tumour].mean() >= 0.95
+    # off, or without tile statistics: left as it is
+    assert apply_cell_gate(evidence, features.tile_stats, columns, features.coords, tile,
+                           TumourCellGate(enabled=False)) == (pytest.approx(evidence), "off")
+    kept, said = apply_cell_gate(evidence, None, None, features.coords, tile, TumourCellGate())
+    assert np.array_equal(kept, evidence) and said == "no tile statistics"
+
+
+def test_the_tumour_cell_gate_looks_beside_the_tile_and_steps_aside_when_it_would_take_most_evidence():
+    from weakstil.tumorbed.cellgate import TumourCellGate, apply_cell_gate, tumour_cells_near
+
+    n, tile = 7, 224.0
+    rows, cols = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
+    coords = np.stack([cols * tile, rows * tile], axis=1)
+    centre = (rows == 3) & (cols == 3)
+    stats = _grid_stats(n, np.zeros(n * n, bool), centre)  # pale tumour nuclei in the centre tile only
+    near = tumour_cells_near(stats, list(COLUMNS), coords, tile, TumourCellGate())
+    assert np.array_equal(near, (abs(rows - 3) <= 1) & (abs(cols - 3) <= 1))  # it and its 8 neighbours
+    alone = tumour_cells_near(stats, list(COLUMNS), coords, tile, TumourCellGate(neighbourhood=0))
+    assert np.array_equal(alone, centre)
+    evidence = np.full(n * n, 0.9, np.float32)  # 9 tiles of 49 near tumour nuclei
+    # the gate would take 40 / 49 of the evidence: this slide's tumour nuclei are not seen by the
+    # stain measure, and the classifier is left alone
+    kept, said = apply_cell_gate(evidence, stats, list(COLUMNS), coords, tile, TumourCellGate())
+    assert np.array_equal(kept, evidence) and said.startswith("set aside (it would remove 82%")
+    kept, said = apply_cell_gate(evidence, stats, list(COLUMNS), coords, tile, TumourCellGate(max_removed_share=0.9))
+    assert said == "40 tiles" and np.array_equal(kept > 0, near)
+    evidence = np.where(near | ((rows == 0) & (cols == 0)), 0.9, 0.0).astype(np.float32)
+    kept, said = apply_cell_gate(evidence, stats, list(COLUMNS), coords, tile, TumourCellGate())
+    assert said == "1 tiles" and kept[near].min() == pytest.approx(0.9) and kept[~near].max() == 0.0
+
+
+def test_the_tumour_cell_gate_is_recorded_and_kept_unless_the_annotations_contradict_it(tmp_path):
+    """Kept on annotated slides whose tumour shows pale nuclei (no loss of held-out Dice); switched
+    off where the annotated tumour is a solid sheet of hyperchromatic cells the stain measure does
+    not see as tumour nuclei (the gate would strip it, losing more than CELL_GATE_MAX_LOSS)."""
+    from weakstil.tumorbed.cellgate import TumourCellGate
+    from weakstil.tumorbed.detector import TumorBedDetector
+    from weakstil.tumorbed.training import CELL_GATE_MAX_LOSS, train_detector
+
+    plain = train_detector([_annotated_grid_slide(i, dark_sheet=False) for i in range(4)])
+    assert plain.cell_gate == TumourCellGate()
+    search = {r["tumour_cell_gate"]: r["dice_mean"] for r in plain.meta["tumour_cell_gate_search"]}
+    assert search[True] >= search[False] - CELL_GATE_MAX_LOSS
+    sheets = train_detector([_annotated_grid_slide(i, dark_sheet=True) for i in range(4)])
+    search = {r["tumour_cell_gate"]: r["dice_mean"] for r in sheets.meta["tumour_cell_gate_search"]}
+    assert search[True] < search[False] - CELL_GATE_MAX_LOSS and not sheets.cell_gate.enabled
+    assert not train_detector([_annotated_grid_slide(0, dark_sheet=False), _annotated_grid_slide(1, dark_sheet=False)],
+                              cell_gate=TumourCellGate(enabled=False)).cell_gate.enabled  # --no-cell-gate
+    plain.save(tmp_path)
+    assert TumorBedDetector.load(tmp_path).cell_gate == TumourCellGate()
+    meta = json.loads((tmp_path / "model.json").read_text())
+    del meta["tumour_cell_gate"]  # a detector written before the gate keeps none
+    (tmp_path / "model.json").write_text(json.dumps(meta))
+    assert TumorBedDetector.load(tmp_path).cell_gate.enabled is False

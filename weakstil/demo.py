@@ -101,7 +101,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     # 4. tumour-bed detector from a few annotated slides (the generator's GeoJSON outlines)
     t0 = time.perf_counter()
     model_dir = out / "model"
-    from weakstil.tumorbed.training import train_tumorbed_from_cache
+    from weakstil.tumorbed.training_cache import train_tumorbed_from_cache
     from weakstil.tumorbed.resolver import BedSources
 
     detector = train_tumorbed_from_cache(features, cohort_dir / "truth",

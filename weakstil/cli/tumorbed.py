@@ -43,6 +43,10 @@ def tumorbed_train(
     infiltrate: Annotated[bool, typer.Option("--infiltrate/--no-infiltrate",
                                              help="Dense lymphocytic infiltrate touching the bed may be taken in "
                                              "(its reach, 0 included, chosen by the same cross-validation).")] = True,
+    cell_gate: Annotated[bool, typer.Option("--cell-gate/--no-cell-gate",
+                                            help="Tiles with no tumour nuclei in or beside them (tile measurements) "
+                                            "cannot seed the bed; kept unless it lowers the cross-validated Dice "
+                                            "by more than 0.005.")] = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a tumour-bed detector from slides with annotations: tumour evidence per tile (a
@@ -52,7 +56,7 @@ def tumorbed_train(
     from weakstil.errors import check_folder_option
     from weakstil.locks import hold_folder
     from weakstil.outputdir import check_own_folder, mark
-    from weakstil.tumorbed.training import train_tumorbed_from_cache
+    from weakstil.tumorbed.training_cache import train_tumorbed_from_cache
 
     check_folder_option(features, "--features", "pass the --out folder of 'weakstil embed'")
     check_folder_option(annotations, "--annotations", "pass the folder of <slide_id>.geojson/.xml files")
@@ -65,7 +69,8 @@ def tumorbed_train(
         slide_ids, slide_paths = list(table["slide_id"]), dict(zip(table["slide_id"], table["path"]))
     model = train_tumorbed_from_cache(features, annotations, slide_ids=slide_ids, slide_paths=slide_paths,
                                        max_slides=max_slides, seed=seed,
-                                       lymphoid_veto=lymphoid_veto, ink_veto=ink_veto, infiltrate=infiltrate)
+                                       lymphoid_veto=lymphoid_veto, ink_veto=ink_veto, infiltrate=infiltrate,
+                                       tumour_cell_gate=cell_gate)
     with hold_folder(out, "tumorbed train"):
         model.save(out)
         mark(out, "tumorbed train")

@@ -4,8 +4,9 @@ dense infiltrate that touches it), with a plausibility check and a documented fa
 Files (``weakstil tumorbed train --out DIR``): ``DIR/model.safetensors`` (the evidence
 classifier: ``weight``, ``bias``, ``mean``, ``std``) and ``DIR/model.json`` (``kind``
 ``weakstil-tumorbed``, ``format_version`` 2, ``algorithm``, the geometry ``shape`` in µm, the
-``plausibility`` rule, the ``lymphoid_veto`` and ``ink_veto`` rules (weakstil.tumorbed.veto,
-weakstil.tumorbed.ink; absent in detectors written before them: off), context radii, encoder identity, training slides, seed, the
+``plausibility`` rule, the ``tumour_cell_gate``, ``lymphoid_veto`` and ``ink_veto`` rules
+(weakstil.tumorbed.cellgate, .veto, .ink; absent in detectors written before them: off), context
+radii, encoder identity, training slides, seed, the
 cross-validated Dice per slide and the settings search, versions).
 
 A detector written by WeakSTIL before format 2 (a tile classifier followed by smoothing and a
@@ -27,6 +28,7 @@ from weakstil.bed_geometry import BEFORE_LYMPHOID_VETO, BedShape, Plausibility, 
 from weakstil.errors import WeakSTILError
 from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
+from weakstil.tumorbed.cellgate import TumourCellGate, apply_cell_gate
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments
@@ -61,6 +63,8 @@ class TumorBedDetector:
     veto: LymphoidVeto = field(default_factory=lambda: LymphoidVeto(enabled=False))
     #: tiles under marker ink cannot seed the bed (off unless set: ``train_detector`` sets it)
     ink_veto: InkVeto = field(default_factory=lambda: InkVeto(enabled=False))
+    #: tiles with no tumour cells in or beside them cannot seed the bed (off unless set)
+    cell_gate: TumourCellGate = field(default_factory=lambda: TumourCellGate(enabled=False))
 
     @property
     def model_id(self) -> str:
@@ -74,7 +78,8 @@ class TumorBedDetector:
     def reads_tile_stats(self) -> bool:
         """Whether its beds follow the tiles' measured statistics (tumour-nuclei inputs, the lymphoid
         veto, contiguous infiltrate), which follow how the slide's stain was estimated."""
-        return bool(self.stats_columns) or self.veto.enabled or self.shape.infiltrate_um > 0
+        return (bool(self.stats_columns) or self.veto.enabled or self.cell_gate.enabled
+                or self.shape.infiltrate_um > 0)
 
     def tumour_evidence(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
                         stats_columns: list[str] | None = None) -> np.ndarray:
@@ -99,8 +104,9 @@ class TumorBedDetector:
     def _seed_evidence(self, features, geom, tile_stats, stats_columns,
                        ink_share) -> tuple[np.ndarray, str, np.ndarray]:
         """:meth:`seed_evidence`, what each veto did (for the bed's provenance), and the tumour
-        evidence before the vetoes."""
-        raw = self.tumour_evidence(features, geom, tile_stats, stats_columns)
+        evidence before the lymphoid and ink vetoes (after the tumour-cell gate)."""
+        raw, gated = apply_cell_gate(self.tumour_evidence(features, geom, tile_stats, stats_columns), tile_stats,
+                                     stats_columns, geom.coords, geom.tile_size_level0, self.cell_gate)
         evidence, n_lymphoid = apply_veto(raw, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
                                           self.veto, veto_fragments(geom, self.veto))
         evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
@@ -108,8 +114,11 @@ class TumorBedDetector:
         def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
             return f"{name}: " + ("off" if not enabled else f"{n} tiles" if n is not None else missing)
 
-        return evidence, "; ".join([said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics"),
-                                    said("ink", self.ink_veto.enabled, n_ink, "slide not read")]), raw
+        said_all = [said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics"),
+                    said("ink", self.ink_veto.enabled, n_ink, "slide not read")]
+        if self.cell_gate.enabled:  # said only by detectors that have it: older beds keep their wording
+            said_all.insert(0, f"tumour cells: {gated}")
+        return evidence, "; ".join(said_all), raw
 
     def detect_file(self, features: FeaturesFile) -> TumorBed:
         """The bed of a slide from its feature file (read with its tissue mask): the embeddings,
@@ -181,7 +190,7 @@ class TumorBedDetector:
                 "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
                 "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__,
                 "tile_stats_columns": list(self.stats_columns), "lymphoid_veto": self.veto.to_dict(),
-                "ink_veto": self.ink_veto.to_dict()}
+                "ink_veto": self.ink_veto.to_dict(), "tumour_cell_gate": self.cell_gate.to_dict()}
         write_json(directory / META_FILE, meta, indent=2, sort_keys=True)
         return directory
 
@@ -252,4 +261,5 @@ class TumorBedDetector:
         return cls(evidence, BedShape.from_dict(meta.get("shape", {})),
                    Plausibility.from_dict(meta.get("plausibility", {})), radii, meta,
                    tuple(str(c) for c in meta.get("tile_stats_columns", [])),
-                   LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")))
+                   LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")),
+                   TumourCellGate.from_dict(meta.get("tumour_cell_gate")))

@@ -22,18 +22,18 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
 from weakstil.bed_geometry import (BEFORE_LYMPHOID_VETO, VETOED, BedShape, Plausibility, coarsen, grow_bed,
                                    sweep_dice, take_in_infiltrate, tiles_to_mask)
 from weakstil.errors import WeakSTILError
-from weakstil.tumorbed.bed import SlideGeometry, from_annotation
+from weakstil.tumorbed.bed import SlideGeometry
+from weakstil.tumorbed.cellgate import TumourCellGate, apply_cell_gate
 from weakstil.tumorbed.detector import TumorBedDetector
-from weakstil.tumorbed.evidence import (TUMOUR_NUCLEI_COLUMNS, LogisticEvidence, context_inputs, fit_logistic,
-                                        stats_column_names, stats_inputs, training_labels)
-from weakstil.tumorbed.ink import InkVeto, apply_ink_veto, slide_ink_share
+from weakstil.tumorbed.evidence import (LogisticEvidence, context_inputs, fit_logistic,
+                                        stats_inputs, training_labels)
+from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,12 @@ RESTORE_BY_EVIDENCE = 0.0
 #: (default-look detector on the hard looks: aggregates taken in 0.36 / 0.50 by the looser rule,
 #: 0.25 / 0.30 by the strict one) a gain of 0.0001 on the annotated slides is not worth it.
 RESTORE_MIN_GAIN = 0.005
+#: The tumour-cell gate (weakstil.tumorbed.cellgate) is kept unless it lowers the mean held-out
+#: Dice of the annotated slides by more than this: it follows the definition of a seed, so it
+#: earns no place by a gain on the annotated look (on our three looks it changes the within-look
+#: Dice by < 0.003 and protects beds on looks the classifier has not seen), but annotations that
+#: show a look whose tumour nuclei the stain measure misses switch it off.
+CELL_GATE_MAX_LOSS = 0.005
 #: Embeddings standardised over each slide's own tiles before the classifier (look-robust).
 PER_SLIDE = True
 #: Neighbourhoods (radius in tiles) whose mean embedding joins each tile's own (none by default:
@@ -265,6 +271,33 @@ def _search_veto(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto:
     return rule, vetoed, found, table
 
 
+def _choose_cell_gate(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto: LymphoidVeto,
+                      ink_rule: InkVeto, rule: TumourCellGate | None):
+    """The tumour-cell gate kept or not (:data:`CELL_GATE_MAX_LOSS`), the held-out evidence it
+    leaves, the comparison for model.json, what it did per slide, and :func:`_search_veto` of the
+    evidence left (``None`` when the gate was not tried)."""
+    gate = TumourCellGate() if rule is None else rule
+    if gate.enabled and any(s.tile_stats is None or s.stats_columns is None for s in slides):
+        log.warning("tumour-cell gate off: some annotated slides have no tile statistics (embed them again)")
+        gate = TumourCellGate(enabled=False)
+    if not gate.enabled:
+        return gate, evidence, [], [None] * len(slides), None
+    done = [apply_cell_gate(ev, s.tile_stats, s.stats_columns, s.geom.coords, s.geom.tile_size_level0, gate)
+            for s, ev in zip(slides, evidence)]
+    gated = [ev for ev, _ in done]
+    dice, found = {}, {}
+    for on, ev in ((False, evidence), (True, gated)):
+        found[on] = _search_veto(slides, ev, veto, ink_rule)
+        per_slide = found[on][2][2]
+        dice[on] = (round(float(per_slide.mean()), 4), round(float(per_slide.min()), 4))
+    search = [{"tumour_cell_gate": on, "dice_mean": m, "dice_min": n} for on, (m, n) in dice.items()]
+    if dice[True][0] < dice[False][0] - CELL_GATE_MAX_LOSS:
+        log.info("tumour-cell gate off: it lowers the held-out Dice of the annotated slides %.3f -> %.3f",
+                 dice[False][0], dice[True][0])
+        return TumourCellGate(enabled=False), evidence, search, [None] * len(slides), found[False]
+    return gate, gated, search, [said for _, said in done], found[True]
+
+
 def plausibility_rule(slides: list[AnnotatedSlide], evidence: list[np.ndarray], shape: BedShape,
                       mass_evidence: list[np.ndarray] | None = None) -> Plausibility:
     """How small a detected bed may be next to its evidence: a share of the smallest ratio
@@ -292,7 +325,8 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
                    per_slide: bool = PER_SLIDE, neutral_k: int = 0,
                    stats_columns: tuple[str, ...] = (),
                    lymphoid_veto: LymphoidVeto | None = None,
-                   ink_veto: InkVeto | None = None, infiltrate: bool = True) -> TumorBedDetector:
+                   ink_veto: InkVeto | None = None, infiltrate: bool = True,
+                   cell_gate: TumourCellGate | None = None) -> TumorBedDetector:
     """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice.
 
     ``lymphoid_veto``: the rule applied to the evidence before the geometry (default: the
@@ -300,7 +334,9 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     off, with a warning, when an annotated slide's feature file has no tile statistics.
     ``ink_veto``: likewise for tiles under marker ink (default on; applied to the slides whose
     ``ink_share`` is known). ``infiltrate``: search the reach of contiguous infiltrate
-    (:data:`INFILTRATE_REACH_UM`); off: the bed never takes it in."""
+    (:data:`INFILTRATE_REACH_UM`); off: the bed never takes it in. ``cell_gate``: the tumour-cell
+    gate (default on; kept unless it costs :data:`CELL_GATE_MAX_LOSS` held-out Dice; off, with a
+    warning, without tile statistics)."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
@@ -318,8 +354,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
         log.warning("lymphoid veto off: some annotated slides have no tile statistics (embed them again)")
         veto = LymphoidVeto(enabled=False)
     ink_rule = InkVeto() if ink_veto is None else ink_veto
+    gate, evidence, gate_search, gated, searched = _choose_cell_gate(slides, evidence, veto, ink_rule, cell_gate)
     ink_only = _vetoed_evidence(slides, evidence, LymphoidVeto(enabled=False), ink_rule)[0]
-    veto, (evidence, vetoed, inked), (shape, table, dice), veto_search = _search_veto(slides, evidence, veto, ink_rule)
+    veto, (evidence, vetoed, inked), (shape, table, dice), veto_search = (
+        searched or _search_veto(slides, evidence, veto, ink_rule))
     infiltrate_search: list[dict] = []
     if infiltrate:
         shape, dice, infiltrate_search = _search_infiltrate(slides, evidence, shape, table, dice)
@@ -348,142 +386,19 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     meta["lymphoid_veto_search"] = veto_search
     meta["infiltrate_search"] = infiltrate_search
     meta["inked_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, inked)}
+    meta["tumour_cell_gate_search"] = gate_search
+    meta["tumour_cell_gated_cv"] = {s.slide_id: g for s, g in zip(slides, gated)}
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
-                                tuple(stats_columns), veto, ink_rule)
+                                tuple(stats_columns), veto, ink_rule, gate)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
-             "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, %s%s)", len(slides), cv,
+             "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, %s%s%s)", len(slides), cv,
              dice.mean(), dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um,
              shape.min_seed_mm2, shape.min_seed_share,
              "contiguous infiltrate off (--no-infiltrate)" if not infiltrate else
              f"contiguous infiltrate up to {shape.infiltrate_um:g} µm" if shape.infiltrate_um > 0 else
              f"no contiguous infiltrate (no reach gained {INFILTRATE_MIN_GAIN:g} Dice)" if infiltrate_search else
              "no contiguous infiltrate (no tile statistics)",
+             "; tumour-cell gate " + ("on" if gate.enabled else "off"),
              "" if not veto.enabled else "; lymphoid tiles next to tumour restored by " +
              ("evidence and pale nuclei" if veto.restore_tumour_nuclei_area > RESTORE_BY_EVIDENCE else "evidence alone"))
     return detector
-
-
-def _check_one_identity(paths: list[Path]) -> tuple:
-    """The (encoder, weights_sha256, tiling) of the annotated slides' features, which must be one; otherwise the
-    error names the files of the fewer encoder(s), not whichever slide happened to differ from the first. Their
-    tile grid (--mpp, --tile-size, overlap...) and --stain-norm must be one too, as for 'weakstil train': the
-    detector records one of each and would refuse its own training slides of the other."""
-    from collections import Counter
-
-    from weakstil.files import FeaturesFile
-    from weakstil.mil.identity import check_same_identity
-
-    keys, headers, tiling = {}, {}, None
-    for path in paths:
-        try:
-            attrs, _ = FeaturesFile.read_header(path)
-        except WeakSTILError:
-            continue  # an unreadable file is that slide's own error, when it is read
-        keys[path], headers[path] = (attrs.get("encoder"), attrs.get("weights_sha256")), attrs
-        if tiling is None and attrs.get("mpp") is not None and attrs.get("tile_px") is not None:
-            tiling = {"mpp": float(attrs["mpp"]), "tile_px": int(attrs["tile_px"])}
-    counts = Counter(keys.values())
-    if len(counts) < 2:
-        try:
-            check_same_identity([p.name for p in headers], list(headers.values()))
-        except WeakSTILError as exc:
-            raise WeakSTILError(exc.message, path=next(iter(headers)).parent, fix=exc.fix) from None
-        return (*next(iter(counts), (None, None)), tiling)
-    (common, n_common), = counts.most_common(1)
-    odd = [p for p, k in keys.items() if k != common]
-    names = ", ".join(f"{p.stem} ('{keys[p][0]}')" for p in odd[:5]) + (" ..." if len(odd) > 5 else "")
-    raise WeakSTILError(f"features of {len(odd)} slide(s) come from another encoder than the other {n_common}'s "
-                        f"('{common[0]}', weights {str(common[1])[:12]}): {names}", path=odd[0],
-                        fix="embed all slides with one encoder (or move the odd feature files out of the folder)")
-
-
-def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path, *,
-                              slide_ids: list[str] | None = None, max_slides: int = 10,
-                              slide_paths: dict[str, str | Path] | None = None,
-                              seed: int = 0, tile_stats: bool = False,
-                              lymphoid_veto: bool = True, ink_veto: bool = True,
-                              infiltrate: bool = True) -> TumorBedDetector:
-    """Train a detector on the cached embeddings of slides that have an annotation file.
-
-    ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
-    ``slide_paths`` (a cohort CSV's id -> slide file): a slide's features and annotation are also
-    found by its file's name ('P1' in the CSV, synth_0000.tiff / .h5 / .geojson on disk), as
-    ``train --annotations`` finds them.
-    ``tile_stats``: the tumour-nuclei morphometry (:data:`TUMOUR_NUCLEI_COLUMNS`) joins the embedding.
-    ``lymphoid_veto``: lymphoid tiles away from tumour cells cannot seed the bed (weakstil.tumorbed.veto).
-    ``ink_veto``: nor can tiles under marker ink (weakstil.tumorbed.ink; measured on the slides
-    the feature files name, where they are there). ``infiltrate``: dense infiltrate touching the
-    bed may be taken in (weakstil.bed_geometry step 6)."""
-    from weakstil.annotations import AnnotationError, find_annotation, raise_all, unmatched_annotations
-    from weakstil.files import FeaturesFile, feature_path
-    from weakstil.mil.identity import measurement_identity
-
-    features_dir = Path(features_dir)
-    among = "of the slides asked for (e.g. --cohort)" if slide_ids is not None else "with features"
-    if slide_ids is None:
-        slide_ids = sorted(p.stem for p in features_dir.glob("*.h5"))
-    paths = slide_paths or {}
-
-    def features_of(sid: str) -> Path:
-        return feature_path(features_dir, sid, paths.get(sid))
-
-    def annotation_of(sid: str) -> Path | None:
-        stem = features_of(sid).stem
-        return find_annotation(annotations, sid) or (find_annotation(annotations, stem) if stem != sid else None)
-
-    unused = unmatched_annotations(annotations, [*slide_ids, *(features_of(sid).stem for sid in slide_ids)])
-    if unused:  # a typo in a file name, or a slide not embedded: say so rather than train on fewer slides
-        log.warning("%s: %d annotation file(s) match no slide %s and are not used: %s%s", annotations,
-                    len(unused), among, ", ".join(p.name for p in unused[:5]), " ..." if len(unused) > 5 else "")
-    chosen: list[AnnotatedSlide] = []
-    bad: list[AnnotationError] = []
-    annotated = [sid for sid in slide_ids if annotation_of(sid) is not None and features_of(sid).is_file()]
-    identity = _check_one_identity([features_of(sid) for sid in annotated])
-    no_tile: list[str] = []
-    measured: dict = {}
-    visited: set[str] = set()
-    for sid in slide_ids:
-        if len(chosen) >= max_slides:
-            break
-        annotation = annotation_of(sid)
-        path = features_of(sid)
-        if annotation is None or not path.is_file():
-            continue
-        visited.add(sid)
-        cache = FeaturesFile.read(path)
-        geom = SlideGeometry.from_file(cache)
-        try:
-            bed = from_annotation(annotation, geom)
-        except AnnotationError as exc:  # go on: every unusable file is named at once
-            bad.append(exc)
-            continue
-        if not np.asarray(bed.tile_flags).any():  # drawn on glass, or at another magnification: it would
-            no_tile.append(annotation.name)  # teach that the slide holds no tumour at all
-            continue
-        columns = cache.attr("tile_stats_columns")
-        measured = measured or measurement_identity(cache.attrs)
-        ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0) if ink_veto else None
-        chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask, cache.tile_stats,
-                                     stats_column_names(columns), ink))
-    raise_all(bad)
-    left = [sid for sid in annotated if sid not in visited]  # named after the loop: unusable ones were skipped
-    if len(chosen) >= max_slides and left:
-        log.warning("%d annotated slides with features: the detector trains on the first %d usable ones "
-                    "(--max-slides), not on %s%s", len(annotated), max_slides, ", ".join(left[:5]),
-                    " ..." if len(left) > 5 else "")
-    if no_tile:
-        log.warning("%s: %d annotation(s) cover no tissue tile and are left out (drawn on glass, or exported at "
-                    "another magnification?): %s", annotations, len(no_tile), ", ".join(no_tile[:5]))
-    if not chosen:
-        raise WeakSTILError("no slide has both cached features and an annotation" + (
-                            f" that covers a tissue tile ({len(no_tile)} cover none)" if no_tile else ""),
-                            path=annotations,
-                            fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
-    meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(Path(annotations).resolve()),
-            "features": measured,  # how its training slides' stain was estimated: checked where applied
-            **({"tiling": identity[2]} if identity[2] else {}),  # the tiles it learned: checked where applied
-            "model_id": f"tumorbed-{len(chosen)}slides"}
-    return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
-                          lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
-                          ink_veto=InkVeto(enabled=bool(ink_veto)), infiltrate=infiltrate)
-

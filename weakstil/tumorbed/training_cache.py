@@ -1,0 +1,149 @@
+"""``weakstil tumorbed train`` from a feature cache: the annotated slides' embeddings, geometry,
+tile statistics and ink, checked to come from one encoder and tile grid, then
+:func:`weakstil.tumorbed.training.train_detector`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from weakstil.errors import WeakSTILError
+from weakstil.tumorbed.bed import SlideGeometry, from_annotation
+from weakstil.tumorbed.cellgate import TumourCellGate
+from weakstil.tumorbed.detector import TumorBedDetector
+from weakstil.tumorbed.evidence import TUMOUR_NUCLEI_COLUMNS, stats_column_names
+from weakstil.tumorbed.ink import InkVeto, slide_ink_share
+from weakstil.tumorbed.training import AnnotatedSlide, train_detector
+from weakstil.tumorbed.veto import LymphoidVeto
+
+log = logging.getLogger(__name__)
+
+
+def _check_one_identity(paths: list[Path]) -> tuple:
+    """The (encoder, weights_sha256, tiling) of the annotated slides' features, which must be one; otherwise the
+    error names the files of the fewer encoder(s), not whichever slide happened to differ from the first. Their
+    tile grid (--mpp, --tile-size, overlap...) and --stain-norm must be one too, as for 'weakstil train': the
+    detector records one of each and would refuse its own training slides of the other."""
+    from collections import Counter
+
+    from weakstil.files import FeaturesFile
+    from weakstil.mil.identity import check_same_identity
+
+    keys, headers, tiling = {}, {}, None
+    for path in paths:
+        try:
+            attrs, _ = FeaturesFile.read_header(path)
+        except WeakSTILError:
+            continue  # an unreadable file is that slide's own error, when it is read
+        keys[path], headers[path] = (attrs.get("encoder"), attrs.get("weights_sha256")), attrs
+        if tiling is None and attrs.get("mpp") is not None and attrs.get("tile_px") is not None:
+            tiling = {"mpp": float(attrs["mpp"]), "tile_px": int(attrs["tile_px"])}
+    counts = Counter(keys.values())
+    if len(counts) < 2:
+        try:
+            check_same_identity([p.name for p in headers], list(headers.values()))
+        except WeakSTILError as exc:
+            raise WeakSTILError(exc.message, path=next(iter(headers)).parent, fix=exc.fix) from None
+        return (*next(iter(counts), (None, None)), tiling)
+    (common, n_common), = counts.most_common(1)
+    odd = [p for p, k in keys.items() if k != common]
+    names = ", ".join(f"{p.stem} ('{keys[p][0]}')" for p in odd[:5]) + (" ..." if len(odd) > 5 else "")
+    raise WeakSTILError(f"features of {len(odd)} slide(s) come from another encoder than the other {n_common}'s "
+                        f"('{common[0]}', weights {str(common[1])[:12]}): {names}", path=odd[0],
+                        fix="embed all slides with one encoder (or move the odd feature files out of the folder)")
+
+
+def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path, *,
+                              slide_ids: list[str] | None = None, max_slides: int = 10,
+                              slide_paths: dict[str, str | Path] | None = None,
+                              seed: int = 0, tile_stats: bool = False,
+                              lymphoid_veto: bool = True, ink_veto: bool = True,
+                              infiltrate: bool = True, tumour_cell_gate: bool = True) -> TumorBedDetector:
+    """Train a detector on the cached embeddings of slides that have an annotation file.
+
+    ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
+    ``slide_paths`` (a cohort CSV's id -> slide file): a slide's features and annotation are also
+    found by its file's name ('P1' in the CSV, synth_0000.tiff / .h5 / .geojson on disk), as
+    ``train --annotations`` finds them.
+    ``tile_stats``: the tumour-nuclei morphometry (:data:`TUMOUR_NUCLEI_COLUMNS`) joins the embedding.
+    ``lymphoid_veto``: lymphoid tiles away from tumour cells cannot seed the bed (weakstil.tumorbed.veto).
+    ``ink_veto``: nor can tiles under marker ink (weakstil.tumorbed.ink; measured on the slides
+    the feature files name, where they are there). ``infiltrate``: dense infiltrate touching the
+    bed may be taken in (weakstil.bed_geometry step 6). ``tumour_cell_gate``: tiles with no tumour
+    nuclei in or beside them cannot seed the bed (weakstil.tumorbed.cellgate)."""
+    from weakstil.annotations import AnnotationError, find_annotation, raise_all, unmatched_annotations
+    from weakstil.files import FeaturesFile, feature_path
+    from weakstil.mil.identity import measurement_identity
+
+    features_dir = Path(features_dir)
+    among = "of the slides asked for (e.g. --cohort)" if slide_ids is not None else "with features"
+    if slide_ids is None:
+        slide_ids = sorted(p.stem for p in features_dir.glob("*.h5"))
+    paths = slide_paths or {}
+
+    def features_of(sid: str) -> Path:
+        return feature_path(features_dir, sid, paths.get(sid))
+
+    def annotation_of(sid: str) -> Path | None:
+        stem = features_of(sid).stem
+        return find_annotation(annotations, sid) or (find_annotation(annotations, stem) if stem != sid else None)
+
+    unused = unmatched_annotations(annotations, [*slide_ids, *(features_of(sid).stem for sid in slide_ids)])
+    if unused:  # a typo in a file name, or a slide not embedded: say so rather than train on fewer slides
+        log.warning("%s: %d annotation file(s) match no slide %s and are not used: %s%s", annotations,
+                    len(unused), among, ", ".join(p.name for p in unused[:5]), " ..." if len(unused) > 5 else "")
+    chosen: list[AnnotatedSlide] = []
+    bad: list[AnnotationError] = []
+    annotated = [sid for sid in slide_ids if annotation_of(sid) is not None and features_of(sid).is_file()]
+    identity = _check_one_identity([features_of(sid) for sid in annotated])
+    no_tile: list[str] = []
+    measured: dict = {}
+    visited: set[str] = set()
+    for sid in slide_ids:
+        if len(chosen) >= max_slides:
+            break
+        annotation = annotation_of(sid)
+        path = features_of(sid)
+        if annotation is None or not path.is_file():
+            continue
+        visited.add(sid)
+        cache = FeaturesFile.read(path)
+        geom = SlideGeometry.from_file(cache)
+        try:
+            bed = from_annotation(annotation, geom)
+        except AnnotationError as exc:  # go on: every unusable file is named at once
+            bad.append(exc)
+            continue
+        if not np.asarray(bed.tile_flags).any():  # drawn on glass, or at another magnification: it would
+            no_tile.append(annotation.name)  # teach that the slide holds no tumour at all
+            continue
+        columns = cache.attr("tile_stats_columns")
+        measured = measured or measurement_identity(cache.attrs)
+        ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0) if ink_veto else None
+        chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask, cache.tile_stats,
+                                     stats_column_names(columns), ink))
+    raise_all(bad)
+    left = [sid for sid in annotated if sid not in visited]  # named after the loop: unusable ones were skipped
+    if len(chosen) >= max_slides and left:
+        log.warning("%d annotated slides with features: the detector trains on the first %d usable ones "
+                    "(--max-slides), not on %s%s", len(annotated), max_slides, ", ".join(left[:5]),
+                    " ..." if len(left) > 5 else "")
+    if no_tile:
+        log.warning("%s: %d annotation(s) cover no tissue tile and are left out (drawn on glass, or exported at "
+                    "another magnification?): %s", annotations, len(no_tile), ", ".join(no_tile[:5]))
+    if not chosen:
+        raise WeakSTILError("no slide has both cached features and an annotation" + (
+                            f" that covers a tissue tile ({len(no_tile)} cover none)" if no_tile else ""),
+                            path=annotations,
+                            fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
+    meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(Path(annotations).resolve()),
+            "features": measured,  # how its training slides' stain was estimated: checked where applied
+            **({"tiling": identity[2]} if identity[2] else {}),  # the tiles it learned: checked where applied
+            "model_id": f"tumorbed-{len(chosen)}slides"}
+    return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
+                          lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
+                          ink_veto=InkVeto(enabled=bool(ink_veto)), infiltrate=infiltrate,
+                          cell_gate=TumourCellGate(enabled=bool(tumour_cell_gate)))
+
