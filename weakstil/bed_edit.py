@@ -266,11 +266,16 @@ def ordered_bed_shape(rings: Sequence[Ring], parts: Sequence[str]):
 
 
 def _ring_polygon(ring: Ring):
+    """A drawn ring as the area it encloses, as ``--annotations`` reads the same outline in a file
+    (:func:`weakstil.annotation_geometry.enclosed`): a freehand (lasso) ring that runs on past its
+    start or crosses itself keeps the area the pen went round twice (GEOS' even-odd repair dropped
+    it, so Rescore and the saved bed lost what the same outline drawn in QuPath keeps)."""
     from shapely.geometry import Polygon
-    from shapely.validation import make_valid
+
+    from weakstil.annotation_geometry import enclosed
 
     polygon = Polygon(np.asarray(ring, float)[:, :2])
-    return polygon if polygon.is_valid else make_valid(polygon)
+    return polygon if polygon.is_valid else enclosed(polygon.exterior)
 
 
 def clip_to_slide(shape, width: float, height: float):
