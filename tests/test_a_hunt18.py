@@ -58,3 +58,65 @@ def test_a_self_crossing_ring_drawn_in_the_bed_editor_is_the_bed_the_cli_reads(t
     # a bow tie is both its triangles, as before
     bow = np.array([[0, 0], [1000, 1000], [1000, 0], [0, 1000]], float)
     assert bed_shape([bow]).area == pytest.approx(5e5)
+
+
+@pytest.fixture(scope="module")
+def one_slide(tmp_path_factory):
+    """One synthetic 1 x 1.5 mm slide embedded with a seeded random small CNN, and its exact outline."""
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.synth import generate_cohort
+
+    root = tmp_path_factory.mktemp("h18a")
+    labels = generate_cohort(root / "cohort", 1, seed=7, size_mm=(1.0, 1.5), progress=False)
+    embed_slide(root / "cohort" / labels["path"][0], create_encoder("small-cnn", weights="random"),
+                out_dir=root / "features")
+    return {"root": root, "sid": labels["slide_id"][0], "features": root / "features", "truth": root / "cohort" / "truth"}
+
+
+def test_a_bed_file_of_another_embedding_copied_into_the_beds_is_said_to_be_one(one_slide, tmp_path):
+    """A bed .h5 made from other features (another encoder's run) copied over a slide's bed, its
+    outline left beside it: --tumorbed-beds said the outline 'was edited after tumorbed apply wrote
+    it' (no one had edited it) and sent the user to --annotations; the features' check came after
+    the outline's. The features are now checked first."""
+    import h5py
+
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed import BedSources
+    from weakstil.tumorbed.apply import apply_tumorbed
+
+    sid = one_slide["sid"]
+    ours = one_slide["features"] / f"{sid}.h5"
+    other = tmp_path / "other" / f"{sid}.h5"  # the same slide embedded by another encoder
+    other.parent.mkdir()
+    other.write_bytes(ours.read_bytes())
+    with h5py.File(other, "r+") as f:
+        f.attrs["cache_key"] = "0" * 64
+    apply_tumorbed(ours, tmp_path / "beds", BedSources.open(annotations=one_slide["truth"]))
+    apply_tumorbed(other, tmp_path / "beds_other", BedSources.open())  # the whole tissue: another outline
+    (tmp_path / "beds" / f"{sid}.h5").write_bytes((tmp_path / "beds_other" / f"{sid}.h5").read_bytes())
+    with pytest.raises(WeakSTILError) as err:
+        BedSources.open(beds=tmp_path / "beds").resolve(sid, FeaturesFile.read(ours))
+    assert "was computed from other features (cache_key 000000000000" in err.value.message, err.value.message
+    assert "edited" not in err.value.message and "tumorbed apply" in err.value.fix
+
+
+def test_saving_an_emptied_bed_says_the_bed_saved_before_still_stands(tmp_path):
+    """Every shape deleted, then Save bed: refused (an annotation of no polygon is an error), but
+    the line said only 'draw at least one polygon', while the bed saved earlier in that folder
+    stayed and --annotations went on scoring the slide with it."""
+    from weakstil.bed_edit import write_bed_geojson
+    from weakstil.errors import WeakSTILError
+
+    square = [np.array([[100, 100], [900, 100], [900, 900], [100, 900]], float)]
+    with pytest.raises(WeakSTILError) as err:
+        write_bed_geojson(tmp_path / "beds", [], "S1", slide_size=(2000, 3000), clip=True)
+    assert "saved there before" not in err.value.fix  # nothing was saved before
+    saved = write_bed_geojson(tmp_path / "beds", square, "S1", slide_size=(2000, 3000), clip=True)
+    before = saved.read_bytes()
+    for rings in ([], [square[0] + 5000]):  # every shape deleted; the one left dragged off the slide
+        with pytest.raises(WeakSTILError, match="nothing to save") as err:
+            write_bed_geojson(tmp_path / "beds", rings, "S1", slide_size=(2000, 3000), clip=True)
+        assert "the bed saved there before is kept and --annotations still reads it" in err.value.fix
+        assert "delete S1.geojson" in err.value.fix and saved.read_bytes() == before
