@@ -421,14 +421,17 @@ def write_bed_geojson(path: str | Path, polygons: Sequence[Ring], slide_id: str,
     if parts is not None and len(holes):
         raise ValueError("holes are among the parts when parts are given")
     shape = ordered_bed_shape(polygons, parts) if parts is not None else bed_shape(polygons, holes)
+    # an empty bed is not saved (an annotation file of no polygon is refused); a bed saved there before stays
+    kept = (f"; the bed saved there before is kept and --annotations still reads it (delete {path.name} for the "
+            "slide to have no outline)") if path.is_file() else ""
     if shape.is_empty:
         raise WeakSTILError("the tumour bed is empty: nothing to save", path=path,
-                            fix="draw at least one polygon of 3 or more vertices")
+                            fix="draw at least one polygon of 3 or more vertices" + kept)
     if slide_size is not None and clip:
         shape = clip_to_slide(shape, slide_size[0], slide_size[1])
         if shape.is_empty:
             raise WeakSTILError("the tumour bed lies entirely off the slide: nothing to save", path=path,
-                                fix="draw the bed over the slide")
+                                fix="draw the bed over the slide" + kept)
     elif slide_size is not None:
         shape = _polygonal(check_inside(shape, slide_size[0], slide_size[1], path))
     check_bed_file(path, slide_id)
