@@ -120,3 +120,42 @@ def test_saving_an_emptied_bed_says_the_bed_saved_before_still_stands(tmp_path):
             write_bed_geojson(tmp_path / "beds", rings, "S1", slide_size=(2000, 3000), clip=True)
         assert "the bed saved there before is kept and --annotations still reads it" in err.value.fix
         assert "delete S1.geojson" in err.value.fix and saved.read_bytes() == before
+
+
+def _feature(ring, name=None):
+    props = {"objectType": "annotation"} | ({"classification": {"name": name, "colorRGB": -65536}} if name else {})
+    return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring + ring[:1]]}, "properties": props}
+
+
+def _square(x0, y0, x1, y1):
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+def test_an_unclassified_full_image_annotation_around_the_outline_is_warned_about(tmp_path, caplog):
+    """QuPath's 'Create full image annotation' exported with the tumour outline drawn inside it, both
+    unclassified: the bed is their union, the whole slide (6,000,000 px² instead of the outline's
+    250,000), and nothing said so; the tumour-bed detector then learns the whole tissue as
+    bed. Now one warning names the file and the fix (the bed itself is unchanged: documented rule)."""
+    from weakstil.annotations import load_polygons
+
+    path = tmp_path / "S1.geojson"
+    outline = _feature(_square(500, 500, 1000, 1000))
+    cases = {  # features -> (area, warned)
+        "full image": ([_feature(_square(0, 0, 2000, 3000)), outline], 6e6, True),
+        "region around it": ([_feature(_square(0, 0, 2000, 3000), "Region*"), outline], 6e6, True),
+        "tumour classes nested": ([_feature(_square(0, 0, 2000, 3000), "Tumor"),
+                                   _feature(_square(500, 500, 1000, 1000), "Tumor")], 6e6, False),
+        "necrosis inside": ([_feature(_square(0, 0, 2000, 3000)), _feature(_square(500, 500, 1000, 1000), "Necrosis")],
+                            6e6 - 250000, False),
+        "two apart": ([_feature(_square(0, 0, 200, 300)), outline], 60000 + 250000, False),
+        "outline alone": ([outline], 250000, False),
+    }
+    for case, (features, area, warned) in cases.items():
+        path.write_text(json.dumps({"type": "FeatureCollection", "features": features}))
+        caplog.clear()
+        with caplog.at_level("WARNING"):
+            assert load_polygons(path).area == pytest.approx(area), case
+        said = [r.getMessage() for r in caplog.records if "encloses" in r.getMessage()]
+        assert bool(said) == warned, (case, said)
+        if warned:
+            assert "S1.geojson" in said[0] and "full-image" in said[0] and "'Tumor'" in said[0]
