@@ -159,3 +159,42 @@ def test_an_unclassified_full_image_annotation_around_the_outline_is_warned_abou
         assert bool(said) == warned, (case, said)
         if warned:
             assert "S1.geojson" in said[0] and "full-image" in said[0] and "'Tumor'" in said[0]
+
+
+def test_train_evaluate_and_score_name_an_annotation_file_that_matches_no_slide(tmp_path, caplog):
+    """An outline misnamed (synth_O003.geojson for synth_0003) went unused by train, evaluate and score
+    with only 'synth_0003: no annotation' among one such line per unannotated slide (7 of 12 on a
+    cohort with 6 outlines): tumorbed train and apply named the file, these did not. Annotations of
+    slides the run does not take (a training CSV of a split, a few slides of a folder scored) are not
+    named: those slides are in the slide folder or the feature folder."""
+    from weakstil.cli.tumorbed import known_slides, warn_unmatched_annotations, warn_unmatched_in_cohort
+
+    slides, features, ann = tmp_path / "slides", tmp_path / "features", tmp_path / "ann"
+    for folder in (slides, features, ann):
+        folder.mkdir()
+    for i in range(6):
+        (slides / f"s{i}.tiff").write_bytes(b"")
+        (features / f"s{i}.h5").write_bytes(b"")
+    for name in ("s0.geojson", "s1_tumorbed.geojson", "s5.geojson", "sO2.geojson"):  # sO2: s2 misnamed
+        _geojson(ann / name, _square(0, 0, 10, 10))
+    csv = tmp_path / "train.csv"
+    csv.write_text("slide_id,path,stil\n" + "".join(f"s{i},slides/s{i}.tiff,{10 * i}\n" for i in range(4)))
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "match no slide" in r.getMessage()]
+
+    with caplog.at_level("WARNING"):
+        warn_unmatched_in_cohort(ann, csv, features)  # train, evaluate
+    assert len(said()) == 1 and "sO2.geojson" in said()[0] and "s5.geojson" not in said()[0]
+    assert "s2, s3" in said()[0] and "--cohort" not in said()[0]
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # score s0 and s2 of the folder: s5's outline is another slide's
+        paths = [slides / "s0.tiff", slides / "s2.tiff"]
+        warn_unmatched_annotations(ann, {"s0": "s0", "s2": "s2"}, [], cohort_hint=False,
+                                   others=known_slides(paths, None))
+    assert len(said()) == 1 and "(sO2.geojson)" in said()[0]
+    caplog.clear()
+    (ann / "sO2.geojson").rename(ann / "s2.geojson")
+    with caplog.at_level("WARNING"):
+        warn_unmatched_in_cohort(ann, csv, features)  # s3 has none, but no file is misnamed
+    assert said() == []
