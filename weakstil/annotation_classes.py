@@ -137,7 +137,36 @@ def choose_bed(named: list[tuple[str, object]], path: Path) -> list:
     if unused:
         used = sorted({name or "unclassified" for (name, _), r in zip(named, ranks) if r == best})
         log.info("%s: tumour bed from %s; not used: %s", path, ", ".join(used) or "nothing", ", ".join(unused))
+    if best in (1, 2, 3):  # no class names the tumour: an area around the others makes the bed all of it
+        _warn_enclosing(named, ranks, best, path)
     return chosen
+
+
+def _warn_enclosing(named: list[tuple[str, object]], ranks: list[int], best: int, path: Path) -> None:
+    """One warning when the largest area read as the bed encloses other areas drawn inside it (of its
+    own class, or of one not used): a QuPath full-image or parent annotation exported with the
+    tumour outline drawn inside it, both unclassified, made the bed the whole slide without a word."""
+    import shapely
+
+    chosen = [(i, g) for i, ((_, g), r) in enumerate(zip(named, ranks)) if r == best and g.area > 0]
+    if len(named) < 2 or not chosen:
+        return
+    big_i, big = max(chosen, key=lambda t: t[1].area)
+    try:
+        big = shapely.make_valid(big)
+        shapely.prepare(big)
+        inside = [name or "unclassified" for i, ((name, g), r) in enumerate(zip(named, ranks))
+                  if i != big_i and r < 4 and g.area > 0 and big.contains(g.representative_point())
+                  and big.intersection(g).area >= 0.95 * g.area]
+    except shapely.errors.GEOSException:
+        return
+    if inside:
+        what = named[big_i][0] or "unclassified"
+        log.warning("%s: no class names the tumour, and the bed is read from the %s areas, the largest of which "
+                    "encloses %d other area(s) drawn inside it (%s): the bed is all of it (a QuPath full-image or "
+                    "parent annotation exported with the tumour outline?); give the tumour outline a class naming "
+                    "the tumour ('Tumor') or export it alone", path, what, len(inside),
+                    ", ".join(sorted(set(inside))))
 
 
 def not_bed_areas(named: list[tuple[str, object]], path: Path, bed: list = ()) -> list:

@@ -33,7 +33,7 @@ def _repaired(polygon, path: Path, what: str) -> list:
     from shapely.ops import unary_union
     from shapely.validation import explain_validity, make_valid
 
-    areas = [_enclosed(ring) for ring in (polygon.exterior, *polygon.interiors)]
+    areas = [enclosed(ring) for ring in (polygon.exterior, *polygon.interiors)]
     # the shell is the first ring, unless another ring encloses it (rings listed hole first)
     shell = max((i for i, a in enumerate(areas) if i == 0 or (a.area > areas[0].area and
                  a.intersection(areas[0]).area >= 0.999 * areas[0].area)), key=lambda i: areas[i].area)
@@ -57,8 +57,8 @@ def _polygons(geometry) -> list:
     return [p for g in getattr(geometry, "geoms", []) for p in _polygons(g)]
 
 
-def _enclosed(ring):
-    """The area a ring encloses: the union of the faces of the noded ring. Every face is counted,
+def enclosed(ring):
+    """The area a ring (a shapely ring or line, or its vertices) encloses: the union of the faces of the noded ring. Every face is counted,
     whichever way the pen went round it: a freehand outline that runs on past its start, or back over
     part of itself the other way, still means the area inside its stroke (the nonzero winding rule
     would leave out a part gone round once each way)."""
@@ -66,7 +66,9 @@ def _enclosed(ring):
     from shapely.geometry import LineString, Polygon
     from shapely.ops import unary_union
 
-    xy = np.asarray(ring.coords, np.float64)
+    xy = np.asarray(getattr(ring, "coords", ring), np.float64)[:, :2]
+    if len(xy) and (xy[0] != xy[-1]).any():
+        xy = np.vstack([xy, xy[:1]])  # the vertices of an open ring: closed as a polygon closes it
     if len(xy) < 4:
         return Polygon()
     faces = [f for f in shapely.get_parts(shapely.polygonize(shapely.get_parts(shapely.node(LineString(xy)))))

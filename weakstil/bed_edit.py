@@ -266,11 +266,16 @@ def ordered_bed_shape(rings: Sequence[Ring], parts: Sequence[str]):
 
 
 def _ring_polygon(ring: Ring):
+    """A drawn ring as the area it encloses, as ``--annotations`` reads the same outline in a file
+    (:func:`weakstil.annotation_geometry.enclosed`): a freehand (lasso) ring that runs on past its
+    start or crosses itself keeps the area the pen went round twice (GEOS' even-odd repair dropped
+    it, so Rescore and the saved bed lost what the same outline drawn in QuPath keeps)."""
     from shapely.geometry import Polygon
-    from shapely.validation import make_valid
+
+    from weakstil.annotation_geometry import enclosed
 
     polygon = Polygon(np.asarray(ring, float)[:, :2])
-    return polygon if polygon.is_valid else make_valid(polygon)
+    return polygon if polygon.is_valid else enclosed(polygon.exterior)
 
 
 def clip_to_slide(shape, width: float, height: float):
@@ -416,14 +421,17 @@ def write_bed_geojson(path: str | Path, polygons: Sequence[Ring], slide_id: str,
     if parts is not None and len(holes):
         raise ValueError("holes are among the parts when parts are given")
     shape = ordered_bed_shape(polygons, parts) if parts is not None else bed_shape(polygons, holes)
+    # an empty bed is not saved (an annotation file of no polygon is refused); a bed saved there before stays
+    kept = (f"; the bed saved there before is kept and --annotations still reads it (delete {path.name} for the "
+            "slide to have no outline)") if path.is_file() else ""
     if shape.is_empty:
         raise WeakSTILError("the tumour bed is empty: nothing to save", path=path,
-                            fix="draw at least one polygon of 3 or more vertices")
+                            fix="draw at least one polygon of 3 or more vertices" + kept)
     if slide_size is not None and clip:
         shape = clip_to_slide(shape, slide_size[0], slide_size[1])
         if shape.is_empty:
             raise WeakSTILError("the tumour bed lies entirely off the slide: nothing to save", path=path,
-                                fix="draw the bed over the slide")
+                                fix="draw the bed over the slide" + kept)
     elif slide_size is not None:
         shape = _polygonal(check_inside(shape, slide_size[0], slide_size[1], path))
     check_bed_file(path, slide_id)

@@ -91,6 +91,9 @@ def train(
     check_inputs_outside(out, {"cohort CSV": cohort, "--features": features, "--annotations": annotations,
                                "--tumorbed-beds": tumorbed_beds, "--tumorbed": tumorbed}, "train")
     beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed)
+    from weakstil.cli.tumorbed import warn_unmatched_in_cohort
+
+    warn_unmatched_in_cohort(annotations, cohort, features)  # a misnamed outline: named, not left unused without a word
     progress, on_epoch = epoch_progress()
     with progress:
         result = train_cohort(cohort, features, out, cfg, n_folds=folds, group_column=group_column,
@@ -163,6 +166,9 @@ def evaluate(
         from weakstil.tumorbed.resolver import BedSources
 
         beds = BedSources.open(annotations=annotations, beds=tumorbed_beds, detector=tumorbed, model=model)
+        from weakstil.cli.tumorbed import warn_unmatched_in_cohort
+
+        warn_unmatched_in_cohort(annotations, cohort, features)
         with hold_folder(out, "evaluate"), staged_folder(out, "evaluate", overwrite=overwrite) as tmp:
             m = evaluate_cohort(cohort, model, features, tmp, group_column=group_column, threshold=threshold,
                                 device=device, threads=threads, beds=beds,

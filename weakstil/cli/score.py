@@ -62,6 +62,12 @@ def score(
                         allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
                         tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite)
     paths = _not_our_outputs(expand_slides(slides), out, opts.cache_dir)
+    if annotations is not None and annotations.is_dir():  # a misnamed outline: named, not unused without a word
+        from weakstil.cli.tumorbed import known_slides, warn_unmatched_annotations
+        from weakstil.slide import slide_id_from_path
+
+        warn_unmatched_annotations(annotations, {slide_id_from_path(str(p)): slide_id_from_path(str(p)) for p in paths},
+                                   [], cohort_hint=False, others=known_slides([Path(p) for p in paths], features))
     rows = score_batch(paths, opts)
     ok = sum(r["status"] != STATUS_ERROR for r in rows)
     no_bed = sum(r["status"] == STATUS_NO_BED for r in rows)

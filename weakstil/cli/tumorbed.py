@@ -160,23 +160,27 @@ def cohort_ids(cohort: Path, paths: list) -> dict[str, str]:
     return ids
 
 
-def warn_unmatched_annotations(annotations: Path, ids: dict[str, str], paths: list) -> None:
+def warn_unmatched_annotations(annotations: Path, ids: dict[str, str], paths: list, cohort_hint: bool = True,
+                               others: tuple[str, ...] = ()) -> None:
     """Annotation files that match no slide, when some slide given has no annotation of its own:
     likely a misnamed file (or one named by a cohort's slide_id), which would go unused without a
     word while that slide gets the detector's bed. Files of other slides with features beside the
-    given ones are not named (the workflow applies one slide at a time with the whole folder)."""
+    given ones are not named (the workflow applies one slide at a time with the whole folder).
+    ``ids``: slide file name -> slide id; ``cohort_hint``: the command takes --cohort (tumorbed apply);
+    ``others``: names of other slides known to the run (not named either)."""
     from weakstil.annotations import find_annotation, unmatched_annotations
 
     missing = [stem for stem, sid in ids.items()
                if find_annotation(annotations, sid) is None and find_annotation(annotations, stem) is None]
-    embedded = {f.stem for folder in {Path(p).parent for p in paths} for f in folder.glob("*.h5")} if missing else set()
+    embedded = {f.stem for folder in {Path(p).parent for p in paths} for f in folder.glob("*.h5")} | set(others) \
+        if missing else set()
     unused = unmatched_annotations(annotations, [*ids, *ids.values(), *embedded]) if missing else []
     if unused:
         log.warning("%s: %d annotation file(s) match no slide and are not used (%s%s), while %d "
                     "slide(s) have none (%s%s)%s", annotations, len(unused), ", ".join(p.name for p in unused[:5]),
                     " ..." if len(unused) > 5 else "", len(missing), ", ".join(missing[:5]),
                     " ..." if len(missing) > 5 else "",
-                    "" if any(sid != stem for stem, sid in ids.items()) else
+                    "" if not cohort_hint or any(sid != stem for stem, sid in ids.items()) else
                     "; annotations named by a cohort CSV's slide_id are found with --cohort CSV")
 
 
@@ -203,3 +207,36 @@ def check_detector_fits_some(sources: BedSources, paths: list) -> None:
     if first_error is not None:
         raise WeakSTILError(f"{first_error.message} (all {len(paths)} feature files)", path=first_error.path,
                             fix=first_error.fix)
+
+
+def warn_unmatched_in_cohort(annotations: Path | None, cohort: Path, features: Path | None) -> None:
+    """:func:`warn_unmatched_annotations` for ``train`` and ``evaluate``: the cohort CSV's slides (by
+    their slide_id or slide file name). A cohort CSV that cannot be read says so later, in its own words."""
+    if annotations is None or not Path(annotations).is_dir():
+        return
+    from weakstil.cohort import read_cohort
+    from weakstil.errors import WeakSTILError
+    from weakstil.slide import slide_id_from_path
+
+    try:
+        table = read_cohort(cohort, check_files=False, require_labels=False).table
+    except (WeakSTILError, OSError, ValueError):
+        return
+    ids = {slide_id_from_path(str(path)): str(sid) for sid, path in zip(table["slide_id"], table["path"])}
+    warn_unmatched_annotations(annotations, ids, [], cohort_hint=False,
+                               others=known_slides([Path(str(p)) for p in table["path"]], features))
+
+
+def known_slides(slides: list[Path], features: Path | None) -> tuple[str, ...]:
+    """Names of the slides a run can tell of beyond those it is given: the other slide files in their
+    folders and the feature files in ``features`` (a training CSV of a split, scoring a few slides of a
+    folder: the other slides' annotations are not misnamed)."""
+    from weakstil.slide import slide_id_from_path
+
+    names = set()
+    for folder in [*{p.parent for p in slides}, *([Path(features)] if features is not None else [])]:
+        try:
+            names.update(slide_id_from_path(f) for f in folder.iterdir() if not f.name.startswith("."))
+        except OSError:
+            continue
+    return tuple(names)

@@ -209,7 +209,8 @@ def check_outline_not_edited(geojson_path: Path, h5_path: Path, slide_id: str) -
     except WeakSTILError:
         return  # a damaged bed file is redone (check_replaceable decides)
     if recorded and sha256_file(geojson_path) != recorded:
-        raise WeakSTILError("was edited after 'tumorbed apply' wrote it (a corrected outline?): not overwriting it",
+        raise WeakSTILError(f"was edited after 'tumorbed apply' wrote it (a corrected outline?), or {h5_path.name} "
+                            "beside it is another run's bed file: not overwriting it",
                             path=geojson_path,
                             fix=f"move {geojson_path.name} into an annotations folder and pass that with --annotations "
                                 "(an annotation overrides the detector), or delete it to discard the edit")

@@ -332,6 +332,14 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
     if mine is not None and theirs is not None and mine != theirs:
         raise _stale(path, slide_id, "was computed for another slide file with the same name (its content "
                                      "fingerprint differs from the features')")
+    # the features first: a bed file of another embedding copied over this one is not an edited outline
+    recorded, current = str(bed.attr("cache_key", "")), str(features.attr("cache_key", ""))
+    if recorded != current:
+        raise _stale(path, slide_id, f"was computed from other features (cache_key {recorded[:12] or 'none'}, "
+                                     f"the features have {current[:12] or 'none'})")
+    if len(bed.tumorbed_fraction) != features.n_tiles:
+        raise _stale(path, slide_id, f"has {len(bed.tumorbed_fraction)} tiles but the features have "
+                                     f"{features.n_tiles}")
     drawn_from, drawn_sha = str(bed.attr("annotation_path", "")), str(bed.attr("annotation_sha256", ""))
     if drawn_from and drawn_sha and not Path(drawn_from).is_file():  # withdrawn, or not carried along
         log.warning("%s: tumour bed was drawn from %s, which no longer exists: if the annotation was withdrawn, "
@@ -349,17 +357,10 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
         from weakstil.runtime import sha256_file
 
         if sha256_file(outline) != outline_sha:
-            raise WeakSTILError(f"its outline {outline.name} was edited after 'tumorbed apply' wrote it: the edit is "
-                                "not in this bed", path=path,
+            raise WeakSTILError(f"its outline {outline.name} was edited after 'tumorbed apply' wrote it (or is the "
+                                "outline of another bed file): the edit is not in this bed", path=path,
                                 fix=f"pass {path.parent} with --annotations to use the edited outline, or delete "
                                     f"{outline.name} and rerun 'weakstil tumorbed apply' for {slide_id}")
-    recorded, current = str(bed.attr("cache_key", "")), str(features.attr("cache_key", ""))
-    if recorded != current:
-        raise _stale(path, slide_id, f"was computed from other features (cache_key {recorded[:12] or 'none'}, "
-                                     f"the features have {current[:12] or 'none'})")
-    if len(bed.tumorbed_fraction) != features.n_tiles:
-        raise _stale(path, slide_id, f"has {len(bed.tumorbed_fraction)} tiles but the features have "
-                                     f"{features.n_tiles}")
     try:
         source = TumorBedSource(str(bed.attr("source")))
     except ValueError:
