@@ -17,6 +17,11 @@
 5. ``score --mpp 1`` (or ``--tile-size``, ``--tissue-threshold``) was told "Possible options:
    --slide-mpp" (``--threshold``): options of another meaning (the scan's own resolution, the
    sTIL-high call), which change the number if taken. Now: score reads at the model's tiling.
+6. ``score --features SHARE`` with SHARE read-only (a lab's embedded features on a read-only
+   share) failed on every slide, though each cache was valid: the per-slide lock file could not be
+   made. A folder the run may only read is now read without a lock. A cache that must be made
+   there still fails, and the error named the temporary file (``.S.h5.HOST.PID.HEX.tmp``) and the
+   stop line said "Fix: free space", which a read-only file system is not mended by.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -140,3 +146,31 @@ def test_score_given_a_tiling_option_says_it_reads_at_the_models(tiny, tmp_path,
     assert f"no such option: {option}" in line and "Possible options" not in line, line
     assert "reads slides at its model's tiling" in line and "--slide-mpp only states a scan's own" in line
     assert "\n" not in line and not (tmp_path / "out").exists()
+
+
+@pytest.fixture
+def read_only_share(tmp_path):
+    """A tmpfs the test fills, then remounts read-only (needs root): ``(folder, make_read_only)``."""
+    mount = tmp_path / "share"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs (not root)")
+    yield mount, lambda: subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+    subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_score_reads_feature_caches_on_a_read_only_share(tiny, tmp_path, read_only_share):
+    share, make_read_only = read_only_share
+    features = shutil.copytree(tiny["features"], share / "features")
+    (features / f"{tiny['slides'][0].stem}.h5").unlink()  # one slide not embedded there
+    make_read_only()
+    missing, *cached = tiny["slides"][:3]
+    result = run_cli("score", *cached, "-m", tiny["model"], "-o", tmp_path / "sc", "-f", features)
+    assert result.returncode == 0, result.stderr
+    assert _results(tmp_path / "sc")["status"].tolist() == ["ok", "ok"]
+    result = run_cli("score", missing, *cached, "-m", tiny["model"], "-o", tmp_path / "sc2", "-f", features)
+    assert result.returncode == 1
+    errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    first, stop = errors[0], [x for x in errors if "stopped after" in x]
+    assert first.startswith(f"error: {features / missing.stem}.h5: Read-only file system") and ".tmp" not in first
+    assert stop and "free space" not in stop[0] and "make the folder writable" in stop[0], result.stderr

@@ -10,6 +10,7 @@ Files get the permissions the user's umask gives (0644 usually), whatever librar
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -39,6 +40,13 @@ def _umask() -> int:
 NAME_MAX = 255
 #: What a temporary name adds to the stem: ``.`` + ``.<host>.<pid>.<hex>.tmp`` (pid up to 7 digits).
 _TEMP_EXTRA = 1 + len(f".{_HOST}.{'9' * 7}.{'0' * 8}.tmp")
+
+
+def final_name(name: str) -> str | None:
+    """The output a temporary file name stands for (``.NAME.HOST.PID.HEX.tmp`` -> ``NAME``; a long
+    name's hashed stem as it is), or ``None`` for a name that is no temporary one."""
+    m = _TEMP.search(name)
+    return name[1:m.start()] if m is not None and name.startswith(".") and m.start() > 1 else None
 
 
 def temp_stem(name: str) -> str:
@@ -158,6 +166,11 @@ def remove_stale_temps(path: str | Path) -> int:
                 n += 1
             except FileNotFoundError:
                 pass
+            except PermissionError:  # a folder this run may only read (EACCES, EPERM): left to one that may write
+                pass
+            except OSError as exc:  # EROFS likewise
+                if exc.errno != errno.EROFS:
+                    raise
     if n:
         log.info("%s: removed %d leftover temporary file(s) of an interrupted run", path, n)
     return n

@@ -113,6 +113,18 @@ class OutputError(WeakSTILError):
 _STOPPING = {"ENOSPC", "EDQUOT", "EROFS", "EFBIG"}
 
 
+def stop_fix(reason: str) -> str:
+    """The fix of a batch stopped by ``reason`` (an :class:`OutputError` message of a stopping errno):
+    a read-only or too-small file system is not mended by freeing space."""
+    import errno as errno_mod
+
+    if reason.startswith(os.strerror(errno_mod.EROFS)):
+        return "make the folder writable, or choose a writable --out (--features for feature caches), and run again"
+    if reason.startswith(os.strerror(errno_mod.EFBIG)):
+        return "choose another file system and run again"
+    return "free space and run again"
+
+
 def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
     """An OSError (from Python, h5py, pandas...) as one :class:`OutputError` line."""
     import errno as errno_mod
@@ -130,6 +142,11 @@ def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
     where = exc.filename or path
     if where is not None and Path(where).name.startswith(".") and Path(where).name.endswith(".lock"):
         where = Path(where).with_name(Path(where).name[1:-len(".lock")])  # the file, not its lock beside it
+    elif where is not None and Path(where).name.endswith(".tmp"):
+        from weakstil.atomic import final_name
+
+        if (final := final_name(Path(where).name)) is not None:  # the file, not its temporary name
+            where = Path(where).with_name(final)
     if name == "ENAMETOOLONG" and where is not None:  # the slide's name made an output name too long
         shown = Path(where).name
         # the name that failed may be a longer temporary or lock name beside this one: no byte count

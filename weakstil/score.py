@@ -238,7 +238,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from weakstil.errors import OutputError, from_os_error
+    from weakstil.errors import OutputError, from_os_error, stop_fix
     from weakstil.fingerprint import recorded_in
     from weakstil.locks import in_turn
     from weakstil.outputdir import check_score_features, mark
@@ -320,7 +320,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 left = len(todo) - done  # not tried (a failed slide whose earlier row stays is not in mine)
                 if left:
                     sys.stderr.write(f"error: stopped after: {stopped.message}; {left} more slide(s) not scored. "
-                                     "Fix: free space and run again (finished slides are kept and skipped).\n")
+                                     f"Fix: {stop_fix(stopped.message)} (finished slides are kept and skipped).\n")
                 break
     if clashes and not mine:  # only clashes: still record them
         with contextlib.suppress(OSError):
@@ -379,7 +379,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
                          progress=progress, decode=opts.decode, planner=ctx.planner(),
                          keep_other_settings=opts.features is not None and not opts.overwrite)  # --features: the user's
-    mark(ctx.opts.cache_dir, "embed")
+    if not result.skipped:  # a cache made here (one reused may lie in a folder this run can only read)
+        mark(ctx.opts.cache_dir, "embed")
     features = FeaturesFile.read(result.path)
     check_features_match_model(ctx.meta, features.attrs, result.path)
     if DARK_IMAGE in (warned := json.loads(features.attrs.get("warnings") or "[]")):  # no brightfield H&E: no number
