@@ -22,6 +22,11 @@
    made. A folder the run may only read is now read without a lock. A cache that must be made
    there still fails, and the error named the temporary file (``.S.h5.HOST.PID.HEX.tmp``) and the
    stop line said "Fix: free space", which a read-only file system is not mended by.
+7. A folder named like a slide's output in ``--out`` (``S_heatmap.png/``): ``score`` moved it aside,
+   wrote the slide's new files, then failed to delete the moved folder: an ``error`` row beside a
+   complete set of outputs, a leftover ``..previous-S_heatmap.png....tmp`` folder, and an error naming
+   that internal name with the fix "pass a file, not a directory". Now refused before anything is
+   moved or written, naming the folder (``tile`` the same for ``S_tiles.png/``).
 """
 
 from __future__ import annotations
@@ -174,3 +179,19 @@ def test_score_reads_feature_caches_on_a_read_only_share(tiny, tmp_path, read_on
     first, stop = errors[0], [x for x in errors if "stopped after" in x]
     assert first.startswith(f"error: {features / missing.stem}.h5: Read-only file system") and ".tmp" not in first
     assert stop and "free space" not in stop[0] and "make the folder writable" in stop[0], result.stderr
+
+
+def test_a_folder_in_the_place_of_an_output_leaves_no_outputs_and_no_leftovers(tiny, tmp_path):
+    out = tmp_path / "sc"
+    blocked, free = tiny["slides"][:2]
+    (out / f"{blocked.stem}_heatmap.png").mkdir(parents=True)
+    result = run_cli("score", blocked, free, "-m", tiny["model"], "-o", out, "-f", tiny["features"])
+    assert result.returncode == 1
+    errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert errors == [f"error: {out / blocked.stem}_heatmap.png: is a directory; the output file cannot be written "
+                      "(nothing was written for this slide). Fix: move the directory away or choose another --out."]
+    left = sorted(p.name for p in out.iterdir())
+    assert left == sorted([".weakstil-output.json", "results.csv", f"{blocked.stem}_heatmap.png",
+                           *(free.stem + s for s in (".h5", ".geojson", "_heatmap.png"))]), left
+    assert (out / f"{blocked.stem}_heatmap.png").is_dir()
+    assert _results(out)["status"].tolist() == ["error", "ok"]

@@ -102,6 +102,12 @@ def replacing_together(finals: list[Path]) -> Iterator[None]:
     names, which the next writer of these files removes (the slide is then done again)."""
     finals = [Path(f) for f in finals]
     for f in finals:
+        if f.is_dir():  # not an earlier output: never moved aside, written over or left half done
+            from weakstil.errors import OutputError
+
+            raise OutputError("is a directory; the output file cannot be written (nothing was written for this slide)",
+                              path=f, fix="move the directory away or choose another --out")
+    for f in finals:
         remove_stale_temps(f.with_name(f".previous-{f.name}"))
     aside: list[tuple[Path, Path]] = []
     try:
