@@ -27,10 +27,15 @@
    complete set of outputs, a leftover ``..previous-S_heatmap.png....tmp`` folder, and an error naming
    that internal name with the fix "pass a file, not a directory". Now refused before anything is
    moved or written, naming the folder (``tile`` the same for ``S_tiles.png/``).
+8. ``OUT/results.csv`` a folder: every slide was scored and its files written, then the row could
+   not be: "Is a directory. Fix: pass a file, not a directory" and exit 0 with no results table.
+   Now refused before any slide (one line, exit 1). And a run whose slides all succeeded but whose
+   results.csv could not take a row (an I/O error there) exited 0 after its error line: now 1.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import shutil
@@ -195,3 +200,25 @@ def test_a_folder_in_the_place_of_an_output_leaves_no_outputs_and_no_leftovers(t
                            *(free.stem + s for s in (".h5", ".geojson", "_heatmap.png"))]), left
     assert (out / f"{blocked.stem}_heatmap.png").is_dir()
     assert _results(out)["status"].tolist() == ["error", "ok"]
+
+
+def test_a_folder_named_results_csv_is_refused_before_any_slide(tiny, tmp_path):
+    out = tmp_path / "sc"
+    (out / "results.csv").mkdir(parents=True)
+    result = run_cli("score", tiny["slides"][0], "-m", tiny["model"], "-o", out, "-f", tiny["features"])
+    assert result.returncode == 1
+    errors = [x for x in result.stderr.splitlines() if x.startswith("error:")]
+    assert errors == [f"error: {out}/results.csv: is a directory, not the results table 'weakstil score' writes "
+                      "there; it is left as it is. Fix: move it away, or give 'weakstil score' another --out."]
+    assert sorted(p.name for p in out.iterdir()) == ["results.csv"]
+
+
+def test_a_results_csv_that_could_not_take_the_row_is_exit_1(tiny, tmp_path, monkeypatch):
+    import weakstil.score
+
+    def broken(path, *args, **kwargs):
+        raise OSError(errno.EIO, "Input/output error", str(path))
+
+    monkeypatch.setattr(weakstil.score, "write_results", broken)
+    result = run_cli("score", tiny["slides"][0], "-m", tiny["model"], "-o", tmp_path / "sc", "-f", tiny["features"])
+    assert "results.csv: Input/output error" in result.stderr and result.returncode == 1, result.stderr
