@@ -31,6 +31,9 @@
    not be: "Is a directory. Fix: pass a file, not a directory" and exit 0 with no results table.
    Now refused before any slide (one line, exit 1). And a run whose slides all succeeded but whose
    results.csv could not take a row (an I/O error there) exited 0 after its error line: now 1.
+9. A file named ``features`` in ``--out`` (where score keeps its caches without ``--features``):
+   "OUT/features: File exists. Fix: check the file system and run again" as each slide's error row.
+   Now one usage line before any work (exit 2), naming the file and ``--features`` as the way out.
 """
 
 from __future__ import annotations
@@ -222,3 +225,15 @@ def test_a_results_csv_that_could_not_take_the_row_is_exit_1(tiny, tmp_path, mon
     monkeypatch.setattr(weakstil.score, "write_results", broken)
     result = run_cli("score", tiny["slides"][0], "-m", tiny["model"], "-o", tmp_path / "sc", "-f", tiny["features"])
     assert "results.csv: Input/output error" in result.stderr and result.returncode == 1, result.stderr
+
+
+def test_a_file_where_score_keeps_its_caches_is_one_usage_line(tiny, tmp_path):
+    out = tmp_path / "sc"
+    out.mkdir()
+    (out / "features").write_text("notes\n")
+    result = run_cli("score", tiny["slides"][0], "-m", tiny["model"], "-o", out)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (f"error: {out}/features: is a file, where 'weakstil score' keeps the feature "
+                                     "caches it makes (OUT/features). Fix: move it away, or pass --features DIR for "
+                                     "the caches.")
+    assert sorted(p.name for p in out.iterdir()) == ["features"]

@@ -244,8 +244,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from weakstil.outputdir import check_score_features, mark
     from weakstil.slide_ids import claim_ids
 
-    if opts.features is not None:  # the caches made are written there: not into a model, nor another command's folder
-        check_score_features(opts.features)
+    # the caches made are written there: --features not a model, nor another command's folder; OUT/features a folder
+    check_score_features(opts.features, opts.cache_dir)
     ctx = open_context(opts)
     results_path = opts.out / "results.csv"
     remove_stale_temps(results_path)
