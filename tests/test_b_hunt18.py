@@ -34,6 +34,9 @@
 9. A file named ``features`` in ``--out`` (where score keeps its caches without ``--features``):
    "OUT/features: File exists. Fix: check the file system and run again" as each slide's error row.
    Now one usage line before any work (exit 2), naming the file and ``--features`` as the way out.
+10. ``score --threshold 7.4642`` on a slide whose interval is written 0.3973-7.4642 (upper end
+    7.46416): the table's interval holds the threshold, yet no ``near_threshold`` (judged on the
+    unrounded ends). The flag is now judged on the interval as written, as the call is on the sTIL%.
 """
 
 from __future__ import annotations
@@ -237,3 +240,15 @@ def test_a_file_where_score_keeps_its_caches_is_one_usage_line(tiny, tmp_path):
                                      "caches it makes (OUT/features). Fix: move it away, or pass --features DIR for "
                                      "the caches.")
     assert sorted(p.name for p in out.iterdir()) == ["features"]
+
+
+def test_near_threshold_is_judged_on_the_interval_as_written():
+    from weakstil.qc.flags import slide_flags
+
+    def flags(low, high, threshold):
+        return slide_flags(ood_score=None, ood_threshold=None, n_bed_tiles=40, low=low, high=high,
+                           threshold=threshold, image=None, image_ref=None)[0]
+
+    assert "near_threshold" in flags(0.3973, 7.464160119969108, 7.4642)  # written 0.3973-7.4642
+    assert "near_threshold" not in flags(7.46416, 9.0, 7.4642)  # written 7.4642-9.0000: lower end not below it
+    assert "near_threshold" in flags(25.0, 35.0, 30.0) and "near_threshold" not in flags(31.0, 35.0, 30.0)
