@@ -37,6 +37,9 @@
 10. ``score --threshold 7.4642`` on a slide whose interval is written 0.3973-7.4642 (upper end
     7.46416): the table's interval holds the threshold, yet no ``near_threshold`` (judged on the
     unrounded ends). The flag is now judged on the interval as written, as the call is on the sTIL%.
+11. A slide's heatmap cut short or its GeoJSON emptied (a broken copy, a full disk outside weakstil):
+    every rerun said "already scored (ok), skipped" and kept them (only their existence was checked);
+    QuPath could not open the GeoJSON until ``--overwrite`` redid every slide. Now redone, said why.
 """
 
 from __future__ import annotations
@@ -252,3 +255,18 @@ def test_near_threshold_is_judged_on_the_interval_as_written():
     assert "near_threshold" in flags(0.3973, 7.464160119969108, 7.4642)  # written 0.3973-7.4642
     assert "near_threshold" not in flags(7.46416, 9.0, 7.4642)  # written 7.4642-9.0000: lower end not below it
     assert "near_threshold" in flags(25.0, 35.0, 30.0) and "near_threshold" not in flags(31.0, 35.0, 30.0)
+
+
+def test_a_damaged_heatmap_or_geojson_is_scored_again(tiny, tmp_path):
+    out = tmp_path / "sc"
+    slide = tiny["slides"][0]
+    args = ("score", slide, "-m", tiny["model"], "-o", out, "-f", tiny["features"])
+    run_cli(*args, check=True)
+    heatmap, geojson = out / f"{slide.stem}_heatmap.png", out / f"{slide.stem}.geojson"
+    whole = heatmap.read_bytes()
+    for damage in (lambda: heatmap.write_bytes(whole[: len(whole) // 2]), lambda: geojson.write_text("")):
+        damage()
+        again = run_cli(*args, check=True)
+        assert "already scored" not in again.stderr and "is damaged" in " ".join(again.stderr.split())
+        assert heatmap.read_bytes()[-12:] == whole[-12:] and json.loads(geojson.read_text())["features"]
+    assert "already scored" in run_cli(*args, check=True).stderr

@@ -37,6 +37,7 @@ from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
 from weakstil.modeldir import ModelDir
+from weakstil.outputs import all_whole
 from weakstil.results_table import read_previous, write_results
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
 
@@ -190,7 +191,7 @@ def open_context(opts: ScoreOptions) -> _Context:
 
 
 def _outputs_exist(out: Path, slide_id: str) -> bool:
-    return all((out / f"{slide_id}{suffix}").is_file() for suffix in OUTPUT_SUFFIXES)
+    return all_whole([out / f"{slide_id}{suffix}" for suffix in OUTPUT_SUFFIXES])  # (a damaged one: redone)
 
 
 def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx: _Context) -> bool:
