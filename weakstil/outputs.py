@@ -249,6 +249,6 @@ def all_whole(paths: list[Path]) -> bool:
     is said in the log (the slide is then done again), a missing one is not."""
     damaged = [p for p in paths if os.path.lexists(p) and not is_whole(p)]
     for p in damaged:
-        logging.getLogger(__name__).info("%s is damaged (empty, cut short or unreadable); the slide is scored again", p)
+        logging.getLogger(__name__).info("%s is damaged (empty or cut short); the slide is scored again", p)
     return not damaged and all(p.is_file() for p in paths)
 
