@@ -224,8 +224,9 @@ _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 def is_whole(path: Path) -> bool:
     """Whether a per-slide output is there and whole: a PNG from its signature to its IEND chunk, a
-    GeoJSON one JSON object from its first byte to its last, any other file not empty. A damaged copy or a write cut short (a heatmap of
-    0 bytes, a GeoJSON QuPath cannot read) is redone by a rerun, not kept as "already scored"."""
+    GeoJSON one JSON object from its first byte to its last, any other file not empty. A damaged
+    copy or a write cut short (a heatmap of 0 bytes, a GeoJSON QuPath cannot read) is redone by a
+    rerun, not kept as "already scored"."""
     try:
         if not path.is_file() or path.stat().st_size == 0:
             return False
