@@ -19,11 +19,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from weakstil.errors import TEMP_NAME, OutputError
+
 log = logging.getLogger(__name__)
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
 #: ``.NAME.<host>.<pid>.<hex>.tmp`` (and the older ``.NAME.<hex>.tmp``)
-_TEMP = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+_TEMP = TEMP_NAME
 
 
 def _umask() -> int:
@@ -40,13 +42,6 @@ def _umask() -> int:
 NAME_MAX = 255
 #: What a temporary name adds to the stem: ``.`` + ``.<host>.<pid>.<hex>.tmp`` (pid up to 7 digits).
 _TEMP_EXTRA = 1 + len(f".{_HOST}.{'9' * 7}.{'0' * 8}.tmp")
-
-
-def final_name(name: str) -> str | None:
-    """The output a temporary file name stands for (``.NAME.HOST.PID.HEX.tmp`` -> ``NAME``; a long
-    name's hashed stem as it is), or ``None`` for a name that is no temporary one."""
-    m = _TEMP.search(name)
-    return name[1:m.start()] if m is not None and name.startswith(".") and m.start() > 1 else None
 
 
 def temp_stem(name: str) -> str:
@@ -103,8 +98,6 @@ def replacing_together(finals: list[Path]) -> Iterator[None]:
     finals = [Path(f) for f in finals]
     for f in finals:
         if f.is_dir():  # not an earlier output: never moved aside, written over or left half done
-            from weakstil.errors import OutputError
-
             raise OutputError("is a directory; the output file cannot be written (nothing was written for this slide)",
                               path=f, fix="move the directory away or choose another --out")
     for f in finals:
