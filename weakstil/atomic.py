@@ -10,6 +10,7 @@ Files get the permissions the user's umask gives (0644 usually), whatever librar
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import re
@@ -18,11 +19,13 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from weakstil.errors import TEMP_NAME, OutputError
+
 log = logging.getLogger(__name__)
 
 _HOST = re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:40] or "host"
 #: ``.NAME.<host>.<pid>.<hex>.tmp`` (and the older ``.NAME.<hex>.tmp``)
-_TEMP = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+_TEMP = TEMP_NAME
 
 
 def _umask() -> int:
@@ -94,6 +97,10 @@ def replacing_together(finals: list[Path]) -> Iterator[None]:
     names, which the next writer of these files removes (the slide is then done again)."""
     finals = [Path(f) for f in finals]
     for f in finals:
+        if f.is_dir():  # not an earlier output: never moved aside, written over or left half done
+            raise OutputError("is a directory; the output file cannot be written (nothing was written for this slide)",
+                              path=f, fix="move the directory away or choose another --out")
+    for f in finals:
         remove_stale_temps(f.with_name(f".previous-{f.name}"))
     aside: list[tuple[Path, Path]] = []
     try:
@@ -158,6 +165,11 @@ def remove_stale_temps(path: str | Path) -> int:
                 n += 1
             except FileNotFoundError:
                 pass
+            except PermissionError:  # a folder this run may only read (EACCES, EPERM): left to one that may write
+                pass
+            except OSError as exc:  # EROFS likewise
+                if exc.errno != errno.EROFS:
+                    raise
     if n:
         log.info("%s: removed %d leftover temporary file(s) of an interrupted run", path, n)
     return n

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 
@@ -113,6 +114,30 @@ class OutputError(WeakSTILError):
 _STOPPING = {"ENOSPC", "EDQUOT", "EROFS", "EFBIG"}
 
 
+#: How :mod:`weakstil.atomic` names a temporary output (``.NAME.HOST.PID.HEX.tmp``): an error about
+#: one names the output it stands for (:func:`final_name`).
+TEMP_NAME = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
+
+
+def final_name(name: str) -> str | None:
+    """The output a temporary file name stands for (``.NAME.HOST.PID.HEX.tmp`` -> ``NAME``; a long
+    name's hashed stem as it is), or ``None`` for a name that is no temporary one."""
+    m = TEMP_NAME.search(name)
+    return name[1:m.start()] if m is not None and name.startswith(".") and m.start() > 1 else None
+
+
+def stop_fix(reason: str) -> str:
+    """The fix of a batch stopped by ``reason`` (an :class:`OutputError` message of a stopping errno):
+    a read-only or too-small file system is not mended by freeing space."""
+    import errno as errno_mod
+
+    if reason.startswith(os.strerror(errno_mod.EROFS)):
+        return "make the folder writable, or choose a writable --out (--features for feature caches), and run again"
+    if reason.startswith(os.strerror(errno_mod.EFBIG)):
+        return "choose another file system and run again"
+    return "free space and run again"
+
+
 def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
     """An OSError (from Python, h5py, pandas...) as one :class:`OutputError` line."""
     import errno as errno_mod
@@ -120,8 +145,6 @@ def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
     code = exc.errno
     name = errno_mod.errorcode.get(code, "") if code is not None else ""
     if not name:  # h5py and others put "[Errno 28] ..." in the text without setting errno
-        import re
-
         found = re.search(r"errno\s*=?\s*(\d+)|\[Errno (\d+)\]", str(exc))
         if found:
             code = int(found.group(1) or found.group(2))
@@ -130,6 +153,8 @@ def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
     where = exc.filename or path
     if where is not None and Path(where).name.startswith(".") and Path(where).name.endswith(".lock"):
         where = Path(where).with_name(Path(where).name[1:-len(".lock")])  # the file, not its lock beside it
+    elif where is not None and (final := final_name(Path(where).name)) is not None:
+        where = Path(where).with_name(final)  # the file, not its temporary name
     if name == "ENAMETOOLONG" and where is not None:  # the slide's name made an output name too long
         shown = Path(where).name
         # the name that failed may be a longer temporary or lock name beside this one: no byte count

@@ -411,8 +411,8 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     scored = er.is_score_results(pred)  # a 'weakstil score' results.csv: its interval and qc flags judged too
     not_scored: dict[str, str] = {}
     if scored:
-        threshold = er.run_threshold(pred, threshold, oof_path) if asked is None else threshold  # the run's own
         pred, not_scored = er.predictions_from_results(pred, wanted, oof_path, cohort.table)
+        pred, threshold = er.judged_at(pred, asked, threshold, oof_path)  # the run's own threshold, or --threshold
     for col in ("slide_id", "stil_pred"):
         if col not in pred.columns:
             raise WeakSTILError(f"predictions have no {col} column", path=oof_path,

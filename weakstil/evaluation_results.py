@@ -76,8 +76,10 @@ def interval_columns_of(table: pd.DataFrame) -> tuple[str, str, float] | None:
 
 
 def run_threshold(results: pd.DataFrame, default: float, path: Path) -> float:
-    """The sTIL-high threshold the run scored with (its ``threshold`` column), else ``default``,
-    said in the log when the column does not hold one threshold of 0-100 (rows of several runs)."""
+    """The sTIL-high threshold the run scored with (the ``threshold`` column of the rows judged:
+    :func:`predictions_from_results`' table, not the rows of other files or unlabelled slides),
+    else ``default``, said in the log when the column does not hold one threshold of 0-100 (rows of
+    several runs)."""
     if "threshold" not in results.columns:
         return default
     raw = results["threshold"].dropna().astype(str).str.strip().unique()
@@ -88,6 +90,13 @@ def run_threshold(results: pd.DataFrame, default: float, path: Path) -> float:
         log.warning("%s: its threshold column holds %s, not one sTIL%% threshold: the metrics use %g "
                     "(pass --threshold to choose)", path, ", ".join(sorted(raw)[:5]), default)
     return default
+
+
+def judged_at(pred: pd.DataFrame, asked: float | None, default: float, path: Path) -> tuple[pd.DataFrame, float]:
+    """(the predictions with ``near_threshold`` judged at the threshold, the threshold): ``asked``
+    (``--threshold``) or else the run's own (:func:`run_threshold`)."""
+    threshold = run_threshold(pred, default, path) if asked is None else float(asked)
+    return rejudge_near_threshold(pred, threshold, path), threshold
 
 
 def predictions_from_results(results: pd.DataFrame, wanted: set[str], path: Path,
@@ -143,6 +152,8 @@ def predictions_from_results(results: pd.DataFrame, wanted: set[str], path: Path
                         ", ".join(f"{m}: {n} slide{'s' if n > 1 else ''}" for m, n in sorted(models.items())))
     if "qc" in results.columns:
         pred["qc"] = results["qc"].iloc[keep].astype(object).fillna("").astype(str).to_numpy()
+    if "threshold" in results.columns:  # each judged row's own call threshold, as written
+        pred["threshold"] = results["threshold"].iloc[keep].to_numpy()
     for sid in not_scored:
         log.warning("%s: not scored in %s (%s): left out of the metrics", sid, path, not_scored[sid])
     return pred, {sid: not_scored[sid] for sid in sorted(not_scored)}
@@ -178,8 +189,19 @@ def _refused_files(results: pd.DataFrame, ids: pd.Series, status: pd.Series, wan
     for sid, idx in rows.items():
         errors = [i for i in idx if status.iloc[i] == "error"]
         others = [i for i in idx if status.iloc[i] != "error"]
-        if len(idx) < 2 or len(others) != 1 or any(where.iloc[i] == where.iloc[others[0]] for i in errors):
+        if len(idx) < 2 or len(others) != 1:
             continue  # not one file scored and other files refused: judged as rows that differ
+        # a rerun failed on the scored file: score keeps the finished row (and its files) and lists the
+        # failed attempt after it; an error row before it is two runs' rows put together: refused
+        retried = [i for i in errors if where.iloc[i] == where.iloc[others[0]] and i > others[0]]
+        if retried:
+            skip.update(retried)
+            log.warning("%s: %s passed over in %s (a later attempt at the same file failed: %s); the finished score "
+                        "on row %d is used, as 'weakstil score' keeps it", sid, ", ".join(f"row {i + 2}" for i in retried),
+                        path, _error_of(results, retried[-1]), others[0] + 2)
+            errors = [i for i in errors if i not in retried]
+        if not errors or any(where.iloc[i] == where.iloc[others[0]] for i in errors):
+            continue  # nothing more, or the same file failed before it: judged as rows that differ
         labelled = os.path.realpath(files[sid]) if files.get(sid) else None
         refused_labelled = [i for i in errors if labelled and os.path.realpath(where.iloc[i]) == labelled]
         passed = others if refused_labelled else errors
@@ -187,6 +209,12 @@ def _refused_files(results: pd.DataFrame, ids: pd.Series, status: pd.Series, wan
         log.warning("%s: %s in %s (another file with the slide id; 'weakstil score' scores one of them)", sid,
                     ", ".join(f"row {i + 2} ({where.iloc[i]})" for i in passed) + " passed over", path)
     return skip
+
+
+def _error_of(results: pd.DataFrame, i: int) -> str:
+    """Row ``i``'s error text, shortened for a log line."""
+    text = str(results["error"].iloc[i]) if "error" in results.columns and pd.notna(results["error"].iloc[i]) else ""
+    return (text[:120] + "...") if len(text) > 120 else (text or "no reason given")
 
 
 def _refuse_differing_rows(results: pd.DataFrame, ids: pd.Series, wanted: set[str], path: Path) -> None:
@@ -224,6 +252,40 @@ def _bound(results: pd.DataFrame, col: str, keep: list[int], path: Path) -> np.n
 
 def _flags(qc: str) -> list[str]:
     return [f for f in str(qc).split(";") if f.strip()]
+
+
+def rejudge_near_threshold(pred: pd.DataFrame, threshold: float, path: Path) -> pd.DataFrame:
+    """``near_threshold`` judged again at ``threshold`` on the rows scored at another one.
+
+    ``score`` raises the flag when the interval holds *its* threshold (``lower < t <= upper``); an
+    evaluation at another threshold (``--threshold``) would otherwise count the run's flags as its
+    own: a slide whose interval holds the evaluation's threshold as not near it. Rows without an
+    interval, or without a readable threshold of their own, keep their flags."""
+    from weakstil.qc.flags import Flag
+
+    if not {"qc", "stil_lower", "stil_upper", "threshold"} <= set(pred.columns):
+        return pred
+    order = [f.value for f in Flag]
+    own = pd.to_numeric(pred["threshold"], errors="coerce").to_numpy(float)
+    changed, qc = 0, list(pred["qc"])
+    for i, (lo, hi, t) in enumerate(zip(pred["stil_lower"], pred["stil_upper"], own)):
+        if not (np.isfinite(lo) and np.isfinite(hi) and np.isfinite(t)) or t == threshold:
+            continue
+        flags = [f for f in _flags(qc[i]) if f != NEAR_THRESHOLD]
+        if lo < threshold <= hi:  # where score puts it among the flags
+            rank = order.index(NEAR_THRESHOLD)
+            at = sum(1 for f in flags if f in order and order.index(f) < rank)
+            flags.insert(at, NEAR_THRESHOLD)
+        changed += ";".join(flags) != qc[i]
+        qc[i] = ";".join(flags)
+    judged = int(sum(np.isfinite(own) & (own != threshold) & np.isfinite(pred["stil_lower"].to_numpy(float))))
+    if judged:
+        log.info("%s: near_threshold judged again at the threshold %g for %d slide(s) scored at another (%s); "
+                 "%d flag(s) changed", path, threshold, judged,
+                 ", ".join(f"{t:g}" for t in sorted(set(own[np.isfinite(own) & (own != threshold)]))), changed)
+    out = pred.copy()
+    out["qc"] = qc
+    return out
 
 
 def interval_and_flag_metrics(table: pd.DataFrame, level: float | None) -> dict:

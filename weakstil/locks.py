@@ -121,6 +121,14 @@ class OutputLock:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
             except FileNotFoundError:  # another run removed the empty folder just now
                 continue
+            except OSError as exc:  # a folder this run may only read (a shared read-only feature cache):
+                if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):  # a write there fails on its own
+                    raise
+                log.debug("%s: folder not writable (%s); read without a lock", self.path.parent, exc.strerror)
+                with _GUARD:
+                    _HELD[self._key] = [None, 1]
+                self._unlocked = self.held = True
+                return True
             try:
                 if not self._flock(fd, blocking=False):
                     if not blocking:
@@ -203,6 +211,8 @@ class OutputLock:
                 return
             del _HELD[self._key]
             fd = held[0]
+        if fd is None:  # held without a lock file (a read-only folder)
+            return
         try:
             os.unlink(self.path)  # while still holding it: see acquire()
         except OSError:

@@ -70,8 +70,8 @@ def check_meta(meta: object, path: Path, fix: str) -> dict:
             raise WeakSTILError(f"{META_FILE} tiling {key} {value!r} is not a positive "
                                 f"{'whole number' if whole else 'number'}", path=path,
                                 fix="set it back to what 'weakstil train' wrote, or train the model again")
-    threshold = meta.get("threshold")
-    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
+    threshold = meta.get("threshold")  # absent: an older model, read as 30; null: edited (it was read as no number)
+    if "threshold" in meta and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                   or not STIL_RANGE[0] <= threshold <= STIL_RANGE[1]):  # NaN fails too
         raise WeakSTILError(f"{META_FILE} threshold {threshold!r} is not an sTIL% from 0 to 100", path=path,
                             fix="set it back to a number from 0 to 100, as 'weakstil train' wrote it")

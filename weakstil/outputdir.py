@@ -264,10 +264,18 @@ def check_features_out(out: str | Path) -> None:
     check_per_slide_out(out, "embed", "a feature cache per slide")
 
 
-def check_score_features(features: str | Path) -> None:
+def check_score_features(features: str | Path | None, cache_dir: str | Path | None = None) -> None:
     """``weakstil score --features DIR``: the caches score makes are written into DIR, so it is held
     to the rules of embed's ``--out`` (:func:`check_features_out`), said for ``--features``: a model
-    folder given there got a ``<slide_id>.h5`` cache per slide and its marker rewritten."""
+    folder given there got a ``<slide_id>.h5`` cache per slide and its marker rewritten. Without
+    ``--features`` the caches go to ``cache_dir`` (``OUT/features``): a file there is one usage line
+    (it was "File exists. Fix: check the file system", after the run had begun)."""
+    if features is None:
+        if cache_dir is not None and (Path(cache_dir).exists() or Path(cache_dir).is_symlink()) \
+                and not Path(cache_dir).is_dir():
+            raise UsageError("is a file, where 'weakstil score' keeps the feature caches it makes (OUT/features)",
+                             path=cache_dir, fix="move it away, or pass --features DIR for the caches")
+        return
     try:
         check_features_out(features)
     except UsageError as exc:

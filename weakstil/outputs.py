@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -214,3 +216,40 @@ def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: 
                            "properties": props}, fh, separators=(",", ":"))
             fh.write("]}")
     return Path(path)
+
+
+#: The last 12 bytes of every PNG file: its IEND chunk (a file cut short lacks it).
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+
+
+def is_whole(path: Path) -> bool:
+    """Whether a per-slide output is there and whole: a PNG from its signature to its IEND chunk, a
+    GeoJSON one JSON object from its first byte to its last, any other file not empty. A damaged
+    copy or a write cut short (a heatmap of 0 bytes, a GeoJSON QuPath cannot read) is redone by a
+    rerun, not kept as "already scored"."""
+    try:
+        if not path.is_file() or path.stat().st_size == 0:
+            return False
+        if path.suffix == ".png":
+            with open(path, "rb") as f:
+                head = f.read(8)
+                f.seek(-len(_PNG_END), 2)
+                return head == b"\x89PNG\r\n\x1a\n" and f.read() == _PNG_END
+        if path.suffix == ".geojson":  # one JSON object from its first byte to its last (not parsed: a slide of
+            with open(path, "rb") as f:  # 100,000 tiles has tens of MB of GeoJSON, read on every rerun)
+                head = f.read(64).lstrip()
+                f.seek(max(0, path.stat().st_size - 64))
+                return head.startswith(b"{") and f.read().rstrip().endswith(b"}")
+    except (OSError, ValueError):
+        return False
+    return True
+
+
+def all_whole(paths: list[Path]) -> bool:
+    """Whether every one of a slide's outputs is there and whole (:func:`is_whole`); a damaged one
+    is said in the log (the slide is then done again), a missing one is not."""
+    damaged = [p for p in paths if os.path.lexists(p) and not is_whole(p)]
+    for p in damaged:
+        logging.getLogger(__name__).info("%s is damaged (empty or cut short); the slide is scored again", p)
+    return not damaged and all(p.is_file() for p in paths)
+

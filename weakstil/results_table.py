@@ -39,6 +39,12 @@ _SAID_UNREADABLE: set[tuple[str, int]] = set()
 
 def _read_rows(path: Path) -> list[dict]:
     if not path.is_file():
+        if path.is_dir() or path.is_symlink():  # it cannot be written either: said before any slide is scored
+            from weakstil.errors import WeakSTILError
+
+            raise WeakSTILError(f"is {'a directory' if path.is_dir() else 'a broken symbolic link'}, not the results "
+                                "table 'weakstil score' writes there; it is left as it is", path=path,
+                                fix="move it away, or give 'weakstil score' another --out")
         return []
     import pandas as pd
 

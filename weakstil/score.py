@@ -37,6 +37,7 @@ from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
 from weakstil.modeldir import ModelDir
+from weakstil.outputs import all_whole
 from weakstil.results_table import read_previous, write_results
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
 
@@ -190,7 +191,7 @@ def open_context(opts: ScoreOptions) -> _Context:
 
 
 def _outputs_exist(out: Path, slide_id: str) -> bool:
-    return all((out / f"{slide_id}{suffix}").is_file() for suffix in OUTPUT_SUFFIXES)
+    return all_whole([out / f"{slide_id}{suffix}" for suffix in OUTPUT_SUFFIXES])  # (a damaged one: redone)
 
 
 def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx: _Context) -> bool:
@@ -238,14 +239,14 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from weakstil.errors import OutputError, from_os_error
+    from weakstil.errors import OutputError, from_os_error, stop_fix
     from weakstil.fingerprint import recorded_in
     from weakstil.locks import in_turn
     from weakstil.outputdir import check_score_features, mark
     from weakstil.slide_ids import claim_ids
 
-    if opts.features is not None:  # the caches made are written there: not into a model, nor another command's folder
-        check_score_features(opts.features)
+    # the caches made are written there: --features not a model, nor another command's folder; OUT/features a folder
+    check_score_features(opts.features, opts.cache_dir)
     ctx = open_context(opts)
     results_path = opts.out / "results.csv"
     remove_stale_temps(results_path)
@@ -320,7 +321,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 left = len(todo) - done  # not tried (a failed slide whose earlier row stays is not in mine)
                 if left:
                     sys.stderr.write(f"error: stopped after: {stopped.message}; {left} more slide(s) not scored. "
-                                     "Fix: free space and run again (finished slides are kept and skipped).\n")
+                                     f"Fix: {stop_fix(stopped.message)} (finished slides are kept and skipped).\n")
                 break
     if clashes and not mine:  # only clashes: still record them
         with contextlib.suppress(OSError):
@@ -379,7 +380,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
                          progress=progress, decode=opts.decode, planner=ctx.planner(),
                          keep_other_settings=opts.features is not None and not opts.overwrite)  # --features: the user's
-    mark(ctx.opts.cache_dir, "embed")
+    if not result.skipped:  # a cache made here (one reused may lie in a folder this run can only read)
+        mark(ctx.opts.cache_dir, "embed")
     features = FeaturesFile.read(result.path)
     check_features_match_model(ctx.meta, features.attrs, result.path)
     if DARK_IMAGE in (warned := json.loads(features.attrs.get("warnings") or "[]")):  # no brightfield H&E: no number

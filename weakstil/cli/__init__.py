@@ -45,6 +45,30 @@ def _dash_file(exc: Exception, argv: Sequence[str]) -> str | None:
     return next((a for a in argv if a.startswith(name) and os.path.lexists(a)), None)
 
 
+#: Tiling options of tile, embed and pretrain: the commands that read slides with a model or
+#: features take the tiling those were made with, and click's nearest names mean something else
+#: (--slide-mpp the scan's own resolution, --threshold the sTIL-high call, --batch-size).
+_TILING_OPTIONS = ("--mpp", "--tile-size", "--overlap", "--tissue-threshold")
+
+
+def _tiling_option(exc: Exception, where: str) -> str | None:
+    """The line for a tiling option given to a command that has none (``score --mpp 1``)."""
+    name = getattr(exc, "option_name", None)
+    if type(exc).__name__ != "NoSuchOption" or name not in _TILING_OPTIONS:
+        return None
+    ctx = getattr(exc, "ctx", None)
+    if ctx is None or ctx.command.name not in ("score", "evaluate", "report", "train", "apply"):
+        return None  # synth, info...: click's own line
+    has = {o for p in ctx.command.params for o in getattr(p, "opts", ())}
+    slide_mpp = "; --slide-mpp only states a scan's own µm/px (a file without one)" if "--slide-mpp" in has else ""
+    if "--model" in has:
+        return (f"no such option: {name} ({where} reads slides at its model's tiling: model.json 'tiling', the µm/px, "
+                f"tile size, overlap and tissue threshold it was trained at). Fix: for another tiling, embed and "
+                f"train at it ('weakstil embed {name} ...'){slide_mpp}.")
+    return (f"no such option: {name} ({where} takes the tiling of its feature files). Fix: embed at the tiling "
+            f"wanted ('weakstil embed {name} ...') and pass those features.")
+
+
 def usage_error_line(exc: Exception, argv: Sequence[str] = ()) -> str:
     """A command-line mistake (bad value, unknown option, missing argument) as one line; ``argv``
     (the command line) lets an unknown option that is really a file named ``-...`` say so."""
@@ -53,6 +77,8 @@ def usage_error_line(exc: Exception, argv: Sequence[str] = ()) -> str:
     message = (exc.format_message() if hasattr(exc, "format_message") else str(exc)).strip().rstrip(".")
     message = message[0].lower() + message[1:] if message[:1].isupper() and message[1:2].islower() else message
     dash_file = _dash_file(exc, argv)
+    if (tiling := _tiling_option(exc, where)) is not None:
+        return tiling
     if dash_file is not None:
         return (f"{message} ({dash_file} is a file whose name starts with '-'). Fix: put -- before the file names "
                 f"(options go before it: '{where} -- {dash_file}'), or write it as ./{dash_file}.")

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from weakstil.errors import OutputError, UsageError, WeakSTILError, from_os_error, short_reason
+from weakstil.errors import OutputError, UsageError, WeakSTILError, from_os_error, short_reason, stop_fix
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: Exit codes of a run stopped by Ctrl-C (128 + SIGINT) or SIGTERM (128 + SIGTERM), as shells report them.
@@ -145,8 +145,8 @@ class Failures:
         """Report the inputs left out after the batch stopped."""
         self.not_processed += n
         if n:
-            error_line(f"stopped after: {self.stopped}; {n} more input(s) not processed. Fix: free space and run "
-                       "again (finished outputs are kept and skipped).")
+            error_line(f"stopped after: {self.stopped}; {n} more input(s) not processed. Fix: {stop_fix(self.stopped)} "
+                       "(finished outputs are kept and skipped).")
 
     def exit(self) -> None:
         """Exit 1 when any input failed (after a summary line when the batch had several)."""

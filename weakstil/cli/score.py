@@ -83,6 +83,11 @@ def score(
                     ", ".join(sorted(set(others.values()))))
     if ok < len(paths):
         raise typer.Exit(1)
+    from weakstil.results_table import read_previous
+
+    written = read_previous(out / "results.csv")
+    if any(str(r["slide_id"]) not in written for r in rows):
+        raise typer.Exit(1)  # every slide scored, but results.csv could not take a row (its error line said why)
 
 
 def _not_our_outputs(paths: list[Path], out: Path, cache_dir: Path) -> list[Path]:

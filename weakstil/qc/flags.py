@@ -57,6 +57,7 @@ from typing import Any
 
 import numpy as np
 
+from weakstil.metrics import STIL_DECIMALS
 from weakstil.qc.image import BLURRY_TILE, IMAGE_STATS_VERSION, ImageStats
 from weakstil.slide import COARSER_TOLERANCE  # the margin past which a scan is refused or read upsampled
 
@@ -219,7 +220,10 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
         why[Flag.OUT_OF_DISTRIBUTION.value] = "; ".join(ood)
     if n_bed_tiles < min_bed_tiles:
         why[Flag.FEW_TUMORBED_TILES.value] = f"{n_bed_tiles} tumour-bed tiles < {min_bed_tiles}"
-    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) and low < threshold <= high:
+    # on the interval as written (results.csv's 4 decimals), as the call is made on the sTIL% written: an upper
+    # end of 7.46416 written 7.4642 held the threshold 7.4642 in the table without the flag
+    if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) \
+            and round(low, STIL_DECIMALS) < threshold <= round(high, STIL_DECIMALS):
         why[Flag.NEAR_THRESHOLD.value] = f"interval {low:.1f}-{high:.1f} contains the threshold {float(threshold):.10g}"
     if image is not None and image_ref is not None and int(image_ref.get("version", 0)) == image.version:
         reasons = stain_outside(image, image_ref["stain"])
