@@ -225,7 +225,23 @@ def _annotated_grid_slide(seed: int, dark_sheet: bool, infiltrate_lobe: bool = F
     return AnnotatedSlide(f"s{seed}", features, geom, bed, stats, list(COLUMNS))
 
 
-def test_the_veto_restore_rule_is_chosen_by_cross_validation(monkeypatch):
+@pytest.fixture(scope="module")
+def plain_detector():
+    """A detector trained on four toy slides whose tumour shows pale nuclei (shared: training is the slow part)."""
+    from weakstil.tumorbed.training import train_detector
+
+    return train_detector([_annotated_grid_slide(i, dark_sheet=False) for i in range(4)])
+
+
+@pytest.fixture(scope="module")
+def sheet_detector():
+    """... and on four whose tumour is half a solid sheet of dark, lymphocyte-sized nuclei."""
+    from weakstil.tumorbed.training import train_detector
+
+    return train_detector([_annotated_grid_slide(i, dark_sheet=True) for i in range(4)])
+
+
+def test_the_veto_restore_rule_is_chosen_by_cross_validation(monkeypatch, plain_detector, sheet_detector):
     """Where the annotated slides show solid sheets of dark tumour that the veto reads as lymphoid,
     training keeps them in the bed by restoring lymphoid groups next to tumour evidence alone; where
     they do not, the rule as given (tumour cells by both readings) stays. The looser rule restores
@@ -234,20 +250,20 @@ def test_the_veto_restore_rule_is_chosen_by_cross_validation(monkeypatch):
     from weakstil.tumorbed.training import train_detector
 
     sheet_slides = [_annotated_grid_slide(i, dark_sheet=True) for i in range(4)]
-    sheets = train_detector(sheet_slides)
+    sheets = sheet_detector
     assert sheets.veto.enabled and sheets.veto.restore_tumour_nuclei_area == 0.0
     search = {r["restore_tumour_nuclei_area"]: r["dice_mean"] for r in sheets.meta["lymphoid_veto_search"]}
     gain = search[0.0] - search[LymphoidVeto().restore_tumour_nuclei_area]
     assert gain > 0.05 > training.RESTORE_MIN_GAIN
     monkeypatch.setattr(training, "RESTORE_MIN_GAIN", gain + 0.001)  # the same gain under a higher bar
     assert train_detector(sheet_slides).veto == LymphoidVeto()
-    plain = train_detector([_annotated_grid_slide(i, dark_sheet=False) for i in range(4)])
+    plain = plain_detector
     assert plain.veto == LymphoidVeto()  # a tie: the rule as given
     assert len({r["dice_mean"] for r in plain.meta["lymphoid_veto_search"]}) == 1
 
 
 
-def test_the_reach_of_contiguous_infiltrate_is_chosen_by_cross_validation():
+def test_the_reach_of_contiguous_infiltrate_is_chosen_by_cross_validation(plain_detector):
     """Annotated beds that hold a dense infiltrate past the tumour teach the detector to take in
     the infiltrate touching its bed; annotated beds that do not leave the reach at 0."""
     from weakstil.tumorbed.training import INFILTRATE_REACH_UM, train_detector
@@ -256,7 +272,7 @@ def test_the_reach_of_contiguous_infiltrate_is_chosen_by_cross_validation():
     assert lobes.shape.infiltrate_um > 0
     search = {r["infiltrate_um"]: r["dice_mean"] for r in lobes.meta["infiltrate_search"]}
     assert set(search) == set(INFILTRATE_REACH_UM) and search[lobes.shape.infiltrate_um] > search[0.0] + 0.03
-    plain = train_detector([_annotated_grid_slide(i, dark_sheet=False) for i in range(4)])
+    plain = plain_detector
     assert plain.shape.infiltrate_um == 0.0
     off = train_detector([_annotated_grid_slide(i, dark_sheet=False, infiltrate_lobe=True) for i in range(4)],
                          infiltrate=False)  # tumorbed train --no-infiltrate
@@ -421,7 +437,8 @@ def test_the_tumour_cell_gate_looks_beside_the_tile_and_steps_aside_when_it_woul
     assert said == "1 tiles" and kept[near].min() == pytest.approx(0.9) and kept[~near].max() == 0.0
 
 
-def test_the_tumour_cell_gate_is_recorded_and_kept_unless_the_annotations_contradict_it(tmp_path):
+def test_the_tumour_cell_gate_is_recorded_and_kept_unless_the_annotations_contradict_it(tmp_path, plain_detector,
+                                                                                        sheet_detector):
     """Kept on annotated slides whose tumour shows pale nuclei (no loss of held-out Dice); switched
     off where the annotated tumour is a solid sheet of hyperchromatic cells the stain measure does
     not see as tumour nuclei (the gate would strip it, losing more than CELL_GATE_MAX_LOSS)."""
@@ -429,11 +446,11 @@ def test_the_tumour_cell_gate_is_recorded_and_kept_unless_the_annotations_contra
     from weakstil.tumorbed.detector import TumorBedDetector
     from weakstil.tumorbed.training import CELL_GATE_MAX_LOSS, train_detector
 
-    plain = train_detector([_annotated_grid_slide(i, dark_sheet=False) for i in range(4)])
+    plain = plain_detector
     assert plain.cell_gate == TumourCellGate()
     search = {r["tumour_cell_gate"]: r["dice_mean"] for r in plain.meta["tumour_cell_gate_search"]}
     assert search[True] >= search[False] - CELL_GATE_MAX_LOSS
-    sheets = train_detector([_annotated_grid_slide(i, dark_sheet=True) for i in range(4)])
+    sheets = sheet_detector
     search = {r["tumour_cell_gate"]: r["dice_mean"] for r in sheets.meta["tumour_cell_gate_search"]}
     assert search[True] < search[False] - CELL_GATE_MAX_LOSS and not sheets.cell_gate.enabled
     assert not train_detector([_annotated_grid_slide(0, dark_sheet=False), _annotated_grid_slide(1, dark_sheet=False)],
