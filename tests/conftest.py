@@ -153,6 +153,16 @@ def write_training_csv(path: Path, labels, cohort: Path, columns: tuple[str, ...
     return path
 
 
+def one_epoch_model(root: Path, seed: int, slides: int = 4, size_mm: tuple[float, float] = (0.6, 0.6)):
+    """A model trained for one epoch (one fold) on a small embedded cohort (:func:`embedded_cohort`):
+    ``(root / "model", cohort, labels, features)``."""
+    cohort, labels, features = embedded_cohort(root, slides, seed=seed, size_mm=size_mm)
+    write_training_csv(root / "train.csv", labels, cohort)
+    run_cli("train", root / "train.csv", "-f", features, "-o", root / "model", "--folds", "1", "--epochs", "1",
+            check=True)
+    return root / "model", cohort, labels, features
+
+
 @pytest.fixture
 def cmu() -> Path:
     return CMU

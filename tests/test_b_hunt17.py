@@ -27,18 +27,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import embedded_cohort, run_cli, write_training_csv
+from conftest import one_epoch_model, run_cli
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A model trained for one epoch on four small synthetic slides, and one of its slides."""
-    root = tmp_path_factory.mktemp("h17b")
-    cohort, labels, features = embedded_cohort(root, 4, seed=5, size_mm=(0.6, 0.6))
-    write_training_csv(root / "train.csv", labels, cohort)
-    run_cli("train", root / "train.csv", "-f", features, "-o", root / "model", "--folds", "1", "--epochs", "1",
-            check=True)
-    return root / "model", cohort / labels["path"].iloc[0]
+    model, cohort, labels, _ = one_epoch_model(tmp_path_factory.mktemp("h17b"), seed=5)
+    return model, cohort / labels["path"].iloc[0]
 
 
 def _listing(folder: Path) -> dict[str, bytes]:

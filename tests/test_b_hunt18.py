@@ -54,19 +54,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import embedded_cohort, run_cli, write_training_csv
+from conftest import one_epoch_model, run_cli
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A model trained for one epoch on four small synthetic slides, their feature caches and slides."""
-    root = tmp_path_factory.mktemp("h18b")
-    cohort, labels, features = embedded_cohort(root, 4, seed=18, size_mm=(0.6, 0.6))
-    write_training_csv(root / "train.csv", labels, cohort)
-    run_cli("train", root / "train.csv", "-f", features, "-o", root / "model", "--folds", "1", "--epochs", "1",
-            check=True)
+    model, cohort, labels, features = one_epoch_model(tmp_path_factory.mktemp("h18b"), seed=18)
     slides = [cohort / p for p in labels["path"]]
-    return {"model": root / "model", "features": features, "slides": slides, "labels": labels}
+    return {"model": model, "features": features, "slides": slides, "labels": labels}
 
 
 def _results(out: Path) -> pd.DataFrame:
