@@ -20,23 +20,17 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 import pandas as pd
 
+from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, CohortError, _check_first_line_is_header,
+                                 _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter)
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files.paths import feature_path
 
 log = logging.getLogger(__name__)
 
-#: The fix of a CSV whose rows have more fields than its header (most often a decimal comma).
-DECIMAL_FIX = "write decimals with a point (30.5, not 30,5) and quote fields that hold commas"
-
-REQUIRED_COLUMNS = ("slide_id", "path", "stil")
 #: Used as group column when the user does not name one and the CSV has it.
 DEFAULT_GROUP_COLUMN = "group"
 #: Values of ``--group-column`` that switch grouping off.
 NO_GROUP = {"", "none", "no", "off"}
-
-
-class CohortError(WeakSTILError):
-    """The cohort CSV has missing columns or bad rows."""
 
 
 @dataclass
@@ -167,34 +161,6 @@ def _same_slide(first: dict[str, tuple[str, int]], key: str, sid: str, row: int,
     return None
 
 
-def _csv_rows(csv_path: Path) -> list[list[str]]:
-    """The CSV's non-blank rows as fields ([] when it cannot be read as text)."""
-    import csv
-
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            return [r for r in csv.reader(f, skipinitialspace=True) if any(c.strip() for c in r)]
-    except (OSError, UnicodeDecodeError, csv.Error):
-        return []
-
-
-def _trailing_delimiter(csv_path: Path) -> bool:
-    """Whether every data row ends in one empty field more than the header has (a spreadsheet's
-    trailing delimiter), rather than a decimal comma splitting a value in two."""
-    rows = _csv_rows(csv_path)
-    return len(rows) >= 2 and all(len(r) == len(rows[0]) + 1 and r[-1].strip() == "" for r in rows[1:])
-
-
-def _check_first_line_is_header(csv_path: Path) -> None:
-    """A title or comment line above the header (one field, rows of several below) is named as
-    such, not taken for rows with decimal commas or a missing column."""
-    rows = _csv_rows(csv_path)
-    if len(rows) >= 2 and len(rows[0]) == 1 and not any(sep in rows[0][0] for sep in ";\t|") \
-            and any(len(r) >= len(REQUIRED_COLUMNS) for r in rows[1:]):
-        raise CohortError(f"the first line is not the header (it reads {rows[0][0][:60]!r})", path=csv_path,
-                          fix="delete the line(s) above the header slide_id,path,stil (a title or comment)")
-
-
 #: Columns of a 'weakstil score' results.csv that a cohort CSV of labels does not have.
 SCORE_RESULT_COLUMNS = ("status", "model_id", "encoder_id", "n_tumorbed_tiles", "tumorbed_source")
 
@@ -232,6 +198,9 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                           fix="write a header 'slide_id,path,stil' and one row per slide") from None
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         _check_first_line_is_header(csv_path)
+        header = _csv_rows(csv_path)[:1]
+        if header and len(header[0]) == 1:  # 'slide_id;path;stil': a decimal comma in some rows split them
+            _refuse_other_separator(header[0], csv_path)
         first = str(exc).splitlines()[0]
         fix = (f"a row has more fields than the header: {DECIMAL_FIX}" if "fields" in first
                else "save it as a comma-separated UTF-8 text file")
@@ -247,11 +216,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if group_col is not None and group_col not in columns:
         missing.append(f"{group_col} (the --group-column)")
-    if missing and len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
-        sep = next(s for s in ";\t|" if s in columns[0])
-        raise CohortError(f"the CSV is separated by {sep!r}, not commas (one column: {columns[0]})", path=csv_path,
-                          fix="save it as a comma-separated file with the header slide_id,path,stil (and decimals "
-                              "with a point)")
+    if missing and len(columns) == 1:
+        _refuse_other_separator(columns, csv_path)
     if not isinstance(raw.index, pd.RangeIndex):  # every row has one field more than the header (pandas made it the index)
         _check_first_line_is_header(csv_path)
         if not _trailing_delimiter(csv_path):
@@ -265,10 +231,12 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         raw.columns = [str(c).strip() for c in raw.columns]
     if missing:
         _check_first_line_is_header(csv_path)
+        renames = _column_renames(missing, columns)
         raise CohortError(
             f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",
             path=csv_path,
-            fix="the header must have slide_id,path,stil (plus the group column if one is named)",
+            fix=(f"rename {renames} in the header; " if renames else "")
+            + "the header must have slide_id,path,stil (plus the group column if one is named)",
         )
     if len(raw) == 0:
         raise CohortError("cohort CSV has no rows", path=csv_path, fix="add one row per slide")
@@ -481,10 +449,13 @@ def id_mismatch_fix(missing: list[str], found: list[str]) -> str | None:
         low = sid.lower()
         return next((sid[:-len(x)] for x in SLIDE_FILE_SUFFIXES if low.endswith(x)), sid)
 
-    by_stem = {stem(f): f for f in found}
-    pairs = [(m, by_stem[stem(m)]) for m in missing if stem(m) in by_stem and by_stem[stem(m)] != m]
+    by_stem = {stem(f).casefold(): f for f in found}  # TCGA-A1-... against tcga-a1-...: ids are case-sensitive
+    pairs = [(m, by_stem[stem(m).casefold()]) for m in missing
+             if stem(m).casefold() in by_stem and by_stem[stem(m).casefold()] != m]
     if not pairs:
         return None
     m, f = pairs[0]
-    return (f"{len(pairs)} of them differ from the predictions' ids only by a file extension ('{m}' against "
+    how = ("in letter case" if m.casefold() == f.casefold() else "by a file extension" if stem(m) == stem(f)
+           else "by a file extension and letter case")
+    return (f"{len(pairs)} of them differ from the predictions' ids only {how} ('{m}' against "
             f"'{f}'): write slide_id as the predictions do (score writes the file name without its extension)")

@@ -1,0 +1,87 @@
+"""Fault hunt 18c: the cohort CSV a lab brings to train/evaluate when retraining on its own cohort."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from weakstil.cohort import CohortError, read_cohort
+
+LABELS = {"s0": 5.0, "s1": 15.5, "s2": 30.0, "s3": 54.5}
+
+
+def _slides(tmp_path: Path) -> Path:
+    (tmp_path / "slides").mkdir()
+    for sid in LABELS:
+        (tmp_path / "slides" / f"{sid}.tiff").write_bytes(b"x")
+    return tmp_path
+
+
+def _refused(csv: Path) -> str:
+    with pytest.raises(CohortError) as info:
+        read_cohort(csv)
+    return " ".join(str(info.value).split())
+
+
+def test_semicolon_csv_with_some_decimal_commas_is_named_as_semicolon_separated(tmp_path) -> None:
+    """A European spreadsheet's 'CSV': ';' between fields, a decimal comma in the non-whole labels
+    only (45 and 15,5). The rows with a decimal comma have two fields against the header's one, so
+    pandas fails to parse, and the error said 'a row has more fields than the header: write
+    decimals with a point' without naming the semicolons (the same file with every label whole or
+    every label decimal was named 'separated by ;')."""
+    root = _slides(tmp_path)
+    csv = root / "labels.csv"
+    rows = [f"{s};slides/{s}.tiff;{str(v).replace('.', ',') if v % 1 else int(v)};c{i % 2}"
+            for i, (s, v) in enumerate(LABELS.items())]
+    csv.write_bytes(("\ufeffslide_id;path;stil;group\r\n" + "\r\n".join(rows) + "\r\n").encode())
+    said = _refused(csv)
+    assert "separated by ';', not commas" in said and str(csv) in said
+    assert "save it as a comma-separated file" in said
+
+
+@pytest.mark.parametrize("header, rename", [
+    ("slide_id,path,sTIL", "'sTIL' to 'stil'"),
+    ("slide_id,path,TILs (%)", "'TILs (%)' to 'stil'"),
+    ("slide_id,path,stil_pct", "'stil_pct' to 'stil'"),
+    ("Slide_ID,Path,sTIL%", "'Slide_ID' to 'slide_id', 'Path' to 'path', 'sTIL%' to 'stil'"),
+])
+def test_a_labs_own_column_names_get_the_rename_as_the_fix(tmp_path, header, rename) -> None:
+    """The label column of a lab's sheet ('sTIL', 'TILs (%)', 'Slide_ID'): refused as 'missing
+    column stil' with the generic fix; the fix now names the column to rename."""
+    root = _slides(tmp_path)
+    csv = root / "labels.csv"
+    csv.write_text(header + "\n" + "".join(f"{s},slides/{s}.tiff,{v}\n" for s, v in LABELS.items()))
+    said = _refused(csv)
+    assert f"Fix: rename {rename} in the header" in said and str(csv) in said
+
+
+def test_an_unrelated_column_name_gets_no_rename(tmp_path) -> None:
+    root = _slides(tmp_path)
+    csv = root / "labels.csv"
+    csv.write_text("slide_id,path,score\n" + "".join(f"{s},slides/{s}.tiff,{v}\n" for s, v in LABELS.items()))
+    said = _refused(csv)
+    assert "missing column stil" in said and "rename" not in said
+
+
+def test_label_ids_in_another_letter_case_get_a_fix_that_says_so(tmp_path) -> None:
+    """TCGA-style labels in upper case (S0) against predictions with the file names' case (s0):
+    'N cohort slides have no prediction', fix 'use predictions made for this cohort', which they
+    were. The fix now says the ids differ only in letter case."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.evaluation import evaluate_oof
+
+    root = _slides(tmp_path)
+    labels = root / "labels.csv"
+    pd.DataFrame({"slide_id": [s.upper() for s in LABELS], "path": [f"slides/{s}.tiff" for s in LABELS],
+                  "stil": list(LABELS.values())}).to_csv(labels, index=False)
+    oof = tmp_path / "oof_predictions.csv"
+    pd.DataFrame({"slide_id": list(LABELS), "stil_true": list(LABELS.values()),
+                  "stil_pred": [v + 3 for v in LABELS.values()], "fold": [0, 1, 0, 1],
+                  "group": list(LABELS)}).to_csv(oof, index=False)
+    with pytest.raises(WeakSTILError) as info:
+        evaluate_oof(labels, oof, tmp_path / "ev")
+    said = " ".join(str(info.value).split())
+    assert "4 of them differ from the predictions' ids only in letter case ('S0' against 's0')" in said
+    assert not (tmp_path / "ev").exists()

@@ -1,0 +1,75 @@
+"""The cohort CSV as a file: its header, separator and line shapes, checked before its rows
+(:func:`weakstil.cohort.read_cohort`), each refused with the cause and the fix."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from weakstil.errors import WeakSTILError
+
+#: The fix of a CSV whose rows have more fields than its header (most often a decimal comma).
+DECIMAL_FIX = "write decimals with a point (30.5, not 30,5) and quote fields that hold commas"
+
+REQUIRED_COLUMNS = ("slide_id", "path", "stil")
+
+
+class CohortError(WeakSTILError):
+    """The cohort CSV has missing columns or bad rows."""
+
+
+def _csv_rows(csv_path: Path) -> list[list[str]]:
+    """The CSV's non-blank rows as fields ([] when it cannot be read as text)."""
+    import csv
+
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            return [r for r in csv.reader(f, skipinitialspace=True) if any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _refuse_other_separator(columns: list[str], csv_path: Path) -> None:
+    """A header read as one column that holds ';', a tab or '|': the file is not comma-separated
+    (a European spreadsheet's 'CSV' uses ';' and decimal commas)."""
+    if len(columns) == 1 and any(sep in columns[0] for sep in ";\t|"):
+        sep = next(s for s in ";\t|" if s in columns[0])
+        raise CohortError(f"the CSV is separated by {sep!r}, not commas (one column: {columns[0].strip()})",
+                          path=csv_path, fix="save it as a comma-separated file with the header slide_id,path,stil "
+                                             "(and decimals with a point)")
+
+
+#: Other names of the required columns (lower case, letters only): a lab's own header.
+COLUMN_ALIASES = {"slide_id": {"slideid", "slide", "slidename", "id", "image", "imageid"},
+                  "path": {"path", "file", "filepath", "filename", "slidepath", "slidefile"},
+                  "stil": {"stil", "stils", "stilpct", "stilpercent", "stromaltil", "stromaltils", "til", "tils",
+                           "tilpct", "tilspct", "tilscore", "tilsscore", "tilspercent"}}
+
+
+def _column_renames(missing: list[str], columns: list[str]) -> str:
+    """'sTIL' to 'stil', ...: the CSV's columns that name a missing required column another way
+    ('' when none does)."""
+    pairs = []
+    for want in missing:
+        keys = COLUMN_ALIASES.get(want, set())
+        found = [c for c in columns if re.sub(r"[^a-z]", "", c.casefold()) in keys and c not in REQUIRED_COLUMNS]
+        if len(found) == 1:
+            pairs.append(f"{found[0]!r} to {want!r}")
+    return ", ".join(pairs)
+
+
+def _trailing_delimiter(csv_path: Path) -> bool:
+    """Whether every data row ends in one empty field more than the header has (a spreadsheet's
+    trailing delimiter), rather than a decimal comma splitting a value in two."""
+    rows = _csv_rows(csv_path)
+    return len(rows) >= 2 and all(len(r) == len(rows[0]) + 1 and r[-1].strip() == "" for r in rows[1:])
+
+
+def _check_first_line_is_header(csv_path: Path) -> None:
+    """A title or comment line above the header (one field, rows of several below) is named as
+    such, not taken for rows with decimal commas or a missing column."""
+    rows = _csv_rows(csv_path)
+    if len(rows) >= 2 and len(rows[0]) == 1 and not any(sep in rows[0][0] for sep in ";\t|") \
+            and any(len(r) >= len(REQUIRED_COLUMNS) for r in rows[1:]):
+        raise CohortError(f"the first line is not the header (it reads {rows[0][0][:60]!r})", path=csv_path,
+                          fix="delete the line(s) above the header slide_id,path,stil (a title or comment)")
