@@ -85,3 +85,29 @@ def test_label_ids_in_another_letter_case_get_a_fix_that_says_so(tmp_path) -> No
     said = " ".join(str(info.value).split())
     assert "4 of them differ from the predictions' ids only in letter case ('S0' against 's0')" in said
     assert not (tmp_path / "ev").exists()
+
+
+@pytest.mark.parametrize("header, label", [("slide_id,path,stil", ""), ("slide_id,path", None)])
+def test_the_tumour_bed_detector_and_report_take_a_cohort_csv_without_labels(tmp_path, header, label) -> None:
+    """'tumorbed train --cohort', 'tumorbed apply --cohort' and 'report --cohort' use the CSV to
+    pick and locate slides, never its sTIL%: a new cohort's slide list with the labels still to
+    come (empty, or no stil column) was refused as 'N bad rows: stil is empty' / 'missing column
+    stil'. The scoring and training commands still require labels."""
+    from conftest import run_cli
+    from weakstil.cli.tumorbed import cohort_ids
+    from weakstil.report import _cohort_slides
+
+    root = _slides(tmp_path)
+    csv = root / "slides.csv"
+    cells = (lambda s: f"{s},slides/{s}.tiff") if label is None else (lambda s: f"{s},slides/{s}.tiff,{label}")
+    csv.write_text(header + "\n" + "".join(cells(s) + "\n" for s in LABELS))
+    (tmp_path / "features").mkdir()
+    (tmp_path / "outlines").mkdir()
+    proc = run_cli("tumorbed", "train", "--features", tmp_path / "features", "--annotations", tmp_path / "outlines",
+                   "--out", tmp_path / "tb", "--cohort", csv)
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode != 0 and "stil" not in said and str(csv) not in said  # refused for its lack of outlines
+    assert cohort_ids(csv, [tmp_path / "features" / "s1.h5"]) == {"s1": "s1"}
+    assert sorted(_cohort_slides(csv)) == sorted(LABELS)
+    with pytest.raises(CohortError):  # train and evaluate: the labels are what they learn and judge on
+        read_cohort(csv)

@@ -213,7 +213,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         raise CohortError(f"the header has the column {twice[0].rsplit('.', 1)[0]!r} more than once", path=csv_path,
                           fix="keep one column of each name (slide_id, path, stil)")
     group_col = resolve_group_column(columns, group_column)
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+    # without labels required (a slide list for the tumour-bed detector, a report), 'stil' may be absent
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns and (require_labels or c != "stil")]
     if group_col is not None and group_col not in columns:
         missing.append(f"{group_col} (the --group-column)")
     if missing and len(columns) == 1:
@@ -296,7 +297,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         if check_files and full is not None and full.is_file() and sid:
             same = _same_slide(first_file, f"file {full.resolve()}", sid, row, "the same slide file as")
             reasons += [same] if same else []
-        stil_raw = str(rec["stil"])
+        stil_raw = str(rec.get("stil", ""))
         stil, why = _parse_stil(stil_raw)
         if why and (require_labels or stil_raw.strip() != ""):
             reasons.append(why)

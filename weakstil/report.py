@@ -105,7 +105,7 @@ def _cohort_slides(cohort_csv: Path | None) -> dict[str, Path]:
         return {}
     from weakstil.cohort import read_cohort
 
-    cohort = read_cohort(cohort_csv, check_files=False)
+    cohort = read_cohort(cohort_csv, check_files=False, require_labels=False)  # it locates slides: no sTIL% needed
     return {sid: Path(p) for sid, p in zip(cohort.table["slide_id"], cohort.table["path"])}
 
 

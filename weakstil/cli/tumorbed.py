@@ -65,7 +65,7 @@ def tumorbed_train(
     if cohort is not None:  # a shared feature folder may also hold slides outside the cohort
         from weakstil.cohort import read_cohort
 
-        table = read_cohort(cohort, check_files=False).table
+        table = read_cohort(cohort, check_files=False, require_labels=False).table  # the bed needs no sTIL%
         slide_ids, slide_paths = list(table["slide_id"]), dict(zip(table["slide_id"], table["path"]))
     model = train_tumorbed_from_cache(features, annotations, slide_ids=slide_ids, slide_paths=slide_paths,
                                        max_slides=max_slides, seed=seed,
@@ -142,7 +142,7 @@ def cohort_ids(cohort: Path, paths: list) -> dict[str, str]:
     from weakstil.errors import UsageError
     from weakstil.slide import slide_id_from_path
 
-    table = read_cohort(cohort, check_files=False).table
+    table = read_cohort(cohort, check_files=False, require_labels=False).table  # the bed needs no sTIL%
     by_name = {}
     for sid, slide in zip(table["slide_id"], table["path"]):
         by_name.setdefault(str(sid), str(sid))
