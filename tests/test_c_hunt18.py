@@ -111,3 +111,18 @@ def test_the_tumour_bed_detector_and_report_take_a_cohort_csv_without_labels(tmp
     assert sorted(_cohort_slides(csv)) == sorted(LABELS)
     with pytest.raises(CohortError):  # train and evaluate: the labels are what they learn and judge on
         read_cohort(csv)
+
+
+@pytest.mark.parametrize("content, what", [
+    (b"PK\x03\x04\x14\x00\x00\x00\x08\x00\xcc\x9a[Content_Types].xml", "an Excel workbook (.xlsx)"),
+    (b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1\x00\x00", "an Excel 97-2003 workbook (.xls)"),
+    ("slide_id\tpath\tstil\ns0\tslides/s0.tiff\t5\n".encode("utf-16"), "UTF-16 text"),
+])
+def test_a_spreadsheet_passed_as_the_csv_is_named_as_one(tmp_path, content, what) -> None:
+    """The lab's labels.xlsx (or Excel's 'Unicode Text') passed as the cohort CSV: refused as
+    'cannot parse the cohort CSV ('utf-8' codec can't decode byte 0xcc in position 10...)'."""
+    root = _slides(tmp_path)
+    csv = root / "labels.csv"
+    csv.write_bytes(content)
+    said = _refused(csv)
+    assert f"is {what}" in said and "codec" not in said and "'CSV UTF-8 (Comma delimited)'" in said

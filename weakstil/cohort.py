@@ -21,7 +21,8 @@ import numpy as np
 import pandas as pd
 
 from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, CohortError, _check_first_line_is_header,
-                                 _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter)
+                                 _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter,
+                                 SAVE_AS_CSV, refuse_not_text)
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files.paths import feature_path
 
@@ -191,6 +192,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         raise CohortError("cohort CSV not found", path=csv_path, fix="check the path")
     if csv_path.is_dir():
         raise CohortError("is a directory, not a cohort CSV", path=csv_path, fix="pass the CSV file")
+    refuse_not_text(csv_path)
     try:
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
     except pd.errors.EmptyDataError:
@@ -203,7 +205,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             _refuse_other_separator(header[0], csv_path)
         first = str(exc).splitlines()[0]
         fix = (f"a row has more fields than the header: {DECIMAL_FIX}" if "fields" in first
-               else "save it as a comma-separated UTF-8 text file")
+               else f"save it as a comma-separated UTF-8 text file ({SAVE_AS_CSV.removeprefix('save it ')})"
+               if isinstance(exc, UnicodeDecodeError) else "save it as a comma-separated UTF-8 text file")
         raise CohortError(f"cannot parse the cohort CSV ({first})", path=csv_path, fix=fix) from None
     raw.columns = [str(c).strip() for c in raw.columns]
     columns = list(raw.columns)

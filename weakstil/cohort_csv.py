@@ -73,3 +73,24 @@ def _check_first_line_is_header(csv_path: Path) -> None:
             and any(len(r) >= len(REQUIRED_COLUMNS) for r in rows[1:]):
         raise CohortError(f"the first line is not the header (it reads {rows[0][0][:60]!r})", path=csv_path,
                           fix="delete the line(s) above the header slide_id,path,stil (a title or comment)")
+
+
+#: Spreadsheet fix: how to write the cohort CSV from Excel (LibreOffice: 'Text CSV', UTF-8, ',').
+SAVE_AS_CSV = "save it from the spreadsheet as 'CSV UTF-8 (Comma delimited)' with the header slide_id,path,stil"
+
+
+def refuse_not_text(csv_path: Path) -> None:
+    """An Excel workbook (.xlsx, .xls) or UTF-16 text (Excel's 'Unicode Text') passed as the cohort
+    CSV is named as what it is, not as a UTF-8 decoding error at some byte."""
+    try:
+        with open(csv_path, "rb") as f:
+            head = f.read(8)
+    except OSError:
+        return
+    what = ("an Excel workbook (.xlsx), not a CSV" if head.startswith(b"PK\x03\x04") else
+            "an Excel 97-2003 workbook (.xls), not a CSV" if head.startswith(b"\xd0\xcf\x11\xe0") else
+            "UTF-16 text (a spreadsheet's 'Unicode Text'), not UTF-8" if head[:2] in (b"\xff\xfe", b"\xfe\xff")
+            else None)
+    if what is not None:
+        raise CohortError(f"is {what}", path=csv_path, fix=SAVE_AS_CSV)
+
