@@ -126,3 +126,18 @@ def test_a_spreadsheet_passed_as_the_csv_is_named_as_one(tmp_path, content, what
     csv.write_bytes(content)
     said = _refused(csv)
     assert f"is {what}" in said and "codec" not in said and "'CSV UTF-8 (Comma delimited)'" in said
+
+
+def test_a_group_column_named_in_another_case_gets_the_column_as_the_fix(tmp_path) -> None:
+    """'--group-column centre' for the lab's column 'Centre': 'missing column centre' with the fix
+    'the header must have slide_id,path,stil': the fix now names the column to pass."""
+    root = _slides(tmp_path)
+    csv = root / "labels.csv"
+    csv.write_text("slide_id,path,stil,Centre\n" + "".join(f"{s},slides/{s}.tiff,{v},c{i % 2}\n"
+                                                          for i, (s, v) in enumerate(LABELS.items())))
+    with pytest.raises(CohortError) as info:
+        read_cohort(csv, group_column="centre")
+    said = " ".join(str(info.value).split())
+    assert "has no column 'centre' (the --group-column) but 'Centre'" in said
+    assert "Fix: pass --group-column 'Centre'" in said
+    assert read_cohort(csv, group_column="Centre").groups.tolist() == ["c0", "c1", "c0", "c1"]

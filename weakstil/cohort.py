@@ -236,6 +236,11 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     if missing:
         _check_first_line_is_header(csv_path)
         renames = _column_renames(missing, columns)
+        alike = [c for c in columns if group_col is not None and group_col not in columns
+                 and " ".join(c.casefold().split()) == " ".join(group_col.casefold().split())]
+        if alike and len(missing) == 1:  # --group-column centre for the column 'Centre': the names are case-sensitive
+            raise CohortError(f"has no column {group_col!r} (the --group-column) but {alike[0]!r}", path=csv_path,
+                              fix=f"pass --group-column {alike[0]!r} (column names are case-sensitive)")
         raise CohortError(
             f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",
             path=csv_path,
