@@ -141,3 +141,15 @@ def test_a_group_column_named_in_another_case_gets_the_column_as_the_fix(tmp_pat
     assert "has no column 'centre' (the --group-column) but 'Centre'" in said
     assert "Fix: pass --group-column 'Centre'" in said
     assert read_cohort(csv, group_column="Centre").groups.tolist() == ["c0", "c1", "c0", "c1"]
+
+
+def test_a_path_typed_in_another_case_names_the_file_there(tmp_path) -> None:
+    """A CSV written on macOS or Windows (case-insensitive file systems) with 'slides/S0.TIFF' for
+    the file slides/s0.tiff: on Linux only 'file not found slides/S0.TIFF'; now the row names the
+    file that is there."""
+    root = _slides(tmp_path)
+    csv = root / "labels.csv"
+    csv.write_text("slide_id,path,stil\n" + "".join(f"{s},slides/{s.upper()}.TIFF,{v}\n" for s, v in LABELS.items()))
+    said = _refused(csv)
+    assert "row 2 (s0): file not found slides/S0.TIFF (there is slides/s0.tiff: file names are case-sensitive" in said
+    assert said.count("file names are case-sensitive") == len(LABELS)

@@ -22,7 +22,7 @@ import pandas as pd
 
 from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, CohortError, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter,
-                                 SAVE_AS_CSV, refuse_not_text)
+                                 SAVE_AS_CSV, case_twin, refuse_not_text)
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files.paths import feature_path
 
@@ -264,6 +264,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     first_folded: dict[str, tuple[str, int]] = {}
     # one slide in two rows sits in two cross-validation folds: trained on in one, tested in the other
     first_file: dict[str, tuple[str, int]] = {}
+    listings: dict[Path, dict[str, str]] = {}  # folder -> its file names, for paths typed in another case
     records, feature_problems, damaged_features, newer_features = [], 0, 0, 0
     for i, rec in enumerate(raw.to_dict("records")):
         row = i + 2  # line in the file: header is line 1
@@ -296,7 +297,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             if windows is not None and not windows.drive and (base / windows.as_posix()).exists():
                 full = base / windows.as_posix()  # slides\\S1.svs: the file slides/S1.svs
             if check_files and not full.exists():
-                hint = ("" if windows is None else
+                twin = case_twin(full, base, listings) if windows is None else None
+                hint = ("" if windows is None and twin is None else
+                        f" (there is {twin}: file names are case-sensitive here; write it as the file is named)"
+                        if twin is not None else
                         " (a Windows path: give it relative to the CSV's folder, e.g. slides/S1.svs)" if windows.drive
                         else f" (read as {windows.as_posix()}: not there either)")
                 reasons.append(f"file not found {rel}{hint}")

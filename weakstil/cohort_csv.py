@@ -94,3 +94,23 @@ def refuse_not_text(csv_path: Path) -> None:
     if what is not None:
         raise CohortError(f"is {what}", path=csv_path, fix=SAVE_AS_CSV)
 
+
+def case_twin(path: Path, base: Path, listings: dict[Path, dict[str, str]]) -> str | None:
+    """The file that ``path`` names in another letter case (a CSV written on macOS or Windows, whose
+    file systems ignore case), relative to ``base`` when under it, or ``None``. ``listings`` caches
+    each folder's names (casefolded -> name) over one CSV's rows."""
+    folder = path.parent
+    if folder not in listings:
+        try:
+            listings[folder] = {p.name.casefold(): p.name for p in folder.iterdir()} if folder.is_dir() else {}
+        except OSError:
+            listings[folder] = {}
+    name = listings[folder].get(path.name.casefold())
+    if name is None or name == path.name:
+        return None
+    twin = folder / name
+    try:
+        return twin.relative_to(base).as_posix()
+    except ValueError:
+        return str(twin)
+
