@@ -87,12 +87,14 @@ def test_label_ids_in_another_letter_case_get_a_fix_that_says_so(tmp_path) -> No
     assert not (tmp_path / "ev").exists()
 
 
-@pytest.mark.parametrize("header, label", [("slide_id,path,stil", ""), ("slide_id,path", None)])
+@pytest.mark.parametrize("header, label", [("slide_id,path,stil", ""), ("slide_id,path", None),
+                                           ("slide_id,path,stil", "NA"), ("slide_id,path,stil", "#N/A")])
 def test_the_tumour_bed_detector_and_report_take_a_cohort_csv_without_labels(tmp_path, header, label) -> None:
     """'tumorbed train --cohort', 'tumorbed apply --cohort' and 'report --cohort' use the CSV to
     pick and locate slides, never its sTIL%: a new cohort's slide list with the labels still to
     come (empty, or no stil column) was refused as 'N bad rows: stil is empty' / 'missing column
-    stil'. The scoring and training commands still require labels."""
+    stil'; R's 'NA' and Excel's '#N/A' for a label not yet given as 'stil 'NA' is not a number'.
+    The scoring and training commands still require labels."""
     from conftest import run_cli
     from weakstil.cli.tumorbed import cohort_ids
     from weakstil.report import _cohort_slides

@@ -102,6 +102,10 @@ def group_column_lookalikes(csv_path: str | Path) -> list[str]:
     return found
 
 
+#: Labels that say 'no label yet' ('NA' of R's write.csv, Excel's '#N/A'): fine where no label is needed.
+NO_LABEL = {"", "na", "n/a", "#n/a", "nan", "none", "null", "-"}
+
+
 def _parse_stil(raw: str) -> tuple[float | None, str | None]:
     """The label as a float, or the reason it is unusable."""
     text = raw.strip()
@@ -311,7 +315,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             reasons += [same] if same else []
         stil_raw = str(rec.get("stil", ""))
         stil, why = _parse_stil(stil_raw)
-        if why and (require_labels or stil_raw.strip() != ""):
+        unlabelled = stil_raw.strip().casefold() in NO_LABEL  # '', or R's / a spreadsheet's NA
+        if why and (require_labels or not unlabelled):
             reasons.append(why)
         group = sid
         if group_col is not None:
