@@ -155,3 +155,16 @@ def test_a_path_typed_in_another_case_names_the_file_there(tmp_path) -> None:
     said = _refused(csv)
     assert "row 2 (s0): file not found slides/S0.TIFF (there is slides/s0.tiff: file names are case-sensitive" in said
     assert said.count("file names are case-sensitive") == len(LABELS)
+
+
+def test_a_bare_file_name_names_the_subfolder_it_is_in(tmp_path) -> None:
+    """A lab's sheet of file names (S0.tiff) beside a slides/ folder: 'file not found s0.tiff'; the
+    row now says where the file is (paths are relative to the CSV's folder)."""
+    root = _slides(tmp_path)
+    (root / "other").mkdir()
+    csv = root / "labels.csv"
+    csv.write_text("slide_id,path,stil\n" + "".join(f"{s},{s}.tiff,{v}\n" for s, v in LABELS.items()))
+    said = _refused(csv)
+    assert "row 2 (s0): file not found s0.tiff (there is slides/s0.tiff: paths are relative to the CSV's folder)" in said
+    csv.write_text("slide_id,path,stil\n" + "".join(f"{s},{s}.svs,{v}\n" for s, v in LABELS.items()))
+    assert "there is" not in _refused(csv)  # nothing of that name anywhere: no hint

@@ -20,9 +20,9 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 import pandas as pd
 
-from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, CohortError, _check_first_line_is_header,
-                                 _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter,
-                                 SAVE_AS_CSV, case_twin, refuse_not_text)
+from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, _check_first_line_is_header,
+                                 _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
+                                 in_subfolder, refuse_not_text)
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files.paths import feature_path
 
@@ -269,6 +269,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     # one slide in two rows sits in two cross-validation folds: trained on in one, tested in the other
     first_file: dict[str, tuple[str, int]] = {}
     listings: dict[Path, dict[str, str]] = {}  # folder -> its file names, for paths typed in another case
+    subfolders: dict[Path, list[Path]] = {}  # the CSV folder's subfolders, for bare file names
     records, feature_problems, damaged_features, newer_features = [], 0, 0, 0
     for i, rec in enumerate(raw.to_dict("records")):
         row = i + 2  # line in the file: header is line 1
@@ -302,9 +303,11 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                 full = base / windows.as_posix()  # slides\\S1.svs: the file slides/S1.svs
             if check_files and not full.exists():
                 twin = case_twin(full, base, listings) if windows is None else None
-                hint = ("" if windows is None and twin is None else
+                under = in_subfolder(rel, base, subfolders) if windows is None and twin is None else None
+                hint = ("" if windows is None and twin is None and under is None else
                         f" (there is {twin}: file names are case-sensitive here; write it as the file is named)"
                         if twin is not None else
+                        f" (there is {under}: paths are relative to the CSV's folder)" if under is not None else
                         " (a Windows path: give it relative to the CSV's folder, e.g. slides/S1.svs)" if windows.drive
                         else f" (read as {windows.as_posix()}: not there either)")
                 reasons.append(f"file not found {rel}{hint}")

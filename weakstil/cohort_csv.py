@@ -114,3 +114,20 @@ def case_twin(path: Path, base: Path, listings: dict[Path, dict[str, str]]) -> s
     except ValueError:
         return str(twin)
 
+
+#: Subfolders of the CSV's folder looked into for a bare file name (a lab's sheet of file names).
+SUBFOLDERS_LOOKED_INTO = 50
+
+
+def in_subfolder(rel: str, base: Path, subfolders: dict[Path, list[Path]]) -> str | None:
+    """Where a bare file name (``S1.svs``, no folder) lies in a subfolder of the CSV's folder
+    (``slides/S1.svs``), relative to it; ``None`` when in none. ``subfolders`` caches the folder's
+    subfolders (at most :data:`SUBFOLDERS_LOOKED_INTO`) over one CSV's rows."""
+    if "/" in rel or "\\" in rel:
+        return None
+    if base not in subfolders:
+        try:
+            subfolders[base] = sorted(p for p in base.iterdir() if p.is_dir())[:SUBFOLDERS_LOOKED_INTO]
+        except OSError:
+            subfolders[base] = []
+    return next(((f / rel).relative_to(base).as_posix() for f in subfolders[base] if (f / rel).is_file()), None)
