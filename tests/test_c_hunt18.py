@@ -168,3 +168,16 @@ def test_a_bare_file_name_names_the_subfolder_it_is_in(tmp_path) -> None:
     assert "row 2 (s0): file not found s0.tiff (there is slides/s0.tiff: paths are relative to the CSV's folder)" in said
     csv.write_text("slide_id,path,stil\n" + "".join(f"{s},{s}.svs,{v}\n" for s, v in LABELS.items()))
     assert "there is" not in _refused(csv)  # nothing of that name anywhere: no hint
+
+
+def test_a_slide_on_two_rows_with_other_labels_says_so(tmp_path) -> None:
+    """Two readers' rows per slide (s0 at 5 and at 12.5): 'duplicate slide_id (first on row 2)',
+    as for a copied row; the row now says the labels differ and what one row should hold."""
+    root = _slides(tmp_path)
+    csv = root / "labels.csv"
+    body = "".join(f"{s},slides/{s}.tiff,{v}\n" for s, v in LABELS.items())
+    csv.write_text("slide_id,path,stil\n" + body + "s0,slides/s0.tiff,12.5\ns1,slides/s1.tiff,15.50\n")
+    said = _refused(csv)
+    assert "row 6 (s0): duplicate slide_id (first on row 2) with another label (5.0 there, 12.5 here: one row per " \
+           "slide, e.g. the mean of the readers' scores)" in said
+    assert "row 7 (s1): duplicate slide_id (first on row 3). Fix:" in said  # the same label written another way

@@ -265,6 +265,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     base = csv_path.resolve().parent
     problems: list[str] = []
     first_row: dict[str, int] = {}
+    first_label: dict[str, str] = {}  # each slide's label as written: two readers' rows differ in it
     first_folded: dict[str, tuple[str, int]] = {}
     # one slide in two rows sits in two cross-validation folds: trained on in one, tested in the other
     first_file: dict[str, tuple[str, int]] = {}
@@ -280,13 +281,17 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         if sid == "":
             reasons.append("slide_id is empty")
         elif sid in first_row:
-            reasons.append(f"duplicate slide_id (first on row {first_row[sid]})")
+            theirs, mine = first_label.get(sid, ""), str(rec.get("stil", "")).strip()
+            readers = (f" with another label ({theirs} there, {mine} here: one row per slide, e.g. the mean of the "
+                       "readers' scores)" if theirs != mine and _parse_stil(theirs)[0] != _parse_stil(mine)[0] else "")
+            reasons.append(f"duplicate slide_id (first on row {first_row[sid]}){readers}")
         elif sid.casefold() in first_folded:  # one output file on macOS, Windows and SMB shares
             other, other_row = first_folded[sid.casefold()]
             reasons.append(f"slide_id differs only in case from {other!r} (row {other_row}): their files would "
                            "collide on a case-insensitive file system")
         else:
             first_row[sid] = row
+            first_label[sid] = str(rec.get("stil", "")).strip()
             first_folded[sid.casefold()] = (sid, row)
         if any(ch in sid for ch in "/\\"):
             reasons.append(f"slide_id {sid!r} contains a path separator")
