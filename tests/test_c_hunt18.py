@@ -181,3 +181,16 @@ def test_a_slide_on_two_rows_with_other_labels_says_so(tmp_path) -> None:
     assert "row 6 (s0): duplicate slide_id (first on row 2) with another label (5.0 there, 12.5 here: one row per " \
            "slide, e.g. the mean of the readers' scores)" in said
     assert "row 7 (s1): duplicate slide_id (first on row 3). Fix:" in said  # the same label written another way
+
+
+@pytest.mark.parametrize("sep, said_part", [(",", "the first line 'sep=,' is a spreadsheet's separator hint"),
+                                             (";", "the CSV is separated by ';', not commas (its first line says")])
+def test_excels_separator_hint_line_is_named(tmp_path, sep, said_part) -> None:
+    """Excel's 'sep=,' line above the header: read as a 2-column header, the file was refused as
+    'the rows have more fields than the header. Fix: write decimals with a point' (it has none)."""
+    root = _slides(tmp_path)
+    csv = root / "labels.csv"
+    csv.write_text(f"sep={sep}\n" + sep.join(("slide_id", "path", "stil")) + "\n"
+                   + "".join(f"{s}{sep}slides/{s}.tiff{sep}{int(v)}\n" for s, v in LABELS.items()))
+    said = _refused(csv)
+    assert said_part in said and "decimals with a point (30.5" not in said

@@ -22,7 +22,7 @@ import pandas as pd
 
 from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
-                                 in_subfolder, refuse_not_text)
+                                 in_subfolder, refuse_not_text, refuse_separator_line)
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files.paths import feature_path
 
@@ -197,6 +197,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     if csv_path.is_dir():
         raise CohortError("is a directory, not a cohort CSV", path=csv_path, fix="pass the CSV file")
     refuse_not_text(csv_path)
+    refuse_separator_line(csv_path)
     try:
         raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
     except pd.errors.EmptyDataError:
