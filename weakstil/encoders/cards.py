@@ -230,12 +230,35 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
         raise UnknownEncoderError("is a file but not an encoder card (a card file ends in .yaml or .yml)", path=path,
                                   fix="pass a card.yaml file, a 'weakstil pretrain' output directory or a built-in "
                                       "encoder name to --encoder (weights files go to --weights)")
+    if _HUB_ID.match(text) and not path.exists():  # a hub id, read as a path by the check below
+        _refuse_hub_id(text)
     if "/" in text or "\\" in text or path.suffix.lower() in (".yaml", ".yml"):  # a path, not a name
         raise UnknownEncoderError("no such card file or encoder folder", path=text,
                                   fix="check the path, or use a built-in encoder name: " + ", ".join(names))
     raise UnknownEncoderError(f"unknown encoder {text!r}", path=None,
                               fix=f"use one of {', '.join(names)}, a 'weakstil pretrain' output directory, or a "
                                   "card.yaml file (for a timm or hf-hub: model: README, 'Encoders, pretraining and the feature cache')")
+
+
+_HUB_ID = re.compile(r"^(hf[-_]hub|timm):", re.IGNORECASE)
+
+
+def _refuse_hub_id(text: str) -> None:
+    """``--encoder hf-hub:org/repo`` (or ``timm:arch``) is no card: name the built-in card with that hub
+    id, or say how to write one (an id does not give the input size, µm/px, mean/std a card needs)."""
+    ident = _HUB_ID.sub("", text).strip()
+    for name in builtin_card_names():
+        card = load_card(name)
+        if card.hub_id and _HUB_ID.sub("", card.hub_id).strip().lower() == ident.lower():
+            raise UnknownEncoderError(f"names the weights of the built-in encoder card {name!r}", path=text,
+                                      fix=f"pass --encoder {name}")
+    timm = text.lower().startswith("timm:")
+    what = "a timm model name" if timm else "a Hugging Face hub id"
+    fields = f"model: {ident}, hub_id: null" if timm else f"model: <timm architecture>, hub_id: hf-hub:{ident}"
+    raise UnknownEncoderError(
+        f"is {what}, not an encoder card (nothing was downloaded)", path=text,
+        fix=f"write a card.yaml for it (source: timm, {fields}, input_px, mpp, mean, std, embed_dim: README, "
+            "'Encoders, pretraining and the feature cache') and pass that file to --encoder")
 
 
 def list_cards() -> list[EncoderCard]:
