@@ -39,3 +39,27 @@ def test_unknown_hub_id_as_encoder_says_how_to_write_its_card(disc, tmp_path, mo
     assert "hf-hub:someone/their-vit: is a Hugging Face hub id, not an encoder card" in said
     assert "hub_id: hf-hub:someone/their-vit" in said and "card.yaml" in said
     assert "no such card file" not in said
+
+
+def test_slide_list_file_given_as_a_slide_is_named_as_a_list_and_the_batch_goes_on(disc, tmp_path) -> None:
+    """A lab's slide list (one path a line, a comment, a blank line) passed where the slides go was
+    refused as 'not a slide format OpenSlide can read. Fix: check the file is a whole-slide image',
+    which hides that it lists slides. Now one line says it is a list of N slides and how to pass
+    them; the other inputs are still tiled, exit 1, no output for the list."""
+    listing = tmp_path / "slides.txt"
+    listing.write_text(f"# our cohort\n{disc}\n\n{disc.name}\n")  # absolute, and relative to the list's folder
+    (tmp_path / disc.name).symlink_to(disc)
+    out = tmp_path / "tiles"
+    result = run_cli("tile", listing, disc, "-o", out)
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 1
+    assert f"error: {listing}: is a text file listing 2 slide(s), not a slide. Fix: pass the slides themselves" in said
+    assert (out / "disc.h5").is_file() and not (out / "slides.h5").exists()
+
+
+def test_text_file_that_lists_no_slides_keeps_the_plain_refusal(tmp_path) -> None:
+    notes = tmp_path / "notes.txt"
+    notes.write_text("scanned on Monday\n")
+    result = run_cli("tile", notes, "-o", tmp_path / "tiles")
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 1 and "not a slide format OpenSlide can read" in said and "listing" not in said

@@ -101,6 +101,14 @@ class OpenSlideBackend:
                     path=path,
                     fix="copy or export the slide again, or convert it to a pyramidal TIFF",
                 ) from None
+            listed = _listed_slides(path)
+            if listed:  # a lab's slide list given where the slides go
+                raise SlideError(
+                    f"is a text file listing {listed} slide(s), not a slide",
+                    path=path,
+                    fix=f"pass the slides themselves, e.g. weakstil COMMAND OPTIONS $(grep -v '^#' {path}) (paths "
+                        "without spaces)",
+                ) from None
             raise SlideError(
                 "not a slide format OpenSlide can read",
                 path=path,
@@ -301,3 +309,18 @@ def _sniff_container(path: Path) -> str | None:
     if head[128:132] == b"DICM":
         return "DICOM"
     return None
+
+
+def _listed_slides(path: Path) -> int:
+    """How many lines of a small text file name existing files (paths relative to the working folder
+    or to the list's own folder; blank and ``#`` lines skipped): a slide list given as a slide. 0 when
+    the file is no such list (binary, large, or a line that names no file)."""
+    try:
+        if path.stat().st_size > 1_000_000:
+            return 0
+        lines = path.read_bytes().decode("utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return 0
+    names = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
+    found = [n for n in names if Path(n).expanduser().is_file() or (path.parent / n).is_file()]
+    return len(found) if found and len(found) == len(names) else 0
