@@ -63,3 +63,32 @@ def test_text_file_that_lists_no_slides_keeps_the_plain_refusal(tmp_path) -> Non
     result = run_cli("tile", notes, "-o", tmp_path / "tiles")
     said = " ".join(result.stderr.split())
     assert result.returncode == 1 and "not a slide format OpenSlide can read" in said and "listing" not in said
+
+
+def test_resume_without_steps_finishes_the_run_that_was_started(disc, tmp_path, one_torch_thread) -> None:
+    """A pretrain started with --steps 300 and stopped (SIGTERM) at its step-50 checkpoint, rerun
+    with --resume and otherwise the same options, went on to the default 200 steps ('resuming at
+    step 50 of 200'): a shorter run on a cut cosine schedule, not the one asked for (README: a
+    resumed run equals an uninterrupted one). It now takes the checkpoint's --steps/--epochs when
+    the resume gives neither; measured on 3 synth slides: the resumed weights equal the
+    uninterrupted 300-step run's (sha256 75a193f8...), before: another encoder of 200 steps."""
+    from weakstil.pretrain import PretrainConfig, pretrain
+
+    out = tmp_path / "enc"
+    base = dict(batch_size=2, tiles_per_slide=4, crop_px=32, checkpoint_every=2, seed=0)
+
+    def stop_at_3(step: int, total: int, loss: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain([disc], out, PretrainConfig(steps=6, **base), device="cpu", on_step=stop_at_3)
+    assert (out / "checkpoint.safetensors").is_file() and not (out / "card.yaml").exists()
+    seen: list[int] = []
+
+    def no_further_than_6(step: int, total: int, loss: float) -> None:
+        seen.append(total)
+        assert step <= 6, f"resumed past the 6 steps the run was started with (to {total})"
+
+    result = pretrain([disc], out, PretrainConfig(**base), device="cpu", resume=True, on_step=no_further_than_6)
+    assert result.steps == 6 and set(seen) == {6}

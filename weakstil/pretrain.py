@@ -308,6 +308,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         state, tensors = read_checkpoint(out_dir)
         pretrain_resume.check_settings(state, cfg, card, slide_mpp=slide_mpp, allow_upsample=allow_upsample,
                                        out_dir=out_dir)
+        cfg = pretrain_resume.run_length(state, cfg, out_dir)
     if cfg.stain_norm != "card":
         import dataclasses
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,21 @@ def check_settings(state: dict[str, Any], cfg: Any, card: EncoderCard, *, slide_
         raise PretrainError("the slides are read otherwise than for the checkpoint: " + ", ".join(
             f"{k} {state[k]!r} -> {inputs[k]!r}" for k in changed), path=out_dir,
             fix=f"resume with the same --slide-mpp and --allow-upsample, {_NEW_RUN}")
+
+
+def run_length(state: dict[str, Any], cfg: Any, out_dir: Path) -> Any:
+    """``cfg`` with the checkpoint's ``--steps``/``--epochs`` when the resume gives neither: a rerun
+    with ``--resume`` and the other options as before finishes the run that was started (it took the
+    default 200 steps, so a 300-step run stopped at step 50 ended at 200, on a shortened schedule)."""
+    recorded = state.get("config", {})
+    if cfg.steps is not None or cfg.epochs is not None:
+        return cfg
+    steps, epochs = recorded.get("steps"), recorded.get("epochs")
+    if steps is None and epochs is None:
+        return cfg
+    log.info("%s: --steps/--epochs not given: the checkpoint's run length (%s)", out_dir,
+             f"{steps} steps" if steps is not None else f"{epochs} epochs")
+    return replace(cfg, steps=steps, epochs=epochs)
 
 
 def check_inputs(state: dict[str, Any], slide_ids: list[str], n_tiles: int, fingerprints: dict[str, str],
