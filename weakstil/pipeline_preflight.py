@@ -1,9 +1,8 @@
 """The cohort workflow's checks before anything runs, and what each of its jobs asks of SLURM.
 
-``pipelines/Snakefile`` calls :func:`check_workflow` while it is read (every run, dry runs included)
-and :func:`check_slurm` just before the first job is submitted to SLURM; ``weakstil preflight`` runs
-both. Every problem found ends the run with one ``error:`` line naming the setting and its fix,
-before a single job was started:
+``pipelines/Snakefile`` calls :func:`check_workflow` while it is read (every run, dry runs included) and
+:func:`check_slurm` just before the first job is submitted to SLURM; ``weakstil preflight`` runs both. Every problem
+found ends the run with one ``error:`` line naming the setting and its fix, before a single job was started:
 
 * every setting, with the rules of the command its jobs pass it to (:mod:`weakstil.pipeline_settings_check`);
 * the cohort CSV: its slide files exist, labels are numbers in 0-100, slide ids are unique, the group column
@@ -12,10 +11,8 @@ before a single job was started:
 * the encoder card resolves and its weights can be found without a download on the compute nodes;
 * ``annotations`` is a folder that outlines some cohort slide; ``tumorbed`` is a detector folder or ``train``;
 * on SLURM, each kind of job (:func:`job_requests`) fits a node of its partition: the partition exists and
-  is open, and a node has the GPUs (``gpu_model``), CPUs (``threads``), memory and wall time asked for.
-
-Memory requests ``auto`` are sized from the work (:func:`embed_mem_mb`, :func:`train_mem_mb`), at
-most what the partition's largest node offers."""
+  is open, and a node has the GPUs (``gpu_model``), CPUs (``threads``), memory and wall time asked for
+  (``auto`` memory: sized from the work, :func:`embed_mem_mb`, :func:`train_mem_mb`, at most the largest node's)."""
 
 from __future__ import annotations
 
@@ -29,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from weakstil.errors import UsageError, WeakSTILError
+from weakstil.pipeline_paths import with_path_hint
 from weakstil.pipeline_settings_check import (WorkflowConfig, check_cohort_slides, check_detector_setting, one_error,
                                               score_slide_files, settings_problems, unusable_score_slides, yaml_nulls)
 from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, partition_memory_mb, unusable_warning
@@ -249,7 +247,8 @@ def check_cohort(config: dict):
     try:
         cohort = read_cohort(config["cohort"], group_column=column)
     except WeakSTILError as exc:
-        raise PreflightError(f"{exc.one_line().rstrip('.')} (the `cohort` key of the workflow config)") from None
+        where = with_path_hint("the `cohort` key of the workflow config", config, "cohort")
+        raise PreflightError(f"{exc.one_line().rstrip('.')} ({where})") from None
     groups = len(set(cohort.groups.tolist()))
     if groups < folds:
         by = f"groups in column '{cohort.group_column}'" if cohort.group_column else "slides"
@@ -310,7 +309,8 @@ def check_tumorbed(config: dict, slide_ids: list[str]) -> None:
     annotations, tumorbed = config.get("annotations") or None, config.get("tumorbed") or None
     if annotations is not None and not Path(annotations).is_dir():
         what = "is a file, not a folder" if Path(annotations).is_file() else "folder not found"
-        raise PreflightError(f"annotations {what} (the `annotations` key)", path=annotations,
+        what += f" ({with_path_hint('the `annotations` key', config, 'annotations')})"
+        raise PreflightError(f"annotations {what}", path=annotations,
                              fix="set annotations to the folder of <slide_id>.geojson/.xml outlines, or null")
     if tumorbed == "train" and annotations is None:
         raise PreflightError("tumorbed is 'train' but annotations is not set",
@@ -323,7 +323,7 @@ def check_tumorbed(config: dict, slide_ids: list[str]) -> None:
         try:
             check_detector_setting(tumorbed, config.get("encoder"))
         except WeakSTILError as exc:
-            raise PreflightError(exc.message, path=tumorbed, fix=exc.fix) from None
+            raise PreflightError(exc.message, path=tumorbed, fix=with_path_hint(exc.fix, config, "tumorbed")) from None
 
 
 def check_keys(config: dict) -> None:
