@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import yaml
 
 from conftest import run_cli
-import test_pipeline
 from test_pipeline_preflight import cohort_csv
 
-workdir, first_run = test_pipeline.workdir, test_pipeline.first_run  # its synthetic cohort, run once here
 
 
 def test_relative_paths_of_a_config_run_from_another_folder_name_where_they_were_read(tmp_path: Path,
@@ -43,31 +40,3 @@ def test_relative_paths_of_a_config_run_from_another_folder_name_where_they_were
     assert f"runs in, {elsewhere})" in bad.stderr and "beside" not in bad.stderr, bad.stderr
     monkeypatch.chdir(project)
     assert run_cli("preflight", project / "my.yaml").returncode == 0
-
-
-def test_a_cohort_csv_copied_over_with_an_older_time_retrains(workdir: Path, first_run) -> None:
-    """`cp -p` / `rsync -a` of a cohort CSV with other labels keeps its older time: Snakemake's file
-    times saw nothing to do and the model kept the old labels (the slides had a content fingerprint,
-    the CSV none). The CSV's content digest is a param of the train and tumorbed_detector jobs."""
-    import os
-
-    from test_pipeline import job_stats, snakemake
-
-    csv = workdir / "cohort" / "labels.csv"
-    original, stat = csv.read_bytes(), csv.stat()
-    try:
-        table = pd.read_csv(csv)
-        table.loc[0, "stil"] = 99.0 if table.loc[0, "stil"] < 50 else 1.0
-        table.to_csv(csv, index=False)
-        os.utime(csv, (stat.st_atime - 86400, stat.st_mtime - 86400))
-        proc = snakemake(workdir, "--dry-run")
-        log = proc.stdout + proc.stderr
-        assert proc.returncode == 0, log[-3000:]
-        assert "Job stats:" in log, "nothing redone: the model keeps the old labels\n" + log[-2000:]
-        stats = job_stats(log)
-        assert stats.get("train") == 1 and "tile" not in stats and "embed" not in stats, log[-3000:]
-    finally:
-        csv.write_bytes(original)
-        os.utime(csv, (stat.st_atime, stat.st_mtime))
-    proc = snakemake(workdir, "--dry-run")
-    assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]

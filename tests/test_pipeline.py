@@ -112,6 +112,32 @@ def test_workflow_end_to_end(workdir: Path, first_run) -> None:
     assert (out / "scores" / "new_slide_heatmap.png").is_file()
 
 
+def test_a_cohort_csv_copied_over_with_an_older_time_retrains(workdir: Path, first_run) -> None:
+    """`cp -p` / `rsync -a` of a cohort CSV with other labels keeps its older time: Snakemake's file
+    times saw nothing to do and the model kept the old labels (the slides had a content fingerprint,
+    the CSV none). The CSV's content digest is a param of the train and tumorbed_detector jobs."""
+    import os
+
+    csv = workdir / "cohort" / "labels.csv"
+    original, stat = csv.read_bytes(), csv.stat()
+    try:
+        table = pd.read_csv(csv)
+        table.loc[0, "stil"] = 99.0 if table.loc[0, "stil"] < 50 else 1.0
+        table.to_csv(csv, index=False)
+        os.utime(csv, (stat.st_atime - 86400, stat.st_mtime - 86400))
+        proc = snakemake(workdir, "--dry-run")
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-3000:]
+        assert "Job stats:" in log, "nothing redone: the model keeps the old labels\n" + log[-2000:]
+        stats = job_stats(log)
+        assert stats.get("train") == 1 and "tile" not in stats and "embed" not in stats, log[-3000:]
+    finally:
+        csv.write_bytes(original)
+        os.utime(csv, (stat.st_atime, stat.st_mtime))
+    proc = snakemake(workdir, "--dry-run")
+    assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+
+
 def test_rerun_after_deleting_one_slides_features(workdir: Path, first_run) -> None:
     out = workdir / "results"
     victim = pd.read_csv(workdir / "cohort" / "labels.csv")["slide_id"].iloc[2]
