@@ -28,7 +28,7 @@ from weakstil.bed_geometry import BEFORE_LYMPHOID_VETO, BedShape, Plausibility, 
 from weakstil.errors import WeakSTILError
 from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
-from weakstil.tumorbed.cellgate import TumourCellGate, apply_cell_gate
+from weakstil.tumorbed.cellgate import NO_TUMOUR_CELLS, TumourCellGate, apply_cell_gate, seeds_without_tumour_cells
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments
@@ -146,10 +146,13 @@ class TumorBedDetector:
         # the bed is weighed against the tumour evidence before the lymphoid veto (Plausibility.evidence)
         unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
         mass = unvetoed if self.plausibility.evidence == BEFORE_LYMPHOID_VETO else evidence
+        no_cells = NO_TUMOUR_CELLS in vetoes  # the gate stood on tissue too poor in nuclei for a tumour nest
+        gate_said = vetoes[len("tumour cells: "):] if self.cell_gate.enabled else ""
+        lacking = seeds_without_tumour_cells(raw, tile_stats, stats_columns, self.shape.seed_threshold, gate_said)
         bed, verdict = self._bed(evidence, geom, vetoes, infiltrate, mass)
-        if verdict.ok:
+        if verdict.ok and not lacking:
             return bed
-        if self.veto.enabled:
+        if self.veto.enabled and not lacking:
             # The lymphoid veto is for aggregates away from tumour. When it leaves no plausible bed
             # while the tumour evidence alone makes one, it has taken a TIL-rich bed (an infiltrate
             # over the whole bed) for an aggregate: the bed without it, never the whole tissue.
@@ -159,8 +162,10 @@ class TumorBedDetector:
                 if verdict_again.ok:
                     return again
         tissue = geom.tissue_mask.astype(bool)
+        why = lacking or verdict.reason + ("; the tumour-cell gate found no tumour cells under most of the evidence "
+                                           "(no invasive tumour on this slide?)" if no_cells else "")
         return TumorBed(tissue, geom.mask_mpp, geom.tile_fractions(tissue, geom.mask_mpp),
-                        TumorBedSource.TISSUE_FALLBACK, f"{verdict.reason}; whole tissue used ({self.model_id})",
+                        TumorBedSource.TISSUE_FALLBACK, f"{why}; whole tissue used ({self.model_id})",
                         evidence=evidence, seed_vetoes=vetoes)
 
     def _bed(self, evidence: np.ndarray, geom: SlideGeometry, vetoes: str, infiltrate: np.ndarray | None,
