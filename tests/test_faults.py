@@ -274,6 +274,16 @@ def _relabelled_oof(w: World, t: Path) -> Path:
     return path
 
 
+def _fraction_labels(w: World, t: Path) -> Path:
+    """The cohort CSV with its sTIL labels written as fractions (0.45 for 45 %), paths made absolute."""
+    table = pd.read_csv(w.labels)
+    table["path"] = [str((Path(w.labels).parent / p).resolve()) for p in table["path"]]
+    table["stil"] = table["stil"] / 100.0
+    path = t / "fractions.csv"
+    table.to_csv(path, index=False)
+    return path
+
+
 def _model_without_encoder(w: World, t: Path) -> Path:
     """The model folder with a pretrained-looking encoder/ whose weights file was not copied."""
     import yaml
@@ -423,6 +433,10 @@ BAD = [
         ("p.csv", "no prediction")),
     Bad("evaluate-oof-of-other-labels", lambda w, t: ["evaluate", w.labels, "--oof", _relabelled_oof(w, t), "--out",
                                                       t / "out"], ("p.csv", "other labels", "another cohort")),
+    # the same cohort with its labels as fractions is named as such, with the fix (x 100), not 'another cohort'
+    Bad("evaluate-oof-against-fraction-labels", lambda w, t: ["evaluate", _fraction_labels(w, t), "--oof",
+                                                              w.model / "cv" / "oof_predictions.csv", "--out", t / "out"],
+        ("fractions.csv", "divided by 100", "x 100")),
     Bad("score-model-without-its-encoder-weights", lambda w, t: ["score", w.slide, "--model", _model_without_encoder(w, t),
                                                                  "--out", t / "out"],
         ("model.safetensors is missing beside card.yaml", "copy the whole folder")),

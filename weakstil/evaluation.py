@@ -34,6 +34,7 @@ import pandas as pd
 
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
+from weakstil.evaluation_results import refuse_fraction_labels
 from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, called_high, roc_curve
 from weakstil import settings
 from weakstil.settings import STIL_THRESHOLD
@@ -68,8 +69,7 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
     ``color_groups``: colour the scatter plot by the ``group`` column (when it has 2-10 groups)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    t = pred["stil_true"].to_numpy(dtype=float)
-    p = pred["stil_pred"].to_numpy(dtype=float)
+    t, p = pred["stil_true"].to_numpy(dtype=float), pred["stil_pred"].to_numpy(dtype=float)
     m = all_metrics(t, p, thresholds_with(threshold))
     m["threshold"] = float(threshold)
     if extra:
@@ -127,8 +127,7 @@ def _lead(title: str) -> str:
 def plot_scatter(pred: pd.DataFrame, path: Path, m: dict, title: str = "") -> None:
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5.2, 5), dpi=120)
-    t = pred["stil_true"].to_numpy(dtype=float)
-    p = pred["stil_pred"].to_numpy(dtype=float)
+    t, p = pred["stil_true"].to_numpy(dtype=float), pred["stil_pred"].to_numpy(dtype=float)
     groups = pred["group"].astype(str) if "group" in pred and pred["group"].nunique() <= 10 else None
     if groups is not None and groups.nunique() > 1:
         for g in sorted(groups.unique()):
@@ -343,9 +342,9 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                              "excluded": [{"slide_id": s, "reason": STATUS_NO_BED} for s in no_bed]})
 
 
-def _check_oof_labels(table: pd.DataFrame, pred: pd.DataFrame, oof_path: Path) -> None:
+def _check_oof_labels(table: pd.DataFrame, pred: pd.DataFrame, oof_path: Path, csv_path: Path) -> None:
     """The labels the predictions were made against (``stil_true``) must be the cohort's: most of
-    them different means another cohort (an error); a few, corrected labels (a warning)."""
+    them different means another cohort, or fractions in the CSV (errors); a few, corrected labels (a warning)."""
     if "stil_true" not in pred.columns:
         return
     theirs = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pd.to_numeric(pred["stil_true"],
@@ -357,6 +356,7 @@ def _check_oof_labels(table: pd.DataFrame, pred: pd.DataFrame, oof_path: Path) -
                          for i, r in differ.head(3).iterrows())
     what = f"{len(differ)} of {len(table)} slides have other labels in the predictions file ({examples})"
     if 2 * len(differ) > len(table):
+        refuse_fraction_labels(theirs.to_numpy(float), table, csv_path)
         raise WeakSTILError(f"{what}: the predictions were made for another cohort", path=oof_path,
                             fix="pass the oof_predictions.csv of a model trained on this cohort CSV")
     log.warning("%s: %s; evaluated against this cohort's labels", oof_path, what)
@@ -462,7 +462,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
         raise WeakSTILError(f"none of the {len(cohort.slide_ids)} cohort slides has a prediction ({why})", path=oof_path,
                             fix="score them again once the causes in its 'error' column are fixed" if scored else
                             "use predictions made for this cohort")
-    _check_oof_labels(table[predicted].reset_index(drop=True), pred, oof_path)
+    _check_oof_labels(table[predicted].reset_index(drop=True), pred, oof_path, cohort.csv_path)
     folds = None
     if "fold" in pred.columns:
         table["fold"] = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pred["fold"])))

@@ -353,3 +353,21 @@ def describe(m: dict) -> str:
         parts.append(f"flagged {100 * qc['any_flag']:.0f} % ({100 * qc['any_flag_but_near_threshold']:.0f} % by flags "
                      f"other than {NEAR_THRESHOLD}){': ' + rates if rates else ''}{mae}")
     return "; ".join(parts)
+
+
+def refuse_fraction_labels(theirs: np.ndarray, table: pd.DataFrame, csv_path: Path) -> None:
+    """Most labels differing from the predictions' only by a factor of 100 are the same cohort
+    with its labels written as fractions (0.45 for 45 %) on one side: that is the fix to name,
+    not 'another cohort'. ``theirs``: the predictions' labels in ``table``'s row order."""
+    ours = table["stil_true"].to_numpy(float)
+    ok = np.isfinite(theirs) & np.isfinite(ours) & (np.maximum(theirs, ours) > 1.0)
+    if ok.sum() < 2:
+        return
+    for factor, whose in ((100.0, "the cohort CSV's"), (0.01, "the predictions'")):
+        if np.mean(np.isclose(ours[ok] * factor, theirs[ok], atol=0.01 * max(1.0, factor))) > 0.5:
+            i = int(np.flatnonzero(ok)[0])
+            raise WeakSTILError(f"{whose} sTIL labels are the other's divided by 100 ({table['slide_id'].iloc[i]}: "
+                                f"{ours[i]:g} in the CSV, {theirs[i]:g} in the predictions): fractions, where sTIL "
+                                "labels are percentages 0-100", path=csv_path,
+                                fix="write the cohort's sTIL labels as percentages (x 100)" if factor == 100.0 else
+                                "train the model again with the labels as percentages 0-100")
