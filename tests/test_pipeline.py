@@ -370,6 +370,31 @@ def test_another_scan_copied_over_a_slide_with_an_older_time_is_redone(workdir: 
     assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
 
 
+def test_a_score_slide_added_to_the_cohort_gets_the_bed_of_its_outline(workdir: Path, first_run) -> None:
+    """A slide scored first (score_slides), then labelled and added to the cohort CSV under another slide
+    id, which names its (older) outline: its bed had been made by its score_slide job, by file name (no
+    outline: the whole tissue), and Snakemake had no record of it, so training kept that bed."""
+    import os
+
+    csv = workdir / "cohort" / "labels.csv"
+    table, saved = pd.read_csv(csv), (csv.read_bytes(), csv.stat())
+    outline = workdir / "cohort" / "truth" / "patient_7_tumorbed.geojson"
+    shutil.copy(workdir / "cohort" / "truth" / f"{table['slide_id'].iloc[0]}_tumorbed.geojson", outline)
+    os.utime(outline, (saved[1].st_atime - 86400, saved[1].st_mtime - 86400))  # drawn long before
+    try:
+        row = {**table.iloc[0].to_dict(), "slide_id": "patient_7", "path": "../new/new_slide.tiff", "stil": 20.0}
+        pd.concat([table, pd.DataFrame([row])]).to_csv(csv, index=False)
+        proc = snakemake(workdir, "--dry-run")
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-3000:]
+        assert "slide=new_slide" in jobs_run(log).get("tumorbed", []), "its whole-tissue bed kept\n" + log[-3000:]
+        assert "tile" not in job_stats(log) and "embed" not in job_stats(log)  # its tiles and features are the same
+    finally:
+        csv.write_bytes(saved[0])
+        os.utime(csv, ns=(saved[1].st_atime_ns, saved[1].st_mtime_ns))
+        outline.unlink()
+
+
 def damaged_copy(slide: Path, copy: Path) -> None:
     """``slide`` with one level-0 JPEG tile in the middle garbled: it opens, and fails when read."""
     import tifffile
