@@ -70,6 +70,6 @@ def failure_lines(snakemake_logs, cohort_keys, cohort_csv: str) -> list[str]:
     if slides:
         lines.append(f"error: {len(slides)} of {len(cohort_keys)} cohort slides failed ({', '.join(slides)}); the "
                      "other slides' jobs ran, but training, evaluation, the report and scoring wait for every cohort "
-                     f"slide. Fix: mend the slide file (see its log), or take its row out of {cohort_csv}; then run "
-                     "the same command again (what is done is not redone)")
+                     f"slide. Fix: mend what the slide's error names (its scan, its outline), or take its row out of "
+                     f"{cohort_csv}; then run the same command again (what is done is not redone)")
     return lines
