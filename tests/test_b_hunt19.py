@@ -36,6 +36,7 @@ def test_a_job_killed_from_outside_is_named_with_no_made_up_reason(tmp_path: Pat
     os.chdir(tmp_path)  # the job logs are relative to the run's folder, as in the workflow's onerror
     try:
         assert sorted(failed_jobs(logs)) == [("embed", ["logs/embed/S1.log"]), ("tile", ["logs/tile/S2.log"])]
+        assert failed_jobs(str(logs[0])) == failed_jobs(logs)  # Snakemake 8 passes one path
         lines = failure_lines(logs + logs, ["S1", "S2"], "cohort.csv")  # a log read twice: each job once
     finally:
         os.chdir(here)

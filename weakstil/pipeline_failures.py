@@ -20,8 +20,11 @@ PER_SLIDE = ("tile", "embed", "tumorbed", "score_slide_tiles", "score_slide")
 
 
 def failed_jobs(snakemake_logs) -> list[tuple[str, list[str]]]:
-    """(rule, its log files) of each failed job in Snakemake's run logs, once each, in order."""
+    """(rule, its log files) of each failed job in Snakemake's run logs (the ``log`` of ``onerror``: a list
+    of paths in Snakemake 9, one path in 8), once each, in order."""
     jobs: dict[tuple[str, tuple[str, ...]], None] = {}
+    if isinstance(snakemake_logs, (str, Path)):
+        snakemake_logs = [snakemake_logs]
     for path in snakemake_logs or []:
         try:
             text = Path(path).read_text(errors="replace")
@@ -69,7 +72,8 @@ def failure_lines(snakemake_logs, cohort_keys, cohort_csv: str) -> list[str]:
             slides.append(slide)
     if slides:
         lines.append(f"error: {len(slides)} of {len(cohort_keys)} cohort slides failed ({', '.join(slides)}); the "
-                     "other slides' jobs ran, but training, evaluation, the report and scoring wait for every cohort "
+                     "other slides' jobs ran, but training (and a `tumorbed: train` detector), evaluation, the report "
+                     "and scoring wait for every cohort "
                      f"slide. Fix: mend what the slide's error names (its scan, its outline), or take its row out of "
                      f"{cohort_csv}; then run the same command again (what is done is not redone)")
     return lines
