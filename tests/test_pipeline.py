@@ -187,18 +187,21 @@ def test_an_annotation_or_weights_file_copied_over_with_an_older_time_is_redone(
 
 
 def test_paths_spelt_absolute_name_the_same_files(workdir: Path, first_run) -> None:
-    """`out`, `cohort` and `annotations` given as absolute paths of the same folders: Snakemake keys its
-    records by the paths as written, so an absolute `out` found none and a changed setting (epochs)
-    redid nothing, and an absolute cohort or annotations folder redid every bed. One spelling now."""
+    """Snakemake keys its records by the paths as written: an absolute `cohort` or `annotations` folder
+    redid every bed and the training for the same files (one spelling now), and `out` given as the
+    absolute path of the same folder found no record at all, so a changed setting (epochs) redid
+    nothing: refused, with the spelling of the last run (targets must match `out` as written)."""
     absolute = [c for c in FAST if not c.startswith("annotations=")] + [
-        f"out={workdir / 'results'}", f"cohort={workdir / 'cohort' / 'labels.csv'}",
-        f"annotations={workdir / 'cohort' / 'truth'}/", "epochs=9"]
+        f"cohort={workdir / 'cohort' / 'labels.csv'}", f"annotations={workdir / 'cohort' / 'truth'}/", "epochs=9"]
     proc = snakemake(workdir, "--dry-run", config=absolute)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
-    assert "Job stats:" in log, "the new epochs retrain nothing\n" + log[-2000:]
     # the new epochs retrain; the settings (as written) go into the report; no slide is redone
     assert job_stats(log) == {"settings": 1, "train": 1, "evaluate": 1, "score": 1, "report": 1, "all": 1}, log[-3000:]
+    proc = snakemake(workdir, "--dry-run", config=[*absolute, f"out={workdir / 'results'}"])
+    assert proc.returncode != 0 and "Nothing to be done" not in proc.stdout + proc.stderr
+    assert f"error: out is {workdir / 'results'}, the folder the last run here wrote as results: " in proc.stderr
+    assert "Fix: set out to results, as before" in proc.stderr
 
 
 def test_rerun_after_deleting_one_slides_features(workdir: Path, first_run) -> None:

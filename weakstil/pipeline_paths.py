@@ -50,12 +50,12 @@ def file_digest(path: str | Path) -> str:
 
 
 def workflow_path(value: str | Path) -> str:
-    """One spelling of a workflow path (``out``, ``cohort``, ``annotations``...): relative to the
-    directory Snakemake runs in when inside it, absolute otherwise, normalised (no ``./``, ``a/../``,
-    trailing ``/``). Snakemake keys its records of a job (params, command, input files) by the paths as
-    written: ``out`` given as the absolute path of the same folder found no record of any output, so
-    a changed setting (new ``epochs``) redid nothing ("Nothing to be done"), and an absolute ``cohort``
-    or ``annotations`` redid every tumour bed and the training for the same files."""
+    """One spelling of a path the workflow reads (``cohort``, ``annotations``, ``tumorbed``...): relative
+    to the directory Snakemake runs in when inside it, absolute otherwise, normalised (no ``./``,
+    ``a/../``, trailing ``/``). Snakemake keys its records of a job (params, command, input files) by the
+    paths as written: an absolute ``cohort`` or ``annotations`` redid every tumour bed and the training
+    for the same files. (Not for ``out``: a target on the command line must match the outputs as
+    written, see :func:`out_respelt`.)"""
     import os
 
     full = os.path.normpath(os.path.abspath(value))
@@ -76,3 +76,24 @@ class Unrecorded:
 
 
 UNRECORDED = Unrecorded()
+
+
+def out_respelt(out: str) -> str | None:
+    """The spelling of ``out`` the last run used (its ``settings.json``), when it names the same folder
+    another way (absolute instead of relative...), else ``None``. Snakemake keys its records of every
+    job by the output paths as written: under another spelling it found none, and a changed setting
+    (new ``epochs``) redid nothing ("Nothing to be done"). ``out`` keeps its spelling (targets given on
+    the command line must match it), so the run is refused with the spelling to use."""
+    import json
+    import os
+
+    try:
+        last = json.loads((Path(out) / "settings.json").read_text(encoding="utf-8")).get("out")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(last, str) or Path(last) == Path(out):
+        return None
+    try:
+        return last if os.path.samefile(last, out) else None
+    except OSError:
+        return None
