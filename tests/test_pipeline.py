@@ -24,8 +24,21 @@ SNAKEFILE = ROOT / "pipelines" / "Snakefile"
 LOCAL = ROOT / "pipelines" / "profiles" / "local"
 SLURM = ROOT / "pipelines" / "profiles" / "slurm"
 COHORT_SLIDES = 4
-#: Small and quick: 1 x 1 mm slides (about 50 tiles), 2 folds over 2 centres, few epochs.
-FAST = ["folds=2", "epochs=8", "threads=1", "score_slides=[new/*.tiff]", "annotations=cohort/truth"]
+#: Small and quick: 1 x 1 mm slides (about 50 tiles), 2 folds over 2 centres, few epochs; the encoder's
+#: weights in a file, as a lab's own (random ones, made by :func:`small_cnn_weights`).
+FAST = ["folds=2", "epochs=8", "threads=1", "score_slides=[new/*.tiff]", "annotations=cohort/truth",
+        "weights=encoder.safetensors"]
+
+
+def small_cnn_weights(path: Path, seed: int) -> None:
+    """A small-cnn weights file (seeded random init) at ``path``."""
+    import torch
+
+    from weakstil.encoders.cards import load_card
+    from weakstil.encoders.factory import build_model, save_state_dict
+
+    torch.manual_seed(seed)
+    save_state_dict(build_model(load_card("small-cnn")).state_dict(), path)
 
 
 def snakemake(workdir: Path, *args: str, profile: Path = LOCAL, config: list[str] = FAST) -> subprocess.CompletedProcess:
@@ -62,6 +75,7 @@ def workdir(tmp_path_factory) -> Path:
     new = labels.iloc[COHORT_SLIDES]
     (root / "new").mkdir()
     shutil.move(root / "cohort" / new["path"], root / "new" / "new_slide.tiff")
+    small_cnn_weights(root / "encoder.safetensors", seed=0)
     return root
 
 
@@ -136,6 +150,58 @@ def test_a_cohort_csv_copied_over_with_an_older_time_retrains(workdir: Path, fir
         os.utime(csv, (stat.st_atime, stat.st_mtime))
     proc = snakemake(workdir, "--dry-run")
     assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
+
+
+def test_an_annotation_or_weights_file_copied_over_with_an_older_time_is_redone(workdir: Path, first_run) -> None:
+    """Another outline copied over a slide's annotation, or other encoder weights over the `weights` file,
+    with their older times (`cp -p`, `rsync -a`): Snakemake's file times saw nothing to do, the bed kept
+    the old outline and every slide the features of the old weights (the weights file was no input at
+    all: even a newer one re-embedded nothing). Their content digests are params of the jobs reading them."""
+    import os
+
+    ids = pd.read_csv(workdir / "cohort" / "labels.csv")["slide_id"].tolist()
+    outline, weights = workdir / "cohort" / "truth" / f"{ids[1]}_tumorbed.geojson", workdir / "encoder.safetensors"
+    saved = {p: (p.read_bytes(), p.stat()) for p in (outline, weights)}
+    try:
+        outline.write_bytes((workdir / "cohort" / "truth" / f"{ids[2]}_tumorbed.geojson").read_bytes())
+        os.utime(outline, (saved[outline][1].st_atime - 86400, saved[outline][1].st_mtime - 86400))
+        proc = snakemake(workdir, "--dry-run")
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-3000:]
+        assert "Job stats:" in log, "nothing redone: the bed keeps the old outline\n" + log[-2000:]
+        assert jobs_run(log).get("tumorbed") == [f"slide={ids[1]}"] and job_stats(log)["train"] == 1, log[-3000:]
+        assert "tile" not in job_stats(log) and "embed" not in job_stats(log)
+        outline.write_bytes(saved[outline][0])
+        os.utime(outline, ns=(saved[outline][1].st_atime_ns, saved[outline][1].st_mtime_ns))
+        small_cnn_weights(weights, seed=1)
+        os.utime(weights, (saved[weights][1].st_atime - 86400, saved[weights][1].st_mtime - 86400))
+        proc = snakemake(workdir, "--dry-run")
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0 and "Job stats:" in log, "nothing re-embedded\n" + log[-2000:]
+        stats = job_stats(log)  # every slide re-embedded (the score slide in its score_slide job), none retiled
+        assert stats["embed"] == COHORT_SLIDES and stats["score_slide"] == 1 and "tile" not in stats, log[-3000:]
+    finally:
+        for path, (data, stat) in saved.items():
+            path.write_bytes(data)
+            os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+def test_paths_spelt_absolute_name_the_same_files(workdir: Path, first_run) -> None:
+    """Snakemake keys its records by the paths as written: an absolute `cohort` or `annotations` folder
+    redid every bed and the training for the same files (one spelling now), and `out` given as the
+    absolute path of the same folder found no record at all, so a changed setting (epochs) redid
+    nothing: refused, with the spelling of the last run (targets must match `out` as written)."""
+    absolute = [c for c in FAST if not c.startswith("annotations=")] + [
+        f"cohort={workdir / 'cohort' / 'labels.csv'}", f"annotations={workdir / 'cohort' / 'truth'}/", "epochs=9"]
+    proc = snakemake(workdir, "--dry-run", config=absolute)
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    # the new epochs retrain; the settings (as written) go into the report; no slide is redone
+    assert job_stats(log) == {"settings": 1, "train": 1, "evaluate": 1, "score": 1, "report": 1, "all": 1}, log[-3000:]
+    proc = snakemake(workdir, "--dry-run", config=[*absolute, f"out={workdir / 'results'}"])
+    assert proc.returncode != 0 and "Nothing to be done" not in proc.stdout + proc.stderr
+    assert f"error: out is {workdir / 'results'}, the folder the last run here wrote as results: " in proc.stderr
+    assert "Fix: set out to results, as before" in proc.stderr
 
 
 def test_rerun_after_deleting_one_slides_features(workdir: Path, first_run) -> None:
@@ -307,6 +373,31 @@ def test_another_scan_copied_over_a_slide_with_an_older_time_is_redone(workdir: 
     assert "Nothing to be done" in proc.stdout + proc.stderr, (proc.stdout + proc.stderr)[-3000:]
 
 
+def test_a_score_slide_added_to_the_cohort_gets_the_bed_of_its_outline(workdir: Path, first_run) -> None:
+    """A slide scored first (score_slides), then labelled and added to the cohort CSV under another slide
+    id, which names its (older) outline: its bed had been made by its score_slide job, by file name (no
+    outline: the whole tissue), and Snakemake had no record of it, so training kept that bed."""
+    import os
+
+    csv = workdir / "cohort" / "labels.csv"
+    table, saved = pd.read_csv(csv), (csv.read_bytes(), csv.stat())
+    outline = workdir / "cohort" / "truth" / "patient_7_tumorbed.geojson"
+    shutil.copy(workdir / "cohort" / "truth" / f"{table['slide_id'].iloc[0]}_tumorbed.geojson", outline)
+    os.utime(outline, (saved[1].st_atime - 86400, saved[1].st_mtime - 86400))  # drawn long before
+    try:
+        row = {**table.iloc[0].to_dict(), "slide_id": "patient_7", "path": "../new/new_slide.tiff", "stil": 20.0}
+        pd.concat([table, pd.DataFrame([row])]).to_csv(csv, index=False)
+        proc = snakemake(workdir, "--dry-run")
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-3000:]
+        assert "slide=new_slide" in jobs_run(log).get("tumorbed", []), "its whole-tissue bed kept\n" + log[-3000:]
+        assert "tile" not in job_stats(log) and "embed" not in job_stats(log)  # its tiles and features are the same
+    finally:
+        csv.write_bytes(saved[0])
+        os.utime(csv, ns=(saved[1].st_atime_ns, saved[1].st_mtime_ns))
+        outline.unlink()
+
+
 def damaged_copy(slide: Path, copy: Path) -> None:
     """``slide`` with one level-0 JPEG tile in the middle garbled: it opens, and fails when read."""
     import tifffile
@@ -351,4 +442,34 @@ def test_a_score_slide_that_cannot_be_read_gets_an_error_row_and_the_others_are_
         assert status["status"] == "error" and status["step"] == "tile" and "damaged.tiff" in status["error"]
     finally:
         broken.unlink()
+        damaged.unlink()
+
+
+def test_a_failing_cohort_slide_lets_the_others_go_on_and_is_named_at_the_end(workdir: Path, first_run) -> None:
+    """One damaged cohort scan (it opens, so the preflight passes it): the other slides' jobs still run
+    (keep-going), and the run ends with that slide, its step and reason, and what to do (training waits
+    for every cohort slide), where Snakemake's last words were "At least one job did not complete
+    successfully", its error line hundreds of lines above on a real cohort."""
+    import os
+
+    out, csv = workdir / "results", workdir / "cohort" / "labels.csv"
+    table, saved = pd.read_csv(csv), (csv.read_bytes(), csv.stat())
+    damaged = workdir / "cohort" / "slides" / "damaged_scan.tiff"
+    damaged_copy(workdir / "cohort" / table["path"].iloc[0], damaged)
+    victim = table["slide_id"].iloc[3]
+    (out / "tumorbed" / f"{victim}.h5").unlink()
+    try:
+        row = {**table.iloc[0].to_dict(), "slide_id": "damaged_scan", "path": "slides/damaged_scan.tiff"}
+        pd.concat([table, pd.DataFrame([row])]).to_csv(csv, index=False)
+        proc = snakemake(workdir, "--cores", "2")
+        assert proc.returncode != 0
+        assert (out / "tumorbed" / f"{victim}.h5").is_file()  # the other slides went on
+        end = proc.stderr[proc.stderr.rindex("Error in rule tile"):]  # after Snakemake's own error block
+        assert ("error: cohort slide damaged_scan: its tile job failed: " in end and "cannot read pixels" in end
+                and "(log: results/logs/tile/damaged_scan.log)" in end), end[-3000:]
+        assert ("error: 1 of 5 cohort slides failed (damaged_scan); the other slides' jobs ran, but training" in end
+                and "take its row out of cohort/labels.csv" in end), end[-3000:]
+    finally:
+        csv.write_bytes(saved[0])
+        os.utime(csv, ns=(saved[1].st_atime_ns, saved[1].st_mtime_ns))
         damaged.unlink()

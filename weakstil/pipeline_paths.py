@@ -1,4 +1,5 @@
-"""Where a relative path of the workflow config is read from, for the preflight's error lines.
+"""Where a relative path of the workflow config is read from, for the preflight's error lines; one
+spelling of each path for the workflow's jobs; a file's content digest for a job's params.
 
 Snakemake reads every relative path of the config (``cohort``, ``annotations``, ``tumorbed``,
 ``weights``) from the directory it runs in, not from the folder of the ``--configfile`` that set it.
@@ -32,3 +33,67 @@ def with_path_hint(text: str, config: dict, key: str) -> str:
     """``text``, with :func:`relative_path_hint` after a semicolon when there is one."""
     hint = relative_path_hint(config, key)
     return f"{text}; {hint}" if hint else text
+
+
+def file_digest(path: str | Path) -> str:
+    """The first 16 hex digits of a file's sha256, for a workflow job that reads the file (the cohort
+    CSV, an annotation) to take as a param: another file copied over it with an older time (``cp -p``,
+    ``rsync -a``) changes the param, and Snakemake's params trigger redoes the job where its file
+    times alone saw nothing to do. Read in 1 MB blocks (an annotation file is kilobytes to megabytes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def workflow_path(value: str | Path) -> str:
+    """One spelling of a path the workflow reads (``cohort``, ``annotations``, ``tumorbed``...): relative
+    to the directory Snakemake runs in when inside it, absolute otherwise, normalised (no ``./``,
+    ``a/../``, trailing ``/``). Snakemake keys its records of a job (params, command, input files) by the
+    paths as written: an absolute ``cohort`` or ``annotations`` redid every tumour bed and the training
+    for the same files. (Not for ``out``: a target on the command line must match the outputs as
+    written, see :func:`out_respelt`.)"""
+    import os
+
+    full = os.path.normpath(os.path.abspath(value))
+    inside = os.path.relpath(full, os.getcwd())
+    return full if inside == os.pardir or inside.startswith(os.pardir + os.sep) else inside
+
+
+class Unrecorded:
+    """A workflow param value Snakemake does not record (it records numbers, text and containers):
+    a content param (:func:`file_digest`) of a job that reads no such file, so adding that param
+    leaves the job's recorded params as they were and an existing output is not redone for it."""
+
+    def __str__(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return "Unrecorded()"
+
+
+UNRECORDED = Unrecorded()
+
+
+def out_respelt(out: str) -> str | None:
+    """The spelling of ``out`` the last run used (its ``settings.json``), when it names the same folder
+    another way (absolute instead of relative...), else ``None``. Snakemake keys its records of every
+    job by the output paths as written: under another spelling it found none, and a changed setting
+    (new ``epochs``) redid nothing ("Nothing to be done"). ``out`` keeps its spelling (targets given on
+    the command line must match it), so the run is refused with the spelling to use."""
+    import json
+    import os
+
+    try:
+        last = json.loads((Path(out) / "settings.json").read_text(encoding="utf-8")).get("out")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(last, str) or Path(last) == Path(out):
+        return None
+    try:
+        return last if os.path.samefile(last, out) else None
+    except OSError:
+        return None
