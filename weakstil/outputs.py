@@ -25,7 +25,8 @@ def heatmap_title(slide_id: str, stil: float, stil_high: object, threshold: floa
 
     if label is None:
         lower, upper = interval_columns()
-        interval = interval_text(attrs.get(lower), attrs.get(upper), float(attrs.get("interval_level", 0.9)))
+        interval = interval_text(attrs.get(lower), attrs.get(upper), float(attrs.get("interval_level", 0.9)),
+                                 threshold)
         label = (f"sTIL {stil_text(stil, threshold)} %" + (f" ({interval})" if interval else "")
                  + f", {'high' if stil_high else 'low'} at {threshold:g} %") + (f" ({fallback})" if fallback else "")
     qc = attrs.get("qc")

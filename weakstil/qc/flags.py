@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from weakstil.metrics import STIL_DECIMALS
+from weakstil.metrics import STIL_DECIMALS, interval_ends_text
 from weakstil.qc.image import BLURRY_TILE, IMAGE_STATS_VERSION, ImageStats
 from weakstil.slide import COARSER_TOLERANCE  # the margin past which a scan is refused or read upsampled
 
@@ -224,7 +224,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     # end of 7.46416 written 7.4642 held the threshold 7.4642 in the table without the flag
     if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) \
             and round(low, STIL_DECIMALS) < threshold <= round(high, STIL_DECIMALS):
-        why[Flag.NEAR_THRESHOLD.value] = f"interval {low:.1f}-{high:.1f} contains the threshold {float(threshold):.10g}"
+        ends = interval_ends_text(low, high, threshold).replace("–", "-")
+        why[Flag.NEAR_THRESHOLD.value] = f"interval {ends} contains the threshold {float(threshold):.10g}"
     if image is not None and image_ref is not None and int(image_ref.get("version", 0)) == image.version:
         reasons = stain_outside(image, image_ref["stain"])
         if reasons:
