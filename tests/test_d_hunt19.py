@@ -12,6 +12,7 @@ nothing here depends on weights); the evaluation is made by the real 'weakstil e
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -115,3 +116,28 @@ def test_model_evaluation_report_names_each_slide_left_out_with_its_reason() -> 
                "excluded": [{"slide_id": "nobed", "reason": "no tumour bed"}]}
     text = describe_evaluation(metrics, {}, Path("ev"), None, Path("none.csv"))
     assert text.endswith("; 1 more slide(s) left out: nobed (no tumour bed))")
+
+
+def test_stain_reasons_say_the_slides_own_value_not_only_its_distance(cmu) -> None:
+    """'e_strength 1.16 > 0.768' read as the slide's eosin strength, which was 2.47 (the distance
+    |log(2.47 / 0.775)| was 1.16): a reason now says the value measured, the training median and
+    the distance its limit is compared with."""
+    import dataclasses
+
+    from weakstil.qc.flags import stain_outside, stain_reference
+    from weakstil.qc.image import slide_image_stats
+    from weakstil.slide import Slide
+
+    with Slide.open(cmu) as slide:
+        real = slide_image_stats(slide, np.array([[0, 0], [224, 224]]), None, 224, 0.5)
+    reference = stain_reference([real])
+    h, e = real.stain_max_c
+    odd = dataclasses.replace(real, stain_max_c=[h, 3 * e], od_mean=[4 * v for v in real.od_mean],
+                              stain_h=list(real.stain_e))
+    reasons = {r.split(":")[0]: r for r in stain_outside(odd, reference)}
+    assert set(reasons) == {"e_strength", "od", "h_angle"}
+    assert f"eosin strength {3 * e:.3g} vs the training slides' median {e:.3g}" in reasons["e_strength"]
+    assert f"|log ratio| {math.log(3):.3g} > " in reasons["e_strength"]
+    assert "haematoxylin vector" in reasons["h_angle"] and "° from the training slides' median (> " in reasons["h_angle"]
+    assert f"mean optical density (R/G/B) {4 * real.od_mean[0]:.3g}/" in reasons["od"]
+    assert f"|log ratio| up to {math.log(4):.3g} > " in reasons["od"]
