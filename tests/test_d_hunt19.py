@@ -141,3 +141,37 @@ def test_stain_reasons_say_the_slides_own_value_not_only_its_distance(cmu) -> No
     assert "haematoxylin vector" in reasons["h_angle"] and "° from the training slides' median (> " in reasons["h_angle"]
     assert f"mean optical density (R/G/B) {4 * real.od_mean[0]:.3g}/" in reasons["od"]
     assert f"|log ratio| up to {math.log(4):.3g} > " in reasons["od"]
+
+
+def test_heatmap_says_what_its_cyan_outline_is_and_that_outside_tiles_do_not_count(cmu, tmp_path: Path) -> None:
+    """Every tile is painted with its score, those outside the tumour bed too (CMU-1: bright orange
+    tiles outside the outline), and nothing in the PNG said what the cyan outline was nor that only
+    its tiles made the sTIL%. A key line under the panels now says it."""
+    from PIL import Image
+
+    from weakstil.outputs import heatmap_key, write_heatmap_png
+    from weakstil.slide import Slide
+
+    key = heatmap_key({"tumorbed_source": "model", "n_tumorbed_tiles": 21, "n_tiles": 49,
+                       "tumorbed_tile_threshold": 0.5})
+    assert key == ("cyan outline: tumour bed (detected); the sTIL% is over its 21 of 49 tiles (those 50 % or more "
+                   "inside it); the tiles outside it are shown, not counted")
+    assert "(annotation); no tile lies 50 % or more inside it: no sTIL%" in heatmap_key(
+        {"tumorbed_source": "annotation", "n_tumorbed_tiles": 0, "n_tiles": 54})
+    assert "(whole tissue: bed fallback)" in heatmap_key({"tumorbed_source": "tissue-fallback", "n_tumorbed_tiles": 9,
+                                                         "n_tiles": 9})
+
+    with Slide.open(cmu) as slide:
+        thumb = slide.read_thumbnail(8.0)
+    coords = np.array([[0, 0], [448, 448], [896, 896]])
+    bed = np.zeros(thumb.shape[:2], bool)
+    bed[20:60, 20:60] = True
+    args = (thumb, 8.0, 0.5, coords, 448.0, np.array([10.0, 50.0, 90.0]))
+    plain = write_heatmap_png(tmp_path / "plain.png", *args, tumorbed_mask=bed, title="S")
+    keyed = write_heatmap_png(tmp_path / "keyed.png", *args, tumorbed_mask=bed, title="S", key=key)
+    unbedded = write_heatmap_png(tmp_path / "nobed.png", *args, title="S", key=key)  # no outline: no key
+    with Image.open(plain) as a, Image.open(keyed) as b, Image.open(unbedded) as c:
+        assert b.height == a.height + 22 and c.size == a.size and b.width >= 600  # the key line fits
+        strip = np.asarray(b.convert("RGB"))[-30:]
+    assert ((strip == (0, 229, 255)).all(axis=2)).sum() > 20  # the cyan swatch
+    assert ((strip < 100).all(axis=2)).sum() > 200  # the text

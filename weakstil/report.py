@@ -149,8 +149,10 @@ def _write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title
     if not mask.all():  # outline the tiles that made the slide's score, when not all did
         painted = tile_score_image(thumb.shape[:2], coords, tsl0, mpp / thumb_mpp, mask.astype(np.float32))
         bed = np.nan_to_num(painted) > 0.5
+    key = f"cyan outline: the {int(mask.sum())} of {mask.size} tiles in the tumour bed, which made the score; " \
+          "the tiles outside it are shown, not counted"
     write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(scores.tile_scores),
-                      tumorbed_mask=bed, title=title)
+                      tumorbed_mask=bed, title=title, key=key)
 
 
 def _open_as_tiled(slide_path: Path, slide_mpp: float | None, recorded_mpp):
