@@ -41,6 +41,25 @@ def stil_text(stil: float, threshold: float | None) -> str:
     return f"{stil:.{STIL_DECIMALS}f}"
 
 
+def interval_ends_text(low: float, high: float, threshold: float | None) -> str:
+    """A 90 % interval's ends for people, ``"17.1–30.2"``: one decimal, or as many more (up to
+    :data:`STIL_DECIMALS`) as keep each end on its side of ``threshold`` as written, which is how
+    ``near_threshold`` is judged (lower < threshold <= upper): an upper end 29.96 at 30 is "29.96",
+    not "30.0" beside no flag, and a lower end 29.97 is "29.97", not "30.0" beside the flag."""
+    if threshold is None or not (math.isfinite(low) and math.isfinite(high)):
+        return f"{low:.1f}–{high:.1f}"
+    threshold = float(threshold)
+
+    def end(value: float, holds) -> str:
+        side = holds(round(value, STIL_DECIMALS))
+        for decimals in range(1, STIL_DECIMALS + 1):
+            if holds(round(value, decimals)) == side:
+                return f"{value:.{decimals}f}"
+        return f"{value:.{STIL_DECIMALS}f}"
+
+    return f"{end(low, lambda v: v < threshold)}–{end(high, lambda v: threshold <= v)}"
+
+
 def fmt(value: object) -> str:
     """A metric for people: floats with 3 decimals, ``n/a`` for None, NaN and infinities."""
     if value is None:

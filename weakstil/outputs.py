@@ -25,11 +25,31 @@ def heatmap_title(slide_id: str, stil: float, stil_high: object, threshold: floa
 
     if label is None:
         lower, upper = interval_columns()
-        interval = interval_text(attrs.get(lower), attrs.get(upper), float(attrs.get("interval_level", 0.9)))
+        interval = interval_text(attrs.get(lower), attrs.get(upper), float(attrs.get("interval_level", 0.9)),
+                                 threshold)
         label = (f"sTIL {stil_text(stil, threshold)} %" + (f" ({interval})" if interval else "")
                  + f", {'high' if stil_high else 'low'} at {threshold:g} %") + (f" ({fallback})" if fallback else "")
     qc = attrs.get("qc")
     return f"{slide_id}: {label}" + (f"\nqc: {qc.replace(';', ', ')}" if qc else "")
+
+
+#: Each tumour-bed source in the heatmap's key, in a reader's words.
+_BED_WORDS = {"annotation": "annotation", "model": "detected", "tissue": "whole tissue: no bed given",
+              "tissue-fallback": "whole tissue: bed fallback"}
+
+
+def heatmap_key(attrs: dict) -> str:
+    """The heatmap's key to its cyan outline, from a slide-score file's attributes: which tumour bed
+    it is and that only its tiles made the sTIL% (every tile is painted: those outside the bed
+    looked counted, the bright ones most)."""
+    source, n_bed, n_tiles = attrs.get("tumorbed_source", ""), int(attrs.get("n_tumorbed_tiles", 0)), \
+        int(attrs.get("n_tiles", 0))
+    inside = float(attrs.get("tumorbed_tile_threshold", 0.5))
+    what = _BED_WORDS.get(str(source), str(source) or "tumour bed")
+    if n_bed <= 0:
+        return f"cyan outline: tumour bed ({what}); no tile lies {100 * inside:g} % or more inside it: no sTIL%"
+    return (f"cyan outline: tumour bed ({what}); the sTIL% is over its {n_bed} of {n_tiles} tiles "
+            f"(those {100 * inside:g} % or more inside it); the tiles outside it are shown, not counted")
 
 
 #: Colour map of tile sTIL scores (perceptually uniform, readable in greyscale).
@@ -122,8 +142,10 @@ def _colour_bar(height: int, lut: np.ndarray, top: float, label: str) -> "Image.
 def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float, slide_mpp: float,
                       coords: np.ndarray, tile_size_level0: float, scores: np.ndarray, *,
                       tumorbed_mask: np.ndarray | None = None, title: str = "", vmax: float = 100.0,
-                      stroma_weights: np.ndarray | None = None, provenance: dict | None = None) -> Path:
-    """Thumbnail with the tile-score heatmap, the tumour-bed outline and a colour bar.
+                      stroma_weights: np.ndarray | None = None, provenance: dict | None = None,
+                      key: str = "") -> Path:
+    """Thumbnail with the tile-score heatmap, the tumour-bed outline and a colour bar; ``key`` (one
+    line under the panels, after a cyan swatch, when the outline is drawn) says what the outline is.
 
     With ``stroma_weights`` (stroma aggregator) a second panel shows each tile's stroma weight:
     the slide sTIL% is the stroma-weighted mean of the first panel's scores over the bed.
@@ -170,11 +192,20 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     title_h = (len(lines) * 18 + 8) if lines else 0
     panels_w = sum(im.width for im in images) + gap * (len(images) - 1)
     # at least as wide as the title: on a small slide it said neither the slide nor its flags
-    width = max(panels_w, *(int(np.ceil(font.getlength(line))) for line in lines), 0) + 2 * margin
-    fig = Image.new("RGB", (width, title_h + h + 2 * margin), "white")
+    key = key.translate(_ASCII_TITLE) if key and edge is not None and edge.any() else ""
+    key_font, swatch = _font(12), 14
+    key_w = (swatch + 6 + int(np.ceil(key_font.getlength(key)))) if key else 0
+    key_h = 22 if key else 0
+    width = max(panels_w, key_w, *(int(np.ceil(font.getlength(line))) for line in lines), 0) + 2 * margin
+    fig = Image.new("RGB", (width, title_h + h + key_h + 2 * margin), "white")
     draw = ImageDraw.Draw(fig)
     for i, line in enumerate(lines):
         draw.text((width // 2, margin + 9 + 18 * i), line, fill="black", font=font, anchor="mm")
+    if key:  # under the panels: a cyan swatch and what the outline is
+        x0, y_mid = (width - key_w) // 2, margin + title_h + h + key_h // 2
+        draw.rectangle((x0, y_mid - swatch // 2, x0 + swatch - 1, y_mid + swatch // 2 - 1), outline=(0, 229, 255),
+                       width=2)
+        draw.text((x0 + swatch + 6, y_mid), key, fill="black", font=key_font, anchor="lm")
     x = (width - panels_w) // 2
     for im in images:
         fig.paste(im, (x, margin + title_h))

@@ -149,8 +149,10 @@ def _write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title
     if not mask.all():  # outline the tiles that made the slide's score, when not all did
         painted = tile_score_image(thumb.shape[:2], coords, tsl0, mpp / thumb_mpp, mask.astype(np.float32))
         bed = np.nan_to_num(painted) > 0.5
+    key = f"cyan outline: the {int(mask.sum())} of {mask.size} tiles in the tumour bed, which made the score; " \
+          "the tiles outside it are shown, not counted"
     write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(scores.tile_scores),
-                      tumorbed_mask=bed, title=title)
+                      tumorbed_mask=bed, title=title, key=key)
 
 
 def _open_as_tiled(slide_path: Path, slide_mpp: float | None, recorded_mpp):
@@ -216,9 +218,11 @@ def _slide_rows(table: pd.DataFrame, tile_scores_of, predicted: str, out_dir: Pa
     return rows
 
 
-def _add_confidence(rows: list[SlideRow], folder: ModelDir) -> None:
-    """Each slide's out-of-fold interval and qc flags from ``MODEL/qc/training_slides.csv``."""
+def _add_confidence(rows: list[SlideRow], folder: ModelDir, threshold: float | None = None) -> None:
+    """Each slide's out-of-fold interval and qc flags from ``MODEL/qc/training_slides.csv`` (each end
+    of the interval on the side of ``threshold`` its ``near_threshold`` was judged on)."""
     from weakstil.confidence import interval_columns
+    from weakstil.metrics import interval_ends_text
 
     if not folder.qc_slides_path.is_file():
         return
@@ -230,7 +234,7 @@ def _add_confidence(rows: list[SlideRow], folder: ModelDir) -> None:
         if rec is None:
             continue
         lo, hi = pd.to_numeric(rec.get(low, ""), errors="coerce"), pd.to_numeric(rec.get(high, ""), errors="coerce")
-        row.interval = f"{lo:.1f}–{hi:.1f}" if pd.notna(lo) and pd.notna(hi) else ""
+        row.interval = interval_ends_text(float(lo), float(hi), threshold) if pd.notna(lo) and pd.notna(hi) else ""
         row.qc = str(rec.get("qc", "")).replace(";", ", ")
 
 
@@ -323,8 +327,11 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
                             fix="run 'weakstil evaluate' again into a new --out and pass that folder")
     metrics = _read_json(metrics_dir / "metrics.json", "metrics.json",
                          "pass the --out folder of 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv'")
+    # the cohort slides train left out (no tile in their bed) are in no metric and no row: named here
+    untrained = ((meta.get("training") or {}).get("tumorbeds") or {}).get("left_out_no_tile_in_bed") or []
     described = f"{cv_folds}-fold cross-validation, out-of-fold predictions (each slide scored by a model that " \
-                "never saw it)"
+                "never saw it" + _left_out({"excluded": [{"slide_id": s, "reason": "no tumour bed, left out of "
+                                                         "training"} for s in untrained]}) + ")"
     if not own_cv:
         described = describe_evaluation(metrics, meta, metrics_dir, cv_folds, oof_path)
     threshold = float(metrics.get("threshold", meta.get("threshold", STIL_THRESHOLD)))
@@ -359,7 +366,7 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     rows = _slide_rows(table, tile_scores_of, predicted, out_dir, slides,
                        Overlays(Path(tiles_dir), meta) if tiles_dir else None, slide_mpp)
     if has_cv:  # the intervals and flags of the out-of-fold slides (an evaluation has none per slide)
-        _add_confidence(rows, folder)
+        _add_confidence(rows, folder, threshold)
     files["overview.png"] = write_overview(out_dir, rows, out_dir / "overview.png")
     content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(model_dir),
                             metrics_source=described, slides_source=slides_source,
@@ -409,7 +416,7 @@ def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int |
         _check_own_predictions(metrics, folder, own_oof, theirs, ours)
         folds = metrics.get("folds") or cv_folds
         return (f"{folds}-fold cross-validation, out-of-fold predictions of {n} slides (each slide scored by a model "
-                f"that never saw it; {metrics.get('predictions', 'saved predictions')})")
+                f"that never saw it; {metrics.get('predictions', 'saved predictions')}{_left_out(metrics)})")
     if mode != "model":
         raise WeakSTILError("metrics.json does not say how its predictions were made", path=folder / "metrics.json",
                             fix="pass an --evaluation folder written by 'weakstil evaluate'")
@@ -421,11 +428,20 @@ def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int |
         metrics.get("scoring"), "the model")
     text = f"evaluation of {who} on {n} slides of {metrics.get('cohort') or 'a cohort'} (not out-of-fold"
     seen, whole = metrics.get("n_training_slides"), metrics.get("beds_unlike_training")
-    left_out = metrics.get("excluded")
     text += f"; {seen} of them training slides of this model, so their metrics are in-sample" if seen else ""
     text += (f"; {whole} of them scored over the whole tissue, though the model was trained on tumour beds: not what "
              "it measures" if whole else "")
-    return text + (f"; {len(left_out)} more slide(s) left out: no tumour bed" if left_out else "") + ")"
+    return text + _left_out(metrics) + ")"
+
+
+def _left_out(metrics: dict) -> str:
+    """``"; 1 more slide(s) left out: S3 (no tumour bed)"``: the cohort slides an evaluation has no
+    prediction for, each named with its reason (they are in no metric and no table row)."""
+    left_out = [e for e in metrics.get("excluded") or [] if isinstance(e, dict)]
+    if not left_out:
+        return ""
+    named = ", ".join(f"{e.get('slide_id')} ({e.get('reason') or 'no prediction'})" for e in left_out)
+    return f"; {len(left_out)} more slide(s) left out: {named}"
 
 
 def _check_own_predictions(metrics: dict, folder: Path, own_oof: Path, theirs: str | None, ours: str | None) -> None:

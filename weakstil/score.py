@@ -448,7 +448,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
                          attention: np.ndarray | None, stil: float, stil_high: object, status: str,
                          qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
                          stroma: np.ndarray | None = None, model_scores: np.ndarray | None = None) -> None:
-    from weakstil.outputs import heatmap_title, write_heatmap_png, write_tiles_geojson
+    from weakstil.outputs import heatmap_key, heatmap_title, write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
     from weakstil.tiles import heatmap_mpp
 
@@ -479,7 +479,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
                       tumorbed_mask=bed.mask, title=heatmap_title(slide_id, stil, stil_high, ctx.threshold, attrs,
                                                           label=None if status in SCORED else status,
                                                           fallback=status if status == STATUS_BED_FALLBACK else ""),
-                      stroma_weights=stroma, provenance=attrs)
+                      stroma_weights=stroma, provenance=attrs, key=heatmap_key(attrs))
     # the slide-score file after the slow heatmap: it is what a rerun takes as 'scored', so a run
     # killed while the heatmap is drawn leaves no complete-looking score file; the tile GeoJSON comes
     # after it (a GeoJSON is replaced only beside our score file: an annotation is never overwritten)

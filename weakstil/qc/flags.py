@@ -57,7 +57,7 @@ from typing import Any
 
 import numpy as np
 
-from weakstil.metrics import STIL_DECIMALS
+from weakstil.metrics import STIL_DECIMALS, interval_ends_text
 from weakstil.qc.image import BLURRY_TILE, IMAGE_STATS_VERSION, ImageStats
 from weakstil.slide import COARSER_TOLERANCE  # the margin past which a scan is refused or read upsampled
 
@@ -179,8 +179,29 @@ def stain_outside(s: ImageStats, reference: dict[str, Any]) -> list[str]:
     d = stain_distances(s, reference["centre"])
     for name, limit in reference["thresholds"].items():
         if name in d and not d[name] <= limit:  # NaN/inf count as outside
-            reasons.append(f"{name} {d[name]:.3g} > {limit:.3g}")
+            reasons.append(f"{name}: {_stain_measured(name, s, reference['centre'], d[name], limit)}")
     return reasons
+
+
+_DYES = {"h": "haematoxylin", "e": "eosin"}
+
+
+def _stain_measured(name: str, s: ImageStats, centre: dict[str, Any], distance: float, limit: float) -> str:
+    """What a stain statistic measured, in words, with the distance compared with ``limit``: the
+    distance alone ("e_strength 1.16 > 0.768") read as the slide's eosin strength, which was 2.47
+    (the training median 0.775, |log ratio| 1.16)."""
+    dye, kind = name.split("_", 1) if "_" in name else (name, "")
+    if kind == "angle":
+        return f"{_DYES[dye]} vector {distance:.3g}° from the training slides' median (> {limit:.3g}°)"
+    if kind == "strength":
+        i = 0 if dye == "h" else 1
+        return (f"{_DYES[dye]} strength {s.stain_max_c[i]:.3g} vs the training slides' median {centre['max_c'][i]:.3g} "
+                f"(|log ratio| {distance:.3g} > {limit:.3g})")
+    if not math.isfinite(distance):
+        return "mean optical density not measured (no tissue on the thumbnail)"
+    rgb = "/".join(f"{v:.3g}" for v in s.od_mean)
+    ref = "/".join(f"{v:.3g}" for v in centre["od_mean"])
+    return f"mean optical density (R/G/B) {rgb} vs the training slides' median {ref} (|log ratio| up to {distance:.3g} > {limit:.3g})"
 
 
 def image_reference(stats: list[ImageStats]) -> dict[str, Any] | None:
@@ -224,7 +245,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     # end of 7.46416 written 7.4642 held the threshold 7.4642 in the table without the flag
     if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) \
             and round(low, STIL_DECIMALS) < threshold <= round(high, STIL_DECIMALS):
-        why[Flag.NEAR_THRESHOLD.value] = f"interval {low:.1f}-{high:.1f} contains the threshold {float(threshold):.10g}"
+        ends = interval_ends_text(low, high, threshold).replace("–", "-")
+        why[Flag.NEAR_THRESHOLD.value] = f"interval {ends} contains the threshold {float(threshold):.10g}"
     if image is not None and image_ref is not None and int(image_ref.get("version", 0)) == image.version:
         reasons = stain_outside(image, image_ref["stain"])
         if reasons:

@@ -165,8 +165,12 @@ class SlideAssessor:
         return row, {k: v for k, v in attrs.items() if v is not None}
 
 
-def interval_text(low: float | None, high: float | None, level: float = LEVEL) -> str:
-    """``"90 % interval 17.1–30.2"`` (empty without an interval)."""
+def interval_text(low: float | None, high: float | None, level: float = LEVEL,
+                  threshold: float | None = None) -> str:
+    """``"90 % interval 17.1–30.2"`` (empty without an interval); with ``threshold``, each end keeps
+    the side of it that ``near_threshold`` judged (:func:`weakstil.metrics.interval_ends_text`)."""
+    from weakstil.metrics import interval_ends_text
+
     if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
         return ""
-    return f"{100 * level:g} % interval {low:.1f}–{high:.1f}"
+    return f"{100 * level:g} % interval {interval_ends_text(low, high, threshold)}"

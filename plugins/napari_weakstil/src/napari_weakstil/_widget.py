@@ -313,7 +313,7 @@ class ScoringWidget(QWidget):
                 high = bool(called_high(stil, float(threshold)))
                 call = f" · {'high' if high else 'low'} (threshold {float(threshold):g} %)"
             # enough decimals to keep the number on its call's side (29.96 is not shown as 30.0, low)
-            self.stil_label.setText(f"sTIL {stil_text(stil, threshold)} %{_interval(attrs)}{call}")
+            self.stil_label.setText(f"sTIL {stil_text(stil, threshold)} %{_interval(attrs, threshold)}{call}")
         self._show_qc(attrs)
         parts = [f"{res.slide_id}: {len(res.coords):,} tiles"]
         if res.tumorbed is not None:
@@ -477,8 +477,9 @@ class ScoringWidget(QWidget):
         return path
 
 
-def _interval(attrs: dict) -> str:
-    """`` (90 % interval 17.1–30.2)`` when the result records one, else empty."""
+def _interval(attrs: dict, threshold: float | None = None) -> str:
+    """`` (90 % interval 17.1–30.2)`` when the result records one, else empty (each end on the side of
+    ``threshold`` that its ``near_threshold`` flag was judged on)."""
     low, high = attrs.get("stil_lower_90"), attrs.get("stil_upper_90")
     try:
         low, high = float(low), float(high)
@@ -486,5 +487,7 @@ def _interval(attrs: dict) -> str:
         return ""
     if not (low == low and high == high):  # NaN: no interval
         return ""
+    from weakstil.metrics import interval_ends_text
+
     level = float(attrs.get("interval_level", 0.9))
-    return f" ({100 * level:g} % interval {low:.1f}–{high:.1f})"
+    return f" ({100 * level:g} % interval {interval_ends_text(low, high, threshold)})"
