@@ -78,6 +78,53 @@ def check_meta(meta: object, path: Path, fix: str) -> dict:
     return meta
 
 
+#: What ``weakstil score`` and ``weakstil evaluate --model`` must know from ``model.json``: which
+#: encoder made the features and of which tiles (no default can stand in for either).
+SCORING_NEEDS = {"encoder": ("name", "weights_sha256"), "tiling": ("mpp", "tile_px")}
+
+
+def check_scoring_meta(meta: dict, path: Path) -> dict:
+    """``meta`` when it says which encoder and tiles the model was trained on; one error line naming
+    ``model.json`` when a section or field was deleted (a missing tiling scored silently with the
+    default tiles, a missing encoder blamed every slide's features)."""
+    fix = f"copy {META_FILE} again from the folder 'weakstil train' wrote, or train the model again"
+    for section, keys in SCORING_NEEDS.items():
+        what = "the encoder and weights its features were made with" if section == "encoder" else \
+            "the µm/px and tile size of its tiles"
+        if section not in meta:
+            raise WeakSTILError(f"{META_FILE} has no '{section}' section ({what}), so slides cannot be scored "
+                                "as the model was trained", path=path, fix=fix)
+        missing = [k for k in keys if meta[section].get(k) is None]
+        if missing:
+            raise WeakSTILError(f"{META_FILE} '{section}' has no {' or '.join(missing)} ({what})", path=path, fix=fix)
+    return meta
+
+
+def scoring_tiling(meta: dict, path: Path):
+    """The :class:`~weakstil.tiles.TilingParams` the model's features were made with (from
+    :func:`check_scoring_meta`'d ``meta``): its tiling key, or its µm/px and tile size for a model
+    written before the key was recorded. A key edited into one no tiling has is one error line."""
+    from weakstil.tiles import TilingParams
+    from weakstil.tiling import TileMode
+    from weakstil.tissue import TissueParams
+
+    tiling = meta["tiling"]
+    key = tiling.get("key")
+    try:
+        if isinstance(key, str):
+            key = json.loads(key)
+        if not key:
+            return TilingParams(mpp=float(tiling["mpp"]), tile_px=int(tiling["tile_px"]))
+        return TilingParams(mpp=key["mpp"], tile_px=key["tile_px"], overlap_px=key["overlap_px"],
+                            tissue_threshold=key["tissue_threshold"], mode=TileMode(key["mode"]),
+                            mask_mpp=key["mask_mpp"], tissue=TissueParams(**key["tissue"]))
+    except (KeyError, TypeError, ValueError, AttributeError, WeakSTILError) as exc:
+        said = exc.message if isinstance(exc, WeakSTILError) else f"{type(exc).__name__}: {exc}"
+        raise WeakSTILError(f"{META_FILE} 'tiling' key is not a tiling 'weakstil train' writes ({said})", path=path,
+                            fix=f"copy {META_FILE} again from the folder 'weakstil train' wrote, or train the model "
+                                "again") from None
+
+
 def meta_format_version(meta: dict, path: Path, default: int, fix: str,
                         error: type[WeakSTILError] = WeakSTILError) -> int:
     """``meta['format_version']`` (``default`` when absent) as a whole number; one ``error`` line

@@ -303,6 +303,10 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     fix_model = "pass a directory written by 'weakstil train' with --folds 2 or more"
     folder = ModelDir(model_dir)
     meta = folder.read_meta(fix_model)
+    from weakstil.qc.scoring import interval_note
+
+    if (note := interval_note(folder, meta)) is not None:  # said once (it was silent: the report looked whole)
+        log.warning("%s", note)
     cv_dir = folder.cv_dir
     oof_path = folder.oof_path
     own_cv = evaluation_dir is None or Path(evaluation_dir).resolve() == cv_dir.resolve()

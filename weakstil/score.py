@@ -36,7 +36,7 @@ from weakstil.atomic import remove_stale_temps, replacing_together
 from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
-from weakstil.modeldir import ModelDir
+from weakstil.modeldir import ModelDir, scoring_tiling
 from weakstil.outputs import all_whole
 from weakstil.results_table import read_previous, write_results
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
@@ -135,22 +135,6 @@ class _Context:
         return self._planner
 
 
-def _tiling_params(meta: dict):
-    from weakstil.tiles import TilingParams
-    from weakstil.tiling import TileMode
-    from weakstil.tissue import TissueParams
-
-    tiling = meta.get("tiling", {})
-    key = tiling.get("key")
-    if isinstance(key, str):
-        key = json.loads(key)
-    if not key:
-        return TilingParams(mpp=float(tiling.get("mpp", settings.MPP)), tile_px=int(tiling.get("tile_px", settings.TILE_PX)))
-    return TilingParams(mpp=key["mpp"], tile_px=key["tile_px"], overlap_px=key["overlap_px"],
-                        tissue_threshold=key["tissue_threshold"], mode=TileMode(key["mode"]),
-                        mask_mpp=key["mask_mpp"], tissue=TissueParams(**key["tissue"]))
-
-
 def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.mil.ensemble import load_scoring_models
     from weakstil.qc.flags import bed_unlike_training
@@ -183,7 +167,8 @@ def open_context(opts: ScoreOptions) -> _Context:
         log.warning("%s was trained on tumour beds, and this run has none (no --annotations, --tumorbed-beds or "
                     "--tumorbed, and the model bundles no detector): slides are scored over the whole tissue and "
                     "flagged bed_unlike_training", opts.model)
-    ctx = _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor, models,
+    tiling = scoring_tiling(meta, ModelDir(opts.model).meta_path)  # (an edited tiling key: one error line)
+    ctx = _Context(opts, model, meta, model_id, threshold, tiling, beds, assessor, models,
                    model_json_sha256=sha256_file(ModelDir(opts.model).meta_path))
     if opts.encoder is not None or opts.weights is not None:  # asked for: built now, a wrong one refused once
         ctx.encoder()
@@ -240,6 +225,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from weakstil.errors import OutputError, from_os_error, stop_fix
+    from weakstil.feature_cache import refuse_other_folder
     from weakstil.fingerprint import recorded_in
     from weakstil.locks import in_turn
     from weakstil.outputdir import check_score_features, mark
@@ -248,6 +234,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     # the caches made are written there: --features not a model, nor another command's folder; OUT/features a folder
     check_score_features(opts.features, opts.cache_dir)
     ctx = open_context(opts)
+    if opts.features is not None and not opts.overwrite:  # a folder of another tiling: one refusal, not one per slide
+        refuse_other_folder(opts.features, ctx.meta, ctx.params)
     results_path = opts.out / "results.csv"
     remove_stale_temps(results_path)
     read_previous(results_path)  # one that cannot be added to stops the run before any work

@@ -1,0 +1,114 @@
+"""Fault hunt 19 (a): model folders copied, edited and mixed by a lab, as ``weakstil score``,
+``evaluate`` and ``report`` read them."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import embedded_cohort, run_cli, write_training_csv
+
+
+@pytest.fixture(scope="module")
+def cv_model(tmp_path_factory):
+    """A model trained for one epoch with 2-fold cross-validation (so it has qc/calibration.json) on
+    four small synthetic slides, their feature caches and slides."""
+    root = tmp_path_factory.mktemp("h19a")
+    cohort, labels, features = embedded_cohort(root, 4, seed=19, size_mm=(0.6, 0.6))
+    csv = write_training_csv(root / "train.csv", labels, cohort)
+    run_cli("train", csv, "-f", features, "-o", root / "model", "--folds", "2", "--epochs", "1", check=True)
+    return {"model": root / "model", "features": features, "slides": [cohort / p for p in labels["path"]],
+            "csv": csv, "labels": labels}
+
+
+def _copy(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _edit_meta(model: Path, edit) -> None:
+    meta = json.loads((model / "model.json").read_text())
+    edit(meta)
+    (model / "model.json").write_text(json.dumps(meta, indent=2))
+
+
+def _one_line(stderr: str) -> str:
+    lines = [ln for ln in stderr.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 1, stderr
+    return " ".join(stderr.split())
+
+
+@pytest.mark.parametrize("section", ["tiling", "encoder"])
+def test_model_json_without_its_tiling_or_encoder_is_refused_naming_model_json(cv_model, tmp_path, section):
+    """A model.json whose ``tiling`` was deleted scored silently with the default tiles (a model of
+    256 px tiles would have scored 224 px ones); one without ``encoder`` blamed every slide's
+    features ("features do not fit the model: ... trained on None"), an error row per slide."""
+    model = _copy(cv_model["model"], tmp_path / "model")
+    _edit_meta(model, lambda m: m.pop(section))
+    feats = _copy(cv_model["features"], tmp_path / "features")
+    out = tmp_path / "scores"
+    result = run_cli("score", cv_model["slides"][0], "--model", model, "--features", feats, "--out", out)
+    said = _one_line(result.stderr)
+    assert result.returncode == 1 and f"model.json has no '{section}' section" in said, said
+    assert "copy model.json again" in said and "features do not fit" not in said
+    assert not out.exists()  # nothing written
+    evaluated = run_cli("evaluate", cv_model["csv"], "--model", model, "--features", feats, "--out", tmp_path / "ev")
+    assert evaluated.returncode == 1 and f"model.json has no '{section}' section" in _one_line(evaluated.stderr)
+
+
+def test_model_json_tiling_without_tile_size_or_with_a_broken_key_is_refused(cv_model, tmp_path):
+    model = _copy(cv_model["model"], tmp_path / "model")
+    _edit_meta(model, lambda m: m["tiling"].pop("tile_px"))
+    result = run_cli("score", cv_model["slides"][0], "--model", model, "--out", tmp_path / "s1")
+    assert result.returncode == 1 and "model.json 'tiling' has no tile_px" in _one_line(result.stderr)
+    model2 = _copy(cv_model["model"], tmp_path / "model2")
+    _edit_meta(model2, lambda m: m["tiling"]["key"].pop("overlap_px"))  # a KeyError traceback before
+    result = run_cli("score", cv_model["slides"][0], "--model", model2, "--out", tmp_path / "s2")
+    said = _one_line(result.stderr)
+    assert result.returncode == 1 and "model.json 'tiling' key is not a tiling" in said and "overlap_px" in said
+
+
+def test_report_of_a_model_missing_its_calibration_says_so_once(cv_model, tmp_path):
+    """``weakstil report`` on a model folder copied without qc/calibration.json wrote a report that
+    looked whole, while ``weakstil score`` refuses that model (and without it no slide gets an interval)."""
+    model = _copy(cv_model["model"], tmp_path / "model")
+    (model / "qc" / "calibration.json").unlink()
+    result = run_cli("report", "--model", model, "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert said.count("calibration.json is missing: 'weakstil score' refuses this model") == 1, said
+    assert "WARNING" in said and "has no interval" in said
+    # the whole model folder: nothing said
+    whole = run_cli("report", "--model", cv_model["model"], "--out", tmp_path / "whole")
+    assert whole.returncode == 0 and "calibration.json" not in whole.stderr
+
+
+def test_score_features_folder_of_another_tiling_is_one_refusal(cv_model, tmp_path):
+    """``score --features DIR`` where DIR was embedded with 256 px tiles (the model's are 224) gave an
+    ``error`` row per slide ("holds features of another tiling"), exit 1, after writing OUT; a
+    folder whose every cache is of another tiling is now one usage line (exit 2), nothing written."""
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.tiles import TilingParams
+
+    other = tmp_path / "features256"
+    encoder = create_encoder("small-cnn", weights="random")
+    for slide in cv_model["slides"][:2]:
+        embed_slide(slide, encoder, out_dir=other, params=TilingParams(tile_px=256))
+    out = tmp_path / "scores"
+    result = run_cli("score", *cv_model["slides"][:2], "--model", cv_model["model"], "--features", other, "--out", out)
+    said = _one_line(result.stderr)
+    assert result.returncode == 2 and "another encoder or tiling than the model's in all 2" in said, said
+    assert "tile size (px) 256 not 224" in said and "--tile-size 224" in said
+    assert not out.exists()
+    # one cache that fits: the folder is the slides' business again (the fitting slide scores)
+    fits = cv_model["slides"][2]
+    shutil.copy2(cv_model["features"] / f"{fits.stem}.h5", other / f"{fits.stem}.h5")
+    mixed = run_cli("score", cv_model["slides"][0], fits, "--model", cv_model["model"], "--features", other,
+                    "--out", out)
+    assert mixed.returncode == 1 and "holds features of another tiling" in mixed.stderr
+    rows = (out / "results.csv").read_text()
+    assert f"{fits.stem}," in rows and rows.count(",ok,") == 1
