@@ -112,3 +112,43 @@ def test_score_features_folder_of_another_tiling_is_one_refusal(cv_model, tmp_pa
     assert mixed.returncode == 1 and "holds features of another tiling" in mixed.stderr
     rows = (out / "results.csv").read_text()
     assert f"{fits.stem}," in rows and rows.count(",ok,") == 1
+
+
+def test_a_file_of_a_model_folder_given_as_the_folder_names_the_folder(cv_model, tmp_path):
+    """``--model MODEL/model.json`` (a file dragged in) said "pass the directory written by 'weakstil
+    train'" and ``report`` looked for ``MODEL/model.json/model.json``; ``--tumorbed MODEL/model.json``
+    said "model.json and model.safetensors missing". Each now names the folder to pass (exit 2)."""
+    model = cv_model["model"]
+    slide = cv_model["slides"][0]
+    for args, fix in ((("score", slide, "--model", model / "model.json", "--out", tmp_path / "s"), f"pass --model {model},"),
+                      (("report", "--model", model / "model.safetensors", "--out", tmp_path / "r"),
+                       f"pass --model {model},"),
+                      (("score", slide, "--model", model, "--tumorbed", model / "model.json", "--out", tmp_path / "t"),
+                       "pass the --out folder of 'weakstil tumorbed train'")):
+        result = run_cli(*args)
+        said = _one_line(result.stderr)
+        assert result.returncode == 2 and "is a file, not" in said and fix in said, said
+    assert not any((tmp_path / d).exists() for d in "srt")
+    # a bundled detector's file given as --model: the sTIL model it is bundled in
+    bundled = _copy(model, tmp_path / "with_bed")
+    (bundled / "tumorbed").mkdir()
+    (bundled / "tumorbed" / "model.json").write_text(json.dumps({"kind": "weakstil-tumorbed"}))
+    result = run_cli("score", slide, "--model", bundled / "tumorbed" / "model.json", "--out", tmp_path / "b")
+    assert result.returncode == 2 and f"pass --model {bundled}, the sTIL model this detector is bundled in" in \
+        _one_line(result.stderr)
+    result = run_cli("score", slide, "--model", bundled, "--tumorbed", bundled / "model.json", "--out", tmp_path / "b")
+    assert result.returncode == 2 and f"pass --tumorbed {bundled / 'tumorbed'}, the detector bundled" in \
+        _one_line(result.stderr)
+
+
+def test_a_model_json_from_before_the_stain_estimate_record_is_refused_once(cv_model, tmp_path):
+    """An older model.json (no ``features`` record: stain estimate 3 or older) fits no slide that
+    score embeds now: it was an ``error`` row per slide, each after embedding it; now one line
+    naming model.json before any slide, nothing written."""
+    model = _copy(cv_model["model"], tmp_path / "model")
+    _edit_meta(model, lambda m: m.pop("features"))
+    out = tmp_path / "scores"
+    result = run_cli("score", *cv_model["slides"][:2], "--model", model, "--out", out)
+    said = _one_line(result.stderr)
+    assert result.returncode == 1 and f"{model / 'model.json'}: the model fits no slide" in said, said
+    assert "method 3 or older" in said and not out.exists()

@@ -125,6 +125,29 @@ def scoring_tiling(meta: dict, path: Path):
                                 "again") from None
 
 
+def folder_of_file_fix(path: Path, option: str) -> str | None:
+    """The fix for a folder option (``--model``, ``--tumorbed``) given a file inside a model or detector
+    folder (``MODEL/model.json``, a dragged-in weights file): pass the folder it is in (an sTIL
+    model's bundled detector for ``--tumorbed``); ``None`` for a file in no such folder."""
+    folder = ModelDir(path.parent)
+    if not path.is_file() or not folder.is_model():
+        return None
+    try:
+        meta = json.loads(folder.meta_path.read_text())
+        kind = meta.get("kind") or meta.get("format")
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    if option == "--tumorbed" and kind == "weakstil-mil":
+        return (f"pass {option} {folder.bundled_detector}, the detector bundled in that sTIL model"
+                if folder.bundled_detector is not None else "pass the --out folder of 'weakstil tumorbed train'")
+    if option == "--model" and kind == "weakstil-tumorbed":
+        above = ModelDir(folder.root.parent)
+        return (f"pass {option} {above.root}, the sTIL model this detector is bundled in" if above.is_model()
+                else f"it is a tumour-bed detector's: pass --tumorbed {folder.root}; --model takes the --out of "
+                     "'weakstil train'")
+    return f"pass {option} {folder.root}, the folder it is in"
+
+
 def meta_format_version(meta: dict, path: Path, default: int, fix: str,
                         error: type[WeakSTILError] = WeakSTILError) -> int:
     """``meta['format_version']`` (``default`` when absent) as a whole number; one ``error`` line
@@ -224,7 +247,13 @@ class ModelDir:
             else None
 
     def read_meta(self, fix: str = "pass the directory written by 'weakstil train'") -> dict:
-        """``model.json`` as a dict; one error line when it is missing or not JSON."""
+        """``model.json`` as a dict; one error line when it is missing or not JSON (a usage error when
+        the folder given is a file: ``MODEL/model.json``)."""
+        if self.root.is_file():
+            from weakstil.errors import UsageError
+
+            raise UsageError("is a file, not the model directory", path=self.root,
+                             fix=folder_of_file_fix(self.root, "--model") or fix)
         if not self.meta_path.is_file():
             raise WeakSTILError(f"{META_FILE} not found", path=self.meta_path, fix=fix)
         try:

@@ -137,6 +137,7 @@ class _Context:
 
 def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.mil.ensemble import load_scoring_models
+    from weakstil.mil.identity import check_scores_new_slides
     from weakstil.qc.flags import bed_unlike_training
     from weakstil.qc.scoring import SlideAssessor
     from weakstil.runtime import resolve_device, sha256_file
@@ -145,6 +146,7 @@ def open_context(opts: ScoreOptions) -> _Context:
 
     resolve_device(opts.device)  # a GPU this machine lacks: one usage error, not an error row per slide
     models, meta = load_scoring_models(opts.model)
+    check_scores_new_slides(meta, ModelDir(opts.model).meta_path)  # an older stain estimate: once, not per slide
     check_encoder_files(opts, meta)  # a broken or mismatched encoder fails once, not once per slide
     model = models[0]  # the architecture (the fold models share the final model's)
     # an ensemble's models are the fold models the interval needs: loaded once

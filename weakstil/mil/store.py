@@ -19,7 +19,7 @@ from weakstil.mil.bank import FeatureBank
 from weakstil.mil.config import Architecture, TrainConfig
 from weakstil.mil.identity import MEASUREMENT_ATTRS, ModelError
 from weakstil.mil.model import TileMIL
-from weakstil.modeldir import WEIGHTS_FILE, ModelDir, check_meta, meta_format_version
+from weakstil.modeldir import WEIGHTS_FILE, ModelDir, check_meta, folder_of_file_fix, meta_format_version
 from weakstil.runtime import sha256_file, versions
 
 FORMAT = "weakstil-mil"
@@ -62,7 +62,8 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
     if not meta_path.exists() and inner.meta_path.is_file() and inner.weights_path.is_file():
         fix = f"pass {inner.root}, the model folder inside it"
     if directory.is_file():  # a folder option given a file: a usage mistake (exit 2), as for every folder option
-        raise UsageError("is a file, not the model directory", path=directory, fix=fix)
+        raise UsageError("is a file, not the model directory", path=directory,
+                         fix=folder_of_file_fix(directory, "--model") or fix)
     if not directory.is_dir():
         raise ModelError("model directory not found", path=directory, fix=fix)
     for p in (meta_path, weights_path):

@@ -25,8 +25,8 @@ import numpy as np
 
 from weakstil import __version__
 from weakstil.bed_geometry import BEFORE_LYMPHOID_VETO, BedShape, Plausibility, bed_from_evidence, check_bed
-from weakstil.errors import WeakSTILError
-from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, meta_format_version
+from weakstil.errors import UsageError, WeakSTILError
+from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, folder_of_file_fix, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.cellgate import TumourCellGate, apply_cell_gate
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
@@ -204,6 +204,10 @@ class TumorBedDetector:
         if not directory.exists():
             raise WeakSTILError("tumour-bed detector folder not found", path=directory,
                                 fix="check the path, or train one with 'weakstil tumorbed train'")
+        if directory.is_file():  # MODEL/tumorbed/model.json, say: a usage mistake (exit 2), as for --model
+            raise UsageError("is a file, not a tumour-bed detector folder", path=directory,
+                             fix=folder_of_file_fix(directory, "--tumorbed")
+                             or "pass the --out folder of 'weakstil tumorbed train'")
         missing = [p.name for p in (meta_path, weights_path) if not p.is_file()]
         if missing:
             bundled = directory.name == TUMORBED_DIR and ModelDir(directory.parent).is_model()
