@@ -152,3 +152,21 @@ def test_a_model_json_from_before_the_stain_estimate_record_is_refused_once(cv_m
     said = _one_line(result.stderr)
     assert result.returncode == 1 and f"{model / 'model.json'}: the model fits no slide" in said, said
     assert "method 3 or older" in said and not out.exists()
+
+
+def test_a_bundled_encoder_copied_without_its_card_says_copy_the_model_folder(tmp_path):
+    """MODEL/encoder without card.yaml (a partial copy) said "directory has no card.yaml. Fix: pass a
+    'weakstil pretrain' output directory or a built-in encoder name", though no option was given."""
+    from types import SimpleNamespace
+
+    from weakstil.errors import WeakSTILError
+    from weakstil.scoring_encoder import check_encoder_files
+
+    model = tmp_path / "model"
+    (model / "encoder").mkdir(parents=True)
+    (model / "model.json").write_text("{}")
+    (model / "encoder" / "model.safetensors").write_bytes(b"x")
+    opts = SimpleNamespace(model=model, encoder=None, weights=None)
+    with pytest.raises(WeakSTILError) as exc:
+        check_encoder_files(opts, {"encoder": {"name": "encoder", "weights_sha256": "ab" * 32}})
+    assert str(exc.value.path) == str(model / "encoder" / "card.yaml") and "copy the whole model folder" in exc.value.fix

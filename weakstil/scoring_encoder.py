@@ -101,6 +101,11 @@ def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
     if opts.weights is not None or folder is None or not Path(folder).is_dir():
         return  # --weights FILE, a built-in or hub encoder: checked when built
     error = UsageError if opts.encoder is not None else WeakSTILError
+    from weakstil.encoders.cards import CARD_FILE
+
+    if opts.encoder is None and not (Path(folder) / CARD_FILE).is_file():  # MODEL/encoder copied without its card
+        raise WeakSTILError(f"the model's bundled encoder has no {CARD_FILE}", path=Path(folder) / CARD_FILE,
+                            fix="copy the whole model folder again (its encoder/ holds card.yaml and model.safetensors)")
     sha = check_encoder_folder(folder)
     if sha:
         check_trained_weights(str(folder), sha, meta, opts, error)
