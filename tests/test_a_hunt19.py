@@ -170,3 +170,52 @@ def test_a_bundled_encoder_copied_without_its_card_says_copy_the_model_folder(tm
     with pytest.raises(WeakSTILError) as exc:
         check_encoder_files(opts, {"encoder": {"name": "encoder", "weights_sha256": "ab" * 32}})
     assert str(exc.value.path) == str(model / "encoder" / "card.yaml") and "copy the whole model folder" in exc.value.fix
+
+
+def _lfs_pointer(path: Path) -> None:
+    """Replace ``path`` with the Git LFS pointer a clone without git-lfs holds in its place."""
+    import hashlib
+
+    data = path.read_bytes()
+    path.write_text(f"version https://git-lfs.github.com/spec/v1\noid sha256:{hashlib.sha256(data).hexdigest()}\n"
+                    f"size {len(data)}\n")
+
+
+def test_model_files_that_are_git_lfs_pointers_are_named_as_such(cv_model, tmp_path):
+    """A model folder kept in Git and cloned without git-lfs holds 130-byte pointers: score said "the
+    weights were changed or mixed up with another model; train again" (the fold models, qc files and
+    a bundled encoder likewise: "train again", "run 'weakstil pretrain' again"); the fix is 'git lfs pull'."""
+    import yaml
+
+    from weakstil.encoders.cards import load_card
+    from weakstil.encoders.factory import check_encoder_folder
+    from weakstil.errors import WeakSTILError
+
+    model = _copy(cv_model["model"], tmp_path / "model")
+    meta = json.loads((model / "model.json").read_text())
+    for rel in ("model.safetensors", meta["folds"][0]["file"], "qc/embeddings.safetensors"):
+        _lfs_pointer(model / rel)
+        result = run_cli("score", cv_model["slides"][0], "--model", model, "--out", tmp_path / "s")
+        said = _one_line(result.stderr)
+        assert result.returncode == 1 and f"{model / rel}: is a Git LFS pointer" in said and "git lfs pull" in said, \
+            said
+        shutil.copy2(cv_model["model"] / rel, model / rel)
+    # a bundled encoder's weights
+    enc = tmp_path / "encoder"
+    enc.mkdir()
+    (enc / "model.safetensors").write_bytes(b"weights")
+    card = {**load_card("small-cnn").to_dict(), "weights_sha256": "ab" * 32}
+    (enc / "card.yaml").write_text(yaml.safe_dump(card))
+    _lfs_pointer(enc / "model.safetensors")
+    with pytest.raises(WeakSTILError, match="is a Git LFS pointer") as exc:
+        check_encoder_folder(enc)
+    assert "git lfs pull" in exc.value.fix
+
+
+def test_report_of_a_demo_folder_names_the_model_inside_it(cv_model, tmp_path):
+    """``weakstil demo --out D`` puts its model in D/model: score and evaluate said "pass D/model",
+    report said "model.json not found. Fix: pass a directory written by 'weakstil train'"."""
+    demo = tmp_path / "demo"
+    _copy(cv_model["model"], demo / "model")
+    result = run_cli("report", "--model", demo, "--out", tmp_path / "r")
+    assert result.returncode == 1 and f"pass {demo / 'model'}, the model folder inside it" in _one_line(result.stderr)

@@ -255,7 +255,9 @@ class ModelDir:
             raise UsageError("is a file, not the model directory", path=self.root,
                              fix=folder_of_file_fix(self.root, "--model") or fix)
         if not self.meta_path.is_file():
-            raise WeakSTILError(f"{META_FILE} not found", path=self.meta_path, fix=fix)
+            inner = ModelDir(self.root / "model")  # `weakstil demo --out D` puts its model in D/model
+            raise WeakSTILError(f"{META_FILE} not found", path=self.meta_path,
+                                fix=f"pass {inner.root}, the model folder inside it" if inner.is_model() else fix)
         try:
             meta = json.loads(self.meta_path.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

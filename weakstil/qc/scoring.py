@@ -80,7 +80,9 @@ class SlideAssessor:
         """From a model folder; files listed in ``model.json`` must match their SHA-256.
         ``fold_models``: the cross-validation fold models when already loaded (ensemble scoring)."""
         from weakstil.mil.store import load_fold_models
+        from weakstil.mil.store import LFS_FIX
         from weakstil.qc.embedding import EmbeddingReference
+        from weakstil.runtime import lfs_pointer_note
 
         folder = ModelDir(model_dir)
         recorded = (meta.get("qc") or {}).get("files") or {}
@@ -88,6 +90,8 @@ class SlideAssessor:
             if missing:
                 raise ModelError("quality-control file of the model is missing", path=path,
                                  fix="copy the whole model folder, or train the model again")
+            if pointer := lfs_pointer_note(path):
+                raise ModelError(pointer, path=path, fix=LFS_FIX)
             raise ModelError("quality-control file does not match model.json (SHA-256 differs)", path=path,
                              fix="the model folder was changed; train the model again")
         out = cls(fold_models=fold_models if fold_models is not None else load_fold_models(model_dir, meta, arch),

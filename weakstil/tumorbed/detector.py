@@ -242,6 +242,11 @@ class TumorBedDetector:
         try:
             tensors = load_file(str(weights_path))
         except (SafetensorError, OSError) as exc:
+            from weakstil.mil.store import LFS_FIX
+            from weakstil.runtime import lfs_pointer_note
+
+            if pointer := lfs_pointer_note(weights_path):  # a clone without git-lfs: no detector to retrain
+                raise WeakSTILError(pointer, path=weights_path, fix=LFS_FIX) from None
             raise WeakSTILError(f"cannot read the weights ({exc})", path=weights_path,
                                 fix="train the detector again with 'weakstil tumorbed train'") from None
         from weakstil.runtime import sha256_file
