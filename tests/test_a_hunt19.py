@@ -21,7 +21,7 @@ def cv_model(tmp_path_factory):
     csv = write_training_csv(root / "train.csv", labels, cohort)
     run_cli("train", csv, "-f", features, "-o", root / "model", "--folds", "2", "--epochs", "1", check=True)
     return {"model": root / "model", "features": features, "slides": [cohort / p for p in labels["path"]],
-            "csv": csv, "labels": labels}
+            "csv": csv, "labels": labels, "truth": cohort / "truth"}
 
 
 def _copy(src: Path, dst: Path) -> Path:
@@ -219,3 +219,46 @@ def test_report_of_a_demo_folder_names_the_model_inside_it(cv_model, tmp_path):
     _copy(cv_model["model"], demo / "model")
     result = run_cli("report", "--model", demo, "--out", tmp_path / "r")
     assert result.returncode == 1 and f"pass {demo / 'model'}, the model folder inside it" in _one_line(result.stderr)
+
+
+def test_a_bundled_encoder_or_detector_of_another_model_says_copy_the_model_folder(cv_model, tmp_path):
+    """MODEL/encoder or MODEL/tumorbed replaced by another model's (a lab mixing model folders) said
+    "pass the encoder the model was trained with (--encoder DIR / --weights FILE)" and "train the
+    detector on features of the same encoder, or re-embed" (re-embedding cannot help: the features
+    are the model's); both now name the bundled folder and say copy the whole model folder again."""
+    from types import SimpleNamespace
+
+    import yaml
+
+    from weakstil.encoders.cards import load_card
+    from weakstil.errors import WeakSTILError
+    from weakstil.runtime import sha256_file
+    from weakstil.scoring_encoder import check_encoder_files
+
+    model = _copy(cv_model["model"], tmp_path / "model")
+    (model / "encoder").mkdir()
+    (model / "encoder" / "model.safetensors").write_bytes(b"another model's encoder")
+    card = {**load_card("small-cnn").to_dict(), "weights_sha256": sha256_file(model / "encoder" / "model.safetensors")}
+    (model / "encoder" / "card.yaml").write_text(yaml.safe_dump(card))
+    meta = json.loads((model / "model.json").read_text())
+    with pytest.raises(WeakSTILError) as exc:
+        check_encoder_files(SimpleNamespace(model=model, encoder=None, weights=None), meta)
+    assert f"{model / 'encoder'} was replaced" in exc.value.fix and "copy the whole model folder" in exc.value.fix
+    shutil.rmtree(model / "encoder")
+    # a detector of other tiles in MODEL/tumorbed
+    detector = model / "tumorbed"
+    trained = run_cli("tumorbed", "train", "--features", cv_model["features"], "--annotations", cv_model["truth"],
+                      "--out", tmp_path / "detector", "--max-slides", "2")
+    assert trained.returncode == 0, trained.stderr
+    shutil.copytree(tmp_path / "detector", detector)
+    dmeta = json.loads((detector / "model.json").read_text())
+    (detector / "model.json").write_text(json.dumps({**dmeta, "tiling": {"mpp": 0.5, "tile_px": 256}}))
+    out = tmp_path / "scores"
+    result = run_cli("score", cv_model["slides"][0], "--model", model, "--features", cv_model["features"], "--out", out)
+    said = _one_line(result.stderr)
+    assert result.returncode == 1 and f"{detector}: the model's bundled detector does not fit the model" in said, said
+    assert f"{detector} was replaced" in said and "re-embed" not in said and not out.exists()
+    # the same detector given with --tumorbed keeps its own fix
+    given = run_cli("score", cv_model["slides"][0], "--model", cv_model["model"], "--features", cv_model["features"],
+                    "--tumorbed", detector, "--out", out)
+    assert given.returncode == 1 and "bundled detector does not fit" not in _one_line(given.stderr)

@@ -142,7 +142,7 @@ def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.qc.scoring import SlideAssessor
     from weakstil.runtime import resolve_device, sha256_file
     from weakstil.scoring_encoder import check_encoder_files
-    from weakstil.tumorbed.resolver import BedSources, check_detector_matches, trained_detector
+    from weakstil.tumorbed.resolver import BedSources, check_model_detector, trained_detector
 
     resolve_device(opts.device)  # a GPU this machine lacks: one usage error, not an error row per slide
     models, meta = load_scoring_models(opts.model)
@@ -155,11 +155,7 @@ def open_context(opts: ScoreOptions) -> _Context:
     threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", settings.STIL_THRESHOLD))
     beds = BedSources.open(annotations=opts.annotations, beds=opts.tumorbed_beds, detector=opts.tumorbed_model,
                            model=opts.model)
-    if beds.detector is not None and meta.get("encoder", {}).get("weights_sha256"):  # once, not once per slide
-        enc, tiling = meta["encoder"], meta.get("tiling") or {}  # and the model's tiles, as its encoder
-        check_detector_matches(beds.detector, {"encoder": enc.get("name"), "weights_sha256": enc["weights_sha256"],
-                                               "mpp": tiling.get("mpp"), "tile_px": tiling.get("tile_px"),
-                                               **(meta.get("features") or {})}, beds.detector_path or opts.model)
+    check_model_detector(beds, meta, opts.model, bundled=opts.tumorbed_model is None)  # once, not once per slide
     trained_with = trained_detector(assessor.training_beds)
     if opts.tumorbed_model is None and beds.detector is not None and trained_with \
             and beds.detector.model_id != trained_with:  # MODEL/tumorbed replaced after training
