@@ -262,3 +262,17 @@ def test_a_bundled_encoder_or_detector_of_another_model_says_copy_the_model_fold
     given = run_cli("score", cv_model["slides"][0], "--model", cv_model["model"], "--features", cv_model["features"],
                     "--tumorbed", detector, "--out", out)
     assert given.returncode == 1 and "bundled detector does not fit" not in _one_line(given.stderr)
+
+
+def test_report_of_a_model_json_without_the_fold_count_names_the_folds_of_its_predictions(cv_model, tmp_path):
+    """A model.json from before the number of folds was recorded (or without its ``training``
+    section) was reported as "None-fold cross-validation", and its warning said "model.json: the
+    cohort CSV the model records is not found" of a CSV it never recorded."""
+    model = _copy(cv_model["model"], tmp_path / "model")
+    _edit_meta(model, lambda m: m.pop("training"))
+    result = run_cli("report", "--model", model, "--out", tmp_path / "r")
+    assert result.returncode == 0, result.stderr
+    text = (tmp_path / "r" / "report.md").read_text()
+    assert "2-fold cross-validation" in text and "None-fold" not in text
+    said = " ".join(result.stderr.split())
+    assert "no cohort CSV is recorded" in said and "records is not found" not in said
