@@ -211,8 +211,9 @@ def refuse_other_folder(features_dir: str | Path, meta: dict, params: TilingPara
         n += 1
         example = example or f"{path.name}: {', '.join(differs)}"
     if n:
-        raise UsageError(f"--features holds features of another encoder or tiling than the model's in all {n} of "
-                         f"its feature caches (e.g. {example}), so every slide would fail", path=features_dir,
+        raise UsageError(f"--features holds features of another encoder or tiling than the model's in "
+                         f"{f'all {n} of its feature caches' if n > 1 else 'its one feature cache'} ({example}), so "
+                         "every slide would fail", path=features_dir,
                          fix=f"pass the 'weakstil embed' folder made with the model's encoder and tiling (--mpp "
                              f"{params.mpp:g} --tile-size {params.tile_px}), or another --features folder (score "
                              "embeds the slides there), or add --overwrite to replace these caches")
