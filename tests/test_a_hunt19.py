@@ -101,7 +101,7 @@ def test_score_features_folder_of_another_tiling_is_one_refusal(cv_model, tmp_pa
     out = tmp_path / "scores"
     result = run_cli("score", *cv_model["slides"][:2], "--model", cv_model["model"], "--features", other, "--out", out)
     said = _one_line(result.stderr)
-    assert result.returncode == 2 and "another encoder or tiling than the model's in all 2 of its" in said, said
+    assert result.returncode == 2 and "another tiling than the model's in all 2 of its" in said, said
     assert "tile size (px) 256 not 224" in said and "--tile-size 224" in said
     assert not out.exists()
     # one cache that fits: the folder is the slides' business again (the fitting slide scores)

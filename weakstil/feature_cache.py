@@ -209,9 +209,12 @@ def refuse_other_folder(features_dir: str | Path, meta: dict, params: TilingPara
         if not differs:
             return
         n += 1
-        example = example or f"{path.name}: {', '.join(differs)}"
+        if example is None:  # named as refuse_other_work names a slide's: another encoder, tiling, tissue threshold
+            what = "another encoder" if differs[0].startswith(names[0]) else "another tissue threshold" if \
+                differs[0].startswith(names[4]) else "another tiling"
+            example = f"{path.name}: {', '.join(differs)}"
     if n:
-        raise UsageError(f"--features holds features of another encoder or tiling than the model's in "
+        raise UsageError(f"--features holds features of {what} than the model's in "
                          f"{f'all {n} of its feature caches' if n > 1 else 'its one feature cache'} ({example}), so "
                          "every slide would fail", path=features_dir,
                          fix=f"pass the 'weakstil embed' folder made with the model's encoder and tiling (--mpp "
