@@ -276,3 +276,21 @@ def test_report_of_a_model_json_without_the_fold_count_names_the_folds_of_its_pr
     assert "2-fold cross-validation" in text and "None-fold" not in text
     said = " ".join(result.stderr.split())
     assert "no cohort CSV is recorded" in said and "records is not found" not in said
+
+
+def test_a_model_json_saved_with_a_byte_order_mark_is_read(cv_model, tmp_path):
+    """model.json opened and saved again by Windows Notepad starts with a UTF-8 BOM: score, evaluate
+    and report said "model.json is not valid JSON (Unexpected UTF-8 BOM). Fix: train the model
+    again"; the file is read as UTF-8 with or without one, and the scores are the model's own."""
+    model = _copy(cv_model["model"], tmp_path / "model")
+    (model / "model.json").write_bytes(b"\xef\xbb\xbf" + (cv_model["model"] / "model.json").read_bytes())
+    feats = _copy(cv_model["features"], tmp_path / "features")
+    slide = cv_model["slides"][0]
+    for name, folder in (("bom", model), ("plain", cv_model["model"])):
+        result = run_cli("score", slide, "--model", folder, "--features", feats, "--out", tmp_path / name)
+        assert result.returncode == 0, result.stderr
+    import pandas as pd
+
+    bom, plain = (pd.read_csv(tmp_path / n / "results.csv") for n in ("bom", "plain"))
+    assert bom["stil"].tolist() == plain["stil"].tolist() and bom["status"].tolist() == ["ok"]
+    assert run_cli("report", "--model", model, "--out", tmp_path / "r").returncode == 0

@@ -133,7 +133,7 @@ def folder_of_file_fix(path: Path, option: str) -> str | None:
     if not path.is_file() or not folder.is_model():
         return None
     try:
-        meta = json.loads(folder.meta_path.read_text())
+        meta = json.loads(folder.meta_path.read_text(encoding="utf-8-sig"))
         kind = meta.get("kind") or meta.get("format")
     except (OSError, ValueError, AttributeError):
         kind = None
@@ -259,7 +259,7 @@ class ModelDir:
             raise WeakSTILError(f"{META_FILE} not found", path=self.meta_path,
                                 fix=f"pass {inner.root}, the model folder inside it" if inner.is_model() else fix)
         try:
-            meta = json.loads(self.meta_path.read_text())
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8-sig"))  # (a BOM: saved by Notepad)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise WeakSTILError(f"{META_FILE} is not valid JSON ({exc})", path=self.meta_path, fix=fix) from None
         return check_meta(meta, self.meta_path, fix)

@@ -72,7 +72,7 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
         if not p.exists():
             raise ModelError(f"{p.name} is missing", path=directory, fix=fix)
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8-sig"))  # (a BOM: edited and saved by Notepad)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"model.json is not valid JSON ({exc})", path=meta_path, fix="train the model again") from None
     meta = check_meta(meta, meta_path, "train the model again")

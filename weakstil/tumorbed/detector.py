@@ -216,7 +216,7 @@ class TumorBedDetector:
                                 fix="copy the whole model folder again, or train the model again" if bundled else
                                 "pass the complete --out folder of 'weakstil tumorbed train', or train one with it")
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_text(encoding="utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WeakSTILError(f"model.json is not valid JSON ({exc})", path=meta_path,
                                 fix="train the detector again with 'weakstil tumorbed train'") from None
