@@ -81,6 +81,14 @@ def test_report_of_a_model_missing_its_calibration_says_so_once(cv_model, tmp_pa
     said = " ".join(result.stderr.split())
     assert said.count("calibration.json is missing: 'weakstil score' refuses this model") == 1, said
     assert "WARNING" in said and "has no interval" in said
+    # a lost fold model likewise (score refuses the model), without the word on intervals
+    folded = _copy(cv_model["model"], tmp_path / "folded")
+    fold = folded / json.loads((folded / "model.json").read_text())["folds"][0]["file"]
+    fold.unlink()
+    result = run_cli("report", "--model", folded, "--out", tmp_path / "report2")
+    said = " ".join(result.stderr.split())
+    assert result.returncode == 0 and said.count(f"{fold.name} is missing: 'weakstil score' refuses") == 1, said
+    assert "no interval" not in said
     # the whole model folder: nothing said
     whole = run_cli("report", "--model", cv_model["model"], "--out", tmp_path / "whole")
     assert whole.returncode == 0 and "calibration.json" not in whole.stderr

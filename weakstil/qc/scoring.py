@@ -37,26 +37,32 @@ LOW_COLUMN, HIGH_COLUMN = interval_columns(LEVEL)
 RESULT_COLUMNS = (LOW_COLUMN, HIGH_COLUMN, "qc")
 
 
-def qc_file_problems(folder: ModelDir, meta: dict) -> list[tuple[Path, bool]]:
-    """The quality-control files ``model.json`` lists (``qc.files``) that are missing (``True``) or
-    no longer hash to their recorded SHA-256 (``False``): ``weakstil score`` refuses such a model."""
+def qc_file_problems(folder: ModelDir, meta: dict, folds: bool = False) -> list[tuple[Path, bool]]:
+    """The quality-control files ``model.json`` lists (``qc.files``; with ``folds``, its fold models
+    too) that are missing (``True``) or no longer hash to their recorded SHA-256 (``False``):
+    ``weakstil score`` refuses such a model."""
     from weakstil.runtime import sha256_file
 
-    recorded = (meta.get("qc") or {}).get("files") or {}
+    recorded = dict((meta.get("qc") or {}).get("files") or {})
+    if folds and isinstance(meta.get("folds"), list):
+        recorded.update({str(e.get("file")): e.get("sha256") for e in meta["folds"] if isinstance(e, dict)})
     return [(path, not path.is_file()) for rel, sha in recorded.items()
             if not (path := folder.root / rel).is_file() or sha256_file(path) != sha]
 
 
 def interval_note(folder: ModelDir, meta: dict) -> str | None:
-    """One line saying why the slides this model scores get no sTIL% interval (None when they get one):
-    its calibration file is missing or changed (then ``weakstil score`` refuses the model), or the
-    model has none (trained without cross-validation, or before intervals existed)."""
-    problems = qc_file_problems(folder, meta)
+    """One line (for ``weakstil report``) saying why the slides this model scores get no sTIL% interval,
+    or none at all (None when they get one): a qc file or fold model that ``model.json`` lists is
+    missing or changed (then ``weakstil score`` refuses the model), or the model has no calibration
+    (trained without cross-validation, or before intervals existed)."""
+    problems = qc_file_problems(folder, meta, folds=True)  # a lost fold model: refused the same way
     if problems:
         said = "; ".join(f"{path} {'is missing' if missing else 'does not match model.json (SHA-256 differs)'}"
-                         for path, missing in problems)
-        return (f"{said}: 'weakstil score' refuses this model until the whole model folder is copied again "
-                "(without its calibration a slide's sTIL% has no interval)")
+                         for path, missing in problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3
+                                                               else "")
+        return (f"{said}: 'weakstil score' refuses this model until the whole model folder is copied again"
+                + (" (without its calibration a slide's sTIL% has no interval)"
+                   if any(path == folder.calibration_path for path, _ in problems) else ""))
     rel = folder.calibration_path.relative_to(folder.root).as_posix()
     if rel not in ((meta.get("qc") or {}).get("files") or {}):
         why = "is not listed in model.json (qc.files)" if folder.calibration_path.is_file() else \
