@@ -24,6 +24,30 @@ def cv_model(tmp_path_factory):
             "csv": csv, "labels": labels, "truth": cohort / "truth"}
 
 
+@pytest.fixture(scope="module")
+def detector(cv_model, tmp_path_factory):
+    """A tumour-bed detector trained on two of the model's slides (their feature caches and truth)."""
+    out = tmp_path_factory.mktemp("h19a_detector") / "detector"
+    trained = run_cli("tumorbed", "train", "--features", cv_model["features"], "--annotations", cv_model["truth"],
+                      "--out", out, "--max-slides", "2")
+    assert trained.returncode == 0, trained.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def features256(cv_model, tmp_path_factory):
+    """Two of the model's slides embedded with 256 px tiles (the model's are 224 px)."""
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.tiles import TilingParams
+
+    out = tmp_path_factory.mktemp("h19a_f256") / "features256"
+    encoder = create_encoder("small-cnn", weights="random")
+    for slide in cv_model["slides"][:2]:
+        embed_slide(slide, encoder, out_dir=out, params=TilingParams(tile_px=256))
+    return out
+
+
 def _copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst)
     return dst
@@ -94,18 +118,11 @@ def test_report_of_a_model_missing_its_calibration_says_so_once(cv_model, tmp_pa
     assert whole.returncode == 0 and "calibration.json" not in whole.stderr
 
 
-def test_score_features_folder_of_another_tiling_is_one_refusal(cv_model, tmp_path):
+def test_score_features_folder_of_another_tiling_is_one_refusal(cv_model, features256, tmp_path):
     """``score --features DIR`` where DIR was embedded with 256 px tiles (the model's are 224) gave an
     ``error`` row per slide ("holds features of another tiling"), exit 1, after writing OUT; a
     folder whose every cache is of another tiling is now one usage line (exit 2), nothing written."""
-    from weakstil.embed import embed_slide
-    from weakstil.encoders.factory import create_encoder
-    from weakstil.tiles import TilingParams
-
-    other = tmp_path / "features256"
-    encoder = create_encoder("small-cnn", weights="random")
-    for slide in cv_model["slides"][:2]:
-        embed_slide(slide, encoder, out_dir=other, params=TilingParams(tile_px=256))
+    other = _copy(features256, tmp_path / "features256")
     out = tmp_path / "scores"
     result = run_cli("score", *cv_model["slides"][:2], "--model", cv_model["model"], "--features", other, "--out", out)
     said = _one_line(result.stderr)
@@ -229,7 +246,7 @@ def test_report_of_a_demo_folder_names_the_model_inside_it(cv_model, tmp_path):
     assert result.returncode == 1 and f"pass {demo / 'model'}, the model folder inside it" in _one_line(result.stderr)
 
 
-def test_a_bundled_encoder_or_detector_of_another_model_says_copy_the_model_folder(cv_model, tmp_path):
+def test_a_bundled_encoder_or_detector_of_another_model_says_copy_the_model_folder(cv_model, detector, tmp_path):
     """MODEL/encoder or MODEL/tumorbed replaced by another model's (a lab mixing model folders) said
     "pass the encoder the model was trained with (--encoder DIR / --weights FILE)" and "train the
     detector on features of the same encoder, or re-embed" (re-embedding cannot help: the features
@@ -254,11 +271,8 @@ def test_a_bundled_encoder_or_detector_of_another_model_says_copy_the_model_fold
     assert f"{model / 'encoder'} was replaced" in exc.value.fix and "copy the whole model folder" in exc.value.fix
     shutil.rmtree(model / "encoder")
     # a detector of other tiles in MODEL/tumorbed
+    shutil.copytree(detector, model / "tumorbed")
     detector = model / "tumorbed"
-    trained = run_cli("tumorbed", "train", "--features", cv_model["features"], "--annotations", cv_model["truth"],
-                      "--out", tmp_path / "detector", "--max-slides", "2")
-    assert trained.returncode == 0, trained.stderr
-    shutil.copytree(tmp_path / "detector", detector)
     dmeta = json.loads((detector / "model.json").read_text())
     (detector / "model.json").write_text(json.dumps({**dmeta, "tiling": {"mpp": 0.5, "tile_px": 256}}))
     out = tmp_path / "scores"
@@ -302,3 +316,18 @@ def test_a_model_json_saved_with_a_byte_order_mark_is_read(cv_model, tmp_path):
     bom, plain = (pd.read_csv(tmp_path / n / "results.csv") for n in ("bom", "plain"))
     assert bom["stil"].tolist() == plain["stil"].tolist() and bom["status"].tolist() == ["ok"]
     assert run_cli("report", "--model", model, "--out", tmp_path / "r").returncode == 0
+
+
+def test_evaluate_features_of_another_tiling_blame_the_features_not_the_detector(cv_model, detector, features256,
+                                                                                 tmp_path):
+    """``evaluate --features`` of 256 px tiles for a 224 px model with a detector: the detector's
+    check ran first and said "the features are tiles of 256 px ... Fix: embed at the detector's --mpp
+    and --tile-size, or train a detector on these features"; the features do not fit the model."""
+    labels = cv_model["labels"].iloc[:2].copy()
+    labels["path"] = [str(p.resolve()) for p in cv_model["slides"][:2]]
+    labels[["slide_id", "path", "stil"]].to_csv(tmp_path / "two.csv", index=False)
+    result = run_cli("evaluate", tmp_path / "two.csv", "--model", cv_model["model"], "--features", features256,
+                     "--tumorbed", detector, "--out", tmp_path / "ev")
+    said = _one_line(result.stderr)
+    assert result.returncode == 1 and "features do not fit the model: tile_px 256" in said, said
+    assert "train a detector" not in said and not (tmp_path / "ev").exists()
