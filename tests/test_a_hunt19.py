@@ -331,3 +331,14 @@ def test_evaluate_features_of_another_tiling_blame_the_features_not_the_detector
     said = _one_line(result.stderr)
     assert result.returncode == 1 and "features do not fit the model: tile_px 256" in said, said
     assert "train a detector" not in said and not (tmp_path / "ev").exists()
+
+
+def test_a_subfolder_of_a_model_given_as_the_model_names_the_model(cv_model, tmp_path):
+    """``--model MODEL/cv`` (or ``folds``, ``qc``) said "model.json is missing. Fix: pass the directory
+    written by 'weakstil train'"; it names the model folder it is inside."""
+    model = cv_model["model"]
+    for args in (("score", cv_model["slides"][0], "--model", model / "cv", "--out", tmp_path / "s"),
+                 ("report", "--model", model / "folds", "--out", tmp_path / "r")):
+        result = run_cli(*args)
+        assert result.returncode == 1 and f"pass --model {model}, the model folder it is inside" in \
+            _one_line(result.stderr)

@@ -128,10 +128,13 @@ def scoring_tiling(meta: dict, path: Path):
 def folder_of_file_fix(path: Path, option: str) -> str | None:
     """The fix for a folder option (``--model``, ``--tumorbed``) given a file inside a model or detector
     folder (``MODEL/model.json``, a dragged-in weights file): pass the folder it is in (an sTIL
-    model's bundled detector for ``--tumorbed``); ``None`` for a file in no such folder."""
+    model's bundled detector for ``--tumorbed``), or given a subfolder of a model (``--model MODEL/cv``);
+    ``None`` for a path in no such folder."""
     folder = ModelDir(path.parent)
-    if not path.is_file() or not folder.is_model():
+    if not path.exists() or not folder.is_model():
         return None
+    if path.is_dir():  # MODEL/cv, MODEL/folds, MODEL/encoder...: a folder inside the model
+        return f"pass {option} {folder.root}, the model folder it is inside" if option == "--model" else None
     try:
         meta = json.loads(folder.meta_path.read_text(encoding="utf-8-sig"))
         kind = meta.get("kind") or meta.get("format")
@@ -257,7 +260,8 @@ class ModelDir:
         if not self.meta_path.is_file():
             inner = ModelDir(self.root / "model")  # `weakstil demo --out D` puts its model in D/model
             raise WeakSTILError(f"{META_FILE} not found", path=self.meta_path,
-                                fix=f"pass {inner.root}, the model folder inside it" if inner.is_model() else fix)
+                                fix=f"pass {inner.root}, the model folder inside it" if inner.is_model() else
+                                folder_of_file_fix(self.root, "--model") or fix)
         try:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8-sig"))  # (a BOM: saved by Notepad)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -63,6 +63,8 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
     inner = ModelDir(directory / "model")  # `weakstil demo --out D` puts its model in D/model
     if not meta_path.exists() and inner.meta_path.is_file() and inner.weights_path.is_file():
         fix = f"pass {inner.root}, the model folder inside it"
+    elif directory.is_dir() and not meta_path.exists():  # MODEL/cv, MODEL/folds: the model folder above it
+        fix = folder_of_file_fix(directory, "--model") or fix
     if directory.is_file():  # a folder option given a file: a usage mistake (exit 2), as for every folder option
         raise UsageError("is a file, not the model directory", path=directory,
                          fix=folder_of_file_fix(directory, "--model") or fix)
