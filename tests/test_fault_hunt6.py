@@ -228,7 +228,8 @@ def test_a_feature_cache_made_with_another_tissue_threshold_is_kept(world, tmp_p
             "--tissue-threshold", "0.1", check=True)
     before = (cache / "synth_0000.h5").read_bytes()
     proc = score(world, world.slide, "--out", tmp_path / "s", "--features", cache, "--weights", "random")
-    assert proc.returncode == 1 and "another tissue threshold" in error_lines(proc.stderr)[0]
+    # (its only cache: the whole-folder refusal, exit 2 before any work, hunt 19a; it was the slide's error row)
+    assert proc.returncode == 2 and "another tissue threshold" in error_lines(proc.stderr)[0]
     assert (cache / "synth_0000.h5").read_bytes() == before
 
 

@@ -852,12 +852,13 @@ def test_features_of_another_encoder_are_kept_unless_overwrite(world, tmp_path):
     proc = run_cli("embed", world.slide, world.cohort / "slides" / "synth_0001.tiff", "--out", feats, *args)
     check_failure(proc, 1, ("another encoder", "synth_0000.h5", "--overwrite"), n_errors=2)
     assert (feats / "synth_0000.h5").read_bytes() == before and leftovers(feats) == []
-    # score --features: the user's folder is kept too (the slide gets an error row)...
+    # score --features: the user's folder is kept too (a folder of no cache but another encoder's: one
+    # usage line before any work, hunt 19a; it was the slide's error row)...
     run_cli("embed", world.slide, "--out", tmp_path / "f5", *args, check=True)
     before = (tmp_path / "f5" / "synth_0000.h5").read_bytes()
     common = ("--model", world.model, "--weights", "random", "--out", tmp_path / "sc", "--features", tmp_path / "f5")
     proc = run_cli("score", world.slide, *common)
-    check_failure(proc, 1, ("another encoder", "synth_0000.h5", "--overwrite"))
+    check_failure(proc, 2, ("another encoder", "synth_0000.h5", "--overwrite"))
     assert (tmp_path / "f5" / "synth_0000.h5").read_bytes() == before
     # ... and replaced when asked
     proc = run_cli("score", world.slide, *common, "--overwrite")

@@ -182,3 +182,41 @@ def _settings(s: tuple) -> str:
     scan = f", slide at {s[7]:g} µm/px" if s[7] is not None else ""
     return (f"{s[0]}@{s[1]}, {s[2]:g} µm/px, {s[3]} px tiles, {s[4]} px overlap{scan}, stain normalisation {s[5]}, "
             f"tissue threshold {s[6]:g}")
+
+
+def refuse_other_folder(features_dir: str | Path, meta: dict, params: TilingParams) -> None:
+    """``weakstil score --features DIR`` (without ``--overwrite``): a folder whose every feature cache
+    holds another encoder's (weights) or another tiling's features (µm/px, tile size, overlap, tissue
+    threshold) than the model's is one usage error before any work, not an ``error`` row per slide
+    (:func:`refuse_other_work` refuses each of them, and a slide without a cache would mix the folder).
+    A folder with one cache that fits, or none at all, is left to the slides."""
+    from weakstil.errors import UsageError
+
+    enc = meta.get("encoder") or {}
+    mine = (str(enc.get("weights_sha256"))[:12], float(params.mpp), int(params.tile_px), int(params.overlap_px),
+            float(params.tissue_threshold))
+    names = ("encoder weights", "µm/px", "tile size (px)", "overlap (px)", "tissue threshold")
+    example, n = None, 0
+    for path in sorted(Path(features_dir).glob("*.h5")) if Path(features_dir).is_dir() else []:
+        try:
+            attrs, _ = FeaturesFile.read_header(path)
+            theirs = (str(attrs.get("weights_sha256"))[:12], float(attrs.get("mpp", 0)), int(attrs.get("tile_px", 0)),
+                      int(attrs.get("overlap_px", 0)), float(attrs.get("tissue_threshold", params.tissue_threshold)))
+        except (WeakSTILError, TypeError, ValueError):
+            continue  # not a features file, or an unreadable one: the slide says so
+        differs = [f"{name} {t:g} not {m:g}" if isinstance(m, float) else f"{name} {t} not {m}"
+                   for name, t, m in zip(names, theirs, mine) if (abs(t - m) > 1e-6 if isinstance(m, float) else t != m)]
+        if not differs:
+            return
+        n += 1
+        if example is None:  # named as refuse_other_work names a slide's: another encoder, tiling, tissue threshold
+            what = "another encoder" if differs[0].startswith(names[0]) else "another tissue threshold" if \
+                differs[0].startswith(names[4]) else "another tiling"
+            example = f"{path.name}: {', '.join(differs)}"
+    if n:
+        raise UsageError(f"--features holds features of {what} than the model's in "
+                         f"{f'all {n} of its feature caches' if n > 1 else 'its one feature cache'} ({example}), so "
+                         "every slide would fail", path=features_dir,
+                         fix=f"pass the 'weakstil embed' folder made with the model's encoder and tiling (--mpp "
+                             f"{params.mpp:g} --tile-size {params.tile_px}), or another --features folder (score "
+                             "embeds the slides there), or add --overwrite to replace these caches")

@@ -78,6 +78,79 @@ def check_meta(meta: object, path: Path, fix: str) -> dict:
     return meta
 
 
+#: What ``weakstil score`` and ``weakstil evaluate --model`` must know from ``model.json``: which
+#: encoder made the features and of which tiles (no default can stand in for either).
+SCORING_NEEDS = {"encoder": ("name", "weights_sha256"), "tiling": ("mpp", "tile_px")}
+
+
+def check_scoring_meta(meta: dict, path: Path) -> dict:
+    """``meta`` when it says which encoder and tiles the model was trained on; one error line naming
+    ``model.json`` when a section or field was deleted (a missing tiling scored silently with the
+    default tiles, a missing encoder blamed every slide's features)."""
+    fix = f"copy {META_FILE} again from the folder 'weakstil train' wrote, or train the model again"
+    for section, keys in SCORING_NEEDS.items():
+        what = "the encoder and weights its features were made with" if section == "encoder" else \
+            "the µm/px and tile size of its tiles"
+        if section not in meta:
+            raise WeakSTILError(f"{META_FILE} has no '{section}' section ({what}), so slides cannot be scored "
+                                "as the model was trained", path=path, fix=fix)
+        missing = [k for k in keys if meta[section].get(k) is None]
+        if missing:
+            raise WeakSTILError(f"{META_FILE} '{section}' has no {' or '.join(missing)} ({what})", path=path, fix=fix)
+    return meta
+
+
+def scoring_tiling(meta: dict, path: Path):
+    """The :class:`~weakstil.tiles.TilingParams` the model's features were made with (from
+    :func:`check_scoring_meta`'d ``meta``): its tiling key, or its µm/px and tile size for a model
+    written before the key was recorded. A key edited into one no tiling has is one error line."""
+    from weakstil.tiles import TilingParams
+    from weakstil.tiling import TileMode
+    from weakstil.tissue import TissueParams
+
+    tiling = meta["tiling"]
+    key = tiling.get("key")
+    try:
+        if isinstance(key, str):
+            key = json.loads(key)
+        if not key:
+            return TilingParams(mpp=float(tiling["mpp"]), tile_px=int(tiling["tile_px"]))
+        return TilingParams(mpp=key["mpp"], tile_px=key["tile_px"], overlap_px=key["overlap_px"],
+                            tissue_threshold=key["tissue_threshold"], mode=TileMode(key["mode"]),
+                            mask_mpp=key["mask_mpp"], tissue=TissueParams(**key["tissue"]))
+    except (KeyError, TypeError, ValueError, AttributeError, WeakSTILError) as exc:
+        said = exc.message if isinstance(exc, WeakSTILError) else f"{type(exc).__name__}: {exc}"
+        raise WeakSTILError(f"{META_FILE} 'tiling' key is not a tiling 'weakstil train' writes ({said})", path=path,
+                            fix=f"copy {META_FILE} again from the folder 'weakstil train' wrote, or train the model "
+                                "again") from None
+
+
+def folder_of_file_fix(path: Path, option: str) -> str | None:
+    """The fix for a folder option (``--model``, ``--tumorbed``) given a file inside a model or detector
+    folder (``MODEL/model.json``, a dragged-in weights file): pass the folder it is in (an sTIL
+    model's bundled detector for ``--tumorbed``), or given a subfolder of a model (``--model MODEL/cv``);
+    ``None`` for a path in no such folder."""
+    folder = ModelDir(path.parent)
+    if not path.exists() or not folder.is_model():
+        return None
+    if path.is_dir():  # MODEL/cv, MODEL/folds, MODEL/encoder...: a folder inside the model
+        return f"pass {option} {folder.root}, the model folder it is inside" if option == "--model" else None
+    try:
+        meta = json.loads(folder.meta_path.read_text(encoding="utf-8-sig"))
+        kind = meta.get("kind") or meta.get("format")
+    except (OSError, ValueError, AttributeError):
+        kind = None
+    if option == "--tumorbed" and kind == "weakstil-mil":
+        return (f"pass {option} {folder.bundled_detector}, the detector bundled in that sTIL model"
+                if folder.bundled_detector is not None else "pass the --out folder of 'weakstil tumorbed train'")
+    if option == "--model" and kind == "weakstil-tumorbed":
+        above = ModelDir(folder.root.parent)
+        return (f"pass {option} {above.root}, the sTIL model this detector is bundled in" if above.is_model()
+                else f"it is a tumour-bed detector's: pass --tumorbed {folder.root}; --model takes the --out of "
+                     "'weakstil train'")
+    return f"pass {option} {folder.root}, the folder it is in"
+
+
 def meta_format_version(meta: dict, path: Path, default: int, fix: str,
                         error: type[WeakSTILError] = WeakSTILError) -> int:
     """``meta['format_version']`` (``default`` when absent) as a whole number; one ``error`` line
@@ -177,11 +250,20 @@ class ModelDir:
             else None
 
     def read_meta(self, fix: str = "pass the directory written by 'weakstil train'") -> dict:
-        """``model.json`` as a dict; one error line when it is missing or not JSON."""
+        """``model.json`` as a dict; one error line when it is missing or not JSON (a usage error when
+        the folder given is a file: ``MODEL/model.json``)."""
+        if self.root.is_file():
+            from weakstil.errors import UsageError
+
+            raise UsageError("is a file, not the model directory", path=self.root,
+                             fix=folder_of_file_fix(self.root, "--model") or fix)
         if not self.meta_path.is_file():
-            raise WeakSTILError(f"{META_FILE} not found", path=self.meta_path, fix=fix)
+            inner = ModelDir(self.root / "model")  # `weakstil demo --out D` puts its model in D/model
+            raise WeakSTILError(f"{META_FILE} not found", path=self.meta_path,
+                                fix=f"pass {inner.root}, the model folder inside it" if inner.is_model() else
+                                folder_of_file_fix(self.root, "--model") or fix)
         try:
-            meta = json.loads(self.meta_path.read_text())
+            meta = json.loads(self.meta_path.read_text(encoding="utf-8-sig"))  # (a BOM: saved by Notepad)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise WeakSTILError(f"{META_FILE} is not valid JSON ({exc})", path=self.meta_path, fix=fix) from None
         return check_meta(meta, self.meta_path, fix)

@@ -307,6 +307,10 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     fix_model = "pass a directory written by 'weakstil train' with --folds 2 or more"
     folder = ModelDir(model_dir)
     meta = folder.read_meta(fix_model)
+    from weakstil.qc.scoring import interval_note
+
+    if (note := interval_note(folder, meta)) is not None:  # said once (it was silent: the report looked whole)
+        log.warning("%s", note)
     cv_dir = folder.cv_dir
     oof_path = folder.oof_path
     own_cv = evaluation_dir is None or Path(evaluation_dir).resolve() == cv_dir.resolve()
@@ -315,7 +319,8 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
                             path=oof_path, fix="train with --folds 2 or more, or pass --evaluation with the --out of "
                             "'weakstil evaluate --model' of this model on held-out slides")
     has_cv = oof_path.is_file()  # (a model written before folds were recorded has them, without the number)
-    cv_folds = (meta.get("training", {}).get("cross_validation") or {}).get("folds") if has_cv else None
+    cv_folds = ((meta.get("training", {}).get("cross_validation") or {}).get("folds") or _oof_folds(oof_path)) \
+        if has_cv else None  # a model from before the number was recorded: its out-of-fold predictions' folds
     metrics_dir = cv_dir if own_cv else Path(evaluation_dir)
     if not own_cv and not is_complete(metrics_dir, "evaluate"):
         other = commands_of(metrics_dir)
@@ -351,8 +356,9 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     if cohort is None:
         cohort = Path(recorded) if recorded and Path(recorded).is_file() else None
         if cohort is None:  # said once, not as many 'no heatmap' lines as slides without their cause
-            log.warning("%s: the cohort CSV the model records is not found, so no slide file is known and no slide "
-                        "gets a heatmap; pass --cohort with the cohort CSV (slide_id,path)", recorded or "model.json")
+            log.warning("%s: %s, so no slide file is known and no slide gets a heatmap; pass --cohort with the "
+                        "cohort CSV (slide_id,path)", recorded or folder.meta_path,
+                        "the cohort CSV the model records is not found" if recorded else "no cohort CSV is recorded")
     slides = _cohort_slides(Path(cohort) if cohort is not None else None)
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -398,6 +404,15 @@ def _evaluated_slides(metrics: dict, folder: Path) -> pd.DataFrame:
     table = pd.read_csv(path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
     table["stil_pred"] = pd.to_numeric(table["stil_pred"], errors="coerce")
     return table[table["stil_pred"].notna()].reset_index(drop=True)
+
+
+def _oof_folds(oof_path: Path) -> int | None:
+    """How many folds ``cv/oof_predictions.csv`` names (its ``fold`` column), None without one."""
+    try:
+        folds = pd.read_csv(oof_path, usecols=["fold"])["fold"]
+    except (ValueError, OSError):
+        return None
+    return int(folds.nunique()) or None
 
 
 def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int | None, own_oof: Path) -> str:

@@ -200,6 +200,21 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+#: How a Git LFS pointer file starts (a repository cloned without git-lfs holds these in place of the files).
+LFS_POINTER = b"version https://git-lfs.github.com/spec/"
+
+
+def lfs_pointer_note(path: str | Path) -> str | None:
+    """``"is a Git LFS pointer, not the file itself"`` when ``path`` is one (a model folder kept in a
+    Git repository and cloned without git-lfs: each weights file is a 130-byte text), else ``None``."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(LFS_POINTER))
+    except OSError:
+        return None
+    return "is a Git LFS pointer, not the file itself (cloned without git-lfs)" if head == LFS_POINTER else None
+
+
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

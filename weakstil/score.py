@@ -36,7 +36,7 @@ from weakstil.atomic import remove_stale_temps, replacing_together
 from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
-from weakstil.modeldir import ModelDir
+from weakstil.modeldir import ModelDir, scoring_tiling
 from weakstil.outputs import all_whole
 from weakstil.results_table import read_previous, write_results
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
@@ -135,32 +135,18 @@ class _Context:
         return self._planner
 
 
-def _tiling_params(meta: dict):
-    from weakstil.tiles import TilingParams
-    from weakstil.tiling import TileMode
-    from weakstil.tissue import TissueParams
-
-    tiling = meta.get("tiling", {})
-    key = tiling.get("key")
-    if isinstance(key, str):
-        key = json.loads(key)
-    if not key:
-        return TilingParams(mpp=float(tiling.get("mpp", settings.MPP)), tile_px=int(tiling.get("tile_px", settings.TILE_PX)))
-    return TilingParams(mpp=key["mpp"], tile_px=key["tile_px"], overlap_px=key["overlap_px"],
-                        tissue_threshold=key["tissue_threshold"], mode=TileMode(key["mode"]),
-                        mask_mpp=key["mask_mpp"], tissue=TissueParams(**key["tissue"]))
-
-
 def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.mil.ensemble import load_scoring_models
+    from weakstil.mil.identity import check_scores_new_slides
     from weakstil.qc.flags import bed_unlike_training
     from weakstil.qc.scoring import SlideAssessor
     from weakstil.runtime import resolve_device, sha256_file
     from weakstil.scoring_encoder import check_encoder_files
-    from weakstil.tumorbed.resolver import BedSources, check_detector_matches, trained_detector
+    from weakstil.tumorbed.resolver import BedSources, check_model_detector, trained_detector
 
     resolve_device(opts.device)  # a GPU this machine lacks: one usage error, not an error row per slide
     models, meta = load_scoring_models(opts.model)
+    check_scores_new_slides(meta, ModelDir(opts.model).meta_path)  # an older stain estimate: once, not per slide
     check_encoder_files(opts, meta)  # a broken or mismatched encoder fails once, not once per slide
     model = models[0]  # the architecture (the fold models share the final model's)
     # an ensemble's models are the fold models the interval needs: loaded once
@@ -169,11 +155,7 @@ def open_context(opts: ScoreOptions) -> _Context:
     threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", settings.STIL_THRESHOLD))
     beds = BedSources.open(annotations=opts.annotations, beds=opts.tumorbed_beds, detector=opts.tumorbed_model,
                            model=opts.model)
-    if beds.detector is not None and meta.get("encoder", {}).get("weights_sha256"):  # once, not once per slide
-        enc, tiling = meta["encoder"], meta.get("tiling") or {}  # and the model's tiles, as its encoder
-        check_detector_matches(beds.detector, {"encoder": enc.get("name"), "weights_sha256": enc["weights_sha256"],
-                                               "mpp": tiling.get("mpp"), "tile_px": tiling.get("tile_px"),
-                                               **(meta.get("features") or {})}, beds.detector_path or opts.model)
+    check_model_detector(beds, meta, opts.model, bundled=opts.tumorbed_model is None)  # once, not once per slide
     trained_with = trained_detector(assessor.training_beds)
     if opts.tumorbed_model is None and beds.detector is not None and trained_with \
             and beds.detector.model_id != trained_with:  # MODEL/tumorbed replaced after training
@@ -183,7 +165,8 @@ def open_context(opts: ScoreOptions) -> _Context:
         log.warning("%s was trained on tumour beds, and this run has none (no --annotations, --tumorbed-beds or "
                     "--tumorbed, and the model bundles no detector): slides are scored over the whole tissue and "
                     "flagged bed_unlike_training", opts.model)
-    ctx = _Context(opts, model, meta, model_id, threshold, _tiling_params(meta), beds, assessor, models,
+    tiling = scoring_tiling(meta, ModelDir(opts.model).meta_path)  # (an edited tiling key: one error line)
+    ctx = _Context(opts, model, meta, model_id, threshold, tiling, beds, assessor, models,
                    model_json_sha256=sha256_file(ModelDir(opts.model).meta_path))
     if opts.encoder is not None or opts.weights is not None:  # asked for: built now, a wrong one refused once
         ctx.encoder()
@@ -240,6 +223,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from weakstil.errors import OutputError, from_os_error, stop_fix
+    from weakstil.feature_cache import refuse_other_folder
     from weakstil.fingerprint import recorded_in
     from weakstil.locks import in_turn
     from weakstil.outputdir import check_score_features, mark
@@ -248,6 +232,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     # the caches made are written there: --features not a model, nor another command's folder; OUT/features a folder
     check_score_features(opts.features, opts.cache_dir)
     ctx = open_context(opts)
+    if opts.features is not None and not opts.overwrite:  # a folder of another tiling: one refusal, not one per slide
+        refuse_other_folder(opts.features, ctx.meta, ctx.params)
     results_path = opts.out / "results.csv"
     remove_stale_temps(results_path)
     read_previous(results_path)  # one that cannot be added to stops the run before any work

@@ -101,9 +101,16 @@ def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
     if opts.weights is not None or folder is None or not Path(folder).is_dir():
         return  # --weights FILE, a built-in or hub encoder: checked when built
     error = UsageError if opts.encoder is not None else WeakSTILError
+    from weakstil.encoders.cards import CARD_FILE
+
+    if opts.encoder is None and not (Path(folder) / CARD_FILE).is_file():  # MODEL/encoder copied without its card
+        raise WeakSTILError(f"the model's bundled encoder has no {CARD_FILE}", path=Path(folder) / CARD_FILE,
+                            fix="copy the whole model folder again (its encoder/ holds card.yaml and model.safetensors)")
     sha = check_encoder_folder(folder)
     if sha:
-        check_trained_weights(str(folder), sha, meta, opts, error)
+        check_trained_weights(str(folder), sha, meta, opts, error, fix=None if opts.encoder is not None else
+                              f"{folder} was replaced (by another model's?): copy the whole model folder again, "
+                              "or pass --encoder DIR, the 'weakstil pretrain' folder the model was trained with")
     check_trained_card(Path(folder), meta, error)
 
 
@@ -142,12 +149,13 @@ def check_encoder_name(name: str, meta: dict, opts: ScoreOptions) -> None:
 
 
 def check_trained_weights(name: str, sha: str, meta: dict, opts: ScoreOptions,
-                          error: type[WeakSTILError] = WeakSTILError) -> None:
+                          error: type[WeakSTILError] = WeakSTILError, fix: str | None = None) -> None:
     """Refuse an encoder whose weights are not the ones the model recorded (when it recorded them)."""
     want = meta.get("encoder", {}).get("weights_sha256")
     if want and sha != want:
         raise error(f"encoder {name} has weights {sha[:12]} but the model was trained on {str(want)[:12]}",
-                    path=opts.model, fix="pass the encoder the model was trained with (--encoder DIR / --weights FILE)")
+                    path=opts.model, fix=fix or "pass the encoder the model was trained with (--encoder DIR / "
+                                                "--weights FILE)")
 
 
 def check_batch_memory(encoder, opts: ScoreOptions, tile_px: int) -> None:

@@ -21,7 +21,7 @@ import numpy as np
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
 from weakstil.errors import WeakSTILError
 from weakstil.errors import short_reason as _short
-from weakstil.runtime import resolve_device, sha256_bytes, sha256_file
+from weakstil.runtime import lfs_pointer_note, resolve_device, sha256_bytes, sha256_file
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -67,9 +67,10 @@ def check_encoder_folder(card_dir: str | Path) -> str | None:
 
 def _check_against_card(card: EncoderCard, wpath: Path, sha: str) -> None:
     if card.weights_sha256 and sha != card.weights_sha256:
-        raise EncoderError(f"{MODEL_FILE} does not match its card (sha256 {sha[:12]}..., card says "
-                           f"{card.weights_sha256[:12]}...)", path=wpath,
-                           fix="the directory was modified; run 'weakstil pretrain' again")
+        raise EncoderError(lfs_pointer_note(wpath) or f"{MODEL_FILE} does not match its card (sha256 {sha[:12]}..., "
+                           f"card says {card.weights_sha256[:12]}...)", path=wpath,
+                           fix="run 'git lfs pull' in its repository, or copy the folder again" if
+                           lfs_pointer_note(wpath) else "the directory was modified; run 'weakstil pretrain' again")
 
 
 def _weights_missing(card: EncoderCard, card_dir: Path) -> EncoderError:

@@ -21,6 +21,7 @@ from weakstil.mil.config import SCORINGS, Scoring
 from weakstil.mil.identity import ModelError
 from weakstil.mil.model import SlideScores, TileMIL, score_slides
 from weakstil.mil.store import load_fold_models, load_model
+from weakstil.modeldir import check_scoring_meta
 
 
 def load_scoring_models(directory: str | Path, scoring: str | None = None) -> tuple[list[TileMIL], dict]:
@@ -29,6 +30,7 @@ def load_scoring_models(directory: str | Path, scoring: str | None = None) -> tu
     ``scoring``: ``final``, ``ensemble`` or None (what ``model.json`` says; ``final`` for models
     without fold models). The final model is always first when it is the only one."""
     model, meta = load_model(directory)
+    check_scoring_meta(meta, Path(directory) / "model.json")  # the encoder and tiles it scores features of
     how = scoring or meta.get("scoring", Scoring.FINAL.value)
     if how not in SCORINGS:
         raise ModelError(f"unknown scoring {how!r}", path=Path(directory) / "model.json",

@@ -145,3 +145,17 @@ def check_features_match_model(meta: dict, identity: dict[str, object], where: s
         raise ModelError("features do not fit the model: " + "; ".join(problems), path=where,
                          fix=f"embed the slides with the model's encoder ({enc.get('name')}, same weights, "
                              f"--mpp {tiling.get('mpp')} --tile-size {tiling.get('tile_px')})")
+
+
+def check_scores_new_slides(meta: dict, where: str | Path) -> None:
+    """``weakstil score`` embeds every slide with this version's stain estimate (part of the feature
+    cache key, so an older cache is made again), so a model trained on features of another estimate
+    (a model.json from an older WeakSTIL) fits no slide: one error before any slide, not an error
+    row per slide after each one's embedding."""
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+
+    problem = stain_estimate_problem(meta, {"tilestats_version": "now", "stain_estimate_version": STAIN_ESTIMATE_VERSION})
+    if problem:
+        raise ModelError(f"the model fits no slide scored by this WeakSTIL: {problem}", path=where,
+                         fix="train the model again (weakstil train) on features embedded by this WeakSTIL "
+                             "version, or score with the version that trained it")

@@ -19,11 +19,13 @@ from weakstil.mil.bank import FeatureBank
 from weakstil.mil.config import Architecture, TrainConfig
 from weakstil.mil.identity import MEASUREMENT_ATTRS, ModelError
 from weakstil.mil.model import TileMIL
-from weakstil.modeldir import WEIGHTS_FILE, ModelDir, check_meta, meta_format_version
-from weakstil.runtime import sha256_file, versions
+from weakstil.modeldir import WEIGHTS_FILE, ModelDir, check_meta, folder_of_file_fix, meta_format_version
+from weakstil.runtime import lfs_pointer_note, sha256_file, versions
 
 FORMAT = "weakstil-mil"
 FORMAT_VERSION = 1
+#: The fix for a model file that is a Git LFS pointer.
+LFS_FIX = "run 'git lfs pull' in the repository the model folder was cloned from, or copy the model folder again"
 
 
 def save_model(model: TileMIL, directory: str | Path, meta: dict[str, object]) -> Path:
@@ -61,15 +63,18 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
     inner = ModelDir(directory / "model")  # `weakstil demo --out D` puts its model in D/model
     if not meta_path.exists() and inner.meta_path.is_file() and inner.weights_path.is_file():
         fix = f"pass {inner.root}, the model folder inside it"
+    elif directory.is_dir() and not meta_path.exists():  # MODEL/cv, MODEL/folds: the model folder above it
+        fix = folder_of_file_fix(directory, "--model") or fix
     if directory.is_file():  # a folder option given a file: a usage mistake (exit 2), as for every folder option
-        raise UsageError("is a file, not the model directory", path=directory, fix=fix)
+        raise UsageError("is a file, not the model directory", path=directory,
+                         fix=folder_of_file_fix(directory, "--model") or fix)
     if not directory.is_dir():
         raise ModelError("model directory not found", path=directory, fix=fix)
     for p in (meta_path, weights_path):
         if not p.exists():
             raise ModelError(f"{p.name} is missing", path=directory, fix=fix)
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8-sig"))  # (a BOM: edited and saved by Notepad)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelError(f"model.json is not valid JSON ({exc})", path=meta_path, fix="train the model again") from None
     meta = check_meta(meta, meta_path, "train the model again")
@@ -81,10 +86,13 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
                          f"understands ({FORMAT_VERSION})", path=meta_path, fix="upgrade weakstil")
     recorded = meta.get("weights_sha256")
     actual = sha256_file(weights_path)
+    if recorded != actual and (pointer := lfs_pointer_note(weights_path)):
+        raise ModelError(pointer, path=weights_path, fix=LFS_FIX)
     if recorded != actual:
         raise ModelError(f"model.safetensors does not match model.json (SHA-256 {actual[:12]}, recorded "
                          f"{str(recorded)[:12]})", path=weights_path,
-                         fix="the weights were changed or mixed up with another model; train again")
+                         fix="copy the model folder again from where 'weakstil train' wrote it (the weights were "
+                             "changed, damaged in a copy or mixed up with another model's), or train again")
     try:
         arch = Architecture(**meta["architecture"])
     except (KeyError, TypeError) as exc:
@@ -192,6 +200,8 @@ def load_fold_models(directory: str | Path, meta: dict, arch: Architecture) -> l
         if not path.is_file():
             raise ModelError("fold model is missing", path=path, fix=fix)
         if sha256_file(path) != entry.get("sha256"):
+            if pointer := lfs_pointer_note(path):
+                raise ModelError(pointer, path=path, fix=LFS_FIX)
             raise ModelError("fold model does not match model.json (SHA-256 differs)", path=path, fix=fix)
         try:
             state = load_file(str(path))

@@ -37,6 +37,40 @@ LOW_COLUMN, HIGH_COLUMN = interval_columns(LEVEL)
 RESULT_COLUMNS = (LOW_COLUMN, HIGH_COLUMN, "qc")
 
 
+def qc_file_problems(folder: ModelDir, meta: dict, folds: bool = False) -> list[tuple[Path, bool]]:
+    """The quality-control files ``model.json`` lists (``qc.files``; with ``folds``, its fold models
+    too) that are missing (``True``) or no longer hash to their recorded SHA-256 (``False``):
+    ``weakstil score`` refuses such a model."""
+    from weakstil.runtime import sha256_file
+
+    recorded = dict((meta.get("qc") or {}).get("files") or {})
+    if folds and isinstance(meta.get("folds"), list):
+        recorded.update({str(e.get("file")): e.get("sha256") for e in meta["folds"] if isinstance(e, dict)})
+    return [(path, not path.is_file()) for rel, sha in recorded.items()
+            if not (path := folder.root / rel).is_file() or sha256_file(path) != sha]
+
+
+def interval_note(folder: ModelDir, meta: dict) -> str | None:
+    """One line (for ``weakstil report``) saying why the slides this model scores get no sTIL% interval,
+    or none at all (None when they get one): a qc file or fold model that ``model.json`` lists is
+    missing or changed (then ``weakstil score`` refuses the model), or the model has no calibration
+    (trained without cross-validation, or before intervals existed)."""
+    problems = qc_file_problems(folder, meta, folds=True)  # a lost fold model: refused the same way
+    if problems:
+        said = "; ".join(f"{path} {'is missing' if missing else 'does not match model.json (SHA-256 differs)'}"
+                         for path, missing in problems[:3]) + (f" (and {len(problems) - 3} more)" if len(problems) > 3
+                                                               else "")
+        return (f"{said}: 'weakstil score' refuses this model until the whole model folder is copied again"
+                + (" (without its calibration a slide's sTIL% has no interval)"
+                   if any(path == folder.calibration_path for path, _ in problems) else ""))
+    rel = folder.calibration_path.relative_to(folder.root).as_posix()
+    if rel not in ((meta.get("qc") or {}).get("files") or {}):
+        why = "is not listed in model.json (qc.files)" if folder.calibration_path.is_file() else \
+            "is not part of this model (trained without cross-validation, or before intervals existed)"
+        return f"{folder.calibration_path} {why}: the slides it scores get no sTIL% interval"
+    return None
+
+
 @dataclass
 class SlideAssessor:
     """What scoring needs to put an interval and flags on a slide."""
@@ -52,19 +86,20 @@ class SlideAssessor:
         """From a model folder; files listed in ``model.json`` must match their SHA-256.
         ``fold_models``: the cross-validation fold models when already loaded (ensemble scoring)."""
         from weakstil.mil.store import load_fold_models
+        from weakstil.mil.store import LFS_FIX
         from weakstil.qc.embedding import EmbeddingReference
-        from weakstil.runtime import sha256_file
+        from weakstil.runtime import lfs_pointer_note
 
         folder = ModelDir(model_dir)
         recorded = (meta.get("qc") or {}).get("files") or {}
-        for rel, sha in recorded.items():
-            path = folder.root / rel
-            if not path.is_file():
+        for path, missing in qc_file_problems(folder, meta)[:1]:
+            if missing:
                 raise ModelError("quality-control file of the model is missing", path=path,
                                  fix="copy the whole model folder, or train the model again")
-            if sha256_file(path) != sha:
-                raise ModelError("quality-control file does not match model.json (SHA-256 differs)", path=path,
-                                 fix="the model folder was changed; train the model again")
+            if pointer := lfs_pointer_note(path):
+                raise ModelError(pointer, path=path, fix=LFS_FIX)
+            raise ModelError("quality-control file does not match model.json (SHA-256 differs)", path=path,
+                             fix="the model folder was changed; train the model again")
         out = cls(fold_models=fold_models if fold_models is not None else load_fold_models(model_dir, meta, arch),
                   training_beds=(meta.get("training") or {}).get("tumorbeds"))
         if folder.calibration_path.is_file() and folder.calibration_path.relative_to(folder.root).as_posix() in recorded:

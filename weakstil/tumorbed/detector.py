@@ -25,8 +25,8 @@ import numpy as np
 
 from weakstil import __version__
 from weakstil.bed_geometry import BEFORE_LYMPHOID_VETO, BedShape, Plausibility, bed_from_evidence, check_bed
-from weakstil.errors import WeakSTILError
-from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, meta_format_version
+from weakstil.errors import UsageError, WeakSTILError
+from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, folder_of_file_fix, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.cellgate import NO_TUMOUR_CELLS, TumourCellGate, apply_cell_gate, seeds_without_tumour_cells
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
@@ -209,6 +209,10 @@ class TumorBedDetector:
         if not directory.exists():
             raise WeakSTILError("tumour-bed detector folder not found", path=directory,
                                 fix="check the path, or train one with 'weakstil tumorbed train'")
+        if directory.is_file():  # MODEL/tumorbed/model.json, say: a usage mistake (exit 2), as for --model
+            raise UsageError("is a file, not a tumour-bed detector folder", path=directory,
+                             fix=folder_of_file_fix(directory, "--tumorbed")
+                             or "pass the --out folder of 'weakstil tumorbed train'")
         missing = [p.name for p in (meta_path, weights_path) if not p.is_file()]
         if missing:
             bundled = directory.name == TUMORBED_DIR and ModelDir(directory.parent).is_model()
@@ -217,7 +221,7 @@ class TumorBedDetector:
                                 fix="copy the whole model folder again, or train the model again" if bundled else
                                 "pass the complete --out folder of 'weakstil tumorbed train', or train one with it")
         try:
-            meta = json.loads(meta_path.read_text())
+            meta = json.loads(meta_path.read_text(encoding="utf-8-sig"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise WeakSTILError(f"model.json is not valid JSON ({exc})", path=meta_path,
                                 fix="train the detector again with 'weakstil tumorbed train'") from None
@@ -243,6 +247,11 @@ class TumorBedDetector:
         try:
             tensors = load_file(str(weights_path))
         except (SafetensorError, OSError) as exc:
+            from weakstil.mil.store import LFS_FIX
+            from weakstil.runtime import lfs_pointer_note
+
+            if pointer := lfs_pointer_note(weights_path):  # a clone without git-lfs: no detector to retrain
+                raise WeakSTILError(pointer, path=weights_path, fix=LFS_FIX) from None
             raise WeakSTILError(f"cannot read the weights ({exc})", path=weights_path,
                                 fix="train the detector again with 'weakstil tumorbed train'") from None
         from weakstil.runtime import sha256_file

@@ -226,6 +226,26 @@ def trained_detector(record: dict | None) -> str | None:
     return record.get("detector") or record.get("detector_not_used")
 
 
+def check_model_detector(beds: BedSources, meta: dict, model: str | Path, bundled: bool) -> None:
+    """Before a batch: the detector scoring uses fits the model's encoder and tiles (``model.json``'s
+    ``encoder``, ``tiling`` and ``features``). A bundled one that does not (``MODEL/tumorbed`` copied
+    from another model) is said as such: its fix is the model folder, not re-embedding."""
+    if beds.detector is None or not (meta.get("encoder") or {}).get("weights_sha256"):
+        return
+    enc, tiling = meta["encoder"], meta.get("tiling") or {}
+    try:
+        check_detector_matches(beds.detector, {"encoder": enc.get("name"), "weights_sha256": enc["weights_sha256"],
+                                               "mpp": tiling.get("mpp"), "tile_px": tiling.get("tile_px"),
+                                               **(meta.get("features") or {})}, beds.detector_path or model)
+    except WeakSTILError as exc:
+        if not bundled:
+            raise
+        raise WeakSTILError(f"the model's bundled detector does not fit the model: {exc.message}",
+                            path=beds.detector_path or model,
+                            fix=f"{beds.detector_path or 'MODEL/tumorbed'} was replaced (by another model's?): copy the "
+                                "whole model folder again, or pass --tumorbed DIR, a detector trained on this model's encoder and tiles") from None
+
+
 def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | dict, where: str | Path,
                            detector_path: str | Path | None = None) -> None:
     """A detector only works on embeddings of the encoder it was trained on (``features``: a feature
