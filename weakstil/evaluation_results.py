@@ -371,3 +371,12 @@ def refuse_fraction_labels(theirs: np.ndarray, table: pd.DataFrame, csv_path: Pa
                                 "labels are percentages 0-100", path=csv_path,
                                 fix="write the cohort's sTIL labels as percentages (x 100)" if factor == 100.0 else
                                 "train the model again with the labels as percentages 0-100")
+
+
+def oof_folds(oof_path: Path) -> int | None:
+    """How many folds ``cv/oof_predictions.csv`` names (its ``fold`` column), None without one."""
+    try:
+        folds = pd.read_csv(oof_path, usecols=["fold"])["fold"]
+    except (ValueError, OSError):
+        return None
+    return int(folds.nunique()) or None

@@ -100,31 +100,6 @@ def check_scoring_meta(meta: dict, path: Path) -> dict:
     return meta
 
 
-def scoring_tiling(meta: dict, path: Path):
-    """The :class:`~weakstil.tiles.TilingParams` the model's features were made with (from
-    :func:`check_scoring_meta`'d ``meta``): its tiling key, or its µm/px and tile size for a model
-    written before the key was recorded. A key edited into one no tiling has is one error line."""
-    from weakstil.tiles import TilingParams
-    from weakstil.tiling import TileMode
-    from weakstil.tissue import TissueParams
-
-    tiling = meta["tiling"]
-    key = tiling.get("key")
-    try:
-        if isinstance(key, str):
-            key = json.loads(key)
-        if not key:
-            return TilingParams(mpp=float(tiling["mpp"]), tile_px=int(tiling["tile_px"]))
-        return TilingParams(mpp=key["mpp"], tile_px=key["tile_px"], overlap_px=key["overlap_px"],
-                            tissue_threshold=key["tissue_threshold"], mode=TileMode(key["mode"]),
-                            mask_mpp=key["mask_mpp"], tissue=TissueParams(**key["tissue"]))
-    except (KeyError, TypeError, ValueError, AttributeError, WeakSTILError) as exc:
-        said = exc.message if isinstance(exc, WeakSTILError) else f"{type(exc).__name__}: {exc}"
-        raise WeakSTILError(f"{META_FILE} 'tiling' key is not a tiling 'weakstil train' writes ({said})", path=path,
-                            fix=f"copy {META_FILE} again from the folder 'weakstil train' wrote, or train the model "
-                                "again") from None
-
-
 def folder_of_file_fix(path: Path, option: str) -> str | None:
     """The fix for a folder option (``--model``, ``--tumorbed``) given a file inside a model or detector
     folder (``MODEL/model.json``, a dragged-in weights file): pass the folder it is in (an sTIL

@@ -34,6 +34,7 @@ import pandas as pd
 
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
+from weakstil.evaluation_results import oof_folds
 from weakstil.metrics import fmt
 from weakstil.modeldir import ModelDir
 from weakstil.outputdir import MARKER, commands_of, is_complete
@@ -319,7 +320,7 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
                             path=oof_path, fix="train with --folds 2 or more, or pass --evaluation with the --out of "
                             "'weakstil evaluate --model' of this model on held-out slides")
     has_cv = oof_path.is_file()  # (a model written before folds were recorded has them, without the number)
-    cv_folds = ((meta.get("training", {}).get("cross_validation") or {}).get("folds") or _oof_folds(oof_path)) \
+    cv_folds = ((meta.get("training", {}).get("cross_validation") or {}).get("folds") or oof_folds(oof_path)) \
         if has_cv else None  # a model from before the number was recorded: its out-of-fold predictions' folds
     metrics_dir = cv_dir if own_cv else Path(evaluation_dir)
     if not own_cv and not is_complete(metrics_dir, "evaluate"):
@@ -404,15 +405,6 @@ def _evaluated_slides(metrics: dict, folder: Path) -> pd.DataFrame:
     table = pd.read_csv(path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
     table["stil_pred"] = pd.to_numeric(table["stil_pred"], errors="coerce")
     return table[table["stil_pred"].notna()].reset_index(drop=True)
-
-
-def _oof_folds(oof_path: Path) -> int | None:
-    """How many folds ``cv/oof_predictions.csv`` names (its ``fold`` column), None without one."""
-    try:
-        folds = pd.read_csv(oof_path, usecols=["fold"])["fold"]
-    except (ValueError, OSError):
-        return None
-    return int(folds.nunique()) or None
 
 
 def describe_evaluation(metrics: dict, meta: dict, folder: Path, cv_folds: int | None, own_oof: Path) -> str:

@@ -36,7 +36,7 @@ from weakstil.atomic import remove_stale_temps, replacing_together
 from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
-from weakstil.modeldir import ModelDir, scoring_tiling
+from weakstil.modeldir import ModelDir
 from weakstil.outputs import all_whole
 from weakstil.results_table import read_previous, write_results
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
@@ -142,6 +142,7 @@ def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.qc.scoring import SlideAssessor
     from weakstil.runtime import resolve_device, sha256_file
     from weakstil.scoring_encoder import check_encoder_files
+    from weakstil.tiles import scoring_tiling
     from weakstil.tumorbed.resolver import BedSources, check_model_detector, trained_detector
 
     resolve_device(opts.device)  # a GPU this machine lacks: one usage error, not an error row per slide

@@ -15,7 +15,7 @@ import numpy as np
 
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path, remove_stale_temps, replacing_together
-from weakstil.errors import NoTissueError, SlideError, UsageError, no_tissue
+from weakstil.errors import NoTissueError, SlideError, UsageError, WeakSTILError, no_tissue
 from weakstil.slide import Slide, brightfield_warning, greyscale_reason, underexposed_reason
 from weakstil.tiling import TileGrid, TileMode, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
@@ -303,3 +303,26 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
                 overlay.save(tmp, format="PNG", compress_level=1)
             write_tiles_h5(tiles, h5_path)
     return h5_path, tiles
+
+
+def scoring_tiling(meta: dict, path: Path):
+    """The :class:`TilingParams` the model's features were made with (from
+    :func:`weakstil.modeldir.check_scoring_meta`'d ``meta``): its tiling key, or its µm/px and tile size for a model
+    written before the key was recorded. A key edited into one no tiling has is one error line."""
+    from weakstil.modeldir import META_FILE
+
+    tiling = meta["tiling"]
+    key = tiling.get("key")
+    try:
+        if isinstance(key, str):
+            key = json.loads(key)
+        if not key:
+            return TilingParams(mpp=float(tiling["mpp"]), tile_px=int(tiling["tile_px"]))
+        return TilingParams(mpp=key["mpp"], tile_px=key["tile_px"], overlap_px=key["overlap_px"],
+                            tissue_threshold=key["tissue_threshold"], mode=TileMode(key["mode"]),
+                            mask_mpp=key["mask_mpp"], tissue=TissueParams(**key["tissue"]))
+    except (KeyError, TypeError, ValueError, AttributeError, WeakSTILError) as exc:
+        said = exc.message if isinstance(exc, WeakSTILError) else f"{type(exc).__name__}: {exc}"
+        raise WeakSTILError(f"{META_FILE} 'tiling' key is not a tiling 'weakstil train' writes ({said})", path=path,
+                            fix=f"copy {META_FILE} again from the folder 'weakstil train' wrote, or train the model "
+                                "again") from None
