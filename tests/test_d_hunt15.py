@@ -17,7 +17,8 @@ import pytest
 from conftest import run_cli
 
 COLUMNS = ["slide_id", "path", "stil", "stil_lower_90", "stil_upper_90", "stil_high", "threshold", "n_tiles",
-           "n_tumorbed_tiles", "tumorbed_source", "status", "qc", "error", "model_id", "encoder_id", "seconds"]
+           "n_tumorbed_tiles", "tumorbed_source", "status", "qc", "qc_reasons", "error", "model_id", "encoder_id",
+           "seconds"]
 TRUE = {"s0": 5.0, "s1": 20.0, "s2": 40.0, "s3": 70.0}
 
 

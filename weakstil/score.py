@@ -46,7 +46,8 @@ log = logging.getLogger(__name__)
 #: The sTIL% interval's columns (weakstil.confidence): stil_lower_90, stil_upper_90.
 LOWER, UPPER = interval_columns()
 RESULT_COLUMNS = ["slide_id", "path", "stil", LOWER, UPPER, "stil_high", "threshold", "n_tiles",
-                  "n_tumorbed_tiles", "tumorbed_source", "status", "qc", "error", "model_id", "encoder_id", "seconds"]
+                  "n_tumorbed_tiles", "tumorbed_source", "status", "qc", "qc_reasons", "error", "model_id", "encoder_id",
+                  "seconds"]
 STATUS_OK = "ok"
 STATUS_ERROR = "error"
 STATUS_NO_BED = "no tumour bed"
@@ -325,6 +326,7 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
             "stil_high": "", "threshold": _as_given(ctx.threshold),
             "n_tiles": "", "n_tumorbed_tiles": "", "tumorbed_source": "", "status": STATUS_ERROR,
             "qc": Flag.STAIN.value if getattr(exc, "warnings", None) else "",
+            "qc_reasons": f"{Flag.STAIN.value}: see error" if getattr(exc, "warnings", None) else "",
             "error": exc.one_line(), "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(seconds, 2)}
 
@@ -404,7 +406,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,
                              qc_attrs, attention_logits=logits, stroma=scores.stroma, model_scores=scores.tile_scores)
     return {"slide_id": slide_id, "path": os.path.abspath(path), "stil": round(stil, 4) if status in SCORED else math.nan,
-            LOWER: qc_row[LOWER], UPPER: qc_row[UPPER], "qc": qc_row["qc"],
+            LOWER: qc_row[LOWER], UPPER: qc_row[UPPER], "qc": qc_row["qc"], "qc_reasons": qc_row["qc_reasons"],
             "stil_high": stil_high, "threshold": _as_given(ctx.threshold), "n_tiles": int(len(tile_scores)),
             "n_tumorbed_tiles": int(flags.sum()), "tumorbed_source": bed.source.value, "status": status,
             "error": "", "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,

@@ -196,7 +196,8 @@ class SlideAssessor:
         for flag, reason in why.items():
             log.info("%s: qc %s (%s)", bag.slide_id, flag, reason)
         row = {LOW_COLUMN: round(low, 4) if math.isfinite(low) else math.nan,
-               HIGH_COLUMN: round(high, 4) if math.isfinite(high) else math.nan, "qc": qc}
+               HIGH_COLUMN: round(high, 4) if math.isfinite(high) else math.nan, "qc": qc,
+               "qc_reasons": " | ".join(f"{flag}: {reason}" for flag, reason in why.items())}
         return row, {k: v for k, v in attrs.items() if v is not None}
 
 
