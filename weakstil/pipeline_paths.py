@@ -39,14 +39,10 @@ def file_digest(path: str | Path) -> str:
     """The first 16 hex digits of a file's sha256, for a workflow job that reads the file (the cohort
     CSV, an annotation) to take as a param: another file copied over it with an older time (``cp -p``,
     ``rsync -a``) changes the param, and Snakemake's params trigger redoes the job where its file
-    times alone saw nothing to do. Read in 1 MB blocks (an annotation file is kilobytes to megabytes)."""
-    import hashlib
+    times alone saw nothing to do."""
+    from weakstil.runtime import sha256_file
 
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:16]
+    return sha256_file(path)[:16]
 
 
 def workflow_path(value: str | Path) -> str:

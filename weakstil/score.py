@@ -148,7 +148,8 @@ def open_context(opts: ScoreOptions) -> _Context:
 
     resolve_device(opts.device)  # a GPU this machine lacks: one usage error, not an error row per slide
     models, meta = load_scoring_models(opts.model)
-    check_scores_new_slides(meta, ModelDir(opts.model).meta_path)  # an older stain estimate: once, not per slide
+    meta_path = ModelDir(opts.model).meta_path
+    check_scores_new_slides(meta, meta_path)  # an older stain estimate: once, not per slide
     check_encoder_files(opts, meta)  # a broken or mismatched encoder fails once, not once per slide
     model = models[0]  # the architecture (the fold models share the final model's)
     # an ensemble's models are the fold models the interval needs: loaded once
@@ -167,9 +168,9 @@ def open_context(opts: ScoreOptions) -> _Context:
         log.warning("%s was trained on tumour beds, and this run has none (no --annotations, --tumorbed-beds or "
                     "--tumorbed, and the model bundles no detector): slides are scored over the whole tissue and "
                     "flagged bed_unlike_training", opts.model)
-    tiling = scoring_tiling(meta, ModelDir(opts.model).meta_path)  # (an edited tiling key: one error line)
+    tiling = scoring_tiling(meta, meta_path)  # (an edited tiling key: one error line)
     ctx = _Context(opts, model, meta, model_id, threshold, tiling, beds, assessor, models,
-                   model_json_sha256=sha256_file(ModelDir(opts.model).meta_path))
+                   model_json_sha256=sha256_file(meta_path))
     if opts.encoder is not None or opts.weights is not None:  # asked for: built now, a wrong one refused once
         ctx.encoder()
     return ctx

@@ -67,10 +67,10 @@ def check_encoder_folder(card_dir: str | Path) -> str | None:
 
 def _check_against_card(card: EncoderCard, wpath: Path, sha: str) -> None:
     if card.weights_sha256 and sha != card.weights_sha256:
-        raise EncoderError(lfs_pointer_note(wpath) or f"{MODEL_FILE} does not match its card (sha256 {sha[:12]}..., "
-                           f"card says {card.weights_sha256[:12]}...)", path=wpath,
-                           fix="run 'git lfs pull' in its repository, or copy the folder again" if
-                           lfs_pointer_note(wpath) else "the directory was modified; run 'weakstil pretrain' again")
+        pointer = lfs_pointer_note(wpath)
+        said = f"{MODEL_FILE} does not match its card (sha256 {sha[:12]}..., card says {card.weights_sha256[:12]}...)"
+        raise EncoderError(pointer or said, path=wpath, fix="run 'git lfs pull' in its repository, or copy the folder "
+                           "again" if pointer else "the directory was modified; run 'weakstil pretrain' again")
 
 
 def _weights_missing(card: EncoderCard, card_dir: Path) -> EncoderError:

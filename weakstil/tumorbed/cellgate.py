@@ -146,6 +146,12 @@ def apply_cell_gate(evidence: np.ndarray, tile_stats: np.ndarray | None, columns
 NO_TUMOUR_CELLS = "no tumour cells"
 
 
+def gate_applied(said: str) -> bool:
+    """Whether :func:`apply_cell_gate` applied the gate, from what it said: a count of tiles
+    ("12 tiles"), not "set aside (...)", "no tile statistics" or "" (off)."""
+    return said.split(" ")[0].isdigit()
+
+
 #: Share of a tile covered by pale tumour-sized nuclei that shows tumour cells in it (a few tumour
 #: nuclei: the lymphoid veto's ``restore_tumour_nuclei_area``). Every slide with invasive tumour of our
 #: four looks, dark-nucleus tumours and 40x / odd-mpp scans included, has a seed tile at >= 0.064
@@ -155,7 +161,7 @@ SEED_TUMOUR_NUCLEI_AREA = 0.03
 
 def seeds_without_tumour_cells(evidence: np.ndarray, tile_stats: np.ndarray | None,
                                columns: list[str] | tuple[str, ...] | None, seed_threshold: float,
-                               gate_said: str) -> str:
+                               applied: bool) -> str:
     """Why the bed's seeds show no tumour cells ("" when they do, or when it cannot be told).
 
     The evidence is standardised over the slide's own tiles, so on a slide without invasive tumour
@@ -165,9 +171,9 @@ def seeds_without_tumour_cells(evidence: np.ndarray, tile_stats: np.ndarray | No
     an ordinary slide. A bed is the region of invasive tumour: when not one seed tile (``evidence``
     after the gate, before the lymphoid and ink vetoes) has tumour nuclei over
     :data:`SEED_TUMOUR_NUCLEI_AREA` of it, there is no tumour to draw a bed around. Only where the
-    gate was applied (``gate_said`` a tile count): set aside, the measure does not see this
-    slide's tumour nuclei; off or without statistics, it cannot say."""
-    if tile_stats is None or columns is None or not gate_said.split(" ")[0].isdigit():
+    gate was ``applied`` (:func:`gate_applied`): set aside, the measure does not see this slide's
+    tumour nuclei; off or without statistics, it cannot say."""
+    if tile_stats is None or columns is None or not applied:
         return ""
     pale = _area(tile_stats, columns, TUMOUR_NUCLEI_COLUMNS)
     seeds = np.asarray(evidence) >= seed_threshold

@@ -28,7 +28,8 @@ from weakstil.bed_geometry import BEFORE_LYMPHOID_VETO, BedShape, Plausibility, 
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, folder_of_file_fix, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
-from weakstil.tumorbed.cellgate import NO_TUMOUR_CELLS, TumourCellGate, apply_cell_gate, seeds_without_tumour_cells
+from weakstil.tumorbed.cellgate import (NO_TUMOUR_CELLS, TumourCellGate, apply_cell_gate, gate_applied,
+                                        seeds_without_tumour_cells)
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments
@@ -102,9 +103,9 @@ class TumorBedDetector:
         return self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)[0]
 
     def _seed_evidence(self, features, geom, tile_stats, stats_columns,
-                       ink_share) -> tuple[np.ndarray, str, np.ndarray]:
-        """:meth:`seed_evidence`, what each veto did (for the bed's provenance), and the tumour
-        evidence before the lymphoid and ink vetoes (after the tumour-cell gate)."""
+                       ink_share) -> tuple[np.ndarray, str, np.ndarray, str]:
+        """:meth:`seed_evidence`, what each veto did (for the bed's provenance), the tumour evidence
+        before the lymphoid and ink vetoes (after the tumour-cell gate), and what the gate did ("" when off)."""
         raw, gated = apply_cell_gate(self.tumour_evidence(features, geom, tile_stats, stats_columns), tile_stats,
                                      stats_columns, geom.coords, geom.tile_size_level0, self.cell_gate)
         evidence, n_lymphoid = apply_veto(raw, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
@@ -118,7 +119,7 @@ class TumorBedDetector:
                     said("ink", self.ink_veto.enabled, n_ink, "slide not read")]
         if self.cell_gate.enabled:  # said only by detectors that have it: older beds keep their wording
             said_all.insert(0, f"tumour cells: {gated}")
-        return evidence, "; ".join(said_all), raw
+        return evidence, "; ".join(said_all), raw, gated if self.cell_gate.enabled else ""
 
     def detect_file(self, features: FeaturesFile) -> TumorBed:
         """The bed of a slide from its feature file (read with its tissue mask): the embeddings,
@@ -136,7 +137,7 @@ class TumorBedDetector:
                stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None) -> TumorBed:
         """The slide's bed; the whole tissue, as source ``tissue-fallback`` with the reason in
         ``detail``, when the detected bed is empty or implausibly small next to the evidence."""
-        evidence, vetoes, raw = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
+        evidence, vetoes, raw, gated = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
         infiltrate = None
         if self.shape.infiltrate_um > 0:
             infiltrate = dark_nuclei_area(tile_stats, stats_columns)
@@ -146,9 +147,9 @@ class TumorBedDetector:
         # the bed is weighed against the tumour evidence before the lymphoid veto (Plausibility.evidence)
         unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
         mass = unvetoed if self.plausibility.evidence == BEFORE_LYMPHOID_VETO else evidence
-        no_cells = NO_TUMOUR_CELLS in vetoes  # the gate stood on tissue too poor in nuclei for a tumour nest
-        gate_said = vetoes[len("tumour cells: "):] if self.cell_gate.enabled else ""
-        lacking = seeds_without_tumour_cells(raw, tile_stats, stats_columns, self.shape.seed_threshold, gate_said)
+        no_cells = NO_TUMOUR_CELLS in gated  # the gate stood on tissue too poor in nuclei for a tumour nest
+        lacking = seeds_without_tumour_cells(raw, tile_stats, stats_columns, self.shape.seed_threshold,
+                                             gate_applied(gated))
         bed, verdict = self._bed(evidence, geom, vetoes, infiltrate, mass)
         if verdict.ok and not lacking:
             return bed
