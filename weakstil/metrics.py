@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import rankdata
 
 from weakstil.settings import STIL_THRESHOLD
 
@@ -96,6 +95,14 @@ def pearson(x, y) -> float:
     b = b - b.mean()
     den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
     return float((a * b).sum()) / den if den > 0 else math.nan
+
+
+def rankdata(a) -> np.ndarray:
+    """Average ranks (ties share the mean of their ranks). scipy.stats is imported here, not at the
+    top: it costs about a second at start-up, and `score` imports this module only for its text helpers."""
+    from scipy.stats import rankdata as average_ranks
+
+    return average_ranks(a)
 
 
 def spearman(x, y) -> float:
