@@ -230,7 +230,7 @@ def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: 
     names = list(measurements)
     columns = [np.asarray(measurements[n], np.float64) for n in names]
     with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
+        with open(tmp, "w", encoding="utf-8") as fh:
             fh.write('{"type":"FeatureCollection",' + written_by_member(written_by) + '"features":[')
             for i, (x, y) in enumerate(np.asarray(coords, np.float64)):
                 ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]

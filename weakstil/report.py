@@ -58,7 +58,7 @@ def _read_json(path: Path, what: str, fix: str) -> dict:
     if not path.is_file():
         raise WeakSTILError(f"{what} not found", path=path, fix=fix)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WeakSTILError(f"{what} is not valid JSON ({exc})", path=path, fix=fix) from None
 
@@ -73,7 +73,7 @@ def read_settings(path: str | Path) -> dict:
         raise WeakSTILError("is a directory, not a settings file" if path.is_dir() else "settings file not found",
                             path=path, fix=fix)
     try:
-        data = yaml.safe_load(path.read_text())  # YAML reads JSON too
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))  # YAML reads JSON too; a BOM: saved by Notepad
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise WeakSTILError(f"cannot parse settings ({str(exc).splitlines()[0]})", path=path, fix=fix) from None
     if not isinstance(data, dict):

@@ -104,7 +104,7 @@ class SlideAssessor:
                   training_beds=(meta.get("training") or {}).get("tumorbeds"))
         if folder.calibration_path.is_file() and folder.calibration_path.relative_to(folder.root).as_posix() in recorded:
             try:
-                out.calibration = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
+                out.calibration = Calibration.from_dict(json.loads(folder.calibration_path.read_text(encoding="utf-8")))
             except CalibrationError as exc:
                 raise ModelError(str(exc), path=folder.calibration_path,
                                  fix="the model folder was changed; train the model again") from None
