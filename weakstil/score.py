@@ -154,6 +154,9 @@ def open_context(opts: ScoreOptions) -> _Context:
     model = models[0]  # the architecture (the fold models share the final model's)
     # an ensemble's models are the fold models the interval needs: loaded once
     assessor = SlideAssessor.load(opts.model, meta, model.arch, fold_models=models if len(models) > 1 else None)
+    if assessor.no_interval:  # once per run, not once per slide
+        log.warning("%s: %s: no slide of this run gets a 90 %% interval (results.csv: %s and %s empty, qc "
+                    "no_interval with this reason)", opts.model, assessor.no_interval, LOWER, UPPER)
     model_id = ModelDir(opts.model).model_id(meta)
     threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", settings.STIL_THRESHOLD))
     beds = BedSources.open(annotations=opts.annotations, beds=opts.tumorbed_beds, detector=opts.tumorbed_model,
