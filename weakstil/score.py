@@ -441,7 +441,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
                          attention: np.ndarray | None, stil: float, stil_high: object, status: str,
                          qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
                          stroma: np.ndarray | None = None, model_scores: np.ndarray | None = None) -> None:
-    from weakstil.outputs import heatmap_key, heatmap_title, write_heatmap_png, write_tiles_geojson
+    from weakstil.outputs import counted_tiles_mask, heatmap_key, heatmap_title, write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
     from weakstil.tiles import heatmap_mpp
 
@@ -468,8 +468,11 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         mpp = heatmap_mpp(slide)
         thumb = slide.read_thumbnail(mpp)
         slide_mpp = slide.mpp
+    # outlined: the tiles that made the sTIL% (heatmap_key); a slide with none, its bed
+    outline = counted_tiles_mask(thumb.shape[:2], coords, tsl0, slide_mpp / mpp, bed.tile_flags) \
+        if bed.tile_flags.any() else bed.mask
     write_heatmap_png(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,
-                      tumorbed_mask=bed.mask, title=heatmap_title(slide_id, stil, stil_high, ctx.threshold, attrs,
+                      tumorbed_mask=outline, title=heatmap_title(slide_id, stil, stil_high, ctx.threshold, attrs,
                                                           label=None if status in SCORED else status,
                                                           fallback=status if status == STATUS_BED_FALLBACK else ""),
                       stroma_weights=stroma, provenance=attrs, key=heatmap_key(attrs))
