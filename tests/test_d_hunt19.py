@@ -154,8 +154,8 @@ def test_heatmap_says_what_its_cyan_outline_is_and_that_outside_tiles_do_not_cou
 
     key = heatmap_key({"tumorbed_source": "model", "n_tumorbed_tiles": 21, "n_tiles": 49,
                        "tumorbed_tile_threshold": 0.5})
-    assert key == ("cyan outline: tumour bed (detected); the sTIL% is over its 21 of 49 tiles (those 50 % or more "
-                   "inside it); the tiles outside it are shown, not counted")
+    assert key == ("cyan outline: the 21 of 49 tiles that made the sTIL%: those 50 % or more inside the tumour bed "
+                   "(detected); the tiles outside it are shown, not counted")  # (hunt 20: the outline is of the tiles)
     assert "(annotation); no tile lies 50 % or more inside it: no sTIL%" in heatmap_key(
         {"tumorbed_source": "annotation", "n_tumorbed_tiles": 0, "n_tiles": 54})
     assert "(whole tissue: bed fallback)" in heatmap_key({"tumorbed_source": "tissue-fallback", "n_tumorbed_tiles": 9,

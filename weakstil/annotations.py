@@ -266,7 +266,7 @@ def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color
         features.append({"type": "Feature", "geometry": mapping(poly), "properties": properties})
     with atomic_path(path) as tmp:
         head = {"type": "FeatureCollection", **({WRITTEN_BY_KEY: written_by} if written_by else {})}
-        tmp.write_text(json.dumps({**head, "features": features}, separators=(",", ":")))
+        tmp.write_text(json.dumps({**head, "features": features}, separators=(",", ":")), encoding="utf-8")
 
 
 # --- parsers ------------------------------------------------------------------------------

@@ -209,7 +209,7 @@ def recorded_threshold(attrs: dict, path: str | Path | None) -> float | None:
     folder = Path(path).parent.parent  # MODEL/cv or the evaluation's folder
     for meta in (folder / "metrics.json", *([folder.parent / "model.json"] if folder.name == "cv" else [])):
         try:
-            value = json.loads(meta.read_text()).get("threshold")
+            value = json.loads(meta.read_text(encoding="utf-8-sig")).get("threshold")
             if value is not None:
                 return float(value)
         except (OSError, ValueError, TypeError, AttributeError):  # absent or unreadable: the next, else unknown
@@ -481,7 +481,7 @@ def _is_tile_geojson(path: Path) -> bool:
     if not path.is_file():
         return False
     try:
-        with path.open() as fh:
+        with path.open(encoding="utf-8", errors="replace") as fh:
             head = fh.read(4096)
     except OSError:
         return False

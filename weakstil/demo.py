@@ -146,7 +146,7 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
         "heatmaps": str(scores_dir / "*_heatmap.png"),
         "results_csv": str(scores_dir / "results.csv"),
     }
-    (out / "summary.json").write_text(json.dumps(result, indent=2, default=_jsonable))
+    (out / "summary.json").write_text(json.dumps(result, indent=2, default=_jsonable), encoding="utf-8")
     return result
 
 

@@ -78,7 +78,7 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
 
     m.setdefault("versions", versions())
     with atomic_path(out_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(_clean(m), indent=2) + "\n")
+        tmp.write_text(json.dumps(_clean(m), indent=2) + "\n", encoding="utf-8")
     rows = [{"metric": k, "threshold": "", "value": m[k]} for k in ("n", "r2", "pearson_r", "spearman_rho", "mae",
                                                                     "rmse")]
     for c in m["classification"]:

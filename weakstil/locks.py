@@ -95,7 +95,7 @@ class OutputLock:
     def holder(self) -> str:
         """Who holds the lock, as its file says (``pid N on HOST``), or ``another run``."""
         try:
-            text = self.path.read_text().strip()
+            text = self.path.read_text(encoding="utf-8", errors="replace").strip()
         except OSError:
             text = ""
         return text or "another run"

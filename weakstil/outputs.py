@@ -39,17 +39,33 @@ _BED_WORDS = {"annotation": "annotation", "model": "detected", "tissue": "whole 
 
 
 def heatmap_key(attrs: dict) -> str:
-    """The heatmap's key to its cyan outline, from a slide-score file's attributes: which tumour bed
-    it is and that only its tiles made the sTIL% (every tile is painted: those outside the bed
-    looked counted, the bright ones most)."""
+    """The heatmap's key to its cyan outline, from a slide-score file's attributes. The outline is
+    drawn around the tiles that made the sTIL% (those mostly inside the tumour bed), so a reader
+    compares it with the coloured tiles one to one: every tile is painted, and a bed outline cut
+    through tiles and left some inside it uncounted. A slide without such a tile has its bed outlined."""
     source, n_bed, n_tiles = attrs.get("tumorbed_source", ""), int(attrs.get("n_tumorbed_tiles", 0)), \
         int(attrs.get("n_tiles", 0))
     inside = float(attrs.get("tumorbed_tile_threshold", 0.5))
     what = _BED_WORDS.get(str(source), str(source) or "tumour bed")
     if n_bed <= 0:
         return f"cyan outline: tumour bed ({what}); no tile lies {100 * inside:g} % or more inside it: no sTIL%"
-    return (f"cyan outline: tumour bed ({what}); the sTIL% is over its {n_bed} of {n_tiles} tiles "
-            f"(those {100 * inside:g} % or more inside it); the tiles outside it are shown, not counted")
+    return (f"cyan outline: the {n_bed} of {n_tiles} tiles that made the sTIL%: those {100 * inside:g} % or more "
+            f"inside the tumour bed ({what}); the tiles outside it are shown, not counted")
+
+
+def counted_tiles_mask(shape: tuple[int, int], coords: np.ndarray, tile_size_level0: float, scale: float,
+                       counted: np.ndarray) -> np.ndarray:
+    """An image of ``shape`` that is True on the squares of the ``counted`` tiles (``scale``: image
+    pixels per level-0 pixel). Each square ends where the next tile's begins (both rounded from
+    level-0), so neighbouring tiles leave no seam that an outline would trace."""
+    mask = np.zeros(shape, bool)
+    h, w = shape
+    for x, y in np.asarray(coords, np.float64)[np.asarray(counted, bool)]:
+        x0, y0 = int(round(x * scale)), int(round(y * scale))
+        x1, y1 = max(x0 + 1, int(round((x + tile_size_level0) * scale))), \
+            max(y0 + 1, int(round((y + tile_size_level0) * scale)))
+        mask[max(0, y0):min(h, y1), max(0, x0):min(w, x1)] = True
+    return mask
 
 
 #: Colour map of tile sTIL scores (perceptually uniform, readable in greyscale).
@@ -230,7 +246,7 @@ def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: 
     names = list(measurements)
     columns = [np.asarray(measurements[n], np.float64) for n in names]
     with atomic_path(path) as tmp:
-        with open(tmp, "w") as fh:
+        with open(tmp, "w", encoding="utf-8") as fh:
             fh.write('{"type":"FeatureCollection",' + written_by_member(written_by) + '"features":[')
             for i, (x, y) in enumerate(np.asarray(coords, np.float64)):
                 ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]

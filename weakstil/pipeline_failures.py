@@ -27,7 +27,7 @@ def failed_jobs(snakemake_logs) -> list[tuple[str, list[str]]]:
         snakemake_logs = [snakemake_logs]
     for path in snakemake_logs or []:
         try:
-            text = Path(path).read_text(errors="replace")
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
         for block in re.split(r"^(?=Error in rule )", text, flags=re.M)[1:]:
@@ -42,7 +42,7 @@ def job_reason(logs: list[str]) -> str:
     stopped from outside (killed, out of memory or of wall time), whose last line is no reason."""
     for log in logs:
         try:
-            text = Path(log).read_text(errors="replace")
+            text = Path(log).read_text(encoding="utf-8", errors="replace")
         except OSError:
             continue
         if any(line.startswith("error:") for line in text.splitlines()):

@@ -44,7 +44,7 @@ def retry_key(status_path: str | Path) -> str:
     next run redoes it; otherwise the key the job last ran with (``""`` for a slide that never
     failed: its param, and so its job, unchanged)."""
     try:
-        status = json.loads(Path(status_path).read_text())
+        status = json.loads(Path(status_path).read_text(encoding="utf-8-sig"))
     except (OSError, ValueError):  # not run yet
         return ""
     if status.get("status") != "ok":
@@ -63,14 +63,14 @@ def run_slide_steps(steps: list[tuple[str, str]], log_path: str | Path, status_p
     log_path.parent.mkdir(parents=True, exist_ok=True)
     status: dict = {"slide": str(slide), "status": "ok", "step": None, "error": None,
                     **({"retrying": retrying} if retrying else {})}
-    with log_path.open("w") as log:
+    with log_path.open("w", encoding="utf-8", errors="surrogateescape") as log:
         for name, command in steps:
             log.write(f"$ {command}\n")
             log.flush()
             start = log.tell()
             proc = subprocess.run(command, shell=True, stdout=log, stderr=subprocess.STDOUT)  # the log is live
             if proc.returncode == SLIDE_FAILED:
-                with log_path.open(errors="replace") as f:
+                with log_path.open(encoding="utf-8", errors="replace") as f:
                     f.seek(start)
                     status.update(status="error", step=name, error=last_error_line(f.read()), failed_at=failed_now())
                 log.write(f"{slide}: {name} failed; the score job tries it once more (an error row if it fails "
@@ -88,7 +88,7 @@ def failed_slides(status_files) -> dict[str, str]:
     for path in status_files:
         if not Path(path).is_file():  # a dry run: the per-slide jobs have not run
             continue
-        status = json.loads(Path(path).read_text())
+        status = json.loads(Path(path).read_text(encoding="utf-8-sig"))
         if status.get("status") == "error":
             failed[status["slide"]] = f"{status.get('step')}: {status.get('error')}"
     return failed
@@ -116,10 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.replaces:  # a rerun with other settings: the command would keep (and refuse) the old file
         Path(path).unlink(missing_ok=True)
     steps = [tuple(step.split("=", 1)) for step in args.step]
-    before = json.loads(Path(args.after).read_text()) if args.after else None
+    before = json.loads(Path(args.after).read_text(encoding="utf-8-sig")) if args.after else None
     if before is not None and before.get("status") != "ok":
         Path(args.log).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.log).write_text(f"{args.slide}: not run, its {before.get('step')} step failed\n")
+        Path(args.log).write_text(f"{args.slide}: not run, its {before.get('step')} step failed\n", encoding="utf-8",
+                                  errors="surrogateescape")
         passed_on = {k: v for k, v in before.items() if k != "retrying"} | {"failed_at": failed_now()}
         write_json(args.status, passed_on | ({"retrying": args.retrying} if args.retrying else {}))
     else:

@@ -209,7 +209,7 @@ def _save_checkpoint(out_dir: Path, model: Any, opt: Any, state: dict[str, Any])
     text = json.dumps(state, sort_keys=True)
     save_state_dict(tensors, out_dir / CHECKPOINT, metadata={"weakstil_pretrain_state": text})
     with atomic_path(out_dir / CHECKPOINT_JSON) as tmp:
-        tmp.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(state, indent=1, sort_keys=True) + "\n", encoding="utf-8")
 
 
 def read_checkpoint(out_dir: Path) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -17,19 +17,19 @@ whole. Every file is written atomically. The heatmaps come from out-of-fold tile
 slide is scored by the fold model that never saw its label, so they show no training optimism.
 A model trained without cross-validation is reported from a ``weakstil evaluate --model`` folder
 instead (its metrics, slides and ``tiles/`` scores); the page layout is :mod:`weakstil.report_render`,
-the thumbnails' overlays are chosen by :mod:`weakstil.report_overlays`.
+the thumbnails' overlays are chosen by :mod:`weakstil.report_overlays`, the pictures drawn by
+:mod:`weakstil.report_images`. A ``weakstil score`` run is reported by :mod:`weakstil.report_scores`
+(``weakstil report --scores``) with the same layout.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import shutil
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from weakstil.atomic import atomic_path
@@ -38,17 +38,13 @@ from weakstil.evaluation_results import oof_folds
 from weakstil.metrics import fmt
 from weakstil.modeldir import ModelDir
 from weakstil.outputdir import MARKER, commands_of, is_complete
+from weakstil.report_images import write_heatmap, write_overview, write_thumbnail
 from weakstil.report_overlays import Overlays
 from weakstil.report_render import ReportContent, SlideRow, render_html, render_markdown
 from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
 
-#: Long side in pixels of the slide pictures in the per-slide table.
-THUMB_SIDE = 160
-HEATMAP_SIDE = 480
-#: Heatmaps shown in overview.png.
-OVERVIEW_SLIDES = 6
 #: Packages whose versions the report lists (when installed).
 VERSION_PACKAGES = ("weakstil", "torch", "timm", "numpy", "openslide-python", "snakemake",
                     "snakemake-executor-plugin-slurm")
@@ -58,7 +54,7 @@ def _read_json(path: Path, what: str, fix: str) -> dict:
     if not path.is_file():
         raise WeakSTILError(f"{what} not found", path=path, fix=fix)
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WeakSTILError(f"{what} is not valid JSON ({exc})", path=path, fix=fix) from None
 
@@ -73,7 +69,7 @@ def read_settings(path: str | Path) -> dict:
         raise WeakSTILError("is a directory, not a settings file" if path.is_dir() else "settings file not found",
                             path=path, fix=fix)
     try:
-        data = yaml.safe_load(path.read_text())  # YAML reads JSON too
+        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))  # YAML reads JSON too; a BOM: saved by Notepad
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise WeakSTILError(f"cannot parse settings ({str(exc).splitlines()[0]})", path=path, fix=fix) from None
     if not isinstance(data, dict):
@@ -121,57 +117,6 @@ def _recorded_fingerprint(path: Path) -> str | None:
         return None
 
 
-def _write_thumbnail(source: Path, target: Path) -> None:
-    from PIL import Image
-
-    with Image.open(source) as img:
-        img = img.convert("RGB")
-        img.thumbnail((THUMB_SIDE, THUMB_SIDE))
-        with atomic_path(target) as tmp:
-            img.save(tmp, format="PNG")
-
-
-def _write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title: str,
-                   slide_mpp: float | None) -> None:
-    """The slide with its out-of-fold tile scores and the tumour-bed tiles outlined."""
-    from weakstil.files import TileScoresFile
-    from weakstil.outputs import tile_score_image, write_heatmap_png
-
-    scores = TileScoresFile.read(tile_scores_path)
-    coords = np.asarray(scores.coords)
-    tsl0 = scores.tile_size_level0
-    with _open_as_tiled(slide_path, slide_mpp, scores.attr("slide_mpp")) as slide:
-        width, height = slide.dimensions
-        thumb_mpp = max(slide.mpp, max(width, height) * slide.mpp / HEATMAP_SIDE)
-        thumb = slide.read_thumbnail(thumb_mpp)
-        mpp = slide.mpp
-    bed = None
-    mask = np.asarray(scores.tumorbed, bool)
-    if not mask.all():  # outline the tiles that made the slide's score, when not all did
-        painted = tile_score_image(thumb.shape[:2], coords, tsl0, mpp / thumb_mpp, mask.astype(np.float32))
-        bed = np.nan_to_num(painted) > 0.5
-    key = f"cyan outline: the {int(mask.sum())} of {mask.size} tiles in the tumour bed, which made the score; " \
-          "the tiles outside it are shown, not counted"
-    write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(scores.tile_scores),
-                      tumorbed_mask=bed, title=title, key=key)
-
-
-def _open_as_tiled(slide_path: Path, slide_mpp: float | None, recorded_mpp):
-    """The slide opened with ``--slide-mpp`` if given; else with its metadata, and, for a slide whose
-    metadata has no usable µm/px, with the µm/px it was tiled at (recorded in its tile scores): in a
-    cohort of mixed scanners one --slide-mpp for all slides would re-scale the others."""
-    from weakstil.errors import SlideError
-    from weakstil.slide import Slide
-
-    try:
-        return Slide.open(slide_path, slide_mpp=slide_mpp)
-    except SlideError as exc:
-        if slide_mpp is not None or recorded_mpp is None or "--slide-mpp" not in (exc.fix or ""):
-            raise
-        log.info("%s: %s; using the %.4g µm/px it was tiled at", slide_path, exc.message, float(recorded_mpp))
-        return Slide.open(slide_path, slide_mpp=float(recorded_mpp))
-
-
 def _copy(source: Path, target: Path) -> None:
     with atomic_path(target) as tmp:
         shutil.copyfile(source, tmp)
@@ -194,7 +139,7 @@ def _slide_rows(table: pd.DataFrame, tile_scores_of, predicted: str, out_dir: Pa
         overlay = overlays.find(sid, slide_path, trained_on) if overlays is not None else None
         if overlay is not None:
             thumb_rel = f"slides/{sid}_thumb.png"
-            _write_thumbnail(overlay, out_dir / thumb_rel)
+            write_thumbnail(overlay, out_dir / thumb_rel)
         if slide_path is not None and slide_path.is_file() and trained_on is not None \
                 and slide_fingerprint(slide_path) not in (None, trained_on):
             log.warning("%s: no heatmap (%s is not the slide file the model was trained on: its content fingerprint "
@@ -203,7 +148,7 @@ def _slide_rows(table: pd.DataFrame, tile_scores_of, predicted: str, out_dir: Pa
             heat_rel = f"slides/{sid}_heatmap.png"
             title = f"{sid}: true {rec['stil_true']:.1f}%, {predicted} {rec['stil_pred']:.1f}%"
             try:
-                _write_heatmap(slide_path, tile_scores, out_dir / heat_rel, title, slide_mpp)
+                write_heatmap(slide_path, tile_scores, out_dir / heat_rel, title, slide_mpp)
             except WeakSTILError as exc:  # the slide moved or broke since training: report the rest
                 log.warning("%s: no heatmap (%s)", sid, exc.one_line())
                 heat_rel = None
@@ -465,32 +410,3 @@ def _check_own_predictions(metrics: dict, folder: Path, own_oof: Path, theirs: s
         raise WeakSTILError("is an evaluation of another model's out-of-fold predictions "
                             f"({metrics.get('model') or metrics.get('predictions')})", path=folder,
                             fix="pass the --out of 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv' of this --model")
-
-
-def write_overview(out_dir: Path, rows: list[SlideRow], target: Path) -> Path:
-    """Scatter, ROC and the first heatmaps side by side: the report at a glance."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-    from PIL import Image
-
-    heatmaps = [r for r in rows if r.heatmap][:OVERVIEW_SLIDES]
-    n_heat_rows = math.ceil(len(heatmaps) / 3)
-    fig = plt.figure(figsize=(12, 5.2 + 3.6 * n_heat_rows), dpi=100)
-    grid = fig.add_gridspec(1 + n_heat_rows, 6, height_ratios=[5.2] + [3.6] * n_heat_rows)
-    for i, name in enumerate(("scatter.png", "roc.png")):
-        ax = fig.add_subplot(grid[0, 3 * i:3 * i + 3])
-        with Image.open(out_dir / name) as img:
-            ax.imshow(np.asarray(img.convert("RGB")))
-        ax.set_axis_off()
-    for k, row in enumerate(heatmaps):
-        ax = fig.add_subplot(grid[1 + k // 3, 2 * (k % 3):2 * (k % 3) + 2])
-        with Image.open(out_dir / row.heatmap) as img:
-            ax.imshow(np.asarray(img.convert("RGB")))
-        ax.set_axis_off()
-    fig.tight_layout()
-    with atomic_path(target) as tmp:
-        fig.savefig(tmp, format="png")
-    plt.close(fig)
-    return target

@@ -30,6 +30,21 @@ class SlideRow:
 
 
 @dataclass
+class ScoreRow:
+    """One slide of a ``weakstil score`` run (its results.csv row)."""
+
+    slide_id: str
+    status: str
+    stil: float  #: NaN: no score (no tumour bed, error)
+    interval: str  #: the 90 % interval as text ("" without one)
+    call: str  #: "high" / "low" at the threshold ("" without a score)
+    qc: str
+    qc_reasons: str
+    detail: str  #: the tumour bed and its tiles, or the error
+    heatmap: str | None  #: path relative to the report folder
+
+
+@dataclass
 class ReportContent:
     title: str
     created: str
@@ -45,10 +60,14 @@ class ReportContent:
     report_versions: dict[str, str]
     cv_folds: int | None
     has_cv: bool = True  #: the slide table is the model's out-of-fold cross-validation
+    score_rows: list[ScoreRow] | None = None  #: a 'weakstil score' run: its slides (``rows`` unused)
+    source: str = "Model"  #: what ``model_dir`` is, in the first line
 
 
 def _provenance(c: ReportContent) -> str:
     """Where the metrics and the slide table come from, in words."""
+    if c.score_rows is not None:
+        return c.metrics_source
     if c.slides_source is None:
         return f"Metrics and slides: {c.metrics_source}."
     return f"Metrics, scatter and ROC: {c.metrics_source}. Slide table and heatmaps: {c.slides_source}."
@@ -56,6 +75,28 @@ def _provenance(c: ReportContent) -> str:
 
 def _heatmap_header(c: ReportContent) -> str:
     return "out-of-fold heatmap" if c.has_cv else "heatmap"
+
+
+def _slide_table(c: ReportContent) -> tuple[list[str], list[list[tuple]], tuple[int, ...]]:
+    """The slide table: its headers, its rows of cells (``("text", value)`` or ``("image", alt, path,
+    link, css class)``) and which columns are numbers; both pages lay out the same table."""
+    if c.score_rows is not None:
+        headers = ["slide", "status", "sTIL%", "90 % interval", "call", "qc", "qc reasons",
+                   "tumour bed / error", "heatmap"]
+        rows = [[("text", r.slide_id), ("text", r.status), ("text", f"{r.stil:.1f}" if r.stil == r.stil else ""),
+                 ("text", r.interval), ("text", r.call), ("text", r.qc), ("text", r.qc_reasons), ("text", r.detail),
+                 ("image", f"{r.slide_id} heatmap", r.heatmap, True, "heat") if r.heatmap else ("text", "")]
+                for r in c.score_rows]
+        return headers, rows, (2,)
+    headers = ["slide", "group", "fold", "true sTIL%", "predicted sTIL%", "error", "90 % interval", "qc", "tiles",
+               _heatmap_header(c)]
+    rows = [[("text", r.slide_id), ("text", r.group), ("text", r.fold), ("text", f"{r.stil_true:.1f}"),
+             ("text", f"{r.stil_pred:.1f}"), ("text", f"{r.stil_pred - r.stil_true:+.1f}"), ("text", r.interval),
+             ("text", r.qc),
+             ("image", f"{r.slide_id} tiles", r.thumbnail, False, "thumb") if r.thumbnail else ("text", ""),
+             ("image", f"{r.slide_id} heatmap", r.heatmap, True, "heat") if r.heatmap else ("text", "")]
+            for r in c.rows]
+    return headers, rows, (3, 4, 5)
 
 
 def _versions_table(c: ReportContent) -> list[tuple[str, str, str]]:
@@ -87,22 +128,28 @@ def _md_image(alt: str, path: str, link: bool = False) -> str:
     return f"[{image}]({url})" if link else image
 
 
+def _md_cell(cell: tuple) -> str:
+    return _md_image(cell[1], cell[2], link=cell[3]) if cell[0] == "image" else _md(cell[1])
+
+
+def _names(c: ReportContent) -> tuple[str, str]:
+    """The first section's heading and the versions table's first column."""
+    return ("Run", "scoring") if c.score_rows is not None else ("Metrics", "training")
+
+
 def render_markdown(c: ReportContent) -> str:
-    lines = [f"# {' '.join(c.title.splitlines())}", "", f"Model {_md_code(c.model_dir)}. {_provenance(c)} "
-             f"Created {c.created}.", "", "## Metrics", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {_md(k)} | {fmt(v)} |" for k, v in c.headline.items()]
-    lines += ["", "![predicted vs true](scatter.png) ![ROC](roc.png)", "", "## Slides", "",
-              "| slide | group | fold | true sTIL% | predicted sTIL% | error | 90 % interval | qc | tiles | "
-              f"{_heatmap_header(c)} |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for r in c.rows:
-        thumb = _md_image(f"{r.slide_id} tiles", r.thumbnail) if r.thumbnail else ""
-        heat = _md_image(f"{r.slide_id} heatmap", r.heatmap, link=True) if r.heatmap else ""
-        lines.append(f"| {_md(r.slide_id)} | {_md(r.group)} | {_md(r.fold)} | {r.stil_true:.1f} | "
-                     f"{r.stil_pred:.1f} | {r.stil_pred - r.stil_true:+.1f} | {_md(r.interval)} | {_md(r.qc)} | "
-                     f"{thumb} | {heat} |")
+    section, made = _names(c)
+    lines = [f"# {' '.join(c.title.splitlines())}", "", f"{c.source} {_md_code(c.model_dir)}. {_provenance(c)} "
+             f"Created {c.created}.", "", f"## {section}", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {_md(k)} | {fmt(v) if not isinstance(v, str) else _md(v)} |" for k, v in c.headline.items()]
+    if c.score_rows is None:
+        lines += ["", "![predicted vs true](scatter.png) ![ROC](roc.png)"]
+    headers, rows, _ = _slide_table(c)
+    lines += ["", "## Slides", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
     lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
     lines += [f"| {_md(k)} | {_md_code(v)} |" for k, v in c.settings + c.model_settings]
-    lines += ["", "## Versions", "", "| package | training | report |", "|---|---|---|"]
+    lines += ["", "## Versions", "", f"| package | {made} | report |", "|---|---|---|"]
     lines += [f"| {_md(n)} | {_md(a)} | {_md(b)} |" for n, a, b in _versions_table(c)]
     return "\n".join(lines) + "\n"
 
@@ -117,28 +164,34 @@ def _cells(values: list[str], numeric: tuple[int, ...] = ()) -> str:
     return "".join(f"<td class='num'>{v}</td>" if i in numeric else f"<td>{v}</td>" for i, v in enumerate(values))
 
 
+def _html_cell(cell: tuple) -> str:
+    e = html.escape
+    if cell[0] != "image":
+        return e(str(cell[1]))
+    _, alt, path, link, css = cell
+    image = f"<img class='{css}' src='{e(quote(path))}' alt='{e(alt)}'>"
+    return f"<a href='{e(quote(path))}'>{image}</a>" if link else image
+
+
 def render_html(c: ReportContent) -> str:
     e = html.escape
+    section, made = _names(c)
     parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{e(c.title)}</title>"
              f"<style>{_CSS}</style></head><body>", f"<h1>{e(c.title)}</h1>",
-             f"<p>Model <code>{e(c.model_dir)}</code>. {e(_provenance(c))} Created {e(c.created)}.</p>",
-             "<h2>Metrics</h2><table>"]
-    parts += [f"<tr><th>{e(k)}</th><td class='num'>{fmt(v)}</td></tr>" for k, v in c.headline.items()]
-    parts += ["</table>", "<p><img class='plot' src='scatter.png' alt='predicted vs true sTIL%'>"
-              "<img class='plot' src='roc.png' alt='ROC of sTIL-high'></p>", "<h2>Slides</h2><table>",
-              "<tr><th>slide</th><th>group</th><th>fold</th><th>true sTIL%</th><th>predicted sTIL%</th>"
-              f"<th>error</th><th>90 % interval</th><th>qc</th><th>tiles</th><th>{_heatmap_header(c)}</th></tr>"]
-    for r in c.rows:
-        thumb = (f"<img class='thumb' src='{e(quote(r.thumbnail))}' alt='{e(r.slide_id)} tiles'>"
-                 if r.thumbnail else "")
-        heat = (f"<a href='{e(quote(r.heatmap))}'><img class='heat' src='{e(quote(r.heatmap))}' "
-                f"alt='{e(r.slide_id)} heatmap'></a>" if r.heatmap else "")
-        cells = [e(r.slide_id), e(r.group), e(str(r.fold)), f"{r.stil_true:.1f}", f"{r.stil_pred:.1f}",
-                 f"{r.stil_pred - r.stil_true:+.1f}", e(r.interval), e(r.qc), thumb, heat]
-        parts.append(f"<tr>{_cells(cells, numeric=(3, 4, 5))}</tr>")
+             f"<p>{e(c.source)} <code>{e(c.model_dir)}</code>. {e(_provenance(c))} Created {e(c.created)}.</p>",
+             f"<h2>{section}</h2><table>"]
+    parts += [f"<tr><th>{e(k)}</th><td class='num'>{e(v) if isinstance(v, str) else fmt(v)}</td></tr>"
+              for k, v in c.headline.items()]
+    parts += ["</table>"]
+    if c.score_rows is None:
+        parts += ["<p><img class='plot' src='scatter.png' alt='predicted vs true sTIL%'>"
+                  "<img class='plot' src='roc.png' alt='ROC of sTIL-high'></p>"]
+    headers, rows, numeric = _slide_table(c)
+    parts += ["<h2>Slides</h2><table>", "<tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>"]
+    parts += [f"<tr>{_cells([_html_cell(cell) for cell in row], numeric=numeric)}</tr>" for row in rows]
     parts += ["</table>", "<h2>Settings</h2><table>"]
     parts += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in c.settings + c.model_settings]
-    parts += ["</table>", "<h2>Versions</h2><table><tr><th>package</th><th>training</th><th>report</th></tr>"]
+    parts += ["</table>", f"<h2>Versions</h2><table><tr><th>package</th><th>{made}</th><th>report</th></tr>"]
     parts += [f"<tr><th>{e(n)}</th><td>{e(a)}</td><td>{e(b)}</td></tr>" for n, a, b in _versions_table(c)]
     parts += ["</table></body></html>"]
     return "\n".join(parts) + "\n"

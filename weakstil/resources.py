@@ -33,13 +33,13 @@ PROBE_PX = 64
 def _cgroup_limit() -> int | None:
     """Memory left under this process's cgroup (v2) limit (a SLURM job, a container), if any."""
     try:
-        text = Path("/proc/self/cgroup").read_text().strip().splitlines()
+        text = Path("/proc/self/cgroup").read_text(encoding="utf-8", errors="replace").strip().splitlines()
         rel = next(line.split("::", 1)[1] for line in text if line.startswith("0::"))
         base = Path("/sys/fs/cgroup") / rel.lstrip("/")
-        limit = (base / "memory.max").read_text().strip()
+        limit = (base / "memory.max").read_text(encoding="utf-8").strip()
         if limit == "max":
             return None
-        return max(0, int(limit) - int((base / "memory.current").read_text().strip()))
+        return max(0, int(limit) - int((base / "memory.current").read_text(encoding="utf-8").strip()))
     except (OSError, StopIteration, ValueError):
         return None
 
@@ -54,7 +54,7 @@ def available_memory(device: Any = "cpu") -> int:
         return int(free)
     avail = None
     try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
+        for line in Path("/proc/meminfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("MemAvailable:"):
                 avail = int(line.split()[1]) * 1024
                 break

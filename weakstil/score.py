@@ -154,6 +154,9 @@ def open_context(opts: ScoreOptions) -> _Context:
     model = models[0]  # the architecture (the fold models share the final model's)
     # an ensemble's models are the fold models the interval needs: loaded once
     assessor = SlideAssessor.load(opts.model, meta, model.arch, fold_models=models if len(models) > 1 else None)
+    if assessor.no_interval:  # once per run, not once per slide
+        log.warning("%s: %s: no slide of this run gets a 90 %% interval (results.csv: %s and %s empty, qc "
+                    "no_interval with this reason)", opts.model, assessor.no_interval, LOWER, UPPER)
     model_id = ModelDir(opts.model).model_id(meta)
     threshold = float(opts.threshold if opts.threshold is not None else meta.get("threshold", settings.STIL_THRESHOLD))
     beds = BedSources.open(annotations=opts.annotations, beds=opts.tumorbed_beds, detector=opts.tumorbed_model,
@@ -438,7 +441,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
                          attention: np.ndarray | None, stil: float, stil_high: object, status: str,
                          qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
                          stroma: np.ndarray | None = None, model_scores: np.ndarray | None = None) -> None:
-    from weakstil.outputs import heatmap_key, heatmap_title, write_heatmap_png, write_tiles_geojson
+    from weakstil.outputs import counted_tiles_mask, heatmap_key, heatmap_title, write_heatmap_png, write_tiles_geojson
     from weakstil.slide import Slide
     from weakstil.tiles import heatmap_mpp
 
@@ -465,8 +468,11 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         mpp = heatmap_mpp(slide)
         thumb = slide.read_thumbnail(mpp)
         slide_mpp = slide.mpp
+    # outlined: the tiles that made the sTIL% (heatmap_key); a slide with none, its bed
+    outline = counted_tiles_mask(thumb.shape[:2], coords, tsl0, slide_mpp / mpp, bed.tile_flags) \
+        if bed.tile_flags.any() else bed.mask
     write_heatmap_png(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,
-                      tumorbed_mask=bed.mask, title=heatmap_title(slide_id, stil, stil_high, ctx.threshold, attrs,
+                      tumorbed_mask=outline, title=heatmap_title(slide_id, stil, stil_high, ctx.threshold, attrs,
                                                           label=None if status in SCORED else status,
                                                           fallback=status if status == STATUS_BED_FALLBACK else ""),
                       stroma_weights=stroma, provenance=attrs, key=heatmap_key(attrs))

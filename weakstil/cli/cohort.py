@@ -185,9 +185,17 @@ def evaluate(
 
 
 def report(
-    model: Annotated[Path, typer.Option("--model", "-m", help="Model directory (from 'weakstil train' with "
-                                        "--folds 2 or more; with --folds 1, give --evaluation).")],
     out: OutOpt,
+    model: Annotated[
+        Optional[Path], typer.Option("--model", "-m", help="Model directory (from 'weakstil train' with --folds 2 or "
+                                     "more; with --folds 1, give --evaluation). With --scores: optional, the model "
+                                     "that scored them (default: the one their score files record).")
+    ] = None,
+    scores: Annotated[
+        Optional[Path], typer.Option("--scores", help="Report a 'weakstil score' run instead: its --out folder "
+                                     "(results.csv, heatmaps). Per slide: status, sTIL%, 90 % interval, call, qc flags "
+                                     "with their reasons, heatmap; the run's counts, model and settings.")
+    ] = None,
     cohort: Annotated[
         Optional[Path], typer.Option("--cohort", help="Cohort CSV locating the slides for the heatmaps; default: "
                                      "the one recorded in the model.")
@@ -209,19 +217,35 @@ def report(
                                      "configuration).")
     ] = None,
     slide_mpp: SlideMppOpt = None,
-    title: Annotated[str, typer.Option("--title", help="Report title.")] = "WeakSTIL cohort report",
+    title: Annotated[Optional[str], typer.Option("--title", help="Report title. [default: WeakSTIL cohort report; "
+                                                 "with --scores: WeakSTIL scoring report]", show_default=False)] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
-    """Cohort report of a model's cross-validation (HTML and Markdown).
+    """Cohort report of a model's cross-validation, or of a 'weakstil score' run (HTML and Markdown).
 
     OUT/report.html and OUT/report.md: metrics, predicted-vs-true scatter, ROC, a per-slide table
     (thumbnail, out-of-fold heatmap), settings and versions; OUT/overview.png shows it at a glance.
+    With --scores SCORE_OUT: the run's counts (ok, error, flagged), one row per slide (status, sTIL%,
+    interval, call, qc flags and reasons, heatmap), the model and settings.
     Written all or nothing; an earlier report in OUT is replaced (all its files) only with --overwrite."""
-    from weakstil.errors import check_folder_option
+    from weakstil.errors import UsageError, check_folder_option
     from weakstil.outputdir import check_out_folder, staged_folder
     from weakstil.locks import hold_folder
     from weakstil.report import build_report, read_settings
 
+    if scores is not None:
+        given = [n for n, v in (("--cohort", cohort), ("--tiles", tiles), ("--evaluation", evaluation),
+                                ("--slide-mpp", slide_mpp)) if v is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} belong(s) to a model's cross-validation report, not to a --scores "
+                             "report (its heatmaps come from the score folder)", path=scores,
+                             fix=f"leave {', '.join(given)} out, or report the model with --model and no --scores")
+        _report_scores(scores, out, model, settings_file, title, overwrite)
+        return
+    if model is None:
+        raise UsageError("no --model and no --scores: nothing to report",
+                         fix="pass --model MODEL (its cross-validation) or --scores SCORE_OUT (a 'weakstil score' run)")
+    title = title or "WeakSTIL cohort report"
     check_folder_option(tiles, "--tiles", "pass the --out folder of 'weakstil tile'")
     check_folder_option(evaluation, "--evaluation", "pass the --out folder of 'weakstil evaluate'")
     # a report folder, or a new one: never a model (nor inside one), feature or cohort folder
@@ -234,4 +258,21 @@ def report(
         build_report(model, tmp, cohort=cohort, tiles_dir=tiles, evaluation_dir=evaluation,
                      settings=read_settings(settings_file) if settings_file is not None else None,
                      slide_mpp=slide_mpp, title=title)
+    log.info("report -> %s", out / "report.html")
+
+
+def _report_scores(scores: Path, out: Path, model: Path | None, settings_file: Path | None, title: str | None,
+                   overwrite: bool) -> None:
+    """``report --scores``: a 'weakstil score' run's report, written as the model's is (all or nothing)."""
+    from weakstil.locks import hold_folder
+    from weakstil.outputdir import check_inputs_outside, check_out_folder, staged_folder
+    from weakstil.report import read_settings
+    from weakstil.report_scores import build_score_report, read_scores
+
+    read_scores(scores)  # a wrong folder: one line before anything is made
+    check_out_folder(out, "report", overwrite=overwrite)
+    check_inputs_outside(out, {"--scores": scores, "--model": model, "--settings": settings_file}, "report")
+    with hold_folder(out, "report"), staged_folder(out, "report", overwrite=overwrite) as tmp:
+        build_score_report(scores, tmp, model=model, title=title or "WeakSTIL scoring report",
+                           settings=read_settings(settings_file) if settings_file is not None else None)
     log.info("report -> %s", out / "report.html")

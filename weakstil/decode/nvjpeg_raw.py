@@ -40,7 +40,7 @@ class NvjpegUnavailable(RuntimeError):
 def _library_path() -> str:
     """The libnvjpeg this process already mapped (torchvision's), else the first one found nearby."""
     try:
-        with open("/proc/self/maps") as fh:
+        with open("/proc/self/maps", encoding="utf-8", errors="surrogateescape") as fh:
             for line in fh:
                 path = line.rsplit(" ", 1)[-1].strip()
                 if "libnvjpeg" in os.path.basename(path):

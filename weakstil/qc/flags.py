@@ -219,13 +219,15 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 image_ref: dict[str, Any] | None, min_bed_tiles: int = MIN_BED_TILES,
                 weighting_gap: float | None = None, weighting_threshold: float | None = None,
                 stil: float | None = None, label_max: float | None = None,
-                interval_available: bool | None = None, bed_unlike_training: str | None = None,
+                interval_available: bool | None = None, no_interval_why: str | None = None,
+                bed_unlike_training: str | None = None,
                 slide_mpp: float | None = None, file_mpp: float | None = None,
                 base_mpp: float | None = None, target_mpp: float | None = None,
                 annotation_misplaced: str = "") -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``).
 
-    ``interval_available``: whether the model carries a usable calibration (``None``: not asked);
+    ``interval_available``: whether the model carries a usable calibration (``None``: not asked), and
+    ``no_interval_why`` why not (:func:`weakstil.qc.scoring.no_interval_why`);
     ``bed_unlike_training``: why the slide's bed is not like the training slides' (``None``: it is);
     ``base_mpp``: the slide's finest µm/px as read (after ``--slide-mpp``), ``target_mpp``: the model's."""
     why: dict[str, str] = {}
@@ -270,8 +272,9 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if bed_unlike_training and stil is not None and math.isfinite(stil):
         why[Flag.BED_UNLIKE_TRAINING.value] = bed_unlike_training
     if interval_available is False and stil is not None and math.isfinite(stil):
-        why[Flag.NO_INTERVAL.value] = ("the model has no calibrated interval (trained without cross-validation or on "
-                                       "fewer than 9 slides); train with --folds 5 on more slides for one")
+        why[Flag.NO_INTERVAL.value] = "no 90 % interval: " + (no_interval_why or (
+            "the model has no calibrated interval (trained without cross-validation or on too few slides); "
+            "train with --folds 5 on more slides for one"))
     if slide_mpp is not None and file_mpp and abs(slide_mpp / file_mpp - 1) > MPP_OVERRIDE_MARGIN:
         why[Flag.MPP_OVERRIDDEN.value] = (f"--slide-mpp {slide_mpp:g} replaced the file's own {file_mpp:.4g} µm/px "
                                           f"({slide_mpp / file_mpp:.2f}x): tiles of another physical size")

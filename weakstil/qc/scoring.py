@@ -20,7 +20,7 @@ import numpy as np
 
 from weakstil.confidence import LEVEL, Calibration, CalibrationError, interval_columns, tile_standard_error_df
 from weakstil.mil.identity import ModelError
-from weakstil.modeldir import ModelDir
+from weakstil.modeldir import CALIBRATION_FILE, ModelDir
 from weakstil.qc.embedding import shift_share, unfamiliar_share
 from weakstil.qc.flags import MIN_BED_TILES, bed_unlike_training, join, slide_flags, weighting_gap
 from weakstil.qc.shift import slide_shift_from_stats
@@ -64,11 +64,35 @@ def interval_note(folder: ModelDir, meta: dict) -> str | None:
                 + (" (without its calibration a slide's sTIL% has no interval)"
                    if any(path == folder.calibration_path for path, _ in problems) else ""))
     rel = folder.calibration_path.relative_to(folder.root).as_posix()
-    if rel not in ((meta.get("qc") or {}).get("files") or {}):
-        why = "is not listed in model.json (qc.files)" if folder.calibration_path.is_file() else \
-            "is not part of this model (trained without cross-validation, or before intervals existed)"
-        return f"{folder.calibration_path} {why}: the slides it scores get no sTIL% interval"
-    return None
+    if rel not in ((meta.get("qc") or {}).get("files") or {}) and folder.calibration_path.is_file():
+        return f"{folder.calibration_path} is not listed in model.json (qc.files): the slides it scores get no " \
+            "sTIL% interval"
+    why = no_interval_why(meta)
+    return None if why is None else f"{folder.root}: {why}: the slides it scores get no sTIL% interval"
+
+
+def no_interval_why(meta: dict) -> str | None:
+    """Why a model's slides get no sTIL% interval, in a reader's words (``None``: they get one):
+    trained without cross-validation (``--folds 1``), on too few out-of-fold slides, or before
+    intervals existed."""
+    from weakstil.confidence import MIN_SLIDES
+
+    qc = meta.get("qc") or {}
+    if f"qc/{CALIBRATION_FILE}" in (qc.get("files") or {}):
+        conf = qc.get("confidence") or {}
+        n = int(conf.get("n") or 0)
+        if conf.get("q") is not None and n >= MIN_SLIDES:
+            return None
+        level = float(conf.get("level") or LEVEL)  # split conformal: q is finite from level / (1 - level) slides
+        needed = max(MIN_SLIDES, math.ceil(round(level / (1 - level), 6)))
+        return (f"the model's interval calibration rests on {n} out-of-fold slide(s), too few for a {100 * level:g} % "
+                f"interval ({needed} or more; retrain on more slides for one)")
+    training = meta.get("training") or {}
+    if qc and "cross_validation" in training and not training.get("cross_validation"):
+        return ("the model was trained without cross-validation (--folds 1), so it has no calibrated interval "
+                "(retrain with --folds 5 for one)")
+    return ("the model has no calibrated interval (no qc/calibration.json listed in its model.json: trained before "
+            "intervals existed, or without cross-validation; retrain with --folds 5 for one)")
 
 
 @dataclass
@@ -80,6 +104,7 @@ class SlideAssessor:
     embedding: EmbeddingReference | None = None
     reference: dict[str, Any] = field(default_factory=dict)
     training_beds: dict | None = None  #: model.json training.tumorbeds: where the training slides' beds came from
+    no_interval: str | None = None  #: why the slides get no interval (said once per run; None: they get one)
 
     @classmethod
     def load(cls, model_dir: str | Path, meta: dict, arch, fold_models: list | None = None) -> SlideAssessor:
@@ -104,7 +129,7 @@ class SlideAssessor:
                   training_beds=(meta.get("training") or {}).get("tumorbeds"))
         if folder.calibration_path.is_file() and folder.calibration_path.relative_to(folder.root).as_posix() in recorded:
             try:
-                out.calibration = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
+                out.calibration = Calibration.from_dict(json.loads(folder.calibration_path.read_text(encoding="utf-8")))
             except CalibrationError as exc:
                 raise ModelError(str(exc), path=folder.calibration_path,
                                  fix="the model folder was changed; train the model again") from None
@@ -113,7 +138,9 @@ class SlideAssessor:
         if folder.embeddings_path.is_file() and folder.embeddings_path.relative_to(folder.root).as_posix() in recorded:
             out.embedding = EmbeddingReference.load(folder.embeddings_path)
         if folder.qc_reference_path.is_file():
-            out.reference = json.loads(folder.qc_reference_path.read_text())
+            out.reference = json.loads(folder.qc_reference_path.read_text(encoding="utf-8"))
+        if out.calibration is None or not out.calibration.usable:
+            out.no_interval = no_interval_why(meta) or "the model's interval calibration is not usable"
         return out
 
     @property
@@ -187,14 +214,15 @@ class SlideAssessor:
                                  low=low, high=high, threshold=threshold, image=image, image_ref=image_ref,
                                  min_bed_tiles=min_tiles, weighting_gap=gap, weighting_threshold=gap_thr,
                                  stil=stil, label_max=(self.reference.get("labels") or {}).get("max"),
-                                 interval_available=self.calibration is not None and self.calibration.usable,
+                                 interval_available=self.no_interval is None, no_interval_why=self.no_interval,
                                  bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
                                  if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp,
                                  base_mpp=base_mpp, target_mpp=mpp, annotation_misplaced=annotation_misplaced)
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
         for flag, reason in why.items():
-            log.info("%s: qc %s (%s)", bag.slide_id, flag, reason)
+            if flag != "no_interval":  # the same for every slide of a run: said once by 'weakstil score'
+                log.info("%s: qc %s (%s)", bag.slide_id, flag, reason)
         row = {LOW_COLUMN: round(low, 4) if math.isfinite(low) else math.nan,
                HIGH_COLUMN: round(high, 4) if math.isfinite(high) else math.nan, "qc": qc,
                "qc_reasons": " | ".join(f"{flag}: {reason}" for flag, reason in why.items())}

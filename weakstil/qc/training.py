@@ -77,7 +77,7 @@ def training_image_stats(bank: FeatureBank, slide_paths: list[str], seed: int = 
 
 def _write_json(path: Path, payload: dict) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+        tmp.write_text(json.dumps(payload, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: np.ndarray,

@@ -1,0 +1,107 @@
+"""The cohort report's pictures: slide thumbnails, tile-score heatmaps and the overview figure.
+
+Shared by the cross-validation report (:mod:`weakstil.report`) and the report of a ``weakstil score``
+run (:mod:`weakstil.report_scores`); every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+
+from weakstil.atomic import atomic_path
+
+log = logging.getLogger(__name__)
+
+#: Long side in pixels of the slide pictures in the per-slide table.
+THUMB_SIDE = 160
+HEATMAP_SIDE = 480
+#: Heatmaps shown in overview.png.
+OVERVIEW_SLIDES = 6
+
+
+def write_thumbnail(source: Path, target: Path, side: int = THUMB_SIDE) -> None:
+    """``source`` shrunk to ``side`` pixels on its long side (never enlarged), as a PNG."""
+    from PIL import Image
+
+    with Image.open(source) as img:
+        img = img.convert("RGB")
+        img.thumbnail((side, side))
+        with atomic_path(target) as tmp:
+            img.save(tmp, format="PNG")
+
+
+def write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title: str,
+                  slide_mpp: float | None) -> None:
+    """The slide with its out-of-fold tile scores and the tumour-bed tiles outlined."""
+    from weakstil.files import TileScoresFile
+    from weakstil.outputs import counted_tiles_mask, write_heatmap_png
+
+    scores = TileScoresFile.read(tile_scores_path)
+    coords = np.asarray(scores.coords)
+    tsl0 = scores.tile_size_level0
+    with _open_as_tiled(slide_path, slide_mpp, scores.attr("slide_mpp")) as slide:
+        width, height = slide.dimensions
+        thumb_mpp = max(slide.mpp, max(width, height) * slide.mpp / HEATMAP_SIDE)
+        thumb = slide.read_thumbnail(thumb_mpp)
+        mpp = slide.mpp
+    bed = None
+    mask = np.asarray(scores.tumorbed, bool)
+    if not mask.all():  # outline the tiles that made the slide's score, when not all did
+        bed = counted_tiles_mask(thumb.shape[:2], coords, tsl0, mpp / thumb_mpp, mask)
+    key = f"cyan outline: the {int(mask.sum())} of {mask.size} tiles in the tumour bed, which made the score; " \
+          "the tiles outside it are shown, not counted"
+    write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(scores.tile_scores),
+                      tumorbed_mask=bed, title=title, key=key)
+
+
+def _open_as_tiled(slide_path: Path, slide_mpp: float | None, recorded_mpp):
+    """The slide opened with ``--slide-mpp`` if given; else with its metadata, and, for a slide whose
+    metadata has no usable µm/px, with the µm/px it was tiled at (recorded in its tile scores): in a
+    cohort of mixed scanners one --slide-mpp for all slides would re-scale the others."""
+    from weakstil.errors import SlideError
+    from weakstil.slide import Slide
+
+    try:
+        return Slide.open(slide_path, slide_mpp=slide_mpp)
+    except SlideError as exc:
+        if slide_mpp is not None or recorded_mpp is None or "--slide-mpp" not in (exc.fix or ""):
+            raise
+        log.info("%s: %s; using the %.4g µm/px it was tiled at", slide_path, exc.message, float(recorded_mpp))
+        return Slide.open(slide_path, slide_mpp=float(recorded_mpp))
+
+
+def write_overview(out_dir: Path, rows: list, target: Path,
+                   plots: tuple[str, ...] = ("scatter.png", "roc.png")) -> Path:
+    """``plots`` (scatter, ROC) and the first heatmaps of ``rows`` (anything with a ``heatmap`` path
+    relative to ``out_dir``) side by side: the report at a glance."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    heatmaps = [r for r in rows if r.heatmap][:OVERVIEW_SLIDES]
+    n_heat_rows = math.ceil(len(heatmaps) / 3)
+    top = 1 if plots else 0
+    n_heat_rows = n_heat_rows if plots else max(1, n_heat_rows)  # (a figure needs a row)
+    fig = plt.figure(figsize=(12, 5.2 * top + 3.6 * n_heat_rows), dpi=100)
+    grid = fig.add_gridspec(top + n_heat_rows, 6, height_ratios=[5.2] * top + [3.6] * n_heat_rows)
+    for i, name in enumerate(plots):
+        ax = fig.add_subplot(grid[0, 3 * i:3 * i + 3])
+        with Image.open(out_dir / name) as img:
+            ax.imshow(np.asarray(img.convert("RGB")))
+        ax.set_axis_off()
+    for k, row in enumerate(heatmaps):
+        ax = fig.add_subplot(grid[top + k // 3, 2 * (k % 3):2 * (k % 3) + 2])
+        with Image.open(out_dir / row.heatmap) as img:
+            ax.imshow(np.asarray(img.convert("RGB")))
+        ax.set_axis_off()
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return target

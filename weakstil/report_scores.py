@@ -1,0 +1,236 @@
+"""Report of a ``weakstil score`` run: ``weakstil report --scores SCORE_OUT --out DIR``.
+
+Reads ``SCORE_OUT/results.csv`` (one row per slide) and each slide's ``<slide_id>_heatmap.png`` and
+``<slide_id>.h5`` there, and writes into ``DIR``, with the cross-validation report's renderer
+(:mod:`weakstil.report_render`), so both look and read alike:
+
+* ``report.html`` and ``report.md``: the run's counts (slides ok, bed fallback, no tumour bed,
+  error, flagged by qc, sTIL-high, without an interval), one row per slide (status, sTIL%, 90 %
+  interval, call, qc flags with their reasons, tumour bed or error, heatmap thumbnail), the
+  model and scoring settings, and the software versions;
+* ``overview.png`` (the first heatmaps) and ``slides/<slide_id>_heatmap.png`` (each slide's heatmap,
+  480 px on its long side; the full-size ones stay in ``SCORE_OUT``).
+
+The model is the one the slides' score files record (``model_path``), or ``--model`` when given
+(refused when it is not the model whose weights scored them); without it at hand the report lists
+what ``results.csv`` and the score files record.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from weakstil.errors import WeakSTILError
+from weakstil.report_images import HEATMAP_SIDE, write_overview, write_thumbnail
+from weakstil.report_render import ReportContent, ScoreRow, render_html, render_markdown
+
+log = logging.getLogger(__name__)
+
+FIX = "pass the --out folder of 'weakstil score' (the one holding its results.csv)"
+#: Columns a results.csv needs to be reported.
+NEEDED = ("slide_id", "status", "stil")
+
+
+def read_scores(folder: Path) -> pd.DataFrame:
+    """``folder/results.csv`` as text cells; one error line naming the folder when it is no
+    ``weakstil score`` output."""
+    from weakstil.outputdir import commands_of
+
+    if not folder.exists():
+        raise WeakSTILError("not found", path=folder, fix=FIX)
+    if not folder.is_dir():
+        raise WeakSTILError("is a file, not the --out folder of 'weakstil score'", path=folder, fix=FIX)
+    commands = commands_of(folder)
+    if commands and "score" not in commands:
+        raise WeakSTILError(f"is an output of 'weakstil {commands[0]}', not of 'weakstil score'", path=folder,
+                            fix=FIX + ("; a model's own report is 'weakstil report --model MODEL'"
+                                       if commands[0] == "train" else ""))
+    path = folder / "results.csv"
+    if not path.is_file():
+        raise WeakSTILError("holds no results.csv: not a 'weakstil score' --out folder, or no slide scored there yet",
+                            path=folder, fix=FIX)
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise WeakSTILError(f"cannot be read as the table 'weakstil score' writes ({str(exc).splitlines()[0]})",
+                            path=path, fix="score the slides again into a new --out") from None
+    missing = [c for c in NEEDED if c not in table.columns]
+    if missing:
+        raise WeakSTILError(f"is not the results table of 'weakstil score' (no column {', '.join(missing)})", path=path,
+                            fix=FIX)
+    if table.empty:
+        raise WeakSTILError("lists no slide", path=path, fix="score slides into it first")
+    return table
+
+
+def _number(text: object) -> float:
+    try:
+        return float(str(text))
+    except ValueError:
+        return math.nan
+
+
+def _score_attrs(folder: Path, slide_id: str) -> dict:
+    """A slide's score-file attributes (``{}``: none, or not readable)."""
+    from weakstil.files import SlideScoresFile, slide_file
+
+    try:
+        return SlideScoresFile.read_header(slide_file(folder, slide_id))[0]
+    except (WeakSTILError, OSError):
+        return {}
+
+
+def _heatmap_of(folder: Path, rec: dict) -> Path | None:
+    """The slide's heatmap in ``folder`` when it is of this row's scoring (its PNG records the slide
+    and the model): an error row's earlier heatmap, or another run's, is not shown for it."""
+    from PIL import Image
+
+    path = folder / f"{rec['slide_id']}_heatmap.png"
+    if rec.get("status") == "error" or not path.is_file():
+        return None
+    try:
+        with Image.open(path) as img:
+            made = json.loads(img.text.get("Comment", "{}"))  # type: ignore[attr-defined]
+    except (OSError, ValueError):
+        return None
+    if made.get("slide_id") not in (None, rec["slide_id"]) or made.get("model_id") not in (None, rec.get("model_id")):
+        return None
+    return path
+
+
+def _row(rec: dict, heatmap: str | None) -> ScoreRow:
+    from weakstil.confidence import interval_columns
+    from weakstil.metrics import interval_ends_text
+
+    low, high = (_number(rec.get(c, "")) for c in interval_columns())
+    threshold = _number(rec.get("threshold", ""))
+    stil = _number(rec.get("stil", ""))
+    interval = interval_ends_text(low, high, threshold if math.isfinite(threshold) else None) \
+        if math.isfinite(low) and math.isfinite(high) else "none" if math.isfinite(stil) else ""
+    call = "" if not math.isfinite(stil) else \
+        f"{'high' if str(rec.get('stil_high')) == 'True' else 'low'} at {threshold:g} %"
+    if rec.get("status") == "error":
+        detail = str(rec.get("error", ""))
+    else:
+        detail = f"{rec.get('n_tumorbed_tiles', '?')} of {rec.get('n_tiles', '?')} tiles in the bed " \
+                 f"({rec.get('tumorbed_source') or 'unknown source'})"
+    return ScoreRow(str(rec["slide_id"]), str(rec["status"]), stil, interval, call,
+                    str(rec.get("qc", "")).replace(";", ", "), str(rec.get("qc_reasons", "")), detail, heatmap)
+
+
+def run_counts(table: pd.DataFrame, rows: list[ScoreRow]) -> dict[str, object]:
+    """The run at a glance: how many slides had which outcome."""
+    status = Counter(table["status"])
+    scored = [r for r in rows if math.isfinite(r.stil)]
+    thresholds = sorted({str(t) for t in table.get("threshold", pd.Series(dtype=str)) if str(t)})
+    counts: dict[str, object] = {"slides": len(rows), "ok": status.get("ok", 0)}
+    counts.update({s: n for s, n in status.items() if s not in ("ok", "error")})
+    counts["error"] = status.get("error", 0)
+    counts["flagged (one or more qc flags)"] = sum(bool(r.qc) for r in rows)
+    counts[f"sTIL-high (at {', '.join(thresholds) or '?'} %)"] = sum(r.call.startswith("high") for r in scored)
+    counts["scored without a 90 % interval"] = sum(r.interval == "none" for r in scored)
+    counts["median sTIL% of the scored slides"] = float(pd.Series([r.stil for r in scored]).median()) \
+        if scored else None
+    return counts
+
+
+def _model(given: Path | None, recorded: str | None, model_ids: list[str]) -> tuple[Path | None, dict | None]:
+    """The model folder and its model.json: ``given`` (refused when not the model of ``model_ids``),
+    else the one the score files record when it is still there and the same model."""
+    from weakstil.modeldir import ModelDir
+
+    def same(meta: dict, folder: Path) -> bool:
+        ours = ModelDir(folder).model_id(meta).rpartition("@")[2]
+        return any(m.rpartition("@")[2] == ours for m in model_ids)
+
+    if given is not None:
+        meta = ModelDir(given).read_meta()
+        if model_ids and not same(meta, given):
+            raise WeakSTILError(f"is not the model that scored these slides ({ModelDir(given).model_id(meta)}, not "
+                                f"{', '.join(model_ids)})", path=given,
+                                fix=f"pass the model the run used{f' ({recorded})' if recorded else ''}, or leave "
+                                "--model out")
+        return given, meta
+    if recorded and Path(recorded).is_dir():
+        try:
+            meta = ModelDir(Path(recorded)).read_meta()
+        except WeakSTILError:
+            meta = None
+        if meta is not None and same(meta, Path(recorded)):
+            return Path(recorded), meta
+    log.warning("the model that scored these slides (%s) is not at %s: the report lists what results.csv and the "
+                "score files record of it; pass --model with the model folder for its settings",
+                ", ".join(model_ids) or "?", recorded or "a recorded path")
+    return None, None
+
+
+def build_score_report(scores: str | Path, out_dir: str | Path, *, model: str | Path | None = None,
+                       settings: dict | None = None, title: str = "WeakSTIL scoring report") -> dict[str, Path]:
+    """Write the report of the ``weakstil score`` run in ``scores`` into ``out_dir``; returns its files."""
+    from weakstil.atomic import atomic_path
+    from weakstil.report import flatten, installed_versions, model_settings
+
+    scores, out_dir = Path(scores), Path(out_dir)
+    table = read_scores(scores)
+    records = table.to_dict("records")
+    model_ids = list(dict.fromkeys(str(m) for m in table.get("model_id", pd.Series(dtype=str)) if str(m)))
+    if len(model_ids) > 1:  # runs with other models into one --out: each row names its own
+        log.warning("%s/results.csv holds slides scored by %d models (%s): the settings listed are the first's",
+                    scores, len(model_ids), ", ".join(model_ids))
+    attrs = next((a for r in records if r.get("status") != "error" and (a := _score_attrs(scores, str(r["slide_id"])))),
+                 {})
+    model_dir, meta = _model(Path(model) if model is not None else None, attrs.get("model_path"), model_ids[:1])
+    (out_dir / "slides").mkdir(parents=True, exist_ok=True)
+    rows, no_heatmap = [], []
+    for rec in records:
+        heatmap = _heatmap_of(scores, rec)
+        rel = None
+        if heatmap is not None:
+            rel = f"slides/{rec['slide_id']}_heatmap.png"
+            write_thumbnail(heatmap, out_dir / rel, side=HEATMAP_SIDE)
+        elif rec.get("status") != "error":
+            no_heatmap.append(str(rec["slide_id"]))
+        rows.append(_row(rec, rel))
+    if no_heatmap:  # one line, not one per slide
+        log.warning("%d scored slide(s) have no heatmap of this scoring in %s (%s%s): shown without one",
+                    len(no_heatmap), scores, ", ".join(no_heatmap[:3]), ", ..." if len(no_heatmap) > 3 else "")
+    files = {"overview.png": write_overview(out_dir, rows, out_dir / "overview.png", plots=())}
+    said = f"'weakstil score' run: {len(rows)} slide(s) of {scores / 'results.csv'}, scored by " \
+           f"{', '.join(model_ids) or 'an unrecorded model'}; heatmaps from that folder (full size there)."
+    if meta is not None:
+        from weakstil.modeldir import ModelDir
+        from weakstil.qc.scoring import interval_note
+
+        note = interval_note(ModelDir(model_dir), meta)
+        said += f" No 90 % interval: {note}." if note else ""
+    request = attrs.get("score_request")
+    run = [("scores", str(scores.resolve())), ("model", str(model_dir or attrs.get("model_path", ""))),
+           ("model id", ", ".join(model_ids)),
+           ("encoder id", ", ".join(dict.fromkeys(str(e) for e in table.get("encoder_id", []) if str(e)))),
+           ("tumour-bed sources", ", ".join(f"{s or 'none'}: {n}" for s, n in Counter(
+               table.get("tumorbed_source", pd.Series(dtype=str))).items()))]
+    run += flatten(json.loads(str(request)) if request else {}, "score.")
+    versions = {k: str(attrs[a]) for k, a in (("weakstil", "weakstil_version"), ("torch", "torch_version"),
+                                              ("timm", "timm_version")) if a in attrs}
+    content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(scores),
+                            metrics_source=said, slides_source=None, headline=run_counts(table, rows),
+                            threshold=_number(records[0].get("threshold", "")), rows=[],
+                            settings=flatten(settings or {}) + run,
+                            model_settings=model_settings(meta) if meta is not None else [],
+                            trained_versions=versions, report_versions=installed_versions(), cv_folds=None,
+                            has_cv=False, score_rows=rows, source="Scores")
+    for name, text in (("report.html", render_html(content)), ("report.md", render_markdown(content))):
+        with atomic_path(out_dir / name) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        files[name] = out_dir / name
+    counts = content.headline
+    log.info("report: %d slides (%d ok, %d error, %d flagged)", len(rows), counts["ok"], counts["error"],
+             counts["flagged (one or more qc flags)"])
+    return files
