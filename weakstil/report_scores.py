@@ -136,8 +136,8 @@ def run_counts(table: pd.DataFrame, rows: list[ScoreRow]) -> dict[str, object]:
     counts["flagged (one or more qc flags)"] = sum(bool(r.qc) for r in rows)
     counts[f"sTIL-high (at {', '.join(thresholds) or '?'} %)"] = sum(r.call.startswith("high") for r in scored)
     counts["scored without a 90 % interval"] = sum(r.interval == "none" for r in scored)
-    counts["median sTIL% of the scored slides"] = float(pd.Series([r.stil for r in scored]).median()) \
-        if scored else None
+    counts["median sTIL% of the scored slides"] = round(float(pd.Series([r.stil for r in scored]).median()), 1) \
+        if scored else None  # one decimal, as the slides' own sTIL% are shown
     return counts
 
 
