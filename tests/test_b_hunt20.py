@@ -90,3 +90,82 @@ def test_train_killed_while_bundling_the_encoder_leaves_no_damaged_model(cohort_
         except KeyboardInterrupt:
             pass
     assert {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()} == before
+
+
+# -- the workflow's records -------------------------------------------------------------------
+SNAKEFILE = Path(__file__).resolve().parents[1] / "pipelines" / "Snakefile"
+LOCAL = SNAKEFILE.parent / "profiles" / "local"
+FEATURES = "results/features/synth_0000.h5"
+
+
+def _snakemake(workdir: Path, *args: str, python: str | None = None, config: tuple[str, ...] = ()) -> str:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import no_slurm_controller_env
+
+    env = no_slurm_controller_env(workdir.parent)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SNAKEFILE.parents[1]), env.get("PYTHONPATH")]))
+    cmd = [python or sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(LOCAL), "--directory",
+           str(workdir), *args, "--config", "cohort=cohort/labels.csv", "folds=2", "weights=random", *config]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    return proc.stdout + proc.stderr
+
+
+def _planned(log: str) -> list[str]:
+    import re
+
+    return sorted(re.findall(r"^(?:local)?rule (\w+):", log, re.M))
+
+
+def _moved_venv(root: Path) -> Path:
+    """This venv under another path (its own pyvenv.cfg, the same packages): as a venv moved or recreated."""
+    import sys
+
+    venv = Path(sys.prefix)
+    if not (venv / "pyvenv.cfg").is_file():
+        pytest.skip("needs to run in a virtual environment")
+    moved = root / "moved-venv"
+    (moved / "bin").mkdir(parents=True)
+    shutil.copy(venv / "pyvenv.cfg", moved / "pyvenv.cfg")
+    for lib in ("lib", "lib64"):
+        if (venv / lib).exists():
+            (moved / lib).symlink_to(venv / lib)
+    (moved / "bin" / "python").symlink_to(Path(sys.executable))
+    return moved / "bin" / "python"
+
+
+def test_workflow_reuses_embeddings_after_another_device_venv_or_slide_folder(tmp_path: Path) -> None:
+    """A slide's tile and embed jobs are not redone for another `device`, a moved venv (another path to the
+    interpreter) or the slides moved to another folder (the same files, the CSV's paths edited); another
+    scan under the slide's name is."""
+    import os
+
+    import pandas as pd
+
+    from weakstil.synth import generate_cohort
+
+    pytest.importorskip("snakemake")
+    work = tmp_path / "work"
+    generate_cohort(work / "cohort", 2, seed=0, size_mm=(0.3, 0.3), n_groups=2, progress=False)
+    labels = pd.read_csv(work / "cohort" / "labels.csv")
+    for name in ("tiles/synth_0000.h5", "tiles/synth_0000_tiles.png", "features/synth_0000.h5"):
+        (work / "results" / name).parent.mkdir(parents=True, exist_ok=True)
+        (work / "results" / name).touch()
+    # the slide's jobs as done with device cpu (Snakemake records their params; no weakstil command runs)
+    _snakemake(work, "--touch", FEATURES, "--forcerun", "tile", "embed", config=("device=cpu",))
+
+    (work / "cohort" / "slides").rename(work / "cohort" / "scans")
+    labels.assign(path=[p.replace("slides/", "scans/") for p in labels["path"]]).to_csv(
+        work / "cohort" / "labels.csv", index=False)
+    log = _snakemake(work, "-n", FEATURES, python=str(_moved_venv(tmp_path)), config=("device=auto",))
+    assert "Nothing to be done" in log, _planned(log)  # before: tile and embed (each param changed)
+
+    scans = work / "cohort" / "scans"  # another scan copied over the slide, with its older time (cp -p)
+    shutil.copyfile(scans / "synth_0001.tiff", scans / "synth_0000.tiff")
+    stat = (scans / "synth_0001.tiff").stat()
+    os.utime(scans / "synth_0000.tiff", (stat.st_atime, stat.st_mtime - 3600))
+    assert _planned(_snakemake(work, "-n", FEATURES, config=("device=auto",))) == ["embed", "tile"]
+    assert pd.read_csv(work / "cohort" / "labels.csv")["path"].str.startswith("scans/").all()
