@@ -21,7 +21,7 @@ from conftest import run_cli, write_training_csv
 
 @pytest.fixture(scope="module")
 def cohort_with_local_encoder(tmp_path_factory) -> Path:
-    """4 synthetic slides embedded with a small-cnn whose weights and card lie in a folder of their
+    """2 synthetic slides embedded with a small-cnn whose weights and card lie in a folder of their
     own (as a lab's own encoder: ``weakstil train`` bundles it with the model)."""
     import torch
 
@@ -37,7 +37,7 @@ def cohort_with_local_encoder(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     save_state_dict(build_model(card).state_dict(), enc / "weights.safetensors")
     (enc / CARD_FILE).write_text(card.to_yaml(), encoding="utf-8")
-    labels = generate_cohort(root / "cohort", 3, seed=3, size_mm=(0.5, 0.5), progress=False)
+    labels = generate_cohort(root / "cohort", 2, seed=3, size_mm=(0.5, 0.5), progress=False)
     encoder = create_encoder("small-cnn", weights=enc / "weights.safetensors")
     for path in labels["path"]:
         embed_slide(root / "cohort" / path, encoder, out_dir=root / "features")
