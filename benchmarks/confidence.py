@@ -114,8 +114,7 @@ def train(cache: Path, name: str, table: pd.DataFrame, features: Path, folds: in
     table[["slide_id", "abs_path", "stil", "group"]].rename(columns={"abs_path": "path"}).to_csv(csv, index=False)
     train_cohort(csv, features, out, TrainConfig(seed=0, device="cpu"), n_folds=folds, overwrite=True,
                  group_column=group_column,
-                 beds=BedSources(annotations=cache / "cohorts" / name / "truth"))
-    ModelDir(out).bundle_for_scoring(features)
+                 beds=BedSources(annotations=cache / "cohorts" / name / "truth"), bundle=True)
     return out
 
 

@@ -112,10 +112,9 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     t0 = time.perf_counter()
     cfg = TrainConfig(epochs=plan.epochs, seed=seed, device="cpu" if device == "auto" else device)
     summary = train_cohort(train_csv, features, model_dir, cfg, n_folds=plan.folds, overwrite=True,
-                           beds=BedSources(annotations=cohort_dir / "truth"))
+                           beds=BedSources(annotations=cohort_dir / "truth"), bundle=True)
     folder = ModelDir(model_dir)
     detector.save(folder.tumorbed_dir)
-    folder.bundle_for_scoring(features)
     step("MIL training", t0)
 
     # 6. score the held-out slides like a lab would: slide files in, results out

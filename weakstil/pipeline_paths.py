@@ -60,15 +60,34 @@ def workflow_path(value: str | Path) -> str:
 
 
 class Unrecorded:
-    """A workflow param value Snakemake does not record (it records numbers, text and containers):
-    a content param (:func:`file_digest`) of a job that reads no such file, so adding that param
-    leaves the job's recorded params as they were and an existing output is not redone for it."""
+    """A workflow param value Snakemake does not record (it records numbers, text and containers),
+    formatted into the job's shell command as ``text``:
+
+    * empty: a content param (:func:`file_digest`) of a job that reads no such file, so adding that
+      param leaves the job's recorded params as they were and an existing output is not redone for it;
+    * a command as it runs (:func:`as_run`): with the interpreter's path, the torch ``device`` and the
+      slide file's path, none of which is one of the job's settings. Its ``settings`` param records the
+      same command without them (the slide by its content fingerprint): a moved or recreated venv,
+      another ``device`` or slides moved to another folder re-tiled and re-embedded every slide."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str = "") -> None:
+        self.text = str(text)
 
     def __str__(self) -> str:
-        return ""
+        return self.text
+
+    def __format__(self, spec: str) -> str:
+        return format(self.text, spec)
 
     def __repr__(self) -> str:
-        return "Unrecorded()"
+        return f"Unrecorded({self.text!r})" if self.text else "Unrecorded()"
+
+
+def as_run(command: str) -> Unrecorded:
+    """A job's command as it runs, left out of Snakemake's records (see :class:`Unrecorded`)."""
+    return Unrecorded(command)
 
 
 UNRECORDED = Unrecorded()

@@ -138,8 +138,16 @@ def _fit_confidence_and_qc(folder: ModelDir, bank, cohort: Cohort, labels: np.nd
 def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | Path, cfg=None, *,
                  n_folds: int = 5, group_column: str | None = None, threshold: float = STIL_THRESHOLD,
                  overwrite: bool = False, on_epoch=None, tumorbeds: dict | None = None,
-                 beds: BedSources | None = None) -> dict:
+                 beds: BedSources | None = None, bundle: bool = False,
+                 bundle_tumorbed: str | Path | None = None) -> dict:
     """Cross-validate (``n_folds`` >= 2) and train the final model; returns a summary dict.
+
+    ``bundle``: make the model self-contained for ``weakstil score``
+    (:meth:`weakstil.modeldir.ModelDir.bundle_for_scoring`: the local encoder, and the detector
+    ``bundle_tumorbed``), inside the temporary folder before it is renamed into place, so a run killed
+    while copying never leaves a model folder with a half-copied encoder or detector (the copy was made
+    into ``out_dir`` after the rename and outside the folder's lock: hunt 20b). The summary's
+    ``bundled`` lists what was bundled.
 
     With ``cfg.stopping == "fixed"`` (the default) every model trains ``cfg.epochs`` epochs on
     all its training slides. With ``"early"``: ``n_folds`` <= 1 stops the final model early on an
@@ -159,12 +167,12 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
     with hold_folder(out_dir, "train"):
         return _train_cohort(csv_path, Path(features_dir), out_dir, cfg, n_folds=n_folds, group_column=group_column,
                              threshold=threshold, overwrite=overwrite, on_epoch=on_epoch, tumorbeds=tumorbeds,
-                             beds=beds)
+                             beds=beds, bundle=bundle, bundle_tumorbed=bundle_tumorbed)
 
 
 def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: int, group_column: str | None,
                   threshold: float, overwrite: bool, on_epoch, tumorbeds: dict | None,
-                  beds: BedSources | None) -> dict:
+                  beds: BedSources | None, bundle: bool = False, bundle_tumorbed: str | Path | None = None) -> dict:
     t0 = time.perf_counter()
     _prepare_out(out_dir, overwrite)  # again, under the folder's lock
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column, truth=True)
@@ -309,6 +317,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             log.warning("no cross-validation fold models (--folds %d): new slides are scored by the final model, "
                         "not --scoring %s, and get no interval", n_folds, cfg.scoring)
         save_model(final.model, tmp, meta)
+        bundled = ModelDir(tmp).bundle_for_scoring(features_dir, bundle_tumorbed) if bundle else []
         mark(tmp, "train")
         if out_dir.exists():
             _prepare_out(out_dir, overwrite)  # still one of ours
@@ -318,4 +327,4 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     log.info("model -> %s (%.1f s)", out_dir, duration)
-    return {"out": out_dir, "cv": cv_summary, "final_model": how, "seconds": duration}
+    return {"out": out_dir, "cv": cv_summary, "final_model": how, "seconds": duration, "bundled": bundled}

@@ -97,8 +97,9 @@ def train(
     progress, on_epoch = epoch_progress()
     with progress:
         result = train_cohort(cohort, features, out, cfg, n_folds=folds, group_column=group_column,
-                              threshold=threshold, overwrite=overwrite, on_epoch=on_epoch, beds=beds)
-    bundled = ModelDir(out).bundle_for_scoring(features, tumorbed)
+                              threshold=threshold, overwrite=overwrite, on_epoch=on_epoch, beds=beds,
+                              bundle=True, bundle_tumorbed=tumorbed)  # inside the folder before it is renamed
+    bundled = result["bundled"]
     if bundled:
         log.info("bundled with the model for 'weakstil score': %s", ", ".join(bundled))
     cv = result["cv"]
