@@ -56,3 +56,42 @@ def test_a_tumour_class_saying_what_it_leaves_out_in_another_language_is_the_bed
     bed = load_polygons(_write(tmp_path / "S.geojson", [_feature([_ring(0, 0, 1000, 1000)], name),
                                                         _feature([_ring(2000, 0, 3000, 1000)], "Stroma")]))
     assert bed.area == pytest.approx(1000 * 1000)
+
+
+def _cohort(tmp_path, labels):
+    (tmp_path / "slides").mkdir(exist_ok=True)
+    lines = ["slide_id,path,stil"]
+    for i, label in enumerate(labels):
+        (tmp_path / "slides" / f"S{i}.tiff").write_bytes(b"II*\x00")
+        lines.append(f"S{i},slides/S{i}.tiff,{label}")
+    path = tmp_path / "cohort.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_percent_signs_beside_bare_fractions_are_refused_naming_the_rows(tmp_path):
+    """Finding 2: an Excel export with some cells formatted as percentages ('15%') and others as
+    fractions (0.056 for 5.6 %): the fractions were read as 0.056 %, TIL-free slides, and evaluate
+    reported its metrics on them without a word (the fraction warning only looks at whole percentages)."""
+    from weakstil.cohort import CohortError, read_cohort
+
+    path = _cohort(tmp_path, ["0.056", "15%", "0.127", "54%"])
+    with pytest.raises(CohortError) as err:
+        read_cohort(path)
+    text = str(err.value)
+    assert "row 2 (S0) 0.056" in text and "row 4 (S2) 0.127" in text and "cohort.csv" in text
+    assert "5.6" in text  # the fix: the label as a percentage
+
+
+@pytest.mark.parametrize("labels", [["0.5%", "15%", "30"], ["0.056", "15", "54"], ["5%", "15%", "0"], ["0.2", "0.3"]])
+def test_one_notation_or_a_marked_small_percentage_is_still_read(tmp_path, labels):
+    from weakstil.cohort import read_cohort
+
+    cohort = read_cohort(_cohort(tmp_path, labels))
+    assert len(cohort) == len(labels)
+
+
+def test_a_slide_list_without_needed_labels_is_not_refused_for_its_notation(tmp_path):
+    from weakstil.cohort import read_cohort
+
+    assert len(read_cohort(_cohort(tmp_path, ["0.056", "15%"]), require_labels=False)) == 2
