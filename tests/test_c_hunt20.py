@@ -4,6 +4,7 @@ English, and cohort CSVs whose sTIL% column mixes '35%' cells with bare fraction
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -95,3 +96,19 @@ def test_a_slide_list_without_needed_labels_is_not_refused_for_its_notation(tmp_
     from weakstil.cohort import read_cohort
 
     assert len(read_cohort(_cohort(tmp_path, ["0.056", "15%"]), require_labels=False)) == 2
+
+
+def test_a_path_typed_composed_finds_the_file_named_decomposed(tmp_path):
+    """Finding 3: 'Fälle/café.tiff' typed in a spreadsheet (NFC) for a folder copied from macOS (NFD
+    names): 'file not found café.tiff' beside a file that lists as café.tiff."""
+    import unicodedata
+
+    from weakstil.cohort import read_cohort
+
+    folder = tmp_path / unicodedata.normalize("NFD", "Fälle")
+    folder.mkdir()
+    (folder / unicodedata.normalize("NFD", "café.tiff")).write_bytes(b"II*\x00")
+    (tmp_path / "c.csv").write_text(unicodedata.normalize("NFC", "slide_id,path,stil\nS1,Fälle/café.tiff,30\n"),
+                                    encoding="utf-8")
+    cohort = read_cohort(tmp_path / "c.csv")
+    assert Path(cohort.table["path"][0]).is_file()

@@ -22,7 +22,7 @@ import pandas as pd
 
 from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
-                                 in_subfolder, refuse_not_text, refuse_separator_line)
+                                 in_subfolder, refuse_not_text, refuse_separator_line, unicode_twin)
 from weakstil.cohort_labels import refuse_mixed_notation, warn_fraction_labels
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files.paths import feature_path
@@ -309,6 +309,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             windows = PureWindowsPath(rel) if "\\" in rel and not full.exists() else None  # a CSV made on Windows
             if windows is not None and not windows.drive and (base / windows.as_posix()).exists():
                 full = base / windows.as_posix()  # slides\\S1.svs: the file slides/S1.svs
+            if check_files and not full.exists() and (same := unicode_twin(full)) is not None:
+                full = same  # café.svs typed composed, the file's name decomposed (macOS): the same name
             if check_files and not full.exists():
                 twin = case_twin(full, base, listings) if windows is None else None
                 under = in_subfolder(rel, base, subfolders) if windows is None and twin is None else None
