@@ -112,3 +112,18 @@ def test_a_path_typed_composed_finds_the_file_named_decomposed(tmp_path):
                                     encoding="utf-8")
     cohort = read_cohort(tmp_path / "c.csv")
     assert Path(cohort.table["path"][0]).is_file()
+
+
+def test_a_path_relative_to_the_current_folder_is_named_with_the_fix(tmp_path, monkeypatch):
+    """Finding 4: a CSV in csv/ listing cohort/slides/S1.tiff, a path from the folder the user works
+    in: 'file not found cohort/slides/S1.tiff' while the file is there, with no hint why."""
+    from weakstil.cohort import CohortError, read_cohort
+
+    (tmp_path / "cohort" / "slides").mkdir(parents=True)
+    (tmp_path / "cohort" / "slides" / "S1.tiff").write_bytes(b"II*\x00")
+    (tmp_path / "csv").mkdir()
+    (tmp_path / "csv" / "c.csv").write_text("slide_id,path,stil\nS1,cohort/slides/S1.tiff,30\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CohortError) as err:
+        read_cohort(Path("csv/c.csv"))
+    assert "write it as ../cohort/slides/S1.tiff" in str(err.value)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
@@ -314,7 +315,11 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             if check_files and not full.exists():
                 twin = case_twin(full, base, listings) if windows is None else None
                 under = in_subfolder(rel, base, subfolders) if windows is None and twin is None else None
-                hint = ("" if windows is None and twin is None and under is None else
+                cwd = (Path(rel).resolve() if windows is None and twin is None and under is None
+                       and not Path(rel).is_absolute() and Path(rel).is_file() else None)
+                hint = (f" (there is {rel} from the current folder, {Path.cwd()}: paths are relative to the CSV's "
+                        f"folder, {base}; write it as {os.path.relpath(cwd, base)})" if cwd is not None else
+                        "" if windows is None and twin is None and under is None else
                         f" (there is {twin}: file names are case-sensitive here; write it as the file is named)"
                         if twin is not None else
                         f" (there is {under}: paths are relative to the CSV's folder)" if under is not None else
