@@ -127,3 +127,32 @@ def test_a_path_relative_to_the_current_folder_is_named_with_the_fix(tmp_path, m
     with pytest.raises(CohortError) as err:
         read_cohort(Path("csv/c.csv"))
     assert "write it as ../cohort/slides/S1.tiff" in str(err.value)
+
+
+def test_a_full_disk_while_saving_a_model_is_the_disk_full_error_not_a_bug(tmp_path, monkeypatch):
+    """Finding 5: 'weakstil train --out' on a full disk (a 300 kB tmpfs) ended with 'unexpected
+    SafetensorError: Error while serializing: I/O error: No space left on device (os error 28). Fix:
+    this is a bug in weakstil'. safetensors reports I/O errors as its own type; they are now the
+    OSError they carry, so the CLI says 'No space left on device. Fix: free disk space ...' and
+    a batch stops, and no temporary file is left."""
+    import errno
+
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from weakstil.errors import from_os_error
+    from weakstil.mil.config import Architecture
+    from weakstil.mil.model import TileMIL
+    from weakstil.mil.store import save_model
+
+    def full_disk(state, filename, metadata=None):
+        Path(filename).write_bytes(b"partial")
+        raise SafetensorError("Error while serializing: I/O error: No space left on device (os error 28)")
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full_disk)
+    with pytest.raises(OSError) as err:
+        save_model(TileMIL(Architecture(input_dim=6, hidden=8)), tmp_path / "model", {})
+    assert err.value.errno == errno.ENOSPC
+    out = from_os_error(err.value)
+    assert out.stops_batch and "model.safetensors" in out.one_line() and "free disk space" in out.one_line()
+    assert list((tmp_path / "model").iterdir()) == []
