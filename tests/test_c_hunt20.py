@@ -156,3 +156,22 @@ def test_a_full_disk_while_saving_a_model_is_the_disk_full_error_not_a_bug(tmp_p
     out = from_os_error(err.value)
     assert out.stops_batch and "model.safetensors" in out.one_line() and "free disk space" in out.one_line()
     assert list((tmp_path / "model").iterdir()) == []
+
+
+def test_a_cohort_csv_or_a_plain_jpeg_given_as_a_slide_says_what_it_is(tmp_path):
+    """Finding 6: 'weakstil score cohort.csv' (or embed, tile) and a JPEG snapshot renamed .svs were
+    both 'not a slide format OpenSlide can read', which names neither what the file is nor what to pass."""
+    from PIL import Image
+
+    from weakstil.errors import SlideError
+    from weakstil.slide_backend import open_backend as open_slide
+
+    csv = tmp_path / "cohort.csv"
+    csv.write_text("slide_id,path,stil\nS1,slides/S1.svs,30\n")
+    jpeg = tmp_path / "snap.svs"
+    Image.new("RGB", (64, 64), (230, 200, 220)).save(jpeg, "JPEG")
+    with pytest.raises(SlideError, match="is a cohort CSV .*takes a cohort") as err:
+        open_slide(csv)
+    assert "cohort.csv" in str(err.value)
+    with pytest.raises(SlideError, match="is a plain JPEG image.*--slide-mpp"):
+        open_slide(jpeg)
