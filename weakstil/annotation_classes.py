@@ -114,6 +114,15 @@ def is_not_bed(name: str) -> bool:
     return bool(NOT_BED_NAMES.search(name))
 
 
+def says_what_it_is(name: str) -> bool:
+    """Whether an object's own name (not its class) says what the area is: the tumour, the bed, a
+    region of interest, or not the bed ('Tumor', 'ROI', 'Necrosis'). An unclassified object so
+    named is read as of that class; 'Annotation 1' stays unclassified."""
+    name = class_name(name)
+    head = name_head(name) if name else ""
+    return bool(head) and (_names_bed(head) or is_not_bed(name))
+
+
 def names_tumour(name: str) -> bool:
     """Whether a name mentions the tumour as a word without negating it: such a class cut out of the bed
     is said in a warning ("Carcinoma in situ", "Exclude tumour"), as a tumour-named class left out."""
