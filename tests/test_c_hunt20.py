@@ -198,3 +198,20 @@ def test_unclassified_objects_with_plain_names_stay_one_unclassified_bed(tmp_pat
     bed = load_polygons(_write(tmp_path / "S.geojson", [_named([_ring(0, 0, 1000, 1000)], "Annotation 1"),
                                                         _feature([_ring(2000, 0, 3000, 1000)], None)]))
     assert bed.area == pytest.approx(2 * 1000 * 1000)
+
+
+def test_an_asap_annotation_in_no_group_named_tumor_is_read_by_its_name(tmp_path):
+    """As finding 7 for ASAP: annotations left in no group (PartOfGroup="None", ASAP's default) but
+    named 'Tumor' and 'Stroma' were one unclassified bed."""
+    def ann(name, x0):
+        coords = "".join(f'<Coordinate Order="{i}" X="{x}" Y="{y}"/>'
+                         for i, (x, y) in enumerate([(x0, 0), (x0 + 1000, 0), (x0 + 1000, 1000), (x0, 1000)]))
+        return f'<Annotation Name="{name}" Type="Polygon" PartOfGroup="None"><Coordinates>{coords}</Coordinates></Annotation>'
+
+    path = tmp_path / "S.xml"
+    path.write_text(f'<ASAP_Annotations><Annotations>{ann("Tumor", 0)}{ann("Stroma", 2000)}</Annotations>'
+                    '<AnnotationGroups/></ASAP_Annotations>')
+    assert load_polygons(path).area == pytest.approx(1000 * 1000)
+    path.write_text(f'<ASAP_Annotations><Annotations>{ann("Annotation 0", 0)}{ann("Annotation 1", 2000)}'
+                    '</Annotations><AnnotationGroups/></ASAP_Annotations>')
+    assert load_polygons(path).area == pytest.approx(2 * 1000 * 1000)

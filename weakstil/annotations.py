@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from weakstil.annotation_classes import (EXCLUDED_NAMES, NOT_BED_NAMES, ROI_NAMES, TUMOR_BED_NAMES,  # noqa: F401
-                                         choose_bed, is_exclusion, not_bed_areas, warn_tumour_named_cut)
+                                         choose_bed, class_name, is_exclusion, not_bed_areas, says_what_it_is,
+                                         warn_tumour_named_cut)
 from weakstil.annotation_errors import AnnotationError, all_finite, not_bed, not_finite
 from weakstil.annotation_geometry import valid_parts
 from weakstil.settings import SLIDE_FILE_SUFFIXES  # an annotation's name may keep one (QuPath)
@@ -377,6 +378,8 @@ def _asap_polygons(root, path: Path) -> tuple[list, list]:
         if len(points) < 3:
             continue
         group = str(ann.attrib.get("PartOfGroup", ""))
+        if not class_name(group) and says_what_it_is(str(ann.attrib.get("Name", ""))):
+            group = str(ann.attrib["Name"])  # in no group ('None') but named 'Tumor': the name is its class
         parts = valid_parts(Polygon([(x, y) for _, x, y in points]), path, f"annotation '{ann.attrib.get('Name', '')}'")
         if is_exclusion(group):
             excluded += parts
