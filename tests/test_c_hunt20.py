@@ -52,7 +52,8 @@ def test_a_not_bed_area_named_in_another_language_is_cut_out_of_the_bed(tmp_path
     assert bed.area == pytest.approx(500 * 1000)
 
 
-@pytest.mark.parametrize("name", ["Tumor (ohne DCIS)", "Tumor ohne Nekrose", "Tumeur (sauf CIS)", "Tumor: Negative"])
+@pytest.mark.parametrize("name", ["Tumor (ohne DCIS)", "Tumor ohne Nekrose", "Tumeur (sauf CIS)", "Tumor: Negative",
+                                  "Tumor (nicht nekrotisch)", "Tumeur (pas de nécrose)"])
 def test_a_tumour_class_saying_what_it_leaves_out_in_another_language_is_the_bed(tmp_path, name):
     bed = load_polygons(_write(tmp_path / "S.geojson", [_feature([_ring(0, 0, 1000, 1000)], name),
                                                         _feature([_ring(2000, 0, 3000, 1000)], "Stroma")]))

@@ -63,7 +63,7 @@ NO_CLASS_NAMES = re.compile(r"^\s*(?:none|null|nil|unclassified|unassigned|no[\W
 EXCLUDED_NAMES = re.compile(r"exclu|esclu|ausschlu|ausgeschlossen|uitslui|uitgesloten|^\s*negative\b|^_2$|^ignore\*?$",
                             re.IGNORECASE)
 _LEFT_OUT = (r"(?:exclu\w*|except\w*|not|non|no|without|w/o|minus|other[\W_]+than|apart[\W_]+from|sans|ohne|au(?:ss|ß)er|"
-             r"zonder|behalve|sin|senza|sem|utan|sauf|hors)(?![a-z])")
+             r"zonder|behalve|sin|senza|sem|utan|sauf|hors|nicht|niet|kein\w*|pas)(?![a-z])")
 #: A qualifier that says what a named area leaves out: a bracketed or comma clause holding a
 #: negation ("Tumour bed (excluding DCIS)", "Invasive carcinoma, not otherwise specified",
 #: "Viable tumour, necrosis excluded"), or one the name runs on into ("Invasive carcinoma of
