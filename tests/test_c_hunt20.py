@@ -216,3 +216,27 @@ def test_an_asap_annotation_in_no_group_named_tumor_is_read_by_its_name(tmp_path
     path.write_text(f'<ASAP_Annotations><Annotations>{ann("Annotation 0", 0)}{ann("Annotation 1", 2000)}'
                     '</Annotations><AnnotationGroups/></ASAP_Annotations>')
     assert load_polygons(path).area == pytest.approx(2 * 1000 * 1000)
+
+
+def test_imagescope_regions_of_an_unnamed_layer_are_read_by_their_text(tmp_path):
+    """As finding 7 for ImageScope: one unnamed layer whose regions' own labels (Text) are 'Tumor' and
+    'Normal' was one unclassified bed; a named layer's regions stay of the layer's class, and a
+    negative region still cuts its own region."""
+    def region(text, x0, negative=False):
+        vertices = "".join(f'<Vertex X="{x}" Y="{y}"/>'
+                           for x, y in [(x0, 0), (x0 + 1000, 0), (x0 + 1000, 1000), (x0, 1000)])
+        return (f'<Region Id="1" Type="0" Text="{text}" NegativeROA="{int(negative)}">'
+                f'<Vertices>{vertices}</Vertices></Region>')
+
+    def layer(name, *regions):
+        return f'<Annotation Id="1" Name="{name}"><Regions>{"".join(regions)}</Regions></Annotation>'
+
+    path = tmp_path / "S.xml"
+    path.write_text(f'<Annotations>{layer("", region("Tumor", 0), region("Normal", 2000))}</Annotations>')
+    assert load_polygons(path).area == pytest.approx(1000 * 1000)
+    path.write_text(f'<Annotations>{layer("Layer 1", region("Tumor", 0), region("Normal", 2000))}</Annotations>')
+    assert load_polygons(path).area == pytest.approx(2 * 1000 * 1000)
+    hole = ('<Region Id="2" Type="0" Text="" NegativeROA="1"><Vertices><Vertex X="100" Y="100"/>'
+            '<Vertex X="600" Y="100"/><Vertex X="600" Y="600"/><Vertex X="100" Y="600"/></Vertices></Region>')
+    path.write_text(f'<Annotations>{layer("", region("Tumor", 0), hole, region("Normal", 2000))}</Annotations>')
+    assert load_polygons(path).area == pytest.approx(1000 * 1000 - 500 * 500)

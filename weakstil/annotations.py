@@ -296,12 +296,19 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
                 dropped += 1
                 continue
             what = f"region {region.attrib.get('Id', k + 1)} of layer '{layer_name}'"
-            (negative if is_negative else positive).extend(valid_parts(polygon, path, what))
+            parts = valid_parts(polygon, path, what)
+            text = str(region.attrib.get("Text", "")).strip()  # a region's own label, as a GeoJSON object's name
+            name = text if not class_name(layer_name) and says_what_it_is(text) else layer_name
+            if is_negative:
+                negative.extend(parts)
+            else:
+                positive.extend((name, p) for p in parts)
         if is_exclusion(layer_name) or (negative and not positive):
-            excluded += positive + negative
+            excluded += [p for _, p in positive] + negative
             cut_names.append(layer_name)
-        elif positive:  # a layer its negative regions leave empty stays, so the bed is not another layer's
-            named += [(layer_name, p) for p in _cut_holes(positive, negative)]
+        else:  # a layer its negative regions leave empty stays, so the bed is not another layer's
+            for name in dict.fromkeys(n for n, _ in positive):
+                named += [(name, p) for p in _cut_holes([p for n, p in positive if n == name], negative)]
     if dropped:
         log.info("%s: %d region(s) that are no area (a line, an arrow, a ruler) passed over", path, dropped)
     warn_tumour_named_cut(cut_names, path)
