@@ -9,22 +9,32 @@ from pathlib import Path
 
 log = logging.getLogger("weakstil.annotations")
 
+#: The tumour's name in the languages of QuPath's users (English, German, Dutch, Scandinavian,
+#: French, Spanish, Italian, Portuguese): "Tumor", "Tumour", "Tumeur", "Tumör", "Tumore",
+#: "Carcinoma", "Karzinom", "Carcinome", "Carcinoom", "Karcinom".
+_TUMOUR_WORD = r"tum(?:ou?|eu|ö)r|[ck]ar[cz]inoo?m"
 #: Classification (GeoJSON), group (ASAP) and layer (ImageScope) names taken as tumour bed when a
 #: file holds several classes, before any other class (matched in a name's head, :func:`name_head`).
-TUMOR_BED_NAMES = re.compile(r"tumou?r|invasive|carcinoma|\bidc\b|\bilc\b|\bbed\b", re.IGNORECASE)
+TUMOR_BED_NAMES = re.compile(_TUMOUR_WORD + r"|invasive|\bidc\b|\bilc\b|\bbed\b", re.IGNORECASE)
 #: Names of a region of interest: the bed when no class names the tumour itself (QuPath's "Region*").
 ROI_NAMES = re.compile(r"\broi\b|\bregions?\b", re.IGNORECASE)
 #: Words for the tumour that a class may negate ("Tumor-free", "No carcinoma", "IDC negative").
-_TUMOUR = r"(?:tumou?rs?|carcinomas?|cancers?|malignan\w*|neoplas\w*|invasi\w*|idc\b|ilc\b)"
+_TUMOUR = (r"(?:(?:" + _TUMOUR_WORD + r")\w*|cancers?|malignan\w*|neoplas\w*|invasi\w*|infiltrant\w*|idc\b|ilc\b)")
+#: Negations before the tumour word in those languages: "Kein Tumor", "Nicht-Tumor", "ohne Tumor",
+#: "Geen tumor", "Sin tumor", "Sans tumeur", "Pas de tumeur", "Senza tumore", "Ingen tumör"...
+_NEGATION_OTHER = (r"kein\w*|nicht|ohne|frei[\W_]+von|geen|niet|zonder|vrij[\W_]+van|sin|sem|senza|sans|pas[\W_]+d[e']|"
+                   r"absence[\W_]+d[e']|libre[\W_]+d[e']|livre[\W_]+de|exempt[\W_]+d[e']|priv[oa][\W_]+di|ingen|utan|"
+                   r"icke|n[ãa]o")
 #: A name that says there is no tumour, in any case or separator, the tumour named after the negation
 #: ("No tumour", "NoTumor", "without tumor", "free of carcinoma", "no residual invasive tumour") or
 #: before it ("Tumor-free", "tumour_free", "TumorNegative", "Tumor neg", "tumour absent", "Tumor (-)").
 #: QuPath's derived class "Tumor: Negative" (intensity classes: tumour cells negative for a stain)
 #: is tumour: a colon does not join a "negative" to the tumour.
-TUMOUR_NEGATED = (r"\b(?:no|without|w/o|free[\W_]+(?:of|from)|negative[\W_]+for|absen(?:t|ce)(?:[\W_]+of)?)[\W_]*"
+TUMOUR_NEGATED = (r"\b(?:no|without|w/o|free[\W_]+(?:of|from)|negative[\W_]+for|absen(?:t|ce)(?:[\W_]+of)?|"
+                  + _NEGATION_OTHER + r")[\W_]*"
                   r"(?:(?:residual|viable|invasive|evident|visible|obvious|apparent|definite|remaining|breast|"
                   r"evidence[\W_]+of)[\W_]+){0,2}" + _TUMOUR
-                  + r"|\b" + _TUMOUR + r"(?:[\W_]*(?:free|absent)|[\s_./-]*neg(?:ative|(?![a-z]))"
+                  + r"|\b" + _TUMOUR + r"(?:[\W_]*(?:free|absent|frei|vrij|libre|fri)(?![a-z])|[\s_./-]*neg(?:ative|(?![a-z]))"
                   r"|[\s_]*(?:\(\s*[-−–]\s*\)|[-−–]\s*ve\b|[-−–]\s*$))")
 #: A "non"/"not" that negates the tumour word itself ("Non-tumour", "non invasive", "Not tumor",
 #: "not a carcinoma", "tumour not seen"), and the negations above: the only negations that keep a
@@ -36,8 +46,9 @@ _TUMOUR_NOT = re.compile(TUMOUR_NEGATED + r"|\bnon[\W_]*" + _TUMOUR + r"|\bnot[\
 #: the tissue around the tumour, necrosis, a lymph node. Not "Lymphocytes" or "Lymphocytic
 #: infiltrate": an infiltrate a pathologist marked inside the tumour is the bed's own stroma
 #: (cutting it out lowered the sTIL% it is there to measure).
-_NOT_BED_TERMS = (r"in[ _-]?situ|\bdcis\b|\blcis\b|\bnormal\b|\bbenign\b|\bperi[ _-]?tumou?r|\bhealthy\b|"
-                  r"necro[st]|\blymph[\W_]*nod|\bnodal\b")
+_NOT_BED_TERMS = (r"in[ _-]?situ|\bdcis\b|\blcis\b|\bnormal(?:e[nrs]?|gewebe)?\b|\bb[eé]nig(?:ne?|no|na)?\b|gutartig|"
+                  r"\bperi[ _-]?tum(?:ou?|eu|ö)r|\bhealthy\b|\bgesund|\bgezond|"
+                  r"n[eé][ck]ro[st]|\blymph[\W_]*nod|\bnodal\b|lymphknoten|\blinfonod|\blymfeklier|\bganglions?\b")
 #: Names that say an area is not the invasive tumour bed ("Non-tumor", "Tumor-free", "No tumour",
 #: "Carcinoma in situ", "Peritumoral stroma", "Normal", "Lymph node"); a name whose head names the
 #: tumour, the bed or a region of interest is read by :func:`is_not_bed` instead, where a "non" or
@@ -49,15 +60,18 @@ _NOT_BED_TERMS_RE = re.compile(_NOT_BED_TERMS, re.IGNORECASE)
 NO_CLASS_NAMES = re.compile(r"^\s*(?:none|null|nil|unclassified|unassigned|no[\W_]*class|-+)?\s*$", re.IGNORECASE)
 #: ASAP groups and GeoJSON classes whose polygons are cut out of the bed (CAMELYON16 names its exclusions
 #: "_2"; QuPath's built-in "Ignore*" class marks areas to leave out), matched in a name's head.
-EXCLUDED_NAMES = re.compile(r"exclu|^\s*negative\b|^_2$|^ignore\*?$", re.IGNORECASE)
-_LEFT_OUT = r"(?:exclu\w*|except\w*|not|non|no|without|w/o|minus|other[\W_]+than|apart[\W_]+from|sans)(?![a-z])"
+EXCLUDED_NAMES = re.compile(r"exclu|esclu|ausschlu|ausgeschlossen|uitslui|uitgesloten|^\s*negative\b|^_2$|^ignore\*?$",
+                            re.IGNORECASE)
+_LEFT_OUT = (r"(?:exclu\w*|except\w*|not|non|no|without|w/o|minus|other[\W_]+than|apart[\W_]+from|sans|ohne|au(?:ss|ß)er|"
+             r"zonder|behalve|sin|senza|sem|utan|sauf|hors|nicht|niet|kein\w*|pas)(?![a-z])")
 #: A qualifier that says what a named area leaves out: a bracketed or comma clause holding a
 #: negation ("Tumour bed (excluding DCIS)", "Invasive carcinoma, not otherwise specified",
 #: "Viable tumour, necrosis excluded"), or one the name runs on into ("Invasive carcinoma of
 #: non-special type", "Tumor bed excluding DCIS").
 _QUALIFIER = re.compile(r"\s*[,;(\[{][^,;(\[{]*?(?<![a-z])" + _LEFT_OUT + r".*$"
                         r"|(?<=\S)[\s_/-]+(?:excluding|excepting|except|not|non|no|without|w/o|minus|"
-                        r"other[\W_]+than|apart[\W_]+from|sans)(?![a-z]).*$", re.IGNORECASE)
+                        r"other[\W_]+than|apart[\W_]+from|sans|ohne|au(?:ss|ß)er|zonder|behalve|sin|senza|sem|utan|"
+                        r"sauf|hors)(?![a-z]).*$", re.IGNORECASE)
 
 
 def class_name(name: object) -> str:
@@ -100,10 +114,19 @@ def is_not_bed(name: str) -> bool:
     return bool(NOT_BED_NAMES.search(name))
 
 
+def says_what_it_is(name: str) -> bool:
+    """Whether an object's own name (not its class) says what the area is: the tumour, the bed, a
+    region of interest, or not the bed ('Tumor', 'ROI', 'Necrosis'). An unclassified object so
+    named is read as of that class; 'Annotation 1' stays unclassified."""
+    name = class_name(name)
+    head = name_head(name) if name else ""
+    return bool(head) and (_names_bed(head) or is_not_bed(name))
+
+
 def names_tumour(name: str) -> bool:
     """Whether a name mentions the tumour as a word without negating it: such a class cut out of the bed
     is said in a warning ("Carcinoma in situ", "Exclude tumour"), as a tumour-named class left out."""
-    return bool(re.search(r"\b(?:tumou?r|carcinoma|invasive|idc|ilc)", name, re.IGNORECASE)) and not _TUMOUR_NOT.search(name)
+    return bool(re.search(r"\b(?:" + _TUMOUR_WORD + r"|invasive|idc|ilc)", name, re.IGNORECASE)) and not _TUMOUR_NOT.search(name)
 
 
 def warn_tumour_named_cut(names, path: Path) -> None:

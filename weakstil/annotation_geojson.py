@@ -14,7 +14,8 @@ import logging
 import re
 from pathlib import Path
 
-from weakstil.annotation_classes import choose_bed, is_exclusion, not_bed_areas, warn_tumour_named_cut
+from weakstil.annotation_classes import (choose_bed, class_name, is_exclusion, not_bed_areas, says_what_it_is,
+                                         warn_tumour_named_cut)
 from weakstil.annotation_geometry import valid_parts
 from weakstil.annotation_errors import AnnotationError, all_finite, not_bed, not_finite
 
@@ -83,6 +84,8 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
             continue
         name = _class_name(props.get("classification"))
         own = str(props.get("name") or "")  # an object named "Ignore" or "Exclusion" is one, classified or not
+        if not class_name(name) and says_what_it_is(own):
+            name = own  # an unclassified object named 'Tumor' (QuPath's Set annotation name): the name is its class
         what = f"feature {i}" + (f" ('{name or own}')" if name or own else "")
         for geometry in _geojson_areas(feat["geometry"]):
             geom_type = geometry.get("type")

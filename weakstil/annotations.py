@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 
 from weakstil.annotation_classes import (EXCLUDED_NAMES, NOT_BED_NAMES, ROI_NAMES, TUMOR_BED_NAMES,  # noqa: F401
-                                         choose_bed, is_exclusion, not_bed_areas, warn_tumour_named_cut)
+                                         choose_bed, class_name, is_exclusion, not_bed_areas, says_what_it_is,
+                                         warn_tumour_named_cut)
 from weakstil.annotation_errors import AnnotationError, all_finite, not_bed, not_finite
 from weakstil.annotation_geometry import valid_parts
 from weakstil.settings import SLIDE_FILE_SUFFIXES  # an annotation's name may keep one (QuPath)
@@ -295,12 +296,19 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
                 dropped += 1
                 continue
             what = f"region {region.attrib.get('Id', k + 1)} of layer '{layer_name}'"
-            (negative if is_negative else positive).extend(valid_parts(polygon, path, what))
+            parts = valid_parts(polygon, path, what)
+            text = str(region.attrib.get("Text", "")).strip()  # a region's own label, as a GeoJSON object's name
+            name = text if not class_name(layer_name) and says_what_it_is(text) else layer_name
+            if is_negative:
+                negative.extend(parts)
+            else:
+                positive.extend((name, p) for p in parts)
         if is_exclusion(layer_name) or (negative and not positive):
-            excluded += positive + negative
+            excluded += [p for _, p in positive] + negative
             cut_names.append(layer_name)
-        elif positive:  # a layer its negative regions leave empty stays, so the bed is not another layer's
-            named += [(layer_name, p) for p in _cut_holes(positive, negative)]
+        else:  # a layer its negative regions leave empty stays, so the bed is not another layer's
+            for name in dict.fromkeys(n for n, _ in positive):
+                named += [(name, p) for p in _cut_holes([p for n, p in positive if n == name], negative)]
     if dropped:
         log.info("%s: %d region(s) that are no area (a line, an arrow, a ruler) passed over", path, dropped)
     warn_tumour_named_cut(cut_names, path)
@@ -377,6 +385,8 @@ def _asap_polygons(root, path: Path) -> tuple[list, list]:
         if len(points) < 3:
             continue
         group = str(ann.attrib.get("PartOfGroup", ""))
+        if not class_name(group) and says_what_it_is(str(ann.attrib.get("Name", ""))):
+            group = str(ann.attrib["Name"])  # in no group ('None') but named 'Tumor': the name is its class
         parts = valid_parts(Polygon([(x, y) for _, x, y in points]), path, f"annotation '{ann.attrib.get('Name', '')}'")
         if is_exclusion(group):
             excluded += parts

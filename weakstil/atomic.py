@@ -75,9 +75,28 @@ def atomic_path(final: str | Path) -> Iterator[Path]:
         if tmp.is_file():  # libraries like safetensors write 0600; outputs follow the umask like any file
             os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, final)
+    except Exception as exc:
+        io = library_io_error(exc, final)
+        if io is None:
+            raise
+        raise io from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def library_io_error(exc: BaseException, path: Path) -> OSError | None:
+    """A writer library's own error that is an I/O error underneath, as that :class:`OSError`
+    (``None`` for any other): safetensors raises ``SafetensorError: Error while serializing: I/O
+    error: No space left on device (os error 28)``, which ended 'weakstil train' on a full disk
+    as 'unexpected SafetensorError ... a bug in weakstil' instead of the disk-full line and fix."""
+    if isinstance(exc, OSError) or type(exc).__name__ != "SafetensorError":
+        return None
+    found = re.search(r"\(os error (\d+)\)", str(exc))
+    if found is None:
+        return None
+    code = int(found.group(1))
+    return OSError(code, os.strerror(code), str(path))
 
 
 def _aside_path(final: Path) -> Path:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PureWindowsPath
@@ -22,7 +23,8 @@ import pandas as pd
 
 from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
-                                 in_subfolder, refuse_not_text, refuse_separator_line)
+                                 in_subfolder, refuse_not_text, refuse_separator_line, unicode_twin)
+from weakstil.cohort_labels import refuse_mixed_notation, warn_fraction_labels
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files.paths import feature_path
 
@@ -273,6 +275,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     listings: dict[Path, dict[str, str]] = {}  # folder -> its file names, for paths typed in another case
     subfolders: dict[Path, list[Path]] = {}  # the CSV folder's subfolders, for bare file names
     records, feature_problems, damaged_features, newer_features = [], 0, 0, 0
+    notation: list[tuple[int, str, str, float | None]] = []  # each kept row's label as written and as read
     for i, rec in enumerate(raw.to_dict("records")):
         row = i + 2  # line in the file: header is line 1
         if all(str(v).strip() in ("", "nan") for v in rec.values()):
@@ -307,10 +310,16 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             windows = PureWindowsPath(rel) if "\\" in rel and not full.exists() else None  # a CSV made on Windows
             if windows is not None and not windows.drive and (base / windows.as_posix()).exists():
                 full = base / windows.as_posix()  # slides\\S1.svs: the file slides/S1.svs
+            if check_files and not full.exists() and (same := unicode_twin(full)) is not None:
+                full = same  # café.svs typed composed, the file's name decomposed (macOS): the same name
             if check_files and not full.exists():
                 twin = case_twin(full, base, listings) if windows is None else None
                 under = in_subfolder(rel, base, subfolders) if windows is None and twin is None else None
-                hint = ("" if windows is None and twin is None and under is None else
+                cwd = (Path(rel).resolve() if windows is None and twin is None and under is None
+                       and not Path(rel).is_absolute() and Path(rel).is_file() else None)
+                hint = (f" (there is {rel} from the current folder, {Path.cwd()}: paths are relative to the CSV's "
+                        f"folder, {base}; write it as {os.path.relpath(cwd, base)})" if cwd is not None else
+                        "" if windows is None and twin is None and under is None else
                         f" (there is {twin}: file names are case-sensitive here; write it as the file is named)"
                         if twin is not None else
                         f" (there is {under}: paths are relative to the CSV's folder)" if under is not None else
@@ -351,6 +360,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             continue
         records.append({"slide_id": sid, "path": str(full), "stil": np.nan if stil is None else stil,
                         "group": group, "row": row, "features": None if fp is None else str(fp)})
+        notation.append((row, sid, stil_raw.strip(), stil))
     if problems:
         n = len(problems)
         fix = ("embed these slides first (weakstil embed ... --out FEATURES) or pass the --features folder that "
@@ -361,35 +371,14 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                "embed those slides again)" if damaged_features else
                "correct or remove these rows (paths are relative to the CSV's folder)")
         raise CohortError(f"{n} bad row{'s' if n > 1 else ''}: " + "; ".join(problems), path=csv_path, fix=fix)
+    if require_labels:
+        refuse_mixed_notation(csv_path, notation)
     table = pd.DataFrame.from_records(records, columns=["slide_id", "path", "stil", "group", "row", "features"])
-    labels = table["stil"].dropna()
-    if len(labels) >= 2 and labels.max() <= 1.0 and labels.max() > 0:
-        log.warning("%s: every sTIL label is at most 1 (%s...): they look like fractions, but the labels are "
-                    "percentages 0-100; multiply them by 100 if so", csv_path,
-                    ", ".join(f"{v:g}" for v in labels.iloc[:3]))
-    elif labels.max() > 1.0:
-        _warn_fraction_labels(csv_path, table.loc[labels.index])
+    warn_fraction_labels(csv_path, table)
     if group_col is not None:
         _warn_lookalike_groups(csv_path, group_col, table["group"].tolist())
     log.debug("%s: %d slides, group column %s", csv_path, len(table), group_col)
     return Cohort(csv_path=csv_path, table=table, group_column=group_col)
-
-
-def _warn_fraction_labels(csv_path: Path, rows: pd.DataFrame) -> None:
-    """Labels strictly between 0 and 1 beside percentages (up to 100) look like fractions typed
-    into a percentage column (0.35 for 35 %): read as 0.35 %, each would teach the model that
-    slide is TIL-free. Scored sTIL% below 1 is rare (none of 342 TCGA labels), so two or more
-    such labels are warned about when, times 100, they read as a pathologist's score: a multiple
-    of 1/12 % (whole, half, quarter or third percentages, as averages of 2-4 readers give).
-    Measured labels (a generator's truth, another algorithm's output: 0.5827 %) are left alone."""
-    small = rows[(rows["stil"] > 0.0) & (rows["stil"] < 1.0)]
-    on_grid = (small["stil"] * 1200.0 - (small["stil"] * 1200.0).round()).abs() < 0.01
-    small = small[on_grid]
-    if len(small) >= 2:
-        shown = [f"{sid} {v:g}" for sid, v in zip(small["slide_id"], small["stil"])]
-        log.warning("%s: %d sTIL labels are between 0 and 1 (%s%s) beside labels up to %g: if they are fractions, "
-                    "write them as percentages (x 100); the labels are percentages 0-100", csv_path, len(small),
-                    ", ".join(shown[:5]), ", ..." if len(shown) > 5 else "", rows["stil"].max())
 
 
 def _warn_lookalike_groups(csv_path: Path, group_col: str, groups: list[str]) -> None:

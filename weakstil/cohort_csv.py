@@ -115,6 +115,33 @@ def case_twin(path: Path, base: Path, listings: dict[Path, dict[str, str]]) -> s
         return str(twin)
 
 
+def unicode_twin(path: Path) -> Path | None:
+    """The existing file that ``path`` names with its accented letters in another Unicode form, or
+    ``None``: macOS writes file names decomposed (NFD: 'e' + a combining accent), a CSV typed in a
+    spreadsheet holds them composed (NFC), and the two look the same but are other bytes here, so
+    'café.svs' was 'file not found' beside a file listed as 'café.svs'. Each missing part of the
+    path is looked up in its folder by its NFC form."""
+    import unicodedata
+
+    def nfc(text: str) -> str:
+        return unicodedata.normalize("NFC", text)
+
+    if path.exists() or nfc(str(path)) == unicodedata.normalize("NFD", str(path)):
+        return None  # nothing to normalise: plain ASCII
+    found = Path(path.anchor) if path.is_absolute() else Path()
+    for part in path.parts[1:] if path.is_absolute() else path.parts:
+        candidate = found / part
+        if not candidate.exists():
+            try:
+                candidate = next((found / p.name for p in found.iterdir() if nfc(p.name) == nfc(part)), None)
+            except OSError:
+                candidate = None
+            if candidate is None:
+                return None
+        found = candidate
+    return found
+
+
 #: Subfolders of the CSV's folder looked into for a bare file name (a lab's sheet of file names).
 SUBFOLDERS_LOOKED_INTO = 50
 

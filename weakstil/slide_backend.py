@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -101,6 +102,9 @@ class OpenSlideBackend:
                     path=path,
                     fix="copy or export the slide again, or convert it to a pyramidal TIFF",
                 ) from None
+            other = _not_a_slide(path)
+            if other is not None:  # a cohort CSV or a plain image given where the slides go
+                raise SlideError(other[0], path=path, fix=other[1]) from None
             listed = _listed_slides(path)
             if listed:  # a lab's slide list given where the slides go
                 raise SlideError(
@@ -308,6 +312,34 @@ def _sniff_container(path: Path) -> str | None:
         return "TIFF"
     if head[128:132] == b"DICM":
         return "DICOM"
+    return None
+
+
+#: Magic bytes of plain images: a snapshot or tile export named like a slide is no pyramid.
+_IMAGE_MAGIC = ((b"\xff\xd8\xff", "JPEG"), (b"\x89PNG", "PNG"), (b"BM", "BMP"), (b"GIF8", "GIF"))
+
+
+def _not_a_slide(path: Path) -> tuple[str, str] | None:
+    """(message, fix) for a file that is plainly something else than a slide: a cohort CSV (header
+    with slide_id and path), or a plain JPEG/PNG image (a snapshot renamed .svs). Both were 'not a
+    slide format OpenSlide can read', which says nothing of what to pass instead."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    for magic, kind in _IMAGE_MAGIC:
+        if head.startswith(magic) and (kind != "BMP" or len(head) > 14):
+            return (f"is a plain {kind} image, not a whole-slide image (no pyramid, no microns-per-pixel)",
+                    "pass the scanner's slide file; to score such an image, convert it to a pyramidal TIFF (e.g. "
+                    "'vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg') and give its resolution with "
+                    "--slide-mpp")
+    first = head.decode("utf-8-sig", errors="replace").splitlines()[0] if head else ""
+    columns = {c.strip().strip('"').casefold() for c in re.split(r"[,;\t]", first)}
+    if {"slide_id", "path"} <= columns:
+        return ("is a cohort CSV (slide_id, path, ...), not a slide: this command takes slide files",
+                "pass the slides it lists (e.g. 'slides/*.svs', quoted), or give the CSV to a command that takes a "
+                "cohort (train, evaluate; tumorbed train/apply --cohort)")
     return None
 
 

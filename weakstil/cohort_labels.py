@@ -1,0 +1,60 @@
+"""The sTIL% label column read for its scale: labels are percentages 0-100, and fractions (0.35
+for 35 %) typed or exported into it are refused or warned about (used by
+:func:`weakstil.cohort.read_cohort`)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from weakstil.cohort_csv import CohortError
+
+log = logging.getLogger("weakstil.cohort")
+
+
+def warn_fraction_labels(csv_path: Path, table) -> None:
+    """Warn when every label is at most 1 (fractions, not percentages), or when labels between 0
+    and 1 that read as a pathologist's score times 100 sit beside percentages."""
+    labels = table["stil"].dropna()
+    if len(labels) >= 2 and labels.max() <= 1.0 and labels.max() > 0:
+        log.warning("%s: every sTIL label is at most 1 (%s...): they look like fractions, but the labels are "
+                    "percentages 0-100; multiply them by 100 if so", csv_path,
+                    ", ".join(f"{v:g}" for v in labels.iloc[:3]))
+    elif labels.max() > 1.0:
+        _warn_mixed_fractions(csv_path, table.loc[labels.index])
+
+
+def refuse_mixed_notation(csv_path: Path, notation: list[tuple[int, str, str, float | None]]) -> None:
+    """Refuse a label column that writes some labels as percentages with a '%' sign ('35%', as a
+    spreadsheet shows a cell formatted as a percentage) and others as bare numbers between 0 and 1
+    (0.35, a cell left in the General format): the bare ones are fractions of the same scale, and
+    read as 0.35 % each would be a TIL-free slide (no warning caught it when the fractions were not
+    whole percentages)."""
+    percent = [(row, raw) for row, _, raw, value in notation if raw.endswith("%") and value is not None]
+    bare = [(row, sid, raw, value) for row, sid, raw, value in notation
+            if value is not None and not raw.endswith("%") and 0.0 < value < 1.0]
+    if not percent or not bare:
+        return
+    shown = "; ".join(f"row {row} ({sid}) {raw}" for row, sid, raw, _ in bare[:5]) + ("; ..." if len(bare) > 5 else "")
+    raise CohortError(f"the stil column writes labels as percentages with a '%' sign (row {percent[0][0]}: "
+                      f"{percent[0][1]}) and {len(bare)} as bare numbers between 0 and 1, which read as below 1 %: "
+                      f"{shown}", path=csv_path,
+                      fix=f"write every label as a percentage 0-100 ({bare[0][3] * 100:g} or {bare[0][3] * 100:g}% "
+                          f"if {bare[0][2]} is a fraction; {bare[0][2]}% if it is meant as under 1 %)")
+
+
+def _warn_mixed_fractions(csv_path: Path, rows) -> None:
+    """Labels strictly between 0 and 1 beside percentages (up to 100) look like fractions typed
+    into a percentage column (0.35 for 35 %): read as 0.35 %, each would teach the model that
+    slide is TIL-free. Scored sTIL% below 1 is rare (none of 342 TCGA labels), so two or more
+    such labels are warned about when, times 100, they read as a pathologist's score: a multiple
+    of 1/12 % (whole, half, quarter or third percentages, as averages of 2-4 readers give).
+    Measured labels (a generator's truth, another algorithm's output: 0.5827 %) are left alone."""
+    small = rows[(rows["stil"] > 0.0) & (rows["stil"] < 1.0)]
+    on_grid = (small["stil"] * 1200.0 - (small["stil"] * 1200.0).round()).abs() < 0.01
+    small = small[on_grid]
+    if len(small) >= 2:
+        shown = [f"{sid} {v:g}" for sid, v in zip(small["slide_id"], small["stil"])]
+        log.warning("%s: %d sTIL labels are between 0 and 1 (%s%s) beside labels up to %g: if they are fractions, "
+                    "write them as percentages (x 100); the labels are percentages 0-100", csv_path, len(small),
+                    ", ".join(shown[:5]), ", ..." if len(shown) > 5 else "", rows["stil"].max())
