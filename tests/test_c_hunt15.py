@@ -9,7 +9,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _readme_benchmark_scripts() -> list[str]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    # the README and the reference pages it links (docs/*.md)
+    text = "\n".join(p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))])
     return sorted(set(re.findall(r"benchmarks/[a-z_0-9]+\.py", text)))
 
 

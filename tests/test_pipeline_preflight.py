@@ -136,7 +136,7 @@ def test_readme_cluster_configs(tmp_path: Path) -> None:
     assert check_slurm(gpu, parse_cluster(*captured("fakegpu"))) == []
     with pytest.raises(PreflightError, match="has no GPUs"):
         check_slurm(gpu, parse_cluster(*captured("nogpu")))
-    readme = (ROOT / "README.md").read_text()
+    readme = "\n".join(p.read_text(encoding="utf-8") for p in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")])
     for name in ("cpu_cluster.yaml", "gpu_cluster.yaml"):
         assert f"pipelines/slurm/{name}" in readme
 
