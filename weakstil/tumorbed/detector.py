@@ -29,7 +29,7 @@ from weakstil.errors import UsageError, WeakSTILError
 from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, folder_of_file_fix, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.cellgate import (NO_TUMOUR_CELLS, TumourCellGate, apply_cell_gate, gate_applied,
-                                        seeds_without_tumour_cells)
+                                        seeds_without_tumour_cells, tumour_cells_left_out)
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments
@@ -151,8 +151,16 @@ class TumorBedDetector:
         lacking = seeds_without_tumour_cells(raw, tile_stats, stats_columns, self.shape.seed_threshold,
                                              gate_applied(gated))
         bed, verdict = self._bed(evidence, geom, vetoes, infiltrate, mass)
-        if verdict.ok and not lacking:
+
+        def checked(bed: TumorBed, seeds: np.ndarray) -> TumorBed:
+            # tumour cells joined to the bed's tumour left outside it: a qc flag, the bed as drawn (hunt 20)
+            if gate_applied(gated):
+                bed.incomplete = tumour_cells_left_out(seeds, tile_stats, stats_columns, geom.coords,
+                                                       geom.tile_size_level0, self.shape.seed_threshold, bed.tile_flags)
             return bed
+
+        if verdict.ok and not lacking:
+            return checked(bed, evidence)
         if self.veto.enabled and not lacking:
             # The lymphoid veto is for aggregates away from tumour. When it leaves no plausible bed
             # while the tumour evidence alone makes one, it has taken a TIL-rich bed (an infiltrate
@@ -161,7 +169,7 @@ class TumorBedDetector:
                 again, verdict_again = self._bed(unvetoed, geom, f"{vetoes}; {VETO_SET_ASIDE} (with it: "
                                                  f"{verdict.reason}; a TIL-rich bed?)", infiltrate, unvetoed)
                 if verdict_again.ok:
-                    return again
+                    return checked(again, unvetoed)
         tissue = geom.tissue_mask.astype(bool)
         why = lacking or verdict.reason + ("; the tumour-cell gate found no tumour cells under most of the evidence "
                                            "(no invasive tumour on this slide?)" if no_cells else "")
