@@ -29,6 +29,10 @@ leave-one-slide-out Dice of the annotated slides by more than
 :data:`weakstil.tumorbed.training.CELL_GATE_MAX_LOSS` (the annotations may show a look whose
 tumour the measure misses); model.json records the rule (``tumour_cell_gate``; detectors written
 before it have it off).
+
+With the gate applied, a detected bed is also checked against its own tumour
+(:func:`tumour_cells_left_out`: tumour cells joined to its seeds left outside it are the
+``tumorbed_incomplete`` qc flag; the bed itself is not changed).
 """
 
 from __future__ import annotations
