@@ -128,3 +128,95 @@ def test_tumour_cells_away_from_the_bed_are_not_counted(all_tumour):
     assert "may be incomplete" in tumour_cells_left_out(evidence, *args)
     stats[np.ix_(col == 3, [cols.index(c) for c in TUMOUR_NUCLEI_COLUMNS])] = 0.0  # no tumour cell in column 3
     assert tumour_cells_left_out(evidence, *args) == ""
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory):
+    """A 0.8 mm `--hard` slide of breast stroma, fat and a lymph node (follicles with germinal
+    centres), without tumour, DCIS or lobules (the generator's layout with its nests made stroma)."""
+    import h5py
+
+    import weakstil.synth.generator as gen
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.synth.constants import STROMA, TUMOR
+
+    root = tmp_path_factory.mktemp("h20d_node")
+    layout = gen.generate_layout
+
+    def no_tumour(rng, shape, params):
+        lay = layout(rng, shape, params)
+        lay.regions[lay.regions == TUMOR] = STROMA
+        lay.bed[:] = False
+        return lay
+
+    mp = pytest.MonkeyPatch()
+    try:
+        mp.setattr(gen, "generate_layout", no_tumour)
+        res = gen.generate_slide(root / "slides" / "node.tiff", root / "truth", "node", NODE_SEED, size_mm=(0.8, 0.8),
+                                 target_stil=20.0, hard=True, preview=False,
+                                 confounders={"lymphoid_outside": 1.0, "lobules_dcis": 0.0})
+    finally:
+        mp.undo()
+    with h5py.File(root / "truth" / "node.h5") as t:
+        assert int(t.attrs["n_lymph_node"]) == 1 and int(t.attrs["n_dcis_ducts"]) == 0 and np.isnan(res.stil)
+    embed_slide(res.path, create_encoder("small-cnn", weights="random"), out_dir=root / "features")
+    return root, root / "features" / "node.h5"
+
+
+NODE_SEED = 50
+
+
+def _node_stats(node):
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed.bed import SlideGeometry
+    from weakstil.tumorbed.evidence import stats_column_names
+    from weakstil.tumorbed.veto import DARK_NUCLEI_COLUMNS, _area
+
+    ff = FeaturesFile.read(node[1])
+    cols = stats_column_names(ff.attr("tile_stats_columns"))
+    stats = np.array(ff.tile_stats, np.float32)
+    lymphoid = _area(stats, cols, DARK_NUCLEI_COLUMNS) >= 0.4
+    assert lymphoid.sum() >= 3  # the node, read as lymphoid tissue (dark nuclei over 40 % of a tile)
+    return SlideGeometry.from_file(ff), cols, stats, lymphoid
+
+
+def test_a_germinal_centre_is_no_tumour_cell_seed(node):
+    """Where the gate stood on a slide of stroma and a lymph node without tumour, a germinal-centre
+    tile (large pale centroblasts over 6.6 % of it among 42 % dark nuclei) passed as the seeds'
+    tumour cells and the bed grew from it: 7 and 3 of 55 tiles with a hard-look and a default-look
+    detector, status ok. A lymph node is lymphoid tissue without tumour nuclei: a lymphoid seed
+    tile does not count, and the bed is the documented fallback (no invasive tumour)."""
+    from weakstil.tumorbed.cellgate import TUMOUR_NUCLEI_COLUMNS, seeds_without_tumour_cells
+
+    _, cols, stats, lymphoid = _node_stats(node)
+    centre = np.flatnonzero(lymphoid)[0]
+    stats[centre, cols.index(TUMOUR_NUCLEI_COLUMNS[-1])] = 0.066  # its centroblasts, as measured
+    evidence = np.where(lymphoid, 0.95, 0.02).astype(np.float32)  # the classifier's seeds: the node
+    said = seeds_without_tumour_cells(evidence, stats, cols, 0.5, applied=True)
+    assert "of them lymphoid" in said and said.endswith("no invasive tumour on this slide?"), said
+    # a seed with tumour cells outside lymphoid tissue still makes a bed
+    stats[np.flatnonzero(~lymphoid)[0], cols.index(TUMOUR_NUCLEI_COLUMNS[-1])] = 0.066
+    evidence[np.flatnonzero(~lymphoid)[0]] = 0.95
+    assert seeds_without_tumour_cells(evidence, stats, cols, 0.5, applied=True) == ""
+
+
+def test_the_cell_gate_is_not_set_aside_for_a_lymph_node(node):
+    """The gate is set aside when it would take > 75 % of the evidence and that evidence lies on
+    cellular tissue (a tumour whose nuclei the stain measure does not see as pale). A lymph node
+    is cellular but holds no tumour nest, and the lymphoid veto takes its evidence anyway: on a
+    1.2 mm slide of stroma and a node without tumour the gate was set aside and the evidence on the
+    slide's fat grew a bed of 12 tiles (3 and 6 with hard-look detectors), status ok. The tiles the
+    veto takes now count as tissue without tumour cells: here (no pale nucleus seen, the evidence
+    on the node) the gate stands and says so; before, it was set aside."""
+    from weakstil.tumorbed.cellgate import NO_TUMOUR_CELLS, TumourCellGate, apply_cell_gate
+    from weakstil.tumorbed.veto import TUMOUR_NUCLEI_COLUMNS, LymphoidVeto, vetoed_tiles
+
+    geom, cols, stats, lymphoid = _node_stats(node)
+    stats[:, [cols.index(c) for c in TUMOUR_NUCLEI_COLUMNS]] = 0.0  # no pale nucleus seen anywhere
+    evidence = np.where(lymphoid, 0.95, 0.02).astype(np.float32)
+    vetoed = vetoed_tiles(evidence, stats, cols, geom.coords, geom.tile_size_level0, LymphoidVeto())
+    args = (evidence, stats, cols, geom.coords, geom.tile_size_level0, TumourCellGate())
+    assert apply_cell_gate(*args)[1].startswith("set aside")  # without the veto's tiles: as before
+    kept, said = apply_cell_gate(*args, vetoed)
+    assert NO_TUMOUR_CELLS in said and "lymphoid tissue" in said and kept.max() == 0.0, said

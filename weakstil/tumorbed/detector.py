@@ -32,7 +32,7 @@ from weakstil.tumorbed.cellgate import (NO_TUMOUR_CELLS, TumourCellGate, apply_c
                                         seeds_without_tumour_cells, tumour_cells_left_out)
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
-from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments
+from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.files import FeaturesFile
@@ -106,10 +106,15 @@ class TumorBedDetector:
                        ink_share) -> tuple[np.ndarray, str, np.ndarray, str]:
         """:meth:`seed_evidence`, what each veto did (for the bed's provenance), the tumour evidence
         before the lymphoid and ink vetoes (after the tumour-cell gate), and what the gate did ("" when off)."""
-        raw, gated = apply_cell_gate(self.tumour_evidence(features, geom, tile_stats, stats_columns), tile_stats,
-                                     stats_columns, geom.coords, geom.tile_size_level0, self.cell_gate)
+        tumour = self.tumour_evidence(features, geom, tile_stats, stats_columns)
+        fragments = veto_fragments(geom, self.veto)
+        # the tiles the lymphoid veto takes have no tumour nest the gate's measure could miss (hunt 20)
+        lymphoid = (vetoed_tiles(tumour, tile_stats, stats_columns, geom.coords, geom.tile_size_level0, self.veto,
+                                 fragments) if self.cell_gate.enabled else None)
+        raw, gated = apply_cell_gate(tumour, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
+                                     self.cell_gate, lymphoid)
         evidence, n_lymphoid = apply_veto(raw, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
-                                          self.veto, veto_fragments(geom, self.veto))
+                                          self.veto, fragments)
         evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
 
         def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
