@@ -404,7 +404,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     qc_row, qc_attrs = ctx.assessor.assess(
         bank=bank, scores=scores, stil=stil, n_bed_tiles=int(flags.sum()), threshold=ctx.threshold, slide_path=path,
         slide_mpp=opts.slide_mpp, tissue_fraction=features.tissue_fraction, tile_px=int(features.attrs["tile_px"]),
-        mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value, annotation_misplaced=bed.misplaced)
+        mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value, annotation_misplaced=bed.misplaced,
+        bed_incomplete=bed.incomplete)
     # all of a slide's outputs or none: a failed attempt leaves the earlier complete set (its row stays)
     with replacing_together([opts.out / f"{slide_id}{suffix}" for suffix in OUTPUT_SUFFIXES]):
         _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,

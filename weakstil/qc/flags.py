@@ -43,6 +43,9 @@ no_interval                    the slide has a score but the model has no calibr
 mpp_overridden                 ``--slide-mpp`` replaced the resolution the slide file states by
                                more than :data:`MPP_OVERRIDE_MARGIN` (one value for a batch,
                                meant for the slide without one, also changes the others)
+tumorbed_incomplete            the detector's bed left out tiles with tumour cells joined to its own
+                               tumour, a third of its tiles or more
+                               (:func:`weakstil.tumorbed.cellgate.tumour_cells_left_out`)
 upsampled                      the scan is coarser than the model's µm/px by more than
                                :data:`weakstil.slide.COARSER_TOLERANCE` and was read upsampled (``--allow-upsample``):
                                the tiles hold less detail than the model's training tiles
@@ -76,6 +79,7 @@ class Flag(str, Enum):
     MPP_OVERRIDDEN = "mpp_overridden"
     UPSAMPLED = "upsampled"
     ANNOTATION_MISPLACED = "annotation_misplaced"
+    TUMORBED_INCOMPLETE = "tumorbed_incomplete"
 
 
 FLAGS = tuple(f.value for f in Flag)
@@ -223,7 +227,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 bed_unlike_training: str | None = None,
                 slide_mpp: float | None = None, file_mpp: float | None = None,
                 base_mpp: float | None = None, target_mpp: float | None = None,
-                annotation_misplaced: str = "") -> tuple[list[str], dict]:
+                annotation_misplaced: str = "", bed_incomplete: str = "") -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``).
 
     ``interval_available``: whether the model carries a usable calibration (``None``: not asked), and
@@ -284,6 +288,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                                      "detail than the model's")
     if annotation_misplaced:  # its bed is where the file says, which is likely not where the pathologist drew
         why[Flag.ANNOTATION_MISPLACED.value] = annotation_misplaced
+    if bed_incomplete and stil is not None and math.isfinite(stil):  # a detected bed that left out tumour joined to it
+        why[Flag.TUMORBED_INCOMPLETE.value] = bed_incomplete
     flags = [f for f in FLAGS if f in why]
     return flags, why
 

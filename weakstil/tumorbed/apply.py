@@ -123,7 +123,8 @@ def kept_bed(h5_path: Path, geojson_path: Path, request: str) -> TumorBed | None
     return TumorBed(np.asarray(f.tumorbed_mask, bool), float(f.tumorbed_mask_mpp),
                     np.asarray(f.tumorbed_fraction, np.float32), source, str(f.attr("detail", "")),
                     evidence=None if evidence is None else np.asarray(evidence, np.float32),
-                    seed_vetoes=str(f.attr("seed_vetoes", "")), misplaced=str(f.attr("annotation_misplaced", "")))
+                    seed_vetoes=str(f.attr("seed_vetoes", "")), misplaced=str(f.attr("annotation_misplaced", "")),
+                    incomplete=str(f.attr("bed_incomplete", "")))
 
 
 def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, provenance: dict[str, str]) -> Path:
@@ -134,6 +135,8 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
         **({"seed_vetoes": bed.seed_vetoes} if bed.seed_vetoes else {}),
         # why the annotation looks misplaced (µm, a lower level): score's annotation_misplaced flag
         **({"annotation_misplaced": bed.misplaced} if bed.misplaced else {}),
+        # why a detected bed may miss part of its tumour: score's tumorbed_incomplete flag
+        **({"bed_incomplete": bed.incomplete} if bed.incomplete else {}),
         "cache_key": str(a.get("cache_key", "")), "tile_size_level0": float(a["tile_size_level0"]),
         "slide_mpp": float(a["slide_mpp"]), "slide_width": int(a["slide_width"]),
         "slide_height": int(a["slide_height"]), "slide_path": str(a.get("slide_path", "")),
@@ -245,6 +248,9 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
         log.warning("%s: its annotation %s covers no tissue tile (drawn on glass, or exported at another "
                     "magnification?): 'score' gives it no tumour bed, 'train' and 'tumorbed train' leave it out",
                     slide_id, bed.detail)
+    if bed.source is TumorBedSource.MODEL and bed.incomplete:
+        log.warning("%s: %s: check it (napari: Edit bed) or annotate this slide ('score' flags tumorbed_incomplete)",
+                    slide_id, bed.incomplete)
     provenance = {"features_path": str(features_path.resolve()), "bed_request": request}
     if bed.source is TumorBedSource.ANNOTATION:
         provenance["annotation_path"] = str(Path(bed.detail).resolve())

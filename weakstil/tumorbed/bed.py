@@ -46,6 +46,7 @@ class TumorBed:
     evidence: np.ndarray | None = None  #: the detector's tumour evidence per tile (after its seed vetoes), when a detector ran
     seed_vetoes: str = ""  #: what the detector's seed vetoes did, e.g. "lymphoid: 12 tiles; ink: slide not read"
     misplaced: str = ""  #: why an annotation looks misplaced (micrometres, a lower level's coordinates): a qc flag
+    incomplete: str = ""  #: why a detected bed may miss part of its tumour (tumour cells joined to it outside it): a qc flag
 
     @property
     def tile_flags(self) -> np.ndarray:

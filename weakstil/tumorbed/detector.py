@@ -29,10 +29,10 @@ from weakstil.errors import UsageError, WeakSTILError
 from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, folder_of_file_fix, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.cellgate import (NO_TUMOUR_CELLS, TumourCellGate, apply_cell_gate, gate_applied,
-                                        seeds_without_tumour_cells)
+                                        seeds_without_tumour_cells, tumour_cells_left_out)
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
-from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments
+from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.files import FeaturesFile
@@ -106,10 +106,15 @@ class TumorBedDetector:
                        ink_share) -> tuple[np.ndarray, str, np.ndarray, str]:
         """:meth:`seed_evidence`, what each veto did (for the bed's provenance), the tumour evidence
         before the lymphoid and ink vetoes (after the tumour-cell gate), and what the gate did ("" when off)."""
-        raw, gated = apply_cell_gate(self.tumour_evidence(features, geom, tile_stats, stats_columns), tile_stats,
-                                     stats_columns, geom.coords, geom.tile_size_level0, self.cell_gate)
+        tumour = self.tumour_evidence(features, geom, tile_stats, stats_columns)
+        fragments = veto_fragments(geom, self.veto)
+        # the tiles the lymphoid veto takes have no tumour nest the gate's measure could miss (hunt 20)
+        lymphoid = (vetoed_tiles(tumour, tile_stats, stats_columns, geom.coords, geom.tile_size_level0, self.veto,
+                                 fragments) if self.cell_gate.enabled else None)
+        raw, gated = apply_cell_gate(tumour, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
+                                     self.cell_gate, lymphoid)
         evidence, n_lymphoid = apply_veto(raw, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
-                                          self.veto, veto_fragments(geom, self.veto))
+                                          self.veto, fragments)
         evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
 
         def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
@@ -151,8 +156,16 @@ class TumorBedDetector:
         lacking = seeds_without_tumour_cells(raw, tile_stats, stats_columns, self.shape.seed_threshold,
                                              gate_applied(gated))
         bed, verdict = self._bed(evidence, geom, vetoes, infiltrate, mass)
-        if verdict.ok and not lacking:
+
+        def checked(bed: TumorBed, seeds: np.ndarray) -> TumorBed:
+            # tumour cells joined to the bed's tumour left outside it: a qc flag, the bed as drawn (hunt 20)
+            if gate_applied(gated):
+                bed.incomplete = tumour_cells_left_out(seeds, tile_stats, stats_columns, geom.coords,
+                                                       geom.tile_size_level0, self.shape.seed_threshold, bed.tile_flags)
             return bed
+
+        if verdict.ok and not lacking:
+            return checked(bed, evidence)
         if self.veto.enabled and not lacking:
             # The lymphoid veto is for aggregates away from tumour. When it leaves no plausible bed
             # while the tumour evidence alone makes one, it has taken a TIL-rich bed (an infiltrate
@@ -161,7 +174,7 @@ class TumorBedDetector:
                 again, verdict_again = self._bed(unvetoed, geom, f"{vetoes}; {VETO_SET_ASIDE} (with it: "
                                                  f"{verdict.reason}; a TIL-rich bed?)", infiltrate, unvetoed)
                 if verdict_again.ok:
-                    return again
+                    return checked(again, unvetoed)
         tissue = geom.tissue_mask.astype(bool)
         why = lacking or verdict.reason + ("; the tumour-cell gate found no tumour cells under most of the evidence "
                                            "(no invasive tumour on this slide?)" if no_cells else "")

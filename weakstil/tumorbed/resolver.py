@@ -387,4 +387,4 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
         raise _stale(path, slide_id, f"records an unknown source '{bed.attr('source')}'") from None
     return TumorBed(bed.tumorbed_mask, float(bed.tumorbed_mask_mpp), bed.tumorbed_fraction.astype(np.float32), source,
                     f"{bed.attr('detail', '')} (precomputed: {path})", seed_vetoes=str(bed.attr("seed_vetoes", "")),
-                    misplaced=str(bed.attr("annotation_misplaced", "")))
+                    misplaced=str(bed.attr("annotation_misplaced", "")), incomplete=str(bed.attr("bed_incomplete", "")))
