@@ -237,7 +237,7 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
                                   fix="check the path, or use a built-in encoder name: " + ", ".join(names))
     raise UnknownEncoderError(f"unknown encoder {text!r}", path=None,
                               fix=f"use one of {', '.join(names)}, a 'weakstil pretrain' output directory, or a "
-                                  "card.yaml file (for a timm or hf-hub: model: README, 'Encoders, pretraining and the feature cache')")
+                                  "card.yaml file (for a timm or hf-hub: model: docs/encoders.md)")
 
 
 _HUB_ID = re.compile(r"^(hf[-_]hub|timm):", re.IGNORECASE)
@@ -257,8 +257,8 @@ def _refuse_hub_id(text: str) -> None:
     fields = f"model: {ident}, hub_id: null" if timm else f"model: <timm architecture>, hub_id: hf-hub:{ident}"
     raise UnknownEncoderError(
         f"is {what}, not an encoder card (nothing was downloaded)", path=text,
-        fix=f"write a card.yaml for it (source: timm, {fields}, input_px, mpp, mean, std, embed_dim: README, "
-            "'Encoders, pretraining and the feature cache') and pass that file to --encoder")
+        fix=f"write a card.yaml for it (source: timm, {fields}, input_px, mpp, mean, std, embed_dim: "
+            "docs/encoders.md) and pass that file to --encoder")
 
 
 def list_cards() -> list[EncoderCard]:

@@ -69,7 +69,7 @@ def stratified_target_stil(rng: np.random.Generator, size: int) -> NDArray[np.fl
     A small cohort drawn independently can miss the upper tail: two of our first three 40-slide
     demo cohorts held a single slide above 36 % (six expected), and a model trained without
     TIL-rich slides is biased low on every one it later scores, beyond anything its out-of-fold
-    calibration saw (README, *How sure is the number?*). Stratified, every bin is drawn: 40 slides
+    calibration saw (docs/scoring.md, *How sure is the number?*). Stratified, every bin is drawn: 40 slides
     hold one from the top 2.5 % (60-90 %) and four at 35 % or more.
     """
     if size < 0:
