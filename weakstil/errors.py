@@ -116,6 +116,10 @@ _STOPPING = {"ENOSPC", "EDQUOT", "EROFS", "EFBIG"}
 
 #: How :mod:`weakstil.atomic` names a temporary output (``.NAME.HOST.PID.HEX.tmp``): an error about
 #: one names the output it stands for (:func:`final_name`).
+#: what a per-slide command's rerun does after a full disk (the others start over: weakstil.cli.errors)
+RERUN_CONTINUES = "a rerun continues where this one stopped"
+#: a folder written whole and renamed into place (weakstil.outputdir, weakstil.train): ``.NAME.tmp-HEX``
+TEMP_FOLDER = re.compile(r"^\.(.+)\.tmp-[0-9a-f]{8}$")
 TEMP_NAME = re.compile(r"\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}\.tmp$")
 
 
@@ -155,6 +159,8 @@ def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
         where = Path(where).with_name(Path(where).name[1:-len(".lock")])  # the file, not its lock beside it
     elif where is not None and (final := final_name(Path(where).name)) is not None:
         where = Path(where).with_name(final)  # the file, not its temporary name
+    if where is not None:  # a file inside a folder written under a temporary name (train's model): the folder's own name
+        where = Path(*[m.group(1) if (m := TEMP_FOLDER.match(part)) else part for part in Path(where).parts])
     if name == "ENAMETOOLONG" and where is not None:  # the slide's name made an output name too long
         shown = Path(where).name
         # the name that failed may be a longer temporary or lock name beside this one: no byte count
@@ -162,7 +168,7 @@ def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
         return OutputError("file name too long: the output names are made from the slide file's name, and with "
                            "their suffixes and temporary-file marks they pass the file system's limit (255 bytes)",
                            path=Path(where).parent / (shown[:40] + "..."), fix="rename the slide file to a shorter name")
-    fixes = {"ENOSPC": "free disk space or choose another --out (a rerun continues where this one stopped)",
+    fixes = {"ENOSPC": f"free disk space or choose another --out ({RERUN_CONTINUES})",
              "EDQUOT": "free space in your quota or choose another --out",
              "EROFS": "the folder is read-only: choose a writable one (--out; --features for feature caches)",
              "EFBIG": "choose another file system for --out",

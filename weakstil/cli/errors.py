@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import typer
 
-from weakstil.errors import OutputError, UsageError, WeakSTILError, from_os_error, short_reason, stop_fix
+from weakstil.errors import RERUN_CONTINUES, OutputError, UsageError, WeakSTILError, from_os_error, short_reason, stop_fix
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: Exit codes of a run stopped by Ctrl-C (128 + SIGINT) or SIGTERM (128 + SIGTERM), as shells report them.
@@ -63,7 +63,11 @@ def reports_errors(command: F) -> F:
             error_line(exc.one_line())
             raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
         except OSError as exc:
-            error_line(from_os_error(exc).one_line())
+            error = from_os_error(exc)
+            if command.__name__ not in PER_SLIDE_COMMANDS:  # nothing of the run was kept to continue from
+                error.fix = error.fix.replace(RERUN_CONTINUES, "--resume continues from its last checkpoint, if one "
+                                              "was written" if command.__name__ == "pretrain" else "a rerun starts over")
+            error_line(error.one_line())
             raise typer.Exit(1) from None
         except MemoryError:
             error_line("out of memory. Fix: lower --batch-size (or --crop-px, --workers), or use a machine with "
