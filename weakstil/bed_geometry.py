@@ -315,7 +315,7 @@ def sweep_dice(evidence_map: np.ndarray, tissue: np.ndarray, target: np.ndarray,
             yield _bed_shape(thr, smooth_um, bridge, margin, m, f), 1.0 if total == 0 else 2.0 * n_both[i] / total
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=65536, typed=True)  # typed: a BedShape keeps the types it was given
 def _bed_shape(*values: float) -> BedShape:
     """One (immutable, shared) :class:`BedShape` per setting: the search meets each once per slide."""
     return BedShape(*values)
