@@ -9,14 +9,9 @@ A private training loop (the library's ``fit`` without validation) so the varian
 switched without touching the library: ``base`` = fixed epochs, no noise, raw embeddings."""
 import sys, json, time, math, argparse
 from pathlib import Path
-import numpy as np, torch
+import numpy as np
 ROOT = Path(__file__).resolve().parents[1]; sys.path.insert(0, str(ROOT)); sys.path.insert(0, str(ROOT / "benchmarks"))
 import accuracy as A
-from weakstil.mil.config import TrainConfig
-from weakstil.mil.model import TileMIL, score_slides
-from weakstil.mil.training import _feature_stats, _sample_batch, _loss_fn
-from weakstil.runtime import Deterministic, TorchThreads
-from weakstil.metrics import r2_score, mae
 
 ap = argparse.ArgumentParser()
 ap.add_argument("--cohort", default="hard")
@@ -27,6 +22,13 @@ ap.add_argument("--every", type=int, default=10)
 ap.add_argument("--splits", default="centre,look")
 ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / ".bench/accuracy/ablation.jsonl"))
 args = ap.parse_args()
+# torch and the MIL code after the arguments: `--help` answers without importing them
+import torch  # noqa: E402
+from weakstil.mil.config import TrainConfig  # noqa: E402
+from weakstil.mil.model import TileMIL, score_slides  # noqa: E402
+from weakstil.mil.training import _feature_stats, _sample_batch, _loss_fn  # noqa: E402
+from weakstil.runtime import Deterministic, TorchThreads  # noqa: E402
+from weakstil.metrics import r2_score, mae  # noqa: E402
 cache = ROOT / ".bench/accuracy"
 if args.cohort == "hard":
     ca = A.Cohort("hard", cache / "cohort-hard-n60-s0-2x2mm/labels.csv"); ca.features["pre"] = cache / "features-hard-encoder-hard-ca22b25ef3"

@@ -28,12 +28,14 @@ from compare_outputs import compare_dirs  # noqa: E402
 
 SLIDES = 9
 TRAIN = 6
+#: slide side in mm (1 mm: about 60 tiles a slide, as in the other scoring fixtures)
+SIZE_MM = 1.0
 
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     root = tmp_path_factory.mktemp("score")
-    cohort, labels, features = embedded_cohort(root, SLIDES, seed=3, size_mm=(1.2, 1.2))
+    cohort, labels, features = embedded_cohort(root, SLIDES, seed=3, size_mm=(SIZE_MM, SIZE_MM))
     write_training_csv(root / "train.csv", labels.iloc[:TRAIN], cohort)
     model = root / "model"
     detector = root / "tumorbed"
@@ -182,7 +184,7 @@ def test_killed_run_resumes_without_losing_work(pipeline, tmp_path):
     for sid in done.get("slide_id", []):
         with h5py.File(out / f"{sid}.h5") as f:
             assert f.attrs["complete"] == 1
-    rerun = subprocess.run(cmd, capture_output=True, text=True)
+    rerun = run_cli(*cmd[3:])  # the same command in this process: resuming is not about the process
     assert rerun.returncode == 0, rerun.stderr
     table = pd.read_csv(out / "results.csv")
     assert sorted(table["slide_id"]) == sorted(p.stem for p in pipeline["held"])
@@ -194,7 +196,7 @@ def test_annotation_overrides_detection(pipeline, tmp_path):
     slide = pipeline["held"][0]
     ann = tmp_path / "ann"
     ann.mkdir()
-    W = H = 2400  # 1.2 mm at 0.5 µm/px
+    W = H = round(SIZE_MM * 2000)  # the slide's side at 0.5 µm/px
     ring = [[0, 0], [W // 2, 0], [W // 2, H], [0, H], [0, 0]]
     (ann / f"{slide.stem}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
         {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},

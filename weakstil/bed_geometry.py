@@ -29,7 +29,8 @@ nothing here treats non-tumour tissue as evidence against the bed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class BedShape:
     infiltrate_dark_area: float = 0.3  #: a tile with dark nuclei over this share of it is dense infiltrate
 
     def to_dict(self) -> dict[str, float]:
-        return {k: float(v) for k, v in asdict(self).items()}
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
 
     @classmethod
     def from_dict(cls, values: dict) -> BedShape:
@@ -285,26 +286,39 @@ def sweep_dice(evidence_map: np.ndarray, tissue: np.ndarray, target: np.ndarray,
                bridges_um, margins_um, min_seeds_mm2, min_seed_shares=(0.0,), smooth_um: float = 0.0):
     """The Dice against ``target`` of every bed :func:`sweep_shapes` gives, in its order: yields
     ``(BedShape, dice)``. Counted per component (pixels, pixels in the target) instead of per mask,
-    so the seed-area filters cost a sum over components, not a pass over the mask each; the same
-    numbers as Dice of the masks."""
+    so the seed-area filters cost a sum over components, not a pass over the mask each (all filters
+    of one grown bed at once: the search yields thousands of settings per slide); the same numbers
+    as Dice of the masks."""
     tissue = np.asarray(tissue, bool)
     target = np.asarray(target, bool)
     n_target = int(np.count_nonzero(target))
     filters = [(m, f) for m in min_seeds_mm2 for f in min_seed_shares]
+    min_mm2 = np.array([m for m, _ in filters], np.float64)[:, None]
+    share = np.array([f for _, f in filters], np.float64)[:, None]
+    unfiltered = np.array([not (m > 0 or f > 0) for m, f in filters])
     for thr, bridge, margin, labels, seed_mm2 in _sweep_grown(evidence_map, tissue, mpp, seed_thresholds,
                                                               bridges_um, margins_um):
-        if labels is not None:
+        if labels is None:
+            n_bed = n_both = [0] * len(filters)
+        else:
             size = np.bincount(labels.ravel(), minlength=len(seed_mm2))
             inside = np.bincount(labels[target], minlength=len(seed_mm2))
-        for min_mm2, share in filters:
-            if labels is None:
-                n_bed = n_both = 0
-            else:
-                keep = _kept_labels(seed_mm2, min_mm2, share) if min_mm2 > 0 or share > 0 else slice(1, None)
-                n_bed, n_both = int(size[keep].sum()), int(inside[keep].sum())
-            total = n_bed + n_target
-            yield (BedShape(thr, smooth_um, bridge, margin, min_mm2, share),
-                   1.0 if total == 0 else 2.0 * n_both / total)
+            # per filter (row) and label, :func:`_kept_labels`; no filter: every component
+            seeds = seed_mm2.copy()
+            seeds[0] = 0.0
+            keep = (seeds >= min_mm2) & (seeds >= share * seeds.max()) & (seeds > 0)
+            keep[unfiltered] = True
+            keep[:, 0] = False
+            n_bed, n_both = (keep * size).sum(axis=1).tolist(), (keep * inside).sum(axis=1).tolist()
+        for i, (m, f) in enumerate(filters):
+            total = n_bed[i] + n_target
+            yield _bed_shape(thr, smooth_um, bridge, margin, m, f), 1.0 if total == 0 else 2.0 * n_both[i] / total
+
+
+@lru_cache(maxsize=65536, typed=True)  # typed: a BedShape keeps the types it was given
+def _bed_shape(*values: float) -> BedShape:
+    """One (immutable, shared) :class:`BedShape` per setting: the search meets each once per slide."""
+    return BedShape(*values)
 
 
 # --- is a detected bed believable? ------------------------------------------------------------

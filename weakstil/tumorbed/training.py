@@ -176,12 +176,14 @@ def search_shape(slides: list[AnnotatedSlide], evidence: list[np.ndarray]) -> tu
                                           bridges_um=BRIDGES_UM, margins_um=MARGINS_UM, min_seeds_mm2=MIN_SEEDS_MM2,
                                           min_seed_shares=MIN_SEED_SHARES, smooth_um=smooth):
                 scores.setdefault(shape, []).append(dice)
-    table = [{**shape.to_dict(), "dice_mean": float(np.mean(d)), "dice_min": float(np.min(d))}
-             for shape, d in scores.items()]
+    shapes = list(scores)
+    per_slide = np.array([scores[sh] for sh in shapes], np.float64)  # every setting has one Dice per slide
+    means, mins = [float(np.mean(row)) for row in per_slide], per_slide.min(axis=1).tolist()
+    table = [{**shape.to_dict(), "dice_mean": m, "dice_min": n} for shape, m, n in zip(shapes, means, mins)]
     # best mean Dice; ties go to the better worst slide, then to the simpler (smaller) geometry
-    best = max(scores, key=lambda sh: (round(float(np.mean(scores[sh])), 4), round(float(np.min(scores[sh])), 4),
-                                       -sh.bridge_um, -sh.smooth_um, -sh.min_seed_mm2, -sh.min_seed_share,
-                                       -sh.margin_um))
+    best = shapes[max(range(len(shapes)), key=lambda i: (round(means[i], 4), round(mins[i], 4), -shapes[i].bridge_um,
+                                                         -shapes[i].smooth_um, -shapes[i].min_seed_mm2,
+                                                         -shapes[i].min_seed_share, -shapes[i].margin_um))]
     return best, table, np.asarray(scores[best])
 
 
