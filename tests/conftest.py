@@ -145,6 +145,20 @@ def embedded_cohort(root: Path, slides: int, seed: int, size_mm: tuple[float, fl
     return cohort, labels, features
 
 
+def without_tumour(generate_layout):
+    """The synthetic generator's ``generate_layout`` with the tumour nests made stroma and the bed
+    emptied: a slide with no invasive tumour (patch it in with ``monkeypatch.setattr``)."""
+    from weakstil.synth.constants import STROMA, TUMOR
+
+    def layout(rng, shape, params):
+        lay = generate_layout(rng, shape, params)
+        lay.regions[lay.regions == TUMOR] = STROMA
+        lay.bed[:] = False
+        return lay
+
+    return layout
+
+
 def write_training_csv(path: Path, labels, cohort: Path, columns: tuple[str, ...] = ("slide_id", "path", "stil")) -> Path:
     """``labels`` rows as a cohort CSV with absolute slide paths."""
     rows = labels.copy()

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, without_tumour
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")]
@@ -19,19 +19,10 @@ def _slide(root: Path, name: str, seed: int, monkeypatch: pytest.MonkeyPatch, tu
     import weakstil.synth.generator as gen
     from weakstil.embed import embed_slide
     from weakstil.encoders.factory import create_encoder
-    from weakstil.synth.constants import STROMA, TUMOR
-
-    layout = gen.generate_layout
-
-    def no_tumour(rng, shape, params):
-        lay = layout(rng, shape, params)
-        lay.regions[lay.regions == TUMOR] = STROMA
-        lay.bed[:] = False
-        return lay
 
     with monkeypatch.context() as m:
         if not tumour:
-            m.setattr(gen, "generate_layout", no_tumour)
+            m.setattr(gen, "generate_layout", without_tumour(gen.generate_layout))
         res = gen.generate_slide(root / "slides" / f"{name}.tiff", root / "truth", name, seed, size_mm=(0.8, 0.8),
                                  target_stil=20.0, preview=False)
     assert np.isnan(res.stil) != tumour

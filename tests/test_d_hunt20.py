@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import run_cli, without_tumour
 
 pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
               pytest.mark.filterwarnings("ignore:Mean of empty slice", "ignore:invalid value encountered")]
@@ -139,20 +139,11 @@ def node(tmp_path_factory):
     import weakstil.synth.generator as gen
     from weakstil.embed import embed_slide
     from weakstil.encoders.factory import create_encoder
-    from weakstil.synth.constants import STROMA, TUMOR
 
     root = tmp_path_factory.mktemp("h20d_node")
-    layout = gen.generate_layout
-
-    def no_tumour(rng, shape, params):
-        lay = layout(rng, shape, params)
-        lay.regions[lay.regions == TUMOR] = STROMA
-        lay.bed[:] = False
-        return lay
-
     mp = pytest.MonkeyPatch()
     try:
-        mp.setattr(gen, "generate_layout", no_tumour)
+        mp.setattr(gen, "generate_layout", without_tumour(gen.generate_layout))
         res = gen.generate_slide(root / "slides" / "node.tiff", root / "truth", "node", NODE_SEED, size_mm=(0.8, 0.8),
                                  target_stil=20.0, hard=True, preview=False,
                                  confounders={"lymphoid_outside": 1.0, "lobules_dcis": 0.0})
