@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -46,7 +47,6 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     from weakstil.encoders.factory import create_encoder
     from weakstil.metrics import regression_metrics
     from weakstil.mil.config import TrainConfig
-    from weakstil.modeldir import ModelDir
     from weakstil.pretrain import PretrainConfig, pretrain
     from weakstil.score import ScoreOptions, score_batch
     from weakstil.synth import generate_cohort
@@ -111,10 +111,14 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     # 5. MIL regression on slide labels only, tumour beds from the annotations
     t0 = time.perf_counter()
     cfg = TrainConfig(epochs=plan.epochs, seed=seed, device="cpu" if device == "auto" else device)
-    summary = train_cohort(train_csv, features, model_dir, cfg, n_folds=plan.folds, overwrite=True,
-                           beds=BedSources(annotations=cohort_dir / "truth"), bundle=True)
-    folder = ModelDir(model_dir)
-    detector.save(folder.tumorbed_dir)
+    # the detector is bundled into the model's temporary folder before it is renamed into place, as
+    # 'weakstil train --tumorbed' does: saved into model/ afterwards, a demo stopped in between left a
+    # model without its detector
+    with tempfile.TemporaryDirectory(dir=out, prefix=".tumorbed.") as saved:
+        detector.save(Path(saved))
+        summary = train_cohort(train_csv, features, model_dir, cfg, n_folds=plan.folds, overwrite=True,
+                               beds=BedSources(annotations=cohort_dir / "truth"), bundle=True,
+                               bundle_tumorbed=saved)
     step("MIL training", t0)
 
     # 6. score the held-out slides like a lab would: slide files in, results out
