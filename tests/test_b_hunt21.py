@@ -1,0 +1,35 @@
+"""Fault hunt 21b: what a first-time user meets in evaluate, train and report inputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from weakstil.cohort import CohortError, read_cohort
+
+
+def _refused(csv: Path) -> str:
+    with pytest.raises(CohortError) as info:
+        read_cohort(csv)
+    return " ".join(str(info.value).split())
+
+
+def test_windows_1252_csv_is_refused_by_line_with_the_fix(tmp_path) -> None:
+    """A cohort CSV saved as Excel's 'CSV (Comma delimited)' on Windows is Windows-1252: 'café'
+    was refused as "cannot parse the cohort CSV ('utf-8' codec can't decode byte 0xe9 in position
+    95 ...)", an offset nobody can find. Now the line is named and the fix is saving it as UTF-8;
+    the file is not read in a guessed encoding (the accented path would silently name another file)."""
+    (tmp_path / "slides").mkdir()
+    for sid in ("s0", "s1"):
+        (tmp_path / "slides" / f"{sid}.tiff").write_bytes(b"x")
+    (tmp_path / "slides" / "caf\u00e9.tiff").write_bytes(b"x")
+    csv = tmp_path / "labels.csv"
+    csv.write_bytes("slide_id,path,stil,group\r\ns0,slides/s0.tiff,5,a\r\ns1,slides/s1.tiff,15,b\r\n"
+                    "s2,slides/caf\u00e9.tiff,30,c\r\n".encode("cp1252"))
+    said = _refused(csv)
+    assert "line 4 is not UTF-8" in said and "caf\u00e9.tiff" in said and "codec" not in said
+    assert "position" not in said and "'CSV UTF-8 (Comma delimited)'" in said and str(csv) in said
+    csv.write_bytes("slide_id,path,stil,group\ns0,slides/s0.tiff,5,a\ns1,slides/s1.tiff,15,b\n"
+                    "s2,slides/caf\u00e9.tiff,30,c\n".encode("utf-8"))
+    assert list(read_cohort(csv).slide_ids) == ["s0", "s1", "s2"]  # the same file in UTF-8 is read
