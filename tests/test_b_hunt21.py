@@ -33,3 +33,25 @@ def test_windows_1252_csv_is_refused_by_line_with_the_fix(tmp_path) -> None:
     csv.write_bytes("slide_id,path,stil,group\ns0,slides/s0.tiff,5,a\ns1,slides/s1.tiff,15,b\n"
                     "s2,slides/caf\u00e9.tiff,30,c\n".encode("utf-8"))
     assert list(read_cohort(csv).slide_ids) == ["s0", "s1", "s2"]  # the same file in UTF-8 is read
+
+
+def test_a_model_folder_given_without_model_is_named_as_one(tmp_path) -> None:
+    """'weakstil report MODEL' said "missing option '--out'" (click checks required options before
+    extra arguments), and with --out "got unexpected extra argument(s)" with no word of --model.
+    Now the extra argument comes first, and a model folder names the option that takes it."""
+    from conftest import run_cli
+
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "model.json").write_text("{}")
+    for args in (["report", model], ["report", model, "--out", tmp_path / "rep"],
+                 ["evaluate", tmp_path / "c.csv", model, "--out", tmp_path / "ev"]):
+        r = run_cli(*args)
+        said = " ".join(r.stderr.split())
+        assert r.returncode == 2 and said.count("error:") == 1 and "missing option" not in said, said
+        assert f"{model} is a model folder" in said and f"--model {model}" in said, said
+    assert not (tmp_path / "rep").exists() and not (tmp_path / "ev").exists()
+    r = run_cli("report", tmp_path / "nothing_here", "--out", tmp_path / "rep")  # not a folder it knows
+    assert r.returncode == 2 and "unexpected extra argument" in r.stderr and "--help" in r.stderr
+    r = run_cli("report", "--help")
+    assert r.returncode == 0 and "--model" in r.stdout
