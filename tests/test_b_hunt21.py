@@ -55,3 +55,54 @@ def test_a_model_folder_given_without_model_is_named_as_one(tmp_path) -> None:
     assert r.returncode == 2 and "unexpected extra argument" in r.stderr and "--help" in r.stderr
     r = run_cli("report", "--help")
     assert r.returncode == 0 and "--model" in r.stdout
+
+
+@pytest.fixture(scope="module")
+def nan_features(tmp_path_factory):
+    """A one-epoch model, a tumour-bed detector and a copy of the cohort's features in which two
+    slides' files hold a NaN (what a damaged or foreign file may hold; 'embed' never writes one)."""
+    import shutil
+
+    import h5py
+    import numpy as np
+
+    from conftest import one_epoch_model, run_cli, write_training_csv
+
+    root = tmp_path_factory.mktemp("h21b_nan")
+    model, cohort, labels, features = one_epoch_model(root, seed=21)
+    detector = root / "detector"
+    trained = run_cli("tumorbed", "train", "--features", features, "--annotations", cohort / "truth",
+                      "--out", detector, "--max-slides", "2")
+    assert trained.returncode == 0, trained.stderr
+    broken = root / "broken"
+    shutil.copytree(features, broken)
+    bad = [broken / f"{sid}.h5" for sid in labels["slide_id"][1:3]]
+    for path in bad:
+        with h5py.File(path, "r+") as f:
+            x = f["features"][...]
+            x[0, 0] = np.nan
+            f["features"][...] = x
+    return {"model": model, "detector": detector, "features": broken, "bad": bad,
+            "csv": write_training_csv(root / "labels.csv", labels, cohort)}
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train"])
+def test_nan_features_are_refused_before_a_detector_takes_their_bed_as_empty(nan_features, tmp_path, command) -> None:
+    """A feature file holding NaN: the tumour-bed detector ran on it first and warned 'bed fallback:
+    tissue: detected tumour bed is empty (tumour evidence of nan tiles)', a false lead, before the
+    error, and the detector ran on every slide for nothing. Now every such file is named in the one
+    error line before any bed is detected, with the fix; nothing is written (evaluate and train refuse
+    damaged feature files as they refuse unreadable ones: the cohort's metrics are not those of its
+    other slides)."""
+    from conftest import run_cli
+
+    d = nan_features
+    out = tmp_path / "out"
+    args = (["evaluate", d["csv"], "--model", d["model"]] if command == "evaluate" else ["train", d["csv"], "--folds", "1"])
+    r = run_cli(*args, "--features", d["features"], "--tumorbed", d["detector"], "--out", out)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and said.count("error:") == 1, said
+    assert "features contain NaN or infinite values in 2 feature files" in said, said
+    assert all(str(p) in said for p in d["bad"]) and "embed --overwrite" in said, said
+    assert "bed fallback" not in said and "nan tiles" not in said, said
+    assert not out.exists()
