@@ -93,6 +93,32 @@ def refuse_not_text(csv_path: Path) -> None:
             else None)
     if what is not None:
         raise CohortError(f"is {what}", path=csv_path, fix=SAVE_AS_CSV)
+    _refuse_not_utf8(csv_path)
+
+
+def _refuse_not_utf8(csv_path: Path, limit: int = 64 * 1024**2) -> None:
+    """A CSV that is not UTF-8 (a spreadsheet's 'CSV (Comma delimited)' is Windows-1252 on Windows)
+    is refused naming the line, not the decoder's byte offset. It is never read in another encoding:
+    a guess that is wrong would name another slide file or id without a word."""
+    try:
+        with open(csv_path, "rb") as f:
+            data = f.read(limit)
+    except OSError:
+        return
+    try:
+        data.decode("utf-8")
+        return
+    except UnicodeDecodeError as exc:
+        if exc.start >= len(data) - 3 and len(data) == limit:  # a character cut by the read limit
+            return
+        start = exc.start
+    line = data.count(b"\n", 0, start) + 1
+    text = data[data.rfind(b"\n", 0, start) + 1:].split(b"\n", 1)[0].rstrip(b"\r")
+    shown = text.decode("cp1252", errors="replace")
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    raise CohortError(f"line {line} is not UTF-8 text (byte 0x{data[start]:02X}; read as Windows-1252 it says "
+                      f"{shown!r}), and is not guessed at: another encoding read wrongly would name another slide "
+                      "file", path=csv_path, fix=f"save it as UTF-8: {SAVE_AS_CSV.removeprefix('save it ')}")
 
 
 def case_twin(path: Path, base: Path, listings: dict[Path, dict[str, str]]) -> str | None:

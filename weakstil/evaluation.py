@@ -245,16 +245,15 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     """Score every slide with a trained model; write predictions, metrics, plots and tile scores.
 
     Each slide's score is made by its tumour-bed tiles (``beds``, a :class:`~weakstil.tumorbed.resolver.BedSources`,
-    else the feature files' flags, else all tiles).
-    A slide whose tumour bed is empty gets no prediction, as in ``weakstil score``: it is listed in
-    predictions.csv with status ``no tumour bed`` and left out of the metrics. ``scoring``:
+    else the feature files' flags, else all tiles). A slide whose tumour bed is empty gets no prediction, as in
+    ``weakstil score``: it is listed in predictions.csv with status ``no tumour bed``, left out of the metrics. ``scoring``:
     ``final``, ``ensemble`` (the CV fold models) or None (what the model says)."""
     from weakstil.cohort import read_cohort
     from weakstil.files import FeaturesFile, slide_file
     from weakstil.insample import training_slides_among
     from weakstil.mil.bank import FeatureBank
     from weakstil.mil.ensemble import load_scoring_models, score_slides_ensemble
-    from weakstil.mil.identity import check_features_match_model, check_same_identity
+    from weakstil.mil.identity import check_features_match_model, check_same_identity, refuse_non_finite
     from weakstil.modeldir import TILES_DIR, ModelDir
     from weakstil.runtime import resolve_device, sha256_file
     from weakstil.score import STATUS_BED_FALLBACK, STATUS_NO_BED, STATUS_OK
@@ -265,6 +264,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column, truth=True)
     ids, paths = cohort.slide_ids, cohort.feature_paths(features_dir)
     caches = [FeaturesFile.read(p, skip=("tissue_mask",) + (() if model.arch.tile_stats else ("tile_stats",))) for p in paths]
+    refuse_non_finite([(p, c.features) for p, c in zip(paths, caches)])  # before any bed is detected from them
     check_features_match_model(meta, check_same_identity(ids[:1], [caches[0].attrs]), paths[0])  # before the beds
     tumorbeds = beds.cohort(dict(zip(ids, paths))) if beds is not None else None
     bed_record = _bed_sources(caches, tumorbeds, beds)

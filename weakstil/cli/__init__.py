@@ -94,12 +94,44 @@ def _flags_show_no_value(command: Any, ctx: Any) -> None:
             param.metavar = ""
 
 
+#: What a folder given as an argument is (a file it holds), and the option that takes it.
+_FOLDER_OPTIONS = (("model.json", "--model", "a model folder"), ("results.csv", "--scores", "a 'weakstil score' folder"),
+                   ("metrics.json", "--evaluation", "a 'weakstil evaluate' folder"))
+
+
+def _extra_argument_line(extra: list[str], has: set[str], where: str) -> str:
+    """The line for arguments a command does not take; a folder that an option of the command
+    takes (``weakstil report MODEL``: a model given without --model) names that option."""
+    shown = " ".join(extra)
+    for arg in extra:
+        for marker, option, what in _FOLDER_OPTIONS:
+            if option in has and os.path.isfile(os.path.join(arg, marker)):
+                return (f"got unexpected extra argument(s) ({shown}): {arg} is {what}, which {where} takes with "
+                        f"{option}. Fix: '{where} {option} {arg} ...' (see '{where} --help').")
+    return f"got unexpected extra argument(s) ({shown}). Fix: see '{where} --help'."
+
+
 class FlagHelpCommand(TyperCommand):
     """A command whose help shows on/off flags without a value."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         _flags_show_no_value(self, ctx)
         super().format_help(ctx, formatter)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        """Arguments the command does not take are said before a missing option: ``weakstil report
+        MODEL`` said "missing option --out" (then, given --out, "unexpected extra argument"), not
+        that the model folder goes with --model."""
+        if not ctx.resilient_parsing and not ctx.allow_extra_args and not set(args) & set(ctx.help_option_names):
+            try:
+                _, extra, _ = self.make_parser(ctx).parse_args(args=list(args))
+            except _CLICK_ERRORS:  # an unknown option, a value missing: click's own line below
+                extra = []
+            if extra:
+                has = {o for p in self.params for o in getattr(p, "opts", ())}
+                usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+                raise usage_error(_extra_argument_line(extra, has, ctx.command_path), ctx=ctx)
+        return super().parse_args(ctx, args)
 
 
 class FlagHelpGroup(TyperGroup):

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from weakstil.errors import WeakSTILError
-from weakstil.mil.identity import check_same_identity
+from weakstil.mil.identity import check_same_identity, non_finite_error
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.files import FeaturesFile
@@ -164,14 +164,7 @@ class FeatureBank:
             offset += n
         if not torch.isfinite(features).all():
             bad = [b for b in bags if not torch.isfinite(features[b.offset:b.offset + b.n]).all()]
-            # named by file: a rerun reuses a cache whose header is sound, so only deleting it (or
-            # 'embed --overwrite') makes it again
-            many = f" in {len(bad)} feature files: {', '.join(str(b.path) for b in bad[:5])}" \
-                f"{', ...' if len(bad) > 5 else ''}" if len(bad) > 1 else ""
-            raise WeakSTILError(f"features contain NaN or infinite values{many}",
-                                path=bad[0].path if len(bad) == 1 else None,
-                                fix="delete the feature file and run again (it is made again), or run "
-                                    "'weakstil embed --overwrite' for the slide")
+            raise non_finite_error([b.path for b in bad])  # named by file (NON_FINITE_FIX)
         log.debug("feature bank: %d slides, %d tiles x %d (%s)", len(bags), total, dim, dtype)
         bank = cls(features, bags, identity, stroma)
         if offsets is not None:

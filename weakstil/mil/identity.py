@@ -159,3 +159,26 @@ def check_scores_new_slides(meta: dict, where: str | Path) -> None:
         raise ModelError(f"the model fits no slide scored by this WeakSTIL: {problem}", path=where,
                          fix="train the model again (weakstil train) on features embedded by this WeakSTIL "
                              "version, or score with the version that trained it")
+
+
+#: The fix of a feature file with NaN or infinite values: 'embed' never writes one, and a rerun
+#: reuses a cache whose header is sound, so only deleting it (or --overwrite) makes it again.
+NON_FINITE_FIX = ("delete the feature file and run again (it is made again), or run 'weakstil embed --overwrite' "
+                  "for the slide")
+
+
+def non_finite_error(paths: Sequence[Path]) -> WeakSTILError:
+    """The one error for feature files holding NaN or infinite values, every one named."""
+    many = f" in {len(paths)} feature files: {', '.join(str(p) for p in paths[:5])}" \
+        f"{', ...' if len(paths) > 5 else ''}" if len(paths) > 1 else ""
+    return WeakSTILError(f"features contain NaN or infinite values{many}", path=paths[0] if len(paths) == 1 else None,
+                         fix=NON_FINITE_FIX)
+
+
+def refuse_non_finite(files: Sequence[tuple[Path, np.ndarray | None]]) -> None:
+    """Refuse the feature files (path, features) with NaN or infinite values, all at once, as soon
+    as they are read: before a tumour-bed detector runs on them (it took a NaN file's bed as empty
+    and warned of a 'bed fallback: tissue' before the error) and before any slide is scored."""
+    bad = [Path(p) for p, x in files if x is not None and not np.isfinite(np.asarray(x)).all()]
+    if bad:
+        raise non_finite_error(bad)

@@ -178,16 +178,27 @@ class BedSources:
                           for sid, path in feature_paths.items())  # found by the CSV's id or the slide file's name
         from weakstil.annotations import AnnotationError, raise_all
 
+        from weakstil.mil.identity import non_finite_error
+
         bad: list[AnnotationError] = []
+        non_finite: list[Path] = []
         for sid, path in feature_paths.items():
+            cache = FeaturesFile.read(path)
+            if cache.features is not None and not np.isfinite(cache.features).all():
+                non_finite.append(Path(path))  # no bed from NaN: named with the others before any detection
+                continue
+            if non_finite:
+                continue
             try:
-                bed = self.resolve(sid, FeaturesFile.read(path))
+                bed = self.resolve(sid, cache)
             except AnnotationError as exc:  # go on: every unusable file is named at once
                 bad.append(exc)
                 continue
             flags[sid] = bed.tile_flags
             self.source_of[sid] = bed.source.value
             sources[bed.source.value] = sources.get(bed.source.value, 0) + 1
+        if non_finite:
+            raise non_finite_error(non_finite)
         raise_all(bad)
         from weakstil.qc.flags import MIN_BED_TILES
 
