@@ -1,6 +1,6 @@
 """MIL training ablation on the accuracy benchmark's cached features (no re-embedding): test R²
 every ``--every`` epochs for leave-centre-out and look A -> B, per training seed and variant
-(README "Accuracy off the home ground"). Needs ``benchmarks/accuracy.py`` to have run first.
+(docs/accuracy.md, "Accuracy off the home ground"). Needs ``benchmarks/accuracy.py`` to have run first.
 
     nice -n 10 .venv/bin/python benchmarks/mil_ablation.py --variants base,noise0.5,ecentre --seeds 0,1,2 --epochs 60
     .venv/bin/python benchmarks/mil_ablation_table.py .bench/accuracy/ablation.jsonl 30,40,50

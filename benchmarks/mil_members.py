@@ -1,7 +1,7 @@
 """Models per fold and MLP width on the accuracy benchmark's cached features (no re-embedding):
 slide R², MAE and tile r (vs the true tile sTIL) for leave-centre-out, random 5-fold and the
 unseen look (train on cohort A, score B with the fold ensemble), per training seed, with the
-library's own ``cross_validate`` (README "Accuracy off the home ground"). Needs
+library's own ``cross_validate`` (docs/accuracy.md, "Accuracy off the home ground"). Needs
 ``benchmarks/accuracy.py`` to have run first (its cohorts and features in ``--cache``).
 
 Split ``high``: label-range extrapolation. The models are trained (``--members`` of them, as one

@@ -1,4 +1,4 @@
-"""Screenshots of the WeakSTIL napari plugin for the README, made the way a user works.
+"""Screenshots of the WeakSTIL napari plugin for docs/napari.md, made the way a user works.
 
 1. ``weakstil demo --quick`` (unless ``--demo DIR`` already holds one, e.g. from ``make demo``):
    a synthetic cohort, a self-supervised encoder, a MIL model and a tumour-bed detector.
