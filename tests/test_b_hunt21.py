@@ -106,3 +106,23 @@ def test_nan_features_are_refused_before_a_detector_takes_their_bed_as_empty(nan
     assert all(str(p) in said for p in d["bad"]) and "embed --overwrite" in said, said
     assert "bed fallback" not in said and "nan tiles" not in said, said
     assert not out.exists()
+
+
+def test_tumorbed_apply_refuses_a_nan_feature_file_and_goes_on(nan_features, tmp_path) -> None:
+    """'tumorbed apply' on a feature file holding NaN wrote a bed for it: the whole tissue, as a
+    'bed fallback: tissue ... (tumour evidence of nan tiles)' that train, evaluate and score would then
+    take. Now that slide is one error line naming the file and the fix, with no bed file, and the
+    other slides get their beds (exit 1: one input failed). 'score' goes through the same detector
+    and so no longer warns of the fallback before its error (hunt 21, lead)."""
+    from conftest import run_cli
+
+    d = nan_features
+    files = sorted(d["features"].glob("*.h5"))
+    out = tmp_path / "beds"
+    r = run_cli("tumorbed", "apply", *files, "--tumorbed", d["detector"], "--out", out)
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and said.count("error:") == len(d["bad"]), said
+    assert all(str(p) in said for p in d["bad"]) and "embed --overwrite" in said, said
+    assert "nan tiles" not in said and "bed fallback" not in said, said
+    made = sorted(p.stem for p in out.glob("*.h5"))
+    assert made == sorted(p.stem for p in files if p not in d["bad"]) and made

@@ -129,9 +129,13 @@ class TumorBedDetector:
     def detect_file(self, features: FeaturesFile) -> TumorBed:
         """The bed of a slide from its feature file (read with its tissue mask): the embeddings,
         the tile statistics for the lymphoid veto and, for the ink veto, the slide it names."""
+        from weakstil.mil.identity import refuse_non_finite
         from weakstil.tumorbed.evidence import stats_column_names
         from weakstil.tumorbed.ink import slide_ink_share
 
+        # a damaged feature file is refused, not given a bed: its NaN evidence read as an empty bed, and
+        # 'tumorbed apply' wrote a whole-tissue fallback bed "of nan tiles" for it (score warned so, then refused it)
+        refuse_non_finite([(features.path or Path(features.slide_id), features.features)])
         geom = SlideGeometry.from_file(features)
         ink = (slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0, self.ink_veto.over_tissue)
                if self.ink_veto.enabled else None)
