@@ -175,10 +175,15 @@ def non_finite_error(paths: Sequence[Path]) -> WeakSTILError:
                          fix=NON_FINITE_FIX)
 
 
+def all_finite(features: np.ndarray | None) -> bool:
+    """Whether a feature file's embeddings hold no NaN or infinite value (``None``: none read, nothing to refuse)."""
+    return features is None or bool(np.isfinite(np.asarray(features)).all())
+
+
 def refuse_non_finite(files: Sequence[tuple[Path, np.ndarray | None]]) -> None:
     """Refuse the feature files (path, features) with NaN or infinite values, all at once, as soon
     as they are read: before a tumour-bed detector runs on them (it took a NaN file's bed as empty
     and warned of a 'bed fallback: tissue' before the error) and before any slide is scored."""
-    bad = [Path(p) for p, x in files if x is not None and not np.isfinite(np.asarray(x)).all()]
+    bad = [Path(p) for p, x in files if not all_finite(x)]
     if bad:
         raise non_finite_error(bad)

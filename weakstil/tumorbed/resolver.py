@@ -178,13 +178,13 @@ class BedSources:
                           for sid, path in feature_paths.items())  # found by the CSV's id or the slide file's name
         from weakstil.annotations import AnnotationError, raise_all
 
-        from weakstil.mil.identity import non_finite_error
+        from weakstil.mil.identity import all_finite, non_finite_error
 
         bad: list[AnnotationError] = []
         non_finite: list[Path] = []
         for sid, path in feature_paths.items():
             cache = FeaturesFile.read(path)
-            if cache.features is not None and not np.isfinite(cache.features).all():
+            if not all_finite(cache.features):
                 non_finite.append(Path(path))  # no bed from NaN: named with the others before any detection
                 continue
             if non_finite:
