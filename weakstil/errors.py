@@ -97,6 +97,34 @@ def short_reason(exc: BaseException, limit: int = 160) -> str:
     return text if len(text) < limit else text[:limit - 3] + "..."
 
 
+def unencodable_name(name: str) -> str | None:
+    """Why the file name ``name`` cannot be used, or None when it can: outputs, HDF5 attributes and
+    results.csv are UTF-8, so a name must be valid UTF-8 (a Latin-1 name from an old file share is
+    not: Python holds its bytes as surrogates), and it must be one the system's file-name encoding
+    can write (under an ASCII locale with Python's UTF-8 mode off, a UTF-8 name from a CSV is not)."""
+    import sys
+
+    encoding = sys.getfilesystemencoding()
+    try:
+        raw = os.fsencode(name)  # the bytes on disk (a name read from a CSV: as the locale would write it)
+    except UnicodeEncodeError:
+        return _locale_problem(name.encode("ascii", "backslashreplace").decode("ascii"), encoding)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return (f"{raw.decode('utf-8', 'backslashreplace')}: the file name is not valid UTF-8 (bytes of another "
+                "encoding, e.g. Latin-1 from an old file share), and WeakSTIL's outputs and results.csv name slides "
+                "in UTF-8. Fix: rename the file to a UTF-8 name (e.g. 'convmv -f latin1 -t utf8 --notest FILE').")
+    if text != name:  # a UTF-8 name the locale's encoding cannot hold (held as surrogates)
+        return _locale_problem(text, encoding)
+    return None
+
+
+def _locale_problem(shown: str, encoding: str) -> str:
+    return (f"{shown}: the file name has characters this system's locale ({encoding} file names) cannot encode. "
+            "Fix: run with a UTF-8 locale (export LC_ALL=C.UTF-8) or Python's UTF-8 mode (export PYTHONUTF8=1).")
+
+
 class OutputError(WeakSTILError):
     """Writing an output failed (disk full, no permission, an I/O error).
 

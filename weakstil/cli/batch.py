@@ -12,6 +12,23 @@ from weakstil.cli.errors import Failures
 from weakstil.locks import in_turn
 
 
+def nameable(paths: list[Path], refuse: Callable[[str], None]) -> list[Path]:
+    """``paths`` without the files whose names cannot be written into outputs in UTF-8 or cannot
+    be encoded by the locale (:func:`weakstil.errors.unencodable_name`): each is ``refuse``d with
+    one line (an error line of the batch) and the others go on; without this check such a slide's
+    first output raised "a bug" and stopped the batch."""
+    from weakstil.errors import unencodable_name
+
+    kept = []
+    for path in paths:
+        problem = unencodable_name(str(path))
+        if problem is None:
+            kept.append(path)
+        else:
+            refuse(problem)
+    return kept
+
+
 def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], str] | None = None) -> list[Path]:
     """``paths`` with one file per slide id (each file left out gets one error line naming both
     files): outputs are named by slide id, so the second would overwrite the first. As in ``score``
@@ -23,6 +40,7 @@ def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], st
     from weakstil.slide_ids import opens_as_slide
 
     id_of = id_of or slide_id_from_path
+    paths = nameable(paths, failures.add)
     owner: dict[str, Path] = {}
     order: list[str] = []
     for path in paths:

@@ -46,6 +46,15 @@ def _verbose() -> bool:
 PER_SLIDE_COMMANDS = frozenset({"tile", "embed", "score", "tumorbed_apply", "synth"})
 
 
+def _unencodable(exc: Exception) -> str | None:
+    """The one line for an error encoding a file name this locale or UTF-8 cannot hold, else None."""
+    if not isinstance(exc, UnicodeEncodeError) or not isinstance(exc.object, str):
+        return None
+    from weakstil.errors import unencodable_name
+
+    return unencodable_name(exc.object)
+
+
 def reports_errors(command: F) -> F:
     """Run ``command``; a WeakSTILError ends it with its one line and exit 1 (2 for a UsageError).
 
@@ -91,6 +100,10 @@ def reports_errors(command: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except Exception as exc:
+            problem = _unencodable(exc)
+            if problem is not None:  # a file name met past the slides' check (a cohort CSV's, --out)
+                error_line(problem)
+                raise typer.Exit(1) from None
             if _verbose():
                 raise
             error_line(f"unexpected {type(exc).__name__}: {short_reason(exc)}. Fix: this is a bug in weakstil; "

@@ -61,7 +61,12 @@ def score(
                         slide_mpp=slide_mpp,
                         allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
                         tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite)
-    paths = _not_our_outputs(expand_slides(slides), out, opts.cache_dir)
+    from weakstil.cli.batch import nameable
+    from weakstil.cli.errors import error_line
+
+    unnamed: list[str] = []  # files whose names cannot be written into results.csv: their error lines, no rows
+    paths = nameable(_not_our_outputs(expand_slides(slides), out, opts.cache_dir),
+                     lambda problem: (error_line(problem), unnamed.append(problem)))
     if annotations is not None and annotations.is_dir():  # a misnamed outline: named, not unused without a word
         from weakstil.cli.tumorbed import known_slides, warn_unmatched_annotations
         from weakstil.slide import slide_id_from_path
@@ -71,8 +76,8 @@ def score(
     rows = score_batch(paths, opts)
     ok = sum(r["status"] != STATUS_ERROR for r in rows)
     no_bed = sum(r["status"] == STATUS_NO_BED for r in rows)
-    log.info("%d of %d slides scored%s -> %s", ok, len(paths), f" ({no_bed} without a tumour bed: no sTIL%)"
-             if no_bed else "", out / "results.csv")
+    log.info("%d of %d slides scored%s -> %s", ok, len(paths) + len(unnamed),
+             f" ({no_bed} without a tumour bed: no sTIL%)" if no_bed else "", out / "results.csv")
     from weakstil.results_table import replaced_by_others
 
     others = replaced_by_others(out / "results.csv", rows)
@@ -81,7 +86,7 @@ def score(
                     "the same --out: results.csv holds its rows for them; give each model its own --out",
                     len(others), ", ".join(sorted(others)[:3]), ", ..." if len(others) > 3 else "",
                     ", ".join(sorted(set(others.values()))))
-    if ok < len(paths):
+    if ok < len(paths) or unnamed:
         raise typer.Exit(1)
     from weakstil.results_table import read_previous
 

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from weakstil import settings
-from weakstil.cli.batch import for_each_slide, unique_ids
+from weakstil.cli.batch import for_each_slide, nameable, unique_ids
 from weakstil.cli.errors import Failures
 from weakstil.cli.options import (AllowUpsampleOpt, HardOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideMppOpt,
                                   SlidesArg, StratifiedOpt, SynthLook, SynthLookOpt, TileSizeOpt, TissueThresholdOpt,
@@ -64,7 +64,7 @@ def info(slides: SlidesArg, slide_mpp: SlideMppOpt = None) -> None:
     from weakstil.slide import Slide, describe_without_mpp
 
     failures = Failures()
-    for path in expand_slides(slides):
+    for path in nameable(expand_slides(slides), failures.add):
         with failures.each(path):
             try:
                 with Slide.open(path, slide_mpp=slide_mpp) as s:
