@@ -6,13 +6,21 @@ with ``weakstil report --scores``.
   anything but ``True`` as low: a 48 % slide was "low at 20 %" and the run counted 0 sTIL-high.
 * The report's median sTIL% was printed with a metric's three decimals ("14.000") beside the
   one-decimal sTIL% of every slide.
+* A run that wrote a slide's new files but could not write its row (results.csv held by another
+  program) left the old row; the rerun with the same settings skipped the slide as already scored,
+  so results.csv kept another threshold, call and qc than the slide's HDF5 and heatmap.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
-from conftest import run_cli
+import pandas as pd
+import pytest
+
+from conftest import one_epoch_model, run_cli
 
 HEADER = ("slide_id,path,stil,stil_lower_90,stil_upper_90,stil_high,threshold,n_tiles,n_tumorbed_tiles,"
           "tumorbed_source,status,qc,qc_reasons,error,model_id,encoder_id,seconds")
@@ -44,3 +52,84 @@ def test_report_reads_a_spreadsheets_true_false_call(tmp_path) -> None:
     text = md.read_text(encoding="utf-8")
     assert "| sTIL-high (at 20 %) | 2 |" in text
     assert "| median sTIL% of the scored slides | 48.2 |" in text  # not "48.164"
+
+
+# --- a rerun after a run whose results.csv row was never written ---------------------------------
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    """A --folds 1 model and one slide scored into ``scores`` at the model's threshold."""
+    root = tmp_path_factory.mktemp("h22b")
+    model, cohort, labels, features = one_epoch_model(root, seed=22, slides=4)
+    slide = cohort / labels["path"][0]
+    run_cli("score", slide, "--model", model, "--out", root / "scores", "--features", features, check=True)
+    return {"root": root, "model": model, "slide": slide, "features": features, "id": slide.stem}
+
+
+def test_a_rerun_mends_the_row_a_stopped_run_could_not_write(scored, tmp_path, monkeypatch) -> None:
+    """results.csv held by another program (a spreadsheet; EACCES) stops the batch after the slide's
+    new files were written: the old row stayed beside them. The rerun with the same settings took
+    the slide as already scored and kept the stale row (threshold 30 in results.csv, 5 in the HDF5
+    and heatmap), and the failed run exited 0 (the slide had a row: the stale one)."""
+    import errno
+
+    import weakstil.score as score_mod
+    from weakstil.files import SlideScoresFile
+
+    out = tmp_path / "scores"
+    shutil.copytree(scored["root"] / "scores", out)
+    args = ("score", scored["slide"], "--model", scored["model"], "--out", out, "--features", scored["features"],
+            "--threshold", "5")
+
+    def held(path, *a, **k):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    with monkeypatch.context() as m:
+        m.setattr(score_mod, "write_results", held)
+        result = run_cli(*args)
+    assert result.returncode == 1, result.stderr  # exit 0 before: the slide had a row (the stale one)
+    assert f"{out / 'results.csv'}: Permission denied" in result.stderr.replace("\n", "")
+    before = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False).iloc[0]
+    attrs, _ = SlideScoresFile.read_header(out / f"{scored['id']}.h5")
+    assert before["threshold"] != "5" and float(attrs["threshold"]) == 5.0  # the state the rerun finds
+
+    result = run_cli(*args)
+    assert result.returncode == 0, result.stderr
+    row = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False).iloc[0]
+    attrs, _ = SlideScoresFile.read_header(out / f"{scored['id']}.h5")
+    assert row["threshold"] == "5" and float(attrs["threshold"]) == 5.0
+    assert row["stil_high"] == str(bool(attrs["stil_high"])) and row["qc"] == attrs["qc"]
+    assert abs(float(row["stil"]) - float(attrs["stil"])) < 1e-4
+    # and a rerun after that skips it, as before
+    assert "already scored" in caplog_free_run(args)
+
+
+def caplog_free_run(args) -> str:
+    """The log lines of one run (weakstil's logger)."""
+    import logging
+
+    lines: list[str] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+
+    keep = _Keep(logging.DEBUG)
+    logging.getLogger("weakstil").addHandler(keep)
+    try:
+        assert run_cli(*args).returncode == 0
+    finally:
+        logging.getLogger("weakstil").removeHandler(keep)
+    return "\n".join(lines)
+
+
+def test_a_batch_stopped_by_a_refused_results_csv_is_not_told_to_free_space() -> None:
+    import errno
+
+    from weakstil.errors import stop_fix
+
+    for code in (errno.EACCES, errno.EPERM):
+        assert "free space" not in stop_fix(os.strerror(code)) and "writable" in stop_fix(os.strerror(code))
+    assert "free space" not in stop_fix(os.strerror(errno.EIO))
+    assert "free space" in stop_fix(os.strerror(errno.ENOSPC))
+

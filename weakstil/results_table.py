@@ -134,3 +134,41 @@ def replaced_by_others(path: Path, rows: list[dict]) -> dict[str, str]:
     now = read_previous(path)
     return {str(r["slide_id"]): str(now[str(r["slide_id"])].get("model_id")) for r in rows
             if str(r["slide_id"]) in now and str(now[str(r["slide_id"])].get("model_id")) != str(r.get("model_id"))}
+
+
+class BatchRows(list):
+    """The rows of a batch, and the slide ids whose row could not be written to results.csv (where an
+    earlier run's row of the slide may stand beside this run's files)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unrecorded: list[str] = []
+
+
+def row_unlike_file(prev: dict, attrs: dict) -> str:
+    """What the results.csv row says otherwise than the slide's score file ('' when they agree)."""
+    def number(value: object) -> float:
+        try:
+            return float(str(value)) if str(value).strip() else math.nan
+        except ValueError:
+            return math.nan
+
+    said = []
+    for key, tolerance in (("stil", 0.5 * 10 ** -4 + 1e-9), ("threshold", 1e-9)):  # stil: written with 4 decimals
+        row, file = number(prev.get(key)), number(attrs.get(key))
+        if not (math.isnan(row) and math.isnan(file)) and not abs(row - file) <= tolerance:
+            said.append(f"{key} {prev.get(key)} there, {file:.12g} in the file")
+    for key in ("status", "qc"):
+        if str(prev.get(key, "")) != str(attrs.get(key, "")):
+            said.append(f"{key} {prev.get(key, '')!r} there, {attrs.get(key, '')!r} in the file")
+    return "; ".join(said)
+
+
+def row_agrees_with_file(prev: dict, attrs: dict, score_file: Path, slide: Path) -> bool:
+    """Whether the results.csv row ``prev`` is the row of the slide's score file (``attrs``); a row an
+    earlier run left beside the files of a later one whose row could not be written is not."""
+    differs = row_unlike_file(prev, attrs)
+    if differs:
+        log.warning("%s: results.csv's row is not that of the score in %s (%s): a run stopped before writing its "
+                    "row; scoring again", slide, score_file, differs)
+    return not differs
