@@ -9,6 +9,9 @@ with ``weakstil report --scores``.
 * A run that wrote a slide's new files but could not write its row (results.csv held by another
   program) left the old row; the rerun with the same settings skipped the slide as already scored,
   so results.csv kept another threshold, call and qc than the slide's HDF5 and heatmap.
+* A results.csv saved again in the Windows code page (Excel's "CSV (Comma delimited)"), or one that
+  could not be parsed, was taken as "unreadable": the next row written replaced all its rows and
+  the columns a user had added; the report refused it.
 """
 
 from __future__ import annotations
@@ -133,3 +136,40 @@ def test_a_batch_stopped_by_a_refused_results_csv_is_not_told_to_free_space() ->
     assert "free space" not in stop_fix(os.strerror(errno.EIO))
     assert "free space" in stop_fix(os.strerror(errno.ENOSPC))
 
+
+
+def test_a_results_csv_saved_in_the_windows_code_page_keeps_its_rows(scored, tmp_path) -> None:
+    """Excel's default "CSV (Comma delimited)" writes Windows-1252: score took the file as
+    "unreadable", and its next row replaced every earlier row and the columns a user had added
+    (a pathologist's 'geprüft'); the report refused the folder."""
+    out = tmp_path / "scores"
+    shutil.copytree(scored["root"] / "scores", out)
+    table = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False)
+    other = {**table.iloc[0].to_dict(), "slide_id": "Größe_7", "path": "/elsewhere/Größe_7.svs"}
+    table = pd.concat([table, pd.DataFrame([other])], ignore_index=True)
+    table["comment"] = "geprüft"
+    (out / "results.csv").write_bytes(table.to_csv(index=False, lineterminator="\r\n").encode("cp1252"))
+
+    result = run_cli("report", "--scores", out, "--out", tmp_path / "r")
+    assert result.returncode == 0, result.stderr
+    assert "| Größe_7 |" in (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "is not UTF-8" in " ".join(result.stderr.split())  # said once per file (and version of it)
+
+    result = run_cli("score", scored["slide"], "--model", scored["model"], "--out", out, "--features",
+                     scored["features"], "--threshold", "7")
+    assert result.returncode == 0, result.stderr
+    after = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False, encoding="utf-8")
+    assert list(after["slide_id"]) == [scored["id"], "Größe_7"]
+    assert list(after["comment"]) == ["geprüft", "geprüft"] and list(after["threshold"]) == ["7", other["threshold"]]
+
+
+def test_a_results_csv_that_cannot_be_read_stops_the_run_and_is_left_as_it_is(scored, tmp_path) -> None:
+    out = tmp_path / "scores"
+    shutil.copytree(scored["root"] / "scores", out)
+    broken = (out / "results.csv").read_bytes() + b'"an unclosed quote,\r\n'
+    (out / "results.csv").write_bytes(broken)
+    result = run_cli("score", scored["slide"], "--model", scored["model"], "--out", out, "--features",
+                     scored["features"], "--threshold", "7")
+    assert result.returncode == 1
+    assert "results.csv: cannot be read as a comma-separated table" in " ".join(result.stderr.split())
+    assert (out / "results.csv").read_bytes() == broken

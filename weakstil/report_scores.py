@@ -56,11 +56,11 @@ def read_scores(folder: Path) -> pd.DataFrame:
     if not path.is_file():
         raise WeakSTILError("holds no results.csv: not a 'weakstil score' --out folder, or no slide scored there yet",
                             path=folder, fix=FIX)
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WeakSTILError(f"cannot be read as the table 'weakstil score' writes ({str(exc).splitlines()[0]})",
-                            path=path, fix="score the slides again into a new --out") from None
+    from weakstil.results_table import read_table
+
+    table = read_table(path)  # as score reads it: a spreadsheet's Windows code page too; unreadable: one error
+    if table is None:
+        raise WeakSTILError("is empty", path=path, fix="score the slides again into it")
     missing = [c for c in NEEDED if c not in table.columns]
     if missing:
         raise WeakSTILError(f"is not the results table of 'weakstil score' (no column {', '.join(missing)})", path=path,

@@ -34,7 +34,42 @@ def _split_rows(path: Path) -> tuple[dict[str, dict], list[dict]]:
     return first, later
 
 
-_SAID_UNREADABLE: set[tuple[str, int]] = set()
+_SAID_RECODED: set[tuple[str, int]] = set()
+
+
+def read_table(path: Path):
+    """``results.csv`` as a table of text cells (``None``: an empty file). Read as UTF-8 (a byte-order
+    mark or none); a file a spreadsheet saved again in the Windows code page (Excel's "CSV (Comma
+    delimited)") is read as such and said once, and written back in UTF-8 by the next row. A file
+    that cannot be read is one error naming it: it used to be dropped as "unreadable", and the next
+    row written replaced every earlier row (and the columns a user had added) with this run's."""
+    import pandas as pd
+
+    from weakstil.errors import WeakSTILError
+
+    # every cell as the text it is: a rewrite gives back what a user typed (007, 12.345678) and the
+    # threshold as given, not numbers pandas guessed and reformatted
+    kw = {"dtype": str, "keep_default_na": False}
+    try:
+        try:
+            return pd.read_csv(path, encoding="utf-8-sig", **kw)
+        except UnicodeDecodeError:
+            table = pd.read_csv(path, encoding="cp1252", **kw)
+        said = (str(path), path.stat().st_mtime_ns)
+        if said not in _SAID_RECODED:  # it is read again after every slide: said once
+            _SAID_RECODED.add(said)
+            log.warning("%s is not UTF-8 (saved again by a spreadsheet in the Windows code page?): read as Windows-1252; "
+                        "it is written back in UTF-8", path)
+        return table
+    except pd.errors.EmptyDataError:
+        if not path.read_bytes().strip():
+            return None
+        reason = "no columns"
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    raise WeakSTILError(f"cannot be read as a comma-separated table ({reason}); it is left as it is", path=path,
+                        fix="restore the file 'weakstil score' wrote (or a copy of it), or move it away and run again "
+                        "(every slide is then scored again)")
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -46,17 +81,8 @@ def _read_rows(path: Path) -> list[dict]:
                                 "table 'weakstil score' writes there; it is left as it is", path=path,
                                 fix="move it away, or give 'weakstil score' another --out")
         return []
-    import pandas as pd
-
-    try:
-        # every cell as the text it is: a rewrite gives back what a user typed (007, 12.345678) and the
-        # threshold as given, not numbers pandas guessed and reformatted
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception:  # unreadable: redo everything
-        said = (str(path), path.stat().st_mtime_ns)
-        if said not in _SAID_UNREADABLE:  # it is read again after every slide: said once
-            _SAID_UNREADABLE.add(said)
-            log.warning("%s is unreadable; all slides will be scored again", path)
+    table = read_table(path)
+    if table is None:  # an empty file: no rows
         return []
     if "slide_id" not in table.columns:  # e.g. re-saved by a spreadsheet with ';' between the columns
         from weakstil.errors import WeakSTILError
