@@ -167,6 +167,10 @@ def stop_fix(reason: str) -> str:
         return "make the folder writable, or choose a writable --out (--features for feature caches), and run again"
     if reason.startswith(os.strerror(errno_mod.EFBIG)):
         return "choose another file system and run again"
+    if reason.startswith((os.strerror(errno_mod.EACCES), os.strerror(errno_mod.EPERM))):  # results.csv refused
+        return "make the file writable (or close it in the program holding it, e.g. a spreadsheet) and run again"
+    if not reason.startswith((os.strerror(errno_mod.ENOSPC), os.strerror(errno_mod.EDQUOT))):
+        return "mend what the error above names and run again"
     return "free space and run again"
 
 

@@ -56,11 +56,11 @@ def read_scores(folder: Path) -> pd.DataFrame:
     if not path.is_file():
         raise WeakSTILError("holds no results.csv: not a 'weakstil score' --out folder, or no slide scored there yet",
                             path=folder, fix=FIX)
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise WeakSTILError(f"cannot be read as the table 'weakstil score' writes ({str(exc).splitlines()[0]})",
-                            path=path, fix="score the slides again into a new --out") from None
+    from weakstil.results_table import read_table
+
+    table = read_table(path)  # as score reads it: a spreadsheet's Windows code page too; unreadable: one error
+    if table is None:
+        raise WeakSTILError("is empty", path=path, fix="score the slides again into it")
     missing = [c for c in NEEDED if c not in table.columns]
     if missing:
         raise WeakSTILError(f"is not the results table of 'weakstil score' (no column {', '.join(missing)})", path=path,
@@ -105,6 +105,20 @@ def _heatmap_of(folder: Path, rec: dict) -> Path | None:
     return path
 
 
+def _called_high(rec: dict, stil: float, threshold: float) -> bool:
+    """The row's sTIL-high call: its ``stil_high`` as ``score`` writes it (``True``/``False``) or as a
+    spreadsheet saves it again (``TRUE``/``FALSE``, ``1``/``0``); a cell that says neither, the call of
+    the ``stil`` written at the row's threshold."""
+    from weakstil.metrics import called_high
+
+    said = str(rec.get("stil_high", "")).strip().lower()
+    if said in ("true", "1", "1.0", "yes"):
+        return True
+    if said in ("false", "0", "0.0", "no"):
+        return False
+    return math.isfinite(threshold) and bool(called_high(stil, threshold))
+
+
 def _row(rec: dict, heatmap: str | None) -> ScoreRow:
     from weakstil.confidence import interval_columns
     from weakstil.metrics import interval_ends_text
@@ -115,7 +129,7 @@ def _row(rec: dict, heatmap: str | None) -> ScoreRow:
     interval = interval_ends_text(low, high, threshold if math.isfinite(threshold) else None) \
         if math.isfinite(low) and math.isfinite(high) else "none" if math.isfinite(stil) else ""
     call = "" if not math.isfinite(stil) else \
-        f"{'high' if str(rec.get('stil_high')) == 'True' else 'low'} at {threshold:g} %"
+        f"{'high' if _called_high(rec, stil, threshold) else 'low'} at {threshold:g} %"
     if rec.get("status") == "error":
         detail = str(rec.get("error", ""))
     else:
@@ -136,8 +150,9 @@ def run_counts(table: pd.DataFrame, rows: list[ScoreRow]) -> dict[str, object]:
     counts["flagged (one or more qc flags)"] = sum(bool(r.qc) for r in rows)
     counts[f"sTIL-high (at {', '.join(thresholds) or '?'} %)"] = sum(r.call.startswith("high") for r in scored)
     counts["scored without a 90 % interval"] = sum(r.interval == "none" for r in scored)
-    counts["median sTIL% of the scored slides"] = round(float(pd.Series([r.stil for r in scored]).median()), 1) \
-        if scored else None  # one decimal, as the slides' own sTIL% are shown
+    # one decimal, as the slides' own sTIL% are shown (a float would be printed with a metric's 3: "14.000")
+    counts["median sTIL% of the scored slides"] = f"{float(pd.Series([r.stil for r in scored]).median()):.1f}" \
+        if scored else None
     return counts
 
 

@@ -34,7 +34,42 @@ def _split_rows(path: Path) -> tuple[dict[str, dict], list[dict]]:
     return first, later
 
 
-_SAID_UNREADABLE: set[tuple[str, int]] = set()
+_SAID_RECODED: set[tuple[str, int]] = set()
+
+
+def read_table(path: Path):
+    """``results.csv`` as a table of text cells (``None``: an empty file). Read as UTF-8 (a byte-order
+    mark or none); a file a spreadsheet saved again in the Windows code page (Excel's "CSV (Comma
+    delimited)") is read as such and said once, and written back in UTF-8 by the next row. A file
+    that cannot be read is one error naming it: it used to be dropped as "unreadable", and the next
+    row written replaced every earlier row (and the columns a user had added) with this run's."""
+    import pandas as pd
+
+    from weakstil.errors import WeakSTILError
+
+    # every cell as the text it is: a rewrite gives back what a user typed (007, 12.345678) and the
+    # threshold as given, not numbers pandas guessed and reformatted
+    kw = {"dtype": str, "keep_default_na": False}
+    try:
+        try:
+            return pd.read_csv(path, encoding="utf-8-sig", **kw)
+        except UnicodeDecodeError:
+            table = pd.read_csv(path, encoding="cp1252", **kw)
+        said = (str(path), path.stat().st_mtime_ns)
+        if said not in _SAID_RECODED:  # it is read again after every slide: said once
+            _SAID_RECODED.add(said)
+            log.warning("%s is not UTF-8 (saved again by a spreadsheet in the Windows code page?): read as Windows-1252; "
+                        "it is written back in UTF-8", path)
+        return table
+    except pd.errors.EmptyDataError:
+        if not path.read_bytes().strip():
+            return None
+        reason = "no columns"
+    except (ValueError, UnicodeDecodeError) as exc:  # pandas' ParserError is a ValueError
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    raise WeakSTILError(f"cannot be read as a comma-separated table ({reason}); it is left as it is", path=path,
+                        fix="restore the file 'weakstil score' wrote (or a copy of it), or move it away and run again "
+                        "(every slide is then scored again)")
 
 
 def _read_rows(path: Path) -> list[dict]:
@@ -46,17 +81,8 @@ def _read_rows(path: Path) -> list[dict]:
                                 "table 'weakstil score' writes there; it is left as it is", path=path,
                                 fix="move it away, or give 'weakstil score' another --out")
         return []
-    import pandas as pd
-
-    try:
-        # every cell as the text it is: a rewrite gives back what a user typed (007, 12.345678) and the
-        # threshold as given, not numbers pandas guessed and reformatted
-        table = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except Exception:  # unreadable: redo everything
-        said = (str(path), path.stat().st_mtime_ns)
-        if said not in _SAID_UNREADABLE:  # it is read again after every slide: said once
-            _SAID_UNREADABLE.add(said)
-            log.warning("%s is unreadable; all slides will be scored again", path)
+    table = read_table(path)
+    if table is None:  # an empty file: no rows
         return []
     if "slide_id" not in table.columns:  # e.g. re-saved by a spreadsheet with ';' between the columns
         from weakstil.errors import WeakSTILError
@@ -134,3 +160,41 @@ def replaced_by_others(path: Path, rows: list[dict]) -> dict[str, str]:
     now = read_previous(path)
     return {str(r["slide_id"]): str(now[str(r["slide_id"])].get("model_id")) for r in rows
             if str(r["slide_id"]) in now and str(now[str(r["slide_id"])].get("model_id")) != str(r.get("model_id"))}
+
+
+class BatchRows(list):
+    """The rows of a batch, and the slide ids whose row could not be written to results.csv (where an
+    earlier run's row of the slide may stand beside this run's files)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unrecorded: list[str] = []
+
+
+def row_unlike_file(prev: dict, attrs: dict) -> str:
+    """What the results.csv row says otherwise than the slide's score file ('' when they agree)."""
+    def number(value: object) -> float:
+        try:
+            return float(str(value)) if str(value).strip() else math.nan
+        except ValueError:
+            return math.nan
+
+    said = []
+    for key, tolerance in (("stil", 0.5 * 10 ** -4 + 1e-9), ("threshold", 1e-9)):  # stil: written with 4 decimals
+        row, file = number(prev.get(key)), number(attrs.get(key))
+        if not (math.isnan(row) and math.isnan(file)) and not abs(row - file) <= tolerance:
+            said.append(f"{key} {prev.get(key)} there, {file:.12g} in the file")
+    for key in ("status", "qc"):
+        if str(prev.get(key, "")) != str(attrs.get(key, "")):
+            said.append(f"{key} {prev.get(key, '')!r} there, {attrs.get(key, '')!r} in the file")
+    return "; ".join(said)
+
+
+def row_agrees_with_file(prev: dict, attrs: dict, score_file: Path, slide: Path) -> bool:
+    """Whether the results.csv row ``prev`` is the row of the slide's score file (``attrs``); a row an
+    earlier run left beside the files of a later one whose row could not be written is not."""
+    differs = row_unlike_file(prev, attrs)
+    if differs:
+        log.warning("%s: results.csv's row is not that of the score in %s (%s): a run stopped before writing its "
+                    "row; scoring again", slide, score_file, differs)
+    return not differs

@@ -38,7 +38,7 @@ from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
 from weakstil.modeldir import ModelDir
 from weakstil.outputs import all_whole
-from weakstil.results_table import read_previous, write_results
+from weakstil.results_table import BatchRows, read_previous, row_agrees_with_file, write_results
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,8 @@ def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx
         log.log(level, "%s: the score in %s %s (%s); scoring again", path, slide_file(out, slide_id), stale,
                 attrs.get("slide_path", "?"))
         return False
-    return True
+    # the files of a run whose row was never written (results.csv held by another program): scored again
+    return row_agrees_with_file(prev, attrs, slide_file(out, slide_id), path)
 
 
 def score_batch(slides: list[Path], opts: ScoreOptions,
@@ -245,7 +246,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     read_previous(results_path)  # one that cannot be added to stops the run before any work
     mine: dict[str, dict] = {}  #: this run's rows by slide id
     clashes: list[dict] = []  #: error rows of files whose slide id an earlier file has
-    batch_rows: list[dict] = []
+    batch_rows = BatchRows()
     other_file: set[str] = set()  #: slide ids whose earlier row was another file's
     todo, refused = claim_ids(slides)
     for path, exc in refused:
@@ -306,6 +307,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 err = from_os_error(exc, results_path)
                 sys.stderr.write(f"error: {err.one_line()}\n")
                 stopped = stopped or err
+                batch_rows.unrecorded.append(slide_id)  # its row is not (or not this run's) in results.csv
             if on_slide is not None:
                 on_slide(slide_id, row)
             bar.advance(batch_task)
