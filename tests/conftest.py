@@ -37,8 +37,10 @@ def no_slurm_controller_env(tmp_dir: Path) -> dict[str, str]:
 #: test`` hands modules to its two pytest-xdist processes in collection order
 #: (``--no-loadscope-reorder``), so these start first and the short ones fill in beside them:
 #: started last, the 4-minute demo module ran alone on one core at the end of the run.
-LONGEST_MODULES = ("test_demo.py", "test_pipeline.py", "test_faults.py", "test_score.py", "test_mil.py",
-                   "test_train_cli.py", "test_embed.py", "test_tumorbed_veto.py", "test_tumorbed_apply.py", "test_qc.py")
+#: The demo end to end (a smaller plan since) took 105 s alone; test_score starts beside test_pipeline so that
+#: test_faults finds test_pipeline's slides made (:func:`synth_cohort`).
+LONGEST_MODULES = ("test_pipeline.py", "test_score.py", "test_faults.py", "test_mil.py", "test_train_cli.py",
+                   "test_embed.py", "test_demo.py", "test_tumorbed_veto.py", "test_tumorbed_apply.py", "test_qc.py")
 
 
 def pytest_collection_modifyitems(config, items):
