@@ -37,8 +37,10 @@ def no_slurm_controller_env(tmp_dir: Path) -> dict[str, str]:
 #: test`` hands modules to its two pytest-xdist processes in collection order
 #: (``--no-loadscope-reorder``), so these start first and the short ones fill in beside them:
 #: started last, the 4-minute demo module ran alone on one core at the end of the run.
-LONGEST_MODULES = ("test_demo.py", "test_pipeline.py", "test_faults.py", "test_score.py", "test_mil.py",
-                   "test_train_cli.py", "test_embed.py", "test_tumorbed_veto.py", "test_tumorbed_apply.py", "test_qc.py")
+#: The demo end to end (a smaller plan since) took 105 s alone; test_score starts beside test_pipeline so that
+#: test_faults finds test_pipeline's slides made (:func:`synth_cohort`).
+LONGEST_MODULES = ("test_pipeline.py", "test_score.py", "test_faults.py", "test_mil.py", "test_train_cli.py",
+                   "test_embed.py", "test_demo.py", "test_tumorbed_veto.py", "test_tumorbed_apply.py", "test_qc.py")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -128,6 +130,53 @@ def write_disc_slide(path: Path) -> Path:
     rgb[disc] = (205, 120, 180)
     rgb[disc & (rng.random(disc.shape) < 0.1)] = (80, 40, 120)
     return write_tiff_slide(path, rgb, mpp=0.5, levels=2)
+
+
+#: The files of one synthetic slide, the truth file last (its presence marks a complete slide).
+_SLIDE_FILES = ("slides/{sid}.tiff", "truth/{sid}_tumorbed.geojson", "truth/{sid}_preview.png", "truth/{sid}.h5")
+
+
+@pytest.fixture(scope="session")
+def synth_cohort(tmp_path_factory):
+    """``synth_cohort(out, slides, seed, size_mm, groups)``: ``weakstil synth`` into ``out``, where the slides
+    that this test session made already with the same seed, size and centre are copied in first
+    (the generator keeps a complete slide of the same identity: the same files, labels and cohort.json).
+    Several workflow modules make the same 1 mm slides of seed 0; each slide took about 1.3 s of CPU.
+    The copies are shared by the xdist workers of one run (their common base folder) and never
+    outlive it."""
+    import shutil
+
+    root = tmp_path_factory.getbasetemp()
+    cache = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "synth-cache"
+
+    def make(out: Path, slides: int, seed: int = 0, size_mm: float = 1.0, groups: int = 4) -> Path:
+        from weakstil.outputdir import mark
+
+        keys = [cache / f"seed{seed}-{size_mm}mm-{i}-centre{i % groups}" for i in range(slides)]
+        mark(out, "synth")  # as a run stopped half-way leaves it: a rerun keeps the complete slides
+        for i, key in enumerate(keys):
+            if (key / "done").is_file():
+                for name in _SLIDE_FILES:
+                    rel = name.format(sid=f"synth_{i:04d}")
+                    (out / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(key / rel, out / rel)
+        run_cli("synth", out, "--slides", slides, "--seed", seed, "--size-mm", size_mm, size_mm, "--groups", groups,
+                check=True)
+        for i, key in enumerate(keys):
+            if not key.exists():
+                tmp = cache / f".{key.name}.{os.getpid()}"
+                for name in _SLIDE_FILES:
+                    rel = name.format(sid=f"synth_{i:04d}")
+                    (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(out / rel, tmp / rel)
+                (tmp / "done").touch()
+                try:
+                    tmp.rename(key)  # atomic: another worker's copy of the same slide may be there first
+                except OSError:
+                    shutil.rmtree(tmp)
+        return out
+
+    return make
 
 
 def embedded_cohort(root: Path, slides: int, seed: int, size_mm: tuple[float, float]):

@@ -58,14 +58,14 @@ class World:
 
 
 @pytest.fixture(scope="session")
-def world(tmp_path_factory) -> World:
+def world(tmp_path_factory, synth_cohort) -> World:
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("faults")
     w = World(root, root / "cohort", root / "other", root / "feats", root / "model")
-    run_cli("synth", w.cohort, "--slides", "3", "--size-mm", "1", "1", "--groups", "3", check=True)
+    synth_cohort(w.cohort, 3, seed=0, size_mm=1.0, groups=3)
     run_cli("synth", w.other, "--slides", "1", "--size-mm", "1", "1", "--seed", "1", check=True)
     run_cli("embed", w.cohort / "slides" / "*.tiff", "--out", w.feats, "--encoder", "small-cnn", "--weights", "random",
             "--workers", "1", check=True)

@@ -77,7 +77,7 @@ def test_b_a_folder_option_given_a_file_exits_2_on_every_command(tmp_path):
 
 
 # -- F6: the workflow tries a failed score slide again on every run --------------------------
-def test_c_a_recorded_slide_failure_is_retried_by_the_next_run_and_then_left_alone(tmp_path):
+def test_c_a_recorded_slide_failure_is_retried_by_the_next_run_and_then_left_alone(tmp_path, synth_cohort):
     """A score slide whose `score_slide_tiles` job recorded a failure (here another run held the
     slide's tiles file: a passing cause) kept its error status forever: the job had succeeded, so
     after the cause was gone a rerun said "Nothing to be done". Now the next run redoes it, and once
@@ -87,10 +87,10 @@ def test_c_a_recorded_slide_failure_is_retried_by_the_next_run_and_then_left_alo
     import pytest
 
     pytest.importorskip("snakemake")
-    from conftest import ROOT, no_slurm_controller_env, run_cli
+    from conftest import ROOT, no_slurm_controller_env
     from weakstil.locks import OutputLock
 
-    run_cli("synth", tmp_path / "cohort", "--slides", 3, "--size-mm", 1.0, 1.0, "--groups", 2, check=True)
+    synth_cohort(tmp_path / "cohort", 3, seed=0, size_mm=1.0, groups=2)
     lines = (tmp_path / "cohort" / "labels.csv").read_text().splitlines()
     (tmp_path / "cohort" / "labels.csv").write_text("\n".join(lines[:3]) + "\n")  # 2 cohort slides, 2 centres
     (tmp_path / "new").mkdir()

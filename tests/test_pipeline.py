@@ -15,7 +15,7 @@ import h5py
 import pandas as pd
 import pytest
 
-from conftest import ROOT, no_slurm_controller_env, run_cli
+from conftest import ROOT, no_slurm_controller_env
 
 pytest.importorskip("snakemake")
 pytest.importorskip("snakemake_executor_plugin_slurm")
@@ -65,11 +65,10 @@ def job_stats(log: str) -> dict[str, int]:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory) -> Path:
+def workdir(tmp_path_factory, synth_cohort) -> Path:
     """A synthetic cohort of 4 labelled slides (2 centres) and one new slide to score."""
     root = tmp_path_factory.mktemp("pipeline")
-    run_cli("synth", root / "cohort", "--slides", COHORT_SLIDES + 1, "--seed", 0, "--size-mm", 1.0, 1.0,
-            "--groups", 2, check=True)
+    synth_cohort(root / "cohort", COHORT_SLIDES + 1, seed=0, size_mm=1.0, groups=2)
     labels = pd.read_csv(root / "cohort" / "labels.csv")
     labels.iloc[:COHORT_SLIDES].to_csv(root / "cohort" / "labels.csv", index=False)
     new = labels.iloc[COHORT_SLIDES]
