@@ -180,10 +180,16 @@ def search_shape(slides: list[AnnotatedSlide], evidence: list[np.ndarray]) -> tu
     per_slide = np.array([scores[sh] for sh in shapes], np.float64)  # every setting has one Dice per slide
     means, mins = [float(np.mean(row)) for row in per_slide], per_slide.min(axis=1).tolist()
     table = [{**shape.to_dict(), "dice_mean": m, "dice_min": n} for shape, m, n in zip(shapes, means, mins)]
-    # best mean Dice; ties go to the better worst slide, then to the simpler (smaller) geometry
+    # best mean Dice; ties go to the better worst slide, then to the simpler (smaller) geometry, except that of
+    # the focus shares (min_seed_share) the annotated slides cannot tell apart the *largest* is taken: the bed is
+    # the region of the invasive tumour, and where the annotated slides hold no separate focus every share ties,
+    # so the smallest (0, taken before) kept every look-alike the classifier fires on away from the tumour on a
+    # look it was not trained on (DCIS, a lymph node's germinal centre, stroma) as a focus of its own. Where the
+    # annotations show such a focus as bed, the smaller share wins on Dice and there is no tie. (Not so for
+    # min_seed_mm2, an absolute area: a large one drops the whole bed of a slide with a small tumour.)
     best = shapes[max(range(len(shapes)), key=lambda i: (round(means[i], 4), round(mins[i], 4), -shapes[i].bridge_um,
                                                          -shapes[i].smooth_um, -shapes[i].min_seed_mm2,
-                                                         -shapes[i].min_seed_share, -shapes[i].margin_um))]
+                                                         shapes[i].min_seed_share, -shapes[i].margin_um))]
     return best, table, np.asarray(scores[best])
 
 
