@@ -1,0 +1,55 @@
+"""Hunt 22c: a researcher retraining WeakSTIL on a new cohort (cohort CSVs, cross-validation folds,
+the numbers train/evaluate/report print)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from conftest import run_cli, shared_file
+from planted import make_planted_cohort
+
+#: What these tests need of training: files written, not learning.
+BRIEF = ("--hidden", "8", "--epochs", "2", "--members", "1", "--threads", "1")
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    """A 10-slide planted cohort (features only; 5 groups)."""
+    root = tmp_path_factory.mktemp("hunt22c")
+    table, _ = make_planted_cohort(root / "cohort", 10, dim=8, tiles=(12, 20), n_groups=5, seed=22)
+    return root, table
+
+
+def _said(proc) -> str:
+    return " ".join(proc.stderr.split())
+
+
+@pytest.mark.parametrize("column", ["Medical center", "bcr_patient_barcode", "case_submitter_id",
+                                    "tissue_source_site", "institution_name"])
+def test_a_tcga_centre_or_patient_column_is_named_not_silently_ignored(planted, tmp_path, column):
+    """Finding 1: a cohort CSV joined from the TCGA label files (their centre column is 'Medical center')
+    or from GDC metadata ('bcr_patient_barcode', 'tissue_source_site') was split by slide without a
+    word: only whole names ('patient_id', 'centre') were recognised, so slides of one centre or
+    patient sat in two folds, trained on in one and tested in the other."""
+    root, table = planted
+    centres = pd.read_csv(shared_file("labels/tcga_bc_folds.csv"))["Medical center"]
+    labels = table[["slide_id", "path", "stil"]].copy()
+    labels["path"] = [str((root / "cohort" / p).resolve()) for p in labels["path"]]
+    labels[column] = [centres.iloc[i // 2 * 40] for i in range(len(labels))]  # two slides per value
+    labels.to_csv(tmp_path / "tcga.csv", index=False)
+    proc = run_cli("train", tmp_path / "tcga.csv", "--features", root / "cohort" / "features", "--out",
+                   tmp_path / "m", "--folds", "2", *BRIEF)
+    assert proc.returncode == 0, proc.stderr
+    assert f"column '{column}' is not used to keep groups apart" in _said(proc)
+    assert f"--group-column {column}" in _said(proc)
+
+
+def test_columns_that_name_no_group_are_not_taken_for_one():
+    """The word match stays on words: synth's own columns and names that only contain a group word
+    ('showcase', 'parasite') are not grouping columns."""
+    from weakstil.cohort import _group_like
+
+    assert not any(_group_like(c) for c in ("slide_id", "path", "stil", "look", "hard", "showcase", "parasite",
+                                             "T-number", "stil_pct"))
+    assert all(_group_like(c) for c in ("patient_id", "Patient ID", "PatientID", "CaseID", "Centres", "Group"))
