@@ -3,6 +3,8 @@ the numbers train/evaluate/report print)."""
 
 from __future__ import annotations
 
+import shlex
+
 import pandas as pd
 import pytest
 
@@ -42,7 +44,25 @@ def test_a_tcga_centre_or_patient_column_is_named_not_silently_ignored(planted, 
                    tmp_path / "m", "--folds", "2", *BRIEF)
     assert proc.returncode == 0, proc.stderr
     assert f"column '{column}' is not used to keep groups apart" in _said(proc)
-    assert f"--group-column {column}" in _said(proc)
+    assert f"--group-column {shlex.quote(column)}" in _said(proc)
+
+
+def test_the_group_column_fix_is_quoted_for_the_shell(planted, tmp_path):
+    """Finding 2: the warning's fix for a column named with a space read 'pass --group-column Medical center';
+    typed as shown, that is two arguments and train refused 'center' as an extra argument."""
+    root, table = planted
+    labels = table[["slide_id", "path", "stil"]].copy()
+    labels["path"] = [str((root / "cohort" / p).resolve()) for p in labels["path"]]
+    labels["Medical center"] = [f"centre {i // 2}" for i in range(len(labels))]
+    labels.to_csv(tmp_path / "c.csv", index=False)
+    proc = run_cli("train", tmp_path / "c.csv", "--features", root / "cohort" / "features", "--out",
+                   tmp_path / "m", "--folds", "2", *BRIEF)
+    fix = _said(proc).split("pass --group-column ", 1)[1].split(" (or", 1)[0]
+    proc = run_cli("train", tmp_path / "c.csv", "--features", root / "cohort" / "features", "--out",
+                   tmp_path / "m2", "--folds", "2", "--group-column", *shlex.split(fix), *BRIEF)
+    assert proc.returncode == 0, proc.stderr
+    oof = pd.read_csv(tmp_path / "m2" / "cv" / "oof_predictions.csv")
+    assert oof.groupby("group")["fold"].nunique().max() == 1  # each centre on one side
 
 
 def test_columns_that_name_no_group_are_not_taken_for_one():

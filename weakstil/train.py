@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shlex
 import shutil
 import time
 import uuid
@@ -197,10 +198,11 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         from weakstil.cohort import group_column_lookalikes
 
         for name in group_column_lookalikes(csv_path):  # a 'Group' or 'patient_id' column is not taken by itself
+            # quoted for the shell: 'Medical center' unquoted was two arguments and the fix failed
             log.warning("%s: column %r is not used to keep groups apart (only 'group' is, or the column "
                         "--group-column names): slides of one patient or centre may sit in two cross-validation "
                         "folds, trained on in one and tested in the other; pass --group-column %s (or "
-                        "--group-column none to split by slide)", csv_path, name, name)
+                        "--group-column none to split by slide)", csv_path, name, shlex.quote(name))
     elif implicit_groups and n_groups == 1:
         log.warning("%s: one group in column %r: cross-validating by slide", csv_path, cohort.group_column)
         cohort = read_cohort(csv_path, features_dir=features_dir, group_column="none", truth=True)
