@@ -73,3 +73,28 @@ def test_columns_that_name_no_group_are_not_taken_for_one():
     assert not any(_group_like(c) for c in ("slide_id", "path", "stil", "look", "hard", "showcase", "parasite",
                                              "T-number", "stil_pct"))
     assert all(_group_like(c) for c in ("patient_id", "Patient ID", "PatientID", "CaseID", "Centres", "Group"))
+
+
+def test_three_slides_get_no_correlation_interval_outside_minus_one_to_one(tmp_path):
+    """Finding 3: 'evaluate' of a 3-slide cohort (--folds 3 on 3 slides) wrote the Pearson r interval
+    [-1.0000000000000002, 1.0000000000000002]: most bootstrap resamples of 3 slides hold 2 distinct
+    slides, whose r is ±1 whatever the model, and rounding put it past 1."""
+    import json
+
+    pd.DataFrame({"slide_id": ["A", "B", "C"], "path": ["a.tiff", "b.tiff", "c.tiff"],
+                  "stil": [6.334, 34.1269, 64.8511]}).to_csv(tmp_path / "c.csv", index=False)
+    pd.DataFrame({"slide_id": ["A", "B", "C"], "stil_true": [6.334, 34.1269, 64.8511],
+                  "stil_pred": [44.2327, 64.8261, 36.364], "fold": [1, 2, 3]}).to_csv(tmp_path / "oof.csv", index=False)
+    proc = run_cli("evaluate", tmp_path / "c.csv", "--oof", tmp_path / "oof.csv", "--out", tmp_path / "ev")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert m["pearson_r"] == pytest.approx(-0.2954, abs=1e-4)  # 3 distinct slides: r is defined
+    assert all(v is None or -1.0 <= v <= 1.0 for v in m["ci95"]["pearson_r"])
+
+
+def test_a_perfect_fit_has_r_one_not_more():
+    from weakstil.metrics import pearson, spearman
+
+    y = [0.7086, 1.1915, 3.1764, 5.0546, 6.334, 11.3421, 12.9567, 19.5574, 30.7445, 32.4576, 34.1269, 64.8511]
+    assert pearson(y, [3 * v + 0.1 for v in y]) <= 1.0 and spearman(y, y) <= 1.0
+    assert pearson([1.0, 2.0, 1.0, 2.0], [5.0, 7.0, 5.0, 7.0]) != pearson([1.0, 2.0, 1.0, 2.0], [5.0, 7.0, 5.0, 7.0])
