@@ -98,3 +98,20 @@ def test_a_perfect_fit_has_r_one_not_more():
     y = [0.7086, 1.1915, 3.1764, 5.0546, 6.334, 11.3421, 12.9567, 19.5574, 30.7445, 32.4576, 34.1269, 64.8511]
     assert pearson(y, [3 * v + 0.1 for v in y]) <= 1.0 and spearman(y, y) <= 1.0
     assert pearson([1.0, 2.0, 1.0, 2.0], [5.0, 7.0, 5.0, 7.0]) != pearson([1.0, 2.0, 1.0, 2.0], [5.0, 7.0, 5.0, 7.0])
+
+
+def test_train_says_n_a_for_an_undefined_metric_as_evaluate_does(planted, tmp_path):
+    """Finding 4: a cohort whose labels are all 0 % printed 'cross-validation: R² nan, Pearson nan,
+    MAE 0.14, AUC@30 nan' and then 'CV (4 folds): ... AUC@30 n/a': two spellings of one number in one
+    run, and 'evaluate --oof' of the same predictions printed 'n/a' (metrics.json holds null)."""
+    root, table = planted
+    labels = table[["slide_id", "path", "stil"]].copy()
+    labels["path"] = [str((root / "cohort" / p).resolve()) for p in labels["path"]]
+    labels["stil"] = 0.0
+    labels.to_csv(tmp_path / "zeros.csv", index=False)
+    proc = run_cli("train", tmp_path / "zeros.csv", "--features", root / "cohort" / "features", "--out",
+                   tmp_path / "m", "--folds", "2", *BRIEF)
+    assert proc.returncode == 0, proc.stderr
+    said = _said(proc)
+    assert "cross-validation: R² n/a, Pearson n/a," in said and "AUC@30 n/a" in said
+    assert "CV (2 folds): R² n/a, Pearson n/a," in said and " nan" not in said

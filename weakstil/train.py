@@ -24,6 +24,7 @@ import pandas as pd
 from weakstil.cohort import Cohort, read_cohort
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.evaluation import write_metrics, write_predictions, write_tile_scores
+from weakstil.metrics import fmt
 from weakstil.modeldir import ModelDir
 from weakstil.settings import STIL_THRESHOLD
 
@@ -278,9 +279,9 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                 "metrics": {k: metrics[k] for k in ("n", "r2", "pearson_r", "spearman_rho", "mae", "rmse")},
                 "auc": {f"{c['threshold']:g}": c["auc"] for c in metrics["classification"]},
             }
-            log.info("cross-validation: R² %.3f, Pearson %.3f, MAE %.2f, AUC@%g %.3f", metrics["r2"],
-                     metrics["pearson_r"], metrics["mae"], threshold,
-                     next(c["auc"] for c in metrics["classification"] if c["threshold"] == threshold))
+            log.info("cross-validation: R² %s, Pearson %s, MAE %.2f, AUC@%g %s", fmt(metrics["r2"]),
+                     fmt(metrics["pearson_r"]), metrics["mae"], threshold,
+                     fmt(next(c["auc"] for c in metrics["classification"] if c["threshold"] == threshold)))
             final = fit(bank, labels, np.arange(len(bank)), None, cfg, seed=cfg.seed, epochs=final_epochs,
                         stage="final", on_epoch=on_epoch)
             how = f"all {len(bank)} slides for {final_epochs} epochs " + (
