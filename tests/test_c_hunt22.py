@@ -115,3 +115,38 @@ def test_train_says_n_a_for_an_undefined_metric_as_evaluate_does(planted, tmp_pa
     said = _said(proc)
     assert "cross-validation: R² n/a, Pearson n/a," in said and "AUC@30 n/a" in said
     assert "CV (2 folds): R² n/a, Pearson n/a," in said and " nan" not in said
+
+
+def test_a_timm_checkpoint_folder_is_refused_with_the_card_to_write(tmp_path):
+    """Finding 5: '--encoder DIR' of a timm checkpoint folder (timm's save_for_hf: config.json +
+    pytorch_model.bin) was told 'pass a weakstil pretrain output directory or a built-in encoder name',
+    neither of which a researcher with their own checkpoint has. The fix now names the card to write
+    into it, filled from config.json, and the weights to pass; following it builds the encoder."""
+    import timm
+    from timm.models import save_for_hf
+
+    from weakstil.encoders.factory import create_encoder
+
+    folder = tmp_path / "my_resnet"
+    save_for_hf(timm.create_model("resnet18", num_classes=0), folder)
+    proc = run_cli("embed", tmp_path / "none.tiff", "--encoder", folder, "--out", tmp_path / "f")
+    err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and len(err) == 1, proc.stderr
+    assert ("Fix: write " + str(folder / "card.yaml") + " (name: my_resnet, source: timm, model: resnet18, "
+            "input_px: 224, mpp, mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225], embed_dim: 512") in err[0]
+    assert f"pass --weights {folder / 'pytorch_model.bin'}" in err[0]
+    (folder / "card.yaml").write_text("name: my_resnet\nsource: timm\nmodel: resnet18\ninput_px: 224\nmpp: 0.5\n"
+                                      "mean: [0.485, 0.456, 0.406]\nstd: [0.229, 0.224, 0.225]\nembed_dim: 512\n")
+    enc = create_encoder(folder, weights=folder / "pytorch_model.bin")
+    assert enc.card.embed_dim == 512 and enc.weights_source.endswith("pytorch_model.bin")
+
+
+def test_a_hub_id_given_as_weights_is_named_as_one(tmp_path, monkeypatch):
+    """Finding 5b: '--weights hf-hub:org/repo' (offline) said 'weights file not found. Fix: check the
+    --weights path'; it is a hub id, which belongs in the card's hub_id. Nothing is downloaded."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    proc = run_cli("embed", tmp_path / "none.tiff", "--encoder", "small-cnn", "--weights",
+                   "hf-hub:timm/resnet18.a1_in1k", "--out", tmp_path / "f")
+    said = _said(proc)
+    assert proc.returncode != 0 and "is a hub id, not a weights file (nothing was downloaded)" in said, proc.stderr
+    assert "hub_id: hf-hub:timm/resnet18.a1_in1k" in said and not (tmp_path / "f").exists()
