@@ -150,3 +150,18 @@ def test_a_hub_id_given_as_weights_is_named_as_one(tmp_path, monkeypatch):
     said = _said(proc)
     assert proc.returncode != 0 and "is a hub id, not a weights file (nothing was downloaded)" in said, proc.stderr
     assert "hub_id: hf-hub:timm/resnet18.a1_in1k" in said and not (tmp_path / "f").exists()
+
+
+def test_early_stopping_without_a_validation_slide_says_so(planted, tmp_path):
+    """Finding 6: '--stopping early' on a 2-slide cohort (one training slide per fold) had no slide to
+    validate on and trained the full --epochs as '--stopping fixed', without a word."""
+    root, table = planted
+    labels = table[["slide_id", "path", "stil"]].iloc[:2].copy()
+    labels["path"] = [str((root / "cohort" / p).resolve()) for p in labels["path"]]
+    labels.to_csv(tmp_path / "two.csv", index=False)
+    proc = run_cli("train", tmp_path / "two.csv", "--features", root / "cohort" / "features", "--out",
+                   tmp_path / "m", "--folds", "2", "--stopping", "early", *BRIEF)
+    assert proc.returncode == 0, proc.stderr
+    said = _said(proc)
+    assert "fold 1/2: 1 training slide(s) leave none for the early-stopping validation split" in said
+    assert "trained for all 2 epochs (as --stopping fixed)" in said

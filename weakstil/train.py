@@ -222,7 +222,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     # torch only now: bad inputs fail in a second
     from weakstil.mil.config import Aggregator, Stopping, StromaWeight
     from weakstil.mil.store import model_meta, save_model
-    from weakstil.mil.training import cross_validate, fit, inner_split
+    from weakstil.mil.training import cross_validate, fit, inner_split, warn_no_validation
     from weakstil.outputdir import mark
     from weakstil.runtime import resolve_device
 
@@ -291,6 +291,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             how = f"all {len(bank)} slides for {cfg.epochs} epochs (fixed); no cross-validation"
         else:
             fit_idx, val_idx = inner_split(np.arange(len(bank)), groups, cfg.val_fraction, cfg.seed + 1000)
+            if not len(val_idx):
+                warn_no_validation("final", len(bank), cfg.epochs)
             final = fit(bank, labels, fit_idx, val_idx, cfg, seed=cfg.seed, stage="final", on_epoch=on_epoch)
             how = (f"{len(fit_idx)} slides, early stopping on {len(val_idx)} held-out slides "
                    f"(best epoch {final.best_epoch}); no cross-validation")
