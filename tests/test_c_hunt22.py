@@ -165,3 +165,17 @@ def test_early_stopping_without_a_validation_slide_says_so(planted, tmp_path):
     said = _said(proc)
     assert "fold 1/2: 1 training slide(s) leave none for the early-stopping validation split" in said
     assert "trained for all 2 epochs (as --stopping fixed)" in said
+
+
+def test_too_few_slides_for_the_folds_says_slide_not_group(planted, tmp_path):
+    """Finding 7: 3 slides, no group column, the default 5 folds: 'every fold needs at least one group of
+    its own' for a cohort that has no groups (it is split by slide)."""
+    root, table = planted
+    labels = table[["slide_id", "path", "stil"]].iloc[:3].copy()
+    labels["path"] = [str((root / "cohort" / p).resolve()) for p in labels["path"]]
+    labels.to_csv(tmp_path / "three.csv", index=False)
+    proc = run_cli("train", tmp_path / "three.csv", "--features", root / "cohort" / "features", "--out",
+                   tmp_path / "m", *BRIEF)
+    assert proc.returncode != 0 and not (tmp_path / "m").exists()
+    assert "3 slides but 5 folds: every fold needs at least one slide of its own. Fix: pass --folds 3 or fewer" \
+        in _said(proc)

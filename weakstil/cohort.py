@@ -424,7 +424,8 @@ def group_kfold(groups: np.ndarray | list, n_folds: int, seed: int = 0, *, what:
         else:  # one group: no split of it holds out anything; --folds 1 trains without cross-validation
             fix = (f"pass {by_slide} (or --folds 1 to skip cross-validation)" if by_slide
                    else "pass --folds 1 to skip cross-validation")
-        raise WeakSTILError(f"{len(uniq)} {noun} but {n_folds} folds: every fold needs at least one group of its own",
+        one = what[:-1] if what.endswith("s") else what  # split by slide: 'one slide', not 'one group'
+        raise WeakSTILError(f"{len(uniq)} {noun} but {n_folds} folds: every fold needs at least one {one} of its own",
                             fix=fix)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(uniq))
