@@ -179,3 +179,29 @@ def test_too_few_slides_for_the_folds_says_slide_not_group(planted, tmp_path):
     assert proc.returncode != 0 and not (tmp_path / "m").exists()
     assert "3 slides but 5 folds: every fold needs at least one slide of its own. Fix: pass --folds 3 or fewer" \
         in _said(proc)
+
+
+def test_evaluate_model_refuses_labels_written_as_fractions(planted, tmp_path):
+    """Finding 8: 'evaluate --model' of the training cohort with its sTIL labels written as fractions
+    (0.45 for 45 %) compared them with the model's percentages, wrote R² -17588 and exited 0 with only
+    the CSV's 'look like fractions' warning, where 'evaluate --oof' refuses the same labels. Now it is
+    refused before anything is written; the labels as percentages evaluate, and so does a model trained
+    on fractions evaluated on fractions."""
+    root, table = planted
+    labels = table[["slide_id", "path", "stil"]].copy()
+    labels["path"] = [str((root / "cohort" / p).resolve()) for p in labels["path"]]
+    labels.to_csv(tmp_path / "pct.csv", index=False)
+    labels.assign(stil=labels["stil"] / 100).to_csv(tmp_path / "frac.csv", index=False)
+    features = root / "cohort" / "features"
+    fit = ("--folds", "1", "--hidden", "16", "--epochs", "40", "--members", "1", "--threads", "1")
+    assert run_cli("train", tmp_path / "pct.csv", "-f", features, "-o", tmp_path / "m", *fit).returncode == 0
+    proc = run_cli("evaluate", tmp_path / "frac.csv", "--model", tmp_path / "m", "-f", features, "-o", tmp_path / "e")
+    assert proc.returncode == 1 and not (tmp_path / "e").exists(), proc.stderr
+    assert "fractions, where sTIL labels are percentages 0-100. Fix: write the cohort's sTIL labels as " \
+           "percentages (x 100)" in _said(proc)
+    proc = run_cli("evaluate", tmp_path / "pct.csv", "--model", tmp_path / "m", "-f", features, "-o", tmp_path / "e")
+    assert proc.returncode == 0, proc.stderr
+    assert run_cli("train", tmp_path / "frac.csv", "-f", features, "-o", tmp_path / "mf", *fit).returncode == 0
+    proc = run_cli("evaluate", tmp_path / "frac.csv", "--model", tmp_path / "mf", "-f", features, "-o",
+                   tmp_path / "ef")
+    assert proc.returncode == 0, proc.stderr
