@@ -89,7 +89,7 @@ def test_a_group_column_under_another_name_is_named(trained, tmp_path):
                    tmp_path / "m", "--folds", "2", *BRIEF)
     said = " ".join(proc.stderr.split())
     assert proc.returncode == 0, proc.stderr
-    assert "column 'Patient ID' is not used to keep groups apart" in said and "--group-column Patient ID" in said
+    assert "column 'Patient ID' is not used to keep groups apart" in said and "--group-column 'Patient ID'" in said
     # split by slide on purpose: no warning
     proc = run_cli("train", tmp_path / "patients.csv", "--features", root / "cohort" / "features", "--out",
                    tmp_path / "m2", "--folds", "2", "--group-column", "none", *BRIEF)

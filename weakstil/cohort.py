@@ -82,26 +82,33 @@ def resolve_group_column(columns: list[str], group_column: str | None) -> str | 
     return group_column.strip()
 
 
-#: Column names that say what keeps slides apart in cross-validation (compared without case, spaces,
-#: '-' and '_', with an 'id' ending dropped): the grouping column under a name ``train`` does not take.
+#: Words that say a column keeps slides apart in cross-validation (a column name's words, split at
+#: spaces, '-', '_' and camelCase, compared without case and with a plural 's' dropped; or the whole name
+#: without separators and an 'id' ending): the grouping column under a name ``train`` does not take.
 GROUP_LIKE_NAMES = {"group", "groups", "patient", "case", "centre", "center", "site", "subject", "hospital",
                     "institution", "donor"}
 
 
+def _group_like(name: str) -> bool:
+    """``name`` reads as a patient or centre column: 'patient_id', 'Patient ID', and also names whose
+    words say so, such as TCGA's 'Medical center', 'bcr_patient_barcode', 'case_submitter_id' or
+    'tissue_source_site' (the whole name alone missed them, so their slides were split silently)."""
+    key = re.sub(r"[\s_\-]+", "", name.casefold())
+    if (key[:-2] if key.endswith("id") and key[:-2] in GROUP_LIKE_NAMES else key) in GROUP_LIKE_NAMES:
+        return True
+    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", name)
+    return any(w.casefold() in GROUP_LIKE_NAMES or (w.casefold().endswith("s") and w.casefold()[:-1]
+                                                     in GROUP_LIKE_NAMES) for w in words)
+
+
 def group_column_lookalikes(csv_path: str | Path) -> list[str]:
     """The CSV's columns that look like a grouping column but are not the default ``group``
-    (``Group``, ``patient_id``, ``centre``...): without ``--group-column`` they are not used."""
+    (``Group``, ``patient_id``, ``Medical center``...): without ``--group-column`` they are not used."""
     try:
         columns = [str(c).strip() for c in pd.read_csv(csv_path, nrows=0, encoding="utf-8-sig").columns]
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return []
-    found = []
-    for c in columns:
-        key = re.sub(r"[\s_\-]+", "", c.casefold())
-        key = key[:-2] if key.endswith("id") and key[:-2] in GROUP_LIKE_NAMES else key
-        if c != DEFAULT_GROUP_COLUMN and key in GROUP_LIKE_NAMES:
-            found.append(c)
-    return found
+    return [c for c in columns if c != DEFAULT_GROUP_COLUMN and _group_like(c)]
 
 
 #: Labels that say 'no label yet' ('NA' of R's write.csv, Excel's '#N/A'): fine where no label is needed.
@@ -419,7 +426,8 @@ def group_kfold(groups: np.ndarray | list, n_folds: int, seed: int = 0, *, what:
         else:  # one group: no split of it holds out anything; --folds 1 trains without cross-validation
             fix = (f"pass {by_slide} (or --folds 1 to skip cross-validation)" if by_slide
                    else "pass --folds 1 to skip cross-validation")
-        raise WeakSTILError(f"{len(uniq)} {noun} but {n_folds} folds: every fold needs at least one group of its own",
+        one = what[:-1] if what.endswith("s") else what  # split by slide: 'one slide', not 'one group'
+        raise WeakSTILError(f"{len(uniq)} {noun} but {n_folds} folds: every fold needs at least one {one} of its own",
                             fix=fix)
     rng = np.random.default_rng(seed)
     perm = rng.permutation(len(uniq))

@@ -34,7 +34,7 @@ import pandas as pd
 
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
-from weakstil.evaluation_results import refuse_fraction_labels
+from weakstil.evaluation_results import refuse_fraction_labels, refuse_fraction_labels_of_model
 from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, called_high, roc_curve
 from weakstil import settings
 from weakstil.settings import STIL_THRESHOLD
@@ -311,10 +311,10 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
             "model": str(model_dir), "aggregator": model.arch.aggregator, "source": "evaluate",
             "n_models": len(models), "scoring": how, "threshold": threshold})
     pred = pd.DataFrame({"slide_id": ids, "stil_true": cohort.labels, "stil_pred": [stil.get(s, np.nan) for s in ids],
-                         "group": cohort.groups,
-                         "tumorbed_source": [source_of.get(s, "") for s in ids],
+                         "group": cohort.groups, "tumorbed_source": [source_of.get(s, "") for s in ids],
                          "status": [STATUS_NO_BED if s in left_out else STATUS_BED_FALLBACK
                                     if source_of.get(s) == "tissue-fallback" else STATUS_OK for s in ids]})
+    refuse_fraction_labels_of_model(pred, csv_path)  # before anything is written in place
     known, renamed, lists_ids = training_slides_among(fingerprint_of, model_dir, meta)
     seen = None if known is None else sorted(set(stil) & known)
     if seen:

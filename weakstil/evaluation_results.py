@@ -373,6 +373,26 @@ def refuse_fraction_labels(theirs: np.ndarray, table: pd.DataFrame, csv_path: Pa
                                 "train the model again with the labels as percentages 0-100")
 
 
+def refuse_fraction_labels_of_model(pred: pd.DataFrame, csv_path: str | Path) -> None:
+    """``evaluate --model`` of a cohort whose sTIL labels are all at most 1: when the labels x 100 lie far
+    closer to the model's predictions than the labels as written, they are the slides' percentages written
+    as fractions (0.45 for 45 %), and every metric would compare the two scales (R² -17588 and exit 0 on 12
+    slides, with only the CSV's 'look like fractions' warning; ``--oof`` refused the same labels). A cohort
+    of TIL-poor slides in percent (0-1 %), or a model trained on fractions, lies closer as written."""
+    t, p = pred["stil_true"].to_numpy(float), pred["stil_pred"].to_numpy(float)
+    ok = np.isfinite(t) & np.isfinite(p)
+    if ok.sum() < 2 or t[ok].max() > 1.0 or t[ok].max() <= 0.0:
+        return
+    as_written, scaled = float(np.abs(t[ok] - p[ok]).mean()), float(np.abs(100.0 * t[ok] - p[ok]).mean())
+    if scaled < 0.5 * as_written:
+        i = int(np.flatnonzero(ok & (t > 0))[0])
+        raise WeakSTILError(f"every sTIL label is at most 1 and the model's predictions lie near the labels x 100 "
+                            f"(MAE {scaled:.2f} against {as_written:.2f} as written; {pred['slide_id'].iloc[i]}: "
+                            f"{t[i]:g} in the CSV, {p[i]:.2f} predicted): fractions, where sTIL labels are "
+                            "percentages 0-100", path=Path(csv_path),
+                            fix="write the cohort's sTIL labels as percentages (x 100)")
+
+
 def oof_folds(oof_path: Path) -> int | None:
     """How many folds ``cv/oof_predictions.csv`` names (its ``fold`` column), None without one."""
     try:

@@ -89,12 +89,16 @@ def r2_score(y_true, y_pred) -> float:
 
 def pearson(x, y) -> float:
     a, b = _arrays(x, y)
-    if len(a) < 3:  # two points are always on a line: r = ±1 whatever the model, so no evidence of it
+    # two points are always on a line: r = ±1 whatever the model, so no evidence of it; that holds for
+    # two distinct points drawn several times too (a bootstrap resample of 3 slides mostly is one: their
+    # ±1 made the 95 % interval of 3 slides' r [-1.0000000000000002, 1.0000000000000002])
+    if len(a) < 3 or len(np.unique(np.column_stack([a, b]), axis=0)) < 3:
         return math.nan
     a = a - a.mean()
     b = b - b.mean()
     den = math.sqrt(float((a * a).sum()) * float((b * b).sum()))
-    return float((a * b).sum()) / den if den > 0 else math.nan
+    # |r| <= 1 (rounding put a perfect fit at 1.0000000000000002)
+    return min(1.0, max(-1.0, float((a * b).sum()) / den)) if den > 0 else math.nan
 
 
 def rankdata(a) -> np.ndarray:

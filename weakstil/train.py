@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import shlex
 import shutil
 import time
 import uuid
@@ -23,6 +24,7 @@ import pandas as pd
 from weakstil.cohort import Cohort, read_cohort
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.evaluation import write_metrics, write_predictions, write_tile_scores
+from weakstil.metrics import fmt
 from weakstil.modeldir import ModelDir
 from weakstil.settings import STIL_THRESHOLD
 
@@ -197,10 +199,11 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         from weakstil.cohort import group_column_lookalikes
 
         for name in group_column_lookalikes(csv_path):  # a 'Group' or 'patient_id' column is not taken by itself
+            # quoted for the shell: 'Medical center' unquoted was two arguments and the fix failed
             log.warning("%s: column %r is not used to keep groups apart (only 'group' is, or the column "
                         "--group-column names): slides of one patient or centre may sit in two cross-validation "
                         "folds, trained on in one and tested in the other; pass --group-column %s (or "
-                        "--group-column none to split by slide)", csv_path, name, name)
+                        "--group-column none to split by slide)", csv_path, name, shlex.quote(name))
     elif implicit_groups and n_groups == 1:
         log.warning("%s: one group in column %r: cross-validating by slide", csv_path, cohort.group_column)
         cohort = read_cohort(csv_path, features_dir=features_dir, group_column="none", truth=True)
@@ -219,7 +222,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     # torch only now: bad inputs fail in a second
     from weakstil.mil.config import Aggregator, Stopping, StromaWeight
     from weakstil.mil.store import model_meta, save_model
-    from weakstil.mil.training import cross_validate, fit, inner_split
+    from weakstil.mil.training import cross_validate, fit, inner_split, warn_no_validation
     from weakstil.outputdir import mark
     from weakstil.runtime import resolve_device
 
@@ -276,9 +279,9 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                 "metrics": {k: metrics[k] for k in ("n", "r2", "pearson_r", "spearman_rho", "mae", "rmse")},
                 "auc": {f"{c['threshold']:g}": c["auc"] for c in metrics["classification"]},
             }
-            log.info("cross-validation: R² %.3f, Pearson %.3f, MAE %.2f, AUC@%g %.3f", metrics["r2"],
-                     metrics["pearson_r"], metrics["mae"], threshold,
-                     next(c["auc"] for c in metrics["classification"] if c["threshold"] == threshold))
+            log.info("cross-validation: R² %s, Pearson %s, MAE %.2f, AUC@%g %s", fmt(metrics["r2"]),
+                     fmt(metrics["pearson_r"]), metrics["mae"], threshold,
+                     fmt(next(c["auc"] for c in metrics["classification"] if c["threshold"] == threshold)))
             final = fit(bank, labels, np.arange(len(bank)), None, cfg, seed=cfg.seed, epochs=final_epochs,
                         stage="final", on_epoch=on_epoch)
             how = f"all {len(bank)} slides for {final_epochs} epochs " + (
@@ -288,6 +291,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             how = f"all {len(bank)} slides for {cfg.epochs} epochs (fixed); no cross-validation"
         else:
             fit_idx, val_idx = inner_split(np.arange(len(bank)), groups, cfg.val_fraction, cfg.seed + 1000)
+            if not len(val_idx):
+                warn_no_validation("final", len(bank), cfg.epochs)
             final = fit(bank, labels, fit_idx, val_idx, cfg, seed=cfg.seed, stage="final", on_epoch=on_epoch)
             how = (f"{len(fit_idx)} slides, early stopping on {len(val_idx)} held-out slides "
                    f"(best epoch {final.best_epoch}); no cross-validation")

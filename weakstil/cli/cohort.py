@@ -105,8 +105,8 @@ def train(
     cv = result["cv"]
     if cv:
         m = cv["metrics"]
-        log.info("CV (%d folds): R² %.3f, Pearson %.3f, MAE %.2f, AUC@%g %s -> %s", cv["folds"], m["r2"],
-                 m["pearson_r"], m["mae"], threshold, fmt(cv["auc"].get(f"{threshold:g}")), ModelDir(out).cv_dir)
+        log.info("CV (%d folds): R² %s, Pearson %s, MAE %.2f, AUC@%g %s -> %s", cv["folds"], fmt(m["r2"]),
+                 fmt(m["pearson_r"]), m["mae"], threshold, fmt(cv["auc"].get(f"{threshold:g}")), ModelDir(out).cv_dir)
     log.info("final model: %s -> %s (%.0f s)", result["final_model"], out, result["seconds"])
 
 

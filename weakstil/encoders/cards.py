@@ -216,7 +216,7 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
     if path.is_dir() and text not in names:  # built-in names have no '/' and start with a letter or digit
         inner = path / "encoder"  # a model folder (train bundles its encoder) or a demo folder
         fix = (f"pass {inner}, the encoder folder inside it" if (inner / CARD_FILE).is_file() else
-               "pass a 'weakstil pretrain' output directory or a built-in encoder name")
+               _checkpoint_folder_fix(path) or "pass a 'weakstil pretrain' output directory or a built-in encoder name")
         raise CardError(f"directory has no {CARD_FILE}", path=path, fix=fix)
     if text in names:
         resource = _card_dir() / f"{text}.yaml"
@@ -241,6 +241,43 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
 
 
 _HUB_ID = re.compile(r"^(hf[-_]hub|timm):", re.IGNORECASE)
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+
+
+def _checkpoint_folder_fix(path: Path) -> str | None:
+    """The fix for a folder of a checkpoint without ``card.yaml`` (a timm ``save_pretrained`` folder,
+    ``config.json`` + ``model.safetensors``): the card to write into it, with what timm's
+    ``config.json`` says filled in. It was told to pass a pretrain folder or a built-in name."""
+    weights = sorted(p.name for p in path.iterdir() if p.is_file() and p.suffix.lower() in _WEIGHT_SUFFIXES)
+    if not weights:
+        return None
+    try:
+        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    config = config if isinstance(config, dict) else {}
+    pretrained = config.get("pretrained_cfg") if isinstance(config.get("pretrained_cfg"), dict) else {}
+    size = pretrained.get("input_size")
+    fields = [f"model: {config['architecture']}" if isinstance(config.get("architecture"), str) else
+              "model: <timm architecture>",
+              f"input_px: {size[-1]}" if isinstance(size, list) and size else "input_px",
+              "mpp", *(f"{k}: {pretrained[k]}" if isinstance(pretrained.get(k), list) else k for k in ("mean", "std")),
+              f"embed_dim: {config['num_features']}" if isinstance(config.get("num_features"), int) else "embed_dim"]
+    card = f"write {path / CARD_FILE} (name: {path.resolve().name}, source: timm, {', '.join(fields)}: docs/encoders.md)"
+    if "model.safetensors" in weights:
+        return f"{card}: its model.safetensors is then the encoder's weights"
+    return f"{card} and pass --weights {path / weights[0]}"
+
+
+def weights_path_problem(path: Path) -> tuple[str, str]:
+    """(reason, fix) for a ``--weights`` that is no file; a hub id (``hf-hub:org/repo``) is named as one
+    (it was 'weights file not found. Fix: check the --weights path')."""
+    if _HUB_ID.match(str(path)) and not path.exists():
+        return ("is a hub id, not a weights file (nothing was downloaded)",
+                f"write it into the encoder card as hub_id: {path} and leave --weights out (the weights are then "
+                "read from the Hugging Face cache: docs/encoders.md), or pass a downloaded weights file")
+    return ("is a directory, not a weights file" if path.is_dir() else "weights file not found",
+            "check the --weights path (a .safetensors file; a 'weakstil pretrain' folder goes to --encoder)")
 
 
 def _refuse_hub_id(text: str) -> None:
@@ -257,7 +294,7 @@ def _refuse_hub_id(text: str) -> None:
     fields = f"model: {ident}, hub_id: null" if timm else f"model: <timm architecture>, hub_id: hf-hub:{ident}"
     raise UnknownEncoderError(
         f"is {what}, not an encoder card (nothing was downloaded)", path=text,
-        fix=f"write a card.yaml for it (source: timm, {fields}, input_px, mpp, mean, std, embed_dim: "
+        fix=f"write a card.yaml for it (name: {ident.rsplit('/', 1)[-1]}, source: timm, {fields}, input_px, mpp, mean, std, embed_dim: "
             "docs/encoders.md) and pass that file to --encoder")
 
 

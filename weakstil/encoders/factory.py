@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
+from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card, weights_path_problem
 from weakstil.errors import WeakSTILError
 from weakstil.errors import short_reason as _short
 from weakstil.runtime import lfs_pointer_note, resolve_device, sha256_bytes, sha256_file
@@ -213,9 +213,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
     path = Path(path)
     if not path.is_file():
-        raise EncoderError("is a directory, not a weights file" if path.is_dir() else "weights file not found",
-                           path=path, fix="check the --weights path (a .safetensors file; a 'weakstil pretrain' "
-                           "folder goes to --encoder)")
+        reason, fix = weights_path_problem(path)
+        raise EncoderError(reason, path=path, fix=fix)
     if _weights_format(path) == "safetensors":
         from safetensors import SafetensorError
         from safetensors.torch import load_file

@@ -186,6 +186,13 @@ def inner_split(train_idx: np.ndarray, groups: np.ndarray, fraction: float, seed
     return train_idx[~held], train_idx[held]
 
 
+def warn_no_validation(stage: str, n_train: int, epochs: int) -> None:
+    """``--stopping early`` with no slide to validate on (one training slide, or groups that cannot be
+    split): the model trains the full ``--epochs``, said rather than silently done."""
+    log.warning("%s: %d training slide(s) leave none for the early-stopping validation split: trained for "
+                "all %d epochs (as --stopping fixed); add slides, or use --stopping fixed", stage, n_train, epochs)
+
+
 def _member_progress(on_epoch: EpochCallback | None, member: int, members: int) -> EpochCallback | None:
     """One progress line per fold: member ``member`` of ``members`` reports its epochs after the
     previous members' and is done only when it is the last."""
@@ -221,6 +228,8 @@ def cross_validate(bank: FeatureBank, labels: np.ndarray, groups: np.ndarray, cf
             fit_idx, val_idx = train, None
         else:
             fit_idx, val_idx = inner_split(train, groups, cfg.val_fraction, cfg.seed + 1000 + k)
+            if not len(val_idx):
+                warn_no_validation(f"fold {k + 1}/{n_folds}", len(train), cfg.epochs)
         fold_models = []
         for member in range(cfg.members):
             res = fit(bank, labels, fit_idx, val_idx, cfg, seed=cfg.seed + k + 1 + 1000 * member,
