@@ -755,3 +755,42 @@ def test_evaluate_says_which_slides_were_scored_after_a_bed_fallback(cohort, det
     assert record["detector"] is None and record["detector_path"] is None, record  # given, never run ...
     assert record["detector_not_used"] == TumorBedDetector.load(detector).model_id  # ... and named as such
     assert record["slides"] == {"annotation": SLIDES - 2, "tissue-fallback": 2, "precomputed": SLIDES}
+
+
+def test_train_on_a_detectors_beds_bundles_that_detector_for_new_slides(cohort, detector, trained, tmp_path):
+    """`train --tumorbed-beds` alone bundled no detector: `score` then scored new slides over the
+    whole tissue (flagged bed_unlike_training). The detector that drew the beds is bundled now; beds
+    drawn by two detectors, or by one no longer there, bundle none and say so."""
+    from weakstil.modeldir import WEIGHTS_FILE
+
+    root = cohort["root"]
+    feats = [str(cohort["features"] / f"{sid}.h5") for sid in cohort["ids"]]
+    beds = tmp_path / "beds"
+    assert run_cli("tumorbed", "apply", *feats, "--out", beds, "--tumorbed", detector).returncode == 0
+    proc = run_cli("train", root / "train.csv", "--features", cohort["features"], "--out", tmp_path / "model",
+                   *FAST_TRAIN, "--tumorbed-beds", beds)
+    assert proc.returncode == 0, proc.stderr
+    bundled = tmp_path / "model" / "tumorbed" / WEIGHTS_FILE
+    assert bundled.read_bytes() == (detector / WEIGHTS_FILE).read_bytes()
+    assert "bundled with the model for 'weakstil score': tumorbed" in " ".join(proc.stderr.split())
+    slide = pd.read_csv(root / "train.csv")["path"].tolist()[0]
+    out = tmp_path / "scores"
+    proc = run_cli("score", slide, "--model", tmp_path / "model", "--out", out, "--features", cohort["features"],
+                   "--weights", "random", "--device", "cpu")
+    assert proc.returncode == 0, proc.stderr
+    row = pd.read_csv(out / "results.csv", keep_default_na=False).iloc[0]
+    assert row["tumorbed_source"] == "model" and "bed_unlike_training" not in row["qc"]
+    assert 0 < row["n_tumorbed_tiles"] < row["n_tiles"]
+
+    other = tmp_path / "other_detector"  # the same weights in another folder: another detector for the record
+    shutil.copytree(detector, other)
+    assert run_cli("tumorbed", "apply", feats[0], "--out", beds, "--tumorbed", other, "--overwrite").returncode == 0
+    proc = run_cli("train", root / "train.csv", "--features", cohort["features"], "--out", tmp_path / "model2",
+                   *FAST_TRAIN, "--tumorbed-beds", beds)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "model2" / "tumorbed").exists()
+    said = " ".join(proc.stderr.split())
+    assert "drawn by 2 tumour-bed detectors" in said and "--tumorbed DIR" in said
+    # beds drawn from annotations: no detector behind them, nothing bundled, nothing said about it
+    assert not (trained["beds"][0] / "tumorbed").exists()
+    assert "tumour-bed detector" not in " ".join(trained["beds"][1].stderr.split())

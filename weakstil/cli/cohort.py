@@ -94,11 +94,16 @@ def train(
     from weakstil.cli.tumorbed import warn_unmatched_in_cohort
 
     warn_unmatched_in_cohort(annotations, cohort, features)  # a misnamed outline: named, not left unused without a word
+    bundle_tumorbed = tumorbed
+    if tumorbed is None and tumorbed_beds is not None:  # the detector that drew the beds scores new slides alike
+        from weakstil.tumorbed.resolver import detector_behind_beds
+
+        bundle_tumorbed = detector_behind_beds(tumorbed_beds)
     progress, on_epoch = epoch_progress()
     with progress:
         result = train_cohort(cohort, features, out, cfg, n_folds=folds, group_column=group_column,
                               threshold=threshold, overwrite=overwrite, on_epoch=on_epoch, beds=beds,
-                              bundle=True, bundle_tumorbed=tumorbed)  # inside the folder before it is renamed
+                              bundle=True, bundle_tumorbed=bundle_tumorbed)  # inside the folder before its rename
     bundled = result["bundled"]
     if bundled:
         log.info("bundled with the model for 'weakstil score': %s", ", ".join(bundled))

@@ -399,3 +399,41 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
     return TumorBed(bed.tumorbed_mask, float(bed.tumorbed_mask_mpp), bed.tumorbed_fraction.astype(np.float32), source,
                     f"{bed.attr('detail', '')} (precomputed: {path})", seed_vetoes=str(bed.attr("seed_vetoes", "")),
                     misplaced=str(bed.attr("annotation_misplaced", "")), incomplete=str(bed.attr("bed_incomplete", "")))
+
+
+def detector_behind_beds(beds: str | Path, slide_ids: set[str] | None = None) -> Path | None:
+    """The detector folder that drew the beds in ``beds`` (``weakstil tumorbed apply --out``; of
+    ``slide_ids`` when given), when one detector drew them all and it is still where it was, with the
+    same weights: ``train --tumorbed-beds`` bundles it, so the model scores new slides on the beds it
+    was trained on (without it they were scored over the whole tissue, flagged ``bed_unlike_training``).
+    ``None`` when no detector drew them (annotations), with a warning when it cannot be bundled."""
+    from weakstil.modeldir import WEIGHTS_FILE
+    from weakstil.runtime import sha256_file
+
+    drawn: dict[tuple[str, str], int] = {}
+    for path in sorted(Path(beds).glob("*.h5")):
+        try:
+            attrs, _ = BedFile.read_header(path)
+        except WeakSTILError:  # not a bed file, or a damaged one: training says so when it reads it
+            continue
+        if slide_ids is not None and str(attrs.get("slide_id", path.stem)) not in slide_ids and path.stem not in slide_ids:
+            continue
+        if attrs.get("detector_path"):
+            key = (str(attrs["detector_path"]), str(attrs.get("detector_sha256", "")))
+            drawn[key] = drawn.get(key, 0) + 1
+    if not drawn:
+        return None
+    fix = "pass --tumorbed DIR (the detector for new slides) to bundle one, or score with --tumorbed DIR"
+    if len(drawn) > 1:
+        log.warning("the beds in %s were drawn by %d tumour-bed detectors (%s): the model bundles none, and 'weakstil "
+                    "score' without a bed source scores new slides over the whole tissue; %s", beds, len(drawn),
+                    ", ".join(sorted({p for p, _ in drawn})[:3]), fix)
+        return None
+    (folder, sha), = drawn
+    weights = Path(folder) / WEIGHTS_FILE
+    if not weights.is_file() or (sha and sha256_file(weights) != sha):
+        log.warning("the tumour-bed detector that drew the beds in %s, %s, is %s: the model bundles none, and 'weakstil "
+                    "score' without a bed source scores new slides over the whole tissue; %s", beds, folder,
+                    "not there any more" if not weights.is_file() else "another one now (its weights changed)", fix)
+        return None
+    return Path(folder)
