@@ -17,7 +17,7 @@ from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabe
 from napari_weakstil import bed_layer
 from napari_weakstil._compat import camera
 from napari_weakstil.bed_layer import BED_EDIT_KIND
-from napari_weakstil.result_layers import HEATMAP
+from napari_weakstil.result_layers import HEATMAP, file_identity
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.bed_edit import BedScore, ScoredTiles
@@ -35,8 +35,6 @@ class BedEditor(QGroupBox):
 
         self.owner = owner
         self.last_rescore: BedScore | None = None
-        self._tiles: ScoredTiles | None = None
-        self._tiles_key: tuple | None = None  #: the file (path, mtime, size) ``_tiles`` was read from
         layout = QVBoxLayout(self)
         buttons = QHBoxLayout()
         self.edit_button = QPushButton("Edit bed")
@@ -78,8 +76,10 @@ class BedEditor(QGroupBox):
         return None
 
     def scored_tiles(self) -> ScoredTiles | None:
-        """The shown result's tile scores, read once per result file (read again once the file is
-        rewritten, e.g. scored again with --overwrite)."""
+        """The shown result's tile scores, read once from the very file its layers show. A file written
+        again since it was opened (scored again into its folder) is not read under the old layers: its
+        bed and scores would be edited and rescored beside the number and heatmap of the file before
+        (opened again, it is read again); a file moved away since is said to be so."""
         from weakstil.bed_edit import ScoredTiles
         from weakstil.errors import WeakSTILError
 
@@ -87,15 +87,18 @@ class BedEditor(QGroupBox):
         if res is None or res.tile_scores is None:
             self.owner._status("Score a slide or open a result with tile scores first.", error=True)
             return None
-        key = _file_key(Path(res.path))
-        if self._tiles is None or self._tiles_key != key:
-            try:
-                self._tiles = ScoredTiles.read(res.path)
-            except WeakSTILError as exc:
-                self.owner._status(exc.one_line(), error=True)
-                return None
-            self._tiles_key = key
-        return self._tiles
+        if res.scored_tiles is not None:
+            return res.scored_tiles
+        now = file_identity(Path(res.path))
+        if res.file_key is not None and now != res.file_key:
+            self.owner._status(_changed_since_opened(Path(res.path), gone=len(now) == 1), error=True)
+            return None
+        try:
+            res.scored_tiles = ScoredTiles.read(res.path)
+        except WeakSTILError as exc:
+            self.owner._status(exc.one_line(), error=True)
+            return None
+        return res.scored_tiles
 
     def edited_rings(self) -> tuple[list[np.ndarray], list[str]] | None:
         """The edited bed's rings (level-0 ``[x, y]``) in drawing order and each one's part (bed or hole)."""
@@ -238,6 +241,10 @@ class BedEditor(QGroupBox):
         if tiles is None or rings is None:
             return None
         value = str(self.folder_edit.value)
+        if value in ("", ".") and not Path(str(tiles.path)).parent.is_dir():  # not made again where it was moved from
+            self.owner._status(f"{Path(str(tiles.path)).parent}: the result's folder is gone (moved since it was "
+                               "opened), and the default bed folder is beside it. Fix: choose a bed folder.", error=True)
+            return None
         folder = Path(value) if value not in ("", ".") else default_bed_folder(Path(str(tiles.path)))
         g = tiles.geometry
         replaced = bed_file(folder, tiles.slide_id).exists()  # only a bed saved before is replaced (else refused)
@@ -256,13 +263,14 @@ class BedEditor(QGroupBox):
         return path
 
 
-def _file_key(path: Path) -> tuple:
-    """The file's identity: a file written again at the same path gets another key."""
-    try:
-        st = path.stat()
-    except OSError:  # gone: reading it says why
-        return (str(path),)
-    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+def _changed_since_opened(path: Path, gone: bool) -> str:
+    """Why a result's bed cannot be edited from its file: the file is no longer what its layers show."""
+    if gone:
+        return (f"{path}: no longer there (moved or deleted since it was opened), so its bed cannot be read. "
+                "Fix: open the result from where it is now.")
+    return (f"{path}: written again since it was opened (scored again?); its layers show the file as it was, "
+            "and its bed and scores are not edited under them. Fix: open it again (File > Open) to edit what it "
+            "holds now.")
 
 
 def default_bed_folder(result_path: Path) -> Path:
