@@ -34,6 +34,55 @@ def _dock(viewer):
     return widget
 
 
+def _left_half_of_the_bed(layer, f) -> np.ndarray:
+    """Every shape deleted and the left half of the scored bed's tiles drawn again (level-0 (y, x))."""
+    coords, tile = np.asarray(f.coords), float(f.attrs["tile_size_level0"])
+    flags = np.asarray(f.tumorbed, bool)
+    columns = np.unique(coords[flags, 0])
+    mid = float(columns[len(columns) // 2])
+    top, bottom = coords[flags, 1].min() - tile, coords[flags, 1].max() + 2 * tile
+    left = coords[flags, 0].min() - tile
+    layer.selected_data = set(range(len(layer.data)))
+    layer.remove_selected()
+    layer.add_polygons([np.array([[top, left], [top, mid], [bottom, mid], [bottom, left]], float)])
+    return flags & (coords[:, 0] + tile / 2 < mid)
+
+
+def test_closing_the_edited_bed_shows_the_scored_result_again(make_napari_viewer, scored, tmp_path):
+    """Rescore of an edited bed, then its layer deleted (the edit discarded): the widget went on showing
+    the edit's number and call ('edited bed, no interval'), the heatmap its tile scores and tile clicks
+    'outside the edited bed', while Save bed said 'Press Edit bed first': a number of no bed anywhere."""
+    from weakstil.files import SlideScoresFile
+
+    path = tmp_path / scored["score_h5"].name
+    shutil.copy(scored["score_h5"], path)
+    f = SlideScoresFile.read(path)
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(path, plugin="napari-weakstil")
+    scored_text, scored_qc = widget.stil_label.text(), widget.qc_label.text()
+    heat = widget.result_layer("sTIL score", path)
+    painted = np.array(heat.data)
+    editor = widget.bed_editor
+    layer = editor.edit_bed()
+    want = _left_half_of_the_bed(layer, f)
+    new = editor.rescore()
+    np.testing.assert_array_equal(new.tile_flags, want)
+    assert "edited bed" in widget.stil_label.text() and not np.allclose(np.nan_to_num(heat.data), np.nan_to_num(painted))
+
+    viewer.layers.remove(layer)  # the pathologist throws the edit away
+    assert widget.stil_label.text() == scored_text and widget.qc_label.text() == scored_qc
+    assert "edited bed was closed" in editor.label.text() and editor.last_rescore is None
+    np.testing.assert_array_equal(np.asarray(heat.data), painted)  # the file's tile scores again
+    bed_tile = int(np.flatnonzero(np.asarray(f.tumorbed, bool) & ~want)[0])  # in the scored bed, not in the edit
+    x, y = (float(v) for v in np.asarray(f.coords)[bed_tile])
+    mpp, tile = float(f.attrs["slide_mpp"]), float(f.attrs["tile_size_level0"])
+    info = widget.inspect_at(((y + tile / 2) * mpp, (x + tile / 2) * mpp))
+    assert info["index"] == bed_tile and info["tumorbed"] and "edited_bed" not in info
+    assert "in the tumour bed" in widget.tile_label.text()
+    assert editor.edit_bed() is not None and editor.rescore().stil == pytest.approx(float(f.attrs["stil"]), abs=1e-4)
+
+
 def _rewrite(path: Path) -> None:
     """The result written again at its path (as 'weakstil score' rewrites a slide scored again into its
     folder, say with the saved bed as --annotations): other tile scores, written beside and renamed over."""

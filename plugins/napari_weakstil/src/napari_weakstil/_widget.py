@@ -247,6 +247,7 @@ class ScoringWidget(QWidget):
                 if id(heat) not in self._range_followed:  # napari's own layer controls change the limits too
                     self._range_followed.add(id(heat))
                     heat.events.contrast_limits.connect(lambda event, layer=heat: self._sync_range(layer))
+        self.bed_editor.forget_closed_edits()  # an edited bed's layer closed: its number goes with it
         self._keep_outline_width()
         for suffix, box in self.toggles.items():
             layer = self.result_layer(suffix, self.result_path)

@@ -22,6 +22,8 @@ from napari_weakstil.result_layers import HEATMAP, file_identity
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.bed_edit import BedScore, ScoredTiles
 
+#: The bed box's line once a result's edited bed layer is closed.
+CLOSED_NOTE = "The edited bed was closed: the scored bed is shown (Edit bed starts again from it)."
 #: Edge width of the bed's shapes in screen pixels (kept by the widget whatever the zoom).
 EDGE_SCREEN_PX = 2.5
 
@@ -133,6 +135,29 @@ class BedEditor(QGroupBox):
         self.label.setText(res.bed_note if res is not None else "")
         if self.last_rescore is not None:
             self._show_rescored(self.last_rescore)
+
+    def forget_closed_edits(self) -> None:
+        """A result whose edited bed layer is closed shows its scored bed again (number, interval, qc,
+        heatmap, tile clicks): the edit's number belonged to a bed that is no longer anywhere, nor can be
+        saved (the widget calls it on every change of the layers)."""
+        layers = list(self.owner.viewer.layers)
+        edits = [ly.metadata.get("result_path") for ly in layers if ly.metadata.get("weakstil_kind") == BED_EDIT_KIND]
+        if None in edits:  # a bed layer of no recorded result: it may be any result's
+            return
+        seen: set[int] = set()
+        for ly in layers:
+            res = ly.metadata.get("result") if ly.metadata.get("weakstil_kind") == "result" else None
+            if res is None or id(res) in seen or str(res.path) in edits:
+                continue
+            seen.add(id(res))
+            if res.bed_rescore is None and res.file_tile_scores is None and res.bed_note in ("", CLOSED_NOTE):
+                continue  # never edited, or shown as scored already
+            res.bed_rescore, res.bed_note = None, CLOSED_NOTE
+            self._show_tile_values(res, None)
+            if res is self.owner.result:
+                self.last_rescore = None
+                self.label.setText(res.bed_note)
+                self.owner._show_result_summary(res)
 
     def _show_tile_values(self, res: Any, values: np.ndarray | None) -> None:
         """The heatmap and tile clicks show ``values`` (None: the file's own tile scores)."""
