@@ -161,3 +161,37 @@ def test_a_result_moved_away_since_it_was_opened_says_so_and_saves_no_bed_where_
     assert "Fix: choose a bed folder" in widget.status_label.text()
     editor.folder_edit.value = tmp_path / "beds"
     assert editor.save_bed() == tmp_path / "beds" / f"{path.stem}.geojson"
+
+
+def test_rescoring_a_bed_whose_result_is_closed_names_it_and_keeps_its_edits(make_napari_viewer, scored, tmp_path):
+    """A bed drawn on while every layer of its result is closed (another result shown): Rescore and Save bed
+    said 'Press Edit bed first', which would start another result's bed. Now the line names the bed's
+    result and says to open it again; opened again, the bed's edits rescore."""
+    from weakstil.files import SlideScoresFile
+
+    first, second = tmp_path / "first" / scored["score_h5"].name, tmp_path / "second" / scored["score_h5"].name
+    for path in (first, second):
+        path.parent.mkdir()
+        shutil.copy(scored["score_h5"], path)
+    f = SlideScoresFile.read(first)
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(first, plugin="napari-weakstil")
+    editor = widget.bed_editor
+    bed = editor.edit_bed()
+    want = _left_half_of_the_bed(bed, f)
+    viewer.open(second, plugin="napari-weakstil")
+    for layer in [ly for ly in viewer.layers if ly.metadata.get("weakstil_kind") == "result"
+                  and ly.metadata.get("result_path") == str(first)]:
+        viewer.layers.remove(layer)  # the first result closed, its edited bed left open
+    viewer.layers.selection.active = bed
+    assert widget.result_path == str(second)
+    assert editor.rescore() is None and editor.save_bed() is None
+    text = widget.status_label.text()
+    assert str(first) in text and "open synth" in text and "Press Edit bed first" not in text
+    assert not (tmp_path / "second" / "beds").exists()
+
+    viewer.open(first, plugin="napari-weakstil")
+    viewer.layers.selection.active = bed
+    assert widget.result_path == str(first)
+    np.testing.assert_array_equal(editor.rescore().tile_flags, want)

@@ -105,6 +105,15 @@ class BedEditor(QGroupBox):
     def edited_rings(self) -> tuple[list[np.ndarray], list[str]] | None:
         """The edited bed's rings (level-0 ``[x, y]``) in drawing order and each one's part (bed or hole)."""
         layer = self.layer()
+        active = self.owner.viewer.layers.selection.active
+        if layer is None and active is not None and active.metadata.get("weakstil_kind") == BED_EDIT_KIND:
+            # the bed being drawn on belongs to a result whose layers are all closed: another result is shown
+            owner = active.metadata.get("result_path", "its result")
+            shown = self.owner.result.path.name
+            self.owner._status(f"'{active.name}' is the bed of {owner}, whose layers are closed ({shown} is shown). "
+                               f"Fix: open {Path(str(owner)).name} again to rescore or save that bed (its edits are "
+                               "kept).", error=True)
+            return None
         if layer is None:
             self.owner._status("Press Edit bed first.", error=True)
             return None
