@@ -195,3 +195,37 @@ def test_rescoring_a_bed_whose_result_is_closed_names_it_and_keeps_its_edits(mak
     viewer.layers.selection.active = bed
     assert widget.result_path == str(first)
     np.testing.assert_array_equal(editor.rescore().tile_flags, want)
+
+
+def test_saving_a_bed_over_no_tile_says_what_score_and_train_make_of_it(make_napari_viewer, scored, tmp_path):
+    """A bed drawn over the slide's background (no tile half inside it) was saved with 'Bed saved to ...;
+    use it with --annotations' and nothing more; 'score --annotations' then gives the slide no score and
+    'train' leaves it out. The line now says so (the file is still written: it is a valid annotation)."""
+    from weakstil.annotations import find_annotation
+    from weakstil.files import SlideScoresFile
+
+    path = tmp_path / scored["score_h5"].name
+    shutil.copy(scored["score_h5"], path)
+    f = SlideScoresFile.read(path)
+    coords, tile = np.asarray(f.coords), float(f.attrs["tile_size_level0"])
+    width, height = int(f.attrs["slide_width"]), int(f.attrs["slide_height"])
+    # a square of one tile's side on the slide that overlaps no tile
+    step = tile / 4
+    spot = next((x, y) for y in np.arange(0, height - tile, step) for x in np.arange(0, width - tile, step)
+                if not ((np.abs(coords[:, 0] - x) < tile) & (np.abs(coords[:, 1] - y) < tile)).any())
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(path, plugin="napari-weakstil")
+    editor = widget.bed_editor
+    layer = editor.edit_bed()
+    editor.folder_edit.value = tmp_path / "beds"
+    assert editor.save_bed() is not None and "holds no tile" not in widget.status_label.text()  # the scored bed
+    layer.selected_data = set(range(len(layer.data)))
+    layer.remove_selected()
+    x, y = spot
+    layer.add_rectangles([np.array([[y, x], [y + tile, x + tile]], float)])
+    assert editor.rescore().n_bed_tiles == 0
+    saved = editor.save_bed()
+    assert saved == find_annotation(tmp_path / "beds", f.attrs["slide_id"])
+    text = widget.status_label.text()
+    assert "holds no tile of the slide" in text and "no tumour bed" in text and "train" in text

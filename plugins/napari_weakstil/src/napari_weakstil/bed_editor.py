@@ -292,9 +292,22 @@ class BedEditor(QGroupBox):
             self.owner._status(f"{folder}: cannot write the bed ({exc.strerror or exc}). Fix: choose a writable "
                                "bed folder.", error=True)
             return None
+        empty = _holds_no_tile(tiles, rings)
         self.owner._status(f"Bed saved to {path}" + (" (the bed saved there before is replaced)" if replaced else "")
-                           + f"; use it with --annotations {folder}." + self._unclosed_note())
+                           + f"; use it with --annotations {folder}." + self._unclosed_note()
+                           + (" It holds no tile of the slide (none is half inside it): 'weakstil score --annotations' "
+                              "gives the slide no score (no tumour bed) and 'train' leaves it out. Fix: draw the bed "
+                              "over the tumour's tissue." if empty else ""), error=empty)
         return path
+
+
+def _holds_no_tile(tiles: ScoredTiles, rings: tuple[list[np.ndarray], list[str]]) -> bool:
+    """Whether a saved bed takes in no tile by the rule of ``--annotations`` (drawn over background)."""
+    from weakstil.bed_edit import bed_tile_flags, clip_to_slide, ordered_bed_shape
+
+    g = tiles.geometry
+    shape = clip_to_slide(ordered_bed_shape(*rings), g.width, g.height)
+    return not bed_tile_flags(shape, g, where=tiles.path or tiles.slide_id).any()
 
 
 def _changed_since_opened(path: Path, gone: bool) -> str:
