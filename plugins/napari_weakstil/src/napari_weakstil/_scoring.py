@@ -153,4 +153,4 @@ class ScoringJob:
         # the µm of the µm/px the slide was scored at)
         for data, kwargs, kind in result_layers(res, slide_mpp=layer.metadata.get("mpp")):
             getattr(w.viewer, f"add_{kind}")(data, **kwargs)
-        w._status(f"Scored in {float(row.get('seconds', 0)):.0f} s -> {out}")
+        w._status(f"Scored {self.slide_path.name} in {float(row.get('seconds', 0)):.0f} s -> {out}")

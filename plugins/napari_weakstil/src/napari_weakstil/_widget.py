@@ -216,6 +216,9 @@ class ScoringWidget(QWidget):
 
     def _on_layers_changed(self, event: Any = None) -> None:
         current = self.slide_combo.currentText()
+        new = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
+        if getattr(new, "metadata", {}).get("weakstil_kind") == "slide":
+            current = new.name  # a slide opened now is the one Score slide scores, not the first one opened
         names = [ly.name for ly in self.slide_layers()]
         self.slide_combo.blockSignals(True)
         self.slide_combo.clear()
@@ -260,6 +263,8 @@ class ScoringWidget(QWidget):
         """Selecting another result's layer, or its bed being edited, shows that result (its number,
         flags and bed: Rescore and Save bed then act on it)."""
         active = self.viewer.layers.selection.active
+        if active is not None and active.metadata.get("weakstil_kind") == "slide":
+            self.slide_combo.setCurrentText(active.name)  # the slide selected in the layer list is the one to score
         if active is not None and active.metadata.get("weakstil_kind") in ("result", BED_EDIT_KIND) and \
                 active.metadata.get("result_path") != self.result_path:
             self._on_layers_changed()
