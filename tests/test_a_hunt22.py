@@ -248,3 +248,25 @@ def test_score_slide_scores_the_slide_opened_last_or_selected(make_napari_viewer
     assert widget.selected_slide_layer().metadata["slide_path"] == str(slides[0])
     viewer.layers.selection.active = layers[1]
     assert widget.selected_slide_layer().metadata["slide_path"] == str(slides[1])
+
+
+def test_a_scan_mpp_entered_for_one_slide_does_not_score_the_next(make_napari_viewer, scored):
+    """Scan µm/px entered for a slide that records none (the JPEG 2000 SVS, 0.25) stayed in the box when
+    the next slide was opened, and Score slide overrode that slide's own 0.5 µm/px with it: synth_0001
+    scored 30.5 % high over 18 tiles instead of 6.9 % low over 67 (qc 'mpp overridden' the only hint).
+    The box now shows the chosen slide's own: the µm/px it was scored with, else 'from the file'."""
+    from napari_weakstil.slide_layers import set_scan_mpp
+
+    slides = sorted(p for p in (scored["cohort"] / "slides").iterdir() if p.suffix == ".tiff")[:2]
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    first = viewer.open(slides[0], plugin="napari-weakstil")[0]
+    widget.slide_mpp_spin.setValue(0.25)  # entered for the first slide
+    set_scan_mpp(first, 0.25)  # as a successful Score slide records it on the layer
+    second = viewer.open(slides[1], plugin="napari-weakstil")[0]
+    assert widget.selected_slide_layer() is second
+    assert widget.slide_mpp_spin.value() == 0.0 and widget.slide_mpp_spin.text() == "from the file"
+    viewer.layers.selection.active = first  # back to the first: the µm/px it was scored with
+    assert widget.selected_slide_layer() is first and widget.slide_mpp_spin.value() == pytest.approx(0.25)
+    viewer.layers.selection.active = second
+    assert widget.slide_mpp_spin.value() == 0.0

@@ -41,6 +41,7 @@ from napari_weakstil._scoring import ScoringJob
 from napari_weakstil.bed_editor import BedEditor
 from napari_weakstil.bed_layer import BED_EDIT_KIND
 from napari_weakstil.result_layers import ATTENTION, HEATMAP, TISSUE, TUMORBED, ResultFile, tile_info
+from napari_weakstil.slide_layers import scan_mpp_override
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -89,6 +90,7 @@ class ScoringWidget(QWidget):
         form = QFormLayout()
         self.slide_combo = QComboBox()
         self.slide_combo.setToolTip("The slide to score: a slide layer opened with the WeakSTIL reader")
+        self.slide_combo.currentTextChanged.connect(self._follow_slide_mpp)
         form.addRow("Slide", self.slide_combo)
         self.model_edit = FileEdit(mode="d", label="model")
         self.model_edit.native.setToolTip("A model folder from 'weakstil train' (model.safetensors + model.json)")
@@ -215,7 +217,7 @@ class ScoringWidget(QWidget):
         return None
 
     def _on_layers_changed(self, event: Any = None) -> None:
-        current = self.slide_combo.currentText()
+        current = before = self.slide_combo.currentText()
         new = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
         if getattr(new, "metadata", {}).get("weakstil_kind") == "slide":
             current = new.name  # a slide opened now is the one Score slide scores, not the first one opened
@@ -226,6 +228,8 @@ class ScoringWidget(QWidget):
         if current in names:
             self.slide_combo.setCurrentText(current)
         self.slide_combo.blockSignals(False)
+        if self.slide_combo.currentText() != before:
+            self._follow_slide_mpp()
         # the result shown: the one whose layer (or bed being edited) is selected, else the newest heatmap,
         # else the newest result
         active = self.viewer.layers.selection.active
@@ -258,6 +262,10 @@ class ScoringWidget(QWidget):
             box.blockSignals(True)
             box.setChecked(bool(layer is not None and layer.visible))
             box.blockSignals(False)
+
+    def _follow_slide_mpp(self, *args: Any) -> None:
+        """Scan µm/px of the chosen slide: one it was scored with, else "from the file" (not the last slide's)."""
+        self.slide_mpp_spin.setValue(scan_mpp_override(self.selected_slide_layer()) or 0.0)
 
     def _on_active_layer(self, event: Any = None) -> None:
         """Selecting another result's layer, or its bed being edited, shows that result (its number,
@@ -386,13 +394,6 @@ class ScoringWidget(QWidget):
         self._status(f"Scoring {slide_path.name} with {model.name}…")
         self.job = ScoringJob(self, layer, opts, scan_mpp)
         self.worker = self.job.start()
-
-    @staticmethod
-    def _set_slide_mpp(layer: Any, mpp: float) -> None:
-        layer.scale = (mpp, mpp)
-        layer.units = ("um", "um")
-        layer.metadata["mpp"] = mpp
-        layer.metadata["mpp_source"] = "override"
 
     def _on_tiles_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))
