@@ -128,7 +128,9 @@ def test_widget_reports_a_slide_without_mpp_and_accepts_the_scan_resolution(make
     assert widget.last_row["status"] == "error"
     assert str(no_mpp) in status and "microns-per-pixel" in status and "Fix:" in status
     # giving the scan resolution puts the slide in µm, where its results will be placed
-    widget._set_slide_mpp(slide, 0.25)
+    from napari_weakstil.slide_layers import set_scan_mpp
+
+    set_scan_mpp(slide, 0.25)  # as the widget does once a score succeeds with it
     assert tuple(slide.scale[-2:]) == (0.25, 0.25) and slide.metadata["mpp"] == 0.25
 
 

@@ -134,6 +134,7 @@ class ScoringJob:
 
     def _show(self, row: dict[str, Any]) -> None:
         from napari_weakstil.result_layers import read_result, result_layers
+        from napari_weakstil.slide_layers import set_scan_mpp
 
         w, out = self.widget, self.opts.out
         h5 = out / f"{row['slide_id']}.h5"
@@ -145,7 +146,7 @@ class ScoringJob:
         res = read_result(h5)
         if res.slide_mpp and (layer.metadata.get("mpp") is None or layer.metadata.get("mpp_source") == "override"):
             # shown in pixels, or at a Scan µm/px entered before: now at the one it was scored with
-            w._set_slide_mpp(layer, float(res.slide_mpp))
+            set_scan_mpp(layer, float(res.slide_mpp))
         for ly in [ly for ly in w.viewer.layers if ly.metadata.get("weakstil_kind") == "result"
                    and ly.metadata.get("result_path") == str(res.path)]:  # this file's older layers only
             w.viewer.layers.remove(ly)
@@ -153,4 +154,4 @@ class ScoringJob:
         # the µm of the µm/px the slide was scored at)
         for data, kwargs, kind in result_layers(res, slide_mpp=layer.metadata.get("mpp")):
             getattr(w.viewer, f"add_{kind}")(data, **kwargs)
-        w._status(f"Scored in {float(row.get('seconds', 0)):.0f} s -> {out}")
+        w._status(f"Scored {self.slide_path.name} in {float(row.get('seconds', 0)):.0f} s -> {out}")

@@ -41,6 +41,7 @@ from napari_weakstil._scoring import ScoringJob
 from napari_weakstil.bed_editor import BedEditor
 from napari_weakstil.bed_layer import BED_EDIT_KIND
 from napari_weakstil.result_layers import ATTENTION, HEATMAP, TISSUE, TUMORBED, ResultFile, tile_info
+from napari_weakstil.slide_layers import scan_mpp_override
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -89,6 +90,7 @@ class ScoringWidget(QWidget):
         form = QFormLayout()
         self.slide_combo = QComboBox()
         self.slide_combo.setToolTip("The slide to score: a slide layer opened with the WeakSTIL reader")
+        self.slide_combo.currentTextChanged.connect(self._follow_slide_mpp)
         form.addRow("Slide", self.slide_combo)
         self.model_edit = FileEdit(mode="d", label="model")
         self.model_edit.native.setToolTip("A model folder from 'weakstil train' (model.safetensors + model.json)")
@@ -215,7 +217,10 @@ class ScoringWidget(QWidget):
         return None
 
     def _on_layers_changed(self, event: Any = None) -> None:
-        current = self.slide_combo.currentText()
+        current = before = self.slide_combo.currentText()
+        new = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
+        if getattr(new, "metadata", {}).get("weakstil_kind") == "slide":
+            current = new.name  # a slide opened now is the one Score slide scores, not the first one opened
         names = [ly.name for ly in self.slide_layers()]
         self.slide_combo.blockSignals(True)
         self.slide_combo.clear()
@@ -223,6 +228,8 @@ class ScoringWidget(QWidget):
         if current in names:
             self.slide_combo.setCurrentText(current)
         self.slide_combo.blockSignals(False)
+        if self.slide_combo.currentText() != before:
+            self._follow_slide_mpp()
         # the result shown: the one whose layer (or bed being edited) is selected, else the newest heatmap,
         # else the newest result
         active = self.viewer.layers.selection.active
@@ -247,6 +254,7 @@ class ScoringWidget(QWidget):
                 if id(heat) not in self._range_followed:  # napari's own layer controls change the limits too
                     self._range_followed.add(id(heat))
                     heat.events.contrast_limits.connect(lambda event, layer=heat: self._sync_range(layer))
+        self.bed_editor.forget_closed_edits()  # an edited bed's layer closed: its number goes with it
         self._keep_outline_width()
         for suffix, box in self.toggles.items():
             layer = self.result_layer(suffix, self.result_path)
@@ -255,10 +263,16 @@ class ScoringWidget(QWidget):
             box.setChecked(bool(layer is not None and layer.visible))
             box.blockSignals(False)
 
+    def _follow_slide_mpp(self, *args: Any) -> None:
+        """Scan µm/px of the chosen slide: one it was scored with, else "from the file" (not the last slide's)."""
+        self.slide_mpp_spin.setValue(scan_mpp_override(self.selected_slide_layer()) or 0.0)
+
     def _on_active_layer(self, event: Any = None) -> None:
         """Selecting another result's layer, or its bed being edited, shows that result (its number,
         flags and bed: Rescore and Save bed then act on it)."""
         active = self.viewer.layers.selection.active
+        if active is not None and active.metadata.get("weakstil_kind") == "slide":
+            self.slide_combo.setCurrentText(active.name)  # the slide selected in the layer list is the one to score
         if active is not None and active.metadata.get("weakstil_kind") in ("result", BED_EDIT_KIND) and \
                 active.metadata.get("result_path") != self.result_path:
             self._on_layers_changed()
@@ -380,13 +394,6 @@ class ScoringWidget(QWidget):
         self._status(f"Scoring {slide_path.name} with {model.name}…")
         self.job = ScoringJob(self, layer, opts, scan_mpp)
         self.worker = self.job.start()
-
-    @staticmethod
-    def _set_slide_mpp(layer: Any, mpp: float) -> None:
-        layer.scale = (mpp, mpp)
-        layer.units = ("um", "um")
-        layer.metadata["mpp"] = mpp
-        layer.metadata["mpp_source"] = "override"
 
     def _on_tiles_progress(self, done: int, total: int) -> None:
         self.progress.setRange(0, max(total, 1))

@@ -17,11 +17,13 @@ from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabe
 from napari_weakstil import bed_layer
 from napari_weakstil._compat import camera
 from napari_weakstil.bed_layer import BED_EDIT_KIND
-from napari_weakstil.result_layers import HEATMAP
+from napari_weakstil.result_layers import HEATMAP, file_identity
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.bed_edit import BedScore, ScoredTiles
 
+#: The bed box's line once a result's edited bed layer is closed.
+CLOSED_NOTE = "The edited bed was closed: the scored bed is shown (Edit bed starts again from it)."
 #: Edge width of the bed's shapes in screen pixels (kept by the widget whatever the zoom).
 EDGE_SCREEN_PX = 2.5
 
@@ -35,8 +37,6 @@ class BedEditor(QGroupBox):
 
         self.owner = owner
         self.last_rescore: BedScore | None = None
-        self._tiles: ScoredTiles | None = None
-        self._tiles_key: tuple | None = None  #: the file (path, mtime, size) ``_tiles`` was read from
         layout = QVBoxLayout(self)
         buttons = QHBoxLayout()
         self.edit_button = QPushButton("Edit bed")
@@ -78,8 +78,10 @@ class BedEditor(QGroupBox):
         return None
 
     def scored_tiles(self) -> ScoredTiles | None:
-        """The shown result's tile scores, read once per result file (read again once the file is
-        rewritten, e.g. scored again with --overwrite)."""
+        """The shown result's tile scores, read once from the very file its layers show. A file written
+        again since it was opened (scored again into its folder) is not read under the old layers: its
+        bed and scores would be edited and rescored beside the number and heatmap of the file before
+        (opened again, it is read again); a file moved away since is said to be so."""
         from weakstil.bed_edit import ScoredTiles
         from weakstil.errors import WeakSTILError
 
@@ -87,19 +89,31 @@ class BedEditor(QGroupBox):
         if res is None or res.tile_scores is None:
             self.owner._status("Score a slide or open a result with tile scores first.", error=True)
             return None
-        key = _file_key(Path(res.path))
-        if self._tiles is None or self._tiles_key != key:
-            try:
-                self._tiles = ScoredTiles.read(res.path)
-            except WeakSTILError as exc:
-                self.owner._status(exc.one_line(), error=True)
-                return None
-            self._tiles_key = key
-        return self._tiles
+        if res.scored_tiles is not None:
+            return res.scored_tiles
+        now = file_identity(Path(res.path))
+        if res.file_key is not None and now != res.file_key:
+            self.owner._status(_changed_since_opened(Path(res.path), gone=len(now) == 1), error=True)
+            return None
+        try:
+            res.scored_tiles = ScoredTiles.read(res.path)
+        except WeakSTILError as exc:
+            self.owner._status(exc.one_line(), error=True)
+            return None
+        return res.scored_tiles
 
     def edited_rings(self) -> tuple[list[np.ndarray], list[str]] | None:
         """The edited bed's rings (level-0 ``[x, y]``) in drawing order and each one's part (bed or hole)."""
         layer = self.layer()
+        active = self.owner.viewer.layers.selection.active
+        if layer is None and active is not None and active.metadata.get("weakstil_kind") == BED_EDIT_KIND:
+            # the bed being drawn on belongs to a result whose layers are all closed: another result is shown
+            owner = active.metadata.get("result_path", "its result")
+            shown = self.owner.result.path.name
+            self.owner._status(f"'{active.name}' is the bed of {owner}, whose layers are closed ({shown} is shown). "
+                               f"Fix: open {Path(str(owner)).name} again to rescore or save that bed (its edits are "
+                               "kept).", error=True)
+            return None
         if layer is None:
             self.owner._status("Press Edit bed first.", error=True)
             return None
@@ -130,6 +144,29 @@ class BedEditor(QGroupBox):
         self.label.setText(res.bed_note if res is not None else "")
         if self.last_rescore is not None:
             self._show_rescored(self.last_rescore)
+
+    def forget_closed_edits(self) -> None:
+        """A result whose edited bed layer is closed shows its scored bed again (number, interval, qc,
+        heatmap, tile clicks): the edit's number belonged to a bed that is no longer anywhere, nor can be
+        saved (the widget calls it on every change of the layers)."""
+        layers = list(self.owner.viewer.layers)
+        edits = [ly.metadata.get("result_path") for ly in layers if ly.metadata.get("weakstil_kind") == BED_EDIT_KIND]
+        if None in edits:  # a bed layer of no recorded result: it may be any result's
+            return
+        seen: set[int] = set()
+        for ly in layers:
+            res = ly.metadata.get("result") if ly.metadata.get("weakstil_kind") == "result" else None
+            if res is None or id(res) in seen or str(res.path) in edits:
+                continue
+            seen.add(id(res))
+            if res.bed_rescore is None and res.file_tile_scores is None and res.bed_note in ("", CLOSED_NOTE):
+                continue  # never edited, or shown as scored already
+            res.bed_rescore, res.bed_note = None, CLOSED_NOTE
+            self._show_tile_values(res, None)
+            if res is self.owner.result:
+                self.last_rescore = None
+                self.label.setText(res.bed_note)
+                self.owner._show_result_summary(res)
 
     def _show_tile_values(self, res: Any, values: np.ndarray | None) -> None:
         """The heatmap and tile clicks show ``values`` (None: the file's own tile scores)."""
@@ -238,6 +275,10 @@ class BedEditor(QGroupBox):
         if tiles is None or rings is None:
             return None
         value = str(self.folder_edit.value)
+        if value in ("", ".") and not Path(str(tiles.path)).parent.is_dir():  # not made again where it was moved from
+            self.owner._status(f"{Path(str(tiles.path)).parent}: the result's folder is gone (moved since it was "
+                               "opened), and the default bed folder is beside it. Fix: choose a bed folder.", error=True)
+            return None
         folder = Path(value) if value not in ("", ".") else default_bed_folder(Path(str(tiles.path)))
         g = tiles.geometry
         replaced = bed_file(folder, tiles.slide_id).exists()  # only a bed saved before is replaced (else refused)
@@ -251,18 +292,32 @@ class BedEditor(QGroupBox):
             self.owner._status(f"{folder}: cannot write the bed ({exc.strerror or exc}). Fix: choose a writable "
                                "bed folder.", error=True)
             return None
+        empty = _holds_no_tile(tiles, rings)
         self.owner._status(f"Bed saved to {path}" + (" (the bed saved there before is replaced)" if replaced else "")
-                           + f"; use it with --annotations {folder}." + self._unclosed_note())
+                           + f"; use it with --annotations {folder}." + self._unclosed_note()
+                           + (" It holds no tile of the slide (none is half inside it): 'weakstil score --annotations' "
+                              "gives the slide no score (no tumour bed) and 'train' leaves it out. Fix: draw the bed "
+                              "over the tumour's tissue." if empty else ""), error=empty)
         return path
 
 
-def _file_key(path: Path) -> tuple:
-    """The file's identity: a file written again at the same path gets another key."""
-    try:
-        st = path.stat()
-    except OSError:  # gone: reading it says why
-        return (str(path),)
-    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
+def _holds_no_tile(tiles: ScoredTiles, rings: tuple[list[np.ndarray], list[str]]) -> bool:
+    """Whether a saved bed takes in no tile by the rule of ``--annotations`` (drawn over background)."""
+    from weakstil.bed_edit import bed_tile_flags, clip_to_slide, ordered_bed_shape
+
+    g = tiles.geometry
+    shape = clip_to_slide(ordered_bed_shape(*rings), g.width, g.height)
+    return not bed_tile_flags(shape, g, where=tiles.path or tiles.slide_id).any()
+
+
+def _changed_since_opened(path: Path, gone: bool) -> str:
+    """Why a result's bed cannot be edited from its file: the file is no longer what its layers show."""
+    if gone:
+        return (f"{path}: no longer there (moved or deleted since it was opened), so its bed cannot be read. "
+                "Fix: open the result from where it is now.")
+    return (f"{path}: written again since it was opened (scored again?); its layers show the file as it was, "
+            "and its bed and scores are not edited under them. Fix: open it again (File > Open) to edit what it "
+            "holds now.")
 
 
 def default_bed_folder(result_path: Path) -> Path:

@@ -282,6 +282,9 @@ class ResultFile:
     file_tile_scores: np.ndarray | None = None
     bed_rescore: Any = None  #: the last Rescore of this result's edited bed (a weakstil.bed_edit.BedScore)
     bed_note: str = ""  #: the bed editor's line about this result's edit
+    #: the file's identity when it was read (:func:`file_identity`): a file written again since is not what is shown
+    file_key: tuple | None = None
+    scored_tiles: Any = None  #: the bed editor's tiles of this very file (a weakstil.bed_edit.ScoredTiles), read once
 
     @property
     def stil(self) -> float | None:
@@ -297,12 +300,13 @@ def read_result(path: str | Path) -> ResultFile:
     from weakstil.files import read_any
 
     path = Path(path)
+    key = file_identity(path)  # before reading: a file written again meanwhile is then told apart
     f = read_any(path, skip=("features",))  # embeddings are not shown: a big slide's are hundreds of MB
     attrs = dict(f.attrs)
     tile_size = f.tile_size_level0
     res = ResultFile(path=path, kind=FILE_KINDS[f.KIND], slide_id=str(attrs.get("slide_id", path.stem)),
                      coords=np.asarray(f.coords), tile_size=tile_size, stride=_recorded_stride(attrs, tile_size),
-                     slide_mpp=_float(attrs.get("slide_mpp")), slide_path=None, attrs=attrs)
+                     slide_mpp=_float(attrs.get("slide_mpp")), slide_path=None, attrs=attrs, file_key=key)
     # each kind holds some of these per-tile values and masks; a kind without one leaves it None
     res.tile_scores = _as(getattr(f, "tile_scores", None), np.float32)
     res.attention = _as(getattr(f, "attention", None), np.float32)
@@ -315,6 +319,15 @@ def read_result(path: str | Path) -> ResultFile:
     res.tumorbed_mask_mpp = _float(getattr(f, "tumorbed_mask_mpp", None))
     res.slide_path = find_slide(res)
     return res
+
+
+def file_identity(path: Path) -> tuple:
+    """A file's identity: the same file keeps it, a file written again at the same path (or gone) does not."""
+    try:
+        st = path.stat()
+    except OSError:  # gone: reading it says why
+        return (str(path),)
+    return (str(path), st.st_mtime_ns, st.st_size, st.st_ino)
 
 
 def _as(values: np.ndarray | None, dtype) -> np.ndarray | None:

@@ -150,3 +150,23 @@ def _extra_levels(coarsest, chunk_px: int) -> list:
 def _chunk_sizes(n: int, chunk: int) -> tuple[int, ...]:
     full, rest = divmod(n, chunk)
     return (chunk,) * full + ((rest,) if rest else ())
+
+
+#: How a slide layer got a µm/px that its file does not record: entered in the widget, or from its result.
+ENTERED_MPP = ("override", "result")
+
+
+def set_scan_mpp(layer: Any, mpp: float) -> None:
+    """The slide layer shown at the Scan µm/px it was scored with (its file records none, or it was entered)."""
+    layer.scale = (mpp, mpp)
+    layer.units = ("um", "um")
+    layer.metadata["mpp"] = mpp
+    layer.metadata["mpp_source"] = "override"
+
+
+def scan_mpp_override(layer: Any) -> float | None:
+    """The µm/px a slide layer was given (scored with an entered Scan µm/px, or from its result), else None."""
+    if layer is None:
+        return None
+    meta = layer.metadata
+    return float(meta["mpp"]) if meta.get("mpp") and meta.get("mpp_source") in ENTERED_MPP else None
