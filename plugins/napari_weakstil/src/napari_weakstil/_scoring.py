@@ -7,8 +7,8 @@ which ``score_batch`` lets through after removing the slide's unfinished outputs
 Nothing touches the widget once Qt has deleted it.
 
 The result is drawn only over the slide layer it was scored from: one closed or replaced meanwhile
-gets no layers (the files are written all the same). A Scan µm/px reaches the slide layer only
-once a score with it has succeeded.
+gets no layers (the files are written all the same). A Scan µm/px and Allow upsampling reach the
+slide layer only once a score with them has succeeded.
 """
 
 from __future__ import annotations
@@ -147,6 +147,7 @@ class ScoringJob:
         if res.slide_mpp and (layer.metadata.get("mpp") is None or layer.metadata.get("mpp_source") == "override"):
             # shown in pixels, or at a Scan µm/px entered before: now at the one it was scored with
             set_scan_mpp(layer, float(res.slide_mpp))
+        layer.metadata["allow_upsample"] = bool(self.opts.allow_upsample)  # what the widget shows for this slide
         for ly in [ly for ly in w.viewer.layers if ly.metadata.get("weakstil_kind") == "result"
                    and ly.metadata.get("result_path") == str(res.path)]:  # this file's older layers only
             w.viewer.layers.remove(ly)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import QEvent, Qt, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -37,11 +37,13 @@ from qtpy.QtWidgets import (
 )
 
 from napari_weakstil._compat import camera
+from napari_weakstil._links import ViewerLinks
 from napari_weakstil._scoring import ScoringJob
 from napari_weakstil.bed_editor import BedEditor
 from napari_weakstil.bed_layer import BED_EDIT_KIND
 from napari_weakstil.result_layers import ATTENTION, HEATMAP, TISSUE, TUMORBED, ResultFile, tile_info
-from napari_weakstil.slide_layers import scan_mpp_override
+from napari_weakstil.slide_layers import scan_mpp_override, scored_upsampling
+from napari_weakstil.summary import detail_line, qc_view, stil_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -51,9 +53,6 @@ log = logging.getLogger(__name__)
 SELECTED_TILE = "selected tile"
 #: Outline width in screen pixels, whatever the zoom (napari draws shape edges in world units).
 OUTLINE_SCREEN_PX = 2.5
-#: How a result's tumour bed was found, in words.
-TUMORBED_SOURCES = {"annotation": "annotation", "model": "tumour-bed detector", "tissue": "whole tissue, no bed found",
-                    "tissue-fallback": "whole tissue (bed fallback: the detected bed was empty or implausibly small)"}
 #: Layer toggles: checkbox label -> the suffix of the result layer it shows or hides.
 TOGGLES = {"sTIL heatmap": HEATMAP, "attention": ATTENTION, "tumour-bed outline": TUMORBED, "tissue mask": TISSUE}
 
@@ -72,14 +71,34 @@ class ScoringWidget(QWidget):
         self.last_row: dict[str, Any] | None = None
         self.result: ResultFile | None = None
         self._range_followed: set[int] = set()  # heatmap layers whose contrast limits the slider follows
+        self._clicked: tuple[float, float] | None = None  # the world point of the tile clicked last
+        self._links = ViewerLinks()  # to the viewer while docked: undone when the widget is closed
         self._build()
         self.tiles_progress.connect(self._on_tiles_progress)
-        self.viewer.layers.events.inserted.connect(self._on_layers_changed)
-        self.viewer.layers.events.removed.connect(self._on_layers_changed)
-        self.viewer.layers.selection.events.active.connect(self._on_active_layer)
-        self.viewer.mouse_drag_callbacks.append(self._on_click)
-        camera(self.viewer).events.zoom.connect(self._keep_outline_width)
+        self._link_viewer()
+
+    def _link_viewer(self) -> None:
+        """React to the viewer's layers, selection, clicks and zoom (again, once docked again)."""
+        if self._links.live:
+            return
+        links, layers = self._links, self.viewer.layers
+        links.connect(layers.events.inserted, self._on_layers_changed)
+        links.connect(layers.events.removed, self._on_layers_changed)
+        links.connect(layers.selection.events.active, self._on_active_layer)
+        links.on_mouse_drag(self.viewer, self._on_click)
+        links.connect(camera(self.viewer).events.zoom, self._keep_outline_width)
+        self._range_followed.clear()
         self._on_layers_changed()
+
+    def event(self, event: QEvent) -> bool:
+        """Closed (napari's close button takes the widget out of its dock, parent None, without deleting
+        it): no longer linked to the viewer, or a widget docked again beside it would answer every click too."""
+        if event.type() == QEvent.ParentChange:
+            if self.parent() is None:
+                self._links.undo()
+            else:
+                self._link_viewer()
+        return super().event(event)
 
     # -- layout ---------------------------------------------------------------------------
     def _build(self) -> None:
@@ -253,7 +272,7 @@ class ScoringWidget(QWidget):
                 self._sync_range(heat)
                 if id(heat) not in self._range_followed:  # napari's own layer controls change the limits too
                     self._range_followed.add(id(heat))
-                    heat.events.contrast_limits.connect(lambda event, layer=heat: self._sync_range(layer))
+                    self._links.connect(heat.events.contrast_limits, lambda event, layer=heat: self._sync_range(layer))
         self.bed_editor.forget_closed_edits()  # an edited bed's layer closed: its number goes with it
         self._keep_outline_width()
         for suffix, box in self.toggles.items():
@@ -264,8 +283,11 @@ class ScoringWidget(QWidget):
             box.blockSignals(False)
 
     def _follow_slide_mpp(self, *args: Any) -> None:
-        """Scan µm/px of the chosen slide: one it was scored with, else "from the file" (not the last slide's)."""
-        self.slide_mpp_spin.setValue(scan_mpp_override(self.selected_slide_layer()) or 0.0)
+        """Scan µm/px and Allow upsampling of the chosen slide: those it was scored with, else "from the file"
+        and off (not the last slide's: a coarse scan would be read upsampled instead of refused with the fix)."""
+        layer = self.selected_slide_layer()
+        self.slide_mpp_spin.setValue(scan_mpp_override(layer) or 0.0)
+        self.upsample_box.setChecked(scored_upsampling(layer))
 
     def _on_active_layer(self, event: Any = None) -> None:
         """Selecting another result's layer, or its bed being edited, shows that result (its number,
@@ -310,52 +332,17 @@ class ScoringWidget(QWidget):
             self._sync_range(layer)
 
     def _show_result_summary(self, res: ResultFile) -> None:
-        attrs = res.attrs or {}
-        stil = res.stil
-        if stil is None:
-            status = attrs.get("status", "")
-            self.stil_label.setText(f"sTIL: — ({status})" if status else "sTIL: —")
-        else:
-            from weakstil.bed_edit import recorded_threshold
-
-            threshold = recorded_threshold(attrs, res.path)  # older cv/evaluate tile files: their folder's one
-            call = ""
-            from weakstil.metrics import called_high, stil_text  # imports scipy: only once a score is shown
-
-            if threshold is not None:
-                # the CLI's call: of the number as written (29.99996 is 30.0000, high at 30)
-                high = bool(called_high(stil, float(threshold)))
-                call = f" · {'high' if high else 'low'} (threshold {float(threshold):g} %)"
-            # enough decimals to keep the number on its call's side (29.96 is not shown as 30.0, low)
-            self.stil_label.setText(f"sTIL {stil_text(stil, threshold)} %{_interval(attrs, threshold)}{call}")
-        self._show_qc(attrs)
-        parts = [f"{res.slide_id}: {len(res.coords):,} tiles"]
-        if res.tumorbed is not None:
-            source = TUMORBED_SOURCES.get(str(attrs.get("tumorbed_source")), attrs.get("tumorbed_source"))
-            parts.append(f"{int(res.tumorbed.sum()):,} in the tumour bed" + (f" ({source})" if source else ""))
-        if "stil_true" in attrs:
-            parts.append(f"label {float(attrs['stil_true']):.1f} %")
-        if attrs.get("source"):
-            parts.append(str(attrs["source"]))
-        self.detail_label.setText("; ".join(parts))
+        """The scored result's number, call, interval, tile counts and qc flags."""
+        self.stil_label.setText(stil_line(res))
+        self._show_qc(res.attrs or {})
+        self.detail_label.setText(detail_line(res))
 
     def _show_qc(self, attrs: dict) -> None:
         """The slide's qc flags in orange, each flag's reason as the tooltip."""
-        import json
-
-        flags = [f for f in str(attrs.get("qc") or "").split(";") if f]
-        if not flags:
-            self.qc_label.setText("qc: no flags" if "qc" in attrs else "")
-            self.qc_label.setStyleSheet("")
-            self.qc_label.setToolTip("")
-            return
-        try:
-            reasons = json.loads(attrs.get("qc_reasons") or "{}")
-        except (TypeError, ValueError):
-            reasons = {}
-        self.qc_label.setText("qc: " + ", ".join(f.replace("_", " ") for f in flags))
-        self.qc_label.setStyleSheet("color: #ff9f1a;")
-        self.qc_label.setToolTip("\n".join(f"{f}: {reasons.get(f, '')}" for f in flags))
+        text, raised, reasons = qc_view(attrs)
+        self.qc_label.setText(text)
+        self.qc_label.setStyleSheet("color: #ff9f1a;" if raised else "")
+        self.qc_label.setToolTip(reasons)
 
     # -- scoring ---------------------------------------------------------------------------
     def score(self) -> None:
@@ -421,12 +408,13 @@ class ScoringWidget(QWidget):
         if event.type == "mouse_press":
             self.inspect_at(tuple(event.position[-2:]))
 
-    def inspect_at(self, world_yx: tuple[float, float]) -> dict[str, Any] | None:
+    def inspect_at(self, world_yx: tuple[float, float], outline: bool = True) -> dict[str, Any] | None:
         """Show the tile under a world point (µm) and outline it; returns its info, or None."""
         heat = self.result_layer(HEATMAP, self.result_path) if self.result is not None else None
         if heat is None or self.result is None:
             return None
         meta = heat.metadata
+        self._clicked = world_yx
         i = meta["raster"].tile_at(world_yx, meta["slide_mpp"], meta["tile_index"])
         if i is None:
             self.tile_label.setText("No tile here.")
@@ -443,11 +431,18 @@ class ScoringWidget(QWidget):
             bed = "the edited bed" if info.get("edited_bed") else "the tumour bed"
             text.append(f"in {bed}" if info["tumorbed"] else f"outside {bed}")
         self.tile_label.setText("; ".join(text))
-        self._outline_tile(info, mpp)
+        if outline:  # (a refresh leaves the outline, and the layer selected: the bed being edited)
+            self._outline_tile(info, mpp)
         return info
+
+    def refresh_tile(self) -> None:
+        """The clicked tile's line again, for the bed now scored (its score and bed flag change with a Rescore)."""
+        if self._clicked is not None and self.result is not None:
+            self.inspect_at(self._clicked, outline=False)
 
     def _clear_tile(self) -> None:
         """No clicked tile: its line and green outline go (they belonged to the result shown before)."""
+        self._clicked = None
         self.tile_label.setText("Click a tile to see its score.")
         if SELECTED_TILE in self.viewer.layers:
             self.viewer.layers[SELECTED_TILE].data = []
@@ -483,18 +478,3 @@ class ScoringWidget(QWidget):
         self._status(f"View saved to {path}")
         return path
 
-
-def _interval(attrs: dict, threshold: float | None = None) -> str:
-    """`` (90 % interval 17.1–30.2)`` when the result records one, else empty (each end on the side of
-    ``threshold`` that its ``near_threshold`` flag was judged on)."""
-    low, high = attrs.get("stil_lower_90"), attrs.get("stil_upper_90")
-    try:
-        low, high = float(low), float(high)
-    except (TypeError, ValueError):
-        return ""
-    if not (low == low and high == high):  # NaN: no interval
-        return ""
-    from weakstil.metrics import interval_ends_text
-
-    level = float(attrs.get("interval_level", 0.9))
-    return f" ({100 * level:g} % interval {interval_ends_text(low, high, threshold)})"

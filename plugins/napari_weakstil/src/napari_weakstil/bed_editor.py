@@ -1,7 +1,8 @@
 """The dock widget's *Tumour bed* box: edit the shown result's bed, rescore, save.
 
 A thin layer over :mod:`weakstil.bed_edit`: *Edit bed* puts the result's bed on the canvas as an
-editable Shapes layer (:mod:`napari_weakstil.bed_layer`), *Rescore* recomputes the sTIL% and the
+editable Shapes layer (:mod:`napari_weakstil.bed_layer`): the bed saved for its slide in the bed folder
+in an earlier session when there is one (:mod:`weakstil.bed_read`), else the scored bed; *Rescore* recomputes the sTIL% and the
 call from the result's cached tile scores with the model's own aggregator and threshold (no model
 or encoder needed), *Save bed* writes ``<slide_id>.geojson`` for ``--annotations``.
 """
@@ -23,7 +24,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from weakstil.bed_edit import BedScore, ScoredTiles
 
 #: The bed box's line once a result's edited bed layer is closed.
-CLOSED_NOTE = "The edited bed was closed: the scored bed is shown (Edit bed starts again from it)."
+CLOSED_NOTE = ("The edited bed was closed: the scored bed is shown (Edit bed starts again from the bed saved in "
+               "the bed folder, else from the scored bed).")
 #: Edge width of the bed's shapes in screen pixels (kept by the widget whatever the zoom).
 EDGE_SCREEN_PX = 2.5
 
@@ -41,7 +43,8 @@ class BedEditor(QGroupBox):
         buttons = QHBoxLayout()
         self.edit_button = QPushButton("Edit bed")
         self.edit_button.setToolTip("Show the result's tumour bed as polygons to edit (move, add or delete "
-                                    "vertices; draw or delete polygons). Pressed again: back to the scored bed.")
+                                    "vertices; draw or delete polygons): the bed saved for this slide in the bed "
+                                    "folder when there is one, else the scored bed. Pressed again: the scored bed.")
         self.edit_button.clicked.connect(self.edit_bed)
         self.rescore_button = QPushButton("Rescore")
         self.rescore_button.setToolTip("Recompute the sTIL% from the cached tile scores with the edited bed")
@@ -167,6 +170,7 @@ class BedEditor(QGroupBox):
                 self.last_rescore = None
                 self.label.setText(res.bed_note)
                 self.owner._show_result_summary(res)
+                self.owner.refresh_tile()
 
     def _show_tile_values(self, res: Any, values: np.ndarray | None) -> None:
         """The heatmap and tile clicks show ``values`` (None: the file's own tile scores)."""
@@ -183,7 +187,10 @@ class BedEditor(QGroupBox):
 
     # -- actions ---------------------------------------------------------------------------
     def edit_bed(self) -> Any | None:
-        """Add (or reset) the shown result's bed as an editable Shapes layer and select it."""
+        """Add the shown result's bed as an editable Shapes layer and select it: the bed saved for its slide
+        in the bed folder when there is one, else (and when pressed again while editing) the scored bed."""
+        from weakstil.errors import WeakSTILError
+
         tiles = self.scored_tiles()
         res = self.owner.result
         # the heatmap, else another layer of the result (the heatmap closed): where the bed goes
@@ -193,13 +200,21 @@ class BedEditor(QGroupBox):
             self.owner._status(f"{res.path.name}: its layers are closed; open it again to edit its bed.", error=True)
         if tiles is None or heat is None:
             return None
+        old = self.layer()
+        saved = None
+        if old is None:  # a new edit continues the bed saved for this slide; pressed again: the scored bed
+            try:
+                saved = self.saved_bed(tiles)
+            except WeakSTILError as exc:
+                self.owner._status(exc.one_line() + " (Edit bed continues the slide's bed in the bed folder: "
+                                   "mend or move that file, or choose another bed folder.)", error=True)
+                return None
         _warm_up_aggregation()
         viewer = self.owner.viewer
-        old = self.layer()
         if old is not None:
             viewer.layers.selection.active = heat  # so that removing the old layer keeps this result shown
             viewer.layers.remove(old)
-        data, parts = bed_layer.parts_to_shapes(*tiles.bed_parts())
+        data, parts = bed_layer.parts_to_shapes(*(saved[1] if saved else tiles.bed_parts()))
         mpp = float(heat.metadata["slide_mpp"])
         width = EDGE_SCREEN_PX / camera(viewer).zoom / mpp  # edge widths are in data units: level-0 px
         layer = viewer.add_shapes(data or None, **bed_layer.layer_kwargs(tiles.slide_id, mpp, parts, width,
@@ -208,12 +223,40 @@ class BedEditor(QGroupBox):
         viewer.layers.selection.active = layer
         layer.mode = "direct"  # move vertices; the layer controls add, delete and draw
         res.bed_rescore = self.last_rescore = None
-        res.bed_note = (f"Editing the bed ({len(data)} shapes; holes red): move, add or delete vertices, "
-                        "draw or delete polygons, then Rescore.")
+        what = f"the bed saved in {saved[0]}" if saved else "the scored bed"
+        res.bed_note = (f"Editing {what} ({len(data)} shapes; holes red): move, add or delete vertices, "
+                        "draw or delete polygons, then Rescore" + (" for its sTIL% (the number shown is the "
+                        "scored bed's). Edit bed again starts from the scored bed." if saved else "."))
         self.label.setText(res.bed_note)
         self._show_tile_values(res, None)  # back to the scored bed's tile scores,
-        self.owner._show_result_summary(res)  # number, interval and qc
+        self.owner._show_result_summary(res)  # number, interval and qc, and the clicked tile's
+        self.owner.refresh_tile()
+        if saved:
+            from weakstil.annotations import geojson_written_by
+            from weakstil.bed_edit import SAVED_BY
+
+            elsewhere = saved[0].suffix.lower() not in (".geojson", ".json") or geojson_written_by(saved[0]) != SAVED_BY
+            self.owner._status(f"Edit bed: {tiles.slide_id} continues the bed saved in {saved[0]}" + (
+                " (an outline drawn elsewhere: Save bed will not replace it; choose another bed folder to save "
+                "the edit)" if elsewhere else "") + "; Edit bed again starts from the scored bed.")
+        else:
+            self.owner._status(f"Edit bed: {tiles.slide_id} starts from the scored bed" + (
+                "." if old is not None else f" (no bed of the slide saved in {self.bed_folder(tiles)})."))
         return layer
+
+    def bed_folder(self, tiles: ScoredTiles) -> Path:
+        """The folder Save bed writes into: the one chosen, else the default beside the result."""
+        value = str(self.folder_edit.value)
+        return Path(value) if value not in ("", ".") else default_bed_folder(Path(str(tiles.path)))
+
+    def saved_bed(self, tiles: ScoredTiles) -> tuple[Path, tuple[list[np.ndarray], list[str]]] | None:
+        """The bed of this slide in the bed folder, as ``--annotations`` reads it there (a bed saved in an
+        earlier session), and its rings and parts; None when there is none."""
+        from weakstil.annotations import find_annotation
+        from weakstil.bed_read import read_bed_parts
+
+        path = find_annotation(self.bed_folder(tiles), tiles.slide_id)
+        return (path, read_bed_parts(path)) if path is not None else None
 
     def rescore(self) -> BedScore | None:
         """Recompute the sTIL% and the call from the cached tile scores with the edited bed."""
@@ -244,6 +287,7 @@ class BedEditor(QGroupBox):
         self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
         res.bed_rescore, res.bed_note = new, note
         self.last_rescore = new
+        self.owner.refresh_tile()  # the clicked tile: in or out of the edited bed, its score for this bed
         return new
 
     def _show_rescored(self, new: BedScore) -> None:
@@ -252,6 +296,10 @@ class BedEditor(QGroupBox):
         self.owner.stil_label.setText(f"{new.label()} · edited bed, no interval" if new.found
                                       else "sTIL: — (no tumour bed)")
         self._show_edited_qc(new)
+        if self.owner.result is not None:  # the edited bed's tile count beside its number, not the scored bed's
+            from napari_weakstil.summary import detail_line
+
+            self.owner.detail_label.setText(detail_line(self.owner.result, new))
 
     def _show_edited_qc(self, new: BedScore) -> None:
         """The qc line for the edited bed: the scored bed's flags do not hold for it, and of them
@@ -279,7 +327,7 @@ class BedEditor(QGroupBox):
             self.owner._status(f"{Path(str(tiles.path)).parent}: the result's folder is gone (moved since it was "
                                "opened), and the default bed folder is beside it. Fix: choose a bed folder.", error=True)
             return None
-        folder = Path(value) if value not in ("", ".") else default_bed_folder(Path(str(tiles.path)))
+        folder = self.bed_folder(tiles)
         g = tiles.geometry
         replaced = bed_file(folder, tiles.slide_id).exists()  # only a bed saved before is replaced (else refused)
         try:

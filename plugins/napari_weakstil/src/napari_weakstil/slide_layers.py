@@ -170,3 +170,8 @@ def scan_mpp_override(layer: Any) -> float | None:
         return None
     meta = layer.metadata
     return float(meta["mpp"]) if meta.get("mpp") and meta.get("mpp_source") in ENTERED_MPP else None
+
+
+def scored_upsampling(layer: Any) -> bool:
+    """Whether the slide layer was last scored with Allow upsampling (--allow-upsample) ticked."""
+    return bool(layer is not None and layer.metadata.get("allow_upsample"))
