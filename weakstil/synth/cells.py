@@ -203,13 +203,14 @@ def _covering(sy: I32, sx: I32, shape: tuple[int, int], y: I32, x: I32, sprite: 
     keep = np.flatnonzero(near[np.clip(y // MASK_FACTOR, 0, shape[0] - 1), np.clip(x // MASK_FACTOR, 0, shape[1] - 1)])
     if keep.size == 0:
         return none
+    # all (sample, sprite) pairs within the sprite box (Chebyshev distance <= h), as arrays (no
+    # per-sample lists); the pair order differs from a ball query's, the callers only take minima
     tree = cKDTree(np.c_[y[keep], x[keep]])
-    hits = tree.query_ball_point(np.c_[sy, sx], r=h * np.sqrt(2.0) + 0.5)
-    counts = np.fromiter((len(v) for v in hits), np.intp, len(hits))
-    if counts.sum() == 0:
+    pairs = cKDTree(np.c_[sy, sx]).sparse_distance_matrix(tree, h + 0.5, p=np.inf, output_type="ndarray")
+    if pairs.size == 0:
         return none
-    j = keep[np.concatenate([np.asarray(v, np.intp) for v in hits if v])]
-    i = np.repeat(np.arange(sy.size), counts)
+    i = pairs["i"].astype(np.intp)
+    j = keep[pairs["j"]]
     dy = sy[i] - y[j] + h
     dx = sx[i] - x[j] + h
     ok = (dy >= 0) & (dy < b.size) & (dx >= 0) & (dx < b.size)

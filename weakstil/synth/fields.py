@@ -71,8 +71,9 @@ def upsample_margin(c: NDArray, factor: int, *, out: F32 | None = None, tmp: F32
     Output pixel ``j`` of inner cell ``i`` samples source coordinate
     ``i + (j + 0.5) / factor - 0.5`` (pixel-centre convention), so windows cut
     from one large map agree exactly with the upsampled large map.  The large
-    second pass is two row gathers and one multiply-add; ``out``/``tmp``
-    (shape ``(n * factor, m * factor)``) avoid allocating.
+    second pass is one broadcast multiply-add per half of each ``factor``-row
+    block; ``out`` (shape ``(n * factor, m * factor)``) avoids allocating
+    (``tmp`` is accepted for compatibility and no longer used).
     """
     c = np.asarray(c, dtype=np.float32)
     n, m = c.shape[0] - 2, c.shape[1] - 2
@@ -81,23 +82,56 @@ def upsample_margin(c: NDArray, factor: int, *, out: F32 | None = None, tmp: F32
     off = ((np.arange(factor) + 0.5) / factor - 0.5).astype(np.float32)
     xs = (np.arange(1, m + 1)[:, None] + off[None, :]).ravel()
     xlo, xhi, fx = bilinear_axis_weights(xs, m + 2)
-    cols = c[:, xlo] * (1.0 - fx)[None, :] + c[:, xhi] * fx[None, :]  # (n + 2, m * factor)
     h = factor // 2
-    # output row r = i * factor + j reads source rows k and k + 1 with k = (r + h) // factor
-    # (margin-relative), weight of row k + 1 = w[r]
-    k = (np.arange(n * factor) + h) // factor
-    w = np.tile(np.concatenate([1.0 + off[:h], off[h:]]).astype(np.float32), n)[:, None]
-    diff = np.diff(cols, axis=0)
+    cols = _upsample_cols(c, xlo, xhi, fx, factor, h)  # (n + 2, m * factor)
+    # output row r = i * factor + j reads source rows k and k + 1 (margin-relative) with
+    # k = i for j < h and k = i + 1 for j >= h; the weight of row k + 1 is wpat[j]
+    wpat = np.concatenate([1.0 + off[:h], off[h:]]).astype(np.float32)[:, None]
+    diff = np.diff(cols, axis=0)  # (n + 1, m * factor)
     shape = (n * factor, m * factor)
     if out is None:
         out = np.empty(shape, np.float32)
-    if tmp is None:
-        tmp = np.empty(shape, np.float32)
-    np.take(diff, k, axis=0, out=out, mode="clip")
-    out *= w
-    np.take(cols, k, axis=0, out=tmp, mode="clip")
-    out += tmp
+    if out.shape != shape:
+        raise ValueError(f"upsample_margin: out has shape {out.shape}, expected {shape}")
+    dst = out if out.flags.c_contiguous else np.empty(shape, np.float32)
+    # broadcast over the (n, factor) row blocks instead of gathering rows (same float32 ops)
+    o4 = dst.reshape(n, factor, m * factor)
+    lo, hi = o4[:, :h], o4[:, h:]
+    np.multiply(diff[:n, None, :], wpat[None, :h], out=lo)
+    np.multiply(diff[1:, None, :], wpat[None, h:], out=hi)
+    lo += cols[:n, None, :]
+    hi += cols[1:n + 1, None, :]
+    if dst is not out:
+        out[...] = dst
     return out
+
+
+def _upsample_cols(c: F32, xlo: NDArray[np.intp], xhi: NDArray[np.intp], fx: F32, factor: int, h: int) -> F32:
+    """``c[:, xlo] * (1 - fx) + c[:, xhi] * fx`` (same float32 operations), by broadcasting.
+
+    Output column ``i * factor + j`` reads source columns ``i + s`` and ``i + s + 1`` with
+    ``s = 0`` for ``j < h`` and ``1`` otherwise, with a weight that depends on ``j`` only; the
+    gathers are used only if the indices do not follow that pattern.
+    """
+    m = c.shape[1] - 2
+    if m <= 0:
+        return c[:, xlo] * (1.0 - fx)[None, :] + c[:, xhi] * fx[None, :]
+    base = np.repeat(np.arange(m), factor).reshape(m, factor) + (np.arange(factor) >= h)
+    fxm = fx.reshape(m, factor)
+    if not (np.array_equal(xlo.reshape(m, factor), base) and np.array_equal(xhi.reshape(m, factor), base + 1)
+            and (fxm == fxm[:1]).all()):
+        return c[:, xlo] * (1.0 - fx)[None, :] + c[:, xhi] * fx[None, :]
+    wf = fxm[0]
+    wl = 1.0 - wf
+    cols = np.empty((c.shape[0], m, factor), np.float32)
+    tmp = np.empty((c.shape[0], m), np.float32)
+    for j in range(factor):
+        s = int(j >= h)
+        cj = cols[:, :, j]
+        np.multiply(c[:, s:s + m], wl[j], out=cj)
+        np.multiply(c[:, s + 1:s + m + 1], wf[j], out=tmp)
+        cj += tmp
+    return cols.reshape(c.shape[0], m * factor)
 
 
 def smooth_field(rng: np.random.Generator, shape: tuple[int, int], cell: float, *, octaves: int = 1) -> F32:
