@@ -4,7 +4,6 @@ on the plugin's scored synthetic slide."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 from pathlib import Path
@@ -15,23 +14,10 @@ import pytest
 
 pytest.importorskip("napari")
 
+import napari_plugin_fixtures  # noqa: E402  (after the napari check)
 
-def _plugin_fixtures():
-    """The napari plugin's fixtures (its tests' conftest: a small trained model and a scored slide,
-    built once per run and shared with the plugin's tests)."""
-    path = Path(__file__).resolve().parents[1] / "plugins" / "napari_weakstil" / "tests" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("napari_weakstil_test_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-scored = _plugin_fixtures().scored  # a pytest fixture, used by name below
-
-
-def _dock(viewer):
-    _, widget = viewer.window.add_plugin_dock_widget("napari-weakstil", "sTIL scoring")
-    return widget
+scored = napari_plugin_fixtures.scored  # a pytest fixture, used by name below
+_dock = napari_plugin_fixtures.dock
 
 
 def _left_half_of_the_bed(layer, f) -> np.ndarray:

@@ -5,7 +5,6 @@ agrees with the number shown, and a closed widget leaves the viewer. Headless un
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
@@ -14,23 +13,10 @@ import pytest
 
 pytest.importorskip("napari")
 
+import napari_plugin_fixtures  # noqa: E402  (after the napari check)
 
-def _plugin_fixtures():
-    """The napari plugin's fixtures (its tests' conftest: a small trained model and a scored slide,
-    built once per run and shared with the plugin's tests)."""
-    path = Path(__file__).resolve().parents[1] / "plugins" / "napari_weakstil" / "tests" / "conftest.py"
-    spec = importlib.util.spec_from_file_location("napari_weakstil_test_fixtures_b23", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-scored = _plugin_fixtures().scored  # a pytest fixture, used by name below
-
-
-def _dock(viewer):
-    dock, widget = viewer.window.add_plugin_dock_widget("napari-weakstil", "sTIL scoring")
-    return widget
+scored = napari_plugin_fixtures.scored  # a pytest fixture, used by name below
+_dock = napari_plugin_fixtures.dock
 
 
 def _result(scored, folder: Path) -> Path:

@@ -1,0 +1,25 @@
+"""The napari plugin's test fixtures, for the napari tests of tests/ (the plugin's tests/conftest.py:
+a small trained model and a scored synthetic slide, built once per run and shared with the plugin's
+tests), loaded once by path, and the widget docked as a pathologist docks it."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+
+def _plugin_conftest():
+    path = Path(__file__).resolve().parents[1] / "plugins" / "napari_weakstil" / "tests" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("napari_weakstil_test_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+scored = _plugin_conftest().scored  # a pytest fixture: imported by name into a test module
+
+
+def dock(viewer):
+    """The sTIL scoring widget docked into ``viewer``."""
+    _, widget = viewer.window.add_plugin_dock_widget("napari-weakstil", "sTIL scoring")
+    return widget
