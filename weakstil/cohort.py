@@ -25,7 +25,7 @@ from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, Coh
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
                                  in_subfolder, refuse_not_text, refuse_separator_line, unicode_twin)
 from weakstil.cohort_labels import refuse_mixed_notation, warn_fraction_labels
-from weakstil.errors import UsageError, WeakSTILError, unencodable_name
+from weakstil.errors import UsageError, WeakSTILError, name_problem
 from weakstil.files.paths import feature_path
 
 log = logging.getLogger(__name__)
@@ -319,8 +319,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                 full = base / windows.as_posix()  # slides\\S1.svs: the file slides/S1.svs
             if check_files and not full.exists() and (same := unicode_twin(full)) is not None:
                 full = same  # café.svs typed composed, the file's name decomposed (macOS): the same name
-            if check_files and not full.exists() and (unnamed := unencodable_name(str(full))) is not None:
-                reasons.append(unnamed.split(": ", 1)[1].replace(". Fix: run", "; run").rstrip("."))  # exists() said False
+            if check_files and not full.exists() and (unnamed := name_problem(str(full))) is not None:
+                reasons.append(f"{unnamed.reason}; {unnamed.fix}")  # (exists() is False for such a name)
             elif check_files and not full.exists():
                 twin = case_twin(full, base, listings) if windows is None else None
                 under = in_subfolder(rel, base, subfolders) if windows is None and twin is None else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 
 class WeakSTILError(Exception):
@@ -97,32 +98,47 @@ def short_reason(exc: BaseException, limit: int = 160) -> str:
     return text if len(text) < limit else text[:limit - 3] + "..."
 
 
-def unencodable_name(name: str) -> str | None:
+class NameProblem(NamedTuple):
+    """Why a file name cannot be used: the name as it can be shown, the reason, the fix."""
+
+    shown: str
+    reason: str
+    fix: str
+
+    def line(self) -> str:
+        return f"{self.shown}: {self.reason}. Fix: {self.fix}."
+
+
+def name_problem(name: str) -> NameProblem | None:
     """Why the file name ``name`` cannot be used, or None when it can: outputs, HDF5 attributes and
     results.csv are UTF-8, so a name must be valid UTF-8 (a Latin-1 name from an old file share is
     not: Python holds its bytes as surrogates), and it must be one the system's file-name encoding
     can write (under an ASCII locale with Python's UTF-8 mode off, a UTF-8 name from a CSV is not)."""
     import sys
 
-    encoding = sys.getfilesystemencoding()
+    locale = (f"the file name has characters this system's locale ({sys.getfilesystemencoding()} file names) "
+              "cannot encode", "run with a UTF-8 locale (export LC_ALL=C.UTF-8) or Python's UTF-8 mode (export "
+              "PYTHONUTF8=1)")
     try:
         raw = os.fsencode(name)  # the bytes on disk (a name read from a CSV: as the locale would write it)
     except UnicodeEncodeError:
-        return _locale_problem(name.encode("ascii", "backslashreplace").decode("ascii"), encoding)
+        return NameProblem(name.encode("ascii", "backslashreplace").decode("ascii"), *locale)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        return (f"{raw.decode('utf-8', 'backslashreplace')}: the file name is not valid UTF-8 (bytes of another "
-                "encoding, e.g. Latin-1 from an old file share), and WeakSTIL's outputs and results.csv name slides "
-                "in UTF-8. Fix: rename the file to a UTF-8 name (e.g. 'convmv -f latin1 -t utf8 --notest FILE').")
+        return NameProblem(raw.decode("utf-8", "backslashreplace"),
+                           "the file name is not valid UTF-8 (bytes of another encoding, e.g. Latin-1 from an old "
+                           "file share), and WeakSTIL's outputs and results.csv name slides in UTF-8",
+                           "rename the file to a UTF-8 name (e.g. 'convmv -f latin1 -t utf8 --notest FILE')")
     if text != name:  # a UTF-8 name the locale's encoding cannot hold (held as surrogates)
-        return _locale_problem(text, encoding)
+        return NameProblem(text, *locale)
     return None
 
 
-def _locale_problem(shown: str, encoding: str) -> str:
-    return (f"{shown}: the file name has characters this system's locale ({encoding} file names) cannot encode. "
-            "Fix: run with a UTF-8 locale (export LC_ALL=C.UTF-8) or Python's UTF-8 mode (export PYTHONUTF8=1).")
+def unencodable_name(name: str) -> str | None:
+    """:func:`name_problem` as one error line (``NAME: reason. Fix: ...``), or None."""
+    problem = name_problem(name)
+    return None if problem is None else problem.line()
 
 
 class OutputError(WeakSTILError):

@@ -91,11 +91,10 @@ class Slide:
                 raise SlideError(f"symbolic link to {os.readlink(path)} that leads back to itself (a loop)" if loop
                                  else f"broken symbolic link to {os.readlink(path)} (target not found)", path=path,
                                  fix="point the link at the slide, or pass the slide's own path")
-            from weakstil.errors import unencodable_name
+            from weakstil.errors import name_problem
 
-            if (unnamed := unencodable_name(str(path))) is not None:  # exists() is False for such a name
-                raise SlideError(unnamed.split(": ", 1)[1].split(". Fix: ")[0], path=path,
-                                 fix=unnamed.split(". Fix: ", 1)[1].rstrip("."))
+            if (unnamed := name_problem(str(path))) is not None:  # exists() is False for such a name
+                raise SlideError(unnamed.reason, path=path, fix=unnamed.fix)
             raise SlideError("file not found", path=path, fix="check the path and spelling")
         if path.is_dir():
             try:  # a DICOM series is a folder of .dcm files: OpenSlide opens it from any one of them
