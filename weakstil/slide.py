@@ -131,6 +131,11 @@ class Slide:
                     self.backend.read_region((int(lx * ds), int(ly * ds)), level, (1, 1))
                 except Exception as exc:
                     self.close()
+                    from weakstil.tiff_layout import unreadable_layout
+
+                    layout = unreadable_layout(str(exc))
+                    if layout is not None:  # e.g. 32-bit samples: no copy of the file mends that
+                        raise SlideError(layout[0], path=self.path, fix=layout[1]) from None
                     raise SlideError(
                         f"pixel data is damaged or truncated ({_short(exc)})",
                         path=self.path,

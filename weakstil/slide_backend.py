@@ -144,6 +144,12 @@ class OpenSlideBackend:
                                  "was written smallest level first", path=path,
                                  fix="export it with the full-resolution image first (e.g. 'vips tiffsave IN OUT.tif "
                                      "--tile --pyramid --compression jpeg')")
+            from weakstil.tiff_layout import layout_problem
+
+            wrong = layout_problem(path, handle)
+            if wrong is not None:  # read, but not as the scan's pixels (all transparent, 16-bit low bits)
+                handle.close()
+                raise SlideError(wrong[0], path=path, fix=wrong[1])
         return cls(path, handle)
 
     @staticmethod

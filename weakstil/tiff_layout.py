@@ -1,0 +1,96 @@
+"""Pixel layouts of a generic TIFF that OpenSlide opens but reads wrongly or not at all.
+
+OpenSlide reads a generic TIFF's pixels through libtiff's RGBA interface, which
+
+* applies an alpha channel (an extra sample, also one marked "unspecified") to every pixel: a
+  writer that stores an unused alpha channel as 0 (an RGBA array from a script) gives a slide
+  whose every pixel is transparent, which WeakSTIL read as blank glass ("no tissue found: check the
+  slide is not blank");
+* keeps the top 8 bits of 16-bit samples: a camera's 12- or 14-bit values stored in 16 bits read
+  as a black image ("mostly dark image (fluorescence or darkfield?)");
+* refuses 32-bit samples ("Sorry, can not handle images with 32-bit samples"), which WeakSTIL
+  called damaged pixel data ("copy or export the slide again", which cannot help).
+
+:func:`layout_problem` says which, as ``(reason, fix)``, from tifffile's reading of the file.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+#: The smallest image is read whole (to look at its alpha or sample range) up to this many pixels.
+MAX_CHECK_PIXELS = 16_000_000
+#: A brightfield scan's glass is near white: 16-bit samples whose largest value is under this share
+#: of 65535 leave the top bits unused (a 12- or 14-bit camera), and their top 8 bits read dark.
+LOW_BITS_SHARE = 0.5
+
+_CONVERT = "'vips tiffsave IN OUT.tif --tile --pyramid --compression jpeg'"
+
+
+def layout_problem(path: str | Path, handle) -> tuple[str, str] | None:
+    """``(reason, fix)`` when OpenSlide (``handle``, a generic TIFF) reads ``path``'s pixels
+    wrongly: all transparent, or 16-bit samples using only their low bits; else None."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(str(path)) as tif:
+            page = tif.pages.first
+            spp, bits = int(page.samplesperpixel), int(page.bitspersample)
+            extra = len(page.extrasamples or ())
+            if bits == 16 and spp >= 3:
+                small = min(tif.pages, key=lambda p: int(p.imagewidth) * int(p.imagelength))
+                if int(small.imagewidth) * int(small.imagelength) <= MAX_CHECK_PIXELS:
+                    top = int(np.asarray(small.asarray())[..., :3].max())
+                    if top < LOW_BITS_SHARE * 65535:
+                        used = max(1, top.bit_length())
+                        return (f"has 16-bit samples that use only their low {used} bits (largest value {top} of "
+                                "65535, e.g. a 12-bit camera's): OpenSlide reads the top 8 bits of each, so the "
+                                "scan reads almost black",
+                                f"convert it to 8-bit RGB with the values scaled to 0-255 (e.g. 'vips linear IN "
+                                f"T.v {256 / 2 ** used:.6g} 0 --uchar' then {_CONVERT.replace('IN', 'T.v')}); "
+                                "copying it again will not help")
+    except Exception:  # what OpenSlide opened, tifffile may not: nothing to say
+        return None
+    if extra and spp > 3 and _all_transparent(handle):
+        return ("has an alpha channel (a 4th sample) that is 0 everywhere, so every pixel is transparent and "
+                "OpenSlide reads a blank slide",
+                "export it without the alpha channel (e.g. 'vips extract_band IN T.v 0 --n 3' then "
+                f"{_CONVERT.replace('IN', 'T.v')}); copying it again will not help")
+    return None
+
+
+def _all_transparent(handle) -> bool:
+    """Whether the smallest level that OpenSlide reads is transparent throughout."""
+    level = int(handle.level_count) - 1
+    w, h = handle.level_dimensions[level]
+    ds = handle.level_downsamples[level]
+    if w * h > MAX_CHECK_PIXELS:  # a single large level: its centre
+        side = int(MAX_CHECK_PIXELS ** 0.5)
+        x0, y0 = max(0, (w - side) // 2), max(0, (h - side) // 2)
+        w, h = min(w, side), min(h, side)
+    else:
+        x0 = y0 = 0
+    try:
+        rgba = handle.read_region((int(x0 * ds), int(y0 * ds)), level, (w, h))
+    except Exception:  # unreadable pixels are the probe's to report
+        return False
+    return rgba.getextrema()[3][1] == 0
+
+
+#: libtiff's "Sorry, can not handle images with 32-bit samples" (and the like) from the RGBA reader.
+_CANNOT_HANDLE = re.compile(r"can ?not handle (images? with [^.;)]+|[^.;)]*?(?:samples|bits)[^.;)]*)",
+                            re.IGNORECASE)
+
+
+def unreadable_layout(message: str) -> tuple[str, str] | None:
+    """``(reason, fix)`` when an OpenSlide read error says libtiff cannot handle the pixel layout
+    (32-bit or floating-point samples...), which no copy of the file mends; else None."""
+    found = _CANNOT_HANDLE.search(message)
+    if found is None:
+        return None
+    return (f"its pixels are stored in a layout OpenSlide does not read ({found.group(1).strip()})",
+            f"convert it to 8-bit RGB with the values scaled to 0-255 (e.g. 'vips linear IN T.v 255 0 --uchar' for "
+            f"floats from 0 to 1, then {_CONVERT.replace('IN', 'T.v')}); copying it again will not help")
