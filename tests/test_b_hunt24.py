@@ -74,3 +74,106 @@ def test_32_bit_samples_are_an_unreadable_layout_not_damaged_data(tmp_path, cmu_
     assert f"error: {bad}: its pixels are stored in a layout OpenSlide does not read (images with 32-bit samples)" \
         in proc.stderr, proc.stderr
     assert "damaged" not in proc.stderr and "vips linear IN T.v 255 0 --uchar" in proc.stderr
+
+
+# -- tissue on a black background (an export that fills the unscanned area with black) ------------
+@pytest.fixture(scope="module")
+def on_black_and_white(tmp_path_factory) -> dict[str, Path]:
+    """The CMU slide's tissue (1024 px, 0.5 mm) cut to a disc, outside it black or white glass, as
+    JPEG (read tile by tile here) and Deflate (read through OpenSlide) TIFFs."""
+    import tifffile
+
+    root = tmp_path_factory.mktemp("black")
+    with Slide.open(CMU) as s:
+        rgb = np.asarray(s.backend.read_region((500, 1000), 0, (1024, 1024)).convert("RGB")).copy()
+    yy, xx = np.mgrid[:1024, :1024]
+    outside = (yy - 512) ** 2 + (xx - 512) ** 2 > 440 ** 2
+    out = {}
+    for fill in (0, 255):
+        img = rgb.copy()
+        img[outside] = fill
+        for comp in ("jpeg", "zlib"):
+            path = root / f"{comp}_{fill}.tif"
+            tifffile.imwrite(path, img, **{**TAGS, "compression": comp})
+            out[f"{comp}_{fill}"] = path
+    return out
+
+
+@pytest.mark.parametrize("comp", ["jpeg", "zlib"])
+def test_the_black_outside_the_scan_is_read_as_white_glass(on_black_and_white, comp):
+    """The tiles at the tissue's edge held the export's black: a 1 mm synthetic slide on black scored
+    11.3 % sTIL with an out_of_distribution flag, on white 6.3 %. Now the tiles of a slide with a
+    black unscanned area are read with that area white, by every reader; a slide without one is read
+    as before, and so is the tissue inside."""
+    from weakstil.decode.readers import plan_reader
+    from weakstil.tiles import find_tiles
+
+    tiles = {}
+    with Slide.open(on_black_and_white[f"{comp}_255"]) as s:
+        coords = np.asarray(find_tiles(s).coords)  # the same places on both
+    for fill in (255, 0):
+        with Slide.open(on_black_and_white[f"{comp}_{fill}"]) as s:
+            spec = plan_reader(s, MPP, 224)
+            assert spec.whiten_black is (fill == 0) and ("background" in spec.describe()) is (fill == 0)
+            assert spec.path.value == ("jpeg-tiles" if comp == "jpeg" else "openslide")
+            reader = spec.open()
+            try:
+                tiles[fill] = np.empty((len(coords), 224, 224, 3), np.uint8)
+                reader.read_batch(coords, tiles[fill])
+            finally:
+                reader.close()
+    black, white = tiles[0].astype(int), tiles[255].astype(int)
+    assert black.shape == white.shape and len(black) >= 4
+    edge = (white.min(axis=-1) == 255).mean(axis=(1, 2)) > 0.05  # tiles with glass in them
+    assert edge.any()
+    assert np.abs(black - white)[edge].mean() < 3, np.abs(black - white)[edge].mean()  # was ~60 grey levels
+    assert (black.max(axis=-1) <= 24).mean() < 0.002  # no black left but the JPEG rim
+
+
+def test_a_feature_cache_that_read_the_black_as_pixels_is_embedded_again(on_black_and_white, tmp_path):
+    import json
+
+    import h5py
+
+    from weakstil.embed import embed_slide
+    from weakstil.encoders import create_encoder
+
+    enc = create_encoder("small-cnn", weights="random", seed=3)
+    out = tmp_path / "f.h5"
+    first = embed_slide(on_black_and_white["jpeg_0"], enc, out_path=out, workers=0, tile_stats=False)
+    with h5py.File(out, "r") as f:
+        decode = json.loads(f.attrs["decode"])
+    assert decode["background"] == "black outside the scan read as white glass"
+    assert embed_slide(on_black_and_white["jpeg_0"], enc, out_path=out, workers=0, tile_stats=False).skipped
+    del decode["background"]  # as an earlier WeakSTIL wrote it
+    with h5py.File(out, "r+") as f:
+        f.attrs["decode"] = json.dumps(decode)
+    again = embed_slide(on_black_and_white["jpeg_0"], enc, out_path=out, workers=0, tile_stats=False)
+    assert not again.skipped and again.n_tiles == first.n_tiles
+    white = tmp_path / "w.h5"
+    embed_slide(on_black_and_white["jpeg_255"], enc, out_path=white, workers=0, tile_stats=False)
+    with h5py.File(white, "r+") as f:  # a slide without black: its cache is current either way
+        assert "background" not in json.loads(f.attrs["decode"])
+    assert embed_slide(on_black_and_white["jpeg_255"], enc, out_path=white, workers=0, tile_stats=False).skipped
+
+
+def test_whitening_works_on_the_gpu_paths_tensors_and_is_idempotent():
+    """The GPU path whitens its (b, px, px, 3) uint8 tensors on the device, a CPU fallback's batches
+    again (already whitened by their reader): the same pixels either way."""
+    import torch
+
+    from weakstil.unscanned import whiten
+
+    rng = np.random.default_rng(1)
+    tiles = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    tiles[0, :8] = rng.integers(0, 20, (8, 16, 3))  # a black band
+    expect = tiles.copy()
+    expect[expect.max(axis=-1) <= 24] = 255
+    t = torch.from_numpy(tiles.copy())
+    whiten(t)
+    assert np.array_equal(t.numpy(), expect)
+    whiten(t)
+    assert np.array_equal(t.numpy(), expect)
+    n = tiles.copy()
+    whiten(n)
+    assert np.array_equal(n, expect) and (n[0, :8] == 255).all()

@@ -344,6 +344,10 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         if status is not None and not tile_stats and cache_status(out_path, cache_key(
                 encoder, params, slide.mpp, slide.fingerprint, tile_stats=True), slide.fingerprint) is None:
             status = None  # made with the measurements: the same features and more (--no-tile-stats skips work)
+        if status is None:
+            from weakstil.unscanned import read_as_tissue_before
+
+            status = read_as_tissue_before(FeaturesFile.read_header(out_path)[0], slide)
         if status is None and not overwrite:
             attrs, _ = FeaturesFile.read_header(out_path)
             return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)

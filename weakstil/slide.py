@@ -73,6 +73,7 @@ class Slide:
     _fingerprint: str | None = field(default=None, init=False, repr=False)
     _upsample_warned: bool = field(default=False, init=False, repr=False)  # once per open slide
     _slow_overview_warned: bool = field(default=False, init=False, repr=False)  # tissue, overlay, heatmap: once
+    _black_background: bool | None = field(default=None, init=False, repr=False)  # weakstil.unscanned, once
 
     # -- opening -----------------------------------------------------------------
     @classmethod

@@ -161,6 +161,9 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
     mask_mpp = max(params.mask_mpp, slide.mpp)
     thumb = slide.read_thumbnail(mask_mpp, min_reduction=mask_overview_reduction(slide, mask_mpp))
+    from weakstil.unscanned import remember_overview
+
+    remember_overview(slide, thumb)  # its tiles' readers whiten a black unscanned area (one read, not two)
     dark = underexposed_reason(thumb)
     if dark:  # every pixel would be dense "tissue": tiles on glass, an sTIL% of nothing
         raise SlideError(dark, path=slide.path, fix="scan the slide again with the scanner's white calibration "

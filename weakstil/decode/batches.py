@@ -183,8 +183,14 @@ def tile_batches(slide: Slide, coords: np.ndarray, tile_px: int, mpp: float, enc
         record.update(path=ReadPath.NVJPEG.value, decoder="torchvision.io.decode_jpeg (nvJPEG)",
                       **{k: v for k, v in full_scale(spec.jpeg).describe().items()},
                       torch_threads=torch.get_num_threads())
-        return _gpu_with_fallback(gpu, slide, spec, coords, batch_size, encoder, record, planner, workers,
-                                  prefetch), lambda: record
+        batches = _gpu_with_fallback(gpu, slide, spec, coords, batch_size, encoder, record, planner, workers,
+                                     prefetch)
+        if spec.whiten_black:  # the CPU readers whiten their own tiles (ReadSpec.open)
+            from weakstil.unscanned import RECORD
+
+            record["background"] = RECORD
+            batches = _whitened_gpu(batches)
+        return batches, lambda: record
     record["gpu"] = gpu_reason
     plan = planner.plan(spec, coords) if planner is not None else None
     n_workers = plan.workers if plan is not None else max(0, int(workers))
@@ -206,6 +212,16 @@ def tile_batches(slide: Slide, coords: np.ndarray, tile_px: int, mpp: float, enc
         return out
 
     return batches, provenance
+
+
+def _whitened_gpu(batches: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+    """The GPU path's batches with the slide's black unscanned area white, whitened on the device
+    (batches of a CPU fallback come whitened from their reader already: whitening is idempotent)."""
+    from weakstil.unscanned import whiten
+
+    for start, batch in batches:
+        whiten(batch)
+        yield start, batch
 
 
 def _gpu_reason(mode: DecodeMode, spec: ReadSpec, dev) -> str | None:

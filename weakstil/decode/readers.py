@@ -47,6 +47,7 @@ class ReadSpec:
     tile_px: int
     jpeg: JpegPlan | None = None  #: None: OpenSlide
     reason: str = ""  #: why OpenSlide (when it is)
+    whiten_black: bool = False  #: the slide's black unscanned area is read as white glass (:mod:`weakstil.unscanned`)
 
     @property
     def path(self) -> ReadPath:
@@ -54,10 +55,16 @@ class ReadSpec:
 
     def open(self) -> TileReader:
         if self.jpeg is not None:
-            return self.jpeg.open()
-        from weakstil.decode.openslide_reader import OpenSlideTileReader
+            reader = self.jpeg.open()
+        else:
+            from weakstil.decode.openslide_reader import OpenSlideTileReader
 
-        return OpenSlideTileReader(self.slide_path, self.mpp, slide_mpp=self.slide_mpp)
+            reader = OpenSlideTileReader(self.slide_path, self.mpp, slide_mpp=self.slide_mpp)
+        if self.whiten_black:
+            from weakstil.unscanned import WhiteningReader
+
+            return WhiteningReader(reader)
+        return reader
 
     def fall_back(self, reason: str) -> ReadSpec:
         return replace(self, jpeg=None, reason=reason)
@@ -70,18 +77,31 @@ class ReadSpec:
         else:
             d["decoder"] = "openslide"
             d["reason"] = self.reason
+        if self.whiten_black:
+            from weakstil.unscanned import RECORD
+
+            d["background"] = RECORD
         return d
 
 
 def plan_reader(slide: Slide, mpp: float, tile_px: int, prefer_jpeg: bool = True) -> ReadSpec:
     """The reader for ``slide`` at ``mpp``: JPEG tiles when the level allows it, else OpenSlide."""
     base = ReadSpec(str(slide.path), float(slide.mpp), float(mpp), int(tile_px))
+    plan: JpegPlan | str = "OpenSlide asked for"
+    if prefer_jpeg:
+        try:
+            plan = plan_jpeg(slide, mpp)
+        except Exception as exc:  # odd files must never stop embedding: OpenSlide reads them
+            plan = f"{type(exc).__name__}: {exc}"
+    from weakstil.errors import SlideError
+    from weakstil.unscanned import black_background
+
+    try:  # after the plan: a failed OpenSlide read leaves the slide's handle failed
+        base = replace(base, whiten_black=black_background(slide))
+    except SlideError:  # an overview OpenSlide cannot read (a damaged tile): the readers say where
+        pass
     if not prefer_jpeg:
-        return replace(base, reason="OpenSlide asked for")
-    try:
-        plan = plan_jpeg(slide, mpp)
-    except Exception as exc:  # odd files must never stop embedding: OpenSlide reads them
-        plan = f"{type(exc).__name__}: {exc}"
+        return replace(base, reason=str(plan))
     if isinstance(plan, str):
         log.debug("%s: tiles through OpenSlide (%s)", slide.path, plan)
         return replace(base, reason=plan)

@@ -1,0 +1,116 @@
+"""Black outside the scanned area: read as the white glass it stands for.
+
+OpenSlide returns the area a scanner did not scan as transparent, which every reader turns into
+white glass. Many exports (a converter's TIFF of an MRXS or CZI scan, a cropped region) fill it with
+black instead. The tissue detector leaves black out of the tissue, but the tiles at the tissue's
+edge still held the black: the encoder, which has only ever seen tissue on glass, scored them as
+something else (a 1 mm slide on black scored 11.3 % sTIL, flagged out of distribution, against
+6.3 % on white, the same tissue and tiles).
+
+:func:`black_background` says, once per slide, whether its overview has a black area that reaches
+the slide's edge (the unscanned area; black pen strokes on the glass do not); the tile readers then
+:func:`whiten` every near-black pixel of such a slide's tiles (:class:`weakstil.decode.readers.ReadSpec`).
+A brightfield H&E pixel is never this dark in all three channels: the darkest haematoxylin keeps
+one channel well above it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: A pixel is black (the unscanned area) when none of its channels exceeds this (JPEG keeps flat
+#: black within a few levels of 0).
+BLACK_MAX = 24
+#: The overview's µm/px for the check: the tissue overview's, whose read is reused (:func:`remember_overview`).
+CHECK_MPP = 8.0
+#: Share of the overview the black area reaching the edge must cover.
+MIN_SHARE = 0.005
+#: What the features record (``decode`` provenance) when a slide's black was read as glass.
+RECORD = "black outside the scan read as white glass"
+
+
+def black_background(slide) -> bool:
+    """Whether ``slide`` (an open :class:`weakstil.slide.Slide`) has a black unscanned area: near-black
+    pixels connected to the overview's border over at least :data:`MIN_SHARE` of it. Computed once per
+    open slide."""
+    known = getattr(slide, "_black_background", None)
+    if known is None:
+        known = black_background_of(slide.read_thumbnail(max(CHECK_MPP, slide.mpp)))
+        slide._black_background = known
+    return known
+
+
+def remember_overview(slide, rgb: np.ndarray) -> None:
+    """Take :func:`black_background` from an overview already read (the tissue detector's), so a
+    slide without a pyramid is not read from full resolution a second time."""
+    if getattr(slide, "_black_background", None) is None:
+        slide._black_background = black_background_of(rgb)
+
+
+def black_background_of(rgb: np.ndarray) -> bool:
+    """:func:`black_background` of an overview image (RGB uint8)."""
+    from scipy import ndimage
+
+    dark = rgb.max(axis=2) <= BLACK_MAX
+    if dark.mean() < MIN_SHARE:
+        return False
+    labels, _ = ndimage.label(dark)
+    edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    edge = edge[edge > 0]
+    return bool(edge.size) and float(np.isin(labels, edge).mean()) >= MIN_SHARE
+
+
+def whiten(tiles) -> None:
+    """Set the near-black pixels of uint8 ``(..., 3)`` ``tiles`` (numpy, or a torch tensor) to white, in place."""
+    if isinstance(tiles, np.ndarray):
+        tiles[tiles.max(axis=-1) <= BLACK_MAX] = 255
+        return
+    tiles[tiles.amax(dim=-1) <= BLACK_MAX] = 255
+
+
+class WhiteningReader:
+    """A tile reader whose tiles come back with the black unscanned area white (:func:`whiten`)."""
+
+    def __init__(self, inner):
+        self.inner = inner
+        self.decoder = inner.decoder
+
+    @property
+    def tiles_decoded(self) -> int:
+        return self.inner.tiles_decoded
+
+    def read_batch(self, coords: np.ndarray, out: np.ndarray) -> None:
+        self.inner.read_batch(coords, out)
+        whiten(out[:len(coords)])
+
+    def read_into(self, coords: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
+        from weakstil.decode.workers import read_into
+
+        read_into(self.inner, coords, out, dest)
+        for d in np.asarray(dest).tolist():
+            whiten(out[d])
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def read_as_tissue_before(attrs: dict, slide) -> str | None:
+    """Why a feature cache (its ``attrs``) of ``slide`` is not reused: made by a WeakSTIL that read the
+    slide's black unscanned area as tile pixels; None when it is current or the slide has none. A
+    slide without a level near :data:`CHECK_MPP` is not read whole for this (its cache is kept)."""
+    import json
+
+    try:
+        decode = json.loads(str(attrs.get("decode") or "{}"))
+    except ValueError:
+        return None
+    if not isinstance(decode, dict) or "background" in decode or "path" not in decode:
+        return None
+    if getattr(slide, "_black_background", None) is None:
+        level = slide.best_level_for_mpp(CHECK_MPP)
+        w, h = slide.backend.level_dimensions[level]
+        if w * h > 64e6:  # minutes to read: not for a cache that is most likely current
+            return None
+    if not black_background(slide):
+        return None
+    return "was made by an earlier WeakSTIL, which read the slide's black unscanned area into the tiles at the tissue's edge"
