@@ -177,3 +177,26 @@ def test_whitening_works_on_the_gpu_paths_tensors_and_is_idempotent():
     n = tiles.copy()
     whiten(n)
     assert np.array_equal(n, expect) and (n[0, :8] == 255).all()
+
+
+def test_the_slow_overview_warning_names_an_ome_pyramid_openslide_does_not_read(tmp_path, monkeypatch, caplog):
+    """An OME-TIFF pyramid (QuPath, bfconvert) keeps its reduced levels in SubIFDs, which OpenSlide
+    does not read: the slide has one level for it and every overview is read from full resolution.
+    The warning told the user to make 'a pyramidal export', which the file already was."""
+    import tifffile
+
+    import weakstil.slide as slide_module
+
+    rgb = np.full((1024, 1024, 3), 200, np.uint8)
+    path = tmp_path / "pyr.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        tw.write(rgb, subifds=2, tile=(256, 256), photometric="rgb", compression="jpeg",
+                 metadata={"axes": "YXS", "PhysicalSizeX": MPP, "PhysicalSizeY": MPP})
+        for f in (4, 16):
+            tw.write(rgb[::f, ::f].copy(), subfiletype=1, tile=(64, 64), photometric="rgb", compression="jpeg")
+    monkeypatch.setattr(slide_module, "SLOW_OVERVIEW_PIXELS", 0.5e6)  # this 1 Mpx slide stands for a large one
+    with caplog.at_level("WARNING", logger="weakstil.slide"), Slide.open(path) as slide:
+        assert slide.level_count == 1 and slide.mpp == pytest.approx(MPP)
+        slide.read_thumbnail(8.0)
+    said = [r.getMessage() for r in caplog.records if "no pyramid level" in r.getMessage()]
+    assert len(said) == 1 and "its 2 reduced level(s) are SubIFDs, as in an OME-TIFF pyramid" in said[0], said

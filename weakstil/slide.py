@@ -270,10 +270,16 @@ class Slide:
         fx, fy = lw / out_w, lh / out_h  # level pixels per output pixel
         if fx * fy > SLOW_OVERVIEW_FACTOR and lw * lh > SLOW_OVERVIEW_PIXELS and not self._slow_overview_warned:
             self._slow_overview_warned = True
+            from weakstil.tiff_layout import subifd_levels
+
+            hidden = subifd_levels(self.path) if self.vendor == "generic-tiff" else 0
             log.warning("%s: no pyramid level near %.3g µm/px; the overview is read from %s of %.0f Mpx (level %d), "
-                        "which takes minutes for a large slide (a pyramidal export, e.g. vips tiffsave --pyramid, "
-                        "is read in seconds)", self.path, mpp, "the full-resolution image" if level == 0 else "a level",
-                        lw * lh / 1e6, level)
+                        "which takes minutes for a large slide (%s)", self.path, mpp,
+                        "the full-resolution image" if level == 0 else "a level", lw * lh / 1e6, level,
+                        f"its {hidden} reduced level(s) are SubIFDs, as in an OME-TIFF pyramid, which OpenSlide does "
+                        "not read: an export with the levels as top-level images, e.g. 'vips tiffsave IN OUT.tif "
+                        "--tile --pyramid --compression jpeg', is read in seconds" if hidden else
+                        "a pyramidal export, e.g. vips tiffsave --pyramid, is read in seconds")
         block = max(16, int(MAX_READ_BLOCK / max(fx, fy)))
         out = np.empty((out_h, out_w, 3), np.uint8)
         for ty in range(0, out_h, block):

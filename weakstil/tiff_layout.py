@@ -9,7 +9,9 @@ OpenSlide reads a generic TIFF's pixels through libtiff's RGBA interface, which
 * keeps the top 8 bits of 16-bit samples: a camera's 12- or 14-bit values stored in 16 bits read
   as a black image ("mostly dark image (fluorescence or darkfield?)");
 * refuses 32-bit samples ("Sorry, can not handle images with 32-bit samples"), which WeakSTIL
-  called damaged pixel data ("copy or export the slide again", which cannot help).
+  called damaged pixel data ("copy or export the slide again", which cannot help);
+* reads the top-level images only: an OME-TIFF pyramid's reduced levels, SubIFDs of the first
+  image, are not levels for it (:func:`subifd_levels`, named by the slow-overview warning).
 
 :func:`layout_problem` says which, as ``(reason, fix)``, from tifffile's reading of the file.
 """
@@ -94,3 +96,15 @@ def unreadable_layout(message: str) -> tuple[str, str] | None:
     return (f"its pixels are stored in a layout OpenSlide does not read ({found.group(1).strip()})",
             f"convert it to 8-bit RGB with the values scaled to 0-255 (e.g. 'vips linear IN T.v 255 0 --uchar' for "
             f"floats from 0 to 1, then {_CONVERT.replace('IN', 'T.v')}); copying it again will not help")
+
+
+def subifd_levels(path: str | Path) -> int:
+    """How many reduced images the first image of the TIFF ``path`` holds as SubIFDs (an OME-TIFF
+    pyramid: OpenSlide reads the top-level images only, so such a slide has one level for it)."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(str(path)) as tif:
+            return len(tif.pages.first.subifds or ())
+    except Exception:  # not a TIFF tifffile reads
+        return 0
