@@ -200,3 +200,27 @@ def test_the_slow_overview_warning_names_an_ome_pyramid_openslide_does_not_read(
         slide.read_thumbnail(8.0)
     said = [r.getMessage() for r in caplog.records if "no pyramid level" in r.getMessage()]
     assert len(said) == 1 and "its 2 reduced level(s) are SubIFDs, as in an OME-TIFF pyramid" in said[0], said
+
+
+# -- resolution units -------------------------------------------------------------------------------
+@pytest.mark.parametrize(("unit", "per_unit", "mpp"), [("MICROMETER", 2.0, 0.5), ("MILLIMETER", 4000.0, 0.25)])
+def test_a_resolution_in_micrometres_or_millimetres_is_read(tmp_path, cmu_rgb, unit, per_unit, mpp):
+    """tifffile writes ResolutionUnit 'MICROMETER' (5) and 'MILLIMETER' (4), DNG's units, which
+    OpenSlide reports as 'unknown': the slide was refused as having no microns-per-pixel."""
+    path = _write(tmp_path / "s.tif", cmu_rgb, resolution=(per_unit, per_unit), resolutionunit=unit,
+                  compression="jpeg")
+    with Slide.open(path) as s:
+        assert s.mpp == pytest.approx(mpp) and s.mpp_source.value == "metadata"
+    proc = run_cli("info", path)
+    assert proc.returncode == 0 and f"{mpp:.4g} µm/px (metadata)" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_resolution_tags_without_a_unit_are_named_in_the_refusal(tmp_path, cmu_rgb):
+    """ResolutionUnit NONE: pixels per unknown length, rightly no µm/px, but the refusal said only
+    'has no microns-per-pixel in its metadata' to a user who sees a resolution in tiffinfo."""
+    path = _write(tmp_path / "s.tif", cmu_rgb, resolutionunit="NONE")
+    proc = run_cli("tile", path, "--out", tmp_path / "out")
+    assert proc.returncode == 1
+    assert (f"error: {path}: has no microns-per-pixel in its metadata (its TIFF resolution tags give 20000 px per "
+            "unit, with ResolutionUnit none). Fix: pass the scan resolution with --slide-mpp") in proc.stderr
+    assert run_cli("tile", path, "--slide-mpp", "0.5", "--out", tmp_path / "out").returncode == 0

@@ -341,6 +341,19 @@ def objective_note(backend: SlideBackend) -> str:
     return f"it says {power:g}x objective" if math.isfinite(power) and power > 0 else ""
 
 
+def unitless_note(backend: SlideBackend) -> str:
+    """What a TIFF's resolution tags say when they have no unit (ResolutionUnit 'none': pixels per
+    unknown length, so no µm/px), or ""."""
+    props = backend.properties
+    if props.get("tiff.ResolutionUnit") != "none" or not props.get("tiff.XResolution"):
+        return ""
+    return f"its TIFF resolution tags give {props['tiff.XResolution']} px per unit, with ResolutionUnit none"
+
+
+def _missing_mpp_notes(backend: SlideBackend) -> str:
+    return "; ".join(n for n in (objective_note(backend), unitless_note(backend)) if n)
+
+
 def describe_without_mpp(path: str | Path) -> str:
     """``weakstil info``'s line for a slide whose metadata has no µm/px (what is known, and the fix)."""
     from weakstil.slide_backend import open_backend
@@ -349,7 +362,7 @@ def describe_without_mpp(path: str | Path) -> str:
     try:
         W, H = backend.dimensions
         levels = ", ".join(f"{d:g}" for d in backend.level_downsamples)
-        said = objective_note(backend)
+        said = _missing_mpp_notes(backend)
         return (f"{path}: {W}x{H} px, µm/px unknown (none in the metadata{'; ' + said if said else ''}: tile, embed "
                 f"and score need --slide-mpp), vendor {backend.vendor}, levels [{levels}]")
     finally:
@@ -413,8 +426,9 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
     meta = backend.mpp
     if meta is None:
         said = objective_note(backend)
+        notes = _missing_mpp_notes(backend)
         raise SlideError(
-            "has no microns-per-pixel in its metadata" + (f" ({said})" if said else ""),
+            "has no microns-per-pixel in its metadata" + (f" ({notes})" if notes else ""),
             path=path,
             fix="pass the scan resolution with --slide-mpp (about 0.25 for 40x, 0.5 for 20x scans"
                 + (": the scanner's own figure, the objective alone does not give it)" if said else ")"),

@@ -198,6 +198,14 @@ class OpenSlideBackend:
             ome = ome_mpp_xy(props.get("tiff.ImageDescription", ""))
             if ome != (None, None):
                 return ome
+            if "openslide.mpp-x" not in props and props.get("tiff.ResolutionUnit") == "unknown":
+                # millimetres or micrometres (DNG's units, tifffile's resolutionunit='MICROMETER'),
+                # which OpenSlide reports as 'unknown' and reads no µm/px from
+                from weakstil.tiff_layout import extra_unit_mpp_xy
+
+                extra = extra_unit_mpp_xy(self.path)
+                if extra != (None, None):
+                    return extra
         values: list[float | None] = []
         for key in ("openslide.mpp-x", "openslide.mpp-y"):
             try:

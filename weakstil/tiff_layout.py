@@ -108,3 +108,29 @@ def subifd_levels(path: str | Path) -> int:
             return len(tif.pages.first.subifds or ())
     except Exception:  # not a TIFF tifffile reads
         return 0
+
+
+#: ResolutionUnit values beyond baseline TIFF (DNG's, which tifffile writes as 'MILLIMETER' and
+#: 'MICROMETER'): micrometres per unit. OpenSlide knows only inch and centimetre.
+_EXTRA_UNITS_UM = {4: 1000.0, 5: 1.0}
+
+
+def extra_unit_mpp_xy(path: str | Path) -> tuple[float | None, float | None]:
+    """µm/px along x and y of a TIFF whose first image states its resolution in millimetres or
+    micrometres (ResolutionUnit 4 or 5); ``(None, None)`` otherwise."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(str(path)) as tif:
+            tags = tif.pages.first.tags
+            unit = int(tags.valueof(296, default=2))
+            if unit not in _EXTRA_UNITS_UM:
+                return None, None
+            out = []
+            for code in (282, 283):
+                value = tags.valueof(code)
+                ppu = value[0] / value[1] if isinstance(value, tuple) and value[1] else float(value or 0)
+                out.append(_EXTRA_UNITS_UM[unit] / ppu if ppu > 0 else None)
+            return out[0], out[1]
+    except Exception:  # not a TIFF tifffile reads, odd tag values
+        return None, None
