@@ -110,7 +110,16 @@ def test_the_black_outside_the_scan_is_read_as_white_glass(on_black_and_white, c
 
     tiles = {}
     with Slide.open(on_black_and_white[f"{comp}_255"]) as s:
-        coords = np.asarray(find_tiles(s).coords)  # the same places on both
+        on_white = find_tiles(s)
+        coords = np.asarray(on_white.coords)  # the same places on both
+    with Slide.open(on_black_and_white[f"{comp}_0"]) as s:
+        on_black = find_tiles(s)
+    # the tissue: this disc holds no glass, and the detector took the palest tissue for glass (1684
+    # overview pixels of tissue and 9 tiles on black, 2242 and 11 on white)
+    assert on_black.tissue_mask.sum() == pytest.approx(on_white.tissue_mask.sum(), rel=0.05)
+    assert abs(len(on_black.coords) - len(on_white.coords)) <= 1
+    assert on_black.attrs()["background"] == "black outside the scan read as white glass"
+    assert "background" not in on_white.attrs()
     for fill in (255, 0):
         with Slide.open(on_black_and_white[f"{comp}_{fill}"]) as s:
             spec = plan_reader(s, MPP, 224)
@@ -148,13 +157,29 @@ def test_a_feature_cache_that_read_the_black_as_pixels_is_embedded_again(on_blac
     del decode["background"]  # as an earlier WeakSTIL wrote it
     with h5py.File(out, "r+") as f:
         f.attrs["decode"] = json.dumps(decode)
+        del f.attrs["background"]
     again = embed_slide(on_black_and_white["jpeg_0"], enc, out_path=out, workers=0, tile_stats=False)
     assert not again.skipped and again.n_tiles == first.n_tiles
     white = tmp_path / "w.h5"
     embed_slide(on_black_and_white["jpeg_255"], enc, out_path=white, workers=0, tile_stats=False)
     with h5py.File(white, "r+") as f:  # a slide without black: its cache is current either way
-        assert "background" not in json.loads(f.attrs["decode"])
+        assert "background" not in json.loads(f.attrs["decode"]) and "background" not in f.attrs
     assert embed_slide(on_black_and_white["jpeg_255"], enc, out_path=white, workers=0, tile_stats=False).skipped
+
+
+def test_a_tiles_file_of_a_slide_on_black_made_before_is_tiled_again(on_black_and_white, tmp_path):
+    import h5py
+
+    path = on_black_and_white["zlib_0"]
+    assert run_cli("tile", path, "--out", tmp_path).returncode == 0
+    assert "up to date" in run_cli("tile", path, "--out", tmp_path).stderr
+    with h5py.File(tmp_path / "zlib_0.h5", "r+") as f:
+        assert f.attrs["background"] == "black outside the scan read as white glass"
+        del f.attrs["background"]  # as an earlier WeakSTIL wrote it
+    proc = run_cli("tile", path, "--out", tmp_path)
+    assert proc.returncode == 0 and "up to date" not in proc.stderr
+    with h5py.File(tmp_path / "zlib_0.h5", "r") as f:
+        assert "background" in f.attrs
 
 
 def test_whitening_works_on_the_gpu_paths_tensors_and_is_idempotent():

@@ -161,13 +161,15 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     slide.check_target_mpp(params.mpp, allow_upsample=allow_upsample)
     mask_mpp = max(params.mask_mpp, slide.mpp)
     thumb = slide.read_thumbnail(mask_mpp, min_reduction=mask_overview_reduction(slide, mask_mpp))
-    from weakstil.unscanned import remember_overview
+    from weakstil.unscanned import as_glass, remember_overview
 
-    remember_overview(slide, thumb)  # its tiles' readers whiten a black unscanned area (one read, not two)
-    dark = underexposed_reason(thumb)
+    black = remember_overview(slide, thumb)  # its tiles' readers whiten a black unscanned area (one read, not two)
+    dark = underexposed_reason(thumb)  # the scan's own glass, before any white is put in
     if dark:  # every pixel would be dense "tissue": tiles on glass, an sTIL% of nothing
         raise SlideError(dark, path=slide.path, fix="scan the slide again with the scanner's white calibration "
                                                     "(glass near 240 grey levels), or correct its exposure")
+    if black:  # the unscanned area as the transparent area it stands for: white glass (weakstil.unscanned)
+        thumb = as_glass(thumb)
     # the colours judged are the detected tissue's (a blank slide's black border, marker ring, dust or
     # bubble rim is no tissue: it was judged "a greyscale image" or "not pink/purple")
     mask = detect_tissue(thumb, mask_mpp, params.tissue)
@@ -193,7 +195,12 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
                              "tiles, so a slide smaller than one cannot be scored with that model")
     coords, fractions = select_tiles(grid, mask, mask_mpp, params.tissue_threshold)
     upsampled = slide.upsample_note(params.mpp)  # allowed (checked above): recorded, not only logged
-    return SlideTiles(slide.info(), params, grid, coords, fractions, mask, mask_mpp, warnings, thumb,
+    info = slide.info()
+    if black:
+        from weakstil.unscanned import RECORD
+
+        info["background"] = RECORD  # in the tiles' and the features' attributes
+    return SlideTiles(info, params, grid, coords, fractions, mask, mask_mpp, warnings, thumb,
                       [upsampled] if upsampled else [])
 
 
@@ -274,6 +281,10 @@ def tiles_up_to_date(slide: Slide, out_dir: str | Path, params: TilingParams) ->
                 and float(attrs.get("slide_mpp", float("nan"))) == float(slide.mpp))
     except (TypeError, ValueError):
         return None
+    if same:
+        from weakstil.unscanned import read_as_tissue_before
+
+        same = read_as_tissue_before(attrs, slide) is None  # made before a black unscanned area was glass
     return int(shapes["coords"][0]) if same and "coords" in shapes else None
 
 

@@ -8,8 +8,11 @@ something else (a 1 mm slide on black scored 11.3 % sTIL, flagged out of distrib
 6.3 % on white, the same tissue and tiles).
 
 :func:`black_background` says, once per slide, whether its overview has a black area that reaches
-the slide's edge (the unscanned area; black pen strokes on the glass do not); the tile readers then
-:func:`whiten` every near-black pixel of such a slide's tiles (:class:`weakstil.decode.readers.ReadSpec`).
+the slide's edge (the unscanned area; black pen strokes on the glass do not) while the rest of it is
+brightfield (a fluorescence scan's dark background is no unscanned area). For such a slide the tissue
+detector sees that area as white glass (:func:`as_glass`: where the scanned area held no glass, the
+detector had taken the palest tissue for glass, and found a quarter less tissue), and the tile
+readers :func:`whiten` every near-black pixel of its tiles (:class:`weakstil.decode.readers.ReadSpec`).
 A brightfield H&E pixel is never this dark in all three channels: the darkest haematoxylin keeps
 one channel well above it.
 """
@@ -25,6 +28,9 @@ BLACK_MAX = 24
 CHECK_MPP = 8.0
 #: Share of the overview the black area reaching the edge must cover.
 MIN_SHARE = 0.005
+#: ... and the rest of the overview is brightfield: its 90th percentile of brightness at least this
+#: (a fluorescence scan's dark background is no unscanned area; image_checks' DARK_IMAGE limit).
+BRIGHTFIELD_P90 = 120
 #: What the features record (``decode`` provenance) when a slide's black was read as glass.
 RECORD = "black outside the scan read as white glass"
 
@@ -40,11 +46,23 @@ def black_background(slide) -> bool:
     return known
 
 
-def remember_overview(slide, rgb: np.ndarray) -> None:
+def remember_overview(slide, rgb: np.ndarray) -> bool:
     """Take :func:`black_background` from an overview already read (the tissue detector's), so a
-    slide without a pyramid is not read from full resolution a second time."""
+    slide without a pyramid is not read from full resolution a second time; returns it."""
     if getattr(slide, "_black_background", None) is None:
         slide._black_background = black_background_of(rgb)
+    return bool(slide._black_background)
+
+
+def as_glass(rgb: np.ndarray) -> np.ndarray:
+    """A copy of the overview ``rgb`` with its near-black pixels and a one-pixel rim around them
+    white: the tissue detector then sees the unscanned area as the transparent area it stands for
+    (the rim: overview pixels that average black with the tissue's edge, darker than the tissue)."""
+    from scipy import ndimage
+
+    out = rgb.copy()
+    out[ndimage.binary_dilation(rgb.max(axis=2) <= BLACK_MAX)] = 255
+    return out
 
 
 def black_background_of(rgb: np.ndarray) -> bool:
@@ -52,7 +70,9 @@ def black_background_of(rgb: np.ndarray) -> bool:
     from scipy import ndimage
 
     dark = rgb.max(axis=2) <= BLACK_MAX
-    if dark.mean() < MIN_SHARE:
+    if dark.mean() < MIN_SHARE or dark.all():
+        return False
+    if np.percentile(rgb[~dark].mean(axis=1), 90) < BRIGHTFIELD_P90:  # the rest is dim: fluorescence, darkfield
         return False
     labels, _ = ndimage.label(dark)
     edge = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
@@ -95,16 +115,11 @@ class WhiteningReader:
 
 
 def read_as_tissue_before(attrs: dict, slide) -> str | None:
-    """Why a feature cache (its ``attrs``) of ``slide`` is not reused: made by a WeakSTIL that read the
-    slide's black unscanned area as tile pixels; None when it is current or the slide has none. A
-    slide without a level near :data:`CHECK_MPP` is not read whole for this (its cache is kept)."""
-    import json
-
-    try:
-        decode = json.loads(str(attrs.get("decode") or "{}"))
-    except ValueError:
-        return None
-    if not isinstance(decode, dict) or "background" in decode or "path" not in decode:
+    """Why a feature cache or tiles file (its ``attrs``) of ``slide`` is not reused: made by a
+    WeakSTIL that read the slide's black unscanned area as pixels of the tissue overview and tiles;
+    None when it is current or the slide has none. A slide without a level near :data:`CHECK_MPP`
+    is not read whole for this (its file is kept)."""
+    if "background" in attrs:
         return None
     if getattr(slide, "_black_background", None) is None:
         level = slide.best_level_for_mpp(CHECK_MPP)
@@ -113,4 +128,5 @@ def read_as_tissue_before(attrs: dict, slide) -> str | None:
             return None
     if not black_background(slide):
         return None
-    return "was made by an earlier WeakSTIL, which read the slide's black unscanned area into the tiles at the tissue's edge"
+    return ("was made by an earlier WeakSTIL, which read the slide's black unscanned area as pixels of the tissue "
+            "overview and of the tiles at the tissue's edge")
