@@ -249,3 +249,24 @@ def test_resolution_tags_without_a_unit_are_named_in_the_refusal(tmp_path, cmu_r
     assert (f"error: {path}: has no microns-per-pixel in its metadata (its TIFF resolution tags give 20000 px per "
             "unit, with ResolutionUnit none). Fix: pass the scan resolution with --slide-mpp") in proc.stderr
     assert run_cli("tile", path, "--slide-mpp", "0.5", "--out", tmp_path / "out").returncode == 0
+
+
+def test_a_macro_image_stored_in_tiles_after_the_pyramid_is_named_not_called_damaged(tmp_path, cmu_rgb):
+    """A converter that writes the label and macro images tiled after the pyramid: OpenSlide's
+    generic-TIFF reader takes them for levels out of order and refuses the file; the line was 'looks
+    like a TIFF file but OpenSlide cannot read it: it may be truncated, damaged ... copy or export the
+    slide again'. The batch goes on."""
+    import tifffile
+
+    path = tmp_path / "with_macro.tif"
+    kw = dict(tile=(128, 128), photometric="rgb", compression="jpeg", metadata=None)
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(cmu_rgb, resolution=(2e4, 2e4), resolutionunit="CENTIMETER", **kw)
+        tw.write(cmu_rgb[::4, ::4].copy(), subfiletype=1, **kw)
+        tw.write(np.full((256, 640, 3), 40, np.uint8), subfiletype=1, description="macro", **kw)
+    proc = run_cli("tile", path, CMU, "--out", tmp_path / "out")
+    assert proc.returncode == 1
+    assert (f"error: {path}: is a TIFF whose tiled images do not shrink in order (image 2, 640x256 px, follows one "
+            "of 128x128 px: a label or macro image stored in tiles?)") in proc.stderr, proc.stderr
+    assert "damaged" not in proc.stderr and "copying it again will not help" in proc.stderr
+    assert (tmp_path / "out" / "CMU-1-Small-Region.h5").exists()

@@ -95,6 +95,19 @@ class OpenSlideBackend:
                     fix="convert it to a tiled pyramidal TIFF (e.g. 'vips tiffsave IN OUT.tif --tile --pyramid "
                         "--compression jpeg'); copying it again will not help",
                 ) from None
+            from weakstil.tiff_layout import unordered_levels
+
+            extra = unordered_levels(path) if kind == "TIFF" else None
+            if extra is not None:  # valid, but an extra tiled image breaks OpenSlide's generic-TIFF pyramid
+                page, (w, h), (bw, bh) = extra
+                raise SlideError(
+                    f"is a TIFF whose tiled images do not shrink in order (image {page}, {w}x{h} px, follows one "
+                    f"of {bw}x{bh} px: a label or macro image stored in tiles?), which OpenSlide does not read as "
+                    "a pyramid",
+                    path=path,
+                    fix="export the slide's pyramid alone (e.g. 'vips tiffsave IN OUT.tif --tile --pyramid "
+                        "--compression jpeg', which writes the first image's pyramid); copying it again will not help",
+                ) from None
             if kind is not None:
                 raise SlideError(
                     f"looks like a {kind} file but OpenSlide cannot read it: it may be truncated, damaged "

@@ -134,3 +134,22 @@ def extra_unit_mpp_xy(path: str | Path) -> tuple[float | None, float | None]:
             return out[0], out[1]
     except Exception:  # not a TIFF tifffile reads, odd tag values
         return None, None
+
+
+def unordered_levels(path: str | Path) -> tuple[int, tuple[int, int], tuple[int, int]] | None:
+    """``(page, its (w, h), the (w, h) of the tiled image before it)`` for the first tiled top-level
+    image of the TIFF ``path`` that is not smaller than the one before it in both width and height:
+    OpenSlide's generic-TIFF reader takes every tiled image for a pyramid level and refuses the file
+    ("Downsampled images not correctly ordered") when one is not (a label or macro image stored
+    tiled after the pyramid). None when the tiled images shrink in order."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(str(path)) as tif:
+            tiled = [(i, (int(p.imagewidth), int(p.imagelength))) for i, p in enumerate(tif.pages) if p.is_tiled]
+    except Exception:  # not a TIFF tifffile reads
+        return None
+    for (_, before), (i, size) in zip(tiled, tiled[1:]):
+        if size[0] > before[0] or size[1] > before[1]:
+            return i, size, before
+    return None
