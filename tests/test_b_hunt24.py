@@ -270,3 +270,17 @@ def test_a_macro_image_stored_in_tiles_after_the_pyramid_is_named_not_called_dam
             "of 128x128 px: a label or macro image stored in tiles?)") in proc.stderr, proc.stderr
     assert "damaged" not in proc.stderr and "copying it again will not help" in proc.stderr
     assert (tmp_path / "out" / "CMU-1-Small-Region.h5").exists()
+
+
+@pytest.mark.parametrize("unit", ["&#181;m", "&#xB5;m", "&#956;m"])
+def test_an_ome_unit_written_as_a_character_reference_is_read(tmp_path, cmu_rgb, unit):
+    """An OME-XML written by an ASCII serialiser spells µm as a character reference, which any XML
+    parser reads as µm; the unit was not recognised, so the slide fell back to its TIFF resolution
+    tags (vips' 10 px/cm: 'metadata says 1000 µm/px, which is implausible')."""
+    ome = ('<?xml version="1.0" encoding="ASCII"?><OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06">'
+           '<Image ID="Image:0"><Pixels ID="Pixels:0" DimensionOrder="XYCZT" Type="uint8" SizeX="512" SizeY="512" '
+           f'SizeC="3" SizeZ="1" SizeT="1" PhysicalSizeX="0.5" PhysicalSizeXUnit="{unit}" PhysicalSizeY="0.5" '
+           f'PhysicalSizeYUnit="{unit}"><TiffData/></Pixels></Image></OME>')
+    path = _write(tmp_path / "s.ome.tif", cmu_rgb, description=ome, resolution=(10, 10), compression="jpeg")
+    with Slide.open(path) as s:
+        assert s.mpp == pytest.approx(0.5)

@@ -272,7 +272,11 @@ def ome_mpp_xy(description: str) -> tuple[float | None, float | None]:
     pixels = re.search(r"<(?:\w+:)?Pixels\b([^>]*)>", description)
     if pixels is None:
         return None, None
-    attrs = dict(re.findall(r'(\w+)\s*=\s*"([^"]*)"', pixels.group(1)))
+    import html
+
+    # values unescaped as an XML parser would (an ASCII writer spells µm '&#181;m'), in either quotes
+    found = re.findall(r"""(\w+)\s*=\s*(?:"([^"]*)"|'([^']*)')""", pixels.group(1))
+    attrs = {name: html.unescape(double or single) for name, double, single in found}
     out: list[float | None] = []
     for axis in ("X", "Y"):
         try:
