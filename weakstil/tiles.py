@@ -195,11 +195,10 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
                              "tiles, so a slide smaller than one cannot be scored with that model")
     coords, fractions = select_tiles(grid, mask, mask_mpp, params.tissue_threshold)
     upsampled = slide.upsample_note(params.mpp)  # allowed (checked above): recorded, not only logged
-    info = slide.info()
-    if black:
-        from weakstil.unscanned import RECORD
+    from weakstil.unscanned import RECORD
 
-        info["background"] = RECORD  # in the tiles' and the features' attributes
+    # in the tiles' and the features' attributes ("none" too: a file without it was made before)
+    info = {**slide.info(), "background": RECORD if black else "none"}
     return SlideTiles(info, params, grid, coords, fractions, mask, mask_mpp, warnings, thumb,
                       [upsampled] if upsampled else [])
 

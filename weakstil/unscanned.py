@@ -31,6 +31,8 @@ MIN_SHARE = 0.005
 #: ... and the rest of the overview is brightfield: its 90th percentile of brightness at least this
 #: (a fluorescence scan's dark background is no unscanned area; image_checks' DARK_IMAGE limit).
 BRIGHTFIELD_P90 = 120
+#: The coarser overview that tells whether a file made before this module is stale (read on every rerun).
+STALE_CHECK_MPP = 32.0
 #: What the features record (``decode`` provenance) when a slide's black was read as glass.
 RECORD = "black outside the scan read as white glass"
 
@@ -119,14 +121,16 @@ def read_as_tissue_before(attrs: dict, slide) -> str | None:
     WeakSTIL that read the slide's black unscanned area as pixels of the tissue overview and tiles;
     None when it is current or the slide has none. A slide without a level near :data:`CHECK_MPP`
     is not read whole for this (its file is kept)."""
-    if "background" in attrs:
+    if "background" in attrs:  # made since: says how it read the slide
         return None
-    if getattr(slide, "_black_background", None) is None:
-        level = slide.best_level_for_mpp(CHECK_MPP)
+    black = getattr(slide, "_black_background", None)
+    if black is None:  # a coarse overview (a file of a slide without black is kept on every rerun)
+        level = slide.best_level_for_mpp(STALE_CHECK_MPP)
         w, h = slide.backend.level_dimensions[level]
-        if w * h > 64e6:  # minutes to read: not for a cache that is most likely current
+        if w * h > 16e6:  # seconds to minutes to read: not for a file that is most likely current
             return None
-    if not black_background(slide):
+        black = black_background_of(slide.read_thumbnail(max(STALE_CHECK_MPP, slide.mpp)))
+    if not black:
         return None
     return ("was made by an earlier WeakSTIL, which read the slide's black unscanned area as pixels of the tissue "
             "overview and of the tiles at the tissue's edge")

@@ -46,8 +46,8 @@ class TilesFile(SlideFile):
     ``tissue_params`` and ``tiling_key`` as JSON, ``n_tiles``), the slide (``slide_path``,
     ``slide_id``, ``slide_mpp``, ``slide_mpp_source``, ``slide_width``, ``slide_height``,
     ``slide_vendor``, ``slide_levels``, ``slide_fingerprint``), ``warnings`` (JSON), ``weakstil_version``,
-    ``created``; ``background`` when the slide's black unscanned area was read as white glass
-    (:mod:`weakstil.unscanned`).
+    ``created``, ``background`` (``none``, or how the slide's black unscanned area was read:
+    :mod:`weakstil.unscanned`).
     """
 
     KIND = "tiles"
