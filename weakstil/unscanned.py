@@ -90,32 +90,6 @@ def whiten(tiles) -> None:
     tiles[tiles.amax(dim=-1) <= BLACK_MAX] = 255
 
 
-class WhiteningReader:
-    """A tile reader whose tiles come back with the black unscanned area white (:func:`whiten`)."""
-
-    def __init__(self, inner):
-        self.inner = inner
-        self.decoder = inner.decoder
-
-    @property
-    def tiles_decoded(self) -> int:
-        return self.inner.tiles_decoded
-
-    def read_batch(self, coords: np.ndarray, out: np.ndarray) -> None:
-        self.inner.read_batch(coords, out)
-        whiten(out[:len(coords)])
-
-    def read_into(self, coords: np.ndarray, out: np.ndarray, dest: np.ndarray) -> None:
-        from weakstil.decode.workers import read_into
-
-        read_into(self.inner, coords, out, dest)
-        for d in np.asarray(dest).tolist():
-            whiten(out[d])
-
-    def close(self) -> None:
-        self.inner.close()
-
-
 def read_as_tissue_before(attrs: dict, slide) -> str | None:
     """Why a feature cache or tiles file (its ``attrs``) of ``slide`` is not reused: made by a
     WeakSTIL that read the slide's black unscanned area as pixels of the tissue overview and tiles;

@@ -61,7 +61,7 @@ class ReadSpec:
 
             reader = OpenSlideTileReader(self.slide_path, self.mpp, slide_mpp=self.slide_mpp)
         if self.whiten_black:
-            from weakstil.unscanned import WhiteningReader
+            from weakstil.decode.whitening import WhiteningReader
 
             return WhiteningReader(reader)
         return reader
