@@ -149,3 +149,24 @@ def test_feature_files_without_the_dark_tumour_column_read_pale_nuclei_only():
     pale = sum(row[COLUMNS.index(c)] for c in TUMOUR_NUCLEI_COLUMNS)
     assert tumour_nuclei_area(stats, old)[0] == pytest.approx(pale)
     assert tumour_nuclei_area(row[None], list(COLUMNS))[0] > pale + 0.03
+
+
+def test_a_model_trained_on_older_tile_measurements_is_refused_in_one_line(tmp_path):
+    """Version 4 changed the measurements (and added a column): a model that reads them, trained on
+    version 3, is refused before any slide, saying so (it said 'features have 285 dimensions, the
+    model expects 284. Fix: embed with the model's encoder'); one that reads none is not."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.mil.identity import check_scores_new_slides
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+    from weakstil.tilestats import TILESTATS_VERSION
+
+    meta = {"features": {"stain_estimate_version": STAIN_ESTIMATE_VERSION, "tilestats_version": TILESTATS_VERSION - 1},
+            "training": {"config": {"tile_stats": True, "stroma_weight": "learned"}}}
+    with pytest.raises(WeakSTILError, match=f"tile statistics version {TILESTATS_VERSION} but the model was trained "
+                                            f"on version {TILESTATS_VERSION - 1}"):
+        check_scores_new_slides(meta, tmp_path / "model.json")
+    meta["training"]["config"]["tile_stats"] = False
+    check_scores_new_slides(meta, tmp_path / "model.json")
+    meta["training"]["config"]["stroma_weight"] = "estimate"
+    with pytest.raises(WeakSTILError, match="tile statistics version"):
+        check_scores_new_slides(meta, tmp_path / "model.json")
