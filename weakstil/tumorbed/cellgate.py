@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from weakstil.tumorbed.veto import _area, lymphocyte_dark_area, tumour_nuclei_area
+from weakstil.tumorbed.veto import TUMOUR_NUCLEI_COLUMNS, _area, lymphocyte_dark_area, tumour_nuclei_area  # noqa: F401
 
 log = logging.getLogger(__name__)
 
