@@ -98,7 +98,7 @@ def test_the_cell_gate_still_steps_aside_for_tumour_nuclei_the_stain_measure_doe
     from weakstil.tumorbed.bed import SlideGeometry
     from weakstil.tumorbed.cellgate import NO_TUMOUR_CELLS, TumourCellGate, apply_cell_gate
     from weakstil.tumorbed.evidence import stats_column_names
-    from weakstil.tumorbed.veto import TUMOUR_NUCLEI_COLUMNS
+    from weakstil.tumorbed.veto import DARK_TUMOUR_NUCLEI_COLUMN, TUMOUR_NUCLEI_COLUMNS
 
     _, benign, tumour = slides
     for path, stands in ((benign, True), (tumour, False)):
@@ -106,7 +106,8 @@ def test_the_cell_gate_still_steps_aside_for_tumour_nuclei_the_stain_measure_doe
         geom = SlideGeometry.from_file(ff)
         cols = stats_column_names(ff.attr("tile_stats_columns"))
         stats = np.array(ff.tile_stats, np.float32)
-        stats[:, [cols.index(c) for c in TUMOUR_NUCLEI_COLUMNS]] = 0.0  # no pale tumour nucleus seen anywhere
+        # no tumour nucleus seen anywhere, pale or (tile statistics version 4 on) hyperchromatic
+        stats[:, [cols.index(c) for c in (*TUMOUR_NUCLEI_COLUMNS, DARK_TUMOUR_NUCLEI_COLUMN) if c in cols]] = 0.0
         evidence = np.full(len(geom.coords), 0.9, np.float32)
         if not stands:  # the classifier's evidence on the nests (the cellular tiles)
             evidence = np.where(stats[:, cols.index("nuclear")] >= 0.1, 0.9, 0.05).astype(np.float32)

@@ -114,9 +114,26 @@ def stain_estimate_problem(meta: dict, identity: dict[str, object]) -> str | Non
             f"stain was estimated by method {theirs if theirs is not None else '3 or older'}")
 
 
+def tile_measurement_problem(meta: dict, identity: dict[str, object]) -> str | None:
+    """Why features whose tiles were measured by another version of :mod:`weakstil.tilestats` than the
+    model's training features do not fit a model that reads the measurements (``tile_stats``, or the
+    stroma estimate as its weights), or None. Version 4 (hunt 24) added a column and changed the stroma
+    estimate of nests of hyperchromatic tumour cells: a model trained on version 3 took the new files
+    with 'features have 285 dimensions, the model expects 284. Fix: embed with the model's encoder'."""
+    config = (meta.get("training") or {}).get("config") or {}
+    if not (config.get("tile_stats") or config.get("stroma_weight") == "estimate"):
+        return None
+    ours = identity.get("tilestats_version")
+    theirs = (meta.get("features") or {}).get("tilestats_version")
+    if ours is None or theirs is None or str(ours) == str(theirs):
+        return None
+    return (f"the slides' tiles were measured by tile statistics version {ours} but the model was trained on "
+            f"version {theirs}")
+
+
 def check_features_match_model(meta: dict, identity: dict[str, object], where: str | Path) -> None:
     """Refuse features made with another encoder, other weights or other tiles than the model's."""
-    stain = stain_estimate_problem(meta, identity)
+    stain = stain_estimate_problem(meta, identity) or tile_measurement_problem(meta, identity)
     if stain:
         raise ModelError(f"features do not fit the model: {stain}", path=where,
                          fix="train the model again (weakstil train) on features embedded by this WeakSTIL "
@@ -148,13 +165,16 @@ def check_features_match_model(meta: dict, identity: dict[str, object], where: s
 
 
 def check_scores_new_slides(meta: dict, where: str | Path) -> None:
-    """``weakstil score`` embeds every slide with this version's stain estimate (part of the feature
-    cache key, so an older cache is made again), so a model trained on features of another estimate
-    (a model.json from an older WeakSTIL) fits no slide: one error before any slide, not an error
+    """``weakstil score`` embeds every slide with this version's stain estimate and tile measurements
+    (part of the feature cache key, so an older cache is made again), so a model trained on features
+    of another estimate, or on other tile measurements when it reads them (a model.json from an
+    older WeakSTIL), fits no slide: one error before any slide, not an error
     row per slide after each one's embedding."""
     from weakstil.stain import STAIN_ESTIMATE_VERSION
+    from weakstil.tilestats import TILESTATS_VERSION
 
-    problem = stain_estimate_problem(meta, {"tilestats_version": "now", "stain_estimate_version": STAIN_ESTIMATE_VERSION})
+    problem = (stain_estimate_problem(meta, {"tilestats_version": "now", "stain_estimate_version": STAIN_ESTIMATE_VERSION})
+               or tile_measurement_problem(meta, {"tilestats_version": TILESTATS_VERSION}))
     if problem:
         raise ModelError(f"the model fits no slide scored by this WeakSTIL: {problem}", path=where,
                          fix="train the model again (weakstil train) on features embedded by this WeakSTIL "

@@ -8,7 +8,9 @@ any bed, and 96 % of them hold no pale nucleus of tumour size; 9 % of its true s
 The tile measurements stored beside the embeddings (:mod:`weakstil.tilestats`, colour
 deconvolution with the slide's own stain vectors) see those nuclei whatever the look, so:
 
-* a tile keeps its tumour evidence only when medium or large *pale* nuclei cover at least
+* a tile keeps its tumour evidence only when tumour nuclei (medium or large *pale* ones, plus
+  hyperchromatic ones of tumour size where the features measured them:
+  :func:`weakstil.tumorbed.veto.tumour_nuclei_area`) cover at least
   ``min_tumour_nuclei_area`` of it or of a tile within ``neighbourhood`` tiles of it (0.005 of a
   112 µm tile: half a tumour nucleus; the neighbourhood keeps tiles inside a nest whose own
   nuclei came out dark, as hyperchromatic tumour cells do, or were cut by the tile edge);
@@ -42,7 +44,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from weakstil.tumorbed.veto import TUMOUR_NUCLEI_COLUMNS, _area
+from weakstil.tumorbed.veto import TUMOUR_NUCLEI_COLUMNS, _area, lymphocyte_dark_area, tumour_nuclei_area  # noqa: F401
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def tumour_cells_near(tile_stats: np.ndarray | None, columns: list[str] | tuple[
     it; ``None`` when the feature file has no tumour-nuclei statistics."""
     if tile_stats is None or columns is None:
         return None
-    tumour = _area(tile_stats, columns, TUMOUR_NUCLEI_COLUMNS)
+    tumour = tumour_nuclei_area(tile_stats, columns)
     if tumour is None or len(tumour) != len(coords):
         return None
     return _near(tumour >= rule.min_tumour_nuclei_area, coords, tile_size_level0, rule)
@@ -168,12 +170,13 @@ def gate_applied(said: str) -> bool:
     return said.split(" ")[0].isdigit()
 
 
-#: Share of a tile covered by pale tumour-sized nuclei that shows tumour cells in it (a few tumour
+#: Share of a tile covered by tumour nuclei (:func:`tumour_nuclei_area`) that shows tumour cells in it (a few tumour
 #: nuclei: the lymphoid veto's ``restore_tumour_nuclei_area``). Every slide with invasive tumour of our
 #: four looks, dark-nucleus tumours and 40x / odd-mpp scans included, has a seed tile at >= 0.064
 #: (56 slides, a default-look and a hard-look detector); slides without tumour 0-0.04.
 SEED_TUMOUR_NUCLEI_AREA = 0.03
-#: A tile with dark nuclei over this share of it is lymphoid (the lymphoid veto's ``min_dark_area``):
+#: A tile with dark nuclei (other than hyperchromatic tumour nuclei: :func:`lymphocyte_dark_area`) over
+#: this share of it is lymphoid (the lymphoid veto's ``min_dark_area``):
 #: the large pale nuclei in it are germinal-centre cells (centroblasts) among lymphocytes, not
 #: tumour cells (hunt 20), and join nothing to the tumour.
 LYMPHOID_DARK_AREA = 0.4
@@ -199,12 +202,11 @@ def seeds_without_tumour_cells(evidence: np.ndarray, tile_stats: np.ndarray | No
     such tile (6.6 % pale nuclei, 42 % dark) seeded a bed of 3-7 tiles on a slide of stroma and a
     lymph node without tumour (hunt 20; on the 330 test slides of the tumour-bed benchmark every
     slide keeps a non-lymphoid seed tile at >= 4.6 %)."""
-    from weakstil.tumorbed.veto import DARK_NUCLEI_COLUMNS
 
     if tile_stats is None or columns is None or not applied:
         return ""
-    pale = _area(tile_stats, columns, TUMOUR_NUCLEI_COLUMNS)
-    dark = _area(tile_stats, columns, DARK_NUCLEI_COLUMNS)
+    pale = tumour_nuclei_area(tile_stats, columns)
+    dark = lymphocyte_dark_area(tile_stats, columns)
     seeds = np.asarray(evidence) >= seed_threshold
     if pale is None or len(pale) != len(seeds) or not seeds.any():
         return ""  # no seed at all: the bed is empty and the plausibility check says so
@@ -213,7 +215,7 @@ def seeds_without_tumour_cells(evidence: np.ndarray, tile_stats: np.ndarray | No
     if most >= SEED_TUMOUR_NUCLEI_AREA:
         return ""
     where = f", {int((seeds & lymphoid).sum())} of them lymphoid" if (seeds & lymphoid).any() else ""
-    return (f"no tumour cells in the bed's {int(seeds.sum())} seed tiles{where} (pale tumour-sized nuclei cover at "
+    return (f"no tumour cells in the bed's {int(seeds.sum())} seed tiles{where} (tumour-sized nuclei cover at "
             f"most {100 * most:.1f}% of one outside lymphoid tissue, < {100 * SEED_TUMOUR_NUCLEI_AREA:g}%): "
             "no invasive tumour on this slide?")
 
@@ -233,7 +235,7 @@ def tumour_cells_left_out(evidence: np.ndarray, tile_stats: np.ndarray | None,
     only its most tumour-like part passes the seed threshold (a 1.5 mm slide whose true bed is 97 % of
     the tissue: 38 seeds among 122 tiles with tumour cells, a bed of 40 % of the tissue, Dice 0.58,
     with a hard-look detector of 10 slides; standardised like an ordinary slide it has 125 seeds).
-    Tumour joined to the bed's seeds through tiles that show tumour cells (pale tumour-sized nuclei
+    Tumour joined to the bed's seeds through tiles that show tumour cells (tumour-sized nuclei
     over :data:`SEED_TUMOUR_NUCLEI_AREA` of the tile, not lymphoid) is the same tumour; when such
     tiles lying more than one tile outside the bed number :data:`LEFT_OUT_SHARE` of the bed's tiles
     or more, the bed is said to be incomplete. A focus that touches no seed through tumour cells (a
@@ -242,13 +244,12 @@ def tumour_cells_left_out(evidence: np.ndarray, tile_stats: np.ndarray | None,
     from scipy import ndimage as ndi
 
     from weakstil.bed_geometry import grid_cells
-    from weakstil.tumorbed.veto import DARK_NUCLEI_COLUMNS
 
     evidence, bed = np.asarray(evidence, np.float32), np.asarray(bed, bool)
     if tile_stats is None or columns is None or not len(evidence) or not bed.any():
         return ""
-    pale = _area(tile_stats, columns, TUMOUR_NUCLEI_COLUMNS)
-    dark = _area(tile_stats, columns, DARK_NUCLEI_COLUMNS)
+    pale = tumour_nuclei_area(tile_stats, columns)
+    dark = lymphocyte_dark_area(tile_stats, columns)
     seeds = evidence >= seed_threshold
     if pale is None or dark is None or len(pale) != len(evidence) or not seeds.any():
         return ""
