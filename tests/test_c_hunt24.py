@@ -4,8 +4,12 @@ scan's recorded path, and the napari plugin's dock closed while scoring."""
 
 from __future__ import annotations
 
-import pandas as pd
+from pathlib import Path
 
+import pandas as pd
+import pytest
+
+from weakstil.errors import WeakSTILError
 from weakstil.score import RESULT_COLUMNS
 
 FORMULAS = ["=HYPERLINK(\"http://x\",\"y\")", "+1+cmd", "-2+3", "@SUM(A1)", "\tx", "'=already quoted"]
@@ -69,3 +73,149 @@ def test_csv_cells_round_trip():
         if text not in ("-5", "+1.5e3"):
             assert not str(defuse(text)).startswith(("=", "+", "-", "@", "\t", "\r"))
     assert defuse(-3.5) == -3.5 and defuse("-0.25") == "-0.25"
+
+
+# ---- 2. the encoder weights' fingerprint: the tensors, not the file --------------------------------------------
+
+
+def _weights_files(tmp_path):
+    """The seeded small-cnn's weights saved as .safetensors and as a .pth with DataParallel's prefix."""
+    import torch
+    from safetensors.torch import save_file
+
+    from weakstil.encoders.factory import create_encoder
+
+    state = {k: v.contiguous() for k, v in create_encoder("small-cnn", weights="random").model.state_dict().items()}
+    st, pth = tmp_path / "w.safetensors", tmp_path / "w.pth"
+    save_file(state, str(st))
+    torch.save({f"module.{k}": v for k, v in state.items()}, pth)
+    return st, pth
+
+
+def test_same_weights_as_pth_and_safetensors_have_one_fingerprint(tmp_path):
+    """The same encoder weights saved as .pth and as .safetensors had two ``weights_sha256`` (the file
+    was hashed), so features embedded from one were refused by a model trained on the other's
+    ("encoder weights ... but the model's are ..."). The fingerprint is now the tensors' hash; the
+    file's stays recorded as ``weights_file_sha256``, and a model from before (recording the file's
+    hash) still accepts the encoder made from that file, and only from it."""
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.mil.identity import check_features_match_model
+    from weakstil.runtime import sha256_file
+    from weakstil.score import ScoreOptions
+    from weakstil.scoring_encoder import check_trained_weights
+
+    st, pth = _weights_files(tmp_path)
+    a, b = create_encoder("small-cnn", weights=st), create_encoder("small-cnn", weights=pth)
+    assert a.weights_sha256 == b.weights_sha256
+    assert (a.weights_file_sha256, b.weights_file_sha256) == (sha256_file(st), sha256_file(pth))
+    features_of_pth = {"encoder": "small-cnn", "weights_sha256": b.weights_sha256, "weights_file_sha256":
+                       b.weights_file_sha256, "mpp": 0.5, "tile_px": 224}
+    model_of_st = {"encoder": {"name": "small-cnn", "weights_sha256": a.weights_sha256,
+                               "weights_file_sha256": a.weights_file_sha256}, "tiling": {"mpp": 0.5, "tile_px": 224}}
+    check_features_match_model(model_of_st, features_of_pth, tmp_path)  # no error
+    opts = ScoreOptions(model=tmp_path, out=tmp_path / "o")
+    check_trained_weights("x", {"weights_sha256": b.weights_sha256, "weights_file_sha256": b.weights_file_sha256},
+                          model_of_st, opts)
+    old_model = {"encoder": {"name": "small-cnn", "weights_sha256": sha256_file(st)}}  # trained before hunt 24
+    check_trained_weights("x", {"weights_sha256": a.weights_sha256, "weights_file_sha256": a.weights_file_sha256},
+                          old_model, opts)
+    with pytest.raises(WeakSTILError, match="trained on"):  # another file: nothing says it holds those weights
+        check_trained_weights("x", {"weights_sha256": b.weights_sha256, "weights_file_sha256": b.weights_file_sha256},
+                              old_model, opts)
+
+
+
+def test_a_model_from_before_bundling_its_weights_accepts_features_of_the_same_tensors_in_a_pth(tmp_path):
+    """A model trained before hunt 24 records its bundled weights file's hash. Checking that file
+    before a batch (it is the model's own), scoring now also knows its tensors' hash, so features
+    embedded from the same weights saved as .pth fit it, and another network's still do not."""
+    import shutil
+
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.mil.identity import check_features_match_model
+    from weakstil.runtime import sha256_file
+    from weakstil.score import ScoreOptions
+    from weakstil.scoring_encoder import check_encoder_files
+
+    st, pth = _weights_files(tmp_path)
+    model = tmp_path / "model"
+    (model / "encoder").mkdir(parents=True)
+    shutil.copy(Path(__file__).parents[1] / "weakstil" / "encoders" / "cards" / "small-cnn.yaml",
+                model / "encoder" / "card.yaml")
+    shutil.copy(st, model / "encoder" / "model.safetensors")
+    meta = {"encoder": {"name": "small-cnn", "weights_sha256": sha256_file(st)}, "tiling": {"mpp": 0.5, "tile_px": 224}}
+    b = create_encoder("small-cnn", weights=pth)
+    features = {"encoder": "small-cnn", "weights_sha256": b.weights_sha256, "weights_file_sha256": b.weights_file_sha256,
+                "mpp": 0.5, "tile_px": 224}
+    with pytest.raises(WeakSTILError, match="encoder weights"):  # the record alone cannot say
+        check_features_match_model(meta, features, model)
+    check_encoder_files(ScoreOptions(model=model, out=tmp_path / "o"), meta)
+    check_features_match_model(meta, features, model)  # the bundled file's tensors: the same
+    other = {**features, "weights_sha256": create_encoder("small-cnn", weights="random", seed=1).weights_sha256}
+    with pytest.raises(WeakSTILError, match="encoder weights"):
+        check_features_match_model(meta, other, model)
+
+def test_a_cohort_of_old_and_new_feature_files_of_one_weights_file_is_one_encoder():
+    """A feature folder half embedded before hunt 24 (the file's hash) and half after (the tensors')
+    is one encoder for 'train', and the model records both hashes."""
+    from weakstil.mil.identity import check_same_identity
+
+    common = {"encoder": "small-cnn", "mpp": 0.5, "tile_px": 224}
+    old, new = {**common, "weights_sha256": "f" * 64}, {**common, "weights_sha256": "c" * 64,
+                                                         "weights_file_sha256": "f" * 64}
+    ident = check_same_identity(["a", "b", "c"], [old, new, old])
+    assert (ident["weights_sha256"], ident["weights_file_sha256"]) == ("c" * 64, "f" * 64)
+    with pytest.raises(WeakSTILError, match="different encoders"):
+        check_same_identity(["a", "b", "c"], [old, {**new, "weights_file_sha256": "e" * 64}, old])
+
+
+# ---- 3. the feature cache's key: precision and timm's version ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def one_slide(tmp_path_factory):
+    from weakstil.synth import generate_cohort
+
+    root = tmp_path_factory.mktemp("one")
+    labels = generate_cohort(root / "cohort", 1, seed=5, size_mm=(0.6, 0.6), progress=False)
+    return root / "cohort" / labels["path"][0]
+
+
+def test_feature_cache_key_holds_the_precision_and_an_old_cache_is_reused_when_it_agrees(one_slide, tmp_path,
+                                                                                          monkeypatch, caplog):
+    """Features embedded at bf16 (a GPU) were reused for an fp32 run (and back): the precision was
+    not in the cache key. It is now; a cache made before (format 2, keyed by the weights file's hash)
+    is reused when its recorded precision is this run's, and made again, saying why, when not."""
+    import h5py
+
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import Encoder, create_encoder
+    from weakstil.feature_cache import cache_key
+    from weakstil.tiles import TilingParams
+
+    st, _ = _weights_files(tmp_path)
+    enc = create_encoder("small-cnn", weights=st)
+    params = TilingParams()
+    out = tmp_path / "f.h5"
+    first = embed_slide(one_slide, enc, out, params)
+    assert not first.skipped
+    with h5py.File(out, "r") as f:
+        fp32_key, mpp, fingerprint = f.attrs["cache_key"], float(f.attrs["slide_mpp"]), f.attrs["slide_fingerprint"]
+    monkeypatch.setattr(Encoder, "precision", property(lambda self: "bf16"))
+    assert cache_key(enc, params, mpp, fingerprint) != fp32_key
+    monkeypatch.undo()
+    # the cache as WeakSTIL before hunt 24 wrote it: format 2, keyed and fingerprinted by the file's hash
+    old_key = cache_key(enc, params, mpp, fingerprint, _legacy=True)
+    with h5py.File(out, "a") as f:
+        f.attrs.update({"cache_format": 2, "cache_key": old_key, "weights_sha256": enc.weights_file_sha256})
+        del f.attrs["weights_file_sha256"]
+    assert embed_slide(one_slide, enc, out, params).skipped  # fp32 then, fp32 now: reused
+    with h5py.File(out, "a") as f:
+        f.attrs["precision"] = "bf16"  # made on a GPU at bf16
+    with caplog.at_level("INFO"):
+        again = embed_slide(one_slide, enc, out, params)
+    assert not again.skipped
+    assert "precision: bf16 -> fp32" in caplog.text
+    with h5py.File(out, "r") as f:
+        assert f.attrs["cache_key"] == fp32_key and f.attrs["weights_sha256"] == enc.weights_sha256
+

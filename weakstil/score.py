@@ -436,7 +436,7 @@ class _LazyEncoder:
 
 #: Feature-cache attributes copied into a slide's score file.
 _COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "slide_width", "slide_height",
-                 "tiling_key", "encoder", "weights_sha256", "cache_key", "torch_version", "timm_version",
+                 "tiling_key", "encoder", "weights_sha256", "weights_file_sha256", "cache_key", "torch_version", "timm_version",
                  "slide_fingerprint")
 
 

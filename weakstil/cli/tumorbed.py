@@ -199,7 +199,7 @@ def check_detector_fits_some(sources: BedSources, paths: list) -> None:
         except WeakSTILError:
             return  # an unreadable file is that slide's own error, in the loop
         try:
-            check_detector_matches(sources.detector, {k: attrs.get(k) for k in ("encoder", "weights_sha256", *MEASUREMENT_ATTRS)},
+            check_detector_matches(sources.detector, {k: attrs.get(k) for k in ("encoder", "weights_sha256", "weights_file_sha256", *MEASUREMENT_ATTRS)},
                                    sources.detector_path or path)
             return
         except WeakSTILError as exc:

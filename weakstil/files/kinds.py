@@ -67,12 +67,13 @@ class FeaturesFile(SlideFile):
 
     Adds ``features`` (N, D) float32 and an optional ``tumorbed`` flag per tile (read by
     training when no other tumour-bed source is given), and the attributes ``encoder``,
-    ``encoder_card`` (JSON), ``embed_dim``, ``weights_sha256``, ``weights_source``,
+    ``encoder_card`` (JSON), ``embed_dim``, ``weights_sha256`` (the tensors' hash, :mod:`weakstil.weights_id`),
+    ``weights_file_sha256`` (the weights file's; optional), ``weights_source``,
     ``normalisation`` (JSON), ``precision``, ``device``, ``torch_version``, ``timm_version``,
     ``seed``, ``batch_size``, ``embed_seconds``, ``decode`` (JSON: how the tiles were read, see
     :mod:`weakstil.embed`; optional), ``cache_format`` and ``cache_key`` (sha256 of everything that
-    changes the features: encoder, weights, card incl. its stain normalisation, tiling, slide µm/px,
-    slide fingerprint, tile-statistics version).
+    changes the features: encoder, weights, precision, timm's minor version for a timm network, card
+    incl. its stain normalisation, tiling, slide µm/px, slide fingerprint, tile-statistics version).
 
     Optional (files from before issue 13 have none): ``tile_stats`` (N, K) float32, each tile's
     stain and nuclear-morphometry measurements (:mod:`weakstil.tilestats`; attribute

@@ -25,6 +25,7 @@ from weakstil.errors import WeakSTILError
 from weakstil.files import BedFile, FeaturesFile, find_slide_file
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource, from_annotation, whole_tissue
 from weakstil.tumorbed.detector import VETO_SET_ASIDE, TumorBedDetector
+from weakstil.weights_id import TENSORS_ATTR, same_weights
 
 log = logging.getLogger(__name__)
 
@@ -244,8 +245,12 @@ def check_model_detector(beds: BedSources, meta: dict, model: str | Path, bundle
     if beds.detector is None or not (meta.get("encoder") or {}).get("weights_sha256"):
         return
     enc, tiling = meta["encoder"], meta.get("tiling") or {}
+    if enc.get(TENSORS_ATTR) and same_weights({"weights_sha256": enc["weights_sha256"]}, beds.detector.meta):
+        beds.detector.meta.setdefault(TENSORS_ATTR, enc[TENSORS_ATTR])  # an old model's, of its checked weights file
     try:
         check_detector_matches(beds.detector, {"encoder": enc.get("name"), "weights_sha256": enc["weights_sha256"],
+                                               "weights_file_sha256": enc.get("weights_file_sha256"),
+                                               TENSORS_ATTR: enc.get(TENSORS_ATTR),
                                                "mpp": tiling.get("mpp"), "tile_px": tiling.get("tile_px"),
                                                **(meta.get("features") or {})}, beds.detector_path or model)
     except WeakSTILError as exc:
@@ -284,7 +289,7 @@ def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | 
         return
 
     got_enc, got_sha = attr("encoder"), attr("weights_sha256")
-    if (enc, sha) != (got_enc, got_sha):
+    if enc != got_enc or not same_weights(detector.meta, attr):  # the tensors' hash, or a file's before hunt 24
         raise WeakSTILError(
             f"tumour-bed detector{f' {detector_path}' if detector_path else ''} was trained on encoder '{enc}' "
             f"(weights {str(sha)[:12]}) but the features come from '{got_enc}' (weights {str(got_sha)[:12]})",
