@@ -219,3 +219,97 @@ def test_feature_cache_key_holds_the_precision_and_an_old_cache_is_reused_when_i
     with h5py.File(out, "r") as f:
         assert f.attrs["cache_key"] == fp32_key and f.attrs["weights_sha256"] == enc.weights_sha256
 
+
+# ---- 4. a slide moved since it was embedded or scored ------------------------------------------------------------
+
+import napari_plugin_fixtures  # noqa: E402  (the plugin's scored synthetic slide, built once per run)
+
+scored = napari_plugin_fixtures.scored  # a pytest fixture, used by name below
+
+
+@pytest.fixture
+def moved(one_slide, tmp_path):
+    """``one_slide`` embedded where it was (``old/``), then moved into ``project/slides/``: (features
+    file, the slide's new path)."""
+    import shutil
+
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+
+    old = tmp_path / "old" / one_slide.name
+    old.parent.mkdir()
+    shutil.copy(one_slide, old)
+    features = embed_slide(old, create_encoder("small-cnn", weights="random"), tmp_path / "f" / f"{old.stem}.h5",
+                           tile_stats=False).path
+    new = tmp_path / "project" / "slides" / one_slide.name
+    new.parent.mkdir(parents=True)
+    shutil.move(old, new)
+    return features, new
+
+
+def test_the_ink_veto_reads_a_moved_slide_where_it_is_now(moved, tmp_path, caplog):
+    """A slide folder moved after embedding keeps its feature cache (the key holds no path), but the
+    detector's ink veto read the slide at the path the cache recorded: not there, the veto fell
+    away without a warning and the bed changed (a --hard slide with pen: sTIL 14.6 % before the move,
+    18.4 % after). Score, evaluate, train and 'tumorbed apply --cohort' now give the slide's path
+    where it is, taken when it is the same scan (its fingerprint)."""
+    import shutil
+
+    import numpy as np
+
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed.ink import features_slide, slide_ink_share
+
+    features, new = moved
+    f = FeaturesFile.read(features)
+    coords, tsl0 = np.asarray(f.coords), float(f.attrs["tile_size_level0"])
+    assert slide_ink_share(f.attrs, coords, tsl0) is None  # the recorded path: gone
+    assert features_slide(f.attrs, new) == new
+    share = slide_ink_share(f.attrs, coords, tsl0, slide_path=new)
+    assert share is not None and share.shape == (len(coords),)
+    other = tmp_path / "other" / new.name  # another scan under the name: not read as this one
+    other.parent.mkdir()
+    shutil.copy(new, other)
+    with h5py_attrs(features) as attrs:  # the features were made from another scan than the file there
+        attrs["slide_fingerprint"] = str(attrs["slide_fingerprint"])[:-6] + "000000"
+    with caplog.at_level("WARNING"):
+        assert features_slide(FeaturesFile.read(features).attrs, other) is None
+    assert "is not the scan its features were made from" in caplog.text
+
+
+def h5py_attrs(path):
+    import h5py
+
+    class _Attrs:
+        def __enter__(self):
+            self.f = h5py.File(path, "r+")
+            return self.f.attrs
+
+        def __exit__(self, *exc):
+            self.f.close()
+    return _Attrs()
+
+
+def test_napari_finds_the_slide_of_a_result_moved_with_its_project(scored, tmp_path):
+    """A result opened in napari after its project folder moved (slides and scores together) was
+    shown without its slide: the plugin looked at the recorded path, beside the result and one
+    folder up only. Score now records where the slide was relative to its --out (``slide_relpath``),
+    and the plugin looks there too."""
+    import shutil
+
+    import h5py
+
+    pytest.importorskip("napari_weakstil")
+    from napari_weakstil.result_layers import read_result
+
+    project = tmp_path / "moved_project"  # the fixture's root/cohort/slides/<held> and root/scores/<held>.h5
+    slide = project / "cohort" / "slides" / scored["held"].name
+    result = project / "scores" / scored["score_h5"].name
+    for source, target in ((scored["held"], slide), (scored["score_h5"], result)):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    with h5py.File(result, "r+") as f:
+        assert f.attrs["slide_relpath"] == "../cohort/slides/" + slide.name
+        f.attrs["slide_path"] = str(tmp_path / "gone" / slide.name)  # where it was before the move
+    assert read_result(result).slide_path == slide
+

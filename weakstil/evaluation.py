@@ -266,7 +266,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     caches = [FeaturesFile.read(p, skip=("tissue_mask",) + (() if model.arch.tile_stats else ("tile_stats",))) for p in paths]
     refuse_non_finite([(p, c.features) for p, c in zip(paths, caches)])  # before any bed is detected from them
     check_features_match_model(meta, check_same_identity(ids[:1], [caches[0].attrs]), paths[0])  # before the beds
-    tumorbeds = beds.cohort(dict(zip(ids, paths))) if beds is not None else None
+    tumorbeds = beds.cohort(dict(zip(ids, paths)), dict(zip(ids, cohort.table["path"]))) if beds is not None else None
     bed_record = _bed_sources(caches, tumorbeds, beds)
     # per slide, in score's words (results.csv tumorbed_source): a slide scored over the whole tissue
     # after a bed fallback is said so, not 'ok'

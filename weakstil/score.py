@@ -381,7 +381,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     check_features_match_model(ctx.meta, features.attrs, result.path)
     if DARK_IMAGE in (warned := json.loads(features.attrs.get("warnings") or "[]")):  # no brightfield H&E: no number
         raise not_brightfield(path, warned)
-    bed = ctx.beds.resolve(slide_id, features)  # (says when --annotations holds no outline of this slide)
+    bed = ctx.beds.resolve(slide_id, features, path)  # the slide where it is now (ink veto); (says when --annotations holds no outline of this slide)
     flags = bed.tile_flags
     # every tile gets a score (the heatmap); only tumour-bed tiles make the slide's sTIL%
     mask = flags if flags.any() else np.ones(len(flags), bool)
@@ -455,6 +455,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     tsl0 = float(features.attrs["tile_size_level0"])
     attrs = {
         "slide_id": slide_id, "slide_path": str(Path(path).resolve()), "tile_size_level0": tsl0,
+        "slide_relpath": os.path.relpath(Path(path).resolve(), out.resolve()),  # found again after a move of both
         "stil": stil, "stil_high": stil_high if isinstance(stil_high, bool) else "",  # a real bool; "": no call
         "threshold": ctx.threshold, "status": status,
         "n_tiles": int(len(tile_scores)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),

@@ -104,8 +104,9 @@ class BedSources:
         files = [self.detector_path / name for name in (WEIGHTS_FILE, META_FILE)]
         return " ".join(f"{f.name}:{sha256_file(f)[:16]}" for f in files if f.is_file())
 
-    def resolve(self, slide_id: str, features: FeaturesFile) -> TumorBed:
-        """One slide's tumour bed, from its feature cache (read with its tissue mask)."""
+    def resolve(self, slide_id: str, features: FeaturesFile, slide_path: str | Path | None = None) -> TumorBed:
+        """One slide's tumour bed, from its feature cache (read with its tissue mask); ``slide_path``:
+        the slide's file where it is now (the detector's ink veto reads it), when known."""
         from weakstil.annotations import find_annotation
 
         where = features.path if features.path is not None else slide_id
@@ -153,7 +154,7 @@ class BedSources:
                 "%s: %s; its bed is %s", slide_id, " and ".join(missing),
                 "the detector's" if self.detector is not None else "the whole tissue")
         if self.detector is not None:
-            bed = self.detector.detect_file(features)
+            bed = self.detector.detect_file(features, slide_path)
             self.detected += 1
             if bed.source is TumorBedSource.TISSUE_FALLBACK:
                 log.warning("%s: bed fallback: tissue: %s", slide_id, bed.detail)
@@ -168,9 +169,11 @@ class BedSources:
             return None
         return lambda: self.detector.detect_file(features)
 
-    def cohort(self, feature_paths: dict[str, Path]) -> dict[str, np.ndarray] | None:
+    def cohort(self, feature_paths: dict[str, Path], slide_paths: dict[str, str | Path] | None = None
+               ) -> dict[str, np.ndarray] | None:
         """Tumour-bed flags per tile for a cohort (slide id -> its feature cache), or ``None``
-        when no source is given (training then uses the feature files' own flags, else all tiles)."""
+        when no source is given (training then uses the feature files' own flags, else all tiles).
+        ``slide_paths``: each slide's file (the cohort CSV's), for the detector's ink veto."""
         if not self.given:
             return None
         flags, sources = {}, {}
@@ -191,7 +194,7 @@ class BedSources:
             if non_finite:
                 continue
             try:
-                bed = self.resolve(sid, cache)
+                bed = self.resolve(sid, cache, (slide_paths or {}).get(sid))
             except AnnotationError as exc:  # go on: every unusable file is named at once
                 bad.append(exc)
                 continue

@@ -125,7 +125,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
             continue
         columns = cache.attr("tile_stats_columns")
         measured = measured or measurement_identity(cache.attrs)
-        ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0) if ink_veto else None
+        ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0, slide_path=paths.get(sid)) if ink_veto else None
         chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask, cache.tile_stats,
                                      stats_column_names(columns), ink))
     raise_all(bad)
