@@ -313,3 +313,56 @@ def test_napari_finds_the_slide_of_a_result_moved_with_its_project(scored, tmp_p
         f.attrs["slide_path"] = str(tmp_path / "gone" / slide.name)  # where it was before the move
     assert read_result(result).slide_path == slide
 
+
+# ---- 5. the napari dock widget -----------------------------------------------------------------------------------
+
+
+def test_closing_the_dock_while_it_scores_cancels_the_slide(make_napari_viewer, qtbot, scored, tmp_path):
+    """The dock widget closed with its close button while a slide scored: the run went on and drew its
+    result into the viewer of a panel the pathologist had closed. Closing now cancels it, as Cancel
+    does: no result file, no layers, the status says it was cancelled."""
+    pytest.importorskip("napari")
+    from qtpy.QtWidgets import QApplication
+
+    viewer = make_napari_viewer()
+    viewer.open(scored["held"], plugin="napari-weakstil")
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-weakstil", "sTIL scoring")
+    out = tmp_path / "scores"
+    widget.model_edit.value, widget.out_edit.value = scored["model"], out
+    widget.weights_edit.setText("random")  # the fixture's encoder: seeded random small-cnn
+    widget.score_button.click()
+    dock.title.close_button.click()  # the pathologist closes the panel mid-score
+    QApplication.processEvents()
+    qtbot.waitUntil(widget.score_button.isEnabled, timeout=120_000)
+    assert "cancelled" in widget.status_label.text()
+    assert not list(out.glob("*.h5"))
+    assert not [ly for ly in viewer.layers if ly.metadata.get("weakstil_kind") == "result"]
+
+
+def test_a_cli_result_scored_with_allow_upsample_ticks_the_box(make_napari_viewer, scored, tmp_path):
+    """A result of 'weakstil score --allow-upsample' opened in napari left Allow upsampling off for its
+    slide, so Score slide read it otherwise than the CLI (a coarse scan refused). The box now shows
+    what the result records (score_request), for the slide opened with it or one open already."""
+    pytest.importorskip("napari")
+    import json
+    import shutil
+
+    import h5py
+
+    path = tmp_path / "scores" / scored["score_h5"].name
+    path.parent.mkdir()
+    shutil.copy(scored["score_h5"], path)
+    with h5py.File(path, "r+") as f:
+        f.attrs["score_request"] = json.dumps({**json.loads(f.attrs["score_request"]), "allow_upsample": True})
+    viewer = make_napari_viewer()
+    widget = napari_plugin_fixtures.dock(viewer)
+    viewer.open(path, plugin="napari-weakstil")  # the slide opens beneath it
+    assert widget.slide_combo.currentText() == scored["held"].name
+    assert widget.upsample_box.isChecked()
+
+    viewer2 = make_napari_viewer()
+    widget2 = napari_plugin_fixtures.dock(viewer2)
+    viewer2.open(scored["held"], plugin="napari-weakstil")  # the slide first, then its result over it
+    assert not widget2.upsample_box.isChecked()
+    viewer2.open(path, plugin="napari-weakstil")
+    assert widget2.upsample_box.isChecked()
