@@ -115,8 +115,11 @@ def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
         enc = meta.get("encoder") or {}
         got = {"weights_sha256": sha}  # the file's hash: what a model trained before hunt 24 records
         if not same_weights(got, enc) or not enc.get(FILE_ATTR):  # else the tensors' (a newer model's)
-            got = {"weights_sha256": sha256_tensors(read_state_dict(Path(folder) / MODEL_FILE)), FILE_ATTR: sha}
-            if same_weights({"weights_sha256": sha}, enc) and not enc.get(FILE_ATTR):
+            try:
+                got = {"weights_sha256": sha256_tensors(read_state_dict(Path(folder) / MODEL_FILE)), FILE_ATTR: sha}
+            except WeakSTILError:  # no weights file at all (another model's damaged one): said as not the model's
+                pass
+            if same_weights({"weights_sha256": sha}, enc) and not enc.get(FILE_ATTR) and FILE_ATTR in got:
                 # a model from before hunt 24, its own weights file: features made from the same tensors
                 # in another container (embedded since, recording their hash) fit it too (in memory only)
                 enc[TENSORS_ATTR] = got["weights_sha256"]
