@@ -37,7 +37,7 @@ from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
 from weakstil.modeldir import ModelDir
-from weakstil.outputs import all_whole
+from weakstil.outputs import all_whole, slide_relpath
 from weakstil.results_table import BatchRows, read_previous, row_agrees_with_file, write_results
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
 
@@ -455,7 +455,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     tsl0 = float(features.attrs["tile_size_level0"])
     attrs = {
         "slide_id": slide_id, "slide_path": str(Path(path).resolve()), "tile_size_level0": tsl0,
-        "slide_relpath": os.path.relpath(Path(path).resolve(), out.resolve()),  # found again after a move of both
+        "slide_relpath": slide_relpath(path, out),  # the slide found again after it and OUT moved together
         "stil": stil, "stil_high": stil_high if isinstance(stil_high, bool) else "",  # a real bool; "": no call
         "threshold": ctx.threshold, "status": status,
         "n_tiles": int(len(tile_scores)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),

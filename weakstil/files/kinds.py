@@ -201,7 +201,8 @@ class SlideScoresFile(SlideFile):
     weight, 0-1), ``stroma_estimate`` (colour-deconvolution stroma share, when the features have
     it), ``tumorbed`` (N,) uint8 flag and ``tumorbed_fraction``,
     ``tissue_fraction``, ``tissue_mask`` and ``tumorbed_mask`` (each with ``mpp``). Attributes
-    ``slide_id``, ``slide_path``, ``tile_size_level0``, ``stil``, ``stil_high``, ``threshold``,
+    ``slide_id``, ``slide_path``, ``slide_relpath`` (the slide relative to the score folder), ``tile_size_level0``,
+    ``stil``, ``stil_high``, ``threshold``,
     ``status``, ``n_tiles``, ``n_tumorbed_tiles``, ``model_id``, ``model_path``, ``aggregator``,
     ``encoder_id``, the tumour bed's ``tumorbed_source`` / ``tumorbed_detail`` /
     ``tumorbed_mask_mpp`` / ``tumorbed_tile_threshold``, the features' tiling, encoder and
