@@ -11,6 +11,7 @@ import yaml
 
 from weakstil.encoders import CardError, EncoderCard, builtin_card_names, create_encoder, list_cards, load_card
 from weakstil.encoders.factory import EncoderError, build_model, expected_embed_dim, sha256_file
+from weakstil.weights_id import sha256_tensors
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -130,7 +131,9 @@ def test_small_cnn_from_safetensors_weights(tmp_path, tiles):
     path = tmp_path / "w.safetensors"
     save_file(src.state_dict(), str(path))
     enc = create_encoder("small-cnn", weights=path)
-    assert enc.weights_sha256 == hashlib.sha256(path.read_bytes()).hexdigest() == sha256_file(path)
+    # the fingerprint is the tensors' (hunt 24: one for .pth and .safetensors); the file's is recorded beside it
+    assert enc.weights_file_sha256 == hashlib.sha256(path.read_bytes()).hexdigest() == sha256_file(path)
+    assert enc.weights_sha256 == sha256_tensors(src.state_dict()) != enc.weights_file_sha256
     assert enc.embed_dim == 256 and enc.precision == "fp32" and enc.weights_source == str(path.resolve())
     feats = enc.embed(tiles)
     assert feats.shape == (3, 256) and feats.dtype == np.float32
@@ -232,7 +235,7 @@ def test_hub_card_loads_from_the_local_hf_cache(tmp_path, monkeypatch, tiles):
     save_file(src.state_dict(), str(snap / "model.safetensors"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
     enc = create_encoder("kaiko-vits16")
-    assert enc.weights_sha256 == sha256_file(snap / "model.safetensors")
+    assert enc.weights_file_sha256 == sha256_file(snap / "model.safetensors")
     assert "hf-hub:1aurent/" in enc.weights_source
     np.testing.assert_allclose(enc.embed(tiles[:2]), reference_embedding(src, enc.card, tiles[:2]),
                                rtol=1e-4, atol=1e-4)

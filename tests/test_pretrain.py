@@ -63,12 +63,14 @@ def test_pretrain_cli_writes_encoder_resumes_and_embeds(tmp_path, monkeypatch):
 
     # the directory is an encoder
     enc = create_encoder(out)
-    assert enc.name == "ssl-cmu" and enc.weights_sha256 == card2.weights_sha256 and enc.embed_dim == 256
+    # the card records its file's sha256; the encoder's fingerprint is its tensors' (hunt 24), the file's beside it
+    assert enc.name == "ssl-cmu" and enc.weights_file_sha256 == card2.weights_sha256 and enc.embed_dim == 256
     cache = tmp_path / "cache"
     proc = run_cli("embed", CMU, "--out", cache, "--encoder", out)
     assert proc.returncode == 0, proc.stderr
     with h5py.File(cache / "CMU-1-Small-Region.h5") as f:
-        assert f.attrs["encoder"] == "ssl-cmu" and f.attrs["weights_sha256"] == card2.weights_sha256
+        assert f.attrs["encoder"] == "ssl-cmu" and f.attrs["weights_file_sha256"] == card2.weights_sha256
+        assert f.attrs["weights_sha256"] == enc.weights_sha256
         assert json.loads(f.attrs["encoder_card"])["training"]["steps"] == 4
         assert np.isfinite(f["features"][:]).all() and f["features"].shape[1] == 256
 

@@ -48,7 +48,8 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import remove_stale_temps
 from weakstil.errors import WeakSTILError
-from weakstil.feature_cache import CACHE_FORMAT, cache_key, cache_status, refuse_other_work, settings_differences
+from weakstil.feature_cache import (CACHE_FORMAT, cache_key, cache_status, legacy_match, refuse_other_work,
+                                    settings_differences)
 from weakstil.files import FeaturesFile, slide_file
 from weakstil.locks import OutputLock
 from weakstil.outputdir import check_replaceable
@@ -340,9 +341,11 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         key = cache_key(encoder, params, slide.mpp, slide.fingerprint, tile_stats=tile_stats)
         remove_stale_temps(out_path)  # leftovers of a killed run (live ones of other runs are kept)
         status = cache_status(out_path, key, slide.fingerprint,
-                              lambda a: settings_differences(a, encoder, params, slide.mpp, tile_stats))
+                              lambda a: settings_differences(a, encoder, params, slide.mpp, tile_stats),
+                              lambda a: legacy_match(a, encoder, params, slide.mpp, slide.fingerprint, tile_stats))
         if status is not None and not tile_stats and cache_status(out_path, cache_key(
-                encoder, params, slide.mpp, slide.fingerprint, tile_stats=True), slide.fingerprint) is None:
+                encoder, params, slide.mpp, slide.fingerprint, tile_stats=True), slide.fingerprint,
+                legacy=lambda a: legacy_match(a, encoder, params, slide.mpp, slide.fingerprint)) is None:
             status = None  # made with the measurements: the same features and more (--no-tile-stats skips work)
         if status is None:
             from weakstil.unscanned import read_as_tissue_before
@@ -464,6 +467,7 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
         cache.attrs.update({
             "encoder": encoder.name, "encoder_card": encoder.card.to_json(), "embed_dim": d,
             "weights_sha256": encoder.weights_sha256, "weights_source": encoder.weights_source,
+            "weights_file_sha256": getattr(encoder, "weights_file_sha256", ""),  # the file's (before hunt 24: weights_sha256)
             "normalisation": json.dumps(encoder.normalisation()), "precision": encoder.precision,
             "device": str(encoder.device), "torch_version": str(torch.__version__),
             "timm_version": package_version("timm"), "weakstil_version": __version__,

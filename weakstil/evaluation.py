@@ -36,7 +36,7 @@ from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
 from weakstil.evaluation_results import refuse_fraction_labels, refuse_fraction_labels_of_model
 from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, called_high, roc_curve
-from weakstil import settings
+from weakstil import csv_cells, settings
 from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def write_predictions(pred: pd.DataFrame, path: str | Path, threshold: float = S
     extra = [c for c in ("tumorbed_source", "status", "training_slide") if c in out]  # after the usual columns
     out = out[[c for c in out.columns if c not in extra] + extra]
     with atomic_path(path) as tmp:
-        out.to_csv(tmp, index=False, float_format="%.4f")
+        csv_cells.defused(out).to_csv(tmp, index=False, float_format="%.4f")
     return Path(path)
 
 
@@ -266,7 +266,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     caches = [FeaturesFile.read(p, skip=("tissue_mask",) + (() if model.arch.tile_stats else ("tile_stats",))) for p in paths]
     refuse_non_finite([(p, c.features) for p, c in zip(paths, caches)])  # before any bed is detected from them
     check_features_match_model(meta, check_same_identity(ids[:1], [caches[0].attrs]), paths[0])  # before the beds
-    tumorbeds = beds.cohort(dict(zip(ids, paths))) if beds is not None else None
+    tumorbeds = beds.cohort(dict(zip(ids, paths)), dict(zip(ids, cohort.table["path"]))) if beds is not None else None
     bed_record = _bed_sources(caches, tumorbeds, beds)
     # per slide, in score's words (results.csv tumorbed_source): a slide scored over the whole tissue
     # after a bed fallback is said so, not 'ok'
@@ -401,7 +401,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     if threshold is None:
         threshold = float(owner[1].get("threshold", STIL_THRESHOLD)) if owner else STIL_THRESHOLD
     try:
-        pred = pd.read_csv(oof_path, dtype={"slide_id": str})
+        pred = csv_cells.read_csv(oof_path, dtype={"slide_id": str})
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise WeakSTILError(f"cannot read predictions ({str(exc).splitlines()[0]})", path=oof_path,
                             fix="pass MODEL/cv/oof_predictions.csv or a 'weakstil score' results.csv") from None

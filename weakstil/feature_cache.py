@@ -1,8 +1,12 @@
 """A slide's feature cache: its key (what the features depend on) and whether a cache at hand is current.
 
-The key (:func:`cache_key`) is the sha256 of the encoder name, its weights' sha256, the card fields
+The key (:func:`cache_key`) is the sha256 of the encoder name, its weights' fingerprint (the tensors'
+hash, :mod:`weakstil.weights_id`), the precision the encoder ran at (bf16 features are not fp32 ones),
+timm's minor version for a timm network (a timm release may change a model's layers), the card fields
 that change features, the tiling, the slide's µm/px and content fingerprint and the measurement
-versions; :func:`cache_status` says why a cache cannot be reused; :func:`refuse_other_work` keeps
+versions (torch's version is recorded in the cache, not keyed: a torch release changes features within
+float rounding); a cache made before hunt 24 (format 2: the weights file's hash, no precision) is
+still reused when its recorded precision and timm version agree (:func:`legacy_match`); :func:`cache_status` says why a cache cannot be reused; :func:`refuse_other_work` keeps
 another encoder's or tiling's features from being replaced by a mistyped option.
 """
 
@@ -20,34 +24,63 @@ if TYPE_CHECKING:  # pragma: no cover
     from weakstil.encoders.factory import Encoder
     from weakstil.tiles import TilingParams
 
-#: Bumped when the cache layout changes (part of the cache key). 2: the slide fingerprint.
-CACHE_FORMAT = 2
+#: Bumped when the cache layout changes (part of the cache key). 2: the slide fingerprint. 3: the
+#: weights' tensors hash, the precision and timm's version (hunt 24).
+CACHE_FORMAT = 3
 #: Card fields that change the features (besides the weights).
 _CARD_KEY_FIELDS = ("source", "model", "model_kwargs", "input_px", "mean", "std", "pooling", "stain_norm")
 
 
+def timm_minor(encoder: Encoder) -> str | None:
+    """timm's ``major.minor`` for a timm-built network (None otherwise): keyed, as a timm release can
+    change a model's layers under the same name and weights."""
+    if getattr(encoder.card, "source", None) != "timm":
+        return None
+    from weakstil.runtime import package_version
+
+    return ".".join(str(package_version("timm")).split(".")[:2])
+
+
 def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None,
-              tile_stats: bool = True) -> str:
-    """The settings a feature cache is made with (``tile_stats``: with the per-tile measurements)."""
+              tile_stats: bool = True, *, _legacy: bool = False) -> str:
+    """The settings a feature cache is made with (``tile_stats``: with the per-tile measurements).
+    ``_legacy``: the key of format 2 (before hunt 24), for :func:`legacy_match`."""
     from weakstil.stain import STAIN_ESTIMATE_VERSION
     from weakstil.tilestats import TILESTATS_VERSION
     from weakstil.tissue import TISSUE_VERSION
 
     card = encoder.card.to_dict()
     payload = {
-        "format": CACHE_FORMAT,
+        "format": 2 if _legacy else CACHE_FORMAT,
         "tilestats": TILESTATS_VERSION if tile_stats else None,  # None: made with --no-tile-stats
         # the slide's stain feeds the measurements and the normalisation
         "stain_estimate": STAIN_ESTIMATE_VERSION if tile_stats or card.get("stain_norm") else None,
         "tissue_detector": TISSUE_VERSION,  # a new tissue detector tiles differently: caches are redone
         "encoder": encoder.name,
-        "weights_sha256": encoder.weights_sha256,
+        "weights_sha256": (getattr(encoder, "weights_file_sha256", "") or encoder.weights_sha256) if _legacy
+        else encoder.weights_sha256,
         "card": {k: card.get(k) for k in _CARD_KEY_FIELDS},
         "tiling": params.key(),
         "slide_mpp": round(float(slide_mpp), 6),
         "slide_fingerprint": fingerprint,
     }
+    if not _legacy:
+        payload.update({"precision": encoder.precision, "timm": timm_minor(encoder)})
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def legacy_match(attrs: dict, encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None,
+                 tile_stats: bool = True) -> bool:
+    """Whether a cache made before hunt 24 (format 2: keyed by the weights file's hash, without the
+    precision and timm's version) holds what this key asks for: its key is this run's in the old
+    form, and the precision and timm version it records are this run's. Such a cache is reused, not
+    made again."""
+    if int(attrs.get("cache_format", 0) or 0) >= 3 or str(attrs.get("precision")) != encoder.precision:
+        return False
+    minor = timm_minor(encoder)
+    if minor is not None and ".".join(str(attrs.get("timm_version")).split(".")[:2]) != minor:
+        return False
+    return attrs.get("cache_key") == cache_key(encoder, params, slide_mpp, fingerprint, tile_stats, _legacy=True)
 
 
 def settings_differences(attrs: dict, encoder: Encoder, params: TilingParams, slide_mpp: float,
@@ -59,9 +92,17 @@ def settings_differences(attrs: dict, encoder: Encoder, params: TilingParams, sl
             return {k2: v2 for k, v in value.items() for k2, v2 in flat(v, f"{prefix}{k}.").items()}
         return {prefix.rstrip("."): value}
 
+    from weakstil.weights_id import same_weights
+
     said = []
+    same = same_weights(attrs, {"weights_sha256": encoder.weights_sha256,
+                                "weights_file_sha256": getattr(encoder, "weights_file_sha256", "")})
+    minor = timm_minor(encoder)
     pairs = [("encoder", attrs.get("encoder"), encoder.name),
-             ("weights", str(attrs.get("weights_sha256", ""))[:12], str(encoder.weights_sha256 or "")[:12]),
+             ("weights", str(attrs.get("weights_sha256", ""))[:12],
+              str(attrs.get("weights_sha256", ""))[:12] if same else str(encoder.weights_sha256 or "")[:12]),
+             *([("precision", attrs.get("precision"), encoder.precision)] if "precision" in attrs else []),
+             *([("timm version", ".".join(str(attrs.get("timm_version")).split(".")[:2]), minor)] if minor else []),
              ("µm/px of the slide", attrs.get("slide_mpp"), round(float(slide_mpp), 6)),
              ("stain normalisation", attrs.get("stain_norm"), encoder.card.stain_norm or "none"),
              ("tile statistics", "tilestats_version" in attrs, bool(tile_stats))]
@@ -82,10 +123,12 @@ def settings_differences(attrs: dict, encoder: Encoder, params: TilingParams, sl
 
 
 def cache_status(path: str | Path, key: str, fingerprint: str | None = None,
-                 differences: Callable[[dict], list[str]] | None = None) -> str | None:
+                 differences: Callable[[dict], list[str]] | None = None,
+                 legacy: Callable[[dict], bool] | None = None) -> str | None:
     """Why the cache at ``path`` cannot be reused for ``key`` (``"missing"`` when there is none),
     or ``None`` when it is complete, for this slide (``fingerprint``) and made with ``key``.
-    ``differences``: names the settings that differ (:func:`settings_differences`)."""
+    ``differences``: names the settings that differ (:func:`settings_differences`); ``legacy``:
+    whether a cache of an older key holds the same (:func:`legacy_match`)."""
     from weakstil.fingerprint import why_stale
 
     path = Path(path)
@@ -98,10 +141,10 @@ def cache_status(path: str | Path, key: str, fingerprint: str | None = None,
     stale = why_stale(attrs, fingerprint)
     if stale:
         return stale
-    if attrs.get("cache_key") != key:
+    if attrs.get("cache_key") != key and not (legacy is not None and legacy(attrs)):
         said = differences(attrs) if differences is not None else []
         return ("was made with other settings (" + ("; ".join(said) if said else
-                "encoder, weights, tiling, µm/px, --stain-norm, --no-tile-stats or a WeakSTIL version") + ")")
+                "encoder, weights, precision, tiling, µm/px, --stain-norm, --no-tile-stats or a WeakSTIL version") + ")")
     if shapes.get("features", (-1,))[0] != int(attrs.get("n_tiles", -2)):
         return "has a features table of the wrong length"
     return _decoded_before_resize_fix(attrs)
@@ -149,6 +192,11 @@ def refuse_other_work(path: Path, encoder: Encoder, params: TilingParams, slide_
     theirs = (attrs.get("encoder"), str(attrs.get("weights_sha256"))[:12], float(attrs.get("mpp", 0)),
               int(attrs.get("tile_px", 0)), int(attrs.get("overlap_px", 0)), str(attrs.get("stain_norm", "none")),
               float(attrs.get("tissue_threshold", params.tissue_threshold)), theirs_scan)
+    from weakstil.weights_id import same_weights
+
+    if same_weights(attrs, {"weights_sha256": encoder.weights_sha256,  # a cache from before hunt 24: the file's
+                            "weights_file_sha256": getattr(encoder, "weights_file_sha256", "")}):
+        theirs = (theirs[0], str(encoder.weights_sha256)[:12], *theirs[2:])
     mine = (encoder.name, str(encoder.weights_sha256)[:12], params.mpp, params.tile_px, params.overlap_px,
             str(encoder.card.stain_norm or "none"), float(params.tissue_threshold), mine_scan)
     card = card_differences(attrs, encoder)
@@ -191,6 +239,7 @@ def refuse_other_folder(features_dir: str | Path, meta: dict, params: TilingPara
     (:func:`refuse_other_work` refuses each of them, and a slide without a cache would mix the folder).
     A folder with one cache that fits, or none at all, is left to the slides."""
     from weakstil.errors import UsageError
+    from weakstil.weights_id import same_weights
 
     enc = meta.get("encoder") or {}
     mine = (str(enc.get("weights_sha256"))[:12], float(params.mpp), int(params.tile_px), int(params.overlap_px),
@@ -200,7 +249,8 @@ def refuse_other_folder(features_dir: str | Path, meta: dict, params: TilingPara
     for path in sorted(Path(features_dir).glob("*.h5")) if Path(features_dir).is_dir() else []:
         try:
             attrs, _ = FeaturesFile.read_header(path)
-            theirs = (str(attrs.get("weights_sha256"))[:12], float(attrs.get("mpp", 0)), int(attrs.get("tile_px", 0)),
+            theirs = (str(enc.get("weights_sha256") if same_weights(attrs, enc) else attrs.get("weights_sha256"))[:12],
+                      float(attrs.get("mpp", 0)), int(attrs.get("tile_px", 0)),
                       int(attrs.get("overlap_px", 0)), float(attrs.get("tissue_threshold", params.tissue_threshold)))
         except (WeakSTILError, TypeError, ValueError):
             continue  # not a features file, or an unreadable one: the slide says so

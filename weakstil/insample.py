@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 
+from weakstil import csv_cells
 from weakstil.errors import WeakSTILError
 from weakstil.fingerprint import ATTR
 
@@ -26,7 +26,7 @@ def training_slide_ids(model_dir: str | Path, meta: dict) -> set[str] | None:
     folder = ModelDir(model_dir)
     for path in (folder.qc_slides_path, folder.oof_path):
         try:
-            return set(pd.read_csv(path, dtype={"slide_id": str}, keep_default_na=False)["slide_id"])
+            return set(csv_cells.read_csv(path, dtype={"slide_id": str}, keep_default_na=False)["slide_id"])
         except (OSError, KeyError, ValueError):
             continue
     recorded = (meta.get("training") or {}).get("cohort")
@@ -57,7 +57,7 @@ def training_fingerprints(model_dir: str | Path) -> dict[str, str]:
         if attrs.get(ATTR):
             found[str(attrs[ATTR])] = path.stem
     try:
-        table = pd.read_csv(folder.qc_slides_path, dtype={"slide_id": str, ATTR: str}, keep_default_na=False)
+        table = csv_cells.read_csv(folder.qc_slides_path, dtype={"slide_id": str, ATTR: str}, keep_default_na=False)
         found.update({fp: sid for sid, fp in zip(table["slide_id"], table[ATTR]) if fp})
     except (OSError, KeyError, ValueError):
         pass

@@ -300,3 +300,12 @@ def all_whole(paths: list[Path]) -> bool:
         logging.getLogger(__name__).info("%s is damaged (empty or cut short); the slide is scored again", p)
     return not damaged and all(p.is_file() for p in paths)
 
+
+
+def slide_relpath(slide: str | Path, out: str | Path) -> str:
+    """The slide's path relative to an output folder (recorded so a viewer finds the slide after both
+    moved together); "" where there is none (another drive on Windows)."""
+    try:
+        return os.path.relpath(Path(slide).resolve(), Path(out).resolve())
+    except ValueError:
+        return ""

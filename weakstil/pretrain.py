@@ -317,7 +317,11 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         raise PretrainError(f"encoder '{card.name}' uses '{card.pooling}' pooling; pretraining supports cards "
                             "with default pooling", fix="choose another --encoder")
     dev = resolve_device(device)
-    backbone, init_sha, init_source, _ = load_model(card, cfg.init_weights, seed=cfg.seed)
+    backbone, init_sha, init_source, init_path = load_model(card, cfg.init_weights, seed=cfg.seed)
+    if init_path is not None:  # the file's sha256, as the card of the folder it goes on from records its weights
+        from weakstil.weights_id import file_sha256
+
+        init_sha = file_sha256(init_path)
     check_pretrain_memory(backbone, card, cfg, n_slides=len(slides), device=dev)
 
     failed: list[str] = []

@@ -32,6 +32,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from weakstil import csv_cells
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
 from weakstil.evaluation_results import oof_folds
@@ -172,7 +173,7 @@ def _add_confidence(rows: list[SlideRow], folder: ModelDir, threshold: float | N
 
     if not folder.qc_slides_path.is_file():
         return
-    table = pd.read_csv(folder.qc_slides_path, dtype={"slide_id": str, "qc": str}, keep_default_na=False)
+    table = csv_cells.read_csv(folder.qc_slides_path, dtype={"slide_id": str, "qc": str}, keep_default_na=False)
     low, high = interval_columns()
     by_id = {str(r["slide_id"]): r for r in table.to_dict("records")}
     for row in rows:
@@ -287,7 +288,7 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         described = describe_evaluation(metrics, meta, metrics_dir, cv_folds, oof_path)
     threshold = float(metrics.get("threshold", meta.get("threshold", STIL_THRESHOLD)))
     if has_cv:  # the slide table and heatmaps: out-of-fold, whatever the metrics are
-        table = pd.read_csv(oof_path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
+        table = csv_cells.read_csv(oof_path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
         tile_scores_of, predicted, slides_source = folder.cv_tile_scores, "out-of-fold", \
             None if own_cv else f"the model's {cv_folds}-fold cross-validation, out-of-fold"
         recorded = meta.get("training", {}).get("cohort")
@@ -347,7 +348,7 @@ def _evaluated_slides(metrics: dict, folder: Path) -> pd.DataFrame:
     path = folder / "predictions.csv"
     if not path.is_file():
         raise WeakSTILError("predictions.csv not found", path=path, fix="rerun 'weakstil evaluate' into a new --out")
-    table = pd.read_csv(path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
+    table = csv_cells.read_csv(path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
     table["stil_pred"] = pd.to_numeric(table["stil_pred"], errors="coerce")
     return table[table["stil_pred"].notna()].reset_index(drop=True)
 

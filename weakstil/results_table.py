@@ -45,6 +45,7 @@ def read_table(path: Path):
     row written replaced every earlier row (and the columns a user had added) with this run's."""
     import pandas as pd
 
+    from weakstil.csv_cells import restored
     from weakstil.errors import WeakSTILError
 
     # every cell as the text it is: a rewrite gives back what a user typed (007, 12.345678) and the
@@ -52,9 +53,9 @@ def read_table(path: Path):
     kw = {"dtype": str, "keep_default_na": False}
     try:
         try:
-            return pd.read_csv(path, encoding="utf-8-sig", **kw)
+            return restored(pd.read_csv(path, encoding="utf-8-sig", **kw))
         except UnicodeDecodeError:
-            table = pd.read_csv(path, encoding="cp1252", **kw)
+            table = restored(pd.read_csv(path, encoding="cp1252", **kw))
         said = (str(path), path.stat().st_mtime_ns)
         if said not in _SAID_RECODED:  # it is read again after every slide: said once
             _SAID_RECODED.add(said)
@@ -106,6 +107,7 @@ def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], column
     (a pathologist's sign-off) are not carried over to this file's row."""
     import pandas as pd
 
+    from weakstil.csv_cells import defused
     from weakstil.locks import OutputLock
 
     with OutputLock(path):
@@ -126,8 +128,8 @@ def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], column
         extra = list(dict.fromkeys(k for r in rows.values() for k in r if k not in columns))
         table = pd.DataFrame([{k: _cell(v) for k, v in r.items()} for r in [*rows.values(), *kept, *clashes]],
                              columns=[*columns, *extra])
-        with atomic_path(path) as tmp:
-            table.to_csv(tmp, index=False)
+        with atomic_path(path) as tmp:  # a slide id like '=HYPERLINK(...)' is no formula in a spreadsheet
+            defused(table).to_csv(tmp, index=False)
 
 
 def _now_matched(row: dict, rows: Collection[dict]) -> bool:

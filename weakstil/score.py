@@ -37,7 +37,7 @@ from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
 from weakstil.modeldir import ModelDir
-from weakstil.outputs import all_whole
+from weakstil.outputs import all_whole, slide_relpath
 from weakstil.results_table import BatchRows, read_previous, row_agrees_with_file, write_results
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
 
@@ -381,7 +381,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     check_features_match_model(ctx.meta, features.attrs, result.path)
     if DARK_IMAGE in (warned := json.loads(features.attrs.get("warnings") or "[]")):  # no brightfield H&E: no number
         raise not_brightfield(path, warned)
-    bed = ctx.beds.resolve(slide_id, features)  # (says when --annotations holds no outline of this slide)
+    bed = ctx.beds.resolve(slide_id, features, path)  # the slide where it is now (ink veto); (says when --annotations holds no outline of this slide)
     flags = bed.tile_flags
     # every tile gets a score (the heatmap); only tumour-bed tiles make the slide's sTIL%
     mask = flags if flags.any() else np.ones(len(flags), bool)
@@ -436,7 +436,7 @@ class _LazyEncoder:
 
 #: Feature-cache attributes copied into a slide's score file.
 _COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "slide_width", "slide_height",
-                 "tiling_key", "encoder", "weights_sha256", "cache_key", "torch_version", "timm_version",
+                 "tiling_key", "encoder", "weights_sha256", "weights_file_sha256", "cache_key", "torch_version", "timm_version",
                  "slide_fingerprint")
 
 
@@ -455,6 +455,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     tsl0 = float(features.attrs["tile_size_level0"])
     attrs = {
         "slide_id": slide_id, "slide_path": str(Path(path).resolve()), "tile_size_level0": tsl0,
+        "slide_relpath": slide_relpath(path, out),  # the slide found again after it and OUT moved together
         "stil": stil, "stil_high": stil_high if isinstance(stil_high, bool) else "",  # a real bool; "": no call
         "threshold": ctx.threshold, "status": status,
         "n_tiles": int(len(tile_scores)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),

@@ -37,7 +37,7 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
             # features embedded with --weights random (seeded): the model records their hash, so the
             # same random weights are recognised rather than asked for again
             encoder = create_encoder(name, weights="random", device=opts.device)
-            if encoder.weights_sha256 != recorded.get("weights_sha256"):
+            if encoder.weights_sha256 != recorded.get("weights_sha256"):  # random: its state dict's hash, as ever
                 raise exc from None
             log.info("encoder '%s': the seeded random weights the model was trained on (%s)", name,
                      encoder.weights_source)
@@ -54,7 +54,8 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
         from weakstil.embed import with_stain_norm
 
         with_stain_norm(encoder, recorded_card.get("stain_norm") or "none")
-    check_trained_weights(f"'{name}'", encoder.weights_sha256, meta, opts)
+    check_trained_weights(f"'{name}'", {"weights_sha256": encoder.weights_sha256,
+                                        "weights_file_sha256": encoder.weights_file_sha256}, meta, opts)
     check_batch_memory(encoder, opts, int(meta.get("tiling", {}).get("tile_px") or settings.TILE_PX))
     return encoder
 
@@ -108,7 +109,21 @@ def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
                             fix="copy the whole model folder again (its encoder/ holds card.yaml and model.safetensors)")
     sha = check_encoder_folder(folder)
     if sha:
-        check_trained_weights(str(folder), sha, meta, opts, error, fix=None if opts.encoder is not None else
+        from weakstil.encoders.factory import MODEL_FILE, read_state_dict
+        from weakstil.weights_id import FILE_ATTR, TENSORS_ATTR, same_weights, sha256_tensors
+
+        enc = meta.get("encoder") or {}
+        got = {"weights_sha256": sha}  # the file's hash: what a model trained before hunt 24 records
+        if not same_weights(got, enc) or not enc.get(FILE_ATTR):  # else the tensors' (a newer model's)
+            try:
+                got = {"weights_sha256": sha256_tensors(read_state_dict(Path(folder) / MODEL_FILE)), FILE_ATTR: sha}
+            except WeakSTILError:  # no weights file at all (another model's damaged one): said as not the model's
+                pass
+            if same_weights({"weights_sha256": sha}, enc) and not enc.get(FILE_ATTR) and FILE_ATTR in got:
+                # a model from before hunt 24, its own weights file: features made from the same tensors
+                # in another container (embedded since, recording their hash) fit it too (in memory only)
+                enc[TENSORS_ATTR] = got["weights_sha256"]
+        check_trained_weights(str(folder), got, meta, opts, error, fix=None if opts.encoder is not None else
                               f"{folder} was replaced (by another model's?): copy the whole model folder again, "
                               "or pass --encoder DIR, the 'weakstil pretrain' folder the model was trained with")
     check_trained_card(Path(folder), meta, error)
@@ -148,11 +163,16 @@ def check_encoder_name(name: str, meta: dict, opts: ScoreOptions) -> None:
                                               "folder the model was trained with")
 
 
-def check_trained_weights(name: str, sha: str, meta: dict, opts: ScoreOptions,
+def check_trained_weights(name: str, got: dict, meta: dict, opts: ScoreOptions,
                           error: type[WeakSTILError] = WeakSTILError, fix: str | None = None) -> None:
-    """Refuse an encoder whose weights are not the ones the model recorded (when it recorded them)."""
+    """Refuse an encoder whose weights (``got``: its ``weights_sha256`` and ``weights_file_sha256``)
+    are not the ones the model recorded (when it recorded them): the tensors' hash, or the weights
+    file's for a model trained before hunt 24 (:mod:`weakstil.weights_id`)."""
+    from weakstil.weights_id import same_weights
+
     want = meta.get("encoder", {}).get("weights_sha256")
-    if want and sha != want:
+    sha = str(got["weights_sha256"])
+    if want and not same_weights(got, meta["encoder"]):
         raise error(f"encoder {name} has weights {sha[:12]} but the model was trained on {str(want)[:12]}",
                     path=opts.model, fix=fix or "pass the encoder the model was trained with (--encoder DIR / "
                                                 "--weights FILE)")

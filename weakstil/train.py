@@ -56,7 +56,7 @@ def _bank_for(cohort: Cohort, features_dir: Path, tumorbeds: dict | None, beds: 
 
     paths = cohort.feature_paths(features_dir)
     if tumorbeds is None and beds is not None:
-        tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, paths)))
+        tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, paths)), dict(zip(cohort.slide_ids, cohort.table["path"])))
     return FeatureBank.load(paths, cohort.slide_ids, tumorbeds=tumorbeds, tile_stats=tile_stats,
                             stroma_estimate=stroma_estimate, centre_embeddings=centre_embeddings)
 
@@ -214,7 +214,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         what = "groups" if cohort.group_column else "slides"
         group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
     if tumorbeds is None and beds is not None:
-        tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, cohort.feature_paths(features_dir))))
+        tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, cohort.feature_paths(features_dir))),
+                                dict(zip(cohort.slide_ids, cohort.table["path"])))  # where the slides are (ink veto)
     n_before = len(cohort)
     cohort = _without_empty_beds(cohort, tumorbeds, beds, csv_path)
     if n_folds >= 2 and len(cohort) < n_before:  # the folds again, on the slides that are left

@@ -117,16 +117,22 @@ def tumorbed_apply(
     failures = Failures()
     paths = unique_ids(expand_slides(features), failures, id_of=lambda p: Path(p).stem)
     ids = {Path(p).stem: Path(p).stem for p in paths}
+    slide_of: dict[str, str] = {}  # slide id -> its file, the cohort CSV's (where it is now: the ink veto reads it)
     if cohort is not None:
         ids = cohort_ids(cohort, paths)
         paths = [p for p in paths if Path(p).stem in ids]
+        from weakstil.cohort import read_cohort
+
+        table = read_cohort(cohort, check_files=False, require_labels=False).table
+        slide_of = dict(zip(table["slide_id"].astype(str), table["path"].astype(str)))
     if annotations is not None:
         warn_unmatched_annotations(annotations, ids, paths)
     if sources.detector is not None:
         check_detector_fits_some(sources, paths)
 
     def one(path: Path) -> None:
-        applied = apply_tumorbed(path, out, sources, slide_id=ids[Path(path).stem], overwrite=overwrite)
+        applied = apply_tumorbed(path, out, sources, slide_id=ids[Path(path).stem], overwrite=overwrite,
+                                 slide_path=slide_of.get(ids[Path(path).stem]))
         mark(out, "tumorbed apply")
         typer.echo(applied.summary())
 
@@ -199,7 +205,7 @@ def check_detector_fits_some(sources: BedSources, paths: list) -> None:
         except WeakSTILError:
             return  # an unreadable file is that slide's own error, in the loop
         try:
-            check_detector_matches(sources.detector, {k: attrs.get(k) for k in ("encoder", "weights_sha256", *MEASUREMENT_ATTRS)},
+            check_detector_matches(sources.detector, {k: attrs.get(k) for k in ("encoder", "weights_sha256", "weights_file_sha256", *MEASUREMENT_ATTRS)},
                                    sources.detector_path or path)
             return
         except WeakSTILError as exc:

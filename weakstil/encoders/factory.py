@@ -21,7 +21,8 @@ import numpy as np
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card, weights_path_problem
 from weakstil.errors import WeakSTILError
 from weakstil.errors import short_reason as _short
-from weakstil.runtime import lfs_pointer_note, resolve_device, sha256_bytes, sha256_file
+from weakstil.runtime import lfs_pointer_note, resolve_device, sha256_bytes, sha256_file  # noqa: F401 (re-exported)
+from weakstil.weights_id import file_sha256, sha256_state_dict, sha256_tensors
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -39,13 +40,6 @@ class EncoderError(WeakSTILError):
     """The encoder cannot be built or its weights cannot be found or loaded."""
 
 
-def sha256_state_dict(state: dict[str, torch.Tensor]) -> str:
-    """Hash of a state dict's safetensors serialisation (deterministic: keys are sorted)."""
-    from safetensors.torch import save
-
-    return sha256_bytes(save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
-
-
 def check_encoder_folder(card_dir: str | Path) -> str | None:
     """Raise when an encoder folder's card records its own weights (pretrained) but
     ``model.safetensors`` is not beside it (a model folder copied without it), or is not the file
@@ -60,7 +54,7 @@ def check_encoder_folder(card_dir: str | Path) -> str | None:
         if card.weights_sha256 and not card.hub_id:
             raise _weights_missing(card, card_dir)
         return None
-    sha = sha256_file(wpath)
+    sha = file_sha256(wpath)
     _check_against_card(card, wpath, sha)
     return sha
 
@@ -98,9 +92,10 @@ class Encoder:
     card: EncoderCard
     model: Any = field(repr=False)
     device: Any
-    weights_sha256: str
+    weights_sha256: str  # the tensors' hash (weakstil.weights_id): one for .pth and .safetensors
     weights_source: str
     transform: Any = field(repr=False)
+    weights_file_sha256: str = ""  # the weights file's own sha256 (the fingerprint before hunt 24); "" for random
     seed: int | None = None
     #: Tiles per encoder call on the CPU (0: the whole batch). A slice whose activations stay in the
     #: CPU caches runs up to twice as fast as a 64-tile batch; the thread planner measures the best
@@ -437,10 +432,10 @@ def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: in
     sha = ""
     if wpath is not None:
         state = read_state_dict(wpath)
-        sha = sha256_file(wpath)
+        sha = sha256_tensors(state)  # of the tensors, not the file: a .pth and its .safetensors agree
         # resolved: 'pretrain -e DIR' passes the folder's own file as an absolute --weights (11A #2)
         if card_dir is not None and wpath.resolve() == (card_dir / MODEL_FILE).resolve():
-            _check_against_card(card, wpath, sha)
+            _check_against_card(card, wpath, file_sha256(wpath))
 
     # 2. build and load
     with torch.random.fork_rng(devices=[]):
@@ -483,7 +478,8 @@ def create_encoder(name_or_dir: str | Path, weights: str | Path | None = None, d
     transform = TileTransform(card.input_px, card.mean, card.std)
     log.debug("encoder %s: %s on %s, weights %s (sha256 %s)", card.name, card.model, dev, source, sha[:12])
     return Encoder(card=card, model=model, device=dev, weights_sha256=sha, weights_source=source,
-                   transform=transform, seed=seed if wpath is None else None)
+                   transform=transform, seed=seed if wpath is None else None,
+                   weights_file_sha256=file_sha256(wpath) if wpath is not None else "")
 
 
 def save_state_dict(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, str] | None = None) -> str:

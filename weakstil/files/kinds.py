@@ -68,12 +68,13 @@ class FeaturesFile(SlideFile):
 
     Adds ``features`` (N, D) float32 and an optional ``tumorbed`` flag per tile (read by
     training when no other tumour-bed source is given), and the attributes ``encoder``,
-    ``encoder_card`` (JSON), ``embed_dim``, ``weights_sha256``, ``weights_source``,
+    ``encoder_card`` (JSON), ``embed_dim``, ``weights_sha256`` (the tensors' hash, :mod:`weakstil.weights_id`),
+    ``weights_file_sha256`` (the weights file's; optional), ``weights_source``,
     ``normalisation`` (JSON), ``precision``, ``device``, ``torch_version``, ``timm_version``,
     ``seed``, ``batch_size``, ``embed_seconds``, ``decode`` (JSON: how the tiles were read, see
     :mod:`weakstil.embed`; optional), ``cache_format`` and ``cache_key`` (sha256 of everything that
-    changes the features: encoder, weights, card incl. its stain normalisation, tiling, slide µm/px,
-    slide fingerprint, tile-statistics version).
+    changes the features: encoder, weights, precision, timm's minor version for a timm network, card
+    incl. its stain normalisation, tiling, slide µm/px, slide fingerprint, tile-statistics version).
 
     Optional (files from before issue 13 have none): ``tile_stats`` (N, K) float32, each tile's
     stain and nuclear-morphometry measurements (:mod:`weakstil.tilestats`; attribute
@@ -201,7 +202,8 @@ class SlideScoresFile(SlideFile):
     weight, 0-1), ``stroma_estimate`` (colour-deconvolution stroma share, when the features have
     it), ``tumorbed`` (N,) uint8 flag and ``tumorbed_fraction``,
     ``tissue_fraction``, ``tissue_mask`` and ``tumorbed_mask`` (each with ``mpp``). Attributes
-    ``slide_id``, ``slide_path``, ``tile_size_level0``, ``stil``, ``stil_high``, ``threshold``,
+    ``slide_id``, ``slide_path``, ``slide_relpath`` (the slide relative to the score folder), ``tile_size_level0``,
+    ``stil``, ``stil_high``, ``threshold``,
     ``status``, ``n_tiles``, ``n_tumorbed_tiles``, ``model_id``, ``model_path``, ``aggregator``,
     ``encoder_id``, the tumour bed's ``tumorbed_source`` / ``tumorbed_detail`` /
     ``tumorbed_mask_mpp`` / ``tumorbed_tile_threshold``, the features' tiling, encoder and

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from weakstil.errors import WeakSTILError
+from weakstil.weights_id import same_weights
 
 #: Attributes of a feature cache that identify the encoder and tiles.
 IDENTITY_ATTRS = ("encoder", "weights_sha256", "mpp", "tile_px", "stain_norm", "stain_estimate_version")
@@ -57,11 +58,15 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
     """Encoder identity shared by all feature files; error naming the odd ones out. The whole tiling
     (overlap, tissue threshold...) and the encoder card's pixel settings count too: a model records
     one of each, and refused its own training features when one slide's differed (7A #2)."""
-    def key(a):
-        return (*(str(a.get(k)) for k in IDENTITY_ATTRS), json.dumps(_tiling(a), sort_keys=True),
-                json.dumps(_card(a), sort_keys=True))
+    from weakstil.weights_id import FILE_ATTR, canonical_weights
 
-    keys = [key(a) for a in attrs]
+    weights = canonical_weights(list(attrs))  # a cache from before hunt 24 (a file hash) and a newer one agree
+
+    def key(a, sha):
+        return (*(str(sha if k == "weights_sha256" else a.get(k)) for k in IDENTITY_ATTRS),
+                json.dumps(_tiling(a), sort_keys=True), json.dumps(_card(a), sort_keys=True))
+
+    keys = [key(a, sha) for a, sha in zip(attrs, weights)]
     values, counts = np.unique(np.array([json.dumps(k) for k in keys]), return_counts=True)
     if len(values) > 1:
         common = json.loads(values[np.argmax(counts)])
@@ -78,10 +83,12 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
                 "--tile-size, --overlap, --tissue-threshold)",
         )
     a = attrs[0] if attrs else {}
+    new = next((b for b in attrs if b.get(FILE_ATTR) not in (None, "", "None")), a)  # one recording both hashes
     return {
         **measurement_identity(a),
         "encoder": a.get("encoder"),
-        "weights_sha256": a.get("weights_sha256"),
+        "weights_sha256": new.get("weights_sha256"),
+        **({FILE_ATTR: new.get(FILE_ATTR)} if new.get(FILE_ATTR) not in (None, "", "None") else {}),
         "encoder_card": _json_or_raw(a.get("encoder_card")),
         "mpp": a.get("mpp"),
         "tile_px": a.get("tile_px"),
@@ -143,7 +150,7 @@ def check_features_match_model(meta: dict, identity: dict[str, object], where: s
     problems = []
     if str(enc.get("name")) != str(identity.get("encoder")):
         problems.append(f"encoder {identity.get('encoder')!r} but the model was trained on {enc.get('name')!r}")
-    if str(enc.get("weights_sha256")) != str(identity.get("weights_sha256")):
+    if not same_weights(enc, identity):  # the tensors' hash, or the file's of a record from before hunt 24
         problems.append(f"encoder weights {str(identity.get('weights_sha256'))[:12]} but the model's are "
                         f"{str(enc.get('weights_sha256'))[:12]}")
     for k in ("mpp", "tile_px"):

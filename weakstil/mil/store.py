@@ -147,6 +147,7 @@ def model_meta(bank: FeatureBank, cfg: TrainConfig, *, threshold: float, extra: 
     ident = bank.identity
     return {
         "encoder": {"name": ident.get("encoder"), "weights_sha256": ident.get("weights_sha256"),
+                    **({"weights_file_sha256": ident["weights_file_sha256"]} if ident.get("weights_file_sha256") else {}),
                     "card": ident.get("encoder_card")},
         "tiling": {"mpp": ident.get("mpp"), "tile_px": ident.get("tile_px"), "key": ident.get("tiling_key")},
         # how the slides' stain was estimated and their tiles measured (checked where scored)

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from weakstil.atomic import atomic_path
+from weakstil.csv_cells import defused
 from weakstil.confidence import Calibration, calibrate, conformal_quantile, interval_columns, tile_standard_error_df
 from weakstil.modeldir import ModelDir
 from weakstil.qc.embedding import fit_reference, ood_threshold, shift_share_threshold, unfamiliar_reference
@@ -209,7 +210,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         flags_col.append(join(flags))
     table["qc"] = flags_col
     with atomic_path(folder.qc_slides_path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.5g")
+        defused(table).to_csv(tmp, index=False, float_format="%.5g")
     flagged = float(np.mean([bool(f) for f in flags_col])) if n else math.nan
     log.info("qc: OOD threshold %.2f (training max %.2f); %d of %d training slides with image statistics; "
              "%.0f%% of training slides flagged", ood_thr, float(np.nanmax(ood_scores)), len(measured), n, 100 * flagged)

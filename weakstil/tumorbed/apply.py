@@ -87,7 +87,8 @@ class AppliedBed:
         return line + (" (made earlier from the same inputs: kept; --overwrite makes it again)" if self.kept else "")
 
 
-def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, features_path: Path) -> str:
+def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, features_path: Path,
+                slide_path: str | Path | None = None) -> str:
     """What a slide's bed is made from, recorded in its bed file as ``bed_request``: the bed source
     and its input's identity (the annotation's SHA-256, the detector's id and content), the
     features (file, when made, cache key, slide fingerprint) and the WeakSTIL version; with a
@@ -99,8 +100,9 @@ def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, feat
                "features_created": str(attrs.get("created", "")), "cache_key": str(attrs.get("cache_key", "")),
                "slide_fingerprint": str(attrs.get("slide_fingerprint") or ""), "weakstil_version": __version__}
     if sources.detector is not None and sources.detector.ink_veto.enabled:
-        slide = str(attrs.get("slide_path", ""))
-        request["slide_read"] = bool(slide) and Path(slide).is_file()
+        from weakstil.tumorbed.ink import features_slide
+
+        request["slide_read"] = features_slide(attrs, slide_path) is not None
     return json.dumps(request, sort_keys=True)
 
 
@@ -152,12 +154,14 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
 
 
 def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedSources,
-                   slide_id: str | None = None, overwrite: bool = False) -> AppliedBed:
+                   slide_id: str | None = None, overwrite: bool = False,
+                   slide_path: str | Path | None = None) -> AppliedBed:
     """Resolve one slide's tumour bed (annotation > detector > whole tissue) from its feature
     cache and write ``OUT/<name>.h5`` and ``OUT/<name>.geojson`` (under the slide's lock; ``name``:
     the feature file's, which is the slide file's). ``slide_id`` (a cohort CSV's id; default the
-    file's name): its annotation is found by either. A bed made earlier from the same inputs
-    (:func:`bed_request`) is kept unless ``overwrite``."""
+    file's name): its annotation is found by either. ``slide_path`` (a cohort CSV's): where the slide
+    is now, for a detector's ink veto (else the path the features record). A bed made earlier from
+    the same inputs (:func:`bed_request`) is kept unless ``overwrite``."""
     from weakstil.locks import OutputLock
     from weakstil.outputdir import check_replaceable
 
@@ -179,7 +183,7 @@ def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedS
     name = features_path.stem  # `weakstil embed` names the cache after the slide
     out_dir = Path(out_dir)
     with OutputLock(slide_file(out_dir, name)):
-        return _apply(features_path, slide_id or name, out_dir, sources, check_replaceable, overwrite)
+        return _apply(features_path, slide_id or name, out_dir, sources, check_replaceable, overwrite, slide_path)
 
 
 def check_features_are_of_their_slide(attrs: dict, path: Path) -> None:
@@ -220,7 +224,7 @@ def check_outline_not_edited(geojson_path: Path, h5_path: Path, slide_id: str) -
 
 
 def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSources, check_replaceable,
-           overwrite: bool = False) -> AppliedBed:
+           overwrite: bool = False, slide_path: str | Path | None = None) -> AppliedBed:
     from weakstil.annotations import write_geojson
     from weakstil.outputdir import check_sidecar_replaceable
     from weakstil.qc.flags import MIN_BED_TILES
@@ -233,12 +237,12 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     check_replaceable(h5_path, BedFile)
     check_sidecar_replaceable(geojson_path, h5_path, BedFile)
     check_outline_not_edited(geojson_path, h5_path, slide_id)
-    request = bed_request(sources, slide_id, name, attrs, features_path)
+    request = bed_request(sources, slide_id, name, attrs, features_path, slide_path)
     kept = None if overwrite else kept_bed(h5_path, geojson_path, request)
     if kept is not None:  # rewriting it would change its bytes, and 'score --tumorbed-beds' would score again
         return AppliedBed(label, kept, h5_path, geojson_path, kept=True)
     features = FeaturesFile.read(features_path)
-    bed = sources.resolve(slide_id, features)
+    bed = sources.resolve(slide_id, features, slide_path)
     n_bed = int(bed.tile_flags.sum())
     if bed.source is TumorBedSource.MODEL and n_bed < MIN_BED_TILES:
         log.warning("%s: the detected tumour bed has %d tile%s (< %d, where 'score' flags few_tumorbed_tiles): "

@@ -126,9 +126,10 @@ class TumorBedDetector:
             said_all.insert(0, f"tumour cells: {gated}")
         return evidence, "; ".join(said_all), raw, gated if self.cell_gate.enabled else ""
 
-    def detect_file(self, features: FeaturesFile) -> TumorBed:
+    def detect_file(self, features: FeaturesFile, slide_path: str | Path | None = None) -> TumorBed:
         """The bed of a slide from its feature file (read with its tissue mask): the embeddings,
-        the tile statistics for the lymphoid veto and, for the ink veto, the slide it names."""
+        the tile statistics for the lymphoid veto and, for the ink veto, the slide (``slide_path``
+        where it is now, else the one the file names)."""
         from weakstil.mil.identity import refuse_non_finite
         from weakstil.tumorbed.evidence import stats_column_names
         from weakstil.tumorbed.ink import slide_ink_share
@@ -137,8 +138,8 @@ class TumorBedDetector:
         # 'tumorbed apply' wrote a whole-tissue fallback bed "of nan tiles" for it (score warned so, then refused it)
         refuse_non_finite([(features.path or Path(features.slide_id), features.features)])
         geom = SlideGeometry.from_file(features)
-        ink = (slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0, self.ink_veto.over_tissue)
-               if self.ink_veto.enabled else None)
+        ink = (slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0, self.ink_veto.over_tissue,
+                               slide_path) if self.ink_veto.enabled else None)
         return self.detect(np.asarray(features.features), geom, features.tile_stats,
                            stats_column_names(features.attr("tile_stats_columns")), ink)
 

@@ -174,17 +174,39 @@ def _refit_normal(od: np.ndarray, normal: np.ndarray, max_pixels: int = 200_000)
     return normal
 
 
+def features_slide(attrs: dict, slide_path: str | Path | None = None) -> Path | None:
+    """The slide file a feature file (``attrs``) was made from: ``slide_path`` (where the command
+    was told the slide is: the file ``score`` scores, a cohort CSV's path) when it is that scan (its
+    content fingerprint, when the features record one), else the path the features record, when
+    there. A slide moved since it was embedded (its cache is reused: the key holds no path) is found
+    where it is now; its recorded path used to be read alone, and the ink veto then fell silently
+    away (hunt 24: a moved slide folder scored 14.6 -> 18.4 % sTIL)."""
+    from weakstil.fingerprint import recorded, slide_fingerprint
+
+    if slide_path is not None and Path(slide_path).is_file():
+        made_from = recorded(attrs)
+        if made_from is None or slide_fingerprint(slide_path) in (None, made_from):
+            return Path(slide_path)
+        log.warning("%s is not the scan its features were made from (its content fingerprint differs); the ink "
+                    "veto reads the recorded slide %s, when there", slide_path, attrs.get("slide_path"))
+    path = Path(str(attrs.get("slide_path", "")))
+    return path if str(attrs.get("slide_path", "")) and path.is_file() else None
+
+
 def slide_ink_share(attrs: dict, coords: np.ndarray, tile_size_level0: float,
-                    over_tissue: bool = True) -> np.ndarray | None:
-    """Each tile's ink share, reading the slide its feature file names (``attrs``: the file's
-    attributes), or ``None`` when that slide is not there or cannot be read. ``over_tissue``: ink
-    over tissue too, against the plane of the stain the file records (none recorded: glass only)."""
+                    over_tissue: bool = True, slide_path: str | Path | None = None) -> np.ndarray | None:
+    """Each tile's ink share, reading the slide of the feature file (``attrs``: the file's
+    attributes; ``slide_path``: where the slide is now, see :func:`features_slide`), or ``None``
+    when that slide is not there or cannot be read. ``over_tissue``: ink over tissue too, against
+    the plane of the stain the file records (none recorded: glass only)."""
     from weakstil.slide import Slide
     from weakstil.stain import SlideStain
 
-    path = Path(str(attrs.get("slide_path", "")))
-    if not str(attrs.get("slide_path", "")) or not path.is_file():
-        log.info("ink veto not applied: the slide %s is not there", path)
+    path = features_slide(attrs, slide_path)
+    if path is None:
+        # said louder when the command was given the slide's file (and it is not there, nor the recorded one)
+        log.log(logging.INFO if slide_path is None else logging.WARNING, "ink veto not applied: the slide %s is not "
+                "there (moved since it was embedded? give its path in a cohort CSV)", attrs.get("slide_path"))
         return None
     try:
         with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide:

@@ -25,6 +25,7 @@ from weakstil.errors import WeakSTILError
 from weakstil.files import BedFile, FeaturesFile, find_slide_file
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource, from_annotation, whole_tissue
 from weakstil.tumorbed.detector import VETO_SET_ASIDE, TumorBedDetector
+from weakstil.weights_id import TENSORS_ATTR, same_weights
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +104,9 @@ class BedSources:
         files = [self.detector_path / name for name in (WEIGHTS_FILE, META_FILE)]
         return " ".join(f"{f.name}:{sha256_file(f)[:16]}" for f in files if f.is_file())
 
-    def resolve(self, slide_id: str, features: FeaturesFile) -> TumorBed:
-        """One slide's tumour bed, from its feature cache (read with its tissue mask)."""
+    def resolve(self, slide_id: str, features: FeaturesFile, slide_path: str | Path | None = None) -> TumorBed:
+        """One slide's tumour bed, from its feature cache (read with its tissue mask); ``slide_path``:
+        the slide's file where it is now (the detector's ink veto reads it), when known."""
         from weakstil.annotations import find_annotation
 
         where = features.path if features.path is not None else slide_id
@@ -152,7 +154,7 @@ class BedSources:
                 "%s: %s; its bed is %s", slide_id, " and ".join(missing),
                 "the detector's" if self.detector is not None else "the whole tissue")
         if self.detector is not None:
-            bed = self.detector.detect_file(features)
+            bed = self.detector.detect_file(features, slide_path)
             self.detected += 1
             if bed.source is TumorBedSource.TISSUE_FALLBACK:
                 log.warning("%s: bed fallback: tissue: %s", slide_id, bed.detail)
@@ -167,9 +169,11 @@ class BedSources:
             return None
         return lambda: self.detector.detect_file(features)
 
-    def cohort(self, feature_paths: dict[str, Path]) -> dict[str, np.ndarray] | None:
+    def cohort(self, feature_paths: dict[str, Path], slide_paths: dict[str, str | Path] | None = None
+               ) -> dict[str, np.ndarray] | None:
         """Tumour-bed flags per tile for a cohort (slide id -> its feature cache), or ``None``
-        when no source is given (training then uses the feature files' own flags, else all tiles)."""
+        when no source is given (training then uses the feature files' own flags, else all tiles).
+        ``slide_paths``: each slide's file (the cohort CSV's), for the detector's ink veto."""
         if not self.given:
             return None
         flags, sources = {}, {}
@@ -190,7 +194,7 @@ class BedSources:
             if non_finite:
                 continue
             try:
-                bed = self.resolve(sid, cache)
+                bed = self.resolve(sid, cache, (slide_paths or {}).get(sid))
             except AnnotationError as exc:  # go on: every unusable file is named at once
                 bad.append(exc)
                 continue
@@ -244,8 +248,12 @@ def check_model_detector(beds: BedSources, meta: dict, model: str | Path, bundle
     if beds.detector is None or not (meta.get("encoder") or {}).get("weights_sha256"):
         return
     enc, tiling = meta["encoder"], meta.get("tiling") or {}
+    if enc.get(TENSORS_ATTR) and same_weights({"weights_sha256": enc["weights_sha256"]}, beds.detector.meta):
+        beds.detector.meta.setdefault(TENSORS_ATTR, enc[TENSORS_ATTR])  # an old model's, of its checked weights file
     try:
         check_detector_matches(beds.detector, {"encoder": enc.get("name"), "weights_sha256": enc["weights_sha256"],
+                                               "weights_file_sha256": enc.get("weights_file_sha256"),
+                                               TENSORS_ATTR: enc.get(TENSORS_ATTR),
                                                "mpp": tiling.get("mpp"), "tile_px": tiling.get("tile_px"),
                                                **(meta.get("features") or {})}, beds.detector_path or model)
     except WeakSTILError as exc:
@@ -284,7 +292,7 @@ def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | 
         return
 
     got_enc, got_sha = attr("encoder"), attr("weights_sha256")
-    if (enc, sha) != (got_enc, got_sha):
+    if enc != got_enc or not same_weights(detector.meta, attr):  # the tensors' hash, or a file's before hunt 24
         raise WeakSTILError(
             f"tumour-bed detector{f' {detector_path}' if detector_path else ''} was trained on encoder '{enc}' "
             f"(weights {str(sha)[:12]}) but the features come from '{got_enc}' (weights {str(got_sha)[:12]})",

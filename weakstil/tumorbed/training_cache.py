@@ -30,6 +30,7 @@ def _check_one_identity(paths: list[Path]) -> tuple:
 
     from weakstil.files import FeaturesFile
     from weakstil.mil.identity import check_same_identity
+    from weakstil.weights_id import FILE_ATTR, canonical_weights
 
     keys, headers, tiling = {}, {}, None
     for path in paths:
@@ -37,16 +38,19 @@ def _check_one_identity(paths: list[Path]) -> tuple:
             attrs, _ = FeaturesFile.read_header(path)
         except WeakSTILError:
             continue  # an unreadable file is that slide's own error, when it is read
-        keys[path], headers[path] = (attrs.get("encoder"), attrs.get("weights_sha256")), attrs
+        keys[path], headers[path] = attrs.get("encoder"), attrs
         if tiling is None and attrs.get("mpp") is not None and attrs.get("tile_px") is not None:
             tiling = {"mpp": float(attrs["mpp"]), "tile_px": int(attrs["tile_px"])}
+    # the weights' fingerprint: a feature file from before hunt 24 (its file's hash) agrees with a newer one
+    keys = {p: (enc, sha) for (p, enc), sha in zip(keys.items(), canonical_weights(list(headers.values())))}
+    file_sha = next((str(a[FILE_ATTR]) for a in headers.values() if a.get(FILE_ATTR) not in (None, "", "None")), None)
     counts = Counter(keys.values())
     if len(counts) < 2:
         try:
             check_same_identity([p.name for p in headers], list(headers.values()))
         except WeakSTILError as exc:
             raise WeakSTILError(exc.message, path=next(iter(headers)).parent, fix=exc.fix) from None
-        return (*next(iter(counts), (None, None)), tiling)
+        return (*next(iter(counts), (None, None)), tiling, file_sha)
     (common, n_common), = counts.most_common(1)
     odd = [p for p, k in keys.items() if k != common]
     names = ", ".join(f"{p.stem} ('{keys[p][0]}')" for p in odd[:5]) + (" ..." if len(odd) > 5 else "")
@@ -121,7 +125,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
             continue
         columns = cache.attr("tile_stats_columns")
         measured = measured or measurement_identity(cache.attrs)
-        ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0) if ink_veto else None
+        ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0, slide_path=paths.get(sid)) if ink_veto else None
         chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask, cache.tile_stats,
                                      stats_column_names(columns), ink))
     raise_all(bad)
@@ -138,7 +142,8 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                             f" that covers a tissue tile ({len(no_tile)} cover none)" if no_tile else ""),
                             path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
-    meta = {"encoder": identity[0], "weights_sha256": identity[1], "annotations": str(Path(annotations).resolve()),
+    meta = {"encoder": identity[0], "weights_sha256": identity[1],
+            **({"weights_file_sha256": identity[3]} if identity[3] else {}), "annotations": str(Path(annotations).resolve()),
             "features": measured,  # how its training slides' stain was estimated: checked where applied
             **({"tiling": identity[2]} if identity[2] else {}),  # the tiles it learned: checked where applied
             "model_id": f"tumorbed-{len(chosen)}slides"}

@@ -87,19 +87,38 @@ def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
     layers: list[LayerData] = []
     mpp = res.slide_mpp
     shown = _open_slide_layer(res)
+    upsampled = scored_upsampled(res)
     if shown is not None:  # the slide is open already: the result goes over it, not over a second copy
         mpp = _shown_mpp(shown, res)
+        if upsampled is not None:
+            shown.metadata["allow_upsample"] = upsampled
     elif res.slide_path is not None:
         try:
             pyramid = open_pyramid(res.slide_path, slide_mpp=res.slide_mpp)
         except Exception as exc:  # the result still shows without its slide
             _warn_alone(res, f"its slide {res.slide_path} could not be opened ({exc})")
         else:
-            layers.append(pyramid.layer_data())
+            data = pyramid.layer_data()
+            if upsampled is not None:  # the widget's Allow upsampling shows what the slide was scored with
+                data[1]["metadata"]["allow_upsample"] = upsampled
+            layers.append(data)
             mpp = mpp or pyramid.mpp
     else:
         _warn_alone(res, f"slide '{res.slide_id}' not found (at the path the result records, nor beside it)")
     return layers + result_layers(res, slide_mpp=mpp)
+
+
+def scored_upsampled(res: Any) -> bool | None:
+    """Whether a score file's slide was scored with --allow-upsample (its ``score_request``), so the
+    widget's box is ticked for that slide as for one scored in the widget (a CLI run's result left it
+    off, and Score slide then refused the scan it had scored); None for other files."""
+    import json
+
+    try:
+        request = json.loads(str((res.attrs or {}).get("score_request") or "null"))
+    except ValueError:
+        return None
+    return bool(request.get("allow_upsample")) if isinstance(request, dict) else None
 
 
 def _warn_alone(res: Any, why: str) -> None:

@@ -39,6 +39,7 @@ class ScoringJob:
         self.stop = threading.Event()  #: set by Cancel or the widget's deletion; read by the thread
         self.gone = False  #: the widget has been deleted: no more calls on it
         self.worker: Any = None
+        self.done = False  #: the run has ended (returned, failed or cancelled)
         widget.destroyed.connect(self._on_widget_destroyed)
 
     def start(self) -> Any:
@@ -82,6 +83,7 @@ class ScoringJob:
 
     # -- in the GUI thread, after the run ----------------------------------------------------
     def _on_finished(self) -> None:
+        self.done = True
         if not self.gone:
             self.widget.destroyed.disconnect(self._on_widget_destroyed)  # a widget scores many slides
             self.widget._scoring_ended()

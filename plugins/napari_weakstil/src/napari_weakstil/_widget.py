@@ -92,10 +92,14 @@ class ScoringWidget(QWidget):
 
     def event(self, event: QEvent) -> bool:
         """Closed (napari's close button takes the widget out of its dock, parent None, without deleting
-        it): no longer linked to the viewer, or a widget docked again beside it would answer every click too."""
+        it): no longer linked to the viewer, or a widget docked again beside it would answer every click too,
+        and the slide it is scoring is cancelled, as by Cancel (it went on scoring and drew its result into
+        the viewer of a panel the pathologist had closed)."""
         if event.type() == QEvent.ParentChange:
             if self.parent() is None:
                 self._links.undo()
+                if self.job is not None and not self.job.done:  # a closed panel scores no more (as Cancel)
+                    self.job.cancel()
             else:
                 self._link_viewer()
         return super().event(event)
@@ -247,7 +251,8 @@ class ScoringWidget(QWidget):
         if current in names:
             self.slide_combo.setCurrentText(current)
         self.slide_combo.blockSignals(False)
-        if self.slide_combo.currentText() != before:
+        # a result opened over the chosen slide says what it was scored with (Scan µm/px, Allow upsampling)
+        if self.slide_combo.currentText() != before or getattr(new, "metadata", {}).get("weakstil_kind") == "result":
             self._follow_slide_mpp()
         # the result shown: the one whose layer (or bed being edited) is selected, else the newest heatmap,
         # else the newest result

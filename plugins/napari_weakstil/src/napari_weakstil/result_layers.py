@@ -28,6 +28,8 @@ from typing import Any
 
 import numpy as np
 
+from napari_weakstil.slide_finding import find_slide, slide_candidates  # noqa: F401 (slide_candidates: re-exported)
+
 log = logging.getLogger(__name__)
 
 #: Colour maps: inferno for sTIL scores (as in the PNG heatmaps), viridis for attention.
@@ -332,46 +334,6 @@ def file_identity(path: Path) -> tuple:
 
 def _as(values: np.ndarray | None, dtype) -> np.ndarray | None:
     return None if values is None else np.asarray(values).astype(dtype)
-
-
-def find_slide(res: ResultFile) -> Path | None:
-    """The slide a result belongs to: its recorded path, else a slide file named after the
-    slide id beside the result or one folder up (results are often copied with their slides).
-    A file that is not the scan the result was made from (its content fingerprint differs from
-    the one the result records) is passed over with a warning: the heatmap would sit on other tissue."""
-    for c in slide_candidates(res):
-        if c.is_file() and _same_scan(res, c):
-            return c
-    return None
-
-
-def slide_candidates(res: ResultFile) -> list[Path]:
-    """Where a result's slide may be, in the order :func:`find_slide` tries them."""
-    from napari_weakstil.slide_layers import SLIDE_SUFFIXES
-
-    candidates: list[Path] = []
-    recorded = (res.attrs or {}).get("slide_path")
-    if recorded:
-        p = Path(str(recorded))
-        candidates += [p, res.path.parent / p] if not p.is_absolute() else [p]
-    candidates += [folder / f"{res.slide_id}{suffix}" for folder in (res.path.parent, res.path.parent.parent)
-                   for suffix in SLIDE_SUFFIXES]
-    return list(dict.fromkeys(candidates))
-
-
-def _same_scan(res: ResultFile, path: Path) -> bool:
-    """Whether ``path`` is the scan ``res`` was made from (True when the result records no fingerprint)."""
-    from weakstil.fingerprint import slide_fingerprint
-
-    recorded = (res.attrs or {}).get("slide_fingerprint")
-    if not recorded:
-        return True
-    found = slide_fingerprint(path)
-    if found is None or found == str(recorded):
-        return True
-    log.warning("%s: %s is not the scan this result was made from (its content fingerprint differs); not shown "
-                "under it", res.path, path)
-    return False
 
 
 def _recorded_stride(attrs: dict[str, Any], tile_size: float) -> float | None:
