@@ -7,12 +7,18 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # pragma: no cover
-    from napari_weakstil.result_layers import ResultFile
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
+
+
+class ResultFile(Protocol):
+    """What this module reads of :class:`napari_weakstil.result_layers.ResultFile` (named here,
+    not imported: result_layers imports this module)."""
+
+    path: Path
+    slide_id: str
+    attrs: dict[str, Any] | None
 
 
 def find_slide(res: ResultFile) -> Path | None:
