@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -33,3 +35,67 @@ def test_heatmap_tiles_meet_without_seams(slide_mpp, thumb_scale):
     assert not edge[3:x1 - 3, 3:x1 - 3].any(), "outline traced through the inside of the counted tiles"
     # and the squares stay where the tiles are: no more than a pixel past the last tile's end
     assert mask.any(axis=0).sum() <= x1 + 1
+
+
+# --- the report of a score run: heatmaps whose text can be read -------------------------------
+
+import napari_plugin_fixtures  # noqa: E402  (its scored slide, built once per run)
+
+scored = napari_plugin_fixtures.scored  # a pytest fixture, used by name below
+
+
+def _title_text_height(path) -> int:
+    """Height in pixels of the dark text in the picture's title band (above the slide panels)."""
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(path).convert("RGB"), np.int16)
+    ink = (rgb < 90).all(axis=2)  # black text
+    busy = (rgb < 235).any(axis=2).mean(axis=1) > 0.2  # rows of slide panels
+    top = int(np.argmax(busy))
+    rows = np.flatnonzero(ink[:top].any(axis=1))
+    return 0 if rows.size == 0 else int(rows[-1] - rows[0] + 1)
+
+
+def _report_copy(scored, tmp_path, **attrs):
+    import shutil
+
+    import h5py
+
+    from weakstil.report_scores import build_score_report
+
+    scores = tmp_path / "scores"
+    shutil.copytree(scored["scores"], scores)
+    if attrs:
+        with h5py.File(scores / scored["score_h5"].name, "r+") as f:
+            f.attrs.update(attrs)
+    build_score_report(scores, tmp_path / "report")
+    sid = scored["score_h5"].stem
+    return scores / f"{sid}_heatmap.png", tmp_path / "report" / "slides" / f"{sid}_heatmap.png"
+
+
+def test_score_report_heatmap_text_is_readable(scored, tmp_path):
+    """report --scores shrank each full-size heatmap to 480 px: a title (sTIL%, interval, call, qc)
+    4 px high and colour-bar labels no one could read (CMU-1: 1297 px -> 480 px). It is drawn again
+    at the report's size, as the cross-validation report draws its heatmaps: the text keeps its size."""
+    from PIL import Image
+
+    from weakstil.report_images import HEATMAP_SIDE
+
+    full, copy = _report_copy(scored, tmp_path)
+    full_h = _title_text_height(full)
+    assert full_h >= 9
+    assert _title_text_height(copy) >= full_h - 1, "the report's heatmap title is shrunk below reading size"
+    with Image.open(copy) as img:
+        made = json.loads(img.text["Comment"])
+        assert img.height >= HEATMAP_SIDE * 0.5 and img.width <= 3 * HEATMAP_SIDE
+    with Image.open(full) as img:
+        assert made == json.loads(img.text["Comment"])  # the same slide, score and model
+
+
+def test_score_report_heatmap_without_its_slide_is_shrunk_and_said(scored, tmp_path, caplog):
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="weakstil"):
+        full, copy = _report_copy(scored, tmp_path, slide_path=str(tmp_path / "moved.tiff"))
+    assert copy.is_file()
+    assert any("heatmap shrunk" in r.getMessage() and "moved.tiff" in r.getMessage() for r in caplog.records)

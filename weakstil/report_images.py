@@ -58,6 +58,46 @@ def write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title:
                       tumorbed_mask=bed, title=title, key=key)
 
 
+def write_score_heatmap(score_file: Path, target: Path) -> str | None:
+    """A ``weakstil score`` slide's heatmap drawn again for the report with the slide
+    :data:`HEATMAP_SIDE` px on its long side, as ``score`` draws it (title with sTIL%, interval,
+    call and qc flags; colour bars; the outline of the tiles counted and its key), so its text keeps
+    its size: the full-size heatmap shrunk to 480 px had a 4 px title and colour-bar labels no one
+    could read. Returns why it could not (the slide moved, unreadable or another scan), else None."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import SlideScoresFile
+    from weakstil.fingerprint import recorded
+    from weakstil.outputs import counted_tiles_mask, heatmap_key, heatmap_title, write_heatmap_png
+    from weakstil.score import SCORED, STATUS_BED_FALLBACK
+    from weakstil.slide import Slide
+
+    try:
+        f = SlideScoresFile.read(score_file, skip=("tissue_mask", "attention_logits", "tile_scores_model"))
+        attrs = dict(f.attrs)
+        overridden = attrs.get("slide_mpp_source") == "override" and attrs.get("slide_mpp") is not None
+        with Slide.open(attrs.get("slide_path", ""), slide_mpp=float(attrs["slide_mpp"]) if overridden else None) as slide:
+            if recorded(attrs) not in (None, slide.fingerprint):
+                return f"{attrs.get('slide_path')} holds another scan than the one scored"
+            width, height = slide.dimensions
+            mpp = slide.mpp
+            thumb_mpp = max(mpp, max(width, height) * mpp / HEATMAP_SIDE)
+            thumb = slide.read_thumbnail(thumb_mpp)
+    except (WeakSTILError, OSError, KeyError, ValueError) as exc:
+        return str(exc)
+    coords, counted = np.asarray(f.coords), np.asarray(f.tumorbed, bool)
+    tsl0, status = float(attrs["tile_size_level0"]), str(attrs.get("status", ""))
+    outline = counted_tiles_mask(thumb.shape[:2], coords, tsl0, mpp / thumb_mpp, counted) if counted.any() \
+        else f.tumorbed_mask
+    stil = float(attrs["stil"]) if attrs.get("stil") is not None else float("nan")
+    title = heatmap_title(str(attrs.get("slide_id", score_file.stem)), stil, attrs.get("stil_high"),
+                          float(attrs["threshold"]), attrs, label=None if status in SCORED else status,
+                          fallback=status if status == STATUS_BED_FALLBACK else "")
+    write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(f.tile_scores), tumorbed_mask=outline,
+                      title=title, stroma_weights=None if f.stroma_weight is None else np.asarray(f.stroma_weight),
+                      provenance=attrs, key=heatmap_key(attrs))
+    return None
+
+
 def _open_as_tiled(slide_path: Path, slide_mpp: float | None, recorded_mpp):
     """The slide opened with ``--slide-mpp`` if given; else with its metadata, and, for a slide whose
     metadata has no usable µm/px, with the µm/px it was tiled at (recorded in its tile scores): in a
