@@ -99,3 +99,47 @@ def test_score_report_heatmap_without_its_slide_is_shrunk_and_said(scored, tmp_p
         full, copy = _report_copy(scored, tmp_path, slide_path=str(tmp_path / "moved.tiff"))
     assert copy.is_file()
     assert any("heatmap shrunk" in r.getMessage() and "moved.tiff" in r.getMessage() for r in caplog.records)
+
+
+def test_score_report_writes_a_near_threshold_stil_on_its_calls_side(tmp_path):
+    """A slide at 29.96 % with the threshold 30 is 'low': its heatmap title and the napari widget write
+    "29.96", but the report's table wrote "30.0 | low at 30 %", a number on the other side of its call."""
+    from weakstil.report_scores import build_score_report
+
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "results.csv").write_text(
+        "slide_id,path,stil,stil_lower_90,stil_upper_90,stil_high,threshold,n_tiles,n_tumorbed_tiles,"
+        "tumorbed_source,status,qc,qc_reasons,error,model_id,encoder_id,seconds\n"
+        "S_near,/x/S_near.svs,29.9612,22.1,37.2,False,30,52,24,model,ok,near_threshold,near_threshold: x,,m@1,e@1,1\n"
+        "S_up,/x/S_up.svs,30.0,22.1,37.2,True,30,52,24,model,ok,near_threshold,near_threshold: x,,m@1,e@1,1\n",
+        encoding="utf-8")
+    build_score_report(scores, tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "| S_near | ok | 29.96 | 22.1–37.2 | low at 30 % |" in md
+    assert "| S_up | ok | 30.0 | 22.1–37.2 | high at 30 % |" in md
+    html = (tmp_path / "r" / "report.html").read_text(encoding="utf-8")
+    assert "<td class='num'>29.96</td>" in html
+
+
+def test_overview_captions_each_heatmap_readably(scored, tmp_path, monkeypatch):
+    """overview.png shows the first heatmaps a third of their size: their own titles 4-5 px high, so no
+    one could tell which slide was which. Each now has a caption at a readable size: slide, sTIL%, call."""
+    import matplotlib.axes
+
+    import pandas as pd
+
+    titles = []
+    real = matplotlib.axes.Axes.set_title
+
+    def spy(self, label, *args, **kw):
+        titles.append((label, kw.get("fontsize")))
+        return real(self, label, *args, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_title", spy)
+    _report_copy(scored, tmp_path)
+    rec = pd.read_csv(scored["scores"] / "results.csv").iloc[0]
+    assert titles, "no caption in overview.png"
+    label, size = titles[0]
+    assert label.splitlines()[0] == rec["slide_id"] and size >= 9
+    assert (f"sTIL {float(rec['stil']):.1f} %" in label) or rec["status"] in label

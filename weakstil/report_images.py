@@ -114,6 +114,34 @@ def _open_as_tiled(slide_path: Path, slide_mpp: float | None, recorded_mpp):
         return Slide.open(slide_path, slide_mpp=float(recorded_mpp))
 
 
+#: Font size (pt, at the overview's 100 dpi) of each heatmap's caption in overview.png, and its
+#: characters a line: three heatmaps a row, each ~390 px wide.
+OVERVIEW_CAPTION_PT = 9
+OVERVIEW_CAPTION_CHARS = 52
+
+
+def overview_caption(row) -> str:
+    """A heatmap's caption in overview.png: the slide, then its score (a ``weakstil score`` row: sTIL%,
+    interval and call, or its status; a cross-validation row: its label and prediction), each line
+    wrapped to the heatmap's width."""
+    import textwrap
+
+    stil = getattr(row, "stil", None)
+    if stil is not None:  # ScoreRow
+        if not math.isfinite(stil):
+            said = str(row.status)
+        else:
+            from weakstil.metrics import stil_text
+
+            interval = f" ({row.interval})" if row.interval and row.interval != "none" else ""
+            threshold = row.threshold if math.isfinite(row.threshold) else None
+            said = f"sTIL {stil_text(stil, threshold)} %{interval}, {row.call}" + (", qc flagged" if row.qc else "")
+    else:
+        said = f"true {getattr(row, 'stil_true', math.nan):.1f} %, predicted {getattr(row, 'stil_pred', math.nan):.1f} %"
+    return "\n".join(textwrap.fill(line, OVERVIEW_CAPTION_CHARS, break_on_hyphens=False)
+                     for line in (str(row.slide_id), said))
+
+
 def write_overview(out_dir: Path, rows: list, target: Path,
                    plots: tuple[str, ...] = ("scatter.png", "roc.png")) -> Path:
     """``plots`` (scatter, ROC) and the first heatmaps of ``rows`` (anything with a ``heatmap`` path
@@ -140,6 +168,8 @@ def write_overview(out_dir: Path, rows: list, target: Path,
         with Image.open(out_dir / row.heatmap) as img:
             ax.imshow(np.asarray(img.convert("RGB")))
         ax.set_axis_off()
+        # the picture's own title shrinks to a third here (4-5 px: unreadable): its slide and score again
+        ax.set_title(overview_caption(row), fontsize=OVERVIEW_CAPTION_PT)
     fig.tight_layout()
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png")

@@ -137,7 +137,8 @@ def _row(rec: dict, heatmap: str | None) -> ScoreRow:
         detail = f"{rec.get('n_tumorbed_tiles', '?')} of {rec.get('n_tiles', '?')} tiles in the bed " \
                  f"({rec.get('tumorbed_source') or 'unknown source'})"
     return ScoreRow(str(rec["slide_id"]), str(rec["status"]), stil, interval, call,
-                    str(rec.get("qc", "")).replace(";", ", "), str(rec.get("qc_reasons", "")), detail, heatmap)
+                    str(rec.get("qc", "")).replace(";", ", "), str(rec.get("qc_reasons", "")), detail, heatmap,
+                    threshold)
 
 
 def run_counts(table: pd.DataFrame, rows: list[ScoreRow]) -> dict[str, object]:
