@@ -143,3 +143,37 @@ def test_overview_captions_each_heatmap_readably(scored, tmp_path, monkeypatch):
     label, size = titles[0]
     assert label.splitlines()[0] == rec["slide_id"] and size >= 9
     assert (f"sTIL {float(rec['stil']):.1f} %" in label) or rec["status"] in label
+
+
+def test_scatter_groups_and_roc_curves_differ_by_more_than_colour(tmp_path, monkeypatch):
+    """The cross-validation scatter told its centres apart by tab10 colour alone (centre_2 green beside
+    centre_3 red) and the ROC its thresholds likewise (orange and green): alike to a red-green
+    colour-blind reader. Each group has its own marker, each threshold its own dash pattern."""
+    import matplotlib.axes
+    import pandas as pd
+
+    from weakstil.evaluation import plot_roc, plot_scatter
+
+    markers, styles = [], []
+    real_scatter, real_plot = matplotlib.axes.Axes.scatter, matplotlib.axes.Axes.plot
+
+    def scatter(self, *args, **kw):
+        markers.append(kw.get("marker", "o"))
+        return real_scatter(self, *args, **kw)
+
+    def plot(self, *args, **kw):
+        styles.append(kw.get("ls"))
+        return real_plot(self, *args, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "scatter", scatter)
+    monkeypatch.setattr(matplotlib.axes.Axes, "plot", plot)
+    rng = np.random.default_rng(0)
+    t = rng.uniform(0, 90, 40)
+    pred = pd.DataFrame({"stil_true": t, "stil_pred": t + rng.normal(0, 5, 40),
+                         "group": [f"centre_{i % 4}" for i in range(40)]})
+    plot_scatter(pred, tmp_path / "s.png", {"n": 40, "r2": 0.9, "pearson_r": 0.95, "mae": 4.0})
+    assert len(markers) == 4 and len(set(markers)) == 4
+    styles.clear()  # the scatter's identity line
+    plot_roc(t, pred["stil_pred"].to_numpy(), tmp_path / "r.png", (10, 30, 50))
+    curves = styles[:3]
+    assert len(set(curves)) == 3 and None not in curves
