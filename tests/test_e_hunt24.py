@@ -177,3 +177,34 @@ def test_scatter_groups_and_roc_curves_differ_by_more_than_colour(tmp_path, monk
     plot_roc(t, pred["stil_pred"].to_numpy(), tmp_path / "r.png", (10, 30, 50))
     curves = styles[:3]
     assert len(set(curves)) == 3 and None not in curves
+
+
+def test_napari_view_and_its_export_show_the_heatmaps_colour_bar_and_scale_bar(make_napari_viewer, scored,
+                                                                                 tmp_path):
+    """A result opened in napari showed its tile colours without a colour bar or a scale bar, and
+    'Export view as PNG' saved colours no reader could translate into sTIL % or distances. The shown
+    heatmap's colour bar (0-100 at the colour range) and the µm scale bar are on; the PNG has them."""
+    pytest.importorskip("napari")
+    import shutil
+
+    from PIL import Image
+
+    from napari_weakstil._compat import scale_bar
+    from napari_weakstil.result_layers import HEATMAP
+
+    path = tmp_path / scored["score_h5"].name
+    shutil.copy(scored["score_h5"], path)
+    viewer = make_napari_viewer(show=True)  # drawn: the export is of what the canvas shows
+    widget = napari_plugin_fixtures.dock(viewer)
+    viewer.open(path, plugin="napari-weakstil")
+    viewer.reset_view()
+    heat = next(ly for ly in viewer.layers if ly.name.endswith(HEATMAP))
+    assert heat.colorbar.visible and scale_bar(viewer).visible
+    png = widget.export_png(tmp_path / "view.png")
+    rgb = np.asarray(Image.open(png).convert("RGB"), np.int16)
+    h, w = rgb.shape[:2]
+    corner = rgb[: h // 3, w - w // 4:]  # the colour bar sits top right, on the black canvas
+    yellow = (corner[..., 0] > 230) & (corner[..., 1] > 230) & (corner[..., 2] > 120) & (corner[..., 2] < 200)
+    assert yellow.sum() >= 4, "no colour bar (inferno's 100 % yellow) in the exported view"
+    viewer.layers.remove(heat)  # a closed result: no colour bar left of it
+    assert not heat.colorbar.visible or heat not in viewer.layers
