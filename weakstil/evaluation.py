@@ -130,9 +130,9 @@ def plot_scatter(pred: pd.DataFrame, path: Path, m: dict, title: str = "") -> No
     t, p = pred["stil_true"].to_numpy(dtype=float), pred["stil_pred"].to_numpy(dtype=float)
     groups = pred["group"].astype(str) if "group" in pred and pred["group"].nunique() <= 10 else None
     if groups is not None and groups.nunique() > 1:
-        for g in sorted(groups.unique()):
+        for k, g in enumerate(sorted(groups.unique())):  # a shape each too: colour alone fails colour-blind readers
             sel = (groups == g).to_numpy()
-            ax.scatter(t[sel], p[sel], s=14, alpha=0.8, label=g)
+            ax.scatter(t[sel], p[sel], s=16, alpha=0.8, label=g, marker="osD^vP*Xph"[k % 10])
         ax.legend(fontsize=7, title="group", title_fontsize=7, loc="upper left")
     else:
         ax.scatter(t, p, s=14, alpha=0.8)
@@ -156,13 +156,13 @@ def plot_roc(t: np.ndarray, p: np.ndarray, path: Path, thresholds, title: str = 
 
     plt = _figure()
     fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
-    for th in thresholds:
-        y = t >= th
+    for k, th in enumerate(thresholds):  # a dash pattern each: orange and green look alike to many readers
+        y, style = t >= th, ("-", "--", "-.")[k % 3]
         if y.all() or not y.any():
-            ax.plot([], [], label=f"≥{th:g}%: AUC n/a (one class)")
+            ax.plot([], [], ls=style, label=f"≥{th:g}%: AUC n/a (one class)")
             continue
         fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, lw=1.5, label=f"≥{th:g}%: AUC {roc_auc(y, p):.3f} ({int(y.sum())}/{len(y)} high)")
+        ax.plot(fpr, tpr, lw=1.5, ls=style, label=f"≥{th:g}%: AUC {roc_auc(y, p):.3f} ({int(y.sum())}/{len(y)} high)")
     ax.plot([0, 1], [0, 1], "k:", lw=1)
     ax.set_xlabel("1 - specificity")
     ax.set_ylabel("sensitivity")

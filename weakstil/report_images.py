@@ -58,6 +58,46 @@ def write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title:
                       tumorbed_mask=bed, title=title, key=key)
 
 
+def write_score_heatmap(score_file: Path, target: Path) -> str | None:
+    """A ``weakstil score`` slide's heatmap drawn again for the report with the slide
+    :data:`HEATMAP_SIDE` px on its long side, as ``score`` draws it (title with sTIL%, interval,
+    call and qc flags; colour bars; the outline of the tiles counted and its key), so its text keeps
+    its size: the full-size heatmap shrunk to 480 px had a 4 px title and colour-bar labels no one
+    could read. Returns why it could not (the slide moved, unreadable or another scan), else None."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import SlideScoresFile
+    from weakstil.fingerprint import recorded
+    from weakstil.outputs import counted_tiles_mask, heatmap_key, heatmap_title, write_heatmap_png
+    from weakstil.score import SCORED, STATUS_BED_FALLBACK
+    from weakstil.slide import Slide
+
+    try:
+        f = SlideScoresFile.read(score_file, skip=("tissue_mask", "attention_logits", "tile_scores_model"))
+        attrs = dict(f.attrs)
+        overridden = attrs.get("slide_mpp_source") == "override" and attrs.get("slide_mpp") is not None
+        with Slide.open(attrs.get("slide_path", ""), slide_mpp=float(attrs["slide_mpp"]) if overridden else None) as slide:
+            if recorded(attrs) not in (None, slide.fingerprint):
+                return f"{attrs.get('slide_path')} holds another scan than the one scored"
+            width, height = slide.dimensions
+            mpp = slide.mpp
+            thumb_mpp = max(mpp, max(width, height) * mpp / HEATMAP_SIDE)
+            thumb = slide.read_thumbnail(thumb_mpp)
+    except (WeakSTILError, OSError, KeyError, ValueError) as exc:
+        return str(exc)
+    coords, counted = np.asarray(f.coords), np.asarray(f.tumorbed, bool)
+    tsl0, status = float(attrs["tile_size_level0"]), str(attrs.get("status", ""))
+    outline = counted_tiles_mask(thumb.shape[:2], coords, tsl0, mpp / thumb_mpp, counted) if counted.any() \
+        else f.tumorbed_mask
+    stil = float(attrs["stil"]) if attrs.get("stil") is not None else float("nan")
+    title = heatmap_title(str(attrs.get("slide_id", score_file.stem)), stil, attrs.get("stil_high"),
+                          float(attrs["threshold"]), attrs, label=None if status in SCORED else status,
+                          fallback=status if status == STATUS_BED_FALLBACK else "")
+    write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(f.tile_scores), tumorbed_mask=outline,
+                      title=title, stroma_weights=None if f.stroma_weight is None else np.asarray(f.stroma_weight),
+                      provenance=attrs, key=heatmap_key(attrs))
+    return None
+
+
 def _open_as_tiled(slide_path: Path, slide_mpp: float | None, recorded_mpp):
     """The slide opened with ``--slide-mpp`` if given; else with its metadata, and, for a slide whose
     metadata has no usable µm/px, with the µm/px it was tiled at (recorded in its tile scores): in a
@@ -72,6 +112,34 @@ def _open_as_tiled(slide_path: Path, slide_mpp: float | None, recorded_mpp):
             raise
         log.info("%s: %s; using the %.4g µm/px it was tiled at", slide_path, exc.message, float(recorded_mpp))
         return Slide.open(slide_path, slide_mpp=float(recorded_mpp))
+
+
+#: Font size (pt, at the overview's 100 dpi) of each heatmap's caption in overview.png, and its
+#: characters a line: three heatmaps a row, each ~390 px wide.
+OVERVIEW_CAPTION_PT = 9
+OVERVIEW_CAPTION_CHARS = 52
+
+
+def overview_caption(row) -> str:
+    """A heatmap's caption in overview.png: the slide, then its score (a ``weakstil score`` row: sTIL%,
+    interval and call, or its status; a cross-validation row: its label and prediction), each line
+    wrapped to the heatmap's width."""
+    import textwrap
+
+    stil = getattr(row, "stil", None)
+    if stil is not None:  # ScoreRow
+        if not math.isfinite(stil):
+            said = str(row.status)
+        else:
+            from weakstil.metrics import stil_text
+
+            interval = f" ({row.interval})" if row.interval and row.interval != "none" else ""
+            threshold = row.threshold if math.isfinite(row.threshold) else None
+            said = f"sTIL {stil_text(stil, threshold)} %{interval}, {row.call}" + (", qc flagged" if row.qc else "")
+    else:
+        said = f"true {getattr(row, 'stil_true', math.nan):.1f} %, predicted {getattr(row, 'stil_pred', math.nan):.1f} %"
+    return "\n".join(textwrap.fill(line, OVERVIEW_CAPTION_CHARS, break_on_hyphens=False)
+                     for line in (str(row.slide_id), said))
 
 
 def write_overview(out_dir: Path, rows: list, target: Path,
@@ -100,6 +168,8 @@ def write_overview(out_dir: Path, rows: list, target: Path,
         with Image.open(out_dir / row.heatmap) as img:
             ax.imshow(np.asarray(img.convert("RGB")))
         ax.set_axis_off()
+        # the picture's own title shrinks to a third here (4-5 px: unreadable): its slide and score again
+        ax.set_title(overview_caption(row), fontsize=OVERVIEW_CAPTION_PT)
     fig.tight_layout()
     with atomic_path(target) as tmp:
         fig.savefig(tmp, format="png")

@@ -42,6 +42,7 @@ class ScoreRow:
     qc_reasons: str
     detail: str  #: the tumour bed and its tiles, or the error
     heatmap: str | None  #: path relative to the report folder
+    threshold: float = float("nan")  #: the call's; the sTIL% gets the decimals that keep it on its side
 
 
 @dataclass
@@ -77,13 +78,23 @@ def _heatmap_header(c: ReportContent) -> str:
     return "out-of-fold heatmap" if c.has_cv else "heatmap"
 
 
+def _stil_cell(r: ScoreRow) -> str:
+    """A run's sTIL% as its heatmap title and the napari widget write it: 29.96 at 30 is "29.96" beside
+    "low at 30 %", not "30.0"."""
+    from weakstil.metrics import stil_text
+
+    if r.stil != r.stil:
+        return ""
+    return stil_text(r.stil, r.threshold if r.threshold == r.threshold else None)
+
+
 def _slide_table(c: ReportContent) -> tuple[list[str], list[list[tuple]], tuple[int, ...]]:
     """The slide table: its headers, its rows of cells (``("text", value)`` or ``("image", alt, path,
     link, css class)``) and which columns are numbers; both pages lay out the same table."""
     if c.score_rows is not None:
         headers = ["slide", "status", "sTIL%", "90 % interval", "call", "qc", "qc reasons",
                    "tumour bed / error", "heatmap"]
-        rows = [[("text", r.slide_id), ("text", r.status), ("text", f"{r.stil:.1f}" if r.stil == r.stil else ""),
+        rows = [[("text", r.slide_id), ("text", r.status), ("text", _stil_cell(r)),
                  ("text", r.interval), ("text", r.call), ("text", r.qc), ("text", r.qc_reasons), ("text", r.detail),
                  ("image", f"{r.slide_id} heatmap", r.heatmap, True, "heat") if r.heatmap else ("text", "")]
                 for r in c.score_rows]

@@ -8,8 +8,9 @@ Reads ``SCORE_OUT/results.csv`` (one row per slide) and each slide's ``<slide_id
   error, flagged by qc, sTIL-high, without an interval), one row per slide (status, sTIL%, 90 %
   interval, call, qc flags with their reasons, tumour bed or error, heatmap thumbnail), the
   model and scoring settings, and the software versions;
-* ``overview.png`` (the first heatmaps) and ``slides/<slide_id>_heatmap.png`` (each slide's heatmap,
-  480 px on its long side; the full-size ones stay in ``SCORE_OUT``).
+* ``overview.png`` (the first heatmaps) and ``slides/<slide_id>_heatmap.png`` (each slide's heatmap
+  drawn again from its score file and slide with the slide 480 px on its long side, text at full size;
+  the full-size ones stay in ``SCORE_OUT``).
 
 The model is the one the slides' score files record (``model_path``), or ``--model`` when given
 (refused when it is not the model whose weights scored them); without it at hand the report lists
@@ -28,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 from weakstil.errors import WeakSTILError
-from weakstil.report_images import HEATMAP_SIDE, write_overview, write_thumbnail
+from weakstil.report_images import HEATMAP_SIDE, write_overview, write_score_heatmap, write_thumbnail
 from weakstil.report_render import ReportContent, ScoreRow, render_html, render_markdown
 
 log = logging.getLogger(__name__)
@@ -136,7 +137,8 @@ def _row(rec: dict, heatmap: str | None) -> ScoreRow:
         detail = f"{rec.get('n_tumorbed_tiles', '?')} of {rec.get('n_tiles', '?')} tiles in the bed " \
                  f"({rec.get('tumorbed_source') or 'unknown source'})"
     return ScoreRow(str(rec["slide_id"]), str(rec["status"]), stil, interval, call,
-                    str(rec.get("qc", "")).replace(";", ", "), str(rec.get("qc_reasons", "")), detail, heatmap)
+                    str(rec.get("qc", "")).replace(";", ", "), str(rec.get("qc_reasons", "")), detail, heatmap,
+                    threshold)
 
 
 def run_counts(table: pd.DataFrame, rows: list[ScoreRow]) -> dict[str, object]:
@@ -209,7 +211,12 @@ def build_score_report(scores: str | Path, out_dir: str | Path, *, model: str | 
         rel = None
         if heatmap is not None:
             rel = f"slides/{rec['slide_id']}_heatmap.png"
-            write_thumbnail(heatmap, out_dir / rel, side=HEATMAP_SIDE)
+            from weakstil.files import slide_file
+
+            why = write_score_heatmap(slide_file(scores, str(rec["slide_id"])), out_dir / rel)
+            if why is not None:  # no slide to draw it from: the full-size one shrunk (its text too small to read)
+                log.warning("%s: heatmap shrunk from %s, its text unreadable small (%s)", rec["slide_id"], heatmap, why)
+                write_thumbnail(heatmap, out_dir / rel, side=HEATMAP_SIDE)
         elif rec.get("status") != "error":
             no_heatmap.append(str(rec["slide_id"]))
         rows.append(_row(rec, rel))

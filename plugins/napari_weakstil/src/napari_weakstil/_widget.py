@@ -36,7 +36,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_weakstil._compat import camera
+from napari_weakstil._compat import camera, scale_bar
 from napari_weakstil._links import ViewerLinks
 from napari_weakstil._scoring import ScoringJob
 from napari_weakstil.bed_editor import BedEditor
@@ -273,6 +273,7 @@ class ScoringWidget(QWidget):
                 self.qc_label.setToolTip("")
             self.bed_editor.show_result(res)
             heat = self.result_layer(HEATMAP, self.result_path) if res is not None else None
+            self._show_legend(heat)
             if heat is not None:
                 self._sync_range(heat)
                 if id(heat) not in self._range_followed:  # napari's own layer controls change the limits too
@@ -286,6 +287,17 @@ class ScoringWidget(QWidget):
             box.blockSignals(True)
             box.setChecked(bool(layer is not None and layer.visible))
             box.blockSignals(False)
+
+    def _show_legend(self, heat: Any | None) -> None:
+        """The shown heatmap's colour bar (its colours' sTIL %, at the colour range set) and the µm scale
+        bar on the canvas, so the view and its PNG export say what the colours and the distances are:
+        both were off, and an exported view was colours without a scale. One colour bar: the shown result's."""
+        for layer in self.viewer.layers:
+            if layer.metadata.get("weakstil_kind") == "result" and layer.name.endswith(HEATMAP) and \
+                    hasattr(layer, "colorbar"):
+                layer.colorbar.visible = layer is heat
+        if heat is not None:
+            scale_bar(self.viewer).visible = True
 
     def _follow_slide_mpp(self, *args: Any) -> None:
         """Scan µm/px and Allow upsampling of the chosen slide: those it was scored with, else "from the file"
