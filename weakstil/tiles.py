@@ -29,20 +29,27 @@ OVERLAY_MAX_SIDE = 1600
 #: resolution carries its writer's filter and JPEG artefacts (halos that doubled the glass noise and
 #: chroma that raised the saturation cut), and one slide stored as six pyramids gave 81-114 tiles.
 MASK_MIN_REDUCTION = 2.0
-#: ... but only where that finer level costs little more to read: at most this many pixels more than the
-#: level of the mask's own resolution. A 20x slide's level at 2 µm/px has 16 times the pixels of its level
-#: at 8 µm/px (a 6 x 6 mm slide: 1.25 s instead of 0.08 s; a 20 x 15 mm one about 10 s, which would
-#: dwarf the rest of a GPU embedding); larger slides read the stored level as before.
+#: ... and from the finest level that costs little more to read: at most this many pixels more than the
+#: level of the mask's own resolution. The finest level is the scan itself, averaged over the mask's
+#: pixels: the same overview whatever the scan's µm/px and pyramid (a stored level is JPEG-compressed
+#: once more, at a resolution that follows the scan's: a 20x scan's 2 µm level, a 40x one's 1 or 4 µm
+#: level; the same slide gave 90 tiles at 0.5 µm/px and 108 at 0.25). A 20x slide's level at 2 µm/px
+#: has 16 times the pixels of its level at 8 µm/px (a 6 x 6 mm slide: 1.25 s instead of 0.08 s; a
+#: 20 x 15 mm one about 10 s, which would dwarf the rest of a GPU embedding); larger slides read the
+#: finest level within this budget, or the stored level as before.
 MASK_FINER_MAX_EXTRA_PIXELS = 16_000_000
 
 
 def mask_overview_reduction(slide: Slide, mask_mpp: float) -> float:
-    """The ``min_reduction`` of the tissue overview's read (:data:`MASK_MIN_REDUCTION` or 1)."""
-    finer = slide.best_level_for_mpp(mask_mpp / MASK_MIN_REDUCTION)
+    """The ``min_reduction`` of the tissue overview's read: that of the finest level at least
+    :data:`MASK_MIN_REDUCTION` times finer than the mask within :data:`MASK_FINER_MAX_EXTRA_PIXELS`, else 1."""
     stored = slide.best_level_for_mpp(mask_mpp)
     dims = slide.backend.level_dimensions
-    extra = dims[finer][0] * dims[finer][1] - dims[stored][0] * dims[stored][1]
-    return MASK_MIN_REDUCTION if extra <= MASK_FINER_MAX_EXTRA_PIXELS else 1.0
+    for level in range(slide.best_level_for_mpp(mask_mpp / MASK_MIN_REDUCTION) + 1):  # finest first
+        extra = dims[level][0] * dims[level][1] - dims[stored][0] * dims[stored][1]
+        if extra <= MASK_FINER_MAX_EXTRA_PIXELS:
+            return max(MASK_MIN_REDUCTION, mask_mpp / slide.level_mpp(level))
+    return 1.0
 #: The score heatmap shows tiles (over 100 µm) on the tissue's architecture: 2 µm/px is plenty, and
 #: a small slide's heatmap at its full resolution was 5-7 MB (a 1 mm slide's 0.7-1.3 MB); napari
 #: shows the tiles over the slide itself at any zoom.

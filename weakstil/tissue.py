@@ -61,7 +61,9 @@ log = logging.getLogger(__name__)
 #:    2x finer than the mask where that costs little (``weakstil.tiles.mask_overview_reduction``).
 #: 6: marker strokes on the glass are not tissue: dark grey strokes are ink, and a piece whose summed
 #:    absorbance is not H&E's (navy, grey, black; blurred or JPEG rims) is dropped.
-TISSUE_VERSION = 6
+#: 7: the same mask whatever the scan's µm/px: the overview is the finest affordable level averaged (not a
+#:    stored level whose resolution and JPEG follow the scan's), and the glass level's mean settles.
+TISSUE_VERSION = 7
 #: Saturation above the glass's own (99.5th percentile) that is stain, not scanner noise.
 GLASS_SATURATION_MARGIN = 0.03
 #: Blurred edges of marker strokes taken as ink beyond the strokes' own pixels (one pixel of the
