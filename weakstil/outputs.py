@@ -117,6 +117,12 @@ def _png_text(provenance: dict | None) -> dict[str, str]:
     return text
 
 
+#: Opacity of a tile's colour over the thumbnail.
+HEAT_ALPHA = 0.6
+#: The opacity share a tile without stroma keeps in the sTIL panel (still seen, faint).
+FAINT_SHARE = 0.25
+#: The stroma weight from which a tile is painted at full strength in the sTIL panel (half its area stroma).
+FULL_STROMA_WEIGHT = 0.5
 #: Colour map of tile stroma weights (0 = no stroma, 1 = all stroma).
 STROMA_COLORMAP = "viridis"
 #: zlib level of the heatmap PNG: 6 (zlib's default) saves only 15 % of the size (photo-like pixels) for ~1.5 s a slide.
@@ -198,14 +204,25 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
         edge = _outline(bed)
     base = np.asarray(thumbnail[..., :3], np.float32)
     images = []
-    for values, cmap_name, top, label in panels:
-        # the heat is blended over the thumbnail (alpha 0.6 where a tile is)
+    # the sTIL panel's tiles are as opaque as they hold stroma: a tile's score is the TIL share of its
+    # stroma and it counts by its stroma weight, so a tile of fat or tumour painted at full strength
+    # read as TIL-rich (a fat tile of weight 0.1 showed ~55 %, salmon) though it moves the number little
+    alpha_by_weight = None
+    if stroma_weights is not None:
+        weights = np.clip(np.nan_to_num(np.asarray(stroma_weights, np.float64), nan=0.0), 0.0, 1.0)
+        opacity = np.minimum(1.0, FAINT_SHARE + (1.0 - FAINT_SHARE) * weights / FULL_STROMA_WEIGHT)
+        alpha_by_weight = tile_score_image((h, w), coords, tile_size_level0, scale, HEAT_ALPHA * opacity)
+    faint_note = "faint tiles: little stroma (each tile counts by its stroma weight)" if alpha_by_weight is not None else ""
+    for i, (values, cmap_name, top, label) in enumerate(panels):
+        # the heat is blended over the thumbnail (alpha 0.6 where a tile is; the sTIL panel by stroma)
         heat = tile_score_image((h, w), coords, tile_size_level0, scale, values)
         lut = (colormaps[cmap_name](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
         has = np.isfinite(heat)
         idx = (np.clip(heat[has] / top, 0.0, 1.0) * 255).round().astype(int)
         rgb = base.copy()
-        rgb[has] = 0.4 * base[has] + 0.6 * lut[idx]
+        alpha = HEAT_ALPHA if alpha_by_weight is None or i > 0 else \
+            np.nan_to_num(alpha_by_weight[has], nan=HEAT_ALPHA)[:, None]
+        rgb[has] = (1.0 - alpha) * base[has] + alpha * lut[idx]
         if edge is not None:
             rgb[edge] = (0, 229, 255)  # the tumour bed's outline, cyan
         bar = _colour_bar(h, lut, top, label)
@@ -222,17 +239,21 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     key = key.translate(_ASCII_TITLE) if key and edge is not None and edge.any() else ""
     key_font, swatch = _font(12), 14
     key_w = (swatch + 6 + int(np.ceil(key_font.getlength(key)))) if key else 0
-    key_h = 22 if key else 0
-    width = max(panels_w, key_w, *(int(np.ceil(font.getlength(line))) for line in lines), 0) + 2 * margin
+    note_w = int(np.ceil(key_font.getlength(faint_note))) if faint_note else 0
+    key_h = (22 if key else 0) + (20 if faint_note else 0)
+    width = max(panels_w, key_w, note_w, *(int(np.ceil(font.getlength(line))) for line in lines), 0) + 2 * margin
     fig = Image.new("RGB", (width, title_h + h + key_h + 2 * margin), "white")
     draw = ImageDraw.Draw(fig)
     for i, line in enumerate(lines):
         draw.text((width // 2, margin + 9 + 18 * i), line, fill="black", font=font, anchor="mm")
     if key:  # under the panels: a cyan swatch and what the outline is
-        x0, y_mid = (width - key_w) // 2, margin + title_h + h + key_h // 2
+        x0, y_mid = (width - key_w) // 2, margin + title_h + h + 11
         draw.rectangle((x0, y_mid - swatch // 2, x0 + swatch - 1, y_mid + swatch // 2 - 1), outline=(0, 229, 255),
                        width=2)
         draw.text((x0 + swatch + 6, y_mid), key, fill="black", font=key_font, anchor="lm")
+    if faint_note:  # a line of its own: one line with the key was wider than a small slide's panels
+        draw.text((width // 2, margin + title_h + h + key_h - 10), faint_note, fill="black", font=key_font,
+                  anchor="mm")
     x = (width - panels_w) // 2
     for im in images:
         fig.paste(im, (x, margin + title_h))
