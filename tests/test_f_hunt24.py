@@ -57,3 +57,26 @@ def test_the_key_explains_the_faint_tiles(tmp_path, monkeypatch):
     write_heatmap_png(tmp_path / "g.png", thumb, 1.0, 1.0, np.array([[0, 0], [40, 0]]), 40.0, np.array([50.0, 50.0]),
                       tumorbed_mask=np.ones((40, 80), bool), key="cyan outline")
     assert not any("faint" in t for t in seen["texts"]), "without stroma weights every tile is painted alike"
+
+
+def test_the_tile_overlay_has_a_key_for_its_two_colours(cmu, tmp_path):
+    """`weakstil tile`'s overlay drew a green tissue outline and blue tiles with nothing saying which
+    was which (hunt 24e): a key strip under the slide names both, with the number of tiles kept."""
+    import h5py
+
+    from conftest import run_cli
+
+    proc = run_cli("tile", cmu, "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    img = np.asarray(Image.open(tmp_path / "out" / "CMU-1-Small-Region_tiles.png").convert("RGB")).astype(int)
+    with h5py.File(tmp_path / "out" / "CMU-1-Small-Region.h5") as f:
+        n_tiles = len(f["coords"])
+    strip = img[-22:]
+    green = (np.abs(strip - (0, 200, 0)).sum(axis=2) < 30).sum()
+    blue = (np.abs(strip - (30, 80, 255)).sum(axis=2) < 30).sum()
+    dark_text = (strip.max(axis=2) < 90).sum()
+    assert green >= 20 and blue >= 20, (green, blue)  # the two swatches
+    assert dark_text >= 50  # their words
+    above = img[-40:-22]
+    assert (above.max(axis=2) < 250).any(), "the slide's own pixels end where the strip begins"
+    assert n_tiles > 0

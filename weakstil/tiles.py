@@ -242,7 +242,8 @@ def overview(slide: Slide, mpp: float, tiles: SlideTiles | None = None) -> np.nd
 
 
 def draw_tile_overlay(thumb: np.ndarray, thumb_mpp: float, tiles: SlideTiles):
-    """Thumbnail with the tissue outline (green) and kept tiles (blue squares) drawn on it."""
+    """Thumbnail with the tissue outline (green) and kept tiles (blue squares) drawn on it, above a key
+    saying so."""
     from PIL import Image, ImageDraw
     from skimage.transform import resize
 
@@ -262,7 +263,26 @@ def draw_tile_overlay(thumb: np.ndarray, thumb_mpp: float, tiles: SlideTiles):
     for x, y in tiles.coords:
         x0, y0 = x * f, y * f
         draw.rectangle([x0, y0, x0 + side - 1, y0 + side - 1], outline=(30, 80, 255, 200), fill=(30, 80, 255, 40))
-    return img
+    return _with_key(img, len(tiles.coords))
+
+
+def _with_key(img, n_tiles: int):
+    """``img`` above a white strip saying what its colours are (the picture had no key, hunt 24e)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font, swatch, gap, pad = ImageFont.load_default(size=12), 12, 14, 6  # Pillow's bundled font, as the heatmap's
+    items = [((0, 200, 0), "tissue outline"), ((30, 80, 255), f"{n_tiles} tile{'s' if n_tiles != 1 else ''} kept")]
+    widths = [swatch + 5 + int(np.ceil(font.getlength(text))) for _, text in items]
+    key_w = sum(widths) + gap * (len(items) - 1)
+    out = Image.new("RGB", (max(img.width, key_w + 2 * pad), img.height + 22), "white")
+    out.paste(img, (0, 0))
+    draw = ImageDraw.Draw(out)
+    x, y_mid = (out.width - key_w) // 2, img.height + 11
+    for (colour, text), width in zip(items, widths):
+        draw.rectangle((x, y_mid - swatch // 2, x + swatch - 1, y_mid + swatch // 2 - 1), outline=colour, width=2)
+        draw.text((x + swatch + 5, y_mid), text, fill="black", font=font, anchor="lm")
+        x += width + gap
+    return out
 
 
 def tiles_up_to_date(slide: Slide, out_dir: str | Path, params: TilingParams) -> int | None:
