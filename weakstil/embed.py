@@ -350,9 +350,9 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         if status is None:
             from weakstil.unscanned import read_as_tissue_before
 
-            status = read_as_tissue_before(FeaturesFile.read_header(out_path)[0], slide)
-        if status is None and not overwrite:
             attrs, _ = FeaturesFile.read_header(out_path)
+            status = read_as_tissue_before(attrs, slide)
+        if status is None and not overwrite:
             return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)
         if status not in (None, "missing"):
             other_file = "another slide file" in status  # a name two scans share: said louder than a setting

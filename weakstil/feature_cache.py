@@ -38,7 +38,17 @@ def timm_minor(encoder: Encoder) -> str | None:
         return None
     from weakstil.runtime import package_version
 
-    return ".".join(str(package_version("timm")).split(".")[:2])
+    return _minor(package_version("timm"))
+
+
+def _minor(version: object) -> str:
+    """``major.minor`` of a version string (as recorded: ``timm_version``)."""
+    return ".".join(str(version).split(".")[:2])
+
+
+def _weights_record(encoder: Encoder) -> dict[str, str]:
+    """The encoder's weights fingerprints, as a feature file records them (:func:`weakstil.weights_id.same_weights`)."""
+    return {"weights_sha256": encoder.weights_sha256, "weights_file_sha256": getattr(encoder, "weights_file_sha256", "")}
 
 
 def cache_key(encoder: Encoder, params: TilingParams, slide_mpp: float, fingerprint: str | None = None,
@@ -78,7 +88,7 @@ def legacy_match(attrs: dict, encoder: Encoder, params: TilingParams, slide_mpp:
     if int(attrs.get("cache_format", 0) or 0) >= 3 or str(attrs.get("precision")) != encoder.precision:
         return False
     minor = timm_minor(encoder)
-    if minor is not None and ".".join(str(attrs.get("timm_version")).split(".")[:2]) != minor:
+    if minor is not None and _minor(attrs.get("timm_version")) != minor:
         return False
     return attrs.get("cache_key") == cache_key(encoder, params, slide_mpp, fingerprint, tile_stats, _legacy=True)
 
@@ -95,14 +105,13 @@ def settings_differences(attrs: dict, encoder: Encoder, params: TilingParams, sl
     from weakstil.weights_id import same_weights
 
     said = []
-    same = same_weights(attrs, {"weights_sha256": encoder.weights_sha256,
-                                "weights_file_sha256": getattr(encoder, "weights_file_sha256", "")})
+    same = same_weights(attrs, _weights_record(encoder))
     minor = timm_minor(encoder)
     pairs = [("encoder", attrs.get("encoder"), encoder.name),
              ("weights", str(attrs.get("weights_sha256", ""))[:12],
               str(attrs.get("weights_sha256", ""))[:12] if same else str(encoder.weights_sha256 or "")[:12]),
              *([("precision", attrs.get("precision"), encoder.precision)] if "precision" in attrs else []),
-             *([("timm version", ".".join(str(attrs.get("timm_version")).split(".")[:2]), minor)] if minor else []),
+             *([("timm version", _minor(attrs.get("timm_version")), minor)] if minor else []),
              ("µm/px of the slide", attrs.get("slide_mpp"), round(float(slide_mpp), 6)),
              ("stain normalisation", attrs.get("stain_norm"), encoder.card.stain_norm or "none"),
              ("tile statistics", "tilestats_version" in attrs, bool(tile_stats))]
@@ -194,8 +203,7 @@ def refuse_other_work(path: Path, encoder: Encoder, params: TilingParams, slide_
               float(attrs.get("tissue_threshold", params.tissue_threshold)), theirs_scan)
     from weakstil.weights_id import same_weights
 
-    if same_weights(attrs, {"weights_sha256": encoder.weights_sha256,  # a cache from before hunt 24: the file's
-                            "weights_file_sha256": getattr(encoder, "weights_file_sha256", "")}):
+    if same_weights(attrs, _weights_record(encoder)):  # a cache from before hunt 24: the file's hash
         theirs = (theirs[0], str(encoder.weights_sha256)[:12], *theirs[2:])
     mine = (encoder.name, str(encoder.weights_sha256)[:12], params.mpp, params.tile_px, params.overlap_px,
             str(encoder.card.stain_norm or "none"), float(params.tissue_threshold), mine_scan)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from weakstil.atomic import atomic_path
+from weakstil.drawing import draw_key, key_width
+from weakstil.drawing import font as _font
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -51,6 +53,24 @@ def heatmap_key(attrs: dict) -> str:
         return f"cyan outline: tumour bed ({what}); no tile lies {100 * inside:g} % or more inside it: no sTIL%"
     return (f"cyan outline: the {n_bed} of {n_tiles} tiles that made the sTIL%: those {100 * inside:g} % or more "
             f"inside the tumour bed ({what}); the tiles outside it are shown, not counted")
+
+
+def write_slide_heatmap(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float, slide_mpp: float,
+                        coords: np.ndarray, tile_size_level0: float, tile_scores: np.ndarray, counted: np.ndarray,
+                        bed_mask: np.ndarray | None, *, slide_id: str, stil: float, stil_high: object, threshold: float,
+                        attrs: dict, label: str | None = None, fallback: str = "",
+                        stroma_weights: np.ndarray | None = None) -> Path:
+    """A scored slide's heatmap (:func:`write_heatmap_png`) as ``score`` draws it and the report draws
+    it again: the outline around the tiles that made the sTIL% (``counted``; a slide with none, its
+    ``bed_mask``), the title (:func:`heatmap_title`) and the key (:func:`heatmap_key`) from the score's
+    ``attrs``."""
+    counted = np.asarray(counted, bool)
+    outline = counted_tiles_mask(thumbnail.shape[:2], coords, tile_size_level0, slide_mpp / thumb_mpp, counted) \
+        if counted.any() else bed_mask
+    title = heatmap_title(slide_id, stil, stil_high, threshold, attrs, label=label, fallback=fallback)
+    return write_heatmap_png(path, thumbnail, thumb_mpp, slide_mpp, coords, tile_size_level0, tile_scores,
+                             tumorbed_mask=outline, title=title, stroma_weights=stroma_weights, provenance=attrs,
+                             key=heatmap_key(attrs))
 
 
 def _tile_boxes(coords: np.ndarray, tile_size_level0: float, scale: float) -> np.ndarray:
@@ -130,12 +150,6 @@ HEATMAP_PNG_COMPRESSION = 1
 
 
 _ASCII_TITLE = str.maketrans({"\u2013": "-", "\u2014": "-", "\u2265": ">=", "\u2264": "<=", "\u00b1": "+/-"})
-
-
-def _font(size: int):
-    from PIL import ImageFont
-
-    return ImageFont.load_default(size=size)  # Pillow's bundled font: the same pixels on every machine
 
 
 def _outline(mask: np.ndarray, width: int = 2) -> np.ndarray:
@@ -237,8 +251,9 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     panels_w = sum(im.width for im in images) + gap * (len(images) - 1)
     # at least as wide as the title: on a small slide it said neither the slide nor its flags
     key = key.translate(_ASCII_TITLE) if key and edge is not None and edge.any() else ""
-    key_font, swatch = _font(12), 14
-    key_w = (swatch + 6 + int(np.ceil(key_font.getlength(key)))) if key else 0
+    key_font = _font(12)
+    key_items = [((0, 229, 255), key)] if key else []  # the tumour bed's outline, cyan
+    key_w = key_width(key_items, key_font)
     note_w = int(np.ceil(key_font.getlength(faint_note))) if faint_note else 0
     key_h = (22 if key else 0) + (20 if faint_note else 0)
     width = max(panels_w, key_w, note_w, *(int(np.ceil(font.getlength(line))) for line in lines), 0) + 2 * margin
@@ -247,10 +262,7 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     for i, line in enumerate(lines):
         draw.text((width // 2, margin + 9 + 18 * i), line, fill="black", font=font, anchor="mm")
     if key:  # under the panels: a cyan swatch and what the outline is
-        x0, y_mid = (width - key_w) // 2, margin + title_h + h + 11
-        draw.rectangle((x0, y_mid - swatch // 2, x0 + swatch - 1, y_mid + swatch // 2 - 1), outline=(0, 229, 255),
-                       width=2)
-        draw.text((x0 + swatch + 6, y_mid), key, fill="black", font=key_font, anchor="lm")
+        draw_key(draw, (width - key_w) // 2, margin + title_h + h + 11, key_items, key_font)
     if faint_note:  # a line of its own: one line with the key was wider than a small slide's panels
         draw.text((width // 2, margin + title_h + h + key_h - 10), faint_note, fill="black", font=key_font,
                   anchor="mm")

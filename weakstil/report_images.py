@@ -67,8 +67,8 @@ def write_score_heatmap(score_file: Path, target: Path) -> str | None:
     from weakstil.errors import WeakSTILError
     from weakstil.files import SlideScoresFile
     from weakstil.fingerprint import recorded
-    from weakstil.outputs import counted_tiles_mask, heatmap_key, heatmap_title, write_heatmap_png
-    from weakstil.score import SCORED, STATUS_BED_FALLBACK
+    from weakstil.outputs import write_slide_heatmap
+    from weakstil.score import title_labels
     from weakstil.slide import Slide
 
     try:
@@ -84,17 +84,13 @@ def write_score_heatmap(score_file: Path, target: Path) -> str | None:
             thumb = slide.read_thumbnail(thumb_mpp)
     except (WeakSTILError, OSError, KeyError, ValueError) as exc:
         return str(exc)
-    coords, counted = np.asarray(f.coords), np.asarray(f.tumorbed, bool)
-    tsl0, status = float(attrs["tile_size_level0"]), str(attrs.get("status", ""))
-    outline = counted_tiles_mask(thumb.shape[:2], coords, tsl0, mpp / thumb_mpp, counted) if counted.any() \
-        else f.tumorbed_mask
     stil = float(attrs["stil"]) if attrs.get("stil") is not None else float("nan")
-    title = heatmap_title(str(attrs.get("slide_id", score_file.stem)), stil, attrs.get("stil_high"),
-                          float(attrs["threshold"]), attrs, label=None if status in SCORED else status,
-                          fallback=status if status == STATUS_BED_FALLBACK else "")
-    write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(f.tile_scores), tumorbed_mask=outline,
-                      title=title, stroma_weights=None if f.stroma_weight is None else np.asarray(f.stroma_weight),
-                      provenance=attrs, key=heatmap_key(attrs))
+    write_slide_heatmap(target, thumb, thumb_mpp, mpp, np.asarray(f.coords), float(attrs["tile_size_level0"]),
+                        np.asarray(f.tile_scores), np.asarray(f.tumorbed, bool), f.tumorbed_mask,
+                        slide_id=str(attrs.get("slide_id", score_file.stem)), stil=stil,
+                        stil_high=attrs.get("stil_high"), threshold=float(attrs["threshold"]), attrs=attrs,
+                        **title_labels(str(attrs.get("status", ""))),
+                        stroma_weights=None if f.stroma_weight is None else np.asarray(f.stroma_weight))
     return None
 
 

@@ -58,6 +58,11 @@ STATUS_BED_FALLBACK = "bed fallback: tissue"
 FINISHED = (STATUS_OK, STATUS_NO_BED, STATUS_BED_FALLBACK)
 #: Statuses that carry a score.
 SCORED = (STATUS_OK, STATUS_BED_FALLBACK)
+
+
+def title_labels(status: str) -> dict[str, object]:
+    """How a heatmap's title (:func:`weakstil.outputs.heatmap_title`) names a slide of ``status``."""
+    return {"label": None if status in SCORED else status, "fallback": status if status == STATUS_BED_FALLBACK else ""}
 #: What ``weakstil score`` writes per slide: ``<slide_id><suffix>``.
 OUTPUT_SUFFIXES = (".h5", "_heatmap.png", ".geojson")
 
@@ -444,7 +449,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
                          attention: np.ndarray | None, stil: float, stil_high: object, status: str,
                          qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
                          stroma: np.ndarray | None = None, model_scores: np.ndarray | None = None) -> None:
-    from weakstil.outputs import counted_tiles_mask, heatmap_key, heatmap_title, write_heatmap_png, write_tiles_geojson
+    from weakstil.outputs import write_slide_heatmap, write_tiles_geojson
     from weakstil.slide import Slide
     from weakstil.tiles import heatmap_mpp
 
@@ -472,14 +477,9 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         mpp = heatmap_mpp(slide)
         thumb = slide.read_thumbnail(mpp)
         slide_mpp = slide.mpp
-    # outlined: the tiles that made the sTIL% (heatmap_key); a slide with none, its bed
-    outline = counted_tiles_mask(thumb.shape[:2], coords, tsl0, slide_mpp / mpp, bed.tile_flags) \
-        if bed.tile_flags.any() else bed.mask
-    write_heatmap_png(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,
-                      tumorbed_mask=outline, title=heatmap_title(slide_id, stil, stil_high, ctx.threshold, attrs,
-                                                          label=None if status in SCORED else status,
-                                                          fallback=status if status == STATUS_BED_FALLBACK else ""),
-                      stroma_weights=stroma, provenance=attrs, key=heatmap_key(attrs))
+    write_slide_heatmap(out / f"{slide_id}_heatmap.png", thumb, mpp, slide_mpp, coords, tsl0, tile_scores,
+                        bed.tile_flags, bed.mask, slide_id=slide_id, stil=stil, stil_high=stil_high,
+                        threshold=ctx.threshold, attrs=attrs, **title_labels(status), stroma_weights=stroma)
     # the slide-score file after the slow heatmap: it is what a rerun takes as 'scored', so a run
     # killed while the heatmap is drawn leaves no complete-looking score file; the tile GeoJSON comes
     # after it (a GeoJSON is replaced only beside our score file: an annotation is never overwritten)

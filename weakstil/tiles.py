@@ -268,20 +268,16 @@ def draw_tile_overlay(thumb: np.ndarray, thumb_mpp: float, tiles: SlideTiles):
 
 def _with_key(img, n_tiles: int):
     """``img`` above a white strip saying what its colours are (the picture had no key, hunt 24e)."""
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
-    font, swatch, gap, pad = ImageFont.load_default(size=12), 12, 14, 6  # Pillow's bundled font, as the heatmap's
+    from weakstil import drawing
+
+    font, pad = drawing.font(12), 6
     items = [((0, 200, 0), "tissue outline"), ((30, 80, 255), f"{n_tiles} tile{'s' if n_tiles != 1 else ''} kept")]
-    widths = [swatch + 5 + int(np.ceil(font.getlength(text))) for _, text in items]
-    key_w = sum(widths) + gap * (len(items) - 1)
+    key_w = drawing.key_width(items, font)
     out = Image.new("RGB", (max(img.width, key_w + 2 * pad), img.height + 22), "white")
     out.paste(img, (0, 0))
-    draw = ImageDraw.Draw(out)
-    x, y_mid = (out.width - key_w) // 2, img.height + 11
-    for (colour, text), width in zip(items, widths):
-        draw.rectangle((x, y_mid - swatch // 2, x + swatch - 1, y_mid + swatch // 2 - 1), outline=colour, width=2)
-        draw.text((x + swatch + 5, y_mid), text, fill="black", font=font, anchor="lm")
-        x += width + gap
+    drawing.draw_key(ImageDraw.Draw(out), (out.width - key_w) // 2, img.height + 11, items, font)
     return out
 
 

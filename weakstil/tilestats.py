@@ -216,16 +216,25 @@ def _epithelial(blobs: dict[str, np.ndarray], px_um2: float) -> np.ndarray:
     big = um2 >= AREA_BINS_UM2[2]
     one = big & dark & (um2 <= EPITHELIAL_DARK_MAX_UM2)
     if one.any():
-        my, mx = blobs["y"] / a, blobs["x"] / a
-        vyy = blobs["yy"] / a - my * my + 1 / 12
-        vxx = blobs["xx"] / a - mx * mx + 1 / 12
-        vxy = blobs["xy"] / a - mx * my
-        tr, det = vxx + vyy, np.maximum(vxx * vyy - vxy * vxy, 1e-9)
-        disc = np.sqrt(np.maximum(tr * tr / 4 - det, 0.0))
-        roundness = np.sqrt(np.maximum(tr / 2 - disc, 1e-9) / np.maximum(tr / 2 + disc, 1e-9))
+        roundness, det = _shape(blobs, a, min_det=1e-9)
         fill = area / (4 * np.pi * np.sqrt(det))
         one &= (roundness >= EPITHELIAL_DARK_ROUND) & (fill >= EPITHELIAL_DARK_FILL)
     return (big & ~dark) | one
+
+
+def _shape(blobs: dict[str, np.ndarray], area: np.ndarray,
+           min_det: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per blob, from its pixel moment sums over ``area``: its roundness (minor / major axis of its
+    moment ellipse) and that ellipse's covariance determinant (clipped below at ``min_det``)."""
+    my, mx = blobs["y"] / area, blobs["x"] / area
+    vyy = blobs["yy"] / area - my * my + 1 / 12
+    vxx = blobs["xx"] / area - mx * mx + 1 / 12
+    vxy = blobs["xy"] / area - mx * my
+    tr, det = vxx + vyy, vxx * vyy - vxy * vxy
+    if min_det is not None:
+        det = np.maximum(det, min_det)
+    disc = np.sqrt(np.maximum(tr * tr / 4 - det, 0.0))
+    return np.sqrt(np.maximum(tr / 2 - disc, 1e-9) / np.maximum(tr / 2 + disc, 1e-9)), det
 
 
 @functools.lru_cache(maxsize=4)
@@ -273,13 +282,7 @@ def _blob_columns(out: np.ndarray, blobs: dict[str, np.ndarray], n_px: int, px_u
     b = len(out)
     area, tile, t = blobs["area"], blobs["tile"], blobs["t"]
     dark = blobs["h"] / area > DARK_H
-    my, mx = blobs["y"] / area, blobs["x"] / area
-    vyy = blobs["yy"] / area - my * my + 1 / 12
-    vxx = blobs["xx"] / area - mx * mx + 1 / 12
-    vxy = blobs["xy"] / area - mx * my
-    tr, det = vxx + vyy, vxx * vyy - vxy * vxy
-    disc = np.sqrt(np.maximum(tr * tr / 4 - det, 0.0))
-    roundness = np.sqrt(np.maximum(tr / 2 - disc, 1e-9) / np.maximum(tr / 2 + disc, 1e-9))
+    roundness, _ = _shape(blobs, area)
     in_str = blobs["ctx"] / area > STROMA_CONTEXT
     bin_idx = np.digitize(area * px_um2, AREA_BINS_UM2[1:-1])
     frac = area / n_px

@@ -66,11 +66,26 @@ def file_sha256(path: str | Path) -> str:
     return _file_sha(str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
 
 
+def _getter(record: Mapping | Callable[[str], Any]) -> Callable[[str], Any]:
+    return record.get if isinstance(record, Mapping) else record
+
+
+def _given(value: Any) -> str | None:
+    """A recorded hash as text, or None where nothing was recorded (HDF5 attributes hold "" or "None")."""
+    return None if value in (None, "", "None") else str(value)
+
+
+def file_hash(record: Mapping | Callable[[str], Any]) -> str | None:
+    """The weights file's sha256 a record holds beside the tensors' hash (``weights_file_sha256``),
+    or None: a record from before hunt 24, or of seeded random weights."""
+    return _given(_getter(record)(FILE_ATTR))
+
+
 def fingerprints(record: Mapping | Callable[[str], Any]) -> set[str]:
     """The weights fingerprints a record holds (a dict such as model.json's ``encoder``, or a feature
     file's ``attr`` getter): its ``weights_sha256`` and, when recorded, ``weights_file_sha256``."""
-    get = record.get if isinstance(record, Mapping) else record
-    return {str(v) for v in (get("weights_sha256"), get(FILE_ATTR), get(TENSORS_ATTR)) if v not in (None, "", "None")}
+    get = _getter(record)
+    return {v for v in map(_given, (get("weights_sha256"), get(FILE_ATTR), get(TENSORS_ATTR))) if v is not None}
 
 
 def same_weights(a: Mapping | Callable[[str], Any], b: Mapping | Callable[[str], Any]) -> bool:
@@ -84,14 +99,10 @@ def same_weights(a: Mapping | Callable[[str], Any], b: Mapping | Callable[[str],
 def canonical_weights(records: list[Mapping | Callable[[str], Any]]) -> list[str | None]:
     """Each record's weights fingerprint, with an old record's file hash replaced by the tensors' hash
     of a new record made from the same file: records of the same weights compare equal."""
-    def get(r, k):
-        return (r.get if isinstance(r, Mapping) else r)(k)
-
-    by_file = {str(get(r, FILE_ATTR)): str(get(r, "weights_sha256")) for r in records
-               if get(r, FILE_ATTR) not in (None, "", "None")}
+    by_file = {file_hash(r): str(_getter(r)("weights_sha256")) for r in records if file_hash(r) is not None}
     out = []
     for r in records:
-        sha = get(r, "weights_sha256")
+        sha = _getter(r)("weights_sha256")
         sha = None if sha is None else str(sha)
-        out.append(by_file.get(sha, sha) if get(r, FILE_ATTR) in (None, "", "None") else sha)
+        out.append(by_file.get(sha, sha) if file_hash(r) is None else sha)
     return out

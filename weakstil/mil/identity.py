@@ -58,7 +58,7 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
     """Encoder identity shared by all feature files; error naming the odd ones out. The whole tiling
     (overlap, tissue threshold...) and the encoder card's pixel settings count too: a model records
     one of each, and refused its own training features when one slide's differed (7A #2)."""
-    from weakstil.weights_id import FILE_ATTR, canonical_weights
+    from weakstil.weights_id import FILE_ATTR, canonical_weights, file_hash
 
     weights = canonical_weights(list(attrs))  # a cache from before hunt 24 (a file hash) and a newer one agree
 
@@ -83,12 +83,12 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
                 "--tile-size, --overlap, --tissue-threshold)",
         )
     a = attrs[0] if attrs else {}
-    new = next((b for b in attrs if b.get(FILE_ATTR) not in (None, "", "None")), a)  # one recording both hashes
+    new = next((b for b in attrs if file_hash(b) is not None), a)  # one recording both hashes
     return {
         **measurement_identity(a),
         "encoder": a.get("encoder"),
         "weights_sha256": new.get("weights_sha256"),
-        **({FILE_ATTR: new.get(FILE_ATTR)} if new.get(FILE_ATTR) not in (None, "", "None") else {}),
+        **({FILE_ATTR: file_hash(new)} if file_hash(new) is not None else {}),
         "encoder_card": _json_or_raw(a.get("encoder_card")),
         "mpp": a.get("mpp"),
         "tile_px": a.get("tile_px"),

@@ -30,7 +30,7 @@ def _check_one_identity(paths: list[Path]) -> tuple:
 
     from weakstil.files import FeaturesFile
     from weakstil.mil.identity import check_same_identity
-    from weakstil.weights_id import FILE_ATTR, canonical_weights
+    from weakstil.weights_id import canonical_weights, file_hash
 
     keys, headers, tiling = {}, {}, None
     for path in paths:
@@ -43,7 +43,7 @@ def _check_one_identity(paths: list[Path]) -> tuple:
             tiling = {"mpp": float(attrs["mpp"]), "tile_px": int(attrs["tile_px"])}
     # the weights' fingerprint: a feature file from before hunt 24 (its file's hash) agrees with a newer one
     keys = {p: (enc, sha) for (p, enc), sha in zip(keys.items(), canonical_weights(list(headers.values())))}
-    file_sha = next((str(a[FILE_ATTR]) for a in headers.values() if a.get(FILE_ATTR) not in (None, "", "None")), None)
+    file_sha = next((h for h in map(file_hash, headers.values()) if h is not None), None)
     counts = Counter(keys.values())
     if len(counts) < 2:
         try:
