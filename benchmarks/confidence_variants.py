@@ -61,8 +61,10 @@ def scored(cache: Path, model: str, name: str, ref: dict, median_distance: float
                      "folds": json.loads(a.get("fold_stils", "[]")),
                      # the share of unfamiliar tiles is part of the shift since 2026-12-04: left out, the
                      # hard look's shifts (and so the floor chosen here) were too small
+                     # and so is the tile-measurement ratio since hunt 25 (weakstil.qc.morphometry)
                      "shift": slide_shift_from_stats(ref, dist, img, stain_ref,
-                                                     unfamiliar_share=a.get("interval_unfamiliar_share")),
+                                                     unfamiliar_share=a.get("interval_unfamiliar_share"),
+                                                     morphometry_ratio=a.get("morphometry_ratio")),
                      "stored_shift": float(a.get("interval_shift", math.nan)),
                      "other_flags": any(f != "near_threshold" for f in split(str(qc)))})
     return df.merge(pd.DataFrame(rows), on="slide_id")

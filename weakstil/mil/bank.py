@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -41,6 +42,16 @@ class SlideBag:
         return self.offset + np.flatnonzero(self.tile_mask)
 
 
+def _stats_columns(cache: FeaturesFile) -> tuple[str, ...]:
+    """The names of a feature file's tile measurements (``tile_stats_columns``; generic when absent)."""
+    n = int(np.asarray(cache.tile_stats).shape[1]) if cache.tile_stats is not None else 0
+    try:
+        names = json.loads(str(cache.attrs.get("tile_stats_columns") or "[]"))
+    except ValueError:
+        names = []
+    return tuple(str(c) for c in names) if len(names) == n else tuple(f"tile_stat_{j}" for j in range(n))
+
+
 def centre_slide_embeddings(features: np.ndarray) -> np.ndarray:
     """One slide's embeddings minus their mean over all its tiles (float32).
 
@@ -69,6 +80,8 @@ class FeatureBank:
         self.index = {b.slide_id: i for i, b in enumerate(bags)}
         #: per slide, what centring took off each row (None: not centred); see raw_slide_features
         self.embedding_offsets: list[torch.Tensor] | None = None
+        #: the names of the tile measurements appended as the last columns (empty: none appended)
+        self.tile_stats_columns: tuple[str, ...] = ()
 
     @property
     def dim(self) -> int:
@@ -120,7 +133,9 @@ class FeatureBank:
                 raw = np.asarray(c.features, dtype=np.float32)
                 c.features = centre_slide_embeddings(raw)
                 offsets.append(raw[:1] - c.features[:1] if len(raw) else np.zeros((1, raw.shape[1]), np.float32))
+        stats_columns: tuple[str, ...] = ()
         if tile_stats:
+            stats_columns = _stats_columns(caches[0]) if caches else ()
             for c in caches:
                 c.features = np.concatenate([np.asarray(c.features, np.float32),
                                              np.asarray(c.tile_stats, np.float32)], axis=1)
@@ -167,6 +182,7 @@ class FeatureBank:
             raise non_finite_error([b.path for b in bad])  # named by file (NON_FINITE_FIX)
         log.debug("feature bank: %d slides, %d tiles x %d (%s)", len(bags), total, dim, dtype)
         bank = cls(features, bags, identity, stroma)
+        bank.tile_stats_columns = stats_columns
         if offsets is not None:
             bank.embedding_offsets = [torch.from_numpy(np.pad(o[0], (0, dim - o.shape[1]))) for o in offsets]
         return bank
@@ -195,6 +211,11 @@ class FeatureBank:
         if self.embedding_offsets is None:
             return x
         return x.float() + self.embedding_offsets[i].to(x.device)
+
+    def slide_tile_stats(self, i: int) -> np.ndarray | None:
+        """One slide's tile measurements (the appended columns; None when the bank has none)."""
+        k = len(self.tile_stats_columns)
+        return self.slide_features(i)[:, -k:].float().cpu().numpy() if k else None
 
     def slide_stroma(self, i: int) -> torch.Tensor | None:
         """One slide's stroma estimates (None when the bank has none)."""

@@ -12,7 +12,9 @@ out_of_distribution            the slide's OOD score (mean k-NN distance of its 
                                training slides (their leave-slide-out 99th percentile x 1.2),
                                or its share of unfamiliar tiles (farther than 99 % of training
                                tiles are) exceeds the share set on the training slides
-                               (:func:`weakstil.qc.embedding.unfamiliar_reference`)
+                               (:func:`weakstil.qc.embedding.unfamiliar_reference`),
+                               or its mean tile measurements (nuclear morphometry) lie outside
+                               the training slides' range (:mod:`weakstil.qc.morphometry`)
 few_tumorbed_tiles             fewer than :data:`MIN_BED_TILES` tiles (0.2 mm² at 112 µm tiles)
                                in the tumour bed
 near_threshold                 the sTIL% interval straddles the sTIL-high threshold
@@ -227,13 +229,16 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 bed_unlike_training: str | None = None,
                 slide_mpp: float | None = None, file_mpp: float | None = None,
                 base_mpp: float | None = None, target_mpp: float | None = None,
-                annotation_misplaced: str = "", bed_incomplete: str = "") -> tuple[list[str], dict]:
+                annotation_misplaced: str = "", bed_incomplete: str = "",
+                morphometry: str = "") -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``).
 
     ``interval_available``: whether the model carries a usable calibration (``None``: not asked), and
     ``no_interval_why`` why not (:func:`weakstil.qc.scoring.no_interval_why`);
     ``bed_unlike_training``: why the slide's bed is not like the training slides' (``None``: it is);
-    ``base_mpp``: the slide's finest µm/px as read (after ``--slide-mpp``), ``target_mpp``: the model's."""
+    ``base_mpp``: the slide's finest µm/px as read (after ``--slide-mpp``), ``target_mpp``: the model's;
+    ``morphometry``: why its tile measurements are outside the training range (empty: inside or not
+    measured; :func:`weakstil.qc.morphometry.morphometry_outside`)."""
     why: dict[str, str] = {}
     ood = []
     if ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
@@ -243,6 +248,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
         if math.isfinite(share) and share > float(rule["share_threshold"]) and count >= int(rule.get("min_tiles", 1)):
             ood.append(f"{100 * share:.1f}% of its sampled tiles ({count}) unlike any training tile > "
                        f"{100 * float(rule['share_threshold']):.1f}% (and at least {int(rule.get('min_tiles', 1))})")
+    if morphometry:
+        ood.append(morphometry)
     if ood:
         why[Flag.OUT_OF_DISTRIBUTION.value] = "; ".join(ood)
     if n_bed_tiles < min_bed_tiles:

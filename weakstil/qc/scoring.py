@@ -23,6 +23,7 @@ from weakstil.mil.identity import ModelError
 from weakstil.modeldir import CALIBRATION_FILE, ModelDir
 from weakstil.qc.embedding import shift_share, unfamiliar_share
 from weakstil.qc.flags import MIN_BED_TILES, bed_unlike_training, join, slide_flags, weighting_gap
+from weakstil.qc.morphometry import morphometry_outside, morphometry_ratio, slide_means
 from weakstil.qc.shift import slide_shift_from_stats
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -178,6 +179,12 @@ class SlideAssessor:
                 attrs["ood_unfamiliar_share"], attrs["ood_unfamiliar_threshold"] = share, rule["share_threshold"]
                 for_shift = shift_share(tile_d, rule)
                 attrs["interval_unfamiliar_share"] = for_shift
+        morph_ref = self.reference.get("morphometry")  # absent in models trained before it, or without tile stats
+        stats = bank.slide_tile_stats(0) if morph_ref else None
+        means = slide_means(stats) if stats is not None else None
+        morph_ratio = morphometry_ratio(means, morph_ref)
+        if morph_ratio is not None:
+            attrs["morphometry_ratio"] = morph_ratio
         image_ref = self.reference.get("image")
         image = None
         with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
@@ -198,7 +205,8 @@ class SlideAssessor:
                 cal = self.calibration
                 u = cal.uncertainty(stil, se, folds, se_df)
                 shift = slide_shift_from_stats(cal.shift_reference, distance, image, (image_ref or {}).get("stain"),
-                                               for_shift if unfamiliar else None) if cal.shift_reference else 0.0
+                                               for_shift if unfamiliar else None, morph_ratio) \
+                    if cal.shift_reference else 0.0
                 lo, hi = cal.interval(stil, u, shift)
                 low, high = float(lo), float(hi)
                 if not math.isfinite(se):  # one weighted tile: its sampling error is unknown, not zero
@@ -218,7 +226,7 @@ class SlideAssessor:
                                  bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
                                  if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp,
                                  base_mpp=base_mpp, target_mpp=mpp, annotation_misplaced=annotation_misplaced,
-                                 bed_incomplete=bed_incomplete)
+                                 bed_incomplete=bed_incomplete, morphometry=morphometry_outside(means, morph_ref))
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
         for flag, reason in why.items():

@@ -17,7 +17,13 @@ tissue). Four measures, all already made for the qc flags, say how unlike:
 * the **blurry share** (version 3): the share of the slide's sampled tissue tiles out of focus (as
   for the ``blurry`` flag, :mod:`weakstil.qc.image`). Blur moves a tile's embedding less than it
   moves its score: a held-out slide blurred by a 3 px Gaussian scored 9.9 % (in focus 16.5 %,
-  truth 17.9 %) with an interval (3.6-16.3) as narrow as in focus, its embedding shift 0.3.
+  truth 17.9 %) with an interval (3.6-16.3) as narrow as in focus, its embedding shift 0.3;
+* the **tile-measurement ratio** (version 4): how far the slide's mean tile measurements
+  (nuclear morphometry, :mod:`weakstil.qc.morphometry`) lie from the training slides' median, over
+  the distance that raises ``out_of_distribution`` (its largest over the measurements):
+  ``max(0, (r - m_r) / (1 - m_r))``, 0 at the training slides' median leave-group-out ratio, 1
+  where it flags the slide. Tumour nuclei as small and dark as lymphocytes moved the embedding
+  distance little while the model read them as TILs (hunt 25).
 
 Each is put relative to a typical *new-centre* slide: for every training slide it is measured
 **leave-group-out** — against the training tiles and the stain median of the *other* centres
@@ -53,7 +59,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from weakstil.qc.image import ImageStats
 
 #: Bumped when the definition of the shift changes.
-SHIFT_VERSION = 3  # 2: the unfamiliar share; 3: the blurry share
+SHIFT_VERSION = 4  # 2: the unfamiliar share; 3: the blurry share; 4: the tile measurements (morphometry)
 
 
 def leave_group_out_distances(ref: EmbeddingReference, slides: Sequence[np.ndarray], groups: Sequence,
@@ -91,12 +97,18 @@ def _median(values: list[float]) -> float | None:
 
 def shift_reference(embedding_lgo: np.ndarray | None, stain_lgo: list[dict[str, float]] | None,
                     unfamiliar_lgo: np.ndarray | None = None, unfamiliar_flag: float | None = None,
-                    blurry_shares: Sequence[float] | None = None) -> dict[str, Any]:
+                    blurry_shares: Sequence[float] | None = None,
+                    morphometry_lgo: Sequence[float] | None = None) -> dict[str, Any]:
     """What a slide's shift is measured against: the training slides' median leave-group-out
     embedding distance, per stain statistic median distance plus the flag's floor, their
     median leave-group-out unfamiliar share with the share that flags a slide, and their median
-    blurry share with the share that flags a slide ``blurry``."""
+    blurry share with the share that flags a slide ``blurry``, and their median leave-group-out
+    tile-measurement ratio (:mod:`weakstil.qc.morphometry`; 1 flags a slide)."""
     ref: dict[str, Any] = {"version": SHIFT_VERSION}
+    if morphometry_lgo is not None:
+        m = _median([float(r) for r in morphometry_lgo])
+        if m is not None and m < 1.0:
+            ref["morphometry"] = {"median": m, "scale": 1.0 - m}
     if unfamiliar_lgo is not None and unfamiliar_flag is not None:
         m = _median(list(np.asarray(unfamiliar_lgo, np.float64))) or 0.0
         if unfamiliar_flag > m:
@@ -122,10 +134,10 @@ def shift_reference(embedding_lgo: np.ndarray | None, stain_lgo: list[dict[str, 
 
 def slide_shift(reference: dict[str, Any], *, embedding_distance: float | None = None,
                 stain: dict[str, float] | None = None, unfamiliar_share: float | None = None,
-                blurry_share: float | None = None) -> float:
+                blurry_share: float | None = None, morphometry_ratio: float | None = None) -> float:
     """The shift ``s >= 0`` of one slide from its embedding distance (same units as the
     reference's), its stain distances (:func:`weakstil.qc.flags.stain_distances`), its
-    unfamiliar share and its blurry share; a part that was not measured (or a reference without
+    unfamiliar share, its blurry share and its tile-measurement ratio; a part that was not measured (or a reference without
     it: a model trained before it) counts 0. A non-finite distance (e.g. no stain estimate)
     counts as twice the typical one."""
     s = 0.0
@@ -135,6 +147,9 @@ def slide_shift(reference: dict[str, Any], *, embedding_distance: float | None =
     blurry = reference.get("blurry")
     if blurry and blurry_share is not None and math.isfinite(blurry_share):
         s += max(0.0, (float(blurry_share) - blurry["median"]) / blurry["scale"])
+    morph = reference.get("morphometry")
+    if morph and morphometry_ratio is not None and math.isfinite(morphometry_ratio):
+        s += max(0.0, (float(morphometry_ratio) - morph["median"]) / morph["scale"])
     m = reference.get("embedding_distance")
     if m and embedding_distance is not None:
         d = float(embedding_distance)
@@ -148,11 +163,13 @@ def slide_shift(reference: dict[str, Any], *, embedding_distance: float | None =
 
 
 def slide_shift_from_stats(reference: dict[str, Any], embedding_distance: float | None, image: ImageStats | None,
-                           stain_ref: dict[str, Any] | None, unfamiliar_share: float | None = None) -> float:
+                           stain_ref: dict[str, Any] | None, unfamiliar_share: float | None = None,
+                           morphometry_ratio: float | None = None) -> float:
     """:func:`slide_shift` of a scored slide: its stain measured against the training centre."""
     stain = stain_distances(image, stain_ref["centre"]) if (image is not None and stain_ref) else None
     return slide_shift(reference, embedding_distance=embedding_distance, stain=stain,
-                       unfamiliar_share=unfamiliar_share, blurry_share=slide_blurry_share(image))
+                       unfamiliar_share=unfamiliar_share, blurry_share=slide_blurry_share(image),
+                       morphometry_ratio=morphometry_ratio)
 
 
 def slide_blurry_share(image: ImageStats | None) -> float | None:

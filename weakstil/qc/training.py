@@ -7,7 +7,8 @@
 * ``reference.json``: the flags' thresholds: the OOD threshold (from the training slides'
   leave-slide-out OOD scores), the training stain centre and range, the focus and pen/fold
   limits, the tumour-bed minimum, the weighting check's limit (from the out-of-fold scores),
-  the training labels' range (:mod:`weakstil.qc.flags`);
+  the training labels' range (:mod:`weakstil.qc.flags`), and the training slides' range of mean
+  tile measurements when the model uses them (:mod:`weakstil.qc.morphometry`);
 * ``training_slides.csv``: per training slide its label, out-of-fold prediction and interval
   (calibrated without the slide: leave-one-out), tile standard error, OOD score, its
   leave-group-out embedding distance and shift, image statistics, the flags it would get and
@@ -35,6 +36,7 @@ from weakstil.qc.embedding import fit_reference, ood_threshold, shift_share_thre
 from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
                                weighting_reference)
 from weakstil.qc.image import ImageStats, slide_image_stats
+from weakstil.qc.morphometry import leave_group_out_ratios, morphometry_outside, morphometry_reference, slide_means
 from weakstil.qc.shift import (leave_group_out_distances, leave_group_out_stain, shift_reference, slide_blurry_share,
                                slide_shift)
 
@@ -118,6 +120,13 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     table["embedding_distance_lgo"] = embedding_lgo
     table["unfamiliar_share_lgo"] = unfamiliar_lgo
     del feats
+    # 1b. the tile measurements the model appends (nuclear morphometry): their training range
+    columns = bank.tile_stats_columns
+    measured_means = [slide_means(bank.slide_tile_stats(i)) for i in range(n)] if columns else []
+    morph_ref = morphometry_reference(measured_means, columns) if columns else None
+    morph_lgo = leave_group_out_ratios(measured_means, group_ids, columns) if morph_ref else None
+    if morph_lgo is not None:
+        table["morphometry_ratio_lgo"] = morph_lgo
 
     # 2. image statistics of the training slides: stain range, focus, ink
     stats = training_image_stats(bank, slide_paths, seed=seed, on_slide=on_slide)
@@ -129,9 +138,10 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     blurry = [slide_blurry_share(s) for s in stats]
     # the shift's unfamiliar share is by distance alone (weakstil.qc.embedding.shift_share)
     shift_ref = shift_reference(embedding_lgo, stain_lgo, unfamiliar_lgo if unfamiliar else None,
-                                shift_share_threshold(unfamiliar), blurry_shares=blurry)
+                                shift_share_threshold(unfamiliar), blurry_shares=blurry, morphometry_lgo=morph_lgo)
     shift = np.array([slide_shift(shift_ref, embedding_distance=embedding_lgo[i], unfamiliar_share=unfamiliar_lgo[i],
-                                  stain=stain_lgo[i] if stain_lgo else None, blurry_share=blurry[i])
+                                  stain=stain_lgo[i] if stain_lgo else None, blurry_share=blurry[i],
+                                  morphometry_ratio=None if morph_lgo is None else float(morph_lgo[i]))
                       for i in range(n)])
     table["shift"] = shift
 
@@ -189,7 +199,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                               "reference_tiles": int(len(ref.reference)),
                                               "training_max": float(np.nanmax(ood_scores)),
                                               "unfamiliar": unfamiliar},
-                 "few_tumorbed_tiles": {"min_tiles": MIN_BED_TILES}, "near_threshold": {"threshold": float(threshold)},
+                 "morphometry": morph_ref, "few_tumorbed_tiles": {"min_tiles": MIN_BED_TILES}, "near_threshold": {"threshold": float(threshold)},
                  "image": image_ref, "weighting": weighting_reference(gaps), "labels": label_reference(labels)}
     weighting_thr = (reference["weighting"] or {}).get("threshold")
     label_max = (reference["labels"] or {}).get("max")
@@ -206,7 +216,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                image=stats[i], image_ref=image_ref, weighting_gap=float(gaps[i]),
                                weighting_threshold=weighting_thr,
                                stil=float(table["stil_pred_oof"][i]) if "stil_pred_oof" in table else None,
-                               label_max=label_max)
+                               label_max=label_max,
+                               morphometry=morphometry_outside(measured_means[i], morph_ref) if morph_ref else "")
         flags_col.append(join(flags))
     table["qc"] = flags_col
     with atomic_path(folder.qc_slides_path) as tmp:

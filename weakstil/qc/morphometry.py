@@ -1,0 +1,113 @@
+"""A slide's tile measurements (nuclear morphometry, per-tile stain) against the training slides' range.
+
+A model that appends the tile measurements of :mod:`weakstil.tilestats` to its embeddings learns
+its tile scores from both. The embedding check (:mod:`weakstil.qc.embedding`) compares a slide's
+tiles on the first principal components of all those standardised dimensions, which the
+encoder's hundreds of dimensions dominate; the few dozen measurements a pathologist would look at
+(how many small dark round nuclei lie in stroma, how large and dark the tumour nuclei are) can
+move far beyond anything in training while the embedding distance stays typical. Measured with
+the quick demo's model (hunt 25): a cohort whose tumour nuclei are all small and hyperchromatic
+(as dark as lymphocytes) had a median OOD score of 1.0 and shift 0.4, while its area of small
+dark round nuclei "in stroma" was 2.2x the training slides' median, beyond the furthest training
+slide on 9 of 10 slides; the model read the dark tumour nuclei as TILs (5.3 % scored 16.7, its
+interval 11.8-21.7), and nothing was flagged.
+
+The check: per measurement, the slide's mean over its tiles against the training slides' median,
+outside when it lies further from it than :data:`MARGIN` x the furthest training slide *on that
+side*, plus a floor (:data:`RANGE_FLOOR` x the training range, and :data:`ABS_FLOOR`), the same
+form as the stain check (:func:`weakstil.qc.flags.stain_reference`). Each side has its own spread,
+because these are mostly area shares bounded by 0: a measurement that vanishes (pale tumour
+nuclei in nests, when every tumour nucleus is dark) is as far outside as one that doubles.
+Nothing here is fitted to a look: only the training slides' medians and extremes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+#: A measurement is outside when further from the training median than MARGIN x the furthest
+#: training slide on that side (the stain check's margin) ...
+MARGIN = 1.5
+#: ... plus this share of the training range ...
+RANGE_FLOOR = 0.1
+#: ... plus this (in the measurement's units: 0.1 % of a tile's area for the area shares), so a
+#: measurement every training slide had at 0 is not outside for a trace.
+ABS_FLOOR = 1e-3
+#: Measurements named in a flag's reason (the furthest first).
+NAMED = 3
+
+
+def slide_means(tile_stats: np.ndarray) -> np.ndarray:
+    """A slide's measurements: the mean over its tiles of each column (NaN without tiles)."""
+    x = np.asarray(tile_stats, np.float64)
+    if x.ndim != 2 or not len(x):
+        return np.full(x.shape[-1] if x.ndim == 2 else 0, math.nan)
+    return x.mean(axis=0)
+
+
+def morphometry_reference(means: Sequence[np.ndarray], columns: Sequence[str]) -> dict[str, Any] | None:
+    """The training slides' median of each measurement and how far from it a slide may lie on
+    each side (``None`` with fewer than 2 slides measured)."""
+    m = np.asarray([np.asarray(v, np.float64) for v in means if v is not None and np.isfinite(v).all()])
+    if m.ndim != 2 or len(m) < 2 or m.shape[1] != len(columns):
+        return None
+    centre = np.median(m, axis=0)
+    lo, hi = m.min(axis=0), m.max(axis=0)
+    floor = RANGE_FLOOR * (hi - lo) + ABS_FLOOR
+    return {"columns": [str(c) for c in columns], "median": centre.tolist(),
+            "below": (MARGIN * (centre - lo) + floor).tolist(), "above": (MARGIN * (hi - centre) + floor).tolist(),
+            "training_min": lo.tolist(), "training_max": hi.tolist(), "n_slides": int(len(m)),
+            "margin": MARGIN, "range_floor": RANGE_FLOOR, "floor": ABS_FLOOR}
+
+
+def morphometry_ratios(means: np.ndarray, reference: dict[str, Any]) -> np.ndarray:
+    """Per measurement, the slide's distance from the training median over the allowed distance on
+    its side: above 1 is outside the training range (NaN where not measured)."""
+    x = np.asarray(means, np.float64)
+    centre = np.asarray(reference["median"], np.float64)
+    if x.shape != centre.shape:
+        return np.full(centre.shape, math.nan)
+    d = x - centre
+    allowed = np.where(d >= 0, np.asarray(reference["above"], np.float64), np.asarray(reference["below"], np.float64))
+    return np.abs(d) / np.maximum(allowed, 1e-12)
+
+
+def morphometry_ratio(means: np.ndarray | None, reference: dict[str, Any] | None) -> float | None:
+    """The largest of :func:`morphometry_ratios` (``None`` when not measured or no reference)."""
+    if means is None or not reference:
+        return None
+    r = morphometry_ratios(means, reference)
+    r = r[np.isfinite(r)]
+    return float(r.max()) if len(r) else None
+
+
+def morphometry_outside(means: np.ndarray | None, reference: dict[str, Any] | None) -> str:
+    """Why a slide's tile measurements are outside the training range, in words (empty: inside)."""
+    if means is None or not reference:
+        return ""
+    r = morphometry_ratios(means, reference)
+    out = [j for j in np.argsort(-np.nan_to_num(r, nan=-1.0)) if r[j] > 1.0]
+    if not out:
+        return ""
+    x, centre = np.asarray(means, np.float64), reference["median"]
+    lo, hi = reference["training_min"], reference["training_max"]
+    said = "; ".join(f"{reference['columns'][j]} {x[j]:.3g} (training slides {lo[j]:.3g}-{hi[j]:.3g}, median "
+                     f"{centre[j]:.3g})" for j in out[:NAMED])
+    more = f" and {len(out) - NAMED} more" if len(out) > NAMED else ""
+    return f"tile measurements outside the training range: {said}{more}"
+
+
+def leave_group_out_ratios(means: Sequence[np.ndarray], groups: Sequence, columns: Sequence[str]) -> np.ndarray:
+    """Each training slide's :func:`morphometry_ratio` against the other groups' slides only (as the
+    leave-centre-out cross-validation predicted it; NaN where they are too few)."""
+    groups = np.asarray([str(g) for g in groups])
+    out = np.full(len(means), math.nan)
+    for i, x in enumerate(means):
+        ref = morphometry_reference([v for j, v in enumerate(means) if groups[j] != groups[i]], columns)
+        r = morphometry_ratio(x, ref)
+        out[i] = math.nan if r is None else r
+    return out
