@@ -44,6 +44,45 @@ def test_quick_demo_end_to_end(tmp_path, monkeypatch):
     ok = [r for r in held if r["status"] == "ok"]
     assert ok and all(0 <= r["pred_stil"] <= 100 for r in ok)
     assert summary["cv_metrics"]["n"] >= 8
+    _detected_bed_outline_is_in_the_interval(out, results)
+
+
+def _detected_bed_outline_is_in_the_interval(out, results):
+    """The model was calibrated on annotated beds and scores over its detector's: each scored
+    slide's interval holds the outline error, measured again here from its score file's tiles
+    (hunt 25, weakstil.qc.bed_outline)."""
+    import math
+
+    import h5py
+    import numpy as np
+
+    from weakstil.bed_edit import ScoredTiles
+    from weakstil.confidence import Calibration
+    from weakstil.qc.bed_outline import OUTLINE_SD_PER_RANGE, interior_and_grown
+
+    cal = Calibration.from_dict(json.loads((out / "model" / "qc" / "calibration.json").read_text()))
+    checked = 0
+    for row in results[results["status"] == "ok"].itertuples():
+        path = out / "scores" / f"{row.slide_id}.h5"
+        with h5py.File(path, "r") as f:
+            attrs = dict(f.attrs)
+        assert attrs["tumorbed_source"] == "model"
+        if not cal.usable:
+            continue
+        tiles = ScoredTiles.read(path)
+        bed = tiles.original_flags
+        interior, grown = interior_and_grown(tiles.geometry.coords, tiles.geometry.tile_size_level0, bed)
+        values = [tiles.score_flags(flags).stil for flags in (interior, bed, grown) if flags.any()]
+        expected = OUTLINE_SD_PER_RANGE * (max(values) - min(values))
+        assert math.isclose(attrs["interval_bed_outline_sd"], expected, rel_tol=1e-4, abs_tol=1e-4)
+        # it is part of the slide's uncertainty u, and the interval written is the calibration's of that u
+        stil = float(attrs["stil"])
+        assert attrs["interval_uncertainty"] >= expected / (stil + cal.offset) - 1e-9
+        lo, hi = cal.interval(stil, attrs["interval_uncertainty"], attrs["interval_shift"])
+        assert math.isclose(float(lo), row.stil_lower_90, abs_tol=1e-3)
+        assert math.isclose(float(hi), row.stil_upper_90, abs_tol=1e-3)
+        checked += 1
+    assert checked or not cal.usable
 
 
 

@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weakstil.confidence import LEVEL, Calibration, CalibrationError, interval_columns, tile_standard_error_df
+from weakstil.confidence import LEVEL, Calibration, CalibrationError, interval_columns, scale_sd, tile_standard_error_df
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import CALIBRATION_FILE, ModelDir
+from weakstil.qc.bed_outline import calibration_lacks_outline_error, outline_sd
 from weakstil.qc.embedding import shift_share, unfamiliar_share
-from weakstil.qc.flags import MIN_BED_TILES, bed_unlike_training, join, slide_flags, weighting_gap
+from weakstil.qc.flags import MIN_BED_TILES, bed_sources, bed_unlike_training, join, slide_flags, weighting_gap
 from weakstil.qc.morphometry import morphometry_outside, morphometry_ratio, slide_means
 from weakstil.qc.shift import slide_shift_from_stats
 
@@ -204,6 +205,13 @@ class SlideAssessor:
             if self.calibration is not None and self.calibration.usable:
                 cal = self.calibration
                 u = cal.uncertainty(stil, se, folds, se_df)
+                if calibration_lacks_outline_error(bed_source, bed_sources(self.training_beds)):
+                    # a detector's outline on a model calibrated on other beds (weakstil.qc.bed_outline)
+                    bed_sd = outline_sd(scores.tile_scores, bag.tile_mask, bag.coords, bag.tile_size_level0,
+                                        stroma=scores.stroma, attention=scores.attention)
+                    if math.isfinite(bed_sd):
+                        attrs["interval_bed_outline_sd"] = bed_sd
+                        u = math.hypot(u, float(scale_sd(stil, bed_sd, cal.offset)))
                 shift = slide_shift_from_stats(cal.shift_reference, distance, image, (image_ref or {}).get("stain"),
                                                for_shift if unfamiliar else None, morph_ratio) \
                     if cal.shift_reference else 0.0
