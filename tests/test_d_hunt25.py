@@ -1,0 +1,97 @@
+"""Hunt 25 (d): an outsider's fault matrix on the researcher's and the lab's paths.
+
+* A slide whose colour is stored as three greyscale pages of one size (an ImageJ stack of an RGB
+  image's red, green and blue) was refused as "a greyscale image" with the fix "scan or export the
+  slide in colour": its colour is in the file, one channel a page, and only the first page is read.
+* ``tumorbed apply`` without ``--cohort`` on features whose slides have moved drew every bed
+  without the detector's ink veto, said only in an info line per slide.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, write_disc_slide
+
+
+def _disc_rgb(tmp_path) -> np.ndarray:
+    import tifffile
+
+    path = write_disc_slide(tmp_path / "disc.tiff")
+    with tifffile.TiffFile(path) as tif:
+        return tif.pages.first.asarray()
+
+
+def test_colour_stored_as_three_greyscale_pages_is_named_as_such(tmp_path):
+    import tifffile
+
+    rgb = _disc_rgb(tmp_path)
+    pages = tmp_path / "rgb_pages.tif"
+    with tifffile.TiffWriter(pages) as tw:
+        for c in range(3):
+            tw.write(rgb[..., c], photometric="minisblack", tile=(256, 256), compression="zlib",
+                     resolution=(2e4, 2e4), resolutionunit="CENTIMETER")
+    proc = run_cli("tile", pages, "--out", tmp_path / "t")
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 1, said
+    assert "holds its colour as 3 greyscale images of the same size, one channel a page" in said, said
+    assert "merge the pages into one RGB image" in said and "scan or export the slide in colour" not in said
+    # a greyscale scan (a pyramid of grey pages) is not taken for one
+    grey = tmp_path / "grey.tif"
+    with tifffile.TiffWriter(grey) as tw:
+        for f in (1, 4):
+            tw.write(np.ascontiguousarray(rgb[::f, ::f].mean(axis=2).astype(np.uint8)), photometric="minisblack",
+                     tile=(256, 256), compression="zlib", resolution=(2e4 / f, 2e4 / f), resolutionunit="CENTIMETER")
+    proc = run_cli("tile", grey, "--out", tmp_path / "g")
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 1 and "one channel a page" not in said, said
+
+
+@pytest.fixture(scope="module")
+def moved(tmp_path_factory):
+    """Two embedded slides, a detector trained on their outlines, and the features of slides moved
+    away since they were embedded (the path they record is gone)."""
+    import h5py
+
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.synth import generate_cohort
+
+    root = tmp_path_factory.mktemp("moved")
+    labels = generate_cohort(root / "cohort", 2, seed=3, size_mm=(0.8, 0.8), progress=False)
+    encoder = create_encoder("small-cnn", weights="random")
+    for path in labels["path"]:
+        embed_slide(root / "cohort" / path, encoder, out_dir=root / "features")
+    proc = run_cli("tumorbed", "train", "--features", root / "features", "--annotations", root / "cohort" / "truth",
+                   "--out", root / "detector")
+    assert proc.returncode == 0, proc.stderr
+    (root / "away").mkdir()
+    for sid in labels["slide_id"]:
+        with h5py.File(root / "features" / f"{sid}.h5", "r+") as f:
+            f.attrs["slide_path"] = str(root / "gone" / f"{sid}.tiff")
+    table = labels.assign(path=[str((root / "cohort" / p).resolve()) for p in labels["path"]])
+    table[["slide_id", "path"]].to_csv(root / "now.csv", index=False)
+    return root
+
+
+def test_tumorbed_apply_says_when_moved_slides_lose_the_ink_veto(moved, caplog):
+    root = moved
+    with caplog.at_level(logging.WARNING, logger="weakstil"):
+        proc = run_cli("tumorbed", "apply", str(root / "features" / "*.h5"), "--tumorbed", root / "detector",
+                       "--out", root / "beds")
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join((proc.stdout + proc.stderr + caplog.text).split())
+    assert said.count("(ink veto not applied: slide not read)") == 2, said
+    assert "2 of 2 beds were drawn without the detector's ink veto" in said and "pass --cohort CSV" in said, said
+    caplog.clear()
+    # where the slides are now, given in a cohort CSV: the veto reads them, and the beds are drawn again
+    with caplog.at_level(logging.WARNING, logger="weakstil"):
+        proc = run_cli("tumorbed", "apply", str(root / "features" / "*.h5"), "--tumorbed", root / "detector",
+                       "--out", root / "beds", "--cohort", root / "now.csv")
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join((proc.stdout + proc.stderr + caplog.text).split())
+    assert "ink veto not applied" not in said and "without the detector's ink veto" not in said, said
+    assert "made earlier from the same inputs: kept" not in said, said
