@@ -95,3 +95,32 @@ def test_tumorbed_apply_says_when_moved_slides_lose_the_ink_veto(moved, caplog):
     said = " ".join((proc.stdout + proc.stderr + caplog.text).split())
     assert "ink veto not applied" not in said and "without the detector's ink veto" not in said, said
     assert "made earlier from the same inputs: kept" not in said, said
+
+
+def test_a_decimal_comma_split_into_an_empty_column_after_stil_is_refused(tmp_path):
+    """'S1,a.tiff,35,5' under the header 'slide_id,path,stil,comment' has the header's four fields:
+    it was read as the label 35 and the comment '5', and trained on without a word."""
+    from weakstil.cohort import CohortError, read_cohort
+
+    (tmp_path / "slides").mkdir()
+    for sid in ("S1", "S2", "S3"):
+        (tmp_path / "slides" / f"{sid}.tiff").write_bytes(b"x")
+    csv = tmp_path / "cohort.csv"
+    csv.write_text("slide_id,path,stil,comment\nS1,slides/S1.tiff,35,5\nS2,slides/S2.tiff,12\n"
+                   "S3,slides/S3.tiff,60,re-cut\n")
+    with pytest.raises(CohortError) as err:
+        read_cohort(csv)
+    said = str(err.value)
+    assert "row 2: 35,5" in said and "would be read as 35 with comment 5" in said, said
+    assert "write decimals with a point (35.5)" in said and "move the comment column before stil" in said, said
+    # the group column too: a patient not yet filled in took the decimals as its group
+    csv.write_text("slide_id,path,stil,group\nS1,slides/S1.tiff,35,5\nS2,slides/S2.tiff,12.5,centre_1\n"
+                   "S3,slides/S3.tiff,60.25,centre_2\n")
+    with pytest.raises(CohortError, match="row 2: 35,5"):
+        read_cohort(csv)
+    # a column of numbers after the labels is a column of numbers
+    csv.write_text("slide_id,path,stil,patient\nS1,slides/S1.tiff,35,5\nS2,slides/S2.tiff,12.5,7\n"
+                   "S3,slides/S3.tiff,60,8\n")
+    assert read_cohort(csv, group_column="patient").labels.tolist() == [35.0, 12.5, 60.0]
+    csv.write_text("slide_id,path,stil,readers\nS1,slides/S1.tiff,35,2\nS2,slides/S2.tiff,12,3\n")
+    assert read_cohort(csv).labels.tolist() == [35.0, 12.0]

@@ -24,7 +24,7 @@ import pandas as pd
 from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
                                  in_subfolder, refuse_not_text, refuse_separator_line, unicode_twin)
-from weakstil.cohort_labels import refuse_mixed_notation, warn_fraction_labels
+from weakstil.cohort_labels import refuse_mixed_notation, refuse_split_decimal, warn_fraction_labels
 from weakstil.errors import UsageError, WeakSTILError, name_problem
 from weakstil.files.paths import feature_path
 
@@ -263,6 +263,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         )
     if len(raw) == 0:
         raise CohortError("cohort CSV has no rows", path=csv_path, fix="add one row per slide")
+    refuse_split_decimal(csv_path, raw, columns)
     if truth:
         _refuse_predictions(columns, csv_path)
 
