@@ -124,3 +124,24 @@ def test_a_decimal_comma_split_into_an_empty_column_after_stil_is_refused(tmp_pa
     assert read_cohort(csv, group_column="patient").labels.tolist() == [35.0, 12.5, 60.0]
     csv.write_text("slide_id,path,stil,readers\nS1,slides/S1.tiff,35,2\nS2,slides/S2.tiff,12,3\n")
     assert read_cohort(csv).labels.tolist() == [35.0, 12.0]
+
+
+def test_report_counts_the_scored_slides_flags_and_thresholds_not_an_error_rows(tmp_path):
+    """A run at --threshold 50 into a folder where a file had failed in an earlier run at 30: the
+    report said 'sTIL-high (at 30, 50 %)' and counted the failed file's stain flag (an error row's
+    'see error') among the slides flagged for a check, 2 where one scored slide was flagged."""
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    head = ("slide_id,path,stil,stil_lower_90,stil_upper_90,stil_high,threshold,n_tiles,n_tumorbed_tiles,"
+            "tumorbed_source,status,qc,qc_reasons,error,model_id,encoder_id,seconds\n")
+    rows = ("bad,/x/bad.tif,,,,,30,,,,error,stain_outside_training_range,stain_outside_training_range: see error,"
+            "/x/bad.tif: is a greyscale image. Fix: scan it in colour.,model@1,encoder@1,0.1\n"
+            "S1,/x/S1.tif,72.5,59.3,86.5,True,50,49,26,model,ok,,,,model@1,encoder@1,2.0\n"
+            "S2,/x/S2.tif,29.5,20.2,39.2,False,50,41,14,model,ok,few_tumorbed_tiles,"
+            "few_tumorbed_tiles: 14 tumour-bed tiles < 16,,model@1,encoder@1,2.0\n")
+    (scores / "results.csv").write_text(head + rows, encoding="utf-8")
+    proc = run_cli("report", "--scores", scores, "--out", tmp_path / "r")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    assert "| error | 1 |" in md and "| flagged (one or more qc flags) | 1 |" in md, md
+    assert "| sTIL-high (at 50 %) | 1 |" in md, md
