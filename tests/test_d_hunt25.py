@@ -145,3 +145,27 @@ def test_report_counts_the_scored_slides_flags_and_thresholds_not_an_error_rows(
     md = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
     assert "| error | 1 |" in md and "| flagged (one or more qc flags) | 1 |" in md, md
     assert "| sTIL-high (at 50 %) | 1 |" in md, md
+
+
+def test_a_path_written_with_a_shells_tilde_or_variable_names_the_file_it_meant(tmp_path, monkeypatch):
+    """'~/slides/S1.tiff' in a cohort CSV was 'file not found ~/slides/S1.tiff ... paths are relative to
+    the CSV's folder', though the file is in the home folder: a CSV expands nothing."""
+    from weakstil.cohort import CohortError, read_cohort
+
+    home = tmp_path / "home"
+    (home / "slides").mkdir(parents=True)
+    (home / "slides" / "S1.tiff").write_bytes(b"x")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("DATA", str(home / "slides"))
+    (tmp_path / "csv").mkdir()
+    csv = tmp_path / "csv" / "cohort.csv"
+    csv.write_text("slide_id,path,stil\nS1,~/slides/S1.tiff,30\nS2,$DATA/S1.tiff,20\nS3,~/slides/S3.tiff,10\n")
+    with pytest.raises(CohortError) as err:
+        read_cohort(csv)
+    said = str(err.value)
+    meant = str(home / "slides" / "S1.tiff")
+    assert f"row 2 (S1): file not found ~/slides/S1.tiff (a shell's '~' or '$' is not expanded in a CSV; write it " \
+           f"as {meant})" in said, said
+    assert f"row 3 (S2): file not found $DATA/S1.tiff (a shell's '~' or '$' is not expanded in a CSV; write it " \
+           f"as {meant})" in said, said
+    assert "row 4 (S3): file not found ~/slides/S3.tiff. Fix" in said, said  # no file there either: no hint

@@ -335,6 +335,9 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                         f" (there is {under}: paths are relative to the CSV's folder)" if under is not None else
                         " (a Windows path: give it relative to the CSV's folder, e.g. slides/S1.svs)" if windows.drive
                         else f" (read as {windows.as_posix()}: not there either)")
+                shell = os.path.expandvars(os.path.expanduser(rel)) if not hint and rel[:1] in "~$" else rel
+                hint = hint or (f" (a shell's '~' or '$' is not expanded in a CSV; write it as {shell})"
+                                if shell != rel and Path(shell).is_file() else "")
                 reasons.append(f"file not found {rel}{hint}")
             elif check_files and full.is_dir():
                 reasons.append(f"path is a folder, not a slide file {rel}")
