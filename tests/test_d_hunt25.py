@@ -169,3 +169,23 @@ def test_a_path_written_with_a_shells_tilde_or_variable_names_the_file_it_meant(
     assert f"row 3 (S2): file not found $DATA/S1.tiff (a shell's '~' or '$' is not expanded in a CSV; write it " \
            f"as {meant})" in said, said
     assert "row 4 (S3): file not found ~/slides/S3.tiff. Fix" in said, said  # no file there either: no hint
+
+
+def test_one_patient_number_written_two_ways_is_warned_about(tmp_path, caplog):
+    """Patient '7' on one row and '7.0' on another (a CSV joined from a spreadsheet's float column) or
+    '07' (a leading zero dropped) were two groups without a word: the patient's slides could be
+    trained on in one cross-validation fold and tested in another."""
+    from weakstil.cohort import read_cohort
+
+    (tmp_path / "slides").mkdir()
+    rows = [("S1", "7"), ("S2", "7.0"), ("S3", "07"), ("S4", "1234567"), ("S5", "1234568")]
+    for sid, _ in rows:
+        (tmp_path / "slides" / f"{sid}.tiff").write_bytes(b"x")
+    csv = tmp_path / "cohort.csv"
+    csv.write_text("slide_id,path,stil,patient\n" + "".join(f"{sid},slides/{sid}.tiff,30,{p}\n" for sid, p in rows))
+    with caplog.at_level(logging.WARNING, logger="weakstil"):
+        cohort = read_cohort(csv, group_column="patient")
+    assert cohort.groups.tolist() == ["7", "7.0", "07", "1234567", "1234568"]  # as written: the user decides
+    said = " ".join(caplog.text.split())
+    assert "patient values that differ only in case, spacing or number format" in said, said
+    assert "'07' / '7' / '7.0'" in said and "1234567" not in said, said
