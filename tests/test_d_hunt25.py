@@ -189,3 +189,19 @@ def test_one_patient_number_written_two_ways_is_warned_about(tmp_path, caplog):
     said = " ".join(caplog.text.split())
     assert "patient values that differ only in case, spacing or number format" in said, said
     assert "'07' / '7' / '7.0'" in said and "1234567" not in said, said
+
+
+@pytest.mark.parametrize("command", ["score", "evaluate", "train"])
+def test_a_threshold_written_as_a_fraction_is_refused(command, tmp_path):
+    """'score --threshold 0.3' (30 % written as a fraction) was taken as 0.3 %: every slide with any
+    TILs was called sTIL-high (a 9.4 % slide 'high'), exit 0. The threshold is a percentage; 0 and 1
+    stay allowed."""
+    args = {"score": ["x.svs", "--model", tmp_path], "evaluate": ["c.csv", "--model", tmp_path, "--out", tmp_path / "e"],
+            "train": ["c.csv", "--features", tmp_path, "--out", tmp_path / "m"]}[command]
+    proc = run_cli(command, *args, "--threshold", "0.3")
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 2, said
+    assert "0.3 looks like a fraction, but the threshold is a percentage" in said and "pass 30 for 30 %" in said, said
+    for fine in ("1", "0", "30"):
+        proc = run_cli(command, *args, "--threshold", fine)
+        assert "looks like a fraction" not in proc.stderr and "--threshold" not in proc.stderr, proc.stderr

@@ -174,10 +174,21 @@ EvalGroupColumnOpt = Annotated[
     typer.Option("--group-column", help="Cohort column of each slide's group (patient, centre): the scatter plot is "
                  "coloured by it and predictions.csv names it; default 'group' when present, 'none' for no groups."),
 ]
+def stil_threshold(value: float | None) -> float | None:
+    """``--threshold``: a percentage 0-100; one strictly between 0 and 1 is a fraction (0.3 for 30 %),
+    refused: taken as 0.3 % it called every slide with any TILs sTIL-high, without a word."""
+    value = in_range(*settings.STIL_RANGE, unit="%")(value)
+    if value is not None and 0.0 < value < 1.0:
+        raise typer.BadParameter(f"{_num(value)} looks like a fraction, but the threshold is a percentage (at "
+                                 f"{_num(value)} % nearly every slide is sTIL-high): pass {_num(value * 100)} for "
+                                 f"{_num(value * 100)} %")
+    return value
+
+
 StilThresholdOpt = Annotated[
     Optional[float], typer.Option("--threshold", help="sTIL-high cut-off in % (high means >= it; evaluate and "
                                   f"score default to the model's, train to {settings.STIL_THRESHOLD:g}).",
-                                  callback=in_range(*settings.STIL_RANGE, unit="%"))
+                                  callback=stil_threshold)
 ]
 FoldsOpt = Annotated[int, typer.Option("--folds", help="Cross-validation folds (1: no cross-validation).",
                                        callback=in_range(*settings.FOLDS_RANGE))]
