@@ -205,3 +205,19 @@ def test_a_threshold_written_as_a_fraction_is_refused(command, tmp_path):
     for fine in ("1", "0", "30"):
         proc = run_cli(command, *args, "--threshold", fine)
         assert "looks like a fraction" not in proc.stderr and "--threshold" not in proc.stderr, proc.stderr
+
+
+def test_a_magnification_given_as_slide_mpp_is_named_as_such(tmp_path):
+    """'--slide-mpp 20' for a 20x scan was refused as coarser than the target with the fix 'pass
+    --allow-upsample ... or --mpp 20': either gives a score of tiles blown up 40-fold. A resolution
+    that no H&E whole-slide scan has names the mistake and the µm/px to pass; a coarse real scan (2 µm/px)
+    keeps its fix."""
+    slide = write_disc_slide(tmp_path / "disc.tiff")
+    proc = run_cli("tile", slide, "--out", tmp_path / "t", "--slide-mpp", "20")
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 1, said
+    assert "20 µm/px is coarser than whole-slide scans of H&E are" in said and "magnification typed as µm/px" in said
+    assert "--allow-upsample" not in said and "0.5 for a 20x scan, 0.25 for 40x" in said, said
+    proc = run_cli("tile", slide, "--out", tmp_path / "t2", "--slide-mpp", "2")
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 1 and "coarser than the target 0.5 µm/px" in said and "--allow-upsample" in said, said
