@@ -221,3 +221,14 @@ def test_a_magnification_given_as_slide_mpp_is_named_as_such(tmp_path):
     proc = run_cli("tile", slide, "--out", tmp_path / "t2", "--slide-mpp", "2")
     said = " ".join(proc.stderr.split())
     assert proc.returncode == 1 and "coarser than the target 0.5 µm/px" in said and "--allow-upsample" in said, said
+
+
+def test_tiling_at_a_magnification_typed_as_mpp_is_warned_about(tmp_path):
+    """'tile --mpp 20' (meaning a 20x scan) read tiles 4.5 mm wide without a word: a cohort embedded so
+    trains a model on tiles where no cell is told apart."""
+    slide = write_disc_slide(tmp_path / "disc.tiff")
+    said = " ".join(run_cli("tile", slide, "--out", tmp_path / "t", "--mpp", "20").stderr.split())
+    assert "--mpp 20: tiles are read at 20 µm/px, where no cell is told apart" in said, said
+    assert "is 20 a magnification?" in said, said
+    proc = run_cli("tile", slide, "--out", tmp_path / "t2", "--mpp", "2")
+    assert proc.returncode == 0 and "a magnification?" not in proc.stderr, proc.stderr

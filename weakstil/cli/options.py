@@ -106,8 +106,19 @@ SlideMppOpt = Annotated[
     typer.Option("--slide-mpp", help="Scan resolution in µm/px, overriding (or replacing missing) slide metadata.",
                  callback=in_range(*settings.MPP_RANGE, unit="µm/px")),
 ]
+def target_mpp(value: float | None) -> float | None:
+    """``--mpp`` in its range; one of 5 µm/px or coarser is read, with a warning: cells are no longer
+    told apart there, and '--mpp 20' is most often a 20x scan's magnification (about 0.5 µm/px)."""
+    value = in_range(*settings.MPP_RANGE, unit="µm/px")(value)
+    if value is not None and value >= 5.0:
+        log.warning(
+            "--mpp %g: tiles are read at %g µm/px, where no cell is told apart (a lymphocyte is 7 µm); is %g a "
+            "magnification? sTIL is read at about 0.5 µm/px, a 20x scan's (the default)", value, value, value)
+    return value
+
+
 MppOpt = Annotated[float, typer.Option("--mpp", help="Target resolution in µm/px at which tiles are read.",
-                                       callback=in_range(*settings.MPP_RANGE, unit="µm/px"))]
+                                       callback=target_mpp)]
 TileSizeOpt = Annotated[int, typer.Option("--tile-size", help="Tile side in pixels at --mpp.",
                                           callback=in_range(*settings.TILE_PX_RANGE, unit="px"))]
 OverlapOpt = Annotated[int, typer.Option("--overlap", help="Tile overlap in pixels at --mpp (less than --tile-size).",
