@@ -232,3 +232,22 @@ def test_tiling_at_a_magnification_typed_as_mpp_is_warned_about(tmp_path):
     assert "is 20 a magnification?" in said, said
     proc = run_cli("tile", slide, "--out", tmp_path / "t2", "--mpp", "2")
     assert proc.returncode == 0 and "a magnification?" not in proc.stderr, proc.stderr
+
+
+def test_a_truncated_tiff_is_one_error_line_without_tifffiles_own(tmp_path):
+    """A slide copy cut short before its second page: tifffile's own 'ERROR <tifffile.TiffPages @8>
+    invalid page offset ...' line came before WeakSTIL's error line about the file (which says what to
+    do), in a batch's log as a second error of unknown origin."""
+    import tifffile
+
+    from weakstil.synth import generate_slide
+
+    generate_slide(tmp_path / "s.tiff", tmp_path, "s", seed=1, size_mm=(1.0, 1.0), preview=False)
+    with tifffile.TiffFile(tmp_path / "s.tiff") as tif:
+        second = tif.pages[1].offset
+    cut = tmp_path / "cut.tiff"
+    cut.write_bytes((tmp_path / "s.tiff").read_bytes()[:second // 2])
+    proc = run_cli("tile", cut, "--out", tmp_path / "t")
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 1 and "it may be truncated, damaged" in said, said
+    assert "invalid page offset" not in said and "tifffile" not in said, said
