@@ -251,3 +251,24 @@ def test_a_truncated_tiff_is_one_error_line_without_tifffiles_own(tmp_path):
     said = " ".join(proc.stderr.split())
     assert proc.returncode == 1 and "it may be truncated, damaged" in said, said
     assert "invalid page offset" not in said and "tifffile" not in said, said
+
+
+def test_a_group_written_as_a_missing_value_is_refused_as_an_empty_one_is(tmp_path):
+    """R's write.csv writes an unknown patient as NA: every such slide was put in one group 'NA' (unrelated
+    patients kept together, folds unbalanced) where an empty cell is refused."""
+    from weakstil.cohort import CohortError, read_cohort
+
+    (tmp_path / "slides").mkdir()
+    for sid in ("S1", "S2", "S3"):
+        (tmp_path / "slides" / f"{sid}.tiff").write_bytes(b"x")
+    csv = tmp_path / "cohort.csv"
+    csv.write_text('"","slide_id","path","stil","group"\n"1","S1","slides/S1.tiff",30,"P1"\n'
+                   '"2","S2","slides/S2.tiff",20,NA\n"3","S3","slides/S3.tiff",10,#N/A\n')
+    with pytest.raises(CohortError) as err:
+        read_cohort(csv)
+    said = str(err.value)
+    assert "row 3 (S2): group is 'NA', a missing value (R's or a spreadsheet's), not a group" in said, said
+    assert "row 4 (S3): group is '#N/A'" in said, said
+    csv.write_text('"","slide_id","path","stil","group"\n"1","S1","slides/S1.tiff",30,"P1"\n'
+                   '"2","S2","slides/S2.tiff",20,P2\n"3","S3","slides/S3.tiff",10,None\n')
+    assert read_cohort(csv).groups.tolist() == ["P1", "P2", "None"]  # a name, if an odd one
