@@ -272,3 +272,40 @@ def test_a_group_written_as_a_missing_value_is_refused_as_an_empty_one_is(tmp_pa
     csv.write_text('"","slide_id","path","stil","group"\n"1","S1","slides/S1.tiff",30,"P1"\n'
                    '"2","S2","slides/S2.tiff",20,P2\n"3","S3","slides/S3.tiff",10,None\n')
     assert read_cohort(csv).groups.tolist() == ["P1", "P2", "None"]  # a name, if an odd one
+
+
+def test_score_says_when_results_csv_holds_one_scan_under_two_ids(tmp_path):
+    """A slide file renamed after it was scored (S1.tiff to patient12.tiff) was scored again under its
+    new name without a word: results.csv held both rows, the old one's file gone, and a lab counting or
+    averaging its rows counted that slide twice."""
+    import shutil
+
+    from weakstil.synth import generate_cohort
+
+    labels = generate_cohort(tmp_path / "c", 2, seed=2, size_mm=(0.6, 0.6), progress=False)
+    train = labels.assign(path=[str((tmp_path / "c" / p).resolve()) for p in labels["path"]])
+    train[["slide_id", "path", "stil"]].to_csv(tmp_path / "train.csv", index=False)
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+
+    encoder = create_encoder("small-cnn", weights="random")
+    for path in train["path"]:
+        embed_slide(path, encoder, out_dir=tmp_path / "features")
+    run_cli("train", tmp_path / "train.csv", "--features", tmp_path / "features", "--out", tmp_path / "m", "--folds", "1",
+            "--members", "1", "--epochs", "1", "--hidden", "8", "--threads", "1", check=True)
+    lab = tmp_path / "lab"
+    lab.mkdir()
+    shutil.copy(train["path"][0], lab / "S1.tiff")
+    common = ("--model", tmp_path / "m", "--out", tmp_path / "scores", "--features", tmp_path / "features")
+    assert run_cli("score", lab / "S1.tiff", *common).returncode == 0
+    (lab / "S1.tiff").rename(lab / "patient12.tiff")
+    proc = run_cli("score", str(lab / "*.tiff"), *common)
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 0, said
+    assert "results.csv holds one scan (the same content) under 2 slide ids, S1, patient12" in said, said
+    assert "(S1's file" in said and "is gone: renamed since?" in said and "counts that slide 2 times" in said, said
+    # a slide scored once under its one name says nothing
+    proc = run_cli("score", str(lab / "*.tiff"), *common)
+    assert proc.returncode == 0
+    proc = run_cli("score", train["path"][1], *common)
+    assert proc.returncode == 0 and "one scan" not in proc.stderr, proc.stderr

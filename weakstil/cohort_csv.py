@@ -228,4 +228,5 @@ def warn_lookalike_groups(csv_path: Path, group_col: str, groups: list[str]) -> 
     if alike:
         log.warning("%s: %s values that differ only in case, spacing or number format are taken as different "
                     "groups: %s; if each is one centre or patient, spell it one way (else its slides can be trained on "
-                    "and tested on in cross-validation)", csv_path, group_col, "; ".join(" / ".join(map(repr, a)) for a in alike[:5]))
+                    "and tested on in cross-validation)", csv_path, group_col,
+                    "; ".join(" / ".join(map(repr, a)) for a in alike[:5]))
