@@ -23,8 +23,9 @@ import pandas as pd
 
 from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
-                                 in_subfolder, refuse_not_text, refuse_separator_line, unicode_twin)
-from weakstil.cohort_labels import refuse_mixed_notation, warn_fraction_labels
+                                 in_subfolder, refuse_not_text, refuse_separator_line, unicode_twin,
+                                 warn_lookalike_groups)
+from weakstil.cohort_labels import refuse_mixed_notation, refuse_split_decimal, warn_fraction_labels
 from weakstil.errors import UsageError, WeakSTILError, name_problem
 from weakstil.files.paths import feature_path
 
@@ -113,6 +114,8 @@ def group_column_lookalikes(csv_path: str | Path) -> list[str]:
 
 #: Labels that say 'no label yet' ('NA' of R's write.csv, Excel's '#N/A'): fine where no label is needed.
 NO_LABEL = {"", "na", "n/a", "#n/a", "nan", "none", "null", "-"}
+#: Group values that are a missing value written out (R's 'NA', Excel's '#N/A'), not a patient or centre.
+MISSING_GROUP = {"na", "n/a", "#n/a", "nan", "null"}
 
 
 def _parse_stil(raw: str) -> tuple[float | None, str | None]:
@@ -263,6 +266,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         )
     if len(raw) == 0:
         raise CohortError("cohort CSV has no rows", path=csv_path, fix="add one row per slide")
+    refuse_split_decimal(csv_path, raw, columns)
     if truth:
         _refuse_predictions(columns, csv_path)
 
@@ -334,6 +338,9 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                         f" (there is {under}: paths are relative to the CSV's folder)" if under is not None else
                         " (a Windows path: give it relative to the CSV's folder, e.g. slides/S1.svs)" if windows.drive
                         else f" (read as {windows.as_posix()}: not there either)")
+                shell = os.path.expandvars(os.path.expanduser(rel)) if not hint and rel[:1] in "~$" else rel
+                hint = hint or (f" (a shell's '~' or '$' is not expanded in a CSV; write it as {shell})"
+                                if shell != rel and Path(shell).is_file() else "")
                 reasons.append(f"file not found {rel}{hint}")
             elif check_files and full.is_dir():
                 reasons.append(f"path is a folder, not a slide file {rel}")
@@ -350,6 +357,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             group = str(rec[group_col]).strip()
             if group == "":
                 reasons.append(f"{group_col} is empty")
+            elif group.casefold() in MISSING_GROUP:  # R's write.csv: every slide of unknown patient in one group 'NA'
+                reasons.append(f"{group_col} is {group!r}, a missing value (R's or a spreadsheet's), not a group")
         fp = None
         if features_dir is not None and sid and "duplicate" not in " ".join(reasons):
             fp = feature_path(features_dir, sid, full)
@@ -385,22 +394,9 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     table = pd.DataFrame.from_records(records, columns=["slide_id", "path", "stil", "group", "row", "features"])
     warn_fraction_labels(csv_path, table)
     if group_col is not None:
-        _warn_lookalike_groups(csv_path, group_col, table["group"].tolist())
+        warn_lookalike_groups(csv_path, group_col, table["group"].tolist())
     log.debug("%s: %d slides, group column %s", csv_path, len(table), group_col)
     return Cohort(csv_path=csv_path, table=table, group_column=group_col)
-
-
-def _warn_lookalike_groups(csv_path: Path, group_col: str, groups: list[str]) -> None:
-    """Groups that differ only in case or spacing ('centre_0', 'Centre_0') are likely one centre
-    typed twice: as two groups its slides can sit on both sides of a cross-validation split."""
-    seen: dict[str, set[str]] = {}
-    for g in groups:
-        seen.setdefault(" ".join(g.casefold().split()), set()).add(g)
-    alike = [sorted(names) for names in seen.values() if len(names) > 1]
-    if alike:
-        log.warning("%s: %s values that differ only in case or spacing are taken as different groups: %s; if each is "
-                    "one centre or patient, spell it one way (else its slides can be trained on and tested on in "
-                    "cross-validation)", csv_path, group_col, "; ".join(" / ".join(map(repr, a)) for a in alike[:5]))
 
 
 # --- cross-validation splits ------------------------------------------------------------

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 from weakstil.errors import WeakSTILError
+
+log = logging.getLogger("weakstil.cohort")
 
 #: The fix of a CSV whose rows have more fields than its header (most often a decimal comma).
 DECIMAL_FIX = "write decimals with a point (30.5, not 30,5) and quote fields that hold commas"
@@ -206,3 +209,24 @@ def refuse_separator_line(csv_path: Path) -> None:
                       fix="save it as a comma-separated file with the header slide_id,path,stil (and decimals with a "
                           "point)")
 
+
+def warn_lookalike_groups(csv_path: Path, group_col: str, groups: list[str]) -> None:
+    """Groups that differ only in case or spacing ('centre_0', 'Centre_0'), or numbers written two ways
+    ('7', '7.0', '07': a spreadsheet's float column or a dropped leading zero), are likely one centre or
+    patient typed twice: as two groups its slides can sit on both sides of a cross-validation split."""
+    def key(g: str) -> str:
+        number = re.fullmatch(r"(\d+)(?:\.(\d*))?", g.strip())
+        if number is None:
+            return " ".join(g.casefold().split())
+        decimals = (number[2] or "").rstrip("0")
+        return (number[1].lstrip("0") or "0") + (f".{decimals}" if decimals else "")
+
+    seen: dict[str, set[str]] = {}
+    for g in groups:
+        seen.setdefault(key(g), set()).add(g)
+    alike = [sorted(names) for names in seen.values() if len(names) > 1]
+    if alike:
+        log.warning("%s: %s values that differ only in case, spacing or number format are taken as different "
+                    "groups: %s; if each is one centre or patient, spell it one way (else its slides can be trained on "
+                    "and tested on in cross-validation)", csv_path, group_col,
+                    "; ".join(" / ".join(map(repr, a)) for a in alike[:5]))

@@ -58,3 +58,33 @@ def _warn_mixed_fractions(csv_path: Path, rows) -> None:
         log.warning("%s: %d sTIL labels are between 0 and 1 (%s%s) beside labels up to %g: if they are fractions, "
                     "write them as percentages (x 100); the labels are percentages 0-100", csv_path, len(small),
                     ", ".join(shown[:5]), ", ..." if len(shown) > 5 else "", rows["stil"].max())
+
+
+def refuse_split_decimal(csv_path: Path, raw, columns: list[str]) -> None:
+    """Refuse labels whose decimal comma split them into the next column: with a column after
+    ``stil`` left empty (a comment, a group not yet filled in), the row ``S1,a.svs,35,5`` has as many
+    fields as the header, so it was read as the label 35 and the next column '5', without a word.
+    Refused when whole-number labels are followed by 1-4 digits in that column on some rows and
+    the column holds no bare number on any other row (empty or text there); a column of numbers
+    (a patient number, readers) is left alone."""
+    import re
+
+    if "stil" not in columns or columns.index("stil") + 1 >= len(columns):
+        return
+    after = columns[columns.index("stil") + 1]
+    split, others_numeric, others = [], False, 0
+    for i, (label, nxt) in enumerate(zip(raw["stil"].astype(str).str.strip(), raw[after].astype(str).str.strip())):
+        if re.fullmatch(r"\d+", label) and re.fullmatch(r"\d{1,4}", nxt):
+            split.append((i + 2, label, nxt))
+        else:
+            others += 1
+            others_numeric = others_numeric or bool(re.fullmatch(r"[+-]?\d+([.,]\d*)?", nxt))
+    if not split or not others or others_numeric:
+        return
+    shown = "; ".join(f"row {row}: {label},{nxt}" for row, label, nxt in split[:5]) + ("; ..." if len(split) > 5 else "")
+    row, label, nxt = split[0]
+    raise CohortError(f"{len(split)} sTIL label(s) look split by a decimal comma into the next column {after!r}, "
+                      f"which is empty or text on the other rows ({shown}): {label},{nxt} would be read as "
+                      f"{label} with {after} {nxt}", path=csv_path,
+                      fix=f"write decimals with a point ({label}.{nxt}); if {nxt} is the {after} of row {row}, "
+                          f"move the {after} column before stil")

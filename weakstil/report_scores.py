@@ -145,11 +145,15 @@ def run_counts(table: pd.DataFrame, rows: list[ScoreRow]) -> dict[str, object]:
     """The run at a glance: how many slides had which outcome."""
     status = Counter(table["status"])
     scored = [r for r in rows if math.isfinite(r.stil)]
-    thresholds = sorted({str(t) for t in table.get("threshold", pd.Series(dtype=str)) if str(t)})
+    # the calls' thresholds: an error row keeps its own run's (an earlier one at another threshold, a file
+    # that failed before the rest were scored again), which called nothing ("at 30, 50 %" for a run at 50)
+    called = table[table["status"] != "error"] if (table["status"] != "error").any() else table
+    thresholds = sorted({str(t) for t in called.get("threshold", pd.Series(dtype=str)) if str(t)})
     counts: dict[str, object] = {"slides": len(rows), "ok": status.get("ok", 0)}
     counts.update({s: n for s, n in status.items() if s not in ("ok", "error")})
     counts["error"] = status.get("error", 0)
-    counts["flagged (one or more qc flags)"] = sum(bool(r.qc) for r in rows)
+    # an error row's stain flag says why it failed (see its error): not a scored slide to check
+    counts["flagged (one or more qc flags)"] = sum(bool(r.qc) and r.status != "error" for r in rows)
     counts[f"sTIL-high (at {', '.join(thresholds) or '?'} %)"] = sum(r.call.startswith("high") for r in scored)
     counts["scored without a 90 % interval"] = sum(r.interval == "none" for r in scored)
     # one decimal, as the slides' own sTIL% are shown (a float would be printed with a metric's 3: "14.000")

@@ -200,3 +200,29 @@ def row_agrees_with_file(prev: dict, attrs: dict, score_file: Path, slide: Path)
         log.warning("%s: results.csv's row is not that of the score in %s (%s): a run stopped before writing its "
                     "row; scoring again", slide, score_file, differs)
     return not differs
+
+
+
+def one_scan_under_two_ids(out: Path, ids: Collection[str]) -> list[list[tuple[str, str]]]:
+    """Each scan of this run (``ids``) that ``results.csv`` holds under several slide ids (by its score
+    files' content fingerprint), as ``(slide id, its path)`` pairs: a slide file renamed since it was
+    scored (the old row's file is gone) or a copy under another name. Either counts one slide twice in
+    the table a lab counts and averages."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import SlideScoresFile
+    from weakstil.files.paths import slide_file
+    from weakstil.fingerprint import recorded
+
+    by_scan: dict[str, list[str]] = {}
+    rows = read_previous(out / "results.csv")
+    for sid, row in rows.items():
+        if str(row.get("status", "")) == "error" or not slide_file(out, sid).is_file():
+            continue
+        try:
+            scan = recorded(SlideScoresFile.read_header(slide_file(out, sid))[0])
+        except (WeakSTILError, OSError, ValueError, KeyError):  # being written by another run, damaged
+            continue
+        if scan is not None:
+            by_scan.setdefault(scan, []).append(sid)
+    return [[(sid, str(rows[sid].get("path", ""))) for sid in same] for same in by_scan.values()
+            if len(same) > 1 and any(sid in ids for sid in same)]

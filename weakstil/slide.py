@@ -32,6 +32,9 @@ SLOW_OVERVIEW_PIXELS = 400e6
 
 #: A base resolution may be this much coarser than the target before we refuse.
 COARSER_TOLERANCE = 0.10
+#: A scan coarser than this (µm/px) that is to be read finer is no H&E whole-slide scan (1.25x is about 8,
+#: 2.5x about 4): its resolution is more likely a magnification typed as µm/px ('--slide-mpp 20' for 20x).
+MAGNIFICATION_LIKE_MPP = 5.0
 #: Plausible range of microns per pixel for a brightfield scan.
 MPP_RANGE = settings.MPP_RANGE
 #: Largest block (level pixels per side) read in one OpenSlide call for thumbnails.
@@ -204,6 +207,13 @@ class Slide:
             if not self._upsample_warned:
                 self._upsample_warned = True
                 log.warning("%s: %s", self.path, self.upsample_note(mpp))
+        elif self.mpp >= MAGNIFICATION_LIKE_MPP:  # '--slide-mpp 20' for a 20x scan: upsampling it is no fix
+            raise SlideError(
+                f"base resolution {self.mpp:.4g} µm/px is coarser than whole-slide scans of H&E are (a 20x scan is "
+                "about 0.5 µm/px, 40x about 0.25): likely the objective's magnification typed as µm/px, or a wrong "
+                "resolution in the file", path=self.path,
+                fix="pass the scan's µm/px with --slide-mpp (0.5 for a 20x scan, 0.25 for 40x; the scanner's report "
+                    "or the slide's properties in its viewer say it), not the magnification")
         else:
             raise SlideError(
                 f"base resolution {self.mpp:.4g} µm/px is coarser than the target {mpp:.4g} µm/px by more than 10 % "

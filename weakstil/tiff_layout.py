@@ -42,6 +42,13 @@ def layout_problem(path: str | Path, handle) -> tuple[str, str] | None:
             page = tif.pages.first
             spp, bits = int(page.samplesperpixel), int(page.bitspersample)
             extra = len(page.extrasamples or ())
+            if (pages := _channel_pages(tif)):
+                return (f"holds its colour as {pages} greyscale images of the same size, one channel a page (R, G, "
+                        "B, as an image stack is exported), and OpenSlide reads the first page alone: a greyscale "
+                        "image without the colours of H&E",
+                        "merge the pages into one RGB image (ImageJ: Image > Color > Stack to RGB; vips: 'vips "
+                        "bandjoin \"IN[page=0] IN[page=1] IN[page=2]\" T.v' then "
+                        f"{_CONVERT.replace('IN', 'T.v')}); copying it again will not help")
             if bits == 16 and spp >= 3:
                 small = min(tif.pages, key=lambda p: int(p.imagewidth) * int(p.imagelength))
                 if int(small.imagewidth) * int(small.imagelength) <= MAX_CHECK_PIXELS:
@@ -153,3 +160,19 @@ def unordered_levels(path: str | Path) -> tuple[int, tuple[int, int], tuple[int,
         if size[0] > before[0] or size[1] > before[1]:
             return i, size, before
     return None
+
+
+def _channel_pages(tif) -> int:
+    """How many single-sample (greyscale) images of the first image's size the open TIFF
+    ``tif`` starts with, when there are 3 or 4: colour channels stored one a page (an ImageJ stack
+    of an RGB image's red, green and blue, a microscope camera's export), which OpenSlide reads as
+    one grey page (the slide was refused as having no tissue, or as a greyscale scan to be scanned
+    again in colour). 0 otherwise: a grey scan's pyramid shrinks from page to page."""
+    first = tif.pages.first
+    size = (int(first.imagewidth), int(first.imagelength))
+    n = 0
+    for page in tif.pages[:4]:
+        if int(page.samplesperpixel) != 1 or (int(page.imagewidth), int(page.imagelength)) != size:
+            break
+        n += 1
+    return n if n >= 3 else 0

@@ -106,8 +106,19 @@ SlideMppOpt = Annotated[
     typer.Option("--slide-mpp", help="Scan resolution in µm/px, overriding (or replacing missing) slide metadata.",
                  callback=in_range(*settings.MPP_RANGE, unit="µm/px")),
 ]
+def target_mpp(value: float | None) -> float | None:
+    """``--mpp`` in its range; one of 5 µm/px or coarser is read, with a warning: cells are no longer
+    told apart there, and '--mpp 20' is most often a 20x scan's magnification (about 0.5 µm/px)."""
+    value = in_range(*settings.MPP_RANGE, unit="µm/px")(value)
+    if value is not None and value >= 5.0:
+        log.warning(
+            "--mpp %g: tiles are read at %g µm/px, where no cell is told apart (a lymphocyte is 7 µm); is %g a "
+            "magnification? sTIL is read at about 0.5 µm/px, a 20x scan's (the default)", value, value, value)
+    return value
+
+
 MppOpt = Annotated[float, typer.Option("--mpp", help="Target resolution in µm/px at which tiles are read.",
-                                       callback=in_range(*settings.MPP_RANGE, unit="µm/px"))]
+                                       callback=target_mpp)]
 TileSizeOpt = Annotated[int, typer.Option("--tile-size", help="Tile side in pixels at --mpp.",
                                           callback=in_range(*settings.TILE_PX_RANGE, unit="px"))]
 OverlapOpt = Annotated[int, typer.Option("--overlap", help="Tile overlap in pixels at --mpp (less than --tile-size).",
@@ -174,10 +185,21 @@ EvalGroupColumnOpt = Annotated[
     typer.Option("--group-column", help="Cohort column of each slide's group (patient, centre): the scatter plot is "
                  "coloured by it and predictions.csv names it; default 'group' when present, 'none' for no groups."),
 ]
+def stil_threshold(value: float | None) -> float | None:
+    """``--threshold``: a percentage 0-100; one strictly between 0 and 1 is a fraction (0.3 for 30 %),
+    refused: taken as 0.3 % it called every slide with any TILs sTIL-high, without a word."""
+    value = in_range(*settings.STIL_RANGE, unit="%")(value)
+    if value is not None and 0.0 < value < 1.0:
+        raise typer.BadParameter(f"{_num(value)} looks like a fraction, but the threshold is a percentage (at "
+                                 f"{_num(value)} % nearly every slide is sTIL-high): pass {_num(value * 100)} for "
+                                 f"{_num(value * 100)} %")
+    return value
+
+
 StilThresholdOpt = Annotated[
     Optional[float], typer.Option("--threshold", help="sTIL-high cut-off in % (high means >= it; evaluate and "
                                   f"score default to the model's, train to {settings.STIL_THRESHOLD:g}).",
-                                  callback=in_range(*settings.STIL_RANGE, unit="%"))
+                                  callback=stil_threshold)
 ]
 FoldsOpt = Annotated[int, typer.Option("--folds", help="Cross-validation folds (1: no cross-validation).",
                                        callback=in_range(*settings.FOLDS_RANGE))]

@@ -17,9 +17,9 @@ def setup_logging(verbose: bool) -> None:
                         force=True)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
-    # a damaged TIFF's page warnings ("invalid offset to first page") come before our own error line
+    # a damaged TIFF's page warnings and errors ("invalid offset to first page", "invalid page offset") come before our own error line
     # about the file, which says what to do; shown with -v
-    logging.getLogger("tifffile").setLevel(logging.DEBUG if verbose else logging.ERROR)
+    logging.getLogger("tifffile").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
 def _log_console():

@@ -78,8 +78,14 @@ def score(
     no_bed = sum(r["status"] == STATUS_NO_BED for r in rows)
     log.info("%d of %d slides scored%s -> %s", ok, len(paths) + len(unnamed),
              f" ({no_bed} without a tumour bed: no sTIL%)" if no_bed else "", out / "results.csv")
-    from weakstil.results_table import replaced_by_others
+    from weakstil.results_table import one_scan_under_two_ids, replaced_by_others
 
+    for same in one_scan_under_two_ids(out, {str(r["slide_id"]) for r in rows}):
+        gone = [f"{sid}'s file {where} is gone: renamed since?" for sid, where in same
+                if where and not Path(where).exists()]
+        log.warning("results.csv holds one scan (the same content) under %d slide ids, %s (%s): it counts that "
+                    "slide %d times; keep one row (delete the others' rows and files in %s)", len(same),
+                    ", ".join(sid for sid, _ in same), "; ".join(gone) or "copies of one file", len(same), out)
     others = replaced_by_others(out / "results.csv", rows)
     if others:  # two runs with different models into one --out: each slide's row is the last run's
         log.warning("%d of these slides were scored again since by another model (%s%s; now by %s) in a run into "

@@ -130,13 +130,21 @@ def tumorbed_apply(
     if sources.detector is not None:
         check_detector_fits_some(sources, paths)
 
+    unread: list[str] = []  # slides whose ink veto fell away: their files are not where the features say
+
     def one(path: Path) -> None:
         applied = apply_tumorbed(path, out, sources, slide_id=ids[Path(path).stem], overwrite=overwrite,
                                  slide_path=slide_of.get(ids[Path(path).stem]))
         mark(out, "tumorbed apply")
         typer.echo(applied.summary())
+        unread.extend([applied.slide_id] if applied.ink_unread else [])
 
     for_each_slide(paths, failures, lambda p: slide_file(out, Path(p).stem), one)
+    if unread:  # each was an info line among the beds: a moved slide folder lost the veto unnoticed
+        log.warning("%d of %d beds were drawn without the detector's ink veto, as their slides could not be read "
+                    "where their features say (moved since they were embedded?): %s%s; marker ink on them may seed "
+                    "the bed. Fix: pass --cohort CSV with each slide's path as it is now (slide_id,path; the beds "
+                    "are drawn again)", len(unread), len(paths), ", ".join(unread[:5]), " ..." if len(unread) > 5 else "")
     failures.exit()
 
 

@@ -76,6 +76,11 @@ class AppliedBed:
     geojson_path: Path
     kept: bool = False  #: the bed made earlier from the same inputs was kept, not made again
 
+    @property
+    def ink_unread(self) -> bool:
+        """The detector's ink veto was on but could not read the slide (moved since it was embedded)."""
+        return "ink: slide not read" in self.bed.seed_vetoes
+
     def summary(self) -> str:
         bed = self.bed
         said = f"bed fallback: tissue ({bed.detail})" if bed.source is TumorBedSource.TISSUE_FALLBACK else \
@@ -84,6 +89,8 @@ class AppliedBed:
             f"{self.h5_path}"
         if bed.misplaced:  # warned when the bed was made; said again beside the bed
             line += f" (annotation misplaced? {bed.misplaced})"
+        if self.ink_unread:
+            line += " (ink veto not applied: slide not read)"
         return line + (" (made earlier from the same inputs: kept; --overwrite makes it again)" if self.kept else "")
 
 
