@@ -54,7 +54,6 @@ def _detected_bed_outline_is_in_the_interval(out, results):
     import math
 
     import h5py
-    import numpy as np
 
     from weakstil.bed_edit import ScoredTiles
     from weakstil.confidence import Calibration
