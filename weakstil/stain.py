@@ -50,10 +50,10 @@ INK_MARGIN_UM = 24.0
 INK_STROKE_SHARE = 0.1
 INK_STROKE_UM2 = 320.0
 #: The slide's stain estimate also leaves out tiles within this distance (µm) of a stroke's margin
-#: (:func:`estimate_tiles`): a stroke's faint edge reaches further than the colour rule sees,
-#: and the tiles it grazes carry the darkest "haematoxylin" of the slide, so whether a tile at the
-#: stroke's edge was in moved the strengths by up to 6 % (H) and 18 % (E) when the ink mask grew or
-#: shrank by a pixel or two (version 4). With the guard the tiles that come and go lie clear of it.
+#: (:func:`estimate_tiles`): a stroke's faint edge reaches further than the colour rule sees, and
+#: the tiles it grazes carry the slide's darkest "haematoxylin", so whether such a tile was in
+#: moved the strengths when the overview changed a little (version 4). Clear of the stroke, the
+#: tiles that come and go with a few ink pixels are ordinary tissue.
 INK_TILE_GUARD_UM = 32.0
 #: Pixels whose optical density lies further from the plane of the stains than this (sine of the
 #: angle) are no H&E mixture (ink the colour rule misses, grey ink over tissue, glare) and are
@@ -72,15 +72,17 @@ PLANE_ITERATIONS = 3
 #: identical full-resolution pixels in files whose reduced levels were written differently (another
 #: JPEG quality) gave an eosin strength of 0.73-0.79 against 1.34-1.53 and scored 29.1-35.4 %,
 #: flipping the call at 30 %.
-#: 5: from up to 192 tiles, not 48 (:data:`ESTIMATE_TILES`): the strengths are 99th percentiles,
-#: which a few tiles of dense nuclei decide, so which 48 were read moved them: dropping 5-10 % of an
-#: inked hard slide's candidate tiles moved its haematoxylin strength by up to 4 %, eosin by up to 9 %.
+#: 5: from up to 192 tiles, not 48 (:data:`ESTIMATE_TILES`), none within :data:`INK_TILE_GUARD_UM`
+#: of a marker stroke: the strengths are 99th percentiles, which a few tiles of dense nuclei or of a
+#: stroke's edge decide, so they followed which tiles were drawn. On 9 inked slides of another look
+#: (``benchmarks/stain_stability.py``) an overview JPEG'd, 2 % brighter or darker, blurred, or its ink
+#: mask a pixel off moved the haematoxylin strength by 3.4 % on average, 12.1 % at worst (now 1.0 /
+#: 2.8 %), dropping 8 % of the tiles by 2.5 / 12.4 % (now 0.5 / 1.8 %).
 STAIN_ESTIMATE_VERSION = 5
 #: Tissue tiles the estimate reads, picked by a hash of their position (spread over the tissue, and
 #: mostly the same tiles when a few candidates come or go): 192 tiles of 224 px averaged to 28 x 28
-#: are about 150,000 pixels, read in 0.3-1 s on JPEG slides (6 s on a JPEG 2000 one). 48 before
-#: (version 4): the strengths moved by 1-4 % (haematoxylin) and 2-9 % (eosin) at most over 12
-#: draws that dropped 5-10 % of the candidates, against 0.5-1.3 % and 0.7-6 % with 192.
+#: are about 150,000 pixels, read in 0.3-1 s on JPEG slides (1.4-5 ms a tile; 32 ms on a JPEG 2000
+#: one). 48 before (version 4).
 ESTIMATE_TILES = 192
 
 
