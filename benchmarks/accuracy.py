@@ -114,8 +114,7 @@ def pretrained_encoder(cache: Path, tag: str, slides: list[Path], args) -> Path:
 
 
 def _reusable(path: Path) -> bool:
-    """A complete feature file with the tile statistics (made by this benchmark before), made with
-    today's stain estimate and tile statistics (they change every tile's features)."""
+    """A complete feature file with the tile statistics, by today's stain estimate and tile statistics."""
     from weakstil.files import FeaturesFile
     from weakstil.stain import STAIN_ESTIMATE_VERSION
     from weakstil.tilestats import TILESTATS_VERSION
@@ -133,9 +132,8 @@ def embed_all(slides: list[Path], encoder_name: str | Path, weights: str | None,
               reembed: bool = False, stain_norm: str = "card") -> Path:
     """``weakstil embed`` of every slide into ``out_dir`` (``out_dir`` is named after the encoder's
     folder, whose name holds its settings' hash). Feature files this benchmark made before are
-    reused unless ``reembed`` or made with another stain estimate or tile statistics version
-    (``weakstil embed`` itself would also redo files made by an older weakstil; the features do not
-    depend on the version, the cache key does)."""
+    reused unless ``reembed`` or made by another stain estimate or tile statistics version (which
+    change the features; the package version alone does not, though ``weakstil embed`` redoes it)."""
     from weakstil.embed import cache_path, embed_slide, open_encoder
 
     todo = [s for s in slides if reembed or not _reusable(cache_path(out_dir, s))]
@@ -457,9 +455,7 @@ def main() -> None:
                                "row": [enc if agg != "colour" else "-", agg, feats], "epochs": cfg.epochs,
                                "stopping": cfg.stopping, "feature_noise": cfg.feature_noise,
                                "centre_embeddings": cfg.centre_embeddings, "seed": args.seed, "train_seed": seed,
-                               "features": str(a.features.get(enc).resolve()), "v": 5,
-                               # the features' stain estimate and tile statistics (embed_all redoes
-                               # older files in place; results of the older ones are not reused)
+                               "features": str(a.features.get(enc).resolve()), "v": 5,  # + what made them:
                                "stain_estimate": STAIN_ESTIMATE_VERSION, "tilestats": TILESTATS_VERSION}
                         if agg != "colour":  # the MIL's width and models per fold (older results had 128 and 1)
                             key.update(hidden=cfg.hidden, members=cfg.members)
