@@ -114,22 +114,26 @@ def pretrained_encoder(cache: Path, tag: str, slides: list[Path], args) -> Path:
 
 
 def _reusable(path: Path) -> bool:
-    """A complete feature file with the tile statistics (made by this benchmark before)."""
+    """A complete feature file with the tile statistics, by today's stain estimate and tile statistics."""
     from weakstil.files import FeaturesFile
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+    from weakstil.tilestats import TILESTATS_VERSION
 
     try:
         attrs, shapes = FeaturesFile.read_header(path)
     except Exception:
         return False
-    return "tile_stats" in shapes and "stroma_estimate" in shapes
+    return ("tile_stats" in shapes and "stroma_estimate" in shapes
+            and str(attrs.get("stain_estimate_version")) == str(STAIN_ESTIMATE_VERSION)
+            and str(attrs.get("tilestats_version")) == str(TILESTATS_VERSION))
 
 
 def embed_all(slides: list[Path], encoder_name: str | Path, weights: str | None, out_dir: Path,
               reembed: bool = False, stain_norm: str = "card") -> Path:
     """``weakstil embed`` of every slide into ``out_dir`` (``out_dir`` is named after the encoder's
     folder, whose name holds its settings' hash). Feature files this benchmark made before are
-    reused unless ``reembed`` (``weakstil embed`` itself would also redo files made by an older
-    weakstil; the features do not depend on the version, the cache key does)."""
+    reused unless ``reembed`` or made by another stain estimate or tile statistics version (which
+    change the features; the package version alone does not, though ``weakstil embed`` redoes it)."""
     from weakstil.embed import cache_path, embed_slide, open_encoder
 
     todo = [s for s in slides if reembed or not _reusable(cache_path(out_dir, s))]
@@ -363,6 +367,8 @@ def cached(cache: Path, key: dict, compute):
 
 def main() -> None:
     from weakstil.settings import TILE_PRIOR_STROMA
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+    from weakstil.tilestats import TILESTATS_VERSION
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cohorts", default="hard,default", help="hard and/or default (look B is made for hard)")
@@ -449,7 +455,8 @@ def main() -> None:
                                "row": [enc if agg != "colour" else "-", agg, feats], "epochs": cfg.epochs,
                                "stopping": cfg.stopping, "feature_noise": cfg.feature_noise,
                                "centre_embeddings": cfg.centre_embeddings, "seed": args.seed, "train_seed": seed,
-                               "features": str(a.features.get(enc).resolve()), "v": 5}
+                               "features": str(a.features.get(enc).resolve()), "v": 5,  # + what made them:
+                               "stain_estimate": STAIN_ESTIMATE_VERSION, "tilestats": TILESTATS_VERSION}
                         if agg != "colour":  # the MIL's width and models per fold (older results had 128 and 1)
                             key.update(hidden=cfg.hidden, members=cfg.members)
                             if TILE_PRIOR_STROMA:  # tile r is of the published tiles (older results: raw scores)

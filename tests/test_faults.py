@@ -1388,16 +1388,18 @@ def test_a_model_trained_on_another_stain_estimate_is_refused(world, tmp_path):
     tile measurement: a model trained on features of an older estimate (its model.json has no
     ``features`` record) would score the new features silently. It is refused with the fix; the
     model itself records its features' estimate and scores."""
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+
     model = tmp_path / "old_model"
     shutil.copytree(world.model, model)
     meta = json.loads((world.model / "model.json").read_text())
-    assert meta["features"]["stain_estimate_version"] == 4 and meta["features"]["tilestats_version"] is not None
+    assert meta["features"]["stain_estimate_version"] == STAIN_ESTIMATE_VERSION and meta["features"]["tilestats_version"] is not None
     del meta["features"]
     (model / "model.json").write_text(json.dumps(meta))
     proc = run_cli("score", world.slide, "--model", model, "--out", tmp_path / "s", "--features", world.feats,
                    "--device", "cpu")
-    line = check_failure(proc, 1, ("stain was estimated by method 4 but the model was trained on features whose "
-                                   "stain was estimated by method 3 or older",
+    line = check_failure(proc, 1, (f"stain was estimated by method {STAIN_ESTIMATE_VERSION} but the model was "
+                                   "trained on features whose stain was estimated by method 3 or older",
                                    "Fix: train the model again (weakstil train) on features embedded by this"))
     assert "model.json" not in line or "old_model" in line
     ok = run_cli("score", world.slide, "--model", world.model, "--out", tmp_path / "ok", "--features", world.feats,
