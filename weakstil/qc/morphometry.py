@@ -95,10 +95,51 @@ def morphometry_outside(means: np.ndarray | None, reference: dict[str, Any] | No
         return ""
     x, centre = np.asarray(means, np.float64), reference["median"]
     lo, hi = reference["training_min"], reference["training_max"]
-    said = "; ".join(f"{reference['columns'][j]} {x[j]:.3g} (training slides {lo[j]:.3g}-{hi[j]:.3g}, median "
-                     f"{centre[j]:.3g})" for j in out[:NAMED])
+
+    def said_one(j: int) -> str:
+        name = reference["columns"][j]
+        words, scale, unit = describe(name)
+        v = [f"{scale * float(a):.3g}" for a in (x[j], lo[j], hi[j], centre[j])]
+        share = " of the tile area" if unit == " %" else ""
+        if words == name:  # a column this version does not know: its name, as before
+            return f"{name} {v[0]}{unit} (training slides {v[1]}-{v[2]}{unit}, median {v[3]}{unit})"
+        return (f"{words}: {v[0]}{unit}{share} (training slides {v[1]}-{v[2]}{unit}, median {v[3]}{unit})"
+                f" [{name}]")
+
+    said = "; ".join(said_one(j) for j in out[:NAMED])
     more = f" and {len(out) - NAMED} more" if len(out) > NAMED else ""
     return f"tile measurements outside the training range: {said}{more}"
+
+
+#: Nuclear blob area bins of :mod:`weakstil.tilestats` in words (its ``AREA_BINS_UM2``).
+_SIZES = {"debris": "specks under 12 µm²", "small": "lymphocyte-sized nuclei (12-75 µm²)",
+          "medium": "nuclei of 75-160 µm²", "large": "nuclei over 160 µm²"}
+_SHARE = (100.0, " %")
+_PLAIN = {
+    "stroma_estimate": ("stroma (estimated)", *_SHARE), "tissue": ("tissue (not glass or fat)", *_SHARE),
+    "eosin_dominant": ("eosin-dominant tissue", *_SHARE), "nuclear": ("haematoxylin-stained area", *_SHARE),
+    "mean_h": ("mean haematoxylin in tissue (1 = the slide's strongest)", 1.0, ""),
+    "mean_e": ("mean eosin in tissue (1 = the slide's strongest)", 1.0, ""),
+    "h_p90": ("90th-percentile haematoxylin in tissue (1 = the slide's strongest)", 1.0, ""),
+    "small_dark_round_stroma": ("small dark round (lymphocyte-like) nuclei in stroma", *_SHARE),
+    "elongated_stroma": ("elongated (fibroblast-like) nuclei in stroma", *_SHARE),
+    "nuclei_per_100um2": ("haematoxylin blobs (nuclei and specks) per 100 µm² of tissue", 1.0, ""),
+    "mean_roundness": ("mean nuclear roundness (minor / major axis, 1 = round)", 1.0, ""),
+    "small_dark_round_count": ("lymphocyte-like nuclei in stroma per 100 x 100 µm", 1.0, ""),
+    "dark_tumour_nuclei": ("dark tumour-sized nuclei in nests (hyperchromatic tumour)", *_SHARE),
+}
+
+
+def describe(column: str) -> tuple[str, float, str]:
+    """A tile measurement in a pathologist's words: ``(words, scale, unit)``, the value shown being
+    ``scale x`` the stored one (area shares: " %" of the tile); an unknown column by its name."""
+    if column in _PLAIN:
+        return _PLAIN[column]
+    parts = column.split("_")
+    if len(parts) == 3 and parts[0] in _SIZES and parts[1] in ("dark", "pale") and parts[2] in ("stroma", "nest"):
+        where = "in stroma" if parts[2] == "stroma" else "outside stroma (in nests)"
+        return (f"{parts[1]} {_SIZES[parts[0]]} {where}", *_SHARE)
+    return column, 1.0, ""
 
 
 def leave_group_out_ratios(means: Sequence[np.ndarray], groups: Sequence, columns: Sequence[str]) -> np.ndarray:
