@@ -47,3 +47,18 @@ def test_every_tile_measurement_has_words():
     # a blob count per area says it counts specks too: on the 32 Kather tiles stroma (STR) reads
     # 4.8 per 100 µm² and lymphocytes (LYM) 3.1, so it is not a nuclear density
     assert "specks" in describe("nuclei_per_100um2")[0]
+
+
+def test_a_negative_training_minimum_is_not_read_as_a_subtraction():
+    # mean relative haematoxylin can be below 0 (the quick demo's training slides: -0.0367 to 0.258)
+    rng = np.random.default_rng(1)
+    j = COLUMNS.index("mean_h")
+    train = [np.full(len(COLUMNS), 0.1) * (1 + 0.05 * rng.random(len(COLUMNS))) for _ in range(12)]
+    for t, v in zip(train, np.linspace(-0.0367, 0.258, 12)):
+        t[j] = v
+    ref = morphometry_reference(train, COLUMNS)
+    slide = np.median(np.asarray(train), axis=0)
+    slide[j] = 0.9
+    reason = morphometry_outside(slide, ref)
+    assert "training slides -0.0367 to 0.258" in reason, reason
+    assert "mean haematoxylin in tissue" in reason

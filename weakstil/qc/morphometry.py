@@ -101,10 +101,10 @@ def morphometry_outside(means: np.ndarray | None, reference: dict[str, Any] | No
         words, scale, unit = describe(name)
         v = [f"{scale * float(a):.3g}" for a in (x[j], lo[j], hi[j], centre[j])]
         share = " of the tile area" if unit == " %" else ""
+        span = f"{v[1]} to {v[2]}" if lo[j] < 0 else f"{v[1]}-{v[2]}"  # '-0.0367-0.258' read as a subtraction
         if words == name:  # a column this version does not know: its name, as before
-            return f"{name} {v[0]}{unit} (training slides {v[1]}-{v[2]}{unit}, median {v[3]}{unit})"
-        return (f"{words}: {v[0]}{unit}{share} (training slides {v[1]}-{v[2]}{unit}, median {v[3]}{unit})"
-                f" [{name}]")
+            return f"{name} {v[0]}{unit} (training slides {span}{unit}, median {v[3]}{unit})"
+        return f"{words}: {v[0]}{unit}{share} (training slides {span}{unit}, median {v[3]}{unit}) [{name}]"
 
     said = "; ".join(said_one(j) for j in out[:NAMED])
     more = f" and {len(out) - NAMED} more" if len(out) > NAMED else ""
