@@ -138,12 +138,21 @@ def test_a_mistyped_scan_mpp_does_not_stick_to_the_slide(make_napari_viewer, qtb
     widget = _ready(viewer, scored, tmp_path / "scores", slide=no_mpp)
     slide = viewer.layers[0]
     assert slide.metadata["mpp"] is None
-    widget.slide_mpp_spin.setValue(10 * true_mpp)  # a typo: coarser than the model reads
+    widget.slide_mpp_spin.setValue(4 * true_mpp)  # a typo: coarser than the model reads
     widget.score_button.click()
     qtbot.waitUntil(widget.score_button.isEnabled, timeout=WAIT_MS)
     assert widget.last_row["status"] == "error"
     status = widget.status_label.text()
     assert "Allow upsampling" in status and "Scan µm/px is set to" in status
+    # 5 µm/px and coarser reads as a magnification typed as µm/px (hunt 25d): the fix is the
+    # scan's µm/px in the widget's words, not upsampling tiles 10-fold
+    widget.slide_mpp_spin.setValue(10 * true_mpp)
+    widget.score_button.click()
+    qtbot.waitUntil(widget.score_button.isEnabled, timeout=WAIT_MS)
+    assert widget.last_row["status"] == "error"
+    status = widget.status_label.text()
+    assert "set Scan µm/px (--slide-mpp) to the scan's µm/px" in status and "Allow upsampling" not in status
+    assert "Scan µm/px is set to 5" in status
     assert slide.metadata["mpp"] is None and slide.scale[-1] == 1.0
     widget.last_row = None
     widget.slide_mpp_spin.setValue(true_mpp)

@@ -123,6 +123,7 @@ class ScoringJob:
     def _error_text(self, text: str) -> str:
         """The slide's error in the widget's words: its fields, not the command line's options."""
         text = text.replace("pass --slide-mpp", "set Scan µm/px (--slide-mpp)")
+        text = text.replace("pass the scan's µm/px with --slide-mpp", "set Scan µm/px (--slide-mpp) to the scan's µm/px")
         text = text.replace("pass --allow-upsample", "tick Allow upsampling (--allow-upsample)")
         if self.scan_mpp is not None:
             text += f" (Scan µm/px is set to {self.scan_mpp:g}: check it against the scan.)"
