@@ -1,0 +1,58 @@
+"""Hunt 26a: the new checks of hunt 25 tried from outside.
+
+A model trained on a few slides set the tile-measurement check's limits (weakstil.qc.morphometry)
+from the furthest of those few slides, on each of 29 measurements: in-distribution slides of the
+same cohort were flagged ``out_of_distribution`` nearly always (the quick demo's 40 slides, the
+check fitted on 3 / 8 / 12 of them: 98.5 / 47 / 28 % of the others flagged; 3.3 % with 30).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from conftest import embedded_cohort, run_cli, write_training_csv
+
+
+def _cohort_means(rng, n: int, k: int = 29) -> list[np.ndarray]:
+    """Per-slide mean measurements of one cohort: area shares spread log-normally around their own
+    level (as the demo's, whose slide-to-slide spread is 10-300 % of the median)."""
+    level = np.geomspace(1e-3, 0.5, k)
+    return [level * rng.lognormal(0.0, 0.5, k) for _ in range(n)]
+
+
+def test_few_training_slides_do_not_flag_their_own_cohort():
+    from weakstil.qc.morphometry import morphometry_outside, morphometry_reference
+
+    rng = np.random.default_rng(0)
+    columns = [f"m{j}" for j in range(29)]
+    others = _cohort_means(rng, 200)
+    for n in (3, 8, 12):
+        ref = morphometry_reference(_cohort_means(rng, n), columns)
+        flagged = np.mean([bool(morphometry_outside(x, ref)) for x in others])
+        assert flagged == 0.0, (n, flagged)  # too few slides for limits: no flag rather than a flag on most
+    # with enough training slides the check stays on: the training median passes, a far slide is flagged
+    train = _cohort_means(rng, 30)
+    ref = morphometry_reference(train, columns)
+    assert ref is not None and ref["n_slides"] == 30
+    far = np.median(np.asarray(train), axis=0)
+    assert morphometry_outside(far, ref) == ""
+    far[5] *= 6.0
+    assert "m5 " in morphometry_outside(far, ref)
+
+
+def test_model_of_few_slides_does_not_flag_a_slide_of_its_cohort(tmp_path):
+    cohort, labels, features = embedded_cohort(tmp_path, 8, seed=61, size_mm=(0.6, 0.6))
+    write_training_csv(tmp_path / "train.csv", labels.iloc[:5], cohort)
+    run_cli("train", tmp_path / "train.csv", "-f", features, "-o", tmp_path / "model", "--folds", "1",
+            "--epochs", "1", check=True)
+    out = tmp_path / "scored"
+    run_cli("score", *(cohort / p for p in labels["path"].iloc[5:]), "-m", tmp_path / "model", "-o", out,
+            "-f", features, check=True)
+    rows = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert len(rows) == 3
+    assert not rows["qc_reasons"].str.contains("tile measurements").any(), rows["qc_reasons"].tolist()
+    reference = json.loads((tmp_path / "model" / "qc" / "reference.json").read_text())
+    assert reference["morphometry"] is None  # 5 slides: the check is off, not guessing
