@@ -56,3 +56,29 @@ def test_model_of_few_slides_does_not_flag_a_slide_of_its_cohort(tmp_path):
     assert not rows["qc_reasons"].str.contains("tile measurements").any(), rows["qc_reasons"].tolist()
     reference = json.loads((tmp_path / "model" / "qc" / "reference.json").read_text())
     assert reference["morphometry"] is None  # 5 slides: the check is off, not guessing
+
+
+def test_a_slide_of_few_tiles_is_judged_with_its_sampling_noise(tmp_path, monkeypatch):
+    """A small fragment's mean over a few tiles is noisier than a training slide's over a hundred:
+    the limits alone flagged in-distribution slides cut to 10 tiles a third of the time."""
+    cohort, labels, features = embedded_cohort(tmp_path / "train", 8, seed=71, size_mm=(0.8, 0.8))
+    write_training_csv(tmp_path / "train.csv", labels, cohort)
+    monkeypatch.setattr("weakstil.qc.morphometry.MIN_SLIDES", 8, raising=False)  # few slides, for speed
+    run_cli("train", tmp_path / "train.csv", "-f", features, "-o", tmp_path / "model", "--folds", "1",
+            "--epochs", "1", check=True)
+    small, small_labels, small_features = embedded_cohort(tmp_path / "small", 3, seed=72, size_mm=(0.3, 0.3))
+    out = tmp_path / "scored"
+    run_cli("score", *(small / p for p in small_labels["path"]), "-m", tmp_path / "model", "-o", out,
+            "-f", small_features, check=True)
+    rows = pd.read_csv(out / "results.csv", keep_default_na=False)
+    assert rows["n_tiles"].max() <= 12, rows["n_tiles"].tolist()
+    assert not rows["qc_reasons"].str.contains("tile measurements").any(), rows["qc_reasons"].tolist()
+    reference = json.loads((tmp_path / "model" / "qc" / "reference.json").read_text())["morphometry"]
+    assert reference["typical_tiles"] > 3 * rows["n_tiles"].max() and len(reference["tile_sd"]) == len(reference["columns"])
+    # a small slide far outside is still flagged: small dark round nuclei in stroma at 5 x the training median
+    from weakstil.qc.morphometry import morphometry_outside
+
+    far = np.asarray(reference["median"], np.float64)
+    j = reference["columns"].index("small_dark_round_stroma")
+    far[j] = 5 * far[j] + 0.05
+    assert "small_dark_round_stroma" in morphometry_outside(far, reference, int(rows["n_tiles"].min()))

@@ -46,6 +46,15 @@ NAMED = 3
 #: 8, 12, 20, 30: 99.7, 98.5, 84, 47, 28, 7.5, 3.3 % (hunt 26a). Below this no reference is made
 #: (not flagged, no shift part); the embedding and stain checks still run.
 MIN_SLIDES = 20
+#: A slide of fewer tiles than the training slides' typical count has a noisier mean: its allowed
+#: distance grows by this many standard errors of the *extra* sampling noise,
+#: ``SAMPLING_Z * sd * sqrt(1/n - 1/n_typical)`` (``sd`` each measurement's tile-to-tile standard
+#: deviation pooled over the training slides; nothing added at the training slides' size or above).
+#: The quick demo's 10 held-out slides cut to k random tiles (20 draws each; its 30 training
+#: slides' limits, 128 tiles typical): flagged at k = 5, 10, 20, 40 with the limits alone 62, 33,
+#: 16, 2 %, with this 7.5, 1, 1, 0 %; whole slides unchanged, and so the small-dark-round-nuclei
+#: area x 2.2 (flagged 60 %; cut to 20 tiles 62 -> 41 %: a small slide must lie further) (hunt 26a).
+SAMPLING_Z = 2.0
 
 
 def slide_means(tile_stats: np.ndarray) -> np.ndarray:
@@ -56,10 +65,22 @@ def slide_means(tile_stats: np.ndarray) -> np.ndarray:
     return x.mean(axis=0)
 
 
+def tile_spread(tile_stats: Sequence[np.ndarray | None]) -> tuple[np.ndarray, float] | None:
+    """Each measurement's tile-to-tile standard deviation pooled over slides (their tile arrays), and
+    their median tile count (``None`` without a slide of 2 tiles or more)."""
+    arrays = [np.asarray(x, np.float64) for x in tile_stats if x is not None and len(x) >= 2]
+    arrays = [x for x in arrays if x.ndim == 2 and np.isfinite(x).all()]
+    if not arrays:
+        return None
+    return np.sqrt(np.mean([x.var(axis=0, ddof=1) for x in arrays], axis=0)), float(np.median([len(x) for x in arrays]))
+
+
 def morphometry_reference(means: Sequence[np.ndarray], columns: Sequence[str],
-                          min_slides: int | None = None) -> dict[str, Any] | None:
+                          min_slides: int | None = None,
+                          spread: tuple[np.ndarray, float] | None = None) -> dict[str, Any] | None:
     """The training slides' median of each measurement and how far from it a slide may lie on
-    each side (``None`` with fewer than ``min_slides`` slides measured, :data:`MIN_SLIDES`)."""
+    each side (``None`` with fewer than ``min_slides`` slides measured, :data:`MIN_SLIDES`);
+    ``spread``: :func:`tile_spread` of the training slides (recorded for slides of fewer tiles)."""
     m = np.asarray([np.asarray(v, np.float64) for v in means if v is not None and np.isfinite(v).all()])
     needed = max(2, MIN_SLIDES if min_slides is None else min_slides)
     if m.ndim != 2 or len(m) < needed or m.shape[1] != len(columns):
@@ -70,35 +91,47 @@ def morphometry_reference(means: Sequence[np.ndarray], columns: Sequence[str],
     return {"columns": [str(c) for c in columns], "median": centre.tolist(),
             "below": (MARGIN * (centre - lo) + floor).tolist(), "above": (MARGIN * (hi - centre) + floor).tolist(),
             "training_min": lo.tolist(), "training_max": hi.tolist(), "n_slides": int(len(m)),
-            "margin": MARGIN, "range_floor": RANGE_FLOOR, "floor": ABS_FLOOR}
+            "margin": MARGIN, "range_floor": RANGE_FLOOR, "floor": ABS_FLOOR,
+            **({"tile_sd": [float(v) for v in spread[0]], "typical_tiles": spread[1], "sampling_z": SAMPLING_Z}
+               if spread is not None and len(spread[0]) == len(columns) else {})}
 
 
-def morphometry_ratios(means: np.ndarray, reference: dict[str, Any]) -> np.ndarray:
+def morphometry_ratios(means: np.ndarray, reference: dict[str, Any], n_tiles: int | None = None) -> np.ndarray:
     """Per measurement, the slide's distance from the training median over the allowed distance on
-    its side: above 1 is outside the training range (NaN where not measured)."""
+    its side: above 1 is outside the training range (NaN where not measured). ``n_tiles``: the
+    tiles the slide's means are of; fewer than the training slides' typical count widen the
+    allowed distance by their extra sampling noise (:data:`SAMPLING_Z`; references with
+    ``tile_sd``, models trained since hunt 26a)."""
     x = np.asarray(means, np.float64)
     centre = np.asarray(reference["median"], np.float64)
     if x.shape != centre.shape:
         return np.full(centre.shape, math.nan)
     d = x - centre
     allowed = np.where(d >= 0, np.asarray(reference["above"], np.float64), np.asarray(reference["below"], np.float64))
+    if n_tiles is not None and reference.get("tile_sd") is not None:
+        extra = 1.0 / max(int(n_tiles), 1) - 1.0 / float(reference["typical_tiles"])
+        if extra > 0:
+            allowed = allowed + float(reference.get("sampling_z", SAMPLING_Z)) * np.sqrt(extra) * \
+                np.asarray(reference["tile_sd"], np.float64)
     return np.abs(d) / np.maximum(allowed, 1e-12)
 
 
-def morphometry_ratio(means: np.ndarray | None, reference: dict[str, Any] | None) -> float | None:
+def morphometry_ratio(means: np.ndarray | None, reference: dict[str, Any] | None,
+                      n_tiles: int | None = None) -> float | None:
     """The largest of :func:`morphometry_ratios` (``None`` when not measured or no reference)."""
     if means is None or not reference:
         return None
-    r = morphometry_ratios(means, reference)
+    r = morphometry_ratios(means, reference, n_tiles)
     r = r[np.isfinite(r)]
     return float(r.max()) if len(r) else None
 
 
-def morphometry_outside(means: np.ndarray | None, reference: dict[str, Any] | None) -> str:
+def morphometry_outside(means: np.ndarray | None, reference: dict[str, Any] | None,
+                        n_tiles: int | None = None) -> str:
     """Why a slide's tile measurements are outside the training range, in words (empty: inside)."""
     if means is None or not reference:
         return ""
-    r = morphometry_ratios(means, reference)
+    r = morphometry_ratios(means, reference, n_tiles)
     out = [j for j in np.argsort(-np.nan_to_num(r, nan=-1.0)) if r[j] > 1.0]
     if not out:
         return ""
