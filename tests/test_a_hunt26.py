@@ -82,3 +82,25 @@ def test_a_slide_of_few_tiles_is_judged_with_its_sampling_noise(tmp_path, monkey
     j = reference["columns"].index("small_dark_round_stroma")
     far[j] = 5 * far[j] + 0.05
     assert "small_dark_round_stroma" in morphometry_outside(far, reference, int(rows["n_tiles"].min()))
+
+
+def _outline_sd_over(overlap_px: int) -> float:
+    """The outline term of a round bed (2.5 mm slide, 0.499 µm/px, tiles of 224 px at 0.5 µm/px) whose
+    sTIL% falls off by 4 points a tile from 3 tiles inside its edge, tiled with ``overlap_px``."""
+    from weakstil.qc.bed_outline import outline_sd
+    from weakstil.tiling import TileGrid
+
+    grid = TileGrid(5000, 5000, 0.499, overlap_px=overlap_px)
+    coords = grid.coords()
+    side = grid.tile_size_level0
+    d = np.hypot(*(coords + side / 2 - 2500).T) / side  # distance from the centre in tiles
+    return outline_sd(40 - 4 * np.clip(d - 6, 0, None), d < 9, coords, side)
+
+
+def test_overlapping_tiles_move_the_outline_by_a_tile():
+    """The outline term grows and shrinks the bed by a tile; on an overlapping grid (tile --overlap)
+    it moved by one grid step: half a tile at 50 % overlap, and the term halved (1.35 -> 0.69; 0.34 at 75 %)."""
+    plain = _outline_sd_over(0)
+    assert plain > 0.5
+    for overlap in (112, 168):  # 50 % and 75 %
+        assert abs(_outline_sd_over(overlap) - plain) < 0.2 * plain, (overlap, _outline_sd_over(overlap), plain)
