@@ -104,3 +104,15 @@ def test_overlapping_tiles_move_the_outline_by_a_tile():
     assert plain > 0.5
     for overlap in (112, 168):  # 50 % and 75 %
         assert abs(_outline_sd_over(overlap) - plain) < 0.2 * plain, (overlap, _outline_sd_over(overlap), plain)
+
+
+def test_the_reason_writes_a_range_of_small_shares_readably():
+    """CMU-1 scored by the demo's model read 'debris_dark_nest 0.00142 (training slides
+    1.88e-05-0.000116, ...)': a range of small shares written with a hyphen reads as a subtraction."""
+    from weakstil.qc.morphometry import morphometry_outside, morphometry_reference
+
+    rng = np.random.default_rng(3)
+    train = [np.array([1e-5 + 1e-4 * rng.random()]) for _ in range(30)]
+    reason = morphometry_outside(np.array([0.00142]), morphometry_reference(train, ["debris_dark_nest"]))
+    assert reason.startswith("tile measurements outside the training range: debris_dark_nest 0.00142")
+    assert "e-05-" not in reason and " to 0.000" in reason, reason

@@ -128,7 +128,8 @@ def morphometry_ratio(means: np.ndarray | None, reference: dict[str, Any] | None
 
 def morphometry_outside(means: np.ndarray | None, reference: dict[str, Any] | None,
                         n_tiles: int | None = None) -> str:
-    """Why a slide's tile measurements are outside the training range, in words (empty: inside)."""
+    """Why a slide's tile measurements are outside the training range, in words (empty: inside).
+    The range is written "a to b": "1.88e-05-0.000116" read as a subtraction (hunt 26a)."""
     if means is None or not reference:
         return ""
     r = morphometry_ratios(means, reference, n_tiles)
@@ -137,7 +138,7 @@ def morphometry_outside(means: np.ndarray | None, reference: dict[str, Any] | No
         return ""
     x, centre = np.asarray(means, np.float64), reference["median"]
     lo, hi = reference["training_min"], reference["training_max"]
-    said = "; ".join(f"{reference['columns'][j]} {x[j]:.3g} (training slides {lo[j]:.3g}-{hi[j]:.3g}, median "
+    said = "; ".join(f"{reference['columns'][j]} {x[j]:.3g} (training slides {lo[j]:.3g} to {hi[j]:.3g}, median "
                      f"{centre[j]:.3g})" for j in out[:NAMED])
     more = f" and {len(out) - NAMED} more" if len(out) > NAMED else ""
     return f"tile measurements outside the training range: {said}{more}"
