@@ -11,7 +11,7 @@ from weakstil.tilestats import COLUMNS
 def _cmu_like():
     """Training slides around the quick demo model's medians; a slide like CMU-1-Small-Region
     (skin, scored with that model: small dark nuclei outside stroma 2.29 % of the tile area, the
-    training slides 0.109-0.496 %)."""
+    training slides 0.109 to 0.496 %)."""
     rng = np.random.default_rng(0)
     j = COLUMNS.index("small_dark_nest")
     train = []

@@ -39,6 +39,22 @@ RANGE_FLOOR = 0.1
 ABS_FLOOR = 1e-3
 #: Measurements named in a flag's reason (the furthest first).
 NAMED = 3
+#: Training slides the check needs: its limits are the furthest training slides, and the furthest
+#: of a few slides says little of how far a slide of the same cohort may lie (over 29 measurements
+#: one of them is nearly always beyond). The quick demo's 40 slides of one look, the check fitted
+#: on n of them and the rest scored (30 draws each): in-distribution slides flagged at n = 2, 3, 5,
+#: 8, 12, 20, 30: 99.7, 98.5, 84, 47, 28, 7.5, 3.3 % (hunt 26a). Below this no reference is made
+#: (not flagged, no shift part); the embedding and stain checks still run.
+MIN_SLIDES = 20
+#: A slide of fewer tiles than the training slides' typical count has a noisier mean: its allowed
+#: distance grows by this many standard errors of the *extra* sampling noise,
+#: ``SAMPLING_Z * sd * sqrt(1/n - 1/n_typical)`` (``sd`` each measurement's tile-to-tile standard
+#: deviation pooled over the training slides; nothing added at the training slides' size or above).
+#: The quick demo's 10 held-out slides cut to k random tiles (20 draws each; its 30 training
+#: slides' limits, 128 tiles typical): flagged at k = 5, 10, 20, 40 with the limits alone 62, 33,
+#: 16, 2 %, with this 7.5, 1, 1, 0 %; whole slides unchanged, and so the small-dark-round-nuclei
+#: area x 2.2 (flagged 60 %; cut to 20 tiles 62 -> 41 %: a small slide must lie further) (hunt 26a).
+SAMPLING_Z = 2.0
 
 
 def slide_means(tile_stats: np.ndarray) -> np.ndarray:
@@ -49,11 +65,25 @@ def slide_means(tile_stats: np.ndarray) -> np.ndarray:
     return x.mean(axis=0)
 
 
-def morphometry_reference(means: Sequence[np.ndarray], columns: Sequence[str]) -> dict[str, Any] | None:
+def tile_spread(tile_stats: Sequence[np.ndarray | None]) -> tuple[np.ndarray, float] | None:
+    """Each measurement's tile-to-tile standard deviation pooled over slides (their tile arrays), and
+    their median tile count (``None`` without a slide of 2 tiles or more)."""
+    arrays = [np.asarray(x, np.float64) for x in tile_stats if x is not None and len(x) >= 2]
+    arrays = [x for x in arrays if x.ndim == 2 and np.isfinite(x).all()]
+    if not arrays:
+        return None
+    return np.sqrt(np.mean([x.var(axis=0, ddof=1) for x in arrays], axis=0)), float(np.median([len(x) for x in arrays]))
+
+
+def morphometry_reference(means: Sequence[np.ndarray], columns: Sequence[str],
+                          min_slides: int | None = None,
+                          spread: tuple[np.ndarray, float] | None = None) -> dict[str, Any] | None:
     """The training slides' median of each measurement and how far from it a slide may lie on
-    each side (``None`` with fewer than 2 slides measured)."""
+    each side (``None`` with fewer than ``min_slides`` slides measured, :data:`MIN_SLIDES`);
+    ``spread``: :func:`tile_spread` of the training slides (recorded for slides of fewer tiles)."""
     m = np.asarray([np.asarray(v, np.float64) for v in means if v is not None and np.isfinite(v).all()])
-    if m.ndim != 2 or len(m) < 2 or m.shape[1] != len(columns):
+    needed = max(2, MIN_SLIDES if min_slides is None else min_slides)
+    if m.ndim != 2 or len(m) < needed or m.shape[1] != len(columns):
         return None
     centre = np.median(m, axis=0)
     lo, hi = m.min(axis=0), m.max(axis=0)
@@ -61,35 +91,48 @@ def morphometry_reference(means: Sequence[np.ndarray], columns: Sequence[str]) -
     return {"columns": [str(c) for c in columns], "median": centre.tolist(),
             "below": (MARGIN * (centre - lo) + floor).tolist(), "above": (MARGIN * (hi - centre) + floor).tolist(),
             "training_min": lo.tolist(), "training_max": hi.tolist(), "n_slides": int(len(m)),
-            "margin": MARGIN, "range_floor": RANGE_FLOOR, "floor": ABS_FLOOR}
+            "margin": MARGIN, "range_floor": RANGE_FLOOR, "floor": ABS_FLOOR,
+            **({"tile_sd": [float(v) for v in spread[0]], "typical_tiles": spread[1], "sampling_z": SAMPLING_Z}
+               if spread is not None and len(spread[0]) == len(columns) else {})}
 
 
-def morphometry_ratios(means: np.ndarray, reference: dict[str, Any]) -> np.ndarray:
+def morphometry_ratios(means: np.ndarray, reference: dict[str, Any], n_tiles: int | None = None) -> np.ndarray:
     """Per measurement, the slide's distance from the training median over the allowed distance on
-    its side: above 1 is outside the training range (NaN where not measured)."""
+    its side: above 1 is outside the training range (NaN where not measured). ``n_tiles``: the
+    tiles the slide's means are of; fewer than the training slides' typical count widen the
+    allowed distance by their extra sampling noise (:data:`SAMPLING_Z`; references with
+    ``tile_sd``, models trained since hunt 26a)."""
     x = np.asarray(means, np.float64)
     centre = np.asarray(reference["median"], np.float64)
     if x.shape != centre.shape:
         return np.full(centre.shape, math.nan)
     d = x - centre
     allowed = np.where(d >= 0, np.asarray(reference["above"], np.float64), np.asarray(reference["below"], np.float64))
+    if n_tiles is not None and reference.get("tile_sd") is not None:
+        extra = 1.0 / max(int(n_tiles), 1) - 1.0 / float(reference["typical_tiles"])
+        if extra > 0:
+            allowed = allowed + float(reference.get("sampling_z", SAMPLING_Z)) * np.sqrt(extra) * \
+                np.asarray(reference["tile_sd"], np.float64)
     return np.abs(d) / np.maximum(allowed, 1e-12)
 
 
-def morphometry_ratio(means: np.ndarray | None, reference: dict[str, Any] | None) -> float | None:
+def morphometry_ratio(means: np.ndarray | None, reference: dict[str, Any] | None,
+                      n_tiles: int | None = None) -> float | None:
     """The largest of :func:`morphometry_ratios` (``None`` when not measured or no reference)."""
     if means is None or not reference:
         return None
-    r = morphometry_ratios(means, reference)
+    r = morphometry_ratios(means, reference, n_tiles)
     r = r[np.isfinite(r)]
     return float(r.max()) if len(r) else None
 
 
-def morphometry_outside(means: np.ndarray | None, reference: dict[str, Any] | None) -> str:
-    """Why a slide's tile measurements are outside the training range, in words (empty: inside)."""
+def morphometry_outside(means: np.ndarray | None, reference: dict[str, Any] | None,
+                        n_tiles: int | None = None) -> str:
+    """Why a slide's tile measurements are outside the training range, in words (empty: inside).
+    The range is written "a to b": "1.88e-05-0.000116" read as a subtraction (hunt 26a)."""
     if means is None or not reference:
         return ""
-    r = morphometry_ratios(means, reference)
+    r = morphometry_ratios(means, reference, n_tiles)
     out = [j for j in np.argsort(-np.nan_to_num(r, nan=-1.0)) if r[j] > 1.0]
     if not out:
         return ""
@@ -101,7 +144,7 @@ def morphometry_outside(means: np.ndarray | None, reference: dict[str, Any] | No
         words, scale, unit = describe(name)
         v = [f"{scale * float(a):.3g}" for a in (x[j], lo[j], hi[j], centre[j])]
         share = " of the tile area" if unit == " %" else ""
-        span = f"{v[1]} to {v[2]}" if lo[j] < 0 else f"{v[1]}-{v[2]}"  # '-0.0367-0.258' read as a subtraction
+        span = f"{v[1]} to {v[2]}"  # with a hyphen, '-0.0367-0.258' and '1.88e-05-0.000116' read as subtractions
         if words == name:  # a column this version does not know: its name, as before
             return f"{name} {v[0]}{unit} (training slides {span}{unit}, median {v[3]}{unit})"
         return f"{words}: {v[0]}{unit}{share} (training slides {span}{unit}, median {v[3]}{unit}) [{name}]"
@@ -148,7 +191,8 @@ def leave_group_out_ratios(means: Sequence[np.ndarray], groups: Sequence, column
     groups = np.asarray([str(g) for g in groups])
     out = np.full(len(means), math.nan)
     for i, x in enumerate(means):
-        ref = morphometry_reference([v for j, v in enumerate(means) if groups[j] != groups[i]], columns)
+        # a slide's distance relative to its other groups' (the shift's scale): not held to MIN_SLIDES
+        ref = morphometry_reference([v for j, v in enumerate(means) if groups[j] != groups[i]], columns, min_slides=2)
         r = morphometry_ratio(x, ref)
         out[i] = math.nan if r is None else r
     return out

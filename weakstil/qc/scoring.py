@@ -183,7 +183,8 @@ class SlideAssessor:
         morph_ref = self.reference.get("morphometry")  # absent in models trained before it, or without tile stats
         stats = bank.slide_tile_stats(0) if morph_ref else None
         means = slide_means(stats) if stats is not None else None
-        morph_ratio = morphometry_ratio(means, morph_ref)
+        n_measured = len(stats) if stats is not None else None
+        morph_ratio = morphometry_ratio(means, morph_ref, n_measured)
         if morph_ratio is not None:
             attrs["morphometry_ratio"] = morph_ratio
         image_ref = self.reference.get("image")
@@ -234,7 +235,7 @@ class SlideAssessor:
                                  bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
                                  if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp,
                                  base_mpp=base_mpp, target_mpp=mpp, annotation_misplaced=annotation_misplaced,
-                                 bed_incomplete=bed_incomplete, morphometry=morphometry_outside(means, morph_ref))
+                                 bed_incomplete=bed_incomplete, morphometry=morphometry_outside(means, morph_ref, n_measured))
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
         for flag, reason in why.items():

@@ -36,7 +36,8 @@ from weakstil.qc.embedding import fit_reference, ood_threshold, shift_share_thre
 from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
                                weighting_reference)
 from weakstil.qc.image import ImageStats, slide_image_stats
-from weakstil.qc.morphometry import leave_group_out_ratios, morphometry_outside, morphometry_reference, slide_means
+from weakstil.qc.morphometry import (MIN_SLIDES, leave_group_out_ratios, morphometry_outside, morphometry_reference,
+                                    slide_means, tile_spread)
 from weakstil.qc.shift import (leave_group_out_distances, leave_group_out_stain, shift_reference, slide_blurry_share,
                                slide_shift)
 
@@ -122,9 +123,14 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     del feats
     # 1b. the tile measurements the model appends (nuclear morphometry): their training range
     columns = bank.tile_stats_columns
-    measured_means = [slide_means(bank.slide_tile_stats(i)) for i in range(n)] if columns else []
-    morph_ref = morphometry_reference(measured_means, columns) if columns else None
+    measured = [bank.slide_tile_stats(i) for i in range(n)] if columns else []
+    measured_means = [slide_means(x) for x in measured]
+    morph_ref = morphometry_reference(measured_means, columns, spread=tile_spread(measured)) if columns else None
+    del measured
     morph_lgo = leave_group_out_ratios(measured_means, group_ids, columns) if morph_ref else None
+    if columns and morph_ref is None:
+        log.info("tile-measurement check off: %d training slides measured, it needs %d (weakstil.qc.morphometry)",
+                 sum(1 for v in measured_means if np.isfinite(v).all()), MIN_SLIDES)
     if morph_lgo is not None:
         table["morphometry_ratio_lgo"] = morph_lgo
 
