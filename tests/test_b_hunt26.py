@@ -65,3 +65,21 @@ def test_a_folder_moved_with_its_run_directory_is_not_refused(lab: Path, tmp_pat
     (out / ".snakemake-workdir.json").write_text(json.dumps({"workdir": str(tmp_path / "gone")}), encoding="utf-8")
     proc = snakemake(tmp_path, out, lab / "cohort" / "labels.csv", "--dry-run")
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_cohort_slides_without_an_outline_are_named_when_the_run_starts(lab: Path, tmp_path: Path) -> None:
+    """An outline missing (or misnamed) for one cohort slide left its bed the whole tissue in training, said
+    only in that slide's logs/tumorbed/ log; now the run names it at the start (dry runs too)."""
+    import shutil
+
+    outlines = tmp_path / "outlines"
+    shutil.copytree(lab / "cohort" / "truth", outlines)
+    for f in outlines.glob("synth_0002*"):
+        f.unlink()
+    cohort, out = lab / "cohort" / "labels.csv", tmp_path / "results"
+    proc = snakemake(tmp_path, out, cohort, "--dry-run", config=(f"annotations={outlines}",))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    warnings = [x for x in proc.stderr.splitlines() if x.startswith("warning:") and "outline" in x]
+    assert len(warnings) == 1 and "1 of 4 cohort slide(s)" in warnings[0] and "(synth_0002)" in warnings[0], warnings
+    full = snakemake(tmp_path, out, cohort, "--dry-run", config=(f"annotations={lab / 'cohort' / 'truth'}",))
+    assert full.returncode == 0 and "no outline" not in full.stderr
