@@ -112,3 +112,38 @@ def out_respelt(out: str) -> str | None:
         return last if os.path.samefile(last, out) else None
     except OSError:
         return None
+
+
+#: The directory the last run of an `out` folder ran in (its Snakemake records are in its `.snakemake/`).
+RUN_DIR_RECORD = ".snakemake-workdir.json"
+
+
+def other_run_dir(out: str | Path) -> str | None:
+    """The directory another run wrote ``out`` from, when it is not this one and still holds Snakemake's
+    records (``.snakemake/``), else ``None``. Snakemake keeps its records of every job (params, code,
+    inputs) in the directory it runs in: run from elsewhere into the same absolute ``out``, it found
+    none and said "Nothing to be done" for a changed setting (``mpp``, ``encoder``: the old features
+    kept), and two runs from two directories wrote the same files at once (each its own lock)."""
+    import json
+    import os
+
+    try:
+        last = json.loads((Path(out) / RUN_DIR_RECORD).read_text(encoding="utf-8")).get("workdir")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(last, str) or not (Path(last) / ".snakemake").is_dir():
+        return None  # moved with its folder, or its records deleted: nothing to miss
+    try:
+        return None if os.path.samefile(last, os.getcwd()) else last
+    except OSError:
+        return None
+
+
+def record_run_dir(out: str | Path) -> None:
+    """Write the directory this run runs in into ``out`` (see :func:`other_run_dir`)."""
+    import os
+
+    from weakstil.atomic import write_json
+
+    Path(out).mkdir(parents=True, exist_ok=True)
+    write_json(Path(out) / RUN_DIR_RECORD, {"workdir": os.getcwd()}, indent=1)
