@@ -15,7 +15,7 @@ def _cmu_like():
     rng = np.random.default_rng(0)
     j = COLUMNS.index("small_dark_nest")
     train = []
-    for _ in range(12):
+    for _ in range(24):  # the check needs 20 training slides (MIN_SLIDES, hunt 26a)
         x = np.full(len(COLUMNS), 0.1) * (1 + 0.05 * rng.random(len(COLUMNS)))
         x[j] = 0.00109 + (0.00496 - 0.00109) * rng.random()
         train.append(x)
@@ -53,8 +53,8 @@ def test_a_negative_training_minimum_is_not_read_as_a_subtraction():
     # mean relative haematoxylin can be below 0 (the quick demo's training slides: -0.0367 to 0.258)
     rng = np.random.default_rng(1)
     j = COLUMNS.index("mean_h")
-    train = [np.full(len(COLUMNS), 0.1) * (1 + 0.05 * rng.random(len(COLUMNS))) for _ in range(12)]
-    for t, v in zip(train, np.linspace(-0.0367, 0.258, 12)):
+    train = [np.full(len(COLUMNS), 0.1) * (1 + 0.05 * rng.random(len(COLUMNS))) for _ in range(24)]
+    for t, v in zip(train, np.linspace(-0.0367, 0.258, 24)):
         t[j] = v
     ref = morphometry_reference(train, COLUMNS)
     slide = np.median(np.asarray(train), axis=0)
