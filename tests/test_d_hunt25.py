@@ -97,20 +97,33 @@ def test_tumorbed_apply_says_when_moved_slides_lose_the_ink_veto(moved, caplog):
     assert "made earlier from the same inputs: kept" not in said, said
 
 
+def _three_slides(tmp_path):
+    """Three placeholder slide files S1-S3 under slides/, and the cohort CSV's path beside them."""
+    (tmp_path / "slides").mkdir()
+    for sid in ("S1", "S2", "S3"):
+        (tmp_path / "slides" / f"{sid}.tiff").write_bytes(b"x")
+    return tmp_path / "cohort.csv"
+
+
+def _refusal(tmp_path, text: str) -> str:
+    """The one-line refusal of a cohort CSV holding ``text`` beside three slide files."""
+    from weakstil.cohort import CohortError, read_cohort
+
+    csv = _three_slides(tmp_path)
+    csv.write_text(text)
+    with pytest.raises(CohortError) as err:
+        read_cohort(csv)
+    return str(err.value)
+
+
 def test_a_decimal_comma_split_into_an_empty_column_after_stil_is_refused(tmp_path):
     """'S1,a.tiff,35,5' under the header 'slide_id,path,stil,comment' has the header's four fields:
     it was read as the label 35 and the comment '5', and trained on without a word."""
     from weakstil.cohort import CohortError, read_cohort
 
-    (tmp_path / "slides").mkdir()
-    for sid in ("S1", "S2", "S3"):
-        (tmp_path / "slides" / f"{sid}.tiff").write_bytes(b"x")
+    said = _refusal(tmp_path, "slide_id,path,stil,comment\nS1,slides/S1.tiff,35,5\nS2,slides/S2.tiff,12\n"
+                              "S3,slides/S3.tiff,60,re-cut\n")
     csv = tmp_path / "cohort.csv"
-    csv.write_text("slide_id,path,stil,comment\nS1,slides/S1.tiff,35,5\nS2,slides/S2.tiff,12\n"
-                   "S3,slides/S3.tiff,60,re-cut\n")
-    with pytest.raises(CohortError) as err:
-        read_cohort(csv)
-    said = str(err.value)
     assert "row 2: 35,5" in said and "would be read as 35 with comment 5" in said, said
     assert "write decimals with a point (35.5)" in said and "move the comment column before stil" in said, said
     # the group column too: a patient not yet filled in took the decimals as its group
@@ -256,17 +269,11 @@ def test_a_truncated_tiff_is_one_error_line_without_tifffiles_own(tmp_path):
 def test_a_group_written_as_a_missing_value_is_refused_as_an_empty_one_is(tmp_path):
     """R's write.csv writes an unknown patient as NA: every such slide was put in one group 'NA' (unrelated
     patients kept together, folds unbalanced) where an empty cell is refused."""
-    from weakstil.cohort import CohortError, read_cohort
+    from weakstil.cohort import read_cohort
 
-    (tmp_path / "slides").mkdir()
-    for sid in ("S1", "S2", "S3"):
-        (tmp_path / "slides" / f"{sid}.tiff").write_bytes(b"x")
+    said = _refusal(tmp_path, '"","slide_id","path","stil","group"\n"1","S1","slides/S1.tiff",30,"P1"\n'
+                              '"2","S2","slides/S2.tiff",20,NA\n"3","S3","slides/S3.tiff",10,#N/A\n')
     csv = tmp_path / "cohort.csv"
-    csv.write_text('"","slide_id","path","stil","group"\n"1","S1","slides/S1.tiff",30,"P1"\n'
-                   '"2","S2","slides/S2.tiff",20,NA\n"3","S3","slides/S3.tiff",10,#N/A\n')
-    with pytest.raises(CohortError) as err:
-        read_cohort(csv)
-    said = str(err.value)
     assert "row 3 (S2): group is 'NA', a missing value (R's or a spreadsheet's), not a group" in said, said
     assert "row 4 (S3): group is '#N/A'" in said, said
     csv.write_text('"","slide_id","path","stil","group"\n"1","S1","slides/S1.tiff",30,"P1"\n'
