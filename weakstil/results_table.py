@@ -202,7 +202,6 @@ def row_agrees_with_file(prev: dict, attrs: dict, score_file: Path, slide: Path)
     return not differs
 
 
-
 def one_scan_under_two_ids(out: Path, ids: Collection[str]) -> list[list[tuple[str, str]]]:
     """Each scan of this run (``ids``) that ``results.csv`` holds under several slide ids (by its score
     files' content fingerprint), as ``(slide id, its path)`` pairs: a slide file renamed since it was

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -44,9 +43,11 @@ class SlideBag:
 
 def _stats_columns(cache: FeaturesFile) -> tuple[str, ...]:
     """The names of a feature file's tile measurements (``tile_stats_columns``; generic when absent)."""
+    from weakstil.tumorbed.evidence import stats_column_names
+
     n = int(np.asarray(cache.tile_stats).shape[1]) if cache.tile_stats is not None else 0
     try:
-        names = json.loads(str(cache.attrs.get("tile_stats_columns") or "[]"))
+        names = stats_column_names(cache.attrs.get("tile_stats_columns") or None) or []
     except ValueError:
         names = []
     return tuple(str(c) for c in names) if len(names) == n else tuple(f"tile_stat_{j}" for j in range(n))
