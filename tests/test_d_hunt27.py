@@ -124,3 +124,27 @@ def test_d_the_real_cmu_slide_reads_all_its_tiles_for_its_stain():
         assert len(estimate_tiles(slide, tiles)) == len(tiles.coords) == 49
         stain = estimate_slide_stain(slide, tiles)
     assert stain.source == "macenko" and 2.2 < stain.max_c[0] < 2.4
+
+
+def test_d_qc_counts_marker_strokes_as_ink_not_lone_specks(clean_slide):
+    # the slide QC's ink share (pen_or_folds): lone specks read as "ink" (CMU-1-Small-Region: 1.3 % of
+    # its tissue, all lone pixels); now only ink in strokes counts, and a marker band still does
+    from weakstil.qc.image import thumbnail_stats
+
+    _, tiles = clean_slide
+    thumb, mpp = tiles.thumbnail, tiles.mask_mpp
+    specked = thumb.copy()
+    ys, xs = _tissue_points(tiles, 12, spacing=20)
+    specked[ys, xs] = (20, 20, 25)
+    assert thumbnail_stats(specked, mpp)["pen_share"] == 0.0
+    band = _draw_band(thumb, thumb.shape[0] // 2, int(64 / mpp), (60, 170, 90))
+    assert thumbnail_stats(band, mpp)["pen_share"] > 0.02
+
+
+def test_d_qc_reads_no_ink_on_the_real_cmu_slide():
+    from weakstil.qc.image import thumbnail_stats
+    from weakstil.slide import Slide
+
+    with Slide.open(CMU) as slide:
+        thumb = slide.read_thumbnail(4.0)
+    assert thumbnail_stats(thumb, 4.0)["pen_share"] < 0.001
