@@ -127,7 +127,7 @@ def test_d_the_real_cmu_slide_reads_all_its_tiles_for_its_stain():
 
 
 def test_d_qc_counts_marker_strokes_as_ink_not_lone_specks(clean_slide):
-    # the slide QC's ink share (pen_or_folds): lone specks read as "ink" (CMU-1-Small-Region: 1.3 % of
+    # the slide QC's ink share (pen_or_folds): lone specks read as "ink" (CMU-1-Small-Region: 1.0 % of
     # its tissue, all lone pixels); now only ink in strokes counts, and a marker band still does
     from weakstil.qc.image import thumbnail_stats
 

@@ -170,7 +170,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = No
     edge = black_at_edge(thumb)  # a scanner's unscanned border or black padding: neither ink nor a fold
     ink = ink_all & near & darker_than_glass(thumb, glass, mpp) & ~edge
     # ... in marker strokes (weakstil.stain.ink_strokes): lone hits are specks or pale tissue edges, no
-    # ink (CMU-1-Small-Region: "ink 1.3 %" of 137 lone pixels; a hard alt-look slide without ink 2.1 %)
+    # ink (CMU-1-Small-Region: "ink 1.0 %", all lone hits; hard alt-look slides without ink up to 2.3 %)
     out["pen_share"] = float((ink & ink_strokes(thumb, mpp, ink, lone=False)).sum() / n_tissue)
     fold = fold_pixels(thumb, tissue & ~edge, ink)
     out["fold_share"] = float(fold.sum() / n_tissue)
