@@ -245,8 +245,8 @@ def estimate_tiles(slide, tiles) -> np.ndarray:
     """Indices of the tiles (``tiles``: a :class:`~weakstil.tiles.SlideTiles` of the open ``slide``)
     that :func:`estimate_slide_stain` reads, in order: up to :data:`ESTIMATE_TILES` of those clear of
     marker strokes by their margin and :data:`INK_TILE_GUARD_UM` on the tissue thumbnail (lone ink hits
-    leave no tile out; all tiles when fewer than a quarter are clear), the ones whose position hashes lowest: spread over the tissue at random, and
-    mostly the same tiles when a few candidates come or go (an evenly spaced or a seeded random pick
+    leave no tile out; all tiles when fewer than a quarter are clear), the ones whose position hashes
+    lowest: spread over the tissue at random, and mostly the same tiles when a few candidates come or go (an evenly spaced or a seeded random pick
     would reshuffle them all)."""
     from weakstil.tiling import mask_fractions
 
