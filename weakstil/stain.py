@@ -58,9 +58,9 @@ INK_STROKE_MIN_WIDTH_UM = 40.0
 #: (:func:`estimate_tiles`): a stroke's faint edge reaches further than the colour rule sees, and
 #: the tiles it grazes carry the slide's darkest "haematoxylin", so whether such a tile was in
 #: moved the strengths when the overview changed a little (version 4). Clear of the stroke, the
-#: tiles that come and go with a few ink pixels are ordinary tissue. Lone ink hits (no stroke) leave
-#: no tile out: on the real CMU-1-Small-Region slide 137 pale lilac or dark pixels, none in a stroke,
-#: left out 19 of its 49 tiles and moved the haematoxylin strength by +10.6 % (version 5).
+#: tiles that come and go with a few ink pixels are ordinary tissue. A speck leaves no tile out
+#: (:func:`inked_tiles`): on the real CMU-1-Small-Region slide 137 pale lilac or dark pixels, none in a
+#: stroke, left out 19 of its 49 tiles and moved the haematoxylin strength by +10.6 % (version 5).
 INK_TILE_GUARD_UM = 32.0
 #: Pixels whose optical density lies further from the plane of the stains than this (sine of the
 #: angle) are no H&E mixture (ink the colour rule misses, grey ink over tissue, glare) and are
@@ -85,8 +85,9 @@ PLANE_ITERATIONS = 3
 #: (``benchmarks/stain_stability.py``) an overview JPEG'd, 2 % brighter or darker, blurred, or its ink
 #: mask a pixel off moved the haematoxylin strength by 3.4 % on average, 12.1 % at worst (now 1.0 /
 #: 2.8 %), dropping 8 % of the tiles by 2.5 / 12.4 % (now 0.5 / 1.8 %).
-#: 6: a tile is left out only near a marker stroke, not for lone ink hits (pale or dark specks: dust,
-#: pigment, a dense nucleus), and a stroke holds ink at least :data:`INK_STROKE_MIN_WIDTH_UM` across.
+#: 6: a tile is left out near a marker stroke, which holds ink at least :data:`INK_STROKE_MIN_WIDTH_UM`
+#: across, or holding a stroke's fragments (:data:`INK_STROKE_UM2` of coloured hits), not for a speck
+#: (dust, pigment, a dense nucleus, a pale tissue edge): :func:`inked_tiles`.
 STAIN_ESTIMATE_VERSION = 6
 #: Tissue tiles the estimate reads, picked by a hash of their position (spread over the tissue, and
 #: mostly the same tiles when a few candidates come or go): 192 tiles of 224 px averaged to 28 x 28
@@ -244,25 +245,44 @@ def broad_ink(ink: np.ndarray, mpp: float) -> np.ndarray:
 def estimate_tiles(slide, tiles) -> np.ndarray:
     """Indices of the tiles (``tiles``: a :class:`~weakstil.tiles.SlideTiles` of the open ``slide``)
     that :func:`estimate_slide_stain` reads, in order: up to :data:`ESTIMATE_TILES` of those clear of
-    marker strokes by their margin and :data:`INK_TILE_GUARD_UM` on the tissue thumbnail (lone ink hits
-    leave no tile out; all tiles when fewer than a quarter are clear), the ones whose position hashes
-    lowest: spread over the tissue at random, and mostly the same tiles when a few candidates come or go (an evenly spaced or a seeded random pick
-    would reshuffle them all)."""
-    from weakstil.tiling import mask_fractions
-
+    marker strokes by their margin and :data:`INK_TILE_GUARD_UM` on the tissue thumbnail, and holding
+    less than :data:`INK_STROKE_UM2` of coloured ink hits outside strokes (:func:`inked_tiles`; all
+    tiles when fewer than a quarter are clear), the ones whose position hashes lowest: spread over the
+    tissue at random, and mostly the same tiles when a few candidates come or go (an evenly spaced or
+    a seeded random pick would reshuffle them all)."""
     coords = np.asarray(tiles.coords)
     pick = np.arange(len(coords))
     thumb = tiles.thumbnail
     if thumb is not None and len(coords):
-        inked = ink_strokes(thumb, tiles.mask_mpp, guard_um=INK_TILE_GUARD_UM, lone=False)
-        if inked.any():
-            share = mask_fractions(coords, tiles.tile_size_level0, inked, tiles.mask_mpp, float(slide.mpp))
-            clean = np.flatnonzero(share == 0)
-            if len(clean) >= max(1, len(coords) // 4):
-                pick = clean
+        inked = inked_tiles(thumb, tiles.mask_mpp, coords, tiles.tile_size_level0, float(slide.mpp))
+        clean = np.flatnonzero(~inked)
+        if inked.any() and len(clean) >= max(1, len(coords) // 4):
+            pick = clean
     x, y = (coords[pick, i].astype(np.uint64) for i in (0, 1))
     rank = ((x * np.uint64(73856093)) ^ (y * np.uint64(19349663))) * np.uint64(0x9E3779B97F4A7C15)
     return np.sort(pick[np.argsort(rank, kind="stable")[:ESTIMATE_TILES]])
+
+
+def inked_tiles(thumb: np.ndarray, mpp: float, coords: np.ndarray, tile_size_level0: float, slide_mpp: float) -> np.ndarray:
+    """Which tiles (``coords``, level 0) :func:`estimate_tiles` leaves out, from the thumbnail (``mpp``
+    µm/px): those within :data:`INK_TILE_GUARD_UM` of a stroke's margin (:func:`ink_strokes`), and
+    those holding :data:`INK_STROKE_UM2` or more of coloured ink hits (green, blue or near-black:
+    :func:`weakstil.pen.pen_ink`) outside strokes: a stroke over tissue is seen in fragments, tens of
+    hits a tile, while a lone speck (dust, pigment, a dense nucleus) is a pixel or two, and the pale
+    grey hits of the dark-grey rule are pale tissue edges (no marker over tissue is that pale)."""
+    from weakstil.pen import pen_ink
+    from weakstil.tiling import mask_fractions
+
+    strokes = ink_strokes(thumb, mpp, guard_um=INK_TILE_GUARD_UM, lone=False)
+    out = np.zeros(len(coords), bool)
+    if strokes.any():
+        out |= mask_fractions(coords, tile_size_level0, strokes, mpp, slide_mpp) > 0
+    hits = pen_ink(*(np.ascontiguousarray(thumb[..., c]) for c in range(3))) & ~strokes
+    if hits.any():
+        side = max(1, int(round(tile_size_level0 * slide_mpp / mpp)))  # the tile's box in thumbnail pixels
+        count = np.rint(mask_fractions(coords, tile_size_level0, hits, mpp, slide_mpp) * side * side)
+        out |= count * mpp ** 2 >= INK_STROKE_UM2
+    return out
 
 
 def estimate_slide_stain(slide, tiles=None) -> SlideStain:
