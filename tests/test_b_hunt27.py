@@ -68,3 +68,34 @@ def test_an_interval_calibrated_on_few_slides_is_warned_about_and_recorded(plant
     from weakstil.confidence import Calibration
 
     assert Calibration.from_dict(cal).usable
+
+
+def test_features_copied_from_another_slide_are_not_called_a_copy_of_that_slide(tmp_path):
+    """Finding 2: a feature file copied under another slide's name (features/B.h5 a copy of A.h5, a
+    slip while gathering a cohort's features) was refused as 'B: a copy of the slide file of row 2
+    (A): one slide in two rows would be counted twice', which sends the researcher to check slide
+    files that differ. The features' fingerprint is A's scan, not B's; now the row says only that
+    its features were made from another slide file, with the fix to embed it again."""
+    from conftest import write_tiff_slide
+    from planted import write_feature_file
+    from weakstil.fingerprint import ATTR, slide_fingerprint
+
+    import h5py
+
+    rng = np.random.default_rng(27)
+    (tmp_path / "slides").mkdir()
+    slides = {sid: write_tiff_slide(tmp_path / "slides" / f"{sid}.tiff",
+                                    rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), levels=1) for sid in "AB"}
+    feats, coords = rng.normal(size=(4, 8)), np.array([[0, 0], [448, 0], [0, 448], [448, 448]])
+    for sid in "AB":
+        path = write_feature_file(tmp_path / "features" / f"{sid}.h5", sid, feats, coords)
+        with h5py.File(path, "r+") as f:
+            f.attrs[ATTR] = slide_fingerprint(slides["A"])  # B.h5: a copy of A's features
+    (tmp_path / "c.csv").write_text("slide_id,path,stil\nA,slides/A.tiff,10\nB,slides/B.tiff,40\n", encoding="utf-8")
+    proc = run_cli("train", tmp_path / "c.csv", "-f", tmp_path / "features", "-o", tmp_path / "m", "--folds", "1",
+                   *BRIEF)
+    said = _said(proc)
+    assert proc.returncode == 1 and not (tmp_path / "m").exists()
+    assert "row 3 (B): features" in said and "were made from another slide file than" in said, said
+    assert "a copy of the slide file" not in said and "counted twice" not in said
+    assert "Fix: embed these slides again" in said

@@ -363,7 +363,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         if features_dir is not None and sid and "duplicate" not in " ".join(reasons):
             fp = feature_path(features_dir, sid, full)
             why, fingerprint = _check_features(fp, str(fp), full if check_files else None)
-            if fingerprint is not None and not any("same slide file" in r for r in reasons):
+            # (features of another slide file than this row's: their fingerprint is not this slide's)
+            if fingerprint is not None and why is None and not any("same slide file" in r for r in reasons):
                 same = _same_slide(first_file, f"content {fingerprint}", sid, row, "a copy of the slide file of")
                 reasons += [same] if same else []
             if why:
