@@ -99,3 +99,31 @@ def test_features_copied_from_another_slide_are_not_called_a_copy_of_that_slide(
     assert "row 3 (B): features" in said and "were made from another slide file than" in said, said
     assert "a copy of the slide file" not in said and "counted twice" not in said
     assert "Fix: embed these slides again" in said
+
+
+def test_yes_no_class_labels_are_refused_not_trained_on_as_percent(planted, tmp_path):
+    """Finding 3: a cohort CSV whose stil column holds sTIL-high calls (1 = high, 0 = low: a TCGA-style
+    'TIL high' column) was trained on as 0 % and 1 % labels, with the warning 'they look like
+    fractions ... multiply them by 100' (which would make them 0 and 100 %): on 12 demo slides the
+    model's out-of-fold scores were all under 1 % (MAE 0.43, R² -0.22, exit 0). Now it is refused
+    before anything is written, naming the counts and the fix; real percentages, fractions (warned
+    about, as before) and labels of 0 and 1 beside others train as they did."""
+    root, table = planted
+    features = root / "cohort" / "features"
+    labels = table[["slide_id", "path", "stil"]].copy()
+    labels["path"] = [str((root / "cohort" / p).resolve()) for p in labels["path"]]
+    labels.assign(stil=(labels["stil"] >= 30).astype(int)).to_csv(tmp_path / "binary.csv", index=False)
+    for command in (("train", tmp_path / "binary.csv", "-f", features, "-o", tmp_path / "m", "--folds", "1", *BRIEF),
+                    ("evaluate", tmp_path / "binary.csv", "--oof", tmp_path / "oof.csv", "-o", tmp_path / "e")):
+        proc = run_cli(*command)
+        said = _said(proc)
+        assert proc.returncode == 1 and not (tmp_path / "m").exists() and not (tmp_path / "e").exists()
+        high = int((labels["stil"] >= 30).sum())
+        assert f"every sTIL label is 0 or 1 ({high} slides 1, {len(labels) - high} slides 0): they look like classes " \
+               "(sTIL-high yes/no), not percentages" in said, said
+        assert "Fix: give each slide's stromal TIL percentage, 0-100" in said
+    # 0 and 1 % beside other labels are percentages (a TIL-poor cohort), and train
+    low = labels.assign(stil=[0, 1, 0, 1, 2.5, 0, 1, 4, 0, 1, 7, 0][: len(labels)])
+    low.to_csv(tmp_path / "low.csv", index=False)
+    assert run_cli("train", tmp_path / "low.csv", "-f", features, "-o", tmp_path / "m", "--folds", "1",
+                   *BRIEF).returncode == 0

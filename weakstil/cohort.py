@@ -25,7 +25,8 @@ from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, Coh
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
                                  in_subfolder, refuse_not_text, refuse_separator_line, unicode_twin,
                                  warn_lookalike_groups)
-from weakstil.cohort_labels import refuse_mixed_notation, refuse_split_decimal, warn_fraction_labels
+from weakstil.cohort_labels import (refuse_class_labels, refuse_mixed_notation, refuse_split_decimal,
+                                   warn_fraction_labels)
 from weakstil.errors import UsageError, WeakSTILError, name_problem
 from weakstil.files.paths import feature_path
 
@@ -393,6 +394,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     if require_labels:
         refuse_mixed_notation(csv_path, notation)
     table = pd.DataFrame.from_records(records, columns=["slide_id", "path", "stil", "group", "row", "features"])
+    if require_labels:
+        refuse_class_labels(csv_path, table)
     warn_fraction_labels(csv_path, table)
     if group_col is not None:
         warn_lookalike_groups(csv_path, group_col, table["group"].tolist())
