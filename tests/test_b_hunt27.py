@@ -127,3 +127,31 @@ def test_yes_no_class_labels_are_refused_not_trained_on_as_percent(planted, tmp_
     low.to_csv(tmp_path / "low.csv", index=False)
     assert run_cli("train", tmp_path / "low.csv", "-f", features, "-o", tmp_path / "m", "--folds", "1",
                    *BRIEF).returncode == 0
+
+
+def test_paths_written_from_the_current_folder_are_one_cause_not_a_wall_of_rows(planted, tmp_path, monkeypatch):
+    """Finding 4: a cohort CSV kept in a subfolder whose paths were written from where the researcher
+    runs (cwd-relative, a common slip) was refused with every row's own copy of the same hint: 12 rows
+    made a 4,000-character error line, the demo's 40 rows 12,000 characters, a 1,000-slide cohort a
+    third of a megabyte, the fix buried. Now the cause is said once, with one row's path rewritten
+    both ways; a CSV with other bad rows too still lists every row."""
+    root, table = planted
+    monkeypatch.chdir(root)
+    (root / "lists").mkdir(exist_ok=True)
+    rows = table.assign(path=["cohort/" + p for p in table["path"]])  # from root, not from lists/
+    rows.to_csv(root / "lists" / "cwd.csv", index=False)
+    proc = run_cli("train", root / "lists" / "cwd.csv", "-f", root / "cohort" / "features", "-o", tmp_path / "m",
+                   "--folds", "1", *BRIEF)
+    said = _said(proc)
+    assert proc.returncode == 1 and not (tmp_path / "m").exists()
+    assert f"12 rows' slide paths are written from the current folder, {root}, where the files are, but paths are " \
+           f"relative to the CSV's folder, {root / 'lists'} (row 2: cohort/slides/S000.tiff)" in said, said
+    assert "Fix: write them relative to the CSV's folder (row 2: ../cohort/slides/S000.tiff), or as absolute " \
+           f"paths (row 2: {root / 'cohort' / 'slides' / 'S000.tiff'})" in said
+    assert len(said) < 700
+    # one row with another problem as well: every bad row is listed, as before
+    rows.assign(stil=["x"] + list(rows["stil"][1:])).to_csv(root / "lists" / "mixed.csv", index=False)
+    said = _said(run_cli("train", root / "lists" / "mixed.csv", "-f", root / "cohort" / "features", "-o",
+                         tmp_path / "m", "--folds", "1", *BRIEF))
+    assert "12 bad rows: row 2 (S000): file not found cohort/slides/S000.tiff (there is cohort/slides/S000.tiff from " \
+           "the current folder" in said and "stil 'x' is not a number" in said
