@@ -4,6 +4,7 @@ calibration, what train says about the slides it was given)."""
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -51,8 +52,9 @@ def test_an_interval_calibrated_on_few_slides_is_warned_about_and_recorded(plant
     """Finding 1: 'weakstil train' on 12 (or 16) slides calibrated the 90 % interval on them and said
     only, at info level, 'out-of-fold coverage 100% (leave-one-out 92%) ... (12 slides)': nothing said
     that a 12-slide calibration covers new slides like them anywhere from 78 to 100 % (one model in
-    20 below 78 %), with its offset and shift weight fitted on the same slides. Now a warning says so
-    and calibration.json records the range; with fewer than 9 slides there is no interval, as before."""
+    20 below 78 %), with its offset and shift weight fitted on the same slides, and 'score' said
+    nothing. Now train and score warn, and calibration.json records the range; with fewer than 9
+    slides there is no interval, as before."""
     root, _ = planted
     proc = run_cli("train", root / "cohort" / "labels.csv", "-f", root / "cohort" / "features", "-o", tmp_path / "m",
                    "--folds", "4", *BRIEF)
@@ -64,10 +66,25 @@ def test_an_interval_calibrated_on_few_slides_is_warned_about_and_recorded(plant
     assert cal["n"] == 12 and math.isfinite(cal["q"])
     spread = cal["extra"]["coverage_spread"]
     assert spread["low"] == pytest.approx(0.779, abs=0.001) and spread["high"] == pytest.approx(0.996, abs=0.001)
-    # the model still loads and scores as it did (the range is advice in 'extra', not a new field)
+    # the model still loads and scores as it did (the range is advice in 'extra', not a new field), and
+    # 'weakstil score' says it once per run (the train log that said it may be long gone)
     from weakstil.confidence import Calibration
+    from weakstil.mil.ensemble import load_scoring_models
+    from weakstil.qc.scoring import SlideAssessor
 
     assert Calibration.from_dict(cal).usable
+    models, meta = load_scoring_models(tmp_path / "m")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # (the CLI run above replaced the root logger's handlers, caplog's too)
+    logging.getLogger("weakstil").addHandler(handler)
+    try:
+        assessor = SlideAssessor.load(tmp_path / "m", meta, models[0].arch, fold_models=models)
+    finally:
+        logging.getLogger("weakstil").removeHandler(handler)
+    assert assessor.no_interval is None and assessor.calibration.q == pytest.approx(cal["q"])
+    assert "the 90 % interval was calibrated on 12 out-of-fold slides: on slides like the training slides it may " \
+           "cover anywhere from 78 to 100 % (5th-95th percentile)" in " ".join(r.getMessage() for r in records)
 
 
 def test_features_copied_from_another_slide_are_not_called_a_copy_of_that_slide(tmp_path):
