@@ -172,3 +172,29 @@ def test_paths_written_from_the_current_folder_are_one_cause_not_a_wall_of_rows(
                          tmp_path / "m", "--folds", "1", *BRIEF))
     assert "12 bad rows: row 2 (S000): file not found cohort/slides/S000.tiff (there is cohort/slides/S000.tiff from " \
            "the current folder" in said and "stil 'x' is not a number" in said
+
+
+
+def test_a_slide_scored_below_every_training_label_is_flagged():
+    """Finding 5: a model trained on a cohort of high labels (the demo's 12 most TIL-rich slides,
+    29-85 %) scored 15 slides of 0.5-5.7 % at 20-29 % with intervals such as 17.2-22.6, none holding
+    the truth, and 9 of the 15 had no flag: 'above_training_labels' guards extrapolation upwards only.
+    Now 'below_training_labels' is raised on a score under the lowest training label (14 of those
+    15), as score and the training slides' own flags pass the lowest label of reference.json."""
+    import inspect
+
+    from weakstil.qc import scoring, training
+    from weakstil.qc.flags import FLAGS, label_reference, slide_flags
+
+    ref = label_reference(np.array([29.0, 33.3, 85.1]))
+    common = dict(ood_score=None, ood_threshold=None, n_bed_tiles=100, low=17.2, high=22.6, threshold=30.0,
+                  image=None, image_ref=None, label_max=ref["max"], label_min=ref["min"])
+    flags, why = slide_flags(stil=19.7, **common)
+    assert flags == ["below_training_labels"] and "below_training_labels" in FLAGS
+    assert why["below_training_labels"] == ("sTIL 19.7% below the lowest training label 29.0%: extrapolated, "
+                                            "likely over-scored")
+    assert slide_flags(stil=29.0, **common)[0] == []  # at the lowest label: inside the range
+    assert slide_flags(stil=90.0, **common)[0] == ["above_training_labels"]
+    # both callers hand the lowest label over (as they do the highest)
+    assert 'label_min=(self.reference.get("labels") or {}).get("min")' in inspect.getsource(scoring.SlideAssessor.assess)
+    assert "label_min=label_min" in inspect.getsource(training)

@@ -238,6 +238,7 @@ class SlideAssessor:
                                  low=low, high=high, threshold=threshold, image=image, image_ref=image_ref,
                                  min_bed_tiles=min_tiles, weighting_gap=gap, weighting_threshold=gap_thr,
                                  stil=stil, label_max=(self.reference.get("labels") or {}).get("max"),
+                                 label_min=(self.reference.get("labels") or {}).get("min"),
                                  interval_available=self.no_interval is None, no_interval_why=self.no_interval,
                                  bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
                                  if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp,

@@ -220,7 +220,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                  "morphometry": morph_ref, "few_tumorbed_tiles": {"min_tiles": MIN_BED_TILES}, "near_threshold": {"threshold": float(threshold)},
                  "image": image_ref, "weighting": weighting_reference(gaps), "labels": label_reference(labels)}
     weighting_thr = (reference["weighting"] or {}).get("threshold")
-    label_max = (reference["labels"] or {}).get("max")
+    label_max, label_min = ((reference["labels"] or {}).get(k) for k in ("max", "min"))
     _write_json(folder.qc_reference_path, _finite(reference))
 
     # 4. the flags every training slide would get (a check of the thresholds' false-alarm rate)
@@ -234,7 +234,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                image=stats[i], image_ref=image_ref, weighting_gap=float(gaps[i]),
                                weighting_threshold=weighting_thr,
                                stil=float(table["stil_pred_oof"][i]) if "stil_pred_oof" in table else None,
-                               label_max=label_max,
+                               label_max=label_max, label_min=label_min,
                                morphometry=morphometry_outside(measured_means[i], morph_ref) if morph_ref else "")
         flags_col.append(join(flags))
     table["qc"] = flags_col
