@@ -198,3 +198,32 @@ def test_a_slide_scored_below_every_training_label_is_flagged():
     # both callers hand the lowest label over (as they do the highest)
     assert 'label_min=(self.reference.get("labels") or {}).get("min")' in inspect.getsource(scoring.SlideAssessor.assess)
     assert "label_min=label_min" in inspect.getsource(training)
+
+
+def test_features_of_two_encoders_half_and_half_name_no_majority(tmp_path):
+    """Finding 6: a cohort embedded half with one encoder's weights and half with another's was refused
+    as '2 slides differ from the majority, e.g. A, B (weights_sha256 ... (majority: ...))' when the two
+    kinds were as many: the slides named as odd were as right as the others, and which half is
+    called 'the majority' was an accident of sorting. Now a tie says so."""
+    from planted import write_feature_file
+
+    rng = np.random.default_rng(6)
+    (tmp_path / "slides").mkdir()
+    rows = []
+    for i, sid in enumerate("ABCD"):
+        (tmp_path / "slides" / f"{sid}.tiff").write_bytes(b"placeholder")
+        write_feature_file(tmp_path / "features" / f"{sid}.h5", sid, rng.normal(size=(4, 8)),
+                           np.array([[0, 0], [448, 0], [0, 448], [448, 448]]),
+                           weights_sha256=("ab" if i < 2 else "cd") * 32)
+        rows.append(f"{sid},slides/{sid}.tiff,{10 + 20 * i}")
+    (tmp_path / "c.csv").write_text("slide_id,path,stil\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    said = _said(run_cli("train", tmp_path / "c.csv", "-f", tmp_path / "features", "-o", tmp_path / "m",
+                         "--folds", "1", *BRIEF))
+    assert "2 slides differ from the other 2 (no kind is the most common)" in said, said
+    assert "majority" not in said and "(the others: " in said
+    # a real majority is still named so
+    write_feature_file(tmp_path / "features" / "D.h5", "D", rng.normal(size=(4, 8)),
+                       np.array([[0, 0], [448, 0], [0, 448], [448, 448]]), weights_sha256="ab" * 32)
+    said = _said(run_cli("train", tmp_path / "c.csv", "-f", tmp_path / "features", "-o", tmp_path / "m",
+                         "--folds", "1", *BRIEF))
+    assert "1 slide differs from the majority, e.g. C (weights_sha256 " + "cd" * 32 + " (majority: " + "ab" * 32 in said
