@@ -23,9 +23,10 @@ import pandas as pd
 
 from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
-                                 in_subfolder, refuse_not_text, refuse_separator_line, unicode_twin,
-                                 warn_lookalike_groups)
-from weakstil.cohort_labels import refuse_mixed_notation, refuse_split_decimal, warn_fraction_labels
+                                 in_subfolder, refuse_not_text, refuse_paths_from_cwd, refuse_separator_line,
+                                 unicode_twin, warn_lookalike_groups)
+from weakstil.cohort_labels import (refuse_class_labels, refuse_mixed_notation, refuse_split_decimal,
+                                   warn_fraction_labels)
 from weakstil.errors import UsageError, WeakSTILError, name_problem
 from weakstil.files.paths import feature_path
 
@@ -285,6 +286,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     first_file: dict[str, tuple[str, int]] = {}
     listings: dict[Path, dict[str, str]] = {}  # folder -> its file names, for paths typed in another case
     subfolders: dict[Path, list[Path]] = {}  # the CSV folder's subfolders, for bare file names
+    from_cwd: list[tuple[int, str, str]] = []  # rows whose path is there only from the current folder
     records, feature_problems, damaged_features, newer_features = [], 0, 0, 0
     notation: list[tuple[int, str, str, float | None]] = []  # each kept row's label as written and as read
     for i, rec in enumerate(raw.to_dict("records")):
@@ -313,7 +315,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         elif sid.startswith("."):  # '..' or '.x': output files named '...h5' / '.x.h5' are hidden or look temporary
             reasons.append(f"slide_id {sid!r} starts with '.' (its output files would be hidden)")
         rel = str(rec["path"]).strip()
-        full = None
+        full, cwd_entry = None, None
         if rel == "":
             reasons.append("path is empty")
         else:
@@ -342,6 +344,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                 hint = hint or (f" (a shell's '~' or '$' is not expanded in a CSV; write it as {shell})"
                                 if shell != rel and Path(shell).is_file() else "")
                 reasons.append(f"file not found {rel}{hint}")
+                cwd_entry = (row, rel, os.path.relpath(cwd, base)) if cwd is not None else None
             elif check_files and full.is_dir():
                 reasons.append(f"path is a folder, not a slide file {rel}")
         if check_files and full is not None and full.is_file() and sid:
@@ -363,7 +366,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         if features_dir is not None and sid and "duplicate" not in " ".join(reasons):
             fp = feature_path(features_dir, sid, full)
             why, fingerprint = _check_features(fp, str(fp), full if check_files else None)
-            if fingerprint is not None and not any("same slide file" in r for r in reasons):
+            # (features of another slide file than this row's: their fingerprint is not this slide's)
+            if fingerprint is not None and why is None and not any("same slide file" in r for r in reasons):
                 same = _same_slide(first_file, f"content {fingerprint}", sid, row, "a copy of the slide file of")
                 reasons += [same] if same else []
             if why:
@@ -373,6 +377,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                 newer_features += len(reasons) == 1 and newer
                 damaged_features += len(reasons) == 1 and not why.startswith("no features") and not newer
         if reasons:
+            if len(reasons) == 1 and cwd_entry is not None:
+                from_cwd.append(cwd_entry)
             label = f"row {row} ({sid})" if sid else f"row {row}"
             problems.append(f"{label}: {', '.join(reasons)}")
             continue
@@ -380,6 +386,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                         "group": group, "row": row, "features": None if fp is None else str(fp)})
         notation.append((row, sid, stil_raw.strip(), stil))
     if problems:
+        refuse_paths_from_cwd(csv_path, base, from_cwd, len(problems))
         n = len(problems)
         fix = ("embed these slides first (weakstil embed ... --out FEATURES) or pass the --features folder that "
                "holds them" if feature_problems == n else
@@ -392,6 +399,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     if require_labels:
         refuse_mixed_notation(csv_path, notation)
     table = pd.DataFrame.from_records(records, columns=["slide_id", "path", "stil", "group", "row", "features"])
+    if require_labels:
+        refuse_class_labels(csv_path, table)
     warn_fraction_labels(csv_path, table)
     if group_col is not None:
         warn_lookalike_groups(csv_path, group_col, table["group"].tolist())

@@ -230,3 +230,18 @@ def warn_lookalike_groups(csv_path: Path, group_col: str, groups: list[str]) -> 
                     "groups: %s; if each is one centre or patient, spell it one way (else its slides can be trained on "
                     "and tested on in cross-validation)", csv_path, group_col,
                     "; ".join(" / ".join(map(repr, a)) for a in alike[:5]))
+
+
+def refuse_paths_from_cwd(csv_path: Path, base: Path, rows: list[tuple[int, str, str]], n_bad: int) -> None:
+    """Every bad row (3 or more) a path written from the current folder rather than the CSV's
+    (``row, path, path from the CSV's folder``): one cause said once with an example, not each row
+    with the same hint (40 such rows made a 12,000-character error line)."""
+    import os
+
+    if len(rows) < 3 or len(rows) != n_bad:
+        return
+    row, rel, fixed = rows[0]
+    raise CohortError(f"{len(rows)} rows' slide paths are written from the current folder, {Path.cwd()}, where the "
+                      f"files are, but paths are relative to the CSV's folder, {base} (row {row}: {rel})",
+                      path=csv_path, fix=f"write them relative to the CSV's folder (row {row}: {fixed}), or as absolute "
+                                         f"paths (row {row}: {os.path.abspath(rel)})")

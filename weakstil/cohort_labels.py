@@ -24,6 +24,22 @@ def warn_fraction_labels(csv_path: Path, table) -> None:
         _warn_mixed_fractions(csv_path, table.loc[labels.index])
 
 
+def refuse_class_labels(csv_path: Path, table) -> None:
+    """Refuse a label column of only 0 and 1, both present, on 4 or more slides: sTIL-high yes/no
+    calls (a TCGA-style 'TIL high' column), not percentages. They were read as 0 % and 1 %, warned
+    about as fractions to multiply by 100 (which makes them 0 and 100 %), and trained on: the model
+    scored every slide under 1 %. A cohort whose slides are all scored 0 or 1 % is not one to train on."""
+    labels = table["stil"].dropna()
+    if len(labels) < 4 or labels.nunique() < 2 or not labels.isin([0.0, 1.0]).all():
+        return
+    ones = int((labels == 1.0).sum())
+    raise CohortError(f"every sTIL label is 0 or 1 ({ones} slides 1, {len(labels) - ones} slides 0): they look like "
+                      "classes (sTIL-high yes/no), not percentages; trained on as 0 % and 1 %, the model would score "
+                      "every slide under 1 %", path=csv_path,
+                      fix="give each slide's stromal TIL percentage, 0-100 (as a pathologist scores it, TILs Working "
+                          "Group method): a yes/no call cannot be regressed, and x 100 would make it 0 and 100 %")
+
+
 def refuse_mixed_notation(csv_path: Path, notation: list[tuple[int, str, str, float | None]]) -> None:
     """Refuse a label column that writes some labels as percentages with a '%' sign ('35%', as a
     spreadsheet shows a cell formatted as a percentage) and others as bare numbers between 0 and 1

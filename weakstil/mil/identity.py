@@ -49,9 +49,9 @@ def card_changes(card: dict, recorded: dict) -> list[str]:
             and json.dumps(card[k], sort_keys=True) != json.dumps(recorded[k], sort_keys=True)]
 
 
-def _differences(named: dict, other: dict) -> list[str]:
+def _differences(named: dict, other: dict, label: str = "majority") -> list[str]:
     """``name value (majority: value)`` for the top-level entries of ``named`` that differ."""
-    return [f"{k} {v} (majority: {other.get(k)})" for k, v in named.items() if other.get(k) != v]
+    return [f"{k} {v} ({label}: {other.get(k)})" for k, v in named.items() if other.get(k) != v]
 
 
 def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, object]]) -> dict[str, object]:
@@ -75,10 +75,13 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
             return {**dict(zip(IDENTITY_ATTRS, k)), **json.loads(k[-2]),
                     **{f"card {f}": v for f, v in json.loads(k[-1]).items()}}
 
+        # no kind the most common (8 slides of each of two encoders): no 'majority' to name
+        tie = int((counts == counts.max()).sum()) > 1
+        majority = f"the other {int(counts.max())} (no kind is the most common)" if tie else "the majority"
         raise WeakSTILError(
             f"feature files come from different encoders, stain normalisations or tile settings: {len(odd)} "
-            f"slide{' differs' if len(odd) == 1 else 's differ'} from the majority, e.g. {', '.join(slide_ids[i] for i in odd[:5])} "
-            f"({'; '.join(_differences(named(keys[odd[0]]), named(common))[:4])})",
+            f"slide{' differs' if len(odd) == 1 else 's differ'} from {majority}, e.g. {', '.join(slide_ids[i] for i in odd[:5])} "
+            f"({'; '.join(_differences(named(keys[odd[0]]), named(common), 'the others' if tie else 'majority')[:4])})",
             fix="embed all slides of the cohort with the same encoder, weights, --stain-norm and tiling (--mpp, "
                 "--tile-size, --overlap, --tissue-threshold)",
         )

@@ -36,6 +36,9 @@ above_training_labels          the slide's sTIL% is above the highest label of t
                                slides: the model extrapolates, and neither it nor its interval
                                was checked there (a model trained on labels up to 34.5 % scored
                                slides of 51-57 % at 34-41 %)
+below_training_labels          the slide's sTIL% is below the lowest label of the training
+                               slides (a model trained on labels of 29-85 % scored 15 slides of
+                               0.5-5.7 % at 20-29 %, intervals 17-23 to 24-35, none holding the truth)
 bed_unlike_training            the slide was scored over the whole tissue (no tumour-bed source)
                                by a model trained on tumour beds (annotations, a detector): its
                                tiles and its interval are not what the model was checked on
@@ -76,6 +79,7 @@ class Flag(str, Enum):
     PEN_OR_FOLDS = "pen_or_folds"
     WEIGHTING = "weighting_outside_training_range"
     ABOVE_LABELS = "above_training_labels"
+    BELOW_LABELS = "below_training_labels"
     BED_UNLIKE_TRAINING = "bed_unlike_training"
     NO_INTERVAL = "no_interval"
     MPP_OVERRIDDEN = "mpp_overridden"
@@ -109,7 +113,8 @@ WEIGHTING_FLOOR = 5.0
 
 
 def label_reference(labels: np.ndarray) -> dict[str, Any] | None:
-    """The training labels' range, for the ``above_training_labels`` check (None: no finite label)."""
+    """The training labels' range, for the ``above_training_labels`` and ``below_training_labels`` checks
+    (None: no finite label)."""
     y = np.asarray(labels, np.float64)
     y = y[np.isfinite(y)]
     return {"max": float(y.max()), "min": float(y.min()), "n": int(len(y))} if len(y) else None
@@ -224,7 +229,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 low: float | None, high: float | None, threshold: float, image: ImageStats | None,
                 image_ref: dict[str, Any] | None, min_bed_tiles: int = MIN_BED_TILES,
                 weighting_gap: float | None = None, weighting_threshold: float | None = None,
-                stil: float | None = None, label_max: float | None = None,
+                stil: float | None = None, label_max: float | None = None, label_min: float | None = None,
                 interval_available: bool | None = None, no_interval_why: str | None = None,
                 bed_unlike_training: str | None = None,
                 slide_mpp: float | None = None, file_mpp: float | None = None,
@@ -280,6 +285,9 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if stil is not None and label_max is not None and math.isfinite(stil) and stil > label_max:
         why[Flag.ABOVE_LABELS.value] = (f"sTIL {stil:.1f}% above the highest training label {label_max:.1f}%: "
                                         "extrapolated, likely under-scored")
+    if stil is not None and label_min is not None and math.isfinite(stil) and stil < label_min:
+        why[Flag.BELOW_LABELS.value] = (f"sTIL {stil:.1f}% below the lowest training label {label_min:.1f}%: "
+                                        "extrapolated, likely over-scored")
     if bed_unlike_training and stil is not None and math.isfinite(stil):
         why[Flag.BED_UNLIKE_TRAINING.value] = bed_unlike_training
     if interval_available is False and stil is not None and math.isfinite(stil):

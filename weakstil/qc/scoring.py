@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weakstil.confidence import LEVEL, Calibration, CalibrationError, interval_columns, scale_sd, tile_standard_error_df
+from weakstil.confidence import (LEVEL, SLIDES_ADVISED, Calibration, CalibrationError, coverage_spread, interval_columns,
+                                 scale_sd, tile_standard_error_df)
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import CALIBRATION_FILE, ModelDir
 from weakstil.qc.bed_outline import calibration_lacks_outline_error, outline_sd
@@ -143,6 +144,12 @@ class SlideAssessor:
             out.reference = json.loads(folder.qc_reference_path.read_text(encoding="utf-8"))
         if out.calibration is None or not out.calibration.usable:
             out.no_interval = no_interval_why(meta) or "the model's interval calibration is not usable"
+        elif out.calibration.n < SLIDES_ADVISED:  # once per run: the train log that said it may be long gone
+            cal = out.calibration
+            low, high = coverage_spread(cal.n, cal.level)
+            log.warning("%s: the %g %% interval was calibrated on %d out-of-fold slides: on slides like the training "
+                        "slides it may cover anywhere from %.0f to %.0f %% (5th-95th percentile), so read each slide's "
+                        "interval as approximate", model_dir, 100 * cal.level, cal.n, 100 * low, 100 * high)
         return out
 
     @property
@@ -231,6 +238,7 @@ class SlideAssessor:
                                  low=low, high=high, threshold=threshold, image=image, image_ref=image_ref,
                                  min_bed_tiles=min_tiles, weighting_gap=gap, weighting_threshold=gap_thr,
                                  stil=stil, label_max=(self.reference.get("labels") or {}).get("max"),
+                                 label_min=(self.reference.get("labels") or {}).get("min"),
                                  interval_available=self.no_interval is None, no_interval_why=self.no_interval,
                                  bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
                                  if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp,

@@ -30,7 +30,8 @@ import numpy as np
 
 from weakstil.atomic import atomic_path
 from weakstil.csv_cells import defused
-from weakstil.confidence import Calibration, calibrate, conformal_quantile, interval_columns, tile_standard_error_df
+from weakstil.confidence import (SLIDES_ADVISED, Calibration, calibrate, conformal_quantile, coverage_spread,
+                                 interval_columns, tile_standard_error_df)
 from weakstil.modeldir import ModelDir
 from weakstil.qc.embedding import fit_reference, ood_threshold, shift_share_threshold, unfamiliar_reference
 from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
@@ -185,6 +186,11 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         table["tile_standard_error_df"] = se_df[:, 1]
         if not cal.usable:  # too few slides: no interval (not 0-100, which would look calibrated)
             lows = highs = [math.nan] * n
+        else:  # how far this calibration set's coverage may lie from the nominal level
+            spread = coverage_spread(cal.n, cal.level)
+            cal.extra["coverage_spread"] = {"low": spread[0], "high": spread[1], "quantiles": [0.05, 0.95],
+                                            "method": "Beta(k, n + 1 - k), k = ceil((n + 1) level): split "
+                                                      "conformal coverage given n calibration slides"}
         table[low_col], table[high_col] = lows, highs
         _write_json(folder.calibration_path, cal.to_dict())
         summary["confidence"] = {k: v for k, v in cal.to_dict().items() if k != "extra"}
@@ -195,6 +201,12 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                      "points (%d slides), offset %g, shift weight %g (fitted %g, floor %g)", 100 * cal.level,
                      100 * cal.coverage_oof, loo_said, cal.width_median, cal.n, cal.offset,
                      cal.shift_weight, cal.shift_weight_fitted, cal.shift_weight_floor)
+            if cal.n < SLIDES_ADVISED:
+                log.warning("the %g%% interval is calibrated on %d out-of-fold slides, too few to pin it down: on new "
+                            "slides like them it may cover anywhere from %.0f to %.0f%% (5th-95th percentile of "
+                            "split conformal's coverage given %d slides), and its offset and shift weight were "
+                            "fitted on the same slides; %d or more out-of-fold slides make it steadier",
+                            100 * cal.level, cal.n, 100 * spread[0], 100 * spread[1], cal.n, SLIDES_ADVISED)
         else:
             log.warning("%d out-of-fold slides are too few for a %g%% interval; slides are scored without one",
                         cal.n, 100 * cal.level)
@@ -208,7 +220,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                  "morphometry": morph_ref, "few_tumorbed_tiles": {"min_tiles": MIN_BED_TILES}, "near_threshold": {"threshold": float(threshold)},
                  "image": image_ref, "weighting": weighting_reference(gaps), "labels": label_reference(labels)}
     weighting_thr = (reference["weighting"] or {}).get("threshold")
-    label_max = (reference["labels"] or {}).get("max")
+    label_max, label_min = ((reference["labels"] or {}).get(k) for k in ("max", "min"))
     _write_json(folder.qc_reference_path, _finite(reference))
 
     # 4. the flags every training slide would get (a check of the thresholds' false-alarm rate)
@@ -222,7 +234,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                image=stats[i], image_ref=image_ref, weighting_gap=float(gaps[i]),
                                weighting_threshold=weighting_thr,
                                stil=float(table["stil_pred_oof"][i]) if "stil_pred_oof" in table else None,
-                               label_max=label_max,
+                               label_max=label_max, label_min=label_min,
                                morphometry=morphometry_outside(measured_means[i], morph_ref) if morph_ref else "")
         flags_col.append(join(flags))
     table["qc"] = flags_col
