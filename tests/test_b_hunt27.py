@@ -194,6 +194,9 @@ def test_a_slide_scored_below_every_training_label_is_flagged():
     assert why["below_training_labels"] == ("sTIL 19.7% below the lowest training label 29.0%: extrapolated, "
                                             "likely over-scored")
     assert slide_flags(stil=29.0, **common)[0] == []  # at the lowest label: inside the range
+    assert slide_flags(stil=27.0, **common)[0] == []  # within half a 5-point scoring step of it
+    low_end = {**common, "label_min": 1.0, "low": 0.0, "high": 3.0}
+    assert slide_flags(stil=0.2, **low_end)[0] == []  # a model that saw 1 % slides is not extrapolating at 0.2 %
     assert slide_flags(stil=90.0, **common)[0] == ["above_training_labels"]
     # both callers hand the lowest label over (as they do the highest)
     assert 'label_min=(self.reference.get("labels") or {}).get("min")' in inspect.getsource(scoring.SlideAssessor.assess)

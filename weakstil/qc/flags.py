@@ -36,8 +36,8 @@ above_training_labels          the slide's sTIL% is above the highest label of t
                                slides: the model extrapolates, and neither it nor its interval
                                was checked there (a model trained on labels up to 34.5 % scored
                                slides of 51-57 % at 34-41 %)
-below_training_labels          the slide's sTIL% is below the lowest label of the training
-                               slides (a model trained on labels of 29-85 % scored 15 slides of
+below_training_labels          the slide's sTIL% is more than 2.5 points below the lowest label of
+                               the training slides (a model trained on labels of 29-85 % scored 15 slides of
                                0.5-5.7 % at 20-29 %, intervals 17-23 to 24-35, none holding the truth)
 bed_unlike_training            the slide was scored over the whole tissue (no tumour-bed source)
                                by a model trained on tumour beds (annotations, a detector): its
@@ -110,6 +110,11 @@ STAIN_FLOORS = {"h_angle": 3.0, "e_angle": 3.0, "h_strength": 0.15, "e_strength"
 #: tiles average 52.9 (README, *Accuracy off the home ground*).
 WEIGHTING_MARGIN = 1.25
 WEIGHTING_FLOOR = 5.0
+#: ``below_training_labels`` is raised on a score this many points under the lowest training label:
+#: half the 5-point step pathologists score sTIL in, so a model that has seen slides of 1 % does not
+#: flag a slide it scores 0.4 % (the low end was in its training), while one trained on 29-85 % flags
+#: the low slides it scores 20-26 %.
+BELOW_LABELS_SLACK = 2.5
 
 
 def label_reference(labels: np.ndarray) -> dict[str, Any] | None:
@@ -285,7 +290,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if stil is not None and label_max is not None and math.isfinite(stil) and stil > label_max:
         why[Flag.ABOVE_LABELS.value] = (f"sTIL {stil:.1f}% above the highest training label {label_max:.1f}%: "
                                         "extrapolated, likely under-scored")
-    if stil is not None and label_min is not None and math.isfinite(stil) and stil < label_min:
+    if stil is not None and label_min is not None and math.isfinite(stil) and stil < label_min - BELOW_LABELS_SLACK:
         why[Flag.BELOW_LABELS.value] = (f"sTIL {stil:.1f}% below the lowest training label {label_min:.1f}%: "
                                         "extrapolated, likely over-scored")
     if bed_unlike_training and stil is not None and math.isfinite(stil):
