@@ -8,6 +8,7 @@ GeoJSON outlines (cohort/truth/<slide_id>_tumorbed.geojson) are the pathologist'
 from __future__ import annotations
 
 import json
+import platform
 import shutil
 from pathlib import Path
 
@@ -152,6 +153,9 @@ def test_trained_detector_records_its_settings_and_cross_validated_dice(cohort, 
     assert reach[meta["shape"]["infiltrate_um"]] == pytest.approx(meta["cv_dice"], abs=1e-4)
     assert meta["plausibility"]["min_evidence_ratio"] > 0
     assert TumorBedDetector.load(detector).shape.to_dict() == meta["shape"]
+    # the numerics it was trained with and when, as a MIL model records them (hunt 27b: weakstil's only)
+    assert meta["versions"]["numpy"] == np.__version__ and meta["versions"]["python"] == platform.python_version()
+    assert {"weakstil", "scipy"} <= set(meta["versions"]) and meta["created"][:2] == "20"
 
 
 def test_a_detector_from_before_format_2_is_refused_with_a_fix(detector, tmp_path, cohort):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -202,7 +203,7 @@ class TumorBedDetector:
         from safetensors.numpy import save_file
 
         from weakstil.atomic import atomic_path, write_json
-        from weakstil.runtime import sha256_file
+        from weakstil.runtime import installed_versions, sha256_file
 
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
@@ -214,7 +215,11 @@ class TumorBedDetector:
                 "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
                 "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__,
                 "tile_stats_columns": list(self.stats_columns), "lymphoid_veto": self.veto.to_dict(),
-                "ink_veto": self.ink_veto.to_dict(), "tumour_cell_gate": self.cell_gate.to_dict()}
+                "ink_veto": self.ink_veto.to_dict(), "tumour_cell_gate": self.cell_gate.to_dict(),
+                # the numerics it was trained with, as a MIL model records them (its own are numpy's)
+                "versions": self.meta.get("versions") or {"weakstil": __version__,
+                                                           **installed_versions(("numpy", "scipy", "scikit-image"))},
+                "created": self.meta.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         write_json(directory / META_FILE, meta, indent=2, sort_keys=True)
         return directory
 
