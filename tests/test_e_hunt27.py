@@ -1,0 +1,77 @@
+"""The cohort workflow and the napari plugin from outside (hunt 27e).
+
+* Snakemake redoes a job whose settings changed by its records in ``.snakemake/``: with them deleted (or the
+  project moved), a rerun with a new ``mpp`` said "Nothing to be done" and kept the tiles, features, beds and
+  model of the old tiling (0 of 24 jobs redone). It is now refused with the folders to delete.
+* ``weakstil preflight`` said nothing of cohort slides that ``annotations`` does not outline, while the run
+  warned of them (their tumour bed is the whole tissue in training).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, no_slurm_controller_env
+
+SNAKEFILE = ROOT / "pipelines" / "Snakefile"
+LOCAL = ROOT / "pipelines" / "profiles" / "local"
+
+
+def snakemake(workdir: Path, *args: str, config: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(LOCAL), "--directory",
+           str(workdir), "--cores", "1", *args, "--config", "cohort=cohort/labels.csv", "folds=2", "threads=1", *config]
+    return subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(workdir.parent))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory, synth_cohort) -> Path:
+    root = tmp_path_factory.mktemp("hunt27e")
+    synth_cohort(root / "cohort", 4, seed=0, size_mm=1.0, groups=2)
+    return root
+
+
+def test_a_changed_mpp_after_snakemakes_records_were_deleted_is_refused_not_kept(lab: Path) -> None:
+    pytest.importorskip("snakemake")
+    first = snakemake(lab, "results/settings.json", "results/tiles/synth_0000.h5")  # a real run: settings, one tiling
+    assert first.returncode == 0, first.stderr[-3000:]
+    shutil.rmtree(lab / ".snakemake")  # the records gone: a fresh clone, a cleaned folder, the project moved
+
+    same = snakemake(lab, "--dry-run", "results/tiles/synth_0000.h5")  # the same settings: nothing to refuse
+    assert same.returncode == 0 and "Nothing to be done" in same.stdout + same.stderr, same.stderr[-2000:]
+    changed = snakemake(lab, "--dry-run", "results/tiles/synth_0000.h5", config=("mpp=0.6",))
+    # old: "Nothing to be done", exit 0 (the 0.5 µm/px tiles kept, and the features, beds and model made from them)
+    assert changed.returncode != 0, changed.stdout[-2000:] + changed.stderr[-2000:]
+    line = next(x for x in changed.stderr.splitlines() if x.startswith("error:"))
+    assert "mpp 0.5 -> 0.6" in line and "results/tiles" in line and "results/settings.json" in line, line
+    assert "results/features" not in line  # only the folders that exist are named
+
+    shutil.rmtree(lab / "results" / "tiles")  # the fix as the line gives it
+    (lab / "results" / "settings.json").unlink()
+    fixed = snakemake(lab, "--dry-run", "results/tiles/synth_0000.h5", config=("mpp=0.6",))
+    assert fixed.returncode == 0 and "rule tile:" in fixed.stdout, fixed.stderr[-2000:]
+
+
+def test_preflight_warns_of_cohort_slides_without_an_outline_as_the_run_does(lab: Path, tmp_path: Path) -> None:
+    from weakstil.pipeline_preflight import default_config_file, load_workflow_config, run_preflight
+
+    outlines = tmp_path / "outlines"
+    outlines.mkdir()
+    truth = lab / "cohort" / "truth"
+    for sid in ("synth_0000", "synth_0001"):  # 2 of the 4 slides outlined
+        shutil.copy(truth / f"{sid}_tumorbed.geojson", outlines / f"{sid}.geojson")
+    cohort = lab / "cohort" / "labels.csv"
+    assert len(pd.read_csv(cohort)) == 4
+    config = load_workflow_config([default_config_file()], [f"cohort={cohort}", "folds=2", f"annotations={outlines}"])
+    text = run_preflight(config, slurm=False)
+    warning = next((x for x in text.splitlines() if "no outline" in x), None)  # old: none
+    assert warning is not None and warning.startswith("warning: 2 of 4 cohort slide(s)"), text
+    assert "synth_0002, synth_0003" in warning
+
+    config = load_workflow_config([default_config_file()], [f"cohort={cohort}", "folds=2", f"annotations={truth}"])
+    assert "no outline" not in run_preflight(config, slurm=False)  # every slide outlined: no warning

@@ -1,0 +1,108 @@
+"""What the cohort workflow (pipelines/Snakefile) and ``weakstil preflight`` say before any job runs about
+the tumour beds and a rerun: the cohort slides that ``annotations`` does not outline, and a changed setting
+that Snakemake cannot redo because its records of the ``out`` folder are gone.
+
+Snakemake redoes a job whose settings changed by its records of the job (``.snakemake/metadata`` in the
+directory it runs in). With those records deleted (``rm -rf .snakemake``, a fresh clone, the project
+moved to another directory), it compares file times alone: a run with a new ``mpp`` said "Nothing to be
+done" and kept the tiles, features, beds and model of the old tiling (hunt 27e; 0 of 24 jobs). The last
+run's ``settings.json`` says what the outputs were made with: a run that finds a setting changed there, no
+record of it, and the outputs it makes stale still in place is refused with the folders to delete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+_TILING = ("tiles", "features", "score_slides")
+_BEDS = ("tumorbed", "detector", "score_slides")
+_MODEL = ("model",)
+
+#: The folders under ``out`` each setting's jobs write: deleted, they are made again (and what reads them
+#: follows by file time: new tiles re-embed, new features redo the beds, new beds retrain...). Keys that no
+#: job's result depends on (``device``, ``threads``, ``weakstil``, ``slurm``) are not here.
+STALE_WITH: dict[str, tuple[str, ...]] = {
+    "mpp": _TILING, "tile_size": _TILING, "tissue_threshold": _TILING, "slide_mpp": _TILING,
+    "encoder": ("features", "score_slides"), "weights": ("features", "score_slides"),
+    "annotations": _BEDS, "tumorbed": _BEDS, "tumorbed_max_slides": _BEDS,
+    "cohort": _MODEL, "folds": _MODEL, "aggregator": _MODEL, "epochs": _MODEL, "members": _MODEL, "seed": _MODEL,
+    "threshold": _MODEL, "group_column": _MODEL, "train_extra": _MODEL,
+    "report_title": ("report",), "score_slides": ("scores",),
+}
+_PATH_KEYS = ("cohort", "annotations", "tumorbed", "encoder", "weights")
+
+
+def unoutlined_slides(annotations: str | Path | None, keys: list[str], slide_ids: list[str]) -> list[str]:
+    """The cohort slides (their CSV slide ids) without an outline in ``annotations``: found by the slide id,
+    else by the slide file's name (``keys``), as the workflow's jobs and ``weakstil train --annotations`` find
+    it."""
+    from weakstil.annotations import find_annotation
+
+    if not annotations:
+        return []
+    return [str(sid) for key, sid in zip(keys, slide_ids)
+            if not any(find_annotation(annotations, name) for name in dict.fromkeys([str(sid), key]))]
+
+
+def unoutlined_warning(annotations: str | Path | None, detector: Any, keys: list[str],
+                       slide_ids: list[str]) -> str | None:
+    """The warning (without ``warning:``) for cohort slides that ``annotations`` does not outline while no
+    detector is set: their tumour bed is the whole tissue in training. The workflow printed it at its start,
+    ``weakstil preflight`` said nothing (hunt 27e)."""
+    missing = [] if detector else unoutlined_slides(annotations, keys, slide_ids)
+    if not missing:
+        return None
+    shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+    return (f"{len(missing)} of {len(keys)} cohort slide(s) have no outline in {annotations} ({shown}): their "
+            "tumour bed is the whole tissue in training. Fix: name each outline <slide_id>.geojson or .xml (or "
+            "the slide file's name), or set tumorbed to a detector folder or train")
+
+
+def snakemake_record(path: str | Path, workdir: str | Path = ".") -> Path:
+    """Where Snakemake (its file persistence) keeps the record of the job that made ``path``, as written."""
+    from base64 import urlsafe_b64encode
+
+    b64 = urlsafe_b64encode(str(path).encode()).decode()
+    chunks = [b64[i:i + 254] for i in range(0, len(b64), 254)]  # (NAME_MAX 255: longer ids are split)
+    return Path(workdir, ".snakemake", "metadata", *["@" + c for c in chunks[:-1]], chunks[-1])
+
+
+def _same(key: str, last: Any, now: Any) -> bool:
+    if last == now:
+        return True
+    if key in _PATH_KEYS and isinstance(last, str) and isinstance(now, str):
+        try:
+            return os.path.samefile(last, now)  # one file spelt two ways (settings.json keeps the spelling)
+        except OSError:
+            return False
+    return False
+
+
+def stale_without_records(out: str | Path, config: dict) -> str | None:
+    """Why this run would keep outputs made with other settings, with the fix; None when Snakemake has its
+    records of ``out`` here (it redoes what changed), when ``out`` holds no earlier run's ``settings.json``, or
+    when no setting that a job's result depends on changed. The fix names the folders (and ``settings.json``)
+    to delete; once deleted the run passes and makes them again."""
+    settings = Path(out) / "settings.json"
+    if not settings.is_file() or snakemake_record(settings).exists():
+        return None
+    try:
+        last = json.loads(settings.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    now = json.loads(json.dumps(dict(config), default=str))  # as the settings rule writes it
+    if not isinstance(last, dict):
+        return None
+    changed = [k for k in STALE_WITH if not _same(k, last.get(k), now.get(k))]
+    folders = dict.fromkeys(f for k in changed for f in STALE_WITH[k])
+    stale = [str(Path(out) / f) for f in folders if (Path(out) / f).exists()]
+    if not stale:
+        return None
+    what = ", ".join(f"{k} {json.dumps(last.get(k))} -> {json.dumps(now.get(k))}" for k in changed)
+    return (f"{out} was made with other settings ({what}; its settings.json) and Snakemake has no record of it in "
+            f"this directory ({Path('.snakemake').resolve()}: deleted, or the project moved), so it would keep the "
+            f"old outputs (\"Nothing to be done\"). Fix: delete {' '.join(stale)} {settings} (they are made again "
+            f"with the new settings), or set {', '.join(changed)} back")
