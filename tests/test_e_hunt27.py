@@ -57,6 +57,27 @@ def test_a_changed_mpp_after_snakemakes_records_were_deleted_is_refused_not_kept
     assert fixed.returncode == 0 and "rule tile:" in fixed.stdout, fixed.stderr[-2000:]
 
 
+def test_a_cohort_edited_after_training_without_snakemakes_records_is_refused(lab: Path) -> None:
+    """The train job takes the cohort's content as a param, which Snakemake compares only with its records:
+    without them a slide taken off the CSV kept the model trained with it."""
+    pytest.importorskip("snakemake")
+    first = snakemake(lab, "results/settings.json")
+    assert first.returncode == 0, first.stderr[-3000:]
+    shutil.rmtree(lab / ".snakemake")
+    labels = pd.read_csv(lab / "cohort" / "labels.csv")
+    oof = lab / "results" / "model" / "cv" / "oof_predictions.csv"  # as `weakstil train` writes it (ids, true labels)
+    oof.parent.mkdir(parents=True)
+    labels.rename(columns={"stil": "stil_true"}).assign(stil_pred=20.0)[["slide_id", "stil_true", "stil_pred"]] \
+        .to_csv(oof, index=False)
+    target = ("--dry-run", "results/settings.json")
+    assert snakemake(lab, *target).returncode == 0  # the cohort the model was trained on
+    labels.iloc[:3].to_csv(lab / "cohort" / "three.csv", index=False)  # a slide taken off
+    changed = snakemake(lab, *target, config=("cohort=cohort/three.csv",))
+    assert changed.returncode != 0, changed.stdout[-2000:]  # old: "Nothing to be done"
+    line = next(x for x in changed.stderr.splitlines() if x.startswith("error:"))
+    assert "other slides or labels than the model was trained on" in line and "results/model" in line, line
+
+
 def test_preflight_warns_of_cohort_slides_without_an_outline_as_the_run_does(lab: Path, tmp_path: Path) -> None:
     from weakstil.pipeline_preflight import default_config_file, load_workflow_config, run_preflight
 

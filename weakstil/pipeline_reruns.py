@@ -23,12 +23,13 @@ _MODEL = ("model",)
 
 #: The folders under ``out`` each setting's jobs write: deleted, they are made again (and what reads them
 #: follows by file time: new tiles re-embed, new features redo the beds, new beds retrain...). Keys that no
-#: job's result depends on (``device``, ``threads``, ``weakstil``, ``slurm``) are not here.
+#: job's result depends on (``device``, ``threads``, ``weakstil``, ``slurm``) are not here, nor ``cohort``: its content
+#: counts, not its path (:func:`_cohort_differs`).
 STALE_WITH: dict[str, tuple[str, ...]] = {
     "mpp": _TILING, "tile_size": _TILING, "tissue_threshold": _TILING, "slide_mpp": _TILING,
     "encoder": ("features", "score_slides"), "weights": ("features", "score_slides"),
     "annotations": _BEDS, "tumorbed": _BEDS, "tumorbed_max_slides": _BEDS,
-    "cohort": _MODEL, "folds": _MODEL, "aggregator": _MODEL, "epochs": _MODEL, "members": _MODEL, "seed": _MODEL,
+    "folds": _MODEL, "aggregator": _MODEL, "epochs": _MODEL, "members": _MODEL, "seed": _MODEL,
     "threshold": _MODEL, "group_column": _MODEL, "train_extra": _MODEL,
     "report_title": ("report",), "score_slides": ("scores",),
 }
@@ -81,6 +82,25 @@ def _same(key: str, last: Any, now: Any) -> bool:
     return False
 
 
+def _cohort_differs(cohort: Any, oof: Path) -> bool:
+    """The cohort CSV holds other slides or labels than the model was trained on (its out-of-fold predictions,
+    ``cv/oof_predictions.csv``: slide ids and true labels): slides added or taken off, labels corrected in
+    place. Its content is a param of the train job, which Snakemake compares only with its records."""
+    import pandas as pd
+
+    from weakstil.cohort import read_cohort
+    from weakstil.errors import WeakSTILError
+
+    if not isinstance(cohort, str) or not oof.is_file():
+        return False
+    try:
+        table, trained = read_cohort(cohort, check_files=False).table, pd.read_csv(oof)
+        now = sorted(zip(table["slide_id"].astype(str), table["stil"].astype(float).round(3)))
+        return now != sorted(zip(trained["slide_id"].astype(str), trained["stil_true"].astype(float).round(3)))
+    except (WeakSTILError, OSError, ValueError, KeyError):
+        return False
+
+
 def stale_without_records(out: str | Path, config: dict) -> str | None:
     """Why this run would keep outputs made with other settings, with the fix; None when Snakemake has its
     records of ``out`` here (it redoes what changed), when ``out`` holds no earlier run's ``settings.json``, or
@@ -98,11 +118,16 @@ def stale_without_records(out: str | Path, config: dict) -> str | None:
         return None
     changed = [k for k in STALE_WITH if not _same(k, last.get(k), now.get(k))]
     folders = dict.fromkeys(f for k in changed for f in STALE_WITH[k])
+    if _cohort_differs(now.get("cohort"), Path(out) / "model" / "cv" / "oof_predictions.csv"):
+        changed.append("cohort")
+        folders.update(dict.fromkeys(_MODEL))
     stale = [str(Path(out) / f) for f in folders if (Path(out) / f).exists()]
     if not stale:
         return None
-    what = ", ".join(f"{k} {json.dumps(last.get(k))} -> {json.dumps(now.get(k))}" for k in changed)
+    what = ", ".join(f"{k} {json.dumps(last.get(k))} -> {json.dumps(now.get(k))}" if k != "cohort" else
+                     f"cohort {now['cohort']}: other slides or labels than the model was trained on" for k in changed)
     return (f"{out} was made with other settings ({what}; its settings.json) and Snakemake has no record of it in "
             f"this directory ({Path('.snakemake').resolve()}: deleted, or the project moved), so it would keep the "
             f"old outputs (\"Nothing to be done\"). Fix: delete {' '.join(stale)} {settings} (they are made again "
-            f"with the new settings), or set {', '.join(changed)} back")
+            f"with the new settings)" + (f", or set {', '.join(back)} back" if (back := [k for k in changed if k != "cohort"])
+                                          else ""))
