@@ -96,3 +96,28 @@ def test_preflight_warns_of_cohort_slides_without_an_outline_as_the_run_does(lab
 
     config = load_workflow_config([default_config_file()], [f"cohort={cohort}", "folds=2", f"annotations={truth}"])
     assert "no outline" not in run_preflight(config, slurm=False)  # every slide outlined: no warning
+
+
+def test_beds_dropped_without_records_name_the_model_too(tmp_path: Path, monkeypatch) -> None:
+    """annotations set to null: the train job reads no beds any more (its input set shrinks), which file times
+    alone never redo, so deleting the beds is not enough: the model is named as well."""
+    import json
+
+    import yaml
+
+    from weakstil.pipeline_reruns import stale_without_records
+
+    monkeypatch.chdir(tmp_path)  # no .snakemake/ here: Snakemake has no records of results/
+    config = yaml.safe_load((ROOT / "pipelines" / "config.yaml").read_text(encoding="utf-8"))
+    out = tmp_path / "results"
+    for folder in ("tiles", "features", "tumorbed", "model"):
+        (out / folder).mkdir(parents=True)
+    (out / "settings.json").write_text(json.dumps({**config, "annotations": "outlines"}, default=str))
+    assert stale_without_records("results", {**config, "annotations": "outlines", "device": "cpu"}) is None
+    line = stale_without_records("results", {**config, "annotations": None})
+    assert line is not None and 'annotations "outlines" -> null' in line, line
+    assert "results/tumorbed results/model results/settings.json" in line and "results/tiles" not in line
+    (tmp_path / ".snakemake" / "metadata").mkdir(parents=True)  # Snakemake's record of the settings job: its business
+    from weakstil.pipeline_reruns import snakemake_record
+    snakemake_record("results/settings.json").write_text("{}")
+    assert stale_without_records("results", {**config, "annotations": None}) is None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 _TILING = ("tiles", "features", "score_slides")
-_BEDS = ("tumorbed", "detector", "score_slides")
+_BEDS = ("tumorbed", "detector", "score_slides", "model")  # (beds set to null: the model's input set shrinks)
 _MODEL = ("model",)
 
 #: The folders under ``out`` each setting's jobs write: deleted, they are made again (and what reads them
@@ -126,8 +126,8 @@ def stale_without_records(out: str | Path, config: dict) -> str | None:
         return None
     what = ", ".join(f"{k} {json.dumps(last.get(k))} -> {json.dumps(now.get(k))}" if k != "cohort" else
                      f"cohort {now['cohort']}: other slides or labels than the model was trained on" for k in changed)
+    back = [k for k in changed if k != "cohort"]  # (an edited cohort has no setting to set back)
     return (f"{out} was made with other settings ({what}; its settings.json) and Snakemake has no record of it in "
             f"this directory ({Path('.snakemake').resolve()}: deleted, or the project moved), so it would keep the "
-            f"old outputs (\"Nothing to be done\"). Fix: delete {' '.join(stale)} {settings} (they are made again "
-            f"with the new settings)" + (f", or set {', '.join(back)} back" if (back := [k for k in changed if k != "cohort"])
-                                          else ""))
+            f"old outputs (\"Nothing to be done\"). Fix: delete {' '.join(stale)} {settings} (the run makes what the "
+            f"new settings need again)" + (f", or set {', '.join(back)} back" if back else ""))
