@@ -36,7 +36,7 @@ def lab(tmp_path_factory, synth_cohort) -> Path:
     return root
 
 
-def test_a_changed_mpp_after_snakemakes_records_were_deleted_is_refused_not_kept(lab: Path) -> None:
+def test_a_changed_mpp_after_snakemakes_records_were_deleted_is_refused_not_kept(lab: Path, monkeypatch) -> None:
     pytest.importorskip("snakemake")
     first = snakemake(lab, "results/settings.json", "results/tiles/synth_0000.h5")  # a real run: settings, one tiling
     assert first.returncode == 0, first.stderr[-3000:]
@@ -50,6 +50,11 @@ def test_a_changed_mpp_after_snakemakes_records_were_deleted_is_refused_not_kept
     line = next(x for x in changed.stderr.splitlines() if x.startswith("error:"))
     assert "mpp 0.5 -> 0.6" in line and "results/tiles" in line and "results/settings.json" in line, line
     assert "results/features" not in line  # only the folders that exist are named
+    from weakstil.pipeline_preflight import default_config_file, load_workflow_config, run_preflight
+
+    monkeypatch.chdir(lab)  # `weakstil preflight` there says the same, as a warning
+    config = load_workflow_config([default_config_file()], ["cohort=cohort/labels.csv", "folds=2", "mpp=0.6"])
+    assert "warning: results was made with other settings (mpp 0.5 -> 0.6" in run_preflight(config, slurm=False)
 
     shutil.rmtree(lab / "results" / "tiles")  # the fix as the line gives it
     (lab / "results" / "settings.json").unlink()

@@ -28,7 +28,7 @@ from typing import Any
 
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pipeline_paths import with_path_hint
-from weakstil.pipeline_reruns import unoutlined_warning
+from weakstil.pipeline_reruns import stale_without_records, unoutlined_warning
 from weakstil.pipeline_settings_check import (WorkflowConfig, check_cohort_slides, check_detector_setting, one_error,
                                               score_slide_files, settings_problems, unusable_score_slides, yaml_nulls)
 from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, partition_memory_mb, unusable_warning
@@ -402,10 +402,9 @@ def format_problems(problems: list[Problem]) -> str:
 
 
 def check_slurm(config: dict, cluster: Cluster | None = None) -> list[str]:
-    """Every job kind against the cluster (queried with ``scontrol`` when not given).
-
-    Raises one :class:`PreflightError` listing the jobs that could never start; returns
-    warnings (every node of a partition down or drained)."""
+    """Every job kind against the cluster (queried with ``scontrol`` when not given). Raises one
+    :class:`PreflightError` listing the jobs that could never start; returns warnings (every node of a partition
+    down or drained)."""
     if cluster is None:
         from weakstil.slurm_cluster import ClusterQueryError, query_cluster
 
@@ -491,8 +490,9 @@ def run_preflight(config: dict, *, slurm: bool) -> str:
     files, score, in_cohort = score_slide_files(config, cohort.table["path"], cohort.slide_ids)  # as the run warns:
     lines += [f"warning: {files[k]} (score_slides): {why}; it gets an error row in scores/results.csv" for k, why in
               unusable_score_slides(config, files, score, in_cohort)[1].items()]
-    lines += [f"warning: {w}" for w in [unoutlined_warning(config.get("annotations"), config.get("tumorbed"),
-                                                           in_cohort, list(cohort.slide_ids))] if w]  # as the run
+    found = [unoutlined_warning(config.get("annotations"), config.get("tumorbed"), in_cohort, list(cohort.slide_ids)),
+             stale_without_records(config["out"], config)]  # as the run says them (a stale out: it refuses the run)
+    lines += [f"warning: {w}" for w in found if w]
     lines += [f"warning: {w}" for w in check_slurm(config)] if slurm else []
     lines.append("SLURM jobs (each fits a node of its partition):" if slurm else
                  "SLURM jobs (not checked against a cluster; --slurm does):")
