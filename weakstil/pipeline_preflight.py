@@ -491,7 +491,7 @@ def run_preflight(config: dict, *, slurm: bool) -> str:
     lines += [f"warning: {files[k]} (score_slides): {why}; it gets an error row in scores/results.csv" for k, why in
               unusable_score_slides(config, files, score, in_cohort)[1].items()]
     found = [unoutlined_warning(config.get("annotations"), config.get("tumorbed"), in_cohort, list(cohort.slide_ids)),
-             stale_without_records(config["out"], config)]  # as the run says them (a stale out: it refuses the run)
+             stale_without_records(config.get("out"), config)]  # as the run says them (a stale out: it refuses the run)
     lines += [f"warning: {w}" for w in found if w]
     lines += [f"warning: {w}" for w in check_slurm(config)] if slurm else []
     lines.append("SLURM jobs (each fits a node of its partition):" if slurm else

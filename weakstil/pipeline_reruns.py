@@ -106,6 +106,8 @@ def stale_without_records(out: str | Path, config: dict) -> str | None:
     records of ``out`` here (it redoes what changed), when ``out`` holds no earlier run's ``settings.json``, or
     when no setting that a job's result depends on changed. The fix names the folders (and ``settings.json``)
     to delete; once deleted the run passes and makes them again."""
+    if not isinstance(out, (str, Path)) or not str(out).strip():
+        return None
     settings = Path(out) / "settings.json"
     if not settings.is_file() or snakemake_record(settings).exists():
         return None
