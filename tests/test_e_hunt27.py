@@ -36,15 +36,21 @@ def lab(tmp_path_factory, synth_cohort) -> Path:
     return root
 
 
-def test_a_changed_mpp_after_snakemakes_records_were_deleted_is_refused_not_kept(lab: Path, monkeypatch) -> None:
+def test_changes_after_snakemakes_records_were_deleted_are_refused_not_kept(lab: Path, tmp_path: Path,
+                                                                          monkeypatch) -> None:
+    """Without Snakemake's records a changed setting (mpp), another scan under a slide's name (the tile job takes
+    its fingerprint as a param) and a cohort with a slide taken off (the train job takes its content as a param)
+    each said "Nothing to be done": the old tiles, features, beds and model were kept."""
     pytest.importorskip("snakemake")
-    first = snakemake(lab, "results/settings.json", "results/tiles/synth_0000.h5")  # a real run: settings, one tiling
+    shutil.copytree(lab / "cohort", tmp_path / "cohort")  # (a slide is replaced below)
+    first = snakemake(tmp_path, "results/settings.json", "results/tiles/synth_0000.h5")  # a real run: one tiling
     assert first.returncode == 0, first.stderr[-3000:]
-    shutil.rmtree(lab / ".snakemake")  # the records gone: a fresh clone, a cleaned folder, the project moved
+    shutil.rmtree(tmp_path / ".snakemake")  # the records gone: a fresh clone, a cleaned folder, the project moved
+    target = ("--dry-run", "results/tiles/synth_0000.h5")
 
-    same = snakemake(lab, "--dry-run", "results/tiles/synth_0000.h5")  # the same settings: nothing to refuse
+    same = snakemake(tmp_path, *target)  # the same settings: nothing to refuse
     assert same.returncode == 0 and "Nothing to be done" in same.stdout + same.stderr, same.stderr[-2000:]
-    changed = snakemake(lab, "--dry-run", "results/tiles/synth_0000.h5", config=("mpp=0.6",))
+    changed = snakemake(tmp_path, *target, config=("mpp=0.6",))
     # old: "Nothing to be done", exit 0 (the 0.5 µm/px tiles kept, and the features, beds and model made from them)
     assert changed.returncode != 0, changed.stdout[-2000:] + changed.stderr[-2000:]
     line = next(x for x in changed.stderr.splitlines() if x.startswith("error:"))
@@ -52,35 +58,33 @@ def test_a_changed_mpp_after_snakemakes_records_were_deleted_is_refused_not_kept
     assert "results/features" not in line  # only the folders that exist are named
     from weakstil.pipeline_preflight import default_config_file, load_workflow_config, run_preflight
 
-    monkeypatch.chdir(lab)  # `weakstil preflight` there says the same, as a warning
+    monkeypatch.chdir(tmp_path)  # `weakstil preflight` there says the same, as a warning
     config = load_workflow_config([default_config_file()], ["cohort=cohort/labels.csv", "folds=2", "mpp=0.6"])
-    assert "warning: results was made with other settings (mpp 0.5 -> 0.6" in run_preflight(config, slurm=False)
+    assert "warning: results was made with other settings or slides (mpp 0.5 -> 0.6" in run_preflight(config, slurm=False)
 
-    shutil.rmtree(lab / "results" / "tiles")  # the fix as the line gives it
-    (lab / "results" / "settings.json").unlink()
-    fixed = snakemake(lab, "--dry-run", "results/tiles/synth_0000.h5", config=("mpp=0.6",))
-    assert fixed.returncode == 0 and "rule tile:" in fixed.stdout, fixed.stderr[-2000:]
+    slides = tmp_path / "cohort" / "slides"
+    shutil.copyfile(slides / "synth_0001.tiff", slides / "synth_0000.tiff")  # another scan under the name
+    rescanned = snakemake(tmp_path, *target)
+    assert rescanned.returncode != 0, rescanned.stdout[-2000:]  # old: "Nothing to be done"
+    line = next(x for x in rescanned.stderr.splitlines() if x.startswith("error:"))
+    assert "another scan" in line and "results/tiles/synth_0000.h5" in line, line
 
-
-def test_a_cohort_edited_after_training_without_snakemakes_records_is_refused(lab: Path) -> None:
-    """The train job takes the cohort's content as a param, which Snakemake compares only with its records:
-    without them a slide taken off the CSV kept the model trained with it."""
-    pytest.importorskip("snakemake")
-    first = snakemake(lab, "results/settings.json")
-    assert first.returncode == 0, first.stderr[-3000:]
-    shutil.rmtree(lab / ".snakemake")
-    labels = pd.read_csv(lab / "cohort" / "labels.csv")
-    oof = lab / "results" / "model" / "cv" / "oof_predictions.csv"  # as `weakstil train` writes it (ids, true labels)
+    labels = pd.read_csv(tmp_path / "cohort" / "labels.csv")
+    oof = tmp_path / "results" / "model" / "cv" / "oof_predictions.csv"  # as `weakstil train` writes it
     oof.parent.mkdir(parents=True)
     labels.rename(columns={"stil": "stil_true"}).assign(stil_pred=20.0)[["slide_id", "stil_true", "stil_pred"]] \
         .to_csv(oof, index=False)
-    target = ("--dry-run", "results/settings.json")
-    assert snakemake(lab, *target).returncode == 0  # the cohort the model was trained on
-    labels.iloc[:3].to_csv(lab / "cohort" / "three.csv", index=False)  # a slide taken off
-    changed = snakemake(lab, *target, config=("cohort=cohort/three.csv",))
-    assert changed.returncode != 0, changed.stdout[-2000:]  # old: "Nothing to be done"
-    line = next(x for x in changed.stderr.splitlines() if x.startswith("error:"))
+    labels.iloc[:3].to_csv(tmp_path / "cohort" / "three.csv", index=False)  # a slide taken off
+    fewer = snakemake(tmp_path, *target, config=("cohort=cohort/three.csv",))
+    assert fewer.returncode != 0, fewer.stdout[-2000:]  # old: "Nothing to be done"
+    line = next(x for x in fewer.stderr.splitlines() if x.startswith("error:"))
     assert "other slides or labels than the model was trained on" in line and "results/model" in line, line
+
+    for done in ("tiles", "model"):  # the fix as the lines give it
+        shutil.rmtree(tmp_path / "results" / done)
+    (tmp_path / "results" / "settings.json").unlink()
+    fixed = snakemake(tmp_path, *target, config=("mpp=0.6", "cohort=cohort/three.csv"))
+    assert fixed.returncode == 0 and "rule tile:" in fixed.stdout, fixed.stderr[-2000:]
 
 
 def test_preflight_warns_of_cohort_slides_without_an_outline_as_the_run_does(lab: Path, tmp_path: Path) -> None:

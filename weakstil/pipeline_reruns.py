@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 _TILING = ("tiles", "features", "score_slides")
@@ -101,7 +102,28 @@ def _cohort_differs(cohort: Any, oof: Path) -> bool:
         return False
 
 
-def stale_without_records(out: str | Path, config: dict) -> str | None:
+def replaced_scans(out: str | Path, slides: dict[str, str], fingerprint: Callable[[str], Any]) -> list[str]:
+    """The per-slide files (tiles, features, bed) of slides whose file now holds another scan than their tiles were
+    made from (the tiles' recorded ``slide_fingerprint``): the tile job takes the scan's fingerprint as a param,
+    which Snakemake compares only with its records (the slide file is no input of it)."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import TilesFile
+
+    stale = []
+    for key, path in slides.items():
+        tiles = Path(out) / "tiles" / f"{key}.h5"
+        try:
+            made_from = TilesFile.read_header(tiles)[0].get("slide_fingerprint") if tiles.is_file() else None
+        except WeakSTILError:
+            continue
+        if made_from and (now := fingerprint(path)) not in (None, "None") and str(now) != str(made_from):
+            stale += [str(f) for f in (tiles, Path(out) / "features" / f"{key}.h5", Path(out) / "tumorbed" / f"{key}.h5")
+                      if f.exists()]
+    return stale
+
+
+def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] | None = None,
+                          fingerprint: Callable[[str], Any] | None = None) -> str | None:
     """Why this run would keep outputs made with other settings, with the fix; None when Snakemake has its
     records of ``out`` here (it redoes what changed), when ``out`` holds no earlier run's ``settings.json``, or
     when no setting that a job's result depends on changed. The fix names the folders (and ``settings.json``)
@@ -124,12 +146,18 @@ def stale_without_records(out: str | Path, config: dict) -> str | None:
         changed.append("cohort")
         folders.update(dict.fromkeys(_MODEL))
     stale = [str(Path(out) / f) for f in folders if (Path(out) / f).exists()]
+    rescanned = replaced_scans(out, slides, fingerprint) if slides and fingerprint and "tiles" not in folders else []
+    if rescanned:
+        changed.append("scans")
+        stale += rescanned
     if not stale:
         return None
-    what = ", ".join(f"{k} {json.dumps(last.get(k))} -> {json.dumps(now.get(k))}" if k != "cohort" else
-                     f"cohort {now['cohort']}: other slides or labels than the model was trained on" for k in changed)
-    back = [k for k in changed if k != "cohort"]  # (an edited cohort has no setting to set back)
-    return (f"{out} was made with other settings ({what}; its settings.json) and Snakemake has no record of it in "
+    said = {"cohort": f"cohort {now['cohort']}: other slides or labels than the model was trained on",
+            "scans": "a slide file holds another scan than its tiles were made from"}
+    what = ", ".join(said.get(k) or f"{k} {json.dumps(last.get(k))} -> {json.dumps(now.get(k))}" for k in changed)
+    back = [k for k in changed if k not in said]  # (an edited cohort or a new scan has no setting to set back)
+    return (f"{out} was made with other settings or slides ({what}: its settings.json, tiles and model say so) and "
+            f"Snakemake has no record of it in "
             f"this directory ({Path('.snakemake').resolve()}: deleted, or the project moved), so it would keep the "
             f"old outputs (\"Nothing to be done\"). Fix: delete {' '.join(stale)} {settings} (the run makes what the "
             f"new settings need again)" + (f", or set {', '.join(back)} back" if back else ""))
