@@ -6,16 +6,18 @@ Snakemake redoes a job whose settings changed by its records of the job (``.snak
 directory it runs in). With those records deleted (``rm -rf .snakemake``, a fresh clone, the project
 moved to another directory), it compares file times alone: a run with a new ``mpp`` said "Nothing to be
 done" and kept the tiles, features, beds and model of the old tiling (hunt 27e; 0 of 24 jobs). The last
-run's ``settings.json`` says what the outputs were made with: a run that finds a setting changed there, no
-record of it, and the outputs it makes stale still in place is refused with the folders to delete.
+run's ``settings.json`` says what the outputs were made with, the model's out-of-fold predictions which slides
+and labels it was trained on, and each tiles file which scan it was cut from (``slide_fingerprint``): a run that
+finds one of them changed, no record of it, and the outputs it makes stale still in place is refused with the
+folders (or a slide's files) to delete. Not covered: another encoder or detector written into the same folder.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 _TILING = ("tiles", "features", "score_slides")
