@@ -9,7 +9,8 @@ found ends the run with one ``error:`` line naming the setting and its fix, befo
   is present when named (``group_column`` or ``--group-column`` in ``train_extra``), groups >= ``folds`` >= 2;
   no score slide has a cohort or another score slide's id;
 * the encoder card resolves and its weights can be found without a download on the compute nodes;
-* ``annotations`` is a folder that outlines some cohort slide; ``tumorbed`` is a detector folder or ``train``;
+* ``annotations`` is a folder that outlines some cohort slide (the slides it does not outline: a warning, as the
+  run's); ``tumorbed`` is a detector folder or ``train``;
 * on SLURM, each kind of job (:func:`job_requests`) fits a node of its partition: the partition exists and
   is open, and a node has the GPUs (``gpu_model``), CPUs (``threads``), memory and wall time asked for
   (``auto`` memory: sized from the work, :func:`embed_mem_mb`, :func:`train_mem_mb`, at most the largest node's)."""
@@ -27,6 +28,7 @@ from typing import Any
 
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pipeline_paths import with_path_hint
+from weakstil.pipeline_reruns import stale_without_records, unoutlined_warning
 from weakstil.pipeline_settings_check import (WorkflowConfig, check_cohort_slides, check_detector_setting, one_error,
                                               score_slide_files, settings_problems, unusable_score_slides, yaml_nulls)
 from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, partition_memory_mb, unusable_warning
@@ -141,8 +143,7 @@ class EncoderSize:
     encoder: str
 
     def __post_init__(self):
-        self._params: float | None = None
-        self._dim: int | None = None
+        self._params, self._dim = None, None  # float | None, int | None
 
     def _load(self) -> None:
         if self._params is None:
@@ -401,10 +402,9 @@ def format_problems(problems: list[Problem]) -> str:
 
 
 def check_slurm(config: dict, cluster: Cluster | None = None) -> list[str]:
-    """Every job kind against the cluster (queried with ``scontrol`` when not given).
-
-    Raises one :class:`PreflightError` listing the jobs that could never start; returns
-    warnings (every node of a partition down or drained)."""
+    """Every job kind against the cluster (queried with ``scontrol`` when not given). Raises one
+    :class:`PreflightError` listing the jobs that could never start; returns warnings (every node of a partition
+    down or drained)."""
     if cluster is None:
         from weakstil.slurm_cluster import ClusterQueryError, query_cluster
 
@@ -476,8 +476,7 @@ def load_workflow_config(files: list[Path], overrides: list[str]) -> WorkflowCon
                                       fix=f"write a YAML value after '{key.strip()}=' (quote text with YAML signs such "
                                           "as [ or {: --config \"cohort='[a].csv'\")") from None
         config.merge({key.strip(): parsed}, f"--config {item}")
-    missing = [k for k in ("cohort", "folds", "encoder", "threads") if k not in config]
-    if missing:
+    if missing := [k for k in ("cohort", "folds", "encoder", "threads") if k not in config]:
         raise PreflightError(f"the workflow config has no {', '.join(missing)}",
                              fix="start from pipelines/config.yaml (pass it first)")
     return yaml_nulls(config)  # as the Snakefile reads them
@@ -491,10 +490,11 @@ def run_preflight(config: dict, *, slurm: bool) -> str:
     files, score, in_cohort = score_slide_files(config, cohort.table["path"], cohort.slide_ids)  # as the run warns:
     lines += [f"warning: {files[k]} (score_slides): {why}; it gets an error row in scores/results.csv" for k, why in
               unusable_score_slides(config, files, score, in_cohort)[1].items()]
-    if slurm:
-        lines += [f"warning: {w}" for w in check_slurm(config)]
-        lines.append("SLURM jobs (each fits a node of its partition):")
-    else:
-        lines.append("SLURM jobs (not checked against a cluster; --slurm does):")
+    found = [unoutlined_warning(config.get("annotations"), config.get("tumorbed"), in_cohort, list(cohort.slide_ids)),
+             stale_without_records(config.get("out"), config)]  # as the run says them (a stale out: it refuses the run)
+    lines += [f"warning: {w}" for w in found if w]
+    lines += [f"warning: {w}" for w in check_slurm(config)] if slurm else []
+    lines.append("SLURM jobs (each fits a node of its partition):" if slurm else
+                 "SLURM jobs (not checked against a cluster; --slurm does):")
     lines += ["  " + line for line in describe_requests(config).splitlines()]
     return "\n".join(lines)

@@ -1,0 +1,165 @@
+"""What the cohort workflow (pipelines/Snakefile) and ``weakstil preflight`` say before any job runs about
+the tumour beds and a rerun: the cohort slides that ``annotations`` does not outline, and a changed setting
+that Snakemake cannot redo because its records of the ``out`` folder are gone.
+
+Snakemake redoes a job whose settings changed by its records of the job (``.snakemake/metadata`` in the
+directory it runs in). With those records deleted (``rm -rf .snakemake``, a fresh clone, the project
+moved to another directory), it compares file times alone: a run with a new ``mpp`` said "Nothing to be
+done" and kept the tiles, features, beds and model of the old tiling (hunt 27e; 0 of 24 jobs). The last
+run's ``settings.json`` says what the outputs were made with, the model's out-of-fold predictions which slides
+and labels it was trained on, and each tiles file which scan it was cut from (``slide_fingerprint``): a run that
+finds one of them changed, no record of it, and the outputs it makes stale still in place is refused with the
+folders (or a slide's files) to delete. Not covered: another encoder or detector written into the same folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+_TILING = ("tiles", "features", "score_slides")
+_BEDS = ("tumorbed", "detector", "score_slides", "model")  # (beds set to null: the model's input set shrinks)
+_MODEL = ("model",)
+
+#: The folders under ``out`` each setting's jobs write: deleted, they are made again (and what reads them
+#: follows by file time: new tiles re-embed, new features redo the beds, new beds retrain...). Keys that no
+#: job's result depends on (``device``, ``threads``, ``weakstil``, ``slurm``) are not here, nor ``cohort``: its content
+#: counts, not its path (:func:`_cohort_differs`).
+STALE_WITH: dict[str, tuple[str, ...]] = {
+    "mpp": _TILING, "tile_size": _TILING, "tissue_threshold": _TILING, "slide_mpp": _TILING,
+    "encoder": ("features", "score_slides"), "weights": ("features", "score_slides"),
+    "annotations": _BEDS, "tumorbed": _BEDS, "tumorbed_max_slides": _BEDS,
+    "folds": _MODEL, "aggregator": _MODEL, "epochs": _MODEL, "members": _MODEL, "seed": _MODEL,
+    "threshold": _MODEL, "group_column": _MODEL, "train_extra": _MODEL,
+    "report_title": ("report",), "score_slides": ("scores",),
+}
+_PATH_KEYS = ("cohort", "annotations", "tumorbed", "encoder", "weights")
+
+
+def unoutlined_slides(annotations: str | Path | None, keys: list[str], slide_ids: list[str]) -> list[str]:
+    """The cohort slides (their CSV slide ids) without an outline in ``annotations``: found by the slide id,
+    else by the slide file's name (``keys``), as the workflow's jobs and ``weakstil train --annotations`` find
+    it."""
+    from weakstil.annotations import find_annotation
+
+    if not annotations:
+        return []
+    return [str(sid) for key, sid in zip(keys, slide_ids)
+            if not any(find_annotation(annotations, name) for name in dict.fromkeys([str(sid), key]))]
+
+
+def unoutlined_warning(annotations: str | Path | None, detector: Any, keys: list[str],
+                       slide_ids: list[str]) -> str | None:
+    """The warning (without ``warning:``) for cohort slides that ``annotations`` does not outline while no
+    detector is set: their tumour bed is the whole tissue in training. The workflow printed it at its start,
+    ``weakstil preflight`` said nothing (hunt 27e)."""
+    missing = [] if detector else unoutlined_slides(annotations, keys, slide_ids)
+    if not missing:
+        return None
+    shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+    return (f"{len(missing)} of {len(keys)} cohort slide(s) have no outline in {annotations} ({shown}): their "
+            "tumour bed is the whole tissue in training. Fix: name each outline <slide_id>.geojson or .xml (or "
+            "the slide file's name), or set tumorbed to a detector folder or train")
+
+
+def snakemake_record(path: str | Path, workdir: str | Path = ".") -> Path:
+    """Where Snakemake (its file persistence) keeps the record of the job that made ``path``, as written."""
+    from base64 import urlsafe_b64encode
+
+    b64 = urlsafe_b64encode(str(path).encode()).decode()
+    chunks = [b64[i:i + 254] for i in range(0, len(b64), 254)]  # (NAME_MAX 255: longer ids are split)
+    return Path(workdir, ".snakemake", "metadata", *["@" + c for c in chunks[:-1]], chunks[-1])
+
+
+def _same(key: str, last: Any, now: Any) -> bool:
+    if last == now:
+        return True
+    if key in _PATH_KEYS and isinstance(last, str) and isinstance(now, str):
+        try:
+            return os.path.samefile(last, now)  # one file spelt two ways (settings.json keeps the spelling)
+        except OSError:
+            return False
+    return False
+
+
+def _cohort_differs(cohort: Any, oof: Path) -> bool:
+    """The cohort CSV holds other slides or labels than the model was trained on (its out-of-fold predictions,
+    ``cv/oof_predictions.csv``: slide ids and true labels): slides added or taken off, labels corrected in
+    place. Its content is a param of the train job, which Snakemake compares only with its records."""
+    import pandas as pd
+
+    from weakstil.cohort import read_cohort
+    from weakstil.errors import WeakSTILError
+
+    if not isinstance(cohort, str) or not oof.is_file():
+        return False
+    try:
+        table, trained = read_cohort(cohort, check_files=False).table, pd.read_csv(oof)
+        now = sorted(zip(table["slide_id"].astype(str), table["stil"].astype(float).round(3)))
+        return now != sorted(zip(trained["slide_id"].astype(str), trained["stil_true"].astype(float).round(3)))
+    except (WeakSTILError, OSError, ValueError, KeyError):
+        return False
+
+
+def replaced_scans(out: str | Path, slides: dict[str, str], fingerprint: Callable[[str], Any]) -> list[str]:
+    """The per-slide files (tiles, features, bed) of slides whose file now holds another scan than their tiles were
+    made from (the tiles' recorded ``slide_fingerprint``): the tile job takes the scan's fingerprint as a param,
+    which Snakemake compares only with its records (the slide file is no input of it)."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import TilesFile
+
+    stale = []
+    for key, path in slides.items():
+        tiles = Path(out) / "tiles" / f"{key}.h5"
+        try:
+            made_from = TilesFile.read_header(tiles)[0].get("slide_fingerprint") if tiles.is_file() else None
+        except WeakSTILError:
+            continue
+        if made_from and (now := fingerprint(path)) not in (None, "None") and str(now) != str(made_from):
+            stale += [str(f) for f in (tiles, Path(out) / "features" / f"{key}.h5", Path(out) / "tumorbed" / f"{key}.h5")
+                      if f.exists()]
+    return stale
+
+
+def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] | None = None,
+                          fingerprint: Callable[[str], Any] | None = None) -> str | None:
+    """Why this run would keep outputs made with other settings, with the fix; None when Snakemake has its
+    records of ``out`` here (it redoes what changed), when ``out`` holds no earlier run's ``settings.json``, or
+    when no setting that a job's result depends on changed. The fix names the folders (and ``settings.json``)
+    to delete; once deleted the run passes and makes them again."""
+    if not isinstance(out, (str, Path)) or not str(out).strip():
+        return None
+    settings = Path(out) / "settings.json"
+    if not settings.is_file() or snakemake_record(settings).exists():
+        return None
+    try:
+        last = json.loads(settings.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    now = json.loads(json.dumps(dict(config), default=str))  # as the settings rule writes it
+    if not isinstance(last, dict):
+        return None
+    changed = [k for k in STALE_WITH if not _same(k, last.get(k), now.get(k))]
+    folders = dict.fromkeys(f for k in changed for f in STALE_WITH[k])
+    if _cohort_differs(now.get("cohort"), Path(out) / "model" / "cv" / "oof_predictions.csv"):
+        changed.append("cohort")
+        folders.update(dict.fromkeys(_MODEL))
+    stale = [str(Path(out) / f) for f in folders if (Path(out) / f).exists()]
+    rescanned = replaced_scans(out, slides, fingerprint) if slides and fingerprint and "tiles" not in folders else []
+    if rescanned:
+        changed.append("scans")
+        stale += rescanned
+    if not stale:
+        return None
+    said = {"cohort": f"cohort {now['cohort']}: other slides or labels than the model was trained on",
+            "scans": "a slide file holds another scan than its tiles were made from"}
+    what = ", ".join(said.get(k) or f"{k} {json.dumps(last.get(k))} -> {json.dumps(now.get(k))}" for k in changed)
+    back = [k for k in changed if k not in said]  # (an edited cohort or a new scan has no setting to set back)
+    return (f"{out} was made with other settings or slides ({what}: its settings.json, tiles and model say so) and "
+            f"Snakemake has no record of it in "
+            f"this directory ({Path('.snakemake').resolve()}: deleted, or the project moved), so it would keep the "
+            f"old outputs (\"Nothing to be done\"). Fix: delete {' '.join(stale)} {settings} (the run makes what the "
+            f"new settings need again)" + (f", or set {', '.join(back)} back" if back else ""))
