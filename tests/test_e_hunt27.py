@@ -130,3 +130,17 @@ def test_beds_dropped_without_records_name_the_model_too(tmp_path: Path, monkeyp
     from weakstil.pipeline_reruns import snakemake_record
     snakemake_record("results/settings.json").write_text("{}")
     assert stale_without_records("results", {**config, "annotations": None}) is None
+
+
+def test_the_widget_names_qc_flags_in_words():
+    """Hunt 27e: the widget's qc line read "few tumorbed tiles" (the flag's internal spelling); it now
+    reads "few tumour-bed tiles", and the tooltip still gives each flag's name with its reason."""
+    import json
+
+    from napari_weakstil.summary import qc_view
+
+    text, raised, tip = qc_view({"qc": "few_tumorbed_tiles;near_threshold",
+                                 "qc_reasons": json.dumps({"few_tumorbed_tiles": "3 tumour-bed tiles (< 10)"})})
+    assert raised and text == "qc: few tumour-bed tiles, near threshold"
+    assert tip.splitlines()[0] == "few_tumorbed_tiles: 3 tumour-bed tiles (< 10)"
+    assert qc_view({"qc": ""}) == ("qc: no flags", False, "")

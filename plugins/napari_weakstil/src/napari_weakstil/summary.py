@@ -63,7 +63,8 @@ def qc_view(attrs: dict) -> tuple[str, bool, str]:
         reasons = json.loads(attrs.get("qc_reasons") or "{}")
     except (TypeError, ValueError):
         reasons = {}
-    return ("qc: " + ", ".join(f.replace("_", " ") for f in flags), True,
+    # in words: "few_tumorbed_tiles" is "few tumour-bed tiles" (the reasons in the tooltip keep the names)
+    return ("qc: " + ", ".join(f.replace("tumorbed", "tumour-bed").replace("_", " ") for f in flags), True,
             "\n".join(f"{f}: {reasons.get(f, '')}" for f in flags))
 
 
