@@ -248,12 +248,12 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
         refuse_other_folder(opts.features, ctx.meta, ctx.params)
     results_path = opts.out / "results.csv"
     remove_stale_temps(results_path)
-    read_previous(results_path)  # one that cannot be added to stops the run before any work
+    earlier = read_previous(results_path)  # one that cannot be added to stops the run before any work
     mine: dict[str, dict] = {}  #: this run's rows by slide id
     clashes: list[dict] = []  #: error rows of files whose slide id an earlier file has
     batch_rows = BatchRows()
     other_file: set[str] = set()  #: slide ids whose earlier row was another file's
-    todo, refused = claim_ids(slides)
+    todo, refused = claim_ids(slides, {i: str(r.get("path")) for i, r in earlier.items() if r.get("status") in FINISHED})
     for path, exc in refused:
         sys.stderr.write(f"error: {exc.one_line()}\n")
         clashes.append(row := _error_row(path, slide_id_from_path(path), ctx, exc, 0.0))

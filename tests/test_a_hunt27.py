@@ -1,0 +1,103 @@
+"""Hunt 27a: scoring tried from outside, as a lab technician runs it (a fault matrix on
+``weakstil score`` / ``embed``).
+
+1. An annotation a quarter or more off the slide (another slide's outline, another scan's
+   coordinates, an offset) was scored over its part on the slide with no qc flag: one log line
+   said the part off the slide was ignored, and results.csv showed a clean ``ok`` row.
+2. A batch listing two files of one slide id, the one already scored in ``--out`` listed second
+   (``new/S1.svs old/S1.svs``), refused the new one as the old one's namesake and the old one as
+   the scored file's: neither was scored and the finished slide's ``ok`` row got an ``error`` row
+   under it. ``embed`` replaced the existing cache by the file listed first.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from shapely.affinity import translate
+from shapely.geometry import box, mapping, shape
+
+from conftest import one_epoch_model, run_cli
+
+
+@pytest.fixture(scope="module")
+def small_model(tmp_path_factory):
+    root = tmp_path_factory.mktemp("h27a")
+    model, cohort, labels, features = one_epoch_model(root, seed=2701, slides=4, size_mm=(0.6, 0.6))
+    return model, cohort, labels, features
+
+
+def _shifted_outline(cohort, sid: str, off_share: float, out_dir):
+    """The slide's true bed outline moved right until ``off_share`` of its area lies off the slide."""
+    import openslide
+
+    truth = json.loads((cohort / "truth" / f"{sid}_tumorbed.geojson").read_text())
+    bed = shape(truth["features"][0]["geometry"])
+    with openslide.OpenSlide(str(cohort / "slides" / f"{sid}.tiff")) as s:
+        width, height = s.dimensions
+    slide = box(0, 0, width, height)
+    lo, hi = 0.0, float(width)
+    for _ in range(40):  # bisect the shift
+        dx = (lo + hi) / 2
+        share = 1 - translate(bed, dx).intersection(slide).area / bed.area
+        lo, hi = (dx, hi) if share < off_share else (lo, dx)
+    moved = translate(bed, (lo + hi) / 2)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / f"{sid}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"classification": {"name": "Tumor"}}, "geometry": mapping(moved)}]}))
+    return out_dir
+
+
+def test_an_outline_partly_off_the_slide_is_flagged_misplaced(small_model, tmp_path):
+    model, cohort, labels, features = small_model
+    sid = labels["slide_id"].iloc[0]
+    slide = cohort / "slides" / f"{sid}.tiff"
+    flags = {}
+    for share in (0.0, 0.05, 0.3):
+        ann = _shifted_outline(cohort, sid, share, tmp_path / f"ann{share}") if share else None
+        if ann is None:
+            ann = tmp_path / "ann0"
+            ann.mkdir()
+            shutil.copyfile(cohort / "truth" / f"{sid}_tumorbed.geojson", ann / f"{sid}.geojson")
+        out = tmp_path / f"scored{share}"
+        run_cli("score", slide, "-m", model, "-o", out, "-f", features, "--annotations", ann, check=True)
+        row = pd.read_csv(out / "results.csv", keep_default_na=False).iloc[0]
+        assert row["status"] == "ok" and row["tumorbed_source"] == "annotation"
+        flags[share] = (row["qc"], row["qc_reasons"])
+    assert "annotation_misplaced" not in flags[0.0][0]
+    assert "annotation_misplaced" not in flags[0.05][0]  # an outline run a little past the image's edge
+    assert "annotation_misplaced" in flags[0.3][0].split(";"), flags[0.3]
+    assert "30% of the annotation lies outside the slide" in flags[0.3][1]
+
+
+def test_the_scored_file_keeps_its_id_when_a_namesake_is_listed_first(small_model, tmp_path):
+    model, cohort, labels, features = small_model
+    a, b = labels["slide_id"].iloc[0], labels["slide_id"].iloc[1]
+    (tmp_path / "old").mkdir()
+    (tmp_path / "new").mkdir()
+    old = shutil.copyfile(cohort / "slides" / f"{a}.tiff", tmp_path / "old" / "S1.tiff")
+    new = shutil.copyfile(cohort / "slides" / f"{b}.tiff", tmp_path / "new" / "S1.tiff")
+    out = tmp_path / "scored"
+    run_cli("score", old, "-m", model, "-o", out, check=True)
+    first = pd.read_csv(out / "results.csv", keep_default_na=False, dtype=str)
+    result = run_cli("score", new, old, "-m", model, "-o", out)
+    assert result.returncode == 1
+    rows = pd.read_csv(out / "results.csv", keep_default_na=False, dtype=str)
+    mine = rows[rows["path"] == str(old)]
+    assert mine["status"].tolist() == ["ok"], rows[["path", "status", "error"]].to_string()  # no error row beside it
+    assert mine["stil"].tolist() == first["stil"].tolist()
+    theirs = rows[rows["path"] == str(new)]
+    assert theirs["status"].tolist() == ["error"] and f"as {old}" in theirs["error"].iloc[0]
+    assert f"error: {new}: has the same slide id 'S1'" in result.stderr
+
+    # embed the same way: the existing cache's slide keeps the id, its cache is not replaced
+    from weakstil.files import FeaturesFile
+
+    feats = tmp_path / "feats"
+    run_cli("embed", old, "-o", feats, "--encoder", "small-cnn", "--weights", "random", check=True)
+    result = run_cli("embed", new, old, "-o", feats, "--encoder", "small-cnn", "--weights", "random")
+    assert result.returncode == 1 and f"{new}: has the same slide id 'S1'" in result.stderr
+    assert FeaturesFile.read_header(feats / "S1.h5")[0]["slide_path"] == str(old)
