@@ -101,3 +101,29 @@ def test_the_scored_file_keeps_its_id_when_a_namesake_is_listed_first(small_mode
     result = run_cli("embed", new, old, "-o", feats, "--encoder", "small-cnn", "--weights", "random")
     assert result.returncode == 1 and f"{new}: has the same slide id 'S1'" in result.stderr
     assert FeaturesFile.read_header(feats / "S1.h5")[0]["slide_path"] == str(old)
+
+
+def test_a_damaged_bundled_encoder_or_detector_says_copy_the_model_again(small_model, tmp_path):
+    """A model folder whose encoder/ or tumorbed/ weights were cut short in a copy said "run 'weakstil
+    pretrain' again" / "train the detector again": a new encoder is not the one the model was trained
+    on (the model then refuses it), and a lab has no annotations to train a detector with."""
+    from weakstil.encoders.factory import EncoderError, check_encoder_folder
+    from weakstil.errors import WeakSTILError
+    from weakstil.tumorbed.detector import TumorBedDetector
+
+    model, cohort, labels, features = small_model
+    copy = shutil.copytree(model, tmp_path / "model")
+    run_cli("tumorbed", "train", "--features", features, "--annotations", cohort / "truth", "--out",
+            tmp_path / "bed", check=True)
+    shutil.copytree(tmp_path / "bed", copy / "tumorbed")
+    run_cli("pretrain", cohort / "slides" / f"{labels['slide_id'].iloc[0]}.tiff", "--out", copy / "encoder",
+            "--steps", "1", "--batch-size", "2", "--tiles-per-slide", "4", "--crop-px", "32", check=True)
+    for folder in ("encoder", "tumorbed"):
+        weights = copy / folder / "model.safetensors"
+        weights.write_bytes(weights.read_bytes()[:3000])
+    with pytest.raises(EncoderError) as enc:
+        check_encoder_folder(copy / "encoder")
+    assert f"copy the whole model folder {copy} again" in enc.value.one_line() and "pretrain" not in enc.value.fix
+    with pytest.raises(WeakSTILError) as bed:
+        TumorBedDetector.load(copy / "tumorbed")
+    assert f"copy the whole model folder {copy} again" in bed.value.one_line() and "train" not in bed.value.fix
