@@ -127,3 +127,25 @@ def test_a_damaged_bundled_encoder_or_detector_says_copy_the_model_again(small_m
     with pytest.raises(WeakSTILError) as bed:
         TumorBedDetector.load(copy / "tumorbed")
     assert f"copy the whole model folder {copy} again" in bed.value.one_line() and "train" not in bed.value.fix
+
+
+def test_an_empty_path_is_a_usage_error_not_the_current_folder(small_model, tmp_path, monkeypatch):
+    """``--out "$OUT"`` with OUT unset: the empty path was read as '.', and score wrote results.csv,
+    the heatmap and the feature cache into the current folder (exit 0); an empty --annotations took
+    the current folder as the outlines' (none there: the detector's bed, at INFO)."""
+    model, cohort, labels, features = small_model
+    slide = cohort / "slides" / f"{labels['slide_id'].iloc[0]}.tiff"
+    here = tmp_path / "cwd"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    for args, name in ([slide, "-m", model, "-o", ""], "--out"), ([slide, "-m", model, "-o", tmp_path / "o",
+                                                                    "--annotations", ""], "--annotations"), \
+            ([slide, "-m", model, "-o", tmp_path / "o", "-f", " "], "--features"), (["", "-m", model, "-o", tmp_path / "o"],
+                                                                                  "SLIDES"):
+        result = run_cli("score", *args)
+        assert result.returncode == 2, (name, result.stderr)
+        assert result.stderr.strip() == (f"error: {name} is empty (an unset shell variable?), which would be read as "
+                                         "the current folder. Fix: give the path."), result.stderr
+    assert list(here.iterdir()) == [] and not (tmp_path / "o").exists()
+    result = run_cli("report", "--scores", "", "--out", tmp_path / "r")
+    assert result.returncode == 2 and "--scores is empty" in result.stderr
