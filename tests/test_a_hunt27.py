@@ -149,3 +149,21 @@ def test_an_empty_path_is_a_usage_error_not_the_current_folder(small_model, tmp_
     assert list(here.iterdir()) == [] and not (tmp_path / "o").exists()
     result = run_cli("report", "--scores", "", "--out", tmp_path / "r")
     assert result.returncode == 2 and "--scores is empty" in result.stderr
+
+
+def test_a_folder_of_slides_with_a_dicom_file_among_them_is_not_a_dicom_series(cmu, tmp_path):
+    """A lab's slide folder ('slides/' given for 'slides/*') holding an SVS and a DICOM slide was
+    "a DICOM series folder" with the fix "pass one .dcm file of the series, e.g. slides/x.dcm"."""
+    mixed = tmp_path / "slides"
+    mixed.mkdir()
+    shutil.copyfile(cmu, mixed / "a.svs")
+    (mixed / "b.dcm").write_bytes(b"\0" * 200)
+    series = tmp_path / "series"
+    series.mkdir()
+    for name in ("1.dcm", "2.dcm", "DICOMDIR"):
+        (series / name).write_bytes(b"\0" * 200)
+    result = run_cli("info", mixed)
+    assert result.returncode == 1 and "DICOM" not in result.stderr, result.stderr
+    assert f"a glob of the folder's (quoted): '{mixed / '*'}'" in result.stderr
+    result = run_cli("info", series)
+    assert result.returncode == 1 and "is a DICOM series folder" in result.stderr and str(series / "1.dcm") in result.stderr
