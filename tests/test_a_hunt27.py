@@ -167,3 +167,21 @@ def test_a_folder_of_slides_with_a_dicom_file_among_them_is_not_a_dicom_series(c
     assert f"a glob of the folder's (quoted): '{mixed / '*'}'" in result.stderr
     result = run_cli("info", series)
     assert result.returncode == 1 and "is a DICOM series folder" in result.stderr and str(series / "1.dcm") in result.stderr
+
+
+def test_a_results_csv_without_its_id_columns_is_still_this_models(small_model, tmp_path):
+    """A lab that deleted results.csv's model_id and encoder_id columns in a spreadsheet: the rerun
+    scored every slide again, each with "scored earlier by another model (None, not model@...)"."""
+    model, cohort, labels, features = small_model
+    slide = cohort / "slides" / f"{labels['slide_id'].iloc[0]}.tiff"
+    out = tmp_path / "scored"
+    run_cli("score", slide, "-m", model, "-o", out, "-f", features, check=True)
+    table = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False)
+    ids = table[["model_id", "encoder_id"]].iloc[0].tolist()
+    table.drop(columns=["model_id", "encoder_id"]).assign(comment="seen").to_csv(out / "results.csv", index=False)
+    before = (out / f"{labels['slide_id'].iloc[0]}.h5").stat().st_mtime_ns
+    result = run_cli("score", slide, "-m", model, "-o", out, "-f", features, check=True)
+    assert "another model" not in result.stderr and "already scored" in result.stderr, result.stderr
+    assert (out / f"{labels['slide_id'].iloc[0]}.h5").stat().st_mtime_ns == before  # not scored again
+    row = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False).iloc[0]
+    assert [row["model_id"], row["encoder_id"]] == ids and row["comment"] == "seen"
