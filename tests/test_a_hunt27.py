@@ -185,3 +185,19 @@ def test_a_results_csv_without_its_id_columns_is_still_this_models(small_model, 
     assert (out / f"{labels['slide_id'].iloc[0]}.h5").stat().st_mtime_ns == before  # not scored again
     row = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False).iloc[0]
     assert [row["model_id"], row["encoder_id"]] == ids and row["comment"] == "seen"
+
+
+def test_an_out_folder_that_is_a_dangling_link_says_so(cmu, tmp_path):
+    """``--out results`` where ``results`` links to a purged scratch folder said "results: File exists.
+    Fix: check the file system and run again" (exit 1)."""
+    link, loop = tmp_path / "results", tmp_path / "loop"
+    link.symlink_to(tmp_path / "scratch" / "results")
+    loop.symlink_to(loop)
+    for command in (["tile", cmu], ["score", cmu, "-m", tmp_path], ["embed", cmu, "--encoder", "small-cnn"]):
+        result = run_cli(*command, "--out", link)
+        assert result.returncode == 2, result.stderr
+        assert (f"{link} is a symbolic link to {tmp_path / 'scratch' / 'results'}, which does not exist. Fix: create "
+                f"that folder (mkdir -p {tmp_path / 'scratch' / 'results'})") in result.stderr, result.stderr
+    result = run_cli("tile", cmu, "--out", loop)
+    assert result.returncode == 2 and "leads back to itself (a loop)" in result.stderr, result.stderr
+    assert not (tmp_path / "scratch").exists()
