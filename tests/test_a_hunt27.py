@@ -187,7 +187,7 @@ def test_a_results_csv_without_its_id_columns_is_still_this_models(small_model, 
     assert [row["model_id"], row["encoder_id"]] == ids and row["comment"] == "seen"
 
 
-def test_an_out_folder_that_is_a_dangling_link_says_so(cmu, tmp_path):
+def test_an_out_folder_that_is_a_dangling_link_says_so(small_model, cmu, tmp_path):
     """``--out results`` where ``results`` links to a purged scratch folder said "results: File exists.
     Fix: check the file system and run again" (exit 1)."""
     link, loop = tmp_path / "results", tmp_path / "loop"
@@ -200,4 +200,10 @@ def test_an_out_folder_that_is_a_dangling_link_says_so(cmu, tmp_path):
                 f"that folder (mkdir -p {tmp_path / 'scratch' / 'results'})") in result.stderr, result.stderr
     result = run_cli("tile", cmu, "--out", loop)
     assert result.returncode == 2 and "leads back to itself (a loop)" in result.stderr, result.stderr
+    # the feature caches' folder likewise (score makes a --features folder that is missing)
+    model, cohort, labels, features = small_model
+    slide = cohort / "slides" / f"{labels['slide_id'].iloc[0]}.tiff"
+    result = run_cli("score", slide, "-m", model, "--out", tmp_path / "o", "--features", link)
+    assert result.returncode == 1 and "File exists" not in result.stderr, result.stderr
+    assert f"{link}: is a symbolic link to {tmp_path / 'scratch' / 'results'}, which does not exist" in result.stderr
     assert not (tmp_path / "scratch").exists()
