@@ -207,3 +207,25 @@ def test_an_out_folder_that_is_a_dangling_link_says_so(small_model, cmu, tmp_pat
     assert result.returncode == 1 and "File exists" not in result.stderr, result.stderr
     assert f"{link}: is a symbolic link to {tmp_path / 'scratch' / 'results'}, which does not exist" in result.stderr
     assert not (tmp_path / "scratch").exists()
+
+
+def test_a_core_biopsy_heatmap_stacks_its_panels(small_model, tmp_path):
+    """A core needle biopsy (a strip 16 times longer than wide, the usual pre-treatment specimen) got a
+    3389 x 201 px heatmap: the score and stroma-weight panels side by side, each 100 px high, the colour
+    bars' captions cut off."""
+    from PIL import Image
+
+    model, cohort, labels, features = small_model
+    run_cli("synth", tmp_path / "core", "--slides", "1", "--seed", "5", "--size-mm", "4", "0.25", check=True)
+    out = tmp_path / "scored"
+    run_cli("score", tmp_path / "core" / "slides" / "synth_0000.tiff", "-m", model, "-o", out, check=True)
+    width, height = Image.open(out / "synth_0000_heatmap.png").size
+    assert width < 4 * height, (width, height)  # was 3389 x 201
+    # each panel (slide and colour bar) at least 180 px high: two stacked, with the title and the key
+    assert height >= 2 * 180 + 60, (width, height)
+    # a square slide keeps its panels side by side
+    square = tmp_path / "square" / f"{labels['slide_id'].iloc[0]}_heatmap.png"
+    run_cli("score", cohort / "slides" / f"{labels['slide_id'].iloc[0]}.tiff", "-m", model, "-o", square.parent,
+            "-f", features, check=True)
+    width, height = Image.open(square).size
+    assert width > 1.6 * height, (width, height)
