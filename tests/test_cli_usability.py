@@ -123,7 +123,8 @@ def test_another_folder_is_still_not_a_slide_file(tmp_path):
     folder.mkdir()
     (folder / "a.tiff").write_bytes(b"x")
     line = one_error(run_cli("info", folder), 1)
-    assert line == f"error: {folder}: is a directory, not a slide file. Fix: pass slide files (or a glob).", line
+    assert line == (f"error: {folder}: is a directory, not a slide file. Fix: pass slide files, or a glob of the "
+                    f"folder's (quoted): '{folder / '*'}'."), line
 
 
 def test_an_interrupted_command_says_whether_a_rerun_continues(capsys):

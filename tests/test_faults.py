@@ -445,7 +445,7 @@ BAD = [
     Bad("score-model-with-a-damaged-encoder", lambda w, t: ["score", w.slide, w.cohort / "slides" / "synth_0001.tiff",
                                                             "--model", _model_with_damaged_encoder(w, t), "--out",
                                                             t / "out"],
-        ("model.safetensors", "does not match its card", "pretrain")),
+        ("model.safetensors", "does not match its card", "copy the whole model folder")),
     Bad("score-encoder-without-weights", lambda w, t: [
         "score", w.slide, w.cohort / "slides" / "synth_0001.tiff", "--model",
         _edited_model(w, t, lambda m: {**m, "encoder": {**m["encoder"], "name": "kaiko-vits16"}}),

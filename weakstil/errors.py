@@ -216,6 +216,10 @@ def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
         return OutputError("file name too long: the output names are made from the slide file's name, and with "
                            "their suffixes and temporary-file marks they pass the file system's limit (255 bytes)",
                            path=Path(where).parent / (shown[:40] + "..."), fix="rename the slide file to a shorter name")
+    if name == "EEXIST" and where is not None and os.path.islink(where) and not os.path.exists(where):
+        target = os.path.join(os.path.dirname(where), os.readlink(where))  # a link to a purged scratch folder
+        return OutputError(f"is a symbolic link to {target}, which does not exist", path=where,
+                           fix=f"create that folder (mkdir -p {target}), or point the link elsewhere")
     fixes = {"ENOSPC": f"free disk space or choose another --out ({RERUN_CONTINUES})",
              "EDQUOT": "free space in your quota or choose another --out",
              "EROFS": "the folder is read-only: choose a writable one (--out; --features for feature caches)",

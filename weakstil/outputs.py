@@ -149,6 +149,9 @@ STROMA_COLORMAP = "viridis"
 HEATMAP_PNG_COMPRESSION = 1
 
 
+#: A panel (slide and colour bar) is at least this tall: a core biopsy's thumbnail, 16 times longer than wide,
+#: is about 100 px high, which cut the colour bar's caption and crowded its ticks.
+MIN_PANEL_PX = 180
 _ASCII_TITLE = str.maketrans({"\u2013": "-", "\u2014": "-", "\u2265": ">=", "\u2264": "<=", "\u00b1": "+/-"})
 
 
@@ -239,16 +242,21 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
         rgb[has] = (1.0 - alpha) * base[has] + alpha * lut[idx]
         if edge is not None:
             rgb[edge] = (0, 229, 255)  # the tumour bed's outline, cyan
-        bar = _colour_bar(h, lut, top, label)
-        both = Image.new("RGB", (w + bar.width, h), "white")
-        both.paste(Image.fromarray(rgb.round().astype(np.uint8)), (0, 0))
+        panel_h = max(h, MIN_PANEL_PX)
+        bar = _colour_bar(panel_h, lut, top, label)
+        both = Image.new("RGB", (w + bar.width, panel_h), "white")
+        both.paste(Image.fromarray(rgb.round().astype(np.uint8)), (0, (panel_h - h) // 2))
         both.paste(bar, (w, 0))
         images.append(both)
     font, gap, margin = _font(14), 12, 8
     # the bundled font has no dashes or relations beyond ASCII
     lines = title.translate(_ASCII_TITLE).splitlines() if title else []
     title_h = (len(lines) * 18 + 8) if lines else 0
-    panels_w = sum(im.width for im in images) + gap * (len(images) - 1)
+    # side by side, or one above the other for a slide more than twice as wide as tall: a core biopsy's two
+    # panels side by side made a 3389 x 201 px strip (hunt 27a)
+    stacked = len(images) > 1 and w > 2 * h
+    panels_w = max(im.width for im in images) if stacked else sum(im.width for im in images) + gap * (len(images) - 1)
+    panels_h = sum(im.height for im in images) + gap * (len(images) - 1) if stacked else max(im.height for im in images)
     # at least as wide as the title: on a small slide it said neither the slide nor its flags
     key = key.translate(_ASCII_TITLE) if key and edge is not None and edge.any() else ""
     key_font = _font(12)
@@ -257,19 +265,19 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     note_w = int(np.ceil(key_font.getlength(faint_note))) if faint_note else 0
     key_h = (22 if key else 0) + (20 if faint_note else 0)
     width = max(panels_w, key_w, note_w, *(int(np.ceil(font.getlength(line))) for line in lines), 0) + 2 * margin
-    fig = Image.new("RGB", (width, title_h + h + key_h + 2 * margin), "white")
+    fig = Image.new("RGB", (width, title_h + panels_h + key_h + 2 * margin), "white")
     draw = ImageDraw.Draw(fig)
     for i, line in enumerate(lines):
         draw.text((width // 2, margin + 9 + 18 * i), line, fill="black", font=font, anchor="mm")
     if key:  # under the panels: a cyan swatch and what the outline is
-        draw_key(draw, (width - key_w) // 2, margin + title_h + h + 11, key_items, key_font)
+        draw_key(draw, (width - key_w) // 2, margin + title_h + panels_h + 11, key_items, key_font)
     if faint_note:  # a line of its own: one line with the key was wider than a small slide's panels
-        draw.text((width // 2, margin + title_h + h + key_h - 10), faint_note, fill="black", font=key_font,
+        draw.text((width // 2, margin + title_h + panels_h + key_h - 10), faint_note, fill="black", font=key_font,
                   anchor="mm")
-    x = (width - panels_w) // 2
+    x, y = (width - panels_w) // 2, margin + title_h
     for im in images:
-        fig.paste(im, (x, margin + title_h))
-        x += im.width + gap
+        fig.paste(im, (x, y))
+        x, y = (x, y + im.height + gap) if stacked else (x + im.width + gap, y)
     info = PngInfo()
     for k, v in _png_text(provenance).items():
         info.add_text(k, v)

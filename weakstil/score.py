@@ -10,12 +10,11 @@ Per slide, in ``OUT``:
 and ``results.csv`` with one row per input, rewritten atomically after every slide, so a run
 killed midway loses nothing and a rerun only does what is missing or failed.
 
-Several runs may share one ``OUT``: each slide is scored under its lock (:mod:`weakstil.locks`)
-by one run, and ``results.csv`` is re-read and merged under its own lock before every rewrite, so
-no run loses another's rows. A finished slide is skipped only when its score file records the
-same slide fingerprint (:mod:`weakstil.fingerprint`) as the file scored now. A second file with
-the slide id of an earlier one in the batch is refused (an ``error`` row naming both files; the
-first one's row is kept). A full disk stops the batch after recording the failure.
+Runs may share one ``OUT``: each slide is scored under its lock (:mod:`weakstil.locks`), and
+``results.csv`` is re-read and merged under its own lock before every rewrite. A finished slide is
+skipped only when its score file records the slide fingerprint (:mod:`weakstil.fingerprint`) of the
+file scored now. Of two files of one slide id in a batch, one is refused (an ``error`` row naming
+both: :func:`weakstil.slide_ids.claim_ids`). A full disk stops the batch after recording the failure.
 """
 
 from __future__ import annotations
@@ -195,15 +194,15 @@ def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx
 
     if prev is None or prev.get("status") not in FINISHED or not _outputs_exist(out, slide_id):
         return False
-    # the model by its weights' hash, not its folder's name: a model copied or moved to shared storage
-    # is the same model (its model.json's SHA-256 is part of the request below)
-    if str(prev.get("model_id")).rpartition("@")[2] != ctx.model_id.rpartition("@")[2]:
-        log.warning("%s: scored earlier in %s by another model (%s, not %s); scoring again with this one", path, out,
-                    prev.get("model_id"), ctx.model_id)
-        return False
     try:
         attrs, _ = SlideScoresFile.read_header(slide_file(out, slide_id))
     except WeakSTILError:
+        return False
+    # the model by its weights' hash, not its folder (model.json's hash is in the request below); the model_id
+    earlier = prev.get("model_id") or attrs.get("model_id")  # column deleted in a spreadsheet: the score file's
+    if str(earlier).rpartition("@")[2] != ctx.model_id.rpartition("@")[2]:
+        log.warning("%s: scored earlier in %s by another model (%s, not %s); scoring again with this one", path, out,
+                    earlier, ctx.model_id)
         return False
     current = slide_fingerprint(path)
     if current is None:  # missing, empty or not a slide: never "already scored"; scoring it says why
@@ -248,12 +247,12 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
         refuse_other_folder(opts.features, ctx.meta, ctx.params)
     results_path = opts.out / "results.csv"
     remove_stale_temps(results_path)
-    read_previous(results_path)  # one that cannot be added to stops the run before any work
+    earlier = read_previous(results_path)  # one that cannot be added to stops the run before any work
     mine: dict[str, dict] = {}  #: this run's rows by slide id
     clashes: list[dict] = []  #: error rows of files whose slide id an earlier file has
     batch_rows = BatchRows()
     other_file: set[str] = set()  #: slide ids whose earlier row was another file's
-    todo, refused = claim_ids(slides)
+    todo, refused = claim_ids(slides, {i: str(r.get("path")) for i, r in earlier.items() if r.get("status") in FINISHED})
     for path, exc in refused:
         sys.stderr.write(f"error: {exc.one_line()}\n")
         clashes.append(row := _error_row(path, slide_id_from_path(path), ctx, exc, 0.0))
@@ -270,6 +269,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             if not opts.overwrite and _already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
                 row = {**prev, "path": os.path.abspath(path)}  # the same scan moved since: where it is now
+                row.update({k: prev.get(k) or getattr(ctx, k) for k in ("model_id", "encoder_id")})  # (a deleted column)
             else:
                 tile_task = bar.add_task(f"  {slide_id}", total=None)
 

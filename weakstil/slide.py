@@ -102,14 +102,18 @@ class Slide:
             raise SlideError("file not found", path=path, fix="check the path and spelling")
         if path.is_dir():
             try:  # a DICOM series is a folder of .dcm files: OpenSlide opens it from any one of them
-                dcm = min((p for p in path.iterdir() if p.suffix.lower() == ".dcm" and p.is_file()), default=None)
+                files = [p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")]
             except OSError:
-                dcm = None
-            if dcm is not None:
+                files = []
+            dcm = min((p for p in files if p.suffix.lower() == ".dcm"), default=None)
+            if dcm is not None and not any(p.suffix.lower() in settings.SLIDE_FILE_SUFFIXES and p.suffix.lower() != ".dcm"
+                                           for p in files):  # a series folder may hold a DICOMDIR too
                 raise SlideError("is a DICOM series folder, not a slide file", path=path,
                                  fix=f"pass one .dcm file of the series, e.g. {dcm} (OpenSlide opens the whole "
                                      "series from any one of its files)")
-            raise SlideError("is a directory, not a slide file", path=path, fix="pass slide files (or a glob)")
+            # a folder of slides (a .dcm among them is no series: hunt 27a) is passed as a glob of its files
+            raise SlideError("is a directory, not a slide file", path=path,
+                             fix=f"pass slide files, or a glob of the folder's (quoted): '{path / '*'}'")
         if path.stat().st_size == 0:
             raise SlideError("file is empty", path=path, fix="copy the slide again")
 

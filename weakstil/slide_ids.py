@@ -13,9 +13,19 @@ from weakstil.errors import WeakSTILError
 from weakstil.slide import slide_id_from_path
 
 
-def claim_ids(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, WeakSTILError]]]:
-    """(the files to score, one per slide id, in the order listed; the files refused, with why)."""
+def claim_ids(paths: list[Path], scored: dict[str, str] | None = None
+              ) -> tuple[list[Path], list[tuple[Path, WeakSTILError]]]:
+    """(the files to score, one per slide id, in the order listed; the files refused, with why).
+
+    ``scored``: the absolute path of the slide file an earlier run scored under each id (results.csv's
+    finished rows). Of two slides listed under one id, that file keeps it, whatever the order: listed
+    second, it was refused as the first one's namesake, and the first as the scored file's, so neither
+    was scored and the finished slide's ``ok`` row got an ``error`` row under it (hunt 27a)."""
+    import os
+
     from weakstil.slide_backend import can_open
+
+    scored = scored or {}
 
     owner: dict[str, Path] = {}
     order: list[str] = []
@@ -29,6 +39,9 @@ def claim_ids(paths: list[Path]) -> tuple[list[Path], list[tuple[Path, WeakSTILE
         first = owner[slide_id]
         if not opens_as_slide(first, can_open) and opens_as_slide(path, can_open):
             owner[slide_id], path, first = path, first, path  # the slide takes the id; the other file is refused
+        elif scored.get(slide_id) == os.path.abspath(path) != os.path.abspath(first) \
+                and opens_as_slide(path, can_open):
+            owner[slide_id], path, first = path, first, path  # the file scored under this id keeps it
         refused.append((path, _refusal(path, slide_id, first, can_open)))
     return [owner[i] for i in order], refused
 

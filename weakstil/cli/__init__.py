@@ -122,16 +122,33 @@ class FlagHelpCommand(TyperCommand):
         """Arguments the command does not take are said before a missing option: ``weakstil report
         MODEL`` said "missing option --out" (then, given --out, "unexpected extra argument"), not
         that the model folder goes with --model."""
-        if not ctx.resilient_parsing and not ctx.allow_extra_args and not set(args) & set(ctx.help_option_names):
+        if not ctx.resilient_parsing and not set(args) & set(ctx.help_option_names):
             try:
-                _, extra, _ = self.make_parser(ctx).parse_args(args=list(args))
+                opts, extra, _ = self.make_parser(ctx).parse_args(args=list(args))
             except _CLICK_ERRORS:  # an unknown option, a value missing: click's own line below
-                extra = []
-            if extra:
+                opts, extra = {}, []
+            usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+            if extra and not ctx.allow_extra_args:
                 has = {o for p in self.params for o in getattr(p, "opts", ())}
-                usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
                 raise usage_error(_extra_argument_line(extra, has, ctx.command_path), ctx=ctx)
+            if (empty := _empty_path(self.params, opts)) is not None:
+                raise usage_error(empty, ctx=ctx)
         return super().parse_args(ctx, args)
+
+
+def _empty_path(params: list, opts: dict) -> str | None:
+    """The line for a path given as an empty string (``--out "$OUT"`` with ``OUT`` unset): read as
+    ``.``, it wrote results.csv, heatmaps and caches into the current folder (exit 0), took the
+    current folder as ``--features`` or ``--annotations`` (hunt 27a). Every argument is a path."""
+    for param in params:
+        values = opts.get(param.name)
+        values = values if isinstance(values, (list, tuple)) else [values]
+        is_path = param.param_type_name == "argument" or "Path" in str(getattr(param, "bare_type", str)())
+        if is_path and any(isinstance(v, str) and not v.strip() for v in values):
+            name = param.opts[0] if param.param_type_name == "option" else param.name.upper()
+            return (f"{name} is empty (an unset shell variable?), which would be read as the current folder. "
+                    f"Fix: give the path")
+    return None
 
 
 class FlagHelpGroup(TyperGroup):

@@ -29,13 +29,18 @@ def nameable(paths: list[Path], refuse: Callable[[str], None]) -> list[Path]:
     return kept
 
 
-def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], str] | None = None) -> list[Path]:
+def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], str] | None = None,
+               made_from: Callable[[str], str | None] | None = None) -> list[Path]:
     """``paths`` with one file per slide id (each file left out gets one error line naming both
     files): outputs are named by slide id, so the second would overwrite the first. As in ``score``
     (:func:`weakstil.slide_ids.claim_ids`), a file that opens as a slide takes the id before one that
     does not (``S1.h5`` or ``S1.jpg`` listed before ``S1.svs`` by a ``slides/*`` glob), whatever the
-    order; two slides: the first listed. (A file listed twice was already kept once by
+    order; two slides: the first listed, unless the other is the file the id's existing output was made
+    from (``made_from(id)``: its absolute path), which keeps it (listed second, its output was replaced by
+    the first's; hunt 27a). (A file listed twice was already kept once by
     :func:`~weakstil.cli.options.expand_slides`.)"""
+    import os
+
     from weakstil.slide import slide_id_from_path
     from weakstil.slide_ids import opens_as_slide
 
@@ -54,6 +59,8 @@ def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], st
         if path_opens and not first_opens:  # the slide takes the id; the other file is left out
             owner[sid], path, first = path, first, path
             first_opens, path_opens = True, False
+        elif path_opens and made_from is not None and made_from(sid) == os.path.abspath(path) != os.path.abspath(first):
+            owner[sid], path, first = path, first, path  # the file the existing output was made from keeps the id
         if path_opens or not first_opens:
             failures.add(f"{path}: has the same slide id '{sid}' as {first}, and outputs are named by slide id "
                          f"({sid}.h5). Fix: rename one of the files, or give each its own --out folder.")

@@ -5,6 +5,7 @@ here: ``weakstil --help`` must answer in about a second.
 
 from __future__ import annotations
 
+import errno
 import glob
 import logging
 import math
@@ -56,12 +57,25 @@ def in_range(low: float | None = None, high: float | None = None, *, low_open: b
     return check
 
 
+def _link_loop(path: Path) -> bool:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.errno == errno.ELOOP
+    return False
+
+
 def out_dir(value: Path | None) -> Path | None:
     """``--out``: a directory (made when missing), never an existing file, nor below one."""
     if value is None:
         return value
     if value.exists() and not value.is_dir():
         raise typer.BadParameter(f"{value} is an existing file, not a directory. Fix: give a directory path")
+    if value.is_symlink() and not value.exists():  # a link to a purged scratch folder: it said "File exists" (hunt 27a)
+        target, loop = Path(os.path.join(value.parent, os.readlink(value))), _link_loop(value)
+        raise typer.BadParameter(f"{value} is a symbolic link to {target}, " + (
+            "which leads back to itself (a loop). Fix: point the link at a folder, or give another --out" if loop else
+            f"which does not exist. Fix: create that folder (mkdir -p {target}), or give another --out"))
     for parent in value.parents:
         if parent.exists():
             if not parent.is_dir():

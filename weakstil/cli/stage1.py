@@ -31,6 +31,18 @@ def encoders() -> None:
         typer.echo(card.summary())
 
 
+def _cache_made_from(out: Path, slide_id: str) -> str | None:
+    """The slide file the feature cache ``OUT/<slide_id>.h5`` was made from (``None``: none, or unreadable)."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import FeaturesFile
+
+    cache = Path(out) / f"{slide_id}.h5"
+    try:
+        return str(FeaturesFile.read_header(cache)[0].get("slide_path")) if cache.is_file() else None
+    except (WeakSTILError, OSError):
+        return None
+
+
 def embed(
     slides: SlidesArg,
     out: OutOpt,
@@ -70,7 +82,7 @@ def embed(
              enc.weights_sha256[:12], enc.device, enc.precision, decode.value)
     check_embed_memory(enc, batch_size, tile_size, workers)
     failures = Failures()
-    paths = unique_ids(expand_slides(slides), failures)
+    paths = unique_ids(expand_slides(slides), failures, made_from=lambda sid: _cache_made_from(out, sid))
     with bar_progress("tiles") as progress:
         def one(path: Path) -> None:
             task = progress.add_task(path.name, total=None, info="")

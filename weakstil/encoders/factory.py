@@ -63,8 +63,12 @@ def _check_against_card(card: EncoderCard, wpath: Path, sha: str) -> None:
     if card.weights_sha256 and sha != card.weights_sha256:
         pointer = lfs_pointer_note(wpath)
         said = f"{MODEL_FILE} does not match its card (sha256 {sha[:12]}..., card says {card.weights_sha256[:12]}...)"
-        raise EncoderError(pointer or said, path=wpath, fix="run 'git lfs pull' in its repository, or copy the folder "
-                           "again" if pointer else "the directory was modified; run 'weakstil pretrain' again")
+        model = wpath.parent.parent  # a model's encoder pretrained anew is refused by its model (hunt 27a)
+        fix = "run 'git lfs pull' in its repository, or copy the folder again" if pointer else \
+            f"the model's bundled encoder was changed or damaged: copy the whole model folder {model} again" \
+            if wpath.parent.name == "encoder" and (model / "model.json").is_file() else \
+            "the folder was changed or damaged in a copy: copy it again, or run 'weakstil pretrain' again"
+        raise EncoderError(pointer or said, path=wpath, fix=fix)
 
 
 def _weights_missing(card: EncoderCard, card_dir: Path) -> EncoderError:

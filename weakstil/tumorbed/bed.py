@@ -108,11 +108,29 @@ def from_annotation(path: str | Path, geom: SlideGeometry,
     _warn_if_written_by_weakstil(path)
     polygons = check_inside(raw, geom.width, geom.height, path)
     mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
-    misplaced = _warn_if_in_micrometres(raw, mask, geom, path) or _warn_if_at_a_lower_level(raw, mask, geom, path)
+    misplaced = _warn_if_in_micrometres(raw, mask, geom, path) or _warn_if_at_a_lower_level(raw, mask, geom, path) \
+        or _off_the_slide(raw, polygons)
     if not misplaced and reference is not None:
         misplaced = _warn_if_a_copy_fits_the_detector(raw, mask, geom, path, reference)
     return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.ANNOTATION,
                     str(path), misplaced=misplaced)
+
+
+#: An outline whose area lies this much or more off the slide is flagged ``annotation_misplaced``: no one
+#: draws a tenth of a tumour bed beyond the image's edge, so its coordinates are most likely another
+#: slide's, another scan's or offset (a bed 24 % or 42 % off the slide was scored without a flag, only
+#: a log line said the part was ignored). Under half off: scored as clipped; half or more: refused.
+OFF_SLIDE_SHARE = 0.10
+
+
+def _off_the_slide(raw, clipped) -> str:
+    """Why the outline looks misplaced when a tenth or more of its area lies off the slide ("" if not;
+    the share was warned of by :func:`weakstil.annotations.check_inside`)."""
+    share = 1.0 - clipped.area / raw.area if raw.area > 0 else 0.0
+    if share < OFF_SLIDE_SHARE:
+        return ""
+    return (f"{100 * share:.0f}% of the annotation lies outside the slide (an outline of another slide or scan, or "
+            "offset?): the bed is its part on the slide")
 
 
 def _warn_if_written_by_weakstil(path: str | Path) -> None:

@@ -276,8 +276,11 @@ class TumorBedDetector:
 
             if pointer := lfs_pointer_note(weights_path):  # a clone without git-lfs: no detector to retrain
                 raise WeakSTILError(pointer, path=weights_path, fix=LFS_FIX) from None
+            bundled = directory.name == TUMORBED_DIR and ModelDir(directory.parent).is_model()
             raise WeakSTILError(f"cannot read the weights ({exc})", path=weights_path,
-                                fix="train the detector again with 'weakstil tumorbed train'") from None
+                                fix=f"copy the whole model folder {directory.parent} again (its bundled detector was "
+                                "damaged in a copy)" if bundled else
+                                "copy the detector folder again, or train it again with 'weakstil tumorbed train'") from None
         from weakstil.runtime import sha256_file
 
         if meta.get(DETECTOR_SHA256) and sha256_file(weights_path) != meta[DETECTOR_SHA256]:
