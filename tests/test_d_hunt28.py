@@ -59,3 +59,44 @@ def test_widget_failure_is_said_in_the_widgets_words_only(make_napari_viewer, qt
     assert "tick Allow upsampling" in status
     err = capfd.readouterr().err
     assert not [line for line in err.splitlines() if line.startswith("error:")], err
+
+
+# --- two runs on one features folder ------------------------------------------------------------------------
+def test_embed_at_other_settings_into_a_folder_another_run_fills_is_one_line_not_a_mixed_folder(tmp_path,
+                                                                                               monkeypatch):
+    """A lab runs embed into a features folder that another run (its own, or a colleague's) fills at
+    224 px tiles, with --tile-size 160: each slide the other run had not reached was embedded at 160
+    px (exit 0 for new slides) and the folder ended mixed, which train refuses only later ('feature
+    files come from different encoders ... or tile settings'). Now the run is refused at once with one
+    line naming the folder and the difference, and writes nothing; at the folder's settings it goes on."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT, run_cli
+    from weakstil.embed import embed_slide
+    from weakstil.encoders.factory import create_encoder
+    from weakstil.synth import generate_cohort
+
+    cohort, feats = tmp_path / "c", tmp_path / "f"
+    labels = generate_cohort(cohort, 3, seed=11, size_mm=(0.6, 0.6), progress=False)
+    slides = [cohort / p for p in labels["path"]]
+    embed_slide(slides[0], create_encoder("small-cnn", weights="random"), out_dir=feats)  # the other run's first
+    holder = subprocess.Popen([sys.executable, "-c", (  # ... and it is writing the second now
+        "import time; from weakstil.locks import OutputLock; "
+        f"lock = OutputLock({str(feats / (slides[1].stem + '.h5'))!r}); lock.acquire(); print('held', flush=True); "
+        "time.sleep(600)")], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "3")  # old code: waited for the held slide
+        args = ("embed", *slides, "-o", feats, "-e", "small-cnn", "--weights", "random", "--workers", "1")
+        proc = run_cli(*args, "--tile-size", "160")
+    finally:
+        holder.kill()
+        holder.wait()
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 2 and len(errors) == 1, proc.stderr
+    assert str(feats) in errors[0] and "another tiling" in errors[0] and "224 not 160" in errors[0]
+    assert sorted(p.name for p in feats.glob("*.h5")) == [slides[0].stem + ".h5"]  # nothing written
+    proc = run_cli(*args)  # at the folder's own settings: the other slides are embedded beside it
+    assert proc.returncode == 0, proc.stderr
+    assert len(list(feats.glob("*.h5"))) == 3
