@@ -247,13 +247,45 @@ def refuse_other_folder(features_dir: str | Path, meta: dict, params: TilingPara
     (:func:`refuse_other_work` refuses each of them, and a slide without a cache would mix the folder).
     A folder with one cache that fits, or none at all, is left to the slides."""
     from weakstil.errors import UsageError
+
+    found = _other_folder(features_dir, meta.get("encoder") or {}, params)
+    if found:
+        what, n, example = found
+        raise UsageError(f"--features holds features of {what} than the model's in "
+                         f"{f'all {n} of its feature caches' if n > 1 else 'its one feature cache'} ({example}), so "
+                         "every slide would fail", path=features_dir,
+                         fix=f"pass the 'weakstil embed' folder made with the model's encoder and tiling (--mpp "
+                             f"{params.mpp:g} --tile-size {params.tile_px}), or another --features folder (score "
+                             "embeds the slides there), or add --overwrite to replace these caches")
+
+
+def refuse_mixing_folder(out: str | Path, encoder: Encoder, params: TilingParams) -> None:
+    """``weakstil embed -o DIR`` (without ``--overwrite``): a folder whose every feature cache holds
+    another encoder's or tiling's features than this run's is one usage error before any work. New
+    slides were embedded there at the run's settings (exit 0), a folder of two tilings that ``train``
+    refuses only later (a run started while another writes the folder at other settings: the same, once
+    the other run's first cache is there)."""
+    from weakstil.errors import UsageError
+
+    found = _other_folder(out, _weights_record(encoder), params)
+    if found:
+        what, n, example = found
+        raise UsageError(f"holds features of {what} than this run's in "
+                         f"{f'all {n} of its feature caches' if n > 1 else 'its one feature cache'} ({example}); "
+                         "embedding here would mix the folder, which train and evaluate refuse", path=out,
+                         fix="embed into another --out, give the encoder and tiling options the folder was made "
+                             "with, or pass --overwrite with all of its slides to embed them again at these")
+
+
+def _other_folder(features_dir: str | Path, enc: dict, params: TilingParams) -> tuple[str, int, str] | None:
+    """``(what, how many, an example)`` when every feature cache in the folder differs from this
+    encoder (its weights record) and tiling; ``None`` when one fits or there is none."""
     from weakstil.weights_id import same_weights
 
-    enc = meta.get("encoder") or {}
     mine = (str(enc.get("weights_sha256"))[:12], float(params.mpp), int(params.tile_px), int(params.overlap_px),
             float(params.tissue_threshold))
     names = ("encoder weights", "µm/px", "tile size (px)", "overlap (px)", "tissue threshold")
-    example, n = None, 0
+    example, what, n = None, "", 0
     for path in sorted(Path(features_dir).glob("*.h5")) if Path(features_dir).is_dir() else []:
         try:
             attrs, _ = FeaturesFile.read_header(path)
@@ -265,16 +297,10 @@ def refuse_other_folder(features_dir: str | Path, meta: dict, params: TilingPara
         differs = [f"{name} {t:g} not {m:g}" if isinstance(m, float) else f"{name} {t} not {m}"
                    for name, t, m in zip(names, theirs, mine) if (abs(t - m) > 1e-6 if isinstance(m, float) else t != m)]
         if not differs:
-            return
+            return None
         n += 1
         if example is None:  # named as refuse_other_work names a slide's: another encoder, tiling, tissue threshold
             what = "another encoder" if differs[0].startswith(names[0]) else "another tissue threshold" if \
                 differs[0].startswith(names[4]) else "another tiling"
             example = f"{path.name}: {', '.join(differs)}"
-    if n:
-        raise UsageError(f"--features holds features of {what} than the model's in "
-                         f"{f'all {n} of its feature caches' if n > 1 else 'its one feature cache'} ({example}), so "
-                         "every slide would fail", path=features_dir,
-                         fix=f"pass the 'weakstil embed' folder made with the model's encoder and tiling (--mpp "
-                             f"{params.mpp:g} --tile-size {params.tile_px}), or another --features folder (score "
-                             "embeds the slides there), or add --overwrite to replace these caches")
+    return (what, n, example) if n else None

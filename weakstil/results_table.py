@@ -165,12 +165,14 @@ def replaced_by_others(path: Path, rows: list[dict]) -> dict[str, str]:
 
 
 class BatchRows(list):
-    """The rows of a batch, and the slide ids whose row could not be written to results.csv (where an
-    earlier run's row of the slide may stand beside this run's files)."""
+    """The rows of a batch, the slide ids whose row could not be written to results.csv (where an
+    earlier run's row of the slide may stand beside this run's files), and those already scored
+    (skipped: their rows are the earlier run's)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.unrecorded: list[str] = []
+        self.skipped: list[str] = []
 
 
 def row_unlike_file(prev: dict, attrs: dict) -> str:

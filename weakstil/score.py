@@ -6,7 +6,6 @@ Per slide, in ``OUT``:
 * ``<slide_id>_heatmap.png``: thumbnail, tile-score heatmap, tumour-bed outline, colour bar (stroma-aggregator
   models: a second panel with each tile's stroma weight).
 * ``<slide_id>.geojson``: the tiles as QuPath ``tile`` objects with their scores as measurements.
-
 and ``results.csv`` with one row per input, rewritten atomically after every slide, so a run
 killed midway loses nothing and a rerun only does what is missing or failed.
 
@@ -47,8 +46,7 @@ LOWER, UPPER = interval_columns()
 RESULT_COLUMNS = ["slide_id", "path", "stil", LOWER, UPPER, "stil_high", "threshold", "n_tiles",
                   "n_tumorbed_tiles", "tumorbed_source", "status", "qc", "qc_reasons", "error", "model_id", "encoder_id",
                   "seconds"]
-STATUS_OK = "ok"
-STATUS_ERROR = "error"
+STATUS_OK, STATUS_ERROR = "ok", "error"
 STATUS_NO_BED = "no tumour bed"
 #: The detected bed was empty or implausibly small: scored over the whole tissue (tumorbed_source
 #: ``tissue-fallback``, the reason in the HDF5's ``tumorbed_detail`` and a warning line).
@@ -221,13 +219,13 @@ def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx
 
 def score_batch(slides: list[Path], opts: ScoreOptions,
                 on_slide: Callable[[str, dict], None] | None = None, progress: bool = True,
-                on_tiles: Callable[[str, int, int], None] | None = None) -> list[dict]:
-    """Score ``slides``; returns the result rows of this batch (also in OUT/results.csv).
-
-    A slide that fails gets status ``error`` and its reason; the others go on. ``on_slide(id,
-    row)`` is called after each slide and ``on_tiles(id, done, total)`` as its tiles are embedded
-    (a GUI's progress bar).
-    """
+                on_tiles: Callable[[str, int, int], None] | None = None,
+                say_error: Callable[[str], None] | None = None) -> list[dict]:
+    """Score ``slides``; returns the rows of this batch (also in OUT/results.csv): a ``BatchRows``,
+    whose ``skipped`` are the slides already scored. A slide that fails gets status ``error`` and its
+    reason; the others go on. ``on_slide(id, row)`` is called after each slide, ``on_tiles(id, done,
+    total)`` as its tiles are embedded (a GUI's progress bar), ``say_error(line)`` for each error
+    (default: an ``error:`` line on stderr; a GUI says it in its own words)."""
     import contextlib
     import sys
 
@@ -242,6 +240,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
 
     # the caches made are written there: --features not a model, nor another command's folder; OUT/features a folder
     check_score_features(opts.features, opts.cache_dir)
+    say = say_error or (lambda text: sys.stderr.write(f"error: {text}\n"))
     ctx = open_context(opts)
     if opts.features is not None and not opts.overwrite:  # a folder of another tiling: one refusal, not one per slide
         refuse_other_folder(opts.features, ctx.meta, ctx.params)
@@ -254,7 +253,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     other_file: set[str] = set()  #: slide ids whose earlier row was another file's
     todo, refused = claim_ids(slides, {i: str(r.get("path")) for i, r in earlier.items() if r.get("status") in FINISHED})
     for path, exc in refused:
-        sys.stderr.write(f"error: {exc.one_line()}\n")
+        say(exc.one_line())
         clashes.append(row := _error_row(path, slide_id_from_path(path), ctx, exc, 0.0))
         batch_rows.append(row)
     stopped: OutputError | None = None
@@ -268,6 +267,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             prev = read_previous(results_path).get(slide_id)
             if not opts.overwrite and _already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
+                batch_rows.skipped.append(slide_id)
                 row = {**prev, "path": os.path.abspath(path)}  # the same scan moved since: where it is now
                 row.update({k: prev.get(k) or getattr(ctx, k) for k in ("model_id", "encoder_id")})  # (a deleted column)
             else:
@@ -289,7 +289,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 except (WeakSTILError, OSError) as exc:
                     err = from_os_error(exc, opts.out) if isinstance(exc, OSError) else exc
                     row = _error_row(path, slide_id, ctx, err, time.perf_counter() - t0)
-                    sys.stderr.write(f"error: {err.one_line()}\n")
+                    say(err.one_line())
                     if isinstance(err, OutputError) and err.stops_batch:
                         stopped = err
                 bar.remove_task(tile_task)
@@ -310,7 +310,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                               other_file)
             except OSError as exc:  # the old results.csv stays as it was
                 err = from_os_error(exc, results_path)
-                sys.stderr.write(f"error: {err.one_line()}\n")
+                say(err.one_line())
                 stopped = stopped or err
                 batch_rows.unrecorded.append(slide_id)  # its row is not (or not this run's) in results.csv
             if on_slide is not None:
@@ -319,8 +319,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             if stopped is not None:
                 left = len(todo) - done  # not tried (a failed slide whose earlier row stays is not in mine)
                 if left:
-                    sys.stderr.write(f"error: stopped after: {stopped.message}; {left} more slide(s) not scored. "
-                                     f"Fix: {stop_fix(stopped.message)} (finished slides are kept and skipped).\n")
+                    say(f"stopped after: {stopped.message}; {left} more slide(s) not scored. "
+                        f"Fix: {stop_fix(stopped.message)} (finished slides are kept and skipped).")
                 break
     if clashes and not mine:  # only clashes: still record them
         with contextlib.suppress(OSError):

@@ -69,6 +69,7 @@ def embed(
     A slide whose complete cache was made with the same encoder, weights and tiling is skipped."""
     interrupt_on_sigterm()
     from weakstil.embed import cache_path, embed_slide, open_encoder
+    from weakstil.feature_cache import refuse_mixing_folder
     from weakstil.outputdir import check_features_out, mark
     from weakstil.tiles import TilingParams
 
@@ -81,6 +82,8 @@ def embed(
     log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; decoding: %s", enc.name, enc.card.model, enc.embed_dim,
              enc.weights_sha256[:12], enc.device, enc.precision, decode.value)
     check_embed_memory(enc, batch_size, tile_size, workers)
+    if not overwrite:  # a folder of another tiling or encoder: one line, not a mixed folder (nor an error per slide)
+        refuse_mixing_folder(out, enc, params)
     failures = Failures()
     paths = unique_ids(expand_slides(slides), failures, made_from=lambda sid: _cache_made_from(out, sid))
     with bar_progress("tiles") as progress:

@@ -40,6 +40,7 @@ class ScoringJob:
         self.gone = False  #: the widget has been deleted: no more calls on it
         self.worker: Any = None
         self.done = False  #: the run has ended (returned, failed or cancelled)
+        self.skipped = False  #: the slide was already scored (same file, model and settings): not scored again
         widget.destroyed.connect(self._on_widget_destroyed)
 
     def start(self) -> Any:
@@ -59,7 +60,11 @@ class ScoringJob:
         def run() -> dict[str, Any]:
             from weakstil.score import score_batch
 
-            return score_batch([slide_path], opts, progress=False, on_tiles=on_tiles)[0]
+            # its error lines are the command line's words: the widget says them in its own (_on_returned)
+            rows = score_batch([slide_path], opts, progress=False, on_tiles=on_tiles,
+                               say_error=lambda text: log.debug("score_batch: %s", text))
+            self.skipped = bool(rows.skipped)  # read in the GUI thread once this has returned
+            return rows[0]
 
         # an own "errored" handler: without one, superqt raises the error again in the GUI thread,
         # which outside napari.run() aborts Python
@@ -158,4 +163,8 @@ class ScoringJob:
         # the µm of the µm/px the slide was scored at)
         for data, kwargs, kind in result_layers(res, slide_mpp=layer.metadata.get("mpp")):
             getattr(w.viewer, f"add_{kind}")(data, **kwargs)
+        if self.skipped:  # score_batch skipped it: the seconds are the earlier run's, nothing was scored now
+            w._status(f"{self.slide_path.name} was already scored in {out} with this model and settings: that "
+                      f"score is shown. To score it again, choose another Output folder (or delete {h5.name} there).")
+            return
         w._status(f"Scored {self.slide_path.name} in {float(row.get('seconds', 0)):.0f} s -> {out}")
