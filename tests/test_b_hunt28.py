@@ -116,3 +116,60 @@ def test_a_glob_that_misses_by_case_or_suffix_says_what_the_folder_holds(slide, 
     assert repr(str(folder / ("*" + slide.suffix))) in _error(r)
     r = run_cli("tile", str(tmp_path / "nowhere" / "*.svs"), "-o", tmp_path / "t")
     assert r.returncode != 0 and "it is not there" in _error(r)
+
+
+def _hub_card(tmp_path, monkeypatch, cached: bool, state=None):
+    """A published card (small_cnn at hf-hub:lab/tiny-path, so that it trains in seconds) and, when
+    ``cached``, its weights in a local Hugging Face cache; offline, so nothing reaches the network."""
+    import huggingface_hub.constants
+    import yaml
+    from safetensors.torch import save_file
+
+    from weakstil.encoders.cards import load_card
+
+    card = yaml.safe_load(load_card("small-cnn").to_yaml())
+    card.update(name="tiny-path", hub_id="hf-hub:lab/tiny-path", licence="CC-BY-NC-ND-4.0")
+    (tmp_path / "tiny-path.yaml").write_text(yaml.safe_dump(card))
+    cache = tmp_path / "hub"
+    if cached:
+        snap = cache / "models--lab--tiny-path" / "snapshots" / "abc123"
+        snap.mkdir(parents=True)
+        (snap.parents[1] / "refs").mkdir()
+        (snap.parents[1] / "refs" / "main").write_text("abc123")
+        save_file(state, str(snap / "model.safetensors"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    return tmp_path / "tiny-path.yaml"
+
+
+def test_pretraining_a_published_encoder_starts_from_its_weights_not_a_random_init(pretrained, slide, tmp_path,
+                                                                                   monkeypatch):
+    from safetensors.torch import load_file
+
+    from weakstil.weights_id import file_sha256
+
+    published = load_file(pretrained / "model.safetensors")  # stands in for UNI's weights
+    card = _hub_card(tmp_path, monkeypatch, cached=True, state=published)
+    args = ("--steps", 1, "--batch-size", 4, "--tiles-per-slide", 8, "--crop-px", 64, "--threads", 1, "--workers", 1)
+    run_cli("pretrain", slide, "-o", tmp_path / "ft", "-e", card, *args, check=True)
+    import yaml
+
+    made = yaml.safe_load((tmp_path / "ft" / "card.yaml").read_text())
+    # it was "init: random init (seed 0)", and the card called a fine-tune of UNI "your own weights"
+    assert made["training"]["init"].startswith("hf-hub:lab/tiny-path")
+    snap = tmp_path / "hub" / "models--lab--tiny-path" / "snapshots" / "abc123" / "model.safetensors"
+    assert made["training"]["init_weights_sha256"] == file_sha256(snap)
+    assert made["licence"].startswith("CC-BY-NC-ND-4.0 (derived from hf-hub:lab/tiny-path")
+    run_cli("pretrain", slide, "-o", tmp_path / "rand", "-e", card, "--weights", "random", *args, check=True)
+    made = yaml.safe_load((tmp_path / "rand" / "card.yaml").read_text())
+    assert made["training"]["init"] == "random init (seed 0)" and made["licence"].startswith("your own weights")
+
+
+def test_pretraining_a_published_encoder_whose_weights_are_not_here_fails_before_any_slide(slide, tmp_path, monkeypatch):
+    card = _hub_card(tmp_path, monkeypatch, cached=False)
+    r = run_cli("pretrain", slide, "-o", tmp_path / "ft", "-e", card, "--steps", 1, "--batch-size", 4, "--crop-px", 64,
+                "--threads", 1, "--workers", 1)
+    assert r.returncode == 1, r.stderr  # it trained a random init of the network under the card's name, exit 0
+    assert "not in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading" in _error(r)
+    assert _error(r).endswith("or pass --weights random to pretrain a random init of its network.") and "sampled" not in r.stderr
+    assert not (tmp_path / "ft").exists()
