@@ -241,7 +241,8 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
                                   fix="check the path, or use a built-in encoder name: " + ", ".join(names))
     near = _near_name(text, names)
     raise UnknownEncoderError(f"unknown encoder {text!r}" + (f" (did you mean {near!r}?)" if near else ""), path=None,
-                              fix=f"pass --encoder {near}" if near else
+                              fix=f"pass --encoder {near} (or a 'weakstil pretrain' output directory or a card.yaml "
+                                  "file)" if near else
                               f"use one of {', '.join(names)}, a 'weakstil pretrain' output directory, or a "
                               "card.yaml file (for a timm or hf-hub: model: docs/encoders.md)")
 
