@@ -230,3 +230,29 @@ def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
                                               "and run again"}
     return OutputError(reason, path=where, fix=fixes.get(name, "check the file system and run again"),
                        stops_batch=name in _STOPPING)
+
+
+def glob_miss_fix(pattern: str) -> str:
+    """The fix for a glob that matched no file, with what its folder does hold: patterns are
+    case-sensitive (``*.TIFF`` misses ``a.tiff``) and a suffix may be spelt otherwise (``*.tif``
+    misses ``a.tiff``); it was only 'check the pattern and its folder'."""
+    import fnmatch
+    import glob
+    from collections import Counter
+
+    folder, name = os.path.split(pattern)
+    if not name or glob.has_magic(folder):
+        return "check the pattern and its folder"
+    try:
+        files = sorted(e.name for e in os.scandir(folder or ".") if e.is_file() and not e.name.startswith("."))
+    except OSError:
+        return f"check the folder {folder!r}: it is not there" if folder else "check the pattern and its folder"
+    same = [f for f in files if fnmatch.fnmatchcase(f.casefold(), name.casefold())]
+    if same:
+        return (f"patterns are case-sensitive and {len(same)} file(s) match it in another case ({same[0]}"
+                f"{', ...' if len(same) > 1 else ''}): write the pattern in the files' case")
+    suffixes = Counter(Path(f).suffix for f in files if Path(f).suffix)
+    if not suffixes:
+        return f"the folder {folder or '.'} holds no file with a suffix: check the pattern and its folder"
+    held = ", ".join(f"{n} {s}" for s, n in suffixes.most_common(4))
+    return f"the folder {folder or '.'} holds {held} file(s): check the pattern (e.g. {os.path.join(folder, '*' + suffixes.most_common(1)[0][0])!r})"

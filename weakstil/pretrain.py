@@ -53,7 +53,7 @@ DEFAULT_STEPS = 200
 @dataclass
 class PretrainConfig:
     encoder: str = "small-cnn"  #: base card (name or card file)
-    init_weights: str = "random"  #: "random" or a weights file to start from
+    init_weights: str | None = "random"  #: "random", a weights file to start from, or None: the card's published ones
     steps: int | None = None  #: total optimisation steps (default DEFAULT_STEPS)
     epochs: float | None = None  #: alternatively: passes over the sampled tiles
     batch_size: int = settings.BATCH_SIZE
@@ -306,9 +306,9 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     card = load_card(cfg.encoder)
     if resume:
         state, tensors = read_checkpoint(out_dir)
+        cfg = pretrain_resume.run_length(state, cfg, out_dir)
         pretrain_resume.check_settings(state, cfg, card, slide_mpp=slide_mpp, allow_upsample=allow_upsample,
                                        out_dir=out_dir)
-        cfg = pretrain_resume.run_length(state, cfg, out_dir)
     if cfg.stain_norm != "card":
         import dataclasses
 
@@ -317,7 +317,12 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         raise PretrainError(f"encoder '{card.name}' uses '{card.pooling}' pooling; pretraining supports cards "
                             "with default pooling", fix="choose another --encoder")
     dev = resolve_device(device)
-    backbone, init_sha, init_source, init_path = load_model(card, cfg.init_weights, seed=cfg.seed)
+    try:
+        backbone, init_sha, init_source, init_path = load_model(card, cfg.init_weights, seed=cfg.seed)
+    except WeakSTILError as exc:  # a published card's weights not here: a random init is only on request
+        if cfg.init_weights is None and exc.fix:
+            exc.fix += "; or pass --weights random to pretrain a random init of its network"
+        raise
     if init_path is not None:  # the file's sha256, as the card of the folder it goes on from records its weights
         from weakstil.weights_id import file_sha256
 
@@ -439,7 +444,8 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                 f"{n_tiles} tiles of {len(slide_ids)} slide(s) ({done} steps)", hub_id=None, gated=False,
                 weights_sha256=sha, base=card.base or card.name, training=training, status="ok",
                 mpp=float(cfg.mpp or card.mpp),  # the resolution it was trained at (7A #4: it kept the base's)
-                licence=f"your own weights (architecture of {card.name})", notes="")
+                licence=f"{card.licence} (derived from {init_source})" if card.hub_id and init_path is not None
+                else f"your own weights (architecture of {card.name})", notes="")  # UNI's terms bind its fine-tune
     base.pop("hub_id", None)
     new_card = EncoderCard.from_dict(base)
     with atomic_path(out_dir / CARD_FILE) as tmp:

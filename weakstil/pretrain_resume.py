@@ -68,6 +68,9 @@ def run_length(state: dict[str, Any], cfg: Any, out_dir: Path) -> Any:
     with ``--resume`` and the other options as before finishes the run that was started (it took the
     default 200 steps, so a 300-step run stopped at step 50 ended at 200, on a shortened schedule)."""
     recorded = state.get("config", {})
+    if cfg.init_weights is None and recorded.get("init_weights") == "random":  # a hub card's run of before hunt 28
+        log.info("%s: the checkpoint's run started from a random init: it goes on from it", out_dir)
+        cfg = replace(cfg, init_weights="random")
     if cfg.steps is not None or cfg.epochs is not None:
         return cfg
     steps, epochs = recorded.get("steps"), recorded.get("epochs")

@@ -89,7 +89,9 @@ class Slide:
         path = Path(path)
         if not path.exists():
             if glob.has_magic(str(path)):
-                raise SlideError("no file matches this pattern", path=path, fix="check the pattern and its folder")
+                from weakstil.errors import glob_miss_fix
+
+                raise SlideError("no file matches this pattern", path=path, fix=glob_miss_fix(str(path)))
             if path.is_symlink():
                 loop = _is_link_loop(path)
                 raise SlideError(f"symbolic link to {os.readlink(path)} that leads back to itself (a loop)" if loop

@@ -19,3 +19,35 @@ def kind_mismatches(expected: dict[str, Any], state: dict[str, Any]) -> list[str
     checkpoint giving other features. Another float precision (fp16, bf16) is the same kind."""
     return sorted(k for k in set(expected) & set(state) if expected[k].is_floating_point()
                   and (not state[k].is_floating_point() or state[k].is_complex()))
+
+
+def resampled_keys(raw: dict[str, Any], filtered: dict[str, Any]) -> list[str]:
+    """Keys whose tensor timm's checkpoint filter resampled to the model's geometry (a position
+    embedding of another grid, patch kernels of another size): a new tensor of another size under
+    the checkpoint's own key name. Renamed, reshaped or sliced tensors (layout conversions of
+    official checkpoints: old Swin stage order, DINOv2's position embedding without its class
+    token) are views of the checkpoint's tensors and are left to the strict comparison."""
+    own_storage = {t.untyped_storage().data_ptr() for t in raw.values()}
+    return sorted(k for k, v in filtered.items() if k in raw and v.numel() != raw[k].numel()
+                  and v.untyped_storage().data_ptr() not in own_storage)
+
+
+def nesting_hint(own: dict[str, Any], state: dict[str, Any]) -> tuple[str, str] | tuple[None, None]:
+    """(reason, fix) when the file holds every key of the network under a prefix (a training checkpoint:
+    ``encoder.``, ``backbone.``, DINO's ``teacher.backbone.``): it was told to pass other weights. The
+    prefix is named, never taken off: which sub-network (student or teacher) is the encoder is the user's call."""
+    anchor = next(iter(own), None)
+    found = []
+    for key in state:
+        if anchor is not None and key.endswith("." + anchor):
+            prefix = key[: len(key) - len(anchor)]
+            if all(prefix + k in state for k in own):
+                shaped = sum(tuple(state[prefix + k].shape) == tuple(v.shape) for k, v in own.items())
+                found.append((-shaped, prefix))
+    if not found:
+        return None, None
+    first, *others = [p for _, p in sorted(found)]
+    also = f" (also {', '.join(map(repr, others[:2]))})" if others else ""
+    return (f"every key of the network is in the file under the prefix {first!r}{also}",
+            f"save that sub-network's weights alone: {{k.removeprefix({first!r}): v for k, v in state.items() "
+            f"if k.startswith({first!r})}} (WeakSTIL takes no prefix off but DataParallel's module.)")

@@ -190,9 +190,13 @@ def pretrain(
         own = Path(encoder) / MODEL_FILE
         # refused as embed refuses it: its card records weights that are missing or another file (11A #1)
         has_own = (Path(encoder) / CARD_FILE).is_file() and check_encoder_folder(encoder) is not None
-        weights = str(own.resolve()) if has_own else "random"
+        from weakstil.encoders.cards import load_card
+
+        hub = None if has_own else load_card(encoder).hub_id  # a published card (uni, lunit...) starts from its weights:
+        weights = str(own.resolve()) if has_own else None if hub else "random"  # it was a silent random init
         if weights != "random":
-            log.info("pretraining goes on from %s's own weights (--weights random for a random init)", encoder)
+            log.info("pretraining %s from %s's %s (--weights random for a random init)", "starts" if hub else "goes on",
+                     encoder, f"published weights, {hub}," if hub else "own weights")
     cfg = PretrainConfig(encoder=encoder, init_weights=weights, steps=steps, epochs=epochs,
                          batch_size=batch_size, tiles_per_slide=tiles_per_slide, crop_px=crop_px, lr=lr,
                          seed=seed, mpp=mpp, tile_px=tile_size, tissue_threshold=tissue_threshold,

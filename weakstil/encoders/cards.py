@@ -207,6 +207,10 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
     -e small-cnn`` made it) does not hide the built-in card; given as a path (``./small-cnn``) it
     is an error."""
     text = str(name_or_path)
+    if not text.strip():  # `--encoder ""` was Path('.'): ". has no card.yaml" (exit 1), a folder never meant
+        raise UnknownEncoderError("empty encoder name", path=None,
+                                  fix=f"pass --encoder NAME: one of {', '.join(builtin_card_names())}, a 'weakstil "
+                                      "pretrain' output directory, or a card.yaml file")
     path = Path(text)
     if path.is_dir() and (path / CARD_FILE).exists():
         return read_card_file(path / CARD_FILE)
@@ -216,7 +220,7 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
     if path.is_dir() and text not in names:  # built-in names have no '/' and start with a letter or digit
         inner = path / "encoder"  # a model folder (train bundles its encoder) or a demo folder
         fix = (f"pass {inner}, the encoder folder inside it" if (inner / CARD_FILE).is_file() else
-               _checkpoint_folder_fix(path) or "pass a 'weakstil pretrain' output directory or a built-in encoder name")
+               _pretrain_folder_fix(path) or _checkpoint_folder_fix(path) or "pass a 'weakstil pretrain' output directory or a built-in encoder name")
         raise CardError(f"directory has no {CARD_FILE}", path=path, fix=fix)
     if text in names:
         resource = _card_dir() / f"{text}.yaml"
@@ -235,13 +239,47 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
     if "/" in text or "\\" in text or path.suffix.lower() in (".yaml", ".yml"):  # a path, not a name
         raise UnknownEncoderError("no such card file or encoder folder", path=text,
                                   fix="check the path, or use a built-in encoder name: " + ", ".join(names))
-    raise UnknownEncoderError(f"unknown encoder {text!r}", path=None,
-                              fix=f"use one of {', '.join(names)}, a 'weakstil pretrain' output directory, or a "
-                                  "card.yaml file (for a timm or hf-hub: model: docs/encoders.md)")
+    near = _near_name(text, names)
+    raise UnknownEncoderError(f"unknown encoder {text!r}" + (f" (did you mean {near!r}?)" if near else ""), path=None,
+                              fix=f"pass --encoder {near} (or a 'weakstil pretrain' output directory or a card.yaml "
+                                  "file)" if near else
+                              f"use one of {', '.join(names)}, a 'weakstil pretrain' output directory, or a "
+                              "card.yaml file (for a timm or hf-hub: model: docs/encoders.md)")
+
+
+def _near_name(text: str, names: list[str]) -> str | None:
+    """The built-in name ``text`` misspells: another case or spaces (``UNI``, ``'small-cnn '``), or one close
+    edit away (``virchov``); names are exact, so ``UNI`` was only 'unknown encoder' beside a list."""
+    import difflib
+
+    folded = {n.casefold(): n for n in names}
+    key = "".join(text.split()).casefold().replace("_", "-")
+    if key in folded:
+        return folded[key]
+    close = difflib.get_close_matches(key, list(folded), n=1, cutoff=0.8)
+    return folded[close[0]] if close else None
 
 
 _HUB_ID = re.compile(r"^(hf[-_]hub|timm):", re.IGNORECASE)
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth", ".pt")
+
+
+def _pretrain_folder_fix(path: Path) -> str | None:
+    """The fix for a ``weakstil pretrain`` folder (``checkpoint.json``) that lost its ``card.yaml``:
+    ``--resume`` writes it again, the same. It was told to write a timm card (``source: timm``), which
+    for a small-cnn run names no network that fits its weights."""
+    try:
+        state = json.loads((path / "checkpoint.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    config = state.get("config") if isinstance(state, dict) else None
+    base = config.get("encoder") if isinstance(config, dict) else \
+        (m.group(1) if (m := re.search(r"'encoder': '([^']*)'", str(config))) else None)
+    slides = state.get("slides") if isinstance(state.get("slides"), list) else []
+    names = ", ".join(map(str, slides[:3])) + (", ..." if len(slides) > 3 else "")
+    return (f"it is a 'weakstil pretrain' folder (checkpoint.json{f' of {base}' if base else ''}); copy it again whole, "
+            f"or write the card again with `weakstil pretrain SLIDES -o {path} -e {base or 'ENCODER'} --resume` "
+            f"(its slides: {names or 'those of the run'}; a finished run's weights are not changed)")
 
 
 def _checkpoint_folder_fix(path: Path) -> str | None:
@@ -283,12 +321,25 @@ def weights_path_problem(path: Path) -> tuple[str, str]:
 def _refuse_hub_id(text: str) -> None:
     """``--encoder hf-hub:org/repo`` (or ``timm:arch``) is no card: name the built-in card with that hub
     id, or say how to write one (an id does not give the input size, µm/px, mean/std a card needs)."""
+    import difflib
+
     ident = _HUB_ID.sub("", text).strip()
-    for name in builtin_card_names():
-        card = load_card(name)
-        if card.hub_id and _HUB_ID.sub("", card.hub_id).strip().lower() == ident.lower():
-            raise UnknownEncoderError(f"names the weights of the built-in encoder card {name!r}", path=text,
-                                      fix=f"pass --encoder {name}")
+    if not ident:
+        raise UnknownEncoderError("names no model after its prefix", path=text,
+                                  fix=f"pass a built-in encoder name ({', '.join(builtin_card_names())}) or a card.yaml file")
+    cards = [c for c in list_cards() if c.hub_id]
+    hubs = {_HUB_ID.sub("", c.hub_id).strip().lower(): c.name for c in cards}
+    spelt = {_HUB_ID.sub("", c.hub_id).strip().lower(): c.hub_id for c in cards}
+    if ident.lower() in hubs:
+        name = hubs[ident.lower()]
+        raise UnknownEncoderError(f"names the weights of the built-in encoder card {name!r}", path=text,
+                                  fix=f"pass --encoder {name}")
+    near = difflib.get_close_matches(ident.lower(), list(hubs), n=1, cutoff=0.9)
+    if near:  # a typo of a built-in card's repository (hf-hub:MahmoodLab/unii) was told to write a card
+        raise UnknownEncoderError(f"is no built-in encoder's hub id (did you mean {spelt[near[0]]}, the weights of "
+                                  f"{hubs[near[0]]!r}?); nothing was downloaded", path=text,
+                                  fix=f"pass --encoder {hubs[near[0]]} (for another repository, write a card.yaml "
+                                      "with its hub_id: docs/encoders.md)")
     timm = text.lower().startswith("timm:")
     what = "a timm model name" if timm else "a Hugging Face hub id"
     fields = f"model: {ident}, hub_id: null" if timm else f"model: <timm architecture>, hub_id: hf-hub:{ident}"

@@ -280,17 +280,6 @@ def _torch_load_reason(exc: BaseException) -> str:
     return _short(re.split(r"(?<=[.!?]) ", text, maxsplit=1)[0].rstrip("."))
 
 
-def _resampled_keys(raw: dict[str, torch.Tensor], filtered: dict[str, torch.Tensor]) -> list[str]:
-    """Keys whose tensor timm's checkpoint filter resampled to the model's geometry (a position
-    embedding of another grid, patch kernels of another size): a new tensor of another size under
-    the checkpoint's own key name. Renamed, reshaped or sliced tensors (layout conversions of
-    official checkpoints: old Swin stage order, DINOv2's position embedding without its class
-    token) are views of the checkpoint's tensors and are left to the strict comparison."""
-    own_storage = {t.untyped_storage().data_ptr() for t in raw.values()}
-    return sorted(k for k, v in filtered.items() if k in raw and v.numel() != raw[k].numel()
-                  and v.untyped_storage().data_ptr() not in own_storage)
-
-
 def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], *, what: str,
                            path: str | Path | None, timm_filter: bool = False) -> None:
     """Load ``state`` into ``model``; any missing, unexpected or mis-shaped key is an error.
@@ -309,13 +298,13 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
             except Exception as exc:  # a foreign checkpoint can trip the converter
                 raise EncoderError(f"weights for {what} cannot be converted ({_short(exc)})", path=path,
                                    fix="pass the matching weights for this encoder") from None
-    from weakstil.weights import kind_mismatches, state_dict_diff
+    from weakstil.weights import kind_mismatches, resampled_keys, state_dict_diff
 
     own = model.state_dict()
     missing, unexpected, shape = state_dict_diff(own, state)
     shapes = {k: tuple(state[k].shape) for k in shape}
     if state is not raw:
-        shapes.update((k, tuple(raw[k].shape)) for k in _resampled_keys(raw, state) if k in own)
+        shapes.update((k, tuple(raw[k].shape)) for k in resampled_keys(raw, state) if k in own)
     kinds = kind_mismatches(own, state)
     if missing or unexpected or shapes or kinds:
         parts = []
@@ -330,8 +319,12 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
         if kinds:
             parts.append(f"{len(kinds)} value type mismatch(es) ({kinds[0]}: checkpoint {state[kinds[0]].dtype} vs "
                          f"model {own[kinds[0]].dtype}: integer or quantised weights are not cast)")
-        raise EncoderError(f"weights do not match {what}: " + "; ".join(parts), path=path,
-                           fix="pass the weights made for this encoder card (or the card made for these weights)")
+        from weakstil.weights import nesting_hint
+
+        part, fix = nesting_hint(own, state) if missing else (None, None)  # a training checkpoint's backbone
+        parts += [part] if part else []
+        raise EncoderError(f"weights do not match {what}: " + "; ".join(parts), path=path, fix=fix or
+                           "pass the weights made for this encoder card (or the card made for these weights)")
     model.load_state_dict(state, strict=True)
 
 

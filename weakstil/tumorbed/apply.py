@@ -179,8 +179,10 @@ def apply_tumorbed(features_path: str | Path, out_dir: str | Path, sources: BedS
         import glob
 
         if glob.has_magic(str(features_path)):
+            from weakstil.errors import glob_miss_fix
+
             raise WeakSTILError("no file matches this pattern", path=features_path,
-                                fix="check the pattern and its folder")
+                                fix=glob_miss_fix(str(features_path)))
     elif features_path.is_dir():
         raise WeakSTILError("is a directory, not a feature cache", path=features_path,
                             fix="pass the <slide_id>.h5 files in it (a glob such as 'DIR/*.h5')")
