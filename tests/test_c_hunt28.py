@@ -1,0 +1,104 @@
+"""Hunt 28c: the outputs a lab edits by hand (results.csv in a spreadsheet, model.json in a text editor).
+
+1. ``report --scores`` took a hand-edited results.csv at face value: an emptied threshold cell was
+   reported "low at nan %", an sTIL of 6.7 % whose ``stil_high`` was typed "yes" "high at 30 %",
+   and an sTIL typed over kept its old call. The report now takes the cells each slide's score file
+   records (stil, interval, call, threshold, status, qc) from the file, says which rows differed,
+   and marks a scored row without a score file as unchecked; its call is always that of the number
+   it shows.
+2. ``model.json`` edited into disagreeing with itself blamed another file: ``tile_stats: false``
+   blamed every slide's feature cache; an edited ``tiling.mpp`` blamed "the bundled detector
+   (replaced?)". Both are now one error naming model.json, before anything is scored.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from conftest import one_epoch_model, run_cli
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory):
+    root = tmp_path_factory.mktemp("h28c")
+    model, cohort, labels, features = one_epoch_model(root, seed=2801, slides=4, size_mm=(0.6, 0.6))
+    out = root / "scored"
+    slides = [cohort / "slides" / f"{sid}.tiff" for sid in labels["slide_id"][:3]]
+    run_cli("score", *slides, "-m", model, "-o", out, "-f", features, check=True)
+    return model, cohort, labels, features, out
+
+
+def _report_rows(report_dir) -> dict[str, list[str]]:
+    """report.md's per-slide rows: slide id -> its cells (status, sTIL%, interval, call, ...)."""
+    rows = {}
+    for line in (report_dir / "report.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) > 5 and cells[1] in ("ok", "no tumour bed", "tissue-fallback") and cells[0].startswith("synth"):
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_a_hand_edited_results_csv_is_reported_as_the_score_files_record(scored, tmp_path):
+    *_, out = scored
+    folder = tmp_path / "scores"
+    shutil.copytree(out, folder)
+    table = pd.read_csv(folder / "results.csv", dtype=str, keep_default_na=False)
+    truth = {r.slide_id: (float(r.stil), float(r.threshold)) for r in table.itertuples()}
+    a, b, c = table["slide_id"]
+    high_b = truth[b][0] >= truth[b][1]
+    table.loc[table.slide_id == a, "threshold"] = ""  # a cell emptied
+    table.loc[table.slide_id == b, "stil_high"] = "FALSE" if high_b else "TRUE"  # the call typed over
+    table.loc[table.slide_id == c, "stil"] = "95.0" if truth[c][0] < truth[c][1] else "1.0"  # the number typed over
+    # re-sorted and saved again by a spreadsheet (a byte-order mark)
+    table.iloc[::-1].to_csv(folder / "results.csv", index=False, encoding="utf-8-sig")
+    result = run_cli("report", "--scores", folder, "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    rows = _report_rows(tmp_path / "report")
+    assert sorted(rows) == sorted(truth)
+    for sid, (stil, threshold) in truth.items():
+        call = f"{'high' if stil >= threshold else 'low'} at {threshold:g} %"
+        assert rows[sid][2] == f"{stil:.1f}" and rows[sid][4] == call, (sid, rows[sid])
+    assert "differ from their slide's score file" in result.stderr, result.stderr
+    assert "nan" not in (tmp_path / "report" / "report.md").read_text()
+    n_high = sum(s >= t for s, t in truth.values())
+    assert f"| sTIL-high (at {truth[a][1]:g} %) | {n_high} |" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_a_row_without_its_score_file_is_marked_unchecked_and_called_by_its_number(scored, tmp_path):
+    *_, out = scored
+    folder = tmp_path / "scores"
+    shutil.copytree(out, folder)
+    table = pd.read_csv(folder / "results.csv", dtype=str, keep_default_na=False)
+    sid = table["slide_id"].iloc[0]
+    stil, threshold = float(table["stil"].iloc[0]), float(table["threshold"].iloc[0])
+    table.loc[0, "stil_high"] = "FALSE" if stil >= threshold else "TRUE"
+    table.to_csv(folder / "results.csv", index=False)
+    (folder / f"{sid}.h5").unlink()
+    result = run_cli("report", "--scores", folder, "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    row = _report_rows(tmp_path / "report")[sid]
+    assert row[4] == f"{'high' if stil >= threshold else 'low'} at {threshold:g} %", row
+    assert "unchecked" in row[7], row
+    assert "no score file of their slide" in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("edit, said", [
+    (lambda m: m["architecture"].__setitem__("tile_stats", False), "architecture tile_stats false"),
+    (lambda m: m["tiling"].__setitem__("mpp", m["tiling"]["mpp"] / 2), "tiling mpp"),
+])
+def test_a_model_json_edited_against_itself_is_blamed_on_model_json(scored, tmp_path, edit, said):
+    model, cohort, labels, features, _ = scored
+    copy = tmp_path / "model"
+    shutil.copytree(model, copy)
+    meta = json.loads((copy / "model.json").read_text())
+    edit(meta)
+    (copy / "model.json").write_text(json.dumps(meta, indent=1))
+    slide = cohort / "slides" / f"{labels['slide_id'].iloc[3]}.tiff"
+    result = run_cli("score", slide, "-m", copy, "-o", tmp_path / "out", "-f", features)
+    assert result.returncode != 0 and said in result.stderr and "model.json" in result.stderr, result.stderr
+    assert "features" not in result.stderr.split("Fix:")[0] and "detector" not in result.stderr, result.stderr
+    assert not (tmp_path / "out" / "results.csv").exists()
