@@ -102,3 +102,24 @@ def test_a_model_json_edited_against_itself_is_blamed_on_model_json(scored, tmp_
     assert result.returncode != 0 and said in result.stderr and "model.json" in result.stderr, result.stderr
     assert "features" not in result.stderr.split("Fix:")[0] and "detector" not in result.stderr, result.stderr
     assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_rows_deleted_and_a_column_dropped_in_a_spreadsheet_are_read_from_the_score_files(scored, tmp_path):
+    """A results.csv with one slide's row deleted and the threshold column dropped: the slide was
+    left out of the report (its counts short by it) and every call read "at nan %"."""
+    *_, out = scored
+    folder = tmp_path / "scores"
+    shutil.copytree(out, folder)
+    table = pd.read_csv(folder / "results.csv", dtype=str, keep_default_na=False)
+    truth = {r.slide_id: (float(r.stil), float(r.threshold)) for r in table.itertuples()}
+    gone = table["slide_id"].iloc[1]
+    table.drop(index=1).drop(columns=["threshold"]).to_csv(folder / "results.csv", index=False)
+    result = run_cli("report", "--scores", folder, "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    rows = _report_rows(tmp_path / "report")
+    assert sorted(rows) == sorted(truth), rows
+    for sid, (stil, threshold) in truth.items():
+        assert rows[sid][4] == f"{'high' if stil >= threshold else 'low'} at {threshold:g} %", rows[sid]
+    assert "no row in results.csv" in rows[gone][7] and f"| slides | {len(truth)} |" in \
+        (tmp_path / "report" / "report.md").read_text()
+    assert "no threshold column" in result.stderr and "have no row in its results.csv" in result.stderr, result.stderr

@@ -153,6 +153,9 @@ def checked_records(folder: Path, records: list[dict]) -> list[dict]:
     differences are said; a scored row without a score file of its slide (renamed, deleted, an id a
     spreadsheet turned into a date) is reported as the row says, marked unchecked."""
     out, differ, unchecked = [], [], []
+    dropped = [c for c, _ in _checked_cells() if records and c not in records[0]]
+    if dropped:  # columns deleted in a spreadsheet: said once, not as every row's empty cell
+        log.warning("%s/results.csv has no %s column: taken from each slide's score file", folder, ", ".join(dropped))
     for rec in records:
         rec = dict(rec)
         if str(rec.get("status", "")) == "error":
@@ -178,12 +181,15 @@ def checked_records(folder: Path, records: list[dict]) -> list[dict]:
                 file = _file_text(attrs[column], number)
             except (TypeError, ValueError):
                 continue
-            if _unlike(rec.get(column, ""), file, number):
+            if column in dropped:
+                rec[column] = file
+            elif _unlike(rec.get(column, ""), file, number):
                 said.append(f"{column} {str(rec.get(column, ''))!r} there, {file!r} in the file")
                 rec[column] = file
         if said:
             differ.append(f"{rec['slide_id']} ({'; '.join(said)})")
         out.append(rec)
+    out += _rows_of_unlisted_files(folder, {str(r["slide_id"]) for r in records})
     if differ:
         log.warning("%d row(s) of %s/results.csv differ from their slide's score file (edited in a spreadsheet?): "
                     "reported as the score files record them: %s", len(differ), folder, ", ".join(differ))
@@ -192,6 +198,35 @@ def checked_records(folder: Path, records: list[dict]) -> list[dict]:
                     "results.csv says, unchecked", len(unchecked), folder, ", ".join(unchecked[:5]),
                     ", ..." if len(unchecked) > 5 else "")
     return out
+
+
+def _rows_of_unlisted_files(folder: Path, listed: set[str]) -> list[dict]:
+    """A row for each score file in ``folder`` that results.csv lists no row of (rows deleted in a
+    spreadsheet, a run stopped before writing its row): from the file, marked as such. They were
+    left out of the report without a word, its counts short by them."""
+    from weakstil.files import SlideScoresFile
+
+    rows = []
+    for path in sorted(folder.glob("*.h5")):
+        if path.stem in listed:
+            continue
+        try:
+            attrs = SlideScoresFile.read_header(path)[0]
+        except (WeakSTILError, OSError, ValueError, KeyError):  # not a score file (or damaged): not this run's
+            continue
+        if str(attrs.get("slide_id", "")) != path.stem:
+            continue
+        rec = {"slide_id": path.stem, "path": str(attrs.get("slide_path", "")), "_unlisted": True}
+        for column, number in _checked_cells():
+            try:
+                rec[column] = _file_text(attrs.get(column, math.nan if number else ""), number)
+            except (TypeError, ValueError):
+                rec[column] = ""
+        rows.append(rec)
+    if rows:
+        log.warning("%d score file(s) in %s have no row in its results.csv (%s%s): reported from the score files",
+                    len(rows), folder, ", ".join(r["slide_id"] for r in rows[:5]), ", ..." if len(rows) > 5 else "")
+    return rows
 
 
 def _row(rec: dict, heatmap: str | None) -> ScoreRow:
@@ -210,7 +245,8 @@ def _row(rec: dict, heatmap: str | None) -> ScoreRow:
     else:
         detail = f"{rec.get('n_tumorbed_tiles', '?')} of {rec.get('n_tiles', '?')} tiles in the bed " \
                  f"({rec.get('tumorbed_source') or 'unknown source'})" + \
-                 ("; no score file of the slide: as results.csv says, unchecked" if rec.get("_unchecked") else "")
+                 ("; no score file of the slide: as results.csv says, unchecked" if rec.get("_unchecked") else
+                  "; no row in results.csv: from its score file" if rec.get("_unlisted") else "")
     return ScoreRow(str(rec["slide_id"]), str(rec["status"]), stil, interval, call,
                     str(rec.get("qc", "")).replace(";", ", "), str(rec.get("qc_reasons", "")), detail, heatmap,
                     threshold)
