@@ -144,3 +144,21 @@ def test_evaluate_judges_a_typed_over_stil_as_its_score_file_records_it(scored, 
     pred = pd.read_csv(tmp_path / "ev" / "predictions.csv").set_index("slide_id")
     assert pred.loc[sid, "stil_pred"] == pytest.approx(stil, abs=1e-3), pred
     assert "differ from their slide's score file" in result.stderr, result.stderr
+
+
+def test_a_slide_id_a_spreadsheet_changed_is_matched_to_its_score_file_by_path(scored, tmp_path):
+    """A slide id turned into a date by a spreadsheet (``1-3`` -> ``2026-01-03``): its row is matched
+    to its score file by the slide's path, not reported twice (once unchecked, once from the file)."""
+    *_, out = scored
+    folder = tmp_path / "scores"
+    shutil.copytree(out, folder)
+    table = pd.read_csv(folder / "results.csv", dtype=str, keep_default_na=False)
+    sid, stil = table["slide_id"].iloc[0], float(table["stil"].iloc[0])
+    table.loc[0, ["slide_id", "stil"]] = ["2026-01-03", "99.0"]
+    table.to_csv(folder / "results.csv", index=False)
+    result = run_cli("report", "--scores", folder, "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    rows = _report_rows(tmp_path / "report")
+    assert sorted(rows) == sorted(table["slide_id"].replace("2026-01-03", sid)), rows
+    assert rows[sid][2] == f"{stil:.1f}", rows[sid]
+    assert "'2026-01-03' is '" + sid + "'" in " ".join(result.stderr.split()), result.stderr

@@ -83,7 +83,10 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
     differences are said; a scored row without a score file of its slide (renamed, deleted, an id a
     spreadsheet turned into a date) is reported as the row says, marked unchecked. ``unlisted``: add
     a row for each score file in ``folder`` that results.csv has none of."""
-    out, differ, unchecked = [], [], []
+    out, differ, unchecked, renamed = [], [], [], []
+    listed = {str(r["slide_id"]) for r in records}
+    # the score files results.csv has no row of, by their slide's path
+    loose = {r["path"] or r["slide_id"]: r for r in _rows_of_unlisted_files(folder, listed)} if unlisted else {}
     dropped = [c for c, _ in _checked_cells() if records and c not in records[0]]
     if dropped:  # columns deleted in a spreadsheet: said once, not as every row's empty cell
         log.warning("%s/results.csv has no %s column: taken from each slide's score file", folder, ", ".join(dropped))
@@ -93,6 +96,11 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
             out.append(rec)
             continue
         attrs = _score_attrs(folder, str(rec["slide_id"]))
+        if not attrs and str(rec.get("path", "")) in loose:  # its id changed (a spreadsheet made a date of it)
+            file_row = loose.pop(str(rec["path"]))
+            renamed.append(f"{rec['slide_id']!r} is {file_row['slide_id']!r}")
+            out.append({**rec, **{k: v for k, v in file_row.items() if k != "_unlisted"}})
+            continue
         if not attrs or str(attrs.get("slide_id", rec["slide_id"])) != str(rec["slide_id"]):
             unchecked.append(str(rec["slide_id"]))
             rec["_unchecked"] = True
@@ -122,7 +130,14 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
         if said:
             differ.append(f"{rec['slide_id']} ({'; '.join(said)})")
         out.append(rec)
-    out += _rows_of_unlisted_files(folder, {str(r["slide_id"]) for r in records}) if unlisted else []
+    if renamed:
+        log.warning("%d slide id(s) of %s/results.csv are not those of the slides' score files (changed by a "
+                    "spreadsheet?): reported under the score files' ids: %s", len(renamed), folder, ", ".join(renamed))
+    if loose:
+        log.warning("%d score file(s) in %s have no row in its results.csv (%s%s): reported from the score files",
+                    len(loose), folder, ", ".join(r["slide_id"] for r in list(loose.values())[:5]),
+                    ", ..." if len(loose) > 5 else "")
+        out += list(loose.values())
     if differ:
         log.warning("%d row(s) of %s/results.csv differ from their slide's score file (edited in a spreadsheet?): "
                     "taken as the score files record them: %s", len(differ), folder, ", ".join(differ))
@@ -145,7 +160,8 @@ def checked_numbers(table: pd.DataFrame) -> pd.DataFrame:
 def _rows_of_unlisted_files(folder: Path, listed: set[str]) -> list[dict]:
     """A row for each score file in ``folder`` that results.csv lists no row of (rows deleted in a
     spreadsheet, a run stopped before writing its row): from the file, marked as such. They were
-    left out of the report without a word, its counts short by them."""
+    left out of the report without a word, its counts short by them. Not said here: a row whose id
+    was changed is matched to its file by :func:`checked_records` first."""
     from weakstil.files import SlideScoresFile
 
     rows = []
@@ -165,7 +181,4 @@ def _rows_of_unlisted_files(folder: Path, listed: set[str]) -> list[dict]:
             except (TypeError, ValueError):
                 rec[column] = ""
         rows.append(rec)
-    if rows:
-        log.warning("%d score file(s) in %s have no row in its results.csv (%s%s): reported from the score files",
-                    len(rows), folder, ", ".join(r["slide_id"] for r in rows[:5]), ", ..." if len(rows) > 5 else "")
     return rows
