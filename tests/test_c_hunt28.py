@@ -162,3 +162,30 @@ def test_a_slide_id_a_spreadsheet_changed_is_matched_to_its_score_file_by_path(s
     assert sorted(rows) == sorted(table["slide_id"].replace("2026-01-03", sid)), rows
     assert rows[sid][2] == f"{stil:.1f}", rows[sid]
     assert "'2026-01-03' is '" + sid + "'" in " ".join(result.stderr.split()), result.stderr
+
+
+@pytest.mark.parametrize("how", ["deleted", "semicolons"])
+def test_a_results_csv_deleted_or_saved_with_semicolons_is_reported_from_the_score_files(scored, tmp_path, how):
+    """results.csv deleted, or saved again by a spreadsheet with ';' and decimal commas: the report
+    was refused ("holds no results.csv", "no column slide_id, status, stil") though every slide's
+    score file was there."""
+    model, cohort, labels, features, out = scored
+    folder = tmp_path / "scores"
+    shutil.copytree(out, folder)
+    table = pd.read_csv(folder / "results.csv", dtype=str, keep_default_na=False)
+    truth = {r.slide_id: (float(r.stil), float(r.threshold)) for r in table.itertuples()}
+    if how == "deleted":  # a folder of other HDF5 files (feature caches) is still no score folder
+        refused = run_cli("report", "--scores", features, "--out", tmp_path / "other")
+        assert refused.returncode != 0 and "holds no results.csv" in refused.stderr, refused.stderr
+        (folder / "results.csv").unlink()
+    else:
+        table.assign(stil=table["stil"].str.replace(".", ",")).to_csv(folder / "results.csv", sep=";", index=False)
+    result = run_cli("report", "--scores", folder, "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    rows = _report_rows(tmp_path / "report")
+    assert sorted(rows) == sorted(truth), rows
+    for sid, (stil, threshold) in truth.items():
+        assert rows[sid][2] == f"{stil:.1f}" and rows[sid][4] == f"{'high' if stil >= threshold else 'low'} at " \
+            f"{threshold:g} %", rows[sid]
+    assert " ".join(result.stderr.split()).count("the report is made from") == 1, result.stderr
+

@@ -54,6 +54,9 @@ def read_scores(folder: Path) -> pd.DataFrame:
                             fix=FIX + ("; a model's own report is 'weakstil report --model MODEL'"
                                        if commands[0] == "train" else ""))
     path = folder / "results.csv"
+    if not path.is_file() and not path.exists() and _has_score_files(folder):  # deleted, or moved away
+        _say_once(folder, "%s holds no results.csv: the report is made from its slides' score files", folder)
+        return pd.DataFrame(columns=list(NEEDED))
     if not path.is_file():
         raise WeakSTILError("holds no results.csv: not a 'weakstil score' --out folder, or no slide scored there yet",
                             path=folder, fix=FIX)
@@ -63,12 +66,37 @@ def read_scores(folder: Path) -> pd.DataFrame:
     if table is None:
         raise WeakSTILError("is empty", path=path, fix="score the slides again into it")
     missing = [c for c in NEEDED if c not in table.columns]
+    columns = [str(c) for c in table.columns]
+    other = next((sep for sep in ";\t" if len(columns) == 1 and "slide_id" in columns[0] and sep in columns[0]), None)
+    if other and _has_score_files(folder):  # saved again by a spreadsheet with its own separator (and decimal commas)
+        _say_once(folder, "%s is separated by %r, not commas (saved again by a spreadsheet?): not read; the report is "
+                  "made from the slides' score files", path, other)
+        return pd.DataFrame(columns=list(NEEDED))
+    if other:
+        raise WeakSTILError(f"is separated by {other!r}, not commas (saved again by a spreadsheet?)", path=path,
+                            fix="save it comma-separated with decimal points, or restore the file 'weakstil score' wrote")
     if missing:
         raise WeakSTILError(f"is not the results table of 'weakstil score' (no column {', '.join(missing)})", path=path,
                             fix=FIX)
     if table.empty:
         raise WeakSTILError("lists no slide", path=path, fix="score slides into it first")
     return table
+
+
+_SAID: set[tuple[str, str]] = set()
+
+
+def _say_once(folder: Path, text: str, *args: object) -> None:
+    """A warning of ``read_scores`` said once (the CLI reads the folder before the report reads it)."""
+    if (str(folder), text) not in _SAID:
+        _SAID.add((str(folder), text))
+        log.warning(text, *args)
+
+
+def _has_score_files(folder: Path) -> bool:
+    from weakstil.results_check import score_file_rows
+
+    return bool(score_file_rows(folder, set()))
 
 
 def _number(text: object) -> float:

@@ -86,7 +86,7 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
     out, differ, unchecked, renamed = [], [], [], []
     listed = {str(r["slide_id"]) for r in records}
     # the score files results.csv has no row of, by their slide's path
-    loose = {r["path"] or r["slide_id"]: r for r in _rows_of_unlisted_files(folder, listed)} if unlisted else {}
+    loose = {r["path"] or r["slide_id"]: r for r in score_file_rows(folder, listed)} if unlisted else {}
     dropped = [c for c, _ in _checked_cells() if records and c not in records[0]]
     if dropped:  # columns deleted in a spreadsheet: said once, not as every row's empty cell
         log.warning("%s/results.csv has no %s column: taken from each slide's score file", folder, ", ".join(dropped))
@@ -157,7 +157,7 @@ def checked_numbers(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=[c for c in ("_unchecked", "_unlisted") if c in table.columns])
 
 
-def _rows_of_unlisted_files(folder: Path, listed: set[str]) -> list[dict]:
+def score_file_rows(folder: Path, listed: set[str]) -> list[dict]:
     """A row for each score file in ``folder`` that results.csv lists no row of (rows deleted in a
     spreadsheet, a run stopped before writing its row): from the file, marked as such. They were
     left out of the report without a word, its counts short by them. Not said here: a row whose id
