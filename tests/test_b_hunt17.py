@@ -125,9 +125,10 @@ def test_a_model_json_edited_out_of_step_with_its_weights_is_one_error_line(tiny
     (copy / "model.json").write_text(json.dumps(meta))
     result = run_cli("score", slide, "-m", copy, "-o", tmp_path / "out")
     assert result.returncode == 1 and "unexpected" not in result.stderr, result.stderr
-    row = pd.read_csv(tmp_path / "out" / "results.csv").iloc[0]
-    assert row["status"] == "error"
-    assert f"values each (features), but the model takes {meta['architecture']['input_dim']}" in row["error"]
+    # hunt 28c: blamed on model.json before any slide (it was a per-slide error blaming the features)
+    assert f"model.json architecture tile_stats false does not fit its input_dim " \
+           f"{meta['architecture']['input_dim']}" in result.stderr, result.stderr
+    assert not (tmp_path / "out" / "results.csv").exists()
 
 
 def test_a_cohort_csv_written_on_windows_finds_its_slides(tiny, tmp_path):

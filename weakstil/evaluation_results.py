@@ -107,8 +107,11 @@ def predictions_from_results(results: pd.DataFrame, wanted: set[str], path: Path
     A scored row (status ``ok`` or a bed fallback) whose ``stil`` is not a number is refused: the
     file is not what ``score`` writes. ``cohort`` (slide_id, path): which of two files with one slide
     id the labels are of (:func:`_refused_files`)."""
+    from weakstil.results_check import checked_numbers, checked_records
     from weakstil.score import SCORED
 
+    # a results.csv edited by hand (a typed-over sTIL%): each row as its slide's score file beside it records it
+    results = checked_numbers(pd.DataFrame(checked_records(path.parent, results.to_dict("records"), unlisted=False)))
     status = results["status"].astype(object).fillna("").astype(str)
     values = pd.to_numeric(results["stil"], errors="coerce")
     ids = results["slide_id"].astype(str)

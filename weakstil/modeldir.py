@@ -70,12 +70,43 @@ def check_meta(meta: object, path: Path, fix: str) -> dict:
             raise WeakSTILError(f"{META_FILE} tiling {key} {value!r} is not a positive "
                                 f"{'whole number' if whole else 'number'}", path=path,
                                 fix="set it back to what 'weakstil train' wrote, or train the model again")
+    _check_own_record(meta, path)
     threshold = meta.get("threshold")  # absent: an older model, read as 30; null: edited (it was read as no number)
     if "threshold" in meta and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                   or not STIL_RANGE[0] <= threshold <= STIL_RANGE[1]):  # NaN fails too
         raise WeakSTILError(f"{META_FILE} threshold {threshold!r} is not an sTIL% from 0 to 100", path=path,
                             fix="set it back to a number from 0 to 100, as 'weakstil train' wrote it")
     return meta
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _check_own_record(meta: dict, path: Path) -> None:
+    """One error naming ``model.json`` when an edit left it disagreeing with itself: its tiles'
+    ``tiling`` mpp / tile_px against the tiling ``key`` train wrote beside them (an edited mpp was blamed
+    on "the bundled detector (replaced?)"), or ``architecture`` tile_stats against its input_dim and
+    the encoder's embed_dim (``tile_stats: false`` was blamed on every slide's feature cache)."""
+    fix = f"set it back to what 'weakstil train' wrote (copy {META_FILE} or the whole model folder again), or train " \
+          "the model again"
+    tiling = meta.get("tiling") or {}
+    key = tiling.get("key") if isinstance(tiling.get("key"), dict) else {}
+    for name in ("mpp", "tile_px"):
+        said, made = _number(tiling.get(name)), _number(key.get(name))
+        if said is not None and made is not None and abs(said - made) > 1e-6 * max(1.0, abs(made)):
+            raise WeakSTILError(f"{META_FILE} tiling {name} {tiling[name]!r} is not that of the tiles the model was "
+                                f"trained on ({key[name]!r}, its tiling key)", path=path, fix=fix)
+    arch = meta.get("architecture") or {}
+    card = (meta.get("encoder") or {}).get("card")
+    dim, width = _number(arch.get("input_dim")), _number(card.get("embed_dim")) if isinstance(card, dict) else None
+    width = width * (2 if card.get("pooling") == "cls_mean_patch" else 1) if width is not None else None  # CLS ‖ mean
+    stats = arch.get("tile_stats")
+    if dim is None or width is None or not isinstance(stats, bool) or stats == (dim > width):
+        return
+    raise WeakSTILError(f"{META_FILE} architecture tile_stats {str(stats).lower()} does not fit its input_dim "
+                        f"{arch['input_dim']!r} (the encoder gives {width:g} values a tile"
+                        f"{'' if stats else ': the rest are tile statistics'})", path=path, fix=fix)
 
 
 #: What ``weakstil score`` and ``weakstil evaluate --model`` must know from ``model.json``: which

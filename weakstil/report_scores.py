@@ -54,6 +54,9 @@ def read_scores(folder: Path) -> pd.DataFrame:
                             fix=FIX + ("; a model's own report is 'weakstil report --model MODEL'"
                                        if commands[0] == "train" else ""))
     path = folder / "results.csv"
+    if not path.is_file() and not path.exists() and _has_score_files(folder):  # deleted, or moved away
+        _say_once(folder, "%s holds no results.csv: the report is made from its slides' score files", folder)
+        return pd.DataFrame(columns=list(NEEDED))
     if not path.is_file():
         raise WeakSTILError("holds no results.csv: not a 'weakstil score' --out folder, or no slide scored there yet",
                             path=folder, fix=FIX)
@@ -63,12 +66,37 @@ def read_scores(folder: Path) -> pd.DataFrame:
     if table is None:
         raise WeakSTILError("is empty", path=path, fix="score the slides again into it")
     missing = [c for c in NEEDED if c not in table.columns]
+    columns = [str(c) for c in table.columns]
+    other = next((sep for sep in ";\t" if len(columns) == 1 and "slide_id" in columns[0] and sep in columns[0]), None)
+    if other and _has_score_files(folder):  # saved again by a spreadsheet with its own separator (and decimal commas)
+        _say_once(folder, "%s is separated by %r, not commas (saved again by a spreadsheet?): not read; the report is "
+                  "made from the slides' score files", path, other)
+        return pd.DataFrame(columns=list(NEEDED))
+    if other:
+        raise WeakSTILError(f"is separated by {other!r}, not commas (saved again by a spreadsheet?)", path=path,
+                            fix="save it comma-separated with decimal points, or restore the file 'weakstil score' wrote")
     if missing:
         raise WeakSTILError(f"is not the results table of 'weakstil score' (no column {', '.join(missing)})", path=path,
                             fix=FIX)
     if table.empty:
         raise WeakSTILError("lists no slide", path=path, fix="score slides into it first")
     return table
+
+
+_SAID: set[tuple[str, str]] = set()
+
+
+def _say_once(folder: Path, text: str, *args: object) -> None:
+    """A warning of ``read_scores`` said once (the CLI reads the folder before the report reads it)."""
+    if (str(folder), text) not in _SAID:
+        _SAID.add((str(folder), text))
+        log.warning(text, *args)
+
+
+def _has_score_files(folder: Path) -> bool:
+    from weakstil.results_check import score_file_rows
+
+    return bool(score_file_rows(folder, set()))
 
 
 def _number(text: object) -> float:
@@ -106,36 +134,25 @@ def _heatmap_of(folder: Path, rec: dict) -> Path | None:
     return path
 
 
-def _called_high(rec: dict, stil: float, threshold: float) -> bool:
-    """The row's sTIL-high call: its ``stil_high`` as ``score`` writes it (``True``/``False``) or as a
-    spreadsheet saves it again (``TRUE``/``FALSE``, ``1``/``0``); a cell that says neither, the call of
-    the ``stil`` written at the row's threshold."""
-    from weakstil.metrics import called_high
-
-    said = str(rec.get("stil_high", "")).strip().lower()
-    if said in ("true", "1", "1.0", "yes"):
-        return True
-    if said in ("false", "0", "0.0", "no"):
-        return False
-    return math.isfinite(threshold) and bool(called_high(stil, threshold))
-
-
 def _row(rec: dict, heatmap: str | None) -> ScoreRow:
     from weakstil.confidence import interval_columns
     from weakstil.metrics import interval_ends_text
+    from weakstil.results_check import called_high
 
     low, high = (_number(rec.get(c, "")) for c in interval_columns())
     threshold = _number(rec.get("threshold", ""))
     stil = _number(rec.get("stil", ""))
     interval = interval_ends_text(low, high, threshold if math.isfinite(threshold) else None) \
         if math.isfinite(low) and math.isfinite(high) else "none" if math.isfinite(stil) else ""
-    call = "" if not math.isfinite(stil) else \
-        f"{'high' if _called_high(rec, stil, threshold) else 'low'} at {threshold:g} %"
+    call = "" if not (math.isfinite(stil) and math.isfinite(threshold)) else \
+        f"{'high' if called_high(stil, threshold) else 'low'} at {threshold:g} %"
     if rec.get("status") == "error":
         detail = str(rec.get("error", ""))
     else:
         detail = f"{rec.get('n_tumorbed_tiles', '?')} of {rec.get('n_tiles', '?')} tiles in the bed " \
-                 f"({rec.get('tumorbed_source') or 'unknown source'})"
+                 f"({rec.get('tumorbed_source') or 'unknown source'})" + \
+                 ("; no score file of the slide: as results.csv says, unchecked" if rec.get("_unchecked") else
+                  "; no row in results.csv: from its score file" if rec.get("_unlisted") else "")
     return ScoreRow(str(rec["slide_id"]), str(rec["status"]), stil, interval, call,
                     str(rec.get("qc", "")).replace(";", ", "), str(rec.get("qc_reasons", "")), detail, heatmap,
                     threshold)
@@ -199,8 +216,10 @@ def build_score_report(scores: str | Path, out_dir: str | Path, *, model: str | 
     from weakstil.report import flatten, installed_versions, model_settings
 
     scores, out_dir = Path(scores), Path(out_dir)
-    table = read_scores(scores)
-    records = table.to_dict("records")
+    from weakstil.results_check import checked_records
+
+    records = checked_records(scores, read_scores(scores).to_dict("records"))
+    table = pd.DataFrame(records)
     model_ids = list(dict.fromkeys(str(m) for m in table.get("model_id", pd.Series(dtype=str)) if str(m)))
     if len(model_ids) > 1:  # runs with other models into one --out: each row names its own
         log.warning("%s/results.csv holds slides scored by %d models (%s): the settings listed are the first's",

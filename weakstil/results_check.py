@@ -1,0 +1,184 @@
+"""A ``weakstil score`` results.csv edited by hand, checked against the slides' score files.
+
+A lab opens results.csv in a spreadsheet, types over cells, deletes rows or columns, re-sorts it and
+saves it again. Each scored slide's ``<slide_id>.h5`` beside it records its sTIL%, interval, call,
+threshold, status, qc flags, tile counts and model: ``report --scores`` and ``evaluate --oof`` read
+those cells from the file (hunt 28c), and say which rows differed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from weakstil.errors import WeakSTILError
+
+log = logging.getLogger(__name__)
+
+
+def _number(text: object) -> float:
+    try:
+        return float(str(text))
+    except ValueError:
+        return math.nan
+
+
+def _score_attrs(folder: Path, slide_id: str) -> dict:
+    """A slide's score-file attributes (``{}``: none, or not readable)."""
+    from weakstil.files import SlideScoresFile, slide_file
+
+    try:
+        return SlideScoresFile.read_header(slide_file(folder, slide_id))[0]
+    except (WeakSTILError, OSError):
+        return {}
+
+
+def _said_high(rec: dict) -> bool | None:
+    """The row's ``stil_high`` cell as ``score`` writes it (``True``/``False``) or as a spreadsheet
+    saves it again (``TRUE``/``FALSE``, ``1``/``0``); ``None``: a cell that says neither."""
+    said = str(rec.get("stil_high", "")).strip().lower()
+    return True if said in ("true", "1", "1.0") else False if said in ("false", "0", "0.0") else None
+
+
+def called_high(stil: float, threshold: float) -> bool:
+    """The sTIL-high call of the ``stil`` shown at the threshold shown: the report's call is always the
+    call of the number beside it (a ``stil_high`` cell typed over in a spreadsheet is not)."""
+    from weakstil.metrics import called_high as calls
+
+    return bool(calls(stil, threshold))
+
+
+def _checked_cells() -> tuple[tuple[str, bool], ...]:
+    """The cells of a results.csv row that its score file also records: (column, whether a number)."""
+    from weakstil.confidence import interval_columns
+
+    return (("status", False), ("stil", True), *((c, True) for c in interval_columns()), ("stil_high", False),
+            ("threshold", True), ("qc", False), ("n_tiles", True), ("n_tumorbed_tiles", True),
+            ("tumorbed_source", False), ("model_id", False))
+
+
+def _file_text(value: object, number: bool) -> str:
+    if number:
+        value = float(value)
+        return "" if not math.isfinite(value) else f"{value:.4f}" if value != round(value) else f"{value:g}"
+    return str(bool(value)) if type(value).__name__ in ("bool", "bool_") else "" if value is None else str(value)
+
+
+def _unlike(row: object, file: str, number: bool) -> bool:
+    if not number:
+        return str(row).strip() != file and not (_said_high({"stil_high": row}) is not None
+                                                 and _said_high({"stil_high": row}) == _said_high({"stil_high": file}))
+    a, b = _number(row), _number(file)
+    return not (math.isnan(a) and math.isnan(b)) and not abs(a - b) <= 0.5e-4 + 1e-9
+
+
+def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True) -> list[dict]:
+    """``records`` (results.csv's rows) with the cells their slide's score file records taken from it.
+    A lab edits, re-sorts and saves results.csv in a spreadsheet; the report used to print what the
+    cells said (an emptied threshold "low at nan %", an sTIL 6.7 % typed ``stil_high`` yes "high at
+    30 %"). A row whose cells differ from its score file is reported as the file records it, and the
+    differences are said; a scored row without a score file of its slide (renamed, deleted, an id a
+    spreadsheet turned into a date) is reported as the row says, marked unchecked. ``unlisted``: add
+    a row for each score file in ``folder`` that results.csv has none of."""
+    out, differ, unchecked, renamed = [], [], [], []
+    listed = {str(r["slide_id"]) for r in records}
+    # the score files results.csv has no row of, by their slide's path
+    loose = {r["path"] or r["slide_id"]: r for r in score_file_rows(folder, listed)} if unlisted else {}
+    dropped = [c for c, _ in _checked_cells() if records and c not in records[0]]
+    if dropped:  # columns deleted in a spreadsheet: said once, not as every row's empty cell
+        log.warning("%s/results.csv has no %s column: taken from each slide's score file", folder, ", ".join(dropped))
+    for rec in records:
+        rec = dict(rec)
+        if str(rec.get("status", "")) == "error":
+            out.append(rec)
+            continue
+        attrs = _score_attrs(folder, str(rec["slide_id"]))
+        if not attrs and str(rec.get("path", "")) in loose:  # its id changed (a spreadsheet made a date of it)
+            file_row = loose.pop(str(rec["path"]))
+            renamed.append(f"{rec['slide_id']!r} is {file_row['slide_id']!r}")
+            out.append({**rec, **{k: v for k, v in file_row.items() if k != "_unlisted"}})
+            continue
+        if not attrs or str(attrs.get("slide_id", rec["slide_id"])) != str(rec["slide_id"]):
+            unchecked.append(str(rec["slide_id"]))
+            rec["_unchecked"] = True
+            stil, threshold, high = _number(rec.get("stil", "")), _number(rec.get("threshold", "")), _said_high(rec)
+            if math.isfinite(stil) and math.isfinite(threshold) and high is not None \
+                    and high != called_high(stil, threshold):
+                log.warning("%s: results.csv's row says stil_high %s of an sTIL of %s %% at %s %%: reported as the "
+                            "call of that number", rec["slide_id"], rec.get("stil_high"), rec.get("stil"),
+                            rec.get("threshold"))
+            out.append(rec)
+            continue
+        said = []
+        for column, number in _checked_cells():
+            if column not in attrs:
+                continue
+            try:
+                file = _file_text(attrs[column], number)
+            except (TypeError, ValueError):
+                continue
+            cell = rec.get(column, "")
+            cell = "" if isinstance(cell, float) and math.isnan(cell) else cell  # an empty cell read by pandas
+            if column in dropped:
+                rec[column] = file
+            elif _unlike(cell, file, number):
+                said.append(f"{column} {str(cell)!r} there, {file!r} in the file")
+                rec[column] = file
+        if said:
+            differ.append(f"{rec['slide_id']} ({'; '.join(said)})")
+        out.append(rec)
+    if renamed:
+        log.warning("%d slide id(s) of %s/results.csv are not those of the slides' score files (changed by a "
+                    "spreadsheet?): reported under the score files' ids: %s", len(renamed), folder, ", ".join(renamed))
+    if loose:
+        log.warning("%d score file(s) in %s have no row in its results.csv (%s%s): reported from the score files",
+                    len(loose), folder, ", ".join(r["slide_id"] for r in list(loose.values())[:5]),
+                    ", ..." if len(loose) > 5 else "")
+        out += list(loose.values())
+    if differ:
+        log.warning("%d row(s) of %s/results.csv differ from their slide's score file (edited in a spreadsheet?): "
+                    "taken as the score files record them: %s", len(differ), folder, ", ".join(differ))
+    if unchecked and (unlisted or len(unchecked) < len(records)):  # evaluate: a copied results.csv, as is
+        log.warning("%d scored row(s) of %s/results.csv have no score file of their slide there (%s%s): reported as "
+                    "results.csv says, unchecked", len(unchecked), folder, ", ".join(unchecked[:5]),
+                    ", ..." if len(unchecked) > 5 else "")
+    return out
+
+
+def checked_numbers(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` (:func:`checked_records` as a table) with its number columns numbers again: the cells
+    taken from score files are text."""
+    for column, number in _checked_cells():
+        if number and column in table.columns:
+            table[column] = pd.to_numeric(table[column], errors="coerce")
+    return table.drop(columns=[c for c in ("_unchecked", "_unlisted") if c in table.columns])
+
+
+def score_file_rows(folder: Path, listed: set[str]) -> list[dict]:
+    """A row for each score file in ``folder`` that results.csv lists no row of (rows deleted in a
+    spreadsheet, a run stopped before writing its row): from the file, marked as such. They were
+    left out of the report without a word, its counts short by them. Not said here: a row whose id
+    was changed is matched to its file by :func:`checked_records` first."""
+    from weakstil.files import SlideScoresFile
+
+    rows = []
+    for path in sorted(folder.glob("*.h5")):
+        if path.stem in listed:
+            continue
+        try:
+            attrs = SlideScoresFile.read_header(path)[0]
+        except (WeakSTILError, OSError, ValueError, KeyError):  # not a score file (or damaged): not this run's
+            continue
+        if str(attrs.get("slide_id", "")) != path.stem:
+            continue
+        rec = {"slide_id": path.stem, "path": str(attrs.get("slide_path", "")), "_unlisted": True}
+        for column, number in _checked_cells():
+            try:
+                rec[column] = _file_text(attrs.get(column, math.nan if number else ""), number)
+            except (TypeError, ValueError):
+                rec[column] = ""
+        rows.append(rec)
+    return rows
