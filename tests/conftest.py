@@ -248,3 +248,14 @@ def one_torch_thread():
     yield
     torch.set_num_threads(before)
 
+
+@pytest.fixture(scope="module")
+def one_torch_thread_module():
+    """:func:`one_torch_thread` for a module's fixtures (a model or encoder made once for its tests)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+

@@ -24,6 +24,15 @@ ENCODER = "planted"
 WEIGHTS = "ab" * 32
 
 
+#: ``weakstil train`` options for tests that need files written, not learning.
+TRAIN_BRIEF = ("--hidden", "8", "--epochs", "2", "--members", "1", "--threads", "1")
+
+
+def said(proc) -> str:
+    """A finished CLI run's stderr on one line (rich wraps long messages)."""
+    return " ".join(proc.stderr.split())
+
+
 def write_feature_file(path: Path, slide_id: str, feats: np.ndarray, coords: np.ndarray, *, encoder: str = ENCODER,
                        weights_sha256: str = WEIGHTS, mpp: float = 0.5, tile_px: int = 224,
                        tumorbed: np.ndarray | None = None, complete: int = 1,

@@ -11,10 +11,9 @@ import numpy as np
 import pytest
 
 from conftest import run_cli
+from planted import TRAIN_BRIEF as BRIEF
 from planted import make_planted_cohort
-
-#: What these tests need of training: files written, not learning.
-BRIEF = ("--hidden", "8", "--epochs", "2", "--members", "1", "--threads", "1")
+from planted import said as _said
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +22,6 @@ def planted(tmp_path_factory):
     root = tmp_path_factory.mktemp("hunt27b")
     table, _ = make_planted_cohort(root / "cohort", 12, dim=8, tiles=(12, 20), n_groups=4, seed=27)
     return root, table
-
-
-def _said(proc) -> str:
-    return " ".join(proc.stderr.split())
 
 
 def test_coverage_spread_is_what_a_calibration_set_of_that_size_gives():

@@ -24,16 +24,6 @@ def pretrained(slide, tmp_path_factory, one_torch_thread_module):
     return out
 
 
-@pytest.fixture(scope="module")
-def one_torch_thread_module():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _error(result) -> str:
     return result.stderr.strip().splitlines()[-1]
 

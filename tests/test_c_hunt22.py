@@ -9,10 +9,9 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli, shared_file
+from planted import TRAIN_BRIEF as BRIEF
 from planted import make_planted_cohort
-
-#: What these tests need of training: files written, not learning.
-BRIEF = ("--hidden", "8", "--epochs", "2", "--members", "1", "--threads", "1")
+from planted import said as _said
 
 
 @pytest.fixture(scope="module")
@@ -21,10 +20,6 @@ def planted(tmp_path_factory):
     root = tmp_path_factory.mktemp("hunt22c")
     table, _ = make_planted_cohort(root / "cohort", 10, dim=8, tiles=(12, 20), n_groups=5, seed=22)
     return root, table
-
-
-def _said(proc) -> str:
-    return " ".join(proc.stderr.split())
 
 
 @pytest.mark.parametrize("column", ["Medical center", "bcr_patient_barcode", "case_submitter_id",

@@ -46,16 +46,6 @@ def folds1(tmp_path_factory, one_torch_thread_module):
     return root, table
 
 
-@pytest.fixture(scope="module")
-def one_torch_thread_module():
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _evaluate(root: Path, cohort: Path, out: Path) -> pd.DataFrame:
     from weakstil.evaluation import evaluate_cohort
 

@@ -31,6 +31,7 @@ import pandas as pd
 from weakstil.errors import WeakSTILError
 from weakstil.report_images import HEATMAP_SIDE, write_overview, write_score_heatmap, write_thumbnail
 from weakstil.report_render import ReportContent, ScoreRow, render_html, render_markdown
+from weakstil.results_check import _number, _score_attrs
 
 log = logging.getLogger(__name__)
 
@@ -97,23 +98,6 @@ def _has_score_files(folder: Path) -> bool:
     from weakstil.results_check import score_file_rows
 
     return bool(score_file_rows(folder, set()))
-
-
-def _number(text: object) -> float:
-    try:
-        return float(str(text))
-    except ValueError:
-        return math.nan
-
-
-def _score_attrs(folder: Path, slide_id: str) -> dict:
-    """A slide's score-file attributes (``{}``: none, or not readable)."""
-    from weakstil.files import SlideScoresFile, slide_file
-
-    try:
-        return SlideScoresFile.read_header(slide_file(folder, slide_id))[0]
-    except (WeakSTILError, OSError):
-        return {}
 
 
 def _heatmap_of(folder: Path, rec: dict) -> Path | None:

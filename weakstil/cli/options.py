@@ -5,7 +5,6 @@ here: ``weakstil --help`` must answer in about a second.
 
 from __future__ import annotations
 
-import errno
 import glob
 import logging
 import math
@@ -57,14 +56,6 @@ def in_range(low: float | None = None, high: float | None = None, *, low_open: b
     return check
 
 
-def _link_loop(path: Path) -> bool:
-    try:
-        os.stat(path)
-    except OSError as exc:
-        return exc.errno == errno.ELOOP
-    return False
-
-
 def out_dir(value: Path | None) -> Path | None:
     """``--out``: a directory (made when missing), never an existing file, nor below one."""
     if value is None:
@@ -72,7 +63,9 @@ def out_dir(value: Path | None) -> Path | None:
     if value.exists() and not value.is_dir():
         raise typer.BadParameter(f"{value} is an existing file, not a directory. Fix: give a directory path")
     if value.is_symlink() and not value.exists():  # a link to a purged scratch folder: it said "File exists" (hunt 27a)
-        target, loop = Path(os.path.join(value.parent, os.readlink(value))), _link_loop(value)
+        from weakstil.slide import _is_link_loop
+
+        target, loop = Path(os.path.join(value.parent, os.readlink(value))), _is_link_loop(value)
         raise typer.BadParameter(f"{value} is a symbolic link to {target}, " + (
             "which leads back to itself (a loop). Fix: point the link at a folder, or give another --out" if loop else
             f"which does not exist. Fix: create that folder (mkdir -p {target}), or give another --out"))
