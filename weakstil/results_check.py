@@ -153,7 +153,11 @@ def checked_numbers(table: pd.DataFrame) -> pd.DataFrame:
     taken from score files are text."""
     for column, number in _checked_cells():
         if number and column in table.columns:
-            table[column] = pd.to_numeric(table[column], errors="coerce")
+            values = pd.to_numeric(table[column], errors="coerce")
+            # text that is no number stays text, for the reader's own refusal naming the row and cell
+            typed = table[column].astype(object)
+            text = values.isna() & typed.notna() & (typed.astype(str).str.strip() != "")
+            table[column] = values.astype(object).where(~text, typed) if text.any() else values
     return table.drop(columns=[c for c in ("_unchecked", "_unlisted") if c in table.columns])
 
 
