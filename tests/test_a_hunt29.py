@@ -72,3 +72,20 @@ def test_a_whole_slide_sized_grid_is_refused_on_a_workstation(tmp_path, monkeypa
     text = " ".join(r.stderr.split())
     assert text.count("error:") == 1 and "--overlap 223" in text and "pass --overlap" in text, text
     assert not list((tmp_path / "t").glob("*.h5"))
+
+
+def test_synth_of_a_slide_too_large_for_memory_is_refused_up_front(tmp_path, monkeypatch):
+    """``synth --size-mm 30 30`` holds about 4 GB per slide (measured: 16 mm, 1.5 GB); with 2 GB to
+    spare it is refused in one line before any folder is made, and a small slide still runs."""
+    from weakstil.synth.generator import synth_bytes
+
+    assert 3.5 * GB < synth_bytes((30, 30)) < 6 * GB and synth_bytes((2.5, 2.5)) < GB
+    _available(monkeypatch, 2 / settings.MEMORY_SHARE)
+    r = run_cli("synth", "--out", tmp_path / "big", "-n", "1", "--size-mm", "30", "30")
+    assert r.returncode == 2, r.stderr
+    text = " ".join(r.stderr.split())
+    assert text.count("error:") == 1 and "--size-mm 30 30" in text and "smaller --size-mm" in text, text
+    assert not (tmp_path / "big").exists()
+    r = run_cli("synth", "--out", tmp_path / "small", "-n", "1", "--size-mm", "0.5", "0.5")
+    assert r.returncode == 0, r.stderr
+    assert len(list((tmp_path / "small" / "slides").glob("*.tiff"))) == 1
