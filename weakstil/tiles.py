@@ -17,7 +17,7 @@ from weakstil import __version__, settings
 from weakstil.atomic import atomic_path, remove_stale_temps, replacing_together
 from weakstil.errors import NoTissueError, SlideError, UsageError, WeakSTILError, no_tissue
 from weakstil.slide import Slide, brightfield_warning, greyscale_reason, underexposed_reason
-from weakstil.tiling import TileGrid, TileMode, select_tiles
+from weakstil.tiling import TileGrid, TileMode, grid_bytes, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
 
 log = logging.getLogger(__name__)
@@ -200,6 +200,7 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
                          f"({grid.tile_um:.0f} µm: {params.tile_px} px at {params.mpp:g} µm/px)", path=slide.path,
                          fix="choose a smaller --tile-size or --mpp (tile, embed, pretrain); score reads its model's "
                              "tiles, so a slide smaller than one cannot be scored with that model")
+    check_grid_memory(grid, params, float(mask.mean()) if mask.size else 0.0, slide.path)
     coords, fractions = select_tiles(grid, mask, mask_mpp, params.tissue_threshold)
     upsampled = slide.upsample_note(params.mpp)  # allowed (checked above): recorded, not only logged
     from weakstil.unscanned import RECORD
@@ -208,6 +209,29 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     info = {**slide.info(), "background": RECORD if black else "none"}
     return SlideTiles(info, params, grid, coords, fractions, mask, mask_mpp, warnings, thumb,
                       [upsampled] if upsampled else [])
+
+
+def check_grid_memory(grid: TileGrid, params: TilingParams, tissue_share: float, path: Path) -> None:
+    """Refuse (a UsageError, exit 2) a grid whose arrays would not fit in memory, before they are made:
+    ``--overlap 223`` at 224 px (a 1 px stride) lays 50,176 times the tiles of no overlap, 2.5 million
+    on a 1.5 mm² region and hundreds of GB on a whole slide (hunt 29a). The fix names the largest
+    overlap whose grid fits."""
+    from weakstil.resources import available_memory, check_memory
+
+    need = grid_bytes(len(grid), tissue_share)
+    budget = settings.MEMORY_SHARE * available_memory()
+    if need <= budget:
+        return
+    fits = next((o for o in range(params.overlap_px - 1, -1, -1)
+                 if grid_bytes(len(replace(grid, overlap_px=o)), tissue_share) <= budget), None)
+    if fits is not None:
+        fix = (f"pass --overlap {fits} or less ({len(replace(grid, overlap_px=fits)):,} tiles; "
+               f"{params.tile_px // 2} px, half the tile, is usual)")
+    else:
+        fix = "pass a larger --mpp or --tile-size, or use a machine with more memory"
+    check_memory(need, "cpu", fix=fix,
+                 what=f"{Path(path).name}: --overlap {params.overlap_px} at --tile-size {params.tile_px} lays "
+                      f"{len(grid):,} tiles and")
 
 
 def write_tiles_h5(tiles: SlideTiles, path: Path) -> Path:

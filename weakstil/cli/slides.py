@@ -106,6 +106,7 @@ def synth(
     out = out or out_option
     if out is None:
         raise UsageError("no output folder", fix="give one: weakstil synth --out DIR (or weakstil synth DIR)")
+    _check_synth_memory(size_mm)  # before any folder is made: a 30 mm slide holds about 4 GB
     check_own_folder(out, "synth")  # never into a lab's cohort, a model or another command's folder
     check_not_inside_replaced(out, "synth")  # nor inside a model: 'train --overwrite' would delete the cohort
     with hold_folder(out, "synth"):
@@ -118,3 +119,17 @@ def synth(
     high = settings.STIL_THRESHOLD
     log.info("%d slides, sTIL median %.1f%%, %d%% >= %g%% -> %s", len(table), table["stil"].median(),
              round(100 * (table["stil"] >= high).mean()), high, out / "labels.csv")
+
+
+def _check_synth_memory(size_mm: tuple[float, float]) -> None:
+    """Refuse (exit 2) a slide size whose generation would not fit in memory (hunt 29a)."""
+    from weakstil.resources import check_memory
+    from weakstil.synth.generator import synth_bytes
+
+    need = synth_bytes(size_mm)
+    check_memory(need, "cpu", what=f"--size-mm {size_mm[0]:g} {size_mm[1]:g} (one slide at a time)",
+                 fix="pass a smaller --size-mm (2.5 2.5 by default; memory grows with the area, about 4 MB per mm² "
+                     "plus 0.6 GB)")
+    if need > 2 * 1024**3:
+        log.warning("--size-mm %g %g: about %.1f GB of memory and several minutes per slide (16 x 16 mm: 1.5 GB, "
+                    "4 min)", size_mm[0], size_mm[1], need / 1024**3)
