@@ -31,7 +31,7 @@ import pandas as pd
 from weakstil.errors import WeakSTILError
 from weakstil.report_images import HEATMAP_SIDE, write_overview, write_score_heatmap, write_thumbnail
 from weakstil.report_render import ReportContent, ScoreRow, render_html, render_markdown
-from weakstil.results_check import _number, _score_attrs
+from weakstil.results_check import number_or_nan, score_attrs
 
 log = logging.getLogger(__name__)
 
@@ -123,9 +123,9 @@ def _row(rec: dict, heatmap: str | None) -> ScoreRow:
     from weakstil.metrics import interval_ends_text
     from weakstil.results_check import called_high
 
-    low, high = (_number(rec.get(c, "")) for c in interval_columns())
-    threshold = _number(rec.get("threshold", ""))
-    stil = _number(rec.get("stil", ""))
+    low, high = (number_or_nan(rec.get(c, "")) for c in interval_columns())
+    threshold = number_or_nan(rec.get("threshold", ""))
+    stil = number_or_nan(rec.get("stil", ""))
     interval = interval_ends_text(low, high, threshold if math.isfinite(threshold) else None) \
         if math.isfinite(low) and math.isfinite(high) else "none" if math.isfinite(stil) else ""
     call = "" if not (math.isfinite(stil) and math.isfinite(threshold)) else \
@@ -208,7 +208,7 @@ def build_score_report(scores: str | Path, out_dir: str | Path, *, model: str | 
     if len(model_ids) > 1:  # runs with other models into one --out: each row names its own
         log.warning("%s/results.csv holds slides scored by %d models (%s): the settings listed are the first's",
                     scores, len(model_ids), ", ".join(model_ids))
-    attrs = next((a for r in records if r.get("status") != "error" and (a := _score_attrs(scores, str(r["slide_id"])))),
+    attrs = next((a for r in records if r.get("status") != "error" and (a := score_attrs(scores, str(r["slide_id"])))),
                  {})
     model_dir, meta = _model(Path(model) if model is not None else None, attrs.get("model_path"), model_ids[:1])
     (out_dir / "slides").mkdir(parents=True, exist_ok=True)
@@ -250,7 +250,7 @@ def build_score_report(scores: str | Path, out_dir: str | Path, *, model: str | 
                                               ("timm", "timm_version")) if a in attrs}
     content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(scores),
                             metrics_source=said, slides_source=None, headline=run_counts(table, rows),
-                            threshold=_number(records[0].get("threshold", "")), rows=[],
+                            threshold=number_or_nan(records[0].get("threshold", "")), rows=[],
                             settings=flatten(settings or {}) + run,
                             model_settings=model_settings(meta) if meta is not None else [],
                             trained_versions=versions, report_versions=installed_versions(), cv_folds=None,

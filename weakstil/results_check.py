@@ -19,14 +19,15 @@ from weakstil.errors import WeakSTILError
 log = logging.getLogger(__name__)
 
 
-def _number(text: object) -> float:
+def number_or_nan(text: object) -> float:
+    """A cell as a number (NaN: empty or text)."""
     try:
         return float(str(text))
     except ValueError:
         return math.nan
 
 
-def _score_attrs(folder: Path, slide_id: str) -> dict:
+def score_attrs(folder: Path, slide_id: str) -> dict:
     """A slide's score-file attributes (``{}``: none, or not readable)."""
     from weakstil.files import SlideScoresFile, slide_file
 
@@ -69,9 +70,9 @@ def _file_text(value: object, number: bool) -> str:
 
 def _unlike(row: object, file: str, number: bool) -> bool:
     if not number:
-        return str(row).strip() != file and not (_said_high({"stil_high": row}) is not None
-                                                 and _said_high({"stil_high": row}) == _said_high({"stil_high": file}))
-    a, b = _number(row), _number(file)
+        said = _said_high({"stil_high": row})  # TRUE, 1 and True are one call
+        return str(row).strip() != file and not (said is not None and said == _said_high({"stil_high": file}))
+    a, b = number_or_nan(row), number_or_nan(file)
     return not (math.isnan(a) and math.isnan(b)) and not abs(a - b) <= 0.5e-4 + 1e-9
 
 
@@ -95,7 +96,7 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
         if str(rec.get("status", "")) == "error":
             out.append(rec)
             continue
-        attrs = _score_attrs(folder, str(rec["slide_id"]))
+        attrs = score_attrs(folder, str(rec["slide_id"]))
         if not attrs and str(rec.get("path", "")) in loose:  # its id changed (a spreadsheet made a date of it)
             file_row = loose.pop(str(rec["path"]))
             renamed.append(f"{rec['slide_id']!r} is {file_row['slide_id']!r}")
@@ -104,7 +105,7 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
         if not attrs or str(attrs.get("slide_id", rec["slide_id"])) != str(rec["slide_id"]):
             unchecked.append(str(rec["slide_id"]))
             rec["_unchecked"] = True
-            stil, threshold, high = _number(rec.get("stil", "")), _number(rec.get("threshold", "")), _said_high(rec)
+            stil, threshold, high = number_or_nan(rec.get("stil", "")), number_or_nan(rec.get("threshold", "")), _said_high(rec)
             if math.isfinite(stil) and math.isfinite(threshold) and high is not None \
                     and high != called_high(stil, threshold):
                 log.warning("%s: results.csv's row says stil_high %s of an sTIL of %s %% at %s %%: reported as the "

@@ -327,18 +327,17 @@ def _refuse_hub_id(text: str) -> None:
     if not ident:
         raise UnknownEncoderError("names no model after its prefix", path=text,
                                   fix=f"pass a built-in encoder name ({', '.join(builtin_card_names())}) or a card.yaml file")
-    cards = [c for c in list_cards() if c.hub_id]
-    hubs = {_HUB_ID.sub("", c.hub_id).strip().lower(): c.name for c in cards}
-    spelt = {_HUB_ID.sub("", c.hub_id).strip().lower(): c.hub_id for c in cards}
+    hubs = {_HUB_ID.sub("", c.hub_id).strip().lower(): c for c in list_cards() if c.hub_id}
     if ident.lower() in hubs:
-        name = hubs[ident.lower()]
+        name = hubs[ident.lower()].name
         raise UnknownEncoderError(f"names the weights of the built-in encoder card {name!r}", path=text,
                                   fix=f"pass --encoder {name}")
     near = difflib.get_close_matches(ident.lower(), list(hubs), n=1, cutoff=0.9)
     if near:  # a typo of a built-in card's repository (hf-hub:MahmoodLab/unii) was told to write a card
-        raise UnknownEncoderError(f"is no built-in encoder's hub id (did you mean {spelt[near[0]]}, the weights of "
-                                  f"{hubs[near[0]]!r}?); nothing was downloaded", path=text,
-                                  fix=f"pass --encoder {hubs[near[0]]} (for another repository, write a card.yaml "
+        card = hubs[near[0]]
+        raise UnknownEncoderError(f"is no built-in encoder's hub id (did you mean {card.hub_id}, the weights of "
+                                  f"{card.name!r}?); nothing was downloaded", path=text,
+                                  fix=f"pass --encoder {card.name} (for another repository, write a card.yaml "
                                       "with its hub_id: docs/encoders.md)")
     timm = text.lower().startswith("timm:")
     what = "a timm model name" if timm else "a Hugging Face hub id"

@@ -120,8 +120,6 @@ def ink_over_tissue(rgb: np.ndarray, stain_he: np.ndarray, mpp: float) -> np.nda
     is not the stains' (a marker is drawn round or across the tumour, not over most of the section):
     the image's own plane is fitted instead (:func:`weakstil.stain.stain_plane_normal`), and where
     that too calls most of it ink, no ink over tissue is counted."""
-    from weakstil.stain import stain_plane_normal
-
     rgb = np.asarray(rgb[..., :3])
     he = np.asarray(stain_he, np.float64)
     normal = np.cross(he[:, 0], he[:, 1])
@@ -132,9 +130,7 @@ def ink_over_tissue(rgb: np.ndarray, stain_he: np.ndarray, mpp: float) -> np.nda
     stained = od[density > OFF_PLANE_MIN_DENSITY]
     ink, share = _off_plane(od, density, _refit_normal(stained, normal / np.linalg.norm(normal)), mpp)
     if share > OFF_PLANE_MAX_SHARE:
-        if len(stained) > 200_000:
-            stained = stained[np.random.default_rng(0).choice(len(stained), 200_000, replace=False)]
-        ink, again = _off_plane(od, density, stain_plane_normal(stained.astype(np.float64), OFF_PLANE_FIT_SINE), mpp)
+        ink, again = _off_plane(od, density, _refit_normal(stained, None), mpp)
         log.warning("ink veto: %.0f %% of the stained tissue lies off the plane of the slide's stain vectors, which "
                     "cannot be marker ink; %s", 100 * share, "its own plane is used instead" if again <= OFF_PLANE_MAX_SHARE
                     else "ink over tissue is not counted (the colour rules still are)")
@@ -182,17 +178,18 @@ def _absorbance(plane: np.ndarray, mpp: float) -> np.ndarray:
     return np.maximum(np.log10(level / np.maximum(plane, 1).astype(np.float32)), 0.0).astype(np.float32)
 
 
-def _refit_normal(od: np.ndarray, normal: np.ndarray, max_pixels: int = 200_000) -> np.ndarray:
+def _refit_normal(od: np.ndarray, normal: np.ndarray | None, max_pixels: int = 200_000) -> np.ndarray:
     """The normal of the stains' plane through the origin, refitted (uncentred second moments,
     three times) on the optical densities ``od`` (n, 3) within :data:`OFF_PLANE_FIT_SINE` of the
     current plane, starting from ``normal``: the feature file's stain vectors come from a few
     tiles, and the plane of the thumbnail's own stained pixels is what the ink is measured against.
-    Ink, being off the plane, is left out of the fit."""
+    Ink, being off the plane, is left out of the fit. ``normal`` None: the image's own plane, from
+    no start (:func:`weakstil.stain.stain_plane_normal`)."""
     from weakstil.stain import stain_plane_normal
 
     if len(od) > max_pixels:
         od = od[np.random.default_rng(0).choice(len(od), max_pixels, replace=False)]
-    if len(od) < 100:
+    if len(od) < 100 and normal is not None:
         return normal
     return stain_plane_normal(od.astype(np.float64), OFF_PLANE_FIT_SINE, start=normal)
 
