@@ -70,6 +70,7 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
     if not isinstance(features, list):
         raise AnnotationError("GeoJSON holds no features", path=path,
                               fix="export a FeatureCollection of polygons from QuPath")
+    features = _with_children(features)
     named, excluded, cut_names, detections = [], [], [], 0
     for i, feat in enumerate(features):
         if isinstance(feat, dict) and feat.get("geometry", 0) is None:
@@ -116,6 +117,23 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
                               "annotation" + (" (QuPath: export the annotations, not the detections)" if detections
                                               else ""))
     return chosen, [*excluded, *not_bed_areas(named, path, chosen)]
+
+
+def _with_children(features: list) -> list:
+    """The features with the objects nested in them, depth first: QuPath writes an object's child
+    objects inside it (``properties.childObjects``, read also as ``children``) when it serialises
+    the hierarchy. Read flat, a 'Tumor' drawn inside an unclassified parent region was lost and
+    the bed was the whole parent (2.1 times the tumour's area)."""
+    out, stack = [], list(reversed(features))
+    while stack:
+        feat = stack.pop()
+        out.append(feat)
+        props = feat.get("properties") if isinstance(feat, dict) else None
+        if isinstance(props, dict):
+            kids = props.get("childObjects", props.get("children"))
+            if isinstance(kids, list):
+                stack.extend(reversed(kids))
+    return out
 
 
 def _class_name(cls: object) -> str:

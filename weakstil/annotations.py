@@ -1,4 +1,5 @@
-"""Tumour-bed annotations drawn by pathologists: QuPath GeoJSON, Aperio ImageScope XML and ASAP XML.
+"""Tumour-bed annotations drawn by pathologists: QuPath GeoJSON, Aperio ImageScope XML, Indica Labs HALO
+XML (``.annotations``) and ASAP XML.
 
 Polygons are in level-0 pixels. An annotation file for a slide is found by slide id in an
 annotation directory (``<slide_id>.geojson``, ``<slide_id>_tumorbed.geojson``, ``<slide_id>.xml``...)
@@ -24,7 +25,9 @@ log = logging.getLogger(__name__)
 
 #: File name patterns tried for a slide id, in order.
 ANNOTATION_PATTERNS = ("{id}.geojson", "{id}_tumorbed.geojson", "{id}.json", "{id}_tumorbed.json", "{id}.xml",
-                       "{id}_tumorbed.xml")
+                       "{id}_tumorbed.xml", "{id}.annotations", "{id}_tumorbed.annotations")
+#: The extensions of annotation files: HALO saves its XML as ``.annotations``.
+ANNOTATION_SUFFIXES = (".geojson", ".json", ".xml", ".annotations")
 
 
 def raise_all(errors: list[AnnotationError]) -> None:
@@ -102,7 +105,7 @@ def unmatched_annotations(directory: str | Path, slide_ids: list[str]) -> list[P
     ids = {_key(i) for i in slide_ids}
     out = []
     for path in sorted(Path(directory).iterdir()):
-        if path.suffix.lower() not in (".geojson", ".json", ".xml") or path.name.startswith("."):
+        if path.suffix.lower() not in ANNOTATION_SUFFIXES or path.name.startswith("."):
             continue  # hidden: our folder markers (.weakstil-output.json), editors' lock files
         stem = path.stem
         for suffix in ("_tumorbed", *SLIDE_FILE_SUFFIXES):
@@ -113,7 +116,7 @@ def unmatched_annotations(directory: str | Path, slide_ids: list[str]) -> list[P
 
 
 def load_polygons(path: str | Path):
-    """Tumour-bed polygons (a shapely MultiPolygon, level-0 px) from GeoJSON, ImageScope or ASAP XML."""
+    """Tumour-bed polygons (a shapely MultiPolygon, level-0 px) from GeoJSON, ImageScope, HALO or ASAP XML."""
     path = Path(path)
     if not path.is_file():
         raise not_a_file(path)
@@ -123,11 +126,12 @@ def load_polygons(path: str | Path):
         from weakstil.annotation_geojson import geojson_polygons
 
         polygons, excluded = geojson_polygons(path)
-    elif suffix == ".xml":
+    elif suffix in (".xml", ".annotations"):
         polygons, excluded = _imagescope_polygons(path)
     else:
         raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
-                              fix="use QuPath GeoJSON (.geojson), Aperio ImageScope XML or ASAP XML (.xml)")
+                              fix="use QuPath GeoJSON (.geojson), Aperio ImageScope or ASAP XML (.xml) or HALO XML "
+                                  "(.annotations)")
     merged = _union(polygons, path)
     if excluded:  # ImageScope's negative regions (NegativeROA="1"), ASAP's and GeoJSON's exclusions: cut out
         from shapely.geometry import MultiPolygon
@@ -286,6 +290,7 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
                               fix="save the annotation again from ImageScope or ASAP") from None
     if root.tag == "ASAP_Annotations":
         return _asap_polygons(root, path)
+    fmt = "HALO XML" if root.find(".//V") is not None else "ImageScope XML"
     named, excluded, cut_names, dropped = [], [], [], 0
     for layer in root.iter("Annotation"):  # a layer's Name is its class, as an ASAP group's
         layer_name = str(layer.attrib.get("Name", "")).strip()
@@ -314,10 +319,10 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
     warn_tumour_named_cut(cut_names, path)
     polygons = choose_bed(named, path)
     if not polygons and named:
-        raise not_bed(named, path, "layer", "ImageScope XML")
+        raise not_bed(named, path, "layer", fmt)
     if not polygons:
-        raise AnnotationError("ImageScope XML holds no (positive) regions with 3 or more vertices", path=path,
-                              fix="draw the tumour bed as a polygon region")
+        raise AnnotationError(f"{fmt} holds no (positive) regions with an area (a polygon of 3 or more vertices, a "
+                              "rectangle or an ellipse)", path=path, fix="draw the tumour bed as a polygon region")
     return polygons, [*excluded, *not_bed_areas(named, path, polygons)]
 
 
@@ -341,14 +346,23 @@ def _cut_holes(positive: list, negative: list) -> list:
     return out
 
 
+#: HALO's region types that are no area (ImageScope's arrows and rulers, numbered, have 2 vertices).
+_NOT_AREA_TYPES = ("ruler", "pin", "arrow", "line")
+
+
 def _imagescope_region(region, path: Path):
     """(the region's polygon, whether it is a negative region); ``(None, False)`` for one that is no
-    area. An ellipse (``Type="2"``) is stored as the two corners of its bounding box."""
+    area. An ellipse (ImageScope ``Type="2"``, HALO ``Type="Ellipse"``) is stored as the two corners
+    of its bounding box, and so is a HALO rectangle (``Type="Rectangle"``; ImageScope's ``Type="1"``
+    lists its four corners). HALO writes a vertex as ``<V X= Y=/>``, ImageScope as ``<Vertex .../>``."""
     from shapely import affinity
-    from shapely.geometry import Point, Polygon
+    from shapely.geometry import Point, Polygon, box
 
+    kind = str(region.attrib.get("Type", "0")).strip().lower()
+    if kind in _NOT_AREA_TYPES:
+        return None, False
     vertices = []
-    for v in region.iter("Vertex"):
+    for v in (e for e in region.iter() if e.tag in ("Vertex", "V")):
         try:
             vertices.append((float(v.attrib["X"]), float(v.attrib["Y"])))
         except (KeyError, ValueError):
@@ -357,10 +371,13 @@ def _imagescope_region(region, path: Path):
         if not all_finite(list(vertices[-1])):
             raise not_finite(path)
     negative = str(region.attrib.get("NegativeROA", "0")).strip() == "1"
-    if str(region.attrib.get("Type", "0")).strip() == "2" and len(vertices) == 2:
+    if kind in ("2", "ellipse") and len(vertices) == 2:
         (x0, y0), (x1, y1) = vertices
         circle = Point((x0 + x1) / 2, (y0 + y1) / 2).buffer(1.0, quad_segs=16)
         return affinity.scale(circle, abs(x1 - x0) / 2, abs(y1 - y0) / 2), negative
+    if kind in ("1", "rectangle") and len(vertices) == 2:
+        (x0, y0), (x1, y1) = vertices
+        return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)), negative
     return (Polygon(vertices), negative) if len(vertices) >= 3 else (None, False)
 
 

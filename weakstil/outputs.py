@@ -290,7 +290,7 @@ def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: 
                         measurements: dict[str, np.ndarray], classification: np.ndarray | None = None,
                         written_by: str | None = None) -> Path:
     """QuPath-importable FeatureCollection: one square ``tile`` object per tile with its
-    measurements. Streamed feature by feature, so 100,000 tiles need little memory.
+    measurements (a value that is not finite left out). Streamed feature by feature, so 100,000 tiles need little memory.
     ``written_by``: the command, as a foreign member ahead of the features (weakstil.annotations.
     geojson_written_by reads it), so a rerun knows the file for its own."""
     from weakstil.annotations import written_by_member
@@ -302,10 +302,12 @@ def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: 
             fh.write('{"type":"FeatureCollection",' + written_by_member(written_by) + '"features":[')
             for i, (x, y) in enumerate(np.asarray(coords, np.float64)):
                 ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
+                # a value that is not a number is left out, as QuPath has a measurement it lacks (NaN): a
+                # null stopped QuPath's File > Import objects at the first such tile (its MeasurementList.putAll
+                # unboxes every value), and NaN is not JSON
                 props: dict[str, object] = {
                     "objectType": "tile",
-                    "measurements": {n: (None if not np.isfinite(c[i]) else round(float(c[i]), 4))
-                                     for n, c in zip(names, columns)},
+                    "measurements": {n: round(float(c[i]), 4) for n, c in zip(names, columns) if np.isfinite(c[i])},
                 }
                 if classification is not None:
                     props["classification"] = {"name": str(classification[i])}

@@ -1,0 +1,135 @@
+"""Hunt 30d: files from and for other tools, written by hand from their published formats.
+
+- QuPath writes an object's children inside it (``properties.childObjects``) when it serialises the
+  hierarchy: a 'Tumor' drawn inside an unclassified parent region was lost and the bed was the whole
+  parent (2.1 times the tumour's area, Dice 0.64 with what was drawn).
+- Indica Labs HALO saves its XML as ``<slide>.annotations``, ``<V X= Y=/>`` vertices, region types by
+  name, rectangles and ellipses as two corners: such a file was not found (the slide had no outline)
+  or, renamed ``.xml``, refused as holding no regions.
+- A tile GeoJSON's measurement that is not a number was written ``null``, which stops QuPath's
+  File > Import objects (its MeasurementList.putAll unboxes every value): it is now left out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pytest
+from shapely import affinity
+from shapely.geometry import Point, Polygon, box, mapping
+
+from weakstil.annotations import find_annotation, load_polygons, unmatched_annotations, write_geojson
+from weakstil.outputs import write_tiles_geojson
+
+BED = Polygon([(1000, 1000), (5000, 1200), (5200, 4800), (1200, 5000)],
+              [[(2000, 2000), (3000, 2000), (3000, 3000), (2000, 3000)]])
+
+
+def _dice(a, b) -> float:
+    return 2 * a.intersection(b).area / (a.area + b.area)
+
+
+def _feature(geom, cls=None, **props):
+    props = {"objectType": "annotation", **props}
+    if cls:
+        props["classification"] = {"name": cls, "color": [200, 0, 0]}
+    return {"type": "Feature", "id": "9b3f0c1e-5a4e-4a57-9a55-7a3b7c2d1e00", "geometry": mapping(geom),
+            "properties": props}
+
+
+def _halo(regions, layer="Layer 1") -> str:
+    """A HALO .annotations file (pyhaloxml's example files, Indica Labs' annotation format)."""
+    out = [f'<Annotations>\n  <Annotation LineColor="65280" Name="{layer}" Visible="True">\n    <Regions>']
+    for kind, points, negative in regions:
+        out.append(f'      <Region Type="{kind}" HasEndcaps="0" NegativeROA="{int(negative)}">\n        <Vertices>')
+        out += [f'          <V X="{x:g}" Y="{y:g}" />' for x, y in points]
+        out.append("        </Vertices>\n        <Comments />\n      </Region>")
+    out.append("    </Regions>\n  </Annotation>\n</Annotations>\n")
+    return "\n".join(out)
+
+
+def test_qupath_child_objects_are_read(tmp_path):
+    """A hierarchy export: the 'Tumor' child nested in its unclassified parent region is the bed."""
+    parent = _feature(box(500, 500, 6000, 6000))
+    child = _feature(BED, "Tumor", isLocked=True, measurements={"Area µm^2": 1.0})
+    parent["properties"]["childObjects"] = [child, _feature(Point(10, 10), "Tumor")]
+    path = tmp_path / "S1.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [parent]}))
+    got = load_polygons(path)
+    assert got.area == pytest.approx(BED.area) and _dice(got, BED) > 0.999
+    # the children's children too, and a child that is a detection stays passed over
+    grand = _feature(box(1500, 1500, 1800, 1800), "Necrosis")
+    child["properties"]["childObjects"] = [grand, _feature(box(4000, 3000, 4500, 3500), objectType="cell")]
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [parent]}))
+    assert load_polygons(path).area == pytest.approx(BED.area - 300 * 300)
+
+
+def test_halo_annotations_file_is_found_and_read_with_its_negative_region(tmp_path, caplog):
+    hole = [(2000, 2000), (3000, 2000), (3000, 3000), (2000, 3000)]
+    (tmp_path / "S1.annotations").write_text(_halo([
+        ("Polygon", list(BED.exterior.coords)[:-1], False), ("Polygon", hole, True),
+        ("Ruler", [(0, 0), (900, 900)], False), ("Pin", [(50, 50)], False)]))
+    found = find_annotation(tmp_path, "S1")
+    assert found is not None and found.name == "S1.annotations"
+    got = load_polygons(found)
+    assert got.area == pytest.approx(BED.area) and _dice(got, BED) > 0.999
+    (tmp_path / "S9.annotations").write_text(_halo([("Polygon", hole, False)]))  # a typo'd name is named
+    assert [p.name for p in unmatched_annotations(tmp_path, ["S1"])] == ["S9.annotations"]
+
+
+def test_halo_rectangle_and_ellipse_are_two_corners(tmp_path):
+    path = tmp_path / "S1.xml"  # HALO's XML saved with an .xml name reads the same
+    path.write_text(_halo([("Rectangle", [(4000, 3000), (1000, 1000)], False)], layer="Tumor"))
+    assert _dice(load_polygons(path), box(1000, 1000, 4000, 3000)) > 0.999
+    path.write_text(_halo([("Ellipse", [(1500, 2000), (4500, 4000)], False)], layer="Tumor"))
+    ellipse = affinity.scale(Point(3000, 3000).buffer(1, quad_segs=64), 1500, 1000)
+    assert _dice(load_polygons(path), ellipse) > 0.995
+    # a tumour layer and an exclusion layer (HALO's layer names are its classes)
+    text = _halo([("Rectangle", [(1000, 1000), (4000, 3000)], False)], layer="Tumor").replace(
+        "</Annotations>", "") + _halo([("Rectangle", [(1000, 1000), (2000, 3000)], False)],
+                                      layer="Exclusion").replace("<Annotations>", "")
+    path.write_text(text)
+    assert load_polygons(path).area == pytest.approx(2000 * 2000)
+
+
+def test_halo_file_of_rulers_only_is_refused_naming_halo(tmp_path):
+    path = tmp_path / "S1.annotations"
+    path.write_text(_halo([("Ruler", [(0, 0), (900, 900)], False)]))
+    from weakstil.annotation_errors import AnnotationError
+
+    with pytest.raises(AnnotationError, match="HALO XML holds no"):
+        load_polygons(path)
+
+
+def test_tile_geojson_leaves_out_a_measurement_that_is_not_a_number(tmp_path):
+    path = tmp_path / "S1.geojson"
+    coords = np.array([[0, 0], [224, 0]])
+    write_tiles_geojson(path, coords, 224.0, {"sTIL score": np.array([12.5, np.nan]),
+                                               "stroma weight": np.array([np.inf, 0.5])})
+
+    def no_constants(name):  # strict JSON (QuPath's reader): no NaN or Infinity
+        raise ValueError(name)
+
+    data = json.loads(path.read_text(), parse_constant=no_constants)
+    measured = [f["properties"]["measurements"] for f in data["features"]]
+    assert measured == [{"sTIL score": 12.5}, {"stroma weight": 0.5}]
+    assert all(v is not None for m in measured for v in m.values())
+    assert all(f["properties"]["objectType"] == "tile" for f in data["features"])
+
+
+def test_bed_geojson_reads_back_as_written(tmp_path, caplog):
+    """Our bed file is a QuPath FeatureCollection of valid annotations, read back to the same area."""
+    caplog.set_level(logging.WARNING)
+    shape = BED.union(box(6000, 6000, 7000, 6500))
+    path = tmp_path / "S1.geojson"
+    write_geojson(shape, path, label="S1")
+    data = json.loads(path.read_text())
+    assert data["type"] == "FeatureCollection"
+    from shapely.geometry import shape as to_shape
+
+    for f in data["features"]:
+        assert f["properties"]["objectType"] == "annotation" and to_shape(f["geometry"]).is_valid
+    assert load_polygons(path).symmetric_difference(shape).area < 1e-6
+    assert not caplog.records
