@@ -133,3 +133,80 @@ def test_bed_geojson_reads_back_as_written(tmp_path, caplog):
         assert f["properties"]["objectType"] == "annotation" and to_shape(f["geometry"]).is_valid
     assert load_polygons(path).symmetric_difference(shape).area < 1e-6
     assert not caplog.records
+
+
+# --- QuPath's frame on a slide with a scanned area (MIRAX .mrxs: openslide.bounds-x/-y) -------------------
+BOUNDS = {"openslide.bounds-x": "6000", "openslide.bounds-y": "4000", "openslide.bounds-width": "12000",
+          "openslide.bounds-height": "10000"}
+TRUTH = box(9000, 7000, 13000, 10000)  # the tumour as drawn, in OpenSlide's level-0 frame
+
+
+def _mrxs_geometry(origin=(6000.0, 4000.0)):
+    """A 20000 x 16000 px slide at 0.5 µm/px whose tissue lies in its scanned area (8000-14000, 6000-11000)."""
+    from weakstil.tumorbed.bed import SlideGeometry
+
+    mask_mpp = 16.0
+    f = 0.5 / mask_mpp
+    tissue = np.zeros((round(16000 * f), round(20000 * f)), bool)
+    tissue[round(6000 * f):round(11000 * f), round(8000 * f):round(14000 * f)] = True
+    xs, ys = np.meshgrid(np.arange(0, 20000, 448), np.arange(0, 16000, 448))
+    coords = np.stack([xs.ravel(), ys.ravel()], 1)
+    return SlideGeometry(20000, 16000, 0.5, coords, 448.0, tissue, mask_mpp, origin)
+
+
+def _bed_dice(bed, geom) -> float:
+    from weakstil.annotations import rasterize
+
+    truth = geom.fit_mask(rasterize(TRUTH, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
+    return 2 * (bed.mask & truth).sum() / (bed.mask.sum() + truth.sum())
+
+
+def test_bounds_origin_is_recorded_only_for_a_slide_with_a_scanned_area_corner():
+    from weakstil.annotation_frame import bounds_origin, origin_of
+
+    assert bounds_origin(BOUNDS) == {"slide_bounds_x": 6000, "slide_bounds_y": 4000}
+    assert bounds_origin({}) == {} and bounds_origin({**BOUNDS, "openslide.bounds-x": "0", "openslide.bounds-y": "0"}) == {}
+    assert origin_of(bounds_origin(BOUNDS)) == (6000.0, 4000.0) and origin_of({}) == (0.0, 0.0)
+
+
+def test_qupath_export_of_an_mrxs_is_read_in_qupaths_frame(tmp_path, caplog):
+    """QuPath crops an MRXS to its bounds: its export lay 6000, 4000 px off, on glass (Dice 0 with the
+    drawn tumour, scored over nothing or the wrong tissue); now it is moved back."""
+    from shapely.affinity import translate
+
+    from weakstil.tumorbed.bed import from_annotation
+
+    geom = _mrxs_geometry()
+    path = tmp_path / "S1.geojson"
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        _feature(translate(TRUTH, -6000, -4000), "Tumor")]}))
+    caplog.set_level(logging.INFO)
+    bed = from_annotation(path, geom)
+    assert _bed_dice(bed, geom) > 0.98 and bed.found
+    assert "QuPath's frame" in caplog.text
+    # the same outline in OpenSlide's frame (QuPath opened with --no-crop): used as it stands, with a warning
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": [_feature(TRUTH, "Tumor")]}))
+    caplog.clear()
+    assert _bed_dice(from_annotation(path, geom), geom) > 0.98
+    assert "used as it stands" in caplog.text
+    # a slide without a scanned-area corner: nothing moves
+    assert _bed_dice(from_annotation(path, _mrxs_geometry((0.0, 0.0))), _mrxs_geometry((0.0, 0.0))) > 0.98
+
+
+def test_asap_outline_in_openslide_frame_is_not_moved_and_one_in_qupaths_is(tmp_path, caplog):
+    from weakstil.tumorbed.bed import from_annotation
+
+    def asap(poly):
+        pts = "".join(f'<Coordinate Order="{i}" X="{x}" Y="{y}"/>' for i, (x, y) in enumerate(poly.exterior.coords[:-1]))
+        return (f'<ASAP_Annotations><Annotations><Annotation Name="A" Type="Polygon" PartOfGroup="Tumor">'
+                f'<Coordinates>{pts}</Coordinates></Annotation></Annotations></ASAP_Annotations>')
+
+    geom = _mrxs_geometry()
+    path = tmp_path / "S1.xml"
+    path.write_text(asap(TRUTH))  # ASAP: OpenSlide's frame
+    caplog.set_level(logging.INFO)
+    assert _bed_dice(from_annotation(path, geom), geom) > 0.98 and "moved" not in caplog.text
+    from shapely.affinity import translate
+
+    path.write_text(asap(translate(TRUTH, -6000, -4000)))  # drawn in a cropped viewer: off the tissue as it stands
+    assert _bed_dice(from_annotation(path, geom), geom) > 0.98 and "moved" in caplog.text

@@ -324,6 +324,8 @@ class Slide:
 
     def info(self) -> dict[str, object]:
         """Metadata worth recording with every output."""
+        from weakstil.annotation_frame import bounds_origin
+
         return {
             "slide_path": str(self.path.resolve()),  # absolute: viewers find the slide from any folder
             "slide_id": self.slide_id,
@@ -334,6 +336,8 @@ class Slide:
             "slide_vendor": self.vendor,
             "slide_levels": int(self.level_count),
             "slide_fingerprint": self.fingerprint,
+            # the scanned area's corner (MIRAX), where QuPath's coordinates start: only on such a slide
+            **bounds_origin(self.backend.properties),
         }
 
 

@@ -75,14 +75,18 @@ class SlideGeometry:
     tile_size_level0: float
     tissue_mask: np.ndarray
     mask_mpp: float
+    #: the scanned area's corner (OpenSlide's bounds-x/-y: MIRAX), where QuPath's coordinates start
+    origin: tuple[float, float] = (0.0, 0.0)
 
     @classmethod
     def from_file(cls, tiles: FeaturesFile | TilesFile) -> SlideGeometry:
         """From a feature cache or tiles file (its tissue mask must have been read)."""
+        from weakstil.annotation_frame import origin_of
+
         return cls(int(tiles.attrs["slide_width"]), int(tiles.attrs["slide_height"]), float(tiles.attrs["slide_mpp"]),
                    np.asarray(tiles.coords), float(tiles.attrs["tile_size_level0"]),
                    np.asarray(tiles.tissue_mask).astype(bool),
-                   float(tiles.attrs.get("mask_mpp", tiles.tissue_mask_mpp)))
+                   float(tiles.attrs.get("mask_mpp", tiles.tissue_mask_mpp)), origin_of(tiles.attrs))
 
     def tile_fractions(self, mask: np.ndarray, mask_mpp: float) -> np.ndarray:
         return mask_fractions(self.coords, self.tile_size_level0, mask, mask_mpp, self.slide_mpp)
@@ -104,7 +108,9 @@ def from_annotation(path: str | Path, geom: SlideGeometry,
     show the outline misplaced), against which a lower level's coordinates are recognised."""
     from weakstil.annotations import check_inside, load_polygons, rasterize
 
-    raw = load_polygons(path)
+    from weakstil.annotation_frame import to_openslide_frame
+
+    raw = to_openslide_frame(load_polygons(path), path, geom)[0]  # QuPath's frame on an MRXS
     _warn_if_written_by_weakstil(path)
     polygons = check_inside(raw, geom.width, geom.height, path)
     mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
