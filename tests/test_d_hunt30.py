@@ -210,3 +210,28 @@ def test_asap_outline_in_openslide_frame_is_not_moved_and_one_in_qupaths_is(tmp_
 
     path.write_text(asap(translate(TRUTH, -6000, -4000)))  # drawn in a cropped viewer: off the tissue as it stands
     assert _bed_dice(from_annotation(path, geom), geom) > 0.98 and "moved" in caplog.text
+
+
+def test_our_geojson_of_an_mrxs_is_in_qupaths_frame_and_reads_back(tmp_path):
+    """Our bed and tile GeoJSON of a MIRAX slide open in QuPath where they lie (its frame starts at the
+    scanned area's corner), read back by us to level 0, and a QuPath re-export of the bed too."""
+    from weakstil.tumorbed.bed import from_annotation
+
+    geom = _mrxs_geometry()
+    path = tmp_path / "S1.geojson"
+    write_geojson(TRUTH, path, label="S1", written_by="weakstil tumorbed apply", origin=geom.origin)
+    data = json.loads(path.read_text())
+    assert data["weakstil_origin"] == [6000.0, 4000.0]
+    from shapely.geometry import shape
+
+    assert shape(data["features"][0]["geometry"]).bounds == (3000, 3000, 7000, 6000)  # QuPath's frame
+    assert load_polygons(path).symmetric_difference(TRUTH).area < 1e-6  # ours: back to level 0
+    assert _bed_dice(from_annotation(path, geom), geom) > 0.98
+    # QuPath's own export of it (its foreign members dropped) is in QuPath's frame, and read so
+    path.write_text(json.dumps({"type": "FeatureCollection", "features": data["features"]}))
+    assert _bed_dice(from_annotation(path, geom), geom) > 0.98
+    # tiles: the square of a tile at level-0 (6448, 4448) starts at QuPath's (448, 448)
+    tiles = tmp_path / "tiles.geojson"
+    write_tiles_geojson(tiles, np.array([[6448, 4448]]), 448.0, {"sTIL score": np.array([3.0])}, origin=geom.origin)
+    ring = json.loads(tiles.read_text())["features"][0]["geometry"]["coordinates"][0]
+    assert ring[0] == [448.0, 448.0] and ring[2] == [896.0, 896.0]

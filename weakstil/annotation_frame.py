@@ -33,9 +33,28 @@ def bounds_origin(properties) -> dict[str, int]:
     return dict(zip(ORIGIN_ATTRS, (x, y))) if (x, y) != (0, 0) and w > 0 and h > 0 else {}
 
 
+#: OpenSlide vendors whose slides never give a scanned area (no need to open a slide a file of
+#: before hunt 30 was made from, which does not record it).
+_NO_BOUNDS_VENDORS = ("aperio", "generic-tiff", "hamamatsu", "dicom", "unknown")
+
+
 def origin_of(attrs) -> tuple[float, float]:
-    """The scanned area's corner recorded in a tiles or features file's ``attrs`` ((0, 0): none)."""
-    return float(attrs.get(ORIGIN_ATTRS[0], 0) or 0), float(attrs.get(ORIGIN_ATTRS[1], 0) or 0)
+    """The scanned area's corner recorded in a tiles or features file's ``attrs`` ((0, 0): none). A
+    file made before it was recorded, of a slide of another vendor, has the slide's own properties
+    read, where the slide is still at its recorded path."""
+    if ORIGIN_ATTRS[0] in attrs or ORIGIN_ATTRS[1] in attrs:
+        return float(attrs.get(ORIGIN_ATTRS[0], 0) or 0), float(attrs.get(ORIGIN_ATTRS[1], 0) or 0)
+    vendor, slide = str(attrs.get("slide_vendor", "unknown")), str(attrs.get("slide_path", ""))
+    if vendor in _NO_BOUNDS_VENDORS or not slide or not Path(slide).is_file():
+        return 0.0, 0.0
+    try:
+        import openslide
+
+        with openslide.OpenSlide(slide) as handle:
+            found = bounds_origin(handle.properties)
+    except Exception:  # a slide moved or replaced since: nothing is known of its scanned area
+        return 0.0, 0.0
+    return float(found.get(ORIGIN_ATTRS[0], 0)), float(found.get(ORIGIN_ATTRS[1], 0))
 
 
 def is_qupath_export(path: str | Path) -> bool:

@@ -116,7 +116,13 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
         raise AnnotationError(f"GeoJSON holds {what}", path=path, fix="draw the tumour bed as a polygon or area "
                               "annotation" + (" (QuPath: export the annotations, not the detections)" if detections
                                               else ""))
-    return chosen, [*excluded, *not_bed_areas(named, path, chosen)]
+    out = chosen, [*excluded, *not_bed_areas(named, path, chosen)]
+    corner = data.get("weakstil_origin") if isinstance(data, dict) else None  # annotations.ORIGIN_KEY: ours
+    if isinstance(corner, list) and len(corner) == 2 and all_finite(corner) and any(corner):
+        from shapely.affinity import translate  # written in QuPath's frame of a MIRAX slide: back to level 0
+
+        out = tuple([translate(g, float(corner[0]), float(corner[1])) for g in part] for part in out)
+    return out
 
 
 def _with_children(features: list) -> list:

@@ -228,6 +228,9 @@ def _fill_ring(xy: np.ndarray, h: int, w: int) -> np.ndarray:
 
 #: The foreign member (RFC 7946 section 6.1; QuPath ignores it) naming the command that wrote a GeoJSON.
 WRITTEN_BY_KEY = "weakstil_written_by"
+#: The foreign member giving the corner (OpenSlide level-0 px) our GeoJSON's coordinates start at: a
+#: slide's scanned area (MIRAX), where QuPath's frame starts (:mod:`weakstil.annotation_frame`).
+ORIGIN_KEY = "weakstil_origin"
 
 
 def written_by_member(command: str | None) -> str:
@@ -251,26 +254,33 @@ def geojson_written_by(path: str | Path) -> str | None:
 
 
 def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color=(255, 0, 0),
-                  label: str | None = None, written_by: str | None = None) -> None:
+                  label: str | None = None, written_by: str | None = None,
+                  origin: tuple[float, float] = (0.0, 0.0)) -> None:
     """QuPath-style GeoJSON FeatureCollection of the polygons (level-0 px): annotations of class
     ``name``, each named ``label`` (what QuPath shows beside it) when given. ``written_by``: the
     command that writes it as an output (:func:`geojson_written_by`), or the napari bed editor's
-    mark on the beds it saves (it replaces only those)."""
+    mark on the beds it saves (it replaces only those). ``origin``: the slide's scanned-area corner
+    (MIRAX), subtracted so that QuPath, which crops the slide there, shows the bed where it lies; it
+    is recorded (:data:`ORIGIN_KEY`) and added back when we read the file."""
+    from shapely.affinity import translate
     from shapely.geometry import mapping
 
     from weakstil.atomic import atomic_path
 
     features = []
+    moved = (float(origin[0]), float(origin[1])) != (0.0, 0.0)
     for poly in getattr(multipolygon, "geoms", [multipolygon]):
         if poly.is_empty:
             continue
+        poly = translate(poly, -origin[0], -origin[1]) if moved else poly
         properties: dict[str, object] = {"objectType": "annotation",
                                          "classification": {"name": name, "color": list(color)}}
         if label:
             properties["name"] = label
         features.append({"type": "Feature", "geometry": mapping(poly), "properties": properties})
     with atomic_path(path) as tmp:
-        head = {"type": "FeatureCollection", **({WRITTEN_BY_KEY: written_by} if written_by else {})}
+        head = {"type": "FeatureCollection", **({WRITTEN_BY_KEY: written_by} if written_by else {}),
+                **({ORIGIN_KEY: [float(origin[0]), float(origin[1])]} if moved else {})}
         tmp.write_text(json.dumps({**head, "features": features}, separators=(",", ":")), encoding="utf-8")
 
 

@@ -288,19 +288,22 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
 
 def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: float,
                         measurements: dict[str, np.ndarray], classification: np.ndarray | None = None,
-                        written_by: str | None = None) -> Path:
+                        written_by: str | None = None, origin: tuple[float, float] = (0.0, 0.0)) -> Path:
     """QuPath-importable FeatureCollection: one square ``tile`` object per tile with its
     measurements (a value that is not finite left out). Streamed feature by feature, so 100,000 tiles need little memory.
     ``written_by``: the command, as a foreign member ahead of the features (weakstil.annotations.
-    geojson_written_by reads it), so a rerun knows the file for its own."""
+    geojson_written_by reads it), so a rerun knows the file for its own. ``origin``: the slide's
+    scanned-area corner (MIRAX), subtracted: QuPath crops such a slide there (weakstil.annotation_frame)."""
     from weakstil.annotations import written_by_member
     side = float(tile_size_level0)
     names = list(measurements)
     columns = [np.asarray(measurements[n], np.float64) for n in names]
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write('{"type":"FeatureCollection",' + written_by_member(written_by) + '"features":[')
-            for i, (x, y) in enumerate(np.asarray(coords, np.float64)):
+            corner = np.asarray(origin, np.float64)
+            moved = f'"weakstil_origin":{json.dumps(corner.tolist())},' if corner.any() else ""
+            fh.write('{"type":"FeatureCollection",' + written_by_member(written_by) + moved + '"features":[')
+            for i, (x, y) in enumerate(np.asarray(coords, np.float64) - corner):
                 ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
                 # a value that is not a number is left out, as QuPath has a measurement it lacks (NaN): a
                 # null stopped QuPath's File > Import objects at the first such tile (its MeasurementList.putAll

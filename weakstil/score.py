@@ -449,6 +449,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
                          attention: np.ndarray | None, stil: float, stil_high: object, status: str,
                          qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
                          stroma: np.ndarray | None = None, model_scores: np.ndarray | None = None) -> None:
+    from weakstil.annotation_frame import origin_of
     from weakstil.outputs import write_slide_heatmap, write_tiles_geojson
     from weakstil.slide import Slide
     from weakstil.tiles import heatmap_mpp
@@ -495,6 +496,5 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         measurements["attention"] = attention
     if stroma is not None:
         measurements["stroma weight"] = stroma
-    classes = np.where(bed.tile_flags, "Tumor bed", "Other")
-    write_tiles_geojson(out / f"{slide_id}.geojson", coords, tsl0, measurements, classes,
-                        written_by=SlideScoresFile.MADE_BY)
+    write_tiles_geojson(out / f"{slide_id}.geojson", coords, tsl0, measurements, np.where(bed.tile_flags, "Tumor bed",
+                        "Other"), written_by=SlideScoresFile.MADE_BY, origin=origin_of(features.attrs))  # QuPath's frame

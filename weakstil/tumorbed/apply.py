@@ -273,8 +273,9 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
             and sources.detector_path is not None:
         provenance.update(detector_identity(sources.detector, sources.detector_path))
     remove_stale_temps(geojson_path)
-    write_geojson(bed_polygons(bed, SlideGeometry.from_file(features)), geojson_path, name=BED_CLASS,
-                  label=f"{BED_CLASS} ({bed.source.value})", written_by=BedFile.MADE_BY)
+    geom = SlideGeometry.from_file(features)
+    write_geojson(bed_polygons(bed, geom), geojson_path, name=BED_CLASS, label=f"{BED_CLASS} ({bed.source.value})",
+                  written_by=BedFile.MADE_BY, origin=geom.origin)  # QuPath's frame on a MIRAX slide
     # the outline as written: an edit of it (QuPath) is not in this bed, and --tumorbed-beds says so
     provenance["outline_sha256"] = sha256_file(geojson_path)
     h5_path = write_bed(h5_path, slide_id, features, bed, provenance)
