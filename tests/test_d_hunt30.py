@@ -235,3 +235,20 @@ def test_our_geojson_of_an_mrxs_is_in_qupaths_frame_and_reads_back(tmp_path):
     write_tiles_geojson(tiles, np.array([[6448, 4448]]), 448.0, {"sTIL score": np.array([3.0])}, origin=geom.origin)
     ring = json.loads(tiles.read_text())["features"][0]["geometry"]["coordinates"][0]
     assert ring[0] == [448.0, 448.0] and ring[2] == [896.0, 896.0]
+
+
+def test_an_outline_with_its_y_axis_up_is_flagged(tmp_path, caplog):
+    """Cytomine's frame (origin bottom-left): mirrored top to bottom the outline lay on glass, and was
+    scored so without a word; now it is warned of and flagged annotation_misplaced."""
+    from shapely.affinity import scale
+
+    from weakstil.tumorbed.bed import from_annotation
+
+    geom = _mrxs_geometry((0.0, 0.0))
+    drawn = box(9000, 9500, 13000, 11000)  # the lower part of the tissue (6000-11000)
+    path = tmp_path / "S1.geojson"
+    path.write_text(json.dumps(mapping(scale(drawn, 1.0, -1.0, origin=(0, 8000)))))  # y -> 16000 - y: 5000-6500
+    bed = from_annotation(path, geom)
+    assert "y axis pointed up" in bed.misplaced and "Cytomine" in caplog.text
+    path.write_text(json.dumps(mapping(drawn)))  # the right way up: no flag
+    assert from_annotation(path, geom).misplaced == ""

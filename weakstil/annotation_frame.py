@@ -115,3 +115,25 @@ def to_openslide_frame(raw, path: str | Path, geom):
                     "OpenSlide's level-0 frame to silence this", path, where)
         return moved, f"moved by the scanned area's corner ({dx:g}, {dy:g} px)"
     return raw, ""
+
+
+def warn_if_y_up(raw, path: str | Path, geom) -> str:
+    """Why the outline looks drawn with its y axis pointing up ("" if not): Cytomine stores
+    annotations in such a frame (WKT, origin at the image's bottom-left corner), so a script's export
+    of it is the outline mirrored top to bottom; it is mostly off the tissue as it stands and on it
+    mirrored (y -> slide height - y). Warned of, and flagged ``annotation_misplaced``, as micrometres are."""
+    from shapely.affinity import scale
+
+    if raw.is_empty:
+        return ""
+    given = _on_tissue(raw, geom)
+    if given >= 0.5:
+        return ""
+    mirrored = scale(raw, xfact=1.0, yfact=-1.0, origin=(0, geom.height / 2))
+    flipped = _on_tissue(mirrored, geom)
+    if flipped < 0.8:
+        return ""
+    why = (f"{100 * given:.0f}% of the annotation on tissue, {100 * flipped:.0f}% if its y axis pointed up (an export "
+           "with the origin at the bottom-left corner, as Cytomine stores annotations?)")
+    log.warning("%s: %s; export it in level-0 pixels with y down (y = slide height - y)", path, why)
+    return why

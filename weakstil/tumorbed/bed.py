@@ -108,14 +108,14 @@ def from_annotation(path: str | Path, geom: SlideGeometry,
     show the outline misplaced), against which a lower level's coordinates are recognised."""
     from weakstil.annotations import check_inside, load_polygons, rasterize
 
-    from weakstil.annotation_frame import to_openslide_frame
+    from weakstil.annotation_frame import to_openslide_frame, warn_if_y_up
 
     raw = to_openslide_frame(load_polygons(path), path, geom)[0]  # QuPath's frame on an MRXS
     _warn_if_written_by_weakstil(path)
     polygons = check_inside(raw, geom.width, geom.height, path)
     mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
-    misplaced = _warn_if_in_micrometres(raw, mask, geom, path) or _warn_if_at_a_lower_level(raw, mask, geom, path) \
-        or _off_the_slide(raw, polygons)
+    misplaced = _warn_if_in_micrometres(raw, mask, geom, path) or warn_if_y_up(raw, path, geom) \
+        or _warn_if_at_a_lower_level(raw, mask, geom, path) or _off_the_slide(raw, polygons)
     if not misplaced and reference is not None:
         misplaced = _warn_if_a_copy_fits_the_detector(raw, mask, geom, path, reference)
     return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.ANNOTATION,
