@@ -255,11 +255,12 @@ StoppingOpt = Annotated[Stopping, typer.Option("--stopping", help="fixed: every 
 # --- tumour bed --------------------------------------------------------------------------------
 AnnotationsOpt = Annotated[
     Optional[Path],
-    typer.Option("--annotations", help="Directory of tumour-bed annotations (<slide_id>.geojson QuPath GeoJSON or "
-                 "<slide_id>.xml ImageScope XML); an annotation overrides detection for its slide."),
+    typer.Option("--annotations", help="Directory of tumour-bed annotations (<slide_id>.geojson QuPath GeoJSON, "
+                 "<slide_id>.xml ImageScope, HALO or ASAP XML, <slide_id>.annotations HALO XML); an annotation "
+                 "overrides detection for its slide."),
 ]
 AnnotationsDirOpt = Annotated[Path, typer.Option("--annotations", help="Directory of tumour-bed annotations "
-                                                 "(<slide_id>.geojson or .xml).")]
+                                                 "(<slide_id>.geojson, .xml or .annotations).")]
 TumorBedOpt = Annotated[
     Optional[Path],
     typer.Option("--tumorbed", help="Tumour-bed detector (from 'weakstil tumorbed train', or a model's "
