@@ -252,3 +252,48 @@ def test_an_outline_with_its_y_axis_up_is_flagged(tmp_path, caplog):
     assert "y axis pointed up" in bed.misplaced and "Cytomine" in caplog.text
     path.write_text(json.dumps(mapping(drawn)))  # the right way up: no flag
     assert from_annotation(path, geom).misplaced == ""
+
+
+def test_a_bed_we_wrote_for_another_scan_is_flagged(tmp_path, caplog):
+    """A beds folder of another scan (an earlier cohort, the slides scanned again) passed as
+    --annotations was read as this scan's outline without a word; its recorded fingerprint says so."""
+    from dataclasses import replace
+
+    from weakstil.tumorbed.bed import from_annotation
+
+    geom = replace(_mrxs_geometry((0.0, 0.0)), fingerprint="wsfp1:" + "a" * 64)
+    path = tmp_path / "S1.geojson"
+    record = {"slide_id": "S1", "slide_fingerprint": "wsfp1:" + "b" * 64, "slide_width": 20000, "slide_height": 16000,
+              "slide_mpp": 0.25}
+    write_geojson(TRUTH, path, written_by="weakstil tumorbed apply", slide=record)
+    bed = from_annotation(path, geom)
+    assert "for another scan" in bed.misplaced and "0.25 µm/px" in caplog.text
+    write_geojson(TRUTH, path, written_by="weakstil tumorbed apply", slide={**record, "slide_fingerprint": geom.fingerprint})
+    assert from_annotation(path, geom).misplaced == ""
+
+
+def test_tumorbed_apply_bed_geojson_records_the_slide(tmp_path, one_torch_thread):
+    """End to end on a synthetic slide: the bed GeoJSON names its scan (id, fingerprint, size, µm/px),
+    is a FeatureCollection of valid QuPath annotations, and, passed back as an annotation, gives the
+    same bed tiles without a flag."""
+    import h5py
+
+    from conftest import embedded_cohort, run_cli
+
+    cohort, labels, features = embedded_cohort(tmp_path, 1, seed=3, size_mm=(0.6, 0.6))
+    sid = labels["slide_id"][0]
+    r = run_cli("tumorbed", "apply", features / f"{sid}.h5", "--out", tmp_path / "beds", "--annotations",
+                cohort / "truth")
+    assert r.returncode == 0, r.stderr
+    data = json.loads((tmp_path / "beds" / f"{sid}.geojson").read_text())
+    slide = data["weakstil_slide"]
+    assert slide["slide_id"] == sid and slide["slide_fingerprint"].startswith("wsfp1:")
+    assert slide["slide_width"] > 0 and slide["slide_mpp"] > 0
+    from shapely.geometry import shape
+
+    assert all(f["properties"]["objectType"] == "annotation" and shape(f["geometry"]).is_valid for f in data["features"])
+    r2 = run_cli("tumorbed", "apply", features / f"{sid}.h5", "--out", tmp_path / "again", "--annotations",
+                 tmp_path / "beds")
+    assert r2.returncode == 0 and "another scan" not in r2.stderr, r2.stderr
+    with h5py.File(tmp_path / "beds" / f"{sid}.h5") as a, h5py.File(tmp_path / "again" / f"{sid}.h5") as b:
+        assert (a["tumorbed"][:] == b["tumorbed"][:]).all() and a["tumorbed"][:].any()

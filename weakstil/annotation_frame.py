@@ -137,3 +137,29 @@ def warn_if_y_up(raw, path: str | Path, geom) -> str:
            "with the origin at the bottom-left corner, as Cytomine stores annotations?)")
     log.warning("%s: %s; export it in level-0 pixels with y down (y = slide height - y)", path, why)
     return why
+
+
+def for_another_scan(path: str | Path, geom) -> str:
+    """Why a bed GeoJSON WeakSTIL wrote (``tumorbed apply``: its ``weakstil_slide`` member) is of
+    another scan than the slide read ("" if not, or not known): a beds folder of an earlier cohort,
+    or of the same slides scanned again, passed as ``--annotations`` was read as this scan's outline."""
+    import json
+
+    from weakstil.annotations import geojson_written_by
+    from weakstil.fingerprint import recorded  # of this fingerprint version only
+
+    mine = recorded({"slide_fingerprint": getattr(geom, "fingerprint", "")})
+    if not mine or Path(path).suffix.lower() not in (".geojson", ".json") or not geojson_written_by(path):
+        return ""
+    try:
+        slide = json.loads(Path(path).read_text(encoding="utf-8")).get("weakstil_slide") or {}
+    except (OSError, ValueError, AttributeError):
+        return ""
+    theirs = recorded(slide) if isinstance(slide, dict) else None
+    if not theirs or theirs == mine:
+        return ""
+    why = (f"a bed WeakSTIL wrote for another scan (slide {slide.get('slide_id', '?')}, fingerprint {theirs[:12]}, "
+           f"{slide.get('slide_width', '?')}x{slide.get('slide_height', '?')} px at {slide.get('slide_mpp', '?')} µm/px) "
+           f"than this slide ({mine[:12]}, {geom.width}x{geom.height} px at {geom.slide_mpp:g} µm/px)")
+    log.warning("%s: %s; its outline is used as given: make the bed again for this scan (tumorbed apply)", path, why)
+    return why

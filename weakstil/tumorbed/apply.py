@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: QuPath classification of the outline polygons (matched by weakstil.annotations.TUMOR_BED_NAMES).
 BED_CLASS = "Tumor bed"
+#: The slide's identity and size a bed GeoJSON records (``weakstil_slide``): a bed read for another scan is flagged.
+SLIDE_RECORD = ("slide_id", "slide_fingerprint", "slide_width", "slide_height", "slide_mpp")
 #: Outline vertices may move this many mask pixels when the pixel staircase is simplified: under
 #: half a pixel, so every pixel centre stays on its side and rasterizing the outline gives the mask
 #: back exactly (0.5 flipped pixels on 2 of 40 outside-cohort beds).
@@ -275,7 +277,9 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     remove_stale_temps(geojson_path)
     geom = SlideGeometry.from_file(features)
     write_geojson(bed_polygons(bed, geom), geojson_path, name=BED_CLASS, label=f"{BED_CLASS} ({bed.source.value})",
-                  written_by=BedFile.MADE_BY, origin=geom.origin)  # QuPath's frame on a MIRAX slide
+                  written_by=BedFile.MADE_BY, origin=geom.origin,  # QuPath's frame on a MIRAX slide
+                  slide={k: features.attrs[k].item() if hasattr(features.attrs[k], "item") else features.attrs[k]
+                         for k in SLIDE_RECORD if k in features.attrs})
     # the outline as written: an edit of it (QuPath) is not in this bed, and --tumorbed-beds says so
     provenance["outline_sha256"] = sha256_file(geojson_path)
     h5_path = write_bed(h5_path, slide_id, features, bed, provenance)

@@ -77,6 +77,7 @@ class SlideGeometry:
     mask_mpp: float
     #: the scanned area's corner (OpenSlide's bounds-x/-y: MIRAX), where QuPath's coordinates start
     origin: tuple[float, float] = (0.0, 0.0)
+    fingerprint: str = ""  #: the scan's identity (weakstil.fingerprint), "" when not recorded
 
     @classmethod
     def from_file(cls, tiles: FeaturesFile | TilesFile) -> SlideGeometry:
@@ -86,7 +87,8 @@ class SlideGeometry:
         return cls(int(tiles.attrs["slide_width"]), int(tiles.attrs["slide_height"]), float(tiles.attrs["slide_mpp"]),
                    np.asarray(tiles.coords), float(tiles.attrs["tile_size_level0"]),
                    np.asarray(tiles.tissue_mask).astype(bool),
-                   float(tiles.attrs.get("mask_mpp", tiles.tissue_mask_mpp)), origin_of(tiles.attrs))
+                   float(tiles.attrs.get("mask_mpp", tiles.tissue_mask_mpp)), origin_of(tiles.attrs),
+                   str(tiles.attrs.get("slide_fingerprint") or ""))
 
     def tile_fractions(self, mask: np.ndarray, mask_mpp: float) -> np.ndarray:
         return mask_fractions(self.coords, self.tile_size_level0, mask, mask_mpp, self.slide_mpp)
@@ -106,15 +108,14 @@ def from_annotation(path: str | Path, geom: SlideGeometry,
 
     ``reference``: the detector's bed of the slide (computed only when the tissue alone does not
     show the outline misplaced), against which a lower level's coordinates are recognised."""
+    from weakstil.annotation_frame import for_another_scan, to_openslide_frame, warn_if_y_up
     from weakstil.annotations import check_inside, load_polygons, rasterize
-
-    from weakstil.annotation_frame import to_openslide_frame, warn_if_y_up
 
     raw = to_openslide_frame(load_polygons(path), path, geom)[0]  # QuPath's frame on an MRXS
     _warn_if_written_by_weakstil(path)
     polygons = check_inside(raw, geom.width, geom.height, path)
     mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
-    misplaced = _warn_if_in_micrometres(raw, mask, geom, path) or warn_if_y_up(raw, path, geom) \
+    misplaced = for_another_scan(path, geom) or _warn_if_in_micrometres(raw, mask, geom, path) or warn_if_y_up(raw, path, geom) \
         or _warn_if_at_a_lower_level(raw, mask, geom, path) or _off_the_slide(raw, polygons)
     if not misplaced and reference is not None:
         misplaced = _warn_if_a_copy_fits_the_detector(raw, mask, geom, path, reference)
