@@ -64,6 +64,10 @@ def test_qupath_child_objects_are_read(tmp_path):
     child["properties"]["childObjects"] = [grand, _feature(box(4000, 3000, 4500, 3500), objectType="cell")]
     path.write_text(json.dumps({"type": "FeatureCollection", "features": [parent]}))
     assert load_polygons(path).area == pytest.approx(BED.area - 300 * 300)
+    # the whole hierarchy as QuPath's GsonTools writes it: {"root": <root object with its children>}
+    root = {"type": "Feature", "geometry": None, "properties": {"objectType": "root", "childObjects": [parent]}}
+    path.write_text(json.dumps({"root": root}))
+    assert load_polygons(path).area == pytest.approx(BED.area - 300 * 300)
 
 
 def test_halo_annotations_file_is_found_and_read_with_its_negative_region(tmp_path, caplog):

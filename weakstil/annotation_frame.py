@@ -66,6 +66,8 @@ def is_qupath_export(path: str | Path) -> bool:
     if Path(path).suffix.lower() not in (".geojson", ".json") or geojson_written_by(path):
         return False
     data = read_json(Path(path))
+    if isinstance(data, dict) and isinstance(data.get("root"), dict):  # QuPath's hierarchy (GsonTools)
+        return True
     features = data.get("features") if isinstance(data, dict) and data.get("type") == "FeatureCollection" else \
         [data] if isinstance(data, dict) else data if isinstance(data, list) else []
     for feat in features if isinstance(features, list) else []:

@@ -63,6 +63,8 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
         features = [data]
     elif isinstance(data, list):
         features = data
+    elif isinstance(data, dict) and isinstance(data.get("root"), dict):  # QuPath's hierarchy as JSON (GsonTools)
+        features = [data["root"]]
     elif isinstance(data, dict) and data.get("type") in ("Polygon", "MultiPolygon", "GeometryCollection"):
         features = [{"type": "Feature", "geometry": data, "properties": {}}]
     else:
