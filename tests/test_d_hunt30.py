@@ -301,3 +301,17 @@ def test_tumorbed_apply_bed_geojson_records_the_slide(tmp_path, one_torch_thread
     assert r2.returncode == 0 and "another scan" not in r2.stderr, r2.stderr
     with h5py.File(tmp_path / "beds" / f"{sid}.h5") as a, h5py.File(tmp_path / "again" / f"{sid}.h5") as b:
         assert (a["tumorbed"][:] == b["tumorbed"][:]).all() and a["tumorbed"][:].any()
+
+
+def test_napari_saved_bed_of_an_mrxs_is_in_qupaths_frame(tmp_path):
+    """The bed editor's Save bed (weakstil.bed_edit.write_bed_geojson) on a MIRAX slide: QuPath's frame
+    in the file, level 0 again when WeakSTIL reads it."""
+    from weakstil.bed_edit import write_bed_geojson
+
+    ring = [tuple(map(float, xy)) for xy in list(TRUTH.exterior.coords)[:-1]]
+    path = write_bed_geojson(tmp_path, [ring], "S1", slide_size=(20000, 16000), origin=(6000.0, 4000.0))
+    data = json.loads(path.read_text())
+    from shapely.geometry import shape
+
+    assert shape(data["features"][0]["geometry"]).bounds == (3000, 3000, 7000, 6000)
+    assert load_polygons(path).symmetric_difference(TRUTH).area < 1e-6

@@ -331,6 +331,7 @@ def _geometry(f) -> SlideGeometry:
     mask = getattr(f, "tissue_mask", None)
     if mask is not None and getattr(f, "tissue_mask_mpp", None):
         return SlideGeometry.from_file(f)
+    from weakstil.annotation_frame import origin_of
     from weakstil.tiles import TilingParams
 
     mpp = float(attrs["slide_mpp"])
@@ -338,7 +339,7 @@ def _geometry(f) -> SlideGeometry:
     fr = mpp / mask_mpp
     w, h = int(attrs["slide_width"]), int(attrs["slide_height"])
     grid = np.zeros((max(1, round(h * fr)), max(1, round(w * fr))), bool)
-    return SlideGeometry(w, h, mpp, np.asarray(f.coords), float(f.tile_size_level0), grid, mask_mpp)
+    return SlideGeometry(w, h, mpp, np.asarray(f.coords), float(f.tile_size_level0), grid, mask_mpp, origin_of(attrs))
 
 
 def _attention_logits(f, flags: np.ndarray | None, where) -> tuple[np.ndarray, np.ndarray | None]:
@@ -402,8 +403,9 @@ def _mask_rings(mask: np.ndarray, mask_mpp: float, slide_mpp: float,
 # -- saving ---------------------------------------------------------------------------------
 def write_bed_geojson(path: str | Path, polygons: Sequence[Ring], slide_id: str, holes: Sequence[Ring] = (),
                       slide_size: tuple[int, int] | None = None, clip: bool = False,
-                      parts: Sequence[str] | None = None) -> Path:
-    """Save a bed as QuPath GeoJSON (level-0 px, class ``Tumor bed``, named ``slide_id``).
+                      parts: Sequence[str] | None = None, origin: tuple[float, float] = (0.0, 0.0)) -> Path:
+    """Save a bed as QuPath GeoJSON (level-0 px, class ``Tumor bed``, named ``slide_id``; ``origin``:
+    a MIRAX slide's scanned-area corner, where QuPath's frame starts, see weakstil.annotation_frame).
 
     ``parts``: ``polygons`` are then all the rings in drawing order, each a bed or a hole
     (:func:`ordered_bed_shape`), and ``holes`` must be empty.
@@ -436,7 +438,7 @@ def write_bed_geojson(path: str | Path, polygons: Sequence[Ring], slide_id: str,
         shape = _polygonal(check_inside(shape, slide_size[0], slide_size[1], path))
     check_bed_file(path, slide_id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_geojson(shape, path, name=BED_CLASS, label=slide_id, written_by=SAVED_BY)
+    write_geojson(shape, path, name=BED_CLASS, label=slide_id, written_by=SAVED_BY, origin=origin)
     log.info("%s: tumour bed saved (%d polygons)", path, len(shape.geoms))
     return path
 

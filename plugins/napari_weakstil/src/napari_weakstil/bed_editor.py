@@ -332,7 +332,7 @@ class BedEditor(QGroupBox):
         replaced = bed_file(folder, tiles.slide_id).exists()  # only a bed saved before is replaced (else refused)
         try:
             path = write_bed_geojson(folder, rings[0], tiles.slide_id, parts=rings[1], slide_size=(g.width, g.height),
-                                     clip=True)
+                                     clip=True, origin=g.origin)  # QuPath's frame on a MIRAX slide
         except WeakSTILError as exc:
             self.owner._status(exc.one_line() + self._unclosed_note(), error=True)
             return None
