@@ -315,3 +315,16 @@ def test_napari_saved_bed_of_an_mrxs_is_in_qupaths_frame(tmp_path):
 
     assert shape(data["features"][0]["geometry"]).bounds == (3000, 3000, 7000, 6000)
     assert load_polygons(path).symmetric_difference(TRUTH).area < 1e-6
+
+
+def test_origin_of_a_file_made_before_reads_the_slide_or_gives_none(tmp_path):
+    """A features file made before the corner was recorded: the slide is asked (a real SVS has none),
+    and a slide moved away or not a slide gives none, without an error."""
+    from conftest import CMU
+    from weakstil.annotation_frame import origin_of
+
+    assert origin_of({"slide_vendor": "mirax", "slide_path": str(CMU)}) == (0.0, 0.0)
+    assert origin_of({"slide_vendor": "mirax", "slide_path": str(tmp_path / "gone.mrxs")}) == (0.0, 0.0)
+    (tmp_path / "junk.mrxs").write_text("not a slide")
+    assert origin_of({"slide_vendor": "mirax", "slide_path": str(tmp_path / "junk.mrxs")}) == (0.0, 0.0)
+    assert origin_of({"slide_bounds_x": 12, "slide_bounds_y": 0}) == (12.0, 0.0)
