@@ -284,10 +284,10 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 earlier_scan = recorded_in(slide_file(opts.out, slide_id), SlideScoresFile) if prev else None
                 try:
                     row = score_slide(path, ctx, progress=tick)
-                except UsageError:  # the command line, not this slide (e.g. a batch too large for memory)
-                    raise
                 except (WeakSTILError, OSError) as exc:
-                    err = from_os_error(exc, opts.out) if isinstance(exc, OSError) else exc
+                    if isinstance(exc, UsageError) and not hasattr(exc, "for_model"):  # a grid too large (GridTooLarge)
+                        raise  # is this slide's (its size); the rest the command line's (a batch too large for memory)
+                    err = from_os_error(exc, opts.out) if isinstance(exc, OSError) else getattr(exc, "for_model", lambda: exc)()
                     row = _error_row(path, slide_id, ctx, err, time.perf_counter() - t0)
                     say(err.one_line())
                     if isinstance(err, OutputError) and err.stops_batch:
