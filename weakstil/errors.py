@@ -252,7 +252,34 @@ def glob_miss_fix(pattern: str) -> str:
         return (f"patterns are case-sensitive and {len(same)} file(s) match it in another case ({same[0]}"
                 f"{', ...' if len(same) > 1 else ''}): write the pattern in the files' case")
     suffixes = Counter(Path(f).suffix for f in files if Path(f).suffix)
+    deeper = slides_in_subfolders(folder or ".", name)
+    if deeper:  # 'DIR/*.svs' of a folder of case folders
+        return deeper
     if not suffixes:
         return f"the folder {folder or '.'} holds no file with a suffix: check the pattern and its folder"
     held = ", ".join(f"{n} {s}" for s, n in suffixes.most_common(4))
     return f"the folder {folder or '.'} holds {held} file(s): check the pattern (e.g. {os.path.join(folder, '*' + suffixes.most_common(1)[0][0])!r})"
+
+
+def slides_in_subfolders(folder: str | Path, name: str = "*") -> str | None:
+    """A glob for the slide files one folder down (``DIR/*/*.svs``), with how many there are, when
+    ``folder`` holds subfolders of slides (a folder per case or per scanner): the hint given for
+    the folder itself, or a glob of it, matched nothing (``'DIR/*'`` named the subfolders)."""
+    import fnmatch
+    from collections import Counter
+
+    from weakstil import settings
+
+    try:
+        found = [f for d in sorted(Path(folder).iterdir()) if d.is_dir() and not d.name.startswith(".")
+                 for f in sorted(d.iterdir()) if f.is_file() and not f.name.startswith(".")
+                 and f.suffix.lower() in settings.SLIDE_FILE_SUFFIXES and fnmatch.fnmatchcase(f.name, name)]
+    except OSError:
+        return None
+    if not found:
+        return None
+    suffix = Counter(f.suffix for f in found).most_common(1)[0][0]
+    n_dirs = len({f.parent for f in found})
+    pattern = Path(folder) / "*" / (name if name != "*" else f"*{suffix}")
+    return (f"its slides sit in subfolders ({len(found)} slide file(s) in {n_dirs} of them, e.g. "
+            f"{found[0].relative_to(folder)}): pass a glob of them (quoted): '{pattern}'")
