@@ -95,3 +95,184 @@ def test_score_grid_refusal_is_that_slides_error_with_flags_score_has(tmp_path, 
             assert set(flags) <= _options_of(cmd), (cmd, flags, e)
     table = pd.read_csv(tmp_path / "out" / "results.csv", dtype={"slide_id": str})
     assert list(table["status"]) == ["error", "error"] and table["error"].str.contains("more memory").all()
+
+
+FEATURES = DEMO / "features"
+DETECTOR = MODEL / "tumorbed"
+
+
+def _sources(out: Path) -> dict[str, str]:
+    from weakstil.files import BedFile
+
+    return {p.stem: str(BedFile.read_header(p)[0]["source"]) for p in sorted(out.glob("*.h5"))}
+
+
+@needs_demo
+def test_tumorbed_apply_refuses_a_second_detector_in_one_folder(tmp_path):
+    """Two ``tumorbed apply`` runs into one --out with different detectors (here the demo's and none)
+    wrote each slide's bed with whichever ran it, exit 0 both (measured with two runs started together
+    on 10 slides: 9 beds 'model', 1 'tissue'). Now the folder records its detector and a run with
+    another is one error line (exit 2) before any bed; the same detector goes on, and --overwrite
+    takes the folder over."""
+    out = tmp_path / "beds"
+    r = run_cli("tumorbed", "apply", FEATURES / "synth_0000.h5", FEATURES / "synth_0001.h5", "--tumorbed", DETECTOR,
+                "--out", out)
+    assert r.returncode == 0, r.stderr
+    r = run_cli("tumorbed", "apply", FEATURES / "synth_0002.h5", "--out", out)
+    assert r.returncode == 2, r.stderr
+    text = " ".join(r.stderr.split())
+    assert text.count("error:") == 1 and str(DETECTOR) in text and "--overwrite" in text, text
+    assert _sources(out) == {"synth_0000": "model", "synth_0001": "model"}  # nothing of the other run
+    r = run_cli("tumorbed", "apply", FEATURES / "synth_0002.h5", "--tumorbed", DETECTOR, "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert set(_sources(out).values()) == {"model"}
+    r = run_cli("tumorbed", "apply", FEATURES / "synth_000[0-2].h5", "--out", out, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert set(_sources(out).values()) == {"tissue"}
+
+
+@needs_demo
+def test_a_beds_folder_without_the_record_is_known_by_its_beds(tmp_path):
+    """A folder written before the record (its bed files name their detector) is refused the same way."""
+    from weakstil.tumorbed.apply import DETECTOR_RECORD
+
+    out = tmp_path / "beds"
+    assert run_cli("tumorbed", "apply", FEATURES / "synth_0000.h5", "--tumorbed", DETECTOR, "--out", out).returncode == 0
+    (out / DETECTOR_RECORD).unlink()
+    r = run_cli("tumorbed", "apply", FEATURES / "synth_0001.h5", "--out", out)
+    assert r.returncode == 2 and "beds of two detectors" in " ".join(r.stderr.split()), r.stderr
+    assert not (out / "synth_0001.h5").exists()
+
+
+def test_info_of_a_folder_of_case_folders_names_the_glob_one_level_down(tmp_path):
+    """``weakstil info DIR`` (and ``score``) on a folder whose slides sit in a folder per case said
+    "pass ... a glob of the folder's: 'DIR/*'", which names the case folders and fails again; and
+    ``'DIR/*.svs'`` said the folder "holds no file with a suffix". Both now name ``'DIR/*/*.svs'``,
+    and that glob works."""
+    for case in ("case 1", "case2"):
+        (tmp_path / "cohort" / case).mkdir(parents=True)
+        shutil.copy(CMU, tmp_path / "cohort" / case / f"{case}.svs")
+    hint = f"'{tmp_path / 'cohort' / '*' / '*.svs'}'"
+    r = run_cli("info", tmp_path / "cohort")
+    assert r.returncode == 1 and hint in " ".join(r.stderr.split()), r.stderr
+    r = run_cli("info", tmp_path / "cohort" / "*.svs")
+    assert r.returncode == 1 and hint in " ".join(r.stderr.split()), r.stderr
+    r = run_cli("info", tmp_path / "cohort" / "*" / "*.svs")
+    assert r.returncode == 0 and r.stdout.count("0.499 µm/px") == 2, (r.stdout, r.stderr)
+
+
+@needs_demo
+def test_report_takes_qc_reasons_from_the_score_files(tmp_path):
+    """results.csv's ``qc_reasons`` typed over in a spreadsheet (a reason emptied, a note typed into a
+    clean row) was printed by ``report`` as the row said, while qc, sTIL% and the other cells are taken
+    from each slide's score file (hunt 28c). Now the reasons are too, and the difference is said."""
+    import pandas as pd
+
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    table = pd.read_csv(DEMO / "scores" / "results.csv", dtype=str, keep_default_na=False)
+    flagged = table.index[table["qc_reasons"].str.startswith("near_threshold")][0]
+    clean = table.index[(table["qc_reasons"] == "") & (table["status"] == "ok")][0]
+    table = table.loc[[flagged, clean]]  # two slides of the demo's run, with their files
+    for sid in table["slide_id"]:
+        for f in (DEMO / "scores").glob(f"{sid}[._]*"):
+            shutil.copy(f, scores / f.name)
+    shutil.copy(DEMO / "scores" / ".weakstil-output.json", scores)
+    reason = table.loc[flagged, "qc_reasons"]
+    table.loc[flagged, "qc_reasons"] = ""
+    table.loc[clean, "qc_reasons"] = "few_tumorbed_tiles: typed"
+    table.to_csv(scores / "results.csv", index=False)
+    r = run_cli("report", "--scores", scores, "--out", tmp_path / "rep")
+    assert r.returncode == 0, r.stderr
+    said = " ".join(r.stderr.split())
+    assert "qc_reasons" in said and table.loc[flagged, "slide_id"] in said, said
+    page = next((tmp_path / "rep").glob("*.md")).read_text(encoding="utf-8")
+    assert reason in page and "few_tumorbed_tiles: typed" not in page
+
+
+@needs_demo
+def test_another_slides_outline_on_this_slide_is_flagged_misplaced(tmp_path):
+    """A tumour-bed outline of another slide of the same size (a file picked or renamed wrongly) lies
+    wholly on this slide: only outlines 10 % or more off the slide were flagged, so it was scored
+    without a word. On the demo cohort, each slide given the next one's outline: 0 of 40 flagged
+    before, 11 of 40 now (the outline mostly on glass, or the detector's bed elsewhere); each slide's
+    own outline: 0 of 40 flagged before and after. Here through ``score``: the swapped slide is
+    flagged ``annotation_misplaced`` with the detector's Dice, its neighbour with its own outline is not."""
+    import pandas as pd
+
+    feats, ann = tmp_path / "features", tmp_path / "annotations"
+    feats.mkdir()
+    ann.mkdir()
+    for sid in ("synth_0024", "synth_0025"):
+        shutil.copy(FEATURES / f"{sid}.h5", feats)
+    shutil.copy(DEMO / "cohort" / "truth" / "synth_0025_tumorbed.geojson", ann / "synth_0024.geojson")  # the wrong one
+    shutil.copy(DEMO / "cohort" / "truth" / "synth_0025_tumorbed.geojson", ann / "synth_0025.geojson")
+    slides = [DEMO / "cohort" / "slides" / f"{sid}.tiff" for sid in ("synth_0024", "synth_0025")]
+    r = run_cli("score", *slides, "--model", MODEL, "--features", feats, "--annotations", ann, "--out", tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    table = pd.read_csv(tmp_path / "out" / "results.csv", dtype=str, keep_default_na=False).set_index("slide_id")
+    assert "annotation_misplaced" in table.loc["synth_0024", "qc"], table.loc["synth_0024"].to_dict()
+    assert "detector finds this slide's tumour elsewhere" in table.loc["synth_0024", "qc_reasons"]
+    assert "annotation_misplaced" not in table.loc["synth_0025", "qc"], table.loc["synth_0025"].to_dict()
+    assert (table["tumorbed_source"] == "annotation").all()  # flagged, still scored as drawn
+
+
+@needs_demo
+def test_an_outline_mostly_on_glass_is_flagged_without_a_detector():
+    """The tissue check needs no detector: synth_0039's outline on synth_0038 lies 46 % on tissue."""
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed.bed import SlideGeometry, from_annotation
+
+    geom = SlideGeometry.from_file(FeaturesFile.read(FEATURES / "synth_0038.h5"))
+    truth = DEMO / "cohort" / "truth"
+    assert "lies on tissue" in from_annotation(truth / "synth_0039_tumorbed.geojson", geom).misplaced
+    assert from_annotation(truth / "synth_0038_tumorbed.geojson", geom).misplaced == ""
+
+
+def _limited_cli(args: list, fsize: int) -> "subprocess.CompletedProcess":
+    """``python -m weakstil ARGS`` in a fresh interpreter under a file size limit (``ulimit -f``)."""
+    import os
+    import resource
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "200"}
+    return subprocess.run([sys.executable, "-m", "weakstil", *map(str, args)], capture_output=True, text=True,
+                          env=env, cwd=root, timeout=300,
+                          preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize)))
+
+
+@needs_demo
+def test_score_under_a_small_file_size_limit_stops_in_one_line_naming_it(tmp_path):
+    """A job with ``ulimit -f 1000`` (1000 KB): the decode ring's shared-memory segment (18-37 MB, a file
+    in /dev/shm) failed to be made; Python's cleanup printed a resource-tracker traceback, and the
+    error named the --out folder, "File too large. Fix: choose another file system for --out", for
+    every slide. Now one error line naming /dev/shm and the limit, and the batch stops (exit 1)."""
+    slides = [DEMO / "cohort" / "slides" / f"synth_000{i}.tiff" for i in (1, 2)]
+    r = _limited_cli(["score", *slides, "--model", MODEL, "--out", tmp_path / "out"], 1000 * 1024)
+    assert r.returncode == 1, r.stderr
+    text = " ".join(r.stderr.split())
+    assert "Traceback" not in r.stderr, r.stderr
+    assert "/dev/shm" in text and "ulimit -f: 1000 KB" in text and "another file system" not in text, text
+    assert "1 more slide(s) not scored" in text, text
+    assert not list((tmp_path / "out").glob("*.h5"))
+
+
+def test_a_write_past_the_file_size_limit_says_so_not_another_file_system(tmp_path):
+    """EFBIG under ``ulimit -f`` is the process's limit, not the file system's: the fix names it."""
+    import errno
+    import resource
+
+    from weakstil.errors import from_os_error, stop_fix
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50 * 2**20, hard))
+    try:
+        err = from_os_error(OSError(errno.EFBIG, "File too large", str(tmp_path / "a.h5")))
+        fix = stop_fix(err.message)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert err.stops_batch and "ulimit -f: 51200 KB" in err.fix and "ulimit -f" in fix, (err.fix, fix)
+    assert "another file system" in from_os_error(OSError(errno.EFBIG, "File too large", "x")).fix  # no limit set
