@@ -229,7 +229,7 @@ def test_an_outline_mostly_on_glass_is_flagged_without_a_detector():
     assert from_annotation(truth / "synth_0038_tumorbed.geojson", geom).misplaced == ""
 
 
-def _limited_cli(args: list, fsize: int) -> "subprocess.CompletedProcess":
+def _limited_cli(args: list, fsize: int):
     """``python -m weakstil ARGS`` in a fresh interpreter under a file size limit (``ulimit -f``)."""
     import os
     import resource
