@@ -276,3 +276,22 @@ def test_a_write_past_the_file_size_limit_says_so_not_another_file_system(tmp_pa
         resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
     assert err.stops_batch and "ulimit -f: 51200 KB" in err.fix and "ulimit -f" in fix, (err.fix, fix)
     assert "another file system" in from_os_error(OSError(errno.EFBIG, "File too large", "x")).fix  # no limit set
+
+
+def test_a_glob_matching_folders_beside_slides_leaves_the_folders_out(tmp_path):
+    """``'DIR/**'`` matches DIR itself and each subfolder, ``'DIR/*'`` a folder of exports beside the
+    slides: each folder was an error row "is a directory" and the batch exited 1 with every slide
+    done. Now the folders are left out (an info line); a DICOM series folder stays, with its error
+    naming the .dcm to pass, and so does a glob matching folders only."""
+    shutil.copy(CMU, tmp_path / "a.svs")
+    (tmp_path / "qc exports").mkdir()
+    (tmp_path / "case").mkdir()
+    shutil.copy(CMU, tmp_path / "case" / "b.svs")
+    r = run_cli("info", tmp_path / "**")
+    assert r.returncode == 0 and r.stdout.count("0.499 µm/px") == 2, (r.stdout, r.stderr)
+    r = run_cli("info", tmp_path / "*")
+    assert r.returncode == 0 and r.stdout.count("0.499 µm/px") == 1, (r.stdout, r.stderr)
+    (tmp_path / "series").mkdir()
+    (tmp_path / "series" / "x.dcm").write_bytes(b"not read")
+    r = run_cli("info", tmp_path / "*")
+    assert r.returncode == 1 and "DICOM series folder" in r.stderr, r.stderr
