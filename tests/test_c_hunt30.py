@@ -236,7 +236,9 @@ def _limited_cli(args: list, fsize: int):
     import subprocess
     import sys
 
-    root = Path(__file__).resolve().parents[1]
+    import weakstil
+
+    root = Path(weakstil.__file__).resolve().parents[1]  # the WeakSTIL this test runs on
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
            "OMP_NUM_THREADS": "1", "PYTHONDONTWRITEBYTECODE": "1", "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "weakstil", *map(str, args)], capture_output=True, text=True,
