@@ -297,3 +297,40 @@ def test_a_glob_matching_folders_beside_slides_leaves_the_folders_out(tmp_path):
     (tmp_path / "series" / "x.dcm").write_bytes(b"not read")
     r = run_cli("info", tmp_path / "*")
     assert r.returncode == 1 and "DICOM series folder" in r.stderr, r.stderr
+
+
+@needs_demo
+def test_a_slide_replaced_while_it_is_scored_is_an_error_row_not_the_old_scans_number(tmp_path, monkeypatch):
+    """A slide file replaced while ``score`` works on it (a re-scan copied over it, a copy still being
+    written) was scored as the content it had when its tiles were read and written as ``ok`` beside
+    the new file (synth_0001's 14.2 % recorded for a file now holding synth_0009, 2.3 %); only the ink
+    veto's warning said anything. Now that slide is an error row with no outputs, the next slide goes
+    on, and a rerun scores the file as it is."""
+    import pandas as pd
+
+    from weakstil.mil import ensemble
+
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    src = DEMO / "cohort" / "slides"
+    shutil.copy(src / "synth_0001.tiff", slides / "a.tiff")
+    shutil.copy(src / "synth_0002.tiff", slides / "b.tiff")
+    real, calls = ensemble.score_slides_ensemble, []
+
+    def replaced_meanwhile(*args, **kwargs):  # the file is copied over between reading its tiles and writing
+        if not calls:
+            shutil.copy(src / "synth_0009.tiff", slides / "a.tiff")
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ensemble, "score_slides_ensemble", replaced_meanwhile)
+    r = run_cli("score", slides / "*.tiff", "--model", MODEL, "--out", tmp_path / "out")
+    assert r.returncode == 1, r.stderr
+    assert "changed while it was scored" in " ".join(r.stderr.split()), r.stderr
+    table = pd.read_csv(tmp_path / "out" / "results.csv", dtype={"slide_id": str}).set_index("slide_id")
+    assert table.loc["a", "status"] == "error" and table.loc["b", "status"] == "ok"
+    assert not (tmp_path / "out" / "a.h5").exists() and (tmp_path / "out" / "b.h5").exists()
+    monkeypatch.setattr(ensemble, "score_slides_ensemble", real)
+    assert run_cli("score", slides / "*.tiff", "--model", MODEL, "--out", tmp_path / "out").returncode == 0
+    table = pd.read_csv(tmp_path / "out" / "results.csv", dtype={"slide_id": str}).set_index("slide_id")
+    assert table.loc["a", "status"] == "ok" and table.loc["a", "stil"] < 5  # synth_0009's 2.3 %, not synth_0001's 14.2 %
