@@ -334,3 +334,35 @@ def test_a_slide_replaced_while_it_is_scored_is_an_error_row_not_the_old_scans_n
     assert run_cli("score", slides / "*.tiff", "--model", MODEL, "--out", tmp_path / "out").returncode == 0
     table = pd.read_csv(tmp_path / "out" / "results.csv", dtype={"slide_id": str}).set_index("slide_id")
     assert table.loc["a", "status"] == "ok" and table.loc["a", "stil"] < 5  # synth_0009's 2.3 %, not synth_0001's 14.2 %
+
+
+@needs_demo
+def test_the_same_detector_folder_trained_again_takes_its_beds_folder_over(tmp_path):
+    """The workflow retrains OUT/detector in place when an outline changes and reruns every bed job
+    into the same beds folder: that is not a second detector, and it is not refused."""
+    import numpy as np
+    from safetensors import safe_open
+    from safetensors.numpy import load_file, save_file
+
+    det = tmp_path / "detector"
+    shutil.copytree(DETECTOR, det)
+    out = tmp_path / "beds"
+    assert run_cli("tumorbed", "apply", FEATURES / "synth_0000.h5", "--tumorbed", det, "--out", out).returncode == 0
+    weights = det / "model.safetensors"
+    with safe_open(str(weights), "np") as fh:
+        meta = fh.metadata()
+    tensors = load_file(str(weights))
+    key = next(k for k, v in tensors.items() if np.issubdtype(v.dtype, np.floating))
+    tensors[key] = (tensors[key] * 1.0001).astype(tensors[key].dtype)  # trained again: other weights
+    save_file(tensors, str(weights), metadata=meta)
+    import json
+
+    from weakstil.runtime import sha256_file
+
+    card = json.loads((det / "model.json").read_text())
+    card["detector_weights_sha256"] = sha256_file(weights)  # as 'tumorbed train' records its weights
+    (det / "model.json").write_text(json.dumps(card))
+    r = run_cli("tumorbed", "apply", FEATURES / "synth_0000.h5", FEATURES / "synth_0001.h5", "--tumorbed", det,
+                "--out", out)
+    assert r.returncode == 0, r.stderr
+    assert not any(line.endswith("--overwrite makes it again)") for line in r.stdout.splitlines())  # made again

@@ -325,7 +325,7 @@ def claim_detector_folder(out: str | Path, sources: BedSources, overwrite: bool 
     """Record in ``out`` which detector (or none) draws its beds, and refuse (a UsageError, exit 2,
     before any bed) a run with another one, as ``embed`` refuses a folder of other settings: the folder
     would hold beds of two detectors, slide by slide, and ``--tumorbed-beds`` would read them as one
-    set. ``overwrite`` (every bed made again) takes the folder over. Two runs starting together: the
+    set. ``overwrite`` (every bed made again), or the same detector folder trained again, takes the folder over. Two runs starting together: the
     record is created exclusively (a hard link), so the second sees the first's. A run without a
     detector whose slides (``names``: each one's id and file name) all have an annotation draws no bed
     of a detector's and claims nothing (a folder of annotated beds takes a detector's later)."""
@@ -345,7 +345,10 @@ def claim_detector_folder(out: str | Path, sources: BedSources, overwrite: bool 
     mine = _detector_record(sources)
     theirs = _recorded_detector(out)
     for attempt in range(2):
-        if theirs is not None and theirs["detector_sha256"] != mine["detector_sha256"] and not overwrite:
+        # the same detector folder trained again (the workflow retrains OUT/detector when an outline changes, and
+        # reruns every bed): its beds are made again as their slides are applied (their request names the weights)
+        again = theirs is not None and bool(mine["detector_path"]) and theirs["detector_path"] == mine["detector_path"]
+        if theirs is not None and theirs["detector_sha256"] != mine["detector_sha256"] and not (overwrite or again):
             raise UsageError(f"holds the beds of {_said(theirs)}, not this run's {_said(mine)}: beds of two detectors "
                              "would mix in one folder", path=out,
                              fix="apply into another --out, give the --tumorbed the folder's beds were made with, or "
@@ -359,7 +362,7 @@ def claim_detector_folder(out: str | Path, sources: BedSources, overwrite: bool 
         try:
             if theirs is None:  # exclusive: a run that started at the same time and wrote first wins
                 os.link(tmp, out / DETECTOR_RECORD)
-            else:  # --overwrite: this run's detector from now on
+            else:  # --overwrite, or the detector trained again: this run's from now on
                 os.replace(tmp, out / DETECTOR_RECORD)
             return
         except FileExistsError:
