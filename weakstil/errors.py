@@ -174,6 +174,26 @@ def final_name(name: str) -> str | None:
     return name[1:m.start()] if m is not None and name.startswith(".") and m.start() > 1 else None
 
 
+def file_size_limit() -> int | None:
+    """This process's file size limit in bytes (``ulimit -f``; a cluster job's), ``None`` when unlimited:
+    a write past it fails with "File too large" (EFBIG) on any file system (hunt 30c)."""
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    except (ImportError, OSError, ValueError, AttributeError):  # pragma: no cover - not POSIX
+        return None
+    return None if soft == resource.RLIM_INFINITY else int(soft)
+
+
+def _too_large_fix() -> str:
+    limit = file_size_limit()
+    if limit is None:
+        return "choose another file system for --out (this one's largest file is smaller)"
+    return (f"raise this shell's file size limit (ulimit -f: {limit // 1024} KB now; 'ulimit -f unlimited', or the "
+            "job's file size limit) and run again")
+
+
 def stop_fix(reason: str) -> str:
     """The fix of a batch stopped by ``reason`` (an :class:`OutputError` message of a stopping errno):
     a read-only or too-small file system is not mended by freeing space."""
@@ -182,7 +202,7 @@ def stop_fix(reason: str) -> str:
     if reason.startswith(os.strerror(errno_mod.EROFS)):
         return "make the folder writable, or choose a writable --out (--features for feature caches), and run again"
     if reason.startswith(os.strerror(errno_mod.EFBIG)):
-        return "choose another file system and run again"
+        return _too_large_fix() if file_size_limit() is not None else "choose another file system and run again"
     if reason.startswith((os.strerror(errno_mod.EACCES), os.strerror(errno_mod.EPERM))):  # results.csv refused
         return "make the file writable (or close it in the program holding it, e.g. a spreadsheet) and run again"
     if not reason.startswith((os.strerror(errno_mod.ENOSPC), os.strerror(errno_mod.EDQUOT))):
@@ -223,7 +243,7 @@ def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
     fixes = {"ENOSPC": f"free disk space or choose another --out ({RERUN_CONTINUES})",
              "EDQUOT": "free space in your quota or choose another --out",
              "EROFS": "the folder is read-only: choose a writable one (--out; --features for feature caches)",
-             "EFBIG": "choose another file system for --out",
+             "EFBIG": _too_large_fix(),
              "EACCES": "check the permissions of the file and its folder", "EPERM": "check the permissions",
              "EISDIR": "pass a file, not a directory", "ENOTDIR": "check the path",
              "ENOENT": "check the path", "EIO": "the disk or network file system reported an error; check it "
@@ -252,7 +272,34 @@ def glob_miss_fix(pattern: str) -> str:
         return (f"patterns are case-sensitive and {len(same)} file(s) match it in another case ({same[0]}"
                 f"{', ...' if len(same) > 1 else ''}): write the pattern in the files' case")
     suffixes = Counter(Path(f).suffix for f in files if Path(f).suffix)
+    deeper = slides_in_subfolders(folder or ".", name)
+    if deeper:  # 'DIR/*.svs' of a folder of case folders
+        return deeper
     if not suffixes:
         return f"the folder {folder or '.'} holds no file with a suffix: check the pattern and its folder"
     held = ", ".join(f"{n} {s}" for s, n in suffixes.most_common(4))
     return f"the folder {folder or '.'} holds {held} file(s): check the pattern (e.g. {os.path.join(folder, '*' + suffixes.most_common(1)[0][0])!r})"
+
+
+def slides_in_subfolders(folder: str | Path, name: str = "*") -> str | None:
+    """A glob for the slide files one folder down (``DIR/*/*.svs``), with how many there are, when
+    ``folder`` holds subfolders of slides (a folder per case or per scanner): the hint given for
+    the folder itself, or a glob of it, matched nothing (``'DIR/*'`` named the subfolders)."""
+    import fnmatch
+    from collections import Counter
+
+    from weakstil import settings
+
+    try:
+        found = [f for d in sorted(Path(folder).iterdir()) if d.is_dir() and not d.name.startswith(".")
+                 for f in sorted(d.iterdir()) if f.is_file() and not f.name.startswith(".")
+                 and f.suffix.lower() in settings.SLIDE_FILE_SUFFIXES and fnmatch.fnmatchcase(f.name, name)]
+    except OSError:
+        return None
+    if not found:
+        return None
+    suffix = Counter(f.suffix for f in found).most_common(1)[0][0]
+    n_dirs = len({f.parent for f in found})
+    pattern = Path(folder) / "*" / (name if name != "*" else f"*{suffix}")
+    return (f"its slides sit in subfolders ({len(found)} slide file(s) in {n_dirs} of them, e.g. "
+            f"{found[0].relative_to(folder)}): pass a glob of them (quoted): '{pattern}'")

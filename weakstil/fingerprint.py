@@ -151,3 +151,21 @@ def check_not_another_file(output: Path, slide_path: str | Path, kind_class: Any
         raise WeakSTILError(f"has the slide id of another slide file already scored in {output.parent} ({other})",
                             path=slide_path, fix="rename the file, score it into another --out, or pass --overwrite "
                             "to replace that score")
+
+
+def check_unchanged(attrs: dict[str, Any], slide_path: str | Path) -> None:
+    """``score``, before it writes a slide's outputs: the slide file is still the scan its features
+    (``attrs``) were read from. A file replaced while it was scored (or still being copied in) was
+    scored as the old content and recorded as ok beside the new file, one warning of the ink veto
+    the only sign (hunt 30c); now that slide's error row, and a rerun scores the file as it is."""
+    from weakstil.errors import WeakSTILError
+
+    made_from = recorded(attrs)
+    if made_from is None:
+        return
+    gone = not Path(slide_path).is_file()
+    now = None if gone else slide_fingerprint(slide_path)
+    if gone or (now is not None and now != made_from):
+        raise WeakSTILError(f"{'was removed' if gone else 'changed'} while it was scored (replaced, or still being "
+                            "copied?): its tiles were read from the file as it was", path=slide_path,
+                            fix="run score again once the file is complete (it is scored as it is then)")

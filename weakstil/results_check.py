@@ -37,6 +37,19 @@ def score_attrs(folder: Path, slide_id: str) -> dict:
         return {}
 
 
+def _reasons_text(recorded: object) -> str:
+    """A score file's ``qc_reasons`` (JSON: flag -> why) as results.csv writes the cell
+    (``flag: why | flag: why``; qc.scoring), so the two compare (hunt 30c: the cell was not compared,
+    and a reason typed over or emptied in a spreadsheet was reported as the row said)."""
+    import json
+
+    try:
+        why = json.loads(str(recorded))
+    except ValueError:
+        return str(recorded)
+    return " | ".join(f"{flag}: {reason}" for flag, reason in why.items()) if isinstance(why, dict) else str(recorded)
+
+
 def _said_high(rec: dict) -> bool | None:
     """The row's ``stil_high`` cell as ``score`` writes it (``True``/``False``) or as a spreadsheet
     saves it again (``TRUE``/``FALSE``, ``1``/``0``); ``None``: a cell that says neither."""
@@ -57,11 +70,13 @@ def _checked_cells() -> tuple[tuple[str, bool], ...]:
     from weakstil.confidence import interval_columns
 
     return (("status", False), ("stil", True), *((c, True) for c in interval_columns()), ("stil_high", False),
-            ("threshold", True), ("qc", False), ("n_tiles", True), ("n_tumorbed_tiles", True),
+            ("threshold", True), ("qc", False), ("qc_reasons", False), ("n_tiles", True), ("n_tumorbed_tiles", True),
             ("tumorbed_source", False), ("model_id", False))
 
 
-def _file_text(value: object, number: bool) -> str:
+def _file_text(value: object, number: bool, column: str = "") -> str:
+    if column == "qc_reasons":
+        return _reasons_text(value)
     if number:
         value = float(value)
         return "" if not math.isfinite(value) else f"{value:.4f}" if value != round(value) else f"{value:g}"
@@ -118,7 +133,7 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
             if column not in attrs:
                 continue
             try:
-                file = _file_text(attrs[column], number)
+                file = _file_text(attrs[column], number, column)
             except (TypeError, ValueError):
                 continue
             cell = rec.get(column, "")
@@ -182,7 +197,7 @@ def score_file_rows(folder: Path, listed: set[str]) -> list[dict]:
         rec = {"slide_id": path.stem, "path": str(attrs.get("slide_path", "")), "_unlisted": True}
         for column, number in _checked_cells():
             try:
-                rec[column] = _file_text(attrs.get(column, math.nan if number else ""), number)
+                rec[column] = _file_text(attrs.get(column, math.nan if number else ""), number, column)
             except (TypeError, ValueError):
                 rec[column] = ""
         rows.append(rec)

@@ -284,10 +284,10 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 earlier_scan = recorded_in(slide_file(opts.out, slide_id), SlideScoresFile) if prev else None
                 try:
                     row = score_slide(path, ctx, progress=tick)
-                except UsageError:  # the command line, not this slide (e.g. a batch too large for memory)
-                    raise
                 except (WeakSTILError, OSError) as exc:
-                    err = from_os_error(exc, opts.out) if isinstance(exc, OSError) else exc
+                    if isinstance(exc, UsageError) and not hasattr(exc, "for_model"):  # a grid too large (GridTooLarge)
+                        raise  # is this slide's (its size); the rest the command line's (a batch too large for memory)
+                    err = from_os_error(exc, opts.out) if isinstance(exc, OSError) else getattr(exc, "for_model", lambda: exc)()
                     row = _error_row(path, slide_id, ctx, err, time.perf_counter() - t0)
                     say(err.one_line())
                     if isinstance(err, OutputError) and err.stops_batch:
@@ -358,7 +358,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     """Score one slide and write its outputs. Raises WeakSTILError for a bad slide."""
     from weakstil.embed import embed_slide
     from weakstil.errors import not_brightfield
-    from weakstil.fingerprint import check_not_another_file
+    from weakstil.fingerprint import check_not_another_file, check_unchanged
     from weakstil.metrics import called_high
     from weakstil.mil.bank import FeatureBank
     from weakstil.mil.identity import check_features_match_model
@@ -413,7 +413,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         slide_mpp=opts.slide_mpp, tissue_fraction=features.tissue_fraction, tile_px=int(features.attrs["tile_px"]),
         mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value, annotation_misplaced=bed.misplaced,
         bed_incomplete=bed.incomplete)
-    # all of a slide's outputs or none: a failed attempt leaves the earlier complete set (its row stays)
+    check_unchanged(features.attrs, path)  # outputs all or none: a failed attempt leaves the earlier set (its row)
     with replacing_together([opts.out / f"{slide_id}{suffix}" for suffix in OUTPUT_SUFFIXES]):
         _write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,
                              qc_attrs, attention_logits=logits, stroma=scores.stroma, model_scores=scores.tile_scores)

@@ -114,8 +114,12 @@ class Slide:
                                  fix=f"pass one .dcm file of the series, e.g. {dcm} (OpenSlide opens the whole "
                                      "series from any one of its files)")
             # a folder of slides (a .dcm among them is no series: hunt 27a) is passed as a glob of its files
+            from weakstil.errors import slides_in_subfolders
+
+            deeper = None if any(p.suffix.lower() in settings.SLIDE_FILE_SUFFIXES for p in files) else \
+                slides_in_subfolders(path)  # a folder of case folders: 'DIR/*' named the folders (hunt 30c)
             raise SlideError("is a directory, not a slide file", path=path,
-                             fix=f"pass slide files, or a glob of the folder's (quoted): '{path / '*'}'")
+                             fix=deeper or f"pass slide files, or a glob of the folder's (quoted): '{path / '*'}'")
         if path.stat().st_size == 0:
             raise SlideError("file is empty", path=path, fix="copy the slide again")
 

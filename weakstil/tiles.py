@@ -211,27 +211,50 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
                       [upsampled] if upsampled else [])
 
 
+class GridTooLarge(UsageError):
+    """:func:`check_grid_memory`'s refusal (exit 2: the tiling options). ``weakstil score`` has no
+    tiling options (its model's): there it is that slide's error, :meth:`for_model`, in words of no option."""
+
+    def __init__(self, message: str, *, path: str | Path, fix: str, model_message: str, model_fix: str):
+        self.model_message, self.model_fix = model_message, model_fix
+        super().__init__(message, path=path, fix=fix)
+
+    def for_model(self) -> WeakSTILError:
+        return WeakSTILError(self.model_message, path=self.path, fix=self.model_fix)
+
+
 def check_grid_memory(grid: TileGrid, params: TilingParams, tissue_share: float, path: Path) -> None:
     """Refuse (a UsageError, exit 2) a grid whose arrays would not fit in memory, before they are made:
     ``--overlap 223`` at 224 px (a 1 px stride) lays 50,176 times the tiles of no overlap, 2.5 million
-    on a 1.5 mm² region and hundreds of GB on a whole slide (hunt 29a). The fix names the largest
-    overlap whose grid fits."""
-    from weakstil.resources import available_memory, check_memory
+    on a 1.5 mm² region and hundreds of GB on a whole slide (hunt 29a). The fix names an overlap whose
+    grid fits, and no more than half the tile: the largest that fits memory (221 px at 224) would still
+    take thousands of times the embedding time of no overlap (hunt 30c)."""
+    from weakstil.resources import GB, available_memory
 
     need = grid_bytes(len(grid), tissue_share)
-    budget = settings.MEMORY_SHARE * available_memory()
+    have = available_memory()
+    budget = settings.MEMORY_SHARE * have
     if need <= budget:
         return
     fits = next((o for o in range(params.overlap_px - 1, -1, -1)
                  if grid_bytes(len(replace(grid, overlap_px=o)), tissue_share) <= budget), None)
+    half = params.tile_px // 2
     if fits is not None:
-        fix = (f"pass --overlap {fits} or less ({len(replace(grid, overlap_px=fits)):,} tiles; "
-               f"{params.tile_px // 2} px, half the tile, is usual)")
+        ok = min(fits, half)
+        fix = (f"pass --overlap {ok} or less ({len(replace(grid, overlap_px=ok)):,} grid tiles, "
+               f"{(params.tile_px / (params.tile_px - ok)) ** 2:,.0f} times those of no overlap and as many times "
+               f"the time; {half} px, half the tile, is usual)")
     else:
         fix = "pass a larger --mpp or --tile-size, or use a machine with more memory"
-    check_memory(need, "cpu", fix=fix,
-                 what=f"{Path(path).name}: --overlap {params.overlap_px} at --tile-size {params.tile_px} lays "
-                      f"{len(grid):,} tiles and")
+    needs = (f"tiles and needs about {need / GB:.1f} GB of memory, more than the {100 * settings.MEMORY_SHARE:.0f} % of "
+             f"the {have / GB:.1f} GB available it may take ({budget / GB:.1f} GB)")
+    model_fix = "score this slide on a machine with more memory" + (
+        f", or with a model trained on features embedded at a smaller overlap ('weakstil embed --overlap {half}', "
+        "then 'weakstil train')" if params.overlap_px > half else "")
+    raise GridTooLarge(f"--overlap {params.overlap_px} at --tile-size {params.tile_px} lays {len(grid):,} {needs}",
+                       path=path, fix=fix, model_fix=model_fix,
+                       model_message=f"the model's tiling ({params.tile_px} px tiles overlapping by {params.overlap_px} "
+                                     f"px) lays {len(grid):,} {needs}")
 
 
 def write_tiles_h5(tiles: SlideTiles, path: Path) -> Path:

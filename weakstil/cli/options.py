@@ -290,6 +290,7 @@ def expand_slides(patterns: list[str]) -> list[Path]:
             pattern = os.path.expanduser(pattern)
         matches = sorted(glob.glob(pattern, recursive=True)) \
             if glob.has_magic(pattern) and not os.path.lexists(pattern) else []
+        matches = _without_folders(pattern, matches)
         for path in [Path(m) for m in matches] or [Path(pattern)]:
             real = os.path.realpath(path)
             if real not in seen:
@@ -301,6 +302,32 @@ def expand_slides(patterns: list[str]) -> list[Path]:
                 out[seen[real]], path, kept = path, kept, path
             log.info("%s: the same file as %s; processed once, as %s", path, kept, kept)
     return out
+
+
+def _without_folders(pattern: str, matches: list[str]) -> list[str]:
+    """A glob's matches less the folders among files (``'DIR/**'`` matches DIR itself and every
+    subfolder; ``'DIR/*'`` a folder of exports beside the slides): each was an error row "is a directory",
+    exit 1, for a batch whose every slide was scored (hunt 30c). A folder whose .dcm files are a DICOM
+    series none of which is matched stays (its error names the file to pass), as do the matches of a
+    glob of folders only (their error names the glob of their slides)."""
+    folders = [m for m in matches if os.path.isdir(m)]
+    if not folders or len(folders) == len(matches):
+        return matches
+    matched = {os.path.realpath(m) for m in matches}
+
+    def series(folder: str) -> bool:
+        try:
+            names = [e.path for e in os.scandir(folder) if e.is_file() and not e.name.startswith(".")]
+        except OSError:
+            return False
+        return any(n.lower().endswith(".dcm") for n in names) and not any(os.path.realpath(n) in matched for n in names)
+
+    kept = [m for m in matches if not os.path.isdir(m) or series(m)]
+    if len(kept) < len(matches):
+        left = [os.path.basename(m.rstrip(os.sep)) for m in matches if m not in kept]
+        log.info("%s: %d folder(s) it matches are not slides and are left out (%s%s)", pattern, len(left),
+                 ", ".join(left[:3]), ", ..." if len(left) > 3 else "")
+    return kept
 
 
 # --- synthetic cohorts -------------------------------------------------------------------------

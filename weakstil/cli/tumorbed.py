@@ -99,7 +99,7 @@ def tumorbed_apply(
     from weakstil.files import slide_file
     from weakstil.errors import UsageError
     from weakstil.outputdir import check_out_is_not_input, check_per_slide_out, mark, model_folder_around
-    from weakstil.tumorbed.apply import apply_tumorbed
+    from weakstil.tumorbed.apply import apply_tumorbed, claim_detector_folder
     from weakstil.tumorbed.resolver import BedSources
 
     check_out_is_not_input(out, {"--annotations": annotations})
@@ -130,6 +130,8 @@ def tumorbed_apply(
     if sources.detector is not None:
         check_detector_fits_some(sources, paths)
 
+    if paths:  # one detector's beds per folder (two runs with two detectors mixed them, slide by slide)
+        claim_detector_folder(out, sources, overwrite, [(ids[Path(p).stem], Path(p).stem) for p in paths])
     unread: list[str] = []  # slides whose ink veto fell away: their files are not where the features say
 
     def one(path: Path) -> None:

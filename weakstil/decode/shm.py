@@ -83,6 +83,13 @@ class Ring:
             log.info("removed %d shared-memory segments of killed runs (%s)", len(orphans), ", ".join(orphans))
         self.shape = (n, batch, px, px, 3)
         size = int(np.prod(self.shape))
+        from weakstil.errors import OutputError, file_size_limit
+
+        limit = file_size_limit()  # a segment is a file in /dev/shm: past the limit its ftruncate fails, and
+        if limit is not None and size > limit:  # Python's cleanup of it printed a resource-tracker traceback
+            raise OutputError(f"the decode workers' shared memory ({size / 2**20:.0f} MB in /dev/shm) is larger than "
+                              f"this shell's file size limit (ulimit -f: {limit // 1024} KB)", path="/dev/shm",
+                              fix="raise the limit ('ulimit -f unlimited') and run again", stops_batch=True)
         self.shm = shared_memory.SharedMemory(name=f"{SHM_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}",
                                               create=True, size=size)
         self.array = np.ndarray(self.shape, np.uint8, buffer=self.shm.buf)

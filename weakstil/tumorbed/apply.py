@@ -284,3 +284,93 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     provenance["outline_sha256"] = sha256_file(geojson_path)
     h5_path = write_bed(h5_path, slide_id, features, bed, provenance)
     return AppliedBed(label, bed, h5_path, geojson_path)
+
+
+#: ``tumorbed apply``'s record of the detector whose beds its --out holds (hunt 30c): two runs with
+#: different detectors into one folder wrote some slides' beds with one and the rest with the other.
+DETECTOR_RECORD = ".weakstil-detector.json"
+
+
+def _detector_record(sources: BedSources) -> dict[str, str]:
+    if sources.detector is None or sources.detector_path is None:
+        return {"detector_sha256": "none", "detector_path": ""}
+    ident = detector_identity(sources.detector, sources.detector_path)
+    return {"detector_sha256": ident["detector_sha256"] or ident["detector_id"], "detector_path": ident["detector_path"]}
+
+
+def _recorded_detector(out: Path) -> dict[str, str] | None:
+    """The folder's record, else (a folder written before the record) the detector its beds name."""
+    import json
+
+    try:
+        data = json.loads((out / DETECTOR_RECORD).read_text(encoding="utf-8"))
+        return {k: str(data[k]) for k in ("detector_sha256", "detector_path")}
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    from weakstil.errors import WeakSTILError
+
+    for path in sorted(out.glob("*.h5")) if out.is_dir() else []:
+        try:
+            attrs = BedFile.read_header(path)[0]
+        except WeakSTILError:
+            continue
+        if attrs.get("detector_sha256"):
+            return {"detector_sha256": str(attrs["detector_sha256"]), "detector_path": str(attrs.get("detector_path", ""))}
+    return None
+
+
+def _said(record: dict[str, str]) -> str:
+    if record["detector_sha256"] == "none":
+        return "no detector (whole-tissue beds where no annotation)"
+    return f"{record['detector_path'] or 'a detector'} (weights {record['detector_sha256'][:12]})"
+
+
+def claim_detector_folder(out: str | Path, sources: BedSources, overwrite: bool = False,
+                          names: list[tuple[str, str]] = ()) -> None:
+    """Record in ``out`` which detector (or none) draws its beds, and refuse (a UsageError, exit 2,
+    before any bed) a run with another one, as ``embed`` refuses a folder of other settings: the folder
+    would hold beds of two detectors, slide by slide, and ``--tumorbed-beds`` would read them as one
+    set. ``overwrite`` (every bed made again), or the same detector folder trained again, takes the folder over. Two runs starting together: the
+    record is created exclusively (a hard link), so the second sees the first's. A run without a
+    detector whose slides (``names``: each one's id and file name) all have an annotation draws no bed
+    of a detector's and claims nothing (a folder of annotated beds takes a detector's later)."""
+    import json
+    import os
+
+    from weakstil.atomic import temp_path
+    from weakstil.errors import UsageError
+
+    out = Path(out)
+    if sources.detector is None and sources.annotations is not None and names:
+        from weakstil.annotations import find_annotation
+
+        if all(find_annotation(sources.annotations, sid) or find_annotation(sources.annotations, name)
+               for sid, name in names):
+            return
+    mine = _detector_record(sources)
+    theirs = _recorded_detector(out)
+    for attempt in range(2):
+        # the same detector folder trained again (the workflow retrains OUT/detector when an outline changes, and
+        # reruns every bed): its beds are made again as their slides are applied (their request names the weights)
+        again = theirs is not None and bool(mine["detector_path"]) and theirs["detector_path"] == mine["detector_path"]
+        if theirs is not None and theirs["detector_sha256"] != mine["detector_sha256"] and not (overwrite or again):
+            raise UsageError(f"holds the beds of {_said(theirs)}, not this run's {_said(mine)}: beds of two detectors "
+                             "would mix in one folder", path=out,
+                             fix="apply into another --out, give the --tumorbed the folder's beds were made with, or "
+                                 "pass --overwrite with all of its slides to make their beds again with this one")
+        if theirs == mine or attempt:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = temp_path(out / DETECTOR_RECORD)
+        tmp.write_text(json.dumps({**mine, "written_by": "weakstil tumorbed apply", "weakstil_version": __version__})
+                       + "\n", encoding="utf-8")
+        try:
+            if theirs is None:  # exclusive: a run that started at the same time and wrote first wins
+                os.link(tmp, out / DETECTOR_RECORD)
+            else:  # --overwrite, or the detector trained again: this run's from now on
+                os.replace(tmp, out / DETECTOR_RECORD)
+            return
+        except FileExistsError:
+            theirs = _recorded_detector(out)
+        finally:
+            tmp.unlink(missing_ok=True)
