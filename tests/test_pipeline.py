@@ -294,6 +294,33 @@ def test_tumour_bed_detector_trained_in_the_workflow_feeds_training(workdir: Pat
     assert "--tumorbed-beds results_bed/tumorbed --tumorbed results_bed/detector" in train
 
 
+def test_a_bed_job_takes_over_a_folder_of_another_detectors_beds(workdir: Path, first_run, tmp_path: Path) -> None:
+    """The config's detector changed (or was removed): Snakemake reruns the bed jobs, and `tumorbed apply`
+    refuses a folder holding another detector's beds (hunt 30c), so every bed job failed, exit 2, until
+    the folder was cleared by hand. The job's own command (as the dry run prints it) now takes it over."""
+    import shlex
+
+    proc = snakemake(workdir, "--dry-run", "--printshellcmds", "--forcerun", "score_slide")
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, log[-3000:]
+    step = next(a for line in log.splitlines() if "--step" in line and "tumorbed apply" in line
+                for a in shlex.split(line) if a.startswith("tumorbed="))
+    command = shlex.split(step.split("=", 1)[1])
+    assert "--tumorbed" not in command  # this config has no detector; the folder holds another one's beds
+    (tmp_path / "results" / "features").mkdir(parents=True)
+    shutil.copy(workdir / "results" / "features" / "new_slide.h5", tmp_path / "results" / "features")
+    (tmp_path / "cohort").mkdir()
+    (tmp_path / "cohort" / "truth").symlink_to(workdir / "cohort" / "truth")
+    (tmp_path / "results" / "tumorbed").mkdir()
+    record = tmp_path / "results" / "tumorbed" / ".weakstil-detector.json"
+    record.write_text(json.dumps({"detector_sha256": "0" * 64, "detector_path": "old/detector"}))
+    run = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    with h5py.File(tmp_path / "results" / "tumorbed" / "new_slide.h5") as f:
+        assert f.attrs["source"] == "tissue"
+    assert json.loads(record.read_text())["detector_sha256"] == "none"
+
+
 def test_without_annotations_or_detector_there_are_no_per_slide_beds(workdir: Path) -> None:
     """The tumour bed is then the whole tissue and training uses every tile, as before."""
     no_annotations = [c for c in FAST if not c.startswith("annotations=")]
