@@ -301,7 +301,9 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
         raise AnnotationError(f"malformed ImageScope XML ({exc})", path=path,
                               fix="save the annotation again from ImageScope or ASAP") from None
     if root.tag == "ASAP_Annotations":
-        return _asap_polygons(root, path)
+        from weakstil.annotation_asap import asap_polygons
+
+        return asap_polygons(root, path)
     fmt = "HALO XML" if root.find(".//V") is not None else "ImageScope XML"
     named, excluded, cut_names, dropped = [], [], [], 0
     for layer in root.iter("Annotation"):  # a layer's Name is its class, as an ASAP group's
@@ -391,45 +393,6 @@ def _imagescope_region(region, path: Path):
         (x0, y0), (x1, y1) = vertices
         return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)), negative
     return (Polygon(vertices), negative) if len(vertices) >= 3 else (None, False)
-
-
-def _asap_polygons(root, path: Path) -> tuple[list, list]:
-    """(bed polygons, excluded polygons) of an ASAP XML (CAMELYON, TIGER; level-0 px). Groups named
-    like a tumour bed are the bed when there are any (else every area annotation); groups named
-    like an exclusion (``Exclusion``, CAMELYON's ``_2``) are cut out of it."""
-    from shapely.geometry import Polygon
-
-    named, excluded, cut_names = [], [], []
-    for ann in root.iter("Annotation"):
-        if str(ann.attrib.get("Type", "Polygon")).lower() not in ("polygon", "spline", "rectangle"):
-            continue  # dots and point sets mark cells, not areas
-        try:
-            points = sorted((float(c.attrib.get("Order", i)), float(c.attrib["X"]), float(c.attrib["Y"]))
-                            for i, c in enumerate(ann.iter("Coordinate")))
-        except (KeyError, ValueError):
-            raise AnnotationError("a Coordinate lacks numeric X/Y", path=path,
-                                  fix="save the annotation again from ASAP") from None
-        if not all_finite([v for point in points for v in point]):
-            raise not_finite(path)
-        if len(points) < 3:
-            continue
-        group = str(ann.attrib.get("PartOfGroup", ""))
-        if not class_name(group) and says_what_it_is(str(ann.attrib.get("Name", ""))):
-            group = str(ann.attrib["Name"])  # in no group ('None') but named 'Tumor': the name is its class
-        parts = valid_parts(Polygon([(x, y) for _, x, y in points]), path, f"annotation '{ann.attrib.get('Name', '')}'")
-        if is_exclusion(group):
-            excluded += parts
-            cut_names.append(group)
-        else:
-            named += [(group, part) for part in parts]
-    warn_tumour_named_cut(cut_names, path)
-    chosen = choose_bed(named, path)
-    if not chosen and named:
-        raise not_bed(named, path, "group", "ASAP XML")
-    if not chosen:
-        raise AnnotationError("ASAP XML holds no polygon annotations with 3 or more coordinates", path=path,
-                              fix="draw the tumour bed as a polygon annotation")
-    return chosen, [*excluded, *not_bed_areas(named, path, chosen)]
 
 
 def _union(polygons: list, path: Path):
