@@ -179,3 +179,13 @@ def test_asap_group_loop_and_unknown_parent_do_not_hang(tmp_path):
     assert load_polygons(path).area == pytest.approx(TUMOUR.area)
     path.write_text(_asap([("a", TUMOUR), ("c", HOLE)], [("a", "Tumour bed"), ("c", "a"), ("Tumour bed", "c")]))
     assert load_polygons(path).area == pytest.approx(TUMOUR.area)  # c lies in a, in 'Tumour bed': bed too
+
+
+def test_ndpa_clear_outline_is_a_hole(tmp_path):
+    """QuPath's NDPA scripts write a polygon's hole as an outline whose details is 'Clear' (NDP.view has no
+    holes): it was bed (read as one more class), now it is cut out."""
+    path = tmp_path / "S1.ndpa"
+    path.write_text(_ndpa([_state(1, "Annotation 1", _freehand(TUMOUR.exterior.coords[:-1]), details="Tumor"),
+                           _state(2, "Annotation 1", _freehand(HOLE.exterior.coords[:-1]), details="Clear")]),
+                    encoding="utf-8")
+    assert abs(load_polygons(path, _geometry()).area - TUMOUR.difference(HOLE).area) < 1e-3 * TUMOUR.area

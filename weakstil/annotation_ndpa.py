@@ -114,6 +114,12 @@ def _class_text(state) -> str:
     return title or details
 
 
+def _is_hole(state) -> bool:
+    """Whether an annotation is a hole: NDP.view has none, and the scripts that write a QuPath polygon
+    with holes as an ``.ndpa`` write each hole as an outline whose details (or title) is ``Clear``."""
+    return any(str(state.findtext(tag) or "").strip().lower() == "clear" for tag in ("details", "title"))
+
+
 def ndpa_polygons(path: Path, frame: NdpaFrame) -> tuple[list, list]:
     """(bed polygons, excluded polygons), level-0 px, of an NDP.view ``.ndpa``: closed freehand
     outlines and rectangles, and circles; open lines, pins and rulers passed over. Classes as the
@@ -135,7 +141,7 @@ def ndpa_polygons(path: Path, frame: NdpaFrame) -> tuple[list, list]:
     if root.tag != "annotations" and not states:
         raise AnnotationError(f"is not an NDP.view annotation (its root is <{root.tag}>, not <annotations> of "
                               "<ndpviewstate>s)", path=path, fix="save the annotation again from NDP.view")
-    named, excluded, cut_names, passed = [], [], [], 0
+    named, excluded, cut_names, passed, holes = [], [], [], 0, 0
     for k, state in enumerate(states):
         ann = state.find("annotation")
         if ann is None:
@@ -164,7 +170,10 @@ def ndpa_polygons(path: Path, frame: NdpaFrame) -> tuple[list, list]:
             continue
         name = _class_text(state)
         parts = valid_parts(polygon, path, f"annotation {state.get('id', k + 1)} '{name}'")
-        if is_exclusion(name):
+        if _is_hole(state):
+            excluded += parts
+            holes += 1
+        elif is_exclusion(name):
             excluded += parts
             cut_names.append(name)
         else:
@@ -172,6 +181,9 @@ def ndpa_polygons(path: Path, frame: NdpaFrame) -> tuple[list, list]:
     if passed:
         log.info("%s: %d NDP.view annotation(s) that are no area (an open line, a pin, a ruler) passed over", path,
                  passed)
+    if holes:
+        log.info("%s: %d outline(s) named 'Clear' cut out as holes (how QuPath's NDPA scripts write a polygon's holes)",
+                 path, holes)
     warn_tumour_named_cut(cut_names, path)
     chosen = choose_bed(named, path)
     if not chosen and named:
