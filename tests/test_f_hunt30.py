@@ -189,3 +189,29 @@ def test_ndpa_clear_outline_is_a_hole(tmp_path):
                            _state(2, "Annotation 1", _freehand(HOLE.exterior.coords[:-1]), details="Clear")]),
                     encoding="utf-8")
     assert abs(load_polygons(path, _geometry()).area - TUMOUR.difference(HOLE).area) < 1e-3 * TUMOUR.area
+
+
+def test_napari_bed_editor_reads_an_ndpa_on_the_score_files_slide(tmp_path):
+    """The bed editor continues a bed found in its bed folder as --annotations reads it: an .ndpa there is
+    placed by the NDPI offsets the score file carries (without them it was refused)."""
+    from weakstil.bed_edit import ScoredTiles
+    from weakstil.bed_read import read_bed_parts
+    from weakstil.files import SlideScoresFile
+
+    f = MPP / 16.0
+    shape = (round(H * f), round(W * f))
+    xs, ys = np.meshgrid(np.arange(0, W, 1000), np.arange(0, H, 1000))
+    coords = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.int64)
+    n = len(coords)
+    SlideScoresFile(coords=coords, tile_scores=np.full(n, 20, np.float32), tumorbed=np.ones(n, bool),
+                    tumorbed_fraction=np.ones(n, np.float32), tissue_fraction=np.ones(n, np.float32),
+                    tissue_mask=np.ones(shape, bool), tissue_mask_mpp=16.0, tumorbed_mask=np.ones(shape, bool),
+                    tumorbed_mask_mpp=16.0,
+                    attrs={"slide_id": "S1", "slide_mpp": MPP, "slide_width": W, "slide_height": H,
+                           "tile_size_level0": 1000.0, "stil": 20.0, "threshold": 30.0, "aggregator": "mean",
+                           **OFFSETS}).write(tmp_path / "S1.h5")
+    tiles = ScoredTiles.read(tmp_path / "S1.h5")
+    path = tmp_path / "S1.ndpi.ndpa"
+    path.write_text(_ndpa([_state(1, "Tumor", _freehand(TUMOUR.exterior.coords[:-1]))]), encoding="utf-8")
+    rings, parts = read_bed_parts(path, tiles.geometry)
+    assert len(rings) == 1 and Polygon(rings[0]).symmetric_difference(TUMOUR).area < 1e-3 * TUMOUR.area
