@@ -215,3 +215,12 @@ def test_napari_bed_editor_reads_an_ndpa_on_the_score_files_slide(tmp_path):
     path.write_text(_ndpa([_state(1, "Tumor", _freehand(TUMOUR.exterior.coords[:-1]))]), encoding="utf-8")
     rings, parts = read_bed_parts(path, tiles.geometry)
     assert len(rings) == 1 and Polygon(rings[0]).symmetric_difference(TUMOUR).area < 1e-3 * TUMOUR.area
+
+
+def test_ndpa_of_open_lines_only_is_refused_naming_them(tmp_path):
+    path = tmp_path / "S1.ndpa"
+    path.write_text(_ndpa([_state(1, "Tumor", _freehand(TUMOUR.exterior.coords[:-1], "AnnotateFreehandLine", 0))]),
+                    encoding="utf-8")
+    with pytest.raises(AnnotationError, match=r"no closed outline .*1 open line") as err:
+        load_polygons(path, _geometry())
+    assert "freehand region tool" in err.value.one_line()

@@ -189,6 +189,8 @@ def ndpa_polygons(path: Path, frame: NdpaFrame) -> tuple[list, list]:
     if not chosen and named:
         raise not_bed(named, path, "title", "NDP.view annotation")
     if not chosen:
-        raise AnnotationError("NDP.view annotation holds no closed outline (a freehand region, a rectangle or a "
-                              "circle)", path=path, fix="draw the tumour bed as a closed freehand region in NDP.view")
+        left = f" ({passed} open line(s), pin(s) or ruler(s) passed over)" if passed else ""
+        raise AnnotationError(f"NDP.view annotation holds no closed outline (a freehand region, a rectangle or a "
+                              f"circle){left}", path=path,
+                              fix="draw the tumour bed with NDP.view's freehand region tool, not its freehand line")
     return chosen, [*excluded, *not_bed_areas(named, path, chosen)]
