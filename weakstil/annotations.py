@@ -1,5 +1,5 @@
 """Tumour-bed annotations drawn by pathologists: QuPath GeoJSON, Aperio ImageScope XML, Indica Labs HALO
-XML (``.annotations``) and ASAP XML.
+XML (``.annotations``), ASAP XML and Hamamatsu NDP.view (``.ndpa``).
 
 Polygons are in level-0 pixels. An annotation file for a slide is found by slide id in an
 annotation directory (``<slide_id>.geojson``, ``<slide_id>_tumorbed.geojson``, ``<slide_id>.xml``...)
@@ -25,9 +25,12 @@ log = logging.getLogger(__name__)
 
 #: File name patterns tried for a slide id, in order.
 ANNOTATION_PATTERNS = ("{id}.geojson", "{id}_tumorbed.geojson", "{id}.json", "{id}_tumorbed.json", "{id}.xml",
-                       "{id}_tumorbed.xml", "{id}.annotations", "{id}_tumorbed.annotations")
-#: The extensions of annotation files: HALO saves its XML as ``.annotations``.
-ANNOTATION_SUFFIXES = (".geojson", ".json", ".xml", ".annotations")
+                       "{id}_tumorbed.xml", "{id}.annotations", "{id}_tumorbed.annotations", "{id}.ndpa",
+                       "{id}_tumorbed.ndpa")
+#: The extensions of annotation files: HALO saves its XML as ``.annotations``, NDP.view as ``.ndpa``.
+ANNOTATION_SUFFIXES = (".geojson", ".json", ".xml", ".annotations", ".ndpa")
+#: Exports named after the slide file, extension included: QuPath's ``S1.svs.geojson``, NDP.view's ``S1.ndpi.ndpa``.
+_NAMED_AFTER_SLIDE = (".geojson", ".ndpa")
 
 
 def raise_all(errors: list[AnnotationError]) -> None:
@@ -49,8 +52,9 @@ def annotation_candidates(directory: str | Path, slide_id: str, also: tuple[Path
     # in any case of the extension (synth_0001.GeoJSON, .XML: a file system may be case-sensitive), in the
     # order of ANNOTATION_PATTERNS, so a .GeoJSON beside an .xml wins as a .geojson does
     wanted = {_key(pattern.format(id=slide_id)): i for i, pattern in enumerate(ANNOTATION_PATTERNS)}
-    # QuPath names an export after the image, extension included: synth_0001.tiff.geojson
-    wanted.update({_key(f"{slide_id}{suffix}.geojson"): len(ANNOTATION_PATTERNS) for suffix in SLIDE_FILE_SUFFIXES})
+    # QuPath names an export after the image, extension included: synth_0001.tiff.geojson; NDP.view S1.ndpi.ndpa
+    wanted.update({_key(f"{slide_id}{suffix}{kind}"): len(ANNOTATION_PATTERNS) + i
+                   for i, kind in enumerate(_NAMED_AFTER_SLIDE) for suffix in SLIDE_FILE_SUFFIXES})
     try:
         files = list(directory.iterdir())
     except OSError:
@@ -115,8 +119,10 @@ def unmatched_annotations(directory: str | Path, slide_ids: list[str]) -> list[P
     return out
 
 
-def load_polygons(path: str | Path):
-    """Tumour-bed polygons (a shapely MultiPolygon, level-0 px) from GeoJSON, ImageScope, HALO or ASAP XML."""
+def load_polygons(path: str | Path, geom=None):
+    """Tumour-bed polygons (a shapely MultiPolygon, level-0 px) from GeoJSON, ImageScope, HALO or ASAP XML,
+    or NDP.view's ``.ndpa``, whose nanometres are placed on the slide of ``geom`` (a
+    :class:`weakstil.tumorbed.bed.SlideGeometry`; without it an ``.ndpa`` is refused)."""
     path = Path(path)
     if not path.is_file():
         raise not_a_file(path)
@@ -128,10 +134,18 @@ def load_polygons(path: str | Path):
         polygons, excluded = geojson_polygons(path)
     elif suffix in (".xml", ".annotations"):
         polygons, excluded = _imagescope_polygons(path)
+    elif suffix == ".ndpa":
+        from weakstil.annotation_ndpa import ndpa_frame, ndpa_polygons
+
+        if geom is None:
+            raise AnnotationError("is an NDP.view annotation in nanometres from the glass slide's centre: it is read "
+                                  "only with its NDPI slide (score, evaluate, train, tumorbed apply)", path=path,
+                                  fix="export the outline from QuPath as GeoJSON to use it here")
+        polygons, excluded = ndpa_polygons(path, ndpa_frame(geom, path))
     else:
         raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
-                              fix="use QuPath GeoJSON (.geojson), Aperio ImageScope or ASAP XML (.xml) or HALO XML "
-                                  "(.annotations)")
+                              fix="use QuPath GeoJSON (.geojson), Aperio ImageScope or ASAP XML (.xml), HALO XML "
+                                  "(.annotations) or NDP.view (.ndpa)")
     merged = _union(polygons, path)
     if excluded:  # ImageScope's negative regions (NegativeROA="1"), ASAP's and GeoJSON's exclusions: cut out
         from shapely.geometry import MultiPolygon
@@ -301,7 +315,9 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
         raise AnnotationError(f"malformed ImageScope XML ({exc})", path=path,
                               fix="save the annotation again from ImageScope or ASAP") from None
     if root.tag == "ASAP_Annotations":
-        return _asap_polygons(root, path)
+        from weakstil.annotation_asap import asap_polygons
+
+        return asap_polygons(root, path)
     fmt = "HALO XML" if root.find(".//V") is not None else "ImageScope XML"
     named, excluded, cut_names, dropped = [], [], [], 0
     for layer in root.iter("Annotation"):  # a layer's Name is its class, as an ASAP group's
@@ -391,45 +407,6 @@ def _imagescope_region(region, path: Path):
         (x0, y0), (x1, y1) = vertices
         return box(min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)), negative
     return (Polygon(vertices), negative) if len(vertices) >= 3 else (None, False)
-
-
-def _asap_polygons(root, path: Path) -> tuple[list, list]:
-    """(bed polygons, excluded polygons) of an ASAP XML (CAMELYON, TIGER; level-0 px). Groups named
-    like a tumour bed are the bed when there are any (else every area annotation); groups named
-    like an exclusion (``Exclusion``, CAMELYON's ``_2``) are cut out of it."""
-    from shapely.geometry import Polygon
-
-    named, excluded, cut_names = [], [], []
-    for ann in root.iter("Annotation"):
-        if str(ann.attrib.get("Type", "Polygon")).lower() not in ("polygon", "spline", "rectangle"):
-            continue  # dots and point sets mark cells, not areas
-        try:
-            points = sorted((float(c.attrib.get("Order", i)), float(c.attrib["X"]), float(c.attrib["Y"]))
-                            for i, c in enumerate(ann.iter("Coordinate")))
-        except (KeyError, ValueError):
-            raise AnnotationError("a Coordinate lacks numeric X/Y", path=path,
-                                  fix="save the annotation again from ASAP") from None
-        if not all_finite([v for point in points for v in point]):
-            raise not_finite(path)
-        if len(points) < 3:
-            continue
-        group = str(ann.attrib.get("PartOfGroup", ""))
-        if not class_name(group) and says_what_it_is(str(ann.attrib.get("Name", ""))):
-            group = str(ann.attrib["Name"])  # in no group ('None') but named 'Tumor': the name is its class
-        parts = valid_parts(Polygon([(x, y) for _, x, y in points]), path, f"annotation '{ann.attrib.get('Name', '')}'")
-        if is_exclusion(group):
-            excluded += parts
-            cut_names.append(group)
-        else:
-            named += [(group, part) for part in parts]
-    warn_tumour_named_cut(cut_names, path)
-    chosen = choose_bed(named, path)
-    if not chosen and named:
-        raise not_bed(named, path, "group", "ASAP XML")
-    if not chosen:
-        raise AnnotationError("ASAP XML holds no polygon annotations with 3 or more coordinates", path=path,
-                              fix="draw the tumour bed as a polygon annotation")
-    return chosen, [*excluded, *not_bed_areas(named, path, chosen)]
 
 
 def _union(polygons: list, path: Path):

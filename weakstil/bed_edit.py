@@ -30,7 +30,7 @@ import numpy as np
 
 from weakstil import settings
 from weakstil.errors import WeakSTILError
-from weakstil.tumorbed.bed import SlideGeometry
+from weakstil.tumorbed.bed import SlideGeometry, slide_record
 
 log = logging.getLogger(__name__)
 
@@ -339,7 +339,8 @@ def _geometry(f) -> SlideGeometry:
     fr = mpp / mask_mpp
     w, h = int(attrs["slide_width"]), int(attrs["slide_height"])
     grid = np.zeros((max(1, round(h * fr)), max(1, round(w * fr))), bool)
-    return SlideGeometry(w, h, mpp, np.asarray(f.coords), float(f.tile_size_level0), grid, mask_mpp, origin_of(attrs))
+    return SlideGeometry(w, h, mpp, np.asarray(f.coords), float(f.tile_size_level0), grid, mask_mpp, origin_of(attrs),
+                         slide=slide_record(attrs))
 
 
 def _attention_logits(f, flags: np.ndarray | None, where) -> tuple[np.ndarray, np.ndarray | None]:

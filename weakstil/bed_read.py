@@ -14,13 +14,14 @@ import numpy as np
 from weakstil.bed_edit import BED_PART, HOLE_PART, Ring
 
 
-def read_bed_parts(path: str | Path) -> tuple[list[Ring], list[str]]:
-    """The bed in ``path`` (GeoJSON, ImageScope or ASAP XML; read by :func:`weakstil.annotations.load_polygons`,
+def read_bed_parts(path: str | Path, geom=None) -> tuple[list[Ring], list[str]]:
+    """The bed in ``path`` (GeoJSON, ImageScope or ASAP XML, NDP.view .ndpa placed on the slide of ``geom``;
+    read by :func:`weakstil.annotations.load_polygons`,
     exclusions cut out) as level-0 ``[x, y]`` rings in drawing order and each one's part, for
     :func:`weakstil.bed_edit.ordered_bed_shape`. Raises :class:`weakstil.errors.AnnotationError` naming the file."""
     from weakstil.annotations import load_polygons
 
-    return shape_parts(load_polygons(path))
+    return shape_parts(load_polygons(path, geom))
 
 
 def shape_parts(shape) -> tuple[list[Ring], list[str]]:

@@ -442,7 +442,7 @@ class _LazyEncoder:
 #: Feature-cache attributes copied into a slide's score file.
 _COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "slide_width", "slide_height",
                  "tiling_key", "encoder", "weights_sha256", "weights_file_sha256", "cache_key", "torch_version", "timm_version",
-                 "slide_fingerprint", "slide_bounds_x", "slide_bounds_y")
+                 "slide_fingerprint", "slide_bounds_x", "slide_bounds_y", "ndpi_offset_x_nm", "ndpi_offset_y_nm")
 
 
 def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed, tile_scores: np.ndarray,

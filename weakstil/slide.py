@@ -329,6 +329,7 @@ class Slide:
     def info(self) -> dict[str, object]:
         """Metadata worth recording with every output."""
         from weakstil.annotation_frame import bounds_origin
+        from weakstil.annotation_ndpa import ndpi_offsets
 
         return {
             "slide_path": str(self.path.resolve()),  # absolute: viewers find the slide from any folder
@@ -342,6 +343,8 @@ class Slide:
             "slide_fingerprint": self.fingerprint,
             # the scanned area's corner (MIRAX), where QuPath's coordinates start: only on such a slide
             **bounds_origin(self.backend.properties),
+            # an NDPI's image centre from the glass slide's centre (nm), where NDP.view's .ndpa coordinates start
+            **ndpi_offsets(self.backend.properties),
         }
 
 

@@ -256,11 +256,11 @@ StoppingOpt = Annotated[Stopping, typer.Option("--stopping", help="fixed: every 
 AnnotationsOpt = Annotated[
     Optional[Path],
     typer.Option("--annotations", help="Directory of tumour-bed annotations (<slide_id>.geojson QuPath GeoJSON, "
-                 "<slide_id>.xml ImageScope, HALO or ASAP XML, <slide_id>.annotations HALO XML); an annotation "
+                 "<slide_id>.xml ImageScope, HALO or ASAP XML, <slide_id>.annotations HALO XML, <slide_id>.ndpa or <slide file>.ndpa NDP.view); an annotation "
                  "overrides detection for its slide."),
 ]
 AnnotationsDirOpt = Annotated[Path, typer.Option("--annotations", help="Directory of tumour-bed annotations "
-                                                 "(<slide_id>.geojson, .xml or .annotations).")]
+                                                 "(<slide_id>.geojson, .xml, .annotations or .ndpa).")]
 TumorBedOpt = Annotated[
     Optional[Path],
     typer.Option("--tumorbed", help="Tumour-bed detector (from 'weakstil tumorbed train', or a model's "

@@ -48,7 +48,7 @@ def score(
         raise UsageError("--features is a file, not a folder (of feature caches, made when missing)",
                          path=features, fix="pass a folder, e.g. the --out of 'weakstil embed'")
     # a file given for a folder is a usage error (exit 2) before the model is read
-    check_folder_option(annotations, "--annotations", "pass a folder of <slide_id>.geojson/.xml/.annotations files")
+    check_folder_option(annotations, "--annotations", "pass a folder of <slide_id>.geojson/.xml/.annotations/.ndpa files")
     check_folder_option(tumorbed_beds, "--tumorbed-beds", "pass the --out folder of 'weakstil tumorbed apply'")
 
     from weakstil.outputdir import check_out_is_not_input, check_score_out

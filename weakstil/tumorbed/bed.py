@@ -10,7 +10,7 @@ area inside the bed and a flag (fraction >= ``settings.TILE_IN_BED``). Its sourc
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -78,6 +78,8 @@ class SlideGeometry:
     #: the scanned area's corner (OpenSlide's bounds-x/-y: MIRAX), where QuPath's coordinates start
     origin: tuple[float, float] = (0.0, 0.0)
     fingerprint: str = ""  #: the scan's identity (weakstil.fingerprint), "" when not recorded
+    #: the slide's path, vendor and NDPI offsets as its file records them (an NDP.view .ndpa is placed by them)
+    slide: dict = field(default_factory=dict)
 
     @classmethod
     def from_file(cls, tiles: FeaturesFile | TilesFile) -> SlideGeometry:
@@ -88,7 +90,7 @@ class SlideGeometry:
                    np.asarray(tiles.coords), float(tiles.attrs["tile_size_level0"]),
                    np.asarray(tiles.tissue_mask).astype(bool),
                    float(tiles.attrs.get("mask_mpp", tiles.tissue_mask_mpp)), origin_of(tiles.attrs),
-                   str(tiles.attrs.get("slide_fingerprint") or ""))
+                   str(tiles.attrs.get("slide_fingerprint") or ""), slide_record(tiles.attrs))
 
     def tile_fractions(self, mask: np.ndarray, mask_mpp: float) -> np.ndarray:
         return mask_fractions(self.coords, self.tile_size_level0, mask, mask_mpp, self.slide_mpp)
@@ -102,6 +104,13 @@ class SlideGeometry:
         return resize(mask.astype(np.float32), self.tissue_mask.shape, order=0, anti_aliasing=False) > 0.5
 
 
+def slide_record(attrs) -> dict:
+    """What a tiles or feature file's ``attrs`` say of where its slide is and what it is (for an NDP.view .ndpa)."""
+    from weakstil.annotation_ndpa import OFFSET_ATTRS
+
+    return {k: attrs[k] for k in ("slide_path", "slide_vendor", *OFFSET_ATTRS) if k in attrs}
+
+
 def from_annotation(path: str | Path, geom: SlideGeometry,
                     reference: Callable[[], TumorBed | None] | None = None) -> TumorBed:
     """Tumour bed from a pathologist's annotation file (clipped to tissue and slide).
@@ -111,7 +120,7 @@ def from_annotation(path: str | Path, geom: SlideGeometry,
     from weakstil.annotation_frame import for_another_scan, to_openslide_frame, warn_if_y_up
     from weakstil.annotations import check_inside, load_polygons, rasterize
 
-    raw = to_openslide_frame(load_polygons(path), path, geom)[0]  # QuPath's frame on an MRXS
+    raw = to_openslide_frame(load_polygons(path, geom), path, geom)[0]  # QuPath's frame on an MRXS
     _warn_if_written_by_weakstil(path)
     polygons = check_inside(raw, geom.width, geom.height, path)
     mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))

@@ -147,8 +147,8 @@ class BedSources:
         # unused without a word
         missing = ([f"no bed in {self.beds} (looked for {' / '.join(n + '.h5' for n in names)})"]
                    if self.beds is not None else []) + \
-                  ([f"no annotation in {self.annotations} (looked for {' / '.join(names)}.geojson, .json, .xml or .annotations, "
-                    "also with _tumorbed, and QuPath's <slide file name>.geojson)"] if self.annotations is not None else [])
+                  ([f"no annotation in {self.annotations} (looked for {' / '.join(names)}.geojson, .json, .xml, .annotations or .ndpa, "
+                    "also with _tumorbed, and QuPath's <slide file name>.geojson, NDP.view's <slide file name>.ndpa)"] if self.annotations is not None else [])
         if missing:
             (log.info if self.detector is not None else log.warning)(
                 "%s: %s; its bed is %s", slide_id, " and ".join(missing),

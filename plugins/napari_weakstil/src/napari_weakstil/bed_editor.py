@@ -256,7 +256,7 @@ class BedEditor(QGroupBox):
         from weakstil.bed_read import read_bed_parts
 
         path = find_annotation(self.bed_folder(tiles), tiles.slide_id)
-        return (path, read_bed_parts(path)) if path is not None else None
+        return (path, read_bed_parts(path, tiles.geometry)) if path is not None else None
 
     def rescore(self) -> BedScore | None:
         """Recompute the sTIL% and the call from the cached tile scores with the edited bed."""
