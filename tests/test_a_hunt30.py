@@ -118,3 +118,49 @@ def test_real_svs_white_corners_are_no_tissue():
     with Slide.open(shared_file("slides/tcga-cr-7395-01a-01-ts1_jp2k.svs"), slide_mpp=0.25) as slide:
         t = find_tiles(slide)
     assert len(t.coords) == 47 and int(t.tissue_mask.sum()) < 10_600, (len(t.coords), int(t.tissue_mask.sum()))
+
+
+# -- a scan within 2 % of the model's µm/px is read pixel for pixel -------------------------------------
+def test_the_same_pixels_said_to_be_0_499_um_give_the_same_tiles(tissue):
+    # Aperio's 20x scans are 0.499 or 0.5025 µm/px: read at 0.5 their tiles were resized 1.002x
+    # bilinearly, the middle of each a two-pixel mean (up to 88 grey levels off the pixels; the tiles'
+    # mean gradient 10 % lower), and 6 slides written so scored 0.16-1.85 sTIL points lower than at 0.5
+    from weakstil.decode.readers import plan_reader
+    from weakstil.slide import Slide, read_scale
+
+    root, _, img = tissue
+    src = _write(root / "at_0.5.tiff", img, 0.5)  # the same JPEG tiles as the copies below
+    coords = np.array([[0, 0], [448, 672], [1120, 1456], [2000, 1000]])
+    for mpp in (0.499, 0.5025):
+        other = _write(root / f"at_{mpp}.tiff", img, mpp)
+        with Slide.open(src) as a, Slide.open(other) as b:
+            for x, y in coords:  # OpenSlide's path
+                assert np.array_equal(a.read_region(x, y, 224, 0.5), b.read_region(x, y, 224, 0.5)), (mpp, x, y)
+            specs = plan_reader(a, 0.5, 224), plan_reader(b, 0.5, 224)
+        assert specs[1].jpeg is not None  # the JPEG tiles' path, as embed and score read them
+        tiles = []
+        for spec in specs:
+            out = np.zeros((len(coords), 224, 224, 3), np.uint8)
+            reader = spec.open()
+            reader.read_batch(coords, out)
+            reader.close()
+            tiles.append(out)
+        assert np.array_equal(*tiles), mpp
+    # a 40x scan within 2 % is read by whole 2 x 2 blocks; 3 % off (a 0.2425 µm/px scanner) is resized
+    assert read_scale(0.2527, 0.5) == 2.0 and read_scale(0.2425, 0.5) == pytest.approx(0.5 / 0.2425)
+
+
+def test_a_cache_resized_at_a_whole_ratio_is_embedded_again():
+    import json
+
+    from weakstil.feature_cache import _decoded_before_resize_fix as stale
+    from weakstil.slide import READ_REDUCE
+
+    def attrs(slide_mpp, decode):
+        return {"mpp": 0.5, "slide_mpp": slide_mpp, "decode": json.dumps(decode)}
+
+    why = stale(attrs(0.499, {"path": "jpeg-tiles", "reduce": "box, then bilinear"}))
+    assert why is not None and "pixel for pixel" in why
+    assert stale(attrs(0.499, {"path": "jpeg-tiles", "reduce": READ_REDUCE})) is None
+    assert stale(attrs(0.5, {"path": "jpeg-tiles", "reduce": "box, then bilinear"})) is None  # never resized
+    assert stale(attrs(0.2425, {"path": "openslide", "reduce": "box, then bilinear"})) is None  # still resized
