@@ -2,6 +2,8 @@
 
     nice -n 10 .venv/bin/python benchmarks/scan_variants.py --model MODEL_DIR            # 6 slides x all variants
     nice -n 10 .venv/bin/python benchmarks/scan_variants.py --model M --variants orig rot90 x40_svs
+    # after a code change: the same slides, scored into another folder (--label) to compare
+    nice -n 10 .venv/bin/python benchmarks/scan_variants.py --model M --label scores_new --variants tiff_q90 margin
 
 Synthetic slides with exact truth (``weakstil.synth``: 2 default, 2 ``--hard``, 2 ``--hard --look alt``,
 1.6 mm, as ``weakstil demo`` trains on) are written again as other scans of the same tissue: another
