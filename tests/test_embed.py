@@ -232,12 +232,12 @@ def test_read_region_opaque_fast_path_gives_the_same_pixels(tmp_path):
     """Slide.read_region drops alpha before resizing when a region is opaque: same bytes as resizing RGBA."""
     from PIL import Image
 
-    from weakstil.slide import REDUCING_GAP, rgba_to_rgb
+    from weakstil.slide import REDUCING_GAP, read_scale, rgba_to_rgb
 
     def reference(s: Slide, x: int, y: int, size: int, mpp: float) -> np.ndarray:
         level = s.best_level_for_mpp(mpp)
         ds = s.level_downsamples[level]
-        n = max(1, int(np.ceil(size * (mpp / s.mpp) / ds - 1e-6)))
+        n = max(1, int(np.ceil(size * read_scale(s.mpp, mpp) / ds - 1e-6)))  # (CMU's 0.499: pixel for pixel)
         rgba = s.backend.read_region((x, y), level, (n, n))
         if n != size:
             rgba = rgba.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)

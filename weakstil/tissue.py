@@ -63,7 +63,9 @@ log = logging.getLogger(__name__)
 #:    absorbance is not H&E's (navy, grey, black; blurred or JPEG rims) is dropped.
 #: 7: the same mask whatever the scan's µm/px: the overview is the finest affordable level averaged (not a
 #:    stored level whose resolution and JPEG follow the scan's), and the glass level's mean settles.
-TISSUE_VERSION = 7
+#: 8: a white area outside the scanned glass (unscanned, transparent in OpenSlide; an export's white canvas) is
+#:    not the glass level: it is read as the scanned glass (``weakstil.unscanned.white_as_glass``).
+TISSUE_VERSION = 8
 #: Saturation above the glass's own (99.5th percentile) that is stain, not scanner noise.
 GLASS_SATURATION_MARGIN = 0.03
 #: Blurred edges of marker strokes taken as ink beyond the strokes' own pixels (one pixel of the
@@ -102,8 +104,10 @@ def detect_tissue(rgb: np.ndarray, mpp: float, params: TissueParams | None = Non
     from scipy import ndimage as ndi
     from skimage.filters import threshold_otsu
 
+    from weakstil.unscanned import white_as_glass
+
     p = params or TissueParams()
-    rgb = white_balance(rgb)
+    rgb = white_balance(white_as_glass(rgb))  # white outside the scanned area: the scanned glass
     # channels as separate planes: reductions over a trailing axis of 3 are slow in numpy.
     # A light blur removes scanner noise and JPEG speckle before thresholding.
     r, g, b = (ndi.uniform_filter(np.ascontiguousarray(rgb[..., c]), size=3) for c in range(3))

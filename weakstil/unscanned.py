@@ -108,3 +108,81 @@ def read_as_tissue_before(attrs: dict, slide) -> str | None:
         return None
     return ("was made by an earlier WeakSTIL, which read the slide's black unscanned area as pixels of the tissue "
             "overview and of the tiles at the tissue's edge")
+
+
+# -- white outside the scanned area ------------------------------------------------------------------
+#: A pixel is white (an area OpenSlide returns as transparent, which every reader composites onto white,
+#: or an export's white fill) when every channel is at least this.
+WHITE_MIN = 254
+#: The glass beside such an area is the scanned glass when it is this far (in its own noise) below white ...
+WHITE_GLASS_NOISE_GAP = 3.0
+#: ... and lines at least this share of the area's rim (a crop of tissue padded with white has tissue
+#: along its rim, and a scan's clipped glass at white has no separate level).
+WHITE_RIM_GLASS_SHARE = 0.5
+
+
+def white_outside_scan(rgb: np.ndarray) -> np.ndarray | None:
+    """The white area of an overview ``rgb`` (uint8) that stands for no scan, or None.
+
+    MRXS, Leica SCN, Philips, Ventana and sparse DICOM files hold only the scanned regions: OpenSlide
+    returns the rest as transparent, read as white (255), around the scanned glass (220-250); an export
+    padded onto a larger canvas or moved on it looks the same. Taken for the slide's glass, that white put
+    the scanned glass 5-20 levels "darker than the glass": fat, hence tissue (the same tissue on a canvas
+    2 mm larger: 111 tiles became 212, a third of them on glass), or, a thin strip of it at one edge, made
+    the glass look noisy and dropped the fat instead (a white strip of 36 µm: 111 tiles became 100). It is
+    such an area when pixels at :data:`WHITE_MIN` or more in every channel reach the overview's edge over
+    :data:`MIN_SHARE` of it, and the rest has glass of its own, clearly darker than white, lining at least
+    half the area's rim. A slide whose own glass is white (clipped) has none."""
+    from scipy import ndimage
+
+    from weakstil.glass import GLASS_MAX_CHROMA, GLASS_MIN_LEVEL, LAMP_CAST_MAX_CHROMA, glass_level
+
+    # channels as planes (a reduction over a trailing axis of 3 is slow), statistics on every other pixel
+    white = np.minimum(np.minimum(rgb[..., 0], rgb[..., 1]), rgb[..., 2]) >= WHITE_MIN
+    share = float(white.mean())
+    if share < MIN_SHARE or share == 1.0:
+        return None
+    labels, n = ndimage.label(white)
+    edge = np.zeros(n + 1, bool)
+    edge[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    edge[0] = False
+    area = edge[labels]
+    if area.mean() < MIN_SHARE:
+        return None
+    near = ndimage.binary_dilation(area, iterations=1)  # its rim averages white with what lies beside it
+    sub = (slice(None, None, 2), slice(None, None, 2))
+    rest = rgb[sub][~near[sub]]
+    grey = rest.astype(np.float32).mean(axis=1)
+    glass, noise = glass_level(grey)
+    if glass < GLASS_MIN_LEVEL or glass + WHITE_GLASS_NOISE_GAP * max(noise, 0.5) >= WHITE_MIN - 0.5:
+        return None
+    # glass is grey (or a lamp's cast: green between red and blue), as white_balance trusts it; pale stain is not
+    colour = np.median(rest[np.abs(grey - glass) < max(3.0, 3.0 * noise)], axis=0).astype(np.float64)
+    lamp_cast = min(colour[0], colour[2]) - 1.0 <= colour[1] <= max(colour[0], colour[2]) + 1.0
+    if (colour.max() - colour.min()) / max(colour.max(), 1.0) > (LAMP_CAST_MAX_CHROMA if lamp_cast else GLASS_MAX_CHROMA):
+        return None
+    rim = ndimage.binary_dilation(near, iterations=2) & ~near
+    rim_grey = rgb[rim].astype(np.float32).mean(axis=1)
+    if not rim_grey.size or np.mean(np.abs(rim_grey - glass) < max(3.0, 3.0 * noise)) < WHITE_RIM_GLASS_SHARE:
+        return None
+    return near
+
+
+def white_as_glass(rgb: np.ndarray) -> np.ndarray:
+    """``rgb`` (an overview, uint8) with its white area outside the scan (:func:`white_outside_scan`)
+    filled with pixels drawn from the scanned glass (its level's, seeded: the same fill every time), so
+    that the tissue detector measures the glass's level and noise on glass; ``rgb`` itself when it has none."""
+    from weakstil.glass import glass_level
+
+    area = white_outside_scan(rgb)
+    if area is None:
+        return rgb
+    rest = rgb[::2, ::2][~area[::2, ::2]]
+    grey = rest.astype(np.float32).mean(axis=1)
+    glass, noise = glass_level(grey)
+    pool = rest[np.abs(grey - glass) < max(3.0, 3.0 * noise)]
+    if not len(pool):
+        return rgb
+    out = rgb.copy()
+    out[area] = pool[np.random.default_rng(0).integers(0, len(pool), int(area.sum()))]
+    return out

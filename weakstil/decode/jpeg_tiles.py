@@ -419,4 +419,6 @@ def plan_jpeg(slide: Slide, mpp: float) -> JpegPlan | str:
         return f"level {level}: {found}"
     ds = slide.level_downsamples[level]
     reduce = choose_dct_scale(slide.level_mpp(level), mpp, found.tile_w, found.tile_h)
-    return JpegPlan(level, found, reduce, ds * reduce, mpp / slide.mpp)
+    from weakstil.slide import read_scale
+
+    return JpegPlan(level, found, reduce, ds * reduce, read_scale(slide.mpp, mpp))
