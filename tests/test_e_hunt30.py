@@ -130,3 +130,28 @@ def test_closing_an_edited_bed_with_changes_not_saved_says_they_are_gone(make_na
     viewer.layers.remove(layer)
     status = widget.status_label.text()
     assert "changes not saved" in status and layer.name in status, status  # old: no word of the lost shapes
+
+
+def test_a_bed_of_thousands_of_islands_and_holes_is_rasterized_in_seconds_not_minutes():
+    """Rescore (and `score --annotations`) of a big slide's bed with thousands of islands and holes ran for minutes:
+    every ring was filled over the whole tissue-mask grid (a 100,000-tile slide's detector bed of 3,641 islands and
+    3,163 holes: Rescore over 5 minutes, the docs say under 1 s; 2 s now). Each ring is now filled within its box:
+    the same pixels, in a fraction of the time."""
+    import time
+
+    from shapely.geometry import MultiPolygon, Polygon, box
+
+    from weakstil.annotations import rasterize
+
+    holes = [[(x, y), (x + 6, y), (x + 6, y + 6), (x, y + 6)] for x in range(20, 3900, 40) for y in range(20, 1000, 40)]
+    body = Polygon([(0, 0), (4000, 0), (4000, 1040), (0, 1040)], holes)  # one polygon, 2,425 holes
+    islands = [box(x, y, x + 13.3, y + 9.7) for x in range(3, 3990, 45) for y in range(1100, 3990, 45)]  # 5,785
+    shape = MultiPolygon([body, *islands])
+    t0 = time.perf_counter()
+    mask = rasterize(shape, 4000, 4000, slide_mpp=1.0, mask_mpp=1.0)
+    seconds = time.perf_counter() - t0
+    assert seconds < 12, seconds  # old: minutes (the whole 4000 x 4000 grid filled for every ring); now about 1 s
+    assert mask.shape == (4000, 4000)
+    assert mask[:1040].sum() == 4000 * 1040 - len(holes) * 36  # holes: 6 x 6 pixel centres each
+    assert mask[1100:1110, 3:16].all() and not mask[1110:1145, 3:48].any()  # an island: 13 x 10 centres, then a gap
+    assert mask[1100:].sum() == len(islands) * 13 * 10
