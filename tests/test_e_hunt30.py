@@ -176,3 +176,21 @@ def test_a_bed_of_many_islands_is_drawn_in_order_in_seconds_not_minutes():
     seconds = time.perf_counter() - t0
     assert seconds < 10, seconds  # old: about 40 s
     assert shape.area == pytest.approx(len(beds) * 400 - len(holes) * 25 + len(again) * 4)
+
+
+def test_a_result_whose_mask_lost_its_resolution_is_refused_in_one_line(scored, tmp_path):
+    """A result file whose tissue mask has no 'mpp' attribute (edited by hand, or by another tool) opened in napari
+    with h5py's KeyError ("Unable to synchronously open attribute (can't locate attribute: 'mpp')") and its
+    traceback; it is now refused in one line naming the file, the dataset and the fix."""
+    import h5py
+
+    from napari_weakstil.result_layers import read_result
+    from weakstil.errors import WeakSTILError
+
+    path = _result(scored, tmp_path)
+    with h5py.File(path, "r+") as f:
+        del f["tissue_mask"].attrs["mpp"]
+    with pytest.raises(WeakSTILError) as caught:  # old: KeyError
+        read_result(path)
+    line = caught.value.one_line()
+    assert str(path) in line and "'tissue_mask'" in line and "mpp" in line and "Fix:" in line and "\n" not in line
