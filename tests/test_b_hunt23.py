@@ -172,7 +172,8 @@ def test_after_rescore_every_line_gives_the_edited_bed(make_napari_viewer, score
     assert widget.result_path == str(first)
     assert f"{new.n_bed_tiles:,} in the edited bed" in widget.detail_label.text() and "edited bed" in \
         widget.stil_label.text()
-    editor.edit_bed()  # back to the scored bed: its number and count
+    assert editor.edit_bed() is None  # its changes are not saved: said first (hunt 30e), and kept
+    editor.edit_bed()  # pressed again: back to the scored bed, its number and count
     assert f"{n_scored:,} in the tumour bed" in widget.detail_label.text()
 
 

@@ -252,16 +252,19 @@ def ordered_bed_shape(rings: Sequence[Ring], parts: Sequence[str]):
     """The bed drawn ring by ring, in order: a ``bed`` ring adds its area, a ``hole`` ring cuts its
     area out of what is drawn before it. So a bed drawn inside an earlier hole is bed (napari's
     shapes, in the order they were drawn); ``bed_shape(polygons, holes)`` is all beds, then all holes."""
+    from itertools import groupby
+
+    import shapely
     from shapely.geometry import Polygon
 
     if len(parts) != len(rings) or set(parts) - {BED_PART, HOLE_PART}:
         raise ValueError(f"parts must be one of {BED_PART!r}, {HOLE_PART!r} per ring")
     shape = Polygon()
-    for ring, part in zip(rings, parts):
-        if len(ring) < 3:
-            continue
-        polygon = _ring_polygon(ring)
-        shape = shape.union(polygon) if part == BED_PART else shape.difference(polygon)
+    # a run of beds (or of holes) one after another is one union: the same area, where ring by ring was quadratic
+    # (over a minute for a big slide's bed of thousands of islands; hunt 30e)
+    for part, run in groupby([(r, p) for r, p in zip(rings, parts) if len(r) >= 3], key=lambda rp: rp[1]):
+        area = shapely.union_all([_ring_polygon(r) for r, _ in run])
+        shape = shape.union(area) if part == BED_PART else shape.difference(area)
     return _polygonal(shape)
 
 

@@ -109,6 +109,9 @@ class SlideFile:
                                              fix=cls.fix())
                     continue
                 if ds.mpp:
+                    if "mpp" not in f[name].attrs:  # a file edited by hand: said, not a KeyError's traceback
+                        raise SlideFileError(f"{cls.WHAT}'s '{name}' dataset has no 'mpp' attribute (its µm/px)",
+                                             path=path, fix=cls.fix())
                     values[f"{ds.name}_mpp"] = float(f[name].attrs["mpp"])
                 if ds.name in skip:
                     continue

@@ -279,7 +279,8 @@ class ScoringWidget(QWidget):
                 if id(heat) not in self._range_followed:  # napari's own layer controls change the limits too
                     self._range_followed.add(id(heat))
                     self._links.connect(heat.events.contrast_limits, lambda event, layer=heat: self._sync_range(layer))
-        self.bed_editor.forget_closed_edits()  # an edited bed's layer closed: its number goes with it
+        gone = event.value if getattr(event, "type", "") == "removed" else None
+        self.bed_editor.forget_closed_edits(gone)  # an edited bed's layer closed: its number goes with it
         self._keep_outline_width()
         for suffix, box in self.toggles.items():
             layer = self.result_layer(suffix, self.result_path)
@@ -352,7 +353,8 @@ class ScoringWidget(QWidget):
         """The scored result's number, call, interval, tile counts and qc flags."""
         self.stil_label.setText(stil_line(res))
         self._show_qc(res.attrs or {})
-        self.detail_label.setText(detail_line(res))
+        saved = self.bed_editor.saved_bed_line(res)  # a corrected bed saved for the slide: what it gives
+        self.detail_label.setText(detail_line(res) + (f"\n{saved}" if saved else ""))
 
     def _show_qc(self, attrs: dict) -> None:
         """The slide's qc flags in orange, each flag's reason as the tooltip."""

@@ -124,6 +124,11 @@ class BedEditor(QGroupBox):
         # where the shapes are shown: a bed dragged whole with the transform mode is scored where it lies
         return bed_layer.shapes_to_parts(bed_layer.level0_data(layer), list(layer.shape_type), parts)
 
+    @staticmethod
+    def _unsaved(layer: Any) -> bool:
+        """Whether an edited bed layer holds changes since it was loaded or last saved."""
+        return layer.metadata.get("clean") != _bed_key(layer)
+
     def _unclosed_note(self) -> str:
         """What the bed leaves out: lines and paths (the line and path tools) enclose no area."""
         layer = self.layer()
@@ -148,10 +153,14 @@ class BedEditor(QGroupBox):
         if self.last_rescore is not None:
             self._show_rescored(self.last_rescore)
 
-    def forget_closed_edits(self) -> None:
+    def forget_closed_edits(self, closed: Any = None) -> None:
         """A result whose edited bed layer is closed shows its scored bed again (number, interval, qc,
         heatmap, tile clicks): the edit's number belonged to a bed that is no longer anywhere, nor can be
         saved (the widget calls it on every change of the layers)."""
+        if closed is not None and closed.metadata.get("weakstil_kind") == BED_EDIT_KIND and self._unsaved(closed):
+            # closing the layer throws its edit away: said, not silent, when it was never saved
+            self.owner._status(f"{closed.name} was closed with changes not saved: they are gone (napari cannot "
+                               "reopen a closed layer). Save bed keeps an edit before its layer is closed.", error=True)
         layers = list(self.owner.viewer.layers)
         edits = [ly.metadata.get("result_path") for ly in layers if ly.metadata.get("weakstil_kind") == BED_EDIT_KIND]
         if None in edits:  # a bed layer of no recorded result: it may be any result's
@@ -201,6 +210,11 @@ class BedEditor(QGroupBox):
         if tiles is None or heat is None:
             return None
         old = self.layer()
+        if old is not None and self._unsaved(old) and old.metadata.get("discard_armed") != _bed_key(old):
+            old.metadata["discard_armed"] = _bed_key(old)  # pressed again on this very bed: thrown away
+            self.owner._status(f"{old.name}: its changes are not saved. Press Edit bed again to throw them away "
+                               "and start from the scored bed, or Save bed first to keep them.", error=True)
+            return None
         saved = None
         if old is None:  # a new edit continues the bed saved for this slide; pressed again: the scored bed
             try:
@@ -212,6 +226,7 @@ class BedEditor(QGroupBox):
         _warm_up_aggregation()
         viewer = self.owner.viewer
         if old is not None:
+            old.metadata["clean"] = _bed_key(old)  # thrown away on purpose (pressed again): not said to be lost
             viewer.layers.selection.active = heat  # so that removing the old layer keeps this result shown
             viewer.layers.remove(old)
         data, parts = bed_layer.parts_to_shapes(*(saved[1] if saved else tiles.bed_parts()))
@@ -220,6 +235,7 @@ class BedEditor(QGroupBox):
         layer = viewer.add_shapes(data or None, **bed_layer.layer_kwargs(tiles.slide_id, mpp, parts, width,
                                                                           result_path=str(res.path)))
         bed_layer.set_drawing(layer, bed_layer.HOLE if self.holes_box.isChecked() else bed_layer.BED)
+        layer.metadata["clean"] = _bed_key(layer)  # as loaded: nothing to save yet
         viewer.layers.selection.active = layer
         layer.mode = "direct"  # move vertices; the layer controls add, delete and draw
         res.bed_rescore = self.last_rescore = None
@@ -234,6 +250,12 @@ class BedEditor(QGroupBox):
         if saved:
             from weakstil.annotations import geojson_written_by
             from weakstil.bed_edit import SAVED_BY
+
+            # the number shown is the bed on the canvas, the saved one (it was the detector's: 33.0 % high beside
+            # a saved bed of 29.1 % low), as 'weakstil score --annotations' scores that file
+            if self.rescore() is not None:
+                res.bed_note = f"Continuing the bed saved in {saved[0]}. " + res.bed_note
+                self.label.setText(res.bed_note)
 
             elsewhere = saved[0].suffix.lower() not in (".geojson", ".json") or geojson_written_by(saved[0]) != SAVED_BY
             self.owner._status(f"Edit bed: {tiles.slide_id} continues the bed saved in {saved[0]}" + (
@@ -257,6 +279,48 @@ class BedEditor(QGroupBox):
 
         path = find_annotation(self.bed_folder(tiles), tiles.slide_id)
         return (path, read_bed_parts(path, tiles.geometry)) if path is not None else None
+
+    def saved_bed_line(self, res: Any) -> str:
+        """What the bed saved for the shown result's slide in the bed folder gives, as ``--annotations`` scores it:
+        the number shown is the scored bed's, and a corrected bed saved in an earlier session (which gave another
+        number, maybe another call) was not mentioned until Edit bed. Empty when there is none or it is edited now."""
+        from weakstil.annotations import find_annotation
+        from weakstil.bed_read import read_bed_parts
+        from weakstil.errors import WeakSTILError
+
+        if res is None or res.tile_scores is None or self.layer() is not None:
+            return ""
+        value = str(self.folder_edit.value)
+        folder = Path(value) if value not in ("", ".") else default_bed_folder(Path(res.path))
+        try:
+            path = find_annotation(folder, res.slide_id)
+            if path is None:
+                return ""
+            stat = path.stat()
+            key = (str(path), stat.st_mtime_ns, stat.st_size)
+            if res.saved_bed_view is not None and res.saved_bed_view[0] == key:
+                return res.saved_bed_view[1]
+            if res.scored_tiles is None and (res.file_key is None or file_identity(Path(res.path)) == res.file_key):
+                from weakstil.bed_edit import ScoredTiles
+
+                res.scored_tiles = ScoredTiles.read(res.path)
+            if res.scored_tiles is None:
+                return ""
+            new = res.scored_tiles.rescore_parts(*read_bed_parts(path), clip=True)
+        except WeakSTILError as exc:
+            return f"A bed of the slide in {folder} cannot be read: {exc.one_line()}"
+        except OSError as exc:
+            return f"A bed of the slide in {folder} cannot be read: {exc.strerror or exc}."
+        from weakstil.metrics import called_high
+
+        differs = new.found and res.stil is not None and new.stil_high != bool(called_high(res.stil, new.threshold))
+        text = (f"The bed saved in {path} gives {new.label() if new.found else 'no score (no tumour bed)'}"
+                + (f" over {new.n_bed_tiles:,} tiles" if new.found else "")
+                + (" (another call than the number above, which is the scored bed's)" if differs
+                   else " (the number above is the scored bed's)")
+                + f", as 'weakstil score --annotations {folder}' gives it. Edit bed continues it.")
+        res.saved_bed_view = (key, text)
+        return text
 
     def rescore(self) -> BedScore | None:
         """Recompute the sTIL% and the call from the cached tile scores with the edited bed."""
@@ -340,6 +404,9 @@ class BedEditor(QGroupBox):
             self.owner._status(f"{folder}: cannot write the bed ({exc.strerror or exc}). Fix: choose a writable "
                                "bed folder.", error=True)
             return None
+        layer = self.layer()
+        if layer is not None:
+            layer.metadata["clean"] = _bed_key(layer)  # saved: nothing is lost when it is closed or reloaded
         empty = _holds_no_tile(tiles, rings)
         self.owner._status(f"Bed saved to {path}" + (" (the bed saved there before is replaced)" if replaced else "")
                            + f"; use it with --annotations {folder}." + self._unclosed_note()
@@ -347,6 +414,19 @@ class BedEditor(QGroupBox):
                               "gives the slide no score (no tumour bed) and 'train' leaves it out. Fix: draw the bed "
                               "over the tumour's tissue." if empty else ""), error=empty)
         return path
+
+
+def _bed_key(layer: Any) -> bytes:
+    """The bed a layer holds (its shapes where shown, their kinds and parts), to tell an edit from what was loaded
+    or saved."""
+    import hashlib
+
+    digest = hashlib.sha1()
+    parts = list(layer.features["part"]) if "part" in layer.features else []
+    digest.update(repr((list(layer.shape_type), parts)).encode())
+    for ring in bed_layer.level0_data(layer):
+        digest.update(np.ascontiguousarray(ring, np.float64).tobytes())
+    return digest.digest()
 
 
 def _holds_no_tile(tiles: ScoredTiles, rings: tuple[list[np.ndarray], list[str]]) -> bool:

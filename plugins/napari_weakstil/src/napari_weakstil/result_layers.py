@@ -287,6 +287,8 @@ class ResultFile:
     #: the file's identity when it was read (:func:`file_identity`): a file written again since is not what is shown
     file_key: tuple | None = None
     scored_tiles: Any = None  #: the bed editor's tiles of this very file (a weakstil.bed_edit.ScoredTiles), read once
+    #: the bed editor's line on the bed saved for the slide: ((bed file, mtime, size), line), kept while the file is
+    saved_bed_view: tuple | None = None
 
     @property
     def stil(self) -> float | None:
