@@ -51,6 +51,10 @@ class NoTissueError(WeakSTILError):
         super().__init__(message, path=path, fix=fix)
 
 
+#: The words of :func:`weakstil.tiles.all_ink_reason` that choose :func:`no_tissue`'s fix.
+INK_ONLY = "looks like marker ink"
+
+
 def no_tissue(path: str | Path, warnings: list[str] | None = None, tissue_mm2: float = 0.0,
               threshold: float | None = None) -> NoTissueError:
     """The error of a slide with 0 tissue tiles: why it may not be H&E when the detector said so; how
@@ -60,6 +64,11 @@ def no_tissue(path: str | Path, warnings: list[str] | None = None, tissue_mm2: f
                              f"the tissue threshold{f' {threshold:g}' if threshold is not None else ''}", path=path,
                              fix="lower --tissue-threshold (tile, embed, pretrain; score uses its model's), or choose a "
                                  "smaller --tile-size")
+    if warnings and any(INK_ONLY in w for w in warnings):  # weakstil.tiles.all_ink_reason
+        return NoTissueError(f"no tissue found (0 tiles): {'; '.join(warnings)}", path=path,
+                             fix="open it in a slide viewer: ink on blank glass has nothing to score; faded or "
+                                 "washed-out tissue needs a scan with the scanner's colour calibration (or the slide "
+                                 "restained)", warnings=warnings)
     if warnings:  # e.g. a fluorescence scan: say so, and do not send the user to the threshold
         return NoTissueError(f"no tissue found (0 tiles): {'; '.join(warnings)}", path=path,
                              fix="give the brightfield H&E scan of this tissue (this file does not look like one: "

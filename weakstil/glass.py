@@ -101,3 +101,37 @@ def glass_level(grey: np.ndarray) -> tuple[float, float]:
         # and the mode is the white the noise piles up at, not the glass: its median is
         glass = float(np.median(pale[np.abs(pale - glass) < 3.0 * noise]))
     return glass, noise
+
+
+#: A glass this tinted by a lamp's or an aged mount's cast still sets the stain's white point
+#: (:func:`glass_white`): a yellowed mount of (255, 237, 178) is 0.30.
+GLASS_WHITE_MAX_CHROMA = 0.4
+#: ... and only a glass darker than the assumed light by more than this share in some channel (an
+#: optical density of 0.02, under a tenth of Macenko's background cut): 3 of 60 hard synthetic slides'
+#: glass is 239 of 240, which is the glass's noise, not another white point.
+GLASS_WHITE_TOLERANCE = 0.02
+
+
+def glass_white(thumb: np.ndarray, tissue: np.ndarray, io: float) -> tuple[float, float, float] | None:
+    """The light through a slide's glass per channel, where a channel is darker than ``io`` by more than
+    :data:`GLASS_WHITE_TOLERANCE` (each channel at most ``io``), from a thumbnail and its tissue mask: the median colour of the bare pixels
+    at the glass's brightness (:func:`glass_level`). None when the glass is at ``io`` or brighter, or
+    too little of it shows (a crop within tissue), or it is too dark or tinted to trust: under
+    :data:`GLASS_MIN_LEVEL`, or more tinted than :data:`GLASS_MAX_CHROMA` unless a lamp's or an aged mount's
+    cast (green between red and blue), up to :data:`GLASS_WHITE_MAX_CHROMA` (the tissue mask leaves pale
+    tissue out here, which :func:`white_balance`, before any mask, must guard against)."""
+    bare = np.asarray(thumb, np.uint8)[~np.asarray(tissue, bool)]
+    if len(bare) < 100:
+        return None
+    grey = bare.astype(np.float32).mean(axis=-1)
+    level, _ = glass_level(grey)
+    near = np.abs(grey - level) < 3.0
+    if level < GLASS_MIN_LEVEL or near.sum() < max(100, GLASS_MIN_SHARE * thumb.shape[0] * thumb.shape[1]):
+        return None
+    glass = np.median(bare[near], axis=0).astype(np.float64)
+    lamp_cast = min(glass[0], glass[2]) - 1.0 <= glass[1] <= max(glass[0], glass[2]) + 1.0
+    if (glass.max() - glass.min()) / glass.max() > (GLASS_WHITE_MAX_CHROMA if lamp_cast else GLASS_MAX_CHROMA) \
+            or (glass >= (1.0 - GLASS_WHITE_TOLERANCE) * io).all():
+        return None
+    white = np.minimum(glass, io)
+    return (float(white[0]), float(white[1]), float(white[2]))

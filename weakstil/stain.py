@@ -98,7 +98,10 @@ PLANE_SWITCH_DEG = 10.0
 #: the plane holding clearly more pixels wins (:func:`stain_plane_normal`): a black ring over tissue, which
 #: no colour rule sees, turned a hard synthetic slide's eosin vector 31° to the ink's grey (eosin
 #: strength 1.715, now 0.832; 6.8° off); 15 other synthetic slides and 3 real ones are unchanged.
-STAIN_ESTIMATE_VERSION = 7
+#: 8: densities against the slide's own glass per channel where darker than :data:`IO` (:attr:`SlideStain.white`):
+#: against 240 a scan at 0.88 x exposure (glass 217) read glass and pale stroma as stain; demo model MAE
+#: 1.96 -> 3.55, low-sTIL slides up to 10 points high (``benchmarks/appearance_sweep.py``).
+STAIN_ESTIMATE_VERSION = 8
 #: Tissue tiles the estimate reads, picked by a hash of their position (spread over the tissue, and
 #: mostly the same tiles when a few candidates come or go): 192 tiles of 224 px averaged to 28 x 28
 #: are about 150,000 pixels, read in 0.3-1 s on JPEG slides (1.4-5 ms a tile; 32 ms on a JPEG 2000
@@ -120,14 +123,24 @@ class SlideStain:
     he: np.ndarray
     max_c: np.ndarray
     source: str = "macenko"  #: "macenko" or "reference" (estimate failed or too little tissue)
+    #: The light through the glass per channel (RGB) where darker than IO, densities taken against it (None: IO).
+    white: tuple[float, float, float] | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {"he": np.round(self.he, 6).tolist(), "max_c": np.round(self.max_c, 6).tolist(),
-                "source": self.source, "method": "torchstain NumpyMacenkoNormalizer.fit", "io": IO}
+                "source": self.source, "method": "torchstain NumpyMacenkoNormalizer.fit", "io": IO,
+                **({"white": [round(float(w), 3) for w in self.white]} if self.white is not None else {})}
 
     @classmethod
-    def reference(cls) -> SlideStain:
-        return cls(REFERENCE_HE.copy(), REFERENCE_MAX_C.copy(), "reference")
+    def reference(cls, white: tuple[float, float, float] | None = None) -> SlideStain:
+        return cls(REFERENCE_HE.copy(), REFERENCE_MAX_C.copy(), "reference", white)
+
+    def od_offset(self) -> np.ndarray:
+        """(3,) added to optical densities against :data:`IO` to make them against :attr:`white` (<= 0)."""
+        return np.zeros(3) if self.white is None else np.log(np.minimum(np.asarray(self.white, np.float64), IO) / IO)
+
+    def bias(self) -> np.ndarray:  #: (2,) added to ``optical density @ unmixing()``: concentrations against white
+        return self.od_offset() @ self.unmixing()
 
     @classmethod
     def from_attr(cls, value: object) -> SlideStain | None:
@@ -142,7 +155,9 @@ class SlideStain:
             return None
         if he.shape != (3, 2) or max_c.shape != (2,) or not (np.isfinite(he).all() and np.isfinite(max_c).all()):
             return None
-        return cls(he, max_c, str(d.get("source", "macenko")))
+        white = d.get("white")
+        white = tuple(float(w) for w in white) if isinstance(white, list) and len(white) == 3 else None
+        return cls(he, max_c, str(d.get("source", "macenko")), white)
 
     def unmixing(self) -> np.ndarray:
         """(3, 2) matrix taking optical densities (…, 3) to concentrations (…, 2) scaled by ``max_c``."""
@@ -202,18 +217,23 @@ def _reference_normal() -> np.ndarray:
     return normal / np.linalg.norm(normal)
 
 
-def estimate_stain(rgb: np.ndarray, tissue: np.ndarray | None = None) -> SlideStain:
+def estimate_stain(rgb: np.ndarray, tissue: np.ndarray | None = None,
+                   white: tuple[float, float, float] | None = None) -> SlideStain:
     """Macenko stain vectors of the ``tissue`` pixels of an RGB uint8 image (a slide thumbnail),
-    from the pixels in the plane of the stains (:func:`in_stain_plane`)."""
+    from the pixels in the plane of the stains (:func:`in_stain_plane`), optical densities against
+    ``white`` (:attr:`SlideStain.white`)."""
     from torchstain.numpy.normalizers import NumpyMacenkoNormalizer
 
     pix = rgb.reshape(-1, 3) if tissue is None else rgb[np.asarray(tissue, bool)]
-    od = -np.log((pix.astype(np.float64) + 1.0) / IO)
+    offset = SlideStain.reference(white).od_offset()
+    od = -np.log((pix.astype(np.float64) + 1.0) / IO) + offset
     stained = ~np.any(od < BETA, axis=1)
     pix, od = pix[stained], od[stained]
+    if white is not None:  # torchstain takes densities against IO: the pixels as they would be under it
+        pix = (pix + 1.0) * np.exp(-offset) - 1.0
     if len(pix) < MIN_PIXELS:
         log.debug("stain: %d stained pixels, using the reference stain", len(pix))
-        return SlideStain.reference()
+        return SlideStain.reference(white)
     if len(pix) > 400_000:  # plenty for a 3x3 covariance and two percentiles; keeps it fast
         pick = np.random.default_rng(0).choice(len(pix), 400_000, replace=False)
         pix, od = pix[pick], od[pick]
@@ -225,14 +245,14 @@ def estimate_stain(rgb: np.ndarray, tissue: np.ndarray | None = None) -> SlideSt
         norm.fit(pix.reshape(-1, 1, 3), Io=IO, alpha=1, beta=BETA)
     except (np.linalg.LinAlgError, ValueError) as exc:
         log.debug("stain: Macenko failed (%s), using the reference stain", exc)
-        return SlideStain.reference()
+        return SlideStain.reference(white)
     he = np.asarray(norm.HERef, np.float64)
     max_c = np.asarray(norm.maxCRef, np.float64)
     he = he * np.sign(he.sum(axis=0, keepdims=True))  # eigenvector signs are arbitrary
     if not (np.isfinite(he).all() and np.isfinite(max_c).all() and (max_c > 1e-3).all() and (he > -0.05).all()):
         log.debug("stain: degenerate Macenko estimate, using the reference stain")
-        return SlideStain.reference()
-    return SlideStain(he, max_c)
+        return SlideStain.reference(white)
+    return SlideStain(he, max_c, white=white)
 
 
 def stain_pixels(thumb: np.ndarray, mpp: float, tissue: np.ndarray, ink: np.ndarray | None = None) -> np.ndarray:
@@ -350,17 +370,20 @@ def estimate_slide_stain(slide, tiles=None) -> SlideStain:
     0.898 / 0.888 for the stored level), though its vectors were closer to the generator's."""
     from weakstil.decode.readers import plan_reader
     from weakstil.decode.workers import iter_batches_inline
+    from weakstil.glass import glass_white
     from weakstil.tiles import find_tiles
 
     if tiles is None:
         tiles = find_tiles(slide)
-    if len(tiles.coords) == 0:
-        return SlideStain.reference()
+    white = None if tiles.thumbnail is None else glass_white(tiles.thumbnail, tiles.tissue_mask, IO)
+    if not len(tiles.coords):
+        return SlideStain.reference(white)
     pick = estimate_tiles(slide, tiles)
     spec = plan_reader(slide, tiles.params.mpp, tiles.params.tile_px)
     k = max(1, int(round(ESTIMATE_MPP / tiles.params.mpp)))
     coords = np.asarray(tiles.coords)[pick]
-    return estimate_stain(np.concatenate([block_mean(batch, k) for _, batch in iter_batches_inline(spec, coords, 16)]))
+    return estimate_stain(np.concatenate([block_mean(batch, k) for _, batch in iter_batches_inline(spec, coords, 16)]),
+                          white=white)
 
 
 def block_mean(tiles: np.ndarray, k: int) -> np.ndarray:
@@ -378,7 +401,7 @@ def optical_density(tiles: np.ndarray) -> np.ndarray:
 
 def concentrations(tiles: np.ndarray, stain: SlideStain) -> np.ndarray:
     """(…, 3) uint8 -> (…, 2) float32 H and E concentrations, 1.0 = the slide's 99th percentile."""
-    return optical_density(tiles) @ stain.unmixing().astype(np.float32)
+    return optical_density(tiles) @ stain.unmixing().astype(np.float32) + stain.bias().astype(np.float32)
 
 
 @functools.lru_cache(maxsize=1)
@@ -388,11 +411,12 @@ def od_table() -> np.ndarray:
     return optical_density(np.arange(256, dtype=np.uint8))
 
 
-def _render_matrices(stain: SlideStain) -> tuple[np.ndarray, np.ndarray]:
-    """float32 (3, 2) optical density -> concentrations scaled to the reference strengths, and
-    (2, 3) concentrations -> minus the reference optical density: :func:`normalise`'s two products."""
+def _render_matrices(stain: SlideStain) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """float32 (3, 2) optical density -> concentrations scaled to the reference strengths, (2, 3)
+    concentrations -> minus the reference optical density: :func:`normalise`'s two products; and the
+    (2,) concentration bias of the slide's white point (:meth:`SlideStain.bias`)."""
     unmix = (stain.unmixing() * REFERENCE_MAX_C[None, :]).astype(np.float32)
-    return unmix, (-REFERENCE_HE.T).astype(np.float32)
+    return unmix, (-REFERENCE_HE.T).astype(np.float32), (stain.bias() * REFERENCE_MAX_C).astype(np.float32)
 
 
 def normalise(tiles: np.ndarray, stain: SlideStain) -> np.ndarray:
@@ -401,8 +425,10 @@ def normalise(tiles: np.ndarray, stain: SlideStain) -> np.ndarray:
     strengths, through the reference vectors. Optical densities by table lookup and the exponent
     in place, float32 (about 1.5x the plain expression's speed; a pixel may differ by one level)."""
     tiles = np.asarray(tiles, np.uint8)
-    unmix, render = _render_matrices(stain)
+    unmix, render, bias = _render_matrices(stain)
     c = od_table()[tiles].reshape(-1, 3) @ unmix
+    if bias.any():
+        c += bias
     np.maximum(c, 0.0, out=c)
     out = c @ render
     np.exp(out, out=out)
@@ -467,8 +493,8 @@ def normalise_tensor(tiles, stain: SlideStain):
 
     dev = tiles.device
     lut = torch.from_numpy(od_table()).to(dev)
-    unmix, render = (torch.from_numpy(m).to(dev) for m in _render_matrices(stain))
-    c = lut[tiles.reshape(-1, 3).long()] @ unmix
+    unmix, render, bias = (torch.from_numpy(m).to(dev) for m in _render_matrices(stain))
+    c = lut[tiles.reshape(-1, 3).long()] @ unmix + bias
     out = c.clamp_(min=0.0) @ render
     out.exp_().mul_(IO).clamp_(0, 255)
     return out.to(torch.uint8).reshape(tiles.shape)

@@ -15,7 +15,7 @@ import numpy as np
 
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path, remove_stale_temps, replacing_together
-from weakstil.errors import NoTissueError, SlideError, UsageError, WeakSTILError, no_tissue
+from weakstil.errors import INK_ONLY, NoTissueError, SlideError, UsageError, WeakSTILError, no_tissue
 from weakstil.slide import Slide, brightfield_warning, greyscale_reason, underexposed_reason
 from weakstil.tiling import TileGrid, TileMode, grid_bytes, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
@@ -181,15 +181,17 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     # bubble rim is no tissue: it was judged "a greyscale image" or "not pink/purple")
     mask = detect_tissue(thumb, mask_mpp, params.tissue)
     grey = greyscale_reason(thumb, mask)
+    unpenned = None
     if not grey and not mask.any() and params.tissue.remove_pen:
         # a greyscale scan's tissue is neutral, as grey marker ink is, so the detector drops all of it as
         # ink (hunt 16 c): without the ink rules its colourless tissue shows, and the refusal says why
-        grey = greyscale_reason(thumb, detect_tissue(thumb, mask_mpp, replace(params.tissue, remove_pen=False)))
+        unpenned = detect_tissue(thumb, mask_mpp, replace(params.tissue, remove_pen=False))
+        grey = greyscale_reason(thumb, unpenned)
     if grey:
         raise SlideError(grey, path=slide.path, fix="WeakSTIL scores colour (RGB) brightfield H&E scans; scan or export "
                                                     "the slide in colour", warnings=[grey])
     warnings = []
-    reason = brightfield_warning(thumb, mask)
+    reason = brightfield_warning(thumb, mask) or all_ink_reason(unpenned, mask_mpp, params.tissue.min_object_um2)
     if reason:
         warnings.append(reason)
         log.warning("%s: %s", slide.path, reason)
@@ -221,6 +223,21 @@ class GridTooLarge(UsageError):
 
     def for_model(self) -> WeakSTILError:
         return WeakSTILError(self.model_message, path=self.path, fix=self.model_fix)
+
+
+def all_ink_reason(unpenned: np.ndarray | None, mask_mpp: float, min_um2: float) -> str | None:
+    """Why a slide whose every absorbing piece the ink rules dropped has no tissue, when the detector
+    without them (``unpenned``) finds at least a debris piece's area: the pieces look like marker ink
+    (grey, black or navy), which is ink on blank glass, or tissue whose stain has faded or whose scan's
+    colours are washed out (an H&E slide at 0.3 x its saturation: all of it, 2 mm², was dropped and the
+    refusal sent the user to lower the tissue threshold, hunt 30b)."""
+    if unpenned is None:
+        return None
+    um2 = float(np.count_nonzero(unpenned)) * mask_mpp ** 2
+    if um2 < min_um2:
+        return None
+    return (f"all {um2 / 1e6:.2f} mm² that absorbs light {INK_ONLY} (grey, black or navy), not H&E "
+            "stain: ink on blank glass, or tissue whose stain has faded or whose scan's colours are washed out")
 
 
 def check_grid_memory(grid: TileGrid, params: TilingParams, tissue_share: float, path: Path) -> None:

@@ -127,8 +127,9 @@ def batch_stats(tiles: np.ndarray, stain: SlideStain, mpp: float, backend: str =
         return out
     ops = image_ops(backend)
     ut = np.ascontiguousarray(stain.unmixing().astype(np.float32).T)
+    bias = stain.bias().astype(np.float32)[:, None] if stain.white is not None else None
     size = context_size(mpp)
-    parts = [_tile_pixels(ops, np.ascontiguousarray(t, dtype=np.uint8), ut, size, mpp, out[i])
+    parts = [_tile_pixels(ops, np.ascontiguousarray(t, dtype=np.uint8), ut, size, mpp, out[i], bias)
              for i, t in enumerate(tiles)]
     blobs = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
     blobs["tile"] = np.repeat(np.arange(len(tiles)), [len(p["area"]) for p in parts])
@@ -137,12 +138,16 @@ def batch_stats(tiles: np.ndarray, stain: SlideStain, mpp: float, backend: str =
     return out
 
 
-def _tile_pixels(ops: ImageOps, tile: np.ndarray, ut: np.ndarray, size: int, mpp: float, row: np.ndarray) -> dict[str, np.ndarray]:
-    """Fill the pixel columns of ``row`` (0-6) for one tile; return its nuclei's per-blob sums."""
+def _tile_pixels(ops: ImageOps, tile: np.ndarray, ut: np.ndarray, size: int, mpp: float, row: np.ndarray,
+                 bias: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Fill the pixel columns of ``row`` (0-6) for one tile; return its nuclei's per-blob sums.
+    ``bias``: (2, 1) of the slide's white point (:meth:`weakstil.stain.SlideStain.bias`), if any."""
     hgt, wid = tile.shape[:2]
     n_px = hgt * wid
     od = ops.lut(tile, od_table()).reshape(-1, 3)
     he = ut @ od.T  # = concentrations(tile, stain), bit for bit, as two contiguous rows
+    if bias is not None:
+        he += bias
     h, e = he
     h_pos = np.maximum(h, 0)
     tissue = (h_pos + np.maximum(e, 0)) > TISSUE_MIN

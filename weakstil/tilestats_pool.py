@@ -80,11 +80,11 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
     ring = RingView()
     try:
         for task in worker_tasks(tasks, current_job, parent_pid):
-            job, name, shape, slot, count, he, max_c, mpp = task
+            job, name, shape, slot, count, he, max_c, white, mpp = task
             t0 = time.process_time()
             try:
-                rows = batch_stats(ring.get(name, shape)[slot, :count], SlideStain(np.asarray(he), np.asarray(max_c)),
-                                   mpp)
+                rows = batch_stats(ring.get(name, shape)[slot, :count],
+                                   SlideStain(np.asarray(he), np.asarray(max_c), white=white), mpp)
                 results.put((job, slot, rows, None, time.process_time() - t0))
             except BaseException as exc:  # report everything; the parent decides
                 results.put((job, slot, None, f"{type(exc).__name__}: {exc}\n{traceback.format_exc()}",
@@ -129,6 +129,7 @@ class StatsJob:
 
         self.pool, self.job, self.out, self.mpp = pool, job, out, float(mpp)
         self.he, self.max_c = np.asarray(stain.he, np.float64), np.asarray(stain.max_c, np.float64)
+        self.white = getattr(stain, "white", None)
         ring = pool._ring
         self.free = collections.deque(range(ring.shape[0]))
         self.start_of: dict[int, int] = {}  # slot -> first tile index of its batch
@@ -158,7 +159,8 @@ class StatsJob:
 
             torch.from_numpy(dest).copy_(tiles)
         self.start_of[slot] = start
-        self.pool._tasks.put((self.job, ring.name, ring.shape, slot, count, self.he, self.max_c, self.mpp))
+        self.pool._tasks.put((self.job, ring.name, ring.shape, slot, count, self.he, self.max_c, self.white,
+                               self.mpp))
         self.tiles += count
 
     def finish(self) -> None:
