@@ -179,6 +179,29 @@ def synth_cohort(tmp_path_factory):
     return make
 
 
+
+#: The quick demo's plan, smaller (the user's `demo --quick`: 40 slides of 1 mm, 25 pretraining steps, 40 epochs,
+#: about 100 s of the suite's CPU): every stage still runs on synthetic slides, three folds, held-out slides
+#: scored by `weakstil score`; 8 training slides, the fewest test_demo's cross-validation check takes.
+SMALL_DEMO = dict(n_slides=12, size_mm=0.8, held_out=4, pretrain_steps=4, tumorbed_slides=4, epochs=10)
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory) -> tuple[Path, CliResult]:
+    """``weakstil demo --quick`` of the :data:`SMALL_DEMO` plan, run once per test process: its folder
+    (cohort with truth, features, model with its encoder and tumour-bed detector, held-out scores) and
+    the run's output. Tests copy what they change out of it."""
+    import dataclasses
+
+    from weakstil import demo
+
+    out = tmp_path_factory.mktemp("small-demo") / "demo"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(demo, "QUICK", dataclasses.replace(demo.QUICK, **SMALL_DEMO))
+        proc = run_cli("demo", "--quick", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    return out, proc
+
 def embedded_cohort(root: Path, slides: int, seed: int, size_mm: tuple[float, float]):
     """A synthetic cohort in ``root/cohort`` and its embeddings (seeded random small CNN) in
     ``root/features``: ``(cohort, labels, features)``."""

@@ -7,28 +7,18 @@ import json
 
 import pandas as pd
 
-from conftest import run_cli
+from conftest import SMALL_DEMO
 
 
-#: The quick plan, smaller (the user's `demo --quick`: 40 slides of 1 mm, 25 pretraining steps, 40 epochs,
-#: about 100 s of the suite's CPU): every stage still runs on synthetic slides, three folds, held-out slides
-#: scored by `weakstil score`; 8 training slides, the fewest the cross-validation check below takes, and
-#: nothing else below depends on the cohort's size (accuracy: benchmarks/).
-SMALL = dict(n_slides=12, size_mm=0.8, held_out=4, pretrain_steps=4, tumorbed_slides=4, epochs=10)
-
-
-def test_quick_demo_end_to_end(tmp_path, monkeypatch):
+def test_quick_demo_end_to_end(small_demo):
     import dataclasses
 
     from weakstil import demo
 
-    monkeypatch.setattr(demo, "QUICK", dataclasses.replace(demo.QUICK, **SMALL))
-    out = tmp_path / "demo"
-    proc = run_cli("demo", "--quick", "--out", out)
-    assert proc.returncode == 0, proc.stderr
+    out, proc = small_demo  # conftest's SMALL_DEMO plan
     assert "held-out slides scored by `weakstil score`" in proc.stdout
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["plan"] == dataclasses.asdict(demo.QUICK)  # --quick runs the quick plan
+    assert summary["plan"] == dataclasses.asdict(dataclasses.replace(demo.QUICK, **SMALL_DEMO))  # --quick runs the quick plan
     held = summary["held_out"]
     assert len(held) == summary["plan"]["held_out"]
     # qc as text ('' when not flagged): three unflagged rows read alone would otherwise be a float column
