@@ -5,6 +5,7 @@ tests), loaded once by path, and the widget docked as a pathologist docks it."""
 from __future__ import annotations
 
 import importlib.util
+import shutil
 from pathlib import Path
 
 
@@ -23,3 +24,11 @@ def dock(viewer):
     """The sTIL scoring widget docked into ``viewer``."""
     _, widget = viewer.window.add_plugin_dock_widget("napari-weakstil", "sTIL scoring")
     return widget
+
+
+def copied_result(scored, folder: Path) -> Path:
+    """The scored slide's result file copied into ``folder`` (a test's own scores folder)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / scored["score_h5"].name
+    shutil.copy(scored["score_h5"], path)
+    return path

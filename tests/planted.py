@@ -116,3 +116,20 @@ def make_planted_cohort(root: Path, n_slides: int = 40, *, dim: int = 32, tiles:
     table = pd.DataFrame(rows)
     table.to_csv(root / "labels.csv", index=False)
     return table, truth
+
+
+def write_generic_tiff(path: Path, img: np.ndarray, mpp: float) -> Path:
+    """A generic tiled TIFF (JPEG, x4 levels) of ``img`` at ``mpp``, as the synthetic generator writes."""
+    from weakstil.synth.pyramid import strip_buffer, write_pyramid
+
+    h, w = img.shape[:2]
+
+    def strips():
+        for y0 in range(0, h, 1024):
+            rows = min(1024, h - y0)
+            buf = strip_buffer(w, rows)
+            buf[:rows, :w] = img[y0:y0 + rows]
+            yield y0, rows, buf
+
+    write_pyramid(path, w, h, strips(), mpp=mpp)
+    return path

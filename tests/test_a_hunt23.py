@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from planted import write_generic_tiff
 
-def _write(path: Path, img: np.ndarray, mpp: float) -> Path:
-    from weakstil.synth.pyramid import strip_buffer, write_pyramid
 
-    h, w = img.shape[:2]
-
-    def strips():
-        for y0 in range(0, h, 1024):
-            rows = min(1024, h - y0)
-            buf = strip_buffer(w, rows)
-            buf[:rows, :w] = img[y0:y0 + rows]
-            yield y0, rows, buf
-
-    write_pyramid(path, w, h, strips(), mpp=mpp)
-    return path
+_write = write_generic_tiff
 
 
 @pytest.fixture(scope="module")

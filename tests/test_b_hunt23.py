@@ -6,7 +6,6 @@ agrees with the number shown, and a closed widget leaves the viewer. Headless un
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,11 +18,7 @@ scored = napari_plugin_fixtures.scored  # a pytest fixture, used by name below
 _dock = napari_plugin_fixtures.dock
 
 
-def _result(scored, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / scored["score_h5"].name
-    shutil.copy(scored["score_h5"], path)
-    return path
+_result = napari_plugin_fixtures.copied_result
 
 
 def _bed_box(f) -> tuple[float, float, float, float]:

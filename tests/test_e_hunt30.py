@@ -6,7 +6,6 @@ plugin's scored synthetic slide."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +19,17 @@ scored = napari_plugin_fixtures.scored  # a pytest fixture, used by name below
 _dock = napari_plugin_fixtures.dock
 
 
-def _result(scored, folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / scored["score_h5"].name
-    shutil.copy(scored["score_h5"], path)
-    return path
+_result = napari_plugin_fixtures.copied_result
+
+
+def _editing(scored, tmp_path: Path, make_napari_viewer):
+    """A copy of the scored result opened in a viewer with the widget docked, its bed being edited."""
+    path = _result(scored, tmp_path / "scores")
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(path, plugin="napari-weakstil")
+    editor = widget.bed_editor
+    return viewer, widget, editor, editor.edit_bed()
 
 
 def _tile_ring(tiles, i: int) -> np.ndarray:
@@ -90,12 +95,7 @@ def test_edit_bed_pressed_again_asks_before_throwing_unsaved_changes_away(make_n
     """Edit bed pressed again while editing went back to the scored bed at once: every shape drawn and not saved
     was gone (4 shapes -> 1 on a demo slide), with no word of it. It now says the changes are not saved, keeps
     them, and a second press throws them away; a bed saved (or never changed) goes back at the first press."""
-    path = _result(scored, tmp_path / "scores")
-    viewer = make_napari_viewer()
-    widget = _dock(viewer)
-    viewer.open(path, plugin="napari-weakstil")
-    editor = widget.bed_editor
-    layer = editor.edit_bed()
+    viewer, widget, editor, layer = _editing(scored, tmp_path, make_napari_viewer)
     n, before = len(layer.data), len(viewer.layers)
     layer.add_polygons([np.array([[10, 10], [10, 200], [200, 200]], float)])
     assert editor.edit_bed() is None  # old: a new layer of the scored bed, the drawn shape gone
@@ -116,12 +116,7 @@ def test_closing_an_edited_bed_with_changes_not_saved_says_they_are_gone(make_na
     """Closing the edited bed's layer threw its unsaved shapes away while the line said only "The edited bed was
     closed". Now the status line says its changes were not saved and are gone; a layer closed unchanged or saved
     is closed without that warning."""
-    path = _result(scored, tmp_path / "scores")
-    viewer = make_napari_viewer()
-    widget = _dock(viewer)
-    viewer.open(path, plugin="napari-weakstil")
-    editor = widget.bed_editor
-    layer = editor.edit_bed()
+    viewer, widget, editor, layer = _editing(scored, tmp_path, make_napari_viewer)
     viewer.layers.remove(layer)  # unchanged: nothing lost
     assert "not saved" not in widget.status_label.text()
     layer = editor.edit_bed()
