@@ -64,4 +64,7 @@ def test_b_stain_estimate_barely_moves_with_the_overview_or_a_few_tiles(inked_sl
             fewer = dataclasses.replace(tiles, coords=tiles.coords[keep], tissue_fraction=tiles.tissue_fraction[keep])
             moved.append(_change(base, estimate_slide_stain(slide, fewer)))
     moved = np.array(moved)
-    assert moved.max() < 0.04, moved.round(3).tolist()
+    # the 2 % brighter overview (row 1) moves the glass's white point 2 % since stain estimate 8 (hunt 30b:
+    # densities against the slide's own glass, which this alt-look slide's 226/229/238 sets): eosin 0.9 % ->
+    # 4.8 %, a shift the overview and the tiles, read from one scan, do not have; the rest stay under 4 %
+    assert np.delete(moved, 1, axis=0).max() < 0.04 and moved[1].max() < 0.06, moved.round(3).tolist()
