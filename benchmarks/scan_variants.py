@@ -139,29 +139,26 @@ def resample(rgb: np.ndarray, factor: float) -> np.ndarray:
     return np.asarray(Image.fromarray(rgb).resize((round(w * factor), round(h * factor)), Image.Resampling.LANCZOS))
 
 
+def _moved(a: np.ndarray, v: Variant, mpp: float, fill) -> np.ndarray:
+    """``a`` (an image or a mask at ``mpp``) rotated, mirrored and padded with ``fill`` as the variant's tissue."""
+    if v.rot90:
+        a = np.rot90(a, v.rot90)
+    if v.mirror:
+        a = a[:, ::-1]
+    if any(v.pad_um):
+        left, top, right, bottom = (round(p / mpp) for p in v.pad_um)
+        a = np.pad(a, ((top, bottom), (left, right)) + ((0, 0),) * (a.ndim - 2), constant_values=fill)
+    return a
+
+
 def geometry(rgb: np.ndarray, v: Variant) -> np.ndarray:
     """Rotate, mirror and pad (white) at the original resolution."""
-    if v.rot90:
-        rgb = np.rot90(rgb, v.rot90)
-    if v.mirror:
-        rgb = rgb[:, ::-1]
-    if any(v.pad_um):
-        left, top, right, bottom = (round(p / MPP) for p in v.pad_um)
-        rgb = np.pad(rgb, ((top, bottom), (left, right), (0, 0)), constant_values=255)
-    return np.ascontiguousarray(rgb)
+    return np.ascontiguousarray(_moved(rgb, v, MPP, 255))
 
 
 def truth_in_frame(truth_bed: np.ndarray, v: Variant) -> np.ndarray:
     """The truth bed (at ``TRUTH_MPP``) moved as the variant's tissue was."""
-    m = truth_bed
-    if v.rot90:
-        m = np.rot90(m, v.rot90)
-    if v.mirror:
-        m = m[:, ::-1]
-    if any(v.pad_um):
-        left, top, right, bottom = (round(p / TRUTH_MPP) for p in v.pad_um)
-        m = np.pad(m, ((top, bottom), (left, right)))
-    return m
+    return _moved(truth_bed, v, TRUTH_MPP, 0)
 
 
 def pyramid(rgb: np.ndarray, v: Variant) -> list[np.ndarray]:
