@@ -80,11 +80,7 @@ def is_qupath_export(path: str | Path) -> bool:
 
 
 def _on_tissue(polygons, geom) -> float:
-    from weakstil.annotations import rasterize
-
-    mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
-    tissue = geom.tissue_mask.astype(bool)
-    return float((mask & tissue).sum() / max(int(mask.sum()), 1)) if mask.any() else 0.0
+    return geom.tissue_share(geom.outline_mask(polygons))
 
 
 def to_openslide_frame(raw, path: str | Path, geom):
@@ -119,16 +115,17 @@ def to_openslide_frame(raw, path: str | Path, geom):
     return raw, ""
 
 
-def warn_if_y_up(raw, path: str | Path, geom) -> str:
+def warn_if_y_up(raw, path: str | Path, geom, given: float | None = None) -> str:
     """Why the outline looks drawn with its y axis pointing up ("" if not): Cytomine stores
     annotations in such a frame (WKT, origin at the image's bottom-left corner), so a script's export
     of it is the outline mirrored top to bottom; it is mostly off the tissue as it stands and on it
-    mirrored (y -> slide height - y). Warned of, and flagged ``annotation_misplaced``, as micrometres are."""
+    mirrored (y -> slide height - y). Warned of, and flagged ``annotation_misplaced``, as micrometres are.
+    ``given``: the outline's share on tissue where the caller has it (its rasterised mask)."""
     from shapely.affinity import scale
 
     if raw.is_empty:
         return ""
-    given = _on_tissue(raw, geom)
+    given = _on_tissue(raw, geom) if given is None else given
     if given >= 0.5:
         return ""
     mirrored = scale(raw, xfact=1.0, yfact=-1.0, origin=(0, geom.height / 2))

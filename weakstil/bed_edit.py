@@ -299,12 +299,12 @@ def _polygonal(shape):
 def bed_tile_flags(shape, geom: SlideGeometry, where: str | Path = "bed") -> np.ndarray:
     """Tiles in the bed ``shape`` (level-0 px), by the rule of ``score --annotations``: the shape
     clipped to the slide, rasterised on the tissue-mask grid, tile share >= TILE_IN_BED."""
-    from weakstil.annotations import check_inside, rasterize
+    from weakstil.annotations import check_inside
 
     if shape.is_empty:
         return np.zeros(len(geom.coords), bool)
     shape = check_inside(shape, geom.width, geom.height, where)
-    mask = geom.fit_mask(rasterize(shape, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
+    mask = geom.outline_mask(shape)
     return geom.tile_fractions(mask, geom.mask_mpp) >= settings.TILE_IN_BED
 
 

@@ -95,6 +95,16 @@ class SlideGeometry:
     def tile_fractions(self, mask: np.ndarray, mask_mpp: float) -> np.ndarray:
         return mask_fractions(self.coords, self.tile_size_level0, mask, mask_mpp, self.slide_mpp)
 
+    def outline_mask(self, polygons) -> np.ndarray:
+        """An outline (shapely, level-0 px) rasterised on the tissue mask's grid."""
+        from weakstil.annotations import rasterize
+
+        return self.fit_mask(rasterize(polygons, self.width, self.height, self.slide_mpp, self.mask_mpp))
+
+    def tissue_share(self, mask: np.ndarray) -> float:
+        """The share of ``mask`` (on the tissue mask's grid) that lies on tissue (0 for an empty mask)."""
+        return _tissue_share(mask, self.tissue_mask.astype(bool))
+
     def fit_mask(self, mask: np.ndarray) -> np.ndarray:
         """Resize a mask to the tissue-mask grid (nearest)."""
         if mask.shape == self.tissue_mask.shape:
@@ -118,13 +128,14 @@ def from_annotation(path: str | Path, geom: SlideGeometry,
     ``reference``: the detector's bed of the slide (computed only when the tissue alone does not
     show the outline misplaced), against which a lower level's coordinates are recognised."""
     from weakstil.annotation_frame import for_another_scan, to_openslide_frame, warn_if_y_up
-    from weakstil.annotations import check_inside, load_polygons, rasterize
+    from weakstil.annotations import check_inside, load_polygons
 
     raw = to_openslide_frame(load_polygons(path, geom), path, geom)[0]  # QuPath's frame on an MRXS
     _warn_if_written_by_weakstil(path)
     polygons = check_inside(raw, geom.width, geom.height, path)
-    mask = geom.fit_mask(rasterize(polygons, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
-    misplaced = for_another_scan(path, geom) or _warn_if_in_micrometres(raw, mask, geom, path) or warn_if_y_up(raw, path, geom) \
+    mask = geom.outline_mask(polygons)
+    misplaced = for_another_scan(path, geom) or _warn_if_in_micrometres(raw, mask, geom, path) \
+        or warn_if_y_up(raw, path, geom, given=geom.tissue_share(mask)) \
         or _warn_if_at_a_lower_level(raw, mask, geom, path) or _off_the_slide(raw, polygons) \
         or _warn_if_mostly_glass(mask, geom, path)
     if not misplaced and reference is not None:
@@ -187,14 +198,12 @@ def _warn_if_in_micrometres(raw, mask: np.ndarray, geom: SlideGeometry, path: st
     """
     from shapely.affinity import scale
 
-    from weakstil.annotations import rasterize
-
     tissue = geom.tissue_mask.astype(bool)
     if not mask.any() or not tissue.any() or _tissue_share(mask, tissue) >= 0.5 or geom.slide_mpp >= 1.0:
         return ""
     f = 1.0 / geom.slide_mpp
     scaled = scale(raw, xfact=f, yfact=f, origin=(0, 0))
-    as_um = geom.fit_mask(rasterize(scaled, geom.width, geom.height, geom.slide_mpp, geom.mask_mpp))
+    as_um = geom.outline_mask(scaled)
     if as_um.any() and _tissue_share(as_um, tissue) >= 0.8:
         why = (f"{100 * _tissue_share(mask, tissue):.0f}% of the annotation on tissue, {100 * _tissue_share(as_um, tissue):.0f}% "
                "if its coordinates were micrometres")
@@ -214,8 +223,6 @@ def _warn_if_at_a_lower_level(raw, mask: np.ndarray, geom: SlideGeometry, path: 
     still land mostly on tissue, so the micrometre check above does not see it."""
     from shapely.affinity import scale
 
-    from weakstil.annotations import rasterize
-
     tissue = geom.tissue_mask.astype(bool)
     given = _tissue_share(mask, tissue)
     if not mask.any() or not tissue.any() or given >= 0.9:
@@ -225,8 +232,7 @@ def _warn_if_at_a_lower_level(raw, mask: np.ndarray, geom: SlideGeometry, path: 
     for f in LEVEL_FACTORS:
         if x1 * f > geom.width or y1 * f > geom.height:
             continue  # the copy would leave the slide: not this factor
-        copy = geom.fit_mask(rasterize(scale(raw, xfact=f, yfact=f, origin=(0, 0)), geom.width, geom.height,
-                                       geom.slide_mpp, geom.mask_mpp))
+        copy = geom.outline_mask(scale(raw, xfact=f, yfact=f, origin=(0, 0)))
         if copy.any() and _tissue_share(copy, tissue) >= max(0.97, given + 0.1):
             fits[f] = _tissue_share(copy, tissue)
     if not fits:
@@ -259,8 +265,6 @@ def _warn_if_a_copy_fits_the_detector(raw, mask: np.ndarray, geom: SlideGeometry
     outline's copy fits the slide."""
     from shapely.affinity import scale
 
-    from weakstil.annotations import rasterize
-
     x0, y0, x1, y1 = raw.bounds
     factors = [f for f in LEVEL_FACTORS if x1 * f <= geom.width and y1 * f <= geom.height]
     if not factors or not mask.any():
@@ -272,8 +276,7 @@ def _warn_if_a_copy_fits_the_detector(raw, mask: np.ndarray, geom: SlideGeometry
     given = _dice(mask, detected)
     fits = {}
     for f in factors:
-        copy = geom.fit_mask(rasterize(scale(raw, xfact=f, yfact=f, origin=(0, 0)), geom.width, geom.height,
-                                       geom.slide_mpp, geom.mask_mpp))
+        copy = geom.outline_mask(scale(raw, xfact=f, yfact=f, origin=(0, 0)))
         d = _dice(copy, detected)
         if d >= max(DETECTOR_COPY_DICE, given + DETECTOR_COPY_MARGIN):
             fits[f] = d
