@@ -146,9 +146,13 @@ def check_memory(need: int, device: Any, *, what: str, fix: str) -> None:
     have = available_memory(device)
     log.debug("%s: about %.2f GB needed, %.2f GB available", what, need / GB, have / GB)
     if need > settings.MEMORY_SHARE * have:
-        raise UsageError(f"{what} needs about {need / GB:.1f} GB of memory, more than the "
-                         f"{100 * settings.MEMORY_SHARE:.0f} % of the {have / GB:.1f} GB available it may take "
-                         f"({settings.MEMORY_SHARE * have / GB:.1f} GB)", fix=fix)
+        raise UsageError(f"{what} {memory_shortfall(need, have)}", fix=fix)
+
+
+def memory_shortfall(need: int, have: int) -> str:
+    """What a refusal says of ``need`` bytes against ``have`` available: the share a run may take."""
+    return (f"needs about {need / GB:.1f} GB of memory, more than the {100 * settings.MEMORY_SHARE:.0f} % of the "
+            f"{have / GB:.1f} GB available it may take ({settings.MEMORY_SHARE * have / GB:.1f} GB)")
 
 
 def pretrain_bytes(cost: ActivationCost, batch: int, crop_px: int, n_tiles: int, tile_px: int,

@@ -246,7 +246,7 @@ def check_grid_memory(grid: TileGrid, params: TilingParams, tissue_share: float,
     on a 1.5 mm² region and hundreds of GB on a whole slide (hunt 29a). The fix names an overlap whose
     grid fits, and no more than half the tile: the largest that fits memory (221 px at 224) would still
     take thousands of times the embedding time of no overlap (hunt 30c)."""
-    from weakstil.resources import GB, available_memory
+    from weakstil.resources import available_memory, memory_shortfall
 
     need = grid_bytes(len(grid), tissue_share)
     have = available_memory()
@@ -263,8 +263,7 @@ def check_grid_memory(grid: TileGrid, params: TilingParams, tissue_share: float,
                f"the time; {half} px, half the tile, is usual)")
     else:
         fix = "pass a larger --mpp or --tile-size, or use a machine with more memory"
-    needs = (f"tiles and needs about {need / GB:.1f} GB of memory, more than the {100 * settings.MEMORY_SHARE:.0f} % of "
-             f"the {have / GB:.1f} GB available it may take ({budget / GB:.1f} GB)")
+    needs = f"tiles and {memory_shortfall(need, have)}"
     model_fix = "score this slide on a machine with more memory" + (
         f", or with a model trained on features embedded at a smaller overlap ('weakstil embed --overlap {half}', "
         "then 'weakstil train')" if params.overlap_px > half else "")
