@@ -45,15 +45,11 @@ def origin_of(attrs) -> tuple[float, float]:
     if ORIGIN_ATTRS[0] in attrs or ORIGIN_ATTRS[1] in attrs:
         return float(attrs.get(ORIGIN_ATTRS[0], 0) or 0), float(attrs.get(ORIGIN_ATTRS[1], 0) or 0)
     vendor, slide = str(attrs.get("slide_vendor", "unknown")), str(attrs.get("slide_path", ""))
-    if vendor in _NO_BOUNDS_VENDORS or not slide or not Path(slide).is_file():
+    if vendor in _NO_BOUNDS_VENDORS:
         return 0.0, 0.0
-    try:
-        import openslide
+    from weakstil.slide_backend import slide_properties
 
-        with openslide.OpenSlide(slide) as handle:
-            found = bounds_origin(handle.properties)
-    except Exception:  # a slide moved or replaced since: nothing is known of its scanned area
-        return 0.0, 0.0
+    found = bounds_origin(slide_properties(slide))
     return float(found.get(ORIGIN_ATTRS[0], 0)), float(found.get(ORIGIN_ATTRS[1], 0))
 
 

@@ -62,14 +62,10 @@ def ndpa_frame(geom, path: str | Path) -> NdpaFrame:
     slide = dict(getattr(geom, "slide", None) or {})
     found = {a: slide[a] for a in OFFSET_ATTRS if a in slide}
     vendor, where = str(slide.get("slide_vendor") or "unknown"), str(slide.get("slide_path") or "")
-    if len(found) < 2 and vendor in ("hamamatsu", "unknown") and where and Path(where).is_file():
-        try:  # a tiles or feature file made before the offsets were recorded: read the slide itself
-            import openslide
+    if len(found) < 2 and vendor in ("hamamatsu", "unknown"):
+        from weakstil.slide_backend import slide_properties
 
-            with openslide.OpenSlide(where) as handle:
-                found = ndpi_offsets(handle.properties)
-        except Exception:  # not an OpenSlide file, or moved and replaced: nothing is known of its offsets
-            found = {}
+        found = ndpi_offsets(slide_properties(where))  # a file made before the offsets were recorded
     if len(found) < 2:
         what = (f"this {vendor} slide does not record" if vendor not in ("hamamatsu", "unknown") else
                 f"its NDPI ({where or 'path not recorded'}) is not at hand to read" if vendor == "hamamatsu" else

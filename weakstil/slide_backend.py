@@ -387,3 +387,17 @@ def _listed_slides(path: Path) -> int:
     names = [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
     found = [n for n in names if Path(n).expanduser().is_file() or (path.parent / n).is_file()]
     return len(found) if found and len(found) == len(names) else 0
+
+
+def slide_properties(slide_path: str) -> dict[str, str]:
+    """OpenSlide's properties of the slide at ``slide_path`` (a file made before a property was recorded),
+    ``{}`` when it is not there or not an OpenSlide file (moved, or replaced since: nothing is known)."""
+    if not slide_path or not Path(slide_path).is_file():
+        return {}
+    try:
+        import openslide
+
+        with openslide.OpenSlide(slide_path) as handle:
+            return dict(handle.properties)
+    except Exception:
+        return {}
