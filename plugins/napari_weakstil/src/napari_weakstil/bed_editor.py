@@ -306,7 +306,7 @@ class BedEditor(QGroupBox):
                 res.scored_tiles = ScoredTiles.read(res.path)
             if res.scored_tiles is None:
                 return ""
-            new = res.scored_tiles.rescore_parts(*read_bed_parts(path), clip=True)
+            new = res.scored_tiles.rescore_parts(*read_bed_parts(path, res.scored_tiles.geometry), clip=True)
         except WeakSTILError as exc:
             return f"A bed of the slide in {folder} cannot be read: {exc.one_line()}"
         except OSError as exc:
