@@ -230,9 +230,7 @@ def test_killed_run_leaves_nothing_complete_and_a_rerun_finishes(big_slide, tmp_
 
 def test_read_region_opaque_fast_path_gives_the_same_pixels(tmp_path):
     """Slide.read_region drops alpha before resizing when a region is opaque: same bytes as resizing RGBA."""
-    from PIL import Image
-
-    from weakstil.slide import REDUCING_GAP, read_scale, rgba_to_rgb
+    from weakstil.slide import read_scale, resize_tile, rgba_to_rgb
 
     def reference(s: Slide, x: int, y: int, size: int, mpp: float) -> np.ndarray:
         level = s.best_level_for_mpp(mpp)
@@ -240,7 +238,7 @@ def test_read_region_opaque_fast_path_gives_the_same_pixels(tmp_path):
         n = max(1, int(np.ceil(size * read_scale(s.mpp, mpp) / ds - 1e-6)))  # (CMU's 0.499: pixel for pixel)
         rgba = s.backend.read_region((x, y), level, (n, n))
         if n != size:
-            rgba = rgba.resize((size, size), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
+            rgba = resize_tile(rgba, (size, size))
         return rgba_to_rgb(np.asarray(rgba))
 
     rgb = np.random.default_rng(0).integers(0, 256, (1500, 1500, 3), dtype=np.uint8)

@@ -183,13 +183,19 @@ def _decoded_before_resize_fix(attrs: dict) -> str | None:
     if left >= 2 - 1e-6 and "reduce" not in decode:
         return (f"was read {left:.2g}x reduced by an earlier WeakSTIL, whose bilinear-only reduction blurred the "
                 "tiles of a finer scan (a 40x slide scored 2-3 sTIL points lower)")
-    from weakstil.slide import READ_REDUCE, read_scale
+    from weakstil.resample import READ_FILTER, READ_REDUCE, READ_REDUCE_WHOLE_SAME, read_scale
 
     ratio = float(attrs["mpp"]) / float(attrs["slide_mpp"])
-    if read_scale(float(attrs["slide_mpp"]), float(attrs["mpp"])) != ratio and decode.get("reduce") != READ_REDUCE:
+    reduce = decode.get("reduce")
+    if read_scale(float(attrs["slide_mpp"]), float(attrs["mpp"])) != ratio:
+        if reduce not in READ_REDUCE_WHOLE_SAME:
+            return (f"was read by an earlier WeakSTIL, which resized a {float(attrs['slide_mpp']):.4g} µm/px scan's "
+                    f"tiles by {ratio:.4g}x bilinearly (a two-pixel blur; such a slide scored up to 1.85 sTIL points "
+                    "lower): it is now read pixel for pixel")
+    elif abs(left - round(left)) > 1e-6 and reduce != READ_REDUCE:
         return (f"was read by an earlier WeakSTIL, which resized a {float(attrs['slide_mpp']):.4g} µm/px scan's tiles "
-                f"by {ratio:.4g}x bilinearly (a two-pixel blur; such a slide scored up to 1.85 sTIL points lower): "
-                "it is now read pixel for pixel")
+                f"by {left:.4g}x bilinearly (their mean gradient 9-12 % lower; such slides scored 0.14-1.8 sTIL points "
+                f"lower): it is now resized {READ_FILTER}")
     return None
 
 

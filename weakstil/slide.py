@@ -21,6 +21,9 @@ import numpy as np
 from weakstil import settings
 from weakstil.errors import SlideError
 from weakstil.errors import short_reason as _short
+from weakstil.resample import (  # noqa: F401  (their home was here: weakstil.slide.read_scale...)
+    READ_FILTER, READ_REDUCE, READ_REDUCE_WHOLE_SAME, READ_WHOLE_RATIO, REDUCING_GAP, read_scale, resize_tile,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.slide_backend import SlideBackend
@@ -39,38 +42,10 @@ MAGNIFICATION_LIKE_MPP = 5.0
 MPP_RANGE = settings.MPP_RANGE
 #: Largest block (level pixels per side) read in one OpenSlide call for thumbnails.
 MAX_READ_BLOCK = 4096
-#: Pillow's ``reducing_gap`` for every downscale of slide pixels: 1.0 averages whole blocks of level
-#: pixels first (box: a 40x scan read at 0.5 µm/px is the mean of its 2 x 2 pixels, as a 20x sensor
-#: pixel, a scanner's own x2 level and libjpeg's DCT scaling are), and the bilinear filter resizes
-#: only the fraction left. With 2.0 the bilinear filter, whose triangle spans two target pixels, did
-#: all of a reduction under 4x: the same tissue read blurrier from a 40x file without a x2 level than
-#: from one with it, and scored 2-3 sTIL points lower.
-REDUCING_GAP = 1.0
 #: ... and for the overviews (tissue detection at 8 µm/px, pictures), kept at 2.0: the tissue
 #: detector's thresholds were set on such thumbnails (box-reduced ones moved its Dice with the truth
 #: from 0.957 to 0.949 on a synthetic slide).
 THUMBNAIL_REDUCING_GAP = 2.0
-#: A scan whose µm/px is within this share of the target's, or of a whole fraction of it (1/2, 1/4: a 40x
-#: scan read at 0.5), is read pixel for pixel (or by whole k x k blocks), its tiles 2 % larger or smaller
-#: at most: the bilinear resize of a ratio such as 1.002 (Aperio 20x, 0.499 µm/px) samples the middle of
-#: each tile half-way between pixels, a two-pixel mean (the tiles' mean gradient 10 % lower), and each of
-#: 6 synthetic slides written as 0.499 and 0.5025 µm/px scans of the same pixels scored 0.16-1.85 sTIL
-#: points lower than at 0.5 (hunt 30a). Real scanners at 0.2497-0.2527, 0.499-0.505 µm/px fall within it.
-READ_WHOLE_RATIO = 0.02
-#: How tiles are reduced, recorded in the features' ``decode`` (a cache read by a reduction of 2x or
-#: more without it was made with the bilinear-only reduction, and is embedded again; one read at a
-#: ratio :func:`read_scale` takes as whole without this record was resized, and is embedded again).
-READ_REDUCE = "box, then bilinear; pixel for pixel within 2 % of a whole ratio"
-
-
-def read_scale(slide_mpp: float, mpp: float) -> float:
-    """Level-0 pixels per output pixel that tiles at ``mpp`` are read with: ``mpp / slide_mpp``, or the
-    whole number within :data:`READ_WHOLE_RATIO` of it."""
-    ratio = float(mpp) / float(slide_mpp)
-    whole = round(ratio)
-    return float(whole) if whole >= 1 and abs(ratio - whole) <= READ_WHOLE_RATIO * ratio else ratio
-
-
 class MppSource(str, Enum):
     """Where a slide's microns-per-pixel came from."""
 
@@ -263,8 +238,6 @@ class Slide:
 
         Areas outside the slide or transparent in the file come back white.
         """
-        from PIL import Image
-
         out_w, out_h = (size_px, size_px) if isinstance(size_px, int) else size_px
         scale = read_scale(self.mpp, mpp)  # level-0 pixels per output pixel (a ratio near a whole one: that)
         level = self.best_level_for_mpp(mpp)
@@ -281,10 +254,10 @@ class Slide:
             # path (Pillow resizes RGBA premultiplied, a no-op at alpha 255), in about 60 % of the time.
             rgb = rgba.convert("RGB")
             if (w, h) != (out_w, out_h):
-                rgb = rgb.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
+                rgb = resize_tile(rgb, (out_w, out_h))
             return np.array(rgb)
         if (w, h) != (out_w, out_h):
-            rgba = rgba.resize((out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
+            rgba = resize_tile(rgba, (out_w, out_h))
         return rgba_to_rgb(np.asarray(rgba))
 
     def read_thumbnail(self, mpp: float, min_reduction: float = 1.0) -> np.ndarray:

@@ -90,7 +90,7 @@ def tiles_covered(ix: np.ndarray, iy: np.ndarray, w: int, h: int, tile_w: int, t
 
 def resize_region(region: np.ndarray, r: Region, out: np.ndarray, px_per_out: float | None = None) -> None:
     """Resize ``region`` (``read_h x read_w``) into ``out`` exactly as Slide.read_region does
-    (Pillow bilinear after a box reduction by the whole factor: ``slide.REDUCING_GAP``), the sub-pixel
+    (``resample.resize_tile``: a box reduction by the whole factor, then ``READ_FILTER``), the sub-pixel
     offset folded into the box.
 
     ``px_per_out``: resize the tile's true extent (``out * px_per_out`` pixels) instead of the
@@ -100,7 +100,7 @@ def resize_region(region: np.ndarray, r: Region, out: np.ndarray, px_per_out: fl
     from OpenSlide's on CMU-1-Small-Region at 1 µm/px)."""
     from PIL import Image
 
-    from weakstil.slide import REDUCING_GAP
+    from weakstil.resample import resize_tile
 
     oh, ow = out.shape[:2]
     if r.fx == 0 and r.fy == 0 and (r.w, r.h) == (ow, oh):
@@ -108,11 +108,9 @@ def resize_region(region: np.ndarray, r: Region, out: np.ndarray, px_per_out: fl
         return
     im = Image.fromarray(region)
     if px_per_out is not None:
-        res = im.resize((ow, oh), Image.Resampling.BILINEAR,
-                        box=(r.fx, r.fy, r.fx + ow * px_per_out, r.fy + oh * px_per_out), reducing_gap=REDUCING_GAP)
+        res = resize_tile(im, (ow, oh), box=(r.fx, r.fy, r.fx + ow * px_per_out, r.fy + oh * px_per_out))
     elif r.fx == 0 and r.fy == 0:
-        res = im.resize((ow, oh), Image.Resampling.BILINEAR, reducing_gap=REDUCING_GAP)
+        res = resize_tile(im, (ow, oh))
     else:
-        res = im.resize((ow, oh), Image.Resampling.BILINEAR, box=(r.fx, r.fy, r.fx + r.w, r.fy + r.h),
-                        reducing_gap=REDUCING_GAP)
+        res = resize_tile(im, (ow, oh), box=(r.fx, r.fy, r.fx + r.w, r.fy + r.h))
     out[...] = np.asarray(res)

@@ -4,7 +4,7 @@ For a batch of output tiles: find the JPEG tiles their regions cover, read the c
 (a background thread reads the next batch meanwhile), complete them with the level's JPEGTables,
 decode them all in one ``decode_jpeg(list, device=...)`` call, lay them out on one canvas,
 cut every tile's region out with a single gather and resize the regions together (a box average
-over whole blocks of pixels, then bilinear, antialiased: Pillow's filters, as the CPU path) to uint8
+over whole blocks of pixels, then bicubic, antialiased: Pillow's filters, as the CPU path) to uint8
 ``(B, px, px, 3)`` on the device, which
 the encoder's transform normalises as it does CPU batches. The same code runs on the CPU with
 torchvision's libjpeg decoder (``device="cpu"``): that is how the tests check it.
@@ -305,6 +305,8 @@ class GpuTileBatches:
         import torch
         import torch.nn.functional as F
 
+        from weakstil.resample import READ_FILTER
+
         ix, iy, w, h, (tx0, ty0, tx1, ty1), _ = layout
         ntx, nty = tx1 - tx0 + 1, ty1 - ty0 + 1
         dev = self.device
@@ -330,11 +332,11 @@ class GpuTileBatches:
             if k >= 2:
                 x = F.avg_pool2d(x, k, stride=k, ceil_mode=True)  # the last block partial, as Pillow's reduce
                 if tuple(x.shape[-2:]) != (self.px, self.px):
-                    # ... then the region's own extent (h / k, not the pooled pixels' ceil) resized bilinearly
-                    x = F.interpolate(x, scale_factor=(self.px * k / h, self.px * k / w), mode="bilinear",
+                    # ... then the region's own extent (h / k, not the pooled pixels' ceil) resized (READ_FILTER)
+                    x = F.interpolate(x, scale_factor=(self.px * k / h, self.px * k / w), mode=READ_FILTER,
                                       align_corners=False, antialias=True, recompute_scale_factor=False)
             elif (h, w) != (self.px, self.px):
-                x = F.interpolate(x, size=(self.px, self.px), mode="bilinear", align_corners=False, antialias=True)
+                x = F.interpolate(x, size=(self.px, self.px), mode=READ_FILTER, align_corners=False, antialias=True)
             crops = x.round_().clamp_(0, 255).to(torch.uint8)
         return crops.permute(0, 2, 3, 1)  # (n, px, px, 3) view
 

@@ -9,7 +9,7 @@ DCT-domain downscaling of libjpeg-turbo when the level is finer than needed (a 4
 output tiles share JPEG tiles.
 
 The geometry is that of :meth:`weakstil.slide.Slide.read_region`: the same pyramid level, the same
-``ceil(out * scale / downsample)`` region size, the same Pillow bilinear resize and white outside
+``ceil(out * scale / downsample)`` region size, the same Pillow resize (``resample.resize_tile``) and white outside
 the level, so at scale 1 the pixels are OpenSlide's bit for bit (libjpeg-turbo both ways). The
 differences: at a DCT scale < 1 the reduction happens in the decoder, and where a region starts
 between level pixels (levels > 0) the sub-pixel offset goes into the one resize instead of
