@@ -92,6 +92,10 @@ VARIANTS = [
     Variant("mirror", "mirrored left-right", mirror=True),
     Variant("shift", "moved 36 µm right and 52 µm down (another tile-grid phase)", pad_um=(36, 52, 0, 0)),
     Variant("margin", "on a canvas 2 mm larger, tissue off centre", pad_um=(1500, 600, 500, 1400)),
+    Variant("shift_8px", "moved 4 µm right and down (8 px: the most a grid anchored on an 8 µm/px tissue mask is off)",
+            pad_um=(4, 4, 0, 0)),
+    Variant("shift_tile", "moved one tile (112 µm) right and down: the same grid phase, the same tiles moved",
+            pad_um=(112, 112, 0, 0)),
 ]
 
 
