@@ -3,7 +3,7 @@
 A scan at 0.2425, 0.263 or 0.46 µm/px (3DHistech, GT450, Hamamatsu, Ventana) is read at 0.5 µm/px by a
 box average over whole blocks of pixels and a resize of the fraction left. That resize was bilinear,
 whose triangle averages neighbouring pixels: the tiles' mean gradient 9-12 % below the 0.5 µm/px
-pixels' and, on ``benchmarks/scan_variants.py``'s 6 slides, every slide scored 0.07-1.8 sTIL points
+pixels' and, on ``benchmarks/scan_variants.py``'s 6 slides, every slide scored 0.1-1.6 sTIL points
 lower than the same tissue at 0.5. Now antialiased bicubic (Pillow's and PyTorch's, so the OpenSlide,
 libjpeg-turbo and nvJPEG readers agree); whole ratios are never resized, so 0.5 and 0.25 µm/px scans
 and every synthetic figure keep their tiles bit for bit.
