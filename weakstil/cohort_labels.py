@@ -24,6 +24,22 @@ def warn_fraction_labels(csv_path: Path, table) -> None:
         _warn_mixed_fractions(csv_path, table.loc[labels.index])
 
 
+def refuse_fraction_labels(csv_path: Path, table) -> None:
+    """Refuse to train on labels that are all at most 1 (fractions, 0.35 for 35 %): read as
+    percentages they span at most 1 point, so the model can learn nothing but that number, and it
+    scored every slide under 1 % (12 demo slides given as fractions: out-of-fold sTIL% 0.1-0.8, exit
+    0, with only a warning). ``read_cohort`` still warns (``weakstil report`` and the others read
+    such a CSV for its slides); ``weakstil train`` calls this."""
+    labels = table["stil"].dropna()
+    if len(labels) < 2 or labels.max() > 1.0 or labels.max() <= 0:
+        return
+    shown = ", ".join(f"{v:g}" for v in labels.iloc[:3]) + (", ..." if len(labels) > 3 else "")
+    raise CohortError(f"every sTIL label is at most 1 ({shown}; {len(labels)} slides): they look like fractions, "
+                      "but the labels are percentages 0-100; trained on as they are, the model would score every "
+                      "slide under 1 %", path=csv_path,
+                      fix="multiply the stil column by 100 (0.35 -> 35) and train again")
+
+
 def refuse_class_labels(csv_path: Path, table) -> None:
     """Refuse a label column of only 0 and 1, both present, on 4 or more slides: sTIL-high yes/no
     calls (a TCGA-style 'TIL high' column), not percentages. They were read as 0 % and 1 %, warned
