@@ -85,6 +85,15 @@ def test_cross_validation_reports_its_error_by_band_of_the_true_stil(planted, tm
     assert labels["n"] == 12 and labels["max"] == pytest.approx(table["stil"].max())
     assert labels["median"] == pytest.approx(table["stil"].median())
     assert labels["by_band"] == {name: b["n"] for name, b in bands.items()}
+    # evaluate reports the same bands (here of the same out-of-fold predictions)
+    proc = run_cli("evaluate", root / "cohort" / "labels.csv", "--oof", out / "cv" / "oof_predictions.csv",
+                   "--out", tmp_path / "ev")
+    assert proc.returncode == 0, proc.stderr
+    ev = json.loads((tmp_path / "ev" / "metrics.json").read_text(encoding="utf-8"))
+    for a, b in zip(ev["error_by_band"], metrics["error_by_band"], strict=True):
+        assert a["band"] == b["band"] and a["n"] == b["n"]
+        assert a["mae"] == pytest.approx(b["mae"], abs=1e-3, nan_ok=True)  # oof_predictions.csv: 4 decimals
+    assert "by true sTIL%: " in _said(proc) and f"bias {top['bias']:+.1f}" in _said(proc)
     # two epochs of an 8-unit model pull every slide towards the cohort's mean: its highest band is
     # scored far too low, and train says so
     worst = [b for b in bands.values() if b["n"] >= 2][-1]
