@@ -85,6 +85,12 @@ def test_cross_validation_reports_its_error_by_band_of_the_true_stil(planted, tm
     assert labels["n"] == 12 and labels["max"] == pytest.approx(table["stil"].max())
     assert labels["median"] == pytest.approx(table["stil"].median())
     assert labels["by_band"] == {name: b["n"] for name, b in bands.items()}
+    # the model's report shows them beside the one MAE, and the labels it was trained on
+    proc = run_cli("report", "--model", out, "--out", tmp_path / "rep")
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    assert f"| MAE (bias), true sTIL {top['band']}%, {top['n']} slide" in md
+    assert f"{top['mae']:.2f} ({top['bias']:+.2f}) |" in md and "| training.labels.median |" in md
     # evaluate reports the same bands (here of the same out-of-fold predictions)
     proc = run_cli("evaluate", root / "cohort" / "labels.csv", "--oof", out / "cv" / "oof_predictions.csv",
                    "--out", tmp_path / "ev")

@@ -309,7 +309,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         duration = time.perf_counter() - t0
         meta = model_meta(bank, cfg, threshold=threshold, threads=final.threads, extra={
             "cohort": str(Path(csv_path).resolve()), "features": str(Path(features_dir).resolve()),
-            "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]), "labels": label_summary(labels),
+            "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]), "labels": label_summary(cohort.labels),
             "group_column": cohort.group_column, "final_model": how,
             # the epoch of the weights kept (early stopping without cross-validation: not the epochs run)
             "final_epochs": final.best_epoch,

@@ -25,7 +25,8 @@ def label_summary(labels) -> dict[str, object]:
     """n, min, median, max and the slides per true-sTIL% band of the labels trained on."""
     y = np.asarray(labels, dtype=float)
     y = y[np.isfinite(y)]
-    return {"n": int(len(y)), "min": float(y.min()), "median": float(np.median(y)), "max": float(y.max()),
+    return {"n": int(len(y)), "min": round(float(y.min()), 4), "median": round(float(np.median(y)), 4),
+            "max": round(float(y.max()), 4),
             "by_band": {name: int(((y >= lo) & (y < hi)).sum()) for name, lo, hi in bands()}}
 
 
