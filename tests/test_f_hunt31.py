@@ -131,3 +131,32 @@ def test_a_well_fitted_model_is_not_warned_about(planted, tmp_path):
         assert any("2 slides at >=60 % is 27.5 points below" in r for r in records), records
     finally:
         logging.getLogger("weakstil.train").removeHandler(h)
+
+
+def test_a_pathologists_shorthand_label_is_refused_with_what_to_write(tmp_path):
+    """Finding 3: labels as pathologists jot them down, a bound ('<1', '>90'), a range ('5-10') or an
+    approximation ('~20'), and R's 'NA' were refused as "stil '5-10' is not a number" without saying
+    what to write; now each reason names it (the number alone, a midpoint, an estimate, a missing label)."""
+    from weakstil.cohort import read_cohort
+    from weakstil.cohort_csv import CohortError
+
+    (tmp_path / "slides").mkdir()
+    labels = ["<1", ">90", "5-10", "~20", "NA", "30,5", "≤5", "10 to 20", "12"]
+    for i in range(len(labels)):
+        (tmp_path / "slides" / f"s{i}.tiff").write_bytes(b"x")
+    csv = tmp_path / "c.csv"
+    csv.write_text("slide_id,path,stil\n" + "".join(f's{i},slides/s{i}.tiff,"{v}"\n' for i, v in enumerate(labels)),
+                   encoding="utf-8")
+    with pytest.raises(CohortError) as err:
+        read_cohort(csv, check_files=False)
+    said = str(err.value)
+    assert "8 bad rows" in said
+    assert "stil '<1' is not a number (a bound, not a score: write one sTIL% 0-100, the pathologist's estimate, " \
+           "e.g. 0.5, or leave the slide out)" in said
+    assert "'>90' is not a number (a bound, not a score" in said and "e.g. 95," in said
+    assert "stil '5-10' is not a number (a range: write one sTIL% 0-100, e.g. its midpoint 7.5)" in said
+    assert "'10 to 20' is not a number (a range: write one sTIL% 0-100, e.g. its midpoint 15)" in said
+    assert "stil '~20' is not a number (write the number alone: 20)" in said
+    assert "stil 'NA' is not a number (a missing label: give the slide's sTIL% or remove its row)" in said
+    assert "'30,5' is not a number (write decimals with a point" in said and "'≤5' is not a number (a bound" in said
+    assert "(s8)" not in said  # 12 is a label

@@ -24,6 +24,29 @@ def warn_fraction_labels(csv_path: Path, table) -> None:
         _warn_mixed_fractions(csv_path, table.loc[labels.index])
 
 
+def label_hint(text: str) -> str:
+    """What to write instead of a label that is not a number, in parentheses, or '': a decimal comma
+    (30,5), or a pathologist's shorthand, a bound (<1, >90) or a range (5-10), which were refused as
+    'not a number' without saying what a number would be."""
+    import re
+
+    number = r"(\d+(?:\.\d+)?)\s*%?"
+    if "," in text:
+        return " (write decimals with a point: 30.5, not 30,5)"
+    if text.casefold() in {"na", "n/a", "#n/a", "none", "null", "-", "?", "nd", "n.d."}:
+        return " (a missing label: give the slide's sTIL% or remove its row)"
+    if m := re.fullmatch(rf"([<>≤≥]=?|~|ca\.?|approx\.?|about)\s*{number}", text, flags=re.IGNORECASE):
+        if m.group(1)[0] in "<>≤≥":
+            return (f" (a bound, not a score: write one sTIL% 0-100, the pathologist's estimate, e.g. "
+                    f"{float(m.group(2)) / 2 if m.group(1)[0] in '<≤' else (float(m.group(2)) + 100) / 2:g}, "
+                    "or leave the slide out)")
+        return f" (write the number alone: {m.group(2)})"
+    if m := re.fullmatch(rf"{number}\s*(?:-|–|to)\s*{number}", text, flags=re.IGNORECASE):
+        low, high = float(m.group(1)), float(m.group(2))
+        return f" (a range: write one sTIL% 0-100, e.g. its midpoint {(low + high) / 2:g})"
+    return ""
+
+
 def refuse_fraction_labels(csv_path: Path, table) -> None:
     """Refuse to train on labels that are all at most 1 (fractions, 0.35 for 35 %): read as
     percentages they span at most 1 point, so the model can learn nothing but that number, and it
