@@ -25,7 +25,7 @@ from weakstil.cohort import Cohort, read_cohort
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.evaluation import write_metrics, write_predictions, write_tile_scores
 from weakstil.metrics import fmt
-from weakstil.train_labels import label_summary, warn_band_errors
+from weakstil.train_labels import label_summary, warn_band_errors, warn_small_training_folds
 from weakstil.modeldir import ModelDir
 from weakstil.settings import STIL_THRESHOLD
 
@@ -220,10 +220,11 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     if tumorbeds is None and beds is not None:
         tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, cohort.feature_paths(features_dir))),
                                 dict(zip(cohort.slide_ids, cohort.table["path"])))  # where the slides are (ink veto)
-    n_before = len(cohort)
     cohort = _without_empty_beds(cohort, tumorbeds, beds, csv_path)
-    if n_folds >= 2 and len(cohort) < n_before:  # the folds again, on the slides that are left
-        group_kfold(cohort.groups, n_folds, seed=cfg.seed, what="groups" if cohort.group_column else "slides")
+    if n_folds >= 2:  # the folds again, on the slides that are left (cross_validate splits them so)
+        warn_small_training_folds(group_kfold(cohort.groups, n_folds, seed=cfg.seed,
+                                              what="groups" if cohort.group_column else "slides"),
+                                  cohort.groups, csv_path)
     # torch only now: bad inputs fail in a second
     from weakstil.mil.config import Aggregator, Stopping, StromaWeight
     from weakstil.mil.store import model_meta, save_model
