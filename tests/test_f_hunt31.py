@@ -178,3 +178,18 @@ def test_a_fold_that_trains_on_under_half_the_slides_is_warned_about(planted, tm
     assert "weigh 1/4 in --scoring ensemble" in said and "pass --group-column none if" in said
     fold = pd.read_csv(tmp_path / "m" / "cv" / "oof_predictions.csv").query("group == 'big'")["fold"].unique()
     assert f"fold {int(fold[0])} of 4 holds out" in said and len(fold) == 1
+
+
+def test_the_workflow_preflight_refuses_fraction_labels_before_anything_runs(tmp_path):
+    """The Snakemake workflow's preflight read the cohort CSV with only the fractions warning, so a
+    run embedded every slide for hours and then failed at its train job (train refuses them now)."""
+    from test_pipeline_preflight import cohort_csv, workflow_config
+
+    from weakstil.pipeline_preflight import PreflightError, check_cohort
+
+    cohort_csv(tmp_path, stil="0.35")
+    with pytest.raises(PreflightError) as err:
+        check_cohort(workflow_config(tmp_path))
+    said = err.value.one_line()
+    assert "every sTIL label is at most 1" in said and "multiply the stil column by 100" in said
+    assert "the `cohort` key of the workflow config" in said
