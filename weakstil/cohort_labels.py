@@ -50,9 +50,10 @@ def label_hint(text: str) -> str:
 def refuse_fraction_labels(csv_path: Path, table) -> None:
     """Refuse to train on labels that are all at most 1 (fractions, 0.35 for 35 %): read as
     percentages they span at most 1 point, so the model can learn nothing but that number, and it
-    scored every slide under 1 % (12 demo slides given as fractions: out-of-fold sTIL% 0.1-0.8, exit
-    0, with only a warning). ``read_cohort`` still warns (``weakstil report`` and the others read
-    such a CSV for its slides); ``weakstil train`` calls this."""
+    scored every slide under 1 % (12 demo slides of true sTIL 0.5-85 % given as fractions: out-of-fold
+    sTIL% 0.05-0.72, exit 0, with only a warning). ``read_cohort`` still warns (``weakstil report``
+    and the others read such a CSV for its slides); ``weakstil train`` and the workflow's preflight
+    call this."""
     labels = table["stil"].dropna()
     if len(labels) < 2 or labels.max() > 1.0 or labels.max() <= 0:
         return
