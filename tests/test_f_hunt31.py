@@ -141,7 +141,7 @@ def test_a_pathologists_shorthand_label_is_refused_with_what_to_write(tmp_path):
     from weakstil.cohort_csv import CohortError
 
     (tmp_path / "slides").mkdir()
-    labels = ["<1", ">90", "5-10", "~20", "NA", "30,5", "≤5", "10 to 20", "12"]
+    labels = ["<1", ">90", "5-10", "~20", "NA", "30,5", "<10", "10 to 20", "12"]
     for i in range(len(labels)):
         (tmp_path / "slides" / f"s{i}.tiff").write_bytes(b"x")
     csv = tmp_path / "c.csv"
@@ -152,13 +152,13 @@ def test_a_pathologists_shorthand_label_is_refused_with_what_to_write(tmp_path):
     said = str(err.value)
     assert "8 bad rows" in said
     assert "stil '<1' is not a number (a bound, not a score: write one sTIL% 0-100, the pathologist's estimate, " \
-           "e.g. 0.5, or leave the slide out)" in said
+           "e.g. 1, or leave the slide out)" in said
     assert "'>90' is not a number (a bound, not a score" in said and "e.g. 95," in said
     assert "stil '5-10' is not a number (a range: write one sTIL% 0-100, e.g. its midpoint 7.5)" in said
     assert "'10 to 20' is not a number (a range: write one sTIL% 0-100, e.g. its midpoint 15)" in said
     assert "stil '~20' is not a number (write the number alone: 20)" in said
     assert "stil 'NA' is not a number (a missing label: give the slide's sTIL% or remove its row)" in said
-    assert "'30,5' is not a number (write decimals with a point" in said and "'≤5' is not a number (a bound" in said
+    assert "'30,5' is not a number (write decimals with a point" in said and "'<10' is not a number (a bound, not a score: write one sTIL% 0-100, the pathologist's estimate, e.g. 5," in said
     assert "(s8)" not in said  # 12 is a label
 
 

@@ -36,9 +36,11 @@ def label_hint(text: str) -> str:
     if text.casefold() in {"na", "n/a", "#n/a", "none", "null", "-", "?", "nd", "n.d."}:
         return " (a missing label: give the slide's sTIL% or remove its row)"
     if m := re.fullmatch(rf"([<>≤≥]=?|~|ca\.?|approx\.?|about)\s*{number}", text, flags=re.IGNORECASE):
+        # '<1': 1, TCGA-BRCA's lowest score (two 0.5s beside whole numbers are warned about as fractions)
         if m.group(1)[0] in "<>≤≥":
-            return (f" (a bound, not a score: write one sTIL% 0-100, the pathologist's estimate, e.g. "
-                    f"{float(m.group(2)) / 2 if m.group(1)[0] in '<≤' else (float(m.group(2)) + 100) / 2:g}, "
+            bound = float(m.group(2))
+            guess = (bound if bound <= 1 else bound / 2) if m.group(1)[0] in "<≤" else (bound + 100) / 2
+            return (f" (a bound, not a score: write one sTIL% 0-100, the pathologist's estimate, e.g. {guess:g}, "
                     "or leave the slide out)")
         return f" (write the number alone: {m.group(2)})"
     if m := re.fullmatch(rf"{number}\s*(?:-|–|to)\s*{number}", text, flags=re.IGNORECASE):
