@@ -176,7 +176,7 @@ def test_too_few_slides_for_the_folds_says_slide_not_group(planted, tmp_path):
         in _said(proc)
 
 
-def test_evaluate_model_refuses_labels_written_as_fractions(planted, tmp_path):
+def test_evaluate_model_refuses_labels_written_as_fractions(planted, tmp_path, monkeypatch):
     """Finding 8: 'evaluate --model' of the training cohort with its sTIL labels written as fractions
     (0.45 for 45 %) compared them with the model's percentages, wrote R² -17588 and exited 0 with only
     the CSV's 'look like fractions' warning, where 'evaluate --oof' refuses the same labels. Now it is
@@ -196,6 +196,9 @@ def test_evaluate_model_refuses_labels_written_as_fractions(planted, tmp_path):
            "percentages (x 100)" in _said(proc)
     proc = run_cli("evaluate", tmp_path / "pct.csv", "--model", tmp_path / "m", "-f", features, "-o", tmp_path / "e")
     assert proc.returncode == 0, proc.stderr
+    # train refuses fractions since hunt 31f; a model an older weakstil trained on them still evaluates
+    assert run_cli("train", tmp_path / "frac.csv", "-f", features, "-o", tmp_path / "mf", *fit).returncode == 1
+    monkeypatch.setattr("weakstil.cohort_labels.refuse_fraction_labels", lambda *a, **k: None)
     assert run_cli("train", tmp_path / "frac.csv", "-f", features, "-o", tmp_path / "mf", *fit).returncode == 0
     proc = run_cli("evaluate", tmp_path / "frac.csv", "--model", tmp_path / "mf", "-f", features, "-o",
                    tmp_path / "ef")

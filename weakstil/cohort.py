@@ -25,7 +25,7 @@ from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, Coh
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
                                  in_subfolder, refuse_not_text, refuse_paths_from_cwd, refuse_separator_line,
                                  unicode_twin, warn_lookalike_groups)
-from weakstil.cohort_labels import (refuse_class_labels, refuse_mixed_notation, refuse_split_decimal,
+from weakstil.cohort_labels import (label_hint, refuse_class_labels, refuse_mixed_notation, refuse_split_decimal,
                                    warn_fraction_labels)
 from weakstil.errors import UsageError, WeakSTILError, name_problem
 from weakstil.files.paths import feature_path
@@ -129,8 +129,7 @@ def _parse_stil(raw: str) -> tuple[float | None, str | None]:
             raise ValueError(text)
         value = float(text[:-1] if text.endswith("%") else text)  # one % sign: "30%%" is a typo, not 30
     except ValueError:
-        comma = " (write decimals with a point: 30.5, not 30,5)" if "," in text else ""
-        return None, f"stil {raw!r} is not a number{comma}"
+        return None, f"stil {raw!r} is not a number{label_hint(text)}"
     if math.isnan(value):
         return None, "stil is NaN"
     if not 0.0 <= value <= 100.0:

@@ -24,6 +24,48 @@ def warn_fraction_labels(csv_path: Path, table) -> None:
         _warn_mixed_fractions(csv_path, table.loc[labels.index])
 
 
+def label_hint(text: str) -> str:
+    """What to write instead of a label that is not a number, in parentheses, or '': a decimal comma
+    (30,5), or a pathologist's shorthand, a bound (<1, >90) or a range (5-10), which were refused as
+    'not a number' without saying what a number would be."""
+    import re
+
+    number = r"(\d+(?:\.\d+)?)\s*%?"
+    if "," in text:
+        return " (write decimals with a point: 30.5, not 30,5)"
+    if text.casefold() in {"na", "n/a", "#n/a", "none", "null", "-", "?", "nd", "n.d."}:
+        return " (a missing label: give the slide's sTIL% or remove its row)"
+    if m := re.fullmatch(rf"([<>≤≥]=?|~|ca\.?|approx\.?|about)\s*{number}", text, flags=re.IGNORECASE):
+        # '<1': 1, TCGA-BRCA's lowest score (two 0.5s beside whole numbers are warned about as fractions)
+        if m.group(1)[0] in "<>≤≥":
+            bound = float(m.group(2))
+            guess = (bound if bound <= 1 else bound / 2) if m.group(1)[0] in "<≤" else (bound + 100) / 2
+            return (f" (a bound, not a score: write one sTIL% 0-100, the pathologist's estimate, e.g. {guess:g}, "
+                    "or leave the slide out)")
+        return f" (write the number alone: {m.group(2)})"
+    if m := re.fullmatch(rf"{number}\s*(?:-|–|to)\s*{number}", text, flags=re.IGNORECASE):
+        low, high = float(m.group(1)), float(m.group(2))
+        return f" (a range: write one sTIL% 0-100, e.g. its midpoint {(low + high) / 2:g})"
+    return ""
+
+
+def refuse_fraction_labels(csv_path: Path, table) -> None:
+    """Refuse to train on labels that are all at most 1 (fractions, 0.35 for 35 %): read as
+    percentages they span at most 1 point, so the model can learn nothing but that number, and it
+    scored every slide under 1 % (12 demo slides of true sTIL 0.5-85 % given as fractions: out-of-fold
+    sTIL% 0.05-0.72, exit 0, with only a warning). ``read_cohort`` still warns (``weakstil report``
+    and the others read such a CSV for its slides); ``weakstil train`` and the workflow's preflight
+    call this."""
+    labels = table["stil"].dropna()
+    if len(labels) < 2 or labels.max() > 1.0 or labels.max() <= 0:
+        return
+    shown = ", ".join(f"{v:g}" for v in labels.iloc[:3]) + (", ..." if len(labels) > 3 else "")
+    raise CohortError(f"every sTIL label is at most 1 ({shown}; {len(labels)} slides): they look like fractions, "
+                      "but the labels are percentages 0-100; trained on as they are, the model would score every "
+                      "slide under 1 %", path=csv_path,
+                      fix="multiply the stil column by 100 (0.35 -> 35) and train again")
+
+
 def refuse_class_labels(csv_path: Path, table) -> None:
     """Refuse a label column of only 0 and 1, both present, on 4 or more slides: sTIL-high yes/no
     calls (a TCGA-style 'TIL high' column), not percentages. They were read as 0 % and 1 %, warned

@@ -3,23 +3,22 @@
 Evaluation folder layout (``weakstil evaluate --out DIR``; the same under ``MODEL/cv/``):
 
 * ``predictions.csv`` — slide_id, stil_true, stil_pred, high_true, high_pred, group (+ fold)
-* ``metrics.json`` — n, r2, pearson_r, spearman_rho, mae, rmse, ci95, classification
-  (AUC, sensitivity, specificity per sTIL-high threshold), calibration table
-* ``metrics.csv`` — the same flat: ``metric,threshold,value`` (+ ``n_excluded``, ``n_unlabelled`` when > 0)
+* ``metrics.json`` — n, r2, pearson_r, spearman_rho, mae, rmse, ci95, classification (AUC, sensitivity,
+  specificity per sTIL-high threshold), calibration table, ``error_by_band`` (n, MAE, bias by true sTIL%);
+  ``metrics.csv`` the same flat: ``metric,threshold,value`` (+ ``n_excluded``, ``n_unlabelled`` when > 0)
 * ``calibration.csv`` — predicted-sTIL% bin, n, mean predicted, mean true
 * ``scatter.png`` (predicted vs true with the identity line), ``roc.png``
 * ``tiles/<slide_id>.h5`` — each slide's tile scores, a :class:`weakstil.files.TileScoresFile`.
 
 ``metrics.json`` of ``weakstil evaluate`` also says how its numbers were made: ``mode``
 (``model``: the model scored the slides; ``oof``: saved out-of-fold predictions), the cohort CSV,
-and in model mode the model (absolute path, weights SHA-256), ``scoring`` (``final`` or
-``ensemble``), the features folder, the tumour-bed sources, the slides left out (an empty tumour
-bed: no prediction, as in ``weakstil score``) and ``n_training_slides``, how many of the evaluated
-slides the model was trained on (their metrics are in-sample).
+and in model mode the model (absolute path, weights SHA-256), ``scoring`` (``final`` or ``ensemble``), the
+features folder, the tumour-bed sources, the slides left out (an empty tumour bed: no prediction, as in
+``weakstil score``) and ``n_training_slides``, the evaluated slides the model was trained on (in-sample).
 
-An evaluation folder is written all or nothing: into a temporary folder beside ``--out``,
-renamed into place (with its ``.weakstil-output.json`` marker) only when everything succeeded
-(:func:`weakstil.outputdir.staged_folder`); an existing evaluation is replaced only with ``--overwrite``."""
+An evaluation folder is written all or nothing: into a temporary folder beside ``--out``, renamed into place
+(with its ``.weakstil-output.json`` marker) only when everything succeeded (:func:`weakstil.outputdir.staged_folder`);
+an existing evaluation is replaced only with ``--overwrite``."""
 
 from __future__ import annotations
 
@@ -84,6 +83,7 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
     for c in m["classification"]:
         for k in ("auc", "sensitivity", "specificity", "accuracy", "n_high", "n_low"):
             rows.append({"metric": k, "threshold": c["threshold"], "value": c[k]})
+    rows += [{"metric": f"{k}_true_{b['band']}", "threshold": "", "value": b[k]} for b in m["error_by_band"] for k in ("n", "mae", "bias")]  # noqa: E501
     counts = {"n_training_slides": m.get("n_training_slides"),  # > 0: in-sample metrics for that many slides
               "n_excluded": len(m.get("excluded") or []) or None, "n_unlabelled": len(m.get("unlabelled") or []) or None}
     rows += [{"metric": k, "threshold": "", "value": v} for k, v in counts.items() if v is not None]  # left out: counted

@@ -26,23 +26,14 @@ import numpy as np
 import pandas as pd
 
 from weakstil.errors import WeakSTILError
+from weakstil.metrics import bands
 
 log = logging.getLogger(__name__)
 
 #: The flag that says only that the interval holds the threshold (reported apart).
 NEAR_THRESHOLD = "near_threshold"
-#: Edges of the true sTIL% bands the interval is also measured in (issue 14's: < 10, 10-30, 30-60, >= 60).
-BAND_EDGES = (10.0, 30.0, 60.0)
-
-
-def _bands() -> tuple[tuple[str, float, float], ...]:
-    """(name, low, high) of each band: ``low <= sTIL < high``."""
-    lows, highs = (-math.inf, *BAND_EDGES), (*BAND_EDGES, math.inf)
-    names = [f"<{highs[0]:g}", *(f"{a:g}-{b:g}" for a, b in zip(lows[1:-1], highs[1:-1])), f">={lows[-1]:g}"]
-    return tuple(zip(names, lows, highs))
-
-
-BANDS = _bands()
+#: The true sTIL% bands the interval is also measured in (< 10, 10-30, 30-60, >= 60; metrics.bands).
+BANDS = bands()
 
 
 def refuse_other_separator(table: pd.DataFrame, path: Path) -> None:

@@ -5,9 +5,9 @@
 found ends the run with one ``error:`` line naming the setting and its fix, before a single job was started:
 
 * every setting, with the rules of the command its jobs pass it to (:mod:`weakstil.pipeline_settings_check`);
-* the cohort CSV: its slide files exist, labels are numbers in 0-100, slide ids are unique, the group column
-  is present when named (``group_column`` or ``--group-column`` in ``train_extra``), groups >= ``folds`` >= 2;
-  no score slide has a cohort or another score slide's id;
+* the cohort CSV: its slide files exist, labels are numbers in 0-100 (not all at most 1: fractions), slide ids
+  are unique, the group column is present when named (``group_column`` or ``--group-column`` in ``train_extra``),
+  groups >= ``folds`` >= 2; no score slide has a cohort or another score slide's id;
 * the encoder card resolves and its weights can be found without a download on the compute nodes;
 * ``annotations`` is a folder that outlines some cohort slide (the slides it does not outline: a warning, as the
   run's); ``tumorbed`` is a detector folder or ``train``;
@@ -237,7 +237,7 @@ def _group_column(config: dict) -> str | None:
 def check_cohort(config: dict):
     """The cohort (see the module doc); returns the :class:`~weakstil.cohort.Cohort`."""
     from weakstil.cohort import read_cohort
-
+    from weakstil.cohort_labels import refuse_fraction_labels  # train's: refused before hours of embedding
     if not re.fullmatch(r"-?\d+", str(config["folds"])):
         raise PreflightError(f"folds is {config['folds']!r}, not a whole number", fix="set folds to e.g. 5")
     folds = int(config["folds"])
@@ -246,7 +246,7 @@ def check_cohort(config: dict):
                              fix="set folds to 2 or more (--config folds=5)")
     column = _group_column(config)
     try:
-        cohort = read_cohort(config["cohort"], group_column=column)
+        refuse_fraction_labels((cohort := read_cohort(config["cohort"], group_column=column)).csv_path, cohort.table)
     except WeakSTILError as exc:
         where = with_path_hint("the `cohort` key of the workflow config", config, "cohort")
         raise PreflightError(f"{exc.one_line().rstrip('.')} ({where})") from None

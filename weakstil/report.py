@@ -200,14 +200,17 @@ def confidence_headline(meta: dict) -> dict[str, float | None]:
             "share of training slides with a qc flag": qc.get("training_flagged")}
 
 
-def headline(metrics: dict, threshold: float) -> dict[str, float | None]:
+def headline(metrics: dict, threshold: float) -> dict[str, float | str | None]:
     """The numbers a reader looks at first."""
     at = next((c for c in metrics.get("classification", []) if float(c["threshold"]) == float(threshold)), {})
     return {"n": metrics.get("n"), "R²": metrics.get("r2"), "Pearson r": metrics.get("pearson_r"),
             "Spearman ρ": metrics.get("spearman_rho"), "MAE (sTIL points)": metrics.get("mae"),
             "RMSE": metrics.get("rmse"), f"AUC sTIL-high ≥{threshold:g}%": at.get("auc"),
             f"sensitivity ≥{threshold:g}%": at.get("sensitivity"),
-            f"specificity ≥{threshold:g}%": at.get("specificity")}
+            f"specificity ≥{threshold:g}%": at.get("specificity"),
+            # by band of the label: a skewed cohort's one MAE is mostly its sTIL-low slides'
+            **{f"MAE (bias), true sTIL {b['band']}%, {b['n']} slide{'s' if b['n'] != 1 else ''}": f"{b['mae']:.2f} ({b['bias']:+.2f})"
+               for b in metrics.get("error_by_band") or [] if b.get("n")}}
 
 
 def model_settings(meta: dict) -> list[tuple[str, str]]:
@@ -231,7 +234,7 @@ def model_settings(meta: dict) -> list[tuple[str, str]]:
     rows += flatten(meta.get("features") or {}, "features.") + flatten(tiling, "tiling.") + flatten(config, "training.")
     rows += [(f"training.{k}", v) for k, v in flatten({k: v for k, v in training.items()
                                                         if k in ("cohort", "features", "n_slides", "n_tiles",
-                                                                 "group_column",
+                                                                 "labels", "group_column",
                                                                  "final_model", "train_seconds")})]
     rows += [("training.cross_validation.folds", str(folds))] if folds else []
     return rows + flatten(beds, "training.tumorbeds.")

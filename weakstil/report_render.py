@@ -52,7 +52,7 @@ class ReportContent:
     model_dir: str
     metrics_source: str  #: how the metrics' predictions were made (describe_evaluation)
     slides_source: str | None  #: how the slide table's predictions were made, when not as the metrics'
-    headline: dict[str, float | None]
+    headline: dict[str, float | str | None]
     threshold: float
     rows: list[SlideRow]
     settings: list[tuple[str, str]]

@@ -25,6 +25,7 @@ from weakstil.cohort import Cohort, read_cohort
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.evaluation import write_metrics, write_predictions, write_tile_scores
 from weakstil.metrics import fmt
+from weakstil.train_labels import label_summary, warn_band_errors, warn_small_training_folds
 from weakstil.modeldir import ModelDir
 from weakstil.settings import STIL_THRESHOLD
 
@@ -178,7 +179,10 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     t0 = time.perf_counter()
     _prepare_out(out_dir, overwrite)  # again, under the folder's lock
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column, truth=True)
+    from weakstil.cohort_labels import refuse_fraction_labels
     from weakstil.outputdir import check_inputs_outside
+
+    refuse_fraction_labels(cohort.csv_path, cohort.table)  # read_cohort only warns (report reads such a CSV)
 
     # a slide file kept in the model folder would be deleted with it, as the cohort CSV (checked by the CLI)
     for path in cohort.table["path"]:
@@ -216,10 +220,11 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     if tumorbeds is None and beds is not None:
         tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, cohort.feature_paths(features_dir))),
                                 dict(zip(cohort.slide_ids, cohort.table["path"])))  # where the slides are (ink veto)
-    n_before = len(cohort)
     cohort = _without_empty_beds(cohort, tumorbeds, beds, csv_path)
-    if n_folds >= 2 and len(cohort) < n_before:  # the folds again, on the slides that are left
-        group_kfold(cohort.groups, n_folds, seed=cfg.seed, what="groups" if cohort.group_column else "slides")
+    if n_folds >= 2:  # the folds again, on the slides that are left (cross_validate splits them so)
+        warn_small_training_folds(group_kfold(cohort.groups, n_folds, seed=cfg.seed,
+                                              what="groups" if cohort.group_column else "slides"),
+                                  cohort.groups, csv_path)
     # torch only now: bad inputs fail in a second
     from weakstil.mil.config import Aggregator, Stopping, StromaWeight
     from weakstil.mil.store import model_meta, save_model
@@ -279,10 +284,12 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                 "folds": n_folds, "best_epochs": cv.best_epochs,
                 "metrics": {k: metrics[k] for k in ("n", "r2", "pearson_r", "spearman_rho", "mae", "rmse")},
                 "auc": {f"{c['threshold']:g}": c["auc"] for c in metrics["classification"]},
+                "error_by_band": metrics["error_by_band"],
             }
             log.info("cross-validation: R² %s, Pearson %s, MAE %.2f, AUC@%g %s", fmt(metrics["r2"]),
                      fmt(metrics["pearson_r"]), metrics["mae"], threshold,
                      fmt(next(c["auc"] for c in metrics["classification"] if c["threshold"] == threshold)))
+            warn_band_errors(metrics["error_by_band"], csv_path)
             final = fit(bank, labels, np.arange(len(bank)), None, cfg, seed=cfg.seed, epochs=final_epochs,
                         stage="final", on_epoch=on_epoch)
             how = f"all {len(bank)} slides for {final_epochs} epochs " + (
@@ -303,7 +310,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         duration = time.perf_counter() - t0
         meta = model_meta(bank, cfg, threshold=threshold, threads=final.threads, extra={
             "cohort": str(Path(csv_path).resolve()), "features": str(Path(features_dir).resolve()),
-            "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]),
+            "n_slides": len(bank), "n_tiles": int(bank.features.shape[0]), "labels": label_summary(cohort.labels),
             "group_column": cohort.group_column, "final_model": how,
             # the epoch of the weights kept (early stopping without cross-validation: not the epochs run)
             "final_epochs": final.best_epoch,

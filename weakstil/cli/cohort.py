@@ -182,6 +182,10 @@ def evaluate(
     aucs = ", ".join(f"AUC@{c['threshold']:g} {fmt(c['auc'])}" for c in m["classification"])
     log.info("n %d: R² %s, Pearson %s, Spearman %s, MAE %.2f, %s -> %s", m["n"], fmt(m["r2"]), fmt(m["pearson_r"]),
              fmt(m["spearman_rho"]), m["mae"], aucs, out)
+    from weakstil.metrics import band_text
+
+    if band_text(m.get("error_by_band") or []):  # a skewed cohort's one MAE is mostly its sTIL-low slides'
+        log.info("by true sTIL%%: %s", band_text(m["error_by_band"]))
     if m.get("mode") == "results":
         from weakstil.evaluation_results import describe
 

@@ -1,0 +1,69 @@
+"""What ``weakstil train`` says about its labels and folds: the labels' spread in ``model.json``
+(``training.labels``: what the model was trained on), the cross-validation's error by band of
+the true sTIL% (the log, ``cv/metrics.json``'s ``error_by_band``), and a fold that trains on under
+half the slides (one group holding most of them).
+
+A cohort like TCGA-BRCA's (342 pathologist scores: median 12.5 %, 9 % of slides at 50 % or more)
+is mostly sTIL-low; a regressor trained on it pulls its few sTIL-high slides towards the mean, and
+the overall MAE, made mostly of low slides, does not show it."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+from weakstil.metrics import band_text, bands
+
+log = logging.getLogger("weakstil.train")
+
+#: Mean under-scoring (points) of the highest band holding 2 or more slides that is warned about.
+UNDER_SCORING_WARN = 10.0
+
+
+def label_summary(labels) -> dict[str, object]:
+    """n, min, median, max and the slides per true-sTIL% band of the labels trained on."""
+    y = np.asarray(labels, dtype=float)
+    y = y[np.isfinite(y)]
+    return {"n": int(len(y)), "min": round(float(y.min()), 4), "median": round(float(np.median(y)), 4),
+            "max": round(float(y.max()), 4),
+            "by_band": {name: int(((y >= lo) & (y < hi)).sum()) for name, lo, hi in bands()}}
+
+
+def warn_band_errors(rows: list[dict[str, object]], csv_path) -> None:
+    """Log the out-of-fold error per band of the true sTIL%, and warn when the highest band with 2
+    or more slides is scored lower by more than :data:`UNDER_SCORING_WARN` points on average."""
+    text = band_text(rows)
+    if not text:
+        return
+    log.info("cross-validation by true sTIL%%: %s", text)
+    top = [r for r in rows if r["n"] >= 2 and not math.isnan(r["bias"])]
+    if top and top[-1]["bias"] <= -UNDER_SCORING_WARN:
+        r = top[-1]
+        log.warning("%s: the out-of-fold sTIL%% of the %d slides at %s %% is %.1f points below their labels on "
+                    "average (MAE %.1f): the model pulls sTIL-high slides towards the cohort's mean; its scores "
+                    "there are low (more sTIL-high slides in training help)", csv_path, r["n"], r["band"],
+                    -r["bias"], r["mae"])
+
+
+def warn_small_training_folds(folds, groups, csv_path) -> None:
+    """Warn when a cross-validation fold trains on under half the slides: one group (a centre, a
+    patient) holding most of the cohort is held out whole, and its models learn from the few slides
+    left (12 demo slides, 9 of one centre: that fold trained on 3 and scored the 9, CV R² 0.24 where
+    splitting by slide gave 0.92, and the model scored 28 new slides at R² 0.90). Its out-of-fold scores, the CV metrics and the interval calibrated
+    on them then describe a far smaller model than the final one, and its models weigh 1/K in
+    ``--scoring ensemble``."""
+    folds, groups = np.asarray(folds), np.asarray(groups).astype(str)
+    n, k = len(folds), int(folds.max()) + 1
+    for fold in range(k):
+        held = folds == fold
+        if n - held.sum() < n / 2:
+            names = sorted(set(groups[held]))
+            log.warning("%s: cross-validation fold %d of %d holds out %d of the %d slides (group%s %s), so its models "
+                        "train on %d: its out-of-fold scores, the CV metrics and the 90%% interval calibrated on them "
+                        "understate a model trained on all %d, and those models weigh 1/%d in --scoring ensemble; "
+                        "add slides of other groups, or pass --group-column none if the group's slides are "
+                        "independent (not one patient's)", csv_path, fold + 1, k, int(held.sum()), n,
+                        "s" if len(names) > 1 else "", ", ".join(repr(str(g)) for g in names[:3]) +
+                        (", ..." if len(names) > 3 else ""), int(n - held.sum()), n, k)
