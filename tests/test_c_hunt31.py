@@ -118,3 +118,47 @@ def test_train_calibrates_and_score_measures_with_every_placement_of_the_block_g
             checked += 1
             differs += abs(corner[0] - want[0]) > 1e-3 * want[0]
     assert checked >= 2 and differs >= 1
+
+
+def _blur_patch_slide(rng: np.random.Generator, tiles: int = 12, side: int = 224) -> np.ndarray:
+    """Tissue over the whole canvas (pink stroma with dark nuclei), an out-of-focus patch over part of it."""
+    from scipy.ndimage import gaussian_filter
+
+    n = tiles * side
+    rgb = np.empty((n, n, 3), np.float32)
+    rgb[:] = (230, 170, 200)
+    yy, xx = rng.integers(0, n, (2, 6600))
+    for y, x in zip(yy, xx):
+        rgb[max(0, y - 4):y + 4, max(0, x - 4):x + 4] = (70, 40, 120)
+    rgb += rng.normal(0, 6, rgb.shape)
+    patch = (slice(int(0.15 * n), int(0.75 * n)), slice(int(0.05 * n), int(0.55 * n)))  # about 30 % of the tiles
+    rgb[patch] = gaussian_filter(rgb[patch], sigma=(4, 4, 0))
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def test_the_blurry_share_is_the_same_for_the_tissue_rotated_or_mirrored(tmp_path):
+    """The focus check (``blurry`` flag, and the blurry part of the interval's shift) measured 48 tiles
+    drawn from the slide's full tissue tiles: which tissue they were depended on how the grid was laid, so
+    the same slide read 0.21-0.40 blurry over its copies (1.6 mm hard-look slide with out-of-focus patches,
+    112 full tiles; all of them 0.32-0.36) and lost ``blurry`` on its 90° copy. Every full tile of a slide
+    with up to 256 is measured now, so its copies read the same share."""
+    from conftest import write_tiff_slide
+    from weakstil.qc.image import BLURRY_TILE, slide_image_stats, tile_blur
+    from weakstil.slide import Slide
+
+    rgb = _blur_patch_slide(np.random.default_rng(7))
+    side = 224
+    k = rgb.shape[0] // side
+    coords = np.array([(x * side, y * side) for y in range(k) for x in range(k)], float)
+    shares = {}
+    for name, image in (("orig", rgb), ("mirror", rgb[:, ::-1]), ("rot180", rgb[::-1, ::-1])):
+        path = write_tiff_slide(tmp_path / f"{name}.tiff", np.ascontiguousarray(image), levels=2)
+        with Slide.open(path) as slide:
+            stats = slide_image_stats(slide, coords, np.ones(len(coords)), side, 0.5, seed=0)
+            if name == "orig":
+                tiles = [slide.read_region(int(x), int(y), side, 0.5) for x, y in coords]
+                every = float((tile_blur(tiles) > BLURRY_TILE).mean())
+        assert stats.focus_tiles == len(coords) == 144
+        shares[name] = stats.blurry_share
+    assert 0.15 < every < 0.6
+    assert all(v == pytest.approx(every, abs=1 / 144) for v in shares.values()), (shares, every)
