@@ -57,6 +57,9 @@ from typing import Any
 
 import numpy as np
 
+from weakstil.tile_error import (BLOCK_TILES, GRID_OFFSETS, MIN_BLOCKS, tile_standard_error,  # noqa: F401
+                                 tile_standard_error_df)
+
 #: Nominal coverage of the interval written by ``weakstil score``.
 LEVEL = 0.90
 #: Candidate offsets ``c`` (sTIL percentage points) of ``t(y) = log(y + c)``.
@@ -75,11 +78,6 @@ SHIFT_WEIGHT_FLOOR = 0.6
 #: of out-of-fold residuals that already hold it); 2 does not, and floors ``β`` at SHIFT_WEIGHT_FLOOR.
 #: (``tile_df_reference``, added later within version 2, is optional: absent, nothing is widened.)
 CALIBRATION_VERSION = 2
-#: Side of the square blocks (in tiles) whose tiles are resampled together by the bootstrap:
-#: neighbouring tiles share their tissue, so they are not independent (4 x 112 µm ≈ 0.45 mm).
-BLOCK_TILES = 4
-#: Fewer blocks than this: the block bootstrap's error is floored at the single-tile one.
-MIN_BLOCKS = 4
 #: Fewer out-of-fold slides than this: no interval (the calibration would be meaningless).
 MIN_SLIDES = 5
 
@@ -97,12 +95,6 @@ def from_scale(t: np.ndarray | float, offset: float) -> np.ndarray:
 def scale_sd(stil: np.ndarray | float, sd: np.ndarray | float, offset: float) -> np.ndarray:
     """A standard deviation in sTIL points onto the error scale (delta method: ``sd / (y + c)``)."""
     return np.asarray(sd, np.float64) / (np.clip(np.asarray(stil, np.float64), 0.0, 100.0) + offset)
-
-
-def tile_standard_error(tile_scores: np.ndarray, weights: np.ndarray, coords: np.ndarray | None = None,
-                        tile_size_level0: float | None = None, block_tiles: int = BLOCK_TILES) -> float:
-    """:func:`tile_standard_error_df`'s standard error alone."""
-    return tile_standard_error_df(tile_scores, weights, coords, tile_size_level0, block_tiles)[0]
 
 
 def small_sample_factor(df: float, level: float = LEVEL) -> float:
@@ -131,51 +123,6 @@ def relative_small_sample_factor(df: float, reference: float, level: float = LEV
     if not (math.isfinite(reference) and reference > 0 and math.isfinite(df) and df > 0) or df >= reference:
         return 1.0
     return small_sample_factor(df, level) / small_sample_factor(reference, level)
-
-
-def tile_standard_error_df(tile_scores: np.ndarray, weights: np.ndarray, coords: np.ndarray | None = None,
-                           tile_size_level0: float | None = None,
-                           block_tiles: int = BLOCK_TILES) -> tuple[float, float]:
-    """Standard error (sTIL points) of a slide score ``Σ wᵢ sᵢ`` over resampled tumour-bed tiles.
-
-    The bootstrap resamples blocks of ``block_tiles`` x ``block_tiles`` neighbouring tiles
-    (whole tiles when ``coords`` is ``None``); its variance has the closed form
-    ``Σ_b (Σ_{i∈b} wᵢ (sᵢ − μ))²`` (the delta method for a weighted mean, with the weights
-    renormalised on each resample, as the mean and the attention aggregators do), scaled by
-    ``B / (B − 1)`` for ``B`` blocks. Tiles with zero weight (outside the bed) do not count.
-
-    With fewer than :data:`MIN_BLOCKS` blocks it is never below the same bootstrap over single
-    tiles: the block estimate then has 1 or 2 degrees of freedom, and two blocks of equally mixed
-    tiles gave a 20 times smaller error than two of their tiles alone (an outside tester's 4-tile
-    bed: 1.2 vs 23.9 points). Applied to every bed, that floor widened the intervals of shifted
-    cohorts (24-slide benchmark, hard look: median width 83 -> 100, coverage 96 -> 100 %).
-
-    Returns ``(standard error, degrees of freedom)``: units resampled minus one (blocks, or
-    tiles where their estimate is the one used); ``(nan, nan)`` for fewer than 2 tiles.
-    """
-    s = np.asarray(tile_scores, np.float64)
-    w = np.asarray(weights, np.float64)
-    keep = w > 0
-    if keep.sum() < 2:
-        return math.nan, math.nan
-    s, w = s[keep], w[keep] / w[keep].sum()
-    mu = float((w * s).sum())
-    per_tile = w * (s - mu)
-    var = float((per_tile ** 2).sum()) * len(per_tile) / (len(per_tile) - 1)
-    df = float(len(per_tile) - 1)
-    if coords is not None and tile_size_level0:
-        c = np.asarray(coords, np.float64)[keep]
-        # positions are floor(k * side) (weakstil.tiling): a tile that starts a block may sit up to a
-        # pixel before the block's exact edge (side 454.36 px at 0.2465 µm/px: 1817 < 1817.44), and
-        # flooring c alone put it in the block before, every 4th row and column
-        block = np.floor((c + 1.0) / (float(tile_size_level0) * block_tiles)).astype(np.int64)
-        _, ids = np.unique(block, axis=0, return_inverse=True)
-        contrib = np.bincount(ids.ravel(), weights=per_tile)
-        if len(contrib) >= 2:  # one block: no resampling possible, the tiles' estimate stands
-            blocked = float((contrib ** 2).sum()) * len(contrib) / (len(contrib) - 1)
-            if len(contrib) >= MIN_BLOCKS or blocked >= var:
-                var, df = blocked, float(len(contrib) - 1)
-    return math.sqrt(var), df
 
 
 def fold_spread(fold_stils: np.ndarray | list[float] | None, offset: float) -> float:
@@ -304,8 +251,9 @@ class CalibrationError(ValueError):
 #: What a calibration's numbers must be: (lowest, highest, lowest allowed itself).
 _FIELD_RANGES = {"level": (0.0, 1.0, False), "offset": (0.0, math.inf, False), "sigma0": (0.0, math.inf, False),
                  "q": (0.0, math.inf, True), "n": (0.0, math.inf, True), "shift_weight": (0.0, math.inf, True),
-                 "tile_df_reference": (0.0, math.inf, True)}
-_OPTIONAL_FIELDS = {"shift_weight", "tile_df_reference"}  #: absent from version-1 files (the second: from older ones)
+                 "tile_df_reference": (0.0, math.inf, True), "tile_se_grid_offsets": (1.0, 64.0, True)}
+#: absent from version-1 files (the others: from older ones)
+_OPTIONAL_FIELDS = {"shift_weight", "tile_df_reference", "tile_se_grid_offsets"}
 _NULLABLE_FIELDS = {"q", "tile_df_reference"}  #: q null: infinite (too few slides for an interval)
 
 
@@ -341,6 +289,9 @@ class Calibration:
     shift_weight_floor: float = 0.0  #: the least ``β`` allowed when it was fitted
     #: median degrees of freedom of the calibration slides' tile standard errors (NaN: none widened)
     tile_df_reference: float = math.nan
+    #: placements of the tile bootstrap's block grid averaged per axis (:func:`tile_standard_error_df`): 1 in
+    #: calibrations written before hunt 31 (the grid from the slide's corner), which score that way
+    tile_se_grid_offsets: int = 1
     #: 1: the fold models' spread was added to ``u``; 2: ``u`` is the tile standard error only
     version: int = CALIBRATION_VERSION
     method: str = ("normalised split conformal on out-of-fold predictions, log(y + c) scale, per-slide scale "
@@ -362,6 +313,7 @@ class Calibration:
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         _check_fields(known)
         known["version"] = int(d.get("version") or 1)
+        known["tile_se_grid_offsets"] = int(known.get("tile_se_grid_offsets") or 1)
         if known["version"] > CALIBRATION_VERSION:
             raise ValueError(f"interval calibration version {known['version']} is newer than this WeakSTIL's "
                              f"({CALIBRATION_VERSION})")
@@ -380,6 +332,13 @@ class Calibration:
         df = np.broadcast_to(np.asarray(tile_df, np.float64), np.shape(tile_se))
         factor = [relative_small_sample_factor(float(d), self.tile_df_reference, self.level) for d in df.ravel()]
         return np.asarray(tile_se, np.float64) * np.reshape(factor, np.shape(tile_se))
+
+    def tile_standard_error(self, tile_scores: np.ndarray, weights: np.ndarray, coords: np.ndarray | None,
+                            tile_size_level0: float | None) -> tuple[float, float]:
+        """A scored slide's tile standard error and degrees of freedom, as this calibration's slides' were
+        measured (its block grid placements)."""
+        return tile_standard_error_df(tile_scores, weights, coords, tile_size_level0,
+                                      grid_offsets=self.tile_se_grid_offsets)
 
     def uncertainty(self, stil: float, tile_se: float, fold_stils: np.ndarray | list[float] | None,
                     tile_df: float = math.nan) -> float:

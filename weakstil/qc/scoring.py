@@ -13,13 +13,14 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weakstil.confidence import (LEVEL, SLIDES_ADVISED, Calibration, CalibrationError, coverage_spread, interval_columns,
-                                 scale_sd, tile_standard_error_df)
+from weakstil.confidence import (GRID_OFFSETS, LEVEL, SLIDES_ADVISED, Calibration, CalibrationError, coverage_spread,
+                                 interval_columns, scale_sd, tile_standard_error_df)
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import CALIBRATION_FILE, ModelDir
 from weakstil.qc.bed_outline import calibration_lacks_outline_error, outline_sd
@@ -205,7 +206,10 @@ class SlideAssessor:
                 attrs["image_stats"] = json.dumps(image.to_dict())
         low = high = math.nan
         if math.isfinite(stil):
-            se, se_df = tile_standard_error_df(scores.tile_scores, scores.weights, bag.coords, bag.tile_size_level0)
+            # as the calibration's slides were measured; without one, every placement of the block grid
+            se, se_df = (self.calibration.tile_standard_error if self.calibration is not None else partial(
+                tile_standard_error_df, grid_offsets=GRID_OFFSETS))(scores.tile_scores, scores.weights, bag.coords,
+                                                                    bag.tile_size_level0)
             folds = self.fold_stils(bank, device) if self.fold_models else []
             attrs["tile_standard_error"] = se
             attrs["tile_standard_error_df"] = se_df

@@ -30,8 +30,8 @@ import numpy as np
 
 from weakstil.atomic import atomic_path
 from weakstil.csv_cells import defused
-from weakstil.confidence import (SLIDES_ADVISED, Calibration, calibrate, conformal_quantile, coverage_spread,
-                                 interval_columns, tile_standard_error_df)
+from weakstil.confidence import (GRID_OFFSETS, SLIDES_ADVISED, Calibration, calibrate, conformal_quantile,
+                                 coverage_spread, interval_columns, tile_standard_error_df)
 from weakstil.modeldir import ModelDir
 from weakstil.qc.embedding import fit_reference, ood_threshold, shift_share_threshold, unfamiliar_reference
 from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
@@ -160,9 +160,12 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
         gaps = np.array([weighting_gap(s.tile_stil, b.tile_mask, s.stil) for s, b in zip(oof, bank.bags)])
         table["weighting_gap_oof"] = gaps
         pred = np.array([s.stil for s in oof], float)
-        se_df = np.array([tile_standard_error_df(s.tile_scores, s.weights, b.coords, b.tile_size_level0)
+        # every placement of the bootstrap's block grid averaged (hunt 31): one placement moved with the grid
+        se_df = np.array([tile_standard_error_df(s.tile_scores, s.weights, b.coords, b.tile_size_level0,
+                                                 grid_offsets=GRID_OFFSETS)
                           for s, b in zip(oof, bank.bags)], float).reshape(-1, 2)
         cal = calibrate(labels, pred, se_df[:, 0], shift=shift, tile_df=se_df[:, 1])
+        cal.tile_se_grid_offsets = GRID_OFFSETS
         se = cal.widened_se(np.nan_to_num(se_df[:, 0]), se_df[:, 1])  # fewer degrees of freedom than most: wider
         cal.shift_reference = shift_ref
         # every slide's interval calibrated on the others (what a new slide would get)
