@@ -1,9 +1,9 @@
-"""The four image primitives of the per-tile measurements (:mod:`weakstil.tilestats`), from OpenCV.
+"""The three image primitives of the per-tile measurements (:mod:`weakstil.tilestats`), from OpenCV.
 
 OpenCV (``opencv-python-headless``, a dependency) does them several times faster than numpy/scipy,
 single-threaded (the parallelism is one measurement process per core). Where it cannot be imported
 (a bare GPU machine given only the wheels it needs), numpy/scipy give the same results: a table
-lookup is exact, box counts and integer smoothing are exact integers, and both label 4-connected components in raster
+lookup is exact, box counts are exact integers, and both label 4-connected components in raster
 order of their first pixel (tested equal in ``tests/test_tilestats.py``).
 """
 
@@ -32,11 +32,6 @@ class ImageOps(Protocol):
         (``scipy.ndimage.uniform_filter(mode="reflect")`` x size², exactly); uint16 when ``limit``
         (the largest number the caller makes from a count, default size²) fits in it, else int32."""
 
-    def smooth(self, img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-        """float32 (H, W) ``img`` of integers filtered by the integer 1-D ``kernel`` (float32) down each
-        column and along each row, edges mirrored (``scipy.ndimage``'s ``reflect``). The caller keeps
-        every sum an integer below 2**24, so exact in any order: both backends give the same numbers."""
-
 
 class OpenCVOps:
     name = "opencv"
@@ -56,9 +51,6 @@ class OpenCVOps:
     def box_count(self, mask, size, limit=None):
         depth = self.cv2.CV_16U if _narrow(size, limit) else self.cv2.CV_32S
         return self.cv2.boxFilter(mask, depth, (size, size), normalize=False, borderType=self.cv2.BORDER_REFLECT)
-
-    def smooth(self, img, kernel):
-        return self.cv2.sepFilter2D(img, self.cv2.CV_32F, kernel, kernel, borderType=self.cv2.BORDER_REFLECT)
 
 
 class NumpyOps:
@@ -85,11 +77,6 @@ class NumpyOps:
             hi[axis], lo[axis] = slice(size, None), slice(None, -size)
             out = c[tuple(hi)] - c[tuple(lo)]
         return out.astype(np.uint16) if _narrow(size, limit) else out
-
-    def smooth(self, img, kernel):
-        from scipy import ndimage as ndi
-
-        return ndi.correlate1d(ndi.correlate1d(img, kernel, axis=0, mode="reflect"), kernel, axis=1, mode="reflect")
 
 
 def _narrow(size: int, limit: int | None) -> bool:

@@ -162,7 +162,8 @@ def _tile_pixels(ops: ImageOps, tile: np.ndarray, ut: np.ndarray, size: int, mpp
     if bias is not None:
         he += bias
     h, e = he
-    h, e = _smooth(ops, he, hgt, wid, _kernel(mpp))
+    kernel = _kernel(mpp)
+    h, e = _smooth(h, hgt, wid, kernel), _smooth(e, hgt, wid, kernel)
     h_pos = np.maximum(h, 0)
     tissue = (h_pos + np.maximum(e, 0)) > TISSUE_MIN
     nuclear = tissue & (h > NUCLEUS_H)
@@ -218,32 +219,30 @@ def _tile_pixels(ops: ImageOps, tile: np.ndarray, ut: np.ndarray, size: int, mpp
     return blobs
 
 
-#: The smoothing works on integers: concentrations in steps of 1 / SMOOTH_STEPS, clipped to +-SMOOTH_CLIP
-#: (far past any stain: 1 is the slide's 99th percentile), and a kernel of integer weights summing to
-#: SMOOTH_STEPS, so every sum is an integer under 2**24, exact in float32 in any order: OpenCV and
-#: numpy/scipy give the same numbers (:mod:`weakstil.imageops`).
-SMOOTH_STEPS = 256
-SMOOTH_CLIP = 60.0
-
-
 @functools.lru_cache(maxsize=8)
 def _kernel(mpp: float) -> np.ndarray:
-    """The 1-D Gaussian of :data:`SMOOTH_UM` at ``mpp`` µm/px (radius 3 sigma) as integer weights
-    (float32) summing to :data:`SMOOTH_STEPS`."""
+    """The 1-D Gaussian (float32, sums to 1, radius 3 sigma) of :data:`SMOOTH_UM` at ``mpp`` µm/px."""
     sigma = SMOOTH_UM / mpp
     r = max(1, int(np.ceil(3 * sigma)))
     k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    k = np.rint(k / k.sum() * SMOOTH_STEPS)
-    k[r] += SMOOTH_STEPS - k.sum()
-    return k.astype(np.float32)
+    return (k / k.sum()).astype(np.float32)
 
 
-def _smooth(ops: ImageOps, he: np.ndarray, hgt: int, wid: int, kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The (2, H * W) float32 concentrations ``he`` smoothed by ``kernel`` (:func:`_kernel`), edges
-    mirrored: two float32 (H * W,) rows, in steps of 1 / SMOOTH_STEPS³ (exact, see :data:`SMOOTH_STEPS`)."""
-    q = np.rint(np.clip(he, -SMOOTH_CLIP, SMOOTH_CLIP) * np.float32(SMOOTH_STEPS)).reshape(2, hgt, wid)
-    scale = np.float32(1.0 / SMOOTH_STEPS ** 3)
-    return tuple((ops.smooth(q[c], kernel) * scale).ravel() for c in range(2))
+def _smooth(x: np.ndarray, hgt: int, wid: int, kernel: np.ndarray) -> np.ndarray:
+    """(H * W,) float32 ``x`` smoothed by the separable ``kernel``, edges mirrored (``symmetric``, as
+    ``scipy.ndimage``'s ``reflect``). Plain numpy in a fixed order: the same numbers whichever image
+    backend measures (:mod:`weakstil.imageops`)."""
+    r = len(kernel) // 2
+    img = x.reshape(hgt, wid)
+    p = np.pad(img, ((r, r), (0, 0)), mode="symmetric")
+    rows = kernel[0] * p[:hgt]
+    for j in range(1, len(kernel)):
+        rows += kernel[j] * p[j:j + hgt]
+    p = np.pad(rows, ((0, 0), (r, r)), mode="symmetric")
+    out = kernel[0] * p[:, :wid]
+    for j in range(1, len(kernel)):
+        out += kernel[j] * p[:, j:j + wid]
+    return out.ravel()
 
 
 def _epithelial(blobs: dict[str, np.ndarray], px_um2: float) -> np.ndarray:
