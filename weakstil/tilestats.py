@@ -24,11 +24,6 @@ per 224 px tile on one core, 2.6-2.7x less than before version 3 (``benchmarks/t
 ``weakstil embed`` measures in worker processes beside the encoder
 (:mod:`weakstil.tilestats_pool`), with the same numbers bit for bit.
 
-Version 5 measures on stain concentrations smoothed by a Gaussian of :data:`SMOOTH_UM` (0.5 µm, about
-the optical resolution at 20x): a scanner's sharpening (an unsharp mask's dark rims and light halos) and
-sensor noise made more small dark blobs, read as stromal lymphocytes, and scored sharpened slides
-5-16 points too high (hunt 31a, ``benchmarks/appearance_sweep.py``).
-
 Version 4 lets hyperchromatic tumour nuclei mark epithelium (:func:`_epithelial`); before, only pale
 ones did, and nests of dark tumour nuclei read as stroma. Version 3 counts the context boxes exactly (integers, thresholds as fractions); version 2 divided
 float box means, so a place exactly at :data:`STROMA_CONTEXT` fell on either side by rounding. That
@@ -48,7 +43,7 @@ from weakstil.imageops import ImageOps, image_ops
 from weakstil.stain import SlideStain, od_table
 
 #: Bumped when a measurement changes (part of the embedding cache key).
-TILESTATS_VERSION = 5
+TILESTATS_VERSION = 4
 #: Nuclear blob area bins in µm² (lymphocytes are 6-9 µm across: about 28-64 µm²).
 AREA_BINS_UM2 = (0.0, 12.0, 75.0, 160.0, np.inf)
 AREA_NAMES = ("debris", "small", "medium", "large")
@@ -76,14 +71,6 @@ EPITHELIAL_DARK_ROUND = 0.5
 #: ... and filling at least this share of its moment ellipse (an ellipse fills it: 1.0; three or
 #: four lymphocytes merged into one blob: 0.8-0.82, two: about 0.89).
 EPITHELIAL_DARK_FILL = 0.9
-#: Gaussian sigma (µm) the stain concentrations are smoothed by before anything is measured (version 5):
-#: about the optical resolution of a 20x scan (0.61 lambda / NA = 0.45 µm at NA 0.75), so what it takes away
-#: is finer than the optics pass: sensor noise and a scanner's sharpening halos, not nuclei (a lymphocyte's
-#: nucleus is 6-9 µm across). Unsmoothed, an unsharp mask of amount 1 (sigma 0.75 µm, a scanner's
-#: "enhanced" setting) darkened nuclei's rims and broke grains off them: small dark nuclei in stroma
-#: +1.3 sd, nuclei per 100 µm² +0.9 sd, dark debris +7.7 sd (slide means over the between-slide spread,
-#: 10 slides); smoothed +0.25 / +0.18 / +1.7. At 1 µm the small dark nuclei no longer follow sTIL.
-SMOOTH_UM = 0.5
 #: Minimum roundness (minor/major axis) of a "round" blob.
 ROUND = 0.6
 
@@ -162,8 +149,6 @@ def _tile_pixels(ops: ImageOps, tile: np.ndarray, ut: np.ndarray, size: int, mpp
     if bias is not None:
         he += bias
     h, e = he
-    kernel = _kernel(mpp)
-    h, e = _smooth(h, hgt, wid, kernel), _smooth(e, hgt, wid, kernel)
     h_pos = np.maximum(h, 0)
     tissue = (h_pos + np.maximum(e, 0)) > TISSUE_MIN
     nuclear = tissue & (h > NUCLEUS_H)
@@ -217,32 +202,6 @@ def _tile_pixels(ops: ImageOps, tile: np.ndarray, ut: np.ndarray, size: int, mpp
         row[5] = float(e_tissue.mean())
         row[6] = _percentile90(h_tissue)
     return blobs
-
-
-@functools.lru_cache(maxsize=8)
-def _kernel(mpp: float) -> np.ndarray:
-    """The 1-D Gaussian (float32, sums to 1, radius 3 sigma) of :data:`SMOOTH_UM` at ``mpp`` µm/px."""
-    sigma = SMOOTH_UM / mpp
-    r = max(1, int(np.ceil(3 * sigma)))
-    k = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
-    return (k / k.sum()).astype(np.float32)
-
-
-def _smooth(x: np.ndarray, hgt: int, wid: int, kernel: np.ndarray) -> np.ndarray:
-    """(H * W,) float32 ``x`` smoothed by the separable ``kernel``, edges mirrored (``symmetric``, as
-    ``scipy.ndimage``'s ``reflect``). Plain numpy in a fixed order: the same numbers whichever image
-    backend measures (:mod:`weakstil.imageops`)."""
-    r = len(kernel) // 2
-    img = x.reshape(hgt, wid)
-    p = np.pad(img, ((r, r), (0, 0)), mode="symmetric")
-    rows = kernel[0] * p[:hgt]
-    for j in range(1, len(kernel)):
-        rows += kernel[j] * p[j:j + hgt]
-    p = np.pad(rows, ((0, 0), (r, r)), mode="symmetric")
-    out = kernel[0] * p[:, :wid]
-    for j in range(1, len(kernel)):
-        out += kernel[j] * p[:, j:j + wid]
-    return out.ravel()
 
 
 def _epithelial(blobs: dict[str, np.ndarray], px_um2: float) -> np.ndarray:
