@@ -1,13 +1,11 @@
-"""Hunt 31a: the tile measurements hold under a scanner's sharpening and sensor noise.
+"""Hunt 31a: a scanner's sharpening is flagged ``sharpened``.
 
-A lymphocyte is a small, round, dark nucleus about 7 µm across; an unsharp mask (a scanner's
-"enhanced" setting) and sensor noise change the image below 1 µm, finer than a 20x scan's optics
-resolve. Before tile statistics version 5 the nuclei were thresholded on the raw pixels: the mask's
-dark rims and light halos made more small dark blobs in stroma (read as lymphocytes by the MIL head,
-which scored sharpened slides 5-16 points too high), and noise split nuclei into grains (nuclei per
-100 µm² x 1.8). Version 5 measures on stain concentrations smoothed at the optics' scale
-(:data:`weakstil.tilestats.SMOOTH_UM`). Sharpening past what a real scanner's own does is flagged
-``sharpened`` (:func:`weakstil.qc.image.edge_halo`).
+An unsharp mask (a scanner's "enhanced" setting) scores slides too high (amount 1 at sigma 0.75 µm:
++6 points on 16 default-look slides; 2.5: +17), through the encoder's embeddings (the tile measurements
+of the unsharpened slides swapped in left +5.8). An optical blur cannot brighten the light side of an
+edge above the light tissue further out; an unsharp mask does: :func:`weakstil.qc.image.edge_halo`
+measures that halo and the flag fires above a fixed limit that real scanners' own mild sharpening
+stays under (CMU-1 0.11 against 0.15).
 """
 
 from __future__ import annotations
@@ -30,8 +28,6 @@ from weakstil.qc.image import (
     tile_halo,
 )
 from weakstil.slide import Slide
-from weakstil.stain import estimate_slide_stain
-from weakstil.tilestats import COLUMNS, batch_stats
 
 
 def _sharpen(img: np.ndarray, amount: float) -> np.ndarray:
@@ -47,9 +43,8 @@ def _noise(img: np.ndarray, sd: float) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def looks(tmp_path_factory):
-    """One synthetic slide (sTIL 25 %) as scanned, sharpened (amount 1) and noisy (sd 14 grey levels):
-    each a slide of its own, its stain estimated on its own pixels, as scoring does; the slide mean of
-    every measurement over its tissue tiles."""
+    """One synthetic slide (sTIL 25 %) as scanned, sharpened (amount 1 and 2.5) and noisy (sd 14 grey
+    levels), each written as a slide of its own: the median edge halo of its tissue tiles."""
     from weakstil.synth import generate_slide
 
     root = tmp_path_factory.mktemp("looks31a")
@@ -63,37 +58,16 @@ def looks(tmp_path_factory):
                          ("sharpened_strongly", _sharpen(img, 2.5))):
         path = write_tiff_slide(root / f"{name}.tiff", pixels)
         with Slide.open(path) as slide:
-            stain = estimate_slide_stain(slide)
-            tiles = np.stack([slide.read_region(int(x), int(y), 224, 0.5) for x, y in coords])
-        out[name] = dict(zip(COLUMNS, batch_stats(tiles, stain, 0.5).mean(0)))
-        out[name]["halo"] = float(np.nanmedian(tile_halo(list(tiles), 0.5)))
+            tiles = [slide.read_region(int(x), int(y), 224, 0.5) for x, y in coords]
+        out[name] = float(np.nanmedian(tile_halo(tiles, 0.5)))
     assert len(coords) >= 20
     return out
-
-
-def test_sharpening_does_not_make_lymphocytes(looks):
-    """Old code: small dark nuclei in stroma x1.39, small dark round ones x1.30, nuclei per 100 µm²
-    x1.23, the stroma estimate x1.15; version 5: x1.15 / 1.11 / 0.96 / 1.03."""
-    a, b = looks["scanned"], looks["sharpened"]
-    for name, most in (("small_dark_stroma", 1.22), ("small_dark_round_stroma", 1.18),
-                       ("nuclei_per_100um2", 1.1), ("stroma_estimate", 1.07)):
-        assert a[name] > 0
-        assert 0.85 < b[name] / a[name] < most, (name, a[name], b[name])
-
-
-def test_sensor_noise_does_not_split_nuclei(looks):
-    """Old code: noise of sd 14 grey levels broke nuclei into grains, nuclei per 100 µm² x1.81;
-    version 5: x1.00. The lymphocyte-like area stays within 5 % both ways."""
-    a, b = looks["scanned"], looks["noisy"]
-    assert 0.9 < b["nuclei_per_100um2"] / a["nuclei_per_100um2"] < 1.1
-    for name in ("small_dark_stroma", "small_dark_round_stroma", "stroma_estimate"):
-        assert 0.95 < b[name] / a[name] < 1.05, (name, a[name], b[name])
 
 
 def test_the_halo_measures_sharpening_not_noise(looks):
     """The edge halo of the same slide: as scanned and with noise (no halo an optical blur could make)
     under the flag's limit with room, sharpened above the scanned slide, sharpened strongly above the limit."""
-    halo = {k: v["halo"] for k, v in looks.items()}
+    halo = looks
     assert halo["scanned"] < SHARPENED_HALO / 3 and halo["noisy"] < SHARPENED_HALO / 3, halo
     assert halo["sharpened"] > halo["scanned"] + 0.05, halo
     assert halo["sharpened_strongly"] > SHARPENED_HALO, halo

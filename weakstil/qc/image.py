@@ -62,7 +62,8 @@ FOCUS_MIN_EDGE = 10.0
 #: tissue further out; an unsharp mask does. Unsharpened synthetic scans (three looks, with noise of
 #: sd 14, JPEG quality 12, a 2x coarser scan) measure -0.10 to 0.02, real scans with their scanner's
 #: own mild sharpening 0.03 (a TCGA SVS), 0.08 (median of 32 Kather tiles) and 0.11 (CMU-1); an unsharp
-#: mask of amount 1 at sigma 0.75 µm 0.04-0.20 (median 0.11), of amount 2.5 0.18-0.62 (hunt 31a).
+#: mask of amount 1 at sigma 0.75 µm 0.05-0.24 (5 of 16 slides above the limit), of amount 2.5 0.19-0.74
+#: (16 of 16; hunt 31a, docs/accuracy.md).
 SHARPENED_HALO = 0.15
 #: Where the halo is read beside an edge (µm from it, along its gradient): the near side, the far side.
 HALO_NEAR_UM, HALO_FAR_UM = 0.75, 2.0
