@@ -5,7 +5,7 @@ An unsharp mask (a scanner's "enhanced" setting) scores slides too high (amount 
 of the unsharpened slides swapped in left +5.8). An optical blur cannot brighten the light side of an
 edge above the light tissue further out; an unsharp mask does: :func:`weakstil.qc.image.edge_halo`
 measures that halo and the flag fires above a fixed limit that real scanners' own mild sharpening
-stays under (CMU-1 0.11 against 0.15).
+stays under (CMU-1 0.08-0.11 against 0.15).
 """
 
 from __future__ import annotations
@@ -87,11 +87,13 @@ def test_a_blurred_edge_has_no_halo_and_a_sharpened_one_has():
 
 
 def test_the_real_slide_is_not_flagged_sharpened(cmu):
-    """CMU-1 (an Aperio scan, JPEG; the scanner's own mild sharpening) stays under the limit."""
+    """CMU-1 (an Aperio scan, JPEG; the scanner's own mild sharpening: 0.08 on its fullest tissue tiles) stays under the limit."""
     with Slide.open(cmu) as slide:
-        coords = np.array([[x, y] for y in range(0, 2700, 448) for x in range(0, 2000, 448)])
-        stats = slide_image_stats(slide, coords, None, 224, 0.5)
-    assert stats.focus_tiles > 10 and math.isfinite(stats.halo)
+        coords = np.array([[x, y] for y in range(0, 2700, 224) for x in range(0, 2000, 224)])
+        # its tissue tiles as the focus measure draws them (tissue share: grey under 200)
+        tissue = np.array([(slide.read_region(int(x), int(y), 224, 0.5).mean(-1) < 200).mean() for x, y in coords])
+        stats = slide_image_stats(slide, coords, tissue, 224, 0.5)
+    assert stats.focus_tiles == 48 and math.isfinite(stats.halo)
     assert stats.halo < SHARPENED_HALO * 0.9, stats.halo
     assert ImageStats.from_dict(stats.to_dict()).halo == stats.halo
 
