@@ -24,6 +24,10 @@ stain_outside_training_range   a stain statistic (Macenko H or E vector angle, H
                                floor), or the image is not brightfield H&E
 blurry                         more than :data:`BLURRY_SHARE` of the sampled tissue tiles have
                                a blur effect above :data:`weakstil.qc.image.BLURRY_TILE`
+sharpened                      the slide's strongest edges overshoot on their light side by more
+                               than :data:`weakstil.qc.image.SHARPENED_HALO` of their contrast
+                               (median over the focus tiles): a scanner's sharpening past what
+                               the model was checked on; its halos read as more lymphocytes
 pen_or_folds                   marker ink near the tissue plus fold-like tissue exceed
                                :data:`PEN_FOLD_SHARE` of the tissue area
 weighting_outside_training_    the slide score departs from the plain mean of its bed tiles'
@@ -66,7 +70,7 @@ from typing import Any
 import numpy as np
 
 from weakstil.metrics import STIL_DECIMALS, interval_ends_text
-from weakstil.qc.image import BLURRY_TILE, IMAGE_STATS_VERSION, ImageStats
+from weakstil.qc.image import BLURRY_TILE, IMAGE_STATS_VERSION, SHARPENED_HALO, ImageStats
 from weakstil.slide import COARSER_TOLERANCE  # the margin past which a scan is refused or read upsampled
 
 
@@ -76,6 +80,7 @@ class Flag(str, Enum):
     NEAR_THRESHOLD = "near_threshold"
     STAIN = "stain_outside_training_range"
     BLURRY = "blurry"
+    SHARPENED = "sharpened"
     PEN_OR_FOLDS = "pen_or_folds"
     WEIGHTING = "weighting_outside_training_range"
     ABOVE_LABELS = "above_training_labels"
@@ -283,6 +288,11 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
         if share > limit:
             why[Flag.PEN_OR_FOLDS.value] = (f"ink {100 * image.pen_share:.1f}% + folds {100 * image.fold_share:.1f}% "
                                             f"of the tissue > {100 * limit:g}%")
+    # a fixed physical limit, not the training slides' range (as blurry's): checked whatever the model recorded
+    if image is not None and math.isfinite(image.halo) and image.halo > SHARPENED_HALO:
+        why[Flag.SHARPENED.value] = (f"edges overshoot by {image.halo:.2f} of their contrast > {SHARPENED_HALO:g}: "
+                                     "a scanner's sharpening, whose halos read as lymphocytes (scores run high); "
+                                     "scan with sharpening off")
     if weighting_gap is not None and weighting_threshold is not None and math.isfinite(weighting_gap) \
             and weighting_gap > weighting_threshold:
         why[Flag.WEIGHTING.value] = (f"score {weighting_gap:.1f} points from the mean of its tile scores "

@@ -19,7 +19,9 @@ at scoring:
   no-reference blur metric of Crête-Roffet et al. (2007: 0 sharp, 1 blurry; it compares the
   image with a re-blurred copy, so it does not depend on stain strength) of each tile's grey
   image, summed over the tile's strongest edges only (:func:`edge_blur`), and the share of tiles
-  above :data:`BLURRY_TILE`.
+  above :data:`BLURRY_TILE`;
+* **sharpening**, on the same tiles: the halo a scanner's sharpening (an unsharp mask) leaves beside
+  every strong edge (:func:`edge_halo`), the median over the tiles.
 """
 
 from __future__ import annotations
@@ -59,6 +61,17 @@ FOCUS_EDGE_SHARE = 0.1
 #: Gaussian of 25 px: blur median 0.26, in focus 0.23; fault hunt 13). In-focus tissue tiles
 #: measure a largest difference of 33-150 (our looks, Kather, CMU-1, a TCGA SVS), blurred ones 2-6.
 FOCUS_MIN_EDGE = 10.0
+#: A slide whose edges overshoot by more than this share of their contrast (:func:`edge_halo`, median
+#: over its focus tiles) is sharpened past what the model was checked on. An optical system's blur
+#: (a non-negative point-spread function) cannot brighten the light side of an edge above the light
+#: tissue further out; an unsharp mask does. Unsharpened synthetic scans (three looks, with noise of
+#: sd 14, JPEG quality 12, a 2x coarser scan) measure -0.10 to 0.02, real scans with their scanner's
+#: own mild sharpening 0.03 (a TCGA SVS), 0.08 (median of 32 Kather tiles) and 0.08-0.11 (CMU-1); an unsharp
+#: mask of amount 1 at sigma 0.75 µm 0.05-0.24 (5 of 16 slides above the limit), of amount 2.5 0.19-0.74
+#: (16 of 16; hunt 31a, docs/accuracy.md).
+SHARPENED_HALO = 0.15
+#: Where the halo is read beside an edge (µm from it, along its gradient): the near side, the far side.
+HALO_NEAR_UM, HALO_FAR_UM = 0.75, 2.0
 #: Tissue pixels denser (optical density, 3 x 3 mean) than this multiple of the slide's 75th
 #: percentile are fold-like: a fold doubles the section; dense nests and lymphocyte aggregates
 #: stay below it.
@@ -96,6 +109,8 @@ class ImageStats:
     blurry_share: float  #: share of sampled tissue tiles above BLURRY_TILE
     focus_tiles: int  #: tiles the focus was measured on
     warnings: list[str] = field(default_factory=list)  #: e.g. "mostly dark image (fluorescence...)"
+    #: median edge halo of the focus tiles (:func:`edge_halo`; NaN: not measured, a record from before hunt 31)
+    halo: float = math.nan
     version: int = IMAGE_STATS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -241,6 +256,46 @@ def tile_blur(tiles: list[np.ndarray]) -> np.ndarray:
     return np.array([edge_blur(t.astype(np.float32).mean(axis=-1)) for t in tiles], np.float64)
 
 
+def edge_halo(grey: np.ndarray, mpp: float, edge_share: float = 0.05) -> float:
+    """How far a grey tile's strongest edges overshoot on their light side, as a share of their contrast
+    (0 or below: no halo; :data:`SHARPENED_HALO`).
+
+    At each of the ``edge_share`` strongest gradient pixels (gradient of the image smoothed by one
+    pixel, at least 8 grey levels per pixel), along the gradient: (the light side :data:`HALO_NEAR_UM`
+    from the edge - the light side :data:`HALO_FAR_UM` from it) / (light - dark side at
+    :data:`HALO_FAR_UM`); the median over the edges. Texture on either side averages out in the median;
+    an unsharp mask's halo does not. NaN when a tile has fewer than 20 such edges."""
+    import cv2
+    from scipy.ndimage import map_coordinates
+
+    g = np.asarray(grey, np.float32)
+    far, near = HALO_FAR_UM / mpp, HALO_NEAR_UM / mpp
+    m = int(np.ceil(far)) + 1
+    if min(g.shape) <= 2 * m + 2:
+        return math.nan
+    s = cv2.GaussianBlur(g, (0, 0), 1.0)
+    gx, gy = cv2.Sobel(s, cv2.CV_32F, 1, 0, ksize=3), cv2.Sobel(s, cv2.CV_32F, 0, 1, ksize=3)
+    mag = np.hypot(gx, gy)
+    inner = np.zeros(mag.shape, bool)
+    inner[m:-m, m:-m] = True
+    ys, xs = np.nonzero(inner & (mag >= max(float(np.quantile(mag[inner], 1 - edge_share)), 8.0)))
+    if len(ys) < 20:
+        return math.nan
+    ny, nx = gy[ys, xs] / mag[ys, xs], gx[ys, xs] / mag[ys, xs]
+
+    def at(d: float) -> np.ndarray:
+        return map_coordinates(g, [ys + d * ny, xs + d * nx], order=1, mode="nearest")
+
+    light_far = at(far)
+    return float(np.median((at(near) - light_far) / np.maximum(light_far - at(-far), 1.0)))
+
+
+def tile_halo(tiles: list[np.ndarray], mpp: float) -> np.ndarray:
+    """:func:`edge_halo` of each RGB tile's grey image (ITU-R 601 luma) at ``mpp`` µm/px."""
+    luma = np.array([0.299, 0.587, 0.114], np.float32)
+    return np.array([edge_halo(t.astype(np.float32) @ luma, mpp) for t in tiles], np.float64)
+
+
 def focus_tiles(coords: np.ndarray, tissue_fraction: np.ndarray | None, n: int = FOCUS_TILES,
                 seed: int = 0, least: int = FOCUS_MIN_TILES) -> np.ndarray:
     """Indices of up to ``n`` tiles to measure focus on, drawn at random from the full tissue tiles (all
@@ -273,10 +328,11 @@ def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | N
     idx = focus_tiles(coords, tissue_fraction, seed=seed)
     tiles = [slide.read_region(int(coords[i][0]), int(coords[i][1]), int(tile_px), float(mpp)) for i in idx]
     blur = tile_blur(tiles) if tiles else np.zeros(0)
+    halo = tile_halo(tiles, float(mpp)) if tiles else np.zeros(0)
     return ImageStats(
         stain_h=thumb["stain_h"], stain_e=thumb["stain_e"], stain_max_c=thumb["stain_max_c"],
         stain_source=thumb["stain_source"], od_mean=thumb["od_mean"], tissue_fraction=thumb["tissue_fraction"],
         pen_share=thumb["pen_share"], fold_share=thumb["fold_share"],
         blur_median=float(np.nanmedian(blur)) if np.isfinite(blur).any() else math.nan,
         blurry_share=float((blur > BLURRY_TILE).mean()) if len(blur) else 0.0, focus_tiles=int(len(blur)),
-        warnings=thumb["warnings"])
+        warnings=thumb["warnings"], halo=float(np.nanmedian(halo)) if np.isfinite(halo).any() else math.nan)
