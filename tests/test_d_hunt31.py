@@ -87,3 +87,61 @@ def test_wkt_errors_name_the_file(tmp_path):
         assert name in e.value.one_line()
     (tmp_path / "ewkt.wkt").write_text("SRID=0;POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0), (2 2, 4 2, 4 4, 2 4, 2 2))")
     assert load_polygons(tmp_path / "ewkt.wkt").area == pytest.approx(96)
+
+
+# --- a lab's slide list: weakstil score --slides LIST -----------------------------------------------
+def test_score_takes_a_slide_list_with_spaces_quotes_and_crlf(tmp_path, small_demo, one_torch_thread):
+    """A lab's list (Windows "Copy as path" quotes, CR line ends, a comment, a path with spaces and
+    accents, one relative to the list) is scored as those slides; score took no list before (its
+    own fix, $(grep -v '^#' LIST), splits 'case 7/Größe Ñ.tiff' in two)."""
+    import shutil
+
+    import pandas as pd
+
+    from conftest import run_cli
+
+    demo = small_demo[0]
+    slides = sorted((demo / "cohort" / "slides").glob("*.tiff"))[:2]
+    (tmp_path / "case 7").mkdir()
+    spaced = tmp_path / "case 7" / "Größe Ñ.tiff"
+    shutil.copyfile(slides[0], spaced)
+    (tmp_path / "lists").mkdir()
+    shutil.copyfile(slides[1], tmp_path / "near.tiff")
+    listing = tmp_path / "lists" / "batch 7.txt"
+    listing.write_bytes(f'# batch 7\r\n"{spaced}"\r\n\r\n../near.tiff\r\n../gone.tiff\r\n'.encode())
+    r = run_cli("score", "--slides", listing, "--model", demo / "model", "--out", tmp_path / "out")
+    rows = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False).set_index("slide_id")
+    assert r.returncode == 1, r.stderr  # the missing slide's row
+    assert rows.loc["Größe Ñ", "status"] == "ok" and rows.loc["Größe Ñ", "path"] == str(spaced)
+    assert rows.loc["near", "status"] == "ok" and rows.loc["gone", "status"] == "error"
+    assert "gone.tiff: file not found" in " ".join(r.stderr.split())
+
+
+def test_slide_list_as_cohort_csv_and_its_refusals(tmp_path):
+    from weakstil.errors import UsageError, WeakSTILError
+    from weakstil.slide_list import read_slide_list
+
+    (tmp_path / "s").mkdir()
+    for name in ("a.svs", "b c.svs"):
+        (tmp_path / "s" / name).write_bytes(b"x")
+    csv = tmp_path / "cohort.csv"  # a cohort CSV without sTIL%: its path column, relative to the CSV
+    csv.write_text("slide_id,path\na,s/a.svs\nb c,s/b c.svs\n")
+    assert read_slide_list(csv) == [str(tmp_path / "s" / "a.svs"), str(tmp_path / "s" / "b c.svs")]
+    with pytest.raises(WeakSTILError, match="slide list is not there"):
+        read_slide_list(tmp_path / "nope.txt")
+    (tmp_path / "empty.txt").write_text("# nothing yet\n\n")
+    with pytest.raises(UsageError, match="names no slide"):
+        read_slide_list(tmp_path / "empty.txt")
+    (tmp_path / "moved.txt").write_text("x/a.svs\nx/b.svs\n")  # copied away from its slides
+    with pytest.raises(WeakSTILError, match="none of the 2 slides it lists is there"):
+        read_slide_list(tmp_path / "moved.txt")
+
+
+def test_score_without_slides_or_list_is_a_usage_line(tmp_path):
+    from conftest import run_cli
+
+    r = run_cli("score", "--model", tmp_path / "model", "--out", tmp_path / "out")
+    assert r.returncode == 2 and "--slides LIST" in r.stderr and not (tmp_path / "out").exists()
+    r = run_cli("score", "--slides", tmp_path / "list.txt", "--model", tmp_path / "model", "--out", tmp_path / "out")
+    assert r.returncode == 1 and "list.txt: --slides: the slide list is not there" in " ".join(r.stderr.split())
+    assert not (tmp_path / "out").exists()

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from weakstil import settings
 from weakstil.cli.options import (AnnotationsOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, FeaturesOpt, ModelDirOpt, OutOpt,
-                                  ScoreAllowUpsampleOpt, ScoreEncoderOpt, SeedOpt, SlideMppOpt, SlidesArg,
+                                  ScoreAllowUpsampleOpt, ScoreEncoderOpt, SeedOpt, SlideMppOpt,
                                   StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt, WeightsOpt, WorkersOpt,
                                   expand_slides, out_dir)
 from weakstil.decode.modes import DecodeMode
@@ -19,9 +19,13 @@ log = logging.getLogger("weakstil")
 
 
 def score(
-    slides: SlidesArg,
     model: ModelDirOpt,
     out: OutOpt,
+    slides: Annotated[Optional[list[str]], typer.Argument(
+        help="Slide files or glob patterns (quote globs); or --slides LIST.", show_default=False)] = None,
+    slide_list: Annotated[Optional[Path], typer.Option(
+        "--slides", help="A slide list: a cohort CSV (its path column, relative to the CSV) or a text file, one slide "
+        "path a line (relative to the list; # lines skipped).")] = None,
     features: FeaturesOpt = None,
     encoder: ScoreEncoderOpt = None,
     weights: WeightsOpt = None,
@@ -43,6 +47,14 @@ def score(
     slide succeeded (including 'no tumour bed'), 1 otherwise."""
     from weakstil.errors import UsageError, check_folder_option
     from weakstil.score import STATUS_ERROR, STATUS_NO_BED, ScoreOptions, score_batch
+
+    if slide_list is not None:  # a lab's list: paths with spaces stay whole, relative ones are the list's
+        from weakstil.slide_list import read_slide_list
+
+        slides = [*(slides or []), *read_slide_list(slide_list)]
+    if not slides:
+        raise UsageError("no slides given", fix="pass slide files or a quoted glob ('slides/*.svs'), or a slide list "
+                                                "with --slides LIST")
 
     if features is not None and features.exists() and not features.is_dir():
         raise UsageError("--features is a file, not a folder (of feature caches, made when missing)",
