@@ -109,9 +109,12 @@ def test_score_takes_a_slide_list_with_spaces_quotes_and_crlf(tmp_path, small_de
     shutil.copyfile(slides[1], tmp_path / "near.tiff")
     listing = tmp_path / "lists" / "batch 7.txt"
     listing.write_bytes(f'# batch 7\r\n"{spaced}"\r\n\r\n../near.tiff\r\n../gone.tiff\r\n'.encode())
-    r = run_cli("score", "--slides", listing, "--model", demo / "model", "--out", tmp_path / "out")
+    typo = str(tmp_path / "batch 8" / "*.tiff")  # a glob that matches nothing: its error line, no row
+    r = run_cli("score", typo, "--slides", listing, "--model", demo / "model", "--out", tmp_path / "out")
     rows = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False).set_index("slide_id")
     assert r.returncode == 1, r.stderr  # the missing slide's row
+    assert f"error: {typo}: no file matches this pattern" in " ".join(r.stderr.split())
+    assert sorted(rows.index) == sorted(["gone", "near", "Größe Ñ"])  # was also a row of a slide named '*.tiff'
     assert rows.loc["Größe Ñ", "status"] == "ok" and rows.loc["Größe Ñ", "path"] == str(spaced)
     assert rows.loc["near", "status"] == "ok" and rows.loc["gone", "status"] == "error"
     assert "gone.tiff: file not found" in " ".join(r.stderr.split())
@@ -144,4 +147,18 @@ def test_score_without_slides_or_list_is_a_usage_line(tmp_path):
     assert r.returncode == 2 and "--slides LIST" in r.stderr and not (tmp_path / "out").exists()
     r = run_cli("score", "--slides", tmp_path / "list.txt", "--model", tmp_path / "model", "--out", tmp_path / "out")
     assert r.returncode == 1 and "list.txt: --slides: the slide list is not there" in " ".join(r.stderr.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_score_of_a_glob_matching_nothing_writes_nothing(tmp_path, small_demo):
+    """An empty folder or a typo ('batch7/*.svs'): one error line, exit 1, no --out; it wrote a results.csv
+    whose row of a slide named '*.svs' stayed beside the corrected run's slides (its report: one slide more,
+    in error)."""
+    from conftest import run_cli
+
+    (tmp_path / "empty").mkdir()
+    r = run_cli("score", str(tmp_path / "empty" / "*.svs"), "--model", small_demo[0] / "model", "--out", tmp_path / "out")
+    assert r.returncode == 1 and "no file matches this pattern" in r.stderr, r.stderr
+    assert [ln for ln in r.stderr.splitlines() if ln.startswith("error:")] == [ln for ln in r.stderr.splitlines()
+                                                                              if "error" in ln.lower()]
     assert not (tmp_path / "out").exists()

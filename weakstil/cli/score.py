@@ -73,12 +73,18 @@ def score(
                         slide_mpp=slide_mpp,
                         allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
                         tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite)
-    from weakstil.cli.batch import nameable
+    from weakstil.cli.batch import matched, nameable
     from weakstil.cli.errors import error_line
 
-    unnamed: list[str] = []  # files whose names cannot be written into results.csv: their error lines, no rows
-    paths = nameable(_not_our_outputs(expand_slides(slides), out, opts.cache_dir),
-                     lambda problem: (error_line(problem), unnamed.append(problem)))
+    unnamed: list[str] = []  # files whose names cannot be written into results.csv, globs matching nothing: no rows
+
+    def refuse(problem: str) -> None:
+        error_line(problem)
+        unnamed.append(problem)
+
+    paths = nameable(matched(_not_our_outputs(expand_slides(slides), out, opts.cache_dir), refuse), refuse)
+    if not paths:  # nothing to score: no --out, no results.csv (it held a row of a slide named '*.svs')
+        raise typer.Exit(1)
     if annotations is not None and annotations.is_dir():  # a misnamed outline: named, not unused without a word
         from weakstil.cli.tumorbed import known_slides, warn_unmatched_annotations
         from weakstil.slide import slide_id_from_path
