@@ -130,6 +130,13 @@ def test_slide_list_as_cohort_csv_and_its_refusals(tmp_path):
     csv = tmp_path / "cohort.csv"  # a cohort CSV without sTIL%: its path column, relative to the CSV
     csv.write_text("slide_id,path\na,s/a.svs\nb c,s/b c.svs\n")
     assert read_slide_list(csv) == [str(tmp_path / "s" / "a.svs"), str(tmp_path / "s" / "b c.svs")]
+    (tmp_path / "paths.csv").write_text('path,stil\n"s/b c.svs",\ns/a.svs,12\n')  # no slide_id: ids are file names
+    assert read_slide_list(tmp_path / "paths.csv") == [str(tmp_path / "s" / "b c.svs"), str(tmp_path / "s" / "a.svs")]
+    (tmp_path / "one.csv").write_text("path\ns/a.svs\n")  # one column: its header is no slide
+    assert read_slide_list(tmp_path / "one.csv") == [str(tmp_path / "s" / "a.svs")]
+    (tmp_path / "excel.csv").write_text("slide_id;path\na;s/a.svs\n")  # saved with ';': said, not 'none there'
+    with pytest.raises(WeakSTILError, match="separated by ';'"):
+        read_slide_list(tmp_path / "excel.csv")
     with pytest.raises(WeakSTILError, match="slide list is not there"):
         read_slide_list(tmp_path / "nope.txt")
     (tmp_path / "empty.txt").write_text("# nothing yet\n\n")

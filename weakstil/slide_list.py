@@ -34,8 +34,13 @@ def read_slide_list(path: Path) -> list[str]:
                          fix="check its permissions") from None
     lines = text.splitlines()
     header = next((ln for ln in lines if ln.strip()), "")
-    columns = [c.strip().lower() for c in next(csv.reader([header]), [])] if "," in header else []
-    listed = _from_csv(path) if "path" in columns else _from_text(path, lines)
+    # a CSV's header names a path column (a spreadsheet's ';' or tab-separated save: the cohort reader says how to mend it)
+    columns = {c.strip().lower() for sep in ",;\t" if sep in header for c in next(csv.reader([header], delimiter=sep))}
+    if header.strip().strip('"').lower() == "path":  # a CSV of one column: its header is no slide
+        listed = _from_text(path, lines[lines.index(header) + 1:])
+    else:
+        listed = (_from_csv(path) if "slide_id" in columns else _path_column(path, lines)) if "path" in columns \
+            else _from_text(path, lines)
     _refuse_all_missing(path, listed)
     log.info("%s: %d slide(s) listed", path, len(listed))
     return listed
@@ -74,6 +79,13 @@ def _from_text(path: Path, lines: list[str]) -> list[str]:
         else:
             out.append(str(listed))  # a path written from the working folder, where it is
     return out
+
+
+def _path_column(path: Path, lines: list[str]) -> list[str]:
+    """The ``path`` column of a comma-separated list without ``slide_id`` (ids are the files' names)."""
+    rows = csv.DictReader(lines, skipinitialspace=True)
+    key = next((k for k in rows.fieldnames or [] if k.strip().lower() == "path"), "path")
+    return _from_text(path, [(row.get(key) or "").strip() for row in rows])
 
 
 def _from_csv(path: Path) -> list[str]:
