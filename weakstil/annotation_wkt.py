@@ -18,9 +18,9 @@ from weakstil.annotation_geometry import valid_parts
 #: Formats of outlines other tools write that WeakSTIL does not read: a file of the slide's name in
 #: one of them is an error for that slide (its outline would go unused without a word).
 UNREAD_SUFFIXES = {".qpdata": "a QuPath project data file", ".svg": "an SVG drawing", ".roi": "an ImageJ ROI",
-                   ".zip": "a ZIP archive (ImageJ ROI set?)", ".shp": "an ESRI shapefile",
-                   ".gpkg": "a GeoPackage", ".kml": "a KML file", ".wkb": "well-known binary (WKB)",
-                   ".dxf": "a DXF drawing", ".sqlite": "an SQLite database (HistomicsTK?)"}
+                   ".shp": "an ESRI shapefile", ".gpkg": "a GeoPackage", ".kml": "a KML file",
+                   ".wkb": "well-known binary (WKB)", ".dxf": "a DXF drawing"}
+# (not .zip: an annotation folder may be the slides' own, where S1.zip can be a zipped MIRAX slide)
 #: Text files that may hold WKT under another extension (read only when renamed .wkt).
 _TEXT_SUFFIXES = (".txt", ".csv", ".tsv")
 _WKT_START = re.compile(r"^\s*(SRID=\d+;\s*)?(MULTI)?POLYGON\b|^\s*(SRID=\d+;\s*)?GEOMETRYCOLLECTION\b", re.I)
