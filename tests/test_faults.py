@@ -1436,14 +1436,15 @@ def test_a_model_and_detector_copied_elsewhere_do_not_score_finished_slides_agai
 
 
 def test_a_pattern_that_matched_nothing_leaves_no_row_once_it_matches(world, tmp_path):
-    """`score 'slides/*.tiff'` on an empty folder: one error row for the pattern; once the folder
-    has the slide, that row goes (it stayed beside the slide's own row for good; hunt 9c)."""
+    """`score 'slides/*.tiff'` on an empty folder: one error line for the pattern and no row (hunt 31d: no
+    results.csv at all); once the folder has the slide, only its row (the pattern's row stayed beside the
+    slide's own row for good until hunt 9c, and after a typo'd pattern until hunt 31d)."""
     out, folder = tmp_path / "sc", tmp_path / "slides"
     folder.mkdir()
     common = ("--model", world.model, "--out", out, "--features", tmp_path / "f")
-    assert run_cli("score", folder / "*.tiff", *common).returncode == 1
-    rows = pd.read_csv(out / "results.csv")
-    assert list(rows["status"]) == ["error"] and rows["slide_id"][0] == "*.tiff"
+    first = run_cli("score", folder / "*.tiff", *common)
+    assert first.returncode == 1 and "no file matches this pattern" in first.stderr
+    assert not (out / "results.csv").exists()
     shutil.copy(world.slide, folder / "synth_0000.tiff")
     shutil.copytree(world.feats, tmp_path / "f")
     proc = run_cli("score", folder / "*.tiff", *common)

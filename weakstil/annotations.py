@@ -1,5 +1,5 @@
 """Tumour-bed annotations drawn by pathologists: QuPath GeoJSON, Aperio ImageScope XML, Indica Labs HALO
-XML (``.annotations``), ASAP XML and Hamamatsu NDP.view (``.ndpa``).
+XML (``.annotations``), ASAP XML, Hamamatsu NDP.view (``.ndpa``) and WKT text (``.wkt``).
 
 Polygons are in level-0 pixels. An annotation file for a slide is found by slide id in an
 annotation directory (``<slide_id>.geojson``, ``<slide_id>_tumorbed.geojson``, ``<slide_id>.xml``...)
@@ -26,9 +26,9 @@ log = logging.getLogger(__name__)
 #: File name patterns tried for a slide id, in order.
 ANNOTATION_PATTERNS = ("{id}.geojson", "{id}_tumorbed.geojson", "{id}.json", "{id}_tumorbed.json", "{id}.xml",
                        "{id}_tumorbed.xml", "{id}.annotations", "{id}_tumorbed.annotations", "{id}.ndpa",
-                       "{id}_tumorbed.ndpa")
+                       "{id}_tumorbed.ndpa", "{id}.wkt", "{id}_tumorbed.wkt")
 #: The extensions of annotation files: HALO saves its XML as ``.annotations``, NDP.view as ``.ndpa``.
-ANNOTATION_SUFFIXES = (".geojson", ".json", ".xml", ".annotations", ".ndpa")
+ANNOTATION_SUFFIXES = (".geojson", ".json", ".xml", ".annotations", ".ndpa", ".wkt")
 #: Exports named after the slide file, extension included: QuPath's ``S1.svs.geojson``, NDP.view's ``S1.ndpi.ndpa``.
 _NAMED_AFTER_SLIDE = (".geojson", ".ndpa")
 
@@ -142,10 +142,14 @@ def load_polygons(path: str | Path, geom=None):
                                   "only with its NDPI slide (score, evaluate, train, tumorbed apply)", path=path,
                                   fix="export the outline from QuPath as GeoJSON to use it here")
         polygons, excluded = ndpa_polygons(path, ndpa_frame(geom, path))
+    elif suffix == ".wkt":
+        from weakstil.annotation_wkt import wkt_polygons
+
+        polygons, excluded = wkt_polygons(path)
     else:
         raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
                               fix="use QuPath GeoJSON (.geojson), Aperio ImageScope or ASAP XML (.xml), HALO XML "
-                                  "(.annotations) or NDP.view (.ndpa)")
+                                  "(.annotations), NDP.view (.ndpa) or WKT text (.wkt)")
     merged = _union(polygons, path)
     if excluded:  # ImageScope's negative regions (NegativeROA="1"), ASAP's and GeoJSON's exclusions: cut out
         from shapely.geometry import MultiPolygon

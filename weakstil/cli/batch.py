@@ -29,6 +29,26 @@ def nameable(paths: list[Path], refuse: Callable[[str], None]) -> list[Path]:
     return kept
 
 
+def matched(paths: list[Path], refuse: Callable[[str], None]) -> list[Path]:
+    """``paths`` without the glob patterns that matched nothing (an empty folder, a typo in
+    ``'batch7/*.svs'``): each is ``refuse``d with one error line. ``score`` wrote such a pattern into
+    results.csv as an ``error`` row of a slide named ``*.svs``, which stayed beside the slides of the
+    corrected run (its report counted one slide more, in error) (hunt 31d)."""
+    import glob
+    import os
+
+    from weakstil.errors import glob_miss_fix
+    from weakstil.slide import SlideError
+
+    kept = []
+    for path in paths:
+        if glob.has_magic(str(path)) and not os.path.lexists(path):
+            refuse(SlideError("no file matches this pattern", path=path, fix=glob_miss_fix(str(path))).one_line())
+        else:
+            kept.append(path)
+    return kept
+
+
 def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], str] | None = None,
                made_from: Callable[[str], str | None] | None = None) -> list[Path]:
     """``paths`` with one file per slide id (each file left out gets one error line naming both

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
 from weakstil import settings
 from weakstil.cli.options import (AnnotationsOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, FeaturesOpt, ModelDirOpt, OutOpt,
-                                  ScoreAllowUpsampleOpt, ScoreEncoderOpt, SeedOpt, SlideMppOpt, SlidesArg,
+                                  ScoreAllowUpsampleOpt, ScoreEncoderOpt, SeedOpt, SlideMppOpt,
                                   StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt, WeightsOpt, WorkersOpt,
                                   expand_slides, out_dir)
 from weakstil.decode.modes import DecodeMode
@@ -19,9 +19,13 @@ log = logging.getLogger("weakstil")
 
 
 def score(
-    slides: SlidesArg,
     model: ModelDirOpt,
     out: OutOpt,
+    slides: Annotated[Optional[list[str]], typer.Argument(
+        help="Slide files or glob patterns (quote globs); or --slides LIST.", show_default=False)] = None,
+    slide_list: Annotated[Optional[Path], typer.Option(
+        "--slides", help="A slide list: a cohort CSV (its path column, relative to the CSV) or a text file, one slide "
+        "path a line (relative to the list; # lines skipped).")] = None,
     features: FeaturesOpt = None,
     encoder: ScoreEncoderOpt = None,
     weights: WeightsOpt = None,
@@ -44,6 +48,14 @@ def score(
     from weakstil.errors import UsageError, check_folder_option
     from weakstil.score import STATUS_ERROR, STATUS_NO_BED, ScoreOptions, score_batch
 
+    if slide_list is not None:  # a lab's list: paths with spaces stay whole, relative ones are the list's
+        from weakstil.slide_list import read_slide_list
+
+        slides = [*(slides or []), *read_slide_list(slide_list)]
+    if not slides:
+        raise UsageError("no slides given", fix="pass slide files or a quoted glob ('slides/*.svs'), or a slide list "
+                                                "with --slides LIST")
+
     if features is not None and features.exists() and not features.is_dir():
         raise UsageError("--features is a file, not a folder (of feature caches, made when missing)",
                          path=features, fix="pass a folder, e.g. the --out of 'weakstil embed'")
@@ -61,12 +73,18 @@ def score(
                         slide_mpp=slide_mpp,
                         allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
                         tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite)
-    from weakstil.cli.batch import nameable
+    from weakstil.cli.batch import matched, nameable
     from weakstil.cli.errors import error_line
 
-    unnamed: list[str] = []  # files whose names cannot be written into results.csv: their error lines, no rows
-    paths = nameable(_not_our_outputs(expand_slides(slides), out, opts.cache_dir),
-                     lambda problem: (error_line(problem), unnamed.append(problem)))
+    unnamed: list[str] = []  # files whose names cannot be written into results.csv, globs matching nothing: no rows
+
+    def refuse(problem: str) -> None:
+        error_line(problem)
+        unnamed.append(problem)
+
+    paths = nameable(matched(_not_our_outputs(expand_slides(slides), out, opts.cache_dir), refuse), refuse)
+    if not paths:  # nothing to score: no --out, no results.csv (it held a row of a slide named '*.svs')
+        raise typer.Exit(1)
     if annotations is not None and annotations.is_dir():  # a misnamed outline: named, not unused without a word
         from weakstil.cli.tumorbed import known_slides, warn_unmatched_annotations
         from weakstil.slide import slide_id_from_path

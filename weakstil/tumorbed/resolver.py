@@ -143,11 +143,19 @@ class BedSources:
         annotation = _first_found(find_annotation, self.annotations, names)
         if annotation is not None:
             return from_annotation(annotation, geom, self._reference(features))
+        if self.annotations is not None:  # an outline in a format not read must not give way to the detector silently
+            from weakstil.annotation_wkt import unread_outline
+            from weakstil.settings import SLIDE_FILE_SUFFIXES
+
+            unread = next(filter(None, (unread_outline(Path(self.annotations), n, SLIDE_FILE_SUFFIXES)
+                                        for n in names)), None)
+            if unread is not None:
+                raise unread
         # a misnamed outline or bed file (or a slide whose 'tumorbed apply' failed) would otherwise go
         # unused without a word
         missing = ([f"no bed in {self.beds} (looked for {' / '.join(n + '.h5' for n in names)})"]
                    if self.beds is not None else []) + \
-                  ([f"no annotation in {self.annotations} (looked for {' / '.join(names)}.geojson, .json, .xml, .annotations or .ndpa, "
+                  ([f"no annotation in {self.annotations} (looked for {' / '.join(names)}.geojson, .json, .xml, .annotations, .ndpa or .wkt, "
                     "also with _tumorbed, and QuPath's <slide file name>.geojson, NDP.view's <slide file name>.ndpa)"] if self.annotations is not None else [])
         if missing:
             (log.info if self.detector is not None else log.warning)(
