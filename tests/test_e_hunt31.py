@@ -1,0 +1,101 @@
+"""napari on big slides from a pathologist's chair (hunt 31e): a bed napari would draw for minutes in pure Python
+(the viewer frozen, read as a hang) is said first with the fix, and a zoom over a big bed's thousands of outlines
+sets their width once it settles, not at every wheel notch. Headless under Xvfb (pytest-xvfb), on the plugin's
+scored synthetic slide; ``benchmarks/napari_big_bed.py`` times the same on a 100,000-tile slide."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+
+import napari_plugin_fixtures  # noqa: E402  (after the napari check)
+
+scored = napari_plugin_fixtures.scored  # a pytest fixture, used by name below
+_dock = napari_plugin_fixtures.dock
+_result = napari_plugin_fixtures.copied_result
+
+
+def _opened(scored, tmp_path: Path, make_napari_viewer):
+    path = _result(scored, tmp_path / "scores")
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(path, plugin="napari-weakstil")
+    return viewer, widget
+
+
+@pytest.fixture
+def pure_python_triangulation():
+    """napari triangulating in pure Python, as where no compiled backend (bermuda, ...) is installed."""
+    from napari.utils.triangulation_backend import TriangulationBackend, set_backend
+
+    before = set_backend(TriangulationBackend.pure_python)
+    yield
+    set_backend(before)
+
+
+def test_edit_bed_says_first_that_napari_would_draw_the_bed_for_minutes_and_the_fix(
+        make_napari_viewer, scored, tmp_path, monkeypatch, pure_python_triangulation):
+    """Edit bed on a 100,000-tile slide's fragmented bed (5,293 outlines, 545,000 vertices) froze napari for over a
+    quarter of an hour on 2 busy cores with napari's pure-Python triangulation (no word, no progress: a hang to a
+    pathologist); napari's compiled one (bermuda) draws it in 15 s. Such a bed is now said first, with its size and
+    the fix; pressed again, it is drawn. This slide's small bed stands for the big one (the limit set just under
+    its vertices)."""
+    from napari_weakstil import bed_layer
+
+    viewer, widget = _opened(scored, tmp_path, make_napari_viewer)
+    editor = widget.bed_editor
+    rings, _ = editor.scored_tiles().bed_parts()
+    vertices = sum(len(r) for r in rings)
+    assert vertices > 8
+    monkeypatch.setattr(bed_layer, "SLOW_VERTICES", vertices - 1)  # old: no such limit (drawn, however long)
+    assert editor.edit_bed() is None
+    status = widget.status_label.text()
+    assert "pip install bermuda" in status and f"{vertices:,} vertices" in status and "again" in status, status
+    assert editor.layer() is None and not any(ly.name.endswith(bed_layer.BED_EDIT) for ly in viewer.layers)
+    layer = editor.edit_bed()  # pressed again: the pathologist chose to wait
+    assert layer is not None and len(layer.data) == len(rings)
+    assert sum(len(d) for d in layer.data) == vertices
+    monkeypatch.setattr(bed_layer, "SLOW_VERTICES", vertices)  # a bed under the limit is drawn at once
+    viewer.layers.remove(layer)
+    assert editor.edit_bed() is not None
+
+
+def test_a_zoom_over_a_big_bed_sets_its_outline_width_once_it_settles_not_at_every_notch(
+        make_napari_viewer, scored, tmp_path, monkeypatch, qtbot):
+    """The outlines keep 2.5 screen px at every zoom: every zoom event set every shape's width again (napari sets
+    it shape by shape: 0.5 s for the 5,293 outlines of a big slide's bed, per layer, per wheel notch), and so did
+    every layer added or removed. A big layer now follows once the zoom rests, and a layer already at its width
+    is left alone. This slide's bed stands for the big one (the at-once limit set under its outlines)."""
+    from napari_weakstil import outline_width
+    from napari_weakstil._compat import camera
+    from napari_weakstil.result_layers import TUMORBED
+
+    monkeypatch.setattr(outline_width, "FOLLOW_AT_ONCE", 0)  # old: every layer at every zoom event
+    viewer, widget = _opened(scored, tmp_path, make_napari_viewer)
+    outline = next(ly for ly in viewer.layers if ly.metadata.get("role") == TUMORBED)
+    assert len(outline.data) >= 1
+    sets = []  # each time the layer's width is set (a spy: napari's own update still runs)
+    update = type(outline._data_view).update_edge_width
+
+    def spy(self, index, width):
+        if self is outline._data_view and index == 0:
+            sets.append(width)
+        return update(self, index, width)
+
+    monkeypatch.setattr(type(outline._data_view), "update_edge_width", spy)
+    before = list(outline.edge_width)
+    cam = camera(viewer)
+    for _ in range(10):  # a wheel turned ten notches
+        cam.zoom = cam.zoom * 1.1
+    assert sets == [] and list(outline.edge_width) == before  # old: 10 (each notch set every shape's width)
+    qtbot.wait(outline_width.SETTLE_MS * 3)
+    assert len(sets) == 1
+    want = outline_width.OUTLINE_SCREEN_PX / cam.zoom / float(outline.scale[-1])
+    assert np.allclose(outline.edge_width, want)  # on screen as wide as before the zoom
+    viewer.add_image(np.zeros((4, 4)), name="another layer")  # a layer change at the same zoom: nothing to set
+    qtbot.wait(outline_width.SETTLE_MS * 2)
+    assert len(sets) == 1  # old: set again
