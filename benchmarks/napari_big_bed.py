@@ -119,6 +119,9 @@ def main() -> None:
     timed("toggle_heatmap", lambda: setattr(heat, "visible", not heat.visible))
     timed("toggle_bed", lambda: setattr(bed, "visible", not bed.visible))
     layer = timed("edit_bed", editor.edit_bed)
+    if layer is None:  # napari would draw it in pure Python for minutes: said, with the fix
+        print(f"    {widget.status_label.text()}")
+        raise SystemExit("stopped: Edit bed said the bed is slow to draw here (pip install bermuda)")
     print(f"    edited bed: {len(layer.data):,} shapes, {sum(len(d) for d in layer.data):,} vertices")
     from napari_weakstil._compat import camera
 

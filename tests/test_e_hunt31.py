@@ -132,3 +132,30 @@ def test_a_heatmap_of_a_file_without_its_stride_lands_on_its_tiles_across_a_big_
     off = max(np.abs(px / mpp - (x + side / 2 - 0.5)).max(), np.abs(py / mpp - (y + side / 2 - 0.5)).max())
     assert off < 1.0, off  # old: 111, 84 and 93 level-0 px
     assert raster.stride == pytest.approx(stride, abs=0.01)
+
+
+def test_save_bed_after_rescore_does_not_rasterise_the_same_bed_again(make_napari_viewer, scored, tmp_path, monkeypatch):
+    """Save bed rasterised the bed once more to tell a bed over no tile (a second Rescore's work: half of Save bed
+    on a big slide's fragmented bed); the bed just rescored, unchanged since, gives its tile count. A bed changed
+    after Rescore is still rasterised, and a bed over no tile is still said."""
+    import weakstil.bed_edit as bed_edit
+
+    viewer, widget = _opened(scored, tmp_path, make_napari_viewer)
+    editor = widget.bed_editor
+    layer = editor.edit_bed()
+    calls = []
+    flags = bed_edit.bed_tile_flags
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return flags(*args, **kwargs)
+
+    monkeypatch.setattr(bed_edit, "bed_tile_flags", counted)
+    assert editor.rescore() is not None and len(calls) == 1
+    assert editor.save_bed() is not None
+    assert len(calls) == 1  # old: 2 (the same bed rasterised again)
+    layer.data = [np.array([[1.0, 1.0], [1.0, 11.0], [11.0, 11.0], [11.0, 1.0]])]  # a speck: no tile half in it
+    assert editor.save_bed() is not None and len(calls) == 2  # changed since Rescore: rasterised
+    assert "holds no tile" in widget.status_label.text()
+    assert editor.rescore() is not None and len(calls) == 3
+    assert editor.save_bed() is not None and len(calls) == 3 and "holds no tile" in widget.status_label.text()

@@ -368,6 +368,8 @@ class BedEditor(QGroupBox):
         self.label.setText(note)
         self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
         res.bed_rescore, res.bed_note = new, note
+        layer = self.layer()
+        layer.metadata["rescored"] = (_bed_key(layer), new.n_bed_tiles)  # Save bed of this very bed: not again
         self.last_rescore = new
         self.owner.refresh_tile()  # the clicked tile: in or out of the edited bed, its score for this bed
         return new
@@ -423,9 +425,10 @@ class BedEditor(QGroupBox):
                                "bed folder.", error=True)
             return None
         layer = self.layer()
-        if layer is not None:
-            layer.metadata["clean"] = _bed_key(layer)  # saved: nothing is lost when it is closed or reloaded
-        empty = _holds_no_tile(tiles, rings)
+        key = layer.metadata["clean"] = _bed_key(layer)  # saved: nothing is lost when it is closed or reloaded
+        known = layer.metadata.get("rescored", (None, None))
+        # the bed rescored as it is: its tile count, not a second rasterisation (half of Save bed on a big bed)
+        empty = known[1] == 0 if known[0] == key else _holds_no_tile(tiles, rings)
         self.owner._status(f"Bed saved to {path}" + (" (the bed saved there before is replaced)" if replaced else "")
                            + f"; use it with --annotations {folder}." + self._unclosed_note()
                            + (" It holds no tile of the slide (none is half inside it): 'weakstil score --annotations' "
