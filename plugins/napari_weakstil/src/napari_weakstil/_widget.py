@@ -41,6 +41,7 @@ from napari_weakstil._links import ViewerLinks
 from napari_weakstil._scoring import ScoringJob
 from napari_weakstil.bed_editor import BedEditor
 from napari_weakstil.bed_layer import BED_EDIT_KIND
+from napari_weakstil.outline_width import OUTLINE_SCREEN_PX, OutlineWidths
 from napari_weakstil.result_layers import ATTENTION, HEATMAP, TISSUE, TUMORBED, ResultFile, tile_info
 from napari_weakstil.slide_layers import scan_mpp_override, scored_upsampling
 from napari_weakstil.summary import detail_line, qc_view, stil_line
@@ -51,8 +52,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 
 SELECTED_TILE = "selected tile"
-#: Outline width in screen pixels, whatever the zoom (napari draws shape edges in world units).
-OUTLINE_SCREEN_PX = 2.5
 #: Layer toggles: checkbox label -> the suffix of the result layer it shows or hides.
 TOGGLES = {"sTIL heatmap": HEATMAP, "attention": ATTENTION, "tumour-bed outline": TUMORBED, "tissue mask": TISSUE}
 
@@ -73,6 +72,7 @@ class ScoringWidget(QWidget):
         self._range_followed: set[int] = set()  # heatmap layers whose contrast limits the slider follows
         self._clicked: tuple[float, float] | None = None  # the world point of the tile clicked last
         self._links = ViewerLinks()  # to the viewer while docked: undone when the widget is closed
+        self._outline_widths = OutlineWidths(self)
         self._build()
         self.tiles_progress.connect(self._on_tiles_progress)
         self._link_viewer()
@@ -323,10 +323,8 @@ class ScoringWidget(QWidget):
                 ly.metadata.get("weakstil_kind") == BED_EDIT_KIND]
 
     def _keep_outline_width(self, event: Any = None) -> None:
-        zoom = camera(self.viewer).zoom  # screen px per world unit (µm)
-        for layer in self.outline_layers():
-            if len(layer.data):  # edge widths are in data units: the bed's are level-0 px
-                layer.edge_width = OUTLINE_SCREEN_PX / zoom / float(layer.scale[-1])
+        """Outlines at their width on screen: a big bed's once a zoom (``event``) has settled."""
+        self._outline_widths.follow(zoomed=event is not None)
 
     def _set_visible(self, suffix: str, visible: bool) -> None:
         layer = self.result_layer(suffix, self.result_path)

@@ -39,6 +39,7 @@ class BedEditor(QGroupBox):
 
         self.owner = owner
         self.last_rescore: BedScore | None = None
+        self._slow_armed: tuple | None = None  # the bed said to be slow to draw: drawn when pressed again
         layout = QVBoxLayout(self)
         buttons = QHBoxLayout()
         self.edit_button = QPushButton("Edit bed")
@@ -223,13 +224,15 @@ class BedEditor(QGroupBox):
                 self.owner._status(exc.one_line() + " (Edit bed continues the slide's bed in the bed folder: "
                                    "mend or move that file, or choose another bed folder.)", error=True)
                 return None
+        data, parts = bed_layer.parts_to_shapes(*(saved[1] if saved else _scored_parts(tiles)))
+        if self._slow_to_draw(tiles, data):
+            return None
         _warm_up_aggregation()
         viewer = self.owner.viewer
         if old is not None:
             old.metadata["clean"] = _bed_key(old)  # thrown away on purpose (pressed again): not said to be lost
             viewer.layers.selection.active = heat  # so that removing the old layer keeps this result shown
             viewer.layers.remove(old)
-        data, parts = bed_layer.parts_to_shapes(*(saved[1] if saved else tiles.bed_parts()))
         mpp = float(heat.metadata["slide_mpp"])
         width = EDGE_SCREEN_PX / camera(viewer).zoom / mpp  # edge widths are in data units: level-0 px
         layer = viewer.add_shapes(data or None, **bed_layer.layer_kwargs(tiles.slide_id, mpp, parts, width,
@@ -265,6 +268,21 @@ class BedEditor(QGroupBox):
             self.owner._status(f"Edit bed: {tiles.slide_id} starts from the scored bed" + (
                 "." if old is not None else f" (no bed of the slide saved in {self.bed_folder(tiles)})."))
         return layer
+
+    def _slow_to_draw(self, tiles: ScoredTiles, data: list[np.ndarray]) -> bool:
+        """A bed napari would triangulate in pure Python for minutes (the viewer frozen, read as a hang) is said
+        first, with the fix; pressed again, it is drawn."""
+        vertices = sum(len(d) for d in data)
+        key = (str(tiles.path), vertices)
+        if vertices <= bed_layer.SLOW_VERTICES or bed_layer.compiled_triangulation() or self._slow_armed == key:
+            return False
+        self._slow_armed = key
+        self.owner._status(f"Edit bed: {tiles.slide_id}'s bed is {len(data):,} outlines of {vertices:,} vertices, "
+                           f"which napari draws here in pure Python: the viewer would be frozen for about "
+                           f"{max(1, round(vertices / 60_000))} min or more. Fix: 'pip install bermuda' (napari's "
+                           "compiled triangulation: seconds) and start napari again; or press Edit bed again to wait.",
+                           error=True)
+        return True
 
     def bed_folder(self, tiles: ScoredTiles) -> Path:
         """The folder Save bed writes into: the one chosen, else the default beside the result."""
@@ -350,6 +368,8 @@ class BedEditor(QGroupBox):
         self.label.setText(note)
         self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
         res.bed_rescore, res.bed_note = new, note
+        layer = self.layer()
+        layer.metadata["rescored"] = (_bed_key(layer), new.n_bed_tiles)  # Save bed of this very bed: not again
         self.last_rescore = new
         self.owner.refresh_tile()  # the clicked tile: in or out of the edited bed, its score for this bed
         return new
@@ -405,9 +425,10 @@ class BedEditor(QGroupBox):
                                "bed folder.", error=True)
             return None
         layer = self.layer()
-        if layer is not None:
-            layer.metadata["clean"] = _bed_key(layer)  # saved: nothing is lost when it is closed or reloaded
-        empty = _holds_no_tile(tiles, rings)
+        key = layer.metadata["clean"] = _bed_key(layer)  # saved: nothing is lost when it is closed or reloaded
+        known = layer.metadata.get("rescored", (None, None))
+        # the bed rescored as it is: its tile count, not a second rasterisation (half of Save bed on a big bed)
+        empty = known[1] == 0 if known[0] == key else _holds_no_tile(tiles, rings)
         self.owner._status(f"Bed saved to {path}" + (" (the bed saved there before is replaced)" if replaced else "")
                            + f"; use it with --annotations {folder}." + self._unclosed_note()
                            + (" It holds no tile of the slide (none is half inside it): 'weakstil score --annotations' "
@@ -436,6 +457,16 @@ def _holds_no_tile(tiles: ScoredTiles, rings: tuple[list[np.ndarray], list[str]]
     g = tiles.geometry
     shape = clip_to_slide(ordered_bed_shape(*rings), g.width, g.height)
     return not bed_tile_flags(shape, g, where=tiles.path or tiles.slide_id).any()
+
+
+def _scored_parts(tiles: ScoredTiles) -> tuple[list[np.ndarray], list[str]]:
+    """The scored bed's rings and parts, traced once per result (a 100,000-tile slide's fragmented bed: 29 s on
+    2 busy cores), not again at every Edit bed."""
+    cached = getattr(tiles, "_editor_bed_parts", None)
+    if cached is None:
+        cached = tiles.bed_parts()
+        tiles._editor_bed_parts = cached
+    return [np.array(r) for r in cached[0]], list(cached[1])
 
 
 def _changed_since_opened(path: Path, gone: bool) -> str:
