@@ -73,6 +73,29 @@ class CliResult:
     stderr: str
 
 
+_typer_commands: dict[int, object] = {}
+
+
+def _cache_typer_command() -> None:
+    """typer's test runner builds the click command from the app's functions at every call (their
+    signatures' annotations evaluated again: about 60 ms of CPU a call, 11 % of test_faults.py and
+    test_report.py under a profiler); the console script builds it once per process, as this does."""
+    import typer.main
+    import typer.testing
+
+    if getattr(typer.testing._get_command, "weakstil_cached", False):
+        return
+
+    def get_command(typer_app):
+        key = id(typer_app)
+        if key not in _typer_commands:
+            _typer_commands[key] = (typer_app, typer.main.get_command(typer_app))  # the app kept: its id stays its own
+        return _typer_commands[key][1]
+
+    get_command.weakstil_cached = True
+    typer.testing._get_command = get_command
+
+
 def run_cli(*args: str, check: bool = False) -> CliResult:
     """Run ``weakstil ARGS`` in this interpreter through typer's test runner: the same parsing,
     error lines and exit codes as the console script, without a second torch import per call.
@@ -84,6 +107,7 @@ def run_cli(*args: str, check: bool = False) -> CliResult:
 
     from weakstil.cli import app
 
+    _cache_typer_command()
     threads = sys.modules["torch"].get_num_threads() if "torch" in sys.modules else None
     sigterm, sighup = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGHUP)
     try:
