@@ -32,3 +32,12 @@ def copied_result(scored, folder: Path) -> Path:
     path = folder / scored["score_h5"].name
     shutil.copy(scored["score_h5"], path)
     return path
+
+
+def opened_result(scored, tmp_path: Path, make_napari_viewer):
+    """``(viewer, widget)``: a copy of the scored result opened in a new viewer, the widget docked."""
+    path = copied_result(scored, tmp_path / "scores")
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    viewer.open(path, plugin="napari-weakstil")
+    return viewer, widget

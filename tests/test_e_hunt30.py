@@ -24,10 +24,7 @@ _result = napari_plugin_fixtures.copied_result
 
 def _editing(scored, tmp_path: Path, make_napari_viewer):
     """A copy of the scored result opened in a viewer with the widget docked, its bed being edited."""
-    path = _result(scored, tmp_path / "scores")
-    viewer = make_napari_viewer()
-    widget = _dock(viewer)
-    viewer.open(path, plugin="napari-weakstil")
+    viewer, widget = napari_plugin_fixtures.opened_result(scored, tmp_path, make_napari_viewer)
     editor = widget.bed_editor
     return viewer, widget, editor, editor.edit_bed()
 

@@ -5,8 +5,6 @@ scored synthetic slide; ``benchmarks/napari_big_bed.py`` times the same on a 100
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -19,12 +17,7 @@ _dock = napari_plugin_fixtures.dock
 _result = napari_plugin_fixtures.copied_result
 
 
-def _opened(scored, tmp_path: Path, make_napari_viewer):
-    path = _result(scored, tmp_path / "scores")
-    viewer = make_napari_viewer()
-    widget = _dock(viewer)
-    viewer.open(path, plugin="napari-weakstil")
-    return viewer, widget
+_opened = napari_plugin_fixtures.opened_result
 
 
 @pytest.fixture
