@@ -21,17 +21,11 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_view import rss_mb  # the same measure as the viewing benchmark (run as a script: benchmarks/ is on the path)
+
 SLIDE_MPP = 0.25
 TILE = 448  # level-0 px: 224 px at 0.5 µm/px
 MASK_MPP = 8.0
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return float("nan")
 
 
 def fragmented_bed(shape: tuple[int, int], seed: int) -> np.ndarray:
