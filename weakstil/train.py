@@ -214,17 +214,16 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     from weakstil.cohort import group_kfold
 
     cohort = _in_slide_id_order(cohort)
+    what = "groups" if cohort.group_column else "slides"
     if n_folds >= 2:  # fail on too few groups before loading any features
-        what = "groups" if cohort.group_column else "slides"
         group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
     if tumorbeds is None and beds is not None:
         tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, cohort.feature_paths(features_dir))),
                                 dict(zip(cohort.slide_ids, cohort.table["path"])))  # where the slides are (ink veto)
     cohort = _without_empty_beds(cohort, tumorbeds, beds, csv_path)
     if n_folds >= 2:  # the folds again, on the slides that are left (cross_validate splits them so)
-        warn_small_training_folds(group_kfold(cohort.groups, n_folds, seed=cfg.seed,
-                                              what="groups" if cohort.group_column else "slides"),
-                                  cohort.groups, csv_path)
+        warn_small_training_folds(group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what), cohort.groups,
+                                  csv_path)
     # torch only now: bad inputs fail in a second
     from weakstil.mil.config import Aggregator, Stopping, StromaWeight
     from weakstil.mil.store import model_meta, save_model

@@ -18,6 +18,7 @@ from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabe
 from napari_weakstil import bed_layer
 from napari_weakstil._compat import camera
 from napari_weakstil.bed_layer import BED_EDIT_KIND
+from napari_weakstil.outline_width import OUTLINE_SCREEN_PX  # the width the widget keeps on zooming
 from napari_weakstil.result_layers import HEATMAP, file_identity
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -26,9 +27,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: The bed box's line once a result's edited bed layer is closed.
 CLOSED_NOTE = ("The edited bed was closed: the scored bed is shown (Edit bed starts again from the bed saved in "
                "the bed folder, else from the scored bed).")
-#: Edge width of the bed's shapes in screen pixels (kept by the widget whatever the zoom).
-EDGE_SCREEN_PX = 2.5
-
 
 class BedEditor(QGroupBox):
     """Edit bed / Rescore / Save bed for the result the scoring widget shows."""
@@ -234,7 +232,7 @@ class BedEditor(QGroupBox):
             viewer.layers.selection.active = heat  # so that removing the old layer keeps this result shown
             viewer.layers.remove(old)
         mpp = float(heat.metadata["slide_mpp"])
-        width = EDGE_SCREEN_PX / camera(viewer).zoom / mpp  # edge widths are in data units: level-0 px
+        width = OUTLINE_SCREEN_PX / camera(viewer).zoom / mpp  # edge widths are in data units: level-0 px
         layer = viewer.add_shapes(data or None, **bed_layer.layer_kwargs(tiles.slide_id, mpp, parts, width,
                                                                           result_path=str(res.path)))
         bed_layer.set_drawing(layer, bed_layer.HOLE if self.holes_box.isChecked() else bed_layer.BED)
