@@ -26,15 +26,24 @@ def cohorts(tmp_path_factory):
     return root
 
 
-def test_training_over_the_whole_tissue_is_warned_about(cohorts, tmp_path):
+@pytest.fixture(scope="module")
+def trained(cohorts, tmp_path_factory):
+    """Each cohort trained once: (model folder, what train said) per cohort name."""
+    out = {}
+    for name in ("plain", "beds"):
+        model = tmp_path_factory.mktemp("models") / name
+        proc = run_cli("train", cohorts / name / "labels.csv", "-f", cohorts / name / "features", "-o", model,
+                       "--folds", "2", *BRIEF)
+        assert proc.returncode == 0, proc.stderr
+        out[name] = (model, _said(proc))
+    return out
+
+
+def test_training_over_the_whole_tissue_is_warned_about(trained):
     """Before: train with no bed source on feature files without tumour-bed flags trained every slide
     over the whole tissue without a word (model.json recorded a 'tissue' count). Now it warns, naming
     how many slides, why it matters for the sTIL definition and the options that give the beds."""
-    out = tmp_path / "m"
-    proc = run_cli("train", cohorts / "plain" / "labels.csv", "-f", cohorts / "plain" / "features", "-o", out,
-                   "--folds", "2", *BRIEF)
-    assert proc.returncode == 0, proc.stderr
-    said = _said(proc)
+    out, said = trained["plain"]
     assert "8 of the 8 slides have no tumour bed" in said and WHOLE in said, said
     assert "inside the tumour bed" in said and "--annotations DIR, --tumorbed DIR or --tumorbed-beds DIR" in said
     assert said.count(WHOLE) == 1  # once, before training; not per fold
@@ -42,12 +51,10 @@ def test_training_over_the_whole_tissue_is_warned_about(cohorts, tmp_path):
     assert meta["tumorbeds"] == {"slides": {"tissue": 8}}
 
 
-def test_slides_with_their_beds_are_not_warned_about(cohorts, tmp_path):
-    """The feature files' own tumour-bed flags, or beds given by the caller, are beds: no warning."""
-    proc = run_cli("train", cohorts / "beds" / "labels.csv", "-f", cohorts / "beds" / "features", "-o",
-                   tmp_path / "m", "--folds", "2", *BRIEF)
-    assert proc.returncode == 0, proc.stderr
-    assert WHOLE not in _said(proc) and "no tumour bed" not in _said(proc)
+def test_slides_with_their_beds_are_not_warned_about(trained):
+    """The feature files' own tumour-bed flags are beds: no warning."""
+    _, said = trained["beds"]
+    assert WHOLE not in said and "no tumour bed" not in said
 
 
 def test_the_warning_counts_only_the_slides_without_a_bed():
@@ -71,3 +78,27 @@ def test_the_warning_counts_only_the_slides_without_a_bed():
         assert len(records) == 1 and records[0].startswith("c.csv: 3 of the 12 slides have no tumour bed")
     finally:
         logging.getLogger("weakstil.train").removeHandler(h)
+
+
+def test_a_bed_scored_by_a_model_trained_over_the_whole_tissue_is_flagged(trained):
+    """Before: bed_unlike_training flagged only a slide scored over the whole tissue by a model trained
+    on beds. The other way went unflagged: the demo's 40 slides trained over the whole tissue scored 24
+    new slides inside their beds +7.9 points on average (R² 0.795; 0.908 over the whole tissue). Now a
+    slide scored inside a bed (annotation, detector) by a model trained mostly over the whole tissue is
+    flagged, read from the model.json that train writes; the same model over the whole tissue is not."""
+    from weakstil.qc.flags import Flag, bed_unlike_training, slide_flags
+
+    records = {name: json.loads((model / "model.json").read_text(encoding="utf-8"))["training"]["tumorbeds"]
+               for name, (model, _) in trained.items()}
+    whole, beds = records["plain"], records["beds"]
+    for source in ("annotation", "model"):
+        why = bed_unlike_training(source, whole)
+        assert why and f"scored inside its tumour bed ({source})" in why and "8 tissue" in why, why
+        assert "--annotations, --tumorbed-beds or --tumorbed" in why
+        assert bed_unlike_training(source, beds) is None
+    assert bed_unlike_training("tissue", whole) is None and bed_unlike_training("tissue-fallback", whole) is None
+    assert "scored over the whole tissue" in bed_unlike_training("tissue", beds)  # the first direction, as before
+    flags, reasons = slide_flags(ood_score=0.0, ood_threshold=1.0, n_bed_tiles=50, low=30.0, high=50.0,
+                                 threshold=30.0, image=None, image_ref=None, stil=40.0,
+                                 bed_unlike_training=bed_unlike_training("annotation", whole))
+    assert Flag.BED_UNLIKE_TRAINING.value in flags and "too high" in reasons[Flag.BED_UNLIKE_TRAINING.value]
