@@ -1,7 +1,9 @@
 """Hunt 32f: where the model's sTIL-high slides lose their points. On the demo's 40 slides
 (leave-centre-out) the slides at >= 60 % came out 7.3 points low because the model had been trained
 and scored over the whole tissue (no bed given): an sTIL% label counts stroma inside the tumour bed,
-and the lymphocyte-poor stroma outside it dilutes the sTIL-high slides most. With their beds: 1.5."""
+and the lymphocyte-poor stroma outside it dilutes the sTIL-high slides most. With their beds: 1.5.
+train now warns when it trains over the whole tissue, and a bed scored by such a model (which reads
+beds +7.9 points high) is flagged bed_unlike_training."""
 
 from __future__ import annotations
 
