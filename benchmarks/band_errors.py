@@ -6,6 +6,9 @@ COHORT is a ``weakstil synth`` cohort folder (``labels.csv``, ``slides/``, ``tru
 (``benchmarks/colour_rule.py``) reads each slide's tumour-bed tiles from the truth and fits its
 linear map on the training folds of the model's own cross-validation (the ``fold`` column), so both
 are judged on the same splits. Prints R², MAE and n / MAE / bias per band (< 10, 10-30, 30-60, >= 60 %).
+The rule always reads the truth's tumour beds; a model trained over the whole tissue (no bed given:
+``training.tumorbeds`` of its ``model.json`` counts ``tissue`` slides) is said to be so, as its
+sTIL-high slides then score low for that reason (hunt 32f: >= 60 % bias -7.3 whole tissue, -1.5 with beds).
 """
 
 from __future__ import annotations
@@ -48,6 +51,15 @@ def main() -> None:
         ratios.append(slide_ratio(counts))
     y = oof["stil_true"].to_numpy(float)
     rule, _ = calibrate_oof(np.array(ratios), y, oof["fold"].to_numpy())
+    meta = args.oof.resolve().parents[1] / "model.json"  # MODEL/cv/oof_predictions.csv
+    if meta.is_file():
+        import json
+
+        beds = ((json.loads(meta.read_text(encoding="utf-8")).get("training") or {}).get("tumorbeds") or {})
+        tissue = (beds.get("slides") or {}).get("tissue", 0)
+        if tissue:
+            print(f"note: the model was trained over the whole tissue on {tissue} slide(s) (no tumour bed given), "
+                  "the rule on the truth's beds: not the same sTIL%; train with --annotations COHORT/truth")
     for name, p in (("model", oof["stil_pred"].to_numpy(float)), ("colour rule", rule)):
         print(f"{name:12s} R² {r2_score(y, p):.3f} MAE {mae(y, p):.2f} | {band_text(error_by_band(y, p))}")
 

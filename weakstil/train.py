@@ -25,7 +25,7 @@ from weakstil.cohort import Cohort, read_cohort
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.evaluation import write_metrics, write_predictions, write_tile_scores
 from weakstil.metrics import fmt
-from weakstil.train_labels import label_summary, warn_band_errors, warn_small_training_folds
+from weakstil.train_labels import label_summary, warn_band_errors, warn_small_training_folds, warn_whole_tissue
 from weakstil.modeldir import ModelDir
 from weakstil.settings import STIL_THRESHOLD
 
@@ -221,6 +221,9 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
         tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, cohort.feature_paths(features_dir))),
                                 dict(zip(cohort.slide_ids, cohort.table["path"])))  # where the slides are (ink veto)
     cohort = _without_empty_beds(cohort, tumorbeds, beds, csv_path)
+    if tumorbeds is None:  # no bed source: the feature files' own flags, else the whole tissue
+        warn_whole_tissue(_feature_file_beds(cohort.feature_paths(features_dir))["slides"].get("tissue", 0),
+                          len(cohort), csv_path)
     if n_folds >= 2:  # the folds again, on the slides that are left (cross_validate splits them so)
         warn_small_training_folds(group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what), cohort.groups,
                                   csv_path)
