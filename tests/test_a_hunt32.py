@@ -170,3 +170,16 @@ def test_a_cache_made_before_the_correction_is_remade_only_for_a_sharpened_slide
         if not expect_stale:
             assert embed_slide(slide_path, embedded["encoder"], out_dir=old.parent, workers=0, stats_processes=0).skipped
     assert "sharpening" in why
+
+
+def test_a_decoded_tensor_batch_is_corrected_as_an_array_is():
+    """GPU-decoded batches are torch tensors (…, 3) uint8: corrected on a host copy, back on their device,
+    the same pixels as an array batch."""
+    import torch
+
+    tiles = np.stack([_sharpen(t, 2.5) for t in _kather()[:4]])
+    s = Sharpening(0.5, 2.0, halo_after=0.0, tiles=4)
+    (_, as_array), = list(corrected_batches(iter([(0, tiles)]), s, 0.5))
+    (_, as_tensor), = list(corrected_batches(iter([(0, torch.from_numpy(tiles.copy()))]), s, 0.5))
+    assert isinstance(as_tensor, torch.Tensor) and as_tensor.dtype == torch.uint8
+    assert np.array_equal(as_tensor.numpy(), as_array) and not np.array_equal(as_array, tiles)
