@@ -352,6 +352,10 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
 
             attrs, _ = FeaturesFile.read_header(out_path)
             status = read_as_tissue_before(attrs, slide)
+            if status is None:
+                from weakstil.unsharp import sharpened_before
+
+                status = sharpened_before(out_path, attrs, slide)
         if status is None and not overwrite:
             return EmbedResult(out_path, int(attrs["n_tiles"]), True, time.perf_counter() - t0)
         if status not in (None, "missing"):
@@ -415,11 +419,13 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
     from weakstil.stain import STAIN_ESTIMATE_VERSION, estimate_slide_stain
     from weakstil.tilestats import COLUMNS, STROMA_COLUMN, TILESTATS_VERSION
     from weakstil.tilestats_pool import measured_batches, stats_job
+    from weakstil.unsharp import corrected_batches, slide_sharpening
 
     n, d = len(tiles.coords), encoder.embed_dim
     cache = FeaturesFile(coords=tiles.coords, tissue_fraction=tiles.tissue_fraction, tissue_mask=tiles.tissue_mask,
                          tissue_mask_mpp=float(tiles.mask_mpp))
     stain = estimate_slide_stain(slide, tiles)
+    sharpening = slide_sharpening(slide, tiles.coords, tiles.tissue_fraction, tiles.params.tile_px, tiles.params.mpp)
     stain_norm = encoder.card.stain_norm or "none"
     stats = np.zeros((n, len(COLUMNS)), np.float32) if tile_stats else None
     with cache.streaming(path, n, d) as put:
@@ -439,6 +445,7 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
         batches, decode_record = tile_batches(slide, tiles.coords, tiles.params.tile_px, tiles.params.mpp, encoder,
                                               batch_size=batch_size, decode=decode, workers=workers,
                                               planner=planner, prefetch=prefetch)
+        batches = corrected_batches(batches, sharpening, tiles.params.mpp)  # a scanner's sharpening undone
         job = None if stats is None else stats_job(n, stats, stain, tiles.params.mpp, encoder, decode_record(),
                                                    batch_size=batch_size, tile_px=tiles.params.tile_px,
                                                    processes=stats_processes)
@@ -456,7 +463,7 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
             raise _non_finite(encoder, slide, bad, n)
         cache.attrs.update(tiles.attrs())
         cache.attrs.update({"stain": json.dumps(stain.to_dict()), "stain_norm": stain_norm,
-                            "stain_estimate_version": STAIN_ESTIMATE_VERSION})
+                            "stain_estimate_version": STAIN_ESTIMATE_VERSION, "sharpening": sharpening.to_json()})
         if stats is not None:
             cache.tile_stats = stats
             tile_stats_record = job.record() if job is not None else {"processes": 0}

@@ -82,6 +82,9 @@ class FeaturesFile(SlideFile):
     stroma share, and the attributes ``stain`` (JSON: the slide's Macenko stain estimate),
     ``stain_norm`` (``none`` or ``macenko``: what the encoder saw), ``tilestats_version``,
     ``stain_estimate_version`` (how ``stain`` was estimated: :data:`weakstil.stain.STAIN_ESTIMATE_VERSION`).
+    Optional (files from before hunt 32 have none): ``sharpening`` (JSON, :class:`weakstil.unsharp.Sharpening`:
+    the slide's edge halo read before embedding and the unsharp-mask amount undone on its tiles, 0 for
+    a slide under the ``sharpened`` flag's limit, whose tiles reach the encoder unchanged).
     """
 
     KIND = "features"

@@ -27,7 +27,9 @@ blurry                         more than :data:`BLURRY_SHARE` of the sampled tis
 sharpened                      the slide's strongest edges overshoot on their light side by more
                                than :data:`weakstil.qc.image.SHARPENED_HALO` of their contrast
                                (median over the focus tiles): a scanner's sharpening past what
-                               the model was checked on; its halos read as more lymphocytes
+                               the model was checked on; its halos read as more lymphocytes.
+                               Such a slide's tiles are unsharpened before the encoder
+                               (:mod:`weakstil.unsharp`); the note says by how much
 pen_or_folds                   marker ink near the tissue plus fold-like tissue exceed
                                :data:`PEN_FOLD_SHARE` of the tissue area
 weighting_outside_training_    the slide score departs from the plain mean of its bed tiles'
@@ -247,8 +249,9 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 slide_mpp: float | None = None, file_mpp: float | None = None,
                 base_mpp: float | None = None, target_mpp: float | None = None,
                 annotation_misplaced: str = "", bed_incomplete: str = "",
-                morphometry: str = "") -> tuple[list[str], dict]:
-    """The flags of one slide and why each was raised (``{flag: reason}``).
+                morphometry: str = "", sharpening: Any = None) -> tuple[list[str], dict]:
+    """The flags of one slide and why each was raised (``{flag: reason}``). ``sharpening``: the
+    features file's :class:`weakstil.unsharp.Sharpening` reading (the ``sharpened`` note says what was undone).
 
     ``interval_available``: whether the model carries a usable calibration (``None``: not asked), and
     ``no_interval_why`` why not (:func:`weakstil.qc.scoring.no_interval_why`);
@@ -292,9 +295,16 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                                             f"of the tissue > {100 * limit:g}%")
     # a fixed physical limit, not the training slides' range (as blurry's): checked whatever the model recorded
     if image is not None and math.isfinite(image.halo) and image.halo > SHARPENED_HALO:
-        why[Flag.SHARPENED.value] = (f"edges overshoot by {image.halo:.2f} of their contrast > {SHARPENED_HALO:g}: "
-                                     "a scanner's sharpening, whose halos read as lymphocytes (scores run high); "
-                                     "scan with sharpening off")
+        if sharpening is not None and sharpening.corrected:
+            why[Flag.SHARPENED.value] = (
+                f"edges overshoot by {image.halo:.2f} of their contrast > {SHARPENED_HALO:g}: a scanner's sharpening, "
+                f"undone before the encoder (an unsharp mask of amount {sharpening.amount:.2f} at "
+                f"{sharpening.sigma_um:g} µm; halo after {sharpening.halo_after:.2f}); the correction is an estimate: "
+                "scan with sharpening off")
+        else:
+            why[Flag.SHARPENED.value] = (f"edges overshoot by {image.halo:.2f} of their contrast > {SHARPENED_HALO:g}: "
+                                         "a scanner's sharpening, whose halos read as lymphocytes (scores run high); "
+                                         "scan with sharpening off")
     if weighting_gap is not None and weighting_threshold is not None and math.isfinite(weighting_gap) \
             and weighting_gap > weighting_threshold:
         why[Flag.WEIGHTING.value] = (f"score {weighting_gap:.1f} points from the mean of its tile scores "

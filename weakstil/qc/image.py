@@ -68,7 +68,8 @@ FOCUS_MIN_EDGE = 10.0
 #: sd 14, JPEG quality 12, a 2x coarser scan) measure -0.10 to 0.02, real scans with their scanner's
 #: own mild sharpening 0.03 (a TCGA SVS), 0.08 (median of 32 Kather tiles) and 0.08-0.11 (CMU-1); an unsharp
 #: mask of amount 1 at sigma 0.75 µm 0.05-0.24 (5 of 16 slides above the limit), of amount 2.5 0.19-0.74
-#: (16 of 16; hunt 31a, docs/accuracy.md).
+#: (16 of 16; hunt 31a, docs/accuracy.md). A slide above it has its sharpening undone before the encoder
+#: (:mod:`weakstil.unsharp`, hunt 32a).
 SHARPENED_HALO = 0.15
 #: Where the halo is read beside an edge (µm from it, along its gradient): the near side, the far side.
 HALO_NEAR_UM, HALO_FAR_UM = 0.75, 2.0

@@ -170,6 +170,7 @@ class SlideAssessor:
         from weakstil.qc.image import slide_image_stats
         from weakstil.slide import Slide
         from weakstil.stain import SlideStain
+        from weakstil.unsharp import Sharpening
 
         bag = bank.bags[0]
         attrs: dict[str, Any] = {"interval_level": self.level}
@@ -247,7 +248,8 @@ class SlideAssessor:
                                  bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
                                  if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp,
                                  base_mpp=base_mpp, target_mpp=mpp, annotation_misplaced=annotation_misplaced,
-                                 bed_incomplete=bed_incomplete, morphometry=morphometry_outside(means, morph_ref, n_measured))
+                                 bed_incomplete=bed_incomplete, morphometry=morphometry_outside(means, morph_ref, n_measured),
+                                 sharpening=Sharpening.from_json(bag.attrs.get("sharpening")))
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
         for flag, reason in why.items():
