@@ -83,10 +83,16 @@ class ScoreOptions:
     tumorbed_beds: Path | None = None  #: precomputed beds (weakstil tumorbed apply), used first
     threshold: float | None = None
     overwrite: bool = False
+    #: a slide list's own ids by absolute path (a cohort CSV's slide_id column); other files: their name
+    slide_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def cache_dir(self) -> Path:
         return self.features or self.out / "features"
+
+    def slide_id(self, path: str | Path) -> str:
+        """The id that names ``path``'s outputs and results.csv row."""
+        return self.slide_ids.get(os.path.abspath(path)) or slide_id_from_path(path)
 
 
 @dataclass
@@ -111,11 +117,13 @@ class _Context:
         enc = self.meta.get("encoder", {})
         return f"{enc.get('name')}@{str(enc.get('weights_sha256'))[:12]}"
 
-    def request(self, slide_id: str) -> dict:
-        """The settings that decide a slide's score besides the slide file and the model."""
+    def request(self, slide_id: str, path: str | Path | None = None) -> dict:
+        """The settings that decide a slide's score besides the slide file and the model (``path``: the
+        slide file, whose name also finds its bed or outline when a slide list's id names it)."""
         o = self.opts
         return {"threshold": self.threshold, "slide_mpp": o.slide_mpp, "allow_upsample": o.allow_upsample,
-                "encoder": o.encoder, "weights": o.weights, "tumorbed": self.beds.request(slide_id),
+                "encoder": o.encoder, "weights": o.weights, "tumorbed": self.beds.request(
+                    slide_id, also=slide_id_from_path(path) if path is not None else None),
                 # a retrained model (other folds, members, calibration) may keep the final weights' hash
                 "model_json_sha256": self.model_json_sha256, "scoring": "ensemble" if len(self.models) > 1 else "final"}
 
@@ -206,7 +214,7 @@ def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx
     if current is None:  # missing, empty or not a slide: never "already scored"; scoring it says why
         return False
     other_scan = why_stale(attrs, current)
-    stale = other_scan or other_request(attrs, ctx.request(slide_id))
+    stale = other_scan or other_request(attrs, ctx.request(slide_id, path))
     if stale:  # a rescan in place replaces the earlier result: a warning (another path is refused by score_slide)
         level = (logging.DEBUG if attrs.get("slide_path") != str(path.resolve()) else logging.WARNING) if other_scan \
             else logging.INFO
@@ -251,19 +259,20 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     clashes: list[dict] = []  #: error rows of files whose slide id an earlier file has
     batch_rows = BatchRows()
     other_file: set[str] = set()  #: slide ids whose earlier row was another file's
-    todo, refused = claim_ids(slides, {i: str(r.get("path")) for i, r in earlier.items() if r.get("status") in FINISHED})
+    todo, refused = claim_ids(slides, {i: str(r.get("path")) for i, r in earlier.items() if r.get("status") in FINISHED},
+                              id_of=opts.slide_id)
     for path, exc in refused:
         say(exc.one_line())
-        clashes.append(row := _error_row(path, slide_id_from_path(path), ctx, exc, 0.0))
+        clashes.append(row := _error_row(path, opts.slide_id(path), ctx, exc, 0.0))
         batch_rows.append(row)
     stopped: OutputError | None = None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     bar = Progress(*columns, disable=not progress, transient=True)  # shown from the first tiles embedded
-    with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, slide_id_from_path(p)))) as turns, \
+    with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, opts.slide_id(p)))) as turns, \
             contextlib.ExitStack() as showing:
         batch_task = bar.add_task("slides", total=len(todo))
         for done, path in enumerate(turns, start=1):
-            slide_id = slide_id_from_path(path)
+            slide_id = opts.slide_id(path)
             prev = read_previous(results_path).get(slide_id)
             if not opts.overwrite and _already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
@@ -368,7 +377,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
 
     opts = ctx.opts
     t0 = time.perf_counter()
-    slide_id = slide_id_from_path(path)
+    slide_id = opts.slide_id(path)
     cached = slide_file(ctx.opts.cache_dir, slide_id)
     # before any work, and before the all-or-none cleanup below could remove what is not ours
     check_replaceable(slide_file(opts.out, slide_id), SlideScoresFile)
@@ -470,7 +479,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         "model_seed": int(ctx.meta.get("seed", -1)),  # scoring itself draws nothing (qc sampling: seed 0)
         "tile_prior_stroma": settings.TILE_PRIOR_STROMA if stroma is not None else 0.0,
         "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "score_request": json.dumps(ctx.request(slide_id)),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "score_request": json.dumps(ctx.request(slide_id, path)),
         **bed.attrs()}
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
     attrs.update(qc_attrs or {})

@@ -13,7 +13,7 @@ from weakstil.errors import WeakSTILError
 from weakstil.slide import slide_id_from_path
 
 
-def claim_ids(paths: list[Path], scored: dict[str, str] | None = None
+def claim_ids(paths: list[Path], scored: dict[str, str] | None = None, id_of=slide_id_from_path
               ) -> tuple[list[Path], list[tuple[Path, WeakSTILError]]]:
     """(the files to score, one per slide id, in the order listed; the files refused, with why).
 
@@ -31,7 +31,7 @@ def claim_ids(paths: list[Path], scored: dict[str, str] | None = None
     order: list[str] = []
     refused: list[tuple[Path, WeakSTILError]] = []
     for path in map(Path, paths):
-        slide_id = slide_id_from_path(path)
+        slide_id = id_of(path)
         if slide_id not in owner:
             owner[slide_id] = path
             order.append(slide_id)

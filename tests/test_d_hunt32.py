@@ -1,0 +1,75 @@
+"""Hunt 32d: a lab's batch run from outside (the fault matrix).
+
+- ``score --slides LIST`` existed, but ``tile``, ``embed``, ``info`` and ``pretrain`` took no ``--slides``
+  (usage error, exit 2): a lab's list had to be pasted with ``$(cat LIST)``, which splits paths with spaces.
+  One shared option definition (``weakstil.cli.options.SlideListOpt``) now serves them all.
+- ``score --slides cohort.csv`` named each slide's outputs and results.csv row after the file's name, not
+  the CSV's own ``slide_id`` column (a lab's ids: ``LAB-001``), with only a warning; a lab joined its
+  results to its ids by hand. The CSV's ids name them now (and ``embed``'s caches, which ``train`` finds by
+  the same ids); two rows with one id are refused in one line naming both rows.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pandas as pd
+
+
+def _copy_slides(small_demo, tmp_path, n=2):
+    slides = sorted((small_demo[0] / "cohort" / "slides").glob("*.tiff"))[:n]
+    (tmp_path / "scans 7").mkdir()
+    copies = []
+    for i, s in enumerate(slides):
+        copies.append(tmp_path / "scans 7" / f"Scan {i} é.tiff")
+        shutil.copyfile(s, copies[-1])
+    return copies
+
+
+def test_every_slide_command_takes_a_slide_list(tmp_path, small_demo, one_torch_thread):
+    """info, tile and embed read the list as score does (paths with spaces whole, relative to the list)."""
+    from conftest import run_cli
+
+    copies = _copy_slides(small_demo, tmp_path)
+    listing = tmp_path / "batch.txt"
+    listing.write_text("# batch 7\n" + "".join(f"scans 7/{c.name}\n" for c in copies), encoding="utf-8")
+    r = run_cli("info", "--slides", listing)
+    assert r.returncode == 0, r.stderr
+    assert all(str(c) in r.stdout for c in copies)
+    r = run_cli("tile", "--slides", listing, "--out", tmp_path / "tiles")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "tiles").glob("*.h5")) == ["Scan 0 é.h5", "Scan 1 é.h5"]
+    r = run_cli("info")  # neither slides nor a list: the usage line names --slides
+    assert r.returncode == 2 and "--slides LIST" in r.stderr
+
+
+def test_score_and_embed_name_slides_by_the_lists_slide_id(tmp_path, small_demo, one_torch_thread):
+    from conftest import run_cli
+
+    demo = small_demo[0]
+    copies = _copy_slides(small_demo, tmp_path)
+    cohort = tmp_path / "batch7.csv"
+    cohort.write_text("slide_id,path\nLAB-001,scans 7/Scan 0 é.tiff\nLAB-002,scans 7/Scan 1 é.tiff\n"
+                      "LAB-003,scans 7/missing.tiff\n", encoding="utf-8")
+    r = run_cli("score", "--slides", cohort, "--model", demo / "model", "--out", tmp_path / "out")
+    assert r.returncode == 1, r.stderr  # the missing slide: its error row, under its id
+    rows = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False).set_index("slide_id")
+    assert sorted(rows.index) == ["LAB-001", "LAB-002", "LAB-003"]  # was: Scan 0 é, Scan 1 é, missing
+    assert rows.loc["LAB-001", "path"] == str(copies[0]) and rows.loc["LAB-001", "status"] == "ok"
+    assert rows.loc["LAB-003", "status"] == "error"
+    for sid in ("LAB-001", "LAB-002"):
+        assert all((tmp_path / "out" / f"{sid}{s}").is_file() for s in (".h5", "_heatmap.png", ".geojson"))
+    assert not list((tmp_path / "out").glob("Scan*"))
+    r = run_cli("score", "--slides", cohort, "--model", demo / "model", "--out", tmp_path / "out")
+    assert "LAB-001: already scored" in r.stderr and "LAB-002: already scored" in r.stderr  # a rerun resumes
+    # embed names its caches by the same ids, which train and score --features find
+    r = run_cli("embed", "--slides", cohort, "--out", tmp_path / "feats", "--encoder", "small-cnn",
+                "--weights", "random")
+    assert sorted(p.name for p in (tmp_path / "feats").glob("*.h5")) == ["LAB-001.h5", "LAB-002.h5"]
+    # two rows under one id: one line naming the CSV and both rows, nothing written
+    dup = tmp_path / "dup.csv"
+    dup.write_text("slide_id,path\nLAB-001,scans 7/Scan 0 é.tiff\nLAB-001,scans 7/Scan 1 é.tiff\n", encoding="utf-8")
+    r = run_cli("score", "--slides", dup, "--model", demo / "model", "--out", tmp_path / "dup_out")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1 and f"error: {dup}:" in said and "duplicate slide_id (first on row 2)" in said
+    assert not (tmp_path / "dup_out").exists()
