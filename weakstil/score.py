@@ -140,8 +140,9 @@ class _Context:
         """Decode workers and torch threads, measured on the first slide that needs embedding."""
         if self._planner is None:
             from weakstil.decode import ThreadPlanner
+            from weakstil.scoring_encoder import LazyEncoder
 
-            self._planner = ThreadPlanner(_LazyEncoder(self), self.opts.batch_size, workers=self.opts.workers or None,
+            self._planner = ThreadPlanner(LazyEncoder(self), self.opts.batch_size, workers=self.opts.workers or None,
                                           threads=self.opts.threads or None)
         return self._planner
 
@@ -374,6 +375,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     from weakstil.mil.ensemble import score_slides_ensemble
     from weakstil.outputdir import check_replaceable, check_sidecar_replaceable, mark
     from weakstil.runtime import resolve_device
+    from weakstil.scoring_encoder import LazyEncoder
 
     opts = ctx.opts
     t0 = time.perf_counter()
@@ -385,7 +387,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     if not opts.overwrite:
         check_not_another_file(slide_file(opts.out, slide_id), path, SlideScoresFile)
 
-    result = embed_slide(path, _LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
+    result = embed_slide(path, LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
                          progress=progress, decode=opts.decode, planner=ctx.planner(),
                          keep_other_settings=opts.features is not None and not opts.overwrite)  # --features: the user's
@@ -432,20 +434,6 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
             "n_tumorbed_tiles": int(flags.sum()), "tumorbed_source": bed.source.value, "status": status,
             "error": "", "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(time.perf_counter() - t0, 2)}
-
-
-class _LazyEncoder:
-    """Looks like an Encoder to embed_slide (the planner sets its micro-batch) but builds the real
-    one on first use, so a rerun whose slides are all already scored never loads its weights."""
-
-    def __init__(self, ctx: _Context):
-        object.__setattr__(self, "_ctx", ctx)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ctx.encoder(), name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._ctx.encoder(), name, value)
 
 
 #: Feature-cache attributes copied into a slide's score file.
