@@ -73,3 +73,26 @@ def test_score_and_embed_name_slides_by_the_lists_slide_id(tmp_path, small_demo,
     said = " ".join(r.stderr.split())
     assert r.returncode == 1 and f"error: {dup}:" in said and "duplicate slide_id (first on row 2)" in said
     assert not (tmp_path / "dup_out").exists()
+
+
+def test_slide_list_written_on_windows_or_typed_with_composed_accents(tmp_path):
+    """A text list (or a path-only CSV) written on Windows (``scans\\S1.svs``) or typed with accents
+    composed beside macOS's decomposed file names was 'file not found' for every slide ("none of the 2
+    slides it lists is there"), where ``train`` reads such a cohort CSV; each names its file now."""
+    import unicodedata
+
+    from weakstil.slide_list import read_slide_list
+
+    (tmp_path / "scans").mkdir()
+    plain = tmp_path / "scans" / "S1.svs"
+    accented = tmp_path / "scans" / unicodedata.normalize("NFD", "Café 2.svs")
+    for f in (plain, accented):
+        f.write_bytes(b"x")
+    typed = unicodedata.normalize("NFC", "Café 2.svs")
+    (tmp_path / "win.txt").write_text(f"scans\\S1.svs\r\nscans\\{typed}\r\n", encoding="utf-8")
+    assert read_slide_list(tmp_path / "win.txt") == [str(plain), str(accented)]
+    (tmp_path / "paths.csv").write_text(f'path\nscans\\S1.svs\n"scans/{typed}"\n', encoding="utf-8")
+    assert read_slide_list(tmp_path / "paths.csv") == [str(plain), str(accented)]
+    (tmp_path / "ids.csv").write_text(f'slide_id,path\nP1,scans\\S1.svs\nP2,"scans/{typed}"\n', encoding="utf-8")
+    listed = read_slide_list(tmp_path / "ids.csv")
+    assert listed == [str(plain), str(accented)] and listed.ids == {str(plain): "P1", str(accented): "P2"}

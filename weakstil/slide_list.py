@@ -83,12 +83,30 @@ def _from_text(path: Path, lines: list[str]) -> list[str]:
     for name in names:
         listed = Path(name).expanduser()
         if listed.is_absolute():
-            out.append(str(listed))
-        elif (path.parent / listed).exists() or not listed.exists():  # the list's folder first
-            out.append(str(path.parent / listed))
-        else:
-            out.append(str(listed))  # a path written from the working folder, where it is
+            out.append(str(on_disk(listed)))
+            continue
+        beside, here = on_disk(path.parent / listed), on_disk(listed)
+        # the list's folder first; else a path written from the working folder, where it is
+        out.append(str(beside if beside.exists() or not here.exists() else here))
     return out
+
+
+def on_disk(p: Path) -> Path:
+    """``p``, or the file it names as a list written on Windows does (``scans\\S1.svs``: the file
+    ``scans/S1.svs``) or with its accented letters in another Unicode form (a name typed composed, the
+    file's decomposed, as macOS writes it), as ``train`` reads a cohort CSV; until hunt 32d each such
+    slide of a text list was 'file not found' (a whole list: "none of the N slides it lists is there")."""
+    from pathlib import PureWindowsPath
+
+    from weakstil.cohort_csv import unicode_twin
+
+    if p.exists():
+        return p
+    if "\\" in str(p) and not PureWindowsPath(str(p)).drive:
+        posix = Path(PureWindowsPath(str(p)).as_posix())
+        if posix.exists() or unicode_twin(posix) is not None:
+            p = posix
+    return unicode_twin(p) or p
 
 
 def _path_column(path: Path, lines: list[str]) -> list[str]:
@@ -107,7 +125,7 @@ def _from_csv(path: Path) -> ListedSlides:
     from weakstil.cohort import read_cohort
 
     table = read_cohort(path, check_files=False, require_labels=False).table
-    paths = [str(p) for p in table["path"]]
+    paths = [str(on_disk(Path(p))) for p in table["path"]]
     renamed = sum(str(sid) != _file_id(p) for sid, p in zip(table["slide_id"], paths))
     if renamed:
         log.info("%s: %d slide(s) named by the list's slide_id column, not their file's name", path, renamed)
