@@ -49,6 +49,7 @@ def test_score_and_embed_name_slides_by_the_lists_slide_id(tmp_path, small_demo,
     demo = small_demo[0]
     copies = _copy_slides(small_demo, tmp_path)
     cohort = tmp_path / "batch7.csv"
+    (tmp_path / "batch.txt").write_text("".join(f"{c}\n" for c in copies), encoding="utf-8")
     cohort.write_text("slide_id,path\nLAB-001,scans 7/Scan 0 é.tiff\nLAB-002,scans 7/Scan 1 é.tiff\n"
                       "LAB-003,scans 7/missing.tiff\n", encoding="utf-8")
     r = run_cli("score", "--slides", cohort, "--model", demo / "model", "--out", tmp_path / "out")
@@ -66,6 +67,14 @@ def test_score_and_embed_name_slides_by_the_lists_slide_id(tmp_path, small_demo,
     r = run_cli("embed", "--slides", cohort, "--out", tmp_path / "feats", "--encoder", "small-cnn",
                 "--weights", "random")
     assert sorted(p.name for p in (tmp_path / "feats").glob("*.h5")) == ["LAB-001.h5", "LAB-002.h5"]
+    # caches embedded earlier by the files' names are used, not embedded again under the ids
+    r = run_cli("embed", "--slides", tmp_path / "batch.txt", "--out", tmp_path / "by_name", "--encoder", demo / "model"
+                / "encoder")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("score", "--slides", cohort, "--model", demo / "model", "--features", tmp_path / "by_name", "--out",
+                tmp_path / "out2")
+    assert sorted(pd.read_csv(tmp_path / "out2" / "results.csv")["slide_id"]) == ["LAB-001", "LAB-002", "LAB-003"]
+    assert sorted(p.name for p in (tmp_path / "by_name").glob("*.h5")) == ["Scan 0 é.h5", "Scan 1 é.h5"]
     # two rows under one id: one line naming the CSV and both rows, nothing written
     dup = tmp_path / "dup.csv"
     dup.write_text("slide_id,path\nLAB-001,scans 7/Scan 0 é.tiff\nLAB-001,scans 7/Scan 1 é.tiff\n", encoding="utf-8")
@@ -96,3 +105,20 @@ def test_slide_list_written_on_windows_or_typed_with_composed_accents(tmp_path):
     (tmp_path / "ids.csv").write_text(f'slide_id,path\nP1,scans\\S1.svs\nP2,"scans/{typed}"\n', encoding="utf-8")
     listed = read_slide_list(tmp_path / "ids.csv")
     assert listed == [str(plain), str(accented)] and listed.ids == {str(plain): "P1", str(accented): "P2"}
+
+
+def test_slides_whose_names_differ_only_in_case_are_one_id(tmp_path, cmu):
+    """``S1.svs`` and ``s1.SVS`` were two slides whose outputs (``S1.h5``, ``s1.h5``) are one file on a
+    case-insensitive --out (macOS, Windows, an SMB share): the second overwrote the first's. The second
+    listed is refused in one line naming both, as a cohort CSV refuses such ids; the first goes on."""
+    from conftest import run_cli
+
+    upper, lower = tmp_path / "CMU-1.svs", tmp_path / "cmu-1.SVS"
+    shutil.copyfile(cmu, upper)
+    shutil.copyfile(cmu, lower)
+    r = run_cli("tile", upper, lower, "--out", tmp_path / "tiles")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 1, r.stderr
+    assert f"error: {lower}: has the slide id 'cmu-1', which differs only in case from 'CMU-1' of {upper}" in said
+    assert sorted(p.name for p in (tmp_path / "tiles").iterdir() if not p.name.startswith(".")) == \
+        ["CMU-1.h5", "CMU-1_tiles.png"]

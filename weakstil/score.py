@@ -381,6 +381,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     t0 = time.perf_counter()
     slide_id = opts.slide_id(path)
     cached = slide_file(ctx.opts.cache_dir, slide_id)
+    if not cached.exists() and slide_file(ctx.opts.cache_dir, slide_id_from_path(path)).exists():  # a list's id
+        cached = slide_file(ctx.opts.cache_dir, slide_id_from_path(path))  # names it; embed named it by the file
     # before any work, and before the all-or-none cleanup below could remove what is not ours
     check_replaceable(slide_file(opts.out, slide_id), SlideScoresFile)
     check_sidecar_replaceable(opts.out / f"{slide_id}.geojson", slide_file(opts.out, slide_id), SlideScoresFile)
