@@ -52,16 +52,25 @@ def test_score_and_embed_name_slides_by_the_lists_slide_id(tmp_path, small_demo,
     (tmp_path / "batch.txt").write_text("".join(f"{c}\n" for c in copies), encoding="utf-8")
     cohort.write_text("slide_id,path\nLAB-001,scans 7/Scan 0 é.tiff\nLAB-002,scans 7/Scan 1 é.tiff\n"
                       "LAB-003,scans 7/missing.tiff\n", encoding="utf-8")
-    r = run_cli("score", "--slides", cohort, "--model", demo / "model", "--out", tmp_path / "out")
+    # outlines named by the lab's id or by the slide file's name are both found
+    (tmp_path / "beds").mkdir()
+    truth = sorted((demo / "cohort" / "truth").glob("*_tumorbed.geojson"))[:2]
+    shutil.copyfile(truth[0], tmp_path / "beds" / "LAB-001.geojson")
+    shutil.copyfile(truth[1], tmp_path / "beds" / "Scan 1 é.geojson")
+    r = run_cli("score", "--slides", cohort, "--model", demo / "model", "--out", tmp_path / "out",
+                "--annotations", tmp_path / "beds")
     assert r.returncode == 1, r.stderr  # the missing slide: its error row, under its id
+    assert "match no slide" not in r.stderr
     rows = pd.read_csv(tmp_path / "out" / "results.csv", keep_default_na=False).set_index("slide_id")
     assert sorted(rows.index) == ["LAB-001", "LAB-002", "LAB-003"]  # was: Scan 0 é, Scan 1 é, missing
     assert rows.loc["LAB-001", "path"] == str(copies[0]) and rows.loc["LAB-001", "status"] == "ok"
     assert rows.loc["LAB-003", "status"] == "error"
+    assert list(rows.loc[["LAB-001", "LAB-002"], "tumorbed_source"]) == ["annotation", "annotation"]
     for sid in ("LAB-001", "LAB-002"):
         assert all((tmp_path / "out" / f"{sid}{s}").is_file() for s in (".h5", "_heatmap.png", ".geojson"))
     assert not list((tmp_path / "out").glob("Scan*"))
-    r = run_cli("score", "--slides", cohort, "--model", demo / "model", "--out", tmp_path / "out")
+    r = run_cli("score", "--slides", cohort, "--model", demo / "model", "--out", tmp_path / "out",
+                "--annotations", tmp_path / "beds")
     assert "LAB-001: already scored" in r.stderr and "LAB-002: already scored" in r.stderr  # a rerun resumes
     # embed names its caches by the same ids, which train and score --features find
     r = run_cli("embed", "--slides", cohort, "--out", tmp_path / "feats", "--encoder", "small-cnn",

@@ -79,7 +79,9 @@ def score(
         raise typer.Exit(1)
     if annotations is not None and annotations.is_dir():  # a misnamed outline: named, not unused without a word
         from weakstil.cli.tumorbed import known_slides, warn_unmatched_annotations
-        warn_unmatched_annotations(annotations, {id_of(p): id_of(p) for p in paths},
+        from weakstil.slide import slide_id_from_path
+
+        warn_unmatched_annotations(annotations, {slide_id_from_path(p): id_of(p) for p in paths},  # file name: id
                                    [], cohort_hint=False, others=known_slides([Path(p) for p in paths], features))
     rows = score_batch(paths, opts)
     ok = sum(r["status"] != STATUS_ERROR for r in rows)
