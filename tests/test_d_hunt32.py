@@ -131,3 +131,18 @@ def test_slides_whose_names_differ_only_in_case_are_one_id(tmp_path, cmu):
     assert f"error: {lower}: has the slide id 'cmu-1', which differs only in case from 'CMU-1' of {upper}" in said
     assert sorted(p.name for p in (tmp_path / "tiles").iterdir() if not p.name.startswith(".")) == \
         ["CMU-1.h5", "CMU-1_tiles.png"]
+
+
+def test_one_file_under_two_ids_of_a_list_is_refused(tmp_path):
+    """Two rows of a list naming one file under two ids: it was scored once under the second id and
+    the first id had no row, without a word."""
+    import pytest
+
+    from weakstil.errors import WeakSTILError
+    from weakstil.slide_list import read_slide_list
+
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "a.svs").write_bytes(b"x")
+    (tmp_path / "twice.csv").write_text("slide_id,path\nA1,s/a.svs\nA2,./s/a.svs\n")
+    with pytest.raises(WeakSTILError, match="slide ids A1 and A2 name the same file"):
+        read_slide_list(tmp_path / "twice.csv")

@@ -129,7 +129,13 @@ def _from_csv(path: Path) -> ListedSlides:
     renamed = sum(str(sid) != _file_id(p) for sid, p in zip(table["slide_id"], paths))
     if renamed:
         log.info("%s: %d slide(s) named by the list's slide_id column, not their file's name", path, renamed)
-    return ListedSlides(paths, {os.path.abspath(p): str(sid) for sid, p in zip(table["slide_id"], paths)})
+    seen: dict[str, str] = {}
+    for sid, p in zip(map(str, table["slide_id"]), paths):
+        first = seen.setdefault(os.path.realpath(p), sid)
+        if first != sid:  # one file, two ids: it was scored once, under the last id, and the first vanished
+            raise WeakSTILError(f"--slides: slide ids {first} and {sid} name the same file ({p})", path=path,
+                                fix="keep one row per slide file")
+    return ListedSlides(paths, {os.path.abspath(p): sid for sid, p in zip(map(str, table["slide_id"]), paths)})
 
 
 def _file_id(p: str) -> str:
