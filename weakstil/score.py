@@ -83,10 +83,16 @@ class ScoreOptions:
     tumorbed_beds: Path | None = None  #: precomputed beds (weakstil tumorbed apply), used first
     threshold: float | None = None
     overwrite: bool = False
+    #: a slide list's own ids by absolute path (a cohort CSV's slide_id column); other files: their name
+    slide_ids: dict[str, str] = field(default_factory=dict)
 
     @property
     def cache_dir(self) -> Path:
         return self.features or self.out / "features"
+
+    def slide_id(self, path: str | Path) -> str:
+        """The id that names ``path``'s outputs and results.csv row."""
+        return self.slide_ids.get(os.path.abspath(path)) or slide_id_from_path(path)
 
 
 @dataclass
@@ -111,11 +117,13 @@ class _Context:
         enc = self.meta.get("encoder", {})
         return f"{enc.get('name')}@{str(enc.get('weights_sha256'))[:12]}"
 
-    def request(self, slide_id: str) -> dict:
-        """The settings that decide a slide's score besides the slide file and the model."""
+    def request(self, slide_id: str, path: str | Path | None = None) -> dict:
+        """The settings that decide a slide's score besides the slide file and the model (``path``: the
+        slide file, whose name also finds its bed or outline when a slide list's id names it)."""
         o = self.opts
         return {"threshold": self.threshold, "slide_mpp": o.slide_mpp, "allow_upsample": o.allow_upsample,
-                "encoder": o.encoder, "weights": o.weights, "tumorbed": self.beds.request(slide_id),
+                "encoder": o.encoder, "weights": o.weights, "tumorbed": self.beds.request(
+                    slide_id, also=slide_id_from_path(path) if path is not None else None),
                 # a retrained model (other folds, members, calibration) may keep the final weights' hash
                 "model_json_sha256": self.model_json_sha256, "scoring": "ensemble" if len(self.models) > 1 else "final"}
 
@@ -132,8 +140,9 @@ class _Context:
         """Decode workers and torch threads, measured on the first slide that needs embedding."""
         if self._planner is None:
             from weakstil.decode import ThreadPlanner
+            from weakstil.scoring_encoder import LazyEncoder
 
-            self._planner = ThreadPlanner(_LazyEncoder(self), self.opts.batch_size, workers=self.opts.workers or None,
+            self._planner = ThreadPlanner(LazyEncoder(self), self.opts.batch_size, workers=self.opts.workers or None,
                                           threads=self.opts.threads or None)
         return self._planner
 
@@ -206,7 +215,7 @@ def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx
     if current is None:  # missing, empty or not a slide: never "already scored"; scoring it says why
         return False
     other_scan = why_stale(attrs, current)
-    stale = other_scan or other_request(attrs, ctx.request(slide_id))
+    stale = other_scan or other_request(attrs, ctx.request(slide_id, path))
     if stale:  # a rescan in place replaces the earlier result: a warning (another path is refused by score_slide)
         level = (logging.DEBUG if attrs.get("slide_path") != str(path.resolve()) else logging.WARNING) if other_scan \
             else logging.INFO
@@ -251,19 +260,20 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     clashes: list[dict] = []  #: error rows of files whose slide id an earlier file has
     batch_rows = BatchRows()
     other_file: set[str] = set()  #: slide ids whose earlier row was another file's
-    todo, refused = claim_ids(slides, {i: str(r.get("path")) for i, r in earlier.items() if r.get("status") in FINISHED})
+    todo, refused = claim_ids(slides, {i: str(r.get("path")) for i, r in earlier.items() if r.get("status") in FINISHED},
+                              id_of=opts.slide_id)
     for path, exc in refused:
         say(exc.one_line())
-        clashes.append(row := _error_row(path, slide_id_from_path(path), ctx, exc, 0.0))
+        clashes.append(row := _error_row(path, opts.slide_id(path), ctx, exc, 0.0))
         batch_rows.append(row)
     stopped: OutputError | None = None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     bar = Progress(*columns, disable=not progress, transient=True)  # shown from the first tiles embedded
-    with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, slide_id_from_path(p)))) as turns, \
+    with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, opts.slide_id(p)))) as turns, \
             contextlib.ExitStack() as showing:
         batch_task = bar.add_task("slides", total=len(todo))
         for done, path in enumerate(turns, start=1):
-            slide_id = slide_id_from_path(path)
+            slide_id = opts.slide_id(path)
             prev = read_previous(results_path).get(slide_id)
             if not opts.overwrite and _already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
@@ -365,18 +375,21 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     from weakstil.mil.ensemble import score_slides_ensemble
     from weakstil.outputdir import check_replaceable, check_sidecar_replaceable, mark
     from weakstil.runtime import resolve_device
+    from weakstil.scoring_encoder import LazyEncoder
 
     opts = ctx.opts
     t0 = time.perf_counter()
-    slide_id = slide_id_from_path(path)
+    slide_id = opts.slide_id(path)
     cached = slide_file(ctx.opts.cache_dir, slide_id)
+    if not cached.exists() and slide_file(ctx.opts.cache_dir, slide_id_from_path(path)).exists():  # a list's id
+        cached = slide_file(ctx.opts.cache_dir, slide_id_from_path(path))  # names it; embed named it by the file
     # before any work, and before the all-or-none cleanup below could remove what is not ours
     check_replaceable(slide_file(opts.out, slide_id), SlideScoresFile)
     check_sidecar_replaceable(opts.out / f"{slide_id}.geojson", slide_file(opts.out, slide_id), SlideScoresFile)
     if not opts.overwrite:
         check_not_another_file(slide_file(opts.out, slide_id), path, SlideScoresFile)
 
-    result = embed_slide(path, _LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
+    result = embed_slide(path, LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
                          progress=progress, decode=opts.decode, planner=ctx.planner(),
                          keep_other_settings=opts.features is not None and not opts.overwrite)  # --features: the user's
@@ -425,20 +438,6 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
             "seconds": round(time.perf_counter() - t0, 2)}
 
 
-class _LazyEncoder:
-    """Looks like an Encoder to embed_slide (the planner sets its micro-batch) but builds the real
-    one on first use, so a rerun whose slides are all already scored never loads its weights."""
-
-    def __init__(self, ctx: _Context):
-        object.__setattr__(self, "_ctx", ctx)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._ctx.encoder(), name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._ctx.encoder(), name, value)
-
-
 #: Feature-cache attributes copied into a slide's score file.
 _COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "slide_width", "slide_height",
                  "tiling_key", "encoder", "weights_sha256", "weights_file_sha256", "cache_key", "torch_version", "timm_version",
@@ -470,7 +469,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         "model_seed": int(ctx.meta.get("seed", -1)),  # scoring itself draws nothing (qc sampling: seed 0)
         "tile_prior_stroma": settings.TILE_PRIOR_STROMA if stroma is not None else 0.0,
         "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "score_request": json.dumps(ctx.request(slide_id)),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "score_request": json.dumps(ctx.request(slide_id, path)),
         **bed.attrs()}
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
     attrs.update(qc_attrs or {})

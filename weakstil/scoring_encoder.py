@@ -186,3 +186,17 @@ def check_batch_memory(encoder, opts: ScoreOptions, tile_px: int) -> None:
     buffers = decode_ring_slots(opts.batch_size, tile_px, opts.workers)
     check_memory(embed_bytes(cost, opts.batch_size, tile_px, encoder.input_px, buffers), encoder.device,
                  what=f"scoring with batches of {opts.batch_size} tiles of {tile_px} px", fix="lower --batch-size")
+
+
+class LazyEncoder:
+    """Looks like an Encoder to embed_slide (the planner sets its micro-batch) but builds the real
+    one on first use, so a rerun whose slides are all already scored never loads its weights."""
+
+    def __init__(self, ctx: Any):  # weakstil.score._Context
+        object.__setattr__(self, "_ctx", ctx)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._ctx.encoder(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._ctx.encoder(), name, value)

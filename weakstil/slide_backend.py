@@ -123,8 +123,8 @@ class OpenSlideBackend:
                 raise SlideError(
                     f"is a text file listing {listed} slide(s), not a slide",
                     path=path,
-                    fix=f"pass the slides themselves, or to score the list itself: weakstil score --slides {path} "
-                        f"(elsewhere $(grep -v '^#' {path}) lists them, for paths without spaces)",
+                    fix=f"pass the slides themselves, or the list itself: --slides {path} (every command that takes "
+                        "slides reads it, paths with spaces whole)",
                 ) from None
             raise SlideError(
                 "not a slide format OpenSlide can read",

@@ -13,7 +13,7 @@ from weakstil.errors import WeakSTILError
 from weakstil.slide import slide_id_from_path
 
 
-def claim_ids(paths: list[Path], scored: dict[str, str] | None = None
+def claim_ids(paths: list[Path], scored: dict[str, str] | None = None, id_of=slide_id_from_path
               ) -> tuple[list[Path], list[tuple[Path, WeakSTILError]]]:
     """(the files to score, one per slide id, in the order listed; the files refused, with why).
 
@@ -27,23 +27,33 @@ def claim_ids(paths: list[Path], scored: dict[str, str] | None = None
 
     scored = scored or {}
 
-    owner: dict[str, Path] = {}
+    owner: dict[str, Path] = {}  # by the id case-folded: S1 and s1 are one file on macOS, Windows, SMB shares
     order: list[str] = []
     refused: list[tuple[Path, WeakSTILError]] = []
     for path in map(Path, paths):
-        slide_id = slide_id_from_path(path)
-        if slide_id not in owner:
-            owner[slide_id] = path
-            order.append(slide_id)
+        slide_id = id_of(path)
+        key = slide_id.casefold()
+        if key not in owner:
+            owner[key] = path
+            order.append(key)
             continue
-        first = owner[slide_id]
+        first = owner[key]
         if not opens_as_slide(first, can_open) and opens_as_slide(path, can_open):
-            owner[slide_id], path, first = path, first, path  # the slide takes the id; the other file is refused
+            owner[key], path, first = path, first, path  # the slide takes the id; the other file is refused
         elif scored.get(slide_id) == os.path.abspath(path) != os.path.abspath(first) \
                 and opens_as_slide(path, can_open):
-            owner[slide_id], path, first = path, first, path  # the file scored under this id keeps it
-        refused.append((path, _refusal(path, slide_id, first, can_open)))
+            owner[key], path, first = path, first, path  # the file scored under this id keeps it
+        refused.append((path, _refusal(path, id_of(path), first, can_open, id_of(first))))
     return [owner[i] for i in order], refused
+
+
+def same_id_problem(slide_id: str, owner: Path, owner_id: str | None = None) -> str:
+    """Why a file whose slide id is ``owner``'s (or differs from ``owner_id`` only in case) is left out."""
+    if owner_id is not None and owner_id != slide_id:  # hunt 32d: both were written, one file on a Mac or a share
+        return (f"has the slide id '{slide_id}', which differs only in case from '{owner_id}' of {owner}: their "
+                "outputs would be one file on a case-insensitive file system (macOS, Windows, SMB shares), as a cohort "
+                "CSV refuses such ids")
+    return f"has the same slide id '{slide_id}' as {owner}, and outputs are named by slide id"
 
 
 def opens_as_slide(path: Path, can_open=None) -> bool:
@@ -56,10 +66,10 @@ def opens_as_slide(path: Path, can_open=None) -> bool:
         return False
 
 
-def _refusal(path: Path, slide_id: str, owner: Path, can_open) -> WeakSTILError:
+def _refusal(path: Path, slide_id: str, owner: Path, can_open, owner_id: str | None = None) -> WeakSTILError:
     if opens_as_slide(path, can_open):
-        return WeakSTILError(f"has the same slide id '{slide_id}' as {owner}, and outputs are named by slide id",
-                             path=path, fix="rename one of the files, or score it into another --out")
+        return WeakSTILError(same_id_problem(slide_id, owner, owner_id), path=path,
+                             fix="rename one of the files, or score it into another --out")
     kind = "a folder" if path.is_dir() else "not a slide file WeakSTIL can open"
     return WeakSTILError(f"is {kind}; slide id '{slide_id}' is {owner}'s, which is scored", path=path,
                          fix="list only slide files (e.g. 'slides/*.svs' rather than 'slides/*')")

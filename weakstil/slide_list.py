@@ -15,7 +15,17 @@ from weakstil.errors import UsageError, WeakSTILError
 log = logging.getLogger(__name__)
 
 
-def read_slide_list(path: Path) -> list[str]:
+class ListedSlides(list):
+    """The slide paths a list names (strings, globs kept for :func:`weakstil.cli.options.expand_slides`),
+    with ``ids``: a cohort CSV's own ``slide_id`` of each path (by absolute path), which names the
+    slide's outputs and results.csv row instead of its file's name (hunt 32d)."""
+
+    def __init__(self, paths=(), ids: dict[str, str] | None = None):
+        super().__init__(paths)
+        self.ids = dict(ids or {})
+
+
+def read_slide_list(path: Path) -> ListedSlides:
     """The slide paths (as strings, globs kept for :func:`weakstil.cli.options.expand_slides`) that ``path`` lists."""
     path = Path(path)
     if not path.is_file():
@@ -43,7 +53,7 @@ def read_slide_list(path: Path) -> list[str]:
             else _from_text(path, lines)
     _refuse_all_missing(path, listed)
     log.info("%s: %d slide(s) listed", path, len(listed))
-    return listed
+    return listed if isinstance(listed, ListedSlides) else ListedSlides(listed)
 
 
 def _refuse_all_missing(path: Path, listed: list[str]) -> None:
@@ -73,12 +83,30 @@ def _from_text(path: Path, lines: list[str]) -> list[str]:
     for name in names:
         listed = Path(name).expanduser()
         if listed.is_absolute():
-            out.append(str(listed))
-        elif (path.parent / listed).exists() or not listed.exists():  # the list's folder first
-            out.append(str(path.parent / listed))
-        else:
-            out.append(str(listed))  # a path written from the working folder, where it is
+            out.append(str(on_disk(listed)))
+            continue
+        beside, here = on_disk(path.parent / listed), on_disk(listed)
+        # the list's folder first; else a path written from the working folder, where it is
+        out.append(str(beside if beside.exists() or not here.exists() else here))
     return out
+
+
+def on_disk(p: Path) -> Path:
+    """``p``, or the file it names as a list written on Windows does (``scans\\S1.svs``: the file
+    ``scans/S1.svs``) or with its accented letters in another Unicode form (a name typed composed, the
+    file's decomposed, as macOS writes it), as ``train`` reads a cohort CSV; until hunt 32d each such
+    slide of a text list was 'file not found' (a whole list: "none of the N slides it lists is there")."""
+    from pathlib import PureWindowsPath
+
+    from weakstil.cohort_csv import unicode_twin
+
+    if p.exists():
+        return p
+    if "\\" in str(p) and not PureWindowsPath(str(p)).drive:
+        posix = Path(PureWindowsPath(str(p)).as_posix())
+        if posix.exists() or unicode_twin(posix) is not None:
+            p = posix
+    return unicode_twin(p) or p
 
 
 def _path_column(path: Path, lines: list[str]) -> list[str]:
@@ -88,17 +116,26 @@ def _path_column(path: Path, lines: list[str]) -> list[str]:
     return _from_text(path, [(row.get(key) or "").strip() for row in rows])
 
 
-def _from_csv(path: Path) -> list[str]:
+def _from_csv(path: Path) -> ListedSlides:
+    """A cohort CSV's paths, each under the CSV's own ``slide_id`` (a lab's ids: the outputs and
+    results.csv rows are named by them; score named them after the file, hunt 32d). Duplicate ids are
+    refused by the cohort reader, one line naming both rows."""
+    import os
+
     from weakstil.cohort import read_cohort
 
     table = read_cohort(path, check_files=False, require_labels=False).table
-    renamed = [(sid, p) for sid, p in zip(table["slide_id"], table["path"])
-               if sid != _file_id(p)]
-    if renamed:  # score names its outputs and rows after the slide file, as for slides on the command line
-        sid, p = renamed[0]
-        log.warning("%s: %d row(s) whose slide_id is not their file's name (%s: %s): score names outputs and "
-                    "results.csv rows after the slide file (%s)", path, len(renamed), sid, Path(p).name, _file_id(p))
-    return [str(p) for p in table["path"]]
+    paths = [str(on_disk(Path(p))) for p in table["path"]]
+    renamed = sum(str(sid) != _file_id(p) for sid, p in zip(table["slide_id"], paths))
+    if renamed:
+        log.info("%s: %d slide(s) named by the list's slide_id column, not their file's name", path, renamed)
+    seen: dict[str, str] = {}
+    for sid, p in zip(map(str, table["slide_id"]), paths):
+        first = seen.setdefault(os.path.realpath(p), sid)
+        if first != sid:  # one file, two ids: it was scored once, under the last id, and the first vanished
+            raise WeakSTILError(f"--slides: slide ids {first} and {sid} name the same file ({p})", path=path,
+                                fix="keep one row per slide file")
+    return ListedSlides(paths, {os.path.abspath(p): sid for sid, p in zip(map(str, table["slide_id"]), paths)})
 
 
 def _file_id(p: str) -> str:

@@ -62,7 +62,7 @@ def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], st
     import os
 
     from weakstil.slide import slide_id_from_path
-    from weakstil.slide_ids import opens_as_slide
+    from weakstil.slide_ids import opens_as_slide, same_id_problem
 
     id_of = id_of or slide_id_from_path
     paths = nameable(paths, failures.add)
@@ -70,20 +70,22 @@ def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], st
     order: list[str] = []
     for path in paths:
         sid = id_of(path)
-        if sid not in owner:
-            owner[sid] = path
-            order.append(sid)
+        key = sid.casefold()  # S1 and s1: one output file on macOS, Windows and SMB shares (hunt 32d)
+        if key not in owner:
+            owner[key] = path
+            order.append(key)
             continue
-        first = owner[sid]
+        first = owner[key]
         first_opens, path_opens = opens_as_slide(first), opens_as_slide(path)
         if path_opens and not first_opens:  # the slide takes the id; the other file is left out
-            owner[sid], path, first = path, first, path
+            owner[key], path, first = path, first, path
             first_opens, path_opens = True, False
         elif path_opens and made_from is not None and made_from(sid) == os.path.abspath(path) != os.path.abspath(first):
-            owner[sid], path, first = path, first, path  # the file the existing output was made from keeps the id
+            owner[key], path, first = path, first, path  # the file the existing output was made from keeps the id
+        sid = id_of(path)
         if path_opens or not first_opens:
-            failures.add(f"{path}: has the same slide id '{sid}' as {first}, and outputs are named by slide id "
-                         f"({sid}.h5). Fix: rename one of the files, or give each its own --out folder.")
+            failures.add(f"{path}: {same_id_problem(sid, first, id_of(first))} ({sid}.h5). Fix: rename one of the "
+                         "files, or give each its own --out folder.")
         else:
             kind = "a folder" if path.is_dir() else "not a slide file WeakSTIL can open"
             failures.add(f"{path}: is {kind}; slide id '{sid}' is {first}'s, which is processed. Fix: list only "

@@ -91,7 +91,12 @@ def _device(value: str) -> str:
 
 
 # --- inputs and outputs ----------------------------------------------------------------------
-SlidesArg = Annotated[list[str], typer.Argument(help="Slide files or glob patterns (quote globs).", show_default=False)]
+SlidesArg = Annotated[Optional[list[str]], typer.Argument(
+    help="Slide files or glob patterns (quote globs); or --slides LIST.", show_default=False)]
+#: one definition for every command that takes slides (tile, info, embed, pretrain, score; hunt 32d: only score had it)
+SlideListOpt = Annotated[Optional[Path], typer.Option(
+    "--slides", help="A slide list: a cohort CSV (its path column, relative to the CSV; its slide_id column, when "
+    "there, names the slides' outputs) or a text file, one slide path a line (relative to the list; # lines skipped).")]
 FeatureFilesArg = Annotated[list[str], typer.Argument(
     help="Feature caches (<slide_id>.h5 from 'weakstil embed') or glob patterns (quote globs).", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.", callback=out_dir)]
@@ -273,6 +278,30 @@ TumorBedsOpt = Annotated[
                  "tumorbed apply'); a slide's bed there comes before --tumorbed and the whole tissue, and before "
                  "--annotations unless it is a detector's bed (then the slide's annotation, when given, is used)."),
 ]
+
+
+def listed_slides(slides: list[str] | None, slide_list: Path | None) -> tuple[list[str], Callable[[Path], str]]:
+    """The slides given on the command line and in ``--slides LIST``, and the slide id of each file:
+    the list's own ``slide_id`` column when it is a cohort CSV that has one, else the file's name."""
+    from weakstil.errors import UsageError
+    from weakstil.slide import slide_id_from_path
+
+    ids: dict[str, str] = {}
+    if slide_list is not None:  # a lab's list: paths with spaces stay whole, relative ones are the list's
+        from weakstil.slide_list import read_slide_list
+
+        listed = read_slide_list(slide_list)
+        ids = listed.ids
+        slides = [*(slides or []), *listed]
+    if not slides:
+        raise UsageError("no slides given", fix="pass slide files or a quoted glob ('slides/*.svs'), or a slide list "
+                                                "with --slides LIST")
+
+    def id_of(path: Path) -> str:
+        return ids.get(os.path.abspath(path)) or slide_id_from_path(path)
+
+    id_of.ids = ids  # type: ignore[attr-defined]
+    return slides, id_of
 
 
 def expand_slides(patterns: list[str]) -> list[Path]:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from weakstil import settings
 from weakstil.cli.options import (AnnotationsOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, FeaturesOpt, ModelDirOpt, OutOpt,
-                                  ScoreAllowUpsampleOpt, ScoreEncoderOpt, SeedOpt, SlideMppOpt,
-                                  StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt, WeightsOpt, WorkersOpt,
-                                  expand_slides, out_dir)
+                                  ScoreAllowUpsampleOpt, ScoreEncoderOpt, SeedOpt, SlideListOpt, SlideMppOpt,
+                                  SlidesArg, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt, WeightsOpt, WorkersOpt,
+                                  expand_slides, listed_slides, out_dir)
 from weakstil.decode.modes import DecodeMode
 
 log = logging.getLogger("weakstil")
@@ -21,11 +21,8 @@ log = logging.getLogger("weakstil")
 def score(
     model: ModelDirOpt,
     out: OutOpt,
-    slides: Annotated[Optional[list[str]], typer.Argument(
-        help="Slide files or glob patterns (quote globs); or --slides LIST.", show_default=False)] = None,
-    slide_list: Annotated[Optional[Path], typer.Option(
-        "--slides", help="A slide list: a cohort CSV (its path column, relative to the CSV) or a text file, one slide "
-        "path a line (relative to the list; # lines skipped).")] = None,
+    slides: SlidesArg = None,
+    slide_list: SlideListOpt = None,
     features: FeaturesOpt = None,
     encoder: ScoreEncoderOpt = None,
     weights: WeightsOpt = None,
@@ -48,13 +45,7 @@ def score(
     from weakstil.errors import UsageError, check_folder_option
     from weakstil.score import STATUS_ERROR, STATUS_NO_BED, ScoreOptions, score_batch
 
-    if slide_list is not None:  # a lab's list: paths with spaces stay whole, relative ones are the list's
-        from weakstil.slide_list import read_slide_list
-
-        slides = [*(slides or []), *read_slide_list(slide_list)]
-    if not slides:
-        raise UsageError("no slides given", fix="pass slide files or a quoted glob ('slides/*.svs'), or a slide list "
-                                                "with --slides LIST")
+    slides, id_of = listed_slides(slides, slide_list)  # a CSV's slide_id column names its slides (hunt 32d)
 
     if features is not None and features.exists() and not features.is_dir():
         raise UsageError("--features is a file, not a folder (of feature caches, made when missing)",
@@ -72,7 +63,8 @@ def score(
                         workers=workers, threads=threads, decode=decode.value, batch_size=batch_size,
                         slide_mpp=slide_mpp,
                         allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
-                        tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite)
+                        tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite,
+                        slide_ids=id_of.ids)
     from weakstil.cli.batch import matched, nameable
     from weakstil.cli.errors import error_line
 
@@ -89,7 +81,7 @@ def score(
         from weakstil.cli.tumorbed import known_slides, warn_unmatched_annotations
         from weakstil.slide import slide_id_from_path
 
-        warn_unmatched_annotations(annotations, {slide_id_from_path(str(p)): slide_id_from_path(str(p)) for p in paths},
+        warn_unmatched_annotations(annotations, {slide_id_from_path(p): id_of(p) for p in paths},  # file name: id
                                    [], cohort_hint=False, others=known_slides([Path(p) for p in paths], features))
     rows = score_batch(paths, opts)
     ok = sum(r["status"] != STATUS_ERROR for r in rows)

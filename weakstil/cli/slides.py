@@ -11,16 +11,17 @@ import typer
 from weakstil import settings
 from weakstil.cli.batch import for_each_slide, nameable, unique_ids
 from weakstil.cli.errors import Failures
-from weakstil.cli.options import (AllowUpsampleOpt, HardOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideMppOpt,
+from weakstil.cli.options import (AllowUpsampleOpt, HardOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideListOpt, SlideMppOpt,
                                   SlidesArg, StratifiedOpt, SynthLook, SynthLookOpt, TileSizeOpt, TissueThresholdOpt,
-                                  expand_slides, in_range, out_dir)
+                                  expand_slides, in_range, listed_slides, out_dir)
 
 log = logging.getLogger("weakstil")
 
 
 def tile(
-    slides: SlidesArg,
     out: OutOpt,
+    slides: SlidesArg = None,
+    slide_list: SlideListOpt = None,
     slide_mpp: SlideMppOpt = None,
     mpp: MppOpt = settings.MPP,
     tile_size: TileSizeOpt = settings.TILE_PX,
@@ -34,6 +35,7 @@ def tile(
     from weakstil.slide import Slide, slide_id_from_path
     from weakstil.tiles import TilingParams, tile_slide_to_dir, tiles_up_to_date
 
+    slides, _ = listed_slides(slides, slide_list)  # (tiles are named by the slide file, as 'tumorbed train' finds them)
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
     check_tiles_out(out)  # never into a model, a cohort or another command's folder (before any work)
     if (dense := params.dense_warning()) is not None:
@@ -58,8 +60,9 @@ def tile(
     failures.exit()
 
 
-def info(slides: SlidesArg, slide_mpp: SlideMppOpt = None) -> None:
+def info(slides: SlidesArg = None, slide_list: SlideListOpt = None, slide_mpp: SlideMppOpt = None) -> None:
     """Print what WeakSTIL sees in each slide: resolution, size, levels, vendor."""
+    slides, _ = listed_slides(slides, slide_list)
     from weakstil.errors import SlideError
     from weakstil.slide import Slide, describe_without_mpp
 

@@ -13,8 +13,8 @@ from weakstil.cli.batch import for_each_slide, unique_ids
 from weakstil.cli.errors import Failures
 from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, EncoderOpt,
                                   MeasureTileStatsOpt, MppOpt, OutOpt,
-                                  OverlapOpt, OverwriteOpt, SeedOpt, SlideMppOpt, SlidesArg, ThreadsOpt, TileSizeOpt,
-                                  StainNormChoice, StainNormOpt, TissueThresholdOpt, WeightsOpt, WorkersOpt, expand_slides,
+                                  OverlapOpt, OverwriteOpt, SeedOpt, SlideListOpt, SlideMppOpt, SlidesArg, ThreadsOpt, TileSizeOpt,
+                                  StainNormChoice, StainNormOpt, TissueThresholdOpt, WeightsOpt, WorkersOpt, expand_slides, listed_slides,
                                   in_range)
 from weakstil.decode.modes import DecodeMode
 from weakstil.errors import UsageError
@@ -44,9 +44,10 @@ def _cache_made_from(out: Path, slide_id: str) -> str | None:
 
 
 def embed(
-    slides: SlidesArg,
     out: OutOpt,
     encoder: EncoderOpt,
+    slides: SlidesArg = None,
+    slide_list: SlideListOpt = None,
     weights: WeightsOpt = None,
     batch_size: BatchSizeOpt = settings.BATCH_SIZE,
     workers: WorkersOpt = settings.DECODE_WORKERS,
@@ -68,11 +69,13 @@ def embed(
 
     A slide whose complete cache was made with the same encoder, weights and tiling is skipped."""
     interrupt_on_sigterm()
-    from weakstil.embed import cache_path, embed_slide, open_encoder
+    from weakstil.embed import embed_slide, open_encoder
+    from weakstil.files import slide_file
     from weakstil.feature_cache import refuse_mixing_folder
     from weakstil.outputdir import check_features_out, mark
     from weakstil.tiles import TilingParams
 
+    slides, id_of = listed_slides(slides, slide_list)  # a CSV's slide_id column names the caches, as in score
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
     check_features_out(out)  # never into a model, an encoder or another command's folder
     if (dense := params.dense_warning()) is not None:
@@ -85,7 +88,10 @@ def embed(
     if not overwrite:  # a folder of another tiling or encoder: one line, not a mixed folder (nor an error per slide)
         refuse_mixing_folder(out, enc, params)
     failures = Failures()
-    paths = unique_ids(expand_slides(slides), failures, made_from=lambda sid: _cache_made_from(out, sid))
+    paths = unique_ids(expand_slides(slides), failures, id_of=id_of, made_from=lambda sid: _cache_made_from(out, sid))
+
+    def cache_path(out: Path, path: Path) -> Path:
+        return slide_file(out, id_of(path))
     with bar_progress("tiles") as progress:
         def one(path: Path) -> None:
             task = progress.add_task(path.name, total=None, info="")
@@ -121,8 +127,9 @@ def check_embed_memory(enc, batch_size: int, tile_px: int, workers: int) -> None
 
 
 def pretrain(
-    slides: SlidesArg,
     out: OutOpt,
+    slides: SlidesArg = None,
+    slide_list: SlideListOpt = None,
     encoder: EncoderOpt = "small-cnn",
     weights: Annotated[
         Optional[str], typer.Option("--weights", help="Start from these weights (default: an --encoder folder's "
@@ -167,6 +174,7 @@ def pretrain(
     Writes OUT/model.safetensors and OUT/card.yaml (use OUT as 'weakstil embed --encoder OUT'),
     and a checkpoint for --resume."""
     interrupt_on_sigterm()
+    slides, _ = listed_slides(slides, slide_list)
     from weakstil.pretrain import PretrainConfig
     from weakstil.runtime import cpu_count, resolve_device
     from weakstil.tiles import TilingParams

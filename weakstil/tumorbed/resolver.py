@@ -108,6 +108,7 @@ class BedSources:
         """One slide's tumour bed, from its feature cache (read with its tissue mask); ``slide_path``:
         the slide's file where it is now (the detector's ink veto reads it), when known."""
         from weakstil.annotations import find_annotation
+        from weakstil.slide import slide_id_from_path
 
         where = features.path if features.path is not None else slide_id
         if self.detector is not None:  # a detector of another encoder is refused, whatever the slide has
@@ -116,6 +117,8 @@ class BedSources:
         # (as the features themselves are found): 'patientA' in the CSV, synth_0000.tiff/.h5/.geojson on disk
         names = [slide_id] + ([features.path.stem] if features.path is not None and features.path.stem != slide_id
                               else [])
+        if slide_path is not None and (file_id := slide_id_from_path(slide_path)) not in names:
+            names.append(file_id)  # a slide list's own id names the slide: its file's name finds its files too
         precomputed = _first_found(find_slide_file, self.beds, names)
         if precomputed is not None:
             bed = read_precomputed(precomputed, slide_id, features)
