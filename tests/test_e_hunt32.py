@@ -171,3 +171,29 @@ def test_a_bed_file_of_islands_that_do_not_overlap_is_read_without_a_union_of_th
         {"type": "Feature", "geometry": mapping(g), "properties": {"objectType": "annotation"}} for g in overlapping]}))
     merged = load_polygons(path)
     assert unions and len(merged.geoms) == 1 and merged.area == pytest.approx(300 * 100)
+
+
+def test_a_saved_bed_is_read_back_level_by_level_in_few_runs_and_the_same_shape():
+    """A saved bed continued in napari became rings polygon by polygon (outline, its holes, the next outline, ...):
+    a big slide's 1,565 islands made 78 alternating runs, each a union or difference of the whole bed, so its Rescore
+    and Save bed took 115 s. Rings now come level by level (outlines, their holes, islands in those holes, theirs):
+    two runs a level, the very same shape."""
+    from itertools import groupby
+
+    from shapely.geometry import MultiPolygon, box
+
+    from weakstil.bed_edit import ordered_bed_shape
+    from weakstil.bed_read import shape_parts
+
+    polygons = []
+    for x in range(0, 4000, 200):  # 20 islands, each with a hole, and an island (with its own hole) in every hole
+        outer = box(x, 0, x + 150, 150).difference(box(x + 20, 20, x + 130, 130))
+        inner = box(x + 40, 40, x + 110, 110).difference(box(x + 60, 60, x + 90, 90))
+        polygons += [outer, inner]
+    shape = MultiPolygon(polygons)
+    assert shape.is_valid
+    rings, parts = shape_parts(shape)
+    assert len(rings) == 80
+    runs = [k for k, _ in groupby(parts)]
+    assert runs == ["bed", "hole", "bed", "hole"], runs  # old: 40 alternating runs of bed and hole
+    assert ordered_bed_shape(rings, parts).symmetric_difference(shape).area == 0.0
