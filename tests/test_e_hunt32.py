@@ -107,7 +107,7 @@ def test_an_error_in_a_bed_step_is_said_in_the_widget_not_lost_in_the_thread(mak
 
 
 def test_closing_the_saved_edited_bed_does_not_read_and_rescore_its_file_again(make_napari_viewer, scored, tmp_path,
-                                                                             monkeypatch):
+                                                                             monkeypatch, qtbot):
     """Closing the edited bed's layer after Save bed took 47-142 s on a 100,000-tile slide's fragmented bed: the
     line beneath the number (what the saved bed gives) read the file just written and put its rings together again
     ring by ring. Save bed now keeps what the file gives, so closing reads nothing, and the line is the file's as
@@ -138,6 +138,10 @@ def test_closing_the_saved_edited_bed_does_not_read_and_rescore_its_file_again(m
     assert 0 < want.n_bed_tiles < int(tiles.original_flags.sum())
     detail = widget.detail_label.text()
     assert f"The bed saved in {saved} gives {want.label()} over {want.n_bed_tiles:,} tiles" in detail, detail
+
+    _press(qtbot, editor, editor.edit_button)  # continues the saved bed, its number worked out in the thread too
+    assert f"{want.label()} · edited bed" in widget.stil_label.text(), widget.stil_label.text()
+    assert editor.last_rescore.n_bed_tiles == want.n_bed_tiles and str(saved) in widget.status_label.text()
 
 
 def test_a_bed_file_of_islands_that_do_not_overlap_is_read_without_a_union_of_them_all(tmp_path, monkeypatch):

@@ -4,7 +4,8 @@ A thin layer over :mod:`weakstil.bed_edit`: *Edit bed* puts the result's bed on 
 editable Shapes layer (:mod:`napari_weakstil.bed_layer`): the bed saved for its slide in the bed folder
 in an earlier session when there is one (:mod:`weakstil.bed_read`), else the scored bed; *Rescore* recomputes the sTIL% and the
 call from the result's cached tile scores with the model's own aggregator and threshold (no model
-or encoder needed), *Save bed* writes ``<slide_id>.geojson`` for ``--annotations``.
+or encoder needed), *Save bed* writes ``<slide_id>.geojson`` for ``--annotations``. The buttons run
+their long work in a worker thread (:mod:`napari_weakstil.bed_tasks`); called from Python, they run at once.
 """
 
 from __future__ import annotations
@@ -221,7 +222,7 @@ class BedEditor(QGroupBox):
             return None
         mpp = float(heat.metadata["slide_mpp"])
         width = OUTLINE_SCREEN_PX / camera(self.owner.viewer).zoom / mpp  # edge widths are in data units: level-0 px
-        armed = self._slow_armed
+        armed, folder = self._slow_armed, self.bed_folder(tiles)  # (read here: Qt's widgets are the GUI thread's)
         bed_layer.compiled_triangulation()  # (imports napari's triangulation here, not in the thread)
 
         def compute() -> tuple:
@@ -230,7 +231,7 @@ class BedEditor(QGroupBox):
                 from weakstil.errors import WeakSTILError
 
                 try:
-                    saved = self.saved_bed(tiles)
+                    saved = self.saved_bed(tiles, folder)
                 except WeakSTILError as exc:
                     raise Said(exc.one_line() + " (Edit bed continues the slide's bed in the bed folder: mend or "
                                "move that file, or choose another bed folder.)") from exc
@@ -315,13 +316,13 @@ class BedEditor(QGroupBox):
         """The folder Save bed writes into: the one chosen, else the default beside the result."""
         return bed_saved.bed_folder_of(self, Path(str(tiles.path)))
 
-    def saved_bed(self, tiles: ScoredTiles) -> tuple[Path, tuple[list[np.ndarray], list[str]]] | None:
-        """The bed of this slide in the bed folder, as ``--annotations`` reads it there (a bed saved in an
-        earlier session), and its rings and parts; None when there is none."""
+    def saved_bed(self, tiles: ScoredTiles, folder: Path | None = None) -> tuple[Path, tuple[list, list[str]]] | None:
+        """The bed of this slide in the bed folder (``folder``: that folder, given), as ``--annotations`` reads it
+        there (a bed saved in an earlier session), and its rings and parts; None when there is none."""
         from weakstil.annotations import find_annotation
         from weakstil.bed_read import read_bed_parts
 
-        path = find_annotation(self.bed_folder(tiles), tiles.slide_id)
+        path = find_annotation(folder or self.bed_folder(tiles), tiles.slide_id)
         return (path, read_bed_parts(path, tiles.geometry)) if path is not None else None
 
     def saved_bed_line(self, res: Any) -> str:
