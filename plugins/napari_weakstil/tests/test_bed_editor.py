@@ -76,7 +76,8 @@ def test_editing_the_bed_rescores_the_slide_and_saves_an_annotation(make_napari_
 
     # Save bed: <slide_id>.geojson that --annotations finds and reads back to the same tiles
     editor.folder_edit.value = tmp_path / "beds"
-    editor.save_button.click()
+    editor.save_button.click()  # written in a worker thread (hunt 32e)
+    editor.tasks.wait()
     slide_id = f.attrs["slide_id"]
     saved = find_annotation(tmp_path / "beds", slide_id)
     assert saved == tmp_path / "beds" / f"{slide_id}.geojson"
