@@ -130,6 +130,7 @@ class BedTasks:
         if self.gone:
             return
         log.debug("%s failed", self.what, exc_info=exc)
+        self.timer.stop()  # (no tick of its seconds over the error before the worker's end arrives)
         self.editor.owner._status(say(exc), error=True)
 
     def _finished(self) -> None:
