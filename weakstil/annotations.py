@@ -433,7 +433,11 @@ def _union(polygons: list, path: Path):
     from shapely.geometry import MultiPolygon
     from shapely.ops import unary_union
 
-    merged = unary_union(polygons)  # each polygon made valid as read (annotation_geometry.valid_parts)
+    parts = [q for g in polygons for q in getattr(g, "geoms", [g]) if not q.is_empty]
+    disjoint = MultiPolygon(parts) if parts and all(q.geom_type == "Polygon" for q in parts) else None
+    # polygons that do not overlap (a bed saved by napari or written by 'score': one valid MultiPolygon) are their
+    # union already: checked in 2 s where the union took 26 s for a big slide's 1,565 islands (hunt 32e)
+    merged = disjoint if disjoint is not None and disjoint.is_valid else unary_union(polygons)  # each made valid as read
     polys = [g for g in getattr(merged, "geoms", [merged]) if g.geom_type == "Polygon" and g.area > 0]
     if not polys and any(not p.is_empty for p in polygons):
         raise AnnotationError("annotation polygons have no area", path=path, fix="draw closed polygons")

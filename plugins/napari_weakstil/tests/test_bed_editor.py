@@ -61,7 +61,8 @@ def test_editing_the_bed_rescores_the_slide_and_saves_an_annotation(make_napari_
     outline = np.concatenate([np.stack([ys, np.full_like(ys, left)], 1),
                               np.stack([ys[::-1], np.full_like(ys, mid)], 1)])  # (y, x), 80 vertices
     layer.add_polygons([outline])
-    widget.bed_editor.rescore_button.click()
+    widget.bed_editor.rescore_button.click()  # rasterised in a worker thread (hunt 32e)
+    widget.bed_editor.tasks.wait()
     new = editor.last_rescore
     want = flags0 & (coords[:, 0] + tile / 2 < mid)
     np.testing.assert_array_equal(new.tile_flags, want)
@@ -75,7 +76,8 @@ def test_editing_the_bed_rescores_the_slide_and_saves_an_annotation(make_napari_
 
     # Save bed: <slide_id>.geojson that --annotations finds and reads back to the same tiles
     editor.folder_edit.value = tmp_path / "beds"
-    editor.save_button.click()
+    editor.save_button.click()  # written in a worker thread (hunt 32e)
+    editor.tasks.wait()
     slide_id = f.attrs["slide_id"]
     saved = find_annotation(tmp_path / "beds", slide_id)
     assert saved == tmp_path / "beds" / f"{slide_id}.geojson"

@@ -82,7 +82,8 @@ def test_selecting_a_bed_layer_shows_its_result_and_rescore_acts_on_it(make_napa
     assert widget.result.path != a
     viewer.layers.selection.active = layer_a
     assert widget.result.path == a and widget.result.slide_id in widget.detail_label.text()
-    editor.rescore_button.click()
+    editor.rescore_button.click()  # rasterised in a worker thread (hunt 32e)
+    editor.tasks.wait()
     assert editor.last_rescore is not None and editor.last_rescore.n_tiles == len(widget.result.coords)
     assert widget.result.slide_id in widget.status_label.text()
 

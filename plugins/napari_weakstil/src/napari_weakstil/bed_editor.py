@@ -4,7 +4,8 @@ A thin layer over :mod:`weakstil.bed_edit`: *Edit bed* puts the result's bed on 
 editable Shapes layer (:mod:`napari_weakstil.bed_layer`): the bed saved for its slide in the bed folder
 in an earlier session when there is one (:mod:`weakstil.bed_read`), else the scored bed; *Rescore* recomputes the sTIL% and the
 call from the result's cached tile scores with the model's own aggregator and threshold (no model
-or encoder needed), *Save bed* writes ``<slide_id>.geojson`` for ``--annotations``.
+or encoder needed), *Save bed* writes ``<slide_id>.geojson`` for ``--annotations``. The buttons run
+their long work in a worker thread (:mod:`napari_weakstil.bed_tasks`); called from Python, they run at once.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
-from napari_weakstil import bed_layer
+from napari_weakstil import bed_layer, bed_saved
 from napari_weakstil._compat import camera
 from napari_weakstil.bed_layer import BED_EDIT_KIND
+from napari_weakstil.bed_saved import default_bed_folder  # noqa: F401  (where it was; tests import it here)
+from napari_weakstil.bed_tasks import BedTasks, Said, failure_text
 from napari_weakstil.outline_width import OUTLINE_SCREEN_PX  # the width the widget keeps on zooming
 from napari_weakstil.result_layers import HEATMAP, file_identity
 
@@ -44,14 +47,14 @@ class BedEditor(QGroupBox):
         self.edit_button.setToolTip("Show the result's tumour bed as polygons to edit (move, add or delete "
                                     "vertices; draw or delete polygons): the bed saved for this slide in the bed "
                                     "folder when there is one, else the scored bed. Pressed again: the scored bed.")
-        self.edit_button.clicked.connect(self.edit_bed)
+        self.edit_button.clicked.connect(lambda: self.edit_bed(background=True))
         self.rescore_button = QPushButton("Rescore")
         self.rescore_button.setToolTip("Recompute the sTIL% from the cached tile scores with the edited bed")
-        self.rescore_button.clicked.connect(self.rescore)
+        self.rescore_button.clicked.connect(lambda: self.rescore(background=True))
         self.save_button = QPushButton("Save bed")
         self.save_button.setToolTip("Write <slide_id>.geojson (a QuPath annotation) into the bed folder, for "
                                     "'weakstil train / score / tumorbed train --annotations FOLDER'")
-        self.save_button.clicked.connect(self.save_bed)
+        self.save_button.clicked.connect(lambda: self.save_bed(background=True))
         for b in (self.edit_button, self.rescore_button, self.save_button):
             buttons.addWidget(b)
         layout.addLayout(buttons)
@@ -65,6 +68,8 @@ class BedEditor(QGroupBox):
                                            "a result inside a model or evaluation folder, '<folder>_beds' beside it)")
         form.addRow("Bed folder", self.folder_edit.native)
         layout.addLayout(form)
+        self.tasks = BedTasks(self)  # the long steps, run by the buttons in a worker thread
+        layout.addWidget(self.tasks.bar)
         self.label = QLabel("")
         self.label.setWordWrap(True)
         layout.addWidget(self.label)
@@ -95,7 +100,7 @@ class BedEditor(QGroupBox):
             return res.scored_tiles
         now = file_identity(Path(res.path))
         if res.file_key is not None and now != res.file_key:
-            self.owner._status(_changed_since_opened(Path(res.path), gone=len(now) == 1), error=True)
+            self.owner._status(bed_saved.changed_since_opened(Path(res.path), gone=len(now) == 1), error=True)
             return None
         try:
             res.scored_tiles = ScoredTiles.read(res.path)
@@ -128,9 +133,9 @@ class BedEditor(QGroupBox):
         """Whether an edited bed layer holds changes since it was loaded or last saved."""
         return layer.metadata.get("clean") != _bed_key(layer)
 
-    def _unclosed_note(self) -> str:
+    def _unclosed_note(self, layer: Any = None) -> str:
         """What the bed leaves out: lines and paths (the line and path tools) enclose no area."""
-        layer = self.layer()
+        layer = layer if layer is not None else self.layer()
         n = sum(kind in ("line", "path") for kind in layer.shape_type) if layer is not None else 0
         return (f" {n} line or path shape(s) left out: they enclose no area (draw the bed with the polygon, "
                 "rectangle, ellipse or lasso tools)." if n else "")
@@ -193,11 +198,12 @@ class BedEditor(QGroupBox):
         if heat is not None:
             heat.data = heat.metadata["raster"].paint(res.tile_scores)
 
-    # -- actions ---------------------------------------------------------------------------
-    def edit_bed(self) -> Any | None:
+    # -- actions (the buttons run them in the background: bed_tasks) ------------------------
+    def edit_bed(self, background: bool = False) -> Any | None:
         """Add the shown result's bed as an editable Shapes layer and select it: the bed saved for its slide
-        in the bed folder when there is one, else (and when pressed again while editing) the scored bed."""
-        from weakstil.errors import WeakSTILError
+        in the bed folder when there is one, else (and when pressed again while editing) the scored bed.
+        ``background``: the bed is read, traced and triangulated in a worker thread (returns None)."""
+        from napari.layers import Shapes
 
         tiles = self.scored_tiles()
         res = self.owner.result
@@ -214,27 +220,51 @@ class BedEditor(QGroupBox):
             self.owner._status(f"{old.name}: its changes are not saved. Press Edit bed again to throw them away "
                                "and start from the scored bed, or Save bed first to keep them.", error=True)
             return None
-        saved = None
-        if old is None:  # a new edit continues the bed saved for this slide; pressed again: the scored bed
-            try:
-                saved = self.saved_bed(tiles)
-            except WeakSTILError as exc:
-                self.owner._status(exc.one_line() + " (Edit bed continues the slide's bed in the bed folder: "
-                                   "mend or move that file, or choose another bed folder.)", error=True)
-                return None
-        data, parts = bed_layer.parts_to_shapes(*(saved[1] if saved else _scored_parts(tiles)))
-        if self._slow_to_draw(tiles, data):
+        mpp = float(heat.metadata["slide_mpp"])
+        width = OUTLINE_SCREEN_PX / camera(self.owner.viewer).zoom / mpp  # edge widths are in data units: level-0 px
+        armed, folder = self._slow_armed, self.bed_folder(tiles)  # (read here: Qt's widgets are the GUI thread's)
+        bed_layer.compiled_triangulation()  # (imports napari's triangulation here, not in the thread)
+
+        def compute() -> tuple:
+            saved = None
+            if old is None:  # a new edit continues the bed saved for this slide; pressed again: the scored bed
+                from weakstil.errors import WeakSTILError
+
+                try:
+                    saved = self.saved_bed(tiles, folder)
+                except WeakSTILError as exc:
+                    raise Said(exc.one_line() + " (Edit bed continues the slide's bed in the bed folder: mend or "
+                               "move that file, or choose another bed folder.)") from exc
+            data, parts = bed_layer.parts_to_shapes(*(saved[1] if saved else bed_saved.scored_parts(tiles)))
+            vertices = sum(len(d) for d in data)
+            if vertices > bed_layer.SLOW_VERTICES and not bed_layer.compiled_triangulation() and \
+                    armed != (str(tiles.path), vertices):
+                return saved, data, None, None  # said first (minutes in pure Python), not drawn
+            # the layer's triangles are made here, off the GUI thread (a big bed: 15-26 s)
+            layer = Shapes(data or None, **bed_layer.layer_kwargs(tiles.slide_id, mpp, parts, width,
+                                                                  result_path=str(res.path)))
+            return saved, data, layer, _rescore_work(tiles, saved[1]) if saved else None
+
+        return self.tasks.run(f"Edit bed: putting {tiles.slide_id}'s bed on the canvas", compute,
+                              lambda out: self._bed_on_canvas(tiles, res, heat, old, *out), background)
+
+    def _bed_on_canvas(self, tiles: ScoredTiles, res: Any, heat: Any, old: Any, saved: Any, data: list,
+                       layer: Any, first: tuple | None) -> Any | None:
+        """Edit bed's end, in the GUI thread: the layer built (or the bed said to be slow to draw) on the canvas."""
+        if layer is None:
+            self._slow_to_draw(tiles, data)
             return None
-        _warm_up_aggregation()
         viewer = self.owner.viewer
-        if old is not None:
+        if heat not in viewer.layers:
+            self.owner._status(f"{res.path.name}: its layers were closed meanwhile; open it again to edit its bed.",
+                               error=True)
+            return None
+        bed_saved.warm_up_aggregation()
+        if old is not None and old in viewer.layers:
             old.metadata["clean"] = _bed_key(old)  # thrown away on purpose (pressed again): not said to be lost
             viewer.layers.selection.active = heat  # so that removing the old layer keeps this result shown
             viewer.layers.remove(old)
-        mpp = float(heat.metadata["slide_mpp"])
-        width = OUTLINE_SCREEN_PX / camera(viewer).zoom / mpp  # edge widths are in data units: level-0 px
-        layer = viewer.add_shapes(data or None, **bed_layer.layer_kwargs(tiles.slide_id, mpp, parts, width,
-                                                                          result_path=str(res.path)))
+        viewer.add_layer(layer)
         bed_layer.set_drawing(layer, bed_layer.HOLE if self.holes_box.isChecked() else bed_layer.BED)
         layer.metadata["clean"] = _bed_key(layer)  # as loaded: nothing to save yet
         viewer.layers.selection.active = layer
@@ -254,7 +284,7 @@ class BedEditor(QGroupBox):
 
             # the number shown is the bed on the canvas, the saved one (it was the detector's: 33.0 % high beside
             # a saved bed of 29.1 % low), as 'weakstil score --annotations' scores that file
-            if self.rescore() is not None:
+            if first is not None and self._rescored(tiles, res, layer, _bed_key(layer), *first) is not None:
                 res.bed_note = f"Continuing the bed saved in {saved[0]}. " + res.bed_note
                 self.label.setText(res.bed_note)
 
@@ -284,92 +314,61 @@ class BedEditor(QGroupBox):
 
     def bed_folder(self, tiles: ScoredTiles) -> Path:
         """The folder Save bed writes into: the one chosen, else the default beside the result."""
-        value = str(self.folder_edit.value)
-        return Path(value) if value not in ("", ".") else default_bed_folder(Path(str(tiles.path)))
+        return bed_saved.bed_folder_of(self, Path(str(tiles.path)))
 
-    def saved_bed(self, tiles: ScoredTiles) -> tuple[Path, tuple[list[np.ndarray], list[str]]] | None:
-        """The bed of this slide in the bed folder, as ``--annotations`` reads it there (a bed saved in an
-        earlier session), and its rings and parts; None when there is none."""
+    def saved_bed(self, tiles: ScoredTiles, folder: Path | None = None) -> tuple[Path, tuple[list, list[str]]] | None:
+        """The bed of this slide in the bed folder (``folder``: that folder, given), as ``--annotations`` reads it
+        there (a bed saved in an earlier session), and its rings and parts; None when there is none."""
         from weakstil.annotations import find_annotation
         from weakstil.bed_read import read_bed_parts
 
-        path = find_annotation(self.bed_folder(tiles), tiles.slide_id)
+        path = find_annotation(folder or self.bed_folder(tiles), tiles.slide_id)
         return (path, read_bed_parts(path, tiles.geometry)) if path is not None else None
 
     def saved_bed_line(self, res: Any) -> str:
-        """What the bed saved for the shown result's slide in the bed folder gives, as ``--annotations`` scores it:
-        the number shown is the scored bed's, and a corrected bed saved in an earlier session (which gave another
-        number, maybe another call) was not mentioned until Edit bed. Empty when there is none or it is edited now."""
-        from weakstil.annotations import find_annotation
-        from weakstil.bed_read import read_bed_parts
-        from weakstil.errors import WeakSTILError
+        """What the bed saved for the shown result's slide in the bed folder gives, as ``--annotations`` scores it
+        (:func:`napari_weakstil.bed_saved.saved_bed_line`)."""
+        return bed_saved.saved_bed_line(self, res)
 
-        if res is None or res.tile_scores is None or self.layer() is not None:
-            return ""
-        value = str(self.folder_edit.value)
-        folder = Path(value) if value not in ("", ".") else default_bed_folder(Path(res.path))
-        try:
-            path = find_annotation(folder, res.slide_id)
-            if path is None:
-                return ""
-            stat = path.stat()
-            key = (str(path), stat.st_mtime_ns, stat.st_size)
-            if res.saved_bed_view is not None and res.saved_bed_view[0] == key:
-                return res.saved_bed_view[1]
-            if res.scored_tiles is None and (res.file_key is None or file_identity(Path(res.path)) == res.file_key):
-                from weakstil.bed_edit import ScoredTiles
-
-                res.scored_tiles = ScoredTiles.read(res.path)
-            if res.scored_tiles is None:
-                return ""
-            new = res.scored_tiles.rescore_parts(*read_bed_parts(path, res.scored_tiles.geometry), clip=True)
-        except WeakSTILError as exc:
-            return f"A bed of the slide in {folder} cannot be read: {exc.one_line()}"
-        except OSError as exc:
-            return f"A bed of the slide in {folder} cannot be read: {exc.strerror or exc}."
-        from weakstil.metrics import called_high
-
-        differs = new.found and res.stil is not None and new.stil_high != bool(called_high(res.stil, new.threshold))
-        text = (f"The bed saved in {path} gives {new.label() if new.found else 'no score (no tumour bed)'}"
-                + (f" over {new.n_bed_tiles:,} tiles" if new.found else "")
-                + (" (another call than the number above, which is the scored bed's)" if differs
-                   else " (the number above is the scored bed's)")
-                + f", as 'weakstil score --annotations {folder}' gives it. Edit bed continues it.")
-        res.saved_bed_view = (key, text)
-        return text
-
-    def rescore(self) -> BedScore | None:
-        """Recompute the sTIL% and the call from the cached tile scores with the edited bed."""
-        from weakstil.errors import WeakSTILError
-
+    def rescore(self, background: bool = False) -> BedScore | None:
+        """Recompute the sTIL% and the call from the cached tile scores with the edited bed (``background``: the
+        bed is rasterised in a worker thread; returns None)."""
         tiles = self.scored_tiles()
         res = self.owner.result
         rings = self.edited_rings() if tiles is not None else None
         if tiles is None or rings is None:
             return None
-        try:
-            new = tiles.rescore_parts(*rings, clip=True)  # a shape dragged past the slide's edge is cut to it
-        except WeakSTILError as exc:
-            self.owner._status(exc.one_line(), error=True)
+        layer = self.layer()
+        key = _bed_key(layer)  # the bed as pressed: an edit made while it runs is not the one scored
+        return self.tasks.run(f"Rescoring {tiles.slide_id}'s edited bed ({len(tiles.tile_scores):,} tiles)",
+                              lambda: _rescore_work(tiles, rings),
+                              lambda out: self._rescored(tiles, res, layer, key, *out), background)
+
+    def _rescored(self, tiles: ScoredTiles, res: Any, layer: Any, key: bytes, new: BedScore,
+                  estimates: np.ndarray | None) -> BedScore | None:
+        """Rescore's end, in the GUI thread: the edited bed's number (on the result it was pressed for)."""
+        if layer not in self.owner.viewer.layers:
+            self.owner._status(f"{layer.name} was closed while it was rescored: its number is not shown.", error=True)
             return None
-        self._show_rescored(new)
         before = f"{tiles.original_stil:.1f} %" if tiles.original_stil is not None else "—"
         note = f"Edited bed: {new.n_bed_tiles:,} of {new.n_tiles:,} tiles ({new.aggregator} aggregation); the " \
                f"scored bed gave {before}."
-        if tiles.stroma is not None and tiles.prior_stroma > 0 and new.found:
+        if estimates is not None:
             # a stroma model's published tile scores lean towards the bed's sTIL%: shown for this bed now
-            self._show_tile_values(res, tiles.tile_estimates(new.tile_flags))
+            self._show_tile_values(res, estimates)
             note += " The heatmap and tile clicks show the tile scores for this bed."
         elif tiles.stroma is not None:
             self._show_tile_values(res, None)
-        note += self._unclosed_note()
-        self.label.setText(note)
-        self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
+        note += self._unclosed_note(layer)
         res.bed_rescore, res.bed_note = new, note
-        layer = self.layer()
-        layer.metadata["rescored"] = (_bed_key(layer), new.n_bed_tiles)  # Save bed of this very bed: not again
-        self.last_rescore = new
-        self.owner.refresh_tile()  # the clicked tile: in or out of the edited bed, its score for this bed
+        layer.metadata["rescored"] = (key, new.n_bed_tiles)  # Save bed of this very bed: not again
+        layer.metadata["rescored_score"] = new
+        if res is self.owner.result:  # (another result shown meanwhile: its own line stays; this one's is kept)
+            self._show_rescored(new)
+            self.label.setText(note)
+            self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
+            self.last_rescore = new
+            self.owner.refresh_tile()  # the clicked tile: in or out of the edited bed, its score for this bed
         return new
 
     def _show_rescored(self, new: BedScore) -> None:
@@ -395,12 +394,14 @@ class BedEditor(QGroupBox):
         qc.setStyleSheet("color: #ff9f1a;" if few else "")
         qc.setToolTip("The qc flags shown before belong to the scored bed, not to this edit.")
 
-    def save_bed(self) -> Path | None:
-        """Write the edited bed as ``<slide_id>.geojson`` into the bed folder."""
+    def save_bed(self, background: bool = False) -> Path | None:
+        """Write the edited bed as ``<slide_id>.geojson`` into the bed folder (``background``: in a worker
+        thread; returns None)."""
         from weakstil.bed_edit import bed_file, write_bed_geojson
         from weakstil.errors import WeakSTILError
 
         tiles = self.scored_tiles()
+        res = self.owner.result
         rings = self.edited_rings() if tiles is not None else None
         if tiles is None or rings is None:
             return None
@@ -412,27 +413,42 @@ class BedEditor(QGroupBox):
         folder = self.bed_folder(tiles)
         g = tiles.geometry
         replaced = bed_file(folder, tiles.slide_id).exists()  # only a bed saved before is replaced (else refused)
-        try:
+        layer = self.layer()
+        key = _bed_key(layer)  # the bed as pressed: an edit made while it is written is not saved
+        known = layer.metadata.get("rescored", (None, None))
+        known_score = layer.metadata.get("rescored_score") if known[0] == key else None
+        note = self._unclosed_note(layer)
+
+        def compute() -> tuple[Path, BedScore | None]:
             path = write_bed_geojson(folder, rings[0], tiles.slide_id, parts=rings[1], slide_size=(g.width, g.height),
                                      clip=True, origin=g.origin)  # QuPath's frame on a MIRAX slide
-        except WeakSTILError as exc:
-            self.owner._status(exc.one_line() + self._unclosed_note(), error=True)
-            return None
-        except OSError as exc:
-            self.owner._status(f"{folder}: cannot write the bed ({exc.strerror or exc}). Fix: choose a writable "
-                               "bed folder.", error=True)
-            return None
-        layer = self.layer()
-        key = layer.metadata["clean"] = _bed_key(layer)  # saved: nothing is lost when it is closed or reloaded
-        known = layer.metadata.get("rescored", (None, None))
-        # the bed rescored as it is: its tile count, not a second rasterisation (half of Save bed on a big bed)
-        empty = known[1] == 0 if known[0] == key else _holds_no_tile(tiles, rings)
-        self.owner._status(f"Bed saved to {path}" + (" (the bed saved there before is replaced)" if replaced else "")
-                           + f"; use it with --annotations {folder}." + self._unclosed_note()
-                           + (" It holds no tile of the slide (none is half inside it): 'weakstil score --annotations' "
-                              "gives the slide no score (no tumour bed) and 'train' leaves it out. Fix: draw the bed "
-                              "over the tumour's tissue." if empty else ""), error=empty)
-        return path
+            if known_score is not None:  # the bed rescored as it is: not rasterised again (half of Save bed)
+                return path, known_score
+            try:
+                return path, bed_saved.bed_score(tiles, rings)
+            except WeakSTILError:
+                return path, None
+
+        def failed(exc: BaseException) -> str:
+            if isinstance(exc, OSError) and not isinstance(exc, WeakSTILError):
+                return f"{folder}: cannot write the bed ({exc.strerror or exc}). Fix: choose a writable bed folder."
+            return failure_text("Save bed", exc) + note
+
+        def apply(out: tuple[Path, BedScore | None]) -> Path:
+            path, new = out
+            if layer in self.owner.viewer.layers:
+                layer.metadata["clean"] = key  # saved: nothing is lost when it is closed or reloaded
+            if new is not None:  # what the file gives, kept: closing the layer does not read it again
+                bed_saved.remember_saved(res, path, folder, new)
+            empty = new is not None and new.n_bed_tiles == 0
+            self.owner._status(f"Bed saved to {path}" + (" (the bed saved there before is replaced)" if replaced else "")
+                               + f"; use it with --annotations {folder}." + note
+                               + (" It holds no tile of the slide (none is half inside it): 'weakstil score "
+                                  "--annotations' gives the slide no score (no tumour bed) and 'train' leaves it out. "
+                                  "Fix: draw the bed over the tumour's tissue." if empty else ""), error=empty)
+            return path
+
+        return self.tasks.run(f"Saving {tiles.slide_id}'s bed", compute, apply, background, failed=failed)
 
 
 def _bed_key(layer: Any) -> bytes:
@@ -448,50 +464,9 @@ def _bed_key(layer: Any) -> bytes:
     return digest.digest()
 
 
-def _holds_no_tile(tiles: ScoredTiles, rings: tuple[list[np.ndarray], list[str]]) -> bool:
-    """Whether a saved bed takes in no tile by the rule of ``--annotations`` (drawn over background)."""
-    from weakstil.bed_edit import bed_tile_flags, clip_to_slide, ordered_bed_shape
-
-    g = tiles.geometry
-    shape = clip_to_slide(ordered_bed_shape(*rings), g.width, g.height)
-    return not bed_tile_flags(shape, g, where=tiles.path or tiles.slide_id).any()
-
-
-def _scored_parts(tiles: ScoredTiles) -> tuple[list[np.ndarray], list[str]]:
-    """The scored bed's rings and parts, traced once per result (a 100,000-tile slide's fragmented bed: 29 s on
-    2 busy cores), not again at every Edit bed."""
-    cached = getattr(tiles, "_editor_bed_parts", None)
-    if cached is None:
-        cached = tiles.bed_parts()
-        tiles._editor_bed_parts = cached
-    return [np.array(r) for r in cached[0]], list(cached[1])
-
-
-def _changed_since_opened(path: Path, gone: bool) -> str:
-    """Why a result's bed cannot be edited from its file: the file is no longer what its layers show."""
-    if gone:
-        return (f"{path}: no longer there (moved or deleted since it was opened), so its bed cannot be read. "
-                "Fix: open the result from where it is now.")
-    return (f"{path}: written again since it was opened (scored again?); its layers show the file as it was, "
-            "and its bed and scores are not edited under them. Fix: open it again (File > Open) to edit what it "
-            "holds now.")
-
-
-def default_bed_folder(result_path: Path) -> Path:
-    """``beds/`` beside the result, unless the result lies in a folder that a rerun with --overwrite
-    replaces whole (a model's ``cv/tiles``, an evaluation's ``tiles``): then ``<that folder>_beds``
-    beside that folder, where the corrected beds outlive the rerun."""
-    from weakstil.outputdir import replaced_folder_around
-
-    owner = replaced_folder_around(result_path.parent)
-    return owner.parent / f"{owner.name}_beds" if owner is not None else result_path.parent / "beds"
-
-
-def _warm_up_aggregation() -> None:
-    """Import torch (the aggregation's maths, about 2 s cold) in the background while the
-    pathologist edits, so the first Rescore takes as long as the others."""
-    import sys
-    import threading
-
-    if "torch" not in sys.modules:
-        threading.Thread(target=lambda: __import__("torch"), name="weakstil-warm-up", daemon=True).start()
+def _rescore_work(tiles: ScoredTiles, rings: tuple[list[np.ndarray], list[str]]) -> tuple[BedScore, np.ndarray | None]:
+    """Rescore's maths (in the worker thread): the bed's score and, for a stroma model, the tiles' published scores
+    for it."""
+    new = tiles.rescore_parts(*rings, clip=True)  # a shape dragged past the slide's edge is cut to it
+    blend = tiles.stroma is not None and tiles.prior_stroma > 0 and new.found
+    return new, tiles.tile_estimates(new.tile_flags) if blend else None
