@@ -38,6 +38,7 @@ from weakstil.modeldir import ModelDir
 from weakstil.outputs import all_whole, slide_relpath
 from weakstil.results_table import BatchRows, read_previous, row_agrees_with_file, write_results
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
+from weakstil.slide_list import SlideNaming
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,8 @@ class ScoreOptions:
     tumorbed_beds: Path | None = None  #: precomputed beds (weakstil tumorbed apply), used first
     threshold: float | None = None
     overwrite: bool = False
-    #: a slide list's own ids by absolute path (a cohort CSV's slide_id column); other files: their name
-    slide_ids: dict[str, str] = field(default_factory=dict)
+    #: what a slide list says of its files: a CSV's slide_id and mpp columns (else the file's name, slide_mpp)
+    listed: SlideNaming = field(default_factory=SlideNaming)
 
     @property
     def cache_dir(self) -> Path:
@@ -92,7 +93,7 @@ class ScoreOptions:
 
     def slide_id(self, path: str | Path) -> str:
         """The id that names ``path``'s outputs and results.csv row."""
-        return self.slide_ids.get(os.path.abspath(path)) or slide_id_from_path(path)
+        return self.listed(path)
 
 
 @dataclass
@@ -120,10 +121,10 @@ class _Context:
     def request(self, slide_id: str, path: str | Path | None = None) -> dict:
         """The settings that decide a slide's score besides the slide file and the model (``path``: the
         slide file, whose name also finds its bed or outline when a slide list's id names it)."""
-        o = self.opts
-        return {"threshold": self.threshold, "slide_mpp": o.slide_mpp, "allow_upsample": o.allow_upsample,
-                "encoder": o.encoder, "weights": o.weights, "tumorbed": self.beds.request(
-                    slide_id, also=slide_id_from_path(path) if path is not None else None),
+        o, also = self.opts, slide_id_from_path(path) if path is not None else None
+        return {"threshold": self.threshold, "slide_mpp": o.slide_mpp if path is None else o.listed.mpp_of(path, o.slide_mpp),
+                "allow_upsample": o.allow_upsample, "encoder": o.encoder, "weights": o.weights,
+                "tumorbed": self.beds.request(slide_id, also=also),
                 # a retrained model (other folds, members, calibration) may keep the final weights' hash
                 "model_json_sha256": self.model_json_sha256, "scoring": "ensemble" if len(self.models) > 1 else "final"}
 
@@ -388,8 +389,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     check_sidecar_replaceable(opts.out / f"{slide_id}.geojson", slide_file(opts.out, slide_id), SlideScoresFile)
     if not opts.overwrite:
         check_not_another_file(slide_file(opts.out, slide_id), path, SlideScoresFile)
-
-    result = embed_slide(path, LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=opts.slide_mpp,
+    slide_mpp = opts.listed.mpp_of(path, opts.slide_mpp)  # a slide list's mpp column, else --slide-mpp
+    result = embed_slide(path, LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=slide_mpp,
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
                          progress=progress, decode=opts.decode, planner=ctx.planner(),
                          keep_other_settings=opts.features is not None and not opts.overwrite)  # --features: the user's
@@ -423,7 +424,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         log.warning("%s: no tumour bed found; no score", slide_id)
     qc_row, qc_attrs = ctx.assessor.assess(
         bank=bank, scores=scores, stil=stil, n_bed_tiles=int(flags.sum()), threshold=ctx.threshold, slide_path=path,
-        slide_mpp=opts.slide_mpp, tissue_fraction=features.tissue_fraction, tile_px=int(features.attrs["tile_px"]),
+        slide_mpp=slide_mpp, tissue_fraction=features.tissue_fraction, tile_px=int(features.attrs["tile_px"]),
         mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value, annotation_misplaced=bed.misplaced,
         bed_incomplete=bed.incomplete)
     check_unchanged(features.attrs, path)  # outputs all or none: a failed attempt leaves the earlier set (its row)
@@ -473,7 +474,7 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         **bed.attrs()}
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
     attrs.update(qc_attrs or {})
-    with Slide.open(path, slide_mpp=ctx.opts.slide_mpp) as slide:
+    with Slide.open(path, slide_mpp=ctx.opts.listed.mpp_of(path, ctx.opts.slide_mpp)) as slide:
         mpp = heatmap_mpp(slide)
         thumb = slide.read_thumbnail(mpp)
         slide_mpp = slide.mpp

@@ -447,7 +447,8 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
             "has no microns-per-pixel in its metadata" + (f" ({notes})" if notes else ""),
             path=path,
             fix="pass the scan resolution with --slide-mpp (about 0.25 for 40x, 0.5 for 20x scans"
-                + (": the scanner's own figure, the objective alone does not give it)" if said else ")"),
+                + (": the scanner's own figure, the objective alone does not give it)" if said else ")")
+                + "; in a batch, in an mpp column of a --slides CSV (--slide-mpp reads every slide given at it)",
         )
     if not (MPP_RANGE[0] <= meta <= MPP_RANGE[1]):
         raise SlideError(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 from pathlib import Path
 
 from weakstil.errors import UsageError, WeakSTILError
@@ -18,11 +19,35 @@ log = logging.getLogger(__name__)
 class ListedSlides(list):
     """The slide paths a list names (strings, globs kept for :func:`weakstil.cli.options.expand_slides`),
     with ``ids``: a cohort CSV's own ``slide_id`` of each path (by absolute path), which names the
-    slide's outputs and results.csv row instead of its file's name (hunt 32d)."""
+    slide's outputs and results.csv row instead of its file's name (hunt 32d); and ``mpps``: a CSV's
+    ``mpp`` column, the scan resolution of the slides whose files state none or a wrong one."""
 
-    def __init__(self, paths=(), ids: dict[str, str] | None = None):
+    def __init__(self, paths=(), ids: dict[str, str] | None = None, mpps: dict[str, float] | None = None):
         super().__init__(paths)
         self.ids = dict(ids or {})
+        self.mpps = dict(mpps or {})
+
+
+class SlideNaming:
+    """What a slide list says of each slide file beyond its path: its id (called: ``naming(path)``; the
+    list's ``slide_id``, else the file's name) and its µm/px (:meth:`mpp_of`)."""
+
+    def __init__(self, ids: dict[str, str] | None = None, mpps: dict[str, float] | None = None):
+        self.ids, self.mpps = dict(ids or {}), dict(mpps or {})
+
+    def __call__(self, path) -> str:
+        import os
+
+        return self.ids.get(os.path.abspath(path)) or _file_id(path)
+
+    def mpp_of(self, path, default: float | None) -> float | None:
+        """The list's ``mpp`` of ``path``, else ``default`` (``--slide-mpp``, else None: the file's own).
+        ``--slide-mpp`` states one resolution for every slide given; a list's column states one slide's,
+        so a batch holding one scan without a resolution leaves the others' own (hunt 32d: ``score
+        'slides/*' --slide-mpp 0.25`` for one such slide read a 0.5 µm/px slide at half its size)."""
+        import os
+
+        return self.mpps.get(os.path.abspath(path), default)
 
 
 def read_slide_list(path: Path) -> ListedSlides:
@@ -53,6 +78,8 @@ def read_slide_list(path: Path) -> ListedSlides:
             else _from_text(path, lines)
     _refuse_all_missing(path, listed)
     log.info("%s: %d slide(s) listed", path, len(listed))
+    if getattr(listed, "mpps", None):
+        log.info("%s: %d slide(s) at the scan resolution of the list's mpp column", path, len(listed.mpps))
     return listed if isinstance(listed, ListedSlides) else ListedSlides(listed)
 
 
@@ -69,13 +96,7 @@ def _refuse_all_missing(path: Path, listed: list[str]) -> None:
 
 
 def _from_text(path: Path, lines: list[str]) -> list[str]:
-    names = []
-    for line in lines:
-        name = line.strip()
-        if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
-            name = name[1:-1]
-        if name and not name.startswith("#"):
-            names.append(name)
+    names = [name for name in map(_listed_name, lines) if name]
     if not names:
         raise UsageError("--slides: the slide list names no slide", path=path,
                          fix="write one slide path a line")
@@ -89,6 +110,14 @@ def _from_text(path: Path, lines: list[str]) -> list[str]:
         # the list's folder first; else a path written from the working folder, where it is
         out.append(str(beside if beside.exists() or not here.exists() else here))
     return out
+
+
+def _listed_name(line: str) -> str | None:
+    """The slide path a list's line names (quotes taken off), None for a blank or ``#`` line."""
+    name = line.strip()
+    if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'":
+        name = name[1:-1]
+    return name if name and not name.startswith("#") else None
 
 
 def on_disk(p: Path) -> Path:
@@ -109,11 +138,44 @@ def on_disk(p: Path) -> Path:
     return unicode_twin(p) or p
 
 
-def _path_column(path: Path, lines: list[str]) -> list[str]:
+def _path_column(path: Path, lines: list[str]) -> ListedSlides:
     """The ``path`` column of a comma-separated list without ``slide_id`` (ids are the files' names)."""
-    rows = csv.DictReader(lines, skipinitialspace=True)
-    key = next((k for k in rows.fieldnames or [] if k.strip().lower() == "path"), "path")
-    return _from_text(path, [(row.get(key) or "").strip() for row in rows])
+    import os
+
+    rows = list(csv.DictReader(lines, skipinitialspace=True))
+    key = next((k for k in (rows[0] if rows else {}) if k and k.strip().lower() == "path"), "path")
+    paths = _from_text(path, [(row.get(key) or "").strip() for row in rows])
+    column = [row for row in rows if _listed_name(row.get(key) or "")]  # the rows _from_text kept, in order
+    return ListedSlides(paths, mpps={os.path.abspath(p): m for p, m in zip(paths, _mpp_column(path, column))
+                                     if m is not None})
+
+
+#: The column of a slide list that gives a slide's scan resolution (µm/px), as ``--slide-mpp`` does for all.
+MPP_COLUMN = "mpp"
+
+
+def _mpp_column(path: Path, rows) -> list[float | None]:
+    """Each row's ``mpp`` (None where the column or the cell is empty); a cell that is not a positive
+    number in the plausible range is refused in one line naming its row."""
+    from weakstil.settings import MPP_RANGE
+
+    out: list[float | None] = []
+    for i, row in enumerate(rows):
+        cell = next((str(v).strip() for k, v in row.items() if k and k.strip().lower() == MPP_COLUMN), "")
+        if cell.lower() in ("", "nan", "none"):
+            out.append(None)
+            continue
+        try:
+            value = float(cell.replace(",", "."))  # a European spreadsheet's decimal comma
+        except ValueError:
+            value = math.nan
+        if not (math.isfinite(value) and MPP_RANGE[0] <= value <= MPP_RANGE[1]):
+            slide = next((str(v).strip() for k, v in row.items() if k and k.strip().lower() == "path"), f"row {i + 2}")
+            raise UsageError(f"--slides: the mpp of {slide} is {cell!r}, not a scan resolution in µm/px", path=path,
+                             fix=f"write the µm/px of that slide's scan ({MPP_RANGE[0]}–{MPP_RANGE[1]}: about 0.25 at "
+                                 "40x, 0.5 at 20x) or leave the cell empty to use the file's own")
+        out.append(value)
+    return out
 
 
 def _from_csv(path: Path) -> ListedSlides:
@@ -135,7 +197,24 @@ def _from_csv(path: Path) -> ListedSlides:
         if first != sid:  # one file, two ids: it was scored once, under the last id, and the first vanished
             raise WeakSTILError(f"--slides: slide ids {first} and {sid} name the same file ({p})", path=path,
                                 fix="keep one row per slide file")
-    return ListedSlides(paths, {os.path.abspath(p): sid for sid, p in zip(map(str, table["slide_id"]), paths)})
+    mpps = _mpp_column(path, _records_at(path, table["row"]))  # (the cohort reader keeps its own columns only)
+    return ListedSlides(paths, {os.path.abspath(p): sid for sid, p in zip(map(str, table["slide_id"]), paths)},
+                        {os.path.abspath(p): m for p, m in zip(paths, mpps) if m is not None})
+
+
+def _records_at(path: Path, rows) -> list[dict]:
+    """The CSV's records (every column, as text) at the file's line numbers ``rows`` (the cohort reader's)."""
+    import warnings
+
+    import pandas as pd
+
+    with warnings.catch_warnings():  # a spreadsheet's trailing delimiter: the empty field after it dropped
+        warnings.simplefilter("ignore", pd.errors.ParserWarning)
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True,
+                          index_col=False)
+    raw.columns = [str(c).strip() for c in raw.columns]
+    records = raw.to_dict("records")
+    return [records[int(r) - 2] if 0 <= int(r) - 2 < len(records) else {} for r in rows]
 
 
 def _file_id(p: str) -> str:

@@ -96,7 +96,8 @@ SlidesArg = Annotated[Optional[list[str]], typer.Argument(
 #: one definition for every command that takes slides (tile, info, embed, pretrain, score; hunt 32d: only score had it)
 SlideListOpt = Annotated[Optional[Path], typer.Option(
     "--slides", help="A slide list: a cohort CSV (its path column, relative to the CSV; its slide_id column, when "
-    "there, names the slides' outputs) or a text file, one slide path a line (relative to the list; # lines skipped).")]
+    "there, names the slides' outputs; an mpp column, when there, gives those slides' µm/px) or a text file, one "
+    "slide path a line (relative to the list; # lines skipped).")]
 FeatureFilesArg = Annotated[list[str], typer.Argument(
     help="Feature caches (<slide_id>.h5 from 'weakstil embed') or glob patterns (quote globs).", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.", callback=out_dir)]
@@ -115,7 +116,8 @@ OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an exis
 # --- tiles -------------------------------------------------------------------------------------
 SlideMppOpt = Annotated[
     Optional[float],
-    typer.Option("--slide-mpp", help="Scan resolution in µm/px, overriding (or replacing missing) slide metadata.",
+    typer.Option("--slide-mpp", help="Scan resolution in µm/px of every slide given, overriding (or replacing missing) slide "
+                 "metadata; for some slides of a batch only: an mpp column in a --slides CSV.",
                  callback=in_range(*settings.MPP_RANGE, unit="µm/px")),
 ]
 def target_mpp(value: float | None) -> float | None:
@@ -280,28 +282,24 @@ TumorBedsOpt = Annotated[
 ]
 
 
-def listed_slides(slides: list[str] | None, slide_list: Path | None) -> tuple[list[str], Callable[[Path], str]]:
-    """The slides given on the command line and in ``--slides LIST``, and the slide id of each file:
-    the list's own ``slide_id`` column when it is a cohort CSV that has one, else the file's name."""
+def listed_slides(slides: list[str] | None, slide_list: Path | None):
+    """The slides given on the command line and in ``--slides LIST``, and what the list says of each
+    file (:class:`weakstil.slide_list.SlideNaming`): its id (the list's own ``slide_id`` column when it
+    is a cohort CSV that has one, else the file's name) and its µm/px (a CSV's ``mpp`` column)."""
     from weakstil.errors import UsageError
-    from weakstil.slide import slide_id_from_path
+    from weakstil.slide_list import SlideNaming
 
-    ids: dict[str, str] = {}
+    naming = SlideNaming()
     if slide_list is not None:  # a lab's list: paths with spaces stay whole, relative ones are the list's
         from weakstil.slide_list import read_slide_list
 
         listed = read_slide_list(slide_list)
-        ids = listed.ids
+        naming = SlideNaming(listed.ids, listed.mpps)
         slides = [*(slides or []), *listed]
     if not slides:
         raise UsageError("no slides given", fix="pass slide files or a quoted glob ('slides/*.svs'), or a slide list "
                                                 "with --slides LIST")
-
-    def id_of(path: Path) -> str:
-        return ids.get(os.path.abspath(path)) or slide_id_from_path(path)
-
-    id_of.ids = ids  # type: ignore[attr-defined]
-    return slides, id_of
+    return slides, naming
 
 
 def expand_slides(patterns: list[str]) -> list[Path]:

@@ -64,7 +64,7 @@ def score(
                         slide_mpp=slide_mpp,
                         allow_upsample=allow_upsample, annotations=annotations, tumorbed_model=tumorbed,
                         tumorbed_beds=tumorbed_beds, threshold=threshold, overwrite=overwrite,
-                        slide_ids=id_of.ids)
+                        listed=id_of)
     from weakstil.cli.batch import matched, nameable
     from weakstil.cli.errors import error_line
 

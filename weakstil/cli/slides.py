@@ -35,7 +35,7 @@ def tile(
     from weakstil.slide import Slide, slide_id_from_path
     from weakstil.tiles import TilingParams, tile_slide_to_dir, tiles_up_to_date
 
-    slides, _ = listed_slides(slides, slide_list)  # (tiles are named by the slide file, as 'tumorbed train' finds them)
+    slides, listed = listed_slides(slides, slide_list)  # (tiles are named by the slide file, as 'tumorbed train' finds them)
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
     check_tiles_out(out)  # never into a model, a cohort or another command's folder (before any work)
     if (dense := params.dense_warning()) is not None:
@@ -44,7 +44,8 @@ def tile(
     paths = unique_ids(expand_slides(slides), failures)
 
     def one(path: Path) -> None:
-        with Slide.open(path, slide_mpp=slide_mpp) as slide:  # is it done? (under the slide's lock: for_each_slide)
+        mpp = listed.mpp_of(path, slide_mpp)  # a slide list's mpp column, else --slide-mpp
+        with Slide.open(path, slide_mpp=mpp) as slide:  # is it done? (under the slide's lock: for_each_slide)
             if not allow_upsample:  # a coarse scan is refused as when it is tiled (the warning: when it is)
                 slide.check_target_mpp(params.mpp)
             n_done = tiles_up_to_date(slide, out, params)
@@ -52,7 +53,7 @@ def tile(
             mark(out, "tile")
             log.info("%s: up to date (%d tiles) -> %s", path, n_done, out / f"{slide_id_from_path(path)}.h5")
             return
-        h5_path, tiles = tile_slide_to_dir(path, out, params, slide_mpp=slide_mpp, allow_upsample=allow_upsample)
+        h5_path, tiles = tile_slide_to_dir(path, out, params, slide_mpp=mpp, allow_upsample=allow_upsample)
         mark(out, "tile")
         log.info("%s: %d tiles -> %s", path, len(tiles.coords), h5_path)
 
@@ -62,7 +63,7 @@ def tile(
 
 def info(slides: SlidesArg = None, slide_list: SlideListOpt = None, slide_mpp: SlideMppOpt = None) -> None:
     """Print what WeakSTIL sees in each slide: resolution, size, levels, vendor."""
-    slides, _ = listed_slides(slides, slide_list)
+    slides, listed = listed_slides(slides, slide_list)
     from weakstil.errors import SlideError
     from weakstil.slide import Slide, describe_without_mpp
 
@@ -70,10 +71,10 @@ def info(slides: SlidesArg = None, slide_list: SlideListOpt = None, slide_mpp: S
     for path in nameable(expand_slides(slides), failures.add):
         with failures.each(path):
             try:
-                with Slide.open(path, slide_mpp=slide_mpp) as s:
+                with Slide.open(path, slide_mpp=listed.mpp_of(path, slide_mpp)) as s:
                     typer.echo(s.describe())
             except SlideError as exc:  # a slide without µm/px is still described (the other commands refuse it)
-                if slide_mpp is not None or "microns-per-pixel" not in exc.message:
+                if listed.mpp_of(path, slide_mpp) is not None or "microns-per-pixel" not in exc.message:
                     raise
                 typer.echo(describe_without_mpp(path))
     failures.exit()

@@ -100,7 +100,7 @@ def embed(
                 progress.update(task, completed=done, total=total)
 
             try:
-                r = embed_slide(path, enc, cache_path(out, path), params, slide_mpp=slide_mpp,
+                r = embed_slide(path, enc, cache_path(out, path), params, slide_mpp=id_of.mpp_of(path, slide_mpp),
                                 allow_upsample=allow_upsample, batch_size=batch_size, overwrite=overwrite, seed=seed,
                                 progress=on_batch, decode=decode.value, planner=planner, tile_stats=tile_stats)
             finally:
