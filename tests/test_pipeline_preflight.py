@@ -524,7 +524,8 @@ def test_a_job_command_line_out_of_date_is_not_the_users_problem(tmp_path: Path,
     a warning instead of every run stopping on a problem the user cannot fix."""
     import weakstil.pipeline_settings_check as settings_check
 
-    monkeypatch.setitem(settings_check.BASE_ARGS, "tile", ["--out", "."])  # the slide argument missing
+    # an option the command no longer has (the slide argument left out parsed since `--slides LIST` made it optional)
+    monkeypatch.setitem(settings_check.BASE_ARGS, "tile", ["slide.svs", "--out", ".", "--option-it-dropped", "1"])
     settings_check._base_parses.cache_clear()
     try:
         preflight.check_workflow(workflow_config(tmp_path, "mpp=abc"))
