@@ -108,29 +108,19 @@ def test_cross_validation_reports_its_error_by_band_of_the_true_stil(planted, tm
             f"{-worst['bias']:.1f} points below their labels") in said
 
 
-def test_a_well_fitted_model_is_not_warned_about(planted, tmp_path):
+def test_a_well_fitted_model_is_not_warned_about(planted, tmp_path, caplog):
     """The under-scoring warning is not raised by a model that scores its high band as labelled."""
     from weakstil.train_labels import warn_band_errors
     from weakstil.metrics import error_by_band
-    import logging
 
     y = np.array([2.0, 5, 12, 25, 40, 55, 70, 85])
-    records = []
-
-    class Catch(logging.Handler):
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    h = Catch()
-    logging.getLogger("weakstil.train").addHandler(h)
-    try:
+    with caplog.at_level("INFO", logger="weakstil.train"):
         warn_band_errors(error_by_band(y, y + np.array([1, -1, 2, -2, 3, -3, -4, 2])), "c.csv")
-        assert not any("below their labels" in r for r in records) and any("by true sTIL" in r for r in records)
-        records.clear()
+        said = caplog.messages
+        assert not any("below their labels" in r for r in said) and any("by true sTIL" in r for r in said), said
+        caplog.clear()
         warn_band_errors(error_by_band(y, np.minimum(y, 50)), "c.csv")
-        assert any("2 slides at >=60 % is 27.5 points below" in r for r in records), records
-    finally:
-        logging.getLogger("weakstil.train").removeHandler(h)
+        assert any("2 slides at >=60 % is 27.5 points below" in r for r in caplog.messages), caplog.messages
 
 
 def test_a_pathologists_shorthand_label_is_refused_with_what_to_write(tmp_path):

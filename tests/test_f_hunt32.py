@@ -59,27 +59,15 @@ def test_slides_with_their_beds_are_not_warned_about(trained):
     assert WHOLE not in said and "no tumour bed" not in said
 
 
-def test_the_warning_counts_only_the_slides_without_a_bed():
+def test_the_warning_counts_only_the_slides_without_a_bed(caplog):
     """A cohort where some feature files hold bed flags and others do not: the count is of the others."""
-    import logging
-
     from weakstil.train_labels import warn_whole_tissue
 
-    records = []
-
-    class Catch(logging.Handler):
-        def emit(self, record):
-            records.append(record.getMessage())
-
-    h = Catch()
-    logging.getLogger("weakstil.train").addHandler(h)
-    try:
+    with caplog.at_level("WARNING", logger="weakstil.train"):
         warn_whole_tissue(0, 12, "c.csv")
-        assert not records
+        assert not caplog.messages
         warn_whole_tissue(3, 12, "c.csv")
-        assert len(records) == 1 and records[0].startswith("c.csv: 3 of the 12 slides have no tumour bed")
-    finally:
-        logging.getLogger("weakstil.train").removeHandler(h)
+    assert len(caplog.messages) == 1 and caplog.messages[0].startswith("c.csv: 3 of the 12 slides have no tumour bed")
 
 
 def test_a_bed_scored_by_a_model_trained_over_the_whole_tissue_is_flagged(trained):
