@@ -105,7 +105,8 @@ def run_demo(out: Path, *, quick: bool = False, seed: int = 0, device: str = "au
     from weakstil.tumorbed.resolver import BedSources
 
     detector = train_tumorbed_from_cache(features, cohort_dir / "truth",
-                                         slide_ids=list(train["slide_id"])[:plan.tumorbed_slides], seed=seed)
+                                         slide_ids=list(train["slide_id"])[:plan.tumorbed_slides], seed=seed,
+                                         warn_unmatched=False)  # (the held-out slides' truth is there too, unused)
     step("tumour-bed detector", t0)
 
     # 5. MIL regression on slide labels only, tumour beds from the annotations

@@ -64,7 +64,8 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                               slide_paths: dict[str, str | Path] | None = None,
                               seed: int = 0, tile_stats: bool = False,
                               lymphoid_veto: bool = True, ink_veto: bool = True,
-                              infiltrate: bool = True, tumour_cell_gate: bool = True) -> TumorBedDetector:
+                              infiltrate: bool = True, tumour_cell_gate: bool = True,
+                              warn_unmatched: bool = True) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
     ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
@@ -76,7 +77,8 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     ``ink_veto``: nor can tiles under marker ink (weakstil.tumorbed.ink; measured on the slides
     the feature files name, where they are there). ``infiltrate``: dense infiltrate touching the
     bed may be taken in (weakstil.bed_geometry step 6). ``tumour_cell_gate``: tiles with no tumour
-    nuclei in or beside them cannot seed the bed (weakstil.tumorbed.cellgate)."""
+    nuclei in or beside them cannot seed the bed (weakstil.tumorbed.cellgate). ``warn_unmatched``: say which
+    annotation files match none of the slides (off for the demo, whose truth folder holds its held-out slides' too)."""
     from weakstil.annotations import AnnotationError, find_annotation, raise_all, unmatched_annotations
     from weakstil.files import FeaturesFile, feature_path
     from weakstil.mil.identity import measurement_identity
@@ -95,7 +97,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         return find_annotation(annotations, sid) or (find_annotation(annotations, stem) if stem != sid else None)
 
     unused = unmatched_annotations(annotations, [*slide_ids, *(features_of(sid).stem for sid in slide_ids)])
-    if unused:  # a typo in a file name, or a slide not embedded: say so rather than train on fewer slides
+    if unused and warn_unmatched:  # a typo in a file name, or a slide not embedded: say so rather than train on fewer slides
         log.warning("%s: %d annotation file(s) match no slide %s and are not used: %s%s", annotations,
                     len(unused), among, ", ".join(p.name for p in unused[:5]), " ..." if len(unused) > 5 else "")
     chosen: list[AnnotatedSlide] = []
