@@ -387,7 +387,7 @@ def check_workflow(config: dict):
         from weakstil.slide import slide_id_from_path
         names = [*cohort.slide_ids, *map(slide_id_from_path, cohort.table["path"])]
         run(check_tumorbed, config, names, needs=("annotations", "tumorbed"))
-        run(check_cohort_slides, config, cohort.table["path"], needs=("slide_mpp",))
+        run(check_cohort_slides, config, cohort.table, cohort.csv_path, needs=("slide_mpp",))  # + its mpp column
         run(score_slide_files, config, cohort.table["path"], cohort.slide_ids, needs=("score_slides",))  # no clashes
     run(check_encoder, config, needs=("encoder", "weights"))
     problems.update({f"slurm.{i}": p for i, p in enumerate(run(slurm_problems, config, needs=("slurm",)) or [])})

@@ -459,15 +459,15 @@ def _read_mpp(path: str) -> tuple[bool, str | None]:
         backend.close()
 
 
-def check_cohort_slides(config: dict, cohort_paths) -> None:
-    """Every cohort slide opens and states its µm/px (or ``slide_mpp`` is set), as the score slides
-    are checked: a bad one would fail its tile job, and the training, after every other slide was
-    embedded."""
-    slide_mpp = config.get("slide_mpp")
+def check_cohort_slides(config: dict, table, csv_path=None) -> None:
+    """Every cohort slide (``table``, the cohort reader's) opens and states its µm/px, or its CSV's ``mpp`` or
+    ``slide_mpp`` gives it, as score slides are checked: a bad one would fail its tile job, and training, later."""
+    from weakstil.slide_list import cohort_mpps
+    slide_mpp, listed = config.get("slide_mpp"), cohort_mpps(csv_path, table) if csv_path else {}
     bad = []
-    for path in cohort_paths:
+    for path in table["path"]:
         no_mpp, why = _read_mpp(str(path))
-        if why or (no_mpp and slide_mpp in (None, "")):
+        if why or (no_mpp and slide_mpp in (None, "") and os.path.abspath(str(path)) not in listed):
             bad.append(f"{path} ({why or 'states no microns-per-pixel and slide_mpp is null'})")
     if bad:
         raise WeakSTILError(f"{len(bad)} cohort slide{'s' if len(bad) > 1 else ''} cannot be tiled: {'; '.join(bad)}",

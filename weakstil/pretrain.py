@@ -26,6 +26,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import re
 import time
 from collections.abc import Callable, Sequence
@@ -40,7 +41,7 @@ from weakstil.atomic import atomic_path
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pretrain_resume import PretrainError
-from weakstil.slide import Slide
+from weakstil.slide import Slide, slide_id_from_path
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,11 @@ class PretrainResult:
 def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainConfig, *, slide_mpp: float | None,
                  allow_upsample: bool, workers: int = 1,
                  on_error: Callable[[Path, WeakSTILError], None] | None = None,
-                 fingerprints: dict[str, str] | None = None) -> tuple[np.ndarray, list[str]]:
+                 fingerprints: dict[str, str] | None = None,
+                 slide_mpps: dict[str, float] | None = None) -> tuple[np.ndarray, list[str]]:
     """Up to ``tiles_per_slide`` random tissue tiles per slide: ``(uint8 (N, px, px, 3), slide ids)``.
-    ``fingerprints``, when given, receives each sampled slide's content fingerprint by slide id."""
+    ``fingerprints``, when given, receives each sampled slide's content fingerprint by slide id.
+    ``slide_mpps``: a slide list's ``mpp`` column (absolute path -> µm/px), before ``slide_mpp``."""
     from weakstil.decode.batches import shared_pool
     from weakstil.decode.readers import plan_reader
     from weakstil.decode.workers import iter_batches_inline
@@ -116,7 +119,7 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
     for path in slides:
         path = Path(path)
         try:
-            with Slide.open(path, slide_mpp=slide_mpp) as slide:
+            with Slide.open(path, slide_mpp=(slide_mpps or {}).get(os.path.abspath(path), slide_mpp)) as slide:
                 tiles = find_tiles(slide, params, allow_upsample=allow_upsample)
                 n = len(tiles.coords)
                 if n == 0:
@@ -281,10 +284,12 @@ def card_name_for(out_dir: Path, base: str) -> str:
 
 def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainConfig | None = None, *,
              device: str = "auto", resume: bool = False, slide_mpp: float | None = None,
-             allow_upsample: bool = False, workers: int = 1,
+             allow_upsample: bool = False, workers: int = 1, slide_mpps: dict[str, float] | None = None,
              on_step: Callable[[int, int, float], None] | None = None,
              on_slide_error: Callable[[Path, WeakSTILError], None] | None = None) -> PretrainResult:
-    """Train ``cfg.encoder`` with SimCLR on tiles of ``slides``; write the encoder into ``out_dir``."""
+    """Train ``cfg.encoder`` with SimCLR on tiles of ``slides``; write the encoder into ``out_dir``.
+    ``slide_mpps``: a slide list's ``mpp`` column (absolute path -> µm/px; ``--slide-mpp`` for the others),
+    recorded by slide id as ``listed_mpps``, as embed reads the column (it was ignored, hunt 33g)."""
     import torch
 
     from weakstil.encoders.factory import load_model, save_state_dict
@@ -303,12 +308,17 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                             fix="pass --resume to continue it, or choose another --out directory")
     state: dict[str, Any] | None = None
     tensors: dict[str, Any] = {}
+    from weakstil.slide_list import overriding_mpps
+
+    # (a listed µm/px the slide is read at anyway, its file's or --slide-mpp, changes nothing: not recorded)
+    slide_mpps = overriding_mpps(dict(slide_mpps or {}), slide_mpp)
+    listed = {slide_id_from_path(str(p)): float(m) for p, m in sorted(slide_mpps.items())}
     card = load_card(cfg.encoder)
     if resume:
         state, tensors = read_checkpoint(out_dir)
         cfg = pretrain_resume.run_length(state, cfg, out_dir)
         pretrain_resume.check_settings(state, cfg, card, slide_mpp=slide_mpp, allow_upsample=allow_upsample,
-                                       out_dir=out_dir)
+                                       out_dir=out_dir, listed_mpps=listed)
     if cfg.stain_norm != "card":
         import dataclasses
 
@@ -339,7 +349,8 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
 
     fingerprints: dict[str, str] = {}
     tiles_np, slide_ids = sample_tiles(slides, card, cfg, slide_mpp=slide_mpp, allow_upsample=allow_upsample,
-                                       workers=workers, on_error=slide_failed, fingerprints=fingerprints)
+                                       workers=workers, on_error=slide_failed, fingerprints=fingerprints,
+                                       slide_mpps=slide_mpps)
     n_tiles = len(tiles_np)
     threads = torch.get_num_threads()  # CPU kernels sum in another order with another count: other weights
     if state is not None:
@@ -383,7 +394,8 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else None
     out_dir.mkdir(parents=True, exist_ok=True)
     t_run = time.perf_counter()
-    inputs = {"slide_mpp": slide_mpp, "allow_upsample": allow_upsample}  # how the slides were read
+    inputs = {"slide_mpp": slide_mpp, "allow_upsample": allow_upsample,  # how the slides were read
+              **({"listed_mpps": listed} if listed else {})}
 
     def run_state(step: int) -> dict[str, Any]:
         config = {**asdict(cfg), "encoder": pretrain_resume.encoder_identity(cfg.encoder)}  # from anywhere

@@ -26,7 +26,7 @@ FIXED_ON_RESUME = ("encoder", "init_weights", "batch_size", "tiles_per_slide", "
                    "temperature", "proj_dim", "proj_hidden", "seed", "mpp", "tile_px", "tissue_threshold",
                    "stain_norm")
 #: how the slides are read (arguments of pretrain(), kept in the checkpoint's state since 11A #4)
-INPUTS_FIXED_ON_RESUME = ("slide_mpp", "allow_upsample")
+INPUTS_FIXED_ON_RESUME = ("slide_mpp", "allow_upsample", "listed_mpps")
 _NEW_RUN = "or start a new run in another --out"
 
 
@@ -46,7 +46,7 @@ def encoder_identity(value: Any) -> Any:
 
 
 def check_settings(state: dict[str, Any], cfg: Any, card: EncoderCard, *, slide_mpp: float | None,
-                   allow_upsample: bool, out_dir: Path) -> None:
+                   allow_upsample: bool, out_dir: Path, listed_mpps: dict[str, float] | None = None) -> None:
     """Refuse, before any slide is read, a resume with other settings or another slide reading."""
     old, new = _effective(state["config"], card), _effective(asdict(cfg), card)
     old["encoder"], new["encoder"] = encoder_identity(old.get("encoder")), encoder_identity(new.get("encoder"))
@@ -55,12 +55,13 @@ def check_settings(state: dict[str, Any], cfg: Any, card: EncoderCard, *, slide_
         raise PretrainError("settings differ from the checkpoint's: " + ", ".join(
             f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed), path=out_dir,
             fix="resume with the same settings (only --steps/--epochs may change)")
-    inputs = {"slide_mpp": slide_mpp, "allow_upsample": allow_upsample}
+    inputs = {"slide_mpp": slide_mpp, "allow_upsample": allow_upsample, "listed_mpps": listed_mpps or {}}
+    state = {**state, "listed_mpps": state.get("listed_mpps", {})}  # a slide list's mpp column (hunt 33g)
     changed = [k for k in INPUTS_FIXED_ON_RESUME if k in state and state[k] != inputs[k]]
     if changed:
         raise PretrainError("the slides are read otherwise than for the checkpoint: " + ", ".join(
             f"{k} {state[k]!r} -> {inputs[k]!r}" for k in changed), path=out_dir,
-            fix=f"resume with the same --slide-mpp and --allow-upsample, {_NEW_RUN}")
+            fix=f"resume with the same --slide-mpp, --allow-upsample and slide list mpp column, {_NEW_RUN}")
 
 
 def run_length(state: dict[str, Any], cfg: Any, out_dir: Path) -> Any:

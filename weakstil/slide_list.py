@@ -142,21 +142,26 @@ def _path_column(path: Path, lines: list[str]) -> ListedSlides:
     """The ``path`` column of a comma-separated list without ``slide_id`` (ids are the files' names)."""
     import os
 
-    rows = list(csv.DictReader(lines, skipinitialspace=True))
+    reader = csv.DictReader(lines, skipinitialspace=True)
+    rows, line_of = [], []
+    for row in reader:
+        rows.append(row)
+        line_of.append(reader.line_num)  # the file's line, for an error naming it
     key = next((k for k in (rows[0] if rows else {}) if k and k.strip().lower() == "path"), "path")
     paths = _from_text(path, [(row.get(key) or "").strip() for row in rows])
-    column = [row for row in rows if _listed_name(row.get(key) or "")]  # the rows _from_text kept, in order
-    return ListedSlides(paths, mpps={os.path.abspath(p): m for p, m in zip(paths, _mpp_column(path, column))
-                                     if m is not None})
+    kept = [i for i, row in enumerate(rows) if _listed_name(row.get(key) or "")]  # the rows _from_text kept
+    mpps = _mpp_column(path, [rows[i] for i in kept], [line_of[i] for i in kept])
+    return ListedSlides(paths, mpps={os.path.abspath(p): m for p, m in zip(paths, mpps) if m is not None})
 
 
 #: The column of a slide list that gives a slide's scan resolution (µm/px), as ``--slide-mpp`` does for all.
 MPP_COLUMN = "mpp"
 
 
-def _mpp_column(path: Path, rows) -> list[float | None]:
+def _mpp_column(path: Path, rows, lines=None, what: str = "--slides") -> list[float | None]:
     """Each row's ``mpp`` (None where the column or the cell is empty); a cell that is not a positive
-    number in the plausible range is refused in one line naming its row."""
+    number in the plausible range is refused in one line naming the list, its line (``lines``: the rows'
+    line numbers in the file) and slide. ``what`` names the list in that line."""
     from weakstil.settings import MPP_RANGE
 
     out: list[float | None] = []
@@ -170,8 +175,10 @@ def _mpp_column(path: Path, rows) -> list[float | None]:
         except ValueError:
             value = math.nan
         if not (math.isfinite(value) and MPP_RANGE[0] <= value <= MPP_RANGE[1]):
-            slide = next((str(v).strip() for k, v in row.items() if k and k.strip().lower() == "path"), f"row {i + 2}")
-            raise UsageError(f"--slides: the mpp of {slide} is {cell!r}, not a scan resolution in µm/px", path=path,
+            slide = next((str(v).strip() for k, v in row.items() if k and k.strip().lower() == "path"), "")
+            line = int(lines[i]) if lines is not None else None
+            where = f"line {line}" + (f" ({slide})" if slide else "") if line is not None else slide or f"row {i + 1}"
+            raise UsageError(f"{what}: the mpp of {where} is {cell!r}, not a scan resolution in µm/px", path=path,
                              fix=f"write the µm/px of that slide's scan ({MPP_RANGE[0]}–{MPP_RANGE[1]}: about 0.25 at "
                                  "40x, 0.5 at 20x) or leave the cell empty to use the file's own")
         out.append(value)
@@ -197,9 +204,45 @@ def _from_csv(path: Path) -> ListedSlides:
         if first != sid:  # one file, two ids: it was scored once, under the last id, and the first vanished
             raise WeakSTILError(f"--slides: slide ids {first} and {sid} name the same file ({p})", path=path,
                                 fix="keep one row per slide file")
-    mpps = _mpp_column(path, _records_at(path, table["row"]))  # (the cohort reader keeps its own columns only)
+    mpps = _mpp_column(path, _records_at(path, table["row"]), list(table["row"]))  # (the reader keeps its own columns)
     return ListedSlides(paths, {os.path.abspath(p): sid for sid, p in zip(map(str, table["slide_id"]), paths)},
                         {os.path.abspath(p): m for p, m in zip(paths, mpps) if m is not None})
+
+
+def cohort_mpps(path: Path, table) -> dict[str, float]:
+    """A cohort CSV's ``mpp`` column (absolute slide path -> µm/px) for the rows of ``table`` (the cohort
+    reader's: ``path``, ``row``), as ``--slides`` reads it: the Snakemake workflow gives each such slide its
+    own ``--slide-mpp`` (it took ``slide_mpp`` alone, for all slides stating none; hunt 33g). A bad cell is
+    one line naming the CSV, its line and slide."""
+    import os
+
+    if "row" not in table or not len(table):
+        return {}
+    mpps = _mpp_column(Path(path), _records_at(Path(path), table["row"]), list(table["row"]), what="the cohort CSV")
+    return {os.path.abspath(str(p)): m for p, m in zip(table["path"], mpps) if m is not None}
+
+
+def stated_mpp(path) -> float | None:
+    """The µm/px ``path`` is read at without ``--slide-mpp`` (its metadata's), None where it states none
+    usable or does not open (what is wrong with it is said where it is read)."""
+    from weakstil.slide import Slide
+
+    try:
+        with Slide.open(path) as slide:
+            return float(slide.mpp)
+    except (WeakSTILError, OSError):
+        return None
+
+
+def overriding_mpps(mpps: dict[str, float], default: float | None = None) -> dict[str, float]:
+    """The listed µm/px (path -> µm/px) that change how their slides are read: those other than ``default``
+    (``--slide-mpp``), else than what their files state, as the caches compare them (6 decimals). A column
+    that repeats a file's own resolution reads it as before and redoes nothing (the workflow's tile and
+    embed jobs, a pretrain run's resume)."""
+    def same(listed: float, before: float | None) -> bool:
+        return before is not None and round(float(listed), 6) == round(float(before), 6)
+
+    return {p: m for p, m in mpps.items() if not same(m, default if default is not None else stated_mpp(p))}
 
 
 def _records_at(path: Path, rows) -> list[dict]:

@@ -174,7 +174,7 @@ def pretrain(
     Writes OUT/model.safetensors and OUT/card.yaml (use OUT as 'weakstil embed --encoder OUT'),
     and a checkpoint for --resume."""
     interrupt_on_sigterm()
-    slides, _ = listed_slides(slides, slide_list)
+    slides, listed = listed_slides(slides, slide_list)  # a CSV's mpp column: those slides' µm/px, as embed reads it
     from weakstil.pretrain import PretrainConfig
     from weakstil.runtime import cpu_count, resolve_device
     from weakstil.tiles import TilingParams
@@ -216,7 +216,8 @@ def pretrain(
         check_own_folder(out, "pretrain")  # never into a model, feature or cohort folder
     existed = out.exists()
     try:
-        result = _run_pretrain(slides, out, cfg, dev, resume, slide_mpp, allow_upsample, n_workers, failures)
+        result = _run_pretrain(slides, out, cfg, dev, resume, (slide_mpp, listed.mpps), allow_upsample, n_workers,
+                               failures)
     except BaseException:  # stopped before a checkpoint (Ctrl-C, SIGTERM, a failure): no empty --out left (7A #8)
         if not existed and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
@@ -226,8 +227,9 @@ def pretrain(
     failures.exit()
 
 
-def _run_pretrain(slides, out: Path, cfg, dev, resume: bool, slide_mpp, allow_upsample: bool, n_workers: int,
+def _run_pretrain(slides, out: Path, cfg, dev, resume: bool, mpps, allow_upsample: bool, n_workers: int,
                   failures: Failures):
+    slide_mpp, listed_mpps = mpps  # --slide-mpp, and a slide list's mpp column (path -> µm/px)
     from weakstil.locks import hold_folder
     from weakstil.outputdir import mark
     from weakstil.pretrain import pretrain as run_pretrain
@@ -242,6 +244,7 @@ def _run_pretrain(slides, out: Path, cfg, dev, resume: bool, slide_mpp, allow_up
         failures.inputs += len(paths)  # a slide that fails while tiles are sampled is one of these
         result = run_pretrain(paths, out, cfg, device=str(dev), resume=resume,
                               slide_mpp=slide_mpp, allow_upsample=allow_upsample, workers=n_workers,
+                              slide_mpps=listed_mpps,
                               on_step=on_step, on_slide_error=lambda path, exc: failures.add(exc.one_line(),
                                                                                              counted=True))
         mark(out, "pretrain")
