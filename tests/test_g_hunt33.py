@@ -113,11 +113,11 @@ def test_a_bad_mpp_cell_in_the_cohort_csv_is_one_line_naming_the_csv_and_its_lin
 
     word = csv.with_name("word.csv")  # the first bad cell is named; here a word
     word.write_text(csv.read_text().replace(",0\n", ",0.25\n"))
-    with pytest.raises(UsageError, match=r"the cohort CSV: the mpp of line 4 \(slides/s2.tiff\) is 'forty'"):
+    with pytest.raises(UsageError, match=r"word.csv: the mpp of line 4 \(slides/s2.tiff\) is 'forty'"):
         cohort_mpps(word, read_cohort(word, check_files=False).table)
 
 
-TINY = ["--steps", "1", "--batch-size", "4", "--tiles-per-slide", "1000", "--crop-px", "32", "--tile-size", "64",
+TINY = ["--steps", "1", "--batch-size", "4", "--tiles-per-slide", "1000", "--crop-px", "32", "--tile-size", "128",
         "--stain-norm", "none", "--threads", "1", "--workers", "0", "--device", "cpu"]
 
 
@@ -130,9 +130,9 @@ def test_pretrain_reads_each_listed_slide_at_its_mpp_and_records_it(lab: Path, t
     assert proc.returncode == 0, proc.stderr  # old code: exit 1, bare "has no microns-per-pixel"
     training = load_card(out).training
     assert training["slides"] == ["bare", "s1", "s2"]
-    # every tissue tile: 156 of bare's and s2's 16 x 16 (1024 px at 0.5 µm/px, 64 px tiles), 64 of s1's 8 x 8 (its
-    # 1024 px at 0.25 are 512 at 0.5; at its file's 0.5 it would be 156 too)
-    assert training["n_tiles"] == 156 + 64 + 156
+    # every tissue tile (--tiles-per-slide 1000, 128 px at 0.5 µm/px): 32 of bare's and of s2's 1024 px, 16 of s1's,
+    # whose 1024 px at 0.25 are 512 at 0.5 (at its file's 0.5: 32 too)
+    assert training["n_tiles"] == 32 + 16 + 32
     assert training["listed_mpps"] == {"bare": 0.5, "s1": 0.25}  # s2's row is its file's own: read as before
     # a resume that reads the slides otherwise (the column dropped, --slide-mpp for all) is refused, first
     proc = run_cli("pretrain", "--slides", lab / "cohort" / "plain.csv", "--out", out, "--resume",

@@ -472,7 +472,7 @@ def check_cohort_slides(config: dict, table, csv_path=None) -> None:
     if bad:
         raise WeakSTILError(f"{len(bad)} cohort slide{'s' if len(bad) > 1 else ''} cannot be tiled: {'; '.join(bad)}",
                             path=config.get("cohort"), fix="replace or remove those rows; for slides stating no "
-                            "µm/px set slide_mpp to their scan resolution")
+                            "µm/px write each one's in an mpp column of the CSV, or set slide_mpp for them all")
 
 
 def unusable_score_slides(config: dict, files: dict[str, str], score_keys: list[str],

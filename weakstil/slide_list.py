@@ -161,7 +161,7 @@ MPP_COLUMN = "mpp"
 def _mpp_column(path: Path, rows, lines=None, what: str = "--slides") -> list[float | None]:
     """Each row's ``mpp`` (None where the column or the cell is empty); a cell that is not a positive
     number in the plausible range is refused in one line naming the list, its line (``lines``: the rows'
-    line numbers in the file) and slide. ``what`` names the list in that line."""
+    line numbers in the file) and slide, after ``what`` (the option that names the list)."""
     from weakstil.settings import MPP_RANGE
 
     out: list[float | None] = []
@@ -178,7 +178,8 @@ def _mpp_column(path: Path, rows, lines=None, what: str = "--slides") -> list[fl
             slide = next((str(v).strip() for k, v in row.items() if k and k.strip().lower() == "path"), "")
             line = int(lines[i]) if lines is not None else None
             where = f"line {line}" + (f" ({slide})" if slide else "") if line is not None else slide or f"row {i + 1}"
-            raise UsageError(f"{what}: the mpp of {where} is {cell!r}, not a scan resolution in µm/px", path=path,
+            raise UsageError(f"{what + ': ' if what else ''}the mpp of {where} is {cell!r}, not a scan resolution in "
+                             "µm/px", path=path,
                              fix=f"write the µm/px of that slide's scan ({MPP_RANGE[0]}–{MPP_RANGE[1]}: about 0.25 at "
                                  "40x, 0.5 at 20x) or leave the cell empty to use the file's own")
         out.append(value)
@@ -218,7 +219,7 @@ def cohort_mpps(path: Path, table) -> dict[str, float]:
 
     if "row" not in table or not len(table):
         return {}
-    mpps = _mpp_column(Path(path), _records_at(Path(path), table["row"]), list(table["row"]), what="the cohort CSV")
+    mpps = _mpp_column(Path(path), _records_at(Path(path), table["row"]), list(table["row"]), what="")
     return {os.path.abspath(str(p)): m for p, m in zip(table["path"], mpps) if m is not None}
 
 
