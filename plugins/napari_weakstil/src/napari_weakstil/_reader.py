@@ -80,7 +80,7 @@ def _refusal(exc: Exception) -> ReaderFunction:
 
 def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
     """The result's layers, with its slide underneath when the slide can be found."""
-    from napari_weakstil.result_layers import read_result, result_layers
+    from napari_weakstil.result_layers import outline_layer, read_result, result_layers
     from napari_weakstil.slide_layers import open_pyramid
 
     res = read_result(_single_path(path))
@@ -105,7 +105,15 @@ def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
             mpp = mpp or pyramid.mpp
     else:
         _warn_alone(res, f"slide '{res.slide_id}' not found (at the path the result records, nor beside it)")
-    return layers + result_layers(res, slide_mpp=mpp)
+    from napari_weakstil import outline_later
+
+    big = outline_later.big_outline(res)
+    layers += result_layers(res, slide_mpp=mpp, outline=not big)
+    # a big bed's outline: traced and built off the GUI thread once these layers are in, then added over them
+    if big and not outline_later.build_later(res, mpp or res.slide_mpp):
+        bed = outline_layer(res, mpp or res.slide_mpp)  # no napari window to add it to later: at once
+        layers += [bed] if bed is not None else []
+    return layers
 
 
 def scored_upsampled(res: Any) -> bool | None:

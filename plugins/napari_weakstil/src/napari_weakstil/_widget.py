@@ -351,7 +351,8 @@ class ScoringWidget(QWidget):
         """The scored result's number, call, interval, tile counts and qc flags."""
         self.stil_label.setText(stil_line(res))
         self._show_qc(res.attrs or {})
-        saved = self.bed_editor.saved_bed_line(res)  # a corrected bed saved for the slide: what it gives
+        # a corrected bed saved for the slide: what it gives (a big result's: worked out off the GUI thread)
+        saved = self.bed_editor.saved_bed_line(res, then=lambda: self._show_result_summary(res))
         self.detail_label.setText(detail_line(res) + (f"\n{saved}" if saved else ""))
 
     def _show_qc(self, attrs: dict) -> None:

@@ -325,10 +325,10 @@ class BedEditor(QGroupBox):
         path = find_annotation(folder or self.bed_folder(tiles), tiles.slide_id)
         return (path, read_bed_parts(path, tiles.geometry)) if path is not None else None
 
-    def saved_bed_line(self, res: Any) -> str:
+    def saved_bed_line(self, res: Any, then: Any = None) -> str:
         """What the bed saved for the shown result's slide in the bed folder gives, as ``--annotations`` scores it
-        (:func:`napari_weakstil.bed_saved.saved_bed_line`)."""
-        return bed_saved.saved_bed_line(self, res)
+        (:func:`napari_weakstil.bed_saved.saved_bed_line`; ``then``: a big result's is worked out in the background)."""
+        return bed_saved.saved_bed_line(self, res, then)
 
     def rescore(self, background: bool = False) -> BedScore | None:
         """Recompute the sTIL% and the call from the cached tile scores with the edited bed (``background``: the

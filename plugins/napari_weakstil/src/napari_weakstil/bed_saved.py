@@ -10,13 +10,16 @@ fragmented bed, on the GUI thread, until hunt 32: the file's rings were put toge
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.bed_edit import BedScore, ScoredTiles
+
+log = logging.getLogger(__name__)
 
 
 def bed_folder_of(editor: Any, result_path: Path) -> Path:
@@ -50,13 +53,14 @@ def remember_saved(res: Any, path: Path, folder: Path, new: BedScore) -> None:
         res.saved_bed_view = None
 
 
-def saved_bed_line(editor: Any, res: Any) -> str:
+def saved_bed_line(editor: Any, res: Any, then: Callable[[], Any] | None = None) -> str:
     """What the bed saved for ``res``'s slide in ``editor``'s bed folder gives, as ``--annotations`` scores it
-    (empty when there is none or a bed is being edited)."""
+    (empty when there is none or a bed is being edited). ``then``: on a big result (:data:`BACKGROUND_TILES`)
+    the file is read and rescored in a worker thread (about 5 s on a 100,000-tile slide's fragmented bed, on the
+    GUI thread as the result opened until hunt 33): a line that says so is returned, and ``then()`` is called in
+    the GUI thread once the line is known (kept: asked again, it is returned at once), if ``res`` is still shown."""
     from weakstil.annotations import find_annotation
     from weakstil.errors import WeakSTILError
-
-    from napari_weakstil.result_layers import file_identity
 
     if res is None or res.tile_scores is None or editor.layer() is not None:
         return ""
@@ -66,24 +70,77 @@ def saved_bed_line(editor: Any, res: Any) -> str:
         if path is None:
             return ""
         key = file_key(path)
-        if res.saved_bed_view is not None and res.saved_bed_view[0] == key:
-            return res.saved_bed_view[1]
-        if res.scored_tiles is None and (res.file_key is None or file_identity(Path(res.path)) == res.file_key):
-            from weakstil.bed_edit import ScoredTiles
-
-            res.scored_tiles = ScoredTiles.read(res.path)
-        if res.scored_tiles is None:
-            return ""
-        from weakstil.annotations import load_polygons
-
-        # the file's shape as the CLI reads it, rescored whole (its rings put together again in drawing order
-        # were the same shape, at 40 unions and differences of the whole bed: 115 s on a big fragmented bed)
-        new = res.scored_tiles.rescore_shape(load_polygons(path, res.scored_tiles.geometry), clip=True)
     except WeakSTILError as exc:
         return f"A bed of the slide in {folder} cannot be read: {exc.one_line()}"
     except OSError as exc:
         return f"A bed of the slide in {folder} cannot be read: {exc.strerror or exc}."
-    text = saved_line(path, folder, new, res.stil)
+    if res.saved_bed_view is not None and res.saved_bed_view[0] == key:
+        return res.saved_bed_view[1]
+    if then is None or len(res.tile_scores) <= BACKGROUND_TILES:
+        return _keep(res, key, *_work_out(res, path, folder))
+    if (key, id(res)) not in _working:
+        from napari.qt.threading import create_worker
+
+        def returned(out: tuple) -> None:
+            _keep(res, key, *out)
+
+        def failed(exc: BaseException) -> None:  # a bug: said in the line (kept: not tried again at every refresh)
+            log.warning("%s: working out what it gives failed", path, exc_info=exc)
+            res.saved_bed_view = (key, f"What the bed saved in {path} gives could not be worked out "
+                                       f"({type(exc).__name__}: {exc}).")
+
+        def done(*_: Any) -> None:
+            _working.pop((key, id(res)), None)
+            # still shown, no bed being edited, and the widget not closed meanwhile
+            if getattr(editor.owner, "result", None) is res and editor.layer() is None and not editor.tasks.gone:
+                then()
+
+        # superqt raises a worker's error again in the GUI thread without an own "errored" handler
+        worker = create_worker(_work_out, res, path, folder, _start_thread=False, _connect={"errored": failed})
+        worker.returned.connect(returned)
+        worker.finished.connect(done)
+        _working[(key, id(res))] = worker  # (the result's id: two opens of one file are two results)
+        worker.start()
+    return f"Working out what the bed saved in {path} gives…"
+
+
+#: Saved beds' lines being worked out in a worker thread, by their file's key and result (the workers kept alive)
+_working: dict[tuple, Any] = {}
+#: Tiles above which a saved bed's line is worked out in a worker thread when the widget asks (see saved_bed_line)
+BACKGROUND_TILES = 20_000
+
+
+def _work_out(res: Any, path: Path, folder: Path) -> tuple[ScoredTiles | None, str]:
+    """The result's tile scores (read here when not yet) and the saved bed's line, read as the CLI reads it;
+    ``res`` is only read (it may run in a worker thread: :func:`_keep` keeps what it found, in the GUI thread)."""
+    from weakstil.errors import WeakSTILError
+
+    from napari_weakstil.result_layers import file_identity
+
+    tiles = res.scored_tiles
+    try:
+        if tiles is None and (res.file_key is None or file_identity(Path(res.path)) == res.file_key):
+            from weakstil.bed_edit import ScoredTiles
+
+            tiles = ScoredTiles.read(res.path)
+        if tiles is None:  # the result's file changed since it was opened: nothing said (Edit bed says why)
+            return None, ""
+        from weakstil.annotations import load_polygons
+
+        # the file's shape as the CLI reads it, rescored whole (its rings put together again in drawing order
+        # were the same shape, at 40 unions and differences of the whole bed: 115 s on a big fragmented bed)
+        new = tiles.rescore_shape(load_polygons(path, tiles.geometry), clip=True)
+    except WeakSTILError as exc:
+        return tiles, f"A bed of the slide in {folder} cannot be read: {exc.one_line()}"
+    except OSError as exc:
+        return tiles, f"A bed of the slide in {folder} cannot be read: {exc.strerror or exc}."
+    return tiles, saved_line(path, folder, new, res.stil)
+
+
+def _keep(res: Any, key: tuple, tiles: ScoredTiles | None, text: str) -> str:
+    """What :func:`_work_out` found, kept on ``res`` (the line for the saved file ``key``); the line."""
+    if res.scored_tiles is None and tiles is not None:
+        res.scored_tiles = tiles
     res.saved_bed_view = (key, text)
     return text
 

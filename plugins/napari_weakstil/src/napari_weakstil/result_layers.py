@@ -363,13 +363,15 @@ def _float(value: Any) -> float | None:
 
 
 # -- layers --------------------------------------------------------------------------------
-def result_layers(res: ResultFile, slide_mpp: float | None = None) -> list[tuple[Any, dict[str, Any], str]]:
+def result_layers(res: ResultFile, slide_mpp: float | None = None,
+                  outline: bool = True) -> list[tuple[Any, dict[str, Any], str]]:
     """napari layer data for a result, placed in µm over its slide (bottom to top: tissue,
     tissue fraction or heatmap, attention, tumour-bed outline).
 
     ``slide_mpp``: world µm per level-0 pixel of the slide layer shown (default: the µm/px the
     result was scored with). A slide shown at another scale than it was scored at keeps its
-    level-0 pixels, so tiles and masks are placed by level-0 pixel, not by the scored µm."""
+    level-0 pixels, so tiles and masks are placed by level-0 pixel, not by the scored µm. ``outline``: False
+    leaves the tumour-bed outline out (:func:`outline_layer`; a big one is built off the GUI thread)."""
     from weakstil.errors import WeakSTILError
 
     mpp = slide_mpp or res.slide_mpp
@@ -416,13 +418,24 @@ def result_layers(res: ResultFile, slide_mpp: float | None = None) -> list[tuple
             "interpolation2d": "nearest", "blending": "translucent", "units": units,
             "metadata": {**tile_meta, "role": TISSUE_FRACTION},
             **raster.placement(mpp)}, "image"))
+    bed = outline_layer(res, mpp, raster) if outline else None
+    return layers + ([bed] if bed is not None else [])
+
+
+def outline_layer(res: ResultFile, mpp: float, raster: TileRaster | None = None) -> tuple[Any, dict[str, Any], str] | None:
+    """The tumour-bed outline's layer data (a Shapes layer of paths; None when there is no outline), for the
+    slide shown at ``mpp`` world µm per level-0 pixel (see :func:`result_layers`)."""
+    raster = raster if raster is not None else res.raster()
+    to_shown = mpp / res.slide_mpp if res.slide_mpp else 1.0
     outline = _tumorbed_outline(res, raster, mpp, to_shown)
-    if outline:
-        width = 2.0 * ((res.tumorbed_mask_mpp or 0.0) * to_shown or raster.stride * mpp / 4)
-        layers.append((outline, {"name": prefix + TUMORBED, "shape_type": "path", "edge_color": TUMORBED_COLOR,
-                                 "edge_width": width, "face_color": "transparent", "units": units,
-                                 "metadata": {**base_meta, "role": TUMORBED}}, "shapes"))
-    return layers
+    if not outline:
+        return None
+    width = 2.0 * ((res.tumorbed_mask_mpp or 0.0) * to_shown or raster.stride * mpp / 4)
+    meta = {"weakstil_kind": "result", "result_path": str(res.path), "slide_id": res.slide_id,
+            "slide_mpp": mpp, "kind": res.kind.value, "role": TUMORBED}
+    return (outline, {"name": f"{res.slide_id} {TUMORBED}", "shape_type": "path", "edge_color": TUMORBED_COLOR,
+                      "edge_width": width, "face_color": "transparent", "units": ("um", "um"), "metadata": meta},
+            "shapes")
 
 
 def _tumorbed_outline(res: ResultFile, raster: TileRaster, mpp: float, to_shown: float) -> list[np.ndarray]:
