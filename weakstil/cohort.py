@@ -21,6 +21,7 @@ from pathlib import Path, PureWindowsPath
 import numpy as np
 import pandas as pd
 
+from weakstil import cohort_labels
 from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
                                  in_subfolder, refuse_not_text, refuse_paths_from_cwd, refuse_separator_line,
@@ -194,14 +195,16 @@ def _refuse_predictions(columns: list[str], csv_path: Path) -> None:
 
 
 def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None, group_column: str | None = None,
-                require_labels: bool = True, check_files: bool = True, truth: bool = False) -> Cohort:
+                require_labels: bool = True, check_files: bool = True, truth: bool = False,
+                refuse_fractions: bool = False) -> Cohort:
     """Read and validate a cohort CSV; raise one :class:`CohortError` listing every bad row.
 
     ``features_dir`` also checks each slide has complete cached features there.
     ``group_column`` names the grouping column (``None``: ``group`` if present, ``"none"``:
     no grouping). ``require_labels=False`` allows an empty ``stil`` (scoring unlabelled slides).
     ``truth``: the labels are the truth a model is trained or judged on, so a ``weakstil score``
-    results.csv (its ``stil`` is a prediction) is refused.
+    results.csv (its ``stil`` is a prediction) is refused. ``refuse_fractions``: labels that are all at most
+    1 are refused (train), not warned about and then refused (the same words twice, warning and error).
     """
     csv_path = Path(csv_path)
     if not csv_path.exists():
@@ -400,6 +403,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     table = pd.DataFrame.from_records(records, columns=["slide_id", "path", "stil", "group", "row", "features"])
     if require_labels:
         refuse_class_labels(csv_path, table)
+    if refuse_fractions:  # (looked up when called: a test stands in an older weakstil that trained on fractions)
+        cohort_labels.refuse_fraction_labels(csv_path, table)
     warn_fraction_labels(csv_path, table)
     if group_col is not None:
         warn_lookalike_groups(csv_path, group_col, table["group"].tolist())

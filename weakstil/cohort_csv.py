@@ -90,13 +90,28 @@ def refuse_not_text(csv_path: Path) -> None:
             head = f.read(8)
     except OSError:
         return
-    what = ("an Excel workbook (.xlsx), not a CSV" if head.startswith(b"PK\x03\x04") else
-            "an Excel 97-2003 workbook (.xls), not a CSV" if head.startswith(b"\xd0\xcf\x11\xe0") else
-            "UTF-16 text (a spreadsheet's 'Unicode Text'), not UTF-8" if head[:2] in (b"\xff\xfe", b"\xfe\xff")
-            else None)
+    what = spreadsheet_kind(head)
     if what is not None:
         raise CohortError(f"is {what}", path=csv_path, fix=SAVE_AS_CSV)
     _refuse_not_utf8(csv_path)
+
+
+def spreadsheet_kind(head: bytes) -> str | None:
+    """What a file starting with ``head`` is, when it is a spreadsheet's save that is no UTF-8 CSV."""
+    return ("an Excel workbook (.xlsx), not a CSV" if head.startswith(b"PK\x03\x04") else
+            "an Excel 97-2003 workbook (.xls), not a CSV" if head.startswith(b"\xd0\xcf\x11\xe0") else
+            "UTF-16 text (a spreadsheet's 'Unicode Text'), not UTF-8" if head[:2] in (b"\xff\xfe", b"\xfe\xff")
+            else None)
+
+
+def not_utf8_line(data: bytes, start: int) -> str:
+    """The line of ``data`` whose byte ``start`` is not UTF-8, named and shown as Windows-1252 reads it
+    (a spreadsheet's 'CSV (Comma delimited)' on Windows), for the error line."""
+    line = data.count(b"\n", 0, start) + 1
+    text = data[data.rfind(b"\n", 0, start) + 1:].split(b"\n", 1)[0].rstrip(b"\r")
+    shown = text.decode("cp1252", errors="replace")
+    shown = shown if len(shown) <= 80 else shown[:77] + "..."
+    return f"line {line} is not UTF-8 text (byte 0x{data[start]:02X}; read as Windows-1252 it says {shown!r})"
 
 
 def _refuse_not_utf8(csv_path: Path, limit: int = 64 * 1024**2) -> None:
@@ -115,13 +130,9 @@ def _refuse_not_utf8(csv_path: Path, limit: int = 64 * 1024**2) -> None:
         if exc.start >= len(data) - 3 and len(data) == limit:  # a character cut by the read limit
             return
         start = exc.start
-    line = data.count(b"\n", 0, start) + 1
-    text = data[data.rfind(b"\n", 0, start) + 1:].split(b"\n", 1)[0].rstrip(b"\r")
-    shown = text.decode("cp1252", errors="replace")
-    shown = shown if len(shown) <= 80 else shown[:77] + "..."
-    raise CohortError(f"line {line} is not UTF-8 text (byte 0x{data[start]:02X}; read as Windows-1252 it says "
-                      f"{shown!r}), and is not guessed at: another encoding read wrongly would name another slide "
-                      "file", path=csv_path, fix=f"save it as UTF-8: {SAVE_AS_CSV.removeprefix('save it ')}")
+    raise CohortError(f"{not_utf8_line(data, start)}, and is not guessed at: another encoding read wrongly would "
+                      "name another slide file", path=csv_path,
+                      fix=f"save it as UTF-8: {SAVE_AS_CSV.removeprefix('save it ')}")
 
 
 def case_twin(path: Path, base: Path, listings: dict[Path, dict[str, str]]) -> str | None:

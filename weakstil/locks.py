@@ -112,15 +112,23 @@ class OutputLock:
                 held[1] += 1
                 self.held = True
                 return True
-        waited = False
+        waited, vanished = False, 0
         while True:
             if not self.path.parent.is_dir():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._made_folder = True
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-            except FileNotFoundError:  # another run removed the empty folder just now
-                continue
+            except FileNotFoundError as exc:  # another run removed the empty folder just now: try again,
+                vanished += 1  # but not for ever: a dangling link as the lock file, or a file system that
+                if vanished < 20:  # refuses new files with ENOENT (/proc, some FUSE mounts), spun at full CPU
+                    continue
+                link = os.readlink(self.path) if self.path.is_symlink() else None
+                raise WeakSTILError(f"cannot create the lock file {self.path.name} in {self.path.parent} "
+                                    f"({exc.strerror}" + (f": it is a link to {link}, which is not there)" if link
+                                                          else ")"), path=self.target,
+                                    fix=f"remove the link {self.path}" if link else
+                                    "write to a folder on an ordinary writable disk") from None
             except OSError as exc:  # a folder this run may only read (a shared read-only feature cache):
                 if exc.errno not in (errno.EROFS, errno.EACCES, errno.EPERM):  # a write there fails on its own
                     raise

@@ -237,7 +237,6 @@ def _group_column(config: dict) -> str | None:
 def check_cohort(config: dict):
     """The cohort (see the module doc); returns the :class:`~weakstil.cohort.Cohort`."""
     from weakstil.cohort import read_cohort
-    from weakstil.cohort_labels import refuse_fraction_labels  # train's: refused before hours of embedding
     if not re.fullmatch(r"-?\d+", str(config["folds"])):
         raise PreflightError(f"folds is {config['folds']!r}, not a whole number", fix="set folds to e.g. 5")
     folds = int(config["folds"])
@@ -246,7 +245,7 @@ def check_cohort(config: dict):
                              fix="set folds to 2 or more (--config folds=5)")
     column = _group_column(config)
     try:
-        refuse_fraction_labels((cohort := read_cohort(config["cohort"], group_column=column)).csv_path, cohort.table)
+        cohort = read_cohort(config["cohort"], group_column=column, refuse_fractions=True)  # train's, before embedding
     except WeakSTILError as exc:
         where = with_path_hint("the `cohort` key of the workflow config", config, "cohort")
         raise PreflightError(f"{exc.one_line().rstrip('.')} ({where})") from None

@@ -60,10 +60,26 @@ def read_slide_list(path: Path) -> ListedSlides:
                          fix="pass a CSV with a 'path' column or a text file with one slide path a line (a folder's "
                              "slides: pass them as a quoted glob, 'DIR/*.svs')")
     try:
-        text = path.read_bytes().decode("utf-8-sig")
+        data = path.read_bytes()
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise UsageError("--slides: the slide list is not UTF-8 text (a slide itself, or a spreadsheet file?)",
-                         path=path, fix="save the list as UTF-8 text or CSV (one slide path a line)") from None
+        # A spreadsheet's save names itself, and a Windows 'CSV (Comma delimited)' its line: they were all
+        # "not UTF-8 text (a slide itself, or a spreadsheet file?)", as if a slide had been given
+        from weakstil.cohort_csv import not_utf8_line, spreadsheet_kind
+
+        what = spreadsheet_kind(data[:8])
+        if what is None and data[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+            raise UsageError("--slides: is a TIFF image (a slide itself), not a slide list", path=path,
+                             fix="pass slides as arguments (weakstil score SLIDE ...); --slides takes a file that "
+                                 "lists them") from None
+        if what is None:
+            try:
+                data.decode("utf-8")  # (a BOM is UTF-8 too: the offset is the file's)
+            except UnicodeDecodeError as exc:
+                where = not_utf8_line(data, exc.start)
+        raise UsageError(f"--slides: the slide list is {what}" if what else f"--slides: the slide list's {where}",
+                         path=path, fix="save the list as UTF-8 text or CSV (from a spreadsheet: 'CSV UTF-8 (Comma "
+                                        "delimited)'; one slide path a line)") from None
     except OSError as exc:
         raise UsageError(f"--slides: cannot read the slide list ({exc.strerror})", path=path,
                          fix="check its permissions") from None

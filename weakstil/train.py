@@ -178,11 +178,10 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                   beds: BedSources | None, bundle: bool = False, bundle_tumorbed: str | Path | None = None) -> dict:
     t0 = time.perf_counter()
     _prepare_out(out_dir, overwrite)  # again, under the folder's lock
-    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column, truth=True)
-    from weakstil.cohort_labels import refuse_fraction_labels
+    # fractions refused here, as read (read_cohort only warns by default: report reads such a CSV)
+    cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column, truth=True,
+                         refuse_fractions=True)
     from weakstil.outputdir import check_inputs_outside
-
-    refuse_fraction_labels(cohort.csv_path, cohort.table)  # read_cohort only warns (report reads such a CSV)
 
     # a slide file kept in the model folder would be deleted with it, as the cohort CSV (checked by the CLI)
     for path in cohort.table["path"]:
