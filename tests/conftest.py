@@ -156,6 +156,11 @@ def write_disc_slide(path: Path) -> Path:
     return write_tiff_slide(path, rgb, mpp=0.5, levels=2)
 
 
+#: The side in mm of the seed-0 synthetic slides the workflow and fault modules share (:func:`synth_cohort`):
+#: 0.7 mm, about 25 tiles a slide, where 1 mm (about 50) took more CPU in every tile, embed, train, score and
+#: report step of their commands and Snakemake jobs, and none of their checks needs the larger tissue.
+WORKFLOW_SLIDE_MM = 0.7
+
 #: The files of one synthetic slide, the truth file last (its presence marks a complete slide).
 _SLIDE_FILES = ("slides/{sid}.tiff", "truth/{sid}_tumorbed.geojson", "truth/{sid}_preview.png", "truth/{sid}.h5")
 
@@ -165,7 +170,8 @@ def synth_cohort(tmp_path_factory):
     """``synth_cohort(out, slides, seed, size_mm, groups)``: ``weakstil synth`` into ``out``, where the slides
     that this test session made already with the same seed, size and centre are copied in first
     (the generator keeps a complete slide of the same identity: the same files, labels and cohort.json).
-    Several workflow modules make the same 1 mm slides of seed 0; each slide took about 1.3 s of CPU.
+    Several workflow modules make the same slides of seed 0 (:data:`WORKFLOW_SLIDE_MM`); each 1 mm slide took
+    about 1.3 s of CPU.
     The copies are shared by the xdist workers of one run (their common base folder) and never
     outlive it."""
     import shutil

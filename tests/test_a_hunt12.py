@@ -196,11 +196,11 @@ def test_a_feature_cache_with_nan_is_named_by_its_file_with_a_fix_that_works(tmp
 # --- A8: a failed re-scoring keeps the earlier finished score ----------------------------------------------
 @pytest.fixture(scope="module")
 def scored_world(tmp_path_factory, synth_cohort):
-    """Two 1 mm synthetic slides, their features (seeded random small CNN) and a tiny model."""
-    from conftest import run_cli
+    """Two synthetic slides (the workflow modules' size), their features (seeded random small CNN) and a tiny model."""
+    from conftest import WORKFLOW_SLIDE_MM, run_cli
 
     root = tmp_path_factory.mktemp("a8")
-    synth_cohort(root / "cohort", 2, seed=0, size_mm=1.0, groups=2)
+    synth_cohort(root / "cohort", 2, seed=0, size_mm=WORKFLOW_SLIDE_MM, groups=2)
     run_cli("embed", root / "cohort" / "slides" / "*.tiff", "--out", root / "feats", "--encoder", "small-cnn",
             "--weights", "random", "--workers", "1", "--threads", "1", check=True)
     run_cli("train", root / "cohort" / "labels.csv", "--features", root / "feats", "--out", root / "model",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT, no_slurm_controller_env
+from conftest import ROOT, WORKFLOW_SLIDE_MM, no_slurm_controller_env
 
 pytest.importorskip("snakemake")
 
@@ -32,7 +32,7 @@ def snakemake(workdir: Path, out: Path, cohort: Path, *args: str, config: tuple[
 def lab(tmp_path_factory, synth_cohort) -> Path:
     """4 cohort slides (2 centres) in a folder whose name has a space and a non-ASCII letter."""
     root = tmp_path_factory.mktemp("hunt26b") / "lab é"
-    synth_cohort(root / "cohort", 4, seed=0, size_mm=1.0, groups=2)
+    synth_cohort(root / "cohort", 4, seed=0, size_mm=WORKFLOW_SLIDE_MM, groups=2)
     assert len(pd.read_csv(root / "cohort" / "labels.csv")) == 4
     return root
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT, no_slurm_controller_env
+from conftest import ROOT, WORKFLOW_SLIDE_MM, no_slurm_controller_env
 
 pytest.importorskip("snakemake")
 
@@ -31,7 +31,7 @@ def cohort(tmp_path_factory, synth_cohort) -> Path:
     """3 synthetic slides (2 centres) in cohort/; braces.csv lists them from a folder named `b{x}`;
     new/extra.tiff, a score slide outlined in ann/ (with the cohort's outlines)."""
     root = tmp_path_factory.mktemp("hunt12d")
-    synth_cohort(root / "cohort", 3, seed=0, size_mm=1.0, groups=2)
+    synth_cohort(root / "cohort", 3, seed=0, size_mm=WORKFLOW_SLIDE_MM, groups=2)
     shutil.copytree(root / "cohort" / "slides", root / "cohort" / "b{x}")
     labels = pd.read_csv(root / "cohort" / "labels.csv")
     labels.assign(path=[p.replace("slides/", "b{x}/") for p in labels["path"]]).to_csv(

@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT, no_slurm_controller_env
+from conftest import ROOT, WORKFLOW_SLIDE_MM, no_slurm_controller_env
 
 SNAKEFILE = ROOT / "pipelines" / "Snakefile"
 LOCAL = ROOT / "pipelines" / "profiles" / "local"
@@ -32,7 +32,7 @@ def snakemake(workdir: Path, *args: str, config: tuple[str, ...] = ()) -> subpro
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory, synth_cohort) -> Path:
     root = tmp_path_factory.mktemp("hunt27e")
-    synth_cohort(root / "cohort", 4, seed=0, size_mm=1.0, groups=2)
+    synth_cohort(root / "cohort", 4, seed=0, size_mm=WORKFLOW_SLIDE_MM, groups=2)
     return root
 
 

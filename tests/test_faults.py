@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, run_cli, write_tiff_slide
+from conftest import ROOT, WORKFLOW_SLIDE_MM, run_cli, write_tiff_slide
 
 MARKER = ".weakstil-output.json"
 
@@ -65,8 +65,9 @@ def world(tmp_path_factory, synth_cohort) -> World:
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("faults")
     w = World(root, root / "cohort", root / "other", root / "feats", root / "model")
-    synth_cohort(w.cohort, 3, seed=0, size_mm=1.0, groups=3)
-    run_cli("synth", w.other, "--slides", "1", "--size-mm", "1", "1", "--seed", "1", check=True)
+    synth_cohort(w.cohort, 3, seed=0, size_mm=WORKFLOW_SLIDE_MM, groups=3)
+    mm = WORKFLOW_SLIDE_MM
+    run_cli("synth", w.other, "--slides", "1", "--size-mm", mm, mm, "--seed", "1", check=True)
     run_cli("embed", w.cohort / "slides" / "*.tiff", "--out", w.feats, "--encoder", "small-cnn", "--weights", "random",
             "--workers", "1", check=True)
     run_cli("train", w.labels, "--features", w.feats, "--out", w.model, "--folds", "2", "--epochs", "2",

@@ -81,16 +81,16 @@ def test_c_a_recorded_slide_failure_is_retried_by_the_next_run_and_then_left_alo
     """A score slide whose `score_slide_tiles` job recorded a failure (here another run held the
     slide's tiles file: a passing cause) kept its error status forever: the job had succeeded, so
     after the cause was gone a rerun said "Nothing to be done". Now the next run redoes it, and once
-    it succeeded a run after that has nothing to do. Only that job's target: 2 slides of 1 mm."""
+    it succeeded a run after that has nothing to do. Only that job's target: 2 slides of 0.7 mm."""
     import shutil
 
     import pytest
 
     pytest.importorskip("snakemake")
-    from conftest import ROOT, no_slurm_controller_env
+    from conftest import ROOT, WORKFLOW_SLIDE_MM, no_slurm_controller_env
     from weakstil.locks import OutputLock
 
-    synth_cohort(tmp_path / "cohort", 3, seed=0, size_mm=1.0, groups=2)
+    synth_cohort(tmp_path / "cohort", 3, seed=0, size_mm=WORKFLOW_SLIDE_MM, groups=2)
     lines = (tmp_path / "cohort" / "labels.csv").read_text().splitlines()
     (tmp_path / "cohort" / "labels.csv").write_text("\n".join(lines[:3]) + "\n")  # 2 cohort slides, 2 centres
     (tmp_path / "new").mkdir()

@@ -15,7 +15,7 @@ import h5py
 import pandas as pd
 import pytest
 
-from conftest import ROOT, no_slurm_controller_env
+from conftest import ROOT, WORKFLOW_SLIDE_MM, no_slurm_controller_env
 
 pytest.importorskip("snakemake")
 pytest.importorskip("snakemake_executor_plugin_slurm")
@@ -24,7 +24,7 @@ SNAKEFILE = ROOT / "pipelines" / "Snakefile"
 LOCAL = ROOT / "pipelines" / "profiles" / "local"
 SLURM = ROOT / "pipelines" / "profiles" / "slurm"
 COHORT_SLIDES = 4
-#: Small and quick: 1 x 1 mm slides (about 50 tiles), 2 folds over 2 centres, few epochs; the encoder's
+#: Small and quick: 0.7 x 0.7 mm slides (about 25 tiles), 2 folds over 2 centres, few epochs; the encoder's
 #: weights in a file, as a lab's own (random ones, made by :func:`small_cnn_weights`).
 FAST = ["folds=2", "epochs=8", "threads=1", "score_slides=[new/*.tiff]", "annotations=cohort/truth",
         "weights=encoder.safetensors"]
@@ -68,7 +68,7 @@ def job_stats(log: str) -> dict[str, int]:
 def workdir(tmp_path_factory, synth_cohort) -> Path:
     """A synthetic cohort of 4 labelled slides (2 centres) and one new slide to score."""
     root = tmp_path_factory.mktemp("pipeline")
-    synth_cohort(root / "cohort", COHORT_SLIDES + 1, seed=0, size_mm=1.0, groups=2)
+    synth_cohort(root / "cohort", COHORT_SLIDES + 1, seed=0, size_mm=WORKFLOW_SLIDE_MM, groups=2)
     labels = pd.read_csv(root / "cohort" / "labels.csv")
     labels.iloc[:COHORT_SLIDES].to_csv(root / "cohort" / "labels.csv", index=False)
     new = labels.iloc[COHORT_SLIDES]

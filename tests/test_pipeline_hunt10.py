@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT, no_slurm_controller_env
+from conftest import ROOT, WORKFLOW_SLIDE_MM, no_slurm_controller_env
 
 pytest.importorskip("snakemake")
 
@@ -32,7 +32,7 @@ def cohort(tmp_path_factory, synth_cohort) -> Path:
     """4 cohort slides (2 centres) under cohort/, one more slide in new/; ids.csv names them A-D;
     links.csv reaches them through symbolic links named patient_0-3."""
     root = tmp_path_factory.mktemp("hunt10")
-    synth_cohort(root / "cohort", 5, seed=0, size_mm=1.0, groups=2)
+    synth_cohort(root / "cohort", 5, seed=0, size_mm=WORKFLOW_SLIDE_MM, groups=2)
     labels = pd.read_csv(root / "cohort" / "labels.csv")
     labels.iloc[:4].to_csv(root / "cohort" / "labels.csv", index=False)
     (root / "new").mkdir()
