@@ -102,11 +102,17 @@ def pearson(x, y) -> float:
 
 
 def rankdata(a) -> np.ndarray:
-    """Average ranks (ties share the mean of their ranks). scipy.stats is imported here, not at the
-    top: it costs about a second at start-up, and `score` imports this module only for its text helpers."""
-    from scipy.stats import rankdata as average_ranks
-
-    return average_ranks(a)
+    """Average ranks from 1 (ties share the mean of their ranks), as ``scipy.stats.rankdata``'s default,
+    in numpy: importing scipy.stats cost about 0.7 s in every process that ranked (train's metrics)."""
+    values = np.asarray(a).ravel()
+    order = np.argsort(values, kind="mergesort")
+    position = np.empty(len(values), np.intp)
+    position[order] = np.arange(len(values))
+    ordered = values[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]]  # the first of each run of equal values
+    run = np.cumsum(starts)[position]  # each value's run, 1-based
+    bounds = np.r_[np.flatnonzero(starts), len(values)]  # where each run starts, then the end
+    return 0.5 * (bounds[run] + bounds[run - 1] + 1)
 
 
 def spearman(x, y) -> float:
