@@ -16,6 +16,7 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path, remove_stale_temps, replacing_together
 from weakstil.errors import INK_ONLY, NoTissueError, SlideError, UsageError, WeakSTILError, no_tissue
+from weakstil.runtime import library_versions
 from weakstil.slide import Slide, brightfield_warning, greyscale_reason, underexposed_reason
 from weakstil.tiling import TileGrid, TileMode, grid_bytes, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
@@ -158,6 +159,8 @@ class SlideTiles:
             "tiling_key": json.dumps(self.params.key(), sort_keys=True),
             "n_tiles": int(len(self.coords)),
             "weakstil_version": __version__,
+            # the reader's and image code's releases: an OpenSlide or decoder release changes the pixels
+            "library_versions": json.dumps(library_versions(), sort_keys=True),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
