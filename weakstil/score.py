@@ -496,4 +496,5 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     if stroma is not None:
         measurements["stroma weight"] = stroma
     write_tiles_geojson(out / f"{slide_id}.geojson", coords, tsl0, measurements, np.where(bed.tile_flags, "Tumor bed",
-                        "Other"), written_by=SlideScoresFile.MADE_BY, origin=origin_of(features.attrs))  # QuPath's frame
+                        "Other"), written_by=SlideScoresFile.MADE_BY, origin=origin_of(features.attrs),  # QuPath's frame
+                        provenance=attrs)

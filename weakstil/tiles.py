@@ -401,10 +401,24 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
         # both files or neither, and a failed rewrite (a full disk, Ctrl-C) puts the earlier pair back:
         # a picture without its tiles, or tiles without their picture, would mislead
         with replacing_together([h5_path, png_path]):
-            with atomic_path(png_path) as tmp:
-                overlay.save(tmp, format="PNG", compress_level=1)
+            with atomic_path(png_path) as tmp:  # what made the picture, as a heatmap's (no path or time)
+                overlay.save(tmp, format="PNG", compress_level=1, pnginfo=_overlay_text(tiles))
             write_tiles_h5(tiles, h5_path)
     return h5_path, tiles
+
+
+def _overlay_text(tiles: SlideTiles):
+    """The overlay PNG's text chunks: ``Software`` and a JSON ``Comment`` naming the slide (id,
+    fingerprint), the tiling settings, the tissue detector and the tile count."""
+    from PIL.PngImagePlugin import PngInfo
+
+    a = tiles.attrs()
+    info = PngInfo()
+    info.add_text("Software", f"WeakSTIL {__version__}")
+    info.add_text("Comment", json.dumps({k: a.get(k) for k in ("slide_id", "slide_fingerprint", "tissue_version",
+                                                                 "n_tiles", "weakstil_version")}
+                                        | {"tiling_key": json.loads(str(a["tiling_key"]))}, default=str))
+    return info
 
 
 def scoring_tiling(meta: dict, path: Path):
