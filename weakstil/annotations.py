@@ -289,14 +289,16 @@ def geojson_written_by(path: str | Path) -> str | None:
 
 def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color=(255, 0, 0),
                   label: str | None = None, written_by: str | None = None,
-                  origin: tuple[float, float] = (0.0, 0.0), slide: dict | None = None) -> None:
+                  origin: tuple[float, float] = (0.0, 0.0), slide: dict | None = None,
+                  provenance: dict | None = None) -> None:
     """QuPath-style GeoJSON FeatureCollection of the polygons (level-0 px): annotations of class
     ``name``, each named ``label`` (what QuPath shows beside it) when given. ``written_by``: the
     command that writes it as an output (:func:`geojson_written_by`), or the napari bed editor's
     mark on the beds it saves (it replaces only those). ``origin``: the slide's scanned-area corner
     (MIRAX), subtracted so that QuPath, which crops the slide there, shows the bed where it lies; it
     is recorded (:data:`ORIGIN_KEY`) and added back when we read the file. ``slide``: the scan's id,
-    fingerprint, size and µm/px, recorded as ``weakstil_slide`` (a bed read for another scan is flagged)."""
+    fingerprint, size and µm/px, recorded as ``weakstil_slide`` (a bed read for another scan is flagged).
+    ``provenance``: what made the outline (WeakSTIL version, bed source, detector), as ``weakstil_provenance``."""
     from shapely.affinity import translate
     from shapely.geometry import mapping
 
@@ -316,7 +318,7 @@ def write_geojson(multipolygon, path: str | Path, name: str = "Tumor bed", color
     with atomic_path(path) as tmp:
         head = {"type": "FeatureCollection", **({WRITTEN_BY_KEY: written_by} if written_by else {}),
                 **({ORIGIN_KEY: [float(origin[0]), float(origin[1])]} if moved else {}),
-                **({"weakstil_slide": slide} if slide else {})}
+                **({"weakstil_slide": slide} if slide else {}), **({"weakstil_provenance": provenance} if provenance else {})}
         tmp.write_text(json.dumps({**head, "features": features}, separators=(",", ":")), encoding="utf-8")
 
 

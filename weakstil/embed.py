@@ -53,7 +53,7 @@ from weakstil.feature_cache import (CACHE_FORMAT, cache_key, cache_status, legac
 from weakstil.files import FeaturesFile, slide_file
 from weakstil.locks import OutputLock
 from weakstil.outputdir import check_replaceable
-from weakstil.runtime import package_version
+from weakstil.runtime import library_versions, package_version
 from weakstil.slide import Slide, slide_id_from_path
 from weakstil.tiles import SlideTiles, TilingParams, find_tiles
 
@@ -478,6 +478,7 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
             "normalisation": json.dumps(encoder.normalisation()), "precision": encoder.precision,
             "device": str(encoder.device), "torch_version": str(torch.__version__),
             "timm_version": package_version("timm"), "weakstil_version": __version__,
+            "library_versions": json.dumps(library_versions("torch", "timm"), sort_keys=True),  # the reader's too
             "seed": int(seed if encoder.seed is None else encoder.seed), "batch_size": int(batch_size),
             "warnings": json.dumps(tiles.recorded_warnings), "decode": provenance_json({**decode_record(), "tile_stats": tile_stats_record}), "cache_key": key, "cache_format": CACHE_FORMAT,
             "embed_seconds": float(time.perf_counter() - t0), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -124,16 +124,21 @@ HEATMAP_PROVENANCE = ("slide_id", "slide_fingerprint", "stil", "threshold", "sta
                       "tumorbed_source", "weakstil_version")
 
 
+def provenance_record(provenance: dict) -> dict:
+    """The :data:`HEATMAP_PROVENANCE` keys of a slide-score file's attributes, as strict JSON values (a
+    slide without a score, no tumour bed, has "stil": null, not NaN): a heatmap's Comment, a tile GeoJSON's
+    ``weakstil_provenance``."""
+    kept = {k: provenance[k] for k in HEATMAP_PROVENANCE if k in provenance}
+    plain = {k: v.item() if isinstance(v, np.generic) else v for k, v in kept.items()}
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v for k, v in plain.items()}
+
+
 def _png_text(provenance: dict | None) -> dict[str, str]:
     from weakstil import __version__
 
     text = {"Software": f"WeakSTIL {__version__}"}
     if provenance:
-        kept = {k: provenance[k] for k in HEATMAP_PROVENANCE if k in provenance}
-        plain = {k: v.item() if isinstance(v, np.generic) else v for k, v in kept.items()}
-        # strict JSON: a slide without a score (no tumour bed) has "stil": null, not NaN
-        text["Comment"] = json.dumps({k: None if isinstance(v, float) and not np.isfinite(v) else v
-                                      for k, v in plain.items()})
+        text["Comment"] = json.dumps(provenance_record(provenance))
     return text
 
 
@@ -288,12 +293,15 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
 
 def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: float,
                         measurements: dict[str, np.ndarray], classification: np.ndarray | None = None,
-                        written_by: str | None = None, origin: tuple[float, float] = (0.0, 0.0)) -> Path:
+                        written_by: str | None = None, origin: tuple[float, float] = (0.0, 0.0),
+                        provenance: dict | None = None) -> Path:
     """QuPath-importable FeatureCollection: one square ``tile`` object per tile with its
     measurements (a value that is not finite left out). Streamed feature by feature, so 100,000 tiles need little memory.
     ``written_by``: the command, as a foreign member ahead of the features (weakstil.annotations.
     geojson_written_by reads it), so a rerun knows the file for its own. ``origin``: the slide's
-    scanned-area corner (MIRAX), subtracted: QuPath crops such a slide there (weakstil.annotation_frame)."""
+    scanned-area corner (MIRAX), subtracted: QuPath crops such a slide there (weakstil.annotation_frame).
+    ``provenance`` (a slide-score file's attributes): what made the scores (:func:`provenance_record`: model,
+    encoder, WeakSTIL version; no path or time), as the member ``weakstil_provenance`` after those two."""
     from weakstil.annotations import written_by_member
     side = float(tile_size_level0)
     names = list(measurements)
@@ -302,7 +310,8 @@ def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: 
         with open(tmp, "w", encoding="utf-8") as fh:
             corner = np.asarray(origin, np.float64)
             moved = f'"weakstil_origin":{json.dumps(corner.tolist())},' if corner.any() else ""
-            fh.write('{"type":"FeatureCollection",' + written_by_member(written_by) + moved + '"features":[')
+            made = f'"weakstil_provenance":{json.dumps(provenance_record(provenance), separators=(",", ":"))},' if provenance else ""
+            fh.write('{"type":"FeatureCollection",' + written_by_member(written_by) + moved + made + '"features":[')
             for i, (x, y) in enumerate(np.asarray(coords, np.float64) - corner):
                 ring = [[x, y], [x + side, y], [x + side, y + side], [x, y + side], [x, y]]
                 # a value that is not a number is left out, as QuPath has a measurement it lacks (NaN): a

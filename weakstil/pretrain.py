@@ -293,7 +293,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     import torch
 
     from weakstil.encoders.factory import load_model, save_state_dict
-    from weakstil.runtime import package_version, resolve_device
+    from weakstil.runtime import library_versions, package_version, resolve_device
     from weakstil.encoders.transforms import SSLAugment
 
     cfg = cfg or PretrainConfig()
@@ -449,6 +449,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         "loss_last10_mean": round(float(np.mean(losses[-10:])), 5) if losses else None,
         "seconds": round(seconds, 2), "device": str(dev), "torch_version": str(torch.__version__),
         "timm_version": package_version("timm"), "weakstil_version": __version__,
+        "library_versions": library_versions("torch", "timm"),  # the slide reader's and decoders' too
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     base = card.to_dict()

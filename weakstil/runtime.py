@@ -6,6 +6,7 @@ need it, so the CLI can import this module at start-up.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -188,6 +189,41 @@ def installed_versions(packages: tuple[str, ...]) -> dict[str, str]:
         version = package_version(name)
         if version != "not installed":
             out[name] = version
+    return out
+
+
+#: The packages whose releases can change a slide's tiles, features or scores: the slide readers and
+#: JPEG decoders (the pixels), the image and stain code (tissue mask, stain, tile measurements).
+PIXEL_PACKAGES = ("numpy", "scipy", "scikit-image", "opencv-python-headless", "pillow", "openslide-python",
+                  "openslide-bin", "tifffile", "imagecodecs", "simplejpeg", "torchstain")
+
+
+@functools.lru_cache(maxsize=None)  # looked up once a process, not once a slide
+def _library_versions(extra: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    return tuple(_library_versions_now(extra).items())
+
+
+def library_versions(*extra: str) -> dict[str, str]:
+    """See :func:`_library_versions_now` (a copy of the process's answer)."""
+    return dict(_library_versions(tuple(extra)))
+
+
+def _library_versions_now(extra: tuple[str, ...]) -> dict[str, str]:
+    """WeakSTIL's, Python's and the installed :data:`PIXEL_PACKAGES`' versions (and ``extra``'s, e.g.
+    torch, timm), with the OpenSlide C library's as it reports itself (``openslide``): recorded in
+    every tiles, features and score file, as a reader or decoder release changes pixels."""
+    import sys
+
+    out = {"weakstil": __version__, **installed_versions(PIXEL_PACKAGES + tuple(extra))}
+    torch = sys.modules.get("torch")
+    if "torch" in out and torch is not None:
+        out["torch"] = str(torch.__version__)  # as it reports itself (e.g. 2.5.1+cpu), as model.json's
+    try:
+        import openslide
+
+        out["openslide"] = str(openslide.__library_version__)
+    except (ImportError, OSError, AttributeError):  # no C library: slides are read by tifffile
+        pass
     return out
 
 

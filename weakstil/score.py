@@ -37,6 +37,7 @@ from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
 from weakstil.modeldir import ModelDir
 from weakstil.outputs import all_whole, slide_relpath
 from weakstil.results_table import BatchRows, read_previous, row_agrees_with_file, write_results
+from weakstil.runtime import library_versions
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
 from weakstil.slide_list import SlideNaming
 
@@ -45,17 +46,13 @@ log = logging.getLogger(__name__)
 #: The sTIL% interval's columns (weakstil.confidence): stil_lower_90, stil_upper_90.
 LOWER, UPPER = interval_columns()
 RESULT_COLUMNS = ["slide_id", "path", "stil", LOWER, UPPER, "stil_high", "threshold", "n_tiles",
-                  "n_tumorbed_tiles", "tumorbed_source", "status", "qc", "qc_reasons", "error", "model_id", "encoder_id",
-                  "seconds"]
-STATUS_OK, STATUS_ERROR = "ok", "error"
-STATUS_NO_BED = "no tumour bed"
+                  "n_tumorbed_tiles", "tumorbed_source", "status", "qc", "qc_reasons", "error", "model_id", "encoder_id", "seconds"]
+STATUS_OK, STATUS_ERROR, STATUS_NO_BED = "ok", "error", "no tumour bed"
 #: The detected bed was empty or implausibly small: scored over the whole tissue (tumorbed_source
 #: ``tissue-fallback``, the reason in the HDF5's ``tumorbed_detail`` and a warning line).
 STATUS_BED_FALLBACK = "bed fallback: tissue"
-#: Statuses a rerun does not redo.
-FINISHED = (STATUS_OK, STATUS_NO_BED, STATUS_BED_FALLBACK)
-#: Statuses that carry a score.
-SCORED = (STATUS_OK, STATUS_BED_FALLBACK)
+FINISHED = (STATUS_OK, STATUS_NO_BED, STATUS_BED_FALLBACK)  #: statuses a rerun does not redo
+SCORED = (STATUS_OK, STATUS_BED_FALLBACK)  #: statuses that carry a score
 
 
 def title_labels(status: str) -> dict[str, object]:
@@ -469,7 +466,9 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
         "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),
         "model_seed": int(ctx.meta.get("seed", -1)),  # scoring itself draws nothing (qc sampling: seed 0)
         "tile_prior_stroma": settings.TILE_PRIOR_STROMA if stroma is not None else 0.0,
-        "encoder_id": ctx.encoder_id, "weakstil_version": __version__,
+        "encoder_id": ctx.encoder_id, "weakstil_version": __version__,  # the reader's, torch's releases: this run's, the features'
+        "library_versions": json.dumps(library_versions("torch", "timm"), sort_keys=True),
+        "features_library_versions": str(features.attrs.get("library_versions", "")),  # "": embedded before hunt 33
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "score_request": json.dumps(ctx.request(slide_id, path)),
         **bed.attrs()}
     attrs.update({k: features.attrs[k] for k in _COPIED_ATTRS if k in features.attrs})
@@ -497,4 +496,5 @@ def _write_slide_outputs(path: Path, slide_id: str, ctx: _Context, features, bed
     if stroma is not None:
         measurements["stroma weight"] = stroma
     write_tiles_geojson(out / f"{slide_id}.geojson", coords, tsl0, measurements, np.where(bed.tile_flags, "Tumor bed",
-                        "Other"), written_by=SlideScoresFile.MADE_BY, origin=origin_of(features.attrs))  # QuPath's frame
+                        "Other"), written_by=SlideScoresFile.MADE_BY, origin=origin_of(features.attrs),  # QuPath's frame
+                        provenance=attrs)

@@ -16,6 +16,7 @@ import numpy as np
 from weakstil import __version__, settings
 from weakstil.atomic import atomic_path, remove_stale_temps, replacing_together
 from weakstil.errors import INK_ONLY, NoTissueError, SlideError, UsageError, WeakSTILError, no_tissue
+from weakstil.runtime import library_versions
 from weakstil.slide import Slide, brightfield_warning, greyscale_reason, underexposed_reason
 from weakstil.tiling import TileGrid, TileMode, grid_bytes, select_tiles
 from weakstil.tissue import TISSUE_MASK_MPP, TISSUE_VERSION, TissueParams, detect_tissue
@@ -158,6 +159,8 @@ class SlideTiles:
             "tiling_key": json.dumps(self.params.key(), sort_keys=True),
             "n_tiles": int(len(self.coords)),
             "weakstil_version": __version__,
+            # the reader's and image code's releases: an OpenSlide or decoder release changes the pixels
+            "library_versions": json.dumps(library_versions(), sort_keys=True),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
 
@@ -398,10 +401,24 @@ def tile_slide_to_dir(slide_path: str | Path, out_dir: str | Path, params: Tilin
         # both files or neither, and a failed rewrite (a full disk, Ctrl-C) puts the earlier pair back:
         # a picture without its tiles, or tiles without their picture, would mislead
         with replacing_together([h5_path, png_path]):
-            with atomic_path(png_path) as tmp:
-                overlay.save(tmp, format="PNG", compress_level=1)
+            with atomic_path(png_path) as tmp:  # what made the picture, as a heatmap's (no path or time)
+                overlay.save(tmp, format="PNG", compress_level=1, pnginfo=_overlay_text(tiles))
             write_tiles_h5(tiles, h5_path)
     return h5_path, tiles
+
+
+def _overlay_text(tiles: SlideTiles):
+    """The overlay PNG's text chunks: ``Software`` and a JSON ``Comment`` naming the slide (id,
+    fingerprint), the tiling settings, the tissue detector and the tile count."""
+    from PIL.PngImagePlugin import PngInfo
+
+    a = tiles.attrs()
+    info = PngInfo()
+    info.add_text("Software", f"WeakSTIL {__version__}")
+    info.add_text("Comment", json.dumps({k: a.get(k) for k in ("slide_id", "slide_fingerprint", "tissue_version",
+                                                                 "n_tiles", "weakstil_version")}
+                                        | {"tiling_key": json.loads(str(a["tiling_key"]))}, default=str))
+    return info
 
 
 def scoring_tiling(meta: dict, path: Path):

@@ -96,7 +96,17 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
         "mpp": a.get("mpp"),
         "tile_px": a.get("tile_px"),
         "tiling_key": _json_or_raw(a.get("tiling_key")),
+        "library_versions": library_versions_of(attrs),
     }
+
+
+def library_versions_of(attrs: Sequence[dict[str, object]]) -> list[dict]:
+    """The distinct ``library_versions`` (reader, decoders, torch, timm...) the feature files were
+    made with, as a model records them: one entry when the cohort was embedded in one environment;
+    none for files from before hunt 33. Not part of the identity: features from another release
+    of a reader still fit a model."""
+    seen = {str(a.get("library_versions")) for a in attrs if a.get("library_versions")}
+    return [json.loads(v) for v in sorted(seen)]
 
 
 #: Attributes of a feature cache saying how its slide's stain was estimated and its tiles measured.

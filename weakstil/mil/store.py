@@ -155,7 +155,8 @@ def model_meta(bank: FeatureBank, cfg: TrainConfig, *, threshold: float, extra: 
         "threshold": float(threshold),
         "seed": int(cfg.seed),
         "training": {"config": used_config(cfg, threads=threads), **(extra or {})},
-        "versions": versions(),
+        "versions": versions(),  # of training; the features' (the slide reader's, the encoder's) below
+        "features_library_versions": ident.get("library_versions") or [],
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 

@@ -46,6 +46,15 @@ def detector_identity(detector: TumorBedDetector, directory: str | Path) -> dict
             "detector_id": str(detector.meta.get("model_id", "tumorbed-model")), "detector_sha256": sha}
 
 
+def outline_provenance(bed: TumorBed, provenance: dict, attrs: dict) -> dict[str, str]:
+    """What a bed's GeoJSON records of how it was made (no path or time: the same inputs give the same
+    bytes): the WeakSTIL version, the bed source, the detector's id and weights hash or the annotation's
+    hash, and the features' cache key (encoder, weights, tiling, slide)."""
+    kept = ("detector_id", "detector_sha256", "annotation_sha256")
+    return {"weakstil_version": __version__, "source": bed.source.value,
+            **{k: str(provenance[k]) for k in kept if provenance.get(k)}, "cache_key": str(attrs.get("cache_key", ""))}
+
+
 def bed_polygons(bed: TumorBed, geom: SlideGeometry):
     """The bed mask as a shapely MultiPolygon in level-0 px, clipped to the slide.
 
@@ -278,6 +287,7 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     geom = SlideGeometry.from_file(features)
     write_geojson(bed_polygons(bed, geom), geojson_path, name=BED_CLASS, label=f"{BED_CLASS} ({bed.source.value})",
                   written_by=BedFile.MADE_BY, origin=geom.origin,  # QuPath's frame on a MIRAX slide
+                  provenance=outline_provenance(bed, provenance, features.attrs),
                   slide={k: features.attrs[k].item() if hasattr(features.attrs[k], "item") else features.attrs[k]
                          for k in SLIDE_RECORD if k in features.attrs})
     # the outline as written: an edit of it (QuPath) is not in this bed, and --tumorbed-beds says so
