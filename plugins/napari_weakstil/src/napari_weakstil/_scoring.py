@@ -8,7 +8,8 @@ Nothing touches the widget once Qt has deleted it.
 
 The result is drawn only over the slide layer it was scored from: one closed or replaced meanwhile
 gets no layers (the files are written all the same). A Scan µm/px and Allow upsampling reach the
-slide layer only once a score with them has succeeded.
+slide layer only once a score with them has succeeded. A big bed's outline follows the result's other layers,
+built in a worker thread (``outline_later``), as on File > Open.
 """
 
 from __future__ import annotations
@@ -141,6 +142,7 @@ class ScoringJob:
         return None
 
     def _show(self, row: dict[str, Any]) -> None:
+        from napari_weakstil import outline_later
         from napari_weakstil.result_layers import read_result, result_layers
         from napari_weakstil.slide_layers import set_scan_mpp
 
@@ -161,7 +163,11 @@ class ScoringJob:
             w.viewer.layers.remove(ly)
         # placed at the µm/px the layer is shown at (result_layers rescales the masks, which are in
         # the µm of the µm/px the slide was scored at)
-        for data, kwargs, kind in result_layers(res, slide_mpp=layer.metadata.get("mpp")):
+        mpp = layer.metadata.get("mpp")
+        # a big bed's outline: traced and built off the GUI thread once these layers are in, then added over
+        # them, as File > Open does (on the GUI thread a 100,000-tile slide's froze the viewer for 8 s)
+        later = outline_later.big_outline(res) and outline_later.build_later(res, mpp or res.slide_mpp, w.viewer)
+        for data, kwargs, kind in result_layers(res, slide_mpp=mpp, outline=not later):
             getattr(w.viewer, f"add_{kind}")(data, **kwargs)
         if self.skipped:  # score_batch skipped it: the seconds are the earlier run's, nothing was scored now
             w._status(f"{self.slide_path.name} was already scored in {out} with this model and settings: that "

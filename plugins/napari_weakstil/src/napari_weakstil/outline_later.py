@@ -6,8 +6,9 @@ took 5.8 s to trace and simplify and 2.1 s for napari to build its Shapes layer 
 the number showed. The reader now returns the slide, the heatmap and the masks at once, and once napari has added
 them a worker thread traces the outline and builds its layer, which the GUI thread puts just above the result's
 layers, on the same pixels and in the same colour as before, without taking the selection (a bed being edited
-keeps its tools). A result closed meanwhile gets none. Small beds (the usual, and what scripts and tests open) are
-built at once, as before; so is every bed where no napari window is open to add it later.
+keeps its tools). A result closed meanwhile gets none. The widget's *Score slide* shows a big slide's result the
+same way (its viewer known: :func:`build_later`'s ``viewer``). Small beds (the usual, and what scripts and tests
+open) are built at once, as before; so is every bed where no napari window is open to add it later.
 """
 
 from __future__ import annotations
@@ -82,7 +83,8 @@ class Later:
         self._listening = []
 
     def never_added(self) -> None:
-        """The event loop's next turn after File > Open: the result's layers never went in (the open failed)."""
+        """The event loop's next turn after File > Open (or Score slide): the result's layers never went in (the open
+        failed)."""
         if self.viewer is None:
             log.info("%s: its layers were not added; no tumour-bed outline", self.res.path)
             self._stop_listening()
@@ -111,7 +113,7 @@ class Later:
     # -- in the GUI thread --------------------------------------------------------------------
     def _returned(self, layer: Any) -> None:
         if layer is not None and add_over_result(self.viewer, self.res, layer):
-            log.info("%s: tumour-bed outline added (%d paths) %.1f s after File > Open", self.res.path,
+            log.info("%s: tumour-bed outline added (%d paths) %.1f s after its result was shown", self.res.path,
                      len(layer.data), time.perf_counter() - self.started)
 
     def _failed(self, exc: BaseException) -> None:
@@ -125,10 +127,11 @@ class Later:
             pending.remove(self)
 
 
-def build_later(res: Any, mpp: float) -> bool:
+def build_later(res: Any, mpp: float, viewer: Any = None) -> bool:
     """Trace ``res``'s bed outline and build its layer in a worker thread once napari has added the result's
-    layers; the layer goes just above them. False (nothing started): no napari window to add it to."""
-    viewers = open_viewers()
+    layers; the layer goes just above them. Called before they are added: into ``viewer`` (the widget's), else any
+    open window's (a reader is not told which). False (nothing started): no napari window to add it to."""
+    viewers = [viewer] if viewer is not None else open_viewers()
     if not viewers:
         return False
     from napari.layers import Shapes
