@@ -75,6 +75,9 @@ CASES = [
     ("closing_um-text", _set("24", "tiling", "key", "tissue", "closing_um"), "'tiling.key.tissue.closing_um' is"),
     ("card-mean-null", _set(None, "encoder", "card", "mean"), "'encoder.card.mean' is null, not a list of 3"),
     ("card-std-nan", _set([0.2, float("nan"), 0.2], "encoder", "card", "std"), "'encoder.card.std' is [0.2, NaN"),
+    ("architecture-list", _set([64], "architecture"), "model.json 'architecture' is not a JSON object"),
+    ("seed-nan", _set(float("nan"), "seed"), "'seed' is NaN, not a whole number"),
+    ("training-config-text", _set("x", "training", "config"), "'training.config' is \"x\", not a JSON object"),
     ("card-input_px-null", _set(None, "encoder", "card", "input_px"), "'encoder.card.input_px' is null"),
 ]
 

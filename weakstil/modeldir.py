@@ -48,7 +48,7 @@ QC_SLIDES_FILE = "training_slides.csv"
 
 
 #: Sections of ``model.json`` that are JSON objects (read with ``.get()`` by score, evaluate and report).
-META_SECTIONS = ("encoder", "tiling", "training", "qc")
+META_SECTIONS = ("encoder", "tiling", "training", "qc", "architecture", "features")
 
 
 def check_meta(meta: object, path: Path, fix: str) -> dict:

@@ -51,6 +51,8 @@ KINDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "dropout": (lambda v: _number(v) and 0 <= v < 1, "a number from 0 to below 1"),
     "key": (lambda v: isinstance(v, dict) or (isinstance(v, str) and isinstance(_loads(v), dict)),
             "a tiling key (a JSON object)"),
+    "counts": (lambda v: isinstance(v, dict) and all(_whole(n) and n >= 0 for n in v.values()),
+               "a JSON object of slide counts"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "dict": (lambda v: isinstance(v, dict), "a JSON object"),
     "card": (lambda v: v is None or (isinstance(v, dict) and bool(v)), "an encoder card (a non-empty JSON object)"),
@@ -66,6 +68,12 @@ KINDS: dict[str, tuple[Callable[[object], bool], str]] = {
 #: key lacking a field is weakstil.tiles.scoring_tiling's to refuse: partial keys of older caches are matched).
 FIELDS: dict[tuple[str, ...], tuple[str, bool]] = {
     ("format_version",): ("count", False),
+    ("seed",): ("count", False),
+    ("scoring",): ("str", False),
+    ("training", "config"): ("dict", False),
+    ("training", "tumorbeds"): ("dict", False),
+    ("training", "tumorbeds", "slides"): ("counts", False),
+    ("qc", "files"): ("dict", False),
     ("weights_sha256",): ("sha", True),
     ("architecture",): ("dict", True),
     ("architecture", "input_dim"): ("posint", True),
