@@ -215,5 +215,5 @@ def test_a_model_json_whose_tiling_was_edited_into_nonsense_is_one_error_line(ti
     (copy / "model.json").write_text(json.dumps(meta))
     result = run_cli("score", slide, "-m", copy, "-o", tmp_path / "out")
     assert result.returncode != 0 and "unexpected" not in result.stderr, result.stderr
-    assert f"tiling {key} {value!r} is not a positive" in result.stderr, result.stderr
+    assert f"tiling {key} {json.dumps(value)} is not a positive" in result.stderr, result.stderr
     assert not (tmp_path / "out" / "results.csv").exists()

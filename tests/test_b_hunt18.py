@@ -149,7 +149,7 @@ def test_a_model_threshold_edited_to_null_is_one_line(tiny, tmp_path):
     result = run_cli("score", tiny["slides"][0], "-m", model, "-o", tmp_path / "out", "-f", tiny["features"])
     assert result.returncode == 1
     line = result.stderr.strip()
-    assert "model.json threshold None is not an sTIL% from 0 to 100" in line and "unexpected" not in line, line
+    assert "model.json threshold null is not an sTIL% from 0 to 100" in line and "unexpected" not in line, line
     assert not (tmp_path / "out").exists()
 
 

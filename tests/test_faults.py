@@ -526,7 +526,7 @@ BAD = [
     Bad("evaluate-model-json-threshold-text", lambda w, t: ["evaluate", w.labels, "--model",
                                                             _edited_model(w, t, lambda m: {**m, "threshold": "thirty"}),
                                                             "--features", w.feats, "--out", t / "out"],
-        ("model.json", "threshold 'thirty'"), never=("unexpected",)),
+        ("model.json", 'threshold "thirty"'), never=("unexpected",)),
     # fault hunt 2: without its fold models' list, an ensemble model was scored by the final model alone
     Bad("score-model-json-without-folds", lambda w, t: ["score", w.slide, "--model",
                                                         _edited_model(w, t, lambda m: {k: v for k, v in m.items()

@@ -48,7 +48,7 @@ QC_SLIDES_FILE = "training_slides.csv"
 
 
 #: Sections of ``model.json`` that are JSON objects (read with ``.get()`` by score, evaluate and report).
-META_SECTIONS = ("encoder", "tiling", "training", "qc")
+META_SECTIONS = ("encoder", "tiling", "training", "qc", "architecture", "features")
 
 
 def check_meta(meta: object, path: Path, fix: str) -> dict:
@@ -66,17 +66,25 @@ def check_meta(meta: object, path: Path, fix: str) -> dict:
     for key, whole in (("mpp", False), ("tile_px", True)):  # the model's tiles: read as numbers by score
         value = tiling.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
-                                  or (whole and value != int(value)) or not 0 < value < math.inf):
-            raise WeakSTILError(f"{META_FILE} tiling {key} {value!r} is not a positive "
+                                  or not 0 < value < math.inf or (whole and value != int(value))):  # NaN: int(NaN) raised
+            raise WeakSTILError(f"{META_FILE} tiling {key} {_json(value)} is not a positive "
                                 f"{'whole number' if whole else 'number'}", path=path,
                                 fix="set it back to what 'weakstil train' wrote, or train the model again")
     _check_own_record(meta, path)
     threshold = meta.get("threshold")  # absent: an older model, read as 30; null: edited (it was read as no number)
     if "threshold" in meta and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
                                   or not STIL_RANGE[0] <= threshold <= STIL_RANGE[1]):  # NaN fails too
-        raise WeakSTILError(f"{META_FILE} threshold {threshold!r} is not an sTIL% from 0 to 100", path=path,
+        raise WeakSTILError(f"{META_FILE} threshold {_json(threshold)} is not an sTIL% from 0 to 100", path=path,
                             fix="set it back to a number from 0 to 100, as 'weakstil train' wrote it")
     return meta
+
+
+def _json(value: object) -> str:
+    """``value`` as model.json writes it (null, "text", NaN), not as Python prints it (None, 'text', nan)."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value)
 
 
 def _number(value: object) -> float | None:
@@ -162,8 +170,9 @@ def meta_format_version(meta: dict, path: Path, default: int, fix: str,
     """``meta['format_version']`` (``default`` when absent) as a whole number; one ``error`` line
     when it was edited into anything else (a text, a fraction, true/false)."""
     version = meta.get("format_version", default)
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise error(f"{META_FILE} format_version {version!r} is not a whole number", path=path, fix=fix)
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise error(f"{META_FILE} format_version {_json(version)} is not a whole number, 0 or more", path=path,
+                    fix=fix)
     return version
 
 

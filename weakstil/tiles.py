@@ -438,7 +438,8 @@ def scoring_tiling(meta: dict, path: Path):
                             tissue_threshold=key["tissue_threshold"], mode=TileMode(key["mode"]),
                             mask_mpp=key["mask_mpp"], tissue=TissueParams(**key["tissue"]))
     except (KeyError, TypeError, ValueError, AttributeError, WeakSTILError) as exc:
-        said = exc.message if isinstance(exc, WeakSTILError) else f"{type(exc).__name__}: {exc}"
+        said = exc.message if isinstance(exc, WeakSTILError) else f"it has no {json.dumps(exc.args[0])}" \
+            if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
         raise WeakSTILError(f"{META_FILE} 'tiling' key is not a tiling 'weakstil train' writes ({said})", path=path,
                             fix=f"copy {META_FILE} again from the folder 'weakstil train' wrote, or train the model "
                                 "again") from None

@@ -176,7 +176,8 @@ def check_features_match_model(meta: dict, identity: dict[str, object], where: s
                      if k in features_key and features_key.get(k) != v]
     recorded_card, features_card = enc.get("card"), _card(identity)
     if isinstance(recorded_card, dict) and features_card:  # an encoder card edited between them
-        problems += [f"encoder card {k} {features_card[k]} but the model's is {recorded_card[k]}"
+        problems += [f"encoder card {k} {json.dumps(features_card[k])} but the model's is "
+                     f"{json.dumps(recorded_card[k])}"
                      for k in card_changes(features_card, recorded_card)]
     if problems:
         raise ModelError("features do not fit the model: " + "; ".join(problems), path=where,

@@ -18,6 +18,7 @@ from weakstil.errors import UsageError, WeakSTILError
 from weakstil.mil.bank import FeatureBank
 from weakstil.mil.config import Architecture, TrainConfig
 from weakstil.mil.identity import MEASUREMENT_ATTRS, ModelError
+from weakstil.mil.meta_schema import check_model_fields, shown
 from weakstil.mil.model import TileMIL
 from weakstil.modeldir import WEIGHTS_FILE, ModelDir, check_meta, folder_of_file_fix, meta_format_version
 from weakstil.runtime import lfs_pointer_note, sha256_file, versions
@@ -79,7 +80,9 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
         raise ModelError(f"model.json is not valid JSON ({exc})", path=meta_path, fix="train the model again") from None
     meta = check_meta(meta, meta_path, "train the model again")
     if meta.get("format") != FORMAT:
-        raise ModelError(f"not a WeakSTIL MIL model (format {meta.get('format')!r})", path=meta_path, fix=fix)
+        said = f"format {shown(meta['format'])}" if "format" in meta else "no 'format'"
+        raise ModelError(f"not a WeakSTIL MIL model ({said})", path=meta_path, fix=fix)
+    check_model_fields(meta, meta_path)  # every field rebuilt or scored from has the type train wrote
     version = meta_format_version(meta, meta_path, 0, "train the model again", ModelError)
     if version > FORMAT_VERSION:
         raise ModelError(f"model format version {meta.get('format_version')} is newer than this weakstil "
