@@ -5,7 +5,7 @@ a list for an object, negative, NaN) and one slide scored with it (731 edits). B
 gave a Python error, Python's spelling or an error naming the feature file instead of one line naming
 model.json and the fix, and 2 (architecture.centre_embeddings "true" or 1) scored silently otherwise
 (sTIL 22.4 -> 47.4); after, 348 are such a line, 382 score as before (training notes, threshold), 1 is
-left (a deleted encoder card stain_norm, blamed on the feature file). Before:
+left (a deleted encoder card stain_norm, blamed on the feature file: fixed in hunt 34b, below). Before:
 a deleted ``format`` said "(format None)", a null ``format_version`` "format_version None", a NaN
 ``tiling.tile_px`` "unexpected ValueError: cannot convert float NaN to integer", a null tiling
 ``key.mask_mpp`` or tissue ``closing_um`` "unexpected TypeError: '>' not supported between ...
@@ -19,6 +19,14 @@ Now ``load_model`` checks every field the network is rebuilt and scored from aga
 model.json from the model folder's copy ... or train the model again"; values shown as JSON (null,
 NaN), never None. Editing the threshold stays the lab's to do. One tiny model (one epoch, two slides)
 serves every case.
+
+Hunt 34b: an encoder card ``stain_norm`` deleted from a --stain-norm macenko model read as 'none', so
+score embedded without normalisation and said "error: OUT/features/<slide>.h5: tumour-bed detector
+... was trained on features embedded with --stain-norm macenko, but these features with --stain-norm
+none. Fix: embed with --stain-norm macenko" (the feature file blamed; with --features, as below: "features
+do not fit the model ... stain normalisation"). Now the card's
+stain_norm must agree with the ``features.stain_norm`` train recorded: one line naming model.json
+and 'encoder.card.stain_norm'.
 """
 
 from __future__ import annotations
@@ -82,6 +90,11 @@ CASES = [
     ("seed-nan", _set(float("nan"), "seed"), "'seed' is NaN, not a whole number"),
     ("training-config-text", _set("x", "training", "config"), "'training.config' is \"x\", not a JSON object"),
     ("card-input_px-null", _set(None, "encoder", "card", "input_px"), "'encoder.card.input_px' is null"),
+    ("card-stain_norm-deleted", _delete("encoder", "card", "stain_norm"),
+     "'encoder.card.stain_norm' is missing, but 'features.stain_norm' says the model was trained on features "
+     "embedded with --stain-norm macenko"),
+    ("card-stain_norm-edited", _set("none", "encoder", "card", "stain_norm"),
+     "'encoder.card.stain_norm' is \"none\", but 'features.stain_norm' says"),
 ]
 
 

@@ -141,3 +141,22 @@ def check_model_fields(meta: dict, path: Path) -> None:
         value = parent[keys[-1]]
         if not test(value):
             raise ModelError(f"model.json '{name}' is {shown(value)}, not {what}", path=path, fix=FIX)
+    check_stain_norm_agrees(meta, path)
+
+
+def check_stain_norm_agrees(meta: dict, path: Path) -> None:
+    """The encoder card's ``stain_norm`` (what ``score`` embeds new slides with) must say what the
+    ``features`` section says the training features were embedded with. A card key deleted by hand
+    read as 'none': score embedded without normalisation and blamed the slide's feature file
+    ("tumour-bed detector ... trained on features embedded with --stain-norm macenko, but these
+    features with --stain-norm none. Fix: embed with --stain-norm macenko"), or, with no detector,
+    scored the unnormalised features silently. Both recorded since hunt 24; an older model lacks
+    the ``features`` entry and is not checked."""
+    card, features = (meta.get("encoder") or {}).get("card"), meta.get("features")
+    if not isinstance(card, dict) or not isinstance(features, dict) or "stain_norm" not in features:
+        return
+    trained, scoring = features["stain_norm"] or "none", card.get("stain_norm") or "none"
+    if trained != scoring:
+        said = f"is {shown(card['stain_norm'])}" if "stain_norm" in card else "is missing"
+        raise ModelError(f"model.json 'encoder.card.stain_norm' {said}, but 'features.stain_norm' says the model was "
+                         f"trained on features embedded with --stain-norm {trained}", path=path, fix=FIX)
