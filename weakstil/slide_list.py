@@ -87,6 +87,13 @@ def read_slide_list(path: Path) -> ListedSlides:
     header = next((ln for ln in lines if ln.strip()), "")
     # a CSV's header names a path column (a spreadsheet's ';' or tab-separated save: the cohort reader says how to mend it)
     columns = {c.strip().lower() for sep in ",;\t" if sep in header for c in next(csv.reader([header], delimiter=sep))}
+    other = next((sep for sep in ";\t" if sep in header and "," not in header), None)
+    if other and "path" in columns:  # a European spreadsheet's 'CSV' (';', decimal commas) or 'Text (Tab delimited)':
+        # it said "names no slide. Fix: write one slide path a line" (path;mpp), or asked for a stil column (slide_id;path)
+        raise UsageError(f"--slides: the slide list is separated by {other!r}, not commas (its header: "
+                         f"{header.strip()[:60]})", path=path,
+                         fix="save it as a comma-separated CSV (from a spreadsheet: 'CSV UTF-8 (Comma delimited)') "
+                             "with a 'path' column (and slide_id, mpp if wanted; decimals with a point)")
     if header.strip().strip('"').lower() == "path":  # a CSV of one column: its header is no slide
         listed = _from_text(path, lines[lines.index(header) + 1:])
     else:
