@@ -7,7 +7,8 @@ directory it runs in). With those records deleted (``rm -rf .snakemake``, a fres
 moved to another directory), it compares file times alone: a run with a new ``mpp`` said "Nothing to be
 done" and kept the tiles, features, beds and model of the old tiling (hunt 27e; 0 of 24 jobs). The last
 run's ``settings.json`` says what the outputs were made with, the model's out-of-fold predictions which slides
-and labels it was trained on, and each tiles file which scan it was cut from (``slide_fingerprint``): a run that
+and labels it was trained on, and each tiles file which scan it was cut from (``slide_fingerprint``) at which
+µm/px (``slide_mpp``: an edited ``mpp`` cell of the cohort CSV kept the old tiles, hunt 34c): a run that
 finds one of them changed, no record of it, and the outputs it makes stale still in place is refused with the
 folders (or a slide's files) to delete. Not covered: another encoder or detector written into the same folder.
 """
@@ -104,32 +105,66 @@ def _cohort_differs(cohort: Any, oof: Path) -> bool:
         return False
 
 
-def replaced_scans(out: str | Path, slides: dict[str, str], fingerprint: Callable[[str], Any]) -> list[str]:
-    """The per-slide files (tiles, features, bed) of slides whose file now holds another scan than their tiles were
-    made from (the tiles' recorded ``slide_fingerprint``): the tile job takes the scan's fingerprint as a param,
-    which Snakemake compares only with its records (the slide file is no input of it)."""
+def replaced_scans(out: str | Path, slides: dict[str, str], fingerprint: Callable[[str], Any],
+                   mpp_of: Callable[[str], Any] | None = None) -> tuple[list[str], list[str]]:
+    """(the per-slide files (tiles, features, bed) made from another scan or at another µm/px, why: one
+    phrase a slide). Another scan: the slide's file now holds another one than its tiles were made from (the
+    tiles' recorded ``slide_fingerprint``); the tile job takes the scan's fingerprint as a param, which
+    Snakemake compares only with its records (the slide file is no input of it). Another µm/px: ``mpp_of(key)``,
+    the ``--slide-mpp`` its tile job now gets (the cohort CSV's ``mpp`` cell, ``slide_mpp``; None: the file's
+    own), is not the ``slide_mpp`` its tiles were made at; the cohort CSV is no input of the tile job either,
+    and an edited ``mpp`` cell kept the tiles (and features, bed, model) of the old resolution."""
     from weakstil.errors import WeakSTILError
     from weakstil.files import TilesFile
 
-    stale = []
+    stale, why = [], []
     for key, path in slides.items():
         tiles = Path(out) / "tiles" / f"{key}.h5"
         try:
-            made_from = TilesFile.read_header(tiles)[0].get("slide_fingerprint") if tiles.is_file() else None
+            attrs = TilesFile.read_header(tiles)[0] if tiles.is_file() else {}
         except WeakSTILError:
             continue
+        made_from = attrs.get("slide_fingerprint")
         if made_from and (now := fingerprint(path)) not in (None, "None") and str(now) != str(made_from):
-            stale += [str(f) for f in (tiles, Path(out) / "features" / f"{key}.h5", Path(out) / "tumorbed" / f"{key}.h5")
-                      if f.exists()]
-    return stale
+            why.append(f"{key}: its file holds another scan than its tiles were made from")
+        elif mpp_of and (moved := _other_mpp(attrs, mpp_of(key), path)):
+            why.append(f"{key}: {moved}")
+        else:
+            continue
+        stale += [str(f) for f in (tiles, Path(out) / "features" / f"{key}.h5", Path(out) / "tumorbed" / f"{key}.h5")
+                  if f.exists()]
+    return stale, why
+
+
+def _other_mpp(attrs: dict, wanted: Any, path: str) -> str | None:
+    """How the µm/px a slide is now to be tiled at (``wanted``: its --slide-mpp; None: its file's own) differs
+    from its tiles' ``slide_mpp``; None when the same (6 decimals, as the caches compare) or not recorded."""
+    from weakstil.slide_list import stated_mpp
+
+    try:
+        made = float(attrs["slide_mpp"])
+        overridden = attrs.get("slide_mpp_source") == "override"
+        if wanted is None and not overridden:
+            return None  # read at the file's own µm/px then and now
+        now = float(wanted) if wanted is not None else stated_mpp(path)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if now is not None and round(now, 6) == round(made, 6):
+        return None
+    said = f"{now:g} µm/px" if now is not None else "no µm/px"
+    return (f"its tiles were made at {made:g} µm/px, it is now read at {said}"
+            f" ({'the cohort CSV mpp cell or slide_mpp' if wanted is not None else 'its file'})")
 
 
 def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] | None = None,
-                          fingerprint: Callable[[str], Any] | None = None) -> str | None:
+                          fingerprint: Callable[[str], Any] | None = None,
+                          mpp_of: Callable[[str], Any] | None = None) -> str | None:
     """Why this run would keep outputs made with other settings, with the fix; None when Snakemake has its
     records of ``out`` here (it redoes what changed), when ``out`` holds no earlier run's ``settings.json``, or
     when no setting that a job's result depends on changed. The fix names the folders (and ``settings.json``)
-    to delete; once deleted the run passes and makes them again."""
+    to delete; once deleted the run passes and makes them again. ``slides`` (key -> file), ``fingerprint`` and
+    ``mpp_of`` (key -> its tile job's --slide-mpp): per-slide files of another scan or µm/px
+    (:func:`replaced_scans`)."""
     if not isinstance(out, (str, Path)) or not str(out).strip():
         return None
     settings = Path(out) / "settings.json"
@@ -148,14 +183,15 @@ def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] 
         changed.append("cohort")
         folders.update(dict.fromkeys(_MODEL))
     stale = [str(Path(out) / f) for f in folders if (Path(out) / f).exists()]
-    rescanned = replaced_scans(out, slides, fingerprint) if slides and fingerprint and "tiles" not in folders else []
+    rescanned, slides_why = (replaced_scans(out, slides, fingerprint, mpp_of)
+                             if slides and fingerprint and "tiles" not in folders else ([], []))
     if rescanned:
         changed.append("scans")
         stale += rescanned
     if not stale:
         return None
     said = {"cohort": f"cohort {now['cohort']}: other slides or labels than the model was trained on",
-            "scans": "a slide file holds another scan than its tiles were made from"}
+            "scans": "slide " + "; ".join(slides_why[:5]) + ("; ..." if len(slides_why) > 5 else "")}
     what = ", ".join(said.get(k) or f"{k} {json.dumps(last.get(k))} -> {json.dumps(now.get(k))}" for k in changed)
     back = [k for k in changed if k not in said]  # (an edited cohort or a new scan has no setting to set back)
     return (f"{out} was made with other settings or slides ({what}: its settings.json, tiles and model say so) and "
