@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from typing import Any
 
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pipeline_paths import with_path_hint
-from weakstil.pipeline_reruns import stale_without_records, unoutlined_warning
+from weakstil.pipeline_reruns import group_column_of, stale_without_records, unoutlined_warning
 from weakstil.pipeline_settings_check import (WorkflowConfig, check_cohort_slides, check_detector_setting, one_error,
                                               score_slide_files, settings_problems, unusable_score_slides, yaml_nulls)
 from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, partition_memory_mb, unusable_warning
@@ -221,19 +220,6 @@ def job_requests(config: dict, *, embed_tiles: int = 0, train_features_mb: float
 
 
 # --- checks -------------------------------------------------------------------------------
-def _group_column(config: dict) -> str | None:
-    """The cohort's group column: ``group_column``, else ``--group-column`` in ``train_extra``."""
-    if config.get("group_column") not in (None, ""):
-        return str(config["group_column"])
-    extra = shlex.split(str(config.get("train_extra") or ""))
-    for i, arg in enumerate(extra):
-        if arg == "--group-column" and i + 1 < len(extra):
-            return extra[i + 1]
-        if arg.startswith("--group-column="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def check_cohort(config: dict):
     """The cohort (see the module doc); returns the :class:`~weakstil.cohort.Cohort`."""
     from weakstil.cohort import read_cohort
@@ -243,7 +229,7 @@ def check_cohort(config: dict):
     if folds < 2:
         raise PreflightError(f"folds is {folds}: the evaluation and the report need out-of-fold predictions",
                              fix="set folds to 2 or more (--config folds=5)")
-    column = _group_column(config)
+    column = group_column_of(config)
     try:
         cohort = read_cohort(config["cohort"], group_column=column, refuse_fractions=True)  # train's, before embedding
     except WeakSTILError as exc:

@@ -6,8 +6,8 @@ Snakemake redoes a job whose settings changed by its records of the job (``.snak
 directory it runs in). With those records deleted (``rm -rf .snakemake``, a fresh clone, the project
 moved to another directory), it compares file times alone: a run with a new ``mpp`` said "Nothing to be
 done" and kept the tiles, features, beds and model of the old tiling (hunt 27e; 0 of 24 jobs). The last
-run's ``settings.json`` says what the outputs were made with, the model's out-of-fold predictions which slides
-and labels it was trained on, and each tiles file which scan it was cut from (``slide_fingerprint``) at which
+run's ``settings.json`` says what the outputs were made with, the model's out-of-fold predictions which slides,
+labels and groups it was trained on, and each tiles file which scan it was cut from (``slide_fingerprint``) at which
 µm/px (``slide_mpp``: an edited ``mpp`` cell of the cohort CSV kept the old tiles, hunt 34c): a run that
 finds one of them changed, no record of it, and the outputs it makes stale still in place is refused with the
 folders (or a slide's files) to delete. Not covered: another encoder or detector written into the same folder.
@@ -86,10 +86,27 @@ def _same(key: str, last: Any, now: Any) -> bool:
     return False
 
 
-def _cohort_differs(cohort: Any, oof: Path) -> bool:
-    """The cohort CSV holds other slides or labels than the model was trained on (its out-of-fold predictions,
-    ``cv/oof_predictions.csv``: slide ids and true labels): slides added or taken off, labels corrected in
-    place. Its content is a param of the train job, which Snakemake compares only with its records."""
+def group_column_of(config: dict) -> str | None:
+    """The cohort's group column: ``group_column``, else ``--group-column`` in ``train_extra``."""
+    if config.get("group_column") not in (None, ""):
+        return str(config["group_column"])
+    import shlex
+
+    extra = shlex.split(str(config.get("train_extra") or ""))
+    for i, arg in enumerate(extra):
+        if arg == "--group-column" and i + 1 < len(extra):
+            return extra[i + 1]
+        if arg.startswith("--group-column="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _cohort_differs(cohort: Any, oof: Path, group_column: str | None = None) -> bool:
+    """The cohort CSV holds other slides, labels or groups than the model was trained on (its out-of-fold
+    predictions, ``cv/oof_predictions.csv``: slide ids, true labels and the group of each): slides added or
+    taken off, labels corrected in place, a slide moved to another patient or centre (another fold split: a
+    patient's slides on both sides of it). Its content is a param of the train job, which Snakemake compares
+    only with its records. ``group_column``: the train job's (None: ``group`` where the CSV has one)."""
     import pandas as pd
 
     from weakstil.cohort import read_cohort
@@ -98,9 +115,12 @@ def _cohort_differs(cohort: Any, oof: Path) -> bool:
     if not isinstance(cohort, str) or not oof.is_file():
         return False
     try:
-        table, trained = read_cohort(cohort, check_files=False).table, pd.read_csv(oof)
-        now = sorted(zip(table["slide_id"].astype(str), table["stil"].astype(float).round(3)))
-        return now != sorted(zip(trained["slide_id"].astype(str), trained["stil_true"].astype(float).round(3)))
+        table = read_cohort(cohort, check_files=False, group_column=group_column).table
+        trained = pd.read_csv(oof, dtype={"slide_id": str, "group": str}, keep_default_na=False)
+        now = sorted(zip(table["slide_id"].astype(str), table["stil"].astype(float).round(3),
+                         table["group"].astype(str) if "group" in trained else table["slide_id"]))
+        return now != sorted(zip(trained["slide_id"].astype(str), trained["stil_true"].astype(float).round(3),
+                                 trained["group"] if "group" in trained else trained["slide_id"]))
     except (WeakSTILError, OSError, ValueError, KeyError):
         return False
 
@@ -179,7 +199,7 @@ def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] 
         return None
     changed = [k for k in STALE_WITH if not _same(k, last.get(k), now.get(k))]
     folders = dict.fromkeys(f for k in changed for f in STALE_WITH[k])
-    if _cohort_differs(now.get("cohort"), Path(out) / "model" / "cv" / "oof_predictions.csv"):
+    if _cohort_differs(now.get("cohort"), Path(out) / "model" / "cv" / "oof_predictions.csv", group_column_of(now)):
         changed.append("cohort")
         folders.update(dict.fromkeys(_MODEL))
     stale = [str(Path(out) / f) for f in folders if (Path(out) / f).exists()]
@@ -190,7 +210,7 @@ def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] 
         stale += rescanned
     if not stale:
         return None
-    said = {"cohort": f"cohort {now['cohort']}: other slides or labels than the model was trained on",
+    said = {"cohort": f"cohort {now['cohort']}: other slides, labels or groups than the model was trained on",
             "scans": "slide " + "; ".join(slides_why[:5]) + ("; ..." if len(slides_why) > 5 else "")}
     what = ", ".join(said.get(k) or f"{k} {json.dumps(last.get(k))} -> {json.dumps(now.get(k))}" for k in changed)
     back = [k for k in changed if k not in said]  # (an edited cohort or a new scan has no setting to set back)
