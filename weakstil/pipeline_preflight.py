@@ -475,7 +475,8 @@ def run_preflight(config: dict, *, slurm: bool) -> str:
     files, score, in_cohort = score_slide_files(config, cohort.table["path"], cohort.slide_ids)  # as the run warns:
     lines += [f"warning: {files[k]} (score_slides): {why}; it gets an error row in scores/results.csv" for k, why in
               unusable_score_slides(config, files, score, in_cohort)[1].items()]
-    found = [unoutlined_warning(config.get("annotations"), config.get("tumorbed"), in_cohort, list(cohort.slide_ids)),
+    found = [unoutlined_warning(config.get("annotations"), config.get("tumorbed"), in_cohort, list(cohort.slide_ids),
+                                list(files)),
              stale_without_records(config.get("out"), config)]  # as the run says them (a stale out: it refuses the run)
     lines += [f"warning: {w}" for w in found if w]
     lines += [f"warning: {w}" for w in check_slurm(config)] if slurm else []

@@ -53,17 +53,24 @@ def unoutlined_slides(annotations: str | Path | None, keys: list[str], slide_ids
 
 
 def unoutlined_warning(annotations: str | Path | None, detector: Any, keys: list[str],
-                       slide_ids: list[str]) -> str | None:
+                       slide_ids: list[str], others: list[str] | tuple[str, ...] = ()) -> str | None:
     """The warning (without ``warning:``) for cohort slides that ``annotations`` does not outline while no
     detector is set: their tumour bed is the whole tissue in training. The workflow printed it at its start,
-    ``weakstil preflight`` said nothing (hunt 27e)."""
+    ``weakstil preflight`` said nothing (hunt 27e). It names the outlines in the folder that match no slide
+    (``keys``, ``slide_ids`` or ``others``: the score slides' keys), likely the missing ones misnamed, as
+    ``weakstil train --annotations`` does (the workflow did not: hunt 34c)."""
+    from weakstil.annotations import unmatched_annotations
+
     missing = [] if detector else unoutlined_slides(annotations, keys, slide_ids)
     if not missing:
         return None
     shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+    unused = [p.name for p in unmatched_annotations(annotations, [*keys, *map(str, slide_ids), *others])]
+    stray = (f"; {len(unused)} outline(s) there match no slide ({', '.join(unused[:5])}"
+             f"{', ...' if len(unused) > 5 else ''}): misnamed?" if unused else "")
     return (f"{len(missing)} of {len(keys)} cohort slide(s) have no outline in {annotations} ({shown}): their "
-            "tumour bed is the whole tissue in training. Fix: name each outline <slide_id>.geojson or .xml (or "
-            "the slide file's name), or set tumorbed to a detector folder or train")
+            f"tumour bed is the whole tissue in training{stray}. Fix: name each outline <slide_id>.geojson or .xml "
+            "(or the slide file's name), or set tumorbed to a detector folder or train")
 
 
 def snakemake_record(path: str | Path, workdir: str | Path = ".") -> Path:
