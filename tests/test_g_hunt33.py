@@ -163,6 +163,13 @@ def test_an_edited_mpp_cell_without_snakemakes_records_is_refused_naming_the_sli
     assert "slide s1: its tiles were made at 0.5 µm/px, it is now read at 0.25 µm/px" in errors[0], errors
     assert "Fix: delete stale/tiles/s1.h5 stale/settings.json" in errors[0], errors
     assert "bare" not in errors[0] and "s2" not in errors[0]  # not tiled; its file's own 0.5 (no --slide-mpp)
+    from weakstil.pipeline_preflight import default_config_file, load_workflow_config, run_preflight
+
+    with pytest.MonkeyPatch.context() as mp:  # `weakstil preflight` there says the same, as a warning (old: nothing)
+        mp.chdir(lab)
+        checked = load_workflow_config([default_config_file()], ["cohort=cohort/mpp.csv", "out=stale", "folds=2",
+                                                                  "threads=1", f"score_slides={config['score_slides']}"])
+        assert "slide s1: its tiles were made at 0.5 µm/px" in run_preflight(checked, slurm=False)
 
     # the decision itself: a slide tiled at a listed 0.5 whose cell is now empty (its file states none: no
     # µm/px), or is read at the same µm/px again

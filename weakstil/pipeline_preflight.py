@@ -27,7 +27,8 @@ from typing import Any
 
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pipeline_paths import with_path_hint
-from weakstil.pipeline_reruns import group_column_of, stale_without_records, unoutlined_warning
+from weakstil.fingerprint import slide_fingerprint
+from weakstil.pipeline_reruns import given_mpps, group_column_of, stale_without_records, unoutlined_warning
 from weakstil.pipeline_settings_check import (WorkflowConfig, check_cohort_slides, check_detector_setting, one_error,
                                               score_slide_files, settings_problems, unusable_score_slides, yaml_nulls)
 from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, partition_memory_mb, unusable_warning
@@ -473,11 +474,13 @@ def run_preflight(config: dict, *, slurm: bool) -> str:
     lines = [f"cohort {config['cohort']}: {len(cohort)} slides, {len(set(cohort.groups.tolist()))} groups, "
              f"{config['folds']} folds; encoder {config['encoder']} (weights {config.get('weights') or 'its own'})"]
     files, score, in_cohort = score_slide_files(config, cohort.table["path"], cohort.slide_ids)  # as the run warns:
+    no_mpp, unusable = unusable_score_slides(config, files, score, in_cohort)
     lines += [f"warning: {files[k]} (score_slides): {why}; it gets an error row in scores/results.csv" for k, why in
-              unusable_score_slides(config, files, score, in_cohort)[1].items()]
+              unusable.items()]
+    given = given_mpps(config, config["cohort"], cohort.table, files, in_cohort, no_mpp)  # (slides of another µm/px)
     found = [unoutlined_warning(config.get("annotations"), config.get("tumorbed"), in_cohort, list(cohort.slide_ids),
-                                list(files)),
-             stale_without_records(config.get("out"), config)]  # as the run says them (a stale out: it refuses the run)
+                                list(files)),  # as the run says them (a stale out: it refuses the run)
+             stale_without_records(config.get("out"), config, files, lambda p: str(slide_fingerprint(p)), given)]
     lines += [f"warning: {w}" for w in found if w]
     lines += [f"warning: {w}" for w in check_slurm(config)] if slurm else []
     lines.append("SLURM jobs (each fits a node of its partition):" if slurm else

@@ -183,6 +183,23 @@ def _other_mpp(attrs: dict, wanted: Any, path: str) -> str | None:
             f" ({'the cohort CSV mpp cell or slide_mpp' if wanted is not None else 'its file'})")
 
 
+def given_mpps(config: dict, cohort: str | Path, table, files: dict[str, str], cohort_keys: list[str],
+               no_mpp: set[str]) -> Callable[[str], Any]:
+    """key -> the --slide-mpp the workflow's jobs give that slide (the cohort CSV's mpp cell where it differs from
+    what its file states, else ``slide_mpp`` for a slide in ``no_mpp``; None: its file's own), as the Snakefile's
+    ``given_mpp``: for ``weakstil preflight``'s check of outputs tiled at another µm/px."""
+    from weakstil.slide_list import cohort_mpps, overriding_mpps
+
+    listed = cohort_mpps(Path(cohort), table)
+    by_key = {k: listed[p] for k, p in zip(cohort_keys, map(os.path.abspath, map(str, table["path"]))) if p in listed}
+
+    def given(key: str) -> Any:
+        if key in by_key:
+            return overriding_mpps({files[key]: by_key[key]}).get(files[key])
+        return config.get("slide_mpp") if key in no_mpp else None
+    return given
+
+
 def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] | None = None,
                           fingerprint: Callable[[str], Any] | None = None,
                           mpp_of: Callable[[str], Any] | None = None) -> str | None:
