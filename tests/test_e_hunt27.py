@@ -78,7 +78,7 @@ def test_changes_after_snakemakes_records_were_deleted_are_refused_not_kept(lab:
     fewer = snakemake(tmp_path, *target, config=("cohort=cohort/three.csv",))
     assert fewer.returncode != 0, fewer.stdout[-2000:]  # old: "Nothing to be done"
     line = next(x for x in fewer.stderr.splitlines() if x.startswith("error:"))
-    assert "other slides or labels than the model was trained on" in line and "results/model" in line, line
+    assert "other slides, labels or groups than the model was trained on" in line and "results/model" in line, line
 
     for done in ("tiles", "model"):  # the fix as the lines give it
         shutil.rmtree(tmp_path / "results" / done)
@@ -101,7 +101,11 @@ def test_preflight_warns_of_cohort_slides_without_an_outline_as_the_run_does(lab
     text = run_preflight(config, slurm=False)
     warning = next((x for x in text.splitlines() if "no outline" in x), None)  # old: none
     assert warning is not None and warning.startswith("warning: 2 of 4 cohort slide(s)"), text
-    assert "synth_0002, synth_0003" in warning
+    assert "synth_0002, synth_0003" in warning and "match no slide" not in warning
+    # hunt 34c: an outline misnamed (a typo in its slide id) went unnamed, while `weakstil train` names it
+    shutil.copy(truth / "synth_0002_tumorbed.geojson", outlines / "synth_002.geojson")
+    warning = next(x for x in run_preflight(config, slurm=False).splitlines() if "no outline" in x)
+    assert "1 outline(s) there match no slide (synth_002.geojson): misnamed?" in warning, warning  # old: not named
 
     config = load_workflow_config([default_config_file()], [f"cohort={cohort}", "folds=2", f"annotations={truth}"])
     assert "no outline" not in run_preflight(config, slurm=False)  # every slide outlined: no warning
@@ -144,3 +148,33 @@ def test_the_widget_names_qc_flags_in_words():
     assert raised and text == "qc: few tumour-bed tiles, near threshold"
     assert tip.splitlines()[0] == "few_tumorbed_tiles: 3 tumour-bed tiles (< 10)"
     assert qc_view({"qc": ""}) == ("qc: no flags", False, "")
+
+
+def test_a_cohorts_groups_and_zero_padded_ids_without_records(tmp_path: Path, monkeypatch) -> None:
+    """Hunt 34c, .snakemake/ gone: the check of the cohort against the model's out-of-fold predictions read their
+    slide ids as numbers (0001 -> 1), so an unchanged cohort of ids 0001-0004 was refused as "other slides or
+    labels" at every such run (its fix, retraining, did not stop it); and it compared slides and labels only, so
+    a slide moved to another patient (group: another fold split, the patient's slides on both sides of it) kept
+    the model (Snakemake's records retrain it). Now the ids are read as text and the groups compared too."""
+    import json
+
+    import yaml
+
+    from weakstil.cohort import read_cohort
+    from weakstil.evaluation import write_predictions
+    from weakstil.pipeline_reruns import stale_without_records
+
+    monkeypatch.chdir(tmp_path)  # no .snakemake/ here: Snakemake has no records of results/
+    rows = "".join(f"000{i},s{i}.tiff,{10 * i + 1},{g}\n" for i, g in zip(range(1, 5), ("p1", "p1", "p2", "p3")))
+    Path("labels.csv").write_text("slide_id,path,stil,group\n" + rows)
+    cohort = read_cohort("labels.csv", check_files=False)  # what the train job was given, as it writes it
+    Path("results/model/cv").mkdir(parents=True)
+    write_predictions(pd.DataFrame({"slide_id": cohort.slide_ids, "stil_true": cohort.labels.astype(float),
+                                    "stil_pred": 20.0, "fold": [1, 1, 2, 2], "group": cohort.groups}),
+                      "results/model/cv/oof_predictions.csv")
+    config = yaml.safe_load((ROOT / "pipelines" / "config.yaml").read_text(encoding="utf-8")) | {"cohort": "labels.csv"}
+    Path("results/settings.json").write_text(json.dumps(config))
+    assert stale_without_records("results", config) is None  # old code: "cohort labels.csv: other slides or labels"
+    Path("labels.csv").write_text("slide_id,path,stil,group\n" + rows.replace("0002,s2.tiff,21,p1", "0002,s2.tiff,21,p2"))
+    line = stale_without_records("results", config)  # old code: None (the model of the old split kept)
+    assert line is not None and "other slides, labels or groups" in line and "delete results/model " in line, line

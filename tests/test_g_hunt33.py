@@ -138,3 +138,49 @@ def test_pretrain_reads_each_listed_slide_at_its_mpp_and_records_it(lab: Path, t
     proc = run_cli("pretrain", "--slides", lab / "cohort" / "plain.csv", "--out", out, "--resume",
                    "--slide-mpp", "0.5", *TINY)
     assert proc.returncode != 0 and "listed_mpps {'bare': 0.5, 's1': 0.25} -> {}" in proc.stderr, proc.stderr
+
+
+def test_an_edited_mpp_cell_without_snakemakes_records_is_refused_naming_the_slide(lab: Path) -> None:
+    """Hunt 34c: with .snakemake/ gone (deleted, the project moved), Snakemake compares file times alone, and the
+    cohort CSV is no input of the tile job: s1's mpp cell edited from none (its file's 0.5) to 0.25 planned
+    `evaluate` and `report` only (old code: 0 of its tile/embed jobs), its tiles, features and the model made at
+    0.5 kept. Now the run stops before any job, naming s1, both µm/px and the files to delete."""
+    import json
+
+    import yaml
+
+    from weakstil.pipeline_reruns import stale_without_records
+    from weakstil.tiles import tile_slide_to_dir
+
+    out = lab / "stale"  # the last run's: settings.json, s1 tiled at its file's 0.5 (the CSV had no mpp then)
+    tile_slide_to_dir(lab / "cohort" / "slides" / "s1.tiff", out / "tiles")
+    config = yaml.safe_load((ROOT / "pipelines" / "config.yaml").read_text(encoding="utf-8"))
+    config |= {"folds": 2, "threads": 1, "score_slides": [f"cohort/slides/{k}.tiff" for k in ("bare", "s1", "s2")]}
+    (out / "settings.json").write_text(json.dumps(config))
+    rc, log = dry_run(lab, "cohort=cohort/mpp.csv", "out=stale")
+    errors = [ln for ln in log.splitlines() if ln.startswith("error:")]
+    assert rc != 0 and len(errors) == 1, log[-3000:]  # old code: rc 0, no tile job for s1 (its 0.5 tiles kept)
+    assert "slide s1: its tiles were made at 0.5 µm/px, it is now read at 0.25 µm/px" in errors[0], errors
+    assert "Fix: delete stale/tiles/s1.h5 stale/settings.json" in errors[0], errors
+    assert "bare" not in errors[0] and "s2" not in errors[0]  # not tiled; its file's own 0.5 (no --slide-mpp)
+    from weakstil.pipeline_preflight import default_config_file, load_workflow_config, run_preflight
+
+    with pytest.MonkeyPatch.context() as mp:  # `weakstil preflight` there says the same, as a warning (old: nothing)
+        mp.chdir(lab)
+        checked = load_workflow_config([default_config_file()], ["cohort=cohort/mpp.csv", "out=stale", "folds=2",
+                                                                  "threads=1", f"score_slides={config['score_slides']}"])
+        assert "slide s1: its tiles were made at 0.5 µm/px" in run_preflight(checked, slurm=False)
+
+    # the decision itself: a slide tiled at a listed 0.5 whose cell is now empty (its file states none: no
+    # µm/px), or is read at the same µm/px again
+    tile_slide_to_dir(lab / "cohort" / "slides" / "bare.tiff", out / "tiles", slide_mpp=0.5)
+    slides = {k: str(lab / "cohort" / "slides" / f"{k}.tiff") for k in ("bare", "s1")}
+    same = {"bare": 0.5, "s1": 0.25}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(lab)
+        line = stale_without_records("stale", config, slides, lambda path: None, same.get)
+        assert line is not None and "bare" not in line and "slide s1" in line, line
+        # bare's cell emptied (its file states none), s1 read at its file's 0.5 again
+        line = stale_without_records("stale", config, slides, lambda path: None, {"s1": None}.get)
+        assert line is not None and "slide bare: its tiles were made at 0.5 µm/px, it is now read at no µm/px" \
+            in line and "s1" not in line, line

@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,8 @@ from typing import Any
 
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pipeline_paths import with_path_hint
-from weakstil.pipeline_reruns import stale_without_records, unoutlined_warning
+from weakstil.fingerprint import slide_fingerprint
+from weakstil.pipeline_reruns import given_mpps, group_column_of, stale_without_records, unoutlined_warning
 from weakstil.pipeline_settings_check import (WorkflowConfig, check_cohort_slides, check_detector_setting, one_error,
                                               score_slide_files, settings_problems, unusable_score_slides, yaml_nulls)
 from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, partition_memory_mb, unusable_warning
@@ -221,19 +221,6 @@ def job_requests(config: dict, *, embed_tiles: int = 0, train_features_mb: float
 
 
 # --- checks -------------------------------------------------------------------------------
-def _group_column(config: dict) -> str | None:
-    """The cohort's group column: ``group_column``, else ``--group-column`` in ``train_extra``."""
-    if config.get("group_column") not in (None, ""):
-        return str(config["group_column"])
-    extra = shlex.split(str(config.get("train_extra") or ""))
-    for i, arg in enumerate(extra):
-        if arg == "--group-column" and i + 1 < len(extra):
-            return extra[i + 1]
-        if arg.startswith("--group-column="):
-            return arg.split("=", 1)[1]
-    return None
-
-
 def check_cohort(config: dict):
     """The cohort (see the module doc); returns the :class:`~weakstil.cohort.Cohort`."""
     from weakstil.cohort import read_cohort
@@ -243,7 +230,7 @@ def check_cohort(config: dict):
     if folds < 2:
         raise PreflightError(f"folds is {folds}: the evaluation and the report need out-of-fold predictions",
                              fix="set folds to 2 or more (--config folds=5)")
-    column = _group_column(config)
+    column = group_column_of(config)
     try:
         cohort = read_cohort(config["cohort"], group_column=column, refuse_fractions=True)  # train's, before embedding
     except WeakSTILError as exc:
@@ -487,10 +474,13 @@ def run_preflight(config: dict, *, slurm: bool) -> str:
     lines = [f"cohort {config['cohort']}: {len(cohort)} slides, {len(set(cohort.groups.tolist()))} groups, "
              f"{config['folds']} folds; encoder {config['encoder']} (weights {config.get('weights') or 'its own'})"]
     files, score, in_cohort = score_slide_files(config, cohort.table["path"], cohort.slide_ids)  # as the run warns:
+    no_mpp, unusable = unusable_score_slides(config, files, score, in_cohort)
     lines += [f"warning: {files[k]} (score_slides): {why}; it gets an error row in scores/results.csv" for k, why in
-              unusable_score_slides(config, files, score, in_cohort)[1].items()]
-    found = [unoutlined_warning(config.get("annotations"), config.get("tumorbed"), in_cohort, list(cohort.slide_ids)),
-             stale_without_records(config.get("out"), config)]  # as the run says them (a stale out: it refuses the run)
+              unusable.items()]
+    given = given_mpps(config, config["cohort"], cohort.table, files, in_cohort, no_mpp)  # (slides of another µm/px)
+    found = [unoutlined_warning(config.get("annotations"), config.get("tumorbed"), in_cohort, list(cohort.slide_ids),
+                                list(files)),  # as the run says them (a stale out: it refuses the run)
+             stale_without_records(config.get("out"), config, files, lambda p: str(slide_fingerprint(p)), given)]
     lines += [f"warning: {w}" for w in found if w]
     lines += [f"warning: {w}" for w in check_slurm(config)] if slurm else []
     lines.append("SLURM jobs (each fits a node of its partition):" if slurm else

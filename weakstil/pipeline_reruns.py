@@ -6,8 +6,9 @@ Snakemake redoes a job whose settings changed by its records of the job (``.snak
 directory it runs in). With those records deleted (``rm -rf .snakemake``, a fresh clone, the project
 moved to another directory), it compares file times alone: a run with a new ``mpp`` said "Nothing to be
 done" and kept the tiles, features, beds and model of the old tiling (hunt 27e; 0 of 24 jobs). The last
-run's ``settings.json`` says what the outputs were made with, the model's out-of-fold predictions which slides
-and labels it was trained on, and each tiles file which scan it was cut from (``slide_fingerprint``): a run that
+run's ``settings.json`` says what the outputs were made with, the model's out-of-fold predictions which slides,
+labels and groups it was trained on, and each tiles file which scan it was cut from (``slide_fingerprint``) at which
+µm/px (``slide_mpp``: an edited ``mpp`` cell of the cohort CSV kept the old tiles, hunt 34c): a run that
 finds one of them changed, no record of it, and the outputs it makes stale still in place is refused with the
 folders (or a slide's files) to delete. Not covered: another encoder or detector written into the same folder.
 """
@@ -52,17 +53,24 @@ def unoutlined_slides(annotations: str | Path | None, keys: list[str], slide_ids
 
 
 def unoutlined_warning(annotations: str | Path | None, detector: Any, keys: list[str],
-                       slide_ids: list[str]) -> str | None:
+                       slide_ids: list[str], others: list[str] | tuple[str, ...] = ()) -> str | None:
     """The warning (without ``warning:``) for cohort slides that ``annotations`` does not outline while no
     detector is set: their tumour bed is the whole tissue in training. The workflow printed it at its start,
-    ``weakstil preflight`` said nothing (hunt 27e)."""
+    ``weakstil preflight`` said nothing (hunt 27e). It names the outlines in the folder that match no slide
+    (``keys``, ``slide_ids`` or ``others``: the score slides' keys), likely the missing ones misnamed, as
+    ``weakstil train --annotations`` does (the workflow did not: hunt 34c)."""
+    from weakstil.annotations import unmatched_annotations
+
     missing = [] if detector else unoutlined_slides(annotations, keys, slide_ids)
     if not missing:
         return None
     shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+    unused = [p.name for p in unmatched_annotations(annotations, [*keys, *map(str, slide_ids), *others])]
+    stray = (f"; {len(unused)} outline(s) there match no slide ({', '.join(unused[:5])}"
+             f"{', ...' if len(unused) > 5 else ''}): misnamed?" if unused else "")
     return (f"{len(missing)} of {len(keys)} cohort slide(s) have no outline in {annotations} ({shown}): their "
-            "tumour bed is the whole tissue in training. Fix: name each outline <slide_id>.geojson or .xml (or "
-            "the slide file's name), or set tumorbed to a detector folder or train")
+            f"tumour bed is the whole tissue in training{stray}. Fix: name each outline <slide_id>.geojson or .xml "
+            "(or the slide file's name), or set tumorbed to a detector folder or train")
 
 
 def snakemake_record(path: str | Path, workdir: str | Path = ".") -> Path:
@@ -85,10 +93,27 @@ def _same(key: str, last: Any, now: Any) -> bool:
     return False
 
 
-def _cohort_differs(cohort: Any, oof: Path) -> bool:
-    """The cohort CSV holds other slides or labels than the model was trained on (its out-of-fold predictions,
-    ``cv/oof_predictions.csv``: slide ids and true labels): slides added or taken off, labels corrected in
-    place. Its content is a param of the train job, which Snakemake compares only with its records."""
+def group_column_of(config: dict) -> str | None:
+    """The cohort's group column: ``group_column``, else ``--group-column`` in ``train_extra``."""
+    if config.get("group_column") not in (None, ""):
+        return str(config["group_column"])
+    import shlex
+
+    extra = shlex.split(str(config.get("train_extra") or ""))
+    for i, arg in enumerate(extra):
+        if arg == "--group-column" and i + 1 < len(extra):
+            return extra[i + 1]
+        if arg.startswith("--group-column="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _cohort_differs(cohort: Any, oof: Path, group_column: str | None = None) -> bool:
+    """The cohort CSV holds other slides, labels or groups than the model was trained on (its out-of-fold
+    predictions, ``cv/oof_predictions.csv``: slide ids, true labels and the group of each): slides added or
+    taken off, labels corrected in place, a slide moved to another patient or centre (another fold split: a
+    patient's slides on both sides of it). Its content is a param of the train job, which Snakemake compares
+    only with its records. ``group_column``: the train job's (None: ``group`` where the CSV has one)."""
     import pandas as pd
 
     from weakstil.cohort import read_cohort
@@ -97,39 +122,93 @@ def _cohort_differs(cohort: Any, oof: Path) -> bool:
     if not isinstance(cohort, str) or not oof.is_file():
         return False
     try:
-        table, trained = read_cohort(cohort, check_files=False).table, pd.read_csv(oof)
-        now = sorted(zip(table["slide_id"].astype(str), table["stil"].astype(float).round(3)))
-        return now != sorted(zip(trained["slide_id"].astype(str), trained["stil_true"].astype(float).round(3)))
+        table = read_cohort(cohort, check_files=False, group_column=group_column).table
+        trained = pd.read_csv(oof, dtype={"slide_id": str, "group": str}, keep_default_na=False)
+        now = sorted(zip(table["slide_id"].astype(str), table["stil"].astype(float).round(3),
+                         table["group"].astype(str) if "group" in trained else table["slide_id"]))
+        return now != sorted(zip(trained["slide_id"].astype(str), trained["stil_true"].astype(float).round(3),
+                                 trained["group"] if "group" in trained else trained["slide_id"]))
     except (WeakSTILError, OSError, ValueError, KeyError):
         return False
 
 
-def replaced_scans(out: str | Path, slides: dict[str, str], fingerprint: Callable[[str], Any]) -> list[str]:
-    """The per-slide files (tiles, features, bed) of slides whose file now holds another scan than their tiles were
-    made from (the tiles' recorded ``slide_fingerprint``): the tile job takes the scan's fingerprint as a param,
-    which Snakemake compares only with its records (the slide file is no input of it)."""
+def replaced_scans(out: str | Path, slides: dict[str, str], fingerprint: Callable[[str], Any],
+                   mpp_of: Callable[[str], Any] | None = None) -> tuple[list[str], list[str]]:
+    """(the per-slide files (tiles, features, bed) made from another scan or at another µm/px, why: one
+    phrase a slide). Another scan: the slide's file now holds another one than its tiles were made from (the
+    tiles' recorded ``slide_fingerprint``); the tile job takes the scan's fingerprint as a param, which
+    Snakemake compares only with its records (the slide file is no input of it). Another µm/px: ``mpp_of(key)``,
+    the ``--slide-mpp`` its tile job now gets (the cohort CSV's ``mpp`` cell, ``slide_mpp``; None: the file's
+    own), is not the ``slide_mpp`` its tiles were made at; the cohort CSV is no input of the tile job either,
+    and an edited ``mpp`` cell kept the tiles (and features, bed, model) of the old resolution."""
     from weakstil.errors import WeakSTILError
     from weakstil.files import TilesFile
 
-    stale = []
+    stale, why = [], []
     for key, path in slides.items():
         tiles = Path(out) / "tiles" / f"{key}.h5"
         try:
-            made_from = TilesFile.read_header(tiles)[0].get("slide_fingerprint") if tiles.is_file() else None
+            attrs = TilesFile.read_header(tiles)[0] if tiles.is_file() else {}
         except WeakSTILError:
             continue
+        made_from = attrs.get("slide_fingerprint")
         if made_from and (now := fingerprint(path)) not in (None, "None") and str(now) != str(made_from):
-            stale += [str(f) for f in (tiles, Path(out) / "features" / f"{key}.h5", Path(out) / "tumorbed" / f"{key}.h5")
-                      if f.exists()]
-    return stale
+            why.append(f"{key}: its file holds another scan than its tiles were made from")
+        elif mpp_of and (moved := _other_mpp(attrs, mpp_of(key), path)):
+            why.append(f"{key}: {moved}")
+        else:
+            continue
+        stale += [str(f) for f in (tiles, Path(out) / "features" / f"{key}.h5", Path(out) / "tumorbed" / f"{key}.h5")
+                  if f.exists()]
+    return stale, why
+
+
+def _other_mpp(attrs: dict, wanted: Any, path: str) -> str | None:
+    """How the µm/px a slide is now to be tiled at (``wanted``: its --slide-mpp; None: its file's own) differs
+    from its tiles' ``slide_mpp``; None when the same (6 decimals, as the caches compare) or not recorded."""
+    from weakstil.slide_list import stated_mpp
+
+    try:
+        made = float(attrs["slide_mpp"])
+        overridden = attrs.get("slide_mpp_source") == "override"
+        if wanted is None and not overridden:
+            return None  # read at the file's own µm/px then and now
+        now = float(wanted) if wanted is not None else stated_mpp(path)
+    except (KeyError, TypeError, ValueError):
+        return None
+    if now is not None and round(now, 6) == round(made, 6):
+        return None
+    said = f"{now:g} µm/px" if now is not None else "no µm/px"
+    return (f"its tiles were made at {made:g} µm/px, it is now read at {said}"
+            f" ({'the cohort CSV mpp cell or slide_mpp' if wanted is not None else 'its file'})")
+
+
+def given_mpps(config: dict, cohort: str | Path, table, files: dict[str, str], cohort_keys: list[str],
+               no_mpp: set[str]) -> Callable[[str], Any]:
+    """key -> the --slide-mpp the workflow's jobs give that slide (the cohort CSV's mpp cell where it differs from
+    what its file states, else ``slide_mpp`` for a slide in ``no_mpp``; None: its file's own), as the Snakefile's
+    ``given_mpp``: for ``weakstil preflight``'s check of outputs tiled at another µm/px."""
+    from weakstil.slide_list import cohort_mpps, overriding_mpps
+
+    listed = cohort_mpps(Path(cohort), table)
+    by_key = {k: listed[p] for k, p in zip(cohort_keys, map(os.path.abspath, map(str, table["path"]))) if p in listed}
+
+    def given(key: str) -> Any:
+        if key in by_key:
+            return overriding_mpps({files[key]: by_key[key]}).get(files[key])
+        return config.get("slide_mpp") if key in no_mpp else None
+    return given
 
 
 def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] | None = None,
-                          fingerprint: Callable[[str], Any] | None = None) -> str | None:
+                          fingerprint: Callable[[str], Any] | None = None,
+                          mpp_of: Callable[[str], Any] | None = None) -> str | None:
     """Why this run would keep outputs made with other settings, with the fix; None when Snakemake has its
     records of ``out`` here (it redoes what changed), when ``out`` holds no earlier run's ``settings.json``, or
     when no setting that a job's result depends on changed. The fix names the folders (and ``settings.json``)
-    to delete; once deleted the run passes and makes them again."""
+    to delete; once deleted the run passes and makes them again. ``slides`` (key -> file), ``fingerprint`` and
+    ``mpp_of`` (key -> its tile job's --slide-mpp): per-slide files of another scan or µm/px
+    (:func:`replaced_scans`)."""
     if not isinstance(out, (str, Path)) or not str(out).strip():
         return None
     settings = Path(out) / "settings.json"
@@ -144,18 +223,19 @@ def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] 
         return None
     changed = [k for k in STALE_WITH if not _same(k, last.get(k), now.get(k))]
     folders = dict.fromkeys(f for k in changed for f in STALE_WITH[k])
-    if _cohort_differs(now.get("cohort"), Path(out) / "model" / "cv" / "oof_predictions.csv"):
+    if _cohort_differs(now.get("cohort"), Path(out) / "model" / "cv" / "oof_predictions.csv", group_column_of(now)):
         changed.append("cohort")
         folders.update(dict.fromkeys(_MODEL))
     stale = [str(Path(out) / f) for f in folders if (Path(out) / f).exists()]
-    rescanned = replaced_scans(out, slides, fingerprint) if slides and fingerprint and "tiles" not in folders else []
+    rescanned, slides_why = (replaced_scans(out, slides, fingerprint, mpp_of)
+                             if slides and fingerprint and "tiles" not in folders else ([], []))
     if rescanned:
         changed.append("scans")
         stale += rescanned
     if not stale:
         return None
-    said = {"cohort": f"cohort {now['cohort']}: other slides or labels than the model was trained on",
-            "scans": "a slide file holds another scan than its tiles were made from"}
+    said = {"cohort": f"cohort {now['cohort']}: other slides, labels or groups than the model was trained on",
+            "scans": "slide " + "; ".join(slides_why[:5]) + ("; ..." if len(slides_why) > 5 else "")}
     what = ", ".join(said.get(k) or f"{k} {json.dumps(last.get(k))} -> {json.dumps(now.get(k))}" for k in changed)
     back = [k for k in changed if k not in said]  # (an edited cohort or a new scan has no setting to set back)
     return (f"{out} was made with other settings or slides ({what}: its settings.json, tiles and model say so) and "
