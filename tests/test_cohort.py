@@ -283,3 +283,24 @@ def test_a_label_with_one_percent_sign_is_read_and_two_are_refused(tmp_path):
     csv.write_text("slide_id,path,stil\nA,slides/A.tiff,30%%\nB,slides/B.tiff,12.5\nC,slides/C.tiff,0\n")
     with pytest.raises(CohortError, match="stil '30%%' is not a number"):  # hunt 8b #6: read as 30
         read_cohort(csv)
+
+
+def test_labels_all_under_one_percent_written_with_a_percent_sign_are_not_called_fractions(tmp_path, caplog):
+    """Outside fault hunt 34c: a cohort whose labels were all written '0.4%' was refused as "they look like
+    fractions ... multiply the stil column by 100", though the '%' says they are percentages (and the
+    mixed-notation refusal itself suggests writing '0.4%'). Still refused (a cohort spanning under one
+    point trains nothing), but for what it is; bare labels under 1 keep the fraction message."""
+    root = _cohort_dir(tmp_path)
+    csv = root / "cohort.csv"
+    csv.write_text("slide_id,path,stil\nA,slides/A.tiff,0.4%\nB,slides/B.tiff,0.9%\nC,slides/C.tiff,0.1%\n")
+    with caplog.at_level("WARNING", logger="weakstil"), pytest.raises(CohortError) as refused:
+        read_cohort(csv, refuse_fractions=True)
+    said = str(refused.value)
+    assert "every sTIL label is at most 1 % (0.4%, 0.9%, 0.1%; 3 slides)" in said
+    assert "fraction" not in said and "multiply" not in said
+    with caplog.at_level("WARNING", logger="weakstil"):
+        read_cohort(csv)  # read for its slides (report): no fraction warning either
+    assert "fraction" not in caplog.text
+    csv.write_text("slide_id,path,stil\nA,slides/A.tiff,0.4\nB,slides/B.tiff,0.9\nC,slides/C.tiff,0.1\n")
+    with pytest.raises(CohortError, match="they look like fractions"):
+        read_cohort(csv, refuse_fractions=True)

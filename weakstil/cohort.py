@@ -403,9 +403,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     table = pd.DataFrame.from_records(records, columns=["slide_id", "path", "stil", "group", "row", "features"])
     if require_labels:
         refuse_class_labels(csv_path, table)
+    percent_signed = bool(notation) and all(raw.endswith("%") for _, _, raw, value in notation if value is not None)
     if refuse_fractions:  # (looked up when called: a test stands in an older weakstil that trained on fractions)
-        cohort_labels.refuse_fraction_labels(csv_path, table)
-    warn_fraction_labels(csv_path, table)
+        cohort_labels.refuse_fraction_labels(csv_path, table, percent_signed=percent_signed)
+    warn_fraction_labels(csv_path, table, percent_signed=percent_signed)
     if group_col is not None:
         warn_lookalike_groups(csv_path, group_col, table["group"].tolist())
     log.debug("%s: %d slides, group column %s", csv_path, len(table), group_col)

@@ -12,10 +12,13 @@ from weakstil.cohort_csv import CohortError
 log = logging.getLogger("weakstil.cohort")
 
 
-def warn_fraction_labels(csv_path: Path, table) -> None:
+def warn_fraction_labels(csv_path: Path, table, percent_signed: bool = False) -> None:
     """Warn when every label is at most 1 (fractions, not percentages), or when labels between 0
-    and 1 that read as a pathologist's score times 100 sit beside percentages."""
+    and 1 that read as a pathologist's score times 100 sit beside percentages. Labels all written
+    with a '%' sign (``percent_signed``) are percentages by their own notation: no fraction warning."""
     labels = table["stil"].dropna()
+    if percent_signed:
+        return
     if len(labels) >= 2 and labels.max() <= 1.0 and labels.max() > 0:
         log.warning("%s: every sTIL label is at most 1 (%s...): they look like fractions, but the labels are "
                     "percentages 0-100; multiply them by 100 if so", csv_path,
@@ -49,7 +52,7 @@ def label_hint(text: str) -> str:
     return ""
 
 
-def refuse_fraction_labels(csv_path: Path, table) -> None:
+def refuse_fraction_labels(csv_path: Path, table, percent_signed: bool = False) -> None:
     """Refuse to train on labels that are all at most 1 (fractions, 0.35 for 35 %): read as
     percentages they span at most 1 point, so the model can learn nothing but that number, and it
     scored every slide under 1 % (12 demo slides of true sTIL 0.5-85 % given as fractions: out-of-fold
@@ -60,6 +63,15 @@ def refuse_fraction_labels(csv_path: Path, table) -> None:
     if len(labels) < 2 or labels.max() > 1.0 or labels.max() <= 0:
         return
     shown = ", ".join(f"{v:g}" for v in labels.iloc[:3]) + (", ..." if len(labels) > 3 else "")
+    if percent_signed:
+        # written '0.4%': percentages by their own notation, not fractions (the message said "they look like
+        # fractions ... multiply by 100", and the mixed-notation fix itself suggests writing '0.4%')
+        shown = ", ".join(f"{v:g}%" for v in labels.iloc[:3]) + (", ..." if len(labels) > 3 else "")
+        raise CohortError(f"every sTIL label is at most 1 % ({shown}; {len(labels)} slides): labels spanning at most one "
+                          "point leave the model nothing to learn but that number, and it would score every slide "
+                          "under 1 %", path=csv_path,
+                          fix="train on a cohort whose labels span the sTIL range (0-100 %), or check the stil column "
+                              "was exported as the pathologists' percentages")
     raise CohortError(f"every sTIL label is at most 1 ({shown}; {len(labels)} slides): they look like fractions, "
                       "but the labels are percentages 0-100; trained on as they are, the model would score every "
                       "slide under 1 %", path=csv_path,
