@@ -36,3 +36,20 @@ def test_a_small_slide_with_the_split_given_is_embedded_without_measuring_the_en
     assert plan["encoder_micro_batches"] == {} and plan["micro_batch"] == DEFAULT_MICRO_BATCH, plan
     assert planner._encoder_rates is None
 
+
+
+def test_a_second_planner_for_the_same_encoder_reuses_the_probe_another_thread_count_does_not():
+    """Each ThreadPlanner measured its encoder again (about 2 s of CPU): napari's Score slide, a second
+    Scorer and the suite's many embeds of one encoder in one process paid it each time. The rates depend on
+    the architecture, input and threads, not the weights, so one process measures each once."""
+    from weakstil.decode import ThreadPlanner
+    from weakstil.encoders.factory import create_encoder
+
+    first = ThreadPlanner(create_encoder("small-cnn", weights="random"), batch_size=16, workers=1, threads=1)
+    rates = first._encoder_probe(224)
+    assert set(rates[0]) == {1} and rates[0][1] > 0
+    other_weights = create_encoder("small-cnn", weights="random", seed=5)
+    again = ThreadPlanner(other_weights, batch_size=16, workers=1, threads=1)._encoder_probe(224)
+    assert again is rates  # the same measurement, not a new one
+    two = ThreadPlanner(other_weights, batch_size=16, workers=1, threads=2)._encoder_probe(224)
+    assert two is not rates and set(two[0]) == {2}

@@ -57,6 +57,10 @@ def close_shared_pool() -> None:
 
 
 # -- planning ---------------------------------------------------------------------------
+#: The encoder probe's ``(rates, micro_batches)`` measured in this process, by encoder card, device,
+#: tile size, batch and thread candidates (see :meth:`ThreadPlanner._encoder_probe`).
+_PROBED: dict[tuple, tuple[dict[int, float], dict[int, int]]] = {}
+
 #: Slides of at most this many batches are not worth measuring a plan on.
 SMALL_SLIDE_BATCHES = 2
 
@@ -84,6 +88,14 @@ class ThreadPlanner:
 
         if self._encoder_rates is None:
             b = min(self.batch_size, max(MICRO_BATCHES))
+            threads = [self.threads] if self.threads else thread_candidates(self.cpus)
+            # the rates depend on the architecture, input and threads, not on the weights: a process that
+            # plans again for the same encoder (napari's Score slide, a second Scorer, the test suite's
+            # many embeds) reuses the first measurement instead of spending about 2 s of CPU on it again
+            key = (self.encoder.card.to_json(), str(self.encoder.device), tile_px, b, tuple(threads))
+            if key in _PROBED:
+                self._encoder_rates = _PROBED[key]
+                return self._encoder_rates
             tiles = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (b, tile_px, tile_px, 3),
                                                                          dtype=np.uint8))
             enc = self.encoder
@@ -92,8 +104,7 @@ class ThreadPlanner:
                 with torch.inference_mode():
                     enc.forward(enc.transform(tiles[:n]))
 
-            threads = [self.threads] if self.threads else thread_candidates(self.cpus)
-            self._encoder_rates = measure_encoder(run, threads, b)
+            self._encoder_rates = _PROBED[key] = measure_encoder(run, threads, b)
         return self._encoder_rates
 
     def plan(self, spec: ReadSpec, coords: np.ndarray) -> ThreadPlan:
