@@ -9,6 +9,9 @@
   running seconds) for good, read as a step hung; now it says the bed was rescored and how to see its number.
 - A result that records no threshold (older files): Rescore's number read "sTIL 46.5 % · high (the default
   threshold, the file records none 30 %)"; now "(threshold 30 %: the default threshold, the file records none)".
+- A bed saved by Save bed, or the tile GeoJSON of 'weakstil score', dropped on the viewer: napari's "No compatible
+  readers are available"; now one line naming the file and what to open instead (another program's GeoJSON is
+  still left to other plugins).
 """
 
 from __future__ import annotations
@@ -115,3 +118,29 @@ def test_the_default_threshold_reads_as_a_threshold_beside_its_number(make_napar
     # old: "(the default threshold, the file records none 30 %)"
     assert "(threshold 30 %: the default threshold, the file records none)" in text, text
     assert widget.result_layer(HEATMAP, str(path)) is not None
+
+
+def test_a_geojson_weakstil_wrote_is_refused_with_what_to_open(make_napari_viewer, scored, tmp_path):
+    """A saved bed or a tile GeoJSON dropped on the viewer: one line naming the file and what to open (old: napari's
+    "Given reader 'napari-weakstil' is not a compatible reader", or "No compatible readers are available")."""
+    import numpy as np
+    import pytest
+    from weakstil.bed_edit import write_bed_geojson
+    from weakstil.errors import WeakSTILError
+
+    slide_id = scored["score_h5"].stem
+    bed = write_bed_geojson(tmp_path / "beds", [np.array([[10, 10], [400, 10], [400, 400], [10, 400]], float)],
+                            slide_id)
+    viewer = make_napari_viewer()
+    with pytest.raises(WeakSTILError) as said:
+        viewer.open(bed, plugin="napari-weakstil")
+    text = said.value.one_line()
+    assert str(bed) in text and "Edit bed" in text and f"--annotations {bed.parent}" in text and "\n" not in text
+    tiles = scored["scores"] / f"{slide_id}.geojson"  # the tile GeoJSON 'weakstil score' wrote beside its .h5
+    with pytest.raises(WeakSTILError, match=f"open {slide_id}.h5 with the WeakSTIL reader"):
+        viewer.open(tiles, plugin="napari-weakstil")
+    other = tmp_path / "qupath.geojson"  # another program's GeoJSON: left to other plugins, as before
+    other.write_text('{"type": "FeatureCollection", "features": []}')
+    with pytest.raises(ValueError, match="refused the file"):
+        viewer.open(other, plugin="napari-weakstil")
+    assert not viewer.layers

@@ -56,6 +56,35 @@ def get_result_reader(path: str | list[str]) -> ReaderFunction | None:
                                           "whose .h5 is damaged)"))
 
 
+def get_weakstil_geojson_reader(path: str | list[str]) -> ReaderFunction | None:
+    """A GeoJSON that WeakSTIL wrote (a bed saved by Save bed, a command's tile GeoJSON for QuPath) is in level-0
+    pixels with nothing to place it by: dropped on the viewer it got napari's bare "No compatible readers are
+    available". It is refused with what to open instead; any other GeoJSON is left to other plugins. (Only
+    ``*.geojson``, which napari's own reader does not claim: claiming ``*.json`` or folders too would make napari ask
+    which reader to use for every such file of other programs.)"""
+    p = _single_path(path)
+    if p is None or not p.is_file():
+        return None
+    from weakstil.annotations import geojson_written_by
+    from weakstil.bed_edit import SAVED_BY
+    from weakstil.errors import WeakSTILError
+
+    made_by = geojson_written_by(p)
+    if made_by == SAVED_BY:
+        return _refusal(WeakSTILError(
+            f"is the tumour bed that Save bed wrote for slide '{p.stem}' (level-0 px: napari cannot place it alone)",
+            path=p, fix=f"open the slide's result (its .h5) with the WeakSTIL reader, choose {p.parent} as the Bed "
+                        f"folder and press Edit bed (it continues this bed); or pass --annotations {p.parent} to "
+                        "'weakstil score'"))
+    if made_by and made_by.startswith("weakstil"):
+        beside = p.with_suffix(".h5")
+        return _refusal(WeakSTILError(
+            f"is the tile GeoJSON '{made_by}' wrote for QuPath (level-0 px: napari cannot place it alone)", path=p,
+            fix=f"open {beside.name if beside.is_file() else 'the slide result (.h5) it was written beside'} with the "
+                "WeakSTIL reader: the same tiles as a heatmap over the slide, with the tumour bed and tissue"))
+    return None
+
+
 #: The first bytes of every HDF5 file.
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
