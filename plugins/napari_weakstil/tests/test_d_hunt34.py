@@ -12,6 +12,9 @@
 - A bed saved by Save bed, or the tile GeoJSON of 'weakstil score', dropped on the viewer: napari's "No compatible
   readers are available"; now one line naming the file and what to open instead (another program's GeoJSON is
   still left to other plugins).
+- A result whose slide was moved or renamed: the warning said "not found (at the path the result records, nor
+  beside it)", naming neither that path nor a fix; now it names the path and says to open the slide first, then the
+  result (which then goes over that scan, found by its content).
 """
 
 from __future__ import annotations
@@ -144,3 +147,24 @@ def test_a_geojson_weakstil_wrote_is_refused_with_what_to_open(make_napari_viewe
     with pytest.raises(ValueError, match="refused the file"):
         viewer.open(other, plugin="napari-weakstil")
     assert not viewer.layers
+
+
+def test_a_result_whose_slide_moved_says_where_it_looked_and_the_fix(make_napari_viewer, scored, tmp_path, caplog):
+    """The slide moved and renamed since scoring: the warning named neither where the slide was looked for nor what
+    to do ("slide 'S' not found (at the path the result records, nor beside it); showing the result alone"); now it
+    names the recorded path and the fix (which works: test_c_hunt13's result over its scan opened from another file)."""
+    import logging
+
+    path = tmp_path / "results" / scored["score_h5"].name
+    path.parent.mkdir()
+    shutil.copy(scored["score_h5"], path)
+    gone = tmp_path / "gone" / scored["held"].name
+    with h5py.File(path, "r+") as f:
+        f.attrs["slide_path"] = str(gone)
+        f.attrs.pop("slide_relpath", None)
+    viewer = make_napari_viewer()
+    with caplog.at_level(logging.WARNING, logger="napari_weakstil"):
+        viewer.open(path, plugin="napari-weakstil")
+    said = [r.getMessage() for r in caplog.records if "not found" in r.getMessage()]
+    assert len(said) == 1 and str(gone) in said[0] and "\n" not in said[0], said
+    assert "Fix: open the slide first" in said[0] and said[0].endswith("known by its content."), said[0]

@@ -133,7 +133,7 @@ def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
             layers.append(data)
             mpp = mpp or pyramid.mpp
     else:
-        _warn_alone(res, f"slide '{res.slide_id}' not found (at the path the result records, nor beside it)")
+        _warn_alone(res, *_not_found(res))
     from napari_weakstil import outline_later
 
     big = outline_later.big_outline(res)
@@ -158,12 +158,26 @@ def scored_upsampled(res: Any) -> bool | None:
     return bool(request.get("allow_upsample")) if isinstance(request, dict) else None
 
 
-def _warn_alone(res: Any, why: str) -> None:
+def _not_found(res: Any) -> tuple[str, str]:
+    """Why a result is shown without its slide, with the fix (the warning said neither where the slide was looked
+    for nor how to see the result over it: a pathologist whose slides were moved or renamed was left guessing)."""
+    attrs = res.attrs or {}
+    recorded = attrs.get("slide_path")
+    where = f"at {recorded}, where the result records it, nor beside the result" if recorded else "beside the result"
+    fix = ("open the slide first (File > Open, WeakSTIL reader; wherever it is now, under any name), then this result "
+           "again: it goes over that very scan, known by its content" if attrs.get("slide_fingerprint") else
+           f"put the slide back at {recorded or 'its place'} or beside the result, or open the slide first and then "
+           "this result again")
+    return f"slide '{res.slide_id}' not found ({where})", fix
+
+
+def _warn_alone(res: Any, why: str, fix: str = "") -> None:
     """Said in the viewer, not only the log: the result's layers lie over whatever slide is open,
     which is not the result's own slide file."""
     others = [ly.name for ly in _slide_layers()]
     _warn(f"{res.path}: {why}; showing the result alone" + (
-        f", drawn over the open slide layer(s) {', '.join(others)}, which are not its slide" if others else ""))
+        f", drawn over the open slide layer(s) {', '.join(others)}, which are not its slide" if others else "")
+        + (f". Fix: {fix}." if fix else ""))
 
 
 def _shown_mpp(shown: Any, res: Any) -> float | None:
