@@ -65,11 +65,12 @@ class BedScore:
     def label(self) -> str:
         if not self.found:
             return "no tumour bed"
-        which = "the default threshold, the file records none" if self.threshold_default else "threshold"
+        # the number goes with "threshold": "(the default threshold, the file records none 30 %)" read as garble
+        which = ": the default threshold, the file records none" if self.threshold_default else ""
         from weakstil.metrics import stil_text
 
         return (f"sTIL {stil_text(self.stil, self.threshold)} % · {'high' if self.stil_high else 'low'} "
-                f"({which} {self.threshold:g} %)")
+                f"(threshold {self.threshold:g} %{which})")
 
 
 @dataclass

@@ -56,6 +56,35 @@ def get_result_reader(path: str | list[str]) -> ReaderFunction | None:
                                           "whose .h5 is damaged)"))
 
 
+def get_weakstil_geojson_reader(path: str | list[str]) -> ReaderFunction | None:
+    """A GeoJSON that WeakSTIL wrote (a bed saved by Save bed, a command's tile GeoJSON for QuPath) is in level-0
+    pixels with nothing to place it by: dropped on the viewer it got napari's bare "No compatible readers are
+    available". It is refused with what to open instead; any other GeoJSON is left to other plugins. (Only
+    ``*.geojson``, which napari's own reader does not claim: claiming ``*.json`` or folders too would make napari ask
+    which reader to use for every such file of other programs.)"""
+    p = _single_path(path)
+    if p is None or not p.is_file():
+        return None
+    from weakstil.annotations import geojson_written_by
+    from weakstil.bed_edit import SAVED_BY
+    from weakstil.errors import WeakSTILError
+
+    made_by = geojson_written_by(p)
+    if made_by == SAVED_BY:
+        return _refusal(WeakSTILError(
+            f"is the tumour bed that Save bed wrote for slide '{p.stem}' (level-0 px: napari cannot place it alone)",
+            path=p, fix=f"open the slide's result (its .h5) with the WeakSTIL reader, choose {p.parent} as the Bed "
+                        f"folder and press Edit bed (it continues this bed); or pass --annotations {p.parent} to "
+                        "'weakstil score'"))
+    if made_by and made_by.startswith("weakstil"):
+        beside = p.with_suffix(".h5")
+        return _refusal(WeakSTILError(
+            f"is the tile GeoJSON '{made_by}' wrote for QuPath (level-0 px: napari cannot place it alone)", path=p,
+            fix=f"open {beside.name if beside.is_file() else 'the slide result (.h5) it was written beside'} with the "
+                "WeakSTIL reader: the same tiles as a heatmap over the slide, with the tumour bed and tissue"))
+    return None
+
+
 #: The first bytes of every HDF5 file.
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 
@@ -104,7 +133,7 @@ def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
             layers.append(data)
             mpp = mpp or pyramid.mpp
     else:
-        _warn_alone(res, f"slide '{res.slide_id}' not found (at the path the result records, nor beside it)")
+        _warn_alone(res, *_not_found(res))
     from napari_weakstil import outline_later
 
     big = outline_later.big_outline(res)
@@ -129,12 +158,26 @@ def scored_upsampled(res: Any) -> bool | None:
     return bool(request.get("allow_upsample")) if isinstance(request, dict) else None
 
 
-def _warn_alone(res: Any, why: str) -> None:
+def _not_found(res: Any) -> tuple[str, str]:
+    """Why a result is shown without its slide, with the fix (the warning said neither where the slide was looked
+    for nor how to see the result over it: a pathologist whose slides were moved or renamed was left guessing)."""
+    attrs = res.attrs or {}
+    recorded = attrs.get("slide_path")
+    where = f"at {recorded}, where the result records it, nor beside the result" if recorded else "beside the result"
+    fix = ("open the slide first (File > Open, WeakSTIL reader; wherever it is now, under any name), then this result "
+           "again: it goes over that very scan, known by its content" if attrs.get("slide_fingerprint") else
+           f"put the slide back at {recorded or 'its place'} or beside the result, or open the slide first and then "
+           "this result again")
+    return f"slide '{res.slide_id}' not found ({where})", fix
+
+
+def _warn_alone(res: Any, why: str, fix: str = "") -> None:
     """Said in the viewer, not only the log: the result's layers lie over whatever slide is open,
     which is not the result's own slide file."""
     others = [ly.name for ly in _slide_layers()]
     _warn(f"{res.path}: {why}; showing the result alone" + (
-        f", drawn over the open slide layer(s) {', '.join(others)}, which are not its slide" if others else ""))
+        f", drawn over the open slide layer(s) {', '.join(others)}, which are not its slide" if others else "")
+        + (f". Fix: {fix}." if fix else ""))
 
 
 def _shown_mpp(shown: Any, res: Any) -> float | None:

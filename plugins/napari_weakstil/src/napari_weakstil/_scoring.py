@@ -128,8 +128,14 @@ class ScoringJob:
 
     def _error_text(self, text: str) -> str:
         """The slide's error in the widget's words: its fields, not the command line's options."""
+        import re
+
         text = text.replace("pass --slide-mpp", "set Scan µm/px (--slide-mpp)")
-        text = text.replace("pass the scan's µm/px with --slide-mpp", "set Scan µm/px (--slide-mpp) to the scan's µm/px")
+        # a slide recording no (or an implausible, or non-square) µm/px: the fix named the command line's
+        # --slide-mpp and a --slides CSV's mpp column, which the widget has not (its field is Scan µm/px)
+        text = re.sub(r"(?:pass|give) (the (?:real )?scan(?:'s µm/px| resolution)|the resolution) with --slide-mpp",
+                      r"set Scan µm/px (--slide-mpp) to \1", text)
+        text = re.sub(r";\s*in a batch, in an mpp column of a --slides CSV(?: \([^)]*\))?", "", text)
         text = text.replace("pass --allow-upsample", "tick Allow upsampling (--allow-upsample)")
         if self.scan_mpp is not None:
             text += f" (Scan µm/px is set to {self.scan_mpp:g}: check it against the scan.)"

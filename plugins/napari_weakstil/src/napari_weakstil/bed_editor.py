@@ -369,6 +369,12 @@ class BedEditor(QGroupBox):
             self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
             self.last_rescore = new
             self.owner.refresh_tile()  # the clicked tile: in or out of the edited bed, its score for this bed
+        else:  # said all the same: the line read "Rescoring …" (its seconds) long after the step had ended
+            closed = self.owner._newest_result(str(res.path)) is None
+            self.owner._status(f"Rescored {tiles.slide_id}'s edited bed ({new.n_bed_tiles:,} of {new.n_tiles:,} "
+                               + ("tiles); its result's layers are closed: open " + res.path.name
+                                  + " again to see its number." if closed else
+                                  f"tiles): {res.path.name} is not shown; select its layer to see its number."))
         return new
 
     def _show_rescored(self, new: BedScore) -> None:

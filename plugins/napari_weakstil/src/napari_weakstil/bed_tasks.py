@@ -138,6 +138,8 @@ class BedTasks:
             return
         self.worker = None
         self._set_busy(False)
+        if self.editor.owner.status_label.text().startswith(f"{self.what}…"):  # no step's end said it: not left running
+            self.editor.owner._status(f"{self.what}: done.")
 
     def _on_gone(self, *args: Any) -> None:
         self.gone = True
