@@ -181,6 +181,17 @@ def test_saving_refuses_an_empty_bed_and_the_score_tile_geojson(tmp_path):
     assert tiles_geojson.read_bytes() == before
 
 
+def test_a_bed_folder_set_to_a_result_file_is_refused_as_not_geojson(tmp_path):
+    """napari hunt 34d: the bed folder set to the slide's result (S.h5) was taken for the bed file's own name
+    and refused as "an annotation that Save bed did not write"; it is no GeoJSON, and the fix is a folder."""
+    result = tmp_path / "s1.h5"
+    result.write_bytes(b"HDF")
+    with pytest.raises(WeakSTILError) as refused:
+        write_bed_geojson(result, [_box(0, 0, 900, 900)], "s1")
+    assert "is not a GeoJSON file" in str(refused.value) and "choose a folder" in str(refused.value)
+    assert "did not write" not in str(refused.value) and result.read_bytes() == b"HDF"
+
+
 def test_mask_fractions_of_a_boolean_mask_equal_the_full_summed_area_table():
     """The fast path for boolean masks (rescoring speed) gives the float table's fractions exactly."""
     from weakstil.tiling import mask_fractions

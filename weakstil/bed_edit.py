@@ -466,6 +466,12 @@ def check_bed_file(path: Path, slide_id: str) -> None:
     from weakstil.annotations import annotation_candidates, geojson_written_by
     from weakstil.outputdir import replaced_folder_around
 
+    if path.suffix.lower() not in (".geojson", ".json"):
+        # a bed folder set to a file (the result's S.h5, a slide) was taken for the bed's own name and refused as
+        # "an annotation that Save bed did not write", which sent the user looking for an outline there
+        raise WeakSTILError("is not a GeoJSON file: a bed is saved as GeoJSON, in a folder", path=path,
+                            fix=f"choose a folder as the bed folder (the bed is saved there as {slide_id}.geojson, "
+                                "what --annotations reads)")
     owner = replaced_folder_around(path.parent)
     if owner is not None:  # a model's cv/tiles, an evaluation: 'train/evaluate --overwrite' deletes it whole
         raise WeakSTILError(f"lies inside {owner}, which a rerun with --overwrite replaces whole (the corrected bed "
