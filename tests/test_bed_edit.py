@@ -366,3 +366,17 @@ def test_tile_estimates_follow_the_edited_bed_as_score_publishes_them(tmp_path):
     assert np.abs(shown - published).max() > 1.0  # the prior moved with the bed
     w = stroma[edited.tile_flags].astype(np.float64)
     assert float((w * shown[edited.tile_flags]).sum() / w.sum()) == pytest.approx(edited.stil, abs=1e-3)
+
+
+def test_a_score_file_with_non_finite_tile_scores_is_refused_not_rescored_to_nan(tmp_path):
+    """napari hunt 34d: a damaged score file with NaN tile scores rescored to "sTIL nan % · low"."""
+    import h5py
+
+    s = _score_file(tmp_path / "s1.h5")
+    with h5py.File(s["path"], "r+") as f:
+        scores = f["tile_scores"][...]
+        scores[3] = np.nan
+        f["tile_scores"][...] = scores
+    with pytest.raises(WeakSTILError) as refused:
+        ScoredTiles.read(s["path"])
+    assert "holds 1 non-finite tile scores" in str(refused.value) and "score the slide again" in str(refused.value)

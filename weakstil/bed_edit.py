@@ -125,6 +125,12 @@ class ScoredTiles:
                 raise WeakSTILError("was scored by a stroma-weighted model but holds no stroma weights", path=where,
                                     fix="score the slide again with this version of 'weakstil score'")
             stroma = np.asarray(stroma, np.float32)
+        scores = np.asarray(_model_scores(f), np.float32)
+        for what, values in (("tile scores", scores), ("stroma weights", stroma)):
+            bad = 0 if values is None else int((~np.isfinite(values)).sum())
+            if bad:  # a damaged file: a rescore over them read "sTIL nan %" without a word
+                raise WeakSTILError(f"holds {bad} non-finite {what} (of {len(values)}): the file is damaged",
+                                    path=where, fix="score the slide again ('weakstil score')")
         stil = attrs.get("stil", attrs.get("stil_pred"))
         geom = _geometry(f)
         mask, mask_mpp = getattr(f, "tumorbed_mask", None), getattr(f, "tumorbed_mask_mpp", None)
@@ -134,7 +140,7 @@ class ScoredTiles:
         # files holding only the published scores were written before the blend: those are the tiles' own
         blended = stroma is not None and getattr(f, "tile_scores_model", None) is not None
         return cls(path=path or f.path, slide_id=str(attrs.get("slide_id", Path(str(where)).stem)),
-                   tile_scores=np.asarray(_model_scores(f), np.float32), logits=logits, stroma=stroma, known=known,
+                   tile_scores=scores, logits=logits, stroma=stroma, known=known,
                    aggregator=aggregator, threshold=settings.STIL_THRESHOLD if threshold is None else threshold,
                    geometry=geom, original_stil=None if stil is None or stil != stil else float(stil),
                    original_flags=flags, original_mask=None if mask is None else np.asarray(mask, bool),
