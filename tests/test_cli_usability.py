@@ -1,6 +1,7 @@
 """Command-line usability findings of an outside tester: what ``--help`` shows for on/off flags and
 shared options, and the ``error:`` line of a slide file named ``-...``, a broken symbolic link and a
-DICOM series folder (each a clear line naming the file and the fix, no traceback)."""
+DICOM series folder (each a clear line naming the file and the fix, no traceback); and the help's
+paragraphs wrapped to the terminal, not broken where the docstring's lines end."""
 
 from __future__ import annotations
 
@@ -47,6 +48,33 @@ def test_help_still_shows_the_value_of_options_that_take_one():
     text = help_text("tile")
     assert "--allow-upsample Accept slides" in text, text
     assert "--mpp <float>" in text and "--out -o <path>" in text, text
+
+
+def short_lines_mid_paragraph(*command: str) -> list[str]:
+    """Lines of ``weakstil COMMAND --help`` (80 columns) that end well short of the width while the same
+    paragraph or command entry goes on on the next line: a docstring's own line break, not rich's wrap.
+    Read in the description and the Commands panel (the docstrings), not in the options' narrow column."""
+    out = run_cli(*command, "--help").stdout.splitlines()
+    first_panel = next(i for i, line in enumerate(out) if line.startswith("╭"))
+    commands = [i for i, line in enumerate(out) if line.startswith("╭─ Commands")]
+    out = out[:first_panel] + (out[commands[0]:] if commands else [])
+    short = []
+    for line, following in zip(out, out[1:]):
+        text, nxt = line.strip(" │"), following.strip(" │")
+        # a continuation: text on the next line that opens no option, command or panel of its own
+        goes_on = nxt and following.startswith(("│" + " " * 11, " ")) and not nxt.startswith(("-", "╭", "╰"))
+        if text and goes_on and len(line.rstrip(" │")) < 80 - 25:
+            short.append(line)
+    return short
+
+
+def test_help_wraps_each_paragraph_to_the_terminal(monkeypatch):
+    """typer's rich help kept the docstrings' line breaks: `weakstil --help` listed `score` as
+    "tile-score heatmaps, HDF5 and" and went on at the next line, as did `demo` and `preflight`, and
+    `train --help` broke "the out-of-fold predictions," mid-sentence (hunt 34e)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    for command in ((), ("train",), ("report",), ("tumorbed",), ("tumorbed", "apply")):
+        assert short_lines_mid_paragraph(*command) == [], command
 
 
 # --- 2. --allow-upsample says what it compares with, per command ------------------------------

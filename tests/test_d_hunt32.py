@@ -1,4 +1,5 @@
-"""Hunt 32d: a lab's batch run from outside (the fault matrix).
+"""Hunt 32d: a lab's batch run from outside (the fault matrix); hunt 34e: tile and info say they do not use a
+list's slide_id column (they said its ids named their slides).
 
 - ``score --slides LIST`` existed, but ``tile``, ``embed``, ``info`` and ``pretrain`` took no ``--slides``
   (usage error, exit 2): a lab's list had to be pasted with ``$(cat LIST)``, which splits paths with spaces.
@@ -146,3 +147,21 @@ def test_one_file_under_two_ids_of_a_list_is_refused(tmp_path):
     (tmp_path / "twice.csv").write_text("slide_id,path\nA1,s/a.svs\nA2,./s/a.svs\n")
     with pytest.raises(WeakSTILError, match="slide ids A1 and A2 name the same file"):
         read_slide_list(tmp_path / "twice.csv")
+
+
+def test_tile_and_info_say_the_lists_slide_id_is_not_theirs(tmp_path, cmu):
+    """Hunt 34e: ``tile --slides LIST`` of a CSV with a ``slide_id`` column logged "1 slide(s) named by the
+    list's slide_id column, not their file's name" and wrote ``CMU-1-Small-Region.h5`` (tiles go by the slide
+    file, as ``tumorbed train`` finds them); ``info`` said the same. They now say the column is not used."""
+    from conftest import run_cli
+
+    ids = tmp_path / "ids.csv"
+    ids.write_text(f"slide_id,path\nLAB-001,{cmu}\n", encoding="utf-8")
+    r = run_cli("tile", "--slides", ids, "--out", tmp_path / "tiles")
+    said = " ".join(r.stderr.split())
+    assert r.returncode == 0, r.stderr
+    assert [p.name for p in (tmp_path / "tiles").glob("*.h5")] == [f"{cmu.stem}.h5"]
+    assert "named by the list's slide_id column" not in said, said
+    assert "its slide_id column is not used by this command: 1 slide(s) go by their file's name" in said, said
+    r = run_cli("info", "--slides", ids)
+    assert r.returncode == 0 and "named by the list's slide_id column" not in " ".join(r.stderr.split())

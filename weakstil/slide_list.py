@@ -22,10 +22,12 @@ class ListedSlides(list):
     slide's outputs and results.csv row instead of its file's name (hunt 32d); and ``mpps``: a CSV's
     ``mpp`` column, the scan resolution of the slides whose files state none or a wrong one."""
 
-    def __init__(self, paths=(), ids: dict[str, str] | None = None, mpps: dict[str, float] | None = None):
+    def __init__(self, paths=(), ids: dict[str, str] | None = None, mpps: dict[str, float] | None = None,
+                 renamed: int = 0):
         super().__init__(paths)
         self.ids = dict(ids or {})
         self.mpps = dict(mpps or {})
+        self.renamed = renamed  # slides whose id is not their file's name (the command says whether it uses it)
 
 
 class SlideNaming:
@@ -220,8 +222,6 @@ def _from_csv(path: Path) -> ListedSlides:
     table = read_cohort(path, check_files=False, require_labels=False).table
     paths = [str(on_disk(Path(p))) for p in table["path"]]
     renamed = sum(str(sid) != _file_id(p) for sid, p in zip(table["slide_id"], paths))
-    if renamed:
-        log.info("%s: %d slide(s) named by the list's slide_id column, not their file's name", path, renamed)
     seen: dict[str, str] = {}
     for sid, p in zip(map(str, table["slide_id"]), paths):
         first = seen.setdefault(os.path.realpath(p), sid)
@@ -230,7 +230,7 @@ def _from_csv(path: Path) -> ListedSlides:
                                 fix="keep one row per slide file")
     mpps = _mpp_column(path, _records_at(path, table["row"]), list(table["row"]))  # (the reader keeps its own columns)
     return ListedSlides(paths, {os.path.abspath(p): sid for sid, p in zip(map(str, table["slide_id"]), paths)},
-                        {os.path.abspath(p): m for p, m in zip(paths, mpps) if m is not None})
+                        {os.path.abspath(p): m for p, m in zip(paths, mpps) if m is not None}, renamed)
 
 
 def cohort_mpps(path: Path, table) -> dict[str, float]:

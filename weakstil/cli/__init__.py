@@ -209,13 +209,26 @@ def _main(
     setup_logging(verbose)
 
 
+def _help(command: Any) -> str:
+    """The command's docstring with each paragraph on one line: typer's rich help keeps a docstring's
+    line breaks, so `weakstil --help` listed `score` as "tile-score heatmaps, HDF5 and" with the rest on
+    the next line, and `train --help` broke its paragraphs mid-sentence; rich wraps one-line paragraphs
+    to the terminal."""
+    import inspect
+
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    return "\n\n".join(" ".join(paragraph.split()) for paragraph in paragraphs)
+
+
 for _command in (slides.tile, slides.info, slides.synth, cohort.train, cohort.evaluate, cohort.report,
                  stage1.encoders, stage1.embed, stage1.pretrain, score.score, score.demo, workflow.preflight):
-    app.command(cls=FlagHelpCommand)(reports_errors(_command))
+    app.command(cls=FlagHelpCommand, help=_help(_command))(reports_errors(_command))
 
 tumorbed_app = typer.Typer(cls=FlagHelpGroup, help=tumorbed.HELP, no_args_is_help=True)
-tumorbed_app.command("train", cls=FlagHelpCommand)(reports_errors(tumorbed.tumorbed_train))
-tumorbed_app.command("apply", cls=FlagHelpCommand)(reports_errors(tumorbed.tumorbed_apply))
+tumorbed_app.command("train", cls=FlagHelpCommand, help=_help(tumorbed.tumorbed_train))(
+    reports_errors(tumorbed.tumorbed_train))
+tumorbed_app.command("apply", cls=FlagHelpCommand, help=_help(tumorbed.tumorbed_apply))(
+    reports_errors(tumorbed.tumorbed_apply))
 app.add_typer(tumorbed_app, name="tumorbed")
 
 

@@ -282,10 +282,13 @@ TumorBedsOpt = Annotated[
 ]
 
 
-def listed_slides(slides: list[str] | None, slide_list: Path | None):
+def listed_slides(slides: list[str] | None, slide_list: Path | None, *, ids_name_outputs: bool = True):
     """The slides given on the command line and in ``--slides LIST``, and what the list says of each
     file (:class:`weakstil.slide_list.SlideNaming`): its id (the list's own ``slide_id`` column when it
-    is a cohort CSV that has one, else the file's name) and its µm/px (a CSV's ``mpp`` column)."""
+    is a cohort CSV that has one, else the file's name) and its µm/px (a CSV's ``mpp`` column).
+    ``ids_name_outputs`` False: the command names its outputs after the slide files whatever the list
+    says (``tile``, ``info``, ``pretrain``), and the log says so (it said "named by the list's slide_id
+    column" there too, and ``tile`` then wrote ``synth_0001.h5`` for ``LAB-001``, hunt 34e)."""
     from weakstil.errors import UsageError
     from weakstil.slide_list import SlideNaming
 
@@ -294,6 +297,12 @@ def listed_slides(slides: list[str] | None, slide_list: Path | None):
         from weakstil.slide_list import read_slide_list
 
         listed = read_slide_list(slide_list)
+        if listed.renamed and ids_name_outputs:
+            log.info("%s: %d slide(s) named by the list's slide_id column, not their file's name", slide_list,
+                     listed.renamed)
+        elif listed.renamed:
+            log.info("%s: its slide_id column is not used by this command: %d slide(s) go by their file's name",
+                     slide_list, listed.renamed)
         naming = SlideNaming(listed.ids, listed.mpps)
         slides = [*(slides or []), *listed]
     if not slides:

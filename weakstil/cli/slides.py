@@ -35,7 +35,8 @@ def tile(
     from weakstil.slide import Slide, slide_id_from_path
     from weakstil.tiles import TilingParams, tile_slide_to_dir, tiles_up_to_date
 
-    slides, listed = listed_slides(slides, slide_list)  # (tiles are named by the slide file, as 'tumorbed train' finds them)
+    # tiles are named by the slide file, as 'tumorbed train' finds them
+    slides, listed = listed_slides(slides, slide_list, ids_name_outputs=False)
     params = TilingParams(mpp=mpp, tile_px=tile_size, overlap_px=overlap, tissue_threshold=tissue_threshold)
     check_tiles_out(out)  # never into a model, a cohort or another command's folder (before any work)
     if (dense := params.dense_warning()) is not None:
@@ -63,7 +64,7 @@ def tile(
 
 def info(slides: SlidesArg = None, slide_list: SlideListOpt = None, slide_mpp: SlideMppOpt = None) -> None:
     """Print what WeakSTIL sees in each slide: resolution, size, levels, vendor."""
-    slides, listed = listed_slides(slides, slide_list)
+    slides, listed = listed_slides(slides, slide_list, ids_name_outputs=False)
     from weakstil.errors import SlideError
     from weakstil.slide import Slide, describe_without_mpp
 

@@ -174,7 +174,8 @@ def pretrain(
     Writes OUT/model.safetensors and OUT/card.yaml (use OUT as 'weakstil embed --encoder OUT'),
     and a checkpoint for --resume."""
     interrupt_on_sigterm()
-    slides, listed = listed_slides(slides, slide_list)  # a CSV's mpp column: those slides' µm/px, as embed reads it
+    # a CSV's mpp column: those slides' µm/px, as embed reads it (its ids name nothing: one encoder comes out)
+    slides, listed = listed_slides(slides, slide_list, ids_name_outputs=False)
     from weakstil.pretrain import PretrainConfig
     from weakstil.runtime import cpu_count, resolve_device
     from weakstil.tiles import TilingParams
