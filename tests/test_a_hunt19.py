@@ -286,6 +286,23 @@ def test_a_bundled_encoder_or_detector_of_another_model_says_copy_the_model_fold
     assert given.returncode == 1 and "bundled detector does not fit" not in _one_line(given.stderr)
 
 
+def test_score_with_a_detector_of_another_encoder_and_stain_norm_names_both(cv_model, detector, tmp_path):
+    """``score --tumorbed`` with a detector of another encoder AND stain normalisation than the model
+    named the stain normalisation only ("Fix: embed with --stain-norm none": the model needs its own
+    encoder's features); one line now names both and that the detector must fit the model (hunt 34f)."""
+    edited = _copy(detector, tmp_path / "other")
+    _edit_meta(edited, lambda m: (m["features"].update(stain_norm="none"), m.pop("weights_tensors_sha256", None),
+                                  m.pop("weights_file_sha256", None), m.update(encoder="other-cnn", weights_sha256="ab" * 32)))
+    out = tmp_path / "scores"
+    result = run_cli("score", cv_model["slides"][0], "--model", cv_model["model"], "--features", cv_model["features"],
+                     "--tumorbed", edited, "--out", out)
+    said = _one_line(result.stderr)
+    assert result.returncode == 1 and "encoder 'other-cnn' (weights abababababab), but the features come from " \
+        "'small-cnn'" in said and "--stain-norm none, but these features with --stain-norm macenko" in said, said
+    assert "pass --tumorbed a detector trained on features of this model's encoder 'small-cnn'" in said, said
+    assert not out.exists()
+
+
 def test_report_of_a_model_json_without_the_fold_count_names_the_folds_of_its_predictions(cv_model, tmp_path):
     """A model.json from before the number of folds was recorded (or without its ``training``
     section) was reported as "None-fold cross-validation", and its warning said "model.json: the

@@ -86,6 +86,27 @@ def test_a_row_without_its_score_file_is_marked_unchecked_and_called_by_its_numb
     assert "no score file of their slide" in result.stderr, result.stderr
 
 
+def test_a_truncated_score_file_is_said_once_as_damaged_not_missing(scored, tmp_path):
+    """Hunt 34f: a slide's .h5 truncated (a full disk, a stopped copy) was said twice, first wrongly: "1 scored
+    row(s) ... have no score file of their slide there (synth_...)", then "heatmap shrunk from ... (...h5: not a
+    readable HDF5 file ...)". Now one warning names the damaged file and the fix; the others are reported."""
+    *_, out = scored
+    folder = shutil.copytree(out, tmp_path / "scores")
+    sid = pd.read_csv(folder / "results.csv", dtype=str)["slide_id"].iloc[1]
+    with open(folder / f"{sid}.h5", "r+b") as f:
+        f.truncate(3000)
+    result = run_cli("report", "--scores", folder, "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    said = "".join(result.stderr.split())  # (the log's line breaks may fall inside a path)
+    assert "noscorefile" not in said, said  # old code: "... have no score file of their slide there (synth_...)"
+    assert said.count(f"{sid}.h5") == 1 and "heatmapshrunk" not in said, said
+    for text in (f"have a damaged score file, which cannot be read ({sid}.h5: not a readable HDF5 file",
+                 f"Fix: run 'weakstil score' on that slide again with --out {folder}"):
+        assert "".join(text.split()) in said, said
+    rows = _report_rows(tmp_path / "report")
+    assert len(rows) == 3 and "its score file is damaged" in rows[sid][7], rows
+
+
 @pytest.mark.parametrize("edit, said", [
     (lambda m: m["architecture"].__setitem__("tile_stats", False), "architecture tile_stats false"),
     (lambda m: m["tiling"].__setitem__("mpp", m["tiling"]["mpp"] / 2), "tiling mpp"),

@@ -460,7 +460,7 @@ BAD = [
     Bad("score-detector-of-another-encoder", lambda w, t: ["score", w.slide, w.cohort / "slides" / "synth_0001.tiff",
                                                            "--model", w.model, "--weights", "random", "--tumorbed",
                                                            _detector_of_another_encoder(w, t), "--out", t / "out"],
-        ("d5", "trained on encoder", "re-embed")),
+        ("d5", "trained on encoder", "pass --tumorbed a detector trained on features of this model's encoder")),
     Bad("report-into-a-model-folder", lambda w, t: ["report", "--model", w.model, "--out", w.model],
         ("written by 'weakstil train'", "choose a new --out"), rc=2),
     Bad("report-tiles-missing", lambda w, t: ["report", "--model", w.model, "--out", t / "out", "--tiles", t / "nt"],

@@ -160,7 +160,9 @@ def test_an_edited_mpp_cell_without_snakemakes_records_is_refused_naming_the_sli
     rc, log = dry_run(lab, "cohort=cohort/mpp.csv", "out=stale")
     errors = [ln for ln in log.splitlines() if ln.startswith("error:")]
     assert rc != 0 and len(errors) == 1, log[-3000:]  # old code: rc 0, no tile job for s1 (its 0.5 tiles kept)
-    assert "slide s1: its tiles were made at 0.5 µm/px, it is now read at 0.25 µm/px" in errors[0], errors
+    # hunt 34f: which of the two gave 0.25 (old code: "(the cohort CSV mpp cell or slide_mpp)")
+    assert "slide s1: its tiles were made at 0.5 µm/px, it is now read at 0.25 µm/px (the mpp cell of the cohort " \
+        "CSV " in errors[0] and "mpp.csv, line 3)" in errors[0], errors
     assert "Fix: delete stale/tiles/s1.h5 stale/settings.json" in errors[0], errors
     assert "bare" not in errors[0] and "s2" not in errors[0]  # not tiled; its file's own 0.5 (no --slide-mpp)
     from weakstil.pipeline_preflight import default_config_file, load_workflow_config, run_preflight
@@ -169,7 +171,9 @@ def test_an_edited_mpp_cell_without_snakemakes_records_is_refused_naming_the_sli
         mp.chdir(lab)
         checked = load_workflow_config([default_config_file()], ["cohort=cohort/mpp.csv", "out=stale", "folds=2",
                                                                   "threads=1", f"score_slides={config['score_slides']}"])
-        assert "slide s1: its tiles were made at 0.5 µm/px" in run_preflight(checked, slurm=False)
+        said = run_preflight(checked, slurm=False)
+        assert "slide s1: its tiles were made at 0.5 µm/px, it is now read at 0.25 µm/px (the mpp cell of the " \
+            "cohort CSV cohort/mpp.csv, line 3)" in said, said
 
     # the decision itself: a slide tiled at a listed 0.5 whose cell is now empty (its file states none: no
     # µm/px), or is read at the same µm/px again
@@ -184,3 +188,13 @@ def test_an_edited_mpp_cell_without_snakemakes_records_is_refused_naming_the_sli
         line = stale_without_records("stale", config, slides, lambda path: None, {"s1": None}.get)
         assert line is not None and "slide bare: its tiles were made at 0.5 µm/px, it is now read at no µm/px" \
             in line and "s1" not in line, line
+        from weakstil.cohort import read_cohort
+        from weakstil.pipeline_reruns import mpp_sources
+
+        # bare tiled at its cell's 0.5, the cell emptied, slide_mpp 0.4 (as in the last run) now gives it its µm/px
+        (out / "settings.json").write_text(json.dumps(config | {"slide_mpp": 0.4}))
+        plain = read_cohort(Path("cohort/plain.csv"), check_files=False).table
+        line = stale_without_records("stale", config | {"slide_mpp": 0.4}, slides, lambda path: None, {"bare": 0.4}.get,
+                                     mpp_sources("cohort/plain.csv", plain, ["bare", "s1", "s2"]))
+        assert line is not None and "slide bare: its tiles were made at 0.5 µm/px, it is now read at 0.4 µm/px (the " \
+            "config's slide_mpp)" in line, line

@@ -697,6 +697,27 @@ def test_a_detector_refuses_features_of_another_stain_norm(cohort, detector, tmp
     assert not (tmp_path / "beds_m").exists()
 
 
+def test_a_detector_of_another_encoder_and_stain_norm_names_both_at_once(cohort, detector, tmp_path):
+    """Features of another encoder AND another stain normalisation than the detector's: only the first
+    mismatch was named ("... --stain-norm none, but these features with --stain-norm macenko. Fix: embed
+    with --stain-norm none"), so the user re-embedded, reran, and only then learnt of the encoder (outside
+    fault hunt 34f); one line now names both and the fix for both."""
+    meta = json.loads((detector / "model.json").read_text())
+    meta["features"]["stain_norm"] = "none"
+    meta.update(encoder="other-cnn", weights_sha256="ab" * 32)
+    for key in ("weights_file_sha256", "weights_tensors_sha256"):
+        meta.pop(key, None)
+    edited = shutil.copytree(detector, tmp_path / "other")
+    (edited / "model.json").write_text(json.dumps(meta))
+    feature = cohort["features"] / f"{cohort['ids'][0]}.h5"
+    [error] = _errors(proc := run_cli("tumorbed", "apply", feature, "--out", tmp_path / "beds", "--tumorbed", edited))
+    assert proc.returncode == 1
+    assert "--stain-norm none, but these features with --stain-norm macenko" in error, error
+    assert "encoder 'other-cnn' (weights abababababab), but the features come from 'small-cnn'" in error, error
+    assert "Fix: embed the slides again with the detector's encoder 'other-cnn' and --stain-norm none" in error
+    assert not (tmp_path / "beds").exists()
+
+
 def test_apply_finds_annotations_by_a_cohort_slide_id(cohort, detector, tmp_path):
     """Annotations named by a cohort CSV's slide_id (P0 for synth_0000.tiff): 'tumorbed apply --cohort'
     finds them as 'tumorbed train --cohort' does; without it a warning names the unused files, not

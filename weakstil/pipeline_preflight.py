@@ -28,7 +28,7 @@ from typing import Any
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pipeline_paths import with_path_hint
 from weakstil.fingerprint import slide_fingerprint
-from weakstil.pipeline_reruns import given_mpps, group_column_of, stale_without_records, unoutlined_warning
+from weakstil.pipeline_reruns import given_mpps, group_column_of, mpp_sources, stale_without_records, unoutlined_warning
 from weakstil.pipeline_settings_check import (WorkflowConfig, check_cohort_slides, check_detector_setting, one_error,
                                               score_slide_files, settings_problems, unusable_score_slides, yaml_nulls)
 from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, partition_memory_mb, unusable_warning
@@ -480,7 +480,8 @@ def run_preflight(config: dict, *, slurm: bool) -> str:
     given = given_mpps(config, config["cohort"], cohort.table, files, in_cohort, no_mpp)  # (slides of another µm/px)
     found = [unoutlined_warning(config.get("annotations"), config.get("tumorbed"), in_cohort, list(cohort.slide_ids),
                                 list(files)),  # as the run says them (a stale out: it refuses the run)
-             stale_without_records(config.get("out"), config, files, lambda p: str(slide_fingerprint(p)), given)]
+             stale_without_records(config.get("out"), config, files, lambda p: str(slide_fingerprint(p)), given,
+                                   mpp_sources(config["cohort"], cohort.table, in_cohort))]
     lines += [f"warning: {w}" for w in found if w]
     lines += [f"warning: {w}" for w in check_slurm(config)] if slurm else []
     lines.append("SLURM jobs (each fits a node of its partition):" if slurm else

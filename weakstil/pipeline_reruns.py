@@ -133,14 +133,16 @@ def _cohort_differs(cohort: Any, oof: Path, group_column: str | None = None) -> 
 
 
 def replaced_scans(out: str | Path, slides: dict[str, str], fingerprint: Callable[[str], Any],
-                   mpp_of: Callable[[str], Any] | None = None) -> tuple[list[str], list[str]]:
+                   mpp_of: Callable[[str], Any] | None = None,
+                   mpp_source: Callable[[str], str] | None = None) -> tuple[list[str], list[str]]:
     """(the per-slide files (tiles, features, bed) made from another scan or at another µm/px, why: one
     phrase a slide). Another scan: the slide's file now holds another one than its tiles were made from (the
     tiles' recorded ``slide_fingerprint``); the tile job takes the scan's fingerprint as a param, which
     Snakemake compares only with its records (the slide file is no input of it). Another µm/px: ``mpp_of(key)``,
     the ``--slide-mpp`` its tile job now gets (the cohort CSV's ``mpp`` cell, ``slide_mpp``; None: the file's
     own), is not the ``slide_mpp`` its tiles were made at; the cohort CSV is no input of the tile job either,
-    and an edited ``mpp`` cell kept the tiles (and features, bed, model) of the old resolution."""
+    and an edited ``mpp`` cell kept the tiles (and features, bed, model) of the old resolution. ``mpp_source(key)``:
+    where that --slide-mpp comes from (:func:`mpp_sources`), named in the phrase."""
     from weakstil.errors import WeakSTILError
     from weakstil.files import TilesFile
 
@@ -154,7 +156,7 @@ def replaced_scans(out: str | Path, slides: dict[str, str], fingerprint: Callabl
         made_from = attrs.get("slide_fingerprint")
         if made_from and (now := fingerprint(path)) not in (None, "None") and str(now) != str(made_from):
             why.append(f"{key}: its file holds another scan than its tiles were made from")
-        elif mpp_of and (moved := _other_mpp(attrs, mpp_of(key), path)):
+        elif mpp_of and (moved := _other_mpp(attrs, mpp_of(key), path, mpp_source and (lambda k=key: mpp_source(k)))):
             why.append(f"{key}: {moved}")
         else:
             continue
@@ -163,9 +165,10 @@ def replaced_scans(out: str | Path, slides: dict[str, str], fingerprint: Callabl
     return stale, why
 
 
-def _other_mpp(attrs: dict, wanted: Any, path: str) -> str | None:
-    """How the µm/px a slide is now to be tiled at (``wanted``: its --slide-mpp; None: its file's own) differs
-    from its tiles' ``slide_mpp``; None when the same (6 decimals, as the caches compare) or not recorded."""
+def _other_mpp(attrs: dict, wanted: Any, path: str, source: Callable[[], str] | None = None) -> str | None:
+    """How the µm/px a slide is now to be tiled at (``wanted``: its --slide-mpp, from ``source()``; None: its
+    file's own) differs from its tiles' ``slide_mpp``; None when the same (6 decimals, as the caches compare) or
+    not recorded."""
     from weakstil.slide_list import stated_mpp
 
     try:
@@ -179,8 +182,31 @@ def _other_mpp(attrs: dict, wanted: Any, path: str) -> str | None:
     if now is not None and round(now, 6) == round(made, 6):
         return None
     said = f"{now:g} µm/px" if now is not None else "no µm/px"
-    return (f"its tiles were made at {made:g} µm/px, it is now read at {said}"
-            f" ({'the cohort CSV mpp cell or slide_mpp' if wanted is not None else 'its file'})")
+    # which of the two gave it: "the cohort CSV mpp cell or slide_mpp" left the lab to guess (hunt 34f)
+    given = (source() if source else "the cohort CSV mpp cell or slide_mpp") if wanted is not None else "its file"
+    return f"its tiles were made at {made:g} µm/px, it is now read at {said} ({given})"
+
+
+def mpp_sources(cohort: str | Path, table, cohort_keys: list[str]) -> Callable[[str], str]:
+    """key -> where the workflow's --slide-mpp of that slide comes from (:func:`given_mpps`, the Snakefile's
+    ``given_mpp``): its mpp cell in the cohort CSV (with the line), else the config's ``slide_mpp``. The CSV is
+    read when first asked (only for a slide found tiled at another µm/px)."""
+    import functools
+
+    from weakstil.slide_list import cohort_mpps
+
+    @functools.cache
+    def lines() -> dict[str, Any]:
+        listed = cohort_mpps(Path(cohort), table)
+        rows = table["row"] if "row" in table else [None] * len(table)
+        return {k: r for k, p, r in zip(cohort_keys, map(os.path.abspath, map(str, table["path"])), rows) if p in listed}
+
+    def source(key: str) -> str:
+        if key not in lines():
+            return "the config's slide_mpp"
+        row = lines()[key]
+        return f"the mpp cell of the cohort CSV {cohort}" + (f", line {int(row)}" if row is not None else f", {key}")
+    return source
 
 
 def given_mpps(config: dict, cohort: str | Path, table, files: dict[str, str], cohort_keys: list[str],
@@ -202,13 +228,14 @@ def given_mpps(config: dict, cohort: str | Path, table, files: dict[str, str], c
 
 def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] | None = None,
                           fingerprint: Callable[[str], Any] | None = None,
-                          mpp_of: Callable[[str], Any] | None = None) -> str | None:
+                          mpp_of: Callable[[str], Any] | None = None,
+                          mpp_source: Callable[[str], str] | None = None) -> str | None:
     """Why this run would keep outputs made with other settings, with the fix; None when Snakemake has its
     records of ``out`` here (it redoes what changed), when ``out`` holds no earlier run's ``settings.json``, or
     when no setting that a job's result depends on changed. The fix names the folders (and ``settings.json``)
     to delete; once deleted the run passes and makes them again. ``slides`` (key -> file), ``fingerprint`` and
-    ``mpp_of`` (key -> its tile job's --slide-mpp): per-slide files of another scan or µm/px
-    (:func:`replaced_scans`)."""
+    ``mpp_of`` (key -> its tile job's --slide-mpp; ``mpp_source``: where it comes from): per-slide files of another
+    scan or µm/px (:func:`replaced_scans`)."""
     if not isinstance(out, (str, Path)) or not str(out).strip():
         return None
     settings = Path(out) / "settings.json"
@@ -227,7 +254,7 @@ def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] 
         changed.append("cohort")
         folders.update(dict.fromkeys(_MODEL))
     stale = [str(Path(out) / f) for f in folders if (Path(out) / f).exists()]
-    rescanned, slides_why = (replaced_scans(out, slides, fingerprint, mpp_of)
+    rescanned, slides_why = (replaced_scans(out, slides, fingerprint, mpp_of, mpp_source)
                              if slides and fingerprint and "tiles" not in folders else ([], []))
     if rescanned:
         changed.append("scans")

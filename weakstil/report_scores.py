@@ -135,7 +135,8 @@ def _row(rec: dict, heatmap: str | None) -> ScoreRow:
     else:
         detail = f"{rec.get('n_tumorbed_tiles', '?')} of {rec.get('n_tiles', '?')} tiles in the bed " \
                  f"({rec.get('tumorbed_source') or 'unknown source'})" + \
-                 ("; no score file of the slide: as results.csv says, unchecked" if rec.get("_unchecked") else
+                 ("; its score file is damaged: as results.csv says, unchecked" if rec.get("_unchecked") == "damaged" else
+                  "; no score file of the slide: as results.csv says, unchecked" if rec.get("_unchecked") else
                   "; no row in results.csv: from its score file" if rec.get("_unlisted") else "")
     return ScoreRow(str(rec["slide_id"]), str(rec["status"]), stil, interval, call,
                     str(rec.get("qc", "")).replace(";", ", "), str(rec.get("qc_reasons", "")), detail, heatmap,
@@ -222,7 +223,8 @@ def build_score_report(scores: str | Path, out_dir: str | Path, *, model: str | 
 
             why = write_score_heatmap(slide_file(scores, str(rec["slide_id"])), out_dir / rel)
             if why is not None:  # no slide to draw it from: the full-size one shrunk (its text too small to read)
-                log.warning("%s: heatmap shrunk from %s, its text unreadable small (%s)", rec["slide_id"], heatmap, why)
+                if rec.get("_unchecked") != "damaged":  # (a damaged score file is said once, by checked_records)
+                    log.warning("%s: heatmap shrunk from %s, its text unreadable small (%s)", rec["slide_id"], heatmap, why)
                 write_thumbnail(heatmap, out_dir / rel, side=HEATMAP_SIDE)
         elif rec.get("status") != "error":
             no_heatmap.append(str(rec["slide_id"]))

@@ -29,12 +29,20 @@ def number_or_nan(text: object) -> float:
 
 def score_attrs(folder: Path, slide_id: str) -> dict:
     """A slide's score-file attributes (``{}``: none, or not readable)."""
+    return _read_attrs(folder, slide_id)[0]
+
+
+def _read_attrs(folder: Path, slide_id: str) -> tuple[dict, str | None]:
+    """(a slide's score-file attributes, why its file there cannot be read: None when it reads or is
+    not there). A damaged file (truncated by a full disk or a stopped copy) is not a missing one."""
     from weakstil.files import SlideScoresFile, slide_file
 
+    path = slide_file(folder, slide_id)
     try:
-        return SlideScoresFile.read_header(slide_file(folder, slide_id))[0]
-    except (WeakSTILError, OSError):
-        return {}
+        return SlideScoresFile.read_header(path)[0], None
+    except (WeakSTILError, OSError) as exc:
+        why = exc.message if isinstance(exc, WeakSTILError) else str(exc)
+        return {}, (why if path.is_file() else None)
 
 
 def _reasons_text(recorded: object) -> str:
@@ -99,7 +107,7 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
     differences are said; a scored row without a score file of its slide (renamed, deleted, an id a
     spreadsheet turned into a date) is reported as the row says, marked unchecked. ``unlisted``: add
     a row for each score file in ``folder`` that results.csv has none of."""
-    out, differ, unchecked, renamed = [], [], [], []
+    out, differ, unchecked, renamed, damaged = [], [], [], [], []
     listed = {str(r["slide_id"]) for r in records}
     # the score files results.csv has no row of, by their slide's path
     loose = {r["path"] or r["slide_id"]: r for r in score_file_rows(folder, listed)} if unlisted else {}
@@ -111,15 +119,16 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
         if str(rec.get("status", "")) == "error":
             out.append(rec)
             continue
-        attrs = score_attrs(folder, str(rec["slide_id"]))
+        attrs, broken = _read_attrs(folder, str(rec["slide_id"]))
         if not attrs and str(rec.get("path", "")) in loose:  # its id changed (a spreadsheet made a date of it)
             file_row = loose.pop(str(rec["path"]))
             renamed.append(f"{rec['slide_id']!r} is {file_row['slide_id']!r}")
             out.append({**rec, **{k: v for k, v in file_row.items() if k != "_unlisted"}})
             continue
         if not attrs or str(attrs.get("slide_id", rec["slide_id"])) != str(rec["slide_id"]):
-            unchecked.append(str(rec["slide_id"]))
-            rec["_unchecked"] = True
+            # a damaged file is said as such, with its fix (it was "no score file of their slide")
+            (damaged if broken else unchecked).append(f"{rec['slide_id']}.h5: {broken}" if broken else str(rec["slide_id"]))
+            rec["_unchecked"] = "damaged" if broken else True
             stil, threshold, high = number_or_nan(rec.get("stil", "")), number_or_nan(rec.get("threshold", "")), _said_high(rec)
             if math.isfinite(stil) and math.isfinite(threshold) and high is not None \
                     and high != called_high(stil, threshold):
@@ -161,6 +170,11 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
         log.warning("%d scored row(s) of %s/results.csv have no score file of their slide there (%s%s): reported as "
                     "results.csv says, unchecked", len(unchecked), folder, ", ".join(unchecked[:5]),
                     ", ..." if len(unchecked) > 5 else "")
+    if damaged:
+        log.warning("%d scored row(s) of %s/results.csv have a damaged score file, which cannot be read (%s%s): reported "
+                    "as results.csv says, unchecked. Fix: run 'weakstil score' on %s again with --out %s", len(damaged), folder,
+                    "; ".join(damaged[:3]), "; ..." if len(damaged) > 3 else "",
+                    "that slide" if len(damaged) == 1 else "those slides", folder)
     return out
 
 

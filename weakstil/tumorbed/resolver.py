@@ -268,8 +268,10 @@ def check_model_detector(beds: BedSources, meta: dict, model: str | Path, bundle
                                                "mpp": tiling.get("mpp"), "tile_px": tiling.get("tile_px"),
                                                **(meta.get("features") or {})}, beds.detector_path or model)
     except WeakSTILError as exc:
-        if not bundled:
-            raise
+        if not bundled:  # the model needs its own encoder: re-embedding for the detector cannot help
+            raise WeakSTILError(exc.message, path=exc.path,
+                                fix=f"pass --tumorbed a detector trained on features of this model's encoder "
+                                    f"'{enc.get('name')}' and tiles (weakstil tumorbed train on the model's features)") from None
         raise WeakSTILError(f"the model's bundled detector does not fit the model: {exc.message}",
                             path=beds.detector_path or model,
                             fix=f"{beds.detector_path or 'MODEL/tumorbed'} was replaced (by another model's?): copy the "
@@ -283,32 +285,32 @@ def check_detector_matches(detector: TumorBedDetector, features: FeaturesFile | 
     The error names ``where`` (the feature file of one slide in a batch) and the detector's folder."""
     enc, sha = detector.encoder_key
     attr = features.get if isinstance(features, dict) else features.attr
+    # every mismatch is named in one line: naming the first only (stain norm) had the user re-embed,
+    # rerun, and only then learn the encoder differs too (outside fault hunt 34f)
+    wrong, fixes = [], []
+    got_enc, got_sha = attr("encoder"), attr("weights_sha256")
+    if enc is not None and (enc != got_enc or not same_weights(detector.meta, attr)):  # the tensors' hash, or a file's before hunt 24
+        wrong.append(f"encoder '{enc}' (weights {str(sha)[:12]}), but the features come from '{got_enc}' "
+                     f"(weights {str(got_sha)[:12]})")
+        fixes.append(f"the detector's encoder '{enc}'")
     tiling, mpp, tile_px = detector.meta.get("tiling") or {}, attr("mpp"), attr("tile_px")
     if tiling and mpp is not None and tile_px is not None and (
             abs(float(mpp) - float(tiling["mpp"])) > 0.01 * float(tiling["mpp"]) or int(tile_px) != int(tiling["tile_px"])):
-        raise WeakSTILError(
-            f"tumour-bed detector{f' {detector_path}' if detector_path else ''} was trained on tiles of "
-            f"{tiling['tile_px']} px at {float(tiling['mpp']):g} µm/px, but the features are tiles of {int(tile_px)} px "
-            f"at {float(mpp):g} µm/px", path=where, fix="embed at the detector's --mpp and --tile-size, or train a "
-            "detector on these features")
+        wrong.append(f"tiles of {tiling['tile_px']} px at {float(tiling['mpp']):g} µm/px, but the features are tiles "
+                     f"of {int(tile_px)} px at {float(mpp):g} µm/px")
+        fixes.append(f"--mpp {float(tiling['mpp']):g} --tile-size {tiling['tile_px']}")
     # the embeddings of stain-normalised tiles are not those of raw ones; a detector from before
     # model.json recorded the features' stain_norm is not checked
     trained_norm, got_norm = (detector.meta.get("features") or {}).get("stain_norm"), attr("stain_norm")
     if trained_norm is not None and got_norm is not None and str(trained_norm) != str(got_norm):
+        wrong.append(f"features embedded with --stain-norm {trained_norm}, but these features with --stain-norm {got_norm}")
+        fixes.append(f"--stain-norm {trained_norm}")
+    if wrong:
         raise WeakSTILError(
-            f"tumour-bed detector{f' {detector_path}' if detector_path else ''} was trained on features embedded "
-            f"with --stain-norm {trained_norm}, but these features with --stain-norm {got_norm}", path=where,
-            fix=f"embed with --stain-norm {trained_norm}, or train a detector on these features")
+            f"tumour-bed detector{f' {detector_path}' if detector_path else ''} was trained on " + "; and on ".join(wrong),
+            path=where, fix=f"embed the slides again with {' and '.join(fixes)}, or train a detector on these features")
     if enc is None:
         return
-
-    got_enc, got_sha = attr("encoder"), attr("weights_sha256")
-    if enc != got_enc or not same_weights(detector.meta, attr):  # the tensors' hash, or a file's before hunt 24
-        raise WeakSTILError(
-            f"tumour-bed detector{f' {detector_path}' if detector_path else ''} was trained on encoder '{enc}' "
-            f"(weights {str(sha)[:12]}) but the features come from '{got_enc}' (weights {str(got_sha)[:12]})",
-            path=where, fix="train the detector on features of the same encoder, or re-embed",
-        )
     # the tile statistics (veto, infiltrate) and stain-normalised embeddings follow the stain estimate
     ours, theirs = attr("stain_estimate_version"), (detector.meta.get("features") or {}).get("stain_estimate_version")
     uses_stain = detector.reads_tile_stats or str(attr("stain_norm") or "none") != "none"
