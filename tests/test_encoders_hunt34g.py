@@ -91,3 +91,26 @@ def test_resume_with_the_card_edited_is_refused_before_any_slide_is_read(tmp_pat
     monkeypatch.undo()
     write_card(card, words="the same card, other words")  # words are no change: the run goes on
     assert pretrain([slide], out, resumed, device="cpu", resume=True).steps == 2
+
+
+def test_a_lightning_checkpoint_is_refused_with_the_line_that_saves_its_weights(tmp_path, monkeypatch):
+    """A Lightning checkpoint ('state_dict' with the LightningModule's 'model.' prefix, beside 'epoch',
+    'optimizer_states'...) was refused with 'save model.state_dict(), not ... a training checkpoint',
+    though the weights were in the file. The fix now is the line that saves them alone; run as given,
+    it makes weights that load strictly."""
+    import torch
+
+    from weakstil.encoders.factory import EncoderError, build_model, create_encoder
+
+    state = build_model(load_card("small-cnn")).state_dict()
+    monkeypatch.chdir(tmp_path)
+    torch.save({"epoch": 3, "global_step": 120, "state_dict": {f"model.{k}": v for k, v in state.items()},
+                "optimizer_states": [], "lr_schedulers": [], "callbacks": {}}, "last.ckpt")
+    with pytest.raises(EncoderError) as err:
+        create_encoder("small-cnn", weights="last.ckpt")
+    fix = str(err.value).split("Fix: ", 1)[1]
+    assert fix.startswith("its weights are under 'state_dict' with the prefix 'model.': save them alone, ")
+    code = fix.split("save them alone, ", 1)[1].split(", and pass --weights encoder.pth")[0]
+    exec(code.replace("; ", "\n"), {"torch": torch})  # the user's two statements, as given
+    loaded = create_encoder("small-cnn", weights="encoder.pth").model.state_dict()
+    assert all(torch.equal(loaded[k], state[k]) for k in state)
