@@ -314,6 +314,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
     slide_mpps = overriding_mpps(dict(slide_mpps or {}), slide_mpp)
     listed = {slide_id_from_path(str(p)): float(m) for p, m in sorted(slide_mpps.items())}
     card = load_card(cfg.encoder)
+    base_card = pretrain_resume.card_identity(card)  # before --stain-norm: the card file as it reads
     if resume:
         state, tensors = read_checkpoint(out_dir)
         cfg = pretrain_resume.run_length(state, cfg, out_dir)
@@ -402,7 +403,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         return {"step": step, "total_steps": total, "config": config, "slides": slide_ids, "n_tiles": n_tiles,
                 "losses": losses, "seconds": elapsed_before + time.perf_counter() - t_run, "device": str(dev),
                 "init_weights_sha256": init_sha, "weakstil_version": __version__, "augment": aug.settings(),
-                "slide_fingerprints": fingerprints, "torch_threads": threads, **inputs}
+                "slide_fingerprints": fingerprints, "torch_threads": threads, "base_card": base_card, **inputs}
 
     step = start_step
     for step in range(start_step, total):

@@ -28,6 +28,17 @@ FIXED_ON_RESUME = ("encoder", "init_weights", "batch_size", "tiles_per_slide", "
 #: how the slides are read (arguments of pretrain(), kept in the checkpoint's state since 11A #4)
 INPUTS_FIXED_ON_RESUME = ("slide_mpp", "allow_upsample", "listed_mpps")
 _NEW_RUN = "or start a new run in another --out"
+#: the base card's fields that decide what is trained (kept in the checkpoint's state since hunt 34g): the
+#: card file given again by its path may have been edited (other model_kwargs build another network, another
+#: mean/std or input size feeds it other tiles); its words (description, licence, notes) may change
+CARD_FIXED_ON_RESUME = ("source", "model", "model_kwargs", "hub_id", "input_px", "mpp", "mean", "std", "embed_dim",
+                        "pooling", "precision", "stain_norm", "weights_sha256")
+
+
+def card_identity(card: EncoderCard) -> dict[str, Any]:
+    """The base card's :data:`CARD_FIXED_ON_RESUME` fields, as the checkpoint's JSON stores them."""
+    d = json.loads(card.to_json())
+    return {k: d.get(k) for k in CARD_FIXED_ON_RESUME}
 
 
 def _effective(config: dict[str, Any], card: EncoderCard) -> dict[str, Any]:
@@ -55,6 +66,12 @@ def check_settings(state: dict[str, Any], cfg: Any, card: EncoderCard, *, slide_
         raise PretrainError("settings differ from the checkpoint's: " + ", ".join(
             f"{k} {old.get(k)!r} -> {new.get(k)!r}" for k in changed), path=out_dir,
             fix="resume with the same settings (only --steps/--epochs may change)")
+    recorded, now = state.get("base_card"), card_identity(card)  # None: a checkpoint of before hunt 34g
+    changed = [k for k in CARD_FIXED_ON_RESUME if recorded is not None and recorded.get(k) != now[k]]
+    if changed:  # an edited card went on silently (mean), or failed after the slides were read as 'pass the weights'
+        raise PretrainError(f"the encoder card {card.path or card.name} is not the one the checkpoint was trained "
+                            "with: " + ", ".join(f"{k} {recorded.get(k)!r} -> {now[k]!r}" for k in changed),
+                            path=out_dir, fix=f"resume with the card as it was ({', '.join(changed)}), {_NEW_RUN}")
     inputs = {"slide_mpp": slide_mpp, "allow_upsample": allow_upsample, "listed_mpps": listed_mpps or {}}
     state = {**state, "listed_mpps": state.get("listed_mpps", {})}  # a slide list's mpp column (hunt 33g)
     changed = [k for k in INPUTS_FIXED_ON_RESUME if k in state and state[k] != inputs[k]]

@@ -51,3 +51,21 @@ def nesting_hint(own: dict[str, Any], state: dict[str, Any]) -> tuple[str, str] 
     return (f"every key of the network is in the file under the prefix {first!r}{also}",
             f"save that sub-network's weights alone: {{k.removeprefix({first!r}): v for k, v in state.items() "
             f"if k.startswith({first!r})}} (WeakSTIL takes no prefix off but DataParallel's module.)")
+
+
+def training_checkpoint_fix(state: Any, path: Any) -> str | None:
+    """The line that saves a training checkpoint's weights alone (Lightning's ``state_dict`` beside ``epoch``,
+    ``optimizer_states``...; its keys under the LightningModule's attribute, ``model.``): it was told only to save
+    ``model.state_dict()``, though the weights were in the file. Nothing is taken off here: a module may hold
+    several networks, and which one is the encoder is the user's call (the strict load names a wrong one)."""
+    import torch
+
+    inner = state.get("state_dict") if isinstance(state, dict) else None
+    if not isinstance(inner, dict) or not inner or not all(isinstance(v, torch.Tensor) for v in inner.values()):
+        return None
+    heads = {k.split(".", 1)[0] for k in inner if "." in k}
+    prefix = f"{heads.pop()}." if len(heads) == 1 and all("." in k for k in inner) else ""
+    keep = f"{{k.removeprefix({prefix!r}): v for k, v in sd.items()}}" if prefix else "sd"
+    return (f"its weights are under 'state_dict'{f' with the prefix {prefix!r}' if prefix else ''}: save them alone, "
+            f"sd = torch.load({str(path)!r}, weights_only=True)['state_dict']; torch.save({keep}, 'encoder.pth'), "
+            "and pass --weights encoder.pth")

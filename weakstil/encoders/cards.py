@@ -115,8 +115,8 @@ class EncoderCard:
         where = str(path) if path else "card"
         fix = "see weakstil/encoders/cards.py for the card fields"
 
-        def bad(message: str) -> CardError:
-            return CardError(message, path=where, fix=fix)
+        def bad(message: str, how: str = fix) -> CardError:
+            return CardError(message, path=where, fix=how)
 
         if not isinstance(data, dict):
             raise bad("an encoder card must be a YAML mapping")
@@ -149,6 +149,15 @@ class EncoderCard:
             d[key] = tuple(float(x) for x in v)
         if min(d["std"]) <= 0:
             raise bad("std values must be positive")
+        # tiles are scaled to [0, 1] before (x - mean) / std: a mean/std on the 0-255 scale (mmcv's 123.675...)
+        # turned every tile into nearly the same input, and embed ran on with features that were noise
+        if max(d["mean"]) > 1 or min(d["mean"]) < 0 or max(d["std"]) > 1:
+            scaled = max(*d["mean"], *d["std"]) > 1 and min(*d["mean"], *d["std"]) >= 0
+            unit = {k: [round(x / 255, 4) for x in d[k]] for k in ("mean", "std")}
+            raise bad(f"mean {list(d['mean'])} / std {list(d['std'])} are not on the [0, 1] scale of RGB the tiles "
+                      "are normalised on" + (" (0-255 values?)" if scaled else ""),
+                      f"divide them by 255: mean: {unit['mean']}, std: {unit['std']}" if scaled else
+                      "give mean in 0-1 and std in (0, 1], as for RGB scaled to [0, 1]")
         if d.get("pooling", "default") not in POOLINGS:
             raise bad(f"pooling must be one of {', '.join(POOLINGS)}, not {d['pooling']!r}")
         if d.get("precision", "fp32") not in PRECISIONS:

@@ -240,8 +240,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not state or not all(isinstance(v, torch.Tensor) for v in state.values()):
         held = f"; it holds {', '.join(map(repr, list(state)[:8]))}{', …' * (len(state) > 8)}" if isinstance(state, dict) \
             and state else ""  # a training checkpoint (Lightning's: 'state_dict' beside 'epoch', 'optimizer_states'...)
+        from weakstil.weights import training_checkpoint_fix
+
         raise EncoderError(f"does not hold a state dict (a mapping of names to tensors){held}", path=path,
-                           fix="save model.state_dict(), not the whole model or a training checkpoint")
+                           fix=training_checkpoint_fix(state, path) or
+                           "save model.state_dict(), not the whole model or a training checkpoint")
     for prefix in ("module.", "_orig_mod.", "module."):  # DistributedDataParallel's, torch.compile's, or both
         if all(k.startswith(prefix) for k in state):
             state = {k[len(prefix):]: v for k, v in state.items()}
