@@ -161,5 +161,6 @@ def test_pretraining_a_published_encoder_whose_weights_are_not_here_fails_before
                 "--threads", 1, "--workers", 1)
     assert r.returncode == 1, r.stderr  # it trained a random init of the network under the card's name, exit 0
     assert "not in the Hugging Face cache and HF_HUB_OFFLINE=1 forbids downloading" in _error(r)
+    assert "HF_HOME set to its folder" in _error(r)  # a cache copied from another machine (session 60)
     assert _error(r).endswith("or pass --weights random to pretrain a random init of its network.") and "sampled" not in r.stderr
     assert not (tmp_path / "ft").exists()

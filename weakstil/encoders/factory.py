@@ -348,7 +348,8 @@ def hub_weights_path(card: EncoderCard) -> Path:
     login = (f"`hf auth login`, accept the terms at https://huggingface.co/{repo}, then "
              if card.gated else "")
     how = (f"pass --weights FILE (.safetensors or a PyTorch state dict), or with internet run {login}"
-           f"`hf download {repo}` (older: huggingface-cli download)")
+           f"`hf download {repo}` (older: huggingface-cli download); a cache copied from another machine is "
+           "found with HF_HOME set to its folder (the one holding hub/)")
     if hub_offline():
         raise EncoderError(f"encoder '{card.name}': weights of {card.hub_id} are not in the Hugging Face "
                            "cache and HF_HUB_OFFLINE=1 forbids downloading", fix=how)
