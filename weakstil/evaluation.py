@@ -34,7 +34,7 @@ import pandas as pd
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
 from weakstil.evaluation_results import refuse_fraction_labels, refuse_fraction_labels_of_model
-from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, called_high, roc_curve
+from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, called_high, fmt, roc_curve
 from weakstil import csv_cells, settings
 from weakstil.settings import STIL_THRESHOLD
 
@@ -88,7 +88,7 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
               "n_excluded": len(m.get("excluded") or []) or None, "n_unlabelled": len(m.get("unlabelled") or []) or None}
     rows += [{"metric": k, "threshold": "", "value": v} for k, v in counts.items() if v is not None]  # left out: counted
     with atomic_path(out_dir / "metrics.csv") as tmp:
-        pd.DataFrame(rows).to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)
+        pd.DataFrame(rows, dtype=object).to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)  # counts stay 6, not 6.0
     with atomic_path(out_dir / "calibration.csv") as tmp:
         pd.DataFrame(m["calibration"]).to_csv(tmp, index=False)
     plot_scatter(pred if color_groups else pred.drop(columns="group", errors="ignore"), out_dir / "scatter.png", m,
@@ -142,7 +142,7 @@ def plot_scatter(pred: pd.DataFrame, path: Path, m: dict, title: str = "") -> No
     ax.set_xlabel("true sTIL %")
     ax.set_ylabel("predicted sTIL %")
     ax.set_aspect("equal")
-    ax.set_title(f"{_lead(title)}n={m['n']}, R²={m['r2']:.3f}, r={m['pearson_r']:.3f}, "
+    ax.set_title(f"{_lead(title)}n={m['n']}, R²={fmt(m['r2'])}, r={fmt(m['pearson_r'])}, "  # 2 slides: r n/a, not nan
                  f"MAE={m['mae']:.2f}", fontsize=9)
     ax.grid(alpha=0.3)
     fig.tight_layout()

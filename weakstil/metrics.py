@@ -22,10 +22,15 @@ def called_high(predicted, threshold: float) -> np.ndarray:
     """The sTIL-high call of each predicted sTIL% as it is written (:data:`STIL_DECIMALS`), so that
     score, train's cross-validation and evaluate call a number the same and every row agrees with
     the number it prints (29.99996 is written 30.0000: high at 30). NaN: False."""
-    values = np.asarray(predicted, np.float64).ravel()
-    written = np.array([round(float(v), STIL_DECIMALS) if math.isfinite(v) else math.nan for v in values])
     with np.errstate(invalid="ignore"):
-        return (written >= float(threshold)).reshape(np.shape(predicted))
+        return (as_written(predicted) >= float(threshold)).reshape(np.shape(predicted))
+
+
+def as_written(predicted) -> np.ndarray:
+    """Each predicted sTIL% (flat) as the tables write it, :data:`STIL_DECIMALS` decimals (Python's
+    correctly rounded ``round``, not ``np.round``, which can differ at a half); NaN stays NaN."""
+    values = np.asarray(predicted, np.float64).ravel()
+    return np.array([round(float(v), STIL_DECIMALS) if math.isfinite(v) else math.nan for v in values], np.float64)
 
 
 def stil_text(stil: float, threshold: float | None) -> str:
@@ -183,13 +188,16 @@ def classification_at(y_true, y_pred, threshold: float) -> dict[str, object]:
 
 
 def calibration_table(y_true, y_pred, bin_width: float = 10.0) -> list[dict[str, object]]:
-    """Per predicted-sTIL% bin: count, mean predicted, mean true (NaN for empty bins)."""
+    """Per predicted-sTIL% bin: count, mean predicted, mean true (NaN for empty bins). A prediction is
+    binned as it is written (:data:`STIL_DECIMALS`), as it is called: 29.99996 is 30.0000 in
+    predictions.csv, high at 30, and in the 30-40 bin (it was counted in 20-30)."""
     t, p = _arrays(y_true, y_pred)
+    written = as_written(p)
     edges = np.arange(0.0, 100.0 + bin_width, bin_width)
     edges[-1] = 100.0
     rows = []
     for lo, hi in zip(edges[:-1], edges[1:]):
-        sel = (p >= lo) & ((p < hi) | ((hi >= 100.0) & (p <= hi)))
+        sel = (written >= lo) & ((written < hi) | ((hi >= 100.0) & (written <= hi)))
         n = int(sel.sum())
         rows.append({
             "bin_low": float(lo), "bin_high": float(hi), "n": n,

@@ -205,7 +205,7 @@ def headline(metrics: dict, threshold: float) -> dict[str, float | str | None]:
     at = next((c for c in metrics.get("classification", []) if float(c["threshold"]) == float(threshold)), {})
     return {"n": metrics.get("n"), "R²": metrics.get("r2"), "Pearson r": metrics.get("pearson_r"),
             "Spearman ρ": metrics.get("spearman_rho"), "MAE (sTIL points)": metrics.get("mae"),
-            "RMSE": metrics.get("rmse"), f"AUC sTIL-high ≥{threshold:g}%": at.get("auc"),
+            "RMSE (sTIL points)": metrics.get("rmse"), f"AUC sTIL-high ≥{threshold:g}%": at.get("auc"),
             f"sensitivity ≥{threshold:g}%": at.get("sensitivity"),
             f"specificity ≥{threshold:g}%": at.get("specificity"),
             # by band of the label: a skewed cohort's one MAE is mostly its sTIL-low slides'
