@@ -7,6 +7,7 @@
 - A tab in the indentation: ``weakstil preflight`` said "not valid YAML (while scanning for the next token)"
   with neither line nor column; Snakemake named its Snakefile's ``configfile:`` line for pipelines/config.yaml.
   Now: ``not valid YAML at line 2, column 1: found character '\\t' ... Fix: indent with spaces, not tabs``.
+- ``report_title:`` left empty gave a report headed "None" (``--title None``); now the default title.
 - ``slurm.runtime: 0`` (any of the three wall times) passed: the preflight listed "0 min", and the SLURM plugin
   passes no ``--time`` for 0 (the partition's default, and a warning per job). Now refused, as -5 was.
 """
@@ -75,3 +76,17 @@ def test_a_wall_time_of_zero_minutes_is_refused(key: str):
     assert slurm_problems({"slurm": {"gpus_per_embed": 0}}) == []  # 0 GPUs: embed on CPUs, a valid setting
     assert slurm_problems({"slurm": {key: 1}}) == []
 
+
+
+def test_an_empty_report_title_is_the_default_title_not_none(tmp_path: Path):
+    """``report_title:`` left empty (YAML null): the report job ran ``weakstil report --title None``, a
+    report headed "None"; now the default title."""
+    from test_pipeline_preflight import cohort_csv
+
+    csv = cohort_csv(tmp_path)
+    (tmp_path / "mine.yaml").write_text(f"cohort: {csv}\nfolds: 3\nthreads: 1\nreport_title:\n")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "pipelines" / "Snakefile"), "--cores",
+                           "1", "--dry-run", "--printshellcmds", "--configfile", "mine.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True, env=no_slurm_controller_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "--title 'WeakSTIL cohort report'" in proc.stdout and "--title None" not in proc.stdout, proc.stdout[-3000:]
