@@ -28,6 +28,7 @@ from typing import Any
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pipeline_paths import with_path_hint
 from weakstil.fingerprint import slide_fingerprint
+from weakstil.pipeline_yaml import read_config_yaml
 from weakstil.pipeline_reruns import given_mpps, group_column_of, mpp_sources, stale_without_records, unoutlined_warning
 from weakstil.pipeline_settings_check import (WorkflowConfig, check_cohort_slides, check_detector_setting, one_error,
                                               score_slide_files, settings_problems, unusable_score_slides, yaml_nulls)
@@ -348,8 +349,10 @@ def slurm_problems(config: dict) -> list[PreflightError]:
         except PreflightError as exc:
             problems.append(exc)
     for key in ("gpus_per_embed", "runtime", "embed_runtime", "train_runtime"):
-        if not re.fullmatch(r"\d+", str(s[key] if s[key] is not None else "")):
-            problems.append(PreflightError(f"slurm.{key} is {s[key]!r}, not a whole number",
+        # a wall time of 0 minutes: the slurm plugin passes no --time (the partition's default, not "0 min")
+        least, what = (0, "GPUs") if key == "gpus_per_embed" else (1, "minutes")
+        if not re.fullmatch(r"\d+", str(s[key] if s[key] is not None else "")) or int(s[key]) < least:
+            problems.append(PreflightError(f"slurm.{key} is {s[key]!r}, not a whole number of {what}, {least} or more",
                                            fix=f"set slurm.{key} to e.g. {DEFAULT_SLURM[key]}"))
     return problems
 
@@ -440,12 +443,9 @@ def load_workflow_config(files: list[Path], overrides: list[str]) -> WorkflowCon
     config = WorkflowConfig()
     for path in files:
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            data = read_config_yaml(path) or {}  # a repeated key or bad YAML: its line (weakstil/pipeline_yaml.py)
         except FileNotFoundError:
             raise PreflightError("workflow config file not found", path=path, fix="check the path") from None
-        except yaml.YAMLError as exc:
-            raise PreflightError(f"not valid YAML ({str(exc).splitlines()[0]})", path=path,
-                                 fix="fix the YAML syntax") from None
         if not isinstance(data, dict):
             raise PreflightError("a workflow config must be a YAML mapping of keys", path=path,
                                  fix="write one `key: value` per line, as in pipelines/config.yaml")
