@@ -66,3 +66,17 @@ def test_report_headline_gives_every_error_its_unit():
 
     h = headline({"n": 6, "r2": 0.9, "mae": 4.34, "rmse": 4.98, "classification": []}, 30.0)
     assert h.get("RMSE (sTIL points)") == 4.98 and h.get("MAE (sTIL points)") == 4.34, list(h)
+
+
+def test_report_headline_gives_interval_coverage_as_percent_with_each_figure_s_n():
+    """The 90 % interval's coverage stood as 0.906 under "90 %" (evaluate logs "covers 67 %"), and an
+    evaluation's bare "n" stood beside the training slides' coverage with no n of its own."""
+    from weakstil.report import confidence_headline, headline
+
+    meta = {"qc": {"training_flagged": 0.125, "confidence": {"level": 0.9, "n": 32, "q": 1.0,
+                                                             "coverage_loo": 0.90625, "width_median": 12.0}}}
+    conf = confidence_headline(meta)
+    assert conf.get("90 % interval coverage, out of fold (leave-one-out, 32 training slides)") == "90.6 %", conf
+    assert conf.get("share of training slides with a qc flag") == "12.5 %", conf
+    h = headline({"n": 2, "classification": []}, 30.0, "evaluation")
+    assert h.get("n (evaluation slides)") == 2, list(h)

@@ -185,8 +185,10 @@ def _add_confidence(rows: list[SlideRow], folder: ModelDir, threshold: float | N
         row.qc = str(rec.get("qc", "")).replace(";", ", ")
 
 
-def confidence_headline(meta: dict) -> dict[str, float | None]:
-    """The interval's out-of-fold coverage and width, and the training slides' flag rate."""
+def confidence_headline(meta: dict) -> dict[str, float | str | None]:
+    """The interval's out-of-fold coverage and width, and the training slides' flag rate, each labelled
+    with how many training slides it is over (beside an evaluation's few slides it was told apart by
+    nothing) and the shares as percents, as ``evaluate`` logs them (0.906 stood under "90 %")."""
     qc = meta.get("qc") or {}
     conf = qc.get("confidence") or {}
     if not qc:
@@ -194,16 +196,30 @@ def confidence_headline(meta: dict) -> dict[str, float | None]:
     level = f"{100 * float(conf.get('level', 0.9)):g} %"
     from weakstil.confidence import MIN_SLIDES
 
-    usable = conf.get("q") is not None and int(conf.get("n") or 0) >= MIN_SLIDES  # else no interval at all
-    return {f"{level} interval coverage, out of fold (leave-one-out)": conf.get("coverage_loo") if usable else None,
-            f"median {level} interval width (sTIL points)": conf.get("width_median") if usable else None,
-            "share of training slides with a qc flag": qc.get("training_flagged")}
+    n = int(conf.get("n") or 0)
+    usable = conf.get("q") is not None and n >= MIN_SLIDES  # else no interval at all
+    slides = f"{n} training slide{'s' if n != 1 else ''}"
+    coverage = conf.get("coverage_loo") if usable else None
+    flagged = qc.get("training_flagged")
+    return {f"{level} interval coverage, out of fold (leave-one-out, {slides})": _percent(coverage),
+            f"median {level} interval width (sTIL points, {slides})": conf.get("width_median") if usable else None,
+            "share of training slides with a qc flag": _percent(flagged)}
 
 
-def headline(metrics: dict, threshold: float) -> dict[str, float | str | None]:
-    """The numbers a reader looks at first."""
+def _percent(share: object) -> str | None:
+    """A share as a percent with one decimal (``None``, NaN: ``None``, shown as n/a)."""
+    try:
+        value = float(share)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return f"{100 * value:.1f} %" if value == value else None
+
+
+def headline(metrics: dict, threshold: float, of: str | None = None) -> dict[str, float | str | None]:
+    """The numbers a reader looks at first; ``of`` says which slides ``n`` counts (an evaluation's few
+    slides stood as a bare "n" beside the training slides' interval coverage)."""
     at = next((c for c in metrics.get("classification", []) if float(c["threshold"]) == float(threshold)), {})
-    return {"n": metrics.get("n"), "R²": metrics.get("r2"), "Pearson r": metrics.get("pearson_r"),
+    return {"n" if of is None else f"n ({of} slides)": metrics.get("n"), "R²": metrics.get("r2"), "Pearson r": metrics.get("pearson_r"),
             "Spearman ρ": metrics.get("spearman_rho"), "MAE (sTIL points)": metrics.get("mae"),
             "RMSE (sTIL points)": metrics.get("rmse"), f"AUC sTIL-high ≥{threshold:g}%": at.get("auc"),
             f"sensitivity ≥{threshold:g}%": at.get("sensitivity"),
@@ -326,7 +342,7 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     files["overview.png"] = write_overview(out_dir, rows, out_dir / "overview.png")
     content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(model_dir),
                             metrics_source=described, slides_source=slides_source,
-                            headline={**headline(metrics, threshold),
+                            headline={**headline(metrics, threshold, "out-of-fold" if own_cv else "evaluation"),
                                       **(confidence_headline(meta) if has_cv else {})},
                             threshold=threshold, rows=rows,
                             settings=flatten(settings or {}), model_settings=model_settings(meta),
