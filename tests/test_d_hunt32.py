@@ -1,5 +1,6 @@
 """Hunt 32d: a lab's batch run from outside (the fault matrix); hunt 34e: tile and info say they do not use a
-list's slide_id column (they said its ids named their slides).
+list's slide_id column (they said its ids named their slides); hunt 34j: ``info --slides LIST.csv`` printed
+file paths only, never the list's slide_id: each line is ``LAB-001 (PATH): ...`` now.
 
 - ``score --slides LIST`` existed, but ``tile``, ``embed``, ``info`` and ``pretrain`` took no ``--slides``
   (usage error, exit 2): a lab's list had to be pasted with ``$(cat LIST)``, which splits paths with spaces.
@@ -165,3 +166,6 @@ def test_tile_and_info_say_the_lists_slide_id_is_not_theirs(tmp_path, cmu):
     assert "its slide_id column is not used by this command: 1 slide(s) go by their file's name" in said, said
     r = run_cli("info", "--slides", ids)
     assert r.returncode == 0 and "named by the list's slide_id column" not in " ".join(r.stderr.split())
+    # hunt 34j: info printed the file path only, the list's id nowhere; it leads each line now, path kept
+    assert r.stdout.startswith(f"LAB-001 ({cmu}): "), r.stdout
+    assert "not used by this command" not in r.stderr, r.stderr

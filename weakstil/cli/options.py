@@ -282,13 +282,14 @@ TumorBedsOpt = Annotated[
 ]
 
 
-def listed_slides(slides: list[str] | None, slide_list: Path | None, *, ids_name_outputs: bool = True):
+def listed_slides(slides: list[str] | None, slide_list: Path | None, *, ids_name_outputs: bool | None = True):
     """The slides given on the command line and in ``--slides LIST``, and what the list says of each
     file (:class:`weakstil.slide_list.SlideNaming`): its id (the list's own ``slide_id`` column when it
     is a cohort CSV that has one, else the file's name) and its µm/px (a CSV's ``mpp`` column).
     ``ids_name_outputs`` False: the command names its outputs after the slide files whatever the list
-    says (``tile``, ``info``, ``pretrain``), and the log says so (it said "named by the list's slide_id
-    column" there too, and ``tile`` then wrote ``synth_0001.h5`` for ``LAB-001``, hunt 34e)."""
+    says (``tile``, ``pretrain``), and the log says so (it said "named by the list's slide_id
+    column" there too, and ``tile`` then wrote ``synth_0001.h5`` for ``LAB-001``, hunt 34e); None: it writes
+    nothing and shows each id beside its path itself (``info``), so nothing is logged."""
     from weakstil.errors import UsageError
     from weakstil.slide_list import SlideNaming
 
@@ -300,7 +301,7 @@ def listed_slides(slides: list[str] | None, slide_list: Path | None, *, ids_name
         if listed.renamed and ids_name_outputs:
             log.info("%s: %d slide(s) named by the list's slide_id column, not their file's name", slide_list,
                      listed.renamed)
-        elif listed.renamed:
+        elif listed.renamed and ids_name_outputs is not None:
             log.info("%s: its slide_id column is not used by this command: %d slide(s) go by their file's name",
                      slide_list, listed.renamed)
         naming = SlideNaming(listed.ids, listed.mpps)

@@ -64,7 +64,8 @@ def tile(
 
 def info(slides: SlidesArg = None, slide_list: SlideListOpt = None, slide_mpp: SlideMppOpt = None) -> None:
     """Print what WeakSTIL sees in each slide: resolution, size, levels, vendor."""
-    slides, listed = listed_slides(slides, slide_list, ids_name_outputs=False)
+    # each line names the list's slide_id beside its path (it printed paths only, the lab's ids nowhere)
+    slides, listed = listed_slides(slides, slide_list, ids_name_outputs=None)
     from weakstil.errors import SlideError
     from weakstil.slide import Slide, describe_without_mpp
 
@@ -73,12 +74,23 @@ def info(slides: SlidesArg = None, slide_list: SlideListOpt = None, slide_mpp: S
         with failures.each(path):
             try:
                 with Slide.open(path, slide_mpp=listed.mpp_of(path, slide_mpp)) as s:
-                    typer.echo(s.describe())
+                    typer.echo(_with_id(s.describe(), path, listed.ids))
             except SlideError as exc:  # a slide without µm/px is still described (the other commands refuse it)
                 if listed.mpp_of(path, slide_mpp) is not None or "microns-per-pixel" not in exc.message:
                     raise
-                typer.echo(describe_without_mpp(path))
+                typer.echo(_with_id(describe_without_mpp(path), path, listed.ids))
     failures.exit()
+
+
+def _with_id(line: str, path, ids: dict[str, str]) -> str:
+    """``info``'s line of ``path`` led by the slide list's ``slide_id`` of it, path kept: ``LAB-001 (PATH): ...``."""
+    import os
+
+    sid = ids.get(os.path.abspath(path))
+    for shown in (str(path), str(Path(path))):  # the line names the path as given or as a Path
+        if sid is not None and line.startswith(f"{shown}: "):
+            return f"{sid} ({shown}): {line[len(shown) + 2:]}"
+    return line
 
 
 def synth(
