@@ -79,6 +79,20 @@ def test_pretrain_from_a_folder_refuses_missing_or_other_weights(base_run, tmp_p
         load_model(load_card("swapped"), str((swapped / "model.safetensors").resolve()))
 
 
+def test_renamed_weights_are_told_to_be_renamed_back(base_run, tmp_path):
+    """Hunt 34j: a folder whose model.safetensors was renamed (weights.safetensors) was told to "copy the
+    whole folder"; with one other .safetensors beside card.yaml the fix names the rename back."""
+    from weakstil.encoders.factory import _weights_missing
+
+    renamed = tmp_path / "renamed"
+    shutil.copytree(base_run, renamed)
+    (renamed / "model.safetensors").rename(renamed / "weights.safetensors")
+    err = _weights_missing(load_card(renamed), renamed)
+    assert err.fix == "rename weights.safetensors back to model.safetensors", err.fix
+    (renamed / "weights.safetensors").unlink()
+    assert "copy the whole folder" in _weights_missing(load_card(renamed), renamed).fix
+
+
 def test_epochs_count_the_batches_trained_on(tmp_path):
     """8 tiles, --batch-size 64: batches of 8, so 3 epochs are 3 steps (not ceil(3 * 8 / 64) = 1)."""
     assert PretrainConfig(epochs=3, batch_size=64).total_steps(8) == 3

@@ -72,9 +72,13 @@ def _check_against_card(card: EncoderCard, wpath: Path, sha: str) -> None:
 
 
 def _weights_missing(card: EncoderCard, card_dir: Path) -> EncoderError:
+    # one other .safetensors beside the card (pretrain's checkpoint aside) is the weights renamed (it was told
+    other = sorted(p.name for p in card_dir.glob("*.safetensors")  # to copy the whole folder again)
+                   if p.name not in (MODEL_FILE, "checkpoint.safetensors"))
+    fix = f"rename {other[0]} back to {MODEL_FILE}" if len(other) == 1 else \
+        "copy the whole folder (a model folder with its encoder/), or pretrain it again"
     return EncoderError(f"{MODEL_FILE} is missing beside card.yaml (the card records weights "
-                        f"{card.weights_sha256[:12]}...)", path=card_dir / MODEL_FILE,
-                        fix="copy the whole folder (a model folder with its encoder/), or pretrain it again")
+                        f"{card.weights_sha256[:12]}...)", path=card_dir / MODEL_FILE, fix=fix)
 
 
 def _where(card: EncoderCard) -> str | None:
