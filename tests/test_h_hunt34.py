@@ -41,6 +41,22 @@ def test_a_key_set_twice_is_named_with_both_lines(tmp_path: Path, text: str, key
     line = err.value.one_line()
     assert f"'{key}' is set twice, on lines {lines[0]} and {lines[1]}" in line and str(path) in line, line
 
+def test_two_sections_of_one_name_are_told_to_be_merged(tmp_path: Path):
+    """Hunt 34j: two ``slurm:`` sections were told "keep one slurm: line and delete the other" (losing one
+    section's settings); two top-level sections are to be merged, a repeated setting still kept once."""
+    from weakstil.pipeline_yaml import ConfigFileError, read_config_yaml
+
+    path = tmp_path / "mine.yaml"
+    for text, fix in (("slurm:\n  mem_mb: 8000\nepochs: 3\nslurm:\n  runtime: 30\n",
+                       "merge the two slurm: sections into one"),
+                      ("folds: 2\nfolds: 3\n", "keep one folds: line"),
+                      ("slurm: {a: {x: 1}, a: {y: 2}}\n", "keep one a: line")):  # not top level: as before
+        path.write_text(text)
+        with pytest.raises(ConfigFileError) as err:
+            read_config_yaml(path)
+        assert err.value.fix.startswith(fix), (text, err.value.fix)
+
+
 def test_the_shipped_configs_have_no_repeated_key():
     from weakstil.pipeline_yaml import read_config_yaml
 

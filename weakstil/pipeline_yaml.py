@@ -25,28 +25,35 @@ class ConfigFileError(WeakSTILError):
 
 
 class _DuplicateKey(yaml.YAMLError):
-    def __init__(self, key: Any, first: int, again: int):
+    def __init__(self, key: Any, first: int, again: int, sections: bool = False):
         super().__init__(f"key {key!r} on line {again} was already given on line {first}")
         self.key, self.first, self.again = key, first, again
+        self.sections = sections  #: a top-level key whose two values are both sections (mappings)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
     """``yaml.safe_load`` that refuses a key repeated in one mapping (a merge key ``<<`` is no repeat)."""
 
+    def construct_document(self, node):
+        self._root = node  # a top-level section repeated is merged, not one of it deleted
+        return super().construct_document(node)
+
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
             seen: dict[Any, int] = {}
-            for key_node, _ in node.value:
+            sections: dict[Any, bool] = {}
+            for key_node, value_node in node.value:
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
                 key = self.construct_object(key_node, deep=True)
                 line = key_node.start_mark.line + 1
                 try:
+                    section = node is getattr(self, "_root", None) and isinstance(value_node, yaml.MappingNode)
                     if key in seen:
-                        raise _DuplicateKey(key, seen[key], line)
+                        raise _DuplicateKey(key, seen[key], line, section and sections[key])
                 except TypeError:  # an unhashable key: SafeLoader's own error follows
                     continue
-                seen[key] = line
+                seen[key], sections[key] = line, section
         return super().construct_mapping(node, deep)
 
 
@@ -59,7 +66,8 @@ def read_config_yaml(path: str | Path) -> Any:
     except _DuplicateKey as exc:
         raise ConfigFileError(
             f"{exc.key!r} is set twice, on lines {exc.first} and {exc.again} (YAML would keep the last one silently)",
-            path=path, fix=f"keep one {exc.key}: line and delete the other") from None
+            path=path, fix=f"merge the two {exc.key}: sections into one (their settings under a single {exc.key}: line)"
+            if exc.sections else f"keep one {exc.key}: line and delete the other") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
