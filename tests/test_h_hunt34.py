@@ -106,3 +106,11 @@ def test_an_empty_report_title_is_the_default_title_not_none(tmp_path: Path):
                           capture_output=True, text=True, env=no_slurm_controller_env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--title 'WeakSTIL cohort report'" in proc.stdout and "--title None" not in proc.stdout, proc.stdout[-3000:]
+
+
+def test_a_null_partition_is_described_as_the_clusters_default():
+    """Hunt 34j: ``slurm.partition: null`` was listed by the preflight as "partition None"."""
+    from weakstil.pipeline_preflight import describe_requests
+
+    said = describe_requests({"threads": 1, "encoder": "small-cnn", "slurm": {"partition": None}})
+    assert "train: the cluster's default partition, " in said and "None" not in said, said

@@ -423,7 +423,9 @@ def describe_requests(config: dict) -> str:
     for r in job_requests(config):
         gpus = f", {r.gpus} GPU{'s' if r.gpus > 1 else ''}{' ' + r.gpu_model if r.gpu_model else ''}" if r.gpus else ""
         mem = f"{r.mem_mb} MB{' (auto: at least)' if r.rules[0] in auto else ''}"
-        lines.append(f"{', '.join(r.rules)}: partition {r.partition}, {r.cpus} CPU{'s' if r.cpus > 1 else ''}, "
+        # slurm.partition: null (read as "None") asks for no partition: SLURM's default one
+        part = "the cluster's default partition" if r.partition in ("None", "") else f"partition {r.partition}"
+        lines.append(f"{', '.join(r.rules)}: {part}, {r.cpus} CPU{'s' if r.cpus > 1 else ''}, "
                      f"{mem}, {r.runtime_min} min{gpus}")
     return "\n".join(lines)
 
