@@ -73,8 +73,8 @@ def test_a_listed_mpp_reads_that_slide_only_and_the_others_keep_their_own(tmp_pa
     r = run_cli("info", "--slides", listing)
     assert r.returncode == 0, r.stderr
     said = dict(line.split(": ", 1) for line in r.stdout.strip().splitlines())
-    assert "0.4 µm/px (override)" in said[str(tmp_path / slides[0].name)]
-    assert "0.5 µm/px (metadata)" in said[str(tmp_path / slides[1].name)]
+    assert "0.4 µm/px (override)" in said[f"LAB-1 ({tmp_path / slides[0].name})"]  # the list's id leads (34j)
+    assert "0.5 µm/px (metadata)" in said[f"LAB-2 ({tmp_path / slides[1].name})"]
 
     r = run_cli("score", "--slides", listing, "--model", demo / "model", "--out", tmp_path / "out")
     assert r.returncode == 0, r.stderr
