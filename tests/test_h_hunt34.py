@@ -108,9 +108,15 @@ def test_an_empty_report_title_is_the_default_title_not_none(tmp_path: Path):
     assert "--title 'WeakSTIL cohort report'" in proc.stdout and "--title None" not in proc.stdout, proc.stdout[-3000:]
 
 
-def test_a_null_partition_is_described_as_the_clusters_default():
-    """Hunt 34j: ``slurm.partition: null`` was listed by the preflight as "partition None"."""
-    from weakstil.pipeline_preflight import describe_requests
+def test_a_null_partition_is_refused_before_any_job():
+    """Hunt 34j: ``slurm.partition: null`` was listed by the preflight as "partition None", and the cluster check
+    then refused a partition named 'None'; the jobs would have asked SLURM for it by that name. It is refused as
+    empty, naming the key and how to list the partitions; the GPU partition only where embed jobs ask for GPUs."""
+    from weakstil.pipeline_preflight import slurm_problems
 
-    said = describe_requests({"threads": 1, "encoder": "small-cnn", "slurm": {"partition": None}})
-    assert "train: the cluster's default partition, " in said and "None" not in said, said
+    said = [str(p) for p in slurm_problems({"slurm": {"partition": None}})]
+    assert len(said) == 1 and "slurm.partition is empty" in said[0] and "sinfo -s" in said[0], said
+    assert not slurm_problems({"slurm": {"gpu_partition": None, "gpus_per_embed": 0}})
+    said = [str(p) for p in slurm_problems({"slurm": {"gpu_partition": "", "gpus_per_embed": 1}})]
+    assert len(said) == 1 and "slurm.gpu_partition is empty" in said[0], said
+

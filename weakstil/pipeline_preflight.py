@@ -354,6 +354,13 @@ def slurm_problems(config: dict) -> list[PreflightError]:
         if not re.fullmatch(r"\d+", str(s[key] if s[key] is not None else "")) or int(s[key]) < least:
             problems.append(PreflightError(f"slurm.{key} is {s[key]!r}, not a whole number of {what}, {least} or more",
                                            fix=f"set slurm.{key} to e.g. {DEFAULT_SLURM[key]}"))
+    for key in ("partition", *(("gpu_partition",) if str(s["gpus_per_embed"]).strip() not in ("0", "") else ())):
+        # null was read as the partition "None": the cluster check refused it as a partition that does not
+        # exist, and the jobs would have asked SLURM for it by that name
+        if s[key] is None or not str(s[key]).strip():
+            problems.append(PreflightError(f"slurm.{key} is empty: every job asks for a partition by name",
+                                           fix=f"set slurm.{key} to a partition of your cluster (`sinfo -s` lists "
+                                               f"them), e.g. {DEFAULT_SLURM[key]}"))
     return problems
 
 
@@ -423,8 +430,7 @@ def describe_requests(config: dict) -> str:
     for r in job_requests(config):
         gpus = f", {r.gpus} GPU{'s' if r.gpus > 1 else ''}{' ' + r.gpu_model if r.gpu_model else ''}" if r.gpus else ""
         mem = f"{r.mem_mb} MB{' (auto: at least)' if r.rules[0] in auto else ''}"
-        # slurm.partition: null (read as "None") asks for no partition: SLURM's default one
-        part = "the cluster's default partition" if r.partition in ("None", "") else f"partition {r.partition}"
+        part = f"partition {r.partition}"  # never empty: slurm_problems refuses a null partition
         lines.append(f"{', '.join(r.rules)}: {part}, {r.cpus} CPU{'s' if r.cpus > 1 else ''}, "
                      f"{mem}, {r.runtime_min} min{gpus}")
     return "\n".join(lines)
