@@ -15,7 +15,11 @@ skipped). Folder writers (``pretrain``, ``train``, ``evaluate``, ``report``, ``t
 refuse to start while another run writes the same folder.
 
 On a file system without ``flock`` (some network mounts) a warning is logged once and runs go
-on unlocked.
+on unlocked. Some cluster file systems take a ``flock`` on each node alone (BeeGFS by default, NFS
+mounted with ``local_lock=flock`` or ``nolock``): there a lock file naming another host may belong
+to a live run whose lock this node cannot see. A holder renews its lock files' time every
+:data:`HEARTBEAT_S`, and a lock file of another host renewed within :data:`STALE_S` is waited for
+(said, with how to clear it); an older one is taken over with a warning (that run died).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import errno
 import logging
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -47,6 +52,12 @@ _WARNED_NO_FLOCK = False
 NOTE_EVERY_S = 300.0
 #: ... and checks whether it is free this often.
 POLL_S = 0.2
+#: A lock file of another host renewed this recently may be a live run's (its flock unseen here) ...
+STALE_S = 120.0
+#: ... as a holder renews the time of its lock files four times as often.
+HEARTBEAT_S = STALE_S / 4
+_HEARTBEAT: threading.Thread | None = None
+_HOLDER = re.compile(r"pid (\d+) on (\S+)")
 
 
 class BusyError(WeakSTILError):
@@ -90,6 +101,7 @@ class OutputLock:
         self._unlocked = False  #: no flock on this file system: held without a lock
         self._made_folder = False  #: the lock made the output folder: removed again if left empty
         self.held = False  #: this object holds the lock (once; the process may hold it deeper)
+        self.foreign: str | None = None  #: why a lock file of another host was not taken (acquire without waiting)
 
     # -- who holds it -------------------------------------------------------------------------
     def holder(self) -> str:
@@ -112,7 +124,7 @@ class OutputLock:
                 held[1] += 1
                 self.held = True
                 return True
-        waited, vanished = False, 0
+        waited, vanished, waiting_since = False, 0, 0.0
         while True:
             if not self.path.parent.is_dir():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,9 +166,26 @@ class OutputLock:
             except BaseException:
                 os.close(fd)
                 raise
-            if same:
+            foreign = _live_elsewhere(fd, self.path) if same and not self._unlocked else None
+            if same and foreign is None:
                 break
-            os.close(fd)
+            os.close(fd)  # (lets go of the flock)
+            if foreign is not None:
+                if not blocking:
+                    self.foreign = foreign
+                    return False
+                if not waited:  # (not on_wait's "is writing it; waiting": whether it is, is unknown)
+                    log.warning("%s: %s; waiting until its lock file is %g s old (if that run is gone, delete %s)",
+                                self.target, foreign, STALE_S, self.path)
+                waited = True
+                waiting_since = waiting_since or time.monotonic()
+                timeout = lock_timeout()
+                if timeout is not None and time.monotonic() - waiting_since >= timeout:
+                    raise BusyError(f"{foreign}; waited {timeout:g} s (WEAKSTIL_LOCK_TIMEOUT)", path=self.target,
+                                    fix=f"if that run is gone, delete {self.path}; else wait for it")
+                time.sleep(POLL_S)
+        if not self._unlocked:
+            _say_taken_over(fd, self.target)
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{_me()}\n".encode())
@@ -164,6 +193,7 @@ class OutputLock:
             pass
         with _GUARD:
             _HELD[self._key] = [fd, 1]
+        _start_heartbeat()
         self._fd = fd
         self.held = True
         return True
@@ -247,11 +277,74 @@ class OutputLock:
         self.release()
 
 
+def _holder_in(fd: int) -> tuple[str, str] | None:
+    """(pid, host) that the lock file open as ``fd`` names, or None (empty, garbage)."""
+    try:
+        found = _HOLDER.fullmatch(os.pread(fd, 512, 0).decode("utf-8", "replace").strip())
+    except OSError:
+        return None
+    return (found.group(1), found.group(2)) if found else None
+
+
+def _live_elsewhere(fd: int, path: Path) -> str | None:
+    """Why the lock file open (and flocked) as ``fd`` may still be a live run's: it names another
+    host and was renewed within :data:`STALE_S` (that host's flock may not reach this one); else None."""
+    holder = _holder_in(fd)
+    if holder is None or holder[1] == socket.gethostname():  # this host: the kernel's flock is the truth
+        return None
+    age = time.time() - os.fstat(fd).st_mtime
+    if age >= STALE_S:
+        return None
+    return (f"pid {holder[0]} on {holder[1]} may still be writing it (its lock file {path.name} was renewed "
+            f"{max(age, 0):.0f} s ago, and this file system's locks may not reach across hosts)")
+
+
+def _say_taken_over(fd: int, target: Path) -> None:
+    """A lock file left by a run that died (its flock gone, no renewal): said, not taken silently."""
+    holder = _holder_in(fd)
+    if holder is None or holder == (str(os.getpid()), socket.gethostname()):
+        return
+    age = time.time() - os.fstat(fd).st_mtime
+    level = logging.WARNING if holder[1] != socket.gethostname() else logging.INFO
+    log.log(level, "%s: taking over the lock left by pid %s on %s (not renewed for %.0f s: that run stopped)",
+            target, holder[0], holder[1], age)
+
+
+def _start_heartbeat() -> None:
+    """Renew the time of every lock file held, every :data:`HEARTBEAT_S`, from one daemon thread."""
+    global _HEARTBEAT
+    with _GUARD:
+        if _HEARTBEAT is not None and _HEARTBEAT.is_alive():
+            return
+        _HEARTBEAT = threading.Thread(target=_renew_held, name="weakstil-lock-heartbeat", daemon=True)
+        _HEARTBEAT.start()
+
+
+def _renew_held() -> None:
+    while True:
+        time.sleep(HEARTBEAT_S)
+        renew_held()
+
+
+def renew_held() -> None:
+    """Renew the time of the lock files this process holds (a sign of life to runs on other hosts)."""
+    with _GUARD:  # under the guard: release() closes an fd only after dropping it from _HELD
+        for fd, _depth in _HELD.values():
+            if fd is not None:
+                try:
+                    os.utime(fd)
+                except OSError:
+                    pass
+
+
 def hold_folder(folder: str | Path, command: str) -> OutputLock:
     """The lock of an output folder, taken without waiting: another run writing ``folder`` is
     one :class:`BusyError` line."""
     lock = OutputLock(Path(folder))
     if not lock.acquire(blocking=False):
+        if lock.foreign is not None:
+            raise BusyError(lock.foreign, path=folder, fix=f"if that run is gone, delete {lock.path}; else wait for "
+                                                         f"it to finish, or give this '{command}' another --out")
         raise BusyError(f"another weakstil run ({lock.holder()}) is writing this folder", path=folder,
                         fix=f"wait for it to finish, or give this '{command}' another --out")
     return lock

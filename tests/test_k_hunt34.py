@@ -1,0 +1,77 @@
+"""Lock files of another host (hunt 34k): several ``weakstil score``/``embed`` runs on cluster nodes share one --out.
+
+A slide's lock is a ``flock`` on ``.NAME.lock``, whose text names the holder (``pid N on HOST``). On
+file systems whose flock is per node (BeeGFS by default, NFS mounted ``local_lock=flock`` or
+``nolock``) a run on node B does not see node A's flock. Old: a lock file naming another host was
+taken at once and in silence (``acquire`` True after 0 s, no log line), so two nodes wrote one
+slide together; a lock file left by a run that died was taken over without a word either.
+Now: a holder renews its lock files' time every 30 s; a lock file of another host renewed within
+120 s is waited for (a warning naming the holder and the file to delete if that run is gone; with
+WEAKSTIL_LOCK_TIMEOUT a BusyError saying the same); an older one is taken over with a warning.
+Lock files of this host (the kernel's flock is the truth there), empty or garbage ones are taken
+as before.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+
+import pytest
+
+from weakstil import locks
+
+
+def _foreign(tmp_path, age_s: float = 0.0):
+    target = tmp_path / "s.h5"
+    lock = locks.lock_file(target)
+    lock.write_text("pid 4242 on node-b-of-the-cluster\n")
+    if age_s:
+        os.utime(lock, (time.time() - age_s,) * 2)
+    return target, lock
+
+
+def test_a_fresh_lock_file_of_another_host_is_not_taken_and_says_how_to_clear_it(tmp_path, monkeypatch, caplog):
+    target, lock = _foreign(tmp_path)
+    held = locks.OutputLock(target)
+    assert held.acquire(blocking=False) is False  # old: True (taken in silence)
+    assert "node-b-of-the-cluster" in held.foreign and lock.is_file()
+    monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "0.3")
+    with caplog.at_level(logging.WARNING, logger="weakstil.locks"), pytest.raises(locks.BusyError) as busy:
+        with locks.OutputLock(target):
+            pass
+    assert f"delete {lock}" in busy.value.one_line()
+    assert f"delete {lock}" in caplog.text  # said while waiting, not only at the timeout
+    folder, folder_lock = tmp_path / "model", locks.lock_file(tmp_path / "model")
+    folder_lock.write_text("pid 4242 on node-b-of-the-cluster\n")
+    with pytest.raises(locks.BusyError, match="delete"):
+        locks.hold_folder(folder, "train")
+
+
+def test_a_stale_lock_file_of_another_host_is_taken_over_with_a_warning(tmp_path, caplog):
+    target, lock = _foreign(tmp_path, age_s=3600)
+    with caplog.at_level(logging.WARNING, logger="weakstil.locks"):
+        with locks.OutputLock(target):
+            assert lock.read_text().strip() == f"pid {os.getpid()} on {socket.gethostname()}"
+    assert "taking over the lock left by pid 4242 on node-b-of-the-cluster" in caplog.text  # old: no word
+
+
+@pytest.mark.parametrize("text", ["", "garbage \x00\n", f"pid 999999 on {socket.gethostname()}\n"])
+def test_empty_garbage_and_this_hosts_lock_files_are_taken_at_once(tmp_path, text):
+    target = tmp_path / "s.h5"
+    locks.lock_file(target).write_text(text)
+    held = locks.OutputLock(target)
+    assert held.acquire(blocking=False) is True
+    held.release()
+    assert not locks.lock_file(target).exists()
+
+
+def test_a_holder_renews_its_lock_file_so_a_live_run_never_looks_stale(tmp_path):
+    target = tmp_path / "s.h5"
+    with locks.OutputLock(target):
+        os.utime(locks.lock_file(target), (time.time() - 3600,) * 2)
+        assert locks._HEARTBEAT is not None and locks._HEARTBEAT.is_alive()
+        locks.renew_held()  # what the heartbeat thread does every HEARTBEAT_S
+        assert time.time() - locks.lock_file(target).stat().st_mtime < 60
