@@ -1231,6 +1231,26 @@ def test_a_row_another_run_scored_again_meanwhile_stays_beside_its_files(world, 
     assert rows.loc[slides[0].stem, "comment"] == "checked" and rows.loc[slides[0].stem, "threshold"] == 30.0
 
 
+def test_overwrite_runs_side_by_side_do_not_redo_what_the_other_did(world, tmp_path):
+    """Two 'score --overwrite' runs over one slide list each scored every slide (hunt 34k: 12 scorings
+    of 6 slides, no speed-up): a slide the other run had scored after this batch began was scored
+    again. Now it is skipped; the slides nobody scored meanwhile are still redone."""
+    from weakstil.score import ScoreOptions, score_batch
+
+    slides = sorted((world.cohort / "slides").glob("*.tiff"))
+    out = tmp_path / "out"
+    opts = {"model": world.model, "out": out, "features": world.feats, "weights": "random", "workers": 1}
+    score_batch(slides, ScoreOptions(**opts), progress=False)
+
+    def meanwhile(slide_id: str, row: dict) -> None:
+        if slide_id == slides[0].stem:  # another --overwrite run scores the last slide now
+            assert score_batch(slides[2:], ScoreOptions(**opts, overwrite=True), progress=False).skipped == []
+
+    rows = score_batch(slides, ScoreOptions(**opts, overwrite=True), on_slide=meanwhile, progress=False)
+    assert rows.skipped == [slides[2].stem]  # old: [] (scored twice)
+    assert [r["status"] for r in rows] == ["ok"] * 3
+
+
 def test_a_lock_left_by_kill_9_is_taken_over(world, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", (

@@ -75,3 +75,15 @@ def test_a_holder_renews_its_lock_file_so_a_live_run_never_looks_stale(tmp_path)
         assert locks._HEARTBEAT is not None and locks._HEARTBEAT.is_alive()
         locks.renew_held()  # what the heartbeat thread does every HEARTBEAT_S
         assert time.time() - locks.lock_file(target).stat().st_mtime < 60
+
+
+def test_in_turn_tells_which_outputs_another_run_wrote_since_the_batch_began(tmp_path):
+    """What lets an --overwrite run skip them (see test_faults' side-by-side --overwrite runs)."""
+    targets = {name: tmp_path / f"{name}.h5" for name in "abc"}
+    targets["a"].write_text("earlier run")
+    meanwhile: set[str] = set()
+    for name in locks.in_turn("abc", targets.get, meanwhile):
+        if name == "a":  # another run replaces c's output (a new file, as atomic writes do)
+            (tmp_path / "new").write_text("other run")
+            os.replace(tmp_path / "new", targets["c"])
+    assert meanwhile == {"c"}

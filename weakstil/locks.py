@@ -350,22 +350,42 @@ def hold_folder(folder: str | Path, command: str) -> OutputLock:
     return lock
 
 
-def in_turn(items: Iterable[T], target_of: Callable[[T], Path]) -> Iterator[T]:
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def in_turn(items: Iterable[T], target_of: Callable[[T], Path], written_meanwhile: set[T] | None = None) -> Iterator[T]:
     """Yield ``items`` with the lock of ``target_of(item)`` held until the next one is asked for.
 
     An item whose output another run is writing is put off to the end, then waited for, so two
-    runs over the same slides share them out instead of taking turns on each."""
+    runs over the same slides share them out instead of taking turns on each. ``written_meanwhile``
+    gets the items whose output another run wrote after this batch began: an ``--overwrite`` run
+    does not redo them (two runs with --overwrite each did every slide: twice the work, no speed-up)."""
     lock_timeout()  # a bad WEAKSTIL_LOCK_TIMEOUT is said before the first slide, not at the first wait (hours in)
-    later: list[T] = []
-    for item in items:
+    items = list(items)
+    at_start = [_signature(target_of(item)) for item in items] if written_meanwhile is not None else []
+    later: list[int] = []
+
+    def note(i: int) -> None:  # (under the item's lock: that run finished it)
+        if written_meanwhile is not None and (now := _signature(target_of(items[i]))) is not None \
+                and now != at_start[i]:
+            written_meanwhile.add(items[i])
+
+    for i, item in enumerate(items):
         lock = OutputLock(target_of(item))
         if not lock.acquire(blocking=False):
-            later.append(item)
+            later.append(i)
             continue
         try:
+            note(i)
             yield item
         finally:
             lock.release()
-    for item in later:
-        with OutputLock(target_of(item)):
-            yield item
+    for i in later:
+        with OutputLock(target_of(items[i])):
+            note(i)
+            yield items[i]

@@ -235,7 +235,6 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     (default: an ``error:`` line on stderr; a GUI says it in its own words)."""
     import contextlib
     import sys
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from weakstil.errors import OutputError, from_os_error, stop_fix
@@ -267,13 +266,14 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     stopped: OutputError | None = None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     bar = Progress(*columns, disable=not progress, transient=True)  # shown from the first tiles embedded
-    with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, opts.slide_id(p)))) as turns, \
+    by_another_run: set[Path] = set()  #: scored by another run since this batch began: not redone
+    with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, opts.slide_id(p)), by_another_run)) as turns, \
             contextlib.ExitStack() as showing:
         batch_task = bar.add_task("slides", total=len(todo))
         for done, path in enumerate(turns, start=1):
             slide_id = opts.slide_id(path)
             prev = read_previous(results_path).get(slide_id)
-            if not opts.overwrite and _already_scored(opts.out, path, slide_id, prev, ctx):
+            if (not opts.overwrite or path in by_another_run) and _already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
                 batch_rows.skipped.append(slide_id)
                 row = {**prev, "path": os.path.abspath(path)}  # the same scan moved since: where it is now
