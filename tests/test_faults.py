@@ -1251,6 +1251,35 @@ def test_overwrite_runs_side_by_side_do_not_redo_what_the_other_did(world, tmp_p
     assert [r["status"] for r in rows] == ["ok"] * 3
 
 
+def test_slides_another_run_holds_past_the_lock_timeout_are_each_said_and_the_rest_go_on(world, tmp_path,
+                                                                                        monkeypatch):
+    """With WEAKSTIL_LOCK_TIMEOUT, the first put-off slide another (hung) run held ended the batch
+    (hunt 34k): a BusyError out of score_batch, no '4 of 6 scored' summary, and the put-off slides
+    after it were neither scored nor named. Now each held slide is an error row of this batch (its
+    results.csv row is the holder's to write) and the free slides are scored."""
+    from weakstil.score import ScoreOptions, score_batch
+
+    slides = sorted((world.cohort / "slides").glob("*.tiff"))
+    out = tmp_path / "out"
+    out.mkdir()
+    held = [str(out / f".{p.stem}.h5.lock") for p in slides[:2]]
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; fs = [open(p, 'w') for p in sys.argv[1:]]; "
+                               "[fcntl.flock(f, fcntl.LOCK_EX) for f in fs]; print('held', flush=True); time.sleep(60)",
+                               *held], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "0.3")
+        opts = ScoreOptions(model=world.model, out=out, features=world.feats, weights="random", workers=1)
+        rows = score_batch(slides, opts, progress=False)  # old: BusyError for slide 0; slide 1 never named
+    finally:
+        holder.kill()
+        holder.wait()
+    assert {r["slide_id"]: r["status"] for r in rows} == {slides[0].stem: "error", slides[1].stem: "error",
+                                                         slides[2].stem: "ok"}
+    assert all("WEAKSTIL_LOCK_TIMEOUT" in r["error"] for r in rows[1:])
+    assert list(pd.read_csv(out / "results.csv")["slide_id"]) == [slides[2].stem]
+
+
 def test_a_lock_left_by_kill_9_is_taken_over(world, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", (

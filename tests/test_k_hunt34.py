@@ -87,3 +87,35 @@ def test_in_turn_tells_which_outputs_another_run_wrote_since_the_batch_began(tmp
             (tmp_path / "new").write_text("other run")
             os.replace(tmp_path / "new", targets["c"])
     assert meanwhile == {"c"}
+
+
+def test_a_batch_goes_on_past_each_slide_another_run_holds_too_long(tmp_path, monkeypatch, capsys):
+    """embed/tile/tumorbed apply: the first put-off output another (hung) run held past
+    WEAKSTIL_LOCK_TIMEOUT raised out of the batch, and the put-off ones after it were never named.
+    Now each is one error line, counted, and the rest go on."""
+    import subprocess
+    import sys
+
+    from weakstil.cli.batch import for_each_slide
+    from weakstil.cli.errors import Failures
+
+    names = ["a", "b", "c", "d"]
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; fs = [open(p, 'w') for p in sys.argv[1:]]; "
+                               "[fcntl.flock(f, fcntl.LOCK_EX) for f in fs]; print('held', flush=True); time.sleep(60)",
+                               str(tmp_path / ".b.h5.lock"), str(tmp_path / ".c.h5.lock")],
+                              stdout=subprocess.PIPE, text=True)
+    done: list[str] = []
+    failures = Failures()
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "0.2")
+        try:
+            for_each_slide(names, failures, lambda n: tmp_path / f"{n}.h5", done.append)
+        except locks.BusyError:  # old: out of the batch at b
+            pass
+    finally:
+        holder.kill()
+        holder.wait()
+    errors = capsys.readouterr().err
+    assert done == ["a", "d"] and failures.count == 2
+    assert "b.h5" in errors and "c.h5" in errors  # old: c never named

@@ -358,13 +358,16 @@ def _signature(path: Path) -> tuple[int, int] | None:
     return st.st_ino, st.st_mtime_ns
 
 
-def in_turn(items: Iterable[T], target_of: Callable[[T], Path], written_meanwhile: set[T] | None = None) -> Iterator[T]:
+def in_turn(items: Iterable[T], target_of: Callable[[T], Path], written_meanwhile: set[T] | None = None,
+            on_busy: Callable[[T, BusyError], None] | None = None) -> Iterator[T]:
     """Yield ``items`` with the lock of ``target_of(item)`` held until the next one is asked for.
 
     An item whose output another run is writing is put off to the end, then waited for, so two
     runs over the same slides share them out instead of taking turns on each. ``written_meanwhile``
     gets the items whose output another run wrote after this batch began: an ``--overwrite`` run
-    does not redo them (two runs with --overwrite each did every slide: twice the work, no speed-up)."""
+    does not redo them (two runs with --overwrite each did every slide: twice the work, no speed-up).
+    ``on_busy(item, error)``: an item another run held past ``WEAKSTIL_LOCK_TIMEOUT``, and the rest
+    go on (without it the error is raised: the items put off after it were left out unsaid)."""
     lock_timeout()  # a bad WEAKSTIL_LOCK_TIMEOUT is said before the first slide, not at the first wait (hours in)
     items = list(items)
     at_start = [_signature(target_of(item)) for item in items] if written_meanwhile is not None else []
@@ -386,6 +389,16 @@ def in_turn(items: Iterable[T], target_of: Callable[[T], Path], written_meanwhil
         finally:
             lock.release()
     for i in later:
-        with OutputLock(target_of(items[i])):
+        lock = OutputLock(target_of(items[i]))
+        try:
+            lock.__enter__()
+        except BusyError as exc:
+            if on_busy is None:
+                raise
+            on_busy(items[i], exc)
+            continue
+        try:
             note(i)
             yield items[i]
+        finally:
+            lock.release()

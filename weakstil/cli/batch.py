@@ -98,7 +98,11 @@ def for_each_slide(paths: list[Path], failures: Failures, target_of: Callable[[P
     """``work(path)`` for every path with its output's lock held; failures are counted and the
     batch goes on, unless an error means every later slide would fail too (disk full).
     ``written_meanwhile``: see :func:`weakstil.locks.in_turn` (for ``--overwrite``)."""
-    with contextlib.closing(in_turn(paths, target_of, written_meanwhile)) as turns:
+    def busy(path: Path, exc: Exception) -> None:  # held by another run past WEAKSTIL_LOCK_TIMEOUT: one line
+        with failures.each(path):
+            raise exc
+
+    with contextlib.closing(in_turn(paths, target_of, written_meanwhile, busy)) as turns:
         for done, path in enumerate(turns, start=1):
             with failures.each(path):
                 work(path)
