@@ -119,3 +119,40 @@ def test_a_batch_goes_on_past_each_slide_another_run_holds_too_long(tmp_path, mo
     errors = capsys.readouterr().err
     assert done == ["a", "d"] and failures.count == 2
     assert "b.h5" in errors and "c.h5" in errors  # old: c never named
+
+
+def test_lock_files_in_a_shared_folder_can_be_taken_by_its_other_users(tmp_path, monkeypatch):
+    """A lab folder (group-writable, setgid) shared by several users: a lock file was made 0644 by the
+    umask, so another user's run could not open it to write, and ran without any lock (a debug line
+    only): both users' runs wrote one slide together. Now a lock file is as writable as its folder,
+    and one that still cannot be written (an older run's) is opened to read: its flock still counts."""
+    shared = tmp_path / "lab"
+    shared.mkdir()
+    shared.chmod(0o2775)
+    old_umask = os.umask(0o022)
+    try:
+        with locks.OutputLock(shared / "s.h5"):
+            assert locks.lock_file(shared / "s.h5").stat().st_mode & 0o777 == 0o664  # old: 0o644
+    finally:
+        os.umask(old_umask)
+    import subprocess
+    import sys
+
+    theirs = locks.lock_file(shared / "t.h5")
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)", str(theirs)],
+                              stdout=subprocess.PIPE, text=True)
+    real_open = os.open
+
+    def as_another_user(path, flags, *mode):  # (the tests run as root, whom permissions do not stop)
+        if str(path) == str(theirs) and flags & (os.O_RDWR | os.O_WRONLY):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *mode)
+
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        monkeypatch.setattr(os, "open", as_another_user)
+        assert locks.OutputLock(shared / "t.h5").acquire(blocking=False) is False  # old: True (no lock at all)
+    finally:
+        holder.kill()
+        holder.wait()

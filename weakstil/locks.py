@@ -130,7 +130,7 @@ class OutputLock:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._made_folder = True
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+                fd = _open_lock(self.path)
             except FileNotFoundError as exc:  # another run removed the empty folder just now: try again,
                 vanished += 1  # but not for ever: a dangling link as the lock file, or a file system that
                 if vanished < 20:  # refuses new files with ENOENT (/proc, some FUSE mounts), spun at full CPU
@@ -275,6 +275,24 @@ class OutputLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def _open_lock(path: Path) -> int:
+    """Open (or make) a lock file. One that another user left, which this one may not write, in a
+    folder this one may write, is opened to read: its flock still keeps the runs apart (such a lock
+    was ignored, so two users' runs wrote one slide together)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        if not (path.is_file() and os.access(path.parent, os.W_OK)):
+            raise  # (a folder this run may only read: see acquire)
+        return os.open(path, os.O_RDONLY)
+    try:  # as writable as its folder whatever the umask (0644 with 022): other users of a shared folder open it
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o666 & os.stat(path.parent).st_mode)
+    except OSError:
+        pass
+    return fd
 
 
 def _holder_in(fd: int) -> tuple[str, str] | None:
