@@ -15,7 +15,11 @@ skipped). Folder writers (``pretrain``, ``train``, ``evaluate``, ``report``, ``t
 refuse to start while another run writes the same folder.
 
 On a file system without ``flock`` (some network mounts) a warning is logged once and runs go
-on unlocked.
+on unlocked. Some cluster file systems take a ``flock`` on each node alone (BeeGFS by default, NFS
+mounted with ``local_lock=flock`` or ``nolock``): there a lock file naming another host may belong
+to a live run whose lock this node cannot see. A holder renews its lock files' time every
+:data:`HEARTBEAT_S`, and a lock file of another host renewed within :data:`STALE_S` is waited for
+(said, with how to clear it); an older one is taken over with a warning (that run died).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import errno
 import logging
 import math
 import os
+import re
 import socket
 import threading
 import time
@@ -47,6 +52,12 @@ _WARNED_NO_FLOCK = False
 NOTE_EVERY_S = 300.0
 #: ... and checks whether it is free this often.
 POLL_S = 0.2
+#: A lock file of another host renewed this recently may be a live run's (its flock unseen here) ...
+STALE_S = 120.0
+#: ... as a holder renews the time of its lock files four times as often.
+HEARTBEAT_S = STALE_S / 4
+_HEARTBEAT: threading.Thread | None = None
+_HOLDER = re.compile(r"pid (\d+) on (\S+)")
 
 
 class BusyError(WeakSTILError):
@@ -90,6 +101,7 @@ class OutputLock:
         self._unlocked = False  #: no flock on this file system: held without a lock
         self._made_folder = False  #: the lock made the output folder: removed again if left empty
         self.held = False  #: this object holds the lock (once; the process may hold it deeper)
+        self.foreign: str | None = None  #: why a lock file of another host was not taken (acquire without waiting)
 
     # -- who holds it -------------------------------------------------------------------------
     def holder(self) -> str:
@@ -112,13 +124,13 @@ class OutputLock:
                 held[1] += 1
                 self.held = True
                 return True
-        waited, vanished = False, 0
+        waited, vanished, waiting_since = False, 0, 0.0
         while True:
             if not self.path.parent.is_dir():
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._made_folder = True
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+                fd = _open_lock(self.path)
             except FileNotFoundError as exc:  # another run removed the empty folder just now: try again,
                 vanished += 1  # but not for ever: a dangling link as the lock file, or a file system that
                 if vanished < 20:  # refuses new files with ENOENT (/proc, some FUSE mounts), spun at full CPU
@@ -154,9 +166,26 @@ class OutputLock:
             except BaseException:
                 os.close(fd)
                 raise
-            if same:
+            foreign = _live_elsewhere(fd, self.path) if same and not self._unlocked else None
+            if same and foreign is None:
                 break
-            os.close(fd)
+            os.close(fd)  # (lets go of the flock)
+            if foreign is not None:
+                if not blocking:
+                    self.foreign = foreign
+                    return False
+                if not waited:  # (not on_wait's "is writing it; waiting": whether it is, is unknown)
+                    log.warning("%s: %s; waiting until its lock file is %g s old (if that run is gone, delete %s)",
+                                self.target, foreign, STALE_S, self.path)
+                waited = True
+                waiting_since = waiting_since or time.monotonic()
+                timeout = lock_timeout()
+                if timeout is not None and time.monotonic() - waiting_since >= timeout:
+                    raise BusyError(f"{foreign}; waited {timeout:g} s (WEAKSTIL_LOCK_TIMEOUT)", path=self.target,
+                                    fix=f"if that run is gone, delete {self.path}; else wait for it")
+                time.sleep(POLL_S)
+        if not self._unlocked:
+            _say_taken_over(fd, self.target)
         try:
             os.ftruncate(fd, 0)
             os.write(fd, f"{_me()}\n".encode())
@@ -164,6 +193,7 @@ class OutputLock:
             pass
         with _GUARD:
             _HELD[self._key] = [fd, 1]
+        _start_heartbeat()
         self._fd = fd
         self.held = True
         return True
@@ -247,32 +277,146 @@ class OutputLock:
         self.release()
 
 
+def _open_lock(path: Path) -> int:
+    """Open (or make) a lock file. One that another user left, which this one may not write, in a
+    folder this one may write, is opened to read: its flock still keeps the runs apart (such a lock
+    was ignored, so two users' runs wrote one slide together)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except PermissionError:
+        if not (path.is_file() and os.access(path.parent, os.W_OK)):
+            raise  # (a folder this run may only read: see acquire)
+        return os.open(path, os.O_RDONLY)
+    try:  # as writable as its folder whatever the umask (0644 with 022): other users of a shared folder open it
+        if os.fstat(fd).st_uid == os.geteuid():
+            os.fchmod(fd, 0o666 & os.stat(path.parent).st_mode)
+    except OSError:
+        pass
+    return fd
+
+
+def _holder_in(fd: int) -> tuple[str, str] | None:
+    """(pid, host) that the lock file open as ``fd`` names, or None (empty, garbage)."""
+    try:
+        found = _HOLDER.fullmatch(os.pread(fd, 512, 0).decode("utf-8", "replace").strip())
+    except OSError:
+        return None
+    return (found.group(1), found.group(2)) if found else None
+
+
+def _live_elsewhere(fd: int, path: Path) -> str | None:
+    """Why the lock file open (and flocked) as ``fd`` may still be a live run's: it names another
+    host and was renewed within :data:`STALE_S` (that host's flock may not reach this one); else None."""
+    holder = _holder_in(fd)
+    if holder is None or holder[1] == socket.gethostname():  # this host: the kernel's flock is the truth
+        return None
+    age = time.time() - os.fstat(fd).st_mtime
+    if age >= STALE_S:
+        return None
+    return (f"pid {holder[0]} on {holder[1]} may still be writing it (its lock file {path.name} was renewed "
+            f"{max(age, 0):.0f} s ago, and this file system's locks may not reach across hosts)")
+
+
+def _say_taken_over(fd: int, target: Path) -> None:
+    """A lock file left by a run that died (its flock gone, no renewal): said, not taken silently."""
+    holder = _holder_in(fd)
+    if holder is None or holder == (str(os.getpid()), socket.gethostname()):
+        return
+    age = time.time() - os.fstat(fd).st_mtime
+    level = logging.WARNING if holder[1] != socket.gethostname() else logging.INFO
+    log.log(level, "%s: taking over the lock left by pid %s on %s (not renewed for %.0f s: that run stopped)",
+            target, holder[0], holder[1], age)
+
+
+def _start_heartbeat() -> None:
+    """Renew the time of every lock file held, every :data:`HEARTBEAT_S`, from one daemon thread."""
+    global _HEARTBEAT
+    with _GUARD:
+        if _HEARTBEAT is not None and _HEARTBEAT.is_alive():
+            return
+        _HEARTBEAT = threading.Thread(target=_renew_held, name="weakstil-lock-heartbeat", daemon=True)
+        _HEARTBEAT.start()
+
+
+def _renew_held() -> None:
+    while True:
+        time.sleep(HEARTBEAT_S)
+        renew_held()
+
+
+def renew_held() -> None:
+    """Renew the time of the lock files this process holds (a sign of life to runs on other hosts)."""
+    with _GUARD:  # under the guard: release() closes an fd only after dropping it from _HELD
+        for fd, _depth in _HELD.values():
+            if fd is not None:
+                try:
+                    os.utime(fd)
+                except OSError:
+                    pass
+
+
 def hold_folder(folder: str | Path, command: str) -> OutputLock:
     """The lock of an output folder, taken without waiting: another run writing ``folder`` is
     one :class:`BusyError` line."""
     lock = OutputLock(Path(folder))
     if not lock.acquire(blocking=False):
+        if lock.foreign is not None:
+            raise BusyError(lock.foreign, path=folder, fix=f"if that run is gone, delete {lock.path}; else wait for "
+                                                         f"it to finish, or give this '{command}' another --out")
         raise BusyError(f"another weakstil run ({lock.holder()}) is writing this folder", path=folder,
                         fix=f"wait for it to finish, or give this '{command}' another --out")
     return lock
 
 
-def in_turn(items: Iterable[T], target_of: Callable[[T], Path]) -> Iterator[T]:
+def _signature(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def in_turn(items: Iterable[T], target_of: Callable[[T], Path], written_meanwhile: set[T] | None = None,
+            on_busy: Callable[[T, BusyError], None] | None = None) -> Iterator[T]:
     """Yield ``items`` with the lock of ``target_of(item)`` held until the next one is asked for.
 
     An item whose output another run is writing is put off to the end, then waited for, so two
-    runs over the same slides share them out instead of taking turns on each."""
+    runs over the same slides share them out instead of taking turns on each. ``written_meanwhile``
+    gets the items whose output another run wrote after this batch began: an ``--overwrite`` run
+    does not redo them (two runs with --overwrite each did every slide: twice the work, no speed-up).
+    ``on_busy(item, error)``: an item another run held past ``WEAKSTIL_LOCK_TIMEOUT``, and the rest
+    go on (without it the error is raised: the items put off after it were left out unsaid)."""
     lock_timeout()  # a bad WEAKSTIL_LOCK_TIMEOUT is said before the first slide, not at the first wait (hours in)
-    later: list[T] = []
-    for item in items:
+    items = list(items)
+    at_start = [_signature(target_of(item)) for item in items] if written_meanwhile is not None else []
+    later: list[int] = []
+
+    def note(i: int) -> None:  # (under the item's lock: that run finished it)
+        if written_meanwhile is not None and (now := _signature(target_of(items[i]))) is not None \
+                and now != at_start[i]:
+            written_meanwhile.add(items[i])
+
+    for i, item in enumerate(items):
         lock = OutputLock(target_of(item))
         if not lock.acquire(blocking=False):
-            later.append(item)
+            later.append(i)
             continue
         try:
+            note(i)
             yield item
         finally:
             lock.release()
-    for item in later:
-        with OutputLock(target_of(item)):
-            yield item
+    for i in later:
+        lock = OutputLock(target_of(items[i]))
+        try:
+            lock.__enter__()
+        except BusyError as exc:
+            if on_busy is None:
+                raise
+            on_busy(items[i], exc)
+            continue
+        try:
+            note(i)
+            yield items[i]
+        finally:
+            lock.release()

@@ -175,6 +175,13 @@ class BatchRows(list):
         self.skipped: list[str] = []
 
 
+def another_file(prev: dict, row: dict, earlier_scan: str | None, now_scan: str | None) -> bool:
+    """Whether the new row is of another file than the earlier: another scan, else (unknown) another path."""
+    if earlier_scan is None or now_scan is None or row["status"] == "error":
+        return str(prev.get("path")) != row["path"]
+    return earlier_scan != now_scan
+
+
 def row_unlike_file(prev: dict, attrs: dict) -> str:
     """What the results.csv row says otherwise than the slide's score file ('' when they agree)."""
     def number(value: object) -> float:

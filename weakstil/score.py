@@ -36,7 +36,7 @@ from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
 from weakstil.modeldir import ModelDir
 from weakstil.outputs import all_whole, slide_relpath
-from weakstil.results_table import BatchRows, read_previous, row_agrees_with_file, write_results
+from weakstil.results_table import BatchRows, another_file, read_previous, row_agrees_with_file, write_results
 from weakstil.runtime import library_versions
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
 from weakstil.slide_list import SlideNaming
@@ -235,7 +235,6 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     (default: an ``error:`` line on stderr; a GUI says it in its own words)."""
     import contextlib
     import sys
-
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from weakstil.errors import OutputError, from_os_error, stop_fix
@@ -267,13 +266,20 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     stopped: OutputError | None = None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     bar = Progress(*columns, disable=not progress, transient=True)  # shown from the first tiles embedded
-    with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, opts.slide_id(p)))) as turns, \
+    by_another_run: set[Path] = set()  #: scored by another run since this batch began: not redone
+
+    def busy(path: Path, exc: WeakSTILError) -> None:  # another run held it past WEAKSTIL_LOCK_TIMEOUT: its row is
+        say(exc.one_line())  # that run's to write; an error line here (exit 1), and the rest go on
+        batch_rows.append(_error_row(path, opts.slide_id(path), ctx, exc, 0.0))
+        batch_rows.unrecorded.append(opts.slide_id(path))
+    with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, opts.slide_id(p)), by_another_run,
+                                    busy)) as turns, \
             contextlib.ExitStack() as showing:
         batch_task = bar.add_task("slides", total=len(todo))
         for done, path in enumerate(turns, start=1):
             slide_id = opts.slide_id(path)
             prev = read_previous(results_path).get(slide_id)
-            if not opts.overwrite and _already_scored(opts.out, path, slide_id, prev, ctx):
+            if (not opts.overwrite or path in by_another_run) and _already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
                 batch_rows.skipped.append(slide_id)
                 row = {**prev, "path": os.path.abspath(path)}  # the same scan moved since: where it is now
@@ -301,7 +307,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                     if isinstance(err, OutputError) and err.stops_batch:
                         stopped = err
                 bar.remove_task(tile_task)
-                if prev and _another_file(prev, row, earlier_scan, recorded_in(slide_file(opts.out, slide_id),
+                if prev and another_file(prev, row, earlier_scan, recorded_in(slide_file(opts.out, slide_id),
                                                                                SlideScoresFile)):
                     other_file.add(slide_id)  # the columns a user added to the earlier row were about another file
             if row["status"] == STATUS_ERROR and prev and prev.get("status") in FINISHED \
@@ -348,13 +354,6 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
             "qc_reasons": f"{Flag.STAIN.value}: see error" if getattr(exc, "warnings", None) else "",
             "error": exc.one_line(), "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(seconds, 2)}
-
-
-def _another_file(prev: dict, row: dict, earlier_scan: str | None, now_scan: str | None) -> bool:
-    """Whether the new row is of another file than the earlier: another scan, else (unknown) another path."""
-    if earlier_scan is None or now_scan is None or row["status"] == STATUS_ERROR:
-        return str(prev.get("path")) != row["path"]
-    return earlier_scan != now_scan
 
 
 def _as_given(threshold: float) -> str:

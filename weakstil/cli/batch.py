@@ -94,10 +94,15 @@ def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], st
 
 
 def for_each_slide(paths: list[Path], failures: Failures, target_of: Callable[[Path], Path],
-                   work: Callable[[Path], None]) -> None:
+                   work: Callable[[Path], None], written_meanwhile: set[Path] | None = None) -> None:
     """``work(path)`` for every path with its output's lock held; failures are counted and the
-    batch goes on, unless an error means every later slide would fail too (disk full)."""
-    with contextlib.closing(in_turn(paths, target_of)) as turns:
+    batch goes on, unless an error means every later slide would fail too (disk full).
+    ``written_meanwhile``: see :func:`weakstil.locks.in_turn` (for ``--overwrite``)."""
+    def busy(path: Path, exc: Exception) -> None:  # held by another run past WEAKSTIL_LOCK_TIMEOUT: one line
+        with failures.each(path):
+            raise exc
+
+    with contextlib.closing(in_turn(paths, target_of, written_meanwhile, busy)) as turns:
         for done, path in enumerate(turns, start=1):
             with failures.each(path):
                 work(path)

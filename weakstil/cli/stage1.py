@@ -101,7 +101,8 @@ def embed(
 
             try:
                 r = embed_slide(path, enc, cache_path(out, path), params, slide_mpp=id_of.mpp_of(path, slide_mpp),
-                                allow_upsample=allow_upsample, batch_size=batch_size, overwrite=overwrite, seed=seed,
+                                allow_upsample=allow_upsample, batch_size=batch_size, seed=seed,
+                                overwrite=overwrite and path not in by_another_run,  # (it was just made)
                                 progress=on_batch, decode=decode.value, planner=planner, tile_stats=tile_stats)
             finally:
                 progress.remove_task(task)
@@ -112,7 +113,8 @@ def embed(
                 log.info("%s: %d tiles x %d -> %s (%.0f tiles/s)", path, r.n_tiles, enc.embed_dim, r.path,
                          r.tiles_per_s)
 
-        for_each_slide(paths, failures, lambda p: cache_path(out, p), one)
+        by_another_run: set[Path] = set()  # embedded by another run since this batch began: not redone
+        for_each_slide(paths, failures, lambda p: cache_path(out, p), one, by_another_run)
     failures.exit()
 
 
