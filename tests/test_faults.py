@@ -788,6 +788,8 @@ def test_score_tells_two_scans_with_one_name_apart_and_refuses_a_clash(world, tm
     assert float(rows["stil"][0]) != stil_a
     proc = run_cli("score", world.twin, *common)
     assert proc.returncode == 0 and "already scored" in proc.stderr
+    # the summary says the slide was not scored again (two runs sharing a batch each said "6 of 6 slides scored")
+    assert "1of1slidesscored(1ofthemalready" in "".join(proc.stderr.split()), proc.stderr
 
 
 def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp_path):

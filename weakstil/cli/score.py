@@ -86,8 +86,10 @@ def score(
     rows = score_batch(paths, opts)
     ok = sum(r["status"] != STATUS_ERROR for r in rows)
     no_bed = sum(r["status"] == STATUS_NO_BED for r in rows)
-    log.info("%d of %d slides scored%s -> %s", ok, len(paths) + len(unnamed),  # (a read-only --out: none written)
+    skipped = len(getattr(rows, "skipped", ()))  # already scored (an earlier run, or one beside this): not redone
+    log.info("%d of %d slides scored%s%s -> %s", ok, len(paths) + len(unnamed),  # (a read-only --out: none written)
              f" ({no_bed} without a tumour bed: no sTIL%)" if no_bed else "",
+             f" ({skipped} of them already, by an earlier run or one beside this: skipped)" if skipped else "",
              out / "results.csv" if (out / "results.csv").is_file() else "no results.csv (see the error lines above)")
     from weakstil.results_table import one_scan_under_two_ids, replaced_by_others
 
