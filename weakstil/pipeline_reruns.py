@@ -187,19 +187,25 @@ def _other_mpp(attrs: dict, wanted: Any, path: str, source: Callable[[], str] | 
     return f"its tiles were made at {made:g} µm/px, it is now read at {said} ({given})"
 
 
+def _listed_mpps(cohort: str | Path, table, cohort_keys: list[str]) -> dict[str, tuple[Any, Any]]:
+    """key -> (its mpp cell in the cohort CSV, the CSV line it is on, or None) for the slides that have one."""
+    from weakstil.slide_list import cohort_mpps
+
+    listed = cohort_mpps(Path(cohort), table)
+    rows = table["row"] if "row" in table else [None] * len(table)
+    return {k: (listed[p], r) for k, p, r in zip(cohort_keys, map(os.path.abspath, map(str, table["path"])), rows)
+            if p in listed}
+
+
 def mpp_sources(cohort: str | Path, table, cohort_keys: list[str]) -> Callable[[str], str]:
     """key -> where the workflow's --slide-mpp of that slide comes from (:func:`given_mpps`, the Snakefile's
     ``given_mpp``): its mpp cell in the cohort CSV (with the line), else the config's ``slide_mpp``. The CSV is
     read when first asked (only for a slide found tiled at another µm/px)."""
     import functools
 
-    from weakstil.slide_list import cohort_mpps
-
     @functools.cache
     def lines() -> dict[str, Any]:
-        listed = cohort_mpps(Path(cohort), table)
-        rows = table["row"] if "row" in table else [None] * len(table)
-        return {k: r for k, p, r in zip(cohort_keys, map(os.path.abspath, map(str, table["path"])), rows) if p in listed}
+        return {k: row for k, (_, row) in _listed_mpps(cohort, table, cohort_keys).items()}
 
     def source(key: str) -> str:
         if key not in lines():
@@ -214,10 +220,9 @@ def given_mpps(config: dict, cohort: str | Path, table, files: dict[str, str], c
     """key -> the --slide-mpp the workflow's jobs give that slide (the cohort CSV's mpp cell where it differs from
     what its file states, else ``slide_mpp`` for a slide in ``no_mpp``; None: its file's own), as the Snakefile's
     ``given_mpp``: for ``weakstil preflight``'s check of outputs tiled at another µm/px."""
-    from weakstil.slide_list import cohort_mpps, overriding_mpps
+    from weakstil.slide_list import overriding_mpps
 
-    listed = cohort_mpps(Path(cohort), table)
-    by_key = {k: listed[p] for k, p in zip(cohort_keys, map(os.path.abspath, map(str, table["path"]))) if p in listed}
+    by_key = {k: mpp for k, (mpp, _) in _listed_mpps(cohort, table, cohort_keys).items()}
 
     def given(key: str) -> Any:
         if key in by_key:

@@ -235,6 +235,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     (default: an ``error:`` line on stderr; a GUI says it in its own words)."""
     import contextlib
     import sys
+
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from weakstil.errors import OutputError, from_os_error, stop_fix
