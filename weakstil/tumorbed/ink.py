@@ -236,6 +236,12 @@ def slide_ink_share(attrs: dict, coords: np.ndarray, tile_size_level0: float,
     except Exception as exc:  # an unreadable slide only loses this veto; the bed is still drawn
         log.warning("ink veto not applied: %s could not be read (%s)", path, exc)
         return None
+    from weakstil.unscanned import RECORD, as_glass
+
+    if attrs.get("background") == RECORD:
+        # a black unscanned area is glass, as the tiles and features read it (hunt 24): raw, it was ink, and its
+        # out-of-plane density tilted the refitted stain plane so whole tiles of tissue were ink too (hunt 35d)
+        thumb = as_glass(thumb)
     stain = SlideStain.from_attr(attrs.get("stain")) if over_tissue else None
     return tile_ink_share(thumb, int(attrs["slide_width"]), float(attrs["slide_mpp"]), coords, tile_size_level0,
                           None if stain is None else stain.he)

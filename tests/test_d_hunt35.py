@@ -1,0 +1,76 @@
+"""Hunt 35 d: slide files of other sources (an outside tester's fault hunt with tifffile-written slides).
+
+What was wrong: the tumour-bed detector's ink veto read a slide's black unscanned area (an export or a
+sparse scan that fills what it did not scan with black instead of leaving it transparent) as marker
+ink. Tiles and features already read that area as white glass (hunt 24), but the veto read the raw
+overview: the black pixels, far out of the plane of the H and E stains, tilted the plane it refits, so
+76-78 % of the stained tissue lay "off the plane" (a warning) and the tissue of whole tiles became ink
+(tile ink shares 0.89-1.0, where the same tissue on white glass had at most 0.06). Measured with the
+quick demo's model on the real CMU-1-Small-Region tissue written as generic TIFFs: tissue whose glass
+tiles were blacked out (a sparse scan) lost its whole detected bed (bed fallback to the whole tissue,
+sTIL 45.7 % against 60.0 % on white), padded with black by whole tiles 68.9 % (bed 13 tiles, flagged
+few_tumorbed_tiles) against 63.0 % (17) on white.
+
+What is right now: the veto reads the overview as the features were made (their ``background``
+attribute): a black unscanned area is white glass there too, and the black and white copies get the same
+ink shares (padded 62.1 % / 18 bed tiles, sparse 59.9 % / 19: against 63.0 / 17 and 60.0 / 20 on white).
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import CMU
+from weakstil.slide import Slide
+
+TAGS = dict(tile=(256, 256), resolution=(2e4, 2e4), resolutionunit="CENTIMETER", metadata=None, photometric="rgb",
+            compression="zlib")
+
+
+@pytest.fixture(scope="module")
+def sparse_scan(tmp_path_factory):
+    """896 x 896 px (0.45 mm) of the real CMU slide's tissue and glass; the 128 px blocks with almost no
+    tissue filled with black (a scanner that writes black where it did not scan) or white: two TIFFs."""
+    import tifffile
+
+    root = tmp_path_factory.mktemp("h35d")
+    with Slide.open(CMU) as s:
+        rgb = np.asarray(s.backend.read_region((1000, 0), 0, (896, 896)).convert("RGB")).copy()
+    tissue = rgb.min(axis=-1) < 200
+    out = {}
+    for name, fill in (("black", 0), ("white", 255)):
+        img = rgb.copy()
+        for y in range(0, 896, 128):
+            for x in range(0, 896, 128):
+                if tissue[y:y + 128, x:x + 128].mean() < 0.02:
+                    img[y:y + 128, x:x + 128] = fill
+        out[name] = root / f"{name}.tif"
+        tifffile.imwrite(out[name], img, **TAGS)
+    return out
+
+
+def _ink_shares(path):
+    from weakstil.stain import estimate_slide_stain
+    from weakstil.tiles import find_tiles
+    from weakstil.tumorbed.ink import slide_ink_share
+
+    with Slide.open(path) as slide:
+        tiles = find_tiles(slide)
+        stain = estimate_slide_stain(slide, tiles)
+    # the attributes a feature file of the slide records (what the detector reads the veto from)
+    attrs = {**tiles.slide_info, "slide_path": str(path), "stain": json.dumps(stain.to_dict())}
+    return tiles, slide_ink_share(attrs, np.asarray(tiles.coords), tiles.tile_size_level0)
+
+
+def test_a_black_unscanned_area_is_no_marker_ink_for_the_bed(sparse_scan):
+    black, on_black = _ink_shares(sparse_scan["black"])
+    white, on_white = _ink_shares(sparse_scan["white"])
+    assert black.slide_info["background"] != "none"  # read as a black unscanned area (hunt 24)
+    assert np.array_equal(black.coords, white.coords) and len(black.coords) >= 4
+    # the black was ink over whole tiles of tissue (old code: up to 1.0 here, 0.89-1.0 on the full slides),
+    # which the veto (at 0.1 of a tile) took out of the bed
+    assert on_black.max() < 0.1, np.round(on_black, 2)
+    assert np.abs(on_black - on_white).max() < 0.05, (np.round(on_black, 2), np.round(on_white, 2))
