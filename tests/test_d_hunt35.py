@@ -74,3 +74,25 @@ def test_a_black_unscanned_area_is_no_marker_ink_for_the_bed(sparse_scan):
     # which the veto (at 0.1 of a tile) took out of the bed
     assert on_black.max() < 0.1, np.round(on_black, 2)
     assert np.abs(on_black - on_white).max() < 0.05, (np.round(on_black, 2), np.round(on_white, 2))
+
+
+def test_a_thumbnail_in_strips_before_the_tiled_slide_names_the_slides_page(tmp_path):
+    """A TIFF whose first image is a small thumbnail in strips and whose slide, tiled, follows: OpenSlide
+    does not open it (its generic TIFF reader asks a tiled first image). It was 'is a TIFF stored in strips,
+    not tiles', with 'vips tiffsave IN OUT.tif --tile --pyramid' as the fix: vips reads the first image, so
+    that made a pyramid of the 64 px thumbnail. Now the line names the slide's page and exports that one."""
+    import tifffile
+
+    from conftest import run_cli
+
+    rgb = np.full((512, 512, 3), 235, np.uint8)
+    path = tmp_path / "thumb_first.tif"
+    with tifffile.TiffWriter(path) as tw:
+        tw.write(rgb[::8, ::8], photometric="rgb", rowsperstrip=16, metadata=None)
+        tw.write(rgb, **{**TAGS, "subfiletype": 0})
+    proc = run_cli("info", path)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith(f"error: {path}: is a TIFF whose first image (64x64 px, a thumbnail?) is stored in "
+                                  "strips"), proc.stderr
+    assert "its tiled image 1 (512x512 px) is the slide" in proc.stderr
+    assert "'vips tiffsave \"IN[page=1]\" OUT.tif --tile --pyramid --compression jpeg'" in proc.stderr

@@ -88,6 +88,17 @@ class OpenSlideBackend:
                     fix="convert it to a little-endian pyramidal TIFF (e.g. 'vips tiffsave IN OUT.tif --tile "
                         "--pyramid --compression jpeg'); copying it again will not help",
                 ) from None
+            tiled = _tiled_after_strips(path) if kind == "TIFF" else None
+            if tiled is not None:  # a small image in strips first (a thumbnail), the tiled slide after it
+                page, (w, h), (fw, fh) = tiled
+                raise SlideError(
+                    f"is a TIFF whose first image ({fw}x{fh} px, a thumbnail?) is stored in strips, and OpenSlide reads "
+                    f"a generic TIFF only when its first image is tiled; its tiled image {page} ({w}x{h} px) is the slide",
+                    path=path,
+                    # vips reads a file's first image unless told: the conversion of a bare IN was the thumbnail's
+                    fix=f"export that image as a pyramid (e.g. 'vips tiffsave \"IN[page={page}]\" OUT.tif --tile --pyramid "
+                        "--compression jpeg'); copying it again will not help",
+                ) from None
             if kind == "TIFF" and _stored_in_strips(path):  # valid, but OpenSlide reads tiled TIFF only
                 raise SlideError(
                     "is a TIFF stored in strips, not tiles, which OpenSlide does not read",
@@ -311,6 +322,27 @@ def _stored_in_strips(path: Path) -> bool:
             return not page.is_tiled and bool(page.dataoffsets) and page.shape is not None
     except Exception:  # not readable by tifffile either: the generic message
         return False
+
+
+def _tiled_after_strips(path: Path) -> tuple[int, tuple[int, int], tuple[int, int]] | None:
+    """``(page, (w, h), (first w, first h))`` when ``path``'s first image is stored in strips and a later,
+    larger one in tiles (a thumbnail written before the slide): the largest such page; else None."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            first = tif.pages.first
+            if first.is_tiled:
+                return None
+            size = (int(first.imagewidth), int(first.imagelength))
+            tiled = [(int(p.imagewidth), int(p.imagelength), i) for i, p in enumerate(tif.pages)
+                     if i and p.is_tiled and p.imagewidth > size[0] and p.imagelength > size[1]]
+    except Exception:  # not readable by tifffile either: the generic message
+        return None
+    if not tiled:
+        return None
+    w, h, page = max(tiled)
+    return page, (w, h), size
 
 
 #: TIFF compression codes a writer may use that libtiff (OpenSlide's generic TIFF reader) does not decode.
