@@ -273,6 +273,14 @@ class Slide:
         W, H = self.dimensions
         out_w = max(1, round(W * self.mpp / mpp))
         out_h = max(1, round(H * self.mpp / mpp))
+        if self.vendor == "generic-tiff" and self.level_count == 1:
+            from weakstil.tiff_layout import subifd_overview
+
+            # OpenSlide reads no SubIFD (an OME-TIFF pyramid's levels): it read level 0 whole, minutes a slide
+            stored = subifd_overview(self.path, W, mpp / min_reduction, self.mpp)
+            if stored is not None:
+                return np.asarray(Image.fromarray(stored).resize(
+                    (out_w, out_h), Image.Resampling.BILINEAR, reducing_gap=THUMBNAIL_REDUCING_GAP))
         level = self.best_level_for_mpp(mpp / min_reduction)
         lw, lh = self.backend.level_dimensions[level]
         ds = self.level_downsamples[level]

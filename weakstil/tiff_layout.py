@@ -11,7 +11,8 @@ OpenSlide reads a generic TIFF's pixels through libtiff's RGBA interface, which
 * refuses 32-bit samples ("Sorry, can not handle images with 32-bit samples"), which WeakSTIL
   called damaged pixel data ("copy or export the slide again", which cannot help);
 * reads the top-level images only: an OME-TIFF pyramid's reduced levels, SubIFDs of the first
-  image, are not levels for it (:func:`subifd_levels`, named by the slow-overview warning).
+  image, are not levels for it (:func:`subifd_levels`, named by the slow-overview warning): the overviews
+  read them here instead (:func:`subifd_overview`; OpenSlide read level 0 whole for each, minutes a slide).
 
 :func:`layout_problem` says which, as ``(reason, fix)``, from tifffile's reading of the file.
 """
@@ -115,6 +116,56 @@ def subifd_levels(path: str | Path) -> int:
             return len(tif.pages.first.subifds or ())
     except Exception:  # not a TIFF tifffile reads
         return 0
+
+
+#: A reduced image (SubIFD) is read whole for an overview up to this many pixels (300 MB of RGB).
+MAX_SUBIFD_OVERVIEW_PIXELS = 100_000_000
+
+
+def subifd_sizes(path: str | Path) -> list[tuple[int, int]]:
+    """Width and height of each RGB 8-bit reduced image (SubIFD) of the TIFF ``path``'s first image, finest
+    first (an OME-TIFF pyramid's levels, which OpenSlide does not read); [] when it has none."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(str(path)) as tif:
+            levels = _subifd_levels(tif)
+            return [(int(level.shape[1]), int(level.shape[0])) for level in levels]
+    except Exception:  # not a TIFF tifffile reads
+        return []
+
+
+def _subifd_levels(tif) -> list:
+    """tifffile's levels of the first image's SubIFDs, when all are RGB uint8 (what OpenSlide would read)."""
+    first = tif.pages.first
+    series = tif.series[0] if first.subifds and tif.series else None
+    if series is None or series.levels[0].keyframe.offset != first.offset:
+        return []
+    levels = list(series.levels[1:])
+    for level in levels:
+        if len(level.shape) != 3 or level.shape[-1] != 3 or level.dtype != np.uint8 or \
+                level.keyframe.photometric not in (2, 6):
+            return []
+    return levels
+
+
+def subifd_overview(path: str | Path, width: int, mpp: float, slide_mpp: float) -> np.ndarray | None:
+    """The coarsest reduced image (SubIFD) of the TIFF ``path``'s first image (``width`` px across at
+    ``slide_mpp`` µm/px) still at least as fine as ``mpp`` (1 % slack, as for pyramid levels), as RGB
+    uint8; None when it has none that fits (or no RGB one, or tifffile cannot read it)."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(str(path)) as tif:
+            pick = None
+            for level in _subifd_levels(tif):  # finest first
+                if slide_mpp * width / level.shape[1] <= mpp * 1.01:
+                    pick = level
+            if pick is None or pick.shape[0] * pick.shape[1] > MAX_SUBIFD_OVERVIEW_PIXELS:
+                return None
+            return np.ascontiguousarray(pick.asarray())
+    except Exception:  # a SubIFD tifffile cannot read: OpenSlide's full-resolution read, as before
+        return None
 
 
 #: ResolutionUnit values beyond baseline TIFF (DNG's, which tifffile writes as 'MILLIMETER' and

@@ -44,12 +44,22 @@ MASK_FINER_MAX_EXTRA_PIXELS = 16_000_000
 def mask_overview_reduction(slide: Slide, mask_mpp: float) -> float:
     """The ``min_reduction`` of the tissue overview's read: that of the finest level at least
     :data:`MASK_MIN_REDUCTION` times finer than the mask within :data:`MASK_FINER_MAX_EXTRA_PIXELS`, else 1."""
-    stored = slide.best_level_for_mpp(mask_mpp)
-    dims = slide.backend.level_dimensions
-    for level in range(slide.best_level_for_mpp(mask_mpp / MASK_MIN_REDUCTION) + 1):  # finest first
+    dims = list(slide.backend.level_dimensions)
+    mpps = [slide.level_mpp(level) for level in range(len(dims))]
+    if slide.vendor == "generic-tiff" and len(dims) == 1:  # an OME-TIFF pyramid's SubIFDs, read by read_thumbnail
+        from weakstil.tiff_layout import subifd_sizes
+
+        dims += subifd_sizes(slide.path)
+        mpps += [slide.mpp * dims[0][0] / w for w, _ in dims[1:]]
+
+    def best(mpp: float) -> int:  # as Slide.best_level_for_mpp
+        return max((level for level, m in enumerate(mpps) if m <= mpp * 1.01), default=0)
+
+    stored = best(mask_mpp)
+    for level in range(best(mask_mpp / MASK_MIN_REDUCTION) + 1):  # finest first
         extra = dims[level][0] * dims[level][1] - dims[stored][0] * dims[stored][1]
         if extra <= MASK_FINER_MAX_EXTRA_PIXELS:
-            return max(MASK_MIN_REDUCTION, mask_mpp / slide.level_mpp(level))
+            return max(MASK_MIN_REDUCTION, mask_mpp / mpps[level])
     return 1.0
 #: The score heatmap shows tiles (over 100 µm) on the tissue's architecture: 2 µm/px is plenty, and
 #: a small slide's heatmap at its full resolution was 5-7 MB (a 1 mm slide's 0.7-1.3 MB); napari
