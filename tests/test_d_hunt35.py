@@ -133,3 +133,25 @@ def test_an_ome_tiff_pyramids_subifds_give_its_overviews_as_a_page_pyramids_leve
             assert np.array_equal(a.read_thumbnail(mpp), b.read_thumbnail(mpp)), mpp
         ta, tb = find_tiles(a), find_tiles(b)
     assert np.array_equal(ta.tissue_mask, tb.tissue_mask) and np.array_equal(ta.coords, tb.coords)
+
+
+def test_a_label_image_before_the_slide_names_the_slides_page(tmp_path):
+    """An OME-TIFF whose first series is the label (bfconvert of a scan whose label comes first): OpenSlide
+    reads the 64 px label as the slide. The refusal said the pyramid was written smallest level first, with
+    'vips tiffsave IN OUT.tif' as the fix, which exports the first image again: the label (so it did for a
+    pyramid written smallest level first). Now it names the larger image's page and exports that one."""
+    import tifffile
+
+    from conftest import run_cli
+
+    kw = dict(tile=(256, 256), compression="jpeg", photometric="rgb")
+    path = tmp_path / "label_first.ome.tif"
+    with tifffile.TiffWriter(path, ome=True) as tw:
+        tw.write(np.full((64, 64, 3), 200, np.uint8), metadata=dict(axes="YXS", Name="label"), **{**kw, "tile": (16, 16)})
+        tw.write(np.full((512, 512, 3), 235, np.uint8), metadata=dict(axes="YXS", PhysicalSizeX=0.5, PhysicalSizeY=0.5),
+                 **kw)
+    proc = run_cli("info", path)
+    assert proc.returncode == 1
+    assert "holds a larger image (image 1, 512x512 px) than the one OpenSlide reads as full resolution (64x64 px): " \
+           "a pyramid written smallest level first, or a label or thumbnail image before the slide" in proc.stderr
+    assert "'vips tiffsave \"IN[page=1]\" OUT.tif --tile --pyramid --compression jpeg'" in proc.stderr, proc.stderr

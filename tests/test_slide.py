@@ -218,6 +218,6 @@ def test_a_pyramid_written_smallest_level_first_is_refused(tmp_path):
                      resolutionunit="CENTIMETER")
     proc = run_cli("info", path)
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
-    assert proc.stderr.startswith(f"error: {path}: holds a larger image (1024x1024 px) than the one OpenSlide reads "
+    assert proc.stderr.startswith(f"error: {path}: holds a larger image (image 2, 1024x1024 px) than the one OpenSlide reads "
                                   "as full resolution (256x256 px)")
     assert run_cli("info", write_tiff_slide(tmp_path / "ok.tif", rgb)).returncode == 0

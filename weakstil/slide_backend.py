@@ -163,11 +163,13 @@ class OpenSlideBackend:
             larger = _larger_image_than(path, first)
             if larger is not None:
                 handle.close()
-                raise SlideError(f"holds a larger image ({larger[0]}x{larger[1]} px) than the one OpenSlide reads as "
-                                 f"full resolution ({first[0]}x{first[1]} px): its pyramid "
-                                 "was written smallest level first", path=path,
-                                 fix="export it with the full-resolution image first (e.g. 'vips tiffsave IN OUT.tif "
-                                     "--tile --pyramid --compression jpeg')")
+                page, w, h = larger
+                # vips, like OpenSlide, reads a file's first image unless told: a bare IN exported the small one
+                raise SlideError(f"holds a larger image (image {page}, {w}x{h} px) than the one OpenSlide reads as "
+                                 f"full resolution ({first[0]}x{first[1]} px): a pyramid written smallest level "
+                                 "first, or a label or thumbnail image before the slide", path=path,
+                                 fix=f"export the larger image as a pyramid (e.g. 'vips tiffsave \"IN[page={page}]\" "
+                                     "OUT.tif --tile --pyramid --compression jpeg')")
             from weakstil.tiff_layout import layout_problem
 
             wrong = layout_problem(path, handle)
@@ -298,18 +300,18 @@ def ome_mpp_xy(description: str) -> tuple[float | None, float | None]:
     return out[0], out[1]
 
 
-def _larger_image_than(path: Path, size: tuple[int, int]) -> tuple[int, int] | None:
-    """The width and height of an image in the TIFF ``path`` larger than ``size`` (OpenSlide's level
-    0, the first image of a generic TIFF), or None."""
+def _larger_image_than(path: Path, size: tuple[int, int]) -> tuple[int, int, int] | None:
+    """``(page, width, height)`` of the largest image in the TIFF ``path`` when it is larger than ``size``
+    (OpenSlide's level 0, the first image of a generic TIFF), or None."""
     try:
         import tifffile
 
         with tifffile.TiffFile(path) as tif:
-            dims = [(int(p.imagewidth), int(p.imagelength)) for p in tif.pages]
+            dims = [(int(p.imagewidth), int(p.imagelength), i) for i, p in enumerate(tif.pages)]
     except Exception:  # what OpenSlide opened, tifffile may not: nothing to compare
         return None
     big = max(dims, key=lambda d: d[0] * d[1], default=None)
-    return big if big is not None and big[0] > size[0] and big[1] > size[1] else None
+    return (big[2], big[0], big[1]) if big is not None and big[0] > size[0] and big[1] > size[1] else None
 
 
 def _stored_in_strips(path: Path) -> bool:
