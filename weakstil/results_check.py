@@ -110,7 +110,8 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
     out, differ, unchecked, renamed, damaged = [], [], [], [], []
     listed = {str(r["slide_id"]) for r in records}
     # the score files results.csv has no row of, by their slide's path
-    loose = {r["path"] or r["slide_id"]: r for r in score_file_rows(folder, listed)} if unlisted else {}
+    unreadable: list[str] = []  # score files results.csv has no row of that cannot be read
+    loose = {r["path"] or r["slide_id"]: r for r in score_file_rows(folder, listed, unreadable)} if unlisted else {}
     dropped = [c for c, _ in _checked_cells() if records and c not in records[0]]
     if dropped:  # columns deleted in a spreadsheet: said once, not as every row's empty cell
         log.warning("%s/results.csv has no %s column: taken from each slide's score file", folder, ", ".join(dropped))
@@ -163,6 +164,11 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
                     len(loose), folder, ", ".join(r["slide_id"] for r in list(loose.values())[:5]),
                     ", ..." if len(loose) > 5 else "")
         out += list(loose.values())
+    if unreadable:  # a slide of this run whose row was never written: it was left out without a word
+        log.warning("%d score file(s) in %s have no row in its results.csv and cannot be read (%s%s): left out. "
+                    "Fix: run 'weakstil score' on %s again with --out %s", len(unreadable), folder,
+                    "; ".join(unreadable[:3]), "; ..." if len(unreadable) > 3 else "",
+                    "that slide" if len(unreadable) == 1 else "those slides", folder)
     if differ:
         log.warning("%d row(s) of %s/results.csv differ from their slide's score file (edited in a spreadsheet?): "
                     "taken as the score files record them: %s", len(differ), folder, ", ".join(differ))
@@ -191,12 +197,15 @@ def checked_numbers(table: pd.DataFrame) -> pd.DataFrame:
     return table.drop(columns=[c for c in ("_unchecked", "_unlisted") if c in table.columns])
 
 
-def score_file_rows(folder: Path, listed: set[str]) -> list[dict]:
+def score_file_rows(folder: Path, listed: set[str], unreadable: list[str] | None = None) -> list[dict]:
     """A row for each score file in ``folder`` that results.csv lists no row of (rows deleted in a
     spreadsheet, a run stopped before writing its row): from the file, marked as such. They were
     left out of the report without a word, its counts short by them. Not said here: a row whose id
-    was changed is matched to its file by :func:`checked_records` first."""
+    was changed is matched to its file by :func:`checked_records` first. ``unreadable`` gets
+    ``<file>: why`` of each such file that is damaged or incomplete (another kind of file is not
+    this run's and is passed over)."""
     from weakstil.files import SlideScoresFile
+    from weakstil.files.h5 import H5ReadError
 
     rows = []
     for path in sorted(folder.glob("*.h5")):
@@ -204,7 +213,9 @@ def score_file_rows(folder: Path, listed: set[str]) -> list[dict]:
             continue
         try:
             attrs = SlideScoresFile.read_header(path)[0]
-        except (WeakSTILError, OSError, ValueError, KeyError):  # not a score file (or damaged): not this run's
+        except (WeakSTILError, OSError, ValueError, KeyError) as exc:  # not a score file: not this run's
+            if unreadable is not None and (isinstance(exc, H5ReadError) or "incomplete" in str(exc)):
+                unreadable.append(f"{path.name}: {exc.message if isinstance(exc, WeakSTILError) else exc}")
             continue
         if str(attrs.get("slide_id", "")) != path.stem:
             continue
