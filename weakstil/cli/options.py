@@ -69,6 +69,11 @@ def out_dir(value: Path | None) -> Path | None:
         raise typer.BadParameter(f"{value} is a symbolic link to {target}, " + (
             "which leads back to itself (a loop). Fix: point the link at a folder, or give another --out" if loop else
             f"which does not exist. Fix: create that folder (mkdir -p {target}), or give another --out"))
+    if value.is_dir() and not os.access(value, os.W_OK | os.X_OK):
+        # only its parent was checked: a non-root user's read-only --out failed each slide ("Permission
+        # denied", 2 lines for one slide under score) and train replaced it (hunt 35c)
+        raise typer.BadParameter(f"{value}: cannot write in it (no permission, or a read-only file system). Fix: "
+                                 f"make it writable (chmod u+w {value}) or choose another output directory")
     for parent in value.parents:
         if parent.exists():
             if not parent.is_dir():

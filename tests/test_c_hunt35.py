@@ -1,0 +1,165 @@
+"""Hunt 35c: the environment a lab runs WeakSTIL in (a non-root user, a closed stdout pipe, a full disk).
+
+What was wrong (measured as a non-root user, the tests otherwise run as root, for whom every file is
+writable and readable):
+- ``--out`` naming an existing folder the user may not write into: only its parent was checked, so
+  ``score`` ran, then failed with two lines ("ro_out/features: Permission denied", "ro_out/.weakstil-output.json:
+  Permission denied. Fix: check the permissions of the file and its folder"), exit 1, and ``tile``/``embed``
+  one such line per slide; a missing subfolder of the same read-only folder was refused up front (exit 2).
+  Now the folder itself is checked too: one usage line naming it and ``chmod u+w``, exit 2.
+- a slide the user may not read (mode 000) was "not a slide format OpenSlide can read. Fix: ... convert it to a
+  pyramidal TIFF" (OpenSlide calls a file it cannot open an unknown format); now "cannot be read: permission
+  denied ... Fix: make it readable (chmod a+r FILE)", and the batch goes on as before.
+- ``weakstil info SLIDES | head -1`` (and ``encoders | head -1``): after the reader had gone, every later slide
+  was an error line "Broken pipe. Fix: check the file system and run again" (9 lines for 10 slides, each
+  slide still opened), exit 1. Now the run ends quietly at the closed pipe, exit 141 (128 + SIGPIPE, as a shell
+  reports a writer that SIGPIPE ended), as ``head``'s other writers do.
+- a full disk under ``report``: PIL's PNG writer raises ENOSPC naming no file, so the line was
+  "error: No space left on device" naming nothing; now it names the --out folder. And ``train``'s HDF5 writes on a
+  full disk said "a rerun continues where this one stopped", though train keeps nothing (its folder is staged):
+  now "a rerun starts over", as for train's other OS errors.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+import typer
+
+from conftest import CMU
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def shared_tmp():
+    """A folder another user can enter (pytest's tmp_path is root's alone)."""
+    folder = Path(tempfile.mkdtemp(prefix="weakstil-h35c-"))
+    _owned_by_other(folder, 0o755)  # the other user may write here: only what a test locks is locked
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _as_other_user(setup: str, action: str) -> subprocess.CompletedProcess:
+    """Run ``action`` as an unprivileged user (when the tests run as root) after ``setup``'s imports:
+    Python itself may sit in root's home, which that user cannot enter, so the privileges are dropped
+    only once the modules are loaded."""
+    code = textwrap.dedent(setup) + textwrap.dedent("""
+        import os
+        if os.geteuid() == 0:
+            os.setgroups([])
+            os.setgid(%d)
+            os.setuid(%d)
+        """ % (NOBODY, NOBODY)) + textwrap.dedent(action)
+    return subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).resolve().parents[1])
+
+
+def _owned_by_other(path: Path, mode: int) -> Path:
+    if os.geteuid() == 0:
+        os.chown(path, NOBODY, NOBODY)
+    path.chmod(mode)
+    return path
+
+
+def test_read_only_out_folder_is_refused_up_front(shared_tmp):
+    out = shared_tmp / "ro_out"
+    out.mkdir()
+    _owned_by_other(out, 0o555)
+    done = _as_other_user("from pathlib import Path\nimport typer\nfrom weakstil.cli.options import out_dir\n", f"""
+        try:
+            out_dir(Path({str(out)!r}))
+            print("accepted")
+        except typer.BadParameter as exc:
+            print("refused:", exc)
+        """)
+    assert done.returncode == 0, done.stderr
+    # old: "accepted", then each slide failed on "Permission denied"
+    assert done.stdout.startswith("refused:"), done.stdout
+    assert f"{out}: cannot write in it" in done.stdout and "chmod u+w" in done.stdout
+
+
+def test_unreadable_slide_says_permission_not_format(shared_tmp):
+    slide = shutil.copy(CMU, shared_tmp / "unread.svs")
+    _owned_by_other(Path(slide), 0o000)
+    done = _as_other_user("import openslide\nimport numpy\nimport PIL.Image\nimport weakstil.slide\n"
+                          "import weakstil.tiff_layout\nfrom weakstil.errors import SlideError\n"
+                          "from weakstil.slide_backend import OpenSlideBackend\n", f"""
+        try:
+            OpenSlideBackend.open({str(slide)!r})
+            print("opened")
+        except SlideError as exc:
+            print(exc.one_line())
+        """)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert "not a slide format" not in line, line  # old: "... Fix: ... convert it to a pyramidal TIFF"
+    assert line.startswith(f"{slide}: cannot be read: permission denied") and f"chmod a+r {slide}" in line, line
+
+
+def test_info_into_a_closed_pipe_ends_quietly(shared_tmp):
+    second = Path(shutil.copy(CMU, shared_tmp / "second.svs"))  # another file: a link is the same slide, said once
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first line (as 'head -1' after its line)
+    try:
+        done = subprocess.run([sys.executable, "-P", "-m", "weakstil", "info", str(CMU), str(second)], stdout=write,
+                              stderr=subprocess.PIPE, text=True, timeout=60)
+    finally:
+        os.close(write)
+    # old: exit 1 and "error: ...CMU-1-Small-Region.svs: Broken pipe. Fix: check the file system", one per slide
+    assert done.returncode == 141, done.stderr
+    assert "error" not in done.stderr and "Traceback" not in done.stderr and "Exception" not in done.stderr, done.stderr
+
+
+def _real_enospc() -> OSError:
+    """A real write error of a full device that names no file (as PIL's PNG writer's)."""
+    from PIL import Image
+
+    try:
+        with open("/dev/full", "wb") as f:
+            Image.new("RGB", (64, 64)).save(f, format="PNG")
+            f.flush()
+    except OSError as exc:
+        return exc
+    pytest.skip("/dev/full did not refuse the write")
+
+
+def test_full_disk_write_naming_no_file_names_out(tmp_path, capsys):
+    from weakstil.cli.errors import reports_errors
+
+    full = _real_enospc()
+    assert full.errno == errno.ENOSPC and full.filename is None
+
+    @reports_errors
+    def report(out: Path) -> None:
+        raise full
+
+    with pytest.raises(typer.Exit) as stopped:
+        report(out=tmp_path / "rep")
+    err = capsys.readouterr().err
+    assert stopped.value.exit_code == 1
+    assert err.startswith(f"error: {tmp_path / 'rep'}: No space left on device."), err  # old: "error: No space ..."
+
+
+def test_train_full_disk_says_rerun_starts_over(tmp_path, capsys):
+    from weakstil.cli.errors import reports_errors
+    from weakstil.errors import from_os_error
+
+    full = _real_enospc()
+
+    @reports_errors
+    def train(out: Path) -> None:  # how weakstil.files.h5 raises a write error
+        raise from_os_error(full, out / "cv" / "tiles" / "s1.h5")
+
+    with pytest.raises(typer.Exit):
+        train(out=tmp_path / "model")
+    err = capsys.readouterr().err
+    assert "a rerun starts over" in err and "continues" not in err, err  # old: "a rerun continues where ..."
