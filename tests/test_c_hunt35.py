@@ -163,3 +163,24 @@ def test_train_full_disk_says_rerun_starts_over(tmp_path, capsys):
         train(out=tmp_path / "model")
     err = capsys.readouterr().err
     assert "a rerun starts over" in err and "continues" not in err, err  # old: "a rerun continues where ..."
+
+
+def test_overview_of_a_chinese_slide_name_warns_nothing_raw(tmp_path):
+    """report's overview.png titled a slide named 中文 with DejaVu Sans, which lacks those glyphs: two raw
+    'UserWarning: Glyph 20013 (...) missing from font(s) DejaVu Sans.' lines, each with its source line
+    'fig.tight_layout()', in the log of every report. The name is drawn as boxes (the HTML names it) and
+    nothing raw is printed."""
+    import warnings
+    from types import SimpleNamespace
+
+    from PIL import Image
+
+    from weakstil.report_images import write_overview
+
+    Image.new("RGB", (48, 32), (200, 120, 180)).save(tmp_path / "h.png")
+    row = SimpleNamespace(slide_id="切片 中文", heatmap="h.png", stil_true=12.0, stil_pred=14.0)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        write_overview(tmp_path, [row], tmp_path / "overview.png", plots=())
+    assert (tmp_path / "overview.png").stat().st_size > 0
+    assert not [str(w.message) for w in said if "Glyph" in str(w.message)]  # old: 4 'Glyph ... missing' warnings
