@@ -18,6 +18,13 @@ writable and readable):
   "error: No space left on device" naming nothing; now it names the --out folder. And ``train``'s HDF5 writes on a
   full disk said "a rerun continues where this one stopped", though train keeps nothing (its folder is staged):
   now "a rerun starts over", as for train's other OS errors.
+- a feature cache this user may not read (another user's, umask 077): train/evaluate said "features F are
+  unreadable. Fix: embed these slides again"; now "unreadable by this user (permission denied). Fix: make these
+  feature files readable (chmod a+r FILES), or ask their owner".
+- report's overview.png of a slide named 中文: raw "UserWarning: Glyph 20013 ... missing from font(s) DejaVu Sans"
+  lines with their source line in the log; now none (the caption draws boxes, the HTML page names the slide).
+Tests that need a non-root user drop root in a subprocess once its modules are loaded (Python may live in
+root's home); run as another user they lock the files themselves.
 """
 
 from __future__ import annotations
@@ -184,3 +191,27 @@ def test_overview_of_a_chinese_slide_name_warns_nothing_raw(tmp_path):
         write_overview(tmp_path, [row], tmp_path / "overview.png", plots=())
     assert (tmp_path / "overview.png").stat().st_size > 0
     assert not [str(w.message) for w in said if "Glyph" in str(w.message)]  # old: 4 'Glyph ... missing' warnings
+
+
+def test_another_users_feature_cache_is_not_called_damaged(shared_tmp):
+    """A feature cache this user may not read (a lab's shared cache written under umask 077) was "features
+    F.h5 are unreadable. Fix: embed these slides again" under train/evaluate: hours of embedding for a chmod."""
+    slide = shutil.copy(CMU, shared_tmp / "s1.svs")
+    (shared_tmp / "labels.csv").write_text("slide_id,path,stil\ns1,s1.svs,12\n")
+    features = shared_tmp / "features"
+    features.mkdir()
+    (features / "s1.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
+    _owned_by_other(features / "s1.h5", 0o000)
+    done = _as_other_user("import encodings.utf_8_sig, h5py, pandas, numpy\n"
+                          "import weakstil.files, weakstil.files.h5, weakstil.fingerprint\n"
+                          "from weakstil.cohort import read_cohort\nfrom weakstil.errors import WeakSTILError\n", f"""
+        try:
+            read_cohort({str(shared_tmp / 'labels.csv')!r}, features_dir={str(features)!r})
+            print("read")
+        except WeakSTILError as exc:
+            print(exc.one_line())
+        """)
+    assert done.returncode == 0, done.stderr
+    line = done.stdout.strip()
+    assert Path(slide).is_file() and "embed these slides again" not in line, line  # old: that fix
+    assert "s1.h5 are unreadable by this user (permission denied). Fix: make these feature files readable" in line, line
