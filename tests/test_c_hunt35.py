@@ -21,6 +21,8 @@ writable and readable):
 - a feature cache this user may not read (another user's, umask 077): train/evaluate said "features F are
   unreadable. Fix: embed these slides again"; now "unreadable by this user (permission denied). Fix: make these
   feature files readable (chmod a+r FILES), or ask their owner".
+- a glob in a folder this user may not list ('locked/*.tiff', locked/ mode 700 of another user): "Fix: check the
+  folder 'locked': it is not there", though it is; now "this user may not list the folder ... (permission denied)".
 - report's overview.png of a slide named 中文: raw "UserWarning: Glyph 20013 ... missing from font(s) DejaVu Sans"
   lines with their source line in the log; now none (the caption draws boxes, the HTML page names the slide).
 Tests that need a non-root user drop root in a subprocess once its modules are loaded (Python may live in
@@ -52,6 +54,9 @@ def shared_tmp():
     folder = Path(tempfile.mkdtemp(prefix="weakstil-h35c-"))
     _owned_by_other(folder, 0o755)  # the other user may write here: only what a test locks is locked
     yield folder
+    for inside, folders, _ in os.walk(folder):  # unlock what a test locked, before os.walk enters it
+        for name in folders:
+            os.chmod(os.path.join(inside, name), 0o755)
     shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -215,3 +220,19 @@ def test_another_users_feature_cache_is_not_called_damaged(shared_tmp):
     line = done.stdout.strip()
     assert Path(slide).is_file() and "embed these slides again" not in line, line  # old: that fix
     assert "s1.h5 are unreadable by this user (permission denied). Fix: make these feature files readable" in line, line
+
+
+def test_glob_in_a_folder_this_user_may_not_list(shared_tmp):
+    """'weakstil score "locked/*.tiff"' with locked/ mode 700 of another user: "no file matches this pattern. Fix:
+    check the folder 'locked': it is not there", though it is; now the fix says it may not be listed."""
+    locked = shared_tmp / "locked"
+    locked.mkdir()
+    shutil.copy(CMU, locked / "s1.svs")
+    os.chmod(locked, 0o700)  # root's when the tests run as root; else lock it from this user too
+    if os.geteuid() != 0:
+        os.chmod(locked, 0o300)
+    done = _as_other_user("import fnmatch, glob\nfrom collections import Counter\nfrom weakstil.errors import glob_miss_fix\n",
+                          f"print(glob_miss_fix({str(locked / '*.svs')!r}))")
+    assert done.returncode == 0, done.stderr
+    assert "it is not there" not in done.stdout, done.stdout  # old: "check the folder '...locked': it is not there"
+    assert "may not list the folder" in done.stdout and "permission denied" in done.stdout, done.stdout
