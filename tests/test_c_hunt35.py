@@ -96,7 +96,7 @@ def test_read_only_out_folder_is_refused_up_front(shared_tmp):
     assert done.returncode == 0, done.stderr
     # old: "accepted", then each slide failed on "Permission denied"
     assert done.stdout.startswith("refused:"), done.stdout
-    assert f"{out}: cannot write in it" in done.stdout and "chmod u+w" in done.stdout
+    assert f"{out}: cannot write in it (no permission)" in done.stdout and "chmod u+w" in done.stdout
 
 
 def test_unreadable_slide_says_permission_not_format(shared_tmp):
