@@ -23,6 +23,8 @@ writable and readable):
   feature files readable (chmod a+r FILES), or ask their owner".
 - a glob in a folder this user may not list ('locked/*.tiff', locked/ mode 700 of another user): "Fix: check the
   folder 'locked': it is not there", though it is; now "this user may not list the folder ... (permission denied)".
+- a home that cannot be written (HOME read-only, or XDG_CACHE_HOME's): matplotlib's 2 warnings, 7 lines of advice
+  to set MPLCONFIGDIR, in every score/report log; now the CLI gives matplotlib a temporary folder quietly.
 - report's overview.png of a slide named 中文: raw "UserWarning: Glyph 20013 ... missing from font(s) DejaVu Sans"
   lines with their source line in the log; now none (the caption draws boxes, the HTML page names the slide).
 Tests that need a non-root user drop root in a subprocess once its modules are loaded (Python may live in
@@ -236,3 +238,18 @@ def test_glob_in_a_folder_this_user_may_not_list(shared_tmp):
     assert done.returncode == 0, done.stderr
     assert "it is not there" not in done.stdout, done.stdout  # old: "check the folder '...locked': it is not there"
     assert "may not list the folder" in done.stdout and "permission denied" in done.stdout, done.stdout
+
+
+def test_unwritable_home_leaves_no_matplotlib_advice_in_the_log():
+    """A home that cannot be written (a read-only home on a cluster node or in a container; HOME=/dev/null here,
+    so that root cannot write it either): every score run's log held matplotlib's two warnings, 7 lines ("mkdir
+    -p failed for path /home/u/.config/matplotlib ... it is highly recommended to set the MPLCONFIGDIR
+    environment variable"). The CLI now gives matplotlib a temporary folder itself, quietly, removed at exit."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MPLCONFIGDIR", "XDG_CONFIG_HOME", "XDG_CACHE_HOME")}
+    code = ("from weakstil.cli import _main\n_main(verbose=False, version=False)\n"
+            "import os, matplotlib\nprint(os.access(matplotlib.get_cachedir(), os.W_OK))\n")
+    done = subprocess.run([sys.executable, "-P", "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**env, "HOME": "/dev/null"}, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"
+    assert "matplotlib" not in done.stderr.lower(), done.stderr  # old: "mkdir -p failed for path /dev/null/..."
