@@ -150,8 +150,8 @@ def _check_features(path: Path, shown: str, slide: Path | None = None) -> tuple[
         return f"no features {shown}", None
     try:
         attrs, _ = FeaturesFile.read_header(path)
-    except H5ReadError:
-        return f"features {shown} are unreadable", None
+    except H5ReadError:  # another user's cache is no damaged one: it said 'embed these slides again' (hunt 35c)
+        return f"features {shown} are unreadable" + ("" if os.access(path, os.R_OK) else " by this user (permission denied)"), None
     except SlideFileError as exc:
         if "incomplete" in exc.message:
             return f"features {shown} are incomplete (interrupted run)", None
@@ -289,7 +289,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     listings: dict[Path, dict[str, str]] = {}  # folder -> its file names, for paths typed in another case
     subfolders: dict[Path, list[Path]] = {}  # the CSV folder's subfolders, for bare file names
     from_cwd: list[tuple[int, str, str]] = []  # rows whose path is there only from the current folder
-    records, feature_problems, damaged_features, newer_features = [], 0, 0, 0
+    records, feature_problems, damaged_features, newer_features, locked_features = [], 0, 0, 0, 0
     notation: list[tuple[int, str, str, float | None]] = []  # each kept row's label as written and as read
     for i, rec in enumerate(raw.to_dict("records")):
         row = i + 2  # line in the file: header is line 1
@@ -375,9 +375,11 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             if why:
                 reasons.append(why)
                 newer = "this weakstil reads up to" in why  # written by a newer weakstil: not damaged
+                locked = why.endswith("(permission denied)")  # nor is another user's file
                 feature_problems += len(reasons) == 1 and why.startswith("no features")
                 newer_features += len(reasons) == 1 and newer
-                damaged_features += len(reasons) == 1 and not why.startswith("no features") and not newer
+                locked_features += len(reasons) == 1 and locked
+                damaged_features += len(reasons) == 1 and not why.startswith("no features") and not (newer or locked)
         if reasons:
             if len(reasons) == 1 and cwd_entry is not None:
                 from_cwd.append(cwd_entry)
@@ -394,6 +396,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                "holds them" if feature_problems == n else
                "embed these slides again (weakstil embed SLIDES --out FEATURES)" if damaged_features == n else
                "upgrade weakstil (a newer version wrote these feature files)" if newer_features == n else
+               "make these feature files readable (chmod a+r FILES), or ask their owner" if locked_features == n else
                "correct or remove these rows (paths are relative to the CSV's folder; damaged or stale features: "
                "embed those slides again)" if damaged_features else
                "correct or remove these rows (paths are relative to the CSV's folder)")

@@ -274,6 +274,8 @@ def glob_miss_fix(pattern: str) -> str:
         return "check the pattern and its folder"
     try:
         files = sorted(e.name for e in os.scandir(folder or ".") if e.is_file() and not e.name.startswith("."))
+    except PermissionError:  # there, but this user may not list it (it said "it is not there"; hunt 35c)
+        return f"this user may not list the folder {folder or '.'!r} (permission denied): chmod a+rx it, or ask its owner"
     except OSError:
         return f"check the folder {folder!r}: it is not there" if folder else "check the pattern and its folder"
     same = [f for f in files if fnmatch.fnmatchcase(f.casefold(), name.casefold())]

@@ -264,3 +264,34 @@ def warn_once(logger: logging.Logger, key: tuple, message: str, *args: object) -
     if key not in _WARNED:
         _WARNED.add(key)
         logger.warning(message, *args)
+
+
+def _can_make(folder: Path) -> bool:
+    """Whether ``folder`` is, or can be made, a folder this user writes into."""
+    for there in (folder, *folder.parents):
+        if there.exists():
+            return there.is_dir() and os.access(there, os.W_OK | os.X_OK)
+    return False
+
+
+def quiet_matplotlib_home() -> None:
+    """A temporary matplotlib config/cache folder when the home's cannot be written (a read-only home on a
+    cluster node or in a container): matplotlib makes one itself, but says so in two warnings (7 lines,
+    "it is highly recommended to set the MPLCONFIGDIR environment variable") in every run's log (hunt 35c)."""
+    import atexit
+    import shutil
+    import tempfile
+
+    if os.environ.get("MPLCONFIGDIR"):
+        return
+    home = Path.home() if os.environ.get("HOME", "") else Path("/")
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "matplotlib"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or home / ".cache") / "matplotlib"
+    if _can_make(config) and _can_make(cache):
+        return
+    try:
+        folder = tempfile.mkdtemp(prefix="weakstil-matplotlib-")
+    except OSError:  # no writable temporary folder either: matplotlib's own fallback and words
+        return
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    os.environ["MPLCONFIGDIR"] = folder

@@ -77,6 +77,14 @@ class OpenSlideBackend:
         import openslide
 
         path = Path(path)
+        try:  # OpenSlide calls a file it may not read "an unsupported format" (hunt 35c: 'convert it')
+            with open(path, "rb"):
+                pass
+        except PermissionError:
+            raise SlideError("cannot be read: permission denied (this user may not read the file)", path=path,
+                             fix=f"make it readable (chmod a+r {path}), or ask its owner to") from None
+        except OSError:  # a folder, a missing file...: OpenSlide's own error, as before
+            pass
         try:
             handle = openslide.OpenSlide(str(path))
         except openslide.OpenSlideUnsupportedFormatError:

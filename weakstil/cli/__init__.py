@@ -205,8 +205,10 @@ def _main(
     ] = False,
 ) -> None:
     from weakstil.cli.progress import setup_logging
+    from weakstil.runtime import quiet_matplotlib_home
 
     setup_logging(verbose)
+    quiet_matplotlib_home()
 
 
 def _help(command: Any) -> str:

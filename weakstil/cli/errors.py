@@ -27,6 +27,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 #: Exit codes of a run stopped by Ctrl-C (128 + SIGINT) or SIGTERM (128 + SIGTERM), as shells report them.
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  #: (SIGHUP, when not ignored by nohup: 129)
+#: stdout's reader went away (``weakstil info ... | head -1``): as a shell reports a process that SIGPIPE ended
+EXIT_PIPE = 141
 
 
 def error_line(message: str) -> None:
@@ -34,6 +36,32 @@ def error_line(message: str) -> None:
     text = " ".join(str(message).split())
     sys.stderr.write(f"error: {text}\n")
     sys.stderr.flush()
+
+
+def stdout_closed() -> bool:
+    """Whether stdout is a pipe whose reader has gone, so a BrokenPipeError is that and not one of a
+    worker's pipes: the reader of ``| head -1`` exits after its line (hunt 35c: each later slide of
+    ``weakstil info`` was an error line 'Broken pipe. Fix: check the file system', exit 1)."""
+    try:
+        import select
+
+        poll = select.poll()
+        poll.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real stdout (captured), or no poll() here
+        return False
+
+
+def _stop_quietly_on_closed_stdout() -> None:
+    """End the run as ``head``'s writer ends: nothing more to say (its reader is gone), exit 141; what is
+    left in stdout's buffer goes to /dev/null, not to an 'Exception ignored ... BrokenPipeError' at exit."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    raise typer.Exit(EXIT_PIPE)
 
 
 def _verbose() -> bool:
@@ -55,6 +83,13 @@ def _unencodable(exc: Exception) -> str | None:
     return unencodable_name(exc.object)
 
 
+def _say_rerun(error: OutputError, command: str) -> None:
+    """What a rerun of ``command`` does, in ``error``'s fix: only the per-slide commands continue."""
+    if command not in PER_SLIDE_COMMANDS and error.fix:  # nothing of the run was kept to continue from
+        error.fix = error.fix.replace(RERUN_CONTINUES, "--resume continues from its last checkpoint, if one "
+                                      "was written" if command == "pretrain" else "a rerun starts over")
+
+
 def reports_errors(command: F) -> F:
     """Run ``command``; a WeakSTILError ends it with its one line and exit 1 (2 for a UsageError).
 
@@ -69,13 +104,19 @@ def reports_errors(command: F) -> F:
         try:
             return command(*args, **kwargs)
         except WeakSTILError as exc:
+            if isinstance(exc, OutputError):  # e.g. train's HDF5 write on a full disk (it said 'a rerun continues')
+                _say_rerun(exc, command.__name__)
             error_line(exc.one_line())
             raise typer.Exit(2 if isinstance(exc, UsageError) else 1) from None
         except OSError as exc:
+            if isinstance(exc, BrokenPipeError) and stdout_closed():
+                _stop_quietly_on_closed_stdout()
             error = from_os_error(exc)
-            if command.__name__ not in PER_SLIDE_COMMANDS:  # nothing of the run was kept to continue from
-                error.fix = error.fix.replace(RERUN_CONTINUES, "--resume continues from its last checkpoint, if one "
-                                              "was written" if command.__name__ == "pretrain" else "a rerun starts over")
+            if error.path is None and error.stops_batch and kwargs.get("out") is not None:
+                # a write that names no file (PIL's PNG writer on a full disk): the folder it wrote into
+                # (report said "error: No space left on device", naming nothing; hunt 35c)
+                error = from_os_error(exc, kwargs["out"])
+            _say_rerun(error, command.__name__)
             error_line(error.one_line())
             raise typer.Exit(1) from None
         except MemoryError:
@@ -140,6 +181,8 @@ class Failures:
         except WeakSTILError as exc:
             self.add(exc.one_line())
         except OSError as exc:
+            if isinstance(exc, BrokenPipeError) and stdout_closed():
+                raise  # not this input's failure: the run ends (reports_errors)
             err = from_os_error(exc, path)
             self.add(err.one_line())
             if err.stops_batch:
