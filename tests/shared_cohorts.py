@@ -3,7 +3,8 @@
 Seven modules each trained their own :func:`conftest.one_epoch_model` (four 0.6 mm synthetic slides,
 embedded, a one-epoch ``--folds 1`` model) from a seed of their own: about 2.5 s of CPU each, the same
 kind of model every time, and none of their checks depends on which seed made the slides.
-:func:`one_epoch_model_copy` builds it once per run and copies it into the module's folder.
+:func:`one_epoch_model_copy` builds it once per run and copies it into the module's folder (test_a_hunt19
+trains its 2-fold model on the copy's slides and features instead of embedding four of its own).
 test_c_hunt25 and test_a_hunt26 each embedded nine / eight 0.8 mm slides for a one-epoch model whose
 tile-measurement check (MIN_SLIDES lowered to 8) they try: :func:`eight_slide_morphometry_model`.
 
