@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import embedded_cohort, run_cli, write_training_csv
+from conftest import run_cli, write_training_csv
+from shared_cohorts import one_epoch_model_copy
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +18,11 @@ def cv_model(tmp_path_factory):
     """A model trained for one epoch with 2-fold cross-validation (so it has qc/calibration.json) on
     four small synthetic slides, their feature caches and slides."""
     root = tmp_path_factory.mktemp("h19a")
-    cohort, labels, features = embedded_cohort(root, 4, seed=19, size_mm=(0.6, 0.6))
-    csv = write_training_csv(root / "train.csv", labels, cohort)
-    run_cli("train", csv, "-f", features, "-o", root / "model", "--folds", "2", "--epochs", "1", check=True)
-    return {"model": root / "model", "features": features, "slides": [cohort / p for p in labels["path"]],
+    # the four slides and their features of the run's shared one-epoch model (a copy: not embedded again)
+    _, cohort, labels, features = one_epoch_model_copy(tmp_path_factory, root)
+    csv = write_training_csv(root / "train.csv", labels, cohort)  # this copy's slides
+    run_cli("train", csv, "-f", features, "-o", root / "model_cv", "--folds", "2", "--epochs", "1", check=True)
+    return {"model": root / "model_cv", "features": features, "slides": [cohort / p for p in labels["path"]],
             "csv": csv, "labels": labels, "truth": cohort / "truth"}
 
 

@@ -10,7 +10,7 @@
 - a model without interval calibration (--folds 1) scored a batch with one info line per slide and no
   run-level word that no slide would get an interval, and a generic cause in results.csv.
 
-One small cohort and a one-epoch --folds 1 model (conftest.one_epoch_model) serve all tests; the
+One small cohort and a one-epoch --folds 1 model (shared_cohorts.one_epoch_model_copy) serve all tests; the
 batch is scored once, its log records and heatmap outlines kept."""
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import ROOT, one_epoch_model, run_cli
+from conftest import ROOT, run_cli
+from shared_cohorts import one_epoch_model_copy
 
 NO_INTERVAL_LINE = "no slide of this run gets a 90 % interval"
 
@@ -47,7 +48,7 @@ def batch(tmp_path_factory):
     import weakstil.outputs as outputs
 
     root = tmp_path_factory.mktemp("h20a")
-    model, cohort, labels, features = one_epoch_model(root, seed=20, slides=4)
+    model, cohort, labels, features = one_epoch_model_copy(tmp_path_factory, root)
     slides = [cohort / p for p in labels["path"][:2]]
     broken = root / "broken.svs"
     broken.write_text("not a slide", encoding="utf-8")

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from conftest import embedded_cohort, run_cli, write_training_csv
+from shared_cohorts import eight_slide_morphometry_model
 
 
 def _cohort_means(rng, n: int, k: int = 29) -> list[np.ndarray]:
@@ -43,13 +44,14 @@ def test_few_training_slides_do_not_flag_their_own_cohort():
     assert "m5 " in morphometry_outside(far, ref)
 
 
-def test_model_of_few_slides_does_not_flag_a_slide_of_its_cohort(tmp_path):
-    cohort, labels, features = embedded_cohort(tmp_path, 8, seed=61, size_mm=(0.6, 0.6))
+def test_model_of_few_slides_does_not_flag_a_slide_of_its_cohort(tmp_path, tmp_path_factory):
+    # five of the shared cohort's slides (embedded once per run; only read here), three others scored
+    _, cohort, labels, features = eight_slide_morphometry_model(tmp_path_factory)
     write_training_csv(tmp_path / "train.csv", labels.iloc[:5], cohort)
     run_cli("train", tmp_path / "train.csv", "-f", features, "-o", tmp_path / "model", "--folds", "1",
             "--epochs", "1", check=True)
     out = tmp_path / "scored"
-    run_cli("score", *(cohort / p for p in labels["path"].iloc[5:]), "-m", tmp_path / "model", "-o", out,
+    run_cli("score", *(cohort / p for p in labels["path"].iloc[5:8]), "-m", tmp_path / "model", "-o", out,
             "-f", features, check=True)
     rows = pd.read_csv(out / "results.csv", keep_default_na=False)
     assert len(rows) == 3
@@ -58,22 +60,20 @@ def test_model_of_few_slides_does_not_flag_a_slide_of_its_cohort(tmp_path):
     assert reference["morphometry"] is None  # 5 slides: the check is off, not guessing
 
 
-def test_a_slide_of_few_tiles_is_judged_with_its_sampling_noise(tmp_path, monkeypatch):
+def test_a_slide_of_few_tiles_is_judged_with_its_sampling_noise(tmp_path, tmp_path_factory):
     """A small fragment's mean over a few tiles is noisier than a training slide's over a hundred:
     the limits alone flagged in-distribution slides cut to 10 tiles a third of the time."""
-    cohort, labels, features = embedded_cohort(tmp_path / "train", 8, seed=71, size_mm=(0.8, 0.8))
-    write_training_csv(tmp_path / "train.csv", labels, cohort)
-    monkeypatch.setattr("weakstil.qc.morphometry.MIN_SLIDES", 8, raising=False)  # few slides, for speed
-    run_cli("train", tmp_path / "train.csv", "-f", features, "-o", tmp_path / "model", "--folds", "1",
-            "--epochs", "1", check=True)
+    # a model of 8 slides with the check on from 8 (MIN_SLIDES, for speed), built once per run
+    # (test_c_hunt25 tries the same model): only read here
+    model = eight_slide_morphometry_model(tmp_path_factory)[0] / "model"
     small, small_labels, small_features = embedded_cohort(tmp_path / "small", 3, seed=72, size_mm=(0.3, 0.3))
     out = tmp_path / "scored"
-    run_cli("score", *(small / p for p in small_labels["path"]), "-m", tmp_path / "model", "-o", out,
+    run_cli("score", *(small / p for p in small_labels["path"]), "-m", model, "-o", out,
             "-f", small_features, check=True)
     rows = pd.read_csv(out / "results.csv", keep_default_na=False)
     assert rows["n_tiles"].max() <= 12, rows["n_tiles"].tolist()
     assert not rows["qc_reasons"].str.contains("tile measurements").any(), rows["qc_reasons"].tolist()
-    reference = json.loads((tmp_path / "model" / "qc" / "reference.json").read_text())["morphometry"]
+    reference = json.loads((model / "qc" / "reference.json").read_text())["morphometry"]
     assert reference["typical_tiles"] > 3 * rows["n_tiles"].max() and len(reference["tile_sd"]) == len(reference["columns"])
     # a small slide far outside is still flagged: small dark round nuclei in stroma at 5 x the training median
     from weakstil.qc.morphometry import morphometry_outside

@@ -20,13 +20,14 @@ import pytest
 from shapely.affinity import translate
 from shapely.geometry import box, mapping, shape
 
-from conftest import one_epoch_model, run_cli
+from conftest import run_cli
+from shared_cohorts import one_epoch_model_copy
 
 
 @pytest.fixture(scope="module")
 def small_model(tmp_path_factory):
     root = tmp_path_factory.mktemp("h27a")
-    model, cohort, labels, features = one_epoch_model(root, seed=2701, slides=4, size_mm=(0.6, 0.6))
+    model, cohort, labels, features = one_epoch_model_copy(tmp_path_factory, root)
     return model, cohort, labels, features
 
 

@@ -27,13 +27,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import one_epoch_model, run_cli
+from conftest import run_cli
+from shared_cohorts import one_epoch_model_copy
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A model trained for one epoch on four small synthetic slides, and one of its slides."""
-    model, cohort, labels, _ = one_epoch_model(tmp_path_factory.mktemp("h17b"), seed=5)
+    model, cohort, labels, _ = one_epoch_model_copy(tmp_path_factory, tmp_path_factory.mktemp("h17b"))
     return model, cohort / labels["path"].iloc[0]
 
 

@@ -54,13 +54,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import one_epoch_model, run_cli
+from conftest import run_cli
+from shared_cohorts import one_epoch_model_copy
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A model trained for one epoch on four small synthetic slides, their feature caches and slides."""
-    model, cohort, labels, features = one_epoch_model(tmp_path_factory.mktemp("h18b"), seed=18)
+    model, cohort, labels, features = one_epoch_model_copy(tmp_path_factory, tmp_path_factory.mktemp("h18b"))
     slides = [cohort / p for p in labels["path"]]
     return {"model": model, "features": features, "slides": slides, "labels": labels}
 

@@ -66,10 +66,11 @@ def nan_features(tmp_path_factory):
     import h5py
     import numpy as np
 
-    from conftest import one_epoch_model, run_cli, write_training_csv
+    from conftest import run_cli, write_training_csv
+    from shared_cohorts import one_epoch_model_copy
 
     root = tmp_path_factory.mktemp("h21b_nan")
-    model, cohort, labels, features = one_epoch_model(root, seed=21)
+    model, cohort, labels, features = one_epoch_model_copy(tmp_path_factory, root)
     detector = root / "detector"
     trained = run_cli("tumorbed", "train", "--features", features, "--annotations", cohort / "truth",
                       "--out", detector, "--max-slides", "2")

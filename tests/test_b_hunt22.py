@@ -23,7 +23,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import one_epoch_model, run_cli
+from conftest import run_cli
+from shared_cohorts import one_epoch_model_copy
 
 HEADER = ("slide_id,path,stil,stil_lower_90,stil_upper_90,stil_high,threshold,n_tiles,n_tumorbed_tiles,"
           "tumorbed_source,status,qc,qc_reasons,error,model_id,encoder_id,seconds")
@@ -63,7 +64,7 @@ def test_report_reads_a_spreadsheets_true_false_call(tmp_path) -> None:
 def scored(tmp_path_factory):
     """A --folds 1 model and one slide scored into ``scores`` at the model's threshold."""
     root = tmp_path_factory.mktemp("h22b")
-    model, cohort, labels, features = one_epoch_model(root, seed=22, slides=4)
+    model, cohort, labels, features = one_epoch_model_copy(tmp_path_factory, root)
     slide = cohort / labels["path"][0]
     run_cli("score", slide, "--model", model, "--out", root / "scores", "--features", features, check=True)
     return {"root": root, "model": model, "slide": slide, "features": features, "id": slide.stem}

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import embedded_cohort, run_cli, write_training_csv
+from conftest import embedded_cohort, run_cli
+from shared_cohorts import eight_slide_morphometry_model
 
 
 def _dark_tumour_slide(root, monkeypatch, seed: int):
@@ -42,27 +43,22 @@ def _dark_tumour_slide(root, monkeypatch, seed: int):
 def scored(tmp_path_factory):
     """A model trained on 8 default-look slides (tile measurements appended), and the scores of a
     default-look slide and a dark-tumour slide it never saw."""
-    root = tmp_path_factory.mktemp("h25c")
-    cohort, labels, features = embedded_cohort(root / "train", 9, seed=25, size_mm=(0.8, 0.8))
-    write_training_csv(root / "train.csv", labels.iloc[:8], cohort)
-    monkeypatch = pytest.MonkeyPatch()
     # 8 slides of one look are too few for the check's limits in earnest (MIN_SLIDES, hunt 26a);
-    # here the dark slide lies far beyond them and the held slide happens to lie inside
-    monkeypatch.setattr("weakstil.qc.morphometry.MIN_SLIDES", 8)
+    # here the dark slide lies far beyond them and the held slide happens to lie inside. The model
+    # and its slides are built once per run (test_a_hunt26 tries the same model): only read here.
+    root, cohort, labels, features = eight_slide_morphometry_model(tmp_path_factory)
+    out = tmp_path_factory.mktemp("h25c")
+    monkeypatch = pytest.MonkeyPatch()
     try:
-        run_cli("train", root / "train.csv", "-f", features, "-o", root / "model", "--folds", "1", "--epochs", "1",
-                check=True)
+        dark_cohort, dark_labels, dark_features = _dark_tumour_slide(out / "dark", monkeypatch, seed=26)
     finally:
         monkeypatch.undo()
-    try:
-        dark_cohort, dark_labels, dark_features = _dark_tumour_slide(root / "dark", monkeypatch, seed=26)
-    finally:
-        monkeypatch.undo()
+    (out / "model").symlink_to(root / "model")  # the tests read the model beside the scores
     held = cohort / labels["path"].iloc[8]
     for name, slide, feats in (("held", held, features), ("dark", dark_cohort / dark_labels["path"].iloc[0],
                                                           dark_features)):
-        run_cli("score", slide, "-m", root / "model", "-o", root / name, "-f", feats, check=True)
-    return root
+        run_cli("score", slide, "-m", root / "model", "-o", out / name, "-f", feats, check=True)
+    return out
 
 
 def _row(root, name) -> pd.Series:

@@ -19,13 +19,14 @@ import shutil
 import pandas as pd
 import pytest
 
-from conftest import one_epoch_model, run_cli
+from conftest import run_cli
+from shared_cohorts import one_epoch_model_copy
 
 
 @pytest.fixture(scope="module")
 def scored(tmp_path_factory):
     root = tmp_path_factory.mktemp("h28c")
-    model, cohort, labels, features = one_epoch_model(root, seed=2801, slides=4, size_mm=(0.6, 0.6))
+    model, cohort, labels, features = one_epoch_model_copy(tmp_path_factory, root)
     out = root / "scored"
     slides = [cohort / "slides" / f"{sid}.tiff" for sid in labels["slide_id"][:3]]
     run_cli("score", *slides, "-m", model, "-o", out, "-f", features, check=True)

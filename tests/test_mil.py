@@ -56,8 +56,10 @@ def _tile_pearson(tiles_dir, truth):
 def test_learns_tile_stil_from_slide_labels(planted, tmp_path, aggregator, min_r2, min_tile_r):
     """Out-of-fold: slide R² and the tile scores' correlation with the hidden tile sTIL."""
     root, table, truth = planted
-    # one model per fold: what is tested is learning from slide labels (the members: below)
-    cfg = TrainConfig(aggregator=aggregator, hidden=32, epochs=40, lr=3e-3, seed=0, members=1)
+    # one model per fold: what is tested is learning from slide labels (the members: below). 20 epochs, not
+    # 40 (half the CPU): out of fold, mean R² 0.979 / tile r 0.965, attention 0.952 / 0.942 (40 gave
+    # 0.965 / 0.959 and 0.952 / 0.938), well above the bars
+    cfg = TrainConfig(aggregator=aggregator, hidden=32, epochs=20, lr=3e-3, seed=0, members=1)
     out = tmp_path / "model"
     res = train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
     oof = np.genfromtxt(out / "cv" / "oof_predictions.csv", delimiter=",", names=True, dtype=None, encoding=None)
@@ -243,8 +245,10 @@ def test_planted_stroma_cohort_biases_the_plain_mean(planted_stroma):
 def test_stroma_aggregator_learns_the_stil_definition(planted_stroma, tmp_path, stroma_weight):
     """Out of fold: slide R², tile scores vs the hidden tile sTIL, and (learned) stroma weights vs stroma."""
     root, table, truth = planted_stroma
-    cfg = TrainConfig(aggregator="stroma", stroma_weight=stroma_weight, hidden=32, epochs=40, lr=3e-3,
-                      seed=0, members=1)  # one model per fold, as above
+    # one model per fold, as above; 20 epochs: R² 0.969 / 0.963, tile r 0.952 / 0.958, learned weights vs
+    # stroma r 0.858 (learned / estimate; 40 epochs gave 0.964 / 0.980, 0.954 / 0.968, 0.916)
+    cfg = TrainConfig(aggregator="stroma", stroma_weight=stroma_weight, hidden=32, epochs=20, lr=3e-3,
+                      seed=0, members=1)
     out = tmp_path / "model"
     res = train_cohort(root / "labels.csv", root / "features", out, cfg, n_folds=3)
     assert res["cv"]["metrics"]["r2"] >= 0.9
