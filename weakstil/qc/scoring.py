@@ -165,7 +165,8 @@ class SlideAssessor:
     def assess(self, *, bank: FeatureBank, scores: SlideScores, stil: float, n_bed_tiles: int, threshold: float,
                slide_path: str | Path, slide_mpp: float | None, tissue_fraction: np.ndarray | None,
                tile_px: int, mpp: float, device, seed: int = 0, bed_source: str | None = None,
-               annotation_misplaced: str = "", bed_incomplete: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+               annotation_misplaced: str = "", bed_incomplete: str = "",
+               bed_unlike_detector: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
         """``(result columns, HDF5 attributes)`` of one scored slide (``stil`` NaN: not scored)."""
         from weakstil.qc.image import slide_image_stats
         from weakstil.slide import Slide
@@ -248,7 +249,8 @@ class SlideAssessor:
                                  bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
                                  if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp,
                                  base_mpp=base_mpp, target_mpp=mpp, annotation_misplaced=annotation_misplaced,
-                                 bed_incomplete=bed_incomplete, morphometry=morphometry_outside(means, morph_ref, n_measured),
+                                 bed_incomplete=bed_incomplete, bed_unlike_detector=bed_unlike_detector,
+                                 morphometry=morphometry_outside(means, morph_ref, n_measured),
                                  sharpening=Sharpening.from_json(bag.attrs.get("sharpening")))
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
