@@ -21,7 +21,9 @@ near_threshold                 the sTIL% interval straddles the sTIL-high thresh
 stain_outside_training_range   a stain statistic (Macenko H or E vector angle, H or E
                                strength, mean optical density per channel) further from the
                                training median than 1.5 x the furthest training slide (plus a
-                               floor), or the image is not brightfield H&E
+                               floor), or the image is not brightfield H&E; or the bed came from a
+                               detector whose training slides were stained otherwise
+                               (:mod:`weakstil.tumorbed.look`)
 blurry                         more than :data:`BLURRY_SHARE` of the sampled tissue tiles have
                                a blur effect above :data:`weakstil.qc.image.BLURRY_TILE`
 sharpened                      the slide's strongest edges overshoot on their light side by more
@@ -248,7 +250,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 bed_unlike_training: str | None = None,
                 slide_mpp: float | None = None, file_mpp: float | None = None,
                 base_mpp: float | None = None, target_mpp: float | None = None,
-                annotation_misplaced: str = "", bed_incomplete: str = "",
+                annotation_misplaced: str = "", bed_incomplete: str = "", bed_unlike_detector: str = "",
                 morphometry: str = "", sharpening: Any = None) -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``). ``sharpening``: the
     features file's :class:`weakstil.unsharp.Sharpening` reading (the ``sharpened`` note says what was undone).
@@ -293,6 +295,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
         if share > limit:
             why[Flag.PEN_OR_FOLDS.value] = (f"ink {100 * image.pen_share:.1f}% + folds {100 * image.fold_share:.1f}% "
                                             f"of the tissue > {100 * limit:g}%")
+    if bed_unlike_detector:  # the bed's detector was trained on another stain (weakstil.tumorbed.look)
+        why[Flag.STAIN.value] = "; ".join(r for r in (why.get(Flag.STAIN.value), bed_unlike_detector) if r)
     # a fixed physical limit, not the training slides' range (as blurry's): checked whatever the model recorded
     if image is not None and math.isfinite(image.halo) and image.halo > SHARPENED_HALO:
         if sharpening is not None and sharpening.corrected:

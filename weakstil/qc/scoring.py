@@ -165,8 +165,18 @@ class SlideAssessor:
     def assess(self, *, bank: FeatureBank, scores: SlideScores, stil: float, n_bed_tiles: int, threshold: float,
                slide_path: str | Path, slide_mpp: float | None, tissue_fraction: np.ndarray | None,
                tile_px: int, mpp: float, device, seed: int = 0, bed_source: str | None = None,
-               annotation_misplaced: str = "", bed_incomplete: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
-        """``(result columns, HDF5 attributes)`` of one scored slide (``stil`` NaN: not scored)."""
+               annotation_misplaced: str = "", bed_incomplete: str = "",
+               bed_unlike_detector: str = "", bed_detail: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(result columns, HDF5 attributes)`` of one scored slide (``stil`` NaN: not scored).
+        ``bed_unlike_detector``: why the bed's detector is unchecked on the slide's stain
+        (:mod:`weakstil.tumorbed.look`), ``bed_detail`` the bed's detail (a detector's id)."""
+        from weakstil.tumorbed.resolver import trained_detector
+
+        if bed_unlike_detector and bed_sources(self.training_beds).get("model") \
+                and trained_detector(self.training_beds) == bed_detail:
+            # trained over this detector's own beds: its out-of-fold errors and look checks hold them (a model
+            # trained so on 16 mosaic slides read 16 others at R² 0.96 over the demo detector's beds)
+            bed_unlike_detector = ""
         from weakstil.qc.image import slide_image_stats
         from weakstil.slide import Slide
         from weakstil.stain import SlideStain
@@ -248,7 +258,8 @@ class SlideAssessor:
                                  bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
                                  if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp,
                                  base_mpp=base_mpp, target_mpp=mpp, annotation_misplaced=annotation_misplaced,
-                                 bed_incomplete=bed_incomplete, morphometry=morphometry_outside(means, morph_ref, n_measured),
+                                 bed_incomplete=bed_incomplete, bed_unlike_detector=bed_unlike_detector,
+                                 morphometry=morphometry_outside(means, morph_ref, n_measured),
                                  sharpening=Sharpening.from_json(bag.attrs.get("sharpening")))
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})

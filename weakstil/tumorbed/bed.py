@@ -47,6 +47,8 @@ class TumorBed:
     seed_vetoes: str = ""  #: what the detector's seed vetoes did, e.g. "lymphoid: 12 tiles; ink: slide not read"
     misplaced: str = ""  #: why an annotation looks misplaced (micrometres, a lower level's coordinates): a qc flag
     incomplete: str = ""  #: why a detected bed may miss part of its tumour (tumour cells joined to it outside it): a qc flag
+    #: why the detector is unchecked on this slide (stained unlike its training slides, weakstil.tumorbed.look): a qc reason
+    unlike_detector: str = ""
 
     @property
     def tile_flags(self) -> np.ndarray:

@@ -141,8 +141,15 @@ class TumorBedDetector:
         geom = SlideGeometry.from_file(features)
         ink = (slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0, self.ink_veto.over_tissue,
                                slide_path) if self.ink_veto.enabled else None)
-        return self.detect(np.asarray(features.features), geom, features.tile_stats,
-                           stats_column_names(features.attr("tile_stats_columns")), ink)
+        bed = self.detect(np.asarray(features.features), geom, features.tile_stats,
+                          stats_column_names(features.attr("tile_stats_columns")), ink)
+        if bed.source is TumorBedSource.MODEL:  # a bed it drew on a look it was never checked on: said (hunt 35e)
+            from weakstil.stain import SlideStain
+            from weakstil.tumorbed.look import unlike_detector
+
+            bed.unlike_detector = unlike_detector(SlideStain.from_attr(features.attrs.get("stain")),
+                                                  self.meta.get("stain_reference"))
+        return bed
 
     def detect(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
                stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None) -> TumorBed:

@@ -144,11 +144,17 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                             f" that covers a tissue tile ({len(no_tile)} cover none)" if no_tile else ""),
                             path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
+    from weakstil.stain import SlideStain
+    from weakstil.tumorbed.look import stain_reference
+
+    # its training slides' stain, from their feature files: where applied, a slide stained otherwise is flagged
+    look = stain_reference([SlideStain.from_attr(FeaturesFile.read_header(features_of(s.slide_id))[0].get("stain"))
+                            for s in chosen])
     meta = {"encoder": identity[0], "weights_sha256": identity[1],
             **({"weights_file_sha256": identity[3]} if identity[3] else {}), "annotations": str(Path(annotations).resolve()),
             "features": measured,  # how its training slides' stain was estimated: checked where applied
             **({"tiling": identity[2]} if identity[2] else {}),  # the tiles it learned: checked where applied
-            "model_id": f"tumorbed-{len(chosen)}slides"}
+            "model_id": f"tumorbed-{len(chosen)}slides", **({"stain_reference": look} if look else {})}
     return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
                           lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
                           ink_veto=InkVeto(enabled=bool(ink_veto)), infiltrate=infiltrate,
