@@ -72,7 +72,12 @@ def main() -> None:
     from weakstil.mil.ensemble import score_slides_ensemble
     from weakstil.mil.training import fit
 
+    from inputs import need
+
     name_a, name_b = COHORTS[args.cohort]
+    for name in (name_a, name_b):
+        need(args.cache / name / "labels.csv", "accuracy benchmark's cohort",
+             f"run `benchmarks/accuracy.py --cohorts {args.cohort} --cache {args.cache}` first")
     a = A.Cohort(args.cohort, args.cache / name_a / "labels.csv")
     b = A.Cohort(f"{args.cohort}-b", args.cache / name_b / "labels.csv")
     a.features["pre"] = features_dir(args.cache, args.cohort, args.encoder)
@@ -113,4 +118,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

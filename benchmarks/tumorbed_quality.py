@@ -223,6 +223,9 @@ def main() -> None:
     for noisy in ("weakstil.mil", "weakstil.train", "weakstil.embed", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    from weakstil.encoders.cards import load_card
+
+    load_card(args.encoder)  # a mistyped folder failed only after its cohorts were made
     weights = None if Path(args.encoder).is_dir() else args.weights
     enc_tag = Path(args.encoder).name + (f"-{weights}" if weights else "")
     cohorts, features, tables = {}, {}, {}
@@ -354,4 +357,6 @@ def print_report(result: dict, per_slide: pd.DataFrame) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)
