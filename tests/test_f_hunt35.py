@@ -174,3 +174,14 @@ def test_knn_eval_checks_its_encoder_before_making_slides(tmp_path):
         f"error: {tmp_path / 'typo'}: no such card file or encoder folder. Fix: check the path, or use a built-in "
         "encoder name: " + proc.stderr.split("encoder name: ")[1].strip()]
     assert not (tmp_path / "work").exists()
+
+
+def test_colour_rule_refuses_too_few_slides_before_making_the_cohort(tmp_path):
+    # 4 slides: the cohort was made, then the 5-fold split failed with a fix naming --folds / --group-column,
+    # options this script does not have
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "colour_rule.py"), "--slides", "4",
+                           "--size-mm", "0.5", "0.5", "--cache", str(tmp_path / "cache")],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert "--slides 4 --groups 4: the random 5-fold split needs 5 slides or more" in proc.stderr
+    assert not (tmp_path / "cache").exists()
