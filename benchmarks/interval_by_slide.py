@@ -50,6 +50,9 @@ def load(scored: Path, labels: Path, fold_of: np.ndarray) -> pd.DataFrame:
     lab = pd.read_csv(labels)[["slide_id", "stil"]].rename(columns={"stil": "truth"})
     df = res.merge(lab, on="slide_id")
     df = df[(df["status"] == "ok") & df["stil_lower_90"].notna()].copy()
+    if df.empty:  # a KeyError traceback from the merge below
+        raise SystemExit(f"error: {scored}: no slide of {labels} scored ok with a 90 % interval. Fix: score with a "
+                         "model that has one (trained with cross-validation on 9 or more out-of-fold slides)")
     rows = []
     for sid in df["slide_id"]:
         a, _ = SlideScoresFile.read_header(slide_file(scored, sid))

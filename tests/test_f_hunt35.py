@@ -185,3 +185,16 @@ def test_colour_rule_refuses_too_few_slides_before_making_the_cohort(tmp_path):
     assert proc.returncode == 2
     assert "--slides 4 --groups 4: the random 5-fold split needs 5 slides or more" in proc.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_interval_by_slide_says_when_no_slide_has_an_interval(tmp_path):
+    # a model without a calibrated interval (too few out-of-fold slides): a KeyError traceback from a merge
+    import numpy as np
+    import pytest
+    from interval_by_slide import load
+
+    (tmp_path / "results.csv").write_text("slide_id,status,stil,stil_lower_90,stil_upper_90,qc\n"
+                                          "s1,ok,12.5,,,no_interval\n")
+    (tmp_path / "labels.csv").write_text("slide_id,path,stil\ns1,s1.tiff,10\n")
+    with pytest.raises(SystemExit, match="scored ok with a 90 % interval. Fix: "):
+        load(tmp_path, tmp_path / "labels.csv", np.array([0]))
