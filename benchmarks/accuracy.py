@@ -408,6 +408,10 @@ def main() -> None:
     splits = args.splits.split(",")
     encs = sorted({r[0] for r in rows if r[0] != "-"})
 
+    unknown = [k for k in args.cohorts.split(",") if k not in ("hard", "default")]
+    if unknown:  # it made a default-look cohort under that name (minutes) and measured it
+        raise SystemExit(f"error: --cohorts {args.cohorts}: {', '.join(unknown)} is not a cohort kind. "
+                         "Fix: hard and/or default, e.g. --cohorts hard,default")
     cohorts: dict[str, Cohort] = {}
     for kind in args.cohorts.split(","):
         csv = make_cohort(args.cache, kind, args.slides, args.seed, size)
@@ -496,4 +500,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

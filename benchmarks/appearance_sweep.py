@@ -235,6 +235,12 @@ def main() -> None:
     ap.add_argument("--only", default="", help="comma-separated transforms, run in this order (identity always runs first)")
     ap.add_argument("--json", type=Path, help="write the rows here too")
     args = ap.parse_args()
+    from inputs import need, need_model
+
+    need_model(args.model)
+    need(args.cohort / "labels.csv", "--cohort (labels.csv)", "a held-out `weakstil synth` cohort folder")
+    need(args.train_truth, "--train-truth folder", "the truth/ folder of the model's training cohort",
+         kind="folder")
     from weakstil.metrics import mae, r2_score
 
     labels = pd.read_csv(args.cohort / "labels.csv")
@@ -283,4 +289,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

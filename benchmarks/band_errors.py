@@ -35,6 +35,10 @@ def main() -> None:
     ap.add_argument("oof", type=Path)
     ap.add_argument("--cache", type=Path, default=ROOT / ".bench" / "band_errors")
     args = ap.parse_args()
+    from inputs import need
+
+    need(args.cohort / "labels.csv", "cohort (labels.csv)", "a `weakstil synth` cohort folder (with truth/)")
+    need(args.oof, "out-of-fold predictions CSV", "a `weakstil train` model's cv/ out-of-fold predictions CSV")
     oof = pd.read_csv(args.oof)
     table = pd.read_csv(args.cohort / "labels.csv").set_index("slide_id").loc[oof["slide_id"]]
     cache = args.cache / args.cohort.resolve().name
@@ -65,4 +69,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

@@ -167,6 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("after", type=Path)
     ap.add_argument("--allow-new-attrs", default="", help="comma-separated HDF5 attributes only AFTER may have")
     args = ap.parse_args(argv)
+    from inputs import need
+
+    for p in (args.before, args.after):  # a mistyped folder compared as empty: "0 differences", exit 0
+        need(p, "output folder", "pass two existing output folders (e.g. of two `weakstil demo --quick` runs)",
+             kind="folder")
     allow = {s for s in args.allow_new_attrs.split(",") if s}
     diffs = compare_dirs(args.before, args.after, allow)
     n = sum(1 for p in args.after.rglob("*") if p.is_file())

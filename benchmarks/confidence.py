@@ -320,6 +320,10 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("weakstil.embed", "weakstil.tiles", "weakstil.qc.scoring", "weakstil.synth"):
         logging.getLogger(name).setLevel(logging.WARNING)
     sys.path.insert(0, str(ROOT))
+    if args.encoder is not None:  # before the cohorts are made (minutes), not after
+        from weakstil.encoders.cards import load_card
+
+        load_card(args.encoder)
     cache = args.cache
     cache.mkdir(parents=True, exist_ok=True)
     needed = {*args.models, *(t for m in args.models for t in PAIRS[m]), "train_default"}  # encoder: train_default
@@ -350,4 +354,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

@@ -101,7 +101,13 @@ def main(argv: list[str] | None = None) -> None:
     from weakstil.confidence import OFFSETS, SHIFT_WEIGHT_FLOOR, Calibration, calibrate, coverage
     from weakstil.modeldir import ModelDir
 
+    from inputs import need
+
     folder = ModelDir(args.cache / "models" / args.model)
+    run = f"run `benchmarks/confidence.py --cache {args.cache}` first (it trains, calibrates and scores)"
+    need(folder.calibration_path, f"model {args.model}'s calibration", run)
+    for n in args.cohorts:
+        need(args.cache / "scores" / f"{args.model}--{n}" / "results.csv", f"cohort {n}'s scores", run)
     stored = Calibration.from_dict(json.loads(folder.calibration_path.read_text()))
     ref = stored.shift_reference
     with safe_open(str(folder.embeddings_path), "numpy") as f:
@@ -164,4 +170,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

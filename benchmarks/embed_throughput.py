@@ -258,17 +258,36 @@ def tile_stats_line(slide, coords: np.ndarray, params) -> str:
             f"below): {ms:.2f} ms/tile CPU on one core = {1e3 / ms:.0f} tiles/s per process")
 
 
+DEFAULT_ENCODERS = ("small-cnn", "resnet50-l3")
+
+
+def tile_caps(spec: str, encoders: list[str]) -> dict[str, int]:
+    """``--max-tiles``: ``NAME=N,...`` per encoder, or one ``N`` for every encoder (a plain number was
+    silently ignored: every measurement ran on all the slide's tiles, minutes instead of seconds)."""
+    caps: dict[str, int] = {}
+    for part in [p.strip() for p in spec.split(",") if p.strip()]:
+        name, eq, n = part.rpartition("=")
+        if not n.isdigit() or (eq and name not in {*encoders, *DEFAULT_ENCODERS}):  # the default names both
+            raise SystemExit(f"error: --max-tiles {spec!r}: {part!r} is not N or ENCODER=N for an encoder of "
+                             f"--encoders ({', '.join(encoders)}). Fix: e.g. --max-tiles 64 or small-cnn=1024")
+        caps.update({name: int(n)} if eq else {e: int(n) for e in encoders})
+    return caps
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--slide", type=Path, default=None, help="default: a synthetic 8000 x 8000 px SVS")
     ap.add_argument("--cache-dir", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "weakstil-bench")
-    ap.add_argument("--encoders", default="small-cnn,resnet50-l3")
+    ap.add_argument("--encoders", default=",".join(DEFAULT_ENCODERS))
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--min-tiles", type=int, default=0, help="cycle a small slide's tiles up to this many")
     ap.add_argument("--max-tiles", default="small-cnn=1024,resnet50-l3=192",
-                    help="tiles per measurement, per encoder (ResNet-50 on 2 CPUs runs ~15 tiles/s)")
+                    help="tiles per measurement: N for every encoder, or ENCODER=N,... (ResNet-50 on 2 CPUs "
+                         "runs ~15 tiles/s)")
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
+    encoders = [e.strip() for e in args.encoders.split(",") if e.strip()]
+    caps = tile_caps(args.max_tiles, encoders)
 
     import torch
 
@@ -284,7 +303,6 @@ def main() -> None:
     capacity = parallel_capacity()
     slide_path = args.slide or default_slide(args.cache_dir)
     params = TilingParams()
-    caps = dict(kv.split("=") for kv in args.max_tiles.split(",") if "=" in kv)
     out = [f"command: {' '.join([Path(sys.executable).name] + sys.argv)}",
            f"weakstil {__version__}, torch {torch.__version__}, python {platform.python_version()}, "
            f"{cpus} CPU(s) ({platform.processor() or platform.machine()}), parallel capacity of 2 CPUs "
@@ -297,7 +315,7 @@ def main() -> None:
                    f"µm/px, {len(coords0)} tissue tiles; read path {spec.describe()}")
         out.append(tile_stats_line(slide, coords0, params))
         out.append("")
-        for name in [e.strip() for e in args.encoders.split(",") if e.strip()]:
+        for name in encoders:
             coords = coords0
             if args.min_tiles and len(coords) < args.min_tiles:
                 coords = np.concatenate([coords] * -(-args.min_tiles // len(coords)))
@@ -320,4 +338,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

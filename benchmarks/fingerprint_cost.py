@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import platform
 import statistics
 import time
 from pathlib import Path
@@ -69,6 +70,10 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--cache", type=Path, default=ROOT / ".bench")
     args = ap.parse_args()
+    from inputs import need
+
+    # before the --size-gb file is written (3 GB by default): a mistyped slide failed only after it
+    need(args.slide, "--slide", "pass an existing slide file (default: tests/data/CMU-1-Small-Region.svs)")
 
     from weakstil.fingerprint import file_fingerprint, slide_fingerprint
     from weakstil.slide_backend import open_backend
@@ -83,10 +88,14 @@ def main() -> None:
         (f"{args.size_gb:g} GB file: the 10 blocks, cold cache", timed(file_fingerprint, big, args.repeats)),
         (f"{args.size_gb:g} GB file: SHA-256 of every byte, cold cache", timed(sha256_all, big, 1)),
     ]
+    print(f"{args.repeats} repeats (median); cache folder {args.cache}; 1-min load {os.getloadavg()[0]:.2f}; "
+          f"python {platform.python_version()}\n")
     print("| what | seconds (median) |\n|---|---|")
     for name, seconds in rows:
         print(f"| {name} | {seconds:.4f} |")
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

@@ -187,7 +187,6 @@ def main() -> None:
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("weakstil.decode").setLevel(logging.DEBUG)  # the plan, the GPU colour check
-    OUT.mkdir(parents=True, exist_ok=True)
 
     import torch
 
@@ -195,6 +194,7 @@ def main() -> None:
     if dev.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device: this check needs a GPU (or --device cpu --quick to test the script)", file=sys.stderr)
         sys.exit(2)
+    OUT.mkdir(parents=True, exist_ok=True)  # after the device check: no empty gpu_check_out/ left behind
     quick = args.quick
     bs = 4 if quick else args.batch_size
     window = 0.5 if quick else args.seconds
@@ -473,4 +473,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

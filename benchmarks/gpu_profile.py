@@ -129,7 +129,6 @@ def main() -> None:  # noqa: C901 - one straight script
     ap.add_argument("--model", default="resnet50")
     args = ap.parse_args()
     BUDGET_S, OUT = args.budget_s, args.out
-    OUT.mkdir(parents=True, exist_ok=True)
 
     import torch
 
@@ -148,6 +147,7 @@ def main() -> None:  # noqa: C901 - one straight script
     if dev.startswith("cuda") and not torch.cuda.is_available():
         print("no CUDA device (use --device cpu --quick to test the script)", file=sys.stderr)
         sys.exit(2)
+    OUT.mkdir(parents=True, exist_ok=True)  # after the device check: no empty --out folder left behind
     torch.backends.cudnn.benchmark = True
     cuda = dev.startswith("cuda")
     cpus = cpu_count()
@@ -354,4 +354,6 @@ def main() -> None:  # noqa: C901 - one straight script
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

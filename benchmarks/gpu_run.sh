@@ -9,8 +9,10 @@
 # Installs the wheels carried in .whl/ (openslide-python, openslide-bin, simplejpeg, tifffile:
 # `make gpu-wheels` or see the README) into $SITE (default /tmp/site, first on PYTHONPATH), runs
 # benchmarks/gpu_check.py (or, with --profile first, benchmarks/gpu_profile.py) under a hard time
-# limit (LIMIT_S) and leaves the table and logs in $OUT.
+# limit (LIMIT_S) and leaves the table and logs in $OUT. A $PYTHON that already has them (the
+# project's .venv: PYTHON=.venv/bin/python) needs no wheels.
 set -uo pipefail
+case "${1:-}" in -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;; esac
 NAME=gpu_check
 if [ "${1:-}" = "--profile" ]; then
   shift
@@ -22,6 +24,14 @@ OUT=${OUT:-$PWD/gpu_out}
 SITE=${SITE:-/tmp/site}
 if [ -z "${PYTHON:-}" ] && [ -x /opt/torch/.venv/bin/python ]; then PYTHON=/opt/torch/.venv/bin/python; fi
 PY=${PYTHON:-python3}
+HAVE_WHEELS=0
+$PY -c 'import openslide, simplejpeg, tifffile' >/dev/null 2>&1 && HAVE_WHEELS=1
+# the wheels come from `make gpu-wheels` (a machine with network): say so, not pip's resolver errors
+if [ $HAVE_WHEELS = 0 ] && ! ls .whl/*.whl >/dev/null 2>&1; then
+  echo "error: $PWD/.whl/: no wheels, and $PY lacks openslide / simplejpeg / tifffile. Fix: run \`make gpu-wheels\`" \
+       "first (on a machine with network), or set PYTHON to a Python that has them (PYTHON=.venv/bin/python)" >&2
+  exit 2
+fi
 LIMIT_S=${LIMIT_S:-330}
 MARGIN_S=${MARGIN_S:-60}
 mkdir -p "$OUT"
@@ -29,9 +39,11 @@ start=$(date +%s)
 {
   echo "== $(date -u +%FT%TZ) $(hostname)"
   $PY --version
-  echo "cpus: $(nproc)"
+  echo "cpus: $(env -u OMP_NUM_THREADS -u OMP_THREAD_LIMIT nproc)"  # nproc alone obeys OMP_NUM_THREADS
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>/dev/null || echo "no nvidia-smi"
-  if $PY -m pip --version >/dev/null 2>&1; then
+  if [ $HAVE_WHEELS = 1 ]; then
+    echo "openslide, simplejpeg, tifffile already in $PY: no wheels installed"
+  elif $PY -m pip --version >/dev/null 2>&1; then
     $PY -m pip install -q --no-index --no-deps --no-compile --find-links .whl --target "$SITE" \
       openslide-python openslide-bin simplejpeg tifffile imagecodecs torchstain
   else  # no pip in that environment: a wheel is a zip file; unpack the ones for this Python

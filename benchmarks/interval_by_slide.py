@@ -50,6 +50,9 @@ def load(scored: Path, labels: Path, fold_of: np.ndarray) -> pd.DataFrame:
     lab = pd.read_csv(labels)[["slide_id", "stil"]].rename(columns={"stil": "truth"})
     df = res.merge(lab, on="slide_id")
     df = df[(df["status"] == "ok") & df["stil_lower_90"].notna()].copy()
+    if df.empty:  # a KeyError traceback from the merge below
+        raise SystemExit(f"error: {scored}: no slide of {labels} scored ok with a 90 % interval. Fix: score with a "
+                         "model that has one (trained with cross-validation on 9 or more out-of-fold slides)")
     rows = []
     for sid in df["slide_id"]:
         a, _ = SlideScoresFile.read_header(slide_file(scored, sid))
@@ -124,6 +127,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("cohorts", nargs="+", help="NAME=SCORED_DIR:LABELS_CSV")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
+    from inputs import need, need_model
+
+    need_model(args.model)
+    for spec in args.cohorts:
+        name, _, rest = spec.partition("=")
+        scored, _, labels = rest.partition(":")
+        if not (name and scored and labels):
+            raise SystemExit(f"error: {spec!r}: not NAME=SCORED_DIR:LABELS_CSV. Fix: e.g. "
+                             "default=out/scores:cohort/labels.csv")
+        need(Path(scored) / "results.csv", f"{name}'s `weakstil score` results", "score the cohort's slides "
+             "with this model first: `weakstil score --slides LABELS_CSV --model MODEL --out SCORED_DIR`")
+        need(labels, f"{name}'s labels CSV", "a `weakstil synth` cohort's labels.csv (slide_id, stil)")
+    if args.reweight_labels:
+        need(args.reweight_labels, "--reweight-labels CSV", "e.g. ../shared/data/labels/tcga_bc_tils.csv")
     meta = json.loads((args.model / "model.json").read_text())
     fold_of = np.array([int(e.get("fold", 0)) for e in meta.get("folds") or []])
     data = {}
@@ -179,4 +196,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

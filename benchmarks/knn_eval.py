@@ -120,6 +120,14 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=ROOT / ".bench" / "knn")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    from inputs import need
+
+    if args.encoder is not None:  # before the synthetic slides are made (38 s), not after
+        from weakstil.encoders.cards import load_card
+
+        load_card(args.encoder)
+    if args.cohort is not None:
+        need(args.cohort / "slides", "--cohort's slides/", "a `weakstil synth` cohort folder", kind="folder")
 
     import torch
 
@@ -183,4 +191,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

@@ -30,12 +30,15 @@ from weakstil.mil.training import _feature_stats, _sample_batch, _loss_fn  # noq
 from weakstil.runtime import Deterministic, TorchThreads  # noqa: E402
 from weakstil.metrics import r2_score, mae  # noqa: E402
 cache = ROOT / ".bench/accuracy"
-if args.cohort == "hard":
-    ca = A.Cohort("hard", cache / "cohort-hard-n60-s0-2x2mm/labels.csv"); ca.features["pre"] = cache / "features-hard-encoder-hard-ca22b25ef3"
-    cb = A.Cohort("hard-b", cache / "cohort-hard-b-n30-s1-2x2mm/labels.csv"); cb.features["pre"] = cache / "features-hard-b-encoder-hard-ca22b25ef3"
-else:
-    ca = A.Cohort("default", cache / "cohort-default-n120-s0-2.5x2.5mm/labels.csv"); ca.features["pre"] = cache / "features-default-encoder-default-85db67133b"
-    cb = A.Cohort("default-b", cache / "cohort-default-b-n30-s1-2.5x2.5mm/labels.csv"); cb.features["pre"] = cache / "features-default-b-encoder-default-85db67133b"
+from inputs import need  # noqa: E402
+from mil_members import ACCURACY_RUN, COHORTS, features_dir  # noqa: E402
+# the accuracy benchmark's cohorts at its defaults, and the one pretrained encoder's features it made (the
+# folders were named by one machine's encoder hash, e.g. features-hard-encoder-hard-ca22b25ef3)
+kind = "hard" if args.cohort == "hard" else "default"
+for name in COHORTS[kind]:
+    need(cache / name / "labels.csv", "accuracy benchmark's cohort", f"run `{ACCURACY_RUN[kind]}` first")
+ca = A.Cohort(kind, cache / COHORTS[kind][0] / "labels.csv"); ca.features["pre"] = features_dir(cache, kind, None)
+cb = A.Cohort(f"{kind}-b", cache / COHORTS[kind][1] / "labels.csv"); cb.features["pre"] = features_dir(cache, f"{kind}-b", None)
 bank_a = A.load_bank(ca, "pre", "stats"); bank_b = A.load_bank(cb, "pre", "stats")
 NS = 19  # tile stats columns
 from weakstil.tilestats import COLUMNS; NS = len(COLUMNS)

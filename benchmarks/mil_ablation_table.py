@@ -10,7 +10,10 @@ ap.add_argument("epochs", nargs="?", default="30,40,60", help="comma-separated e
 args = ap.parse_args()
 import pandas as pd
 from weakstil.metrics import r2_score
-f = args.records
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from inputs import need  # noqa: E402
+from mil_members import ACCURACY_RUN  # noqa: E402
+f = need(args.records, "mil_ablation records", "run benchmarks/mil_ablation.py first (after benchmarks/accuracy.py)")
 eps = [int(e) for e in args.epochs.split(",")]
 recs = {}
 for line in open(f):
@@ -19,7 +22,8 @@ for line in open(f):
     recs[(r["cohort"], r["variant"], r["seed"])] = r
 labels = {}
 for c, csv in (("hard", "cohort-hard-n60-s0-2x2mm"), ("hard-b", "cohort-hard-b-n30-s1-2x2mm"), ("default", "cohort-default-n120-s0-2.5x2.5mm"), ("default-b", "cohort-default-b-n30-s1-2.5x2.5mm")):
-    labels[c] = pd.read_csv(f"{ROOT}/.bench/accuracy/{csv}/labels.csv")
+    labels[c] = pd.read_csv(need(f"{ROOT}/.bench/accuracy/{csv}/labels.csv", "accuracy benchmark's cohort",
+                                 f"run `{ACCURACY_RUN[c.removesuffix('-b')]}` first"))
 from weakstil.cohort import read_cohort
 L = {c: read_cohort(f"{ROOT}/.bench/accuracy/{p}/labels.csv").labels for c, p in (("hard", "cohort-hard-n60-s0-2x2mm"), ("hard-b", "cohort-hard-b-n30-s1-2x2mm"), ("default", "cohort-default-n120-s0-2.5x2.5mm"), ("default-b", "cohort-default-b-n30-s1-2.5x2.5mm"))}
 by = collections.defaultdict(list)

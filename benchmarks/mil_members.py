@@ -30,6 +30,9 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 #: The cohorts benchmarks/accuracy.py makes by default: (A, B) folder names per kind.
 COHORTS = {"hard": ("cohort-hard-n60-s0-2x2mm", "cohort-hard-b-n30-s1-2x2mm"),
            "default": ("cohort-default-n120-s0-2.5x2.5mm", "cohort-default-b-n30-s1-2.5x2.5mm")}
+#: the accuracy benchmark's run that makes them (and the features read here)
+ACCURACY_RUN = {"hard": "benchmarks/accuracy.py --cohorts hard",
+                "default": "benchmarks/accuracy.py --cohorts default --slides 120 --size-mm 2.5 2.5"}
 
 
 def parse_variant(text: str) -> tuple[str, dict]:
@@ -50,7 +53,7 @@ def parse_variant(text: str) -> tuple[str, dict]:
 def features_dir(cache: Path, cohort: str, encoder: str | None) -> Path:
     found = sorted(cache.glob(f"features-{cohort}-{encoder or 'encoder-*'}"))
     if len(found) != 1:
-        raise SystemExit(f"{cache}: {len(found)} feature folders for {cohort!r} "
+        raise SystemExit(f"error: {cache}: {len(found)} feature folders for {cohort!r} "
                          f"({', '.join(p.name for p in found) or 'none'}); pass --encoder NAME")
     return found[0]
 
@@ -72,7 +75,12 @@ def main() -> None:
     from weakstil.mil.ensemble import score_slides_ensemble
     from weakstil.mil.training import fit
 
+    from inputs import need
+
     name_a, name_b = COHORTS[args.cohort]
+    for name in (name_a, name_b):
+        need(args.cache / name / "labels.csv", "accuracy benchmark's cohort",
+             f"run `{ACCURACY_RUN[args.cohort]} --cache {args.cache}` first")
     a = A.Cohort(args.cohort, args.cache / name_a / "labels.csv")
     b = A.Cohort(f"{args.cohort}-b", args.cache / name_b / "labels.csv")
     a.features["pre"] = features_dir(args.cache, args.cohort, args.encoder)
@@ -113,4 +121,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

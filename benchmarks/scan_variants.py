@@ -324,6 +324,9 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
+    from inputs import need_model
+
+    need_model(args.model)
     want = [v for v in VARIANTS if not args.variants or v.name in args.variants or v.name == "orig"]
     slides = make_slides(args.cache, args.seed)
     build(slides, want, args.cache)
@@ -351,4 +354,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

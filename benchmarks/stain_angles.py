@@ -65,6 +65,10 @@ def main() -> None:
     ap.add_argument("cohorts", nargs="+", type=Path)
     ap.add_argument("--slides", type=int, default=40, help="at most this many slides per cohort")
     args = ap.parse_args()
+    from inputs import need
+
+    for cohort in args.cohorts:
+        need(cohort / "labels.csv", "cohort (labels.csv)", "a `weakstil synth` cohort folder (it has truth/)")
     for cohort in args.cohorts:
         labels = pd.read_csv(cohort / "labels.csv").head(args.slides)
         rows = []
@@ -102,4 +106,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

@@ -90,7 +90,13 @@ def main() -> None:
         path, sep, mpp = arg.rpartition(":")
         if not sep or not mpp.replace(".", "", 1).isdigit():
             path, mpp = arg, ""
-        seen, dropped, seconds, n = one_slide(path, float(mpp) if mpp else None)
+        try:
+            seen, dropped, seconds, n = one_slide(path, float(mpp) if mpp else None)
+        except Exception as exc:  # the library's fix names --slide-mpp, which this script spells SLIDE:MPP
+            if "microns-per-pixel" in str(exc) and not mpp:
+                raise SystemExit(f"error: {path}: has no microns-per-pixel in its metadata. Fix: give it as "
+                                 f"{path}:MPP (about 0.25 for 40x, 0.5 for 20x scans)") from None
+            raise
         rows.append([*seen, *dropped, seconds])
         print(f"{Path(path).name:>32} {n:5d} tiles | overview H {seen[0]:4.1f} % E {seen[1]:4.1f} % | "
               f"8 % of tiles dropped H {dropped[0]:4.1f} % E {dropped[1]:4.1f} % | {seconds:.2f} s", flush=True)
@@ -102,4 +108,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

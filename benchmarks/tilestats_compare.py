@@ -37,8 +37,14 @@ if str(ROOT) not in sys.path:
 
 
 def load_reference(ref: str):
-    src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:weakstil/tilestats.py"], check=True,
-                         capture_output=True, text=True).stdout
+    try:
+        src = subprocess.run(["git", "-C", str(ROOT), "show", f"{ref}:weakstil/tilestats.py"], check=True,
+                             capture_output=True, text=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:  # no git, not a clone, a shallow one, a typo
+        why = (getattr(exc, "stderr", "") or str(exc)).strip().splitlines()
+        raise SystemExit(f"error: --ref {ref}: no weakstil/tilestats.py at that revision ({why[-1] if why else exc}). "
+                         "Fix: run from a git clone that has it (a shallow one: git fetch --unshallow), "
+                         "or pass another revision, e.g. --ref HEAD~5") from None
     path = Path(tempfile.mkdtemp()) / "tilestats_reference.py"
     path.write_text(src)
     spec = importlib.util.spec_from_file_location("tilestats_reference", path)
@@ -92,6 +98,25 @@ def sources(args) -> list[tuple[str, np.ndarray, object]]:
     return out
 
 
+def column_differences(ref: np.ndarray, ref_columns, cur: np.ndarray, cur_columns) -> list[str]:
+    """Per column both revisions have (matched by name): max abs difference, tiles that differ, range.
+    The columns differ between versions (the default reference has 28, this checkout 29): matching them
+    by position failed with a broadcast error after the whole timing run."""
+    shared = [c for c in cur_columns if c in ref_columns]
+    ri, ci = [list(ref_columns).index(c) for c in shared], [list(cur_columns).index(c) for c in shared]
+    diff = np.abs(ref[:, ri].astype(np.float64) - cur[:, ci].astype(np.float64))
+    lines = [f"tiles with every shared column identical: {int(np.all(diff == 0, axis=1).sum())} of {len(diff)}"]
+    for what, cols in (("only in this checkout", [c for c in cur_columns if c not in ref_columns]),
+                       ("only in the reference", [c for c in ref_columns if c not in cur_columns])):
+        if cols:
+            lines.append(f"columns {what} (not compared): {', '.join(cols)}")
+    lines.append("column: max abs difference, tiles that differ, column range (reference)")
+    for j, col in enumerate(shared):
+        lines.append(f"  {col:26s} {diff[:, j].max():.3g}  {np.count_nonzero(diff[:, j]):5d}  "
+                     f"{ref[:, ri[j]].min():.3g}..{ref[:, ri[j]].max():.3g}")
+    return lines
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ref", default="5f7fcb8", help="git revision of the reference weakstil/tilestats.py")
@@ -136,15 +161,12 @@ def main() -> None:
     lines.append(f"{'all':28s} {n_all:5d} tiles: reference {1e3 * tot['ref'] / n_all:.2f} ms/tile, current "
                  f"{1e3 * tot['cur'] / n_all:.2f} ms/tile ({tot['ref'] / tot['cur']:.2f}x) = "
                  f"{n_all / tot['cur']:.0f} tiles/s per core")
-    diff = np.abs(ref.astype(np.float64) - cur.astype(np.float64))
-    lines += ["", f"tiles with every column identical: {int(np.all(diff == 0, axis=1).sum())} of {len(diff)}",
-              "column: max abs difference, tiles that differ, column range (reference)"]
-    for j, col in enumerate(current.COLUMNS):
-        lines.append(f"  {col:26s} {diff[:, j].max():.3g}  {np.count_nonzero(diff[:, j]):5d}  "
-                     f"{ref[:, j].min():.3g}..{ref[:, j].max():.3g}")
+    lines += [""] + column_differences(ref, reference.COLUMNS, cur, current.COLUMNS)
     lines.append(f"1-min load average {load0[0]:.2f} before, {os.getloadavg()[0]:.2f} after (shared machine: noisy)")
     print("\n".join(lines))
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

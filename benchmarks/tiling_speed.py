@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +33,7 @@ def main() -> None:
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
 
+    import weakstil
     from weakstil.slide import Slide
     from weakstil.synth import generate_slide
     from weakstil.tiles import TilingParams, find_tiles, tile_slide_to_dir
@@ -46,6 +48,7 @@ def main() -> None:
         print(f"generated in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
 
     params = TilingParams()
+    load0 = os.getloadavg()[0]
     steps: dict[str, list[float]] = {"open": [], "thumbnail + tissue + grid": [], "whole job (h5 + png)": []}
     n_tiles = 0
     for _ in range(args.repeats):
@@ -67,7 +70,9 @@ def main() -> None:
     with Slide.open(slide_path) as s:
         W, H = s.dimensions
     print(f"\nslide {slide_path.name}: {W} x {H} px, {n_tiles} tiles kept of "
-          f"{(W // 224) * (H // 224)} grid positions, 1 core, {args.repeats} repeats\n")
+          f"{(W // 224) * (H // 224)} grid positions, 1 core, {args.repeats} repeats; 1-min load {load0:.2f} "
+          f"before, {os.getloadavg()[0]:.2f} after (other processes on that core slow it); python "
+          f"{platform.python_version()}, weakstil {weakstil.__version__}\n")
     print("| step | median s | min s | max s |\n|---|---|---|---|")
     for name, values in steps.items():
         print(f"| {name} | {statistics.median(values):.2f} | {min(values):.2f} | {max(values):.2f} |")
@@ -76,4 +81,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

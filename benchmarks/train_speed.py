@@ -86,6 +86,11 @@ def main() -> None:
     meta = json.loads((out / "model.json").read_text())
     tr = meta["training"]
     m = res["cv"]["metrics"] if res["cv"] else {}
+    from weakstil.runtime import cpu_count
+
+    # what a comparison needs: the torch threads training chose (--threads 0 picks them from the load)
+    print(f"{cpu_count()} CPUs, {tr['config'].get('threads')} torch thread(s) used (--threads {args.threads}); "
+          f"versions {json.dumps(meta.get('versions', {}), sort_keys=True)}")
     print("| slides | tiles/slide | dim | folds | members | aggregator | device | load avg | load s | total s "
           "| best epochs | CV R² | CV MAE |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
@@ -97,4 +102,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)

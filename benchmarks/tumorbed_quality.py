@@ -223,6 +223,13 @@ def main() -> None:
     for noisy in ("weakstil.mil", "weakstil.train", "weakstil.embed", "matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
+    if any(a == b for a, b in pairs) and args.slides <= sum(TRAIN_PER_BAND):
+        # every slide trained the detector: nothing held out (a KeyError traceback after the training)
+        ap.error(f"--slides {args.slides}: the detector trains on up to {sum(TRAIN_PER_BAND)} slides of a look, "
+                 f"so a within-look pair needs more to measure; pass --slides {2 * sum(TRAIN_PER_BAND)} or more")
+    from weakstil.encoders.cards import load_card
+
+    load_card(args.encoder)  # a mistyped folder failed only after its cohorts were made
     weights = None if Path(args.encoder).is_dir() else args.weights
     enc_tag = Path(args.encoder).name + (f"-{weights}" if weights else "")
     cohorts, features, tables = {}, {}, {}
@@ -269,6 +276,9 @@ def main() -> None:
                 rows.append({"train_look": train_look, "test_look": test_look, "slide_id": sid, "stil": stil,
                              "band": band_of(stil), "source": applied.bed.source.value,
                              "dice": truth_dice(applied.h5_path, truth), **lymph_checks(applied.h5_path, truth)})
+    if not rows:
+        raise SystemExit("error: no held-out slide to measure (the detectors trained on them all). "
+                         f"Fix: pass more --slides (at least {2 * sum(TRAIN_PER_BAND)})")
     per_slide = pd.DataFrame(rows)
     per_slide.to_csv(runs / "dice_per_slide.csv", index=False)
     within = per_slide[per_slide["train_look"] == per_slide["test_look"]]
@@ -354,4 +364,6 @@ def print_report(result: dict, per_slide: pd.DataFrame) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from inputs import one_line_errors  # run as a script: benchmarks/ is on the path
+
+    one_line_errors(main)
