@@ -10,10 +10,12 @@
    ``stroma_estimate`` and ``attention_logits``, the feature file's ``tile_stats``, ``stroma_estimate`` and
    ``tumorbed``, the bed file's ``tumour_evidence`` (and said nothing of ``coords``' order or shape). Now each
    kind's datasets (``weakstil.files``) are named in its section of the docs.
+3. The tile GeoJSON's ``Tumor bed`` class had no colour, the bed outline's is red: see its test.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -67,3 +69,28 @@ def test_docs_name_every_dataset_of_each_file_kind():
     missing = {cls.__name__: [d.file_name for d in cls.DATASETS if f"`{d.file_name}`" not in text]
                for cls, text in sections.items()}
     assert not any(missing.values()), f"datasets the docs do not name: {missing}"
+
+
+def test_tile_geojson_colours_the_bed_class_as_the_bed_outline(small_demo):
+    """3. The tile GeoJSON's ``Tumor bed`` class had no colour while ``tumorbed apply``'s bed outline is red
+    (255, 0, 0): QuPath holds one class per name, coloured by the first object that brings it, so tiles imported
+    first left the outline in a colour QuPath chose. Now the tiles' class is red too; every feature is a closed,
+    valid square whose measurements are finite numbers (strict JSON, no NaN)."""
+    from shapely.geometry import shape
+
+    from weakstil.annotations import write_geojson
+
+    path = sorted((small_demo[0] / "scores").glob("*.geojson"))[0]
+
+    def no_constant(c):
+        raise AssertionError(f"{path.name}: {c} is not JSON")
+
+    features = json.loads(path.read_text(encoding="utf-8"), parse_constant=no_constant)["features"]
+    # the bed outline's colour, as tumorbed apply writes it
+    bed_colour = list(inspect.signature(write_geojson).parameters["color"].default)
+    classes = {json.dumps(f["properties"]["classification"], sort_keys=True) for f in features}
+    assert json.dumps({"color": bed_colour, "name": "Tumor bed"}, sort_keys=True) in classes, classes
+    for f in features:
+        ring = f["geometry"]["coordinates"][0]
+        assert f["properties"]["objectType"] == "tile" and ring[0] == ring[-1] and shape(f["geometry"]).is_valid
+        assert all(isinstance(v, float) for v in f["properties"]["measurements"].values())

@@ -302,6 +302,13 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     return Path(path)
 
 
+#: Tile classes' colours in QuPath: a tumour-bed tile the red of the bed's outline (weakstil.annotations.
+#: write_geojson). QuPath holds one class per name, coloured by the first object that brings it, so a tile
+#: file without a colour, imported first, gave the class (and the bed outline imported after it) a colour
+#: QuPath picks; "Other" is one of QuPath's own classes, with its own colour.
+TILE_CLASS_COLOURS = {"Tumor bed": (255, 0, 0)}
+
+
 def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: float,
                         measurements: dict[str, np.ndarray], classification: np.ndarray | None = None,
                         written_by: str | None = None, origin: tuple[float, float] = (0.0, 0.0),
@@ -333,7 +340,9 @@ def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: 
                     "measurements": {n: round(float(c[i]), 4) for n, c in zip(names, columns) if np.isfinite(c[i])},
                 }
                 if classification is not None:
-                    props["classification"] = {"name": str(classification[i])}
+                    name = str(classification[i])
+                    props["classification"] = {"name": name, **({"color": list(TILE_CLASS_COLOURS[name])}
+                                                                 if name in TILE_CLASS_COLOURS else {})}
                 if i:
                     fh.write(",")
                 json.dump({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
