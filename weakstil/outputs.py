@@ -142,6 +142,10 @@ def _png_text(provenance: dict | None) -> dict[str, str]:
     return text
 
 
+#: The heatmap PNG's text chunk placing the slide in the figure (JSON): each panel's ``x``, ``y``, ``width``,
+#: ``height`` (PNG px: the slide's level-0 pixel ``(X, Y)`` is at ``(x + X / level0_px_per_png_px, y + Y / ...)``),
+#: ``colormap`` (matplotlib's name) and ``range`` (the values at its two ends), and ``png_mpp`` (µm per PNG px).
+HEATMAP_GEOMETRY_KEY = "weakstil_geometry"
 #: Opacity of a tile's colour over the thumbnail.
 HEAT_ALPHA = 0.6
 #: The opacity share a tile without stroma keeps in the sTIL panel (still seen, faint).
@@ -280,15 +284,29 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
         draw.text((width // 2, margin + title_h + panels_h + key_h - 10), faint_note, fill="black", font=key_font,
                   anchor="mm")
     x, y = (width - panels_w) // 2, margin + title_h
-    for im in images:
+    placed = []
+    for im, (_, cmap_name, top, label) in zip(images, panels):
         fig.paste(im, (x, y))
+        placed.append({"what": label, "x": x, "y": y + (im.height - h) // 2, "width": w, "height": h,
+                       "colormap": cmap_name, "range": [0.0, float(top)]})
         x, y = (x, y + im.height + gap) if stacked else (x + im.width + gap, y)
     info = PngInfo()
     for k, v in _png_text(provenance).items():
         info.add_text(k, v)
+    # where the slide lies in the figure and what the colours mean, so another program can lay the heatmap
+    # over the slide (QuPath, a script): a figure with a title, margins and colour bars said neither
+    info.add_text(HEATMAP_GEOMETRY_KEY, json.dumps({"level0_px_per_png_px": 1.0 / scale, "png_mpp": float(thumb_mpp),
+                                                   "panels": placed}))
     with atomic_path(path) as tmp:
         fig.save(tmp, format="PNG", pnginfo=info, compress_level=HEATMAP_PNG_COMPRESSION)
     return Path(path)
+
+
+#: Tile classes' colours in QuPath: a tumour-bed tile the red of the bed's outline (weakstil.annotations.
+#: write_geojson). QuPath holds one class per name, coloured by the first object that brings it, so a tile
+#: file without a colour, imported first, gave the class (and the bed outline imported after it) a colour
+#: QuPath picks; "Other" is one of QuPath's own classes, with its own colour.
+TILE_CLASS_COLOURS = {"Tumor bed": (255, 0, 0)}
 
 
 def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: float,
@@ -322,7 +340,9 @@ def write_tiles_geojson(path: str | Path, coords: np.ndarray, tile_size_level0: 
                     "measurements": {n: round(float(c[i]), 4) for n, c in zip(names, columns) if np.isfinite(c[i])},
                 }
                 if classification is not None:
-                    props["classification"] = {"name": str(classification[i])}
+                    name = str(classification[i])
+                    props["classification"] = {"name": name, **({"color": list(TILE_CLASS_COLOURS[name])}
+                                                                 if name in TILE_CLASS_COLOURS else {})}
                 if i:
                     fh.write(",")
                 json.dump({"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
