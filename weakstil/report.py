@@ -90,11 +90,11 @@ def flatten(mapping: dict, prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
-def installed_versions() -> dict[str, str]:
-    """Versions of Python and the packages that shape the results, at report time."""
+def installed_versions(*extra: str) -> dict[str, str]:
+    """Versions of Python and the packages that shape the results (and of ``extra``), at report time."""
     from weakstil.runtime import installed_versions as versions_of
 
-    return versions_of(VERSION_PACKAGES)
+    return versions_of(tuple(dict.fromkeys(VERSION_PACKAGES + extra)))
 
 
 def _cohort_slides(cohort_csv: Path | None) -> dict[str, Path]:

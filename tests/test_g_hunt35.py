@@ -1,0 +1,55 @@
+"""Round 35, helper g: reproducibility and provenance of the recorded software versions.
+
+1. torch's version was recorded two ways for one installation: ``torch.__version__`` (``2.14.1+cu130``)
+   where the process had imported torch (model.json, score and features files, a model evaluation),
+   the wheel's metadata (``2.14.1``, without the build label) where it had not (an ``evaluate --oof``
+   metrics.json; every report's 'report' column). So ``report -m`` and ``report --scores`` listed
+   "torch | 2.14.1+cu130 | 2.14.1", a version change that was none, and two evaluations of one model in
+   one environment recorded different torches. Now ``runtime.package_version('torch')`` reads the
+   build's own version (``torch/version.py``) without importing torch (1.3 s): the same string
+   everywhere.
+2. ``report --scores`` listed only weakstil, torch and timm in its 'scoring' column, blank for
+   Python, numpy and OpenSlide, though every score file records them all (``library_versions``: the
+   slide reader's, the decoders', numpy's...). Now the column lists what the score files record, with
+   the report process's versions beside them (the OpenSlide C library's too).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import h5py
+import torch
+
+from conftest import run_cli
+
+
+def test_torch_version_is_the_builds_own_in_a_process_that_never_imports_torch():
+    code = ("import sys, json; from weakstil.runtime import versions, installed_versions; "
+            "print(json.dumps([versions()['torch'], installed_versions(('torch',))['torch'], 'torch' in sys.modules]))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    recorded, installed, imported = json.loads(proc.stdout)
+    assert not imported  # the point: no 1.3 s torch import for an evaluation from predictions or a report
+    assert recorded == installed == torch.__version__, (recorded, installed, torch.__version__)
+
+
+def test_score_report_lists_the_versions_the_score_files_record_beside_the_same_installation(tmp_path,
+                                                                                            small_demo):
+    demo = small_demo[0]
+    r = run_cli("report", "--scores", demo / "scores", "--out", tmp_path / "rep")
+    assert r.returncode == 0, r.stderr
+    page = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    table = page.split("## Versions", 1)[1]
+    rows = {cells[0]: cells[1:] for line in table.splitlines()
+            if line.startswith("| ") and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 3
+            and cells[0] != "package"}
+    with h5py.File(next((demo / "scores").glob("*.h5"))) as h:
+        recorded = json.loads(h.attrs["library_versions"])
+    for name in ("python", "numpy", "openslide-python", "torch", "openslide"):
+        assert rows[name][0] == recorded[name], (name, rows.get(name), recorded[name])
+    # one installation scored and reported: no version differs between the two columns
+    assert rows["torch"] == [torch.__version__, torch.__version__], rows["torch"]
+    assert all(scoring == now for scoring, now in rows.values() if scoring and now), rows
