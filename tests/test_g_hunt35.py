@@ -12,6 +12,9 @@
    Python, numpy and OpenSlide, though every score file records them all (``library_versions``: the
    slide reader's, the decoders', numpy's...). Now the column lists what the score files record, with
    the report process's versions beside them (the OpenSlide C library's too).
+3. A ``tumorbed apply`` bed file recorded only ``weakstil_version``: not the torch of its detector nor
+   the numpy/scipy of its morphology, which every tiles, features and score file records
+   (``library_versions``). Now it records them too.
 """
 
 from __future__ import annotations
@@ -53,3 +56,17 @@ def test_score_report_lists_the_versions_the_score_files_record_beside_the_same_
     # one installation scored and reported: no version differs between the two columns
     assert rows["torch"] == [torch.__version__, torch.__version__], rows["torch"]
     assert all(scoring == now for scoring, now in rows.values() if scoring and now), rows
+
+
+def test_a_tumour_bed_file_records_the_library_versions(tmp_path, small_demo):
+    demo = small_demo[0]
+    features = sorted((demo / "features").glob("*.h5"))[0]
+    r = run_cli("tumorbed", "apply", features, "--tumorbed", demo / "model" / "tumorbed", "--out", tmp_path / "beds")
+    assert r.returncode == 0, r.stderr
+    with h5py.File(tmp_path / "beds" / features.name) as h:
+        assert h.attrs["source"] == "model"  # the detector ran: its torch shaped the bed
+        recorded = json.loads(h.attrs["library_versions"])
+    with h5py.File(features) as h:
+        embedded = json.loads(h.attrs["library_versions"])
+    assert recorded["torch"] == torch.__version__ and recorded["numpy"] == embedded["numpy"], recorded
+    assert recorded["weakstil"] and recorded["scipy"] and recorded["python"], recorded
