@@ -15,6 +15,9 @@
 3. A ``tumorbed apply`` bed file recorded only ``weakstil_version``: not the torch of its detector nor
    the numpy/scipy of its morphology, which every tiles, features and score file records
    (``library_versions``). Now it records them too.
+4. A report's "Created" time named its zone by abbreviation (``time.strftime('%Z')``): "2026-12-06
+   17:16:29 CST" in Shanghai (+0800) and "03:16:29 CST" in Chicago (-0600) for one moment, "IST" India's
+   or Ireland's. Now it gives the UTC offset ("+0800"), as every other recorded ``created`` does.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 
 import h5py
 import torch
@@ -39,12 +43,20 @@ def test_torch_version_is_the_builds_own_in_a_process_that_never_imports_torch()
     assert recorded == installed == torch.__version__, (recorded, installed, torch.__version__)
 
 
-def test_score_report_lists_the_versions_the_score_files_record_beside_the_same_installation(tmp_path,
-                                                                                            small_demo):
+def test_score_report_lists_the_versions_the_score_files_record_beside_the_same_installation(tmp_path, small_demo,
+                                                                                            monkeypatch):
     demo = small_demo[0]
-    r = run_cli("report", "--scores", demo / "scores", "--out", tmp_path / "rep")
+    monkeypatch.setenv("TZ", "Asia/Shanghai")  # (4) its abbreviation, CST, is Chicago's too
+    time.tzset()
+    try:
+        r = run_cli("report", "--scores", demo / "scores", "--out", tmp_path / "rep")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
     assert r.returncode == 0, r.stderr
     page = (tmp_path / "rep" / "report.md").read_text(encoding="utf-8")
+    created = page.split("Created ", 1)[1].split("\n", 1)[0]
+    assert created.endswith(" +0800."), created
     table = page.split("## Versions", 1)[1]
     rows = {cells[0]: cells[1:] for line in table.splitlines()
             if line.startswith("| ") and len(cells := [c.strip() for c in line.strip("|").split("|")]) == 3

@@ -249,7 +249,8 @@ def build_score_report(scores: str | Path, out_dir: str | Path, *, model: str | 
                table.get("tumorbed_source", pd.Series(dtype=str))).items()))]
     run += flatten(json.loads(str(request)) if request else {}, "score.")
     versions = scoring_versions(attrs)
-    content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(scores),
+    # the UTC offset, not the zone's abbreviation: CST was China's +0800 or Chicago's -0600
+    content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %z"), model_dir=str(scores),
                             metrics_source=said, slides_source=None, headline=run_counts(table, rows),
                             threshold=number_or_nan(records[0].get("threshold", "")), rows=[],
                             settings=flatten(settings or {}) + run,
