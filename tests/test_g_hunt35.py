@@ -18,6 +18,8 @@
 4. A report's "Created" time named its zone by abbreviation (``time.strftime('%Z')``): "2026-12-06
    17:16:29 CST" in Shanghai (+0800) and "03:16:29 CST" in Chicago (-0600) for one moment, "IST" India's
    or Ireland's. Now it gives the UTC offset ("+0800"), as every other recorded ``created`` does.
+5. The tile-score files (``train``'s ``MODEL/cv/tiles``, ``evaluate``'s ``tiles``) recorded no
+   WeakSTIL version, unlike every other per-slide file. Now they record ``weakstil_version`` too.
 """
 
 from __future__ import annotations
@@ -82,3 +84,14 @@ def test_a_tumour_bed_file_records_the_library_versions(tmp_path, small_demo):
         embedded = json.loads(h.attrs["library_versions"])
     assert recorded["torch"] == torch.__version__ and recorded["numpy"] == embedded["numpy"], recorded
     assert recorded["weakstil"] and recorded["scipy"] and recorded["python"], recorded
+
+
+def test_the_cross_validation_tile_score_files_record_the_weakstil_version(small_demo):
+    from weakstil import __version__
+
+    tiles = sorted((small_demo[0] / "model" / "cv" / "tiles").glob("*.h5"))
+    assert tiles
+    for path in tiles[:2]:
+        with h5py.File(path) as h:
+            assert h.attrs["kind"] == "tile_scores"
+            assert h.attrs["weakstil_version"] == __version__, path

@@ -173,7 +173,7 @@ class TileScoresFile(SlideFile):
     ``attention`` (logits; attention models only) and ``stroma_weight`` (0-1, the tile's stroma
     weight before normalisation; stroma-aggregator models only). Attributes ``slide_id``,
     ``tile_size_level0``, ``stil_pred``, ``stil_true``, ``fold`` or ``model_sha256``,
-    ``source``, ``aggregator`` and the slide placement (``slide_path``, ``slide_mpp``,
+    ``source``, ``aggregator``, ``weakstil_version`` and the slide placement (``slide_path``, ``slide_mpp``,
     ``slide_width``, ``slide_height``, ``mpp``, ``tile_px``, ``overlap_px``, ``tiling_key``,
     ``slide_fingerprint``).
     """
