@@ -20,6 +20,10 @@
    or Ireland's. Now it gives the UTC offset ("+0800"), as every other recorded ``created`` does.
 5. The tile-score files (``train``'s ``MODEL/cv/tiles``, ``evaluate``'s ``tiles``) recorded no
    WeakSTIL version, unlike every other per-slide file. Now they record ``weakstil_version`` too.
+6. A synthetic cohort's ``cohort.json`` recorded the WeakSTIL version and seed but not numpy's (its
+   random streams are not promised across releases) nor the TIFF/JPEG writers' (the slides' bytes):
+   ``tests/test_synth_default_bytes.py`` allows pixel drift for exactly that reason. Now it records
+   ``library_versions`` as the tiles and features files do.
 """
 
 from __future__ import annotations
@@ -95,3 +99,11 @@ def test_the_cross_validation_tile_score_files_record_the_weakstil_version(small
         with h5py.File(path) as h:
             assert h.attrs["kind"] == "tile_scores"
             assert h.attrs["weakstil_version"] == __version__, path
+
+
+def test_a_synthetic_cohort_records_the_library_versions_its_slides_depend_on(small_demo):
+    import numpy as np
+
+    meta = json.loads((small_demo[0] / "cohort" / "cohort.json").read_text(encoding="utf-8"))
+    versions = meta["library_versions"]
+    assert versions["numpy"] == np.__version__ and versions["tifffile"] and versions["weakstil"], versions
