@@ -35,7 +35,7 @@ from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
 from weakstil.evaluation_results import refuse_fraction_labels, refuse_fraction_labels_of_model
 from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, called_high, fmt, roc_curve
-from weakstil import csv_cells, settings
+from weakstil import __version__, csv_cells, settings
 from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ def write_tile_scores(path: Path, bag, scores, attrs: dict) -> Path:
                           tumorbed=bag.tile_mask, attention=scores.attention, stroma_weight=scores.stroma,
                           attrs={"slide_id": bag.slide_id, "tile_size_level0": float(bag.tile_size_level0),
                                  "tile_prior_stroma": settings.TILE_PRIOR_STROMA if scores.stroma is not None else 0.0,
-                                 **attrs,
+                                 "weakstil_version": __version__, **attrs,  # as every other per-slide file
                                  **placement_attrs(bag.attrs)}).write(path)
 
 

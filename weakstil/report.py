@@ -90,11 +90,11 @@ def flatten(mapping: dict, prefix: str = "") -> list[tuple[str, str]]:
     return rows
 
 
-def installed_versions() -> dict[str, str]:
-    """Versions of Python and the packages that shape the results, at report time."""
+def installed_versions(*extra: str) -> dict[str, str]:
+    """Versions of Python and the packages that shape the results (and of ``extra``), at report time."""
     from weakstil.runtime import installed_versions as versions_of
 
-    return versions_of(VERSION_PACKAGES)
+    return versions_of(tuple(dict.fromkeys(VERSION_PACKAGES + extra)))
 
 
 def _cohort_slides(cohort_csv: Path | None) -> dict[str, Path]:
@@ -340,7 +340,8 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     if has_cv:  # the intervals and flags of the out-of-fold slides (an evaluation has none per slide)
         _add_confidence(rows, folder, threshold)
     files["overview.png"] = write_overview(out_dir, rows, out_dir / "overview.png")
-    content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(model_dir),
+    # the UTC offset, not the zone's abbreviation: CST was China's +0800 or Chicago's -0600
+    content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %z"), model_dir=str(model_dir),
                             metrics_source=described, slides_source=slides_source,
                             headline={**headline(metrics, threshold, "out-of-fold" if own_cv else "evaluation"),
                                       **(confidence_headline(meta) if has_cv else {})},

@@ -248,14 +248,15 @@ def build_score_report(scores: str | Path, out_dir: str | Path, *, model: str | 
            ("tumour-bed sources", ", ".join(f"{s or 'none'}: {n}" for s, n in Counter(
                table.get("tumorbed_source", pd.Series(dtype=str))).items()))]
     run += flatten(json.loads(str(request)) if request else {}, "score.")
-    versions = {k: str(attrs[a]) for k, a in (("weakstil", "weakstil_version"), ("torch", "torch_version"),
-                                              ("timm", "timm_version")) if a in attrs}
-    content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %Z"), model_dir=str(scores),
+    versions = scoring_versions(attrs)
+    # the UTC offset, not the zone's abbreviation: CST was China's +0800 or Chicago's -0600
+    content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %z"), model_dir=str(scores),
                             metrics_source=said, slides_source=None, headline=run_counts(table, rows),
                             threshold=number_or_nan(records[0].get("threshold", "")), rows=[],
                             settings=flatten(settings or {}) + run,
                             model_settings=model_settings(meta) if meta is not None else [],
-                            trained_versions=versions, report_versions=installed_versions(), cv_folds=None,
+                            trained_versions=versions, report_versions=versions_now(versions, installed_versions(*versions)),
+                            cv_folds=None,
                             has_cv=False, score_rows=rows, source="Scores")
     for name, text in (("report.html", render_html(content)), ("report.md", render_markdown(content))):
         with atomic_path(out_dir / name) as tmp:
@@ -265,3 +266,29 @@ def build_score_report(scores: str | Path, out_dir: str | Path, *, model: str | 
     log.info("report: %d slides (%d ok, %d error, %d flagged)", len(rows), counts["ok"], counts["error"],
              counts["flagged (one or more qc flags)"])
     return files
+
+
+def scoring_versions(attrs: dict) -> dict[str, str]:
+    """The versions a score file records: all its ``library_versions`` (the slide reader's, numpy's,
+    Python's... as in the tiles and features files), else (a file from before hunt 33) its weakstil,
+    torch and timm attributes; the report listed only those three, its 'scoring' column blank for
+    Python, numpy and OpenSlide though the files name them."""
+    try:
+        recorded = json.loads(str(attrs.get("library_versions") or "{}"))
+    except json.JSONDecodeError:
+        recorded = {}
+    if isinstance(recorded, dict) and recorded:
+        first = [k for k in ("weakstil", "torch", "timm", "python", "numpy") if k in recorded]
+        return {str(k): str(recorded[k]) for k in dict.fromkeys(first + sorted(recorded))}
+    return {k: str(attrs[a]) for k, a in (("weakstil", "weakstil_version"), ("torch", "torch_version"),
+                                          ("timm", "timm_version")) if a in attrs}
+
+
+def versions_now(recorded: dict[str, str], installed: dict[str, str]) -> dict[str, str]:
+    """``installed`` and, where the score files name it, the OpenSlide C library's version (no
+    distribution of its own: the report's column was blank beside the recorded one)."""
+    if "openslide" in recorded:
+        from weakstil.runtime import library_versions
+
+        installed = {**installed, "openslide": library_versions().get("openslide", "not installed")}
+    return installed

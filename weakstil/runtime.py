@@ -163,23 +163,42 @@ def package_version(name: str) -> str:
 
     if name == "weakstil":
         return __version__
+    if name == "torch" and (built := torch_version()) is not None:
+        return built
     try:
         return version(name)
     except PackageNotFoundError:
         return "not installed"
 
 
-def versions() -> dict[str, str]:
-    """The versions recorded with a trained model or an evaluation: torch as it reports itself (e.g.
-    ``2.5.1+cpu``) when this process uses it, else its installed version (an evaluation from
-    out-of-fold predictions never imports torch: 1.5 s of a 4.9 s ``weakstil evaluate``)."""
+def torch_version() -> str | None:
+    """torch's version as it reports itself (e.g. ``2.14.1+cu130``; ``None``: not installed), without
+    importing it (1.3 s): a wheel's metadata may leave out the build label (``2.14.1``), so a report or
+    an out-of-fold evaluation listed another torch than the model.json and score files of the same
+    installation (which record ``torch.__version__``)."""
+    import importlib.util
     import sys
 
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return str(torch.__version__)
+    try:
+        spec = importlib.util.find_spec("torch")
+        text = Path(next(iter(spec.submodule_search_locations)), "version.py").read_text(encoding="utf-8")
+    except (ImportError, ValueError, AttributeError, TypeError, StopIteration, OSError):
+        return None
+    found = re.search(r"^__version__\s*(?::\s*str\s*)?=\s*['\"]([^'\"]+)['\"]", text, re.M)
+    return found.group(1) if found else None
+
+
+def versions() -> dict[str, str]:
+    """The versions recorded with a trained model or an evaluation: torch as it reports itself (e.g.
+    ``2.5.1+cpu``), also where this process never imports it (an evaluation from out-of-fold
+    predictions: 1.5 s of a 4.9 s ``weakstil evaluate``)."""
     import numpy as np
 
-    torch = sys.modules.get("torch")
-    return {"weakstil": __version__, "torch": torch.__version__ if torch is not None else package_version("torch"),
-            "python": platform.python_version(), "numpy": np.__version__}
+    return {"weakstil": __version__, "torch": package_version("torch"), "python": platform.python_version(),
+            "numpy": np.__version__}
 
 
 def installed_versions(packages: tuple[str, ...]) -> dict[str, str]:

@@ -144,7 +144,8 @@ class BedFile(SlideFile):
     (``detector_path``, ``detector_id``, ``detector_sha256``), ``features_path`` and the features' ``cache_key`` (a bed made from
     other features is refused), ``tile_size_level0``, ``slide_mpp``, ``slide_width``,
     ``slide_height``, ``slide_path``, ``slide_fingerprint``, ``encoder``, ``weights_sha256``, ``n_tiles``,
-    ``n_tumorbed_tiles``, ``tile_threshold``, ``weakstil_version``, ``created``.
+    ``n_tumorbed_tiles``, ``tile_threshold``, ``weakstil_version``, ``created``, ``library_versions``
+    (JSON: torch's, numpy's, scipy's...).
     """
 
     KIND = "tumorbed"
@@ -172,7 +173,7 @@ class TileScoresFile(SlideFile):
     ``attention`` (logits; attention models only) and ``stroma_weight`` (0-1, the tile's stroma
     weight before normalisation; stroma-aggregator models only). Attributes ``slide_id``,
     ``tile_size_level0``, ``stil_pred``, ``stil_true``, ``fold`` or ``model_sha256``,
-    ``source``, ``aggregator`` and the slide placement (``slide_path``, ``slide_mpp``,
+    ``source``, ``aggregator``, ``weakstil_version`` and the slide placement (``slide_path``, ``slide_mpp``,
     ``slide_width``, ``slide_height``, ``mpp``, ``tile_px``, ``overlap_px``, ``tiling_key``,
     ``slide_fingerprint``).
     """

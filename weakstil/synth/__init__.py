@@ -13,7 +13,7 @@ Public API::
 Cohort layout (``generate_cohort``)::
 
     OUT/labels.csv                       slide_id,path,stil,group (paths relative to the CSV)
-    OUT/cohort.json                      version, seed, size, per-slide seeds and groups
+    OUT/cohort.json                      version, seed, size, per-slide seeds and groups, library versions
     OUT/slides/<id>.tiff                 pyramidal JPEG TIFF, 0.5 µm/px, levels x4
     OUT/truth/<id>.h5                    masks on the 4 µm/px grid + tiles/ (224 px grid)
     OUT/truth/<id>_tumorbed.geojson      QuPath-style tumour-bed annotation (level-0 px)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from weakstil.errors import WeakSTILError
 from weakstil.files.h5 import attrs_of, open_read
+from weakstil.runtime import library_versions
 
 from ._io import atomic_path, write_json_atomic
 from .artefacts import make_render_extras
@@ -458,6 +459,7 @@ def generate_cohort(
         "slide_mpp": SLIDE_MPP,
         "mask_mpp": MASK_MPP,
         "stil_formula": STIL_FORMULA,
+        "library_versions": library_versions(),  # numpy's streams, the JPEG encoder: the slides' bytes
         **extra_meta,
         **({"stratified": True} if stratified else {}),
         "slides": meta,

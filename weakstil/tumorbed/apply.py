@@ -9,6 +9,7 @@ valid ``--annotations`` file.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ import numpy as np
 from weakstil import __version__
 from weakstil.atomic import remove_stale_temps
 from weakstil.files import BedFile, FeaturesFile, slide_file
-from weakstil.runtime import sha256_file
+from weakstil.runtime import library_versions, sha256_file
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.detector import TumorBedDetector
 from weakstil.tumorbed.resolver import BedSources
@@ -112,8 +113,6 @@ def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, feat
     features (file, when made, cache key, slide fingerprint) and the WeakSTIL version; with a
     detector's ink veto, whether the slide it reads is there. A rerun with the same request keeps
     the bed (and ``--tumorbed-beds`` scoring then skips the slide), another one makes it again."""
-    import json
-
     request = {"bed": sources.request(slide_id, also=name), "features": str(features_path.resolve()),
                "features_created": str(attrs.get("created", "")), "cache_key": str(attrs.get("cache_key", "")),
                "slide_fingerprint": str(attrs.get("slide_fingerprint") or ""), "weakstil_version": __version__}
@@ -165,6 +164,8 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
         "n_tiles": int(len(bed.tile_fraction)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
         "tile_threshold": float(bed.attrs()["tumorbed_tile_threshold"]),
         "weakstil_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # the detector's torch and the morphology's numpy/scipy shape the bed, as in the other per-slide files
+        "library_versions": json.dumps(library_versions("torch"), sort_keys=True),
     }
     return BedFile(tumorbed=bed.tile_flags, tumorbed_fraction=bed.tile_fraction, tumorbed_mask=bed.mask,
                    tumorbed_mask_mpp=float(bed.mask_mpp), coords=features.coords, tumour_evidence=bed.evidence,
