@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import numbers
+import os
 from collections.abc import Collection
 from pathlib import Path
 
@@ -73,7 +74,33 @@ def read_table(path: Path):
                         "(every slide is then scored again)")
 
 
+#: The rows last parsed from each table, by its path, with a digest of the bytes parsed: score reads
+#: results.csv before every slide, and a rerun skipping finished slides parsed it again for each (300
+#: slides of 300 rows: 300 parses of 10-60 ms, growing with the table; hunt 35h). Reading the bytes
+#: and hashing them is a small part of a parse, and unlike a file's time and size it misses no edit.
+_PARSED: dict[str, tuple[bytes, list[dict]]] = {}
+
+
 def _read_rows(path: Path) -> list[dict]:
+    import hashlib
+
+    key = os.path.abspath(path)
+    try:
+        digest = hashlib.blake2b(path.read_bytes(), digest_size=16).digest()
+    except OSError:  # missing, a folder, unreadable: said by the parse
+        digest = None
+    parsed = _PARSED.get(key)
+    if digest is not None and parsed is not None and parsed[0] == digest:
+        return [dict(r) for r in parsed[1]]  # copies: callers change their rows
+    rows = _parse_rows(path)
+    if digest is not None:
+        if len(_PARSED) > 16:  # one per --out of this process: a test session's many folders are not all kept
+            _PARSED.clear()
+        _PARSED[key] = (digest, [dict(r) for r in rows])
+    return rows
+
+
+def _parse_rows(path: Path) -> list[dict]:
     if not path.is_file():
         if path.is_dir() or path.is_symlink():  # it cannot be written either: said before any slide is scored
             from weakstil.errors import WeakSTILError
@@ -141,6 +168,14 @@ def _now_matched(row: dict, rows: Collection[dict]) -> bool:
     pattern = str(row.get("path", ""))
     return (str(row.get("status")) == "error" and glob.has_magic(pattern) and not Path(pattern).exists()
             and any(fnmatch.fnmatchcase(str(r.get("path", "")), pattern) for r in rows))
+
+
+def unchanged_by(rows: dict[str, dict], row: dict) -> bool:
+    """Whether writing ``row`` into the table whose rows are ``rows`` (:func:`read_previous`) would change
+    nothing: a slide skipped as already scored, at the path its row names. A rerun rewrote results.csv after
+    every such slide (read, merged and written whole: O(rows) per slide, quadratic over a batch; hunt 35h)."""
+    return rows.get(str(row["slide_id"])) == row and not any(_now_matched(r, [row]) for r in rows.values()
+                                                             if r.get("status") == "error")
 
 
 def _filled(value: object) -> bool:

@@ -6,14 +6,13 @@ Per slide, in ``OUT``:
 * ``<slide_id>_heatmap.png``: thumbnail, tile-score heatmap, tumour-bed outline, colour bar (stroma-aggregator
   models: a second panel with each tile's stroma weight).
 * ``<slide_id>.geojson``: the tiles as QuPath ``tile`` objects with their scores as measurements.
-and ``results.csv`` with one row per input, rewritten atomically after every slide, so a run
-killed midway loses nothing and a rerun only does what is missing or failed.
-
-Runs may share one ``OUT``: each slide is scored under its lock (:mod:`weakstil.locks`), and
-``results.csv`` is re-read and merged under its own lock before every rewrite. A finished slide is
-skipped only when its score file records the slide fingerprint (:mod:`weakstil.fingerprint`) of the
-file scored now. Of two files of one slide id in a batch, one is refused (an ``error`` row naming
-both: :func:`weakstil.slide_ids.claim_ids`). A full disk stops the batch after recording the failure.
+and ``results.csv`` with one row per input, rewritten atomically after every slide scored (a slide skipped as already
+scored keeps its row), so a run killed midway loses nothing and a rerun only does what is missing or failed. Runs may
+share one ``OUT``: each slide is scored under its lock (:mod:`weakstil.locks`), and ``results.csv`` is re-read and
+merged under its own lock before every rewrite. A finished slide is skipped only when its score file records the
+slide fingerprint (:mod:`weakstil.fingerprint`) of the file scored now. Of two files of one slide id in a batch, one
+is refused (an ``error`` row naming both: :func:`weakstil.slide_ids.claim_ids`). A full disk stops the batch after
+recording the failure.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
 from weakstil.modeldir import ModelDir
 from weakstil.outputs import all_whole, slide_relpath
-from weakstil.results_table import BatchRows, another_file, read_previous, row_agrees_with_file, write_results
+from weakstil.results_table import BatchRows, another_file, read_previous, row_agrees_with_file, unchanged_by, write_results
 from weakstil.runtime import library_versions
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
 from weakstil.slide_list import SlideNaming
@@ -233,10 +232,9 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     reason; the others go on. ``on_slide(id, row)`` is called after each slide, ``on_tiles(id, done,
     total)`` as its tiles are embedded (a GUI's progress bar), ``say_error(line)`` for each error
     (default: an ``error:`` line on stderr; a GUI says it in its own words)."""
-    import contextlib
-    import sys
+    import contextlib, sys
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from weakstil.errors import OutputError, from_os_error, stop_fix
     from weakstil.feature_cache import refuse_other_folder
@@ -265,9 +263,10 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
         clashes.append(row := _error_row(path, opts.slide_id(path), ctx, exc, 0.0))
         batch_rows.append(row)
     stopped: OutputError | None = None
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
     bar = Progress(*columns, disable=not progress, transient=True)  # shown from the first tiles embedded
     by_another_run: set[Path] = set()  #: scored by another run since this batch began: not redone
+    clashes_written = 0  #: how many of ``clashes`` results.csv holds (written with an earlier row)
 
     def busy(path: Path, exc: WeakSTILError) -> None:  # another run held it past WEAKSTIL_LOCK_TIMEOUT: its row is
         say(exc.one_line())  # that run's to write; an error line here (exit 1), and the rest go on
@@ -279,12 +278,13 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
         batch_task = bar.add_task("slides", total=len(todo))
         for done, path in enumerate(turns, start=1):
             slide_id = opts.slide_id(path)
-            prev = read_previous(results_path).get(slide_id)
+            prev, unchanged = (table := read_previous(results_path)).get(slide_id), False  # (unchanged: see below)
             if (not opts.overwrite or path in by_another_run) and _already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
                 batch_rows.skipped.append(slide_id)
                 row = {**prev, "path": os.path.abspath(path)}  # the same scan moved since: where it is now
                 row.update({k: prev.get(k) or getattr(ctx, k) for k in ("model_id", "encoder_id")})  # (a deleted column)
+                unchanged = unchanged_by(table, row)  # its row as results.csv holds it: not rewritten (hunt 35h)
             else:
                 tile_task = bar.add_task(f"  {slide_id}", total=None)
 
@@ -317,12 +317,12 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             else:
                 mine[slide_id] = row
             batch_rows.append(row)
-            try:
-                mark(opts.out, "score")
-                # only this slide's row: another run (another model) may have scored an earlier slide of
-                # ours again since, and its row must stay beside its files
-                write_results(results_path, {slide_id: row} if slide_id in mine else {}, clashes, RESULT_COLUMNS,
-                              other_file)
+            try:  # only this slide's row: another run (another model) may have scored an earlier slide of ours
+                if not unchanged or len(clashes) > clashes_written:  # again since: its row stays beside its files
+                    mark(opts.out, "score")
+                    write_results(results_path, {slide_id: row} if slide_id in mine else {}, clashes, RESULT_COLUMNS,
+                                  other_file)
+                    clashes_written = len(clashes)
             except OSError as exc:  # the old results.csv stays as it was
                 err = from_os_error(exc, results_path)
                 say(err.one_line())
@@ -337,10 +337,10 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                     say(f"stopped after: {stopped.message}; {left} more slide(s) not scored. "
                         f"Fix: {stop_fix(stopped.message)} (finished slides are kept and skipped).")
                 break
-    if clashes and not mine:  # only clashes: still record them
+    if len(clashes) > clashes_written:  # only clashes (or every other row unchanged): still record them
         with contextlib.suppress(OSError):
             mark(opts.out, "score")
-            write_results(results_path, mine, clashes, RESULT_COLUMNS)
+            write_results(results_path, {}, clashes, RESULT_COLUMNS)
     return batch_rows
 
 

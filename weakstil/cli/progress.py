@@ -128,3 +128,47 @@ def interrupt_on_sigterm() -> None:
             signal.signal(hup, handler)
     except ValueError:  # not the main thread (e.g. called from tests in a thread)
         pass
+
+
+class BatchLog:
+    """Progress lines of a long batch for a log that is not a terminal (a SLURM or ``nohup`` file,
+    ``2> log``): there the live bar shows nothing, so a 300-slide run said only its slides' qc lines,
+    never how far it was nor how long it had left (hunt 35h). ``done(row)`` after each slide writes
+    ``57 of 300 slides done (2 failed), 3 min 10 s; about 13 min left`` at each tenth of the batch
+    and at least every :attr:`every_s` seconds; nothing for a batch under :data:`MIN_SLIDES` slides
+    or on a terminal (its bar)."""
+
+    #: the fewest slides of a batch that gets progress lines
+    MIN_SLIDES = 10
+
+    def __init__(self, total: int, every_s: float = 60.0, clock=None) -> None:
+        import time
+
+        self.total, self.every_s, self.clock = total, every_s, clock or time.monotonic
+        self.count = self.failed = 0
+        self.start = self.said = self.clock()
+        self.step = self.said_at = 0  #: tenths of the batch said; slides done at the last line
+
+    def done(self, row: dict) -> None:
+        self.count += 1
+        self.failed += row.get("status") == "error"
+        now, step = self.clock(), self.count * 10 // max(self.total, 1)
+        if self.total < self.MIN_SLIDES or self.count >= self.total or (step <= self.step and now - self.said < self.every_s):
+            return
+        # the pace since the last line: a rerun's slides skipped as already scored (milliseconds each) come
+        # first, and an average over them promised the slides still to score in seconds
+        pace = (now - self.said) / (self.count - self.said_at) if self.said_at else (now - self.start) / self.count
+        self.step, self.said, self.said_at = step, now, self.count
+        left = pace * (self.total - self.count)
+        logging.getLogger("weakstil").info(
+            "%d of %d slides done%s, %s; about %s left", self.count, self.total,
+            f" ({self.failed} failed)" if self.failed else "", _duration(now - self.start), _duration(left))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60} min"

@@ -83,7 +83,10 @@ def score(
 
         warn_unmatched_annotations(annotations, {slide_id_from_path(p): id_of(p) for p in paths},  # file name: id
                                    [], cohort_hint=False, others=known_slides([Path(p) for p in paths], features))
-    rows = score_batch(paths, opts)
+    from weakstil.cli.progress import BatchLog, _log_console
+
+    batch_log = None if _log_console().is_terminal else BatchLog(len(paths))  # a terminal has the live bar
+    rows = score_batch(paths, opts, on_slide=None if batch_log is None else lambda _sid, row: batch_log.done(row))
     ok = sum(r["status"] != STATUS_ERROR for r in rows)
     no_bed = sum(r["status"] == STATUS_NO_BED for r in rows)
     skipped = len(getattr(rows, "skipped", ()))  # already scored (an earlier run, or one beside this): not redone
@@ -91,6 +94,8 @@ def score(
              f" ({no_bed} without a tumour bed: no sTIL%)" if no_bed else "",
              f" ({skipped} of them already, by an earlier run or one beside this: skipped)" if skipped else "",
              out / "results.csv" if (out / "results.csv").is_file() else "no results.csv (see the error lines above)")
+    if len(paths) + len(unnamed) > 1:  # (one slide: its error line is the last word)
+        _say_failed([Path(str(r["path"])) for r in rows if r["status"] == STATUS_ERROR], len(unnamed))
     from weakstil.results_table import one_scan_under_two_ids, replaced_by_others
 
     for same in one_scan_under_two_ids(out, {str(r["slide_id"]) for r in rows}):
@@ -113,6 +118,17 @@ def score(
     # a row not written may leave an earlier run's row of the slide in its place: not "every slide recorded"
     if getattr(rows, "unrecorded", None) or any(str(r["slide_id"]) not in written for r in rows):
         raise typer.Exit(1)  # every slide scored, but results.csv could not take a row (its error line said why)
+
+
+def _say_failed(files: list[Path], others: int, shown: int = 10) -> None:
+    """The batch's failed files in one line after its summary: in a long batch's log their error lines
+    lay among hundreds of qc lines, and the summary said only how many slides were scored (hunt 35h)."""
+    if not files and not others:
+        return
+    names = [f"{f.parent.name}/{f.name}" for f in files[:shown]]  # the folder too: one name in two folders
+    more = len(files) - len(names) + others  # (others: names not usable, patterns matching nothing)
+    log.warning("%d not scored (their error lines above; results.csv's error column): %s%s", len(files) + others,
+                ", ".join(names), f"{', ' if names else ''}{more} more" if more else "")
 
 
 def _not_our_outputs(paths: list[Path], out: Path, cache_dir: Path) -> list[Path]:
