@@ -216,34 +216,46 @@ def synth_cohort(tmp_path_factory):
 SMALL_DEMO = dict(n_slides=12, size_mm=0.8, held_out=4, pretrain_steps=4, tumorbed_slides=4, epochs=10)
 
 
-@pytest.fixture(scope="session")
-def small_demo(tmp_path_factory) -> tuple[Path, CliResult]:
-    """``weakstil demo --quick`` of the :data:`SMALL_DEMO` plan, run once per test run: its folder
-    (cohort with truth, features, model with its encoder and tumour-bed detector, held-out scores) and
-    the run's output. Shared by the xdist workers (their common base folder, under a lock: a worker
-    that needs it while another makes it waits for it, about 20 s, rather than making it too), so
-    tests only read it and copy what they change."""
-    import dataclasses
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """``build(folder)`` run once per test run into a folder shared by the xdist workers (their common
+    base folder, under a lock: a worker that needs it while another makes it waits for it rather than
+    making it too): that folder. Tests only read it and copy what they change."""
     import fcntl
-    import json
     import shutil
 
-    from weakstil import demo
-
-    root = tmp_path_factory.getbasetemp()
-    cache = (root.parent if os.environ.get("PYTEST_XDIST_WORKER") else root) / "small-demo"
+    base = tmp_path_factory.getbasetemp()
+    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
     cache.mkdir(parents=True, exist_ok=True)
-    out, done = cache / "demo", cache / "done.json"
+    folder, done = cache / "build", cache / "done"
     with open(cache / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not done.is_file():
-            shutil.rmtree(out, ignore_errors=True)  # a worker that failed half-way
-            with pytest.MonkeyPatch.context() as mp:
-                mp.setattr(demo, "QUICK", dataclasses.replace(demo.QUICK, **SMALL_DEMO))
-                proc = run_cli("demo", "--quick", "--out", out)
-            assert proc.returncode == 0, proc.stderr
-            done.write_text(json.dumps(dataclasses.asdict(proc)), encoding="utf-8")
-        return out, CliResult(**json.loads(done.read_text(encoding="utf-8")))
+            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half-way
+            build(folder)
+            done.touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_demo(tmp_path_factory) -> tuple[Path, CliResult]:
+    """``weakstil demo --quick`` of the :data:`SMALL_DEMO` plan, run once per test run (:func:`built_once`,
+    about 20 s): its folder (cohort with truth, features, model with its encoder and tumour-bed detector,
+    held-out scores) and the run's output."""
+    import dataclasses
+    import json
+
+    from weakstil import demo
+
+    def build(folder: Path) -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(demo, "QUICK", dataclasses.replace(demo.QUICK, **SMALL_DEMO))
+            proc = run_cli("demo", "--quick", "--out", folder / "demo")
+        assert proc.returncode == 0, proc.stderr
+        (folder / "run.json").write_text(json.dumps(dataclasses.asdict(proc)), encoding="utf-8")
+
+    folder = built_once(tmp_path_factory, "small-demo", build)
+    return folder / "demo", CliResult(**json.loads((folder / "run.json").read_text(encoding="utf-8")))
+
 
 def embedded_cohort(root: Path, slides: int, seed: int, size_mm: tuple[float, float]):
     """A synthetic cohort in ``root/cohort`` and its embeddings (seeded random small CNN) in

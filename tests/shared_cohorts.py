@@ -13,30 +13,20 @@ as the napari plugin's ``scored`` fixture): a worker that needs it while another
 
 from __future__ import annotations
 
-import fcntl
-import os
 import shutil
 from pathlib import Path
 
 import pandas as pd
 
+from conftest import built_once
+
 #: the seed of the shared cohort's slides (the one test_a_hunt20 used)
 SHARED_SEED = 20
 
 
-def _built_once(tmp_path_factory, name: str, build) -> Path:
-    """``build(folder)`` run once per test run (all xdist workers) into a shared folder: that folder."""
-    base = tmp_path_factory.getbasetemp()
-    cache = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / name
-    cache.mkdir(parents=True, exist_ok=True)
-    folder, done = cache / "build", cache / "done"
-    with open(cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not done.is_file():
-            shutil.rmtree(folder, ignore_errors=True)  # a worker that failed half-way
-            build(folder)
-            done.touch()
-    return folder
+def _labels(folder: Path) -> pd.DataFrame:
+    """The labels table a build saved (as JSON: the slide ids stay text, the labels numbers)."""
+    return pd.read_json(folder / "labels.json", orient="split", dtype=False)
 
 
 def one_epoch_model_copy(tmp_path_factory, root: Path):
@@ -48,12 +38,12 @@ def one_epoch_model_copy(tmp_path_factory, root: Path):
 
     def build(folder: Path) -> None:
         _, _, labels, _ = one_epoch_model(folder, seed=SHARED_SEED)
-        labels.to_pickle(folder / "labels.pkl")
+        labels.to_json(folder / "labels.json", orient="split", index=False)
 
-    build_dir = _built_once(tmp_path_factory, "shared-one-epoch-model", build)
+    build_dir = built_once(tmp_path_factory, "shared-one-epoch-model", build)
     root.mkdir(parents=True, exist_ok=True)
     shutil.copytree(build_dir, root, dirs_exist_ok=True)
-    return root / "model", root / "cohort", pd.read_pickle(root / "labels.pkl"), root / "features"
+    return root / "model", root / "cohort", _labels(root), root / "features"
 
 
 def eight_slide_morphometry_model(tmp_path_factory):
@@ -72,7 +62,7 @@ def eight_slide_morphometry_model(tmp_path_factory):
             mp.setattr("weakstil.qc.morphometry.MIN_SLIDES", 8)
             run_cli("train", root / "train.csv", "-f", features, "-o", root / "model", "--folds", "1", "--epochs",
                     "1", check=True)
-        labels.to_pickle(root / "labels.pkl")
+        labels.to_json(root / "labels.json", orient="split", index=False)
 
-    root = _built_once(tmp_path_factory, "shared-morphometry-model", build)
-    return root, root / "train" / "cohort", pd.read_pickle(root / "labels.pkl"), root / "train" / "features"
+    root = built_once(tmp_path_factory, "shared-morphometry-model", build)
+    return root, root / "train" / "cohort", _labels(root), root / "train" / "features"
