@@ -6,6 +6,7 @@ Per slide, in ``OUT``:
 * ``<slide_id>_heatmap.png``: thumbnail, tile-score heatmap, tumour-bed outline, colour bar (stroma-aggregator
   models: a second panel with each tile's stroma weight).
 * ``<slide_id>.geojson``: the tiles as QuPath ``tile`` objects with their scores as measurements.
+
 and ``results.csv`` with one row per input, rewritten atomically after every slide scored (a slide skipped as already
 scored keeps its row), so a run killed midway loses nothing and a rerun only does what is missing or failed. Runs may
 share one ``OUT``: each slide is scored under its lock (:mod:`weakstil.locks`), and ``results.csv`` is re-read and
@@ -34,9 +35,12 @@ from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
 from weakstil.modeldir import ModelDir
-from weakstil.outputs import all_whole, slide_relpath
-from weakstil.results_table import BatchRows, another_file, read_previous, row_agrees_with_file, unchanged_by, write_results
+from weakstil.outputs import slide_relpath
+from weakstil.results_table import BatchRows, another_file, read_previous, unchanged_by, write_results
 from weakstil.runtime import library_versions
+from weakstil.score_state import (  # noqa: F401 (the statuses are score's words: imported from here too)
+    FINISHED, OUTPUT_SUFFIXES, SCORED, STATUS_BED_FALLBACK, STATUS_ERROR, STATUS_NO_BED, STATUS_OK, already_scored,
+    outputs_exist)
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
 from weakstil.slide_list import SlideNaming
 
@@ -46,19 +50,12 @@ log = logging.getLogger(__name__)
 LOWER, UPPER = interval_columns()
 RESULT_COLUMNS = ["slide_id", "path", "stil", LOWER, UPPER, "stil_high", "threshold", "n_tiles",
                   "n_tumorbed_tiles", "tumorbed_source", "status", "qc", "qc_reasons", "error", "model_id", "encoder_id", "seconds"]
-STATUS_OK, STATUS_ERROR, STATUS_NO_BED = "ok", "error", "no tumour bed"
-#: The detected bed was empty or implausibly small: scored over the whole tissue (tumorbed_source
-#: ``tissue-fallback``, the reason in the HDF5's ``tumorbed_detail`` and a warning line).
-STATUS_BED_FALLBACK = "bed fallback: tissue"
-FINISHED = (STATUS_OK, STATUS_NO_BED, STATUS_BED_FALLBACK)  #: statuses a rerun does not redo
-SCORED = (STATUS_OK, STATUS_BED_FALLBACK)  #: statuses that carry a score
 
 
 def title_labels(status: str) -> dict[str, object]:
     """How a heatmap's title (:func:`weakstil.outputs.heatmap_title`) names a slide of ``status``."""
     return {"label": None if status in SCORED else status, "fallback": status if status == STATUS_BED_FALLBACK else ""}
-#: What ``weakstil score`` writes per slide: ``<slide_id><suffix>``.
-OUTPUT_SUFFIXES = (".h5", "_heatmap.png", ".geojson")
+
 
 
 @dataclass
@@ -187,42 +184,6 @@ def open_context(opts: ScoreOptions) -> _Context:
     return ctx
 
 
-def _outputs_exist(out: Path, slide_id: str) -> bool:
-    return all_whole([out / f"{slide_id}{suffix}" for suffix in OUTPUT_SUFFIXES])  # (a damaged one: redone)
-
-
-def _already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx: _Context) -> bool:
-    """Whether a finished score of this very slide file (same fingerprint) by this model, with the
-    same settings (threshold, resolution, tumour-bed source and its file), exists."""
-    from weakstil.fingerprint import other_request, slide_fingerprint, why_stale
-
-    if prev is None or prev.get("status") not in FINISHED or not _outputs_exist(out, slide_id):
-        return False
-    try:
-        attrs, _ = SlideScoresFile.read_header(slide_file(out, slide_id))
-    except WeakSTILError:
-        return False
-    # the model by its weights' hash, not its folder (model.json's hash is in the request below); the model_id
-    earlier = prev.get("model_id") or attrs.get("model_id")  # column deleted in a spreadsheet: the score file's
-    if str(earlier).rpartition("@")[2] != ctx.model_id.rpartition("@")[2]:
-        log.warning("%s: scored earlier in %s by another model (%s, not %s); scoring again with this one", path, out,
-                    earlier, ctx.model_id)
-        return False
-    current = slide_fingerprint(path)
-    if current is None:  # missing, empty or not a slide: never "already scored"; scoring it says why
-        return False
-    other_scan = why_stale(attrs, current)
-    stale = other_scan or other_request(attrs, ctx.request(slide_id, path))
-    if stale:  # a rescan in place replaces the earlier result: a warning (another path is refused by score_slide)
-        level = (logging.DEBUG if attrs.get("slide_path") != str(path.resolve()) else logging.WARNING) if other_scan \
-            else logging.INFO
-        log.log(level, "%s: the score in %s %s (%s); scoring again", path, slide_file(out, slide_id), stale,
-                attrs.get("slide_path", "?"))
-        return False
-    # the files of a run whose row was never written (results.csv held by another program): scored again
-    return row_agrees_with_file(prev, attrs, slide_file(out, slide_id), path)
-
-
 def score_batch(slides: list[Path], opts: ScoreOptions,
                 on_slide: Callable[[str, dict], None] | None = None, progress: bool = True,
                 on_tiles: Callable[[str, int, int], None] | None = None,
@@ -232,7 +193,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     reason; the others go on. ``on_slide(id, row)`` is called after each slide, ``on_tiles(id, done,
     total)`` as its tiles are embedded (a GUI's progress bar), ``say_error(line)`` for each error
     (default: an ``error:`` line on stderr; a GUI says it in its own words)."""
-    import contextlib, sys
+    import contextlib
+    import sys
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
@@ -279,7 +241,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
         for done, path in enumerate(turns, start=1):
             slide_id = opts.slide_id(path)
             prev, unchanged = (table := read_previous(results_path)).get(slide_id), False  # (unchanged: see below)
-            if (not opts.overwrite or path in by_another_run) and _already_scored(opts.out, path, slide_id, prev, ctx):
+            if (not opts.overwrite or path in by_another_run) and already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
                 batch_rows.skipped.append(slide_id)
                 row = {**prev, "path": os.path.abspath(path)}  # the same scan moved since: where it is now
@@ -312,7 +274,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                                                                                SlideScoresFile)):
                     other_file.add(slide_id)  # the columns a user added to the earlier row were about another file
             if row["status"] == STATUS_ERROR and prev and prev.get("status") in FINISHED \
-                    and _outputs_exist(opts.out, slide_id):
+                    and outputs_exist(opts.out, slide_id):
                 clashes.append(row)  # an earlier run's finished score stays; this failed attempt is listed after it
             else:
                 mine[slide_id] = row

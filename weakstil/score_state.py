@@ -1,0 +1,64 @@
+"""A slide's state in a ``weakstil score`` output folder (split out of :mod:`weakstil.score`): the statuses
+of its row, the files it gets, and whether a rerun may skip it as already scored (its outputs whole, its
+score file of this model, this very slide file (fingerprint) and these settings, and its results.csv row
+agreeing with the file)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from weakstil.errors import WeakSTILError
+from weakstil.files import SlideScoresFile, slide_file
+from weakstil.outputs import all_whole
+from weakstil.results_table import row_agrees_with_file
+
+log = logging.getLogger("weakstil.score")  # its lines are score's (tests and users filter by that logger)
+
+STATUS_OK, STATUS_ERROR, STATUS_NO_BED = "ok", "error", "no tumour bed"
+#: The detected bed was empty or implausibly small: scored over the whole tissue (tumorbed_source
+#: ``tissue-fallback``, the reason in the HDF5's ``tumorbed_detail`` and a warning line).
+STATUS_BED_FALLBACK = "bed fallback: tissue"
+FINISHED = (STATUS_OK, STATUS_NO_BED, STATUS_BED_FALLBACK)  #: statuses a rerun does not redo
+SCORED = (STATUS_OK, STATUS_BED_FALLBACK)  #: statuses that carry a score
+#: What ``weakstil score`` writes per slide: ``<slide_id><suffix>``.
+OUTPUT_SUFFIXES = (".h5", "_heatmap.png", ".geojson")
+
+
+def outputs_exist(out: Path, slide_id: str) -> bool:
+    """Whether every output of a slide is there and whole (a damaged one: redone)."""
+    return all_whole([out / f"{slide_id}{suffix}" for suffix in OUTPUT_SUFFIXES])
+
+
+def already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx: Any) -> bool:
+    """Whether a finished score of this very slide file (same fingerprint) by this model, with the
+    same settings (threshold, resolution, tumour-bed source and its file), exists. ``ctx``: the run's
+    ``weakstil.score._Context`` (its model id and request)."""
+    from weakstil.fingerprint import other_request, slide_fingerprint, why_stale
+
+    if prev is None or prev.get("status") not in FINISHED or not outputs_exist(out, slide_id):
+        return False
+    try:
+        attrs, _ = SlideScoresFile.read_header(slide_file(out, slide_id))
+    except WeakSTILError:
+        return False
+    # the model by its weights' hash, not its folder (model.json's hash is in the request below); the model_id
+    earlier = prev.get("model_id") or attrs.get("model_id")  # column deleted in a spreadsheet: the score file's
+    if str(earlier).rpartition("@")[2] != ctx.model_id.rpartition("@")[2]:
+        log.warning("%s: scored earlier in %s by another model (%s, not %s); scoring again with this one", path, out,
+                    earlier, ctx.model_id)
+        return False
+    current = slide_fingerprint(path)
+    if current is None:  # missing, empty or not a slide: never "already scored"; scoring it says why
+        return False
+    other_scan = why_stale(attrs, current)
+    stale = other_scan or other_request(attrs, ctx.request(slide_id, path))
+    if stale:  # a rescan in place replaces the earlier result: a warning (another path is refused by score_slide)
+        level = (logging.DEBUG if attrs.get("slide_path") != str(path.resolve()) else logging.WARNING) if other_scan \
+            else logging.INFO
+        log.log(level, "%s: the score in %s %s (%s); scoring again", path, slide_file(out, slide_id), stale,
+                attrs.get("slide_path", "?"))
+        return False
+    # the files of a run whose row was never written (results.csv held by another program): scored again
+    return row_agrees_with_file(prev, attrs, slide_file(out, slide_id), path)
