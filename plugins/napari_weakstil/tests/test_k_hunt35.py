@@ -5,6 +5,10 @@
   ``tumour bed`` outline, active, so a tile of CMU-1 scored 56.4 read "[391.58, 503.35]: [, ]" until the heatmap was
   found and selected in the layer list. Now the result's heatmap is made active once its layers are in, and the
   status bar reads the tile's score ("[392, 503]: 56.4").
+- A result whose slide was open already, under another slide opened since (mosaic_000.tiff, then CMU-1, then
+  mosaic_000.h5 again): the result's layers went on top, over CMU-1's tissue, its own scan hidden beneath, and nothing
+  said so: mosaic_000's heatmap and bed outline lay on CMU-1's skin. Now its slide layer is moved up over the other
+  slide first, so the result is drawn over its own tissue.
 """
 
 from __future__ import annotations
@@ -41,3 +45,16 @@ def test_hovering_a_tile_of_a_result_just_opened_reads_its_score(make_napari_vie
     viewer.layers.selection.active = bed
     qtbot.wait(20)
     assert viewer.layers.selection.active is bed
+
+
+def test_a_result_goes_over_its_own_slide_not_over_another_slide_opened_since(make_napari_viewer, scored,
+                                                                             marked_slide):
+    viewer = make_napari_viewer()
+    own = viewer.open(scored["held"], plugin="napari-weakstil")[0]
+    other = viewer.open(marked_slide["slide"], plugin="napari-weakstil")[0]  # another slide, opened since
+    viewer.open(scored["score_h5"], plugin="napari-weakstil")
+    names = [ly.name for ly in viewer.layers]
+    heat = next(ly for ly in viewer.layers if ly.metadata.get("role") == HEATMAP)
+    assert names.count(own.name) == 1  # the open slide layer is reused, not opened again
+    # old: [own slide, other slide, result layers...]: the heatmap lay over the other slide's tissue
+    assert names.index(other.name) < names.index(own.name) < names.index(heat.name), names
