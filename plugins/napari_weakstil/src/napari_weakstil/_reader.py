@@ -119,6 +119,7 @@ def read_result_with_slide(path: str | list[str]) -> list[LayerData]:
     upsampled = scored_upsampled(res)
     if shown is not None:  # the slide is open already: the result goes over it, not over a second copy
         mpp = _shown_mpp(shown, res)
+        _raise_over_other_slides(shown)
         if upsampled is not None:
             shown.metadata["allow_upsample"] = upsampled
     elif res.slide_path is not None:
@@ -241,6 +242,18 @@ def _slide_layers() -> list[Any]:
         return []
     return [ly for ly in (viewer.layers if viewer is not None else [])
             if ly.metadata.get("weakstil_kind") == "slide" and ly.metadata.get("slide_path")]
+
+
+def _raise_over_other_slides(layer: Any) -> None:
+    """Move the result's slide layer, open already, over any other slide layer above it, so that the result's layers,
+    added on top, are drawn over its own tissue: under another slide opened since, they were drawn over that slide
+    (mosaic_000's heatmap over CMU-1's skin, with no word; its own scan hidden beneath)."""
+    import napari
+
+    layers = napari.current_viewer().layers
+    at = layers.index(layer)
+    if any(ly.metadata.get("weakstil_kind") == "slide" for ly in list(layers)[at + 1:]):
+        layers.move(at, len(layers))
 
 
 def _resolved(path: Any) -> Path:

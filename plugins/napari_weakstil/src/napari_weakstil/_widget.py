@@ -7,9 +7,8 @@ responsive; its per-tile progress reaches the progress bar through a Qt signal (
 thread). Outputs go to a folder like the CLI's: ``results.csv``, ``<slide_id>.h5``, heatmap PNG
 and QuPath GeoJSON, and the ``.h5`` is then shown as layers over the slide layer it was scored from.
 
-*Edit bed* adds the result's tumour bed as an editable Shapes layer; *Rescore* recomputes the
-sTIL% from the result's cached tile scores (:mod:`weakstil.bed_edit`, no model needed) and *Save
-bed* writes ``<slide_id>.geojson``, an annotation ``--annotations`` reads.
+*Edit bed* adds the result's tumour bed as an editable Shapes layer; *Rescore* recomputes the sTIL% from the
+result's cached tile scores (:mod:`weakstil.bed_edit`, no model needed); *Save bed* writes ``<slide_id>.geojson``.
 """
 
 from __future__ import annotations
@@ -41,6 +40,7 @@ from napari_weakstil._links import ViewerLinks
 from napari_weakstil._scoring import ScoringJob
 from napari_weakstil.bed_editor import BedEditor
 from napari_weakstil.bed_layer import BED_EDIT_KIND
+from napari_weakstil.hover import activate_main_layer_later
 from napari_weakstil.outline_width import OUTLINE_SCREEN_PX, OutlineWidths
 from napari_weakstil.result_layers import ATTENTION, HEATMAP, TISSUE, TUMORBED, ResultFile, tile_info
 from napari_weakstil.slide_layers import scan_mpp_override, scored_upsampling
@@ -244,6 +244,8 @@ class ScoringWidget(QWidget):
         new = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
         if getattr(new, "metadata", {}).get("weakstil_kind") == "slide":
             current = new.name  # a slide opened now is the one Score slide scores, not the first one opened
+        elif getattr(new, "metadata", {}).get("weakstil_kind") == "result":
+            activate_main_layer_later(self.viewer, new)  # hovering a tile then says its score
         names = [ly.name for ly in self.slide_layers()]
         self.slide_combo.blockSignals(True)
         self.slide_combo.clear()
