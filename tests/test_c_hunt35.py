@@ -209,7 +209,9 @@ def test_another_users_feature_cache_is_not_called_damaged(shared_tmp):
     features.mkdir()
     (features / "s1.h5").write_bytes(b"\x89HDF\r\n\x1a\n")
     _owned_by_other(features / "s1.h5", 0o000)
-    done = _as_other_user("import encodings.utf_8_sig, h5py, pandas, numpy\n"
+    # pandas imports DataFrame.to_dict's module on its first call: loaded here, before the user changes (in a
+    # checkout under a folder of mode 700, such as mktemp -d's, that user cannot read the venv)
+    done = _as_other_user("import encodings.utf_8_sig, h5py, pandas, pandas.core.methods.to_dict, numpy\n"
                           "import weakstil.files, weakstil.files.h5, weakstil.fingerprint\n"
                           "from weakstil.cohort import read_cohort\nfrom weakstil.errors import WeakSTILError\n", f"""
         try:

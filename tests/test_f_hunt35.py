@@ -53,6 +53,24 @@ def test_score_memory_counts_the_workers_a_command_starts():
     assert w.max_processes >= 2
 
 
+def test_a_large_caller_is_not_counted_as_the_commands_largest_process():
+    """``wait4``'s ``ru_maxrss`` counted the caller's resident pages in the forked child: run from a
+    pytest worker grown to 2.5 GB, the 150 MB worker above read 2.5 GB (the full suite's failure)."""
+    caller = f"""
+import subprocess, sys
+sys.path.insert(0, {str(ROOT / "benchmarks")!r})
+big = bytearray(800 << 20)
+big[::4096] = b"\\1" * len(big[::4096])
+from memwatch import run_watched
+w = run_watched([sys.executable, "-c", {_PARENT!r}], interval=0.05, stdout=subprocess.DEVNULL)
+print(w.largest_bytes >> 20, w.tree_peak_bytes >> 20)
+"""
+    done = subprocess.run([sys.executable, "-c", caller], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    largest, tree_peak = map(int, done.stdout.split())
+    assert 150 <= largest < 200 and 205 <= tree_peak < 300, done.stdout
+
+
 def test_run_watched_reports_a_failing_command_s_exit_code():
     from memwatch import run_watched
 
