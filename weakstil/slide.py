@@ -216,12 +216,18 @@ class Slide:
                 fix="pass the scan's µm/px with --slide-mpp (0.5 for a 20x scan, 0.25 for 40x; the scanner's report "
                     "or the slide's properties in its viewer say it), not the magnification")
         else:
+            from weakstil.tiff_layout import unit_slip
+
+            slip = unit_slip(self.mpp, self.backend.properties) if (
+                self.mpp_source == MppSource.METADATA and self.vendor == "generic-tiff") else None
             raise SlideError(
                 f"base resolution {self.mpp:.4g} µm/px is coarser than the target {mpp:.4g} µm/px by more than 10 % "
-                "(reading it would upsample)",
+                "(reading it would upsample)" + (f"; {slip[0]}" if slip else ""),
                 path=self.path,
-                fix=f"pass --allow-upsample to upsample anyway, or work at the scan's resolution (--mpp {self.mpp:.3g} "
-                    "on tile, embed and pretrain; score reads at its model's µm/px)",
+                fix=(f"if it is a {slip[1]:g} µm/px scan, pass --slide-mpp {slip[1]:g}; else " if slip else "")
+                    + f"pass --allow-upsample to upsample anyway, or work at the scan's resolution (--mpp {self.mpp:.3g} "
+                    "on tile, embed and pretrain; score reads at its model's µm/px); when the file's resolution is "
+                    "wrong, give the real one with --slide-mpp",
             )
 
     def upsample_note(self, mpp: float) -> str | None:
@@ -464,6 +470,14 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
             path=path,
             fix="pass the real scan resolution with --slide-mpp",
         )
+    if backend.vendor == "generic-tiff":  # a resolution unit slip is read without a word otherwise (hunt 36c)
+        from weakstil.runtime import warn_once
+        from weakstil.tiff_layout import unit_slip
+
+        slip = unit_slip(meta, backend.properties)
+        if slip is not None:
+            warn_once(log, ("unit-slip", str(Path(path).resolve())), "%s: %s; if it is a %g µm/px scan, pass "
+                      "--slide-mpp %g", path, slip[0], slip[1], slip[1])
     return meta, MppSource.METADATA
 
 

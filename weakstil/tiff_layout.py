@@ -227,3 +227,29 @@ def _channel_pages(tif) -> int:
             break
         n += 1
     return n if n >= 3 else 0
+
+
+#: Common scan resolutions (µm/px, 40x and 20x): a TIFF whose resolution tags give one of them times or
+#: divided by 2.54 most likely holds a px/cm figure under ResolutionUnit inch, or px/inch under centimetre.
+COMMON_SCAN_MPP = (0.25, 0.5)
+UNIT_SLIP_TOLERANCE = 0.02
+
+
+def unit_slip(mpp: float, properties) -> tuple[str, float] | None:
+    """``(why, likely µm/px)`` when a TIFF's µm/px (from its resolution tags: ``properties`` are
+    OpenSlide's) is a common scan resolution times 2.54 under ResolutionUnit inch, or divided by 2.54
+    under centimetre: a writer that stored px/cm as px/inch or the reverse. A 0.5 µm/px scan read as
+    0.197 was scored at 2.54x too coarse a magnification (nuclei a third of their size: sTIL% 49.8
+    against 30.7 on a synthetic slide, flagged only as out of distribution); read as 1.27 it was
+    refused as a coarse scan with --allow-upsample as the fix. None otherwise."""
+    unit = str(properties.get("tiff.ResolutionUnit", "")).lower()
+    factor = {"inch": 2.54, "centimeter": 1 / 2.54}.get(unit)
+    if factor is None or "openslide.mpp-x" not in properties:
+        return None
+    for common in COMMON_SCAN_MPP:
+        if abs(mpp / (common * factor) - 1) <= UNIT_SLIP_TOLERANCE:
+            op = "times" if unit == "inch" else "divided by"
+            other = "centimetre" if unit == "inch" else "inch"
+            return (f"its {mpp:.4g} µm/px is {common:g} µm/px {op} 2.54: the TIFF's resolution tags may hold px per "
+                    f"{other} under ResolutionUnit {unit}", common)
+    return None

@@ -211,8 +211,11 @@ def find_tiles(slide: Slide, params: TilingParams | None = None, allow_upsample:
     W, H = slide.dimensions
     grid = TileGrid(W, H, slide.mpp, params.mpp, params.tile_px, params.overlap_px, params.mode)
     if len(grid) == 0:  # not a tissue problem: say what is
-        raise SlideError(f"is {W * slide.mpp:.0f} x {H * slide.mpp:.0f} µm, smaller than one tile "
-                         f"({grid.tile_um:.0f} µm: {params.tile_px} px at {params.mpp:g} µm/px)", path=slide.path,
+        # in pixels and to 0.01 µm: a 224 x 223 px slide was 'is 112 x 112 µm, smaller than one tile (112 µm...)',
+        # a 1 px wide one '0 x 300 µm' (hunt 36c)
+        um = [f"{v:.2f}".rstrip("0").rstrip(".") for v in (W * slide.mpp, H * slide.mpp, grid.tile_um)]
+        raise SlideError(f"is {W} x {H} px ({um[0]} x {um[1]} µm), smaller than one tile "
+                         f"({um[2]} µm: {params.tile_px} px at {params.mpp:g} µm/px)", path=slide.path,
                          fix="choose a smaller --tile-size or --mpp (tile, embed, pretrain); score reads its model's "
                              "tiles, so a slide smaller than one cannot be scored with that model")
     check_grid_memory(grid, params, float(mask.mean()) if mask.size else 0.0, slide.path)

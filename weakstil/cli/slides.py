@@ -74,12 +74,28 @@ def info(slides: SlidesArg = None, slide_list: SlideListOpt = None, slide_mpp: S
         with failures.each(path):
             try:
                 with Slide.open(path, slide_mpp=listed.mpp_of(path, slide_mpp)) as s:
-                    typer.echo(_with_id(s.describe(), path, listed.ids))
+                    typer.echo(_with_id(s.describe() + _read_notes(s), path, listed.ids))
             except SlideError as exc:  # a slide without µm/px is still described (the other commands refuse it)
                 if listed.mpp_of(path, slide_mpp) is not None or "microns-per-pixel" not in exc.message:
                     raise
                 typer.echo(_with_id(describe_without_mpp(path), path, listed.ids))
     failures.exit()
+
+
+def _read_notes(s) -> str:
+    """What the other commands will do with the open slide ``s`` at the default tiles, said on ``info``'s
+    line: a 2 µm/px scan and a 100 x 80 px one were described as any other, and refused only by tile and
+    score (hunt 36c), as a slide without µm/px is described with its need of --slide-mpp."""
+    from weakstil.slide import COARSER_TOLERANCE
+
+    notes, W, H = [], *s.dimensions
+    if s.mpp > settings.MPP * (1 + COARSER_TOLERANCE):
+        notes.append(f"coarser than the {settings.MPP:g} µm/px tiles are read at: tile, embed and score refuse it "
+                     f"without --allow-upsample (which upsamples it {s.mpp / settings.MPP:.1f}x)")
+    if min(W, H) * s.mpp < settings.TILE_PX * settings.MPP:
+        notes.append(f"smaller than one {settings.TILE_PX} px tile at {settings.MPP:g} µm/px "
+                     f"({settings.TILE_PX * settings.MPP:g} µm): tile and score refuse it at those settings")
+    return "".join(f"; {n}" for n in notes)
 
 
 def _with_id(line: str, path, ids: dict[str, str]) -> str:
