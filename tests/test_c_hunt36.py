@@ -93,3 +93,15 @@ def test_no_unit_slip_is_claimed_for_a_plain_tiff(tmp_path, caplog):
                                                                                      res, unit)) as s:
             s.check_target_mpp(0.5)
     assert "2.54" not in caplog.text
+
+
+def test_a_unit_slip_is_a_qc_flag_naming_the_slide_mpp():
+    from weakstil.qc.flags import slide_flags
+
+    inputs = dict(ood_score=None, ood_threshold=None, n_bed_tiles=100, low=None, high=None, threshold=30.0,
+                  image=None, image_ref=None)
+    why_slip = ("its 0.1969 µm/px is 0.5 µm/px divided by 2.54: the TIFF's resolution tags may hold px per inch "
+                "under ResolutionUnit centimeter", 0.5)
+    flags, why = slide_flags(**inputs, unit_slip=why_slip)  # old: no such flag (a TypeError)
+    assert flags == ["mpp_unit_slip"] and "--slide-mpp 0.5" in why["mpp_unit_slip"]
+    assert slide_flags(**inputs, unit_slip=None)[0] == []

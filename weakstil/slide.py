@@ -218,8 +218,7 @@ class Slide:
         else:
             from weakstil.tiff_layout import unit_slip
 
-            slip = unit_slip(self.mpp, self.backend.properties) if (
-                self.mpp_source == MppSource.METADATA and self.vendor == "generic-tiff") else None
+            slip = unit_slip(self.mpp, self.backend.properties) if self.mpp_source == MppSource.METADATA else None
             raise SlideError(
                 f"base resolution {self.mpp:.4g} µm/px is coarser than the target {mpp:.4g} µm/px by more than 10 % "
                 "(reading it would upsample)" + (f"; {slip[0]}" if slip else ""),
@@ -470,14 +469,13 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
             path=path,
             fix="pass the real scan resolution with --slide-mpp",
         )
-    if backend.vendor == "generic-tiff":  # a resolution unit slip is read without a word otherwise (hunt 36c)
-        from weakstil.runtime import warn_once
-        from weakstil.tiff_layout import unit_slip
+    from weakstil.tiff_layout import unit_slip
 
-        slip = unit_slip(meta, backend.properties)
-        if slip is not None:
-            warn_once(log, ("unit-slip", str(Path(path).resolve())), "%s: %s; if it is a %g µm/px scan, pass "
-                      "--slide-mpp %g", path, slip[0], slip[1], slip[1])
+    if (slip := unit_slip(meta, backend.properties)) is not None:  # read without a word before (hunt 36c)
+        from weakstil.runtime import warn_once
+
+        warn_once(log, ("unit-slip", str(Path(path).resolve())), "%s: %s; if it is a %g µm/px scan, pass "
+                  "--slide-mpp %g", path, slip[0], slip[1], slip[1])
     return meta, MppSource.METADATA
 
 

@@ -241,10 +241,11 @@ def unit_slip(mpp: float, properties) -> tuple[str, float] | None:
     under centimetre: a writer that stored px/cm as px/inch or the reverse. A 0.5 µm/px scan read as
     0.197 was scored at 2.54x too coarse a magnification (nuclei a third of their size: sTIL% 49.8
     against 30.7 on a synthetic slide, flagged only as out of distribution); read as 1.27 it was
-    refused as a coarse scan with --allow-upsample as the fix. None otherwise."""
+    refused as a coarse scan with --allow-upsample as the fix. None otherwise (and for any file but a
+    plain TIFF: the vendors' formats state µm/px in their own metadata)."""
     unit = str(properties.get("tiff.ResolutionUnit", "")).lower()
     factor = {"inch": 2.54, "centimeter": 1 / 2.54}.get(unit)
-    if factor is None or "openslide.mpp-x" not in properties:
+    if factor is None or "openslide.mpp-x" not in properties or properties.get("openslide.vendor") != "generic-tiff":
         return None
     for common in COMMON_SCAN_MPP:
         if abs(mpp / (common * factor) - 1) <= UNIT_SLIP_TOLERANCE:

@@ -61,6 +61,9 @@ mpp_overridden                 ``--slide-mpp`` replaced the resolution the slide
 tumorbed_incomplete            the detector's bed left out tiles with tumour cells joined to its own
                                tumour, a third of its tiles or more
                                (:func:`weakstil.tumorbed.cellgate.tumour_cells_left_out`)
+mpp_unit_slip                  the plain TIFF's µm/px is a common scan resolution (0.25, 0.5) times or divided by 2.54:
+                               its resolution tags likely hold px/cm under ResolutionUnit inch or the reverse, and the
+                               tiles are of another physical size (:func:`weakstil.tiff_layout.unit_slip`)
 upsampled                      the scan is coarser than the model's µm/px by more than
                                :data:`weakstil.slide.COARSER_TOLERANCE` and was read upsampled (``--allow-upsample``):
                                the tiles hold less detail than the model's training tiles
@@ -94,6 +97,7 @@ class Flag(str, Enum):
     BED_UNLIKE_TRAINING = "bed_unlike_training"
     NO_INTERVAL = "no_interval"
     MPP_OVERRIDDEN = "mpp_overridden"
+    MPP_UNIT_SLIP = "mpp_unit_slip"
     UPSAMPLED = "upsampled"
     ANNOTATION_MISPLACED = "annotation_misplaced"
     TUMORBED_INCOMPLETE = "tumorbed_incomplete"
@@ -251,7 +255,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 slide_mpp: float | None = None, file_mpp: float | None = None,
                 base_mpp: float | None = None, target_mpp: float | None = None,
                 annotation_misplaced: str = "", bed_incomplete: str = "", bed_unlike_detector: str = "",
-                morphometry: str = "", sharpening: Any = None) -> tuple[list[str], dict]:
+                morphometry: str = "", sharpening: Any = None, unit_slip: tuple[str, float] | None = None,
+                ) -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``). ``sharpening``: the
     features file's :class:`weakstil.unsharp.Sharpening` reading (the ``sharpened`` note says what was undone).
 
@@ -328,6 +333,9 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if slide_mpp is not None and file_mpp and abs(slide_mpp / file_mpp - 1) > MPP_OVERRIDE_MARGIN:
         why[Flag.MPP_OVERRIDDEN.value] = (f"--slide-mpp {slide_mpp:g} replaced the file's own {file_mpp:.4g} µm/px "
                                           f"({slide_mpp / file_mpp:.2f}x): tiles of another physical size")
+    if unit_slip:  # ``weakstil.tiff_layout.unit_slip`` of the file's own µm/px, read as it stood
+        why[Flag.MPP_UNIT_SLIP.value] = f"{unit_slip[0]}: if it is a {unit_slip[1]:g} µm/px scan, rescore with " \
+                                        f"--slide-mpp {unit_slip[1]:g}"
     if base_mpp and target_mpp and base_mpp > target_mpp * (1 + COARSER_TOLERANCE):
         why[Flag.UPSAMPLED.value] = (f"a {base_mpp:.3g} µm/px scan read at the model's {target_mpp:g} µm/px "
                                      f"(upsampled {base_mpp / target_mpp:.1f}x, --allow-upsample): tiles with less "

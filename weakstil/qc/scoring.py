@@ -28,6 +28,7 @@ from weakstil.qc.embedding import shift_share, unfamiliar_share
 from weakstil.qc.flags import MIN_BED_TILES, bed_sources, bed_unlike_training, join, slide_flags, weighting_gap
 from weakstil.qc.morphometry import morphometry_outside, morphometry_ratio, slide_means
 from weakstil.qc.shift import slide_shift_from_stats
+from weakstil.tiff_layout import unit_slip as tiff_unit_slip
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.mil.bank import FeatureBank
@@ -211,6 +212,7 @@ class SlideAssessor:
         with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
             file_mpp = slide.backend.mpp  # the file's own value, which --slide-mpp may have replaced
             base_mpp = float(slide.mpp)  # as read: upsampled when coarser than the model's
+            unit_slip = tiff_unit_slip(base_mpp, slide.backend.properties) if slide_mpp is None else None
             if image_ref is not None:
                 image = slide_image_stats(slide, bag.coords, tissue_fraction, tile_px, mpp, seed=seed,
                                           stain=SlideStain.from_attr(bag.attrs.get("stain")))
@@ -257,7 +259,8 @@ class SlideAssessor:
                                  interval_available=self.no_interval is None, no_interval_why=self.no_interval,
                                  bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
                                  if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp,
-                                 base_mpp=base_mpp, target_mpp=mpp, annotation_misplaced=annotation_misplaced,
+                                 base_mpp=base_mpp, target_mpp=mpp, unit_slip=unit_slip,
+                                 annotation_misplaced=annotation_misplaced,
                                  bed_incomplete=bed_incomplete, bed_unlike_detector=bed_unlike_detector,
                                  morphometry=morphometry_outside(means, morph_ref, n_measured),
                                  sharpening=Sharpening.from_json(bag.attrs.get("sharpening")))
