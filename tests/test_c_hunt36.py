@@ -12,7 +12,8 @@ What was wrong (old code, 7c026f5), and what is right now:
   read at 1.27 µm/px (refused as a coarse scan, the fix offered: --allow-upsample) or 0.197 µm/px
   (scored with tiles at 2.54x too low a magnification: sTIL% 49.8 against 30.7 for the same pixels at
   0.5 µm/px, flagged only as out of distribution). Both are now named as a likely unit slip with the
-  --slide-mpp that fixes them.
+  --slide-mpp that fixes them: a warning on opening, in the coarse refusal itself, and a qc flag
+  ``mpp_unit_slip`` in score's results.csv.
 
 Measured alongside (no fix needed): a 4000 px synthetic slide (truth 30.7 %) scored 32.50, its 90°
 rotation 32.29 and its mirror 32.81; the same tissue at 0.125 µm/px 34.19 against 34.76 at 0.5; inch
