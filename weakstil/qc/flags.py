@@ -61,6 +61,10 @@ mpp_overridden                 ``--slide-mpp`` replaced the resolution the slide
 tumorbed_incomplete            the detector's bed left out tiles with tumour cells joined to its own
                                tumour, a third of its tiles or more
                                (:func:`weakstil.tumorbed.cellgate.tumour_cells_left_out`)
+tumorbed_lymphoid              the detector's lymphoid veto left no bed and was set aside: the bed
+                               lies where the tumour evidence is lymphoid tissue, a TIL-rich bed or
+                               an aggregate / lymph node taken for tumour (a bed of 2 tiles on a
+                               lymphoid region beside the tumour scored 97 %, truth 5 %, hunt 36e)
 mpp_unit_slip                  the plain TIFF's µm/px is a common scan resolution (0.25, 0.5) times or divided by 2.54:
                                its resolution tags likely hold px/cm under ResolutionUnit inch or the reverse, and the
                                tiles are of another physical size (:func:`weakstil.tiff_layout.unit_slip`)
@@ -101,6 +105,7 @@ class Flag(str, Enum):
     UPSAMPLED = "upsampled"
     ANNOTATION_MISPLACED = "annotation_misplaced"
     TUMORBED_INCOMPLETE = "tumorbed_incomplete"
+    TUMORBED_LYMPHOID = "tumorbed_lymphoid"
 
 
 FLAGS = tuple(f.value for f in Flag)
@@ -255,7 +260,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 slide_mpp: float | None = None, file_mpp: float | None = None,
                 base_mpp: float | None = None, target_mpp: float | None = None,
                 annotation_misplaced: str = "", bed_incomplete: str = "", bed_unlike_detector: str = "",
-                morphometry: str = "", sharpening: Any = None, unit_slip: tuple[str, float] | None = None,
+                bed_lymphoid: str = "", morphometry: str = "", sharpening: Any = None, unit_slip: tuple[str, float] | None = None,
                 ) -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``). ``sharpening``: the
     features file's :class:`weakstil.unsharp.Sharpening` reading (the ``sharpened`` note says what was undone).
@@ -344,6 +349,11 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
         why[Flag.ANNOTATION_MISPLACED.value] = annotation_misplaced
     if bed_incomplete and stil is not None and math.isfinite(stil):  # a detected bed that left out tumour joined to it
         why[Flag.TUMORBED_INCOMPLETE.value] = bed_incomplete
+    if bed_lymphoid and stil is not None and math.isfinite(stil):  # only the log and the bed file said so
+        why[Flag.TUMORBED_LYMPHOID.value] = ("the detector's lymphoid veto was set aside: the bed lies on tumour "
+                                             "evidence it took for lymphoid tissue, a TIL-rich bed or a lymphoid "
+                                             "aggregate / lymph node taken for tumour: check the bed (" +
+                                             bed_lymphoid + ")")
     flags = [f for f in FLAGS if f in why]
     return flags, why
 

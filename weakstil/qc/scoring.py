@@ -167,10 +167,11 @@ class SlideAssessor:
                slide_path: str | Path, slide_mpp: float | None, tissue_fraction: np.ndarray | None,
                tile_px: int, mpp: float, device, seed: int = 0, bed_source: str | None = None,
                annotation_misplaced: str = "", bed_incomplete: str = "",
-               bed_unlike_detector: str = "", bed_detail: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+               bed_unlike_detector: str = "", bed_detail: str = "", bed_lymphoid: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
         """``(result columns, HDF5 attributes)`` of one scored slide (``stil`` NaN: not scored).
         ``bed_unlike_detector``: why the bed's detector is unchecked on the slide's stain
-        (:mod:`weakstil.tumorbed.look`), ``bed_detail`` the bed's detail (a detector's id)."""
+        (:mod:`weakstil.tumorbed.look`), ``bed_detail`` the bed's detail (a detector's id), ``bed_lymphoid``
+        the detector's seed vetoes when its lymphoid veto was set aside."""
         from weakstil.tumorbed.resolver import trained_detector
 
         if bed_unlike_detector and bed_sources(self.training_beds).get("model") \
@@ -262,7 +263,7 @@ class SlideAssessor:
                                  base_mpp=base_mpp, target_mpp=mpp, unit_slip=unit_slip,
                                  annotation_misplaced=annotation_misplaced,
                                  bed_incomplete=bed_incomplete, bed_unlike_detector=bed_unlike_detector,
-                                 morphometry=morphometry_outside(means, morph_ref, n_measured),
+                                 bed_lymphoid=bed_lymphoid, morphometry=morphometry_outside(means, morph_ref, n_measured),
                                  sharpening=Sharpening.from_json(bag.attrs.get("sharpening")))
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})
