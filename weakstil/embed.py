@@ -53,7 +53,7 @@ from weakstil.feature_cache import (CACHE_FORMAT, cache_key, cache_status, legac
 from weakstil.files import FeaturesFile, slide_file
 from weakstil.locks import OutputLock
 from weakstil.outputdir import check_replaceable
-from weakstil.runtime import library_versions, package_version
+from weakstil.runtime import TorchThreads, library_versions, package_version
 from weakstil.slide import Slide, slide_id_from_path
 from weakstil.tiles import SlideTiles, TilingParams, find_tiles
 
@@ -370,9 +370,10 @@ def embed_slide(slide_path: str | Path, encoder: Encoder, out_path: str | Path |
         n = len(tiles.coords)
         if n == 0:
             raise tiles.no_tissue_error(slide.path)
-        _write_cache(out_path, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
-                     prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner,
-                     stats_processes=stats_processes, tile_stats=tile_stats)
+        with TorchThreads(None):  # the plan sets the torch threads for this slide; the caller's come back after
+            _write_cache(out_path, slide, tiles, encoder, key, batch_size=batch_size, workers=workers,
+                         prefetch=prefetch, seed=seed, progress=progress, t0=t0, decode=decode, planner=planner,
+                         stats_processes=stats_processes, tile_stats=tile_stats)
     return EmbedResult(out_path, n, False, time.perf_counter() - t0)
 
 

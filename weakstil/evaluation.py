@@ -110,13 +110,13 @@ def write_predictions(pred: pd.DataFrame, path: str | Path, threshold: float = S
     return Path(path)
 
 
-def _figure():
-    import matplotlib
+def _figure(figsize: tuple[float, float], dpi: int):
+    """A figure and its axes drawn off-screen without pyplot: ``matplotlib.use("Agg", force=True)`` switched
+    the whole process's backend, so a notebook's ``plt.show()`` after ``train_cohort`` showed nothing (hunt 36d)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize, dpi=dpi)
+    return fig, fig.subplots()
 
 
 def _lead(title: str) -> str:
@@ -125,8 +125,7 @@ def _lead(title: str) -> str:
 
 
 def plot_scatter(pred: pd.DataFrame, path: Path, m: dict, title: str = "") -> None:
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(5.2, 5), dpi=120)
+    fig, ax = _figure((5.2, 5), 120)
     t, p = pred["stil_true"].to_numpy(dtype=float), pred["stil_pred"].to_numpy(dtype=float)
     groups = pred["group"].astype(str) if "group" in pred and pred["group"].nunique() <= 10 else None
     if groups is not None and groups.nunique() > 1:
@@ -148,14 +147,12 @@ def plot_scatter(pred: pd.DataFrame, path: Path, m: dict, title: str = "") -> No
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 def plot_roc(t: np.ndarray, p: np.ndarray, path: Path, thresholds, title: str = "") -> None:
     from weakstil.metrics import roc_auc
 
-    plt = _figure()
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    fig, ax = _figure((5, 5), 120)
     for k, th in enumerate(thresholds):  # a dash pattern each: orange and green look alike to many readers
         y, style = t >= th, ("-", "--", "-.")[k % 3]
         if y.all() or not y.any():
@@ -173,7 +170,6 @@ def plot_roc(t: np.ndarray, p: np.ndarray, path: Path, thresholds, title: str = 
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
-    plt.close(fig)
 
 
 #: Feature-cache attributes copied into tile-score files, so a viewer can place the tiles on

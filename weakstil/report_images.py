@@ -143,17 +143,14 @@ def write_overview(out_dir: Path, rows: list, target: Path,
                    plots: tuple[str, ...] = ("scatter.png", "roc.png")) -> Path:
     """``plots`` (scatter, ROC) and the first heatmaps of ``rows`` (anything with a ``heatmap`` path
     relative to ``out_dir``) side by side: the report at a glance."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # not pyplot: its backend is the process's (a notebook's), left as it is
     from PIL import Image
 
     heatmaps = [r for r in rows if r.heatmap][:OVERVIEW_SLIDES]
     n_heat_rows = math.ceil(len(heatmaps) / 3)
     top = 1 if plots else 0
     n_heat_rows = n_heat_rows if plots else max(1, n_heat_rows)  # (a figure needs a row)
-    fig = plt.figure(figsize=(12, 5.2 * top + 3.6 * n_heat_rows), dpi=100)
+    fig = Figure(figsize=(12, 5.2 * top + 3.6 * n_heat_rows), dpi=100)
     grid = fig.add_gridspec(top + n_heat_rows, 6, height_ratios=[5.2] * top + [3.6] * n_heat_rows)
     for i, name in enumerate(plots):
         ax = fig.add_subplot(grid[0, 3 * i:3 * i + 3])
@@ -174,5 +171,4 @@ def write_overview(out_dir: Path, rows: list, target: Path,
         fig.tight_layout()
         with atomic_path(target) as tmp:
             fig.savefig(tmp, format="png")
-    plt.close(fig)
     return target

@@ -210,6 +210,30 @@ class BatchRows(list):
         self.skipped: list[str] = []
 
 
+def typed_row(row: dict, floats: tuple[str, ...], ints: tuple[str, ...] = ("n_tiles", "n_tumorbed_tiles")) -> dict:
+    """A row read back from ``results.csv`` (every cell text) with the types a freshly scored row has:
+    ``floats`` as float (an empty cell: nan), ``ints`` as int (an empty cell stays empty), ``stil_high``
+    as bool. A script's ``row["stil"] > 30`` raised TypeError on a rerun (the slide skipped as already
+    scored: '46.0941', a str) that it passed on the first run (46.0941) until hunt 36d."""
+    out = dict(row)
+
+    def number(value: object, kind: type) -> object:
+        try:
+            return kind(float(value)) if kind is int else kind(value)
+        except (TypeError, ValueError):
+            return value  # a cell a user edited into something else is given as it stands
+
+    for k in floats:
+        if k in out:
+            out[k] = math.nan if out[k] in ("", None) else number(out[k], float)
+    for k in ints:
+        if out.get(k) not in ("", None):
+            out[k] = number(out[k], int)
+    if str(out.get("stil_high")) in ("True", "False"):
+        out["stil_high"] = out["stil_high"] == "True"
+    return out
+
+
 def another_file(prev: dict, row: dict, earlier_scan: str | None, now_scan: str | None) -> bool:
     """Whether the new row is of another file than the earlier: another scan, else (unknown) another path."""
     if earlier_scan is None or now_scan is None or row["status"] == "error":

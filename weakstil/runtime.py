@@ -118,16 +118,19 @@ def choose_threads(work: float, requested: int = 0) -> int:
 
 
 class TorchThreads:
-    """Run torch with ``n`` threads inside the block (restored afterwards)."""
+    """Run torch with ``n`` threads inside the block (``None``: as they are), and give back the caller's
+    count afterwards, also when the block set its own (the decode planner sets the embedding's per slide:
+    a script that called ``score_batch`` or ``embed_slide`` kept running on the plan's count, 1 -> 2 on a
+    2-core machine, until hunt 36d)."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int | None):
         self.n = n
 
     def __enter__(self) -> TorchThreads:
         import torch
 
         self.prev = torch.get_num_threads()
-        if self.n != self.prev:
+        if self.n is not None and self.n != self.prev:
             torch.set_num_threads(self.n)
             log.debug("torch threads: %d", self.n)
         return self
@@ -135,7 +138,7 @@ class TorchThreads:
     def __exit__(self, *exc: object) -> None:
         import torch
 
-        if self.n != self.prev:
+        if torch.get_num_threads() != self.prev:
             torch.set_num_threads(self.prev)
 
 

@@ -36,7 +36,7 @@ from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
 from weakstil.modeldir import ModelDir
 from weakstil.outputs import slide_relpath
-from weakstil.results_table import BatchRows, another_file, read_previous, unchanged_by, write_results
+from weakstil.results_table import BatchRows, another_file, read_previous, typed_row, unchanged_by, write_results
 from weakstil.runtime import library_versions
 from weakstil.score_state import (  # noqa: F401 (the statuses are score's words: imported from here too)
     FINISHED, OUTPUT_SUFFIXES, SCORED, STATUS_BED_FALLBACK, STATUS_ERROR, STATUS_NO_BED, STATUS_OK, already_scored,
@@ -79,6 +79,12 @@ class ScoreOptions:
     overwrite: bool = False
     #: what a slide list says of its files: a CSV's slide_id and mpp columns (else the file's name, slide_mpp)
     listed: SlideNaming = field(default_factory=SlideNaming)
+
+    def __post_init__(self) -> None:
+        # a script passes strings: 'out / "features"' was a TypeError for ScoreOptions(model="m", out="o")
+        for name in ("model", "out", "features", "annotations", "tumorbed_model", "tumorbed_beds"):
+            if isinstance(value := getattr(self, name), str):
+                setattr(self, name, Path(value))
 
     @property
     def cache_dir(self) -> Path:
@@ -198,6 +204,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    from weakstil.cli.progress import _log_console
     from weakstil.errors import OutputError, from_os_error, stop_fix
     from weakstil.feature_cache import refuse_other_folder
     from weakstil.fingerprint import recorded_in
@@ -226,7 +233,12 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
         batch_rows.append(row)
     stopped: OutputError | None = None
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn()]
-    bar = Progress(*columns, disable=not progress, transient=True)  # shown from the first tiles embedded
+    # on the log console (stderr, where 'weakstil score' logs and where it looks for a terminal): on rich's
+    # default, stdout, a redirected 'weakstil score ... > FILE' got a blank line there, a script's output too,
+    # and with stderr a terminal no bar at all (hunt 36d); none where it cannot be drawn (a log file: its blank line)
+    console = _log_console()
+    shown = progress and (console.is_terminal or console.is_jupyter)
+    bar = Progress(*columns, disable=not shown, transient=True, console=console)  # from the first tiles embedded
     by_another_run: set[Path] = set()  #: scored by another run since this batch began: not redone
     clashes_written = 0  #: how many of ``clashes`` results.csv holds (written with an earlier row)
 
@@ -244,10 +256,12 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             if (not opts.overwrite or path in by_another_run) and already_scored(opts.out, path, slide_id, prev, ctx):
                 log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
                 batch_rows.skipped.append(slide_id)
+                skipped_now = True
                 row = {**prev, "path": os.path.abspath(path)}  # the same scan moved since: where it is now
                 row.update({k: prev.get(k) or getattr(ctx, k) for k in ("model_id", "encoder_id")})  # (a deleted column)
                 unchanged = unchanged_by(table, row)  # its row as results.csv holds it: not rewritten (hunt 35h)
             else:
+                skipped_now = False
                 tile_task = bar.add_task(f"  {slide_id}", total=None)
 
                 def tick(done: int, total: int, _task=tile_task, _id=slide_id) -> None:
@@ -278,7 +292,9 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 clashes.append(row)  # an earlier run's finished score stays; this failed attempt is listed after it
             else:
                 mine[slide_id] = row
-            batch_rows.append(row)
+            # a skipped slide's row is results.csv's text: given back with a scored row's types
+            given = typed_row(row, ("stil", LOWER, UPPER, "seconds")) if skipped_now else row
+            batch_rows.append(given)
             try:  # only this slide's row: another run (another model) may have scored an earlier slide of ours
                 if not unchanged or len(clashes) > clashes_written:  # again since: its row stays beside its files
                     mark(opts.out, "score")
@@ -291,7 +307,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 stopped = stopped or err
                 batch_rows.unrecorded.append(slide_id)  # its row is not (or not this run's) in results.csv
             if on_slide is not None:
-                on_slide(slide_id, row)
+                on_slide(slide_id, given)
             bar.advance(batch_task)
             if stopped is not None:
                 left = len(todo) - done  # not tried (a failed slide whose earlier row stays is not in mine)

@@ -84,6 +84,12 @@ class FeatureBank:
         #: the names of the tile measurements appended as the last columns (empty: none appended)
         self.tile_stats_columns: tuple[str, ...] = ()
 
+    def __repr__(self) -> str:
+        centred = ", centred" if self.embedding_offsets is not None else ""
+        stats = f", tile_stats={len(self.tile_stats_columns)} columns" if self.tile_stats_columns else ""
+        return (f"FeatureBank({len(self.bags)} slide{'' if len(self.bags) == 1 else 's'}, {int(self.features.shape[0])} tiles, dim={self.dim}{stats}"
+                f"{centred}, {str(self.features.dtype).replace('torch.', '')})")
+
     @property
     def dim(self) -> int:
         return int(self.features.shape[1])

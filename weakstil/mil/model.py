@@ -126,15 +126,35 @@ def score_slides(model: TileMIL, bank: FeatureBank, idx: Sequence[int] | None = 
     idx = range(len(bank)) if idx is None else idx
     if not len(idx):
         return []
-    if bank.dim != model.arch.input_dim:  # a model.json edited (tile_stats...): one line, not a matmul error
-        stats = " and tile statistics" if model.arch.tile_stats else ""
-        raise ModelError(f"tiles have {bank.dim} values each (features{stats}), but the model takes "
-                         f"{model.arch.input_dim} (model.json architecture input_dim)", path=bank.bags[0].path,
-                         fix="embed with the model's encoder; if the model's model.json was edited, copy the whole "
-                             "model folder again or train it again")
+    _check_bank_fits(model, bank)
     typical = float(np.median([bank.bags[int(i)].n for i in idx]))
     with TorchThreads(choose_threads(min(typical, SCORE_CHUNK) * bank.dim * model.arch.hidden, threads)):
         return [_score_one(model, bank, int(i), device) for i in idx]
+
+
+def _check_bank_fits(model: TileMIL, bank: FeatureBank) -> None:
+    """The bank was loaded as the model reads features (one line, not a matmul error or a wrong number).
+
+    A bank loaded without the model's ``tile_stats`` was refused as features of another encoder
+    ("embed with the model's encoder"), and one not centred for a ``centre_embeddings`` model scored
+    without a word, until hunt 36d: the fix names the :meth:`FeatureBank.load` arguments."""
+    arch = model.arch
+    how = f"FeatureBank.load(paths, tile_stats={arch.tile_stats}, centre_embeddings={arch.centre_embeddings})"
+    has_stats = bool(bank.tile_stats_columns)
+    if has_stats != arch.tile_stats or (bank.embedding_offsets is not None) != arch.centre_embeddings:
+        wants = [w for w, on in (("the tile statistics after the features", arch.tile_stats),
+                                 ("slide-centred embeddings", arch.centre_embeddings)) if on]
+        raise ModelError(f"the features were loaded for another model: this one takes {' and '.join(wants) or 'the features alone'}"
+                         f" (model.json architecture tile_stats {arch.tile_stats}, centre_embeddings "
+                         f"{arch.centre_embeddings}), the bank has {'' if has_stats else 'no '}tile statistics and is "
+                         f"{'' if bank.embedding_offsets is not None else 'not '}centred", path=bank.bags[0].path,
+                         fix=f"load the features with {how}, as 'weakstil score' does")
+    if bank.dim != arch.input_dim:  # a model.json edited (tile_stats...): one line, not a matmul error
+        stats = " and tile statistics" if arch.tile_stats else ""
+        raise ModelError(f"tiles have {bank.dim} values each (features{stats}), but the model takes "
+                         f"{arch.input_dim} (model.json architecture input_dim)", path=bank.bags[0].path,
+                         fix="embed with the model's encoder; if the model's model.json was edited, copy the whole "
+                             "model folder again or train it again")
 
 
 def _score_one(model: TileMIL, bank: FeatureBank, i: int, device: torch.device) -> SlideScores:

@@ -12,6 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+import torch
 
 from weakstil.atomic import atomic_path, write_json
 from weakstil.errors import UsageError, WeakSTILError
@@ -46,6 +47,13 @@ def save_model(model: TileMIL, directory: str | Path, meta: dict[str, object]) -
             "weights_sha256": sha256_file(folder.weights_path)}
     write_json(folder.meta_path, full, indent=2)  # strict JSON: a missing metric is null, never NaN
     return directory
+
+
+def _built(arch: Architecture) -> TileMIL:
+    """The network to load weights into, its random init drawn on a forked generator: loading a model
+    moved the caller's torch random stream on (a script's next torch.rand differed) until hunt 36d."""
+    with torch.random.fork_rng(devices=[]):
+        return TileMIL(arch)
 
 
 def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
@@ -106,7 +114,7 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"cannot read weights ({exc})", path=weights_path, fix="train the model again") from None
-    model = TileMIL(arch)
+    model = _built(arch)
     from weakstil.weights import state_dict_diff
 
     missing, unexpected, wrong = state_dict_diff(model.state_dict(), state)
@@ -212,7 +220,7 @@ def load_fold_models(directory: str | Path, meta: dict, arch: Architecture) -> l
             state = load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise ModelError(f"cannot read fold model ({exc})", path=path, fix=fix) from None
-        model = TileMIL(arch)
+        model = _built(arch)
         if any(state_dict_diff(model.state_dict(), state)):
             raise ModelError("fold model weights do not match the architecture in model.json", path=path, fix=fix)
         model.load_state_dict(state, strict=True)

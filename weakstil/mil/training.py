@@ -98,7 +98,10 @@ def fit(bank: FeatureBank, labels: np.ndarray, train_idx: np.ndarray, val_idx: n
     labels = np.asarray(labels, dtype=np.float32)
     tiles_per_step = cfg.batch_slides * min(cfg.max_tiles, max(int(b.tile_mask.sum()) for b in bank.bags))
     threads = choose_threads(tiles_per_step * bank.dim * cfg.hidden, cfg.threads)
-    with Deterministic(), TorchThreads(threads):
+    # seeded on a forked generator: the caller's torch random stream is given back as it was (fit reset it
+    # to the training seed, so a notebook's later torch draws repeated across runs, until hunt 36d)
+    cuda = [device.index if device.index is not None else torch.cuda.current_device()] if device.type == "cuda" else []
+    with Deterministic(), TorchThreads(threads), torch.random.fork_rng(devices=cuda):
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         model = TileMIL(cfg.architecture(bank.dim))

@@ -161,6 +161,8 @@ def plan_slide(seed: int, *, size_mm: tuple[float, float] = (2.5, 2.5), target_s
     ``hard`` adds the real-tissue confounders (``confounders`` fixes some strengths, see
     ``weakstil.synth.hard``); ``look`` picks the appearance family (``weakstil.synth.looks``).
     """
+    if isinstance(size_mm, (int, float)):  # one number: a square (a TypeError after the folders were made,
+        size_mm = (float(size_mm), float(size_mm))  # until hunt 36d)
     look = check_look(look)
     hard = bool(hard or confounders)
     width, height = slide_shape(size_mm)
@@ -365,11 +367,11 @@ def _stored_confounders(truth_path: Path) -> dict[str, float]:
 
 
 def generate_cohort(
-    out_dir: Path,
+    out_dir: str | Path,
     n_slides: int,
     seed: int,
     *,
-    size_mm: tuple[float, float] = (2.5, 2.5),
+    size_mm: float | tuple[float, float] = (2.5, 2.5),
     n_groups: int = 4,
     progress: bool = True,
     hard: bool = False,
@@ -394,6 +396,8 @@ def generate_cohort(
     always has its TIL-rich tail) instead of independently per slide; the targets then depend on
     ``n_slides``, and ``cohort.json`` records ``"stratified": true``.
     """
+    if isinstance(size_mm, (int, float)):  # one number: a square (a TypeError after the folders were made,
+        size_mm = (float(size_mm), float(size_mm))  # until hunt 36d)
     look = check_look(look)
     hard = bool(hard or confounders)
     overrides = json.dumps(dict(sorted((confounders or {}).items())))

@@ -165,7 +165,6 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, seed: int = 
     weights = torch.where(yt > 0.5, 0.5 / pos, 0.5 / (1 - pos))
     if sample_weight is not None:
         weights = weights * torch.from_numpy(np.asarray(sample_weight, np.float32))
-    torch.manual_seed(seed)
     w = torch.zeros(x.shape[1], requires_grad=True)
     b = torch.zeros(1, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
@@ -178,7 +177,9 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, seed: int = 
         loss.backward()
         return loss
 
-    opt.step(closure)
+    with torch.random.fork_rng(devices=[]):  # seeded apart: the caller's torch random stream stays as it was
+        torch.manual_seed(seed)
+        opt.step(closure)
     weight = w.detach().numpy().astype(np.float32)
     if v is not None and len(v):  # the same scores on raw inputs: project the weights instead of the data
         weight = weight - v.T @ (v @ weight)
