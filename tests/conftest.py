@@ -33,6 +33,25 @@ def no_slurm_controller_env(tmp_dir: Path) -> dict[str, str]:
     return {**os.environ, "SLURM_CONF": str(conf)}
 
 
+def importorskip_slurm_plugin():
+    """``pytest.importorskip`` of Snakemake's SLURM executor plugin, imported under :func:`no_slurm_controller_env`'s
+    config. The plugin asks ``scontrol show config`` for a help text when it is imported: here (the SLURM client
+    installed, no controller running) every pytest process that collected test_pipeline.py waited 9 s on it,
+    with no CPU used, before its first test. The answer is only that help text."""
+    import tempfile
+
+    saved = os.environ.get("SLURM_CONF")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["SLURM_CONF"] = no_slurm_controller_env(Path(tmp))["SLURM_CONF"]
+        try:
+            return pytest.importorskip("snakemake_executor_plugin_slurm")
+        finally:
+            if saved is None:
+                del os.environ["SLURM_CONF"]
+            else:
+                os.environ["SLURM_CONF"] = saved
+
+
 #: The modules that take longest on 2 cores, longest first (measured with ``--durations``). ``make
 #: test`` hands modules to its two pytest-xdist processes in collection order
 #: (``--no-loadscope-reorder``), so these start first and the short ones fill in beside them:

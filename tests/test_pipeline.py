@@ -16,10 +16,10 @@ import h5py
 import pandas as pd
 import pytest
 
-from conftest import ROOT, WORKFLOW_SLIDE_MM, no_slurm_controller_env
+from conftest import ROOT, WORKFLOW_SLIDE_MM, importorskip_slurm_plugin, no_slurm_controller_env
 
 pytest.importorskip("snakemake")
-pytest.importorskip("snakemake_executor_plugin_slurm")
+importorskip_slurm_plugin()  # (its import asks scontrol: see conftest)
 
 SNAKEFILE = ROOT / "pipelines" / "Snakefile"
 LOCAL = ROOT / "pipelines" / "profiles" / "local"

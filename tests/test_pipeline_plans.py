@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import importorskip_slurm_plugin
 from test_pipeline import COHORT_SLIDES, FAST, SLURM, job_stats, make_workdir, snakemake
 
 pytest.importorskip("snakemake")
-pytest.importorskip("snakemake_executor_plugin_slurm")
+importorskip_slurm_plugin()  # (its import asks scontrol: see conftest)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, TEST_DATA, run_cli
+from conftest import ROOT, TEST_DATA, importorskip_slurm_plugin, run_cli
 from weakstil.files import TilesFile
 import weakstil.pipeline_preflight as preflight
 from weakstil.errors import WeakSTILError
@@ -384,7 +384,7 @@ def fake_slurm_bin(tmp_path: Path, kind: str) -> Path:
 def test_snakefile_stops_before_the_first_sbatch(tmp_path: Path) -> None:
     """The slurm profile with the default config on a cluster without GPUs: one error line from
     the preflight, no sbatch call, no output written."""
-    pytest.importorskip("snakemake_executor_plugin_slurm")
+    importorskip_slurm_plugin()
     csv = cohort_csv(tmp_path)
     bin_dir = fake_slurm_bin(tmp_path, "nogpu")
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
