@@ -343,7 +343,7 @@ def unwritable_cache(folder: str | Path, cached_as: str | Path | None = None, un
 
 def refuse_read_only_cache(folder: str | Path, slides: list, cached: Callable[[object], bool]) -> None:
     """Before any work: a feature cache folder this user may not write, where no slide of the batch has a
-    cache (``cached(slide)``), would fail every slide: one usage line instead."""
+    cache (``cached(slide)``: or needs none, scored before), would fail every slide: one usage line instead."""
     from weakstil.errors import UsageError
 
     if not slides or not _unwritable(Path(folder)) or any(cached(s) for s in slides):

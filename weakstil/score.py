@@ -215,7 +215,9 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
 
     # the caches made are written there: --features not a model, nor another command's folder; OUT/features a folder
     check_score_features(opts.features, opts.cache_dir)
-    refuse_read_only_cache(opts.cache_dir, slides, lambda p: _cached_features(opts, p).exists())
+    # (a slide scored before needs no cache: a rerun that skips every slide is not refused)
+    refuse_read_only_cache(opts.cache_dir, slides, lambda p: _cached_features(opts, p).exists()
+                           or slide_file(opts.out, opts.slide_id(p)).exists())
     say = say_error or (lambda text: sys.stderr.write(f"error: {text}\n"))
     ctx = open_context(opts)
     if opts.features is not None and not opts.overwrite:  # a folder of another tiling: one refusal, not one per slide
