@@ -41,6 +41,12 @@ def test_a_run_from_another_directory_into_the_same_out_is_refused(lab: Path, tm
     out, cohort = lab / "rés ults", lab / "cohort" / "labels.csv"
     first = snakemake(lab, out, cohort, str(out / "settings.json"))  # a real run (one quick job) in lab/
     assert first.returncode == 0, first.stderr[-3000:]
+    # hunt 36b: the settings record had no versions and no time (every other output records them) ...
+    record = json.loads((out / "settings.json").read_text(encoding="utf-8"))
+    assert record["weakstil_version"] and record["library_versions"]["numpy"] and record["written"], record
+    # ... and they are not a rerun trigger: an unchanged run plans nothing
+    unchanged = snakemake(lab, out, cohort, "--dry-run", str(out / "settings.json"))
+    assert unchanged.returncode == 0 and "Nothing to be done" in unchanged.stdout + unchanged.stderr, unchanged.stdout
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -317,3 +317,36 @@ def _other_folder(features_dir: str | Path, enc: dict, params: TilingParams) -> 
                 differs[0].startswith(names[4]) else "another tiling"
             example = f"{path.name}: {', '.join(differs)}"
     return (what, n, example) if n else None
+
+
+def _unwritable(folder: Path) -> bool:
+    """Whether ``folder`` is there but this user may not add files to it (a shared, read-only cache)."""
+    import os
+
+    return folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK)
+
+
+def unwritable_cache(folder: str | Path, cached_as: str | Path | None = None, uncached: int = 1) -> WeakSTILError | None:
+    """The one line for a feature cache folder this user may not write, where a slide's cache (``cached_as``) or
+    ``uncached`` slides' need writing (hunt 36b: each was a bare "F/ID.h5: Permission denied. Fix: check the
+    permissions of the file and its folder"), else None."""
+    folder = Path(folder)
+    if not _unwritable(folder):
+        return None
+    what = f"{Path(cached_as).name} is not there to read" if cached_as is not None else \
+        f"none of these {uncached} slides' features are cached there"
+    return WeakSTILError(f"this user may not write in the feature cache folder {folder} (no permission), and {what} "
+                         "(cached features there are read: that needs no writing)", path=cached_as or folder,
+                         fix=f"make it writable (chmod u+w {folder}), or pass another --features folder "
+                             "(or leave --features out: the caches then go to OUT/features)")
+
+
+def refuse_read_only_cache(folder: str | Path, slides: list, cached: Callable[[object], bool]) -> None:
+    """Before any work: a feature cache folder this user may not write, where no slide of the batch has a
+    cache (``cached(slide)``: or needs none, scored before), would fail every slide: one usage line instead."""
+    from weakstil.errors import UsageError
+
+    if not slides or not _unwritable(Path(folder)) or any(cached(s) for s in slides):
+        return
+    error = unwritable_cache(folder, uncached=len(slides))
+    raise UsageError(error.message, path=error.path, fix=error.fix)

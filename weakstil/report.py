@@ -42,6 +42,7 @@ from weakstil.outputdir import MARKER, commands_of, is_complete
 from weakstil.report_images import write_heatmap, write_overview, write_thumbnail
 from weakstil.report_overlays import Overlays
 from weakstil.report_render import ReportContent, SlideRow, render_html, render_markdown
+from weakstil.runtime import RECORD_KEYS
 from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -346,7 +347,8 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
                             headline={**headline(metrics, threshold, "out-of-fold" if own_cv else "evaluation"),
                                       **(confidence_headline(meta) if has_cv else {})},
                             threshold=threshold, rows=rows,
-                            settings=flatten(settings or {}), model_settings=model_settings(meta),
+                            settings=flatten({k: v for k, v in (settings or {}).items() if k not in RECORD_KEYS}),  # (versions: below)
+                            model_settings=model_settings(meta),
                             trained_versions=dict(meta.get("versions", {})), report_versions=installed_versions(),
                             cv_folds=cv_folds, has_cv=has_cv)
     for name, text in (("report.html", render_html(content)), ("report.md", render_markdown(content))):

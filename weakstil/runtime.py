@@ -249,6 +249,22 @@ def _library_versions_now(extra: tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+#: Keys :func:`run_record` adds to a settings record (the workflow's settings.json): not settings themselves.
+RECORD_KEYS = ("weakstil_version", "library_versions", "written")
+
+
+def run_record() -> dict[str, object]:
+    """What every output records besides its settings: WeakSTIL's and the libraries' versions (torch as it reports
+    itself, without importing it) and when it was written (the workflow's settings.json had none; hunt 36b)."""
+    import time
+
+    versions = library_versions("timm")
+    if (torch := torch_version()) is not None:
+        versions["torch"] = torch
+    return {"weakstil_version": __version__, "library_versions": versions,
+            "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+
+
 # --- hashes ------------------------------------------------------------------------------------
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()

@@ -190,6 +190,14 @@ def open_context(opts: ScoreOptions) -> _Context:
     return ctx
 
 
+def _cached_features(opts: ScoreOptions, path: Path) -> Path:
+    """Where ``path``'s feature cache is (or will be written): by its id, or by its file's name (a list's id)."""
+    cached = slide_file(opts.cache_dir, opts.slide_id(path))
+    if not cached.exists() and slide_file(opts.cache_dir, slide_id_from_path(path)).exists():  # a list's id
+        cached = slide_file(opts.cache_dir, slide_id_from_path(path))  # names it; embed named it by the file
+    return cached
+
+
 def score_batch(slides: list[Path], opts: ScoreOptions,
                 on_slide: Callable[[str, dict], None] | None = None, progress: bool = True,
                 on_tiles: Callable[[str, int, int], None] | None = None,
@@ -206,7 +214,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
 
     from weakstil.cli.progress import _log_console
     from weakstil.errors import OutputError, from_os_error, stop_fix
-    from weakstil.feature_cache import refuse_other_folder
+    from weakstil.feature_cache import refuse_other_folder, refuse_read_only_cache
     from weakstil.fingerprint import recorded_in
     from weakstil.locks import in_turn
     from weakstil.outputdir import check_score_features, mark
@@ -214,6 +222,9 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
 
     # the caches made are written there: --features not a model, nor another command's folder; OUT/features a folder
     check_score_features(opts.features, opts.cache_dir)
+    # (a slide scored before needs no cache: a rerun that skips every slide is not refused)
+    refuse_read_only_cache(opts.cache_dir, slides, lambda p: _cached_features(opts, p).exists()
+                           or slide_file(opts.out, opts.slide_id(p)).exists())
     say = say_error or (lambda text: sys.stderr.write(f"error: {text}\n"))
     ctx = open_context(opts)
     if opts.features is not None and not opts.overwrite:  # a folder of another tiling: one refusal, not one per slide
@@ -344,6 +355,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     """Score one slide and write its outputs. Raises WeakSTILError for a bad slide."""
     from weakstil.embed import embed_slide
     from weakstil.errors import not_brightfield
+    from weakstil.feature_cache import unwritable_cache
     from weakstil.fingerprint import check_not_another_file, check_unchanged
     from weakstil.metrics import called_high
     from weakstil.mil.bank import FeatureBank
@@ -356,15 +368,15 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     opts = ctx.opts
     t0 = time.perf_counter()
     slide_id = opts.slide_id(path)
-    cached = slide_file(ctx.opts.cache_dir, slide_id)
-    if not cached.exists() and slide_file(ctx.opts.cache_dir, slide_id_from_path(path)).exists():  # a list's id
-        cached = slide_file(ctx.opts.cache_dir, slide_id_from_path(path))  # names it; embed named it by the file
+    cached = _cached_features(opts, path)
     # before any work, and before the all-or-none cleanup below could remove what is not ours
     check_replaceable(slide_file(opts.out, slide_id), SlideScoresFile)
     check_sidecar_replaceable(opts.out / f"{slide_id}.geojson", slide_file(opts.out, slide_id), SlideScoresFile)
     if not opts.overwrite:
         check_not_another_file(slide_file(opts.out, slide_id), path, SlideScoresFile)
     slide_mpp = opts.listed.mpp_of(path, opts.slide_mpp)  # a slide list's mpp column, else --slide-mpp
+    if not cached.exists() and (unwritable := unwritable_cache(opts.cache_dir, cached)) is not None:
+        raise unwritable  # (one clear line, not "F/ID.h5: Permission denied. Fix: check the permissions")
     result = embed_slide(path, LazyEncoder(ctx), out_path=cached, params=ctx.params, slide_mpp=slide_mpp,
                          allow_upsample=opts.allow_upsample, batch_size=opts.batch_size, workers=opts.workers,
                          progress=progress, decode=opts.decode, planner=ctx.planner(),

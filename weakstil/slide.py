@@ -324,7 +324,7 @@ class Slide:
     def describe(self) -> str:
         """One line for people: size, resolution, vendor and pyramid (``weakstil info``)."""
         W, H = self.dimensions
-        levels = ", ".join(f"{d:g}" for d in self.level_downsamples)
+        levels = levels_text(self.backend, self.path)
         return (f"{self.path}: {W}x{H} px, {self.mpp:.4g} µm/px ({self.mpp_source.value}), "
                 f"{W * self.mpp / 1000:.2f}x{H * self.mpp / 1000:.2f} mm, vendor {self.vendor}, levels [{levels}]")
 
@@ -383,6 +383,21 @@ def _missing_mpp_notes(backend: SlideBackend) -> str:
     return "; ".join(n for n in (objective_note(backend), unitless_note(backend)) if n)
 
 
+def levels_text(backend: SlideBackend, path: str | Path) -> str:
+    """The pyramid's downsamples, as ``weakstil info`` lists them: OpenSlide's levels, and an OME-TIFF's reduced
+    images (SubIFDs), which OpenSlide does not read but the overviews do (hunt 35d), after them, so named
+    (info listed such a slide's levels as [1], hunt 36b)."""
+    levels = ", ".join(f"{d:g}" for d in backend.level_downsamples)
+    if backend.vendor == "generic-tiff" and backend.level_count == 1:
+        from weakstil.tiff_layout import subifd_sizes
+
+        width = backend.dimensions[0]
+        reduced = [f"{width / w:.4g}" for w, _ in subifd_sizes(path)]
+        if reduced:
+            levels += f", {', '.join(reduced)} (SubIFDs, read for overviews)"
+    return levels
+
+
 def describe_without_mpp(path: str | Path) -> str:
     """``weakstil info``'s line for a slide whose metadata has no µm/px (what is known, and the fix)."""
     from weakstil.slide_backend import open_backend
@@ -390,7 +405,7 @@ def describe_without_mpp(path: str | Path) -> str:
     backend = open_backend(Path(path))
     try:
         W, H = backend.dimensions
-        levels = ", ".join(f"{d:g}" for d in backend.level_downsamples)
+        levels = levels_text(backend, path)
         said = _missing_mpp_notes(backend)
         return (f"{path}: {W}x{H} px, µm/px unknown (none in the metadata{'; ' + said if said else ''}: tile, embed "
                 f"and score need --slide-mpp), vendor {backend.vendor}, levels [{levels}]")

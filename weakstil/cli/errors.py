@@ -21,46 +21,31 @@ from typing import Any, TypeVar
 
 import typer
 
+from weakstil.cli.progress import EXIT_PIPE, quiet_closed_streams, stdout_closed  # noqa: F401 (EXIT_PIPE: said here too)
 from weakstil.errors import RERUN_CONTINUES, OutputError, UsageError, WeakSTILError, from_os_error, short_reason, stop_fix
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: Exit codes of a run stopped by Ctrl-C (128 + SIGINT) or SIGTERM (128 + SIGTERM), as shells report them.
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  #: (SIGHUP, when not ignored by nohup: 129)
-#: stdout's reader went away (``weakstil info ... | head -1``): as a shell reports a process that SIGPIPE ended
-EXIT_PIPE = 141
 
 
 def error_line(message: str) -> None:
     """One line on stderr, without rich wrapping."""
     text = " ".join(str(message).split())
-    sys.stderr.write(f"error: {text}\n")
-    sys.stderr.flush()
-
-
-def stdout_closed() -> bool:
-    """Whether stdout is a pipe whose reader has gone, so a BrokenPipeError is that and not one of a
-    worker's pipes: the reader of ``| head -1`` exits after its line (hunt 35c: each later slide of
-    ``weakstil info`` was an error line 'Broken pipe. Fix: check the file system', exit 1)."""
     try:
-        import select
-
-        poll = select.poll()
-        poll.register(sys.stdout.fileno(), select.POLLOUT)
-        return any(event & select.POLLERR for _, event in poll.poll(0))
-    except (AttributeError, OSError, ValueError):  # no real stdout (captured), or no poll() here
-        return False
+        sys.stderr.write(f"error: {text}\n")
+        sys.stderr.flush()
+    except BrokenPipeError:
+        if not stdout_closed():
+            raise
+        quiet_closed_streams()  # stderr's reader has gone (``2>&1 | head -1``): nobody to tell
+        raise SystemExit(EXIT_PIPE) from None
 
 
 def _stop_quietly_on_closed_stdout() -> None:
-    """End the run as ``head``'s writer ends: nothing more to say (its reader is gone), exit 141; what is
-    left in stdout's buffer goes to /dev/null, not to an 'Exception ignored ... BrokenPipeError' at exit."""
-    import os
-
-    with contextlib.suppress(OSError, ValueError, AttributeError):
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+    """End the run as ``head``'s writer ends: nothing more to say (its reader is gone), exit 141."""
+    quiet_closed_streams()
     raise typer.Exit(EXIT_PIPE)
 
 

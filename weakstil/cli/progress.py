@@ -2,17 +2,79 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+from typing import Any
 
 #: Third-party loggers kept at WARNING.
 QUIET_LOGGERS = ("PIL", "matplotlib", "h5py", "urllib3", "timm", "huggingface_hub")
 
 
-def setup_logging(verbose: bool) -> None:
+#: stdout's reader went away (``weakstil info ... | head -1``): as a shell reports a process that SIGPIPE ended
+EXIT_PIPE = 141
+
+
+def _reader_gone(stream: Any) -> bool:
+    """Whether ``stream`` is a pipe whose reader has gone."""
+    try:
+        import select
+
+        poll = select.poll()
+        poll.register(stream.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poll.poll(0))
+    except (AttributeError, OSError, ValueError):  # no real stream (captured), or no poll() here
+        return False
+
+
+def stdout_closed() -> bool:
+    """Whether stdout (or stderr, the log's) is a pipe whose reader has gone, so a BrokenPipeError is that and
+    not one of a worker's pipes: the reader of ``| head -1`` exits after its line (hunt 35c: each later slide of
+    ``weakstil info`` was an error line 'Broken pipe. Fix: check the file system', exit 1). stderr counts too:
+    ``score ... 2>&1 | head -1`` closes the log's pipe (hunt 36b: exit 1 from rich's console)."""
+    return _reader_gone(sys.stdout) or _reader_gone(sys.stderr)
+
+
+def quiet_closed_streams() -> None:
+    """Point stdout and stderr, where their reader has gone, at /dev/null: what is left in their buffers (and
+    the log lines of the way out) goes nowhere, not to an 'Exception ignored ... BrokenPipeError' at exit."""
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        if _reader_gone(stream):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, stream.fileno())
+                os.close(devnull)
+
+
+def log_console():
+    """A console on stderr that ends the run as ``head``'s writers end when its reader has gone (``score ...
+    2>&1 | head -1``): quietly, exit 141. rich's own ends it with exit 1 (hunt 36b), and leaves stderr pointing
+    at the closed pipe; raised as SystemExit, which logging's handler does not swallow, and cleanup still runs."""
     from rich.console import Console
+
+    class _LogConsole(Console):
+        def on_broken_pipe(self) -> None:
+            import os
+
+            self.quiet = True
+            quiet_closed_streams()
+            try:  # this console's stream, even if poll() saw nothing (a reader gone between write and check)
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, self.file.fileno())
+                os.close(devnull)
+            except (OSError, ValueError, AttributeError):
+                pass
+            raise SystemExit(EXIT_PIPE)
+
+    return _LogConsole(stderr=True)
+
+
+def setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
 
-    handler = RichHandler(console=Console(stderr=True), show_time=False, show_path=False, markup=False)
+    handler = RichHandler(console=log_console(), show_time=False, show_path=False, markup=False)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], format="%(message)s",
                         force=True)
     for name in QUIET_LOGGERS:
@@ -24,11 +86,10 @@ def setup_logging(verbose: bool) -> None:
 
 def _log_console():
     """The log handler's console, so log lines print above live bars."""
-    from rich.console import Console
     from rich.logging import RichHandler
 
     return next((h.console for h in logging.getLogger().handlers if isinstance(h, RichHandler)), None) or \
-        Console(stderr=True)
+        log_console()
 
 
 def epoch_progress():
@@ -90,7 +151,9 @@ class _ShownOnUpdate:
         self._lazy = _StartedOnUse(progress)
 
     def __getattr__(self, name: str):
-        if name in ("update", "advance"):
+        # not on a log file or pipe: a transient bar shows nothing there but the empty line rich writes as it
+        # stops (``score ... 2>&1 | head -1`` printed that empty line; hunt 36b)
+        if name in ("update", "advance") and self._lazy.progress.console.is_terminal:
             self._lazy.start()
         return getattr(self._lazy.progress, name)
 
