@@ -56,6 +56,7 @@ def test_read_only_features_folder_is_one_clear_line_up_front():
             import rich.progress, rich.console, rich.logging
             import weakstil.score, weakstil.outputdir, weakstil.feature_cache, weakstil.atomic, weakstil.slide_ids
             import weakstil.fingerprint, weakstil.locks, weakstil.modeldir, weakstil.files
+            import subprocess  # (the stdlib is under /root here: what runs after the drop must be imported before)
             from weakstil.errors import WeakSTILError
             from weakstil.score import ScoreOptions, score_batch
             import os

@@ -212,7 +212,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from weakstil.cli.progress import _log_console
+    from weakstil.consoles import _log_console
     from weakstil.errors import OutputError, from_os_error, stop_fix
     from weakstil.feature_cache import refuse_other_folder, refuse_read_only_cache
     from weakstil.fingerprint import recorded_in
