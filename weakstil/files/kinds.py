@@ -217,8 +217,9 @@ class SlideScoresFile(SlideFile):
     ``tile_standard_error_df``), ``fold_stils`` (JSON), ``qc`` (flags
     joined by ``;``), ``qc_reasons`` (JSON: flag -> why), ``ood_score``, ``ood_threshold``,
     ``ood_unfamiliar_share``, ``ood_unfamiliar_threshold``, ``interval_unfamiliar_share``,
-    ``morphometry_ratio`` (:mod:`weakstil.qc.morphometry`), ``interval_bed_outline_sd`` (a detected bed's outline
-    error in the interval, :mod:`weakstil.qc.bed_outline`), ``image_stats`` (JSON); absent in files scored before they existed.
+    ``morphometry_ratio`` (:mod:`weakstil.qc.morphometry`), ``bed_stroma`` (:mod:`weakstil.qc.bed_stroma`),
+    ``interval_bed_outline_sd`` (a detected bed's outline error in the interval, :mod:`weakstil.qc.bed_outline`),
+    ``image_stats`` (JSON); absent in files scored before they existed.
     """
 
     KIND = "slide_scores"

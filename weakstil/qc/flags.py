@@ -65,6 +65,10 @@ tumorbed_lymphoid              the detector's lymphoid veto left no bed and was 
                                lies where the tumour evidence is lymphoid tissue, a TIL-rich bed or
                                an aggregate / lymph node taken for tumour (a bed of 2 tiles on a
                                lymphoid region beside the tumour scored 97 %, truth 5 %, hunt 36e)
+bed_stroma_outside_training_  the mean stroma estimate over the bed's tiles lies below the lowest or above
+range                          the highest training slide's bed (plus a floor): a bed of solid tumour
+                               with almost no stroma, or of stroma alone (no invasive tumour?);
+                               neither gives a meaningful sTIL (:mod:`weakstil.qc.bed_stroma`)
 mpp_unit_slip                  the plain TIFF's µm/px is a common scan resolution (0.25, 0.5) times or divided by 2.54:
                                its resolution tags likely hold px/cm under ResolutionUnit inch or the reverse, and the
                                tiles are of another physical size (:func:`weakstil.tiff_layout.unit_slip`)
@@ -106,6 +110,7 @@ class Flag(str, Enum):
     ANNOTATION_MISPLACED = "annotation_misplaced"
     TUMORBED_INCOMPLETE = "tumorbed_incomplete"
     TUMORBED_LYMPHOID = "tumorbed_lymphoid"
+    BED_STROMA = "bed_stroma_outside_training_range"
 
 
 FLAGS = tuple(f.value for f in Flag)
@@ -260,7 +265,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 slide_mpp: float | None = None, file_mpp: float | None = None,
                 base_mpp: float | None = None, target_mpp: float | None = None,
                 annotation_misplaced: str = "", bed_incomplete: str = "", bed_unlike_detector: str = "",
-                bed_lymphoid: str = "", morphometry: str = "", sharpening: Any = None, unit_slip: tuple[str, float] | None = None,
+                bed_lymphoid: str = "", bed_stroma: str = "", morphometry: str = "", sharpening: Any = None, unit_slip: tuple[str, float] | None = None,
                 ) -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``). ``sharpening``: the
     features file's :class:`weakstil.unsharp.Sharpening` reading (the ``sharpened`` note says what was undone).
@@ -270,7 +275,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     ``bed_unlike_training``: why the slide's bed is not like the training slides' (``None``: it is);
     ``base_mpp``: the slide's finest µm/px as read (after ``--slide-mpp``), ``target_mpp``: the model's;
     ``morphometry``: why its tile measurements are outside the training range (empty: inside or not
-    measured; :func:`weakstil.qc.morphometry.morphometry_outside`)."""
+    measured; :func:`weakstil.qc.morphometry.morphometry_outside`); ``bed_stroma``: why the bed's stroma
+    share is outside the training beds' (:func:`weakstil.qc.bed_stroma.bed_stroma_outside`)."""
     why: dict[str, str] = {}
     ood = []
     if ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
@@ -354,6 +360,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                                              "evidence it took for lymphoid tissue, a TIL-rich bed or a lymphoid "
                                              "aggregate / lymph node taken for tumour: check the bed (" +
                                              bed_lymphoid + ")")
+    if bed_stroma and stil is not None and math.isfinite(stil):  # until hunt 36g only OOD's all-tile mean said so
+        why[Flag.BED_STROMA.value] = bed_stroma
     flags = [f for f in FLAGS if f in why]
     return flags, why
 

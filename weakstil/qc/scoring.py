@@ -24,6 +24,7 @@ from weakstil.confidence import (GRID_OFFSETS, LEVEL, SLIDES_ADVISED, Calibratio
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import CALIBRATION_FILE, ModelDir
 from weakstil.qc.bed_outline import calibration_lacks_outline_error, outline_sd
+from weakstil.qc.bed_stroma import bed_stroma, bed_stroma_outside
 from weakstil.qc.embedding import shift_share, unfamiliar_share
 from weakstil.qc.flags import MIN_BED_TILES, bed_sources, bed_unlike_training, join, slide_flags, weighting_gap
 from weakstil.qc.morphometry import morphometry_outside, morphometry_ratio, slide_means
@@ -208,6 +209,11 @@ class SlideAssessor:
         morph_ratio = morphometry_ratio(means, morph_ref, n_measured)
         if morph_ratio is not None:
             attrs["morphometry_ratio"] = morph_ratio
+        # the bed's own stroma against the training beds' (absent in models trained before hunt 36g: not checked)
+        stroma_ref = self.reference.get("bed_stroma")
+        stroma = bed_stroma(bank, 0) if stroma_ref else None
+        if stroma is not None:
+            attrs["bed_stroma"] = stroma
         image_ref = self.reference.get("image")
         image = None
         with Slide.open(slide_path, slide_mpp=slide_mpp) as slide:
@@ -263,7 +269,8 @@ class SlideAssessor:
                                  base_mpp=base_mpp, target_mpp=mpp, unit_slip=unit_slip,
                                  annotation_misplaced=annotation_misplaced,
                                  bed_incomplete=bed_incomplete, bed_unlike_detector=bed_unlike_detector,
-                                 bed_lymphoid=bed_lymphoid, morphometry=morphometry_outside(means, morph_ref, n_measured),
+                                 bed_lymphoid=bed_lymphoid, bed_stroma=bed_stroma_outside(stroma, stroma_ref),
+                                 morphometry=morphometry_outside(means, morph_ref, n_measured),
                                  sharpening=Sharpening.from_json(bag.attrs.get("sharpening")))
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})

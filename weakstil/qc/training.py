@@ -8,7 +8,8 @@
   leave-slide-out OOD scores), the training stain centre and range, the focus and pen/fold
   limits, the tumour-bed minimum, the weighting check's limit (from the out-of-fold scores),
   the training labels' range (:mod:`weakstil.qc.flags`), and the training slides' range of mean
-  tile measurements when the model uses them (:mod:`weakstil.qc.morphometry`);
+  tile measurements when the model uses them (:mod:`weakstil.qc.morphometry`), and of their
+  beds' stroma share (:mod:`weakstil.qc.bed_stroma`);
 * ``training_slides.csv``: per training slide its label, out-of-fold prediction and interval
   (calibrated without the slide: leave-one-out), tile standard error, OOD score, its
   leave-group-out embedding distance and shift, image statistics, the flags it would get and
@@ -33,6 +34,7 @@ from weakstil.csv_cells import defused
 from weakstil.confidence import (GRID_OFFSETS, SLIDES_ADVISED, Calibration, calibrate, conformal_quantile,
                                  coverage_spread, interval_columns, tile_standard_error_df)
 from weakstil.modeldir import ModelDir
+from weakstil.qc.bed_stroma import bed_stroma, bed_stroma_outside, bed_stroma_reference
 from weakstil.qc.embedding import fit_reference, ood_threshold, shift_share_threshold, unfamiliar_reference
 from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
                                weighting_reference)
@@ -134,6 +136,10 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                  sum(1 for v in measured_means if np.isfinite(v).all()), MIN_SLIDES)
     if morph_lgo is not None:
         table["morphometry_ratio_lgo"] = morph_lgo
+    # 1c. the stroma share of each training slide's bed (weakstil.qc.bed_stroma)
+    bed_stromas = [bed_stroma(bank, i) for i in range(n)]
+    table["bed_stroma"] = [math.nan if v is None else v for v in bed_stromas]
+    stroma_ref = bed_stroma_reference(bed_stromas)
 
     # 2. image statistics of the training slides: stain range, focus, ink
     stats = training_image_stats(bank, slide_paths, seed=seed, on_slide=on_slide)
@@ -220,7 +226,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                               "reference_tiles": int(len(ref.reference)),
                                               "training_max": float(np.nanmax(ood_scores)),
                                               "unfamiliar": unfamiliar},
-                 "morphometry": morph_ref, "few_tumorbed_tiles": {"min_tiles": MIN_BED_TILES}, "near_threshold": {"threshold": float(threshold)},
+                 "morphometry": morph_ref, "bed_stroma": stroma_ref, "few_tumorbed_tiles": {"min_tiles": MIN_BED_TILES}, "near_threshold": {"threshold": float(threshold)},
                  "image": image_ref, "weighting": weighting_reference(gaps), "labels": label_reference(labels)}
     weighting_thr = (reference["weighting"] or {}).get("threshold")
     label_max, label_min = ((reference["labels"] or {}).get(k) for k in ("max", "min"))
@@ -238,7 +244,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                weighting_threshold=weighting_thr,
                                stil=float(table["stil_pred_oof"][i]) if "stil_pred_oof" in table else None,
                                label_max=label_max, label_min=label_min,
-                               morphometry=morphometry_outside(measured_means[i], morph_ref) if morph_ref else "")
+                               morphometry=morphometry_outside(measured_means[i], morph_ref) if morph_ref else "",
+                               bed_stroma=bed_stroma_outside(bed_stromas[i], stroma_ref))
         flags_col.append(join(flags))
     table["qc"] = flags_col
     with atomic_path(folder.qc_slides_path) as tmp:
