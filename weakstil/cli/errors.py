@@ -119,8 +119,11 @@ def reports_errors(command: F) -> F:
             _say_rerun(error, command.__name__)
             error_line(error.one_line())
             raise typer.Exit(1) from None
-        except MemoryError:
-            error_line("out of memory. Fix: lower --batch-size (or --crop-px, --workers), or use a machine with "
+        except MemoryError as exc:
+            from weakstil.limits import address_space_limit, resource_error_line
+
+            error_line(resource_error_line(exc) if address_space_limit() is not None else  # (ulimit -v: hunt 36f)
+                       "out of memory. Fix: lower --batch-size (or --crop-px, --workers), or use a machine with "
                        "more memory.")
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
@@ -144,6 +147,12 @@ def reports_errors(command: F) -> F:
             problem = _unencodable(exc)
             if problem is not None:  # a file name met past the slides' check (a cohort CSV's, --out)
                 error_line(problem)
+                raise typer.Exit(1) from None
+            from weakstil.limits import resource_error_line
+
+            limited = resource_error_line(exc)  # a limit of the machine (ulimit -v, -u), not a bug: hunt 36f
+            if limited is not None:
+                error_line(limited)
                 raise typer.Exit(1) from None
             if _verbose():
                 raise

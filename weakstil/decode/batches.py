@@ -32,6 +32,7 @@ from weakstil.decode.procpool import SharedPool
 from weakstil.decode.plan import (STATS_PROBE_TILES, ThreadPlan, measure_decode, measure_encoder, measure_stats,
                                   nearest_micro_batch, plan_cpu, plan_cuda)
 from weakstil.decode.readers import ReadPath, ReadSpec, plan_reader
+from weakstil.decode.shm import workers_for_shm
 from weakstil.decode.workers import DecodePool, DecodeStats, iter_batches_inline
 from weakstil.runtime import cpu_count
 from weakstil.slide import READ_REDUCE
@@ -205,7 +206,8 @@ def tile_batches(slide: Slide, coords: np.ndarray, tile_px: int, mpp: float, enc
         return batches, lambda: record
     record["gpu"] = gpu_reason
     plan = planner.plan(spec, coords) if planner is not None else None
-    n_workers = plan.workers if plan is not None else max(0, int(workers))
+    n_workers = workers_for_shm(plan.workers if plan is not None else max(0, int(workers)),
+                                batch_size * tile_px * tile_px * 3)
     stats = DecodeStats()
     if n_workers >= 1:
         batches = shared_pool(n_workers).batches(spec, coords, batch_size, prefetch=prefetch,
