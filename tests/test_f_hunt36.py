@@ -133,3 +133,27 @@ def test_a_slide_out_of_memory_is_its_error_row_and_the_batch_goes_on(tmp_path_f
     assert rows.loc[slides[0].stem, "status"] == "error" and "out of memory" in rows.loc[slides[0].stem, "error"]
     assert rows.loc[slides[1].stem, "status"] == "ok" and rows.loc[slides[1].stem, "stil"] >= 0  # scored after it
     assert not (root / "scores" / f"{slides[0].stem}.h5").exists()  # no partial file of the failed slide
+
+
+def test_omp_num_threads_caps_the_planned_torch_threads(small_slide, monkeypatch):
+    """A cluster's job prologue (or the user) sets OMP_NUM_THREADS=1: the plan used every core of the
+    affinity mask all the same (2 torch threads on 2 CPUs) and recorded nothing of it."""
+    import torch
+
+    from weakstil.decode import ThreadPlanner
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    encoder = create_encoder("small-cnn", weights="random", seed=0)
+    before = torch.get_num_threads()
+    try:
+        with Slide.open(small_slide) as s:
+            coords = find_tiles(s, TilingParams()).coords
+            planner = ThreadPlanner(encoder, batch_size=64, cpus=2)
+            batches, provenance = tile_batches(s, coords, 224, 0.5, encoder, batch_size=64, planner=planner)
+            for _ in batches:
+                pass
+            record = provenance()
+    finally:  # the plan sets the process's torch threads
+        torch.set_num_threads(before)
+    assert record["plan"]["threads"] == 1 and record["torch_threads"] == 1, record["plan"]
+    assert record["omp_num_threads"] == 1
