@@ -13,7 +13,11 @@ What was wrong (measured on a 2-core machine with the demo model, a 3 x 3 mm syn
 * ``ulimit -v`` 2 GB: "unexpected ImportError: libtorch_cpu.so: failed to map segment from shared
   object. Fix: this is a bug in weakstil; ... report it" (torch alone reserves 3.3 GB of address
   space); 4 GB: "unexpected RuntimeError: can't start new thread ... a bug in weakstil" and an atexit
-  traceback (``cannot join thread before it is started``). Now one line naming the limit and the fix.
+  traceback (``cannot join thread before it is started``); 3 GB: "cannot allocate memory for thread-local
+  data: ABORT" (exit 127) from glibc inside torch's import. Now one line naming the limit and the fix,
+  and a warning before torch loads when ulimit -v is below 5 GB.
+* OMP_NUM_THREADS=1 (a cluster's job prologue): the decode planner used up to every core of the
+  affinity mask for torch (2 threads on 2 CPUs); now at most OMP_NUM_THREADS, recorded.
 * a slide that ran out of memory in ``weakstil score`` ended the whole batch with "out of memory",
   naming no slide; now it is that slide's error row (named, with the fix) and the others are scored.
 """
@@ -89,6 +93,8 @@ def test_address_space_limit_is_one_line_naming_it(small_slide, tmp_path):
     lines = [ln for ln in r.stderr.splitlines() if ln.startswith("error:")]
     assert len(lines) == 1 and "ulimit -v" in lines[0] and "1.5 GB" in lines[0], r.stderr
     assert "bug in weakstil" not in r.stderr and "Traceback" not in r.stderr
+    # said before torch loads too: under about 3.3 GB it can abort inside torch's import (exit 127)
+    assert "may die on loading it" in " ".join(r.stderr.split())
     assert not list((tmp_path / "f").glob("*.h5")) if (tmp_path / "f").exists() else True
 
 

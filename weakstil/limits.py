@@ -35,6 +35,24 @@ def address_space_limit() -> int | None:
     return None if soft == resource.RLIM_INFINITY else int(soft)
 
 
+#: Address space a torch command reserved at its peak (scoring a 3 x 3 mm slide: VmPeak 4.4 GB;
+#: ``import torch`` alone 3.3 GB), rounded up.
+TORCH_ADDRESS_SPACE = 5 * GB
+
+
+def small_address_space() -> str | None:
+    """A warning when ``ulimit -v`` is below :data:`TORCH_ADDRESS_SPACE`, said before torch loads: below
+    3.3 GB the process can die inside torch's import with glibc's or C++'s words alone ("cannot allocate
+    memory for thread-local data: ABORT", exit 127; "std::bad_alloc", exit 134), before WeakSTIL can say
+    anything."""
+    limit = address_space_limit()
+    if limit is None or limit >= TORCH_ADDRESS_SPACE:
+        return None
+    return (f"the address-space limit (ulimit -v) is {limit / GB:.1f} GB; torch reserves about "
+            f"{TORCH_ADDRESS_SPACE / GB:.0f} GB of it (more than it uses), so this run may die on loading it or "
+            f"on starting a thread. Fix: {AS_FIX}")
+
+
 def _limit_words() -> str:
     limit = address_space_limit()
     return f"the address-space limit (ulimit -v) is {limit / GB:.1f} GB" if limit is not None else ""

@@ -72,6 +72,9 @@ def _verbose() -> bool:
 #: train, report and demo write their output at the end: a rerun starts over; pretrain keeps checkpoints;
 #: synth keeps each finished slide of a rerun with the same settings: weakstil.synth.generate_cohort).
 PER_SLIDE_COMMANDS = frozenset({"tile", "embed", "score", "tumorbed_apply", "synth"})
+#: Commands that load torch (warned of a small ``ulimit -v`` before they do, hunt 36f).
+TORCH_COMMANDS = frozenset({"embed", "score", "train", "evaluate", "pretrain", "demo", "tumorbed_apply",
+                            "tumorbed_train"})
 
 
 def _unencodable(exc: Exception) -> str | None:
@@ -101,6 +104,11 @@ def reports_errors(command: F) -> F:
         from weakstil.cli.progress import Terminated, interrupt_on_sigterm
 
         interrupt_on_sigterm()  # SIGTERM (e.g. SLURM's scancel) cleans up like Ctrl-C
+        if command.__name__ in TORCH_COMMANDS:
+            from weakstil.limits import small_address_space
+
+            if (small := small_address_space()) is not None:  # said before torch can abort the process
+                logging.getLogger("weakstil").warning("%s", small)
         try:
             return command(*args, **kwargs)
         except WeakSTILError as exc:
