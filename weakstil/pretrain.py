@@ -110,6 +110,7 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
     ``slide_mpps``: a slide list's ``mpp`` column (absolute path -> µm/px), before ``slide_mpp``."""
     from weakstil.decode.batches import shared_pool
     from weakstil.decode.readers import plan_reader
+    from weakstil.decode.shm import workers_for_shm
     from weakstil.decode.workers import iter_batches_inline
     from weakstil.tiles import TilingParams, find_tiles
 
@@ -130,7 +131,8 @@ def sample_tiles(slides: Sequence[str | Path], card: EncoderCard, cfg: PretrainC
                 coords = tiles.coords[pick]
                 out = np.empty((len(coords), params.tile_px, params.tile_px, 3), np.uint8)
                 spec = plan_reader(slide, params.mpp, params.tile_px)  # JPEG tiles or OpenSlide
-                batches = (shared_pool(workers).batches(spec, coords, 32) if workers >= 1
+                n_workers = workers_for_shm(workers, 32 * params.tile_px * params.tile_px * 3)
+                batches = (shared_pool(n_workers).batches(spec, coords, 32) if n_workers >= 1
                            else iter_batches_inline(spec, coords, 32))
                 normaliser = None
                 if card.stain_norm == "macenko":

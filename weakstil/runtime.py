@@ -71,6 +71,14 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def env_threads() -> int | None:
+    """``OMP_NUM_THREADS`` when set to a positive number (by the user, or a cluster's job prologue: often
+    the job's CPUs), else None. torch starts with that many threads; plans that pick a thread count
+    themselves stay within it."""
+    text = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()  # (a list: nested levels' counts)
+    return int(text) if text.isdigit() and int(text) > 0 else None
+
+
 def idle_cpus() -> int:
     """CPUs not already busy with other processes (1-minute load average), at least 1."""
     cpus = cpu_count()

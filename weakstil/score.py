@@ -34,6 +34,7 @@ from weakstil.atomic import remove_stale_temps, replacing_together
 from weakstil.confidence import interval_columns
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.files import FeaturesFile, SlideScoresFile, slide_file
+from weakstil.limits import out_of_memory
 from weakstil.modeldir import ModelDir
 from weakstil.outputs import slide_relpath
 from weakstil.results_table import BatchRows, another_file, read_previous, typed_row, unchanged_by, write_results
@@ -286,7 +287,11 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 earlier_scan = recorded_in(slide_file(opts.out, slide_id), SlideScoresFile) if prev else None
                 try:
                     row = score_slide(path, ctx, progress=tick)
-                except (WeakSTILError, OSError) as exc:
+                except (WeakSTILError, OSError, MemoryError, RuntimeError) as exc:
+                    if isinstance(exc, (MemoryError, RuntimeError)):  # this slide's (a large one's): the rest go on,
+                        if (oom := out_of_memory(exc, path)) is None:  # as for any slide error (it ended the
+                            raise  # batch naming no slide, hunt 36f); another RuntimeError is a bug
+                        exc = oom
                     if isinstance(exc, UsageError) and not hasattr(exc, "for_model"):  # a grid too large (GridTooLarge)
                         raise  # is this slide's (its size); the rest the command line's (a batch too large for memory)
                     err = from_os_error(exc, opts.out) if isinstance(exc, OSError) else getattr(exc, "for_model", lambda: exc)()

@@ -192,9 +192,12 @@ class StatsJob:
         self._checked_at = time.monotonic()
         dead = [p for p in self.pool._procs if not p.is_alive()]
         if dead:
-            codes = ", ".join(str(p.exitcode) for p in dead)
+            from weakstil.decode.workers import worker_death_reason
+
+            codes = [p.exitcode for p in dead]
             self.pool.close()
-            raise WeakSTILError(f"{len(dead)} tile measurement worker(s) died (exit code {codes})",
+            raise WeakSTILError(f"{len(dead)} tile measurement worker(s) died (exit code "
+                                f"{', '.join(map(str, codes))}{worker_death_reason(codes)})",
                                 fix="check memory (a worker may have been killed) and run again") from None
 
     def _collect(self) -> None:
@@ -264,7 +267,9 @@ def stats_job(n_tiles: int, stats, stain: Any, mpp: float, encoder: Encoder, dec
         if n_tiles <= SMALL_SLIDE_TILE_BATCHES * batch_size:
             return None
         processes = stats_processes(decode_record, cpu_count(), encoder.device.type, torch.get_num_threads())
-    if processes <= 0:
+    from weakstil.decode.shm import workers_for_shm
+
+    if workers_for_shm(processes, batch_size * tile_px * tile_px * 3) <= 0:
         return None
     gpu_tiles = str(decode_record.get("path", "")).endswith("gpu")
     return shared_stats_pool(processes).job(stats, stain, mpp, batch_size, tile_px, pin_memory=gpu_tiles)

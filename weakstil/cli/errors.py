@@ -57,6 +57,9 @@ def _verbose() -> bool:
 #: train, report and demo write their output at the end: a rerun starts over; pretrain keeps checkpoints;
 #: synth keeps each finished slide of a rerun with the same settings: weakstil.synth.generate_cohort).
 PER_SLIDE_COMMANDS = frozenset({"tile", "embed", "score", "tumorbed_apply", "synth"})
+#: Commands that load torch (warned of a small ``ulimit -v`` before they do, hunt 36f).
+TORCH_COMMANDS = frozenset({"embed", "score", "train", "evaluate", "pretrain", "demo", "tumorbed_apply",
+                            "tumorbed_train"})
 
 
 def _unencodable(exc: Exception) -> str | None:
@@ -86,6 +89,11 @@ def reports_errors(command: F) -> F:
         from weakstil.cli.progress import Terminated, interrupt_on_sigterm
 
         interrupt_on_sigterm()  # SIGTERM (e.g. SLURM's scancel) cleans up like Ctrl-C
+        if command.__name__ in TORCH_COMMANDS:
+            from weakstil.limits import small_address_space
+
+            if (small := small_address_space()) is not None:  # said before torch can abort the process
+                logging.getLogger("weakstil").warning("%s", small)
         try:
             return command(*args, **kwargs)
         except WeakSTILError as exc:
@@ -104,8 +112,11 @@ def reports_errors(command: F) -> F:
             _say_rerun(error, command.__name__)
             error_line(error.one_line())
             raise typer.Exit(1) from None
-        except MemoryError:
-            error_line("out of memory. Fix: lower --batch-size (or --crop-px, --workers), or use a machine with "
+        except MemoryError as exc:
+            from weakstil.limits import address_space_limit, resource_error_line
+
+            error_line(resource_error_line(exc) if address_space_limit() is not None else  # (ulimit -v: hunt 36f)
+                       "out of memory. Fix: lower --batch-size (or --crop-px, --workers), or use a machine with "
                        "more memory.")
             raise typer.Exit(1) from None
         except KeyboardInterrupt as exc:
@@ -129,6 +140,12 @@ def reports_errors(command: F) -> F:
             problem = _unencodable(exc)
             if problem is not None:  # a file name met past the slides' check (a cohort CSV's, --out)
                 error_line(problem)
+                raise typer.Exit(1) from None
+            from weakstil.limits import resource_error_line
+
+            limited = resource_error_line(exc)  # a limit of the machine (ulimit -v, -u), not a bug: hunt 36f
+            if limited is not None:
+                error_line(limited)
                 raise typer.Exit(1) from None
             if _verbose():
                 raise

@@ -32,8 +32,9 @@ from weakstil.decode.procpool import SharedPool
 from weakstil.decode.plan import (STATS_PROBE_TILES, ThreadPlan, measure_decode, measure_encoder, measure_stats,
                                   nearest_micro_batch, plan_cpu, plan_cuda)
 from weakstil.decode.readers import ReadPath, ReadSpec, plan_reader
+from weakstil.decode.shm import workers_for_shm
 from weakstil.decode.workers import DecodePool, DecodeStats, iter_batches_inline
-from weakstil.runtime import cpu_count
+from weakstil.runtime import cpu_count, env_threads
 from weakstil.slide import READ_REDUCE
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -77,6 +78,9 @@ class ThreadPlanner:
         self.workers = workers or None
         self.threads = threads or None
         self.cpus = cpus or cpu_count()
+        #: the user's (or the job's) OMP_NUM_THREADS caps the torch threads a plan picks: it planned up to
+        #: every core of the affinity mask, 2 threads under OMP_NUM_THREADS=1 (hunt 36f); --threads wins
+        self.max_threads = env_threads()
         self._encoder_rates: tuple[dict[int, float], dict[int, int]] | None = None
         self._plans: dict[tuple, ThreadPlan] = {}
 
@@ -88,7 +92,8 @@ class ThreadPlanner:
 
         if self._encoder_rates is None:
             b = min(self.batch_size, max(MICRO_BATCHES))
-            threads = [self.threads] if self.threads else thread_candidates(self.cpus)
+            threads = [self.threads] if self.threads else thread_candidates(min(self.cpus,
+                                                                                 self.max_threads or self.cpus))
             # the rates depend on the architecture, input and threads, not on the weights: a process that
             # plans again for the same encoder (napari's Score slide, a second Scorer, the test suite's
             # many embeds) reuses the first measurement instead of spending about 2 s of CPU on it again
@@ -114,7 +119,7 @@ class ThreadPlanner:
             # measuring would cost more than it saves; a later, bigger slide is measured. With the split
             # given too (a workflow's embed job: one slide a process), the micro-batch probe alone took
             # 1.8 s of CPU on a 25-tile slide whose embedding took 1 s
-            t = self.threads or self.cpus
+            t = self.threads or min(self.cpus, self.max_threads or self.cpus)
             chunks = self._encoder_rates[1] if self._encoder_rates else {}
             p = ThreadPlan(self.workers or 1, t, self.cpus, "given" if self.workers and self.threads else "small slide",
                            micro_batch=nearest_micro_batch(chunks, t))
@@ -135,13 +140,16 @@ class ThreadPlanner:
             else:
                 decode, stats = self._measure(spec, coords)
                 rates, chunks = self._encoder_probe(spec.tile_px)
-                p = plan_cpu(decode, rates, self.cpus, self.workers, self.threads, stats=stats, micro_batches=chunks)
+                p = plan_cpu(decode, rates, self.cpus, self.workers, self.threads, stats=stats, micro_batches=chunks,
+                             max_threads=self.max_threads)
             measured = "; ".join(f"{what} {v:.0f} tiles/s" for what, v in (
                 ("decode per worker", p.decode_tiles_per_s), ("measurements per process", p.stats_tiles_per_s),
                 ("predicted", p.predicted_tiles_per_s)) if math.isfinite(v))  # a given split measures less
             log.info("plan (%s): %d decode worker(s), %d torch thread(s) in micro-batches of %s tiles, %d tile "
-                     "measurement process(es) on %d CPU(s) [%s%s]", spec.path.value, p.workers, p.threads,
-                     p.micro_batch or "all", p.stats_processes, p.cpus, p.source, f"; {measured}" if measured else "")
+                     "measurement process(es) on %d CPU(s)%s [%s%s]", spec.path.value, p.workers, p.threads,
+                     p.micro_batch or "all", p.stats_processes, p.cpus,
+                     f" (OMP_NUM_THREADS={self.max_threads})" if self.max_threads else "", p.source,
+                     f"; {measured}" if measured else "")
             self._plans[key] = p
         p = self._plans[key]
         self._apply(p)
@@ -205,7 +213,8 @@ def tile_batches(slide: Slide, coords: np.ndarray, tile_px: int, mpp: float, enc
         return batches, lambda: record
     record["gpu"] = gpu_reason
     plan = planner.plan(spec, coords) if planner is not None else None
-    n_workers = plan.workers if plan is not None else max(0, int(workers))
+    n_workers = workers_for_shm(plan.workers if plan is not None else max(0, int(workers)),
+                                batch_size * tile_px * tile_px * 3)
     stats = DecodeStats()
     if n_workers >= 1:
         batches = shared_pool(n_workers).batches(spec, coords, batch_size, prefetch=prefetch,
@@ -214,6 +223,8 @@ def tile_batches(slide: Slide, coords: np.ndarray, tile_px: int, mpp: float, enc
         batches = iter_batches_inline(spec, coords, batch_size, stats=stats)
     record.update(spec.describe())
     record["torch_threads"] = torch.get_num_threads()
+    if env_threads():  # what capped them (the plan's own record has no room for the environment)
+        record["omp_num_threads"] = env_threads()
     if plan is not None:
         record["plan"] = plan.to_dict()
 

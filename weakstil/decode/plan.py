@@ -122,13 +122,14 @@ def interpolate_rates(measured: dict[int, float], cpus: int) -> dict[int, float]
 
 
 def choose(cpus: int, decode: float, encoder: dict[int, float], workers: int | None = None,
-           threads: int | None = None, stats: float | None = None) -> tuple[int, int, float]:
+           threads: int | None = None, stats: float | None = None,
+           max_threads: int | None = None) -> tuple[int, int, float]:
     """``(workers, threads, predicted)`` maximising :func:`predict` (``workers``/``threads`` fixed
-    when given)."""
+    when given; ``max_threads``: at most that many torch threads, e.g. OMP_NUM_THREADS)."""
     best: tuple[float, int, int] | None = None
     if threads and threads not in encoder:  # more threads than CPUs: as fast as all CPUs
         encoder = {**encoder, threads: encoder[max(encoder)]}
-    for t in ([threads] if threads else range(1, cpus + 1)):
+    for t in ([threads] if threads else range(1, min(cpus, max_threads or cpus) + 1)):
         for w in ([workers] if workers else range(1, cpus + 1)):
             r = predict(w, t, cpus, decode, encoder, stats)
             # 1 % slack: a plan must be clearly faster to justify more processes or threads
@@ -242,7 +243,7 @@ def measure_stats(tiles: np.ndarray, mpp: float) -> float:
 
 def plan_cpu(decode: float, encoder: dict[int, float], cpus: int, workers: int | None = None,
              threads: int | None = None, stats: float | None = None,
-             micro_batches: dict[int, int] | None = None) -> ThreadPlan:
+             micro_batches: dict[int, int] | None = None, max_threads: int | None = None) -> ThreadPlan:
     """The CPU plan from measured rates (``encoder`` may hold only some thread counts; ``stats``:
     one measurement process's tiles/s, None or NaN: not counted; ``micro_batches``: the best
     micro-batch per measured thread count, see :func:`measure_encoder`)."""
@@ -251,9 +252,9 @@ def plan_cpu(decode: float, encoder: dict[int, float], cpus: int, workers: int |
     chunks = dict(micro_batches or {})
     if not rates or not np.isfinite(decode) or decode <= 0:
         w = workers or max(1, cpus // 3)
-        t = threads or max(1, cpus - w)
+        t = threads or max(1, min(cpus - w, max_threads or cpus))
         return ThreadPlan(w, t, cpus, "fallback", micro_batch=nearest_micro_batch(chunks, t))
-    w, t, r = choose(cpus, decode, rates, workers, threads, stats)
+    w, t, r = choose(cpus, decode, rates, workers, threads, stats, max_threads)
     if workers is None and w == 1 and t >= cpus > 1 and r > SPARE_WORKER_SHARE * decode:
         # torch runs on every core and decoding needs a real share of one: the kernel shares the
         # cores among runnable threads, so one decoder against t torch threads gets 1/(t+1) of them

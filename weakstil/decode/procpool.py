@@ -163,7 +163,7 @@ class ProcessPool:
             # them itself, and one unlinked there as the interpreter exited (a pool closed at exit) was
             # never unregistered: "resource_tracker: There appear to be 1 leaked semaphore objects"
             feeder = getattr(q, "_thread", None)
-            if feeder is not None:
+            if feeder is not None and feeder.ident is not None:  # never started (no thread left: ulimit -v, -u)
                 feeder.join(timeout=2.0)  # not forever: a feeder stuck on a full pipe of dead workers
             q.cancel_join_thread()
         self._procs = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import uuid
 
 import numpy as np
@@ -140,6 +141,52 @@ def ring_max_bytes() -> int:
     except (OSError, AttributeError):
         pass
     return max(cap, 1)
+
+
+#: Where POSIX shared memory lives on Linux (``shm_open``); a container's is often 64 MB, or mounted read-only.
+SHM_DIR = "/dev/shm"
+
+
+def shm_problem(slot_bytes: int, folder: str | None = None) -> str | None:
+    """Why worker processes cannot share batches of ``slot_bytes`` through ``folder`` here, else None.
+
+    Two rings may live there at once (decoding's and the tile measurements', each taking at most half
+    of the free space, at least one slot), so two slots must fit. A segment larger than the free space
+    is created all the same (a sparse file) and the worker writing into it dies of SIGBUS: with a 1 MB
+    /dev/shm, 'weakstil score' failed every slide with "1 decode worker(s) died (exit code -7). Fix:
+    check memory"; a read-only /dev/shm failed them as "OUT: Read-only file system" (hunt 36f)."""
+    if not sys.platform.startswith("linux"):  # shm_open has no folder to check elsewhere
+        return None
+    folder = folder or SHM_DIR
+    if not os.path.isdir(folder):
+        return f"there is no {folder}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"{folder} is not writable"
+    try:
+        st = os.statvfs(folder)
+    except OSError as exc:
+        return f"{folder} cannot be read ({exc.strerror})"
+    free = st.f_bavail * st.f_frsize
+    if free < 2 * slot_bytes:
+        return (f"{folder} has {free / 2**20:.1f} MB free, less than two batches of tiles "
+                f"({2 * slot_bytes / 2**20:.1f} MB)")
+    return None
+
+
+def workers_for_shm(workers: int, slot_bytes: int) -> int:
+    """``workers``, or 0 (work in this process, slower but the same result) with one warning when
+    :func:`shm_problem` says the workers could not share their batches."""
+    if workers <= 0:
+        return workers
+    problem = shm_problem(slot_bytes)
+    if problem is None:
+        return workers
+    from weakstil.runtime import warn_once
+
+    warn_once(log, ("shm", problem), "%s: the decode and measurement worker processes share tiles through it, so "
+              "tiles are decoded and measured in this process instead (slower, same result). Fix: a writable "
+              "/dev/shm with room for them (docker run --shm-size=1g), or a smaller --batch-size", problem)
+    return 0
 
 
 def _cuda_host_register(arr: np.ndarray) -> bool:

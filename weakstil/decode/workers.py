@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import logging
+import os
 import queue
 import signal
 import sys
@@ -174,6 +175,26 @@ def worker_main(tasks, results, current_job, parent_pid: int) -> None:  # pragma
 
 
 # -- the pool ---------------------------------------------------------------------------
+def worker_death_reason(codes: list) -> str:
+    """What a worker's exit code says: SIGBUS is a full /dev/shm (the ring's pages could not be
+    allocated; "check memory" alone sent the user to the RAM), SIGKILL the out-of-memory killer."""
+    import signal
+
+    if -int(signal.SIGBUS) in codes:
+        from weakstil.decode.shm import SHM_DIR
+
+        try:
+            st = os.statvfs(SHM_DIR)
+            free = f", {st.f_bavail * st.f_frsize / 2**20:.1f} MB free now"
+        except OSError:
+            free = ""
+        return (f": SIGBUS, {SHM_DIR} is full{free}; give it more room (docker run --shm-size=1g) "
+                f"or lower --batch-size")
+    if -int(signal.SIGKILL) in codes:
+        return ": SIGKILL, e.g. the out-of-memory killer or the job's memory limit"
+    return ""
+
+
 class DecodePool(ProcessPool):
     """``workers`` decode processes, started on first use and kept for every slide of a run.
 
@@ -294,9 +315,10 @@ class DecodePool(ProcessPool):
         self._checked_at = time.monotonic()
         dead = [p for p in self._procs if not p.is_alive()]
         if dead:
-            codes = ", ".join(str(p.exitcode) for p in dead)
+            codes = [p.exitcode for p in dead]
             self.close()
-            raise DecodeWorkerError(f"{len(dead)} decode worker(s) died (exit code {codes})",
+            raise DecodeWorkerError(f"{len(dead)} decode worker(s) died (exit code {', '.join(map(str, codes))}"
+                                    f"{worker_death_reason(codes)})",
                                     fix="check memory (a worker may have been killed), or run with "
                                         "--workers 0 to decode in the main process") from None
 
