@@ -5,12 +5,12 @@ cohort slide) are in tests/test_pipeline.py, on its module's workflow run; here,
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import snakemake_fork
 from conftest import no_slurm_controller_env
 
 pytest.importorskip("snakemake")
@@ -28,8 +28,8 @@ def test_a_job_killed_from_outside_is_named_with_no_made_up_reason(tmp_path: Pat
         "    shell: 'echo \"INFO embedding 10 tiles\" > {log}; kill -9 $$'\n"
         "rule tile:\n    output: 'out/tile/{s}.done'\n    log: 'logs/tile/{s}.log'\n"
         "    shell: 'echo \"error: {wildcards.s}.svs: no tissue found. Fix: check the scan\" > {log}; exit 1'\n")
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "--keep-going"], cwd=tmp_path,
-                          capture_output=True, text=True, env=no_slurm_controller_env(tmp_path))
+    proc = snakemake_fork.run([sys.executable, "-m", "snakemake", "--cores", "1", "--keep-going"], cwd=tmp_path,
+                              env=no_slurm_controller_env(tmp_path))
     assert proc.returncode != 0
     logs = sorted((tmp_path / ".snakemake" / "log").glob("*.snakemake.log"))
     here = os.getcwd()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import snakemake_fork
 from conftest import ROOT, WORKFLOW_SLIDE_MM, no_slurm_controller_env
 
 pytest.importorskip("snakemake")
@@ -25,7 +26,7 @@ def snakemake(workdir: Path, out: Path, cohort: Path, *args: str, config: tuple[
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(LOCAL), "--directory",
            str(workdir), "--cores", "1", *args, "--config", f"cohort={cohort}", f"out={out}", "folds=2",
            "threads=1", *config]
-    return subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(workdir.parent))
+    return snakemake_fork.run(cmd, env=no_slurm_controller_env(workdir.parent))
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import snakemake_fork
 from conftest import ROOT, WORKFLOW_SLIDE_MM, no_slurm_controller_env
 
 pytest.importorskip("snakemake")
@@ -46,7 +47,7 @@ def cohort(tmp_path_factory, synth_cohort) -> Path:
 def dry_run(root: Path, *config: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(LOCAL), "--directory",
            str(root), "--dry-run", "--config", "folds=2", "threads=1", *config]
-    return subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(root.parent))
+    return snakemake_fork.run(cmd, env=no_slurm_controller_env(root.parent))
 
 
 def settings(*overrides: str) -> dict:
@@ -130,13 +131,13 @@ def test_embed_jobs_split_the_threads_snakemake_gives_them(cohort: Path, tmp_pat
            str(cohort), "--cores", "1", "thr/features/synth_0000.h5", "--config", "folds=2", "threads=4",
            "cohort=cohort/labels.csv", "out=thr", f"weakstil={wrapper}"]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(cohort.parent))
+        proc = snakemake_fork.run(cmd, env=no_slurm_controller_env(cohort.parent))
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
         embed = [line for line in (tmp_path / "args.txt").read_text().splitlines() if line.startswith("embed ")]
         assert len(embed) == 1 and embed[0].endswith("--workers 1 --threads 1"), embed
         # another `threads` (or --cores) embeds nothing again: the same features
-        again = subprocess.run([*cmd[:-4], "threads=2", *cmd[-3:], "--dry-run"], capture_output=True, text=True,
-                               env=no_slurm_controller_env(cohort.parent))
+        again = snakemake_fork.run([*cmd[:-4], "threads=2", *cmd[-3:], "--dry-run"],
+                                   env=no_slurm_controller_env(cohort.parent))
         assert again.returncode == 0 and "Nothing to be done" in again.stdout + again.stderr, again.stdout[-2000:]
     finally:
         shutil.rmtree(cohort / "thr", ignore_errors=True)

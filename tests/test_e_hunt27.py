@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import snakemake_fork
 from conftest import ROOT, WORKFLOW_SLIDE_MM, no_slurm_controller_env
 
 SNAKEFILE = ROOT / "pipelines" / "Snakefile"
@@ -26,7 +27,7 @@ LOCAL = ROOT / "pipelines" / "profiles" / "local"
 def snakemake(workdir: Path, *args: str, config: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(LOCAL), "--directory",
            str(workdir), "--cores", "1", *args, "--config", "cohort=cohort/labels.csv", "folds=2", "threads=1", *config]
-    return subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(workdir.parent))
+    return snakemake_fork.run(cmd, env=no_slurm_controller_env(workdir.parent))
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import snakemake_fork
 from conftest import write_disc_slide
 
 
@@ -100,10 +101,10 @@ def test_c_a_recorded_slide_failure_is_retried_by_the_next_run_and_then_left_alo
     env = {**no_slurm_controller_env(tmp_path), "WEAKSTIL_LOCK_TIMEOUT": "0.5"}
 
     def snakemake(*args: str) -> str:
-        proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "pipelines" / "Snakefile"),
+        proc = snakemake_fork.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "pipelines" / "Snakefile"),
                                "--profile", str(ROOT / "pipelines" / "profiles" / "local"), "--directory",
                                str(tmp_path), "--cores", "1", *args, "--config", "folds=2", "threads=1",
-                               "score_slides=[new/s.tiff]"], capture_output=True, text=True, env=env)
+                               "score_slides=[new/s.tiff]"], env=env)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
         return proc.stdout + proc.stderr
 

@@ -17,13 +17,13 @@ workflow in one line naming the CSV and its line.
 from __future__ import annotations
 
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import snakemake_fork
 from conftest import ROOT, no_slurm_controller_env, run_cli, write_tiff_slide
 
 SNAKEFILE = ROOT / "pipelines" / "Snakefile"
@@ -64,7 +64,7 @@ def dry_run(root: Path, *config: str) -> tuple[int, str]:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(LOCAL), "--directory",
            str(root), "--dry-run", "--config", "folds=2", "threads=1",
            "score_slides=[cohort/slides/bare.tiff, cohort/slides/s1.tiff, cohort/slides/s2.tiff]", *config]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(root.parent))
+    proc = snakemake_fork.run(cmd, env=no_slurm_controller_env(root.parent))
     return proc.returncode, proc.stdout + proc.stderr
 
 

@@ -14,12 +14,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+import snakemake_fork
 from conftest import ROOT, no_slurm_controller_env, run_cli
 from weakstil.pipeline_preflight import load_workflow_config, slurm_problems
 from weakstil.errors import WeakSTILError
@@ -76,9 +76,9 @@ def test_a_tab_is_named_with_its_line_and_the_fix(tmp_path: Path):
 def test_the_snakefile_refuses_a_key_set_twice_before_any_job(tmp_path: Path):
     """A --configfile whose ``folds`` is valid twice over (2, then 3): Snakemake kept 3 silently."""
     (tmp_path / "mine.yaml").write_text("folds: 2\nthreads: 1\nfolds: 3\n")
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "pipelines" / "Snakefile"), "--cores",
-                           "1", "--dry-run", "--configfile", "mine.yaml"], cwd=tmp_path, capture_output=True,
-                          text=True, env=no_slurm_controller_env(tmp_path))
+    proc = snakemake_fork.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "pipelines" / "Snakefile"), "--cores",
+                           "1", "--dry-run", "--configfile", "mine.yaml"], cwd=tmp_path,
+                          env=no_slurm_controller_env(tmp_path))
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert proc.returncode == 1 and len(errors) == 1, proc.stderr[-2000:]
     assert "mine.yaml: 'folds' is set twice, on lines 1 and 3" in errors[0], errors
@@ -101,9 +101,9 @@ def test_an_empty_report_title_is_the_default_title_not_none(tmp_path: Path):
 
     csv = cohort_csv(tmp_path)
     (tmp_path / "mine.yaml").write_text(f"cohort: {csv}\nfolds: 3\nthreads: 1\nreport_title:\n")
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "pipelines" / "Snakefile"), "--cores",
+    proc = snakemake_fork.run([sys.executable, "-m", "snakemake", "-s", str(ROOT / "pipelines" / "Snakefile"), "--cores",
                            "1", "--dry-run", "--printshellcmds", "--configfile", "mine.yaml"], cwd=tmp_path,
-                          capture_output=True, text=True, env=no_slurm_controller_env(tmp_path))
+                          env=no_slurm_controller_env(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "--title 'WeakSTIL cohort report'" in proc.stdout and "--title None" not in proc.stdout, proc.stdout[-3000:]
 

@@ -16,6 +16,7 @@ import h5py
 import pandas as pd
 import pytest
 
+import snakemake_fork
 from conftest import ROOT, WORKFLOW_SLIDE_MM, importorskip_slurm_plugin, no_slurm_controller_env
 
 pytest.importorskip("snakemake")
@@ -47,7 +48,7 @@ def small_cnn_weights(path: Path, seed: int) -> None:
 def snakemake(workdir: Path, *args: str, profile: Path = LOCAL, config: list[str] = FAST) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(profile),
            "--directory", str(workdir), *args, "--config", *config]
-    return subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(workdir.parent))
+    return snakemake_fork.run(cmd, env=no_slurm_controller_env(workdir.parent))
 
 
 def jobs_run(log: str) -> dict[str, list[str]]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import snakemake_fork
 from conftest import ROOT, WORKFLOW_SLIDE_MM, no_slurm_controller_env
 
 pytest.importorskip("snakemake")
@@ -51,7 +52,7 @@ def cohort(tmp_path_factory, synth_cohort) -> Path:
 def dry_run(root: Path, *config: str, args: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(LOCAL), "--directory",
            str(root), "--dry-run", "--printshellcmds", *args, "--config", "folds=2", "threads=1", *config]
-    return subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(root.parent))
+    return snakemake_fork.run(cmd, env=no_slurm_controller_env(root.parent))
 
 
 def config(root: Path, *overrides: str) -> dict:
@@ -121,7 +122,7 @@ def test_an_emptied_score_slides_list_empties_results_csv(cohort: Path) -> None:
     cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(LOCAL), "--directory",
            str(cohort), "--cores", "1", str(out / "scores" / "results.csv"), "--config", "folds=2",
            "cohort=cohort/labels.csv", f"out={out}", "score_slides=[]"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=no_slurm_controller_env(cohort.parent))
+    proc = snakemake_fork.run(cmd, env=no_slurm_controller_env(cohort.parent))
     assert proc.returncode == 0, proc.stderr[-2000:]
     table = pd.read_csv(out / "scores" / "results.csv")
     assert len(table) == 0 and "slide_id" in table.columns

@@ -1,8 +1,9 @@
 """`weakstil tumorbed apply` (one checkable tumour bed per slide) and `--tumorbed-beds`, the way
 train, evaluate and score reuse those beds.
 
-Four small synthetic slides are embedded once with a seeded random small CNN; the generator's
-GeoJSON outlines (cohort/truth/<slide_id>_tumorbed.geojson) are the pathologist's annotations.
+Four small synthetic slides embedded with a seeded random small CNN (the napari plugin's shared cohort,
+built once per run: see the ``cohort`` fixture); the generator's GeoJSON outlines
+(cohort/truth/<slide_id>_tumorbed.geojson) are the pathologist's annotations.
 """
 
 from __future__ import annotations
@@ -17,8 +18,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import napari_plugin_fixtures
 from conftest import run_cli
 from weakstil.outputdir import MARKER
+
+scored = napari_plugin_fixtures.scored  # a pytest fixture, used by name below
 
 SLIDES = 4
 FAST_TRAIN = ("--folds", "2", "--epochs", "3", "--hidden", "16", "--group-column", "none")
@@ -29,16 +33,18 @@ def _errors(proc) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    from weakstil.embed import embed_slide
-    from weakstil.encoders.factory import create_encoder
-    from weakstil.synth import generate_cohort
-
+def cohort(tmp_path_factory, scored):
+    """The napari plugin's shared cohort (``scored``: seed 5, 1 mm, its first four slides embedded with the
+    seeded random small CNN, built once per run), its four embedded slides copied with their truth and
+    features: the slides this module made and embedded itself (the same bytes, about 9 s of CPU)."""
     root = tmp_path_factory.mktemp("beds")
-    labels = generate_cohort(root / "cohort", SLIDES, seed=5, size_mm=(1.0, 1.0), progress=False)
-    encoder = create_encoder("small-cnn", weights="random")
-    for path in labels["path"]:
-        embed_slide(root / "cohort" / path, encoder, out_dir=root / "features")
+    labels = pd.read_csv(scored["cohort"] / "labels.csv").iloc[:SLIDES]
+    for sid, path in zip(labels["slide_id"], labels["path"]):
+        for rel in (path, f"truth/{sid}_tumorbed.geojson", f"truth/{sid}_preview.png", f"truth/{sid}.h5"):
+            (root / "cohort" / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(scored["cohort"] / rel, root / "cohort" / rel)
+    shutil.copytree(scored["root"] / "features", root / "features")
+    assert sorted(p.stem for p in (root / "features").glob("*.h5")) == sorted(labels["slide_id"])
     table = labels.assign(path=[str((root / "cohort" / p).resolve()) for p in labels["path"]])
     table[["slide_id", "path", "stil"]].to_csv(root / "train.csv", index=False)
     beds = root / "beds"
