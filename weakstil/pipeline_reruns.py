@@ -275,3 +275,35 @@ def stale_without_records(out: str | Path, config: dict, slides: dict[str, str] 
             f"this directory ({Path('.snakemake').resolve()}: deleted, or the project moved), so it would keep the "
             f"old outputs (\"Nothing to be done\"). Fix: delete {' '.join(stale)} {settings} (the run makes what the "
             f"new settings need again)" + (f", or set {', '.join(back)} back" if back else ""))
+
+
+def older_features(out: str | Path) -> str | None:
+    """Why ``out/features`` holds feature caches an older (or newer) WeakSTIL embedded, with the fix; None when
+    none does. Snakemake's records follow the Snakefile and the settings, not the installed WeakSTIL: after an
+    upgrade a run in an old run folder planned only settings.json and the report (hunt 36k: features of stain
+    estimate 5 under a WeakSTIL of 8, and their model, kept), and its score job then deleted the earlier
+    scores and was refused ('the model fits no slide scored by this WeakSTIL'), with a fix ('train the model
+    again') that rerunning the workflow does not carry out. Deleted, the features are embedded again and the
+    beds, model and scores follow by file time."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import FeaturesFile
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+
+    folder = Path(out) / "features"
+    older: dict[Path, object] = {}
+    for path in sorted(folder.glob("*.h5")) if isinstance(out, (str, Path)) and str(out).strip() else []:
+        try:
+            version = FeaturesFile.read_header(path)[0].get("stain_estimate_version")
+        except (WeakSTILError, OSError):
+            continue  # a damaged cache (or another kind of file) is the embed job's to remake or refuse
+        if version is None or str(version) != str(STAIN_ESTIMATE_VERSION):
+            older[path] = version
+    if not older:
+        return None
+    first, version = next(iter(older.items()))
+    others = f" (and {len(older) - 1} other feature files)" if len(older) > 1 else ""
+    return (f"{first}{others}: embedded by another WeakSTIL (slide stain estimated by method "
+            f"{version if version is not None else '3 or older'}, this WeakSTIL's by method {STAIN_ESTIMATE_VERSION}): "
+            "this run would keep them and the model trained on them, which 'weakstil score' refuses. Fix: delete "
+            f"{folder} and {Path(out) / 'score_slides'} and run again (the features are embedded again; the beds, "
+            "model, evaluation, report and scores follow)")

@@ -243,6 +243,10 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                      stroma_estimate=(cfg.aggregator, cfg.stroma_weight) == (Aggregator.STROMA.value,
                                                                              StromaWeight.ESTIMATE.value),
                      centre_embeddings=cfg.centre_embeddings)
+    from weakstil.mil.identity import check_features_current
+
+    check_features_current(bank.identity, bool(cfg.tile_stats) or cfg.stroma_weight == StromaWeight.ESTIMATE.value,
+                           cohort.feature_paths(features_dir)[0], len(cohort))
     bank.to_device(resolve_device(cfg.device))
     labels = cohort.labels.astype(np.float32)
     if len(labels) > 1 and float(np.ptp(labels)) < 1.0:

@@ -202,6 +202,33 @@ def check_scores_new_slides(meta: dict, where: str | Path) -> None:
                              "version, or score with the version that trained it")
 
 
+def check_features_current(identity: dict[str, object], reads_tile_stats: bool, first_file: str | Path,
+                           n_files: int) -> None:
+    """``weakstil train`` on feature caches an older WeakSTIL embedded (another stain estimate, or
+    other tile measurements for a model that reads them): :func:`check_scores_new_slides` refuses
+    the model it would make before any slide, so a lab that upgraded and retrained on its old
+    features folder (hunt 36k: trained silently in 17 s, then every ``score`` refused it) is told
+    now, before the training, that the features must be embedded again."""
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+    from weakstil.tilestats import TILESTATS_VERSION
+
+    theirs_stain, theirs_stats = identity.get("stain_estimate_version"), identity.get("tilestats_version")
+    problems = []
+    if str(theirs_stain) != str(STAIN_ESTIMATE_VERSION):  # as check_scores_new_slides: whatever the features hold
+        problems.append(f"their slides' stain was estimated by method "
+                        f"{theirs_stain if theirs_stain is not None else '3 or older'}, this WeakSTIL's by method "
+                        f"{STAIN_ESTIMATE_VERSION}")
+    if reads_tile_stats and theirs_stats is not None and str(theirs_stats) != str(TILESTATS_VERSION):
+        problems.append(f"their tiles were measured by tile statistics version {theirs_stats}, this WeakSTIL's "
+                        f"by version {TILESTATS_VERSION}")
+    if problems:
+        others = f" (and the other {n_files - 1} feature files)" if n_files > 1 else ""
+        raise ModelError(f"embedded by an older WeakSTIL{others}: {'; '.join(problems)}; 'weakstil score' refuses "
+                         "a model trained on them", path=first_file,
+                         fix=f"embed the slides again into {Path(first_file).parent} (weakstil embed makes an older "
+                             "WeakSTIL's features again), then train")
+
+
 #: The fix of a feature file with NaN or infinite values: 'embed' never writes one, and a rerun
 #: reuses a cache whose header is sound, so only deleting it (or --overwrite) makes it again.
 NON_FINITE_FIX = ("delete the feature file and run again (it is made again), or run 'weakstil embed --overwrite' "
