@@ -103,8 +103,8 @@ SlidesArg = Annotated[Optional[list[str]], typer.Argument(
 #: one definition for every command that takes slides (tile, info, embed, pretrain, score; hunt 32d: only score had it)
 SlideListOpt = Annotated[Optional[Path], typer.Option(
     "--slides", help="A slide list: a cohort CSV (its path column, relative to the CSV; its slide_id column, when "
-    "there, names the slides' outputs; an mpp column, when there, gives those slides' µm/px) or a text file, one "
-    "slide path a line (relative to the list; # lines skipped).")]
+    "there, names embed's and score's outputs, while tile names its files after the slide file; an mpp column, when "
+    "there, gives those slides' µm/px) or a text file, one slide path a line (relative to the list; # lines skipped).")]
 FeatureFilesArg = Annotated[list[str], typer.Argument(
     help="Feature caches (<slide_id>.h5 from 'weakstil embed') or glob patterns (quote globs).", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.", callback=out_dir)]

@@ -1,0 +1,50 @@
+"""Hunt 36j: walking docs/training, encoders, slides, synthetic-cohorts and cluster as a new user.
+
+What was wrong (7c026f5), and what is right now:
+- `weakstil report --help` showed "--title Report title." and nothing more: its default, written as
+  "[default: WeakSTIL cohort report; with --scores: ...]", was read by rich as markup and dropped.
+  It is now in parentheses and shown.
+- `report --slide-mpp` shared the slide commands' help, "for some slides of a batch only: an mpp column
+  in a --slides CSV", but report has no --slides (docs/cluster.md: each heatmap is drawn at the µm/px its
+  tile scores record, so a mixed cohort needs no --slide-mpp). Its help now says what it does for report.
+- `--slides LIST` said for every command that a CSV's slide_id column "names the slides' outputs", but
+  `tile --slides cohort.csv` names its files after the slide file (README; measured: slide_id AAA of
+  synth_0000.tiff -> tiles/synth_0000.h5). The help now says embed's and score's outputs, not tile's.
+- A cohort CSV given as a slide (`weakstil score cohort.csv`) was told to "pass the slides it lists
+  (e.g. 'slides/*.svs', quoted)" though every command that takes slides reads that CSV with one flag;
+  the fix now names it: `--slides cohort.csv`.
+"""
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_cli
+
+
+def _help(*command: str) -> str:
+    proc = run_cli(*command, "--help")
+    assert proc.returncode == 0, proc.stderr
+    return " ".join(proc.stdout.replace("│", " ").split())
+
+
+def test_report_help_shows_the_title_default_and_no_slides_option():
+    text = _help("report")
+    assert "Report title (default: WeakSTIL cohort report; with --scores: WeakSTIL scoring report)" in text, text
+    assert "--slides CSV" not in text and "--slides " not in text.replace("--slides LIST", ""), text
+    assert "tile scores record" in text, text
+
+
+def test_slide_list_help_says_tile_names_files_after_the_slide_file():
+    text = _help("tile")
+    assert "names embed's and score's outputs, while tile names its files after the slide file" in text, text
+
+
+def test_a_cohort_csv_given_as_a_slide_is_told_to_pass_it_with_slides(tmp_path):
+    from weakstil.errors import SlideError
+    from weakstil.slide_backend import open_backend
+
+    csv = tmp_path / "cohort.csv"
+    csv.write_text("slide_id,path,stil\nS1,slides/S1.svs,30\n")
+    with pytest.raises(SlideError, match="is a cohort CSV") as err:
+        open_backend(csv)
+    assert f"--slides {csv}" in str(err.value), str(err.value)
