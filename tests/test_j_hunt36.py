@@ -13,6 +13,9 @@ What was wrong (7c026f5), and what is right now:
 - A cohort CSV given as a slide (`weakstil score cohort.csv`) was told to "pass the slides it lists
   (e.g. 'slides/*.svs', quoted)" though every command that takes slides reads that CSV with one flag;
   the fix now names it: `--slides cohort.csv`.
+- `--encoder` on embed/pretrain said "card name or a 'weakstil pretrain' output directory", score's "card
+  or directory", though a card file works (docs/encoders.md: a card name, a card file, or a pretrain
+  folder; measured: `embed -e mycard.yaml --weights random` embeds). Both helps now name the card file.
 """
 from __future__ import annotations
 
@@ -37,6 +40,8 @@ def test_report_help_shows_the_title_default_and_no_slides_option():
 def test_slide_list_help_says_tile_names_files_after_the_slide_file():
     text = _help("tile")
     assert "names embed's and score's outputs, while tile names its files after the slide file" in text, text
+    assert "a card file (card.yaml)" in _help("embed")
+    assert "card file or 'weakstil pretrain' directory" in _help("score")
 
 
 def test_a_cohort_csv_given_as_a_slide_is_told_to_pass_it_with_slides(tmp_path):

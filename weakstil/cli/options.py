@@ -183,11 +183,12 @@ BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per batch
 
 # --- encoders ----------------------------------------------------------------------------------
 EncoderOpt = Annotated[
-    str, typer.Option("--encoder", "-e", help="Encoder card name ('weakstil encoders' lists them) or a "
-                      "'weakstil pretrain' output directory.")
+    str, typer.Option("--encoder", "-e", help="Encoder card name ('weakstil encoders' lists them), a "
+                      "card file (card.yaml) or a 'weakstil pretrain' output directory.")
 ]
-ScoreEncoderOpt = Annotated[Optional[str], typer.Option("--encoder", "-e", help="Encoder card or directory; "
-                                                        "default: the one bundled in / recorded by the model.")]
+ScoreEncoderOpt = Annotated[Optional[str], typer.Option("--encoder", "-e", help="Encoder card name, card file or "
+                                                        "'weakstil pretrain' directory; default: the one bundled in / "
+                                                        "recorded by the model.")]
 WeightsOpt = Annotated[
     Optional[str],
     typer.Option("--weights", help="Encoder weights: a .safetensors file, a PyTorch state dict, or 'random'; default: "
