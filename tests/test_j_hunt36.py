@@ -16,8 +16,13 @@ What was wrong (7c026f5), and what is right now:
 - `--encoder` on embed/pretrain said "card name or a 'weakstil pretrain' output directory", score's "card
   or directory", though a card file works (docs/encoders.md: a card name, a card file, or a pretrain
   folder; measured: `embed -e mycard.yaml --weights random` embeds). Both helps now name the card file.
+- A card with its mean on the 0-255 scale and its std already on 0-1 (`mean: [123.675, 116.28, 103.53]`,
+  `std: [0.229, 0.224, 0.225]`) was refused with the fix "divide them by 255: ... std: [0.0009, 0.0009,
+  0.0009]", a std that would blow every tile up 255-fold. Only the list on the 0-255 scale is divided now.
 """
 from __future__ import annotations
+
+import re
 
 import pytest
 
@@ -53,3 +58,26 @@ def test_a_cohort_csv_given_as_a_slide_is_told_to_pass_it_with_slides(tmp_path):
     with pytest.raises(SlideError, match="is a cohort CSV") as err:
         open_backend(csv)
     assert f"--slides {csv}" in str(err.value), str(err.value)
+
+
+def write_card(path, mean, std="[0.229, 0.224, 0.225]"):
+    """The built-in small-cnn card with another mean/std."""
+    from pathlib import Path
+
+    import weakstil.encoders
+
+    text = (Path(weakstil.encoders.__file__).parent / "cards" / "small-cnn.yaml").read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^mean:.*$", f"mean: {mean}", text)
+    path.write_text(re.sub(r"(?m)^std:.*$", f"std: {std}", text), encoding="utf-8")
+    return path
+
+
+def test_only_the_0_255_list_of_a_card_is_divided_in_the_fix(tmp_path):
+    from weakstil.encoders.cards import CardError, load_card
+
+    with pytest.raises(CardError) as err:
+        load_card(write_card(tmp_path / "c.yaml", mean="[123.675, 116.28, 103.53]"))
+    assert "divide mean by 255: mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]" in str(err.value), err.value
+    with pytest.raises(CardError) as err:  # mmcv's pair, both on 0-255, as before
+        load_card(write_card(tmp_path / "d.yaml", mean="[123.675, 116.28, 103.53]", std="[58.395, 57.12, 57.375]"))
+    assert "divide them by 255: mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225]" in str(err.value)
