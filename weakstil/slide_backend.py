@@ -410,9 +410,11 @@ def _not_a_slide(path: Path) -> tuple[str, str] | None:
     first = head.decode("utf-8-sig", errors="replace").splitlines()[0] if head else ""
     columns = {c.strip().strip('"').casefold() for c in re.split(r"[,;\t]", first)}
     if {"slide_id", "path"} <= columns:
+        # Every command that takes slides reads a cohort CSV as a slide list (--slides), so the fix is one
+        # flag; it had said to pass the slides it lists, or to give the CSV to train/evaluate.
         return ("is a cohort CSV (slide_id, path, ...), not a slide: this command takes slide files",
-                "pass the slides it lists (e.g. 'slides/*.svs', quoted), or give the CSV to a command that takes a "
-                "cohort (train, evaluate; tumorbed train/apply --cohort)")
+                f"give it as a slide list: --slides {path} (its path column, relative to the CSV), or give the CSV "
+                "to a command that takes a cohort (train, evaluate; tumorbed train/apply --cohort)")
     return None
 
 

@@ -11,7 +11,7 @@ import typer
 from weakstil import settings
 from weakstil.cli.options import (AggregatorOpt, AnnotationsOpt, CohortArg, DeviceOpt, EpochsOpt, FeaturesOpt,
                                   EvalGroupColumnOpt, FoldsOpt, GroupColumnOpt, LossOpt, ModelOpt, OutOpt, OverwriteOpt,
-                                  ScoringOpt, ScoringOverrideOpt, StoppingOpt, SeedOpt, SlideMppOpt, StromaWeightOpt, TileStatsOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt,
+                                  ScoringOpt, ScoringOverrideOpt, StoppingOpt, SeedOpt, StromaWeightOpt, TileStatsOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt,
                                   in_range)
 from weakstil.errors import UsageError
 from weakstil.mil.config import Aggregator, Loss, Scoring, Stopping, StromaWeight, TrainConfig
@@ -226,9 +226,15 @@ def report(
         Optional[Path], typer.Option("--settings", help="JSON or YAML file of settings to list (e.g. the workflow "
                                      "configuration).")
     ] = None,
-    slide_mpp: SlideMppOpt = None,
-    title: Annotated[Optional[str], typer.Option("--title", help="Report title. [default: WeakSTIL cohort report; "
-                                                 "with --scores: WeakSTIL scoring report]", show_default=False)] = None,
+    # report has no --slides: each heatmap is drawn at the µm/px its tile scores record (the shared help's
+    # "mpp column in a --slides CSV" named an option report does not have).
+    slide_mpp: Annotated[Optional[float], typer.Option(
+        "--slide-mpp", help="Scan resolution in µm/px of every slide shown, overriding (or replacing missing) slide "
+        "metadata for the heatmaps; rarely needed: a slide whose file states none is drawn at the µm/px its tile "
+        "scores record.", callback=in_range(*settings.MPP_RANGE, unit="µm/px"))] = None,
+    # Parentheses, not brackets: rich took '[default: ...]' for markup and the help showed no default.
+    title: Annotated[Optional[str], typer.Option("--title", help="Report title (default: WeakSTIL cohort report; "
+                                                 "with --scores: WeakSTIL scoring report).", show_default=False)] = None,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Cohort report of a model's cross-validation, or of a 'weakstil score' run (HTML and Markdown).

@@ -103,8 +103,8 @@ SlidesArg = Annotated[Optional[list[str]], typer.Argument(
 #: one definition for every command that takes slides (tile, info, embed, pretrain, score; hunt 32d: only score had it)
 SlideListOpt = Annotated[Optional[Path], typer.Option(
     "--slides", help="A slide list: a cohort CSV (its path column, relative to the CSV; its slide_id column, when "
-    "there, names the slides' outputs; an mpp column, when there, gives those slides' µm/px) or a text file, one "
-    "slide path a line (relative to the list; # lines skipped).")]
+    "there, names embed's and score's outputs, while tile names its files after the slide file; an mpp column, when "
+    "there, gives those slides' µm/px) or a text file, one slide path a line (relative to the list; # lines skipped).")]
 FeatureFilesArg = Annotated[list[str], typer.Argument(
     help="Feature caches (<slide_id>.h5 from 'weakstil embed') or glob patterns (quote globs).", show_default=False)]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output directory.", callback=out_dir)]
@@ -183,11 +183,12 @@ BatchSizeOpt = Annotated[int, typer.Option("--batch-size", help="Tiles per batch
 
 # --- encoders ----------------------------------------------------------------------------------
 EncoderOpt = Annotated[
-    str, typer.Option("--encoder", "-e", help="Encoder card name ('weakstil encoders' lists them) or a "
-                      "'weakstil pretrain' output directory.")
+    str, typer.Option("--encoder", "-e", help="Encoder card name ('weakstil encoders' lists them), a "
+                      "card file (card.yaml) or a 'weakstil pretrain' output directory.")
 ]
-ScoreEncoderOpt = Annotated[Optional[str], typer.Option("--encoder", "-e", help="Encoder card or directory; "
-                                                        "default: the one bundled in / recorded by the model.")]
+ScoreEncoderOpt = Annotated[Optional[str], typer.Option("--encoder", "-e", help="Encoder card name, card file or "
+                                                        "'weakstil pretrain' directory; default: the one bundled in / "
+                                                        "recorded by the model.")]
 WeightsOpt = Annotated[
     Optional[str],
     typer.Option("--weights", help="Encoder weights: a .safetensors file, a PyTorch state dict, or 'random'; default: "

@@ -153,10 +153,14 @@ class EncoderCard:
         # turned every tile into nearly the same input, and embed ran on with features that were noise
         if max(d["mean"]) > 1 or min(d["mean"]) < 0 or max(d["std"]) > 1:
             scaled = max(*d["mean"], *d["std"]) > 1 and min(*d["mean"], *d["std"]) >= 0
-            unit = {k: [round(x / 255, 4) for x in d[k]] for k in ("mean", "std")}
+            # only the list on the 0-255 scale is divided: a 0-1 std beside a 0-255 mean was divided too
+            # (std 0.229 -> 0.0009, which would blow every tile up 255-fold)
+            on_255 = [k for k in ("mean", "std") if max(d[k]) > 1]
+            unit = {k: [round(x / 255, 4) for x in d[k]] if k in on_255 else list(d[k]) for k in ("mean", "std")}
+            which = on_255[0] if len(on_255) == 1 else "them"
             raise bad(f"mean {list(d['mean'])} / std {list(d['std'])} are not on the [0, 1] scale of RGB the tiles "
                       "are normalised on" + (" (0-255 values?)" if scaled else ""),
-                      f"divide them by 255: mean: {unit['mean']}, std: {unit['std']}" if scaled else
+                      f"divide {which} by 255: mean: {unit['mean']}, std: {unit['std']}" if scaled else
                       "give mean in 0-1 and std in (0, 1], as for RGB scaled to [0, 1]")
         if d.get("pooling", "default") not in POOLINGS:
             raise bad(f"pooling must be one of {', '.join(POOLINGS)}, not {d['pooling']!r}")
