@@ -21,6 +21,8 @@ from weakstil.errors import WeakSTILError, short_reason
 GB = 1024**3
 #: Fixes for a process that ran out of memory.
 MEMORY_FIX = "lower --batch-size (and --workers), or use a machine or job with more memory"
+#: ... for a command without batches (``tile``: the slide's tissue mask and overview picture).
+MORE_MEMORY_FIX = "use a machine or job with more memory"
 #: Where ``limit`` is the address-space limit: what to set instead.
 AS_FIX = ("raise it ('ulimit -v unlimited'), and cap memory where it is used instead (SLURM --mem, "
           "docker --memory, systemd-run -p MemoryMax=): torch reserves far more address space than it uses")
@@ -66,14 +68,15 @@ def is_out_of_memory(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "bad_alloc" in text)
 
 
-def out_of_memory(exc: BaseException, path: object = None) -> WeakSTILError | None:
-    """The one-line error for ``exc`` when it is running out of memory (``path``: the slide), else None."""
+def out_of_memory(exc: BaseException, path: object = None, fix: str = MEMORY_FIX) -> WeakSTILError | None:
+    """The one-line error for ``exc`` when it is running out of memory (``path``: the slide; ``fix``: what
+    the command can lower, :data:`MEMORY_FIX` by default), else None."""
     if not is_out_of_memory(exc):
         return None
     limit = _limit_words()
     if limit:
         return WeakSTILError(f"out of memory ({limit})", path=path, fix=AS_FIX)
-    return WeakSTILError("out of memory", path=path, fix=MEMORY_FIX)
+    return WeakSTILError("out of memory", path=path, fix=fix)
 
 
 def resource_error_line(exc: BaseException) -> str | None:

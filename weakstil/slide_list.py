@@ -183,17 +183,24 @@ def _path_column(path: Path, lines: list[str]) -> ListedSlides:
 MPP_COLUMN = "mpp"
 
 
+def _text(value) -> str:
+    """A CSV field as text: a row shorter than its header gives None (csv) or NaN (pandas) for the
+    missing fields, which are empty, not a written "None" or "nan"."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value).strip()
+
+
 def _mpp_column(path: Path, rows, lines=None, what: str = "--slides") -> list[float | None]:
     """Each row's ``mpp`` (None where the column or the cell is empty); a cell that is not a positive
-    number in the plausible range is refused in one line naming the list, its line (``lines``: the rows'
-    line numbers in the file) and slide, after ``what`` (the option that names the list)."""
+    number in the plausible range (``nan``, ``None``, ``inf``, ``0`` too) is refused in one line naming the
+    list, its line (``lines``: the rows' line numbers in the file) and slide, after ``what`` (the option that
+    names the list)."""
     from weakstil.settings import MPP_RANGE
 
     out: list[float | None] = []
     for i, row in enumerate(rows):
-        cell = next((str(v).strip() for k, v in row.items() if k and k.strip().lower() == MPP_COLUMN), "")
-        if cell.lower() in ("", "nan", "none"):
-            out.append(None)
+        cell = next((_text(v) for k, v in row.items() if k and k.strip().lower() == MPP_COLUMN), "")
+        if not cell:  # only an empty cell means "the file's own" (docs/scoring.md): a LIMS export's NaN or None
+            out.append(None)  # for an unknown resolution was read as empty without a word (hunt 36l)
             continue
         try:
             value = float(cell.replace(",", "."))  # a European spreadsheet's decimal comma
@@ -206,7 +213,8 @@ def _mpp_column(path: Path, rows, lines=None, what: str = "--slides") -> list[fl
             raise UsageError(f"{what + ': ' if what else ''}the mpp of {where} is {cell!r}, not a scan resolution in "
                              "µm/px", path=path,
                              fix=f"write the µm/px of that slide's scan ({MPP_RANGE[0]}–{MPP_RANGE[1]}: about 0.25 at "
-                                 "40x, 0.5 at 20x) or leave the cell empty to use the file's own")
+                                 "40x, 0.5 at 20x), or, where it is unknown, leave the cell empty to use the file's own "
+                                 "metadata")
         out.append(value)
     return out
 

@@ -62,10 +62,18 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
                 fix="give the scan resolution in micrometres per pixel (about 0.25 at 40x, 0.5 at 20x)",
             )
         meta = backend.mpp
-        if meta is not None and abs(meta - override) / meta > 0.05:
+        mpp_x, mpp_y = getattr(backend, "mpp_xy", (None, None))
+        key = ("slide-mpp", str(Path(path).resolve()), override)  # once per file, however it was named
+        if mpp_x is not None and mpp_y is not None and abs(mpp_x - mpp_y) / min(mpp_x, mpp_y) > NON_SQUARE_TOLERANCE:
             from weakstil.runtime import warn_once
 
-            key = ("slide-mpp", str(Path(path).resolve()), override)  # once per file, however it was named
+            # both axes: the warning quoted x alone ("overrides the metadata value 0.25" of a 0.25 x 0.5 scan,
+            # nothing at all for --slide-mpp 0.25, though y was overridden twofold; hunt 36l)
+            warn_once(log, key, "%s: --slide-mpp %.4g overrides the metadata values %.4g µm/px along x and %.4g "
+                      "along y (non-square pixels: both axes are read at %.4g)", path, override, mpp_x, mpp_y, override)
+        elif meta is not None and abs(meta - override) / meta > 0.05:
+            from weakstil.runtime import warn_once
+
             warn_once(log, key, "%s: --slide-mpp %.4g overrides the metadata value %.4g µm/px", path, override, meta)
         return float(override), MppSource.OVERRIDE
     mpp_x, mpp_y = getattr(backend, "mpp_xy", (None, None))

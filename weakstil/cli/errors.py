@@ -156,11 +156,21 @@ def reports_errors(command: F) -> F:
     return run  # type: ignore[return-value]
 
 
+def _naming(exc: WeakSTILError, path: str | Path | None) -> WeakSTILError:
+    """``exc`` naming the input ``path`` it failed on, when it names no file: a decode worker killed by
+    the out-of-memory killer said "1 decode worker(s) died (exit code -9 ...)" in a batch of slides,
+    naming none of them (hunt 36l)."""
+    if path is not None and not exc.path and str(path) not in exc.message:
+        exc.path = str(path)
+    return exc
+
+
 class Failures:
     """The inputs of a batch that failed: each is reported by one error line and the batch goes on
     (until an error that would fail every later input, see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, memory_fix: str | None = None) -> None:
+        self.memory_fix = memory_fix  #: the fix of an input out of memory (default: limits.MEMORY_FIX)
         self.count = 0
         self.inputs = 0  #: inputs seen (through :meth:`each`, or refused before it, e.g. a duplicate id)
         self._inside = False
@@ -181,7 +191,7 @@ class Failures:
             if exc.stops_batch:
                 self.stopped = exc.message
         except WeakSTILError as exc:
-            self.add(exc.one_line())
+            self.add(_naming(exc, path).one_line())
         except OSError as exc:
             if isinstance(exc, BrokenPipeError) and stdout_closed():
                 raise  # not this input's failure: the run ends (reports_errors)
@@ -189,6 +199,14 @@ class Failures:
             self.add(err.one_line())
             if err.stops_batch:
                 self.stopped = err.message
+        except (MemoryError, RuntimeError) as exc:
+            # this input's (a large slide's): the others go on, as in score. tile and embed ended the whole
+            # batch with "out of memory", naming no slide (hunt 36l); another RuntimeError stays a bug
+            from weakstil.limits import MEMORY_FIX, out_of_memory
+
+            if (oom := out_of_memory(exc, path, self.memory_fix or MEMORY_FIX)) is None:
+                raise
+            self.add(oom.one_line())
         finally:
             self._inside = False
 

@@ -41,7 +41,9 @@ def tile(
     check_tiles_out(out)  # never into a model, a cohort or another command's folder (before any work)
     if (dense := params.dense_warning()) is not None:
         log.warning(dense)
-    failures = Failures()
+    from weakstil.limits import MORE_MEMORY_FIX
+
+    failures = Failures(memory_fix=MORE_MEMORY_FIX)  # tile has no --batch-size to lower
     paths = unique_ids(expand_slides(slides), failures)
 
     def one(path: Path) -> None:
