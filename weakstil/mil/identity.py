@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -214,9 +215,18 @@ def check_features_current(identity: dict[str, object], reads_tile_stats: bool, 
 
     theirs_stain, theirs_stats = identity.get("stain_estimate_version"), identity.get("tilestats_version")
     problems = []
-    if str(theirs_stain) != str(STAIN_ESTIMATE_VERSION):  # as check_scores_new_slides: whatever the features hold
+    if theirs_stain is None:
+        # no stain estimate recorded at all: features another extractor wrote in our format (or a WeakSTIL from
+        # before version 4): 'evaluate' and the Python API score them with their own features; only 'weakstil
+        # score', which embeds new slides itself, cannot use the model, so said, not refused
+        logging.getLogger(__name__).warning(
+            "%s%s: no stain estimate recorded (features not embedded by 'weakstil embed' of this version): "
+            "'weakstil evaluate' can use the model on them, 'weakstil score' will refuse it; embed the slides "
+            "with 'weakstil embed' to score new slides with it", first_file,
+            f" (and the other {n_files - 1} feature files)" if n_files > 1 else "")
+    elif str(theirs_stain) != str(STAIN_ESTIMATE_VERSION):  # as check_scores_new_slides: whatever they hold
         problems.append(f"their slides' stain was estimated by method "
-                        f"{theirs_stain if theirs_stain is not None else '3 or older'}, this WeakSTIL's by method "
+                        f"{theirs_stain}, this WeakSTIL's by method "
                         f"{STAIN_ESTIMATE_VERSION}")
     if reads_tile_stats and theirs_stats is not None and str(theirs_stats) != str(TILESTATS_VERSION):
         problems.append(f"their tiles were measured by tile statistics version {theirs_stats}, this WeakSTIL's "
