@@ -55,6 +55,34 @@ def _differences(named: dict, other: dict, label: str = "majority") -> list[str]
     return [f"{k} {v} ({label}: {other.get(k)})" for k, v in named.items() if other.get(k) != v]
 
 
+def _older_stain_estimate(slide_ids: Sequence[str], attrs: Sequence[dict[str, object]]) -> WeakSTILError | None:
+    """A features folder holding files that another WeakSTIL version embedded (their slides' stain estimated
+    by another method than this version's): the cause, and the fix that is to embed those slides again. The
+    generic error named 'stain_estimate_version 8 (majority: 5)' and said to embed every slide 'with the same
+    encoder, weights, --stain-norm and tiling', which they were (hunt 36k)."""
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+
+    methods = [str(_json_or_raw(a.get("stain_estimate_version"))) for a in attrs]
+    if len(set(methods)) < 2:
+        return None
+    ours = str(STAIN_ESTIMATE_VERSION)
+    other = [i for i, m in enumerate(methods) if m != ours]
+    # none of this version's method: those of the fewer methods are the odd ones out
+    if len(other) == len(methods):
+        common = max(set(methods), key=methods.count)
+        other = [i for i, m in enumerate(methods) if m != common]
+    theirs = sorted({methods[i] for i in other})
+    label = ", ".join("not recorded" if m == "None" else m for m in theirs)
+    rest = sorted(set(methods) - set(theirs))
+    return WeakSTILError(
+        f"{len(other)} of {len(methods)} feature files were embedded by another WeakSTIL version: their slides' stain "
+        f"was estimated by method {label}, the other slides' by method {', '.join(rest)}"
+        f"{'' if rest == [ours] else f' (this WeakSTIL: {ours})'}, "
+        f"e.g. {', '.join(slide_ids[i] for i in other[:5])}",
+        fix="embed those slides again with this WeakSTIL (weakstil embed into the same --out folder makes an older "
+            "version's feature files again), then run again")
+
+
 def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, object]]) -> dict[str, object]:
     """Encoder identity shared by all feature files; error naming the odd ones out. The whole tiling
     (overlap, tissue threshold...) and the encoder card's pixel settings count too: a model records
@@ -76,6 +104,9 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
             return {**dict(zip(IDENTITY_ATTRS, k)), **json.loads(k[-2]),
                     **{f"card {f}": v for f, v in json.loads(k[-1]).items()}}
 
+        older = _older_stain_estimate(slide_ids, attrs)
+        if older:
+            raise older
         # no kind the most common (8 slides of each of two encoders): no 'majority' to name
         tie = int((counts == counts.max()).sum()) > 1
         majority = f"the other {int(counts.max())} (no kind is the most common)" if tie else "the majority"
@@ -204,12 +235,13 @@ def check_scores_new_slides(meta: dict, where: str | Path) -> None:
 
 
 def check_features_current(identity: dict[str, object], reads_tile_stats: bool, first_file: str | Path,
-                           n_files: int) -> None:
+                           n_files: int, what: str = "model") -> None:
     """``weakstil train`` on feature caches an older WeakSTIL embedded (another stain estimate, or
     other tile measurements for a model that reads them): :func:`check_scores_new_slides` refuses
     the model it would make before any slide, so a lab that upgraded and retrained on its old
     features folder (hunt 36k: trained silently in 17 s, then every ``score`` refused it) is told
-    now, before the training, that the features must be embedded again."""
+    now, before the training, that the features must be embedded again. ``what``: the "model" or the
+    tumour-bed "detector" (``tumorbed train``: the resolver refuses it at apply and score)."""
     from weakstil.stain import STAIN_ESTIMATE_VERSION
     from weakstil.tilestats import TILESTATS_VERSION
 
@@ -221,9 +253,9 @@ def check_features_current(identity: dict[str, object], reads_tile_stats: bool, 
         # score', which embeds new slides itself, cannot use the model, so said, not refused
         logging.getLogger(__name__).warning(
             "%s%s: no stain estimate recorded (features not embedded by 'weakstil embed' of this version): "
-            "'weakstil evaluate' can use the model on them, 'weakstil score' will refuse it; embed the slides "
+            "'weakstil evaluate' can use the %s on them, 'weakstil score' will refuse it; embed the slides "
             "with 'weakstil embed' to score new slides with it", first_file,
-            f" (and the other {n_files - 1} feature files)" if n_files > 1 else "")
+            f" (and the other {n_files - 1} feature files)" if n_files > 1 else "", what)
     elif str(theirs_stain) != str(STAIN_ESTIMATE_VERSION):  # as check_scores_new_slides: whatever they hold
         problems.append(f"their slides' stain was estimated by method "
                         f"{theirs_stain}, this WeakSTIL's by method "
@@ -234,7 +266,7 @@ def check_features_current(identity: dict[str, object], reads_tile_stats: bool, 
     if problems:
         others = f" (and the other {n_files - 1} feature files)" if n_files > 1 else ""
         raise ModelError(f"embedded by an older WeakSTIL{others}: {'; '.join(problems)}; 'weakstil score' refuses "
-                         "a model trained on them", path=first_file,
+                         f"a {what} trained on them", path=first_file,
                          fix=f"embed the slides again into {Path(first_file).parent} (weakstil embed makes an older "
                              "WeakSTIL's features again), then train")
 

@@ -21,15 +21,18 @@ from weakstil.tumorbed.veto import LymphoidVeto
 log = logging.getLogger(__name__)
 
 
-def _check_one_identity(paths: list[Path]) -> tuple:
+def _check_one_identity(paths: list[Path], reads_tile_stats: bool = True) -> tuple:
     """The (encoder, weights_sha256, tiling) of the annotated slides' features, which must be one; otherwise the
     error names the files of the fewer encoder(s), not whichever slide happened to differ from the first. Their
     tile grid (--mpp, --tile-size, overlap...) and --stain-norm must be one too, as for 'weakstil train': the
-    detector records one of each and would refuse its own training slides of the other."""
+    detector records one of each and would refuse its own training slides of the other. Features an older
+    WeakSTIL embedded (another stain estimate) are refused as by 'weakstil train' when the detector may follow
+    the stain estimate (``reads_tile_stats``, or stain-normalised embeddings): the resolver refuses such a
+    detector at 'tumorbed apply' and 'score' of newly embedded slides, after the training (hunt 36m)."""
     from collections import Counter
 
     from weakstil.files import FeaturesFile
-    from weakstil.mil.identity import check_same_identity
+    from weakstil.mil.identity import check_features_current, check_same_identity, measurement_identity
     from weakstil.weights_id import canonical_weights, file_hash
 
     keys, headers, tiling = {}, {}, None
@@ -50,6 +53,10 @@ def _check_one_identity(paths: list[Path]) -> tuple:
             check_same_identity([p.name for p in headers], list(headers.values()))
         except WeakSTILError as exc:
             raise WeakSTILError(exc.message, path=next(iter(headers)).parent, fix=exc.fix) from None
+        first, attrs = next(iter(headers.items()), (None, {}))
+        if first is not None and (reads_tile_stats or str(attrs.get("stain_norm") or "none") != "none"):
+            # the resolver compares only the stain estimate (tile statistics are read by column name)
+            check_features_current(measurement_identity(attrs), False, first, len(headers), what="detector")
         return (*next(iter(counts), (None, None)), tiling, file_sha)
     (common, n_common), = counts.most_common(1)
     odd = [p for p, k in keys.items() if k != common]
@@ -103,7 +110,10 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     chosen: list[AnnotatedSlide] = []
     bad: list[AnnotationError] = []
     annotated = [sid for sid in slide_ids if annotation_of(sid) is not None and features_of(sid).is_file()]
-    identity = _check_one_identity([features_of(sid) for sid in annotated])
+    # whether the detector may read tile statistics (TumorBedDetector.reads_tile_stats; the infiltrate's reach
+    # is chosen by the training, so an --infiltrate one counts although 0 may be chosen)
+    identity = _check_one_identity([features_of(sid) for sid in annotated],
+                                   reads_tile_stats=bool(tile_stats or lymphoid_veto or tumour_cell_gate or infiltrate))
     no_tile: list[str] = []
     measured: dict = {}
     visited: set[str] = set()
