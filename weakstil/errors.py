@@ -164,6 +164,14 @@ class OutputError(WeakSTILError):
 
 
 #: errno values after which a batch stops: the output's file system cannot take more.
+def read_only_mount(folder: str | Path) -> bool:
+    """Whether ``folder`` lies on a file system mounted read-only (no chmod makes it writable)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except (OSError, AttributeError):
+        return False
+
+
 _STOPPING = {"ENOSPC", "EDQUOT", "EROFS", "EFBIG"}
 
 

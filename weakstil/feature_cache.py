@@ -336,22 +336,15 @@ def unwritable_cache(folder: str | Path, cached_as: str | Path | None = None, un
     what = f"{Path(cached_as).name} is not there to read" if cached_as is not None else \
         f"none of these {uncached} slides' features are cached there"
     elsewhere = "pass another --features folder (or leave --features out: the caches then go to OUT/features)"
-    if _read_only_mount(folder):  # (a share mounted read-only: no chmod makes it writable)
+    from weakstil.errors import read_only_mount
+
+    if read_only_mount(folder):  # (a share mounted read-only: no chmod makes it writable)
         return WeakSTILError(f"the feature cache folder {folder} is on a read-only file system, and {what} "
                              "(cached features there are read: that needs no writing)", path=cached_as or folder,
                              fix=elsewhere + ", or mount it writable")
     return WeakSTILError(f"this user may not write in the feature cache folder {folder} (no permission), and {what} "
                          "(cached features there are read: that needs no writing)", path=cached_as or folder,
                          fix=f"make it writable (chmod u+w {folder}), or " + elsewhere)
-
-
-def _read_only_mount(folder: Path) -> bool:
-    import os
-
-    try:
-        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
-    except (OSError, AttributeError):
-        return False
 
 
 def refuse_read_only_cache(folder: str | Path, slides: list, cached: Callable[[object], bool]) -> None:

@@ -72,7 +72,9 @@ def out_dir(value: Path | None) -> Path | None:
     if value.is_dir() and not os.access(value, os.W_OK | os.X_OK):
         # only its parent was checked: a non-root user's read-only --out failed each slide ("Permission
         # denied", 2 lines for one slide under score) and train replaced it (hunt 35c)
-        read_only = bool(os.statvfs(value).f_flag & os.ST_RDONLY)  # chmod would not mend that
+        from weakstil.errors import read_only_mount
+
+        read_only = read_only_mount(value)  # chmod would not mend that
         raise typer.BadParameter(f"{value}: cannot write in it ({'a read-only file system' if read_only else 'no permission'})"
                                  ". Fix: " + ("" if read_only else f"make it writable (chmod u+w {value}) or ") +
                                  "choose another output directory")
