@@ -57,6 +57,10 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
     from shapely.geometry import shape
 
     data = read_json(path)
+    from weakstil.annotation_dsa import dsa_documents, dsa_polygons
+
+    if (docs := dsa_documents(data)) is not None:  # HistomicsTK / DSA's own JSON, saved as .json
+        return dsa_polygons(docs, path)
     if isinstance(data, dict) and data.get("type") == "FeatureCollection":
         features = data.get("features")
     elif isinstance(data, dict) and data.get("type") == "Feature":

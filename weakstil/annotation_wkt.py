@@ -20,11 +20,14 @@ from weakstil.annotation_geometry import valid_parts
 UNREAD_SUFFIXES = {".qpdata": "a QuPath project data file", ".svg": "an SVG drawing", ".roi": "an ImageJ ROI",
                    ".shp": "an ESRI shapefile", ".gpkg": "a GeoPackage", ".kml": "a KML file",
                    ".wkb": "well-known binary (WKB)", ".dxf": "a DXF drawing"}
+#: Sedeen Viewer's session file (``S1.session.xml`` beside ``S1.svs``): XML, but neither ImageScope's nor ASAP's.
+SEDEEN = "a Sedeen Viewer session"
 # (not .zip: an annotation folder may be the slides' own, where S1.zip can be a zipped MIRAX slide)
 #: Text files that may hold WKT under another extension (read only when renamed .wkt).
 _TEXT_SUFFIXES = (".txt", ".csv", ".tsv")
 _WKT_START = re.compile(r"^\s*(SRID=\d+;\s*)?(MULTI)?POLYGON\b|^\s*(SRID=\d+;\s*)?GEOMETRYCOLLECTION\b", re.I)
-_FORMATS = "QuPath GeoJSON (.geojson), ImageScope or ASAP XML (.xml), HALO (.annotations), NDP.view (.ndpa) or WKT (.wkt)"
+_FORMATS = ("QuPath GeoJSON (.geojson), ImageScope or ASAP XML (.xml), HALO (.annotations), NDP.view (.ndpa), WKT (.wkt) "
+            "or HistomicsTK/DSA JSON (.json)")
 
 
 def wkt_polygons(path: Path) -> tuple[list, list]:
@@ -78,18 +81,25 @@ def unread_outline(directory: Path, slide_id: str, slide_suffixes: tuple[str, ..
     except OSError:
         return None
     for path in files:
+        if key(path.name) in {f"{s}.session.xml" for s in stems} and path.is_file():  # Sedeen names it so
+            return unread_format(path, SEDEEN, slide_id)
         suffix = path.suffix.lower()
         if key(path.name[: -len(suffix)] if suffix else path.name) not in stems or not path.is_file():
             continue
         if suffix in UNREAD_SUFFIXES:
-            return AnnotationError(f"is named for slide {slide_id} but is {UNREAD_SUFFIXES[suffix]}, a format "
-                                   "WeakSTIL does not read: the slide's outline would go unused", path=path,
-                                   fix=f"export the outline as {_FORMATS}")
+            return unread_format(path, UNREAD_SUFFIXES[suffix], slide_id)
         if suffix in _TEXT_SUFFIXES and _holds_wkt(path):
             return AnnotationError(f"is named for slide {slide_id} and holds WKT text, read only from a .wkt file: "
                                    "the slide's outline would go unused", path=path,
                                    fix=f"rename it to {path.name[: -len(suffix)]}.wkt")
     return None
+
+
+def unread_format(path: Path, what: str, slide_id: str = "") -> AnnotationError:
+    """The error of an outline in a format WeakSTIL does not read (``what``: :data:`UNREAD_SUFFIXES`'s words)."""
+    named = f"is named for slide {slide_id} but " if slide_id else ""
+    return AnnotationError(f"{named}is {what}, a format WeakSTIL does not read: the slide's outline would go unused",
+                           path=path, fix=f"export the outline as {_FORMATS}")
 
 
 def _holds_wkt(path: Path) -> bool:

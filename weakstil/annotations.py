@@ -112,7 +112,7 @@ def unmatched_annotations(directory: str | Path, slide_ids: list[str]) -> list[P
         if path.suffix.lower() not in ANNOTATION_SUFFIXES or path.name.startswith("."):
             continue  # hidden: our folder markers (.weakstil-output.json), editors' lock files
         stem = path.stem
-        for suffix in ("_tumorbed", *SLIDE_FILE_SUFFIXES):
+        for suffix in (".session", "_tumorbed", *SLIDE_FILE_SUFFIXES):  # Sedeen's S1.session.xml: its slide fails
             stem = stem[: -len(suffix)] if stem.lower().endswith(suffix) else stem
         if _key(stem) not in ids:
             out.append(path)
@@ -336,6 +336,10 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
     except ET.ParseError as exc:
         raise AnnotationError(f"malformed ImageScope XML ({exc})", path=path,
                               fix="save the annotation again from ImageScope or ASAP") from None
+    if root.tag == "session" and root.find("image/overlays") is not None:  # not ImageScope's "no regions"
+        from weakstil.annotation_wkt import SEDEEN, unread_format
+
+        raise unread_format(path, SEDEEN)
     if root.tag == "ASAP_Annotations":
         from weakstil.annotation_asap import asap_polygons
 

@@ -1,0 +1,77 @@
+"""Hunt 37b: tumour-bed outlines from the tools a lab draws in, read as they are saved.
+
+Finding 1: a HistomicsTK / Digital Slide Archive annotation (``{"annotation": {"elements": [...]}}``,
+the Girder download; a list of them; HistomicsTK's bare ``{"name", "elements"}``) saved as
+``S1.json`` was refused as "GeoJSON holds no features" (a list: "feature 0 has no geometry"), with
+the fix "export a FeatureCollection of polygons from QuPath". Now its closed polylines (holes
+included), rectangles, ellipses and circles are read in level-0 px, the element's ``group`` is its
+class (a 'necrosis' group inside the 'tumor' one is cut out, as in GeoJSON).
+
+Finding 2: a Sedeen Viewer session (``S1.session.xml``) renamed to ``S1.xml`` was refused as
+"ImageScope XML holds no (positive) regions with an area", and as ``S1.session.xml`` it was not
+looked at: the slide got the detector's bed, with only a warning that the file matched no slide.
+Now both say it is a Sedeen session, a format not read, and that slide fails with that line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from weakstil.annotation_wkt import unread_outline
+from weakstil.annotations import AnnotationError, load_polygons, unmatched_annotations
+
+
+def _polyline(x0, y0, x1, y1, group=None, holes=(), closed=True):
+    element = {"type": "polyline", "closed": closed, "points": [[x0, y0, 0], [x1, y0, 0], [x1, y1, 0], [x0, y1, 0]],
+               "holes": [[[a, b, 0], [c, b, 0], [c, d, 0], [a, d, 0]] for a, b, c, d in holes]}
+    return {**element, **({"group": group} if group else {})}
+
+
+@pytest.mark.parametrize("wrap", ["girder", "list", "bare"])
+def test_a_dsa_annotation_json_is_read_with_its_holes_and_classes(tmp_path, wrap):
+    elements = [_polyline(0, 0, 1000, 1000, "tumor", holes=[(100, 100, 200, 200)]),
+                _polyline(500, 500, 700, 700, "necrosis"),  # drawn in the tumour: cut out
+                _polyline(2000, 0, 3000, 1000, "stroma outside"),  # another class: not the bed
+                _polyline(0, 2000, 10, 2010, "tumor", closed=False),  # an open polyline: a line, no area
+                {"type": "point", "center": [5, 5, 0], "group": "tumor"}]
+    doc = {"name": "TILs", "elements": elements}
+    data = {"girder": {"_id": "65a", "annotation": doc}, "list": [{"annotation": doc}], "bare": doc}[wrap]
+    (path := tmp_path / "S1.json").write_text(json.dumps(data))
+    bed = load_polygons(path)
+    assert bed.bounds == (0, 0, 1000, 1000)
+    assert bed.area == pytest.approx(1e6 - 100**2 - 200**2)  # (old: "GeoJSON holds no features")
+
+
+def test_dsa_rectangles_ellipses_and_circles_are_areas_in_level0_px(tmp_path):
+    shapes = {"rectangle": ({"width": 400, "height": 200, "rotation": math.pi / 2}, 400 * 200, (400, 300, 600, 700)),
+              "ellipse": ({"width": 400, "height": 200, "rotation": 0}, math.pi * 200 * 100, (300, 400, 700, 600)),
+              "circle": ({"radius": 100}, math.pi * 100**2, (400, 400, 600, 600))}
+    for kind, (size, area, bounds) in shapes.items():
+        doc = {"annotation": {"name": "Tumour bed", "elements": [{"type": kind, "center": [500, 500, 0], **size}]}}
+        (path := tmp_path / f"{kind}.json").write_text(json.dumps(doc))
+        bed = load_polygons(path)
+        assert bed.area == pytest.approx(area, rel=0.01), kind
+        assert bed.bounds == pytest.approx(bounds, abs=1), kind
+    (path := tmp_path / "points.json").write_text(json.dumps({"annotation": {"name": "x", "elements": [
+        {"type": "point", "center": [1, 1, 0]}]}}))
+    with pytest.raises(AnnotationError, match="DSA annotation JSON holds no closed polyline"):
+        load_polygons(path)
+
+
+SEDEEN = ('<?xml version="1.0"?><session software="PathCore Session Printer" version="0.1.1"><image identifier="S1.svs">'
+          '<overlays><graphic type="polygon" name="Tumor"><pen color="#ff0000" width="2" style="solid"/><point-list>'
+          '<point>0,0</point><point>900,0</point><point>900,900</point></point-list></graphic></overlays></image></session>')
+
+
+def test_a_sedeen_session_is_named_as_such_read_or_found(tmp_path):
+    (path := tmp_path / "S1.xml").write_text(SEDEEN)
+    with pytest.raises(AnnotationError, match="is a Sedeen Viewer session, a format WeakSTIL does not read"):
+        load_polygons(path)  # (old: "ImageScope XML holds no (positive) regions with an area")
+    path.rename(tmp_path / "S1.session.xml")
+    error = unread_outline(tmp_path, "S1", (".svs",))
+    assert error is not None and "is named for slide S1 but is a Sedeen Viewer session" in error.message  # (old: None)
+    assert unread_outline(tmp_path, "S2", (".svs",)) is None
+    assert unmatched_annotations(tmp_path, ["S1"]) == []  # not also "matches no slide" beside that error
