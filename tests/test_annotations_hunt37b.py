@@ -11,6 +11,12 @@ Finding 2: a Sedeen Viewer session (``S1.session.xml``) renamed to ``S1.xml`` wa
 "ImageScope XML holds no (positive) regions with an area", and as ``S1.session.xml`` it was not
 looked at: the slide got the detector's bed, with only a warning that the file matched no slide.
 Now both say it is a Sedeen session, a format not read, and that slide fails with that line.
+
+Finding 3: an area classed 'Artifact' (or 'Artefact', 'Crush artifact', 'Tissue fold', 'Pen marking',
+'Hyalinization', 'Biopsy site') drawn inside a 'Tumor' outline was kept in the bed: a 400 x 400 px
+artefact in a 1000 x 1000 px tumour read 1,000,000 px² of bed, while 'Necrosis' there was cut out
+(840,000). The TILs Working Group leaves crush artefacts, hyalinisation and biopsy sites out as it does
+necrosis; now they are cut out of the bed where they overlap it, and are never the bed themselves.
 """
 
 from __future__ import annotations
@@ -75,3 +81,15 @@ def test_a_sedeen_session_is_named_as_such_read_or_found(tmp_path):
     assert error is not None and "is named for slide S1 but is a Sedeen Viewer session" in error.message  # (old: None)
     assert unread_outline(tmp_path, "S2", (".svs",)) is None
     assert unmatched_annotations(tmp_path, ["S1"]) == []  # not also "matches no slide" beside that error
+
+
+@pytest.mark.parametrize("name", ["Artifact", "Artefact", "Crush artifact", "Tissue fold", "Pen marking",
+                                  "Hyalinization", "Biopsy site", "Necrosis"])
+def test_an_artefact_class_drawn_in_the_tumour_is_cut_out_as_necrosis_is(tmp_path, name):
+    def feature(x0, x1, cls):
+        ring = [[x0, x0], [x1, x0], [x1, x1], [x0, x1], [x0, x0]]
+        return {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [ring]},
+                "properties": {"objectType": "annotation", "classification": {"name": cls}}}
+    (path := tmp_path / "S1.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        feature(0, 1000, "Tumor"), feature(200, 600, name)]}))
+    assert load_polygons(path).area == pytest.approx(1e6 - 400**2)  # (old: 1e6 for all but Necrosis)

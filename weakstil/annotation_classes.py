@@ -49,11 +49,19 @@ _TUMOUR_NOT = re.compile(TUMOUR_NEGATED + r"|\bnon[\W_]*" + _TUMOUR + r"|\bnot[\
 _NOT_BED_TERMS = (r"in[ _-]?situ|\bdcis\b|\blcis\b|\bnormal(?:e[nrs]?|gewebe)?\b|\bb[eé]nig(?:ne?|no|na)?\b|gutartig|"
                   r"\bperi[ _-]?tum(?:ou?|eu|ö)r|\bhealthy\b|\bgesund|\bgezond|"
                   r"n[eé][ck]ro[st]|\blymph[\W_]*nod|\bnodal\b|lymphknoten|\blinfonod|\blymfeklier|\bganglions?\b")
+#: Artefacts and what the TILs Working Group leaves out of the scored area besides necrosis: crush
+#: artefact, hyalinisation, the previous core biopsy site; and folds, pen marks, blur. Drawn inside the
+#: tumour outline as a class of their own they were kept in the bed (QuPath 'Artifact': a 40 % square of a
+#: 'Tumor' outline read 100 % of it, hunt 37b) while 'Necrosis' was cut out. Read in a whole name only:
+#: 'Tumour with crush artefact' stays the bed.
+_ARTEFACT_TERMS = (r"art[eiy]fa[ck]t|artefatto|artefacto|\bcrush|\b(?:tissue[\W_]*)?folds?\b|\bpen[\W_]*mark|\bblur|"
+                   r"hyalin|\bbiopsy[\W_]*(?:site|cavity|tract)")
 #: Names that say an area is not the invasive tumour bed ("Non-tumor", "Tumor-free", "No tumour",
-#: "Carcinoma in situ", "Peritumoral stroma", "Normal", "Lymph node"); a name whose head names the
-#: tumour, the bed or a region of interest is read by :func:`is_not_bed` instead, where a "non" or
+#: "Carcinoma in situ", "Peritumoral stroma", "Normal", "Lymph node", "Artifact"); a name whose head names
+#: the tumour, the bed or a region of interest is read by :func:`is_not_bed` instead, where a "non" or
 #: "not" counts only when it negates the tumour word.
-NOT_BED_NAMES = re.compile(r"\bnon\b|\bnon-?\w|\bnot\b|" + _NOT_BED_TERMS + "|" + TUMOUR_NEGATED, re.IGNORECASE)
+NOT_BED_NAMES = re.compile(r"\bnon\b|\bnon-?\w|\bnot\b|" + _NOT_BED_TERMS + "|" + _ARTEFACT_TERMS + "|" + TUMOUR_NEGATED,
+                           re.IGNORECASE)
 _NOT_BED_TERMS_RE = re.compile(_NOT_BED_TERMS, re.IGNORECASE)
 #: Names that mean "no class": ASAP writes ``PartOfGroup="None"`` for every annotation put in no
 #: group (its default), and exports write "null", "Unclassified" or "-". Such areas are unclassified.
