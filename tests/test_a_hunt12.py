@@ -146,6 +146,23 @@ def test_a_quoted_pattern_expands_home_and_double_star_at_any_depth_as_a_shell_w
     assert [str(p) for p in expand_slides(["~odd.tiff"])] == ["~odd.tiff"]
 
 
+def test_a_quoted_out_expands_home_as_a_quoted_slide_pattern_does(tmp_path, monkeypatch, cmu):
+    """Hunt 37c: ``--out '~/tiles'`` (quoted, a script's ``OUT='~/tiles'``) made a folder named ``~`` in the
+    current folder and wrote there, exit 0, while ``'~/slides/*.svs'`` reads the home folder: the tiles were
+    not in ~/tiles. Now both are the home folder's; an existing folder named ``~...`` is taken as written."""
+    from conftest import run_cli
+
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("tile", cmu, "--out", "~/tiles").returncode == 0
+    assert (tmp_path / "home" / "tiles" / f"{cmu.stem}.h5").is_file() and not (tmp_path / "~").exists()
+    from weakstil.cli.options import out_dir
+
+    (tmp_path / "~odd").mkdir()
+    assert out_dir(Path("~odd")) == Path("~odd") and out_dir(Path("~/x")) == tmp_path / "home" / "x"
+
+
 def test_score_into_a_subfolder_of_the_slides_does_not_list_its_own_folder(tmp_path, monkeypatch):
     """``score 'slides/*' --out slides/scores`` run again listed ``slides/scores`` itself (an
     ``error`` row 'is a directory', exit 1 on every rerun); ``'slides/**/*'`` its feature caches."""
