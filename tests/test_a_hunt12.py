@@ -181,6 +181,30 @@ def test_score_into_a_subfolder_of_the_slides_does_not_list_its_own_folder(tmp_p
         assert sorted(map(str, kept)) == ["slides/S1.svs", "slides/S2.tiff"], pattern
 
 
+def test_tile_and_embed_into_the_slides_folder_do_not_list_their_own_outputs_next_time(tmp_path, monkeypatch, cmu):
+    """Hunt 37c: ``tile 'slides/**/*' --out slides/tiles`` (or ``'slides/*' --out slides``) run again listed its own
+    ``<id>.h5`` and ``<id>_tiles.png`` as slides: an error line each, exit 1 on every rerun (``score`` left out its
+    own outputs since hunt 12; ``tile`` and ``embed`` did not)."""
+    import shutil
+
+    from conftest import run_cli
+    from weakstil.cli.options import expand_slides
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "slides").mkdir()
+    shutil.copyfile(cmu, tmp_path / "slides" / "S1.svs")
+    for _ in range(2):
+        proc = run_cli("tile", "slides/**/*", "--out", "slides/tiles")
+        assert proc.returncode == 0 and "error:" not in proc.stderr, proc.stderr
+    assert (tmp_path / "slides" / "tiles" / "S1_tiles.png").is_file()
+    (tmp_path / "slides" / "S1.h5").write_bytes(b"")  # embed --out slides: its cache beside the slide
+    (tmp_path / "slides" / ".weakstil-output.json").write_bytes(b"")
+    from weakstil.cli.batch import without_own_outputs
+
+    kept = without_own_outputs(expand_slides(["slides/*"]), Path("slides"), (".h5",), "embed")
+    assert list(map(str, kept)) == ["slides/S1.svs"]
+
+
 # --- A6: a feature cache holding NaN --------------------------------------------------------------------
 def test_a_feature_cache_with_nan_is_named_by_its_file_with_a_fix_that_works(tmp_path):
     """The error named the slide id only and asked to 're-run weakstil embed' (score reuses its own
