@@ -146,6 +146,23 @@ def test_a_quoted_pattern_expands_home_and_double_star_at_any_depth_as_a_shell_w
     assert [str(p) for p in expand_slides(["~odd.tiff"])] == ["~odd.tiff"]
 
 
+def test_a_quoted_out_expands_home_as_a_quoted_slide_pattern_does(tmp_path, monkeypatch, cmu):
+    """Hunt 37c: ``--out '~/tiles'`` (quoted, a script's ``OUT='~/tiles'``) made a folder named ``~`` in the
+    current folder and wrote there, exit 0, while ``'~/slides/*.svs'`` reads the home folder: the tiles were
+    not in ~/tiles. Now both are the home folder's; an existing folder named ``~...`` is taken as written."""
+    from conftest import run_cli
+
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.chdir(tmp_path)
+    assert run_cli("tile", cmu, "--out", "~/tiles").returncode == 0
+    assert (tmp_path / "home" / "tiles" / f"{cmu.stem}.h5").is_file() and not (tmp_path / "~").exists()
+    from weakstil.cli.options import out_dir
+
+    (tmp_path / "~odd").mkdir()
+    assert out_dir(Path("~odd")) == Path("~odd") and out_dir(Path("~/x")) == tmp_path / "home" / "x"
+
+
 def test_score_into_a_subfolder_of_the_slides_does_not_list_its_own_folder(tmp_path, monkeypatch):
     """``score 'slides/*' --out slides/scores`` run again listed ``slides/scores`` itself (an
     ``error`` row 'is a directory', exit 1 on every rerun); ``'slides/**/*'`` its feature caches."""
@@ -162,6 +179,30 @@ def test_score_into_a_subfolder_of_the_slides_does_not_list_its_own_folder(tmp_p
     for pattern in ("slides/*", "slides/**/*"):
         kept = _not_our_outputs(expand_slides([pattern]), out, out / "features")
         assert sorted(map(str, kept)) == ["slides/S1.svs", "slides/S2.tiff"], pattern
+
+
+def test_tile_and_embed_into_the_slides_folder_do_not_list_their_own_outputs_next_time(tmp_path, monkeypatch, cmu):
+    """Hunt 37c: ``tile 'slides/**/*' --out slides/tiles`` (or ``'slides/*' --out slides``) run again listed its own
+    ``<id>.h5`` and ``<id>_tiles.png`` as slides: an error line each, exit 1 on every rerun (``score`` left out its
+    own outputs since hunt 12; ``tile`` and ``embed`` did not)."""
+    import shutil
+
+    from conftest import run_cli
+    from weakstil.cli.options import expand_slides
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "slides").mkdir()
+    shutil.copyfile(cmu, tmp_path / "slides" / "S1.svs")
+    for _ in range(2):
+        proc = run_cli("tile", "slides/**/*", "--out", "slides/tiles")
+        assert proc.returncode == 0 and "error:" not in proc.stderr, proc.stderr
+    assert (tmp_path / "slides" / "tiles" / "S1_tiles.png").is_file()
+    (tmp_path / "slides" / "S1.h5").write_bytes(b"")  # embed --out slides: its cache beside the slide
+    (tmp_path / "slides" / ".weakstil-output.json").write_bytes(b"")
+    from weakstil.cli.batch import without_own_outputs
+
+    kept = without_own_outputs(expand_slides(["slides/*"]), Path("slides"), (".h5",), "embed")
+    assert list(map(str, kept)) == ["slides/S1.svs"]
 
 
 # --- A6: a feature cache holding NaN --------------------------------------------------------------------

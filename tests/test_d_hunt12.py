@@ -106,9 +106,10 @@ def test_a_score_slide_whose_steps_failed_is_scored_again_with_its_annotation(co
     status.mkdir(parents=True, exist_ok=True)
     failed = {"slide": str(cohort / "new" / "extra.tiff"), "status": "error", "step": "embed",
               "error": "cannot write features: no space left on device"}
-    for name in ("extra.tiles.json", "extra.json"):
+    (status / "tiles").mkdir(exist_ok=True)
+    for name in ("tiles/extra.json", "extra.json"):
         (status / name).write_text(json.dumps({**failed, "status": "ok", "step": None, "error": None}
-                                              if name == "extra.tiles.json" else failed))
+                                              if name == "tiles/extra.json" else failed))
     try:
         proc = dry_run(cohort, "cohort=cohort/labels.csv", "annotations=ann", "score_slides=[new/extra.tiff]")
         assert proc.returncode == 0, proc.stderr[-2000:]
@@ -119,6 +120,23 @@ def test_a_score_slide_whose_steps_failed_is_scored_again_with_its_annotation(co
         assert score.count(" -m weakstil score ") == 1  # one call: no other score slide
     finally:
         shutil.rmtree(cohort / "results")
+
+
+def test_score_slides_y_and_y_tiles_have_their_own_status_files(cohort: Path) -> None:
+    """Hunt 37c: score slides `Y.tiff` and `Y.tiles.tiff` (a name with dots) stopped the workflow before any job:
+    "AmbiguousRuleException: Rules score_slide and score_slide_tiles are ambiguous for the file
+    results/score_slides/Y.tiles.json" (Y's tile status and Y.tiles's status were one file). The tile status
+    is score_slides/tiles/<slide>.json now."""
+    for name in ("Y.tiff", "Y.tiles.tiff"):
+        shutil.copy(cohort / "new" / "extra.tiff", cohort / "new" / name)
+    try:
+        proc = dry_run(cohort, "cohort=cohort/labels.csv", "score_slides=[new/Y.tiff, new/Y.tiles.tiff]")
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
+        for status in ("tiles/Y.json", "tiles/Y.tiles.json", "Y.json", "Y.tiles.json"):
+            assert f"results/score_slides/{status}" in proc.stdout
+    finally:
+        for name in ("Y.tiff", "Y.tiles.tiff"):
+            (cohort / "new" / name).unlink()
 
 
 def test_embed_jobs_split_the_threads_snakemake_gives_them(cohort: Path, tmp_path: Path) -> None:

@@ -96,7 +96,7 @@ def test_c_a_recorded_slide_failure_is_retried_by_the_next_run_and_then_left_alo
     (tmp_path / "cohort" / "labels.csv").write_text("\n".join(lines[:3]) + "\n")  # 2 cohort slides, 2 centres
     (tmp_path / "new").mkdir()
     shutil.move(tmp_path / "cohort" / "slides" / "synth_0002.tiff", tmp_path / "new" / "s.tiff")
-    target = "results/score_slides/s.tiles.json"  # this job alone: no training
+    target = "results/score_slides/tiles/s.json"  # this job alone: no training
     status = tmp_path / target
     env = {**no_slurm_controller_env(tmp_path), "WEAKSTIL_LOCK_TIMEOUT": "0.5"}
 

@@ -825,3 +825,40 @@ def test_train_on_a_detectors_beds_bundles_that_detector_for_new_slides(cohort, 
     # beds drawn from annotations: no detector behind them, nothing bundled, nothing said about it
     assert not (trained["beds"][0] / "tumorbed").exists()
     assert "tumour-bed detector" not in " ".join(trained["beds"][1].stderr.split())
+
+
+def test_an_outline_named_after_a_file_name_two_slides_share_is_neither_slides(cohort, trained, tmp_path):
+    """Hunt 37c: a cohort CSV listing two patients' ``a/S1.tiff`` and ``b/S1.tiff`` as two slide ids, and QuPath's
+    ``S1.tiff.geojson`` (drawn over a/S1) in --annotations: train and score drew that outline over both slides
+    (exit 0; b/S1 scored inside another slide's bed). It cannot say which it outlines: refused for both, naming it
+    and the fix (outlines by slide id); an outline by slide id is still used, and the other slides go on."""
+    first, second, third = cohort["ids"][:3]
+    slides = tmp_path / "slides"
+    for sub, sid in (("a", first), ("b", second)):
+        (slides / sub).mkdir(parents=True)
+        shutil.copyfile(cohort["root"] / "cohort" / "slides" / f"{sid}.tiff", slides / sub / "S1.tiff")
+    ann = tmp_path / "ann"
+    ann.mkdir()
+    shutil.copyfile(cohort["truth"] / f"{first}_tumorbed.geojson", ann / "S1.tiff.geojson")
+    shutil.copyfile(cohort["truth"] / f"{third}_tumorbed.geojson", ann / f"{third}.geojson")
+    table = pd.read_csv(cohort["root"] / "train.csv").iloc[:3]
+    table["path"] = [str(slides / "a" / "S1.tiff"), str(slides / "b" / "S1.tiff"), table["path"][2]]
+    table.to_csv(tmp_path / "two.csv", index=False)
+    fix = f"Fix: name each slide's outline by its slide id ({second}.geojson, {first}.geojson)"
+
+    proc = run_cli("train", tmp_path / "two.csv", "--features", cohort["features"], "--out", tmp_path / "model",
+                   *FAST_TRAIN, "--annotations", ann)
+    assert proc.returncode == 1, proc.stderr
+    [error] = _errors(proc)
+    assert f"{ann / 'S1.tiff.geojson'}: is named after the slide file name 'S1', which slide" in error
+    assert not (tmp_path / "model").exists()
+
+    out = tmp_path / "scores"
+    proc = run_cli("score", "--slides", tmp_path / "two.csv", "--model", trained["annotations"][0], "--out", out,
+                   "--features", cohort["features"], "--weights", "random", "--device", "cpu", "--annotations", ann)
+    assert proc.returncode == 1
+    assert _errors(proc)[1] == (f"error: {ann / 'S1.tiff.geojson'}: is named after the slide file name 'S1', which "
+                                f"slide {first} of this run has too: it cannot say whether it outlines {second} or "
+                                f"{first}. {fix}.")
+    rows = pd.read_csv(out / "results.csv").set_index("slide_id")
+    assert list(rows["status"]) == ["error", "error", "ok"] and rows.loc[third, "tumorbed_source"] == "annotation"

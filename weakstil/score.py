@@ -239,6 +239,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     other_file: set[str] = set()  #: slide ids whose earlier row was another file's
     todo, refused = claim_ids(slides, {i: str(r.get("path")) for i, r in earlier.items() if r.get("status") in FINISHED},
                               id_of=opts.slide_id)
+    ctx.beds.share_names((opts.slide_id(p), p) for p in todo)  # an outline by a file name two slides share: neither's
     for path, exc in refused:
         say(exc.one_line())
         clashes.append(row := _error_row(path, opts.slide_id(path), ctx, exc, 0.0))

@@ -5,11 +5,14 @@ stop when the output's file system is full (see :mod:`weakstil.cli.errors`)."""
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 from weakstil.cli.errors import Failures
 from weakstil.locks import in_turn
+
+log = logging.getLogger(__name__)
 
 
 def nameable(paths: list[Path], refuse: Callable[[str], None]) -> list[Path]:
@@ -47,6 +50,27 @@ def matched(paths: list[Path], refuse: Callable[[str], None]) -> list[Path]:
         else:
             kept.append(path)
     return kept
+
+
+def without_own_outputs(paths: list[Path], out: Path, suffixes: tuple[str, ...], command: str) -> list[Path]:
+    """``paths`` without ``out`` itself and the files named like this command's outputs in it (``suffixes``:
+    ``.h5``, ``_tiles.png``; hidden files: its marker, locks, temporaries). ``tile 'slides/**/*' --out
+    slides/tiles`` (or ``--out slides`` with ``'slides/*'``) listed them as slides when run again: an error line
+    each, exit 1 on every rerun (hunt 37c; ``score`` has its own, :func:`weakstil.cli.score._not_our_outputs`)."""
+    import os
+
+    out_r = os.path.realpath(out)
+
+    def ours(p: Path) -> bool:
+        if os.path.realpath(p) == out_r:
+            return True
+        return os.path.realpath(p.parent) == out_r and (p.name.startswith(".") or p.name.endswith(suffixes))
+
+    skipped = [p for p in paths if ours(p)]
+    if skipped:
+        log.info("%d of the listed files are %s's own outputs in %s (%s...); not read as slides", len(skipped),
+                 command, out, skipped[0].name)
+    return [p for p in paths if p not in skipped]
 
 
 def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], str] | None = None,

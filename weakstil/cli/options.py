@@ -60,6 +60,10 @@ def out_dir(value: Path | None) -> Path | None:
     """``--out``: a directory (made when missing), never an existing file, nor below one."""
     if value is None:
         return value
+    if str(value).startswith("~") and not os.path.lexists(value):
+        # a quoted '~/scores' (a script's OUT='~/scores'), as slide patterns read it: it made a folder named '~' in
+        # the current folder and wrote there, exit 0, where the user then found no ~/scores (hunt 37c)
+        value = value.expanduser()
     if value.exists() and not value.is_dir():
         raise typer.BadParameter(f"{value} is an existing file, not a directory. Fix: give a directory path")
     if value.is_symlink() and not value.exists():  # a link to a purged scratch folder: it said "File exists" (hunt 27a)

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from weakstil import settings
-from weakstil.cli.batch import for_each_slide, nameable, unique_ids
+from weakstil.cli.batch import for_each_slide, nameable, unique_ids, without_own_outputs
 from weakstil.cli.errors import Failures
 from weakstil.cli.options import (AllowUpsampleOpt, HardOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideListOpt, SlideMppOpt,
                                   SlidesArg, StratifiedOpt, SynthLook, SynthLookOpt, TileSizeOpt, TissueThresholdOpt,
@@ -44,7 +44,7 @@ def tile(
     from weakstil.limits import MORE_MEMORY_FIX
 
     failures = Failures(memory_fix=MORE_MEMORY_FIX)  # tile has no --batch-size to lower
-    paths = unique_ids(expand_slides(slides), failures)
+    paths = unique_ids(without_own_outputs(expand_slides(slides), out, (".h5", "_tiles.png"), "tile"), failures)
 
     def one(path: Path) -> None:
         mpp = listed.mpp_of(path, slide_mpp)  # a slide list's mpp column, else --slide-mpp

@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from weakstil import settings
-from weakstil.cli.batch import for_each_slide, unique_ids
+from weakstil.cli.batch import for_each_slide, unique_ids, without_own_outputs
 from weakstil.cli.errors import Failures
 from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, EncoderOpt,
                                   MeasureTileStatsOpt, MppOpt, OutOpt,
@@ -88,7 +88,8 @@ def embed(
     if not overwrite:  # a folder of another tiling or encoder: one line, not a mixed folder (nor an error per slide)
         refuse_mixing_folder(out, enc, params)
     failures = Failures()
-    paths = unique_ids(expand_slides(slides), failures, id_of=id_of, made_from=lambda sid: _cache_made_from(out, sid))
+    paths = unique_ids(without_own_outputs(expand_slides(slides), out, (".h5",), "embed"), failures, id_of=id_of,
+                       made_from=lambda sid: _cache_made_from(out, sid))
 
     def cache_path(out: Path, path: Path) -> Path:
         return slide_file(out, id_of(path))

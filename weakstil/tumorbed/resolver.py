@@ -43,6 +43,8 @@ class BedSources:
     source_of: dict[str, str] = field(default_factory=dict)  #: slide id -> its bed's source, by :meth:`cohort`
     left_out: list[str] = field(default_factory=list)  #: slides training left out: their bed holds no tile
     detected: int = 0  #: slides whose bed the detector drew in the last :meth:`cohort` (not precomputed)
+    #: a slide file's name (case-folded) -> the slide ids of the batch it names, where more than one: see :meth:`share_names`
+    shared_names: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
     def open(cls, *, annotations: str | Path | None = None, beds: str | Path | None = None,
@@ -72,17 +74,45 @@ class BedSources:
         """Whether any source besides the whole tissue is set."""
         return self.annotations is not None or self.beds is not None or self.detector is not None
 
+    def share_names(self, slides) -> None:
+        """Note which names the batch's slides (``(slide id, slide file)`` pairs) share: an outline is found by
+        the slide id, else by the slide file's name (QuPath's ``S1.svs.geojson``), and a cohort CSV may list two
+        patients' ``a/S1.svs`` and ``b/S1.svs`` as P1 and P2. ``S1.svs.geojson`` cannot say which it outlines:
+        it was drawn over both slides without a word (hunt 37c), so it is refused for either (:meth:`_annotation`)."""
+        from weakstil.slide import slide_id_from_path
+
+        owners: dict[str, list[str]] = {}
+        for sid, path in slides:
+            for name in dict.fromkeys(n.casefold() for n in (str(sid), slide_id_from_path(path))):
+                owners.setdefault(name, []).append(str(sid))
+        self.shared_names = {name: ids for name, ids in owners.items() if len(ids) > 1}
+
+    def _annotation(self, slide_id: str, names: list[str]) -> Path | None:
+        """The slide's outline: by its id, else by its file's name when no other slide of the batch has that name."""
+        from weakstil.annotations import AnnotationError, find_annotation
+
+        for name in names:
+            found = find_annotation(self.annotations, name)
+            others = [s for s in self.shared_names.get(name.casefold(), []) if s != slide_id]
+            if found is not None and name != slide_id and others:
+                raise AnnotationError(f"is named after the slide file name '{name}', which slide {others[0]} of this "
+                                      f"run has too: it cannot say whether it outlines {slide_id} or {others[0]}",
+                                      path=found, fix=f"name each slide's outline by its slide id ({slide_id}.geojson, "
+                                      f"{others[0]}.geojson)")
+            if found is not None:
+                return found
+        return None
+
     def request(self, slide_id: str, also: str | None = None) -> str:
         """Which bed ``resolve`` would use for the slide, and the identity of its input (a file's
         SHA-256, the detector's id), without computing it: a scored slide whose request changed
         (another annotation, new beds, another detector) is scored again, not skipped. ``also``:
         the slide file's name, when its files are found by it too (a cohort CSV's slide_id)."""
-        from weakstil.annotations import find_annotation
         from weakstil.runtime import sha256_file
 
         names = [slide_id] + ([also] if also and also != slide_id else [])
         found = (("beds", _first_found(find_slide_file, self.beds, names)),
-                 ("annotation", _first_found(find_annotation, self.annotations, names)))
+                 ("annotation", None if self.annotations is None else self._annotation(slide_id, names)))
         parts = [f"{kind} {path.resolve()} sha256:{sha256_file(path)}" + (_bed_inputs(path) if kind == "beds" else "")
                  for kind, path in found if path is not None]
         if parts:  # both: the annotation overrides a detector's precomputed bed
@@ -107,7 +137,6 @@ class BedSources:
     def resolve(self, slide_id: str, features: FeaturesFile, slide_path: str | Path | None = None) -> TumorBed:
         """One slide's tumour bed, from its feature cache (read with its tissue mask); ``slide_path``:
         the slide's file where it is now (the detector's ink veto reads it), when known."""
-        from weakstil.annotations import find_annotation
         from weakstil.slide import slide_id_from_path
 
         where = features.path if features.path is not None else slide_id
@@ -122,7 +151,7 @@ class BedSources:
         precomputed = _first_found(find_slide_file, self.beds, names)
         if precomputed is not None:
             bed = read_precomputed(precomputed, slide_id, features)
-            annotation = _first_found(find_annotation, self.annotations, names)
+            annotation = None if self.annotations is None else self._annotation(slide_id, names)
             if annotation is not None and bed.source is TumorBedSource.ANNOTATION:
                 # a bed drawn from another outline than the one given (a corrected copy in another folder)
                 # must not shadow it; the same outline's bed is that bed
@@ -143,7 +172,7 @@ class BedSources:
                             "'weakstil tumorbed apply --tumorbed DETECTOR' again", slide_id, precomputed)
             return bed
         geom = SlideGeometry.from_file(features)
-        annotation = _first_found(find_annotation, self.annotations, names)
+        annotation = None if self.annotations is None else self._annotation(slide_id, names)
         if annotation is not None:
             return from_annotation(annotation, geom, self._reference(features))
         if self.annotations is not None:  # an outline in a format not read must not give way to the detector silently
@@ -187,6 +216,7 @@ class BedSources:
         ``slide_paths``: each slide's file (the cohort CSV's), for the detector's ink veto."""
         if not self.given:
             return None
+        self.share_names((slide_paths or {}).items())
         flags, sources = {}, {}
         self.detected = 0
         precomputed = sum(any(find_slide_file(self.beds, n) is not None for n in (sid, Path(path).stem))
