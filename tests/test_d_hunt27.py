@@ -175,3 +175,20 @@ def test_d_qc_reads_no_ink_on_the_real_cmu_slide():
     with Slide.open(CMU) as slide:
         thumb = slide.read_thumbnail(4.0)
     assert thumbnail_stats(thumb, 4.0)["pen_share"] < 0.001
+
+
+def test_d_qc_counts_a_thin_marker_line_across_the_tissue(clean_slide):
+    # hunt 37e: three 30 µm lines of green ink across a default-look slide read "ink 0.0 %" (a stroke had
+    # to hold ink 40 µm across, 44 µm on the 4 µm/px overview) and moved its sTIL% 8.4 -> 33.1 (truth 6.9)
+    # with no flag but near_threshold; the QC now counts strokes from 24 µm: a 32 µm green line across
+    # the overview is ink, a 16 µm one (a rim's width) still is not
+    from weakstil.qc.image import thumbnail_stats
+    from weakstil.slide import Slide
+
+    path, _ = clean_slide
+    with Slide.open(path) as slide:
+        thumb = slide.read_thumbnail(4.0)
+    row = thumb.shape[0] // 2
+    assert thumbnail_stats(thumb, 4.0)["pen_share"] == 0.0
+    assert thumbnail_stats(_draw_band(thumb, row, 8, (60, 170, 90)), 4.0)["pen_share"] > 0.02
+    assert thumbnail_stats(_draw_band(thumb, row, 4, (60, 170, 90)), 4.0)["pen_share"] == 0.0

@@ -269,11 +269,11 @@ def stain_pixels(thumb: np.ndarray, mpp: float, tissue: np.ndarray, ink: np.ndar
 
 
 def ink_strokes(thumb: np.ndarray, mpp: float, ink: np.ndarray | None = None, guard_um: float = 0.0,
-                lone: bool = True) -> np.ndarray:
+                lone: bool = True, min_width_um: float = INK_STROKE_MIN_WIDTH_UM) -> np.ndarray:
     """Marker ink of a thumbnail (``mpp`` µm/px) and :data:`INK_MARGIN_UM` around its strokes, and
     ``guard_um`` more around the strokes (not around lone ink hits, mostly dark nuclei). A stroke is
     a group of ink hits (:data:`INK_STROKE_SHARE`, :data:`INK_STROKE_UM2`) that holds ink at least
-    :data:`INK_STROKE_MIN_WIDTH_UM` across. ``lone``: the ink hits outside strokes too (pixels);
+    ``min_width_um`` (:data:`INK_STROKE_MIN_WIDTH_UM`) across. ``lone``: the ink hits outside strokes too (pixels);
     without them only the strokes and their margins."""
     from scipy import ndimage as ndi
 
@@ -290,7 +290,7 @@ def ink_strokes(thumb: np.ndarray, mpp: float, ink: np.ndarray | None = None, gu
         stroke[0] = False
         if stroke.any():
             broad = np.zeros(n + 1, bool)
-            broad[np.unique(grown[broad_ink(ink, mpp)])] = True
+            broad[np.unique(grown[broad_ink(ink, mpp, min_width_um)])] = True
             stroke &= broad
         strokes = stroke[grown]
         guard = int(round(guard_um / mpp))
@@ -299,12 +299,12 @@ def ink_strokes(thumb: np.ndarray, mpp: float, ink: np.ndarray | None = None, gu
     return ink | strokes if lone else strokes
 
 
-def broad_ink(ink: np.ndarray, mpp: float) -> np.ndarray:
-    """The ``ink`` pixels (``mpp`` µm/px) in patches at least :data:`INK_STROKE_MIN_WIDTH_UM` across
+def broad_ink(ink: np.ndarray, mpp: float, min_width_um: float = INK_STROKE_MIN_WIDTH_UM) -> np.ndarray:
+    """The ``ink`` pixels (``mpp`` µm/px) in patches at least ``min_width_um`` across
     (a morphological opening with a disc of that diameter)."""
     from scipy import ndimage as ndi
 
-    radius = max(1, int(INK_STROKE_MIN_WIDTH_UM / (2 * mpp)))
+    radius = max(1, int(min_width_um / (2 * mpp)))
     yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
     return ndi.binary_opening(ink, yy * yy + xx * xx <= radius * radius)
 
