@@ -1,0 +1,54 @@
+"""Hunt 37a: ``evaluate COHORT --oof results.csv`` judged a score run of the model's own training slides
+as if they were new.
+
+``evaluate --model`` says when evaluated slides are training slides of the model (a warning, the plots'
+titles ``in-sample: N of M training slides``, ``training_slide`` in predictions.csv, ``n_training_slides``
+in metrics.json/.csv), but the same slides scored by ``weakstil score`` and judged with ``--oof
+results.csv`` got none of it: 6 training slides of a freshly trained model, scored and judged, gave
+R² 0.32 / Pearson 0.99 with ``n_training_slides`` absent and not a word. Each score file records the
+model folder and the slide's scan fingerprint, so the run's training slides are found as ``--model``
+finds them (by scan, in the model's ``qc/training_slides.csv``), when that folder still holds the
+model that scored them.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from conftest import run_cli
+
+
+def _cohort(demo, ids, path):
+    labels = pd.read_csv(demo / "cohort" / "labels.csv", dtype={"slide_id": str})
+    rows = labels[labels["slide_id"].isin(ids)].copy()
+    rows["path"] = [str((demo / "cohort" / p).resolve()) for p in rows["path"]]
+    rows[["slide_id", "path", "stil"]].to_csv(path, index=False)
+    return path
+
+
+def test_a_score_run_of_training_slides_is_judged_in_sample(tmp_path, small_demo, one_torch_thread):
+    demo = small_demo[0]
+    trained = pd.read_csv(demo / "model" / "qc" / "training_slides.csv", dtype={"slide_id": str})["slide_id"]
+    held = pd.read_csv(demo / "scores" / "results.csv", dtype={"slide_id": str})["slide_id"]
+    assert not set(held) & set(trained)
+
+    # the demo's own held-out run: judged as new slides, and now says so (0, not absent)
+    r = run_cli("evaluate", _cohort(demo, list(held), tmp_path / "held.csv"), "--oof", demo / "scores" / "results.csv",
+                "--out", tmp_path / "ev_held")
+    assert r.returncode == 0, r.stderr
+    assert "in-sample" not in r.stderr
+    assert json.loads((tmp_path / "ev_held" / "metrics.json").read_text(encoding="utf-8"))["n_training_slides"] == 0
+
+    # one training slide scored by that model, judged against its label
+    cohort = _cohort(demo, [trained.iloc[0]], tmp_path / "train1.csv")
+    r = run_cli("score", "--slides", cohort, "--model", demo / "model", "--out", tmp_path / "sc", "--threads", "1")
+    assert r.returncode == 0, r.stderr
+    r = run_cli("evaluate", cohort, "--oof", tmp_path / "sc" / "results.csv", "--out", tmp_path / "ev")
+    assert r.returncode == 0, r.stderr
+    assert "1 of the 1 judged slides are training slides of the model that scored them" in " ".join(r.stderr.split())
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text(encoding="utf-8"))
+    assert metrics["n_training_slides"] == 1
+    pred = pd.read_csv(tmp_path / "ev" / "predictions.csv")
+    assert pred["training_slide"].tolist() == [True]
