@@ -52,3 +52,23 @@ def test_a_score_run_of_training_slides_is_judged_in_sample(tmp_path, small_demo
     assert metrics["n_training_slides"] == 1
     pred = pd.read_csv(tmp_path / "ev" / "predictions.csv")
     assert pred["training_slide"].tolist() == [True]
+
+
+def test_a_model_folder_copied_without_its_encoder_says_so(tmp_path, small_demo, one_torch_thread):
+    """A model folder copied without ``encoder/`` (its pretrained encoder) was refused as "does not
+    bundle it (trained from features whose encoder folder was not found)": its training blamed, with
+    only ``--encoder DIR`` as the fix. Now the missing folder is named, and copying it is the first fix."""
+    import shutil
+
+    demo = small_demo[0]
+    model = tmp_path / "model"
+    shutil.copytree(demo / "model", model, ignore=lambda folder, names: ["encoder"] if folder == str(demo / "model")
+                    else [])
+    assert (model / "model.json").is_file() and not (model / "encoder").exists()
+    held = pd.read_csv(demo / "scores" / "results.csv", dtype={"slide_id": str})["slide_id"].iloc[0]
+    r = run_cli("score", "--slides", _cohort(demo, [held], tmp_path / "one.csv"), "--model", model,
+                "--out", tmp_path / "sc", "--threads", "1")
+    said = " ".join(r.stderr.split())
+    assert r.returncode != 0
+    assert "has no encoder/ folder (copied without it" in said, said
+    assert "copy the whole model folder again, with its encoder/" in said
