@@ -1,5 +1,9 @@
-"""Hunt 37a: ``evaluate COHORT --oof results.csv`` judged a score run of the model's own training slides
-as if they were new.
+"""Hunt 37a (an outside tester retraining on a new cohort): three findings.
+
+1. ``evaluate COHORT --oof results.csv`` judged a score run of the model's own training slides as if
+   they were new (below).
+2. A model folder copied without ``encoder/`` was refused blaming its training (``test_a_model_folder_...``).
+3. sTIL-high calls written as 0 % / 100 % were trained on as sTIL% (``test_yes_no_calls_...``).
 
 ``evaluate --model`` says when evaluated slides are training slides of the model (a warning, the plots'
 titles ``in-sample: N of M training slides``, ``training_slide`` in predictions.csv, ``n_training_slides``
@@ -72,3 +76,27 @@ def test_a_model_folder_copied_without_its_encoder_says_so(tmp_path, small_demo,
     assert r.returncode != 0
     assert "has no encoder/ folder (copied without it" in said, said
     assert "copy the whole model folder again, with its encoder/" in said
+
+
+def test_yes_no_calls_written_as_0_and_100_percent_are_refused(tmp_path, small_demo):
+    """sTIL-high calls exported from 0/1 cells formatted as percentages ('0%', '100%') or typed as 0 and
+    100 were trained on as sTIL% without a word, where the same calls as 0 and 1 are refused as classes
+    (8 demo slides, 1 epoch: out-of-fold R² -0.89, MAE 68.6, exit 0). Refused alike now, before anything
+    is written; 0 and 100 beside other labels are percentages and train."""
+    demo = small_demo[0]
+    labels = pd.read_csv(demo / "cohort" / "labels.csv", dtype={"slide_id": str})
+    labels = labels[[(demo / "features" / f"{s}.h5").is_file() for s in labels["slide_id"]]].copy()
+    labels["path"] = [str((demo / "cohort" / p).resolve()) for p in labels["path"]]
+    calls = ["100%" if v >= 30 else "0%" for v in labels["stil"]]
+    assert 0 < calls.count("100%") < len(calls) >= 4
+    labels.assign(stil=calls)[["slide_id", "path", "stil"]].to_csv(tmp_path / "calls.csv", index=False)
+    for command in (("train", "-f", demo / "features", "-o", tmp_path / "m", "--folds", "1", "--epochs", "1"),
+                    ("evaluate", "--oof", demo / "model" / "cv" / "oof_predictions.csv", "-o", tmp_path / "e")):
+        r = run_cli(command[0], tmp_path / "calls.csv", *command[1:])
+        said = " ".join(r.stderr.split())
+        assert r.returncode == 1 and not (tmp_path / "m").exists() and not (tmp_path / "e").exists(), said
+        assert f"every sTIL label is 0 or 100 ({calls.count('100%')} slides 100, {calls.count('0%')} slides 0): they " \
+               "look like classes" in said, said
+    from weakstil.cohort_labels import refuse_class_labels
+
+    refuse_class_labels(tmp_path / "some.csv", pd.DataFrame({"stil": [0.0, 100.0, 0.0, 100.0, 35.0]}))  # percentages
