@@ -4,6 +4,8 @@
    they were new (below).
 2. A model folder copied without ``encoder/`` was refused blaming its training (``test_a_model_folder_...``).
 3. sTIL-high calls written as 0 % / 100 % were trained on as sTIL% (``test_yes_no_calls_...``).
+4. A cohort CSV whose ``group`` column is empty on every row (a template's, not filled in) was refused
+   with "Fix: correct or remove these rows" (``test_a_group_column_left_empty_...``).
 
 ``evaluate --model`` says when evaluated slides are training slides of the model (a warning, the plots'
 titles ``in-sample: N of M training slides``, ``training_slide`` in predictions.csv, ``n_training_slides``
@@ -100,3 +102,22 @@ def test_yes_no_calls_written_as_0_and_100_percent_are_refused(tmp_path, small_d
     from weakstil.cohort_labels import refuse_class_labels
 
     refuse_class_labels(tmp_path / "some.csv", pd.DataFrame({"stil": [0.0, 100.0, 0.0, 100.0, 35.0]}))  # percentages
+
+
+def test_a_group_column_left_empty_is_refused_with_its_fix(tmp_path, small_demo):
+    """A ``group`` column left empty (or ``NA``) on every row was refused row by row with "Fix: correct
+    or remove these rows": removing them would remove the cohort. The fix says to fill the column in or
+    to split by slide; one empty group among filled ones keeps the row fix."""
+    demo = small_demo[0]
+    labels = pd.read_csv(demo / "cohort" / "labels.csv", dtype={"slide_id": str})
+    labels = labels[[(demo / "features" / f"{s}.h5").is_file() for s in labels["slide_id"]]].copy()
+    labels["path"] = [str((demo / "cohort" / p).resolve()) for p in labels["path"]]
+    for name, groups in (("empty", [""] * len(labels)), ("na", ["NA"] * len(labels)),
+                         ("one", [""] + [f"c{i % 3}" for i in range(1, len(labels))])):
+        labels.assign(group=groups)[["slide_id", "path", "stil", "group"]].to_csv(tmp_path / f"{name}.csv", index=False)
+        r = run_cli("train", tmp_path / f"{name}.csv", "-f", demo / "features", "-o", tmp_path / "m", "--folds", "1")
+        said = " ".join(r.stderr.split())
+        assert r.returncode == 1 and not (tmp_path / "m").exists(), said
+        fixed = "Fix: fill in group (patient or centre), or pass --group-column none." in said
+        assert fixed == (name != "one"), said
+        assert ("remove these rows" in said) == (name == "one"), said
