@@ -289,7 +289,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     listings: dict[Path, dict[str, str]] = {}  # folder -> its file names, for paths typed in another case
     subfolders: dict[Path, list[Path]] = {}  # the CSV folder's subfolders, for bare file names
     from_cwd: list[tuple[int, str, str]] = []  # rows whose path is there only from the current folder
-    records, feature_problems, damaged_features, newer_features, locked_features = [], 0, 0, 0, 0
+    records, feature_problems, damaged_features, newer_features, locked_features, no_group = [], 0, 0, 0, 0, 0
     notation: list[tuple[int, str, str, float | None]] = []  # each kept row's label as written and as read
     for i, rec in enumerate(raw.to_dict("records")):
         row = i + 2  # line in the file: header is line 1
@@ -357,13 +357,11 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         unlabelled = stil_raw.strip().casefold() in NO_LABEL  # '', or R's / a spreadsheet's NA
         if why and (require_labels or not unlabelled):
             reasons.append(why)
-        group = sid
-        if group_col is not None:
-            group = str(rec[group_col]).strip()
-            if group == "":
-                reasons.append(f"{group_col} is empty")
-            elif group.casefold() in MISSING_GROUP:  # R's write.csv: every slide of unknown patient in one group 'NA'
-                reasons.append(f"{group_col} is {group!r}, a missing value (R's or a spreadsheet's), not a group")
+        group = sid if group_col is None else str(rec[group_col]).strip()
+        if group_col is not None and (group == "" or group.casefold() in MISSING_GROUP):  # R's write.csv: 'NA' for all
+            no_group += 1
+            reasons.append(f"{group_col} is empty" if group == "" else
+                           f"{group_col} is {group!r}, a missing value (R's or a spreadsheet's), not a group")
         fp = None
         if features_dir is not None and sid and "duplicate" not in " ".join(reasons):
             fp = feature_path(features_dir, sid, full)
@@ -397,6 +395,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                "embed these slides again (weakstil embed SLIDES --out FEATURES)" if damaged_features == n else
                "upgrade weakstil (a newer version wrote these feature files)" if newer_features == n else
                "make these feature files readable (chmod a+r FILES), or ask their owner" if locked_features == n else
+               f"fill in {group_col} (patient or centre), or pass --group-column none" if no_group == n and not records else
                "correct or remove these rows (paths are relative to the CSV's folder; damaged or stale features: "
                "embed those slides again)" if damaged_features else
                "correct or remove these rows (paths are relative to the CSV's folder)")

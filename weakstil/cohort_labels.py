@@ -79,11 +79,20 @@ def refuse_fraction_labels(csv_path: Path, table, percent_signed: bool = False) 
 
 
 def refuse_class_labels(csv_path: Path, table) -> None:
-    """Refuse a label column of only 0 and 1, both present, on 4 or more slides: sTIL-high yes/no
+    """Refuse a label column of only 0 and 1 (or 0 and 100), both present, on 4 or more slides: sTIL-high yes/no
     calls (a TCGA-style 'TIL high' column), not percentages. They were read as 0 % and 1 %, warned
     about as fractions to multiply by 100 (which makes them 0 and 100 %), and trained on: the model
     scored every slide under 1 %. A cohort whose slides are all scored 0 or 1 % is not one to train on."""
     labels = table["stil"].dropna()
+    if len(labels) >= 4 and labels.nunique() == 2 and labels.isin([0.0, 100.0]).all():
+        # the same calls as 0 % and 100 % (0/1 cells formatted as percentages export so): trained on
+        # without a word (8 demo slides: out-of-fold R² -0.89, MAE 68.6, exit 0); no slide's stroma is
+        # all lymphocytes
+        high = int((labels == 100.0).sum())
+        raise CohortError(f"every sTIL label is 0 or 100 ({high} slides 100, {len(labels) - high} slides 0): they look "
+                          "like classes (sTIL-high yes/no, e.g. 0/1 cells formatted as percentages), not percentages",
+                          path=csv_path, fix="give each slide's stromal TIL percentage, 0-100 (as a pathologist scores "
+                          "it, TILs Working Group method): a yes/no call cannot be regressed")
     if len(labels) < 4 or labels.nunique() < 2 or not labels.isin([0.0, 1.0]).all():
         return
     ones = int((labels == 1.0).sum())

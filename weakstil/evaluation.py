@@ -381,7 +381,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     labels. A prediction outside 0-100 (not an sTIL%) is refused, naming its row. The file's
     SHA-256 is recorded (a report of a model checks that these are its predictions), and when it
     lies in a model folder, that model and its sTIL-high threshold (the default ``threshold``)."""
-    from weakstil import evaluation_results as er
+    from weakstil import evaluation_results as er, insample
     from weakstil.cohort import id_mismatch_fix, read_cohort
     from weakstil.modeldir import ModelDir
     from weakstil.runtime import sha256_file
@@ -468,12 +468,16 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
             pass
         folds = int(table["fold"].nunique())
     out_dir = Path(out_dir)
+    seen = insample.training_slides_of_run(oof_path, table, predicted) if scored else None  # in-sample, as --model says
     write_predictions(table, out_dir / "predictions.csv", threshold)
     judged = er.interval_and_flag_metrics(table[predicted], pred.attrs.get("interval_level")) if scored else {}
-    return write_metrics(table[predicted].drop(columns=["status", "stil_lower", "stil_upper", "qc"], errors="ignore"),
-                         out_dir, threshold=threshold, title="weakstil score results" if scored else "out-of-fold",
+    title = f"weakstil score results, in-sample: {seen} of {int(predicted.sum())} training slides" if seen else \
+        "weakstil score results" if scored else "out-of-fold"
+    return write_metrics(table[predicted].drop(columns=["status", "stil_lower", "stil_upper", "qc", "training_slide"],
+                                               errors="ignore"), out_dir, threshold=threshold, title=title,
                          color_groups=cohort.group_column is not None, extra={
                              **judged, "mode": "results" if scored else "oof", "predictions": str(oof_path.resolve()),
+                             "n_training_slides": seen,
                              "folds": folds, "predictions_sha256": sha256_file(oof_path),
                              "model": str(owner[0].resolve()) if owner else None,
                              "model_sha256": owner[1].get("weights_sha256") if owner else None,

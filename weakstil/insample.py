@@ -10,12 +10,16 @@ slides whose feature files record no fingerprint, fall back to the slide ids.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pandas as pd
 
 from weakstil import csv_cells
 from weakstil.errors import WeakSTILError
 from weakstil.fingerprint import ATTR
+
+log = logging.getLogger("weakstil.evaluation")
 
 
 def training_slide_ids(model_dir: str | Path, meta: dict) -> set[str] | None:
@@ -83,3 +87,40 @@ def training_slides_among(fingerprint_of: dict[str, str], model_dir: str | Path,
 
     known = None if trained_on is None and not scans else {sid for sid in fingerprint_of if is_training(sid)}
     return known, renamed, trained_on is not None
+
+
+def training_slides_of_run(results_csv: Path, table, predicted) -> int | None:
+    """``evaluate --oof results.csv``: how many judged slides (``table`` rows where ``predicted``)
+    the model that scored them was trained on, by the model folder and scan fingerprint each
+    slide's score file records; ``None`` when no such model folder is still there with the same
+    weights. Sets ``table['training_slide']`` and warns, as ``evaluate --model`` does: a score run of
+    the training slides was judged without a word, its in-sample R² read as the model's on new slides."""
+    from weakstil.modeldir import ModelDir
+    from weakstil.results_check import score_attrs
+
+    by_model: dict[tuple[str, str], dict[str, str]] = {}
+    for sid in table.loc[predicted, "slide_id"].astype(str):
+        attrs = score_attrs(Path(results_csv).parent, sid)
+        if attrs.get("model_path"):
+            key = (str(attrs["model_path"]), str(attrs.get("model_id", "")).rpartition("@")[2])
+            by_model.setdefault(key, {})[sid] = str(attrs.get(ATTR) or "")
+    known: set[str] | None = None
+    for (folder, weights_id), fingerprint_of in by_model.items():
+        try:
+            meta = ModelDir(folder).read_meta()
+        except (WeakSTILError, OSError):
+            continue
+        if ModelDir(folder).model_id(meta).rpartition("@")[2] != weights_id:
+            continue  # the folder holds another model now: it says nothing of this run's
+        seen = training_slides_among(fingerprint_of, folder, meta)[0]
+        known = None if seen is None and known is None else (known or set()) | (seen or set())
+    if known is None:
+        return None
+    table["training_slide"] = pd.array([s in known if p else None for s, p in zip(table["slide_id"], predicted)],
+                                       dtype="boolean")
+    if known:
+        log.warning("%d of the %d judged slides are training slides of the model that scored them (%s%s): their "
+                    "metrics are in-sample and overstate its accuracy on new slides (R² is inflated); judge a "
+                    "run on held-out slides, or use 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv'",
+                    len(known), int(predicted.sum()), ", ".join(sorted(known)[:5]), " ..." if len(known) > 5 else "")
+    return len(known)

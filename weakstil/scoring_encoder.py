@@ -44,11 +44,14 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
         elif opts.encoder is not None or bundled is not None or "unknown encoder" not in exc.message:
             raise
         else:
+            # the folder cannot tell a model copied without its encoder/ from one trained without it: both
+            # are said (it blamed training alone, for a model folder copied without encoder/)
             raise WeakSTILError(f"the model was trained on features of the encoder '{name}' (weights "
-                                f"{str(recorded.get('weights_sha256'))[:12]}), not a built-in one, and does not "
-                                "bundle it (trained from features whose encoder folder was not found)",
-                                path=opts.model, fix="pass --encoder DIR: the 'weakstil pretrain' folder the "
-                                "features were made with") from None
+                                f"{str(recorded.get('weights_sha256'))[:12]}), not a built-in one, and has no "
+                                "encoder/ folder (copied without it, or trained from features whose encoder "
+                                "folder was not found)", path=opts.model,
+                                fix="copy the whole model folder again, with its encoder/, or pass --encoder DIR: "
+                                "the 'weakstil pretrain' folder the features were made with") from None
     recorded_card = recorded.get("card")
     if isinstance(recorded_card, dict):  # the features' stain normalisation (embed --stain-norm)
         from weakstil.embed import with_stain_norm
