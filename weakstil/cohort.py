@@ -391,7 +391,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         refuse_paths_from_cwd(csv_path, base, from_cwd, len(problems))
         n = len(problems)
         fix = ("embed these slides first (weakstil embed ... --out FEATURES) or pass the --features folder that "
-               "holds them" if feature_problems == n else
+               "holds them; take a slide embed refused (unreadable, no tissue) out of the CSV" if feature_problems == n else
                "embed these slides again (weakstil embed SLIDES --out FEATURES)" if damaged_features == n else
                "upgrade weakstil (a newer version wrote these feature files)" if newer_features == n else
                "make these feature files readable (chmod a+r FILES), or ask their owner" if locked_features == n else

@@ -30,8 +30,9 @@ from weakstil.pipeline_paths import with_path_hint
 from weakstil.fingerprint import slide_fingerprint
 from weakstil.pipeline_yaml import read_config_yaml
 from weakstil.pipeline_reruns import given_mpps, group_column_of, mpp_sources, stale_without_records, unoutlined_warning
-from weakstil.pipeline_settings_check import (WorkflowConfig, check_cohort_slides, check_detector_setting, one_error,
-                                              score_slide_files, settings_problems, unusable_score_slides, yaml_nulls)
+from weakstil.pipeline_settings_check import (WorkflowConfig, check_detector_setting, one_error, score_slide_files,
+                                              settings_problems, yaml_nulls)
+from weakstil.pipeline_slide_files import check_cohort_slides, unusable_score_slides
 from weakstil.slurm_cluster import Cluster, JobRequest, Problem, check_request, partition_memory_mb, unusable_warning
 
 log = logging.getLogger(__name__)
@@ -383,7 +384,7 @@ def check_workflow(config: dict):
         from weakstil.slide import slide_id_from_path
         names = [*cohort.slide_ids, *map(slide_id_from_path, cohort.table["path"])]
         run(check_tumorbed, config, names, needs=("annotations", "tumorbed"))
-        run(check_cohort_slides, config, cohort.table, cohort.csv_path, needs=("slide_mpp",))  # + its mpp column
+        run(check_cohort_slides, config, cohort.table, cohort.csv_path, needs=("slide_mpp", "mpp"))  # + its mpp column
         run(score_slide_files, config, cohort.table["path"], cohort.slide_ids, needs=("score_slides",))  # no clashes
     run(check_encoder, config, needs=("encoder", "weights"))
     problems.update({f"slurm.{i}": p for i, p in enumerate(run(slurm_problems, config, needs=("slurm",)) or [])})

@@ -443,52 +443,6 @@ def score_slide_files(config: dict, cohort_paths, cohort_ids=None) -> tuple[dict
     return files, list(dict.fromkeys(score)), cohort
 
 
-def _read_mpp(path: str) -> tuple[bool, str | None]:
-    """(the slide states no µm/px, why it cannot be opened or None); opened, not read."""
-    from weakstil.slide_backend import open_backend
-
-    try:
-        backend = open_backend(path)
-    except WeakSTILError as exc:
-        return False, exc.message
-    except Exception as exc:
-        return False, f"cannot be opened ({type(exc).__name__}: {exc})"
-    try:
-        return backend.mpp is None, None
-    finally:
-        backend.close()
-
-
-def check_cohort_slides(config: dict, table, csv_path=None) -> None:
-    """Every cohort slide (``table``, the cohort reader's) opens and states its µm/px, or its CSV's ``mpp`` or
-    ``slide_mpp`` gives it, as score slides are checked: a bad one would fail its tile job, and training, later."""
-    from weakstil.slide_list import cohort_mpps
-    slide_mpp, listed = config.get("slide_mpp"), cohort_mpps(csv_path, table) if csv_path else {}
-    bad = []
-    for path in table["path"]:
-        no_mpp, why = _read_mpp(str(path))
-        if why or (no_mpp and slide_mpp in (None, "") and os.path.abspath(str(path)) not in listed):
-            bad.append(f"{path} ({why or 'states no microns-per-pixel and slide_mpp is null'})")
-    if bad:
-        raise WeakSTILError(f"{len(bad)} cohort slide{'s' if len(bad) > 1 else ''} cannot be tiled: {'; '.join(bad)}",
-                            path=config.get("cohort"), fix="replace or remove those rows; for slides stating no "
-                            "µm/px write each one's in an mpp column of the CSV, or set slide_mpp for them all")
-
-
-def unusable_score_slides(config: dict, files: dict[str, str], score_keys: list[str],
-                          cohort_keys: list[str]) -> tuple[set[str], dict[str, str]]:
-    """(the slides whose files state no µm/px, when ``slide_mpp`` is set: it goes to them alone; the
-    score slides outside the cohort that cannot be tiled -> why: they get no per-slide jobs, and
-    the scoring gives them an error row). Each slide file is opened, not read."""
-    slide_mpp = config.get("slide_mpp")
-    checked = {k: _read_mpp(path) for k, path in files.items()
-               if k in score_keys and k not in cohort_keys or slide_mpp is not None}
-    no_mpp = {k for k, (none, _) in checked.items() if none} if slide_mpp is not None else set()
-    unusable = {k: why or "states no microns-per-pixel and slide_mpp is null" for k, (none, why) in checked.items()
-                if k in score_keys and k not in cohort_keys and (why or (none and slide_mpp is None))}
-    return no_mpp, unusable
-
-
 def embed_threads(threads: int, device: object, gpu: bool) -> tuple[int, int]:
     """(decode workers, torch threads) of an embed job of ``threads`` CPUs (its Snakemake threads,
     SLURM's cpus-per-task), split as ``weakstil embed`` splits a machine's cores: left to itself it

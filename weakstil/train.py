@@ -25,7 +25,8 @@ from weakstil.cohort import Cohort, read_cohort
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.evaluation import write_metrics, write_predictions, write_tile_scores
 from weakstil.metrics import fmt
-from weakstil.train_labels import label_summary, warn_band_errors, warn_small_training_folds, warn_whole_tissue
+from weakstil.train_labels import (label_summary, scan_record, warn_band_errors, warn_group_errors,
+                                   warn_small_training_folds, warn_whole_tissue)
 from weakstil.modeldir import ModelDir
 from weakstil.settings import STIL_THRESHOLD
 
@@ -247,6 +248,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
 
     check_features_current(bank.identity, bool(cfg.tile_stats) or cfg.stroma_weight == StromaWeight.ESTIMATE.value,
                            cohort.feature_paths(features_dir)[0], len(cohort))
+    scans = scan_record(cohort.feature_paths(features_dir), cohort.slide_ids, csv_path)
     bank.to_device(resolve_device(cfg.device))
     labels = cohort.labels.astype(np.float32)
     if len(labels) > 1 and float(np.ptp(labels)) < 1.0:
@@ -295,6 +297,8 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                      fmt(metrics["pearson_r"]), metrics["mae"], threshold,
                      fmt(next(c["auc"] for c in metrics["classification"] if c["threshold"] == threshold)))
             warn_band_errors(metrics["error_by_band"], csv_path)
+            if by_group := warn_group_errors(pred, cohort.group_column, csv_path):  # a centre scored off the rest
+                cv_summary["error_by_group"] = by_group
             final = fit(bank, labels, np.arange(len(bank)), None, cfg, seed=cfg.seed, epochs=final_epochs,
                         stage="final", on_epoch=on_epoch)
             how = f"all {len(bank)} slides for {final_epochs} epochs " + (
@@ -322,6 +326,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             "cross_validation": cv_summary or None, "load_seconds": round(t_load, 2),
             "train_seconds": round(duration, 2),
             # where each slide's tumour bed came from (a model trained on other beds scores otherwise)
+            "scans": scans or None,  # the scan resolutions learnt from (upsampled slides, given µm/px)
             "tumorbeds": beds.record() if beds is not None and beds.given else
             {"slides": {"given by the caller": len(bank)}} if tumorbeds is not None else
             _feature_file_beds(cohort.feature_paths(features_dir)),

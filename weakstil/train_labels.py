@@ -21,6 +21,9 @@ log = logging.getLogger("weakstil.train")
 #: Mean under-scoring (points) of the highest band holding 2 or more slides that is warned about.
 UNDER_SCORING_WARN = 10.0
 
+#: The fewest slides of a group (a centre) whose out-of-fold error is given on its own.
+GROUP_MIN_SLIDES = 3
+
 
 def label_summary(labels) -> dict[str, object]:
     """n, min, median, max and the slides per true-sTIL% band of the labels trained on."""
@@ -45,6 +48,34 @@ def warn_band_errors(rows: list[dict[str, object]], csv_path) -> None:
                     "average (MAE %.1f): the model pulls sTIL-high slides towards the cohort's mean; its scores "
                     "there are low (more sTIL-high slides in training help)", csv_path, r["n"], r["band"],
                     -r["bias"], r["mae"])
+
+
+def warn_group_errors(pred, group_column: str | None, csv_path) -> list[dict[str, object]]:
+    """The out-of-fold error (n, MAE, bias) of each group of :data:`GROUP_MIN_SLIDES` or more slides (a
+    centre; a patient's one or two slides say little), logged when two or more such groups are there, and
+    a warning for a group whose bias is :data:`UNDER_SCORING_WARN` or more points off the groups' median.
+    Hunt 37h: 4 centres, leave-centre-out; one centre's 3 slides (other scanners, other tissue) came out
+    +30.7 points on average, the others -5.2 to +7.8, and only `cv/oof_predictions.csv`, row by row, showed it."""
+    if not group_column or not len(pred):
+        return []
+    err = pred["stil_pred"].astype(float) - pred["stil_true"].astype(float)
+    groups = pred["group"].astype(str)
+    rows = [{"group": g, "n": int((groups == g).sum()), "mae": round(float(err[groups == g].abs().mean()), 4),
+             "bias": round(float(err[groups == g].mean()), 4)}
+            for g in sorted(set(groups)) if (groups == g).sum() >= GROUP_MIN_SLIDES]
+    if len(rows) < 2:
+        return []
+    log.info("cross-validation by %s: %s", group_column, "; ".join(
+        f"{r['group']}: {r['n']} slides, MAE {r['mae']:.1f}, bias {r['bias']:+.1f}" for r in rows))
+    typical = float(np.median([r["bias"] for r in rows]))  # the median: one centre far off moves it least
+    for r in rows:
+        if abs(r["bias"] - typical) >= UNDER_SCORING_WARN:
+            log.warning("%s: %s %r: its %d slides are scored %.1f points %s their labels on average out of fold, the "
+                        "groups' median %+.1f: its slides differ from the rest (stain, scanner, tissue) or its labels "
+                        "were scored another way; check them before trusting scores of slides like them (more of "
+                        "its slides in training help)", csv_path, group_column, r["group"], r["n"], abs(r["bias"]),
+                        "above" if r["bias"] > 0 else "below", typical)
+    return rows
 
 
 def warn_small_training_folds(folds, groups, csv_path) -> None:
@@ -83,3 +114,46 @@ def warn_whole_tissue(n_tissue: int, n: int, csv_path) -> None:
                 "tissue, while an sTIL%% label counts the stroma inside the tumour bed only; the stroma outside "
                 "it pulls sTIL-high slides' scores down; give their beds (--annotations DIR, --tumorbed DIR or "
                 "--tumorbed-beds DIR)", csv_path, n_tissue, n)
+
+
+def scan_record(paths, slide_ids: list[str], csv_path) -> dict[str, object]:
+    """The scans the model learns from, for ``model.json``'s ``training.scans``: the µm/px they were
+    read at, each slide's scan resolution where it was not the file's own (an ``mpp`` column, ``--slide-mpp``)
+    and the slides read upsampled (``embed --allow-upsample``), whose tiles hold less detail than the
+    rest's; logged, and the upsampled ones warned about. Hunt 37h: a cohort of 0.25, 0.5, 1 and 2 µm/px
+    scans, two of them read upsampled 2x and 4x and two at a CSV's mpp, trained without a word on any of it,
+    and model.json recorded none of it (only the features' own files, which a re-embed replaces)."""
+    from weakstil.files import FeaturesFile
+
+    read_at, given, upsampled, scans = None, {}, {}, []
+    for sid, path in zip(slide_ids, paths):
+        attrs = FeaturesFile.read_header(path)[0]
+        mpp, scan = attrs.get("mpp"), attrs.get("slide_mpp")
+        if mpp is None or scan is None:  # (features of an older weakstil record no scan)
+            continue
+        read_at, scan = float(mpp), float(scan)
+        scans.append(scan)
+        if attrs.get("slide_mpp_source") == "override":
+            given[sid] = round(scan, 4)
+        if scan > read_at * 1.1:  # the tiler's tolerance: within 10 % is read as it is
+            upsampled[sid] = round(scan / read_at, 2)
+    if not scans:
+        return {}
+    record = {"mpp": read_at, "slide_mpp_min": round(min(scans), 4), "slide_mpp_max": round(max(scans), 4),
+              "slide_mpp_given": given, "upsampled": upsampled}
+    log.info("scans: %d slides at %.4g-%.4g µm/px, read at %.4g; %d at the µm/px their file states%s",
+             len(scans), min(scans), max(scans), read_at, len(scans) - len(given),
+             f", {len(given)} at a given one ({_names(given)})" if given else "")
+    if upsampled:
+        log.warning("%s: %d of the %d slides were scanned coarser than the %.4g µm/px they are read at and are "
+                    "trained on upsampled (%s; embedded with --allow-upsample): their tiles hold less detail than "
+                    "the others', so the model learns their blur with their labels; leave them out of the cohort "
+                    "CSV, or use finer scans of them", csv_path, len(upsampled), len(scans), read_at,
+                    _names({k: f"{v:g}x" for k, v in upsampled.items()}))
+    return record
+
+
+def _names(values: dict) -> str:
+    """``A 2x, B 4x, ...``: the first five of ``values``."""
+    shown = [f"{k} {v}" for k, v in list(values.items())[:5]]
+    return ", ".join(shown) + (", ..." if len(values) > 5 else "")
