@@ -279,6 +279,15 @@ def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig,
                  fix="lower --crop-px or --batch-size (or --tiles-per-slide)")
 
 
+def _licence(card: EncoderCard, init_source: str, init_path: Path | None) -> str:
+    """The written card's licence: a run from weights keeps their terms (UNI's bind its fine-tune). A run
+    from an earlier pretrain folder keeps that card's licence; it was 'your own weights', so UNI's
+    non-commercial terms were lost at the second run, as were a card's own when given --weights FILE."""
+    if init_path is None:
+        return f"your own weights (architecture of {card.name})"
+    return card.licence if card.base else f"{card.licence} (derived from {init_source})"
+
+
 def card_name_for(out_dir: Path, base: str) -> str:
     name = re.sub(r"[^A-Za-z0-9_.+\-]", "-", out_dir.resolve().name).strip("-.") or f"{base}-simclr"
     return name if re.match(r"^[A-Za-z0-9]", name) else f"{base}-{name}"
@@ -460,8 +469,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                 f"{n_tiles} tiles of {len(slide_ids)} slide(s) ({done} steps)", hub_id=None, gated=False,
                 weights_sha256=sha, base=card.base or card.name, training=training, status="ok",
                 mpp=float(cfg.mpp or card.mpp),  # the resolution it was trained at (7A #4: it kept the base's)
-                licence=f"{card.licence} (derived from {init_source})" if card.hub_id and init_path is not None
-                else f"your own weights (architecture of {card.name})", notes="")  # UNI's terms bind its fine-tune
+                licence=_licence(card, init_source, init_path), notes="")
     base.pop("hub_id", None)
     new_card = EncoderCard.from_dict(base)
     with atomic_path(out_dir / CARD_FILE) as tmp:
