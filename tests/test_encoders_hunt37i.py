@@ -9,6 +9,8 @@
   ``model_kwargs: {img_size: 200}``) embedded with exit 0: its strided patch convolution left out the last
   8 px of every tile's 200. With ``dynamic_img_size: true`` it failed, but told to set ``dynamic_img_size:
   true``. Both now refuse before any slide is read, naming the patch and the input sizes that fit.
+  ``pretrain`` with such a ViT (``dynamic_img_size``) and a ``--crop-px`` its patch does not divide (72 at 16 px)
+  read the slides, then failed with 'unexpected AssertionError ... this is a bug in weakstil'; now exit 2 first.
 * ``pretrain`` wrote ``licence: your own weights`` on a run started from weights whose card was no hub card:
   a second run from a ``pretrain -e uni`` folder (UNI's CC-BY-NC-ND terms dropped at the second generation),
   or a card with its own licence given ``--weights FILE``. The written card keeps the terms now.
@@ -94,6 +96,17 @@ def test_a_vit_whose_patch_does_not_divide_its_input_is_refused(tmp_path, kwargs
 
     enc = create_encoder(fixed, weights="random")  # the fix named runs
     assert activation_cost(enc.model, 168, 168, card=enc.card).total_per_px > 0
+
+
+def test_pretrain_with_a_crop_the_vit_patch_does_not_divide_is_refused_before_any_slide(tmp_path):
+    card = _card(tmp_path / "vit.yaml", model="test_vit", px=160, dim=64)  # dynamic_img_size: any whole patches
+    r = run_cli("pretrain", _slide(tmp_path), "-o", tmp_path / "p", "-e", card, "--weights", "random", "--steps", 1,
+                "--batch-size", 4, "--tiles-per-slide", 4, "--crop-px", 72, "--threads", 1, "--workers", 1)
+    assert r.returncode == 2, r.stderr  # was 1 after the slides were read: 'unexpected AssertionError: Input
+    assert r.stderr.strip().splitlines()[-1] == (  # height (72) should be divisible ... this is a bug in weakstil'
+        "error: encoder 'mine' (test_vit) cuts its input into 16 px patches, which do not divide --crop-px 72. "
+        "Fix: pass --crop-px 64 or 80.") and "sampled" not in r.stderr
+    assert not (tmp_path / "p").exists()
 
 
 def test_pretrain_keeps_the_licence_of_the_weights_it_started_from(tmp_path):

@@ -253,7 +253,7 @@ def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig,
                           device: Any) -> None:
     """Refuse settings whose batch x crop needs more memory than the machine has (one line with
     the estimate, the memory available and the fix), before any slide is read."""
-    from weakstil.resources import PROBE_PX, InputSizeError, activation_cost, check_memory, pretrain_bytes
+    from weakstil.resources import PROBE_PX, InputSizeError, activation_cost, check_memory, patch_px, pretrain_bytes
 
     if cfg.batch_size < settings.PRETRAIN_BATCH_MIN:
         raise UsageError(f"--batch-size {cfg.batch_size} is too small: SimCLR contrasts each tile with the other "
@@ -272,6 +272,11 @@ def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig,
         activation_cost(backbone, card.input_px, card=card)  # the card's own size fails too: the card's error
         raise UsageError(f"encoder '{card.name}' ({card.model}) takes only its {card.input_px} px input, not "
                          f"--crop-px {cfg.crop_px} ({exc.reason})", fix=f"pass --crop-px {card.input_px}") from None
+    step = patch_px(backbone)  # a ViT of any input size still takes whole patches: it failed after the slides were
+    if step and cfg.crop_px % step:  # read, as 'unexpected AssertionError ... this is a bug in weakstil'
+        fits = sorted({max(step, cfg.crop_px - cfg.crop_px % step), cfg.crop_px - cfg.crop_px % step + step})
+        raise UsageError(f"encoder '{card.name}' ({card.model}) cuts its input into {step} px patches, which do not "
+                         f"divide --crop-px {cfg.crop_px}", fix=f"pass --crop-px {' or '.join(map(str, fits))}")
     n_params = sum(p.numel() for p in backbone.parameters())
     check_memory(pretrain_bytes(cost, batch, cfg.crop_px, n_tiles, tile_px, n_params), device,
                  what=f"pretraining with --batch-size {batch} and --crop-px {cfg.crop_px} "

@@ -116,17 +116,23 @@ def activation_cost(model: Any, px: int = PROBE_PX, fallback_px: int | None = No
         from None
 
 
+def patch_px(model: Any) -> int | None:
+    """The patch side of a ViT that does not pad its input to whole patches; None for other networks."""
+    embed = getattr(model, "patch_embed", None)
+    patch = getattr(embed, "patch_size", None)
+    if not isinstance(patch, (tuple, list)) or not patch or getattr(embed, "dynamic_img_pad", False):
+        return None
+    return int(patch[-1]) if int(patch[-1]) > 1 else None
+
+
 def _check_patch_grid(model: Any, card: Any) -> None:
     """Refuse a ViT whose patch does not divide its card's input: its patch embedding (a strided
     convolution) dropped the last rows and columns of every tile without a word (vit_tiny_patch16 at
     ``img_size: 200``: 8 px of 200), and with ``dynamic_img_size`` the fix named was that very setting."""
     embed = getattr(model, "patch_embed", None)
-    patch = getattr(embed, "patch_size", None)
-    if not isinstance(patch, (tuple, list)) or not patch or getattr(embed, "dynamic_img_pad", False):
-        return
-    step, px = int(patch[-1]), card.input_px
+    step, px = patch_px(model), card.input_px
     fixed = getattr(embed, "img_size", None) if getattr(embed, "strict_img_size", False) else None
-    if step > 1 and px % step and (fixed is None or tuple(fixed)[-1] == px):  # another fixed size: the probe says it
+    if step and px % step and (fixed is None or tuple(fixed)[-1] == px):  # another fixed size: the probe says it
         from weakstil.encoders.factory import _where
 
         near = sorted({max(step, px - px % step), px - px % step + step})
