@@ -14,6 +14,8 @@
 * ``pretrain`` wrote ``licence: your own weights`` on a run started from weights whose card was no hub card:
   a second run from a ``pretrain -e uni`` folder (UNI's CC-BY-NC-ND terms dropped at the second generation),
   or a card with its own licence given ``--weights FILE``. The written card keeps the terms now.
+* ``--encoder resnet18`` (a timm architecture, with ``--weights FILE``) was only "unknown encoder" and the
+  list of built-in cards; it now names the card to write, with timm's input size and mean/std for it.
 * ``--weights ""`` (an unset shell variable) was '.: is a directory, not a weights file' (exit 1); it is now
   the usage line of every empty path (exit 2).
 """
@@ -138,3 +140,12 @@ def test_empty_weights_is_a_usage_error(tmp_path):
     r = run_cli("embed", tmp_path / "x.tiff", "-o", tmp_path / "f", "-e", "small-cnn", "--weights", "")
     assert r.returncode == 2  # was 1: '.: is a directory, not a weights file'
     assert "--weights is empty (an unset shell variable?)" in r.stderr
+
+
+def test_a_timm_architecture_given_as_the_encoder_is_told_the_card_to_write(tmp_path):
+    r = run_cli("embed", tmp_path / "x.tiff", "-o", tmp_path / "f", "-e", "resnet18", "--weights", tmp_path / "w.pth")
+    assert r.returncode == 2  # was "unknown encoder 'resnet18'" and the list of built-in cards
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: resnet18: is a timm architecture, not an encoder card. Fix: write a card.yaml ("
+                           "name: my-resnet18, source: timm, model: resnet18, input_px: 224, mpp, mean: [0.485, 0.456, ")
+    assert line.endswith("and pass --encoder CARD.yaml --weights FILE.") and not (tmp_path / "f").exists()
