@@ -253,7 +253,7 @@ def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig,
                           device: Any) -> None:
     """Refuse settings whose batch x crop needs more memory than the machine has (one line with
     the estimate, the memory available and the fix), before any slide is read."""
-    from weakstil.resources import PROBE_PX, InputSizeError, activation_cost, check_memory, pretrain_bytes
+    from weakstil.resources import PROBE_PX, InputSizeError, activation_cost, check_memory, patch_px, pretrain_bytes
 
     if cfg.batch_size < settings.PRETRAIN_BATCH_MIN:
         raise UsageError(f"--batch-size {cfg.batch_size} is too small: SimCLR contrasts each tile with the other "
@@ -272,11 +272,25 @@ def check_pretrain_memory(backbone: Any, card: EncoderCard, cfg: PretrainConfig,
         activation_cost(backbone, card.input_px, card=card)  # the card's own size fails too: the card's error
         raise UsageError(f"encoder '{card.name}' ({card.model}) takes only its {card.input_px} px input, not "
                          f"--crop-px {cfg.crop_px} ({exc.reason})", fix=f"pass --crop-px {card.input_px}") from None
+    step = patch_px(backbone)  # a ViT of any input size still takes whole patches: it failed after the slides were
+    if step and cfg.crop_px % step:  # read, as 'unexpected AssertionError ... this is a bug in weakstil'
+        fits = sorted({max(step, cfg.crop_px - cfg.crop_px % step), cfg.crop_px - cfg.crop_px % step + step})
+        raise UsageError(f"encoder '{card.name}' ({card.model}) cuts its input into {step} px patches, which do not "
+                         f"divide --crop-px {cfg.crop_px}", fix=f"pass --crop-px {' or '.join(map(str, fits))}")
     n_params = sum(p.numel() for p in backbone.parameters())
     check_memory(pretrain_bytes(cost, batch, cfg.crop_px, n_tiles, tile_px, n_params), device,
                  what=f"pretraining with --batch-size {batch} and --crop-px {cfg.crop_px} "
                       f"({n_tiles} tiles of {tile_px} px in memory)",
                  fix="lower --crop-px or --batch-size (or --tiles-per-slide)")
+
+
+def _licence(card: EncoderCard, init_source: str, init_path: Path | None) -> str:
+    """The written card's licence: a run from weights keeps their terms (UNI's bind its fine-tune). A run
+    from an earlier pretrain folder keeps that card's licence; it was 'your own weights', so UNI's
+    non-commercial terms were lost at the second run, as were a card's own when given --weights FILE."""
+    if init_path is None:
+        return f"your own weights (architecture of {card.name})"
+    return card.licence if card.base else f"{card.licence} (derived from {init_source})"
 
 
 def card_name_for(out_dir: Path, base: str) -> str:
@@ -460,8 +474,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
                 f"{n_tiles} tiles of {len(slide_ids)} slide(s) ({done} steps)", hub_id=None, gated=False,
                 weights_sha256=sha, base=card.base or card.name, training=training, status="ok",
                 mpp=float(cfg.mpp or card.mpp),  # the resolution it was trained at (7A #4: it kept the base's)
-                licence=f"{card.licence} (derived from {init_source})" if card.hub_id and init_path is not None
-                else f"your own weights (architecture of {card.name})", notes="")  # UNI's terms bind its fine-tune
+                licence=_licence(card, init_source, init_path), notes="")
     base.pop("hub_id", None)
     new_card = EncoderCard.from_dict(base)
     with atomic_path(out_dir / CARD_FILE) as tmp:

@@ -93,6 +93,8 @@ def activation_cost(model: Any, px: int = PROBE_PX, fallback_px: int | None = No
     that only take their own input size (ViTs) are measured at ``fallback_px``. A network that runs
     on neither raises :class:`InputSizeError`: with ``card`` (an encoder card whose ``input_px`` was
     probed), one naming the card and its fix."""
+    if card is not None:
+        _check_patch_grid(model, card)
     try:
         return _activation_cost(model, px)
     except Exception as exc:  # noqa: BLE001 - e.g. a ViT's fixed position embedding
@@ -112,6 +114,34 @@ def activation_cost(model: Any, px: int = PROBE_PX, fallback_px: int | None = No
                                  "model_kwargs dynamic_img_size: true)") from None
     raise InputSizeError(f"the network does not run on {last} px inputs ({reason})", px=last, reason=reason) \
         from None
+
+
+def patch_px(model: Any) -> int | None:
+    """The patch side of a ViT that does not pad its input to whole patches; None for other networks."""
+    embed = getattr(model, "patch_embed", None)
+    patch = getattr(embed, "patch_size", None)
+    if not isinstance(patch, (tuple, list)) or not patch or getattr(embed, "dynamic_img_pad", False):
+        return None
+    return int(patch[-1]) if int(patch[-1]) > 1 else None
+
+
+def _check_patch_grid(model: Any, card: Any) -> None:
+    """Refuse a ViT whose patch does not divide its card's input: its patch embedding (a strided
+    convolution) dropped the last rows and columns of every tile without a word (vit_tiny_patch16 at
+    ``img_size: 200``: 8 px of 200), and with ``dynamic_img_size`` the fix named was that very setting."""
+    embed = getattr(model, "patch_embed", None)
+    step, px = patch_px(model), card.input_px
+    fixed = getattr(embed, "img_size", None) if getattr(embed, "strict_img_size", False) else None
+    if step and px % step and (fixed is None or tuple(fixed)[-1] == px):  # another fixed size: the probe says it
+        from weakstil.encoders.factory import _where
+
+        near = sorted({max(step, px - px % step), px - px % step + step})
+        raise InputSizeError(f"encoder '{card.name}' ({card.model}) cuts its card's {px} px input into {step} px "
+                             f"patches, which do not divide it: the last {px % step} px of every tile would be left "
+                             "out", px=px, reason=f"{px} px is not a multiple of the {step} px patch",
+                             path=_where(card), fix=f"set input_px to a multiple of {step} in the card ("
+                             f"{' or '.join(map(str, near))}, with model_kwargs img_size the same), or add "
+                             "model_kwargs dynamic_img_pad: true to pad the tiles")
 
 
 def _activation_cost(model: Any, px: int, in_channels: int = 3) -> ActivationCost:

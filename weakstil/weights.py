@@ -69,3 +69,22 @@ def training_checkpoint_fix(state: Any, path: Any) -> str | None:
     return (f"its weights are under 'state_dict'{f' with the prefix {prefix!r}' if prefix else ''}: save them alone, "
             f"sd = torch.load({str(path)!r}, weights_only=True)['state_dict']; torch.save({keep}, 'encoder.pth'), "
             "and pass --weights encoder.pth")
+
+
+def drop_unused_head(model: Any, own: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` without its classifier head when that head is all that does not match: the card builds the
+    timm network with ``num_classes: 0`` (features, no logits), so a fine-tuned classifier's checkpoint
+    (resnet's ``fc.*``, a ViT's ``head.*``, named by timm's ``pretrained_cfg['classifier']``) holds the encoder
+    whole; timm's own ``pretrained=True, num_classes=0`` drops it too. It was refused as '2 unexpected
+    key(s) (fc.bias, fc.weight). Fix: pass the weights made for this encoder card'."""
+    import logging
+
+    names = (getattr(model, "pretrained_cfg", None) or {}).get("classifier") or ()
+    names = (names,) if isinstance(names, str) else tuple(names)
+    missing, unexpected, _ = state_dict_diff(own, state)
+    head = [k for k in unexpected if k.startswith(tuple(f"{n}." for n in names))]
+    if not head or missing or len(head) < len(unexpected):
+        return state
+    logging.getLogger(__name__).info("the weights' classifier head (%s) is not part of the encoder: left out",
+                                     ", ".join(head[:4]))
+    return {k: v for k, v in state.items() if k not in head}

@@ -139,11 +139,13 @@ class FlagHelpCommand(TyperCommand):
 def _empty_path(params: list, opts: dict) -> str | None:
     """The line for a path given as an empty string (``--out "$OUT"`` with ``OUT`` unset): read as
     ``.``, it wrote results.csv, heatmaps and caches into the current folder (exit 0), took the
-    current folder as ``--features`` or ``--annotations`` (hunt 27a). Every argument is a path."""
+    current folder as ``--features`` or ``--annotations`` (hunt 27a). Every argument is a path, and so is
+    ``--weights`` (a file or 'random': empty, it was '.: is a directory, not a weights file', exit 1)."""
     for param in params:
         values = opts.get(param.name)
         values = values if isinstance(values, (list, tuple)) else [values]
-        is_path = param.param_type_name == "argument" or "Path" in str(getattr(param, "bare_type", str)())
+        is_path = param.param_type_name == "argument" or "Path" in str(getattr(param, "bare_type", str)()) or \
+            param.name == "weights"
         if is_path and any(isinstance(v, str) and not v.strip() for v in values):
             name = param.opts[0] if param.param_type_name == "option" else param.name.upper()
             return (f"{name} is empty (an unset shell variable?), which would be read as the current folder. "

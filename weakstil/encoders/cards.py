@@ -253,6 +253,8 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
         raise UnknownEncoderError("no such card file or encoder folder", path=text,
                                   fix="check the path, or use a built-in encoder name: " + ", ".join(names))
     near = _near_name(text, names)
+    if not near:
+        _refuse_timm_name(text)
     raise UnknownEncoderError(f"unknown encoder {text!r}" + (f" (did you mean {near!r}?)" if near else ""), path=None,
                               fix=f"pass --encoder {near} (or a 'weakstil pretrain' output directory or a card.yaml "
                                   "file)" if near else
@@ -329,6 +331,26 @@ def weights_path_problem(path: Path) -> tuple[str, str]:
                 "read from the Hugging Face cache: docs/encoders.md), or pass a downloaded weights file")
     return ("is a directory, not a weights file" if path.is_dir() else "weights file not found",
             "check the --weights path (a .safetensors file; a 'weakstil pretrain' folder goes to --encoder)")
+
+
+def _refuse_timm_name(text: str) -> None:
+    """``--encoder resnet18`` (a timm architecture, the natural try with ``--weights FILE``) is no card: the
+    card to write, with timm's input size and mean/std for it. It was only 'unknown encoder' and the list."""
+    try:
+        import timm
+        from timm.models import get_pretrained_cfg
+
+        if not timm.is_model(text):
+            return
+        cfg = get_pretrained_cfg(text)
+    except Exception:  # noqa: BLE001 - no timm, or a name it cannot parse: the generic line
+        return
+    size = f"input_px: {cfg.input_size[-1]}" if cfg and cfg.input_size else "input_px"
+    norm = f"mean: {list(cfg.mean)}, std: {list(cfg.std)}" if cfg and cfg.mean and cfg.std else "mean, std"
+    raise UnknownEncoderError(
+        "is a timm architecture, not an encoder card", path=text,
+        fix=f"write a card.yaml (name: my-{text.split('.')[0]}, source: timm, model: {text.split('.')[0]}, {size}, "
+            f"mpp, {norm}, embed_dim: docs/encoders.md) and pass --encoder CARD.yaml --weights FILE")
 
 
 def _refuse_hub_id(text: str) -> None:

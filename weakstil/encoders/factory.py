@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card, weights_path_problem
-from weakstil.errors import WeakSTILError
-from weakstil.errors import short_reason as _short
+from weakstil.errors import WeakSTILError, short_reason as _short
 from weakstil.runtime import lfs_pointer_note, resolve_device, sha256_bytes, sha256_file  # noqa: F401 (re-exported)
 from weakstil.weights_id import file_sha256, sha256_state_dict, sha256_tensors
 
@@ -305,9 +304,10 @@ def load_state_dict_strict(model: torch.nn.Module, state: dict[str, torch.Tensor
             except Exception as exc:  # a foreign checkpoint can trip the converter
                 raise EncoderError(f"weights for {what} cannot be converted ({_short(exc)})", path=path,
                                    fix="pass the matching weights for this encoder") from None
-    from weakstil.weights import kind_mismatches, resampled_keys, state_dict_diff
+    from weakstil.weights import drop_unused_head, kind_mismatches, resampled_keys, state_dict_diff
 
     own = model.state_dict()
+    state = drop_unused_head(model, own, state)
     missing, unexpected, shape = state_dict_diff(own, state)
     shapes = {k: tuple(state[k].shape) for k in shape}
     if state is not raw:
