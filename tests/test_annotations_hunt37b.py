@@ -93,3 +93,27 @@ def test_an_artefact_class_drawn_in_the_tumour_is_cut_out_as_necrosis_is(tmp_pat
     (path := tmp_path / "S1.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
         feature(0, 1000, "Tumor"), feature(200, 600, name)]}))
     assert load_polygons(path).area == pytest.approx(1e6 - 400**2)  # (old: 1e6 for all but Necrosis)
+
+
+@pytest.mark.parametrize("name", ["S1.png", "S1_tumorbed.npy", "S1.npz"])
+def test_a_mask_image_named_for_the_slide_is_named_with_how_to_convert_it(tmp_path, name):
+    """Helper h37j (the checker's walk, issue 14): another generator's exact beds come as mask images or
+    arrays (``S1_tumorbed.png`` at 4 µm/px). Given as ``--annotations``, they were passed over without a word:
+    ``score``/``tumorbed apply`` gave the slide the detector's bed (or the whole tissue), and ``tumorbed train``
+    said "no slide has both cached features and an annotation. Fix: name annotation files <slide_id>.geojson".
+    Now the file is named as a mask WeakSTIL does not read, with the conversion to GeoJSON as the fix."""
+    from conftest import run_cli
+
+    (tmp_path / "outlines").mkdir()
+    (tmp_path / "outlines" / name).write_bytes(b"\x89PNG\r\n\x1a\n")
+    error = unread_outline(tmp_path / "outlines", "S1", (".svs",))
+    assert error is not None and "is a mask" in error.message and "<slide_id>.geojson" in error.fix  # (old: None)
+    if name != "S1.png":
+        return
+    (tmp_path / "features").mkdir()
+    (tmp_path / "features" / "S1.h5").write_bytes(b"")  # only its presence counts before the outlines are read
+    proc = run_cli("tumorbed", "train", "--features", tmp_path / "features", "--annotations", tmp_path / "outlines",
+                   "--out", tmp_path / "tb")
+    said = " ".join(proc.stderr.split())
+    assert proc.returncode == 1 and "S1.png: is named for slide S1 but is a mask image (PNG)" in said, said
+    assert not (tmp_path / "tb").exists()

@@ -1,4 +1,6 @@
-"""Fault hunt 18c: the cohort CSV a lab brings to train/evaluate when retraining on its own cohort."""
+"""Fault hunt 18c: the cohort CSV a lab brings to train/evaluate when retraining on its own cohort.
+
+Helper h37j: a header whose file-path column is named 'image' was told to rename it to 'slide_id'."""
 
 from __future__ import annotations
 
@@ -55,6 +57,18 @@ def test_a_labs_own_column_names_get_the_rename_as_the_fix(tmp_path, header, ren
     csv.write_text(header + "\n" + "".join(f"{s},slides/{s}.tiff,{v}\n" for s, v in LABELS.items()))
     said = _refused(csv)
     assert f"Fix: rename {rename} in the header" in said and str(csv) in said
+
+
+def test_a_column_of_file_paths_is_named_as_the_path_not_the_slide_id(tmp_path) -> None:
+    """Another generator's labels, 'image,case,til_pct,site' with 'image' holding 'slides/s0.tiff'
+    (helper h37j, the checker's walk): the fix said "rename 'image' to 'slide_id', 'til_pct' to 'stil'",
+    which makes file paths the slide ids and still lacks 'path'. A column of file paths is the path."""
+    root = _slides(tmp_path)
+    csv = root / "ground_truth.csv"
+    csv.write_text("image,case,til_pct,site\n"
+                   + "".join(f"slides/{s}.tiff,{s.upper()},{v},c0\n" for s, v in LABELS.items()))
+    said = _refused(csv)
+    assert "Fix: rename 'image' to 'path', 'til_pct' to 'stil' in the header" in said, said
 
 
 def test_an_unrelated_column_name_gets_no_rename(tmp_path) -> None:

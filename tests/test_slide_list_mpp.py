@@ -60,6 +60,26 @@ def test_a_semicolon_or_tab_separated_list_is_one_line_saying_so(tmp_path):
         assert "names no slide" not in said and "stil" not in said, said
 
 
+def test_a_csv_whose_path_column_has_another_name_is_named_as_such(tmp_path):
+    """Helper h37j (the checker's walk): another generator's labels 'image,case,til_pct,site' given to
+    ``score --slides`` were read as a text list of paths: "none of the 3 slides it lists is there (first:
+    image,case,til_pct,site). Fix: relative paths are read from the list's folder", though every file was
+    there. Now it is named as a CSV without a 'path' column, with the column to rename."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.slide_list import read_slide_list
+
+    (tmp_path / "scans").mkdir()
+    for name in ("A-1.tif", "A-2.tif"):
+        (tmp_path / "scans" / name).write_bytes(b"x")
+    labels = tmp_path / "ground_truth.csv"
+    labels.write_text("image,case,til_pct,site\nscans/A-1.tif,A-1,5.5,c0\nscans/A-2.tif,A-2,40,c1\n", encoding="utf-8")
+    with pytest.raises(WeakSTILError) as info:
+        read_slide_list(labels)
+    said = " ".join(str(info.value).split())
+    assert "is a CSV without a 'path' column (its header: image,case,til_pct,site)" in said, said
+    assert "Fix: rename 'image' to 'path' in the header" in said
+
+
 def test_a_listed_mpp_reads_that_slide_only_and_the_others_keep_their_own(tmp_path, small_demo, one_torch_thread):
     from conftest import run_cli
 

@@ -20,6 +20,10 @@ from weakstil.annotation_geometry import valid_parts
 UNREAD_SUFFIXES = {".qpdata": "a QuPath project data file", ".svg": "an SVG drawing", ".roi": "an ImageJ ROI",
                    ".shp": "an ESRI shapefile", ".gpkg": "a GeoPackage", ".kml": "a KML file",
                    ".wkb": "well-known binary (WKB)", ".dxf": "a DXF drawing"}
+#: Mask images and arrays (another generator's exact beds): no µm/px of their own, so not read as outlines.
+MASK_SUFFIXES = {".png": "a mask image (PNG)", ".npy": "a mask array (NumPy .npy)", ".npz": "a mask array (NumPy .npz)"}
+MASK_FIX = ("trace the mask into polygons in level-0 pixels (mask px x its µm/px / the slide's µm/px) and save them "
+            "as <slide_id>.geojson: docs/scoring.md, 'Annotations from other tools', has a script")
 #: Sedeen Viewer's session file (``S1.session.xml`` beside ``S1.svs``): XML, but neither ImageScope's nor ASAP's.
 SEDEEN = "a Sedeen Viewer session"
 # (not .zip: an annotation folder may be the slides' own, where S1.zip can be a zipped MIRAX slide)
@@ -88,6 +92,10 @@ def unread_outline(directory: Path, slide_id: str, slide_suffixes: tuple[str, ..
             continue
         if suffix in UNREAD_SUFFIXES:
             return unread_format(path, UNREAD_SUFFIXES[suffix], slide_id)
+        if suffix in MASK_SUFFIXES:
+            return AnnotationError(f"is named for slide {slide_id} but is {MASK_SUFFIXES[suffix]}, which WeakSTIL "
+                                   "does not read as an outline: the slide's outline would go unused", path=path,
+                                   fix=MASK_FIX)
         if suffix in _TEXT_SUFFIXES and _holds_wkt(path):
             return AnnotationError(f"is named for slide {slide_id} and holds WKT text, read only from a .wkt file: "
                                    "the slide's outline would go unused", path=path,

@@ -255,7 +255,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         raw.columns = [str(c).strip() for c in raw.columns]
     if missing:
         _check_first_line_is_header(csv_path)
-        renames = _column_renames(missing, columns)
+        renames = _column_renames(missing, columns, {c: raw[c].tolist() for c in raw.columns})
         alike = [c for c in columns if group_col is not None and group_col not in columns
                  and " ".join(c.casefold().split()) == " ".join(group_col.casefold().split())]
         if alike and len(missing) == 1:  # --group-column centre for the column 'Centre': the names are case-sensitive

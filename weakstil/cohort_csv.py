@@ -49,13 +49,29 @@ COLUMN_ALIASES = {"slide_id": {"slideid", "slide", "slidename", "id", "image", "
                            "tilpct", "tilspct", "tilscore", "tilsscore", "tilspercent"}}
 
 
-def _column_renames(missing: list[str], columns: list[str]) -> str:
+def _holds_paths(values) -> bool:
+    """Whether a column's cells are slide file paths ('scans/A-001.tif'): most non-empty ones name a
+    folder or end in a slide file's extension."""
+    from weakstil.settings import SLIDE_FILE_SUFFIXES
+
+    cells = [str(v).strip() for v in values if str(v).strip()]
+    paths = [v for v in cells if "/" in v or "\\" in v or v.casefold().endswith(SLIDE_FILE_SUFFIXES)]
+    return bool(cells) and len(paths) * 2 > len(cells)
+
+
+def _column_renames(missing: list[str], columns: list[str], values=None) -> str:
     """'sTIL' to 'stil', ...: the CSV's columns that name a missing required column another way
-    ('' when none does)."""
+    ('' when none does). ``values`` (column -> cells) sends a column of file paths to 'path' whatever
+    its name: an 'image' column of 'scans/A-001.tif' was named as the slide_id to rename."""
+    pathlike = {c for c in columns if values is not None and c not in REQUIRED_COLUMNS and _holds_paths(values.get(c, ()))}
     pairs = []
     for want in missing:
         keys = COLUMN_ALIASES.get(want, set())
         found = [c for c in columns if re.sub(r"[^a-z]", "", c.casefold()) in keys and c not in REQUIRED_COLUMNS]
+        if want == "slide_id":
+            found = [c for c in found if c not in pathlike]
+        elif want == "path" and len(pathlike) == 1:
+            found = sorted(pathlike)
         if len(found) == 1:
             pairs.append(f"{found[0]!r} to {want!r}")
     return ", ".join(pairs)

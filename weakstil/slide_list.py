@@ -101,20 +101,33 @@ def read_slide_list(path: Path) -> ListedSlides:
     else:
         listed = (_from_csv(path) if "slide_id" in columns else _path_column(path, lines)) if "path" in columns \
             else _from_text(path, lines)
-    _refuse_all_missing(path, listed)
+    _refuse_all_missing(path, listed, header if "," in header and "path" not in columns else "")
     log.info("%s: %d slide(s) listed", path, len(listed))
     if getattr(listed, "mpps", None):
         log.info("%s: %d slide(s) at the scan resolution of the list's mpp column", path, len(listed.mpps))
     return listed if isinstance(listed, ListedSlides) else ListedSlides(listed)
 
 
-def _refuse_all_missing(path: Path, listed: list[str]) -> None:
+def _refuse_all_missing(path: Path, listed: list[str], csv_header: str = "") -> None:
     """A list none of whose files is there (copied away from its slides, paths from another machine): one
-    line, not an error row per slide."""
+    line, not an error row per slide. ``csv_header``: the header of a CSV without a ``path`` column, whose
+    lines were taken as paths (another generator's 'image,case,til_pct': "none of the 15 slides it lists is
+    there (first: image,case,til_pct)", with a fix about relative paths, until helper h37j)."""
     import glob
 
     if len(listed) < 2 or any(Path(p).exists() or glob.has_magic(p) for p in listed):
         return
+    if csv_header:
+        from weakstil.cohort_csv import _column_renames
+
+        rows = list(csv.DictReader(path.read_text(encoding="utf-8-sig").splitlines()))
+        columns = [c.strip() for c in next(csv.reader([csv_header]))]
+        renames = _column_renames(["path", "slide_id"], columns,
+                                  {c: [r.get(c) or "" for r in rows] for c in columns})
+        raise WeakSTILError(f"--slides: is a CSV without a 'path' column (its header: {csv_header.strip()[:80]})",
+                            path=path, fix=(f"rename {renames} in the header" if renames else
+                                            "name the column of slide files 'path' (and their ids 'slide_id')")
+                            + ", or write one slide path a line")
     raise WeakSTILError(f"--slides: none of the {len(listed)} slides it lists is there (first: {listed[0]})", path=path,
                      fix="relative paths are read from the list's folder: keep the list beside the slides' folders, "
                          "or write absolute paths")

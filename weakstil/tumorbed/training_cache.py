@@ -149,7 +149,14 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     if no_tile:
         log.warning("%s: %d annotation(s) cover no tissue tile and are left out (drawn on glass, or exported at "
                     "another magnification?): %s", annotations, len(no_tile), ", ".join(no_tile[:5]))
-    if not chosen:
+    if not chosen:  # outlines in a format not read (mask images, .svg...) are named, not "name them .geojson"
+        from weakstil.annotation_wkt import unread_outline
+        from weakstil.settings import SLIDE_FILE_SUFFIXES
+
+        unread = next(filter(None, (unread_outline(Path(annotations), sid, SLIDE_FILE_SUFFIXES)
+                                    for sid in slide_ids if features_of(sid).is_file())), None)
+        if unread is not None:
+            raise unread
         raise WeakSTILError("no slide has both cached features and an annotation" + (
                             f" that covers a tissue tile ({len(no_tile)} cover none)" if no_tile else ""),
                             path=annotations,
