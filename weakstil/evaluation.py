@@ -3,10 +3,11 @@
 Evaluation folder layout (``weakstil evaluate --out DIR``; the same under ``MODEL/cv/``):
 
 * ``predictions.csv`` — slide_id, stil_true, stil_pred, high_true, high_pred, group (+ fold)
-* ``metrics.json`` — n, r2, pearson_r, spearman_rho, mae, rmse, ci95, classification (AUC, sensitivity,
-  specificity per sTIL-high threshold), calibration table, ``error_by_band`` (n, MAE, bias by true sTIL%);
+* ``metrics.json`` — n, r2, pearson_r, spearman_rho, mae, rmse, ci95 (of each), classification (AUC with its
+  auc_ci95, sensitivity, specificity per sTIL-high threshold), calibration table, ``error_by_band`` (n, MAE, bias by true sTIL%);
   ``metrics.csv`` the same flat: ``metric,threshold,value`` (+ ``n_excluded``, ``n_unlabelled`` when > 0)
 * ``calibration.csv`` — predicted-sTIL% bin, n, mean predicted, mean true
+* ``metrics_by_group.csv`` (with a group column) — each group's metrics, as ``by_group`` in metrics.json
 * ``scatter.png`` (predicted vs true with the identity line), ``roc.png``
 * ``tiles/<slide_id>.h5`` — each slide's tile scores, a :class:`weakstil.files.TileScoresFile`.
 
@@ -34,7 +35,8 @@ import pandas as pd
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
 from weakstil.evaluation_results import refuse_fraction_labels, refuse_fraction_labels_of_model
-from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, called_high, fmt, roc_curve
+from weakstil.evaluation_plots import plot_roc, plot_scatter
+from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, by_group, called_high
 from weakstil import __version__, csv_cells, settings
 from weakstil.settings import STIL_THRESHOLD
 
@@ -71,6 +73,9 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
     t, p = pred["stil_true"].to_numpy(dtype=float), pred["stil_pred"].to_numpy(dtype=float)
     m = all_metrics(t, p, thresholds_with(threshold))
     m["threshold"] = float(threshold)
+    by_centre = color_groups and "group" in pred  # a group column: the metrics of each group too
+    if by_centre:
+        m["by_group"] = by_group(t, p, pred["group"].to_numpy(), threshold)
     if extra:
         m.update(extra)
     from weakstil.runtime import versions
@@ -81,14 +86,20 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
     rows = [{"metric": k, "threshold": "", "value": m[k]} for k in ("n", "r2", "pearson_r", "spearman_rho", "mae",
                                                                     "rmse")]
     for c in m["classification"]:
-        for k in ("auc", "sensitivity", "specificity", "accuracy", "n_high", "n_low"):
-            rows.append({"metric": k, "threshold": c["threshold"], "value": c[k]})
+        for k, v in (*((k, c[k]) for k in ("auc", "sensitivity", "specificity", "accuracy", "n_high", "n_low")),
+                     *zip(("auc_ci95_low", "auc_ci95_high"), c.get("auc_ci95") or ())):
+            rows.append({"metric": k, "threshold": c["threshold"], "value": v})
+    rows += [{"metric": f"{k}_ci95_{end}", "threshold": "", "value": v} for k, ci in (m.get("ci95") or {}).items()
+             for end, v in zip(("low", "high"), ci)]
     rows += [{"metric": f"{k}_true_{b['band']}", "threshold": "", "value": b[k]} for b in m["error_by_band"] for k in ("n", "mae", "bias")]  # noqa: E501
     counts = {"n_training_slides": m.get("n_training_slides"),  # > 0: in-sample metrics for that many slides
               "n_excluded": len(m.get("excluded") or []) or None, "n_unlabelled": len(m.get("unlabelled") or []) or None}
     rows += [{"metric": k, "threshold": "", "value": v} for k, v in counts.items() if v is not None]  # left out: counted
     with atomic_path(out_dir / "metrics.csv") as tmp:
         pd.DataFrame(rows, dtype=object).to_csv(tmp, index=False, quoting=csv.QUOTE_MINIMAL)  # counts stay 6, not 6.0
+    if by_centre:
+        with atomic_path(out_dir / "metrics_by_group.csv") as tmp:
+            pd.DataFrame(m["by_group"]).to_csv(tmp, index=False)
     with atomic_path(out_dir / "calibration.csv") as tmp:
         pd.DataFrame(m["calibration"]).to_csv(tmp, index=False)
     plot_scatter(pred if color_groups else pred.drop(columns="group", errors="ignore"), out_dir / "scatter.png", m,
@@ -108,68 +119,6 @@ def write_predictions(pred: pd.DataFrame, path: str | Path, threshold: float = S
     with atomic_path(path) as tmp:
         csv_cells.defused(out).to_csv(tmp, index=False, float_format="%.4f")
     return Path(path)
-
-
-def _figure(figsize: tuple[float, float], dpi: int):
-    """A figure and its axes drawn off-screen without pyplot: ``matplotlib.use("Agg", force=True)`` switched
-    the whole process's backend, so a notebook's ``plt.show()`` after ``train_cohort`` showed nothing (hunt 36d)."""
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=figsize, dpi=dpi)
-    return fig, fig.subplots()
-
-
-def _lead(title: str) -> str:
-    """A plot title's lead: on its own line when long (an in-sample warning must not be cut off)."""
-    return "" if not title else f"{title}\n" if len(title) > 20 else f"{title}: "
-
-
-def plot_scatter(pred: pd.DataFrame, path: Path, m: dict, title: str = "") -> None:
-    fig, ax = _figure((5.2, 5), 120)
-    t, p = pred["stil_true"].to_numpy(dtype=float), pred["stil_pred"].to_numpy(dtype=float)
-    groups = pred["group"].astype(str) if "group" in pred and pred["group"].nunique() <= 10 else None
-    if groups is not None and groups.nunique() > 1:
-        for k, g in enumerate(sorted(groups.unique())):  # a shape each too: colour alone fails colour-blind readers
-            sel = (groups == g).to_numpy()
-            ax.scatter(t[sel], p[sel], s=16, alpha=0.8, label=g, marker="osD^vP*Xph"[k % 10])
-        ax.legend(fontsize=7, title="group", title_fontsize=7, loc="upper left")
-    else:
-        ax.scatter(t, p, s=14, alpha=0.8)
-    ax.plot([0, 100], [0, 100], "k--", lw=1, label="identity")
-    ax.set_xlim(0, 100)
-    ax.set_ylim(0, 100)
-    ax.set_xlabel("true sTIL %")
-    ax.set_ylabel("predicted sTIL %")
-    ax.set_aspect("equal")
-    ax.set_title(f"{_lead(title)}n={m['n']}, R²={fmt(m['r2'])}, r={fmt(m['pearson_r'])}, "  # 2 slides: r n/a, not nan
-                 f"MAE={m['mae']:.2f}", fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-
-
-def plot_roc(t: np.ndarray, p: np.ndarray, path: Path, thresholds, title: str = "") -> None:
-    from weakstil.metrics import roc_auc
-
-    fig, ax = _figure((5, 5), 120)
-    for k, th in enumerate(thresholds):  # a dash pattern each: orange and green look alike to many readers
-        y, style = t >= th, ("-", "--", "-.")[k % 3]
-        if y.all() or not y.any():
-            ax.plot([], [], ls=style, label=f"≥{th:g}%: AUC n/a (one class)")
-            continue
-        fpr, tpr, _ = roc_curve(y, p)
-        ax.plot(fpr, tpr, lw=1.5, ls=style, label=f"≥{th:g}%: AUC {roc_auc(y, p):.3f} ({int(y.sum())}/{len(y)} high)")
-    ax.plot([0, 1], [0, 1], "k:", lw=1)
-    ax.set_xlabel("1 - specificity")
-    ax.set_ylabel("sensitivity")
-    ax.set_title(f"{_lead(title)}sTIL-high ROC", fontsize=9)
-    ax.legend(fontsize=8, loc="lower right")
-    ax.set_aspect("equal")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
 
 
 #: Feature-cache attributes copied into tile-score files, so a viewer can place the tiles on

@@ -5,7 +5,7 @@
                                                 (a 'weakstil pretrain' output: card.yaml + weights)
     MODEL/tumorbed/                             the tumour-bed detector, bundled when one was given
     MODEL/cv/oof_predictions.csv                out-of-fold predictions of the cross-validation,
-    MODEL/cv/metrics.json, metrics.csv, calibration.csv, scatter.png, roc.png
+    MODEL/cv/metrics.json, metrics.csv, calibration.csv, scatter.png, roc.png (+ metrics_by_group.csv with groups)
     MODEL/cv/tiles/<slide_id>.h5                out-of-fold tile scores (weakstil.files.TileScoresFile)
     MODEL/folds/fold_<k>.safetensors            the cross-validation fold models (listed with their
                                                 SHA-256 under ``folds`` in model.json)

@@ -139,7 +139,7 @@ def evaluate(
     """Score a labelled cohort with a model (or --oof predictions) and report metrics.
 
     Writes OUT/metrics.json, metrics.csv, calibration.csv, predictions.csv, scatter.png, roc.png
-    and per-slide tile scores OUT/tiles/<slide_id>.h5 (model mode), all or nothing. OUT is a new
+    (metrics_by_group.csv too with a group column: each centre's metrics) and per-slide tile scores OUT/tiles/<slide_id>.h5 (model mode), all or nothing. OUT is a new
     or empty folder, or an earlier evaluation replaced with --overwrite; never inside a model
     folder. A slide whose tumour bed is empty gets no prediction (as in 'weakstil score').
     """
@@ -186,6 +186,10 @@ def evaluate(
 
     if band_text(m.get("error_by_band") or []):  # a skewed cohort's one MAE is mostly its sTIL-low slides'
         log.info("by true sTIL%%: %s", band_text(m["error_by_band"]))
+    if m.get("by_group"):  # per centre: --group-column had only coloured the scatter plot
+        from weakstil.metrics import group_text
+
+        log.info("by group (metrics_by_group.csv): %s", group_text(m["by_group"]))
     if m.get("mode") == "results":
         from weakstil.evaluation_results import describe
 
