@@ -297,7 +297,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
                      fmt(metrics["pearson_r"]), metrics["mae"], threshold,
                      fmt(next(c["auc"] for c in metrics["classification"] if c["threshold"] == threshold)))
             warn_band_errors(metrics["error_by_band"], csv_path)
-            if by_group := warn_group_errors(pred, cohort.group_column, csv_path):  # a centre scored off the rest
+            if by_group := warn_group_errors(metrics.get("by_group"), cohort.group_column, csv_path):  # a centre scored off the rest
                 cv_summary["error_by_group"] = by_group
             final = fit(bank, labels, np.arange(len(bank)), None, cfg, seed=cfg.seed, epochs=final_epochs,
                         stage="final", on_epoch=on_epoch)

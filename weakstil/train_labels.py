@@ -50,19 +50,17 @@ def warn_band_errors(rows: list[dict[str, object]], csv_path) -> None:
                     -r["bias"], r["mae"])
 
 
-def warn_group_errors(pred, group_column: str | None, csv_path) -> list[dict[str, object]]:
+def warn_group_errors(group_metrics, group_column: str | None, csv_path) -> list[dict[str, object]]:
     """The out-of-fold error (n, MAE, bias) of each group of :data:`GROUP_MIN_SLIDES` or more slides (a
-    centre; a patient's one or two slides say little), logged when two or more such groups are there, and
-    a warning for a group whose bias is :data:`UNDER_SCORING_WARN` or more points off the groups' median.
+    centre; a patient's one or two slides say little), from ``cv/metrics.json``'s ``by_group`` rows
+    (:func:`weakstil.metrics.by_group`), logged when two or more such groups are there, and a warning for a
+    group whose bias is :data:`UNDER_SCORING_WARN` or more points off the groups' median.
     Hunt 37h: 4 centres, leave-centre-out; one centre's 3 slides (other scanners, other tissue) came out
     +30.7 points on average, the others -5.2 to +7.8, and only `cv/oof_predictions.csv`, row by row, showed it."""
-    if not group_column or not len(pred):
+    if not group_column or not group_metrics:
         return []
-    err = pred["stil_pred"].astype(float) - pred["stil_true"].astype(float)
-    groups = pred["group"].astype(str)
-    rows = [{"group": g, "n": int((groups == g).sum()), "mae": round(float(err[groups == g].abs().mean()), 4),
-             "bias": round(float(err[groups == g].mean()), 4)}
-            for g in sorted(set(groups)) if (groups == g).sum() >= GROUP_MIN_SLIDES]
+    rows = [{"group": str(r["group"]), "n": int(r["n"]), "mae": round(float(r["mae"]), 4),
+             "bias": round(float(r["bias"]), 4)} for r in group_metrics if int(r["n"]) >= GROUP_MIN_SLIDES]
     if len(rows) < 2:
         return []
     log.info("cross-validation by %s: %s", group_column, "; ".join(
