@@ -792,6 +792,26 @@ def test_score_tells_two_scans_with_one_name_apart_and_refuses_a_clash(world, tm
     assert "1of1slidesscored(1ofthemalready" in "".join(proc.stderr.split()), proc.stderr
 
 
+def test_a_rescan_in_place_that_fails_replaces_the_earlier_scans_row(world, tmp_path):
+    """Another scan copied over a scored slide file (same name, its old time kept: cp -p) whose scoring
+    fails (here: no tissue). The earlier row, of the scan no longer there, stayed ``ok`` with its sTIL%
+    ahead of the error row (results.csv ["ok", "error"], report "2 slides (1 ok, 1 error)" for one file),
+    and a lab reading the ok rows took the old scan's number for this file's (hunt 37g). Now the error row
+    takes its place; a failure of the same file (a passing one) still keeps the finished row before it."""
+    slide = shutil.copy2(world.slide, tmp_path / "synth_0000.tiff")
+    out = tmp_path / "sc"
+    common = ("--model", world.model, "--out", out, "--weights", "random", "--features", tmp_path / "f")
+    shutil.copytree(world.feats, tmp_path / "f")
+    run_cli("score", slide, *common, check=True)
+    stat = os.stat(slide)
+    shutil.copyfile(_blank(tmp_path), slide)  # another scan under the name: no tissue on it
+    os.utime(slide, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    proc = run_cli("score", slide, *common)
+    assert proc.returncode == 1 and "no tissue" in proc.stderr, proc.stderr
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["status"]) == ["error"] and rows["stil"].isna().all() and list(rows["path"]) == [str(slide)]
+
+
 def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp_path):
     out = tmp_path / "sc"
     shutil.copytree(world.feats, tmp_path / "f")
