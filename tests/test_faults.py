@@ -812,6 +812,18 @@ def test_a_rescan_in_place_that_fails_replaces_the_earlier_scans_row(world, tmp_
     assert list(rows["status"]) == ["error"] and rows["stil"].isna().all() and list(rows["path"]) == [str(slide)]
 
 
+def test_a_skipped_slide_says_why_and_how_to_score_it_again(world, tmp_path):
+    """A rerun's skip said "synth_0000: already scored (ok), skipped": not what made it the same (a changed
+    input it does not follow would look the same) nor how to score it anyway (hunt 37g)."""
+    out = tmp_path / "sc"
+    shutil.copytree(world.feats, tmp_path / "f")  # (the session's folder stays as it is)
+    common = ("--model", world.model, "--out", out, "--weights", "random", "--features", tmp_path / "f")
+    run_cli("score", world.slide, *common, check=True)
+    said = " ".join(run_cli("score", world.slide, *common, check=True).stderr.split())
+    assert f"synth_0000: already scored (ok) in {out}: this very file (fingerprint), model and settings" in said, said
+    assert "skipped (--overwrite scores it again)" in said
+
+
 def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp_path):
     out = tmp_path / "sc"
     shutil.copytree(world.feats, tmp_path / "f")

@@ -267,7 +267,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             slide_id = opts.slide_id(path)
             prev, unchanged = (table := read_previous(results_path)).get(slide_id), False  # (unchanged: see below)
             if (not opts.overwrite or path in by_another_run) and already_scored(opts.out, path, slide_id, prev, ctx):
-                log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
+                log.info("%s: already scored (%s) in %s: this very file (fingerprint), model and settings; skipped "
+                         "(--overwrite scores it again)", slide_id, prev.get("status"), opts.out)
                 batch_rows.skipped.append(slide_id)
                 skipped_now = True
                 row = {**prev, "path": os.path.abspath(path)}  # the same scan moved since: where it is now
