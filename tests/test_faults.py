@@ -824,6 +824,28 @@ def test_a_skipped_slide_says_why_and_how_to_score_it_again(world, tmp_path):
     assert "skipped (--overwrite scores it again)" in said
 
 
+def test_report_of_an_oof_evaluation_on_other_labels_shows_those_labels(world, tmp_path):
+    """A label corrected in the cohort CSV after training, then 'evaluate --oof' (on the corrected label, with
+    a warning) and 'report --evaluation': the metrics and scatter plot were the corrected label's (MAE 28.7 with
+    synth_0001 15.1 -> 80 on a 4-slide cohort), the slide table still the training label and its error, and
+    nothing said so (hunt 37g). Now the table shows the labels the metrics are about, and the page says which."""
+    table = pd.read_csv(world.labels)
+    table["path"] = [str((Path(world.labels).parent / p).resolve()) for p in table["path"]]
+    table.loc[0, "stil"] = 80.0
+    labels = tmp_path / "corrected.csv"
+    table.to_csv(labels, index=False)
+    run_cli("evaluate", labels, "--oof", world.model / "cv" / "oof_predictions.csv", "--out", tmp_path / "ev",
+            check=True)
+    proc = run_cli("report", "--model", world.model, "--evaluation", tmp_path / "ev", "--out", tmp_path / "r",
+                   check=True)
+    said = " ".join(proc.stderr.split())
+    assert "evaluated against other labels than the model was trained on" in said and "-> 80;" in said, said
+    page = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    row = next(line for line in page.splitlines() if line.startswith(f"| {table.slide_id[0]} |"))
+    assert "| 80.0 |" in row, row
+    assert "evaluated against other labels" in page
+
+
 def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp_path):
     out = tmp_path / "sc"
     shutil.copytree(world.feats, tmp_path / "f")
