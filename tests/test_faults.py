@@ -792,6 +792,60 @@ def test_score_tells_two_scans_with_one_name_apart_and_refuses_a_clash(world, tm
     assert "1of1slidesscored(1ofthemalready" in "".join(proc.stderr.split()), proc.stderr
 
 
+def test_a_rescan_in_place_that_fails_replaces_the_earlier_scans_row(world, tmp_path):
+    """Another scan copied over a scored slide file (same name, its old time kept: cp -p) whose scoring
+    fails (here: no tissue). The earlier row, of the scan no longer there, stayed ``ok`` with its sTIL%
+    ahead of the error row (results.csv ["ok", "error"], report "2 slides (1 ok, 1 error)" for one file),
+    and a lab reading the ok rows took the old scan's number for this file's (hunt 37g). Now the error row
+    takes its place; a failure of the same file (a passing one) still keeps the finished row before it."""
+    slide = shutil.copy2(world.slide, tmp_path / "synth_0000.tiff")
+    out = tmp_path / "sc"
+    common = ("--model", world.model, "--out", out, "--weights", "random", "--features", tmp_path / "f")
+    shutil.copytree(world.feats, tmp_path / "f")
+    run_cli("score", slide, *common, check=True)
+    stat = os.stat(slide)
+    shutil.copyfile(_blank(tmp_path), slide)  # another scan under the name: no tissue on it
+    os.utime(slide, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    proc = run_cli("score", slide, *common)
+    assert proc.returncode == 1 and "no tissue" in proc.stderr, proc.stderr
+    rows = pd.read_csv(out / "results.csv")
+    assert list(rows["status"]) == ["error"] and rows["stil"].isna().all() and list(rows["path"]) == [str(slide)]
+
+
+def test_a_skipped_slide_says_why_and_how_to_score_it_again(world, tmp_path):
+    """A rerun's skip said "synth_0000: already scored (ok), skipped": not what made it the same (a changed
+    input it does not follow would look the same) nor how to score it anyway (hunt 37g)."""
+    out = tmp_path / "sc"
+    shutil.copytree(world.feats, tmp_path / "f")  # (the session's folder stays as it is)
+    common = ("--model", world.model, "--out", out, "--weights", "random", "--features", tmp_path / "f")
+    run_cli("score", world.slide, *common, check=True)
+    said = " ".join(run_cli("score", world.slide, *common, check=True).stderr.split())
+    assert f"synth_0000: already scored (ok) in {out}: this very file (fingerprint), model and settings" in said, said
+    assert "skipped (--overwrite scores it again)" in said
+
+
+def test_report_of_an_oof_evaluation_on_other_labels_shows_those_labels(world, tmp_path):
+    """A label corrected in the cohort CSV after training, then 'evaluate --oof' (on the corrected label, with
+    a warning) and 'report --evaluation': the metrics and scatter plot were the corrected label's (MAE 28.7 with
+    synth_0001 15.1 -> 80 on a 4-slide cohort), the slide table still the training label and its error, and
+    nothing said so (hunt 37g). Now the table shows the labels the metrics are about, and the page says which."""
+    table = pd.read_csv(world.labels)
+    table["path"] = [str((Path(world.labels).parent / p).resolve()) for p in table["path"]]
+    table.loc[0, "stil"] = 80.0
+    labels = tmp_path / "corrected.csv"
+    table.to_csv(labels, index=False)
+    run_cli("evaluate", labels, "--oof", world.model / "cv" / "oof_predictions.csv", "--out", tmp_path / "ev",
+            check=True)
+    proc = run_cli("report", "--model", world.model, "--evaluation", tmp_path / "ev", "--out", tmp_path / "r",
+                   check=True)
+    said = " ".join(proc.stderr.split())
+    assert "evaluated against other labels than the model was trained on" in said and "-> 80;" in said, said
+    page = (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+    row = next(line for line in page.splitlines() if line.startswith(f"| {table.slide_id[0]} |"))
+    assert "| 80.0 |" in row, row
+    assert "evaluated against other labels" in page
+
+
 def test_a_rerun_with_other_settings_scores_again_instead_of_skipping(world, tmp_path):
     out = tmp_path / "sc"
     shutil.copytree(world.feats, tmp_path / "f")

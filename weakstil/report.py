@@ -166,6 +166,31 @@ def _slide_rows(table: pd.DataFrame, tile_scores_of, predicted: str, out_dir: Pa
     return rows
 
 
+def _evaluated_labels(table: pd.DataFrame, folder: Path, cohort: str | None) -> tuple[pd.DataFrame, str]:
+    """The out-of-fold slide table with the labels an ``evaluate --oof`` folder's metrics and scatter plot were
+    computed against (its predictions.csv), said in one warning where they differ from training's: a label
+    corrected in the cohort CSV since training (or a second reader's) gave metrics on it (MAE 28.7 with a
+    slide relabelled 15.1 -> 80) beside a table that still showed 15.1 and its error, with no word (hunt 37g).
+    Also the note for the metrics' source ('' when the labels agree)."""
+    path = folder / "predictions.csv"
+    if not path.is_file():
+        return table, ""
+    theirs = csv_cells.read_csv(path, dtype={"slide_id": str}, keep_default_na=False)
+    labels = dict(zip(theirs["slide_id"], pd.to_numeric(theirs.get("stil_true"), errors="coerce"))) \
+        if "stil_true" in theirs else {}
+    table, differ = table.copy(), []
+    for i, (sid, ours) in enumerate(zip(table["slide_id"], table["stil_true"])):
+        if pd.notna(label := labels.get(sid)) and abs(float(label) - float(ours)) > 1e-3:
+            differ.append(f"{sid} {float(ours):g} -> {float(label):g}")
+            table.loc[table.index[i], "stil_true"] = float(label)
+    if not differ:
+        return table, ""
+    said = (f"evaluated against other labels than the model was trained on ({cohort or 'another cohort CSV'}), for "
+            f"{len(differ)} of {len(table)} slides: {', '.join(differ)}")
+    log.warning("%s: %s; the slide table shows the evaluation's, as its metrics and scatter plot do", folder, said)
+    return table, f"; {said}"
+
+
 def _add_confidence(rows: list[SlideRow], folder: ModelDir, threshold: float | None = None) -> None:
     """Each slide's out-of-fold interval and qc flags from ``MODEL/qc/training_slides.csv`` (each end
     of the interval on the side of ``threshold`` its ``near_threshold`` was judged on)."""
@@ -309,6 +334,9 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     threshold = float(metrics.get("threshold", meta.get("threshold", STIL_THRESHOLD)))
     if has_cv:  # the slide table and heatmaps: out-of-fold, whatever the metrics are
         table = csv_cells.read_csv(oof_path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
+        if not own_cv and (metrics.get("mode") or ("oof" if "predictions" in metrics else None)) == "oof":
+            table, relabelled = _evaluated_labels(table, metrics_dir, metrics.get("cohort"))
+            described += relabelled  # (the page says it too, not only the log)
         tile_scores_of, predicted, slides_source = folder.cv_tile_scores, "out-of-fold", \
             None if own_cv else f"the model's {cv_folds}-fold cross-validation, out-of-fold"
         recorded = meta.get("training", {}).get("cohort")

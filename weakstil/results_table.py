@@ -235,8 +235,9 @@ def typed_row(row: dict, floats: tuple[str, ...], ints: tuple[str, ...] = ("n_ti
 
 
 def another_file(prev: dict, row: dict, earlier_scan: str | None, now_scan: str | None) -> bool:
-    """Whether the new row is of another file than the earlier: another scan, else (unknown) another path."""
-    if earlier_scan is None or now_scan is None or row["status"] == "error":
+    """Whether the new row is of another file than the earlier: another scan, else (unknown) another path.
+    ``now_scan``: the new row's (a failed attempt's: the slide file's own, :func:`weakstil.score_state.scan_now`)."""
+    if earlier_scan is None or now_scan is None:
         return str(prev.get("path")) != row["path"]
     return earlier_scan != now_scan
 

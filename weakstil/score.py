@@ -41,7 +41,7 @@ from weakstil.results_table import BatchRows, another_file, read_previous, typed
 from weakstil.runtime import library_versions
 from weakstil.score_state import (  # noqa: F401 (the statuses are score's words: imported from here too)
     FINISHED, OUTPUT_SUFFIXES, SCORED, STATUS_BED_FALLBACK, STATUS_ERROR, STATUS_NO_BED, STATUS_OK, already_scored,
-    outputs_exist)
+    keeps_earlier_row, scan_now)
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
 from weakstil.slide_list import SlideNaming
 
@@ -267,7 +267,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             slide_id = opts.slide_id(path)
             prev, unchanged = (table := read_previous(results_path)).get(slide_id), False  # (unchanged: see below)
             if (not opts.overwrite or path in by_another_run) and already_scored(opts.out, path, slide_id, prev, ctx):
-                log.info("%s: already scored (%s), skipped", slide_id, prev.get("status"))
+                log.info("%s: already scored (%s) in %s: this very file (fingerprint), model and settings; skipped "
+                         "(--overwrite scores it again)", slide_id, prev.get("status"), opts.out)
                 batch_rows.skipped.append(slide_id)
                 skipped_now = True
                 row = {**prev, "path": os.path.abspath(path)}  # the same scan moved since: where it is now
@@ -301,11 +302,9 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                     if isinstance(err, OutputError) and err.stops_batch:
                         stopped = err
                 bar.remove_task(tile_task)
-                if prev and another_file(prev, row, earlier_scan, recorded_in(slide_file(opts.out, slide_id),
-                                                                               SlideScoresFile)):
+                if prev and another_file(prev, row, earlier_scan, scan_now(opts.out, row)):
                     other_file.add(slide_id)  # the columns a user added to the earlier row were about another file
-            if row["status"] == STATUS_ERROR and prev and prev.get("status") in FINISHED \
-                    and outputs_exist(opts.out, slide_id):
+            if keeps_earlier_row(opts.out, prev, row, slide_id in other_file):
                 clashes.append(row)  # an earlier run's finished score stays; this failed attempt is listed after it
             else:
                 mine[slide_id] = row

@@ -62,3 +62,23 @@ def already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx:
         return False
     # the files of a run whose row was never written (results.csv held by another program): scored again
     return row_agrees_with_file(prev, attrs, slide_file(out, slide_id), path)
+
+
+def scan_now(out: Path, row: dict) -> str | None:
+    """The scan a slide's new ``row`` is of: the fingerprint its score file records, or for a failed attempt
+    (whose score file, when there, is still the earlier one's) the slide file's own; ``None``: unknown."""
+    from weakstil.fingerprint import recorded_in, slide_fingerprint
+
+    if row["status"] == STATUS_ERROR:
+        return slide_fingerprint(row["path"])
+    return recorded_in(slide_file(out, row["slide_id"]), SlideScoresFile)
+
+
+def keeps_earlier_row(out: Path, prev: dict | None, row: dict, other_file: bool) -> bool:
+    """Whether a failed attempt (``row``) is listed after the slide's earlier finished row, which stays with its
+    files (a passing failure: a full disk, Ctrl-C; or another file with the slide's id, refused). Not when it
+    was at another scan put in place of the file that row scored (``other_file``, at the same path): that row is
+    no longer of the file at its path, and stayed ``ok`` with the old scan's sTIL% ahead of the error row, read
+    as this file's by whoever took the ok rows (hunt 37g); the error row takes its place."""
+    return (row["status"] == STATUS_ERROR and bool(prev) and prev.get("status") in FINISHED
+            and outputs_exist(out, row["slide_id"]) and not (other_file and str(prev.get("path")) == row["path"]))
