@@ -118,3 +118,26 @@ def test_save_bed_defaults_outside_folders_that_overwrite_replaces(scored, tmp_p
     cv_result = sorted(scored["cv_tiles"].glob("*.h5"))[0]
     assert default_bed_folder(cv_result) == scored["model"].parent / f"{scored['model'].name}_beds"
     assert default_bed_folder(scored["score_h5"]) == scored["score_h5"].parent / "beds"
+
+
+def test_rescore_of_a_bed_over_no_tile_says_so_not_that_save_bed_keeps_it(make_napari_viewer, scored):
+    """Hunt 37m: every shape deleted (or the bed drawn on the background), Rescore showed "sTIL: — (no tumour bed)"
+    and the status line read "Rescored … with the edited bed (Save bed keeps it).", though Save bed refuses an empty
+    bed and a bed over no tile gives the slide no score in 'score --annotations'. Now the line says the bed holds no
+    tile, so no sTIL%, and the fix."""
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(scored["score_h5"], plugin="napari-weakstil")
+    editor = widget.bed_editor
+    layer = editor.edit_bed()
+    layer.selected_data = set(range(len(layer.data)))
+    layer.remove_selected()
+    for draw in (None, [np.array([[0.0, 0.0], [3.0, 3.0]])]):  # no shape; then a 3-px square in the slide's corner
+        if draw is not None:
+            layer.add_rectangles(draw)
+        new = editor.rescore()
+        assert new is not None and new.n_bed_tiles == 0
+        status = widget.status_label.text()
+        assert "Save bed keeps it" not in status, status
+        assert "holds no tile" in status and "Fix:" in status and "ff6b6b" in widget.status_label.styleSheet()
+        assert "nan" not in widget.stil_label.text().lower() and "no tumour bed" in widget.stil_label.text()

@@ -366,7 +366,12 @@ class BedEditor(QGroupBox):
         if res is self.owner.result:  # (another result shown meanwhile: its own line stays; this one's is kept)
             self._show_rescored(new)
             self.label.setText(note)
-            self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
+            if new.found:
+                self.owner._status(f"Rescored {tiles.slide_id} with the edited bed (Save bed keeps it).")
+            else:  # "Save bed keeps it" was said of a bed Save bed refuses (no shape) or saves as no score
+                self.owner._status(f"Rescored {tiles.slide_id}: the edited bed holds no tile of the slide (none is "
+                                   "half inside it), so it has no sTIL%, nor has 'weakstil score --annotations' for it."
+                                   " Fix: draw the bed over the tumour's tissue." + self._unclosed_note(layer), error=True)
             self.last_rescore = new
             self.owner.refresh_tile()  # the clicked tile: in or out of the edited bed, its score for this bed
         else:  # said all the same: the line read "Rescoring …" (its seconds) long after the step had ended
