@@ -1,5 +1,6 @@
 """The cohort report (hunt 10): report.md's tables hold any text, --tiles says when its folder has
-no usable overlay, and the Settings list what the model was made with.
+no usable overlay, and the Settings list what the model was made with; since hunt 37o a ``<`` in a
+cell is escaped (a slide id ``a<b>c`` bolded the rest of its row) and the error column has no "-0.0".
 
 A model folder of the shape 'weakstil train' writes (model.json, cv/ predictions, metrics and
 plots) is written by hand around one synthetic slide tiled for real: training one (test_report.py)
@@ -127,3 +128,39 @@ def test_report_settings_say_what_the_model_was_made_with(made, tmp_path: Path) 
                 "| training.tumorbeds.slides.annotation | `2` |"):
         assert row in settings, settings
     assert "training.tumorbeds.detector" not in settings  # a source not used is not listed
+
+
+def test_report_md_shows_a_slide_id_with_angle_brackets_as_written() -> None:
+    """Outside tester (hunt 37o): a scored slide named ``hard_<b>&"q'`` (a file name Linux allows) was
+    written raw into report.md's row, ``| hard_<b>&"q' | ok | 53.5 | ...``: a Markdown viewer reads
+    ``<b>`` as an HTML tag and bolds the rest of the row (``<!--`` would hide it, ``<img ...>`` runs as
+    HTML); report.html escaped it. Now the ``<`` is escaped, ``\\<``, shown as written."""
+    from weakstil.report_render import ReportContent, ScoreRow, render_markdown
+
+    sid = "hard_<b>&\"q'"
+    row = ScoreRow(sid, "ok", 53.5027, "13.3–100.0", "high at 30 %", "near_threshold",
+                   "near_threshold: interval 13.3-100.0 contains the threshold 30", "35 of 72 tiles in the bed (model)",
+                   "slides/hard_<b>&\"q'_heatmap.png", 30.0)
+    content = ReportContent(title="t", created="now", model_dir="/scores", metrics_source="run", slides_source=None,
+                            headline={"slides": 1}, threshold=30.0, rows=[], settings=[], model_settings=[],
+                            trained_versions={}, report_versions={}, cv_folds=None, has_cv=False, score_rows=[row],
+                            source="Scores")
+    line = next(ln for ln in render_markdown(content).splitlines() if "| ok |" in ln)
+    assert not re.search(r"(?<!\\)<", line), line  # no "<" a viewer could take for a tag
+    assert line.startswith("| hard_\\<b>&\"q' | ok | 53.5 | 13.3–100.0 | high at 30 % |"), line
+    # the heatmap's link still names its file, and its alt text is escaped too
+    assert "![hard_\\<b>&\"q' heatmap](slides/hard_%3Cb%3E%26%22q%27_heatmap.png)" in line, line
+
+
+def test_report_error_column_has_no_negative_zero() -> None:
+    """Outside tester (hunt 37o): the demo model's report listed synth_0010 as true 3.4, predicted 3.4,
+    error "-0.0" (3.3961 - 3.4005): a sign for an error that rounds to nothing. Now "+0.0"; others keep theirs."""
+    from weakstil.report_render import ReportContent, SlideRow, render_html
+
+    rows = [SlideRow("a", "g", 1, 3.4005, 3.3961, None, None), SlideRow("b", "g", 1, 12.48, 10.2027, None, None)]
+    content = ReportContent(title="t", created="now", model_dir="/m", metrics_source="cv", slides_source=None,
+                            headline={"n": 2}, threshold=30.0, rows=rows, settings=[], model_settings=[],
+                            trained_versions={}, report_versions={}, cv_folds=2)
+    page = render_html(content)
+    assert "<td class='num'>+0.0</td>" in page and "-0.0" not in page, page
+    assert "<td class='num'>-2.3</td>" in page

@@ -102,12 +102,18 @@ def _slide_table(c: ReportContent) -> tuple[list[str], list[list[tuple]], tuple[
     headers = ["slide", "group", "fold", "true sTIL%", "predicted sTIL%", "error", "90 % interval", "qc", "tiles",
                _heatmap_header(c)]
     rows = [[("text", r.slide_id), ("text", r.group), ("text", r.fold), ("text", f"{r.stil_true:.1f}"),
-             ("text", f"{r.stil_pred:.1f}"), ("text", f"{r.stil_pred - r.stil_true:+.1f}"), ("text", r.interval),
+             ("text", f"{r.stil_pred:.1f}"), ("text", _error_text(r)), ("text", r.interval),
              ("text", r.qc),
              ("image", f"{r.slide_id} tiles", r.thumbnail, False, "thumb") if r.thumbnail else ("text", ""),
              ("image", f"{r.slide_id} heatmap", r.heatmap, True, "heat") if r.heatmap else ("text", "")]
             for r in c.rows]
     return headers, rows, (3, 4, 5)
+
+
+def _error_text(r: SlideRow) -> str:
+    """Predicted minus true sTIL% with one decimal and its sign: an error under 0.05 below is "+0.0", not "-0.0"
+    (a slide predicted 3.4 for a true 3.4 read as too low)."""
+    return f"{round(r.stil_pred - r.stil_true, 1) + 0.0:+.1f}"
 
 
 def _versions_table(c: ReportContent) -> list[tuple[str, str, str]]:
@@ -116,8 +122,9 @@ def _versions_table(c: ReportContent) -> list[tuple[str, str, str]]:
 
 
 def _md(text: object) -> str:
-    """A Markdown table cell: a ``|`` would split the cell and a newline end the table."""
-    return "<br>".join(str(text).replace("|", "\\|").splitlines())
+    """A Markdown table cell: a ``|`` would split the cell and a newline end the table, and a ``<``
+    (a slide id ``a<b>c``) would open an HTML tag that bolds or hides the rest of the row."""
+    return "<br>".join(str(text).replace("|", "\\|").replace("<", "\\<").splitlines())
 
 
 def _md_code(text: object) -> str:
