@@ -164,3 +164,26 @@ def test_report_error_column_has_no_negative_zero() -> None:
     page = render_html(content)
     assert "<td class='num'>+0.0</td>" in page and "-0.0" not in page, page
     assert "<td class='num'>-2.3</td>" in page
+
+
+def test_report_explains_the_qc_codes_its_slide_table_shows() -> None:
+    """Outside tester (hunt 37o): the model's cross-validation report showed qc codes such as
+    `near_threshold, few_tumorbed_tiles` with no words anywhere on the page (only the scoring report had a
+    reasons column). Now a legend under the table gives each code shown, in a pathologist's words, and
+    only those; an unknown code (a newer version's) is listed without words rather than dropped."""
+    from weakstil.qc.flags import FLAGS, MEANING
+    from weakstil.report_render import ReportContent, SlideRow, render_html, render_markdown
+
+    assert set(MEANING) == set(FLAGS)  # every flag has its words
+    rows = [SlideRow("a", "g", 1, 30.0, 31.0, None, None, qc="near_threshold, few_tumorbed_tiles"),
+            SlideRow("b", "g", 1, 5.0, 4.0, None, None, qc="brand_new_flag"), SlideRow("c", "g", 1, 9.0, 9.5, None, None)]
+    content = ReportContent(title="t", created="now", model_dir="/m", metrics_source="cv", slides_source=None,
+                            headline={"n": 3}, threshold=30.0, rows=rows, settings=[], model_settings=[],
+                            trained_versions={}, report_versions={}, cv_folds=2)
+    page, md = render_html(content), render_markdown(content)
+    for code in ("near_threshold", "few_tumorbed_tiles"):
+        assert f"<li><code>{code}</code>: {MEANING[code]}" in page.replace("&#x27;", "'"), page
+        assert f"- `{code}`: {MEANING[code]}" in md, md
+    assert "<li><code>brand_new_flag</code>: </li>" in page
+    assert "out_of_distribution" not in page  # only the codes shown
+    assert md.index("`few_tumorbed_tiles`") < md.index("`near_threshold`")  # in the flags' order, not the row's

@@ -110,6 +110,16 @@ def _slide_table(c: ReportContent) -> tuple[list[str], list[list[tuple]], tuple[
     return headers, rows, (3, 4, 5)
 
 
+def _flag_legend(c: ReportContent) -> list[tuple[str, str]]:
+    """(code, meaning) of each qc flag the slide table shows, in the flags' order: the model's
+    cross-validation table shows codes only, which a reader cannot look up (hunt 37o)."""
+    from weakstil.qc.flags import FLAGS, MEANING
+
+    shown = {code.strip() for r in (c.score_rows if c.score_rows is not None else c.rows)
+             for code in re.split("[,;]", r.qc) if code.strip()}
+    return [(code, MEANING[code]) for code in FLAGS if code in shown] + [(code, "") for code in sorted(shown - set(FLAGS))]
+
+
 def _error_text(r: SlideRow) -> str:
     """Predicted minus true sTIL% with one decimal and its sign: an error under 0.05 below is "+0.0", not "-0.0"
     (a slide predicted 3.4 for a true 3.4 read as too low)."""
@@ -165,6 +175,9 @@ def render_markdown(c: ReportContent) -> str:
     headers, rows, _ = _slide_table(c)
     lines += ["", "## Slides", "", "| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(_md_cell(cell) for cell in row) + " |" for row in rows]
+    if legend := _flag_legend(c):
+        lines += ["", "qc flags (advice: the slide keeps its score):", ""]
+        lines += [f"- `{code}`: {_md(meaning)}" for code, meaning in legend]
     lines += ["", "## Settings", "", "| setting | value |", "|---|---|"]
     lines += [f"| {_md(k)} | {_md_code(v)} |" for k, v in c.settings + c.model_settings]
     lines += ["", "## Versions", "", f"| package | {made} | report |", "|---|---|---|"]
@@ -207,7 +220,12 @@ def render_html(c: ReportContent) -> str:
     headers, rows, numeric = _slide_table(c)
     parts += ["<h2>Slides</h2><table>", "<tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr>"]
     parts += [f"<tr>{_cells([_html_cell(cell) for cell in row], numeric=numeric)}</tr>" for row in rows]
-    parts += ["</table>", "<h2>Settings</h2><table>"]
+    parts += ["</table>"]
+    if legend := _flag_legend(c):
+        parts += ["<p>qc flags (advice: the slide keeps its score):</p><ul>"]
+        parts += [f"<li><code>{e(code)}</code>: {e(meaning)}</li>" for code, meaning in legend]
+        parts += ["</ul>"]
+    parts += ["<h2>Settings</h2><table>"]
     parts += [f"<tr><th>{e(k)}</th><td><code>{e(v)}</code></td></tr>" for k, v in c.settings + c.model_settings]
     parts += ["</table>", f"<h2>Versions</h2><table><tr><th>package</th><th>{made}</th><th>report</th></tr>"]
     parts += [f"<tr><th>{e(n)}</th><td>{e(a)}</td><td>{e(b)}</td></tr>" for n, a, b in _versions_table(c)]

@@ -141,6 +141,40 @@ WEIGHTING_FLOOR = 5.0
 #: the low slides it scores 20-26 %.
 BELOW_LABELS_SLACK = 2.5
 
+#: Each flag in a pathologist's words, for pages that show the codes (the cohort report's legend): the
+#: model's cross-validation report and heatmap titles show only codes, which a reader cannot look up
+#: (hunt 37o). The rules are in this module's table.
+MEANING: dict[str, str] = {
+    Flag.OUT_OF_DISTRIBUTION.value: "the tissue looks unlike the training slides' (tile embeddings or nuclear "
+                                    "measurements): the score may not hold",
+    Flag.FEW_TUMORBED_TILES.value: f"fewer than {MIN_BED_TILES} tiles in the tumour bed: the score rests on little tissue",
+    Flag.NEAR_THRESHOLD.value: "the 90 % interval contains the sTIL-high threshold: the high/low call is uncertain",
+    Flag.STAIN.value: "the H&E stain (hue, strength, density) lies outside the training slides' range, or the image "
+                      "is not brightfield H&E",
+    Flag.BLURRY.value: f"over {BLURRY_SHARE:.0%} of the tissue is out of focus",
+    Flag.SHARPENED.value: "the scanner sharpened the image more than the model was checked on (unsharpened before "
+                          "scoring)",
+    Flag.PEN_OR_FOLDS.value: f"marker ink or tissue folds cover over {PEN_FOLD_SHARE:.0%} of the tissue",
+    Flag.WEIGHTING.value: "the tiles' weighting (stroma or attention) moves the score further than on any training "
+                          "slide",
+    Flag.ABOVE_LABELS.value: "scored above the highest sTIL% the model was trained on: it extrapolates",
+    Flag.BELOW_LABELS.value: "scored below the lowest sTIL% the model was trained on: it extrapolates",
+    Flag.BED_UNLIKE_TRAINING.value: "scored over another region than the model was trained on (whole tissue vs "
+                                    "tumour bed)",
+    Flag.NO_INTERVAL.value: "the model has no calibrated interval: nothing says how far off the number may be",
+    Flag.MPP_OVERRIDDEN.value: "the resolution (µm/px) given by hand differs from the one the file states",
+    Flag.MPP_UNIT_SLIP.value: "the file's resolution looks written in the wrong unit (px/cm vs inch): the tiles may "
+                              "be of another physical size",
+    Flag.UPSAMPLED.value: "scanned coarser than the model reads: the tiles were upsampled and hold less detail",
+    Flag.ANNOTATION_MISPLACED.value: "the drawn tumour bed looked drawn in another frame or unit (mostly off the tissue as written): check "
+                                     "where it lies",
+    Flag.TUMORBED_INCOMPLETE.value: "the detected tumour bed left out a third or more of its tumour's tiles",
+    Flag.TUMORBED_LYMPHOID.value: "the detected tumour bed lies on lymphoid tissue (a TIL-rich bed, or an aggregate "
+                                  "or lymph node taken for tumour): check the bed",
+    Flag.BED_STROMA.value: "the tumour bed holds far less or far more stroma than the training beds (solid tumour, "
+                           "or no invasive tumour?)",
+}
+
 
 def label_reference(labels: np.ndarray) -> dict[str, Any] | None:
     """The training labels' range, for the ``above_training_labels`` and ``below_training_labels`` checks
