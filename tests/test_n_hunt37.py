@@ -12,6 +12,7 @@ other slides going on. Three kinds were not:
   the reader checks types and shapes: one line naming the file, and the batch goes on;
 * ``report --model`` with MODEL/cv/oof_predictions.csv (or qc/training_slides.csv) overwritten by
   binary bytes: "unexpected UnicodeDecodeError ... a bug in weakstil"; now one line naming the CSV;
+* a --slides list with a NUL byte: "unexpected ValueError: embedded null byte"; now one usage line;
 * a tumour-bed detector whose model.json 'tiling' was edited into a string: "unexpected TypeError:
   string indices must be integers" when the batch began; now one line naming model.json.
 """
@@ -91,3 +92,14 @@ def test_a_detector_whose_tiling_was_edited_into_text_is_named(small_demo, tmp_p
     [error] = _errors(proc)
     assert str(detector / "model.json") in error and "'tiling' is not a JSON object" in error
     assert not (tmp_path / "beds").exists()
+
+
+def test_a_slide_list_with_a_nul_byte_is_a_usage_line(tmp_path):
+    """A --slides list with a NUL byte in a path (a damaged copy) was "unexpected ValueError: embedded null
+    byte ... a bug in weakstil" (score, info); now one line naming the list and its line."""
+    listed = tmp_path / "batch.csv"
+    listed.write_bytes(b"slide_id,path\na,a.svs\nb,b\x00.svs\n")
+    proc = run_cli("info", "--slides", listed)
+    assert proc.returncode == 2
+    [error] = _errors(proc)
+    assert str(listed) in error and "line 3 holds a NUL byte" in error
