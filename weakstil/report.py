@@ -61,6 +61,19 @@ def _read_json(path: Path, what: str, fix: str) -> dict:
         raise WeakSTILError(f"{what} is not valid JSON ({exc})", path=path, fix=fix) from None
 
 
+def _read_table(path: Path, fix: str, **kw):
+    """A CSV of the model or evaluation folder; a damaged one (binary bytes, cut short) is one line naming it:
+    MODEL/cv/oof_predictions.csv or qc/training_slides.csv overwritten with binary bytes was "unexpected
+    UnicodeDecodeError ... a bug in weakstil" (outside corruption sweep, hunt 37n)."""
+    import pandas as pd
+
+    try:
+        return csv_cells.read_csv(path, **kw)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise WeakSTILError(f"cannot read {path.name}: not a readable CSV ({str(exc).splitlines()[0][:120]})",
+                            path=path, fix=fix) from None
+
+
 def read_settings(path: str | Path) -> dict:
     """A settings file (JSON or YAML mapping), e.g. the workflow's configuration."""
     import yaml
@@ -175,7 +188,8 @@ def _evaluated_labels(table: pd.DataFrame, folder: Path, cohort: str | None) -> 
     path = folder / "predictions.csv"
     if not path.is_file():
         return table, ""
-    theirs = csv_cells.read_csv(path, dtype={"slide_id": str}, keep_default_na=False)
+    theirs = _read_table(path, "run 'weakstil evaluate --oof' again into that folder", dtype={"slide_id": str},
+                         keep_default_na=False)
     labels = dict(zip(theirs["slide_id"], pd.to_numeric(theirs.get("stil_true"), errors="coerce"))) \
         if "stil_true" in theirs else {}
     table, differ = table.copy(), []
@@ -199,7 +213,8 @@ def _add_confidence(rows: list[SlideRow], folder: ModelDir, threshold: float | N
 
     if not folder.qc_slides_path.is_file():
         return
-    table = csv_cells.read_csv(folder.qc_slides_path, dtype={"slide_id": str, "qc": str}, keep_default_na=False)
+    table = _read_table(folder.qc_slides_path, "copy the whole model folder again, or train the model again",
+                        dtype={"slide_id": str, "qc": str}, keep_default_na=False)
     low, high = interval_columns()
     by_id = {str(r["slide_id"]): r for r in table.to_dict("records")}
     for row in rows:
@@ -333,7 +348,8 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         described = describe_evaluation(metrics, meta, metrics_dir, cv_folds, oof_path)
     threshold = float(metrics.get("threshold", meta.get("threshold", STIL_THRESHOLD)))
     if has_cv:  # the slide table and heatmaps: out-of-fold, whatever the metrics are
-        table = csv_cells.read_csv(oof_path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
+        table = _read_table(oof_path, "copy the whole model folder again, or train the model again",
+                            dtype={"slide_id": str, "group": str}, keep_default_na=False)
         if not own_cv and (metrics.get("mode") or ("oof" if "predictions" in metrics else None)) == "oof":
             table, relabelled = _evaluated_labels(table, metrics_dir, metrics.get("cohort"))
             described += relabelled  # (the page says it too, not only the log)
@@ -398,7 +414,8 @@ def _evaluated_slides(metrics: dict, folder: Path) -> pd.DataFrame:
     path = folder / "predictions.csv"
     if not path.is_file():
         raise WeakSTILError("predictions.csv not found", path=path, fix="rerun 'weakstil evaluate' into a new --out")
-    table = csv_cells.read_csv(path, dtype={"slide_id": str, "group": str}, keep_default_na=False)
+    table = _read_table(path, "rerun 'weakstil evaluate' into a new --out",
+                        dtype={"slide_id": str, "group": str}, keep_default_na=False)
     table["stil_pred"] = pd.to_numeric(table["stil_pred"], errors="coerce")
     return table[table["stil_pred"].notna()].reset_index(drop=True)
 

@@ -85,6 +85,10 @@ def read_slide_list(path: Path) -> ListedSlides:
     except OSError as exc:
         raise UsageError(f"--slides: cannot read the slide list ({exc.strerror})", path=path,
                          fix="check its permissions") from None
+    if "\0" in text:  # no path holds a NUL byte: it was "unexpected ValueError: embedded null byte" (hunt 37n)
+        line = text[:text.index("\0")].count("\n") + 1
+        raise UsageError(f"--slides: the slide list's line {line} holds a NUL byte (a damaged or binary file)", path=path,
+                         fix="save the list as UTF-8 text or CSV (one slide path a line), or copy it again")
     lines = text.splitlines()
     header = next((ln for ln in lines if ln.strip()), "")
     # a CSV's header names a path column (a spreadsheet's ';' or tab-separated save: the cohort reader says how to mend it)

@@ -109,6 +109,15 @@ class FeaturesFile(SlideFile):
     def fix(cls) -> str:
         return "run 'weakstil embed' again for this slide"
 
+    @classmethod
+    def _check_datasets(cls, f, attrs: dict, path: Path) -> None:
+        super()._check_datasets(f, attrs, path)
+        shape, dim = f["features"].shape if "features" in f else None, attrs.get("embed_dim")
+        if shape is not None and (len(shape) != 2 or (dim is not None and shape[1] != dim)):
+            raise h5.SlideFileError(f"{cls.WHAT}'s 'features' has shape {shape}, not (tiles, {dim}) as its "
+                                    "embed_dim says (edited, or written by another tool)", path=path,
+                                    fix=f"delete it, then {cls.fix()}")
+
     @contextlib.contextmanager
     def streaming(self, path: str | Path, n: int, dim: int) -> Iterator[Callable[[int, np.ndarray], None]]:
         """Write the file while its features arrive in row blocks: the block gets ``put(start,

@@ -100,6 +100,7 @@ class SlideFile:
         path = Path(path)
         with h5.open_read(path, fix=cls.fix()) as f:
             attrs = cls._check(f, path)
+            cls._check_datasets(f, attrs, path)
             values: dict[str, Any] = {}
             for ds in cls.DATASETS:
                 name = next((n for n in ds.names() if n in f), None)
@@ -125,6 +126,7 @@ class SlideFile:
         path = Path(path)
         with h5.open_read(path, fix=cls.fix()) as f:
             attrs = cls._check(f, path)
+            cls._check_datasets(f, attrs, path)
             shapes = {}
             for ds in cls.DATASETS:
                 name = next((n for n in ds.names() if n in f), None)
@@ -147,6 +149,39 @@ class SlideFile:
         if int(attrs.get("complete", 0)) != 1:
             raise SlideFileError(f"{cls.WHAT} is incomplete (an interrupted run)", path=path, fix=cls.fix())
         return attrs
+
+    #: attributes that must be numbers where a file has them (the tiling every reader computes with)
+    NUMBER_ATTRS: ClassVar[tuple[str, ...]] = ("mpp", "tile_px", "tile_um", "tile_size_level0", "slide_mpp",
+                                               "overlap_px", "embed_dim")
+
+    @classmethod
+    def _check_datasets(cls, f: Any, attrs: dict[str, Any], path: Path) -> None:
+        """Numbers in the tiling attributes, numbers in every declared dataset, ``coords`` (N, 2) and one row
+        per tile in every per-tile dataset: a file edited or written by another tool was a numpy ValueError or
+        IndexError ("this is a bug in weakstil") deep inside the command, and took a tumorbed apply batch down
+        (outside corruption sweep, hunt 37n)."""
+        def refuse(what: str) -> None:
+            raise SlideFileError(f"{cls.WHAT}'s {what} (edited, or written by another tool)", path=path,
+                                 fix=f"delete it, then {cls.fix()}")
+
+        for key in cls.NUMBER_ATTRS:
+            value = attrs.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                refuse(f"attribute '{key}' is {str(value)[:40]!r}, not a number")
+        found = {ds: f[n] for ds in cls.DATASETS if (n := next((m for m in ds.names() if m in f), None))}
+        for ds, data in found.items():
+            if not hasattr(data, "dtype") or data.dtype.kind not in "biuf":
+                refuse(f"'{ds.file_name}' holds {getattr(data, 'dtype', 'a group')}, not numbers")
+        coords = next((d for ds, d in found.items() if ds.name == "coords"), None)
+        if coords is None or coords.size == 0:  # a slide of no tiles may store its empty arrays flat
+            return
+        if coords.ndim != 2 or coords.shape[1] != 2:
+            refuse(f"'coords' has shape {coords.shape}, not (tiles, 2)")
+        for ds, data in found.items():
+            if ds.mpp and data.ndim != 2:
+                refuse(f"'{ds.file_name}' has shape {data.shape}, not a 2-D mask")
+            elif not ds.mpp and (data.ndim == 0 or data.shape[0] != coords.shape[0]):
+                refuse(f"'{ds.file_name}' has shape {data.shape}: not one row for each of its {coords.shape[0]} tiles")
 
     # -- writing -------------------------------------------------------------------------
     def write(self, path: str | Path) -> Path:

@@ -275,6 +275,7 @@ class TumorBedDetector:
         if version > FORMAT_VERSION:
             raise WeakSTILError(f"tumour-bed detector of format {version} is newer than this WeakSTIL "
                                 f"(format {FORMAT_VERSION})", path=directory, fix="upgrade WeakSTIL")
+        _check_meta_types(meta, meta_path)
         try:
             tensors = load_file(str(weights_path))
         except (SafetensorError, OSError) as exc:
@@ -301,13 +302,38 @@ class TumorBedDetector:
             raise WeakSTILError(f"weights have keys {sorted(tensors)}, expected {sorted(expected)}",
                                 path=weights_path, fix="retrain the tumour-bed detector")
         evidence = LogisticEvidence.from_tensors(tensors)
-        radii = tuple(int(r) for r in meta.get("context_radius", []))
+        try:  # a value of the wrong type edited into model.json: one line, not a TypeError's "bug in weakstil"
+            radii = tuple(int(r) for r in meta.get("context_radius", []))
+        except (TypeError, ValueError) as exc:
+            raise WeakSTILError(f"model.json's context_radius is not a list of whole numbers ({exc})",
+                                path=meta_path, fix=_META_FIX) from None
         width = len(evidence.weight)
         if not (len(evidence.mean) == len(evidence.std) == width):
             raise WeakSTILError("weights have inconsistent sizes", path=weights_path,
                                 fix="retrain the tumour-bed detector")
-        return cls(evidence, BedShape.from_dict(meta.get("shape", {})),
-                   Plausibility.from_dict(meta.get("plausibility", {})), radii, meta,
-                   tuple(str(c) for c in meta.get("tile_stats_columns", [])),
-                   LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")),
-                   TumourCellGate.from_dict(meta.get("tumour_cell_gate")))
+        try:
+            return cls(evidence, BedShape.from_dict(meta.get("shape", {})),
+                       Plausibility.from_dict(meta.get("plausibility", {})), radii, meta,
+                       tuple(str(c) for c in meta.get("tile_stats_columns", [])),
+                       LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")),
+                       TumourCellGate.from_dict(meta.get("tumour_cell_gate")))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            raise WeakSTILError(f"model.json holds a value of the wrong type ({exc})", path=meta_path,
+                                fix=_META_FIX) from None
+
+
+_META_FIX = ("copy the detector folder again (for a model: the whole model folder), or retrain it with "
+             "'weakstil tumorbed train'")
+
+
+def _check_meta_types(meta: dict, meta_path: Path) -> None:
+    """The sections every use of a detector reads are JSON objects, its tiling numbers: a 'tiling' edited
+    into a string passed loading and was a TypeError ("this is a bug in weakstil") when a batch began
+    (outside corruption sweep, hunt 37n)."""
+    for key in ("tiling", "features", "shape", "plausibility", "lymphoid_veto", "ink_veto", "tumour_cell_gate"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise WeakSTILError(f"model.json's '{key}' is not a JSON object", path=meta_path, fix=_META_FIX)
+    for key in ("mpp", "tile_px"):
+        value = (meta.get("tiling") or {}).get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise WeakSTILError(f"model.json's tiling {key} {value!r} is not a number", path=meta_path, fix=_META_FIX)
