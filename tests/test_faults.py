@@ -1557,3 +1557,21 @@ def test_a_pattern_that_matched_nothing_leaves_no_row_once_it_matches(world, tmp
     assert proc.returncode == 0, proc.stderr
     rows = pd.read_csv(out / "results.csv")
     assert list(rows["slide_id"]) == ["synth_0000"] and list(rows["status"]) == ["ok"]
+
+
+def test_a_score_file_missing_a_dataset_is_scored_again_not_skipped(world, tmp_path):
+    """A score .h5 whose 'coords' dataset was lost (a hand edit, a damaged copy) kept its attributes, so a
+    rerun said "already scored (ok), skipped", while the viewer's error on the file said "run 'weakstil score'
+    again for this slide": the fix it named did nothing (corruption sweep, hunt 37n). Now it is scored again."""
+    import h5py
+
+    out = tmp_path / "sc"
+    shutil.copytree(world.feats, tmp_path / "f")
+    common = ("--model", world.model, "--out", out, "--weights", "random", "--features", tmp_path / "f")
+    run_cli("score", world.slide, *common, check=True)
+    with h5py.File(out / "synth_0000.h5", "a") as f:
+        del f["coords"]
+    said = " ".join(run_cli("score", world.slide, *common, check=True).stderr.split())
+    assert "already scored" not in said, said
+    with h5py.File(out / "synth_0000.h5", "r") as f:
+        assert "coords" in f

@@ -122,7 +122,9 @@ class SlideFile:
 
     @classmethod
     def read_header(cls, path: str | Path) -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
-        """The file's attributes and the shapes of its declared datasets, without loading data."""
+        """The file's attributes and the shapes of its declared datasets, without loading data. A required
+        dataset missing is the same error as :meth:`read`'s: a score file without its ``coords`` was kept as
+        "already scored" by a rerun, while the viewer's error on it said to score the slide again (hunt 37n)."""
         path = Path(path)
         with h5.open_read(path, fix=cls.fix()) as f:
             attrs = cls._check(f, path)
@@ -132,6 +134,8 @@ class SlideFile:
                 name = next((n for n in ds.names() if n in f), None)
                 if name is not None:
                     shapes[ds.name] = tuple(f[name].shape)
+                elif ds.required:
+                    raise SlideFileError(f"{cls.WHAT} has no '{ds.file_name}' dataset", path=path, fix=cls.fix())
         return attrs, shapes
 
     @classmethod
