@@ -13,6 +13,9 @@ A job SLURM never took (``slurm: {account: nosuchacct}``, or ``sbatch`` not on P
 "stopped without an error line (killed, out of memory or out of time?)", its "last line" the previous run's
 train log ("final model: all 4 slides for 43 epochs"): now the plugin's reason and the fix.
 
+So was a job whose SLURM log folder was not writable (``chattr +i .snakemake/slurm_logs/rule_train``:
+sacct FAILED, exit code 0:53, no SLURM log written): now that SLURM could not start it, and the folder.
+
 And a train job cancelled with ``scancel`` (sacct: ``CANCELLED by 0``) was waited for without end:
 snakemake-executor-plugin-slurm 2.8.0 compares the state whole against ``CANCELLED`` and took it for a
 running job (10 minutes, no line; SIGTERM waited too; only kill -9 and --unlock ended the run). The
@@ -122,3 +125,22 @@ def test_a_job_never_submitted_says_so_with_the_plugins_reason_not_an_older_runs
         assert len(lines) == 1, lines
         assert lines[0].startswith("error: the train job failed: it was never submitted to SLURM"), lines
         assert expected in lines[0] and "43 epochs" not in lines[0], lines
+
+
+def test_a_slurm_job_that_wrote_no_slurm_log_names_its_folder(tmp_path: Path) -> None:
+    (tmp_path / "results/logs").mkdir(parents=True)
+    (tmp_path / "results/logs/train.log").write_text("INFO final model: all 4 slides for 43 epochs\n")  # the last run's
+    slurm_log = f"{tmp_path}/.snakemake/slurm_logs/rule_train/170.log"  # never written
+    log = tmp_path / "run.snakemake.log"
+    log.write_text(block("train", f"results/logs/train.log, {slurm_log}", slurm_failed(170, "FAILED")))
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        lines = failure_lines([log], ["S1"], "cohort.csv")
+    finally:
+        os.chdir(here)
+    assert lines == [f"error: the train job failed: SLURM could not start it: it wrote no SLURM log into "
+                     f"{tmp_path}/.snakemake/slurm_logs/rule_train (not writable, or not on the compute nodes' shared "
+                     "file system), so its job log is not this run's. Fix: make "
+                     f"{tmp_path}/.snakemake/slurm_logs/rule_train writable from the compute nodes, then run the same "
+                     f"command again (log: results/logs/train.log, {slurm_log})"], lines

@@ -107,10 +107,22 @@ def job_reason(logs: list[str]) -> str:
     return "stopped without an error line (killed, out of memory or out of time?)"
 
 
+def unstarted_reason(job: dict) -> str | None:
+    """A SLURM job that FAILED without writing its SLURM log never started its command (slurmstepd could not
+    open the log: exit code 0:53), so its job log is an older run's; None otherwise."""
+    if not job["slurm_logs"] or (job["state"] or "").upper() != "FAILED" or Path(job["slurm_logs"][-1]).exists():
+        return None
+    folder = Path(job["slurm_logs"][-1]).parent
+    return (f"SLURM could not start it: it wrote no SLURM log into {folder} (not writable, or not on the compute "
+            f"nodes' shared file system), so its job log is not this run's. Fix: make {folder} writable from the "
+            "compute nodes, then run the same command again")
+
+
 def failure_lines(snakemake_logs, cohort_keys, cohort_csv: str) -> list[str]:
     """One line per failed job (the slide, the step, the reason, its log) and one saying what it
     stopped and what to do; empty when no failed job is found in the logs."""
-    failed = [(rule, [*logs, *job["slurm_logs"][-1:]], slurm_reason(rule, job["state"]) or job_reason(list(logs)))
+    failed = [(rule, [*logs, *job["slurm_logs"][-1:]], unstarted_reason(job) or slurm_reason(rule, job["state"])
+               or job_reason(list(logs)))
               for (rule, logs), job in _failed(snakemake_logs).items()]
     if not failed:
         return []
