@@ -103,6 +103,18 @@ def test_a_scancelled_job_is_read_as_cancelled_by_the_slurm_plugin() -> None:
     assert states == {"157": "CANCELLED", "158": "COMPLETED", "159": "RUNNING"} and seconds >= 0
 
 
+def lines_in(folder: Path, snakemake_log: str) -> list[str]:
+    """The closing lines of a run in ``folder`` whose Snakemake log is ``snakemake_log`` (paths relative to it)."""
+    log = folder / "run.snakemake.log"
+    log.write_text(snakemake_log)
+    here = os.getcwd()
+    os.chdir(folder)
+    try:
+        return failure_lines([log], ["S1"], "cohort.csv")
+    finally:
+        os.chdir(here)
+
+
 def test_a_job_never_submitted_says_so_with_the_plugins_reason_not_an_older_runs_log(tmp_path: Path) -> None:
     (tmp_path / "results/logs").mkdir(parents=True)
     (tmp_path / "results/logs/train.log").write_text("INFO final model: all 4 slides for 43 epochs\n")  # the last run's
@@ -114,14 +126,7 @@ def test_a_job_never_submitted_says_so_with_the_plugins_reason_not_an_older_runs
             (account, "The given account nosuchacct appears to be invalid. Available accounts: root. Fix: set "
                       "slurm.account to an account of yours"),
             (no_sbatch, "/bin/sh: 1: sbatch: not found. Fix: run Snakemake where `sbatch` is on PATH")]:
-        log = tmp_path / "run.snakemake.log"
-        log.write_text(block("train", "results/logs/train.log", message) * 2)  # two attempts
-        here = os.getcwd()
-        os.chdir(tmp_path)
-        try:
-            lines = failure_lines([log], ["S1"], "cohort.csv")
-        finally:
-            os.chdir(here)
+        lines = lines_in(tmp_path, block("train", "results/logs/train.log", message) * 2)  # two attempts
         assert len(lines) == 1, lines
         assert lines[0].startswith("error: the train job failed: it was never submitted to SLURM"), lines
         assert expected in lines[0] and "43 epochs" not in lines[0], lines
@@ -131,14 +136,7 @@ def test_a_slurm_job_that_wrote_no_slurm_log_names_its_folder(tmp_path: Path) ->
     (tmp_path / "results/logs").mkdir(parents=True)
     (tmp_path / "results/logs/train.log").write_text("INFO final model: all 4 slides for 43 epochs\n")  # the last run's
     slurm_log = f"{tmp_path}/.snakemake/slurm_logs/rule_train/170.log"  # never written
-    log = tmp_path / "run.snakemake.log"
-    log.write_text(block("train", f"results/logs/train.log, {slurm_log}", slurm_failed(170, "FAILED")))
-    here = os.getcwd()
-    os.chdir(tmp_path)
-    try:
-        lines = failure_lines([log], ["S1"], "cohort.csv")
-    finally:
-        os.chdir(here)
+    lines = lines_in(tmp_path, block("train", f"results/logs/train.log, {slurm_log}", slurm_failed(170, "FAILED")))
     assert lines == [f"error: the train job failed: SLURM could not start it: it wrote no SLURM log into "
                      f"{tmp_path}/.snakemake/slurm_logs/rule_train (not writable, or not on the compute nodes' shared "
                      "file system), so its job log is not this run's. Fix: make "
