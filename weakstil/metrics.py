@@ -369,7 +369,7 @@ def bootstrap_all(y_true, y_pred, thresholds=DEFAULT_THRESHOLDS, n_boot: int = B
 
 
 #: Metrics with a ``ci95`` in metrics.json (and ``<name>_ci95_low``/``_high`` rows in metrics.csv).
-CI_METRICS = {"r2": r2_score, "pearson_r": pearson, "spearman_rho": spearman, "mae": mae, "rmse": rmse}
+CI_METRICS = ("r2", "pearson_r", "spearman_rho", "mae", "rmse")  # (as _resample_metrics names them)
 
 
 def all_metrics(y_true, y_pred, thresholds=DEFAULT_THRESHOLDS, *, ci: bool = True) -> dict[str, object]:

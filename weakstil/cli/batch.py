@@ -66,11 +66,13 @@ def without_own_outputs(paths: list[Path], out: Path, suffixes: tuple[str, ...],
             return True
         return os.path.realpath(p.parent) == out_r and (p.name.startswith(".") or p.name.endswith(suffixes))
 
-    skipped = [p for p in paths if ours(p)]
+    kept, skipped = [], []
+    for p in paths:
+        (skipped if ours(p) else kept).append(p)
     if skipped:
         log.info("%d of the listed files are %s's own outputs in %s (%s...); not read as slides", len(skipped),
                  command, out, skipped[0].name)
-    return [p for p in paths if p not in skipped]
+    return kept
 
 
 def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], str] | None = None,
