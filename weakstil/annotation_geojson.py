@@ -16,7 +16,7 @@ from pathlib import Path
 
 from weakstil.annotation_classes import (choose_bed, class_name, is_exclusion, not_bed_areas, says_what_it_is,
                                          warn_tumour_named_cut)
-from weakstil.annotation_geometry import valid_parts
+from weakstil.annotation_geometry import closed_lines, polygons_without_short_rings, valid_parts
 from weakstil.annotation_errors import AnnotationError, all_finite, not_bed, not_finite
 
 log = logging.getLogger("weakstil.annotations")
@@ -77,7 +77,7 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
         raise AnnotationError("GeoJSON holds no features", path=path,
                               fix="export a FeatureCollection of polygons from QuPath")
     features = _with_children(features)
-    named, excluded, cut_names, detections = [], [], [], 0
+    named, excluded, cut_names, detections, degenerate, lines = [], [], [], 0, 0, []
     for i, feat in enumerate(features):
         if isinstance(feat, dict) and feat.get("geometry", 0) is None:
             continue  # GeoJSON's unlocated feature (a measurement without a shape): no area
@@ -98,12 +98,23 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
             geom_type = geometry.get("type")
             if not all_finite(geometry.get("coordinates")):  # before GEOS, which warns and then misreads them
                 raise not_finite(path)
-            try:
-                geom = shape(geometry)
-            except Exception as exc:
-                raise AnnotationError(f"feature {i} has an invalid {geom_type} ({exc})", path=path,
-                                      fix="check the coordinates are [[x, y], ...] rings") from None
+            if geom_type in ("LineString", "MultiLineString"):
+                geom, is_open = closed_lines(geometry, path, what)
+                lines += [what] if is_open else []
+                if geom is None:
+                    continue
+            else:
+                try:
+                    geom = shape(geometry)
+                except Exception as exc:  # a ring of fewer than 3 distinct points (a 2-point ring) among good ones
+                    mended = polygons_without_short_rings(geometry, path, what)
+                    if mended is None:
+                        raise AnnotationError(f"feature {i} has an invalid {geom_type} ({exc})", path=path,
+                                              fix="check the coordinates are [[x, y], ...] rings") from None
+                    geom, skipped = mended
+                    degenerate += skipped
             parts = valid_parts(geom, path, what)
+            degenerate += not parts and not geom.is_empty
             if is_exclusion(name) or is_exclusion(own):
                 excluded.extend(parts)
                 cut_names.append(name if is_exclusion(name) else own)
@@ -116,6 +127,15 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
     chosen = choose_bed(named, path)
     if not chosen and named:  # every class says it is not the bed ("Peritumoral stroma", "Non-tumour")
         raise not_bed(named, path)
+    if not chosen and degenerate and not excluded:
+        raise AnnotationError(f"GeoJSON holds no polygon with an area: its {degenerate} shape(s) are degenerate (a ring "
+                              "of fewer than 3 distinct points, or all on one line)", path=path,
+                              fix="draw the tumour bed as a polygon or area annotation")
+    if not chosen and lines and not excluded:
+        raise AnnotationError(f"GeoJSON holds no polygons, only open lines ({', '.join(lines[:3])}"
+                              f"{', ...' if len(lines) > 3 else ''}: their ends do not meet)", path=path,
+                              fix="close the outline (QuPath: end the polyline on its first point, or draw it with "
+                                  "the polygon or brush tool)")
     if not chosen:
         what = ("only detection/cell objects" if detections and not excluded else
                 "no polygons other than excluded areas" if excluded else "no polygons")
@@ -160,9 +180,9 @@ def _class_name(cls: object) -> str:
 
 
 def _geojson_areas(geometry: dict) -> list[dict]:
-    """The Polygon and MultiPolygon members of a GeoJSON geometry, a GeometryCollection's included
-    (points and lines are not areas)."""
-    if geometry.get("type") in ("Polygon", "MultiPolygon"):
+    """The Polygon, MultiPolygon and (possibly closed) line members of a GeoJSON geometry, a
+    GeometryCollection's included (points are not areas)."""
+    if geometry.get("type") in ("Polygon", "MultiPolygon", "LineString", "MultiLineString"):
         return [geometry]
     if geometry.get("type") == "GeometryCollection":
         members = geometry.get("geometries")

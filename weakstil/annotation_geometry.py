@@ -21,12 +21,80 @@ def valid_parts(geometry, path: Path, what: str) -> list:
     """The valid polygons of a drawn Polygon or MultiPolygon (each part on its own: parts that
     overlap are joined later by their union). An invalid part whose repair changes its area is
     named in one warning with the file, ``what`` (the object) and both areas."""
-    parts = []
-    for part in getattr(geometry, "geoms", [geometry]):
+    parts, members = [], list(getattr(geometry, "geoms", [geometry]))
+    for k, part in enumerate(members):
         if part.is_empty or part.geom_type != "Polygon":
             continue
-        parts.extend([part] if part.is_valid else _repaired(part, path, what))
+        mended = [part] if part.is_valid else _repaired(part, path, what)
+        if not mended:  # one slip of the pen (a polygon of collinear points) must not cost the file's other shapes
+            skipped_degenerate(path, what + (f", part {k + 1}" if len(members) > 1 else ""),
+                               "its vertices enclose no area")
+        parts.extend(mended)
     return parts
+
+
+def skipped_degenerate(path: Path, what: str, why: str) -> None:
+    log.warning("%s: %s is a degenerate shape (%s): skipped, the other shapes are read", path, what, why)
+
+
+def _distinct(ring) -> int | None:
+    """How many distinct (x, y) points a GeoJSON ring lists (``None``: not a list of numeric points)."""
+    try:
+        xy = np.asarray(ring, np.float64)
+    except (TypeError, ValueError):
+        return None
+    return len(np.unique(xy[:, :2], axis=0)) if xy.ndim == 2 and xy.shape[1] >= 2 else None
+
+
+def polygons_without_short_rings(geometry: dict, path: Path, what: str):
+    """(the polygons, how many were skipped) of a GeoJSON Polygon or MultiPolygon that shapely refuses whole
+    because a ring lists fewer than 3 distinct points (a 2-point ring): such a shell's polygon is skipped
+    with a warning, such a hole (it cuts nothing) left out; ``None`` when the geometry is wrong otherwise."""
+    from shapely.geometry import MultiPolygon, Polygon
+
+    coords = geometry.get("coordinates")
+    polys = [coords] if geometry.get("type") == "Polygon" else coords
+    if not isinstance(polys, list) or not all(isinstance(p, list) and p for p in polys):
+        return None
+    out, skipped = [], 0
+    for k, rings in enumerate(polys):
+        counts = [_distinct(r) for r in rings]
+        if None in counts:
+            return None
+        if counts[0] < 3:
+            skipped_degenerate(path, what + (f", part {k + 1}" if len(polys) > 1 else ""),
+                               f"a ring of {counts[0]} distinct point(s)")
+            skipped += 1
+            continue
+        holes = [np.asarray(r, np.float64)[:, :2] for r, n in zip(rings[1:], counts[1:]) if n >= 3]
+        try:
+            out.append(Polygon(np.asarray(rings[0], np.float64)[:, :2], holes))
+        except Exception:
+            return None
+    return MultiPolygon(out), skipped
+
+
+def closed_lines(geometry: dict, path: Path, what: str):
+    """(the polygons a GeoJSON LineString or MultiLineString encloses where it is closed, whether a line
+    is open). A pathologist's outline drawn with QuPath's polyline tool and ended on its first point is a
+    LineString whose first and last points are the same: the polygon it encloses (with 3 distinct points
+    or more). An open line encloses nothing: it is no bed."""
+    from shapely.geometry import MultiPolygon, Polygon
+
+    coords = geometry.get("coordinates")
+    lines = [coords] if geometry.get("type") == "LineString" else coords
+    out, is_open = [], False
+    for line in lines if isinstance(lines, list) else []:
+        n = _distinct(line)
+        xy = np.asarray(line, np.float64)[:, :2] if n else None
+        if n is None or n < 3 or (xy[0] != xy[-1]).any():
+            is_open = True
+            continue
+        out.append(Polygon(xy))
+    if out:
+        log.info("%s: %s is a closed polyline (its last point is its first): read as the polygon it encloses",
+                 path, what)
+    return (MultiPolygon(out) if out else None), is_open
 
 
 def _repaired(polygon, path: Path, what: str) -> list:

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 from weakstil.annotation_errors import AnnotationError
+from weakstil.annotation_foreign import MASK_FIX, MASK_SUFFIXES, foreign_outline
 from weakstil.annotation_geometry import valid_parts
 
 #: Formats of outlines other tools write that WeakSTIL does not read: a file of the slide's name in
@@ -20,10 +21,6 @@ from weakstil.annotation_geometry import valid_parts
 UNREAD_SUFFIXES = {".qpdata": "a QuPath project data file", ".svg": "an SVG drawing", ".roi": "an ImageJ ROI",
                    ".shp": "an ESRI shapefile", ".gpkg": "a GeoPackage", ".kml": "a KML file",
                    ".wkb": "well-known binary (WKB)", ".dxf": "a DXF drawing"}
-#: Mask images and arrays (another generator's exact beds): no µm/px of their own, so not read as outlines.
-MASK_SUFFIXES = {".png": "a mask image (PNG)", ".npy": "a mask array (NumPy .npy)", ".npz": "a mask array (NumPy .npz)"}
-MASK_FIX = ("trace the mask into polygons in level-0 pixels (mask px x its µm/px / the slide's µm/px) and save them "
-            "as <slide_id>.geojson: docs/scoring.md, 'Annotations from other tools', has a script")
 #: Sedeen Viewer's session file (``S1.session.xml`` beside ``S1.svs``): XML, but neither ImageScope's nor ASAP's.
 SEDEEN = "a Sedeen Viewer session"
 # (not .zip: an annotation folder may be the slides' own, where S1.zip can be a zipped MIRAX slide)
@@ -59,12 +56,16 @@ def wkt_polygons(path: Path) -> tuple[list, list]:
         raise AnnotationError(f"is not WKT text (it begins {lines[0].strip()[:40]!r})", path=path,
                               fix="write POLYGON ((x y, ...)) in level-0 pixels, or export the outline as QuPath "
                                   "GeoJSON (.geojson)")
-    polygons, kinds = [], set()
+    polygons, kinds, n = [], set(), 0
     for geometry in geometries:
         for part in getattr(geometry, "geoms", [geometry]):
             kinds.add(part.geom_type)
             if part.geom_type in ("Polygon", "MultiPolygon"):
-                polygons.extend(valid_parts(part, path, "a WKT polygon"))
+                n += 1  # numbered, so a warning about one names which
+                polygons.extend(valid_parts(part, path, f"WKT polygon {n}"))
+    if not polygons and n:
+        raise AnnotationError(f"WKT holds no polygon with an area: its {n} polygon(s) are degenerate (fewer than 3 "
+                              "distinct points, or all on one line)", path=path, fix="draw the tumour bed as a closed polygon")
     if not polygons:
         raise AnnotationError(f"WKT holds no polygon (only {', '.join(sorted(kinds)) or 'empty geometries'})",
                               path=path, fix="draw the tumour bed as a closed polygon")
@@ -96,6 +97,9 @@ def unread_outline(directory: Path, slide_id: str, slide_suffixes: tuple[str, ..
             return AnnotationError(f"is named for slide {slide_id} but is {MASK_SUFFIXES[suffix]}, which WeakSTIL "
                                    "does not read as an outline: the slide's outline would go unused", path=path,
                                    fix=MASK_FIX)
+        if suffix in (".tif", ".tiff", ".csv"):  # a mask TIFF (not the slide), napari's Shapes CSV
+            if (foreign := foreign_outline(path, slide_id)) is not None:
+                return foreign
         if suffix in _TEXT_SUFFIXES and _holds_wkt(path):
             return AnnotationError(f"is named for slide {slide_id} and holds WKT text, read only from a .wkt file: "
                                    "the slide's outline would go unused", path=path,

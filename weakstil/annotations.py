@@ -147,6 +147,13 @@ def load_polygons(path: str | Path, geom=None):
 
         polygons, excluded = wkt_polygons(path)
     else:
+        from weakstil.annotation_foreign import MASK_FIX, MASK_SUFFIXES, foreign_outline
+
+        if suffix in MASK_SUFFIXES:
+            raise AnnotationError(f"is {MASK_SUFFIXES[suffix]}, which WeakSTIL does not read as an outline", path=path,
+                                  fix=MASK_FIX)
+        if (foreign := foreign_outline(path)) is not None:  # a mask TIFF, napari's Shapes CSV
+            raise foreign
         raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
                               fix="use QuPath GeoJSON (.geojson), Aperio ImageScope or ASAP XML (.xml), HALO XML "
                                   "(.annotations), NDP.view (.ndpa) or WKT text (.wkt)")
