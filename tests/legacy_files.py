@@ -2,7 +2,7 @@
 
 Each writer repeats the h5py calls of that release's writer (``tiles.write_tiles_h5``,
 ``embed._write_cache``, ``beds.write_bed``, ``evaluation.write_tile_scores``,
-``score._write_slide_outputs``): dataset names, dtypes, compression and attributes, on a small
+``score_outputs.write_slide_outputs``): dataset names, dtypes, compression and attributes, on a small
 made-up slide. The readers of weakstil.files must keep reading them.
 """
 

@@ -28,16 +28,12 @@ from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, Coh
                                  unicode_twin, warn_lookalike_groups)
 from weakstil.cohort_labels import (label_hint, refuse_class_labels, refuse_mixed_notation, refuse_split_decimal,
                                    warn_fraction_labels)
-from weakstil.errors import UsageError, WeakSTILError, name_problem
+from weakstil.cohort_groups import (  # noqa: F401 (group_kfold, group_holdout, _group_like...: imported from here too)
+    _group_like, group_column_lookalikes, group_holdout, group_kfold, resolve_group_column)
+from weakstil.errors import UsageError, name_problem
 from weakstil.files.paths import feature_path
 
 log = logging.getLogger(__name__)
-
-#: Used as group column when the user does not name one and the CSV has it.
-DEFAULT_GROUP_COLUMN = "group"
-#: Values of ``--group-column`` that switch grouping off.
-NO_GROUP = {"", "none", "no", "off"}
-
 
 @dataclass
 class Cohort:
@@ -74,44 +70,6 @@ class Cohort:
         if "features" in self.table and self.table["features"].notna().all():
             return [Path(p) for p in self.table["features"]]
         return [feature_path(features_dir, s) for s in self.slide_ids]
-
-
-def resolve_group_column(columns: list[str], group_column: str | None) -> str | None:
-    """``None`` means 'use ``group`` if the CSV has it'; 'none' switches grouping off."""
-    if group_column is None:
-        return DEFAULT_GROUP_COLUMN if DEFAULT_GROUP_COLUMN in columns else None
-    if group_column.strip().lower() in NO_GROUP:
-        return None
-    return group_column.strip()
-
-
-#: Words that say a column keeps slides apart in cross-validation (a column name's words, split at
-#: spaces, '-', '_' and camelCase, compared without case and with a plural 's' dropped; or the whole name
-#: without separators and an 'id' ending): the grouping column under a name ``train`` does not take.
-GROUP_LIKE_NAMES = {"group", "groups", "patient", "case", "centre", "center", "site", "subject", "hospital",
-                    "institution", "donor"}
-
-
-def _group_like(name: str) -> bool:
-    """``name`` reads as a patient or centre column: 'patient_id', 'Patient ID', and also names whose
-    words say so, such as TCGA's 'Medical center', 'bcr_patient_barcode', 'case_submitter_id' or
-    'tissue_source_site' (the whole name alone missed them, so their slides were split silently)."""
-    key = re.sub(r"[\s_\-]+", "", name.casefold())
-    if (key[:-2] if key.endswith("id") and key[:-2] in GROUP_LIKE_NAMES else key) in GROUP_LIKE_NAMES:
-        return True
-    words = re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+", name)
-    return any(w.casefold() in GROUP_LIKE_NAMES or (w.casefold().endswith("s") and w.casefold()[:-1]
-                                                     in GROUP_LIKE_NAMES) for w in words)
-
-
-def group_column_lookalikes(csv_path: str | Path) -> list[str]:
-    """The CSV's columns that look like a grouping column but are not the default ``group``
-    (``Group``, ``patient_id``, ``Medical center``...): without ``--group-column`` they are not used."""
-    try:
-        columns = [str(c).strip() for c in pd.read_csv(csv_path, nrows=0, encoding="utf-8-sig").columns]
-    except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
-        return []
-    return [c for c in columns if c != DEFAULT_GROUP_COLUMN and _group_like(c)]
 
 
 #: Labels that say 'no label yet' ('NA' of R's write.csv, Excel's '#N/A'): fine where no label is needed.
@@ -196,7 +154,7 @@ def _refuse_predictions(columns: list[str], csv_path: Path) -> None:
 
 def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None, group_column: str | None = None,
                 require_labels: bool = True, check_files: bool = True, truth: bool = False,
-                refuse_fractions: bool = False) -> Cohort:
+                refuse_fractions: bool = False, require_paths: bool = True) -> Cohort:
     """Read and validate a cohort CSV; raise one :class:`CohortError` listing every bad row.
 
     ``features_dir`` also checks each slide has complete cached features there.
@@ -205,6 +163,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     ``truth``: the labels are the truth a model is trained or judged on, so a ``weakstil score``
     results.csv (its ``stil`` is a prediction) is refused. ``refuse_fractions``: labels that are all at most
     1 are refused (train), not warned about and then refused (the same words twice, warning and error).
+    ``require_paths=False`` (with ``check_files=False``: labels only, as ``evaluate --oof`` reads them) allows
+    no ``path`` column, or an empty path (the table's ``path`` is then ``""``).
     """
     csv_path = Path(csv_path)
     if not csv_path.exists():
@@ -235,9 +195,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     if twice:
         raise CohortError(f"the header has the column {twice[0].rsplit('.', 1)[0]!r} more than once", path=csv_path,
                           fix="keep one column of each name (slide_id, path, stil)")
-    group_col = resolve_group_column(columns, group_column)
+    group_col = resolve_group_column(columns, group_column, csv_path)
     # without labels required (a slide list for the tumour-bed detector, a report), 'stil' may be absent
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns and (require_labels or c != "stil")]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns and (require_labels or c != "stil")
+               and (require_paths or c != "path")]
     if group_col is not None and group_col not in columns:
         missing.append(f"{group_col} (the --group-column)")
     if missing and len(columns) == 1:
@@ -265,7 +226,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",
             path=csv_path,
             fix=(f"rename {renames} in the header; " if renames else "")
-            + "the header must have slide_id,path,stil (plus the group column if one is named)",
+            + f"the header must have {'slide_id,path,stil' if require_paths else 'slide_id,stil'} (plus the group "
+              "column if one is named)",
         )
     if len(raw) == 0:
         raise CohortError("cohort CSV has no rows", path=csv_path, fix="add one row per slide")
@@ -316,10 +278,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             reasons.append(f"slide_id {sid!r} contains a path separator")
         elif sid.startswith("."):  # '..' or '.x': output files named '...h5' / '.x.h5' are hidden or look temporary
             reasons.append(f"slide_id {sid!r} starts with '.' (its output files would be hidden)")
-        rel = str(rec["path"]).strip()
+        rel = str(rec.get("path", "")).strip()
         full, cwd_entry = None, None
         if rel == "":
-            reasons.append("path is empty")
+            reasons += ["path is empty"] if require_paths else []
         else:
             full = Path(rel) if Path(rel).is_absolute() else base / rel
             windows = PureWindowsPath(rel) if "\\" in rel and not full.exists() else None  # a CSV made on Windows
@@ -384,7 +346,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             label = f"row {row} ({sid})" if sid else f"row {row}"
             problems.append(f"{label}: {', '.join(reasons)}")
             continue
-        records.append({"slide_id": sid, "path": str(full), "stil": np.nan if stil is None else stil,
+        records.append({"slide_id": sid, "path": "" if full is None else str(full), "stil": np.nan if stil is None else stil,
                         "group": group, "row": row, "features": None if fp is None else str(fp)})
         notation.append((row, sid, stil_raw.strip(), stil))
     if problems:
@@ -413,68 +375,6 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         warn_lookalike_groups(csv_path, group_col, table["group"].tolist())
     log.debug("%s: %d slides, group column %s", csv_path, len(table), group_col)
     return Cohort(csv_path=csv_path, table=table, group_column=group_col)
-
-
-# --- cross-validation splits ------------------------------------------------------------
-
-
-def group_kfold(groups: np.ndarray | list, n_folds: int, seed: int = 0, *, what: str = "groups") -> np.ndarray:
-    """Fold index (0..n_folds-1) per item, never splitting a group across folds.
-
-    Groups are shuffled with ``seed`` and then placed, largest first, into the fold with
-    the fewest items so far (balanced sizes, like scikit-learn's GroupKFold but seeded).
-    Raises :class:`WeakSTILError` when there are fewer groups than folds.
-    """
-    groups = np.asarray(groups, dtype=object)
-    uniq, inverse, counts = np.unique(groups.astype(str), return_inverse=True, return_counts=True)
-    if n_folds < 2:
-        raise WeakSTILError(f"cross-validation needs at least 2 folds, got {n_folds}",
-                            fix="pass --folds 2 or more (or --folds 1 to skip cross-validation)")
-    if len(uniq) < n_folds:
-        noun = what[:-1] if len(uniq) == 1 and what.endswith("s") else what
-        by_slide = "" if what == "slides" else "--group-column none to split by slide"
-        if len(uniq) >= 2:
-            fix = f"pass --folds {len(uniq)} or fewer" + (f", or {by_slide}" if by_slide else "")
-        else:  # one group: no split of it holds out anything; --folds 1 trains without cross-validation
-            fix = (f"pass {by_slide} (or --folds 1 to skip cross-validation)" if by_slide
-                   else "pass --folds 1 to skip cross-validation")
-        one = what[:-1] if what.endswith("s") else what  # split by slide: 'one slide', not 'one group'
-        raise WeakSTILError(f"{len(uniq)} {noun} but {n_folds} folds: every fold needs at least one {one} of its own",
-                            fix=fix)
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(len(uniq))
-    # stable sort by size (descending) over the shuffled order: random tie-breaking
-    order = perm[np.argsort(-counts[perm], kind="stable")]
-    fold_of_group = np.empty(len(uniq), dtype=np.int64)
-    sizes = np.zeros(n_folds, dtype=np.int64)
-    for g in order:
-        k = int(np.argmin(sizes))  # first smallest fold
-        fold_of_group[g] = k
-        sizes[k] += counts[g]
-    return fold_of_group[inverse]
-
-
-def group_holdout(groups: np.ndarray | list, fraction: float, seed: int = 0) -> np.ndarray:
-    """Boolean mask of items held out for validation: about ``fraction`` of the items,
-    whole groups only, at least one group, never all groups. All False when there is only one group."""
-    groups = np.asarray(groups, dtype=object).astype(str)
-    uniq = np.unique(groups)
-    if len(uniq) < 2:
-        return np.zeros(len(groups), dtype=bool)
-    rng = np.random.default_rng(seed)
-    target = max(1.0, fraction * len(groups))
-    held: list[str] = []
-    n = 0
-    for g in rng.permutation(uniq):
-        if len(held) >= len(uniq) - 1 or n >= target:
-            break
-        size = int((groups == g).sum())
-        # add a group unless it overshoots by more than it helps
-        if n > 0 and abs(n + size - target) > abs(n - target):
-            continue
-        held.append(g)
-        n += size
-    return np.isin(groups, held)
 
 
 def id_mismatch_fix(missing: list[str], found: list[str]) -> str | None:

@@ -336,8 +336,8 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     from weakstil.runtime import sha256_file
     from weakstil.score import STATUS_OK
 
-    # only the labels are needed: the slides are not scored, so their files need not be here
-    cohort = read_cohort(csv_path, group_column=group_column, check_files=False, truth=True)
+    # only the labels are needed: the slides are not scored, so their files need not be here, nor a path column
+    cohort = read_cohort(csv_path, group_column=group_column, check_files=False, truth=True, require_paths=False)
     oof_path = Path(oof_path)
     if not oof_path.exists():
         raise WeakSTILError("predictions file not found", path=oof_path, fix="pass MODEL/cv/oof_predictions.csv")

@@ -290,31 +290,69 @@ def refuse_mixing_folder(out: str | Path, encoder: Encoder, params: TilingParams
                              "with, or pass --overwrite with all of its slides to embed them again at these")
 
 
-def _other_folder(features_dir: str | Path, enc: dict, params: TilingParams) -> tuple[str, int, str] | None:
-    """``(what, how many, an example)`` when every feature cache in the folder differs from this
-    encoder (its weights record) and tiling; ``None`` when one fits or there is none."""
+def refuse_partial_overwrite(out: str | Path, encoder: Encoder, params: TilingParams, replaced: set[str]) -> None:
+    """``weakstil embed -o DIR --overwrite`` of some of DIR's slides (``replaced``: their cache files'
+    names) at another encoder or tiling than DIR's other caches: one usage error before any work. It
+    replaced those slides' caches and kept the rest, a folder of two encoders (exit 0) that ``train``
+    and ``evaluate`` refused only later, far from the cause (hunt 38b)."""
+    from weakstil.errors import UsageError
+
+    folder = Path(out)
+    kept = [(path, found) for path in sorted(folder.glob("*.h5")) if folder.is_dir() and path.name not in replaced
+            and (found := _cache_differences(path, _weights_record(encoder), params)) is not None and found[1]]
+    if not kept:
+        return
+    path, (attrs, differs) = kept[0]
+    theirs, mine = f"'{attrs.get('encoder')}' (weights {str(attrs.get('weights_sha256'))[:12]})", \
+        f"'{encoder.name}' (weights {str(encoder.weights_sha256)[:12]})"
+    what = f"the encoder {theirs}, not this run's {mine}" if differs[0].startswith(_NAMES[0]) else \
+        f"another tiling ({', '.join(differs)})"
+    n = len(kept)
+    raise UsageError(f"--overwrite would replace the feature caches of this run's {len(replaced)} slide(s) only, "
+                     f"and {n} other cache{'s' if n > 1 else ''} there ({path.name}{', ...' if n > 1 else ''}) "
+                     f"hold{'' if n > 1 else 's'} features of {what}: the folder would mix them, which train and "
+                     "evaluate refuse", path=out,
+                     fix="embed into a new --out, or pass all of the folder's slides with --overwrite to embed "
+                         "them all again at these settings")
+
+
+#: What :func:`_cache_differences` compares, as it names them.
+_NAMES = ("encoder weights", "µm/px", "tile size (px)", "overlap (px)", "tissue threshold")
+
+
+def _cache_differences(path: Path, enc: dict, params: TilingParams) -> tuple[dict, list[str]] | None:
+    """``(the cache's attributes, how it differs from this encoder (its weights record) and tiling)``;
+    ``None`` for a file that is no readable features file (the slide says so)."""
     from weakstil.weights_id import same_weights
 
     mine = (str(enc.get("weights_sha256"))[:12], float(params.mpp), int(params.tile_px), int(params.overlap_px),
             float(params.tissue_threshold))
-    names = ("encoder weights", "µm/px", "tile size (px)", "overlap (px)", "tissue threshold")
+    try:
+        attrs, _ = FeaturesFile.read_header(path)
+        theirs = (str(enc.get("weights_sha256") if same_weights(attrs, enc) else attrs.get("weights_sha256"))[:12],
+                  float(attrs.get("mpp", 0)), int(attrs.get("tile_px", 0)),
+                  int(attrs.get("overlap_px", 0)), float(attrs.get("tissue_threshold", params.tissue_threshold)))
+    except (WeakSTILError, TypeError, ValueError):
+        return None
+    return attrs, [f"{name} {t:g} not {m:g}" if isinstance(m, float) else f"{name} {t} not {m}"
+                   for name, t, m in zip(_NAMES, theirs, mine) if (abs(t - m) > 1e-6 if isinstance(m, float) else t != m)]
+
+
+def _other_folder(features_dir: str | Path, enc: dict, params: TilingParams) -> tuple[str, int, str] | None:
+    """``(what, how many, an example)`` when every feature cache in the folder differs from this
+    encoder (its weights record) and tiling; ``None`` when one fits or there is none."""
     example, what, n = None, "", 0
     for path in sorted(Path(features_dir).glob("*.h5")) if Path(features_dir).is_dir() else []:
-        try:
-            attrs, _ = FeaturesFile.read_header(path)
-            theirs = (str(enc.get("weights_sha256") if same_weights(attrs, enc) else attrs.get("weights_sha256"))[:12],
-                      float(attrs.get("mpp", 0)), int(attrs.get("tile_px", 0)),
-                      int(attrs.get("overlap_px", 0)), float(attrs.get("tissue_threshold", params.tissue_threshold)))
-        except (WeakSTILError, TypeError, ValueError):
+        found = _cache_differences(path, enc, params)
+        if found is None:
             continue  # not a features file, or an unreadable one: the slide says so
-        differs = [f"{name} {t:g} not {m:g}" if isinstance(m, float) else f"{name} {t} not {m}"
-                   for name, t, m in zip(names, theirs, mine) if (abs(t - m) > 1e-6 if isinstance(m, float) else t != m)]
+        differs = found[1]
         if not differs:
             return None
         n += 1
         if example is None:  # named as refuse_other_work names a slide's: another encoder, tiling, tissue threshold
-            what = "another encoder" if differs[0].startswith(names[0]) else "another tissue threshold" if \
-                differs[0].startswith(names[4]) else "another tiling"
+            what = "another encoder" if differs[0].startswith(_NAMES[0]) else "another tissue threshold" if \
+                differs[0].startswith(_NAMES[4]) else "another tiling"
             example = f"{path.name}: {', '.join(differs)}"
     return (what, n, example) if n else None
 

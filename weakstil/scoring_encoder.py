@@ -44,14 +44,7 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
         elif opts.encoder is not None or bundled is not None or "unknown encoder" not in exc.message:
             raise
         else:
-            # the folder cannot tell a model copied without its encoder/ from one trained without it: both
-            # are said (it blamed training alone, for a model folder copied without encoder/)
-            raise WeakSTILError(f"the model was trained on features of the encoder '{name}' (weights "
-                                f"{str(recorded.get('weights_sha256'))[:12]}), not a built-in one, and has no "
-                                "encoder/ folder (copied without it, or trained from features whose encoder "
-                                "folder was not found)", path=opts.model,
-                                fix="copy the whole model folder again, with its encoder/, or pass --encoder DIR: "
-                                "the 'weakstil pretrain' folder the features were made with") from None
+            raise no_encoder_folder(name, recorded, opts) from None
     recorded_card = recorded.get("card")
     if isinstance(recorded_card, dict):  # the features' stain normalisation (embed --stain-norm)
         from weakstil.embed import with_stain_norm
@@ -61,6 +54,34 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
                                         "weights_file_sha256": encoder.weights_file_sha256}, meta, opts)
     check_batch_memory(encoder, opts, int(meta.get("tiling", {}).get("tile_px") or settings.TILE_PX))
     return encoder
+
+
+def no_encoder_folder(name: str, recorded: dict, opts: ScoreOptions) -> WeakSTILError:
+    """The error of a model whose recorded encoder is no built-in one and that has no ``encoder/``."""
+    # the folder cannot tell a model copied without its encoder/ from one trained without it: both
+    # are said (it blamed training alone, for a model folder copied without encoder/)
+    return WeakSTILError(f"the model was trained on features of the encoder '{name}' (weights "
+                         f"{str(recorded.get('weights_sha256'))[:12]}), not a built-in one, and has no "
+                         "encoder/ folder (copied without it, or trained from features whose encoder "
+                         "folder was not found)", path=opts.model,
+                         fix="copy the whole model folder again, with its encoder/, or pass --encoder DIR: "
+                         "the 'weakstil pretrain' folder the features were made with")
+
+
+def check_recorded_card(opts: ScoreOptions, meta: dict) -> None:
+    """Without ``--encoder`` and a bundled ``encoder/``, the card ``model.json`` names must be found (a
+    name lookup, nothing built): a model folder copied without its encoder/ wrote the same error line
+    once per slide, on through a whole batch (hunt 38b: 10 of 10 slides, an error row each)."""
+    from weakstil.encoders.cards import load_card
+
+    recorded = meta.get("encoder") or {}
+    name = recorded.get("name")
+    if not name:
+        raise WeakSTILError("the model does not record its encoder", path=opts.model, fix="pass --encoder")
+    try:
+        load_card(str(name))
+    except WeakSTILError as exc:  # what building it would raise for every slide (load_scoring_encoder)
+        raise (no_encoder_folder(str(name), recorded, opts) if "unknown encoder" in exc.message else exc) from None
 
 
 def load_or_failure(opts: ScoreOptions, meta: dict):
@@ -100,6 +121,8 @@ def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
     folder = opts.encoder if opts.encoder is not None else ModelDir(opts.model).bundled_encoder
     if opts.encoder is not None and not Path(opts.encoder).is_dir():
         check_encoder_name(str(opts.encoder), meta, opts)
+    if folder is None:
+        check_recorded_card(opts, meta)
     if folder is None and opts.weights is None:
         check_hub_weights_cached(meta)
     if opts.weights is not None or folder is None or not Path(folder).is_dir():

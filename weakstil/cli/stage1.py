@@ -71,7 +71,7 @@ def embed(
     interrupt_on_sigterm()
     from weakstil.embed import embed_slide, open_encoder
     from weakstil.files import slide_file
-    from weakstil.feature_cache import refuse_mixing_folder
+    from weakstil.feature_cache import refuse_mixing_folder, refuse_partial_overwrite
     from weakstil.outputdir import check_features_out, mark
     from weakstil.tiles import TilingParams
 
@@ -93,6 +93,8 @@ def embed(
 
     def cache_path(out: Path, path: Path) -> Path:
         return slide_file(out, id_of(path))
+    if overwrite:  # some of the folder's slides at another encoder or tiling: one line, not a folder of two
+        refuse_partial_overwrite(out, enc, params, {cache_path(out, p).name for p in paths})
     with bar_progress("tiles") as progress:
         def one(path: Path) -> None:
             task = progress.add_task(path.name, total=None, info="")
