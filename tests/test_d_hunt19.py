@@ -30,7 +30,7 @@ def test_heatmap_title_interval_ends_stay_on_their_side_of_the_threshold() -> No
     # lower end 29.97 < 30 <= upper: flagged; shown below the threshold, not "30.0"
     title = heatmap_title("S2", 35.0, True, 30.0, {"stil_lower_90": 29.97, "stil_upper_90": 40.0,
                                                   "qc": "near_threshold"})
-    assert "29.97–40.0" in title and "qc: near_threshold" in title
+    assert "29.97–40.0" in title and "qc: high/low call uncertain" in title
     # an end on the threshold itself: 30.0 is high and inside (lower 30.0 is not < 30): one decimal
     assert "30.0–40.0" in heatmap_title("S3", 35.0, True, 30.0, {"stil_lower_90": 30.0, "stil_upper_90": 40.0})
     # far from it: one decimal as before

@@ -31,8 +31,24 @@ def heatmap_title(slide_id: str, stil: float, stil_high: object, threshold: floa
                                  threshold)
         label = (f"sTIL {stil_text(stil, threshold)} %" + (f" ({interval})" if interval else "")
                  + f", {'high' if stil_high else 'low'} at {threshold:g} %") + (f" ({fallback})" if fallback else "")
-    qc = attrs.get("qc")
-    return f"{slide_id}: {label}" + (f"\nqc: {qc.replace(';', ', ')}" if qc else "")
+    from weakstil.qc.flags import LABEL, split
+
+    # in words, as the report's legend: the codes ("qc: pen_or_folds, near_threshold") could not be looked up
+    # on the picture; a line a few flags, so that several do not widen the figure past its panels
+    qc: list[str] = []
+    for words in (LABEL.get(code, code) for code in split(attrs.get("qc"))):
+        if not qc:
+            qc.append(f"qc: {words}")
+        elif len(qc[-1]) + len(words) + 2 <= TITLE_QC_CHARS:
+            qc[-1] += f", {words}"
+        else:
+            qc[-1] += ","
+            qc.append(words)
+    return "\n".join([f"{slide_id}: {label}", *qc])
+
+
+#: Characters a line of a heatmap title's qc flags (14 pt: about 500 px).
+TITLE_QC_CHARS = 64
 
 
 #: Each tumour-bed source in the heatmap's key, in a reader's words.
@@ -59,18 +75,18 @@ def write_slide_heatmap(path: str | Path, thumbnail: np.ndarray, thumb_mpp: floa
                         coords: np.ndarray, tile_size_level0: float, tile_scores: np.ndarray, counted: np.ndarray,
                         bed_mask: np.ndarray | None, *, slide_id: str, stil: float, stil_high: object, threshold: float,
                         attrs: dict, label: str | None = None, fallback: str = "",
-                        stroma_weights: np.ndarray | None = None) -> Path:
+                        stroma_weights: np.ndarray | None = None, palette: bool = False) -> Path:
     """A scored slide's heatmap (:func:`write_heatmap_png`) as ``score`` draws it and the report draws
     it again: the outline around the tiles that made the sTIL% (``counted``; a slide with none, its
     ``bed_mask``), the title (:func:`heatmap_title`) and the key (:func:`heatmap_key`) from the score's
-    ``attrs``."""
+    ``attrs``; ``palette``: as a palette PNG (:func:`palette_png`, the report's copy)."""
     counted = np.asarray(counted, bool)
     outline = counted_tiles_mask(thumbnail.shape[:2], coords, tile_size_level0, slide_mpp / thumb_mpp, counted) \
         if counted.any() else bed_mask
     title = heatmap_title(slide_id, stil, stil_high, threshold, attrs, label=label, fallback=fallback)
     return write_heatmap_png(path, thumbnail, thumb_mpp, slide_mpp, coords, tile_size_level0, tile_scores,
                              tumorbed_mask=outline, title=title, stroma_weights=stroma_weights, provenance=attrs,
-                             key=heatmap_key(attrs))
+                             key=heatmap_key(attrs), palette=palette)
 
 
 def _tile_boxes(coords: np.ndarray, tile_size_level0: float, scale: float) -> np.ndarray:
@@ -202,7 +218,7 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
                       coords: np.ndarray, tile_size_level0: float, scores: np.ndarray, *,
                       tumorbed_mask: np.ndarray | None = None, title: str = "", vmax: float = 100.0,
                       stroma_weights: np.ndarray | None = None, provenance: dict | None = None,
-                      key: str = "") -> Path:
+                      key: str = "", palette: bool = False) -> Path:
     """Thumbnail with the tile-score heatmap, the tumour-bed outline and a colour bar; ``key`` (one
     line under the panels, after a cyan swatch, when the outline is drawn) says what the outline is.
 
@@ -212,7 +228,8 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     PNG's text chunks (``Comment``, as JSON), so a figure says what made it.
 
     Drawn with Pillow at the thumbnail's own pixels (one pixel per thumbnail pixel, no resampling):
-    a matplotlib figure took ~4 s a slide, most of a small slide's scoring time."""
+    a matplotlib figure took ~4 s a slide, most of a small slide's scoring time. ``palette``: written as a
+    256-colour palette PNG (:func:`palette_png`), a third of the size, for the cohort report."""
     from PIL import Image, ImageDraw
     from PIL.PngImagePlugin import PngInfo
     from matplotlib import colormaps
@@ -298,8 +315,38 @@ def write_heatmap_png(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float,
     info.add_text(HEATMAP_GEOMETRY_KEY, json.dumps({"level0_px_per_png_px": 1.0 / scale, "png_mpp": float(thumb_mpp),
                                                    "panels": placed}))
     with atomic_path(path) as tmp:
-        fig.save(tmp, format="PNG", pnginfo=info, compress_level=HEATMAP_PNG_COMPRESSION)
+        if palette:
+            palette_png(fig, [name for _, name, _, _ in panels]).save(tmp, format="PNG", pnginfo=info, compress_level=6)
+        else:
+            fig.save(tmp, format="PNG", pnginfo=info, compress_level=HEATMAP_PNG_COMPRESSION)
     return Path(path)
+
+
+#: Steps of each colour bar's map that a palette heatmap holds exactly (the rest of its 256 colours fit the picture).
+PALETTE_MAP_STEPS = 32
+
+
+def palette_png(fig: Image.Image, colormap_names: list[str]) -> Image.Image:
+    """``fig`` as a 256-colour palette image, Floyd-Steinberg dithered: white, black, the outline's cyan and
+    :data:`PALETTE_MAP_STEPS` steps of each colour map held exactly, the other colours fitted to the picture (an
+    octree). A report heatmap in full RGB was ~570 KB (300 slides: 171 MB; hunt 38d): the thumbnail's texture does
+    not compress. Fitted to the picture alone (256 colours, no dither) the colour bar kept ~10 bands and tiles moved
+    up to 31 grey levels (a block of 8 x 8 px); so, 3 synthetic slides' heatmaps: 654/538/371 KB -> 228/184/102 KB,
+    their 8 x 8 px blocks (what a reader sees of a tile's colour) within 3.0 grey levels on 99 % of blocks."""
+    from matplotlib import colormaps
+    from PIL import Image
+
+    fixed = [(255, 255, 255), (0, 0, 0), (0, 229, 255)]
+    for name in colormap_names:
+        lut = (colormaps[name](np.linspace(0.0, 1.0, PALETTE_MAP_STEPS))[:, :3] * 255).round().astype(int)
+        fixed += [tuple(int(v) for v in rgb) for rgb in lut]
+    fixed = list(dict.fromkeys(fixed))
+    fitted = 256 - len(fixed)
+    rgb = fig.convert("RGB")
+    colours = [v for c in fixed for v in c] + rgb.quantize(fitted, method=Image.Quantize.FASTOCTREE).getpalette()[:3 * fitted]
+    table = Image.new("P", (1, 1))
+    table.putpalette(colours)
+    return rgb.quantize(palette=table, dither=Image.Dither.FLOYDSTEINBERG)
 
 
 #: Tile classes' colours in QuPath: a tumour-bed tile the red of the bed's outline (weakstil.annotations.

@@ -56,7 +56,7 @@ def write_heatmap(slide_path: Path, tile_scores_path: Path, target: Path, title:
     key = f"cyan outline: the {int(mask.sum())} of {mask.size} tiles in the tumour bed, which made the score; " \
           "the tiles outside it are shown, not counted"
     write_heatmap_png(target, thumb, thumb_mpp, mpp, coords, tsl0, np.asarray(scores.tile_scores),
-                      tumorbed_mask=bed, title=title, key=key)
+                      tumorbed_mask=bed, title=title, key=key, palette=True)
 
 
 def write_score_heatmap(score_file: Path, target: Path) -> str | None:
@@ -91,7 +91,8 @@ def write_score_heatmap(score_file: Path, target: Path) -> str | None:
                         slide_id=str(attrs.get("slide_id", score_file.stem)), stil=stil,
                         stil_high=attrs.get("stil_high"), threshold=float(attrs["threshold"]), attrs=attrs,
                         **title_labels(str(attrs.get("status", ""))),
-                        stroma_weights=None if f.stroma_weight is None else np.asarray(f.stroma_weight))
+                        stroma_weights=None if f.stroma_weight is None else np.asarray(f.stroma_weight),
+                        palette=True)  # a palette PNG: a third of the size (weakstil.outputs.palette_png)
     return None
 
 

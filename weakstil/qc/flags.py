@@ -75,6 +75,11 @@ mpp_unit_slip                  the plain TIFF's µm/px is a common scan resoluti
 upsampled                      the scan is coarser than the model's µm/px by more than
                                :data:`weakstil.slide.COARSER_TOLERANCE` and was read upsampled (``--allow-upsample``):
                                the tiles hold less detail than the model's training tiles
+scan_incomplete                the scan is incomplete: a straight-edged region of one exact colour
+                               (white, black, a fill grey) has tissue along
+                               :data:`weakstil.qc.scan_gap.CUT_UM` or more of its edge, or lies
+                               inside the tissue as a lost tile (:mod:`weakstil.qc.scan_gap`): the
+                               score rests on the part that was scanned
 =============================  ==================================================================
 """
 
@@ -88,6 +93,7 @@ import numpy as np
 
 from weakstil.metrics import STIL_DECIMALS, interval_ends_text
 from weakstil.qc.image import BLURRY_TILE, IMAGE_STATS_VERSION, SHARPENED_HALO, ImageStats
+from weakstil.qc.scan_gap import CUT_UM as SCAN_CUT_UM
 from weakstil.slide import COARSER_TOLERANCE  # the margin past which a scan is refused or read upsampled
 
 
@@ -111,6 +117,7 @@ class Flag(str, Enum):
     TUMORBED_INCOMPLETE = "tumorbed_incomplete"
     TUMORBED_LYMPHOID = "tumorbed_lymphoid"
     BED_STROMA = "bed_stroma_outside_training_range"
+    SCAN_INCOMPLETE = "scan_incomplete"
 
 
 FLAGS = tuple(f.value for f in Flag)
@@ -173,6 +180,23 @@ MEANING: dict[str, str] = {
                                   "or lymph node taken for tumour): check the bed",
     Flag.BED_STROMA.value: "the tumour bed holds far less or far more stroma than the training beds (solid tumour, "
                            "or no invasive tumour?)",
+    Flag.SCAN_INCOMPLETE.value: "part of the scan is missing (a blank or filled band, half or tiles cutting through "
+                                "the tissue): the score rests on the part that was scanned; rescan",
+}
+
+#: Each flag in a few plain words, for a heatmap's title (:func:`weakstil.outputs.heatmap_title`): the title showed
+#: the codes ("qc: pen_or_folds, near_threshold", hunt 38d); :data:`MEANING` says more, in the report's legend.
+LABEL: dict[str, str] = {
+    "out_of_distribution": "tissue unlike the training slides", "few_tumorbed_tiles": "few tumour-bed tiles",
+    "near_threshold": "high/low call uncertain", "stain_outside_training_range": "stain unlike the training slides",
+    "blurry": "out of focus", "sharpened": "sharpened by the scanner", "pen_or_folds": "marker ink or folds",
+    "weighting_outside_training_range": "tile weighting unlike training", "above_training_labels":
+    "above the training labels", "below_training_labels": "below the training labels", "bed_unlike_training":
+    "region unlike training (tissue vs bed)", "no_interval": "no interval", "mpp_overridden": "resolution set by hand",
+    "mpp_unit_slip": "resolution in the wrong unit?", "upsampled": "upsampled scan", "annotation_misplaced":
+    "annotation misplaced?", "tumorbed_incomplete": "detected bed incomplete", "tumorbed_lymphoid":
+    "bed on lymphoid tissue?", "bed_stroma_outside_training_range": "bed stroma unlike training",
+    "scan_incomplete": "incomplete scan",
 }
 
 
@@ -345,6 +369,13 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
         if share > limit:
             why[Flag.PEN_OR_FOLDS.value] = (f"ink {100 * image.pen_share:.1f}% + folds {100 * image.fold_share:.1f}% "
                                             f"of the tissue > {100 * limit:g}%")
+    # a fixed physical rule, as sharpened's: a scanner's gap is no matter of the training slides
+    if image is not None and (image.scan_cut_um >= SCAN_CUT_UM or image.scan_lost_tiles > 0):  # NaN: not measured
+        gaps = ([f"tissue along {image.scan_cut_um:.0f} µm of the straight edge of a blank or constant-fill region "
+                 f"(>= {SCAN_CUT_UM:g} µm)"] if image.scan_cut_um >= SCAN_CUT_UM else []) + \
+            ([f"{image.scan_lost_tiles} rectangular blank region(s) inside the tissue (lost tiles)"]
+             if image.scan_lost_tiles > 0 else [])
+        why[Flag.SCAN_INCOMPLETE.value] = "; ".join(gaps) + ": an incomplete scan; rescan the slide"
     if bed_unlike_detector:  # the bed's detector was trained on another stain (weakstil.tumorbed.look)
         why[Flag.STAIN.value] = "; ".join(r for r in (why.get(Flag.STAIN.value), bed_unlike_detector) if r)
     # a fixed physical limit, not the training slides' range (as blurry's): checked whatever the model recorded

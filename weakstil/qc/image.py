@@ -21,7 +21,9 @@ at scoring:
   image, summed over the tile's strongest edges only (:func:`edge_blur`), and the share of tiles
   above :data:`BLURRY_TILE`;
 * **sharpening**, on the same tiles: the halo a scanner's sharpening (an unsharp mask) leaves beside
-  every strong edge (:func:`edge_halo`), the median over the tiles.
+  every strong edge (:func:`edge_halo`), the median over the tiles;
+* **an incomplete scan**, on the thumbnail: constant fill cutting the tissue along a straight line, or lost
+  tiles inside it (:mod:`weakstil.qc.scan_gap`).
 """
 
 from __future__ import annotations
@@ -119,6 +121,10 @@ class ImageStats:
     warnings: list[str] = field(default_factory=list)  #: e.g. "mostly dark image (fluorescence...)"
     #: median edge halo of the focus tiles (:func:`edge_halo`; NaN: not measured, a record from before hunt 31)
     halo: float = math.nan
+    #: an incomplete scan (:func:`weakstil.qc.scan_gap.scan_gap`): tissue along a straight edge of constant fill
+    #: (µm) and lost tiles inside the tissue (NaN, 0: not measured, a record from before hunt 38d)
+    scan_cut_um: float = math.nan
+    scan_lost_tiles: int = 0
     version: int = IMAGE_STATS_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -164,6 +170,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = No
     :class:`~weakstil.stain.SlideStain` as its features were made (estimated on the thumbnail when None)."""
     from scipy import ndimage as ndi
 
+    from weakstil.qc.scan_gap import scan_gap
     from weakstil.slide import brightfield_warning
     from weakstil.stain import estimate_stain, ink_strokes, stain_pixels
     from weakstil.tissue import TissueParams, darker_than_glass, detect_tissue, glass_level, ink_pixels
@@ -186,8 +193,9 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = No
         "tissue_fraction": float(tissue.mean()) if tissue.size else 0.0, "warnings": warnings,
     }
     if n_tissue == 0:
-        out.update(od_mean=[math.nan] * 3, pen_share=0.0, fold_share=0.0)
+        out.update(od_mean=[math.nan] * 3, pen_share=0.0, fold_share=0.0, scan_cut_um=0.0, scan_lost_tiles=0)
         return out
+    out["scan_cut_um"], out["scan_lost_tiles"] = scan_gap(thumb, mpp, tissue)
     od = optical_density(thumb[tissue])
     out["od_mean"] = [float(v) for v in od.mean(axis=0)]
     # ink: on the raw pixels near tissue (detect_tissue leaves coloured ink out of the tissue
@@ -344,4 +352,5 @@ def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | N
         pen_share=thumb["pen_share"], fold_share=thumb["fold_share"],
         blur_median=float(np.nanmedian(blur)) if np.isfinite(blur).any() else math.nan,
         blurry_share=float((blur > BLURRY_TILE).mean()) if len(blur) else 0.0, focus_tiles=int(len(blur)),
-        warnings=thumb["warnings"], halo=float(np.nanmedian(halo)) if np.isfinite(halo).any() else math.nan)
+        warnings=thumb["warnings"], halo=float(np.nanmedian(halo)) if np.isfinite(halo).any() else math.nan,
+        scan_cut_um=thumb["scan_cut_um"], scan_lost_tiles=thumb["scan_lost_tiles"])
