@@ -1,0 +1,70 @@
+"""Hunt 38c: slide ids copied from a results.csv, one rule for a slide file's id, a model copied by hand over
+the workflow's ``results/model``, and SLURM retries of a job that ran out of time.
+
+1. ``results.csv`` writes a formula-like slide id with one ``'`` in front (``=b`` as ``'=b``, CSV injection). A
+   researcher who pasted those ids into a label CSV kept the ``'``: ``evaluate --oof results.csv`` stopped with
+   "1 cohort slides have no prediction: '=b" (and ``train`` named the slide ``'=b``). The cohort reader now
+   takes exactly one ``'`` off such an id, as results.csv's own reader does; a slide file itself named ``'=c``
+   keeps its id.
+2. ``score`` (and ``tile``, ``embed``) wrote the outputs of ``.dot.tiff`` as hidden files (``.dot.h5``,
+   ``.dot_heatmap.png``) with status ok, while ``train`` refused the slide id ``.dot`` in a cohort CSV ("starts
+   with '.'"). One function (``weakstil.slide.slide_id_problem``) now judges a CSV's slide_id and a file's own
+   id: the file gets an error row (score) or error line (tile, embed) with that reason, and the others go on.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from weakstil import csv_cells
+from weakstil.cohort import CohortError, read_cohort
+from weakstil.evaluation import evaluate_oof
+from weakstil.score import RESULT_COLUMNS
+from weakstil.slide_ids import claim_ids
+
+IDS = ["=b", "+plus", "-minus", "@at", "S5", "-5"]  # (-5 is a number: results.csv writes it as it is)
+TRUTH = [35.0, 10.0, 55.0, 5.0, 20.0, 70.0]
+
+
+def test_label_csv_with_ids_copied_from_results_csv_matches_its_predictions(tmp_path: Path) -> None:
+    results = pd.DataFrame({c: [None] * len(IDS) for c in RESULT_COLUMNS})
+    results["slide_id"], results["path"] = IDS, [f"/scans/{i}.tiff" for i in IDS]
+    results["stil"], results["status"], results["threshold"] = [t + 2 for t in TRUTH], "ok", 30
+    csv_cells.defused(results).to_csv(tmp_path / "results.csv", index=False)  # as score writes it
+    copied = pd.read_csv(tmp_path / "results.csv", dtype=str)["slide_id"]  # the ids as a spreadsheet shows them
+    assert copied.tolist() == ["'=b", "'+plus", "'-minus", "'@at", "S5", "-5"]
+    pd.DataFrame({"slide_id": copied, "path": [f"slides/{i}.tiff" for i in IDS], "stil": TRUTH}).to_csv(
+        tmp_path / "labels.csv", index=False)
+    # old: WeakSTILError "results.csv: 4 cohort slides have no prediction: '=b, '+plus, '-minus, '@at"
+    metrics = evaluate_oof(tmp_path / "labels.csv", tmp_path / "results.csv", tmp_path / "eval")
+    assert metrics["n"] == len(IDS) and metrics["mae"] == pytest.approx(2.0)
+    assert pd.read_csv(tmp_path / "eval" / "predictions.csv", dtype=str)["slide_id"].map(csv_cells.restore).tolist() \
+        == IDS
+
+
+def test_cohort_reader_takes_one_mark_off_unless_the_file_has_it(tmp_path: Path) -> None:
+    for name in ("=b.tiff", "'=c.tiff", "'=d.tiff", "'plain.tiff"):  # '=c: a file named with the mark itself
+        (tmp_path / name).touch()
+    (tmp_path / "labels.csv").write_text("slide_id,path,stil\n'=b,=b.tiff,10\n'=c,'=c.tiff,20\n''=d,'=d.tiff,30\n"
+                                         "'plain,'plain.tiff,40\n", encoding="utf-8")
+    # ''=d is results.csv's form of the id '=d (one mark more, csv_cells.defuse): one comes off; 'plain is no formula
+    assert read_cohort(tmp_path / "labels.csv").slide_ids == ["=b", "'=c", "'=d", "'plain"]
+
+
+def test_a_file_whose_id_a_cohort_csv_refuses_is_refused_by_score_too(tmp_path: Path) -> None:
+    for name in (".dot.tiff", "a.dot.tiff"):
+        (tmp_path / name).touch()
+    (tmp_path / "labels.csv").write_text("slide_id,path,stil\n.dot,.dot.tiff,10\na.dot,a.dot.tiff,20\n",
+                                         encoding="utf-8")
+    with pytest.raises(CohortError) as train:
+        read_cohort(tmp_path / "labels.csv")
+    assert "row 2 (.dot): slide_id '.dot' starts with '.' (its output files would be hidden)" in train.value.message
+    assert "row 3" not in train.value.message  # a.dot.tiff is the slide a.dot in both
+    # score's claim of each file's id (weakstil.score.score_slides): old, both kept, .dot scored into .dot.h5
+    todo, refused = claim_ids([tmp_path / ".dot.tiff", tmp_path / "a.dot.tiff"])
+    assert todo == [tmp_path / "a.dot.tiff"]
+    assert [p.name for p, _ in refused] == [".dot.tiff"]
+    assert "slide id '.dot' starts with '.' (its output files would be hidden)" in refused[0][1].message
