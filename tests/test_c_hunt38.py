@@ -10,10 +10,17 @@ the workflow's ``results/model``, and SLURM retries of a job that ran out of tim
    ``.dot_heatmap.png``) with status ok, while ``train`` refused the slide id ``.dot`` in a cohort CSV ("starts
    with '.'"). One function (``weakstil.slide.slide_id_problem``) now judges a CSV's slide_id and a file's own
    id: the file gets an error row (score) or error line (tile, embed) with that reason, and the others go on.
+3. Another model's ``model.json`` and ``model.safetensors`` copied over the workflow's ``results/model``: the
+   next run said "Nothing to be done" (Snakemake follows the folder by its ``.snakemake_timestamp``, which
+   only the train job sets) and kept ``results/evaluation`` and ``results/scores`` of the old weights
+   (``model@b980dfb6af4c`` beside a model of ``b8bc4449c0a6``). The run is now refused, naming the folders to
+   delete; a model the train job made again (newer than those outputs, which Snakemake redoes) is not.
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -68,3 +75,33 @@ def test_a_file_whose_id_a_cohort_csv_refuses_is_refused_by_score_too(tmp_path: 
     assert todo == [tmp_path / "a.dot.tiff"]
     assert [p.name for p, _ in refused] == [".dot.tiff"]
     assert "slide id '.dot' starts with '.' (its output files would be hidden)" in refused[0][1].message
+
+
+def test_model_files_copied_over_the_workflows_model_are_noticed(tmp_path: Path) -> None:
+    from weakstil.pipeline_model import hand_changed_model  # (old: no such check, module not found)
+
+    out, t0 = tmp_path / "results", 1_700_000_000
+    for sub in ("model", "evaluation", "scores"):
+        (out / sub).mkdir(parents=True)
+    weights = out / "model" / "model.safetensors"
+    weights.write_bytes(b"trained by the workflow")
+    trained = hashlib.sha256(weights.read_bytes()).hexdigest()
+    (out / "model" / ".snakemake_timestamp").touch()
+    os.utime(out / "model" / ".snakemake_timestamp", (t0, t0))  # the train job's end
+    (out / "evaluation" / "metrics.json").write_text(f'{{"mode": "oof", "model_sha256": "{trained}"}}')
+    (out / "scores" / "results.csv").write_text(f"slide_id,stil,status,model_id\nS1,12.5,ok,model@{trained[:12]}\n"
+                                                "S2,,error,\n")  # (an error row names no model)
+    for made in (out / "evaluation" / "metrics.json", out / "scores" / "results.csv"):
+        os.utime(made, (t0 + 60, t0 + 60))
+    assert hand_changed_model(out) is None
+    weights.write_bytes(b"another training's weights")  # cp -p: the files' own times, not the folder's
+    os.utime(weights, (t0 - 3600, t0 - 3600))
+    why = hand_changed_model(out)
+    assert why is not None and why.startswith(f"{out / 'model'} holds other weights (")
+    assert f"made with ({trained[:12]})" in why
+    assert f"Fix: delete {out / 'evaluation'} {out / 'scores'} {out / 'report'} and run again" in why
+    # the Snakefile refuses the run with it (dry runs too): old, "Nothing to be done"
+    snakefile = (Path(__file__).parents[1] / "pipelines" / "Snakefile").read_text(encoding="utf-8")
+    assert "(_copied := hand_changed_model(OUT)):" in snakefile and "fail(_copied)" in snakefile
+    os.utime(out / "model" / ".snakemake_timestamp", (t0 + 120, t0 + 120))  # trained again: Snakemake redoes them
+    assert hand_changed_model(out) is None
