@@ -15,12 +15,17 @@ the workflow's ``results/model``, and SLURM retries of a job that ran out of tim
    only the train job sets) and kept ``results/evaluation`` and ``results/scores`` of the old weights
    (``model@b980dfb6af4c`` beside a model of ``b8bc4449c0a6``). The run is now refused, naming the folders to
    delete; a model the train job made again (newer than those outputs, which Snakemake redoes) is not.
+4. A SLURM job stopped at its wall time (TIMEOUT) was resubmitted (the profile's ``retries: 1``) with the same
+   ``runtime`` (train: 240 min, then 240 again) and ran out of time again. The rules' ``runtime`` is now a
+   function of Snakemake's ``attempt``: 240, then 480, at most the partition's MaxTime.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
+from types import SimpleNamespace
 from pathlib import Path
 
 import pandas as pd
@@ -105,3 +110,30 @@ def test_model_files_copied_over_the_workflows_model_are_noticed(tmp_path: Path)
     assert "(_copied := hand_changed_model(OUT)):" in snakefile and "fail(_copied)" in snakefile
     os.utime(out / "model" / ".snakemake_timestamp", (t0 + 120, t0 + 120))  # trained again: Snakemake redoes them
     assert hand_changed_model(out) is None
+
+
+def _snakefile_functions(*names: str) -> dict:
+    """The Snakefile's resource functions, run as the Snakefile defines them (its plain-Python part)."""
+    text = (Path(__file__).parents[1] / "pipelines" / "Snakefile").read_text(encoding="utf-8")
+    scope = {"SLURM": {"partition": "short", "gpu_partition": "a100q", "gpus_per_embed": 1, "embed_runtime": 120},
+             "memory_resource": lambda config, kind: 2000, "config": {}, "SimpleNamespace": SimpleNamespace}
+    if "from weakstil.slurm_retries import runtime_resource" in text:  # (old: the Snakefile gave a number)
+        exec("from weakstil.slurm_retries import runtime_resource", scope)
+    for name in names:
+        exec(re.search(rf"^def {name}\(.*?(?=^\S)", text, re.S | re.M).group(0), scope)
+    return scope
+
+
+def test_a_slurm_retry_asks_more_wall_time_than_the_attempt_before(monkeypatch) -> None:
+    scope = _snakefile_functions("cpu_resources", "embed_resources")
+    train, embed = scope["cpu_resources"](2000, 240), scope["embed_resources"]()
+    # old: runtime 240 on every attempt, so a job out of time on the first ran out of it on the retry too
+    assert callable(train["runtime"]) and callable(embed["runtime"]), (train["runtime"], embed["runtime"])
+    from weakstil import slurm_retries
+
+    monkeypatch.setattr(slurm_retries, "partition_max_minutes", lambda partition: None)  # (no cluster here)
+    assert [train["runtime"](None, attempt=a) for a in (1, 2)] == [240, 480]
+    assert embed["slurm_partition"] == "a100q" and [embed["runtime"](None, attempt=a) for a in (1, 2)] == [120, 240]
+    assert [slurm_retries.scaled_runtime(240, a, "short") for a in (1, 2, 3)] == [240, 480, 720]
+    assert slurm_retries.scaled_runtime(240, 2, "short", lambda p: 300.0) == 300  # at most the partition's MaxTime
+    assert slurm_retries.scaled_runtime(240, 1, "short", lambda p: pytest.fail("asked scontrol")) == 240
