@@ -10,6 +10,9 @@ the workflow's ``results/model``, and SLURM retries of a job that ran out of tim
    ``.dot_heatmap.png``) with status ok, while ``train`` refused the slide id ``.dot`` in a cohort CSV ("starts
    with '.'"). One function (``weakstil.slide.slide_id_problem``) now judges a CSV's slide_id and a file's own
    id: the file gets an error row (score) or error line (tile, embed) with that reason, and the others go on.
+   Also: the workflow's check of a cohort against the model's out-of-fold predictions (a run without
+   Snakemake's records) read ``oof_predictions.csv`` raw, so a cohort with the slide ``=b`` always "differed"
+   from the file's ``'=b`` and such a run was refused as stale; it reads the file as WeakSTIL wrote it now.
 3. Another model's ``model.json`` and ``model.safetensors`` copied over the workflow's ``results/model``: the
    next run said "Nothing to be done" (Snakemake follows the folder by its ``.snakemake_timestamp``, which
    only the train job sets) and kept ``results/evaluation`` and ``results/scores`` of the old weights
@@ -64,6 +67,20 @@ def test_cohort_reader_takes_one_mark_off_unless_the_file_has_it(tmp_path: Path)
                                          "'plain,'plain.tiff,40\n", encoding="utf-8")
     # ''=d is results.csv's form of the id '=d (one mark more, csv_cells.defuse): one comes off; 'plain is no formula
     assert read_cohort(tmp_path / "labels.csv").slide_ids == ["=b", "'=c", "'=d", "'plain"]
+
+
+def test_workflow_compares_a_cohort_with_formula_like_ids_to_its_oof_predictions(tmp_path: Path) -> None:
+    from weakstil.evaluation import write_predictions
+    from weakstil.pipeline_reruns import _cohort_differs
+
+    (tmp_path / "labels.csv").write_text("slide_id,path,stil,group\n=b,=b.tiff,10,c1\nS2,S2.tiff,20,c2\n",
+                                         encoding="utf-8")
+    write_predictions(pd.DataFrame({"slide_id": ["=b", "S2"], "stil_true": [10.0, 20.0], "stil_pred": [12.0, 18.0],
+                                    "group": ["c1", "c2"]}), tmp_path / "oof.csv")  # as train writes cv/
+    assert _cohort_differs(str(tmp_path / "labels.csv"), tmp_path / "oof.csv") is False  # old: True ('=b)
+    (tmp_path / "labels.csv").write_text("slide_id,path,stil,group\n=b,=b.tiff,15,c1\nS2,S2.tiff,20,c2\n",
+                                         encoding="utf-8")
+    assert _cohort_differs(str(tmp_path / "labels.csv"), tmp_path / "oof.csv") is True  # a label corrected
 
 
 def test_a_file_whose_id_a_cohort_csv_refuses_is_refused_by_score_too(tmp_path: Path) -> None:
