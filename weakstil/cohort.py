@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from weakstil import cohort_labels
+from weakstil.csv_cells import restore_id
 from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
                                  in_subfolder, refuse_not_text, refuse_paths_from_cwd, refuse_separator_line,
@@ -32,6 +33,7 @@ from weakstil.cohort_groups import (  # noqa: F401 (group_kfold, group_holdout, 
     _group_like, group_column_lookalikes, group_holdout, group_kfold, resolve_group_column)
 from weakstil.errors import UsageError, name_problem
 from weakstil.files.paths import feature_path
+from weakstil.slide import slide_id_problem
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +260,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         if all(str(v).strip() in ("", "nan") for v in rec.values()):
             continue  # a spreadsheet's empty row (",,,"), like a blank line
         reasons: list[str] = []
-        sid = str(rec["slide_id"]).strip()
+        sid = restore_id(str(rec["slide_id"]).strip(), str(rec.get("path", "")).strip())  # results.csv's '=x: =x
         if sid == "":
             reasons.append("slide_id is empty")
         elif sid in first_row:
@@ -274,10 +276,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             first_row[sid] = row
             first_label[sid] = str(rec.get("stil", "")).strip()
             first_folded[sid.casefold()] = (sid, row)
-        if any(ch in sid for ch in "/\\"):
-            reasons.append(f"slide_id {sid!r} contains a path separator")
-        elif sid.startswith("."):  # '..' or '.x': output files named '...h5' / '.x.h5' are hidden or look temporary
-            reasons.append(f"slide_id {sid!r} starts with '.' (its output files would be hidden)")
+        if sid and (bad_id := slide_id_problem(sid)):  # the rule score, tile and embed apply to a file's own id
+            reasons.append(bad_id)
         rel = str(rec.get("path", "")).strip()
         full, cwd_entry = None, None
         if rel == "":

@@ -41,6 +41,20 @@ def restore(value: object) -> object:
     return value
 
 
+def restore_id(slide_id: str, path: str = "") -> str:
+    """A cohort CSV's slide id, typed or copied from a ``results.csv``: the escaped form ``'=x`` (:func:`defuse`)
+    is the slide ``=x``, whose file is ``=x.svs``; a researcher who pasted results.csv's ids into a label CSV
+    kept the ``'``, and train, evaluate and ``--oof`` matched no slide ('1 cohort slides have no prediction:
+    '=b'). Exactly one ``'`` comes off, as :func:`restore` takes it; an id whose slide file (``path``) is
+    itself named ``'=x`` stays as written."""
+    plain = restore(slide_id)
+    if plain == slide_id or not path:
+        return plain
+    from weakstil.slide import slide_id_from_path
+
+    return slide_id if slide_id_from_path(path) == slide_id else plain
+
+
 def _text_columns(table):
     return [c for c in table.columns if table[c].dtype == object or str(table[c].dtype) in ("string", "str")]
 

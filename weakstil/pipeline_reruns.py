@@ -114,8 +114,7 @@ def _cohort_differs(cohort: Any, oof: Path, group_column: str | None = None) -> 
     taken off, labels corrected in place, a slide moved to another patient or centre (another fold split: a
     patient's slides on both sides of it). Its content is a param of the train job, which Snakemake compares
     only with its records. ``group_column``: the train job's (None: ``group`` where the CSV has one)."""
-    import pandas as pd
-
+    from weakstil import csv_cells
     from weakstil.cohort import read_cohort
     from weakstil.errors import WeakSTILError
 
@@ -123,7 +122,9 @@ def _cohort_differs(cohort: Any, oof: Path, group_column: str | None = None) -> 
         return False
     try:
         table = read_cohort(cohort, check_files=False, group_column=group_column).table
-        trained = pd.read_csv(oof, dtype={"slide_id": str, "group": str}, keep_default_na=False)
+        # (csv_cells: the file's '=b is the slide =b, as write_predictions marked it; read raw, a cohort with such
+        # an id always 'differed' and a run without Snakemake's records was refused, hunt 38c)
+        trained = csv_cells.read_csv(oof, dtype={"slide_id": str, "group": str}, keep_default_na=False)
         now = sorted(zip(table["slide_id"].astype(str), table["stil"].astype(float).round(3),
                          table["group"].astype(str) if "group" in trained else table["slide_id"]))
         return now != sorted(zip(trained["slide_id"].astype(str), trained["stil_true"].astype(float).round(3),

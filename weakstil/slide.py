@@ -402,6 +402,20 @@ def slide_id_from_path(path: str | Path) -> str:
     return Path(name).stem
 
 
+def slide_id_problem(slide_id: str) -> str | None:
+    """Why ``slide_id`` cannot name a slide's outputs (``<out>/<slide_id>.h5``), or ``None``. One rule for a
+    cohort CSV's slide_id (train, evaluate) and a slide file's own id (:func:`slide_id_from_path`: score, tile,
+    embed), so a file one command takes the other takes too: ``score`` wrote ``.dot.tiff``'s outputs as hidden
+    files (``.dot.h5``) that ``train`` then refused as a cohort slide id."""
+    if slide_id == "":
+        return "slide_id is empty"
+    if any(ch in slide_id for ch in "/\\"):
+        return f"slide_id {slide_id!r} contains a path separator"
+    if slide_id.startswith("."):  # '..' or '.x': output files named '...h5' / '.x.h5' are hidden or look temporary
+        return f"slide_id {slide_id!r} starts with '.' (its output files would be hidden)"
+    return None
+
+
 def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
     """Composite OpenSlide's RGBA onto white (transparent = outside the scanned area)."""
     if rgba.ndim == 3 and rgba.shape[2] == 3:

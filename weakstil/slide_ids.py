@@ -32,6 +32,9 @@ def claim_ids(paths: list[Path], scored: dict[str, str] | None = None, id_of=sli
     refused: list[tuple[Path, WeakSTILError]] = []
     for path in map(Path, paths):
         slide_id = id_of(path)
+        if (bad := bad_id_error(path, slide_id)) is not None:
+            refused.append((path, bad))
+            continue
         key = slide_id.casefold()
         if key not in owner:
             owner[key] = path
@@ -45,6 +48,20 @@ def claim_ids(paths: list[Path], scored: dict[str, str] | None = None, id_of=sli
             owner[key], path, first = path, first, path  # the file scored under this id keeps it
         refused.append((path, _refusal(path, id_of(path), first, can_open, id_of(first))))
     return [owner[i] for i in order], refused
+
+
+def bad_id_error(path: Path, slide_id: str) -> WeakSTILError | None:
+    """Why ``path`` cannot be processed under ``slide_id`` (:func:`weakstil.slide.slide_id_problem`, the rule a
+    cohort CSV's slide_id follows), or ``None``: ``score`` wrote ``.dot.tiff``'s outputs as hidden files that
+    ``train`` refused as a slide id."""
+    from weakstil.slide import slide_id_problem
+
+    why = slide_id_problem(slide_id)
+    if why is None:
+        return None
+    return WeakSTILError(f"its {why.replace('slide_id', 'slide id', 1)}; train and evaluate refuse that id in a "
+                         "cohort CSV too", path=path,
+                         fix="rename the file (e.g. without the leading '.'), or list it in a CSV with another slide_id")
 
 
 def same_id_problem(slide_id: str, owner: Path, owner_id: str | None = None) -> str:

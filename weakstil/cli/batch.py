@@ -88,7 +88,7 @@ def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], st
     import os
 
     from weakstil.slide import slide_id_from_path
-    from weakstil.slide_ids import opens_as_slide, same_id_problem
+    from weakstil.slide_ids import bad_id_error, opens_as_slide, same_id_problem
 
     id_of = id_of or slide_id_from_path
     paths = nameable(paths, failures.add)
@@ -96,6 +96,9 @@ def unique_ids(paths: list[Path], failures: Failures, id_of: Callable[[Path], st
     order: list[str] = []
     for path in paths:
         sid = id_of(path)
+        if (bad := bad_id_error(path, sid)) is not None:  # as score refuses it (one rule for every command)
+            failures.add(bad.one_line())
+            continue
         key = sid.casefold()  # S1 and s1: one output file on macOS, Windows and SMB shares (hunt 32d)
         if key not in owner:
             owner[key] = path
