@@ -25,8 +25,8 @@ from weakstil import cohort_labels
 from weakstil.csv_cells import restore_id
 from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
-                                 in_subfolder, refuse_not_text, refuse_paths_from_cwd, refuse_separator_line,
-                                 unicode_twin, warn_lookalike_groups)
+                                 in_subfolder, overlong_rows, refuse_not_text, refuse_paths_from_cwd, refuse_separator_line,
+                                 spreadsheet_number, unicode_twin, warn_lookalike_groups, warn_number_ids)
 from weakstil.cohort_labels import (label_hint, refuse_class_labels, refuse_mixed_notation, refuse_split_decimal,
                                    warn_fraction_labels)
 from weakstil.cohort_groups import (  # noqa: F401 (group_kfold, group_holdout, _group_like...: imported from here too)
@@ -208,7 +208,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     if not isinstance(raw.index, pd.RangeIndex):  # every row has one field more than the header (pandas made it the index)
         _check_first_line_is_header(csv_path)
         if not _trailing_delimiter(csv_path):
-            raise CohortError("the rows have more fields than the header", path=csv_path, fix=DECIMAL_FIX)
+            raise CohortError(f"the rows have more fields than the header{overlong_rows(csv_path)}", path=csv_path,
+                              fix=DECIMAL_FIX)
         import warnings
 
         with warnings.catch_warnings():  # the field dropped is the empty one after the trailing delimiter
@@ -254,7 +255,9 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     subfolders: dict[Path, list[Path]] = {}  # the CSV folder's subfolders, for bare file names
     from_cwd: list[tuple[int, str, str]] = []  # rows whose path is there only from the current folder
     records, feature_problems, damaged_features, newer_features, locked_features, no_group = [], 0, 0, 0, 0, 0
+    no_label = 0  # rows refused only for an empty or 'NA' label: unlabelled slides in the folder's sheet
     notation: list[tuple[int, str, str, float | None]] = []  # each kept row's label as written and as read
+    number_ids: list[tuple[int, str, str]] = []  # ids '1' of files '001.svs' (a spreadsheet's number)
     for i, rec in enumerate(raw.to_dict("records")):
         row = i + 2  # line in the file: header is line 1
         if all(str(v).strip() in ("", "nan") for v in rec.values()):
@@ -319,6 +322,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         unlabelled = stil_raw.strip().casefold() in NO_LABEL  # '', or R's / a spreadsheet's NA
         if why and (require_labels or not unlabelled):
             reasons.append(why)
+        label_why = why  # (why is the feature file's below)
         group = sid if group_col is None else str(rec[group_col]).strip()
         if group_col is not None and (group == "" or group.casefold() in MISSING_GROUP):  # R's write.csv: 'NA' for all
             no_group += 1
@@ -341,6 +345,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                 locked_features += len(reasons) == 1 and locked
                 damaged_features += len(reasons) == 1 and not why.startswith("no features") and not (newer or locked)
         if reasons:
+            no_label += reasons == [label_why] and unlabelled
             if len(reasons) == 1 and cwd_entry is not None:
                 from_cwd.append(cwd_entry)
             label = f"row {row} ({sid})" if sid else f"row {row}"
@@ -349,6 +354,9 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         records.append({"slide_id": sid, "path": "" if full is None else str(full), "stil": np.nan if stil is None else stil,
                         "group": group, "row": row, "features": None if fp is None else str(fp)})
         notation.append((row, sid, stil_raw.strip(), stil))
+        name = "" if full is None else full.name
+        if name and spreadsheet_number(sid, re.sub(r"\.ome\.tiff?$|\.[^.]*$", "", name, flags=re.IGNORECASE)):
+            number_ids.append((row, sid, name))
     if problems:
         refuse_paths_from_cwd(csv_path, base, from_cwd, len(problems))
         n = len(problems)
@@ -358,10 +366,13 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                "upgrade weakstil (a newer version wrote these feature files)" if newer_features == n else
                "make these feature files readable (chmod a+r FILES), or ask their owner" if locked_features == n else
                f"fill in {group_col} (patient or centre), or pass --group-column none" if no_group == n and not records else
+               "give each slide its sTIL% (0-100) or remove the rows of unlabelled slides: every slide trained on or "
+               "judged needs its label" if no_label == n else
                "correct or remove these rows (paths are relative to the CSV's folder; damaged or stale features: "
                "embed those slides again)" if damaged_features else
                "correct or remove these rows (paths are relative to the CSV's folder)")
         raise CohortError(f"{n} bad row{'s' if n > 1 else ''}: " + "; ".join(problems), path=csv_path, fix=fix)
+    warn_number_ids(csv_path, number_ids)
     if require_labels:
         refuse_mixed_notation(csv_path, notation)
     table = pd.DataFrame.from_records(records, columns=["slide_id", "path", "stil", "group", "row", "features"])
@@ -391,6 +402,14 @@ def id_mismatch_fix(missing: list[str], found: list[str]) -> str | None:
     pairs = [(m, by_stem[stem(m).casefold()]) for m in missing
              if stem(m).casefold() in by_stem and by_stem[stem(m).casefold()] != m]
     if not pairs:
+        # '1' against score's '001': the cohort's ids typed or opened in a spreadsheet, read as numbers
+        digits = [f for f in found if re.fullmatch(r"\d+", f)]
+        pair = next(((m, f) for m in missing[:20] for f in digits if spreadsheet_number(m, f)), None)
+        if pair:
+            m, f = pair
+            return (f"the cohort's ids are the predictions' as a spreadsheet writes numbers ('{m}' against '{f}': "
+                    "leading zeros or digits lost): write slide_id as text, as the predictions do (in the spreadsheet, "
+                    "format the column as Text)")
         return None
     m, f = pairs[0]
     how = ("in letter case" if m.casefold() == f.casefold() else "by a file extension" if stem(m) == stem(f)

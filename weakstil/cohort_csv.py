@@ -40,6 +40,19 @@ def _refuse_other_separator(columns: list[str], csv_path: Path) -> None:
         raise CohortError(f"the CSV is separated by {sep!r}, not commas (one column: {columns[0].strip()})",
                           path=csv_path, fix="save it as a comma-separated file with the header slide_id,path,stil "
                                              "(and decimals with a point)")
+    # R's write.table() without sep=",": '"slide_id" "path" "stil"', read as one column and refused as
+    # missing slide_id and stil while the header named them (two words naming two required columns)
+    words = {_required_column(w) for w in columns[0].replace('"', " ").split()} - {None} if len(columns) == 1 else set()
+    if len(words) >= 2:
+        raise CohortError(f"the CSV is separated by spaces, not commas (one column: {columns[0].strip()})",
+                          path=csv_path, fix="save it as a comma-separated file with the header slide_id,path,stil "
+                                             "(in R: write.csv(x, file, row.names = FALSE))")
+
+
+def _required_column(name: str) -> str | None:
+    """The required column that ``name`` is, under its own name or another (:data:`COLUMN_ALIASES`)."""
+    key = re.sub(r"[^a-z]", "", name.casefold())
+    return next((want for want in REQUIRED_COLUMNS if name == want or key in COLUMN_ALIASES[want]), None)
 
 
 #: Other names of the required columns (lower case, letters only): a lab's own header.
@@ -272,3 +285,44 @@ def refuse_paths_from_cwd(csv_path: Path, base: Path, rows: list[tuple[int, str,
                       f"files are, but paths are relative to the CSV's folder, {base} (row {row}: {rel})",
                       path=csv_path, fix=f"write them relative to the CSV's folder (row {row}: {fixed}), or as absolute "
                                          f"paths (row {row}: {os.path.abspath(rel)})")
+
+
+def spreadsheet_number(sid: str, stem: str) -> bool:
+    """Whether slide id ``sid`` is the file name ``stem`` (all digits, '001') as a spreadsheet writes the
+    number it read it as: '1' (leading zeros dropped), '1.0' (a float column), '1.23457E+14' (a long
+    number, its last digits lost)."""
+    if sid == stem or not re.fullmatch(r"\d+", stem) or not re.fullmatch(r"\d+(\.\d*)?([eE][+-]?\d+)?", sid):
+        return False
+    return abs(float(sid) - float(stem)) <= 1e-5 * max(1.0, float(stem))
+
+
+def warn_number_ids(csv_path: Path, rows: list[tuple[int, str, str]]) -> None:
+    """Slide ids that are their files' numbers as a spreadsheet wrote them (``row, slide_id, file name``):
+    Excel reads '001' as the number 1, so the cohort's id is '1' where 'weakstil score' and the file say
+    '001', and predictions and labels no longer meet by id (read without a word until hunt 38f)."""
+    if not rows:
+        return
+    shown = "; ".join(f"row {row}: {sid} for {name}" for row, sid, name in rows[:3]) + ("; ..." if len(rows) > 3 else "")
+    log.warning("%s: %d slide_id(s) are their file's number as a spreadsheet writes it, leading zeros or digits lost "
+                "(%s): outputs are named by slide_id, 'weakstil score' names the slide by its file; write slide_id "
+                "as the file is named (in the spreadsheet, format the column as Text before typing or importing)",
+                csv_path, len(rows), shown)
+
+
+def overlong_rows(csv_path: Path) -> str:
+    """The rows with more fields than the header, named with their text ('row 2: S1,a.svs,45,5; ...'), for
+    the error that refuses them (it named no row when every row had one more: pandas took the first
+    column for an index)."""
+    import csv
+
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f, skipinitialspace=True)
+            rows = [(reader.line_num, r) for r in reader if any(c.strip() for c in r)]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return ""
+    if not rows:
+        return ""
+    over = [(line, ",".join(r)) for line, r in rows[1:] if len(r) > len(rows[0][1])]
+    shown = "; ".join(f"row {line}: {text[:60]}" for line, text in over[:3]) + ("; ..." if len(over) > 3 else "")
+    return f" ({len(over)} of {len(rows) - 1} rows; {shown})" if over else ""

@@ -368,7 +368,8 @@ def refuse_fraction_labels(theirs: np.ndarray, table: pd.DataFrame, csv_path: Pa
 
 
 def refuse_fraction_labels_of_model(pred: pd.DataFrame, csv_path: str | Path) -> None:
-    """``evaluate --model`` of a cohort whose sTIL labels are all at most 1: when the labels x 100 lie far
+    """``evaluate --model`` (and ``--oof`` of predictions that carry no labels, a score run's results.csv) of a
+    cohort whose sTIL labels are all at most 1: when the labels x 100 lie far
     closer to the model's predictions than the labels as written, they are the slides' percentages written
     as fractions (0.45 for 45 %), and every metric would compare the two scales (R² -17588 and exit 0 on 12
     slides, with only the CSV's 'look like fractions' warning; ``--oof`` refused the same labels). A cohort
