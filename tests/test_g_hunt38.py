@@ -1,0 +1,37 @@
+"""Clinical cut-offs (hunt 38g): a threshold typed as pathologists write it.
+
+``--threshold 30%`` (score, train, evaluate; the workflow's ``threshold: 30%``) and ``--threshold 30,5``
+were refused with typer's "invalid value for '--threshold': Input should be a valid number, unable to
+parse string as a number. Fix: see '... --help'": neither the value nor what to pass. Now the line names
+the value and the fix ("'30%' has a % sign, but the threshold is a percentage already. Fix: pass
+--threshold 30"; a decimal comma: "pass --threshold 30.5"), exit 2 before any work.
+(The cohort report's near_threshold at an evaluation's threshold: tests/test_d_hunt19.py.)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import run_cli
+
+
+@pytest.mark.parametrize(("given", "said"), [
+    ("30%", "'30%' has a % sign, but the threshold is a percentage already. Fix: pass --threshold 30."),
+    ("50 %", "'50 %' has a % sign, but the threshold is a percentage already. Fix: pass --threshold 50."),
+    ("30,5", "'30,5' is not a number (a decimal comma?). Fix: pass --threshold 30.5."),
+    ("thirty", "'thirty' is not a number: give the sTIL-high cut-off in % from 0 to 100 (e.g. 30)."),
+])
+@pytest.mark.parametrize("command", ["score", "train"])
+def test_a_threshold_written_as_text_names_what_to_pass(tmp_path, command, given, said):
+    args = ["s.svs", "--model", tmp_path] if command == "score" else ["c.csv", "--features", tmp_path]
+    proc = run_cli(command, *args, "--out", tmp_path / "out", "--threshold", given)
+    assert proc.returncode == 2
+    # old: "invalid value for '--threshold': Input should be a valid number, unable to parse string as a number"
+    assert said in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_threshold_as_a_number_is_read_as_before(tmp_path):
+    from weakstil.cli.options import threshold_number
+
+    assert threshold_number(" 30 ") == 30.0 and threshold_number("99.5") == 99.5 and threshold_number("1e1") == 10.0
