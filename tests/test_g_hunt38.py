@@ -35,3 +35,28 @@ def test_a_threshold_as_a_number_is_read_as_before(tmp_path):
     from weakstil.cli.options import threshold_number
 
     assert threshold_number(" 30 ") == 30.0 and threshold_number("99.5") == 99.5 and threshold_number("1e1") == 10.0
+
+
+def test_a_model_threshold_written_as_a_fraction_is_refused_as_the_option_is(tmp_path):
+    """model.json's ``"threshold": 0.3`` (edited, or a model trained before --threshold 0.3 was refused)
+    was taken as 0.3 %: ``report`` wrote "AUC sTIL-high ≥0.3%", ``score`` and ``evaluate`` called every slide
+    with any TILs high, exit 0; ``--threshold 0.3`` is refused as a fraction. Now so is the model's."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    model = tmp_path / "model"
+    (model / "cv").mkdir(parents=True)
+    meta = {"format": "weakstil-mil", "format_version": 1, "threshold": 0.3, "seed": 0, "weights_sha256": "ab" * 32,
+            "encoder": {"name": "enc", "weights_sha256": "cd" * 32, "card": {"base": "small-cnn"}},
+            "tiling": {"mpp": 0.5, "tile_px": 224}, "training": {"cross_validation": {"folds": 2}}}
+    (model / "model.json").write_text(json.dumps(meta))
+    (model / "cv" / "oof_predictions.csv").write_text("slide_id,stil_true,stil_pred,fold\ns1,40.0,35.0,1\ns2,10.0,20.0,2\n")
+    (model / "cv" / "metrics.json").write_text(json.dumps({"n": 2, "r2": 0.5, "mae": 7.5, "threshold": 0.3}))
+    for name in ("scatter.png", "roc.png"):
+        Image.fromarray(np.full((20, 20, 3), 200, np.uint8)).save(model / "cv" / name)
+    proc = run_cli("report", "--model", model, "--out", tmp_path / "rep")
+    # old: exit 0, the report's headline "AUC sTIL-high ≥0.3%"
+    assert proc.returncode == 1 and "model.json threshold 0.3 looks like a fraction" in proc.stderr, proc.stderr
+    assert "Fix: write it as a percentage (30 for 30 %)" in proc.stderr and not (tmp_path / "rep").exists()
