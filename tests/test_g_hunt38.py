@@ -4,7 +4,9 @@
 were refused with typer's "invalid value for '--threshold': Input should be a valid number, unable to
 parse string as a number. Fix: see '... --help'": neither the value nor what to pass. Now the line names
 the value and the fix ("'30%' has a % sign, but the threshold is a percentage already. Fix: pass
---threshold 30"; a decimal comma: "pass --threshold 30.5"), exit 2 before any work.
+--threshold 30"; a decimal comma: "pass --threshold 30.5"), exit 2 before any work. ``--threshold=-0``
+was written "-0" in results.csv and the heatmap titles; now 0. A model.json threshold between 0 and 1
+(a fraction) is refused as the option is.
 (The cohort report's near_threshold at an evaluation's threshold: tests/test_d_hunt19.py.)
 """
 
@@ -35,6 +37,15 @@ def test_a_threshold_as_a_number_is_read_as_before(tmp_path):
     from weakstil.cli.options import threshold_number
 
     assert threshold_number(" 30 ") == 30.0 and threshold_number("99.5") == 99.5 and threshold_number("1e1") == 10.0
+
+
+def test_minus_zero_is_zero():
+    """``--threshold=-0`` was kept as -0.0: results.csv's threshold "-0", heatmap titles "high at -0 %"."""
+    import math
+
+    from weakstil.cli.options import stil_threshold
+
+    assert math.copysign(1.0, stil_threshold(-0.0)) == 1.0 and f"{stil_threshold(-0.0):.12g}" == "0"
 
 
 def test_a_model_threshold_written_as_a_fraction_is_refused_as_the_option_is(tmp_path):

@@ -243,6 +243,8 @@ def stil_threshold(value: float | None) -> float | None:
     """``--threshold``: a percentage 0-100; one strictly between 0 and 1 is a fraction (0.3 for 30 %),
     refused: taken as 0.3 % it called every slide with any TILs sTIL-high, without a word."""
     value = in_range(*settings.STIL_RANGE, unit="%")(value)
+    if value is not None:
+        value += 0.0  # -0 is 0: it was written "-0" in results.csv and "high at -0 %" in every heatmap title
     if value is not None and 0.0 < value < 1.0:
         raise typer.BadParameter(f"{_num(value)} looks like a fraction, but the threshold is a percentage (at "
                                  f"{_num(value)} % nearly every slide is sTIL-high): pass {_num(value * 100)} for "
