@@ -298,7 +298,8 @@ def model_settings(meta: dict) -> list[tuple[str, str]]:
     rows += [("encoder architecture", str(card.get("base") or card.get("model")))] if card else []
     rows += [("encoder weights sha256", str(enc.get("weights_sha256"))),
              ("model weights sha256", str(meta.get("weights_sha256"))), ("seed", str(meta.get("seed"))),
-             ("sTIL-high threshold %", str(meta.get("threshold")))]
+             # the model's: beside a run or evaluation at another one, "sTIL-high threshold % 30.0" read as the report's
+             ("sTIL-high threshold % in training", str(meta.get("threshold")))]
     rows += flatten(meta.get("features") or {}, "features.") + flatten(tiling, "tiling.") + flatten(config, "training.")
     rows += [(f"training.{k}", v) for k, v in flatten({k: v for k, v in training.items()
                                                         if k in ("cohort", "features", "n_slides", "n_tiles",
