@@ -5,6 +5,10 @@
   flag, and a flagged lower end 29.97 showed "interval 30.0-40.0 contains the threshold 30";
 - the cohort report named how many slides an evaluation left out, never which (and an out-of-fold
   evaluation, or the model's own cross-validation, not even that): they were in no metric and no row.
+- (hunt 38g) a cohort report of an evaluation at another threshold than the model's (``evaluate --oof
+  --threshold 20`` of a model trained at 30) showed its headline at 20 and each interval on its side of 20,
+  but train's ``near_threshold``, judged at 30: 29.97–45.0 flagged, 12.5–29.96 (which holds 20) not. The
+  flag is now judged at the report's threshold, and the settings' model threshold is named "in training".
 
 The model folder is written by hand in the shape 'weakstil train' writes (training one takes ~20 s and
 nothing here depends on weights); the evaluation is made by the real 'weakstil evaluate --oof'."""
@@ -175,3 +179,19 @@ def test_heatmap_says_what_its_cyan_outline_is_and_that_outside_tiles_do_not_cou
         strip = np.asarray(b.convert("RGB"))[-30:]
     assert ((strip == (0, 229, 255)).all(axis=2)).sum() > 20  # the cyan swatch
     assert ((strip < 100).all(axis=2)).sum() > 200  # the text
+
+
+def test_a_report_at_an_evaluations_threshold_judges_near_threshold_there(model_folder, tmp_path: Path) -> None:
+    """(hunt 38g) The slide table's near_threshold is judged at the threshold of the metrics shown."""
+    from weakstil.report import build_report
+
+    ev = tmp_path / "ev"
+    run_cli("evaluate", model_folder["cohort"], "--oof", model_folder["model"] / "cv" / "oof_predictions.csv",
+            "--out", ev, "--threshold", "20", check=True)
+    md = build_report(model_folder["model"], tmp_path / "r", evaluation_dir=ev)["report.md"].read_text()
+    assert "AUC sTIL-high ≥20%" in md  # the headline: at the evaluation's threshold
+    # the model's own, named as such (old: "| sTIL-high threshold % | `30.0` |", read as the report's)
+    assert "| sTIL-high threshold % in training | `30.0` |" in md
+    # train flagged s1 (29.97–45.0) at 30; at 20 only s2 (12.5–29.96) is near it. Old: s1 flagged, s2 not
+    assert "30.0–45.0" in _line(md, "s1") and "near_threshold" not in _line(md, "s1")
+    assert "12.5–30.0" in _line(md, "s2") and "near_threshold" in _line(md, "s2")

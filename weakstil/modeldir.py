@@ -76,6 +76,10 @@ def check_meta(meta: object, path: Path, fix: str) -> dict:
                                   or not STIL_RANGE[0] <= threshold <= STIL_RANGE[1]):  # NaN fails too
         raise WeakSTILError(f"{META_FILE} threshold {_json(threshold)} is not an sTIL% from 0 to 100", path=path,
                             fix="set it back to a number from 0 to 100, as 'weakstil train' wrote it")
+    if "threshold" in meta and 0 < threshold < 1:  # as --threshold refuses it: 30 % written as a fraction
+        raise WeakSTILError(f"{META_FILE} threshold {_json(threshold)} looks like a fraction, but the threshold is a "
+                            f"percentage (at {threshold:g} % nearly every slide is sTIL-high)", path=path,
+                            fix=f"write it as a percentage ({threshold * 100:g} for {threshold * 100:g} %)")
     return meta
 
 

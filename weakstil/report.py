@@ -205,10 +205,15 @@ def _evaluated_labels(table: pd.DataFrame, folder: Path, cohort: str | None) -> 
     return table, f"; {said}"
 
 
-def _add_confidence(rows: list[SlideRow], folder: ModelDir, threshold: float | None = None) -> None:
+def _add_confidence(rows: list[SlideRow], folder: ModelDir, threshold: float | None = None,
+                    trained_at: float | None = None) -> None:
     """Each slide's out-of-fold interval and qc flags from ``MODEL/qc/training_slides.csv`` (each end
-    of the interval on the side of ``threshold`` its ``near_threshold`` was judged on)."""
+    of the interval on the side of ``threshold`` its ``near_threshold`` is judged on). Train judged
+    ``near_threshold`` at the model's threshold (``trained_at``); a report of an evaluation at another
+    threshold judges it again there, as ``evaluate --oof results.csv`` does: the table flagged 29.0–46.7
+    beside a headline at 50 and left 48.3–95.6 unflagged (hunt 38g)."""
     from weakstil.confidence import interval_columns
+    from weakstil.evaluation_results import rejudge_near_threshold
     from weakstil.metrics import interval_ends_text
 
     if not folder.qc_slides_path.is_file():
@@ -216,6 +221,12 @@ def _add_confidence(rows: list[SlideRow], folder: ModelDir, threshold: float | N
     table = _read_table(folder.qc_slides_path, "copy the whole model folder again, or train the model again",
                         dtype={"slide_id": str, "qc": str}, keep_default_na=False)
     low, high = interval_columns()
+    if threshold is not None and trained_at is not None and {low, high, "qc"} <= set(table.columns):
+        judged = rejudge_near_threshold(pd.DataFrame({
+            "qc": table["qc"], "stil_lower": pd.to_numeric(table[low], errors="coerce"),
+            "stil_upper": pd.to_numeric(table[high], errors="coerce"), "threshold": float(trained_at)}),
+            float(threshold), folder.qc_slides_path)
+        table = table.assign(qc=judged["qc"].to_numpy())
     by_id = {str(r["slide_id"]): r for r in table.to_dict("records")}
     for row in rows:
         rec = by_id.get(row.slide_id)
@@ -287,7 +298,8 @@ def model_settings(meta: dict) -> list[tuple[str, str]]:
     rows += [("encoder architecture", str(card.get("base") or card.get("model")))] if card else []
     rows += [("encoder weights sha256", str(enc.get("weights_sha256"))),
              ("model weights sha256", str(meta.get("weights_sha256"))), ("seed", str(meta.get("seed"))),
-             ("sTIL-high threshold %", str(meta.get("threshold")))]
+             # the model's: beside a run or evaluation at another one, "sTIL-high threshold % 30.0" read as the report's
+             ("sTIL-high threshold % in training", str(meta.get("threshold")))]
     rows += flatten(meta.get("features") or {}, "features.") + flatten(tiling, "tiling.") + flatten(config, "training.")
     rows += [(f"training.{k}", v) for k, v in flatten({k: v for k, v in training.items()
                                                         if k in ("cohort", "features", "n_slides", "n_tiles",
@@ -383,7 +395,7 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
     rows = _slide_rows(table, tile_scores_of, predicted, out_dir, slides,
                        Overlays(Path(tiles_dir), meta) if tiles_dir else None, slide_mpp)
     if has_cv:  # the intervals and flags of the out-of-fold slides (an evaluation has none per slide)
-        _add_confidence(rows, folder, threshold)
+        _add_confidence(rows, folder, threshold, float(meta.get("threshold", STIL_THRESHOLD)))
     files["overview.png"] = write_overview(out_dir, rows, out_dir / "overview.png")
     # the UTC offset, not the zone's abbreviation: CST was China's +0800 or Chicago's -0600
     content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %z"), model_dir=str(model_dir),

@@ -213,10 +213,38 @@ EvalGroupColumnOpt = Annotated[
     typer.Option("--group-column", help="Cohort column of each slide's group (patient, centre): the scatter plot is "
                  "coloured by it and predictions.csv names it; default 'group' when present, 'none' for no groups."),
 ]
+def threshold_number(text: str) -> float:
+    """``--threshold``'s text as a number; a percentage written with its sign (``30%``) or a decimal comma
+    (``30,5``) says what to pass: typer's own line ("Input should be a valid number, unable to parse string
+    as a number") named neither the value nor the fix."""
+    cleaned = str(text).strip()
+    try:
+        return float(cleaned)
+    except ValueError:
+        pass
+    if cleaned.endswith("%") and _is_number(cleaned[:-1]):
+        raise typer.BadParameter(f"{text!r} has a % sign, but the threshold is a percentage already. Fix: pass "
+                                 f"--threshold {cleaned[:-1].strip()}")
+    if cleaned.count(",") == 1 and _is_number(cleaned.replace(",", ".")):
+        raise typer.BadParameter(f"{text!r} is not a number (a decimal comma?). Fix: pass --threshold "
+                                 f"{cleaned.replace(',', '.')}")
+    raise typer.BadParameter(f"{text!r} is not a number: give the sTIL-high cut-off in % from 0 to 100 (e.g. 30)")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def stil_threshold(value: float | None) -> float | None:
     """``--threshold``: a percentage 0-100; one strictly between 0 and 1 is a fraction (0.3 for 30 %),
     refused: taken as 0.3 % it called every slide with any TILs sTIL-high, without a word."""
     value = in_range(*settings.STIL_RANGE, unit="%")(value)
+    if value is not None:
+        value += 0.0  # -0 is 0: it was written "-0" in results.csv and "high at -0 %" in every heatmap title
     if value is not None and 0.0 < value < 1.0:
         raise typer.BadParameter(f"{_num(value)} looks like a fraction, but the threshold is a percentage (at "
                                  f"{_num(value)} % nearly every slide is sTIL-high): pass {_num(value * 100)} for "
@@ -227,7 +255,7 @@ def stil_threshold(value: float | None) -> float | None:
 StilThresholdOpt = Annotated[
     Optional[float], typer.Option("--threshold", help="sTIL-high cut-off in % (high means >= it; evaluate and "
                                   f"score default to the model's, train to {settings.STIL_THRESHOLD:g}).",
-                                  callback=stil_threshold)
+                                  parser=threshold_number, metavar="<float>", callback=stil_threshold)
 ]
 FoldsOpt = Annotated[int, typer.Option("--folds", help="Cross-validation folds (1: no cross-validation).",
                                        callback=in_range(*settings.FOLDS_RANGE))]
