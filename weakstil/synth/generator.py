@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from weakstil.atomic import remove_stale_temps
 from weakstil.errors import WeakSTILError
 from weakstil.files.h5 import attrs_of, open_read
 from weakstil.runtime import library_versions
@@ -422,6 +423,11 @@ def generate_cohort(
         s_seed = slide_seed(seed, i)
         group = f"centre_{i % n_groups}"
         rel = f"slides/{sid}.tiff"
+        # a run killed mid-slide (SIGKILL: no clean-up) left its temporary slide, as large as the slide;
+        # a rerun redid or kept the slide but kept that file for good (synth holds the folder's lock)
+        for written in (out_dir / rel, *(truth_dir / f"{sid}{end}" for end in (".h5", "_tumorbed.geojson",
+                                                                                 "_preview.png"))):
+            remove_stale_temps(written)
         # a stratified slide is not reused by an independent run (nor the reverse): the targets differ
         expected = targets[i] if stratified else float(sample_target_stil(_rng(s_seed, _S_TARGET)))
         stil = _existing(truth_dir / f"{sid}.h5", out_dir / rel, s_seed, width, height, group, hard, look, overrides,

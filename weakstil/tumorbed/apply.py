@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from weakstil import __version__
-from weakstil.atomic import remove_stale_temps
+from weakstil.atomic import remove_stale_temps, replacing_together
 from weakstil.files import BedFile, FeaturesFile, slide_file
 from weakstil.runtime import library_versions, sha256_file
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
@@ -286,14 +286,17 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
         provenance.update(detector_identity(sources.detector, sources.detector_path))
     remove_stale_temps(geojson_path)
     geom = SlideGeometry.from_file(features)
-    write_geojson(bed_polygons(bed, geom), geojson_path, name=BED_CLASS, label=f"{BED_CLASS} ({bed.source.value})",
-                  written_by=BedFile.MADE_BY, origin=geom.origin,  # QuPath's frame on a MIRAX slide
-                  provenance=outline_provenance(bed, provenance, features.attrs),
-                  slide={k: features.attrs[k].item() if hasattr(features.attrs[k], "item") else features.attrs[k]
-                         for k in SLIDE_RECORD if k in features.attrs})
-    # the outline as written: an edit of it (QuPath) is not in this bed, and --tumorbed-beds says so
-    provenance["outline_sha256"] = sha256_file(geojson_path)
-    h5_path = write_bed(h5_path, slide_id, features, bed, provenance)
+    # outline and bed as one: Ctrl-C or SIGTERM between the two writes left the new outline beside the
+    # earlier bed, whose recorded outline hash then called it "edited": every rerun refused the slide
+    with replacing_together([h5_path, geojson_path]):
+        write_geojson(bed_polygons(bed, geom), geojson_path, name=BED_CLASS, label=f"{BED_CLASS} ({bed.source.value})",
+                      written_by=BedFile.MADE_BY, origin=geom.origin,  # QuPath's frame on a MIRAX slide
+                      provenance=outline_provenance(bed, provenance, features.attrs),
+                      slide={k: features.attrs[k].item() if hasattr(features.attrs[k], "item") else features.attrs[k]
+                             for k in SLIDE_RECORD if k in features.attrs})
+        # the outline as written: an edit of it (QuPath) is not in this bed, and --tumorbed-beds says so
+        provenance["outline_sha256"] = sha256_file(geojson_path)
+        h5_path = write_bed(h5_path, slide_id, features, bed, provenance)
     return AppliedBed(label, bed, h5_path, geojson_path)
 
 
