@@ -69,6 +69,34 @@ def _tiling_option(exc: Exception, where: str) -> str | None:
             f"wanted ('weakstil embed {name} ...') and pass those features.")
 
 
+#: The options of ``weakstil`` itself, which go before the command: ``weakstil score ... -v`` was
+#: "no such option: -v" (``--verbose``: "Possible options: --overwrite"), with no word of where it goes.
+_GROUP_OPTIONS = ("-v", "--verbose", "--version")
+
+
+def _no_such_option(exc: Exception, where: str) -> str | None:
+    """The line for an unknown option: a group option given after the command says where it goes;
+    else the command's options nearest to it by name. click compares names with their dashes, so
+    every long option shared ``--`` with it: ``--bogus`` was offered ``--out``, ``--verbose``
+    ``--overwrite``, ``--modle`` ``--decode, --encoder, --model``."""
+    import difflib
+
+    name, ctx = getattr(exc, "option_name", None), getattr(exc, "ctx", None)
+    if type(exc).__name__ != "NoSuchOption" or not isinstance(name, str) or ctx is None:
+        return None
+    if ctx.parent is not None and name in _GROUP_OPTIONS:
+        root = ctx.find_root().command_path
+        rest = ctx.command_path[len(root):].strip()
+        fix = f"'{root} --version'" if name == "--version" else f"'{root} {name} {rest} ...'"
+        return f"no such option: {name} ({name} is an option of '{root}' itself, before the command). Fix: {fix}."
+    longs = sorted({o[2:] for p in ctx.command.get_params(ctx)
+                    for o in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ())) if o.startswith("--")})
+    near = difflib.get_close_matches(name.lstrip("-").lower(), longs, n=3) if name.startswith("--") else []
+    named = [f"--{n}" for n in near]
+    hint = f" (did you mean {', '.join(named[:-1]) + ' or ' if len(named) > 1 else ''}{named[-1]}?)" if near else ""
+    return f"no such option: {name}{hint}. Fix: see '{where} --help'."
+
+
 def usage_error_line(exc: Exception, argv: Sequence[str] = ()) -> str:
     """A command-line mistake (bad value, unknown option, missing argument) as one line; ``argv``
     (the command line) lets an unknown option that is really a file named ``-...`` say so."""
@@ -82,6 +110,10 @@ def usage_error_line(exc: Exception, argv: Sequence[str] = ()) -> str:
     if dash_file is not None:
         return (f"{message} ({dash_file} is a file whose name starts with '-'). Fix: put -- before the file names "
                 f"(options go before it: '{where} -- {dash_file}'), or write it as ./{dash_file}.")
+    if (unknown := _no_such_option(exc, where)) is not None:
+        return unknown
+    if message.startswith("invalid value for ") and ": Value error, " in message:  # pydantic's prefix (typer 0.29)
+        message = message.replace(": Value error, ", ": ", 1)
     if " Fix: " in message:  # the check named its own fix
         return f"{message}."
     return f"{message}{'' if message.endswith('?') else '.'} Fix: see '{where} --help'."
@@ -133,7 +165,14 @@ class FlagHelpCommand(TyperCommand):
                 raise usage_error(_extra_argument_line(extra, has, ctx.command_path), ctx=ctx)
             if (empty := _empty_path(self.params, opts)) is not None:
                 raise usage_error(empty, ctx=ctx)
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except _CLICK_ERRORS as exc:
+            # click raises "option '--out' requires an argument" without its command: the line
+            # pointed at 'weakstil --help', whose help has no --out
+            if hasattr(exc, "ctx") and exc.ctx is None:
+                exc.ctx = ctx
+            raise
 
 
 def _empty_path(params: list, opts: dict) -> str | None:
@@ -193,9 +232,19 @@ app = typer.Typer(
 )
 
 
+def version_line() -> str:
+    """``weakstil --version``: WeakSTIL's version and those a bug report needs (it said only
+    ``weakstil 0.1.0``); read from the installed packages' metadata, nothing imported."""
+    from weakstil.runtime import installed_versions
+
+    found = installed_versions(("torch", "openslide-python", "openslide-bin", "timm"))
+    python = found.pop("python")
+    return f"weakstil {__version__} (Python {python}; " + ", ".join(f"{k} {v}" for k, v in found.items()) + ")"
+
+
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"weakstil {__version__}")
+        typer.echo(version_line())
         raise typer.Exit()
 
 
