@@ -143,12 +143,48 @@ def _extra_argument_line(extra: list[str], has: set[str], where: str) -> str:
     return f"got unexpected extra argument(s) ({shown}). Fix: see '{where} --help'."
 
 
+#: The narrowest help column of typer's rich help table that cuts no name or word short.
+_HELP_COLUMN_MIN = 30
+
+
+def rich_help_fits(command: Any, ctx: Any) -> bool:
+    """Whether typer's rich help fits the terminal. Its table gives option names, their --no- forms and
+    value types columns of their own, and rich shrinks every column to the width: at 80 columns train's
+    help column was 16 characters, and six option names and words were cut ('--centre-embed…',
+    '--tissue-thres…', '<slide_id>_tumo…'), embed's three."""
+    from rich.console import Console
+    from typer import rich_utils
+
+    width = Console(width=rich_utils.MAX_WIDTH).width
+    for kind in ("option", "argument"):  # one panel, one table each
+        rows = []
+        for p in (p for p in command.get_params(ctx) if p.param_type_name == kind and not getattr(p, "hidden", 0)):
+            first, second = list(p.opts), list(getattr(p, "secondary_opts", ()))
+            shown = p.display_type_rich(ctx) if hasattr(p, "display_type_rich") else None
+            rows.append((",".join(o for o in first if "--" in o), ",".join(o for o in first if "--" not in o),
+                         ",".join(o for o in second if "--" in o), ",".join(o for o in second if "--" not in o),
+                         shown or "", "*" if p.required else ""))
+        used = sum(max(len(r[i]) for r in rows) + 2 for i in range(6) if any(r[i] for r in rows)) if rows else 0
+        if rows and width - 4 - used < _HELP_COLUMN_MIN:  # 4: the panel's border and padding
+            return False
+    return True
+
+
 class FlagHelpCommand(TyperCommand):
-    """A command whose help shows on/off flags without a value."""
+    """A command whose help shows on/off flags without a value, in click's plain layout (each help
+    under its option when the name is long) where typer's table would not fit the terminal."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         _flags_show_no_value(self, ctx)
-        super().format_help(ctx, formatter)
+        if rich_help_fits(self, ctx):
+            super().format_help(ctx, formatter)
+            return
+        from typer import core
+
+        ctx.ensure_object(dict)  # as typer's own plain branch: its options read the markup mode there
+        if isinstance(ctx.obj, dict):
+            ctx.obj[getattr(core, "MARKUP_MODE_KEY", "TYPER_RICH_MARKUP_MODE")] = None
+        super(TyperCommand, self).format_help(ctx, formatter)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """Arguments the command does not take are said before a missing option: ``weakstil report
