@@ -55,7 +55,8 @@ def short_lines_mid_paragraph(*command: str) -> list[str]:
     paragraph or command entry goes on on the next line: a docstring's own line break, not rich's wrap.
     Read in the description and the Commands panel (the docstrings), not in the options' narrow column."""
     out = run_cli(*command, "--help").stdout.splitlines()
-    first_panel = next(i for i, line in enumerate(out) if line.startswith("╭"))
+    # the first panel; or, in click's plain layout (a table too wide for 80 columns, hunt 38i), its first section
+    first_panel = next(i for i, line in enumerate(out) if line.startswith(("╭", "Arguments:", "Options:")))
     commands = [i for i, line in enumerate(out) if line.startswith("╭─ Commands")]
     out = out[:first_panel] + (out[commands[0]:] if commands else [])
     short = []

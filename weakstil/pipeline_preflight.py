@@ -300,14 +300,14 @@ def check_tumorbed(config: dict, slide_ids: list[str]) -> None:
         what = "is a file, not a folder" if Path(annotations).is_file() else "folder not found"
         what += f" ({with_path_hint('the `annotations` key', config, 'annotations')})"
         raise PreflightError(f"annotations {what}", path=annotations,
-                             fix="set annotations to the folder of <slide_id>.geojson/.xml/.annotations/.ndpa outlines, or null")
+                             fix="set annotations to the folder of <slide_id>.geojson/.json/.xml/.annotations/.ndpa/.wkt outlines, or null")
     if tumorbed == "train" and annotations is None:
         raise PreflightError("tumorbed is 'train' but annotations is not set",
-                             fix="set annotations to the folder of <slide_id>.geojson/.xml/.annotations/.ndpa outlines, or tumorbed to null")
+                             fix="set annotations to the folder of <slide_id>.geojson/.json/.xml/.annotations/.ndpa/.wkt outlines, or tumorbed to null")
     from weakstil.pipeline_settings_check import outlines  # (one holding { or } is refused there)
     if annotations is not None and not outlines(annotations, slide_ids):  # all misnamed?
         raise PreflightError("no cohort slide has an outline in the annotations folder", path=annotations,
-                             fix="name the outlines <slide_id>.geojson, .xml, .annotations or .ndpa, or set annotations: null")
+                             fix="name the outlines <slide_id>.geojson, .json, .xml, .annotations, .ndpa or .wkt, or set annotations: null")
     if tumorbed not in (None, "train"):
         try:
             check_detector_setting(tumorbed, config.get("encoder"))

@@ -69,6 +69,34 @@ def _tiling_option(exc: Exception, where: str) -> str | None:
             f"wanted ('weakstil embed {name} ...') and pass those features.")
 
 
+#: The options of ``weakstil`` itself, which go before the command: ``weakstil score ... -v`` was
+#: "no such option: -v" (``--verbose``: "Possible options: --overwrite"), with no word of where it goes.
+_GROUP_OPTIONS = ("-v", "--verbose", "--version")
+
+
+def _no_such_option(exc: Exception, where: str) -> str | None:
+    """The line for an unknown option: a group option given after the command says where it goes;
+    else the command's options nearest to it by name. click compares names with their dashes, so
+    every long option shared ``--`` with it: ``--bogus`` was offered ``--out``, ``--verbose``
+    ``--overwrite``, ``--modle`` ``--decode, --encoder, --model``."""
+    import difflib
+
+    name, ctx = getattr(exc, "option_name", None), getattr(exc, "ctx", None)
+    if type(exc).__name__ != "NoSuchOption" or not isinstance(name, str) or ctx is None:
+        return None
+    if ctx.parent is not None and name in _GROUP_OPTIONS:
+        root = ctx.find_root().command_path
+        rest = ctx.command_path[len(root):].strip()
+        fix = f"'{root} --version'" if name == "--version" else f"'{root} {name} {rest} ...'"
+        return f"no such option: {name} ({name} is an option of '{root}' itself, before the command). Fix: {fix}."
+    longs = sorted({o[2:] for p in ctx.command.get_params(ctx)
+                    for o in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ())) if o.startswith("--")})
+    near = difflib.get_close_matches(name.lstrip("-").lower(), longs, n=3) if name.startswith("--") else []
+    named = [f"--{n}" for n in near]
+    hint = f" (did you mean {', '.join(named[:-1]) + ' or ' if len(named) > 1 else ''}{named[-1]}?)" if near else ""
+    return f"no such option: {name}{hint}. Fix: see '{where} --help'."
+
+
 def usage_error_line(exc: Exception, argv: Sequence[str] = ()) -> str:
     """A command-line mistake (bad value, unknown option, missing argument) as one line; ``argv``
     (the command line) lets an unknown option that is really a file named ``-...`` say so."""
@@ -82,6 +110,10 @@ def usage_error_line(exc: Exception, argv: Sequence[str] = ()) -> str:
     if dash_file is not None:
         return (f"{message} ({dash_file} is a file whose name starts with '-'). Fix: put -- before the file names "
                 f"(options go before it: '{where} -- {dash_file}'), or write it as ./{dash_file}.")
+    if (unknown := _no_such_option(exc, where)) is not None:
+        return unknown
+    if message.startswith("invalid value for ") and ": Value error, " in message:  # pydantic's prefix (typer 0.29)
+        message = message.replace(": Value error, ", ": ", 1)
     if " Fix: " in message:  # the check named its own fix
         return f"{message}."
     return f"{message}{'' if message.endswith('?') else '.'} Fix: see '{where} --help'."
@@ -111,12 +143,48 @@ def _extra_argument_line(extra: list[str], has: set[str], where: str) -> str:
     return f"got unexpected extra argument(s) ({shown}). Fix: see '{where} --help'."
 
 
+#: The narrowest help column of typer's rich help table that cuts no name or word short.
+_HELP_COLUMN_MIN = 30
+
+
+def rich_help_fits(command: Any, ctx: Any) -> bool:
+    """Whether typer's rich help fits the terminal. Its table gives option names, their --no- forms and
+    value types columns of their own, and rich shrinks every column to the width: at 80 columns train's
+    help column was 16 characters, and six option names and words were cut ('--centre-embed…',
+    '--tissue-thres…', '<slide_id>_tumo…'), embed's three."""
+    from rich.console import Console
+    from typer import rich_utils
+
+    width = Console(width=rich_utils.MAX_WIDTH).width
+    for kind in ("option", "argument"):  # one panel, one table each
+        rows = []
+        for p in (p for p in command.get_params(ctx) if p.param_type_name == kind and not getattr(p, "hidden", 0)):
+            first, second = list(p.opts), list(getattr(p, "secondary_opts", ()))
+            shown = p.display_type_rich(ctx) if hasattr(p, "display_type_rich") else None
+            rows.append((",".join(o for o in first if "--" in o), ",".join(o for o in first if "--" not in o),
+                         ",".join(o for o in second if "--" in o), ",".join(o for o in second if "--" not in o),
+                         shown or "", "*" if p.required else ""))
+        used = sum(max(len(r[i]) for r in rows) + 2 for i in range(6) if any(r[i] for r in rows)) if rows else 0
+        if rows and width - 4 - used < _HELP_COLUMN_MIN:  # 4: the panel's border and padding
+            return False
+    return True
+
+
 class FlagHelpCommand(TyperCommand):
-    """A command whose help shows on/off flags without a value."""
+    """A command whose help shows on/off flags without a value, in click's plain layout (each help
+    under its option when the name is long) where typer's table would not fit the terminal."""
 
     def format_help(self, ctx: Any, formatter: Any) -> None:
         _flags_show_no_value(self, ctx)
-        super().format_help(ctx, formatter)
+        if rich_help_fits(self, ctx):
+            super().format_help(ctx, formatter)
+            return
+        from typer import core
+
+        ctx.ensure_object(dict)  # as typer's own plain branch: its options read the markup mode there
+        if isinstance(ctx.obj, dict):
+            ctx.obj[getattr(core, "MARKUP_MODE_KEY", "TYPER_RICH_MARKUP_MODE")] = None
+        super(TyperCommand, self).format_help(ctx, formatter)
 
     def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         """Arguments the command does not take are said before a missing option: ``weakstil report
@@ -133,7 +201,14 @@ class FlagHelpCommand(TyperCommand):
                 raise usage_error(_extra_argument_line(extra, has, ctx.command_path), ctx=ctx)
             if (empty := _empty_path(self.params, opts)) is not None:
                 raise usage_error(empty, ctx=ctx)
-        return super().parse_args(ctx, args)
+        try:
+            return super().parse_args(ctx, args)
+        except _CLICK_ERRORS as exc:
+            # click raises "option '--out' requires an argument" without its command: the line
+            # pointed at 'weakstil --help', whose help has no --out
+            if hasattr(exc, "ctx") and exc.ctx is None:
+                exc.ctx = ctx
+            raise
 
 
 def _empty_path(params: list, opts: dict) -> str | None:
@@ -193,9 +268,19 @@ app = typer.Typer(
 )
 
 
+def version_line() -> str:
+    """``weakstil --version``: WeakSTIL's version and those a bug report needs (it said only
+    ``weakstil 0.1.0``); read from the installed packages' metadata, nothing imported."""
+    from weakstil.runtime import installed_versions
+
+    found = installed_versions(("torch", "openslide-python", "openslide-bin", "timm"))
+    python = found.pop("python")
+    return f"weakstil {__version__} (Python {python}; " + ", ".join(f"{k} {v}" for k, v in found.items()) + ")"
+
+
 def _version_callback(value: bool) -> None:
     if value:
-        typer.echo(f"weakstil {__version__}")
+        typer.echo(version_line())
         raise typer.Exit()
 
 

@@ -120,6 +120,10 @@ CohortArg = Annotated[
 FeaturesOpt = Annotated[
     Optional[Path], typer.Option("--features", "-f", help="Feature cache directory (from 'weakstil embed').")
 ]
+#: score makes the caches it needs: --features is where they are looked for and written.
+ScoreFeaturesOpt = Annotated[Optional[Path], typer.Option(
+    "--features", "-f", help="Feature cache directory: caches there (from 'weakstil embed' or an earlier score) are "
+    "used, missing ones are written there (default: OUT/features).")]
 FeaturesDirOpt = Annotated[Path, typer.Option("--features", "-f", help="Feature cache directory (from 'weakstil embed').")]
 ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model directory (from 'weakstil train').")]
 ModelDirOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory (from 'weakstil train').")]
@@ -302,14 +306,21 @@ StoppingOpt = Annotated[Stopping, typer.Option("--stopping", help="fixed: every 
                                                "validation split (--patience).")]
 
 # --- tumour bed --------------------------------------------------------------------------------
+#: The files --annotations finds, said once for every command that takes it (weakstil.annotations'
+#: ANNOTATION_PATTERNS; a test checks both agree): score, train, evaluate and tumorbed apply listed
+#: .geojson, .xml, .annotations and .ndpa, tumorbed train four suffixes, and none said .json (DSA,
+#: GeoJSON) nor .wkt, which every one of them reads.
+ANNOTATION_FILES = ("one file a slide, named by its slide_id (or <slide_id>_tumorbed): .geojson or .json (QuPath "
+                    "GeoJSON, HistomicsTK/DSA JSON), .xml (Aperio ImageScope, HALO or ASAP XML), .annotations (HALO "
+                    "XML), .ndpa (NDP.view) or .wkt (WKT text); QuPath's <slide file>.geojson and NDP.view's <slide "
+                    "file>.ndpa too")
 AnnotationsOpt = Annotated[
     Optional[Path],
-    typer.Option("--annotations", help="Directory of tumour-bed annotations (<slide_id>.geojson QuPath GeoJSON, "
-                 "<slide_id>.xml ImageScope, HALO or ASAP XML, <slide_id>.annotations HALO XML, <slide_id>.ndpa or <slide file>.ndpa NDP.view); an annotation "
+    typer.Option("--annotations", help=f"Directory of tumour-bed annotations, {ANNOTATION_FILES}. An annotation "
                  "overrides detection for its slide."),
 ]
-AnnotationsDirOpt = Annotated[Path, typer.Option("--annotations", help="Directory of tumour-bed annotations "
-                                                 "(<slide_id>.geojson, .xml, .annotations or .ndpa).")]
+AnnotationsDirOpt = Annotated[Path, typer.Option("--annotations", help="Directory of the tumour-bed annotations to "
+                                                 f"learn from, {ANNOTATION_FILES}.")]
 TumorBedOpt = Annotated[
     Optional[Path],
     typer.Option("--tumorbed", help="Tumour-bed detector (from 'weakstil tumorbed train', or a model's "

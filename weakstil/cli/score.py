@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from weakstil import settings
-from weakstil.cli.options import (AnnotationsOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, FeaturesOpt, ModelDirOpt, OutOpt,
+from weakstil.cli.options import (AnnotationsOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, ScoreFeaturesOpt, ModelDirOpt, OutOpt,
                                   ScoreAllowUpsampleOpt, ScoreEncoderOpt, SeedOpt, SlideListOpt, SlideMppOpt,
                                   SlidesArg, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt, WeightsOpt, WorkersOpt,
                                   expand_slides, listed_slides, out_dir)
@@ -23,7 +23,7 @@ def score(
     out: OutOpt,
     slides: SlidesArg = None,
     slide_list: SlideListOpt = None,
-    features: FeaturesOpt = None,
+    features: ScoreFeaturesOpt = None,
     encoder: ScoreEncoderOpt = None,
     weights: WeightsOpt = None,
     annotations: AnnotationsOpt = None,
@@ -51,7 +51,7 @@ def score(
         raise UsageError("--features is a file, not a folder (of feature caches, made when missing)",
                          path=features, fix="pass a folder, e.g. the --out of 'weakstil embed'")
     # a file given for a folder is a usage error (exit 2) before the model is read
-    check_folder_option(annotations, "--annotations", "pass a folder of <slide_id>.geojson/.xml/.annotations/.ndpa files")
+    check_folder_option(annotations, "--annotations", "pass a folder of <slide_id>.geojson/.json/.xml/.annotations/.ndpa/.wkt files")
     check_folder_option(tumorbed_beds, "--tumorbed-beds", "pass the --out folder of 'weakstil tumorbed apply'")
 
     from weakstil.outputdir import check_out_is_not_input, check_score_out

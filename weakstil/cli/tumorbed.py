@@ -59,7 +59,7 @@ def tumorbed_train(
     from weakstil.tumorbed.training_cache import train_tumorbed_from_cache
 
     check_folder_option(features, "--features", "pass the --out folder of 'weakstil embed'")
-    check_folder_option(annotations, "--annotations", "pass the folder of <slide_id>.geojson/.xml/.annotations/.ndpa files")
+    check_folder_option(annotations, "--annotations", "pass the folder of <slide_id>.geojson/.json/.xml/.annotations/.ndpa/.wkt files")
     check_own_folder(out, "tumorbed train", overwrite=overwrite)  # before the work: a typo'd --out loses nothing
     slide_ids = slide_paths = None
     if cohort is not None:  # a shared feature folder may also hold slides outside the cohort
