@@ -63,6 +63,16 @@ def thresholds_with(threshold: float | None) -> tuple[float, ...]:
     return tuple(sorted(ths))
 
 
+def in_slide_order(pred: pd.DataFrame) -> pd.DataFrame:
+    """``pred`` by slide id (then truth, prediction): the metrics of a cohort, not of its row order. The
+    bootstrap draws slides by position and float sums follow the rows, so the same 6 slides listed
+    in reverse gave another interval (hunt 38h: R² 95 % CI low 0.798 vs 0.684; Pearson in the 16th
+    digit); ``train`` already ordered its slides by id, ``evaluate`` kept the cohort CSV's order."""
+    keys = [c for c in ("slide_id", "stil_true", "stil_pred") if c in pred]
+    return pred.sort_values(keys, kind="stable", key=lambda c: c.astype(str) if c.name == "slide_id" else c,
+                            ignore_index=True)
+
+
 def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float = STIL_THRESHOLD, title: str = "",
                   extra: dict | None = None, color_groups: bool = True) -> dict:
     """Metrics, calibration and plots for ``pred`` (columns stil_true, stil_pred) into ``out_dir``.
@@ -70,6 +80,7 @@ def write_metrics(pred: pd.DataFrame, out_dir: str | Path, *, threshold: float =
     ``color_groups``: colour the scatter plot by the ``group`` column (when it has 2-10 groups)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    pred = in_slide_order(pred)
     t, p = pred["stil_true"].to_numpy(dtype=float), pred["stil_pred"].to_numpy(dtype=float)
     m = all_metrics(t, p, thresholds_with(threshold))
     m["threshold"] = float(threshold)

@@ -161,6 +161,9 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                             f" that covers a tissue tile ({len(no_tile)} cover none)" if no_tile else ""),
                             path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
+    # fitted in slide-id order whatever order chose them (a cohort CSV's rows): the fit's float sums follow
+    # the slides' order, so the same 6 slides listed in reverse gave other weights (hunt 38h: up to 2.4e-5)
+    chosen.sort(key=lambda s: s.slide_id)
     from weakstil.stain import SlideStain
     from weakstil.tumorbed.look import stain_reference
 
