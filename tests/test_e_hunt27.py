@@ -146,8 +146,8 @@ def test_the_widget_names_qc_flags_in_words():
 
     text, raised, tip = qc_view({"qc": "few_tumorbed_tiles;near_threshold",
                                  "qc_reasons": json.dumps({"few_tumorbed_tiles": "3 tumour-bed tiles (< 10)"})})
-    assert raised and text == "qc: few tumour-bed tiles, near threshold"
-    assert tip.splitlines()[0] == "few_tumorbed_tiles: 3 tumour-bed tiles (< 10)"
+    assert raised and text == "qc: few tumour-bed tiles, high/low call uncertain"  # qc.flags.LABEL's words (38j)
+    assert tip.splitlines()[0] == "few tumour-bed tiles (few_tumorbed_tiles): 3 tumour-bed tiles (< 10)"
     assert qc_view({"qc": ""}) == ("qc: no flags", False, "")
 
 

@@ -80,13 +80,13 @@ def test_version_names_python_torch_and_openslide():
     from importlib.metadata import version
     from platform import python_version
 
-    from weakstil import __version__
+    from weakstil.code_version import version as code_version  # with a checkout's commit (38j)
     from weakstil.runtime import torch_version
 
     proc = run_cli("--version")
     assert proc.returncode == 0, proc.stderr
     said = proc.stdout.strip()
-    assert said.startswith(f"weakstil {__version__} (Python {python_version()}; torch {torch_version()}"), said
+    assert said.startswith(f"weakstil {code_version()} (Python {python_version()}; torch {torch_version()}"), said
     assert f"openslide-python {version('openslide-python')}" in said, said
 
 

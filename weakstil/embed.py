@@ -45,7 +45,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from weakstil import __version__, settings
+from weakstil import settings
+from weakstil.code_version import version as code_version
 from weakstil.atomic import remove_stale_temps
 from weakstil.errors import WeakSTILError
 from weakstil.feature_cache import (CACHE_FORMAT, cache_key, cache_status, legacy_match, refuse_other_work,
@@ -478,7 +479,7 @@ def _write_cache(path: Path, slide: Slide, tiles: SlideTiles, encoder: Encoder, 
             "weights_file_sha256": getattr(encoder, "weights_file_sha256", ""),  # the file's (before hunt 24: weights_sha256)
             "normalisation": json.dumps(encoder.normalisation()), "precision": encoder.precision,
             "device": str(encoder.device), "torch_version": str(torch.__version__),
-            "timm_version": package_version("timm"), "weakstil_version": __version__,
+            "timm_version": package_version("timm"), "weakstil_version": code_version(),
             "library_versions": json.dumps(library_versions("torch", "timm"), sort_keys=True),  # the reader's too
             "seed": int(seed if encoder.seed is None else encoder.seed), "batch_size": int(batch_size),
             "warnings": json.dumps(tiles.recorded_warnings), "decode": provenance_json({**decode_record(), "tile_stats": tile_stats_record}), "cache_key": key, "cache_format": CACHE_FORMAT,

@@ -37,7 +37,8 @@ from weakstil.errors import WeakSTILError
 from weakstil.evaluation_results import refuse_fraction_labels, refuse_fraction_labels_of_model
 from weakstil.evaluation_plots import plot_roc, plot_scatter
 from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, by_group, called_high
-from weakstil import __version__, csv_cells, settings
+from weakstil import csv_cells, settings
+from weakstil.code_version import version as code_version
 from weakstil.settings import STIL_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -191,7 +192,7 @@ def write_tile_scores(path: Path, bag, scores, attrs: dict) -> Path:
                           tumorbed=bag.tile_mask, attention=scores.attention, stroma_weight=scores.stroma,
                           attrs={"slide_id": bag.slide_id, "tile_size_level0": float(bag.tile_size_level0),
                                  "tile_prior_stroma": settings.TILE_PRIOR_STROMA if scores.stroma is not None else 0.0,
-                                 "weakstil_version": __version__, **attrs,  # as every other per-slide file
+                                 "weakstil_version": code_version(), **attrs,  # as every other per-slide file
                                  **placement_attrs(bag.attrs)}).write(path)
 
 

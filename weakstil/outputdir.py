@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from weakstil import __version__
+from weakstil.code_version import version as code_version
 from weakstil.atomic import glob_escape
 from weakstil.errors import UsageError, WeakSTILError
 
@@ -70,7 +70,7 @@ def mark(folder: str | Path, command: str) -> Path:
         return marker_path(folder)
     data = {"written_by": "weakstil", "command": commands[0] if commands else command,
             "commands": [*commands, command], "kind": KINDS.get(commands[0] if commands else command, command),
-            "weakstil_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            "weakstil_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     with atomic_path(marker_path(folder)) as tmp:
         tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
     return marker_path(folder)

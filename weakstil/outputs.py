@@ -150,9 +150,9 @@ def provenance_record(provenance: dict) -> dict:
 
 
 def _png_text(provenance: dict | None) -> dict[str, str]:
-    from weakstil import __version__
+    from weakstil.code_version import version as code_version
 
-    text = {"Software": f"WeakSTIL {__version__}"}
+    text = {"Software": f"WeakSTIL {code_version()}"}
     if provenance:
         text["Comment"] = json.dumps(provenance_record(provenance))
     return text

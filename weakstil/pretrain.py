@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from weakstil import __version__, pretrain_resume, settings
+from weakstil import pretrain_resume, settings
+from weakstil.code_version import version as code_version
 from weakstil.atomic import atomic_path
 from weakstil.encoders.cards import CARD_FILE, EncoderCard, load_card
 from weakstil.errors import UsageError, WeakSTILError
@@ -418,7 +419,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         config = {**asdict(cfg), "encoder": pretrain_resume.encoder_identity(cfg.encoder)}  # from anywhere
         return {"step": step, "total_steps": total, "config": config, "slides": slide_ids, "n_tiles": n_tiles,
                 "losses": losses, "seconds": elapsed_before + time.perf_counter() - t_run, "device": str(dev),
-                "init_weights_sha256": init_sha, "weakstil_version": __version__, "augment": aug.settings(),
+                "init_weights_sha256": init_sha, "weakstil_version": code_version(), "augment": aug.settings(),
                 "slide_fingerprints": fingerprints, "torch_threads": threads, "base_card": base_card, **inputs}
 
     step = start_step
@@ -465,7 +466,7 @@ def pretrain(slides: Sequence[str | Path], out_dir: str | Path, cfg: PretrainCon
         "loss_first": losses[0] if losses else None, "loss_last": losses[-1] if losses else None,
         "loss_last10_mean": round(float(np.mean(losses[-10:])), 5) if losses else None,
         "seconds": round(seconds, 2), "device": str(dev), "torch_version": str(torch.__version__),
-        "timm_version": package_version("timm"), "weakstil_version": __version__,
+        "timm_version": package_version("timm"), "weakstil_version": code_version(),
         "library_versions": library_versions("torch", "timm"),  # the slide reader's and decoders' too
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

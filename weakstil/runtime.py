@@ -15,7 +15,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from weakstil import __version__
+from weakstil.code_version import version as code_version
 from weakstil.errors import UsageError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -173,7 +173,7 @@ def package_version(name: str) -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     if name == "weakstil":
-        return __version__
+        return code_version()
     if name == "torch" and (built := torch_version()) is not None:
         return built
     try:
@@ -208,7 +208,7 @@ def versions() -> dict[str, str]:
     predictions: 1.5 s of a 4.9 s ``weakstil evaluate``)."""
     import numpy as np
 
-    return {"weakstil": __version__, "torch": package_version("torch"), "python": platform.python_version(),
+    return {"weakstil": code_version(), "torch": package_version("torch"), "python": platform.python_version(),
             "numpy": np.__version__}
 
 
@@ -244,7 +244,7 @@ def _library_versions_now(extra: tuple[str, ...]) -> dict[str, str]:
     every tiles, features and score file, as a reader or decoder release changes pixels."""
     import sys
 
-    out = {"weakstil": __version__, **installed_versions(PIXEL_PACKAGES + tuple(extra))}
+    out = {"weakstil": code_version(), **installed_versions(PIXEL_PACKAGES + tuple(extra))}
     torch = sys.modules.get("torch")
     if "torch" in out and torch is not None:
         out["torch"] = str(torch.__version__)  # as it reports itself (e.g. 2.5.1+cpu), as model.json's
@@ -269,7 +269,7 @@ def run_record() -> dict[str, object]:
     versions = library_versions("timm")
     if (torch := torch_version()) is not None:
         versions["torch"] = torch
-    return {"weakstil_version": __version__, "library_versions": versions,
+    return {"weakstil_version": code_version(), "library_versions": versions,
             "written": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from weakstil import __version__, settings
+from weakstil import settings
+from weakstil.code_version import version as code_version
 from weakstil.atomic import remove_stale_temps
 from weakstil.files import SlideScoresFile, slide_file
 from weakstil.outputs import slide_relpath
@@ -54,7 +55,7 @@ def write_slide_outputs(path: Path, slide_id: str, ctx: Any, features, bed, tile
         "aggregator": str(ctx.meta.get("architecture", {}).get("aggregator", "")),
         "model_seed": int(ctx.meta.get("seed", -1)),  # scoring itself draws nothing (qc sampling: seed 0)
         "tile_prior_stroma": settings.TILE_PRIOR_STROMA if stroma is not None else 0.0,
-        "encoder_id": ctx.encoder_id, "weakstil_version": __version__,  # the reader's, torch's releases: this run's, the features'
+        "encoder_id": ctx.encoder_id, "weakstil_version": code_version(),  # the reader's, torch's releases: this run's, the features'
         "library_versions": json.dumps(library_versions("torch", "timm"), sort_keys=True),
         "features_library_versions": str(features.attrs.get("library_versions", "")),  # "": embedded before hunt 33
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "score_request": json.dumps(ctx.request(slide_id, path)),

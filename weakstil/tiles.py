@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from weakstil import __version__, settings
+from weakstil import settings
+from weakstil.code_version import version as code_version
 from weakstil.atomic import atomic_path, remove_stale_temps, replacing_together
 from weakstil.errors import INK_ONLY, NoTissueError, SlideError, UsageError, WeakSTILError, no_tissue
 from weakstil.runtime import library_versions
@@ -168,7 +169,7 @@ class SlideTiles:
             "tissue_version": TISSUE_VERSION,
             "tiling_key": json.dumps(self.params.key(), sort_keys=True),
             "n_tiles": int(len(self.coords)),
-            "weakstil_version": __version__,
+            "weakstil_version": code_version(),
             # the reader's and image code's releases: an OpenSlide or decoder release changes the pixels
             "library_versions": json.dumps(library_versions(), sort_keys=True),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -427,7 +428,7 @@ def _overlay_text(tiles: SlideTiles):
 
     a = tiles.attrs()
     info = PngInfo()
-    info.add_text("Software", f"WeakSTIL {__version__}")
+    info.add_text("Software", f"WeakSTIL {code_version()}")
     info.add_text("Comment", json.dumps({k: a.get(k) for k in ("slide_id", "slide_fingerprint", "tissue_version",
                                                                  "n_tiles", "weakstil_version")}
                                         | {"tiling_key": json.loads(str(a["tiling_key"]))}, default=str))

@@ -25,7 +25,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from weakstil import __version__
+from weakstil.code_version import version as code_version
 from weakstil.cli import cohort, score, slides, stage1, tumorbed, workflow
 from weakstil.cli.errors import error_line, reports_errors
 from weakstil.cli.options import expand_slides
@@ -275,7 +275,7 @@ def version_line() -> str:
 
     found = installed_versions(("torch", "openslide-python", "openslide-bin", "timm"))
     python = found.pop("python")
-    return f"weakstil {__version__} (Python {python}; " + ", ".join(f"{k} {v}" for k, v in found.items()) + ")"
+    return f"weakstil {code_version()} (Python {python}; " + ", ".join(f"{k} {v}" for k, v in found.items()) + ")"
 
 
 def _version_callback(value: bool) -> None:

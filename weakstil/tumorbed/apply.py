@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weakstil import __version__
+from weakstil.code_version import version as code_version
 from weakstil.atomic import remove_stale_temps, replacing_together
 from weakstil.files import BedFile, FeaturesFile, slide_file
 from weakstil.runtime import library_versions, sha256_file
@@ -52,7 +52,7 @@ def outline_provenance(bed: TumorBed, provenance: dict, attrs: dict) -> dict[str
     bytes): the WeakSTIL version, the bed source, the detector's id and weights hash or the annotation's
     hash, and the features' cache key (encoder, weights, tiling, slide)."""
     kept = ("detector_id", "detector_sha256", "annotation_sha256")
-    return {"weakstil_version": __version__, "source": bed.source.value,
+    return {"weakstil_version": code_version(), "source": bed.source.value,
             **{k: str(provenance[k]) for k in kept if provenance.get(k)}, "cache_key": str(attrs.get("cache_key", ""))}
 
 
@@ -115,7 +115,7 @@ def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, feat
     the bed (and ``--tumorbed-beds`` scoring then skips the slide), another one makes it again."""
     request = {"bed": sources.request(slide_id, also=name), "features": str(features_path.resolve()),
                "features_created": str(attrs.get("created", "")), "cache_key": str(attrs.get("cache_key", "")),
-               "slide_fingerprint": str(attrs.get("slide_fingerprint") or ""), "weakstil_version": __version__}
+               "slide_fingerprint": str(attrs.get("slide_fingerprint") or ""), "weakstil_version": code_version()}
     if sources.detector is not None and sources.detector.ink_veto.enabled:
         from weakstil.tumorbed.ink import features_slide
 
@@ -163,7 +163,7 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
         "encoder": str(a.get("encoder", "")), "weights_sha256": str(a.get("weights_sha256", "")),
         "n_tiles": int(len(bed.tile_fraction)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
         "tile_threshold": float(bed.attrs()["tumorbed_tile_threshold"]),
-        "weakstil_version": __version__, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "weakstil_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # the detector's torch and the morphology's numpy/scipy shape the bed, as in the other per-slide files
         "library_versions": json.dumps(library_versions("torch"), sort_keys=True),
     }
@@ -376,7 +376,7 @@ def claim_detector_folder(out: str | Path, sources: BedSources, overwrite: bool 
             return
         out.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(out / DETECTOR_RECORD)
-        tmp.write_text(json.dumps({**mine, "written_by": "weakstil tumorbed apply", "weakstil_version": __version__})
+        tmp.write_text(json.dumps({**mine, "written_by": "weakstil tumorbed apply", "weakstil_version": code_version()})
                        + "\n", encoding="utf-8")
         try:
             if theirs is None:  # exclusive: a run that started at the same time and wrote first wins

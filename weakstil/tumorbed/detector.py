@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from weakstil import __version__
+from weakstil.code_version import version as code_version
 from weakstil.bed_geometry import BEFORE_LYMPHOID_VETO, BedShape, Plausibility, bed_from_evidence, check_bed
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, folder_of_file_fix, meta_format_version
@@ -220,11 +220,11 @@ class TumorBedDetector:
         meta = {**self.meta, DETECTOR_SHA256: digest, "kind": DETECTOR_KIND, "format_version": FORMAT_VERSION,
                 "algorithm": ALGORITHM,
                 "shape": self.shape.to_dict(), "plausibility": self.plausibility.to_dict(),
-                "context_radius": [int(r) for r in self.context_radii], "weakstil_version": __version__,
+                "context_radius": [int(r) for r in self.context_radii], "weakstil_version": code_version(),
                 "tile_stats_columns": list(self.stats_columns), "lymphoid_veto": self.veto.to_dict(),
                 "ink_veto": self.ink_veto.to_dict(), "tumour_cell_gate": self.cell_gate.to_dict(),
                 # the numerics it was trained with, as a MIL model records them (its own are numpy's)
-                "versions": self.meta.get("versions") or {"weakstil": __version__,
+                "versions": self.meta.get("versions") or {"weakstil": code_version(),
                                                            **installed_versions(("numpy", "scipy", "scikit-image"))},
                 "created": self.meta.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         write_json(directory / META_FILE, meta, indent=2, sort_keys=True)

@@ -56,6 +56,8 @@ def detail_line(res: Any, rescore: Any = None) -> str:
 
 def qc_view(attrs: dict) -> tuple[str, bool, str]:
     """The slide's qc flags: (text, whether any flag is raised, each flag's reason for the tooltip)."""
+    from weakstil.qc.flags import LABEL, MEANING
+
     flags = [f for f in str(attrs.get("qc") or "").split(";") if f]
     if not flags:
         return ("qc: no flags" if "qc" in attrs else ""), False, ""
@@ -63,9 +65,17 @@ def qc_view(attrs: dict) -> tuple[str, bool, str]:
         reasons = json.loads(attrs.get("qc_reasons") or "{}")
     except (TypeError, ValueError):
         reasons = {}
-    # in words: "few_tumorbed_tiles" is "few tumour-bed tiles" (the reasons in the tooltip keep the names)
-    return ("qc: " + ", ".join(f.replace("tumorbed", "tumour-bed").replace("_", " ") for f in flags), True,
-            "\n".join(f"{f}: {reasons.get(f, '')}" for f in flags))
+    if not isinstance(reasons, dict):
+        reasons = {}
+    # in the heatmap title's and the report's words (qc.flags.LABEL): the line read the codes with spaces,
+    # "pen or folds, near threshold" (hunt 38j); a flag of a newer WeakSTIL, not in LABEL, keeps that form.
+    # The tooltip names each code too, as results.csv's qc column holds it, so a reader can find it there
+    words = [LABEL.get(f) or f.replace("tumorbed", "tumour-bed").replace("_", " ") for f in flags]
+    tips = []
+    for word, flag in zip(words, flags):
+        why = reasons.get(flag) or MEANING.get(flag)  # a result written without reasons: what the flag means
+        tips.append(f"{word} ({flag})" + (f": {why}" if why else ""))
+    return "qc: " + ", ".join(words), True, "\n".join(tips)
 
 
 def interval_text(attrs: dict, threshold: float | None = None) -> str:
