@@ -85,12 +85,12 @@ def check_annotations(slides: list) -> None:
         message = (f"the annotations cover {span} of the tissue on every one of the {len(slides)} slides: a detector "
                    "trained on them would learn 'all tissue', not the tumour bed")
         fix = ("outline the invasive tumour and the stroma between its nests only, or annotate a slide with tissue "
-               "outside its bed (a whole-tissue bed needs no detector: leave --tumorbed out)")
+               "outside its bed (a bed of the whole tissue needs no detector: score without --tumorbed)")
         from weakstil.tumorbed.evidence import NEGATIVE_FRACTION, training_labels
 
         if not any((training_labels(s.bed_fraction)[1] & ~training_labels(s.bed_fraction)[0]).any() for s in slides):
-            raise WeakSTILError(message + f" (no tissue tile lies {100 * (1 - NEGATIVE_FRACTION):.0f}% outside a bed)",
-                                fix=fix)
+            outside = f"{100 * (1 - NEGATIVE_FRACTION):.0f}%"
+            raise WeakSTILError(f"{message} (no tissue tile lies {outside} or more outside them)", fix=fix)
         log.warning("%s. Fix: %s", message, fix)
     copies: dict[bytes, list[str]] = {}
     for s in slides:
