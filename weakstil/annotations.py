@@ -186,12 +186,25 @@ def check_inside(multipolygon, width: int, height: int, path: str | Path):
             f"{what} outside the slide (bounds {minx:.7g},{miny:.7g}-{maxx:.7g},{maxy:.7g} px; "
             f"slide is {width}x{height} px; at least half of the area must lie on the slide)",
             path=path,
-            fix="export the annotation in level-0 pixel coordinates of this slide",
+            fix="export the annotation in level-0 pixel coordinates of this slide" + _finer_scan_hint(
+                multipolygon, slide_box),
         )
     if inside.area < multipolygon.area * 0.999:
         log.warning("%s: %.1f%% of the annotation lies outside the slide and is ignored", path,
                     100 * (1 - inside.area / multipolygon.area))
     return _areas(inside)
+
+
+def _finer_scan_hint(multipolygon, slide_box) -> str:
+    """What to say when the outline scaled down × 1/2 or × 1/4 lies on the slide whole: drawn on level 0 of a
+    scan of this slide at twice or four times its resolution (a 40x scan at 0.25 µm/px for a 20x one at 0.5)."""
+    from shapely.affinity import scale
+
+    for f in (2, 4):
+        if slide_box.contains(scale(multipolygon, xfact=1 / f, yfact=1 / f, origin=(0, 0))):
+            return (f" (its coordinates / {f} lie on the slide: drawn on a scan at {f}x this slide's resolution, "
+                    f"e.g. 40x vs 20x? Export it from this scan, or scale its coordinates by 1/{f})")
+    return ""
 
 
 def _areas(geometry):

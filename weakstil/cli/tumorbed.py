@@ -52,7 +52,9 @@ def tumorbed_train(
     """Train a tumour-bed detector from slides with annotations: tumour evidence per tile (a
     classifier on the embeddings) grown into the bed by geometry (bridge, enclosure, invasive-front
     margin in µm), every setting chosen by leave-one-slide-out Dice; writes OUT/model.safetensors
-    + OUT/model.json (the settings and each slide's cross-validated Dice)."""
+    + OUT/model.json (the settings and each slide's cross-validated Dice). Annotations drawn unlike a
+    bed (all tissue, the nests alone, one outline on several slides) and slides whose held-out bed
+    disagrees with their annotation (a focus left out, another slide's outline) are named."""
     from weakstil.errors import check_folder_option
     from weakstil.locks import hold_folder
     from weakstil.outputdir import check_own_folder, mark

@@ -34,6 +34,7 @@ from weakstil.tumorbed.detector import TumorBedDetector
 from weakstil.tumorbed.evidence import (LogisticEvidence, context_inputs, fit_logistic,
                                         stats_inputs, training_labels)
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
+from weakstil.tumorbed.training_checks import check_annotations, check_held_out
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments
 
 log = logging.getLogger(__name__)
@@ -348,6 +349,7 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
+    check_annotations(slides)  # beds of all tissue, one outline on every slide, nests without their stroma
     t0 = time.perf_counter()
     inputs = [context_inputs(s.features, s.geom.coords, s.geom.tile_size_level0, context_radii, per_slide)
               for s in slides]
@@ -370,9 +372,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     if infiltrate:
         shape, dice, infiltrate_search = _search_infiltrate(slides, evidence, shape, table, dice)
     plausibility = plausibility_rule(slides, evidence, shape, ink_only)
+    cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
+    disagreeing = check_held_out(slides, evidence, shape, dice, cv)  # a focus left out, a swapped file...
     final = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
     y_all = np.concatenate([y[u] for y, u in zip(labels, used)])
-    cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
     meta = {**(meta or {}), "n_slides": len(slides), "slide_ids": [s.slide_id for s in slides],
             # no seed recorded: it would claim a choice that changes nothing
             "deterministic": "no random step (a convex fit from zero weights, full-batch L-BFGS): the same "
@@ -381,6 +384,7 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
             "cv": cv, "cv_dice": float(dice.mean()), "cv_dice_min": float(dice.min()),
             "cv_dice_median": float(np.median(dice)),
             "cv_dice_per_slide": {s.slide_id: round(float(d), 4) for s, d in zip(slides, dice)},
+            "cv_disagreeing_slides": disagreeing,
             "search": {"seed_thresholds": list(SEED_THRESHOLDS), "smoothing_um": list(SMOOTHING_UM),
                        "bridges_um": list(BRIDGES_UM), "margins_um": list(MARGINS_UM),
                        "min_seeds_mm2": list(MIN_SEEDS_MM2), "min_seed_shares": list(MIN_SEED_SHARES),
