@@ -232,6 +232,42 @@ def test_rerun_after_deleting_one_slides_features(workdir: Path, first_run) -> N
     assert {p: p.stat().st_mtime_ns for p in others} == others
 
 
+def test_a_relabel_keeps_the_detector_and_a_new_detector_keeps_the_score_slides_embeddings(workdir: Path,
+                                                                                           first_run) -> None:
+    """`tumorbed: train` (hunt 38k). A corrected label or another training `seed` retrained the detector
+    (its job took the whole cohort CSV's content and `--seed`, which `tumorbed train` ignores), so every bed
+    was redone and every score slide re-embedded for the same detector. And a detector retrained for a reason
+    (slides added, an outline edited) re-embedded every score slide, whose `score_slide` job redoes its
+    embedding with its bed: hours of GPU on a real list, for the same features. Here the detector is
+    recorded as made (Snakemake's --touch: the same record as a run), then a label and the seed change."""
+    import os
+
+    csv, detector = workdir / "cohort" / "labels.csv", workdir / "results" / "detector"
+    config = [*FAST, "tumorbed=train"]
+    saved = csv.read_bytes(), csv.stat()
+    detector.mkdir()
+    try:
+        # (forced: an existing output without a record is no job to touch, and leaves no record to compare)
+        proc = snakemake(workdir, "results/detector", "--touch", "--forcerun", "tumorbed_detector", config=config)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        table = pd.read_csv(csv)
+        table.loc[0, "stil"] = 99.0 if table.loc[0, "stil"] < 50 else 1.0
+        table.to_csv(csv, index=False)
+        proc = snakemake(workdir, "--dry-run", config=[*config, "seed=1"])
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-3000:]
+        stats = job_stats(log)  # the touched detector is newer: the beds and the score slide's job follow it
+        assert "tumorbed_detector" not in stats, "the detector retrained for a label and the seed\n" + log[-3000:]
+        assert stats["train"] == 1 and stats["score_slide"] == 1 and "embed" not in stats, log[-3000:]
+        command = log.split("rule score_slide:", 1)[1].split("\n\n", 1)[0]
+        assert "--step 'embed=" not in command and "--keep results/features/new_slide.h5" in command, \
+            "the score slide is embedded again for its bed\n" + command
+    finally:
+        csv.write_bytes(saved[0])
+        os.utime(csv, ns=(saved[1].st_atime_ns, saved[1].st_mtime_ns))
+        shutil.rmtree(detector)
+
+
 def test_a_bed_job_takes_over_a_folder_of_another_detectors_beds(workdir: Path, first_run, tmp_path: Path) -> None:
     """The config's detector changed (or was removed): Snakemake reruns the bed jobs, and `tumorbed apply`
     refuses a folder holding another detector's beds (hunt 30c), so every bed job failed, exit 2, until

@@ -102,3 +102,23 @@ def test_without_annotations_or_detector_there_are_no_per_slide_beds(workdir: Pa
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-3000:]
     assert "tumorbed" not in job_stats(log) and "--tumorbed" not in log
+
+
+def test_a_second_cohort_into_the_first_cohorts_out_is_refused(workdir: Path) -> None:
+    """A second cohort's config file that kept the default `out` (hunt 38k): its run replaced the first
+    cohort's model, report and scores without a word (and slides of one file name in both were tiled and
+    embedded again at each switch, as other scans). `out` here holds another cohort CSV's trained results."""
+    import json
+
+    out = workdir / "results_cohorts"
+    (out / "model").mkdir(parents=True)
+    from test_pipeline import ROOT
+    from weakstil.pipeline_preflight import load_workflow_config
+
+    settings = dict(load_workflow_config([ROOT / "pipelines" / "config.yaml"], [*FAST, "out=results_cohorts"]))
+    (out / "settings.json").write_text(json.dumps({**settings, "cohort": "first_cohort/labels.csv"}))
+    proc = snakemake(workdir, "--dry-run", config=[*FAST, "out=results_cohorts"])
+    assert proc.returncode != 0, "the second cohort's run would replace the first's results\n" + proc.stdout[-2000:]
+    assert ("error: results_cohorts holds the results of another cohort (first_cohort/labels.csv, as its "
+            "settings.json says), which shares no slide with cohort/labels.csv" in proc.stderr), proc.stderr[-2000:]
+    assert "Fix: give this cohort its own out" in proc.stderr

@@ -67,3 +67,20 @@ def test_the_files_a_job_replaces_are_removed_before_its_steps(tmp_path):
                  "--replaces", str(old), "--replaces", str(tmp_path / "never_made.h5"),
                  "--step", f"embed=test -e {old} && echo kept > {seen} || echo removed > {seen}"]) == 0
     assert seen.read_text().strip() == "removed"
+
+
+def test_a_current_embedding_is_kept_and_recorded(tmp_path):
+    """A score slide's job redone for its bed alone keeps its features (--keep, no embed step) and records
+    its embedding key in an ok status, which the workflow compares the next time (hunt 38k: the job removed
+    and re-embedded them, for the same features, whenever the detector or the slide's outline changed)."""
+    from weakstil.pipeline_slide_steps import embedded_current
+
+    features, status = tmp_path / "S1.h5", tmp_path / "S1.json"
+    features.write_text("features")
+    assert main(["--status", str(status), "--log", str(tmp_path / "S1.log"), "--slide", "S1.svs",
+                 "--replaces", str(features), "--keep", str(features), "--embedded", "k1",
+                 "--step", "tumorbed=true"]) == 0
+    assert features.read_text() == "features" and json.loads(status.read_text())["embedded"] == "k1"
+    assert embedded_current(status, features, "k1") and not embedded_current(status, features, "k2")
+    run_slide_steps([("embed", "exit 1")], tmp_path / "S1.log", status, "S1.svs", embedded="k1")
+    assert not embedded_current(status, features, "k1")  # a failure is redone whole

@@ -10,7 +10,8 @@ run's ``settings.json`` says what the outputs were made with, the model's out-of
 labels and groups it was trained on, and each tiles file which scan it was cut from (``slide_fingerprint``) at which
 µm/px (``slide_mpp``: an edited ``mpp`` cell of the cohort CSV kept the old tiles, hunt 34c): a run that
 finds one of them changed, no record of it, and the outputs it makes stale still in place is refused with the
-folders (or a slide's files) to delete. Not covered: another encoder or detector written into the same folder.
+folders (or a slide's files) to delete; and a run of another cohort into an `out` holding a trained cohort's
+results (:func:`other_cohort`). Not covered: another encoder or detector written into the same folder.
 """
 
 from __future__ import annotations
@@ -308,3 +309,45 @@ def older_features(out: str | Path) -> str | None:
             "this run would keep them and the model trained on them, which 'weakstil score' refuses. Fix: delete "
             f"{folder} and {Path(out) / 'score_slides'} and run again (the features are embedded again; the beds, "
             "model, evaluation, report and scores follow)")
+
+
+def other_cohort(out: str | Path, cohort: str | Path, slides: dict[str, str],
+                 fingerprint: Callable[[str], Any]) -> str | None:
+    """The refusal (without ``error:``) of a run of another cohort into an ``out`` that holds a trained cohort's
+    results: its last ``settings.json`` names another cohort CSV, and no slide of this cohort (``slides``: key ->
+    file) is listed in that CSV or one whose tiles are there (their recorded ``slide_fingerprint``). Such a run (a second config file
+    that kept the default ``out``) replaced the first cohort's model, report and scores without a word, and
+    slides of one file name in both were tiled and embedded again at each switch (hunt 38k). A CSV moved or
+    renamed, or a new CSV holding some of the same slides, shares tiles and passes; so does a first run."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import TilesFile
+
+    out = Path(out)
+    try:
+        last = json.loads((out / "settings.json").read_text(encoding="utf-8")).get("cohort")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(last, str) or not last or not (out / "model").is_dir():
+        return None
+    try:
+        if os.path.samefile(last, cohort):
+            return None
+        from weakstil.cohort import read_cohort
+
+        table = read_cohort(last, check_files=False, require_labels=False).table
+        listed = {os.path.realpath(str(p)) for p in table["path"]}
+        if listed & {os.path.realpath(p) for p in slides.values()}:  # a slide taken off into a new CSV...
+            return None
+    except (OSError, WeakSTILError):  # the last CSV is gone (moved): the tiles of its slides decide
+        pass
+    for key, path in slides.items():
+        tiles = out / "tiles" / f"{key}.h5"
+        try:
+            made_from = TilesFile.read_header(tiles)[0].get("slide_fingerprint") if tiles.is_file() else None
+        except WeakSTILError:
+            continue
+        if made_from and str(made_from) == str(fingerprint(path)):
+            return None
+    return (f"{out} holds the results of another cohort ({last}, as its settings.json says), which shares no slide "
+            f"with {cohort}: this run would replace its model, report and scores. Fix: give this cohort its own out "
+            f"(--config out=... or `out:` in its config file), or delete {out / 'settings.json'} to replace them")

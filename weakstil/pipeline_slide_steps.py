@@ -52,11 +52,23 @@ def retry_key(status_path: str | Path) -> str:
     return str(status.get("retrying") or "")
 
 
+def embedded_current(status_path: str | Path, features: str | Path, key: str) -> bool:
+    """Whether a score slide's last `score_slide` run embedded it as one with embedding ``key`` would (its
+    status ``ok`` with that ``embedded`` key) and its features file is still there: the job, redone for its
+    tumour bed alone (another detector or outline), keeps those features instead of embedding again."""
+    try:
+        status = json.loads(Path(status_path).read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError):  # not run yet, or a status of before the key
+        return False
+    return status.get("status") == "ok" and status.get("embedded") == key and Path(features).is_file()
+
+
 def run_slide_steps(steps: list[tuple[str, str]], log_path: str | Path, status_path: str | Path,
-                    slide: str, retrying: str = "") -> dict:
+                    slide: str, retrying: str = "", embedded: str = "") -> dict:
     """Run ``steps`` (name, shell command) in order, their output appended to ``log_path``; write
     ``status_path`` ({"slide", "status": "ok" | "error", "step", "error"}, with ``failed_at`` for a
-    failure and ``retrying``, the job's :func:`retry_key`, when not empty) and return it. Raises
+    failure, ``retrying``, the job's :func:`retry_key`, when not empty, and ``embedded``, the slide's
+    embedding key, when every step succeeded: :func:`embedded_current`) and return it. Raises
     :class:`subprocess.CalledProcessError` (``cmd``: the step's name) for an exit other than 0 or
     :data:`SLIDE_FAILED`; no status is written then."""
     log_path = Path(log_path)
@@ -78,6 +90,8 @@ def run_slide_steps(steps: list[tuple[str, str]], log_path: str | Path, status_p
                 break
             if proc.returncode != 0:
                 raise subprocess.CalledProcessError(proc.returncode, name)
+    if embedded and status["status"] == "ok":
+        status["embedded"] = embedded
     write_json(status_path, status)
     return status
 
@@ -112,9 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--replaces", action="append", default=[],
                         help="a file the steps write, removed first (as Snakemake removes a job's outputs)")
     parser.add_argument("--retrying", default="", help="the job's retry_key, recorded in its status")
+    parser.add_argument("--embedded", default="", help="the slide's embedding key, recorded in an ok status")
+    parser.add_argument("--keep", action="append", default=[],
+                        help="a --replaces file kept: the embedding it holds is current (no embed step)")
     args = parser.parse_args(argv)
-    for path in args.replaces:  # a rerun with other settings: the command would keep (and refuse) the old file
-        Path(path).unlink(missing_ok=True)
+    for path in set(args.replaces) - set(args.keep):  # a rerun with other settings: the command would keep
+        Path(path).unlink(missing_ok=True)  # (and refuse) the old file
     steps = [tuple(step.split("=", 1)) for step in args.step]
     before = json.loads(Path(args.after).read_text(encoding="utf-8-sig")) if args.after else None
     if before is not None and before.get("status") != "ok":
@@ -125,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.status, passed_on | ({"retrying": args.retrying} if args.retrying else {}))
     else:
         try:
-            status = run_slide_steps(steps, args.log, args.status, args.slide, retrying=args.retrying)
+            status = run_slide_steps(steps, args.log, args.status, args.slide, retrying=args.retrying,
+                                     embedded=args.embedded)
         except subprocess.CalledProcessError as exc:
             code = 128 - exc.returncode if exc.returncode < 0 else exc.returncode  # -N: killed by signal N
             print(f"error: {args.slide}: its {exc.cmd} step exited {code} (not a failure of the slide: killed, out "
