@@ -99,18 +99,21 @@ def scan_gap(thumb: np.ndarray, mpp: float, tissue: np.ndarray) -> tuple[float, 
     at_border = np.zeros(n + 1, bool)
     at_border[np.unique(np.concatenate([labels[:_BORDER].ravel(), labels[-_BORDER:].ravel(),
                                         labels[:, :_BORDER].ravel(), labels[:, -_BORDER:].ravel()]))] = True
-    def colour(pixels: np.ndarray) -> tuple:  # the fill's own colour: the median, not a pixel the closing took in
-        return tuple(int(v) for v in np.median(pixels, axis=0))
+    boxes = ndi.find_objects(labels)
 
-    glass = {colour(rgb[labels == k]) for k in np.flatnonzero(at_border[1:]) + 1}
+    def colour(k: int) -> tuple:  # the fill's own colour: the median, not a pixel the closing took in
+        box = boxes[k - 1]  # within its box: a whole-image mask per region took 19 s for 660 regions at 3000 px
+        return tuple(int(v) for v in np.median(rgb[box][labels[box] == k], axis=0))
+
+    glass = {colour(k) for k in np.flatnonzero(at_border[1:]) + 1}
     cut, tiles = 0.0, 0
-    for k, box in enumerate(ndi.find_objects(labels), start=1):
+    for k, box in enumerate(boxes, start=1):
         i = k - 1
         if rim[i] == 0 or rim_straight[i] < STRAIGHT_SHARE * rim[i]:
             continue  # a curved edge: glass or a hole the tissue's own outline bounds
         cut = max(cut, float(rim_tissue[i]) * mpp)
         sides = min(box[0].stop - box[0].start, box[1].stop - box[1].start) * mpp
         if not at_border[k] and sides >= MIN_TILE_UM and rim_tissue[i] >= TILE_ENCLOSED * rim[i] \
-                and colour(rgb[box][labels[box] == k]) not in glass:
+                and colour(k) not in glass:
             tiles += 1
     return cut, tiles
