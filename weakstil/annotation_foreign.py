@@ -41,10 +41,11 @@ _MASK_VALUES = 16
 
 
 def foreign_outline(path: Path, slide_id: str = "") -> AnnotationError | None:
-    """The error of ``path`` when it is a mask TIFF or a napari Shapes CSV, else ``None``."""
+    """The error of ``path`` when it is a mask (:data:`MASK_SUFFIXES`, a mask TIFF) or a napari Shapes CSV, else
+    ``None``."""
     suffix = path.suffix.lower()
     named = f"is named for slide {slide_id} but " if slide_id else ""
-    if suffix in (".tif", ".tiff") and (what := mask_tiff(path)):
+    if (what := MASK_SUFFIXES.get(suffix)) or suffix in (".tif", ".tiff") and (what := mask_tiff(path)):
         return AnnotationError(f"{named}is {what}, which WeakSTIL does not read as an outline: the slide's outline "
                                "would go unused", path=path, fix=MASK_FIX)
     if suffix == ".csv" and is_napari_shapes_csv(path):
@@ -54,14 +55,19 @@ def foreign_outline(path: Path, slide_id: str = "") -> AnnotationError | None:
     return None
 
 
-def is_napari_shapes_csv(path: Path) -> bool:
+def first_line(path: Path) -> str:
+    """The first non-blank line of a file's first 4 KB as text ("" when unreadable): enough to tell what a
+    text file holds, and a binary or huge one costs no more."""
     try:
         with open(path, "rb") as fh:
             head = fh.read(4096).decode("utf-8-sig", errors="replace")
     except OSError:
-        return False
-    first = next((ln for ln in head.splitlines() if ln.strip()), "")
-    cells = tuple(c.strip().strip('"').lower() for c in first.split(","))
+        return ""
+    return next((ln for ln in head.splitlines() if ln.strip()), "")
+
+
+def is_napari_shapes_csv(path: Path) -> bool:
+    cells = tuple(c.strip().strip('"').lower() for c in first_line(path).split(","))
     return cells[: len(NAPARI_SHAPES_HEADER)] == NAPARI_SHAPES_HEADER
 
 

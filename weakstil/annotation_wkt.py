@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from weakstil.annotation_errors import AnnotationError
-from weakstil.annotation_foreign import MASK_FIX, MASK_SUFFIXES, foreign_outline
+from weakstil.annotation_foreign import MASK_SUFFIXES, first_line, foreign_outline
 from weakstil.annotation_geometry import valid_parts
 
 #: Formats of outlines other tools write that WeakSTIL does not read: a file of the slide's name in
@@ -93,11 +93,7 @@ def unread_outline(directory: Path, slide_id: str, slide_suffixes: tuple[str, ..
             continue
         if suffix in UNREAD_SUFFIXES:
             return unread_format(path, UNREAD_SUFFIXES[suffix], slide_id)
-        if suffix in MASK_SUFFIXES:
-            return AnnotationError(f"is named for slide {slide_id} but is {MASK_SUFFIXES[suffix]}, which WeakSTIL "
-                                   "does not read as an outline: the slide's outline would go unused", path=path,
-                                   fix=MASK_FIX)
-        if suffix in (".tif", ".tiff", ".csv"):  # a mask TIFF (not the slide), napari's Shapes CSV
+        if suffix in (*MASK_SUFFIXES, ".tif", ".tiff", ".csv"):  # a mask (a TIFF: not the slide), napari's Shapes CSV
             if (foreign := foreign_outline(path, slide_id)) is not None:
                 return foreign
         if suffix in _TEXT_SUFFIXES and _holds_wkt(path):
@@ -115,10 +111,4 @@ def unread_format(path: Path, what: str, slide_id: str = "") -> AnnotationError:
 
 
 def _holds_wkt(path: Path) -> bool:
-    try:
-        with open(path, "rb") as f:
-            head = f.read(4096).decode("utf-8-sig", errors="replace")
-    except OSError:
-        return False
-    first = next((ln for ln in head.splitlines() if ln.strip()), "")
-    return bool(_WKT_START.match(first))
+    return bool(_WKT_START.match(first_line(path)))

@@ -147,12 +147,9 @@ def load_polygons(path: str | Path, geom=None):
 
         polygons, excluded = wkt_polygons(path)
     else:
-        from weakstil.annotation_foreign import MASK_FIX, MASK_SUFFIXES, foreign_outline
+        from weakstil.annotation_foreign import foreign_outline
 
-        if suffix in MASK_SUFFIXES:
-            raise AnnotationError(f"is {MASK_SUFFIXES[suffix]}, which WeakSTIL does not read as an outline", path=path,
-                                  fix=MASK_FIX)
-        if (foreign := foreign_outline(path)) is not None:  # a mask TIFF, napari's Shapes CSV
+        if (foreign := foreign_outline(path)) is not None:  # a mask (PNG, .npy, TIFF), napari's Shapes CSV
             raise foreign
         raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
                               fix="use QuPath GeoJSON (.geojson), Aperio ImageScope or ASAP XML (.xml), HALO XML "

@@ -54,10 +54,14 @@ def constant_fill(rgb: np.ndarray, mpp: float) -> np.ndarray:
     squared, their edge's JPEG ringing closed."""
     from scipy import ndimage as ndi
 
-    flat = np.ones(rgb.shape[:2], bool)
+    # each pixel against its 8 neighbours (the edge repeated, as the 3 x 3 max/min filters' 'reflect' did):
+    # the same pixels as max == min per channel, in a third of the time (3.1 of a 30 Mpx thumbnail's 11 s)
+    h, w = rgb.shape[:2]
+    flat = np.ones((h, w), bool)
     for c in range(3):
-        channel = rgb[..., c]
-        flat &= ndi.maximum_filter(channel, 3) == ndi.minimum_filter(channel, 3)
+        padded = np.pad(rgb[..., c], 1, mode="edge")
+        for dy, dx in ((dy, dx) for dy in range(3) for dx in range(3) if (dy, dx) != (1, 1)):
+            flat &= padded[dy:dy + h, dx:dx + w] == padded[1:-1, 1:-1]
     labels, n = ndi.label(flat, structure=np.ones((3, 3)))
     if n == 0:
         return flat
@@ -91,26 +95,26 @@ def scan_gap(thumb: np.ndarray, mpp: float, tissue: np.ndarray) -> tuple[float, 
             long_enough[0] = False
             straight |= long_enough[runs] & edge
     labels, n = ndi.label(fill, structure=np.ones((3, 3)))
-    h, w = fill.shape
-    index = np.arange(1, n + 1)
-    rim = ndi.sum(edge, labels, index)
-    rim_straight = ndi.sum(straight, labels, index)
-    rim_tissue = ndi.sum(edge & near, labels, index)
+    # edge pixels counted by region from the (few) edge pixels alone, not a pass over the image per sum
+    rim, rim_straight, rim_tissue = (np.bincount(labels[m], minlength=n + 1)[1:] for m in (edge, straight, edge & near))
     at_border = np.zeros(n + 1, bool)
     at_border[np.unique(np.concatenate([labels[:_BORDER].ravel(), labels[-_BORDER:].ravel(),
                                         labels[:, :_BORDER].ravel(), labels[:, -_BORDER:].ravel()]))] = True
-    def colour(pixels: np.ndarray) -> tuple:  # the fill's own colour: the median, not a pixel the closing took in
-        return tuple(int(v) for v in np.median(pixels, axis=0))
+    boxes = ndi.find_objects(labels)
 
-    glass = {colour(rgb[labels == k]) for k in np.flatnonzero(at_border[1:]) + 1}
+    def colour(k: int) -> tuple:  # the fill's own colour: the median, not a pixel the closing took in
+        box = boxes[k - 1]  # within its box: a whole-image mask per region took 19 s for 660 regions at 3000 px
+        return tuple(int(v) for v in np.median(rgb[box][labels[box] == k], axis=0))
+
+    glass = {colour(k) for k in np.flatnonzero(at_border[1:]) + 1}
     cut, tiles = 0.0, 0
-    for k, box in enumerate(ndi.find_objects(labels), start=1):
+    for k, box in enumerate(boxes, start=1):
         i = k - 1
         if rim[i] == 0 or rim_straight[i] < STRAIGHT_SHARE * rim[i]:
             continue  # a curved edge: glass or a hole the tissue's own outline bounds
         cut = max(cut, float(rim_tissue[i]) * mpp)
         sides = min(box[0].stop - box[0].start, box[1].stop - box[1].start) * mpp
         if not at_border[k] and sides >= MIN_TILE_UM and rim_tissue[i] >= TILE_ENCLOSED * rim[i] \
-                and colour(rgb[box][labels[box] == k]) not in glass:
+                and colour(k) not in glass:
             tiles += 1
     return cut, tiles

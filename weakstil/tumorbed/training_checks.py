@@ -122,6 +122,8 @@ def check_held_out(slides: list, evidence: list[np.ndarray], shape: BedShape,
     from weakstil.bed_geometry import bed_from_evidence
     from weakstil.tumorbed.veto import dark_nuclei_area
 
+    # with fewer than 3 slides the evidence is in-sample (held_out_evidence): no slide was held out
+    trained = "trained on the other slides" if len(slides) >= 3 else "trained on all the slides, this one included,"
     said: dict[str, str] = {}
     for i, (s, ev, d) in enumerate(zip(slides, evidence, dice)):
         others = np.delete(np.asarray(dice, float), i)
@@ -134,7 +136,7 @@ def check_held_out(slides: list, evidence: list[np.ndarray], shape: BedShape,
         drawn = s.bed_fraction >= 0.5
         extra, missed = int((found & ~drawn).sum()), int((drawn & ~found).sum())
         if extra > missed:
-            said[s.slide_id] = (f"the detector trained on the other slides finds tumour in {extra} tiles outside its "
+            said[s.slide_id] = (f"the detector {trained} finds tumour in {extra} tiles outside its "
                                 f"annotation ({int(drawn.sum())} tiles; Dice {d:.2f}): a tumour focus left "
                                 "unannotated (it is learnt as 'outside'), or another slide's outline?")
         elif drawn.sum() < FEW_TILES:
@@ -143,7 +145,7 @@ def check_held_out(slides: list, evidence: list[np.ndarray], shape: BedShape,
                                 "as 'outside'")
         else:
             said[s.slide_id] = (f"{missed} of its annotation's {int(drawn.sum())} tiles hold no tumour the detector "
-                                f"trained on the other slides finds (Dice {d:.2f}): an outline drawn around more than "
+                                f"{trained} finds (Dice {d:.2f}): an outline drawn around more than "
                                 "the tumour bed, or another slide's?")
     for sid, why in said.items():
         log.warning("%s: %s Fix: outline every invasive focus and only the bed, or leave the slide out", sid, why)
