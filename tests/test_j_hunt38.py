@@ -99,6 +99,14 @@ def test_a_checkout_with_changed_tracked_files_is_dirty(tmp_path):
                          check=True).stdout.strip()
     (tmp_path / "untracked.txt").write_text("results\n")  # not code: not dirty
     assert describe(tmp_path, "0.1.0") == f"0.1.0+g{sha[:12]}"
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "config.yaml").write_text("threshold: 30\n")
+    git("add", "pipelines/config.yaml")
+    git("commit", "-q", "-m", "two")
+    sha = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    (tmp_path / "pipelines" / "config.yaml").write_text("threshold: 40\n")  # a lab's settings, not code
+    assert describe(tmp_path, "0.1.0") == f"0.1.0+g{sha[:12]}"
     (tmp_path / "a.py").write_text("x = 2\n")
     assert describe(tmp_path, "0.1.0") == f"0.1.0+g{sha[:12]}.dirty"
 

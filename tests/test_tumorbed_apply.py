@@ -981,3 +981,18 @@ def test_an_outline_drawn_on_a_40x_scan_of_a_20x_slide_is_refused_with_the_facto
     with pytest.raises(AnnotationError) as err:
         train_tumorbed_from_cache(cohort["features"], ann)
     assert "its coordinates / 2 lie on the slide: drawn on a scan at 2x this slide's resolution" in str(err.value)
+
+
+def test_a_new_commit_keeps_the_beds_made_earlier(cohort, tmp_path, monkeypatch):
+    """Outputs record the checkout's commit (hunt 38j), but a bed's request names the release: with the
+    commit in it, every commit (or an edited tracked file, '.dirty') made every bed again, and
+    'score --tumorbed-beds' then scored every slide again (review, session 64)."""
+    from weakstil.tumorbed import BedSources
+    from weakstil.tumorbed import apply as bed_apply
+
+    sid = cohort["ids"][0]
+    sources = BedSources.open(annotations=cohort["truth"])
+    assert not bed_apply.apply_tumorbed(cohort["features"] / f"{sid}.h5", tmp_path / "beds", sources).kept
+    monkeypatch.setattr(bed_apply, "code_version", lambda: "0.1.0+g0123456789ab.dirty")  # another commit
+    again = bed_apply.apply_tumorbed(cohort["features"] / f"{sid}.h5", tmp_path / "beds", sources)
+    assert again.kept, "a new commit made the bed again"

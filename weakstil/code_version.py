@@ -25,6 +25,10 @@ from weakstil import __version__
 
 log = logging.getLogger(__name__)
 
+#: Tracked files a lab edits to run its cohort, not code: a changed workflow config or doc does not make
+#: the version ``.dirty`` (every output of a lab that set its ``config.yaml`` would read "dirty").
+NOT_CODE = (":(exclude)pipelines/config.yaml", ":(exclude)configs", ":(exclude)docs", ":(exclude,glob)**/*.md")
+
 #: Seconds ``git status`` may take before the version goes without ``.dirty``.
 GIT_TIMEOUT_S = 5.0
 
@@ -96,13 +100,15 @@ def head_commit(gitdir: Path) -> str | None:
 
 
 def is_dirty(root: Path) -> bool:
-    """Whether tracked files at ``root`` differ from the commit (untracked ones, e.g. a linked .venv or
-    results, do not change the code); False when git is missing, fails or is slow."""
+    """Whether tracked code at ``root`` differs from the commit (untracked files, e.g. a linked .venv or
+    results, and the settings and docs of ``NOT_CODE`` do not change the code); False when git is missing,
+    fails or is slow."""
     # a status that writes no index (runs may be parallel), of this checkout whatever a caller's GIT_DIR says
     env = {k: v for k, v in os.environ.items() if k not in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE")}
     env["GIT_OPTIONAL_LOCKS"] = "0"
     try:
-        done = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        done = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no", "--",
+                               ".", *NOT_CODE],
                               capture_output=True, text=True, timeout=GIT_TIMEOUT_S, env=env, check=False)
     except (OSError, subprocess.SubprocessError) as exc:
         log.debug("weakstil version: git status at %s failed (%s): no .dirty", root, exc)

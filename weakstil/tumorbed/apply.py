@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from weakstil import __version__
 from weakstil.code_version import version as code_version
 from weakstil.atomic import remove_stale_temps, replacing_together
 from weakstil.files import BedFile, FeaturesFile, slide_file
@@ -115,7 +116,10 @@ def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, feat
     the bed (and ``--tumorbed-beds`` scoring then skips the slide), another one makes it again."""
     request = {"bed": sources.request(slide_id, also=name), "features": str(features_path.resolve()),
                "features_created": str(attrs.get("created", "")), "cache_key": str(attrs.get("cache_key", "")),
-               "slide_fingerprint": str(attrs.get("slide_fingerprint") or ""), "weakstil_version": code_version()}
+               "slide_fingerprint": str(attrs.get("slide_fingerprint") or ""),
+               # the release, not the commit (recorded beside it): a new commit of unchanged bed code, or an edited
+               # config in the checkout, would otherwise make every bed again and rescore every slide
+               "weakstil_version": __version__}
     if sources.detector is not None and sources.detector.ink_veto.enabled:
         from weakstil.tumorbed.ink import features_slide
 
