@@ -652,12 +652,22 @@ def _mixed_features(w: World, t: Path) -> Path:
     return feats
 
 
+def _trained_detector(w: World) -> Path:
+    """The tumour-bed detector ``tumorbed train`` makes of the cohort's features and truth, trained once per
+    session (training is seeded: the same files each time). Six tests trained this same detector again,
+    about 5 s of CPU each (the shape search); they get copies (:func:`_detector`)."""
+    detector = w.root / "detector"
+    if not (detector / "model.json").is_file():
+        run_cli("tumorbed", "train", "--features", w.feats, "--annotations", w.cohort / "truth", "--out", detector,
+                check=True)
+    return detector
+
+
 def _detector(w: World, t: Path, truncate: bool = False, format_version: object = None) -> Path:
-    """A tumour-bed detector trained on the cohort's truth, then damaged: its weights cut short, or
-    its model.json's format_version edited."""
+    """A tumour-bed detector trained on the cohort's truth (a copy of :func:`_trained_detector`), or one
+    damaged: its weights cut short, or its model.json's format_version edited."""
     detector = t / "detector"
-    run_cli("tumorbed", "train", "--features", w.feats, "--annotations", w.cohort / "truth", "--out", detector,
-            check=True)
+    shutil.copytree(_trained_detector(w), detector)
     if truncate:
         weights = detector / "model.safetensors"
         weights.write_bytes(weights.read_bytes()[:100])
@@ -1045,9 +1055,9 @@ def test_pretrain_and_tumorbed_train_never_write_into_another_commands_folder(wo
     check_failure(run_cli("pretrain", world.slide, "--out", model, "--steps", "1"), 2,
                   ("written by 'weakstil train'", "choose a new --out"))
     assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before
-    # a detector folder of its own is replaced only with --overwrite
+    # a detector folder of its own (a copy of one `tumorbed train` made) is replaced only with --overwrite
     detector = tmp_path / "d"
-    run_cli(*bed_args, detector, check=True)
+    shutil.copytree(_trained_detector(world), detector)
     check_failure(run_cli(*bed_args, detector), 2, ("already holds a 'weakstil tumorbed train' output", "--overwrite"))
     assert run_cli(*bed_args, detector, "--overwrite").returncode == 0
 

@@ -150,6 +150,24 @@ class TorchThreads:
             torch.set_num_threads(self.prev)
 
 
+def _use_deterministic_algorithms(mode: bool, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms``, without importing ``torch._inductor.config`` to set its flag: that
+    import took 1.1 s of CPU in every `weakstil train` process (and each training job of the workflow), for a
+    setting only ``torch.compile`` reads, which WeakSTIL never calls. Set there too where it is loaded."""
+    import sys
+
+    import torch
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if setter is None:  # another torch: its public call
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        return
+    inductor_config = sys.modules.get("torch._inductor.config")
+    if inductor_config is not None:
+        inductor_config.deterministic = mode
+    setter(mode, warn_only=warn_only)
+
+
 class Deterministic:
     """Deterministic torch algorithms inside the block (restored afterwards)."""
 
@@ -158,13 +176,11 @@ class Deterministic:
 
         self.prev = torch.are_deterministic_algorithms_enabled()
         self.prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _use_deterministic_algorithms(True, warn_only=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        import torch
-
-        torch.use_deterministic_algorithms(self.prev, warn_only=self.prev_warn)
+        _use_deterministic_algorithms(self.prev, warn_only=self.prev_warn)
 
 
 # --- versions ----------------------------------------------------------------------------------
