@@ -12,7 +12,6 @@ and the warnings train logged.
 """
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from shapely.affinity import scale, translate
 from shapely.geometry import box, mapping, shape
 from shapely.ops import unary_union
 
-R = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("/tmp/h38l")
+R = Path("/tmp/h38l")  # ROOT, set from the command line
 IDS = [f"synth_{i:04d}" for i in range(8)]
 TRAIN, HELD = IDS[:6], IDS[6:]
 F = 8  # truth mask px -> level-0 px
@@ -171,4 +170,11 @@ def main(which):
 
 
 if __name__ == "__main__":
-    main(sys.argv[2:])
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="folder holding cohort/ and features/ (made as above)")
+    parser.add_argument("styles", nargs="*", help="run only the styles whose name holds one of these")
+    args = parser.parse_args()
+    R = args.root
+    main(args.styles)
