@@ -135,3 +135,14 @@ def test_help_at_80_columns_cuts_no_option_name_or_word(command, monkeypatch):
     names = [o for p in cmd.params for o in (*p.opts, *getattr(p, "secondary_opts", ())) if o.startswith("--")]
     shown = set(proc.stdout.replace(",", " ").replace("/", " ").split())
     assert not [n for n in names if n not in shown], proc.stdout
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (("train", "x.csv", "--folds", "x"), "invalid value for '--folds': 'x' is not a whole number."),
+    (("train", "x.csv", "--epochs=2.5"), "invalid value for '--epochs': '2.5' is not a whole number."),
+    (("score", "x.svs", "--slide-mpp", "abc"), "invalid value for '--slide-mpp': 'abc' is not a number.")])
+def test_a_value_that_is_no_number_is_named_with_what_to_give(args, said):
+    """Was pydantic's "Input should be a valid integer, unable to parse string as an integer", naming
+    neither the value nor what to give (session 64 review)."""
+    line = _line(run_cli(*args))
+    assert said in line and line.endswith(f"Fix: see 'weakstil {args[0]} --help'."), line

@@ -114,9 +114,32 @@ def usage_error_line(exc: Exception, argv: Sequence[str] = ()) -> str:
         return unknown
     if message.startswith("invalid value for ") and ": Value error, " in message:  # pydantic's prefix (typer 0.29)
         message = message.replace(": Value error, ", ": ", 1)
+    if (number := _not_a_number(exc, argv, message)) is not None:
+        return f"{number} Fix: see '{where} --help'."
     if " Fix: " in message:  # the check named its own fix
         return f"{message}."
     return f"{message}{'' if message.endswith('?') else '.'} Fix: see '{where} --help'."
+
+
+#: pydantic's words for a value that is no number (typer 0.29), and what the option wants instead.
+_NOT_NUMBER = {"Input should be a valid integer": "a whole number", "Input should be a valid number": "a number"}
+
+
+def _not_a_number(exc: Exception, argv: Sequence[str], message: str) -> str | None:
+    """``--folds x`` said "Input should be a valid integer, unable to parse string as an integer",
+    naming neither the value given nor what to give: the line names both (session 64 review)."""
+    wanted = next((w for words, w in _NOT_NUMBER.items() if words in message), None)
+    opts = tuple(getattr(getattr(exc, "param", None), "opts", ()) or ())
+    if wanted is None or not opts:
+        return None
+    given = None
+    for i, arg in enumerate(argv):
+        if arg in opts and i + 1 < len(argv):
+            given = argv[i + 1]
+        elif "=" in arg and arg.split("=", 1)[0] in opts:
+            given = arg.split("=", 1)[1]
+    said = f"{given!r} is not {wanted}" if given is not None else f"not {wanted}"
+    return f"invalid value for '{max(opts, key=len)}': {said}."
 
 
 def _flags_show_no_value(command: Any, ctx: Any) -> None:
