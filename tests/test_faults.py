@@ -141,7 +141,7 @@ def _file(w: World, t: Path) -> Path:
 USAGE = [
     Usage("tile-size-0", _tile("--tile-size", "0"), ("--tile-size", "16 to 4096")),
     Usage("tile-size-huge", _tile("--tile-size", "100000"), ("--tile-size", "4096")),
-    Usage("tile-size-text", _tile("--tile-size", "abc"), ("--tile-size", "integer")),
+    Usage("tile-size-text", _tile("--tile-size", "abc"), ("--tile-size", "'abc' is not a whole number")),
     Usage("tile-overlap-negative", _tile("--overlap", "-1"), ("--overlap",)),
     Usage("tile-overlap-tile-size", _tile("--overlap", "224"), ("--overlap", "less than --tile-size")),
     Usage("tile-mpp-nan", _tile("--mpp", "nan"), ("--mpp", "finite")),
