@@ -290,30 +290,44 @@ def refuse_mixing_folder(out: str | Path, encoder: Encoder, params: TilingParams
                              "with, or pass --overwrite with all of its slides to embed them again at these")
 
 
-def refuse_partial_overwrite(out: str | Path, encoder: Encoder, params: TilingParams, replaced: set[str]) -> None:
+def refuse_partial_overwrite(out: str | Path, encoder: Encoder, params: TilingParams, replaced: set[str],
+                             tile_stats: bool = True) -> None:
     """``weakstil embed -o DIR --overwrite`` of some of DIR's slides (``replaced``: their cache files'
-    names) at another encoder or tiling than DIR's other caches: one usage error before any work. It
-    replaced those slides' caches and kept the rest, a folder of two encoders (exit 0) that ``train``
-    and ``evaluate`` refused only later, far from the cause (hunt 38b)."""
+    names) at another encoder, tiling, stain normalisation or tile statistics (``tile_stats``) than
+    DIR's other caches: one usage error before any work. It replaced those slides' caches and kept the
+    rest, a folder of two encoders (exit 0) that ``train`` and ``evaluate`` refused only later, far from
+    the cause (hunt 38b); of two stain normalisations, or with and without tile statistics, it went
+    unnoticed (hunt 39c)."""
     from weakstil.errors import UsageError
 
     folder = Path(out)
-    kept = [(path, found) for path in sorted(folder.glob("*.h5")) if folder.is_dir() and path.name not in replaced
-            and (found := _cache_differences(path, _weights_record(encoder), params)) is not None and found[1]]
+    kept = [(path, (found[0], differs)) for path in sorted(folder.glob("*.h5")) if folder.is_dir()
+            and path.name not in replaced and (found := _cache_differences(path, _weights_record(encoder), params))
+            is not None and (differs := found[1] + _measured_differences(found[0], encoder, tile_stats))]
     if not kept:
         return
     path, (attrs, differs) = kept[0]
     theirs, mine = f"'{attrs.get('encoder')}' (weights {str(attrs.get('weights_sha256'))[:12]})", \
         f"'{encoder.name}' (weights {str(encoder.weights_sha256)[:12]})"
     what = f"the encoder {theirs}, not this run's {mine}" if differs[0].startswith(_NAMES[0]) else \
-        f"another tiling ({', '.join(differs)})"
+        f"other settings ({', '.join(differs)})"
     n = len(kept)
     raise UsageError(f"--overwrite would replace the feature caches of this run's {len(replaced)} slide(s) only, "
                      f"and {n} other cache{'s' if n > 1 else ''} there ({path.name}{', ...' if n > 1 else ''}) "
                      f"hold{'' if n > 1 else 's'} features of {what}: the folder would mix them, which train and "
                      "evaluate refuse", path=out,
-                     fix="embed into a new --out, or pass all of the folder's slides with --overwrite to embed "
-                         "them all again at these settings")
+                     fix="embed into a new --out, give the options the folder was made with, or pass all of the "
+                         "folder's slides with --overwrite to embed them all again at these settings")
+
+
+def _measured_differences(attrs: dict, encoder: Encoder, tile_stats: bool) -> list[str]:
+    """How a cache's stain normalisation and tile statistics differ from this run's (``cache's not now``):
+    both change what a model reads from the folder (``train`` refuses a folder of two normalisations)."""
+    theirs = (str(attrs.get("stain_norm") or "none"), "tilestats_version" in attrs)
+    mine = (str(encoder.card.stain_norm or "none"), bool(tile_stats))
+    said = [f"stain normalisation {theirs[0]} not {mine[0]}"] if theirs[0] != mine[0] else []
+    yes = {True: "yes", False: "no"}
+    return said + ([f"tile statistics {yes[theirs[1]]} not {yes[mine[1]]}"] if theirs[1] != mine[1] else [])
 
 
 #: What :func:`_cache_differences` compares, as it names them.

@@ -93,8 +93,8 @@ def embed(
 
     def cache_path(out: Path, path: Path) -> Path:
         return slide_file(out, id_of(path))
-    if overwrite:  # some of the folder's slides at another encoder or tiling: one line, not a folder of two
-        refuse_partial_overwrite(out, enc, params, {cache_path(out, p).name for p in paths})
+    if overwrite:  # some of the folder's slides at another encoder, tiling, stain norm or tile stats: one line
+        refuse_partial_overwrite(out, enc, params, {cache_path(out, p).name for p in paths}, tile_stats)
     with bar_progress("tiles") as progress:
         def one(path: Path) -> None:
             task = progress.add_task(path.name, total=None, info="")
