@@ -381,7 +381,7 @@ BAD = [
         ("directory",)),
     Bad("train-csv-empty", lambda w, t: ["train", _text(t, "c.csv", ""), "--features", w.feats, "--out", t / "out"],
         ("c.csv", "empty")),
-    Bad("train-csv-semicolons", lambda w, t: ["train", _cohort_csv(w, t, "slide_id;path;stil\nsynth_0000;SLIDE;5\n"),
+    Bad("train-csv-pipes", lambda w, t: ["train", _cohort_csv(w, t, "slide_id|path|stil\nsynth_0000|SLIDE|5\n"),
                                               "--features", w.feats, "--out", t / "out"], ("c.csv", "not commas")),
     Bad("train-csv-bad-label", lambda w, t: ["train", _cohort_csv(w, t, "slide_id,path,stil\nsynth_0000,SLIDE,abc\n"
                                                                   "synth_0000,SLIDE,150\n"),

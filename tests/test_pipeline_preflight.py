@@ -233,7 +233,7 @@ def test_cohort_checks(tmp_path: Path) -> None:
     assert "the cohort has 3 groups in column 'group' but folds is 5" in err.value.one_line()
     assert "Fix: set folds to 3 or fewer, or group_column: none to split by slide" in err.value.one_line()
     assert len(check_cohort(workflow_config(tmp_path, "folds=4", "group_column=none"))) == 4
-    with pytest.raises(PreflightError, match=r"missing column centre \(the --group-column\)"):
+    with pytest.raises(PreflightError, match=r"missing column centre \(the group_column\)"):
         check_cohort(workflow_config(tmp_path, "group_column=centre"))
     with pytest.raises(PreflightError, match="missing column centre"):  # named in train_extra
         check_cohort(workflow_config(tmp_path, "train_extra='--group-column centre'"))

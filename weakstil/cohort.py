@@ -23,14 +23,15 @@ import pandas as pd
 
 from weakstil import cohort_labels
 from weakstil.csv_cells import restore_id
-from weakstil.cohort_csv import (DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, _check_first_line_is_header,
+from weakstil.cohort_csv import (DATE_ID, DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, csv_separator,
+                                 decimal_comma_labels, warn_date_ids, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
                                  in_subfolder, overlong_rows, refuse_not_text, refuse_paths_from_cwd, refuse_separator_line,
                                  spreadsheet_number, unicode_twin, warn_lookalike_groups, warn_number_ids)
 from weakstil.cohort_labels import (label_hint, refuse_class_labels, refuse_mixed_notation, refuse_split_decimal,
                                    warn_fraction_labels)
 from weakstil.cohort_groups import (  # noqa: F401 (group_kfold, group_holdout, _group_like...: imported from here too)
-    _group_like, group_column_lookalikes, group_holdout, group_kfold, resolve_group_column)
+    _group_like, group_column_lookalikes, group_holdout, group_kfold, group_setting, resolve_group_column)
 from weakstil.errors import UsageError, name_problem
 from weakstil.files.paths import feature_path
 from weakstil.slide import slide_id_problem
@@ -156,12 +157,13 @@ def _refuse_predictions(columns: list[str], csv_path: Path) -> None:
 
 def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None, group_column: str | None = None,
                 require_labels: bool = True, check_files: bool = True, truth: bool = False,
-                refuse_fractions: bool = False, require_paths: bool = True) -> Cohort:
+                refuse_fractions: bool = False, require_paths: bool = True, group_option: str = "--group-column") -> Cohort:
     """Read and validate a cohort CSV; raise one :class:`CohortError` listing every bad row.
 
     ``features_dir`` also checks each slide has complete cached features there.
     ``group_column`` names the grouping column (``None``: ``group`` if present, ``"none"``:
-    no grouping). ``require_labels=False`` allows an empty ``stil`` (scoring unlabelled slides).
+    no grouping), named in errors as ``group_option`` (the workflow's ``group_column``).
+    ``require_labels=False`` allows an empty ``stil`` (scoring unlabelled slides).
     ``truth``: the labels are the truth a model is trained or judged on, so a ``weakstil score``
     results.csv (its ``stil`` is a prediction) is refused. ``refuse_fractions``: labels that are all at most
     1 are refused (train), not warned about and then refused (the same words twice, warning and error).
@@ -176,7 +178,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     refuse_not_text(csv_path)
     refuse_separator_line(csv_path)
     try:
-        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True)
+        raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True,
+                          sep=(sep := csv_separator(csv_path)))
     except pd.errors.EmptyDataError:
         raise CohortError("cohort CSV is empty", path=csv_path,
                           fix="write a header 'slide_id,path,stil' and one row per slide") from None
@@ -197,12 +200,12 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     if twice:
         raise CohortError(f"the header has the column {twice[0].rsplit('.', 1)[0]!r} more than once", path=csv_path,
                           fix="keep one column of each name (slide_id, path, stil)")
-    group_col = resolve_group_column(columns, group_column, csv_path)
+    group_col = resolve_group_column(columns, group_column, csv_path, group_option)
     # without labels required (a slide list for the tumour-bed detector, a report), 'stil' may be absent
     missing = [c for c in REQUIRED_COLUMNS if c not in columns and (require_labels or c != "stil")
                and (require_paths or c != "path")]
     if group_col is not None and group_col not in columns:
-        missing.append(f"{group_col} (the --group-column)")
+        missing.append(f"{group_col} (the {group_option})")
     if missing and len(columns) == 1:
         _refuse_other_separator(columns, csv_path)
     if not isinstance(raw.index, pd.RangeIndex):  # every row has one field more than the header (pandas made it the index)
@@ -215,7 +218,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         with warnings.catch_warnings():  # the field dropped is the empty one after the trailing delimiter
             warnings.simplefilter("ignore", pd.errors.ParserWarning)
             raw = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True,
-                              index_col=False)
+                              index_col=False, sep=sep)
         raw.columns = [str(c).strip() for c in raw.columns]
     if missing:
         _check_first_line_is_header(csv_path)
@@ -223,8 +226,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         alike = [c for c in columns if group_col is not None and group_col not in columns
                  and " ".join(c.casefold().split()) == " ".join(group_col.casefold().split())]
         if alike and len(missing) == 1:  # --group-column centre for the column 'Centre': the names are case-sensitive
-            raise CohortError(f"has no column {group_col!r} (the --group-column) but {alike[0]!r}", path=csv_path,
-                              fix=f"pass --group-column {alike[0]!r} (column names are case-sensitive)")
+            raise CohortError(f"has no column {group_col!r} (the {group_option}) but {alike[0]!r}", path=csv_path,
+                              fix=f"{group_setting(group_option, repr(alike[0]))} (column names are case-sensitive)")
         raise CohortError(
             f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",
             path=csv_path,
@@ -234,6 +237,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         )
     if len(raw) == 0:
         raise CohortError("cohort CSV has no rows", path=csv_path, fix="add one row per slide")
+    raw = decimal_comma_labels(csv_path, raw, NO_LABEL) if sep == ";" else raw
     refuse_split_decimal(csv_path, raw, columns)
     if truth:
         _refuse_predictions(columns, csv_path)
@@ -258,12 +262,14 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     no_label = 0  # rows refused only for an empty or 'NA' label: unlabelled slides in the folder's sheet
     notation: list[tuple[int, str, str, float | None]] = []  # each kept row's label as written and as read
     number_ids: list[tuple[int, str, str]] = []  # ids '1' of files '001.svs' (a spreadsheet's number)
+    date_ids: list[tuple[int, str]] = []  # ids a spreadsheet made dates of (1-3 as 01/03/2026)
     for i, rec in enumerate(raw.to_dict("records")):
         row = i + 2  # line in the file: header is line 1
         if all(str(v).strip() in ("", "nan") for v in rec.values()):
             continue  # a spreadsheet's empty row (",,,"), like a blank line
         reasons: list[str] = []
         sid = restore_id(str(rec["slide_id"]).strip(), str(rec.get("path", "")).strip())  # results.csv's '=x: =x
+        date_ids += [(row, sid)] if DATE_ID.fullmatch(sid) else []
         if sid == "":
             reasons.append("slide_id is empty")
         elif sid in first_row:
@@ -357,6 +363,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         name = "" if full is None else full.name
         if name and spreadsheet_number(sid, re.sub(r"\.ome\.tiff?$|\.[^.]*$", "", name, flags=re.IGNORECASE)):
             number_ids.append((row, sid, name))
+    warn_date_ids(csv_path, date_ids)  # (an id with '/' is a bad row too: said first, with its cause)
     if problems:
         refuse_paths_from_cwd(csv_path, base, from_cwd, len(problems))
         n = len(problems)
@@ -365,7 +372,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                "embed these slides again (weakstil embed SLIDES --out FEATURES)" if damaged_features == n else
                "upgrade weakstil (a newer version wrote these feature files)" if newer_features == n else
                "make these feature files readable (chmod a+r FILES), or ask their owner" if locked_features == n else
-               f"fill in {group_col} (patient or centre), or pass --group-column none" if no_group == n and not records else
+               f"fill in {group_col} (patient or centre), or {group_setting(group_option, 'none')}" if no_group == n and not records else
                "give each slide its sTIL% (0-100) or remove the rows of unlabelled slides: every slide trained on or "
                "judged needs its label" if no_label == n else
                "correct or remove these rows (paths are relative to the CSV's folder; damaged or stale features: "

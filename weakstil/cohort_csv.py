@@ -326,3 +326,51 @@ def overlong_rows(csv_path: Path) -> str:
     over = [(line, ",".join(r)) for line, r in rows[1:] if len(r) > len(rows[0][1])]
     shown = "; ".join(f"row {line}: {text[:60]}" for line, text in over[:3]) + ("; ..." if len(over) > 3 else "")
     return f" ({len(over)} of {len(rows) - 1} rows; {shown})" if over else ""
+
+
+def csv_separator(csv_path: Path) -> str:
+    """``;`` for a header separated by semicolons with no comma in it (a European-locale spreadsheet's
+    'CSV', whose labels carry decimal commas: refused whole until hunt 39c), else ``,``."""
+    try:
+        with open(csv_path, encoding="utf-8-sig", errors="replace") as f:
+            first = next((line.strip() for line in f if line.strip()), "")
+    except OSError:
+        return ","
+    return ";" if ";" in first and "," not in first and not first.casefold().strip('"').startswith("sep=") else ","
+
+
+def decimal_comma_labels(csv_path: Path, raw, no_label: set[str]):
+    """A ';'-separated CSV's labels with their decimal commas as points ('12,5' is 12.5), when every
+    label with a decimal mark has a comma; a mix of commas and points (which is the decimal mark?)
+    is one error naming a row of each."""
+    if "stil" not in raw.columns:
+        return raw
+    cells = [(i + 2, str(v).strip()) for i, v in enumerate(raw["stil"]) if str(v).strip().casefold() not in no_label]
+    commas = [(row, v) for row, v in cells if re.fullmatch(r"[+-]?\d*,\d+\s*%?", v)]
+    points = [(row, v) for row, v in cells if re.fullmatch(r"[+-]?\d*\.\d+\s*%?", v)]
+    if commas and points:
+        raise CohortError(f"the ';'-separated CSV has labels with a decimal comma (row {commas[0][0]}: {commas[0][1]}) "
+                          f"and with a decimal point (row {points[0][0]}: {points[0][1]})", path=csv_path,
+                          fix="write every label with the same decimal mark, or save it as 'CSV UTF-8 (Comma "
+                              "delimited)' with decimals with a point")
+    if commas:
+        raw = raw.copy()
+        raw["stil"] = [re.sub(r"^([+-]?\d*),(\d+)", r"\1.\2", str(v).strip()) for v in raw["stil"]]
+        log.info("%s: read as a ';'-separated CSV with decimal commas (%d labels such as %s)", csv_path, len(commas),
+                 commas[0][1])
+    return raw
+
+
+#: A slide id that a spreadsheet turned into a date ('1-3' as 01/03/2026, 2026-03-01 or 1-Mar).
+DATE_ID = re.compile(r"\d{1,2}[/.]\d{1,2}[/.]\d{2,4}|\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2})?)?|\d{1,2}-[A-Za-z]{3}")
+
+
+def warn_date_ids(csv_path: Path, rows: list[tuple[int, str]]) -> None:
+    """Warn about slide ids (``row, slide_id``) that read as dates: Excel makes '1-3' the date 1 March
+    (written back as 01/03/2026 or 2026-03-01), and the id no longer names the slide."""
+    if not rows:
+        return
+    shown = "; ".join(f"row {row}: {sid}" for row, sid in rows[:3]) + ("; ..." if len(rows) > 3 else "")
+    log.warning("%s: %d slide_id(s) are dates (%s): a spreadsheet reads an id such as 1-3 as a date and writes it "
+                "back so; write slide_id as the file is named (in the spreadsheet, format the column as Text before "
+                "typing or importing)", csv_path, len(rows), shown)

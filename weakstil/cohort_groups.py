@@ -25,22 +25,35 @@ NOT_GROUPS = {"stil": ("the label column", "slides with the same sTIL% share a f
               "path": ("the slide file column", "every slide is a group of its own: no grouping at all")}
 
 
-def resolve_group_column(columns: list[str], group_column: str | None, csv_path: str | Path | None = None) -> str | None:
+def group_setting(option: str, value: str) -> str:
+    """How to give ``value`` as the group column where the user named it (``option``): ``pass --group-column
+    X`` on the command line, ``set group_column: X`` in a workflow config (hunt 39c: the workflow's errors
+    named ``--group-column``, an option its user never wrote)."""
+    return f"pass {option} {value}" if option.startswith("--") else f"set {option}: {value}"
+
+
+def resolve_group_column(columns: list[str], group_column: str | None, csv_path: str | Path | None = None,
+                         option: str = "--group-column") -> str | None:
     """``None`` means 'use ``group`` if the CSV has it'; 'none' switches grouping off. The label, slide id
     or path column is refused: ``--group-column stil`` grouped the cross-validation folds and the metrics
-    by the label itself, without a word."""
+    by the label itself, without a word; so is another name of the label that the cohort reader knows
+    (``sTIL (%)``, ``TILs``: hunt 39c). ``option``: where the user named the column, as errors say it."""
     if group_column is None:
         return DEFAULT_GROUP_COLUMN if DEFAULT_GROUP_COLUMN in columns else None
     if group_column.strip().lower() in NO_GROUP:
         return None
     name = group_column.strip()
-    if name.casefold() in NOT_GROUPS:
+    from weakstil.cohort_csv import _required_column
+
+    label = name.casefold() not in NOT_GROUPS and _required_column(name) == "stil"
+    if name.casefold() in NOT_GROUPS or label:
         from weakstil.errors import UsageError
 
-        what, effect = NOT_GROUPS[name.casefold()]
-        raise UsageError(f"--group-column {name!r} is {what}, not a patient or centre column ({effect})",
-                         path=csv_path, fix="pass the column of each slide's patient or centre (e.g. --group-column "
-                         "group), or --group-column none to split by slide")
+        what, effect = NOT_GROUPS["stil" if label else name.casefold()]
+        what += " (another name of stil)" if label else ""
+        raise UsageError(f"{option} {name!r} is {what}, not a patient or centre column ({effect})",
+                         path=csv_path, fix=f"{group_setting(option, 'COLUMN')} with the column of each slide's "
+                         f"patient or centre (e.g. group), or {group_setting(option, 'none')} to split by slide")
     return name
 
 
@@ -66,8 +79,11 @@ def _group_like(name: str) -> bool:
 def group_column_lookalikes(csv_path: str | Path) -> list[str]:
     """The CSV's columns that look like a grouping column but are not the default ``group``
     (``Group``, ``patient_id``, ``Medical center``...): without ``--group-column`` they are not used."""
-    try:
-        columns = [str(c).strip() for c in pd.read_csv(csv_path, nrows=0, encoding="utf-8-sig").columns]
+    from weakstil.cohort_csv import csv_separator
+
+    try:  # (a ';'-separated CSV is read as read_cohort reads it)
+        columns = [str(c).strip() for c in pd.read_csv(csv_path, nrows=0, encoding="utf-8-sig",
+                                                       sep=csv_separator(Path(csv_path))).columns]
     except (OSError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return []
     return [c for c in columns if c != DEFAULT_GROUP_COLUMN and _group_like(c)]

@@ -29,7 +29,7 @@ from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pipeline_paths import with_path_hint
 from weakstil.fingerprint import slide_fingerprint
 from weakstil.pipeline_yaml import read_config_yaml
-from weakstil.pipeline_reruns import given_mpps, group_column_of, mpp_sources, stale_without_records, unoutlined_warning
+from weakstil.pipeline_reruns import given_mpps, group_column_of, group_option_of, mpp_sources, stale_without_records, unoutlined_warning
 from weakstil.pipeline_settings_check import (WorkflowConfig, check_detector_setting, one_error, score_slide_files,
                                               settings_problems, yaml_nulls)
 from weakstil.pipeline_slide_files import check_cohort_slides, unusable_score_slides
@@ -234,7 +234,8 @@ def check_cohort(config: dict):
                              fix="set folds to 2 or more (--config folds=5)")
     column = group_column_of(config)
     try:
-        cohort = read_cohort(config["cohort"], group_column=column, refuse_fractions=True)  # train's, before embedding
+        cohort = read_cohort(config["cohort"], group_column=column, refuse_fractions=True,  # train's, before embedding
+                             group_option=group_option_of(config))
     except WeakSTILError as exc:
         where = with_path_hint("the `cohort` key of the workflow config", config, "cohort")
         raise PreflightError(f"{exc.one_line().rstrip('.')} ({where})") from None

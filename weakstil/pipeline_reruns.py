@@ -109,6 +109,12 @@ def group_column_of(config: dict) -> str | None:
     return None
 
 
+def group_option_of(config: dict) -> str:
+    """Where the workflow's user named the group column, as its errors say it: the ``group_column`` key,
+    else ``--group-column`` (in ``train_extra``)."""
+    return "group_column" if config.get("group_column") not in (None, "") else "--group-column"
+
+
 def _cohort_differs(cohort: Any, oof: Path, group_column: str | None = None) -> bool:
     """The cohort CSV holds other slides, labels or groups than the model was trained on (its out-of-fold
     predictions, ``cv/oof_predictions.csv``: slide ids, true labels and the group of each): slides added or
