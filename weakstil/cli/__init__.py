@@ -17,6 +17,7 @@ processed); 2 usage error.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from typer.core import TyperCommand, TyperGroup
 from weakstil.code_version import version as code_version
 from weakstil.cli import cohort, score, slides, stage1, tumorbed, workflow
 from weakstil.cli.errors import error_line, reports_errors
-from weakstil.cli.options import expand_slides
+from weakstil.cli.options import LogLevelOpt, QuietOpt, VerboseOpt, expand_slides
 
 
 #: click's exception base (typer >= 0.29 vendors click as typer._click; earlier typers use click itself).
@@ -71,7 +72,7 @@ def _tiling_option(exc: Exception, where: str) -> str | None:
 
 #: The options of ``weakstil`` itself, which go before the command: ``weakstil score ... -v`` was
 #: "no such option: -v" (``--verbose``: "Possible options: --overwrite"), with no word of where it goes.
-_GROUP_OPTIONS = ("-v", "--verbose", "--version")
+_GROUP_OPTIONS = ("-v", "--verbose", "-q", "--quiet", "--log-level", "--version")
 
 
 def _no_such_option(exc: Exception, where: str) -> str | None:
@@ -309,7 +310,9 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _main(
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    verbose: VerboseOpt = False,
+    quiet: QuietOpt = False,
+    log_level: LogLevelOpt = None,
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version.")
     ] = False,
@@ -317,7 +320,13 @@ def _main(
     from weakstil.cli.progress import setup_logging
     from weakstil.runtime import quiet_matplotlib_home
 
-    setup_logging(verbose)
+    given = [name for name, on in (("-v", verbose), ("-q", quiet), (f"--log-level {getattr(log_level, 'value', '')}",
+                                                                     log_level is not None)) if on]
+    if len(given) > 1:  # which one wins would be a guess
+        raise typer.BadParameter(f"{' and '.join(given)} ask for different logging; give one of them",
+                                 param_hint="'--log-level'")
+    setup_logging(verbose, None if log_level is None and not quiet else
+                  logging.WARNING if log_level is None else getattr(logging, log_level.value.upper()))
     quiet_matplotlib_home()
 
 

@@ -437,3 +437,21 @@ StratifiedOpt = Annotated[bool, typer.Option(
     "distribution, so that even a small cohort spans it, TIL-rich tail included (default: independent draws).")]
 SynthLookOpt = Annotated[SynthLook, typer.Option(
     "--look", help="Appearance family: default, or alt (other palette, nuclei, textures and scanner optics).")]
+
+
+class LogLevel(str, Enum):
+    """--log-level: the least severe log message shown."""
+
+    DEBUG = "debug"
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+# the options of 'weakstil' itself (before the command); a batch in a lab logs a line or more per slide
+VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (--log-level debug).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only (--log-level warning): for "
+                                        "batch runs. Error lines and progress bars are shown still.")]
+LogLevelOpt = Annotated[Optional[LogLevel], typer.Option(
+    "--log-level", case_sensitive=False, help="The least severe log messages shown (default info). error: only "
+    "the slides that failed and the error line.")]

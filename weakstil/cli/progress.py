@@ -13,12 +13,15 @@ from weakstil.consoles import (  # noqa: F401 (imported from here by the command
 QUIET_LOGGERS = ("PIL", "matplotlib", "h5py", "urllib3", "timm", "huggingface_hub")
 
 
-def setup_logging(verbose: bool) -> None:
+def setup_logging(verbose: bool, level: int | None = None) -> None:
+    """Log to stderr at ``level`` (None: debug with ``verbose``, else info; ``--quiet`` / ``--log-level``)."""
     from rich.logging import RichHandler
 
+    level = level if level is not None else logging.DEBUG if verbose else logging.INFO
+    verbose = level <= logging.DEBUG
     handler = RichHandler(console=log_console(), show_time=False, show_path=False, markup=False)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler], format="%(message)s",
-                        force=True)
+    handler.setLevel(level)  # (the loggers below have levels of their own, which pass their warnings on)
+    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     # a damaged TIFF's page warnings and errors ("invalid offset to first page", "invalid page offset") come before our own error line
