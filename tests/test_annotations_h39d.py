@@ -6,6 +6,11 @@ training: "malformed GeoJSON (Expecting value: line 1 column 1 (char 0))" / "Geo
 rc 1, no detector. An annotation that covers no tissue tile was already left out with a warning. Now an
 empty file is a typed :class:`~weakstil.annotation_errors.EmptyAnnotationError`: its slide is left out with
 a warning naming the file and the detector trains on the 3 others; a malformed file still refuses.
+
+The mask-to-GeoJSON script of docs/scoring.md ('A mask as an outline') read a TIFF with PIL, which applies its
+photometric: a bool mask written by ``tifffile.imwrite`` (1 bit, min-is-white) was traced inverted, a 64 x 64
+mask of 1,200 bed pixels as its 2,896 background pixels. It now reads a TIFF's stored bits (tifffile), so
+both photometrics trace the bed; the script is run here as the docs print it.
 """
 
 from __future__ import annotations
@@ -60,3 +65,37 @@ def test_tumorbed_train_leaves_an_empty_annotation_out(tmp_path, small_demo, cap
     with pytest.raises(WeakSTILError, match="4 annotation file\\(s\\) are empty") as info:
         train_tumorbed_from_cache(demo / "features", beds, slide_ids=ids)
     assert "no slide has both cached features and an annotation" in info.value.message
+
+
+def _docs_script(tmp_path):
+    from pathlib import Path
+
+    text = (Path(__file__).parents[1] / "docs" / "scoring.md").read_text(encoding="utf-8")
+    script = text.split("**A mask as an outline.**", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (path := tmp_path / "mask2geojson.py").write_text(script)
+    return path
+
+
+def test_the_docs_mask_script_traces_a_1_bit_tiff_of_either_photometric(tmp_path):
+    import subprocess
+    import sys
+
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    script = _docs_script(tmp_path)
+    mask = np.zeros((64, 64), bool)
+    mask[10:40, 10:50] = True  # 1,200 px at 4 µm/px: 8 x 8 level-0 px each at 0.5 µm/px
+    tifffile.imwrite(tmp_path / "tifffile.tif", mask)  # 1 bit, photometric min-is-white
+    Image.fromarray(mask).save(tmp_path / "pil.tif")  # 1 bit, min-is-black
+    Image.fromarray(mask.astype(np.uint8) * 255).save(tmp_path / "png.png")
+    assert tifffile.TiffFile(tmp_path / "tifffile.tif").pages.first.photometric == 0  # what made the script err
+    for name in ("tifffile.tif", "pil.tif", "png.png"):
+        out = tmp_path / f"{name}.geojson"
+        subprocess.run([sys.executable, str(script), str(tmp_path / name), "4", "0.5", str(out)], check=True,
+                       capture_output=True)
+        bed = load_polygons(out)
+        # old, tifffile.tif: the background traced, 179,040 level-0 px² with the bed a hole in it
+        assert bed.area == pytest.approx(1200 * 64, rel=0.05), (name, bed.area)
+        assert bed.bounds == pytest.approx((80, 80, 400, 320), abs=8), (name, bed.bounds)
