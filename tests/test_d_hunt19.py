@@ -195,3 +195,28 @@ def test_a_report_at_an_evaluations_threshold_judges_near_threshold_there(model_
     # train flagged s1 (29.97–45.0) at 30; at 20 only s2 (12.5–29.96) is near it. Old: s1 flagged, s2 not
     assert "30.0–45.0" in _line(md, "s1") and "near_threshold" not in _line(md, "s1")
     assert "12.5–30.0" in _line(md, "s2") and "near_threshold" in _line(md, "s2")
+
+
+def test_the_training_flag_share_is_judged_at_the_reports_threshold(model_folder, tmp_path: Path) -> None:
+    """(helper h39d) The headline's "share of training slides with a qc flag" was train's (model.json
+    ``qc.training_flagged``, near_threshold judged at 30) beside a slide table judged at the evaluation's 20:
+    50.0 % over a table of 2 slides that flagged none. Now it is the table's share, said to be judged at 20."""
+    import shutil
+
+    from weakstil.report import build_report
+
+    model = Path(shutil.copytree(model_folder["model"], tmp_path / "model"))
+    meta = json.loads((model / "model.json").read_text())
+    meta["qc"] = {"training_flagged": 0.5, "confidence": {"level": 0.9, "n": 2}}
+    (model / "model.json").write_text(json.dumps(meta))
+    (model / "qc" / "training_slides.csv").write_text("slide_id,stil_true,stil_lower_90,stil_upper_90,qc\n"
+                                                      "s1,40.0,29.97,45.0,near_threshold\ns2,10.0,12.5,18.0,\n")
+    ev = tmp_path / "ev"
+    run_cli("evaluate", model_folder["cohort"], "--oof", model / "cv" / "oof_predictions.csv", "--out", ev,
+            "--threshold", "20", check=True)
+    md = build_report(model, tmp_path / "r", evaluation_dir=ev)["report.md"].read_text()
+    assert "near_threshold" not in _line(md, "s1") + _line(md, "s2")  # neither interval holds 20
+    # old: "| share of training slides with a qc flag | 50.0 % |"
+    assert "| share of training slides with a qc flag (near_threshold judged at 20 %) | 0.0 % |" in md
+    at_30 = build_report(model, tmp_path / "r30")["report.md"].read_text()  # the model's own threshold: train's share
+    assert "| share of training slides with a qc flag | 50.0 % |" in at_30 and "near_threshold" in _line(at_30, "s1")

@@ -132,3 +132,22 @@ def test_outputs_and_version_line_record_this_checkouts_commit(tmp_path):
 
     assert version_line().startswith(f"weakstil {tag}")
     assert weakstil.__version__ == "0.1.0"  # plain, for packaging
+
+
+def test_the_widgets_detail_line_says_which_run_scored_an_evaluations_tiles_in_words(tmp_path):
+    """(helper h39d) An evaluate tile file's detail line ended in the internal source word: "S1: 12 tiles;
+    7 in the tumour bed; label 40.0 %; evaluate". It now says what it is, and by which model(s)."""
+    import h5py
+    from legacy_files import write_tile_scores
+    from napari_weakstil.result_layers import read_result
+    from napari_weakstil.summary import detail_line
+
+    path = write_tile_scores(tmp_path / "S1.h5")  # train's cv/tiles file: its words were already words
+    assert detail_line(read_result(path)).endswith("; cross-validation (out of fold)")
+    for scoring, n, said in (("final", 1, "by its final model"), ("ensemble", 5, "by an ensemble of its 5 fold models")):
+        with h5py.File(path, "a") as f:  # as weakstil.evaluation writes it
+            f.attrs.update({"source": "evaluate", "scoring": scoring, "n_models": n})
+            f.attrs.pop("fold", None)  # an evaluation's slide has no fold
+        line = detail_line(read_result(path))
+        assert not line.endswith("; evaluate"), line  # old: "...; label 40.0 %; evaluate"
+        assert line.endswith(f"; scored in an evaluation ('weakstil evaluate', {said})"), line

@@ -14,6 +14,12 @@ class AnnotationError(WeakSTILError):
     """A malformed or unusable annotation file."""
 
 
+class EmptyAnnotationError(AnnotationError):
+    """An annotation file with nothing drawn in it (0 bytes, blank, or a GeoJSON with no features): a slide
+    exported before its outline was drawn. 'tumorbed train' leaves such a slide out with a warning where a
+    malformed file refuses the training (a file cut short may be a bed lost, an empty one says nothing)."""
+
+
 def all_finite(coords) -> bool:
     """Whether every number in nested coordinate lists is finite (JSON's NaN and Infinity are not)."""
     if isinstance(coords, float):

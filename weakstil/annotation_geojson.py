@@ -17,7 +17,7 @@ from pathlib import Path
 from weakstil.annotation_classes import (choose_bed, class_name, is_exclusion, not_bed_areas, says_what_it_is,
                                          warn_tumour_named_cut)
 from weakstil.annotation_geometry import closed_lines, polygons_without_short_rings, valid_parts
-from weakstil.annotation_errors import AnnotationError, all_finite, not_bed, not_finite
+from weakstil.annotation_errors import AnnotationError, EmptyAnnotationError, all_finite, not_bed, not_finite
 
 log = logging.getLogger("weakstil.annotations")
 
@@ -77,6 +77,9 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
         raise AnnotationError("GeoJSON holds no features", path=path,
                               fix="export a FeatureCollection of polygons from QuPath")
     features = _with_children(features)
+    if all(isinstance(f, dict) and f.get("geometry", 0) is None for f in features):  # QuPath's export of no objects
+        raise EmptyAnnotationError("GeoJSON holds no features with a shape: no outline is drawn in it", path=path,
+                                   fix="export the outline again after drawing it, or remove the file")
     named, excluded, cut_names, detections, degenerate, lines = [], [], [], 0, 0, []
     for i, feat in enumerate(features):
         if isinstance(feat, dict) and feat.get("geometry", 0) is None:

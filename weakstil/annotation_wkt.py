@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from weakstil.annotation_errors import AnnotationError
+from weakstil.annotation_errors import AnnotationError, EmptyAnnotationError
 from weakstil.annotation_foreign import MASK_SUFFIXES, first_line, foreign_outline
 from weakstil.annotation_geometry import valid_parts
 
@@ -43,7 +43,7 @@ def wkt_polygons(path: Path) -> tuple[list, list]:
                               fix=f"export the outline as {_FORMATS}") from None
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
-        raise AnnotationError("WKT file is empty", path=path, fix="export the tumour-bed outline again")
+        raise EmptyAnnotationError("WKT file is empty", path=path, fix="export the tumour-bed outline again")
     chunks = [" ".join(lines)] + (lines if len(lines) > 1 else [])
     geometries = None
     for attempt in ([chunks[0]], chunks[1:]):  # the whole text as one geometry, else one geometry a line

@@ -206,27 +206,30 @@ def _evaluated_labels(table: pd.DataFrame, folder: Path, cohort: str | None) -> 
 
 
 def _add_confidence(rows: list[SlideRow], folder: ModelDir, threshold: float | None = None,
-                    trained_at: float | None = None) -> None:
+                    trained_at: float | None = None) -> float | None:
     """Each slide's out-of-fold interval and qc flags from ``MODEL/qc/training_slides.csv`` (each end
     of the interval on the side of ``threshold`` its ``near_threshold`` is judged on). Train judged
     ``near_threshold`` at the model's threshold (``trained_at``); a report of an evaluation at another
     threshold judges it again there, as ``evaluate --oof results.csv`` does: the table flagged 29.0–46.7
-    beside a headline at 50 and left 48.3–95.6 unflagged (hunt 38g)."""
+    beside a headline at 50 and left 48.3–95.6 unflagged (hunt 38g). Returns the share of training slides
+    flagged once judged again (``None`` when not): the headline's share was train's, at ``trained_at``."""
     from weakstil.confidence import interval_columns
     from weakstil.evaluation_results import rejudge_near_threshold
     from weakstil.metrics import interval_ends_text
 
     if not folder.qc_slides_path.is_file():
-        return
+        return None
     table = _read_table(folder.qc_slides_path, "copy the whole model folder again, or train the model again",
                         dtype={"slide_id": str, "qc": str}, keep_default_na=False)
     low, high = interval_columns()
+    share = None
     if threshold is not None and trained_at is not None and {low, high, "qc"} <= set(table.columns):
         judged = rejudge_near_threshold(pd.DataFrame({
             "qc": table["qc"], "stil_lower": pd.to_numeric(table[low], errors="coerce"),
             "stil_upper": pd.to_numeric(table[high], errors="coerce"), "threshold": float(trained_at)}),
             float(threshold), folder.qc_slides_path)
         table = table.assign(qc=judged["qc"].to_numpy())
+        share = float(table["qc"].astype(bool).mean()) if len(table) and threshold != trained_at else None
     by_id = {str(r["slide_id"]): r for r in table.to_dict("records")}
     for row in rows:
         rec = by_id.get(row.slide_id)
@@ -235,12 +238,15 @@ def _add_confidence(rows: list[SlideRow], folder: ModelDir, threshold: float | N
         lo, hi = pd.to_numeric(rec.get(low, ""), errors="coerce"), pd.to_numeric(rec.get(high, ""), errors="coerce")
         row.interval = interval_ends_text(float(lo), float(hi), threshold) if pd.notna(lo) and pd.notna(hi) else ""
         row.qc = str(rec.get("qc", "")).replace(";", ", ")
+    return share
 
 
-def confidence_headline(meta: dict) -> dict[str, float | str | None]:
+def confidence_headline(meta: dict, flagged: float | None = None, at: float | None = None) -> dict[str, float | str | None]:
     """The interval's out-of-fold coverage and width, and the training slides' flag rate, each labelled
     with how many training slides it is over (beside an evaluation's few slides it was told apart by
-    nothing) and the shares as percents, as ``evaluate`` logs them (0.906 stood under "90 %")."""
+    nothing) and the shares as percents, as ``evaluate`` logs them (0.906 stood under "90 %"). ``flagged``: the
+    share with near_threshold judged at the report's threshold ``at`` (train's, at its own, said 50 % beside a
+    slide table at another threshold that flagged none; helper h39d)."""
     qc = meta.get("qc") or {}
     conf = qc.get("confidence") or {}
     if not qc:
@@ -252,10 +258,11 @@ def confidence_headline(meta: dict) -> dict[str, float | str | None]:
     usable = conf.get("q") is not None and n >= MIN_SLIDES  # else no interval at all
     slides = f"{n} training slide{'s' if n != 1 else ''}"
     coverage = conf.get("coverage_loo") if usable else None
-    flagged = qc.get("training_flagged")
+    flagged = qc.get("training_flagged") if flagged is None else flagged
+    judged = "" if at is None else f" (near_threshold judged at {at:g} %)"
     return {f"{level} interval coverage, out of fold (leave-one-out, {slides})": _percent(coverage),
             f"median {level} interval width (sTIL points, {slides})": conf.get("width_median") if usable else None,
-            "share of training slides with a qc flag": _percent(flagged)}
+            f"share of training slides with a qc flag{judged}": _percent(flagged)}
 
 
 def _percent(share: object) -> str | None:
@@ -394,14 +401,15 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         files[name] = out_dir / name
     rows = _slide_rows(table, tile_scores_of, predicted, out_dir, slides,
                        Overlays(Path(tiles_dir), meta) if tiles_dir else None, slide_mpp)
-    if has_cv:  # the intervals and flags of the out-of-fold slides (an evaluation has none per slide)
-        _add_confidence(rows, folder, threshold, float(meta.get("threshold", STIL_THRESHOLD)))
+    # the intervals and flags of the out-of-fold slides (an evaluation has none per slide)
+    rejudged = _add_confidence(rows, folder, threshold, float(meta.get("threshold", STIL_THRESHOLD))) if has_cv else None
     files["overview.png"] = write_overview(out_dir, rows, out_dir / "overview.png")
     # the UTC offset, not the zone's abbreviation: CST was China's +0800 or Chicago's -0600
     content = ReportContent(title=title, created=time.strftime("%Y-%m-%d %H:%M:%S %z"), model_dir=str(model_dir),
                             metrics_source=described, slides_source=slides_source,
                             headline={**headline(metrics, threshold, "out-of-fold" if own_cv else "evaluation"),
-                                      **(confidence_headline(meta) if has_cv else {})},
+                                      **(confidence_headline(meta, rejudged, None if rejudged is None else threshold)
+                                         if has_cv else {})},
                             threshold=threshold, rows=rows,
                             settings=flatten({k: v for k, v in (settings or {}).items() if k not in RECORD_KEYS}),  # (versions: below)
                             model_settings=model_settings(meta),

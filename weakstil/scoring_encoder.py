@@ -21,6 +21,7 @@ ScoreOptions = Any
 def load_scoring_encoder(opts: ScoreOptions, meta: dict):
     """The encoder the model was trained on: ``--encoder``, else ``MODEL/encoder``, else the
     card recorded in the model; its weights must hash to what the model recorded."""
+    from weakstil.encoders.cards import UnknownEncoderNameError
     from weakstil.encoders.factory import create_encoder
 
     recorded = meta.get("encoder", {})
@@ -41,7 +42,7 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
                 raise exc from None
             log.info("encoder '%s': the seeded random weights the model was trained on (%s)", name,
                      encoder.weights_source)
-        elif opts.encoder is not None or bundled is not None or "unknown encoder" not in exc.message:
+        elif opts.encoder is not None or bundled is not None or not isinstance(exc, UnknownEncoderNameError):
             raise
         else:
             raise no_encoder_folder(name, recorded, opts) from None
@@ -72,7 +73,7 @@ def check_recorded_card(opts: ScoreOptions, meta: dict) -> None:
     """Without ``--encoder`` and a bundled ``encoder/``, the card ``model.json`` names must be found (a
     name lookup, nothing built): a model folder copied without its encoder/ wrote the same error line
     once per slide, on through a whole batch (hunt 38b: 10 of 10 slides, an error row each)."""
-    from weakstil.encoders.cards import load_card
+    from weakstil.encoders.cards import UnknownEncoderNameError, load_card
 
     recorded = meta.get("encoder") or {}
     name = recorded.get("name")
@@ -81,7 +82,7 @@ def check_recorded_card(opts: ScoreOptions, meta: dict) -> None:
     try:
         load_card(str(name))
     except WeakSTILError as exc:  # what building it would raise for every slide (load_scoring_encoder)
-        raise (no_encoder_folder(str(name), recorded, opts) if "unknown encoder" in exc.message else exc) from None
+        raise (no_encoder_folder(str(name), recorded, opts) if isinstance(exc, UnknownEncoderNameError) else exc) from None
 
 
 def load_or_failure(opts: ScoreOptions, meta: dict):

@@ -52,6 +52,12 @@ class UnknownEncoderError(CardError, UsageError):
     """An encoder name that is no built-in card, folder or card file: the command line is wrong (exit 2)."""
 
 
+class UnknownEncoderNameError(UnknownEncoderError):
+    """A bare name that is no built-in card (not a path, a file, a hub id or a timm architecture): what a model
+    records of an encoder from 'weakstil pretrain', whose folder the model should bundle. Scoring tells this one
+    by its class (it matched the text 'unknown encoder' in the message until helper h39d)."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class EncoderCard:
     name: str
@@ -255,7 +261,7 @@ def load_card(name_or_path: str | Path) -> EncoderCard:
     near = _near_name(text, names)
     if not near:
         _refuse_timm_name(text)
-    raise UnknownEncoderError(f"unknown encoder {text!r}" + (f" (did you mean {near!r}?)" if near else ""), path=None,
+    raise UnknownEncoderNameError(f"unknown encoder {text!r}" + (f" (did you mean {near!r}?)" if near else ""), path=None,
                               fix=f"pass --encoder {near} (or a 'weakstil pretrain' output directory or a card.yaml "
                                   "file)" if near else
                               f"use one of {', '.join(names)}, a 'weakstil pretrain' output directory, or a "

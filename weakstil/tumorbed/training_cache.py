@@ -86,6 +86,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     bed may be taken in (weakstil.bed_geometry step 6). ``tumour_cell_gate``: tiles with no tumour
     nuclei in or beside them cannot seed the bed (weakstil.tumorbed.cellgate). ``warn_unmatched``: say which
     annotation files match none of the slides (off for the demo, whose truth folder holds its held-out slides' too)."""
+    from weakstil.annotation_errors import EmptyAnnotationError
     from weakstil.annotations import AnnotationError, find_annotation, raise_all, unmatched_annotations
     from weakstil.files import FeaturesFile, feature_path
     from weakstil.mil.identity import measurement_identity
@@ -115,6 +116,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     identity = _check_one_identity([features_of(sid) for sid in annotated],
                                    reads_tile_stats=bool(tile_stats or lymphoid_veto or tumour_cell_gate or infiltrate))
     no_tile: list[str] = []
+    empty: list[str] = []
     measured: dict = {}
     visited: set[str] = set()
     for sid in slide_ids:
@@ -129,6 +131,9 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         geom = SlideGeometry.from_file(cache)
         try:
             bed = from_annotation(annotation, geom)
+        except EmptyAnnotationError:  # nothing drawn (a slide exported before its outline): left out, as a bed
+            empty.append(annotation.name)  # on no tile is; a malformed file may be a bed lost, and refuses
+            continue
         except AnnotationError as exc:  # go on: every unusable file is named at once
             bad.append(exc)
             continue
@@ -149,6 +154,10 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     if no_tile:
         log.warning("%s: %d annotation(s) cover no tissue tile and are left out (drawn on glass, or exported at "
                     "another magnification?): %s", annotations, len(no_tile), ", ".join(no_tile[:5]))
+    if empty:
+        log.warning("%s: %d annotation file(s) are empty (nothing drawn in them) and their slides are left out of the "
+                    "detector's training: %s%s", annotations, len(empty), ", ".join(empty[:5]),
+                    " ..." if len(empty) > 5 else "")
     if not chosen:  # outlines in a format not read (mask images, .svg...) are named, not "name them .geojson"
         from weakstil.annotation_wkt import unread_outline
         from weakstil.settings import SLIDE_FILE_SUFFIXES
@@ -158,7 +167,8 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         if unread is not None:
             raise unread
         raise WeakSTILError("no slide has both cached features and an annotation" + (
-                            f" that covers a tissue tile ({len(no_tile)} cover none)" if no_tile else ""),
+                            f" that covers a tissue tile ({len(no_tile)} cover none)" if no_tile else "") + (
+                            f" ({len(empty)} annotation file(s) are empty: {', '.join(empty[:3])})" if empty else ""),
                             path=annotations,
                             fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
     # fitted in slide-id order whatever order chose them (a cohort CSV's rows): the fit's float sums follow

@@ -50,8 +50,22 @@ def detail_line(res: Any, rescore: Any = None) -> str:
     if "stil_true" in attrs:
         parts.append(f"label {float(attrs['stil_true']):.1f} %")
     if attrs.get("source"):
-        parts.append(str(attrs["source"]))
+        parts.append(score_source(attrs))
     return "; ".join(parts)
+
+
+def score_source(attrs: dict) -> str:
+    """Which run scored the tiles, in words: an evaluation's tile file said the bare internal name
+    "evaluate" (helper h39d); train's says "cross-validation (out of fold)" already."""
+    source = str(attrs.get("source") or "")
+    if source != "evaluate":
+        return source
+    try:
+        n = int(attrs.get("n_models") or 1)
+    except (TypeError, ValueError):
+        n = 1
+    by = f"an ensemble of its {n} fold models" if str(attrs.get("scoring")) == "ensemble" and n > 1 else "its final model"
+    return f"scored in an evaluation ('weakstil evaluate', by {by})"
 
 
 def qc_view(attrs: dict) -> tuple[str, bool, str]:
