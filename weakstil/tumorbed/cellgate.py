@@ -306,11 +306,16 @@ def tumour_on_other_pieces(evidence: np.ndarray, tile_stats: np.ndarray | None, 
     if n < 2:
         return ""
     scale = float(slide_mpp) / float(mask_mpp)
-    piece = np.zeros(len(evidence), np.int64)
-    for i, (x, y) in enumerate(np.asarray(coords, np.float64).reshape(-1, 2)):
+    xy = np.asarray(coords, np.float64).reshape(-1, 2)
+    # the piece under each tile's centre; a tile whose centre lies on glass (an edge tile): the piece most under it
+    cy = np.clip(((xy[:, 1] + tile_size_level0 / 2) * scale).astype(np.int64), 0, pieces.shape[0] - 1)
+    cx = np.clip(((xy[:, 0] + tile_size_level0 / 2) * scale).astype(np.int64), 0, pieces.shape[1] - 1)
+    piece = pieces[cy, cx].astype(np.int64)
+    for i in np.flatnonzero((piece == 0) & (cells | bed)):
+        x, y = xy[i]
         block = pieces[int(y * scale):int(np.ceil((y + tile_size_level0) * scale)),
                        int(x * scale):int(np.ceil((x + tile_size_level0) * scale))]
-        piece[i] = np.bincount(block[block > 0]).argmax() if (block > 0).any() else 0  # the piece most under it
+        piece[i] = np.bincount(block[block > 0]).argmax() if (block > 0).any() else 0
     left = cells & (piece > 0) & ~np.isin(piece, np.unique(piece[bed]))
     if int(left.sum()) < OTHER_PIECE_TILES:
         return ""
