@@ -211,3 +211,48 @@ def test_the_cell_gate_is_not_set_aside_for_a_lymph_node(node):
     assert apply_cell_gate(*args)[1].startswith("set aside")  # without the veto's tiles: as before
     kept, said = apply_cell_gate(*args, vetoed)
     assert NO_TUMOUR_CELLS in said and "lymphoid tissue" in said and kept.max() == 0.0, said
+
+
+def test_tumour_on_another_core_dropped_by_the_seed_share_is_flagged(all_tumour, monkeypatch):
+    """Hunt 39b: a slide of three 1 mm core biopsies read 4.8 % (the first core's own 5.5 %): the
+    detector keeps a focus only with half the largest focus's seed area (``min_seed_share`` 0.5, the
+    quick demo's), so all of the second core's tumour (alone: a bed of 65 tiles, 24.1 %) was dropped,
+    status ok, no flag. Here the slide is cut by a band of glass into two pieces, seeds over the left
+    piece and a smaller focus on the right one: the bed keeps the left, and the bed says the right
+    piece's tumour is left out (`tumorbed_incomplete`). Without the cut (a focus beside the tumour on one
+    section: a look-alike), or with the share 0, nothing. (The share is 0.9 here: on this 0.6 mm slide
+    the cell gate leaves the left focus's seed area under twice the right's.)"""
+    from weakstil.bed_geometry import BedShape, grid_cells
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed.bed import SlideGeometry
+    from weakstil.tumorbed.cellgate import TumourCellGate
+    from weakstil.tumorbed.detector import TumorBedDetector
+    from weakstil.tumorbed.evidence import LogisticEvidence, stats_column_names
+
+    _, features = all_tumour
+    ff = FeaturesFile.read(features)
+    geom = SlideGeometry.from_file(ff)
+    cols = stats_column_names(ff.attr("tile_stats_columns"))
+    _, col, _ = grid_cells(geom.coords, geom.tile_size_level0)
+    # seeds over the left three columns of tiles, a focus of one column on the right (a third of the left's)
+    left, right = col <= col.max() - 2, col == col.max()
+    monkeypatch.setattr(TumorBedDetector, "tumour_evidence", lambda self, features, geom, tile_stats=None,
+                        stats_columns=None: np.where(left | right, 0.95, 0.02).astype(np.float32))
+    # a band of glass down the middle (on the tissue mask's grid): two tissue pieces
+    x0 = int((geom.coords[right, 0].min()) * geom.slide_mpp / geom.mask_mpp)
+    cut = geom.tissue_mask.copy()
+    cut[:, x0 - 3:x0] = False
+    dim = np.asarray(ff.features).shape[1]
+    ev = LogisticEvidence(np.zeros(dim, np.float32), 0.0, np.zeros(dim, np.float32), np.ones(dim, np.float32))
+
+    def bed(shape: BedShape, tissue: np.ndarray):
+        det = TumorBedDetector(ev, shape=shape, cell_gate=TumourCellGate(), meta={"model_id": "cores"})
+        return det.detect(np.asarray(ff.features), dataclasses.replace(geom, tissue_mask=tissue), ff.tile_stats, cols)
+
+    two = bed(BedShape(seed_threshold=0.4, bridge_um=30.0, min_seed_share=0.9), cut)
+    assert two.tile_flags[left].any() and not two.tile_flags[right].any()
+    assert "on 1 tissue piece the bed does not reach" in two.incomplete, two.incomplete
+    assert bed(BedShape(seed_threshold=0.4, bridge_um=30.0, min_seed_share=0.0), cut).incomplete == ""
+    # one piece: a focus dropped beside the tumour on the same section is a look-alike, as before
+    one = bed(BedShape(seed_threshold=0.4, bridge_um=30.0, min_seed_share=0.9), geom.tissue_mask)
+    assert not one.tile_flags[right].any() and "tissue piece" not in one.incomplete, one.incomplete

@@ -56,9 +56,20 @@ INK_ONLY = "looks like marker ink"
 
 
 def no_tissue(path: str | Path, warnings: list[str] | None = None, tissue_mm2: float = 0.0,
-              threshold: float | None = None) -> NoTissueError:
+              threshold: float | None = None, debris: tuple[int, float, float, float] | None = None) -> NoTissueError:
     """The error of a slide with 0 tissue tiles: why it may not be H&E when the detector said so; how
-    much tissue it found (``tissue_mm2``) when some was, too little to fill a tile to ``threshold``."""
+    much tissue it found (``tissue_mm2``) when some was, too little to fill a tile to ``threshold``;
+    ``debris``: ``(pieces, mm² in all, largest mm², debris size mm²)`` of stained pieces the detector
+    dropped as debris, when there were some (a fragment too small to score, not a blank slide)."""
+    if tissue_mm2 <= 0 and not warnings and debris is not None:
+        # a biopsy fragment of 0.1 mm² (its stained part 0.02 mm², the rest fat) was told to check the slide
+        # is not blank, or to lower the tissue threshold, which cannot bring back what the detector dropped
+        n, total, largest, limit = debris
+        return NoTissueError(f"no tissue found (0 tiles): only {n} stained piece{'s' if n != 1 else ''}, "
+                             f"{total:.4f} mm² in all (the largest {largest:.4f} mm²; a piece under {limit:g} mm² is "
+                             "dropped as debris)",
+                             path=path, fix="look at the slide: a tissue fragment this small is too small to score "
+                                            "(rescan it or score a larger section); dust or a bubble is a blank slide")
     if tissue_mm2 > 0 and not warnings:  # not blank: a small piece (or strands) under the threshold
         return NoTissueError(f"no tissue found (0 tiles): the tissue found, {tissue_mm2:.3f} mm², fills no tile to "
                              f"the tissue threshold{f' {threshold:g}' if threshold is not None else ''}", path=path,

@@ -148,7 +148,9 @@ class SlideTiles:
     def no_tissue_error(self, path: str | Path) -> NoTissueError:
         """The error of these tiles when there are none: why the slide may not be H&E, or how much
         tissue was found that fills no tile to the threshold."""
-        return no_tissue(path, self.warnings, self.tissue_mm2, self.params.tissue_threshold)
+        return no_tissue(path, self.warnings, self.tissue_mm2, self.params.tissue_threshold,
+                         debris_pieces(self.thumbnail, self.mask_mpp, self.params.tissue)
+                         if self.tissue_mm2 <= 0 and not self.warnings else None)
 
     @property
     def tile_size_level0(self) -> float:
@@ -240,6 +242,30 @@ class GridTooLarge(UsageError):
 
     def for_model(self) -> WeakSTILError:
         return WeakSTILError(self.model_message, path=self.path, fix=self.model_fix)
+
+
+#: Stained area (µm², all pieces together) from which the pieces dropped as debris are named in the
+#: no-tissue error: a few cells' worth of stain (a 70 µm square); less is dust or a speck.
+DEBRIS_NAMED_UM2 = 5_000.0
+
+
+def debris_pieces(thumb: np.ndarray | None, mask_mpp: float,
+                  params: TissueParams) -> tuple[int, float, float, float] | None:
+    """``(pieces, mm² in all, largest mm², debris size mm²)`` of the stained pieces the tissue detector drops
+    as debris on a slide where it found no tissue (``None``: none worth naming, or no thumbnail). Measured
+    without the fat step, as the detector judges (it adds fat only beside a debris-sized stained piece)."""
+    if thumb is None or params.min_object_um2 <= 0:
+        return None
+    from scipy import ndimage as ndi
+
+    small = detect_tissue(thumb, mask_mpp, replace(params, min_object_um2=0.0, fat_window_um=0.0))
+    labels, n = ndi.label(small)
+    if n == 0:
+        return None
+    areas = np.bincount(labels.ravel())[1:] * mask_mpp ** 2
+    if areas.sum() < DEBRIS_NAMED_UM2:
+        return None
+    return n, float(areas.sum()) / 1e6, float(areas.max()) / 1e6, params.min_object_um2 / 1e6
 
 
 def all_ink_reason(unpenned: np.ndarray | None, mask_mpp: float, min_um2: float) -> str | None:

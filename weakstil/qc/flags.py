@@ -60,7 +60,9 @@ mpp_overridden                 ``--slide-mpp`` replaced the resolution the slide
                                meant for the slide without one, also changes the others)
 tumorbed_incomplete            the detector's bed left out tiles with tumour cells joined to its own
                                tumour, a third of its tiles or more
-                               (:func:`weakstil.tumorbed.cellgate.tumour_cells_left_out`)
+                               (:func:`weakstil.tumorbed.cellgate.tumour_cells_left_out`), or
+                               tumour on a tissue piece it does not reach (another core or section:
+                               :func:`weakstil.tumorbed.cellgate.tumour_on_other_pieces`)
 tumorbed_lymphoid              the detector's lymphoid veto left no bed and was set aside: the bed
                                lies where the tumour evidence is lymphoid tissue, a TIL-rich bed or
                                an aggregate / lymph node taken for tumour (a bed of 2 tiles on a
@@ -175,7 +177,7 @@ MEANING: dict[str, str] = {
     Flag.UPSAMPLED.value: "scanned coarser than the model reads: the tiles were upsampled and hold less detail",
     Flag.ANNOTATION_MISPLACED.value: "the drawn tumour bed looked drawn in another frame or unit (mostly off the tissue as written): check "
                                      "where it lies",
-    Flag.TUMORBED_INCOMPLETE.value: "the detected tumour bed left out a third or more of its tumour's tiles",
+    Flag.TUMORBED_INCOMPLETE.value: "the detected tumour bed left out a third or more of its tumour's tiles, or the tumour of another tissue piece (core or section)",
     Flag.TUMORBED_LYMPHOID.value: "the detected tumour bed lies on lymphoid tissue (a TIL-rich bed, or an aggregate "
                                   "or lymph node taken for tumour): check the bed",
     Flag.BED_STROMA.value: "the tumour bed holds far less or far more stroma than the training beds (solid tumour, "

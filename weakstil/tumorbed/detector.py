@@ -30,7 +30,8 @@ from weakstil.errors import UsageError, WeakSTILError
 from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, folder_of_file_fix, meta_format_version
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.cellgate import (NO_TUMOUR_CELLS, TumourCellGate, apply_cell_gate, gate_applied,
-                                        seeds_without_tumour_cells, tumour_cells_left_out)
+                                        seeds_without_tumour_cells, tumour_cells_left_out,
+                                        tumour_on_other_pieces)
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
@@ -175,6 +176,10 @@ class TumorBedDetector:
             if gate_applied(gated):
                 bed.incomplete = tumour_cells_left_out(seeds, tile_stats, stats_columns, geom.coords,
                                                        geom.tile_size_level0, self.shape.seed_threshold, bed.tile_flags)
+                # a second core or section whose tumour focus the seed-share rule dropped (hunt 39b)
+                bed.incomplete = bed.incomplete or tumour_on_other_pieces(
+                    seeds, tile_stats, stats_columns, geom.coords, geom.tile_size_level0, geom.slide_mpp,
+                    geom.tissue_mask, geom.mask_mpp, self.shape.seed_threshold, bed.tile_flags)
             return bed
 
         if verdict.ok and not lacking:
