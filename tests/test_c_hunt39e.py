@@ -6,10 +6,17 @@
    at ``none`` (exit 1), a folder of two stain normalisations; with ``--no-tile-stats`` the two were "up
    to date" and the new slide's cache had no tile statistics (exit 0), a folder with and without them.
    Now one usage line before any work (exit 2) naming the folder, both settings and the fix; nothing written.
+2. Five decisions were taken on an error's words: scoring's fallback to a model's seeded random weights
+   ("no published weights"), a --tumorbed-beds file of another kind or interrupted ("not a tumour-bed
+   file", "incomplete"), a cohort's interrupted feature cache ("incomplete") and ``info``'s description of a
+   slide without µm/px ("microns-per-pixel", which a plain PNG's error also says). A reworded message
+   would have turned each into another error. Now each decides on a class (NoPublishedWeightsError,
+   OtherKindError, IncompleteFileError, NoMppError), raised where the message said it; the words are unchanged.
 """
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -49,3 +56,80 @@ def test_embed_without_tile_stats_of_cached_slides_only_is_up_to_date(tmp_path, 
     r = run_cli("embed", demo / "cohort" / "slides" / f"{cache.stem}.tiff", "--out", folder, "--encoder",
                 demo / "model" / "encoder", "--threads", "1", "--no-tile-stats")
     assert r.returncode == 0, r.stderr  # its cache holds more than the run asks for: nothing would mix
+
+
+def test_scoring_falls_back_to_random_weights_on_the_class_not_the_words(tmp_path, monkeypatch):
+    from weakstil.encoders import factory
+    from weakstil.encoders.factory import NoPublishedWeightsError  # (old: no such class)
+    from weakstil.score import ScoreOptions
+    from weakstil.scoring_encoder import load_scoring_encoder
+
+    with pytest.raises(NoPublishedWeightsError, match="has no published weights"):  # the words users read
+        factory.create_encoder("small-cnn")
+    real = factory.create_encoder
+    sha = real("small-cnn", weights="random").weights_sha256
+
+    def reworded(name, weights=None, **kw):
+        if weights is None:
+            raise NoPublishedWeightsError(f"no weights are published for {name!r}", path=None)
+        return real(name, weights=weights, **kw)
+
+    monkeypatch.setattr(factory, "create_encoder", reworded)
+    (tmp_path / "model").mkdir()
+    opts = ScoreOptions(model=tmp_path / "model", out=tmp_path / "out", device="cpu")
+    encoder = load_scoring_encoder(opts, {"encoder": {"name": "small-cnn", "weights_sha256": sha}})
+    assert encoder.weights_sha256 == sha  # the model's seeded random weights, whatever the words
+
+
+def test_a_bed_folder_file_of_another_kind_or_interrupted_is_told_by_its_class(tmp_path, monkeypatch):
+    from weakstil.files.h5 import IncompleteFileError, OtherKindError  # (old: no such classes)
+    from weakstil.tumorbed import resolver
+    from weakstil.errors import WeakSTILError
+
+    path = tmp_path / "S1.h5"
+    path.write_bytes(b"")
+    for error, said in ((OtherKindError("is some other file", path=path), "--tumorbed-beds holds this file"),
+                        (IncompleteFileError("was cut short", path=path), "file is incomplete (an interrupted run)")):
+        def read(p, error=error):
+            raise error
+        monkeypatch.setattr(resolver.BedFile, "read", read)
+        with pytest.raises(WeakSTILError, match=re.escape(said)):
+            resolver.read_precomputed(path, "S1", None)
+
+
+def test_a_cohorts_interrupted_feature_cache_is_told_by_its_class(tmp_path, monkeypatch):
+    from weakstil import cohort
+    from weakstil.files import FeaturesFile
+    from weakstil.files.h5 import IncompleteFileError  # (old: no such class)
+
+    path = tmp_path / "S1.h5"
+    path.write_bytes(b"")
+
+    def read_header(p):
+        raise IncompleteFileError("was cut short", path=p)
+
+    monkeypatch.setattr(FeaturesFile, "read_header", read_header)
+    assert cohort._check_features(path, "S1.h5") == ("features S1.h5 are incomplete (interrupted run)", None)
+
+
+def test_info_describes_a_slide_without_mpp_on_the_class_not_the_words(tmp_path, monkeypatch):
+    from test_a_hunt15 import _small_tiff
+    from weakstil import slide as slide_module
+    from weakstil.errors import NoMppError  # (old: no such class)
+
+    path = _small_tiff(tmp_path / "nompp.tif", "jpeg", mpp=None)
+    real = slide_module._resolve_mpp
+
+    def reworded(*args, **kw):
+        try:
+            return real(*args, **kw)
+        except NoMppError as exc:
+            raise NoMppError("states no resolution", path=exc.path, fix=exc.fix) from None
+
+    monkeypatch.setattr(slide_module, "_resolve_mpp", reworded)
+    r = run_cli("info", path)
+    assert r.returncode == 0 and "µm/px unknown" in r.stdout, r.stderr  # described, whatever the words
+    png = tmp_path / "snap.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # its error says "no microns-per-pixel" too: still an error
+    r = run_cli("info", png)
+    assert r.returncode != 0 and "plain PNG image" in _said(r.stderr)
