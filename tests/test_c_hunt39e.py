@@ -12,6 +12,10 @@
    slide without µm/px ("microns-per-pixel", which a plain PNG's error also says). A reworded message
    would have turned each into another error. Now each decides on a class (NoPublishedWeightsError,
    OtherKindError, IncompleteFileError, NoMppError), raised where the message said it; the words are unchanged.
+3. A European-Excel ';' CSV (decimal commas), which train's cohort reader reads since hunt 39c, was refused
+   by ``--slides`` ("the slide list is separated by ';', not commas", exit 2: score, embed, info...) and by
+   ``evaluate --oof`` ("the CSV is separated by ';'"). Now read by the same rule (a ';' header with no
+   comma): the list's ids, paths and mpp ('0,5'), the predictions' decimal commas; metrics as the comma file's.
 """
 
 from __future__ import annotations
@@ -133,3 +137,37 @@ def test_info_describes_a_slide_without_mpp_on_the_class_not_the_words(tmp_path,
     png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))  # its error says "no microns-per-pixel" too: still an error
     r = run_cli("info", png)
     assert r.returncode != 0 and "plain PNG image" in _said(r.stderr)
+
+
+def test_a_semicolon_slide_list_is_read(tmp_path, small_demo):
+    demo = small_demo[0]
+    slides = sorted((demo / "cohort" / "slides").glob("*.tiff"))[:2]
+    listed = tmp_path / "list.csv"
+    listed.write_text("slide_id;path;mpp\n" + "".join(f"lab{i};{p};0,25\n" for i, p in enumerate(slides)),
+                      encoding="utf-8")
+    r = run_cli("info", "--slides", listed)
+    assert r.returncode == 0, _said(r.stderr)  # was 2: "the slide list is separated by ';', not commas"
+    lines = r.stdout.splitlines()
+    assert [ln.split()[0] for ln in lines] == ["lab0", "lab1"] and all("0.25 µm/px (override)" in ln for ln in lines)
+
+
+def test_evaluate_reads_semicolon_predictions_and_labels(tmp_path, small_demo):
+    import json
+
+    import pandas as pd
+
+    demo = small_demo[0]
+    oof = pd.read_csv(demo / "model" / "cv" / "oof_predictions.csv", dtype={"slide_id": str})
+    labels = pd.read_csv(demo / "cohort" / "labels.csv", dtype={"slide_id": str})
+    labels = labels[labels["slide_id"].isin(oof["slide_id"])]  # (the held-out slides have no OOF prediction)
+    semi = tmp_path / "labels.csv"
+    labels.assign(path=[str(demo / "cohort" / p) for p in labels["path"]]).to_csv(semi, sep=";", index=False,
+                                                                                   decimal=",")
+    pred = tmp_path / "oof.csv"
+    oof.to_csv(pred, sep=";", index=False, decimal=",")
+    assert "," in pred.read_text(encoding="utf-8")  # decimal commas, as a German Excel writes them
+    r = run_cli("evaluate", semi, "--oof", pred, "--out", tmp_path / "ev")
+    assert r.returncode == 0, _said(r.stderr)  # was 2: "the CSV is separated by ';', not commas"
+    truth = labels.set_index("slide_id")["stil"].astype(float)
+    expected = (oof.set_index("slide_id")["stil_pred"] - truth.reindex(oof["slide_id"]).values).abs().mean()
+    assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["mae"] == pytest.approx(expected, abs=1e-6)
