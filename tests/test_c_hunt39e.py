@@ -16,6 +16,12 @@
    by ``--slides`` ("the slide list is separated by ';', not commas", exit 2: score, embed, info...) and by
    ``evaluate --oof`` ("the CSV is separated by ';'"). Now read by the same rule (a ';' header with no
    comma): the list's ids, paths and mpp ('0,5'), the predictions' decimal commas; metrics as the comma file's.
+   The workflow's reading of a ';' cohort's mpp column (``cohort_mpps``) gave {}: now the column's values.
+4. A well-formed but empty ImageScope or ASAP XML (``<Annotations/>``, ``<ASAP_Annotations><Annotations/>``)
+   was the plain "holds no (positive) regions" error, so ``tumorbed train`` refused the whole training for
+   it while it left an empty GeoJSON's slide out (helper h39d). Now an :class:`EmptyAnnotationError` too;
+   and the detector's model.json lists the slides left out (``left_out``: slide, annotation file, reason:
+   empty, or covering no tissue tile), which were only warned about.
 """
 
 from __future__ import annotations
@@ -149,6 +155,13 @@ def test_a_semicolon_slide_list_is_read(tmp_path, small_demo):
     assert r.returncode == 0, _said(r.stderr)  # was 2: "the slide list is separated by ';', not commas"
     lines = r.stdout.splitlines()
     assert [ln.split()[0] for ln in lines] == ["lab0", "lab1"] and all("0.25 µm/px (override)" in ln for ln in lines)
+    import os
+
+    from weakstil.cohort import read_cohort
+    from weakstil.slide_list import cohort_mpps
+
+    table = read_cohort(listed, check_files=False, require_labels=False).table  # the workflow's reading of a cohort:
+    assert cohort_mpps(listed, table) == {os.path.abspath(p): 0.25 for p in slides}  # was {}: its mpp column unread
 
 
 def test_evaluate_reads_semicolon_predictions_and_labels(tmp_path, small_demo):
@@ -171,3 +184,33 @@ def test_evaluate_reads_semicolon_predictions_and_labels(tmp_path, small_demo):
     truth = labels.set_index("slide_id")["stil"].astype(float)
     expected = (oof.set_index("slide_id")["stil_pred"] - truth.reindex(oof["slide_id"]).values).abs().mean()
     assert json.loads((tmp_path / "ev" / "metrics.json").read_text())["mae"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_an_empty_xml_annotation_is_left_out_and_recorded(tmp_path, small_demo):
+    import json
+
+    from weakstil.annotation_errors import AnnotationError, EmptyAnnotationError
+    from weakstil.annotations import load_polygons
+    from weakstil.tumorbed.training_cache import train_tumorbed_from_cache
+
+    demo = small_demo[0]
+    ids = sorted(p.stem for p in (demo / "features").glob("*.h5"))[:4]
+    beds = tmp_path / "beds"
+    beds.mkdir()
+    for sid in ids[:2]:
+        shutil.copy(demo / "cohort" / "truth" / f"{sid}_tumorbed.geojson", beds)
+    (beds / f"{ids[2]}.xml").write_text("<Annotations/>")
+    (beds / f"{ids[3]}.xml").write_text("<ASAP_Annotations><Annotations/></ASAP_Annotations>")
+    for sid in ids[2:]:  # (old: AnnotationError "... holds no (positive) regions" / "no polygon annotations")
+        with pytest.raises(EmptyAnnotationError, match="no outline is drawn in it"):
+            load_polygons(beds / f"{sid}.xml")
+    (tmp_path / "other.xml").write_text("<foo/>")  # XML of something else: the plain error, as before
+    with pytest.raises(AnnotationError) as info:
+        load_polygons(tmp_path / "other.xml")
+    assert not isinstance(info.value, EmptyAnnotationError)
+    detector = train_tumorbed_from_cache(demo / "features", beds, slide_ids=ids, lymphoid_veto=False,
+                                         ink_veto=False, infiltrate=False, tumour_cell_gate=False)
+    assert detector.meta["model_id"] == "tumorbed-2slides"  # (old: the training refused)
+    meta = json.loads((detector.save(tmp_path / "det") / "model.json").read_text())
+    assert meta["left_out"] == [{"slide_id": sid, "annotation": f"{sid}.xml", "reason": "empty: nothing drawn in it"}
+                                for sid in ids[2:]]  # (old: no record; a warning only)
