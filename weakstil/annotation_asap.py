@@ -15,7 +15,7 @@ from pathlib import Path
 
 from weakstil.annotation_classes import (choose_bed, class_name, is_exclusion, not_bed_areas, says_what_it_is,
                                          warn_tumour_named_cut)
-from weakstil.annotation_errors import AnnotationError, all_finite, not_bed, not_finite
+from weakstil.annotation_errors import EMPTY_FIX, AnnotationError, EmptyAnnotationError, all_finite, not_bed, not_finite
 from weakstil.annotation_geometry import valid_parts
 
 log = logging.getLogger("weakstil.annotations")
@@ -50,6 +50,8 @@ def asap_polygons(root, path: Path) -> tuple[list, list]:
     CAMELYON's ``_2``), and the groups inside them, are cut out of it."""
     from shapely.geometry import Polygon
 
+    if root.find(".//Annotation") is None:  # '<ASAP_Annotations><Annotations/>': saved before drawing
+        raise EmptyAnnotationError("ASAP XML holds no annotations: no outline is drawn in it", path=path, fix=EMPTY_FIX)
     chains = group_chains(root)
     named, excluded, cut_names, nested = [], [], [], set()
     for ann in root.iter("Annotation"):

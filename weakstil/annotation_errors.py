@@ -15,9 +15,14 @@ class AnnotationError(WeakSTILError):
 
 
 class EmptyAnnotationError(AnnotationError):
-    """An annotation file with nothing drawn in it (0 bytes, blank, or a GeoJSON with no features): a slide
+    """An annotation file with nothing drawn in it (0 bytes, blank, a GeoJSON with no features, an ImageScope or
+    ASAP XML with no regions: ``<Annotations/>``, hunt 39e): a slide
     exported before its outline was drawn. 'tumorbed train' leaves such a slide out with a warning where a
     malformed file refuses the training (a file cut short may be a bed lost, an empty one says nothing)."""
+
+
+#: The fix of an :class:`EmptyAnnotationError`.
+EMPTY_FIX = "export the outline again after drawing it, or remove the file"
 
 
 def all_finite(coords) -> bool:

@@ -17,7 +17,8 @@ import numpy as np
 from weakstil.annotation_classes import (EXCLUDED_NAMES, NOT_BED_NAMES, ROI_NAMES, TUMOR_BED_NAMES,  # noqa: F401
                                          choose_bed, class_name, is_exclusion, not_bed_areas, says_what_it_is,
                                          warn_tumour_named_cut)
-from weakstil.annotation_errors import AnnotationError, EmptyAnnotationError, all_finite, not_bed, not_finite
+from weakstil.annotation_errors import (EMPTY_FIX, AnnotationError, EmptyAnnotationError, all_finite, not_bed,
+                                        not_finite)
 from weakstil.annotation_geometry import valid_parts
 from weakstil.settings import SLIDE_FILE_SUFFIXES  # an annotation's name may keep one (QuPath)
 
@@ -129,7 +130,7 @@ def load_polygons(path: str | Path, geom=None):
     suffix = path.suffix.lower()
     if path.stat().st_size < 4096 and not path.read_bytes().strip(b" \t\r\n\x00\xef\xbb\xbf"):  # BOM, blanks
         raise EmptyAnnotationError(f"is empty ({path.stat().st_size} bytes): no outline is drawn in it", path=path,
-                                   fix="export the outline again after drawing it, or remove the file")
+                                   fix=EMPTY_FIX)
     excluded: list = []
     if suffix in (".geojson", ".json"):
         from weakstil.annotation_geojson import geojson_polygons
@@ -360,6 +361,9 @@ def _imagescope_polygons(path: Path) -> tuple[list, list]:
         from weakstil.annotation_wkt import SEDEEN, unread_format
 
         raise unread_format(path, SEDEEN)
+    if root.tag == "Annotations" and root.find(".//Region") is None:  # '<Annotations/>': saved before drawing
+        raise EmptyAnnotationError(f"{'HALO' if root.find('.//V') is not None else 'ImageScope'} XML holds no "
+                                   "regions: no outline is drawn in it", path=path, fix=EMPTY_FIX)
     if root.tag == "ASAP_Annotations":
         from weakstil.annotation_asap import asap_polygons
 

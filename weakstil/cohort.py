@@ -104,7 +104,7 @@ def _check_features(path: Path, shown: str, slide: Path | None = None) -> tuple[
     content fingerprint, :mod:`weakstil.fingerprint`), or ``None``; and the slide fingerprint the
     cache records (``None``: none)."""
     from weakstil.files import FeaturesFile, SlideFileError
-    from weakstil.files.h5 import H5ReadError
+    from weakstil.files.h5 import H5ReadError, IncompleteFileError
     from weakstil.fingerprint import recorded, slide_fingerprint
 
     if not path.exists():
@@ -114,7 +114,7 @@ def _check_features(path: Path, shown: str, slide: Path | None = None) -> tuple[
     except H5ReadError:  # another user's cache is no damaged one: it said 'embed these slides again' (hunt 35c)
         return f"features {shown} are unreadable" + ("" if os.access(path, os.R_OK) else " by this user (permission denied)"), None
     except SlideFileError as exc:
-        if "incomplete" in exc.message:
+        if isinstance(exc, IncompleteFileError):
             return f"features {shown} are incomplete (interrupted run)", None
         return f"features {shown}: {exc.message}", None
     mine = recorded(attrs)

@@ -41,6 +41,11 @@ class SlideError(WeakSTILError):
         super().__init__(message, path=path, fix=fix)
 
 
+class NoMppError(SlideError):
+    """The slide's metadata states no microns-per-pixel: ``--slide-mpp`` gives it (``info`` and the viewer
+    then describe or show the slide in pixels)."""
+
+
 class NoTissueError(WeakSTILError):
     """Tissue detection found nothing to tile; ``warnings`` says why the image may not be
     brightfield H&E (e.g. a fluorescence scan)."""

@@ -344,6 +344,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     lies in a model folder, that model and its sTIL-high threshold (the default ``threshold``)."""
     from weakstil import evaluation_results as er, insample
     from weakstil.cohort import id_mismatch_fix, read_cohort
+    from weakstil.cohort_csv import csv_separator
     from weakstil.modeldir import ModelDir
     from weakstil.runtime import sha256_file
     from weakstil.score import STATUS_OK
@@ -358,7 +359,8 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
     if threshold is None:
         threshold = float(owner[1].get("threshold", STIL_THRESHOLD)) if owner else STIL_THRESHOLD
     try:
-        pred = csv_cells.read_csv(oof_path, dtype={"slide_id": str})
+        pred = er.decimal_commas(csv_cells.read_csv(oof_path, dtype={"slide_id": str}, sep=csv_separator(oof_path)),
+                                 oof_path)  # a European spreadsheet's ';' CSV, as the cohort reader reads it
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise WeakSTILError(f"cannot read predictions ({str(exc).splitlines()[0]})", path=oof_path,
                             fix="pass MODEL/cv/oof_predictions.csv or a 'weakstil score' results.csv") from None

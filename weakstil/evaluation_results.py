@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,20 @@ def refuse_other_separator(table: pd.DataFrame, path: Path) -> None:
         raise WeakSTILError(f"the CSV is separated by {sep!r}, not commas (one column: {columns[0][:60]})", path=path,
                             fix="save it comma-separated with decimals as points, or pass the file as "
                                 "'weakstil score' or 'weakstil train' wrote it")
+
+
+def decimal_commas(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Predictions saved by a European-locale spreadsheet (';'-separated, read so): a column whose cells are all
+    numbers, some with a decimal comma ('10,5'), as numbers (10.5). Such a file was refused whole until hunt 39e
+    ("separated by ';', not commas"), though the cohort reader reads its labels."""
+    number = re.compile(r"[+-]?(\d+|\d*,\d+)")
+    for col in table.columns:
+        cells = [str(v).strip() for v in table[col] if isinstance(v, str) and str(v).strip()]
+        if col != "slide_id" and cells and any("," in c for c in cells) and all(number.fullmatch(c) for c in cells):
+            table[col] = pd.to_numeric(table[col].map(lambda v: v.replace(",", ".") if isinstance(v, str) else v),
+                                       errors="coerce")
+            log.info("%s: column %s read with decimal commas (%s)", path, col, cells[0])
+    return table
 
 
 def is_score_results(table: pd.DataFrame) -> bool:

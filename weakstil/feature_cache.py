@@ -272,22 +272,39 @@ def refuse_other_folder(features_dir: str | Path, meta: dict, params: TilingPara
                              "embeds the slides there), or add --overwrite to replace these caches")
 
 
-def refuse_mixing_folder(out: str | Path, encoder: Encoder, params: TilingParams) -> None:
+def refuse_mixing_folder(out: str | Path, encoder: Encoder, params: TilingParams, tile_stats: bool = True,
+                         new: bool = True) -> None:
     """``weakstil embed -o DIR`` (without ``--overwrite``): a folder whose every feature cache holds
-    another encoder's or tiling's features than this run's is one usage error before any work. New
-    slides were embedded there at the run's settings (exit 0), a folder of two tilings that ``train``
-    refuses only later (a run started while another writes the folder at other settings: the same, once
-    the other run's first cache is there)."""
+    another encoder's, tiling's or stain normalisation's features than this run's, or tile statistics
+    that this run (``--no-tile-stats``) would leave out of its ``new`` slides' caches, is one usage error
+    before any work. New slides were embedded there at the run's settings (exit 0), a folder of two
+    tilings that ``train`` refuses only later (a run started while another writes the folder at other
+    settings: the same, once the other run's first cache is there); of two stain normalisations, or with
+    and without tile statistics, the folder's slides failed one by one and the new ones mixed it (hunt 39e).
+    A cache without tile statistics is no mix for a run that measures them: the slide is embedded again."""
     from weakstil.errors import UsageError
 
-    found = _other_folder(out, _weights_record(encoder), params)
-    if found:
-        what, n, example = found
-        raise UsageError(f"holds features of {what} than this run's in "
-                         f"{f'all {n} of its feature caches' if n > 1 else 'its one feature cache'} ({example}); "
-                         "embedding here would mix the folder, which train and evaluate refuse", path=out,
-                         fix="embed into another --out, give the encoder and tiling options the folder was made "
-                             "with, or pass --overwrite with all of its slides to embed them again at these")
+    def measured(attrs: dict) -> list[str]:  # (a cache with statistics serves a run without: only new ones mix)
+        return [d for d in _measured_differences(attrs, encoder, tile_stats)
+                if d.startswith("stain") or (new and not tile_stats)]
+
+    found = _other_folder(out, _weights_record(encoder), params, measured)
+    if not found:
+        return
+    what, n, example = found
+    caches = f"all {n} of its feature caches" if n > 1 else "its one feature cache"
+    fix = ("embed into another --out, give the encoder and tiling options the folder was made with, or pass "
+           "--overwrite with all of its slides to embed them again at these")
+    if what.endswith("normalisation"):
+        fix = ("embed into another --out, give the --stain-norm the folder was made with, or pass --overwrite "
+               "with all of its slides to embed them again at this one")
+    if what == "tile statistics":
+        raise UsageError(f"holds tile statistics in {caches} ({example}), which this run (--no-tile-stats) would "
+                         "leave out of its new slides' caches; embedding here would mix the folder", path=out,
+                         fix="leave out --no-tile-stats, embed into another --out, or pass --overwrite with all of "
+                             "its slides to embed them all again without")
+    raise UsageError(f"holds features of {what} than this run's in {caches} ({example}); embedding here would "
+                     "mix the folder, which train and evaluate refuse", path=out, fix=fix)
 
 
 def refuse_partial_overwrite(out: str | Path, encoder: Encoder, params: TilingParams, replaced: set[str],
@@ -352,21 +369,25 @@ def _cache_differences(path: Path, enc: dict, params: TilingParams) -> tuple[dic
                    for name, t, m in zip(_NAMES, theirs, mine) if (abs(t - m) > 1e-6 if isinstance(m, float) else t != m)]
 
 
-def _other_folder(features_dir: str | Path, enc: dict, params: TilingParams) -> tuple[str, int, str] | None:
+def _other_folder(features_dir: str | Path, enc: dict, params: TilingParams,
+                  measured: Callable[[dict], list[str]] | None = None) -> tuple[str, int, str] | None:
     """``(what, how many, an example)`` when every feature cache in the folder differs from this
-    encoder (its weights record) and tiling; ``None`` when one fits or there is none."""
+    encoder (its weights record) and tiling, or in ``measured(its attributes)`` (stain normalisation,
+    tile statistics); ``None`` when one fits or there is none."""
     example, what, n = None, "", 0
     for path in sorted(Path(features_dir).glob("*.h5")) if Path(features_dir).is_dir() else []:
         found = _cache_differences(path, enc, params)
         if found is None:
             continue  # not a features file, or an unreadable one: the slide says so
-        differs = found[1]
+        differs = found[1] + (measured(found[0]) if measured is not None else [])
         if not differs:
             return None
         n += 1
         if example is None:  # named as refuse_other_work names a slide's: another encoder, tiling, tissue threshold
             what = "another encoder" if differs[0].startswith(_NAMES[0]) else "another tissue threshold" if \
-                differs[0].startswith(_NAMES[4]) else "another tiling"
+                differs[0].startswith(_NAMES[4]) else "another stain normalisation" if \
+                differs[0].startswith("stain") else "tile statistics" if differs[0].startswith("tile stat") \
+                else "another tiling"
             example = f"{path.name}: {', '.join(differs)}"
     return (what, n, example) if n else None
 

@@ -205,7 +205,7 @@ def score_file_rows(folder: Path, listed: set[str], unreadable: list[str] | None
     ``<file>: why`` of each such file that is damaged or incomplete (another kind of file is not
     this run's and is passed over)."""
     from weakstil.files import SlideScoresFile
-    from weakstil.files.h5 import H5ReadError
+    from weakstil.files.h5 import H5ReadError, IncompleteFileError
 
     rows = []
     for path in sorted(folder.glob("*.h5")):
@@ -214,7 +214,7 @@ def score_file_rows(folder: Path, listed: set[str], unreadable: list[str] | None
         try:
             attrs = SlideScoresFile.read_header(path)[0]
         except (WeakSTILError, OSError, ValueError, KeyError) as exc:  # not a score file: not this run's
-            if unreadable is not None and (isinstance(exc, H5ReadError) or "incomplete" in str(exc)):
+            if unreadable is not None and isinstance(exc, (H5ReadError, IncompleteFileError)):
                 unreadable.append(f"{path.name}: {exc.message if isinstance(exc, WeakSTILError) else exc}")
             continue
         if str(attrs.get("slide_id", "")) != path.stem:

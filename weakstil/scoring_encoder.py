@@ -22,7 +22,7 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
     """The encoder the model was trained on: ``--encoder``, else ``MODEL/encoder``, else the
     card recorded in the model; its weights must hash to what the model recorded."""
     from weakstil.encoders.cards import UnknownEncoderNameError
-    from weakstil.encoders.factory import create_encoder
+    from weakstil.encoders.factory import NoPublishedWeightsError, create_encoder
 
     recorded = meta.get("encoder", {})
     name = opts.encoder
@@ -34,7 +34,7 @@ def load_scoring_encoder(opts: ScoreOptions, meta: dict):
     try:
         encoder = create_encoder(name, weights=opts.weights, device=opts.device)
     except WeakSTILError as exc:  # the card is not found: CardError
-        if opts.weights is None and bundled is None and "no published weights" in exc.message:
+        if opts.weights is None and bundled is None and isinstance(exc, NoPublishedWeightsError):
             # features embedded with --weights random (seeded): the model records their hash, so the
             # same random weights are recognised rather than asked for again
             encoder = create_encoder(name, weights="random", device=opts.device)

@@ -11,6 +11,7 @@ import logging
 import math
 from pathlib import Path
 
+from weakstil.cohort_csv import csv_separator
 from weakstil.errors import UsageError, WeakSTILError
 
 log = logging.getLogger(__name__)
@@ -94,8 +95,10 @@ def read_slide_list(path: Path) -> ListedSlides:
     # a CSV's header names a path column (a spreadsheet's ';' or tab-separated save: the cohort reader says how to mend it)
     columns = {c.strip().lower() for sep in ",;\t" if sep in header for c in next(csv.reader([header], delimiter=sep))}
     other = next((sep for sep in ";\t" if sep in header and "," not in header), None)
-    if other and "path" in columns:  # a European spreadsheet's 'CSV' (';', decimal commas) or 'Text (Tab delimited)':
-        # it said "names no slide. Fix: write one slide path a line" (path;mpp), or asked for a stil column (slide_id;path)
+    # a European spreadsheet's 'CSV' (';', decimal commas) is read as the cohort reader reads it (refused until
+    # hunt 39e, which train read); its 'Text (Tab delimited)' is not: it said "names no slide. Fix: write one slide
+    # path a line" (path<TAB>mpp), or asked for a stil column (slide_id<TAB>path)
+    if other and "path" in columns and csv_separator(path) != other:
         raise UsageError(f"--slides: the slide list is separated by {other!r}, not commas (its header: "
                          f"{header.strip()[:60]})", path=path,
                          fix="save it as a comma-separated CSV (from a spreadsheet: 'CSV UTF-8 (Comma delimited)') "
@@ -103,8 +106,8 @@ def read_slide_list(path: Path) -> ListedSlides:
     if header.strip().strip('"').lower() == "path":  # a CSV of one column: its header is no slide
         listed = _from_text(path, lines[lines.index(header) + 1:])
     else:
-        listed = (_from_csv(path) if "slide_id" in columns else _path_column(path, lines)) if "path" in columns \
-            else _from_text(path, lines)
+        listed = (_from_csv(path) if "slide_id" in columns else _path_column(path, lines, other or ",")) \
+            if "path" in columns else _from_text(path, lines)
     _refuse_all_missing(path, listed, header if "," in header and "path" not in columns else "")
     log.info("%s: %d slide(s) listed", path, len(listed))
     if getattr(listed, "mpps", None):
@@ -180,11 +183,11 @@ def on_disk(p: Path) -> Path:
     return unicode_twin(p) or p
 
 
-def _path_column(path: Path, lines: list[str]) -> ListedSlides:
-    """The ``path`` column of a comma-separated list without ``slide_id`` (ids are the files' names)."""
+def _path_column(path: Path, lines: list[str], sep: str = ",") -> ListedSlides:
+    """The ``path`` column of a comma- (or ``sep``-) separated list without ``slide_id`` (ids are the files' names)."""
     import os
 
-    reader = csv.DictReader(lines, skipinitialspace=True)
+    reader = csv.DictReader(lines, skipinitialspace=True, delimiter=sep)
     rows, line_of = [], []
     for row in reader:
         rows.append(row)
@@ -303,7 +306,7 @@ def _records_at(path: Path, rows) -> list[dict]:
     with warnings.catch_warnings():  # a spreadsheet's trailing delimiter: the empty field after it dropped
         warnings.simplefilter("ignore", pd.errors.ParserWarning)
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True,
-                          index_col=False)
+                          index_col=False, sep=csv_separator(path))  # (a ';' CSV's mpp column was not read)
     raw.columns = [str(c).strip() for c in raw.columns]
     records = raw.to_dict("records")
     return [records[int(r) - 2] if 0 <= int(r) - 2 < len(records) else {} for r in rows]

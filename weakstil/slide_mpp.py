@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from weakstil import settings
-from weakstil.errors import SlideError
+from weakstil.errors import NoMppError, SlideError
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.slide_backend import SlideBackend
@@ -88,7 +88,7 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
     if meta is None:
         said = objective_note(backend)
         notes = _missing_mpp_notes(backend)
-        raise SlideError(
+        raise NoMppError(
             "has no microns-per-pixel in its metadata" + (f" ({notes})" if notes else ""),
             path=path,
             fix="pass the scan resolution with --slide-mpp (about 0.25 for 40x, 0.5 for 20x scans"

@@ -68,7 +68,7 @@ def info(slides: SlidesArg = None, slide_list: SlideListOpt = None, slide_mpp: S
     """Print what WeakSTIL sees in each slide: resolution, size, levels, vendor."""
     # each line names the list's slide_id beside its path (it printed paths only, the lab's ids nowhere)
     slides, listed = listed_slides(slides, slide_list, ids_name_outputs=None)
-    from weakstil.errors import SlideError
+    from weakstil.errors import NoMppError
     from weakstil.slide import Slide, describe_without_mpp
 
     failures = Failures()
@@ -77,8 +77,8 @@ def info(slides: SlidesArg = None, slide_list: SlideListOpt = None, slide_mpp: S
             try:
                 with Slide.open(path, slide_mpp=listed.mpp_of(path, slide_mpp)) as s:
                     typer.echo(_with_id(s.describe() + _read_notes(s), path, listed.ids))
-            except SlideError as exc:  # a slide without µm/px is still described (the other commands refuse it)
-                if listed.mpp_of(path, slide_mpp) is not None or "microns-per-pixel" not in exc.message:
+            except NoMppError:  # a slide without µm/px is still described (the other commands refuse it)
+                if listed.mpp_of(path, slide_mpp) is not None:
                     raise
                 typer.echo(_with_id(describe_without_mpp(path), path, listed.ids))
     failures.exit()

@@ -85,14 +85,15 @@ def embed(
     log.info("encoder %s (%s, %d-d, weights %s) on %s, %s; decoding: %s", enc.name, enc.card.model, enc.embed_dim,
              enc.weights_sha256[:12], enc.device, enc.precision, decode.value)
     check_embed_memory(enc, batch_size, tile_size, workers)
-    if not overwrite:  # a folder of another tiling or encoder: one line, not a mixed folder (nor an error per slide)
-        refuse_mixing_folder(out, enc, params)
     failures = Failures()
     paths = unique_ids(without_own_outputs(expand_slides(slides), out, (".h5",), "embed"), failures, id_of=id_of,
                        made_from=lambda sid: _cache_made_from(out, sid))
 
     def cache_path(out: Path, path: Path) -> Path:
         return slide_file(out, id_of(path))
+    if not overwrite:  # a folder of another tiling, encoder or stain norm: one line, not a mixed folder (nor an
+        # error per slide); without tile stats, only slides new to the folder would mix it
+        refuse_mixing_folder(out, enc, params, tile_stats, new=any(not cache_path(out, p).exists() for p in paths))
     if overwrite:  # some of the folder's slides at another encoder, tiling, stain norm or tile stats: one line
         refuse_partial_overwrite(out, enc, params, {cache_path(out, p).name for p in paths}, tile_stats)
     with bar_progress("tiles") as progress:

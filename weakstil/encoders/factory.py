@@ -1,11 +1,10 @@
 """Build a tile encoder from its card and load its weights strictly.
 
-Weights come from, in this order: ``weights=`` (a ``.safetensors`` file, a PyTorch state dict
-read with ``torch.load(weights_only=True)``, or ``"random"`` for a seeded random init), the
-``model.safetensors`` beside a pretrain card, or the card's ``hf-hub:`` repository (the local
-Hugging Face cache first, then a download unless ``HF_HUB_OFFLINE=1``). Nothing touches the
-network at import time. Every key must match: missing or unexpected keys, or a wrong shape,
-stop with one :class:`EncoderError` line.
+Weights come from, in this order: ``weights=`` (a ``.safetensors`` file, a PyTorch state dict read with
+``torch.load(weights_only=True)``, or ``"random"`` for a seeded random init), the ``model.safetensors`` beside
+a pretrain card, or the card's ``hf-hub:`` repository (the local Hugging Face cache first, then a download
+unless ``HF_HUB_OFFLINE=1``). Nothing touches the network at import time. Every key must match: missing or
+unexpected keys, or a wrong shape, stop with one :class:`EncoderError` line.
 """
 
 from __future__ import annotations
@@ -39,11 +38,15 @@ class EncoderError(WeakSTILError):
     """The encoder cannot be built or its weights cannot be found or loaded."""
 
 
+class NoPublishedWeightsError(EncoderError):
+    """The card names no weights (no hub id, none beside it) and none were given: scoring then tries the
+    seeded random weights a model may have been trained on (decided on this class, not the message's words)."""
+
+
 def check_encoder_folder(card_dir: str | Path) -> str | None:
-    """Raise when an encoder folder's card records its own weights (pretrained) but
-    ``model.safetensors`` is not beside it (a model folder copied without it), or is not the file
-    the card records (modified or damaged). Returns the weights file's sha256 (``None``: the folder
-    has no weights file, e.g. a hub card). Hashes the file and builds nothing."""
+    """Raise when an encoder folder's card records its own weights (pretrained) but ``model.safetensors``
+    is not beside it (a model folder copied without it), or is not the file the card records (modified or
+    damaged). Returns the weights file's sha256 (``None``: no weights file, e.g. a hub card); builds nothing."""
     card_dir = Path(card_dir)
     if not (card_dir / CARD_FILE).is_file():
         return None
@@ -401,10 +404,8 @@ def _hub_unreachable() -> str | None:
 
 def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: int = 0
                ) -> tuple[torch.nn.Module, str, str, Path | None]:
-    """The card's network on the CPU with its weights: ``(model, weights_sha256, source, path)``.
-
-    See :func:`create_encoder` for ``weights``. The model is left in training mode.
-    """
+    """The card's network on the CPU with its weights: ``(model, weights_sha256, source, path)``. See
+    :func:`create_encoder` for ``weights``. The model is left in training mode."""
     import torch
 
     if card.status == "unsupported":
@@ -431,9 +432,9 @@ def load_model(card: EncoderCard, weights: str | Path | None = None, *, seed: in
         wpath = hub_weights_path(card)
         source = f"{card.hub_id} ({wpath})"
     else:
-        raise EncoderError(f"encoder '{card.name}' has no published weights", path=_where(card),
-                           fix="pass --weights FILE, train it with 'weakstil pretrain', or --weights random "
-                               "for a random-feature baseline")
+        raise NoPublishedWeightsError(f"encoder '{card.name}' has no published weights", path=_where(card),
+                                      fix="pass --weights FILE, train it with 'weakstil pretrain', or --weights "
+                                          "random for a random-feature baseline")
     sha = ""
     if wpath is not None:
         state = read_state_dict(wpath)
@@ -462,11 +463,9 @@ def create_encoder(name_or_dir: str | Path, weights: str | Path | None = None, d
                    seed: int = 0) -> Encoder:
     """Build the encoder named by a card (built-in name, card file, or pretrain output directory).
 
-    ``weights``: ``None`` (the card's own weights: ``model.safetensors`` beside a pretrain card,
-    or the card's hub repository), a weights file (``.safetensors`` or a weights-only PyTorch
-    state dict), or ``"random"`` (seeded random init: a baseline). ``device``: ``cpu``,
-    ``cuda[:N]`` or ``auto``.
-    """
+    ``weights``: ``None`` (the card's own weights: ``model.safetensors`` beside a pretrain card, or the
+    card's hub repository), a weights file (``.safetensors`` or a weights-only PyTorch state dict), or
+    ``"random"`` (seeded random init: a baseline). ``device``: ``cpu``, ``cuda[:N]`` or ``auto``."""
     import torch
 
     from weakstil.encoders.transforms import TileTransform

@@ -39,6 +39,14 @@ class H5ReadError(SlideFileError):
     """An HDF5 file is missing or unreadable."""
 
 
+class OtherKindError(SlideFileError):
+    """A WeakSTIL per-slide file of another kind than the one asked for (a score file given as a bed)."""
+
+
+class IncompleteFileError(SlideFileError):
+    """A per-slide file whose run was interrupted before it marked the file complete."""
+
+
 @contextlib.contextmanager
 def open_read(path: str | Path, *, fix: str | None = None) -> Iterator[h5py.File]:
     """``path`` opened read-only; a missing or unreadable file is one :class:`H5ReadError`."""

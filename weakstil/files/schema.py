@@ -144,14 +144,14 @@ class SlideFile:
         kind = attrs.get("kind") or legacy_kind(set(f.keys()))
         if kind != cls.KIND:
             what = KINDS[kind].WHAT if kind in KINDS else "WeakSTIL per-slide file"
-            raise SlideFileError(f"is a {what}, not a {cls.WHAT}" if kind else f"not a {cls.WHAT}", path=path,
-                                 fix=f"pass the <slide_id>.h5 files written by '{cls.MADE_BY}'")
+            raise h5.OtherKindError(f"is a {what}, not a {cls.WHAT}" if kind else f"not a {cls.WHAT}", path=path,
+                                    fix=f"pass the <slide_id>.h5 files written by '{cls.MADE_BY}'")
         version = int(attrs.get("schema_version", 1))
         if version > cls.SCHEMA_VERSION:
             raise SlideFileError(f"{cls.WHAT} has schema version {version}; this weakstil reads up to "
                                  f"{cls.SCHEMA_VERSION}", path=path, fix="upgrade weakstil")
         if int(attrs.get("complete", 0)) != 1:
-            raise SlideFileError(f"{cls.WHAT} is incomplete (an interrupted run)", path=path, fix=cls.fix())
+            raise h5.IncompleteFileError(f"{cls.WHAT} is incomplete (an interrupted run)", path=path, fix=cls.fix())
         return attrs
 
     #: attributes that must be numbers where a file has them (the tiling every reader computes with)

@@ -398,14 +398,16 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
 
     Refuses a bed written from other features (``cache_key`` or tile count differ): its tile
     flags would belong to other tiles."""
+    from weakstil.files.h5 import IncompleteFileError, OtherKindError
+
     path = Path(path)
     try:
         bed = BedFile.read(path)
     except WeakSTILError as exc:
-        if "not a tumour-bed file" in exc.message:  # another kind of WeakSTIL file: the wrong folder was given
+        if isinstance(exc, OtherKindError):  # another kind of WeakSTIL file: the wrong folder was given
             raise WeakSTILError(f"--tumorbed-beds holds this file, which {exc.message}", path=path,
                                 fix="pass the --out folder of 'weakstil tumorbed apply' as --tumorbed-beds") from None
-        why = "file is incomplete (an interrupted run)" if "incomplete" in exc.message else \
+        why = "file is incomplete (an interrupted run)" if isinstance(exc, IncompleteFileError) else \
             f"file is unreadable ({exc.message})"
         raise _stale(path, slide_id, why) from None
     from weakstil.fingerprint import recorded as recorded_fingerprint

@@ -117,6 +117,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                                    reads_tile_stats=bool(tile_stats or lymphoid_veto or tumour_cell_gate or infiltrate))
     no_tile: list[str] = []
     empty: list[str] = []
+    left_out: list[dict] = []  # recorded in model.json, not only warned about (hunt 39e): which slides, and why
     measured: dict = {}
     visited: set[str] = set()
     for sid in slide_ids:
@@ -133,12 +134,14 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
             bed = from_annotation(annotation, geom)
         except EmptyAnnotationError:  # nothing drawn (a slide exported before its outline): left out, as a bed
             empty.append(annotation.name)  # on no tile is; a malformed file may be a bed lost, and refuses
+            left_out.append({"slide_id": sid, "annotation": annotation.name, "reason": "empty: nothing drawn in it"})
             continue
         except AnnotationError as exc:  # go on: every unusable file is named at once
             bad.append(exc)
             continue
         if not np.asarray(bed.tile_flags).any():  # drawn on glass, or at another magnification: it would
             no_tile.append(annotation.name)  # teach that the slide holds no tumour at all
+            left_out.append({"slide_id": sid, "annotation": annotation.name, "reason": "covers no tissue tile"})
             continue
         columns = cache.attr("tile_stats_columns")
         measured = measured or measurement_identity(cache.attrs)
@@ -184,7 +187,8 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
             **({"weights_file_sha256": identity[3]} if identity[3] else {}), "annotations": str(Path(annotations).resolve()),
             "features": measured,  # how its training slides' stain was estimated: checked where applied
             **({"tiling": identity[2]} if identity[2] else {}),  # the tiles it learned: checked where applied
-            "model_id": f"tumorbed-{len(chosen)}slides", **({"stain_reference": look} if look else {})}
+            "model_id": f"tumorbed-{len(chosen)}slides", **({"stain_reference": look} if look else {}),
+            "left_out": left_out}
     return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
                           lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
                           ink_veto=InkVeto(enabled=bool(ink_veto)), infiltrate=infiltrate,

@@ -82,7 +82,7 @@ def open_pyramid(path: str | Path, slide_mpp: float | None = None, chunk_px: int
     A slide without µm/px in its metadata still opens (in pixel units, with a warning) so it can
     be looked at; scoring it needs ``slide_mpp``.
     """
-    from weakstil.errors import SlideError
+    from weakstil.errors import NoMppError
     from weakstil.slide import Slide
     from weakstil.slide_backend import open_backend
 
@@ -90,9 +90,7 @@ def open_pyramid(path: str | Path, slide_mpp: float | None = None, chunk_px: int
     try:
         slide = Slide.open(path, slide_mpp=slide_mpp)
         backend, mpp, source = slide.backend, slide.mpp, slide.mpp_source.value
-    except SlideError as exc:
-        if "microns-per-pixel" not in str(exc):
-            raise
+    except NoMppError:  # (decided on the class: the plain-image error also says "microns-per-pixel")
         log.warning("%s: no µm/px in the file; shown in pixel units (scoring needs --slide-mpp)", path)
         backend, mpp, source = open_backend(path), None, "none"
     levels = [_level_array(backend, level, chunk_px) for level in range(backend.level_count)]
