@@ -44,7 +44,10 @@ def heatmap_title(slide_id: str, stil: float, stil_high: object, threshold: floa
         else:
             qc[-1] += ","
             qc.append(words)
-    return "\n".join([f"{slide_id}: {label}", *qc])
+    from weakstil.qc.pieces import title_line
+
+    pieces = title_line(attrs.get("tissue_pieces"))  # each core's own sTIL% beside the slide's pooled one
+    return "\n".join([f"{slide_id}: {label}", *([pieces] if pieces else []), *qc])
 
 
 #: Characters a line of a heatmap title's qc flags (14 pt: about 500 px).

@@ -407,14 +407,20 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
         log.warning("%s: no tumour bed found; no score", slide_id)
+    from weakstil.qc.pieces import of_scored_slide
     from weakstil.tumorbed.detector import VETO_SET_ASIDE  # the bed grown on evidence it took for lymphoid tissue
+
+    # each tissue piece's own sTIL% (a core that differs from the others) and whether they are a TMA's spots
+    per_piece, tma = of_scored_slide(features, scores, flags, ctx.model.arch.aggregator, slide_id)
 
     qc_row, qc_attrs = ctx.assessor.assess(
         bank=bank, scores=scores, stil=stil, n_bed_tiles=int(flags.sum()), threshold=ctx.threshold, slide_path=path,
         slide_mpp=slide_mpp, tissue_fraction=features.tissue_fraction, tile_px=int(features.attrs["tile_px"]),
         mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value, annotation_misplaced=bed.misplaced,
         bed_incomplete=bed.incomplete, bed_unlike_detector=bed.unlike_detector, bed_detail=bed.detail,
-        bed_lymphoid=bed.seed_vetoes if VETO_SET_ASIDE in (bed.seed_vetoes or "") else "")
+        bed_lymphoid=bed.seed_vetoes if VETO_SET_ASIDE in (bed.seed_vetoes or "") else "", tma_like=tma)
+    if per_piece:
+        qc_attrs["tissue_pieces"] = json.dumps(per_piece)
     check_unchanged(features.attrs, path)  # outputs all or none: a failed attempt leaves the earlier set (its row)
     with replacing_together([opts.out / f"{slide_id}{suffix}" for suffix in OUTPUT_SUFFIXES]):
         write_slide_outputs(path, slide_id, ctx, features, bed, tile_scores, attention, stil, stil_high, status,

@@ -82,6 +82,8 @@ scan_incomplete                the scan is incomplete: a straight-edged region o
                                :data:`weakstil.qc.scan_gap.CUT_UM` or more of its edge, or lies
                                inside the tissue as a lost tile (:mod:`weakstil.qc.scan_gap`): the
                                score rests on the part that was scanned
+tma_like                       6 or more separate round tissue pieces of similar size: a tissue microarray
+                               or several specimens pooled into one sTIL% (:mod:`weakstil.qc.pieces`)
 =============================  ==================================================================
 """
 
@@ -120,6 +122,7 @@ class Flag(str, Enum):
     TUMORBED_LYMPHOID = "tumorbed_lymphoid"
     BED_STROMA = "bed_stroma_outside_training_range"
     SCAN_INCOMPLETE = "scan_incomplete"
+    TMA_LIKE = "tma_like"
 
 
 FLAGS = tuple(f.value for f in Flag)
@@ -184,6 +187,8 @@ MEANING: dict[str, str] = {
                            "or no invasive tumour?)",
     Flag.SCAN_INCOMPLETE.value: "part of the scan is missing (a blank or filled band, half or tiles cutting through "
                                 "the tissue): the score rests on the part that was scanned; rescan",
+    Flag.TMA_LIKE.value: "6 or more separate round tissue pieces of similar size (a tissue microarray, or several "
+                         "specimens?): one sTIL% pooled over them is no one specimen's; see each piece's own",
 }
 
 #: Each flag in a few plain words, for a heatmap's title (:func:`weakstil.outputs.heatmap_title`): the title showed
@@ -198,7 +203,7 @@ LABEL: dict[str, str] = {
     "mpp_unit_slip": "resolution in the wrong unit?", "upsampled": "upsampled scan", "annotation_misplaced":
     "annotation misplaced?", "tumorbed_incomplete": "detected bed incomplete", "tumorbed_lymphoid":
     "bed on lymphoid tissue?", "bed_stroma_outside_training_range": "bed stroma unlike training",
-    "scan_incomplete": "incomplete scan",
+    "scan_incomplete": "incomplete scan", "tma_like": "TMA or several specimens?",
 }
 
 
@@ -325,7 +330,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 slide_mpp: float | None = None, file_mpp: float | None = None,
                 base_mpp: float | None = None, target_mpp: float | None = None,
                 annotation_misplaced: str = "", bed_incomplete: str = "", bed_unlike_detector: str = "",
-                bed_lymphoid: str = "", bed_stroma: str = "", morphometry: str = "", sharpening: Any = None, unit_slip: tuple[str, float] | None = None,
+                bed_lymphoid: str = "", bed_stroma: str = "", tma_like: str = "", morphometry: str = "", sharpening: Any = None, unit_slip: tuple[str, float] | None = None,
                 ) -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``). ``sharpening``: the
     features file's :class:`weakstil.unsharp.Sharpening` reading (the ``sharpened`` note says what was undone).
@@ -429,6 +434,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                                              bed_lymphoid + ")")
     if bed_stroma and stil is not None and math.isfinite(stil):  # until hunt 36g only OOD's all-tile mean said so
         why[Flag.BED_STROMA.value] = bed_stroma
+    if tma_like and stil is not None and math.isfinite(stil):  # one number of many specimens (hunt 39g)
+        why[Flag.TMA_LIKE.value] = tma_like
     flags = [f for f in FLAGS if f in why]
     return flags, why
 

@@ -168,11 +168,13 @@ class SlideAssessor:
                slide_path: str | Path, slide_mpp: float | None, tissue_fraction: np.ndarray | None,
                tile_px: int, mpp: float, device, seed: int = 0, bed_source: str | None = None,
                annotation_misplaced: str = "", bed_incomplete: str = "",
-               bed_unlike_detector: str = "", bed_detail: str = "", bed_lymphoid: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+               bed_unlike_detector: str = "", bed_detail: str = "", bed_lymphoid: str = "",
+               tma_like: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
         """``(result columns, HDF5 attributes)`` of one scored slide (``stil`` NaN: not scored).
         ``bed_unlike_detector``: why the bed's detector is unchecked on the slide's stain
         (:mod:`weakstil.tumorbed.look`), ``bed_detail`` the bed's detail (a detector's id), ``bed_lymphoid``
-        the detector's seed vetoes when its lymphoid veto was set aside."""
+        the detector's seed vetoes when its lymphoid veto was set aside, ``tma_like`` why the slide looks
+        like a tissue microarray (:func:`weakstil.qc.pieces.tma_like`)."""
         from weakstil.tumorbed.resolver import trained_detector
 
         if bed_unlike_detector and bed_sources(self.training_beds).get("model") \
@@ -269,7 +271,7 @@ class SlideAssessor:
                                  base_mpp=base_mpp, target_mpp=mpp, unit_slip=unit_slip,
                                  annotation_misplaced=annotation_misplaced,
                                  bed_incomplete=bed_incomplete, bed_unlike_detector=bed_unlike_detector,
-                                 bed_lymphoid=bed_lymphoid, bed_stroma=bed_stroma_outside(stroma, stroma_ref),
+                                 bed_lymphoid=bed_lymphoid, tma_like=tma_like, bed_stroma=bed_stroma_outside(stroma, stroma_ref),
                                  morphometry=morphometry_outside(means, morph_ref, n_measured),
                                  sharpening=Sharpening.from_json(bag.attrs.get("sharpening")))
         qc = join(flags)
