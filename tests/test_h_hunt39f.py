@@ -9,6 +9,9 @@ What was wrong (measured on a copy of the demo model, scoring one synthetic slid
   the model folder.
 * a GeoJSON nested 100,000 arrays deep: "unexpected RecursionError ... this is a bug in weakstil".
 * a feature cache with ``slide_mpp`` NaN: "unexpected ValueError: cannot convert float NaN to integer".
+* a feature cache of finite features of 1e38 (its key intact): the model's scores were NaN, and score wrote
+  an empty sTIL% with status "bed fallback: tissue", exit 0. Model weights of NaN did the same.
+  (A cache's coords off its slide: tests/test_n_hunt37.py.)
 
 Now each is one error line naming the file (the model checks run before anything is allocated or read).
 """
@@ -106,3 +109,36 @@ def test_deeply_nested_geojson_is_an_annotation_error(tmp_path):
 def test_cache_with_nan_slide_mpp_is_not_reused():
     why = _decoded_before_resize_fix({"mpp": 0.5, "slide_mpp": math.nan, "decode": "{}"})  # old: ValueError
     assert why is not None and "no positive number" in why
+
+
+def test_features_beyond_float32_fail_the_slide_not_score_it_empty(small_demo, tmp_path):
+    import h5py
+
+    from conftest import run_cli
+
+    demo, _ = small_demo
+    cache = sorted((demo / "features").glob("*.h5"))[0]
+    slide = next(p for p in (demo / "cohort" / "slides").iterdir() if p.stem == cache.stem)
+    (tmp_path / "f").mkdir()
+    shutil.copy(cache, tmp_path / "f" / cache.name)
+    with h5py.File(tmp_path / "f" / cache.name, "a") as f:
+        f["features"][...] = 1e38
+    proc = run_cli("score", slide, "-m", demo / "model", "-o", tmp_path / "out", "-f", tmp_path / "f")
+    assert proc.returncode == 1, proc.stderr  # old: 0, an empty sTIL% written as scored
+    assert "tile scores of these features are not numbers" in proc.stderr
+
+
+def test_nan_weights_are_refused_when_loaded(tiny, tmp_path):
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    d = _copy(tiny, tmp_path, lambda m: None)
+    state = load_file(d / "model.safetensors")
+    state["score.bias"] = torch.full_like(state["score.bias"], float("nan"))
+    save_file(state, d / "model.safetensors")
+    from weakstil.runtime import sha256_file
+
+    meta = json.loads((d / "model.json").read_text())
+    (d / "model.json").write_text(json.dumps({**meta, "weights_sha256": sha256_file(d / "model.safetensors")}))
+    with pytest.raises(ModelError, match="weights hold NaN or infinite values"):  # old: loaded
+        load_model(d)

@@ -68,6 +68,9 @@ def _built(arch: Architecture, state: dict | None = None, path: Path | None = No
                       ("not floating-point", kinds)) if keys]
             raise ModelError("weights do not match the architecture in model.json: " + "; ".join(parts),
                              path=path, fix="copy the whole model folder again, or train the model again")
+        if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
+            raise ModelError("weights hold NaN or infinite values (every slide scored as an empty sTIL%)", path=path,
+                             fix="copy the whole model folder again, or train the model again")
     with torch.random.fork_rng(devices=[]):
         return TileMIL(arch)
 
