@@ -45,6 +45,8 @@ DAMAGES = {
     "coords of 3 columns": lambda f, n: _retype("coords", np.zeros((n, 3)))(f),
     "coords of 3 rows": lambda f, n: _retype("coords", np.zeros((3, 2), np.int64))(f),
     "mpp of text": lambda f, n: f.attrs.__setitem__("mpp", "abc"),
+    # hunt 39f: a corner 1e15 px off the slide made the detector's grid allocation fail ("out of memory")
+    "coords off the slide": lambda f, n: f["coords"].__setitem__(0, [-10**15, 10**15]),
 }
 
 

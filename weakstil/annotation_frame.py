@@ -148,7 +148,7 @@ def for_another_scan(path: str | Path, geom) -> str:
         return ""
     try:
         slide = json.loads(Path(path).read_text(encoding="utf-8")).get("weakstil_slide") or {}
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         return ""
     theirs = recorded(slide) if isinstance(slide, dict) else None
     if not theirs or theirs == mine:

@@ -49,6 +49,10 @@ def read_json(path: Path):
     except json.JSONDecodeError as exc:
         raise AnnotationError(f"malformed GeoJSON ({exc})", path=path,
                               fix="export the annotation again from QuPath (File > Export objects as GeoJSON)") from None
+    except RecursionError:  # [[[[... 100,000 deep from elsewhere: "unexpected RecursionError ... a bug" until hunt 39f
+        raise AnnotationError("is nested too deeply to be GeoJSON (arrays or objects inside each other beyond Python's "
+                              "recursion limit)", path=path,
+                              fix="export the annotation again from QuPath (File > Export objects as GeoJSON)") from None
 
 
 def geojson_polygons(path: Path) -> tuple[list, list]:

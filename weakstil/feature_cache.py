@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -177,9 +178,12 @@ def _decoded_before_resize_fix(attrs: dict) -> str | None:
         return (f"was decoded at DCT scale {scale} by an earlier WeakSTIL, whose reduced tiles were stretched "
                 "by up to half a pixel")
     try:  # what the resize reduced: the tiles' µm/px over the scan's, less the DCT scale
-        left = float(attrs["mpp"]) / float(attrs["slide_mpp"]) / float(scale.partition("/")[2] or 1)
+        mpps = float(attrs["mpp"]), float(attrs["slide_mpp"])
+        left = mpps[0] / mpps[1] / float(scale.partition("/")[2] or 1)
     except (KeyError, TypeError, ValueError, ZeroDivisionError):
         return None
+    if not all(0 < v < math.inf for v in mpps):  # a cache from elsewhere: NaN was "unexpected ValueError" (hunt 39f)
+        return f"records a µm/px that is no positive number (mpp {mpps[0]:g}, slide_mpp {mpps[1]:g})"
     if left >= 2 - 1e-6 and "reduce" not in decode:
         return (f"was read {left:.2g}x reduced by an earlier WeakSTIL, whose bilinear-only reduction blurred the "
                 "tiles of a finer scan (a 40x slide scored 2-3 sTIL points lower)")

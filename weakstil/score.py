@@ -398,6 +398,11 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     device = resolve_device(opts.device)
     scores = score_slides_ensemble([m.to(device) for m in ctx.models], bank, device=device)[0]
     tile_scores = np.asarray(scores.tile_stil, np.float32)  # the published map (its bed mean: stil)
+    if not np.isfinite(tile_scores).all():  # finite features too large for float32 (1e38, a cache from elsewhere)
+        from weakstil.mil.identity import NON_FINITE_FIX  # gave an empty sTIL% with status ok and exit 0 (hunt 39f)
+
+        raise WeakSTILError("the model's tile scores of these features are not numbers (features far beyond what an "
+                            "encoder writes: edited, or written by another tool)", path=result.path, fix=NON_FINITE_FIX)
     attention = None if scores.attention is None else np.asarray(scores.weights, np.float32)
     logits = None if scores.attention is None else np.asarray(scores.attention, np.float32)
     if flags.any():

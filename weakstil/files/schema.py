@@ -18,7 +18,8 @@ Files written before kinds existed (no ``kind`` attribute) are recognised by the
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Collection
+import math
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
@@ -186,6 +187,24 @@ class SlideFile:
                 refuse(f"'{ds.file_name}' has shape {data.shape}, not a 2-D mask")
             elif not ds.mpp and (data.ndim == 0 or data.shape[0] != coords.shape[0]):
                 refuse(f"'{ds.file_name}' has shape {data.shape}: not one row for each of its {coords.shape[0]} tiles")
+        cls._check_coords_on_slide(coords, attrs, refuse)
+
+    @staticmethod
+    def _check_coords_on_slide(coords: Any, attrs: dict[str, Any], refuse: Callable[[str], None]) -> None:
+        """Tile corners on the slide the file records (a tile's size of margin): a cache from elsewhere
+        with a corner at -1e12 made the tumour-bed detector ask for a 33 GiB grid ("out of memory", hunt 39f)."""
+        size = [attrs.get(k) for k in ("slide_width", "slide_height")]
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 < v < math.inf for v in size):
+            return
+        tile = attrs.get("tile_size_level0")
+        margin = float(tile) if isinstance(tile, (int, float)) and 0 < tile < math.inf else 0.0
+        xy = np.asarray(coords[:], dtype=np.float64)
+        if not np.isfinite(xy).all():
+            refuse("'coords' holds NaN or infinite values")
+        low, high = xy.min(axis=0), xy.max(axis=0)
+        if (low < -margin).any() or (high > np.asarray(size, dtype=np.float64) + margin).any():
+            refuse(f"'coords' run from ({low[0]:.4g}, {low[1]:.4g}) to ({high[0]:.4g}, {high[1]:.4g}), off its "
+                   f"{size[0]:g} x {size[1]:g} px slide")
 
     # -- writing -------------------------------------------------------------------------
     def write(self, path: str | Path) -> Path:

@@ -45,6 +45,8 @@ KINDS: dict[str, tuple[Callable[[object], bool], str]] = {
             "a SHA-256 (64 hex digits)"),
     "posint": (lambda v: _whole(v) and v > 0, "a positive whole number"),
     "count": (lambda v: _whole(v) and v >= 0, "a whole number, 0 or more"),
+    # train writes 1 (no option sets more); a million layers from elsewhere took minutes to even compare (hunt 39f)
+    "layers": (lambda v: _whole(v) and 1 <= v <= 64, "a whole number from 1 to 64"),
     "posnum": (lambda v: _number(v) and v > 0, "a positive number"),
     "nonneg": (lambda v: _number(v) and v >= 0, "a number, 0 or more"),
     "frac": (lambda v: _number(v) and 0 <= v <= 1, "a number from 0 to 1"),
@@ -78,7 +80,7 @@ FIELDS: dict[tuple[str, ...], tuple[str, bool]] = {
     ("architecture",): ("dict", True),
     ("architecture", "input_dim"): ("posint", True),
     ("architecture", "hidden"): ("posint", False),
-    ("architecture", "layers"): ("posint", False),
+    ("architecture", "layers"): ("layers", False),
     ("architecture", "dropout"): ("dropout", False),
     ("architecture", "aggregator"): ("str", False),
     ("architecture", "attention_dim"): ("posint", False),

@@ -49,11 +49,57 @@ def save_model(model: TileMIL, directory: str | Path, meta: dict[str, object]) -
     return directory
 
 
-def _built(arch: Architecture) -> TileMIL:
+def _built(arch: Architecture, state: dict | None = None, path: Path | None = None) -> TileMIL:
     """The network to load weights into, its random init drawn on a forked generator: loading a model
-    moved the caller's torch random stream on (a script's next torch.rand differed) until hunt 36d."""
+    moved the caller's torch random stream on (a script's next torch.rand differed) until hunt 36d.
+    With ``state``: its names and shapes are compared first on a network without storage ('meta'), so
+    a model.json from elsewhere with absurd sizes (hidden 10**9: 1.1 TB) fails as a mismatch instead of
+    allocating the network (an "out of memory ... raise ulimit" error, or the OOM killer, until hunt 39f)."""
+    if state is not None:
+        from weakstil.weights import kind_mismatches, state_dict_diff
+
+        with torch.device("meta"):
+            shapes = TileMIL(arch).state_dict()
+        missing, unexpected, wrong = state_dict_diff(shapes, state)
+        kinds = kind_mismatches(shapes, state)  # integer weights were cast silently
+        if missing or unexpected or wrong or kinds:
+            parts = [f"{what} {', '.join(keys[:6])}{', …' * (len(keys) > 6)}" for what, keys in
+                     (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong),
+                      ("not floating-point", kinds)) if keys]
+            raise ModelError("weights do not match the architecture in model.json: " + "; ".join(parts),
+                             path=path, fix="copy the whole model folder again, or train the model again")
+        if not all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point()):
+            raise ModelError("weights hold NaN or infinite values (every slide scored as an empty sTIL%)", path=path,
+                             fix="copy the whole model folder again, or train the model again")
     with torch.random.fork_rng(devices=[]):
         return TileMIL(arch)
+
+
+def _regular_file(path: Path, fix: str) -> None:
+    """A model file must be a regular file: a FIFO, or a link to /dev/zero, in a model folder from
+    elsewhere hung the SHA-256 check forever (hunt 39f); a folder, a device: one error line."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise ModelError(f"{path.name} is missing", path=path.parent, fix=fix) from None
+    if not stat.S_ISREG(mode):
+        what = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or special file"
+        raise ModelError(f"is {what}, not a file", path=path, fix="copy the model folder again (its files, not links "
+                                                                    "to devices)")
+
+
+def _inside(folder: Path, name: str) -> Path | None:
+    """``folder / name`` when ``name`` is a path inside the folder (relative, no ``..``): a model.json
+    from elsewhere named fold files such as ``../../../etc/passwd`` or ``/etc/hostname`` and they were
+    opened and hashed (hunt 39f)."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    parts = PurePosixPath(name.replace("\\", "/"))
+    if not name or parts.is_absolute() or PureWindowsPath(name).drive or ".." in parts.parts:
+        return None
+    return folder / parts
 
 
 def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
@@ -80,8 +126,7 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
     if not directory.is_dir():
         raise ModelError("model directory not found", path=directory, fix=fix)
     for p in (meta_path, weights_path):
-        if not p.exists():
-            raise ModelError(f"{p.name} is missing", path=directory, fix=fix)
+        _regular_file(p, fix)
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8-sig"))  # (a BOM: edited and saved by Notepad)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -114,20 +159,7 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
         state = load_file(str(weights_path))
     except (SafetensorError, OSError) as exc:
         raise ModelError(f"cannot read weights ({exc})", path=weights_path, fix="train the model again") from None
-    model = _built(arch)
-    from weakstil.weights import state_dict_diff
-
-    missing, unexpected, wrong = state_dict_diff(model.state_dict(), state)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {', '.join(missing)}")
-        if unexpected:
-            parts.append(f"unexpected {', '.join(unexpected)}")
-        if wrong:
-            parts.append(f"wrong shape {', '.join(wrong)}")
-        raise ModelError("weights do not match the architecture in model.json: " + "; ".join(parts),
-                         path=weights_path, fix="train the model again")
+    model = _built(arch, state, weights_path)
     model.load_state_dict(state, strict=True)
     model.eval()
     return model, meta
@@ -199,8 +231,6 @@ def load_fold_models(directory: str | Path, meta: dict, arch: Architecture) -> l
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from weakstil.weights import state_dict_diff
-
     folder = ModelDir(directory)
     models = []
     fix = "copy the whole model folder, or train the model again"
@@ -209,7 +239,10 @@ def load_fold_models(directory: str | Path, meta: dict, arch: Architecture) -> l
         raise ModelError("model.json's 'folds' is not a list of fold model entries", path=folder.root / "model.json",
                          fix=f"the model folder was changed; {fix}")
     for entry in entries:
-        path = folder.root / str(entry.get("file", ""))
+        path = _inside(folder.root, str(entry.get("file", "")))
+        if path is None:
+            raise ModelError(f"model.json names a fold model outside the model folder ({shown(entry.get('file'))})",
+                             path=folder.root / "model.json", fix=f"the model folder was changed; {fix}")
         if not path.is_file():
             raise ModelError("fold model is missing", path=path, fix=fix)
         if sha256_file(path) != entry.get("sha256"):
@@ -220,9 +253,7 @@ def load_fold_models(directory: str | Path, meta: dict, arch: Architecture) -> l
             state = load_file(str(path))
         except (SafetensorError, OSError) as exc:
             raise ModelError(f"cannot read fold model ({exc})", path=path, fix=fix) from None
-        model = _built(arch)
-        if any(state_dict_diff(model.state_dict(), state)):
-            raise ModelError("fold model weights do not match the architecture in model.json", path=path, fix=fix)
+        model = _built(arch, state, path)
         model.load_state_dict(state, strict=True)
         models.append(model.eval())
     return models
