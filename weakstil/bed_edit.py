@@ -11,7 +11,9 @@ the slide's sTIL% is then recomputed without the encoder or the MIL model, from 
   (:func:`weakstil.mil.aggregate.aggregate`: the stroma-weighted mean with the tiles' stored
   stroma weights, the mean, or the softmax of the attention logits);
 * the call is ``high`` when sTIL% >= the file's ``threshold`` (older cv and evaluate tile files, which
-  do not record it: their folder's, :func:`recorded_threshold`).
+  do not record it: their folder's, :func:`recorded_threshold`);
+* each tissue piece's own sTIL% for the bed (:attr:`BedScore.tissue_pieces`), by the rule ``score``
+  writes its ``tissue_pieces`` with (:func:`weakstil.qc.pieces.of_bed`); the file's own are the scored bed's.
 
 The corrected bed is saved as ``<slide_id>.geojson`` (QuPath GeoJSON, class ``Tumor bed``), the
 format ``train``/``score``/``tumorbed train --annotations`` read, so corrected beds train the next
@@ -23,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,8 @@ class BedScore:
     n_tiles: int
     tile_flags: np.ndarray  #: (N,) bool, in the file's tile order
     threshold_default: bool = False  #: the file and its folder record no threshold: the default is used
+    #: each tissue piece's own sTIL% with this bed, as a score file's ``tissue_pieces`` (empty: one piece, or no bed)
+    tissue_pieces: list = field(default_factory=list)
 
     @property
     def found(self) -> bool:
@@ -93,6 +97,8 @@ class ScoredTiles:
     original_mask_mpp: float | None = None
     threshold_default: bool = False  #: no threshold recorded (nor beside the file): settings.STIL_THRESHOLD
     prior_stroma: float = 0.0  #: the blend of the published tile scores (:meth:`tile_estimates`)
+    #: the slide's tissue pieces and each tile's (:func:`weakstil.qc.pieces.slide_pieces`), found at the first rescore
+    piece_layout: tuple | None = None
 
     @classmethod
     def read(cls, path: str | Path) -> ScoredTiles:
@@ -178,9 +184,11 @@ class ScoredTiles:
 
         n = int(flags.sum())
         stil = aggregate_bed(self.tile_scores, flags, self.logits, self.stroma, self.aggregator) if n else math.nan
+        from weakstil.qc.pieces import of_bed
+
         return BedScore(stil=stil, stil_high=bool(called_high(stil, self.threshold)) if n else None, threshold=self.threshold,
                         aggregator=self.aggregator, n_bed_tiles=n, n_tiles=len(flags), tile_flags=flags,
-                        threshold_default=self.threshold_default)
+                        threshold_default=self.threshold_default, tissue_pieces=of_bed(self, flags))
 
     def tile_estimates(self, flags: np.ndarray) -> np.ndarray:
         """Each tile's published sTIL% with the tiles ``flags`` as the bed: a stroma model's tile

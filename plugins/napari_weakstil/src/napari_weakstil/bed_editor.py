@@ -4,8 +4,9 @@ A thin layer over :mod:`weakstil.bed_edit`: *Edit bed* puts the result's bed on 
 editable Shapes layer (:mod:`napari_weakstil.bed_layer`): the bed saved for its slide in the bed folder
 in an earlier session when there is one (:mod:`weakstil.bed_read`), else the scored bed; *Rescore* recomputes the sTIL% and the
 call from the result's cached tile scores with the model's own aggregator and threshold (no model
-or encoder needed), *Save bed* writes ``<slide_id>.geojson`` for ``--annotations``. The buttons run
-their long work in a worker thread (:mod:`napari_weakstil.bed_tasks`); called from Python, they run at once.
+or encoder needed; each tissue piece's own sTIL% too, :mod:`napari_weakstil.piece_labels`), *Save bed*
+writes ``<slide_id>.geojson`` for ``--annotations``. The buttons run their long work in a worker thread
+(:mod:`napari_weakstil.bed_tasks`); called from Python, they run at once.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
 
-from napari_weakstil import bed_layer, bed_saved
+from napari_weakstil import bed_layer, bed_saved, piece_labels
 from napari_weakstil._compat import camera
 from napari_weakstil.bed_layer import BED_EDIT_KIND
 from napari_weakstil.bed_saved import default_bed_folder  # noqa: F401  (where it was; tests import it here)
@@ -178,6 +179,7 @@ class BedEditor(QGroupBox):
             if res.bed_rescore is None and res.file_tile_scores is None and res.bed_note in ("", CLOSED_NOTE):
                 continue  # never edited, or shown as scored already
             res.bed_rescore, res.bed_note = None, CLOSED_NOTE
+            piece_labels.follow(self.owner.viewer, res)  # the scored bed's pieces again
             self._show_tile_values(res, None)
             if res is self.owner.result:
                 self.last_rescore = None
@@ -270,6 +272,7 @@ class BedEditor(QGroupBox):
         viewer.layers.selection.active = layer
         layer.mode = "direct"  # move vertices; the layer controls add, delete and draw
         res.bed_rescore = self.last_rescore = None
+        piece_labels.follow(viewer, res)
         what = f"the bed saved in {saved[0]}" if saved else "the scored bed"
         res.bed_note = (f"Editing {what} ({len(data)} shapes; holes red): move, add or delete vertices, "
                         "draw or delete polygons, then Rescore" + (" for its sTIL% (the number shown is the "
@@ -361,6 +364,7 @@ class BedEditor(QGroupBox):
             self._show_tile_values(res, None)
         note += self._unclosed_note(layer)
         res.bed_rescore, res.bed_note = new, note
+        piece_labels.follow(self.owner.viewer, res)  # each piece's number for this bed, not the scored bed's
         layer.metadata["rescored"] = (key, new.n_bed_tiles)  # Save bed of this very bed: not again
         layer.metadata["rescored_score"] = new
         if res is self.owner.result:  # (another result shown meanwhile: its own line stays; this one's is kept)

@@ -366,7 +366,7 @@ def _float(value: Any) -> float | None:
 def result_layers(res: ResultFile, slide_mpp: float | None = None,
                   outline: bool = True) -> list[tuple[Any, dict[str, Any], str]]:
     """napari layer data for a result, placed in µm over its slide (bottom to top: tissue,
-    tissue fraction or heatmap, attention, tumour-bed outline).
+    tissue fraction or heatmap, attention, tumour-bed outline, the tissue pieces' own sTIL%).
 
     ``slide_mpp``: world µm per level-0 pixel of the slide layer shown (default: the µm/px the
     result was scored with). A slide shown at another scale than it was scored at keeps its
@@ -419,7 +419,10 @@ def result_layers(res: ResultFile, slide_mpp: float | None = None,
             "metadata": {**tile_meta, "role": TISSUE_FRACTION},
             **raster.placement(mpp)}, "image"))
     bed = outline_layer(res, mpp, raster) if outline else None
-    return layers + ([bed] if bed is not None else [])
+    from napari_weakstil.piece_labels import layer_data
+
+    pieces = layer_data(res, mpp)  # each tissue piece's own sTIL% written at its centre, on top
+    return layers + [ly for ly in (bed, pieces) if ly is not None]
 
 
 def outline_layer(res: ResultFile, mpp: float, raster: TileRaster | None = None) -> tuple[Any, dict[str, Any], str] | None:

@@ -51,7 +51,11 @@ def detail_line(res: Any, rescore: Any = None) -> str:
         parts.append(f"label {float(attrs['stil_true']):.1f} %")
     if attrs.get("source"):
         parts.append(score_source(attrs))
-    return "; ".join(parts)
+    from napari_weakstil.piece_labels import detail_text, recorded
+
+    # the tissue pieces' own numbers: the edited bed's after a Rescore (the file's are the scored bed's)
+    pieces = detail_text(list(rescore.tissue_pieces) if rescore is not None else recorded(res), rescore is not None)
+    return "; ".join(parts) + (f"\n{pieces}" if pieces else "")
 
 
 def score_source(attrs: dict) -> str:
