@@ -41,23 +41,25 @@ def test_the_mpp_column_is_read_per_slide_and_a_bad_cell_is_one_line(tmp_path):
     assert "b.svs" in err.value.one_line() and "'20x'" in err.value.one_line() and "empty" in err.value.one_line()
 
 
-def test_a_semicolon_or_tab_separated_list_is_one_line_saying_so(tmp_path):
+def test_a_tab_separated_list_is_one_line_saying_so_and_a_semicolon_one_is_read(tmp_path):
     """Hunt 34b: a slide list saved by a European spreadsheet (';', decimal commas) or as tab-separated
     text said "the slide list names no slide. Fix: write one slide path a line" (header path;mpp: it
     names one) or, with a slide_id column, asked for "the header slide_id,path,stil" (a cohort's, exit 1).
-    Now one usage line naming the separator and a comma-separated list with a 'path' column."""
+    A tab-separated list is one usage line naming the separator and a comma-separated list with a
+    'path' column; a ';' list is read since hunt 39e, as the cohort reader reads one."""
     from weakstil.errors import UsageError
     from weakstil.slide_list import read_slide_list
 
     (tmp_path / "a.svs").write_bytes(b"x")
-    for name, text in (("paths.csv", "path;mpp\na.svs;0,5\n"), ("ids.csv", "slide_id;path\nA;a.svs\n"),
-                       ("tabs.txt", "path\tmpp\na.svs\t0.5\n")):
+    (tmp_path / "tabs.txt").write_text("path\tmpp\na.svs\t0.5\n", encoding="utf-8")
+    with pytest.raises(UsageError) as err:
+        read_slide_list(tmp_path / "tabs.txt")
+    said = str(err.value)
+    assert "separated by" in said and "not commas" in said and "'path' column" in said, said
+    assert "names no slide" not in said and "stil" not in said, said
+    for name, text in (("paths.csv", "path;mpp\na.svs;0,5\n"), ("ids.csv", "slide_id;path\nA;a.svs\n")):
         (tmp_path / name).write_text(text, encoding="utf-8")
-        with pytest.raises(UsageError) as err:
-            read_slide_list(tmp_path / name)
-        said = str(err.value)
-        assert "separated by" in said and "not commas" in said and "'path' column" in said, said
-        assert "names no slide" not in said and "stil" not in said, said
+        assert read_slide_list(tmp_path / name) == [str(tmp_path / "a.svs")], name
 
 
 def test_a_csv_whose_path_column_has_another_name_is_named_as_such(tmp_path):
