@@ -13,6 +13,7 @@ from weakstil.cli.options import (AggregatorOpt, AnnotationsOpt, CohortArg, Devi
                                   EvalGroupColumnOpt, FoldsOpt, GroupColumnOpt, LossOpt, ModelOpt, OutOpt, OverwriteOpt,
                                   ScoringOpt, ScoringOverrideOpt, StoppingOpt, SeedOpt, StromaWeightOpt, TileStatsOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt,
                                   in_range)
+from weakstil.cli.progress import RESULT
 from weakstil.errors import UsageError
 from weakstil.mil.config import Aggregator, Loss, Scoring, Stopping, StromaWeight, TrainConfig
 
@@ -111,8 +112,9 @@ def train(
     if cv:
         m = cv["metrics"]
         log.info("CV (%d folds): R² %s, Pearson %s, MAE %.2f, AUC@%g %s -> %s", cv["folds"], fmt(m["r2"]),
-                 fmt(m["pearson_r"]), m["mae"], threshold, fmt(cv["auc"].get(f"{threshold:g}")), ModelDir(out).cv_dir)
-    log.info("final model: %s -> %s (%.0f s)", result["final_model"], out, result["seconds"])
+                 fmt(m["pearson_r"]), m["mae"], threshold, fmt(cv["auc"].get(f"{threshold:g}")), ModelDir(out).cv_dir,
+                 extra=RESULT)
+    log.info("final model: %s -> %s (%.0f s)", result["final_model"], out, result["seconds"], extra=RESULT)
 
 
 def evaluate(
@@ -181,7 +183,7 @@ def evaluate(
                                 scoring=None if scoring is None else scoring.value)
     aucs = ", ".join(f"AUC@{c['threshold']:g} {fmt(c['auc'])}" for c in m["classification"])
     log.info("n %d: R² %s, Pearson %s, Spearman %s, MAE %.2f, %s -> %s", m["n"], fmt(m["r2"]), fmt(m["pearson_r"]),
-             fmt(m["spearman_rho"]), m["mae"], aucs, out)
+             fmt(m["spearman_rho"]), m["mae"], aucs, out, extra=RESULT)
     from weakstil.metrics import band_text
 
     if band_text(m.get("error_by_band") or []):  # a skewed cohort's one MAE is mostly its sTIL-low slides'
@@ -278,7 +280,7 @@ def report(
         build_report(model, tmp, cohort=cohort, tiles_dir=tiles, evaluation_dir=evaluation,
                      settings=read_settings(settings_file) if settings_file is not None else None,
                      slide_mpp=slide_mpp, title=title)
-    log.info("report -> %s", out / "report.html")
+    log.info("report -> %s", out / "report.html", extra=RESULT)
 
 
 def _report_scores(scores: Path, out: Path, model: Path | None, settings_file: Path | None, title: str | None,
@@ -295,4 +297,4 @@ def _report_scores(scores: Path, out: Path, model: Path | None, settings_file: P
     with hold_folder(out, "report"), staged_folder(out, "report", overwrite=overwrite) as tmp:
         build_score_report(scores, tmp, model=model, title=title or "WeakSTIL scoring report",
                            settings=read_settings(settings_file) if settings_file is not None else None)
-    log.info("report -> %s", out / "report.html")
+    log.info("report -> %s", out / "report.html", extra=RESULT)

@@ -451,7 +451,8 @@ class LogLevel(str, Enum):
 # the options of 'weakstil' itself (before the command); a batch in a lab logs a line or more per slide
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging (--log-level debug).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Warnings and errors only (--log-level warning): for "
-                                        "batch runs. Error lines and progress bars are shown still.")]
+                                        "batch runs. Error lines, progress bars and the command's closing line (N of M "
+                                        "slides scored -> results.csv, evaluate's metrics) are shown still.")]
 LogLevelOpt = Annotated[Optional[LogLevel], typer.Option(
     "--log-level", case_sensitive=False, help="The least severe log messages shown (default info). error: only "
     "the slides that failed and the error line.")]

@@ -12,6 +12,22 @@ from weakstil.consoles import (  # noqa: F401 (imported from here by the command
 #: Third-party loggers kept at WARNING.
 QUIET_LOGGERS = ("PIL", "matplotlib", "h5py", "urllib3", "timm", "huggingface_hub")
 
+#: ``log.info(..., extra=RESULT)``: a command's closing line (what it made and where: "12 of 12 slides scored
+#: -> results.csv", evaluate's metrics), shown under ``-q`` / ``--log-level warning`` too; ``-q`` said
+#: nothing at all of a batch that succeeded, and ``weakstil -q evaluate`` not its metrics (hunt 39k).
+RESULT = {"result": True}
+
+
+class _Shown(logging.Filter):
+    """The records at ``level`` or above, and at ``level`` warning the closing lines marked :data:`RESULT`."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= self.level or (self.level == logging.WARNING and getattr(record, "result", False))
+
 
 def setup_logging(verbose: bool, level: int | None = None) -> None:
     """Log to stderr at ``level`` (None: debug with ``verbose``, else info; ``--quiet`` / ``--log-level``)."""
@@ -20,8 +36,9 @@ def setup_logging(verbose: bool, level: int | None = None) -> None:
     level = level if level is not None else logging.DEBUG if verbose else logging.INFO
     verbose = level <= logging.DEBUG
     handler = RichHandler(console=log_console(), show_time=False, show_path=False, markup=False)
-    handler.setLevel(level)  # (the loggers below have levels of their own, which pass their warnings on)
-    logging.basicConfig(level=level, handlers=[handler], format="%(message)s", force=True)
+    handler.setLevel(min(level, logging.INFO))  # (the loggers below have levels of their own, which pass their
+    handler.addFilter(_Shown(level))  # warnings on; the handler's filter holds back what --log-level hides)
+    logging.basicConfig(level=min(level, logging.INFO), handlers=[handler], format="%(message)s", force=True)
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
     # a damaged TIFF's page warnings and errors ("invalid offset to first page", "invalid page offset") come before our own error line

@@ -83,7 +83,7 @@ def score(
 
         warn_unmatched_annotations(annotations, {slide_id_from_path(p): id_of(p) for p in paths},  # file name: id
                                    [], cohort_hint=False, others=known_slides([Path(p) for p in paths], features))
-    from weakstil.cli.progress import BatchLog, _log_console
+    from weakstil.cli.progress import RESULT, BatchLog, _log_console
 
     batch_log = None if _log_console().is_terminal else BatchLog(len(paths))  # a terminal has the live bar
     rows = score_batch(paths, opts, on_slide=None if batch_log is None else lambda _sid, row: batch_log.done(row))
@@ -93,7 +93,8 @@ def score(
     log.info("%d of %d slides scored%s%s -> %s", ok, len(paths) + len(unnamed),  # (a read-only --out: none written)
              f" ({no_bed} without a tumour bed: no sTIL%)" if no_bed else "",
              f" ({skipped} of them already, by an earlier run or one beside this: skipped)" if skipped else "",
-             out / "results.csv" if (out / "results.csv").is_file() else "no results.csv (see the error lines above)")
+             out / "results.csv" if (out / "results.csv").is_file() else "no results.csv (see the error lines above)",
+             extra=RESULT)
     if len(paths) + len(unnamed) > 1:  # (one slide: its error line is the last word)
         _say_failed([Path(str(r["path"])) for r in rows if r["status"] == STATUS_ERROR], len(unnamed))
     from weakstil.results_table import one_scan_under_two_ids, replaced_by_others

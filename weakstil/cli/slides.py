@@ -11,6 +11,7 @@ import typer
 from weakstil import settings
 from weakstil.cli.batch import for_each_slide, nameable, unique_ids, without_own_outputs
 from weakstil.cli.errors import Failures
+from weakstil.cli.progress import RESULT
 from weakstil.cli.options import (AllowUpsampleOpt, HardOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideListOpt, SlideMppOpt,
                                   SlidesArg, StratifiedOpt, SynthLook, SynthLookOpt, TileSizeOpt, TissueThresholdOpt,
                                   expand_slides, in_range, listed_slides, out_dir)
@@ -153,7 +154,7 @@ def synth(
         mark(out, "synth")
     high = settings.STIL_THRESHOLD
     log.info("%d slides, sTIL median %.1f%%, %d%% >= %g%% -> %s", len(table), table["stil"].median(),
-             round(100 * (table["stil"] >= high).mean()), high, out / "labels.csv")
+             round(100 * (table["stil"] >= high).mean()), high, out / "labels.csv", extra=RESULT)
 
 
 def _check_synth_memory(size_mm: tuple[float, float]) -> None:

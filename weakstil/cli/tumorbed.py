@@ -11,6 +11,7 @@ import typer
 from weakstil import settings
 from weakstil.cli.batch import for_each_slide, unique_ids
 from weakstil.cli.errors import Failures
+from weakstil.cli.progress import RESULT
 from weakstil.cli.options import (AnnotationsDirOpt, AnnotationsOpt, FeatureFilesArg, FeaturesDirOpt,
                                   OutOpt, OverwriteOpt, TumorBedOpt, expand_slides, in_range)
 
@@ -77,7 +78,7 @@ def tumorbed_train(
         model.save(out)
         mark(out, "tumorbed train")
     log.info("tumour-bed detector from %d slides (%s Dice mean %.3f, min %.3f) -> %s", model.meta["n_slides"],
-             model.meta["cv"], model.meta["cv_dice"], model.meta["cv_dice_min"], out)
+             model.meta["cv"], model.meta["cv_dice"], model.meta["cv_dice_min"], out, extra=RESULT)
 
 
 def tumorbed_apply(
