@@ -47,17 +47,40 @@ def refuse_other_separator(table: pd.DataFrame, path: Path) -> None:
                                 "'weakstil score' or 'weakstil train' wrote it")
 
 
+#: A number written with a decimal comma, or a whole one ('10,5', '-3', '4,93E+01': Excel's scientific format).
+_COMMA_NUMBER = re.compile(r"[+-]?(\d+|\d*,\d+)([eE][+-]?\d+)?")
+#: A number written with a decimal point ('10.5').
+_POINT_NUMBER = re.compile(r"[+-]?\d*\.\d+([eE][+-]?\d+)?")
+#: Columns of names and words: a group '1,20' is no number (it and '1,2' were read as one group 1.2).
+_TEXT_COLUMNS = {"slide_id", "group", "path", "status", "qc", "qc_reasons", "error", "model_id", "encoder_id",
+                 "tumorbed_source"}
+
+
 def decimal_commas(table: pd.DataFrame, path: Path) -> pd.DataFrame:
-    """Predictions saved by a European-locale spreadsheet (';'-separated, read so): a column whose cells are all
-    numbers, some with a decimal comma ('10,5'), as numbers (10.5). Such a file was refused whole until hunt 39e
-    ("separated by ';', not commas"), though the cohort reader reads its labels."""
-    number = re.compile(r"[+-]?(\d+|\d*,\d+)")
+    """Predictions saved by a European-locale spreadsheet (';'-separated, read so): a column's numbers with a
+    decimal comma ('10,5') as numbers (10.5). Such a file was refused whole until hunt 39e ("separated by ';',
+    not commas"), though the cohort reader reads its labels. A column with decimal commas and decimal points
+    is one error naming a row of each (which is the decimal mark?), as the cohort reader's labels; a cell in
+    neither (thousands '1.234,5') is left as written, for the error line to name it alone (hunt 39k: one
+    '49.3256' or '4,93E+01' among '24,5515' cells said all 32 predictions were not a number)."""
     for col in table.columns:
-        cells = [str(v).strip() for v in table[col] if isinstance(v, str) and str(v).strip()]
-        if col != "slide_id" and cells and any("," in c for c in cells) and all(number.fullmatch(c) for c in cells):
-            table[col] = pd.to_numeric(table[col].map(lambda v: v.replace(",", ".") if isinstance(v, str) else v),
-                                       errors="coerce")
-            log.info("%s: column %s read with decimal commas (%s)", path, col, cells[0])
+        if str(col) in _TEXT_COLUMNS:
+            continue
+        cells = [(i + 2, v.strip()) for i, v in enumerate(table[col]) if isinstance(v, str) and v.strip()]
+        commas = [(row, c) for row, c in cells if "," in c and _COMMA_NUMBER.fullmatch(c)]
+        if not commas:
+            continue
+        points = [(row, c) for row, c in cells if _POINT_NUMBER.fullmatch(c)]
+        if points:
+            raise WeakSTILError(f"column {col} has numbers with a decimal comma (row {commas[0][0]}: {commas[0][1]}) "
+                                f"and with a decimal point (row {points[0][0]}: {points[0][1]})", path=path,
+                                fix="write every number with the same decimal mark, or save it as 'CSV UTF-8 (Comma "
+                                    "delimited)' with decimals with a point")
+        values = [float(v.strip().replace(",", ".")) if isinstance(v, str) and _COMMA_NUMBER.fullmatch(v.strip())
+                  else v for v in table[col]]
+        table[col] = pd.to_numeric(pd.Series(values, index=table.index), errors="coerce") \
+            if all(not isinstance(v, str) for v in values) else pd.Series(values, index=table.index, dtype=object)
+        log.info("%s: column %s read with decimal commas (%s)", path, col, commas[0][1])
     return table
 
 
