@@ -65,6 +65,9 @@ def test_tumorbed_train_leaves_an_empty_annotation_out(tmp_path, small_demo, cap
     with pytest.raises(WeakSTILError, match="4 annotation file\\(s\\) are empty") as info:
         train_tumorbed_from_cache(demo / "features", beds, slide_ids=ids)
     assert "no slide has both cached features and an annotation" in info.value.message
+    # every file empty: drawing is the fix, not naming or embedding (hunt 39k: "name annotation files
+    # <slide_id>.geojson / .xml and embed those slides first", which each of them was)
+    assert info.value.fix == "draw the tumour beds and export them again"
 
 
 def _docs_script(tmp_path):

@@ -172,8 +172,10 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         raise WeakSTILError("no slide has both cached features and an annotation" + (
                             f" that covers a tissue tile ({len(no_tile)} cover none)" if no_tile else "") + (
                             f" ({len(empty)} annotation file(s) are empty: {', '.join(empty[:3])})" if empty else ""),
-                            path=annotations,
-                            fix="name annotation files <slide_id>.geojson / .xml and embed those slides first")
+                            path=annotations,  # (every file empty: naming and embedding were no fix, hunt 39k)
+                            fix="draw the tumour beds and export them again" if empty and not no_tile and
+                            len(empty) >= len(annotated) else
+                            "name annotation files <slide_id>.geojson / .xml and embed those slides first")
     # fitted in slide-id order whatever order chose them (a cohort CSV's rows): the fit's float sums follow
     # the slides' order, so the same 6 slides listed in reverse gave other weights (hunt 38h: up to 2.4e-5)
     chosen.sort(key=lambda s: s.slide_id)
