@@ -102,3 +102,27 @@ def test_piece_numbers_are_shown_and_follow_rescore(make_napari_viewer, scored, 
     assert editor.edit_bed() is not None
     assert labels()[0] == [f"{p['piece']}: {p['stil']:.1f} %" for p in scored_pieces]
     assert f"2: {scored_pieces[1]['stil']:.1f} %" in widget.detail_label.text()
+
+
+def test_a_file_scored_before_pieces_gets_its_labels_at_rescore(make_napari_viewer, scored, tmp_path):  # noqa: F811
+    """Hunt 39k: a score file written before pieces were recorded (no ``tissue_pieces``: every file of
+    9510b95 and earlier) had no labels layer, so after Rescore the detail line said the edited bed's pieces
+    were "labelled on the canvas" over no label at all. Now Rescore adds the layer."""
+    path, scored_pieces, _ = _two_piece_result(scored, tmp_path / "scores")
+    with h5py.File(path, "r+") as f:
+        del f.attrs["tissue_pieces"]  # as the old code wrote it
+    viewer = make_napari_viewer()
+    widget = dock(viewer)
+    viewer.open(path, plugin="napari-weakstil")
+    assert not [ly for ly in viewer.layers if ly.metadata.get("role") == "tissue pieces"]
+    editor = widget.bed_editor
+    editor.edit_bed()
+    new = editor.rescore()
+    assert new.tissue_pieces == scored_pieces
+    layers = [ly for ly in viewer.layers if ly.metadata.get("role") == "tissue pieces"]
+    assert len(layers) == 1  # was none
+    assert list(layers[0].features["label"]) == [f"{p['piece']}: {p['stil']:.1f} %" for p in scored_pieces]
+    mpp = float(widget.result.slide_mpp)
+    np.testing.assert_allclose(np.asarray(layers[0].data), [[(p["centre"][1] - 0.5) * mpp,
+                                                             (p["centre"][0] - 0.5) * mpp] for p in scored_pieces])
+    assert "labelled on the canvas" in widget.detail_label.text()

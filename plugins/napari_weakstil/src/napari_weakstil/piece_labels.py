@@ -56,11 +56,13 @@ def _points(per_piece: list[dict[str, Any]], mpp: float) -> tuple[list[list[floa
     return data, [f"{int(p['piece'])}: {float(p['stil']):.1f} %" for p in per_piece]
 
 
-def layer_data(res: Any, mpp: float) -> tuple[Any, dict[str, Any], str] | None:
-    """The labels' layer data for a result shown at ``mpp`` world µm per level-0 px (None: it records no pieces)."""
+def layer_data(res: Any, mpp: float, per_piece: list[dict[str, Any]] | None = None
+               ) -> tuple[Any, dict[str, Any], str] | None:
+    """The labels' layer data for a result shown at ``mpp`` world µm per level-0 px, of ``per_piece`` (default:
+    the file's; None: it records no pieces)."""
     import numpy as np
 
-    per_piece = recorded(res)
+    per_piece = recorded(res) if per_piece is None else per_piece
     if not per_piece:
         return None
     data, labels = _points(per_piece, mpp)
@@ -77,11 +79,19 @@ def follow(viewer: Any, res: Any) -> None:
     import numpy as np
     import pandas as pd
 
-    for layer in list(viewer.layers):
+    mine = [ly for ly in viewer.layers if ly.metadata.get("result_path") == str(res.path)]
+    for layer in mine:
         meta = layer.metadata
-        if meta.get("role") != PIECES or meta.get("result_path") != str(res.path):
+        if meta.get("role") != PIECES:
             continue
         data, labels = _points(current(res), float(meta["slide_mpp"]))
         layer.data = np.asarray(data, np.float64).reshape(-1, 2)
         layer.features = pd.DataFrame({"label": labels})
         layer.refresh_text()
+        return
+    # no labels yet: a file that records no pieces (scored before pieces were, or its bed on one piece alone)
+    # whose edited bed has some; the detail line said "labelled on the canvas" over none (hunt 39k)
+    placed = next((ly.metadata["slide_mpp"] for ly in mine if ly.metadata.get("slide_mpp")), None)
+    made = layer_data(res, float(placed), current(res)) if placed and current(res) else None
+    if made is not None:
+        viewer.add_points(made[0], **made[1])
