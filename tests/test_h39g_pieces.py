@@ -110,3 +110,35 @@ def test_core_biopsy_strips_levels_and_unequal_pieces_are_not_tma_like():
     # and the same as a TMA's spots: flagged; one piece of tissue: nothing per piece
     assert "9 separate round tissue pieces" in _pieces(_mask((400, 1200), discs=[(200, 60 + 130 * k, 40) for k in range(9)]))[2]
     assert _pieces(_mask((300, 300), discs=[(150, 150, 100)]))[1] == []
+
+
+def test_a_section_cut_by_marker_ink_is_one_piece():
+    """Hunt 39l: the saved tissue mask has marker ink cut out (the detector joins a section's strips under the
+    ink only while it detects), and pieces were its 8-connected parts: on a 1 x 1 mm section one 48 µm stroke
+    made 2 pieces with their own sTIL%, three strokes 6 pieces of 0.15 mm² flagged ``tma_like``. Parts less than
+    100 µm apart are now one piece; specimens 120 µm apart (the strips above) and TMA spots stay apart."""
+    section = _mask((160, 160), boxes=[(15, 15, 140, 140)])  # 1 x 1 mm at 8 µm/px
+    one = section.copy()
+    one[:, 78:84] = False  # a 48 µm stroke, as the detector leaves it (stroke + 8 µm each side)
+    pieces, per_piece, why = _pieces(one)
+    assert len(pieces) == 1 and per_piece == [], [p["area_mm2"] for p in pieces]
+    grid = one.copy()
+    grid[55:61] = grid[100:106] = False
+    pieces, per_piece, why = _pieces(grid)
+    assert (len(pieces), why) == (1, ""), ([p["area_mm2"] for p in pieces], why)
+    assert pieces[0]["area_mm2"] == pytest.approx(float(grid.sum()) * 64e-6, abs=1e-3)  # tissue, not ink
+    # two sections 120 µm apart (15 px) are two; a TMA of spots 0.3 mm apart is still flagged
+    two = _mask((160, 300), boxes=[(15, 15, 140, 140), (15, 155, 140, 280)])
+    assert len(_pieces(two)[0]) == 2
+    spots = _mask((300, 300), discs=[(50 + 100 * r, 50 + 100 * q, 31) for r in range(3) for q in range(3)])
+    assert "9 separate round tissue pieces" in _pieces(spots)[2]
+
+
+def test_a_piece_without_its_bed_tile_count_is_listed_in_napari():
+    """Hunt 39k: a ``tissue_pieces`` entry without ``n_tumorbed_tiles`` (a hand-edited file; napari's reader
+    asks only for piece, stil, centre) raised KeyError in the detail line."""
+    from napari_weakstil.piece_labels import detail_text
+
+    text = detail_text([{"piece": 1, "stil": 13.37, "centre": [5, 5]},
+                        {"piece": 2, "stil": 12.6, "centre": [9, 5], "n_tumorbed_tiles": 1243}])
+    assert text.endswith("1: 13.4 %, 2: 12.6 % (1,243 bed tiles)"), text

@@ -29,7 +29,7 @@ def _two_piece_result(scored, folder):  # noqa: F811
     """A copy of the scored synthetic slide cut in two tissue pieces at a tile column (a band of glass), with the
     ``tissue_pieces`` that ``weakstil score`` would write for it (by h39g's functions)."""
     from weakstil.bed_edit import ScoredTiles
-    from weakstil.qc.pieces import piece_stils, slide_pieces
+    from weakstil.qc.pieces import JOIN_UM, piece_stils, slide_pieces
 
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / scored["score_h5"].name
@@ -39,8 +39,10 @@ def _two_piece_result(scored, folder):  # noqa: F811
     columns = np.unique(g.coords[bed, 0])
     mid = float(columns[len(columns) // 2])  # a tile column's left edge: tiles lie either side of it
     cut = int(round(mid * g.slide_mpp / g.mask_mpp))
+    # a band of glass down the slide, wider than the gap a marker stroke leaves (parts closer are one piece, h39l)
+    half = int(np.ceil(JOIN_UM / g.mask_mpp / 2)) + 1
     with h5py.File(path, "r+") as f:
-        f["tissue_mask"][:, max(0, cut - 1):cut + 1] = 0  # two mask px of glass down the slide
+        f["tissue_mask"][:, max(0, cut - half):cut + half] = 0
     tiles = ScoredTiles.read(path)
     g = tiles.geometry
     tile_piece, pieces = slide_pieces(g.coords, g.tile_size_level0, g.tissue_mask, g.mask_mpp, g.slide_mpp)

@@ -8,9 +8,9 @@ or more pieces, each piece's own sTIL% (:func:`piece_stils`: the slide's aggrega
 alone) and bed tile count, and a slide of :data:`TMA_PIECES` or more round pieces of similar size is flagged
 ``tma_like`` (:func:`tma_like`).
 
-Pieces are the 8-connected parts of the tissue mask (as :func:`weakstil.tumorbed.veto.tile_fragments`, which
-gives each tile its piece); a piece under the tissue detector's debris size
-(:attr:`weakstil.tissue.TissueParams.min_object_um2`) is not reported.
+Pieces are the 8-connected parts of the tissue mask with parts closer than :data:`JOIN_UM` joined
+(:func:`piece_labels`; :func:`weakstil.tumorbed.veto.tile_fragments` gives each tile its piece); a piece under
+the tissue detector's debris size (:attr:`weakstil.tissue.TissueParams.min_object_um2`) is not reported.
 """
 
 from __future__ import annotations
@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 
 #: Pieces smaller than this (µm²) are debris: not reported (the tissue detector's default debris size).
 DEBRIS_UM2 = 20_000.0
+#: Parts of the tissue mask less than this far apart (µm) are one piece. The saved mask has marker ink cut
+#: out (the detector joins a section's strips under the ink only while it detects; the ink is not saved),
+#: and a stroke leaves a gap of its width + 16 µm (:data:`weakstil.tissue.PEN_EDGE_UM` each side): one 40 µm
+#: stroke across a 1 x 1 mm section made 2 pieces with their own sTIL%, three strokes 6 pieces flagged
+#: ``tma_like`` (hunt 39l). Glass between specimens is wider: measured 400 µm between a TMA's 0.6 mm cores,
+#: 440 µm between levels, 104-584 µm between a biopsy's fragments and cores (a torn TMA core's parts: 64 and
+#: 79 µm, now one piece). Strokes wider than about 80 µm still part a section (the limit).
+JOIN_UM = 100.0
 #: A piece is round (a TMA spot, a punch) when its minor axis is at least this share of its major axis
 #: (second moments of its mask): needle-core strips read 0.08-0.37, synthetic 0.6 mm spots 0.92-0.95.
 ROUND_AXES = 0.5
@@ -44,8 +52,8 @@ def slide_pieces(coords: np.ndarray, tile_size_level0: float, tissue: np.ndarray
     from weakstil.tumorbed.veto import tile_fragments
 
     mask = np.asarray(tissue, bool)
-    labels, n = ndi.label(mask, np.ones((3, 3), bool))
-    tile_piece = tile_fragments(coords, tile_size_level0, mask, mask_mpp, slide_mpp)
+    labels, n = piece_labels(mask, mask_mpp)
+    tile_piece = tile_fragments(coords, tile_size_level0, mask, mask_mpp, slide_mpp, labels=labels)
     if n == 0 or not len(tile_piece):
         return tile_piece, []
     area = np.bincount(labels.ravel(), minlength=n + 1) * float(mask_mpp) ** 2
@@ -63,6 +71,20 @@ def slide_pieces(coords: np.ndarray, tile_size_level0: float, tissue: np.ndarray
                        "n_tiles": int(n_tiles[k])})
     tile_piece = np.where(np.isin(tile_piece, [p["label"] for p in pieces]), tile_piece, 0)  # debris: none
     return tile_piece, sorted(pieces, key=lambda p: (p["centre"][0], p["centre"][1]))
+
+
+def piece_labels(mask: np.ndarray, mask_mpp: float) -> tuple[np.ndarray, int]:
+    """``(labels, n)``: the tissue pieces of ``mask`` (bool, ``mask_mpp`` µm/px), 1..n (0 off tissue): its
+    8-connected parts, those less than :data:`JOIN_UM` apart joined (the parts' labels of the mask grown by a
+    disc of half that: 0.5 s on a 20-million-pixel mask)."""
+    from scipy import ndimage as ndi
+
+    from weakstil.morphology import dilate_disk
+
+    radius = int(JOIN_UM / (2.0 * float(mask_mpp)))  # two discs of this radius touch across a gap of JOIN_UM
+    labels, n = ndi.label(dilate_disk(mask, radius), np.ones((3, 3), bool))
+    labels[~mask] = 0  # each grown part holds tissue: labels 1..n all remain
+    return labels, n
 
 
 def _axes_moments(ys: np.ndarray, xs: np.ndarray) -> np.ndarray:

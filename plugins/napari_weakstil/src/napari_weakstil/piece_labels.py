@@ -44,8 +44,12 @@ def detail_text(per_piece: list[dict[str, Any]], edited: bool = False) -> str:
     1: 13.4 % (342 bed tiles), 2: 12.6 % (243)" ("" for none)."""
     if not per_piece:
         return ""
-    items = ", ".join(f"{int(p['piece'])}: {float(p['stil']):.1f} % ({int(p['n_tumorbed_tiles']):,}"
-                      f"{' bed tiles' if i == 0 else ''})" for i, p in enumerate(per_piece))
+    # :func:`recorded` asks only for what the labels need: a hand-edited entry without its bed tile count
+    # raised KeyError here (hunt 39k); it is listed without one
+    counted = [i for i, p in enumerate(per_piece) if p.get("n_tumorbed_tiles") is not None]
+    items = ", ".join(f"{int(p['piece'])}: {float(p['stil']):.1f} %" + (
+        f" ({int(p['n_tumorbed_tiles']):,}{' bed tiles' if i == counted[0] else ''})" if i in counted else "")
+        for i, p in enumerate(per_piece))
     return (f"{'Edited bed: t' if edited else 'T'}issue pieces' own sTIL% (numbered left to right, labelled on the "
             f"canvas): {items}")
 
