@@ -220,14 +220,16 @@ def apply_veto(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: lis
 
 
 def tile_fragments(coords: np.ndarray, tile_size_level0: float, tissue: np.ndarray, mask_mpp: float,
-                   slide_mpp: float) -> np.ndarray:
+                   slide_mpp: float, *, labels: np.ndarray | None = None) -> np.ndarray:
     """Each tile's piece of tissue: the label (8-connected components of the tissue mask, 1..n; 0
     where none of its sample points is tissue) found most often at a 3 x 3 grid of points across
-    the tile."""
+    the tile. ``labels``: those components when the caller has them (labelling a 30-million-pixel mask
+    again took 0.2-0.4 s)."""
     from scipy import ndimage as ndi
 
     coords = np.asarray(coords, np.float64).reshape(-1, 2)
-    labels, _ = ndi.label(np.asarray(tissue, bool), np.ones((3, 3), bool))
+    if labels is None:
+        labels, _ = ndi.label(np.asarray(tissue, bool), np.ones((3, 3), bool))
     if len(coords) == 0:
         return np.zeros(0, np.int64)
     f = slide_mpp / mask_mpp  # mask px per level-0 px
