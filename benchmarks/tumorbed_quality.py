@@ -212,6 +212,9 @@ def main() -> None:
                     help="detectors without the lymphoid and ink vetoes (weakstil.tumorbed.veto, .ink), as before them")
     ap.add_argument("--no-cell-gate", action="store_true",
                     help="detectors without the tumour-cell gate (weakstil.tumorbed.cellgate), as before it")
+    ap.add_argument("--no-augment", action="store_true",
+                    help="detectors without the jittered copies in their final fit (weakstil.tumorbed.augment), as "
+                         "before them (their runs folder is the one those runs wrote, without '-aug1')")
     ap.add_argument("--pairs", nargs="+", metavar="TRAIN:TEST",
                     help="train look -> test look pairs (default: every pair of --cohorts, within look too)")
     args = ap.parse_args()
@@ -243,7 +246,8 @@ def main() -> None:
         features[name] = embed_cohort(cdir, args.encoder, weights, cdir / f"features-{enc_tag}")
 
     runs = args.cache / "runs" / (f"n{args.slides}-s{args.seed}-{enc_tag}" + ("-stats" if args.evidence_stats else "")
-                                 + ("-noveto" if args.no_veto else "") + ("-nogate" if args.no_cell_gate else ""))
+                                 + ("-noveto" if args.no_veto else "") + ("-nogate" if args.no_cell_gate else "")
+                                 + ("" if args.no_augment else "-aug1"))
     rows, detectors = [], {}
     for train_look in dict.fromkeys(a for a, _ in pairs):
         ids = training_ids(tables[train_look])
@@ -251,14 +255,15 @@ def main() -> None:
         det_dir = runs / f"detector-{train_look}"
         saved = det_dir / "model.json"
         if args.reuse_detectors and saved.is_file() and json.loads(saved.read_text()).get("slide_ids") == ids \
-                and bool(json.loads(saved.read_text()).get("ink_veto", {}).get("enabled")) != args.no_veto:
+                and bool(json.loads(saved.read_text()).get("ink_veto", {}).get("enabled")) != args.no_veto \
+                and bool(json.loads(saved.read_text()).get("augmentation", {}).get("enabled")) != args.no_augment:
             detector = TumorBedDetector.load(det_dir)
             log.info("detector %s: reused from %s", train_look, det_dir)
         else:
             detector = train_tumorbed_from_cache(features[train_look], cohorts[train_look] / "truth", slide_ids=ids,
                                                  seed=args.seed, tile_stats=args.evidence_stats,
                                                  lymphoid_veto=not args.no_veto, ink_veto=not args.no_veto,
-                                                 tumour_cell_gate=not args.no_cell_gate)
+                                                 tumour_cell_gate=not args.no_cell_gate, augment=not args.no_augment)
             detector.save(det_dir)
         seconds = float(detector.meta.get("train_seconds", time.perf_counter() - t0))
         detectors[train_look] = (detector, det_dir, ids, seconds)

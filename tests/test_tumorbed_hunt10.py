@@ -38,11 +38,12 @@ def test_an_outline_half_off_the_slide_says_what_share_lies_off_it_and_the_rule(
 
 
 def test_evaluate_group_column_and_tumorbed_train_seed_say_what_they_do():
-    """evaluate does no cross-validation; the detector's training has no random step."""
+    """evaluate does no cross-validation; the detector's fit has no random step, --seed draws only the
+    jittered copies of its final fit (hunt 39i)."""
     def said(*command: str) -> str:  # the help as one line, without the box rich draws around it
         return " ".join(re.sub("[│╭╮╰╯─]", " ", run_cli(*command, "--help").stdout).split())
 
     evaluate = said("evaluate")
     assert "straddle" not in evaluate and "scatter plot is coloured by it" in evaluate
     train = said("tumorbed", "train")
-    assert "Unused, kept for scripts: training has no random step" in train
+    assert "Seeds the appearance jitter of --augment (the fit itself has no random step" in train

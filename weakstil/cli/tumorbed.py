@@ -30,8 +30,8 @@ def tumorbed_train(
     out: OutOpt,
     max_slides: Annotated[int, typer.Option("--max-slides", help="Use at most this many annotated slides.",
                                             callback=in_range(1, 100_000))] = 10,
-    seed: Annotated[int, typer.Option("--seed", help="Unused, kept for scripts: training has no random step (the "
-                                      "same slides and annotations give the same detector).",
+    seed: Annotated[int, typer.Option("--seed", help="Seeds the appearance jitter of --augment (the fit itself has "
+                                      "no random step: the same slides, annotations and seed give the same detector).",
                                       callback=in_range(*settings.SEED_RANGE))] = settings.SEED,
     cohort: Annotated[Optional[Path], typer.Option("--cohort", help="Only this cohort CSV's slides, in its order "
                                                    "(default: every slide in --features).")] = None,
@@ -48,6 +48,11 @@ def tumorbed_train(
                                             help="Tiles with no tumour nuclei in or beside them (tile measurements) "
                                             "cannot seed the bed; kept unless it lowers the cross-validated Dice "
                                             "by more than 0.005.")] = True,
+    augment: Annotated[bool, typer.Option("--augment/--no-augment",
+                                          help="Read the annotated slides' tiles again and add one copy, jittered in "
+                                          "stain, brightness, contrast and focus, to the final classifier (not to the "
+                                          "cross-validation that chooses the settings): beds on slides of another "
+                                          "look. Needs the slides where their features say (or --cohort).")] = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a tumour-bed detector from slides with annotations: tumour evidence per tile (a
@@ -70,10 +75,20 @@ def tumorbed_train(
 
         table = read_cohort(cohort, check_files=False, require_labels=False).table  # the bed needs no sTIL%
         slide_ids, slide_paths = list(table["slide_id"]), dict(zip(table["slide_id"], table["path"]))
-    model = train_tumorbed_from_cache(features, annotations, slide_ids=slide_ids, slide_paths=slide_paths,
-                                       max_slides=max_slides, seed=seed,
-                                       lymphoid_veto=lymphoid_veto, ink_veto=ink_veto, infiltrate=infiltrate,
-                                       tumour_cell_gate=cell_gate)
+    from weakstil.cli.progress import bar_progress
+
+    with bar_progress("tiles") as progress:  # the jittered copies are embedded again: minutes on a CPU
+        tasks: dict[str, int] = {}
+
+        def on_batch(done: int, total: int, slide_id: str) -> None:
+            if slide_id not in tasks:
+                tasks[slide_id] = progress.add_task(f"{slide_id} (jittered copy)", total=total, info="")
+            progress.update(tasks[slide_id], completed=done, total=total)
+
+        model = train_tumorbed_from_cache(features, annotations, slide_ids=slide_ids, slide_paths=slide_paths,
+                                           max_slides=max_slides, seed=seed,
+                                           lymphoid_veto=lymphoid_veto, ink_veto=ink_veto, infiltrate=infiltrate,
+                                           tumour_cell_gate=cell_gate, augment=augment, progress=on_batch)
     with hold_folder(out, "tumorbed train"):
         model.save(out)
         mark(out, "tumorbed train")

@@ -14,7 +14,9 @@
    µm) chosen by the same Dice from the best settings (weakstil.bed_geometry step 6).
 4. The plausibility rule (when a detected bed is too small to trust) is set from the same
    held-out beds: a quarter of the smallest bed-to-evidence ratio any annotated slide showed.
-5. The classifier is refitted on all slides.
+5. The classifier is refitted on all slides, with one appearance-jittered copy of each slide's tiles
+   where given (weakstil.tumorbed.augment): only this fit, so what 2-4 chose stays chosen on the
+   slides as embedded.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
+from typing import Callable
 
 import numpy as np
 
@@ -335,7 +338,8 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
                    stats_columns: tuple[str, ...] = (),
                    lymphoid_veto: LymphoidVeto | None = None,
                    ink_veto: InkVeto | None = None, infiltrate: bool = True,
-                   cell_gate: TumourCellGate | None = None) -> TumorBedDetector:
+                   cell_gate: TumourCellGate | None = None,
+                   copies: Callable[[], tuple[dict[str, np.ndarray], dict]] | None = None) -> TumorBedDetector:
     """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice.
 
     ``lymphoid_veto``: the rule applied to the evidence before the geometry (default: the
@@ -345,7 +349,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     ``ink_share`` is known). ``infiltrate``: search the reach of contiguous infiltrate
     (:data:`INFILTRATE_REACH_UM`); off: the bed never takes it in. ``cell_gate``: the tumour-cell
     gate (default on; kept unless it costs :data:`CELL_GATE_MAX_LOSS` held-out Dice; off, with a
-    warning, without tile statistics)."""
+    warning, without tile statistics). ``copies``: called after the checks and the search, gives
+    ``{slide_id: features}`` of jittered copies of slides' tiles and their record for model.json
+    (weakstil.tumorbed.augment.augmented_copies); each copy joins the final classifier's fit only,
+    as a slide of its own with its original's labels. ``None``: no copies."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
@@ -374,12 +381,23 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     plausibility = plausibility_rule(slides, evidence, shape, ink_only)
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
     disagreeing = check_held_out(slides, evidence, shape, dice, cv)  # a focus left out, a swapped file...
-    final = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
+    made, augmentation = copies() if copies is not None else ({}, {"enabled": False})
+    extra = [(i, made[s.slide_id]) for i, s in enumerate(slides) if s.slide_id in made]
+    extra_inputs = [context_inputs(x, slides[i].geom.coords, slides[i].geom.tile_size_level0, context_radii, per_slide)
+                    for i, x in extra]
+    if stats_columns:  # the copy's tiles are the original's: their measurements too
+        extra_inputs = [np.concatenate([x, stats_inputs(slides[i].tile_stats, slides[i].stats_columns, stats_columns)],
+                                       axis=1) for x, (i, _) in zip(extra_inputs, extra)]
+    final = fit_evidence(inputs + extra_inputs, labels + [labels[i] for i, _ in extra],
+                         used + [used[i] for i, _ in extra], seed=seed, refine=refine, neutral_k=neutral_k)
     y_all = np.concatenate([y[u] for y, u in zip(labels, used)])
     meta = {**(meta or {}), "n_slides": len(slides), "slide_ids": [s.slide_id for s in slides],
-            # no seed recorded: it would claim a choice that changes nothing
+            # no seed recorded without copies: it would claim a choice that changes nothing
             "deterministic": "no random step (a convex fit from zero weights, full-batch L-BFGS): the same "
-                             "slides and annotations give the same detector whatever --seed",
+                             "slides and annotations give the same detector whatever --seed" if not extra else
+                             "the jittered copies are drawn from --seed (augmentation.seed); the fit has no random "
+                             "step: the same slides, annotations and seed give the same detector",
+            **({"final_fit_slides": len(slides) + len(extra)} if extra else {}),
             "train_tiles": int(len(y_all)), "train_positive_share": float(y_all.mean()),
             "cv": cv, "cv_dice": float(dice.mean()), "cv_dice_min": float(dice.min()),
             "cv_dice_median": float(np.median(dice)),
@@ -392,6 +410,7 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
                        "objective": "mean Dice vs annotations",
                        "top": sorted(table, key=lambda r: -r["dice_mean"])[:20]},
             "train_seconds": round(time.perf_counter() - t0, 1)}
+    meta["augmentation"] = augmentation
     meta["refine_rounds"], meta["per_slide_standardised"] = int(refine), bool(per_slide)
     meta["neutral_components"] = int(neutral_k)
     meta["lymphoid_vetoed_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, vetoed)}

@@ -72,7 +72,8 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                               seed: int = 0, tile_stats: bool = False,
                               lymphoid_veto: bool = True, ink_veto: bool = True,
                               infiltrate: bool = True, tumour_cell_gate: bool = True,
-                              warn_unmatched: bool = True) -> TumorBedDetector:
+                              warn_unmatched: bool = True, augment: bool = True,
+                              progress=None) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
     ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
@@ -85,7 +86,9 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     the feature files name, where they are there). ``infiltrate``: dense infiltrate touching the
     bed may be taken in (weakstil.bed_geometry step 6). ``tumour_cell_gate``: tiles with no tumour
     nuclei in or beside them cannot seed the bed (weakstil.tumorbed.cellgate). ``warn_unmatched``: say which
-    annotation files match none of the slides (off for the demo, whose truth folder holds its held-out slides' too)."""
+    annotation files match none of the slides (off for the demo, whose truth folder holds its held-out slides' too).
+    ``augment``: one appearance-jittered copy of each slide's tiles, read again from its slide, joins the
+    final classifier (weakstil.tumorbed.augment; ``progress(done, total, slide_id)`` follows its embedding)."""
     from weakstil.annotation_errors import EmptyAnnotationError
     from weakstil.annotations import AnnotationError, find_annotation, raise_all, unmatched_annotations
     from weakstil.files import FeaturesFile, feature_path
@@ -191,8 +194,16 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
             **({"tiling": identity[2]} if identity[2] else {}),  # the tiles it learned: checked where applied
             "model_id": f"tumorbed-{len(chosen)}slides", **({"stain_reference": look} if look else {}),
             "left_out": left_out}
+    copies = None
+    if augment:  # made by train_detector after its checks and search: a refused training reads no slide
+        from weakstil import settings
+        from weakstil.tumorbed.augment import augmented_copies
+
+        def copies():
+            return augmented_copies([(s.slide_id, features_of(s.slide_id), paths.get(s.slide_id)) for s in chosen],
+                                    seed, device=settings.DEVICE, progress=progress)
     return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
                           lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
                           ink_veto=InkVeto(enabled=bool(ink_veto)), infiltrate=infiltrate,
-                          cell_gate=TumourCellGate(enabled=bool(tumour_cell_gate)))
+                          cell_gate=TumourCellGate(enabled=bool(tumour_cell_gate)), copies=copies)
 
