@@ -66,3 +66,15 @@ def eight_slide_morphometry_model(tmp_path_factory):
 
     root = built_once(tmp_path_factory, "shared-morphometry-model", build)
     return root, root / "train" / "cohort", _labels(root), root / "train" / "features"
+
+
+def two_cached_slides(demo: Path, tmp_path: Path) -> tuple[Path, Path, bytes, Path]:
+    """``(folder, first cache, its bytes, its slide)``: a copy of two of the demo's feature caches in a folder of
+    their own, for ``embed --overwrite`` of the first slide alone (hunts 38b, 39c)."""
+    caches = sorted((demo / "features").glob("*.h5"))[:2]
+    folder = tmp_path / "features"
+    folder.mkdir()
+    for cache in caches:
+        shutil.copy2(cache, folder / cache.name)
+    first = folder / caches[0].name
+    return folder, first, first.read_bytes(), demo / "cohort" / "slides" / f"{first.stem}.tiff"

@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 
 from conftest import run_cli
+from shared_cohorts import two_cached_slides
 
 
 def _said(stderr: str) -> str:
@@ -82,14 +83,7 @@ def test_evaluate_oof_labels_need_no_path_column(tmp_path, small_demo):
 
 def test_embed_overwrite_of_some_slides_with_another_encoder_is_refused(tmp_path, small_demo, one_torch_thread):
     demo = small_demo[0]
-    caches = sorted((demo / "features").glob("*.h5"))[:2]
-    folder = tmp_path / "features"
-    folder.mkdir()
-    for cache in caches:
-        shutil.copy2(cache, folder / cache.name)
-    first = folder / caches[0].name
-    before = first.read_bytes()
-    slide = demo / "cohort" / "slides" / f"{first.stem}.tiff"
+    folder, first, before, slide = two_cached_slides(demo, tmp_path)
     r = run_cli("embed", slide, "--out", folder, "--encoder", "small-cnn", "--weights", "random", "--overwrite",
                 "--threads", "1")
     said = _said(r.stderr)
@@ -107,5 +101,5 @@ def test_embed_overwrite_of_some_slides_with_another_encoder_is_refused(tmp_path
     params = TilingParams(mpp=float(attrs["mpp"]), tile_px=int(attrs["tile_px"]), overlap_px=int(attrs["overlap_px"]),
                           tissue_threshold=float(attrs["tissue_threshold"]))
     random = create_encoder("small-cnn", weights="random")
-    refuse_partial_overwrite(folder, random, params, {c.name for c in caches})
+    refuse_partial_overwrite(folder, random, params, {c.name for c in folder.glob("*.h5")})
     refuse_partial_overwrite(folder, create_encoder(demo / "model" / "encoder"), params, {first.name})

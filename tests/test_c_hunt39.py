@@ -25,11 +25,11 @@
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 
 from conftest import run_cli
+from shared_cohorts import two_cached_slides
 from test_pipeline_preflight import workflow_config
 from weakstil.cohort import CohortError, read_cohort
 from weakstil.errors import UsageError
@@ -44,14 +44,7 @@ def _said(stderr: str) -> str:
                                            (("--no-tile-stats",), "tile statistics yes not no")])
 def test_embed_overwrite_of_some_slides_with_other_stain_or_stats_is_refused(tmp_path, small_demo, option, named):
     demo = small_demo[0]
-    caches = sorted((demo / "features").glob("*.h5"))[:2]
-    folder = tmp_path / "features"
-    folder.mkdir()
-    for cache in caches:
-        shutil.copy2(cache, folder / cache.name)
-    first = folder / caches[0].name
-    before = first.read_bytes()
-    slide = demo / "cohort" / "slides" / f"{first.stem}.tiff"
+    folder, first, before, slide = two_cached_slides(demo, tmp_path)
     r = run_cli("embed", slide, "--out", folder, "--encoder", demo / "model" / "encoder", "--overwrite",
                 "--threads", "1", *option)
     said = _said(r.stderr)
