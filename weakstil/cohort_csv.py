@@ -229,10 +229,13 @@ def in_subfolder(rel: str, base: Path, subfolders: dict[Path, list[Path]]) -> st
     return next(((f / rel).relative_to(base).as_posix() for f in subfolders[base] if (f / rel).is_file()), None)
 
 
-def refuse_separator_line(csv_path: Path) -> None:
+def refuse_separator_line(csv_path: Path, header: str = "slide_id,path,stil", what: str = "",
+                          error: type[WeakSTILError] = CohortError) -> None:
     """Excel's separator hint ('sep=,' or 'sep=;') as the first line: with ',' it was read as a
     two-column header and the file refused for 'rows with more fields than the header' (a decimal
-    comma), with ';' as a one-column header 'sep=;'."""
+    comma), with ';' as a one-column header 'sep=;'. ``header``, ``what`` and ``error``: the file's
+    header, the option naming it and the error, for a slide list (``--slides``, whose hint line was
+    read as a slide path until helper h40d)."""
     try:
         with open(csv_path, encoding="utf-8-sig", errors="replace") as f:
             first = next((line.strip() for line in f if line.strip()), "")
@@ -241,13 +244,12 @@ def refuse_separator_line(csv_path: Path) -> None:
     hint = re.fullmatch(r'"?sep=(.)"?,*', first, flags=re.IGNORECASE)
     if hint is None:
         return
-    sep = hint.group(1)
+    sep, said = hint.group(1), f"{what}: " if what else ""
     if sep == ",":
-        raise CohortError(f"the first line {first!r} is a spreadsheet's separator hint, not the header", path=csv_path,
-                          fix="delete that first line (the header slide_id,path,stil comes first)")
-    raise CohortError(f"the CSV is separated by {sep!r}, not commas (its first line says {first!r})", path=csv_path,
-                      fix="save it as a comma-separated file with the header slide_id,path,stil (and decimals with a "
-                          "point)")
+        raise error(f"{said}the first line {first!r} is a spreadsheet's separator hint, not the header", path=csv_path,
+                    fix=f"delete that first line: the header {header} comes first")
+    raise error(f"{said}the CSV is separated by {sep!r}, not commas (its first line says {first!r})", path=csv_path,
+                fix=f"save it as a comma-separated file with the header {header} and decimals with a point")
 
 
 def warn_lookalike_groups(csv_path: Path, group_col: str, groups: list[str]) -> None:

@@ -138,3 +138,13 @@ def for_each_slide(paths: list[Path], failures: Failures, target_of: Callable[[P
             if failures.stop:
                 failures.skipped(len(paths) - done)
                 break
+
+
+def say_done(failures: Failures, verb: str, out: Path, up_to_date: int = 0) -> None:
+    """The batch's closing line ('2 of 3 slides embedded -> OUT'), shown under ``-q`` as ``score``'s is:
+    ``weakstil -q embed`` and ``-q tile`` printed nothing at all of a batch that succeeded (helper h40d)."""
+    from weakstil.cli.progress import RESULT
+
+    done = failures.inputs - failures.count  # (inputs: those tried and those refused before, e.g. a duplicate id)
+    log.info("%d of %d slides %s%s -> %s", done, failures.inputs + failures.not_processed, verb,
+             f" ({up_to_date} of them up to date: skipped)" if up_to_date else "", out, extra=RESULT)

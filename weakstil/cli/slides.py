@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from weakstil import settings
-from weakstil.cli.batch import for_each_slide, nameable, unique_ids, without_own_outputs
+from weakstil.cli.batch import for_each_slide, nameable, say_done, unique_ids, without_own_outputs
 from weakstil.cli.errors import Failures
 from weakstil.cli.progress import RESULT
 from weakstil.cli.options import (AllowUpsampleOpt, HardOpt, MppOpt, OutOpt, OverlapOpt, SeedOpt, SlideListOpt, SlideMppOpt,
@@ -56,12 +56,15 @@ def tile(
         if n_done is not None:
             mark(out, "tile")
             log.info("%s: up to date (%d tiles) -> %s", path, n_done, out / f"{slide_id_from_path(path)}.h5")
+            up_to_date[0] += 1
             return
         h5_path, tiles = tile_slide_to_dir(path, out, params, slide_mpp=mpp, allow_upsample=allow_upsample)
         mark(out, "tile")
         log.info("%s: %d tiles -> %s", path, len(tiles.coords), h5_path)
 
+    up_to_date = [0]
     for_each_slide(paths, failures, lambda p: slide_file(out, slide_id_from_path(p)), one)
+    say_done(failures, "tiled", out, up_to_date[0])
     failures.exit()
 
 

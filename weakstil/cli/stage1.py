@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 import typer
 
 from weakstil import settings
-from weakstil.cli.batch import for_each_slide, unique_ids, without_own_outputs
+from weakstil.cli.batch import for_each_slide, say_done, unique_ids, without_own_outputs
 from weakstil.cli.errors import Failures
 from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DecodeOpt, DeviceOpt, EncoderOpt,
                                   MeasureTileStatsOpt, MppOpt, OutOpt,
@@ -18,7 +18,7 @@ from weakstil.cli.options import (AllowUpsampleOpt, BatchSizeOpt, DecodeOpt, Dev
                                   in_range)
 from weakstil.decode.modes import DecodeMode
 from weakstil.errors import UsageError
-from weakstil.cli.progress import bar_progress, interrupt_on_sigterm
+from weakstil.cli.progress import RESULT, bar_progress, interrupt_on_sigterm
 
 log = logging.getLogger("weakstil")
 
@@ -111,6 +111,7 @@ def embed(
             finally:
                 progress.remove_task(task)
             mark(out, "embed")
+            up_to_date[0] += r.skipped
             if r.skipped:
                 log.info("%s: up to date (%d tiles) -> %s", path, r.n_tiles, r.path)
             else:
@@ -118,7 +119,9 @@ def embed(
                          r.tiles_per_s)
 
         by_another_run: set[Path] = set()  # embedded by another run since this batch began: not redone
+        up_to_date = [0]
         for_each_slide(paths, failures, lambda p: cache_path(out, p), one, by_another_run)
+    say_done(failures, "embedded", out, up_to_date[0])
     failures.exit()
 
 
@@ -230,7 +233,8 @@ def pretrain(
             out.rmdir()
         raise
     log.info("encoder '%s': %d steps on %d tiles, loss %.3f, weights sha256 %s -> %s", result.card.name,
-             result.steps, result.n_tiles, result.final_loss, result.weights_sha256[:12], out)
+             result.steps, result.n_tiles, result.final_loss, result.weights_sha256[:12], out,
+             extra=RESULT)  # (under -q too, as every command's closing line)
     failures.exit()
 
 
