@@ -5,6 +5,9 @@
    4 slides scored"), where the cohort reader refuses it in one line; now the same one line, exit 2.
 2. ``weakstil -q embed`` (and ``-q tile``) printed nothing at all of a batch that succeeded, where
    ``-q score`` and the others print their closing line (hunt 39k); now '2 of 2 slides embedded -> OUT'.
+3. A card.yaml, workflow config, ``--config`` value or ``report --settings`` file holding a Python-object tag
+   (``!!python/object/apply:os.system``) was "not valid YAML. Fix: fix the YAML syntax" (its syntax is
+   right; the safe loader refuses the tag); now each says the tag is refused, naming the file and line.
 """
 
 from __future__ import annotations
@@ -36,3 +39,27 @@ def test_quiet_embed_and_tile_say_their_closing_line(tmp_path):
     assert said.startswith("INFO 1 of 1 slides embedded ->") and said.count("INFO") == 1, r.stderr  # was ''
     r = run_cli("-q", "tile", slide, "-o", tmp_path / "tiles")
     assert r.returncode == 0 and _said(r.stderr).startswith("INFO 1 of 1 slides tiled ->"), r.stderr
+
+
+TAGGED = "x: !!python/object/apply:os.system ['echo pwned']\n"
+
+
+def test_every_yaml_reader_says_a_python_tag_is_refused(tmp_path):
+    (tmp_path / "enc").mkdir()
+    (tmp_path / "enc" / "card.yaml").write_text("name: x\n" + TAGGED.replace("x:", "model:"), encoding="utf-8")
+    (tmp_path / "config.yaml").write_text("folds: 3\n" + TAGGED, encoding="utf-8")
+    runs = {"an encoder card": run_cli("embed", "--encoder", tmp_path / "enc", tmp_path / "a.tiff", "-o", tmp_path / "f"),
+            "a workflow config": run_cli("preflight", tmp_path / "config.yaml"),
+            "a --config value": run_cli("preflight", "--config", "folds=" + TAGGED[3:].strip())}
+    for what, r in runs.items():
+        said = _said(r.stderr)
+        assert r.returncode in (1, 2) and "not valid YAML" not in said, r.stderr
+        assert "the YAML tag !!python/object/apply:os.system on line " in said and f"{what} is plain YAML" in said, said
+        assert "Fix: delete the tag" in said
+    assert "card.yaml: the YAML tag" in _said(runs["an encoder card"].stderr)
+    from weakstil.errors import WeakSTILError
+    from weakstil.pipeline_yaml import read_settings  # (report --settings; weakstil.report's until helper h40d)
+
+    with pytest.raises(WeakSTILError) as err:
+        read_settings(tmp_path / "config.yaml")
+    assert "the YAML tag !!python/object/apply:os.system on line 2 is refused" in err.value.one_line()

@@ -28,7 +28,7 @@ from typing import Any
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.pipeline_paths import with_path_hint
 from weakstil.fingerprint import slide_fingerprint
-from weakstil.pipeline_yaml import read_config_yaml
+from weakstil.pipeline_yaml import read_config_yaml, refused_tag
 from weakstil.pipeline_reruns import given_mpps, group_column_of, group_option_of, mpp_sources, stale_without_records, unoutlined_warning
 from weakstil.pipeline_settings_check import (WorkflowConfig, check_detector_setting, one_error, score_slide_files,
                                               settings_problems, yaml_nulls)
@@ -467,10 +467,10 @@ def load_workflow_config(files: list[Path], overrides: list[str]) -> WorkflowCon
         try:
             parsed = yaml.safe_load(value) if value.strip() else None
         except yaml.YAMLError as exc:
-            why = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise OverrideSyntaxError(f"--config {item!r}: the value of {key.strip()} is not valid YAML ({why})",
-                                      fix=f"write a YAML value after '{key.strip()}=' (quote text with YAML signs such "
-                                          "as [ or {: --config \"cohort='[a].csv'\")") from None
+            said = refused_tag(exc, "a --config value") or (f"the value of {key.strip()} is not valid YAML ("  # (a tag:
+                f"{getattr(exc, 'problem', None) or str(exc).splitlines()[0]})", f"write a YAML value after "  # refused)
+                f"'{key.strip()}=' (quote text with YAML signs such as [ or {{: --config \"cohort='[a].csv'\")")
+            raise OverrideSyntaxError(f"--config {item!r}: {said[0]}", fix=said[1]) from None
         config.merge({key.strip(): parsed}, f"--config {item}")
     if missing := [k for k in ("cohort", "folds", "encoder", "threads") if k not in config]:
         raise PreflightError(f"the workflow config has no {', '.join(missing)}",

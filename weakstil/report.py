@@ -74,24 +74,6 @@ def _read_table(path: Path, fix: str, **kw):
                             path=path, fix=fix) from None
 
 
-def read_settings(path: str | Path) -> dict:
-    """A settings file (JSON or YAML mapping), e.g. the workflow's configuration."""
-    import yaml
-
-    path = Path(path)
-    fix = "pass a JSON or YAML file holding a mapping of setting names to values"
-    if not path.is_file():
-        raise WeakSTILError("is a directory, not a settings file" if path.is_dir() else "settings file not found",
-                            path=path, fix=fix)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))  # YAML reads JSON too; a BOM: saved by Notepad
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise WeakSTILError(f"cannot parse settings ({str(exc).splitlines()[0]})", path=path, fix=fix) from None
-    if not isinstance(data, dict):
-        raise WeakSTILError("settings are not a mapping", path=path, fix=fix)
-    return data
-
-
 def flatten(mapping: dict, prefix: str = "") -> list[tuple[str, str]]:
     """``{"a": {"b": 1}}`` -> ``[("a.b", "1")]``, in key order; lists are shown inline."""
     rows: list[tuple[str, str]] = []

@@ -253,7 +253,8 @@ def report(
     from weakstil.errors import UsageError, check_folder_option
     from weakstil.outputdir import check_out_folder, staged_folder
     from weakstil.locks import hold_folder
-    from weakstil.report import build_report, read_settings
+    from weakstil.pipeline_yaml import read_settings
+    from weakstil.report import build_report
 
     if scores is not None:
         given = [n for n, v in (("--cohort", cohort), ("--tiles", tiles), ("--evaluation", evaluation),
@@ -288,7 +289,7 @@ def _report_scores(scores: Path, out: Path, model: Path | None, settings_file: P
     """``report --scores``: a 'weakstil score' run's report, written as the model's is (all or nothing)."""
     from weakstil.locks import hold_folder
     from weakstil.outputdir import check_inputs_outside, check_out_folder, staged_folder
-    from weakstil.report import read_settings
+    from weakstil.pipeline_yaml import read_settings
     from weakstil.report_scores import build_score_report, read_scores
 
     read_scores(scores)  # a wrong folder: one line before anything is made

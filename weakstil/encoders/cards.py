@@ -213,6 +213,10 @@ def read_card_file(path: str | Path) -> EncoderCard:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
+        from weakstil.pipeline_yaml import refused_tag
+
+        if (refused := refused_tag(exc, "an encoder card")) is not None:
+            raise CardError(refused[0], path=path, fix=refused[1]) from None
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         raise CardError(f"card is not valid YAML{where}", path=path, fix="fix the YAML syntax") from None
