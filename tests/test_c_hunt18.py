@@ -197,7 +197,7 @@ def test_a_slide_on_two_rows_with_other_labels_says_so(tmp_path) -> None:
 
 
 @pytest.mark.parametrize("sep, said_part", [(",", "the first line 'sep=,' is a spreadsheet's separator hint"),
-                                             (";", "the CSV is separated by ';', not commas (its first line says")])
+                                             (";", "the first line 'sep=;' is a spreadsheet's separator hint")])
 def test_excels_separator_hint_line_is_named(tmp_path, sep, said_part) -> None:
     """Excel's 'sep=,' line above the header: read as a 2-column header, the file was refused as
     'the rows have more fields than the header. Fix: write decimals with a point' (it has none)."""

@@ -2,7 +2,9 @@
 
 1. A ``--slides`` list whose first line is Excel's separator hint (``sep=;``): the line was read as a
    slide path ("sep=;: file not found", and a ';' list's header ``path`` as a second missing slide: "2 of
-   4 slides scored"), where the cohort reader refuses it in one line; now the same one line, exit 2.
+   4 slides scored"), where the cohort reader refuses it in one line; now the same one line, exit 2. Its fix for
+   'sep=;' is to delete the line, as for 'sep=,' (it was to save the file comma-separated, though a ';' file is
+   read since hunt 39c).
 2. ``weakstil -q embed`` (and ``-q tile``) printed nothing at all of a batch that succeeded, where
    ``-q score`` and the others print their closing line (hunt 39k); now '2 of 2 slides embedded -> OUT'.
 3. A card.yaml, workflow config, ``--config`` value or ``report --settings`` file holding a Python-object tag
@@ -21,7 +23,7 @@ def _said(stderr: str) -> str:
     return " ".join(stderr.split())
 
 
-@pytest.mark.parametrize("hint, said", [("sep=;", "--slides: the CSV is separated by ';', not commas"),
+@pytest.mark.parametrize("hint, said", [("sep=;", "--slides: the first line 'sep=;' is a spreadsheet's separator hint"),
                                         ("sep=,", "--slides: the first line 'sep=,' is a spreadsheet's separator hint")])
 def test_a_slide_lists_separator_hint_is_refused_as_the_cohort_reader_refuses_it(tmp_path, hint, said):
     listed = tmp_path / "list.csv"

@@ -233,23 +233,18 @@ def refuse_separator_line(csv_path: Path, header: str = "slide_id,path,stil", wh
                           error: type[WeakSTILError] = CohortError) -> None:
     """Excel's separator hint ('sep=,' or 'sep=;') as the first line: with ',' it was read as a
     two-column header and the file refused for 'rows with more fields than the header' (a decimal
-    comma), with ';' as a one-column header 'sep=;'. ``header``, ``what`` and ``error``: the file's
-    header, the option naming it and the error, for a slide list (``--slides``, whose hint line was
-    read as a slide path until helper h40d)."""
+    comma), with ';' as a one-column header 'sep=;'. Without the line either file is read (a ';' one
+    since hunt 39c: the fix was to save it comma-separated until helper h40d). ``header``, ``what`` and
+    ``error``: the file's header, the option naming it and the error, for a slide list (``--slides``,
+    whose hint line was read as a slide path until helper h40d)."""
     try:
         with open(csv_path, encoding="utf-8-sig", errors="replace") as f:
             first = next((line.strip() for line in f if line.strip()), "")
     except OSError:
         return
-    hint = re.fullmatch(r'"?sep=(.)"?,*', first, flags=re.IGNORECASE)
-    if hint is None:
-        return
-    sep, said = hint.group(1), f"{what}: " if what else ""
-    if sep == ",":
-        raise error(f"{said}the first line {first!r} is a spreadsheet's separator hint, not the header", path=csv_path,
-                    fix=f"delete that first line: the header {header} comes first")
-    raise error(f"{said}the CSV is separated by {sep!r}, not commas (its first line says {first!r})", path=csv_path,
-                fix=f"save it as a comma-separated file with the header {header} and decimals with a point")
+    if re.fullmatch(r'"?sep=(.)"?[,;]*', first, flags=re.IGNORECASE) is not None:
+        raise error(f"{what + ': ' if what else ''}the first line {first!r} is a spreadsheet's separator hint, not "
+                    "the header", path=csv_path, fix=f"delete that first line: the header {header} comes first")
 
 
 def warn_lookalike_groups(csv_path: Path, group_col: str, groups: list[str]) -> None:

@@ -91,7 +91,8 @@ def read_slide_list(path: Path) -> ListedSlides:
         raise UsageError(f"--slides: the slide list's line {line} holds a NUL byte (a damaged or binary file)", path=path,
                          fix="save the list as UTF-8 text or CSV (one slide path a line), or copy it again")
     # Excel's 'sep=;' line: it was read as a slide path ('sep=;: file not found', and the header 'path' another)
-    refuse_separator_line(path, header="path (or slide_id,path,mpp)", what="--slides", error=UsageError)
+    refuse_separator_line(path, header="path (or slide_id,path,mpp), or a text list's first slide,", what="--slides",
+                          error=UsageError)
     lines = text.splitlines()
     header = next((ln for ln in lines if ln.strip()), "")
     # a CSV's header names a path column (a spreadsheet's ';' or tab-separated save: the cohort reader says how to mend it)
