@@ -146,5 +146,7 @@ def say_done(failures: Failures, verb: str, out: Path, up_to_date: int = 0) -> N
     from weakstil.cli.progress import RESULT
 
     done = failures.inputs - failures.count  # (inputs: those tried and those refused before, e.g. a duplicate id)
+    if not done and failures.count:  # nothing made: the error lines say it all, the last one last (as before)
+        return
     log.info("%d of %d slides %s%s -> %s", done, failures.inputs + failures.not_processed, verb,
              f" ({up_to_date} of them up to date: skipped)" if up_to_date else "", out, extra=RESULT)
