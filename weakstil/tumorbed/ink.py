@@ -23,7 +23,9 @@ on the slide's own thumbnail, starting from the stain vectors and leaving out wh
 in :func:`weakstil.stain.in_stain_plane`), in strokes at least :data:`OFF_PLANE_MIN_WIDTH_UM` wide.
 Stained tissue stays within about 0.01 of the plane (smoothed, 99th percentile: default and hard
 synthetic looks; 0.03 on the alt look's stroma and on real slides: CMU-1-Small-Region, a TCGA
-section, where only a dark fold's edge reaches past it).
+section, where only a dark fold's edge reaches past it). The same plane overrules the colour rules: a
+pixel they call ink whose optical density lies in it (:data:`IN_PLANE_SHARE`) is stain of a look whose
+haematoxylin is green or whose H+E mix is grey (the alt look), not ink.
 
 Ink hides the tissue under it; it says nothing of what that tissue is. So (``from_neighbours``) an
 inked tile keeps no more tumour evidence than its clean neighbours show (the largest among its
@@ -53,6 +55,12 @@ OFF_PLANE_OD = 0.03
 OFF_PLANE_SIGMA_UM = 8.0
 #: ... in strokes at least this wide (a marker's is 60 µm and more; thinner lines are stain edges)
 OFF_PLANE_MIN_WIDTH_UM = 24.0
+#: A pixel the colour rules call ink whose optical density lies within this share of its density of the
+#: plane of the slide's stains is stain, not ink (grey, black, blue and green markers lie 0.2-0.4 out of it; stained
+#: tissue 0.003-0.01): on a look whose haematoxylin passes green and whose H+E mix is neutral grey (the alt look:
+#: the grey direction lies 0.01 from its plane) its tumour sheets and lymphoid aggregates are 'dark grey' and
+#: 'green' to those rules (hunt 40a: 95 of a slide's 255 tiles, its tumour, vetoed as ink; Dice 0.34 -> 0.90).
+IN_PLANE_SHARE = 0.1
 #: Pixels with less optical density than this (sum over the channels' norm) are glass, not stain.
 OFF_PLANE_MIN_DENSITY = 0.15
 #: The plane is refitted on the pixels within this sine of it (:data:`weakstil.stain.PLANE_MAX_SINE`).
@@ -109,7 +117,8 @@ def tile_ink_share(thumbnail: np.ndarray, slide_width: int, slide_mpp: float, co
     glass, _ = glass_level(rgb[::2, ::2].astype(np.float32).mean(axis=-1).ravel())
     ink = ink_pixels(rgb) & darker_than_glass(rgb, glass, thumb_mpp)
     if stain_he is not None:
-        ink |= ink_over_tissue(rgb, stain_he, thumb_mpp)
+        over, stain_like = _ink_and_stain(rgb, stain_he, thumb_mpp)
+        ink = (ink & ~stain_like) | over
     return mask_fractions(coords, tile_size_level0, ink, thumb_mpp, slide_mpp)
 
 
@@ -120,23 +129,34 @@ def ink_over_tissue(rgb: np.ndarray, stain_he: np.ndarray, mpp: float) -> np.nda
     is not the stains' (a marker is drawn round or across the tumour, not over most of the section):
     the image's own plane is fitted instead (:func:`weakstil.stain.stain_plane_normal`), and where
     that too calls most of it ink, no ink over tissue is counted."""
+    return _ink_and_stain(rgb, stain_he, mpp)[0]
+
+
+def _ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ink_over_tissue`, and the stained pixels whose own optical density lies within
+    :data:`IN_PLANE_SHARE` of the plane it was measured against (stain, whatever its colour; none
+    where no plane could be trusted)."""
     rgb = np.asarray(rgb[..., :3])
+    none = np.zeros(rgb.shape[:2], bool)
     he = np.asarray(stain_he, np.float64)
     normal = np.cross(he[:, 0], he[:, 1])
     if not np.isfinite(normal).all() or np.linalg.norm(normal) < 1e-6:
-        return np.zeros(rgb.shape[:2], bool)
+        return none, none
     od = np.stack([_absorbance(rgb[..., c], mpp) for c in range(3)], axis=-1)
     density = np.sqrt((od * od).sum(axis=-1))
     stained = od[density > OFF_PLANE_MIN_DENSITY]
-    ink, share = _off_plane(od, density, _refit_normal(stained, normal / np.linalg.norm(normal)), mpp)
+    normal = _refit_normal(stained, normal / np.linalg.norm(normal))
+    ink, share = _off_plane(od, density, normal, mpp)
     if share > OFF_PLANE_MAX_SHARE:
-        ink, again = _off_plane(od, density, _refit_normal(stained, None), mpp)
+        normal = _refit_normal(stained, None)
+        ink, again = _off_plane(od, density, normal, mpp)
         log.warning("ink veto: %.0f %% of the stained tissue lies off the plane of the slide's stain vectors, which "
                     "cannot be marker ink; %s", 100 * share, "its own plane is used instead" if again <= OFF_PLANE_MAX_SHARE
                     else "ink over tissue is not counted (the colour rules still are)")
         if again > OFF_PLANE_MAX_SHARE:
-            return np.zeros(rgb.shape[:2], bool)
-    return ink
+            return none, none
+    in_plane = np.abs(od @ normal.astype(np.float32)) < IN_PLANE_SHARE * density
+    return ink, in_plane & (density > OFF_PLANE_MIN_DENSITY)
 
 
 def _off_plane(od: np.ndarray, density: np.ndarray, normal: np.ndarray, mpp: float) -> tuple[np.ndarray, float]:
