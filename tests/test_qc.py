@@ -421,6 +421,20 @@ def test_a_whole_tissue_score_by_a_model_trained_on_beds_is_flagged():
     assert slide_flags(stil=float("nan"), bed_unlike_training=why, **NO_FLAG_INPUTS)[0] == []
 
 
+def test_a_bed_fallback_score_by_a_model_trained_on_beds_is_flagged():
+    """Until hunt 40c a detected bed that fell back to the whole tissue (status 'bed fallback: tissue') was
+    not flagged bed_unlike_training, though scored over the whole tissue by a model trained on beds: on an
+    outside tester's 40 slides the quick demo's model fell back on 14, whose 90 % intervals covered 6
+    (all 26 others covered) and all 6 sTIL-high ones were called low (83.1 % read 23.0 %), flag-free on
+    its own look. Now flagged as a slide with no bed source is; a model trained on the whole tissue is not."""
+    from weakstil.qc.flags import bed_unlike_training
+
+    why = bed_unlike_training("tissue-fallback", {"slides": {"model": 18, "tissue-fallback": 2}})
+    assert why is not None and "its detected bed fell back to it" in why and "18 model" in why
+    assert bed_unlike_training("tissue-fallback", {"slides": {"tissue": 12}}) is None
+    assert bed_unlike_training("tissue-fallback", None) is None
+
+
 def test_a_slide_mpp_that_replaces_the_files_own_is_flagged():
     from weakstil.qc.flags import slide_flags
 

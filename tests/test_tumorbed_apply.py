@@ -334,6 +334,9 @@ def test_an_empty_detection_falls_back_to_the_whole_tissue_with_a_status(cohort,
     table = pd.read_csv(out / "results.csv")
     assert set(table["status"]) == {"bed fallback: tissue"} and set(table["tumorbed_source"]) == {"tissue-fallback"}
     assert table["stil"].notna().all() and (table["n_tumorbed_tiles"] == table["n_tiles"]).all()
+    # a model trained on beds, scoring the whole tissue: its interval is not the bed's (hunt 40c: no flag before)
+    assert all("bed_unlike_training" in str(q).split(";") for q in table["qc"]), table["qc"].tolist()
+    assert all("its detected bed fell back to it" in str(r) for r in table["qc_reasons"])
     with h5py.File(out / f"{table['slide_id'][0]}.h5") as f:
         assert f.attrs["status"] == "bed fallback: tissue" and f.attrs["tumorbed_source"] == "tissue-fallback"
         assert "detected tumour bed is empty" in f.attrs["tumorbed_detail"]
