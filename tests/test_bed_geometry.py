@@ -180,3 +180,29 @@ def test_an_empty_or_implausibly_small_bed_is_not_ok():
 def test_shape_roundtrips_through_json_dicts(field):
     shape = BedShape(**{field: 0.123})
     assert BedShape.from_dict(shape.to_dict()) == shape
+
+
+def test_the_seed_share_is_judged_per_tissue_piece_where_tumour_cells_are():
+    """Hunt 40e: given the tissue pieces, a second piece's smaller tumour focus (a core biopsy beside a larger
+    one) is kept when 4 of its seed tiles show tumour cells; a small focus on the tumour's own piece, or a
+    second piece's focus without them, is still dropped (before: every focus under the share, slide-wide)."""
+    from scipy import ndimage as ndi
+
+    coords, tissue, rows, cols = _grid()
+    tissue[:, 18 * 14:20 * 14] = False  # 224 µm of glass down columns 18-19: two pieces
+    tumour = (rows >= 4) & (rows < 14) & (cols >= 4) & (cols < 14)  # 100 tiles on the left piece
+    core = (rows >= 22) & (rows < 25) & (cols >= 22) & (cols < 25)  # 9 tiles on the right piece
+    duct = (rows >= 22) & (rows < 25) & (cols >= 4) & (cols < 7)  # 9 tiles on the left piece
+    evidence = np.where(tumour | core | duct, 0.9, 0.0)
+    shape = BedShape(**{**SHAPE.to_dict(), "min_seed_share": 0.25})
+    pieces = lambda: ndi.label(tissue)[0]  # noqa: E731
+
+    def inside(cells):
+        bed = bed_from_evidence(evidence, coords, TILE, 0.5, tissue, MPP, shape, pieces=pieces, cells=cells,
+                                min_cells=4)[0]
+        return _bed_tiles(bed, rows, cols)
+
+    with_cells = inside(tumour | core | duct)
+    assert with_cells[tumour].all() and with_cells[core].all() and not with_cells[duct].any()
+    without = inside(tumour | (core & (rows == 22)))  # 3 seed tiles of the right focus show tumour cells
+    assert without[tumour].all() and not without[core].any() and not without[duct].any()

@@ -40,6 +40,7 @@ With the gate applied, a detected bed is also checked against its own tumour
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -272,6 +273,20 @@ def tumour_cells_left_out(evidence: np.ndarray, tile_stats: np.ndarray | None,
             f">= {LEFT_OUT_SHARE:.2g} of it): the bed may be incomplete")
 
 
+def seed_tiles_with_tumour_cells(evidence: np.ndarray, tile_stats: np.ndarray | None,
+                                 columns: list[str] | tuple[str, ...] | None, seed_threshold: float) -> np.ndarray | None:
+    """Per tile, a seed (``evidence`` >= ``seed_threshold``) showing tumour cells: tumour-sized nuclei over
+    :data:`SEED_TUMOUR_NUCLEI_AREA` of it, not lymphoid (dark nuclei under :data:`LYMPHOID_DARK_AREA`);
+    ``None`` when the tile statistics cannot say."""
+    if tile_stats is None or columns is None:
+        return None
+    pale = tumour_nuclei_area(tile_stats, columns)
+    dark = lymphocyte_dark_area(tile_stats, columns)
+    if pale is None or dark is None or len(pale) != len(evidence):
+        return None
+    return (np.asarray(evidence) >= seed_threshold) & (pale >= SEED_TUMOUR_NUCLEI_AREA) & (dark < LYMPHOID_DARK_AREA)
+
+
 #: Seed tiles with tumour cells on a tissue piece the bed does not reach from which the bed is said to
 #: leave out a focus of tumour (hunt 39b, :func:`tumour_on_other_pieces`): 4 tiles, 0.05 mm² at 112 µm.
 OTHER_PIECE_TILES = 4
@@ -279,7 +294,8 @@ OTHER_PIECE_TILES = 4
 
 def tumour_on_other_pieces(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
                            coords: np.ndarray, tile_size_level0: float, slide_mpp: float, tissue: np.ndarray,
-                           mask_mpp: float, seed_threshold: float, bed: np.ndarray) -> str:
+                           mask_mpp: float, seed_threshold: float, bed: np.ndarray,
+                           pieces: Callable[[], np.ndarray] | None = None) -> str:
     """Why the bed may leave out the tumour of another tissue piece ("" when it does not, or cannot tell).
 
     The detector keeps a focus of seeds only when it holds at least ``min_seed_share`` of the largest
@@ -289,21 +305,22 @@ def tumour_on_other_pieces(evidence: np.ndarray, tile_stats: np.ndarray | None, 
     tiles, sTIL 24.1 %) and read 4.8 %, the first core's 5.5 %, with no flag (hunt 39b). Counted: seed
     tiles (``evidence`` >= ``seed_threshold``) showing tumour cells (tumour-sized nuclei over
     :data:`SEED_TUMOUR_NUCLEI_AREA`, not lymphoid) on tissue pieces (connected parts of ``tissue``, the
-    tissue mask at ``mask_mpp``) that hold no bed tile; :data:`OTHER_PIECE_TILES` or more: incomplete."""
-    from scipy import ndimage as ndi
+    tissue mask at ``mask_mpp``, parts less than :data:`weakstil.qc.pieces.JOIN_UM` apart joined; ``pieces``:
+    giving their labels when the caller has them) that hold no bed tile; :data:`OTHER_PIECE_TILES` or more: incomplete.
+    Since hunt 40e the detector judges the share per piece (:class:`weakstil.bed_geometry.PieceSeeds`), so a
+    core's tumour focus with that many such tiles is in the bed; what is still said: tumour cells on a piece
+    spread over foci too small for the bed (under ``min_seed_mm2``, or none with enough of them)."""
+    from weakstil.qc.pieces import piece_labels
 
     evidence, bed = np.asarray(evidence, np.float32), np.asarray(bed, bool)
-    if tile_stats is None or columns is None or not len(evidence) or not bed.any():
+    if not len(evidence) or not bed.any():
         return ""
-    pale = tumour_nuclei_area(tile_stats, columns)
-    dark = lymphocyte_dark_area(tile_stats, columns)
-    if pale is None or dark is None or len(pale) != len(evidence):
+    cells = seed_tiles_with_tumour_cells(evidence, tile_stats, columns, seed_threshold)
+    if cells is None or int(cells.sum()) < OTHER_PIECE_TILES:
         return ""
-    cells = (evidence >= seed_threshold) & (pale >= SEED_TUMOUR_NUCLEI_AREA) & (dark < LYMPHOID_DARK_AREA)
-    if int(cells.sum()) < OTHER_PIECE_TILES:
-        return ""
-    pieces, n = ndi.label(np.asarray(tissue, bool), np.ones((3, 3), bool))
-    if n < 2:
+    # the pieces the score file reports: parts of a section cut by marker ink are one (hunt 39l)
+    pieces = pieces() if pieces is not None else piece_labels(np.asarray(tissue, bool), mask_mpp)[0]
+    if int(pieces.max()) < 2:
         return ""
     scale = float(slide_mpp) / float(mask_mpp)
     xy = np.asarray(coords, np.float64).reshape(-1, 2)
@@ -321,5 +338,4 @@ def tumour_on_other_pieces(evidence: np.ndarray, tile_stats: np.ndarray | None, 
         return ""
     k = len(np.unique(piece[left]))
     return (f"{int(left.sum())} seed tiles with tumour cells on {k} tissue piece{'s' if k != 1 else ''} the bed does not "
-            f"reach (another core or section?) are left out: the detector drops a focus much smaller than the "
-            f"largest as a look-alike")
+            f"reach (another core or section?) are left out: their foci are too small or scattered for the bed")
