@@ -65,3 +65,23 @@ def test_every_yaml_reader_says_a_python_tag_is_refused(tmp_path):
     with pytest.raises(WeakSTILError) as err:
         read_settings(tmp_path / "config.yaml")
     assert "the YAML tag !!python/object/apply:os.system on line 2 is refused" in err.value.one_line()
+
+
+def test_a_custom_tag_is_not_called_python_and_a_tab_hint_is_a_hint(tmp_path):
+    """Review of h40d (helper h40j): a custom tag (CloudFormation's '!Ref', an '!include') was refused with
+    "(a Python-object tag builds objects or runs code as the file is read)", untrue of it; and a tab-separated
+    list's 'sep=<tab>' line (stripped: 'sep=') was still read as a slide path 'sep=' (';' and ',' were refused)."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.pipeline_yaml import read_settings
+    from weakstil.slide_list import read_slide_list
+
+    (tmp_path / "custom.yaml").write_text("cohort: !Ref labels\n", encoding="utf-8")
+    with pytest.raises(WeakSTILError) as err:
+        read_settings(tmp_path / "custom.yaml")
+    said = err.value.one_line()
+    assert "the YAML tag !Ref on line 1 is refused" in said and "Python" not in said, said
+    listed = tmp_path / "list.tsv"
+    listed.write_text("sep=\t\npath\na.svs\n", encoding="utf-8")
+    with pytest.raises(WeakSTILError) as err:
+        read_slide_list(listed)  # before: ['.../sep=', '.../path', '.../a.svs']
+    assert "--slides: the first line 'sep=' is a spreadsheet's separator hint" in err.value.one_line()

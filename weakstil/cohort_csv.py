@@ -242,7 +242,8 @@ def refuse_separator_line(csv_path: Path, header: str = "slide_id,path,stil", wh
             first = next((line.strip() for line in f if line.strip()), "")
     except OSError:
         return
-    if re.fullmatch(r'"?sep=(.)"?[,;]*', first, flags=re.IGNORECASE) is not None:
+    # (.?): a tab-separated file's 'sep=<tab>' is 'sep=' once its line is stripped
+    if re.fullmatch(r'"?sep=(.?)"?[,;]*', first, flags=re.IGNORECASE) is not None:
         raise error(f"{what + ': ' if what else ''}the first line {first!r} is a spreadsheet's separator hint, not "
                     "the header", path=csv_path, fix=f"delete that first line: the header {header} comes first")
 

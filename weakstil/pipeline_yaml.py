@@ -73,8 +73,10 @@ def refused_tag(exc: yaml.YAMLError, what: str) -> tuple[str, str] | None:
     tag = found.group(1).replace("tag:yaml.org,2002:", "!!")
     mark = getattr(exc, "problem_mark", None)
     where = f" on line {mark.line + 1}" if mark is not None else ""
-    return (f"the YAML tag {tag}{where} is refused: {what} is plain YAML (a Python-object tag builds objects or "
-            "runs code as the file is read)",
+    # a Python tag builds objects or runs code; any other (a custom '!Ref', '!include') means nothing to a safe loader
+    why = ("a Python-object tag builds objects or runs code as the file is read" if tag.startswith("!!python/") else
+           "no reader here knows what this tag means")
+    return (f"the YAML tag {tag}{where} is refused: {what} is plain YAML ({why})",
             "delete the tag and write the value as plain YAML (text, a number, a list or a mapping)")
 
 
