@@ -1246,7 +1246,8 @@ def test_two_embeds_on_one_out_do_each_slide_once(world, tmp_path):
         assert p.returncode == 0 and error_lines(err) == [] and "Traceback" not in err, err
     text = "".join(err for _, err in results)
     assert text.count("tiles x 256") == len(slides)  # each slide embedded by one run, skipped by the other
-    assert text.count("up to date") == len(slides)
+    # per-slide lines only: each run's closing line also says how many were "up to date: skipped"
+    assert text.count(": up to date (") == len(slides)
     assert leftovers(tmp_path) == []
     for path in slides:
         with h5py.File(out / f"{path.stem}.h5") as f:
