@@ -111,7 +111,7 @@ def interval(cal: Calibration, stil: float, u: float, shift: float) -> tuple[flo
     record = (cal.extra or {}).get(KEY) or {}
     q_low, q_high = record.get("q_low"), record.get("q_high")
     if q_low is None or q_high is None:
-        why = "the model's calibration has no whole-tissue record (calibrated before hunt 40k)" if not record else \
+        why = "the model's calibration has no whole-tissue record (calibrated before helper h40k, issue 16)" if not record else \
             f"the model's {record.get('n', 0)} training slides are too few for its tails"
         return 0.0, 100.0, f"0-100: {why}"
     sigma = float(cal.sigma(u, shift))
