@@ -228,6 +228,7 @@ class SlideScoresFile(SlideFile):
     ``ood_unfamiliar_share``, ``ood_unfamiliar_threshold``, ``interval_unfamiliar_share``,
     ``morphometry_ratio`` (:mod:`weakstil.qc.morphometry`), ``bed_stroma`` (:mod:`weakstil.qc.bed_stroma`),
     ``interval_bed_outline_sd`` (a detected bed's outline error in the interval, :mod:`weakstil.qc.bed_outline`),
+    ``interval_whole_tissue`` (how a whole-tissue slide's interval was made, :mod:`weakstil.qc.bed_fallback`),
     ``image_stats`` (JSON); absent in files scored before they existed.
     """
 

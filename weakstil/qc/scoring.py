@@ -24,6 +24,7 @@ from weakstil.confidence import (GRID_OFFSETS, LEVEL, SLIDES_ADVISED, Calibratio
 from weakstil.mil.identity import ModelError
 from weakstil.modeldir import CALIBRATION_FILE, ModelDir
 from weakstil.qc.bed_outline import calibration_lacks_outline_error, outline_sd
+from weakstil.qc.bed_fallback import interval as whole_tissue_interval, needs_whole_tissue_interval
 from weakstil.qc.bed_stroma import bed_stroma, bed_stroma_outside
 from weakstil.qc.embedding import shift_share, unfamiliar_share
 from weakstil.qc.flags import MIN_BED_TILES, bed_sources, bed_unlike_training, join, slide_flags, weighting_gap
@@ -251,6 +252,9 @@ class SlideAssessor:
                     if cal.shift_reference else 0.0
                 lo, hi = cal.interval(stil, u, shift)
                 low, high = float(lo), float(hi)
+                if needs_whole_tissue_interval(bed_source, self.training_beds):
+                    # the whole tissue scored by a model calibrated on beds: its own residuals, else 0-100
+                    low, high, attrs["interval_whole_tissue"] = whole_tissue_interval(cal, stil, u, shift)
                 if not math.isfinite(se):  # one weighted tile: its sampling error is unknown, not zero
                     low, high, u = 0.0, 100.0, math.inf
                 attrs["interval_uncertainty"] = u

@@ -34,6 +34,7 @@ from weakstil.csv_cells import defused
 from weakstil.confidence import (GRID_OFFSETS, SLIDES_ADVISED, Calibration, calibrate, conformal_quantile,
                                  coverage_spread, interval_columns, tile_standard_error_df)
 from weakstil.modeldir import ModelDir
+from weakstil.qc import bed_fallback
 from weakstil.qc.bed_stroma import bed_stroma, bed_stroma_outside, bed_stroma_reference
 from weakstil.qc.embedding import fit_reference, ood_threshold, shift_share_threshold, unfamiliar_reference
 from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
@@ -200,6 +201,9 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
             cal.extra["coverage_spread"] = {"low": spread[0], "high": spread[1], "quantiles": [0.05, 0.95],
                                             "method": "Beta(k, n + 1 - k), k = ceil((n + 1) level): split "
                                                       "conformal coverage given n calibration slides"}
+            # a slide scored over its whole tissue (a detected bed that fell back to it) against the labels:
+            # another region than the interval's (weakstil.qc.bed_fallback; hunt 40c covered 6 of 14)
+            cal.extra[bed_fallback.KEY] = bed_fallback.fit(cal, labels, oof, bank.bags, shift)
         table[low_col], table[high_col] = lows, highs
         _write_json(folder.calibration_path, cal.to_dict())
         summary["confidence"] = {k: v for k, v in cal.to_dict().items() if k != "extra"}
