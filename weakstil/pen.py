@@ -115,23 +115,50 @@ def drop_ink_pieces(mask: np.ndarray, rgb: np.ndarray, min_density: float) -> np
     # absorbance against the slide's own glass (each channel's median off the mask), not white
     idx = pieces.ravel()
     bare = ~mask[::2, ::2]
-    od = []
+    od, luts = [], []
     for c in range(3):
         plane = np.ascontiguousarray(rgb[..., c])
         glass = max(float(np.median(plane[::2, ::2][bare])) if bare.sum() > 100 else 255.0, 1.0)
-        lut = od_table(glass)
-        od.append(np.bincount(idx, weights=lut[plane.ravel()], minlength=n + 1)[1:])
+        luts.append(od_table(glass))
+        od.append(np.bincount(idx, weights=luts[-1][plane.ravel()], minlength=n + 1)[1:])
     od_max = np.maximum(np.maximum(od[0], od[1]), od[2])
     od_min = np.minimum(np.minimum(od[0], od[1]), od[2])
     # ... among the pieces that absorb like a stroke: fat (bright cells, faint membranes) on a dimmer
     # part of the glass is neutral too
     area = np.bincount(idx, minlength=n + 1)[1:]
-    ink = (od[2] < INK_PIECE_BLUE_RATIO * od[0]) | (od_min > INK_PIECE_NEUTRAL * od_max)
-    ink &= od_max > min_density * area
+    neutral = (od_min > INK_PIECE_NEUTRAL * od_max) & (od_max > min_density * area)
+    if neutral.any():
+        # a grey or black marker is neutral pixel by pixel; tissue whose blue haematoxylin (absorbing red
+        # most) and orange eosin (absorbing blue most) sum to a neutral absorbance is not: its nuclei and
+        # its stroma each have a colour. Without this a TIL-rich slide of such a stain, its whole tissue
+        # one piece, was dropped as grey ink and refused as "no tissue" (hunt 40i: 3 of 34 slides, 55-78 %)
+        neutral &= _neutral_pixel_share(pieces, rgb, luts, min_density, neutral) >= INK_NEUTRAL_PIXEL_SHARE
+    ink = ((od[2] < INK_PIECE_BLUE_RATIO * od[0]) & (od_max > min_density * area)) | neutral
     if not ink.any():
         return mask
     log.debug("tissue: %d of %d pieces are marker ink on glass", int(ink.sum()), n)
     return mask & ~np.concatenate([[False], ink])[pieces]
+
+
+#: A piece whose summed absorbance is neutral is grey or black ink only when at least this share of its
+#: dense pixels is neutral too (a grey stroke's pixels, JPEG rims included, nearly all are).
+INK_NEUTRAL_PIXEL_SHARE = 0.5
+
+
+def _neutral_pixel_share(pieces: np.ndarray, rgb: np.ndarray, luts: list[np.ndarray], min_density: float,
+                         candidates: np.ndarray) -> np.ndarray:
+    """Per piece (index 0 = piece 1), the share of its pixels of optical density ``min_density`` or more
+    whose weakest channel absorbs more than :data:`INK_PIECE_NEUTRAL` of the strongest; measured on the
+    ``candidates`` pieces only (others 0)."""
+    n = len(candidates)
+    sel = np.concatenate([[False], candidates])[pieces]
+    od = [luts[c][np.ascontiguousarray(rgb[..., c])[sel]] for c in range(3)]
+    hi, lo = np.maximum(np.maximum(od[0], od[1]), od[2]), np.minimum(np.minimum(od[0], od[1]), od[2])
+    dense = hi >= min_density
+    idx = pieces[sel]
+    total = np.bincount(idx, weights=dense, minlength=n + 1)[1:]
+    grey = np.bincount(idx, weights=dense & (lo > INK_PIECE_NEUTRAL * hi), minlength=n + 1)[1:]
+    return np.where(total > 0, grey / np.maximum(total, 1), 1.0)
 
 
 #: Dark grey ink: brightest channel below this and saturation below this many percent (no H&E
