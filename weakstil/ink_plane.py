@@ -1,0 +1,124 @@
+"""Marker ink against the plane of the slide's stains, shared by the tumour-bed ink veto
+(:mod:`weakstil.tumorbed.ink`) and the slide QC's ink measure (:mod:`weakstil.qc.image`).
+
+Absorbance adds (Beer-Lambert): a stained pixel's optical density is a mix of the slide's H and E
+optical-density vectors, so it lies in their plane whatever colour the mix looks, while marker ink
+(grey, black, blue, green or red) lies 0.2-0.4 of its density out of it. So ink over tissue is
+tissue whose smoothed optical density lies off the plane (:func:`ink_and_stain`'s first mask), and
+a pixel that the colour rules (:func:`weakstil.pen.ink_pixels`) call ink but whose optical density
+lies within :data:`IN_PLANE_SHARE` of the plane is stain, not ink (its second mask): the alt look's
+grey H+E mix (hunt 40a) and a blue-haematoxylin / orange-eosin look's blue nuclei over orange stroma,
+grey at 4 µm/px (hunt 40i).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Ink over tissue: optical density at least this far out of the plane of the slide's stains ...
+OFF_PLANE_OD = 0.03
+#: ... smoothed over this (Gaussian sigma, µm: the texture of nuclei and fibres averages out) ...
+OFF_PLANE_SIGMA_UM = 8.0
+#: ... in strokes at least this wide (a marker's is 60 µm and more; thinner lines are stain edges)
+OFF_PLANE_MIN_WIDTH_UM = 24.0
+#: A pixel the colour rules call ink whose optical density lies within this share of its density of the
+#: plane of the slide's stains is stain, not ink (grey, black, blue and green markers lie 0.2-0.4 out of it; stained
+#: tissue 0.003-0.01): on a look whose haematoxylin passes green and whose H+E mix is neutral grey (the alt look:
+#: the grey direction lies 0.01 from its plane) its tumour sheets and lymphoid aggregates are 'dark grey' and
+#: 'green' to those rules (hunt 40a: 95 of a slide's 255 tiles, its tumour, vetoed as ink; Dice 0.34 -> 0.90).
+IN_PLANE_SHARE = 0.1
+#: Pixels with less optical density than this (sum over the channels' norm) are glass, not stain.
+OFF_PLANE_MIN_DENSITY = 0.15
+#: The plane is refitted on the pixels within this sine of it (:data:`weakstil.stain.PLANE_MAX_SINE`).
+OFF_PLANE_FIT_SINE = 0.08
+#: More than this share of the stained tissue off the plane is no marker ink: the plane is wrong
+#: (with an eosin vector a black ring had turned 31° to grey, the pink stroma of a hard synthetic
+#: slide read as ink: 33 % of the thumbnail, 82 of its 99 tiles vetoed; 32 with the generator's own
+#: vectors). A ring round the tumour covers 5-25 % of the tissue on our synthetic slides.
+OFF_PLANE_MAX_SHARE = 0.5
+
+
+def ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float) -> tuple[np.ndarray, np.ndarray]:
+    """Marker ink over tissue (:func:`weakstil.tumorbed.ink.ink_over_tissue`), and the stained pixels whose own optical density lies within
+    :data:`IN_PLANE_SHARE` of the plane it was measured against (stain, whatever its colour; none
+    where no plane could be trusted)."""
+    rgb = np.asarray(rgb[..., :3])
+    none = np.zeros(rgb.shape[:2], bool)
+    he = np.asarray(stain_he, np.float64)
+    normal = np.cross(he[:, 0], he[:, 1])
+    if not np.isfinite(normal).all() or np.linalg.norm(normal) < 1e-6:
+        return none, none
+    od = np.stack([absorbance(rgb[..., c], mpp) for c in range(3)], axis=-1)
+    density = np.sqrt((od * od).sum(axis=-1))
+    stained = od[density > OFF_PLANE_MIN_DENSITY]
+    normal = refit_normal(stained, normal / np.linalg.norm(normal))
+    ink, share = off_plane(od, density, normal, mpp)
+    if share > OFF_PLANE_MAX_SHARE:
+        normal = refit_normal(stained, None)
+        ink, again = off_plane(od, density, normal, mpp)
+        log.warning("ink: %.0f %% of the stained tissue lies off the plane of the slide's stain vectors, which "
+                    "cannot be marker ink; %s", 100 * share, "its own plane is used instead" if again <= OFF_PLANE_MAX_SHARE
+                    else "ink over tissue is not counted (the colour rules still are)")
+        if again > OFF_PLANE_MAX_SHARE:
+            return none, none
+    in_plane = np.abs(od @ normal.astype(np.float32)) < IN_PLANE_SHARE * density
+    return ink, in_plane & (density > OFF_PLANE_MIN_DENSITY)
+
+
+def off_plane(od: np.ndarray, density: np.ndarray, normal: np.ndarray, mpp: float) -> tuple[np.ndarray, float]:
+    """The ink over tissue against the plane with unit ``normal`` (module docstring), and its share of
+    the stained (smoothed) tissue."""
+    from scipy import ndimage as ndi
+
+    off = ndi.gaussian_filter(od @ normal.astype(np.float32), OFF_PLANE_SIGMA_UM / mpp)
+    stained = ndi.gaussian_filter(density, OFF_PLANE_SIGMA_UM / mpp) > OFF_PLANE_MIN_DENSITY
+    ink = (np.abs(off) >= OFF_PLANE_OD) & stained
+    radius = int(round(OFF_PLANE_MIN_WIDTH_UM / (2 * mpp)))
+    if radius > 0 and ink.any():
+        yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+        ink = ndi.binary_opening(ink, yy * yy + xx * xx <= radius * radius)
+    return ink, float(ink.sum() / max(1, stained.sum()))
+
+
+def absorbance(plane: np.ndarray, mpp: float) -> np.ndarray:
+    """Optical density of one colour plane (uint8, ``mpp`` µm/px) against its own glass: the
+    bright end (99th percentile) of the plane, or where the glass nearby is dimmer (uneven
+    lighting: the bright end of :data:`weakstil.tissue.GLASS_BLOCK_PX` blocks, the brightest within
+    :data:`weakstil.tissue.GLASS_REACH_UM`) that level. A lamp's fall-off is a neutral optical
+    density, out of the plane of the stains like grey ink."""
+    from scipy import ndimage as ndi
+
+    from weakstil.tissue import GLASS_BLOCK_PX, GLASS_REACH_UM
+
+    plane = np.asarray(plane)
+    glass = max(float(np.percentile(plane[::2, ::2], 99)), 1.0)
+    b = GLASS_BLOCK_PX
+    h, w = plane.shape
+    hb, wb = -(-h // b), -(-w // b)
+    padded = np.zeros((hb * b, wb * b), np.uint8)
+    padded[:h, :w] = plane
+    blocks = np.percentile(padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b), 90, axis=-1)
+    reach = max(1, int(round(GLASS_REACH_UM / (mpp * b))))
+    local = np.minimum(ndi.maximum_filter(blocks, size=2 * reach + 1, mode="nearest"), glass)
+    level = np.repeat(np.repeat(np.maximum(local, 1.0).astype(np.float32), b, axis=0), b, axis=1)[:h, :w]
+    return np.maximum(np.log10(level / np.maximum(plane, 1).astype(np.float32)), 0.0).astype(np.float32)
+
+
+def refit_normal(od: np.ndarray, normal: np.ndarray | None, max_pixels: int = 200_000) -> np.ndarray:
+    """The normal of the stains' plane through the origin, refitted (uncentred second moments,
+    three times) on the optical densities ``od`` (n, 3) within :data:`OFF_PLANE_FIT_SINE` of the
+    current plane, starting from ``normal``: the feature file's stain vectors come from a few
+    tiles, and the plane of the thumbnail's own stained pixels is what the ink is measured against.
+    Ink, being off the plane, is left out of the fit. ``normal`` None: the image's own plane, from
+    no start (:func:`weakstil.stain.stain_plane_normal`)."""
+    from weakstil.stain import stain_plane_normal
+
+    if len(od) > max_pixels:
+        od = od[np.random.default_rng(0).choice(len(od), max_pixels, replace=False)]
+    if len(od) < 100 and normal is not None:
+        return normal
+    return stain_plane_normal(od.astype(np.float64), OFF_PLANE_FIT_SINE, start=normal)
