@@ -63,7 +63,7 @@ def test_a_whole_tissue_slide_gets_the_calibrated_interval_of_whole_tissue_scori
     assert np.mean((new_y >= bed_lo) & (new_y <= bed_hi)) < 0.5
     ends = np.array([bed_fallback.interval(cal, float(w), float(u_i), 0.0)[:2] for w, u_i in zip(whole, u)])
     assert np.mean((new_y >= ends[:, 0]) & (new_y <= ends[:, 1])) >= 0.85
-    assert (ends[:, 0] > whole).all()  # reaching upwards: the truth lies above a diluted number
+    assert ((ends[:, 1] - whole) > (whole - ends[:, 0])).all()  # reaching upwards: the truth lies above a diluted number
     # the record survives calibration.json
     again = Calibration.from_dict(cal.to_dict())
     assert bed_fallback.interval(again, 23.0, 0.0, 0.0) == bed_fallback.interval(cal, 23.0, 0.0, 0.0)
@@ -88,3 +88,23 @@ def test_tail_quantiles_are_split_conformal_per_tail():
     assert tail_quantiles(s, 0.9) == (1.0, 19.0)
     low, high = tail_quantiles(s[:18], 0.9)  # 18: too few for either tail
     assert math.isinf(low) and math.isinf(high)
+
+
+def test_a_whole_tissue_interval_holds_its_score_so_a_call_against_it_is_flagged_near_threshold():
+    """Review h40m: with a lower tail above 0 (every training slide's whole tissue read low) the interval was
+    ``t(ŷ) + σ·[q_low, q_high]`` as is, so a wider ``σ`` lifted its lower end over the score: 23.0 read
+    47.6-100 (u 0.2) and 100.0-100.0 (u 5), the call 'low' at 30 against an interval wholly above it and no
+    ``near_threshold`` (u 0: 23.4-26.3). Now the interval holds the score (23.0-100), and the flag is raised."""
+    from weakstil.qc.flags import slide_flags
+
+    labels, oof, bags = _cohort(30, seed=1)
+    cal = calibrate(labels, np.array([s.stil for s in oof]), shift=np.zeros(len(labels)))
+    cal.extra[bed_fallback.KEY] = bed_fallback.fit(cal, labels, oof, bags, np.zeros(len(labels)))
+    assert cal.extra[bed_fallback.KEY]["q_low"] > 0  # the premise
+    for u in (0.0, 0.2, 5.0):
+        low, high, _ = bed_fallback.interval(cal, 23.0, u, 0.0)
+        assert low <= 23.0 < high, (u, low, high)  # old code: (23.4, 26.3), (47.6, 100.0), (100.0, 100.0)
+    low, high, _ = bed_fallback.interval(cal, 23.0, 0.2, 0.0)
+    flags, _ = slide_flags(ood_score=None, ood_threshold=None, n_bed_tiles=64, low=low, high=high, threshold=30.0,
+                           image=None, image_ref=None, stil=23.0)
+    assert "near_threshold" in flags

@@ -14,7 +14,8 @@ whole-tissue scores against the labels, ``e = (t(y) − t(ŷ_whole)) / σ`` on t
 tile standard error over the whole tissue). Their conformal quantiles at each tail (``α/2``: split
 conformal, one per end, so the interval is asymmetric where the dilution is systematic: it reaches
 upwards for a TIL-rich slide) are stored in ``calibration.json`` under ``extra.bed_fallback``; at
-``weakstil score`` a whole-tissue slide's interval is ``t(ŷ) + σ·[q_low, q_high]``.
+``weakstil score`` a whole-tissue slide's interval is ``t(ŷ) + σ·[q_low, q_high]``, widened to hold ``ŷ``
+itself (the high/low call is made on it, and ``near_threshold`` on the interval).
 
 A model calibrated before this (no ``bed_fallback`` record), or on too few slides for the tails
 (fewer than 19 at 90 %), gives such a slide the interval 0–100: its bed interval was measured to cover
@@ -116,6 +117,9 @@ def interval(cal: Calibration, stil: float, u: float, shift: float) -> tuple[flo
         return 0.0, 100.0, f"0-100: {why}"
     sigma = float(cal.sigma(u, shift))
     t = float(to_scale(stil, cal.offset))
-    low = float(np.clip(from_scale(t + q_low * sigma, cal.offset), 0.0, 100.0))
-    high = float(np.clip(from_scale(t + q_high * sigma, cal.offset), 0.0, 100.0))
+    # ... holding the score itself: a lower tail above 0 times a wide sigma had put it over the score (23.0 read
+    # 47.6-100, and 100.0-100.0 under a larger shift), so the call was 'low' against an interval wholly above the
+    # threshold and near_threshold (lower < threshold <= upper) was not raised
+    low = float(np.clip(min(from_scale(t + q_low * sigma, cal.offset), stil), 0.0, 100.0))
+    high = float(np.clip(max(from_scale(t + q_high * sigma, cal.offset), stil), 0.0, 100.0))
     return low, high, f"whole-tissue calibration of {record.get('n')} training slides"
