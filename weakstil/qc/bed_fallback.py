@@ -29,27 +29,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from weakstil.qc.flags import WHOLE_TISSUE, bed_sources
+from weakstil.qc.flags import WHOLE_TISSUE, bed_unlike_training
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.confidence import Calibration
 
 #: The key in ``calibration.json``'s ``extra``.
 KEY = "bed_fallback"
-#: Training bed sources that are no tumour bed (a model trained over them needs no whole-tissue term);
-#: models trained before the record told them apart wrote "feature files' flags or all tiles".
-NOT_A_BED = (*WHOLE_TISSUE, "feature files' flags or all tiles")
 
 
 def needs_whole_tissue_interval(bed_source: str | None, training_beds: dict | None) -> bool:
     """Whether a slide's interval is of another region than the model was calibrated on: scored over
     the whole tissue while more than half the model's training slides had a tumour bed (as
     :func:`weakstil.qc.flags.bed_unlike_training` flags it)."""
-    if bed_source not in WHOLE_TISSUE:
-        return False
-    slides = bed_sources(training_beds)
-    with_bed = sum(n for source, n in slides.items() if source not in NOT_A_BED)
-    return with_bed * 2 > sum(slides.values()) > 0
+    # the flag's own rule (for a whole-tissue source it speaks of nothing else), not a second tally of the sources
+    return bed_source in WHOLE_TISSUE and bed_unlike_training(bed_source, training_beds) is not None
 
 
 def tail_quantiles(scores: np.ndarray, level: float) -> tuple[float, float]:
