@@ -42,10 +42,12 @@ OFF_PLANE_FIT_SINE = 0.08
 OFF_PLANE_MAX_SHARE = 0.5
 
 
-def ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float) -> tuple[np.ndarray, np.ndarray]:
+def ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float,
+                  name: object = None) -> tuple[np.ndarray, np.ndarray]:
     """Marker ink over tissue (:func:`weakstil.tumorbed.ink.ink_over_tissue`), and the stained pixels whose own optical density lies within
     :data:`IN_PLANE_SHARE` of the plane it was measured against (stain, whatever its colour; none
-    where no plane could be trusted)."""
+    where no plane could be trusted). ``name``: the slide, named in the warning (hunt 41a: in a batch it named
+    none, and the line sat before another slide's)."""
     rgb = np.asarray(rgb[..., :3])
     none = np.zeros(rgb.shape[:2], bool)
     he = np.asarray(stain_he, np.float64)
@@ -60,8 +62,8 @@ def ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float) -> tuple[np
     if share > OFF_PLANE_MAX_SHARE:
         normal = refit_normal(stained, None)
         ink, again = off_plane(od, density, normal, mpp)
-        log.warning("ink: %.0f %% of the stained tissue lies off the plane of the slide's stain vectors, which "
-                    "cannot be marker ink; %s", 100 * share, "its own plane is used instead" if again <= OFF_PLANE_MAX_SHARE
+        log.warning("%sink: %.0f %% of the stained tissue lies off the plane of the slide's stain vectors, which "
+                    "cannot be marker ink; %s", f"{name}: " if name else "", 100 * share, "its own plane is used instead" if again <= OFF_PLANE_MAX_SHARE
                     else "ink over tissue is not counted (the colour rules still are)")
         if again > OFF_PLANE_MAX_SHARE:
             return none, none

@@ -95,6 +95,7 @@ from typing import Any
 
 import numpy as np
 
+from weakstil.image_checks import DARK_IMAGE
 from weakstil.metrics import STIL_DECIMALS, interval_ends_text
 from weakstil.qc.image import BLURRY_TILE, IMAGE_STATS_VERSION, SHARPENED_HALO, ImageStats
 from weakstil.qc.scan_gap import CUT_UM as SCAN_CUT_UM
@@ -147,10 +148,8 @@ STAIN_FLOORS = {"h_angle": 3.0, "e_angle": 3.0, "h_strength": 0.15, "e_strength"
 #: tiles average 52.9 (README, *Accuracy off the home ground*).
 WEIGHTING_MARGIN = 1.25
 WEIGHTING_FLOOR = 5.0
-#: ``below_training_labels`` is raised on a score this many points under the lowest training label:
-#: half the 5-point step pathologists score sTIL in, so a model that has seen slides of 1 % does not
-#: flag a slide it scores 0.4 % (the low end was in its training), while one trained on 29-85 % flags
-#: the low slides it scores 20-26 %.
+#: ``below_training_labels``: a score this many points under the lowest training label (half the 5-point step pathologists
+#: score sTIL in: a model that has seen 1 % does not flag a slide it scores 0.4 %; one trained on 29-85 % flags 20-26 %).
 BELOW_LABELS_SLACK = 2.5
 
 #: Each flag in a pathologist's words, for pages that show the codes (the cohort report's legend): the
@@ -264,21 +263,23 @@ def stain_distances(s: ImageStats, centre: dict[str, Any]) -> dict[str, float]:
 
 
 def stain_reference(stats: list[ImageStats]) -> dict[str, Any]:
-    """The stain centre of the training slides and each statistic's threshold."""
+    """The stain centre of the training slides, each statistic's threshold, the colour warnings they carried."""
     centre = stain_centre(stats)
     dists = [stain_distances(s, centre) for s in stats]
     thresholds = {}
     for name, floor in STAIN_FLOORS.items():
         values = [d[name] for d in dists if name in d and math.isfinite(d[name])]
         thresholds[name] = STAIN_MARGIN * (max(values) if values else 0.0) + floor
-    return {"centre": centre, "thresholds": thresholds, "margin": STAIN_MARGIN, "floors": dict(STAIN_FLOORS)}
+    return {"centre": centre, "thresholds": thresholds, "margin": STAIN_MARGIN, "floors": dict(STAIN_FLOORS),
+            "training_warnings": sorted({w for s in stats for w in s.warnings} - {DARK_IMAGE})}  # dark: never H&E
 
 
 def stain_outside(s: ImageStats, reference: dict[str, Any]) -> list[str]:
     """Why a slide's stain is outside the training range (empty: inside). A slide with tissue
     whose Macenko estimate failed (``stain_source`` ``reference``: too few pixels stained with
-    both dyes, e.g. eosin only) has no stain vectors or strengths to compare: not inside."""
-    reasons = list(s.warnings)
+    both dyes, e.g. eosin only) has no stain vectors or strengths to compare: not inside. A colour warning that
+    training slides carried too is inside (hunt 41a: a yellowed cohort's 'not pink/purple' flagged all it scored)."""
+    reasons = [w for w in s.warnings if w not in reference.get("training_warnings", ())]
     if s.stain_source != "macenko" and s.tissue_fraction > 0:
         reasons.append("no H&E stain measurable (the Macenko estimate failed: too few stained pixels, or one dye "
                        "only), so its stain angles and strengths could not be compared")
@@ -293,9 +294,8 @@ _DYES = {"h": "haematoxylin", "e": "eosin"}
 
 
 def _stain_measured(name: str, s: ImageStats, centre: dict[str, Any], distance: float, limit: float) -> str:
-    """What a stain statistic measured, in words, with the distance compared with ``limit``: the
-    distance alone ("e_strength 1.16 > 0.768") read as the slide's eosin strength, which was 2.47
-    (the training median 0.775, |log ratio| 1.16)."""
+    """What a stain statistic measured, in words, with the distance compared with ``limit``: the distance alone
+    ("e_strength 1.16 > 0.768") read as the slide's eosin strength, which was 2.47 (median 0.775, |log ratio| 1.16)."""
     dye, kind = name.split("_", 1) if "_" in name else (name, "")
     if kind == "angle":
         return f"{_DYES[dye]} vector {distance:.3g}° from the training slides' median (> {limit:.3g}°)"

@@ -173,7 +173,8 @@ def optical_density(rgb: np.ndarray) -> np.ndarray:
     return od(rgb)
 
 
-def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = None, stain=None) -> dict[str, Any]:
+def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = None, stain=None,
+                    name: object = None) -> dict[str, Any]:
     """Stain, pen and fold statistics of an RGB thumbnail at ``mpp`` µm/px. ``tiles``: where the
     slide's tissue tiles lie on the thumbnail (bool), the tissue when the thumbnail shows none (a
     fragment smaller than the debris size at this resolution). ``stain``: the slide's
@@ -221,7 +222,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = No
     # (weakstil.ink_plane: markers lie 0.2-0.4 of their density out of it): there the grey is the stains'
     # mix. Blue nuclei over orange stroma average to grey at 4 µm/px and read "ink 8.7-14.3 %" on 4 slides of
     # an outside tester's blue-orange look with no ink (hunt 40i). Ink on the glass is ink whatever its colour.
-    ink = ink & ~(tissue & ink_and_stain(thumb, stain.he, mpp)[1])
+    ink = ink & ~(tissue & ink_and_stain(thumb, stain.he, mpp, name)[1])
     # ... in marker strokes (weakstil.stain.ink_strokes): lone hits are specks or pale tissue edges, no
     # ink (CMU-1-Small-Region: "ink 1.0 %", all lone hits; hard alt-look slides without ink up to 2.3 %)
     out["pen_share"] = float((ink & ink_strokes(thumb, mpp, ink, lone=False, min_width_um=PEN_STROKE_MIN_WIDTH_UM)).sum()
@@ -368,7 +369,7 @@ def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | N
     side = tile_px * mpp / thumb_mpp  # a tile's side in thumbnail pixels
     for x, y in np.asarray(coords, np.float64).reshape(-1, 2) * float(slide.mpp) / thumb_mpp:
         on_thumb[int(y):int(np.ceil(y + side)), int(x):int(np.ceil(x + side))] = True
-    thumb = thumbnail_stats(image, thumb_mpp, tiles=on_thumb, stain=stain)
+    thumb = thumbnail_stats(image, thumb_mpp, tiles=on_thumb, stain=stain, name=getattr(slide, "slide_id", None))
     idx = focus_tiles(coords, tissue_fraction, seed=seed)
     tiles = [slide.read_region(int(coords[i][0]), int(coords[i][1]), int(tile_px), float(mpp)) for i in idx]
     blur = tile_blur(tiles) if tiles else np.zeros(0)

@@ -84,7 +84,7 @@ class InkVeto:
 
 
 def tile_ink_share(thumbnail: np.ndarray, slide_width: int, slide_mpp: float, coords: np.ndarray,
-                   tile_size_level0: float, stain_he: np.ndarray | None = None) -> np.ndarray:
+                   tile_size_level0: float, stain_he: np.ndarray | None = None, name: object = None) -> np.ndarray:
     """Each tile's share of ink pixels, from an RGB thumbnail of the whole slide. Ink is darker
     than the slide's glass (as in the slide QC): a dim scanner's grey glass, in the holes and at
     the edges of the tissue, read as dark-grey ink vetoed the tumour tiles of whole slides.
@@ -98,7 +98,7 @@ def tile_ink_share(thumbnail: np.ndarray, slide_width: int, slide_mpp: float, co
     glass, _ = glass_level(rgb[::2, ::2].astype(np.float32).mean(axis=-1).ravel())
     ink = ink_pixels(rgb) & darker_than_glass(rgb, glass, thumb_mpp)
     if stain_he is not None:
-        over, stain_like = ink_and_stain(rgb, stain_he, thumb_mpp)
+        over, stain_like = ink_and_stain(rgb, stain_he, thumb_mpp, name)
         ink = (ink & ~stain_like) | over
     return mask_fractions(coords, tile_size_level0, ink, thumb_mpp, slide_mpp)
 
@@ -163,7 +163,7 @@ def slide_ink_share(attrs: dict, coords: np.ndarray, tile_size_level0: float,
         thumb = as_glass(thumb)
     stain = SlideStain.from_attr(attrs.get("stain")) if over_tissue else None
     return tile_ink_share(thumb, int(attrs["slide_width"]), float(attrs["slide_mpp"]), coords, tile_size_level0,
-                          None if stain is None else stain.he)
+                          None if stain is None else stain.he, attrs.get("slide_id") or path.name)
 
 
 def apply_ink_veto(evidence: np.ndarray, ink_share: np.ndarray | None, rule: InkVeto,
