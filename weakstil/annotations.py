@@ -158,6 +158,9 @@ def load_polygons(path: str | Path, geom=None):
         raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
                               fix="use QuPath GeoJSON (.geojson), Aperio ImageScope or ASAP XML (.xml), HALO XML "
                                   "(.annotations), NDP.view (.ndpa) or WKT text (.wkt)")
+    from shapely import force_2d  # [x, y, z] positions (valid GeoJSON, WKT 'POLYGON Z'): the z dropped, as the
+    # bed is drawn on the image plane (until hunt 41d a ValueError 'this is a bug in weakstil' when rasterised)
+    polygons, excluded = [force_2d(g) for g in polygons], [force_2d(g) for g in excluded]
     merged = _union(polygons, path)
     if excluded:  # ImageScope's negative regions (NegativeROA="1"), ASAP's and GeoJSON's exclusions: cut out
         from shapely.geometry import MultiPolygon
