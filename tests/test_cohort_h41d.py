@@ -1,0 +1,34 @@
+"""Helper h41d: a European spreadsheet's labels in Excel's scientific format.
+
+A ';'-separated cohort CSV with decimal commas is read since hunt 39c ('30,6' is 30.6), and
+``evaluate --oof`` predictions in the scientific format ('4,93E+01') since hunt 39k, but a label so
+written ('7,60E+01': a column formatted Scientific in a German Excel) was refused when the whole column was so
+written, "stil '7,60E+01' is not a number (write decimals with a point: 30.5, not 30,5)" on every row
+(beside a plain '30,6' it was read), and '4.55E+01' beside '30,6' was read without the mixed-marks error. It is now 76.0; beside a decimal point ('4.55E+01') it is one error naming a row of each.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from weakstil.cohort import read_cohort
+from weakstil.errors import WeakSTILError
+
+
+def _csv(tmp_path, labels):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(("\ufeffslide_id;path;stil;group\r\n" + "".join(
+        f"S{i};S{i}.tiff;{v};c{i % 2}\r\n" for i, v in enumerate(labels))).encode("utf-8"))
+    return path
+
+
+def test_scientific_labels_with_a_decimal_comma_are_read(tmp_path):
+    # the whole column formatted Scientific: no label was a plain decimal comma, and none was converted
+    cohort = read_cohort(_csv(tmp_path, ["7,60E+01", "3,06E+01", "1,25E+00", "4,50E+00"]), check_files=False)
+    assert dict(zip(cohort.table["slide_id"], cohort.table["stil"])) == pytest.approx(
+        {"S0": 76.0, "S1": 30.6, "S2": 1.25, "S3": 4.5})
+
+
+def test_scientific_labels_beside_the_other_decimal_mark_are_named(tmp_path):
+    with pytest.raises(WeakSTILError, match=r"decimal comma \(row 3: 30,6\) and with a decimal point \(row 2: 4.55E\+01\)"):
+        read_cohort(_csv(tmp_path, ["4.55E+01", "30,6", "12"]), check_files=False)
