@@ -7,7 +7,8 @@ A GeoJSON whose positions carry a third value (``[x, y, z]``, valid GeoJSON: Geo
 
 A GeoJSON that is a bare list of geometries (``[{"type": "Polygon", ...}]``: a script's
 ``json.dump([mapping(p) for p in polygons])``) was refused as "feature 0 has no geometry. Fix: export
-polygons from QuPath", while one bare geometry and a list of Features were read. It is now read as those are.
+polygons from QuPath", while one bare geometry and a list of Features were read, and a FeatureCollection
+written without its ``"type"`` (``{"features": [...]}``) as "GeoJSON holds no features". Both are now read.
 """
 
 from __future__ import annotations
@@ -60,3 +61,10 @@ def test_a_bare_list_of_geometries_is_read_as_its_areas(tmp_path):
     assert mp.area == pytest.approx(AREA + 100.0 ** 2)
     assert len(mp.geoms) == 2
     assert np.isclose(mp.bounds, (0.0, 0.0, 1600.0, 1600.0)).all()
+
+
+def test_a_feature_collection_without_its_type_is_read(tmp_path):
+    path = tmp_path / "S1.geojson"
+    path.write_text(json.dumps({"features": [{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [SQUARE, HOLE]},
+                                              "properties": {"classification": {"name": "Tumor"}}}]}))
+    assert load_polygons(path).area == pytest.approx(AREA)  # the old code: 'GeoJSON holds no features'

@@ -65,7 +65,8 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
 
     if (docs := dsa_documents(data)) is not None:  # HistomicsTK / DSA's own JSON, saved as .json
         return dsa_polygons(docs, path)
-    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+    if isinstance(data, dict) and (data.get("type") == "FeatureCollection" or (  # a script's {"features": [...]}
+            "type" not in data and isinstance(data.get("features"), list))):  # 'holds no features' until hunt 41d
         features = data.get("features")
     elif isinstance(data, dict) and data.get("type") == "Feature":
         features = [data]
