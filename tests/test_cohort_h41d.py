@@ -32,3 +32,14 @@ def test_scientific_labels_with_a_decimal_comma_are_read(tmp_path):
 def test_scientific_labels_beside_the_other_decimal_mark_are_named(tmp_path):
     with pytest.raises(WeakSTILError, match=r"decimal comma \(row 3: 30,6\) and with a decimal point \(row 2: 4.55E\+01\)"):
         read_cohort(_csv(tmp_path, ["4.55E+01", "30,6", "12"]), check_files=False)
+
+
+def test_a_slide_list_header_is_not_asked_for_a_label_column(tmp_path):
+    """``score --slides`` and ``tumorbed --cohort`` read a list without sTIL%: a header in another case
+    ('Slide_ID;Path' from Excel) was told "the header must have slide_id,path,stil"."""
+    path = tmp_path / "batch7.csv"
+    path.write_text('\ufeff"Slide_ID";"Path";"mpp"\r\nN0;a.tiff;0,5\r\n', encoding="utf-8")
+    with pytest.raises(WeakSTILError) as err:
+        read_cohort(path, check_files=False, require_labels=False)
+    assert "rename 'Slide_ID' to 'slide_id', 'Path' to 'path'" in str(err.value)
+    assert "must have slide_id,path (plus" in str(err.value) and "stil" not in str(err.value)
