@@ -212,6 +212,22 @@ def test_paths_spelt_absolute_name_the_same_files(workdir: Path, first_run) -> N
     assert "Fix: set out to results, as before" in proc.stderr
 
 
+def test_an_annotations_folder_moved_redoes_no_bed(workdir: Path, first_run) -> None:
+    """The outlines were inputs of the bed jobs, so the same files in another folder (moved to a shared drive,
+    `annotations` pointed there) redid every bed and the training, evaluation and scores (hunt 41d); slides
+    moved to another folder redo nothing. Now an outline's content is the jobs' param, as a slide's fingerprint."""
+    moved = workdir / "cohort" / "outlines_moved_h41d"
+    shutil.copytree(workdir / "cohort" / "truth", moved)  # (copy2: the same times)
+    try:
+        config = [c for c in FAST if not c.startswith("annotations=")] + ["annotations=cohort/outlines_moved_h41d"]
+        proc = snakemake(workdir, "--dry-run", config=config)
+        log = proc.stdout + proc.stderr
+        assert proc.returncode == 0, log[-3000:]
+        assert job_stats(log) == {"settings": 1, "report": 1, "all": 1}, log[-3000:]  # the report lists the settings
+    finally:
+        shutil.rmtree(moved)
+
+
 def test_rerun_after_deleting_one_slides_features(workdir: Path, first_run) -> None:
     out = workdir / "results"
     victim = pd.read_csv(workdir / "cohort" / "labels.csv")["slide_id"].iloc[-1]

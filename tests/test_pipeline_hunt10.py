@@ -85,11 +85,11 @@ def test_annotations_are_found_by_the_cohort_slide_id_as_train_finds_them(cohort
     proc = dry_run(cohort, "cohort=cohort/ids.csv", "annotations=ann_ids", "tumorbed=train")
     assert proc.returncode == 0, proc.stderr[-2000:]
     bed = proc.stdout.split("rule tumorbed:", 1)[1].split("\n\n", 1)[0]
-    assert "ann_ids/" in bed.split("input:", 1)[1].splitlines()[0]  # the slide's outline is its input
-    assert "--cohort cohort/ids.csv" in bed
-    # and the detector's: an edited outline retrains it, and with it the beds it drew
+    # the slide's outline is found by its CSV slide id (since hunt 41d no input: its content is a param, so the same
+    # outlines in another folder redo no bed, tests/test_pipeline.py)
+    assert "--annotations ann_ids" in bed and "--cohort cohort/ids.csv" in bed
     detector = proc.stdout.split("rule tumorbed_detector:", 1)[1].split("\n\n", 1)[0]
-    assert all(f"ann_ids/{s}.geojson" in detector.split("output:")[0] for s in "ABCD")
+    assert "--annotations ann_ids" in detector and "--cohort cohort/ids.csv" in detector
 
 
 def test_a_score_slide_named_like_a_cohort_slide_id_is_refused(cohort: Path, monkeypatch) -> None:

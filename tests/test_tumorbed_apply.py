@@ -1001,3 +1001,24 @@ def test_a_new_commit_keeps_the_beds_made_earlier(cohort, tmp_path, monkeypatch)
     monkeypatch.setattr(bed_apply, "code_version", lambda: "0.1.0+g0123456789ab.dirty")  # another commit
     again = bed_apply.apply_tumorbed(cohort["features"] / f"{sid}.h5", tmp_path / "beds", sources)
     assert again.kept, "a new commit made the bed again"
+
+
+def test_an_outline_moved_off_the_slide_is_not_offered_a_scan_factor(cohort, tmp_path):
+    """Hunt 41d: an outline only moved off a small slide (another slide's, or offset) also fits within it
+    scaled by 1/4, on glass: the fix said "its coordinates / 4 lie on the slide: drawn on a scan at 4x this
+    slide's resolution ... scale its coordinates by 1/4", which puts a wrong outline on glass. The factor is
+    now offered only when the scaled copy lies on tissue (the 40x outline above still gets it)."""
+    from shapely.geometry import box
+
+    from weakstil.annotations import AnnotationError
+    from weakstil.tumorbed import train_tumorbed_from_cache
+
+    ann = tmp_path / "ann"
+    for sid in cohort["ids"]:
+        attrs = _features(cohort, sid).attrs
+        w, h = int(attrs["slide_width"]), int(attrs["slide_height"])
+        _outline_file(ann, sid, box(3.9 * w, 3.9 * h, 3.9 * w + 120, 3.9 * h + 120))  # / 4: the far corner's glass
+    with pytest.raises(AnnotationError) as err:
+        train_tumorbed_from_cache(cohort["features"], ann)
+    assert "polygons lie outside the slide" in str(err.value)
+    assert "/ 4" not in str(err.value) and "scan at" not in str(err.value)

@@ -65,15 +65,17 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
 
     if (docs := dsa_documents(data)) is not None:  # HistomicsTK / DSA's own JSON, saved as .json
         return dsa_polygons(docs, path)
-    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+    if isinstance(data, dict) and (data.get("type") == "FeatureCollection" or (  # a script's {"features": [...]}
+            "type" not in data and isinstance(data.get("features"), list))):  # 'holds no features' until hunt 41d
         features = data.get("features")
     elif isinstance(data, dict) and data.get("type") == "Feature":
         features = [data]
-    elif isinstance(data, list):
-        features = data
+    elif isinstance(data, list):  # QuPath's export without 'FeatureCollection' ticked: a list of Features; a list
+        # of bare geometries (shapely's mapping(), a script's json.dump) as well: 'feature 0 has no geometry' until hunt 41d
+        features = [{"type": "Feature", "geometry": f, "properties": {}} if _is_geometry(f) else f for f in data]
     elif isinstance(data, dict) and isinstance(data.get("root"), dict):  # QuPath's hierarchy as JSON (GsonTools)
         features = [data["root"]]
-    elif isinstance(data, dict) and data.get("type") in ("Polygon", "MultiPolygon", "GeometryCollection"):
+    elif _is_geometry(data):
         features = [{"type": "Feature", "geometry": data, "properties": {}}]
     else:
         features = None
@@ -156,6 +158,11 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
 
         out = tuple([translate(g, float(corner[0]), float(corner[1])) for g in part] for part in out)
     return out
+
+
+def _is_geometry(item: object) -> bool:
+    """A bare GeoJSON area geometry (not wrapped in a Feature)."""
+    return isinstance(item, dict) and item.get("type") in ("Polygon", "MultiPolygon", "GeometryCollection")
 
 
 def _with_children(features: list) -> list:

@@ -158,6 +158,9 @@ def load_polygons(path: str | Path, geom=None):
         raise AnnotationError(f"unknown annotation format '{suffix}'", path=path,
                               fix="use QuPath GeoJSON (.geojson), Aperio ImageScope or ASAP XML (.xml), HALO XML "
                                   "(.annotations), NDP.view (.ndpa) or WKT text (.wkt)")
+    from shapely import force_2d  # [x, y, z] positions (valid GeoJSON, WKT 'POLYGON Z'): the z dropped, as the
+    # bed is drawn on the image plane (until hunt 41d a ValueError 'this is a bug in weakstil' when rasterised)
+    polygons, excluded = [force_2d(g) for g in polygons], [force_2d(g) for g in excluded]
     merged = _union(polygons, path)
     if excluded:  # ImageScope's negative regions (NegativeROA="1"), ASAP's and GeoJSON's exclusions: cut out
         from shapely.geometry import MultiPolygon
@@ -172,8 +175,10 @@ def load_polygons(path: str | Path, geom=None):
     return merged
 
 
-def check_inside(multipolygon, width: int, height: int, path: str | Path):
-    """Clip to the slide; refuse annotations that lie (almost) entirely outside it."""
+def check_inside(multipolygon, width: int, height: int, path: str | Path, on_tissue=None):
+    """Clip to the slide; refuse annotations that lie (almost) entirely outside it. ``on_tissue``: the share
+    of an outline on the slide's tissue (a callable), when known: a scaled copy is offered as the fix only
+    when it lies on tissue."""
     from shapely.geometry import box
 
     slide_box = box(0, 0, width, height)
@@ -188,7 +193,7 @@ def check_inside(multipolygon, width: int, height: int, path: str | Path):
             f"slide is {width}x{height} px; at least half of the area must lie on the slide)",
             path=path,
             fix="export the annotation in level-0 pixel coordinates of this slide" + _finer_scan_hint(
-                multipolygon, slide_box),
+                multipolygon, slide_box, on_tissue),
         )
     if inside.area < multipolygon.area * 0.999:
         log.warning("%s: %.1f%% of the annotation lies outside the slide and is ignored", path,
@@ -196,13 +201,17 @@ def check_inside(multipolygon, width: int, height: int, path: str | Path):
     return _areas(inside)
 
 
-def _finer_scan_hint(multipolygon, slide_box) -> str:
-    """What to say when the outline scaled down × 1/2 or × 1/4 lies on the slide whole: drawn on level 0 of a
-    scan of this slide at twice or four times its resolution (a 40x scan at 0.25 µm/px for a 20x one at 0.5)."""
+def _finer_scan_hint(multipolygon, slide_box, on_tissue=None) -> str:
+    """What to say when the outline scaled down × 1/2 or × 1/4 lies on the slide whole (and, where the tissue
+    is known, mostly on it): drawn on level 0 of a scan of this slide at twice or four times its resolution
+    (a 40x scan at 0.25 µm/px for a 20x one at 0.5). An outline only moved off the slide (another slide's, or
+    offset) also fits within it so scaled on a small slide, but on glass: it was offered the factor as the
+    fix until hunt 41d."""
     from shapely.affinity import scale
 
     for f in (2, 4):
-        if slide_box.contains(scale(multipolygon, xfact=1 / f, yfact=1 / f, origin=(0, 0))):
+        copy = scale(multipolygon, xfact=1 / f, yfact=1 / f, origin=(0, 0))
+        if slide_box.contains(copy) and (on_tissue is None or on_tissue(copy) >= 0.5):
             return (f" (its coordinates / {f} lie on the slide: drawn on a scan at {f}x this slide's resolution, "
                     f"e.g. 40x vs 20x? Export it from this scan, or scale its coordinates by 1/{f})")
     return ""

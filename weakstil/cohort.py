@@ -202,8 +202,9 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
                           fix="keep one column of each name (slide_id, path, stil)")
     group_col = resolve_group_column(columns, group_column, csv_path, group_option)
     # without labels required (a slide list for the tumour-bed detector, a report), 'stil' may be absent
-    missing = [c for c in REQUIRED_COLUMNS if c not in columns and (require_labels or c != "stil")
-               and (require_paths or c != "path")]
+    # a slide list (score --slides, tumorbed --cohort) needs no stil: its fix asked for one until hunt 41d
+    needed = [c for c in REQUIRED_COLUMNS if (require_labels or c != "stil") and (require_paths or c != "path")]
+    missing = [c for c in needed if c not in columns]
     if group_col is not None and group_col not in columns:
         missing.append(f"{group_col} (the {group_option})")
     if missing and len(columns) == 1:
@@ -232,8 +233,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             f"missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)} (found: {', '.join(columns)})",
             path=csv_path,
             fix=(f"rename {renames} in the header; " if renames else "")
-            + f"the header must have {'slide_id,path,stil' if require_paths else 'slide_id,stil'} (plus the group "
-              "column if one is named)",
+            + f"the header must have {','.join(needed)} (plus the group column if one is named)",
         )
     if len(raw) == 0:
         raise CohortError("cohort CSV has no rows", path=csv_path, fix="add one row per slide")

@@ -344,8 +344,10 @@ def decimal_comma_labels(csv_path: Path, raw, no_label: set[str]):
     if "stil" not in raw.columns:
         return raw
     cells = [(i + 2, str(v).strip()) for i, v in enumerate(raw["stil"]) if str(v).strip().casefold() not in no_label]
-    commas = [(row, v) for row, v in cells if re.fullmatch(r"[+-]?\d*,\d+\s*%?", v)]
-    points = [(row, v) for row, v in cells if re.fullmatch(r"[+-]?\d*\.\d+\s*%?", v)]
+    # Excel's scientific format too ('7,60E+01' in a European locale: 'not a number ... write decimals with a point'
+    # until hunt 41d, while '76,0' beside it was read)
+    commas = [(row, v) for row, v in cells if re.fullmatch(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*%?", v)]
+    points = [(row, v) for row, v in cells if re.fullmatch(r"[+-]?\d*\.\d+(?:[eE][+-]?\d+)?\s*%?", v)]
     if commas and points:
         raise CohortError(f"the ';'-separated CSV has labels with a decimal comma (row {commas[0][0]}: {commas[0][1]}) "
                           f"and with a decimal point (row {points[0][0]}: {points[0][1]})", path=csv_path,

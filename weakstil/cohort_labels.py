@@ -5,6 +5,7 @@ for 35 %) typed or exported into it are refused or warned about (used by
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 from weakstil.cohort_csv import CohortError
@@ -27,6 +28,12 @@ def warn_fraction_labels(csv_path: Path, table, percent_signed: bool = False) ->
         _warn_mixed_fractions(csv_path, table.loc[labels.index])
 
 
+#: A label a spreadsheet made a date of: '12.05.2026', '12/05/2026', '2026-05-12', '12. Mai', '12-May'.
+DATE_LABEL = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}-\d{2}-\d{2}(?:[ T][\d:]+)?"
+                        r"|\d{1,2}[-. ]+(?:jan|feb|m[aä]r|mrz|mrt|apr|ma[iy]|mei|jun|jul|aug|sept?|o[ck]t|nov|de[cz])[a-zä]*\.?",
+                        re.IGNORECASE)
+
+
 def label_hint(text: str) -> str:
     """What to write instead of a label that is not a number, in parentheses, or '': a decimal comma
     (30,5), or a pathologist's shorthand, a bound (<1, >90) or a range (5-10), which were refused as
@@ -34,6 +41,9 @@ def label_hint(text: str) -> str:
     import re
 
     number = r"(\d+(?:\.\d+)?)\s*%?"
+    if DATE_LABEL.fullmatch(text):  # '12.5' typed into a German/Dutch Excel is 12 May: saved as '12.05.2026' (hunt 41d)
+        return (" (a date: the spreadsheet took the label for one, as a German or Dutch Excel does with 12.5; "
+                "format the column as Number and type the sTIL% again)")
     if "," in text:
         return " (write decimals with a point: 30.5, not 30,5)"
     if text.casefold() in {"na", "n/a", "#n/a", "none", "null", "-", "?", "nd", "n.d."}:

@@ -134,7 +134,8 @@ def from_annotation(path: str | Path, geom: SlideGeometry,
 
     raw = to_openslide_frame(load_polygons(path, geom), path, geom)[0]  # QuPath's frame on an MRXS
     _warn_if_written_by_weakstil(path)
-    polygons = check_inside(raw, geom.width, geom.height, path)
+    polygons = check_inside(raw, geom.width, geom.height, path,
+                            on_tissue=lambda copy: geom.tissue_share(geom.outline_mask(copy)))
     mask = geom.outline_mask(polygons)
     misplaced = for_another_scan(path, geom) or _warn_if_in_micrometres(raw, mask, geom, path) \
         or warn_if_y_up(raw, path, geom, given=geom.tissue_share(mask)) \
