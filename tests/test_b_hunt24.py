@@ -255,6 +255,22 @@ def test_resolution_tags_without_a_unit_are_named_in_the_refusal(tmp_path, cmu_r
     assert run_cli("tile", path, "--slide-mpp", "0.5", "--out", tmp_path / "out").returncode == 0
 
 
+def test_a_resolution_written_as_text_in_the_description_is_named_in_the_refusal(tmp_path, cmu_rgb):
+    """Hunt 41b: a converter's generic TIFF with 'MPP = 0.25' in its ImageDescription (no resolution
+    tags): the refusal named only the writer's default tags (1 px per unit), not the figure the file
+    states; it is named, and still not used without the user's --slide-mpp."""
+    path = _write(tmp_path / "s.tif", cmu_rgb, resolution=None, resolutionunit=None,
+                  description="Custom scanner v2|MPP = 0.25|AppMag = 40", metadata=None)
+    proc = run_cli("tile", path, "--out", tmp_path / "out")
+    assert proc.returncode == 1 and not (tmp_path / "out").exists(), proc.stderr
+    assert "its TIFF ImageDescription says 0.25 µm/px as text, which OpenSlide does not read" in proc.stderr
+    assert "Fix: if 0.25 is the scan's µm/px, pass --slide-mpp 0.25" in proc.stderr
+    other = _write(tmp_path / "t.tif", cmu_rgb, resolution=None, resolutionunit=None, metadata=None,
+                   description="Custom scanner v2|MPP = 50|mppx: none")  # implausible: not offered
+    proc = run_cli("tile", other, "--out", tmp_path / "out2")
+    assert proc.returncode == 1 and "ImageDescription" not in proc.stderr and "--slide-mpp 50" not in proc.stderr
+
+
 def test_a_macro_image_stored_in_tiles_after_the_pyramid_is_named_not_called_damaged(tmp_path, cmu_rgb):
     """A converter that writes the label and macro images tiled after the pyramid: OpenSlide's
     generic-TIFF reader takes them for levels out of order and refuses the file; the line was 'looks
