@@ -271,6 +271,24 @@ def test_a_resolution_written_as_text_in_the_description_is_named_in_the_refusal
     assert proc.returncode == 1 and "ImageDescription" not in proc.stderr and "--slide-mpp 50" not in proc.stderr
 
 
+def test_a_palette_colour_tiff_is_refused_not_scored_as_a_scan(tmp_path, cmu_rgb):
+    """Hunt 41b: a palette-colour TIFF (a posterized copy of a scan: 64 or 256 colours) was tiled and
+    scored as the scan, without a word; the CMU tissue's sTIL% moved 78.7 -> 62.9 (64 colours) and
+    82.1 (256). It is refused with its reason, the batch goes on with the RGB slide."""
+    from PIL import Image
+
+    pal = Image.fromarray(cmu_rgb).quantize(64)
+    colours = (pal.getpalette() + [0] * 768)[:768]
+    colormap = (np.array(colours, np.uint16).reshape(256, 3).T * 257).astype(np.uint16)
+    bad = _write(tmp_path / "pal.tif", np.asarray(pal), photometric="palette", colormap=colormap)
+    good = _write(tmp_path / "rgb.tif", cmu_rgb)
+    proc = run_cli("tile", bad, good, "--out", tmp_path / "out", "--tissue-threshold", "0.1")
+    assert proc.returncode == 1, proc.stderr
+    assert f"error: {bad}: is a palette-colour image (at most 256 colours for the whole slide" in proc.stderr
+    assert "Fix: score the original RGB scan" in proc.stderr
+    assert not (tmp_path / "out" / "pal.h5").exists() and (tmp_path / "out" / "rgb.h5").is_file()
+
+
 def test_a_macro_image_stored_in_tiles_after_the_pyramid_is_named_not_called_damaged(tmp_path, cmu_rgb):
     """A converter that writes the label and macro images tiled after the pyramid: OpenSlide's
     generic-TIFF reader takes them for levels out of order and refuses the file; the line was 'looks
