@@ -231,6 +231,36 @@ def test_the_slow_overview_warning_names_an_ome_pyramid_openslide_does_not_read(
     assert len(said) == 1 and "its 2 reduced level(s) are SubIFDs, as in an OME-TIFF pyramid" in said[0], said
 
 
+def test_a_single_level_slide_is_read_whole_once_for_the_same_overview(tmp_path, monkeypatch, cmu_rgb):
+    """Hunt 41b: score on a 30,000 px single-level TIFF read level 0 whole 4 times (tissue 8 µm/px,
+    qc and ink veto 6.12 µm/px each with a Slide of its own, heatmap 9.38): 181 s for 31 tiles. The
+    same overview of the same file is read once, the same pixels; another size, or the file changed, is read."""
+    import weakstil.slide as slide_module
+
+    path = _write(tmp_path / "flat.tif", np.tile(cmu_rgb, (2, 2, 1)))  # 1 Mpx, one level
+    monkeypatch.setattr(slide_module, "SLOW_OVERVIEW_PIXELS", 0.5e6)  # stands for a large one
+    reads = []
+
+    def counted(slide):
+        real = slide.backend.read_region
+        slide.backend.read_region = lambda *a: reads.append(a) or real(*a)
+        return slide
+
+    with Slide.open(path) as a:
+        first = counted(a).read_thumbnail(8.0)
+    n = len(reads)
+    with Slide.open(path) as b:  # another Slide of the file (the ink veto's): nothing read
+        again = counted(b).read_thumbnail(8.0)
+        assert len(reads) == n and np.array_equal(first, again)
+        again[:] = 0  # the caller's own copy
+        assert np.array_equal(counted(b).read_thumbnail(8.0), first) and len(reads) == n
+        b.read_thumbnail(6.0)  # another size: read
+        assert len(reads) > n
+    _write(path, np.tile(255 - cmu_rgb, (2, 2, 1)))  # the file replaced: read again
+    with Slide.open(path) as c:
+        assert not np.array_equal(counted(c).read_thumbnail(8.0), first)
+
+
 # -- resolution units -------------------------------------------------------------------------------
 @pytest.mark.parametrize(("unit", "per_unit", "mpp"), [("MICROMETER", 2.0, 0.5), ("MILLIMETER", 4000.0, 0.25)])
 def test_a_resolution_in_micrometres_or_millimetres_is_read(tmp_path, cmu_rgb, unit, per_unit, mpp):
