@@ -231,6 +231,36 @@ def test_the_slow_overview_warning_names_an_ome_pyramid_openslide_does_not_read(
     assert len(said) == 1 and "its 2 reduced level(s) are SubIFDs, as in an OME-TIFF pyramid" in said[0], said
 
 
+def test_a_single_level_slide_is_read_whole_once_for_the_same_overview(tmp_path, monkeypatch, cmu_rgb):
+    """Hunt 41b: score on a 30,000 px single-level TIFF read level 0 whole 4 times (tissue 8 µm/px,
+    qc and ink veto 6.12 µm/px each with a Slide of its own, heatmap 9.38): 181 s for 31 tiles. The
+    same overview of the same file is read once, the same pixels; another size, or the file changed, is read."""
+    import weakstil.slide as slide_module
+
+    path = _write(tmp_path / "flat.tif", np.tile(cmu_rgb, (2, 2, 1)))  # 1 Mpx, one level
+    monkeypatch.setattr(slide_module, "SLOW_OVERVIEW_PIXELS", 0.5e6)  # stands for a large one
+    reads = []
+
+    def counted(slide):
+        real = slide.backend.read_region
+        slide.backend.read_region = lambda *a: reads.append(a) or real(*a)
+        return slide
+
+    with Slide.open(path) as a:
+        first = counted(a).read_thumbnail(8.0)
+    n = len(reads)
+    with Slide.open(path) as b:  # another Slide of the file (the ink veto's): nothing read
+        again = counted(b).read_thumbnail(8.0)
+        assert len(reads) == n and np.array_equal(first, again)
+        again[:] = 0  # the caller's own copy
+        assert np.array_equal(counted(b).read_thumbnail(8.0), first) and len(reads) == n
+        b.read_thumbnail(6.0)  # another size: read
+        assert len(reads) > n
+    _write(path, np.tile(255 - cmu_rgb, (2, 2, 1)))  # the file replaced: read again
+    with Slide.open(path) as c:
+        assert not np.array_equal(counted(c).read_thumbnail(8.0), first)
+
+
 # -- resolution units -------------------------------------------------------------------------------
 @pytest.mark.parametrize(("unit", "per_unit", "mpp"), [("MICROMETER", 2.0, 0.5), ("MILLIMETER", 4000.0, 0.25)])
 def test_a_resolution_in_micrometres_or_millimetres_is_read(tmp_path, cmu_rgb, unit, per_unit, mpp):
@@ -253,6 +283,40 @@ def test_resolution_tags_without_a_unit_are_named_in_the_refusal(tmp_path, cmu_r
     assert (f"error: {path}: has no microns-per-pixel in its metadata (its TIFF resolution tags give 20000 px per "
             "unit, with ResolutionUnit none). Fix: pass the scan resolution with --slide-mpp") in proc.stderr
     assert run_cli("tile", path, "--slide-mpp", "0.5", "--out", tmp_path / "out").returncode == 0
+
+
+def test_a_resolution_written_as_text_in_the_description_is_named_in_the_refusal(tmp_path, cmu_rgb):
+    """Hunt 41b: a converter's generic TIFF with 'MPP = 0.25' in its ImageDescription (no resolution
+    tags): the refusal named only the writer's default tags (1 px per unit), not the figure the file
+    states; it is named, and still not used without the user's --slide-mpp."""
+    path = _write(tmp_path / "s.tif", cmu_rgb, resolution=None, resolutionunit=None,
+                  description="Custom scanner v2|MPP = 0.25|AppMag = 40", metadata=None)
+    proc = run_cli("tile", path, "--out", tmp_path / "out")
+    assert proc.returncode == 1 and not (tmp_path / "out").exists(), proc.stderr
+    assert "its TIFF ImageDescription says 0.25 µm/px as text, which OpenSlide does not read" in proc.stderr
+    assert "Fix: if 0.25 is the scan's µm/px, pass --slide-mpp 0.25" in proc.stderr
+    other = _write(tmp_path / "t.tif", cmu_rgb, resolution=None, resolutionunit=None, metadata=None,
+                   description="Custom scanner v2|MPP = 50|mppx: none")  # implausible: not offered
+    proc = run_cli("tile", other, "--out", tmp_path / "out2")
+    assert proc.returncode == 1 and "ImageDescription" not in proc.stderr and "--slide-mpp 50" not in proc.stderr
+
+
+def test_a_palette_colour_tiff_is_refused_not_scored_as_a_scan(tmp_path, cmu_rgb):
+    """Hunt 41b: a palette-colour TIFF (a posterized copy of a scan: 64 or 256 colours) was tiled and
+    scored as the scan, without a word; the CMU tissue's sTIL% moved 78.7 -> 62.9 (64 colours) and
+    82.1 (256). It is refused with its reason, the batch goes on with the RGB slide."""
+    from PIL import Image
+
+    pal = Image.fromarray(cmu_rgb).quantize(64)
+    colours = (pal.getpalette() + [0] * 768)[:768]
+    colormap = (np.array(colours, np.uint16).reshape(256, 3).T * 257).astype(np.uint16)
+    bad = _write(tmp_path / "pal.tif", np.asarray(pal), photometric="palette", colormap=colormap)
+    good = _write(tmp_path / "rgb.tif", cmu_rgb)
+    proc = run_cli("tile", bad, good, "--out", tmp_path / "out", "--tissue-threshold", "0.1")
+    assert proc.returncode == 1, proc.stderr
+    assert f"error: {bad}: is a palette-colour image (at most 256 colours for the whole slide" in proc.stderr
+    assert "Fix: score the original RGB scan" in proc.stderr
+    assert not (tmp_path / "out" / "pal.h5").exists() and (tmp_path / "out" / "rgb.h5").is_file()
 
 
 def test_a_macro_image_stored_in_tiles_after_the_pyramid_is_named_not_called_damaged(tmp_path, cmu_rgb):

@@ -283,3 +283,27 @@ def test_a_model_whose_bundled_encoder_card_was_edited_is_refused(world, tmp_pat
     assert proc.returncode == 0, proc.stderr
     assert (pd.read_csv(tmp_path / "restored" / "results.csv")["stil"].tolist()
             == pd.read_csv(tmp_path / "s" / "results.csv")["stil"].tolist())
+
+
+def test_a_bundled_encoder_card_with_an_edited_embed_dim_is_refused_before_any_slide(world, tmp_path):
+    """Hunt 41b: MODEL/encoder/card.yaml's embed_dim edited (256 -> 512) was found only when each slide
+    built the encoder: one identical error row per slide of a batch, results.csv written. It is the
+    model's fault, said once before --out is made, as an edited mean is."""
+    import yaml
+
+    from weakstil.encoders.cards import load_card
+    from weakstil.encoders.factory import create_encoder, save_state_dict
+
+    model = tmp_path / "m"
+    shutil.copytree(world.model, model)
+    folder = model / "encoder"
+    folder.mkdir(exist_ok=True)
+    card = load_card("small-cnn").to_dict()
+    card["weights_sha256"] = save_state_dict(create_encoder("small-cnn", weights="random").model.state_dict(),
+                                             folder / "model.safetensors")
+    (folder / "card.yaml").write_text(yaml.safe_dump({**card, "embed_dim": 2 * card["embed_dim"]}))
+    proc = run_cli("score", world.slide, world.cohort / "slides" / "synth_0001.tiff", "--model", model, "--out", tmp_path / "edited",
+                   "--device", "cpu", "--workers", "1")
+    (line,) = error_lines(proc.stderr)  # one line, not one per slide
+    assert proc.returncode == 1 and f"card.yaml: says embed_dim {2 * card['embed_dim']} (trained with" in line
+    assert "Fix: restore the encoder's card.yaml" in line and not (tmp_path / "edited").exists()

@@ -158,16 +158,17 @@ def check_encoder_files(opts: ScoreOptions, meta: dict) -> None:
 
 def check_trained_card(folder, meta: dict, error: type[WeakSTILError] = WeakSTILError) -> None:
     """Refuse an encoder folder whose card says otherwise than the card the model recorded (its
-    features were made with that one) in :data:`~weakstil.mil.identity.CARD_FIELDS`: the same weights
-    give other features (an outside tester's mean 0.485 -> 0.2 scored 2.98 % for 10.41 %)."""
+    features were made with that one) in :data:`~weakstil.mil.identity.CARD_FIELDS` and ``embed_dim``: the
+    same weights give other features (an outside tester's mean 0.485 -> 0.2 scored 2.98 % for 10.41 %); an
+    edited embed_dim was an error row per slide of a batch, each the same (hunt 41b)."""
     from weakstil.encoders.cards import CARD_FILE, load_card
-    from weakstil.mil.identity import card_changes
+    from weakstil.mil.identity import CARD_FIELDS, card_changes
 
     recorded = meta.get("encoder", {}).get("card")
     if not isinstance(recorded, dict):
         return
     card = load_card(folder).to_dict()
-    changed = [f"{key} {card[key]} (trained with {recorded[key]})" for key in card_changes(card, recorded)]
+    changed = [f"{key} {card[key]} (trained with {recorded[key]})" for key in card_changes(card, recorded, (*CARD_FIELDS, "embed_dim"))]
     if changed:
         raise error(f"says {'; '.join(changed)}: not the card the model's features were made with", path=folder / CARD_FILE,
                     fix="restore the encoder's card.yaml (or retrain on features embedded with this card)")

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 #: An overview read from a level this many times finer (in pixels) and this large is slow: said once.
 SLOW_OVERVIEW_FACTOR = 64
 SLOW_OVERVIEW_PIXELS = 400e6
+#: The last overview read from such a level (a slide without a pyramid), for the next Slide of the same file
+#: that asks for the same size: score's qc and ink veto each open their own (hunt 41b: a 900 Mpx single-level
+#: TIFF was read whole 4 times, 2 of them for the same overview). One entry; the same pixels, read once.
+_SLOW_OVERVIEW: dict[tuple, np.ndarray] = {}
 
 #: A base resolution may be this much coarser than the target before we refuse.
 COARSER_TOLERANCE = 0.10
@@ -287,7 +291,11 @@ class Slide:
         lw, lh = self.backend.level_dimensions[level]
         ds = self.level_downsamples[level]
         fx, fy = lw / out_w, lh / out_h  # level pixels per output pixel
-        if fx * fy > SLOW_OVERVIEW_FACTOR and lw * lh > SLOW_OVERVIEW_PIXELS and not self._slow_overview_warned:
+        slow = fx * fy > SLOW_OVERVIEW_FACTOR and lw * lh > SLOW_OVERVIEW_PIXELS
+        key = _overview_key(self.path, level, out_w, out_h) if slow else None
+        if key is not None and key in _SLOW_OVERVIEW:
+            return _SLOW_OVERVIEW[key].copy()
+        if slow and not self._slow_overview_warned:
             self._slow_overview_warned = True
             from weakstil.tiff_layout import subifd_levels
 
@@ -316,6 +324,9 @@ class Slide:
                                      fix="the file may be damaged; copy or export it again") from None
                 rgba = rgba.resize((tx1 - tx, ty1 - ty), Image.Resampling.BILINEAR, reducing_gap=THUMBNAIL_REDUCING_GAP)
                 out[ty:ty1, tx:tx1] = rgba_to_rgb(np.asarray(rgba))
+        if key is not None:
+            _SLOW_OVERVIEW.clear()
+            _SLOW_OVERVIEW[key] = out.copy()
         return out
 
     def describe(self) -> str:
@@ -426,6 +437,16 @@ def rgba_to_rgb(rgba: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(rgb)
     a = alpha[..., None].astype(np.float32) / 255.0
     return (rgb.astype(np.float32) * a + 255.0 * (1.0 - a)).round().astype(np.uint8)
+
+
+def _overview_key(path: Path, level: int, out_w: int, out_h: int) -> tuple | None:
+    """The file (its resolved path, size and modification time) and overview size a read is of; None
+    when the file cannot be looked at (then nothing is kept)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(Path(path).resolve()), st.st_size, st.st_mtime_ns, level, out_w, out_h)
 
 
 # the checks that a thumbnail is brightfield H&E live in weakstil.image_checks (imported here by name for

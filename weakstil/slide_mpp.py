@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -44,8 +45,29 @@ def unitless_note(backend: SlideBackend) -> str:
     return f"its TIFF resolution tags give {props['tiff.XResolution']} px per unit, with ResolutionUnit none"
 
 
+#: A resolution written as free text in a TIFF's ImageDescription by a scanner or converter OpenSlide
+#: does not know ("MPP = 0.25", "mpp=0.5", "microns per pixel: 0.46", "0.5 um/px" is not matched).
+_DESCRIBED_MPP = re.compile(r"(?<![A-Za-z])(?:mpp|microns?[ _-]?per[ _-]?pixel|[uµ]m[ _]?per[ _]?px|"
+                            r"[uµ]m/px)\s*[=:]\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)", re.IGNORECASE)
+
+
+def described_mpp(backend: SlideBackend) -> float | None:
+    """A µm/px a TIFF's ImageDescription states as free text that OpenSlide does not read (a generic
+    TIFF's 'Custom scanner|MPP = 0.5'), when plausible; None otherwise. Said, never used: a text field
+    of an unknown writer is the user's to confirm (hunt 41b)."""
+    m = _DESCRIBED_MPP.search(str(backend.properties.get("tiff.ImageDescription", ""))[:4096])
+    try:
+        value = float(m.group(1)) if m else math.nan
+    except ValueError:
+        return None
+    return value if MPP_RANGE[0] <= value <= MPP_RANGE[1] else None
+
+
 def _missing_mpp_notes(backend: SlideBackend) -> str:
-    return "; ".join(n for n in (objective_note(backend), unitless_note(backend)) if n)
+    described = described_mpp(backend)
+    return "; ".join(n for n in (objective_note(backend), unitless_note(backend),
+                                 f"its TIFF ImageDescription says {described:g} µm/px as text, which OpenSlide does "
+                                 "not read" if described is not None else "") if n)
 
 
 #: Scanners record x and y resolutions that differ by rounding only (e.g. 0.2497 vs 0.2499 µm/px):
@@ -88,10 +110,12 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
     if meta is None:
         said = objective_note(backend)
         notes = _missing_mpp_notes(backend)
+        described = described_mpp(backend)
         raise NoMppError(
             "has no microns-per-pixel in its metadata" + (f" ({notes})" if notes else ""),
             path=path,
-            fix="pass the scan resolution with --slide-mpp (about 0.25 for 40x, 0.5 for 20x scans"
+            fix=(f"if {described:g} is the scan's µm/px, pass --slide-mpp {described:g}" if described is not None else
+                 "pass the scan resolution with --slide-mpp") + " (about 0.25 for 40x, 0.5 for 20x scans"
                 + (": the scanner's own figure, the objective alone does not give it)" if said else ")")
                 + "; in a batch, in an mpp column of a --slides CSV (--slide-mpp reads every slide given at it)",
         )

@@ -8,6 +8,8 @@ OpenSlide reads a generic TIFF's pixels through libtiff's RGBA interface, which
   slide is not blank");
 * keeps the top 8 bits of 16-bit samples: a camera's 12- or 14-bit values stored in 16 bits read
   as a black image ("mostly dark image (fluorescence or darkfield?)");
+* reads a palette-colour image (a colour map of at most 256 colours, a posterized copy of a scan)
+  as if it were a scan: its sTIL% moved by 3-16 points from the RGB original's (hunt 41b);
 * refuses 32-bit samples ("Sorry, can not handle images with 32-bit samples"), which WeakSTIL
   called damaged pixel data ("copy or export the slide again", which cannot help);
 * reads the top-level images only: an OME-TIFF pyramid's reduced levels, SubIFDs of the first
@@ -43,6 +45,13 @@ def layout_problem(path: str | Path, handle) -> tuple[str, str] | None:
             page = tif.pages.first
             spp, bits = int(page.samplesperpixel), int(page.bitspersample)
             extra = len(page.extrasamples or ())
+            if int(page.photometric) == 3:  # PALETTE: one 8-bit (or 4-bit) index a pixel into a colour map
+                n = 1 << min(bits, 16)
+                return (f"is a palette-colour image (at most {n} colours for the whole slide, a posterized copy of a "
+                        "scan, not a scanner's RGB): its sTIL% moved by 3 to 16 points from the RGB scan's in our "
+                        "measurements",
+                        "score the original RGB scan (or export the slide again in RGB from it); converting this "
+                        "file to RGB will not bring back the colours it lost")
             if (pages := _channel_pages(tif)):
                 return (f"holds its colour as {pages} greyscale images of the same size, one channel a page (R, G, "
                         "B, as an image stack is exported), and OpenSlide reads the first page alone: a greyscale "

@@ -43,10 +43,10 @@ def _card(a: dict) -> dict:
     return {k: card.get(k) for k in CARD_FIELDS if k in card} if isinstance(card, dict) else {}
 
 
-def card_changes(card: dict, recorded: dict) -> list[str]:
-    """The :data:`CARD_FIELDS` that ``card`` says otherwise than ``recorded`` (fields ``recorded``
-    lacks, as a model of an older card does, are not compared)."""
-    return [k for k in CARD_FIELDS if k in card and k in recorded
+def card_changes(card: dict, recorded: dict, fields: Sequence[str] = CARD_FIELDS) -> list[str]:
+    """The ``fields`` (:data:`CARD_FIELDS`) that ``card`` says otherwise than ``recorded`` (fields
+    ``recorded`` lacks, as a model of an older card does, are not compared)."""
+    return [k for k in fields if k in card and k in recorded
             and json.dumps(card[k], sort_keys=True) != json.dumps(recorded[k], sort_keys=True)]
 
 
