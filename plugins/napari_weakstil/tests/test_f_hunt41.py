@@ -1,0 +1,51 @@
+"""Hunt 41f: a pathologist's session on results the bed editor had not met (napari under Xvfb)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _dock(viewer):
+    _, widget = viewer.window.add_plugin_dock_widget("napari-weakstil", "sTIL scoring")
+    return widget
+
+
+def test_edit_bed_of_a_slide_scored_with_no_tumour_bed_lets_the_pathologist_draw_one(make_napari_viewer, scored,
+                                                                                     scored_copy, tmp_path):
+    """A slide whose bed holds no tile and no mask pixel (``score --annotations`` with a stray 5×5 px outline
+    writes it so: "no tumour bed") is the one whose bed must be drawn; Edit bed failed on it with "could not
+    convert string to float: 'bed'" (napari typed the empty layer's part column as numbers)."""
+    import h5py
+
+    from weakstil.bed_edit import rescore_with_bed
+
+    path = scored_copy(status="no tumour bed", stil=float("nan"), n_tumorbed_tiles=0)
+    with h5py.File(path, "r+") as f:
+        f["tumorbed"][...] = 0
+        f["tumorbed_mask"][...] = 0
+        width, height = int(f.attrs["slide_width"]), int(f.attrs["slide_height"])
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    viewer.open(path, plugin="napari-weakstil")
+    assert "no tumour bed" in widget.stil_label.text()
+    editor = widget.bed_editor
+    editor.folder_edit.value = tmp_path / "beds"
+    editor.edit_button.click()  # in a worker thread, as pressed
+    editor.tasks.wait()
+    layer = editor.layer()
+    assert layer is not None, widget.status_label.text()
+    assert len(layer.data) == 0
+    bed = np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]) * [width, height]  # level-0 [x, y]
+    hole = np.array([[0.4, 0.4], [0.6, 0.4], [0.6, 0.6], [0.4, 0.6]]) * [width, height]
+    layer.add_polygons([bed[:, ::-1]])
+    editor.holes_box.setChecked(True)
+    layer.add_polygons([hole[:, ::-1]])
+    assert list(layer.features["part"]) == ["bed", "hole"]
+    new = editor.rescore()
+    want = rescore_with_bed(path, [bed], [hole])
+    assert new.n_bed_tiles == want.n_bed_tiles > 0
+    assert new.stil == pytest.approx(want.stil, abs=1e-6)
+    assert f"sTIL {new.stil:.1f} %" in widget.stil_label.text()
+    saved = editor.save_bed()
+    assert saved is not None and saved.name == f"{path.stem}.geojson", widget.status_label.text()
