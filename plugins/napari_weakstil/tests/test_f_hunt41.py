@@ -49,3 +49,32 @@ def test_edit_bed_of_a_slide_scored_with_no_tumour_bed_lets_the_pathologist_draw
     assert f"sTIL {new.stil:.1f} %" in widget.stil_label.text()
     saved = editor.save_bed()
     assert saved is not None and saved.name == f"{path.stem}.geojson", widget.status_label.text()
+
+
+def test_a_bed_file_off_the_slide_in_the_bed_folder_is_refused_as_score_refuses_it(make_napari_viewer, scored_copy,
+                                                                                  tmp_path):
+    """An outline of the slide's name lying off it (another slide's, or in µm) is refused by ``weakstil score
+    --annotations`` ("polygons lie outside the slide"); the widget said it gave "no score (no tumour bed)", as
+    the CLI gives it, and Edit bed continued it cut to the slide (an empty bed)."""
+    import json
+
+    import h5py
+
+    path = scored_copy()
+    with h5py.File(path, "r+") as f:
+        width, height, slide_id = int(f.attrs["slide_width"]), int(f.attrs["slide_height"]), str(f.attrs["slide_id"])
+    beds = tmp_path / "beds"
+    beds.mkdir()
+    x0, y0, x1, y1 = 2 * width, 2 * height, 40 * width, 40 * height
+    ring = [[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]
+    (beds / f"{slide_id}.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"classification": {"name": "Tumor bed"}},
+         "geometry": {"type": "Polygon", "coordinates": [ring]}}]}))
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    widget.bed_editor.folder_edit.value = beds
+    viewer.open(path, plugin="napari-weakstil")
+    detail = widget.detail_label.text()
+    assert "cannot be read" in detail and "outside the slide" in detail and "no tumour bed" not in detail, detail
+    assert widget.bed_editor.edit_bed() is None
+    assert "outside the slide" in widget.status_label.text() and widget.bed_editor.layer() is None

@@ -125,11 +125,9 @@ def _work_out(res: Any, path: Path, folder: Path) -> tuple[ScoredTiles | None, s
             tiles = ScoredTiles.read(res.path)
         if tiles is None:  # the result's file changed since it was opened: nothing said (Edit bed says why)
             return None, ""
-        from weakstil.annotations import load_polygons
-
         # the file's shape as the CLI reads it, rescored whole (its rings put together again in drawing order
         # were the same shape, at 40 unions and differences of the whole bed: 115 s on a big fragmented bed)
-        new = tiles.rescore_shape(load_polygons(path, tiles.geometry), clip=True)
+        new = tiles.rescore_shape(read_saved(path, tiles.geometry), clip=True)
     except WeakSTILError as exc:
         return tiles, f"A bed of the slide in {folder} cannot be read: {exc.one_line()}"
     except OSError as exc:
@@ -143,6 +141,17 @@ def _keep(res: Any, key: tuple, tiles: ScoredTiles | None, text: str) -> str:
         res.scored_tiles = tiles
     res.saved_bed_view = (key, text)
     return text
+
+
+def read_saved(path: Path, geometry: Any) -> Any:
+    """A bed file of the slide in the bed folder, as ``--annotations`` reads it: refused, as ``score`` refuses it,
+    when less than half of it lies on the slide (another slide's outline, or µm: until hunt 41f the widget said
+    such a file gave "no score (no tumour bed)" as the CLI gives it, and Edit bed continued it cut to the slide)."""
+    from weakstil.annotations import check_inside, load_polygons
+
+    shape = load_polygons(path, geometry)
+    check_inside(shape, geometry.width, geometry.height, path)
+    return shape
 
 
 def bed_score(tiles: ScoredTiles, rings: tuple[list[np.ndarray], list[str]]) -> BedScore:
