@@ -78,3 +78,40 @@ def test_a_bed_file_off_the_slide_in_the_bed_folder_is_refused_as_score_refuses_
     assert "cannot be read" in detail and "outside the slide" in detail and "no tumour bed" not in detail, detail
     assert widget.bed_editor.edit_bed() is None
     assert "outside the slide" in widget.status_label.text() and widget.bed_editor.layer() is None
+
+
+def test_a_qupath_export_in_the_bed_folder_of_a_mirax_slide_is_read_in_openslide_frame(make_napari_viewer, scored_copy,
+                                                                                      tmp_path):
+    """On a slide with a scanned area's corner (MIRAX: ``slide_bounds_x/-y``) a QuPath export is in QuPath's frame;
+    ``score --annotations`` moves it by the corner. The widget's line beneath the number and Edit bed read it
+    unmoved: another bed than the CLI's."""
+    import json
+
+    import h5py
+
+    from weakstil.bed_edit import ScoredTiles
+    from weakstil.tumorbed.bed import from_annotation
+
+    corner = (300.0, 200.0)
+    path = scored_copy(slide_bounds_x=corner[0], slide_bounds_y=corner[1])
+    with h5py.File(path, "r+") as f:
+        width, height, slide_id = int(f.attrs["slide_width"]), int(f.attrs["slide_height"]), str(f.attrs["slide_id"])
+    x0, y0, x1, y1 = 0.35 * width - corner[0], 0.3 * height - corner[1], 0.7 * width - corner[0], 0.65 * height - corner[1]
+    beds = tmp_path / "beds"
+    beds.mkdir()
+    bed = beds / f"{slide_id}.geojson"  # as QuPath exports it: its object type, in its frame
+    bed.write_text(json.dumps({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"objectType": "annotation", "classification": {"name": "Tumor"}},
+         "geometry": {"type": "Polygon", "coordinates": [[[x0, y0], [x1, y0], [x1, y1], [x0, y1], [x0, y0]]]}}]}))
+    tiles = ScoredTiles.read(path)
+    assert tiles.geometry.origin == corner
+    cli = tiles.score_flags(from_annotation(bed, tiles.geometry).tile_flags)  # the bed 'score --annotations' reads
+    viewer = make_napari_viewer()
+    widget = _dock(viewer)
+    widget.bed_editor.folder_edit.value = beds
+    viewer.open(path, plugin="napari-weakstil")
+    assert f"over {cli.n_bed_tiles:,} tiles" in widget.detail_label.text(), widget.detail_label.text()
+    assert widget.bed_editor.edit_bed() is not None
+    new = widget.bed_editor.rescore()
+    np.testing.assert_array_equal(new.tile_flags, cli.tile_flags)
+    assert new.stil == pytest.approx(cli.stil, abs=1e-6)

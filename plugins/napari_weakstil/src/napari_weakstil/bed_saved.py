@@ -144,12 +144,15 @@ def _keep(res: Any, key: tuple, tiles: ScoredTiles | None, text: str) -> str:
 
 
 def read_saved(path: Path, geometry: Any) -> Any:
-    """A bed file of the slide in the bed folder, as ``--annotations`` reads it: refused, as ``score`` refuses it,
-    when less than half of it lies on the slide (another slide's outline, or µm: until hunt 41f the widget said
-    such a file gave "no score (no tumour bed)" as the CLI gives it, and Edit bed continued it cut to the slide)."""
+    """A bed file of the slide in the bed folder, as ``--annotations`` reads it: a QuPath export on a slide with a
+    scanned area's corner (MIRAX) moved into OpenSlide's frame, and refused, as ``score`` refuses it, when less
+    than half of it lies on the slide (another slide's outline, or µm). Until hunt 41f the widget read neither:
+    such an outline gave "no score (no tumour bed)" in its words, not the CLI's refusal, and a QuPath export on a
+    MIRAX slide was continued and rescored where it lay unmoved, a corner's width off the CLI's bed."""
+    from weakstil.annotation_frame import to_openslide_frame
     from weakstil.annotations import check_inside, load_polygons
 
-    shape = load_polygons(path, geometry)
+    shape = to_openslide_frame(load_polygons(path, geometry), path, geometry)[0]
     check_inside(shape, geometry.width, geometry.height, path)
     return shape
 
