@@ -323,10 +323,10 @@ class BedEditor(QGroupBox):
         """The bed of this slide in the bed folder (``folder``: that folder, given), as ``--annotations`` reads it
         there (a bed saved in an earlier session), and its rings and parts; None when there is none."""
         from weakstil.annotations import find_annotation
-        from weakstil.bed_read import read_bed_parts
+        from weakstil.bed_read import shape_parts
 
         path = find_annotation(folder or self.bed_folder(tiles), tiles.slide_id)
-        return (path, read_bed_parts(path, tiles.geometry)) if path is not None else None
+        return (path, shape_parts(bed_saved.read_saved(path, tiles.geometry))) if path is not None else None
 
     def saved_bed_line(self, res: Any, then: Any = None) -> str:
         """What the bed saved for the shown result's slide in the bed folder gives, as ``--annotations`` scores it

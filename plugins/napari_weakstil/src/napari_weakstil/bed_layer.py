@@ -33,9 +33,13 @@ ELLIPSE_VERTICES = 64
 def layer_kwargs(slide_id: str, slide_mpp: float, parts: list[str], edge_width: float,
                  result_path: str | None = None) -> dict[str, Any]:
     """``add_shapes`` keyword arguments for a bed of ``len(parts)`` shapes (of the result file ``result_path``)."""
+    import pandas as pd
+
     return {"name": f"{slide_id} {BED_EDIT}", "shape_type": "polygon", "scale": (slide_mpp, slide_mpp),
             "translate": (-0.5 * slide_mpp, -0.5 * slide_mpp), "units": ("um", "um"),
-            "features": {"part": list(parts)}, "feature_defaults": {"part": BED},
+            # (object-typed: a bed of no shape, a slide with no tumour bed, would make napari's empty column
+            # float and refuse the 'bed' default of every shape drawn on it, until hunt 41f)
+            "features": {"part": pd.Series(list(parts), dtype=object)}, "feature_defaults": {"part": BED},
             "face_color": [BED_FACE if p == BED else HOLE_FACE for p in parts] or BED_FACE,
             "edge_color": [BED_EDGE if p == BED else HOLE_EDGE for p in parts] or BED_EDGE,
             "edge_width": edge_width, "opacity": 1.0,

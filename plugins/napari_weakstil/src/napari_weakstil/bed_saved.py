@@ -125,11 +125,9 @@ def _work_out(res: Any, path: Path, folder: Path) -> tuple[ScoredTiles | None, s
             tiles = ScoredTiles.read(res.path)
         if tiles is None:  # the result's file changed since it was opened: nothing said (Edit bed says why)
             return None, ""
-        from weakstil.annotations import load_polygons
-
         # the file's shape as the CLI reads it, rescored whole (its rings put together again in drawing order
         # were the same shape, at 40 unions and differences of the whole bed: 115 s on a big fragmented bed)
-        new = tiles.rescore_shape(load_polygons(path, tiles.geometry), clip=True)
+        new = tiles.rescore_shape(read_saved(path, tiles.geometry), clip=True)
     except WeakSTILError as exc:
         return tiles, f"A bed of the slide in {folder} cannot be read: {exc.one_line()}"
     except OSError as exc:
@@ -143,6 +141,20 @@ def _keep(res: Any, key: tuple, tiles: ScoredTiles | None, text: str) -> str:
         res.scored_tiles = tiles
     res.saved_bed_view = (key, text)
     return text
+
+
+def read_saved(path: Path, geometry: Any) -> Any:
+    """A bed file of the slide in the bed folder, as ``--annotations`` reads it: a QuPath export on a slide with a
+    scanned area's corner (MIRAX) moved into OpenSlide's frame, and refused, as ``score`` refuses it, when less
+    than half of it lies on the slide (another slide's outline, or µm). Until hunt 41f the widget read neither:
+    such an outline gave "no score (no tumour bed)" in its words, not the CLI's refusal, and a QuPath export on a
+    MIRAX slide was continued and rescored where it lay unmoved, a corner's width off the CLI's bed."""
+    from weakstil.annotation_frame import to_openslide_frame
+    from weakstil.annotations import check_inside, load_polygons
+
+    shape = to_openslide_frame(load_polygons(path, geometry), path, geometry)[0]
+    check_inside(shape, geometry.width, geometry.height, path)
+    return shape
 
 
 def bed_score(tiles: ScoredTiles, rings: tuple[list[np.ndarray], list[str]]) -> BedScore:
