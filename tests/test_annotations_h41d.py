@@ -68,3 +68,13 @@ def test_a_feature_collection_without_its_type_is_read(tmp_path):
     path.write_text(json.dumps({"features": [{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [SQUARE, HOLE]},
                                               "properties": {"classification": {"name": "Tumor"}}}]}))
     assert load_polygons(path).area == pytest.approx(AREA)  # the old code: 'GeoJSON holds no features'
+
+
+def test_a_bare_geometry_list_with_a_line_reads_its_polygons(tmp_path):
+    """A line or point among bare geometries (a script's dump of a ruler or a marker) is passed over, as in
+    a list of Features; it refused the whole file as "feature 1 has no geometry" (review h41r)."""
+    path = tmp_path / "S1.geojson"
+    path.write_text(json.dumps([{"type": "Polygon", "coordinates": [SQUARE]},
+                                {"type": "LineString", "coordinates": [[0.0, 0.0], [10.0, 10.0]]},
+                                {"type": "Point", "coordinates": [5.0, 5.0]}]))
+    assert load_polygons(path).area == pytest.approx(1200.0 ** 2)

@@ -45,7 +45,7 @@ def test_a_slide_list_header_is_not_asked_for_a_label_column(tmp_path):
     assert "must have slide_id,path (plus" in str(err.value) and "stil" not in str(err.value)
 
 
-@pytest.mark.parametrize("cell", ["12.05.2026", "12. Mai", "2026-05-12", "12-May"])
+@pytest.mark.parametrize("cell", ["12.05.2026", "12. Mai", "2026-05-12", "12-May", "12-May-26"])
 def test_a_label_a_spreadsheet_made_a_date_of_is_named_as_one(tmp_path, cell):
     """'12.5' typed into a German or Dutch Excel is 12 May; saved, the label is a date. It was refused as
     "'12.05.2026' is not a number" with no more to go on."""

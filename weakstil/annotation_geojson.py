@@ -72,7 +72,9 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
         features = [data]
     elif isinstance(data, list):  # QuPath's export without 'FeatureCollection' ticked: a list of Features; a list
         # of bare geometries (shapely's mapping(), a script's json.dump) as well: 'feature 0 has no geometry' until hunt 41d
-        features = [{"type": "Feature", "geometry": f, "properties": {}} if _is_geometry(f) else f for f in data]
+        # (any geometry wrapped: a line or point among them is passed over as in a list of Features)
+        features = [{"type": "Feature", "geometry": f, "properties": {}} if _is_geometry(f, GEOMETRY_TYPES) else f
+                    for f in data]
     elif isinstance(data, dict) and isinstance(data.get("root"), dict):  # QuPath's hierarchy as JSON (GsonTools)
         features = [data["root"]]
     elif _is_geometry(data):
@@ -160,9 +162,13 @@ def geojson_polygons(path: Path) -> tuple[list, list]:
     return out
 
 
-def _is_geometry(item: object) -> bool:
-    """A bare GeoJSON area geometry (not wrapped in a Feature)."""
-    return isinstance(item, dict) and item.get("type") in ("Polygon", "MultiPolygon", "GeometryCollection")
+#: GeoJSON's geometry types (RFC 7946, 3.1).
+GEOMETRY_TYPES = ("Point", "MultiPoint", "LineString", "MultiLineString", "Polygon", "MultiPolygon", "GeometryCollection")
+
+
+def _is_geometry(item: object, types: tuple = ("Polygon", "MultiPolygon", "GeometryCollection")) -> bool:
+    """A bare GeoJSON geometry of ``types`` (area geometries unless told; not wrapped in a Feature)."""
+    return isinstance(item, dict) and item.get("type") in types
 
 
 def _with_children(features: list) -> list:

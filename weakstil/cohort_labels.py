@@ -28,9 +28,9 @@ def warn_fraction_labels(csv_path: Path, table, percent_signed: bool = False) ->
         _warn_mixed_fractions(csv_path, table.loc[labels.index])
 
 
-#: A label a spreadsheet made a date of: '12.05.2026', '12/05/2026', '2026-05-12', '12. Mai', '12-May'.
+#: A label a spreadsheet made a date of: '12.05.2026', '12/05/2026', '2026-05-12', '12. Mai', '12-May', '12-May-26'.
 DATE_LABEL = re.compile(r"\d{1,2}[./-]\d{1,2}[./-]\d{2,4}|\d{4}-\d{2}-\d{2}(?:[ T][\d:]+)?"
-                        r"|\d{1,2}[-. ]+(?:jan|feb|m[aä]r|mrz|mrt|apr|ma[iy]|mei|jun|jul|aug|sept?|o[ck]t|nov|de[cz])[a-zä]*\.?",
+                        r"|\d{1,2}[-. ]+(?:jan|feb|m[aä]r|mrz|mrt|apr|ma[iy]|mei|jun|jul|aug|sept?|o[ck]t|nov|de[cz])[a-zä]*\.?(?:[-. ]+\d{2,4})?",
                         re.IGNORECASE)
 
 
