@@ -126,7 +126,10 @@ def test_closing_the_saved_edited_bed_does_not_read_and_rescore_its_file_again(m
     assert saved is not None and saved.is_file()
 
     reads: list[str] = []
-    for module, name in ((weakstil.annotations, "load_polygons"), (weakstil.bed_read, "read_bed_parts")):
+    import napari_weakstil.bed_saved
+
+    for module, name in ((weakstil.annotations, "load_polygons"), (weakstil.bed_read, "read_bed_parts"),
+                         (napari_weakstil.bed_saved, "read_saved")):  # the widget's reader since hunt 41f
         original = getattr(module, name)
         monkeypatch.setattr(module, name, lambda *a, _f=original, _n=name, **k: reads.append(_n) or _f(*a, **k))
     viewer.layers.remove(layer)
