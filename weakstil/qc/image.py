@@ -174,11 +174,12 @@ def optical_density(rgb: np.ndarray) -> np.ndarray:
 
 
 def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = None, stain=None,
-                    name: object = None) -> dict[str, Any]:
+                    name: object = None, read_mpp: float | None = None) -> dict[str, Any]:
     """Stain, pen and fold statistics of an RGB thumbnail at ``mpp`` µm/px. ``tiles``: where the
     slide's tissue tiles lie on the thumbnail (bool), the tissue when the thumbnail shows none (a
     fragment smaller than the debris size at this resolution). ``stain``: the slide's
-    :class:`~weakstil.stain.SlideStain` as its features were made (estimated on the thumbnail when None)."""
+    :class:`~weakstil.stain.SlideStain` as its features were made (estimated on the thumbnail when None).
+    ``read_mpp``: µm/px of the pyramid level the thumbnail was read from (its JPEG block grid, for the scan-gap rule)."""
     from scipy import ndimage as ndi
 
     from weakstil.ink_plane import ink_and_stain
@@ -207,7 +208,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = No
     if n_tissue == 0:
         out.update(od_mean=[math.nan] * 3, pen_share=0.0, fold_share=0.0, scan_cut_um=0.0, scan_lost_tiles=0)
         return out
-    out["scan_cut_um"], out["scan_lost_tiles"] = scan_gap(thumb, mpp, tissue)
+    out["scan_cut_um"], out["scan_lost_tiles"] = scan_gap(thumb, mpp, tissue, read_mpp)
     od = optical_density(thumb[tissue])
     out["od_mean"] = [float(v) for v in od.mean(axis=0)]
     # ink: on the raw pixels near tissue (detect_tissue leaves coloured ink out of the tissue
@@ -369,7 +370,8 @@ def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | N
     side = tile_px * mpp / thumb_mpp  # a tile's side in thumbnail pixels
     for x, y in np.asarray(coords, np.float64).reshape(-1, 2) * float(slide.mpp) / thumb_mpp:
         on_thumb[int(y):int(np.ceil(y + side)), int(x):int(np.ceil(x + side))] = True
-    thumb = thumbnail_stats(image, thumb_mpp, tiles=on_thumb, stain=stain, name=getattr(slide, "slide_id", None))
+    thumb = thumbnail_stats(image, thumb_mpp, tiles=on_thumb, stain=stain, name=getattr(slide, "slide_id", None),
+                            read_mpp=slide.level_mpp(slide.best_level_for_mpp(thumb_mpp)))
     idx = focus_tiles(coords, tissue_fraction, seed=seed)
     tiles = [slide.read_region(int(coords[i][0]), int(coords[i][1]), int(tile_px), float(mpp)) for i in idx]
     blur = tile_blur(tiles) if tiles else np.zeros(0)

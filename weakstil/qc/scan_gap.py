@@ -13,7 +13,11 @@ Measured on the same 4 µm/px thumbnail as the stain, pen and fold statistics (:
 * **a straight-edged region**: one whose edge runs along rows or columns of the image for :data:`MIN_RUN_UM` or
   more (one pixel of tolerance) on :data:`STRAIGHT_SHARE` of its length: a scanner's stripe, band or tile, or a
   staircase of them; glass around the tissue and holes in it follow the tissue's outline;
-* **a cut**: such a region with tissue within :data:`NEAR_UM` of its edge along :data:`CUT_UM` or more;
+* **a cut**: such a region with tissue within :data:`NEAR_UM` of its edge along :data:`CUT_UM` or more, judged
+  beyond the JPEG block grid (:func:`scan_cut`, hunt 41h): on flat glass JPEG keeps exact flatness only in blocks clear
+  of tissue, a staircase along the section's outline, and the padded last block rings along the right and bottom
+  edges; so straight means runs of :data:`STAIR_BLOCKS` blocks, the fill is opened and closed by a block first,
+  the border band is a block wide, and only tissue along runs of :data:`LINE_UM` counts;
 * **a lost tile**: such a region away from the image's border, each side at least :data:`MIN_TILE_UM`, with tissue
   along :data:`TILE_ENCLOSED` of its edge, in a colour other than that of flat glass at the image's border (a hole
   showing the slide's own flat glass is a hole).
@@ -38,7 +42,8 @@ STRAIGHT_SHARE = 0.8
 #: measure 0-324 µm (32 synthetic 2 mm slides of the default, alt and hard looks, whose hard look has glass of one
 #: exact grey, and the four real slides OpenSlide opens: 0 but 204 µm, the TCGA SVS's unscanned corner touching its
 #: tissue); 10 slides (9 of those, CMU-1) with their right third white, black or grey: 936-1916 µm, a 300 µm white
-#: band across 9 of them 2496 µm or more (hunt 38d).
+#: band across 9 of them 2496 µm or more (hunt 38d). Hunt 41h's rule, that set rebuilt: normal 0-416 µm (and 54 copies
+#: of the outside generator's flat-glass slides, 0-4136 before, 0 now); cut thirds 1024-1892 but CMU-1 black 148.
 CUT_UM = 500.0
 #: A straight-edged region of fill away from the image's border with each side at least this long (µm; a 256 px
 #: tile at 0.25 µm/px is 64 µm) ...
@@ -47,11 +52,26 @@ MIN_TILE_UM = 40.0
 TILE_ENCLOSED = 0.5
 #: The image's own border (px): a thumbnail's last rows are not an edge of a fill region.
 _BORDER = 3
+#: JPEG codes a tile in blocks of up to 16 x 16 px (8 x 8, its colour at half resolution with 4:2:0 subsampling), and
+#: flat glass stays exactly flat only in blocks clear of tissue: a flat region's outline is a staircase on that grid
+#: (4-8 px on a 4 µm/px thumbnail read from a 2 µm/px level), and a level's last block, padded past the image's right
+#: and bottom edges, rings, so flat glass stops up to a block short of them (hunt 41h).
+JPEG_BLOCK_PX = 16
+#: A run of an edge counts towards a region's straightness only when it is at least this many blocks long (and
+#: :data:`MIN_RUN_UM`): a block staircase along a tissue outline that nears a row or column has runs of 2-3 blocks.
+STAIR_BLOCKS = 3
+#: Tissue counts towards a cut only along a straight run of the fill's edge this long (µm): a scanner's gap is one
+#: straight line the width of the tissue it cuts; a staircase, or glass along a short straight stretch of the
+#: tissue's own outline, is not.
+LINE_UM = 200.0
+#: Two regions of fill that meet are two where their colours differ by more than this (grey levels, a channel):
+#: a white or black gap beside glass of one exact grey; JPEG leaves flat glass a level or two apart block by block.
+COLOUR_STEP = 8
 
 
-def constant_fill(rgb: np.ndarray, mpp: float) -> np.ndarray:
+def constant_fill(rgb: np.ndarray, mpp: float, closed: bool = True) -> np.ndarray:
     """Pixels in regions of one exact colour (every 3 x 3 neighbourhood flat) of at least :data:`MIN_FILL_UM`
-    squared, their edge's JPEG ringing closed."""
+    squared, their edge's JPEG ringing closed (``closed``)."""
     from scipy import ndimage as ndi
 
     # each pixel against its 8 neighbours (the edge repeated, as the 3 x 3 max/min filters' 'reflect' did):
@@ -68,32 +88,101 @@ def constant_fill(rgb: np.ndarray, mpp: float) -> np.ndarray:
     big = np.bincount(labels.ravel()) * mpp * mpp >= MIN_FILL_UM ** 2
     big[0] = False
     fill = big[labels]
-    return fill | ndi.binary_closing(fill, np.ones((5, 5)))
+    return fill | ndi.binary_closing(fill, np.ones((5, 5))) if closed else fill
 
 
-def scan_gap(thumb: np.ndarray, mpp: float, tissue: np.ndarray) -> tuple[float, int]:
+def _run_length(edge: np.ndarray, mpp: float) -> np.ndarray:
+    """The length (µm) of the longest run along a row or a column of the image (a pixel of tolerance either way)
+    that each edge pixel lies on (0 off the edge)."""
+    from scipy import ndimage as ndi
+
+    out = np.zeros(edge.shape, np.float32)
+    for axis in (0, 1):  # runs along a row, then along a column
+        band = edge | np.roll(edge, 1, axis=axis) | np.roll(edge, -1, axis=axis)
+        struct = np.zeros((3, 3), int)
+        struct[:, 1] = 1
+        runs, n = ndi.label(band, structure=struct.T if axis == 0 else struct)
+        if n:
+            length = (np.bincount(runs.ravel(), minlength=n + 1) * mpp).astype(np.float32)
+            length[0] = 0.0
+            np.maximum(out, np.where(edge, length[runs], 0.0), out=out)
+    return out
+
+
+def _rim(fill: np.ndarray, border: int) -> np.ndarray:
+    from scipy import ndimage as ndi
+
+    edge = fill & ~ndi.binary_erosion(fill, border_value=1)
+    edge[:border], edge[-border:], edge[:, :border], edge[:, -border:] = False, False, False, False
+    return edge
+
+
+def scan_cut(rgb: np.ndarray, fill: np.ndarray, mpp: float, tissue: np.ndarray, read_mpp: float | None = None,
+             flat: np.ndarray | None = None) -> float:
+    """The most tissue (µm, within :data:`NEAR_UM`) along straight runs of :data:`LINE_UM` or more of the edge of
+    one region of constant ``fill`` whose edge is straight beyond the JPEG block grid (:data:`STRAIGHT_SHARE` of it
+    on runs of :data:`STAIR_BLOCKS` blocks). The fill is first opened and closed by a block's square (the
+    block-sized notches of its edge where it meets glass of nearly its colour taken out) and split where two fills
+    of other colours meet (:data:`COLOUR_STEP`); a band a block wide along the image's border, where the padded
+    last block rings, is left out. ``read_mpp`` sizes the block (:func:`scan_gap`); ``flat``: the fill before its
+    closing (:func:`constant_fill` with ``closed=False``), computed when None."""
+    from scipy import ndimage as ndi
+
+    block = JPEG_BLOCK_PX * float(read_mpp or mpp) / mpp  # a JPEG block's side in thumbnail px
+    side = int(np.ceil(block)) + 1
+    # opened then closed by the square (as separable min / max filters: a fifth of binary_opening's time)
+    smooth = ndi.minimum_filter(ndi.maximum_filter(ndi.maximum_filter(ndi.minimum_filter(
+        fill.view(np.uint8), side), side), side), side).astype(bool)
+    # a fill pixel's colour: that of the nearest exactly flat one (the closings took in pixels of JPEG ringing);
+    # where two fills of other colours meet (a white gap beside flat grey glass) the line between them is an edge
+    if flat is None:
+        flat = constant_fill(rgb, mpp, closed=False)
+    step = np.zeros(fill.shape, bool)
+    seen = rgb[flat]
+    if seen.size and int((seen.max(axis=0).astype(np.int16) - seen.min(axis=0)).max()) > COLOUR_STEP:
+        iy, ix = ndi.distance_transform_edt(~flat, return_distances=False, return_indices=True)
+        colour = rgb[iy, ix].astype(np.int16)
+        for axis in (0, 1):
+            d = np.abs(np.diff(colour, axis=axis)).max(axis=2) > COLOUR_STEP
+            both = d & (smooth[1:] & smooth[:-1] if axis == 0 else smooth[:, 1:] & smooth[:, :-1])
+            if axis == 0:
+                step[1:] |= both
+            else:
+                step[:, 1:] |= both
+        smooth &= ~step
+    edge = _rim(smooth, max(_BORDER, side))
+    if not edge.any():
+        return 0.0
+    near = ndi.binary_dilation(tissue & ~fill, iterations=max(2, int(round(NEAR_UM / mpp))))
+    length = _run_length(edge, mpp)
+    stair_free = length >= max(MIN_RUN_UM, STAIR_BLOCKS * block * mpp)
+    line = length >= LINE_UM
+    # regions as the fill joins them: the opening cuts a thin strip of glass along the image's border from the rest
+    labels, n = ndi.label(smooth | (fill & ~step), structure=np.ones((3, 3)))
+    rim, rim_stair_free, rim_cut = (np.bincount(labels[m], minlength=n + 1)[1:]
+                                    for m in (edge, stair_free, edge & near & line))
+    straight = (rim > 0) & (rim_stair_free >= STRAIGHT_SHARE * rim)
+    return float(rim_cut[straight].max()) * mpp if straight.any() else 0.0
+
+
+def scan_gap(thumb: np.ndarray, mpp: float, tissue: np.ndarray, read_mpp: float | None = None) -> tuple[float, int]:
     """``(cut, tiles)`` of an RGB thumbnail at ``mpp`` µm/px with its ``tissue`` mask: the most tissue (µm) along
-    the edge of one straight-edged region of constant fill, and how many such regions lie inside the tissue (lost
-    tiles; a region of the colour of flat glass at the image's border is a hole showing that glass, not counted)."""
+    the long straight runs of the edge of one straight-edged region of constant fill (:func:`scan_cut`), and how
+    many such regions lie inside the tissue (lost tiles; a region of the colour of flat glass at the image's border
+    is a hole showing that glass, not counted). ``read_mpp``: µm/px of the pyramid level the thumbnail was read
+    from, whose JPEG blocks flat glass follows (None: the thumbnail's own, the coarsest it can be)."""
     from scipy import ndimage as ndi
 
     rgb = np.asarray(thumb)[..., :3]
-    fill = constant_fill(rgb, mpp)
-    if not fill.any():
+    flat = constant_fill(rgb, mpp, closed=False)
+    if not flat.any():
         return 0.0, 0
-    near = ndi.binary_dilation(np.asarray(tissue, bool) & ~fill, iterations=max(2, int(round(NEAR_UM / mpp))))
-    edge = fill & ~ndi.binary_erosion(fill, border_value=1)
-    edge[:_BORDER], edge[-_BORDER:], edge[:, :_BORDER], edge[:, -_BORDER:] = False, False, False, False
-    straight = np.zeros(edge.shape, bool)
-    for axis in (0, 1):  # runs along a row (a row of tolerance either way), then along a column
-        line = edge | np.roll(edge, 1, axis=axis) | np.roll(edge, -1, axis=axis)
-        struct = np.zeros((3, 3), int)
-        struct[:, 1] = 1
-        runs, n = ndi.label(line, structure=struct.T if axis == 0 else struct)
-        if n:
-            long_enough = np.bincount(runs.ravel(), minlength=n + 1) * mpp >= MIN_RUN_UM
-            long_enough[0] = False
-            straight |= long_enough[runs] & edge
+    fill = flat | ndi.binary_closing(flat, np.ones((5, 5)))  # constant_fill's own closing
+    tissue = np.asarray(tissue, bool)
+    cut = scan_cut(rgb, fill, mpp, tissue, read_mpp, flat)
+    near = ndi.binary_dilation(tissue & ~fill, iterations=max(2, int(round(NEAR_UM / mpp))))
+    edge = _rim(fill, _BORDER)
+    straight = _run_length(edge, mpp) >= MIN_RUN_UM
     labels, n = ndi.label(fill, structure=np.ones((3, 3)))
     # edge pixels counted by region from the (few) edge pixels alone, not a pass over the image per sum
     rim, rim_straight, rim_tissue = (np.bincount(labels[m], minlength=n + 1)[1:] for m in (edge, straight, edge & near))
@@ -107,12 +196,11 @@ def scan_gap(thumb: np.ndarray, mpp: float, tissue: np.ndarray) -> tuple[float, 
         return tuple(int(v) for v in np.median(rgb[box][labels[box] == k], axis=0))
 
     glass = {colour(k) for k in np.flatnonzero(at_border[1:]) + 1}
-    cut, tiles = 0.0, 0
+    tiles = 0
     for k, box in enumerate(boxes, start=1):
         i = k - 1
         if rim[i] == 0 or rim_straight[i] < STRAIGHT_SHARE * rim[i]:
             continue  # a curved edge: glass or a hole the tissue's own outline bounds
-        cut = max(cut, float(rim_tissue[i]) * mpp)
         sides = min(box[0].stop - box[0].start, box[1].stop - box[1].start) * mpp
         if not at_border[k] and sides >= MIN_TILE_UM and rim_tissue[i] >= TILE_ENCLOSED * rim[i] \
                 and colour(k) not in glass:
