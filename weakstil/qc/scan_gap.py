@@ -88,7 +88,14 @@ def constant_fill(rgb: np.ndarray, mpp: float, closed: bool = True) -> np.ndarra
     big = np.bincount(labels.ravel()) * mpp * mpp >= MIN_FILL_UM ** 2
     big[0] = False
     fill = big[labels]
-    return fill | ndi.binary_closing(fill, np.ones((5, 5))) if closed else fill
+    return closed_ringing(fill) if closed else fill
+
+
+def closed_ringing(flat: np.ndarray) -> np.ndarray:
+    """The fill with its edge's JPEG ringing closed (:func:`constant_fill`'s ``closed``)."""
+    from scipy import ndimage as ndi
+
+    return flat | ndi.binary_closing(flat, np.ones((5, 5)))
 
 
 def _run_length(edge: np.ndarray, mpp: float) -> np.ndarray:
@@ -109,6 +116,13 @@ def _run_length(edge: np.ndarray, mpp: float) -> np.ndarray:
     return out
 
 
+def _near_tissue(tissue: np.ndarray, fill: np.ndarray, mpp: float) -> np.ndarray:
+    """Pixels within :data:`NEAR_UM` of the tissue outside the fill."""
+    from scipy import ndimage as ndi
+
+    return ndi.binary_dilation(tissue & ~fill, iterations=max(2, int(round(NEAR_UM / mpp))))
+
+
 def _rim(fill: np.ndarray, border: int) -> np.ndarray:
     from scipy import ndimage as ndi
 
@@ -118,14 +132,15 @@ def _rim(fill: np.ndarray, border: int) -> np.ndarray:
 
 
 def scan_cut(rgb: np.ndarray, fill: np.ndarray, mpp: float, tissue: np.ndarray, read_mpp: float | None = None,
-             flat: np.ndarray | None = None) -> float:
+             flat: np.ndarray | None = None, near: np.ndarray | None = None) -> float:
     """The most tissue (µm, within :data:`NEAR_UM`) along straight runs of :data:`LINE_UM` or more of the edge of
     one region of constant ``fill`` whose edge is straight beyond the JPEG block grid (:data:`STRAIGHT_SHARE` of it
     on runs of :data:`STAIR_BLOCKS` blocks). The fill is first opened and closed by a block's square (the
     block-sized notches of its edge where it meets glass of nearly its colour taken out) and split where two fills
     of other colours meet (:data:`COLOUR_STEP`); a band a block wide along the image's border, where the padded
     last block rings, is left out. ``read_mpp`` sizes the block (:func:`scan_gap`); ``flat``: the fill before its
-    closing (:func:`constant_fill` with ``closed=False``), computed when None."""
+    closing (:func:`constant_fill` with ``closed=False``), and ``near`` the pixels within :data:`NEAR_UM` of tissue
+    outside the fill, computed when None."""
     from scipy import ndimage as ndi
 
     # a JPEG block's side in thumbnail px: no level is coarser than the thumbnail read from it (a NaN, infinite or
@@ -160,7 +175,8 @@ def scan_cut(rgb: np.ndarray, fill: np.ndarray, mpp: float, tissue: np.ndarray, 
     edge = _rim(smooth, max(_BORDER, side))
     if not edge.any():
         return 0.0
-    near = ndi.binary_dilation(tissue & ~fill, iterations=max(2, int(round(NEAR_UM / mpp))))
+    if near is None:
+        near = _near_tissue(tissue, fill, mpp)
     length = _run_length(edge, mpp)
     stair_free = length >= max(MIN_RUN_UM, STAIR_BLOCKS * block * mpp)
     line = length >= LINE_UM
@@ -184,10 +200,10 @@ def scan_gap(thumb: np.ndarray, mpp: float, tissue: np.ndarray, read_mpp: float 
     flat = constant_fill(rgb, mpp, closed=False)
     if not flat.any():
         return 0.0, 0
-    fill = flat | ndi.binary_closing(flat, np.ones((5, 5)))  # constant_fill's own closing
+    fill = closed_ringing(flat)
     tissue = np.asarray(tissue, bool)
-    cut = scan_cut(rgb, fill, mpp, tissue, read_mpp, flat)
-    near = ndi.binary_dilation(tissue & ~fill, iterations=max(2, int(round(NEAR_UM / mpp))))
+    near = _near_tissue(tissue, fill, mpp)
+    cut = scan_cut(rgb, fill, mpp, tissue, read_mpp, flat, near)
     edge = _rim(fill, _BORDER)
     straight = _run_length(edge, mpp) >= MIN_RUN_UM
     labels, n = ndi.label(fill, structure=np.ones((3, 3)))
