@@ -168,7 +168,7 @@ class TumorBedDetector:
         mass = unvetoed if self.plausibility.evidence == BEFORE_LYMPHOID_VETO else evidence
         no_cells = NO_TUMOUR_CELLS in gated  # the gate stood on tissue too poor in nuclei for a tumour nest
         lacking = seeds_without_tumour_cells(raw, tile_stats, stats_columns, self.shape.seed_threshold,
-                                             gate_applied(gated))
+                                             gate_applied(gated), geom.coords, geom.tile_size_level0)
         # the seed share judged per tissue piece where the gate shows tumour cells (hunt 40e); the pieces
         # (0.5 s on a 20-million-pixel mask) are labelled once, when asked for
         pieces = _Pieces(geom) if gate_applied(gated) else None
