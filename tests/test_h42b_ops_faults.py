@@ -1,0 +1,62 @@
+"""Helper h42b's operations fault matrix: what a batch does when one slide's output cannot be named or
+locked, and other operational faults found in that round."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from weakstil.cli import app
+from weakstil.errors import OutputError
+from weakstil.locks import in_turn
+
+DATA = Path(__file__).parent / "data"
+
+
+def test_in_turn_goes_on_past_a_lock_name_too_long(tmp_path):
+    """A slide whose lock file name passes the file system's 255 bytes is that slide's error, and the
+    items after it are still yielded (it was raised out of the batch: nothing after it was done)."""
+    long_id, short_id = "m" * 250, "short"
+    failed: list[tuple[str, Exception]] = []
+    got = list(in_turn([long_id, short_id], lambda i: tmp_path / f"{i}.h5", None,
+                       lambda item, exc: failed.append((item, exc))))
+    assert got == [short_id]
+    assert [item for item, _ in failed] == [long_id]
+    err = failed[0][1]
+    assert isinstance(err, OutputError) and "file name too long" in err.message
+    assert "rename the slide file" in err.one_line()
+
+
+def test_tile_batch_goes_on_after_a_slide_name_too_long(tmp_path):
+    """``weakstil tile LONG.svs a.svs``: the long name's slide is one error line, a.svs is tiled, exit 1
+    (the old code ended the batch at the long name: a.svs listed after it was never tiled)."""
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    long_slide = slides / ("k" * 250 + ".svs")
+    shutil.copy(DATA / "CMU-1-Small-Region.svs", long_slide)
+    shutil.copy(long_slide, slides / "a.svs")
+    out = tmp_path / "tiles"
+    result = CliRunner().invoke(app, ["tile", str(long_slide), str(slides / "a.svs"), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "file name too long" in result.output
+    assert (out / "a.h5").is_file()
+    assert not any(p.name.startswith("k") for p in out.iterdir())
+
+
+def test_described_mpp_with_a_word_before_or_an_axis_after():
+    """A generic TIFF's ImageDescription 'ScanMPP=0.25' or 'mpp_x=0.25 mpp_y=0.25' names its µm/px in the
+    missing-resolution error (only 'MPP = 0.25' was read: the others said just 'pass --slide-mpp')."""
+    from types import SimpleNamespace
+
+    from weakstil.slide_mpp import described_mpp
+
+    def said(text):
+        return described_mpp(SimpleNamespace(properties={"tiff.ImageDescription": text}))
+
+    assert said("Custom scanner|ScanMPP=0.25|AppMag=40") == 0.25
+    assert said("mpp_x=0.2500 mpp_y=0.2500") == 0.25
+    assert said('{"mpp": 0.46, "objective": 20}') == 0.46
+    assert said("Custom|MPP = 0.5") == 0.5  # as before
+    assert said("bump=0.5|0.5 um/px") is None  # a word that only ends in ...mp, a unit after the number: not read
