@@ -78,3 +78,20 @@ def test_bad_omp_num_threads_is_one_warning_not_libgomps_line(monkeypatch, caplo
             drop_bad_thread_env()
         assert (os.environ.get("OMP_NUM_THREADS") == value) == kept
         assert (f"OMP_NUM_THREADS={value!r}" in caplog.text) == (not kept)
+
+
+def test_cohort_rows_are_named_by_their_line_with_blank_lines_and_crlf(tmp_path):
+    """A cohort CSV with a BOM, CRLF line ends and blank lines (a spreadsheet's empty row, a hand-edited list):
+    a duplicate row is named by its line in the file (pandas skips blank lines: it was "row 4 (first on row 2)"
+    for lines 6 and 3)."""
+    import pytest
+
+    from weakstil.cohort import read_cohort
+    from weakstil.cohort_csv import CohortError
+
+    csv_path = tmp_path / "cohort.csv"
+    csv_path.write_bytes(b"\xef\xbb\xbf\r\nslide_id,path,stil\r\n\r\nA,a.svs,10\r\nB,b.svs,20\r\n  \r\n"
+                         b'"C",c.svs,30\r\nA,a.svs,10\r\n')
+    with pytest.raises(CohortError) as caught:
+        read_cohort(csv_path, check_files=False)
+    assert "row 8 (A): duplicate slide_id (first on row 4)" in str(caught.value.one_line())
