@@ -95,3 +95,19 @@ def test_cohort_rows_are_named_by_their_line_with_blank_lines_and_crlf(tmp_path)
     with pytest.raises(CohortError) as caught:
         read_cohort(csv_path, check_files=False)
     assert "row 8 (A): duplicate slide_id (first on row 4)" in str(caught.value.one_line())
+
+
+def test_quiet_train_draws_no_epoch_bars():
+    """``weakstil -q train`` shows warnings and closing lines only: its fold and qc bars were drawn (rich leaves
+    each bar's last state on a log file or pipe) beside them. Without -q they stay."""
+    import logging
+
+    from weakstil.cli.progress import epoch_progress, setup_logging
+
+    try:
+        setup_logging(False, logging.WARNING)  # -q
+        assert epoch_progress()[0].progress.disable
+        setup_logging(False)  # the default: INFO
+        assert not epoch_progress()[0].progress.disable
+    finally:
+        logging.basicConfig(level=logging.WARNING, handlers=[logging.StreamHandler()], force=True)
