@@ -111,3 +111,21 @@ def test_quiet_train_draws_no_epoch_bars():
         assert not epoch_progress()[0].progress.disable
     finally:
         logging.basicConfig(level=logging.WARNING, handlers=[logging.StreamHandler()], force=True)
+
+
+def test_training_refuses_features_of_two_tile_statistics_versions():
+    """A cohort folder where one slide's tiles were measured by another tile-statistics version (a cache an older
+    WeakSTIL wrote, the same columns) is refused, naming the slide and the version; it was trained on as one kind."""
+    import pytest
+
+    from weakstil.errors import WeakSTILError
+    from weakstil.mil.identity import check_same_identity
+
+    base = {"encoder": "small-cnn", "weights_sha256": "ab" * 32, "mpp": 0.5, "tile_px": 224, "stain_norm": "macenko",
+            "stain_estimate_version": 8, "tilestats_version": 4}
+    attrs = [dict(base), dict(base), {**base, "tilestats_version": 2}]
+    with pytest.raises(WeakSTILError) as caught:
+        check_same_identity(["s1", "s2", "s3"], attrs)
+    line = caught.value.one_line()
+    assert "s3" in line and "tilestats_version 2 (majority: 4)" in line and "embed them again" in line
+    assert check_same_identity(["s1", "s2"], attrs[:2])["tilestats_version"] == 4
