@@ -26,7 +26,8 @@ from weakstil.csv_cells import restore_id
 from weakstil.cohort_csv import (DATE_ID, DECIMAL_FIX, REQUIRED_COLUMNS, SAVE_AS_CSV, CohortError, csv_separator,
                                  decimal_comma_labels, warn_date_ids, _check_first_line_is_header,
                                  _column_renames, _csv_rows, _refuse_other_separator, _trailing_delimiter, case_twin,
-                                 in_subfolder, overlong_rows, refuse_not_text, refuse_paths_from_cwd, refuse_separator_line,
+                                 in_subfolder, overlong_rows, record_lines, refuse_not_text, refuse_paths_from_cwd,
+                                 refuse_separator_line,
                                  spreadsheet_number, unicode_twin, warn_lookalike_groups, warn_number_ids)
 from weakstil.cohort_labels import (label_hint, refuse_class_labels, refuse_mixed_notation, refuse_split_decimal,
                                    warn_fraction_labels)
@@ -237,7 +238,9 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         )
     if len(raw) == 0:
         raise CohortError("cohort CSV has no rows", path=csv_path, fix="add one row per slide")
+    raw.attrs["lines"] = lines = record_lines(csv_path, sep, len(raw))  # each row's line in the file
     raw = decimal_comma_labels(csv_path, raw, NO_LABEL) if sep == ";" else raw
+    raw.attrs["lines"] = lines
     refuse_split_decimal(csv_path, raw, columns)
     if truth:
         _refuse_predictions(columns, csv_path)
@@ -264,7 +267,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     number_ids: list[tuple[int, str, str]] = []  # ids '1' of files '001.svs' (a spreadsheet's number)
     date_ids: list[tuple[int, str]] = []  # ids a spreadsheet made dates of (1-3 as 01/03/2026)
     for i, rec in enumerate(raw.to_dict("records")):
-        row = i + 2  # line in the file: header is line 1
+        row = lines[i]  # line in the file (header line 1, blank lines counted)
         if all(str(v).strip() in ("", "nan") for v in rec.values()):
             continue  # a spreadsheet's empty row (",,,"), like a blank line
         reasons: list[str] = []

@@ -32,6 +32,32 @@ def _csv_rows(csv_path: Path) -> list[list[str]]:
         return []
 
 
+def record_lines(csv_path: Path, sep: str, n_rows: int) -> list[int]:
+    """The line of the file on which each of the ``n_rows`` data rows pandas read begins. pandas skips blank
+    and whitespace-only lines (before the header too) and a quoted cell may span lines, so "row i + 2" named
+    the wrong row after a blank line: a spreadsheet's duplicate on line 6 was "row 4 (first on row 2)"
+    (helper h42b). ``i + 2`` for every row when the file cannot be read so."""
+    import csv
+
+    starts: list[int] = []
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as f:
+            reader, last = csv.reader(f, delimiter=sep), 0
+            for rec in reader:
+                start, last = last + 1, reader.line_num
+                if rec and not (len(rec) == 1 and not rec[0].strip()):
+                    starts.append(start)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        starts = []
+    return starts[1:] if len(starts) == n_rows + 1 else list(range(2, n_rows + 2))
+
+
+def line_of(raw, i: int) -> int:
+    """Row ``i``'s line in its CSV (:func:`record_lines`, kept in ``raw.attrs``; else ``i + 2``)."""
+    lines = raw.attrs.get("lines") or ()
+    return lines[i] if i < len(lines) else i + 2
+
+
 def _refuse_other_separator(columns: list[str], csv_path: Path) -> None:
     """A header read as one column that holds ';', a tab or '|': the file is not comma-separated
     (a European spreadsheet's 'CSV' uses ';' and decimal commas)."""
@@ -343,7 +369,7 @@ def decimal_comma_labels(csv_path: Path, raw, no_label: set[str]):
     is one error naming a row of each."""
     if "stil" not in raw.columns:
         return raw
-    cells = [(i + 2, str(v).strip()) for i, v in enumerate(raw["stil"]) if str(v).strip().casefold() not in no_label]
+    cells = [(line_of(raw, i), str(v).strip()) for i, v in enumerate(raw["stil"]) if str(v).strip().casefold() not in no_label]
     # Excel's scientific format too ('7,60E+01' in a European locale: 'not a number ... write decimals with a point'
     # until hunt 41d, while '76,0' beside it was read)
     commas = [(row, v) for row, v in cells if re.fullmatch(r"[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*%?", v)]

@@ -8,7 +8,7 @@ import logging
 import re
 from pathlib import Path
 
-from weakstil.cohort_csv import CohortError
+from weakstil.cohort_csv import CohortError, line_of
 
 log = logging.getLogger("weakstil.cohort")
 
@@ -164,7 +164,7 @@ def refuse_split_decimal(csv_path: Path, raw, columns: list[str]) -> None:
     split, others_numeric, others = [], False, 0
     for i, (label, nxt) in enumerate(zip(raw["stil"].astype(str).str.strip(), raw[after].astype(str).str.strip())):
         if re.fullmatch(r"\d+", label) and re.fullmatch(r"\d{1,4}", nxt):
-            split.append((i + 2, label, nxt))
+            split.append((line_of(raw, i), label, nxt))
         else:
             others += 1
             others_numeric = others_numeric or bool(re.fullmatch(r"[+-]?\d+([.,]\d*)?", nxt))

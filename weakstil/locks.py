@@ -398,8 +398,12 @@ def in_turn(items: Iterable[T], target_of: Callable[[T], Path], written_meanwhil
 
     for i, item in enumerate(items):
         lock = OutputLock(target_of(item))
-        if not lock.acquire(blocking=False):
-            later.append(i)
+        try:
+            if not lock.acquire(blocking=False):
+                later.append(i)
+                continue
+        except (OSError, WeakSTILError) as exc:
+            _lock_failed(item, exc, lock.target, on_busy)
             continue
         try:
             note(i)
@@ -415,8 +419,28 @@ def in_turn(items: Iterable[T], target_of: Callable[[T], Path], written_meanwhil
                 raise
             on_busy(items[i], exc)
             continue
+        except (OSError, WeakSTILError) as exc:
+            _lock_failed(items[i], exc, lock.target, on_busy)
+            continue
         try:
             note(i)
             yield items[i]
         finally:
             lock.release()
+
+
+def _lock_failed(item, exc: OSError | WeakSTILError, target: Path,
+                 on_busy: Callable[[T, WeakSTILError], None] | None) -> None:
+    """An item whose lock file could not be made (a slide name that makes ``.NAME.h5.lock`` longer than the
+    file system allows, a dangling link as the lock file): that item's error (``on_busy``), and the rest go
+    on. It was raised out of the batch: the first such slide of ``score a_250_char_name.svs b.svs`` ended the
+    run with nothing scored, a later one left the slides after it undone (helper h42b). A full or read-only
+    disk stops the batch, as everywhere (raised)."""
+    from weakstil.errors import OutputError, from_os_error
+
+    if isinstance(exc, UsageError):
+        raise exc
+    err = from_os_error(exc, target) if isinstance(exc, OSError) else exc
+    if on_busy is None or (isinstance(err, OutputError) and err.stops_batch):
+        raise err from None
+    on_busy(item, err)

@@ -357,3 +357,15 @@ def quiet_matplotlib_home() -> None:
         return
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     os.environ["MPLCONFIGDIR"] = folder
+
+
+def drop_bad_thread_env() -> None:
+    """``OMP_NUM_THREADS`` set to what is not a positive whole number (``0``, ``-3``, ``abc``, a stray space):
+    said in one warning naming it and taken out of this run's environment before torch loads. It was left for torch's libgomp, which printed "libgomp: Invalid value for environment variable
+    OMP_NUM_THREADS" (naming neither the value nor what it did) in every run and each spawned worker (helper h42b)."""
+    text = os.environ.get("OMP_NUM_THREADS")
+    if not text or all(p.isdigit() and int(p) > 0 for p in text.split(",")):  # ("": as unset, to libgomp too)
+        return
+    del os.environ["OMP_NUM_THREADS"]
+    log.warning("OMP_NUM_THREADS=%r is not a whole number of threads of 1 or more: ignored (torch and the plans "
+                "pick the thread count; set it to a number such as 4, or unset it, and use --threads to choose)", text)

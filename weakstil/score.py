@@ -210,7 +210,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from weakstil.errors import OutputError, from_os_error, stop_fix
     from weakstil.feature_cache import refuse_other_folder, refuse_read_only_cache
     from weakstil.fingerprint import recorded_in
-    from weakstil.locks import in_turn
+    from weakstil.locks import BusyError, in_turn
     from weakstil.outputdir import check_score_features, mark
     from weakstil.slide_ids import claim_ids
 
@@ -250,8 +250,25 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
 
     def busy(path: Path, exc: WeakSTILError) -> None:  # another run held it past WEAKSTIL_LOCK_TIMEOUT: its row is
         say(exc.one_line())  # that run's to write; an error line here (exit 1), and the rest go on
-        batch_rows.append(_error_row(path, opts.slide_id(path), ctx, exc, 0.0))
-        batch_rows.unrecorded.append(opts.slide_id(path))
+        nonlocal clashes_written
+        sid = opts.slide_id(path)
+        batch_rows.append(row := _error_row(path, sid, ctx, exc, 0.0))
+        if isinstance(exc, BusyError):
+            batch_rows.unrecorded.append(sid)
+            return
+        # its lock file could not be made (a name too long): this run's error row in results.csv, in place of
+        # an earlier error row of the slide (appended, a rerun listed it twice)
+        prev = read_previous(results_path).get(sid)
+        mine_now = {} if keeps_earlier_row(opts.out, prev, row, False) else {sid: row}
+        if not mine_now:
+            clashes.append(row)
+        try:
+            mark(opts.out, "score")
+            write_results(results_path, mine_now, clashes, RESULT_COLUMNS, other_file)
+            clashes_written = len(clashes)
+        except OSError as exc_w:
+            say(from_os_error(exc_w, results_path).one_line())
+            batch_rows.unrecorded.append(sid)
     with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, opts.slide_id(p)), by_another_run,
                                     busy)) as turns, \
             contextlib.ExitStack() as showing:

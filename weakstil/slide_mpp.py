@@ -46,9 +46,12 @@ def unitless_note(backend: SlideBackend) -> str:
 
 
 #: A resolution written as free text in a TIFF's ImageDescription by a scanner or converter OpenSlide
-#: does not know ("MPP = 0.25", "mpp=0.5", "microns per pixel: 0.46", "0.5 um/px" is not matched).
-_DESCRIBED_MPP = re.compile(r"(?<![A-Za-z])(?:mpp|microns?[ _-]?per[ _-]?pixel|[uµ]m[ _]?per[ _]?px|"
-                            r"[uµ]m/px)\s*[=:]\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)", re.IGNORECASE)
+#: does not know ("MPP = 0.25", "mpp=0.5", "microns per pixel: 0.46", "0.5 um/px" is not matched), with a
+#: word before it or an axis after it ("ScanMPP=0.25", "mpp_x=0.25", JSON's '"mpp": 0.25'): those two were
+#: not matched until helper h42b, and the error said only "pass --slide-mpp".
+_DESCRIBED_MPP = re.compile(r"(?<![A-Za-z])(?:[A-Za-z]*mpp|microns?[ _-]?per[ _-]?pixel|[uµ]m[ _]?per[ _]?px|"
+                            r"[uµ]m/px)(?:[ _.-]?[xy])?[\"']?\s*[=:]\s*[\"']?([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)",
+                            re.IGNORECASE)
 
 
 def described_mpp(backend: SlideBackend) -> float | None:

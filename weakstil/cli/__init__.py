@@ -318,7 +318,7 @@ def _main(
     ] = False,
 ) -> None:
     from weakstil.cli.progress import setup_logging
-    from weakstil.runtime import quiet_matplotlib_home
+    from weakstil.runtime import drop_bad_thread_env, quiet_matplotlib_home
 
     given = [name for name, on in (("-v", verbose), ("-q", quiet), (f"--log-level {getattr(log_level, 'value', '')}",
                                                                      log_level is not None)) if on]
@@ -328,6 +328,7 @@ def _main(
     setup_logging(verbose, None if log_level is None and not quiet else
                   logging.WARNING if log_level is None else getattr(logging, log_level.value.upper()))
     quiet_matplotlib_home()
+    drop_bad_thread_env()
 
 
 def _help(command: Any) -> str:

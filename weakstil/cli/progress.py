@@ -46,13 +46,21 @@ def setup_logging(verbose: bool, level: int | None = None) -> None:
     logging.getLogger("tifffile").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
 
 
+def info_hidden() -> bool:
+    """Whether the log shows no INFO lines (``-q``, ``--log-level warning`` or ``error``)."""
+    return any(isinstance(f, _Shown) and f.level > logging.INFO
+               for h in logging.getLogger().handlers for f in h.filters)
+
+
 def epoch_progress():
     """A rich progress display and an ``on_epoch`` callback feeding it (one bar per fold)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    # none under -q / --log-level warning: `weakstil -q train` printed its fold and qc bars (the last state of
+    # each, as rich leaves them on a log file) beside the warnings and closing lines it promises (helper h42b)
     progress = Progress(TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                         TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=_log_console(),
-                        transient=False)
+                        transient=False, disable=info_hidden())
     tasks: dict[str, int] = {}
     lazy = _StartedOnUse(progress)
 

@@ -14,7 +14,10 @@ from weakstil.errors import WeakSTILError
 from weakstil.weights_id import same_weights
 
 #: Attributes of a feature cache that identify the encoder and tiles.
-IDENTITY_ATTRS = ("encoder", "weights_sha256", "mpp", "tile_px", "stain_norm", "stain_estimate_version")
+#: (``tilestats_version`` since helper h42b: a folder where some slides' tiles were measured by another version of
+#: the tile statistics, the same columns, was trained on as one kind, the model recording the first slide's)
+IDENTITY_ATTRS = ("encoder", "weights_sha256", "mpp", "tile_px", "stain_norm", "stain_estimate_version",
+                  "tilestats_version")
 
 
 class ModelError(WeakSTILError):
@@ -115,7 +118,8 @@ def check_same_identity(slide_ids: Sequence[str], attrs: Sequence[dict[str, obje
             f"slide{' differs' if len(odd) == 1 else 's differ'} from {majority}, e.g. {', '.join(slide_ids[i] for i in odd[:5])} "
             f"({'; '.join(_differences(named(keys[odd[0]]), named(common), 'the others' if tie else 'majority')[:4])})",
             fix="embed all slides of the cohort with the same encoder, weights, --stain-norm and tiling (--mpp, "
-                "--tile-size, --overlap, --tissue-threshold)",
+                "--tile-size, --overlap, --tissue-threshold); those embedded by another WeakSTIL version (another "
+                "tilestats_version): embed them again with this one",
         )
     a = attrs[0] if attrs else {}
     new = next((b for b in attrs if file_hash(b) is not None), a)  # one recording both hashes
