@@ -25,6 +25,7 @@ from the pace since the last line, not diluted by skipped slides), and its summa
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -139,7 +140,8 @@ def test_a_batch_log_says_progress_and_names_the_failed_files(scored, tmp_path, 
     assert proc.returncode == 1
     err = " ".join(proc.stderr.split())  # (rich wraps the log lines)
     assert "2 not scored (their error lines above; results.csv's error column): bad/empty.svs, bad/notes.svs" in err
-    assert "4 of 6 slides done, 0 s; about 0 s left" in err and "5 of 6 slides done (1 failed)" in err, err
+    # (the seconds follow the machine's pace: a busy CI machine took 1 s; the line's shape is what is said)
+    assert re.search(r"4 of 6 slides done, \d+ s; about \d+ s left", err) and "5 of 6 slides done (1 failed)" in err, err
 
 
 def test_the_time_left_follows_the_pace_since_the_last_line(caplog):
