@@ -11,7 +11,7 @@ import logging
 import math
 from pathlib import Path
 
-from weakstil.cohort_csv import csv_separator, refuse_separator_line
+from weakstil.cohort_csv import csv_separator, record_lines, refuse_separator_line
 from weakstil.errors import UsageError, WeakSTILError
 
 log = logging.getLogger(__name__)
@@ -309,10 +309,12 @@ def _records_at(path: Path, rows) -> list[dict]:
     with warnings.catch_warnings():  # a spreadsheet's trailing delimiter: the empty field after it dropped
         warnings.simplefilter("ignore", pd.errors.ParserWarning)
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True,
-                          index_col=False, sep=csv_separator(path))  # (a ';' CSV's mpp column was not read)
+                          index_col=False, sep=(sep := csv_separator(path)))  # (a ';' CSV's mpp column was not read)
     raw.columns = [str(c).strip() for c in raw.columns]
-    records = raw.to_dict("records")
-    return [records[int(r) - 2] if 0 <= int(r) - 2 < len(records) else {} for r in rows]
+    # by the line each record starts on, as the cohort reader numbers its rows (record_lines): "line - 2" gave
+    # the record after a blank line the next slide's mpp once the rows were numbered by line (helper h42f)
+    at = dict(zip(record_lines(path, sep, len(raw)), raw.to_dict("records")))
+    return [at.get(int(r), {}) for r in rows]
 
 
 def _file_id(p: str) -> str:

@@ -1,0 +1,47 @@
+"""Review of session 68's merged code (helper h42f) and two gaps the fault tester left open.
+
+- 983fa60 numbered a cohort CSV's rows by their line in the file; ``slide_list._records_at`` still took
+  the record at ``line - 2``, so after a blank line a ``--slides`` CSV's (and the workflow's cohort)
+  ``mpp`` column gave a slide the NEXT slide's scan resolution, and the last slide none.
+- 2207bfb dropped ``OMP_NUM_THREADS=" 2"`` (a stray space), which libgomp and ``env_threads`` read as 2:
+  a cluster job's thread limit was lost with a warning that called it invalid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def test_mpp_column_after_a_blank_line_stays_with_its_slide(tmp_path):
+    from weakstil.cohort import read_cohort
+    from weakstil.slide_list import cohort_mpps, read_slide_list
+
+    for name in ("a.svs", "b.svs", "c.svs"):
+        (tmp_path / name).write_bytes(b"x")
+    listed_csv = tmp_path / "list.csv"
+    listed_csv.write_text("slide_id,path,mpp\r\nA,a.svs,0.25\r\n\r\nB,b.svs,0.5\r\nC,c.svs,0.3\r\n", encoding="utf-8")
+    want = {str(tmp_path / "a.svs"): 0.25, str(tmp_path / "b.svs"): 0.5, str(tmp_path / "c.svs"): 0.3}
+    assert read_slide_list(listed_csv).mpps == want  # was b: 0.3 (c's), c: none
+    table = read_cohort(listed_csv, check_files=False, require_labels=False).table
+    assert list(table["row"]) == [2, 4, 5]
+    assert cohort_mpps(listed_csv, table) == {os.path.abspath(p): m for p, m in want.items()}
+
+
+def test_omp_num_threads_with_spaces_is_kept_and_a_bad_one_dropped(monkeypatch, caplog):
+    from weakstil.runtime import drop_bad_thread_env, env_threads
+
+    for kept in (" 2", "2 ", "4, 2", "3"):
+        monkeypatch.setenv("OMP_NUM_THREADS", kept)
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            drop_bad_thread_env()
+        assert os.environ.get("OMP_NUM_THREADS") == kept and not caplog.records, kept
+        assert env_threads() == int(kept.split(",")[0])
+    for dropped in ("abc", "0", "2,", "  ", "\u00b2"):  # (a superscript two: isdigit(), and int() raised)
+        monkeypatch.setenv("OMP_NUM_THREADS", dropped)
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            drop_bad_thread_env()
+        assert "OMP_NUM_THREADS" not in os.environ and env_threads() is None, dropped
+        assert any("OMP_NUM_THREADS" in r.getMessage() for r in caplog.records)
