@@ -45,3 +45,39 @@ def test_omp_num_threads_with_spaces_is_kept_and_a_bad_one_dropped(monkeypatch, 
             drop_bad_thread_env()
         assert "OMP_NUM_THREADS" not in os.environ and env_threads() is None, dropped
         assert any("OMP_NUM_THREADS" in r.getMessage() for r in caplog.records)
+
+
+def _model_dir(tmp_path, name: str, **edits):
+    import json
+
+    folder = tmp_path / name
+    folder.mkdir()
+    meta = {"format": "weakstil-mil", "format_version": 1, "weights_sha256": "0" * 64,
+            "architecture": {"input_dim": 8}, "encoder": {"name": "small-cnn", "weights_sha256": "1" * 64},
+            "tiling": {"mpp": 0.5, "tile_px": 224}, "threshold": 30.0}
+    for key, value in edits.items():
+        section, _, field = key.rpartition("__")
+        (meta[section] if section else meta)[field] = value
+    (folder / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(b"not the recorded weights")
+    return folder
+
+
+def test_model_json_format_version_0_and_a_tile_size_field_are_refused(tmp_path):
+    import pytest
+
+    from weakstil.mil.identity import ModelError
+    from weakstil.mil.store import load_model
+
+    with pytest.raises(ModelError, match="does not match model.json"):  # the control gets past both checks
+        load_model(_model_dir(tmp_path, "ok"))
+    with pytest.raises(ModelError) as err:
+        load_model(_model_dir(tmp_path, "v0", format_version=0))
+    line = err.value.one_line()
+    assert "model.json" in line and "'format_version' is 0" in line and "set it back to 1" in line
+    for name, edit, field in (("tiling", {"tiling__tile_size": "224"}, "tiling.tile_size"),
+                              ("top", {"tile_size": 256}, "tile_size")):
+        with pytest.raises(ModelError) as err:
+            load_model(_model_dir(tmp_path, name, **edit))
+        line = err.value.one_line()
+        assert f"model.json has '{field}'" in line and "224 px at 0.5 µm/px" in line and f"remove '{field}'" in line
