@@ -81,3 +81,37 @@ def test_model_json_format_version_0_and_a_tile_size_field_are_refused(tmp_path)
             load_model(_model_dir(tmp_path, name, **edit))
         line = err.value.one_line()
         assert f"model.json has '{field}'" in line and "224 px at 0.5 µm/px" in line and f"remove '{field}'" in line
+
+
+def test_slide_list_repeated_rows_are_dropped_with_a_warning_and_conflicting_ones_refused(tmp_path, caplog):
+    """A ``--slides`` CSV with a row twice refused the whole batch while a text list dropped a repeated line
+    without a word, and a path-only CSV listing one file with two mpps took the last one silently."""
+    import pytest
+
+    from weakstil.errors import WeakSTILError
+    from weakstil.slide_list import read_slide_list
+
+    for name in ("a.svs", "b.svs"):
+        (tmp_path / name).write_bytes(b"x")
+    a, b = str(tmp_path / "a.svs"), str(tmp_path / "b.svs")
+    lists = {"ids.csv": "slide_id,path,mpp\nA,a.svs,0.25\nB,b.svs,0.5\n\nA,a.svs,0.25\n",
+             "paths.csv": "path,mpp\na.svs,0.25\nb.svs,0.5\n\na.svs,0.25\n",
+             "list.txt": "a.svs\nb.svs\n\na.svs\n"}
+    for name, text in lists.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            listed = read_slide_list(tmp_path / name)
+        assert list(listed) == [a, b], name
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        want = "line 4 repeats line 1" if name == "list.txt" else "line 5 repeats line 2"  # (a text list: no header)
+        assert len(said) == 1 and want in said[0] and name in said[0], (name, said)
+        if name.endswith(".csv"):
+            assert listed.mpps == {a: 0.25, b: 0.5}
+    conflicts = {"ids2.csv": ("slide_id,path,mpp\nA,a.svs,0.25\nB,b.svs,0.5\nA,a.svs,0.5\n", "row 4 (A)", "row 2"),
+                 "paths2.csv": ("path,mpp\na.svs,0.25\nb.svs,0.5\na.svs,0.5\n", "lines 2 and 4", "another mpp")}
+    for name, (text, *words) in conflicts.items():
+        (tmp_path / name).write_text(text, encoding="utf-8")
+        with pytest.raises(WeakSTILError) as err:
+            read_slide_list(tmp_path / name)
+        assert all(w in err.value.one_line() for w in words), err.value.one_line()
