@@ -1350,6 +1350,39 @@ def test_slides_another_run_holds_past_the_lock_timeout_are_each_said_and_the_re
     assert list(pd.read_csv(out / "results.csv")["slide_id"]) == [slides[2].stem]
 
 
+def test_a_full_disk_at_a_lock_failed_slides_error_row_stops_the_batch(world, tmp_path, monkeypatch):
+    """A slide whose lock file cannot be made (a name too long) gets its error row in results.csv and the rest
+    go on (helper h42b); when that row cannot be written for a full disk, the batch stops there, as after a
+    scored slide: it scored the next slide first (minutes of a large one) and then stopped (helper h42f)."""
+    import errno
+
+    import weakstil.locks as locks
+    from weakstil.score import ScoreOptions, score_batch
+
+    slides = sorted((world.cohort / "slides").glob("*.tiff"))
+    real_open = locks._open_lock
+
+    def open_lock(path):
+        if slides[0].stem in path.name:
+            raise OSError(errno.ENAMETOOLONG, "File name too long", str(path))
+        return real_open(path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(locks, "_open_lock", open_lock)
+    monkeypatch.setattr("weakstil.score.write_results", full)
+    said: list[str] = []
+    out = tmp_path / "out"
+    opts = ScoreOptions(model=world.model, out=out, features=world.feats, weights="random", workers=1)
+    rows = score_batch(slides, opts, progress=False, say_error=said.append)
+    assert [(r["slide_id"], r["status"]) for r in rows] == [(slides[0].stem, "error")]  # old: slide 1 scored too
+    assert not (out / f"{slides[1].stem}.h5").exists()
+    assert any("No space left" in line for line in said)
+    assert any(line.startswith("stopped after") and f"{len(slides) - 1} more slide(s) not scored" in line
+               for line in said), said
+
+
 def test_a_lock_left_by_kill_9_is_taken_over(world, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", (

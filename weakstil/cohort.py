@@ -156,9 +156,15 @@ def _refuse_predictions(columns: list[str], csv_path: Path) -> None:
                               "is judged with 'weakstil evaluate COHORT --oof results.csv'")
 
 
+def _cells(rec: dict) -> dict[str, str]:
+    """A row's cells as written (spaces round them aside), to tell a repeated row from a conflicting one."""
+    return {str(k): str(v).strip() for k, v in rec.items()}
+
+
 def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None, group_column: str | None = None,
                 require_labels: bool = True, check_files: bool = True, truth: bool = False,
-                refuse_fractions: bool = False, require_paths: bool = True, group_option: str = "--group-column") -> Cohort:
+                refuse_fractions: bool = False, require_paths: bool = True, group_option: str = "--group-column",
+                drop_repeated_rows: bool = False) -> Cohort:
     """Read and validate a cohort CSV; raise one :class:`CohortError` listing every bad row.
 
     ``features_dir`` also checks each slide has complete cached features there.
@@ -168,6 +174,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     ``truth``: the labels are the truth a model is trained or judged on, so a ``weakstil score``
     results.csv (its ``stil`` is a prediction) is refused. ``refuse_fractions``: labels that are all at most
     1 are refused (train), not warned about and then refused (the same words twice, warning and error).
+    ``drop_repeated_rows`` (a slide list, ``--slides``): a row the same in every cell as an earlier row of its
+    slide is dropped with one warning naming its line; a row of the same slide that differs stays a bad row.
     ``require_paths=False`` (with ``check_files=False``: labels only, as ``evaluate --oof`` reads them) allows
     no ``path`` column, or an empty path (the table's ``path`` is then ``""``).
     """
@@ -254,6 +262,8 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
     base = csv_path.resolve().parent
     problems: list[str] = []
     first_row: dict[str, int] = {}
+    first_cells: dict[str, dict[str, str]] = {}  # each slide's first row, every cell as written
+    repeated: list[tuple[int, int, str]] = []  # (line, first line, id): rows dropped as exact repeats
     first_label: dict[str, str] = {}  # each slide's label as written: two readers' rows differ in it
     first_folded: dict[str, tuple[str, int]] = {}
     # one slide in two rows sits in two cross-validation folds: trained on in one, tested in the other
@@ -275,6 +285,9 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         date_ids += [(row, sid)] if DATE_ID.fullmatch(sid) else []
         if sid == "":
             reasons.append("slide_id is empty")
+        elif sid in first_row and drop_repeated_rows and first_cells[sid] == _cells(rec):
+            repeated.append((row, first_row[sid], sid))  # (a slide list: the same row twice is that slide once,
+            continue  # as a text list's repeated line is; it refused the whole batch, helper h42f)
         elif sid in first_row:
             theirs, mine = first_label.get(sid, ""), str(rec.get("stil", "")).strip()
             readers = (f" with another label ({theirs} there, {mine} here: one row per slide, e.g. the mean of the "
@@ -285,7 +298,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             reasons.append(f"slide_id differs only in case from {other!r} (row {other_row}): their files would "
                            "collide on a case-insensitive file system")
         else:
-            first_row[sid] = row
+            first_row[sid], first_cells[sid] = row, _cells(rec)
             first_label[sid] = str(rec.get("stil", "")).strip()
             first_folded[sid.casefold()] = (sid, row)
         if sid and (bad_id := slide_id_problem(sid)):  # the rule score, tile and embed apply to a file's own id
@@ -367,6 +380,10 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         if name and spreadsheet_number(sid, re.sub(r"\.ome\.tiff?$|\.[^.]*$", "", name, flags=re.IGNORECASE)):
             number_ids.append((row, sid, name))
     warn_date_ids(csv_path, date_ids)  # (an id with '/' is a bad row too: said first, with its cause)
+    if repeated:
+        said = "; ".join(f"line {r} repeats line {f} ({sid})" for r, f, sid in repeated[:5])
+        log.warning("%s: %s%s, the same in every column: dropped (each slide is listed once)", csv_path, said,
+                    f"; {len(repeated) - 5} more" if len(repeated) > 5 else "")
     if problems:
         refuse_paths_from_cwd(csv_path, base, from_cwd, len(problems))
         n = len(problems)

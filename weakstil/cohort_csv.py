@@ -42,7 +42,7 @@ def record_lines(csv_path: Path, sep: str, n_rows: int) -> list[int]:
     starts: list[int] = []
     try:
         with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader, last = csv.reader(f, delimiter=sep), 0
+            reader, last = csv.reader(f, delimiter=sep, skipinitialspace=True), 0  # (as pandas reads it)
             for rec in reader:
                 start, last = last + 1, reader.line_num
                 if rec and not (len(rec) == 1 and not rec[0].strip()):

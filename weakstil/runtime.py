@@ -76,7 +76,7 @@ def env_threads() -> int | None:
     the job's CPUs), else None. torch starts with that many threads; plans that pick a thread count
     themselves stay within it."""
     text = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()  # (a list: nested levels' counts)
-    return int(text) if text.isdigit() and int(text) > 0 else None
+    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
 
 
 def idle_cpus() -> int:
@@ -360,11 +360,13 @@ def quiet_matplotlib_home() -> None:
 
 
 def drop_bad_thread_env() -> None:
-    """``OMP_NUM_THREADS`` set to what is not a positive whole number (``0``, ``-3``, ``abc``, a stray space):
+    """``OMP_NUM_THREADS`` set to what is not a positive whole number (``0``, ``-3``, ``abc``, ``2,``):
     said in one warning naming it and taken out of this run's environment before torch loads. It was left for torch's libgomp, which printed "libgomp: Invalid value for environment variable
     OMP_NUM_THREADS" (naming neither the value nor what it did) in every run and each spawned worker (helper h42b)."""
     text = os.environ.get("OMP_NUM_THREADS")
-    if not text or all(p.isdigit() and int(p) > 0 for p in text.split(",")):  # ("": as unset, to libgomp too)
+    # libgomp takes spaces round each number (" 2", "4, 2"): those are kept, as env_threads reads them; only
+    # ASCII digits ("²".isdigit() is true, and int() of it raised a ValueError out of the CLI)
+    if not text or all(re.fullmatch(r"\s*[0-9]+\s*", p) and int(p) > 0 for p in text.split(",")):  # ("": unset)
         return
     del os.environ["OMP_NUM_THREADS"]
     log.warning("OMP_NUM_THREADS=%r is not a whole number of threads of 1 or more: ignored (torch and the plans "

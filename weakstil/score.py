@@ -207,7 +207,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from weakstil.consoles import _log_console
-    from weakstil.errors import OutputError, from_os_error, stop_fix
+    from weakstil.errors import OutputError, from_os_error
     from weakstil.feature_cache import refuse_other_folder, refuse_read_only_cache
     from weakstil.fingerprint import recorded_in
     from weakstil.locks import BusyError, in_turn
@@ -247,10 +247,12 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     bar = Progress(*columns, disable=not shown, transient=True, console=console)  # from the first tiles embedded
     by_another_run: set[Path] = set()  #: scored by another run since this batch began: not redone
     clashes_written = 0  #: how many of ``clashes`` results.csv holds (written with an earlier row)
+    lock_failed = 0  #: slides given to busy() (tried: not among those "not scored" when the batch stops)
 
     def busy(path: Path, exc: WeakSTILError) -> None:  # another run held it past WEAKSTIL_LOCK_TIMEOUT: its row is
         say(exc.one_line())  # that run's to write; an error line here (exit 1), and the rest go on
-        nonlocal clashes_written
+        nonlocal clashes_written, lock_failed, stopped
+        lock_failed += 1
         sid = opts.slide_id(path)
         batch_rows.append(row := _error_row(path, sid, ctx, exc, 0.0))
         if isinstance(exc, BusyError):
@@ -267,13 +269,18 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             write_results(results_path, mine_now, clashes, RESULT_COLUMNS, other_file)
             clashes_written = len(clashes)
         except OSError as exc_w:
-            say(from_os_error(exc_w, results_path).one_line())
+            say((err := from_os_error(exc_w, results_path)).one_line())
             batch_rows.unrecorded.append(sid)
+            if err.stops_batch:  # a full disk stops the batch here, as after a scored slide (helper h42f: the next
+                stopped = stopped or err  # slide was scored, minutes of work, before its own write stopped it)
     with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, opts.slide_id(p)), by_another_run,
                                     busy)) as turns, \
             contextlib.ExitStack() as showing:
         batch_task = bar.add_task("slides", total=len(todo))
         for done, path in enumerate(turns, start=1):
+            if stopped is not None:  # (set by busy(): results.csv could not take a slide's error row)
+                _say_stopped(say, stopped, len(todo) - (done - 1) - lock_failed)
+                break
             slide_id = opts.slide_id(path)
             prev, unchanged = (table := read_previous(results_path)).get(slide_id), False  # (unchanged: see below)
             if (not opts.overwrite or path in by_another_run) and already_scored(opts.out, path, slide_id, prev, ctx):
@@ -335,17 +342,23 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             if on_slide is not None:
                 on_slide(slide_id, given)
             bar.advance(batch_task)
-            if stopped is not None:
-                left = len(todo) - done  # not tried (a failed slide whose earlier row stays is not in mine)
-                if left:
-                    say(f"stopped after: {stopped.message}; {left} more slide(s) not scored. "
-                        f"Fix: {stop_fix(stopped.message)} (finished slides are kept and skipped).")
+            if stopped is not None:  # (left: not tried; a failed slide whose earlier row stays is not in mine)
+                _say_stopped(say, stopped, len(todo) - done - lock_failed)
                 break
     if len(clashes) > clashes_written:  # only clashes (or every other row unchanged): still record them
         with contextlib.suppress(OSError):
             mark(opts.out, "score")
             write_results(results_path, {}, clashes, RESULT_COLUMNS)
     return batch_rows
+
+
+def _say_stopped(say: Callable[[str], None], stopped: WeakSTILError, left: int) -> None:
+    """The line that a batch stopped (a full disk) and how many slides it left unscored (none: not said)."""
+    from weakstil.errors import stop_fix
+
+    if left > 0:
+        say(f"stopped after: {stopped.message}; {left} more slide(s) not scored. "
+            f"Fix: {stop_fix(stopped.message)} (finished slides are kept and skipped).")
 
 
 def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, seconds: float) -> dict:

@@ -11,7 +11,7 @@ import logging
 import math
 from pathlib import Path
 
-from weakstil.cohort_csv import csv_separator, refuse_separator_line
+from weakstil.cohort_csv import csv_separator, record_lines, refuse_separator_line
 from weakstil.errors import UsageError, WeakSTILError
 
 log = logging.getLogger(__name__)
@@ -107,10 +107,10 @@ def read_slide_list(path: Path) -> ListedSlides:
                          fix="save it as a comma-separated CSV (from a spreadsheet: 'CSV UTF-8 (Comma delimited)') "
                              "with a 'path' column (and slide_id, mpp if wanted; decimals with a point)")
     if header.strip().strip('"').lower() == "path":  # a CSV of one column: its header is no slide
-        listed = _from_text(path, lines[lines.index(header) + 1:])
+        listed = _from_text(path, lines[lines.index(header) + 1:], lines.index(header) + 2)
     else:
         listed = (_from_csv(path) if "slide_id" in columns else _path_column(path, lines, other or ",")) \
-            if "path" in columns else _from_text(path, lines)
+            if "path" in columns else _from_text(path, lines, 1)
     _refuse_all_missing(path, listed, header if "," in header and "path" not in columns else "")
     log.info("%s: %d slide(s) listed", path, len(listed))
     if getattr(listed, "mpps", None):
@@ -143,21 +143,39 @@ def _refuse_all_missing(path: Path, listed: list[str], csv_header: str = "") -> 
                          "or write absolute paths")
 
 
-def _from_text(path: Path, lines: list[str]) -> list[str]:
-    names = [name for name in map(_listed_name, lines) if name]
+def _from_text(path: Path, lines: list[str], first_line: int | None = None) -> list[str]:
+    """The paths ``lines`` name; with ``first_line`` (the file's line number of ``lines[0]``: a text list) a
+    line naming a path an earlier line names is dropped, said in one warning naming the lines."""
+    import os
+
+    names = [(i, name) for i, name in enumerate(map(_listed_name, lines)) if name]
     if not names:
         raise UsageError("--slides: the slide list names no slide", path=path,
                          fix="write one slide path a line")
-    out = []
-    for name in names:
+    out, first, repeated = [], {}, []
+    for i, name in names:
         listed = Path(name).expanduser()
         if listed.is_absolute():
-            out.append(str(on_disk(listed)))
-            continue
-        beside, here = on_disk(path.parent / listed), on_disk(listed)
-        # the list's folder first; else a path written from the working folder, where it is
-        out.append(str(beside if beside.exists() or not here.exists() else here))
+            found = str(on_disk(listed))
+        else:
+            beside, here = on_disk(path.parent / listed), on_disk(listed)
+            # the list's folder first; else a path written from the working folder, where it is
+            found = str(beside if beside.exists() or not here.exists() else here)
+        if first_line is not None:  # (another spelling of one file, a link: expand_slides keeps it once, by name)
+            if (at := first.setdefault(os.path.abspath(found), first_line + i)) != first_line + i:
+                repeated.append((first_line + i, at))
+                continue
+        out.append(found)
+    _say_repeated(path, repeated)
     return out
+
+
+def _say_repeated(path: Path, repeated: list[tuple[int, int]]) -> None:
+    """One warning for the lines of a slide list dropped as repeats of an earlier line (line, its first)."""
+    if repeated:  # (silent for a text list; a CSV's refused the whole batch, helper h42f)
+        said = "; ".join(f"line {r} repeats line {f}" for r, f in repeated[:5])
+        log.warning("%s: %s%s: dropped (each slide is listed once)", path, said,
+                    f"; {len(repeated) - 5} more" if len(repeated) > 5 else "")
 
 
 def _listed_name(line: str) -> str | None:
@@ -198,6 +216,24 @@ def _path_column(path: Path, lines: list[str], sep: str = ",") -> ListedSlides:
     key = next((k for k in (rows[0] if rows else {}) if k and k.strip().lower() == "path"), "path")
     paths = _from_text(path, [(row.get(key) or "").strip() for row in rows])
     kept = [i for i, row in enumerate(rows) if _listed_name(row.get(key) or "")]  # the rows _from_text kept
+    # a path listed twice: the same row again is dropped (one warning); another mpp (or other cell) is refused,
+    # naming both lines (the last row's mpp was taken without a word, helper h42f)
+    first: dict[str, int] = {}
+    unique, repeated = [], []
+    for j, i in enumerate(kept):
+        at = first.setdefault(os.path.abspath(paths[j]), j)
+        if at == j:
+            unique.append(j)
+            continue
+        mine, theirs = ({str(k).strip(): _text(v) for k, v in rows[n].items() if k} for n in (i, kept[at]))
+        if mine != theirs:
+            cell = next(k for k in dict.fromkeys([*theirs, *mine]) if theirs.get(k) != mine.get(k))
+            raise UsageError(f"--slides: lines {line_of[kept[at]]} and {line_of[i]} both list {paths[j]}, with "
+                             f"another {cell} ({theirs.get(cell)!r}, {mine.get(cell)!r})", path=path,
+                             fix="keep one row per slide file, the one with the right values")
+        repeated.append((line_of[i], line_of[kept[at]]))
+    _say_repeated(path, repeated)
+    paths, kept = [paths[j] for j in unique], [kept[j] for j in unique]
     mpps = _mpp_column(path, [rows[i] for i in kept], [line_of[i] for i in kept])
     return ListedSlides(paths, mpps={os.path.abspath(p): m for p, m in zip(paths, mpps) if m is not None})
 
@@ -250,7 +286,7 @@ def _from_csv(path: Path) -> ListedSlides:
 
     from weakstil.cohort import read_cohort
 
-    table = read_cohort(path, check_files=False, require_labels=False).table
+    table = read_cohort(path, check_files=False, require_labels=False, drop_repeated_rows=True).table
     paths = [str(on_disk(Path(p))) for p in table["path"]]
     renamed = sum(str(sid) != _file_id(p) for sid, p in zip(table["slide_id"], paths))
     seen: dict[str, str] = {}
@@ -309,10 +345,12 @@ def _records_at(path: Path, rows) -> list[dict]:
     with warnings.catch_warnings():  # a spreadsheet's trailing delimiter: the empty field after it dropped
         warnings.simplefilter("ignore", pd.errors.ParserWarning)
         raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig", skipinitialspace=True,
-                          index_col=False, sep=csv_separator(path))  # (a ';' CSV's mpp column was not read)
+                          index_col=False, sep=(sep := csv_separator(path)))  # (a ';' CSV's mpp column was not read)
     raw.columns = [str(c).strip() for c in raw.columns]
-    records = raw.to_dict("records")
-    return [records[int(r) - 2] if 0 <= int(r) - 2 < len(records) else {} for r in rows]
+    # by the line each record starts on, as the cohort reader numbers its rows (record_lines): "line - 2" gave
+    # the record after a blank line the next slide's mpp once the rows were numbered by line (helper h42f)
+    at = dict(zip(record_lines(path, sep, len(raw)), raw.to_dict("records")))
+    return [at.get(int(r), {}) for r in rows]
 
 
 def _file_id(p: str) -> str:

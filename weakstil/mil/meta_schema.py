@@ -143,7 +143,36 @@ def check_model_fields(meta: dict, path: Path) -> None:
         value = parent[keys[-1]]
         if not test(value):
             raise ModelError(f"model.json '{name}' is {shown(value)}, not {what}", path=path, fix=FIX)
+    check_tiling_names(meta, path)
     check_stain_norm_agrees(meta, path)
+
+
+#: The fields of ``model.json``'s ``tiling`` section, as 'weakstil train' writes them: score tiles new
+#: slides at ``mpp`` and ``tile_px`` (and the rest of ``key``), those the model was trained on.
+TILING_FIELDS = ("mpp", "tile_px", "key")
+#: Names a lab may write for the tiles outside ``tiling`` (at the top of model.json).
+_TILING_LOOKALIKES = ("tile_size", "tile_px", "tile_size_px", "tile_size_um", "mpp", "overlap", "overlap_px")
+
+
+def check_tiling_names(meta: dict, path: Path) -> None:
+    """A field of tiles that WeakSTIL does not read (``tiling.tile_size``, or ``tile_size`` / ``mpp`` at the top
+    of model.json): one error naming it. It was ignored without a word (the fault tester's ``"tile_size":
+    "224"``, helper h42f), so a lab that wrote another tile size there scored tiles of the trained size
+    believing otherwise."""
+    tiling = meta.get("tiling") if isinstance(meta.get("tiling"), dict) else {}
+    odd = [f"tiling.{k}" for k in tiling if k not in TILING_FIELDS] + [k for k in _TILING_LOOKALIKES if k in meta]
+    if not odd:
+        return
+    said = f"{_number_text(tiling.get('tile_px'))} px at {_number_text(tiling.get('mpp'))} µm/px" \
+        if tiling.get("tile_px") is not None else "those of 'tiling.tile_px' and 'tiling.mpp'"
+    raise ModelError(f"model.json has '{odd[0]}', which WeakSTIL does not read: the model scores tiles of {said}, those "
+                     "it was trained on (its 'tiling' section holds only mpp, tile_px and key)", path=path,
+                     fix=f"remove '{odd[0]}' from model.json; to score other tiles, embed the cohort with them and "
+                         "train a model on them")
+
+
+def _number_text(value: object) -> str:
+    return f"{value:g}" if _number(value) else shown(value)
 
 
 def check_stain_norm_agrees(meta: dict, path: Path) -> None:

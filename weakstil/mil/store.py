@@ -147,6 +147,13 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
         raise ModelError(f"not a WeakSTIL MIL model ({said})", path=meta_path, fix=fix)
     check_model_fields(meta, meta_path)  # every field rebuilt or scored from has the type train wrote
     version = meta_format_version(meta, meta_path, 0, "train the model again", ModelError)
+    # an explicit 0 (an edit: train has written 1 since model.json had a format_version) was read without a
+    # word (helper h42f); absent: a model from before it was written, read as before
+    if "format_version" in meta and version < 1:
+        raise ModelError(f"model.json 'format_version' is {version}, a version 'weakstil train' never wrote (it "
+                         f"writes {FORMAT_VERSION})",
+                         path=meta_path, fix=f"set it back to {FORMAT_VERSION}, as 'weakstil train' wrote it, or "
+                                             "train the model again")
     if version > FORMAT_VERSION:
         raise ModelError(f"model format version {meta.get('format_version')} is newer than this weakstil "
                          f"understands ({FORMAT_VERSION})", path=meta_path, fix="upgrade weakstil")
