@@ -105,6 +105,20 @@ def grid_cells(coords: np.ndarray, tile_size_level0: float) -> tuple[np.ndarray,
     return (np.round(coords[:, 1] / stride).astype(int), np.round(coords[:, 0] / stride).astype(int), stride)
 
 
+def padded_grids(coords: np.ndarray, tile_size_level0: float, *per_tile: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Per-tile boolean arrays laid on the tile grid with one empty cell all round (so a dilation or
+    an 8-neighbour label never wraps): the tiles' (row, column) in those grids, and one grid per array."""
+    rows, cols, _ = grid_cells(coords, tile_size_level0)
+    rows, cols = rows + 1, cols + 1
+    grids = []
+    for values in per_tile:
+        grid = np.zeros((rows.max() + 2, cols.max() + 2), bool)
+        grid[rows, cols] = values
+        grids.append(grid)
+    return rows, cols, grids
+
+
 def tiles_to_mask(values: np.ndarray, coords: np.ndarray, tile_size_level0: float, slide_mpp: float,
                   mask_shape: tuple[int, int], mask_mpp: float, smooth_um: float = 0.0) -> np.ndarray:
     """Per-tile values as a smooth map on a mask grid (``mask_mpp`` µm/px).

@@ -242,19 +242,15 @@ def _lymphoid_seeds_at_tumour(seeds: np.ndarray, lymphoid: np.ndarray, cells: np
     tile of ``cells`` (tumour cells, not lymphoid): the infiltrate of a TIL-rich bed at its tumour."""
     from scipy import ndimage as ndi
 
-    from weakstil.bed_geometry import grid_cells
+    from weakstil.bed_geometry import padded_grids
 
     if not (seeds & lymphoid).any() or not cells.any():
         return np.zeros(len(seeds), bool)
-    rows, cols, _ = grid_cells(coords, tile_size_level0)
-    shape = (rows.max() + 3, cols.max() + 3)  # an empty cell all round
-    grid_l, grid_c = np.zeros(shape, bool), np.zeros(shape, bool)
-    grid_l[rows + 1, cols + 1] = lymphoid
-    grid_c[rows + 1, cols + 1] = cells
+    rows, cols, (grid_l, grid_c) = padded_grids(coords, tile_size_level0, lymphoid, cells)
     eight = np.ones((3, 3), bool)
     labels, _ = ndi.label(grid_l, eight)
     touching = np.unique(labels[ndi.binary_dilation(grid_c, eight) & grid_l])
-    mine = labels[rows + 1, cols + 1]
+    mine = labels[rows, cols]
     return seeds & lymphoid & np.isin(mine, touching[touching > 0])
 
 

@@ -146,7 +146,7 @@ def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: l
     own is no infiltrate *at* the tumour of another fragment."""
     from scipy import ndimage as ndi
 
-    from weakstil.bed_geometry import grid_cells
+    from weakstil.bed_geometry import padded_grids
 
     evidence = np.asarray(evidence, np.float32)
     if not rule.enabled or tile_stats is None or columns is None or len(evidence) == 0:
@@ -159,11 +159,8 @@ def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: l
     if not lymphoid.any():
         return lymphoid
     tumour_cells = ~lymphoid & (evidence >= rule.restore_evidence) & (tumour >= rule.restore_tumour_nuclei_area)
-    rows, cols, _ = grid_cells(coords, tile_size_level0)
-    shape = (rows.max() + 3, cols.max() + 3)  # an empty cell all round
-    grid_l, grid_t = np.zeros(shape, bool), np.zeros(shape, bool)
-    grid_l[rows + 1, cols + 1] = lymphoid
-    grid_t[rows + 1, cols + 1] = tumour_cells
+    rows, cols, (grid_l, grid_t) = padded_grids(coords, tile_size_level0, lymphoid, tumour_cells)
+    shape = grid_l.shape
     eight = np.ones((3, 3), bool)
     labels, _ = ndi.label(grid_l, eight)
     if rule.restore_beyond_rim:
@@ -172,7 +169,7 @@ def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: l
         touching = np.unique(labels[ndi.binary_dilation(grid_t, eight) & grid_l])
     else:  # groups and the tumour touching them, one piece of tissue at a time
         grid_f = np.zeros(shape, np.int64)
-        grid_f[rows + 1, cols + 1] = np.asarray(fragments, np.int64) + 1
+        grid_f[rows, cols] = np.asarray(fragments, np.int64) + 1
         labels = np.where(grid_l, np.unique(labels * (grid_f.max() + 1) + grid_f, return_inverse=True)[1]
                           .reshape(shape), 0)
         touched = np.zeros(shape, bool)
@@ -181,7 +178,7 @@ def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: l
             touched |= ndi.binary_dilation(grid_t & on, eight) & grid_l & on
         touching = np.unique(labels[touched])
     at_tumour = np.isin(labels, touching[touching > 0])
-    return lymphoid & ~at_tumour[rows + 1, cols + 1]
+    return lymphoid & ~at_tumour[rows, cols]
 
 
 def _beyond_rim(grid_l: np.ndarray, grid_t: np.ndarray, eight: np.ndarray) -> np.ndarray:
