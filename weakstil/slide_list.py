@@ -225,7 +225,8 @@ def _path_column(path: Path, lines: list[str], sep: str = ",") -> ListedSlides:
         if at == j:
             unique.append(j)
             continue
-        mine, theirs = ({str(k).strip(): _text(v) for k, v in rows[n].items() if k} for n in (i, kept[at]))
+        # (the path cell aside: 'a.svs' and './a.svs', or its absolute path, are that one file, as a text list's)
+        mine, theirs = ({str(k).strip(): _text(v) for k, v in rows[n].items() if k and k != key} for n in (i, kept[at]))
         if mine != theirs:
             cell = next(k for k in dict.fromkeys([*theirs, *mine]) if theirs.get(k) != mine.get(k))
             raise UsageError(f"--slides: lines {line_of[kept[at]]} and {line_of[i]} both list {paths[j]}, with "

@@ -1,0 +1,37 @@
+"""Review of helper h42f's merge (4a83629..a4bd3fe), helper h42g.
+
+- 0891e84 refused a path-only ``--slides`` CSV that lists one file twice under two spellings (``a.svs`` and
+  ``./a.svs``, or its absolute path) with the same mpp: "lines 2 and 3 both list a.svs, with another path
+  ('a.svs', './a.svs')". The path cell was compared as written although both rows name that one file; before
+  it the list was read (the file scored once), and a text list drops such a line with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+
+
+def test_path_csv_listing_one_file_under_two_spellings_is_that_file_once(tmp_path, caplog):
+    import pytest
+
+    from weakstil.errors import WeakSTILError
+    from weakstil.slide_list import read_slide_list
+
+    for name in ("a.svs", "b.svs"):
+        (tmp_path / name).write_bytes(b"x")
+    a, b = str(tmp_path / "a.svs"), str(tmp_path / "b.svs")
+    for other in ("./a.svs", a, "sub/../a.svs"):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        listed_csv = tmp_path / "paths.csv"
+        listed_csv.write_text(f"path,mpp\na.svs,0.25\nb.svs,0.5\n{other},0.25\n", encoding="utf-8")
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            listed = read_slide_list(listed_csv)  # was refused: "with another path ('a.svs', './a.svs')"
+        assert list(listed) == [a, b] and listed.mpps == {a: 0.25, b: 0.5}, other
+        said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(said) == 1 and "line 4 repeats line 2" in said[0], (other, said)
+    listed_csv.write_text("path,mpp\na.svs,0.25\nb.svs,0.5\n./a.svs,0.5\n", encoding="utf-8")
+    with pytest.raises(WeakSTILError) as err:  # another mpp of that file: still refused, naming the mpp
+        read_slide_list(listed_csv)
+    line = err.value.one_line()
+    assert "lines 2 and 4" in line and "another mpp ('0.25', '0.5')" in line, line
