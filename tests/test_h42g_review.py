@@ -4,6 +4,9 @@
   ``./a.svs``, or its absolute path) with the same mpp: "lines 2 and 3 both list a.svs, with another path
   ('a.svs', './a.svs')". The path cell was compared as written although both rows name that one file; before
   it the list was read (the file scored once), and a text list drops such a line with a warning.
+- f28d074 refuses a ``tiling`` field WeakSTIL does not read, checked before ``format_version``: a model of a
+  newer ``weakstil train`` (format_version 2) with a new tiling field was "which WeakSTIL does not read ...
+  Fix: remove 'tiling.overlap_px' from model.json", not "newer than this weakstil understands. Fix: upgrade".
 """
 
 from __future__ import annotations
@@ -35,3 +38,30 @@ def test_path_csv_listing_one_file_under_two_spellings_is_that_file_once(tmp_pat
         read_slide_list(listed_csv)
     line = err.value.one_line()
     assert "lines 2 and 4" in line and "another mpp ('0.25', '0.5')" in line, line
+
+
+def test_a_newer_model_format_says_upgrade_before_its_unknown_fields(tmp_path):
+    import json
+
+    import pytest
+
+    from weakstil.mil.identity import ModelError
+    from weakstil.mil.store import load_model
+
+    def model(name: str, version: int):
+        folder = tmp_path / name
+        folder.mkdir()
+        meta = {"format": "weakstil-mil", "format_version": version, "weights_sha256": "0" * 64,
+                "architecture": {"input_dim": 8}, "encoder": {"name": "small-cnn", "weights_sha256": "1" * 64},
+                "tiling": {"mpp": 0.5, "tile_px": 224, "overlap_px": 32}, "threshold": 30.0}
+        (folder / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+        (folder / "model.safetensors").write_bytes(b"not the recorded weights")
+        return folder
+
+    with pytest.raises(ModelError) as err:
+        load_model(model("v2", 2))
+    line = err.value.one_line()
+    assert "newer than this weakstil understands (1)" in line and "upgrade weakstil" in line, line
+    with pytest.raises(ModelError) as err:  # this version's model.json: the unread field is still refused
+        load_model(model("v1", 1))
+    assert "model.json has 'tiling.overlap_px'" in err.value.one_line()
