@@ -7,6 +7,7 @@
 - f28d074 refuses a ``tiling`` field WeakSTIL does not read, checked before ``format_version``: a model of a
   newer ``weakstil train`` (format_version 2) with a new tiling field was "which WeakSTIL does not read ...
   Fix: remove 'tiling.overlap_px' from model.json", not "newer than this weakstil understands. Fix: upgrade".
+- ``drop_bad_thread_env`` left ``OMP_NUM_THREADS=""`` in place, for which libgomp prints its bare line.
 """
 
 from __future__ import annotations
@@ -65,3 +66,22 @@ def test_a_newer_model_format_says_upgrade_before_its_unknown_fields(tmp_path):
     with pytest.raises(ModelError) as err:  # this version's model.json: the unread field is still refused
         load_model(model("v1", 1))
     assert "model.json has 'tiling.overlap_px'" in err.value.one_line()
+
+
+def test_an_empty_omp_num_threads_is_taken_out_without_a_word(monkeypatch, caplog):
+    """``export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK`` outside a job sets it to "": it was left for libgomp
+    (the comment said libgomp reads it as unset), which printed "libgomp: Invalid value for environment
+    variable OMP_NUM_THREADS" in every run and worker (checked: ``OMP_NUM_THREADS= python -c 'import torch'``)."""
+    import os
+
+    from weakstil.runtime import drop_bad_thread_env, env_threads
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "")
+    with caplog.at_level(logging.WARNING):
+        caplog.clear()
+        drop_bad_thread_env()
+    assert "OMP_NUM_THREADS" not in os.environ and env_threads() is None
+    assert not caplog.records  # an empty value is no mistake to warn of: as unset
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    drop_bad_thread_env()
+    assert os.environ["OMP_NUM_THREADS"] == "3"
