@@ -7,6 +7,7 @@
 - f28d074 refuses a ``tiling`` field WeakSTIL does not read, checked before ``format_version``: a model of a
   newer ``weakstil train`` (format_version 2) with a new tiling field was "which WeakSTIL does not read ...
   Fix: remove 'tiling.overlap_px' from model.json", not "newer than this weakstil understands. Fix: upgrade".
+- (before this merge) a path-only CSV with a blank line above its header named no slide.
 - ``drop_bad_thread_env`` left ``OMP_NUM_THREADS=""`` in place, for which libgomp prints its bare line.
 """
 
@@ -85,3 +86,23 @@ def test_an_empty_omp_num_threads_is_taken_out_without_a_word(monkeypatch, caplo
     monkeypatch.setenv("OMP_NUM_THREADS", "3")
     drop_bad_thread_env()
     assert os.environ["OMP_NUM_THREADS"] == "3"
+
+
+def test_path_csv_with_blank_lines_above_its_header_is_read(tmp_path):
+    """A path-only ``--slides`` CSV with a blank line above ``path,mpp`` (read_slide_list finds the header
+    below it): csv.DictReader took the blank line as the header and the list "names no slide"."""
+    import pytest
+
+    from weakstil.errors import UsageError
+    from weakstil.slide_list import read_slide_list
+
+    for name in ("a.svs", "b.svs"):
+        (tmp_path / name).write_bytes(b"x")
+    listed_csv = tmp_path / "paths.csv"
+    listed_csv.write_text("\n  \npath,mpp\na.svs,0.25\nb.svs,0.5\n", encoding="utf-8")
+    listed = read_slide_list(listed_csv)
+    a, b = str(tmp_path / "a.svs"), str(tmp_path / "b.svs")
+    assert list(listed) == [a, b] and listed.mpps == {a: 0.25, b: 0.5}
+    listed_csv.write_text("\n  \npath,mpp\na.svs,0.25\nb.svs,99\n", encoding="utf-8")
+    with pytest.raises(UsageError, match="the mpp of line 5 "):  # the file's line, blank lines counted
+        read_slide_list(listed_csv)

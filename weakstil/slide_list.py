@@ -208,11 +208,14 @@ def _path_column(path: Path, lines: list[str], sep: str = ",") -> ListedSlides:
     """The ``path`` column of a comma- (or ``sep``-) separated list without ``slide_id`` (ids are the files' names)."""
     import os
 
-    reader = csv.DictReader(lines, skipinitialspace=True, delimiter=sep)
+    # blank lines above the header (as read_slide_list finds it): DictReader took the first as the header, and
+    # the list "names no slide" (helper h42g)
+    above = next((n for n, ln in enumerate(lines) if ln.strip()), 0)
+    reader = csv.DictReader(lines[above:], skipinitialspace=True, delimiter=sep)
     rows, line_of = [], []
     for row in reader:
         rows.append(row)
-        line_of.append(reader.line_num)  # the file's line, for an error naming it
+        line_of.append(above + reader.line_num)  # the file's line, for an error naming it
     key = next((k for k in (rows[0] if rows else {}) if k and k.strip().lower() == "path"), "path")
     paths = _from_text(path, [(row.get(key) or "").strip() for row in rows])
     kept = [i for i, row in enumerate(rows) if _listed_name(row.get(key) or "")]  # the rows _from_text kept
