@@ -106,3 +106,19 @@ def test_path_csv_with_blank_lines_above_its_header_is_read(tmp_path):
     listed_csv.write_text("\n  \npath,mpp\na.svs,0.25\nb.svs,99\n", encoding="utf-8")
     with pytest.raises(UsageError, match="the mpp of line 5 "):  # the file's line, blank lines counted
         read_slide_list(listed_csv)
+
+
+def test_path_csv_rows_are_named_by_the_line_they_start_on(tmp_path, caplog):
+    """A quoted cell over two lines (a note): the path-only reader named a row by its last line ("line 6
+    repeats line 3"), the cohort reader (a slide_id CSV) by its first."""
+    from weakstil.slide_list import read_slide_list
+
+    for name in ("a.svs", "b.svs"):
+        (tmp_path / name).write_bytes(b"x")
+    listed_csv = tmp_path / "paths.csv"
+    listed_csv.write_text('path,mpp,note\na.svs,0.25,"x\ny"\nb.svs,0.3,z\n\na.svs,0.25,"x\ny"\n', encoding="utf-8")
+    with caplog.at_level(logging.WARNING):
+        caplog.clear()
+        assert len(read_slide_list(listed_csv)) == 2
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(said) == 1 and "line 6 repeats line 2" in said[0], said

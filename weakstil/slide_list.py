@@ -212,10 +212,14 @@ def _path_column(path: Path, lines: list[str], sep: str = ",") -> ListedSlides:
     # the list "names no slide" (helper h42g)
     above = next((n for n, ln in enumerate(lines) if ln.strip()), 0)
     reader = csv.DictReader(lines[above:], skipinitialspace=True, delimiter=sep)
-    rows, line_of = [], []
+    _ = reader.fieldnames  # (reads the header: line_num is then its last line)
+    rows, line_of, end = [], [], reader.line_num
     for row in reader:
+        start, end = end + 1, reader.line_num  # the line it starts on (a quoted cell may span lines; it named its
+        while start < end and not lines[above + start - 1]:  # last), after the blank lines DictReader skips
+            start += 1
         rows.append(row)
-        line_of.append(above + reader.line_num)  # the file's line, for an error naming it
+        line_of.append(above + start)  # the file's line, for an error naming it, as the cohort reader's
     key = next((k for k in (rows[0] if rows else {}) if k and k.strip().lower() == "path"), "path")
     paths = _from_text(path, [(row.get(key) or "").strip() for row in rows])
     kept = [i for i, row in enumerate(rows) if _listed_name(row.get(key) or "")]  # the rows _from_text kept
