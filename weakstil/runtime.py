@@ -366,7 +366,10 @@ def drop_bad_thread_env() -> None:
     text = os.environ.get("OMP_NUM_THREADS")
     # libgomp takes spaces round each number (" 2", "4, 2"): those are kept, as env_threads reads them; only
     # ASCII digits ("²".isdigit() is true, and int() of it raised a ValueError out of the CLI)
-    if not text or all(re.fullmatch(r"\s*[0-9]+\s*", p) and int(p) > 0 for p in text.split(",")):  # ("": unset)
+    if text == "":  # `export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK` outside a job: unset, taken out without a word
+        del os.environ["OMP_NUM_THREADS"]  # (libgomp printed its bare line for it too, helper h42g)
+        return
+    if text is None or all(re.fullmatch(r"\s*[0-9]+\s*", p) and int(p) > 0 for p in text.split(",")):
         return
     del os.environ["OMP_NUM_THREADS"]
     log.warning("OMP_NUM_THREADS=%r is not a whole number of threads of 1 or more: ignored (torch and the plans "

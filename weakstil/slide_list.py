@@ -208,11 +208,18 @@ def _path_column(path: Path, lines: list[str], sep: str = ",") -> ListedSlides:
     """The ``path`` column of a comma- (or ``sep``-) separated list without ``slide_id`` (ids are the files' names)."""
     import os
 
-    reader = csv.DictReader(lines, skipinitialspace=True, delimiter=sep)
-    rows, line_of = [], []
+    # blank lines above the header (as read_slide_list finds it): DictReader took the first as the header, and
+    # the list "names no slide" (helper h42g)
+    above = next((n for n, ln in enumerate(lines) if ln.strip()), 0)
+    reader = csv.DictReader(lines[above:], skipinitialspace=True, delimiter=sep)
+    _ = reader.fieldnames  # (reads the header: line_num is then its last line)
+    rows, line_of, end = [], [], reader.line_num
     for row in reader:
+        start, end = end + 1, reader.line_num  # the line it starts on (a quoted cell may span lines; it named its
+        while start < end and not lines[above + start - 1]:  # last), after the blank lines DictReader skips
+            start += 1
         rows.append(row)
-        line_of.append(reader.line_num)  # the file's line, for an error naming it
+        line_of.append(above + start)  # the file's line, for an error naming it, as the cohort reader's
     key = next((k for k in (rows[0] if rows else {}) if k and k.strip().lower() == "path"), "path")
     paths = _from_text(path, [(row.get(key) or "").strip() for row in rows])
     kept = [i for i, row in enumerate(rows) if _listed_name(row.get(key) or "")]  # the rows _from_text kept
@@ -225,7 +232,8 @@ def _path_column(path: Path, lines: list[str], sep: str = ",") -> ListedSlides:
         if at == j:
             unique.append(j)
             continue
-        mine, theirs = ({str(k).strip(): _text(v) for k, v in rows[n].items() if k} for n in (i, kept[at]))
+        # (the path cell aside: 'a.svs' and './a.svs', or its absolute path, are that one file, as a text list's)
+        mine, theirs = ({str(k).strip(): _text(v) for k, v in rows[n].items() if k and k != key} for n in (i, kept[at]))
         if mine != theirs:
             cell = next(k for k in dict.fromkeys([*theirs, *mine]) if theirs.get(k) != mine.get(k))
             raise UsageError(f"--slides: lines {line_of[kept[at]]} and {line_of[i]} both list {paths[j]}, with "

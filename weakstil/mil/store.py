@@ -145,6 +145,11 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
     if meta.get("format") != FORMAT:
         said = f"format {shown(meta['format'])}" if "format" in meta else "no 'format'"
         raise ModelError(f"not a WeakSTIL MIL model ({said})", path=meta_path, fix=fix)
+    newer = meta.get("format_version")
+    if isinstance(newer, int) and not isinstance(newer, bool) and newer > FORMAT_VERSION:  # before its fields: a
+        # newer train's field (a tiling one) was "which WeakSTIL does not read ... Fix: remove it" (helper h42g)
+        raise ModelError(f"model format version {newer} is newer than this weakstil understands ({FORMAT_VERSION})",
+                         path=meta_path, fix="upgrade weakstil")
     check_model_fields(meta, meta_path)  # every field rebuilt or scored from has the type train wrote
     version = meta_format_version(meta, meta_path, 0, "train the model again", ModelError)
     # an explicit 0 (an edit: train has written 1 since model.json had a format_version) was read without a
@@ -154,9 +159,6 @@ def load_model(directory: str | Path) -> tuple[TileMIL, dict]:
                          f"writes {FORMAT_VERSION})",
                          path=meta_path, fix=f"set it back to {FORMAT_VERSION}, as 'weakstil train' wrote it, or "
                                              "train the model again")
-    if version > FORMAT_VERSION:
-        raise ModelError(f"model format version {meta.get('format_version')} is newer than this weakstil "
-                         f"understands ({FORMAT_VERSION})", path=meta_path, fix="upgrade weakstil")
     recorded = meta.get("weights_sha256")
     actual = sha256_file(weights_path)
     if recorded != actual and (pointer := lfs_pointer_note(weights_path)):
