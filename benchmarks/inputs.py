@@ -34,3 +34,16 @@ def one_line_errors(main) -> None:
         main()
     except WeakSTILError as exc:
         raise SystemExit(f"error: {exc}") from None
+
+
+def scored_once(out: Path, rescore: bool, name: str, run, log) -> None:
+    """Score one set of copies into ``out`` unless its results.csv is there (``rescore``: again, after a code
+    change), logging the time it took; the scan-variants and metamorphic benchmarks share it."""
+    import shutil
+    import time
+
+    if rescore or not (out / "results.csv").is_file():
+        shutil.rmtree(out, ignore_errors=True)
+        t0 = time.perf_counter()
+        run()
+        log.info("%s: scored in %.0f s", name, time.perf_counter() - t0)

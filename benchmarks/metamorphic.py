@@ -35,9 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shutil
 import sys
-import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -278,7 +276,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    from inputs import need_model
+    from inputs import need_model, scored_once
 
     need_model(args.model)
     want = [c for c in COPIES if not args.copies or c.name in args.copies or c.name == "ref"]
@@ -287,11 +285,8 @@ def main() -> None:
     rows = []
     for c in want:
         out = args.cache / args.label / c.name
-        if args.rescore or not (out / "results.csv").is_file():
-            shutil.rmtree(out, ignore_errors=True)
-            t0 = time.perf_counter()
-            score([copy_path(args.cache, s, c) for s in slides], args.model, out)
-            log.info("%s: scored in %.0f s", c.name, time.perf_counter() - t0)
+        scored_once(out, args.rescore, c.name,
+                    lambda c=c, out=out: score([copy_path(args.cache, s, c) for s in slides], args.model, out), log)
         rows += collect(slides, c, out)
     df = pd.DataFrame(rows)
     df.to_csv(args.cache / args.label / "per_slide.csv", index=False)

@@ -23,7 +23,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -324,7 +323,7 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    from inputs import need_model
+    from inputs import need_model, scored_once
 
     need_model(args.model)
     want = [v for v in VARIANTS if not args.variants or v.name in args.variants or v.name == "orig"]
@@ -333,13 +332,8 @@ def main() -> None:
     rows = []
     for v in want:
         out = args.cache / args.label / v.name
-        if args.rescore or not (out / "results.csv").is_file():
-            import shutil
-
-            shutil.rmtree(out, ignore_errors=True)
-            t0 = time.perf_counter()
-            score_variant(variant_paths(slides, v, args.cache), v, args.model, out)
-            log.info("%s: scored in %.0f s", v.name, time.perf_counter() - t0)
+        scored_once(out, args.rescore, v.name,
+                    lambda v=v, out=out: score_variant(variant_paths(slides, v, args.cache), v, args.model, out), log)
         rows += collect(slides, v, out)
     df = pd.DataFrame(rows)
     df.to_csv(args.cache / args.label / "per_slide.csv", index=False)
