@@ -74,14 +74,20 @@ def whole_tissue_oof(oof: list, bags: list) -> tuple[np.ndarray, np.ndarray, lis
     return np.asarray(stils, np.float64), weights, smaller
 
 
-def fit(cal: Calibration, labels: np.ndarray, oof: list, bags: list, shift: np.ndarray) -> dict[str, Any]:
+def fit(cal: Calibration, labels: np.ndarray, oof: list, bags: list, shift: np.ndarray,
+        bed_se_df: np.ndarray | None = None) -> dict[str, Any]:
     """The ``bed_fallback`` record of ``cal`` from the out-of-fold scores ``oof`` of the training ``bags``
-    (their labels and shifts from the other centres, as the bed interval was fitted)."""
+    (their labels and shifts from the other centres, as the bed interval was fitted). ``bed_se_df``: each
+    slide's (tile standard error, df) over its bed with ``GRID_OFFSETS`` (the bed interval's), taken as the
+    whole tissue's where the whole-tissue weights are the bed's to the bit: the same computation, not made
+    twice (a bed of all tiles under the mean aggregator; the stroma and attention weights recomputed here
+    differ from the model's in the last bits, so theirs are computed again)."""
     from weakstil.confidence import GRID_OFFSETS, scale_sd, tile_standard_error_df, to_scale
 
     whole, weights, smaller = whole_tissue_oof(oof, bags)
-    se_df = np.array([tile_standard_error_df(s.tile_scores, w, b.coords, b.tile_size_level0, grid_offsets=GRID_OFFSETS)
-                      for s, w, b in zip(oof, weights, bags)], np.float64).reshape(-1, 2)
+    se_df = np.array([bed_se_df[i] if bed_se_df is not None and np.array_equal(w, s.weights) else
+                      tile_standard_error_df(s.tile_scores, w, b.coords, b.tile_size_level0, grid_offsets=GRID_OFFSETS)
+                      for i, (s, w, b) in enumerate(zip(oof, weights, bags))], np.float64).reshape(-1, 2)
     se = cal.widened_se(np.nan_to_num(se_df[:, 0]), se_df[:, 1])
     y = np.asarray(labels, np.float64)
     ok = np.isfinite(y) & np.isfinite(whole)

@@ -174,6 +174,16 @@ def _check_arrays(arrays: dict[str, np.ndarray], path: str | Path) -> None:
 def fit_reference(slides: Sequence[np.ndarray], seed: int = 0) -> tuple[EmbeddingReference, np.ndarray]:
     """The reference of the training slides' tile features (one (n_i, D) array each) and every
     training slide's leave-slide-out distance (``median_distance`` is set from them)."""
+    ref, distances, _ = fit_reference_and_neighbours(slides, seed)
+    return ref, distances
+
+
+def fit_reference_and_neighbours(slides: Sequence[np.ndarray], seed: int = 0
+                                 ) -> tuple[EmbeddingReference, np.ndarray, list[tuple[np.ndarray, np.ndarray | None]]]:
+    """:func:`fit_reference`, and each training slide's leave-slide-out :meth:`EmbeddingReference.tile_neighbours`
+    (``exclude_slide=i, seed=seed + i``) that its distance is the mean of: what :func:`unfamiliar_reference`
+    and :func:`weakstil.qc.shift.leave_group_out_distances` (a slide alone in its group) ask again, each the
+    same k-NN search over the reference tiles, a third of ``weakstil train``'s qc CPU each."""
     rng = np.random.default_rng(seed)
     n_slides = len(slides)
     dim = int(slides[0].shape[1])
@@ -203,10 +213,12 @@ def fit_reference(slides: Sequence[np.ndarray], seed: int = 0) -> tuple[Embeddin
     ref.reference = np.concatenate([ref.project(p) for p in picks]).astype(np.float32)
     ref.reference_slide = np.concatenate([np.full(len(p), i, np.int32) for i, p in enumerate(picks)])
     ref.reference_radius = reference_radius(ref.reference, ref.reference_slide, ref.neighbours)
-    distances = np.array([ref.distance(s, exclude_slide=i, seed=seed + i) for i, s in enumerate(slides)])
+    # as ref.distance(s, exclude_slide=i, seed=seed + i), with the tiles' neighbours kept
+    neighbours = [ref.tile_neighbours(s, exclude_slide=i, seed=seed + i) for i, s in enumerate(slides)]
+    distances = np.array([float(d.mean()) if len(d) else math.nan for d, _ in neighbours])
     finite = distances[np.isfinite(distances)]
     ref.median_distance = float(np.median(finite)) if len(finite) else 1.0
-    return ref, distances
+    return ref, distances, neighbours
 
 
 def reference_radius(reference: np.ndarray, slide_of: np.ndarray, k: int, chunk: int = 1024) -> np.ndarray:
@@ -236,8 +248,9 @@ def unfamiliar_tiles(distances: np.ndarray, ratios: np.ndarray | None, rule: dic
     return out
 
 
-def unfamiliar_reference(ref: EmbeddingReference, slides: Sequence[np.ndarray],
-                         seed: int = 0) -> tuple[dict, np.ndarray, np.ndarray]:
+def unfamiliar_reference(ref: EmbeddingReference, slides: Sequence[np.ndarray], seed: int = 0,
+                         neighbours: Sequence[tuple[np.ndarray, np.ndarray | None]] | None = None
+                         ) -> tuple[dict, np.ndarray, np.ndarray]:
     """The unfamiliar-tile rule from the training slides (one (n_i, D) array each, in the order
     ``ref`` was fitted on): ``(rule, shares, counts)``: the tile distance above which a tile is
     unfamiliar and the share that flags a slide; each training slide's share and number of such
@@ -258,8 +271,12 @@ def unfamiliar_reference(ref: EmbeddingReference, slides: Sequence[np.ndarray],
     sparse, as far from each other as from them; a tile of tissue the training slides lack lies
     far beyond the training tiles around it. So a tile is unfamiliar only when both its distance
     and its ratio (:meth:`EmbeddingReference.tile_neighbours`) exceed the 99th percentile of the
-    training tiles' own (leave-slide-out)."""
-    per_slide = [ref.tile_neighbours(s, exclude_slide=i, seed=seed + i) for i, s in enumerate(slides)]
+    training tiles' own (leave-slide-out).
+
+    ``neighbours``: those leave-slide-out tile neighbours already found (:func:`fit_reference_and_neighbours`
+    with the same ``seed``), not searched again."""
+    per_slide = list(neighbours) if neighbours is not None else \
+        [ref.tile_neighbours(s, exclude_slide=i, seed=seed + i) for i, s in enumerate(slides)]
     pooled = np.concatenate([d for d, _ in per_slide if len(d)]) if any(len(d) for d, _ in per_slide) else np.zeros(0)
     if len(pooled) == 0:
         return {}, np.full(len(slides), math.nan), np.zeros(len(slides), int)

@@ -63,15 +63,21 @@ SHIFT_VERSION = 4  # 2: the unfamiliar share; 3: the blurry share; 4: the tile m
 
 
 def leave_group_out_distances(ref: EmbeddingReference, slides: Sequence[np.ndarray], groups: Sequence,
-                              seed: int = 0, tile_threshold: float | None = None) -> np.ndarray:
+                              seed: int = 0, tile_threshold: float | None = None,
+                              leave_slide_out: Sequence[np.ndarray] | None = None) -> np.ndarray:
     """Each training slide's embedding distance to the reference tiles of the other groups only;
     with ``tile_threshold``, ``(distances, unfamiliar shares)``: the share of its tiles farther
-    than that from the other groups' tiles."""
+    than that from the other groups' tiles. ``leave_slide_out``: each slide's leave-slide-out tile
+    distances already found with the same ``seed`` (:func:`weakstil.qc.embedding.fit_reference_and_neighbours`),
+    used for a slide alone in its group (the same search) rather than searched again."""
     groups = np.asarray([str(g) for g in groups])
     out, shares = [], []
     for i, feats in enumerate(slides):
         same = np.flatnonzero(groups == groups[i])
-        d = ref.tile_distances(feats, exclude_slide=same, seed=seed + i)
+        if leave_slide_out is not None and len(same) == 1:
+            d = leave_slide_out[i]
+        else:
+            d = ref.tile_distances(feats, exclude_slide=same, seed=seed + i)
         out.append(float(d.mean()) if len(d) else math.nan)
         shares.append(float((d > tile_threshold).mean()) if len(d) and tile_threshold is not None else math.nan)
     if tile_threshold is not None:

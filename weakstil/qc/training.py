@@ -36,7 +36,8 @@ from weakstil.confidence import (GRID_OFFSETS, SLIDES_ADVISED, Calibration, cali
 from weakstil.modeldir import ModelDir
 from weakstil.qc import bed_fallback
 from weakstil.qc.bed_stroma import bed_stroma, bed_stroma_outside, bed_stroma_reference
-from weakstil.qc.embedding import fit_reference, ood_threshold, shift_share_threshold, unfamiliar_reference
+from weakstil.qc.embedding import (fit_reference_and_neighbours, ood_threshold, shift_share_threshold,
+                                   unfamiliar_reference)
 from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
                                weighting_reference)
 from weakstil.qc.image import ImageStats, slide_image_stats
@@ -65,12 +66,15 @@ def training_image_stats(bank: FeatureBank, slide_paths: list[str], seed: int = 
     from weakstil.stain import SlideStain
 
     out: list[ImageStats | None] = []
+    # only tissue_fraction is read again: the attributes are the bank's (read from the same file by this run),
+    # and a slide that cannot be opened (moved since embedding) costs no read of its feature file
+    skip = tuple(ds.name for ds in FeaturesFile.DATASETS if ds.name != "tissue_fraction")
     for i, (bag, path) in enumerate(zip(bank.bags, slide_paths)):
         try:
-            tiles = FeaturesFile.read(bag.path, skip=("features", "tissue_mask"))
-            attrs = tiles.attrs
+            attrs = bag.attrs
             mpp_override = float(attrs["slide_mpp"]) if attrs.get("slide_mpp_source") == "override" else None
             with Slide.open(path, slide_mpp=mpp_override) as slide:
+                tiles = FeaturesFile.read(bag.path, skip=skip)
                 out.append(slide_image_stats(slide, bag.coords, tiles.tissue_fraction, int(attrs["tile_px"]),
                                              float(attrs["mpp"]), seed=seed,
                                              stain=SlideStain.from_attr(attrs.get("stain"))))
@@ -111,20 +115,24 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
 
     # 1. the OOD reference: embeddings of the training tiles, threshold from leave-slide-out scores
     feats = [bank.raw_slide_features(i).float().cpu().numpy() for i in range(n)]
-    ref, distances = fit_reference(feats, seed=seed)
+    # each slide's leave-slide-out k-NN search done once: its distance, its unfamiliar share and (alone in its
+    # group) its leave-group-out distance are made from it
+    ref, distances, neighbours = fit_reference_and_neighbours(feats, seed=seed)
     ref.save(folder.embeddings_path)
     ood_scores = distances / ref.median_distance
     ood_thr = ood_threshold(ood_scores)
     table["ood_score"] = ood_scores
-    unfamiliar, unfamiliar_shares, unfamiliar_counts = unfamiliar_reference(ref, feats, seed=seed)
+    unfamiliar, unfamiliar_shares, unfamiliar_counts = unfamiliar_reference(ref, feats, seed=seed,
+                                                                            neighbours=neighbours)
     table["unfamiliar_share"] = unfamiliar_shares
     group_ids = np.arange(n) if groups is None else np.asarray(groups)
     # each slide against the other centres only (as the leave-centre-out CV predicted it)
     embedding_lgo, unfamiliar_lgo = leave_group_out_distances(ref, feats, group_ids, seed=seed,
-                                                              tile_threshold=unfamiliar.get("tile_threshold", math.inf))
+                                                              tile_threshold=unfamiliar.get("tile_threshold", math.inf),
+                                                              leave_slide_out=[d for d, _ in neighbours])
     table["embedding_distance_lgo"] = embedding_lgo
     table["unfamiliar_share_lgo"] = unfamiliar_lgo
-    del feats
+    del feats, neighbours
     # 1b. the tile measurements the model appends (nuclear morphometry): their training range
     columns = bank.tile_stats_columns
     measured = [bank.slide_tile_stats(i) for i in range(n)] if columns else []
@@ -203,7 +211,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                                       "conformal coverage given n calibration slides"}
             # a slide scored over its whole tissue (a detected bed that fell back to it) against the labels:
             # another region than the interval's (weakstil.qc.bed_fallback; hunt 40c covered 6 of 14)
-            cal.extra[bed_fallback.KEY] = bed_fallback.fit(cal, labels, oof, bank.bags, shift)
+            cal.extra[bed_fallback.KEY] = bed_fallback.fit(cal, labels, oof, bank.bags, shift, bed_se_df=se_df)
         table[low_col], table[high_col] = lows, highs
         _write_json(folder.calibration_path, cal.to_dict())
         summary["confidence"] = {k: v for k, v in cal.to_dict().items() if k != "extra"}
