@@ -3,6 +3,10 @@
 - A ``--slides`` cohort CSV (slide_id,path) listing one file as ``a.svs`` and ``./a.svs`` (or its absolute path)
   under one id was refused as a "duplicate slide_id" although the row is a repeat of that slide; an exact repeat
   was dropped with a warning (helper h42f), and so is this now. Another cell (mpp) still refuses it.
+- model.json's ``folds`` (the fold models) or ``training.cross_validation.folds`` retyped (``"5"``) was refused
+  only when the fold models were loaded (score, evaluate of an ensemble model): evaluate of a 'final' model
+  read it without a word, and the report of a model with ``cross_validation.folds: "5"`` said "5-fold". Now
+  ``load_model`` and ``ModelDir.read_meta`` (the report) refuse it, one line naming model.json and the field.
 """
 
 from __future__ import annotations
@@ -37,3 +41,52 @@ def test_cohort_slide_list_repeating_one_file_under_another_spelling_is_a_repeat
     with pytest.raises(WeakSTILError) as err:  # another file under that id: refused as before
         read_slide_list(listed_csv)
     assert "duplicate slide_id" in err.value.one_line()
+
+
+def _model_json(folder, **edits):
+    import json
+
+    folder.mkdir()
+    meta = {"format": "weakstil-mil", "format_version": 1, "weights_sha256": "0" * 64,
+            "architecture": {"input_dim": 8}, "encoder": {"name": "small-cnn", "weights_sha256": "1" * 64},
+            "tiling": {"mpp": 0.5, "tile_px": 224}, "threshold": 30.0, "scoring": "final",
+            "training": {"cross_validation": {"folds": 2}},
+            "folds": [{"file": "folds/fold_1_1.safetensors", "sha256": "2" * 64, "fold": 1, "member": 1}]}
+    for key, value in edits.items():
+        *parents, last = key.split(".")
+        at = meta
+        for k in parents:
+            at = at[k]
+        at[last] = value
+    (folder / "model.json").write_text(json.dumps(meta), encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(b"not the recorded weights")
+    return folder
+
+
+def test_a_retyped_folds_field_is_refused_when_the_model_is_opened(tmp_path):
+    import pytest
+
+    from conftest import run_cli
+    from weakstil.errors import WeakSTILError
+    from weakstil.mil.store import load_model
+    from weakstil.modeldir import ModelDir
+
+    assert ModelDir(_model_json(tmp_path / "fine")).read_meta()["folds"][0]["fold"] == 1  # as train writes them
+    cases = {"folds": ("5", "'folds' is \"5\", not a list of fold model entries"),
+             "training.cross_validation.folds": ("5", "'training.cross_validation.folds' is \"5\", not a positive "
+                                                      "whole number")}
+    for n, (key, (value, said)) in enumerate(cases.items()):
+        folder = _model_json(tmp_path / f"m{n}", **{key: value})
+        for open_it in (ModelDir(folder).read_meta, lambda: load_model(folder)):
+            with pytest.raises(WeakSTILError) as err:
+                open_it()
+            line = err.value.one_line()
+            assert line.startswith(f"{folder / 'model.json'}: ") and said in line, line
+        if key == "training.cross_validation.folds":  # (the report read it as "5-fold cross-validation")
+            result = run_cli("report", "--model", folder, "--out", tmp_path / "report")
+            assert result.returncode == 1 and said in result.stderr, result.stderr
+    newer = _model_json(tmp_path / "newer", format_version=2, folds="5")  # a newer train's: upgrade, not "not a list"
+    assert ModelDir(newer).read_meta()["folds"] == "5"
+    with pytest.raises(WeakSTILError, match="upgrade weakstil"):
+        load_model(newer)
+
