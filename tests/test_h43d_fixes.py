@@ -7,6 +7,8 @@
   only when the fold models were loaded (score, evaluate of an ensemble model): evaluate of a 'final' model
   read it without a word, and the report of a model with ``cross_validation.folds: "5"`` said "5-fold". Now
   ``load_model`` and ``ModelDir.read_meta`` (the report) refuse it, one line naming model.json and the field.
+- After a full disk stopped a ``score`` batch (busy() could not write a lock-failed slide's error row), each
+  later slide another run held was still waited for (WEAKSTIL_LOCK_TIMEOUT, or for good): ``in_turn(stop=...)``.
 """
 
 from __future__ import annotations
@@ -89,4 +91,48 @@ def test_a_retyped_folds_field_is_refused_when_the_model_is_opened(tmp_path):
     assert ModelDir(newer).read_meta()["folds"] == "5"
     with pytest.raises(WeakSTILError, match="upgrade weakstil"):
         load_model(newer)
+
+
+def test_in_turn_gives_no_more_items_once_stopped_and_waits_for_none(tmp_path, monkeypatch):
+    """``in_turn(stop=...)``: once ``stop()`` is true (score's busy() met a full disk writing a lock-failed
+    slide's error row) no item is given and none another run holds is waited for: each was waited for up to
+    WEAKSTIL_LOCK_TIMEOUT (or for good) after the batch had stopped."""
+    import errno
+    import subprocess
+    import sys
+    import time
+
+    import weakstil.locks as locks
+
+    items = ["a", "b", "c", "d"]
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        "fds = [os.open(p, os.O_RDWR | os.O_CREAT) for p in sys.argv[1:]]\n"
+        "for fd in fds: fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True); time.sleep(600)"), *(str(tmp_path / f".{i}.h5.lock") for i in ("a", "c"))],
+        stdout=subprocess.PIPE, text=True)
+    real_open = locks._open_lock
+
+    def open_lock(path):
+        if path.name == ".b.h5.lock":
+            raise OSError(errno.ENAMETOOLONG, "File name too long", str(path))
+        return real_open(path)
+
+    monkeypatch.setattr(locks, "_open_lock", open_lock)
+    monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "2")
+    busy: list[str] = []
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        t0 = time.monotonic()
+        given = list(locks.in_turn(items, lambda i: tmp_path / f"{i}.h5", on_busy=lambda i, e: busy.append(i),
+                                   stop=lambda: "b" in busy))
+        took = time.monotonic() - t0
+        assert given == [] and busy == ["b"] and took < 1.5, (given, busy, took)  # not d, not a waited for
+        busy.clear()  # without a stop: d, then a and c each waited for
+        monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "0.3")
+        given = list(locks.in_turn(items, lambda i: tmp_path / f"{i}.h5", on_busy=lambda i, e: busy.append(i)))
+        assert given == ["d"] and busy == ["b", "a", "c"], (given, busy)
+    finally:
+        holder.kill()
+        holder.wait()
 
