@@ -9,6 +9,7 @@
   ``load_model`` and ``ModelDir.read_meta`` (the report) refuse it, one line naming model.json and the field.
 - After a full disk stopped a ``score`` batch (busy() could not write a lock-failed slide's error row), each
   later slide another run held was still waited for (WEAKSTIL_LOCK_TIMEOUT, or for good): ``in_turn(stop=...)``.
+- ``OMP_NUM_THREADS=+2`` (2 to libgomp and torch) was dropped with a warning: kept now.
 """
 
 from __future__ import annotations
@@ -136,3 +137,26 @@ def test_in_turn_gives_no_more_items_once_stopped_and_waits_for_none(tmp_path, m
         holder.kill()
         holder.wait()
 
+
+def test_omp_num_threads_with_a_plus_sign_is_kept_as_libgomp_reads_it(monkeypatch, caplog):
+    """``OMP_NUM_THREADS=+2``: libgomp (``strtoul``) and torch (``std::stoi``) run 2 threads without a word; it was
+    dropped with "is not a whole number of threads" and the plans ignored it. A number libgomp refuses (out of
+    ``unsigned long``: "Invalid value" printed by libgomp) is dropped now, as other bad values are."""
+    import os
+
+    from weakstil.runtime import drop_bad_thread_env, env_threads
+
+    for kept, threads in (("+2", 2), (" +3 ", 3), ("+4,+2", 4), ("2, +1", 2)):
+        monkeypatch.setenv("OMP_NUM_THREADS", kept)
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            drop_bad_thread_env()
+        assert os.environ.get("OMP_NUM_THREADS") == kept and not caplog.records, kept
+        assert env_threads() == threads, kept
+    for dropped in ("++2", "+ 2", "-2", "+0", "99999999999999999999", "+\u00b2"):
+        monkeypatch.setenv("OMP_NUM_THREADS", dropped)
+        with caplog.at_level(logging.WARNING):
+            caplog.clear()
+            drop_bad_thread_env()
+        assert "OMP_NUM_THREADS" not in os.environ and env_threads() is None, dropped
+        assert any(repr(dropped) in r.getMessage() for r in caplog.records), dropped
