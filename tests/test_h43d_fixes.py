@@ -10,6 +10,8 @@
 - After a full disk stopped a ``score`` batch (busy() could not write a lock-failed slide's error row), each
   later slide another run held was still waited for (WEAKSTIL_LOCK_TIMEOUT, or for good): ``in_turn(stop=...)``.
 - ``OMP_NUM_THREADS=+2`` (2 to libgomp and torch) was dropped with a warning: kept now.
+- A single-level slide was read whole for each overview of a run (score: tissue mask, qc statistics, heatmap: 3
+  times); now once, where its image takes at most 1/8 of the available memory, with the same pixels.
 """
 
 from __future__ import annotations
@@ -160,3 +162,42 @@ def test_omp_num_threads_with_a_plus_sign_is_kept_as_libgomp_reads_it(monkeypatc
             drop_bad_thread_env()
         assert "OMP_NUM_THREADS" not in os.environ and env_threads() is None, dropped
         assert any(repr(dropped) in r.getMessage() for r in caplog.records), dropped
+
+
+def test_a_single_level_slide_is_read_once_for_the_overviews_of_a_run(tmp_path, monkeypatch):
+    import numpy as np
+
+    import weakstil.slide as slide_mod
+    import weakstil.slide_backend as backend
+    from conftest import write_tiff_slide
+    from weakstil.slide import Slide
+
+    rng = np.random.default_rng(0)
+    rgb = np.full((700, 900, 3), 235, np.uint8)
+    rgb[100:600, 150:800] = rng.integers(60, 220, (500, 650, 3), dtype=np.uint8)
+    path = write_tiff_slide(tmp_path / "single.tiff", rgb, mpp=0.5, levels=1)
+    read = []
+    real = backend.OpenSlideBackend.read_region
+
+    def counted(self, location, level, size):
+        read.append(size[0] * size[1] if size[0] * size[1] > 64 else 0)  # (not Slide.open's probes of a pixel)
+        return real(self, location, level, size)
+
+    def overviews() -> list:
+        out = []
+        for mpp in (8.0, 4.0, 2.0):  # (as score's steps: each opens the slide itself)
+            with Slide.open(path) as slide:
+                out.append(slide.read_thumbnail(mpp))
+        return out
+
+    monkeypatch.setattr(backend.OpenSlideBackend, "read_region", counted)
+    monkeypatch.setattr(slide_mod, "_LEVEL0", {}, raising=False)
+    monkeypatch.setattr(slide_mod, "LEVEL0_MEMORY_SHARE", 1 << 62, raising=False)  # no memory for it: as before
+    before = overviews()
+    assert sum(read) == 3 * 900 * 700
+    read.clear()
+    monkeypatch.setattr(slide_mod, "LEVEL0_MEMORY_SHARE", 8, raising=False)
+    after = overviews()
+    assert sum(read) == 900 * 700, sum(read) / (900 * 700)  # was read whole 3 times
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))  # the same overviews
+
