@@ -12,6 +12,8 @@
 - ``OMP_NUM_THREADS=+2`` (2 to libgomp and torch) was dropped with a warning: kept now.
 - A single-level slide was read whole for each overview of a run (score: tissue mask, qc statistics, heatmap: 3
   times); now once, where its image takes at most 1/8 of the available memory, with the same pixels.
+- ``scan_incomplete`` on a square section laid at 0° on flat glass: the glass round it, straight along rows and
+  columns, counted as a cut; tissue the fill encloses (in a hole of it) is no longer counted.
 """
 
 from __future__ import annotations
@@ -201,3 +203,29 @@ def test_a_single_level_slide_is_read_once_for_the_overviews_of_a_run(tmp_path, 
     assert sum(read) == 900 * 700, sum(read) / (900 * 700)  # was read whole 3 times
     assert all(np.array_equal(a, b) for a, b in zip(before, after))  # the same overviews
 
+
+def test_a_square_section_at_0_degrees_on_flat_glass_is_no_scan_gap_but_its_blanked_third_is(tmp_path):
+    """The glass round a square section laid straight (0°) on flat glass is a region of one exact colour whose
+    edge runs along rows and columns with tissue all along it: 4044 µm of "cut", flagged scan_incomplete
+    (a 15° section was not: its outline is a JPEG block staircase). Tissue in a hole of the fill lies on it,
+    as a section on its glass; a scanner's gap cuts tissue outside it (the blanked third: still a cut)."""
+    import numpy as np
+
+    from conftest import write_tiff_slide
+    from test_h41h_scan_gap_staircase import _section_on_flat_glass
+    from weakstil.qc.scan_gap import CUT_UM, scan_gap
+    from weakstil.slide import Slide
+    from weakstil.tissue import TissueParams, detect_tissue
+
+    def cut(rgb: np.ndarray, name: str) -> tuple[float, int]:
+        with Slide.open(write_tiff_slide(tmp_path / name, rgb, mpp=0.5, levels=3)) as slide:
+            thumb = slide.read_thumbnail(4.0)
+        return scan_gap(thumb, 4.0, detect_tissue(thumb, 4.0, TissueParams()), 2.0)
+
+    rgb = _section_on_flat_glass(size=1600, degrees=0.0)
+    clean = cut(rgb, "square.tiff")
+    assert clean[0] < CUT_UM / 2 and clean[1] == 0, clean  # was (1984.0, 0): its whole outline
+    for fill in (255, 0):
+        third = rgb.copy()
+        third[:, 2 * rgb.shape[1] // 3:] = fill  # the scanner stopped: the rest of the slide is white or black
+        assert cut(third, f"third{fill}.tiff")[0] >= CUT_UM, fill
