@@ -340,7 +340,7 @@ class Slide:
     def _whole_level(self, level: int) -> np.ndarray | None:
         """The whole image of a single-level slide (``level`` 0 of 1) as RGBA, read once for the overviews of
         one run (:data:`_LEVEL0`); None for a pyramid level, or where it would take much of the memory."""
-        from weakstil.resources import available_memory
+        from weakstil.memory import available_memory
 
         if level != 0 or self.level_count != 1:
             return None
