@@ -1383,6 +1383,51 @@ def test_a_full_disk_at_a_lock_failed_slides_error_row_stops_the_batch(world, tm
                for line in said), said
 
 
+def test_after_a_full_disk_stops_the_batch_slides_another_run_holds_are_not_waited_for(world, tmp_path, monkeypatch):
+    """As above, with the other slides held by another run: each was waited for after the batch had stopped (up
+    to WEAKSTIL_LOCK_TIMEOUT, or as long as that run took), then an error line of its own, and no "stopped after"
+    line (helper h43d). Now the batch ends at the full disk."""
+    import errno
+
+    import weakstil.locks as locks
+    from weakstil.score import ScoreOptions, score_batch
+
+    slides = sorted((world.cohort / "slides").glob("*.tiff"))
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import fcntl, os, sys, time\n"
+        "fds = [os.open(p, os.O_RDWR | os.O_CREAT) for p in sys.argv[1:]]\n"
+        "for fd in fds: fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('held', flush=True); time.sleep(600)"), *(str(out / f".{p.stem}.h5.lock") for p in slides[1:])],
+        stdout=subprocess.PIPE, text=True)
+    real_open = locks._open_lock
+
+    def open_lock(path):
+        if slides[0].stem in path.name:
+            raise OSError(errno.ENAMETOOLONG, "File name too long", str(path))
+        return real_open(path)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(locks, "_open_lock", open_lock)
+    monkeypatch.setattr("weakstil.score.write_results", full)
+    monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "1")
+    said: list[str] = []
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        opts = ScoreOptions(model=world.model, out=out, features=world.feats, weights="random", workers=1)
+        rows = score_batch(slides, opts, progress=False, say_error=said.append)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert [(r["slide_id"], r["status"]) for r in rows] == [(slides[0].stem, "error")]  # old: every slide, waited
+    assert not any("WEAKSTIL_LOCK_TIMEOUT" in line for line in said), said
+    assert any(line.startswith("stopped after") and f"{len(slides) - 1} more slide(s) not scored" in line
+               for line in said), said
+
+
 def test_a_lock_left_by_kill_9_is_taken_over(world, tmp_path):
     out = tmp_path / "out"
     holder = subprocess.Popen([sys.executable, "-c", (

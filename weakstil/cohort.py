@@ -156,9 +156,14 @@ def _refuse_predictions(columns: list[str], csv_path: Path) -> None:
                               "is judged with 'weakstil evaluate COHORT --oof results.csv'")
 
 
-def _cells(rec: dict) -> dict[str, str]:
-    """A row's cells as written (spaces round them aside), to tell a repeated row from a conflicting one."""
-    return {str(k): str(v).strip() for k, v in rec.items()}
+def _cells(rec: dict, base: Path) -> dict[str, str]:
+    """A row's cells as written (spaces round them aside), to tell a repeated row from a conflicting one; the
+    path cell as the file it names (relative to ``base``, the CSV's folder): 'a.svs', './a.svs' and its absolute
+    path are one file, a repeat (they were a "duplicate slide_id" refusing the batch, helper h43d)."""
+    cells = {str(k): str(v).strip() for k, v in rec.items()}
+    if cells.get("path"):
+        cells["path"] = os.path.realpath(os.path.join(base, cells["path"]))
+    return cells
 
 
 def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None, group_column: str | None = None,
@@ -285,7 +290,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
         date_ids += [(row, sid)] if DATE_ID.fullmatch(sid) else []
         if sid == "":
             reasons.append("slide_id is empty")
-        elif sid in first_row and drop_repeated_rows and first_cells[sid] == _cells(rec):
+        elif sid in first_row and drop_repeated_rows and first_cells[sid] == _cells(rec, base):
             repeated.append((row, first_row[sid], sid))  # (a slide list: the same row twice is that slide once,
             continue  # as a text list's repeated line is; it refused the whole batch, helper h42f)
         elif sid in first_row:
@@ -298,7 +303,7 @@ def read_cohort(csv_path: str | Path, *, features_dir: str | Path | None = None,
             reasons.append(f"slide_id differs only in case from {other!r} (row {other_row}): their files would "
                            "collide on a case-insensitive file system")
         else:
-            first_row[sid], first_cells[sid] = row, _cells(rec)
+            first_row[sid], first_cells[sid] = row, _cells(rec, base)
             first_label[sid] = str(rec.get("stil", "")).strip()
             first_folded[sid.casefold()] = (sid, row)
         if sid and (bad_id := slide_id_problem(sid)):  # the rule score, tile and embed apply to a file's own id

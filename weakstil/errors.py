@@ -31,6 +31,11 @@ class WeakSTILError(Exception):
         return " ".join(text.split())  # always one line
 
 
+class ModelError(WeakSTILError):
+    """A model directory is missing, damaged or does not fit the features (``weakstil.mil.identity`` names it too;
+    here so that ``weakstil.modeldir`` checks model.json's fields without importing the mil package)."""
+
+
 class SlideError(WeakSTILError):
     """The slide cannot be used (unreadable, no resolution, too coarse...); ``warnings``: why it is
     not brightfield H&E, when that is why (a greyscale image), as :class:`NoTissueError` says it."""

@@ -377,7 +377,8 @@ def _signature(path: Path) -> tuple[int, int] | None:
 
 
 def in_turn(items: Iterable[T], target_of: Callable[[T], Path], written_meanwhile: set[T] | None = None,
-            on_busy: Callable[[T, BusyError], None] | None = None) -> Iterator[T]:
+            on_busy: Callable[[T, BusyError], None] | None = None,
+            stop: Callable[[], bool] | None = None) -> Iterator[T]:
     """Yield ``items`` with the lock of ``target_of(item)`` held until the next one is asked for.
 
     An item whose output another run is writing is put off to the end, then waited for, so two
@@ -385,7 +386,9 @@ def in_turn(items: Iterable[T], target_of: Callable[[T], Path], written_meanwhil
     gets the items whose output another run wrote after this batch began: an ``--overwrite`` run
     does not redo them (two runs with --overwrite each did every slide: twice the work, no speed-up).
     ``on_busy(item, error)``: an item another run held past ``WEAKSTIL_LOCK_TIMEOUT``, and the rest
-    go on (without it the error is raised: the items put off after it were left out unsaid)."""
+    go on (without it the error is raised: the items put off after it were left out unsaid). ``stop()`` true
+    (``on_busy`` met a full disk writing that item's error): no more items, none waited for (each slide another
+    run held was waited for, up to ``WEAKSTIL_LOCK_TIMEOUT`` or for good, after the batch had stopped; h43d)."""
     lock_timeout()  # a bad WEAKSTIL_LOCK_TIMEOUT is said before the first slide, not at the first wait (hours in)
     items = list(items)
     at_start = [_signature(target_of(item)) for item in items] if written_meanwhile is not None else []
@@ -396,7 +399,12 @@ def in_turn(items: Iterable[T], target_of: Callable[[T], Path], written_meanwhil
                 and now != at_start[i]:
             written_meanwhile.add(items[i])
 
+    def stopped() -> bool:
+        return stop is not None and stop()
+
     for i, item in enumerate(items):
+        if stopped():
+            return
         lock = OutputLock(target_of(item))
         try:
             if not lock.acquire(blocking=False):
@@ -411,6 +419,8 @@ def in_turn(items: Iterable[T], target_of: Callable[[T], Path], written_meanwhil
         finally:
             lock.release()
     for i in later:
+        if stopped():
+            return
         lock = OutputLock(target_of(items[i]))
         try:
             lock.__enter__()

@@ -285,7 +285,12 @@ class ModelDir:
             meta = json.loads(self.meta_path.read_text(encoding="utf-8-sig"))  # (a BOM: saved by Notepad)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise WeakSTILError(f"{META_FILE} is not valid JSON ({exc})", path=self.meta_path, fix=fix) from None
-        return check_meta(meta, self.meta_path, fix)
+        meta = check_meta(meta, self.meta_path, fix)
+        from weakstil.mil.meta_schema import check_model_fields, newer_format
+
+        if not newer_format(meta):  # the types load_model checks, for the readers of the record (report): a 'folds'
+            check_model_fields(meta, self.meta_path, required_too=False)  # "5" was read as 5 folds (helper h43d)
+        return meta
 
     def bundle_for_scoring(self, features_dir: str | Path, tumorbed: str | Path | None = None) -> list[str]:
         """Make the model self-contained for ``weakstil score``: copy a local encoder (the

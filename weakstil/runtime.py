@@ -71,12 +71,25 @@ def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def omp_counts(text: str) -> list[int] | None:
+    """The thread counts ``OMP_NUM_THREADS=text`` gives (a list: nested levels' counts), as libgomp reads it
+    (``strtoul`` for each: spaces round it, one optional ``+``, ASCII digits; 1 or more and below 2**63),
+    else None: libgomp prints "Invalid value for environment variable OMP_NUM_THREADS" and ignores it.
+    ``+2`` is 2 to libgomp and to torch (``std::stoi``): it was dropped with a warning (helper h43d)."""
+    counts = []
+    for part in text.split(","):
+        if not re.fullmatch(r"\s*\+?[0-9]+\s*", part, flags=re.ASCII) or not 0 < int(part) < 2 ** 63:
+            return None
+        counts.append(int(part))
+    return counts
+
+
 def env_threads() -> int | None:
     """``OMP_NUM_THREADS`` when set to a positive number (by the user, or a cluster's job prologue: often
     the job's CPUs), else None. torch starts with that many threads; plans that pick a thread count
     themselves stay within it."""
-    text = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()  # (a list: nested levels' counts)
-    return int(text) if text.isascii() and text.isdigit() and int(text) > 0 else None
+    counts = omp_counts(os.environ.get("OMP_NUM_THREADS", ""))
+    return counts[0] if counts else None
 
 
 def idle_cpus() -> int:
@@ -369,7 +382,7 @@ def drop_bad_thread_env() -> None:
     if text == "":  # `export OMP_NUM_THREADS=$SLURM_CPUS_PER_TASK` outside a job: unset, taken out without a word
         del os.environ["OMP_NUM_THREADS"]  # (libgomp printed its bare line for it too, helper h42g)
         return
-    if text is None or all(re.fullmatch(r"\s*[0-9]+\s*", p) and int(p) > 0 for p in text.split(",")):
+    if text is None or omp_counts(text) is not None:  # (' 2', '+2', '4,2': libgomp's and torch's numbers)
         return
     del os.environ["OMP_NUM_THREADS"]
     log.warning("OMP_NUM_THREADS=%r is not a whole number of threads of 1 or more: ignored (torch and the plans "

@@ -273,14 +273,12 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
             batch_rows.unrecorded.append(sid)
             if err.stops_batch:  # a full disk stops the batch here, as after a scored slide (helper h42f: the next
                 stopped = stopped or err  # slide was scored, minutes of work, before its own write stopped it)
+    done = 0  #: slides given to the loop below
     with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, opts.slide_id(p)), by_another_run,
-                                    busy)) as turns, \
+                                    busy, stop=lambda: stopped is not None)) as turns, \
             contextlib.ExitStack() as showing:
         batch_task = bar.add_task("slides", total=len(todo))
         for done, path in enumerate(turns, start=1):
-            if stopped is not None:  # (set by busy(): results.csv could not take a slide's error row)
-                _say_stopped(say, stopped, len(todo) - (done - 1) - lock_failed)
-                break
             slide_id = opts.slide_id(path)
             prev, unchanged = (table := read_previous(results_path)).get(slide_id), False  # (unchanged: see below)
             if (not opts.overwrite or path in by_another_run) and already_scored(opts.out, path, slide_id, prev, ctx):
@@ -343,8 +341,9 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 on_slide(slide_id, given)
             bar.advance(batch_task)
             if stopped is not None:  # (left: not tried; a failed slide whose earlier row stays is not in mine)
-                _say_stopped(say, stopped, len(todo) - done - lock_failed)
                 break
+    if stopped is not None:  # (also set by busy(): results.csv could not take a lock-failed slide's error row;
+        _say_stopped(say, stopped, len(todo) - done - lock_failed)  # in_turn gives no more slides then)
     if len(clashes) > clashes_written:  # only clashes (or every other row unchanged): still record them
         with contextlib.suppress(OSError):
             mark(opts.out, "score")

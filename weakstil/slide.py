@@ -40,6 +40,12 @@ SLOW_OVERVIEW_PIXELS = 400e6
 #: that asks for the same size: score's qc and ink veto each open their own (hunt 41b: a 900 Mpx single-level
 #: TIFF was read whole 4 times, 2 of them for the same overview). One entry; the same pixels, read once.
 _SLOW_OVERVIEW: dict[tuple, np.ndarray] = {}
+#: The whole image of the last single-level slide an overview was read from (RGBA, as OpenSlide gives it), for
+#: the overviews of other sizes that the same run reads next: score read such a slide whole 3 times (tissue mask
+#: at 8 µm/px, qc statistics at 4, heatmap; helper h43d). The same pixels, decoded once; kept only
+#: when it takes at most 1/LEVEL0_MEMORY_SHARE of the available memory (else read each time, in blocks).
+_LEVEL0: dict[tuple, np.ndarray] = {}
+LEVEL0_MEMORY_SHARE = 8
 
 #: A base resolution may be this much coarser than the target before we refuse.
 COARSER_TOLERANCE = 0.10
@@ -295,7 +301,8 @@ class Slide:
         key = _overview_key(self.path, level, out_w, out_h) if slow else None
         if key is not None and key in _SLOW_OVERVIEW:
             return _SLOW_OVERVIEW[key].copy()
-        if slow and not self._slow_overview_warned:
+        read_before = level == 0 and _overview_key(self.path, 0, W, H) in _LEVEL0  # (this run's: not slow now)
+        if slow and not read_before and not self._slow_overview_warned:
             self._slow_overview_warned = True
             from weakstil.tiff_layout import subifd_levels
 
@@ -307,6 +314,7 @@ class Slide:
                         "not read: an export with the levels as top-level images, e.g. 'vips tiffsave IN OUT.tif "
                         "--tile --pyramid --compression jpeg', is read in seconds" if hidden else
                         "a pyramidal export, e.g. vips tiffsave --pyramid, is read in seconds")
+        whole = self._whole_level(level)
         block = max(16, int(MAX_READ_BLOCK / max(fx, fy)))
         out = np.empty((out_h, out_w, 3), np.uint8)
         for ty in range(0, out_h, block):
@@ -318,7 +326,7 @@ class Slide:
                 try:
                     rgba = self.backend.read_region(
                         (int(lx0 * ds), int(ly0 * ds)), level, (max(1, lx1 - lx0), max(1, ly1 - ly0))
-                    )
+                    ) if whole is None else Image.fromarray(whole[ly0:max(ly1, ly0 + 1), lx0:max(lx1, lx0 + 1)], "RGBA")
                 except Exception as exc:
                     raise SlideError(f"cannot read pixels ({_short(exc)})", path=self.path,
                                      fix="the file may be damaged; copy or export it again") from None
@@ -328,6 +336,31 @@ class Slide:
             _SLOW_OVERVIEW.clear()
             _SLOW_OVERVIEW[key] = out.copy()
         return out
+
+    def _whole_level(self, level: int) -> np.ndarray | None:
+        """The whole image of a single-level slide (``level`` 0 of 1) as RGBA, read once for the overviews of
+        one run (:data:`_LEVEL0`); None for a pyramid level, or where it would take much of the memory."""
+        from weakstil.memory import available_memory
+
+        if level != 0 or self.level_count != 1:
+            return None
+        W, H = self.dimensions
+        key = _overview_key(self.path, 0, W, H)
+        if key is None or (key not in _LEVEL0 and 4 * W * H > available_memory() // LEVEL0_MEMORY_SHARE):
+            return None
+        if key not in _LEVEL0:
+            _LEVEL0.clear()  # (the last slide's first)
+            whole = np.empty((H, W, 4), np.uint8)
+            for y in range(0, H, MAX_READ_BLOCK):
+                for x in range(0, W, MAX_READ_BLOCK):
+                    w, h = min(MAX_READ_BLOCK, W - x), min(MAX_READ_BLOCK, H - y)
+                    try:
+                        whole[y:y + h, x:x + w] = np.asarray(self.backend.read_region((x, y), 0, (w, h)))
+                    except Exception as exc:
+                        raise SlideError(f"cannot read pixels ({_short(exc)})", path=self.path,
+                                         fix="the file may be damaged; copy or export it again") from None
+            _LEVEL0[key] = whole
+        return _LEVEL0[key]
 
     def describe(self) -> str:
         """One line for people: size, resolution, vendor and pyramid (``weakstil info``)."""

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from weakstil.errors import WeakSTILError
+from weakstil.errors import ModelError, WeakSTILError  # (ModelError: imported from here too)
 from weakstil.weights_id import same_weights
 
 #: Attributes of a feature cache that identify the encoder and tiles.
@@ -18,10 +18,6 @@ from weakstil.weights_id import same_weights
 #: the tile statistics, the same columns, was trained on as one kind, the model recording the first slide's)
 IDENTITY_ATTRS = ("encoder", "weights_sha256", "mpp", "tile_px", "stain_norm", "stain_estimate_version",
                   "tilestats_version")
-
-
-class ModelError(WeakSTILError):
-    """A model directory is missing, damaged or does not fit the features."""
 
 
 def _json_or_raw(value: object) -> object:

@@ -16,8 +16,10 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from weakstil.mil.identity import ModelError
+from weakstil.errors import ModelError
 
+#: The ``format_version`` of model.json that 'weakstil train' writes and this weakstil reads (a newer one: upgrade).
+FORMAT_VERSION = 1
 #: The fix of every field error: the model's weights were trained with the values train wrote.
 FIX = ("restore model.json from the model folder's copy (or its version control) as 'weakstil train' wrote it, "
        "or train the model again")
@@ -64,7 +66,16 @@ KINDS: dict[str, tuple[Callable[[object], bool], str]] = {
     "version": (lambda v: v is None or (_whole(v) and v >= 0) or (isinstance(v, str) and v != ""),
                 "a version number or null"),  # null: features without the measurement
     "norm": (lambda v: v is None or (isinstance(v, str) and v != ""), "a stain normalisation name or null"),
+    "foldlist": (lambda v: isinstance(v, list) and all(_fold_entry(e) for e in v),
+                 "a list of fold model entries (each {\"file\": ..., \"sha256\": ...})"),
 }
+
+
+def _fold_entry(entry: object) -> bool:
+    """One entry of ``folds`` as train writes it: the fold model's file (inside the model folder, checked when
+    it is loaded), its SHA-256 and its fold and member numbers (absent in older models)."""
+    return (isinstance(entry, dict) and KINDS["str"][0](entry.get("file")) and KINDS["sha"][0](entry.get("sha256"))
+            and all(k not in entry or KINDS["posint"][0](entry[k]) for k in ("fold", "member")))
 
 #: key path -> (kind, required). A section's fields are checked when the section is an object (a tiling
 #: key lacking a field is weakstil.tiles.scoring_tiling's to refuse: partial keys of older caches are matched).
@@ -76,6 +87,10 @@ FIELDS: dict[tuple[str, ...], tuple[str, bool]] = {
     ("training", "tumorbeds"): ("dict", False),
     ("training", "tumorbeds", "slides"): ("counts", False),
     ("qc", "files"): ("dict", False),
+    # the fold models (score's ensemble, the interval) and the number of folds (the report's "N-fold"): a string
+    # "5" there was refused only when the folds were loaded, by some commands and not others (helper h43d)
+    ("folds",): ("foldlist", False),
+    ("training", "cross_validation", "folds"): ("posint", False),
     ("weights_sha256",): ("sha", True),
     ("architecture",): ("dict", True),
     ("architecture", "input_dim"): ("posint", True),
@@ -125,10 +140,19 @@ def shown(value: object) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def check_model_fields(meta: dict, path: Path) -> None:
+def newer_format(meta: dict) -> bool:
+    """Whether ``model.json`` is of a newer format than this weakstil reads (its fields are then not judged: a
+    newer train's field was "not ..." or "remove it", not "upgrade", helper h42g)."""
+    version = meta.get("format_version")
+    return isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION
+
+
+def check_model_fields(meta: dict, path: Path, required_too: bool = True) -> None:
     """One error naming ``model.json``, the key and the fix for the first field of :data:`FIELDS`
-    that is missing (where required) or not of the type 'weakstil train' writes."""
+    that is missing (where required; not with ``required_too=False``: a reader of the record only, the
+    report) or not of the type 'weakstil train' writes."""
     for keys, (kind, required) in FIELDS.items():
+        required = required and required_too
         parent: object = meta
         for k in keys[:-1]:
             parent = parent.get(k) if isinstance(parent, dict) else None

@@ -21,13 +21,12 @@ from weakstil.errors import UsageError, WeakSTILError
 from weakstil.mil.bank import FeatureBank
 from weakstil.mil.config import Architecture, TrainConfig
 from weakstil.mil.identity import MEASUREMENT_ATTRS, ModelError
-from weakstil.mil.meta_schema import check_model_fields, shown
+from weakstil.mil.meta_schema import FORMAT_VERSION, check_model_fields, shown
 from weakstil.mil.model import TileMIL
 from weakstil.modeldir import WEIGHTS_FILE, ModelDir, check_meta, folder_of_file_fix, meta_format_version
 from weakstil.runtime import lfs_pointer_note, sha256_file, versions
 
 FORMAT = "weakstil-mil"
-FORMAT_VERSION = 1
 #: The fix for a model file that is a Git LFS pointer.
 LFS_FIX = "run 'git lfs pull' in the repository the model folder was cloned from, or copy the model folder again"
 
