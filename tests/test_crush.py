@@ -22,10 +22,13 @@ def _render(h: np.ndarray, e: np.ndarray, rng: np.random.Generator) -> np.ndarra
 
 
 def _stamp(h: np.ndarray, cy: float, cx: float, a: float, b: float, ang: float, value: float) -> None:
-    yy, xx = np.mgrid[:h.shape[0], :h.shape[1]]
+    """An ellipse (semi-axes ``a``, ``b`` px at angle ``ang``) of ``value`` written into ``h``."""
+    r = int(math.ceil(max(a, b)))
+    y0, x0 = max(0, int(cy) - r), max(0, int(cx) - r)
+    yy, xx = np.mgrid[y0:min(h.shape[0], int(cy) + r + 1), x0:min(h.shape[1], int(cx) + r + 1)]
     u = (xx - cx) * math.cos(ang) + (yy - cy) * math.sin(ang)
     v = -(xx - cx) * math.sin(ang) + (yy - cy) * math.cos(ang)
-    h[(u / a) ** 2 + (v / b) ** 2 <= 1] = value
+    h[yy[(u / a) ** 2 + (v / b) ** 2 <= 1], xx[(u / a) ** 2 + (v / b) ** 2 <= 1]] = value
 
 
 def crush_tile(rng: np.random.Generator, px: int = 224) -> np.ndarray:
