@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from weakstil.stain import SlideStain
 from weakstil.tilestats import COLUMNS, CRUSH_COLUMN, batch_stats
@@ -103,3 +104,26 @@ def test_crush_tiles_leave_the_scored_bed_and_are_counted():
     old.tile_stats = np.zeros((4, 1), np.float32)
     bed = exclude_crush(TumorBed(np.ones((2, 2), bool), 4.0, fraction, TumorBedSource.ANNOTATION), old, "s")
     assert bed.tile_flags.tolist() == [True, True, True, False] and "tumorbed_crush_tiles" not in bed.attrs()
+
+
+def test_napari_rescore_leaves_out_the_crush_tiles_score_left_out():
+    """A bed edited and rescored from the scores file is scored as 'score' scored it: without its crush tiles
+    (their bits recorded in the file), so an unchanged bed rescored gives the published number."""
+    from weakstil.bed_edit import ScoredTiles
+    from weakstil.crush import PACKED_ATTR, packed, unpacked
+    from weakstil.tumorbed.bed import SlideGeometry
+
+    crush = np.array([False, True, False, False, True, False, False, False, False, True])
+    assert unpacked(packed(crush), 10).tolist() == crush.tolist()
+    assert unpacked("not base64!", 10) is None and unpacked(packed(crush), 12) is not None
+    scores = np.array([10, 90, 10, 10, 90, 10, 20, 20, 20, 90], np.float32)  # crush read as lymphocytes: 90
+    coords = np.stack([np.arange(10) * 224, np.zeros(10)], 1)
+    geom = SlideGeometry(2240, 224, 0.5, coords, 224.0, np.ones((1, 10), bool), 112.0)
+    tiles = ScoredTiles(path=None, slide_id="s", tile_scores=scores, logits=None, stroma=None, known=None,
+                        aggregator="mean", threshold=30.0, geometry=geom, original_stil=None, original_flags=None,
+                        excluded=unpacked(packed(crush), 10))
+    bed = np.ones(10, bool)
+    assert tiles.score_flags(bed).stil == pytest.approx(float(scores[~crush].mean()))
+    tiles.excluded = None  # a file from before version 5: every tile of the bed counts
+    assert tiles.score_flags(bed).stil == pytest.approx(float(scores.mean()))
+    assert PACKED_ATTR == "crush_tiles_packed"

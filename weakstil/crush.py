@@ -53,3 +53,29 @@ def exclude_crush(bed: TumorBed, features: FeaturesFile, slide_id: str = "") -> 
         log.info("%s: %d tile%s of crush artefact left out of the scored bed", slide_id or "slide", n_bed,
                  "s" if n_bed > 1 else "")
     return bed
+
+
+#: Attribute of a slide's scores HDF5 holding its crush tiles (:func:`packed`), so that a bed edited in napari is
+#: rescored without them as ``score`` scored it (:class:`weakstil.bed_edit.ScoredTiles`).
+PACKED_ATTR = "crush_tiles_packed"
+
+
+def packed(excluded: np.ndarray) -> str:
+    """``excluded`` (N,) bool as text: base64 of its bits (a 100,000-tile slide: 17 kB)."""
+    import base64
+
+    return base64.b64encode(np.packbits(np.asarray(excluded, bool)).tobytes()).decode("ascii")
+
+
+def unpacked(value: object, n: int) -> np.ndarray | None:
+    """The (``n``,) bool tiles of a :func:`packed` attribute, or None (no attribute, or not ``n`` tiles' worth)."""
+    import base64
+    import binascii
+
+    if not isinstance(value, (str, bytes)) or not value:
+        return None
+    try:
+        bits = np.unpackbits(np.frombuffer(base64.b64decode(value, validate=True), np.uint8))
+    except (binascii.Error, ValueError):
+        return None
+    return bits[:n].astype(bool) if len(bits) >= n and not bits[n:].any() else None
