@@ -99,6 +99,8 @@ class ScoredTiles:
     prior_stroma: float = 0.0  #: the blend of the published tile scores (:meth:`tile_estimates`)
     #: the slide's tissue pieces and each tile's (:func:`weakstil.qc.pieces.slide_pieces`), found at the first rescore
     piece_layout: tuple | None = None
+    #: (N,) bool: tiles ``score`` left out of any bed (crush artefact, :mod:`weakstil.crush`); None: none recorded
+    excluded: np.ndarray | None = None
 
     @classmethod
     def read(cls, path: str | Path) -> ScoredTiles:
@@ -114,6 +116,8 @@ class ScoredTiles:
 
     @classmethod
     def from_file(cls, f, path: Path | None = None) -> ScoredTiles:
+        from weakstil.crush import PACKED_ATTR, unpacked
+
         attrs = dict(f.attrs)
         where = path or f.path or attrs.get("slide_id", "score file")
         for key in ("slide_width", "slide_height", "slide_mpp"):
@@ -152,7 +156,8 @@ class ScoredTiles:
                    geometry=geom, original_stil=None if stil is None or stil != stil else float(stil),
                    original_flags=flags, original_mask=None if mask is None else np.asarray(mask, bool),
                    original_mask_mpp=None if mask_mpp is None else float(mask_mpp), threshold_default=threshold is None,
-                   prior_stroma=float(attrs.get("tile_prior_stroma", settings.TILE_PRIOR_STROMA)) if blended else 0.0)
+                   prior_stroma=float(attrs.get("tile_prior_stroma", settings.TILE_PRIOR_STROMA)) if blended else 0.0,
+                   excluded=unpacked(attrs.get(PACKED_ATTR), len(scores)))
 
     def rescore(self, polygons: Sequence[Ring], holes: Sequence[Ring] = (), clip: bool = False) -> BedScore:
         """The slide's sTIL% with the bed ``polygons`` minus ``holes`` (level-0 ``[x, y]`` rings).
@@ -175,6 +180,8 @@ class ScoredTiles:
     def score_flags(self, flags: np.ndarray) -> BedScore:
         """The slide's sTIL% with the tiles ``flags`` as its bed."""
         flags = np.asarray(flags, bool)
+        if self.excluded is not None:  # as 'score' scored it: crush tiles are never scored
+            flags = flags & ~self.excluded
         if self.known is not None and (flags & ~self.known).any():
             raise WeakSTILError(
                 f"the edited bed takes in {int((flags & ~self.known).sum())} tiles outside the original bed, whose "

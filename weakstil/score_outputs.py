@@ -31,6 +31,13 @@ COPIED_ATTRS = ("mpp", "tile_px", "tile_um", "slide_mpp", "slide_mpp_source", "s
                  "slide_fingerprint", "slide_bounds_x", "slide_bounds_y", "ndpi_offset_x_nm", "ndpi_offset_y_nm")
 
 
+def crush_attr(bed) -> dict:
+    """The bed's crush tiles (:mod:`weakstil.crush`) for the scores HDF5 only (napari rescores without them)."""
+    from weakstil.crush import PACKED_ATTR, packed
+
+    return {PACKED_ATTR: packed(bed.excluded)} if bed.excluded is not None and bed.excluded.any() else {}
+
+
 def write_slide_outputs(path: Path, slide_id: str, ctx: Any, features, bed, tile_scores: np.ndarray,
                          attention: np.ndarray | None, stil: float, stil_high: object, status: str,
                          qc_attrs: dict | None = None, attention_logits: np.ndarray | None = None,
@@ -78,7 +85,7 @@ def write_slide_outputs(path: Path, slide_id: str, ctx: Any, features, bed, tile
                     tumorbed_fraction=bed.tile_fraction, tissue_fraction=features.tissue_fraction,
                     tissue_mask=features.tissue_mask, tissue_mask_mpp=float(features.tissue_mask_mpp),
                     tumorbed_mask=bed.mask, tumorbed_mask_mpp=float(bed.mask_mpp),
-                    attrs=attrs).write(slide_file(out, slide_id))
+                    attrs={**attrs, **crush_attr(bed)}).write(slide_file(out, slide_id))
     measurements = {"sTIL score": tile_scores, "tumour bed": bed.tile_flags.astype(np.float32)}
     if attention is not None:
         measurements["attention"] = attention

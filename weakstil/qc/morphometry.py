@@ -170,6 +170,7 @@ _PLAIN = {
     "mean_roundness": ("mean nuclear roundness (minor / major axis, 1 = round)", 1.0, ""),
     "small_dark_round_count": ("lymphocyte-like nuclei in stroma per 100 x 100 µm", 1.0, ""),
     "dark_tumour_nuclei": ("dark tumour-sized nuclei in nests (hyperchromatic tumour)", *_SHARE),
+    "crush_share": ("crush artefact (dense, streamed haematoxylin without nuclear outlines)", *_SHARE),
 }
 
 

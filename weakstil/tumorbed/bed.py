@@ -49,10 +49,19 @@ class TumorBed:
     incomplete: str = ""  #: why a detected bed may miss part of its tumour (tumour cells joined to it outside it): a qc flag
     #: why the detector is unchecked on this slide (stained unlike its training slides, weakstil.tumorbed.look): a qc reason
     unlike_detector: str = ""
+    #: (N,) bool: tiles left out of the scored area whatever the outline (crush artefact,
+    #: :mod:`weakstil.crush`); None: none
+    excluded: np.ndarray | None = None
 
     @property
     def tile_flags(self) -> np.ndarray:
-        return self.tile_fraction >= TILE_IN_BED
+        flags = self.tile_fraction >= TILE_IN_BED
+        return flags if self.excluded is None else flags & ~self.excluded
+
+    @property
+    def n_excluded(self) -> int:
+        """Tiles of the outline left out of the scored area (crush)."""
+        return 0 if self.excluded is None else int(((self.tile_fraction >= TILE_IN_BED) & self.excluded).sum())
 
     @property
     def found(self) -> bool:
@@ -63,6 +72,8 @@ class TumorBed:
                "tumorbed_mask_mpp": float(self.mask_mpp), "tumorbed_tile_threshold": TILE_IN_BED}
         if self.seed_vetoes:
             out["tumorbed_seed_vetoes"] = self.seed_vetoes
+        if self.excluded is not None:  # measured (tile statistics version 5 on): how many bed tiles were crush
+            out["tumorbed_crush_tiles"] = self.n_excluded
         return out
 
 

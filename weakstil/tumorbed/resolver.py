@@ -136,7 +136,13 @@ class BedSources:
 
     def resolve(self, slide_id: str, features: FeaturesFile, slide_path: str | Path | None = None) -> TumorBed:
         """One slide's tumour bed, from its feature cache (read with its tissue mask); ``slide_path``:
-        the slide's file where it is now (the detector's ink veto reads it), when known."""
+        the slide's file where it is now (the detector's ink veto reads it), when known. Its crush
+        tiles are left out of its scored tiles (:func:`weakstil.crush.exclude_crush`)."""
+        from weakstil.crush import exclude_crush
+
+        return exclude_crush(self._resolve(slide_id, features, slide_path), features, slide_id)
+
+    def _resolve(self, slide_id: str, features: FeaturesFile, slide_path: str | Path | None = None) -> TumorBed:
         from weakstil.slide import slide_id_from_path
 
         where = features.path if features.path is not None else slide_id

@@ -1,0 +1,129 @@
+"""Crush artefact (tile statistics version 5, weakstil.crush): smeared, streamed chromatin is told from a
+sheet of round lymphocytes, and a crush tile leaves the scored bed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from weakstil.stain import SlideStain
+from weakstil.tilestats import COLUMNS, CRUSH_COLUMN, batch_stats
+
+MPP = 0.5
+CRUSH = COLUMNS.index(CRUSH_COLUMN)
+
+
+def _render(h: np.ndarray, e: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An RGB tile from haematoxylin / eosin optical densities (reference stain vectors), with pixel noise."""
+    he = SlideStain.reference().he  # (3, 2)
+    od = h[..., None] * he[:, 0] + e[..., None] * he[:, 1] + 0.02 * rng.standard_normal(h.shape + (3,))
+    return np.clip(255 * np.exp(-od), 0, 255).astype(np.uint8)
+
+
+def _stamp(h: np.ndarray, cy: float, cx: float, a: float, b: float, ang: float, value: float) -> None:
+    """An ellipse (semi-axes ``a``, ``b`` px at angle ``ang``) of ``value`` written into ``h``."""
+    r = int(math.ceil(max(a, b)))
+    y0, x0 = max(0, int(cy) - r), max(0, int(cx) - r)
+    yy, xx = np.mgrid[y0:min(h.shape[0], int(cy) + r + 1), x0:min(h.shape[1], int(cx) + r + 1)]
+    u = (xx - cx) * math.cos(ang) + (yy - cy) * math.sin(ang)
+    v = -(xx - cx) * math.sin(ang) + (yy - cy) * math.cos(ang)
+    h[yy[(u / a) ** 2 + (v / b) ** 2 <= 1], xx[(u / a) ** 2 + (v / b) ** 2 <= 1]] = value
+
+
+def crush_tile(rng: np.random.Generator, px: int = 224) -> np.ndarray:
+    """Crushed cells: chromatin drawn out into overlapping dark streaks (8-14 µm long, 2-3 µm wide)
+    running one way (+-15 degrees), over a pale blue haze: no round nucleus left."""
+    h = np.full((px, px), 0.35)
+    for _ in range(500):
+        _stamp(h, rng.uniform(0, px), rng.uniform(0, px), rng.uniform(16, 28), rng.uniform(2, 3),
+               0.6 + rng.normal(0, 0.25), rng.uniform(0.9, 1.4))
+    return _render(h, np.full((px, px), 0.2), rng)
+
+
+def lymphocyte_sheet(rng: np.random.Generator, px: int = 224) -> np.ndarray:
+    """A dense sheet of lymphocytes: round dark nuclei 6-7.5 µm across, packed on a jittered 8 µm
+    lattice so that they nearly touch, thin pale cytoplasm between."""
+    h = np.full((px, px), 0.1)
+    step = 8.0 / MPP
+    for cy in np.arange(step / 2, px, step):
+        for cx in np.arange(step / 2, px, step):
+            r = rng.uniform(6.0, 7.5) / MPP / 2
+            _stamp(h, cy + rng.normal(0, 1), cx + rng.normal(0, 1), r, r, 0.0, rng.uniform(1.1, 1.5))
+    return _render(h, np.full((px, px), 0.1), rng)
+
+
+def test_streaked_chromatin_reads_as_crush_and_a_lymphocyte_sheet_does_not():
+    rng = np.random.default_rng(0)
+    tiles = np.stack([crush_tile(rng), lymphocyte_sheet(rng), lymphocyte_sheet(rng)])
+    stats = batch_stats(tiles, SlideStain.reference(), MPP)
+    # both are haematoxylin-dense: the sheet's nuclei cover much of it, yet they are round and separable
+    assert stats[1, COLUMNS.index("nuclear")] > 0.4
+    assert stats[0, CRUSH] > 0.6, stats[:, CRUSH]
+    assert stats[1, CRUSH] < 0.05 and stats[2, CRUSH] < 0.05, stats[:, CRUSH]
+
+
+def test_a_smooth_dark_smear_without_streaks_is_not_crush():
+    """A marker stroke or an out-of-focus dark blur has one edge, not the texture of streamed chromatin."""
+    rng = np.random.default_rng(1)
+    h = np.zeros((224, 224))
+    h[:, 40:190] = 1.2  # one broad dark band, edges all one way
+    tile = _render(h, np.full((224, 224), 0.1), rng)
+    assert batch_stats(tile[None], SlideStain.reference(), MPP)[0, CRUSH] < 0.05
+
+
+def test_crush_is_the_same_on_both_image_backends():
+    rng = np.random.default_rng(2)
+    tiles = np.stack([crush_tile(rng), lymphocyte_sheet(rng)])
+    np.testing.assert_array_equal(batch_stats(tiles, SlideStain.reference(), MPP, backend="opencv"),
+                                  batch_stats(tiles, SlideStain.reference(), MPP, backend="numpy"))
+
+
+class _Features:
+    def __init__(self, crush_share: np.ndarray):
+        import json
+
+        self.tile_stats = np.zeros((len(crush_share), len(COLUMNS)), np.float32)
+        self.tile_stats[:, CRUSH] = crush_share
+        self.attrs = {"tile_stats_columns": json.dumps(list(COLUMNS))}
+
+
+def test_crush_tiles_leave_the_scored_bed_and_are_counted():
+    from weakstil.crush import exclude_crush
+    from weakstil.tumorbed.bed import TumorBed, TumorBedSource
+
+    fraction = np.array([1.0, 1.0, 1.0, 0.0], np.float32)
+    bed = TumorBed(np.ones((2, 2), bool), 4.0, fraction, TumorBedSource.ANNOTATION)
+    bed = exclude_crush(bed, _Features(np.array([0.0, 0.9, 0.3, 0.95], np.float32)), "s")
+    assert bed.tile_flags.tolist() == [True, False, True, False]
+    assert bed.attrs()["tumorbed_crush_tiles"] == 1  # the crush tile outside the bed is not counted
+    # features measured before version 5 (no crush column): the bed is as drawn
+    old = _Features(np.zeros(4, np.float32))
+    old.attrs = {"tile_stats_columns": '["stroma_estimate"]'}
+    old.tile_stats = np.zeros((4, 1), np.float32)
+    bed = exclude_crush(TumorBed(np.ones((2, 2), bool), 4.0, fraction, TumorBedSource.ANNOTATION), old, "s")
+    assert bed.tile_flags.tolist() == [True, True, True, False] and "tumorbed_crush_tiles" not in bed.attrs()
+
+
+def test_napari_rescore_leaves_out_the_crush_tiles_score_left_out():
+    """A bed edited and rescored from the scores file is scored as 'score' scored it: without its crush tiles
+    (their bits recorded in the file), so an unchanged bed rescored gives the published number."""
+    from weakstil.bed_edit import ScoredTiles
+    from weakstil.crush import PACKED_ATTR, packed, unpacked
+    from weakstil.tumorbed.bed import SlideGeometry
+
+    crush = np.array([False, True, False, False, True, False, False, False, False, True])
+    assert unpacked(packed(crush), 10).tolist() == crush.tolist()
+    assert unpacked("not base64!", 10) is None and unpacked(packed(crush), 12) is not None
+    scores = np.array([10, 90, 10, 10, 90, 10, 20, 20, 20, 90], np.float32)  # crush read as lymphocytes: 90
+    coords = np.stack([np.arange(10) * 224, np.zeros(10)], 1)
+    geom = SlideGeometry(2240, 224, 0.5, coords, 224.0, np.ones((1, 10), bool), 112.0)
+    tiles = ScoredTiles(path=None, slide_id="s", tile_scores=scores, logits=None, stroma=None, known=None,
+                        aggregator="mean", threshold=30.0, geometry=geom, original_stil=None, original_flags=None,
+                        excluded=unpacked(packed(crush), 10))
+    bed = np.ones(10, bool)
+    assert tiles.score_flags(bed).stil == pytest.approx(float(scores[~crush].mean()))
+    tiles.excluded = None  # a file from before version 5: every tile of the bed counts
+    assert tiles.score_flags(bed).stil == pytest.approx(float(scores.mean()))
+    assert PACKED_ATTR == "crush_tiles_packed"
