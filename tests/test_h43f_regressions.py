@@ -5,10 +5,15 @@
   right, and the image is padded with its fill round the rest) is such a hole too: its tissue, cut along the
   stopped edge, was no longer a cut (904 µm white, 896 black on f6318fa; 0 on 6eb3fce). A hole is a section on
   its glass only where tissue lines its whole rim; a framed scan area has glass along the rest.
+- A single-level slide's whole image (h43d) was kept in a module-wide dict for good: after a run had ended (the
+  napari plugin's viewer), for every thread, and served by path, size and modification time to a later read of a
+  file replaced by one alike in those (an uncompressed TIFF of the same size, copied in with its time kept). It is
+  kept now inside a score run's ``whole_levels_kept()`` only.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,3 +45,50 @@ def test_a_scan_area_framed_by_fill_and_stopped_on_one_side_is_still_cut(tmp_pat
     rgb[:, 1600:] = fill  # the scanner stopped: the section's right part is fill
     rgb[:160], rgb[-160:], rgb[:, :160] = fill, fill, fill  # and the fill frames the scanned area on every side
     assert _scan_cut(tmp_path, rgb, "framed.tiff") >= CUT_UM  # was 0.0 (the scanned area: a "hole" of the fill)
+
+
+def _single_level_tiff(path: Path, rgb: np.ndarray) -> Path:
+    """A single-level tiled TIFF without compression (its size set by its pixel count alone)."""
+    import tifffile
+
+    tifffile.imwrite(path, rgb, tile=(256, 256), photometric="rgb", compression=None,
+                     resolution=(1e4 / 0.5, 1e4 / 0.5), resolutionunit="CENTIMETER")
+    return path
+
+
+def test_a_single_level_slide_replaced_between_runs_is_read_again(tmp_path):
+    """Two runs in one process (the napari plugin scoring a slide, then again after the file was replaced by a
+    corrected copy of the same size that kept its time): the second sees the new pixels."""
+    from weakstil.slide import Slide
+    from weakstil.whole_level import kept_levels, whole_levels_kept
+
+    path = tmp_path / "single.tiff"
+    old = np.full((600, 800, 3), 235, np.uint8)
+    old[100:500, 100:700] = (200, 120, 170)
+    new = old.copy()
+    new[100:500, 100:700] = (90, 40, 120)
+    _single_level_tiff(path, old)
+    st = os.stat(path)
+
+    def overview() -> np.ndarray:
+        with Slide.open(path) as slide:
+            return slide.read_thumbnail(8.0)
+
+    with whole_levels_kept():  # a first run, read whole once for its overviews
+        first = overview()
+        assert np.array_equal(overview(), first)
+    assert kept_levels() is None  # nothing held after it
+    _single_level_tiff(path, new)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_size == st.st_size  # alike in path, size and modification time
+    for run in (overview, lambda: _in_a_run(overview)):
+        second = run()
+        assert not np.array_equal(second, first)  # the old pixels were served
+        assert abs(int(second[19, 25, 0]) - 90) <= 2, second[19, 25]
+
+
+def _in_a_run(read):
+    from weakstil.whole_level import whole_levels_kept
+
+    with whole_levels_kept():
+        return read()

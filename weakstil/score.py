@@ -213,6 +213,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from weakstil.locks import BusyError, in_turn
     from weakstil.outputdir import check_score_features, mark
     from weakstil.slide_ids import claim_ids
+    from weakstil.whole_level import whole_levels_kept
 
     # the caches made are written there: --features not a model, nor another command's folder; OUT/features a folder
     check_score_features(opts.features, opts.cache_dir)
@@ -276,7 +277,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     done = 0  #: slides given to the loop below
     with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, opts.slide_id(p)), by_another_run,
                                     busy, stop=lambda: stopped is not None)) as turns, \
-            contextlib.ExitStack() as showing:
+            contextlib.ExitStack() as showing, whole_levels_kept():  # (a single-level slide read whole once)
         batch_task = bar.add_task("slides", total=len(todo))
         for done, path in enumerate(turns, start=1):
             slide_id = opts.slide_id(path)
