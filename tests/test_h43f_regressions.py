@@ -92,3 +92,22 @@ def _in_a_run(read):
 
     with whole_levels_kept():
         return read()
+
+
+def test_a_retyped_cross_validation_or_cohort_in_model_json_is_refused_when_the_model_is_opened(tmp_path):
+    """``training.cross_validation`` as "5" (h43d checked only the 'folds' inside it) was 'unexpected
+    AttributeError' from 'weakstil report'; ``training.cohort`` as a number a TypeError in the in-sample check."""
+    from test_h43d_fixes import _model_json
+    from weakstil.errors import WeakSTILError
+    from weakstil.mil.store import load_model
+    from weakstil.modeldir import ModelDir
+
+    assert ModelDir(_model_json(tmp_path / "none", **{"training.cross_validation": None})).read_meta()  # no CV
+    cases = {"training.cross_validation": ("5", "'training.cross_validation' is \"5\", not a JSON object or null"),
+             "training.cohort": (5, "'training.cohort' is 5, not a non-empty text")}
+    for n, (key, (value, said)) in enumerate(cases.items()):
+        folder = _model_json(tmp_path / f"m{n}", **{key: value})
+        for open_it in (ModelDir(folder).read_meta, lambda: load_model(folder)):
+            with pytest.raises(WeakSTILError) as err:
+                open_it()
+            assert said in err.value.one_line(), err.value.one_line()
