@@ -277,7 +277,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     done = 0  #: slides given to the loop below
     with contextlib.closing(in_turn(todo, lambda p: slide_file(opts.out, opts.slide_id(p)), by_another_run,
                                     busy, stop=lambda: stopped is not None)) as turns, \
-            contextlib.ExitStack() as showing, whole_levels_kept():  # (a single-level slide read whole once)
+            contextlib.ExitStack() as showing:
         batch_task = bar.add_task("slides", total=len(todo))
         for done, path in enumerate(turns, start=1):
             slide_id = opts.slide_id(path)
@@ -304,7 +304,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 t0 = time.perf_counter()
                 earlier_scan = recorded_in(slide_file(opts.out, slide_id), SlideScoresFile) if prev else None
                 try:
-                    row = score_slide(path, ctx, progress=tick)
+                    with whole_levels_kept():  # a single-level slide read whole once for its overviews, let go after
+                        row = score_slide(path, ctx, progress=tick)  # it (not held while the next slides are embedded)
                 except (WeakSTILError, OSError, MemoryError, RuntimeError) as exc:
                     if isinstance(exc, (MemoryError, RuntimeError)):  # this slide's (a large one's): the rest go on,
                         if (oom := out_of_memory(exc, path)) is None:  # as for any slide error (it ended the

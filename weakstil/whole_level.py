@@ -1,6 +1,7 @@
-"""Where a single-level slide's whole image may be kept for the overviews read of it (:meth:`weakstil.slide.Slide.
-read_overview`): inside :func:`whole_levels_kept` only, which ``weakstil score`` holds for its batch (helper h43d:
-score read such a slide whole 3 times, for the tissue mask, the qc statistics and the heatmap).
+"""Where a single-level slide's whole image may be kept for the overviews read of it
+(:meth:`weakstil.slide.Slide.read_overview`): inside :func:`whole_levels_kept` only, which ``weakstil score`` holds
+while it scores a slide (helper h43d: score read such a slide whole 3 times, for the tissue mask, the qc statistics
+and the heatmap).
 
 Outside one, nothing is kept: the image was held in a module-wide dict for good, up to an eighth of the memory
 after the run had ended (the napari plugin's viewer, a notebook), shared by every thread of the process (the
