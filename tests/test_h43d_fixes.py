@@ -173,6 +173,7 @@ def test_a_single_level_slide_is_read_once_for_the_overviews_of_a_run(tmp_path, 
     import weakstil.slide_backend as backend
     from conftest import write_tiff_slide
     from weakstil.slide import Slide
+    from weakstil.whole_level import whole_levels_kept
 
     rng = np.random.default_rng(0)
     rgb = np.full((700, 900, 3), 235, np.uint8)
@@ -187,13 +188,13 @@ def test_a_single_level_slide_is_read_once_for_the_overviews_of_a_run(tmp_path, 
 
     def overviews() -> list:
         out = []
-        for mpp in (8.0, 4.0, 2.0):  # (as score's steps: each opens the slide itself)
-            with Slide.open(path) as slide:
-                out.append(slide.read_thumbnail(mpp))
+        with whole_levels_kept():  # (a score run's: helper h43f)
+            for mpp in (8.0, 4.0, 2.0):  # (as score's steps: each opens the slide itself)
+                with Slide.open(path) as slide:
+                    out.append(slide.read_thumbnail(mpp))
         return out
 
     monkeypatch.setattr(backend.OpenSlideBackend, "read_region", counted)
-    monkeypatch.setattr(slide_mod, "_LEVEL0", {}, raising=False)
     monkeypatch.setattr(slide_mod, "LEVEL0_MEMORY_SHARE", 1 << 62, raising=False)  # no memory for it: as before
     before = overviews()
     assert sum(read) == 3 * 900 * 700

@@ -260,3 +260,17 @@ def test_rows_another_models_run_wrote_since_are_found(tmp_path):
     assert replaced_by_others(path, mine) == {}
     write_results(path, {"b": {"slide_id": "b", "stil": 20.0, "status": "ok", "model_id": "m2@bbb"}}, [], cols)
     assert replaced_by_others(path, mine) == {"b": "m2@bbb"}
+
+
+def test_a_single_level_slides_image_is_let_go_when_it_is_scored(pipeline, tmp_path):
+    """Helper h43f: a single-level slide's whole image, kept for its overviews (h43d), was held for the rest of the
+    batch (the other slides' embedding, up to an eighth of the memory), and in the process after it (napari)."""
+    from weakstil.score import ScoreOptions, score_batch
+    from weakstil.whole_level import kept_levels
+
+    held = []
+    opts = ScoreOptions(model=pipeline["model"], out=tmp_path / "s", features=tmp_path / "f", weights="random",
+                        device="cpu", workers=1)
+    rows = score_batch([CMU], opts, progress=False, on_slide=lambda sid, row: held.append(kept_levels()))
+    assert rows[0]["status"] == "ok", rows[0]
+    assert held == [None] and kept_levels() is None  # (was the CMU-1 image, 2220 x 2967 RGBA)

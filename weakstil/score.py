@@ -213,6 +213,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from weakstil.locks import BusyError, in_turn
     from weakstil.outputdir import check_score_features, mark
     from weakstil.slide_ids import claim_ids
+    from weakstil.whole_level import whole_levels_kept
 
     # the caches made are written there: --features not a model, nor another command's folder; OUT/features a folder
     check_score_features(opts.features, opts.cache_dir)
@@ -303,7 +304,8 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 t0 = time.perf_counter()
                 earlier_scan = recorded_in(slide_file(opts.out, slide_id), SlideScoresFile) if prev else None
                 try:
-                    row = score_slide(path, ctx, progress=tick)
+                    with whole_levels_kept():  # a single-level slide read whole once for its overviews, let go after
+                        row = score_slide(path, ctx, progress=tick)  # it (not held while the next slides are embedded)
                 except (WeakSTILError, OSError, MemoryError, RuntimeError) as exc:
                     if isinstance(exc, (MemoryError, RuntimeError)):  # this slide's (a large one's): the rest go on,
                         if (oom := out_of_memory(exc, path)) is None:  # as for any slide error (it ended the

@@ -28,6 +28,7 @@ from weakstil.resample import (  # noqa: F401  (their home was here: weakstil.sl
 from weakstil.slide_mpp import (  # noqa: F401 (their home was here)
     NON_SQUARE_TOLERANCE, MppSource, _missing_mpp_notes, _resolve_mpp, objective_note, unitless_note,
 )
+from weakstil.whole_level import kept_levels
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.slide_backend import SlideBackend
@@ -40,11 +41,10 @@ SLOW_OVERVIEW_PIXELS = 400e6
 #: that asks for the same size: score's qc and ink veto each open their own (hunt 41b: a 900 Mpx single-level
 #: TIFF was read whole 4 times, 2 of them for the same overview). One entry; the same pixels, read once.
 _SLOW_OVERVIEW: dict[tuple, np.ndarray] = {}
-#: The whole image of the last single-level slide an overview was read from (RGBA, as OpenSlide gives it), for
-#: the overviews of other sizes that the same run reads next: score read such a slide whole 3 times (tissue mask
-#: at 8 µm/px, qc statistics at 4, heatmap; helper h43d). The same pixels, decoded once; kept only
-#: when it takes at most 1/LEVEL0_MEMORY_SHARE of the available memory (else read each time, in blocks).
-_LEVEL0: dict[tuple, np.ndarray] = {}
+#: A single-level slide's whole image (RGBA, as OpenSlide gives it) is kept, inside weakstil.whole_level's
+#: whole_levels_kept() (a score run), for the overviews of other sizes that the same run reads next: score read such
+#: a slide whole 3 times (tissue mask at 8 µm/px, qc statistics at 4, heatmap; helper h43d). The same pixels, decoded
+#: once; kept only when it takes at most 1/LEVEL0_MEMORY_SHARE of the available memory (else read each time).
 LEVEL0_MEMORY_SHARE = 8
 
 #: A base resolution may be this much coarser than the target before we refuse.
@@ -301,7 +301,7 @@ class Slide:
         key = _overview_key(self.path, level, out_w, out_h) if slow else None
         if key is not None and key in _SLOW_OVERVIEW:
             return _SLOW_OVERVIEW[key].copy()
-        read_before = level == 0 and _overview_key(self.path, 0, W, H) in _LEVEL0  # (this run's: not slow now)
+        read_before = level == 0 and _overview_key(self.path, 0, W, H) in (kept_levels() or {})  # (not slow now)
         if slow and not read_before and not self._slow_overview_warned:
             self._slow_overview_warned = True
             from weakstil.tiff_layout import subifd_levels
@@ -339,17 +339,19 @@ class Slide:
 
     def _whole_level(self, level: int) -> np.ndarray | None:
         """The whole image of a single-level slide (``level`` 0 of 1) as RGBA, read once for the overviews of
-        one run (:data:`_LEVEL0`); None for a pyramid level, or where it would take much of the memory."""
+        one run (:func:`weakstil.whole_level.whole_levels_kept`); None outside one, for a pyramid level, or where
+        it would take much of the memory."""
         from weakstil.memory import available_memory
 
-        if level != 0 or self.level_count != 1:
+        kept = kept_levels()
+        if kept is None or level != 0 or self.level_count != 1:
             return None
         W, H = self.dimensions
         key = _overview_key(self.path, 0, W, H)
-        if key is None or (key not in _LEVEL0 and 4 * W * H > available_memory() // LEVEL0_MEMORY_SHARE):
+        if key is None or (key not in kept and 4 * W * H > available_memory() // LEVEL0_MEMORY_SHARE):
             return None
-        if key not in _LEVEL0:
-            _LEVEL0.clear()  # (the last slide's first)
+        if key not in kept:
+            kept.clear()  # (the last slide's first)
             whole = np.empty((H, W, 4), np.uint8)
             for y in range(0, H, MAX_READ_BLOCK):
                 for x in range(0, W, MAX_READ_BLOCK):
@@ -359,8 +361,8 @@ class Slide:
                     except Exception as exc:
                         raise SlideError(f"cannot read pixels ({_short(exc)})", path=self.path,
                                          fix="the file may be damaged; copy or export it again") from None
-            _LEVEL0[key] = whole
-        return _LEVEL0[key]
+            kept[key] = whole
+        return kept[key]
 
     def describe(self) -> str:
         """One line for people: size, resolution, vendor and pyramid (``weakstil info``)."""

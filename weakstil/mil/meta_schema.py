@@ -59,6 +59,7 @@ KINDS: dict[str, tuple[Callable[[object], bool], str]] = {
                "a JSON object of slide counts"),
     "bool": (lambda v: isinstance(v, bool), "true or false"),
     "dict": (lambda v: isinstance(v, dict), "a JSON object"),
+    "dict|null": (lambda v: v is None or isinstance(v, dict), "a JSON object or null"),
     "card": (lambda v: v is None or (isinstance(v, dict) and bool(v)), "an encoder card (a non-empty JSON object)"),
     "rgb": (lambda v: isinstance(v, list) and len(v) == 3 and all(_number(x) for x in v), "a list of 3 numbers"),
     "rgb+": (lambda v: isinstance(v, list) and len(v) == 3 and all(_number(x) and x > 0 for x in v),
@@ -90,7 +91,11 @@ FIELDS: dict[tuple[str, ...], tuple[str, bool]] = {
     # the fold models (score's ensemble, the interval) and the number of folds (the report's "N-fold"): a string
     # "5" there was refused only when the folds were loaded, by some commands and not others (helper h43d)
     ("folds",): ("foldlist", False),
+    # (null: trained without cross-validation; a "5" there was 'unexpected AttributeError' in the report, and a
+    # number for the cohort's CSV a TypeError in evaluate's in-sample check: helper h43f)
+    ("training", "cross_validation"): ("dict|null", False),
     ("training", "cross_validation", "folds"): ("posint", False),
+    ("training", "cohort"): ("str", False),
     ("weights_sha256",): ("sha", True),
     ("architecture",): ("dict", True),
     ("architecture", "input_dim"): ("posint", True),
