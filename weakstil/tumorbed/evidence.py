@@ -147,7 +147,6 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, seed: int = 
     import torch
 
     from weakstil.errors import WeakSTILError
-    from weakstil.tumorbed.lbfgs import lbfgs_step
 
     x = np.asarray(x, np.float32)
     y = np.asarray(y, np.float32)
@@ -168,9 +167,10 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, seed: int = 
         weights = weights * torch.from_numpy(np.asarray(sample_weight, np.float32))
     w = torch.zeros(x.shape[1], requires_grad=True)
     b = torch.zeros(1, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=200, line_search_fn="strong_wolfe")
 
     def closure():
-        w.grad = b.grad = None  # Optimizer.zero_grad()
+        opt.zero_grad()
         logits = xt @ w + b
         loss = (torch.nn.functional.binary_cross_entropy_with_logits(logits, yt, reduction="none") * weights).mean()
         loss = loss + l2 * (w * w).sum() / len(yt) * 10
@@ -179,9 +179,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, *, l2: float = 1e-2, seed: int = 
 
     with torch.random.fork_rng(devices=[]):  # seeded apart: the caller's torch random stream stays as it was
         torch.manual_seed(seed)
-        # torch.optim.LBFGS([w, b], lr=1.0, max_iter=200, line_search_fn="strong_wolfe").step(closure), without
-        # the class's first-use import of torch._dynamo (~2 s of CPU): the same operations, the same weights
-        lbfgs_step([w, b], closure, lr=1.0, max_iter=200)
+        opt.step(closure)
     weight = w.detach().numpy().astype(np.float32)
     if v is not None and len(v):  # the same scores on raw inputs: project the weights instead of the data
         weight = weight - v.T @ (v @ weight)
