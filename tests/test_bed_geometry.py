@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from weakstil.bed_geometry import (BedShape, Plausibility, bed_from_evidence, check_bed, coarsen, grow_bed,
-                                   sweep_dice, sweep_shapes, take_in_infiltrate, tiles_to_mask)
+                                   take_in_infiltrate, tiles_to_mask)
+from weakstil.bed_sweep import sweep_dice, sweep_shapes
 
 MPP = 8.0  # µm per mask pixel
 TILE = 224  # level-0 px per tile at 0.5 µm/px: 112 µm, 14 mask px

@@ -58,6 +58,16 @@ def test_edge_padded_disk_closing_equals_scipy(use_cv2, radius):
 
 
 @pytest.mark.parametrize("use_cv2", [True, False])
+@pytest.mark.parametrize("radius", [1, 4, 9])
+def test_zero_padded_disk_closing_equals_scipy(use_cv2, radius):
+    """The closing that measures the tissue between an annotation's parts (tumorbed training_checks)."""
+    for m in _masks():
+        disk = np.add.outer(np.arange(-radius, radius + 1) ** 2, np.arange(-radius, radius + 1) ** 2) <= radius ** 2
+        want = ndi.binary_closing(np.pad(m, radius), structure=disk)[radius:-radius, radius:-radius]
+        assert np.array_equal(morph.close_disk(m, radius, use_cv2), want)
+
+
+@pytest.mark.parametrize("use_cv2", [True, False])
 @pytest.mark.parametrize("size", [1, 3, 12, 200])
 def test_small_objects_and_holes_equal_scikit_image(use_cv2, size):
     for m in _masks():

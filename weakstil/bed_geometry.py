@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
-from functools import lru_cache
 
 import numpy as np
 
@@ -326,92 +325,6 @@ def coarsen(mask: np.ndarray, factor: int) -> np.ndarray:
     padded[:mask.shape[0], :mask.shape[1]] = mask
     blocks = padded.reshape(padded.shape[0] // factor, factor, padded.shape[1] // factor, factor)
     return blocks.mean(axis=(1, 3)) >= 0.5
-
-
-def _sweep_grown(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, seed_thresholds, bridges_um,
-                 margins_um):
-    """The beds before the seed-area filters for a grid of settings, sharing the work between them
-    (one distance transform per seed mask, two per bridge): yields ``(threshold, bridge, margin,
-    labels, seed_mm2)`` with the bed's components labelled 1..n and each label's seed area;
-    ``labels`` is None when no pixel reaches the threshold (the bed is empty)."""
-    from scipy import ndimage as ndi
-
-    for thr in seed_thresholds:
-        seeds = (evidence_map >= thr) & tissue
-        if not seeds.any():
-            for bridge in bridges_um:
-                for margin in margins_um:
-                    yield thr, bridge, margin, None, None
-            continue
-        d_seed = ndi.distance_transform_edt(~seeds)
-        for bridge in bridges_um:
-            r = bridge / mpp
-            grown = ndi.binary_fill_holes(d_seed <= r if r > 0 else seeds)
-            d_in = ndi.distance_transform_edt(grown)
-            d_out = ndi.distance_transform_edt(~grown)
-            for margin in margins_um:
-                shrink = r - margin / mpp
-                bed = (d_in > shrink) if shrink > 0 else (d_out <= -shrink)
-                bed = (bed | seeds) & tissue
-                labels, n = ndi.label(bed)
-                yield thr, bridge, margin, labels, np.bincount(labels[seeds], minlength=n + 1) * (mpp * mpp) / 1e6
-
-
-def sweep_shapes(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, *, seed_thresholds, bridges_um,
-                 margins_um, min_seeds_mm2, min_seed_shares=(0.0,), smooth_um: float = 0.0):
-    """Every bed :func:`grow_bed` gives for a grid of settings: yields ``(BedShape, bed)``.
-
-    ``evidence_map`` is the evidence on the mask grid, already smoothed by ``smooth_um``."""
-    tissue = np.asarray(tissue, bool)
-    filters = [(m, f) for m in min_seeds_mm2 for f in min_seed_shares]
-    for thr, bridge, margin, labels, seed_mm2 in _sweep_grown(evidence_map, tissue, mpp, seed_thresholds,
-                                                              bridges_um, margins_um):
-        for min_mm2, share in filters:
-            shape = BedShape(thr, smooth_um, bridge, margin, min_mm2, share)
-            if labels is None:
-                yield shape, np.zeros(tissue.shape, bool)
-            else:
-                yield shape, (_keep_components(labels, seed_mm2, min_mm2, share) if min_mm2 > 0 or share > 0
-                              else labels > 0)
-
-
-def sweep_dice(evidence_map: np.ndarray, tissue: np.ndarray, target: np.ndarray, mpp: float, *, seed_thresholds,
-               bridges_um, margins_um, min_seeds_mm2, min_seed_shares=(0.0,), smooth_um: float = 0.0):
-    """The Dice against ``target`` of every bed :func:`sweep_shapes` gives, in its order: yields
-    ``(BedShape, dice)``. Counted per component (pixels, pixels in the target) instead of per mask,
-    so the seed-area filters cost a sum over components, not a pass over the mask each (all filters
-    of one grown bed at once: the search yields thousands of settings per slide); the same numbers
-    as Dice of the masks."""
-    tissue = np.asarray(tissue, bool)
-    target = np.asarray(target, bool)
-    n_target = int(np.count_nonzero(target))
-    filters = [(m, f) for m in min_seeds_mm2 for f in min_seed_shares]
-    min_mm2 = np.array([m for m, _ in filters], np.float64)[:, None]
-    share = np.array([f for _, f in filters], np.float64)[:, None]
-    unfiltered = np.array([not (m > 0 or f > 0) for m, f in filters])
-    for thr, bridge, margin, labels, seed_mm2 in _sweep_grown(evidence_map, tissue, mpp, seed_thresholds,
-                                                              bridges_um, margins_um):
-        if labels is None:
-            n_bed = n_both = [0] * len(filters)
-        else:
-            size = np.bincount(labels.ravel(), minlength=len(seed_mm2))
-            inside = np.bincount(labels[target], minlength=len(seed_mm2))
-            # per filter (row) and label, :func:`_kept_labels`; no filter: every component
-            seeds = seed_mm2.copy()
-            seeds[0] = 0.0
-            keep = (seeds >= min_mm2) & (seeds >= share * seeds.max()) & (seeds > 0)
-            keep[unfiltered] = True
-            keep[:, 0] = False
-            n_bed, n_both = (keep * size).sum(axis=1).tolist(), (keep * inside).sum(axis=1).tolist()
-        for i, (m, f) in enumerate(filters):
-            total = n_bed[i] + n_target
-            yield _bed_shape(thr, smooth_um, bridge, margin, m, f), 1.0 if total == 0 else 2.0 * n_both[i] / total
-
-
-@lru_cache(maxsize=65536, typed=True)  # typed: a BedShape keeps the types it was given
-def _bed_shape(*values: float) -> BedShape:
-    """One (immutable, shared) :class:`BedShape` per setting: the search meets each once per slide."""
-    return BedShape(*values)
 
 
 # --- is a detected bed believable? ------------------------------------------------------------

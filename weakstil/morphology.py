@@ -93,6 +93,25 @@ def close_disk_edge(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.n
     return closed[pad:-pad, pad:-pad]
 
 
+def close_disk(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarray:
+    """Closing by a disc of ``radius`` with nothing outside the image: ``scipy.ndimage.binary_closing`` of
+    the mask padded by ``radius`` empty pixels, cropped back (the pad keeps the closing's erosion from
+    reaching in from the image edge)."""
+    mask = np.asarray(mask, bool)
+    if radius <= 0:
+        return mask.copy()
+    padded = np.pad(mask, radius)
+    cv2 = _opencv(use_cv2)
+    if cv2 is not None:
+        # OpenCV ignores the outside in both steps; scipy takes it as empty, which only erodes the pad
+        closed = cv2.morphologyEx(padded.view(np.uint8), cv2.MORPH_CLOSE, disk(radius)).astype(bool)
+    else:
+        from scipy import ndimage as ndi
+
+        closed = ndi.binary_closing(padded, structure=disk(radius).astype(bool))
+    return closed[radius:-radius, radius:-radius]
+
+
 def _component_sizes(mask: np.ndarray, cv2) -> tuple[np.ndarray, np.ndarray]:
     """4-connected components of a boolean mask: (labels, size of each label; label 0 = outside)."""
     if cv2 is not None:

@@ -24,12 +24,14 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
 
 from weakstil.bed_geometry import (BEFORE_LYMPHOID_VETO, VETOED, BedShape, Plausibility, coarsen, grow_bed,
-                                   sweep_dice, take_in_infiltrate, tiles_to_mask)
+                                   take_in_infiltrate, tiles_to_mask)
+from weakstil.bed_sweep import grid_shapes, sweep_dice_table
 from weakstil.errors import WeakSTILError
 from weakstil.tumorbed.bed import SlideGeometry
 from weakstil.tumorbed.cellgate import TumourCellGate, apply_cell_gate
@@ -167,23 +169,29 @@ def _search_grid(s: AnnotatedSlide) -> tuple[float, np.ndarray, np.ndarray]:
     return s.geom.mask_mpp * factor, tissue, coarsen(s.bed_mask, factor) & tissue
 
 
-def search_shape(slides: list[AnnotatedSlide], evidence: list[np.ndarray]) -> tuple[BedShape, list[dict], np.ndarray]:
+def search_shape(slides: list[AnnotatedSlide], evidence: list[np.ndarray],
+                 memo: dict | None = None) -> tuple[BedShape, list[dict], np.ndarray]:
     """The geometry whose beds best match the annotations (mean Dice over slides), the search
-    table (one row per setting), and the chosen setting's Dice per slide."""
-    scores: dict[BedShape, list[float]] = {}
-    for s, ev in zip(slides, evidence):
+    table (one row per setting), and the chosen setting's Dice per slide.
+
+    ``memo``: a dict kept across searches of the same ``slides`` (one training): what a search met
+    before (a slide's grid, the counts of a seed mask) is not computed again."""
+    grid = dict(seed_thresholds=SEED_THRESHOLDS, bridges_um=BRIDGES_UM, margins_um=MARGINS_UM,
+                min_seeds_mm2=MIN_SEEDS_MM2, min_seed_shares=MIN_SEED_SHARES)
+    shapes = [shape for smooth in SMOOTHING_UM for shape in grid_shapes(smooth, **grid)]
+    columns = []
+    memo = {} if memo is None else memo
+    for i, (s, ev) in enumerate(zip(slides, evidence)):
         g = s.geom
-        mpp, tissue, target = _search_grid(s)
-        for smooth in SMOOTHING_UM:
-            emap = tiles_to_mask(ev, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp, smooth)
-            for shape, dice in sweep_dice(emap, tissue, target, mpp, seed_thresholds=SEED_THRESHOLDS,
-                                          bridges_um=BRIDGES_UM, margins_um=MARGINS_UM, min_seeds_mm2=MIN_SEEDS_MM2,
-                                          min_seed_shares=MIN_SEED_SHARES, smooth_um=smooth):
-                scores.setdefault(shape, []).append(dice)
-    shapes = list(scores)
-    per_slide = np.array([scores[sh] for sh in shapes], np.float64)  # every setting has one Dice per slide
-    means, mins = [float(np.mean(row)) for row in per_slide], per_slide.min(axis=1).tolist()
-    table = [{**shape.to_dict(), "dice_mean": m, "dice_min": n} for shape, m, n in zip(shapes, means, mins)]
+        if i not in memo:
+            memo[i] = (_search_grid(s), {})
+        (mpp, tissue, target), seen = memo[i]
+        columns.append(np.concatenate([
+            sweep_dice_table(tiles_to_mask(ev, g.coords, g.tile_size_level0, g.slide_mpp, tissue.shape, mpp, smooth),
+                             tissue, target, mpp, memo=seen, **grid).ravel() for smooth in SMOOTHING_UM]))
+    per_slide = np.stack(columns, axis=1)  # one row per setting, one Dice per slide
+    means, mins = per_slide.mean(axis=1).tolist(), per_slide.min(axis=1).tolist()
+    table = [{**_shape_dict(shape), "dice_mean": m, "dice_min": n} for shape, m, n in zip(shapes, means, mins)]
     # best mean Dice; ties go to the better worst slide, then to the simpler (smaller) geometry, except that of
     # the focus shares (min_seed_share) the annotated slides cannot tell apart the *largest* is taken: the bed is
     # the region of the invasive tumour, and where the annotated slides hold no separate focus every share ties,
@@ -191,10 +199,16 @@ def search_shape(slides: list[AnnotatedSlide], evidence: list[np.ndarray]) -> tu
     # look it was not trained on (DCIS, a lymph node's germinal centre, stroma) as a focus of its own. Where the
     # annotations show such a focus as bed, the smaller share wins on Dice and there is no tie. (Not so for
     # min_seed_mm2, an absolute area: a large one drops the whole bed of a slide with a small tumour.)
-    best = shapes[max(range(len(shapes)), key=lambda i: (round(means[i], 4), round(mins[i], 4), -shapes[i].bridge_um,
-                                                         -shapes[i].smooth_um, -shapes[i].min_seed_mm2,
-                                                         shapes[i].min_seed_share, -shapes[i].margin_um))]
-    return best, table, np.asarray(scores[best])
+    best = max(range(len(shapes)), key=lambda i: (round(means[i], 4), round(mins[i], 4), -shapes[i].bridge_um,
+                                                  -shapes[i].smooth_um, -shapes[i].min_seed_mm2,
+                                                  shapes[i].min_seed_share, -shapes[i].margin_um))
+    return shapes[best], table, per_slide[best].copy()
+
+
+@lru_cache(maxsize=65536)
+def _shape_dict(shape: BedShape) -> dict[str, float]:
+    """``shape.to_dict()``, once per setting (the search table repeats each setting; callers copy it)."""
+    return shape.to_dict()
 
 
 def _search_infiltrate(slides: list[AnnotatedSlide], evidence: list[np.ndarray], shape: BedShape,
@@ -251,7 +265,8 @@ def _vetoed_evidence(slides: list[AnnotatedSlide], evidence: list[np.ndarray], v
     return out, vetoed, inked
 
 
-def _search_veto(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto: LymphoidVeto, ink_rule: InkVeto):
+def _search_veto(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto: LymphoidVeto, ink_rule: InkVeto,
+                 memo: dict | None = None):
     """The lymphoid veto's restore rule chosen with the geometry, by leave-one-slide-out Dice.
 
     Candidates: the rule as given (a lymphoid group keeps its evidence when it touches a tile that
@@ -271,7 +286,7 @@ def _search_veto(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto:
         # a rule that changes no slide's evidence gives the same search: not run again
         found = next((f for ev, f in searched if all(np.array_equal(a, b) for a, b in zip(ev, vetoed[0]))), None)
         if found is None:
-            found = search_shape(slides, vetoed[0])
+            found = search_shape(slides, vetoed[0], memo)
             searched.append((vetoed[0], found))
         dice = found[2]
         table.append({"restore_tumour_nuclei_area": float(rule.restore_tumour_nuclei_area),
@@ -284,7 +299,7 @@ def _search_veto(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto:
 
 
 def _choose_cell_gate(slides: list[AnnotatedSlide], evidence: list[np.ndarray], veto: LymphoidVeto,
-                      ink_rule: InkVeto, rule: TumourCellGate | None):
+                      ink_rule: InkVeto, rule: TumourCellGate | None, memo: dict | None = None):
     """The tumour-cell gate kept or not (:data:`CELL_GATE_MAX_LOSS`), the held-out evidence it
     leaves, the comparison for model.json, what it did per slide, and :func:`_search_veto` of the
     evidence left (``None`` when the gate was not tried)."""
@@ -299,7 +314,7 @@ def _choose_cell_gate(slides: list[AnnotatedSlide], evidence: list[np.ndarray], 
     gated = [ev for ev, _ in done]
     dice, found = {}, {}
     for on, ev in ((False, evidence), (True, gated)):
-        found[on] = _search_veto(slides, ev, veto, ink_rule)
+        found[on] = _search_veto(slides, ev, veto, ink_rule, memo)
         per_slide = found[on][2][2]
         dice[on] = (round(float(per_slide.mean()), 4), round(float(per_slide.min()), 4))
     search = [{"tumour_cell_gate": on, "dice_mean": m, "dice_min": n} for on, (m, n) in dice.items()]
@@ -371,10 +386,11 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
         log.warning("lymphoid veto off: some annotated slides have no tile statistics (embed them again)")
         veto = LymphoidVeto(enabled=False)
     ink_rule = InkVeto() if ink_veto is None else ink_veto
-    gate, evidence, gate_search, gated, searched = _choose_cell_gate(slides, evidence, veto, ink_rule, cell_gate)
+    memo: dict = {}  # what the searches below share (search_shape)
+    gate, evidence, gate_search, gated, searched = _choose_cell_gate(slides, evidence, veto, ink_rule, cell_gate, memo)
     ink_only = _vetoed_evidence(slides, evidence, LymphoidVeto(enabled=False), ink_rule)[0]
     veto, (evidence, vetoed, inked), (shape, table, dice), veto_search = (
-        searched or _search_veto(slides, evidence, veto, ink_rule))
+        searched or _search_veto(slides, evidence, veto, ink_rule, memo))
     infiltrate_search: list[dict] = []
     if infiltrate:
         shape, dice, infiltrate_search = _search_infiltrate(slides, evidence, shape, table, dice)
