@@ -127,3 +127,34 @@ def test_napari_rescore_leaves_out_the_crush_tiles_score_left_out():
     tiles.excluded = None  # a file from before version 5: every tile of the bed counts
     assert tiles.score_flags(bed).stil == pytest.approx(float(scores.mean()))
     assert PACKED_ATTR == "crush_tiles_packed"
+
+
+def test_a_bed_no_source_gave_leaves_out_crush_as_score_does(tmp_path):
+    """``train`` / ``evaluate`` with no bed source (each feature file's own flags, or all its tiles) leave the crush
+    tiles out as ``score`` leaves them out of the whole tissue: before, training and evaluation counted them."""
+    import json
+
+    import h5py
+
+    from planted import write_feature_file
+    from weakstil.mil.bank import FeatureBank
+
+    n = 6
+    crush = np.array([0.0, 0.9, 0.2, 0.0, 0.7, 0.0], np.float32)
+    paths = []
+    for sid, own in (("all", None), ("flags", np.array([1, 1, 1, 0, 0, 1], bool))):
+        path = write_feature_file(tmp_path / f"{sid}.h5", sid, np.zeros((n, 4)), np.arange(2 * n).reshape(n, 2) * 448,
+                                  tumorbed=own)
+        with h5py.File(path, "a") as f:
+            stats = np.zeros((n, len(COLUMNS)), np.float32)
+            stats[:, CRUSH] = crush
+            f.create_dataset("tile_stats", data=stats)
+            f.attrs["tile_stats_columns"] = json.dumps(list(COLUMNS))
+        paths.append(path)
+    for tile_stats in (False, True):  # whether or not the model reads the measurements
+        bank = FeatureBank.load(paths, ["all", "flags"], tile_stats=tile_stats)
+        assert bank.bags[0].tile_mask.tolist() == [True, False, True, True, False, True]
+        assert bank.bags[1].tile_mask.tolist() == [True, False, True, False, False, True]
+    # a resolved bed (score, or a bed source given) is taken as it is: the resolver left the crush out already
+    bank = FeatureBank.load(paths[:1], ["all"], tumorbeds={"all": np.ones(n, bool)})
+    assert bank.bags[0].tile_mask.all()
