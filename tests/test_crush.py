@@ -158,3 +158,18 @@ def test_a_bed_no_source_gave_leaves_out_crush_as_score_does(tmp_path):
     # a resolved bed (score, or a bed source given) is taken as it is: the resolver left the crush out already
     bank = FeatureBank.load(paths[:1], ["all"], tumorbeds={"all": np.ones(n, bool)})
     assert bank.bags[0].tile_mask.all()
+
+
+def test_the_heatmap_key_says_crush_tiles_left_the_scored_bed():
+    """The heatmap's key counted the bed's tiles as those inside it, silent on the crush tiles left out; a bed all
+    crush read 'no tile lies 50 % or more inside it', which sends a user to check an outline that is right."""
+    from weakstil.outputs import heatmap_key
+
+    base = {"tumorbed_source": "annotation", "n_tiles": 54, "tumorbed_tile_threshold": 0.5}
+    key = heatmap_key({**base, "n_tumorbed_tiles": 20, "tumorbed_crush_tiles": 3})
+    assert key == ("cyan outline: the 20 of 54 tiles that made the sTIL%: those 50 % or more inside the tumour bed "
+                   "(annotation), less 3 tiles of crush artefact; the tiles outside it are shown, not counted")
+    key = heatmap_key({**base, "n_tumorbed_tiles": 0, "tumorbed_crush_tiles": 4})
+    assert "its 4 tiles are all crush artefact, left out of the scored area: no sTIL%" in key
+    assert "no tile lies" not in key
+    assert "crush" not in heatmap_key({**base, "n_tumorbed_tiles": 20, "tumorbed_crush_tiles": 0})

@@ -440,7 +440,11 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         stil_high: object = bool(called_high(stil, ctx.threshold))  # the call of the number written
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
-        log.warning("%s: no tumour bed found; no score", slide_id)
+        if bed.n_excluded:  # the outline holds tiles, every one of them crush artefact (weakstil.crush)
+            log.warning("%s: the %d tiles of its tumour bed are all crush artefact, left out of the scored area; "
+                        "no score", slide_id, bed.n_excluded)
+        else:
+            log.warning("%s: no tumour bed found; no score", slide_id)
     from weakstil.qc.pieces import of_scored_slide
     from weakstil.tumorbed.detector import VETO_SET_ASIDE  # the bed grown on evidence it took for lymphoid tissue
 
