@@ -173,3 +173,24 @@ def test_the_heatmap_key_says_crush_tiles_left_the_scored_bed():
     assert "its 4 tiles are all crush artefact, left out of the scored area: no sTIL%" in key
     assert "no tile lies" not in key
     assert "crush" not in heatmap_key({**base, "n_tumorbed_tiles": 20, "tumorbed_crush_tiles": 0})
+
+
+def test_features_older_than_the_model_are_refused_with_embed_again_as_the_fix():
+    """``evaluate`` of features embedded before version 5 (no crush column) with a version-5 model that reads the tile
+    statistics was refused with 'train the model again ... or score with the version that trained it': the model is
+    right, the features are old. Features newer than the model keep that fix."""
+    from weakstil.errors import ModelError
+    from weakstil.mil.identity import check_features_match_model
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+    from weakstil.tilestats import TILESTATS_VERSION
+
+    config = {"training": {"config": {"tile_stats": True}}}
+    now = {"tilestats_version": TILESTATS_VERSION, "stain_estimate_version": STAIN_ESTIMATE_VERSION}
+    old = {**now, "tilestats_version": TILESTATS_VERSION - 1}
+    with pytest.raises(ModelError) as older:
+        check_features_match_model({**config, "features": now}, old, "f.h5")
+    assert f"measured by tile statistics version {TILESTATS_VERSION - 1}" in older.value.message
+    assert "embed the slides again" in older.value.fix and "train the model again" not in older.value.fix
+    with pytest.raises(ModelError) as newer:
+        check_features_match_model({**config, "features": old}, now, "f.h5")
+    assert "train the model again" in newer.value.fix
