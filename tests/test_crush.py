@@ -194,3 +194,16 @@ def test_features_older_than_the_model_are_refused_with_embed_again_as_the_fix()
     with pytest.raises(ModelError) as newer:
         check_features_match_model({**config, "features": old}, now, "f.h5")
     assert "train the model again" in newer.value.fix
+
+
+def test_results_csv_says_when_crush_left_a_bed_with_too_few_tiles():
+    """A bed all (or mostly) crush read in results.csv 'few_tumorbed_tiles: 0 tumour-bed tiles < 16' and status
+    'no tumour bed', nothing saying why (og42a_010 with an outline drawn on its crush, 52 tiles: only a log line)."""
+    from weakstil.qc.flags import slide_flags
+
+    def reason(**kw):
+        return slide_flags(ood_score=None, ood_threshold=None, n_bed_tiles=0, low=None, high=None, threshold=30,
+                           image=None, image_ref=None, **kw)[1]["few_tumorbed_tiles"]
+
+    assert reason(crush_tiles=52) == "0 tumour-bed tiles < 16 (52 more left out as crush artefact)"
+    assert reason() == "0 tumour-bed tiles < 16"

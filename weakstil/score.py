@@ -456,7 +456,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         slide_mpp=slide_mpp, tissue_fraction=features.tissue_fraction, tile_px=int(features.attrs["tile_px"]),
         mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value, annotation_misplaced=bed.misplaced,
         bed_incomplete=bed.incomplete, bed_unlike_detector=bed.unlike_detector, bed_detail=bed.detail,
-        bed_lymphoid=bed.seed_vetoes if VETO_SET_ASIDE in (bed.seed_vetoes or "") else "", tma_like=tma)
+        bed_lymphoid=bed.seed_vetoes if VETO_SET_ASIDE in (bed.seed_vetoes or "") else "", tma_like=tma,
+        crush_tiles=bed.n_excluded)
     if per_piece:
         qc_attrs["tissue_pieces"] = json.dumps(per_piece)
     check_unchanged(features.attrs, path)  # outputs all or none: a failed attempt leaves the earlier set (its row)
