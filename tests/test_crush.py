@@ -207,3 +207,21 @@ def test_results_csv_says_when_crush_left_a_bed_with_too_few_tiles():
 
     assert reason(crush_tiles=52) == "0 tumour-bed tiles < 16 (52 more left out as crush artefact)"
     assert reason() == "0 tumour-bed tiles < 16"
+
+
+def test_the_crush_rule_is_recorded_with_the_count():
+    """The scores HDF5 recorded how many bed tiles left as crush but not the share that made a tile crush
+    (:data:`weakstil.crush.CRUSH_TILE_MAX`), as it records the tile-in-bed share beside the bed."""
+    from weakstil.crush import CRUSH_TILE_MAX, exclude_crush
+    from weakstil.tumorbed.bed import TumorBed, TumorBedSource
+
+    bed = TumorBed(np.ones((2, 2), bool), 4.0, np.ones(3, np.float32), TumorBedSource.TISSUE)
+    attrs = exclude_crush(bed, _Features(np.array([0.0, 0.9, 0.1], np.float32)), "s").attrs()
+    assert attrs["tumorbed_crush_tiles"] == 1 and attrs["tumorbed_crush_tile_max"] == CRUSH_TILE_MAX
+    # and 'tumorbed apply' says it in its line per slide (its bed file: crush_tiles, crush_tile_max)
+    from pathlib import Path
+
+    from weakstil.tumorbed.apply import AppliedBed
+
+    line = AppliedBed("s", bed, Path("o/s.h5"), Path("o/s.geojson")).summary()
+    assert "2 / 3 tiles (less 1 of crush artefact) -> " in line
