@@ -225,3 +225,26 @@ def test_the_crush_rule_is_recorded_with_the_count():
 
     line = AppliedBed("s", bed, Path("o/s.h5"), Path("o/s.geojson")).summary()
     assert "2 / 3 tiles (less 1 of crush artefact) -> " in line
+
+
+def test_train_says_a_slide_left_out_was_all_crush(caplog):
+    """``train`` left a slide whose bed was all crush out with 'check their annotations (drawn on glass ...)' only."""
+    import logging
+
+    import pandas as pd
+
+    from weakstil.cohort import Cohort
+    from weakstil.train import _without_empty_beds
+    from weakstil.tumorbed.resolver import BedSources
+
+    ids = ["a", "b", "c", "d"]
+    cohort = Cohort("c.csv", pd.DataFrame({"slide_id": ids, "path": ids, "stil": [1.0, 2.0, 3.0, 4.0]}), None)
+    beds = BedSources(annotations="ann")
+    beds.crush_of = {"a": 52, "b": 0, "c": 0, "d": 0}
+    flags = {sid: np.array([sid != "a", sid == "c"]) for sid in ids}
+    flags["b"] = np.zeros(2, bool)  # an outline on glass: no crush
+    with caplog.at_level(logging.WARNING):
+        left = _without_empty_beds(cohort, flags, beds, "c.csv")
+    assert list(left.table["slide_id"]) == ["c", "d"]
+    assert "all crush artefact, left out of the scored area: a (52 tiles)" in caplog.text
+    assert "b (" not in caplog.text
