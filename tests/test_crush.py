@@ -127,3 +127,124 @@ def test_napari_rescore_leaves_out_the_crush_tiles_score_left_out():
     tiles.excluded = None  # a file from before version 5: every tile of the bed counts
     assert tiles.score_flags(bed).stil == pytest.approx(float(scores.mean()))
     assert PACKED_ATTR == "crush_tiles_packed"
+
+
+def test_a_bed_no_source_gave_leaves_out_crush_as_score_does(tmp_path):
+    """``train`` / ``evaluate`` with no bed source (each feature file's own flags, or all its tiles) leave the crush
+    tiles out as ``score`` leaves them out of the whole tissue: before, training and evaluation counted them."""
+    import json
+
+    import h5py
+
+    from planted import write_feature_file
+    from weakstil.mil.bank import FeatureBank
+
+    n = 6
+    crush = np.array([0.0, 0.9, 0.2, 0.0, 0.7, 0.0], np.float32)
+    paths = []
+    for sid, own in (("all", None), ("flags", np.array([1, 1, 1, 0, 0, 1], bool))):
+        path = write_feature_file(tmp_path / f"{sid}.h5", sid, np.zeros((n, 4)), np.arange(2 * n).reshape(n, 2) * 448,
+                                  tumorbed=own)
+        with h5py.File(path, "a") as f:
+            stats = np.zeros((n, len(COLUMNS)), np.float32)
+            stats[:, CRUSH] = crush
+            f.create_dataset("tile_stats", data=stats)
+            f.attrs["tile_stats_columns"] = json.dumps(list(COLUMNS))
+        paths.append(path)
+    for tile_stats in (False, True):  # whether or not the model reads the measurements
+        bank = FeatureBank.load(paths, ["all", "flags"], tile_stats=tile_stats)
+        assert bank.bags[0].tile_mask.tolist() == [True, False, True, True, False, True]
+        assert bank.bags[1].tile_mask.tolist() == [True, False, True, False, False, True]
+    # a resolved bed (score, or a bed source given) is taken as it is: the resolver left the crush out already
+    bank = FeatureBank.load(paths[:1], ["all"], tumorbeds={"all": np.ones(n, bool)})
+    assert bank.bags[0].tile_mask.all()
+
+
+def test_the_heatmap_key_says_crush_tiles_left_the_scored_bed():
+    """The heatmap's key counted the bed's tiles as those inside it, silent on the crush tiles left out; a bed all
+    crush read 'no tile lies 50 % or more inside it', which sends a user to check an outline that is right."""
+    from weakstil.outputs import heatmap_key
+
+    base = {"tumorbed_source": "annotation", "n_tiles": 54, "tumorbed_tile_threshold": 0.5}
+    key = heatmap_key({**base, "n_tumorbed_tiles": 20, "tumorbed_crush_tiles": 3})
+    assert key == ("cyan outline: the 20 of 54 tiles that made the sTIL%: those 50 % or more inside the tumour bed "
+                   "(annotation), less 3 tiles of crush artefact; the tiles outside it are shown, not counted")
+    key = heatmap_key({**base, "n_tumorbed_tiles": 0, "tumorbed_crush_tiles": 4})
+    assert "its 4 tiles are all crush artefact, left out of the scored area: no sTIL%" in key
+    assert "no tile lies" not in key
+    assert "crush" not in heatmap_key({**base, "n_tumorbed_tiles": 20, "tumorbed_crush_tiles": 0})
+
+
+def test_features_older_than_the_model_are_refused_with_embed_again_as_the_fix():
+    """``evaluate`` of features embedded before version 5 (no crush column) with a version-5 model that reads the tile
+    statistics was refused with 'train the model again ... or score with the version that trained it': the model is
+    right, the features are old. Features newer than the model keep that fix."""
+    from weakstil.errors import ModelError
+    from weakstil.mil.identity import check_features_match_model
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+    from weakstil.tilestats import TILESTATS_VERSION
+
+    config = {"training": {"config": {"tile_stats": True}}}
+    now = {"tilestats_version": TILESTATS_VERSION, "stain_estimate_version": STAIN_ESTIMATE_VERSION}
+    old = {**now, "tilestats_version": TILESTATS_VERSION - 1}
+    with pytest.raises(ModelError) as older:
+        check_features_match_model({**config, "features": now}, old, "f.h5")
+    assert f"measured by tile statistics version {TILESTATS_VERSION - 1}" in older.value.message
+    assert "embed the slides again" in older.value.fix and "train the model again" not in older.value.fix
+    with pytest.raises(ModelError) as newer:
+        check_features_match_model({**config, "features": old}, now, "f.h5")
+    assert "train the model again" in newer.value.fix
+
+
+def test_results_csv_says_when_crush_left_a_bed_with_too_few_tiles():
+    """A bed all (or mostly) crush read in results.csv 'few_tumorbed_tiles: 0 tumour-bed tiles < 16' and status
+    'no tumour bed', nothing saying why (og42a_010 with an outline drawn on its crush, 52 tiles: only a log line)."""
+    from weakstil.qc.flags import slide_flags
+
+    def reason(**kw):
+        return slide_flags(ood_score=None, ood_threshold=None, n_bed_tiles=0, low=None, high=None, threshold=30,
+                           image=None, image_ref=None, **kw)[1]["few_tumorbed_tiles"]
+
+    assert reason(crush_tiles=52) == "0 tumour-bed tiles < 16 (52 more left out as crush artefact)"
+    assert reason() == "0 tumour-bed tiles < 16"
+
+
+def test_the_crush_rule_is_recorded_with_the_count():
+    """The scores HDF5 recorded how many bed tiles left as crush but not the share that made a tile crush
+    (:data:`weakstil.crush.CRUSH_TILE_MAX`), as it records the tile-in-bed share beside the bed."""
+    from weakstil.crush import CRUSH_TILE_MAX, exclude_crush
+    from weakstil.tumorbed.bed import TumorBed, TumorBedSource
+
+    bed = TumorBed(np.ones((2, 2), bool), 4.0, np.ones(3, np.float32), TumorBedSource.TISSUE)
+    attrs = exclude_crush(bed, _Features(np.array([0.0, 0.9, 0.1], np.float32)), "s").attrs()
+    assert attrs["tumorbed_crush_tiles"] == 1 and attrs["tumorbed_crush_tile_max"] == CRUSH_TILE_MAX
+    # and 'tumorbed apply' says it in its line per slide (its bed file: crush_tiles, crush_tile_max)
+    from pathlib import Path
+
+    from weakstil.tumorbed.apply import AppliedBed
+
+    line = AppliedBed("s", bed, Path("o/s.h5"), Path("o/s.geojson")).summary()
+    assert "2 / 3 tiles (less 1 of crush artefact) -> " in line
+
+
+def test_train_says_a_slide_left_out_was_all_crush(caplog):
+    """``train`` left a slide whose bed was all crush out with 'check their annotations (drawn on glass ...)' only."""
+    import logging
+
+    import pandas as pd
+
+    from weakstil.cohort import Cohort
+    from weakstil.train import _without_empty_beds
+    from weakstil.tumorbed.resolver import BedSources
+
+    ids = ["a", "b", "c", "d"]
+    cohort = Cohort("c.csv", pd.DataFrame({"slide_id": ids, "path": ids, "stil": [1.0, 2.0, 3.0, 4.0]}), None)
+    beds = BedSources(annotations="ann")
+    beds.crush_of = {"a": 52, "b": 0, "c": 0, "d": 0}
+    flags = {sid: np.array([sid != "a", sid == "c"]) for sid in ids}
+    flags["b"] = np.zeros(2, bool)  # an outline on glass: no crush
+    with caplog.at_level(logging.WARNING):
+        left = _without_empty_beds(cohort, flags, beds, "c.csv")
+    assert list(left.table["slide_id"]) == ["c", "d"]
+    assert "all crush artefact, left out of the scored area: a (52 tiles)" in caplog.text
+    assert "b (" not in caplog.text

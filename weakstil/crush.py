@@ -48,7 +48,7 @@ def exclude_crush(bed: TumorBed, features: FeaturesFile, slide_id: str = "") -> 
     if crush is None or len(crush) != len(bed.tile_fraction):
         return bed
     n_bed = int((bed.tile_flags & crush).sum())
-    bed.excluded = crush
+    bed.excluded, bed.excluded_at = crush, CRUSH_TILE_MAX
     if n_bed:
         log.info("%s: %d tile%s of crush artefact left out of the scored bed", slide_id or "slide", n_bed,
                  "s" if n_bed > 1 else "")

@@ -220,7 +220,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     model_dir, features_dir, out_dir = Path(model_dir).resolve(), Path(features_dir), Path(out_dir)
     cohort = read_cohort(csv_path, features_dir=features_dir, group_column=group_column, truth=True)
     ids, paths = cohort.slide_ids, cohort.feature_paths(features_dir)
-    caches = [FeaturesFile.read(p, skip=("tissue_mask",) + (() if model.arch.tile_stats else ("tile_stats",))) for p in paths]
+    caches = [FeaturesFile.read(p, skip=("tissue_mask",)) for p in paths]  # tile stats: crush (FeatureBank)
     refuse_non_finite([(p, c.features) for p, c in zip(paths, caches)])  # before any bed is detected from them
     check_features_match_model(meta, check_same_identity(ids[:1], [caches[0].attrs]), paths[0])  # before the beds
     tumorbeds = beds.cohort(dict(zip(ids, paths)), dict(zip(ids, cohort.table["path"]))) if beds is not None else None

@@ -68,10 +68,15 @@ def heatmap_key(attrs: dict) -> str:
         int(attrs.get("n_tiles", 0))
     inside = float(attrs.get("tumorbed_tile_threshold", 0.5))
     what = _BED_WORDS.get(str(source), str(source) or "tumour bed")
+    crush = int(attrs.get("tumorbed_crush_tiles", 0) or 0)  # bed tiles left out as crush artefact (weakstil.crush)
+    if n_bed <= 0 and crush > 0:
+        return (f"cyan outline: tumour bed ({what}); its {crush} tile{'s are' if crush > 1 else ' is'} all crush "
+                "artefact, left out of the scored area: no sTIL%")
     if n_bed <= 0:
         return f"cyan outline: tumour bed ({what}); no tile lies {100 * inside:g} % or more inside it: no sTIL%"
+    less = f", less {crush} tile{'s' if crush > 1 else ''} of crush artefact" if crush > 0 else ""
     return (f"cyan outline: the {n_bed} of {n_tiles} tiles that made the sTIL%: those {100 * inside:g} % or more "
-            f"inside the tumour bed ({what}); the tiles outside it are shown, not counted")
+            f"inside the tumour bed ({what}){less}; the tiles outside it are shown, not counted")
 
 
 def write_slide_heatmap(path: str | Path, thumbnail: np.ndarray, thumb_mpp: float, slide_mpp: float,

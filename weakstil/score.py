@@ -442,7 +442,11 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         stil_high: object = bool(called_high(stil, ctx.threshold))  # the call of the number written
     else:
         stil, status, stil_high = math.nan, STATUS_NO_BED, ""
-        log.warning("%s: no tumour bed found; no score", slide_id)
+        if bed.n_excluded:  # the outline holds tiles, every one of them crush artefact (weakstil.crush)
+            log.warning("%s: the %d tiles of its tumour bed are all crush artefact, left out of the scored area; "
+                        "no score", slide_id, bed.n_excluded)
+        else:
+            log.warning("%s: no tumour bed found; no score", slide_id)
     from weakstil.qc.pieces import of_scored_slide
     from weakstil.tumorbed.detector import VETO_SET_ASIDE  # the bed grown on evidence it took for lymphoid tissue
 
@@ -454,7 +458,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         slide_mpp=slide_mpp, tissue_fraction=features.tissue_fraction, tile_px=int(features.attrs["tile_px"]),
         mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value, annotation_misplaced=bed.misplaced,
         bed_incomplete=bed.incomplete, bed_unlike_detector=bed.unlike_detector, bed_detail=bed.detail,
-        bed_lymphoid=bed.seed_vetoes if VETO_SET_ASIDE in (bed.seed_vetoes or "") else "", tma_like=tma)
+        bed_lymphoid=bed.seed_vetoes if VETO_SET_ASIDE in (bed.seed_vetoes or "") else "", tma_like=tma,
+        crush_tiles=bed.n_excluded)
     if per_piece:
         qc_attrs["tissue_pieces"] = json.dumps(per_piece)
     check_unchanged(features.attrs, path)  # outputs all or none: a failed attempt leaves the earlier set (its row)

@@ -71,14 +71,17 @@ def _without_empty_beds(cohort: Cohort, tumorbeds: dict | None, beds: BedSources
              and not np.asarray(tumorbeds[sid]).any()]
     if not empty:
         return cohort
+    crush = {sid: n for sid in empty if beds is not None and (n := beds.crush_of.get(sid, 0))}  # weakstil.crush
+    crushed = f"; all crush artefact, left out of the scored area: {', '.join(f'{s} ({n} tiles)' for s, n in list(crush.items())[:5])}" \
+        if crush else ""
     if len(empty) > len(cohort) - 2:
         raise WeakSTILError(f"the tumour beds of {len(empty)} of the {len(cohort)} slides hold no tile "
-                            f"({', '.join(empty[:5])}{', ...' if len(empty) > 5 else ''}): too few slides are left "
-                            "to train on", path=csv_path, fix="check the beds (an annotation drawn on glass, or "
+                            f"({', '.join(empty[:5])}{', ...' if len(empty) > 5 else ''}{crushed}): too few slides are "
+                            "left to train on", path=csv_path, fix="check the beds (an annotation drawn on glass, or "
                             "exported at another magnification, covers no tile)")
     log.warning("%d slide(s) whose tumour bed holds no tile are left out of training, as 'weakstil score' gives "
-                "them no score (%s%s): check their annotations (drawn on glass, or exported at another "
-                "magnification?)", len(empty), ", ".join(empty[:5]), ", ..." if len(empty) > 5 else "")
+                "them no score (%s%s%s): check their annotations (drawn on glass, or exported at another "
+                "magnification?)", len(empty), ", ".join(empty[:5]), ", ..." if len(empty) > 5 else "", crushed)
     if beds is not None:  # the record counts the slides trained on
         for sid in empty:
             source = beds.source_of.get(sid)

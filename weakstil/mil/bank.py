@@ -113,8 +113,8 @@ class FeatureBank:
 
         paths = [Path(p) for p in paths]
         slide_ids = list(slide_ids) if slide_ids is not None else [p.stem for p in paths]
-        skip = ("tissue_mask",) if tile_stats else ("tissue_mask", "tile_stats")
-        caches = [FeaturesFile.read(p, skip=skip) for p in paths]
+        # the tile statistics always: their crush column trims a bed not given (:func:`weakstil.crush.crush_tiles`)
+        caches = [FeaturesFile.read(p, skip=("tissue_mask",)) for p in paths]
         return cls.from_caches(caches, slide_ids, dtype=dtype, tumorbeds=tumorbeds, tile_stats=tile_stats,
                                stroma_estimate=stroma_estimate, centre_embeddings=centre_embeddings)
 
@@ -176,6 +176,8 @@ class FeatureBank:
                                         fix="compute the tumour bed on the same tiles")
             if mask is None:
                 mask = np.ones(n, dtype=bool)
+            if tumorbeds is None or sid not in tumorbeds:  # the file's flags or all tiles: crush left out as
+                mask = _without_crush(mask, cache, sid)  # 'score' leaves it out of the whole tissue (a resolved bed has)
             if n == 0:
                 raise WeakSTILError("feature file has no tiles", path=p, fix="check the slide has tissue")
             if not mask.any():
@@ -228,3 +230,17 @@ class FeatureBank:
         """One slide's stroma estimates (None when the bank has none)."""
         b = self.bags[i]
         return None if self.stroma_estimate is None else self.stroma_estimate[b.offset:b.offset + b.n]
+
+
+def _without_crush(mask: np.ndarray, cache, slide_id: str) -> np.ndarray:
+    """``mask`` less the cache's crush tiles (:func:`weakstil.crush.crush_tiles`): a bed no source gave (the
+    feature file's own flags, or all its tiles, in ``train`` and ``evaluate``) is scored as ``score`` scores the
+    whole tissue, from which the bed resolver leaves them out."""
+    from weakstil.crush import crush_tiles
+
+    crush = crush_tiles(cache) if cache.tile_stats is not None else None
+    if crush is None or crush.shape != mask.shape or not (mask & crush).any():
+        return mask
+    log.info("%s: %d tile%s of crush artefact left out of its bed", slide_id, int((mask & crush).sum()),
+             "s" if (mask & crush).sum() > 1 else "")
+    return mask & ~crush

@@ -188,8 +188,9 @@ def check_features_match_model(meta: dict, identity: dict[str, object], where: s
     stain = stain_estimate_problem(meta, identity) or tile_measurement_problem(meta, identity)
     if stain:
         raise ModelError(f"features do not fit the model: {stain}", path=where,
-                         fix="train the model again (weakstil train) on features embedded by this WeakSTIL "
-                             "version, or score with the version that trained it")
+                         fix=_older_features_fix(meta, identity) or
+                         "train the model again (weakstil train) on features embedded by this WeakSTIL "
+                         "version, or score with the version that trained it")
     enc = meta.get("encoder", {})
     tiling = meta.get("tiling", {})
     problems = []
@@ -215,6 +216,22 @@ def check_features_match_model(meta: dict, identity: dict[str, object], where: s
         raise ModelError("features do not fit the model: " + "; ".join(problems), path=where,
                          fix=f"embed the slides with the model's encoder ({enc.get('name')}, same weights, "
                              f"--mpp {tiling.get('mpp')} --tile-size {tiling.get('tile_px')})")
+
+
+def _older_features_fix(meta: dict, identity: dict[str, object]) -> str | None:
+    """The fix when the features are older than the model (``evaluate`` of a folder embedded before an upgrade, e.g.
+    tile statistics version 4 without the crush column, by a version-5 model): embed them again, not retrain."""
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+    from weakstil.tilestats import TILESTATS_VERSION
+
+    feats = meta.get("features") or {}
+    differ = [(str(feats.get(k)), str(now)) for k, now in
+              (("tilestats_version", TILESTATS_VERSION), ("stain_estimate_version", STAIN_ESTIMATE_VERSION))
+              if identity.get(k) is not None and feats.get(k) is not None and str(identity.get(k)) != str(feats.get(k))]
+    if differ and all(theirs == now for theirs, now in differ):  # the model is this version's; the features are not
+        return ("embed the slides again into the features folder with this WeakSTIL ('weakstil embed' makes an older "
+                "WeakSTIL's features again): the model was trained on this version's features")
+    return None
 
 
 def check_scores_new_slides(meta: dict, where: str | Path) -> None:

@@ -320,7 +320,7 @@ def image_reference(stats: list[ImageStats]) -> dict[str, Any] | None:
 
 
 def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_tiles: int,
-                unfamiliar: tuple[float, int, dict] | None = None,
+                unfamiliar: tuple[float, int, dict] | None = None, crush_tiles: int = 0,
                 low: float | None, high: float | None, threshold: float, image: ImageStats | None,
                 image_ref: dict[str, Any] | None, min_bed_tiles: int = MIN_BED_TILES,
                 weighting_gap: float | None = None, weighting_threshold: float | None = None,
@@ -341,7 +341,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     ``base_mpp``: the slide's finest µm/px as read (after ``--slide-mpp``), ``target_mpp``: the model's;
     ``morphometry``: why its tile measurements are outside the training range (empty: inside or not
     measured; :func:`weakstil.qc.morphometry.morphometry_outside`); ``bed_stroma``: why the bed's stroma
-    share is outside the training beds' (:func:`weakstil.qc.bed_stroma.bed_stroma_outside`)."""
+    share is outside the training beds' (:func:`weakstil.qc.bed_stroma.bed_stroma_outside`); ``crush_tiles``: see assess."""
     why: dict[str, str] = {}
     ood = []
     if ood_score is not None and ood_threshold is not None and not ood_score <= ood_threshold:
@@ -356,7 +356,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     if ood:
         why[Flag.OUT_OF_DISTRIBUTION.value] = "; ".join(ood)
     if n_bed_tiles < min_bed_tiles:
-        why[Flag.FEW_TUMORBED_TILES.value] = f"{n_bed_tiles} tumour-bed tiles < {min_bed_tiles}"
+        why[Flag.FEW_TUMORBED_TILES.value] = f"{n_bed_tiles} tumour-bed tiles < {min_bed_tiles}" + (f" ({crush_tiles} more left out as crush artefact)" if crush_tiles > 0 else "")
     # on the interval as written (results.csv's 4 decimals), as the call is made on the sTIL% written: an upper
     # end of 7.46416 written 7.4642 held the threshold 7.4642 in the table without the flag
     if low is not None and high is not None and math.isfinite(low) and math.isfinite(high) \

@@ -170,12 +170,13 @@ class SlideAssessor:
                tile_px: int, mpp: float, device, seed: int = 0, bed_source: str | None = None,
                annotation_misplaced: str = "", bed_incomplete: str = "",
                bed_unlike_detector: str = "", bed_detail: str = "", bed_lymphoid: str = "",
-               tma_like: str = "") -> tuple[dict[str, Any], dict[str, Any]]:
+               tma_like: str = "", crush_tiles: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(result columns, HDF5 attributes)`` of one scored slide (``stil`` NaN: not scored).
         ``bed_unlike_detector``: why the bed's detector is unchecked on the slide's stain
         (:mod:`weakstil.tumorbed.look`), ``bed_detail`` the bed's detail (a detector's id), ``bed_lymphoid``
         the detector's seed vetoes when its lymphoid veto was set aside, ``tma_like`` why the slide looks
-        like a tissue microarray (:func:`weakstil.qc.pieces.tma_like`)."""
+        like a tissue microarray (:func:`weakstil.qc.pieces.tma_like`), ``crush_tiles`` the bed's tiles left out as
+        crush artefact (:mod:`weakstil.crush`)."""
         from weakstil.tumorbed.resolver import trained_detector
 
         if bed_unlike_detector and bed_sources(self.training_beds).get("model") \
@@ -264,7 +265,7 @@ class SlideAssessor:
         gap_thr = (self.reference.get("weighting") or {}).get("threshold")
         attrs["weighting_gap"], attrs["weighting_threshold"] = gap, gap_thr
         flags, why = slide_flags(ood_score=ood_score, ood_threshold=ood_thr, unfamiliar=unfamiliar,
-                                 n_bed_tiles=n_bed_tiles,
+                                 n_bed_tiles=n_bed_tiles, crush_tiles=crush_tiles,
                                  low=low, high=high, threshold=threshold, image=image, image_ref=image_ref,
                                  min_bed_tiles=min_tiles, weighting_gap=gap, weighting_threshold=gap_thr,
                                  stil=stil, label_max=(self.reference.get("labels") or {}).get("max"),

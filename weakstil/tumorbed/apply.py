@@ -98,7 +98,8 @@ class AppliedBed:
         bed = self.bed
         said = f"bed fallback: tissue ({bed.detail})" if bed.source is TumorBedSource.TISSUE_FALLBACK else \
             f"tumour bed from {bed.source.value} ({bed.detail})"
-        line = f"{self.slide_id}: {said}, {int(bed.tile_flags.sum())} / {len(bed.tile_fraction)} tiles -> " \
+        crush = f" (less {bed.n_excluded} of crush artefact)" if bed.n_excluded else ""
+        line = f"{self.slide_id}: {said}, {int(bed.tile_flags.sum())} / {len(bed.tile_fraction)} tiles{crush} -> " \
             f"{self.h5_path}"
         if bed.misplaced:  # warned when the bed was made; said again beside the bed
             line += f" (annotation misplaced? {bed.misplaced})"
@@ -167,6 +168,8 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
         "encoder": str(a.get("encoder", "")), "weights_sha256": str(a.get("weights_sha256", "")),
         "n_tiles": int(len(bed.tile_fraction)), "n_tumorbed_tiles": int(bed.tile_flags.sum()),
         "tile_threshold": float(bed.attrs()["tumorbed_tile_threshold"]),
+        # the outline's tiles left out of n_tumorbed_tiles as crush artefact (weakstil.crush), and the share that does it
+        **{k.replace("tumorbed_", ""): v for k, v in bed.attrs().items() if k.startswith("tumorbed_crush")},
         "weakstil_version": code_version(), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         # the detector's torch and the morphology's numpy/scipy shape the bed, as in the other per-slide files
         "library_versions": json.dumps(library_versions("torch"), sort_keys=True),
@@ -273,6 +276,9 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
         log.warning("%s: the detected tumour bed has %d tile%s (< %d, where 'score' flags few_tumorbed_tiles): "
                     "check it (napari: Edit bed) or annotate this slide", slide_id, n_bed, "" if n_bed == 1 else "s",
                     MIN_BED_TILES)
+    elif bed.source is TumorBedSource.ANNOTATION and n_bed == 0 and bed.n_excluded:  # a right outline, on crush
+        log.warning("%s: the %d tiles its annotation %s covers are all crush artefact, left out of the scored area: "
+                    "'score' gives it no tumour bed, 'train' leaves it out", slide_id, bed.n_excluded, bed.detail)
     elif bed.source is TumorBedSource.ANNOTATION and n_bed == 0:  # as 'train' and 'tumorbed train' say
         log.warning("%s: its annotation %s covers no tissue tile (drawn on glass, or exported at another "
                     "magnification?): 'score' gives it no tumour bed, 'train' and 'tumorbed train' leave it out",

@@ -52,6 +52,7 @@ class TumorBed:
     #: (N,) bool: tiles left out of the scored area whatever the outline (crush artefact,
     #: :mod:`weakstil.crush`); None: none
     excluded: np.ndarray | None = None
+    excluded_at: float | None = None  #: the crush share from which a tile is ``excluded`` (recorded with the count)
 
     @property
     def tile_flags(self) -> np.ndarray:
@@ -72,8 +73,10 @@ class TumorBed:
                "tumorbed_mask_mpp": float(self.mask_mpp), "tumorbed_tile_threshold": TILE_IN_BED}
         if self.seed_vetoes:
             out["tumorbed_seed_vetoes"] = self.seed_vetoes
-        if self.excluded is not None:  # measured (tile statistics version 5 on): how many bed tiles were crush
+        if self.excluded is not None:  # measured (tile statistics version 5 on): how many bed tiles were crush, and the rule
             out["tumorbed_crush_tiles"] = self.n_excluded
+            if self.excluded_at is not None:
+                out["tumorbed_crush_tile_max"] = self.excluded_at
         return out
 
 

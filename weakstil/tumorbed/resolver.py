@@ -42,6 +42,7 @@ class BedSources:
     used: dict[str, int] = field(default_factory=dict)
     source_of: dict[str, str] = field(default_factory=dict)  #: slide id -> its bed's source, by :meth:`cohort`
     left_out: list[str] = field(default_factory=list)  #: slides training left out: their bed holds no tile
+    crush_of: dict[str, int] = field(default_factory=dict)  #: slide id -> its bed's tiles left out as crush, by :meth:`cohort`
     detected: int = 0  #: slides whose bed the detector drew in the last :meth:`cohort` (not precomputed)
     #: a slide file's name (case-folded) -> the slide ids of the batch it names, where more than one: see :meth:`share_names`
     shared_names: dict[str, list[str]] = field(default_factory=dict)
@@ -246,7 +247,7 @@ class BedSources:
                 bad.append(exc)
                 continue
             flags[sid] = bed.tile_flags
-            self.source_of[sid] = bed.source.value
+            self.source_of[sid], self.crush_of[sid] = bed.source.value, bed.n_excluded
             sources[bed.source.value] = sources.get(bed.source.value, 0) + 1
         if non_finite:
             raise non_finite_error(non_finite)
