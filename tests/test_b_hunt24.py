@@ -236,6 +236,7 @@ def test_a_single_level_slide_is_read_whole_once_for_the_same_overview(tmp_path,
     qc and ink veto 6.12 µm/px each with a Slide of its own, heatmap 9.38): 181 s for 31 tiles. The
     same overview of the same file is read once, the same pixels; another size, or the file changed, is read."""
     import weakstil.slide as slide_module
+    from weakstil.whole_level import whole_levels_kept
 
     path = _write(tmp_path / "flat.tif", np.tile(cmu_rgb, (2, 2, 1)))  # 1 Mpx, one level
     monkeypatch.setattr(slide_module, "SLOW_OVERVIEW_PIXELS", 0.5e6)  # stands for a large one
@@ -254,8 +255,14 @@ def test_a_single_level_slide_is_read_whole_once_for_the_same_overview(tmp_path,
         assert len(reads) == n and np.array_equal(first, again)
         again[:] = 0  # the caller's own copy
         assert np.array_equal(counted(b).read_thumbnail(8.0), first) and len(reads) == n
-        b.read_thumbnail(6.0)  # another size: made from the image read once (helper h43d; it was read whole again)
-        assert len(reads) == n
+        b.read_thumbnail(6.0)  # another size outside a scoring run: read again (nothing is kept there, helper h43f)
+        assert len(reads) > n
+        with whole_levels_kept():  # as score holds it round a slide: the image read whole once for every size (h43d)
+            m = len(reads)
+            b.read_thumbnail(5.0)
+            k = len(reads)
+            b.read_thumbnail(7.0)
+            assert k > m and len(reads) == k
     _write(path, np.tile(255 - cmu_rgb, (2, 2, 1)))  # the file replaced: read again
     with Slide.open(path) as c:
         assert not np.array_equal(counted(c).read_thumbnail(8.0), first)

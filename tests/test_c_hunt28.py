@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -37,7 +38,7 @@ def _report_rows(report_dir) -> dict[str, list[str]]:
     """report.md's per-slide rows: slide id -> its cells (status, sTIL%, interval, call, ...)."""
     rows = {}
     for line in (report_dir / "report.md").read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip().strip("|"))]  # an escaped \| is in a cell
         if len(cells) > 5 and cells[1] in ("ok", "no tumour bed", "tissue-fallback") and cells[0].startswith("synth"):
             rows[cells[0]] = cells
     return rows

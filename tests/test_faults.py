@@ -536,7 +536,7 @@ BAD = [
     Bad("evaluate-model-json-folds-text", lambda w, t: ["evaluate", w.labels, "--model",
                                                         _edited_model(w, t, lambda m: {**m, "folds": "abc"}),
                                                         "--features", w.feats, "--out", t / "out"],
-        ("model.json", "'folds' is not a list"), never=("unexpected",)),
+        ("model.json", "'folds'", "not a list of fold model entries"), never=("unexpected",)),
     Bad("score-model-json-aggregator-unknown", lambda w, t: [
         "score", w.slide, "--model", _edited_model(w, t, lambda m: {**m, "architecture": {**m["architecture"],
                                                                                           "aggregator": "bogus"}}),
