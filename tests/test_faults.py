@@ -1350,20 +1350,16 @@ def test_slides_another_run_holds_past_the_lock_timeout_are_each_said_and_the_re
     assert list(pd.read_csv(out / "results.csv")["slide_id"]) == [slides[2].stem]
 
 
-def test_a_full_disk_at_a_lock_failed_slides_error_row_stops_the_batch(world, tmp_path, monkeypatch):
-    """A slide whose lock file cannot be made (a name too long) gets its error row in results.csv and the rest
-    go on (helper h42b); when that row cannot be written for a full disk, the batch stops there, as after a
-    scored slide: it scored the next slide first (minutes of a large one) and then stopped (helper h42f)."""
+def _lock_fails_then_disk_full(monkeypatch, first_stem: str) -> None:
+    """The slide ``first_stem``'s lock file cannot be made (a name too long) and results.csv meets a full disk."""
     import errno
 
     import weakstil.locks as locks
-    from weakstil.score import ScoreOptions, score_batch
 
-    slides = sorted((world.cohort / "slides").glob("*.tiff"))
     real_open = locks._open_lock
 
     def open_lock(path):
-        if slides[0].stem in path.name:
+        if first_stem in path.name:
             raise OSError(errno.ENAMETOOLONG, "File name too long", str(path))
         return real_open(path)
 
@@ -1372,6 +1368,17 @@ def test_a_full_disk_at_a_lock_failed_slides_error_row_stops_the_batch(world, tm
 
     monkeypatch.setattr(locks, "_open_lock", open_lock)
     monkeypatch.setattr("weakstil.score.write_results", full)
+
+
+def test_a_full_disk_at_a_lock_failed_slides_error_row_stops_the_batch(world, tmp_path, monkeypatch):
+    """A slide whose lock file cannot be made (a name too long) gets its error row in results.csv and the rest
+    go on (helper h42b); when that row cannot be written for a full disk, the batch stops there, as after a
+    scored slide: it scored the next slide first (minutes of a large one) and then stopped (helper h42f)."""
+
+    from weakstil.score import ScoreOptions, score_batch
+
+    slides = sorted((world.cohort / "slides").glob("*.tiff"))
+    _lock_fails_then_disk_full(monkeypatch, slides[0].stem)
     said: list[str] = []
     out = tmp_path / "out"
     opts = ScoreOptions(model=world.model, out=out, features=world.feats, weights="random", workers=1)
@@ -1387,9 +1394,7 @@ def test_after_a_full_disk_stops_the_batch_slides_another_run_holds_are_not_wait
     """As above, with the other slides held by another run: each was waited for after the batch had stopped (up
     to WEAKSTIL_LOCK_TIMEOUT, or as long as that run took), then an error line of its own, and no "stopped after"
     line (helper h43d). Now the batch ends at the full disk."""
-    import errno
 
-    import weakstil.locks as locks
     from weakstil.score import ScoreOptions, score_batch
 
     slides = sorted((world.cohort / "slides").glob("*.tiff"))
@@ -1401,18 +1406,7 @@ def test_after_a_full_disk_stops_the_batch_slides_another_run_holds_are_not_wait
         "for fd in fds: fcntl.flock(fd, fcntl.LOCK_EX)\n"
         "print('held', flush=True); time.sleep(600)"), *(str(out / f".{p.stem}.h5.lock") for p in slides[1:])],
         stdout=subprocess.PIPE, text=True)
-    real_open = locks._open_lock
-
-    def open_lock(path):
-        if slides[0].stem in path.name:
-            raise OSError(errno.ENAMETOOLONG, "File name too long", str(path))
-        return real_open(path)
-
-    def full(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
-
-    monkeypatch.setattr(locks, "_open_lock", open_lock)
-    monkeypatch.setattr("weakstil.score.write_results", full)
+    _lock_fails_then_disk_full(monkeypatch, slides[0].stem)
     monkeypatch.setenv("WEAKSTIL_LOCK_TIMEOUT", "1")
     said: list[str] = []
     try:
