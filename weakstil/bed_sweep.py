@@ -32,35 +32,7 @@ from functools import lru_cache
 import numpy as np
 
 from weakstil.bed_geometry import BedShape, _keep_components
-
-
-def _label4(mask: np.ndarray, use_cv2: bool = True) -> tuple[np.ndarray, int]:
-    """4-connected components of a boolean mask: (labels, number of labels counting 0, the outside)."""
-    from weakstil.morphology import _opencv
-
-    cv2 = _opencv(use_cv2)
-    mask = np.ascontiguousarray(mask, bool)
-    if cv2 is not None:
-        n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-        return labels, int(n)
-    from scipy import ndimage as ndi
-
-    labels, n = ndi.label(mask)
-    return labels, int(n) + 1
-
-
-def fill_holes(mask: np.ndarray, use_cv2: bool = True) -> np.ndarray:
-    """``scipy.ndimage.binary_fill_holes(mask)``: the background components (4-connected) that do not
-    touch the mask's edge filled in; one labelling instead of a dilation repeated until it settles."""
-    mask = np.asarray(mask, bool)
-    if mask.size == 0:
-        return mask.copy()
-    labels, n = _label4(~mask, use_cv2)
-    outside = np.zeros(n, bool)
-    outside[0] = True  # label 0: the mask itself
-    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        outside[edge] = True
-    return mask | ~outside[labels]
+from weakstil.morphology import fill_holes, label4
 
 
 def _box(mask: np.ndarray, pad: int) -> tuple[slice, slice]:
@@ -119,7 +91,7 @@ def _component_counts(bed: np.ndarray, seed_index: np.ndarray, target_index: np.
                       use_cv2: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per component of ``bed`` (label 0: outside it): pixels, pixels in the target, seed area (mm²).
     ``seed_index``/``target_index``: the flat indices of the seed and target pixels."""
-    labels, n = _label4(bed, use_cv2)
+    labels, n = label4(bed, use_cv2)
     flat = labels.ravel()
     size = np.bincount(flat, minlength=n)
     inside = np.bincount(flat[target_index], minlength=n)
@@ -205,7 +177,7 @@ def sweep_shapes(evidence_map: np.ndarray, tissue: np.ndarray, mpp: float, *, se
                         yield BedShape(thr, smooth_um, bridge, margin, min_mm2, share), np.zeros(tissue.shape, bool)
             continue
         for bridge, margin, bed in _beds_of(seeds, tissue, mpp, bridges_um, margins_um):
-            labels, n = _label4(bed, use_cv2)
+            labels, n = label4(bed, use_cv2)
             seed_mm2 = np.bincount(labels[seeds], minlength=n) * (mpp * mpp) / 1e6
             for min_mm2, share in filters:
                 yield BedShape(thr, smooth_um, bridge, margin, min_mm2, share), (

@@ -73,14 +73,9 @@ def dilate_disk(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarr
     return ndi.binary_dilation(mask, structure=disk(radius).astype(bool))
 
 
-def close_disk_edge(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarray:
-    """Closing by a disc of ``radius`` with the image's outside taken as its own edge (the mask
-    padded with its edge pixels, closed, cropped): tissue that runs out of the image keeps its band."""
-    mask = np.asarray(mask, bool)
-    if radius <= 0:
-        return mask
-    pad = radius + 1
-    padded = np.pad(mask, pad, mode="edge")
+def _closed_padded(mask: np.ndarray, radius: int, pad: int, mode: str, use_cv2: bool) -> np.ndarray:
+    """Closing by a disc of ``radius`` of ``mask`` padded by ``pad`` pixels (``np.pad``'s ``mode``), cropped back."""
+    padded = np.pad(mask, pad, mode=mode)
     cv2 = _opencv(use_cv2)
     if cv2 is not None:
         # outside the padded image OpenCV ignores the border for both steps; scipy takes it as 0,
@@ -93,23 +88,19 @@ def close_disk_edge(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.n
     return closed[pad:-pad, pad:-pad]
 
 
+def close_disk_edge(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarray:
+    """Closing by a disc of ``radius`` with the image's outside taken as its own edge (the mask
+    padded with its edge pixels, closed, cropped): tissue that runs out of the image keeps its band."""
+    mask = np.asarray(mask, bool)
+    return mask if radius <= 0 else _closed_padded(mask, radius, radius + 1, "edge", use_cv2)
+
+
 def close_disk(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarray:
     """Closing by a disc of ``radius`` with nothing outside the image: ``scipy.ndimage.binary_closing`` of
     the mask padded by ``radius`` empty pixels, cropped back (the pad keeps the closing's erosion from
     reaching in from the image edge)."""
     mask = np.asarray(mask, bool)
-    if radius <= 0:
-        return mask.copy()
-    padded = np.pad(mask, radius)
-    cv2 = _opencv(use_cv2)
-    if cv2 is not None:
-        # OpenCV ignores the outside in both steps; scipy takes it as empty, which only erodes the pad
-        closed = cv2.morphologyEx(padded.view(np.uint8), cv2.MORPH_CLOSE, disk(radius)).astype(bool)
-    else:
-        from scipy import ndimage as ndi
-
-        closed = ndi.binary_closing(padded, structure=disk(radius).astype(bool))
-    return closed[radius:-radius, radius:-radius]
+    return mask.copy() if radius <= 0 else _closed_padded(mask, radius, radius, "constant", use_cv2)
 
 
 def _component_sizes(mask: np.ndarray, cv2) -> tuple[np.ndarray, np.ndarray]:
@@ -126,6 +117,33 @@ def _component_sizes(mask: np.ndarray, cv2) -> tuple[np.ndarray, np.ndarray]:
     sizes = np.bincount(labels.ravel())
     sizes[0] = 0
     return labels, sizes
+
+
+def label4(mask: np.ndarray, use_cv2: bool = True) -> tuple[np.ndarray, int]:
+    """4-connected components of a boolean mask: (labels, number of labels counting 0, the outside)."""
+    cv2 = _opencv(use_cv2)
+    mask = np.ascontiguousarray(mask, bool)
+    if cv2 is not None:
+        n, labels = cv2.connectedComponents(mask.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        return labels, int(n)
+    from scipy import ndimage as ndi
+
+    labels, n = ndi.label(mask)
+    return labels, int(n) + 1
+
+
+def fill_holes(mask: np.ndarray, use_cv2: bool = True) -> np.ndarray:
+    """``scipy.ndimage.binary_fill_holes(mask)``: the background components (4-connected) that do not
+    touch the mask's edge filled in; one labelling instead of a dilation repeated until it settles."""
+    mask = np.asarray(mask, bool)
+    if mask.size == 0:
+        return mask.copy()
+    labels, n = label4(~mask, use_cv2)
+    outside = np.zeros(n, bool)
+    outside[0] = True  # label 0: the mask itself
+    for edge in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        outside[edge] = True
+    return mask | ~outside[labels]
 
 
 def remove_small_objects(mask: np.ndarray, max_size: int, use_cv2: bool = True) -> np.ndarray:
