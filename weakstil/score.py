@@ -178,8 +178,8 @@ def open_context(opts: ScoreOptions) -> _Context:
                     beds.detector.model_id, trained_with)
     if not beds.given and bed_unlike_training("tissue", assessor.training_beds):
         log.warning("%s was trained on tumour beds, and this run has none (no --annotations, --tumorbed-beds or "
-                    "--tumorbed, and the model bundles no detector): slides are scored over the whole tissue (or their "
-                    "feature file's own tumorbed flags) and flagged bed_unlike_training", opts.model)
+                    "--tumorbed, and the model bundles no detector): a slide whose feature file holds no tumorbed flags of "
+                    "its own is scored over the whole tissue and flagged bed_unlike_training", opts.model)
     tiling = scoring_tiling(meta, meta_path)  # (an edited tiling key: one error line)
     ctx = _Context(opts, model, meta, model_id, threshold, tiling, beds, assessor, models,
                    model_json_sha256=sha256_file(meta_path))
