@@ -50,7 +50,7 @@ def test_training_over_the_whole_tissue_is_warned_about(trained):
     assert "inside the tumour bed" in said and "--annotations DIR, --tumorbed DIR or --tumorbed-beds DIR" in said
     assert said.count(WHOLE) == 1  # once, before training; not per fold
     meta = json.loads((out / "model.json").read_text(encoding="utf-8"))["training"]
-    assert meta["tumorbeds"] == {"slides": {"tissue": 8}}
+    assert meta["tumorbeds"]["slides"] == {"tissue": 8}
 
 
 def test_slides_with_their_beds_are_not_warned_about(trained):

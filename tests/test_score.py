@@ -78,9 +78,9 @@ def test_batch_with_bad_slides_goes_on(pipeline, tmp_path):
     proc = score(pipeline, out, *pipeline["held"], CMU, no_mpp, dicom, truncated)
     assert proc.returncode == 1, proc.stderr  # some slides failed
     table = pd.read_csv(out / "results.csv", dtype={"slide_id": str})
-    assert list(table.columns)[:14] == ["slide_id", "path", "stil", "stil_lower_90", "stil_upper_90", "stil_high",
-                                       "threshold", "n_tiles", "n_tumorbed_tiles", "tumorbed_source", "status",
-                                       "qc", "qc_reasons", "error"]
+    assert list(table.columns)[:15] == ["slide_id", "path", "stil", "stil_lower_90", "stil_upper_90", "stil_high",
+                                       "threshold", "n_tiles", "n_tumorbed_tiles", "tumorbed_crush_tiles",
+                                       "tumorbed_source", "status", "qc", "qc_reasons", "error"]
     # each flag a reader sees has its reason beside it, in the row (CMU-1, skin: at least out_of_distribution)
     for qc, why in zip(table["qc"].fillna(""), table["qc_reasons"].fillna("")):
         assert [f"{flag}:" in why for flag in qc.split(";") if flag] == [True] * len([f for f in qc.split(";") if f])

@@ -147,22 +147,13 @@ def placement_attrs(features_attrs: dict[str, object]) -> dict[str, object]:
 # --- weakstil evaluate ---------------------------------------------------------------------------
 
 
-def _bed_sources(caches: list, tumorbeds: dict | None, beds) -> dict:
-    """Where the evaluated slides' tumour beds came from, for metrics.json."""
-    if tumorbeds is not None:
-        return beds.record()
-    own = sum(c.tumorbed is not None and len(c.tumorbed) == len(c.coords) for c in caches)
-    slides = {"feature files' tumorbed flags": own, "all tiles (no tumour bed given)": len(caches) - own}
-    return {"annotations": None, "beds": None, "detector": None, "slides": {k: n for k, n in slides.items() if n}}
-
-
 def _beds_unlike_training(bed_record: dict, meta: dict, n_slides: int, model_dir: Path) -> int:
     """How many evaluated slides are scored over the whole tissue by a model trained on tumour beds
     (warned about, as ``weakstil score`` does: their scores are not what the model measures)."""
     from weakstil.qc.flags import bed_unlike_training, training_bed_kinds
 
     slides = bed_record.get("slides") or {}
-    whole = sum(n for source, n in slides.items() if source in ("tissue", "all tiles (no tumour bed given)"))
+    whole = sum(n for source, n in slides.items() if source == "tissue")
     why = bed_unlike_training("tissue", (meta.get("training") or {}).get("tumorbeds")) if whole else None
     if why is None:
         return 0
@@ -174,12 +165,10 @@ def _beds_unlike_training(bed_record: dict, meta: dict, n_slides: int, model_dir
     return whole
 
 
-def _bed_is_empty(slide_id: str, cache, tumorbeds: dict | None) -> bool:
-    """Whether the slide's tumour bed holds no tile: what ``weakstil score`` reports as
-    ``no tumour bed`` (no score), where training falls back to all tiles."""
-    mask = tumorbeds.get(slide_id) if tumorbeds is not None else None
-    if mask is None:
-        mask = cache.tumorbed if cache.tumorbed is not None and len(cache.tumorbed) == len(cache.coords) else None
+def _bed_is_empty(slide_id: str, tumorbeds: dict) -> bool:
+    """Whether the slide's tumour bed holds no tile (all crush, an outline on glass): what ``weakstil score``
+    reports as ``no tumour bed`` (no score) and ``train`` leaves out."""
+    mask = tumorbeds.get(slide_id)
     return mask is not None and len(mask) > 0 and not np.asarray(mask, bool).any()
 
 
@@ -201,8 +190,8 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                     threads: int = 0, scoring: str | None = None) -> dict:
     """Score every slide with a trained model; write predictions, metrics, plots and tile scores.
 
-    Each slide's score is made by its tumour-bed tiles (``beds``, a :class:`~weakstil.tumorbed.resolver.BedSources`,
-    else the feature files' flags, else all tiles). A slide whose tumour bed is empty gets no prediction, as in
+    Each slide's score is made by its tumour-bed tiles (``beds``, a :class:`~weakstil.tumorbed.resolver.BedSources`;
+    none given: the feature files' flags, else the whole tissue, crush left out, as ``score``). A slide whose tumour bed is empty gets no prediction, as in
     ``weakstil score``: it is listed in predictions.csv with status ``no tumour bed``, left out of the metrics. ``scoring``:
     ``final``, ``ensemble`` (the CV fold models) or None (what the model says)."""
     from weakstil.cohort import read_cohort
@@ -210,7 +199,8 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     from weakstil.insample import training_slides_among
     from weakstil.mil.bank import FeatureBank
     from weakstil.mil.ensemble import load_scoring_models, score_slides_ensemble
-    from weakstil.mil.identity import check_features_match_model, check_same_identity, refuse_non_finite
+    from weakstil.mil.identity import (check_features_match_model, check_same_identity, crush_unlike_training,
+                                       refuse_non_finite)
     from weakstil.modeldir import TILES_DIR, ModelDir
     from weakstil.runtime import resolve_device, sha256_file
     from weakstil.score import STATUS_BED_FALLBACK, STATUS_NO_BED, STATUS_OK
@@ -222,19 +212,25 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     ids, paths = cohort.slide_ids, cohort.feature_paths(features_dir)
     caches = [FeaturesFile.read(p, skip=("tissue_mask",)) for p in paths]  # tile stats: crush (FeatureBank)
     refuse_non_finite([(p, c.features) for p, c in zip(paths, caches)])  # before any bed is detected from them
-    check_features_match_model(meta, check_same_identity(ids[:1], [caches[0].attrs]), paths[0])  # before the beds
-    tumorbeds = beds.cohort(dict(zip(ids, paths)), dict(zip(ids, cohort.table["path"]))) if beds is not None else None
-    bed_record = _bed_sources(caches, tumorbeds, beds)
+    first = check_same_identity(ids[:1], [caches[0].attrs])
+    check_features_match_model(meta, first, paths[0])  # before the beds
+    if (crush := crush_unlike_training(meta, first.get("tilestats_version"))) is not None:
+        log.warning("%s: %s", model_dir, crush)  # its beds kept crush, these leave it out
+    from weakstil.tumorbed.resolver import BedSources
+
+    beds = beds if beds is not None else BedSources()  # no source: each file's own flags, else the whole tissue, as score
+    tumorbeds = beds.cohort(dict(zip(ids, paths)), dict(zip(ids, cohort.table["path"])))
+    bed_record = beds.record()
     # per slide, in score's words (results.csv tumorbed_source): a slide scored over the whole tissue
     # after a bed fallback is said so, not 'ok'
-    source_of = dict(beds.source_of) if tumorbeds is not None else {
-        sid: "feature file" if c.tumorbed is not None and len(c.tumorbed) == len(c.coords) else "tissue"
-        for sid, c in zip(ids, caches)}
+    source_of = dict(beds.source_of)
     unlike = _beds_unlike_training(bed_record, meta, len(ids), model_dir)
-    no_bed = [sid for sid, c in zip(ids, caches) if _bed_is_empty(sid, c, tumorbeds)]
-    for sid in no_bed:
-        log.warning("%s: no tumour bed; no prediction (left out of the metrics, as 'weakstil score' gives it no "
-                    "score)", sid)
+    no_bed = [sid for sid in ids if _bed_is_empty(sid, tumorbeds)]
+    for sid in no_bed:  # a bed all crush is said so (weakstil.crush), as score says it
+        crush = beds.crush_of.get(sid, 0)
+        log.warning("%s: %s; no prediction (left out of the metrics, as 'weakstil score' gives it no score)", sid,
+                    f"the {crush} tiles of its tumour bed are all crush artefact, left out of the scored area"
+                    if crush else "no tumour bed")
     if len(no_bed) == len(ids):
         raise WeakSTILError("no slide of the cohort has a tile in its tumour bed; nothing to evaluate",
                             path=csv_path, fix="check the tumour beds (--annotations, --tumorbed-beds, --tumorbed)")

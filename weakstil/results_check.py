@@ -73,13 +73,18 @@ def called_high(stil: float, threshold: float) -> bool:
     return bool(calls(stil, threshold))
 
 
+#: results.csv columns newer than some results.csv files (``tumorbed_crush_tiles``: helper h44d): a file without one
+#: is an older WeakSTIL's, not one whose column was deleted in a spreadsheet (taken from the score files, unsaid).
+NEWER_COLUMNS = ("tumorbed_crush_tiles",)
+
+
 def _checked_cells() -> tuple[tuple[str, bool], ...]:
     """The cells of a results.csv row that its score file also records: (column, whether a number)."""
     from weakstil.confidence import interval_columns
 
     return (("status", False), ("stil", True), *((c, True) for c in interval_columns()), ("stil_high", False),
             ("threshold", True), ("qc", False), ("qc_reasons", False), ("n_tiles", True), ("n_tumorbed_tiles", True),
-            ("tumorbed_source", False), ("model_id", False))
+            ("tumorbed_crush_tiles", True), ("tumorbed_source", False), ("model_id", False))
 
 
 def _file_text(value: object, number: bool, column: str = "") -> str:
@@ -113,8 +118,9 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
     unreadable: list[str] = []  # score files results.csv has no row of that cannot be read
     loose = {r["path"] or r["slide_id"]: r for r in score_file_rows(folder, listed, unreadable)} if unlisted else {}
     dropped = [c for c, _ in _checked_cells() if records and c not in records[0]]
-    if dropped:  # columns deleted in a spreadsheet: said once, not as every row's empty cell
-        log.warning("%s/results.csv has no %s column: taken from each slide's score file", folder, ", ".join(dropped))
+    deleted = [c for c in dropped if c not in NEWER_COLUMNS]  # a results.csv of an older WeakSTIL has none of those
+    if deleted:  # columns deleted in a spreadsheet: said once, not as every row's empty cell
+        log.warning("%s/results.csv has no %s column: taken from each slide's score file", folder, ", ".join(deleted))
     for rec in records:
         rec = dict(rec)
         if str(rec.get("status", "")) == "error":

@@ -210,7 +210,8 @@ class BatchRows(list):
         self.skipped: list[str] = []
 
 
-def typed_row(row: dict, floats: tuple[str, ...], ints: tuple[str, ...] = ("n_tiles", "n_tumorbed_tiles")) -> dict:
+def typed_row(row: dict, floats: tuple[str, ...], ints: tuple[str, ...] = ("n_tiles", "n_tumorbed_tiles",
+                                                                               "tumorbed_crush_tiles")) -> dict:
     """A row read back from ``results.csv`` (every cell text) with the types a freshly scored row has:
     ``floats`` as float (an empty cell: nan), ``ints`` as int (an empty cell stays empty), ``stil_high``
     as bool. A script's ``row["stil"] > 30`` raised TypeError on a rerun (the slide skipped as already

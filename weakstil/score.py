@@ -48,8 +48,10 @@ log = logging.getLogger(__name__)
 
 #: The sTIL% interval's columns (weakstil.confidence): stil_lower_90, stil_upper_90.
 LOWER, UPPER = interval_columns()
-RESULT_COLUMNS = ["slide_id", "path", "stil", LOWER, UPPER, "stil_high", "threshold", "n_tiles",
-                  "n_tumorbed_tiles", "tumorbed_source", "status", "qc", "qc_reasons", "error", "model_id", "encoder_id", "seconds"]
+#: tumorbed_crush_tiles: the bed's tiles left out as crush artefact (weakstil.crush), beside the bed's scored tiles.
+RESULT_COLUMNS = ["slide_id", "path", "stil", LOWER, UPPER, "stil_high", "threshold", "n_tiles", "n_tumorbed_tiles",
+                  "tumorbed_crush_tiles", "tumorbed_source", "status", "qc", "qc_reasons", "error", "model_id",
+                  "encoder_id", "seconds"]
 
 
 @dataclass
@@ -143,7 +145,7 @@ class _Context:
 
 def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.mil.ensemble import load_scoring_models
-    from weakstil.mil.identity import check_scores_new_slides
+    from weakstil.mil.identity import check_scores_new_slides, crush_unlike_training
     from weakstil.qc.flags import bed_unlike_training
     from weakstil.qc.scoring import SlideAssessor
     from weakstil.runtime import resolve_device, sha256_file
@@ -155,6 +157,8 @@ def open_context(opts: ScoreOptions) -> _Context:
     models, meta = load_scoring_models(opts.model)
     meta_path = ModelDir(opts.model).meta_path
     check_scores_new_slides(meta, meta_path)  # an older stain estimate: once, not per slide
+    if (crush := crush_unlike_training(meta)) is not None:  # trained on beds with crush, scoring beds without
+        log.warning("%s: %s", opts.model, crush)
     check_encoder_files(opts, meta)  # a broken or mismatched encoder fails once, not once per slide
     model = models[0]  # the architecture (the fold models share the final model's)
     # an ensemble's models are the fold models the interval needs: loaded once
@@ -174,8 +178,8 @@ def open_context(opts: ScoreOptions) -> _Context:
                     beds.detector.model_id, trained_with)
     if not beds.given and bed_unlike_training("tissue", assessor.training_beds):
         log.warning("%s was trained on tumour beds, and this run has none (no --annotations, --tumorbed-beds or "
-                    "--tumorbed, and the model bundles no detector): slides are scored over the whole tissue and "
-                    "flagged bed_unlike_training", opts.model)
+                    "--tumorbed, and the model bundles no detector): a slide whose feature file holds no tumorbed flags of "
+                    "its own is scored over the whole tissue and flagged bed_unlike_training", opts.model)
     tiling = scoring_tiling(meta, meta_path)  # (an edited tiling key: one error line)
     ctx = _Context(opts, model, meta, model_id, threshold, tiling, beds, assessor, models,
                    model_json_sha256=sha256_file(meta_path))
@@ -368,7 +372,7 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
     # a slide refused because it is not brightfield H&E (e.g. fluorescence) is flagged as such
     return {"slide_id": slide_id, "path": os.path.abspath(path), "stil": math.nan, LOWER: math.nan, UPPER: math.nan,
             "stil_high": "", "threshold": _as_given(ctx.threshold),
-            "n_tiles": "", "n_tumorbed_tiles": "", "tumorbed_source": "", "status": STATUS_ERROR,
+            "n_tiles": "", "n_tumorbed_tiles": "", "tumorbed_crush_tiles": "", "tumorbed_source": "", "status": STATUS_ERROR,
             "qc": Flag.STAIN.value if getattr(exc, "warnings", None) else "",
             "qc_reasons": f"{Flag.STAIN.value}: see error" if getattr(exc, "warnings", None) else "",
             "error": exc.one_line(), "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
@@ -469,6 +473,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     return {"slide_id": slide_id, "path": os.path.abspath(path), "stil": round(stil, 4) if status in SCORED else math.nan,
             LOWER: qc_row[LOWER], UPPER: qc_row[UPPER], "qc": qc_row["qc"], "qc_reasons": qc_row["qc_reasons"],
             "stil_high": stil_high, "threshold": _as_given(ctx.threshold), "n_tiles": int(len(tile_scores)),
-            "n_tumorbed_tiles": int(flags.sum()), "tumorbed_source": bed.source.value, "status": status,
+            "n_tumorbed_tiles": int(flags.sum()), "tumorbed_crush_tiles": bed.attrs().get("tumorbed_crush_tiles", ""),
+            "tumorbed_source": bed.source.value, "status": status,
             "error": "", "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(time.perf_counter() - t0, 2)}

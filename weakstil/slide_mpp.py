@@ -66,11 +66,23 @@ def described_mpp(backend: SlideBackend) -> float | None:
     return value if MPP_RANGE[0] <= value <= MPP_RANGE[1] else None
 
 
+def reduced_image_mpp(backend: SlideBackend) -> float | None:
+    """The full-resolution µm/px a TIFF pyramid's reduced images (SubIFDs) state when its first image does not
+    (:func:`weakstil.tiff_layout.subifd_mpp`), when plausible; None otherwise. Said, never used."""
+    from weakstil.tiff_layout import subifd_mpp
+
+    path = getattr(backend, "path", None)
+    value = subifd_mpp(path) if path is not None and str(path).lower().endswith((".tif", ".tiff")) else None
+    return value if value is not None and MPP_RANGE[0] <= value <= MPP_RANGE[1] else None
+
+
 def _missing_mpp_notes(backend: SlideBackend) -> str:
-    described = described_mpp(backend)
+    described, reduced = described_mpp(backend), reduced_image_mpp(backend)
     return "; ".join(n for n in (objective_note(backend), unitless_note(backend),
                                  f"its TIFF ImageDescription says {described:g} µm/px as text, which OpenSlide does "
-                                 "not read" if described is not None else "") if n)
+                                 "not read" if described is not None else "",
+                                 f"its reduced images (SubIFDs) state {reduced:.4g} µm/px at full resolution, its "
+                                 "full-resolution image none" if reduced is not None else "") if n)
 
 
 #: Scanners record x and y resolutions that differ by rounding only (e.g. 0.2497 vs 0.2499 µm/px):
@@ -113,7 +125,7 @@ def _resolve_mpp(backend: SlideBackend, path: Path, override: float | None) -> t
     if meta is None:
         said = objective_note(backend)
         notes = _missing_mpp_notes(backend)
-        described = described_mpp(backend)
+        described = described_mpp(backend) or reduced_image_mpp(backend)
         raise NoMppError(
             "has no microns-per-pixel in its metadata" + (f" ({notes})" if notes else ""),
             path=path,

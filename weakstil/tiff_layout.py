@@ -203,6 +203,37 @@ def extra_unit_mpp_xy(path: str | Path) -> tuple[float | None, float | None]:
         return None, None
 
 
+#: TIFF ResolutionUnit -> micrometres per unit, the inch and centimetre with the millimetre and micrometre.
+_UNITS_UM = {2: 25400.0, 3: 10000.0, **_EXTRA_UNITS_UM}
+
+
+def subifd_mpp(path: str | Path) -> float | None:
+    """The full-resolution µm/px that the first reduced image (SubIFD) of the TIFF ``path``'s first image states in its
+    resolution tags, scaled by its size to the first image's: a pyramid whose writer put the resolution on its reduced
+    images only (helper h44d; OpenSlide reads the first image's tags, here a writer's default '1 px per unit'). None
+    without one, or when x and y differ; said when the slide has no µm/px, never used (the user confirms it)."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(str(path)) as tif:
+            first = tif.pages.first
+            if not first.subifds:
+                return None
+            tif.filehandle.seek(first.subifds[0])  # a SubIFD is read where the file handle stands
+            sub = tifffile.TiffPage(tif, index=(0, 0))
+            unit = int(sub.tags.valueof(296, default=2))
+            values = []
+            for code in (282, 283):
+                value = sub.tags.valueof(code)
+                ppu = value[0] / value[1] if isinstance(value, tuple) and value[1] else float(value or 0)
+                values.append(_UNITS_UM[unit] / ppu * sub.imagewidth / first.imagewidth if ppu > 0 and unit in _UNITS_UM
+                              else None)
+    except Exception:  # not a TIFF tifffile reads, odd tag values
+        return None
+    x, y = values
+    return x if x is not None and y is not None and abs(x - y) <= 0.02 * min(x, y) else None
+
+
 def unordered_levels(path: str | Path) -> tuple[int, tuple[int, int], tuple[int, int]] | None:
     """``(page, its (w, h), the (w, h) of the tiled image before it)`` for the first tiled top-level
     image of the TIFF ``path`` that is not smaller than the one before it in both width and height:

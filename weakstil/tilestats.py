@@ -85,6 +85,10 @@ DARK_TUMOUR_COLUMN = "dark_tumour_nuclei"
 #: Share of the tile that is crush artefact (version 5, :func:`_crush`): leaves the scored area when the
 #: tile is mostly crush (:data:`CRUSH_TILE_MAX`, :mod:`weakstil.crush`).
 CRUSH_COLUMN = "crush_share"
+#: The tile statistics version that measures :data:`CRUSH_COLUMN`: a model whose training features are of this version
+#: or later was trained on beds without crush (:mod:`weakstil.crush`), one of older (or no) tile statistics on beds
+#: with it (:func:`weakstil.mil.identity.crush_problem`).
+CRUSH_VERSION = 5
 #: Crush artefact (version 5): crushed cells smear their chromatin into dense haematoxylin streaks with no
 #: nuclear outline left. A place is crush when, in its stroma-context box (about 20 µm), nuclear
 #: (:data:`NUCLEUS_H`) pixels cover at least this share (lymphocyte sheets leave pale gaps, a stroma or a

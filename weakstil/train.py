@@ -100,17 +100,6 @@ def _in_slide_id_order(cohort: Cohort) -> Cohort:
     return Cohort(cohort.csv_path, table, cohort.group_column)
 
 
-def _feature_file_beds(paths) -> dict:
-    """The record of where the beds came from when no source was given: the feature files' own
-    tumour-bed flags (``tumorbed`` in the file) or the whole tissue (a ``tissue`` count, which
-    ``score`` does not flag ``bed_unlike_training``)."""
-    from weakstil.files import FeaturesFile
-
-    with_flags = sum("tumorbed" in FeaturesFile.read_header(p)[1] for p in paths)
-    counts = {"feature files' tumour-bed flags": with_flags, "tissue": len(paths) - with_flags}
-    return {"slides": {k: n for k, n in counts.items() if n}}
-
-
 def _all_have_tile_stats(paths, slide_ids: list[str]) -> bool:
     """Whether every feature file holds the per-tile measurements (made by this weakstil's embed);
     when only some lack them, says which: one such file turns them off for the whole model."""
@@ -160,8 +149,8 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
     all its training slides. With ``"early"``: ``n_folds`` <= 1 stops the final model early on an
     inner validation split; with cross-validation the final model trains on all slides for the
     median best epoch of the folds. Each slide's score is made by its tumour-bed tiles:
-    ``tumorbeds`` (slide id -> bool per tile), else resolved from ``beds``, else the ``tumorbed``
-    flags in the feature files, else all tiles.
+    ``tumorbeds`` (slide id -> bool per tile), else resolved from ``beds`` as ``score`` resolves them
+    (no source given: the ``tumorbed`` flags in the feature files, else the whole tissue; crush left out).
     """
     from weakstil.mil.config import TrainConfig
 
@@ -221,13 +210,16 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
     what = "groups" if cohort.group_column else "slides"
     if n_folds >= 2:  # fail on too few groups before loading any features
         group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what)
-    if tumorbeds is None and beds is not None:
+    resolved = tumorbeds is None  # by the bed resolver, as 'score' resolves them: no source, each file's own flags
+    if resolved:  # or the whole tissue, less crush (before helper h44d the bank took those: other tiles than score's)
+        from weakstil.tumorbed.resolver import BedSources
+
+        beds = beds if beds is not None else BedSources()
         tumorbeds = beds.cohort(dict(zip(cohort.slide_ids, cohort.feature_paths(features_dir))),
                                 dict(zip(cohort.slide_ids, cohort.table["path"])))  # where the slides are (ink veto)
     cohort = _without_empty_beds(cohort, tumorbeds, beds, csv_path)
-    if tumorbeds is None:  # no bed source: the feature files' own flags, else the whole tissue
-        warn_whole_tissue(_feature_file_beds(cohort.feature_paths(features_dir))["slides"].get("tissue", 0),
-                          len(cohort), csv_path)
+    if resolved and not beds.given:  # no bed source: the feature files' own flags, else the whole tissue
+        warn_whole_tissue(sum(beds.source_of.get(s) == "tissue" for s in cohort.slide_ids), len(cohort), csv_path)
     if n_folds >= 2:  # the folds again, on the slides that are left (cross_validate splits them so)
         warn_small_training_folds(group_kfold(cohort.groups, n_folds, seed=cfg.seed, what=what), cohort.groups,
                                   csv_path)
@@ -331,9 +323,7 @@ def _train_cohort(csv_path, features_dir: Path, out_dir: Path, cfg, *, n_folds: 
             "train_seconds": round(duration, 2),
             # where each slide's tumour bed came from (a model trained on other beds scores otherwise)
             "scans": scans or None,  # the scan resolutions learnt from (upsampled slides, given µm/px)
-            "tumorbeds": beds.record() if beds is not None and beds.given else
-            {"slides": {"given by the caller": len(bank)}} if tumorbeds is not None else
-            _feature_file_beds(cohort.feature_paths(features_dir)),
+            "tumorbeds": beds.record() if resolved else {"slides": {"given by the caller": len(bank)}},
         })
         meta.update(qc_meta)  # "folds": MODEL/folds/ (scoring="ensemble" and the interval use them), "qc"
         meta["scoring"] = cfg.scoring if qc_meta.get("folds") else "final"

@@ -176,12 +176,15 @@ class FeatureBank:
                                         fix="compute the tumour bed on the same tiles")
             if mask is None:
                 mask = np.ones(n, dtype=bool)
+            crushed = 0
             if tumorbeds is None or sid not in tumorbeds:  # the file's flags or all tiles: crush left out as
-                mask = _without_crush(mask, cache, sid)  # 'score' leaves it out of the whole tissue (a resolved bed has)
+                crushed = int(mask.sum())  # 'score' leaves it out of the whole tissue (a resolved bed has)
+                mask = _without_crush(mask, cache, sid)
             if n == 0:
                 raise WeakSTILError("feature file has no tiles", path=p, fix="check the slide has tissue")
-            if not mask.any():
-                log.warning("%s: no tile in the tumour bed; using all %d tiles", sid, n)
+            if not mask.any():  # train, evaluate and score give such a slide no score (they resolve its bed)
+                log.warning("%s: %s; using all %d tiles", sid, f"the {crushed} tiles of its tumour bed are all crush "
+                            "artefact" if crushed else "no tile in the tumour bed", n)
                 mask = np.ones(n, dtype=bool)
             bags.append(SlideBag(sid, offset, n, np.asarray(cache.coords, dtype=np.int64), cache.tile_size_level0,
                                  mask, p, cache.attrs))

@@ -183,9 +183,55 @@ def tile_measurement_problem(meta: dict, identity: dict[str, object]) -> str | N
             f"version {theirs}")
 
 
+def _version(value: object) -> int | None:
+    try:
+        return None if value is None else int(str(value))
+    except ValueError:
+        return None
+
+
+def crush_problem(meta: dict, identity: dict[str, object]) -> str | None:
+    """Why features whose crush cannot be left out of the bed (tile statistics before
+    :data:`~weakstil.tilestats.CRUSH_VERSION`, or none) do not fit a model trained on beds that left it out, whether or not
+    the model reads the measurements (``--no-tile-stats``: its tile scores do not, its training beds did), or None.
+    Accepted until helper h44d: a crushed biopsy's crush tiles, read as lymphocytes, were scored (hunt 42a: ~8 points
+    high)."""
+    from weakstil.tilestats import CRUSH_VERSION
+
+    trained = _version((meta.get("features") or {}).get("tilestats_version"))
+    ours = _version(identity.get("tilestats_version"))
+    if trained is None or trained < CRUSH_VERSION or (ours is not None and ours >= CRUSH_VERSION):
+        return None
+    measured = f"measured by tile statistics version {ours}" if ours is not None else "not measured (--no-tile-stats)"
+    return (f"the model was trained on beds without crush artefact (tile statistics version {trained}), but these "
+            f"slides' tiles were {measured}, so their crush cannot be left out of the bed")
+
+
+def crush_unlike_training(meta: dict, features_version: object = "now") -> str | None:
+    """Why a model trained on features without the crush measure (tile statistics before
+    :data:`~weakstil.tilestats.CRUSH_VERSION`, or none) scores slides whose crush tiles leave the bed (``features_version``:
+    their tile statistics version, "now" for this WeakSTIL's) unlike its training beds, or None: said once per run
+    (the new slides' beds follow the sTIL definition; the model's did not)."""
+    from weakstil.tilestats import CRUSH_VERSION
+
+    trained = _version((meta.get("features") or {}).get("tilestats_version"))
+    ours = CRUSH_VERSION if features_version == "now" else _version(features_version)
+    if (trained is not None and trained >= CRUSH_VERSION) or ours is None or ours < CRUSH_VERSION:
+        return None
+    was = "without tile statistics" if "features" in meta else "whose tile statistics it does not record"
+    return (f"the model was trained on features {was if trained is None else f'of tile statistics version {trained}'}: "
+            "its training beds kept the crush artefact that these slides' beds leave out (tile statistics version "
+            f"{CRUSH_VERSION}); train it again on features embedded by this WeakSTIL for the two to agree")
+
+
 def check_features_match_model(meta: dict, identity: dict[str, object], where: str | Path) -> None:
     """Refuse features made with another encoder, other weights or other tiles than the model's."""
     stain = stain_estimate_problem(meta, identity) or tile_measurement_problem(meta, identity)
+    crush = None if stain else crush_problem(meta, identity)
+    if crush:
+        raise ModelError(f"features do not fit the model: {crush}", path=where,
+                         fix="embed the slides again with this WeakSTIL and its tile statistics (no --no-tile-stats): "
+                             "the model was trained on beds they cut")
     if stain:
         raise ModelError(f"features do not fit the model: {stain}", path=where,
                          fix=_older_features_fix(meta, identity) or

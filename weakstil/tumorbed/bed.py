@@ -3,7 +3,7 @@
 The tumour bed is the invasive tumour plus the stroma between its nests (TILs Working Group).
 Masks are stored at low resolution with their µm/px, and each tile gets the fraction of its
 area inside the bed and a flag (fraction >= ``settings.TILE_IN_BED``). Its sources
-(annotation, detector, whole tissue, a precomputed bed) are resolved in
+(annotation, detector, a feature file's own flags, whole tissue, a precomputed bed) are resolved in
 :mod:`weakstil.tumorbed.resolver`.
 """
 
@@ -32,6 +32,8 @@ class TumorBedSource(str, Enum):
     TISSUE = "tissue"
     #: the detector's bed was empty or implausibly small: the whole tissue, with the reason in ``detail``
     TISSUE_FALLBACK = "tissue-fallback"
+    #: no bed source given: the ``tumorbed`` flags the feature file itself holds (:func:`from_feature_flags`)
+    FEATURE_FILE = "feature-file"
 
 
 @dataclass
@@ -353,3 +355,32 @@ def whole_tissue(geom: SlideGeometry) -> TumorBed:
     mask = geom.tissue_mask.astype(bool)
     return TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.TISSUE,
                     "whole tissue")
+
+
+def from_feature_flags(features: FeaturesFile, geom: SlideGeometry) -> TumorBed | None:
+    """The bed of the ``tumorbed`` flags the feature file holds (one per tile; ``None`` when it has none): with no
+    bed source given, ``train`` and ``evaluate`` have always scored these tiles, so ``score`` scores them too (it
+    scored the whole tissue: a model trained on 16 bed tiles of a 64-tile slide was scored over all 64). Each
+    flagged tile is wholly in the bed, the others not; its mask is the flagged tiles' squares on tissue."""
+    flags = getattr(features, "tumorbed", None)
+    if flags is None or len(flags) != len(geom.coords):
+        return None
+    flags = np.asarray(flags, bool)
+    mask, scale = np.zeros(geom.tissue_mask.shape, bool), geom.slide_mpp / geom.mask_mpp  # mask px per level-0 px
+    for x, y in np.asarray(geom.coords, np.float64)[flags]:
+        mask[int(round(y * scale)):int(round((y + geom.tile_size_level0) * scale)),
+             int(round(x * scale)):int(round((x + geom.tile_size_level0) * scale))] = True
+    mask &= geom.tissue_mask.astype(bool)
+    return TumorBed(mask, geom.mask_mpp, flags.astype(np.float32), TumorBedSource.FEATURE_FILE,
+                    f"the feature file's own tumorbed flags ({int(flags.sum())} of {len(flags)} tiles)")
+
+
+def bed_without_geometry(features: FeaturesFile) -> TumorBed:
+    """No bed source, and a feature file that does not record its slide's size (``slide_width``: written by
+    another tool, or a test's): its own ``tumorbed`` flags, else all its tiles, as ``train`` took them; no mask."""
+    n = len(features.coords)
+    flags = getattr(features, "tumorbed", None)
+    own = flags is not None and len(flags) == n
+    fraction = (np.asarray(flags, bool) if own else np.ones(n, bool)).astype(np.float32)
+    return TumorBed(np.zeros((1, 1), bool), 1.0, fraction, TumorBedSource.FEATURE_FILE if own else TumorBedSource.TISSUE,
+                    "the feature file's own tumorbed flags" if own else "all tiles (the file does not place them)")

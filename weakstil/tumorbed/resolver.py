@@ -9,7 +9,8 @@ A slide's tumour bed comes from the first of these it has:
 3. the tumour-bed detector (``--tumorbed DIR``, or the one bundled in the model folder); when
    its bed is empty or implausibly small next to the slide's tumour evidence, the whole tissue,
    recorded as ``source = tissue-fallback`` with the reason and a warning (never a silent drop);
-4. the whole tissue, recorded as ``source = tissue``.
+4. the ``tumorbed`` flags the feature file holds, as ``source = feature-file`` (``train`` and ``evaluate``
+   resolve them here too, so every stage scores the same tiles); else the whole tissue, ``source = tissue``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 
 from weakstil.errors import WeakSTILError
 from weakstil.files import BedFile, FeaturesFile, find_slide_file
-from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource, from_annotation, whole_tissue
+from weakstil.tumorbed.bed import (SlideGeometry, TumorBed, TumorBedSource, bed_without_geometry, from_annotation,
+                                   from_feature_flags, whole_tissue)
 from weakstil.tumorbed.detector import VETO_SET_ASIDE, TumorBedDetector
 from weakstil.weights_id import TENSORS_ATTR, same_weights
 
@@ -141,7 +143,9 @@ class BedSources:
         tiles are left out of its scored tiles (:func:`weakstil.crush.exclude_crush`)."""
         from weakstil.crush import exclude_crush
 
-        return exclude_crush(self._resolve(slide_id, features, slide_path), features, slide_id)
+        bed = self._resolve(slide_id, features, slide_path) if self.given or "slide_width" in features.attrs else \
+            bed_without_geometry(features)  # no source, and a file that does not place its tiles (a test's)
+        return exclude_crush(bed, features, slide_id)
 
     def _resolve(self, slide_id: str, features: FeaturesFile, slide_path: str | Path | None = None) -> TumorBed:
         from weakstil.slide import slide_id_from_path
@@ -208,7 +212,7 @@ class BedSources:
             elif VETO_SET_ASIDE in bed.seed_vetoes:
                 log.warning("%s: %s", slide_id, bed.seed_vetoes)
             return bed
-        return whole_tissue(geom)
+        return from_feature_flags(features, geom) or whole_tissue(geom)
 
     def _reference(self, features: FeaturesFile):
         """The detector's bed of the slide, for checking where its annotation lies (None without a detector)."""
@@ -218,11 +222,8 @@ class BedSources:
 
     def cohort(self, feature_paths: dict[str, Path], slide_paths: dict[str, str | Path] | None = None
                ) -> dict[str, np.ndarray] | None:
-        """Tumour-bed flags per tile for a cohort (slide id -> its feature cache), or ``None``
-        when no source is given (training then uses the feature files' own flags, else all tiles).
-        ``slide_paths``: each slide's file (the cohort CSV's), for the detector's ink veto."""
-        if not self.given:
-            return None
+        """Tumour-bed flags per tile for a cohort (slide id -> its feature cache), also with no source given (as
+        ``score``: until helper h44d ``None``). ``slide_paths``: each slide's file, for the detector's ink veto."""
         self.share_names((slide_paths or {}).items())
         flags, sources = {}, {}
         self.detected = 0

@@ -12,7 +12,8 @@ from typing import Any
 
 #: How a result's tumour bed was found, in words.
 TUMORBED_SOURCES = {"annotation": "annotation", "model": "tumour-bed detector", "tissue": "whole tissue, no bed found",
-                    "tissue-fallback": "whole tissue (bed fallback: the detected bed was empty or implausibly small)"}
+                    "tissue-fallback": "whole tissue (bed fallback: the detected bed was empty or implausibly small)",
+                    "feature-file": "the feature file's own tumour-bed flags"}
 
 
 def stil_line(res: Any) -> str:
