@@ -111,3 +111,12 @@ def test_a_score_request_names_the_feature_files_own_flags(tmp_path):
                    BedSources())
     assert ctx.request("S1", tmp_path / "S1.svs")["tumorbed"].startswith("feature-file")
     assert ctx.request("S2", tmp_path / "S2.svs")["tumorbed"] == "tissue"
+
+
+def test_the_heatmap_key_says_a_feature_file_bed_in_words():
+    """The heatmap's key names each bed source in a reader's words; the source of helper h44d showed as the code
+    'feature-file' (helper h44e)."""
+    from weakstil.outputs import heatmap_key
+
+    key = heatmap_key({"tumorbed_source": "feature-file", "n_tumorbed_tiles": 16, "n_tiles": 64})
+    assert "inside the tumour bed (the feature file's own flags)" in key and "feature-file" not in key
