@@ -87,3 +87,36 @@ def test_a_file_that_does_not_place_its_tiles_keeps_its_flags_or_all_tiles(tmp_p
     assert own.source.value == "feature-file" and own.tile_flags.sum() == 15
     every = BedSources().resolve("b", FeaturesFile.read(_features(tmp_path / "b.h5", crush, placed=False, own=None)))
     assert every.source.value == "tissue" and every.tile_flags.sum() == N - 1
+
+
+def test_a_score_request_names_the_feature_files_own_flags(tmp_path):
+    """A slide scored with no bed source is skipped on a rerun while its score request is unchanged: the request said
+    ``tissue`` whatever the feature file's own flags (helper h44e), so a slide scored over the whole tissue before
+    helper h44d kept that score, and flags written again were never scored. A file without flags keeps ``tissue``
+    (its earlier scores stay skipped)."""
+    from weakstil.score import ScoreOptions, _Context
+    from weakstil.tumorbed.resolver import BedSources
+
+    feats = tmp_path / "features"
+    feats.mkdir()
+    path = _features(feats / "S1.h5", np.zeros(N))
+    own = BedSources().request("S1", features=path)
+    assert own.startswith("feature-file") and BedSources().request("S1") == "tissue"
+    with h5py.File(path, "a") as f:  # the file's bed written again: another request
+        f["tumorbed"][...] = ~OWN
+    assert BedSources().request("S1", features=path) not in (own, "tissue")
+    assert BedSources().request("S2", features=_features(feats / "S2.h5", np.zeros(N), own=None)) == "tissue"
+    # score's request finds the slide's feature cache (--features) and names its flags
+    ctx = _Context(ScoreOptions(model=tmp_path, out=tmp_path / "out", features=feats), None, {}, "m", 30.0, None,
+                   BedSources())
+    assert ctx.request("S1", tmp_path / "S1.svs")["tumorbed"].startswith("feature-file")
+    assert ctx.request("S2", tmp_path / "S2.svs")["tumorbed"] == "tissue"
+
+
+def test_the_heatmap_key_says_a_feature_file_bed_in_words():
+    """The heatmap's key names each bed source in a reader's words; the source of helper h44d showed as the code
+    'feature-file' (helper h44e)."""
+    from weakstil.outputs import heatmap_key
+
+    key = heatmap_key({"tumorbed_source": "feature-file", "n_tumorbed_tiles": 16, "n_tiles": 64})
+    assert "inside the tumour bed (the feature file's own flags)" in key and "feature-file" not in key

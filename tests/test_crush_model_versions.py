@@ -32,6 +32,8 @@ def test_features_without_the_crush_share_are_refused_by_a_model_trained_on_beds
         check_features_match_model(_meta(5), _features(features), "f.h5")
     assert "so their crush cannot be left out of the bed" in refused.value.message
     assert "embed the slides again" in refused.value.fix and "no --no-tile-stats" in refused.value.fix
+    assert "their crush tiles leave the bed as they left the model's training beds" in refused.value.fix  # (h44e: it
+    # said "the model was trained on beds they cut")
     check_features_match_model(_meta(5), _features(5), "f.h5")  # the same version: fits
     check_features_match_model(_meta(4), _features(4), "f.h5")  # neither left crush out: fits, as before
 

@@ -40,3 +40,23 @@ def test_results_csv_has_the_crush_tile_count_beside_the_bed_tile_count(tmp_path
     with caplog.at_level(logging.WARNING):  # an older WeakSTIL's results.csv: no such column, nothing said of it
         rec = checked_records(tmp_path, [row], unlisted=False)[0]
     assert rec["tumorbed_crush_tiles"] == "3" and "tumorbed_crush_tiles" not in caplog.text
+
+
+def test_an_older_weakstils_row_in_a_table_a_newer_score_rewrote_is_not_said_edited(tmp_path, caplog):
+    """A rerun of 'weakstil score' into an older WeakSTIL's folder writes the new column for every row: the rows it did
+    not score (or skipped) get an empty cell, which is no edit (helper h44e: each was said to differ from its score
+    file, "edited in a spreadsheet?"); a count typed over is still said."""
+    from weakstil.results_check import checked_records
+
+    _score_file(tmp_path, "old", 0)
+    _score_file(tmp_path, "new", 3)
+    row = {"path": "", "status": "ok", "stil": "20", "threshold": "30", "n_tiles": "4", "n_tumorbed_tiles": "2",
+           "tumorbed_source": "annotation"}
+    rows = [{**row, "slide_id": "new", "tumorbed_crush_tiles": "3"}, {**row, "slide_id": "old", "tumorbed_crush_tiles": ""}]
+    with caplog.at_level(logging.WARNING):
+        recs = checked_records(tmp_path, rows, unlisted=False)
+    assert [r["tumorbed_crush_tiles"] for r in recs] == ["3", "0"] and "differ from their slide" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        checked_records(tmp_path, [{**rows[0], "tumorbed_crush_tiles": "1"}], unlisted=False)
+    assert "tumorbed_crush_tiles '1' there, '3' in the file" in caplog.text

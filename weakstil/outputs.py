@@ -56,7 +56,7 @@ TITLE_QC_CHARS = 64
 
 #: Each tumour-bed source in the heatmap's key, in a reader's words.
 _BED_WORDS = {"annotation": "annotation", "model": "detected", "tissue": "whole tissue: no bed given",
-              "tissue-fallback": "whole tissue: bed fallback"}
+              "tissue-fallback": "whole tissue: bed fallback", "feature-file": "the feature file's own flags"}
 
 
 def heatmap_key(attrs: dict) -> str:

@@ -74,7 +74,9 @@ def called_high(stil: float, threshold: float) -> bool:
 
 
 #: results.csv columns newer than some results.csv files (``tumorbed_crush_tiles``: helper h44d): a file without one
-#: is an older WeakSTIL's, not one whose column was deleted in a spreadsheet (taken from the score files, unsaid).
+#: is an older WeakSTIL's, not one whose column was deleted in a spreadsheet (taken from the score files, unsaid); so is
+#: an empty cell of one, the row of a slide an older WeakSTIL scored in a table a newer ``score`` rewrote (helper h44e:
+#: every such row was said to differ from its score file, "edited in a spreadsheet?").
 NEWER_COLUMNS = ("tumorbed_crush_tiles",)
 
 
@@ -154,8 +156,8 @@ def checked_records(folder: Path, records: list[dict], *, unlisted: bool = True)
                 continue
             cell = rec.get(column, "")
             cell = "" if isinstance(cell, float) and math.isnan(cell) else cell  # an empty cell read by pandas
-            if column in dropped:
-                rec[column] = file
+            if column in dropped or (column in NEWER_COLUMNS and str(cell).strip() == ""):
+                rec[column] = file  # an older WeakSTIL's row in a table a newer score rewrote: its cell is empty
             elif _unlike(cell, file, number):
                 said.append(f"{column} {str(cell)!r} there, {file!r} in the file")
                 rec[column] = file

@@ -119,7 +119,8 @@ class _Context:
         o, also = self.opts, slide_id_from_path(path) if path is not None else None
         return {"threshold": self.threshold, "slide_mpp": o.slide_mpp if path is None else o.listed.mpp_of(path, o.slide_mpp),
                 "allow_upsample": o.allow_upsample, "encoder": o.encoder, "weights": o.weights,
-                "tumorbed": self.beds.request(slide_id, also=also),
+                "tumorbed": self.beds.request(slide_id, also=also,
+                                              features=None if path is None else _cached_features(o, Path(path))),
                 # a retrained model (other folds, members, calibration) may keep the final weights' hash
                 "model_json_sha256": self.model_json_sha256, "scoring": "ensemble" if len(self.models) > 1 else "final"}
 

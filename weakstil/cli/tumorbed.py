@@ -110,7 +110,7 @@ def tumorbed_apply(
                                             "the same features, source and inputs (kept otherwise; an outline "
                                             "edited since is never overwritten).")] = False,
 ) -> None:
-    """Each slide's tumour bed (annotation > detector > whole tissue), written once for checking
+    """Each slide's tumour bed (annotation > detector > the feature file's own flags > whole tissue), written once for checking
     and reuse: OUT/<slide_id>.h5 (per-tile flags, mask, tumour evidence, provenance) and
     OUT/<slide_id>.geojson (QuPath outline). A detected bed that is empty or implausibly small is
     replaced by the whole tissue ('bed fallback: tissue', source tissue-fallback). A bed made
@@ -130,8 +130,8 @@ def tumorbed_apply(
     # refused slide per file of the same name and the beds of the others written among them
     check_per_slide_out(out, "tumorbed apply", "a tumour-bed file and an outline per slide")
     if annotations is None and tumorbed is None:
-        log.warning("no --annotations and no --tumorbed: every bed written is the whole tissue (a model's "
-                    "bundled detector is MODEL/tumorbed)")
+        log.warning("no --annotations and no --tumorbed: every bed written is the whole tissue, or the feature file's "
+                    "own tumorbed flags where it holds them (a model's bundled detector is MODEL/tumorbed)")
     sources = BedSources.open(annotations=annotations, detector=tumorbed)
     failures = Failures()
     paths = unique_ids(expand_slides(features), failures, id_of=lambda p: Path(p).stem)

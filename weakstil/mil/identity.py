@@ -230,8 +230,8 @@ def check_features_match_model(meta: dict, identity: dict[str, object], where: s
     crush = None if stain else crush_problem(meta, identity)
     if crush:
         raise ModelError(f"features do not fit the model: {crush}", path=where,
-                         fix="embed the slides again with this WeakSTIL and its tile statistics (no --no-tile-stats): "
-                             "the model was trained on beds they cut")
+                         fix="embed the slides again with this WeakSTIL and its tile statistics (no --no-tile-stats), "
+                             "so that their crush tiles leave the bed as they left the model's training beds")
     if stain:
         raise ModelError(f"features do not fit the model: {stain}", path=where,
                          fix=_older_features_fix(meta, identity) or

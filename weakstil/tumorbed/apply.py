@@ -115,7 +115,7 @@ def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, feat
     features (file, when made, cache key, slide fingerprint) and the WeakSTIL version; with a
     detector's ink veto, whether the slide it reads is there. A rerun with the same request keeps
     the bed (and ``--tumorbed-beds`` scoring then skips the slide), another one makes it again."""
-    request = {"bed": sources.request(slide_id, also=name), "features": str(features_path.resolve()),
+    request = {"bed": sources.request(slide_id, also=name, features=features_path), "features": str(features_path.resolve()),
                "features_created": str(attrs.get("created", "")), "cache_key": str(attrs.get("cache_key", "")),
                "slide_fingerprint": str(attrs.get("slide_fingerprint") or ""),
                # the release, not the commit (recorded beside it): a new commit of unchanged bed code, or an edited

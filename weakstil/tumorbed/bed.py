@@ -384,3 +384,26 @@ def bed_without_geometry(features: FeaturesFile) -> TumorBed:
     fraction = (np.asarray(flags, bool) if own else np.ones(n, bool)).astype(np.float32)
     return TumorBed(np.zeros((1, 1), bool), 1.0, fraction, TumorBedSource.FEATURE_FILE if own else TumorBedSource.TISSUE,
                     "the feature file's own tumorbed flags" if own else "all tiles (the file does not place them)")
+
+
+def feature_flags_request(features: str | Path | None) -> str:
+    """What a bed with no source is made of, for a score's request (:meth:`~weakstil.tumorbed.resolver.BedSources.request`):
+    ``tissue`` (as before helper h44d, so a slide without flags of its own keeps its score), or the feature file's own
+    ``tumorbed`` flags (:func:`from_feature_flags`) by their hash. Until helper h44e a slide scored over the whole tissue
+    before h44d, or whose flags were written again since, was skipped as already scored."""
+    import hashlib
+
+    from weakstil.errors import WeakSTILError
+    from weakstil.files import FeaturesFile
+
+    if features is None or not Path(features).is_file():
+        return "tissue"
+    try:
+        cache = FeaturesFile.read(features, skip=("features", "tissue_mask", "tissue_fraction", "tile_stats",
+                                                  "stroma_estimate"))
+    except (WeakSTILError, OSError):
+        return "tissue unreadable features"  # scored again: scoring says why
+    flags = cache.tumorbed
+    if flags is None or len(flags) != len(cache.coords):
+        return "tissue"
+    return f"feature-file flags:{hashlib.sha256(np.packbits(np.asarray(flags, bool)).tobytes()).hexdigest()[:16]}"

@@ -24,8 +24,8 @@ import numpy as np
 
 from weakstil.errors import WeakSTILError
 from weakstil.files import BedFile, FeaturesFile, find_slide_file
-from weakstil.tumorbed.bed import (SlideGeometry, TumorBed, TumorBedSource, bed_without_geometry, from_annotation,
-                                   from_feature_flags, whole_tissue)
+from weakstil.tumorbed.bed import (SlideGeometry, TumorBed, TumorBedSource, bed_without_geometry, feature_flags_request,
+                                   from_annotation, from_feature_flags, whole_tissue)
 from weakstil.tumorbed.detector import VETO_SET_ASIDE, TumorBedDetector
 from weakstil.weights_id import TENSORS_ATTR, same_weights
 
@@ -106,11 +106,11 @@ class BedSources:
                 return found
         return None
 
-    def request(self, slide_id: str, also: str | None = None) -> str:
-        """Which bed ``resolve`` would use for the slide, and the identity of its input (a file's
-        SHA-256, the detector's id), without computing it: a scored slide whose request changed
-        (another annotation, new beds, another detector) is scored again, not skipped. ``also``:
-        the slide file's name, when its files are found by it too (a cohort CSV's slide_id)."""
+    def request(self, slide_id: str, also: str | None = None, features: str | Path | None = None) -> str:
+        """Which bed ``resolve`` would use for the slide, and the identity of its input (a file's SHA-256, the detector's
+        id, the feature file's own flags: :func:`feature_flags_request`), without computing it: a scored slide whose request
+        changed (another annotation, new beds, another detector) is scored again, not skipped. ``also``: the slide file's
+        name, when its files are found by it too (a cohort CSV's slide_id); ``features``: its feature file."""
         from weakstil.runtime import sha256_file
 
         names = [slide_id] + ([also] if also and also != slide_id else [])
@@ -123,7 +123,7 @@ class BedSources:
         if self.detector is not None:
             # by id and content, not by path: a model folder copied or moved keeps its scores
             return f"detector {self.detector.model_id} {self.detector_content}".rstrip()
-        return "tissue"
+        return feature_flags_request(features)
 
     @cached_property
     def detector_content(self) -> str:
