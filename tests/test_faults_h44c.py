@@ -1,0 +1,35 @@
+"""Fault-matrix findings of hunt 44c (an outside tester's run of every command against bad inputs)."""
+import logging
+
+HEADER = ("slide_id,path,stil,stil_lower_90,stil_upper_90,stil_high,threshold,n_tiles,n_tumorbed_tiles,"
+          "tumorbed_source,status,qc,qc_reasons,error,model_id,encoder_id,seconds\n")
+ROW_A = "S_a,/x/S_a.svs,10.0,,,False,30,52,24,model,ok,,,,m@1,e@1,1\n"
+ROW_B = "S_b,/x/S_b.svs,40.0,,,True,30,52,24,model,ok,,,,m@1,e@1,1\n"
+
+
+def _report(tmp_path, text):
+    from weakstil.report_scores import build_score_report
+
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "results.csv").write_text(HEADER + text, encoding="utf-8")
+    build_score_report(scores, tmp_path / "r")
+    return (tmp_path / "r" / "report.md").read_text(encoding="utf-8")
+
+
+def test_score_report_counts_a_row_repeated_word_for_word_once(tmp_path, caplog):
+    """Two results.csv put together (``cat``) or a row pasted twice: the report counted the slide twice
+    (16 slides of 15, 2 ok of 1) and its sTIL% twice in the median, with no word of it."""
+    caplog.set_level(logging.WARNING)
+    md = _report(tmp_path, ROW_A + ROW_B + ROW_B + ROW_B)
+    assert "| slides | 2 |" in md and "| ok | 2 |" in md
+    assert "| median sTIL% of the scored slides | 25.0 |" in md  # 10 and 40; counted thrice, 40.0
+    assert md.count("| S_b | ok |") == 1
+    assert any("repeats 2 row(s) word for word (S_b)" in r.getMessage() for r in caplog.records)
+
+
+def test_score_report_says_a_slide_with_two_differing_answers(tmp_path, caplog):
+    caplog.set_level(logging.WARNING)
+    md = _report(tmp_path, ROW_A + ROW_B + ROW_B.replace("40.0", "45.0"))
+    assert md.count("| S_b | ok |") == 2  # which is the answer cannot be told: both shown, and said
+    assert any("two or more answers that differ (S_b" in r.getMessage() for r in caplog.records)
