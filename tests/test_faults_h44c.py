@@ -33,3 +33,24 @@ def test_score_report_says_a_slide_with_two_differing_answers(tmp_path, caplog):
     md = _report(tmp_path, ROW_A + ROW_B + ROW_B.replace("40.0", "45.0"))
     assert md.count("| S_b | ok |") == 2  # which is the answer cannot be told: both shown, and said
     assert any("two or more answers that differ (S_b" in r.getMessage() for r in caplog.records)
+
+
+def test_synth_names_its_folder_when_a_write_naming_no_file_fails(tmp_path, monkeypatch):
+    """``weakstil synth --out DIR`` under a small ``ulimit -f`` (or on a full disk): the write that failed
+    (tifffile's) carries no file name, and the line was "error: File too large. Fix: ...", naming nothing:
+    the CLI named the folder of a command's ``out`` only, and synth's ``--out`` is its ``out_option``."""
+    import errno
+    import os
+
+    import weakstil.synth as synth
+    from conftest import run_cli
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(synth, "generate_cohort", full)
+    out = tmp_path / "cohort"
+    res = run_cli("synth", "--out", out, "--slides", "1", "--size-mm", "0.5", "0.5")
+    assert res.returncode == 1
+    line = [x for x in res.stderr.splitlines() if x.startswith("error:")][0]
+    assert line.startswith(f"error: {out}: No space left on device"), line
