@@ -54,3 +54,32 @@ def test_synth_names_its_folder_when_a_write_naming_no_file_fails(tmp_path, monk
     assert res.returncode == 1
     line = [x for x in res.stderr.splitlines() if x.startswith("error:")][0]
     assert line.startswith(f"error: {out}: No space left on device"), line
+
+
+def test_a_copy_past_the_file_size_limit_names_the_copy_not_its_source(tmp_path):
+    """``weakstil report --model MODEL --out R`` under ``ulimit -f``: "error: MODEL/cv/scatter.png: File too
+    large": shutil.copyfile's error names the source first, and the one error line named the model's own
+    file, not the report's copy that could not be written."""
+    import resource
+    import shutil
+    import signal
+
+    from weakstil.errors import from_os_error
+
+    source, target = tmp_path / "model_scatter.png", tmp_path / "report" / "scatter.png"
+    source.write_bytes(b"x" * 20000)
+    target.parent.mkdir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    before = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    try:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))
+        try:
+            shutil.copyfile(source, target)
+            error = None
+        except OSError as exc:
+            error = from_os_error(exc)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, before)
+    assert error is not None and error.stops_batch
+    assert str(error.path) == str(target), error.one_line()
