@@ -83,3 +83,40 @@ def test_a_copy_past_the_file_size_limit_names_the_copy_not_its_source(tmp_path)
         signal.signal(signal.SIGXFSZ, before)
     assert error is not None and error.stops_batch
     assert str(error.path) == str(target), error.one_line()
+
+
+def _oof_case(tmp_path, scale):
+    labels = [5.0, 12.0, 20.0, 35.0, 50.0, 70.0]
+    preds = [9.0, 10.0, 25.0, 30.0, 41.0, 77.0]  # a fair model's out-of-fold sTIL%
+    cohort, oof = tmp_path / "cohort.csv", tmp_path / "oof.csv"
+    cohort.write_text("slide_id,path,stil\n" + "".join(f"s{i},s{i}.svs,{v}\n" for i, v in enumerate(labels)))
+    oof.write_text("slide_id,stil_true,stil_pred,fold\n"
+                   + "".join(f"s{i},{v},{p * scale:.6g},{i % 2 + 1}\n" for i, (v, p) in enumerate(zip(labels, preds))))
+    return cohort, oof
+
+
+def test_evaluate_refuses_predictions_written_as_fractions(tmp_path):
+    """``evaluate --oof`` of predictions as fractions (0.35 for 35 %) against percentage labels: metrics of
+    the two scales (R² far below 0, MAE the labels' mean), exit 0, no word; train refuses such labels."""
+    from conftest import run_cli
+
+    cohort, oof = _oof_case(tmp_path, 0.01)
+    res = run_cli("evaluate", cohort, "--oof", oof, "--out", tmp_path / "ev")
+    assert res.returncode == 1, res.stderr
+    line = [x for x in res.stderr.splitlines() if x.startswith("error:")][0]
+    assert line.startswith(f"error: {oof}: every prediction is at most 1") and "multiply the stil_pred column by 100" in line
+    assert not (tmp_path / "ev").exists()
+    (tmp_path / "pct").mkdir()
+    cohort, oof = _oof_case(tmp_path / "pct", 1.0)  # the same predictions as percentages: judged
+    assert run_cli("evaluate", cohort, "--oof", oof, "--out", tmp_path / "pct" / "ev").returncode == 0
+
+
+def test_evaluate_keeps_a_til_poor_cohort_scored_under_one_percent(tmp_path):
+    import pandas as pd
+
+    from weakstil.evaluation_results import refuse_fraction_predictions
+
+    pred = pd.DataFrame({"slide_id": ["a", "b", "c"], "stil_true": [0.5, 1.0, 2.0], "stil_pred": [0.4, 0.9, 1.0]})
+    refuse_fraction_predictions(pred, tmp_path / "oof.csv")  # labels 0-2 %: percentages, not refused
+    pred = pd.DataFrame({"slide_id": ["a", "b"], "stil_true": [10.0, 40.0], "stil_pred": [0.5, 0.9]})
+    refuse_fraction_predictions(pred, tmp_path / "oof.csv")  # x 100 (50, 90) lies farther: a poor model, judged
