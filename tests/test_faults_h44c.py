@@ -120,3 +120,25 @@ def test_evaluate_keeps_a_til_poor_cohort_scored_under_one_percent(tmp_path):
     refuse_fraction_predictions(pred, tmp_path / "oof.csv")  # labels 0-2 %: percentages, not refused
     pred = pd.DataFrame({"slide_id": ["a", "b"], "stil_true": [10.0, 40.0], "stil_pred": [0.5, 0.9]})
     refuse_fraction_predictions(pred, tmp_path / "oof.csv")  # x 100 (50, 90) lies farther: a poor model, judged
+
+
+def test_a_damaged_tiff_checked_by_the_workflow_prints_no_bare_tifffile_line(tmp_path):
+    """The Snakefile's preflight opens each cohort slide with no logging set up (it is no weakstil command):
+    for a truncated TIFF, tifffile's warning reached Python's last-resort handler, and the run printed
+    '<tifffile.TiffPages @8> invalid page offset 736162' above its one error line."""
+    import subprocess
+    import sys
+
+    import numpy as np
+
+    from conftest import write_tiff_slide
+
+    rng = np.random.default_rng(0)
+    slide = write_tiff_slide(tmp_path / "s.tiff", rng.integers(0, 255, (1024, 1024, 3), dtype=np.uint8), levels=2)
+    data = slide.read_bytes()
+    slide.write_bytes(data[: len(data) // 2])
+    code = ("from weakstil.pipeline_slide_files import _read_mpp; import sys; "
+            f"mpp, why = _read_mpp({str(slide)!r}); sys.exit(0 if why else 3)")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr  # refused, with its reason
+    assert "tifffile" not in res.stderr and res.stderr.strip() == "", res.stderr
