@@ -142,3 +142,18 @@ def test_a_damaged_tiff_checked_by_the_workflow_prints_no_bare_tifffile_line(tmp
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr  # refused, with its reason
     assert "tifffile" not in res.stderr and res.stderr.strip() == "", res.stderr
+
+
+def test_a_slide_list_names_every_bad_mpp_cell_at_once(tmp_path):
+    """A --slides CSV with three bad mpp cells stopped the batch (exit 2) naming only the first: mending it
+    revealed the next on the following run, and the next."""
+    from conftest import run_cli
+
+    listed = tmp_path / "batch.csv"
+    listed.write_text("slide_id,path,mpp\ns1,a.tiff,0\ns2,b.tiff,abc\ns3,c.tiff,0.5\ns4,d.tiff,1e9\n")
+    res = run_cli("tile", "--slides", listed, "--out", tmp_path / "t")
+    assert res.returncode == 2
+    line = [x for x in res.stderr.splitlines() if x.startswith("error:")][0]
+    assert "the mpp of 3 lines is not a scan resolution" in line, line
+    assert "line 2 (a.tiff) '0'" in line and "line 3 (b.tiff) 'abc'" in line and "line 5 (d.tiff) '1e9'" in line
+    assert "c.tiff" not in line and not (tmp_path / "t").exists()
