@@ -157,3 +157,23 @@ def test_a_slide_list_names_every_bad_mpp_cell_at_once(tmp_path):
     assert "the mpp of 3 lines is not a scan resolution" in line, line
     assert "line 2 (a.tiff) '0'" in line and "line 3 (b.tiff) 'abc'" in line and "line 5 (d.tiff) '1e9'" in line
     assert "c.tiff" not in line and not (tmp_path / "t").exists()
+
+
+def test_tumorbed_apply_whose_every_slide_failed_leaves_no_detector_claim(tmp_path):
+    """Every slide of a 'tumorbed apply' refused (features of another tiling than the detector's, a damaged
+    file): the folder was left holding only its hidden detector record, and the next run there with another
+    detector was refused, exit 2, "holds the beds of DETECTOR ... would mix", though it held no bed."""
+    from conftest import run_cli
+
+    from weakstil.tumorbed.apply import DETECTOR_RECORD
+
+    bad = tmp_path / "features" / "s1.h5"
+    bad.parent.mkdir()
+    bad.write_text("not HDF5")
+    out = tmp_path / "beds"
+    res = run_cli("tumorbed", "apply", bad, "--out", out)
+    assert res.returncode == 1 and "s1.h5: not a readable HDF5 file" in res.stderr
+    assert not out.exists()  # made by this run, nothing in it: gone
+    out.mkdir()  # a folder of the user's own: kept, without the record
+    assert run_cli("tumorbed", "apply", bad, "--out", out).returncode == 1
+    assert out.is_dir() and not (out / DETECTOR_RECORD).exists()
