@@ -106,12 +106,14 @@ def test_a_bad_mpp_cell_in_the_cohort_csv_is_one_line_naming_the_csv_and_its_lin
     proc = run_cli("preflight", "--config", f"cohort={csv}", "--config", "folds=2", "--config", f"out={lab / 'out'}")
     errors = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert proc.returncode != 0 and len(errors) == 1, proc.stderr  # old code: s1 would be tiled at its file's 0.5
-    assert "bad.csv" in errors[0] and "the mpp of line 3 (slides/s1.tiff) is '0'" in errors[0], errors
+    # both bad cells at once (hunt 44c: the first alone was named, the second on the next run)
+    assert "bad.csv" in errors[0] and ("the mpp of 2 lines is not a scan resolution in µm/px: line 3 (slides/s1.tiff) "
+                                       "'0'; line 4 (slides/s2.tiff) 'forty'") in errors[0], errors
     from weakstil.cohort import read_cohort
     from weakstil.errors import UsageError
     from weakstil.slide_list import cohort_mpps
 
-    word = csv.with_name("word.csv")  # the first bad cell is named; here a word
+    word = csv.with_name("word.csv")  # one bad cell, a word
     word.write_text(csv.read_text().replace(",0\n", ",0.25\n"))
     with pytest.raises(UsageError, match=r"word.csv: the mpp of line 4 \(slides/s2.tiff\) is 'forty'"):
         cohort_mpps(word, read_cohort(word, check_files=False).table)

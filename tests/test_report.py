@@ -108,6 +108,22 @@ def test_report_refuses_bad_input_in_one_line(trained, tmp_path: Path) -> None:
     assert proc.returncode == 1 and "Fix: train with --folds 2 or more" in proc.stderr
 
 
+def test_report_of_a_model_with_a_damaged_metrics_file_says_to_copy_the_model_again(trained, tmp_path: Path) -> None:
+    """A model whose own cv/metrics.json is damaged (a cut copy): the fix named another folder to pass,
+    'the --out folder of weakstil evaluate --oof ...', where the model folder is what to copy again (hunt 44c)."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(trained["model"], model)
+    (model / "cv" / "metrics.json").write_text("{")
+    proc = run_cli("report", "--model", model, "--out", tmp_path / "r")
+    assert proc.returncode == 1
+    line = [x for x in proc.stderr.splitlines() if x.startswith("error:")][0]
+    assert line.startswith(f"error: {model / 'cv' / 'metrics.json'}: metrics.json is not valid JSON"), line
+    assert line.endswith("Fix: copy the whole model folder again, or train the model again."), line
+    assert not (tmp_path / "r").exists()
+
+
 # --- weakstil evaluate into its own folder; the report says what an evaluation is ------------------
 
 

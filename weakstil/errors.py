@@ -261,6 +261,8 @@ def from_os_error(exc: OSError, path: str | Path | None = None) -> OutputError:
             name = errno_mod.errorcode.get(code, "")
     reason = os.strerror(code) if code else short_reason(exc)
     where = exc.filename or path
+    if name in _STOPPING and exc.filename2:  # a copy (shutil.copyfile) names its source first: the full side is
+        where = exc.filename2  # where it wrote (report named the model's cv/scatter.png under ulimit -f, hunt 44c)
     if where is not None and Path(where).name.startswith(".") and Path(where).name.endswith(".lock"):
         where = Path(where).with_name(Path(where).name[1:-len(".lock")])  # the file, not its lock beside it
     elif where is not None and (final := final_name(Path(where).name)) is not None:

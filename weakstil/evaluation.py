@@ -34,7 +34,8 @@ import pandas as pd
 
 from weakstil.atomic import atomic_path
 from weakstil.errors import WeakSTILError
-from weakstil.evaluation_results import refuse_fraction_labels, refuse_fraction_labels_of_model
+from weakstil.evaluation_results import (refuse_fraction_labels, refuse_fraction_labels_of_model,
+                                         refuse_fraction_predictions)
 from weakstil.evaluation_plots import plot_roc, plot_scatter
 from weakstil.metrics import DEFAULT_THRESHOLDS, all_metrics, by_group, called_high
 from weakstil import csv_cells, settings
@@ -418,6 +419,7 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                             fix="score them again once the causes in its 'error' column are fixed" if scored else
                             "use predictions made for this cohort")
     _check_oof_labels(table[predicted].reset_index(drop=True), pred, oof_path, cohort.csv_path)
+    refuse_fraction_predictions(table[predicted].reset_index(drop=True), oof_path)
     # predictions without the labels they were made against (a score run's results.csv): fractions in the
     # CSV were judged as they stood (hunt 38f: R² -28278, MAE 15.3, exit 0 with only the CSV's warning)
     refuse_fraction_labels_of_model(table[predicted].reset_index(drop=True), cohort.csv_path)

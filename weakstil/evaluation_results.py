@@ -426,6 +426,26 @@ def refuse_fraction_labels_of_model(pred: pd.DataFrame, csv_path: str | Path) ->
                             fix="write the cohort's sTIL labels as percentages (x 100)")
 
 
+def refuse_fraction_predictions(pred: pd.DataFrame, oof_path: str | Path) -> None:
+    """``evaluate --oof`` of predictions written as fractions (0.35 for 35 %: another tool's output, or a
+    column divided by 100 in a spreadsheet) against percentage labels: every metric compared the two
+    scales (6 slides: R² -1.63, MAE 21.5, exit 0, no word; hunt 44c). Refused when every prediction is at
+    most 1 and the predictions x 100 lie far closer to the labels than as written; a model that scores a
+    TIL-poor cohort (labels 0-2 %) under 1 % lies closer as written."""
+    t, p = pred["stil_true"].to_numpy(float), pred["stil_pred"].to_numpy(float)
+    ok = np.isfinite(t) & np.isfinite(p)
+    if ok.sum() < 2 or p[ok].max() > 1.0 or t[ok].max() <= 5.0:
+        return
+    as_written, scaled = float(np.abs(t[ok] - p[ok]).mean()), float(np.abs(t[ok] - 100.0 * p[ok]).mean())
+    if scaled < as_written:
+        i = int(np.flatnonzero(ok & (t > 1.0))[0])
+        raise WeakSTILError(f"every prediction is at most 1 and the predictions x 100 lie closer to the sTIL labels (MAE "
+                            f"{scaled:.2f} against {as_written:.2f} as written; {pred['slide_id'].iloc[i]}: {p[i]:g} "
+                            f"predicted, {t[i]:g} its label): fractions, where sTIL% predictions are percentages "
+                            "0-100", path=Path(oof_path),
+                            fix="multiply the stil_pred column by 100 (0.35 -> 35), or pass MODEL/cv/oof_predictions.csv")
+
+
 def oof_folds(oof_path: Path) -> int | None:
     """How many folds ``cv/oof_predictions.csv`` names (its ``fold`` column), None without one."""
     try:

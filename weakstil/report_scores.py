@@ -81,6 +81,27 @@ def read_scores(folder: Path) -> pd.DataFrame:
                             fix=FIX)
     if table.empty:
         raise WeakSTILError("lists no slide", path=path, fix="score slides into it first")
+    return _one_row_per_answer(table, path)
+
+
+def _one_row_per_answer(table: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """``table`` without a row repeated word for word (two results.csv put together with ``cat``, a
+    row pasted twice in a spreadsheet): each was counted as one more slide, its sTIL% in the median
+    twice (hunt 44c). A slide on two rows that differ (a refused file's ``error`` row beside the
+    scored one, as ``score`` writes it; or two runs' answers) is kept, and two answers are said."""
+    repeated = table.duplicated(keep="first")
+    if repeated.any():
+        ids = list(dict.fromkeys(str(s) for s in table.loc[repeated, "slide_id"]))
+        _say_once(path.parent, "%s repeats %d row(s) word for word (%s%s): each is reported once", path,
+                  int(repeated.sum()), ", ".join(ids[:5]), ", ..." if len(ids) > 5 else "")
+        table = table.loc[~repeated].reset_index(drop=True)
+    answered = table[table["status"].astype(str) != "error"]
+    twice = list(dict.fromkeys(str(s) for s in answered.loc[answered["slide_id"].duplicated(), "slide_id"]))
+    if twice:
+        _say_once(path.parent, "%s gives %d slide(s) two or more answers that differ (%s%s: runs' rows put "
+                  "together?): each row is reported, so those slides are counted more than once; keep one row per "
+                  "slide (the results.csv of one 'weakstil score' run)", path, len(twice), ", ".join(twice[:5]),
+                  ", ..." if len(twice) > 5 else "")
     return table
 
 

@@ -23,6 +23,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from PIL import Image
 
 log = logging.getLogger(__name__)
+# tifffile logs a damaged file's details as warnings ('<tifffile.TiffPages @8> invalid page offset'): the
+# commands set its level, but where WeakSTIL runs as a library (the Snakefile's preflight, a notebook) with no
+# logging set up, Python's last-resort handler printed that bare line before our error (hunt 44c). A handler
+# that drops them stops only that; an application's own logging still receives them.
+logging.getLogger("tifffile").addHandler(logging.NullHandler())
 
 
 @runtime_checkable

@@ -264,6 +264,7 @@ def _mpp_column(path: Path, rows, lines=None, what: str = "--slides") -> list[fl
     from weakstil.settings import MPP_RANGE
 
     out: list[float | None] = []
+    bad: list[tuple[str, str]] = []  #: (where, cell) of every bad cell: the first alone was named (hunt 44c)
     for i, row in enumerate(rows):
         cell = next((_text(v) for k, v in row.items() if k and k.strip().lower() == MPP_COLUMN), "")
         if not cell:  # only an empty cell means "the file's own" (docs/scoring.md): a LIMS export's NaN or None
@@ -276,13 +277,19 @@ def _mpp_column(path: Path, rows, lines=None, what: str = "--slides") -> list[fl
         if not (math.isfinite(value) and MPP_RANGE[0] <= value <= MPP_RANGE[1]):
             slide = next((str(v).strip() for k, v in row.items() if k and k.strip().lower() == "path"), "")
             line = int(lines[i]) if lines is not None else None
-            where = f"line {line}" + (f" ({slide})" if slide else "") if line is not None else slide or f"row {i + 1}"
-            raise UsageError(f"{what + ': ' if what else ''}the mpp of {where} is {cell!r}, not a scan resolution in "
-                             "µm/px", path=path,
-                             fix=f"write the µm/px of that slide's scan ({MPP_RANGE[0]}–{MPP_RANGE[1]}: about 0.25 at "
-                                 "40x, 0.5 at 20x), or, where it is unknown, leave the cell empty to use the file's own "
-                                 "metadata")
+            bad.append((f"line {line}" + (f" ({slide})" if slide else "") if line is not None else slide or f"row {i + 1}",
+                        cell))
         out.append(value)
+    if bad:
+        fix = (f"write the µm/px of that slide's scan ({MPP_RANGE[0]}–{MPP_RANGE[1]}: about 0.25 at 40x, 0.5 at 20x), "
+               "or, where it is unknown, leave the cell empty to use the file's own metadata")
+        if len(bad) == 1:
+            said = f"the mpp of {bad[0][0]} is {bad[0][1]!r}, not a scan resolution in µm/px"
+        else:
+            said = (f"the mpp of {len(bad)} lines is not a scan resolution in µm/px: "
+                    + "; ".join(f"{where} {cell!r}" for where, cell in bad[:5]) + ("; ..." if len(bad) > 5 else ""))
+            fix = fix.replace("that slide's scan", "each slide's scan")
+        raise UsageError(f"{what + ': ' if what else ''}{said}", path=path, fix=fix)
     return out
 
 

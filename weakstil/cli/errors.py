@@ -105,10 +105,12 @@ def reports_errors(command: F) -> F:
             if isinstance(exc, BrokenPipeError) and stdout_closed():
                 _stop_quietly_on_closed_stdout()
             error = from_os_error(exc)
-            if error.path is None and error.stops_batch and kwargs.get("out") is not None:
+            out = next((kwargs[k] for k in ("out", "out_option") if kwargs.get(k) is not None), None)
+            if error.path is None and error.stops_batch and out is not None:
                 # a write that names no file (PIL's PNG writer on a full disk): the folder it wrote into
-                # (report said "error: No space left on device", naming nothing; hunt 35c)
-                error = from_os_error(exc, kwargs["out"])
+                # (report said "error: No space left on device", naming nothing; hunt 35c; synth's --out
+                # is its out_option, and said "error: File too large." naming nothing until hunt 44c)
+                error = from_os_error(exc, out)
             _say_rerun(error, command.__name__)
             error_line(error.one_line())
             raise typer.Exit(1) from None

@@ -149,6 +149,9 @@ def tumorbed_apply(
     if sources.detector is not None:
         check_detector_fits_some(sources, paths)
 
+    from weakstil.tumorbed.apply import DETECTOR_RECORD
+
+    existed, claimed_before = out.exists(), (out / DETECTOR_RECORD).exists()
     if paths:  # one detector's beds per folder (two runs with two detectors mixed them, slide by slide)
         claim_detector_folder(out, sources, overwrite, [(ids[Path(p).stem], Path(p).stem) for p in paths])
     unread: list[str] = []  # slides whose ink veto fell away: their files are not where the features say
@@ -161,12 +164,31 @@ def tumorbed_apply(
         unread.extend([applied.slide_id] if applied.ink_unread else [])
 
     for_each_slide(paths, failures, lambda p: slide_file(out, Path(p).stem), one)
+    if not claimed_before:
+        _drop_unused_claim(out, existed)
     if unread:  # each was an info line among the beds: a moved slide folder lost the veto unnoticed
         log.warning("%d of %d beds were drawn without the detector's ink veto, as their slides could not be read "
                     "where their features say (moved since they were embedded?): %s%s; marker ink on them may seed "
                     "the bed. Fix: pass --cohort CSV with each slide's path as it is now (slide_id,path; the beds "
                     "are drawn again)", len(unread), len(paths), ", ".join(unread[:5]), " ..." if len(unread) > 5 else "")
     failures.exit()
+
+
+def _drop_unused_claim(out: Path, existed: bool) -> None:
+    """A run whose every slide failed left ``out`` holding only its detector record, which then refused
+    another detector's run there ("holds the beds of DETECTOR": it held none; hunt 44c). The record this run
+    wrote goes when the folder holds nothing else (no bed, no other run's lock or temporary file), and
+    the folder when this run made it."""
+    from weakstil.tumorbed.apply import DETECTOR_RECORD
+
+    try:
+        if [p.name for p in out.iterdir()] != [DETECTOR_RECORD]:
+            return
+        (out / DETECTOR_RECORD).unlink()
+        if not existed:
+            out.rmdir()
+    except OSError:  # gone, or another run wrote there meanwhile: its folder, as it is
+        pass
 
 
 def cohort_ids(cohort: Path, paths: list) -> dict[str, str]:
