@@ -62,6 +62,9 @@ def importorskip_slurm_plugin():
                 os.environ["SLURM_CONF"] = saved
 
 
+#: The napari plugin's tests (``testpaths``: collected after tests/).
+PLUGIN_TESTS = ROOT / "plugins" / "napari_weakstil" / "tests"
+
 #: The modules that take longest on 2 cores, longest first (measured with ``--durations``). ``make
 #: test`` hands modules to its two pytest-xdist processes in collection order
 #: (``--no-loadscope-reorder``), so these start first and the short ones fill in beside them:
@@ -75,14 +78,23 @@ LONGEST_MODULES = ("test_pipeline.py", "test_score.py", "test_faults.py", "test_
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``slurm`` need a real SLURM cluster (pipelines/slurm/setup_localhost.sh) and
     minutes: they run only when selected with ``-m slurm`` (``make test-slurm``). The longest
-    modules go first (:data:`LONGEST_MODULES`); the order within a module is kept."""
+    modules go first (:data:`LONGEST_MODULES`), then the napari plugin's (:data:`PLUGIN_TESTS`); the order within
+    a module is kept."""
     if "slurm" not in (config.getoption("markexpr") or ""):
         deselected = [item for item in items if item.get_closest_marker("slurm")]
         if deselected:
             config.hook.pytest_deselected(items=deselected)
             items[:] = [item for item in items if not item.get_closest_marker("slurm")]
     rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: module order kept otherwise
+
+    def place(item) -> int:
+        if item.path.name in rank and item.path.parent == TEST_DATA.parent:
+            return rank[item.path.name]
+        # the napari plugin's modules next: collected last, their viewers (about 20 s a module) ended the run on
+        # one worker while the other had finished; the short modules of tests/ now fill in at the end
+        return len(rank) + (0 if PLUGIN_TESTS in item.path.parents else 1)
+
+    items.sort(key=place)  # stable: module order kept otherwise
 
 
 def shared_file(relative: str) -> Path:

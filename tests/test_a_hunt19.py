@@ -31,7 +31,7 @@ def detector(cv_model, tmp_path_factory):
     """A tumour-bed detector trained on two of the model's slides (their feature caches and truth)."""
     out = tmp_path_factory.mktemp("h19a_detector") / "detector"
     trained = run_cli("tumorbed", "train", "--features", cv_model["features"], "--annotations", cv_model["truth"],
-                      "--out", out, "--max-slides", "2")
+                      "--out", out, "--max-slides", "2", "--no-augment")
     assert trained.returncode == 0, trained.stderr
     return out
 

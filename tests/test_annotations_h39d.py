@@ -54,7 +54,8 @@ def test_tumorbed_train_leaves_an_empty_annotation_out(tmp_path, small_demo, cap
     (beds / f"{ids[2]}_tumorbed.geojson").write_text(json.dumps({"type": "FeatureCollection", "features": []}))
     with caplog.at_level("WARNING", logger="weakstil"):
         detector = train_tumorbed_from_cache(demo / "features", beds, slide_ids=ids, lymphoid_veto=False,
-                                             ink_veto=False, infiltrate=False, tumour_cell_gate=False)
+                                             ink_veto=False, infiltrate=False, tumour_cell_gate=False,
+                                             augment=False)
     # (old: AnnotationError '... malformed GeoJSON (Expecting value ...); 1 more annotation file(s) cannot be used')
     assert detector.meta["model_id"] == "tumorbed-2slides"
     said = " ".join(caplog.text.split())

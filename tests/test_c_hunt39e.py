@@ -209,7 +209,8 @@ def test_an_empty_xml_annotation_is_left_out_and_recorded(tmp_path, small_demo):
         load_polygons(tmp_path / "other.xml")
     assert not isinstance(info.value, EmptyAnnotationError)
     detector = train_tumorbed_from_cache(demo / "features", beds, slide_ids=ids, lymphoid_veto=False,
-                                         ink_veto=False, infiltrate=False, tumour_cell_gate=False)
+                                         ink_veto=False, infiltrate=False, tumour_cell_gate=False,
+                                         augment=False)
     assert detector.meta["model_id"] == "tumorbed-2slides"  # (old: the training refused)
     meta = json.loads((detector.save(tmp_path / "det") / "model.json").read_text())
     assert meta["left_out"] == [{"slide_id": sid, "annotation": f"{sid}.xml", "reason": "empty: nothing drawn in it"}

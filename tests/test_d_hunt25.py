@@ -66,7 +66,7 @@ def moved(tmp_path_factory):
     for path in labels["path"]:
         embed_slide(root / "cohort" / path, encoder, out_dir=root / "features")
     proc = run_cli("tumorbed", "train", "--features", root / "features", "--annotations", root / "cohort" / "truth",
-                   "--out", root / "detector")
+                   "--out", root / "detector", "--no-augment")
     assert proc.returncode == 0, proc.stderr
     (root / "away").mkdir()
     for sid in labels["slide_id"]:

@@ -41,8 +41,10 @@ def pipeline(tmp_path_factory):
     write_training_csv(root / "train.csv", labels.iloc[:TRAIN], cohort)
     model = root / "model"
     detector = root / "tumorbed"
+    # (--no-augment: no jittered copies in the final fit, each a second read and embedding of the six slides;
+    # test_tumorbed_augment_h39i and test_tumorbed_apply's detector train with them)
     proc = run_cli("tumorbed", "train", "--features", features, "--annotations", cohort / "truth", "--out",
-                   detector, "--max-slides", str(TRAIN))
+                   detector, "--max-slides", str(TRAIN), "--no-augment")
     assert proc.returncode == 0, proc.stderr
     # MIL on slide labels, with the training slides' tumour beds from their annotations;
     # the detector is bundled into the model for scoring
