@@ -28,11 +28,22 @@ def test_score_report_counts_a_row_repeated_word_for_word_once(tmp_path, caplog)
     assert any("repeats 2 row(s) word for word (S_b)" in r.getMessage() for r in caplog.records)
 
 
-def test_score_report_says_a_slide_with_two_differing_answers(tmp_path, caplog):
-    caplog.set_level(logging.WARNING)
-    md = _report(tmp_path, ROW_A + ROW_B + ROW_B.replace("40.0", "45.0"))
-    assert md.count("| S_b | ok |") == 2  # which is the answer cannot be told: both shown, and said
-    assert any("two or more answers that differ (S_b" in r.getMessage() for r in caplog.records)
+def test_score_report_refuses_a_slide_with_two_differing_answers(tmp_path):
+    """Two runs' rows put together: the report warned, yet counted the slide twice and took both sTIL%
+    into the median; ``evaluate`` refuses such a file. Now the report does too, naming the rows (h44h).
+    A slide's error row beside its scored one (as score writes it) is still read."""
+    import pytest
+
+    from weakstil.errors import WeakSTILError
+
+    with pytest.raises(WeakSTILError) as err:
+        _report(tmp_path, ROW_A + ROW_B + ROW_B.replace("40.0", "45.0"))
+    assert "gives 1 slide two or more answers that differ (S_b on rows 3, 4" in err.value.message
+    assert "keep one row per slide" in err.value.fix
+    error_row = "S_b,/x/S_b.svs,,,,,30,,,,error,,,unreadable,m@1,e@1,1\n"
+    (tmp_path / "again").mkdir()
+    md = _report(tmp_path / "again", ROW_A + error_row + ROW_B)
+    assert "| median sTIL% of the scored slides | 25.0 |" in md
 
 
 def test_synth_names_its_folder_when_a_write_naming_no_file_fails(tmp_path, monkeypatch):
@@ -177,3 +188,26 @@ def test_tumorbed_apply_whose_every_slide_failed_leaves_no_detector_claim(tmp_pa
     out.mkdir()  # a folder of the user's own: kept, without the record
     assert run_cli("tumorbed", "apply", bad, "--out", out).returncode == 1
     assert out.is_dir() and not (out / DETECTOR_RECORD).exists()
+
+
+def test_an_out_folder_the_file_system_refuses_is_said_before_anything_runs(tmp_path):
+    """``embed --out /proc/x`` (as root: the permissions allow it, the file system does not) failed only
+    after the encoder had loaded, with "check the path". Now the --out check makes a folder there first and
+    says which file system refused it (h44h); a usable --out is left as it was."""
+    import os
+    from pathlib import Path
+
+    import pytest
+    import typer
+
+    from weakstil.cli.options import out_dir
+
+    if not os.path.isdir("/proc/self"):
+        pytest.skip("no /proc on this system")
+    for bad in ("/proc/weakstil-h44h", "/proc/weakstil-h44h/sub"):
+        with pytest.raises(typer.BadParameter) as err:
+            out_dir(Path(bad))
+        assert f"{bad}: the file system of /proc refuses a new folder" in str(err.value)
+        assert "choose an output directory on a writable disk" in str(err.value)
+    assert out_dir(tmp_path / "new" / "out") == tmp_path / "new" / "out" and not (tmp_path / "new").exists()
+    assert out_dir(tmp_path) == tmp_path and not any(tmp_path.iterdir())

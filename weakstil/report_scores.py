@@ -87,22 +87,27 @@ def read_scores(folder: Path) -> pd.DataFrame:
 def _one_row_per_answer(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     """``table`` without a row repeated word for word (two results.csv put together with ``cat``, a
     row pasted twice in a spreadsheet): each was counted as one more slide, its sTIL% in the median
-    twice (hunt 44c). A slide on two rows that differ (a refused file's ``error`` row beside the
-    scored one, as ``score`` writes it; or two runs' answers) is kept, and two answers are said."""
+    twice (hunt 44c). A slide's ``error`` row beside its scored one (a refused file's, as ``score``
+    writes it) is kept. A slide given two answers that differ (two runs' rows put together) is refused,
+    as ``evaluate`` refuses it: the report counted it twice and took both sTIL% into the median, with
+    only a warning (helper h44h)."""
     repeated = table.duplicated(keep="first")
     if repeated.any():
         ids = list(dict.fromkeys(str(s) for s in table.loc[repeated, "slide_id"]))
         _say_once(path.parent, "%s repeats %d row(s) word for word (%s%s): each is reported once", path,
                   int(repeated.sum()), ", ".join(ids[:5]), ", ..." if len(ids) > 5 else "")
-        table = table.loc[~repeated].reset_index(drop=True)
+        table = table.loc[~repeated]
     answered = table[table["status"].astype(str) != "error"]
-    twice = list(dict.fromkeys(str(s) for s in answered.loc[answered["slide_id"].duplicated(), "slide_id"]))
-    if twice:
-        _say_once(path.parent, "%s gives %d slide(s) two or more answers that differ (%s%s: runs' rows put "
-                  "together?): each row is reported, so those slides are counted more than once; keep one row per "
-                  "slide (the results.csv of one 'weakstil score' run)", path, len(twice), ", ".join(twice[:5]),
-                  ", ..." if len(twice) > 5 else "")
-    return table
+    rows: dict[str, list[int]] = {}
+    for i, sid in zip(answered.index, answered["slide_id"].astype(str)):
+        rows.setdefault(sid, []).append(int(i) + 2)  # as evaluate numbers them: the header is row 1
+    clash = [(sid, lines) for sid, lines in rows.items() if len(lines) > 1]
+    if clash:
+        said = "; ".join(f"{sid} on rows {', '.join(map(str, lines))}" for sid, lines in clash[:5])
+        raise WeakSTILError(f"gives {len(clash)} slide{'s' if len(clash) > 1 else ''} two or more answers that differ "
+                            f"({said}{' ...' if len(clash) > 5 else ''}: runs' rows put together?)", path=path,
+                            fix="keep one row per slide (the results.csv of one 'weakstil score' run)")
+    return table.reset_index(drop=True)
 
 
 _SAID: set[tuple[str, str]] = set()

@@ -5,6 +5,7 @@ here: ``weakstil --help`` must answer in about a second.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 import math
@@ -90,7 +91,28 @@ def out_dir(value: Path | None) -> Path | None:
                 raise typer.BadParameter(f"{value}: cannot write in {parent} (no permission, or a read-only file "
                                          "system). Fix: choose a writable output directory")
             break
+    _try_a_folder_in(value)
     return value
+
+
+def _try_a_folder_in(value: Path) -> None:
+    """Make and remove a folder of a name of its own in ``--out``, or in its deepest existing parent when
+    missing: a folder the permissions allow but the file system refuses (/proc/x, /sys/x, even as root) was
+    found only after the encoder had loaded, with the fix "check the path" (hunt 44c). A name of its own, not
+    ``--out`` itself: jobs of one cohort may make and fill the same ``--out`` at once."""
+    import uuid
+
+    where = next((p for p in [value, *value.parents] if p.is_dir()), None)
+    if where is None:
+        return
+    probe = where / f".weakstil-probe-{uuid.uuid4().hex[:8]}"
+    try:
+        os.mkdir(probe)
+    except OSError as exc:
+        raise typer.BadParameter(f"{value}: the file system of {where} refuses a new folder ({exc.strerror or exc}). "
+                                 "Fix: choose an output directory on a writable disk") from None
+    with contextlib.suppress(OSError):
+        os.rmdir(probe)
 
 
 def _device(value: str) -> str:
