@@ -215,3 +215,14 @@ def test_evaluate_judges_weakstil_s_own_predictions_all_under_one_percent(tmp_pa
 
     with pytest.raises(WeakSTILError, match="multiply the stil_pred column by 100"):
         evaluate_oof(cohort, other, tmp_path / "ev_other")
+
+
+def test_score_report_of_two_results_files_put_together_reads_no_header_as_a_slide(tmp_path, caplog):
+    """Review h44i: ``cat a/results.csv b/results.csv`` (the case of 'rows repeated word for word') left the
+    second header line as a slide: "slides 3" of 2, a row 'slide_id' of status 'status', and "scored by 2
+    models (m@1, model_id)". A second file saved with a byte-order mark starts its line with one."""
+    caplog.set_level(logging.WARNING)
+    md = _report(tmp_path, ROW_A + ROW_B + "\ufeff" + HEADER + ROW_B)
+    assert "| slides | 2 |" in md and "| ok | 2 |" in md and "| status | 1 |" not in md, md
+    assert "| slide_id |" not in md and "model_id" not in md.split("## Settings")[1].split("## Versions")[0]
+    assert any("repeats its header line 1 time(s)" in r.getMessage() for r in caplog.records)

@@ -88,7 +88,14 @@ def _one_row_per_answer(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     """``table`` without a row repeated word for word (two results.csv put together with ``cat``, a
     row pasted twice in a spreadsheet): each was counted as one more slide, its sTIL% in the median
     twice (hunt 44c). A slide on two rows that differ (a refused file's ``error`` row beside the
-    scored one, as ``score`` writes it; or two runs' answers) is kept, and two answers are said."""
+    scored one, as ``score`` writes it; or two runs' answers) is kept, and two answers are said. The
+    second file's header line (``cat`` of two results.csv) is no slide: it was reported as slide
+    'slide_id' of status 'status', scored by model 'model_id' (review h44i)."""
+    header = (table["slide_id"].astype(str).str.strip("\ufeff \t") == "slide_id") & (table["status"].astype(str).str.strip() == "status")
+    if header.any():
+        _say_once(path.parent, "%s repeats its header line %d time(s) (results.csv files put together?): not read as "
+                  "slides", path, int(header.sum()))
+        table = table.loc[~header].reset_index(drop=True)
     repeated = table.duplicated(keep="first")
     if repeated.any():
         ids = list(dict.fromkeys(str(s) for s in table.loc[repeated, "slide_id"]))
