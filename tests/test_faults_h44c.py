@@ -1,6 +1,8 @@
 """Fault-matrix findings of hunt 44c (an outside tester's run of every command against bad inputs)."""
 import logging
 
+import pytest
+
 HEADER = ("slide_id,path,stil,stil_lower_90,stil_upper_90,stil_high,threshold,n_tiles,n_tumorbed_tiles,"
           "tumorbed_source,status,qc,qc_reasons,error,model_id,encoder_id,seconds\n")
 ROW_A = "S_a,/x/S_a.svs,10.0,,,False,30,52,24,model,ok,,,,m@1,e@1,1\n"
@@ -211,3 +213,50 @@ def test_an_out_folder_the_file_system_refuses_is_said_before_anything_runs(tmp_
         assert "choose an output directory on a writable disk" in str(err.value)
     assert out_dir(tmp_path / "new" / "out") == tmp_path / "new" / "out" and not (tmp_path / "new").exists()
     assert out_dir(tmp_path) == tmp_path and not any(tmp_path.iterdir())
+
+
+def test_evaluate_judges_weakstil_s_own_predictions_all_under_one_percent(tmp_path):
+    """Review h44i: a model's own cv/oof_predictions.csv (and a score run's results.csv) of a TIL-poor cohort
+    whose sTIL% all lie under 1 % were refused as "fractions", the fix naming the very file passed ("or pass
+    MODEL/cv/oof_predictions.csv") or a stil_pred column a results.csv has not: WeakSTIL writes percentages."""
+    import json
+
+    from weakstil.evaluation import evaluate_oof
+
+    labels = [0.0, 1.0, 2.0, 3.0, 5.0, 10.0]  # 1 % steps, one slide at 10 %
+    preds = [0.0, 0.02, 0.01, 0.04, 0.03, 0.12]  # an under-fitting model's sTIL%, x 100 nearer the labels
+    cohort = tmp_path / "cohort.csv"
+    cohort.write_text("slide_id,path,stil\n" + "".join(f"s{i},s{i}.svs,{v}\n" for i, v in enumerate(labels)))
+    model = tmp_path / "model"
+    (model / "cv").mkdir(parents=True)
+    (model / "model.json").write_text(json.dumps({
+        "format": "weakstil-mil", "format_version": 1, "threshold": 30, "seed": 0, "weights_sha256": "ab" * 32,
+        "encoder": {"name": "enc", "weights_sha256": "cd" * 32, "card": {"base": "small-cnn"}},
+        "tiling": {"mpp": 0.5, "tile_px": 224}, "training": {"cross_validation": {"folds": 2}}}))
+    oof = model / "cv" / "oof_predictions.csv"
+    oof.write_text("slide_id,stil_true,stil_pred,fold\n"
+                   + "".join(f"s{i},{v},{p},{i % 2 + 1}\n" for i, (v, p) in enumerate(zip(labels, preds))))
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "results.csv").write_text(HEADER + "".join(f"s{i},/x/s{i}.svs,{p},,,False,30,52,24,model,ok,,,,m@1,e@1,1\n"
+                                                         for i, p in enumerate(preds)))
+    for i, path in enumerate((oof, scores / "results.csv")):
+        metrics = evaluate_oof(cohort, path, tmp_path / f"ev{i}")
+        assert metrics["n"] == 6 and abs(metrics["mae"] - 3.4633) < 1e-3, metrics
+    other = tmp_path / "other.csv"  # the same numbers from another tool: still refused as fractions
+    other.write_text(oof.read_text())
+    from weakstil.errors import WeakSTILError
+
+    with pytest.raises(WeakSTILError, match="multiply the stil_pred column by 100"):
+        evaluate_oof(cohort, other, tmp_path / "ev_other")
+
+
+def test_score_report_of_two_results_files_put_together_reads_no_header_as_a_slide(tmp_path, caplog):
+    """Review h44i: ``cat a/results.csv b/results.csv`` (the case of 'rows repeated word for word') left the
+    second header line as a slide: "slides 3" of 2, a row 'slide_id' of status 'status', and "scored by 2
+    models (m@1, model_id)". A second file saved with a byte-order mark starts its line with one."""
+    caplog.set_level(logging.WARNING)
+    md = _report(tmp_path, ROW_A + ROW_B + "\ufeff" + HEADER + ROW_B)
+    assert "| slides | 2 |" in md and "| ok | 2 |" in md and "| status | 1 |" not in md, md
+    assert "| slide_id |" not in md and "model_id" not in md.split("## Settings")[1].split("## Versions")[0]
+    assert any("repeats its header line 1 time(s)" in r.getMessage() for r in caplog.records)

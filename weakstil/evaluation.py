@@ -419,7 +419,9 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                             fix="score them again once the causes in its 'error' column are fixed" if scored else
                             "use predictions made for this cohort")
     _check_oof_labels(table[predicted].reset_index(drop=True), pred, oof_path, cohort.csv_path)
-    refuse_fraction_predictions(table[predicted].reset_index(drop=True), oof_path)
+    if owner is None and not scored:  # a model's own cv/oof_predictions.csv and a score run's results.csv are
+        # WeakSTIL's sTIL% (100 x sigmoid; train refuses fraction labels): all under 1 % is a model's answer
+        refuse_fraction_predictions(table[predicted].reset_index(drop=True), oof_path)
     # predictions without the labels they were made against (a score run's results.csv): fractions in the
     # CSV were judged as they stood (hunt 38f: R² -28278, MAE 15.3, exit 0 with only the CSV's warning)
     refuse_fraction_labels_of_model(table[predicted].reset_index(drop=True), cohort.csv_path)

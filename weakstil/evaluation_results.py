@@ -430,8 +430,10 @@ def refuse_fraction_predictions(pred: pd.DataFrame, oof_path: str | Path) -> Non
     """``evaluate --oof`` of predictions written as fractions (0.35 for 35 %: another tool's output, or a
     column divided by 100 in a spreadsheet) against percentage labels: every metric compared the two
     scales (6 slides: R² -1.63, MAE 21.5, exit 0, no word; hunt 44c). Refused when every prediction is at
-    most 1 and the predictions x 100 lie far closer to the labels than as written; a model that scores a
-    TIL-poor cohort (labels 0-2 %) under 1 % lies closer as written."""
+    most 1 and the predictions x 100 lie closer to the labels than as written; a model that scores a
+    TIL-poor cohort (labels 0-2 %) under 1 % lies closer as written. Not called for files WeakSTIL wrote
+    (a model's cv/oof_predictions.csv, a score run's results.csv): their sTIL% all under 1 % is a model's
+    answer to judge, and the fix named the very file passed (review h44i)."""
     t, p = pred["stil_true"].to_numpy(float), pred["stil_pred"].to_numpy(float)
     ok = np.isfinite(t) & np.isfinite(p)
     if ok.sum() < 2 or p[ok].max() > 1.0 or t[ok].max() <= 5.0:

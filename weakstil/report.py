@@ -338,9 +338,11 @@ def build_report(model_dir: str | Path, out_dir: str | Path, *, cohort: str | Pa
         raise WeakSTILError("is not a finished 'weakstil evaluate' output (no completion marker "
                             f"{MARKER}: an interrupted run, or another folder)", path=metrics_dir,
                             fix="run 'weakstil evaluate' again into a new --out and pass that folder")
-    # the model's own cv/metrics.json damaged: its folder is to copy again, not another to pass (hunt 44c)
+    # the model's own cv/metrics.json damaged: its folder is to copy again (hunt 44c), or its out-of-fold predictions
+    # evaluated again and passed, as the fix said before (not 'train the model again': hours; review h44i)
     metrics = _read_json(metrics_dir / "metrics.json", "metrics.json",
-                         "copy the whole model folder again, or train the model again" if own_cv else
+                         f"copy the whole model folder again, or run 'weakstil evaluate COHORT_CSV --oof {oof_path} "
+                         "--out DIR' and pass --evaluation DIR" if own_cv else
                          "pass the --out folder of 'weakstil evaluate --oof MODEL/cv/oof_predictions.csv'")
     # the cohort slides train left out (no tile in their bed) are in no metric and no row: named here
     untrained = ((meta.get("training") or {}).get("tumorbeds") or {}).get("left_out_no_tile_in_bed") or []

@@ -90,7 +90,14 @@ def _one_row_per_answer(table: pd.DataFrame, path: Path) -> pd.DataFrame:
     twice (hunt 44c). A slide's ``error`` row beside its scored one (a refused file's, as ``score``
     writes it) is kept. A slide given two answers that differ (two runs' rows put together) is refused,
     as ``evaluate`` refuses it: the report counted it twice and took both sTIL% into the median, with
-    only a warning (helper h44h)."""
+    only a warning (helper h44h). The
+    second file's header line (``cat`` of two results.csv) is no slide: it was reported as slide
+    'slide_id' of status 'status', scored by model 'model_id' (review h44i)."""
+    header = (table["slide_id"].astype(str).str.strip("\ufeff \t") == "slide_id") & (table["status"].astype(str).str.strip() == "status")
+    if header.any():
+        _say_once(path.parent, "%s repeats its header line %d time(s) (results.csv files put together?): not read as "
+                  "slides", path, int(header.sum()))
+        table = table.loc[~header].reset_index(drop=True)
     repeated = table.duplicated(keep="first")
     if repeated.any():
         ids = list(dict.fromkeys(str(s) for s in table.loc[repeated, "slide_id"]))
