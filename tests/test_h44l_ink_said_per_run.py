@@ -57,3 +57,60 @@ def test_a_lost_ink_check_is_warned_about_again_when_the_slide_is_scored_again_i
         levels.append([r.levelno for r in caplog.records if r.name == "weakstil.ink_plane"])
     ip._SAID.clear()
     assert levels == [[logging.WARNING, logging.DEBUG]] * 2, levels
+
+
+class _FakeSlide:
+    """A slide file at ``path`` whose thumbnail at 4 µm/px is ``rgb`` (no tiles are read)."""
+
+    def __init__(self, path, rgb):
+        from pathlib import Path
+
+        self.path, self.rgb, self.mpp = Path(path), rgb, 0.5
+        self.dimensions = (rgb.shape[1] * 8, rgb.shape[0] * 8)
+
+    @property
+    def slide_id(self):
+        return self.path.stem
+
+    def read_thumbnail(self, mpp):
+        assert abs(mpp - 4.0) < 1e-6, mpp
+        return self.rgb
+
+    def best_level_for_mpp(self, mpp):
+        return 0
+
+    def level_mpp(self, level):
+        return self.mpp
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+
+def test_two_files_of_one_name_each_warn_of_their_lost_ink_check_under_their_own_id(caplog, monkeypatch):
+    """Patients' folders each holding an HE.svs, the slide ids P1 and P2 from the cohort CSV: the QC named both
+    "HE" (the file's name), so with the ink check said once per slide in a run, P2's lost check was said at debug
+    level only."""
+    import types
+
+    import weakstil.files
+    import weakstil.ink_plane as ip
+    import weakstil.slide
+    from weakstil.qc.training import training_image_stats
+
+    rgb = _no_plane_holds_it()
+    monkeypatch.setattr(weakstil.slide.Slide, "open", classmethod(lambda cls, path, **kw: _FakeSlide(path, rgb)))
+    monkeypatch.setattr(weakstil.files.FeaturesFile, "read", classmethod(
+        lambda cls, path, **kw: types.SimpleNamespace(tissue_fraction=np.zeros(0))))
+    bags = [types.SimpleNamespace(attrs={"tile_px": 224, "mpp": 0.5}, coords=np.zeros((0, 2)), path=f"{p}.h5",
+                                  slide_id=p) for p in ("P1", "P2")]
+    ip._SAID.clear()
+    with caplog.at_level(logging.DEBUG, logger="weakstil.ink_plane"):
+        stats = training_image_stats(types.SimpleNamespace(bags=bags), ["/data/p1/HE.svs", "/data/p2/HE.svs"])
+    ip._SAID.clear()
+    assert all(s is not None for s in stats), stats
+    warned = [r.getMessage().split(":")[0] for r in caplog.records
+              if r.name == "weakstil.ink_plane" and r.levelno == logging.WARNING]
+    assert warned == ["P1", "P2"], [(r.levelname, r.getMessage()[:60]) for r in caplog.records]
