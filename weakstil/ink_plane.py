@@ -106,9 +106,16 @@ def own_plane(stained: np.ndarray, normal: np.ndarray) -> np.ndarray | None:
     return own if held_own > held + PLANE_CONSENSUS * len(od) and tilt > PLANE_SWITCH_DEG else None
 
 
-#: Slides whose refitted plane was already told in this process (a run reads a slide's thumbnail for the
-#: bed's ink veto and again for its QC: said once, then at debug level).
+#: Slides whose refitted plane was already told in this run (a run reads a slide's thumbnail for the
+#: bed's ink veto and again for its QC: said once, then at debug level). Emptied where a run starts
+#: (:func:`new_run`): a process outlives a run in napari and in a notebook, and a slide scored again there
+#: (another model) had its lost check said at debug level only, no warning (helper h44l).
 _SAID: set[tuple[str, bool]] = set()
+
+
+def new_run() -> None:
+    """Forget which slides' refitted planes were told: a run (a ``score_batch``) says each once again."""
+    _SAID.clear()
 
 
 def _say_refitted(name: object, share: float, again: float) -> None:

@@ -215,11 +215,13 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from weakstil.errors import OutputError, from_os_error
     from weakstil.feature_cache import refuse_other_folder, refuse_read_only_cache
     from weakstil.fingerprint import recorded_in
+    from weakstil.ink_plane import new_run
     from weakstil.locks import BusyError, in_turn
     from weakstil.outputdir import check_score_features, mark
     from weakstil.slide_ids import claim_ids
     from weakstil.whole_level import whole_levels_kept
 
+    new_run()  # each slide's ink-plane news is said once in this run, again in a later one (napari scores again)
     # the caches made are written there: --features not a model, nor another command's folder; OUT/features a folder
     check_score_features(opts.features, opts.cache_dir)
     # (a slide scored before needs no cache: a rerun that skips every slide is not refused)

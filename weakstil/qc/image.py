@@ -358,10 +358,13 @@ def focus_tiles(coords: np.ndarray, tissue_fraction: np.ndarray | None, n: int =
 
 
 def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | None, tile_px: int,
-                      mpp: float, seed: int = 0, stain=None) -> ImageStats:
+                      mpp: float, seed: int = 0, stain=None, name: object = None) -> ImageStats:
     """:class:`ImageStats` of an open :class:`~weakstil.slide.Slide` whose tiles are ``coords``
     (level-0 top-left) of ``tile_px`` pixels at ``mpp`` µm/px; ``stain``: the slide's
-    :class:`~weakstil.stain.SlideStain` its features were made with (their ``stain`` attribute)."""
+    :class:`~weakstil.stain.SlideStain` its features were made with (their ``stain`` attribute).
+    ``name``: the slide's id in this run, named in its warnings (default: its file's name). Two files of one
+    name (p1/HE.svs, p2/HE.svs, ids from a cohort CSV) were one "HE" there, and the second one's lost ink
+    check, said once per slide in a run, was said at debug level only (helper h44l)."""
     w, h = slide.dimensions
     # 4 µm/px, coarser for a large slide so the thumbnail stays at about THUMB_MAX_PIXELS
     thumb_mpp = max(THUMB_MPP, float(slide.mpp), float(slide.mpp) * math.sqrt(w * h / THUMB_MAX_PIXELS))
@@ -370,7 +373,7 @@ def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | N
     side = tile_px * mpp / thumb_mpp  # a tile's side in thumbnail pixels
     for x, y in np.asarray(coords, np.float64).reshape(-1, 2) * float(slide.mpp) / thumb_mpp:
         on_thumb[int(y):int(np.ceil(y + side)), int(x):int(np.ceil(x + side))] = True
-    thumb = thumbnail_stats(image, thumb_mpp, tiles=on_thumb, stain=stain, name=getattr(slide, "slide_id", None),
+    thumb = thumbnail_stats(image, thumb_mpp, tiles=on_thumb, stain=stain, name=getattr(slide, "slide_id", None) if name is None else name,
                             read_mpp=slide.level_mpp(slide.best_level_for_mpp(thumb_mpp)))
     idx = focus_tiles(coords, tissue_fraction, seed=seed)
     tiles = [slide.read_region(int(coords[i][0]), int(coords[i][1]), int(tile_px), float(mpp)) for i in idx]

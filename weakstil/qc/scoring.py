@@ -226,7 +226,7 @@ class SlideAssessor:
             unit_slip = tiff_unit_slip(base_mpp, slide.backend.properties) if slide_mpp is None else None
             if image_ref is not None:
                 image = slide_image_stats(slide, bag.coords, tissue_fraction, tile_px, mpp, seed=seed,
-                                          stain=SlideStain.from_attr(bag.attrs.get("stain")))
+                                          stain=SlideStain.from_attr(bag.attrs.get("stain")), name=bag.slide_id)
                 attrs["image_stats"] = json.dumps(image.to_dict())
         low = high = math.nan
         if math.isfinite(stil):

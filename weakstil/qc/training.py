@@ -77,7 +77,7 @@ def training_image_stats(bank: FeatureBank, slide_paths: list[str], seed: int = 
                 tiles = FeaturesFile.read(bag.path, skip=skip)
                 out.append(slide_image_stats(slide, bag.coords, tiles.tissue_fraction, int(attrs["tile_px"]),
                                              float(attrs["mpp"]), seed=seed,
-                                             stain=SlideStain.from_attr(attrs.get("stain"))))
+                                             stain=SlideStain.from_attr(attrs.get("stain")), name=bag.slide_id))
         except (WeakSTILError, KeyError, OSError) as exc:
             log.warning("%s: no image statistics for the qc flags (%s)", bag.slide_id,
                         exc.one_line() if isinstance(exc, WeakSTILError) else exc)
