@@ -56,7 +56,9 @@ def test_a_header_is_read_once_inside_the_block_and_again_when_its_file_changed(
 def test_train_reads_each_feature_file_header_once(tmp_path, monkeypatch):
     """The cohort check, the bed record (twice), the tile-measurement check and the scan record each read
     every feature file's header, and the qc read the file again for the image statistics: seven opens of
-    each file per run (the bank's read of its data among them), now two (its header, then its data)."""
+    each file per run (the bank's read of its data among them), then two (its header, then its data). Since
+    h44d the bed with no source is resolved as ``score`` resolves it (the file's own flags, else its tissue): a
+    third open, for its tiles, tissue mask and tile statistics only, not its embeddings (read once, by the bank)."""
     from weakstil.mil.config import TrainConfig
     from weakstil.train import train_cohort
 
@@ -66,7 +68,7 @@ def test_train_reads_each_feature_file_header_once(tmp_path, monkeypatch):
     train_cohort(root / "labels.csv", root / "features", tmp_path / "model",
                  TrainConfig(hidden=4, epochs=1, members=1), n_folds=3)
     assert (tmp_path / "model" / "qc" / "training_slides.csv").is_file()
-    assert {name: n for name, n in opened.items() if name.startswith("S")} == {f"S00{i}.h5": 2 for i in range(6)}
+    assert {name: n for name, n in opened.items() if name.startswith("S")} == {f"S00{i}.h5": 3 for i in range(6)}
 
 
 def test_the_reused_neighbour_search_gives_what_searching_again_gives():

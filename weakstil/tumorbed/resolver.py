@@ -236,8 +236,8 @@ class BedSources:
         bad: list[AnnotationError] = []
         non_finite: list[Path] = []
         for sid, path in feature_paths.items():
-            cache = FeaturesFile.read(path)
-            if not all_finite(cache.features):
+            cache = FeaturesFile.read(path, skip=() if self.given else ("features",))  # no source: no embeddings needed
+            if cache.features is not None and not all_finite(cache.features):
                 non_finite.append(Path(path))  # no bed from NaN: named with the others before any detection
                 continue
             if non_finite:
