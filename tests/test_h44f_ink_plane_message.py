@@ -77,15 +77,9 @@ def test_another_slide_is_told_too(caplog):
 def test_a_lost_check_is_still_a_warning(caplog):
     from weakstil.ink_plane import ink_and_stain
 
-    # 60 µm patches of five colours, no three in one plane: no plane through the origin holds half the tissue
-    rng = np.random.default_rng(1)
-    dirs = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1], [1, 2, 4]], np.float32)
-    dirs = 0.6 * dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    cells = np.kron(rng.integers(0, 5, (N // 15 + 1, N // 15 + 1)), np.ones((15, 15), int))[:N, :N]
-    yy, xx = np.mgrid[0:N, 0:N]
-    tissue = (yy - N / 2) ** 2 + (xx - N / 2) ** 2 < (0.4 * N) ** 2
-    od = dirs[cells] * tissue[..., None]
-    rgb = np.clip(240 * np.exp(-od), 0, 255).astype(np.uint8)
+    from ink_images import no_plane_holds_it
+
+    rgb = no_plane_holds_it(N)  # no plane through the origin holds half the tissue
     with caplog.at_level(logging.INFO, logger="weakstil.ink_plane"):
         ink, stain_like = ink_and_stain(rgb, HE, MPP, "s9")
     records = _said(caplog)

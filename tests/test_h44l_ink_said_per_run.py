@@ -20,13 +20,9 @@ N = 300
 
 def _no_plane_holds_it() -> np.ndarray:
     """60 µm patches of five colours, no three in one plane: the ink check is lost (a warning)."""
-    rng = np.random.default_rng(1)
-    dirs = np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1], [1, 2, 4]], np.float32)
-    dirs = 0.6 * dirs / np.linalg.norm(dirs, axis=1, keepdims=True)
-    cells = np.kron(rng.integers(0, 5, (N // 15 + 1, N // 15 + 1)), np.ones((15, 15), int))[:N, :N]
-    yy, xx = np.mgrid[0:N, 0:N]
-    tissue = (yy - N / 2) ** 2 + (xx - N / 2) ** 2 < (0.4 * N) ** 2
-    return np.clip(240 * np.exp(-dirs[cells] * tissue[..., None]), 0, 255).astype(np.uint8)
+    from ink_images import no_plane_holds_it
+
+    return no_plane_holds_it(N)
 
 
 class _Stop(Exception):
