@@ -6,14 +6,16 @@ and the heatmap).
 Outside one, nothing is kept: the image was held in a module-wide dict for good, up to an eighth of the memory
 after the run had ended (the napari plugin's viewer, a notebook), shared by every thread of the process (the
 viewer's reads beside a scoring thread's) and served, by its path, size and modification time, to a later run
-after the file was replaced by one alike in those (helper h43f). No weakstil import here: :mod:`weakstil.slide`
-imports it."""
+after the file was replaced by one alike in those (helper h43f). Only a standard-library-only weakstil module
+imported here: :mod:`weakstil.slide` imports this one."""
 
 from __future__ import annotations
 
 import contextlib
 import contextvars
 from collections.abc import Iterator
+
+from weakstil.scoped_cache import scoped_dict
 
 #: (file and size key of :func:`weakstil.slide._overview_key`) -> the whole RGBA image, the last slide's only;
 #: None outside :func:`whole_levels_kept`.
@@ -24,12 +26,8 @@ _KEPT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("weakstil_wh
 def whole_levels_kept() -> Iterator[None]:
     """Inside the block a single-level slide's whole image is read once for its overviews and kept (the last
     slide's only); at its end it is let go. Nested blocks share the outermost one's; other threads keep nothing."""
-    token = _KEPT.set({}) if _KEPT.get() is None else None
-    try:
+    with scoped_dict(_KEPT):
         yield
-    finally:
-        if token is not None:
-            _KEPT.reset(token)
 
 
 def kept_levels() -> dict | None:

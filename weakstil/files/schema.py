@@ -31,6 +31,7 @@ import numpy as np
 
 from weakstil.files import h5
 from weakstil.files.h5 import SlideFileError
+from weakstil.scoped_cache import scoped_dict
 
 S = TypeVar("S", bound="SlideFile")
 
@@ -47,12 +48,8 @@ def headers_read_once() -> Iterator[None]:
     the bed record twice, the tile-measurement check, the scan record): 3-4 ms each, an eighth of a
     48-slide test training's CPU. Only successful reads are kept; a file that fails is read (and
     refused) again. Nested blocks share the outermost one's headers."""
-    token = _HEADERS.set({}) if _HEADERS.get() is None else None
-    try:
+    with scoped_dict(_HEADERS):
         yield
-    finally:
-        if token is not None:
-            _HEADERS.reset(token)
 
 
 def _header_key(cls: type, path: Path) -> tuple | None:
