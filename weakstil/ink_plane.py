@@ -50,14 +50,26 @@ OFF_PLANE_MAX_SHARE = 0.5
 #: OFF_PLANE_MAX_SHARE (151-221 tiles ink-vetoed on 4 of 36 slides, silently); off their own plane 0-2 %. Where ink
 #: itself pulls the own plane (a black stroke over a third of the tissue) it trades the ink for stain: as much off.
 OWN_PLANE_INK_RATIO = 0.5
+#: Which rule chose the plane ink over tissue is measured against, recorded with each bed (``ink_plane_rule``) and
+#: each detector's ink veto: 1, the stain vectors' plane refitted, the slide's own only where over
+#: :data:`OFF_PLANE_MAX_SHARE` of the tissue lay off it (before hunt 44b); 2, also the slide's own plane where it holds
+#: clearly more of the stained pixels and leaves at most :data:`OWN_PLANE_INK_RATIO` as much off it (hunt 44b). A
+#: detector whose veto was chosen under another rule is told (its veto tiles differ on some slides), not silently.
+INK_PLANE_RULE = 2
+#: What ``ink_and_stain`` records as the slide's ink test (``test["ink_test"]``): the plane the ink was measured against.
+STAIN_PLANE, OWN_PLANE, NOT_CHECKED = "stain plane", "own plane", "not checked"
 
 
 def ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float,
-                  name: object = None) -> tuple[np.ndarray, np.ndarray]:
+                  name: object = None, test: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Marker ink over tissue (:func:`weakstil.tumorbed.ink.ink_over_tissue`), and the stained pixels whose own optical density lies within
     :data:`IN_PLANE_SHARE` of the plane it was measured against (stain, whatever its colour; none
     where no plane could be trusted). ``name``: the slide, named in the warning (hunt 41a: in a batch it named
-    none, and the line sat before another slide's)."""
+    none, and the line sat before another slide's). ``test``: a dict given is told the plane the ink was measured
+    against (``ink_test``: :data:`STAIN_PLANE`, :data:`OWN_PLANE` or :data:`NOT_CHECKED`) and the rule that chose it
+    (``ink_plane_rule``: :data:`INK_PLANE_RULE`), recorded with the slide's bed."""
+    told = {} if test is None else test
+    told.update(ink_test=NOT_CHECKED, ink_plane_rule=INK_PLANE_RULE)
     rgb = np.asarray(rgb[..., :3])
     none = np.zeros(rgb.shape[:2], bool)
     he = np.asarray(stain_he, np.float64)
@@ -82,6 +94,7 @@ def ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float,
         if own_share > OFF_PLANE_MAX_SHARE:
             return none, none
         normal, ink = own, own_ink
+    told["ink_test"] = STAIN_PLANE if own is None else OWN_PLANE
     in_plane = np.abs(od @ normal.astype(np.float32)) < IN_PLANE_SHARE * density
     return ink, in_plane & (density > OFF_PLANE_MIN_DENSITY)
 

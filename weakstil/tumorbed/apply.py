@@ -125,6 +125,10 @@ def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, feat
         from weakstil.tumorbed.ink import features_slide
 
         request["slide_read"] = features_slide(attrs, slide_path) is not None
+        if sources.detector.ink_veto.over_tissue:  # a bed made under another ink-plane rule is made again
+            from weakstil.ink_plane import INK_PLANE_RULE
+
+            request["ink_plane_rule"] = INK_PLANE_RULE
     return json.dumps(request, sort_keys=True)
 
 
@@ -148,7 +152,8 @@ def kept_bed(h5_path: Path, geojson_path: Path, request: str) -> TumorBed | None
                     np.asarray(f.tumorbed_fraction, np.float32), source, str(f.attr("detail", "")),
                     evidence=None if evidence is None else np.asarray(evidence, np.float32),
                     seed_vetoes=str(f.attr("seed_vetoes", "")), misplaced=str(f.attr("annotation_misplaced", "")),
-                    incomplete=str(f.attr("bed_incomplete", "")))
+                    incomplete=str(f.attr("bed_incomplete", "")), ink_test=str(f.attr("ink_test", "")),
+                    ink_plane_rule=f.attr("ink_plane_rule", None))
 
 
 def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, provenance: dict[str, str]) -> Path:
@@ -157,6 +162,8 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
     attrs = {
         "slide_id": slide_id, "source": bed.source.value, "detail": bed.detail, **provenance,
         **({"seed_vetoes": bed.seed_vetoes} if bed.seed_vetoes else {}),
+        # which ink test the slide had and the rule that chose it (score warns on a bed of another rule)
+        **({k.replace("tumorbed_", ""): v for k, v in bed.attrs().items() if k.startswith("tumorbed_ink_")}),
         # why the annotation looks misplaced (µm, a lower level): score's annotation_misplaced flag
         **({"annotation_misplaced": bed.misplaced} if bed.misplaced else {}),
         # why a detected bed may miss part of its tumour: score's tumorbed_incomplete flag

@@ -114,9 +114,32 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
         source = TumorBedSource(str(bed.attr("source")))
     except ValueError:
         raise _stale(path, slide_id, f"records an unknown source '{bed.attr('source')}'") from None
+    ink_rule = ink_plane_rule_of(bed.attrs, path)
     return TumorBed(bed.tumorbed_mask, float(bed.tumorbed_mask_mpp), bed.tumorbed_fraction.astype(np.float32), source,
                     f"{bed.attr('detail', '')} (precomputed: {path})", seed_vetoes=str(bed.attr("seed_vetoes", "")),
-                    misplaced=str(bed.attr("annotation_misplaced", "")), incomplete=str(bed.attr("bed_incomplete", "")))
+                    misplaced=str(bed.attr("annotation_misplaced", "")), incomplete=str(bed.attr("bed_incomplete", "")),
+                    ink_test=str(bed.attr("ink_test", "")) if ink_rule else "", ink_plane_rule=ink_rule)
+
+
+def ink_plane_rule_of(attrs: dict, path: Path) -> int | None:
+    """The ink-plane rule (:data:`weakstil.ink_plane.INK_PLANE_RULE`) the ink veto of the bed file ``path``
+    (``attrs``) measured ink over tissue under (1: a bed that ran the veto before the rule was recorded; None: no ink
+    veto ran), with a warning naming the file when it is not this WeakSTIL's: its vetoed tiles, so its outline, may
+    differ from the bed drawn now (helper h45d: an older bed met silently)."""
+    from weakstil.ink_plane import INK_PLANE_RULE
+
+    vetoes = str(attrs.get("seed_vetoes", ""))
+    if "ink: " not in vetoes or "ink: off" in vetoes or "ink: slide not read" in vetoes:
+        return None
+    try:
+        rule = int(attrs.get("ink_plane_rule", 1))
+    except (TypeError, ValueError):
+        rule = 0
+    if rule != INK_PLANE_RULE:
+        log.warning("%s: its tumour bed's ink veto measured ink over tissue under ink-plane rule %s, this WeakSTIL "
+                    "under rule %d (weakstil.ink_plane.INK_PLANE_RULE): other tiles may be vetoed as ink now; rerun "
+                    "'weakstil tumorbed apply' to draw the bed under this rule", path, rule or "unknown", INK_PLANE_RULE)
+    return rule
 
 
 def detector_behind_beds(beds: str | Path, slide_ids: set[str] | None = None) -> Path | None:
