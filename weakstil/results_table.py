@@ -130,7 +130,7 @@ def _without_repeated_headers(path: Path, rows: list[dict]) -> list[dict]:
     the line says nothing, so a lab's joined table is repaired, not refused over a line it can only delete. A header
     line of other columns (another order, another version's table) is refused: the rows under it are in other
     columns, and reading them under these names would put one column's values in another."""
-    heads = [i for i, r in enumerate(rows) if str(r.get("slide_id", "")).strip() == "slide_id"]
+    heads = [i for i, r in enumerate(rows) if str(r.get("slide_id", "")).strip("\ufeff \t") == "slide_id"]
     if not heads:
         return rows
     other = [i for i in heads if any(str(v).strip() not in ("", k) for k, v in rows[i].items())]
