@@ -79,3 +79,17 @@ def test_a_precomputed_bed_of_another_ink_rule_is_told_by_name(tmp_path, caplog)
     with caplog.at_level(logging.WARNING):
         assert ink_plane_rule_of({"seed_vetoes": "lymphoid: off; ink: 5 tiles"}, path) == 1  # written before the rule
     assert len(caplog.records) == 1 and str(path) in caplog.text and "tumorbed apply" in caplog.text
+
+
+def test_a_slide_scored_under_another_ink_rule_is_scored_again(tmp_path):
+    """The bed's request (score's and 'tumorbed apply''s skip key) holds the rule where the detector's veto reads
+    ink over tissue: a slide scored, or a bed drawn, under another rule is not kept as it was."""
+    from weakstil.ink_plane import INK_PLANE_RULE
+    from weakstil.tumorbed.resolver import BedSources
+
+    asked = BedSources.open(detector=_detector(tmp_path)).request("S1")
+    assert asked.endswith(f" ink-plane rule {INK_PLANE_RULE}"), asked
+    meta = json.loads((tmp_path / "det" / "model.json").read_text())
+    meta["ink_veto"]["over_tissue"] = False  # colour rules only: no plane, no rule
+    (tmp_path / "det" / "model.json").write_text(json.dumps(meta))
+    assert "ink-plane" not in BedSources.open(detector=tmp_path / "det").request("S1")

@@ -125,10 +125,6 @@ def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, feat
         from weakstil.tumorbed.ink import features_slide
 
         request["slide_read"] = features_slide(attrs, slide_path) is not None
-        if sources.detector.ink_veto.over_tissue:  # a bed made under another ink-plane rule is made again
-            from weakstil.ink_plane import INK_PLANE_RULE
-
-            request["ink_plane_rule"] = INK_PLANE_RULE
     return json.dumps(request, sort_keys=True)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from weakstil.errors import WeakSTILError
 from weakstil.files import FeaturesFile, find_slide_file
+from weakstil.ink_plane import INK_PLANE_RULE
 from weakstil.tumorbed.bed import (SlideGeometry, TumorBed, TumorBedSource, bed_without_geometry, feature_flags_request,
                                    from_annotation, from_feature_flags, whole_tissue)
 from weakstil.tumorbed.detector import VETO_SET_ASIDE, TumorBedDetector
@@ -123,8 +124,11 @@ class BedSources:
         if parts:  # both: the annotation overrides a detector's precomputed bed
             return " ".join(parts)
         if self.detector is not None:
-            # by id and content, not by path: a model folder copied or moved keeps its scores
-            return f"detector {self.detector.model_id} {self.detector_content}".rstrip()
+            # by id and content, not by path: a model folder copied or moved keeps its scores; with the ink veto
+            # over tissue, the ink-plane rule: a slide scored under another is scored (and its bed made) again
+            veto = self.detector.ink_veto
+            ink = f" ink-plane rule {INK_PLANE_RULE}" if veto.enabled and veto.over_tissue else ""
+            return f"detector {self.detector.model_id} {self.detector_content}".rstrip() + ink
         return feature_flags_request(features)
 
     @cached_property
