@@ -93,7 +93,7 @@ def test_scoring_falls_back_to_random_weights_on_the_class_not_the_words(tmp_pat
 
 def test_a_bed_folder_file_of_another_kind_or_interrupted_is_told_by_its_class(tmp_path, monkeypatch):
     from weakstil.files.h5 import IncompleteFileError, OtherKindError  # (old: no such classes)
-    from weakstil.tumorbed import resolver
+    from weakstil.tumorbed import precomputed as resolver  # (read_precomputed's module since helper h45d)
     from weakstil.errors import WeakSTILError
 
     path = tmp_path / "S1.h5"

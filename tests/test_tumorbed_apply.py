@@ -228,6 +228,11 @@ def test_apply_with_a_detector_and_an_annotation_that_overrides_it(cohort, detec
             assert f.attrs["seed_vetoes"] == expected.seed_vetoes
             assert "lymphoid: " in expected.seed_vetoes and "tiles" in expected.seed_vetoes
             assert "ink: " in expected.seed_vetoes and "slide not read" not in expected.seed_vetoes
+            # which ink test the slide had, and under which rule (helper h45d: recorded nowhere before)
+            from weakstil.ink_plane import INK_PLANE_RULE
+
+            assert f.attrs["ink_test"] == expected.ink_test in ("stain plane", "own plane", "not checked")
+            assert f.attrs["ink_plane_rule"] == INK_PLANE_RULE
     assert "tumour bed from model (tumorbed-4slides)" in proc.stdout
 
 

@@ -188,7 +188,7 @@ def write_tile_scores(path: Path, bag, scores, attrs: dict) -> Path:
 
 def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: str | Path, out_dir: str | Path, *,
                     group_column: str | None = None, threshold: float | None = None, beds=None, device: str = "cpu",
-                    threads: int = 0, scoring: str | None = None) -> dict:
+                    threads: int = 0, scoring: str | None = None, percent_as_written: bool = False) -> dict:
     """Score every slide with a trained model; write predictions, metrics, plots and tile scores.
 
     Each slide's score is made by its tumour-bed tiles (``beds``, a :class:`~weakstil.tumorbed.resolver.BedSources`;
@@ -268,7 +268,8 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                          "group": cohort.groups, "tumorbed_source": [source_of.get(s, "") for s in ids],
                          "status": [STATUS_NO_BED if s in left_out else STATUS_BED_FALLBACK
                                     if source_of.get(s) == "tissue-fallback" else STATUS_OK for s in ids]})
-    refuse_fraction_labels_of_model(pred, csv_path)  # before anything is written in place
+    if not percent_as_written:  # (--percent-as-written: the labels are percentages as written, all under 1 or not)
+        refuse_fraction_labels_of_model(pred, csv_path)  # before anything is written in place
     known, renamed, lists_ids = training_slides_among(fingerprint_of, model_dir, meta)
     seen = None if known is None else sorted(set(stil) & known)
     if seen:
@@ -293,7 +294,8 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                              "cohort": str(Path(csv_path).resolve()), "features": str(features_dir.resolve()),
                              "tumorbeds": bed_record, "beds_unlike_training": unlike,
                              "n_training_slides": None if seen is None else len(seen),
-                             "excluded": [{"slide_id": s, "reason": STATUS_NO_BED} for s in no_bed]})
+                             "excluded": [{"slide_id": s, "reason": STATUS_NO_BED} for s in no_bed],
+                             "percent_as_written": bool(percent_as_written)})
 
 
 def _check_oof_labels(table: pd.DataFrame, pred: pd.DataFrame, oof_path: Path, csv_path: Path) -> None:
@@ -334,7 +336,8 @@ def _refuse_repeated_slides(pred: pd.DataFrame, values: pd.Series, wanted: set[s
 
 
 def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path, *,
-                 group_column: str | None = None, threshold: float | None = None) -> dict:
+                 group_column: str | None = None, threshold: float | None = None,
+                 percent_as_written: bool = False) -> dict:
     """Metrics of saved predictions (e.g. ``MODEL/cv/oof_predictions.csv``) against the cohort's
     labels. A prediction outside 0-100 (not an sTIL%) is refused, naming its row. The file's
     SHA-256 is recorded (a report of a model checks that these are its predictions), and when it
@@ -419,12 +422,14 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                             fix="score them again once the causes in its 'error' column are fixed" if scored else
                             "use predictions made for this cohort")
     _check_oof_labels(table[predicted].reset_index(drop=True), pred, oof_path, cohort.csv_path)
-    if owner is None and not scored:  # a model's own cv/oof_predictions.csv and a score run's results.csv are
-        # WeakSTIL's sTIL% (100 x sigmoid; train refuses fraction labels): all under 1 % is a model's answer
+    if owner is None and not scored and not percent_as_written:  # a model's own cv/oof_predictions.csv and a score
+        # run's results.csv are WeakSTIL's sTIL% (100 x sigmoid; train refuses fraction labels): all under 1 % is a
+        # model's answer; another tool's, said to be percent (--percent-as-written), likewise
         refuse_fraction_predictions(table[predicted].reset_index(drop=True), oof_path)
     # predictions without the labels they were made against (a score run's results.csv): fractions in the
     # CSV were judged as they stood (hunt 38f: R² -28278, MAE 15.3, exit 0 with only the CSV's warning)
-    refuse_fraction_labels_of_model(table[predicted].reset_index(drop=True), cohort.csv_path)
+    if not percent_as_written:
+        refuse_fraction_labels_of_model(table[predicted].reset_index(drop=True), cohort.csv_path)
     folds = None
     if "fold" in pred.columns:
         table["fold"] = table["slide_id"].map(dict(zip(pred["slide_id"].astype(str), pred["fold"])))
@@ -449,7 +454,8 @@ def evaluate_oof(csv_path: str | Path, oof_path: str | Path, out_dir: str | Path
                              "model_sha256": owner[1].get("weights_sha256") if owner else None,
                              "model_id": ModelDir(owner[0]).model_id(owner[1]) if owner else pred.attrs.get("model_id"),
                              "cohort": str(Path(csv_path).resolve()),
-                             "excluded": [{"slide_id": s, "reason": reason[s]} for s in excluded], "unlabelled": unlabelled})
+                             "excluded": [{"slide_id": s, "reason": reason[s]} for s in excluded], "unlabelled": unlabelled,
+                             "percent_as_written": bool(percent_as_written)})
 
 
 def oof_model(oof_path: Path) -> tuple[Path, dict] | None:

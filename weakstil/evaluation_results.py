@@ -423,7 +423,8 @@ def refuse_fraction_labels_of_model(pred: pd.DataFrame, csv_path: str | Path) ->
                             f"(MAE {scaled:.2f} against {as_written:.2f} as written; {pred['slide_id'].iloc[i]}: "
                             f"{t[i]:g} in the CSV, {p[i]:.2f} predicted): fractions, where sTIL labels are "
                             "percentages 0-100", path=Path(csv_path),
-                            fix="write the cohort's sTIL labels as percentages (x 100)")
+                            fix="write the cohort's sTIL labels as percentages (x 100); if they are percentages "
+                                "(a TIL-poor cohort), pass --percent-as-written")
 
 
 def refuse_fraction_predictions(pred: pd.DataFrame, oof_path: str | Path) -> None:
@@ -445,7 +446,8 @@ def refuse_fraction_predictions(pred: pd.DataFrame, oof_path: str | Path) -> Non
                             f"{scaled:.2f} against {as_written:.2f} as written; {pred['slide_id'].iloc[i]}: {p[i]:g} "
                             f"predicted, {t[i]:g} its label): fractions, where sTIL% predictions are percentages "
                             "0-100", path=Path(oof_path),
-                            fix="multiply the stil_pred column by 100 (0.35 -> 35), or pass MODEL/cv/oof_predictions.csv")
+                            fix="multiply the stil_pred column by 100 (0.35 -> 35), or pass MODEL/cv/oof_predictions.csv; "
+                                "if they are percentages (a tool scoring a TIL-poor cohort), pass --percent-as-written")
 
 
 def oof_folds(oof_path: Path) -> int | None:

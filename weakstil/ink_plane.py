@@ -50,14 +50,27 @@ OFF_PLANE_MAX_SHARE = 0.5
 #: OFF_PLANE_MAX_SHARE (151-221 tiles ink-vetoed on 4 of 36 slides, silently); off their own plane 0-2 %. Where ink
 #: itself pulls the own plane (a black stroke over a third of the tissue) it trades the ink for stain: as much off.
 OWN_PLANE_INK_RATIO = 0.5
+#: Which rule chose the plane ink over tissue is measured against, recorded with each bed (``ink_plane_rule``) and
+#: each detector's ink veto: 1, the stain vectors' plane refitted, the slide's own only where over
+#: :data:`OFF_PLANE_MAX_SHARE` of the tissue lay off it (before hunt 44b); 2, also the slide's own plane where it holds
+#: clearly more of the stained pixels and leaves at most :data:`OWN_PLANE_INK_RATIO` as much off it (hunt 44b); 3, the
+#: same whichever way the slide lies (:func:`absorbance`'s glass and :func:`subsample`'s pixels: helper h45d). A
+#: detector whose veto was chosen under another rule is told (its veto tiles differ on some slides), not silently.
+INK_PLANE_RULE = 3
+#: What ``ink_and_stain`` records as the slide's ink test (``test["ink_test"]``): the plane the ink was measured against.
+STAIN_PLANE, OWN_PLANE, NOT_CHECKED = "stain plane", "own plane", "not checked"
 
 
 def ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float,
-                  name: object = None) -> tuple[np.ndarray, np.ndarray]:
+                  name: object = None, test: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Marker ink over tissue (:func:`weakstil.tumorbed.ink.ink_over_tissue`), and the stained pixels whose own optical density lies within
     :data:`IN_PLANE_SHARE` of the plane it was measured against (stain, whatever its colour; none
     where no plane could be trusted). ``name``: the slide, named in the warning (hunt 41a: in a batch it named
-    none, and the line sat before another slide's)."""
+    none, and the line sat before another slide's). ``test``: a dict given is told the plane the ink was measured
+    against (``ink_test``: :data:`STAIN_PLANE`, :data:`OWN_PLANE` or :data:`NOT_CHECKED`) and the rule that chose it
+    (``ink_plane_rule``: :data:`INK_PLANE_RULE`), recorded with the slide's bed."""
+    told = {} if test is None else test
+    told.update(ink_test=NOT_CHECKED, ink_plane_rule=INK_PLANE_RULE)
     rgb = np.asarray(rgb[..., :3])
     none = np.zeros(rgb.shape[:2], bool)
     he = np.asarray(stain_he, np.float64)
@@ -82,6 +95,7 @@ def ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float,
         if own_share > OFF_PLANE_MAX_SHARE:
             return none, none
         normal, ink = own, own_ink
+    told["ink_test"] = STAIN_PLANE if own is None else OWN_PLANE
     in_plane = np.abs(od @ normal.astype(np.float32)) < IN_PLANE_SHARE * density
     return ink, in_plane & (density > OFF_PLANE_MIN_DENSITY)
 
@@ -96,8 +110,7 @@ def own_plane(stained: np.ndarray, normal: np.ndarray) -> np.ndarray | None:
 
     if len(stained) < 100:
         return None
-    if len(stained) > 200_000:
-        stained = stained[np.random.default_rng(0).choice(len(stained), 200_000, replace=False)]
+    stained = subsample(stained, 200_000)
     own = refit_normal(stained, None)
     od = stained.astype(np.float64)
     near = np.linalg.norm(od, axis=1) * OFF_PLANE_FIT_SINE
@@ -172,13 +185,34 @@ def absorbance(plane: np.ndarray, mpp: float) -> np.ndarray:
     bright end (99th percentile) of the plane, or where the glass nearby is dimmer (uneven
     lighting: the bright end of :data:`weakstil.tissue.GLASS_BLOCK_PX` blocks, the brightest within
     :data:`weakstil.tissue.GLASS_REACH_UM`) that level. A lamp's fall-off is a neutral optical
-    density, out of the plane of the stains like grey ink."""
+    density, out of the plane of the stains like grey ink.
+
+    The same whichever way the slide lies (a quarter turn or a mirror image gives the same densities, turned):
+    the 99th percentile is of every pixel, and the blocks are laid from each of the four corners, the brightest of
+    the four levels taken. Until helper h45d the blocks were anchored at the top-left corner and the percentile
+    taken on every second pixel, so a quarter turn moved 8 % of og44b_018's pixels by up to 0.098 OD and its ink
+    test's own-plane switch (:data:`OWN_PLANE_INK_RATIO`) was taken in 4 of its 8 orientations."""
+    plane = np.asarray(plane)
+    glass = max(float(np.percentile(plane, 99)), 1.0)
+    from weakstil.tissue import GLASS_BLOCK_PX
+
+    level = None
+    # from each corner; a side of whole blocks lays the same grid from either end, so it is laid once
+    cols = [slice(None)] + ([slice(None, None, -1)] if plane.shape[1] % GLASS_BLOCK_PX else [])
+    rows = [slice(None)] + ([slice(None, None, -1)] if plane.shape[0] % GLASS_BLOCK_PX else [])
+    for flip in [(r, c) for r in rows for c in cols]:
+        here = _block_glass(plane[flip], mpp, glass)[flip]
+        level = here if level is None else np.maximum(level, here)
+    return np.maximum(np.log10(level / np.maximum(plane, 1).astype(np.float32)), 0.0).astype(np.float32)
+
+
+def _block_glass(plane: np.ndarray, mpp: float, glass: float) -> np.ndarray:
+    """Each pixel's glass level (at most ``glass``, at least 1) from blocks laid from the top-left corner
+    (:func:`absorbance`)."""
     from scipy import ndimage as ndi
 
     from weakstil.tissue import GLASS_BLOCK_PX, GLASS_REACH_UM
 
-    plane = np.asarray(plane)
-    glass = max(float(np.percentile(plane[::2, ::2], 99)), 1.0)
     b = GLASS_BLOCK_PX
     h, w = plane.shape
     hb, wb = -(-h // b), -(-w // b)
@@ -187,8 +221,7 @@ def absorbance(plane: np.ndarray, mpp: float) -> np.ndarray:
     blocks = np.percentile(padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b), 90, axis=-1)
     reach = max(1, int(round(GLASS_REACH_UM / (mpp * b))))
     local = np.minimum(ndi.maximum_filter(blocks, size=2 * reach + 1, mode="nearest"), glass)
-    level = np.repeat(np.repeat(np.maximum(local, 1.0).astype(np.float32), b, axis=0), b, axis=1)[:h, :w]
-    return np.maximum(np.log10(level / np.maximum(plane, 1).astype(np.float32)), 0.0).astype(np.float32)
+    return np.repeat(np.repeat(np.maximum(local, 1.0).astype(np.float32), b, axis=0), b, axis=1)[:h, :w]
 
 
 def refit_normal(od: np.ndarray, normal: np.ndarray | None, max_pixels: int = 200_000) -> np.ndarray:
@@ -200,8 +233,20 @@ def refit_normal(od: np.ndarray, normal: np.ndarray | None, max_pixels: int = 20
     no start (:func:`weakstil.stain.stain_plane_normal`)."""
     from weakstil.stain import stain_plane_normal
 
-    if len(od) > max_pixels:
-        od = od[np.random.default_rng(0).choice(len(od), max_pixels, replace=False)]
+    od = subsample(od, max_pixels)
     if len(od) < 100 and normal is not None:
         return normal
     return stain_plane_normal(od.astype(np.float64), OFF_PLANE_FIT_SINE, start=normal)
+
+
+def subsample(od: np.ndarray, n: int) -> np.ndarray:
+    """``n`` of the rows of ``od`` (all when there are no more), chosen by their values, not their places: those of the
+    smallest hash of their bits, in that order. The pixels come in raster order, so a random draw of places took other
+    pixels from a turned or mirrored copy of the slide (og44b_027 and og44b_033's planes moved a little with
+    orientation; helper h44n); a draw by value takes the same ones whichever way the slide lies."""
+    if len(od) <= n:
+        return od
+    bits = np.ascontiguousarray(od, np.float32).view(np.uint32).astype(np.uint64)
+    key = (bits[:, 0] * 0x9E3779B1 ^ bits[:, 1] * 0x85EBCA77 ^ bits[:, 2] * 0xC2B2AE3D) % np.uint64(0xFFFFFFFB)
+    chosen = np.argpartition(key, n - 1)[:n]
+    return od[chosen[np.argsort(key[chosen], kind="stable")]]

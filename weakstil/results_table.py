@@ -119,7 +119,33 @@ def _parse_rows(path: Path) -> list[dict]:
                             "again by a spreadsheet with ';' separators?); it is left as it is", path=path,
                             fix="restore the comma-separated file, or move it away and run again")
     # a spreadsheet's empty rows (",,,," after the table) are no slide: not carried into every rewrite
-    return [r for r in table.to_dict("records") if any(str(v).strip() for v in r.values())]
+    rows = [r for r in table.to_dict("records") if any(str(v).strip() for v in r.values())]
+    return _without_repeated_headers(path, rows)
+
+
+def _without_repeated_headers(path: Path, rows: list[dict]) -> list[dict]:
+    """``rows`` less the header lines repeated inside the table: two results.csv joined by ``cat`` (a batch
+    scored on two machines) hold the second file's header as a row, slide id "slide_id", which every rewrite
+    kept (helper h45d). A repeat of this header is dropped with a warning naming the file: the rows are whole and
+    the line says nothing, so a lab's joined table is repaired, not refused over a line it can only delete. A header
+    line of other columns (another order, another version's table) is refused: the rows under it are in other
+    columns, and reading them under these names would put one column's values in another."""
+    heads = [i for i, r in enumerate(rows) if str(r.get("slide_id", "")).strip("\ufeff \t") == "slide_id"]
+    if not heads:
+        return rows
+    other = [i for i in heads if any(str(v).strip() not in ("", k) for k, v in rows[i].items())]
+    if other:
+        from weakstil.errors import WeakSTILError
+
+        raise WeakSTILError(f"holds a second header line (line {other[0] + 2}) whose columns are not this table's "
+                            "(two results tables of other columns joined end to end?): the rows under it would be read "
+                            "in the wrong columns; it is left as it is", path=path,
+                            fix="join the tables by column name (e.g. pandas.concat of both files) into results.csv, or "
+                                "move it away and run again")
+    log.warning("%s: %d repeated header line%s dropped (results tables joined end to end, e.g. by 'cat'); the rows "
+                "are kept, and the next row written rewrites the file without %s", path, len(heads),
+                "s" * (len(heads) > 1), "them" if len(heads) > 1 else "it")
+    return [r for i, r in enumerate(rows) if i not in set(heads)]
 
 
 def write_results(path: Path, mine: dict[str, dict], clashes: list[dict], columns: list[str],

@@ -10,7 +10,7 @@ import typer
 
 from weakstil import settings
 from weakstil.cli.options import (AggregatorOpt, AnnotationsOpt, CohortArg, DeviceOpt, EpochsOpt, FeaturesOpt,
-                                  EvalGroupColumnOpt, FoldsOpt, GroupColumnOpt, LossOpt, ModelOpt, OutOpt, OverwriteOpt,
+                                  EvalGroupColumnOpt, FoldsOpt, GroupColumnOpt, LossOpt, ModelOpt, OutOpt, OverwriteOpt, PercentAsWrittenOpt,
                                   ScoringOpt, ScoringOverrideOpt, StoppingOpt, SeedOpt, StromaWeightOpt, TileStatsOpt, StilThresholdOpt, ThreadsOpt, TumorBedOpt, TumorBedsOpt,
                                   in_range)
 from weakstil.cli.progress import RESULT
@@ -136,6 +136,7 @@ def evaluate(
     tumorbed: TumorBedOpt = None,
     tumorbed_beds: TumorBedsOpt = None,
     scoring: ScoringOverrideOpt = None,
+    percent_as_written: PercentAsWrittenOpt = False,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Score a labelled cohort with a model (or --oof predictions) and report metrics.
@@ -168,7 +169,8 @@ def evaluate(
         from weakstil.evaluation import evaluate_oof
 
         with hold_folder(out, "evaluate"), staged_folder(out, "evaluate", overwrite=overwrite) as tmp:
-            m = evaluate_oof(cohort, oof, tmp, group_column=group_column, threshold=threshold)
+            m = evaluate_oof(cohort, oof, tmp, group_column=group_column, threshold=threshold,
+                             percent_as_written=percent_as_written)
     else:
         from weakstil.evaluation import evaluate_cohort
         from weakstil.tumorbed.resolver import BedSources
@@ -180,7 +182,8 @@ def evaluate(
         with hold_folder(out, "evaluate"), staged_folder(out, "evaluate", overwrite=overwrite) as tmp:
             m = evaluate_cohort(cohort, model, features, tmp, group_column=group_column, threshold=threshold,
                                 device=device, threads=threads, beds=beds,
-                                scoring=None if scoring is None else scoring.value)
+                                scoring=None if scoring is None else scoring.value,
+                                percent_as_written=percent_as_written)
     aucs = ", ".join(f"AUC@{c['threshold']:g} {fmt(c['auc'])}" for c in m["classification"])
     log.info("n %d: R² %s, Pearson %s, Spearman %s, MAE %.2f, %s -> %s", m["n"], fmt(m["r2"]), fmt(m["pearson_r"]),
              fmt(m["spearman_rho"]), m["mae"], aucs, out, extra=RESULT)

@@ -151,6 +151,13 @@ ModelOpt = Annotated[Optional[Path], typer.Option("--model", "-m", help="Model d
 ModelDirOpt = Annotated[Path, typer.Option("--model", "-m", help="Model directory (from 'weakstil train').")]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output (only one this command "
                                             "wrote: never another folder).")]
+#: The sTIL values given are percentages as written: every check that refuses them as fractions (0.35 for 35 %) is
+#: skipped. One spelling wherever such a check stands (helper h45d: another tool's TIL-poor predictions in percent, or
+#: a TIL-poor cohort's labels, could be refused with no way past).
+PercentAsWrittenOpt = Annotated[bool, typer.Option(
+    "--percent-as-written", help="The sTIL values given (the cohort CSV's labels, --oof predictions) are percentages "
+    "0-100 as written, even where all are at most 1 (a TIL-poor cohort, another tool's predictions): the check that "
+    "refuses them as fractions (0.35 for 35 %) is skipped (recorded in metrics.json).")]
 
 # --- tiles -------------------------------------------------------------------------------------
 SlideMppOpt = Annotated[

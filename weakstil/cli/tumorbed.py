@@ -115,10 +115,13 @@ def tumorbed_apply(
     OUT/<slide_id>.geojson (QuPath outline). A detected bed that is empty or implausibly small is
     replaced by the whole tissue ('bed fallback: tissue', source tissue-fallback). A bed made
     earlier from the same inputs is kept. Pass OUT as --tumorbed-beds to train, evaluate and score."""
-    from weakstil.files import slide_file
+    import os
+    import socket
+    import uuid
+
     from weakstil.errors import UsageError
-    from weakstil.outputdir import check_out_is_not_input, check_per_slide_out, mark, model_folder_around
-    from weakstil.tumorbed.apply import apply_tumorbed, claim_detector_folder
+    from weakstil.outputdir import check_out_is_not_input, check_per_slide_out, model_folder_around
+    from weakstil.tumorbed.apply import claim_detector_folder
     from weakstil.tumorbed.resolver import BedSources
 
     check_out_is_not_input(out, {"--annotations": annotations})
@@ -149,11 +152,27 @@ def tumorbed_apply(
     if sources.detector is not None:
         check_detector_fits_some(sources, paths)
 
-    from weakstil.tumorbed.apply import DETECTOR_RECORD
+    from weakstil.tumorbed.apply import release_detector_claim
 
-    existed, claimed_before = out.exists(), (out / DETECTOR_RECORD).exists()
-    if paths:  # one detector's beds per folder (two runs with two detectors mixed them, slide by slide)
-        claim_detector_folder(out, sources, overwrite, [(ids[Path(p).stem], Path(p).stem) for p in paths])
+    existed = out.exists()
+    run = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this run, in the record while it uses it
+    # one detector's beds per folder (two runs with two detectors mixed them, slide by slide)
+    claimed = bool(paths) and claim_detector_folder(out, sources, overwrite,
+                                                    [(ids[Path(p).stem], Path(p).stem) for p in paths], run)
+    try:
+        _apply_each(out, paths, ids, slide_of, sources, overwrite, failures)
+    finally:
+        if claimed:
+            release_detector_claim(out, run, made_folder=not existed)
+    failures.exit()
+
+
+def _apply_each(out: Path, paths: list, ids: dict, slide_of: dict, sources, overwrite: bool, failures) -> None:
+    """Each slide's bed (``tumorbed apply``), a failed one said and counted in ``failures``."""
+    from weakstil.files import slide_file
+    from weakstil.outputdir import mark
+    from weakstil.tumorbed.apply import apply_tumorbed
+
     unread: list[str] = []  # slides whose ink veto fell away: their files are not where the features say
 
     def one(path: Path) -> None:
@@ -164,31 +183,11 @@ def tumorbed_apply(
         unread.extend([applied.slide_id] if applied.ink_unread else [])
 
     for_each_slide(paths, failures, lambda p: slide_file(out, Path(p).stem), one)
-    if not claimed_before:
-        _drop_unused_claim(out, existed)
     if unread:  # each was an info line among the beds: a moved slide folder lost the veto unnoticed
         log.warning("%d of %d beds were drawn without the detector's ink veto, as their slides could not be read "
                     "where their features say (moved since they were embedded?): %s%s; marker ink on them may seed "
                     "the bed. Fix: pass --cohort CSV with each slide's path as it is now (slide_id,path; the beds "
                     "are drawn again)", len(unread), len(paths), ", ".join(unread[:5]), " ..." if len(unread) > 5 else "")
-    failures.exit()
-
-
-def _drop_unused_claim(out: Path, existed: bool) -> None:
-    """A run whose every slide failed left ``out`` holding only its detector record, which then refused
-    another detector's run there ("holds the beds of DETECTOR": it held none; hunt 44c). The record this run
-    wrote goes when the folder holds nothing else (no bed, no other run's lock or temporary file), and
-    the folder when this run made it."""
-    from weakstil.tumorbed.apply import DETECTOR_RECORD
-
-    try:
-        if [p.name for p in out.iterdir()] != [DETECTOR_RECORD]:
-            return
-        (out / DETECTOR_RECORD).unlink()
-        if not existed:
-            out.rmdir()
-    except OSError:  # gone, or another run wrote there meanwhile: its folder, as it is
-        pass
 
 
 def cohort_ids(cohort: Path, paths: list) -> dict[str, str]:

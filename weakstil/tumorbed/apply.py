@@ -148,7 +148,8 @@ def kept_bed(h5_path: Path, geojson_path: Path, request: str) -> TumorBed | None
                     np.asarray(f.tumorbed_fraction, np.float32), source, str(f.attr("detail", "")),
                     evidence=None if evidence is None else np.asarray(evidence, np.float32),
                     seed_vetoes=str(f.attr("seed_vetoes", "")), misplaced=str(f.attr("annotation_misplaced", "")),
-                    incomplete=str(f.attr("bed_incomplete", "")))
+                    incomplete=str(f.attr("bed_incomplete", "")), ink_test=str(f.attr("ink_test", "")),
+                    ink_plane_rule=f.attr("ink_plane_rule", None))
 
 
 def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, provenance: dict[str, str]) -> Path:
@@ -157,6 +158,8 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
     attrs = {
         "slide_id": slide_id, "source": bed.source.value, "detail": bed.detail, **provenance,
         **({"seed_vetoes": bed.seed_vetoes} if bed.seed_vetoes else {}),
+        # which ink test the slide had and the rule that chose it (score warns on a bed of another rule)
+        **({k.replace("tumorbed_", ""): v for k, v in bed.attrs().items() if k.startswith("tumorbed_ink_")}),
         # why the annotation looks misplaced (µm, a lower level): score's annotation_misplaced flag
         **({"annotation_misplaced": bed.misplaced} if bed.misplaced else {}),
         # why a detected bed may miss part of its tumour: score's tumorbed_incomplete flag
@@ -350,19 +353,18 @@ def _said(record: dict[str, str]) -> str:
 
 
 def claim_detector_folder(out: str | Path, sources: BedSources, overwrite: bool = False,
-                          names: list[tuple[str, str]] = ()) -> None:
+                          names: list[tuple[str, str]] = (), run: str = "") -> bool:
     """Record in ``out`` which detector (or none) draws its beds, and refuse (a UsageError, exit 2,
     before any bed) a run with another one, as ``embed`` refuses a folder of other settings: the folder
     would hold beds of two detectors, slide by slide, and ``--tumorbed-beds`` would read them as one
     set. ``overwrite`` (every bed made again), or the same detector folder trained again, takes the folder over. Two runs starting together: the
     record is created exclusively (a hard link), so the second sees the first's. A run without a
     detector whose slides (``names``: each one's id and file name) all have an annotation draws no bed
-    of a detector's and claims nothing (a folder of annotated beds takes a detector's later)."""
-    import json
-    import os
-
-    from weakstil.atomic import temp_path
-    from weakstil.errors import UsageError
+    of a detector's and claims nothing (a folder of annotated beds takes a detector's later). ``run``: this run's
+    name, listed in the record's ``runs`` until :func:`release_detector_claim` (under the record's lock, as is the
+    claim): a run that drops an unused record leaves it while another run that joined it is still going (helper
+    h45d). Whether this run holds a claim."""
+    from weakstil.locks import OutputLock
 
     out = Path(out)
     if sources.detector is None and sources.annotations is not None and names:
@@ -370,7 +372,18 @@ def claim_detector_folder(out: str | Path, sources: BedSources, overwrite: bool 
 
         if all(find_annotation(sources.annotations, sid) or find_annotation(sources.annotations, name)
                for sid, name in names):
-            return
+            return False
+    with OutputLock(out / DETECTOR_RECORD):
+        _claim(out, sources, overwrite, run)
+    return True
+
+
+def _claim(out: Path, sources: BedSources, overwrite: bool, run: str) -> None:
+    import os
+
+    from weakstil.atomic import temp_path
+    from weakstil.errors import UsageError
+
     mine = _detector_record(sources)
     theirs = _recorded_detector(out)
     for attempt in range(2):
@@ -383,11 +396,12 @@ def claim_detector_folder(out: str | Path, sources: BedSources, overwrite: bool 
                              fix="apply into another --out, give the --tumorbed the folder's beds were made with, or "
                                  "pass --overwrite with all of its slides to make their beds again with this one")
         if theirs == mine or attempt:
+            if run:  # joined: the record as it is (its detector's path), this run listed
+                _write_record(out, {**(_recorded_detector(out) or mine), "runs": sorted({*_runs(out), run})})
             return
         out.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(out / DETECTOR_RECORD)
-        tmp.write_text(json.dumps({**mine, "written_by": "weakstil tumorbed apply", "weakstil_version": code_version()})
-                       + "\n", encoding="utf-8")
+        tmp.write_text(_record_text({**mine, "runs": [run] if run else []}), encoding="utf-8")
         try:
             if theirs is None:  # exclusive: a run that started at the same time and wrote first wins
                 os.link(tmp, out / DETECTOR_RECORD)
@@ -398,3 +412,62 @@ def claim_detector_folder(out: str | Path, sources: BedSources, overwrite: bool 
             theirs = _recorded_detector(out)
         finally:
             tmp.unlink(missing_ok=True)
+
+
+def _record_text(record: dict) -> str:
+    return json.dumps({**record, "written_by": "weakstil tumorbed apply", "weakstil_version": code_version()}) + "\n"
+
+
+def _runs(out: Path) -> list[str]:
+    """The runs the record lists as using it (none: a record written before they were listed)."""
+    try:
+        runs = json.loads((out / DETECTOR_RECORD).read_text(encoding="utf-8")).get("runs") or []
+    except (OSError, ValueError, AttributeError):
+        return []
+    return [str(r) for r in runs] if isinstance(runs, list) else []
+
+
+def _write_record(out: Path, record: dict) -> None:
+    import os
+
+    from weakstil.atomic import temp_path
+
+    tmp = temp_path(out / DETECTOR_RECORD)
+    try:
+        tmp.write_text(_record_text(record), encoding="utf-8")
+        os.replace(tmp, out / DETECTOR_RECORD)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def release_detector_claim(out: str | Path, run: str, made_folder: bool) -> None:
+    """``run`` no longer uses ``out``'s detector record. A run whose every slide failed left the folder holding
+    only its record, which then refused another detector's run there ("holds the beds of DETECTOR": it held none;
+    hunt 44c), so the record goes when no other run uses it and the folder holds nothing else (no bed, no other
+    run's lock or temporary file), and the folder when this run made it. Under the record's lock, as the claim is:
+    a run starting together with this one in a new folder had joined the record and was still loading its first
+    slide when this one removed it, and its beds then carried no claim (helper h45d)."""
+    import os
+
+    from weakstil.locks import OutputLock, lock_file
+
+    out = Path(out)
+    if not (out / DETECTOR_RECORD).is_file():
+        return
+    dropped = False
+    try:
+        with OutputLock(out / DETECTOR_RECORD):
+            record = _recorded_detector(out)
+            others = [r for r in _runs(out) if r != run]
+            if record is None:
+                return
+            mine = {lock_file(out / DETECTOR_RECORD).name, DETECTOR_RECORD}
+            if not others and not [p for p in out.iterdir() if p.name not in mine]:
+                (out / DETECTOR_RECORD).unlink()
+                dropped = True
+            elif run in _runs(out):
+                _write_record(out, {**record, "runs": others})
+        if dropped and made_folder:
+            os.rmdir(out)
+    except OSError:  # gone, or another run wrote there meanwhile: its folder, as it is
+        pass

@@ -55,6 +55,10 @@ class TumorBed:
     #: :mod:`weakstil.crush`); None: none
     excluded: np.ndarray | None = None
     excluded_at: float | None = None  #: the crush share from which a tile is ``excluded`` (recorded with the count)
+    #: the ink veto's test on this slide (weakstil.ink_plane: "stain plane", "own plane", "not checked", "colour
+    #: rules"; "": no ink veto ran) and the ink-plane rule that chose it, recorded so a run can be reproduced
+    ink_test: str = ""
+    ink_plane_rule: int | None = None
 
     @property
     def tile_flags(self) -> np.ndarray:
@@ -75,6 +79,9 @@ class TumorBed:
                "tumorbed_mask_mpp": float(self.mask_mpp), "tumorbed_tile_threshold": TILE_IN_BED}
         if self.seed_vetoes:
             out["tumorbed_seed_vetoes"] = self.seed_vetoes
+        if self.ink_test:
+            out["tumorbed_ink_test"] = self.ink_test
+            out["tumorbed_ink_plane_rule"] = int(self.ink_plane_rule or 1)
         if self.excluded is not None:  # measured (tile statistics version 5 on): how many bed tiles were crush, and the rule
             out["tumorbed_crush_tiles"] = self.n_excluded
             if self.excluded_at is not None:

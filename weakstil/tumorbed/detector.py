@@ -140,10 +140,13 @@ class TumorBedDetector:
         # 'tumorbed apply' wrote a whole-tissue fallback bed "of nan tiles" for it (score warned so, then refused it)
         refuse_non_finite([(features.path or Path(features.slide_id), features.features)])
         geom = SlideGeometry.from_file(features)
+        test: dict = {}  # which ink test the slide had (weakstil.ink_plane.ink_and_stain), recorded with its bed
         ink = (slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0, self.ink_veto.over_tissue,
-                               slide_path) if self.ink_veto.enabled else None)
+                               slide_path, test) if self.ink_veto.enabled else None)
         bed = self.detect(np.asarray(features.features), geom, features.tile_stats,
                           stats_column_names(features.attr("tile_stats_columns")), ink)
+        if ink is not None:
+            bed.ink_test, bed.ink_plane_rule = str(test.get("ink_test", "")), test.get("ink_plane_rule")
         if bed.source is TumorBedSource.MODEL:  # a bed it drew on a look it was never checked on: said (hunt 35e)
             from weakstil.stain import SlideStain
             from weakstil.tumorbed.look import unlike_detector
@@ -326,14 +329,17 @@ class TumorBedDetector:
             raise WeakSTILError("weights have inconsistent sizes", path=weights_path,
                                 fix="retrain the tumour-bed detector")
         try:
-            return cls(evidence, BedShape.from_dict(meta.get("shape", {})),
-                       Plausibility.from_dict(meta.get("plausibility", {})), radii, meta,
-                       tuple(str(c) for c in meta.get("tile_stats_columns", [])),
-                       LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")),
-                       TumourCellGate.from_dict(meta.get("tumour_cell_gate")))
+            detector = cls(evidence, BedShape.from_dict(meta.get("shape", {})),
+                           Plausibility.from_dict(meta.get("plausibility", {})), radii, meta,
+                           tuple(str(c) for c in meta.get("tile_stats_columns", [])),
+                           LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")),
+                           TumourCellGate.from_dict(meta.get("tumour_cell_gate")))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise WeakSTILError(f"model.json holds a value of the wrong type ({exc})", path=meta_path,
                                 fix=_META_FIX) from None
+        if detector.ink_veto.other_rule(directory):  # chosen under another ink test: told, not silently (helper h45d)
+            log.warning("%s", detector.ink_veto.other_rule(directory))
+        return detector
 
 
 class _Pieces:

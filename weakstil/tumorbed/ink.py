@@ -47,8 +47,9 @@ from pathlib import Path
 
 import numpy as np
 
-from weakstil.ink_plane import (IN_PLANE_SHARE, OFF_PLANE_FIT_SINE, OFF_PLANE_MAX_SHARE, OFF_PLANE_MIN_DENSITY,  # noqa: F401
-                                OFF_PLANE_MIN_WIDTH_UM, OFF_PLANE_OD, OFF_PLANE_SIGMA_UM, ink_and_stain)
+from weakstil.ink_plane import (IN_PLANE_SHARE, INK_PLANE_RULE, OFF_PLANE_FIT_SINE,  # noqa: F401
+                                OFF_PLANE_MAX_SHARE, OFF_PLANE_MIN_DENSITY, OFF_PLANE_MIN_WIDTH_UM, OFF_PLANE_OD,
+                                OFF_PLANE_SIGMA_UM, ink_and_stain)
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,24 @@ class InkVeto:
     over_tissue: bool = True
     #: an inked tile keeps up to the evidence of its clean neighbours (else: none)
     from_neighbours: bool = True
+    #: the ink-plane rule (:data:`weakstil.ink_plane.INK_PLANE_RULE`) it was chosen under; 1: recorded before hunt 44b
+    plane_rule: int = INK_PLANE_RULE
 
     def to_dict(self) -> dict[str, float | bool]:
         return {"enabled": bool(self.enabled), "min_ink_area": float(self.min_ink_area),
-                "over_tissue": bool(self.over_tissue), "from_neighbours": bool(self.from_neighbours)}
+                "over_tissue": bool(self.over_tissue), "from_neighbours": bool(self.from_neighbours),
+                "plane_rule": int(self.plane_rule)}
+
+    def other_rule(self, where: object) -> str:
+        """Why this veto's ink tiles differ from those it was chosen with (it measures ink over tissue under
+        another ink-plane rule than this WeakSTIL's), naming ``where`` (its detector); "" when they do not."""
+        if not (self.enabled and self.over_tissue) or self.plane_rule == INK_PLANE_RULE:
+            return ""
+        return (f"{where}: its ink veto was chosen under ink-plane rule {self.plane_rule}, this WeakSTIL measures ink "
+                f"over tissue under rule {INK_PLANE_RULE} (the slide's own stain plane where it holds the tissue "
+                "better; weakstil.ink_plane.INK_PLANE_RULE): on some slides other tiles are vetoed as ink than on "
+                "the slides it was chosen on; retrain it with 'weakstil tumorbed train' to choose the veto under "
+                "this rule")
 
     @classmethod
     def from_dict(cls, values: dict | None) -> InkVeto:
@@ -80,16 +95,19 @@ class InkVeto:
         if not values:
             return cls(enabled=False)
         return cls(bool(values.get("enabled", True)), float(values.get("min_ink_area", cls.min_ink_area)),
-                   bool(values.get("over_tissue", False)), bool(values.get("from_neighbours", False)))
+                   bool(values.get("over_tissue", False)), bool(values.get("from_neighbours", False)),
+                   int(values.get("plane_rule", 1)))
 
 
 def tile_ink_share(thumbnail: np.ndarray, slide_width: int, slide_mpp: float, coords: np.ndarray,
-                   tile_size_level0: float, stain_he: np.ndarray | None = None, name: object = None) -> np.ndarray:
+                   tile_size_level0: float, stain_he: np.ndarray | None = None, name: object = None,
+                   test: dict | None = None) -> np.ndarray:
     """Each tile's share of ink pixels, from an RGB thumbnail of the whole slide. Ink is darker
     than the slide's glass (as in the slide QC): a dim scanner's grey glass, in the holes and at
     the edges of the tissue, read as dark-grey ink vetoed the tumour tiles of whole slides.
     ``stain_he`` (3, 2: the slide's H and E optical-density vectors): ink over tissue too
-    (:func:`ink_over_tissue`)."""
+    (:func:`ink_over_tissue`). ``test``: told which ink test was used (:func:`weakstil.ink_plane.ink_and_stain`;
+    ``colour rules`` only without ``stain_he``)."""
     from weakstil.tiling import mask_fractions
     from weakstil.tissue import darker_than_glass, glass_level, ink_pixels
 
@@ -97,8 +115,10 @@ def tile_ink_share(thumbnail: np.ndarray, slide_width: int, slide_mpp: float, co
     thumb_mpp = slide_width * slide_mpp / thumbnail.shape[1]
     glass, _ = glass_level(rgb[::2, ::2].astype(np.float32).mean(axis=-1).ravel())
     ink = ink_pixels(rgb) & darker_than_glass(rgb, glass, thumb_mpp)
+    if test is not None:
+        test.update(ink_test="colour rules", ink_plane_rule=INK_PLANE_RULE)
     if stain_he is not None:
-        over, stain_like = ink_and_stain(rgb, stain_he, thumb_mpp, name)
+        over, stain_like = ink_and_stain(rgb, stain_he, thumb_mpp, name, test)
         ink = (ink & ~stain_like) | over
     return mask_fractions(coords, tile_size_level0, ink, thumb_mpp, slide_mpp)
 
@@ -133,11 +153,13 @@ def features_slide(attrs: dict, slide_path: str | Path | None = None) -> Path | 
 
 
 def slide_ink_share(attrs: dict, coords: np.ndarray, tile_size_level0: float,
-                    over_tissue: bool = True, slide_path: str | Path | None = None) -> np.ndarray | None:
+                    over_tissue: bool = True, slide_path: str | Path | None = None,
+                    test: dict | None = None) -> np.ndarray | None:
     """Each tile's ink share, reading the slide of the feature file (``attrs``: the file's
     attributes; ``slide_path``: where the slide is now, see :func:`features_slide`), or ``None``
     when that slide is not there or cannot be read. ``over_tissue``: ink over tissue too, against
-    the plane of the stain the file records (none recorded: glass only)."""
+    the plane of the stain the file records (none recorded: glass only). ``test``: told which ink test was used
+    (:func:`tile_ink_share`)."""
     from weakstil.slide import Slide
     from weakstil.stain import SlideStain
 
@@ -163,7 +185,7 @@ def slide_ink_share(attrs: dict, coords: np.ndarray, tile_size_level0: float,
         thumb = as_glass(thumb)
     stain = SlideStain.from_attr(attrs.get("stain")) if over_tissue else None
     return tile_ink_share(thumb, int(attrs["slide_width"]), float(attrs["slide_mpp"]), coords, tile_size_level0,
-                          None if stain is None else stain.he, attrs.get("slide_id") or path.name)
+                          None if stain is None else stain.he, attrs.get("slide_id") or path.name, test)
 
 
 def apply_ink_veto(evidence: np.ndarray, ink_share: np.ndarray | None, rule: InkVeto,
