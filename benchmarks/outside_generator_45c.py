@@ -182,7 +182,7 @@ def draw_tils(rng, cv, cand, weight, target_px, plasma_share):
     return lm | pc | pn, n_l, n_p
 
 
-def build_slide(sid, target, look, seed):
+def build_slide(sid, target, look, seed, fold_on=True):
     rng = np.random.default_rng(seed)
     t0 = time.time()
     w_um, h_um = rng.uniform(2000, 2300), rng.uniform(2000, 2300)
@@ -295,8 +295,10 @@ def build_slide(sid, target, look, seed):
         d = (xx - rng.uniform(0.3, 0.7) * w) * np.cos(t) + (yy - rng.uniform(0.3, 0.7) * h) * np.sin(t)
         d += px(30) * smooth_noise(rng, (h, w), px(300))
         fold = (np.abs(d) < px(rng.uniform(20, 60))) & tissue
-        cv.H[fold] *= 2.0
-        cv.E[fold] = cv.E[fold] * 2.0 + 0.15
+        if fold_on:
+            cv.H[fold] *= 2.0
+            cv.E[fold] = cv.E[fold] * 2.0 + 0.15
+        # else: the same slide without its fold (an A/B copy; the truth maps keep where it was)
     blur = np.zeros((h, w), np.float32)
     if rng.random() < 0.5:
         t = rng.uniform(0, np.pi)
@@ -358,8 +360,8 @@ def coarse(m):
 
 
 def make_one(args):
-    out, sid, target, look, seed = args
-    rgb, poly, maps, stats, sec = build_slide(sid, target, look, seed)
+    out, sid, target, look, seed, fold_on = args
+    rgb, poly, maps, stats, sec = build_slide(sid, target, look, seed, fold_on)
     lk = LOOKS[look]
     rs = np.random.default_rng(seed + 1)
     scale = RENDER_UM / lk["mpp"]
@@ -393,6 +395,7 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=45)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--only", nargs="*", help="slide ids to (re)make, e.g. og45c_003")
+    ap.add_argument("--no-fold", action="store_true", help="leave the tissue fold out (same slide otherwise)")
     a = ap.parse_args(argv)
     for d in ("slides", "beds_exact", "masks"):
         (a.out / d).mkdir(parents=True, exist_ok=True)
@@ -400,7 +403,7 @@ def main(argv=None):
     tg = targets(a.slides, rng)
     looks = rng.permutation(["hama", "warm"] * ((a.slides + 1) // 2))[: a.slides]
     seeds = rng.integers(0, 2 ** 31, a.slides)
-    jobs = [(a.out, f"og45c_{i:03d}", float(tg[i]), str(looks[i]), int(seeds[i])) for i in range(a.slides)]
+    jobs = [(a.out, f"og45c_{i:03d}", float(tg[i]), str(looks[i]), int(seeds[i]), not a.no_fold) for i in range(a.slides)]
     if a.only:
         jobs = [j for j in jobs if j[1] in set(a.only)]
     with ProcessPoolExecutor(a.jobs) as ex:
