@@ -413,6 +413,22 @@ def join(flags: list[str]) -> str:
     return SEPARATOR.join(flags)
 
 
+def flagged_summary(qc_cells: list[str]) -> str:
+    """How many training slides are flagged and by which flags, for train's closing qc line:
+    "47% of training slides flagged (near_threshold 14)". A share alone read as an alarm where every
+    flag was ``near_threshold`` (an interval holding the threshold: wide intervals, not odd slides;
+    hunt 45c: 14 of 30 slides, all of them that)."""
+    if not qc_cells:
+        return "no training slides"
+    counts: dict[str, int] = {}
+    for cell in qc_cells:
+        for flag in split(cell):
+            counts[flag] = counts.get(flag, 0) + 1
+    share = 100 * sum(bool(split(c)) for c in qc_cells) / len(qc_cells)
+    said = ", ".join(f"{f} {n}" for f, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    return f"{share:.0f}% of training slides flagged" + (f" ({said})" if said else "")
+
+
 def split(qc: object) -> list[str]:
     """The flags of a ``qc`` cell (empty or NaN: none)."""
     if qc is None or (isinstance(qc, float) and math.isnan(qc)):

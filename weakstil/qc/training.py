@@ -38,8 +38,8 @@ from weakstil.qc import bed_fallback
 from weakstil.qc.bed_stroma import bed_stroma, bed_stroma_outside, bed_stroma_reference
 from weakstil.qc.embedding import (fit_reference_and_neighbours, ood_threshold, shift_share_threshold,
                                    unfamiliar_reference)
-from weakstil.qc.flags import (MIN_BED_TILES, image_reference, join, label_reference, slide_flags, weighting_gap,
-                               weighting_reference)
+from weakstil.qc.flags import (MIN_BED_TILES, flagged_summary, image_reference, join, label_reference, slide_flags,
+                               weighting_gap, weighting_reference)
 from weakstil.qc.image import ImageStats, slide_image_stats
 from weakstil.qc.morphometry import (leave_group_out_ratios, morphometry_outside, morphometry_reference,
                                     slide_means, tile_spread)
@@ -269,8 +269,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     with atomic_path(folder.qc_slides_path) as tmp:
         defused(table).to_csv(tmp, index=False, float_format="%.5g")
     flagged = float(np.mean([bool(f) for f in flags_col])) if n else math.nan
-    log.info("qc: OOD threshold %.2f (training max %.2f); %d of %d training slides with image statistics; "
-             "%.0f%% of training slides flagged", ood_thr, float(np.nanmax(ood_scores)), len(measured), n, 100 * flagged)
+    log.info("qc: OOD threshold %.2f (training max %.2f); %d of %d training slides with image statistics; %s",
+             ood_thr, float(np.nanmax(ood_scores)), len(measured), n, flagged_summary(flags_col))
 
     files = [p for p in (folder.calibration_path, folder.qc_reference_path, folder.embeddings_path,
                          folder.qc_slides_path) if p.is_file()]
