@@ -33,6 +33,7 @@ from weakstil.tumorbed.cellgate import (NO_TUMOUR_CELLS, TumourCellGate, apply_c
                                         seed_tiles_with_tumour_cells, seeds_without_tumour_cells,
                                         tumour_cells_left_out, tumour_on_other_pieces, OTHER_PIECE_TILES)
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
+from weakstil.tumorbed.front import NOT_READ, FrontRefine
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
 
@@ -68,6 +69,8 @@ class TumorBedDetector:
     ink_veto: InkVeto = field(default_factory=lambda: InkVeto(enabled=False))
     #: tiles with no tumour cells in or beside them cannot seed the bed (off unless set)
     cell_gate: TumourCellGate = field(default_factory=lambda: TumourCellGate(enabled=False))
+    #: half-stride tumour evidence at the bed's front (weakstil.tumorbed.front; off unless training chose it)
+    front: FrontRefine = field(default_factory=FrontRefine)
 
     @property
     def model_id(self) -> str:
@@ -128,10 +131,12 @@ class TumorBedDetector:
             said_all.insert(0, f"tumour cells: {gated}")
         return evidence, "; ".join(said_all), raw, gated if self.cell_gate.enabled else ""
 
-    def detect_file(self, features: FeaturesFile, slide_path: str | Path | None = None) -> TumorBed:
+    def detect_file(self, features: FeaturesFile, slide_path: str | Path | None = None,
+                    front: bool = True) -> TumorBed:
         """The bed of a slide from its feature file (read with its tissue mask): the embeddings,
-        the tile statistics for the lymphoid veto and, for the ink veto, the slide (``slide_path``
-        where it is now, else the one the file names)."""
+        the tile statistics for the lymphoid veto and, for the ink veto and the front refinement
+        (``front``: when the detector has it), the slide (``slide_path`` where it is now, else the
+        one the file names)."""
         from weakstil.mil.identity import refuse_non_finite
         from weakstil.tumorbed.evidence import stats_column_names
         from weakstil.tumorbed.ink import slide_ink_share
@@ -143,8 +148,19 @@ class TumorBedDetector:
         test: dict = {}  # which ink test the slide had (weakstil.ink_plane.ink_and_stain), recorded with its bed
         ink = (slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0, self.ink_veto.over_tissue,
                                slide_path, test) if self.ink_veto.enabled else None)
-        bed = self.detect(np.asarray(features.features), geom, features.tile_stats,
-                          stats_column_names(features.attr("tile_stats_columns")), ink)
+        columns = stats_column_names(features.attr("tile_stats_columns"))
+        bed = self.detect(np.asarray(features.features), geom, features.tile_stats, columns, ink)
+        if front and self.front.enabled and bed.source is TumorBedSource.MODEL:
+            from weakstil.tumorbed.front import slide_embedder
+
+            embed = slide_embedder(features.attrs, slide_path)
+            if embed is None:
+                log.warning("%s: the bed's front not refined: the slide %s is not there (give its path in a cohort "
+                            "CSV)", features.slide_id, features.attrs.get("slide_path"))
+                bed.seed_vetoes = f"{bed.seed_vetoes}; {NOT_READ}"
+            else:
+                bed = self.refine_front(bed, np.asarray(features.features), geom, features.tile_stats, columns, ink,
+                                        embed)
         if ink is not None:
             bed.ink_test, bed.ink_plane_rule = str(test.get("ink_test", "")), test.get("ink_plane_rule")
         if bed.source is TumorBedSource.MODEL:  # a bed it drew on a look it was never checked on: said (hunt 35e)
@@ -154,6 +170,34 @@ class TumorBedDetector:
             bed.unlike_detector = unlike_detector(SlideStain.from_attr(features.attrs.get("stain")),
                                                   self.meta.get("stain_reference"))
         return bed
+
+    def refine_front(self, bed: TumorBed, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None,
+                     stats_columns: list[str] | None, ink_share: np.ndarray | None, embed) -> TumorBed:
+        """``bed`` (this detector's, source model) drawn again with half-stride evidence at its front
+        (:mod:`weakstil.tumorbed.front`; ``embed(xy)``: the slide's tiles at level-0 ``xy``, embedded as its
+        features were); the bed as it was when the redrawn one fails the plausibility check."""
+        from weakstil.tumorbed.front import refined_mask
+
+        _, _, raw, _ = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
+        evidence = bed.evidence if bed.evidence is not None else raw
+        infiltrate = dark_nuclei_area(tile_stats, stats_columns) if self.shape.infiltrate_um > 0 else None
+
+        def predict(x: np.ndarray) -> np.ndarray:
+            return self.evidence.predict(x)
+
+        mask, n = refined_mask(bed.mask, evidence, raw, features, geom, self.shape, predict,
+                               bool(self.meta.get("per_slide_standardised", False)), embed, self.front.band_tiles,
+                               infiltrate)
+        fraction = geom.tile_fractions(mask, geom.mask_mpp)
+        unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
+        mass = unvetoed if self.plausibility.evidence == BEFORE_LYMPHOID_VETO else evidence
+        redrawn = TumorBed(mask, geom.mask_mpp, fraction, TumorBedSource.MODEL, bed.detail, evidence=bed.evidence,
+                           seed_vetoes=f"{bed.seed_vetoes}; front: {n} shifted tiles", incomplete=bed.incomplete,
+                           unlike_detector=bed.unlike_detector)
+        if not check_bed(redrawn.tile_flags, mass, self.plausibility).ok:
+            bed.seed_vetoes = f"{bed.seed_vetoes}; front: {n} shifted tiles, redrawn bed implausible, not used"
+            return bed
+        return redrawn
 
     def detect(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
                stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None) -> TumorBed:
@@ -240,6 +284,7 @@ class TumorBedDetector:
                 "context_radius": [int(r) for r in self.context_radii], "weakstil_version": code_version(),
                 "tile_stats_columns": list(self.stats_columns), "lymphoid_veto": self.veto.to_dict(),
                 "ink_veto": self.ink_veto.to_dict(), "tumour_cell_gate": self.cell_gate.to_dict(),
+                **({"front": self.front.to_dict()} if self.front.enabled else {}),
                 # the numerics it was trained with, as a MIL model records them (its own are numpy's)
                 "versions": self.meta.get("versions") or {"weakstil": code_version(),
                                                            **installed_versions(("numpy", "scipy", "scikit-image"))},
@@ -333,7 +378,7 @@ class TumorBedDetector:
                            Plausibility.from_dict(meta.get("plausibility", {})), radii, meta,
                            tuple(str(c) for c in meta.get("tile_stats_columns", [])),
                            LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")),
-                           TumourCellGate.from_dict(meta.get("tumour_cell_gate")))
+                           TumourCellGate.from_dict(meta.get("tumour_cell_gate")), FrontRefine.from_dict(meta.get("front")))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise WeakSTILError(f"model.json holds a value of the wrong type ({exc})", path=meta_path,
                                 fix=_META_FIX) from None
@@ -364,7 +409,7 @@ def _check_meta_types(meta: dict, meta_path: Path) -> None:
     """The sections every use of a detector reads are JSON objects, its tiling numbers: a 'tiling' edited
     into a string passed loading and was a TypeError ("this is a bug in weakstil") when a batch began
     (outside corruption sweep, hunt 37n)."""
-    for key in ("tiling", "features", "shape", "plausibility", "lymphoid_veto", "ink_veto", "tumour_cell_gate"):
+    for key in ("tiling", "features", "shape", "plausibility", "lymphoid_veto", "ink_veto", "tumour_cell_gate", "front"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise WeakSTILError(f"model.json's '{key}' is not a JSON object", path=meta_path, fix=_META_FIX)
     for key in ("mpp", "tile_px"):

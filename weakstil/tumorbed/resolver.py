@@ -224,7 +224,7 @@ class BedSources:
         """The detector's bed of the slide, for checking where its annotation lies (None without a detector)."""
         if self.detector is None:
             return None
-        return lambda: self.detector.detect_file(features)
+        return lambda: self.detector.detect_file(features, front=False)  # where it lies: the tiles' bed is enough
 
     def cohort(self, feature_paths: dict[str, Path], slide_paths: dict[str, str | Path] | None = None
                ) -> dict[str, np.ndarray] | None:

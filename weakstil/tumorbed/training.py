@@ -145,18 +145,22 @@ def fit_evidence(inputs: list[np.ndarray], labels: list[np.ndarray], used: list[
 
 
 def held_out_evidence(inputs: list[np.ndarray], labels: list[np.ndarray], used: list[np.ndarray], *,
-                      seed: int = 0, refine: int = REFINE_ROUNDS, neutral_k: int = 0) -> list[np.ndarray]:
+                      seed: int = 0, refine: int = REFINE_ROUNDS, neutral_k: int = 0,
+                      models: list | None = None) -> list[np.ndarray]:
     """Each slide's tumour evidence from a classifier fitted on the other slides (all slides
-    when there are fewer than 3: then the search is optimistic, and model.json says so)."""
+    when there are fewer than 3: then the search is optimistic, and model.json says so); each
+    slide's classifier appended to ``models`` when given."""
     n = len(inputs)
     if n < 3:
         model = fit_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
+        (models if models is not None else []).extend([model] * n)
         return [model.predict(x) for x in inputs]
     out = []
     for i in range(n):
         rest = [j for j in range(n) if j != i]
         model = fit_evidence([inputs[j] for j in rest], [labels[j] for j in rest], [used[j] for j in rest],
                              seed=seed, refine=refine, neutral_k=neutral_k)
+        (models if models is not None else []).append(model)
         out.append(model.predict(inputs[i]))
     return out
 
@@ -354,7 +358,8 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
                    lymphoid_veto: LymphoidVeto | None = None,
                    ink_veto: InkVeto | None = None, infiltrate: bool = True,
                    cell_gate: TumourCellGate | None = None,
-                   copies: Callable[[], tuple[dict[str, np.ndarray], dict]] | None = None) -> TumorBedDetector:
+                   copies: Callable[[], tuple[dict[str, np.ndarray], dict]] | None = None,
+                   front: Callable[[str], Callable | None] | None = None) -> TumorBedDetector:
     """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice.
 
     ``lymphoid_veto``: the rule applied to the evidence before the geometry (default: the
@@ -367,7 +372,9 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     warning, without tile statistics). ``copies``: called after the checks and the search, gives
     ``{slide_id: features}`` of jittered copies of slides' tiles and their record for model.json
     (weakstil.tumorbed.augment.augmented_copies); each copy joins the final classifier's fit only,
-    as a slide of its own with its original's labels. ``None``: no copies."""
+    as a slide of its own with its original's labels. ``None``: no copies. ``front(slide_id)``: that slide's
+    shifted-tile embedder (weakstil.tumorbed.front.slide_embedder), to choose the half-stride evidence at the
+    bed's front (:func:`weakstil.tumorbed.front.choose_front`); ``None``: not searched, off."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
@@ -380,7 +387,8 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
                   for x, s in zip(inputs, slides)]
     labelled = [training_labels(s.bed_fraction) for s in slides]
     labels, used = [y for y, _ in labelled], [u for _, u in labelled]
-    evidence = held_out_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k)
+    folds: list = []
+    evidence = held_out_evidence(inputs, labels, used, seed=seed, refine=refine, neutral_k=neutral_k, models=folds)
     veto = LymphoidVeto() if lymphoid_veto is None else lymphoid_veto
     if veto.enabled and any(s.tile_stats is None or s.stats_columns is None for s in slides):
         log.warning("lymphoid veto off: some annotated slides have no tile statistics (embed them again)")
@@ -389,12 +397,15 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     memo: dict = {}  # what the searches below share (search_shape)
     gate, evidence, gate_search, gated, searched = _choose_cell_gate(slides, evidence, veto, ink_rule, cell_gate, memo)
     ink_only = _vetoed_evidence(slides, evidence, LymphoidVeto(enabled=False), ink_rule)[0]
+    gated_raw = evidence  # the evidence before the vetoes: what a vetoed tile's shifted neighbours are capped by
     veto, (evidence, vetoed, inked), (shape, table, dice), veto_search = (
         searched or _search_veto(slides, evidence, veto, ink_rule, memo))
     infiltrate_search: list[dict] = []
     if infiltrate:
         shape, dice, infiltrate_search = _search_infiltrate(slides, evidence, shape, table, dice)
     plausibility = plausibility_rule(slides, evidence, shape, ink_only)
+    front_rule, front_search = _choose_front(slides, evidence, gated_raw, folds, shape, per_slide, front,
+                                             bool(context_radii) or bool(stats_columns) or gate.enabled)
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
     disagreeing = check_held_out(slides, evidence, shape, dice, cv)  # a focus left out, a swapped file...
     made, augmentation = copies() if copies is not None else ({}, {"enabled": False})
@@ -435,8 +446,9 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     meta["inked_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, inked)}
     meta["tumour_cell_gate_search"] = gate_search
     meta["tumour_cell_gated_cv"] = {s.slide_id: g for s, g in zip(slides, gated)}
+    meta["front_search"] = front_search
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
-                                tuple(stats_columns), veto, ink_rule, gate)
+                                tuple(stats_columns), veto, ink_rule, gate, front_rule)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
              "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, %s%s%s)", len(slides), cv,
              dice.mean(), dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um,
@@ -449,3 +461,16 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
              "" if not veto.enabled else "; lymphoid tiles next to tumour restored by " +
              ("evidence and pale nuclei" if veto.restore_tumour_nuclei_area > RESTORE_BY_EVIDENCE else "evidence alone"))
     return detector
+
+
+def _choose_front(slides, evidence, raw, folds, shape, per_slide, front, other_inputs: bool):
+    """The front refinement (weakstil.tumorbed.front) chosen on the held-out evidence, and its record."""
+    from weakstil.tumorbed.front import FrontRefine, choose_front
+
+    if front is None:
+        return FrontRefine(), {"chosen": "off: not searched"}
+    if other_inputs or len(slides) < 3:  # context, tile statistics or the cell gate: not read for a shifted tile
+        return FrontRefine(), {"chosen": "off: needs tile-only evidence (no context, tile statistics, tumour-cell "
+                                         "gate) and 3 or more slides"}
+    return choose_front(slides, evidence, raw, [m.predict for m in folds], shape, per_slide, front)
+

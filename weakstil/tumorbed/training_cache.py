@@ -72,7 +72,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                               seed: int = 0, tile_stats: bool = False,
                               lymphoid_veto: bool = True, ink_veto: bool = True,
                               infiltrate: bool = True, tumour_cell_gate: bool = True,
-                              warn_unmatched: bool = True, augment: bool = True,
+                              warn_unmatched: bool = True, augment: bool = True, front: bool = True,
                               progress=None) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
@@ -202,8 +202,36 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
         def copies():
             return augmented_copies([(s.slide_id, features_of(s.slide_id), paths.get(s.slide_id)) for s in chosen],
                                     seed, device=settings.DEVICE, progress=progress)
+    embedders = _front_embedders(features_of, paths) if front else None
     return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
                           lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
                           ink_veto=InkVeto(enabled=bool(ink_veto)), infiltrate=infiltrate,
-                          cell_gate=TumourCellGate(enabled=bool(tumour_cell_gate)), copies=copies)
+                          cell_gate=TumourCellGate(enabled=bool(tumour_cell_gate)), copies=copies, front=embedders)
 
+
+def _front_embedders(features_of, paths: dict):
+    """``slide_id -> embed`` of its shifted tiles (weakstil.tumorbed.front.slide_embedder), the features' encoder
+    built once; ``None`` for a slide that cannot be read or whose encoder cannot be rebuilt (left out, said)."""
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed.augment import features_encoder
+    from weakstil.tumorbed.front import slide_embedder
+
+    encoders: dict = {}
+
+    def embedder(sid: str):
+        attrs = FeaturesFile.read_header(features_of(sid))[0]
+        key = (attrs.get("encoder"), attrs.get("weights_sha256"))
+        try:
+            if key not in encoders:
+                from weakstil import settings
+
+                encoders[key] = features_encoder(attrs, settings.DEVICE)
+        except WeakSTILError as exc:
+            log.warning("%s: its bed's front not tried at half stride: %s", sid, exc.message)
+            return None
+        embed = slide_embedder(attrs, paths.get(sid), encoders[key])
+        if embed is None:
+            log.warning("%s: its bed's front not tried at half stride: the slide is not there", sid)
+        return embed
+
+    return embedder

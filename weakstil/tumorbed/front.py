@@ -1,0 +1,276 @@
+"""Half-stride tumour evidence at the detected bed's front (hunt 45b, issue 14).
+
+The detector's tumour evidence is one sample per 112 µm tile, and the classifier reads a tile the
+front cuts through as almost all tumour or almost none (docs/tumorbed-quality.md, hunts 44g, 44k):
+two thirds of the detected bed's lost Dice lies within half a tile of the true front, and
+interpolating the tile evidence cannot place the front finer. So where the bed borders other
+tissue, the slide is read again at the three half-tile offsets (½, 0), (0, ½), (½, ½) of each tile,
+each such tile embedded as ``weakstil embed`` did (a scanner's sharpening undone, the features' stain
+normalisation, the features' own encoder) and read by the detector's own classifier (standardised
+with the slide's own tiles). Their evidence joins the tiles' on a grid of half the stride, and the bed
+is drawn again from it by the same seeds, bridge, enclosure and margin. Nothing but tumour evidence
+and geometry decides the bed (no lymphocyte density); vetoed tiles cap the shifted tiles that
+overlap them.
+
+Only near the front: shifted tiles whose centre lies within ``band_tiles`` tiles of the bed's
+border with other tissue (inside: within the margin plus that much). It is chosen by
+``tumorbed train`` (leave-one-slide-out on the annotated slides, kept only with a gain of
+:data:`FRONT_MIN_GAIN` mean Dice) and recorded in model.json as ``front``; detectors written
+before it have none and keep their beds. Applied only when the slide can be read: otherwise the
+tile-level bed is kept and the bed's ``seed_vetoes`` says ``front: slide not read``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: The front refinement is kept only when it raises the annotated slides' mean held-out Dice this much.
+FRONT_MIN_GAIN = 0.005
+#: Shifted tiles within this many tiles of the bed's border (hunt 45b: 0.5 / 1 / 1.5 gave 0.899 / 0.905 /
+#: 0.903 on 44b's held-out slides, 0.930 each on 42a's).
+BAND_TILES = 1.0
+#: A shifted tile with less of its area on tissue than this is not read (as the tiling keeps tiles).
+MIN_TISSUE = 0.5
+#: ``seed_vetoes`` word when the slide could not be read for it.
+NOT_READ = "front: slide not read"
+
+#: ``embed(level-0 xy (k, 2)) -> (k, D) features``, as the slide's features were made.
+Embed = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class FrontRefine:
+    """Half-stride evidence at the bed's front (module docstring); off unless chosen by training."""
+
+    enabled: bool = False
+    band_tiles: float = BAND_TILES
+
+    def to_dict(self) -> dict[str, float | bool]:
+        return {"enabled": bool(self.enabled), "band_tiles": float(self.band_tiles)}
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> FrontRefine:
+        """From model.json; a detector written without it (before hunt 45b) has it off."""
+        if not values:
+            return cls()
+        return cls(bool(values.get("enabled", False)), float(values.get("band_tiles", BAND_TILES)))
+
+
+def front_points(coords: np.ndarray, tile_size_level0: float, slide_mpp: float, tissue: np.ndarray,
+                 mask_mpp: float, bed: np.ndarray, margin_um: float, band_tiles: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The shifted tiles to read: their (k, 2) half-stride grid indices (row, column; a tile's own
+    position is (2 r, 2 c)) and level-0 (x, y) corners. Those next to a tile, mostly on tissue, whose
+    centre lies within ``band_tiles`` tiles of the bed's border with other tissue (inside the bed:
+    within ``margin_um`` plus that)."""
+    from scipy import ndimage as ndi
+
+    from weakstil.bed_geometry import grid_cells
+    from weakstil.tiling import mask_fractions
+
+    empty = np.zeros((0, 2), np.int64), np.zeros((0, 2), np.float64)
+    tissue, bed = np.asarray(tissue, bool), np.asarray(bed, bool)
+    other = tissue & ~bed
+    if len(coords) == 0 or not bed.any() or not other.any():
+        return empty
+    rows, cols, stride = grid_cells(coords, tile_size_level0)
+    near = {(2 * r + di, 2 * c + dj) for r, c in zip(rows.tolist(), cols.tolist())
+            for di in (-1, 0, 1) for dj in (-1, 0, 1) if (di or dj)}
+    ij = np.array(sorted(p for p in near if (p[0] % 2 or p[1] % 2) and min(p) >= 0), np.int64).reshape(-1, 2)
+    xy = np.stack([np.floor(ij[:, 1] * stride / 2), np.floor(ij[:, 0] * stride / 2)], axis=1)
+    on = mask_fractions(xy, tile_size_level0, tissue, mask_mpp, slide_mpp) >= MIN_TISSUE
+    ij, xy = ij[on], xy[on]
+    f = slide_mpp / mask_mpp
+    cy = np.clip(((xy[:, 1] + tile_size_level0 / 2) * f).astype(np.int64), 0, tissue.shape[0] - 1)
+    cx = np.clip(((xy[:, 0] + tile_size_level0 / 2) * f).astype(np.int64), 0, tissue.shape[1] - 1)
+    reach = band_tiles * tile_size_level0 * slide_mpp
+    inside = bed[cy, cx]
+    d_in = ndi.distance_transform_edt(~other)[cy, cx] * mask_mpp
+    d_out = ndi.distance_transform_edt(~bed)[cy, cx] * mask_mpp
+    keep = np.where(inside, d_in <= margin_um + reach, d_out <= reach)
+    return ij[keep], xy[keep]
+
+
+def point_evidence(predict: Callable[[np.ndarray], np.ndarray], features: np.ndarray, sampled: np.ndarray,
+                   per_slide: bool, ij: np.ndarray, coords: np.ndarray, tile_size_level0: float,
+                   evidence: np.ndarray, raw: np.ndarray) -> np.ndarray:
+    """The classifier's evidence for the shifted tiles' features ``sampled``, standardised with the slide's own
+    tiles (``features``) when the detector's are; a shifted tile overlapping a tile a veto lowered (``evidence``
+    under ``raw``) keeps no more than the largest evidence of the tiles it overlaps."""
+    from weakstil.bed_geometry import grid_cells
+
+    x = np.asarray(sampled, np.float32)
+    if per_slide:
+        f = np.asarray(features, np.float32)
+        x = (x - f.mean(0)) / (f.std(0) + 1e-6)
+    out = predict(x).astype(np.float32)
+    lowered = np.asarray(evidence) < np.asarray(raw) - 1e-6
+    if not lowered.any():
+        return out
+    rows, cols, _ = grid_cells(coords, tile_size_level0)
+    at = {(r, c): k for k, (r, c) in enumerate(zip(rows.tolist(), cols.tolist()))}
+    for k, (i, j) in enumerate(np.asarray(ij).tolist()):
+        over = [at[(a, b)] for a in {i // 2, (i + 1) // 2} for b in {j // 2, (j + 1) // 2} if (a, b) in at]
+        if any(lowered[o] for o in over):
+            out[k] = min(out[k], max(float(evidence[o]) for o in over))
+    return out
+
+
+def dense_to_mask(evidence: np.ndarray, coords: np.ndarray, tile_size_level0: float, slide_mpp: float,
+                  mask_shape: tuple[int, int], mask_mpp: float, smooth_um: float, ij: np.ndarray,
+                  sampled: np.ndarray) -> np.ndarray:
+    """As :func:`weakstil.bed_geometry.tiles_to_mask`, on a grid of half the stride: the tiles at (2 r, 2 c),
+    the shifted tiles' evidence at ``ij``, every other half-stride point the tiles' bilinear value there
+    (so away from the shifted tiles the map is the tiles'); ``smooth_um`` blurs that grid."""
+    from scipy import ndimage as ndi
+
+    from weakstil.bed_geometry import grid_cells
+
+    h, w = mask_shape
+    if len(evidence) == 0:
+        return np.zeros((h, w), np.float32)
+    rows, cols, stride = grid_cells(coords, tile_size_level0)
+    grid_v = np.zeros((rows.max() + 3, cols.max() + 3))
+    grid_w = np.zeros_like(grid_v)
+    grid_v[rows + 1, cols + 1], grid_w[rows + 1, cols + 1] = evidence, 1.0
+    half = np.meshgrid(np.arange(2 * grid_v.shape[0] - 1) / 2, np.arange(2 * grid_v.shape[1] - 1) / 2, indexing="ij")
+    num = ndi.map_coordinates(grid_v * grid_w, half, order=1, mode="constant")
+    den = ndi.map_coordinates(grid_w, half, order=1, mode="constant")
+    dv = np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0)
+    dw = (den > 1e-6).astype(np.float64)
+    if len(ij):
+        ij = np.asarray(ij, np.int64)
+        dv[ij[:, 0] + 2, ij[:, 1] + 2], dw[ij[:, 0] + 2, ij[:, 1] + 2] = sampled, 1.0
+    sigma = 2 * smooth_um / (stride * slide_mpp)
+    if sigma > 0:
+        v = ndi.gaussian_filter(dv * dw, sigma, mode="constant")
+        dv = np.where(dw > 0, v / np.maximum(ndi.gaussian_filter(dw, sigma, mode="constant"), 1e-9), 0.0)
+    f = mask_mpp / slide_mpp
+    yy = (((np.arange(h) + 0.5) * f - tile_size_level0 / 2) / stride + 1) * 2
+    xx = (((np.arange(w) + 0.5) * f - tile_size_level0 / 2) / stride + 1) * 2
+    gy, gx = np.meshgrid(yy, xx, indexing="ij")
+    num = ndi.map_coordinates(dv * dw, [gy, gx], order=1, mode="constant")
+    den = ndi.map_coordinates(dw, [gy, gx], order=1, mode="constant")
+    return np.where(den > 1e-6, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
+
+
+def refined_mask(bed: np.ndarray, evidence: np.ndarray, raw: np.ndarray, features: np.ndarray, geom, shape,
+                 predict: Callable[[np.ndarray], np.ndarray], per_slide: bool, embed: Embed, band_tiles: float,
+                 infiltrate: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """The bed drawn again with half-stride evidence at the front of ``bed`` (a mask on ``geom``'s tissue grid),
+    and how many shifted tiles were read. ``evidence``/``raw``: the tiles' seed evidence after / before the
+    vetoes; ``shape``: the detector's :class:`~weakstil.bed_geometry.BedShape`."""
+    from weakstil.bed_geometry import grow_bed, take_in_infiltrate, tiles_to_mask
+
+    tissue = np.asarray(geom.tissue_mask, bool)
+    ij, xy = front_points(geom.coords, geom.tile_size_level0, geom.slide_mpp, tissue, geom.mask_mpp, bed,
+                          shape.margin_um, band_tiles)
+    if not len(ij):
+        return np.asarray(bed, bool), 0
+    sampled = point_evidence(predict, features, embed(xy), per_slide, ij, geom.coords, geom.tile_size_level0,
+                             evidence, raw)
+    up = dense_to_mask(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp, tissue.shape, geom.mask_mpp,
+                       shape.smooth_um, ij, sampled)
+    mask = grow_bed((up >= shape.seed_threshold) & tissue, tissue, geom.mask_mpp, shape)
+    if shape.infiltrate_um > 0 and infiltrate is not None:
+        dark = tiles_to_mask(infiltrate, geom.coords, geom.tile_size_level0, geom.slide_mpp, tissue.shape,
+                             geom.mask_mpp)
+        mask = take_in_infiltrate(mask, dark, tissue, geom.mask_mpp, shape)
+    return mask, len(ij)
+
+
+def slide_embedder(attrs: dict, slide_path: str | Path | None = None, encoder=None) -> Embed | None:
+    """``embed(xy)`` for a feature file's slide (its ``attrs``): tiles read at level-0 ``xy`` and embedded
+    as its features were; ``None`` when the slide is not there (the caller keeps the tile-level bed)."""
+    from weakstil.tumorbed.augment import features_encoder
+    from weakstil.tumorbed.ink import features_slide
+
+    path = features_slide(attrs, slide_path)
+    if path is None:
+        return None
+    if encoder is None:
+        from weakstil import settings
+
+        encoder = features_encoder(attrs, settings.DEVICE)  # as the jittered copies: the GPU where there is one
+
+    def embed(xy: np.ndarray) -> np.ndarray:
+        import torch
+
+        from weakstil.embed import iter_tile_batches
+        from weakstil.slide import Slide
+        from weakstil.stain import Normaliser, SlideStain
+        from weakstil.unsharp import Sharpening, unsharpen
+
+        mpp, tile_px = float(attrs["mpp"]), int(attrs["tile_px"])
+        sharp = Sharpening.from_json(attrs.get("sharpening"))
+        norm = Normaliser(SlideStain.from_attr(attrs.get("stain"))) if str(attrs.get("stain_norm")) == "macenko" else None
+        out = np.zeros((len(xy), encoder.embed_dim), np.float32)
+        t0 = time.perf_counter()
+        with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide, torch.inference_mode():
+            for start, batch in iter_tile_batches(slide, np.asarray(xy), tile_px, mpp, 64):
+                tiles = batch.copy()
+                if sharp is not None and sharp.corrected:  # as weakstil.embed._write_cache did
+                    tiles = unsharpen(tiles, sharp.amount, sharp.sigma_um / mpp)
+                if norm is not None:
+                    tiles = norm(tiles)
+                out[start:start + len(tiles)] = encoder.run(
+                    torch.from_numpy(np.ascontiguousarray(tiles)).to(encoder.device)).float().cpu().numpy()
+        log.debug("%s: %d shifted tiles at the bed's front embedded in %.1f s", path, len(xy), time.perf_counter() - t0)
+        return out
+
+    return embed
+
+
+def choose_front(slides, evidence: list[np.ndarray], raw: list[np.ndarray], predictors: list, shape, per_slide: bool,
+                 embedders: Callable[[str], Embed | None], band_tiles: float = BAND_TILES) -> tuple[FrontRefine, dict]:
+    """Whether the detector refines its front (:class:`FrontRefine`) and the record for model.json: each
+    annotated slide's bed from its held-out ``evidence`` (after the vetoes; ``raw`` before them, ``predictors``
+    the fold's classifier) with ``shape``, without and with the half-stride evidence, scored by Dice against
+    its annotation on its own mask grid; kept when the mean gains :data:`FRONT_MIN_GAIN`. ``embedders(slide_id)``:
+    that slide's ``embed`` (None: not readable, the slide is left out of this choice)."""
+    from weakstil.bed_geometry import bed_from_evidence
+    from weakstil.tumorbed.veto import dark_nuclei_area
+
+    t0 = time.perf_counter()
+    off, on, per_slide_dice, not_read, shifted = [], [], {}, [], 0
+    for s, ev, r, predict in zip(slides, evidence, raw, predictors):
+        embed = embedders(s.slide_id)
+        if embed is None:
+            not_read.append(s.slide_id)
+            continue
+        g = s.geom
+        infiltrate = dark_nuclei_area(s.tile_stats, s.stats_columns) if shape.infiltrate_um > 0 else None
+        bed, _ = bed_from_evidence(ev, g.coords, g.tile_size_level0, g.slide_mpp, g.tissue_mask, g.mask_mpp, shape,
+                                   infiltrate)
+        redrawn, n = refined_mask(bed, ev, r, s.features, g, shape, predict, per_slide, embed, band_tiles, infiltrate)
+        truth = np.asarray(s.bed_mask, bool)
+        off.append(_dice(bed, truth))
+        on.append(_dice(redrawn, truth))
+        shifted += n
+        per_slide_dice[s.slide_id] = {"off": round(off[-1], 4), "on": round(on[-1], 4)}
+    record = {"band_tiles": float(band_tiles), "min_gain": FRONT_MIN_GAIN, "per_slide": per_slide_dice,
+              "not_read": not_read, "shifted_tiles": int(shifted), "seconds": round(time.perf_counter() - t0, 1)}
+    if not off:
+        record["chosen"] = "off: no annotated slide could be read"
+        return FrontRefine(), record
+    record.update(dice_off=round(float(np.mean(off)), 4), dice_on=round(float(np.mean(on)), 4),
+                  dice_min_off=round(float(np.min(off)), 4), dice_min_on=round(float(np.min(on)), 4))
+    gain = float(np.mean(on)) - float(np.mean(off))
+    chosen = gain >= FRONT_MIN_GAIN
+    record["chosen"] = "on" if chosen else f"off: gain {gain:+.4f} < {FRONT_MIN_GAIN:g}"
+    log.info("half-stride evidence at the bed's front: held-out Dice %.3f -> %.3f on %d slides (%d shifted tiles, "
+             "%.0f s): %s", record["dice_off"], record["dice_on"], len(off), shifted, record["seconds"], record["chosen"])
+    return FrontRefine(enabled=chosen, band_tiles=band_tiles), record
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(np.asarray(a, bool) & np.asarray(b, bool))) / total
