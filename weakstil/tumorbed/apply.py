@@ -386,6 +386,13 @@ def _claim(out: Path, sources: BedSources, overwrite: bool, run: str) -> None:
 
     mine = _detector_record(sources)
     theirs = _recorded_detector(out)
+    if theirs is not None and _runs(out) and not _runs(out, alive=True) and not any(out.glob("*.h5")):
+        # every run it lists was killed (SIGKILL, out of memory) before its first bed: it claims nothing, and
+        # another detector's run was refused ("holds the beds of ...": none) unless --overwrite (review h45e)
+        log.info("%s: its detector record was left by runs that were killed before they wrote a bed (%s): "
+                 "taken over", out, ", ".join(_runs(out)))
+        (out / DETECTOR_RECORD).unlink()
+        theirs = None
     for attempt in range(2):
         # the same detector folder trained again (the workflow retrains OUT/detector when an outline changes, and
         # reruns every bed): its beds are made again as their slides are applied (their request names the weights)
@@ -397,7 +404,7 @@ def _claim(out: Path, sources: BedSources, overwrite: bool, run: str) -> None:
                                  "pass --overwrite with all of its slides to make their beds again with this one")
         if theirs == mine or attempt:
             if run:  # joined: the record as it is (its detector's path), this run listed
-                _write_record(out, {**(_recorded_detector(out) or mine), "runs": sorted({*_runs(out), run})})
+                _write_record(out, {**(_recorded_detector(out) or mine), "runs": sorted({*_runs(out, True), run})})
             return
         out.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(out / DETECTOR_RECORD)
@@ -418,13 +425,28 @@ def _record_text(record: dict) -> str:
     return json.dumps({**record, "written_by": "weakstil tumorbed apply", "weakstil_version": code_version()}) + "\n"
 
 
-def _runs(out: Path) -> list[str]:
-    """The runs the record lists as using it (none: a record written before they were listed)."""
+def _runs(out: Path, alive: bool = False) -> list[str]:
+    """The runs the record lists as using it (none: a record written before they were listed); ``alive``: less those
+    of this host whose process is gone (killed: its ``finally`` never ran; another host's cannot be told)."""
+    import os
+    import socket
+
     try:
         runs = json.loads((out / DETECTOR_RECORD).read_text(encoding="utf-8")).get("runs") or []
     except (OSError, ValueError, AttributeError):
         return []
-    return [str(r) for r in runs] if isinstance(runs, list) else []
+    runs = [str(r) for r in runs] if isinstance(runs, list) else []
+    for run in list(runs) if alive else []:
+        host, _, rest = run.partition(":")
+        pid = rest.partition(":")[0]
+        try:
+            if host == socket.gethostname() and pid.isdigit() and int(pid) not in (0, os.getpid()):
+                os.kill(int(pid), 0)
+        except ProcessLookupError:
+            runs.remove(run)
+        except OSError:  # (another user's process: alive)
+            pass
+    return runs
 
 
 def _write_record(out: Path, record: dict) -> None:
@@ -446,7 +468,8 @@ def release_detector_claim(out: str | Path, run: str, made_folder: bool) -> None
     hunt 44c), so the record goes when no other run uses it and the folder holds nothing else (no bed, no other
     run's lock or temporary file), and the folder when this run made it. Under the record's lock, as the claim is:
     a run starting together with this one in a new folder had joined the record and was still loading its first
-    slide when this one removed it, and its beds then carried no claim (helper h45d)."""
+    slide when this one removed it, and its beds then carried no claim (helper h45d). A listed run of this host
+    that was killed (its release never ran) does not keep the record (review h45e)."""
     import os
 
     from weakstil.locks import OutputLock, lock_file
@@ -458,7 +481,7 @@ def release_detector_claim(out: str | Path, run: str, made_folder: bool) -> None
     try:
         with OutputLock(out / DETECTOR_RECORD):
             record = _recorded_detector(out)
-            others = [r for r in _runs(out) if r != run]
+            others = [r for r in _runs(out, alive=True) if r != run]
             if record is None:
                 return
             mine = {lock_file(out / DETECTOR_RECORD).name, DETECTOR_RECORD}
