@@ -10,7 +10,6 @@ user: a record only such runs list, in a folder without a bed, is taken over.
 
 import json
 import os
-import socket
 import subprocess
 import sys
 
@@ -19,9 +18,11 @@ import pytest
 
 def _dead_run() -> str:
     """The name a run of this host had, whose process has ended (as 'tumorbed apply' names its runs)."""
+    from weakstil.tumorbed.runs import run_host
+
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
-    return f"{socket.gethostname()}:{proc.pid}:deadbeef"
+    return f"{run_host()}:{proc.pid}:deadbeef"
 
 
 def _record(out, runs):
@@ -43,15 +44,18 @@ def test_a_record_left_by_a_killed_run_before_any_bed_is_taken_over(tmp_path):
     assert record["detector_sha256"] == "none" and record["runs"] == ["me:1:x"]
 
 
-@pytest.mark.parametrize("case", ["a live run", "a bed", "another host"])
+@pytest.mark.parametrize("case", ["a live run", "a bed", "another host", "another pid namespace"])
 def test_a_record_a_live_run_or_a_bed_needs_is_kept_and_refuses_another_detector(tmp_path, case):
     from weakstil.errors import UsageError
     from weakstil.tumorbed.apply import claim_detector_folder
     from weakstil.tumorbed.resolver import BedSources
+    from weakstil.tumorbed.runs import run_host
 
     out = tmp_path / "beds"
-    _record(out, {"a live run": [f"{socket.gethostname()}:{os.getppid()}:cafe"], "a bed": [_dead_run()],
-                  "another host": ["elsewhere.invalid:1:cafe"]}[case])
+    _record(out, {"a live run": [f"{run_host()}:{os.getppid()}:cafe"], "a bed": [_dead_run()],
+                  "another host": ["elsewhere.invalid:1:cafe"],
+                  # a container of the same host name (Docker's --network host): its pids are not this one's
+                  "another pid namespace": [_dead_run().replace(run_host(), run_host().split("/")[0] + "/1")]}[case])
     if case == "a bed":
         (out / "S1.h5").write_bytes(b"a bed")
     with pytest.raises(UsageError, match="holds the beds of /gone/det"):

@@ -115,10 +115,6 @@ def tumorbed_apply(
     OUT/<slide_id>.geojson (QuPath outline). A detected bed that is empty or implausibly small is
     replaced by the whole tissue ('bed fallback: tissue', source tissue-fallback). A bed made
     earlier from the same inputs is kept. Pass OUT as --tumorbed-beds to train, evaluate and score."""
-    import os
-    import socket
-    import uuid
-
     from weakstil.errors import UsageError
     from weakstil.outputdir import check_out_is_not_input, check_per_slide_out, model_folder_around
     from weakstil.tumorbed.apply import claim_detector_folder
@@ -153,9 +149,10 @@ def tumorbed_apply(
         check_detector_fits_some(sources, paths)
 
     from weakstil.tumorbed.apply import release_detector_claim
+    from weakstil.tumorbed.runs import run_name
 
     existed = out.exists()
-    run = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this run, in the record while it uses it
+    run = run_name()  # this run, in the record while it uses it
     # one detector's beds per folder (two runs with two detectors mixed them, slide by slide)
     claimed = bool(paths) and claim_detector_folder(out, sources, overwrite,
                                                     [(ids[Path(p).stem], Path(p).stem) for p in paths], run)

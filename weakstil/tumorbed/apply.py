@@ -427,26 +427,15 @@ def _record_text(record: dict) -> str:
 
 def _runs(out: Path, alive: bool = False) -> list[str]:
     """The runs the record lists as using it (none: a record written before they were listed); ``alive``: less those
-    of this host whose process is gone (killed: its ``finally`` never ran; another host's cannot be told)."""
-    import os
-    import socket
+    gone (killed: its ``finally`` never ran; :func:`weakstil.tumorbed.runs.gone`)."""
+    from weakstil.tumorbed.runs import gone
 
     try:
         runs = json.loads((out / DETECTOR_RECORD).read_text(encoding="utf-8")).get("runs") or []
     except (OSError, ValueError, AttributeError):
         return []
     runs = [str(r) for r in runs] if isinstance(runs, list) else []
-    for run in list(runs) if alive else []:
-        host, _, rest = run.partition(":")
-        pid = rest.partition(":")[0]
-        try:
-            if host == socket.gethostname() and pid.isdigit() and int(pid) not in (0, os.getpid()):
-                os.kill(int(pid), 0)
-        except ProcessLookupError:
-            runs.remove(run)
-        except OSError:  # (another user's process: alive)
-            pass
-    return runs
+    return [r for r in runs if not gone(r)] if alive else runs
 
 
 def _write_record(out: Path, record: dict) -> None:
