@@ -66,3 +66,20 @@ def test_a_detector_without_a_recorded_rule_is_not_called_rule_1(tmp_path, caplo
     assert detector.ink_veto.plane_rule == 0
     said = [r.getMessage() for r in caplog.records if "ink-plane rule" in r.getMessage()]
     assert len(said) == 1 and "1 or 2" in said[0] and "rule 1," not in said[0], said
+
+
+def test_a_models_bundled_detector_of_another_rule_is_not_told_to_be_retrained_in_place(tmp_path, caplog):
+    """MODEL/tumorbed drew the beds the model was trained on: retrained there, 'score' then says the bundled detector
+    is not the one the model was trained with. The fix names a new detector and the model trained with it."""
+    from weakstil.tumorbed.detector import TumorBedDetector
+
+    folder = _detector(tmp_path).rename(tmp_path / "tumorbed")  # as 'train --tumorbed' bundles it, in MODEL/
+    (tmp_path / "model.json").write_text("{}")
+    meta = json.loads((folder / "model.json").read_text())
+    del meta["ink_veto"]["plane_rule"]
+    (folder / "model.json").write_text(json.dumps(meta))
+    with caplog.at_level(logging.WARNING):
+        TumorBedDetector.load(folder)
+    said = [r.getMessage() for r in caplog.records if "ink-plane rule" in r.getMessage()]
+    assert len(said) == 1 and "bundled in the sTIL model" in said[0] and "weakstil train --tumorbed" in said[0]
+    assert "retrain it with" not in said[0], said[0]  # was: retrain it (in place) with 'weakstil tumorbed train'
