@@ -83,3 +83,19 @@ def test_a_models_bundled_detector_of_another_rule_is_not_told_to_be_retrained_i
     said = [r.getMessage() for r in caplog.records if "ink-plane rule" in r.getMessage()]
     assert len(said) == 1 and "bundled in the sTIL model" in said[0] and "weakstil train --tumorbed" in said[0]
     assert "retrain it with" not in said[0], said[0]  # was: retrain it (in place) with 'weakstil tumorbed train'
+
+
+def test_a_bed_drawn_again_only_for_the_ink_plane_rule_is_told_apart(monkeypatch):
+    """After an upgrade 'tumorbed apply' drew every bed of a detector measuring ink over tissue again, with no word why
+    (h45d's request change); now such beds are told apart from beds redone for other inputs, and said once a run."""
+    from weakstil.tumorbed import precomputed
+
+    bed = "detector d model.safetensors:ab model.json:cd"
+    asked = {"bed": bed + " ink-plane rule 3", "cache_key": "k1", "weakstil_version": "0.1.0"}
+    for stored, only_rule in (({**asked, "bed": bed}, True),  # drawn before the rule was in the request
+                              ({**asked, "bed": bed + " ink-plane rule 2"}, True),
+                              ({**asked, "bed": bed, "cache_key": "k0"}, False),  # other features too
+                              ({**asked, "bed": "detector e model.safetensors:ef model.json:cd"}, False),
+                              (asked, False)):  # the same request (kept, not drawn again)
+        monkeypatch.setattr(precomputed.BedFile, "read_header", lambda path, s=stored: ({"bed_request": json.dumps(s)}, {}))
+        assert precomputed.other_rule_only("S1.h5", json.dumps(asked)) is only_rule, stored

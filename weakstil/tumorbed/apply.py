@@ -25,6 +25,7 @@ from weakstil.runtime import library_versions, sha256_file
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.detector import TumorBedDetector
 from weakstil.tumorbed.resolver import BedSources
+from weakstil.tumorbed.precomputed import other_rule_only
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class AppliedBed:
     h5_path: Path
     geojson_path: Path
     kept: bool = False  #: the bed made earlier from the same inputs was kept, not made again
+    #: made again only as the earlier one was drawn under another ink-plane rule (said once for the run: review h45e)
+    other_rule: bool = False
 
     @property
     def ink_unread(self) -> bool:
@@ -272,6 +275,7 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     kept = None if overwrite else kept_bed(h5_path, geojson_path, request)
     if kept is not None:  # rewriting it would change its bytes, and 'score --tumorbed-beds' would score again
         return AppliedBed(label, kept, h5_path, geojson_path, kept=True)
+    other_rule = not overwrite and other_rule_only(h5_path, request)
     features = FeaturesFile.read(features_path)
     bed = sources.resolve(slide_id, features, slide_path)
     n_bed = int(bed.tile_flags.sum())
@@ -310,7 +314,8 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
         # the outline as written: an edit of it (QuPath) is not in this bed, and --tumorbed-beds says so
         provenance["outline_sha256"] = sha256_file(geojson_path)
         h5_path = write_bed(h5_path, slide_id, features, bed, provenance)
-    return AppliedBed(label, bed, h5_path, geojson_path)
+    return AppliedBed(label, bed, h5_path, geojson_path, other_rule=other_rule)
+
 
 
 #: ``tumorbed apply``'s record of the detector whose beds its --out holds (hunt 30c): two runs with

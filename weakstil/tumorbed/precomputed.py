@@ -5,6 +5,7 @@ such a bed first."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -153,8 +154,6 @@ def _veto_reads_tissue(attrs: dict) -> bool | None:
     """Whether the detector that drew a bed (``attrs``: its recorded folder, and weights that are still those)
     measures ink over tissue (False: on the glass only, as detectors trained before 2026-12-05 do, whose beds do not
     depend on the ink-plane rule and record none); None when that cannot be told."""
-    import json
-
     from weakstil.modeldir import WEIGHTS_FILE
     from weakstil.runtime import sha256_file
     from weakstil.tumorbed.ink import InkVeto
@@ -170,6 +169,18 @@ def _veto_reads_tissue(attrs: dict) -> bool | None:
         return None
     return veto.enabled and veto.over_tissue
 
+
+def other_rule_only(h5_path: Path, request: str) -> bool:
+    """Whether the bed file ``h5_path`` was made from ``request`` (``tumorbed apply``'s) but for the ink-plane rule:
+    drawn under another one, and so drawn again (said once for the run: review h45e)."""
+    try:
+        theirs, mine = json.loads(str(BedFile.read_header(h5_path)[0].get("bed_request", ""))), json.loads(request)
+    except (WeakSTILError, ValueError, OSError):
+        return False
+
+    def but_rule(asked: dict) -> dict:
+        return {**asked, "bed": str(asked.get("bed")).rsplit(" ink-plane rule ", 1)[0]}
+    return isinstance(theirs, dict) and theirs.get("bed") != mine.get("bed") and but_rule(theirs) == but_rule(mine)
 
 def detector_behind_beds(beds: str | Path, slide_ids: set[str] | None = None) -> Path | None:
     """The detector folder that drew the beds in ``beds`` (``weakstil tumorbed apply --out``; of
