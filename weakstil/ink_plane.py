@@ -57,8 +57,16 @@ OWN_PLANE_INK_RATIO = 0.5
 #: same whichever way the slide lies (:func:`absorbance`'s glass and :func:`subsample`'s pixels: helper h45d). A
 #: detector whose veto was chosen under another rule is told (its veto tiles differ on some slides), not silently.
 INK_PLANE_RULE = 3
+
 #: What ``ink_and_stain`` records as the slide's ink test (``test["ink_test"]``): the plane the ink was measured against.
 STAIN_PLANE, OWN_PLANE, NOT_CHECKED = "stain plane", "own plane", "not checked"
+
+
+def rule_said(rule: int) -> str:
+    """An ink-plane rule as a warning names it: 0 is a detector or bed that records none, made before helper h45d
+    recorded it, so under rule 1 or 2 (which of the two cannot be told: until review h45e it was called rule 1, and
+    the detectors and beds most in use, drawn since hunt 44b, are rule 2)."""
+    return f"ink-plane rule {rule}" if rule > 0 else f"an ink-plane rule before {INK_PLANE_RULE} (1 or 2, not recorded)"
 
 
 def ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float,

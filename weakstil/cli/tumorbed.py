@@ -120,10 +120,6 @@ def tumorbed_apply(
     OUT/<slide_id>.geojson (QuPath outline). A detected bed that is empty or implausibly small is
     replaced by the whole tissue ('bed fallback: tissue', source tissue-fallback). A bed made
     earlier from the same inputs is kept. Pass OUT as --tumorbed-beds to train, evaluate and score."""
-    import os
-    import socket
-    import uuid
-
     from weakstil.errors import UsageError
     from weakstil.outputdir import check_out_is_not_input, check_per_slide_out, model_folder_around
     from weakstil.tumorbed.apply import claim_detector_folder
@@ -158,9 +154,10 @@ def tumorbed_apply(
         check_detector_fits_some(sources, paths)
 
     from weakstil.tumorbed.apply import release_detector_claim
+    from weakstil.tumorbed.runs import run_name
 
     existed = out.exists()
-    run = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"  # this run, in the record while it uses it
+    run = run_name()  # this run, in the record while it uses it
     # one detector's beds per folder (two runs with two detectors mixed them, slide by slide)
     claimed = bool(paths) and claim_detector_folder(out, sources, overwrite,
                                                     [(ids[Path(p).stem], Path(p).stem) for p in paths], run)
@@ -179,6 +176,7 @@ def _apply_each(out: Path, paths: list, ids: dict, slide_of: dict, sources, over
     from weakstil.tumorbed.apply import apply_tumorbed
 
     unread: list[str] = []  # slides whose ink veto fell away: their files are not where the features say
+    redrawn: list[str] = []  # beds made again only for the ink-plane rule: said once, not left unexplained (h45e)
 
     def one(path: Path) -> None:
         applied = apply_tumorbed(path, out, sources, slide_id=ids[Path(path).stem], overwrite=overwrite,
@@ -186,8 +184,15 @@ def _apply_each(out: Path, paths: list, ids: dict, slide_of: dict, sources, over
         mark(out, "tumorbed apply")
         typer.echo(applied.summary())
         unread.extend([applied.slide_id] if applied.ink_unread else [])
+        redrawn.extend([applied.slide_id] if applied.other_rule else [])
 
     for_each_slide(paths, failures, lambda p: slide_file(out, Path(p).stem), one)
+    if redrawn:
+        from weakstil.ink_plane import INK_PLANE_RULE
+
+        log.info("%d of %d beds were drawn again, not kept, as they had been drawn under another ink-plane rule "
+                 "(the ink veto now measures ink over tissue under rule %d: weakstil.ink_plane.INK_PLANE_RULE): %s%s",
+                 len(redrawn), len(paths), INK_PLANE_RULE, ", ".join(redrawn[:5]), " ..." if len(redrawn) > 5 else "")
     if unread:  # each was an info line among the beds: a moved slide folder lost the veto unnoticed
         log.warning("%d of %d beds were drawn without the detector's ink veto, as their slides could not be read "
                     "where their features say (moved since they were embedded?): %s%s; marker ink on them may seed "

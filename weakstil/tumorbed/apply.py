@@ -25,6 +25,7 @@ from weakstil.runtime import library_versions, sha256_file
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.detector import TumorBedDetector
 from weakstil.tumorbed.resolver import BedSources
+from weakstil.tumorbed.precomputed import other_rule_only
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,8 @@ class AppliedBed:
     h5_path: Path
     geojson_path: Path
     kept: bool = False  #: the bed made earlier from the same inputs was kept, not made again
+    #: made again only as the earlier one was drawn under another ink-plane rule (said once for the run: review h45e)
+    other_rule: bool = False
 
     @property
     def ink_unread(self) -> bool:
@@ -272,6 +275,7 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     kept = None if overwrite else kept_bed(h5_path, geojson_path, request)
     if kept is not None:  # rewriting it would change its bytes, and 'score --tumorbed-beds' would score again
         return AppliedBed(label, kept, h5_path, geojson_path, kept=True)
+    other_rule = not overwrite and other_rule_only(h5_path, request)
     features = FeaturesFile.read(features_path)
     bed = sources.resolve(slide_id, features, slide_path)
     n_bed = int(bed.tile_flags.sum())
@@ -310,7 +314,8 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
         # the outline as written: an edit of it (QuPath) is not in this bed, and --tumorbed-beds says so
         provenance["outline_sha256"] = sha256_file(geojson_path)
         h5_path = write_bed(h5_path, slide_id, features, bed, provenance)
-    return AppliedBed(label, bed, h5_path, geojson_path)
+    return AppliedBed(label, bed, h5_path, geojson_path, other_rule=other_rule)
+
 
 
 #: ``tumorbed apply``'s record of the detector whose beds its --out holds (hunt 30c): two runs with
@@ -386,6 +391,13 @@ def _claim(out: Path, sources: BedSources, overwrite: bool, run: str) -> None:
 
     mine = _detector_record(sources)
     theirs = _recorded_detector(out)
+    if theirs is not None and _runs(out) and not _runs(out, alive=True) and not any(out.glob("*.h5")):
+        # every run it lists was killed (SIGKILL, out of memory) before its first bed: it claims nothing, and
+        # another detector's run was refused ("holds the beds of ...": none) unless --overwrite (review h45e)
+        log.info("%s: its detector record was left by runs that were killed before they wrote a bed (%s): "
+                 "taken over", out, ", ".join(_runs(out)))
+        (out / DETECTOR_RECORD).unlink()
+        theirs = None
     for attempt in range(2):
         # the same detector folder trained again (the workflow retrains OUT/detector when an outline changes, and
         # reruns every bed): its beds are made again as their slides are applied (their request names the weights)
@@ -397,7 +409,7 @@ def _claim(out: Path, sources: BedSources, overwrite: bool, run: str) -> None:
                                  "pass --overwrite with all of its slides to make their beds again with this one")
         if theirs == mine or attempt:
             if run:  # joined: the record as it is (its detector's path), this run listed
-                _write_record(out, {**(_recorded_detector(out) or mine), "runs": sorted({*_runs(out), run})})
+                _write_record(out, {**(_recorded_detector(out) or mine), "runs": sorted({*_runs(out, True), run})})
             return
         out.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(out / DETECTOR_RECORD)
@@ -418,13 +430,17 @@ def _record_text(record: dict) -> str:
     return json.dumps({**record, "written_by": "weakstil tumorbed apply", "weakstil_version": code_version()}) + "\n"
 
 
-def _runs(out: Path) -> list[str]:
-    """The runs the record lists as using it (none: a record written before they were listed)."""
+def _runs(out: Path, alive: bool = False) -> list[str]:
+    """The runs the record lists as using it (none: a record written before they were listed); ``alive``: less those
+    gone (killed: its ``finally`` never ran; :func:`weakstil.tumorbed.runs.gone`)."""
+    from weakstil.tumorbed.runs import gone
+
     try:
         runs = json.loads((out / DETECTOR_RECORD).read_text(encoding="utf-8")).get("runs") or []
     except (OSError, ValueError, AttributeError):
         return []
-    return [str(r) for r in runs] if isinstance(runs, list) else []
+    runs = [str(r) for r in runs] if isinstance(runs, list) else []
+    return [r for r in runs if not gone(r)] if alive else runs
 
 
 def _write_record(out: Path, record: dict) -> None:
@@ -446,7 +462,8 @@ def release_detector_claim(out: str | Path, run: str, made_folder: bool) -> None
     hunt 44c), so the record goes when no other run uses it and the folder holds nothing else (no bed, no other
     run's lock or temporary file), and the folder when this run made it. Under the record's lock, as the claim is:
     a run starting together with this one in a new folder had joined the record and was still loading its first
-    slide when this one removed it, and its beds then carried no claim (helper h45d)."""
+    slide when this one removed it, and its beds then carried no claim (helper h45d). A listed run of this host
+    that was killed (its release never ran) does not keep the record (review h45e)."""
     import os
 
     from weakstil.locks import OutputLock, lock_file
@@ -458,7 +475,7 @@ def release_detector_claim(out: str | Path, run: str, made_folder: bool) -> None
     try:
         with OutputLock(out / DETECTOR_RECORD):
             record = _recorded_detector(out)
-            others = [r for r in _runs(out) if r != run]
+            others = [r for r in _runs(out, alive=True) if r != run]
             if record is None:
                 return
             mine = {lock_file(out / DETECTOR_RECORD).name, DETECTOR_RECORD}

@@ -81,7 +81,7 @@ class TumorBed:
             out["tumorbed_seed_vetoes"] = self.seed_vetoes
         if self.ink_test:
             out["tumorbed_ink_test"] = self.ink_test
-            out["tumorbed_ink_plane_rule"] = int(self.ink_plane_rule or 1)
+            out["tumorbed_ink_plane_rule"] = int(self.ink_plane_rule or 0)  # 0: not recorded (1 or 2)
         if self.excluded is not None:  # measured (tile statistics version 5 on): how many bed tiles were crush, and the rule
             out["tumorbed_crush_tiles"] = self.n_excluded
             if self.excluded_at is not None:

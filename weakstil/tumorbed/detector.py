@@ -382,8 +382,10 @@ class TumorBedDetector:
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise WeakSTILError(f"model.json holds a value of the wrong type ({exc})", path=meta_path,
                                 fix=_META_FIX) from None
-        if detector.ink_veto.other_rule(directory):  # chosen under another ink test: told, not silently (helper h45d)
-            log.warning("%s", detector.ink_veto.other_rule(directory))
+        # chosen under another ink test: told, not silently (helper h45d); a model's bundled one, as such (h45e)
+        bundled = Path(directory).name == "tumorbed" and (Path(directory).parent / "model.json").is_file()
+        if said := detector.ink_veto.other_rule(directory, bundled):
+            log.warning("%s", said)
         return detector
 
 

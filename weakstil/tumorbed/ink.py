@@ -69,7 +69,8 @@ class InkVeto:
     over_tissue: bool = True
     #: an inked tile keeps up to the evidence of its clean neighbours (else: none)
     from_neighbours: bool = True
-    #: the ink-plane rule (:data:`weakstil.ink_plane.INK_PLANE_RULE`) it was chosen under; 1: recorded before hunt 44b
+    #: the ink-plane rule (:data:`weakstil.ink_plane.INK_PLANE_RULE`) it was chosen under; 0: not recorded (chosen
+    #: before helper h45d, under rule 1 or 2: :func:`weakstil.ink_plane.rule_said`)
     plane_rule: int = INK_PLANE_RULE
 
     def to_dict(self) -> dict[str, float | bool]:
@@ -77,16 +78,22 @@ class InkVeto:
                 "over_tissue": bool(self.over_tissue), "from_neighbours": bool(self.from_neighbours),
                 "plane_rule": int(self.plane_rule)}
 
-    def other_rule(self, where: object) -> str:
+    def other_rule(self, where: object, bundled: bool = False) -> str:
         """Why this veto's ink tiles differ from those it was chosen with (it measures ink over tissue under
-        another ink-plane rule than this WeakSTIL's), naming ``where`` (its detector); "" when they do not."""
+        another ink-plane rule than this WeakSTIL's), naming ``where`` (its detector; ``bundled``: a model's
+        ``MODEL/tumorbed``, which is not trained again in place: the model was trained on its beds); "" when
+        they do not."""
         if not (self.enabled and self.over_tissue) or self.plane_rule == INK_PLANE_RULE:
             return ""
-        return (f"{where}: its ink veto was chosen under ink-plane rule {self.plane_rule}, this WeakSTIL measures ink "
+        from weakstil.ink_plane import rule_said
+
+        return (f"{where}: its ink veto was chosen under {rule_said(self.plane_rule)}, this WeakSTIL measures ink "
                 f"over tissue under rule {INK_PLANE_RULE} (the slide's own stain plane where it holds the tissue "
                 "better; weakstil.ink_plane.INK_PLANE_RULE): on some slides other tiles are vetoed as ink than on "
-                "the slides it was chosen on; retrain it with 'weakstil tumorbed train' to choose the veto under "
-                "this rule")
+                "the slides it was chosen on; " + ("it is the detector bundled in the sTIL model around it: train "
+                "a detector with 'weakstil tumorbed train' and the model with it ('weakstil train --tumorbed'; "
+                "retrained in place, the model's beds would no longer be those it was trained on)" if bundled else
+                "retrain it with 'weakstil tumorbed train'") + " to choose the veto under this rule")
 
     @classmethod
     def from_dict(cls, values: dict | None) -> InkVeto:
@@ -96,7 +103,7 @@ class InkVeto:
             return cls(enabled=False)
         return cls(bool(values.get("enabled", True)), float(values.get("min_ink_area", cls.min_ink_area)),
                    bool(values.get("over_tissue", False)), bool(values.get("from_neighbours", False)),
-                   int(values.get("plane_rule", 1)))
+                   int(values.get("plane_rule", 0)))
 
 
 def tile_ink_share(thumbnail: np.ndarray, slide_width: int, slide_mpp: float, coords: np.ndarray,

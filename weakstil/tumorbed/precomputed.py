@@ -5,6 +5,7 @@ such a bed first."""
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -123,24 +124,63 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
 
 def ink_plane_rule_of(attrs: dict, path: Path) -> int | None:
     """The ink-plane rule (:data:`weakstil.ink_plane.INK_PLANE_RULE`) the ink veto of the bed file ``path``
-    (``attrs``) measured ink over tissue under (1: a bed that ran the veto before the rule was recorded; None: no ink
-    veto ran), with a warning naming the file when it is not this WeakSTIL's: its vetoed tiles, so its outline, may
-    differ from the bed drawn now (helper h45d: an older bed met silently)."""
-    from weakstil.ink_plane import INK_PLANE_RULE
+    (``attrs``) measured ink over tissue under (0: a bed drawn before the rule was recorded, under rule 1 or 2; None:
+    no ink veto ran, or one that reads ink on the glass only, where no plane is used), with a warning when it is not
+    this WeakSTIL's: its vetoed tiles, so its outline, may differ from the bed drawn now (helper h45d: an older bed met
+    silently). Said once for the folder, not for each of its beds (review h45e: a batch of 500 old beds gave 500
+    four-line warnings, in every command that read them)."""
+    from weakstil.ink_plane import INK_PLANE_RULE, rule_said
+    from weakstil.runtime import warn_once
 
     vetoes = str(attrs.get("seed_vetoes", ""))
     if "ink: " not in vetoes or "ink: off" in vetoes or "ink: slide not read" in vetoes:
         return None
+    if "ink_plane_rule" not in attrs and _veto_reads_tissue(attrs) is False:
+        return None  # (review h45e: such a bed was told to be drawn again, and 'tumorbed apply' kept it as it was)
     try:
-        rule = int(attrs.get("ink_plane_rule", 1))
+        rule = int(attrs.get("ink_plane_rule", 0))
     except (TypeError, ValueError):
         rule = 0
     if rule != INK_PLANE_RULE:
-        log.warning("%s: its tumour bed's ink veto measured ink over tissue under ink-plane rule %s, this WeakSTIL "
-                    "under rule %d (weakstil.ink_plane.INK_PLANE_RULE): other tiles may be vetoed as ink now; rerun "
-                    "'weakstil tumorbed apply' to draw the bed under this rule", path, rule or "unknown", INK_PLANE_RULE)
+        warn_once(log, ("ink-plane rule", str(Path(path).parent.resolve()), rule),
+                  "%s: tumour beds there (first met: %s) were drawn with an ink veto that measured ink over tissue under %s, "
+                  "this WeakSTIL under rule %d (weakstil.ink_plane.INK_PLANE_RULE): other tiles may be vetoed as ink "
+                  "now; rerun 'weakstil tumorbed apply' into it to draw them under this rule (said once for the "
+                  "folder)", Path(path).parent, Path(path).name, rule_said(rule), INK_PLANE_RULE)
     return rule
 
+
+def _veto_reads_tissue(attrs: dict) -> bool | None:
+    """Whether the detector that drew a bed (``attrs``: its recorded folder, and weights that are still those)
+    measures ink over tissue (False: on the glass only, as detectors trained before 2026-12-05 do, whose beds do not
+    depend on the ink-plane rule and record none); None when that cannot be told."""
+    from weakstil.modeldir import WEIGHTS_FILE
+    from weakstil.runtime import sha256_file
+    from weakstil.tumorbed.ink import InkVeto
+
+    folder = Path(str(attrs.get("detector_path") or ""))
+    if not str(attrs.get("detector_path") or "") or not (folder / WEIGHTS_FILE).is_file():
+        return None
+    try:
+        if str(attrs.get("detector_sha256") or "") != sha256_file(folder / WEIGHTS_FILE):
+            return None  # trained again since: its model.json may not be the one that drew the bed
+        veto = InkVeto.from_dict(json.loads((folder / "model.json").read_text(encoding="utf-8")).get("ink_veto"))
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+    return veto.enabled and veto.over_tissue
+
+
+def other_rule_only(h5_path: Path, request: str) -> bool:
+    """Whether the bed file ``h5_path`` was made from ``request`` (``tumorbed apply``'s) but for the ink-plane rule:
+    drawn under another one, and so drawn again (said once for the run: review h45e)."""
+    try:
+        theirs, mine = json.loads(str(BedFile.read_header(h5_path)[0].get("bed_request", ""))), json.loads(request)
+    except (WeakSTILError, ValueError, OSError):
+        return False
+
+    def but_rule(asked: dict) -> dict:
+        return {**asked, "bed": str(asked.get("bed")).rsplit(" ink-plane rule ", 1)[0]}
+    return isinstance(theirs, dict) and theirs.get("bed") != mine.get("bed") and but_rule(theirs) == but_rule(mine)
 
 def detector_behind_beds(beds: str | Path, slide_ids: set[str] | None = None) -> Path | None:
     """The detector folder that drew the beds in ``beds`` (``weakstil tumorbed apply --out``; of
