@@ -97,9 +97,10 @@ def test_model_json_tiling_without_tile_size_or_with_a_broken_key_is_refused(cv_
     assert result.returncode == 1 and "model.json 'tiling' key is not a tiling" in said and "overlap_px" in said
 
 
-def test_report_of_a_model_missing_its_calibration_says_so_once(cv_model, tmp_path):
+def test_report_of_a_model_missing_its_calibration_says_so_once(cv_model, tmp_path, monkeypatch):
     """``weakstil report`` on a model folder copied without qc/calibration.json wrote a report that
     looked whole, while ``weakstil score`` refuses that model (and without it no slide gets an interval)."""
+    monkeypatch.setenv("COLUMNS", "400")  # unwrapped log: at 80 columns the temp path decided where a phrase broke
     model = _copy(cv_model["model"], tmp_path / "model")
     (model / "qc" / "calibration.json").unlink()
     result = run_cli("report", "--model", model, "--out", tmp_path / "report")

@@ -48,6 +48,7 @@ def test_pretrain_cli_writes_encoder_resumes_and_embeds(tmp_path, monkeypatch):
     assert json.loads((out / "checkpoint.json").read_text())["step"] == 2
 
     # resume: the step count goes on from the checkpoint
+    monkeypatch.setenv("COLUMNS", "400")  # unwrapped log: at 80 columns the temp path decided where a phrase broke
     proc = run_cli(*args, "--steps", "4", "--resume")
     assert proc.returncode == 0, proc.stderr
     assert "resuming at step 2" in proc.stderr
