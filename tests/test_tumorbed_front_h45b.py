@@ -152,3 +152,91 @@ def test_shifted_tiles_are_embedded_as_the_features_were_and_an_unread_slide_kee
     det.front = FrontRefine(enabled=True)
     kept = det.detect_file(FeaturesFile.read(moved))
     assert NOT_READ in kept.seed_vetoes and np.array_equal(kept.mask, off.mask)
+
+
+def test_an_encoder_not_built_again_keeps_the_tile_level_bed_said_once_per_encoder(scored, trained, tmp_path,
+                                                                                    monkeypatch):
+    """Helper h45g: features embedded with weights that are not here (a checkpoint on another machine, hub weights
+    not cached offline, a file retrained since) failed the slide in 'tumorbed apply' and 'score' ("other weights
+    than the features were embedded with. Fix: ... train with --no-augment"), though the detector has its tile-level
+    bed. Now that bed, said in seed_vetoes, and the encoder tried once, not for every slide."""
+    import copy
+
+    import h5py
+
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed import augment
+    from weakstil.tumorbed.front import NO_ENCODER, FrontRefine
+
+    path = sorted((scored["root"] / "features").glob("*.h5"))[0]
+    det = copy.copy(trained)
+    det.front = FrontRefine(enabled=False)
+    off = det.detect_file(FeaturesFile.read(path))
+    det.front, det._front_encoders = FrontRefine(enabled=True), {}
+    built, real = [], augment.features_encoder
+    monkeypatch.setattr(augment, "features_encoder", lambda *a, **k: built.append(1) or real(*a, **k))
+    for name in ("a.h5", "b.h5"):  # two slides of the same (unbuildable) weights
+        moved = tmp_path / name
+        moved.write_bytes(path.read_bytes())
+        with h5py.File(moved, "a") as h:
+            h.attrs["weights_sha256"] = "0" * 64  # embedded with other weights than this encoder's
+        kept = det.detect_file(FeaturesFile.read(moved))
+        assert NO_ENCODER in kept.seed_vetoes and np.array_equal(kept.mask, off.mask)
+        assert "other weights" in kept.seed_vetoes and kept.seed_vetoes.count(";") == off.seed_vetoes.count(";") + 1
+    assert len(built) == 1
+
+
+def test_features_of_another_encoder_card_are_not_embedded_again_through_this_one(scored, trained, tmp_path):
+    """Helper h45g: the encoder was rebuilt by name and weights hash alone, so features whose card differs from this
+    WeakSTIL's (an edited card file, a newer card's mean/std or input size) had their front read through the new
+    card: other features than the tiles' own, a different bed without a word. Now not rebuilt, the tile-level bed."""
+    import copy
+    import json
+
+    import h5py
+
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed.front import NO_ENCODER, FrontRefine
+
+    path = sorted((scored["root"] / "features").glob("*.h5"))[0]
+    moved = tmp_path / path.name
+    moved.write_bytes(path.read_bytes())
+    with h5py.File(moved, "a") as h:
+        card = json.loads(h.attrs["encoder_card"])
+        h.attrs["encoder_card"] = json.dumps({**card, "mean": [0.5, 0.5, 0.5]})  # embedded under another mean
+    det = copy.copy(trained)
+    det.front, det._front_encoders = FrontRefine(enabled=True), {}
+    bed = det.detect_file(FeaturesFile.read(moved))
+    assert NO_ENCODER in bed.seed_vetoes and "mean" in bed.seed_vetoes and "shifted tiles" not in bed.seed_vetoes
+
+
+def test_a_redrawn_bed_that_gives_up_more_than_its_front_can_move_keeps_the_tiles_bed():
+    """Helper h45g: forced on, a detector lost 42a's og42a_005 from 0.801 to 0.529 Dice: nests smaller than a tile,
+    each shifted tile seeing part of one, fell under the seed threshold and the redrawn bed gave up its inside. Now a
+    redrawn bed that gives up more of the tiles' bed than lies within half a tile of its front is not used (said);
+    one whose front moved is (44b's slides gave up at most 0.63 times that share)."""
+    import dataclasses
+
+    from weakstil.bed_geometry import BedShape
+    from weakstil.tumorbed.detector import TumorBedDetector
+    from weakstil.tumorbed.evidence import LogisticEvidence
+    from weakstil.tumorbed.front import FrontRefine
+
+    g = _geom()
+    cols = (g.coords[:, 0] / TILE).astype(int)
+    feats = np.where(cols <= 4, 10.0, -10.0).astype(np.float32)[:, None]  # tumour in tile columns 0-4
+    one = np.ones(1, np.float32)
+    det = TumorBedDetector(LogisticEvidence(one, 0.0, 0 * one, one), BedShape(seed_threshold=0.5, smooth_um=0.0,
+                           bridge_um=0.0, margin_um=0.0), front=FrontRefine(True))
+    bed = det.detect(feats, g)
+    assert bed.source.value == "model" and bed.mask[60].sum() == 50
+
+    def refined(embed):
+        return det.refine_front(dataclasses.replace(bed), feats, g, None, None, None, embed)
+
+    moved = refined(lambda xy: np.where(xy[:, 0] + TILE / 2 < 550, 10.0, -10.0).astype(np.float32)[:, None])
+    assert "shifted tiles" in moved.seed_vetoes and "not used" not in moved.seed_vetoes
+    assert 50 < moved.mask[60].sum() <= 55  # the front moved half a tile out, to the true one (550 µm)
+    lost = refined(lambda xy: np.full((len(xy), 1), -10.0, np.float32))  # every shifted tile reads as no tumour
+    assert "more than the 10% within half a tile of its front, not used" in lost.seed_vetoes
+    assert np.array_equal(lost.mask, bed.mask)
