@@ -97,6 +97,12 @@ def features_encoder(attrs: dict, device: str = "cpu"):
     if attrs.get("weights_sha256") and encoder.weights_sha256 != attrs["weights_sha256"]:
         raise WeakSTILError(f"encoder '{name}' rebuilt from {source or 'its card'} has other weights than the "
                             "features were embedded with", fix="embed the slides again, or train with --no-augment")
+    from weakstil.feature_cache import card_differences
+
+    changed = card_differences(attrs, encoder)  # the same weights through another card (an edited or newer card)
+    if changed:
+        raise WeakSTILError(f"encoder '{name}' rebuilt with another card than the features were embedded with "
+                            f"({', '.join(changed)})", fix="embed the slides again, or train with --no-augment")
     return encoder
 
 

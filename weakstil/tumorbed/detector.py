@@ -33,7 +33,7 @@ from weakstil.tumorbed.cellgate import (NO_TUMOUR_CELLS, TumourCellGate, apply_c
                                         seed_tiles_with_tumour_cells, seeds_without_tumour_cells,
                                         tumour_cells_left_out, tumour_on_other_pieces, OTHER_PIECE_TILES)
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
-from weakstil.tumorbed.front import NOT_READ, FrontRefine
+from weakstil.tumorbed.front import FrontRefine
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
 
@@ -71,6 +71,8 @@ class TumorBedDetector:
     cell_gate: TumourCellGate = field(default_factory=lambda: TumourCellGate(enabled=False))
     #: half-stride tumour evidence at the bed's front (weakstil.tumorbed.front; off unless training chose it)
     front: FrontRefine = field(default_factory=FrontRefine)
+    #: the features' encoders the front refinement built (or why not), once per encoder and weights
+    _front_encoders: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def model_id(self) -> str:
@@ -151,16 +153,20 @@ class TumorBedDetector:
         columns = stats_column_names(features.attr("tile_stats_columns"))
         bed = self.detect(np.asarray(features.features), geom, features.tile_stats, columns, ink)
         if front and self.front.enabled and bed.source is TumorBedSource.MODEL:
-            from weakstil.tumorbed.front import slide_embedder
+            from weakstil.tumorbed.front import NOT_READ, FrontUnread, front_embedder
 
-            embed = slide_embedder(features.attrs, slide_path)
-            if embed is None:
-                log.warning("%s: the bed's front not refined: the slide %s is not there (give its path in a cohort "
-                            "CSV)", features.slide_id, features.attrs.get("slide_path"))
-                bed.seed_vetoes = f"{bed.seed_vetoes}; {NOT_READ}"
-            else:
-                bed = self.refine_front(bed, np.asarray(features.features), geom, features.tile_stats, columns, ink,
-                                        embed)
+            embed, why = front_embedder(features.attrs, slide_path, self._front_encoders)
+            try:
+                if embed is not None:
+                    bed = self.refine_front(bed, np.asarray(features.features), geom, features.tile_stats, columns,
+                                            ink, embed)
+            except FrontUnread as exc:
+                why = str(exc)
+            if why:  # the tile-level bed, said in the bed file's seed_vetoes (and score's result file)
+                log.warning("%s: the bed's front not refined (%s)%s", features.slide_id, why,
+                            f": the slide {features.attrs.get('slide_path')} is not there (give its path in a cohort "
+                            "CSV)" if why == NOT_READ else "")
+                bed.seed_vetoes = f"{bed.seed_vetoes}; {why}"
         if ink is not None:
             bed.ink_test, bed.ink_plane_rule = str(test.get("ink_test", "")), test.get("ink_plane_rule")
         if bed.source is TumorBedSource.MODEL:  # a bed it drew on a look it was never checked on: said (hunt 35e)
@@ -176,7 +182,7 @@ class TumorBedDetector:
         """``bed`` (this detector's, source model) drawn again with half-stride evidence at its front
         (:mod:`weakstil.tumorbed.front`; ``embed(xy)``: the slide's tiles at level-0 ``xy``, embedded as its
         features were); the bed as it was when the redrawn one fails the plausibility check."""
-        from weakstil.tumorbed.front import refined_mask
+        from weakstil.tumorbed.front import lost_beyond_front, refined_mask
 
         _, _, raw, _ = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
         evidence = bed.evidence if bed.evidence is not None else raw
@@ -188,6 +194,11 @@ class TumorBedDetector:
         mask, n = refined_mask(bed.mask, evidence, raw, features, geom, self.shape, predict,
                                bool(self.meta.get("per_slide_standardised", False)), embed, self.front.band_tiles,
                                infiltrate)
+        lost = lost_beyond_front(bed.mask, mask, geom.tissue_mask, geom.mask_mpp,
+                                 geom.tile_size_level0 * geom.slide_mpp)
+        if lost:  # its seeds lost, not its front placed (nests smaller than a tile): the tiles' bed, said
+            bed.seed_vetoes = f"{bed.seed_vetoes}; front: {n} shifted tiles, {lost}"
+            return bed
         fraction = geom.tile_fractions(mask, geom.mask_mpp)
         unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
         mass = unvetoed if self.plausibility.evidence == BEFORE_LYMPHOID_VETO else evidence

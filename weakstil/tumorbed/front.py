@@ -41,6 +41,8 @@ BAND_TILES = 1.0
 MIN_TISSUE = 0.5
 #: ``seed_vetoes`` word when the slide could not be read for it.
 NOT_READ = "front: slide not read"
+#: ``seed_vetoes`` word when the features' encoder could not be built again (weights not here, other weights).
+NO_ENCODER = "front: encoder not rebuilt"
 
 #: ``embed(level-0 xy (k, 2)) -> (k, D) features``, as the slide's features were made.
 Embed = Callable[[np.ndarray], np.ndarray]
@@ -187,6 +189,28 @@ def refined_mask(bed: np.ndarray, evidence: np.ndarray, raw: np.ndarray, feature
     return mask, len(ij)
 
 
+def lost_beyond_front(bed: np.ndarray, redrawn: np.ndarray, tissue: np.ndarray, mask_mpp: float,
+                      tile_um: float) -> str:
+    """Why the ``redrawn`` bed is not used ("" when it is): it gives up more of the tile-level ``bed`` than lies within
+    half a tile of that bed's border with other tissue, all that evidence at half the stride can move a front by.
+    More is the refinement losing the bed's seeds, not placing its front: nests smaller than a tile, each shifted tile
+    seeing part of one, fell under the seed threshold (helper h45g: 42a's og42a_005 0.801 -> 0.529 Dice, og42a_004
+    0.198 -> 0.174, gave up 3.2 and 1.2 times that share; 44b's slides, whose Dice it raises, at most 0.63 times)."""
+    from scipy import ndimage as ndi
+
+    bed, tissue = np.asarray(bed, bool), np.asarray(tissue, bool)
+    other = tissue & ~bed
+    if not bed.any() or not other.any():
+        return ""
+    lost = int(np.count_nonzero(bed & ~np.asarray(redrawn, bool)))
+    near = int(np.count_nonzero(bed & (ndi.distance_transform_edt(~other) * mask_mpp <= tile_um / 2)))
+    if lost <= near:
+        return ""
+    total = int(np.count_nonzero(bed))
+    return (f"redrawn bed gave up {lost / total:.0%} of the tiles' bed, more than the {near / total:.0%} within half a "
+            "tile of its front, not used")
+
+
 def slide_embedder(attrs: dict, slide_path: str | Path | None = None, encoder=None) -> Embed | None:
     """``embed(xy)`` for a feature file's slide (its ``attrs``): tiles read at level-0 ``xy`` and embedded
     as its features were; ``None`` when the slide is not there (the caller keeps the tile-level bed)."""
@@ -204,7 +228,7 @@ def slide_embedder(attrs: dict, slide_path: str | Path | None = None, encoder=No
     def embed(xy: np.ndarray) -> np.ndarray:
         import torch
 
-        from weakstil.embed import iter_tile_batches
+        from weakstil.decode.batches import tile_batches
         from weakstil.slide import Slide
         from weakstil.stain import Normaliser, SlideStain
         from weakstil.unsharp import Sharpening, unsharpen
@@ -215,8 +239,12 @@ def slide_embedder(attrs: dict, slide_path: str | Path | None = None, encoder=No
         out = np.zeros((len(xy), encoder.embed_dim), np.float32)
         t0 = time.perf_counter()
         with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide, torch.inference_mode():
-            for start, batch in iter_tile_batches(slide, np.asarray(xy), tile_px, mpp, 64):
-                tiles = batch.copy()
+            # read as 'weakstil embed' read the tiles (weakstil.decode: a JPEG level's own tiles, reduced as it
+            # reduces them), not through OpenSlide's read_region: a 0.25 µm/px slide's tiles at 0.5 µm/px differed
+            # by up to 0.006 on features of about 0.07 (0.0002 now; helper h45g)
+            for start, batch in tile_batches(slide, np.asarray(xy), tile_px, mpp, encoder, batch_size=64,
+                                             decode="cpu", workers=0)[0]:
+                tiles = np.array(batch)
                 if sharp is not None and sharp.corrected:  # as weakstil.embed._write_cache did
                     tiles = unsharpen(tiles, sharp.amount, sharp.sigma_um / mpp)
                 if norm is not None:
@@ -227,6 +255,44 @@ def slide_embedder(attrs: dict, slide_path: str | Path | None = None, encoder=No
         return out
 
     return embed
+
+
+def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict) -> tuple[Embed | None, str]:
+    """:func:`slide_embedder` for ``apply``/``score``, the features' encoder built once per encoder and weights in
+    ``encoders`` (a failure kept too: not tried again for every slide); ``(None, why)`` when the slide or the
+    encoder is not there (the features embedded where a checkpoint was that is not here, hub weights not cached
+    offline, features of other weights, a slide that cannot be read): the caller keeps the tile-level bed and
+    records ``why`` (:data:`NOT_READ`, :data:`NO_ENCODER`), rather than failing a slide the detector has a bed for."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.tumorbed.augment import features_encoder
+    from weakstil.tumorbed.ink import features_slide
+
+    if features_slide(attrs, slide_path) is None:
+        return None, NOT_READ
+    key = tuple(str(attrs.get(k, "")) for k in ("encoder", "weights_sha256", "weights_source", "seed"))
+    if key not in encoders:
+        from weakstil import settings
+
+        try:
+            encoders[key] = features_encoder(attrs, settings.DEVICE)
+        except WeakSTILError as exc:
+            encoders[key] = exc
+    encoder = encoders[key]
+    if isinstance(encoder, WeakSTILError):  # ';' separates the words of seed_vetoes
+        return None, f"{NO_ENCODER} ({encoder.message.replace(';', ',')})"
+    embed = slide_embedder(attrs, slide_path, encoder)
+
+    def guarded(xy: np.ndarray) -> np.ndarray:
+        try:
+            return embed(xy)
+        except WeakSTILError as exc:  # a damaged slide: read as the ink veto reads it, not there
+            raise FrontUnread(f"{NOT_READ} ({exc.message.replace(';', ',')})") from exc
+
+    return guarded, ""
+
+
+class FrontUnread(Exception):
+    """The shifted tiles could not be read (:func:`front_embedder`); its message is the bed's word."""
 
 
 def choose_front(slides, evidence: list[np.ndarray], raw: list[np.ndarray], predictors: list, shape, per_slide: bool,
@@ -240,7 +306,7 @@ def choose_front(slides, evidence: list[np.ndarray], raw: list[np.ndarray], pred
     from weakstil.tumorbed.veto import dark_nuclei_area
 
     t0 = time.perf_counter()
-    off, on, per_slide_dice, not_read, shifted = [], [], {}, [], 0
+    off, on, per_slide_dice, not_read, shifted, guarded = [], [], {}, [], 0, []
     for s, ev, r, predict in zip(slides, evidence, raw, predictors):
         embed = embedders(s.slide_id)
         if embed is None:
@@ -251,13 +317,16 @@ def choose_front(slides, evidence: list[np.ndarray], raw: list[np.ndarray], pred
         bed, _ = bed_from_evidence(ev, g.coords, g.tile_size_level0, g.slide_mpp, g.tissue_mask, g.mask_mpp, shape,
                                    infiltrate)
         redrawn, n = refined_mask(bed, ev, r, s.features, g, shape, predict, per_slide, embed, band_tiles, infiltrate)
+        if lost_beyond_front(bed, redrawn, g.tissue_mask, g.mask_mpp, g.tile_size_level0 * g.slide_mpp):
+            redrawn = bed  # as detect_file does (TumorBedDetector.refine_front)
+            guarded.append(s.slide_id)
         truth = np.asarray(s.bed_mask, bool)
         off.append(_dice(bed, truth))
         on.append(_dice(redrawn, truth))
         shifted += n
         per_slide_dice[s.slide_id] = {"off": round(off[-1], 4), "on": round(on[-1], 4)}
     record = {"band_tiles": float(band_tiles), "min_gain": FRONT_MIN_GAIN, "per_slide": per_slide_dice,
-              "not_read": not_read, "shifted_tiles": int(shifted), "seconds": round(time.perf_counter() - t0, 1)}
+              "not_read": not_read, "lost_beyond_front": guarded, "shifted_tiles": int(shifted), "seconds": round(time.perf_counter() - t0, 1)}
     if not off:
         record["chosen"] = "off: no annotated slide could be read"
         return FrontRefine(), record
