@@ -254,8 +254,9 @@ def absorbance(plane: np.ndarray, mpp: float) -> np.ndarray:
     test's own-plane switch (:data:`OWN_PLANE_INK_RATIO`) was taken in 4 of its 8 orientations."""
     plane = np.asarray(plane)
     glass = max(float(np.percentile(plane, 99)), 1.0)
-    level = _glass_level(plane, mpp, glass)
-    return np.maximum(np.log10(level / np.maximum(plane, 1).astype(np.float32)), 0.0).astype(np.float32)
+    level = _glass_level(plane, mpp, glass)  # float32, this call's own: the density is made in its place
+    np.divide(level, np.maximum(plane, 1).astype(np.float32), out=level)
+    return np.maximum(np.log10(level, out=level), np.float32(0.0), out=level)
 
 
 def _glass_level(plane: np.ndarray, mpp: float, glass: float) -> np.ndarray:
