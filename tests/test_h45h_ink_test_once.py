@@ -77,6 +77,18 @@ def test_block_percentile_is_numpys():
     assert np.array_equal(_block_percentile_90(blocks), np.percentile(blocks, 90, axis=-1))
 
 
+def test_subsample_draws_the_merged_rows():
+    from weakstil.ink_plane import subsample
+
+    rng = np.random.default_rng(5)
+    od = (rng.random((60_000, 3)) * [0.5, 0.8, 0.3]).astype(np.float32)
+    od[:500] = od[500:1000]  # rows alike: one key
+    bits = od.view(np.uint32).astype(np.uint64)  # the merged (h45d) key
+    key = (bits[:, 0] * 0x9E3779B1 ^ bits[:, 1] * 0x85EBCA77 ^ bits[:, 2] * 0xC2B2AE3D) % np.uint64(0xFFFFFFFB)
+    chosen = np.argpartition(key, 6999)[:7000]
+    assert np.array_equal(subsample(od, 7000), od[chosen[np.argsort(key[chosen], kind="stable")]])
+
+
 @pytest.mark.parametrize("radius", [1, 3, 6])
 def test_open_disk_is_scipys_binary_opening(radius):
     from scipy import ndimage as ndi

@@ -341,7 +341,15 @@ def subsample(od: np.ndarray, n: int) -> np.ndarray:
     orientation; helper h44n); a draw by value takes the same ones whichever way the slide lies."""
     if len(od) <= n:
         return od
-    bits = np.ascontiguousarray(od, np.float32).view(np.uint32).astype(np.uint64)
-    key = (bits[:, 0] * 0x9E3779B1 ^ bits[:, 1] * 0x85EBCA77 ^ bits[:, 2] * 0xC2B2AE3D) % np.uint64(0xFFFFFFFB)
+    bits = np.ascontiguousarray(od, np.float32).view(np.uint32)
+    # (b0 * 0x9E3779B1 ^ b1 * 0x85EBCA77 ^ b2 * 0xC2B2AE3D) % 0xFFFFFFFB in uint64, column by column in place (a third
+    # of the time of the (n, 3) uint64 copy and its temporaries: helper h45h)
+    key = bits[:, 0].astype(np.uint64)
+    key *= np.uint64(0x9E3779B1)
+    for column, factor in ((1, 0x85EBCA77), (2, 0xC2B2AE3D)):
+        term = bits[:, column].astype(np.uint64)
+        term *= np.uint64(factor)
+        key ^= term
+    key %= np.uint64(0xFFFFFFFB)
     chosen = np.argpartition(key, n - 1)[:n]
     return od[chosen[np.argsort(key[chosen], kind="stable")]]
