@@ -13,9 +13,15 @@ grey at 4 µm/px (hunt 40i).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import hashlib
 import logging
+from collections.abc import Iterator
 
 import numpy as np
+
+from weakstil.scoped_cache import scoped_dict
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +56,8 @@ OFF_PLANE_MAX_SHARE = 0.5
 #: OFF_PLANE_MAX_SHARE (151-221 tiles ink-vetoed on 4 of 36 slides, silently); off their own plane 0-2 %. Where ink
 #: itself pulls the own plane (a black stroke over a third of the tissue) it trades the ink for stain: as much off.
 OWN_PLANE_INK_RATIO = 0.5
+#: The planes are fitted on this many of the stained pixels at most (:func:`subsample`).
+PLANE_SAMPLE = 200_000
 #: Which rule chose the plane ink over tissue is measured against, recorded with each bed (``ink_plane_rule``) and
 #: each detector's ink veto: 1, the stain vectors' plane refitted, the slide's own only where over
 #: :data:`OFF_PLANE_MAX_SHARE` of the tissue lay off it (before hunt 44b); 2, also the slide's own plane where it holds
@@ -76,28 +84,62 @@ def ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float,
     where no plane could be trusted). ``name``: the slide, named in the warning (hunt 41a: in a batch it named
     none, and the line sat before another slide's). ``test``: a dict given is told the plane the ink was measured
     against (``ink_test``: :data:`STAIN_PLANE`, :data:`OWN_PLANE` or :data:`NOT_CHECKED`) and the rule that chose it
-    (``ink_plane_rule``: :data:`INK_PLANE_RULE`), recorded with the slide's bed."""
+    (``ink_plane_rule``: :data:`INK_PLANE_RULE`), recorded with the slide's bed. Inside :func:`ink_tests_kept` a test
+    made already on the same slide, thumbnail, stain and resolution is given again (its masks read-only)."""
     told = {} if test is None else test
-    told.update(ink_test=NOT_CHECKED, ink_plane_rule=INK_PLANE_RULE)
-    rgb = np.asarray(rgb[..., :3])
-    none = np.zeros(rgb.shape[:2], bool)
+    rgb = np.ascontiguousarray(np.asarray(rgb)[..., :3])
     he = np.asarray(stain_he, np.float64)
+    kept = _KEPT.get()
+    key = None if kept is None else (str(name), rgb.shape, hashlib.blake2b(rgb).digest(), he.tobytes(), float(mpp))
+    if key is not None and key in kept:
+        masks, said = kept[key]
+        told.update(said)
+        return masks
+    told.update(ink_test=NOT_CHECKED, ink_plane_rule=INK_PLANE_RULE)
+    masks = _ink_and_stain(rgb, he, mpp, name, told)
+    if key is not None:
+        for mask in masks:
+            mask.flags.writeable = False  # shared by the slide's callers
+        kept.clear()  # the last slide's only
+        kept[key] = masks, {k: told[k] for k in ("ink_test", "ink_plane_rule")}
+    return masks
+
+
+#: The ink tests made inside :func:`ink_tests_kept` (None outside one): (slide, thumbnail, stain, µm/px) -> the masks
+#: and the test told; the last slide's only.
+_KEPT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("weakstil_ink_tests", default=None)
+
+
+@contextlib.contextmanager
+def ink_tests_kept() -> Iterator[None]:
+    """Inside the block a slide's ink test is made once for the callers that ask for it on the same thumbnail, stain
+    and resolution (``score``: the bed's ink veto and the QC's ink measure, 1-4 s each on a 6-megapixel thumbnail;
+    helper h45h), its masks read-only; at the block's end it is let go. Nested blocks share the outermost one's."""
+    with scoped_dict(_KEPT):
+        yield
+
+
+def _ink_and_stain(rgb: np.ndarray, he: np.ndarray, mpp: float, name: object, told: dict) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`ink_and_stain` made (``rgb`` the three channels, ``he`` float64)."""
+    none = np.zeros(rgb.shape[:2], bool)
     normal = np.cross(he[:, 0], he[:, 1])
     if not np.isfinite(normal).all() or np.linalg.norm(normal) < 1e-6:
         return none, none
     od = np.stack([absorbance(rgb[..., c], mpp) for c in range(3)], axis=-1)
     density = np.sqrt((od * od).sum(axis=-1))
     stained = od[density > OFF_PLANE_MIN_DENSITY]
-    normal = refit_normal(stained, normal / np.linalg.norm(normal))
-    ink, share = off_plane(od, density, normal, mpp)
-    own = own_plane(stained, normal) if share > 0 else None
-    own_ink, own_share = off_plane(od, density, own, mpp) if own is not None else (ink, share)
+    sample = subsample(stained, PLANE_SAMPLE)  # drawn once: each fit below took the same draw again
+    normal = refit_normal(sample, normal / np.linalg.norm(normal))
+    tissue = _smoothed_stain(density, mpp)  # the same for each plane tried
+    ink, share = off_plane(od, density, normal, mpp, tissue)
+    own = own_plane(sample, normal) if share > 0 else None
+    own_ink, own_share = off_plane(od, density, own, mpp, tissue) if own is not None else (ink, share)
     if own is None or own_share > OWN_PLANE_INK_RATIO * share:
         if share <= OFF_PLANE_MAX_SHARE:
             own = None
         else:  # most of the tissue off the plane is no ink: the image's own plane, whatever it holds
-            own = refit_normal(stained, None)
-            own_ink, own_share = off_plane(od, density, own, mpp)
+            own = refit_normal(sample, None)
+            own_ink, own_share = off_plane(od, density, own, mpp, tissue)
     if own is not None:
         _say_refitted(name, share, own_share)
         if own_share > OFF_PLANE_MAX_SHARE:
@@ -118,7 +160,7 @@ def own_plane(stained: np.ndarray, normal: np.ndarray) -> np.ndarray | None:
 
     if len(stained) < 100:
         return None
-    stained = subsample(stained, 200_000)
+    stained = subsample(stained, PLANE_SAMPLE)
     own = refit_normal(stained, None)
     od = stained.astype(np.float64)
     near = np.linalg.norm(od, axis=1) * OFF_PLANE_FIT_SINE
@@ -173,19 +215,29 @@ def _percent(share: float) -> str:
     return f"{pct:.0f}" if pct >= 9.5 else f"{pct:.1f}" if pct >= 0.995 else f"{pct:.2g}"
 
 
-def off_plane(od: np.ndarray, density: np.ndarray, normal: np.ndarray, mpp: float) -> tuple[np.ndarray, float]:
+def off_plane(od: np.ndarray, density: np.ndarray, normal: np.ndarray, mpp: float,
+              tissue: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """The ink over tissue against the plane with unit ``normal`` (module docstring), and its share of
-    the stained (smoothed) tissue."""
+    the stained (smoothed) tissue. ``tissue``: :func:`_smoothed_stain` of ``density`` where the caller has it (the
+    same for every plane tried)."""
     from scipy import ndimage as ndi
 
+    from weakstil.morphology import open_disk
+
     off = ndi.gaussian_filter(od @ normal.astype(np.float32), OFF_PLANE_SIGMA_UM / mpp)
-    stained = ndi.gaussian_filter(density, OFF_PLANE_SIGMA_UM / mpp) > OFF_PLANE_MIN_DENSITY
+    stained = _smoothed_stain(density, mpp) if tissue is None else tissue
     ink = (np.abs(off) >= OFF_PLANE_OD) & stained
     radius = int(round(OFF_PLANE_MIN_WIDTH_UM / (2 * mpp)))
     if radius > 0 and ink.any():
-        yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
-        ink = ndi.binary_opening(ink, yy * yy + xx * xx <= radius * radius)
+        ink = open_disk(ink, radius)
     return ink, float(ink.sum() / max(1, stained.sum()))
+
+
+def _smoothed_stain(density: np.ndarray, mpp: float) -> np.ndarray:
+    """The stained tissue as :func:`off_plane` counts it: the smoothed optical density over :data:`OFF_PLANE_MIN_DENSITY`."""
+    from scipy import ndimage as ndi
+
+    return ndi.gaussian_filter(density, OFF_PLANE_SIGMA_UM / mpp) > OFF_PLANE_MIN_DENSITY
 
 
 def absorbance(plane: np.ndarray, mpp: float) -> np.ndarray:
@@ -202,37 +254,72 @@ def absorbance(plane: np.ndarray, mpp: float) -> np.ndarray:
     test's own-plane switch (:data:`OWN_PLANE_INK_RATIO`) was taken in 4 of its 8 orientations."""
     plane = np.asarray(plane)
     glass = max(float(np.percentile(plane, 99)), 1.0)
+    level = _glass_level(plane, mpp, glass)  # float32, this call's own: the density is made in its place
+    np.divide(level, np.maximum(plane, 1).astype(np.float32), out=level)
+    return np.maximum(np.log10(level, out=level), np.float32(0.0), out=level)
+
+
+def _glass_level(plane: np.ndarray, mpp: float, glass: float) -> np.ndarray:
+    """Each pixel's glass level (float32, at most ``glass``, at least 1; :func:`absorbance`): the brightest of the
+    levels of the block grids laid from each corner. A side of whole blocks lays the same grid from either end, so
+    one grid per side is laid there; a side of another length two, offset. The grids' edges cut the image into cells
+    that each lie in one block of every grid: the brightest level is taken per cell, and the cells are spread over
+    their pixels once (helper h45h: each grid's levels were spread over the whole image, turned and mirrored back,
+    and the four taken pixel by pixel; 6 MP of odd sides took 1 s more per ink test than one grid)."""
     from weakstil.tissue import GLASS_BLOCK_PX
 
-    level = None
-    # from each corner; a side of whole blocks lays the same grid from either end, so it is laid once
-    cols = [slice(None)] + ([slice(None, None, -1)] if plane.shape[1] % GLASS_BLOCK_PX else [])
-    rows = [slice(None)] + ([slice(None, None, -1)] if plane.shape[0] % GLASS_BLOCK_PX else [])
-    for flip in [(r, c) for r in rows for c in cols]:
-        here = _block_glass(plane[flip], mpp, glass)[flip]
-        level = here if level is None else np.maximum(level, here)
-    return np.maximum(np.log10(level / np.maximum(plane, 1).astype(np.float32)), 0.0).astype(np.float32)
+    b = GLASS_BLOCK_PX
+    h, w = plane.shape
+    rows, cols = _grid_cells(h, b), _grid_cells(w, b)
+    cell = None
+    for r_pad, r_index in rows[1].items():
+        for c_pad, c_index in cols[1].items():
+            here = _block_glass(plane, mpp, glass, r_pad, c_pad)[np.ix_(r_index, c_index)]
+            cell = here if cell is None else np.maximum(cell, here)
+    return np.repeat(np.repeat(cell, rows[0], axis=0), cols[0], axis=1)
 
 
-def _block_glass(plane: np.ndarray, mpp: float, glass: float) -> np.ndarray:
-    """Each pixel's glass level (at most ``glass``, at least 1) from blocks laid from the top-left corner
-    (:func:`absorbance`)."""
+def _grid_cells(n: int, b: int) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """Along a side of ``n`` pixels: the lengths of the cells that the block grids' edges cut it into, and for each
+    grid (by the empty pixels before its first block: 0 laid from the start, ``-n % b`` from the end) the block
+    each cell lies in."""
+    pads = [0] + ([-n % b] if n % b else [])
+    edges = np.unique(np.concatenate([np.arange(-pad, n + b, b) for pad in pads]).clip(0, n))
+    return np.diff(edges), {pad: (edges[:-1] + pad) // b for pad in pads}
+
+
+def _block_glass(plane: np.ndarray, mpp: float, glass: float, r_pad: int = 0, c_pad: int = 0) -> np.ndarray:
+    """The glass level (at most ``glass``, at least 1) of each block of a grid laid ``r_pad`` and ``c_pad`` empty
+    pixels before the image's top-left corner (:func:`absorbance`): the bright end of the block, empty pixels
+    counted as 0, the brightest within :data:`weakstil.tissue.GLASS_REACH_UM`. Laid from the bottom-right corner
+    the blocks are those of the image turned half round, read back (the filter is symmetric)."""
     from scipy import ndimage as ndi
 
     from weakstil.tissue import GLASS_BLOCK_PX, GLASS_REACH_UM
 
     b = GLASS_BLOCK_PX
     h, w = plane.shape
-    hb, wb = -(-h // b), -(-w // b)
+    hb, wb = -(-(h + r_pad) // b), -(-(w + c_pad) // b)
     padded = np.zeros((hb * b, wb * b), np.uint8)
-    padded[:h, :w] = plane
-    blocks = np.percentile(padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b), 90, axis=-1)
+    padded[r_pad:r_pad + h, c_pad:c_pad + w] = plane
+    blocks = _block_percentile_90(padded.reshape(hb, b, wb, b).transpose(0, 2, 1, 3).reshape(hb, wb, b * b))
     reach = max(1, int(round(GLASS_REACH_UM / (mpp * b))))
     local = np.minimum(ndi.maximum_filter(blocks, size=2 * reach + 1, mode="nearest"), glass)
-    return np.repeat(np.repeat(np.maximum(local, 1.0).astype(np.float32), b, axis=0), b, axis=1)[:h, :w]
+    return np.maximum(local, 1.0).astype(np.float32)
 
 
-def refit_normal(od: np.ndarray, normal: np.ndarray | None, max_pixels: int = 200_000) -> np.ndarray:
+def _block_percentile_90(blocks: np.ndarray) -> np.ndarray:
+    """``np.percentile(blocks, 90, axis=-1)`` (float64) of uint8 values, exactly, from a radix sort (the two values
+    either side of the 90th percentile's place, halfway between them for 256 values): 40 % less time. Other
+    lengths go to ``np.percentile``."""
+    n = blocks.shape[-1]
+    if blocks.dtype != np.uint8 or n != 256:
+        return np.percentile(blocks, 90, axis=-1)
+    ordered = np.sort(blocks, axis=-1, kind="stable")  # uint8: a radix sort
+    return (ordered[..., 229].astype(np.float64) + ordered[..., 230]) * 0.5
+
+
+def refit_normal(od: np.ndarray, normal: np.ndarray | None, max_pixels: int | None = None) -> np.ndarray:
     """The normal of the stains' plane through the origin, refitted (uncentred second moments,
     three times) on the optical densities ``od`` (n, 3) within :data:`OFF_PLANE_FIT_SINE` of the
     current plane, starting from ``normal``: the feature file's stain vectors come from a few
@@ -241,7 +328,7 @@ def refit_normal(od: np.ndarray, normal: np.ndarray | None, max_pixels: int = 20
     no start (:func:`weakstil.stain.stain_plane_normal`)."""
     from weakstil.stain import stain_plane_normal
 
-    od = subsample(od, max_pixels)
+    od = subsample(od, PLANE_SAMPLE if max_pixels is None else max_pixels)
     if len(od) < 100 and normal is not None:
         return normal
     return stain_plane_normal(od.astype(np.float64), OFF_PLANE_FIT_SINE, start=normal)
@@ -254,7 +341,15 @@ def subsample(od: np.ndarray, n: int) -> np.ndarray:
     orientation; helper h44n); a draw by value takes the same ones whichever way the slide lies."""
     if len(od) <= n:
         return od
-    bits = np.ascontiguousarray(od, np.float32).view(np.uint32).astype(np.uint64)
-    key = (bits[:, 0] * 0x9E3779B1 ^ bits[:, 1] * 0x85EBCA77 ^ bits[:, 2] * 0xC2B2AE3D) % np.uint64(0xFFFFFFFB)
+    bits = np.ascontiguousarray(od, np.float32).view(np.uint32)
+    # (b0 * 0x9E3779B1 ^ b1 * 0x85EBCA77 ^ b2 * 0xC2B2AE3D) % 0xFFFFFFFB in uint64, column by column in place (a third
+    # of the time of the (n, 3) uint64 copy and its temporaries: helper h45h)
+    key = bits[:, 0].astype(np.uint64)
+    key *= np.uint64(0x9E3779B1)
+    for column, factor in ((1, 0x85EBCA77), (2, 0xC2B2AE3D)):
+        term = bits[:, column].astype(np.uint64)
+        term *= np.uint64(factor)
+        key ^= term
+    key %= np.uint64(0xFFFFFFFB)
     chosen = np.argpartition(key, n - 1)[:n]
     return od[chosen[np.argsort(key[chosen], kind="stable")]]

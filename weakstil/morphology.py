@@ -73,6 +73,23 @@ def dilate_disk(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarr
     return ndi.binary_dilation(mask, structure=disk(radius).astype(bool))
 
 
+def open_disk(mask: np.ndarray, radius: int, use_cv2: bool = True) -> np.ndarray:
+    """``scipy.ndimage.binary_opening(mask, disk(radius))``: the image's outside empty for the erosion (it erodes
+    within ``radius`` of the edge) and for the dilation (the ink test's strokes, :func:`weakstil.ink_plane.off_plane`:
+    0.4 s a 6-megapixel thumbnail with scipy)."""
+    mask = np.asarray(mask, bool)
+    if radius <= 0:
+        return mask.copy()
+    cv2 = _opencv(use_cv2)
+    if cv2 is not None:
+        m = np.ascontiguousarray(mask).view(np.uint8)
+        eroded = cv2.erode(m, disk(radius), borderType=cv2.BORDER_CONSTANT, borderValue=0)
+        return cv2.dilate(eroded, disk(radius), borderType=cv2.BORDER_CONSTANT, borderValue=0).astype(bool)
+    from scipy import ndimage as ndi
+
+    return ndi.binary_opening(mask, structure=disk(radius).astype(bool))
+
+
 def _closed_padded(mask: np.ndarray, radius: int, pad: int, mode: str, use_cv2: bool) -> np.ndarray:
     """Closing by a disc of ``radius`` of ``mask`` padded by ``pad`` pixels (``np.pad``'s ``mode``), cropped back."""
     padded = np.pad(mask, pad, mode=mode)

@@ -215,7 +215,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     from weakstil.errors import OutputError, from_os_error
     from weakstil.feature_cache import refuse_other_folder, refuse_read_only_cache
     from weakstil.fingerprint import recorded_in
-    from weakstil.ink_plane import new_run
+    from weakstil.ink_plane import ink_tests_kept, new_run
     from weakstil.locks import BusyError, in_turn
     from weakstil.outputdir import check_score_features, mark
     from weakstil.slide_ids import claim_ids
@@ -311,8 +311,9 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
                 t0 = time.perf_counter()
                 earlier_scan = recorded_in(slide_file(opts.out, slide_id), SlideScoresFile) if prev else None
                 try:
-                    with whole_levels_kept():  # a single-level slide read whole once for its overviews, let go after
-                        row = score_slide(path, ctx, progress=tick)  # it (not held while the next slides are embedded)
+                    # a single-level slide read whole once for its overviews, its ink test made once (bed and qc), let go after
+                    with whole_levels_kept(), ink_tests_kept():
+                        row = score_slide(path, ctx, progress=tick)  # (not held while the next slides are embedded)
                 except (WeakSTILError, OSError, MemoryError, RuntimeError) as exc:
                     if isinstance(exc, (MemoryError, RuntimeError)):  # this slide's (a large one's): the rest go on,
                         if (oom := out_of_memory(exc, path)) is None:  # as for any slide error (it ended the

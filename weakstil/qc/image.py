@@ -174,12 +174,14 @@ def optical_density(rgb: np.ndarray) -> np.ndarray:
 
 
 def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = None, stain=None,
-                    name: object = None, read_mpp: float | None = None) -> dict[str, Any]:
+                    name: object = None, read_mpp: float | None = None, ink_mpp: float | None = None) -> dict[str, Any]:
     """Stain, pen and fold statistics of an RGB thumbnail at ``mpp`` µm/px. ``tiles``: where the
     slide's tissue tiles lie on the thumbnail (bool), the tissue when the thumbnail shows none (a
     fragment smaller than the debris size at this resolution). ``stain``: the slide's
     :class:`~weakstil.stain.SlideStain` as its features were made (estimated on the thumbnail when None).
-    ``read_mpp``: µm/px of the pyramid level the thumbnail was read from (its JPEG block grid, for the scan-gap rule)."""
+    ``read_mpp``: µm/px of the pyramid level the thumbnail was read from (its JPEG block grid, for the scan-gap rule).
+    ``ink_mpp``: the thumbnail's pixel size as the bed's ink veto reads it (the slide's width over the thumbnail's), for
+    the ink test, which ``score`` then makes once for both (:func:`weakstil.ink_plane.ink_tests_kept`); default ``mpp``."""
     from scipy import ndimage as ndi
 
     from weakstil.ink_plane import ink_and_stain
@@ -223,7 +225,7 @@ def thumbnail_stats(thumb: np.ndarray, mpp: float, tiles: np.ndarray | None = No
     # (weakstil.ink_plane: markers lie 0.2-0.4 of their density out of it): there the grey is the stains'
     # mix. Blue nuclei over orange stroma average to grey at 4 µm/px and read "ink 8.7-14.3 %" on 4 slides of
     # an outside tester's blue-orange look with no ink (hunt 40i). Ink on the glass is ink whatever its colour.
-    ink = ink & ~(tissue & ink_and_stain(thumb, stain.he, mpp, name)[1])
+    ink = ink & ~(tissue & ink_and_stain(thumb, stain.he, mpp if ink_mpp is None else ink_mpp, name)[1])
     # ... in marker strokes (weakstil.stain.ink_strokes): lone hits are specks or pale tissue edges, no
     # ink (CMU-1-Small-Region: "ink 1.0 %", all lone hits; hard alt-look slides without ink up to 2.3 %)
     out["pen_share"] = float((ink & ink_strokes(thumb, mpp, ink, lone=False, min_width_um=PEN_STROKE_MIN_WIDTH_UM)).sum()
@@ -374,7 +376,8 @@ def slide_image_stats(slide, coords: np.ndarray, tissue_fraction: np.ndarray | N
     for x, y in np.asarray(coords, np.float64).reshape(-1, 2) * float(slide.mpp) / thumb_mpp:
         on_thumb[int(y):int(np.ceil(y + side)), int(x):int(np.ceil(x + side))] = True
     thumb = thumbnail_stats(image, thumb_mpp, tiles=on_thumb, stain=stain, name=getattr(slide, "slide_id", None) if name is None else name,
-                            read_mpp=slide.level_mpp(slide.best_level_for_mpp(thumb_mpp)))
+                            read_mpp=slide.level_mpp(slide.best_level_for_mpp(thumb_mpp)),
+                            ink_mpp=w * float(slide.mpp) / image.shape[1])  # as weakstil.tumorbed.ink.tile_ink_share
     idx = focus_tiles(coords, tissue_fraction, seed=seed)
     tiles = [slide.read_region(int(coords[i][0]), int(coords[i][1]), int(tile_px), float(mpp)) for i in idx]
     blur = tile_blur(tiles) if tiles else np.zeros(0)
