@@ -68,7 +68,7 @@ def test_h45f_a_slide_dark_everywhere_keeps_its_strengths(slides):
     # relative to the slide itself: a thick section leaves no tile out and keeps the plain fit's
     # strengths (its own, higher than the pale section's), not strengths brought back to the pale one's
     from weakstil.slide import Slide
-    from weakstil.stain import block_mean, estimate_stain, estimate_tiles
+    from weakstil.stain import BETA, IO, block_mean, estimate_stain, estimate_tiles
     from weakstil.stain_dark import dark_tiles
     from weakstil.tiles import find_tiles
 
@@ -79,5 +79,5 @@ def test_h45f_a_slide_dark_everywhere_keeps_its_strengths(slides):
         coords = np.asarray(tiles.coords)[estimate_tiles(slide, tiles)]
         blocks = block_mean(np.stack([slide.read_region(*c, 224, 0.5) for c in coords]), 8)
     plain = estimate_stain(blocks)
-    assert not dark_tiles(blocks, plain).any()
+    assert not dark_tiles(blocks, plain, io=IO, beta=BETA).any()
     assert np.allclose(thick.max_c, plain.max_c)

@@ -389,7 +389,8 @@ def estimate_slide_stain(slide, tiles=None) -> SlideStain:
     k = max(1, int(round(ESTIMATE_MPP / tiles.params.mpp)))
     coords = np.asarray(tiles.coords)[pick]
     blocks = np.concatenate([block_mean(batch, k) for _, batch in iter_batches_inline(spec, coords, 16)])
-    return without_dark_tiles(blocks, estimate_stain(blocks, white=white), white, coords, tiles.tile_size_level0)
+    return without_dark_tiles(blocks, estimate_stain(blocks, white=white), lambda b: estimate_stain(b, white=white),
+                              io=IO, beta=BETA, coords=coords, step=tiles.tile_size_level0)
 
 
 def optical_density(tiles: np.ndarray) -> np.ndarray:

@@ -55,20 +55,19 @@ def block_mean(tiles: np.ndarray, k: int) -> np.ndarray:
     return np.rint(blocks.mean(axis=(2, 4), dtype=np.float32)).astype(np.uint8)
 
 
-def dark_tiles(blocks: np.ndarray, stain, with_above: bool = False):
+def dark_tiles(blocks: np.ndarray, stain, *, io: float, beta: float, with_above: bool = False):
     """Which tiles (``blocks``: uint8 (n, h, w, 3), the tiles' block means) are too dark for their
-    slide under its first estimate ``stain`` (:class:`~weakstil.stain.SlideStain`): see the module.
+    slide under its first estimate ``stain`` (:class:`~weakstil.stain.SlideStain`; optical densities
+    against ``io``, blocks under ``beta`` in a channel unstained): see the module.
     None marked when fewer than :data:`DARK_MIN_TILES` tiles or more than :data:`DARK_MAX_SHARE` of them would be.
     ``with_above``: also which tiles are darker than the anchor tile (a pair of arrays)."""
-    from weakstil.stain import BETA, IO
-
     blocks = np.asarray(blocks)
     n = len(blocks)
     if n < DARK_MIN_TILES or blocks.ndim != 4:
         return (np.zeros(n, bool),) * 2 if with_above else np.zeros(n, bool)
-    od = -np.log((blocks.reshape(n, -1, 3).astype(np.float64) + 1.0) / IO) + stain.od_offset()
+    od = -np.log((blocks.reshape(n, -1, 3).astype(np.float64) + 1.0) / io) + stain.od_offset()
     total = (od @ np.linalg.pinv(stain.he).T).sum(-1)  # unscaled H + E: the ratio does not need max_c
-    stained = ~np.any(od < BETA, axis=-1)
+    stained = ~np.any(od < beta, axis=-1)
     enough = stained.sum(1) >= DARK_MIN_BLOCKS
     if enough.sum() < DARK_MIN_TILES:
         return (np.zeros(n, bool),) * 2 if with_above else np.zeros(n, bool)
@@ -82,17 +81,16 @@ def dark_tiles(blocks: np.ndarray, stain, with_above: bool = False):
     return (dark, level > anchor) if with_above else dark
 
 
-def without_dark_tiles(blocks: np.ndarray, stain, white=None, coords: np.ndarray | None = None, step: float = 0.0):
-    """``stain`` (:func:`weakstil.stain.estimate_stain` of all ``blocks``) fitted again without the
+def without_dark_tiles(blocks: np.ndarray, stain, fit, *, io: float, beta: float,
+                       coords: np.ndarray | None = None, step: float = 0.0):
+    """``stain`` (``fit(blocks)``: :func:`weakstil.stain.estimate_stain`) fitted again without the
     :func:`dark_tiles`, and without the tiles next to one (``coords``: the tiles' corners, ``step``
     apart) that are darker than the slide's :data:`DARK_ANCHOR` percentile tile: a fold is one piece,
     and the tile its edge crosses holds a share of it too small to mark but dark enough to set the
     99th percentiles. ``stain`` itself when none is dark or it is the reference."""
-    from weakstil import stain as stain_mod
-
     if stain.source != "macenko":
         return stain
-    dark, above = dark_tiles(blocks, stain, with_above=True)
+    dark, above = dark_tiles(blocks, stain, io=io, beta=beta, with_above=True)
     if not dark.any():
         return stain
     if coords is not None and step > 0:
@@ -100,7 +98,7 @@ def without_dark_tiles(blocks: np.ndarray, stain, white=None, coords: np.ndarray
         marked = {tuple(c) for c in cells[dark]}
         near = np.array([any((c[0] + i, c[1] + j) in marked for i in (-1, 0, 1) for j in (-1, 0, 1)) for c in cells])
         dark = dark | (near & above)
-    refit = stain_mod.estimate_stain(blocks[~dark], white=white)
+    refit = fit(blocks[~dark])
     log.debug("stain: %d of %d tiles too dark for the slide left out (fold?); strengths %s -> %s",
               int(dark.sum()), len(dark), np.round(stain.max_c, 3), np.round(refit.max_c, 3))
     return refit if refit.source == "macenko" else stain
