@@ -186,6 +186,8 @@ def open_context(opts: ScoreOptions) -> _Context:
                    model_json_sha256=sha256_file(meta_path))
     if opts.encoder is not None or opts.weights is not None:  # asked for: built now, a wrong one refused once
         ctx.encoder()
+    if beds.detector is not None:  # its front refinement embeds through this encoder, not a second copy
+        beds.detector.offered_encoder = ctx.encoder
     return ctx
 
 

@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -73,6 +73,8 @@ class TumorBedDetector:
     front: FrontRefine = field(default_factory=FrontRefine)
     #: the features' encoders the front refinement built (or why not), once per encoder and weights
     _front_encoders: dict = field(default_factory=dict, repr=False, compare=False)
+    #: an encoder its caller already holds (``score``'s), used for the front when it is the features' own
+    offered_encoder: Callable | None = field(default=None, repr=False, compare=False)
 
     @property
     def model_id(self) -> str:
@@ -155,7 +157,7 @@ class TumorBedDetector:
         if front and self.front.enabled and bed.source is TumorBedSource.MODEL:
             from weakstil.tumorbed.front import NOT_READ, FrontUnread, front_embedder
 
-            embed, why = front_embedder(features.attrs, slide_path, self._front_encoders)
+            embed, why = front_embedder(features.attrs, slide_path, self._front_encoders, self.offered_encoder)
             try:
                 if embed is not None:
                     bed = self.refine_front(bed, np.asarray(features.features), geom, features.tile_stats, columns,

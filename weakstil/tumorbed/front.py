@@ -257,12 +257,15 @@ def slide_embedder(attrs: dict, slide_path: str | Path | None = None, encoder=No
     return embed
 
 
-def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict) -> tuple[Embed | None, str]:
+def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict,
+                   offered: Callable | None = None) -> tuple[Embed | None, str]:
     """:func:`slide_embedder` for ``apply``/``score``, the features' encoder built once per encoder and weights in
     ``encoders`` (a failure kept too: not tried again for every slide); ``(None, why)`` when the slide or the
     encoder is not there (the features embedded where a checkpoint was that is not here, hub weights not cached
     offline, features of other weights, a slide that cannot be read): the caller keeps the tile-level bed and
-    records ``why`` (:data:`NOT_READ`, :data:`NO_ENCODER`), rather than failing a slide the detector has a bed for."""
+    records ``why`` (:data:`NOT_READ`, :data:`NO_ENCODER`), rather than failing a slide the detector has a bed for.
+    ``offered()``: an encoder the caller already holds (``score``'s, which embeds its slides), used when it has the
+    features' weights and card: a second copy of a UNI- or Virchow-sized encoder doubled the memory (helper h45i)."""
     from weakstil.errors import WeakSTILError
     from weakstil.tumorbed.augment import features_encoder
     from weakstil.tumorbed.ink import features_slide
@@ -274,7 +277,7 @@ def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict) -
         from weakstil import settings
 
         try:
-            encoders[key] = features_encoder(attrs, settings.DEVICE)
+            encoders[key] = _offered(attrs, offered) or features_encoder(attrs, settings.DEVICE)
         except WeakSTILError as exc:
             encoders[key] = exc
     encoder = encoders[key]
@@ -289,6 +292,22 @@ def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict) -
             raise FrontUnread(f"{NOT_READ} ({exc.message.replace(';', ',')})") from exc
 
     return guarded, ""
+
+
+def _offered(attrs: dict, offered: Callable | None):
+    """``offered()`` when it is the features' encoder (its weights hash and card), else None (built anew)."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.feature_cache import card_differences
+
+    if offered is None or not attrs.get("weights_sha256"):
+        return None
+    try:
+        encoder = offered()
+    except WeakSTILError:  # the caller's could not be built: the features' own is tried
+        return None
+    if encoder.weights_sha256 != attrs["weights_sha256"] or card_differences(attrs, encoder):
+        return None
+    return encoder
 
 
 class FrontUnread(Exception):
