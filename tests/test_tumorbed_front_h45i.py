@@ -37,16 +37,53 @@ def _score(scored, det, out, **opts):
                                                       workers=1, tumorbed_model=det, **opts), progress=False)
 
 
-def test_score_embeds_the_front_through_its_own_encoder_not_a_second_copy(scored, front_det, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def front_scored(scored, front_det, tmp_path_factory):
+    """The held-out slide scored with the front on, the encoders built meanwhile counted (the real ones, run)."""
     from weakstil.encoders import factory
 
     built, real = [], factory.create_encoder
-    monkeypatch.setattr(factory, "create_encoder", lambda *a, **k: built.append(a[:1]) or real(*a, **k))
-    rows = _score(scored, front_det, tmp_path / "out")
-    assert rows[0]["status"] in ("ok", "tissue-fallback"), rows[0]
+    factory.create_encoder = lambda *a, **k: built.append(a[:1]) or real(*a, **k)
+    try:
+        out = tmp_path_factory.mktemp("front_scored") / "out"
+        rows = _score(scored, front_det, out)
+    finally:
+        factory.create_encoder = real
+    return {"rows": rows, "out": out, "built": built}
+
+
+def test_score_embeds_the_front_through_its_own_encoder_not_a_second_copy(scored, front_scored):
     import h5py
 
-    with h5py.File(tmp_path / "out" / f"{scored['held'].stem}.h5") as h:
+    assert front_scored["rows"][0]["status"] in ("ok", "tissue-fallback"), front_scored["rows"][0]
+    with h5py.File(front_scored["out"] / f"{scored['held'].stem}.h5") as h:
         said = str(h.attrs["tumorbed_seed_vetoes"])
     assert "shifted tiles" in said  # the front was read (through the embedding's encoder, really run)
-    assert len(built) == 1, built
+    assert len(front_scored["built"]) == 1, front_scored["built"]
+
+
+def test_results_csv_says_the_fronts_outcome_and_an_older_table_without_it_still_reads(scored, front_scored,
+                                                                                         tmp_path, caplog):
+    import shutil
+
+    import h5py
+    import pandas as pd
+
+    from weakstil.results_check import checked_records
+    from weakstil.tumorbed.front import FRONT_REFINED
+
+    out = tmp_path / "out"
+    shutil.copytree(front_scored["out"], out)
+    table = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False)
+    with h5py.File(out / f"{scored['held'].stem}.h5") as h:
+        file = str(h.attrs["tumorbed_front"])
+        said = str(h.attrs["tumorbed_seed_vetoes"])
+    row = table.iloc[0]
+    assert row["tumorbed_front"] == file == front_scored["rows"][0]["tumorbed_front"]
+    # refined, or why not: as the bed's seed_vetoes tells it
+    assert file == FRONT_REFINED if said.endswith("shifted tiles") else file.startswith("not refined: ")
+    table.drop(columns=["tumorbed_front"]).to_csv(out / "results.csv", index=False)  # an older WeakSTIL's table
+    old = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False).to_dict("records")
+    with caplog.at_level("WARNING"):
+        rec = checked_records(out, old)[0]
+    assert rec["tumorbed_front"] == file and "tumorbed_front" not in caplog.text  # from the file, unsaid

@@ -152,7 +152,7 @@ def kept_bed(h5_path: Path, geojson_path: Path, request: str) -> TumorBed | None
                     evidence=None if evidence is None else np.asarray(evidence, np.float32),
                     seed_vetoes=str(f.attr("seed_vetoes", "")), misplaced=str(f.attr("annotation_misplaced", "")),
                     incomplete=str(f.attr("bed_incomplete", "")), ink_test=str(f.attr("ink_test", "")),
-                    ink_plane_rule=f.attr("ink_plane_rule", None))
+                    ink_plane_rule=f.attr("ink_plane_rule", None), front=str(f.attr("front", "")))
 
 
 def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, provenance: dict[str, str]) -> Path:
@@ -161,6 +161,7 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
     attrs = {
         "slide_id": slide_id, "source": bed.source.value, "detail": bed.detail, **provenance,
         **({"seed_vetoes": bed.seed_vetoes} if bed.seed_vetoes else {}),
+        **({"front": bed.front} if bed.front else {}),  # the front refinement's outcome (weakstil.tumorbed.front)
         # which ink test the slide had and the rule that chose it (score warns on a bed of another rule)
         **({k.replace("tumorbed_", ""): v for k, v in bed.attrs().items() if k.startswith("tumorbed_ink_")}),
         # why the annotation looks misplaced (µm, a lower level): score's annotation_misplaced flag

@@ -43,6 +43,12 @@ MIN_TISSUE = 0.5
 NOT_READ = "front: slide not read"
 #: ``seed_vetoes`` word when the features' encoder could not be built again (weights not here, other weights).
 NO_ENCODER = "front: encoder not rebuilt"
+#: The front's outcome on a slide (TumorBed.front: the bed file's ``front``, score's ``tumorbed_front``).
+FRONT_REFINED = "refined"
+FRONT_NOT_READ = "not refined: slide not read"
+FRONT_NO_ENCODER = "not refined: encoder not rebuilt"
+FRONT_LOST = "not refined: lost beyond front"
+FRONT_IMPLAUSIBLE = "not refined: implausible"
 
 #: ``embed(level-0 xy (k, 2)) -> (k, D) features``, as the slide's features were made.
 Embed = Callable[[np.ndarray], np.ndarray]
