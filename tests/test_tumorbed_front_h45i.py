@@ -87,3 +87,31 @@ def test_results_csv_says_the_fronts_outcome_and_an_older_table_without_it_still
     with caplog.at_level("WARNING"):
         rec = checked_records(out, old)[0]
     assert rec["tumorbed_front"] == file and "tumorbed_front" not in caplog.text  # from the file, unsaid
+
+
+def test_a_bed_kept_without_its_front_for_want_of_the_encoder_is_drawn_again_once_the_encoder_is_back(
+        scored, front_det, tmp_path, monkeypatch):
+    """Was: 'tumorbed apply' kept the tile-level bed it drew while the features' weights were not here (its request
+    does not hold the encoder) on every rerun, the weights back or not."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.tumorbed import augment
+    from weakstil.tumorbed.apply import apply_tumorbed
+    from weakstil.tumorbed.front import FRONT_NO_ENCODER
+    from weakstil.tumorbed.resolver import BedSources
+
+    path = sorted((scored["root"] / "features").glob("*.h5"))[0]
+    out = tmp_path / "beds"
+    real = augment.features_encoder
+
+    def gone(*a, **k):
+        raise WeakSTILError("encoder 'small-cnn' has no published weights", fix="download them")
+
+    monkeypatch.setattr(augment, "features_encoder", gone)
+    first = apply_tumorbed(path, out, BedSources.open(detector=front_det))
+    assert first.bed.front == FRONT_NO_ENCODER and not first.kept
+    again = apply_tumorbed(path, out, BedSources.open(detector=front_det))  # still not there: kept, not redrawn
+    assert again.kept and again.bed.front == FRONT_NO_ENCODER
+    monkeypatch.setattr(augment, "features_encoder", real)  # the weights are back
+    back = apply_tumorbed(path, out, BedSources.open(detector=front_det))
+    assert not back.kept and back.bed.front != FRONT_NO_ENCODER and "shifted tiles" in back.bed.seed_vetoes
+    assert apply_tumorbed(path, out, BedSources.open(detector=front_det)).kept  # and then kept

@@ -274,6 +274,8 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     check_outline_not_edited(geojson_path, h5_path, slide_id)
     request = bed_request(sources, slide_id, name, attrs, features_path, slide_path)
     kept = None if overwrite else kept_bed(h5_path, geojson_path, request)
+    if kept is not None and sources.detector is not None and sources.detector.front_now(kept, attrs, slide_path):
+        kept = None  # kept without its front (the encoder was not there), which can be read now: drawn again
     if kept is not None:  # rewriting it would change its bytes, and 'score --tumorbed-beds' would score again
         return AppliedBed(label, kept, h5_path, geojson_path, kept=True)
     other_rule = not overwrite and other_rule_only(h5_path, request)

@@ -181,6 +181,17 @@ class TumorBedDetector:
                                                   self.meta.get("stain_reference"))
         return bed
 
+    def front_now(self, bed: TumorBed, attrs: dict, slide_path: str | Path | None = None) -> bool:
+        """Whether ``bed`` (an earlier one of this detector, kept by 'tumorbed apply' or 'score') was drawn without
+        its front as the features' encoder could not be built, and the front can be read now (the weights are back):
+        such a bed is drawn again, not kept on every rerun (helper h45i)."""
+        from weakstil.tumorbed.front import FRONT_NO_ENCODER, NO_ENCODER, front_embedder
+
+        if not self.front.enabled or bed.source is not TumorBedSource.MODEL or not (
+                bed.front == FRONT_NO_ENCODER or NO_ENCODER in bed.seed_vetoes):  # (a bed file before h45i: its words)
+            return False
+        return front_embedder(attrs, slide_path, self._front_encoders, self.offered_encoder)[0] is not None
+
     def refine_front(self, bed: TumorBed, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None,
                      stats_columns: list[str] | None, ink_share: np.ndarray | None, embed) -> TumorBed:
         """``bed`` (this detector's, source model) drawn again with half-stride evidence at its front
