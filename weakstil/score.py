@@ -49,10 +49,11 @@ log = logging.getLogger(__name__)
 #: The sTIL% interval's columns (weakstil.confidence): stil_lower_90, stil_upper_90.
 LOWER, UPPER = interval_columns()
 #: tumorbed_crush_tiles: the bed's tiles left out as crush artefact (weakstil.crush), beside the bed's scored tiles.
-#: tumorbed_front: the detector's front refinement on the slide (refined, not refined: why; "": not tried).
+#: tumorbed_front: the detector's front refinement on the slide (refined, not refined: why; "": not tried), last: the
+#: columns before it keep their places for scripts that read them by position.
 RESULT_COLUMNS = ["slide_id", "path", "stil", LOWER, UPPER, "stil_high", "threshold", "n_tiles", "n_tumorbed_tiles",
-                  "tumorbed_crush_tiles", "tumorbed_source", "tumorbed_front", "status", "qc", "qc_reasons", "error",
-                  "model_id", "encoder_id", "seconds"]
+                  "tumorbed_crush_tiles", "tumorbed_source", "status", "qc", "qc_reasons", "error",
+                  "model_id", "encoder_id", "seconds", "tumorbed_front"]
 
 
 @dataclass
