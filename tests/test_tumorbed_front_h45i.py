@@ -115,3 +115,30 @@ def test_a_bed_kept_without_its_front_for_want_of_the_encoder_is_drawn_again_onc
     back = apply_tumorbed(path, out, BedSources.open(detector=front_det))
     assert not back.kept and back.bed.front != FRONT_NO_ENCODER and "shifted tiles" in back.bed.seed_vetoes
     assert apply_tumorbed(path, out, BedSources.open(detector=front_det)).kept  # and then kept
+
+
+def test_a_score_whose_bed_lacked_its_front_for_want_of_the_encoder_is_redone_when_the_encoder_builds(
+        scored, front_det, front_scored, tmp_path):
+    """Was: a rerun of 'score' skipped a slide whose detected bed had been drawn without its front (the features'
+    encoder not built then), whatever this run's encoder: its request does not hold the encoder's state."""
+    import shutil
+
+    import h5py
+    import pandas as pd
+
+    from weakstil.tumorbed.front import FRONT_NO_ENCODER, NO_ENCODER
+
+    out = tmp_path / "out"
+    shutil.copytree(front_scored["out"], out)
+    h5 = out / f"{scored['held'].stem}.h5"
+    with h5py.File(h5, "r+") as h:  # as a run without the encoder left it (the tile-level bed, said)
+        was = str(h.attrs["tumorbed_front"])
+        h.attrs["tumorbed_front"] = FRONT_NO_ENCODER
+        h.attrs["tumorbed_seed_vetoes"] = f"{h.attrs['tumorbed_seed_vetoes']}; {NO_ENCODER} (no weights)"
+    table = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False)
+    table["tumorbed_front"] = FRONT_NO_ENCODER
+    table.to_csv(out / "results.csv", index=False)
+    _score(scored, front_det, out)  # this run builds the encoder: scored again, its front read
+    with h5py.File(h5) as h:
+        assert str(h.attrs["tumorbed_front"]) == was != FRONT_NO_ENCODER
+    assert pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False)["tumorbed_front"].tolist() == [was]
