@@ -142,3 +142,42 @@ def test_a_score_whose_bed_lacked_its_front_for_want_of_the_encoder_is_redone_wh
     with h5py.File(h5) as h:
         assert str(h.attrs["tumorbed_front"]) == was != FRONT_NO_ENCODER
     assert pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False)["tumorbed_front"].tolist() == [was]
+
+
+def test_the_shifted_tiles_are_said_at_info_once_per_slide_with_a_bar_when_many(scored, monkeypatch, caplog):
+    """Was: the shifted tiles (1.2 per tile of the bed's perimeter; minutes per slide for a large encoder on a CPU)
+    were read with a line at debug level only."""
+    import numpy as np
+
+    from weakstil.cli import progress
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed import front
+
+    shown = []
+
+    class Bar:  # records what the bar was told (the embedding itself runs)
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            shown.append("closed")
+
+        def add_task(self, description, total, info):
+            shown.append((description, total))
+            return 0
+
+        def update(self, task, completed):
+            shown.append(completed)
+
+    monkeypatch.setattr(progress, "bar_progress", lambda unit: Bar())
+    monkeypatch.setattr(progress, "info_hidden", lambda: False)
+    f = FeaturesFile.read(sorted((scored["root"] / "features").glob("*.h5"))[0])
+    embed = front.slide_embedder(f.attrs)
+    xy = np.asarray(f.coords)[:5]
+    with caplog.at_level("INFO", logger="weakstil.tumorbed.front"):
+        embed(xy)  # a few: no bar
+        monkeypatch.setattr(front, "PROGRESS_TILES", 4)
+        embed(xy)  # many: a bar to the last tile
+    lines = [r for r in caplog.records if "shifted tiles at the bed's front" in r.getMessage()]
+    assert [r.levelname for r in lines] == ["INFO", "INFO"] and all(" 5 shifted tiles" in r.getMessage() for r in lines)
+    assert shown[0] == (f"{f.attrs['slide_id']}: bed front", 5) and shown[-2:] == [5, "closed"]

@@ -49,6 +49,9 @@ FRONT_NOT_READ = "not refined: slide not read"
 FRONT_NO_ENCODER = "not refined: encoder not rebuilt"
 FRONT_LOST = "not refined: lost beyond front"
 FRONT_IMPLAUSIBLE = "not refined: implausible"
+#: From this many shifted tiles on a slide a progress bar shows them being read (about a slide's own tile count
+#: with a large encoder on a CPU: minutes, said rather than silent; helper h45i).
+PROGRESS_TILES = 256
 
 #: ``embed(level-0 xy (k, 2)) -> (k, D) features``, as the slide's features were made.
 Embed = Callable[[np.ndarray], np.ndarray]
@@ -244,7 +247,8 @@ def slide_embedder(attrs: dict, slide_path: str | Path | None = None, encoder=No
         norm = Normaliser(SlideStain.from_attr(attrs.get("stain"))) if str(attrs.get("stain_norm")) == "macenko" else None
         out = np.zeros((len(xy), encoder.embed_dim), np.float32)
         t0 = time.perf_counter()
-        with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide, torch.inference_mode():
+        bar, task = _bar(len(xy), str(attrs.get("slide_id") or Path(path).stem))
+        with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide, torch.inference_mode(), bar:
             # read as 'weakstil embed' read the tiles (weakstil.decode: a JPEG level's own tiles, reduced as it
             # reduces them), not through OpenSlide's read_region: a 0.25 µm/px slide's tiles at 0.5 µm/px differed
             # by up to 0.006 on features of about 0.07 (0.0002 now; helper h45g)
@@ -257,10 +261,26 @@ def slide_embedder(attrs: dict, slide_path: str | Path | None = None, encoder=No
                     tiles = norm(tiles)
                 out[start:start + len(tiles)] = encoder.run(
                     torch.from_numpy(np.ascontiguousarray(tiles)).to(encoder.device)).float().cpu().numpy()
-        log.debug("%s: %d shifted tiles at the bed's front embedded in %.1f s", path, len(xy), time.perf_counter() - t0)
+                if task is not None:
+                    bar.update(task, completed=start + len(tiles))
+        log.info("%s: %d shifted tiles at the bed's front read and embedded in %.1f s",
+                 attrs.get("slide_id") or path, len(xy), time.perf_counter() - t0)
         return out
 
     return embed
+
+
+def _bar(n: int, slide_id: str):
+    """``(progress, task)``: a bar of the ``n`` shifted tiles (the commands' rich bar on the log console, shown on a
+    terminal), or a no-op and None for a few tiles or with INFO lines hidden (``-q``)."""
+    from contextlib import nullcontext
+
+    from weakstil.cli.progress import bar_progress, info_hidden
+
+    if n < PROGRESS_TILES or info_hidden():
+        return nullcontext(), None
+    bar = bar_progress("shifted tiles")
+    return bar, bar.add_task(f"{slide_id}: bed front", total=n, info="")
 
 
 def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict,
