@@ -77,7 +77,7 @@ def called_high(stil: float, threshold: float) -> bool:
 #: is an older WeakSTIL's, not one whose column was deleted in a spreadsheet (taken from the score files, unsaid); so is
 #: an empty cell of one, the row of a slide an older WeakSTIL scored in a table a newer ``score`` rewrote (helper h44e:
 #: every such row was said to differ from its score file, "edited in a spreadsheet?").
-NEWER_COLUMNS = ("tumorbed_crush_tiles",)
+NEWER_COLUMNS = ("tumorbed_crush_tiles", "tumorbed_front")  # tumorbed_front: helper h45i
 
 
 def _checked_cells() -> tuple[tuple[str, bool], ...]:
@@ -86,7 +86,8 @@ def _checked_cells() -> tuple[tuple[str, bool], ...]:
 
     return (("status", False), ("stil", True), *((c, True) for c in interval_columns()), ("stil_high", False),
             ("threshold", True), ("qc", False), ("qc_reasons", False), ("n_tiles", True), ("n_tumorbed_tiles", True),
-            ("tumorbed_crush_tiles", True), ("tumorbed_source", False), ("model_id", False))
+            ("tumorbed_crush_tiles", True), ("tumorbed_source", False), ("tumorbed_front", False),
+            ("model_id", False))
 
 
 def _file_text(value: object, number: bool, column: str = "") -> str:

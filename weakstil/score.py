@@ -49,9 +49,11 @@ log = logging.getLogger(__name__)
 #: The sTIL% interval's columns (weakstil.confidence): stil_lower_90, stil_upper_90.
 LOWER, UPPER = interval_columns()
 #: tumorbed_crush_tiles: the bed's tiles left out as crush artefact (weakstil.crush), beside the bed's scored tiles.
+#: tumorbed_front: the detector's front refinement on the slide (refined, not refined: why; "": not tried), last: the
+#: columns before it keep their places for scripts that read them by position.
 RESULT_COLUMNS = ["slide_id", "path", "stil", LOWER, UPPER, "stil_high", "threshold", "n_tiles", "n_tumorbed_tiles",
-                  "tumorbed_crush_tiles", "tumorbed_source", "status", "qc", "qc_reasons", "error", "model_id",
-                  "encoder_id", "seconds"]
+                  "tumorbed_crush_tiles", "tumorbed_source", "status", "qc", "qc_reasons", "error",
+                  "model_id", "encoder_id", "seconds", "tumorbed_front"]
 
 
 @dataclass
@@ -186,6 +188,8 @@ def open_context(opts: ScoreOptions) -> _Context:
                    model_json_sha256=sha256_file(meta_path))
     if opts.encoder is not None or opts.weights is not None:  # asked for: built now, a wrong one refused once
         ctx.encoder()
+    if beds.detector is not None:  # its front refinement embeds through this encoder, not a second copy
+        beds.detector.offered_encoder = ctx.encoder
     return ctx
 
 
@@ -376,7 +380,8 @@ def _error_row(path: Path, slide_id: str, ctx: _Context, exc: WeakSTILError, sec
     # a slide refused because it is not brightfield H&E (e.g. fluorescence) is flagged as such
     return {"slide_id": slide_id, "path": os.path.abspath(path), "stil": math.nan, LOWER: math.nan, UPPER: math.nan,
             "stil_high": "", "threshold": _as_given(ctx.threshold),
-            "n_tiles": "", "n_tumorbed_tiles": "", "tumorbed_crush_tiles": "", "tumorbed_source": "", "status": STATUS_ERROR,
+            "n_tiles": "", "n_tumorbed_tiles": "", "tumorbed_crush_tiles": "", "tumorbed_source": "", "tumorbed_front": "",
+            "status": STATUS_ERROR,
             "qc": Flag.STAIN.value if getattr(exc, "warnings", None) else "",
             "qc_reasons": f"{Flag.STAIN.value}: see error" if getattr(exc, "warnings", None) else "",
             "error": exc.one_line(), "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
@@ -478,6 +483,6 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
             LOWER: qc_row[LOWER], UPPER: qc_row[UPPER], "qc": qc_row["qc"], "qc_reasons": qc_row["qc_reasons"],
             "stil_high": stil_high, "threshold": _as_given(ctx.threshold), "n_tiles": int(len(tile_scores)),
             "n_tumorbed_tiles": int(flags.sum()), "tumorbed_crush_tiles": bed.attrs().get("tumorbed_crush_tiles", ""),
-            "tumorbed_source": bed.source.value, "status": status,
+            "tumorbed_source": bed.source.value, "tumorbed_front": bed.front, "status": status,
             "error": "", "model_id": ctx.model_id, "encoder_id": ctx.encoder_id,
             "seconds": round(time.perf_counter() - t0, 2)}

@@ -60,8 +60,29 @@ def already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx:
         log.log(level, "%s: the score in %s %s (%s); scoring again", path, slide_file(out, slide_id), stale,
                 attrs.get("slide_path", "?"))
         return False
+    if _front_back(attrs, ctx):
+        log.info("%s: its bed was drawn without its front (the features' encoder was not built); the encoder "
+                 "is built now: scoring again", path)
+        return False
     # the files of a run whose row was never written (results.csv held by another program): scored again
     return row_agrees_with_file(prev, attrs, slide_file(out, slide_id), path)
+
+
+def _front_back(attrs: dict, ctx: Any) -> bool:
+    """Whether the score (its file's ``attrs``) has a bed the run's detector drew without its front for want of the
+    encoder, which this run builds (its own, which the front uses: weakstil.tumorbed.front): then scored again,
+    not kept on every rerun (helper h45i). A precomputed bed's is 'tumorbed apply''s to redo."""
+    from weakstil.tumorbed.front import FRONT_NO_ENCODER, NO_ENCODER
+
+    detector = ctx.beds.detector
+    if detector is None or not detector.front.enabled or "(precomputed: " in str(attrs.get("tumorbed_detail", "")) \
+            or not (attrs.get("tumorbed_front") == FRONT_NO_ENCODER or NO_ENCODER in str(attrs.get("tumorbed_seed_vetoes", ""))):
+        return False
+    try:
+        ctx.encoder()
+    except WeakSTILError:
+        return False
+    return True
 
 
 def scan_now(out: Path, row: dict) -> str | None:

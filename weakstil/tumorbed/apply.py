@@ -152,7 +152,7 @@ def kept_bed(h5_path: Path, geojson_path: Path, request: str) -> TumorBed | None
                     evidence=None if evidence is None else np.asarray(evidence, np.float32),
                     seed_vetoes=str(f.attr("seed_vetoes", "")), misplaced=str(f.attr("annotation_misplaced", "")),
                     incomplete=str(f.attr("bed_incomplete", "")), ink_test=str(f.attr("ink_test", "")),
-                    ink_plane_rule=f.attr("ink_plane_rule", None))
+                    ink_plane_rule=f.attr("ink_plane_rule", None), front=str(f.attr("front", "")))
 
 
 def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, provenance: dict[str, str]) -> Path:
@@ -161,6 +161,7 @@ def write_bed(path: Path, slide_id: str, features: FeaturesFile, bed: TumorBed, 
     attrs = {
         "slide_id": slide_id, "source": bed.source.value, "detail": bed.detail, **provenance,
         **({"seed_vetoes": bed.seed_vetoes} if bed.seed_vetoes else {}),
+        **({"front": bed.front} if bed.front else {}),  # the front refinement's outcome (weakstil.tumorbed.front)
         # which ink test the slide had and the rule that chose it (score warns on a bed of another rule)
         **({k.replace("tumorbed_", ""): v for k, v in bed.attrs().items() if k.startswith("tumorbed_ink_")}),
         # why the annotation looks misplaced (µm, a lower level): score's annotation_misplaced flag
@@ -273,6 +274,8 @@ def _apply(features_path: Path, slide_id: str, out_dir: Path, sources: BedSource
     check_outline_not_edited(geojson_path, h5_path, slide_id)
     request = bed_request(sources, slide_id, name, attrs, features_path, slide_path)
     kept = None if overwrite else kept_bed(h5_path, geojson_path, request)
+    if kept is not None and sources.detector is not None and sources.detector.front_now(kept, attrs, slide_path):
+        kept = None  # kept without its front (the encoder was not there), which can be read now: drawn again
     if kept is not None:  # rewriting it would change its bytes, and 'score --tumorbed-beds' would score again
         return AppliedBed(label, kept, h5_path, geojson_path, kept=True)
     other_rule = not overwrite and other_rule_only(h5_path, request)

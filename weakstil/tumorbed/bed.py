@@ -59,6 +59,9 @@ class TumorBed:
     #: rules"; "": no ink veto ran) and the ink-plane rule that chose it, recorded so a run can be reproduced
     ink_test: str = ""
     ink_plane_rule: int | None = None
+    #: the detector's front refinement (weakstil.tumorbed.front) on this slide: "refined", "not refined: <why>"
+    #: (slide not read, encoder not rebuilt, lost beyond front, implausible); "": not tried (no such detector)
+    front: str = ""
 
     @property
     def tile_flags(self) -> np.ndarray:
@@ -79,6 +82,8 @@ class TumorBed:
                "tumorbed_mask_mpp": float(self.mask_mpp), "tumorbed_tile_threshold": TILE_IN_BED}
         if self.seed_vetoes:
             out["tumorbed_seed_vetoes"] = self.seed_vetoes
+        if self.front:
+            out["tumorbed_front"] = self.front
         if self.ink_test:
             out["tumorbed_ink_test"] = self.ink_test
             out["tumorbed_ink_plane_rule"] = int(self.ink_plane_rule or 0)  # 0: not recorded (1 or 2)

@@ -20,7 +20,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
@@ -73,6 +73,8 @@ class TumorBedDetector:
     front: FrontRefine = field(default_factory=FrontRefine)
     #: the features' encoders the front refinement built (or why not), once per encoder and weights
     _front_encoders: dict = field(default_factory=dict, repr=False, compare=False)
+    #: an encoder its caller already holds (``score``'s), used for the front when it is the features' own
+    offered_encoder: Callable | None = field(default=None, repr=False, compare=False)
 
     @property
     def model_id(self) -> str:
@@ -153,9 +155,10 @@ class TumorBedDetector:
         columns = stats_column_names(features.attr("tile_stats_columns"))
         bed = self.detect(np.asarray(features.features), geom, features.tile_stats, columns, ink)
         if front and self.front.enabled and bed.source is TumorBedSource.MODEL:
-            from weakstil.tumorbed.front import NOT_READ, FrontUnread, front_embedder
+            from weakstil.tumorbed.front import (FRONT_NO_ENCODER, FRONT_NOT_READ, NO_ENCODER, NOT_READ, FrontUnread,
+                                                  front_embedder)
 
-            embed, why = front_embedder(features.attrs, slide_path, self._front_encoders)
+            embed, why = front_embedder(features.attrs, slide_path, self._front_encoders, self.offered_encoder)
             try:
                 if embed is not None:
                     bed = self.refine_front(bed, np.asarray(features.features), geom, features.tile_stats, columns,
@@ -167,6 +170,7 @@ class TumorBedDetector:
                             f": the slide {features.attrs.get('slide_path')} is not there (give its path in a cohort "
                             "CSV)" if why == NOT_READ else "")
                 bed.seed_vetoes = f"{bed.seed_vetoes}; {why}"
+                bed.front = FRONT_NO_ENCODER if why.startswith(NO_ENCODER) else FRONT_NOT_READ
         if ink is not None:
             bed.ink_test, bed.ink_plane_rule = str(test.get("ink_test", "")), test.get("ink_plane_rule")
         if bed.source is TumorBedSource.MODEL:  # a bed it drew on a look it was never checked on: said (hunt 35e)
@@ -177,12 +181,24 @@ class TumorBedDetector:
                                                   self.meta.get("stain_reference"))
         return bed
 
+    def front_now(self, bed: TumorBed, attrs: dict, slide_path: str | Path | None = None) -> bool:
+        """Whether ``bed`` (an earlier one of this detector, kept by 'tumorbed apply' or 'score') was drawn without
+        its front as the features' encoder could not be built, and the front can be read now (the weights are back):
+        such a bed is drawn again, not kept on every rerun (helper h45i)."""
+        from weakstil.tumorbed.front import FRONT_NO_ENCODER, NO_ENCODER, front_embedder
+
+        if not self.front.enabled or bed.source is not TumorBedSource.MODEL or not (
+                bed.front == FRONT_NO_ENCODER or NO_ENCODER in bed.seed_vetoes):  # (a bed file before h45i: its words)
+            return False
+        return front_embedder(attrs, slide_path, self._front_encoders, self.offered_encoder)[0] is not None
+
     def refine_front(self, bed: TumorBed, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None,
                      stats_columns: list[str] | None, ink_share: np.ndarray | None, embed) -> TumorBed:
         """``bed`` (this detector's, source model) drawn again with half-stride evidence at its front
         (:mod:`weakstil.tumorbed.front`; ``embed(xy)``: the slide's tiles at level-0 ``xy``, embedded as its
         features were); the bed as it was when the redrawn one fails the plausibility check."""
-        from weakstil.tumorbed.front import lost_beyond_front, refined_mask
+        from weakstil.tumorbed.front import (FRONT_IMPLAUSIBLE, FRONT_LOST, FRONT_REFINED, lost_beyond_front,
+                                             refined_mask)
 
         _, _, raw, _ = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
         evidence = bed.evidence if bed.evidence is not None else raw
@@ -197,16 +213,17 @@ class TumorBedDetector:
         lost = lost_beyond_front(bed.mask, mask, geom.tissue_mask, geom.mask_mpp,
                                  geom.tile_size_level0 * geom.slide_mpp)
         if lost:  # its seeds lost, not its front placed (nests smaller than a tile): the tiles' bed, said
-            bed.seed_vetoes = f"{bed.seed_vetoes}; front: {n} shifted tiles, {lost}"
+            bed.seed_vetoes, bed.front = f"{bed.seed_vetoes}; front: {n} shifted tiles, {lost}", FRONT_LOST
             return bed
         fraction = geom.tile_fractions(mask, geom.mask_mpp)
         unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
         mass = unvetoed if self.plausibility.evidence == BEFORE_LYMPHOID_VETO else evidence
         redrawn = TumorBed(mask, geom.mask_mpp, fraction, TumorBedSource.MODEL, bed.detail, evidence=bed.evidence,
                            seed_vetoes=f"{bed.seed_vetoes}; front: {n} shifted tiles", incomplete=bed.incomplete,
-                           unlike_detector=bed.unlike_detector)
+                           unlike_detector=bed.unlike_detector, front=FRONT_REFINED)
         if not check_bed(redrawn.tile_flags, mass, self.plausibility).ok:
             bed.seed_vetoes = f"{bed.seed_vetoes}; front: {n} shifted tiles, redrawn bed implausible, not used"
+            bed.front = FRONT_IMPLAUSIBLE
             return bed
         return redrawn
 

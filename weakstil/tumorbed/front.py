@@ -43,6 +43,15 @@ MIN_TISSUE = 0.5
 NOT_READ = "front: slide not read"
 #: ``seed_vetoes`` word when the features' encoder could not be built again (weights not here, other weights).
 NO_ENCODER = "front: encoder not rebuilt"
+#: The front's outcome on a slide (TumorBed.front: the bed file's ``front``, score's ``tumorbed_front``).
+FRONT_REFINED = "refined"
+FRONT_NOT_READ = "not refined: slide not read"
+FRONT_NO_ENCODER = "not refined: encoder not rebuilt"
+FRONT_LOST = "not refined: lost beyond front"
+FRONT_IMPLAUSIBLE = "not refined: implausible"
+#: From this many shifted tiles on a slide a progress bar shows them being read (about a slide's own tile count
+#: with a large encoder on a CPU: minutes, said rather than silent; helper h45i).
+PROGRESS_TILES = 256
 
 #: ``embed(level-0 xy (k, 2)) -> (k, D) features``, as the slide's features were made.
 Embed = Callable[[np.ndarray], np.ndarray]
@@ -238,7 +247,8 @@ def slide_embedder(attrs: dict, slide_path: str | Path | None = None, encoder=No
         norm = Normaliser(SlideStain.from_attr(attrs.get("stain"))) if str(attrs.get("stain_norm")) == "macenko" else None
         out = np.zeros((len(xy), encoder.embed_dim), np.float32)
         t0 = time.perf_counter()
-        with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide, torch.inference_mode():
+        bar, task = _bar(len(xy), str(attrs.get("slide_id") or Path(path).stem))
+        with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide, torch.inference_mode(), bar:
             # read as 'weakstil embed' read the tiles (weakstil.decode: a JPEG level's own tiles, reduced as it
             # reduces them), not through OpenSlide's read_region: a 0.25 µm/px slide's tiles at 0.5 µm/px differed
             # by up to 0.006 on features of about 0.07 (0.0002 now; helper h45g)
@@ -251,18 +261,37 @@ def slide_embedder(attrs: dict, slide_path: str | Path | None = None, encoder=No
                     tiles = norm(tiles)
                 out[start:start + len(tiles)] = encoder.run(
                     torch.from_numpy(np.ascontiguousarray(tiles)).to(encoder.device)).float().cpu().numpy()
-        log.debug("%s: %d shifted tiles at the bed's front embedded in %.1f s", path, len(xy), time.perf_counter() - t0)
+                if task is not None:
+                    bar.update(task, completed=start + len(tiles))
+        log.info("%s: %d shifted tiles at the bed's front read and embedded in %.1f s",
+                 attrs.get("slide_id") or path, len(xy), time.perf_counter() - t0)
         return out
 
     return embed
 
 
-def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict) -> tuple[Embed | None, str]:
+def _bar(n: int, slide_id: str):
+    """``(progress, task)``: a bar of the ``n`` shifted tiles (the commands' rich bar on the log console, shown on a
+    terminal), or a no-op and None for a few tiles or with INFO lines hidden (``-q``)."""
+    from contextlib import nullcontext
+
+    from weakstil.cli.progress import bar_progress, info_hidden
+
+    if n < PROGRESS_TILES or info_hidden():
+        return nullcontext(), None
+    bar = bar_progress("shifted tiles")
+    return bar, bar.add_task(f"{slide_id}: bed front", total=n, info="")
+
+
+def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict,
+                   offered: Callable | None = None) -> tuple[Embed | None, str]:
     """:func:`slide_embedder` for ``apply``/``score``, the features' encoder built once per encoder and weights in
     ``encoders`` (a failure kept too: not tried again for every slide); ``(None, why)`` when the slide or the
     encoder is not there (the features embedded where a checkpoint was that is not here, hub weights not cached
     offline, features of other weights, a slide that cannot be read): the caller keeps the tile-level bed and
-    records ``why`` (:data:`NOT_READ`, :data:`NO_ENCODER`), rather than failing a slide the detector has a bed for."""
+    records ``why`` (:data:`NOT_READ`, :data:`NO_ENCODER`), rather than failing a slide the detector has a bed for.
+    ``offered()``: an encoder the caller already holds (``score``'s, which embeds its slides), used when it has the
+    features' weights and card: a second copy of a UNI- or Virchow-sized encoder doubled the memory (helper h45i)."""
     from weakstil.errors import WeakSTILError
     from weakstil.tumorbed.augment import features_encoder
     from weakstil.tumorbed.ink import features_slide
@@ -274,7 +303,7 @@ def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict) -
         from weakstil import settings
 
         try:
-            encoders[key] = features_encoder(attrs, settings.DEVICE)
+            encoders[key] = _offered(attrs, offered) or features_encoder(attrs, settings.DEVICE)
         except WeakSTILError as exc:
             encoders[key] = exc
     encoder = encoders[key]
@@ -289,6 +318,22 @@ def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict) -
             raise FrontUnread(f"{NOT_READ} ({exc.message.replace(';', ',')})") from exc
 
     return guarded, ""
+
+
+def _offered(attrs: dict, offered: Callable | None):
+    """``offered()`` when it is the features' encoder (its weights hash and card), else None (built anew)."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.feature_cache import card_differences
+
+    if offered is None or not attrs.get("weights_sha256"):
+        return None
+    try:
+        encoder = offered()
+    except WeakSTILError:  # the caller's could not be built: the features' own is tried
+        return None
+    if encoder.weights_sha256 != attrs["weights_sha256"] or card_differences(attrs, encoder):
+        return None
+    return encoder
 
 
 class FrontUnread(Exception):

@@ -119,7 +119,8 @@ def read_precomputed(path: str | Path, slide_id: str, features: FeaturesFile) ->
     return TumorBed(bed.tumorbed_mask, float(bed.tumorbed_mask_mpp), bed.tumorbed_fraction.astype(np.float32), source,
                     f"{bed.attr('detail', '')} (precomputed: {path})", seed_vetoes=str(bed.attr("seed_vetoes", "")),
                     misplaced=str(bed.attr("annotation_misplaced", "")), incomplete=str(bed.attr("bed_incomplete", "")),
-                    ink_test=str(bed.attr("ink_test", "")) if ink_rule else "", ink_plane_rule=ink_rule)
+                    ink_test=str(bed.attr("ink_test", "")) if ink_rule else "", ink_plane_rule=ink_rule,
+                    front=str(bed.attr("front", "")))
 
 
 def ink_plane_rule_of(attrs: dict, path: Path) -> int | None:
