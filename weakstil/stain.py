@@ -26,8 +26,6 @@ from enum import Enum
 
 import numpy as np
 
-from weakstil.stain_dark import block_mean, without_dark_tiles  # noqa: F401  (block_mean: re-exported)
-
 log = logging.getLogger(__name__)
 
 #: Transmitted light intensity assumed by the optical-density conversion (torchstain's default).
@@ -103,10 +101,7 @@ PLANE_SWITCH_DEG = 10.0
 #: 8: densities against the slide's own glass per channel where darker than :data:`IO` (:attr:`SlideStain.white`):
 #: against 240 a scan at 0.88 x exposure (glass 217) read glass and pale stroma as stain; demo model MAE
 #: 1.96 -> 3.55, low-sTIL slides up to 10 points high (``benchmarks/appearance_sweep.py``).
-#: 9: tiles too dark for their slide (a tissue fold) are left out and the fit redone
-#: (:mod:`weakstil.stain_dark`): a fold over 4-9 % of the tissue held the darkest 1 % of the pixels and
-#: moved the strengths by up to x2.00, the score by up to 37 points (hunt 45c).
-STAIN_ESTIMATE_VERSION = 9
+STAIN_ESTIMATE_VERSION = 8
 #: Tissue tiles the estimate reads, picked by a hash of their position (spread over the tissue, and
 #: mostly the same tiles when a few candidates come or go): 192 tiles of 224 px averaged to 28 x 28
 #: are about 150,000 pixels, read in 0.3-1 s on JPEG slides (1.4-5 ms a tile; 32 ms on a JPEG 2000
@@ -372,8 +367,7 @@ def estimate_slide_stain(slide, tiles=None) -> SlideStain:
     fit, as a clean pyramid's 4 µm/px level would be: at full resolution the 99th-percentile
     strengths follow each scan's sharpness, and an unseen look scored worse (hard -> alt-hard
     look, 3 seeds: slide R² 0.845 final / 0.814 fold ensemble, against 0.898 / 0.879 averaged and
-    0.898 / 0.888 for the stored level), though its vectors were closer to the generator's. Tiles
-    too dark for the slide (a fold) are then left out and the fit redone (:mod:`weakstil.stain_dark`)."""
+    0.898 / 0.888 for the stored level), though its vectors were closer to the generator's."""
     from weakstil.decode.readers import plan_reader
     from weakstil.decode.workers import iter_batches_inline
     from weakstil.glass import glass_white
@@ -388,9 +382,16 @@ def estimate_slide_stain(slide, tiles=None) -> SlideStain:
     spec = plan_reader(slide, tiles.params.mpp, tiles.params.tile_px)
     k = max(1, int(round(ESTIMATE_MPP / tiles.params.mpp)))
     coords = np.asarray(tiles.coords)[pick]
-    blocks = np.concatenate([block_mean(batch, k) for _, batch in iter_batches_inline(spec, coords, 16)])
-    return without_dark_tiles(blocks, estimate_stain(blocks, white=white), lambda b: estimate_stain(b, white=white),
-                              io=IO, beta=BETA, coords=coords, step=tiles.tile_size_level0)
+    return estimate_stain(np.concatenate([block_mean(batch, k) for _, batch in iter_batches_inline(spec, coords, 16)]),
+                          white=white)
+
+
+def block_mean(tiles: np.ndarray, k: int) -> np.ndarray:
+    """uint8 tiles (n, h, w, 3) averaged over ``k`` x ``k`` pixel blocks (a ragged edge dropped), rounded."""
+    n, h, w, _ = tiles.shape
+    k = max(1, min(k, h, w))
+    blocks = tiles[:, :h - h % k, :w - w % k].reshape(n, h // k, k, w // k, k, 3)
+    return np.rint(blocks.mean(axis=(2, 4), dtype=np.float32)).astype(np.uint8)
 
 
 def optical_density(tiles: np.ndarray) -> np.ndarray:
