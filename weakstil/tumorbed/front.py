@@ -348,6 +348,7 @@ def choose_front(slides, evidence: list[np.ndarray], raw: list[np.ndarray], pred
     its annotation on its own mask grid; kept when the mean gains :data:`FRONT_MIN_GAIN`. ``embedders(slide_id)``:
     that slide's ``embed`` (None: not readable, the slide is left out of this choice)."""
     from weakstil.bed_geometry import bed_from_evidence
+    from weakstil.tissue import dice
     from weakstil.tumorbed.veto import dark_nuclei_area
 
     t0 = time.perf_counter()
@@ -366,8 +367,8 @@ def choose_front(slides, evidence: list[np.ndarray], raw: list[np.ndarray], pred
             redrawn = bed  # as detect_file does (TumorBedDetector.refine_front)
             guarded.append(s.slide_id)
         truth = np.asarray(s.bed_mask, bool)
-        off.append(_dice(bed, truth))
-        on.append(_dice(redrawn, truth))
+        off.append(dice(bed, truth))
+        on.append(dice(redrawn, truth))
         shifted += n
         per_slide_dice[s.slide_id] = {"off": round(off[-1], 4), "on": round(on[-1], 4)}
     record = {"band_tiles": float(band_tiles), "min_gain": FRONT_MIN_GAIN, "per_slide": per_slide_dice,
@@ -383,8 +384,3 @@ def choose_front(slides, evidence: list[np.ndarray], raw: list[np.ndarray], pred
     log.info("half-stride evidence at the bed's front: held-out Dice %.3f -> %.3f on %d slides (%d shifted tiles, "
              "%.0f s): %s", record["dice_off"], record["dice_on"], len(off), shifted, record["seconds"], record["chosen"])
     return FrontRefine(enabled=chosen, band_tiles=band_tiles), record
-
-
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
-    return 1.0 if total == 0 else 2.0 * int(np.count_nonzero(np.asarray(a, bool) & np.asarray(b, bool))) / total
