@@ -26,6 +26,17 @@ SCORED = (STATUS_OK, STATUS_BED_FALLBACK)  #: statuses that carry a score
 OUTPUT_SUFFIXES = (".h5", "_heatmap.png", ".geojson")
 
 
+def cached_features(opts: Any, path: Path) -> Path:
+    """Where ``path``'s feature cache is (or will be written) for ``score`` (``opts``: its ScoreOptions): by its id, or
+    by its file's name (a list's id)."""
+    from weakstil.slide import slide_id_from_path
+
+    cached = slide_file(opts.cache_dir, opts.slide_id(path))
+    if not cached.exists() and slide_file(opts.cache_dir, slide_id_from_path(path)).exists():  # a list's id
+        cached = slide_file(opts.cache_dir, slide_id_from_path(path))  # names it; embed named it by the file
+    return cached
+
+
 def outputs_exist(out: Path, slide_id: str) -> bool:
     """Whether every output of a slide is there and whole (a damaged one: redone)."""
     return all_whole([out / f"{slide_id}{suffix}" for suffix in OUTPUT_SUFFIXES])
@@ -88,10 +99,8 @@ def _front_back(attrs: dict, ctx: Any, path: Path) -> str | None:
         "the slide was not read" if front == FRONT_NOT_READ or NOT_READ in vetoes else None
     if why is None:
         return None
-    from weakstil.score import _cached_features
-
     try:
-        features, _ = FeaturesFile.read_header(_cached_features(ctx.opts, Path(path)))
+        features, _ = FeaturesFile.read_header(cached_features(ctx.opts, Path(path)))
     except WeakSTILError:  # no cache to draw the bed from: scoring embeds the slide again, with this run's encoder
         try:
             ctx.encoder()
