@@ -56,6 +56,6 @@ def test_each_slides_ink_test_is_made_once_for_its_bed_and_then_its_qc(scored, m
         shares, tests = beds()
         stats = training_image_stats(FeatureBank.load([f.path for f in features], ids), paths)
         again, tests_again = beds()  # the tests given again, as they were made
-    assert set(made) == set(ids) and max(made.values()) == 1, made  # was 2 a slide (the last slide's alone kept)
+    assert set(made) == set(ids) and max(made.values()) == 1, made  # was 3 a slide: the bed, the QC, the bed again (the last slide alone kept)
     assert all(s is not None for s in stats) and tests == tests_again and tests[0]["ink_test"]
     assert all(np.array_equal(a, b) for a, b in zip(shares, again))
