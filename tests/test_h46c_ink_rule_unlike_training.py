@@ -72,3 +72,16 @@ def test_a_bed_of_another_ink_rule_than_the_training_beds_is_flagged_and_said(sc
     row = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False).iloc[0]
     assert rows[0]["status"] == "ok" and "bed_unlike_training" in row["qc"], dict(row)
     assert "ink-plane rule" in row["qc_reasons"]
+
+
+def test_which_beds_have_an_ink_rule():
+    """A precomputed bed drawn before the rule was recorded (rule 0, no ink test recorded) has one; a veto on the glass
+    only (colour rules) or none has none."""
+    from types import SimpleNamespace as Bed
+
+    from weakstil.tumorbed.resolver import bed_ink_rule
+
+    assert bed_ink_rule(Bed(ink_plane_rule=0, ink_test="")) == 0
+    assert bed_ink_rule(Bed(ink_plane_rule=3, ink_test="stain plane")) == 3
+    assert bed_ink_rule(Bed(ink_plane_rule=3, ink_test="colour rules")) is None
+    assert bed_ink_rule(Bed(ink_plane_rule=None, ink_test="")) is None

@@ -298,8 +298,9 @@ class BedSources:
 
 def bed_ink_rule(bed) -> int | None:
     """The ink-plane rule (:data:`weakstil.ink_plane.INK_PLANE_RULE`; 0: before rule 3, not recorded) under which
-    ``bed``'s ink veto measured ink over tissue; ``None``: no ink veto, or one that reads the glass only."""
-    if bed.ink_plane_rule is None or str(bed.ink_test or "") in ("", "colour rules"):
+    ``bed``'s ink veto measured ink over tissue; ``None``: no ink veto, or one that reads the glass only (a drawn bed's
+    ``colour rules``; a precomputed bed's rule is None then, :func:`weakstil.tumorbed.precomputed.ink_plane_rule_of`)."""
+    if bed.ink_plane_rule is None or str(bed.ink_test or "") == "colour rules":
         return None
     return int(bed.ink_plane_rule)
 
