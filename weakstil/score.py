@@ -38,7 +38,7 @@ from weakstil.limits import out_of_memory
 from weakstil.modeldir import ModelDir
 from weakstil.results_table import BatchRows, another_file, read_previous, typed_row, unchanged_by, write_results
 from weakstil.score_state import (  # noqa: F401 (the statuses are score's words: imported from here too)
-    FINISHED, OUTPUT_SUFFIXES, SCORED, STATUS_BED_FALLBACK, STATUS_ERROR, STATUS_NO_BED, STATUS_OK, already_scored,
+    FINISHED, OUTPUT_SUFFIXES, SCORED, STATUS_BED_FALLBACK, STATUS_ERROR, STATUS_NO_BED, STATUS_OK, already_scored, cached_features,
     keeps_earlier_row, scan_now)
 from weakstil.slide import DARK_IMAGE, slide_id_from_path
 from weakstil.score_outputs import title_labels, write_slide_outputs  # noqa: F401 (title_labels: imported from here too)
@@ -122,7 +122,7 @@ class _Context:
         return {"threshold": self.threshold, "slide_mpp": o.slide_mpp if path is None else o.listed.mpp_of(path, o.slide_mpp),
                 "allow_upsample": o.allow_upsample, "encoder": o.encoder, "weights": o.weights,
                 "tumorbed": self.beds.request(slide_id, also=also,
-                                              features=None if path is None else _cached_features(o, Path(path))),
+                                              features=None if path is None else cached_features(o, Path(path))),
                 # a retrained model (other folds, members, calibration) may keep the final weights' hash
                 "model_json_sha256": self.model_json_sha256, "scoring": "ensemble" if len(self.models) > 1 else "final"}
 
@@ -154,7 +154,7 @@ def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.runtime import resolve_device, sha256_file
     from weakstil.scoring_encoder import check_encoder_files
     from weakstil.tiles import scoring_tiling
-    from weakstil.tumorbed.resolver import BedSources, check_model_detector, trained_detector
+    from weakstil.tumorbed.resolver import BedSources, check_model_detector, say_ink_rule_unlike_training, trained_detector
 
     resolve_device(opts.device)  # a GPU this machine lacks: one usage error, not an error row per slide
     models, meta = load_scoring_models(opts.model)
@@ -188,17 +188,10 @@ def open_context(opts: ScoreOptions) -> _Context:
                    model_json_sha256=sha256_file(meta_path))
     if opts.encoder is not None or opts.weights is not None:  # asked for: built now, a wrong one refused once
         ctx.encoder()
+    say_ink_rule_unlike_training(beds, assessor.training_beds, opts.model)
     if beds.detector is not None:  # its front refinement embeds through this encoder, not a second copy
         beds.detector.offered_encoder = ctx.encoder
     return ctx
-
-
-def _cached_features(opts: ScoreOptions, path: Path) -> Path:
-    """Where ``path``'s feature cache is (or will be written): by its id, or by its file's name (a list's id)."""
-    cached = slide_file(opts.cache_dir, opts.slide_id(path))
-    if not cached.exists() and slide_file(opts.cache_dir, slide_id_from_path(path)).exists():  # a list's id
-        cached = slide_file(opts.cache_dir, slide_id_from_path(path))  # names it; embed named it by the file
-    return cached
 
 
 def score_batch(slides: list[Path], opts: ScoreOptions,
@@ -229,7 +222,7 @@ def score_batch(slides: list[Path], opts: ScoreOptions,
     # the caches made are written there: --features not a model, nor another command's folder; OUT/features a folder
     check_score_features(opts.features, opts.cache_dir)
     # (a slide scored before needs no cache: a rerun that skips every slide is not refused)
-    refuse_read_only_cache(opts.cache_dir, slides, lambda p: _cached_features(opts, p).exists()
+    refuse_read_only_cache(opts.cache_dir, slides, lambda p: cached_features(opts, p).exists()
                            or slide_file(opts.out, opts.slide_id(p)).exists())
     say = say_error or (lambda text: sys.stderr.write(f"error: {text}\n"))
     ctx = open_context(opts)
@@ -410,7 +403,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
     opts = ctx.opts
     t0 = time.perf_counter()
     slide_id = opts.slide_id(path)
-    cached = _cached_features(opts, path)
+    cached = cached_features(opts, path)
     # before any work, and before the all-or-none cleanup below could remove what is not ours
     check_replaceable(slide_file(opts.out, slide_id), SlideScoresFile)
     check_sidecar_replaceable(opts.out / f"{slide_id}.geojson", slide_file(opts.out, slide_id), SlideScoresFile)
@@ -462,6 +455,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
             log.warning("%s: no tumour bed found; no score", slide_id)
     from weakstil.qc.pieces import of_scored_slide
     from weakstil.tumorbed.detector import VETO_SET_ASIDE  # the bed grown on evidence it took for lymphoid tissue
+    from weakstil.tumorbed.resolver import bed_ink_rule
 
     # each tissue piece's own sTIL% (a core that differs from the others) and whether they are a TMA's spots
     per_piece, tma = of_scored_slide(features, scores, flags, ctx.model.arch.aggregator, slide_id)
@@ -472,7 +466,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value, annotation_misplaced=bed.misplaced,
         bed_incomplete=bed.incomplete, bed_unlike_detector=bed.unlike_detector, bed_detail=bed.detail,
         bed_lymphoid=bed.seed_vetoes if VETO_SET_ASIDE in (bed.seed_vetoes or "") else "", tma_like=tma,
-        crush_tiles=bed.n_excluded)
+        crush_tiles=bed.n_excluded, bed_ink_rule=bed_ink_rule(bed))
     if per_piece:
         qc_attrs["tissue_pieces"] = json.dumps(per_piece)
     check_unchanged(features.attrs, path)  # outputs all or none: a failed attempt leaves the earlier set (its row)

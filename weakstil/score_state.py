@@ -26,6 +26,17 @@ SCORED = (STATUS_OK, STATUS_BED_FALLBACK)  #: statuses that carry a score
 OUTPUT_SUFFIXES = (".h5", "_heatmap.png", ".geojson")
 
 
+def cached_features(opts: Any, path: Path) -> Path:
+    """Where ``path``'s feature cache is (or will be written) for ``score`` (``opts``: its ScoreOptions): by its id, or
+    by its file's name (a list's id)."""
+    from weakstil.slide import slide_id_from_path
+
+    cached = slide_file(opts.cache_dir, opts.slide_id(path))
+    if not cached.exists() and slide_file(opts.cache_dir, slide_id_from_path(path)).exists():  # a list's id
+        cached = slide_file(opts.cache_dir, slide_id_from_path(path))  # names it; embed named it by the file
+    return cached
+
+
 def outputs_exist(out: Path, slide_id: str) -> bool:
     """Whether every output of a slide is there and whole (a damaged one: redone)."""
     return all_whole([out / f"{slide_id}{suffix}" for suffix in OUTPUT_SUFFIXES])
@@ -60,29 +71,44 @@ def already_scored(out: Path, path: Path, slide_id: str, prev: dict | None, ctx:
         log.log(level, "%s: the score in %s %s (%s); scoring again", path, slide_file(out, slide_id), stale,
                 attrs.get("slide_path", "?"))
         return False
-    if _front_back(attrs, ctx):
-        log.info("%s: its bed was drawn without its front (the features' encoder was not built); the encoder "
-                 "is built now: scoring again", path)
+    if (without := _front_back(attrs, ctx, path)) is not None:
+        log.info("%s: its bed was drawn without its front (%s); the front can be read now: scoring again", path, without)
         return False
     # the files of a run whose row was never written (results.csv held by another program): scored again
     return row_agrees_with_file(prev, attrs, slide_file(out, slide_id), path)
 
 
-def _front_back(attrs: dict, ctx: Any) -> bool:
-    """Whether the score (its file's ``attrs``) has a bed the run's detector drew without its front for want of the
-    encoder, which this run builds (its own, which the front uses: weakstil.tumorbed.front): then scored again,
-    not kept on every rerun (helper h45i). A precomputed bed's is 'tumorbed apply''s to redo."""
-    from weakstil.tumorbed.front import FRONT_NO_ENCODER, NO_ENCODER
+def _front_back(attrs: dict, ctx: Any, path: Path) -> str | None:
+    """Why the score (its file's ``attrs``) has a bed the run's detector drew without its front, when this run can
+    read the front: then scored again, not kept on every rerun. Either the features' encoder was not built (helper
+    h45i), or the slide was not read (h45g, h46c: its shifted tiles could not be read, a read error of a slide whose
+    features were cached; apply's bed request records ``slide_read``, score's request does not). Asked as the front
+    asks it (:func:`weakstil.tumorbed.front.front_embedder` on the slide's cached features: this run's encoder when
+    it has their weights and card, else theirs rebuilt), not merely whether this run's encoder builds: features of
+    another card or whose encoder is not here were scored again on every run, their front refused every time (helper
+    h45l). ``None``: kept. A precomputed bed's is 'tumorbed apply''s to redo."""
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed.front import FRONT_NO_ENCODER, FRONT_NOT_READ, NO_ENCODER, NOT_READ, front_embedder
 
     detector = ctx.beds.detector
-    if detector is None or not detector.front.enabled or "(precomputed: " in str(attrs.get("tumorbed_detail", "")) \
-            or not (attrs.get("tumorbed_front") == FRONT_NO_ENCODER or NO_ENCODER in str(attrs.get("tumorbed_seed_vetoes", ""))):
-        return False
+    if detector is None or not detector.front.enabled or "(precomputed: " in str(attrs.get("tumorbed_detail", "")):
+        return None
+    front, vetoes = attrs.get("tumorbed_front"), str(attrs.get("tumorbed_seed_vetoes", ""))
+    # (a score file before h45i has the words in seed_vetoes only)
+    why = "the features' encoder was not built" if front == FRONT_NO_ENCODER or NO_ENCODER in vetoes else \
+        "the slide was not read" if front == FRONT_NOT_READ or NOT_READ in vetoes else None
+    if why is None:
+        return None
     try:
-        ctx.encoder()
-    except WeakSTILError:
-        return False
-    return True
+        features, _ = FeaturesFile.read_header(cached_features(ctx.opts, Path(path)))
+    except WeakSTILError:  # no cache to draw the bed from: scoring embeds the slide again, with this run's encoder
+        try:
+            ctx.encoder()
+        except WeakSTILError:
+            return None
+        return why
+    return why if front_embedder(features, path, detector._front_encoders, detector.offered_encoder)[0] is not None \
+        else None
 
 
 def scan_now(out: Path, row: dict) -> str | None:

@@ -155,13 +155,16 @@ def train_cohort(csv_path: str | Path, features_dir: str | Path, out_dir: str | 
     from weakstil.mil.config import TrainConfig
 
     from weakstil.files.schema import headers_read_once
+    from weakstil.ink_plane import ink_tests_kept
     from weakstil.locks import hold_folder
 
     cfg = cfg or TrainConfig()
     cfg.check()
     out_dir = Path(out_dir)
     _prepare_out(out_dir, overwrite)
-    with hold_folder(out_dir, "train"), headers_read_once():  # each feature file's header read once, not five times
+    # each feature file's header read once, not five times; each slide's ink test made once, for its bed's ink veto
+    # and then the QC's ink measure (they read the same thumbnail; made twice before helper h46c)
+    with hold_folder(out_dir, "train"), headers_read_once(), ink_tests_kept(every_slide=True):
         return _train_cohort(csv_path, Path(features_dir), out_dir, cfg, n_folds=n_folds, group_column=group_column,
                              threshold=threshold, overwrite=overwrite, on_epoch=on_epoch, tumorbeds=tumorbeds,
                              beds=beds, bundle=bundle, bundle_tumorbed=bundle_tumorbed)

@@ -51,7 +51,9 @@ bed_unlike_training            the slide was scored over the whole tissue (no be
                                by a model trained on tumour beds (annotations, a detector): its
                                tiles and its interval are not what the model was checked on; or
                                inside a tumour bed by a model trained over the whole tissue, which
-                               reads a bed too high (24 new slides: +7.9 points on average)
+                               reads a bed too high (24 new slides: +7.9 points on average); or
+                               a bed whose ink veto measured ink over tissue under another
+                               ink-plane rule than the model's training beds (helper h46c)
 no_interval                    the slide has a score but the model has no calibrated interval
                                (trained without cross-validation, or on fewer than 9 out-of-fold
                                slides): nothing says how far off the number may be
@@ -168,7 +170,8 @@ MEANING: dict[str, str] = {
     Flag.ABOVE_LABELS.value: "scored above the highest sTIL% the model was trained on: it extrapolates",
     Flag.BELOW_LABELS.value: "scored below the lowest sTIL% the model was trained on: it extrapolates",
     Flag.BED_UNLIKE_TRAINING.value: "scored over another region than the model was trained on (whole tissue vs "
-                                    "tumour bed)",
+                                    "tumour bed), or on a bed whose ink veto followed another rule than the "
+                                    "training beds'",
     Flag.NO_INTERVAL.value: "the model has no calibrated interval: nothing says how far off the number may be",
     Flag.MPP_OVERRIDDEN.value: "the resolution (µm/px) given by hand differs from the one the file states",
     Flag.MPP_UNIT_SLIP.value: "the file's resolution looks written in the wrong unit (px/cm vs inch): the tiles may "
@@ -364,12 +367,33 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
 WHOLE_TISSUE = ("tissue", "tissue-fallback")
 
 
-def bed_unlike_training(bed_source: str, training_beds: dict | None) -> str | None:
+def bed_unlike_training(bed_source: str, training_beds: dict | None, ink_rule: int | None = None) -> str | None:
     """Why a slide whose bed came from ``bed_source`` is unlike the training slides (``None``: it is
     not): scored over the whole tissue by a model whose training slides mostly had a tumour bed, or
     inside a tumour bed by a model trained mostly over the whole tissue (hunt 32f: such a model learns
     to stretch the whole tissue's diluted lymphocyte share; the demo's 40 slides trained so scored 24
-    new slides +7.9 points on average inside their beds, R² 0.795, against 0.908 over the whole tissue)."""
+    new slides +7.9 points on average inside their beds, R² 0.795, against 0.908 over the whole tissue);
+    or a bed whose ink veto measured ink over tissue under another ink-plane rule (``ink_rule``) than every
+    training bed's (:func:`ink_rule_unlike_training`)."""
+    return _region_unlike_training(bed_source, training_beds) or ink_rule_unlike_training(ink_rule, training_beds)
+
+
+def ink_rule_unlike_training(ink_rule: int | None, training_beds: dict | None) -> str | None:
+    """Why a bed whose ink veto measured ink over tissue under ``ink_rule`` (:data:`weakstil.ink_plane.INK_PLANE_RULE`)
+    is unlike the beds the model was trained on (its ``tumorbeds`` record's ``ink_plane_rules``, recorded since helper
+    h46c: a model trained before records none and is not checked), or None: other tiles may be vetoed as ink."""
+    from weakstil.ink_plane import rule_said
+
+    trained = (training_beds or {}).get("ink_plane_rules") or {}
+    if ink_rule is None or not trained or str(int(ink_rule)) in trained:
+        return None
+    return (f"its bed's ink veto measured ink over tissue under {rule_said(int(ink_rule))}, the model's training beds "
+            f"under {', '.join(rule_said(int(r)) for r in sorted(trained))}: other tiles may be vetoed as ink than in "
+            "training; train the model again on beds drawn by this WeakSTIL")
+
+
+def _region_unlike_training(bed_source: str, training_beds: dict | None) -> str | None:
+    """:func:`bed_unlike_training`'s whole tissue against tumour bed."""
     slides = bed_sources(training_beds)
     whole = sum(n for source, n in slides.items() if source in WHOLE_TISSUE)
     if bed_source not in WHOLE_TISSUE and whole * 2 > sum(slides.values()) > 0:

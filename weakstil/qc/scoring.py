@@ -170,13 +170,14 @@ class SlideAssessor:
                tile_px: int, mpp: float, device, seed: int = 0, bed_source: str | None = None,
                annotation_misplaced: str = "", bed_incomplete: str = "",
                bed_unlike_detector: str = "", bed_detail: str = "", bed_lymphoid: str = "",
-               tma_like: str = "", crush_tiles: int = 0) -> tuple[dict[str, Any], dict[str, Any]]:
+               tma_like: str = "", crush_tiles: int = 0, bed_ink_rule: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
         """``(result columns, HDF5 attributes)`` of one scored slide (``stil`` NaN: not scored).
         ``bed_unlike_detector``: why the bed's detector is unchecked on the slide's stain
         (:mod:`weakstil.tumorbed.look`), ``bed_detail`` the bed's detail (a detector's id), ``bed_lymphoid``
         the detector's seed vetoes when its lymphoid veto was set aside, ``tma_like`` why the slide looks
         like a tissue microarray (:func:`weakstil.qc.pieces.tma_like`), ``crush_tiles`` the bed's tiles left out as
-        crush artefact (:mod:`weakstil.crush`)."""
+        crush artefact (:mod:`weakstil.crush`), ``bed_ink_rule`` the ink-plane rule its ink veto measured ink over
+        tissue under (:func:`weakstil.tumorbed.resolver.bed_ink_rule`)."""
         from weakstil.tumorbed.resolver import trained_detector
 
         if bed_unlike_detector and bed_sources(self.training_beds).get("model") \
@@ -271,7 +272,7 @@ class SlideAssessor:
                                  stil=stil, label_max=(self.reference.get("labels") or {}).get("max"),
                                  label_min=(self.reference.get("labels") or {}).get("min"),
                                  interval_available=self.no_interval is None, no_interval_why=self.no_interval,
-                                 bed_unlike_training=bed_unlike_training(bed_source, self.training_beds)
+                                 bed_unlike_training=bed_unlike_training(bed_source, self.training_beds, bed_ink_rule)
                                  if bed_source else None, slide_mpp=slide_mpp, file_mpp=file_mpp,
                                  base_mpp=base_mpp, target_mpp=mpp, unit_slip=unit_slip,
                                  annotation_misplaced=annotation_misplaced,

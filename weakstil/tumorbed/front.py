@@ -321,9 +321,13 @@ def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict,
 
 
 def _offered(attrs: dict, offered: Callable | None):
-    """``offered()`` when it is the features' encoder (its weights hash and card), else None (built anew)."""
+    """``offered()`` when it is the features' encoder (its weights and card), else None (built anew). The weights
+    are compared as ``score`` compares them before reusing the features (:func:`weakstil.weights_id.same_weights`):
+    a cache from before hunt 24 records the checkpoint file's hash, which was refused here while ``score`` used the
+    features, so such a bed was drawn without its front, and the slide scored again, on every run (helper h45l)."""
     from weakstil.errors import WeakSTILError
-    from weakstil.feature_cache import card_differences
+    from weakstil.feature_cache import _weights_record, card_differences
+    from weakstil.weights_id import same_weights
 
     if offered is None or not attrs.get("weights_sha256"):
         return None
@@ -331,7 +335,7 @@ def _offered(attrs: dict, offered: Callable | None):
         encoder = offered()
     except WeakSTILError:  # the caller's could not be built: the features' own is tried
         return None
-    if encoder.weights_sha256 != attrs["weights_sha256"] or card_differences(attrs, encoder):
+    if not same_weights(attrs, _weights_record(encoder)) or card_differences(attrs, encoder):
         return None
     return encoder
 

@@ -48,6 +48,8 @@ class BedSources:
     source_of: dict[str, str] = field(default_factory=dict)  #: slide id -> its bed's source, by :meth:`cohort`
     left_out: list[str] = field(default_factory=list)  #: slides training left out: their bed holds no tile
     crush_of: dict[str, int] = field(default_factory=dict)  #: slide id -> its bed's tiles left out as crush, by :meth:`cohort`
+    #: ink-plane rule -> how many of :meth:`cohort`'s beds had their ink veto measure ink over tissue under it
+    ink_rules: dict[str, int] = field(default_factory=dict)
     detected: int = 0  #: slides whose bed the detector drew in the last :meth:`cohort` (not precomputed)
     #: a slide file's name (case-folded) -> the slide ids of the batch it names, where more than one: see :meth:`share_names`
     shared_names: dict[str, list[str]] = field(default_factory=dict)
@@ -255,6 +257,8 @@ class BedSources:
                 continue
             flags[sid] = bed.tile_flags
             self.source_of[sid], self.crush_of[sid] = bed.source.value, bed.n_excluded
+            if (rule := bed_ink_rule(bed)) is not None:
+                self.ink_rules[str(rule)] = self.ink_rules.get(str(rule), 0) + 1
             sources[bed.source.value] = sources.get(bed.source.value, 0) + 1
         if non_finite:
             raise non_finite_error(non_finite)
@@ -286,7 +290,35 @@ class BedSources:
                 "detector": self.detector.model_id if ran else None,
                 "detector_path": str(self.detector_path.resolve()) if ran and self.detector_path else None,
                 "slides": dict(self.used), **unused,
+                # the rule the beds' ink veto measured ink over tissue under (helper h46c: a model trained on beds of
+                # another rule scores beds unlike its training ones, flagged bed_unlike_training)
+                **({"ink_plane_rules": dict(sorted(self.ink_rules.items()))} if self.ink_rules else {}),
                 **({"left_out_no_tile_in_bed": self.left_out} if self.left_out else {})}
+
+
+def bed_ink_rule(bed) -> int | None:
+    """The ink-plane rule (:data:`weakstil.ink_plane.INK_PLANE_RULE`; 0: before rule 3, not recorded) under which
+    ``bed``'s ink veto measured ink over tissue; ``None``: no ink veto, or one that reads the glass only (a drawn bed's
+    ``colour rules``; a precomputed bed's rule is None then, :func:`weakstil.tumorbed.precomputed.ink_plane_rule_of`)."""
+    if bed.ink_plane_rule is None or str(bed.ink_test or "") == "colour rules":
+        return None
+    return int(bed.ink_plane_rule)
+
+
+def say_ink_rule_unlike_training(beds: BedSources, training_beds: dict | None, model: str | Path) -> None:
+    """Once per ``score`` run: the detector measures ink over tissue under this WeakSTIL's rule, the model's training
+    beds were drawn under another (each such slide is flagged bed_unlike_training; helper h46c)."""
+    from weakstil.ink_plane import rule_said
+    from weakstil.qc.flags import ink_rule_unlike_training
+
+    veto = None if beds.detector is None else beds.detector.ink_veto
+    if veto is not None and veto.enabled and veto.over_tissue and \
+            ink_rule_unlike_training(INK_PLANE_RULE, training_beds) is not None:
+        trained = ", ".join(rule_said(int(r)) for r in sorted(training_beds["ink_plane_rules"]))
+        log.warning("%s was trained on beds whose ink veto measured ink over tissue under %s; this run's detector "
+                    "draws beds under ink-plane rule %d: other tiles may be vetoed as ink than in training, and each "
+                    "such slide is flagged bed_unlike_training (train the model again on beds drawn by this WeakSTIL)",
+                    model, trained, INK_PLANE_RULE)
 
 
 def trained_detector(record: dict | None) -> str | None:

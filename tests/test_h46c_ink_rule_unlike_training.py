@@ -1,0 +1,87 @@
+"""A model trained on beds drawn under another ink-plane rule than the beds it scores is flagged (helper h46c, from
+review h45e's "not fixed" 3).
+
+Was: the bed files and the detectors record the ink-plane rule their ink veto measured ink over tissue under (helpers
+h45d, h45e), but a model's record of its training beds did not, and ``bed_unlike_training`` compared the bed's source
+only: a model trained on rule-2 beds scored rule-3 beds without a word.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+import napari_plugin_fixtures
+
+scored = napari_plugin_fixtures.scored  # a pytest fixture, used by name below
+
+
+@pytest.fixture(scope="module")
+def ink_detector(scored, tmp_path_factory):
+    """A detector trained on the shared cohort, its ink veto measuring ink over tissue, saved."""
+    from weakstil.tumorbed.ink import InkVeto
+    from weakstil.tumorbed.training_cache import train_tumorbed_from_cache
+
+    det = train_tumorbed_from_cache(scored["root"] / "features", scored["cohort"] / "truth", augment=False,
+                                    ink_veto=False, lymphoid_veto=False, tumour_cell_gate=False, infiltrate=False,
+                                    max_slides=2, warn_unmatched=False, front=False)
+    det.ink_veto = InkVeto(enabled=True, over_tissue=True)
+    folder = tmp_path_factory.mktemp("h46c_ink_det") / "det"
+    det.save(folder)
+    return folder
+
+
+def test_the_training_beds_record_says_their_ink_plane_rule(scored, ink_detector):
+    from weakstil.ink_plane import INK_PLANE_RULE
+    from weakstil.tumorbed.resolver import BedSources
+
+    ids = ["synth_0000", "synth_0001"]
+    beds = BedSources.open(detector=ink_detector)
+    beds.cohort({sid: scored["root"] / "features" / f"{sid}.h5" for sid in ids})
+    assert beds.record()["ink_plane_rules"] == {str(INK_PLANE_RULE): 2}
+    assert "ink_plane_rules" not in BedSources.open().record()  # no ink veto, no rule
+
+
+def test_a_bed_of_another_ink_rule_than_the_training_beds_is_flagged_and_said(scored, ink_detector, tmp_path, caplog):
+    import pandas as pd
+
+    from weakstil.ink_plane import INK_PLANE_RULE
+    from weakstil.qc.flags import bed_unlike_training
+    from weakstil.score import ScoreOptions, score_batch
+
+    trained = {"slides": {"model": 4}, "ink_plane_rules": {"0": 4}}  # beds drawn before rule 3 (not recorded then)
+    assert "ink-plane rule 3" in bed_unlike_training("model", trained, INK_PLANE_RULE)
+    assert bed_unlike_training("model", {**trained, "ink_plane_rules": {str(INK_PLANE_RULE): 4}}, INK_PLANE_RULE) is None
+    assert bed_unlike_training("model", {"slides": {"model": 4}}, INK_PLANE_RULE) is None  # a model from before
+    assert bed_unlike_training("model", trained, None) is None  # a bed without an ink veto over tissue
+    model = tmp_path / "model"
+    shutil.copytree(scored["model"], model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["training"]["tumorbeds"] = {**meta["training"]["tumorbeds"], **trained}
+    (model / "model.json").write_text(json.dumps(meta))
+    out = tmp_path / "out"
+    shutil.copytree(scored["scores"] / "features", out / "features")  # the slide's features cached
+    with caplog.at_level("WARNING"):
+        rows = score_batch([scored["held"]], ScoreOptions(model=model, out=out, weights="random", device="cpu",
+                                                          workers=1, tumorbed_model=ink_detector), progress=False)
+    said = [r.getMessage() for r in caplog.records if "ink-plane rule" in r.getMessage()]
+    assert len(said) == 1 and str(model) in said[0], said  # once per run, naming the model and both rules
+    assert f"ink-plane rule {INK_PLANE_RULE}" in said[0] and "before 3 (1 or 2, not recorded)" in said[0]
+    row = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False).iloc[0]
+    assert rows[0]["status"] == "ok" and "bed_unlike_training" in row["qc"], dict(row)
+    assert "ink-plane rule" in row["qc_reasons"]
+
+
+def test_which_beds_have_an_ink_rule():
+    """A precomputed bed drawn before the rule was recorded (rule 0, no ink test recorded) has one; a veto on the glass
+    only (colour rules) or none has none."""
+    from types import SimpleNamespace as Bed
+
+    from weakstil.tumorbed.resolver import bed_ink_rule
+
+    assert bed_ink_rule(Bed(ink_plane_rule=0, ink_test="")) == 0
+    assert bed_ink_rule(Bed(ink_plane_rule=3, ink_test="stain plane")) == 3
+    assert bed_ink_rule(Bed(ink_plane_rule=3, ink_test="colour rules")) is None
+    assert bed_ink_rule(Bed(ink_plane_rule=None, ink_test="")) is None
