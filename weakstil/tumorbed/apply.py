@@ -124,7 +124,8 @@ def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, feat
                # the release, not the commit (recorded beside it): a new commit of unchanged bed code, or an edited
                # config in the checkout, would otherwise make every bed again and rescore every slide
                "weakstil_version": __version__}
-    if sources.detector is not None and (sources.detector.ink_veto.enabled or sources.detector.front.enabled):
+    if sources.detector is not None and (sources.detector.ink_veto.enabled or sources.detector.front.enabled
+                                         or sources.detector.aggregates.enabled):
         from weakstil.tumorbed.ink import features_slide
 
         request["slide_read"] = features_slide(attrs, slide_path) is not None

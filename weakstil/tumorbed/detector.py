@@ -28,6 +28,7 @@ from weakstil.code_version import version as code_version
 from weakstil.bed_geometry import BEFORE_LYMPHOID_VETO, BedShape, Plausibility, bed_from_evidence, check_bed
 from weakstil.errors import UsageError, WeakSTILError
 from weakstil.modeldir import META_FILE, TUMORBED_DIR, WEIGHTS_FILE, ModelDir, folder_of_file_fix, meta_format_version
+from weakstil.tumorbed.aggregates import AggregateRule
 from weakstil.tumorbed.bed import SlideGeometry, TumorBed, TumorBedSource
 from weakstil.tumorbed.cellgate import (NO_TUMOUR_CELLS, TumourCellGate, apply_cell_gate, gate_applied,
                                         seed_tiles_with_tumour_cells, seeds_without_tumour_cells,
@@ -71,6 +72,8 @@ class TumorBedDetector:
     cell_gate: TumourCellGate = field(default_factory=lambda: TumourCellGate(enabled=False))
     #: half-stride tumour evidence at the bed's front (weakstil.tumorbed.front; off unless training chose it)
     front: FrontRefine = field(default_factory=FrontRefine)
+    #: compact lymphoid aggregates read off the slide kept out of the bed (weakstil.tumorbed.aggregates; off unless chosen)
+    aggregates: AggregateRule = field(default_factory=AggregateRule)
     #: the features' encoders the front refinement built (or why not), once per encoder and weights
     _front_encoders: dict = field(default_factory=dict, repr=False, compare=False)
     #: an encoder its caller already holds (``score``'s), used for the front when it is the features' own
@@ -153,7 +156,17 @@ class TumorBedDetector:
         ink = (slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0, self.ink_veto.over_tissue,
                                slide_path, test) if self.ink_veto.enabled else None)
         columns = stats_column_names(features.attr("tile_stats_columns"))
+        kept_out = ""
+        if self.aggregates.enabled:  # aggregates beside the tumour are no tissue of its bed (hunt 46d)
+            from weakstil.tumorbed.aggregates import slide_aggregates
+
+            agg, kept_out = slide_aggregates(features.attrs, geom.tissue_mask.shape, geom.mask_mpp, self.aggregates,
+                                             slide_path)
+            if agg is not None and agg.any():
+                geom.tissue_mask = geom.tissue_mask & ~agg
         bed = self.detect(np.asarray(features.features), geom, features.tile_stats, columns, ink)
+        if kept_out:
+            bed.seed_vetoes = f"{bed.seed_vetoes}; {kept_out}"
         if front and self.front.enabled and bed.source is TumorBedSource.MODEL:
             from weakstil.tumorbed.front import (FRONT_NO_ENCODER, FRONT_NOT_READ, NO_ENCODER, NOT_READ, FrontUnread,
                                                   front_embedder)
@@ -313,6 +326,7 @@ class TumorBedDetector:
                 "tile_stats_columns": list(self.stats_columns), "lymphoid_veto": self.veto.to_dict(),
                 "ink_veto": self.ink_veto.to_dict(), "tumour_cell_gate": self.cell_gate.to_dict(),
                 **({"front": self.front.to_dict()} if self.front.enabled else {}),
+                **({"aggregates": self.aggregates.to_dict()} if self.aggregates.enabled else {}),
                 # the numerics it was trained with, as a MIL model records them (its own are numpy's)
                 "versions": self.meta.get("versions") or {"weakstil": code_version(),
                                                            **installed_versions(("numpy", "scipy", "scikit-image"))},
@@ -406,7 +420,8 @@ class TumorBedDetector:
                            Plausibility.from_dict(meta.get("plausibility", {})), radii, meta,
                            tuple(str(c) for c in meta.get("tile_stats_columns", [])),
                            LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")),
-                           TumourCellGate.from_dict(meta.get("tumour_cell_gate")), FrontRefine.from_dict(meta.get("front")))
+                           TumourCellGate.from_dict(meta.get("tumour_cell_gate")), FrontRefine.from_dict(meta.get("front")),
+                           aggregates=AggregateRule.from_dict(meta.get("aggregates")))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise WeakSTILError(f"model.json holds a value of the wrong type ({exc})", path=meta_path,
                                 fix=_META_FIX) from None
@@ -439,7 +454,8 @@ def _check_meta_types(meta: dict, meta_path: Path) -> None:
     """The sections every use of a detector reads are JSON objects, its tiling numbers: a 'tiling' edited
     into a string passed loading and was a TypeError ("this is a bug in weakstil") when a batch began
     (outside corruption sweep, hunt 37n)."""
-    for key in ("tiling", "features", "shape", "plausibility", "lymphoid_veto", "ink_veto", "tumour_cell_gate", "front"):
+    for key in ("tiling", "features", "shape", "plausibility", "lymphoid_veto", "ink_veto", "tumour_cell_gate", "front",
+                "aggregates"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise WeakSTILError(f"model.json's '{key}' is not a JSON object", path=meta_path, fix=_META_FIX)
     for key in ("mpp", "tile_px"):

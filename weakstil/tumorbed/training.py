@@ -359,7 +359,8 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
                    ink_veto: InkVeto | None = None, infiltrate: bool = True,
                    cell_gate: TumourCellGate | None = None,
                    copies: Callable[[], tuple[dict[str, np.ndarray], dict]] | None = None,
-                   front: Callable[[str], Callable | None] | None = None) -> TumorBedDetector:
+                   front: Callable[[str], Callable | None] | None = None,
+                   aggregates: Callable | None = None) -> TumorBedDetector:
     """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice.
 
     ``lymphoid_veto``: the rule applied to the evidence before the geometry (default: the
@@ -374,7 +375,9 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     (weakstil.tumorbed.augment.augmented_copies); each copy joins the final classifier's fit only,
     as a slide of its own with its original's labels. ``None``: no copies. ``front(slide_id)``: that slide's
     shifted-tile embedder (weakstil.tumorbed.front.slide_embedder), to choose the half-stride evidence at the
-    bed's front (:func:`weakstil.tumorbed.front.choose_front`); ``None``: not searched, off."""
+    bed's front (:func:`weakstil.tumorbed.front.choose_front`); ``None``: not searched, off. ``aggregates(slide_id,
+    mask_shape, mask_mpp)``: its lymphoid aggregates, to choose keeping them out of the bed
+    (:func:`weakstil.tumorbed.aggregates.choose_aggregates`); ``None``: off."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
@@ -406,6 +409,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     plausibility = plausibility_rule(slides, evidence, shape, ink_only)
     front_rule, front_search = _choose_front(slides, evidence, gated_raw, folds, shape, per_slide, front,
                                              bool(context_radii) or bool(stats_columns) or gate.enabled)
+    from weakstil.tumorbed.aggregates import AggregateRule, choose_aggregates
+
+    agg_rule, agg_search = (choose_aggregates(slides, evidence, shape, aggregates) if aggregates is not None
+                            else (AggregateRule(), {"chosen": "off: not searched"}))
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
     disagreeing = check_held_out(slides, evidence, shape, dice, cv)  # a focus left out, a swapped file...
     made, augmentation = copies() if copies is not None else ({}, {"enabled": False})
@@ -446,9 +453,9 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     meta["inked_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, inked)}
     meta["tumour_cell_gate_search"] = gate_search
     meta["tumour_cell_gated_cv"] = {s.slide_id: g for s, g in zip(slides, gated)}
-    meta["front_search"] = front_search
+    meta["front_search"], meta["aggregates_search"] = front_search, agg_search
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
-                                tuple(stats_columns), veto, ink_rule, gate, front_rule)
+                                tuple(stats_columns), veto, ink_rule, gate, front_rule, aggregates=agg_rule)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
              "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, %s%s%s)", len(slides), cv,
              dice.mean(), dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um,

@@ -73,7 +73,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                               lymphoid_veto: bool = True, ink_veto: bool = True,
                               infiltrate: bool = True, tumour_cell_gate: bool = True,
                               warn_unmatched: bool = True, augment: bool = True, front: bool = True,
-                              progress=None) -> TumorBedDetector:
+                              progress=None, aggregates: bool = True) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
     ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
@@ -206,7 +206,20 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     return train_detector(chosen, seed=seed, meta=meta, stats_columns=TUMOUR_NUCLEI_COLUMNS if tile_stats else (),
                           lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
                           ink_veto=InkVeto(enabled=bool(ink_veto)), infiltrate=infiltrate,
-                          cell_gate=TumourCellGate(enabled=bool(tumour_cell_gate)), copies=copies, front=embedders)
+                          cell_gate=TumourCellGate(enabled=bool(tumour_cell_gate)), copies=copies, front=embedders,
+                          aggregates=_aggregate_masks(features_of, paths) if aggregates else None)
+
+
+def _aggregate_masks(features_of, paths: dict):
+    """``(slide_id, mask_shape, mask_mpp) -> its lymphoid aggregates`` (weakstil.tumorbed.aggregates), ``None``
+    when the slide is not there."""
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed.aggregates import AggregateRule, slide_aggregates
+
+    def masks_of(sid: str, shape: tuple[int, int], mask_mpp: float):
+        attrs = FeaturesFile.read_header(features_of(sid))[0]
+        return slide_aggregates(attrs, shape, mask_mpp, AggregateRule(enabled=True), paths.get(sid))[0]
+    return masks_of
 
 
 def _front_embedders(features_of, paths: dict):

@@ -1,0 +1,182 @@
+"""Lymphoid aggregates beside the tumour bed, kept out of it (issue 14, hunt 46d).
+
+The International TILs Working Group's bed is the tumour nests and the stroma between and around them up to the
+invasive front; a lymphoid aggregate separated from the tumour (a tertiary lymphoid structure: a dense, round
+mantle of lymphocytes, often round a paler germinal centre) is no part of it. Such an aggregate 60-180 µm from the
+tumour shares the 112 µm tiles with the bed's edge, so neither the tile evidence nor the contiguous-infiltrate step
+(:func:`weakstil.bed_geometry.take_in_infiltrate`) can see the gap between them.
+
+Here the slide is read at :data:`AGGREGATE_MPP` µm/px (as the ink veto reads it), its haematoxylin unmixed with the
+stain its feature file records (:func:`weakstil.stain.concentrations`), and a piece of dense haematoxylin is an
+aggregate when it is *compact* (its solidity, area over its convex hull's, at least ``min_solidity``: a round
+aggregate, not the infiltrate that runs between nests and round them, which encloses them and so is far from convex),
+of an aggregate's size (``min_mm2`` .. ``max_mm2``) and *set apart*: at least ``min_ring_poor`` of the tissue in the
+ring ``ring_um`` round it is poor in nuclei (haematoxylin under ``poor_h``), the tumour-free, lymphocyte-poor stroma
+between an aggregate and the tumour. A cluster of TILs inside the bed has tumour nests and TILs all round it (on the
+in-house looks 15-18 % of its ring poor in nuclei, against 52-88 % round the aggregates and TLS of hunts 41a / 44b and
+the in-house hard looks), so it stays. Its pixels leave the tissue the bed is drawn on, so they
+are no seed, no infiltrate and no bed (nothing else changes).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+AGGREGATE_MPP = 4.0  #: µm/px the slide is read at (as the ink veto's thumbnail)
+
+
+@dataclass(frozen=True)
+class AggregateRule:
+    """Which dense lymphoid pieces are aggregates kept out of the bed (sizes in µm / mm²)."""
+
+    enabled: bool = False
+    dense_h: float = 0.5  #: haematoxylin (1.0 = the slide's 99th percentile) of a pixel of dense nuclei
+    dense_share: float = 0.5  #: share of dense pixels within 12 µm that makes a pixel part of a dense piece
+    min_mm2: float = 0.01  #: smallest aggregate (a disc of about 56 µm radius)
+    max_mm2: float = 0.3  #: largest aggregate (about 310 µm radius); larger dense pieces are never kept out
+    min_solidity: float = 0.9  #: area over convex-hull area, holes filled (a round aggregate ~0.95+)
+    ring_um: float = 40.0  #: the ring round a piece that must be mostly stroma poor in nuclei
+    poor_h: float = 0.1  #: haematoxylin under this: a pixel poor in nuclei (stroma, fat, mucin)
+    min_ring_poor: float = 0.4  #: at least this share of the ring's tissue poor in nuclei
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict | None) -> AggregateRule:
+        if not values:
+            return cls()
+        return cls(**{k: type(getattr(cls(), k))(values[k]) for k in cls.__dataclass_fields__ if k in values})
+
+
+def _disc(r: int) -> np.ndarray:
+    y, x = np.mgrid[-r:r + 1, -r:r + 1]
+    return x * x + y * y <= r * r
+
+
+def aggregate_pieces(stains: np.ndarray, mpp: float, rule: AggregateRule) -> tuple[np.ndarray, list[dict]]:
+    """The aggregates' mask on the stain map's grid (``stains``: (h, w, 2) haematoxylin and eosin,
+    :func:`weakstil.stain.concentrations`; ``mpp`` µm/px) and each dense piece's measures (``mm2``, ``solidity``,
+    ``ring_poor``, ``aggregate``)."""
+    from scipy import ndimage as ndi
+    from skimage.measure import regionprops
+
+    stains = np.asarray(stains, np.float32)
+    h = stains[..., 0]
+    tissue = stains.sum(axis=-1) > 0.1
+    dense = h >= rule.dense_h
+    k = _disc(max(1, int(round(12.0 / mpp)))).astype(np.float32)
+    share = ndi.convolve(dense.astype(np.float32), k / k.sum(), mode="constant")
+    pieces = ndi.binary_opening(share >= rule.dense_share, _disc(max(1, int(round(8.0 / mpp)))))
+    labels, _ = ndi.label(pieces)
+    ring_px = max(1, int(round(rule.ring_um / mpp)))
+    out = np.zeros(h.shape, bool)
+    measures = []
+    px_mm2 = mpp * mpp / 1e6
+    for i, sl in enumerate(ndi.find_objects(labels), 1):
+        if sl is None:
+            continue
+        pad = ring_px + 2
+        y0, x0 = max(0, sl[0].start - pad), max(0, sl[1].start - pad)
+        y1, x1 = min(h.shape[0], sl[0].stop + pad), min(h.shape[1], sl[1].stop + pad)
+        filled = ndi.binary_fill_holes(labels[y0:y1, x0:x1] == i)
+        mm2 = float(filled.sum() * px_mm2)
+        if mm2 < rule.min_mm2:
+            continue
+        solidity = float(regionprops(filled.astype(np.uint8))[0].solidity)
+        ring = ndi.binary_dilation(filled, _disc(ring_px)) & ~filled & tissue[y0:y1, x0:x1]
+        ring_poor = float((h[y0:y1, x0:x1][ring] < rule.poor_h).mean()) if ring.any() else 1.0
+        is_aggregate = mm2 <= rule.max_mm2 and solidity >= rule.min_solidity and ring_poor >= rule.min_ring_poor
+        measures.append(dict(mm2=round(mm2, 4), solidity=round(solidity, 3), ring_poor=round(ring_poor, 3),
+                             aggregate=bool(is_aggregate)))
+        if is_aggregate:
+            out[y0:y1, x0:x1] |= filled
+    return out, measures
+
+
+def on_mask_grid(mask: np.ndarray, mpp: float, shape: tuple[int, int], mask_mpp: float) -> np.ndarray:
+    """``mask`` (at ``mpp`` µm/px) on a grid of ``shape`` at ``mask_mpp``: a cell is in when half of it is."""
+    from skimage.transform import resize
+
+    if not mask.any():
+        return np.zeros(shape, bool)
+    # both grids start at the slide's corner; the map may be a pixel short of the mask's extent
+    want = (int(round(shape[0] * mask_mpp / mpp)), int(round(shape[1] * mask_mpp / mpp)))
+    m = np.zeros(want, np.float32)
+    h, w = min(want[0], mask.shape[0]), min(want[1], mask.shape[1])
+    m[:h, :w] = mask[:h, :w]
+    return resize(m, shape, order=1, anti_aliasing=True) >= 0.5
+
+
+def slide_aggregates(attrs: dict, tissue_shape: tuple[int, int], mask_mpp: float, rule: AggregateRule,
+                     slide_path: str | Path | None = None) -> tuple[np.ndarray | None, str]:
+    """The aggregates on the tissue mask's grid, and what was done (said in the bed's ``seed_vetoes``);
+    ``None`` when the slide or its stain is not there (the bed is drawn as before)."""
+    from weakstil.slide import Slide
+    from weakstil.stain import SlideStain, concentrations
+    from weakstil.tumorbed.ink import features_slide
+
+    path = features_slide(attrs, slide_path)
+    stain = SlideStain.from_attr(attrs.get("stain"))
+    if path is None or stain is None:
+        return None, "aggregates: slide not read"
+    try:
+        with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide:
+            thumb = slide.read_thumbnail(AGGREGATE_MPP)
+    except Exception as exc:  # an unreadable slide only loses this step; the bed is still drawn
+        log.warning("%s: lymphoid aggregates not looked for: %s could not be read (%s)", attrs.get("slide_id"), path, exc)
+        return None, "aggregates: slide not read"
+    mpp = float(attrs["slide_width"]) * float(attrs["slide_mpp"]) / thumb.shape[1]
+    agg, measures = aggregate_pieces(concentrations(thumb, stain), mpp, rule)
+    found = [m for m in measures if m["aggregate"]]
+    grid = on_mask_grid(agg, mpp, tissue_shape, mask_mpp)
+    return grid, f"aggregates: {len(found)} kept out ({sum(m['mm2'] for m in found):.3f} mm²)"
+
+
+#: the held-out Dice on the annotated slides that keeping aggregates out may cost before training leaves it off
+AGGREGATE_MAX_LOSS = 0.005
+
+
+def choose_aggregates(slides, evidence: list[np.ndarray], shape, masks_of) -> tuple[AggregateRule, dict]:
+    """Whether the detector keeps lymphoid aggregates out of its beds, and the record for model.json: each annotated
+    slide's bed from its held-out ``evidence`` with ``shape``, drawn on its tissue and on its tissue without the
+    aggregates (``masks_of(slide_id, mask_shape, mask_mpp)``: the aggregates on its mask grid, ``None`` when the slide
+    is not read), scored by Dice against its annotation. The rule follows the TILs WG's bed, so it is kept unless it
+    costs the annotated slides :data:`AGGREGATE_MAX_LOSS` of mean Dice (their annotators drew aggregates in)."""
+    from weakstil.bed_geometry import bed_from_evidence
+    from weakstil.tissue import dice
+    from weakstil.tumorbed.veto import dark_nuclei_area
+
+    off, on, per_slide, not_read, in_annotation = [], [], {}, [], 0
+    for s, ev in zip(slides, evidence):
+        g = s.geom
+        agg = masks_of(s.slide_id, g.tissue_mask.shape, g.mask_mpp)
+        if agg is None:
+            not_read.append(s.slide_id)
+            continue
+        infiltrate = dark_nuclei_area(s.tile_stats, s.stats_columns) if shape.infiltrate_um > 0 else None
+        truth = np.asarray(s.bed_mask, bool)
+        beds = [bed_from_evidence(ev, g.coords, g.tile_size_level0, g.slide_mpp, tissue, g.mask_mpp, shape,
+                                  infiltrate)[0] for tissue in (g.tissue_mask, g.tissue_mask & ~agg)]
+        off.append(dice(beds[0], truth))
+        on.append(dice(beds[1], truth))
+        in_annotation += int((agg & truth).sum())
+        per_slide[s.slide_id] = {"off": round(off[-1], 4), "on": round(on[-1], 4), "aggregate_px": int(agg.sum())}
+    record = {"max_loss": AGGREGATE_MAX_LOSS, "per_slide": per_slide, "not_read": not_read,
+              "aggregate_px_in_annotations": in_annotation}
+    if not off:
+        record["chosen"] = "off: no annotated slide could be read"
+        return AggregateRule(), record
+    loss = float(np.mean(off)) - float(np.mean(on))
+    record.update(dice_off=round(float(np.mean(off)), 4), dice_on=round(float(np.mean(on)), 4))
+    chosen = loss < AGGREGATE_MAX_LOSS
+    record["chosen"] = "on" if chosen else f"off: costs {loss:.4f} >= {AGGREGATE_MAX_LOSS:g} of Dice"
+    log.info("lymphoid aggregates kept out of the bed: %s (held-out Dice %.4f -> %.4f on %d slides)",
+             record["chosen"], record["dice_off"], record["dice_on"], len(off))
+    return AggregateRule(enabled=chosen), record
