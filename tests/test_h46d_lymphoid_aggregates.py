@@ -119,3 +119,23 @@ def test_training_keeps_aggregates_out_unless_the_annotations_draw_them_in():
         assert record["per_slide"][s.slide_id]["aggregate_px"] == 50
     rule, record = choose_aggregates([s], [ev], shape, lambda sid, shp, mpp: None)
     assert not rule.enabled and record["not_read"] == ["s1"]
+
+
+def test_a_bed_drawn_without_the_aggregate_step_as_its_slide_moved_says_so():
+    """Was: a detector that keeps aggregates out, on features whose slide moved since embedding, drew the bed with
+    the aggregates in and said nothing unless its ink veto (on too) also lost the slide (review r46d)."""
+    from pathlib import Path
+
+    from weakstil.tumorbed.apply import AppliedBed
+    from weakstil.tumorbed.bed import TumorBed, TumorBedSource
+
+    def applied(vetoes):
+        bed = TumorBed(np.ones((4, 4), bool), 8.0, np.ones(2, np.float32), TumorBedSource.MODEL, "d",
+                       seed_vetoes=vetoes)
+        return AppliedBed("s", bed, Path("s.h5"), Path("s.geojson"))
+
+    unread = applied("lymphoid: 0 tiles; ink: off; aggregates: slide not read")
+    assert unread.aggregates_unread and not unread.ink_unread
+    assert "(lymphoid aggregates not kept out: slide not read)" in unread.summary()
+    read = applied("lymphoid: 0 tiles; ink: off; aggregates: 1 kept out (0.050 mm²)")
+    assert not read.aggregates_unread and "not kept out" not in read.summary()

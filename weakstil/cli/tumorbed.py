@@ -179,7 +179,7 @@ def _apply_each(out: Path, paths: list, ids: dict, slide_of: dict, sources, over
     from weakstil.outputdir import mark
     from weakstil.tumorbed.apply import apply_tumorbed
 
-    unread: list[str] = []  # slides whose ink veto fell away: their files are not where the features say
+    unread: list[str] = []  # slides whose ink veto or aggregate step fell away: their files are not where the features say
     redrawn: list[str] = []  # beds made again only for the ink-plane rule: said once, not left unexplained (h45e)
 
     def one(path: Path) -> None:
@@ -187,7 +187,7 @@ def _apply_each(out: Path, paths: list, ids: dict, slide_of: dict, sources, over
                                  slide_path=slide_of.get(ids[Path(path).stem]))
         mark(out, "tumorbed apply")
         typer.echo(applied.summary())
-        unread.extend([applied.slide_id] if applied.ink_unread else [])
+        unread.extend([applied.slide_id] if applied.ink_unread or applied.aggregates_unread else [])
         redrawn.extend([applied.slide_id] if applied.other_rule else [])
 
     for_each_slide(paths, failures, lambda p: slide_file(out, Path(p).stem), one)
@@ -198,9 +198,9 @@ def _apply_each(out: Path, paths: list, ids: dict, slide_of: dict, sources, over
                  "(the ink veto now measures ink over tissue under rule %d: weakstil.ink_plane.INK_PLANE_RULE): %s%s",
                  len(redrawn), len(paths), INK_PLANE_RULE, ", ".join(redrawn[:5]), " ..." if len(redrawn) > 5 else "")
     if unread:  # each was an info line among the beds: a moved slide folder lost the veto unnoticed
-        log.warning("%d of %d beds were drawn without the detector's ink veto, as their slides could not be read "
-                    "where their features say (moved since they were embedded?): %s%s; marker ink on them may seed "
-                    "the bed. Fix: pass --cohort CSV with each slide's path as it is now (slide_id,path; the beds "
+        log.warning("%d of %d beds were drawn without the detector's ink veto or lymphoid-aggregate step, as their "
+                    "slides could not be read where their features say (moved since they were embedded?): %s%s; marker "
+                    "ink on them may seed the bed, aggregates beside the tumour be taken in. Fix: pass --cohort CSV with each slide's path as it is now (slide_id,path; the beds "
                     "are drawn again)", len(unread), len(paths), ", ".join(unread[:5]), " ..." if len(unread) > 5 else "")
 
 

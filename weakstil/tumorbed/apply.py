@@ -97,6 +97,11 @@ class AppliedBed:
         """The detector's ink veto was on but could not read the slide (moved since it was embedded)."""
         return "ink: slide not read" in self.bed.seed_vetoes
 
+    @property
+    def aggregates_unread(self) -> bool:
+        """The detector keeps lymphoid aggregates out of its beds but could not read the slide (hunt 46d)."""
+        return "aggregates: slide not read" in self.bed.seed_vetoes
+
     def summary(self) -> str:
         bed = self.bed
         said = f"bed fallback: tissue ({bed.detail})" if bed.source is TumorBedSource.TISSUE_FALLBACK else \
@@ -108,6 +113,7 @@ class AppliedBed:
             line += f" (annotation misplaced? {bed.misplaced})"
         if self.ink_unread:
             line += " (ink veto not applied: slide not read)"
+        line += " (lymphoid aggregates not kept out: slide not read)" if self.aggregates_unread else ""  # review r46d
         return line + (" (made earlier from the same inputs: kept; --overwrite makes it again)" if self.kept else "")
 
 
