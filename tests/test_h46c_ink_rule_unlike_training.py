@@ -128,3 +128,25 @@ def test_the_run_says_the_ink_rule_only_when_a_bed_of_it_is_scored(scored, ink_d
                            progress=False)
     said = [r.getMessage() for r in caplog.records if str(model) in r.getMessage() and "ink-plane rule" in r.getMessage()]
     assert len(said) == 1 and slide_id_from_path(scored["held"]) in said[0], said
+
+
+def test_evaluate_says_beds_of_another_ink_rule_than_the_training_beds(scored, ink_detector, tmp_path, caplog):
+    """Review r46c: ``evaluate`` recorded its beds' ink-plane rules in metrics.json but compared only their sources
+    with the model's training beds: a model trained on rule-0 beds evaluated on rule-3 beds said nothing."""
+    from weakstil.evaluation import evaluate_cohort
+    from weakstil.ink_plane import INK_PLANE_RULE
+    from weakstil.tumorbed import BedSources
+
+    model = tmp_path / "model"
+    shutil.copytree(scored["model"], model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["training"]["tumorbeds"] = {**meta["training"]["tumorbeds"], "slides": {"model": 4},
+                                     "ink_plane_rules": {"0": 4}}
+    (model / "model.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING"):
+        metrics = evaluate_cohort(scored["root"] / "train.csv", model, scored["root"] / "features", tmp_path / "ev",
+                                  beds=BedSources.open(detector=ink_detector), threads=1)
+    n = metrics["tumorbeds"]["ink_plane_rules"][str(INK_PLANE_RULE)]
+    assert n >= 1 and metrics["beds_of_another_ink_rule"] == n, metrics["tumorbeds"]
+    said = [r.getMessage() for r in caplog.records if "ink-plane rule" in r.getMessage() and str(model) in r.getMessage()]
+    assert len(said) == 1 and f"ink-plane rule {INK_PLANE_RULE}" in said[0], said
