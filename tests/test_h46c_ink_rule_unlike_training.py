@@ -85,3 +85,68 @@ def test_which_beds_have_an_ink_rule():
     assert bed_ink_rule(Bed(ink_plane_rule=3, ink_test="stain plane")) == 3
     assert bed_ink_rule(Bed(ink_plane_rule=3, ink_test="colour rules")) is None
     assert bed_ink_rule(Bed(ink_plane_rule=None, ink_test="")) is None
+
+
+def test_the_run_says_the_ink_rule_only_when_a_bed_of_it_is_scored(scored, ink_detector, tmp_path, caplog):
+    """Review r46c: the run's warning was said whenever the detector's rule was not among the training beds', also
+    when every slide had a precomputed bed (``--tumorbed-beds``, as the workflow scores) of the training beds' own
+    rule: "each such slide is flagged bed_unlike_training", and none was. Now it is said once, at the first slide
+    whose bed is flagged for its ink rule, naming that bed's rule."""
+    import h5py
+    import pandas as pd
+
+    from weakstil.score import ScoreOptions, score_batch
+    from weakstil.slide import slide_id_from_path
+    from weakstil.tumorbed import BedSources
+    from weakstil.tumorbed.apply import apply_tumorbed
+
+    model = tmp_path / "model"
+    shutil.copytree(scored["model"], model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["training"]["tumorbeds"] = {**meta["training"]["tumorbeds"], "slides": {"model": 4},
+                                     "ink_plane_rules": {"0": 4}}  # beds drawn before rule 3
+    (model / "model.json").write_text(json.dumps(meta))
+    features = scored["scores"] / "features" / f"{slide_id_from_path(scored['held'])}.h5"
+    bed = apply_tumorbed(features, tmp_path / "beds", BedSources.open(detector=ink_detector),
+                         slide_path=scored["held"]).h5_path
+    with h5py.File(bed, "r+") as f:  # as 'tumorbed apply' wrote it before the rule was recorded
+        assert "ink: " in str(f.attrs["seed_vetoes"]) and "ink_plane_rule" in f.attrs
+        del f.attrs["ink_plane_rule"]
+    out = tmp_path / "out"
+    shutil.copytree(scored["scores"] / "features", out / "features")
+    opts = dict(model=model, weights="random", device="cpu", workers=1, tumorbed_model=ink_detector)
+    with caplog.at_level("WARNING"):
+        rows = score_batch([scored["held"]], ScoreOptions(out=out, tumorbed_beds=tmp_path / "beds", **opts),
+                           progress=False)
+    row = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False).iloc[0]
+    assert rows[0]["status"] == "ok" and "bed_unlike_training" not in row["qc"], dict(row)  # rule 0 as in training
+    said = [r.getMessage() for r in caplog.records if str(model) in r.getMessage() and "ink-plane rule" in r.getMessage()]
+    assert said == []  # no bed of another rule: nothing to say
+    caplog.clear()
+    with caplog.at_level("WARNING"):  # the detector's bed (rule 3): said once, naming the slide
+        rows = score_batch([scored["held"]], ScoreOptions(out=tmp_path / "out2", features=out / "features", **opts),
+                           progress=False)
+    said = [r.getMessage() for r in caplog.records if str(model) in r.getMessage() and "ink-plane rule" in r.getMessage()]
+    assert len(said) == 1 and slide_id_from_path(scored["held"]) in said[0], said
+
+
+def test_evaluate_says_beds_of_another_ink_rule_than_the_training_beds(scored, ink_detector, tmp_path, caplog):
+    """Review r46c: ``evaluate`` recorded its beds' ink-plane rules in metrics.json but compared only their sources
+    with the model's training beds: a model trained on rule-0 beds evaluated on rule-3 beds said nothing."""
+    from weakstil.evaluation import evaluate_cohort
+    from weakstil.ink_plane import INK_PLANE_RULE
+    from weakstil.tumorbed import BedSources
+
+    model = tmp_path / "model"
+    shutil.copytree(scored["model"], model)
+    meta = json.loads((model / "model.json").read_text())
+    meta["training"]["tumorbeds"] = {**meta["training"]["tumorbeds"], "slides": {"model": 4},
+                                     "ink_plane_rules": {"0": 4}}
+    (model / "model.json").write_text(json.dumps(meta))
+    with caplog.at_level("WARNING"):
+        metrics = evaluate_cohort(scored["root"] / "train.csv", model, scored["root"] / "features", tmp_path / "ev",
+                                  beds=BedSources.open(detector=ink_detector), threads=1)
+    n = metrics["tumorbeds"]["ink_plane_rules"][str(INK_PLANE_RULE)]
+    assert n >= 1 and metrics["beds_of_another_ink_rule"] == n, metrics["tumorbeds"]
+    said = [r.getMessage() for r in caplog.records if "ink-plane rule" in r.getMessage() and str(model) in r.getMessage()]
+    assert len(said) == 1 and f"ink-plane rule {INK_PLANE_RULE}" in said[0], said

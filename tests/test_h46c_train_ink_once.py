@@ -59,3 +59,35 @@ def test_each_slides_ink_test_is_made_once_for_its_bed_and_then_its_qc(scored, m
     assert set(made) == set(ids) and max(made.values()) == 1, made  # was 3 a slide: the bed, the QC, the bed again (the last slide alone kept)
     assert all(s is not None for s in stats) and tests == tests_again and tests[0]["ink_test"]
     assert all(np.array_equal(a, b) for a, b in zip(shares, again))
+
+
+def test_a_cohort_that_renames_its_slides_still_makes_each_ink_test_once(scored, monkeypatch):
+    """Review r46c (h45l B): the bed names its ink test by the feature file's slide id, the QC named it by the cohort
+    CSV's; a CSV whose ids are not the files' (features found by the slide file's name) made and kept each slide's
+    test twice (8 slides: 16 tests kept)."""
+    from collections import Counter
+
+    import pandas as pd
+
+    from weakstil import ink_plane
+    from weakstil.files import FeaturesFile
+    from weakstil.mil.bank import FeatureBank
+    from weakstil.qc.training import training_image_stats
+    from weakstil.tumorbed.bed import SlideGeometry
+    from weakstil.tumorbed.ink import slide_ink_share
+
+    table = pd.read_csv(scored["root"] / "train.csv")
+    ids, paths = table["slide_id"].astype(str).tolist()[:2], table["path"].tolist()[:2]
+    features = [FeaturesFile.read(scored["root"] / "features" / f"{sid}.h5") for sid in ids]
+    made, real = Counter(), ink_plane._ink_and_stain
+    monkeypatch.setattr(ink_plane, "_ink_and_stain", lambda rgb, he, mpp, name, told: made.update([str(name)])
+                        or real(rgb, he, mpp, name, told))
+    with ink_plane.ink_tests_kept(every_slide=True):
+        for f, p in zip(features, paths):
+            geom = SlideGeometry.from_file(f)
+            slide_ink_share(f.attrs, geom.coords, geom.tile_size_level0, True, p, {})
+        renamed = [f"P{i}" for i in range(len(ids))]  # the cohort CSV's ids
+        stats = training_image_stats(FeatureBank.load([f.path for f in features], renamed), paths)
+        kept = [k for k in ink_plane._KEPT.get() if k != ink_plane._EVERY_SLIDE]
+    assert all(s is not None for s in stats)
+    assert sorted(made.elements()) == sorted(ids) and len(kept) == len(ids), made

@@ -166,6 +166,25 @@ def _beds_unlike_training(bed_record: dict, meta: dict, n_slides: int, model_dir
     return whole
 
 
+def _beds_of_another_ink_rule(bed_record: dict, meta: dict, n_slides: int, model_dir: Path) -> int:
+    """How many evaluated slides' beds had their ink veto measure ink over tissue under another ink-plane rule than
+    every one of the model's training beds (warned about, as ``weakstil score`` flags them bed_unlike_training; review
+    r46c: evaluate compared the bed sources only)."""
+    from weakstil.ink_plane import rule_said
+    from weakstil.qc.flags import ink_rule_unlike_training
+
+    training = (meta.get("training") or {}).get("tumorbeds")
+    other = {int(r): n for r, n in (bed_record.get("ink_plane_rules") or {}).items()
+             if ink_rule_unlike_training(int(r), training) is not None}
+    if other:
+        log.warning("%s was trained on beds whose ink veto measured ink over tissue under %s, and %d of the %d evaluated "
+                    "slides' beds under %s: other tiles may be vetoed as ink than in training (train the model again "
+                    "on beds drawn by this WeakSTIL)", model_dir,
+                    ", ".join(rule_said(int(r)) for r in sorted(training["ink_plane_rules"])), sum(other.values()),
+                    n_slides, ", ".join(rule_said(r) for r in sorted(other)))
+    return sum(other.values())
+
+
 def _bed_is_empty(slide_id: str, tumorbeds: dict) -> bool:
     """Whether the slide's tumour bed holds no tile (all crush, an outline on glass): what ``weakstil score``
     reports as ``no tumour bed`` (no score) and ``train`` leaves out."""
@@ -226,6 +245,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
     # after a bed fallback is said so, not 'ok'
     source_of = dict(beds.source_of)
     unlike = _beds_unlike_training(bed_record, meta, len(ids), model_dir)
+    other_rule = _beds_of_another_ink_rule(bed_record, meta, len(ids), model_dir)
     no_bed = [sid for sid in ids if _bed_is_empty(sid, tumorbeds)]
     for sid in no_bed:  # a bed all crush is said so (weakstil.crush), as score says it
         crush = beds.crush_of.get(sid, 0)
@@ -293,6 +313,7 @@ def evaluate_cohort(csv_path: str | Path, model_dir: str | Path, features_dir: s
                              "encoder": meta.get("encoder", {}).get("name"), "scoring": how, "n_models": len(models),
                              "cohort": str(Path(csv_path).resolve()), "features": str(features_dir.resolve()),
                              "tumorbeds": bed_record, "beds_unlike_training": unlike,
+                             "beds_of_another_ink_rule": other_rule,
                              "n_training_slides": None if seen is None else len(seen),
                              "excluded": [{"slide_id": s, "reason": STATUS_NO_BED} for s in no_bed],
                              "percent_as_written": bool(percent_as_written)})

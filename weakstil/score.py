@@ -109,6 +109,7 @@ class _Context:
     model_json_sha256: str = ""
     _encoder: Any = field(default=None, repr=False)  #: the encoder, or why it could not be built
     _planner: Any = field(default=None, repr=False)
+    ink_rules_said: set = field(default_factory=set)  #: the beds' ink rules said unlike the training beds'
 
     @property
     def encoder_id(self) -> str:
@@ -154,7 +155,7 @@ def open_context(opts: ScoreOptions) -> _Context:
     from weakstil.runtime import resolve_device, sha256_file
     from weakstil.scoring_encoder import check_encoder_files
     from weakstil.tiles import scoring_tiling
-    from weakstil.tumorbed.resolver import BedSources, check_model_detector, say_ink_rule_unlike_training, trained_detector
+    from weakstil.tumorbed.resolver import BedSources, check_model_detector, trained_detector
 
     resolve_device(opts.device)  # a GPU this machine lacks: one usage error, not an error row per slide
     models, meta = load_scoring_models(opts.model)
@@ -188,7 +189,6 @@ def open_context(opts: ScoreOptions) -> _Context:
                    model_json_sha256=sha256_file(meta_path))
     if opts.encoder is not None or opts.weights is not None:  # asked for: built now, a wrong one refused once
         ctx.encoder()
-    say_ink_rule_unlike_training(beds, assessor.training_beds, opts.model)
     if beds.detector is not None:  # its front refinement embeds through this encoder, not a second copy
         beds.detector.offered_encoder = ctx.encoder
     return ctx
@@ -455,7 +455,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
             log.warning("%s: no tumour bed found; no score", slide_id)
     from weakstil.qc.pieces import of_scored_slide
     from weakstil.tumorbed.detector import VETO_SET_ASIDE  # the bed grown on evidence it took for lymphoid tissue
-    from weakstil.tumorbed.resolver import bed_ink_rule
+    from weakstil.tumorbed.resolver import bed_ink_rule, say_ink_rule_unlike_training
 
     # each tissue piece's own sTIL% (a core that differs from the others) and whether they are a TMA's spots
     per_piece, tma = of_scored_slide(features, scores, flags, ctx.model.arch.aggregator, slide_id)
@@ -466,7 +466,8 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         mpp=float(features.attrs["mpp"]), device=device, bed_source=bed.source.value, annotation_misplaced=bed.misplaced,
         bed_incomplete=bed.incomplete, bed_unlike_detector=bed.unlike_detector, bed_detail=bed.detail,
         bed_lymphoid=bed.seed_vetoes if VETO_SET_ASIDE in (bed.seed_vetoes or "") else "", tma_like=tma,
-        crush_tiles=bed.n_excluded, bed_ink_rule=bed_ink_rule(bed))
+        crush_tiles=bed.n_excluded, bed_ink_rule=(ink_rule := bed_ink_rule(bed)))
+    say_ink_rule_unlike_training(ink_rule, ctx.assessor.training_beds, opts.model, slide_id, ctx.ink_rules_said)
     if per_piece:
         qc_attrs["tissue_pieces"] = json.dumps(per_piece)
     check_unchanged(features.attrs, path)  # outputs all or none: a failed attempt leaves the earlier set (its row)

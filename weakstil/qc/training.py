@@ -77,7 +77,11 @@ def training_image_stats(bank: FeatureBank, slide_paths: list[str], seed: int = 
                 tiles = FeaturesFile.read(bag.path, skip=skip)
                 out.append(slide_image_stats(slide, bag.coords, tiles.tissue_fraction, int(attrs["tile_px"]),
                                              float(attrs["mpp"]), seed=seed,
-                                             stain=SlideStain.from_attr(attrs.get("stain")), name=bag.slide_id))
+                                             stain=SlideStain.from_attr(attrs.get("stain")),
+                                             # named as the bed's ink veto named it (the feature file's id), so the
+                                             # slide's ink test is made once for both where a cohort CSV renames
+                                             # the slides (review r46c: made and kept twice)
+                                             name=attrs.get("slide_id") or bag.slide_id))
         except (WeakSTILError, KeyError, OSError) as exc:
             log.warning("%s: no image statistics for the qc flags (%s)", bag.slide_id,
                         exc.one_line() if isinstance(exc, WeakSTILError) else exc)

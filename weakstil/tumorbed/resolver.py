@@ -305,20 +305,23 @@ def bed_ink_rule(bed) -> int | None:
     return int(bed.ink_plane_rule)
 
 
-def say_ink_rule_unlike_training(beds: BedSources, training_beds: dict | None, model: str | Path) -> None:
-    """Once per ``score`` run: the detector measures ink over tissue under this WeakSTIL's rule, the model's training
-    beds were drawn under another (each such slide is flagged bed_unlike_training; helper h46c)."""
+def say_ink_rule_unlike_training(rule: int | None, training_beds: dict | None, model: str | Path, slide_id: str,
+                                 said: set) -> None:
+    """Once per ``score`` run and rule (``said``: the run's rules said), at the first slide whose bed's ink veto
+    measured ink over tissue under ``rule``, none of the model's training beds' (each such slide is flagged
+    bed_unlike_training; helper h46c). Said when such a bed is scored, not whenever the detector's rule differs
+    (review r46c: every slide's bed precomputed under the training beds' rule, the run said each was flagged)."""
     from weakstil.ink_plane import rule_said
     from weakstil.qc.flags import ink_rule_unlike_training
 
-    veto = None if beds.detector is None else beds.detector.ink_veto
-    if veto is not None and veto.enabled and veto.over_tissue and \
-            ink_rule_unlike_training(INK_PLANE_RULE, training_beds) is not None:
-        trained = ", ".join(rule_said(int(r)) for r in sorted(training_beds["ink_plane_rules"]))
-        log.warning("%s was trained on beds whose ink veto measured ink over tissue under %s; this run's detector "
-                    "draws beds under ink-plane rule %d: other tiles may be vetoed as ink than in training, and each "
-                    "such slide is flagged bed_unlike_training (train the model again on beds drawn by this WeakSTIL)",
-                    model, trained, INK_PLANE_RULE)
+    if rule in said or ink_rule_unlike_training(rule, training_beds) is None:
+        return
+    said.add(rule)
+    trained = ", ".join(rule_said(int(r)) for r in sorted(training_beds["ink_plane_rules"]))
+    log.warning("%s was trained on beds whose ink veto measured ink over tissue under %s; this run's beds under %s "
+                "(first: %s): other tiles may be vetoed as ink than in training, and each such slide is flagged "
+                "bed_unlike_training (train the model again on beds drawn by this WeakSTIL)",
+                model, trained, rule_said(int(rule)), slide_id)
 
 
 def trained_detector(record: dict | None) -> str | None:
