@@ -48,6 +48,9 @@ class AggregateRule:
     min_ring_poor: float = 0.4  #: at least this share of the ring's tissue poor in nuclei
     #: a hole in the piece of at least this area (µm², a nest of ~25 µm) whose cells are not lymphocytes: an island
     island_um2: float = 500.0
+    #: an island's mean haematoxylin is under this (paler cells: a nest, a germinal centre); a gap in a lymphocyte
+    #: mantle, just short of dense, reads 0.41-0.47 (in-house hard look), tumour nests 0.24-0.31, 41a's GCs 0.20-0.36
+    island_h: float = 0.4
     #: islands an aggregate may hold (its germinal centres); a piece with more holds tumour nests: bed (hunt 46f)
     max_islands: int = 2
 
@@ -113,9 +116,10 @@ def aggregate_pieces(stains: np.ndarray, mpp: float, rule: AggregateRule) -> tup
 
 
 def _islands(holes: np.ndarray, h: np.ndarray, rule: AggregateRule, mpp: float) -> int:
-    """How many of a dense piece's holes are islands of cells that are not lymphocytes: at least ``island_um2``, and
-    cellular (mean haematoxylin at least ``poor_h``: not a vessel's lumen, fat or stroma). A TLS's germinal centre
-    is one (41a's TLS: one, plus slivers under 0.0002 mm²); tumour nests in a dense TIL-rich focus are many."""
+    """How many of a dense piece's holes are islands of cells that are not lymphocytes: at least ``island_um2``,
+    cellular (mean haematoxylin at least ``poor_h``: not a vessel's lumen, fat or stroma) and paler than a lymphocyte
+    mantle's gaps (under ``island_h``). A TLS's germinal centre is one (41a's TLS: one, plus slivers under
+    0.0002 mm²); tumour nests in a dense TIL-rich focus are many."""
     from scipy import ndimage as ndi
 
     lab, n = ndi.label(holes)
@@ -124,7 +128,7 @@ def _islands(holes: np.ndarray, h: np.ndarray, rule: AggregateRule, mpp: float) 
     idx = np.arange(1, n + 1)
     area = ndi.sum_labels(np.ones(h.shape), lab, idx) * mpp * mpp
     mean_h = ndi.mean(h, lab, idx)
-    return int(((area >= rule.island_um2) & (mean_h >= rule.poor_h)).sum())
+    return int(((area >= rule.island_um2) & (mean_h >= rule.poor_h) & (mean_h < rule.island_h)).sum())
 
 
 def kept_out_said(agg: np.ndarray | None, tissue: np.ndarray, mask_mpp: float) -> str:
