@@ -14,8 +14,10 @@ of an aggregate's size (``min_mm2`` .. ``max_mm2``) and *set apart*: at least ``
 ring ``ring_um`` round it is poor in nuclei (haematoxylin under ``poor_h``), the tumour-free, lymphocyte-poor stroma
 between an aggregate and the tumour. A cluster of TILs inside the bed has tumour nests and TILs all round it (on the
 in-house looks 15-18 % of its ring poor in nuclei, against 52-88 % round the aggregates and TLS of hunts 41a / 44b and
-the in-house hard looks), so it stays. Its pixels leave the tissue the bed is drawn on, so they
-are no seed, no infiltrate and no bed (nothing else changes).
+the in-house hard looks), so it stays. A piece that holds more than ``max_islands`` islands of cells that are not
+lymphocytes (holes of a nest's size, cellular) holds tumour nests: a small circumscribed TIL-rich tumour focus, which by
+the definition is bed, never a TLS (a TLS holds one or two germinal centres; hunt 46f). Its pixels leave the tissue the
+bed is drawn on, so they are no seed, no infiltrate and no bed (nothing else changes).
 """
 
 from __future__ import annotations
@@ -44,15 +46,26 @@ class AggregateRule:
     ring_um: float = 40.0  #: the ring round a piece that must be mostly stroma poor in nuclei
     poor_h: float = 0.1  #: haematoxylin under this: a pixel poor in nuclei (stroma, fat, mucin)
     min_ring_poor: float = 0.4  #: at least this share of the ring's tissue poor in nuclei
+    #: a hole in the piece of at least this area (µm², a nest of ~25 µm) whose cells are not lymphocytes: an island
+    island_um2: float = 500.0
+    #: an island's mean haematoxylin is under this (paler cells: a nest, a germinal centre); a gap in a lymphocyte
+    #: mantle, just short of dense, reads 0.41-0.47 (in-house hard look), tumour nests 0.24-0.31, 41a's GCs 0.20-0.36
+    island_h: float = 0.4
+    #: islands an aggregate may hold (its germinal centres); a piece with more holds tumour nests: bed (hunt 46f)
+    max_islands: int = 2
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> AggregateRule:
+        """From model.json (``aggregates``); a flag must be true / false (``"false"`` was read as on)."""
+        from weakstil.tumorbed.flags import json_flag
+
         if not values:
             return cls()
-        return cls(**{k: type(getattr(cls(), k))(values[k]) for k in cls.__dataclass_fields__ if k in values})
+        kinds = {"enabled": lambda v: json_flag(v, "aggregates enabled"), "max_islands": int}
+        return cls(**{k: kinds.get(k, float)(values[k]) for k in cls.__dataclass_fields__ if k in values})
 
 
 def _disc(r: int) -> np.ndarray:
@@ -90,14 +103,44 @@ def aggregate_pieces(stains: np.ndarray, mpp: float, rule: AggregateRule) -> tup
         if mm2 < rule.min_mm2:
             continue
         solidity = float(regionprops(filled.astype(np.uint8))[0].solidity)
+        islands = _islands(filled & ~(labels[y0:y1, x0:x1] == i), h[y0:y1, x0:x1], rule, mpp)
         ring = ndi.binary_dilation(filled, _disc(ring_px)) & ~filled & tissue[y0:y1, x0:x1]
         ring_poor = float((h[y0:y1, x0:x1][ring] < rule.poor_h).mean()) if ring.any() else 1.0
-        is_aggregate = mm2 <= rule.max_mm2 and solidity >= rule.min_solidity and ring_poor >= rule.min_ring_poor
+        is_aggregate = (mm2 <= rule.max_mm2 and solidity >= rule.min_solidity and ring_poor >= rule.min_ring_poor
+                        and islands <= rule.max_islands)
         measures.append(dict(mm2=round(mm2, 4), solidity=round(solidity, 3), ring_poor=round(ring_poor, 3),
-                             aggregate=bool(is_aggregate)))
+                             islands=islands, aggregate=bool(is_aggregate)))
         if is_aggregate:
             out[y0:y1, x0:x1] |= filled
     return out, measures
+
+
+def _islands(holes: np.ndarray, h: np.ndarray, rule: AggregateRule, mpp: float) -> int:
+    """How many of a dense piece's holes are islands of cells that are not lymphocytes: at least ``island_um2``,
+    cellular (mean haematoxylin at least ``poor_h``: not a vessel's lumen, fat or stroma) and paler than a lymphocyte
+    mantle's gaps (under ``island_h``). A TLS's germinal centre is one (41a's TLS: one, plus slivers under
+    0.0002 mm²); tumour nests in a dense TIL-rich focus are many."""
+    from scipy import ndimage as ndi
+
+    lab, n = ndi.label(holes)
+    if not n:
+        return 0
+    idx = np.arange(1, n + 1)
+    area = ndi.sum_labels(np.ones(h.shape), lab, idx) * mpp * mpp
+    mean_h = ndi.mean(h, lab, idx)
+    return int(((area >= rule.island_um2) & (mean_h >= rule.poor_h) & (mean_h < rule.island_h)).sum())
+
+
+def kept_out_said(agg: np.ndarray | None, tissue: np.ndarray, mask_mpp: float) -> str:
+    """What the step did, said in the bed's ``seed_vetoes``: the aggregates that left the tissue on the mask grid
+    (a piece found at 4 µm/px that vanished on the coarser grid removed nothing and is not counted; review r46d)."""
+    from scipy import ndimage as ndi
+
+    if agg is None:
+        return "aggregates: slide not read"
+    removed = np.asarray(agg, bool) & np.asarray(tissue, bool)
+    n = int(ndi.label(removed)[1]) if removed.any() else 0
+    return f"aggregates: {n} kept out ({removed.sum() * mask_mpp * mask_mpp / 1e6:.3f} mm²)"
 
 
 def on_mask_grid(mask: np.ndarray, mpp: float, shape: tuple[int, int], mask_mpp: float) -> np.ndarray:
@@ -136,7 +179,7 @@ def slide_aggregates(attrs: dict, tissue_shape: tuple[int, int], mask_mpp: float
     agg, measures = aggregate_pieces(concentrations(thumb, stain), mpp, rule)
     found = [m for m in measures if m["aggregate"]]
     grid = on_mask_grid(agg, mpp, tissue_shape, mask_mpp)
-    return grid, f"aggregates: {len(found)} kept out ({sum(m['mm2'] for m in found):.3f} mm²)"
+    return grid, f"aggregates: {len(found)} found ({sum(m['mm2'] for m in found):.3f} mm²)"
 
 
 #: the held-out Dice on the annotated slides that keeping aggregates out may cost before training leaves it off

@@ -68,7 +68,9 @@ class TumourCellGate:
         """From model.json; a detector written before the gate has it off."""
         if not values:
             return cls(enabled=False)
-        kinds = {"enabled": bool, "neighbourhood": int}
+        from weakstil.tumorbed.flags import json_flag
+
+        kinds = {"enabled": lambda v: json_flag(v, "enabled"), "neighbourhood": int}
         return cls(**{k: kinds.get(k, float)(values[k]) for k in cls.__dataclass_fields__ if k in values})
 
 

@@ -158,10 +158,11 @@ class TumorBedDetector:
         columns = stats_column_names(features.attr("tile_stats_columns"))
         kept_out = ""
         if self.aggregates.enabled:  # aggregates beside the tumour are no tissue of its bed (hunt 46d)
-            from weakstil.tumorbed.aggregates import slide_aggregates
+            from weakstil.tumorbed.aggregates import kept_out_said, slide_aggregates
 
-            agg, kept_out = slide_aggregates(features.attrs, geom.tissue_mask.shape, geom.mask_mpp, self.aggregates,
-                                             slide_path)
+            agg, _ = slide_aggregates(features.attrs, geom.tissue_mask.shape, geom.mask_mpp, self.aggregates,
+                                      slide_path)
+            kept_out = kept_out_said(agg, geom.tissue_mask, geom.mask_mpp)  # what left the tissue (review r46d)
             if agg is not None and agg.any():
                 geom.tissue_mask = geom.tissue_mask & ~agg
         bed = self.detect(np.asarray(features.features), geom, features.tile_stats, columns, ink)

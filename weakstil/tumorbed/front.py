@@ -72,7 +72,9 @@ class FrontRefine:
         """From model.json; a detector written without it (before hunt 45b) has it off."""
         if not values:
             return cls()
-        return cls(bool(values.get("enabled", False)), float(values.get("band_tiles", BAND_TILES)))
+        from weakstil.tumorbed.flags import json_flag
+
+        return cls(json_flag(values.get("enabled", False), "enabled"), float(values.get("band_tiles", BAND_TILES)))
 
 
 def front_points(coords: np.ndarray, tile_size_level0: float, slide_mpp: float, tissue: np.ndarray,

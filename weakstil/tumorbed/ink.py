@@ -101,8 +101,11 @@ class InkVeto:
         before ``over_tissue`` keeps the colour rules and the zeroed evidence it was chosen with."""
         if not values:
             return cls(enabled=False)
-        return cls(bool(values.get("enabled", True)), float(values.get("min_ink_area", cls.min_ink_area)),
-                   bool(values.get("over_tissue", False)), bool(values.get("from_neighbours", False)),
+        from weakstil.tumorbed.flags import json_flag
+
+        return cls(json_flag(values.get("enabled", True), "enabled"), float(values.get("min_ink_area", cls.min_ink_area)),
+                   json_flag(values.get("over_tissue", False), "over_tissue"),
+                   json_flag(values.get("from_neighbours", False), "from_neighbours"),
                    int(values.get("plane_rule", 0)))
 
 

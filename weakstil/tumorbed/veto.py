@@ -78,8 +78,10 @@ class LymphoidVeto:
         written before ``restore_beyond_rim`` keeps the rule it was chosen with (off)."""
         if not values:
             return cls(enabled=False)
+        from weakstil.tumorbed.flags import json_flag
+
         return cls(**{"restore_beyond_rim": False, "restore_same_fragment": False,
-                      **{k: (bool(values[k]) if k in _FLAGS else float(values[k]))
+                      **{k: (json_flag(values[k], k) if k in _FLAGS else float(values[k]))
                          for k in cls.__dataclass_fields__ if k in values}})
 
 
