@@ -12,6 +12,24 @@ import napari_plugin_fixtures
 scored = napari_plugin_fixtures.scored  # a pytest fixture, used by name below
 
 
+def _two_slides_counted(scored, monkeypatch):
+    """The shared cohort's first two slides (ids, paths, feature files) and a counter of the ink tests made, by name."""
+    from collections import Counter
+
+    import pandas as pd
+
+    from weakstil import ink_plane
+    from weakstil.files import FeaturesFile
+
+    table = pd.read_csv(scored["root"] / "train.csv")
+    ids, paths = table["slide_id"].astype(str).tolist()[:2], table["path"].tolist()[:2]
+    features = [FeaturesFile.read(scored["root"] / "features" / f"{sid}.h5") for sid in ids]
+    made, real = Counter(), ink_plane._ink_and_stain
+    monkeypatch.setattr(ink_plane, "_ink_and_stain", lambda rgb, he, mpp, name, told: made.update([str(name)])
+                        or real(rgb, he, mpp, name, told))
+    return ids, paths, features, made
+
+
 def test_train_keeps_every_slides_ink_test_for_the_whole_run(scored, tmp_path, monkeypatch):
     from weakstil import ink_plane, train
 
@@ -25,24 +43,15 @@ def test_train_keeps_every_slides_ink_test_for_the_whole_run(scored, tmp_path, m
 def test_each_slides_ink_test_is_made_once_for_its_bed_and_then_its_qc(scored, monkeypatch):
     """As ``train`` makes them: every slide's bed (the detector's ink veto: ``slide_ink_share``), then every slide's
     QC statistics (``training_image_stats``)."""
-    from collections import Counter
-
     import numpy as np
-    import pandas as pd
 
     from weakstil import ink_plane
-    from weakstil.files import FeaturesFile
     from weakstil.mil.bank import FeatureBank
     from weakstil.qc.training import training_image_stats
     from weakstil.tumorbed.bed import SlideGeometry
     from weakstil.tumorbed.ink import slide_ink_share
 
-    table = pd.read_csv(scored["root"] / "train.csv")
-    ids, paths = table["slide_id"].astype(str).tolist()[:2], table["path"].tolist()[:2]
-    features = [FeaturesFile.read(scored["root"] / "features" / f"{sid}.h5") for sid in ids]
-    made, real = Counter(), ink_plane._ink_and_stain
-    monkeypatch.setattr(ink_plane, "_ink_and_stain", lambda rgb, he, mpp, name, told: made.update([str(name)])
-                        or real(rgb, he, mpp, name, told))
+    ids, paths, features, made = _two_slides_counted(scored, monkeypatch)
 
     def beds():
         shares, tests = [], []
@@ -65,23 +74,14 @@ def test_a_cohort_that_renames_its_slides_still_makes_each_ink_test_once(scored,
     """Review r46c (h45l B): the bed names its ink test by the feature file's slide id, the QC named it by the cohort
     CSV's; a CSV whose ids are not the files' (features found by the slide file's name) made and kept each slide's
     test twice (8 slides: 16 tests kept)."""
-    from collections import Counter
-
-    import pandas as pd
 
     from weakstil import ink_plane
-    from weakstil.files import FeaturesFile
     from weakstil.mil.bank import FeatureBank
     from weakstil.qc.training import training_image_stats
     from weakstil.tumorbed.bed import SlideGeometry
     from weakstil.tumorbed.ink import slide_ink_share
 
-    table = pd.read_csv(scored["root"] / "train.csv")
-    ids, paths = table["slide_id"].astype(str).tolist()[:2], table["path"].tolist()[:2]
-    features = [FeaturesFile.read(scored["root"] / "features" / f"{sid}.h5") for sid in ids]
-    made, real = Counter(), ink_plane._ink_and_stain
-    monkeypatch.setattr(ink_plane, "_ink_and_stain", lambda rgb, he, mpp, name, told: made.update([str(name)])
-                        or real(rgb, he, mpp, name, told))
+    ids, paths, features, made = _two_slides_counted(scored, monkeypatch)
     with ink_plane.ink_tests_kept(every_slide=True):
         for f, p in zip(features, paths):
             geom = SlideGeometry.from_file(f)
