@@ -100,7 +100,7 @@ PLANE_SWITCH_DEG = 10.0
 #: strength 1.715, now 0.832; 6.8° off); 15 other synthetic slides and 3 real ones are unchanged.
 #: 8: densities against the slide's own glass per channel where darker than :data:`IO` (:attr:`SlideStain.white`):
 #: against 240 a scan at 0.88 x exposure (glass 217) read glass and pale stroma as stain; demo model MAE
-#: 1.96 -> 3.55, low-sTIL slides up to 10 points high (``benchmarks/appearance_sweep.py``).
+#: 1.96 -> 3.55, low-sTIL slides up to 10 points high (``benchmarks/appearance_sweep.py``). Never reuse 9 or 10 (reverted).
 STAIN_ESTIMATE_VERSION = 8
 #: Tissue tiles the estimate reads, picked by a hash of their position (spread over the tissue, and
 #: mostly the same tiles when a few candidates come or go): 192 tiles of 224 px averaged to 28 x 28
