@@ -170,7 +170,7 @@ def _beds_of_another_ink_rule(bed_record: dict, meta: dict, n_slides: int, model
     """How many evaluated slides' beds had their ink veto measure ink over tissue under another ink-plane rule than
     every one of the model's training beds (warned about, as ``weakstil score`` flags them bed_unlike_training; review
     r46c: evaluate compared the bed sources only)."""
-    from weakstil.ink_plane import rule_said
+    from weakstil.ink_plane import rules_said
     from weakstil.qc.flags import ink_rule_unlike_training
 
     training = (meta.get("training") or {}).get("tumorbeds")
@@ -180,8 +180,8 @@ def _beds_of_another_ink_rule(bed_record: dict, meta: dict, n_slides: int, model
         log.warning("%s was trained on beds whose ink veto measured ink over tissue under %s, and %d of the %d evaluated "
                     "slides' beds under %s: other tiles may be vetoed as ink than in training (train the model again "
                     "on beds drawn by this WeakSTIL)", model_dir,
-                    ", ".join(rule_said(int(r)) for r in sorted(training["ink_plane_rules"])), sum(other.values()),
-                    n_slides, ", ".join(rule_said(r) for r in sorted(other)))
+                    rules_said(training["ink_plane_rules"]), sum(other.values()),
+                    n_slides, rules_said(other))
     return sum(other.values())
 
 

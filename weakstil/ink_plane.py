@@ -78,6 +78,11 @@ def rule_said(rule: int) -> str:
     return f"ink-plane rule {rule}" if rule > 0 else f"an ink-plane rule before {INK_PLANE_RULE} (1 or 2, not recorded)"
 
 
+def rules_said(rules) -> str:
+    """Several ink-plane rules (a record's keys, as strings or numbers) as a warning names them, in a fixed order."""
+    return ", ".join(rule_said(int(r)) for r in sorted(rules))
+
+
 def ink_and_stain(rgb: np.ndarray, stain_he: np.ndarray, mpp: float,
                   name: object = None, test: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Marker ink over tissue (:func:`weakstil.tumorbed.ink.ink_over_tissue`), and the stained pixels whose own optical density lies within

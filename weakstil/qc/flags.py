@@ -382,13 +382,13 @@ def ink_rule_unlike_training(ink_rule: int | None, training_beds: dict | None) -
     """Why a bed whose ink veto measured ink over tissue under ``ink_rule`` (:data:`weakstil.ink_plane.INK_PLANE_RULE`)
     is unlike the beds the model was trained on (its ``tumorbeds`` record's ``ink_plane_rules``, recorded since helper
     h46c: a model trained before records none and is not checked), or None: other tiles may be vetoed as ink."""
-    from weakstil.ink_plane import rule_said
+    from weakstil.ink_plane import rule_said, rules_said
 
     trained = (training_beds or {}).get("ink_plane_rules") or {}
     if ink_rule is None or not trained or str(int(ink_rule)) in trained:
         return None
     return (f"its bed's ink veto measured ink over tissue under {rule_said(int(ink_rule))}, the model's training beds "
-            f"under {', '.join(rule_said(int(r)) for r in sorted(trained))}: other tiles may be vetoed as ink than in "
+            f"under {rules_said(trained)}: other tiles may be vetoed as ink than in "
             "training; train the model again on beds drawn by this WeakSTIL")
 
 

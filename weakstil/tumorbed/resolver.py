@@ -311,13 +311,13 @@ def say_ink_rule_unlike_training(rule: int | None, training_beds: dict | None, m
     measured ink over tissue under ``rule``, none of the model's training beds' (each such slide is flagged
     bed_unlike_training; helper h46c). Said when such a bed is scored, not whenever the detector's rule differs
     (review r46c: every slide's bed precomputed under the training beds' rule, the run said each was flagged)."""
-    from weakstil.ink_plane import rule_said
+    from weakstil.ink_plane import rule_said, rules_said
     from weakstil.qc.flags import ink_rule_unlike_training
 
     if rule in said or ink_rule_unlike_training(rule, training_beds) is None:
         return
     said.add(rule)
-    trained = ", ".join(rule_said(int(r)) for r in sorted(training_beds["ink_plane_rules"]))
+    trained = rules_said(training_beds["ink_plane_rules"])
     log.warning("%s was trained on beds whose ink veto measured ink over tissue under %s; this run's beds under %s "
                 "(first: %s): other tiles may be vetoed as ink than in training, and each such slide is flagged "
                 "bed_unlike_training (train the model again on beds drawn by this WeakSTIL)",
