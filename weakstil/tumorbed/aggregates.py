@@ -6,7 +6,7 @@ mantle of lymphocytes, often round a paler germinal centre) is no part of it. Su
 tumour shares the 112 µm tiles with the bed's edge, so neither the tile evidence nor the contiguous-infiltrate step
 (:func:`weakstil.bed_geometry.take_in_infiltrate`) can see the gap between them.
 
-Here the slide is read at :data:`AGGREGATE_MPP` µm/px (as the ink veto reads it), its haematoxylin unmixed with the
+Here the slide is read at :data:`AGGREGATE_MPP` µm/px (the ink veto's read, shared: coarser on a large slide), its haematoxylin unmixed with the
 stain its feature file records (:func:`weakstil.stain.concentrations`), and a piece of dense haematoxylin is an
 aggregate when it is *compact* (its solidity, area over its convex hull's, at least ``min_solidity``: a round
 aggregate, not the infiltrate that runs between nests and round them, which encloses them and so is far from convex),
@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-log = logging.getLogger(__name__)
+from weakstil.tumorbed.ink import INK_MPP as AGGREGATE_MPP  # noqa: F401  µm/px the slide is read at (the ink veto's read)
 
-AGGREGATE_MPP = 4.0  #: µm/px the slide is read at (as the ink veto's thumbnail)
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -158,24 +158,31 @@ def on_mask_grid(mask: np.ndarray, mpp: float, shape: tuple[int, int], mask_mpp:
 
 
 def slide_aggregates(attrs: dict, tissue_shape: tuple[int, int], mask_mpp: float, rule: AggregateRule,
-                     slide_path: str | Path | None = None) -> tuple[np.ndarray | None, str]:
+                     slide_path: str | Path | None = None, read=None) -> tuple[np.ndarray | None, str]:
     """The aggregates on the tissue mask's grid, and what was done (said in the bed's ``seed_vetoes``);
-    ``None`` when the slide or its stain is not there (the bed is drawn as before)."""
-    from weakstil.slide import Slide
+    ``None`` when the slide or its stain is not there (the bed is drawn as before). ``read``: the slide's read
+    shared with the ink veto (:class:`weakstil.tumorbed.ink.SlideRead`: the same pixels, at :data:`AGGREGATE_MPP`
+    µm/px or coarser on a large slide, its black unscanned area glass). On a coarser read every size here, in µm (the
+    12 µm disc, the 8 µm opening, the 40 µm ring) or µm² (the piece, its islands), is laid on the read's own pixels
+    (:func:`aggregate_pieces`): a TLS in clean stroma is found the same at 10 µm/px (a 30 x 20 mm section's read). The
+    ring test is not scale-free, though: a 10 µm pixel of stroma with scattered nuclei is no longer under ``poor_h``,
+    so on the in-house hard look 2 of 8 aggregates were found at 8-10 µm/px (helper h47c). A missed aggregate stays in
+    the bed, as before hunt 46d; none was found that the 4 µm read did not find. ``detect_file`` says the read's µm/px
+    in ``seed_vetoes`` when it is coarser."""
     from weakstil.stain import SlideStain, concentrations
-    from weakstil.tumorbed.ink import features_slide
+    from weakstil.tumorbed.ink import SlideRead
 
-    path = features_slide(attrs, slide_path)
     stain = SlideStain.from_attr(attrs.get("stain"))
-    if path is None or stain is None:
+    if stain is None:
         return None, "aggregates: slide not read"
-    try:
-        with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide:
-            thumb = slide.read_thumbnail(AGGREGATE_MPP)
-    except Exception as exc:  # an unreadable slide only loses this step; the bed is still drawn
-        log.warning("%s: lymphoid aggregates not looked for: %s could not be read (%s)", attrs.get("slide_id"), path, exc)
+    read = SlideRead(attrs, slide_path) if read is None else read
+    thumb = read.thumbnail()
+    if thumb is None:  # an unreadable slide only loses this step; the bed is still drawn
+        if read.error != "not there":
+            log.warning("%s: lymphoid aggregates not looked for: %s could not be read (%s)", attrs.get("slide_id"),
+                        read.path, read.error)
         return None, "aggregates: slide not read"
-    mpp = float(attrs["slide_width"]) * float(attrs["slide_mpp"]) / thumb.shape[1]
+    mpp = read.mpp()
     agg, measures = aggregate_pieces(concentrations(thumb, stain), mpp, rule)
     found = [m for m in measures if m["aggregate"]]
     grid = on_mask_grid(agg, mpp, tissue_shape, mask_mpp)
