@@ -8,7 +8,7 @@ Default slide: a 2.5 mm synthetic slide of the hard look (seed 9: lymphoid aggre
 tiled mirrored to a ``--mm`` section (30 x 20 mm: 15,000 x 10,000 px at 2 µm/px, JPEG pyramid, about 40 MB), written once under
 ``--work``. Each repeat runs in a fresh interpreter (``--one``) and prints its wall time, CPU time, the peak of numpy's allocations
 (tracemalloc) and the process's peak resident set (``ru_maxrss``, imports included), the thumbnail reads made (``Slide.read_thumbnail``
-calls and their µm/px), the aggregates found and a digest of the ink shares. Compare revisions by running it with ``PYTHONPATH``
+calls and their µm/px; not the aggregate step's 4 µm/px windows round its candidates on a coarser read), the aggregates found and a digest of the ink shares. Compare revisions by running it with ``PYTHONPATH``
 set to each: before helper h47c the aggregate step read the slide again, uncapped.
 """
 

@@ -6,7 +6,8 @@ mantle of lymphocytes, often round a paler germinal centre) is no part of it. Su
 tumour shares the 112 µm tiles with the bed's edge, so neither the tile evidence nor the contiguous-infiltrate step
 (:func:`weakstil.bed_geometry.take_in_infiltrate`) can see the gap between them.
 
-Here the slide is read at :data:`AGGREGATE_MPP` µm/px (the ink veto's read, shared: coarser on a large slide), its haematoxylin unmixed with the
+Here the slide is read at :data:`AGGREGATE_MPP` µm/px (the ink veto's read, shared; on a large slide, which that read
+takes coarser, the pieces that may be aggregates are read again round them at :data:`AGGREGATE_MPP`), its haematoxylin unmixed with the
 stain its feature file records (:func:`weakstil.stain.concentrations`), and a piece of dense haematoxylin is an
 aggregate when it is *compact* (its solidity, area over its convex hull's, at least ``min_solidity``: a round
 aggregate, not the infiltrate that runs between nests and round them, which encloses them and so is far from convex),
@@ -23,6 +24,7 @@ bed is drawn on, so they are no seed, no infiltrate and no bed (nothing else cha
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -157,18 +159,33 @@ def on_mask_grid(mask: np.ndarray, mpp: float, shape: tuple[int, int], mask_mpp:
     return resize(m, shape, order=1, anti_aliasing=True) >= 0.5
 
 
+#: On a read coarser than :data:`AGGREGATE_MPP` (a large slide's, under the ink veto's cap) a dense piece is a candidate,
+#: read again round it at :data:`AGGREGATE_MPP` and decided there, when it passes the rule loosened so: its dense pixels
+#: at this share of ``dense_h`` (a coarse pixel averages a mantle's nuclei with its gaps), its solidity and its ring's
+#: share poor in nuclei at least these (a coarse pixel of stroma with scattered nuclei is no longer poor; an aggregate
+#: of hunt 46d's in-house hard look read 0.34-0.53 at 8-10 µm/px, 0.47-0.72 at 4), any islands (a coarse read does
+#: not see nests), half to twice its sizes. Every aggregate of the 4 µm/px read lay 93-99 % in one (helper h47c).
+CANDIDATE_DENSE, CANDIDATE_SOLIDITY, CANDIDATE_RING_POOR = 0.8, 0.75, 0.15
+
+
+def candidate_rule(rule: AggregateRule) -> AggregateRule:
+    """:data:`CANDIDATE_DENSE`'s loosened ``rule``, for the pieces of a coarse read to read again."""
+    from dataclasses import replace
+
+    return replace(rule, dense_h=rule.dense_h * CANDIDATE_DENSE, min_solidity=CANDIDATE_SOLIDITY,
+                   min_ring_poor=CANDIDATE_RING_POOR, max_islands=10**9, min_mm2=rule.min_mm2 / 2,
+                   max_mm2=rule.max_mm2 * 2)
+
+
 def slide_aggregates(attrs: dict, tissue_shape: tuple[int, int], mask_mpp: float, rule: AggregateRule,
                      slide_path: str | Path | None = None, read=None) -> tuple[np.ndarray | None, str]:
     """The aggregates on the tissue mask's grid, and what was done (said in the bed's ``seed_vetoes``);
     ``None`` when the slide or its stain is not there (the bed is drawn as before). ``read``: the slide's read
     shared with the ink veto (:class:`weakstil.tumorbed.ink.SlideRead`: the same pixels, at :data:`AGGREGATE_MPP`
-    µm/px or coarser on a large slide, its black unscanned area glass). On a coarser read every size here, in µm (the
-    12 µm disc, the 8 µm opening, the 40 µm ring) or µm² (the piece, its islands), is laid on the read's own pixels
-    (:func:`aggregate_pieces`): a TLS in clean stroma is found the same at 10 µm/px (a 30 x 20 mm section's read). The
-    ring test is not scale-free, though: a 10 µm pixel of stroma with scattered nuclei is no longer under ``poor_h``,
-    so on the in-house hard look 2 of 8 aggregates were found at 8-10 µm/px (helper h47c). A missed aggregate stays in
-    the bed, as before hunt 46d; none was found that the 4 µm read did not find. ``detect_file`` says the read's µm/px
-    in ``seed_vetoes`` when it is coarser."""
+    µm/px or coarser on a large slide, its black unscanned area glass; helper h47c). Where it is coarser, its pieces
+    that may be aggregates (:func:`candidate_rule`) are read again at :data:`AGGREGATE_MPP` round them and decided
+    there (:func:`_decided_finely`): the ring test is not scale-free (a 10 µm pixel of stroma with scattered nuclei is
+    no longer poor in nuclei), and on the coarse read alone 2 of 8 in-house hard-look aggregates were found."""
     from weakstil.stain import SlideStain, concentrations
     from weakstil.tumorbed.ink import SlideRead
 
@@ -183,10 +200,88 @@ def slide_aggregates(attrs: dict, tissue_shape: tuple[int, int], mask_mpp: float
                         read.path, read.error)
         return None, "aggregates: slide not read"
     mpp = read.mpp()
-    agg, measures = aggregate_pieces(concentrations(thumb, stain), mpp, rule)
-    found = [m for m in measures if m["aggregate"]]
-    grid = on_mask_grid(agg, mpp, tissue_shape, mask_mpp)
-    return grid, f"aggregates: {len(found)} found ({sum(m['mm2'] for m in found):.3f} mm²)"
+    if mpp <= AGGREGATE_MPP * 1.01:
+        agg, measures = aggregate_pieces(concentrations(thumb, stain), mpp, rule)
+        found = [m for m in measures if m["aggregate"]]
+        grid = on_mask_grid(agg, mpp, tissue_shape, mask_mpp)
+        return grid, f"aggregates: {len(found)} found ({sum(m['mm2'] for m in found):.3f} mm²)"
+    candidates, _ = aggregate_pieces(concentrations(thumb, stain), mpp, candidate_rule(rule))
+    try:
+        grid, found = _decided_finely(candidates, mpp, read, stain, rule, tissue_shape, mask_mpp)
+    except Exception as exc:  # as an unreadable slide
+        log.warning("%s: lymphoid aggregates not looked for: %s could not be read (%s)", attrs.get("slide_id"),
+                    read.path, exc)
+        return None, "aggregates: slide not read"
+    return grid, f"aggregates: {len(found)} found ({sum(m['mm2'] for m in found):.3f} mm²; read at {mpp:.1f} µm/px)"
+
+
+def _decided_finely(candidates: np.ndarray, mpp: float, read, stain, rule: AggregateRule,
+                    tissue_shape: tuple[int, int], mask_mpp: float) -> tuple[np.ndarray, list[dict]]:
+    """Each candidate piece (on the coarse read's grid, ``mpp``) read again in a window round it (its ring and a
+    margin) of the slide's :data:`AGGREGATE_MPP` thumbnail, read as :meth:`weakstil.slide.Slide.read_thumbnail` reads
+    it (:func:`_thumbnail_window`: OpenSlide's ``read_region`` resamples otherwise, and a piece of solidity 0.878 read
+    0.914), :func:`aggregate_pieces` there; the aggregates that hold the candidate and lie clear of the window's
+    edge, on the mask grid (a cell whose area they cover half of), and their measures."""
+    from scipy import ndimage as ndi
+
+    from weakstil.slide import Slide
+    from weakstil.stain import concentrations
+    from weakstil.unscanned import RECORD, as_glass
+
+    labels, _ = ndi.label(candidates)
+    boxes = ndi.find_objects(labels)
+    attrs, found, kept_px = read.attrs, [], []
+    with Slide.open(read.path, slide_mpp=float(attrs["slide_mpp"])) as slide:
+        w, h = slide.dimensions
+        out_w, out_h = max(1, round(w * slide.mpp / AGGREGATE_MPP)), max(1, round(h * slide.mpp / AGGREGATE_MPP))
+        fine = float(attrs["slide_width"]) * float(attrs["slide_mpp"]) / out_w  # µm/px, as the fine read's
+        pad = (2 * rule.ring_um + 40.0) / fine
+        for i, sl in enumerate(boxes, 1):
+            y0, x0 = max(0, int(sl[0].start * mpp / fine - pad)), max(0, int(sl[1].start * mpp / fine - pad))
+            y1, x1 = min(out_h, int(np.ceil(sl[0].stop * mpp / fine + pad))), min(out_w, int(np.ceil(sl[1].stop * mpp / fine + pad)))
+            rgb = _thumbnail_window(slide, AGGREGATE_MPP, out_w, out_h, y0, y1, x0, x1)
+            if attrs.get("background") == RECORD:
+                rgb = as_glass(rgb)
+            window, _ = aggregate_pieces(concentrations(rgb, stain), fine, rule)
+            ys, xs = np.nonzero(labels[sl] == i)  # the candidate's coarse pixels' centres on the window
+            fy = np.clip(((ys + sl[0].start + 0.5) * mpp / fine - y0).astype(int), 0, window.shape[0] - 1)
+            fx = np.clip(((xs + sl[1].start + 0.5) * mpp / fine - x0).astype(int), 0, window.shape[1] - 1)
+            pieces, n = ndi.label(window)
+            for j in set(pieces[fy, fx].tolist()) - {0}:
+                piece = pieces == j
+                if piece[0].any() or piece[-1].any() or piece[:, 0].any() or piece[:, -1].any():
+                    continue  # cut by the window: not measured whole
+                py, px = np.nonzero(piece)
+                kept_px.append((py + y0).astype(np.int64) * out_w + px + x0)
+                found.append({"mm2": round(float(piece.sum()) * fine * fine / 1e6, 4)})
+    grid = np.zeros(tissue_shape, bool)
+    if kept_px:
+        every = np.unique(np.concatenate(kept_px))  # a piece two candidates hold, once
+        rows = ((every // out_w + 0.5) * fine / mask_mpp).astype(int)
+        cols = ((every % out_w + 0.5) * fine / mask_mpp).astype(int)
+        ok = (rows < tissue_shape[0]) & (cols < tissue_shape[1])
+        count = np.zeros(tissue_shape, np.float32)
+        np.add.at(count, (rows[ok], cols[ok]), 1.0)
+        grid = count >= 0.5 * (mask_mpp / fine) ** 2
+    return grid, found
+
+
+def _thumbnail_window(slide, mpp: float, out_w: int, out_h: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
+    """Rows ``y0:y1``, columns ``x0:x1`` of ``slide.read_thumbnail(mpp)`` (``out_w`` x ``out_h`` px), read as it reads
+    its blocks: the level's pixels under them resized bilinearly with its reducing gap."""
+    from PIL import Image
+
+    from weakstil.slide import THUMBNAIL_REDUCING_GAP, rgba_to_rgb
+
+    level = slide.best_level_for_mpp(mpp)
+    lw, lh = slide.backend.level_dimensions[level]
+    ds = slide.level_downsamples[level]
+    fx, fy = lw / out_w, lh / out_h
+    lx0, ly0 = math.floor(x0 * fx), math.floor(y0 * fy)
+    lx1, ly1 = min(lw, math.ceil(x1 * fx)), min(lh, math.ceil(y1 * fy))
+    rgba = slide.backend.read_region((int(lx0 * ds), int(ly0 * ds)), level, (max(1, lx1 - lx0), max(1, ly1 - ly0)))
+    rgba = rgba.resize((x1 - x0, y1 - y0), Image.Resampling.BILINEAR, reducing_gap=THUMBNAIL_REDUCING_GAP)
+    return rgba_to_rgb(np.asarray(rgba))
 
 
 #: the held-out Dice on the annotated slides that keeping aggregates out may cost before training leaves it off

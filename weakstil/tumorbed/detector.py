@@ -165,7 +165,7 @@ class TumorBedDetector:
                                       slide_path, read)
             kept_out = kept_out_said(agg, geom.tissue_mask, geom.mask_mpp)  # what left the tissue (review r46d)
             if agg is not None and read.mpp() > AGGREGATE_MPP * 1.01:  # a large slide's read, coarser: said (h47c)
-                kept_out = f"{kept_out[:-1]}, read at {read.mpp():.1f} µm/px)"
+                kept_out = f"{kept_out[:-1]}, candidates from a {read.mpp():.1f} µm/px read)"
             if agg is not None and agg.any():
                 geom.tissue_mask = geom.tissue_mask & ~agg
         del read  # its thumbnail is not kept while the bed is drawn
