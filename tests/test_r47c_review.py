@@ -1,0 +1,48 @@
+"""Review r47c of helper h47c's shared slide read (BASE 05ee24f): defects found, each test failing before its fix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from conftest import write_tiff_slide
+
+
+def test_a_candidate_window_has_the_thumbnails_pixels_on_a_scan_whose_level_is_no_whole_multiple(tmp_path):
+    """The aggregate step decides a coarse read's candidates on windows of the 4 µm/px thumbnail, read as the
+    thumbnail is (a piece's solidity moved 0.878 -> 0.914 on pixels a few grey levels off). On a 0.46 µm/px scan
+    (the level under 4 µm/px 1.84 µm/px, 2.17 of its pixels an output pixel) the window was widened to whole level
+    pixels and resized on that extent: its pixels sat up to a level pixel off the thumbnail's (3.3 grey levels mean)."""
+    from weakstil.slide import Slide
+    from weakstil.tumorbed.aggregates import _thumbnail_window
+
+    rgb = np.full((1200, 1200, 3), 235, np.uint8)
+    rgb[np.random.default_rng(0).random((1200, 1200)) < 0.05] = (60, 30, 110)  # scattered nuclei: every shift shows
+    path = write_tiff_slide(tmp_path / "s.tiff", rgb, mpp=0.46, levels=2)
+    with Slide.open(path) as slide:
+        w, h = slide.dimensions
+        out_w, out_h = round(w * slide.mpp / 4.0), round(h * slide.mpp / 4.0)
+        thumb = slide.read_thumbnail(4.0).astype(int)
+        assert slide.level_count == 2 and slide.best_level_for_mpp(4.0) == 1
+        for y0, x0 in [(3, 7), (40, 11), (61, 50), (17, 33)]:
+            window = _thumbnail_window(slide, 4.0, out_w, out_h, y0, y0 + 30, x0, x0 + 25).astype(int)
+            assert np.abs(window - thumb[y0:y0 + 30, x0:x0 + 25]).mean() < 0.5, (y0, x0)
+
+
+def test_a_large_slides_candidates_are_never_stricter_than_the_rule(tmp_path, monkeypatch):
+    """A model.json may loosen the rule (``aggregates.min_ring_poor``, ``min_solidity``). The coarse read's candidates
+    were picked with a ring share of at least 0.15 whatever the rule: in nuclei-dense stroma (30 % scattered nuclei:
+    the ring reads under 0.15 at 10 µm/px) a rule asking no ring share found the TLS at 4 µm/px and lost it on a
+    slide large enough to be read at 10 µm/px."""
+    import weakstil.tumorbed.ink as ink
+    from test_h47c_one_slide_read import _slide
+    from weakstil.tumorbed.aggregates import AggregateRule, candidate_rule, slide_aggregates
+    from weakstil.tumorbed.ink import SlideRead
+
+    path, attrs, tls = _slide(tmp_path, nuclei=0.3)
+    rule = AggregateRule(enabled=True, min_ring_poor=0.0, min_solidity=0.7)
+    loose = candidate_rule(rule)
+    assert loose.min_ring_poor <= rule.min_ring_poor and loose.min_solidity <= rule.min_solidity
+    _, said4 = slide_aggregates(attrs, (125, 125), 8.0, rule, path, SlideRead(attrs, path))
+    monkeypatch.setattr(ink, "INK_MAX_PIXELS", 10_000)  # read at 10 µm/px, as a 30 x 20 mm section is
+    _, said10 = slide_aggregates(attrs, (125, 125), 8.0, rule, path, SlideRead(attrs, path))
+    assert said4.startswith("aggregates: 1 found") and said10.startswith("aggregates: 1 found"), (said4, said10)
