@@ -46,3 +46,26 @@ def test_a_large_slides_candidates_are_never_stricter_than_the_rule(tmp_path, mo
     monkeypatch.setattr(ink, "INK_MAX_PIXELS", 10_000)  # read at 10 µm/px, as a 30 x 20 mm section is
     _, said10 = slide_aggregates(attrs, (125, 125), 8.0, rule, path, SlideRead(attrs, path))
     assert said4.startswith("aggregates: 1 found") and said10.startswith("aggregates: 1 found"), (said4, said10)
+
+
+def test_a_damaged_slide_restored_with_its_size_and_mtime_is_read_again(tmp_path):
+    """The front not read for damaged data is not retried while the file is as recorded. A good copy restored over
+    it with the same size and its modification time kept (``cp -p`` or ``rsync -a`` of a scan damaged in transfer:
+    a few flipped bytes, the source's mtime) was taken for the damaged file for good; its status-change time is new."""
+    import os
+    import time
+
+    from weakstil.decode.jpeg_tiles import CorruptTileError
+    from weakstil.tumorbed.front import damaged_as_recorded, unread_word
+
+    slide = tmp_path / "s.tiff"
+    slide.write_bytes(b"II*\0" + bytes(100))
+    st = os.stat(slide)
+    word = unread_word(CorruptTileError("the JPEG tile at level-0 x=0, y=0 is damaged (Corrupt JPEG data)",
+                                        path=slide), slide)
+    assert damaged_as_recorded(word, slide)  # the same file: fails the same way
+    time.sleep(0.02)
+    slide.write_bytes(b"II*\0" + bytes(range(100)))  # repaired in place, the same size
+    os.utime(slide, ns=(st.st_atime_ns, st.st_mtime_ns))  # and its modification time kept
+    assert os.stat(slide).st_size == st.st_size and os.stat(slide).st_mtime_ns == st.st_mtime_ns
+    assert not damaged_as_recorded(word, slide)
