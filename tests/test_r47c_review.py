@@ -69,3 +69,25 @@ def test_a_damaged_slide_restored_with_its_size_and_mtime_is_read_again(tmp_path
     os.utime(slide, ns=(st.st_atime_ns, st.st_mtime_ns))  # and its modification time kept
     assert os.stat(slide).st_size == st.st_size and os.stat(slide).st_mtime_ns == st.st_mtime_ns
     assert not damaged_as_recorded(word, slide)
+
+
+def test_a_fine_aggregate_two_coarse_candidates_hold_is_counted_once(tmp_path, monkeypatch):
+    """Two candidate pieces of the coarse read (a TLS split by its paler germinal centre there) both lead to the same
+    aggregate on the 4 µm/px windows: it was counted twice in 'N found (x mm²)', its area twice."""
+    import weakstil.tumorbed.ink as ink
+    from test_h47c_one_slide_read import _slide
+    from weakstil.stain import SlideStain
+    from weakstil.tumorbed.aggregates import AggregateRule, _decided_finely
+    from weakstil.tumorbed.ink import SlideRead
+
+    path, attrs, tls = _slide(tmp_path)
+    monkeypatch.setattr(ink, "INK_MAX_PIXELS", 10_000)
+    read = SlideRead(attrs, path)
+    read.thumbnail()
+    assert read.mpp() == 10.0
+    yy, xx = np.mgrid[:100, :100]
+    candidates = ((yy - 24) ** 2 + (xx - 24) ** 2 <= 100) & (xx != 24)  # the TLS (radius 10 px) in two halves
+    grid, found = _decided_finely(candidates, 10.0, read, SlideStain.from_attr(attrs["stain"]),
+                                  AggregateRule(enabled=True), (125, 125), 8.0)
+    assert len(found) == 1 and abs(found[0]["mm2"] - np.pi * 0.1 ** 2) < 0.15 * np.pi * 0.1 ** 2, found
+    assert grid.sum() > 0

@@ -232,7 +232,7 @@ def _decided_finely(candidates: np.ndarray, mpp: float, read, stain, rule: Aggre
 
     labels, _ = ndi.label(candidates)
     boxes = ndi.find_objects(labels)
-    attrs, found, kept_px = read.attrs, [], []
+    attrs, found, kept_px, seen = read.attrs, [], [], set()
     with Slide.open(read.path, slide_mpp=float(attrs["slide_mpp"])) as slide:
         w, h = slide.dimensions
         out_w, out_h = max(1, round(w * slide.mpp / AGGREGATE_MPP)), max(1, round(h * slide.mpp / AGGREGATE_MPP))
@@ -254,7 +254,11 @@ def _decided_finely(candidates: np.ndarray, mpp: float, read, stain, rule: Aggre
                 if piece[0].any() or piece[-1].any() or piece[:, 0].any() or piece[:, -1].any():
                     continue  # cut by the window: not measured whole
                 py, px = np.nonzero(piece)
-                kept_px.append((py + y0).astype(np.int64) * out_w + px + x0)
+                at = (py + y0).astype(np.int64) * out_w + px + x0
+                if int(at.min()) in seen:
+                    continue  # a piece another candidate held too: counted once (review r47c: twice, its area too)
+                seen.add(int(at.min()))
+                kept_px.append(at)
                 found.append({"mm2": round(float(piece.sum()) * fine * fine / 1e6, 4)})
     grid = np.zeros(tissue_shape, bool)
     if kept_px:
