@@ -91,3 +91,36 @@ def test_a_fine_aggregate_two_coarse_candidates_hold_is_counted_once(tmp_path, m
                                   AggregateRule(enabled=True), (125, 125), 8.0)
     assert len(found) == 1 and abs(found[0]["mm2"] - np.pi * 0.1 ** 2) < 0.15 * np.pi * 0.1 ** 2, found
     assert grid.sum() > 0
+
+
+def test_a_large_aggregate_whose_coarse_read_fell_in_two_candidates_is_found(tmp_path, monkeypatch):
+    """Each candidate is read again in a window of its own extent and a margin (120 µm). A large TLS (250 µm radius)
+    whose coarse read fell in two candidates (its halves) was cut by both windows, so neither measured it: lost,
+    where the 4 µm/px read finds it. A dense piece a candidate leads to that its window cuts is read again wider."""
+    import weakstil.tumorbed.ink as ink
+    from test_h47c_one_slide_read import HE, MAX_C, N
+    from weakstil.stain import IO, SlideStain
+    from weakstil.tumorbed.aggregates import AggregateRule, _decided_finely, slide_aggregates
+    from weakstil.tumorbed.ink import SlideRead
+
+    yy, xx = np.mgrid[:N, :N]
+    h = np.full((N, N), 0.05, np.float32)
+    tls = (yy - 500) ** 2 + (xx - 500) ** 2 <= 250 ** 2
+    h[tls] = 0.9
+    h[(yy - 500) ** 2 + (xx - 500) ** 2 <= 80 ** 2] = 0.4  # its germinal centre
+    od = np.stack([h * MAX_C[0], np.full_like(h, 0.5 * MAX_C[1])], -1) @ HE.T
+    path = write_tiff_slide(tmp_path / "s.tiff", np.clip(IO * np.exp(-od) - 1.0, 0, 255).astype(np.uint8), mpp=1.0)
+    stain = SlideStain(HE.copy(), MAX_C.copy())
+    attrs = {"slide_path": str(path), "slide_mpp": 1.0, "slide_width": N, "slide_height": N, "slide_id": "s",
+             "stain": __import__("json").dumps(stain.to_dict()), "background": "none"}
+    rule = AggregateRule(enabled=True)
+    assert slide_aggregates(attrs, (125, 125), 8.0, rule, path, SlideRead(attrs, path))[1].startswith(
+        "aggregates: 1 found")  # the 4 µm/px read
+    monkeypatch.setattr(ink, "INK_MAX_PIXELS", 10_000)
+    read = SlideRead(attrs, path)
+    read.thumbnail()
+    yy, xx = np.mgrid[:100, :100]
+    halves = ((yy - 50) ** 2 + (xx - 50) ** 2 <= 25 ** 2) & (xx != 50)  # the TLS, two candidates at 10 µm/px
+    grid, found = _decided_finely(halves, 10.0, read, stain, rule, (125, 125), 8.0)
+    assert len(found) == 1 and abs(found[0]["mm2"] - np.pi * 0.25 ** 2) < 0.05 * np.pi * 0.25 ** 2, found
+    assert grid.sum() * 64 / 1e6 > 0.9 * np.pi * 0.25 ** 2

@@ -75,10 +75,11 @@ def _disc(r: int) -> np.ndarray:
     return x * x + y * y <= r * r
 
 
-def aggregate_pieces(stains: np.ndarray, mpp: float, rule: AggregateRule) -> tuple[np.ndarray, list[dict]]:
+def aggregate_pieces(stains: np.ndarray, mpp: float, rule: AggregateRule,
+                     labels_out: list | None = None) -> tuple[np.ndarray, list[dict]]:
     """The aggregates' mask on the stain map's grid (``stains``: (h, w, 2) haematoxylin and eosin,
     :func:`weakstil.stain.concentrations`; ``mpp`` µm/px) and each dense piece's measures (``mm2``, ``solidity``,
-    ``ring_poor``, ``aggregate``)."""
+    ``ring_poor``, ``aggregate``). ``labels_out``: a list given is told the dense pieces' labels."""
     from scipy import ndimage as ndi
     from skimage.measure import regionprops
 
@@ -90,6 +91,8 @@ def aggregate_pieces(stains: np.ndarray, mpp: float, rule: AggregateRule) -> tup
     share = ndi.convolve(dense.astype(np.float32), k / k.sum(), mode="constant")
     pieces = ndi.binary_opening(share >= rule.dense_share, _disc(max(1, int(round(8.0 / mpp)))))
     labels, _ = ndi.label(pieces)
+    if labels_out is not None:
+        labels_out.append(labels)
     ring_px = max(1, int(round(rule.ring_um / mpp)))
     out = np.zeros(h.shape, bool)
     measures = []
@@ -238,20 +241,30 @@ def _decided_finely(candidates: np.ndarray, mpp: float, read, stain, rule: Aggre
         out_w, out_h = max(1, round(w * slide.mpp / AGGREGATE_MPP)), max(1, round(h * slide.mpp / AGGREGATE_MPP))
         fine = float(attrs["slide_width"]) * float(attrs["slide_mpp"]) / out_w  # µm/px, as the fine read's
         pad = (2 * rule.ring_um + 40.0) / fine
+        # a dense piece the candidate leads to, cut by its window, is read again in one grown by the largest
+        # aggregate's diameter: a large aggregate whose coarse read fell in two candidates was cut by both windows
+        # and lost (review r47c)
+        grow = int(np.ceil(2 * math.sqrt(rule.max_mm2 / math.pi) * 1000.0 / fine))
         for i, sl in enumerate(boxes, 1):
             y0, x0 = max(0, int(sl[0].start * mpp / fine - pad)), max(0, int(sl[1].start * mpp / fine - pad))
             y1, x1 = min(out_h, int(np.ceil(sl[0].stop * mpp / fine + pad))), min(out_w, int(np.ceil(sl[1].stop * mpp / fine + pad)))
-            rgb = _thumbnail_window(slide, AGGREGATE_MPP, out_w, out_h, y0, y1, x0, x1)
-            if attrs.get("background") == RECORD:
-                rgb = as_glass(rgb)
-            window, _ = aggregate_pieces(concentrations(rgb, stain), fine, rule)
             ys, xs = np.nonzero(labels[sl] == i)  # the candidate's coarse pixels' centres on the window
-            fy = np.clip(((ys + sl[0].start + 0.5) * mpp / fine - y0).astype(int), 0, window.shape[0] - 1)
-            fx = np.clip(((xs + sl[1].start + 0.5) * mpp / fine - x0).astype(int), 0, window.shape[1] - 1)
+            for again in (False, True):
+                rgb = _thumbnail_window(slide, AGGREGATE_MPP, out_w, out_h, y0, y1, x0, x1)
+                if attrs.get("background") == RECORD:
+                    rgb = as_glass(rgb)
+                dense: list = []
+                window, _ = aggregate_pieces(concentrations(rgb, stain), fine, rule, dense)
+                fy = np.clip(((ys + sl[0].start + 0.5) * mpp / fine - y0).astype(int), 0, window.shape[0] - 1)
+                fx = np.clip(((xs + sl[1].start + 0.5) * mpp / fine - x0).astype(int), 0, window.shape[1] - 1)
+                cut = _cut(dense[0], y0 > 0, y1 < out_h, x0 > 0, x1 < out_w)  # the slide's own edge cuts nothing
+                if again or not (set(dense[0][fy, fx].tolist()) & cut):
+                    break
+                y0, x0, y1, x1 = max(0, y0 - grow), max(0, x0 - grow), min(out_h, y1 + grow), min(out_w, x1 + grow)
             pieces, n = ndi.label(window)
             for j in set(pieces[fy, fx].tolist()) - {0}:
                 piece = pieces == j
-                if piece[0].any() or piece[-1].any() or piece[:, 0].any() or piece[:, -1].any():
+                if _cut(piece, y0 > 0, y1 < out_h, x0 > 0, x1 < out_w):
                     continue  # cut by the window: not measured whole
                 py, px = np.nonzero(piece)
                 at = (py + y0).astype(np.int64) * out_w + px + x0
@@ -270,6 +283,13 @@ def _decided_finely(candidates: np.ndarray, mpp: float, read, stain, rule: Aggre
         np.add.at(count, (rows[ok], cols[ok]), 1.0)
         grid = count >= 0.5 * (mask_mpp / fine) ** 2
     return grid, found
+
+
+def _cut(pieces: np.ndarray, top: bool, bottom: bool, left: bool, right: bool) -> set:
+    """The labels of ``pieces`` (or ``{True}`` for a mask) on the window's edges that are not the slide's."""
+    edges = [e for e, on in ((pieces[0], top), (pieces[-1], bottom), (pieces[:, 0], left), (pieces[:, -1], right))
+             if on]
+    return set(np.concatenate(edges).tolist()) - {0, False} if edges else set()
 
 
 def _thumbnail_window(slide, mpp: float, out_w: int, out_h: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
