@@ -150,6 +150,14 @@ def ink_tests_kept(every_slide: bool = False) -> Iterator[None]:
         yield
 
 
+def ink_test_read(name: object) -> None:
+    """Inside :func:`ink_tests_kept`, let go of the ink tests kept for the slide ``name`` (its last reader has had
+    them: ``train``'s QC, after every bed was drawn); they were kept until the run's end (review r46c, helper h47c)."""
+    kept = _KEPT.get()
+    for key in [k for k in kept or () if isinstance(k, tuple) and k[0] == str(name)]:
+        del kept[key]
+
+
 def _ink_and_stain(rgb: np.ndarray, he: np.ndarray, mpp: float, name: object, told: dict) -> tuple[np.ndarray, np.ndarray]:
     """:func:`ink_and_stain` made (``rgb`` the three channels, ``he`` float64)."""
     none = np.zeros(rgb.shape[:2], bool)

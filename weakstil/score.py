@@ -467,7 +467,7 @@ def score_slide(path: Path, ctx: _Context, progress: Callable[[int, int], None] 
         bed_incomplete=bed.incomplete, bed_unlike_detector=bed.unlike_detector, bed_detail=bed.detail,
         bed_lymphoid=bed.seed_vetoes if VETO_SET_ASIDE in (bed.seed_vetoes or "") else "", tma_like=tma,
         crush_tiles=bed.n_excluded, bed_ink_rule=(ink_rule := bed_ink_rule(bed)))
-    say_ink_rule_unlike_training(ink_rule, ctx.assessor.training_beds, opts.model, slide_id, ctx.ink_rules_said)
+    say_ink_rule_unlike_training(ink_rule, ctx.assessor.training_beds, opts.model, slide_id, ctx.ink_rules_said, stil)
     if per_piece:
         qc_attrs["tissue_pieces"] = json.dumps(per_piece)
     check_unchanged(features.attrs, path)  # outputs all or none: a failed attempt leaves the earlier set (its row)

@@ -88,7 +88,8 @@ def _front_back(attrs: dict, ctx: Any, path: Path) -> str | None:
     another card or whose encoder is not here were scored again on every run, their front refused every time (helper
     h45l). ``None``: kept. A precomputed bed's is 'tumorbed apply''s to redo."""
     from weakstil.files import FeaturesFile
-    from weakstil.tumorbed.front import FRONT_NO_ENCODER, FRONT_NOT_READ, NO_ENCODER, NOT_READ, front_embedder
+    from weakstil.tumorbed.front import (FRONT_NO_ENCODER, FRONT_NOT_READ, NO_ENCODER, NOT_READ, damaged_as_recorded,
+                                         front_embedder)
 
     detector = ctx.beds.detector
     if detector is None or not detector.front.enabled or "(precomputed: " in str(attrs.get("tumorbed_detail", "")):
@@ -97,7 +98,7 @@ def _front_back(attrs: dict, ctx: Any, path: Path) -> str | None:
     # (a score file before h45i has the words in seed_vetoes only)
     why = "the features' encoder was not built" if front == FRONT_NO_ENCODER or NO_ENCODER in vetoes else \
         "the slide was not read" if front == FRONT_NOT_READ or NOT_READ in vetoes else None
-    if why is None:
+    if why is None or damaged_as_recorded(vetoes, path):  # damaged data, the file as it was: fails again (h47c)
         return None
     try:
         features, _ = FeaturesFile.read_header(cached_features(ctx.opts, Path(path)))

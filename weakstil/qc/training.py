@@ -69,6 +69,8 @@ def training_image_stats(bank: FeatureBank, slide_paths: list[str], seed: int = 
     # only tissue_fraction is read again: the attributes are the bank's (read from the same file by this run),
     # and a slide that cannot be opened (moved since embedding) costs no read of its feature file
     skip = tuple(ds.name for ds in FeaturesFile.DATASETS if ds.name != "tissue_fraction")
+    from weakstil.ink_plane import ink_test_read
+
     for i, (bag, path) in enumerate(zip(bank.bags, slide_paths)):
         try:
             attrs = bag.attrs
@@ -86,6 +88,7 @@ def training_image_stats(bank: FeatureBank, slide_paths: list[str], seed: int = 
             log.warning("%s: no image statistics for the qc flags (%s)", bag.slide_id,
                         exc.one_line() if isinstance(exc, WeakSTILError) else exc)
             out.append(None)
+        ink_test_read(bag.attrs.get("slide_id") or bag.slide_id)  # the QC is its bed's ink test's last reader
         if on_slide is not None:
             on_slide(i + 1, len(bank.bags))
     return out

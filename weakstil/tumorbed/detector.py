@@ -146,25 +146,29 @@ class TumorBedDetector:
         one the file names)."""
         from weakstil.mil.identity import refuse_non_finite
         from weakstil.tumorbed.evidence import stats_column_names
-        from weakstil.tumorbed.ink import slide_ink_share
+        from weakstil.tumorbed.ink import SlideRead, slide_ink_share
 
         # a damaged feature file is refused, not given a bed: its NaN evidence read as an empty bed, and
         # 'tumorbed apply' wrote a whole-tissue fallback bed "of nan tiles" for it (score warned so, then refused it)
         refuse_non_finite([(features.path or Path(features.slide_id), features.features)])
         geom = SlideGeometry.from_file(features)
         test: dict = {}  # which ink test the slide had (weakstil.ink_plane.ink_and_stain), recorded with its bed
+        read = SlideRead(features.attrs, slide_path)  # one read of the slide for the ink veto and the aggregates
         ink = (slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0, self.ink_veto.over_tissue,
-                               slide_path, test) if self.ink_veto.enabled else None)
+                               slide_path, test, read) if self.ink_veto.enabled else None)
         columns = stats_column_names(features.attr("tile_stats_columns"))
         kept_out = ""
         if self.aggregates.enabled:  # aggregates beside the tumour are no tissue of its bed (hunt 46d)
-            from weakstil.tumorbed.aggregates import kept_out_said, slide_aggregates
+            from weakstil.tumorbed.aggregates import AGGREGATE_MPP, kept_out_said, slide_aggregates
 
             agg, _ = slide_aggregates(features.attrs, geom.tissue_mask.shape, geom.mask_mpp, self.aggregates,
-                                      slide_path)
+                                      slide_path, read)
             kept_out = kept_out_said(agg, geom.tissue_mask, geom.mask_mpp)  # what left the tissue (review r46d)
+            if agg is not None and read.mpp() > AGGREGATE_MPP * 1.01:  # a large slide's read, coarser: said (h47c)
+                kept_out = f"{kept_out[:-1]}, candidates from a {read.mpp():.1f} µm/px read)"
             if agg is not None and agg.any():
                 geom.tissue_mask = geom.tissue_mask & ~agg
+        del read  # its thumbnail is not kept while the bed is drawn
         bed = self.detect(np.asarray(features.features), geom, features.tile_stats, columns, ink)
         if kept_out:
             bed.seed_vetoes = f"{bed.seed_vetoes}; {kept_out}"

@@ -41,6 +41,11 @@ BAND_TILES = 1.0
 MIN_TISSUE = 0.5
 #: ``seed_vetoes`` word when the slide could not be read for it.
 NOT_READ = "front: slide not read"
+#: ... followed by this, the file's size, modification and status-change times (``damaged data
+#: [SIZE:MTIME_NS:CTIME_NS]``), when the shifted tiles' data is damaged (a JPEG tile only a shifted tile touches:
+#: 'embed' stopped at none): the same file fails the same way, so ``score`` does not read it again on every rerun,
+#: only once the file has changed (review r46c, helper h47c; its status-change time too, review r47c)
+DAMAGED = "damaged data"
 #: ``seed_vetoes`` word when the features' encoder could not be built again (weights not here, other weights).
 NO_ENCODER = "front: encoder not rebuilt"
 #: The front's outcome on a slide (TumorBed.front: the bed file's ``front``, score's ``tumorbed_front``).
@@ -298,7 +303,7 @@ def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict,
     from weakstil.tumorbed.augment import features_encoder
     from weakstil.tumorbed.ink import features_slide
 
-    if features_slide(attrs, slide_path) is None:
+    if (path := features_slide(attrs, slide_path)) is None:
         return None, NOT_READ
     key = tuple(str(attrs.get(k, "")) for k in ("encoder", "weights_sha256", "weights_source", "seed"))
     if key not in encoders:
@@ -317,9 +322,47 @@ def front_embedder(attrs: dict, slide_path: str | Path | None, encoders: dict,
         try:
             return embed(xy)
         except WeakSTILError as exc:  # a damaged slide: read as the ink veto reads it, not there
-            raise FrontUnread(f"{NOT_READ} ({exc.message.replace(';', ',')})") from exc
+            raise FrontUnread(unread_word(exc, path)) from exc
 
     return guarded, ""
+
+
+def unread_word(exc: Exception, path: str | Path) -> str:
+    """The bed's word for shifted tiles of the slide at ``path`` not read (``exc``): :data:`NOT_READ` and why, with
+    :data:`DAMAGED` and the file's size and times (:func:`_stamp`) when its data is damaged (:func:`damaged_as_recorded`)."""
+    import os
+
+    from weakstil.decode.jpeg_tiles import CORRUPT_DATA_WARNINGS, CorruptTileError
+
+    why = str(getattr(exc, "message", exc)).replace(";", ",")  # ';' separates the words of seed_vetoes
+    if isinstance(exc, CorruptTileError) or any(w in str(exc) for w in CORRUPT_DATA_WARNINGS):
+        try:
+            st = os.stat(path)
+            return f"{NOT_READ} ({DAMAGED} [{_stamp(st)}]: {why})"
+        except OSError:
+            pass
+    return f"{NOT_READ} ({why})"
+
+
+def damaged_as_recorded(vetoes: str, path: str | Path) -> bool:
+    """Whether a bed's ``vetoes`` say its front was not read for damaged data of the slide file at ``path`` as that
+    file still is (its size and times recorded, :func:`_stamp`): reading it again fails again, so it is not retried.
+    A read error (a network share gone, a file locked) is retried, and so is a file copied or exported again."""
+    import os
+    import re
+
+    found = re.search(re.escape(f"{NOT_READ} ({DAMAGED} [") + r"([\d:]+)\]", vetoes)
+    try:
+        return found is not None and found[1] == _stamp(os.stat(path))
+    except OSError:
+        return False
+
+
+def _stamp(st) -> str:
+    """The file's size, modification time and status-change time (ns): a file restored over the damaged one with the
+    same size and its modification time kept (``cp -p``, ``rsync -a`` of a good copy of a scan damaged in transfer)
+    has a new status-change time, which no user sets (review r47c: size and mtime alone kept it unread)."""
+    return f"{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
 
 
 def _offered(attrs: dict, offered: Callable | None):

@@ -162,40 +162,78 @@ def features_slide(attrs: dict, slide_path: str | Path | None = None) -> Path | 
     return path if str(attrs.get("slide_path", "")) and path.is_file() else None
 
 
+class SlideRead:
+    """The slide of a feature file (``attrs``; ``slide_path``: where it is now, :func:`features_slide`) read once at
+    :data:`INK_MPP` µm/px, coarser where that would pass :data:`INK_MAX_PIXELS` (a 30 x 20 mm section: about 10 µm/px),
+    with a black unscanned area turned to glass where the features record it so (``background == "record"``), for
+    every step of the bed that looks at the slide: the ink veto (:func:`slide_ink_share`) and the lymphoid aggregates
+    (:func:`weakstil.tumorbed.aggregates.slide_aggregates`). They each read it before helper h47c, the aggregates
+    uncapped (37 MP and a few hundred MB of float maps on such a section) and with the black area raw. Read at the
+    first :meth:`thumbnail`; ``rgb`` ``None`` and ``error`` said when the slide is not there or cannot be read."""
+
+    def __init__(self, attrs: dict, slide_path: str | Path | None = None):
+        self.attrs, self.slide_path = attrs, slide_path
+        self.path: Path | None = None
+        self.rgb: np.ndarray | None = None
+        self.error = ""  #: "" (read, or not yet tried), "not there", or the reader's exception
+        self._tried = False
+
+    def thumbnail(self) -> np.ndarray | None:
+        """The slide's RGB thumbnail (uint8, h x w x 3+), ``None`` when it cannot be read (:attr:`error` says why)."""
+        if self._tried:
+            return self.rgb
+        self._tried = True
+        from weakstil.slide import Slide
+        from weakstil.unscanned import RECORD, as_glass
+
+        self.path = features_slide(self.attrs, self.slide_path)
+        if self.path is None:
+            self.error = "not there"
+            return None
+        try:
+            with Slide.open(self.path, slide_mpp=float(self.attrs["slide_mpp"])) as slide:
+                w, h = slide.dimensions
+                mpp = max(INK_MPP, float(slide.mpp) * math.sqrt(w * h / INK_MAX_PIXELS))
+                thumb = slide.read_thumbnail(mpp)
+        except Exception as exc:  # an unreadable slide only loses the steps that read it; the bed is still drawn
+            self.error = str(exc) or type(exc).__name__
+            return None
+        if self.attrs.get("background") == RECORD:
+            # a black unscanned area is glass, as the tiles and features read it (hunt 24): raw, it was ink, and its
+            # out-of-plane density tilted the refitted stain plane so whole tiles of tissue were ink too (hunt 35d);
+            # and dense haematoxylin, compact and apart: a lymphoid aggregate
+            thumb = as_glass(thumb)
+        self.rgb = thumb
+        return thumb
+
+    def mpp(self) -> float:
+        """µm per thumbnail pixel (from the slide's recorded width, as the tiles' grid)."""
+        return float(self.attrs["slide_width"]) * float(self.attrs["slide_mpp"]) / self.rgb.shape[1]
+
+
 def slide_ink_share(attrs: dict, coords: np.ndarray, tile_size_level0: float,
                     over_tissue: bool = True, slide_path: str | Path | None = None,
-                    test: dict | None = None) -> np.ndarray | None:
+                    test: dict | None = None, read: SlideRead | None = None) -> np.ndarray | None:
     """Each tile's ink share, reading the slide of the feature file (``attrs``: the file's
     attributes; ``slide_path``: where the slide is now, see :func:`features_slide`), or ``None``
     when that slide is not there or cannot be read. ``over_tissue``: ink over tissue too, against
     the plane of the stain the file records (none recorded: glass only). ``test``: told which ink test was used
-    (:func:`tile_ink_share`)."""
-    from weakstil.slide import Slide
+    (:func:`tile_ink_share`). ``read``: the slide's read shared with the bed's other steps (:class:`SlideRead`)."""
     from weakstil.stain import SlideStain
 
-    path = features_slide(attrs, slide_path)
-    if path is None:
+    read = SlideRead(attrs, slide_path) if read is None else read
+    thumb = read.thumbnail()
+    if read.error == "not there":
         # said louder when the command was given the slide's file (and it is not there, nor the recorded one)
         log.log(logging.INFO if slide_path is None else logging.WARNING, "ink veto not applied: the slide %s is not "
                 "there (moved since it was embedded? give its path in a cohort CSV)", attrs.get("slide_path"))
         return None
-    try:
-        with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide:
-            w, h = slide.dimensions
-            mpp = max(INK_MPP, float(slide.mpp) * math.sqrt(w * h / INK_MAX_PIXELS))
-            thumb = slide.read_thumbnail(mpp)
-    except Exception as exc:  # an unreadable slide only loses this veto; the bed is still drawn
-        log.warning("ink veto not applied: %s could not be read (%s)", path, exc)
+    if thumb is None:
+        log.warning("ink veto not applied: %s could not be read (%s)", read.path, read.error)
         return None
-    from weakstil.unscanned import RECORD, as_glass
-
-    if attrs.get("background") == RECORD:
-        # a black unscanned area is glass, as the tiles and features read it (hunt 24): raw, it was ink, and its
-        # out-of-plane density tilted the refitted stain plane so whole tiles of tissue were ink too (hunt 35d)
-        thumb = as_glass(thumb)
     stain = SlideStain.from_attr(attrs.get("stain")) if over_tissue else None
     return tile_ink_share(thumb, int(attrs["slide_width"]), float(attrs["slide_mpp"]), coords, tile_size_level0,
-                          None if stain is None else stain.he, attrs.get("slide_id") or path.name, test)
+                          None if stain is None else stain.he, attrs.get("slide_id") or read.path.name, test)
 
 
 def apply_ink_veto(evidence: np.ndarray, ink_share: np.ndarray | None, rule: InkVeto,

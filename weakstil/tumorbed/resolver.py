@@ -299,22 +299,30 @@ class BedSources:
 def bed_ink_rule(bed) -> int | None:
     """The ink-plane rule (:data:`weakstil.ink_plane.INK_PLANE_RULE`; 0: before rule 3, not recorded) under which
     ``bed``'s ink veto measured ink over tissue; ``None``: no ink veto, or one that reads the glass only (a drawn bed's
-    ``colour rules``; a precomputed bed's rule is None then, :func:`weakstil.tumorbed.precomputed.ink_plane_rule_of`)."""
-    if bed.ink_plane_rule is None or str(bed.ink_test or "") == "colour rules":
+    ``colour rules``; a precomputed bed's rule is None then, :func:`weakstil.tumorbed.precomputed.ink_plane_rule_of`),
+    or one whose test found no plane to trust (``not checked``: a degenerate stain plane, no ink over tissue measured,
+    so no rule was used: it counted as the rule and was flagged bed_unlike_training; review r46c, helper h47c)."""
+    from weakstil.ink_plane import NOT_CHECKED
+
+    if bed.ink_plane_rule is None or str(bed.ink_test or "") in ("colour rules", NOT_CHECKED):
         return None
     return int(bed.ink_plane_rule)
 
 
 def say_ink_rule_unlike_training(rule: int | None, training_beds: dict | None, model: str | Path, slide_id: str,
-                                 said: set) -> None:
+                                 said: set, stil: float) -> None:
     """Once per ``score`` run and rule (``said``: the run's rules said), at the first slide whose bed's ink veto
     measured ink over tissue under ``rule``, none of the model's training beds' (each such slide is flagged
     bed_unlike_training; helper h46c). Said when such a bed is scored, not whenever the detector's rule differs
-    (review r46c: every slide's bed precomputed under the training beds' rule, the run said each was flagged)."""
+    (review r46c: every slide's bed precomputed under the training beds' rule, the run said each was flagged), and
+    at a scored slide (``stil`` a number): a slide with no score is not flagged (:func:`weakstil.qc.flags.slide_flags`),
+    and the warning named it as the first flagged one (review r46c, helper h47c)."""
+    import math
+
     from weakstil.ink_plane import rule_said, rules_said
     from weakstil.qc.flags import ink_rule_unlike_training
 
-    if rule in said or ink_rule_unlike_training(rule, training_beds) is None:
+    if rule in said or not math.isfinite(stil) or ink_rule_unlike_training(rule, training_beds) is None:
         return
     said.add(rule)
     trained = rules_said(training_beds["ink_plane_rules"])

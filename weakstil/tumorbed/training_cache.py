@@ -14,7 +14,8 @@ from weakstil.tumorbed.bed import SlideGeometry, from_annotation
 from weakstil.tumorbed.cellgate import TumourCellGate
 from weakstil.tumorbed.detector import TumorBedDetector
 from weakstil.tumorbed.evidence import TUMOUR_NUCLEI_COLUMNS, stats_column_names
-from weakstil.tumorbed.ink import InkVeto, slide_ink_share
+from weakstil.tumorbed.aggregates import AggregateRule, slide_aggregates
+from weakstil.tumorbed.ink import InkVeto, SlideRead, slide_ink_share
 from weakstil.tumorbed.training import AnnotatedSlide, train_detector
 from weakstil.tumorbed.veto import LymphoidVeto
 
@@ -123,6 +124,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
     left_out: list[dict] = []  # recorded in model.json, not only warned about (hunt 39e): which slides, and why
     measured: dict = {}
     visited: set[str] = set()
+    agg_masks: dict[str, np.ndarray | None] = {}  # each chosen slide's lymphoid aggregates, on its mask grid
     for sid in slide_ids:
         if len(chosen) >= max_slides:
             break
@@ -148,7 +150,13 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
             continue
         columns = cache.attr("tile_stats_columns")
         measured = measured or measurement_identity(cache.attrs)
-        ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0, slide_path=paths.get(sid)) if ink_veto else None
+        read = SlideRead(cache.attrs, paths.get(sid))  # one read for the ink veto and the aggregates (helper h47c)
+        ink = slide_ink_share(cache.attrs, geom.coords, geom.tile_size_level0, slide_path=paths.get(sid),
+                              read=read) if ink_veto else None
+        if aggregates:  # on the mask grid (small): the read is not kept until train_detector asks for them
+            agg_masks[sid] = slide_aggregates(cache.attrs, geom.tissue_mask.shape, geom.mask_mpp,
+                                              AggregateRule(enabled=True), paths.get(sid), read)[0]
+        del read
         chosen.append(AnnotatedSlide(sid, np.asarray(cache.features, np.float32), geom, bed.mask, cache.tile_stats,
                                      stats_column_names(columns), ink))
     raise_all(bad)
@@ -207,19 +215,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                           lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
                           ink_veto=InkVeto(enabled=bool(ink_veto)), infiltrate=infiltrate,
                           cell_gate=TumourCellGate(enabled=bool(tumour_cell_gate)), copies=copies, front=embedders,
-                          aggregates=_aggregate_masks(features_of, paths) if aggregates else None)
-
-
-def _aggregate_masks(features_of, paths: dict):
-    """``(slide_id, mask_shape, mask_mpp) -> its lymphoid aggregates`` (weakstil.tumorbed.aggregates), ``None``
-    when the slide is not there."""
-    from weakstil.files import FeaturesFile
-    from weakstil.tumorbed.aggregates import AggregateRule, slide_aggregates
-
-    def masks_of(sid: str, shape: tuple[int, int], mask_mpp: float):
-        attrs = FeaturesFile.read_header(features_of(sid))[0]
-        return slide_aggregates(attrs, shape, mask_mpp, AggregateRule(enabled=True), paths.get(sid))[0]
-    return masks_of
+                          aggregates=(lambda sid, shape, mask_mpp: agg_masks[sid]) if aggregates else None)
 
 
 def _front_embedders(features_of, paths: dict):
