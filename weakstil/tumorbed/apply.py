@@ -100,7 +100,7 @@ class AppliedBed:
     @property
     def aggregates_unread(self) -> bool:
         """The detector keeps lymphoid aggregates out of its beds but could not read the slide (hunt 46d)."""
-        return "aggregates: slide not read" in self.bed.seed_vetoes
+        return any(f"{k}: slide not read" in self.bed.seed_vetoes for k in ("aggregates", "lobules"))
 
     def summary(self) -> str:
         bed = self.bed
@@ -131,7 +131,7 @@ def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, feat
                # config in the checkout, would otherwise make every bed again and rescore every slide
                "weakstil_version": __version__}
     if sources.detector is not None and (sources.detector.ink_veto.enabled or sources.detector.front.enabled
-                                         or sources.detector.aggregates.enabled):
+                                         or sources.detector.aggregates.enabled or sources.detector.lobules.enabled):
         from weakstil.tumorbed.ink import features_slide
 
         request["slide_read"] = features_slide(attrs, slide_path) is not None
