@@ -49,39 +49,56 @@ class LobuleRule:
     pad_um: float = 20.0  #: the lobule: its lumens' hull grown by this (the acini's epithelium)
     max_mm2: float = 0.06  #: largest lobule; a larger cluster (mucin pools, a field of tubules) is never kept out
     tile_share: float = 0.1  #: a tile with this share of its area on a lobule loses its tumour evidence
+    #: a lobule's acini lie in paler intralobular stroma: of its lumens' hull, the pixels over ``wall_um`` from any
+    #: lumen (beyond the acini's epithelium) under this share cell-dense (haematoxylin ``rim_h`` above the median); a
+    #: cluster whose lumens are punched in a solid sheet of cells is a cribriform tumour nest, not a lobule (r47d;
+    #: 41a's lobules 0.12-0.88, drawn cribriform nests 1.0: a thin margin, not checked on real tissue)
+    solid_max: float = 0.9
+    wall_um: float = 12.0  #: the acini's epithelium round each lumen, left out of the between-lumen share
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict | None) -> LobuleRule:
-        """From model.json (``lobules``); absent: off (a detector from before hunt 47d)."""
-        from weakstil.tumorbed.flags import json_flag
+        """From model.json (``lobules``); absent: off (a detector from before hunt 47d). A flag is true / false, a
+        number a finite JSON number, an unknown key refused (``ValueError``, said by the loader as one line)."""
+        from weakstil.tumorbed.flags import json_flag, json_number
 
         if not values:
             return cls()
-        kinds = {"enabled": lambda v: json_flag(v, "lobules enabled"), "min_lumens": int}
-        return cls(**{k: kinds.get(k, float)(values[k]) for k in cls.__dataclass_fields__ if k in values})
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:  # a misspelt setting was dropped silently and its default used (review r47d)
+            raise ValueError(f"'lobules' holds unknown settings {unknown}")
+        kinds = {"enabled": lambda v: json_flag(v, "lobules enabled"),
+                 "min_lumens": lambda v: json_number(v, "lobules min_lumens", integer=True)}
+        return cls(**{k: kinds.get(k, lambda v, k=k: json_number(v, f"lobules {k}"))(values[k])
+                      for k in cls.__dataclass_fields__ if k in values})
 
 
 def lumens(rgb: np.ndarray, h: np.ndarray, mpp: float, rule: LobuleRule) -> list[tuple[float, float]]:
     """The lumens' centres (row, column on the map): ``rgb`` the slide at ``mpp`` µm/px, ``h`` its haematoxylin."""
+    return _lumens(rgb, h, mpp, rule)[0]
+
+
+def _lumens(rgb, h, mpp: float, rule: LobuleRule) -> tuple[list[tuple[float, float]], np.ndarray | None, np.ndarray]:
+    """:func:`lumens`, the lumens' pixels and the haematoxylin less the tissue's median (``None``, ``h``: none)."""
     from scipy import ndimage as ndi
 
     green = np.asarray(rgb, np.float64)[..., 1]
     od = -np.log10(np.clip(green, 1, None) / max(1.0, np.percentile(green, 99)))
     empty = od < rule.empty_od
     if empty.all():
-        return []
+        return [], None, h
     # a look whose stain is faint overall (a yellowed slide: stroma 0.14, mucin 0.05-0.08) puts mucin near the fixed
     # bound: empty is also under ``empty_share`` of the tissue's median density (lumens 0.2 of it, mucin 0.4+)
     empty &= od < rule.empty_share * float(np.median(od[~empty]))
     h = np.asarray(h, np.float64) - float(np.median(h[~empty]))
     labels, n = ndi.label(empty & ndi.binary_fill_holes(~empty))  # empty and enclosed by tissue
     if not n:
-        return []
+        return [], None, h
     area = ndi.sum_labels(np.ones(h.shape), labels, np.arange(1, n + 1)) * mpp * mpp
-    out = []
+    out, kept = [], np.zeros(n + 1, bool)
     for i, sl in enumerate(ndi.find_objects(labels), 1):
         if sl is None or not rule.lumen_min_um2 <= area[i - 1] <= rule.lumen_max_um2:
             continue
@@ -95,7 +112,8 @@ def lumens(rgb: np.ndarray, h: np.ndarray, mpp: float, rule: LobuleRule) -> list
             continue
         cy, cx = ndi.center_of_mass(m)
         out.append((sl[0].start + cy, sl[1].start + cx))
-    return out
+        kept[i] = True
+    return out, kept[labels], h
 
 
 def lobule_mask(rgb: np.ndarray, h: np.ndarray, mpp: float, rule: LobuleRule) -> tuple[np.ndarray, list[dict]]:
@@ -107,9 +125,12 @@ def lobule_mask(rgb: np.ndarray, h: np.ndarray, mpp: float, rule: LobuleRule) ->
 
     shape = np.asarray(h).shape
     out = np.zeros(shape, bool)
-    pts = np.asarray(lumens(rgb, h, mpp, rule), np.float64).reshape(-1, 2)
+    found, lumen_px, h_rel = _lumens(rgb, h, mpp, rule)
+    pts = np.asarray(found, np.float64).reshape(-1, 2)
     if len(pts) < rule.min_lumens:
         return out, []
+    wall = max(1, int(round(rule.wall_um / mpp)))
+    solid = np.zeros(shape, bool)  # the clusters whose lumens are punched in a sheet of cells
     _, group = connected_components(cdist(pts, pts) * mpp <= rule.link_um)
     pad = max(1, int(round(rule.pad_um / mpp)))
     for c in np.unique(group):
@@ -120,7 +141,15 @@ def lobule_mask(rgb: np.ndarray, h: np.ndarray, mpp: float, rule: LobuleRule) ->
         y1, x1 = np.minimum(q.max(0) + pad + 2, shape)
         m = np.zeros((y1 - y0, x1 - x0), bool)
         m[q[:, 0] - y0, q[:, 1] - x0] = True
-        out[y0:y1, x0:x1] |= ndi.binary_dilation(convex_hull_image(m), iterations=pad)
+        hull = convex_hull_image(m)
+        # between and round the acini: the grown hull beyond each lumen's epithelium
+        grown = ndi.binary_dilation(hull, iterations=pad)
+        between = grown & ~ndi.binary_dilation(lumen_px[y0:y1, x0:x1], iterations=wall)
+        share = float((h_rel[y0:y1, x0:x1][between] >= rule.rim_h).mean()) if between.any() else 0.0
+        out[y0:y1, x0:x1] |= grown
+        log.debug("a cluster of %d lumens: %.2f of it between them cell-dense", len(q), share)
+        if share >= rule.solid_max:  # lumens punched in a sheet of cells: a cribriform nest of the tumour
+            solid[y0:y1, x0:x1] |= grown
     # clusters whose grown hulls touch are one piece: a field of them larger than a lobule (a tumour's tubules, a
     # mucinous tumour's pools read as holes) is never kept out
     labels, n = ndi.label(out)
@@ -128,8 +157,11 @@ def lobule_mask(rgb: np.ndarray, h: np.ndarray, mpp: float, rule: LobuleRule) ->
     near = np.clip(pts.astype(int), 0, np.array(shape) - 1)
     count = np.bincount(labels[near[:, 0], near[:, 1]], minlength=n + 1)[1:]
     keep = np.zeros(n + 1, bool)
-    keep[1:] = mm2 <= rule.max_mm2
-    measures = [dict(lumens=int(k), mm2=round(float(a), 4), lobule=bool(a <= rule.max_mm2)) for k, a in zip(count, mm2)]
+    # a piece holding a cluster in solid cells is the tumour's, whatever its size (review r47d)
+    in_solid = ndi.maximum(solid, labels, np.arange(1, n + 1)).astype(bool) if n else np.zeros(0, bool)
+    keep[1:] = (mm2 <= rule.max_mm2) & ~in_solid
+    measures = [dict(lumens=int(k), mm2=round(float(a), 4), solid=bool(s), lobule=bool(a <= rule.max_mm2 and not s))
+                for k, a, s in zip(count, mm2, in_solid)]
     return keep[labels], measures
 
 
