@@ -83,3 +83,41 @@ def test_model_json_lobule_numbers_are_read_strictly(tmp_path, bad):
         TumorBedDetector.load(tmp_path / "d")
     assert LobuleRule.from_dict({"enabled": True, "min_lumens": 5.0, "max_mm2": 1}) == \
         LobuleRule(enabled=True, min_lumens=5, max_mm2=1.0)
+
+
+def test_a_slide_too_large_for_the_lobule_read_is_not_read_and_says_so(tmp_path, monkeypatch):
+    """Was: read whole at 4 µm/px, uncapped (a 30 x 20 mm section: 37.5 MP, 2.5 GB of float64 maps). Now over
+    LOBULE_MAX_PIXELS the step is skipped before any read, said as "slide not read" (the bed is drawn without it)."""
+    import weakstil.slide
+    import weakstil.tumorbed.lobules as lobules
+    from weakstil.stain import SlideStain
+
+    calls = []
+
+    class Fake:
+        dimensions, mpp = (80_000, 60_000), 0.5  # 40 x 30 mm: 75 MP at 4 µm/px
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *a):
+            return False
+
+        def read_thumbnail(self, mpp):
+            calls.append(mpp)
+            return np.full((int(self.dimensions[1] * 0.5 / mpp), int(self.dimensions[0] * 0.5 / mpp), 3), 240, np.uint8)
+
+    (tmp_path / "s.tiff").write_bytes(b"x")
+    monkeypatch.setattr(weakstil.slide.Slide, "open", classmethod(lambda cls, *a, **k: Fake()))
+    stain = SlideStain(np.array([[0.65, 0.07], [0.70, 0.99], [0.29, 0.11]]), np.ones(2)).to_dict()
+    attrs = {"slide_id": "s", "slide_path": str(tmp_path / "s.tiff"), "slide_mpp": 0.5, "slide_width": 80_000,
+             "stain": json.dumps(stain) if not isinstance(stain, str) else stain}
+    coords = np.zeros((1, 2))
+    mask, tiles, said = lobules.slide_lobules(attrs, (300, 400), 100.0, coords, 224.0,
+                                              lobules.LobuleRule(enabled=True), tmp_path / "s.tiff")
+    assert mask is None and tiles is None and said.startswith(lobules.NOT_READ) and "MP" in said and not calls
+    Fake.dimensions = (8_000, 6_000)  # 4 x 3 mm: 0.75 MP, under the cap: read at 4 µm/px
+    attrs["slide_width"] = 8_000
+    mask, tiles, said = lobules.slide_lobules(attrs, (300, 400), 100.0, coords, 224.0,
+                                              lobules.LobuleRule(enabled=True), tmp_path / "s.tiff")
+    assert calls == [lobules.LOBULE_MPP] and mask is not None and said.startswith("lobules: 0 kept out")

@@ -32,6 +32,9 @@ LOBULE_MPP = 4.0  #: µm/px the slide is read at
 #: the held-out Dice on the annotated slides that keeping lobules out may cost before training leaves it off
 LOBULE_MAX_LOSS = 0.005
 NOT_READ = "lobules: slide not read"
+#: most pixels the slide is read into at LOBULE_MPP (a 30 x 20 mm section is 37.5 MP, about 1.6 GB of maps here);
+#: a larger slide is not looked at rather than read coarser, where an acinus's lumen (15-1500 µm²) is lost (r47d)
+LOBULE_MAX_PIXELS = 60_000_000
 
 
 @dataclass(frozen=True)
@@ -85,19 +88,21 @@ def _lumens(rgb, h, mpp: float, rule: LobuleRule) -> tuple[list[tuple[float, flo
     """:func:`lumens`, the lumens' pixels and the haematoxylin less the tissue's median (``None``, ``h``: none)."""
     from scipy import ndimage as ndi
 
-    green = np.asarray(rgb, np.float64)[..., 1]
-    od = -np.log10(np.clip(green, 1, None) / max(1.0, np.percentile(green, 99)))
+    # float32 maps and label counts by bincount: a 30 x 20 mm section is 37 MP here (r47d: float64 maps and
+    # sum_labels' ones took 2.5 GB a slide)
+    green = np.asarray(rgb)[..., 1].astype(np.float32)
+    od = -np.log10(np.clip(green, 1, None) / np.float32(max(1.0, np.percentile(green, 99))))
     empty = od < rule.empty_od
     if empty.all():
         return [], None, h
     # a look whose stain is faint overall (a yellowed slide: stroma 0.14, mucin 0.05-0.08) puts mucin near the fixed
     # bound: empty is also under ``empty_share`` of the tissue's median density (lumens 0.2 of it, mucin 0.4+)
     empty &= od < rule.empty_share * float(np.median(od[~empty]))
-    h = np.asarray(h, np.float64) - float(np.median(h[~empty]))
+    h = np.asarray(h, np.float32) - np.float32(np.median(h[~empty]))
     labels, n = ndi.label(empty & ndi.binary_fill_holes(~empty))  # empty and enclosed by tissue
     if not n:
         return [], None, h
-    area = ndi.sum_labels(np.ones(h.shape), labels, np.arange(1, n + 1)) * mpp * mpp
+    area = np.bincount(labels.ravel(), minlength=n + 1)[1:] * mpp * mpp
     out, kept = [], np.zeros(n + 1, bool)
     for i, sl in enumerate(ndi.find_objects(labels), 1):
         if sl is None or not rule.lumen_min_um2 <= area[i - 1] <= rule.lumen_max_um2:
@@ -153,7 +158,7 @@ def lobule_mask(rgb: np.ndarray, h: np.ndarray, mpp: float, rule: LobuleRule) ->
     # clusters whose grown hulls touch are one piece: a field of them larger than a lobule (a tumour's tubules, a
     # mucinous tumour's pools read as holes) is never kept out
     labels, n = ndi.label(out)
-    mm2 = ndi.sum_labels(np.ones(shape), labels, np.arange(1, n + 1)) * mpp * mpp / 1e6
+    mm2 = np.bincount(labels.ravel(), minlength=n + 1)[1:] * mpp * mpp / 1e6
     near = np.clip(pts.astype(int), 0, np.array(shape) - 1)
     count = np.bincount(labels[near[:, 0], near[:, 1]], minlength=n + 1)[1:]
     keep = np.zeros(n + 1, bool)
@@ -193,6 +198,12 @@ def slide_lobules(attrs: dict, tissue_shape: tuple[int, int], mask_mpp: float, c
         return None, None, NOT_READ
     try:
         with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide:
+            w, h = slide.dimensions
+            pixels = w * h * (float(slide.mpp) / LOBULE_MPP) ** 2
+            if pixels > LOBULE_MAX_PIXELS:
+                log.warning("%s: normal lobules not looked for: %.0f MP at %g µm/px is over %d MP", attrs.get("slide_id"),
+                            pixels / 1e6, LOBULE_MPP, LOBULE_MAX_PIXELS // 1_000_000)
+                return None, None, f"{NOT_READ} (over {LOBULE_MAX_PIXELS // 1_000_000} MP at {LOBULE_MPP:g} µm/px)"
             thumb = slide.read_thumbnail(LOBULE_MPP)
     except Exception as exc:  # an unreadable slide only loses this step; the bed is still drawn
         log.warning("%s: normal lobules not looked for: %s could not be read (%s)", attrs.get("slide_id"), path, exc)
