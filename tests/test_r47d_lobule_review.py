@@ -121,3 +121,22 @@ def test_a_slide_too_large_for_the_lobule_read_is_not_read_and_says_so(tmp_path,
     mask, tiles, said = lobules.slide_lobules(attrs, (300, 400), 100.0, coords, 224.0,
                                               lobules.LobuleRule(enabled=True), tmp_path / "s.tiff")
     assert calls == [lobules.LOBULE_MPP] and mask is not None and said.startswith("lobules: 0 kept out")
+
+
+def test_the_apply_summary_names_the_step_that_lost_the_slide():
+    """Was: a bed whose lobule step alone lost the slide (now also: over the lobule read's cap) was summarised as
+    "lymphoid aggregates not kept out"."""
+    from pathlib import Path
+
+    from weakstil.tumorbed.apply import AppliedBed
+    from weakstil.tumorbed.bed import TumorBed, TumorBedSource
+
+    def applied(vetoes):
+        bed = TumorBed(np.ones((4, 4), bool), 8.0, np.ones(2, np.float32), TumorBedSource.MODEL, "d", seed_vetoes=vetoes)
+        return AppliedBed("s", bed, Path("s.h5"), Path("s.geojson"))
+
+    lob = applied("lymphoid: 0 tiles; aggregates: 1 kept out (0.050 mm²); lobules: slide not read (over 60 MP at 4 µm/px)")
+    assert lob.aggregates_unread and "(normal lobules not kept out: slide not read)" in lob.summary()
+    assert "lymphoid aggregates not kept out" not in lob.summary()
+    both = applied("aggregates: slide not read; lobules: slide not read").summary()
+    assert "lymphoid aggregates not kept out" in both and "normal lobules not kept out" in both
