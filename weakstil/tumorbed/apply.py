@@ -99,21 +99,21 @@ class AppliedBed:
 
     @property
     def aggregates_unread(self) -> bool:
-        """The detector keeps lymphoid aggregates out of its beds but could not read the slide (hunt 46d)."""
-        return "aggregates: slide not read" in self.bed.seed_vetoes
+        """A step keeping lymphoid aggregates (hunt 46d) or normal lobules (47d) out of the bed could not read the slide."""
+        return any(f"{k}: slide not read" in self.bed.seed_vetoes for k in ("aggregates", "lobules"))
 
     def summary(self) -> str:
         bed = self.bed
         said = f"bed fallback: tissue ({bed.detail})" if bed.source is TumorBedSource.TISSUE_FALLBACK else \
             f"tumour bed from {bed.source.value} ({bed.detail})"
         crush = f" (less {bed.n_excluded} of crush artefact)" if bed.n_excluded else ""
-        line = f"{self.slide_id}: {said}, {int(bed.tile_flags.sum())} / {len(bed.tile_fraction)} tiles{crush} -> " \
-            f"{self.h5_path}"
+        line = f"{self.slide_id}: {said}, {int(bed.tile_flags.sum())} / {len(bed.tile_fraction)} tiles{crush} -> {self.h5_path}"
         if bed.misplaced:  # warned when the bed was made; said again beside the bed
             line += f" (annotation misplaced? {bed.misplaced})"
         if self.ink_unread:
             line += " (ink veto not applied: slide not read)"
-        line += " (lymphoid aggregates not kept out: slide not read)" if self.aggregates_unread else ""  # review r46d
+        line += "".join(f" ({what} not kept out: slide not read)" for k, what in (("aggregates", "lymphoid aggregates"),
+                        ("lobules", "normal lobules")) if f"{k}: slide not read" in self.bed.seed_vetoes)  # r46d, r47d
         return line + (" (made earlier from the same inputs: kept; --overwrite makes it again)" if self.kept else "")
 
 
@@ -131,7 +131,7 @@ def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, feat
                # config in the checkout, would otherwise make every bed again and rescore every slide
                "weakstil_version": __version__}
     if sources.detector is not None and (sources.detector.ink_veto.enabled or sources.detector.front.enabled
-                                         or sources.detector.aggregates.enabled):
+                                         or sources.detector.aggregates.enabled or sources.detector.lobules.enabled):
         from weakstil.tumorbed.ink import features_slide
 
         request["slide_read"] = features_slide(attrs, slide_path) is not None

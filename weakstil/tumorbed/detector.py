@@ -35,6 +35,7 @@ from weakstil.tumorbed.cellgate import (NO_TUMOUR_CELLS, TumourCellGate, apply_c
                                         tumour_cells_left_out, tumour_on_other_pieces, OTHER_PIECE_TILES)
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.front import FrontRefine
+from weakstil.tumorbed.lobules import LobuleRule
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
 
@@ -74,6 +75,8 @@ class TumorBedDetector:
     front: FrontRefine = field(default_factory=FrontRefine)
     #: compact lymphoid aggregates read off the slide kept out of the bed (weakstil.tumorbed.aggregates; off unless chosen)
     aggregates: AggregateRule = field(default_factory=AggregateRule)
+    #: normal lobules read off the slide kept out of the bed, their tiles no seeds (weakstil.tumorbed.lobules; hunt 47d)
+    lobules: LobuleRule = field(default_factory=LobuleRule)
     #: the features' encoders the front refinement built (or why not), once per encoder and weights
     _front_encoders: dict = field(default_factory=dict, repr=False, compare=False)
     #: an encoder its caller already holds (``score``'s), used for the front when it is the features' own
@@ -115,7 +118,7 @@ class TumorBedDetector:
         return self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)[0]
 
     def _seed_evidence(self, features, geom, tile_stats, stats_columns,
-                       ink_share) -> tuple[np.ndarray, str, np.ndarray, str]:
+                       ink_share, lobule_tiles: np.ndarray | None = None) -> tuple[np.ndarray, str, np.ndarray, str]:
         """:meth:`seed_evidence`, what each veto did (for the bed's provenance), the tumour evidence
         before the lymphoid and ink vetoes (after the tumour-cell gate), and what the gate did ("" when off)."""
         tumour = self.tumour_evidence(features, geom, tile_stats, stats_columns)
@@ -128,6 +131,8 @@ class TumorBedDetector:
         evidence, n_lymphoid = apply_veto(raw, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
                                           self.veto, fragments)
         evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
+        if lobule_tiles is not None:  # a normal lobule's tile is no seed (hunt 47d; said by detect_file)
+            evidence = np.where(lobule_tiles, 0.0, evidence)
 
         def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
             return f"{name}: " + ("off" if not enabled else f"{n} tiles" if n is not None else missing)
@@ -169,7 +174,16 @@ class TumorBedDetector:
             if agg is not None and agg.any():
                 geom.tissue_mask = geom.tissue_mask & ~agg
         del read  # its thumbnail is not kept while the bed is drawn
-        bed = self.detect(np.asarray(features.features), geom, features.tile_stats, columns, ink)
+        lobule_tiles = None
+        if self.lobules.enabled:  # normal lobules are no tissue of the bed (hunt 47d)
+            from weakstil.tumorbed.lobules import slide_lobules
+
+            lob, lobule_tiles, said = slide_lobules(features.attrs, geom.tissue_mask.shape, geom.mask_mpp, geom.coords,
+                                                    geom.tile_size_level0, self.lobules, slide_path)
+            kept_out = f"{kept_out}; {said}" if kept_out else said
+            if lob is not None and lob.any():
+                geom.tissue_mask = geom.tissue_mask & ~lob
+        bed = self.detect(np.asarray(features.features), geom, features.tile_stats, columns, ink, lobule_tiles)
         if kept_out:
             bed.seed_vetoes = f"{bed.seed_vetoes}; {kept_out}"
         if front and self.front.enabled and bed.source is TumorBedSource.MODEL:
@@ -246,10 +260,12 @@ class TumorBedDetector:
         return redrawn
 
     def detect(self, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None = None,
-               stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None) -> TumorBed:
+               stats_columns: list[str] | None = None, ink_share: np.ndarray | None = None,
+               lobule_tiles: np.ndarray | None = None) -> TumorBed:
         """The slide's bed; the whole tissue, as source ``tissue-fallback`` with the reason in
         ``detail``, when the detected bed is empty or implausibly small next to the evidence."""
-        evidence, vetoes, raw, gated = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share)
+        evidence, vetoes, raw, gated = self._seed_evidence(features, geom, tile_stats, stats_columns, ink_share,
+                                                           lobule_tiles)
         infiltrate = None
         if self.shape.infiltrate_um > 0:
             infiltrate = dark_nuclei_area(tile_stats, stats_columns)
@@ -332,6 +348,7 @@ class TumorBedDetector:
                 "ink_veto": self.ink_veto.to_dict(), "tumour_cell_gate": self.cell_gate.to_dict(),
                 **({"front": self.front.to_dict()} if self.front.enabled else {}),
                 **({"aggregates": self.aggregates.to_dict()} if self.aggregates.enabled else {}),
+                **({"lobules": self.lobules.to_dict()} if self.lobules.enabled else {}),
                 # the numerics it was trained with, as a MIL model records them (its own are numpy's)
                 "versions": self.meta.get("versions") or {"weakstil": code_version(),
                                                            **installed_versions(("numpy", "scipy", "scikit-image"))},
@@ -426,7 +443,8 @@ class TumorBedDetector:
                            tuple(str(c) for c in meta.get("tile_stats_columns", [])),
                            LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")),
                            TumourCellGate.from_dict(meta.get("tumour_cell_gate")), FrontRefine.from_dict(meta.get("front")),
-                           aggregates=AggregateRule.from_dict(meta.get("aggregates")))
+                           aggregates=AggregateRule.from_dict(meta.get("aggregates")),
+                           lobules=LobuleRule.from_dict(meta.get("lobules")))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise WeakSTILError(f"model.json holds a value of the wrong type ({exc})", path=meta_path,
                                 fix=_META_FIX) from None
@@ -460,7 +478,7 @@ def _check_meta_types(meta: dict, meta_path: Path) -> None:
     into a string passed loading and was a TypeError ("this is a bug in weakstil") when a batch began
     (outside corruption sweep, hunt 37n)."""
     for key in ("tiling", "features", "shape", "plausibility", "lymphoid_veto", "ink_veto", "tumour_cell_gate", "front",
-                "aggregates"):
+                "aggregates", "lobules"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise WeakSTILError(f"model.json's '{key}' is not a JSON object", path=meta_path, fix=_META_FIX)
     for key in ("mpp", "tile_px"):

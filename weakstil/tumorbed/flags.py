@@ -15,3 +15,18 @@ def json_flag(value, key: str) -> bool:
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
     raise ValueError(f"'{key}' is {value!r}, not true or false")
+
+
+def json_number(value, key: str, integer: bool = False) -> float | int:
+    """``value`` of the numeric setting ``key``: a finite JSON number (an integer where ``integer``); ``ValueError``
+    otherwise (``float("0.06")``, ``float(True)`` and ``int(4.7)`` read a hand-edited string, flag or fraction as a
+    setting; ``NaN`` made every comparison false: review r47d)."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"'{key}' is {value!r}, not a finite number")
+    if integer:
+        if value != int(value):
+            raise ValueError(f"'{key}' is {value!r}, not a whole number")
+        return int(value)
+    return float(value)

@@ -360,7 +360,7 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
                    cell_gate: TumourCellGate | None = None,
                    copies: Callable[[], tuple[dict[str, np.ndarray], dict]] | None = None,
                    front: Callable[[str], Callable | None] | None = None,
-                   aggregates: Callable | None = None) -> TumorBedDetector:
+                   aggregates: Callable | None = None, lobules: Callable | None = None) -> TumorBedDetector:
     """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice.
 
     ``lymphoid_veto``: the rule applied to the evidence before the geometry (default: the
@@ -377,7 +377,8 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     shifted-tile embedder (weakstil.tumorbed.front.slide_embedder), to choose the half-stride evidence at the
     bed's front (:func:`weakstil.tumorbed.front.choose_front`); ``None``: not searched, off. ``aggregates(slide_id,
     mask_shape, mask_mpp)``: its lymphoid aggregates, to choose keeping them out of the bed
-    (:func:`weakstil.tumorbed.aggregates.choose_aggregates`); ``None``: off."""
+    (:func:`weakstil.tumorbed.aggregates.choose_aggregates`); ``None``: off. ``lobules(slide_id, geom)``: its normal
+    lobules and their tiles, to choose keeping them out (:func:`weakstil.tumorbed.lobules.choose_lobules`); ``None``: off."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
@@ -413,6 +414,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
 
     agg_rule, agg_search = (choose_aggregates(slides, evidence, shape, aggregates) if aggregates is not None
                             else (AggregateRule(), {"chosen": "off: not searched"}))
+    from weakstil.tumorbed.lobules import LobuleRule, choose_lobules
+
+    lob_rule, lob_search = (choose_lobules(slides, evidence, shape, lobules) if lobules is not None
+                            else (LobuleRule(), {"chosen": "off: not searched"}))
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
     disagreeing = check_held_out(slides, evidence, shape, dice, cv)  # a focus left out, a swapped file...
     made, augmentation = copies() if copies is not None else ({}, {"enabled": False})
@@ -453,9 +458,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     meta["inked_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, inked)}
     meta["tumour_cell_gate_search"] = gate_search
     meta["tumour_cell_gated_cv"] = {s.slide_id: g for s, g in zip(slides, gated)}
-    meta["front_search"], meta["aggregates_search"] = front_search, agg_search
+    meta["front_search"], meta["aggregates_search"], meta["lobules_search"] = front_search, agg_search, lob_search
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
-                                tuple(stats_columns), veto, ink_rule, gate, front_rule, aggregates=agg_rule)
+                                tuple(stats_columns), veto, ink_rule, gate, front_rule, aggregates=agg_rule,
+                                lobules=lob_rule)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
              "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, %s%s%s)", len(slides), cv,
              dice.mean(), dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um,

@@ -74,7 +74,7 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                               lymphoid_veto: bool = True, ink_veto: bool = True,
                               infiltrate: bool = True, tumour_cell_gate: bool = True,
                               warn_unmatched: bool = True, augment: bool = True, front: bool = True,
-                              progress=None, aggregates: bool = True) -> TumorBedDetector:
+                              progress=None, aggregates: bool = True, lobules: bool = True) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
     ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
@@ -215,7 +215,21 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                           lymphoid_veto=LymphoidVeto(enabled=bool(lymphoid_veto)),
                           ink_veto=InkVeto(enabled=bool(ink_veto)), infiltrate=infiltrate,
                           cell_gate=TumourCellGate(enabled=bool(tumour_cell_gate)), copies=copies, front=embedders,
-                          aggregates=(lambda sid, shape, mask_mpp: agg_masks[sid]) if aggregates else None)
+                          aggregates=(lambda sid, shape, mask_mpp: agg_masks[sid]) if aggregates else None,
+                          lobules=_lobule_masks(features_of, paths) if lobules else None)
+
+
+def _lobule_masks(features_of, paths: dict):
+    """``(slide_id, geom) -> (its normal lobules, the tiles on them)`` (weakstil.tumorbed.lobules), ``(None, None)``
+    when the slide is not there."""
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed.lobules import LobuleRule, slide_lobules
+
+    def lobules_of(sid: str, g):
+        attrs = FeaturesFile.read_header(features_of(sid))[0]
+        return slide_lobules(attrs, g.tissue_mask.shape, g.mask_mpp, g.coords, g.tile_size_level0,
+                             LobuleRule(enabled=True), paths.get(sid))[:2]
+    return lobules_of
 
 
 def _front_embedders(features_of, paths: dict):
