@@ -140,3 +140,26 @@ def test_the_apply_summary_names_the_step_that_lost_the_slide():
     assert "lymphoid aggregates not kept out" not in lob.summary()
     both = applied("aggregates: slide not read; lobules: slide not read").summary()
     assert "lymphoid aggregates not kept out" in both and "normal lobules not kept out" in both
+
+
+@pytest.mark.parametrize("bad", [{"min_solidity": "0.9"}, {"ring_um": float("nan")}, {"max_islands": 2.5},
+                                 {"max_islands": True}, {"poor_h": None}, {"min_solidty": 0.8}])
+def test_model_json_aggregate_numbers_are_read_strictly(tmp_path, bad):
+    """The aggregate rule's numbers as the lobule rule's: float("0.9") took a hand-edited string, int(2.5) a
+    fraction, and a misspelt key was dropped for its default."""
+    from weakstil.errors import WeakSTILError
+    from weakstil.tumorbed.aggregates import AggregateRule
+    from weakstil.tumorbed.detector import TumorBedDetector
+    from weakstil.tumorbed.evidence import LogisticEvidence
+
+    ev = LogisticEvidence(np.ones(4, np.float32), 0.0, np.zeros(4, np.float32), np.ones(4, np.float32))
+    TumorBedDetector(ev, aggregates=AggregateRule(enabled=True)).save(tmp_path / "d")
+    meta_path = tmp_path / "d" / "model.json"
+    meta = json.loads(meta_path.read_text())
+    assert TumorBedDetector.load(tmp_path / "d").aggregates == AggregateRule(enabled=True)
+    meta["aggregates"].update(bad)
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(WeakSTILError, match="model.json"):
+        TumorBedDetector.load(tmp_path / "d")
+    assert AggregateRule.from_dict({"enabled": True, "max_islands": 3.0, "max_mm2": 1}) == \
+        AggregateRule(enabled=True, max_islands=3, max_mm2=1.0)

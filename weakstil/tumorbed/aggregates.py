@@ -61,13 +61,20 @@ class AggregateRule:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> AggregateRule:
-        """From model.json (``aggregates``); a flag must be true / false (``"false"`` was read as on)."""
-        from weakstil.tumorbed.flags import json_flag
+        """From model.json (``aggregates``); a flag must be true / false (``"false"`` was read as on), a number a
+        finite JSON number (``float("0.3")`` read a hand-edited string), an unknown key is refused (a misspelt
+        setting was dropped and its default used), as the lobule rule reads its own (review r47d)."""
+        from weakstil.tumorbed.flags import json_flag, json_number
 
         if not values:
             return cls()
-        kinds = {"enabled": lambda v: json_flag(v, "aggregates enabled"), "max_islands": int}
-        return cls(**{k: kinds.get(k, float)(values[k]) for k in cls.__dataclass_fields__ if k in values})
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"'aggregates' holds unknown settings {unknown}")
+        kinds = {"enabled": lambda v: json_flag(v, "aggregates enabled"),
+                 "max_islands": lambda v: json_number(v, "aggregates max_islands", integer=True)}
+        return cls(**{k: kinds.get(k, lambda v, k=k: json_number(v, f"aggregates {k}"))(values[k])
+                      for k in cls.__dataclass_fields__ if k in values})
 
 
 def _disc(r: int) -> np.ndarray:
