@@ -1,7 +1,7 @@
 """Stain of a slide: Macenko stain vectors (torchstain), stain concentrations, optional normalisation.
 
 Each slide's haematoxylin and eosin optical-density vectors (torchstain's Macenko method) and its stain
-strengths (a middle quantile over tiles of each tile's 99th percentile, :mod:`weakstil.stain_strength`)
+strengths (the 0.70 quantile over tiles of each tile's 99.5th percentile, :mod:`weakstil.stain_strength`)
 are estimated once, from tissue tiles read like the encoder's and averaged to 4 µm/px (:class:`SlideStain`).
 With them every tile can be
 
@@ -102,12 +102,12 @@ PLANE_SWITCH_DEG = 10.0
 #: strength 1.715, now 0.832; 6.8° off); 15 other synthetic slides and 3 real ones are unchanged.
 #: 8: densities against the slide's own glass per channel where darker than :data:`IO` (:attr:`SlideStain.white`):
 #: against 240 a scan at 0.88 x exposure (glass 217) read glass and pale stroma as stain; demo model MAE
-#: 1.96 -> 3.55, low-sTIL slides up to 10 points high (``benchmarks/appearance_sweep.py``). Never reuse 9 or 10 (reverted).
-#: 9: the strengths are a middle percentile over the tiles of each tile's own 99th percentile, calibrated to 8's
-#: scale (:mod:`weakstil.stain_strength`), not the pooled pixels' 99th percentile: a fold over 4-9 % of the tissue
-#: held that darkest 1 % and moved the strengths by up to x2.00, the score by up to 37 points (hunt 45c); leaving
-#: dark tiles out instead (hunts 45f, 45k) moved an inked slide's eosin strength 27-48 % with 8 % fewer tiles.
-STAIN_ESTIMATE_VERSION = 9
+#: 1.96 -> 3.55, low-sTIL slides up to 10 points high (``benchmarks/appearance_sweep.py``).
+#: 9: not to be reused: hunt 45f's rule (dark tiles left out) was main's 9, reverted (18c25ba); its caches say 9.
+#: 10: the strengths are the 0.70 quantile over tiles of each tile's own 99.5th percentile, x 8's scale (hunt 46a,
+#: :mod:`weakstil.stain_strength`), not the pooled pixels' 99th: a fold over 4-9 % of the tissue held that darkest 1 %,
+#: strengths up to x2.00, score -37 points (hunt 45c); now x1.01-1.12 H, x0.85-1.10 E, 45c R2 0.439 -> 0.863.
+STAIN_ESTIMATE_VERSION = 10
 #: Tissue tiles the estimate reads, picked by a hash of their position (spread over the tissue, and
 #: mostly the same tiles when a few candidates come or go): 192 tiles of 224 px averaged to 28 x 28
 #: are about 150,000 pixels, read in 0.3-1 s on JPEG slides (1.4-5 ms a tile; 32 ms on a JPEG 2000

@@ -1,4 +1,4 @@
-"""A slide's stain strengths that a tissue fold does not set (stain estimate 9).
+"""A slide's stain strengths that a tissue fold does not set (stain estimate 10; 9 was hunt 45f's reverted rule).
 
 The strengths (:attr:`weakstil.stain.SlideStain.max_c`) scale every concentration of the slide
 (1.0 = a strongly stained pixel of that slide). Up to estimate 8 they were the 99th-percentile H and
@@ -8,7 +8,7 @@ every concentration was divided by a strength up to twice too high (hunt 45c: og
 haematoxylin 0.95 -> 1.89, its score 53 -> 16 %, no flag).
 
 Now each tile's own strengths come first (:data:`TILE_PERCENTILE` of its pixels), and the slide's are
-a middle quantile of those over its tiles (:data:`SLIDE_QUANTILE`), times a fixed calibration
+a quantile of those over its tiles (:data:`SLIDE_QUANTILE`), times a fixed calibration
 (:data:`STRENGTH_SCALE`) that keeps them on estimate 8's scale (the reference strengths and every
 trained model assume it). A fold, however dark, holds fewer than 1 - SLIDE_QUANTILE of the
 tiles and cannot set the value; and no tile is ever left in or out by a decision, so the value
