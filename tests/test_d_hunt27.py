@@ -142,7 +142,7 @@ def test_d_a_thin_pale_line_is_no_stroke(clean_slide):
 def test_d_the_real_cmu_slide_reads_all_its_tiles_for_its_stain():
     # CMU-1-Small-Region: 137 "ink" pixels, all lone (pale lilac or dark specks), no stroke; version 5
     # read 30 of its 49 tiles and its haematoxylin strength was 2.536, now all 49 and 2.29 (the pooled 99th
-    # percentile of the fit; since stain estimate 10 the slide's strength is a quantile over its tiles, 2.53 here)
+    # percentile of the fit; since stain estimate 11 (first landed as 10) the slide's strength is a quantile over its tiles, 2.53 here)
     from weakstil.decode.readers import plan_reader
     from weakstil.decode.workers import iter_batches_inline
     from weakstil.slide import Slide

@@ -1,4 +1,4 @@
-"""Hunt 46a: a tissue fold no longer sets the slide's stain strengths (stain estimate 10).
+"""Hunt 46a: a tissue fold no longer sets the slide's stain strengths (stain estimate 11; first landed as 10, reverted).
 
 The strengths were the 99th-percentile H and E concentrations of all the pixels the estimate reads, pooled; a
 fold (a doubled layer, twice the optical density) over a few per cent of the tissue held all of that darkest

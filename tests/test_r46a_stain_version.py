@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 REVERTED_45F = 9  # the number hunt 45f's reverted rule wrote into feature files and model.json
+REVERTED_46A = 10  # hunt 46a's rule, merged as 10 and reverted; it landed again as 11 (hunt 47a)
 
 
 def test_r46a_a_model_on_the_reverted_rules_features_is_refused_before_any_slide(tmp_path):
@@ -38,3 +39,18 @@ def test_r46a_a_folder_mixing_the_reverted_rules_features_is_refused_naming_them
     with pytest.raises(WeakSTILError, match="3 of 6 feature files were embedded by another WeakSTIL version: their "
                                             "slides' stain was estimated by method 9.*og45c_001, og45c_003"):
         check_same_identity(ids, attrs)
+
+
+@pytest.mark.parametrize("old", [REVERTED_45F, REVERTED_46A])
+def test_h47a_a_model_on_either_reverted_number_is_refused(tmp_path, old):
+    # hunt 47a: 10 was merged and reverted too, so a model trained on its files must not pass for 11's
+    from weakstil.errors import WeakSTILError
+    from weakstil.mil.identity import check_scores_new_slides
+    from weakstil.stain import STAIN_ESTIMATE_VERSION
+    from weakstil.tilestats import TILESTATS_VERSION
+
+    assert STAIN_ESTIMATE_VERSION not in (REVERTED_45F, REVERTED_46A)
+    meta = {"features": {"stain_estimate_version": old, "tilestats_version": TILESTATS_VERSION},
+            "training": {"config": {"tile_stats": True}}}
+    with pytest.raises(WeakSTILError, match=f"trained on features whose stain was estimated by method {old}"):
+        check_scores_new_slides(meta, tmp_path / "model.json")

@@ -1,4 +1,4 @@
-"""A slide's stain strengths that a tissue fold does not set (stain estimate 10; 9 was hunt 45f's reverted rule).
+"""A slide's stain strengths that a tissue fold does not set (stain estimate 11; 9 and 10 were reverted).
 
 The strengths (:attr:`weakstil.stain.SlideStain.max_c`) scale every concentration of the slide
 (1.0 = a strongly stained pixel of that slide). Up to estimate 8 they were the 99th-percentile H and
@@ -37,7 +37,7 @@ TILE_PERCENTILE = 99.5
 SLIDE_QUANTILE = 0.70
 #: ... times this (H, E): over 74 slides without a fold (hunt 45c 30, 44b 24, in-house 20) the median of
 #: estimate 8's pooled 99th percentile over the tile statistic (geometric mean 0.994 / 1.022: the eosin one is
-#: pulled up by necrotic slides, whose debris set 8's eosin strength as a fold does; docs/encoders.md, version 9).
+#: pulled up by necrotic slides, whose debris set 8's eosin strength as a fold does; docs/encoders.md, stain estimate 11).
 STRENGTH_SCALE = np.array([0.996, 0.970])
 
 
