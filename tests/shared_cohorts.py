@@ -48,16 +48,21 @@ def one_epoch_model_copy(tmp_path_factory, root: Path):
 
 def eight_slide_morphometry_model(tmp_path_factory):
     """Nine default-look 0.8 mm slides (seed 25) embedded in ``ROOT/train`` (cohort and features), and
-    ``ROOT/model``: one epoch, ``--folds 1``, trained on the first eight (``ROOT/train.csv``) with the
-    tile-measurement check on from 8 slides (``weakstil.qc.morphometry.MIN_SLIDES``, 20 in earnest).
-    Built once per run; shared, so tests only read it: ``(ROOT, cohort, labels, features)``."""
+    ``ROOT/model``: one epoch, ``--folds 1``, trained on the last eight (``ROOT/train.csv``) with the
+    tile-measurement check on from 8 slides (``weakstil.qc.morphometry.MIN_SLIDES``, 20 in earnest); the
+    first is held out. Not the last (hunt 47a): read with a stain estimate that follows the generator's
+    haematoxylin scale (stain estimate 11: r 0.98 over these nine, estimate 8 0.73), synth_0008, the one with the
+    smallest, most crowded nests and the darkest nuclei, measures 1.9 % "pale nuclei over 160 µm²" against
+    0.39-1.14 % on the others; it lay inside only because estimate 8 under-read two other slides' haematoxylin
+    (x 0.84, x 0.93) and so spread the range. Built once per run; shared, so tests only read it:
+    ``(ROOT, cohort, labels, features)``."""
     import pytest
 
     from conftest import embedded_cohort, run_cli, write_training_csv
 
     def build(root: Path) -> None:
         cohort, labels, features = embedded_cohort(root / "train", 9, seed=25, size_mm=(0.8, 0.8))
-        write_training_csv(root / "train.csv", labels.iloc[:8], cohort)
+        write_training_csv(root / "train.csv", labels.iloc[1:], cohort)
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr("weakstil.qc.morphometry.MIN_SLIDES", 8)
             run_cli("train", root / "train.csv", "-f", features, "-o", root / "model", "--folds", "1", "--epochs",

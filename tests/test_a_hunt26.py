@@ -74,9 +74,24 @@ def test_a_slide_of_few_tiles_is_judged_with_its_sampling_noise(tmp_path, tmp_pa
             "-f", small_features, check=True)
     rows = pd.read_csv(out / "results.csv", keep_default_na=False)
     assert rows["n_tiles"].max() <= 12, rows["n_tiles"].tolist()
-    assert not rows["qc_reasons"].str.contains("tile measurements").any(), rows["qc_reasons"].tolist()
+    assert not rows["qc_reasons"].str.contains("tile measurements outside").any(), rows["qc_reasons"].tolist()
+    # 0.3 mm: too few stained pixels for their own stain fit, so their features (and tile measurements) were made
+    # with the reference stain, on a scale not known for them (mean eosin 0.205 against the training slides'
+    # 0.505-0.647; helper h47e): not compared, and the stain flag says so
+    from weakstil.qc.morphometry import UNCOMPARED
+
+    assert rows["qc_reasons"].str.contains(UNCOMPARED, regex=False).all(), rows["qc_reasons"].tolist()
     reference = json.loads((model / "qc" / "reference.json").read_text())["morphometry"]
     assert reference["typical_tiles"] > 3 * rows["n_tiles"].max() and len(reference["tile_sd"]) == len(reference["columns"])
+    # a slide of few tiles is allowed its sampling noise: just beyond the limit is outside on a slide of the training
+    # slides' typical count, inside on one of 3 tiles
+    from weakstil.qc.morphometry import morphometry_ratios
+
+    k = int(np.argmax(np.asarray(reference["tile_sd"]) / np.maximum(reference["above"], 1e-12)))
+    near = np.asarray(reference["median"], np.float64)
+    near[k] += 1.05 * reference["above"][k]
+    assert morphometry_ratios(near, reference, int(reference["typical_tiles"]))[k] > 1.0
+    assert morphometry_ratios(near, reference, 3)[k] < 1.0, (reference["columns"][k], reference["tile_sd"][k])
     # a small slide far outside is still flagged: small dark round nuclei in stroma at 5 x the training median
     from weakstil.qc.morphometry import morphometry_outside
 

@@ -54,7 +54,7 @@ def scored(tmp_path_factory):
     finally:
         monkeypatch.undo()
     (out / "model").symlink_to(root / "model")  # the tests read the model beside the scores
-    held = cohort / labels["path"].iloc[8]
+    held = cohort / labels["path"].iloc[0]  # the slide the model was not trained on
     for name, slide, feats in (("held", held, features), ("dark", dark_cohort / dark_labels["path"].iloc[0],
                                                           dark_features)):
         run_cli("score", slide, "-m", root / "model", "-o", out / name, "-f", feats, check=True)

@@ -252,7 +252,7 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
                 bed_unlike_training: str | None = None,
                 slide_mpp: float | None = None, file_mpp: float | None = None,
                 base_mpp: float | None = None, target_mpp: float | None = None,
-                annotation_misplaced: str = "", bed_incomplete: str = "", bed_unlike_detector: str = "",
+                annotation_misplaced: str = "", bed_incomplete: str = "", bed_unlike_detector: str = "", morphometry_uncompared: str = "",
                 bed_lymphoid: str = "", bed_stroma: str = "", tma_like: str = "", morphometry: str = "", sharpening: Any = None, unit_slip: tuple[str, float] | None = None,
                 ) -> tuple[list[str], dict]:
     """The flags of one slide and why each was raised (``{flag: reason}``). ``sharpening``: the
@@ -263,7 +263,8 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
     ``bed_unlike_training``: why the slide's bed is not like the training slides' (``None``: it is);
     ``base_mpp``: the slide's finest µm/px as read (after ``--slide-mpp``), ``target_mpp``: the model's;
     ``morphometry``: why its tile measurements are outside the training range (empty: inside or not
-    measured; :func:`weakstil.qc.morphometry.morphometry_outside`); ``bed_stroma``: why the bed's stroma
+    measured; :func:`weakstil.qc.morphometry.morphometry_outside`); ``morphometry_uncompared``: why they were not
+    compared (made with the reference stain; :data:`weakstil.qc.morphometry.UNCOMPARED`), said with the stain flag; ``bed_stroma``: why the bed's stroma
     share is outside the training beds' (:func:`weakstil.qc.bed_stroma.bed_stroma_outside`); ``crush_tiles``: see assess."""
     why: dict[str, str] = {}
     ood = []
@@ -306,8 +307,11 @@ def slide_flags(*, ood_score: float | None, ood_threshold: float | None, n_bed_t
             ([f"{image.scan_lost_tiles} rectangular blank region(s) inside the tissue (lost tiles)"]
              if image.scan_lost_tiles > 0 else [])
         why[Flag.SCAN_INCOMPLETE.value] = "; ".join(gaps) + ": an incomplete scan; rescan the slide"
-    if bed_unlike_detector:  # the bed's detector was trained on another stain (weakstil.tumorbed.look)
-        why[Flag.STAIN.value] = "; ".join(r for r in (why.get(Flag.STAIN.value), bed_unlike_detector) if r)
+    # tile measurements made with the reference stain, not compared (weakstil.qc.morphometry.UNCOMPARED); the bed's
+    # detector trained on another stain (weakstil.tumorbed.look)
+    if morphometry_uncompared or bed_unlike_detector:
+        why[Flag.STAIN.value] = "; ".join(r for r in (why.get(Flag.STAIN.value), morphometry_uncompared,
+                                                      bed_unlike_detector) if r)
     # a fixed physical limit, not the training slides' range (as blurry's): checked whatever the model recorded
     if image is not None and math.isfinite(image.halo) and image.halo > SHARPENED_HALO:
         if sharpening is not None and sharpening.corrected:

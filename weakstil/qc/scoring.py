@@ -28,7 +28,7 @@ from weakstil.qc.bed_fallback import interval as whole_tissue_interval, needs_wh
 from weakstil.qc.bed_stroma import bed_stroma, bed_stroma_outside
 from weakstil.qc.embedding import shift_share, unfamiliar_share
 from weakstil.qc.flags import MIN_BED_TILES, bed_sources, bed_unlike_training, join, slide_flags, weighting_gap
-from weakstil.qc.morphometry import morphometry_outside, morphometry_ratio, slide_means
+from weakstil.qc.morphometry import UNCOMPARED, morphometry_outside, morphometry_ratio, slide_means, stain_fitted
 from weakstil.qc.shift import slide_shift_from_stats
 from weakstil.tiff_layout import unit_slip as tiff_unit_slip
 
@@ -209,7 +209,9 @@ class SlideAssessor:
                 attrs["interval_unfamiliar_share"] = for_shift
         morph_ref = self.reference.get("morphometry")  # absent in models trained before it, or without tile stats
         stats = bank.slide_tile_stats(0) if morph_ref else None
-        means = slide_means(stats) if stats is not None else None
+        # measured with the reference stain (its fit failed): on a scale unknown for this slide, not compared
+        uncompared = UNCOMPARED if stats is not None and not stain_fitted(bag.attrs) else ""
+        means = slide_means(stats) if stats is not None and not uncompared else None
         n_measured = len(stats) if stats is not None else None
         morph_ratio = morphometry_ratio(means, morph_ref, n_measured)
         if morph_ratio is not None:
@@ -279,6 +281,7 @@ class SlideAssessor:
                                  bed_incomplete=bed_incomplete, bed_unlike_detector=bed_unlike_detector,
                                  bed_lymphoid=bed_lymphoid, tma_like=tma_like, bed_stroma=bed_stroma_outside(stroma, stroma_ref),
                                  morphometry=morphometry_outside(means, morph_ref, n_measured),
+                                 morphometry_uncompared=uncompared,
                                  sharpening=Sharpening.from_json(bag.attrs.get("sharpening")))
         qc = join(flags)
         attrs.update({LOW_COLUMN: low, HIGH_COLUMN: high, "qc": qc, "qc_reasons": json.dumps(why)})

@@ -41,8 +41,8 @@ from weakstil.qc.embedding import (fit_reference_and_neighbours, ood_threshold, 
 from weakstil.qc.flags import (MIN_BED_TILES, flagged_summary, image_reference, join, label_reference, slide_flags,
                                weighting_gap, weighting_reference)
 from weakstil.qc.image import ImageStats, slide_image_stats
-from weakstil.qc.morphometry import (leave_group_out_ratios, morphometry_outside, morphometry_reference,
-                                    slide_means, tile_spread)
+from weakstil.qc.morphometry import (UNCOMPARED, leave_group_out_ratios, morphometry_outside, morphometry_reference,
+                                    slide_means, stain_fitted, tile_spread)
 from weakstil.qc.shift import (leave_group_out_distances, leave_group_out_stain, shift_reference, slide_blurry_share,
                                slide_shift)
 
@@ -142,8 +142,11 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     del feats, neighbours
     # 1b. the tile measurements the model appends (nuclear morphometry): their training range
     columns = bank.tile_stats_columns
-    measured = [bank.slide_tile_stats(i) for i in range(n)] if columns else []
-    measured_means = [slide_means(x) for x in measured]
+    # a slide whose features' stain is the reference fallback (its fit failed) was measured on a scale unknown for
+    # it: left out of the range, as it is not compared when scored (weakstil.qc.morphometry.UNCOMPARED)
+    fitted = [stain_fitted(b.attrs) for b in bank.bags]
+    measured = [bank.slide_tile_stats(i) if fitted[i] else None for i in range(n)] if columns else []
+    measured_means = [slide_means(x) if x is not None else np.full(len(columns), math.nan) for x in measured]
     morph_ref = morphometry_reference(measured_means, columns, spread=tile_spread(measured)) if columns else None
     del measured
     morph_lgo = leave_group_out_ratios(measured_means, group_ids, columns) if morph_ref else None
@@ -270,6 +273,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                stil=float(table["stil_pred_oof"][i]) if "stil_pred_oof" in table else None,
                                label_max=label_max, label_min=label_min,
                                morphometry=morphometry_outside(measured_means[i], morph_ref) if morph_ref else "",
+                               morphometry_uncompared=UNCOMPARED if morph_ref and not fitted[i] else "",
                                bed_stroma=bed_stroma_outside(bed_stromas[i], stroma_ref))
         flags_col.append(join(flags))
     table["qc"] = flags_col
