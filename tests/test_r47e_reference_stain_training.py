@@ -51,3 +51,15 @@ def test_r47e_fitted_slides_alone_set_the_range(monkeypatch, caplog, n_reference
     assert len(lgo) == len(stains) and np.isnan(lgo[4:]).all() and np.isfinite(lgo[:4]).all()
     said = " ".join(r.getMessage() for r in caplog.records)
     assert ("2 of 6 training slides left out" in said) == bool(n_reference), said
+
+
+def test_r47e_an_uncompared_slide_does_not_narrow_its_interval():
+    # a pink slide without haematoxylin (fit failed): its shift lost the tile-measurement part (786 -> 1.10 on a model of
+    # 11 slides) and its 90 % interval went 0-100 -> 0-32.4 %; what could not be compared counts at the flag's limit
+    from weakstil.qc.morphometry import ratio_for_shift
+    from weakstil.qc.shift import shift_reference, slide_shift
+
+    ref = shift_reference(None, None, morphometry_lgo=[0.3, 0.5, 0.7])
+    assert slide_shift(ref, morphometry_ratio=ratio_for_shift(None, False)) == pytest.approx(1.0)
+    assert slide_shift(ref, morphometry_ratio=ratio_for_shift(0.4, True)) == 0.0  # a fitted slide: its own ratio
+    assert slide_shift(ref, morphometry_ratio=ratio_for_shift(None, True)) == 0.0  # not measured: as before

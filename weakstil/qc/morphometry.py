@@ -76,6 +76,20 @@ UNCOMPARED = ("its tile measurements (nuclei, stained areas, mean stain) were ma
               "scale not known for this slide, so they were not compared with the training slides' either")
 
 
+#: The tile-measurement ratio an uncompared slide (:data:`UNCOMPARED`) counts in its interval's shift: the flag's limit,
+#: so that part of the shift is 1 (:func:`weakstil.qc.shift.slide_shift`), as an embedding or stain distance that
+#: could not be measured counts twice the typical one. Not counted (0), a slide of pink tissue without haematoxylin,
+#: whose fit failed, went from flagged out_of_distribution with a 90 % interval of 0-100 % to no such flag and 0-32.4 %
+#: (a model of 11 default-look 0.8 mm slides; review r47e): what could not be compared narrowed the interval.
+UNCOMPARED_RATIO = 1.0
+
+
+def ratio_for_shift(ratio: float | None, fitted: bool) -> float | None:
+    """The tile-measurement ratio a slide's interval shift counts: its own (``None``: not measured), or
+    :data:`UNCOMPARED_RATIO` where its stain was not fitted (:func:`stain_fitted`) and so its measurements not compared."""
+    return ratio if fitted else UNCOMPARED_RATIO
+
+
 def stain_fitted(attrs: dict[str, Any]) -> bool:
     """Whether a features file's tile measurements were made with the slide's own fitted stain: ``False`` where its
     ``stain`` attribute records the reference fallback (the Macenko estimate failed); a file without one (older, or

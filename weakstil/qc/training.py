@@ -41,7 +41,7 @@ from weakstil.qc.embedding import (fit_reference_and_neighbours, ood_threshold, 
 from weakstil.qc.flags import (MIN_BED_TILES, flagged_summary, image_reference, join, label_reference, slide_flags,
                                weighting_gap, weighting_reference)
 from weakstil.qc.image import ImageStats, slide_image_stats
-from weakstil.qc.morphometry import UNCOMPARED, morphometry_outside, training_range
+from weakstil.qc.morphometry import UNCOMPARED, morphometry_outside, ratio_for_shift, training_range
 from weakstil.qc.shift import (leave_group_out_distances, leave_group_out_stain, shift_reference, slide_blurry_share,
                                slide_shift)
 
@@ -161,7 +161,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                 shift_share_threshold(unfamiliar), blurry_shares=blurry, morphometry_lgo=morph_lgo)
     shift = np.array([slide_shift(shift_ref, embedding_distance=embedding_lgo[i], unfamiliar_share=unfamiliar_lgo[i],
                                   stain=stain_lgo[i] if stain_lgo else None, blurry_share=blurry[i],
-                                  morphometry_ratio=None if morph_lgo is None else float(morph_lgo[i]))
+                                  morphometry_ratio=None if morph_lgo is None else
+                                  ratio_for_shift(float(morph_lgo[i]), fitted[i]))
                       for i in range(n)])
     table["shift"] = shift
 
