@@ -23,11 +23,14 @@ Nothing here is fitted to a look: only the training slides' medians and extremes
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 #: A measurement is outside when further from the training median than MARGIN x the furthest
 #: training slide on that side (the stain check's margin) ...
@@ -71,6 +74,20 @@ SAMPLING_Z = 2.0
 #: their stain is not (:func:`weakstil.qc.stain_range.stain_outside`).
 UNCOMPARED = ("its tile measurements (nuclei, stained areas, mean stain) were made with the reference stain too, on a "
               "scale not known for this slide, so they were not compared with the training slides' either")
+
+
+#: The tile-measurement ratio an uncompared slide (:data:`UNCOMPARED`) counts in its interval's shift: the flag's limit,
+#: so that part of the shift is 1 (:func:`weakstil.qc.shift.slide_shift`), as an embedding or stain distance that
+#: could not be measured counts twice the typical one. Not counted (0), a slide of pink tissue without haematoxylin,
+#: whose fit failed, went from flagged out_of_distribution with a 90 % interval of 0-100 % to no such flag and 0-32.4 %
+#: (a model of 11 default-look 0.8 mm slides; review r47e): what could not be compared narrowed the interval.
+UNCOMPARED_RATIO = 1.0
+
+
+def ratio_for_shift(ratio: float | None, fitted: bool) -> float | None:
+    """The tile-measurement ratio a slide's interval shift counts: its own (``None``: not measured), or
+    :data:`UNCOMPARED_RATIO` where its stain was not fitted (:func:`stain_fitted`) and so its measurements not compared."""
+    return ratio if fitted else UNCOMPARED_RATIO
 
 
 def stain_fitted(attrs: dict[str, Any]) -> bool:
@@ -241,3 +258,36 @@ def leave_group_out_ratios(means: Sequence[np.ndarray], groups: Sequence, column
         r = morphometry_ratio(x, ref)
         out[i] = math.nan if r is None else r
     return out
+
+
+def training_range(bank, group_ids: Sequence) -> tuple[list[np.ndarray], dict[str, Any] | None, np.ndarray | None,
+                                                      list[bool]]:
+    """The training slides' tile measurements (a :class:`~weakstil.mil.data.FeatureBank`'s): each slide's means, their
+    range (:func:`morphometry_reference`; ``None``: the check is off), each slide's leave-group-out ratio and whether
+    its stain was fitted (:func:`stain_fitted`). A slide whose features' stain is the reference fallback was measured
+    on a scale unknown for it: left out of the range (NaN means), as it is not compared when scored
+    (:data:`UNCOMPARED`). With too few slides left the check is off, said as a warning (helper h44m: at info level a
+    model of 18 slides scored another generator's cohort with its out-of-distribution check resting on the embeddings
+    alone, unsaid) that counts the slides left out and why (review r47e: a cohort of 3 such slides was told "0
+    training slides measured ... train on 3 or more slides")."""
+    columns = bank.tile_stats_columns
+    fitted = [stain_fitted(b.attrs) for b in bank.bags]
+    if not columns:
+        return [], None, None, fitted
+    measured = [bank.slide_tile_stats(i) if ok else None for i, ok in enumerate(fitted)]
+    means = [slide_means(x) if x is not None else np.full(len(columns), math.nan) for x in measured]
+    reference = morphometry_reference(means, columns, spread=tile_spread(measured))
+    left_out = fitted.count(False)
+    if reference is None:
+        said = (f" ({left_out} left out: their stain fit failed, so their tile measurements were made with the "
+                "reference stain, on a scale not known for them)" if left_out else "")
+        log.warning("tile-measurement check off: %d training slides measured%s, it needs %d (weakstil.qc.morphometry): "
+                    "slides this model scores are not compared with its training slides' nuclei and tissue "
+                    "measurements, only their embeddings and stain; train on %d or more slides %s",
+                    sum(1 for v in means if np.isfinite(v).all()), said, MIN_SLIDES, MIN_SLIDES,
+                    "whose stain can be fitted (sections with enough stained tissue)" if left_out else "for it")
+        return means, None, None, fitted
+    if left_out:
+        log.info("tile-measurement range: %d of %d training slides left out (their stain fit failed, so their tile "
+                 "measurements were made with the reference stain)", left_out, len(fitted))
+    return means, reference, leave_group_out_ratios(means, group_ids, columns), fitted

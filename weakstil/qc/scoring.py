@@ -28,7 +28,8 @@ from weakstil.qc.bed_fallback import interval as whole_tissue_interval, needs_wh
 from weakstil.qc.bed_stroma import bed_stroma, bed_stroma_outside
 from weakstil.qc.embedding import shift_share, unfamiliar_share
 from weakstil.qc.flags import MIN_BED_TILES, bed_sources, bed_unlike_training, join, slide_flags, weighting_gap
-from weakstil.qc.morphometry import UNCOMPARED, morphometry_outside, morphometry_ratio, slide_means, stain_fitted
+from weakstil.qc.morphometry import (UNCOMPARED, morphometry_outside, morphometry_ratio, ratio_for_shift, slide_means,
+                                    stain_fitted)
 from weakstil.qc.shift import slide_shift_from_stats
 from weakstil.tiff_layout import unit_slip as tiff_unit_slip
 
@@ -252,7 +253,8 @@ class SlideAssessor:
                         attrs["interval_bed_outline_sd"] = bed_sd
                         u = math.hypot(u, float(scale_sd(stil, bed_sd, cal.offset)))
                 shift = slide_shift_from_stats(cal.shift_reference, distance, image, (image_ref or {}).get("stain"),
-                                               for_shift if unfamiliar else None, morph_ratio) \
+                                               for_shift if unfamiliar else None,
+                                               ratio_for_shift(morph_ratio, not uncompared)) \
                     if cal.shift_reference else 0.0
                 lo, hi = cal.interval(stil, u, shift)
                 low, high = float(lo), float(hi)

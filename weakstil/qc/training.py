@@ -41,8 +41,7 @@ from weakstil.qc.embedding import (fit_reference_and_neighbours, ood_threshold, 
 from weakstil.qc.flags import (MIN_BED_TILES, flagged_summary, image_reference, join, label_reference, slide_flags,
                                weighting_gap, weighting_reference)
 from weakstil.qc.image import ImageStats, slide_image_stats
-from weakstil.qc.morphometry import (UNCOMPARED, leave_group_out_ratios, morphometry_outside, morphometry_reference,
-                                    slide_means, stain_fitted, tile_spread)
+from weakstil.qc.morphometry import UNCOMPARED, morphometry_outside, ratio_for_shift, training_range
 from weakstil.qc.shift import (leave_group_out_distances, leave_group_out_stain, shift_reference, slide_blurry_share,
                                slide_shift)
 
@@ -141,24 +140,7 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
     table["unfamiliar_share_lgo"] = unfamiliar_lgo
     del feats, neighbours
     # 1b. the tile measurements the model appends (nuclear morphometry): their training range
-    columns = bank.tile_stats_columns
-    # a slide whose features' stain is the reference fallback (its fit failed) was measured on a scale unknown for
-    # it: left out of the range, as it is not compared when scored (weakstil.qc.morphometry.UNCOMPARED)
-    fitted = [stain_fitted(b.attrs) for b in bank.bags]
-    measured = [bank.slide_tile_stats(i) if fitted[i] else None for i in range(n)] if columns else []
-    measured_means = [slide_means(x) if x is not None else np.full(len(columns), math.nan) for x in measured]
-    morph_ref = morphometry_reference(measured_means, columns, spread=tile_spread(measured)) if columns else None
-    del measured
-    morph_lgo = leave_group_out_ratios(measured_means, group_ids, columns) if morph_ref else None
-    if columns and morph_ref is None:
-        from weakstil.qc import morphometry  # its MIN_SLIDES as it stands now (tests set it)
-
-        # a warning (helper h44m): at info level a model of 18 slides scored another generator's cohort with its
-        # out-of-distribution check resting on the embeddings alone, unsaid
-        log.warning("tile-measurement check off: %d training slides measured, it needs %d (weakstil.qc.morphometry): "
-                    "slides this model scores are not compared with its training slides' nuclei and tissue measurements, "
-                    "only their embeddings and stain; train on %d or more slides for it",
-                    sum(1 for v in measured_means if np.isfinite(v).all()), *[morphometry.MIN_SLIDES] * 2)
+    measured_means, morph_ref, morph_lgo, fitted = training_range(bank, group_ids)
     if morph_lgo is not None:
         table["morphometry_ratio_lgo"] = morph_lgo
     # 1c. the stroma share of each training slide's bed (weakstil.qc.bed_stroma)
@@ -179,7 +161,8 @@ def fit_qc(folder: ModelDir, bank: FeatureBank, slide_paths: list[str], labels: 
                                 shift_share_threshold(unfamiliar), blurry_shares=blurry, morphometry_lgo=morph_lgo)
     shift = np.array([slide_shift(shift_ref, embedding_distance=embedding_lgo[i], unfamiliar_share=unfamiliar_lgo[i],
                                   stain=stain_lgo[i] if stain_lgo else None, blurry_share=blurry[i],
-                                  morphometry_ratio=None if morph_lgo is None else float(morph_lgo[i]))
+                                  morphometry_ratio=None if morph_lgo is None else
+                                  ratio_for_shift(float(morph_lgo[i]), fitted[i]))
                       for i in range(n)])
     table["shift"] = shift
 
