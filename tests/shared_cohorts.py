@@ -7,7 +7,6 @@ kind of model every time, and none of their checks depends on which seed made th
 trains its 2-fold model on the copy's slides and features instead of embedding four of its own).
 test_c_hunt25 and test_a_hunt26 each embedded nine / eight 0.8 mm slides for a one-epoch model whose
 tile-measurement check (MIN_SLIDES lowered to 8) they try: :func:`eight_slide_morphometry_model`.
-test_d_hunt31 embedded, and test_c_hunt24 generated, the same 0.6 mm slide of seed 5: :func:`one_embedded_slide`.
 
 The build is shared by the pytest-xdist workers of one run (their common base folder, under a lock,
 as the napari plugin's ``scored`` fixture): a worker that needs it while another builds it waits."""
@@ -67,19 +66,6 @@ def eight_slide_morphometry_model(tmp_path_factory):
 
     root = built_once(tmp_path_factory, "shared-morphometry-model", build)
     return root, root / "train" / "cohort", _labels(root), root / "train" / "features"
-
-
-def one_embedded_slide(tmp_path_factory):
-    """One default-look 0.6 mm slide of seed 5 embedded (:func:`conftest.embedded_cohort`), built once per run;
-    shared, so tests only read it: ``(ROOT, cohort, labels, features)``."""
-    from conftest import embedded_cohort
-
-    def build(root: Path) -> None:
-        _, labels, _ = embedded_cohort(root, 1, seed=5, size_mm=(0.6, 0.6))
-        labels.to_json(root / "labels.json", orient="split", index=False)
-
-    root = built_once(tmp_path_factory, "shared-one-embedded-slide", build)
-    return root, root / "cohort", _labels(root), root / "features"
 
 
 def two_cached_slides(demo: Path, tmp_path: Path) -> tuple[Path, Path, bytes, Path]:

@@ -174,11 +174,11 @@ def test_a_cohort_of_old_and_new_feature_files_of_one_weights_file_is_one_encode
 
 @pytest.fixture(scope="module")
 def one_slide(tmp_path_factory):
-    """The shared 0.6 mm synthetic slide of seed 5 (read only; test_d_hunt31 uses its features)."""
-    from shared_cohorts import one_embedded_slide
+    from weakstil.synth import generate_cohort
 
-    _, cohort, labels, _ = one_embedded_slide(tmp_path_factory)
-    return cohort / labels["path"][0]
+    root = tmp_path_factory.mktemp("one")
+    labels = generate_cohort(root / "cohort", 1, seed=5, size_mm=(0.6, 0.6), progress=False)
+    return root / "cohort" / labels["path"][0]
 
 
 def test_feature_cache_key_holds_the_precision_and_an_old_cache_is_reused_when_it_agrees(one_slide, tmp_path,

@@ -27,10 +27,10 @@ def _truth_outline(cohort, sid):
 
 @pytest.fixture(scope="module")
 def one_slide(tmp_path_factory):
-    """The shared 0.6 mm slide of seed 5 and its features (read only)."""
-    from shared_cohorts import one_embedded_slide
+    from conftest import embedded_cohort
 
-    root, cohort, labels, features = one_embedded_slide(tmp_path_factory)
+    root = tmp_path_factory.mktemp("h31d")
+    cohort, labels, features = embedded_cohort(root, 1, seed=5, size_mm=(0.6, 0.6))
     return root, cohort, str(labels["slide_id"][0]), features
 
 
