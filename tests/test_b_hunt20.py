@@ -105,11 +105,16 @@ def _snakemake(workdir: Path, *args: str, python: str | None = None, config: tup
 
     from conftest import no_slurm_controller_env
 
+    import snakemake_fork
+
     env = no_slurm_controller_env(workdir.parent)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SNAKEFILE.parents[1]), env.get("PYTHONPATH")]))
     cmd = [python or sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "--profile", str(LOCAL), "--directory",
            str(workdir), *args, "--config", "cohort=cohort/labels.csv", "folds=2", "weights=random", *config]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if python is None:  # forked from the process that imported Snakemake (its cwd on sys.path, as python -m has)
+        proc = snakemake_fork.run(cmd, env=env, cwd=SNAKEFILE.parents[1])
+    else:  # another interpreter: a fresh process that imports this tree's WeakSTIL
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(SNAKEFILE.parents[1]), env.get("PYTHONPATH")]))
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     return proc.stdout + proc.stderr
 

@@ -42,6 +42,7 @@ class World:
     other: Path  #: another synth cohort whose synth_0000.tiff is another scan
     feats: Path  #: embed output of the cohort
     model: Path  #: 2-fold model on the cohort
+    built: Path | None = None  #: where it was built (the paths recorded in its outputs); root is a copy
 
     @property
     def slide(self) -> Path:
@@ -59,21 +60,32 @@ class World:
 
 @pytest.fixture(scope="session")
 def world(tmp_path_factory, synth_cohort) -> World:
+    """Built once per run (:func:`conftest.built_once`: test_fault_hunt6 shares it, and under xdist the two
+    modules often run in different workers; about 11 s of CPU) and copied into this worker's own folder, so
+    no two workers' runs touch the same files."""
+    import shutil
+
     import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    from conftest import built_once
+
+    def build(root: Path) -> None:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        w = World(root, root / "cohort", root / "other", root / "feats", root / "model")
+        synth_cohort(w.cohort, 3, seed=0, size_mm=WORKFLOW_SLIDE_MM, groups=3)
+        mm = WORKFLOW_SLIDE_MM
+        run_cli("synth", w.other, "--slides", "1", "--size-mm", mm, mm, "--seed", "1", check=True)
+        run_cli("embed", w.cohort / "slides" / "*.tiff", "--out", w.feats, "--encoder", "small-cnn", "--weights",
+                "random", "--workers", "1", check=True)
+        run_cli("train", w.labels, "--features", w.feats, "--out", w.model, "--folds", "2", "--epochs", "2",
+                "--hidden", "8", check=True)
+        torch.set_num_threads(threads)
+
     root = tmp_path_factory.mktemp("faults")
-    w = World(root, root / "cohort", root / "other", root / "feats", root / "model")
-    synth_cohort(w.cohort, 3, seed=0, size_mm=WORKFLOW_SLIDE_MM, groups=3)
-    mm = WORKFLOW_SLIDE_MM
-    run_cli("synth", w.other, "--slides", "1", "--size-mm", mm, mm, "--seed", "1", check=True)
-    run_cli("embed", w.cohort / "slides" / "*.tiff", "--out", w.feats, "--encoder", "small-cnn", "--weights", "random",
-            "--workers", "1", check=True)
-    run_cli("train", w.labels, "--features", w.feats, "--out", w.model, "--folds", "2", "--epochs", "2",
-            "--hidden", "8", check=True)
-    torch.set_num_threads(threads)
-    return w
+    built = built_once(tmp_path_factory, "faults-world", build)
+    shutil.copytree(built, root, dirs_exist_ok=True, symlinks=True)
+    return World(root, root / "cohort", root / "other", root / "feats", root / "model", built)
 
 
 def error_lines(stderr: str) -> list[str]:
@@ -1111,7 +1123,7 @@ def test_model_json_is_strict_json_with_an_absolute_cohort_and_files_follow_the_
 
     meta = json.loads((world.model / "model.json").read_text(), parse_constant=no_nan)
     cohort = Path(meta["training"]["cohort"])
-    assert cohort.is_absolute() and cohort == world.labels.resolve()
+    assert cohort.is_absolute() and cohort == (world.built / "cohort" / "labels.csv").resolve()  # train's CSV
     umask = os.umask(0)
     os.umask(umask)
     for name in ("model.safetensors", "model.json"):
