@@ -66,6 +66,11 @@ def tumorbed_train(
                                           help="Keep normal lobules (clusters of small round lumens ringed by cells, "
                                           "read off the slide at 4 µm/px) out of the bed, their tiles no seeds; kept "
                                           "unless it costs the annotated slides 0.005 of cross-validated Dice.")] = True,
+    mucin: Annotated[bool, typer.Option("--mucin/--no-mucin",
+                                        help="Seed the bed with mucin pools holding floating cell clusters (pale, "
+                                        "low-eosin pools read off the slide at 4 µm/px: a mucinous carcinoma's "
+                                        "tumour); kept unless it costs the annotated slides 0.005 of "
+                                        "cross-validated Dice.")] = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a tumour-bed detector from slides with annotations: tumour evidence per tile (a
@@ -103,7 +108,7 @@ def tumorbed_train(
                                            lymphoid_veto=lymphoid_veto, ink_veto=ink_veto, infiltrate=infiltrate,
                                            tumour_cell_gate=cell_gate, augment=augment, front=front,
                                            progress=on_batch, aggregates=aggregates,
-                                           lobules=lobules)
+                                           lobules=lobules, mucin=mucin)
     with hold_folder(out, "tumorbed train"):
         model.save(out)
         mark(out, "tumorbed train")
