@@ -5,7 +5,7 @@ Was: a mucinous carcinoma's pools read as little tumour to the tile classifier (
 in a mucinous carcinoma that is the mucin lakes with their floating clusters. Now the slide is read at 4 µm/px; a
 pale, low-eosin, faintly basophilic pool holding dense islands joins the tissue and its pixels seed the bed. An empty
 pool, fat with lymphocytes, oedematous stroma with lymphocytes, a retraction cleft round a nest, a nest with comedo
-necrosis and a grey (unstained) pool are no such pool. Training keeps the step unless it costs the annotated slides 0.005 of held-out Dice; a
+necrosis, a grey (unstained) pool and green marker ink are no such pool. Training keeps the step unless it costs the annotated slides 0.005 of held-out Dice; a
 detector written before draws the beds it drew.
 """
 
@@ -30,7 +30,7 @@ def _paint(rgb, conc, where, od, h, e):
     conc[where] = (h, e)
 
 
-PINK, BLUE, CELLS, CLEAR, LYMPH = (0.10, 0.22, 0.11), (0.12, 0.09, 0.05), (0.25, 0.2, 0.1), (0.01,) * 3, (0.35, 0.3, 0.12)
+PINK, BLUE, CELLS, CLEAR, LYMPH = (0.10, 0.22, 0.11), (0.10, 0.12, 0.06), (0.25, 0.2, 0.1), (0.01,) * 3, (0.35, 0.3, 0.12)
 
 
 def _scene():
@@ -39,19 +39,22 @@ def _scene():
     fat (clear vacuoles) with lymphocytes between them; oedematous stroma (the stroma thinned to 0.45, its
     haematoxylin and eosin with it) with lymphocytes in it; a nest ringed by a retraction cleft; a nest with comedo
     necrosis (pale eosinophilic debris with nuclear dust); a grey pool with islands (fat read grey, as 44b's look
-    renders it: its deconvolved haematoxylin high, its eosin negative)."""
+    renders it: its deconvolved haematoxylin high, its eosin negative); green ink over pale tissue."""
     shape = (300, 300)
     rgb = np.full(shape + (3,), 245, np.uint8)
     conc = np.zeros(shape + (2,), np.float32)
     _paint(rgb, conc, _disc(shape, 150, 150, 145), PINK, 0.03, 0.6)
     parts = {}
     for name, (cy, cx) in (("pool", (60, 90)), ("empty", (60, 210)), ("fat", (150, 60)), ("oedema", (150, 240)),
-                           ("cleft", (240, 90)), ("comedo", (240, 200)), ("grey", (150, 150))):
+                           ("cleft", (240, 90)), ("comedo", (240, 200)), ("grey", (150, 150)), ("ink", (240, 145))):
         parts[name] = _disc(shape, cy, cx, 12)
         if name in ("pool", "empty"):
             _paint(rgb, conc, parts[name], BLUE, 0.10, 0.1)
         if name == "pool":
             _paint(rgb, conc, _disc(shape, cy + 2, cx - 1, 2.5), CELLS, 0.35, 0.3)
+        if name == "ink":  # green marker ink over pale tissue, lymphocytes under it
+            _paint(rgb, conc, parts[name], (0.2, 0.07, 0.13), 0.15, 0.05)
+            _paint(rgb, conc, _disc(shape, cy + 2, cx - 1, 2.5), (0.35, 0.25, 0.2), 0.4, 0.1)
         if name == "grey":
             _paint(rgb, conc, parts[name], (0.09,) * 3, 0.18, -0.1)
             _paint(rgb, conc, _disc(shape, cy + 2, cx - 1, 2.5), (0.2,) * 3, 0.35, 0.0)
@@ -84,7 +87,7 @@ def test_a_pale_basophilic_pool_with_a_floating_cluster_is_found_and_its_lookali
     rule = MucinRule(enabled=True)
     mask, measures = pool_mask(rgb, conc, MPP, rule)
     assert mask[parts["pool"]].mean() > 0.9  # the pool, with its cluster (filled)
-    for name in ("empty", "fat", "oedema", "cleft", "comedo", "grey"):
+    for name in ("empty", "fat", "oedema", "cleft", "comedo", "grey", "ink"):
         assert not mask[parts[name]].any(), name
     assert [m["seed"] for m in measures] == [True, False]  # the pool and the empty one; the grey one is no pool
     # the empty pool is read as a pool: it is the floating cluster that makes it a seed
@@ -95,6 +98,9 @@ def test_a_pale_basophilic_pool_with_a_floating_cluster_is_found_and_its_lookali
     # the grey pool passes every bound but its colour (review of 44b's fat, hunt 47f)
     grey = pool_mask(rgb, conc, MPP, MucinRule(enabled=True, pool_chroma=0.0))[0]
     assert grey[parts["grey"]].mean() > 0.9
+    # green ink passes every bound but its green-over-red (the in-house alt-hard look's ink over fat, hunt 47f)
+    ink = pool_mask(rgb, conc, MPP, MucinRule(enabled=True, pool_green_red=0.0))[0]
+    assert ink[parts["ink"]].mean() > 0.9
 
 
 def test_the_pool_seeds_the_bed_where_the_tiles_evidence_does_not():

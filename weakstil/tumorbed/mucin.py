@@ -52,6 +52,10 @@ class MucinRule:
     #: a pool's colour: its optical density's spread over red, green and blue at least this share of its mean (a
     #: stained pool, not grey: 44b's fat read grey, 0.12, and passed every bound above; 41a's mucin 0.85-1.51)
     pool_chroma: float = 0.4
+    #: ... and its green density at least this share of its red: haematoxylin (1.1) and eosin absorb green at least as
+    #: much as red, green or blue marker ink absorbs red most (the in-house alt-hard look's green ink over fat, 0.23-0.58,
+    #: passed every bound above; 41a's and 45c's mucin 1.6-2.2)
+    pool_green_red: float = 0.8
     island_od: float = 0.62  #: a floating cluster's pixel: green density at least this share of the median ...
     island_h: float = 0.03  #: ... and haematoxylin at least this above the median (cells)
     island_min_um2: float = 32.0  #: the clusters enclosed in a pool cover at least this (two pixels at 4 µm/px)
@@ -103,7 +107,8 @@ def pool_mask(rgb: np.ndarray, conc: np.ndarray, mpp: float, rule: MucinRule) ->
             continue
         box = tuple(slice(max(0, s.start - 1), s.stop + 1) for s in sl)
         pool = labels[box] == i
-        if float(np.median(h[box][pool])) < rule.pool_h or _chroma(rgb[box][pool], white) < rule.pool_chroma:
+        chroma, green_red = _colour(rgb[box][pool], white)
+        if float(np.median(h[box][pool])) < rule.pool_h or chroma < rule.pool_chroma or green_red < rule.pool_green_red:
             continue
         # a cluster floats in the pool: enclosed by it once the pool's ragged edge is closed
         filled = ndi.binary_fill_holes(ndi.binary_closing(pool, iterations=2) | pool)
@@ -115,11 +120,13 @@ def pool_mask(rgb: np.ndarray, conc: np.ndarray, mpp: float, rule: MucinRule) ->
     return out, measures
 
 
-def _chroma(pixels: np.ndarray, white: np.ndarray) -> float:
-    """The pixels' mean optical density (against the slide's ``white``) spread over their three channels, as a share
-    of its mean (0: grey)."""
+def _colour(pixels: np.ndarray, white: np.ndarray) -> tuple[float, float]:
+    """The pixels' optical density (against the slide's ``white``): its spread over the three channels as a share of
+    its mean (0: grey), and its green over its red."""
     od = -np.log10(np.clip(pixels[:, :3].astype(np.float32), 1, None) / white)
-    return float(((od.max(1) - od.min(1)).mean()) / max(1e-3, float(od.mean())))
+    mean = od.mean(0)
+    return (float(((od.max(1) - od.min(1)).mean()) / max(1e-3, float(od.mean()))),
+            float(mean[1] / max(1e-3, float(mean[0]))))
 
 
 def slide_mucin(attrs: dict, tissue_shape: tuple[int, int], mask_mpp: float, rule: MucinRule,
