@@ -164,7 +164,7 @@ class TumorBedDetector:
         ink = (slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0, self.ink_veto.over_tissue,
                                slide_path, test, read) if self.ink_veto.enabled else None)
         columns = stats_column_names(features.attr("tile_stats_columns"))
-        kept_out = ""
+        kept_out, agg = "", None
         if self.aggregates.enabled:  # aggregates beside the tumour are no tissue of its bed (hunt 46d)
             from weakstil.tumorbed.aggregates import AGGREGATE_MPP, kept_out_said, slide_aggregates
 
@@ -178,7 +178,7 @@ class TumorBedDetector:
         del read  # its thumbnail is not kept while the bed is drawn
         from weakstil.tumorbed.mucin import structure_steps  # lobules out (hunt 47d), mucin pools in (47f)
 
-        lobule_tiles, said = structure_steps(self, features.attrs, geom, slide_path)
+        lobule_tiles, said = structure_steps(self, features.attrs, geom, slide_path, agg)
         kept_out = "; ".join(x for x in (kept_out, said) if x)
         bed = self.detect(np.asarray(features.features), geom, features.tile_stats, columns, ink, lobule_tiles)
         if kept_out:

@@ -148,10 +148,13 @@ def slide_mucin(attrs: dict, tissue_shape: tuple[int, int], mask_mpp: float, rul
     return on_mask_grid(mask, mpp, tissue_shape, mask_mpp), said
 
 
-def structure_steps(detector, attrs: dict, geom, slide_path) -> tuple[np.ndarray | None, str]:
+def structure_steps(detector, attrs: dict, geom, slide_path, kept_out: np.ndarray | None = None
+                    ) -> tuple[np.ndarray | None, str]:
     """The steps that read the slide at 4 µm/px for ``detector``'s bed (one read for both): normal lobules leave
-    ``geom``'s tissue (hunt 47d), mucin pools with clusters join it as its ``seed_pixels``. The tiles that lose their
-    evidence (lobules; ``None`` when that step is off or could not read the slide) and what was said."""
+    ``geom``'s tissue (hunt 47d), mucin pools with clusters join it as its ``seed_pixels``, except where a step kept
+    tissue out of the bed (the lobules, ``kept_out``: the lymphoid aggregates; a lobule's acini in its pale loose
+    stroma read as clusters in a pool: review r47f). The tiles that lose their evidence (lobules; ``None`` when that
+    step is off or could not read the slide) and what was said."""
     from weakstil.tumorbed.lobules import NOT_READ as LOBULES_NOT_READ
     from weakstil.tumorbed.lobules import read_at_4um, slide_lobules
 
@@ -168,9 +171,12 @@ def structure_steps(detector, attrs: dict, geom, slide_path) -> tuple[np.ndarray
         said.append(text)
         if lob is not None and lob.any():
             geom.tissue_mask = geom.tissue_mask & ~lob
+            kept_out = lob if kept_out is None else (np.asarray(kept_out, bool) | lob)
     if muc_rule.enabled:  # mucin lakes with their floating clusters are the tumour (hunt 47f)
         pools, text = slide_mucin(attrs, geom.tissue_mask.shape, geom.mask_mpp, muc_rule, slide_path, read)
         said.append(text)
+        if pools is not None and kept_out is not None:  # what another step kept out stays out (review r47f)
+            pools = pools & ~np.asarray(kept_out, bool)
         if pools is not None and pools.any():
             geom.tissue_mask = geom.tissue_mask | pools
             geom.seed_pixels = pools
