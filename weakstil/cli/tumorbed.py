@@ -208,8 +208,9 @@ def _apply_each(out: Path, paths: list, ids: dict, slide_of: dict, sources, over
                  "(the ink veto now measures ink over tissue under rule %d: weakstil.ink_plane.INK_PLANE_RULE): %s%s",
                  len(redrawn), len(paths), INK_PLANE_RULE, ", ".join(redrawn[:5]), " ..." if len(redrawn) > 5 else "")
     if unread:  # each was an info line among the beds: a moved slide folder lost the veto unnoticed
-        log.warning("%d of %d beds were drawn without the detector's ink veto or lymphoid-aggregate step, as their "
-                    "slides could not be read where their features say (moved since they were embedded?): %s%s; marker "
+        log.warning("%d of %d beds were drawn without the detector's ink veto or another step that reads the slide "
+                    "(lymphoid aggregates, normal lobules, mucin pools; each bed's summary says which), as their slides "
+                    "could not be read where their features say (moved since they were embedded?): %s%s; marker "
                     "ink on them may seed the bed, aggregates beside the tumour be taken in. Fix: pass --cohort CSV with each slide's path as it is now (slide_id,path; the beds "
                     "are drawn again)", len(unread), len(paths), ", ".join(unread[:5]), " ..." if len(unread) > 5 else "")
 
