@@ -273,16 +273,20 @@ def take_in_infiltrate(bed: np.ndarray, infiltrate_map: np.ndarray, tissue: np.n
 def bed_from_evidence(evidence: np.ndarray, coords: np.ndarray, tile_size_level0: float, slide_mpp: float,
                       tissue: np.ndarray, mask_mpp: float, shape: BedShape,
                       infiltrate: np.ndarray | None = None, pieces: Callable[[], np.ndarray] | None = None,
-                      cells: np.ndarray | None = None, min_cells: int = 0) -> tuple[np.ndarray, np.ndarray]:
+                      cells: np.ndarray | None = None, min_cells: int = 0,
+                      extra_seeds: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The bed mask (on the tissue mask's grid) and the seed mask from per-tile tumour evidence.
 
     ``infiltrate``: each tile's dark-nuclei area share, for ``shape.infiltrate_um`` (without it
     that step is skipped). ``pieces`` (the tissue pieces' labels on the mask grid, asked for when
     needed) and ``cells`` (per tile: a seed showing tumour cells): the seed share judged per piece
-    (:class:`PieceSeeds`, ``min_cells`` such tiles keep a piece's largest focus)."""
+    (:class:`PieceSeeds`, ``min_cells`` such tiles keep a piece's largest focus). ``extra_seeds``: mask-grid
+    pixels that seed whatever the evidence (mucin pools with floating clusters: weakstil.tumorbed.mucin)."""
     tissue = np.asarray(tissue, bool)
     up = tiles_to_mask(evidence, coords, tile_size_level0, slide_mpp, tissue.shape, mask_mpp, shape.smooth_um)
     seeds = (up >= shape.seed_threshold) & tissue
+    if extra_seeds is not None:
+        seeds |= np.asarray(extra_seeds, bool) & tissue
     per_piece = None
     if pieces is not None and cells is not None:
         per_piece = PieceSeeds(pieces, _seed_points(np.asarray(cells, bool), coords, tile_size_level0,

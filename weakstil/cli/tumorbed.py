@@ -66,6 +66,11 @@ def tumorbed_train(
                                           help="Keep normal lobules (clusters of small round lumens ringed by cells, "
                                           "read off the slide at 4 µm/px) out of the bed, their tiles no seeds; kept "
                                           "unless it costs the annotated slides 0.005 of cross-validated Dice.")] = True,
+    mucin: Annotated[bool, typer.Option("--mucin/--no-mucin",
+                                        help="Seed the bed with mucin pools holding floating cell clusters (pale, "
+                                        "low-eosin pools read off the slide at 4 µm/px: a mucinous carcinoma's "
+                                        "tumour); kept unless it costs the annotated slides 0.005 of "
+                                        "cross-validated Dice.")] = True,
     overwrite: OverwriteOpt = False,
 ) -> None:
     """Train a tumour-bed detector from slides with annotations: tumour evidence per tile (a
@@ -103,7 +108,7 @@ def tumorbed_train(
                                            lymphoid_veto=lymphoid_veto, ink_veto=ink_veto, infiltrate=infiltrate,
                                            tumour_cell_gate=cell_gate, augment=augment, front=front,
                                            progress=on_batch, aggregates=aggregates,
-                                           lobules=lobules)
+                                           lobules=lobules, mucin=mucin)
     with hold_folder(out, "tumorbed train"):
         model.save(out)
         mark(out, "tumorbed train")
@@ -203,8 +208,9 @@ def _apply_each(out: Path, paths: list, ids: dict, slide_of: dict, sources, over
                  "(the ink veto now measures ink over tissue under rule %d: weakstil.ink_plane.INK_PLANE_RULE): %s%s",
                  len(redrawn), len(paths), INK_PLANE_RULE, ", ".join(redrawn[:5]), " ..." if len(redrawn) > 5 else "")
     if unread:  # each was an info line among the beds: a moved slide folder lost the veto unnoticed
-        log.warning("%d of %d beds were drawn without the detector's ink veto or lymphoid-aggregate step, as their "
-                    "slides could not be read where their features say (moved since they were embedded?): %s%s; marker "
+        log.warning("%d of %d beds were drawn without the detector's ink veto or another step that reads the slide "
+                    "(lymphoid aggregates, normal lobules, mucin pools; each bed's summary says which), as their slides "
+                    "could not be read where their features say (moved since they were embedded?): %s%s; marker "
                     "ink on them may seed the bed, aggregates beside the tumour be taken in. Fix: pass --cohort CSV with each slide's path as it is now (slide_id,path; the beds "
                     "are drawn again)", len(unread), len(paths), ", ".join(unread[:5]), " ..." if len(unread) > 5 else "")
 

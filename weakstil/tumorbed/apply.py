@@ -100,7 +100,7 @@ class AppliedBed:
     @property
     def aggregates_unread(self) -> bool:
         """A step keeping lymphoid aggregates (hunt 46d) or normal lobules (47d) out of the bed could not read the slide."""
-        return any(f"{k}: slide not read" in self.bed.seed_vetoes for k in ("aggregates", "lobules"))
+        return any(f"{k}: slide not read" in self.bed.seed_vetoes for k in ("aggregates", "lobules", "mucin pools"))
 
     def summary(self) -> str:
         bed = self.bed
@@ -110,10 +110,9 @@ class AppliedBed:
         line = f"{self.slide_id}: {said}, {int(bed.tile_flags.sum())} / {len(bed.tile_fraction)} tiles{crush} -> {self.h5_path}"
         if bed.misplaced:  # warned when the bed was made; said again beside the bed
             line += f" (annotation misplaced? {bed.misplaced})"
-        if self.ink_unread:
-            line += " (ink veto not applied: slide not read)"
-        line += "".join(f" ({what} not kept out: slide not read)" for k, what in (("aggregates", "lymphoid aggregates"),
-                        ("lobules", "normal lobules")) if f"{k}: slide not read" in self.bed.seed_vetoes)  # r46d, r47d
+        line += "".join(f" ({what}: slide not read)" for k, what in (("ink", "ink veto not applied"), ("aggregates",
+                        "lymphoid aggregates not kept out"), ("lobules", "normal lobules not kept out"), ("mucin pools",
+                        "mucin pools not seeded")) if f"{k}: slide not read" in self.bed.seed_vetoes)  # r46d, r47d, h47f
         return line + (" (made earlier from the same inputs: kept; --overwrite makes it again)" if self.kept else "")
 
 
@@ -130,8 +129,8 @@ def bed_request(sources: BedSources, slide_id: str, name: str, attrs: dict, feat
                # the release, not the commit (recorded beside it): a new commit of unchanged bed code, or an edited
                # config in the checkout, would otherwise make every bed again and rescore every slide
                "weakstil_version": __version__}
-    if sources.detector is not None and (sources.detector.ink_veto.enabled or sources.detector.front.enabled
-                                         or sources.detector.aggregates.enabled or sources.detector.lobules.enabled):
+    d = sources.detector  # a step that reads the slide: whether it is there is part of the request
+    if d is not None and any(r.enabled for r in (d.ink_veto, d.front, d.aggregates, d.lobules, d.mucin)):
         from weakstil.tumorbed.ink import features_slide
 
         request["slide_read"] = features_slide(attrs, slide_path) is not None

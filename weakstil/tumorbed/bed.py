@@ -110,6 +110,8 @@ class SlideGeometry:
     fingerprint: str = ""  #: the scan's identity (weakstil.fingerprint), "" when not recorded
     #: the slide's path, vendor and NDPI offsets as its file records them (an NDP.view .ndpa is placed by them)
     slide: dict = field(default_factory=dict)
+    #: mask-grid pixels that seed the bed whatever the tile evidence (mucin pools with clusters: hunt 47f)
+    seed_pixels: np.ndarray | None = None
 
     @classmethod
     def from_file(cls, tiles: FeaturesFile | TilesFile) -> SlideGeometry:

@@ -36,6 +36,7 @@ from weakstil.tumorbed.cellgate import (NO_TUMOUR_CELLS, TumourCellGate, apply_c
 from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_inputs
 from weakstil.tumorbed.front import FrontRefine
 from weakstil.tumorbed.lobules import LobuleRule
+from weakstil.tumorbed.mucin import MucinRule
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
 
@@ -77,6 +78,7 @@ class TumorBedDetector:
     aggregates: AggregateRule = field(default_factory=AggregateRule)
     #: normal lobules read off the slide kept out of the bed, their tiles no seeds (weakstil.tumorbed.lobules; hunt 47d)
     lobules: LobuleRule = field(default_factory=LobuleRule)
+    mucin: MucinRule = field(default_factory=MucinRule)  #: mucin pools with clusters seed the bed (hunt 47f)
     #: the features' encoders the front refinement built (or why not), once per encoder and weights
     _front_encoders: dict = field(default_factory=dict, repr=False, compare=False)
     #: an encoder its caller already holds (``score``'s), used for the front when it is the features' own
@@ -162,7 +164,7 @@ class TumorBedDetector:
         ink = (slide_ink_share(features.attrs, geom.coords, geom.tile_size_level0, self.ink_veto.over_tissue,
                                slide_path, test, read) if self.ink_veto.enabled else None)
         columns = stats_column_names(features.attr("tile_stats_columns"))
-        kept_out = ""
+        kept_out, agg = "", None
         if self.aggregates.enabled:  # aggregates beside the tumour are no tissue of its bed (hunt 46d)
             from weakstil.tumorbed.aggregates import AGGREGATE_MPP, kept_out_said, slide_aggregates
 
@@ -174,15 +176,10 @@ class TumorBedDetector:
             if agg is not None and agg.any():
                 geom.tissue_mask = geom.tissue_mask & ~agg
         del read  # its thumbnail is not kept while the bed is drawn
-        lobule_tiles = None
-        if self.lobules.enabled:  # normal lobules are no tissue of the bed (hunt 47d)
-            from weakstil.tumorbed.lobules import slide_lobules
+        from weakstil.tumorbed.mucin import structure_steps  # lobules out (hunt 47d), mucin pools in (47f)
 
-            lob, lobule_tiles, said = slide_lobules(features.attrs, geom.tissue_mask.shape, geom.mask_mpp, geom.coords,
-                                                    geom.tile_size_level0, self.lobules, slide_path)
-            kept_out = f"{kept_out}; {said}" if kept_out else said
-            if lob is not None and lob.any():
-                geom.tissue_mask = geom.tissue_mask & ~lob
+        lobule_tiles, said = structure_steps(self, features.attrs, geom, slide_path, agg)
+        kept_out = "; ".join(x for x in (kept_out, said) if x)
         bed = self.detect(np.asarray(features.features), geom, features.tile_stats, columns, ink, lobule_tiles)
         if kept_out:
             bed.seed_vetoes = f"{bed.seed_vetoes}; {kept_out}"
@@ -322,7 +319,7 @@ class TumorBedDetector:
                  if pieces is not None else None)
         mask, _ = bed_from_evidence(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp,
                                     geom.tissue_mask, geom.mask_mpp, self.shape, infiltrate,
-                                    pieces if cells is not None else None, cells, OTHER_PIECE_TILES)
+                                    pieces if cells is not None else None, cells, OTHER_PIECE_TILES, geom.seed_pixels)
         bed = TumorBed(mask, geom.mask_mpp, geom.tile_fractions(mask, geom.mask_mpp), TumorBedSource.MODEL,
                        self.model_id, evidence=evidence, seed_vetoes=vetoes)
         return bed, check_bed(bed.tile_flags, mass, self.plausibility)
@@ -349,6 +346,7 @@ class TumorBedDetector:
                 **({"front": self.front.to_dict()} if self.front.enabled else {}),
                 **({"aggregates": self.aggregates.to_dict()} if self.aggregates.enabled else {}),
                 **({"lobules": self.lobules.to_dict()} if self.lobules.enabled else {}),
+                **({"mucin": self.mucin.to_dict()} if self.mucin.enabled else {}),
                 # the numerics it was trained with, as a MIL model records them (its own are numpy's)
                 "versions": self.meta.get("versions") or {"weakstil": code_version(),
                                                            **installed_versions(("numpy", "scipy", "scikit-image"))},
@@ -444,7 +442,7 @@ class TumorBedDetector:
                            LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")),
                            TumourCellGate.from_dict(meta.get("tumour_cell_gate")), FrontRefine.from_dict(meta.get("front")),
                            aggregates=AggregateRule.from_dict(meta.get("aggregates")),
-                           lobules=LobuleRule.from_dict(meta.get("lobules")))
+                           lobules=LobuleRule.from_dict(meta.get("lobules")), mucin=MucinRule.from_dict(meta.get("mucin")))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise WeakSTILError(f"model.json holds a value of the wrong type ({exc})", path=meta_path,
                                 fix=_META_FIX) from None
@@ -478,7 +476,7 @@ def _check_meta_types(meta: dict, meta_path: Path) -> None:
     into a string passed loading and was a TypeError ("this is a bug in weakstil") when a batch began
     (outside corruption sweep, hunt 37n)."""
     for key in ("tiling", "features", "shape", "plausibility", "lymphoid_veto", "ink_veto", "tumour_cell_gate", "front",
-                "aggregates", "lobules"):
+                "aggregates", "lobules", "mucin"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise WeakSTILError(f"model.json's '{key}' is not a JSON object", path=meta_path, fix=_META_FIX)
     for key in ("mpp", "tile_px"):

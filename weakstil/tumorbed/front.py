@@ -197,7 +197,10 @@ def refined_mask(bed: np.ndarray, evidence: np.ndarray, raw: np.ndarray, feature
                              evidence, raw)
     up = dense_to_mask(evidence, geom.coords, geom.tile_size_level0, geom.slide_mpp, tissue.shape, geom.mask_mpp,
                        shape.smooth_um, ij, sampled)
-    mask = grow_bed((up >= shape.seed_threshold) & tissue, tissue, geom.mask_mpp, shape)
+    seeds = (up >= shape.seed_threshold) & tissue
+    if geom.seed_pixels is not None:  # mucin pools with floating clusters seed whatever the evidence (hunt 47f)
+        seeds |= geom.seed_pixels & tissue
+    mask = grow_bed(seeds, tissue, geom.mask_mpp, shape)
     if shape.infiltrate_um > 0 and infiltrate is not None:
         dark = tiles_to_mask(infiltrate, geom.coords, geom.tile_size_level0, geom.slide_mpp, tissue.shape,
                              geom.mask_mpp)

@@ -182,34 +182,47 @@ def tile_shares(mask: np.ndarray, mpp: float, coords: np.ndarray, tile_size_leve
     return out
 
 
-def slide_lobules(attrs: dict, tissue_shape: tuple[int, int], mask_mpp: float, coords: np.ndarray,
-                  tile_size_level0: float, rule: LobuleRule, slide_path: str | Path | None = None
-                  ) -> tuple[np.ndarray | None, np.ndarray | None, str]:
-    """The lobules on the tissue mask's grid, the tiles that lose their evidence, and what was done (said in the
-    bed's ``seed_vetoes``); ``None, None`` when the slide or its stain is not there (the bed is drawn as before)."""
+def read_at_4um(attrs: dict, slide_path: str | Path | None, what: str, not_read: str):
+    """The slide read at :data:`LOBULE_MPP` for the steps that look for small structures (normal lobules, mucin
+    pools): ``(thumbnail, its µm/px, its haematoxylin / eosin concentrations)``, or what was said (``not_read``, with
+    why) when the slide, its stain or its size rule the read out (``what``: the step, for the log)."""
     from weakstil.slide import Slide
     from weakstil.stain import SlideStain, concentrations
-    from weakstil.tumorbed.aggregates import on_mask_grid
     from weakstil.tumorbed.ink import features_slide
 
     path = features_slide(attrs, slide_path)
     stain = SlideStain.from_attr(attrs.get("stain"))
     if path is None or stain is None:
-        return None, None, NOT_READ
+        return not_read
     try:
         with Slide.open(path, slide_mpp=float(attrs["slide_mpp"])) as slide:
             w, h = slide.dimensions
             pixels = w * h * (float(slide.mpp) / LOBULE_MPP) ** 2
             if pixels > LOBULE_MAX_PIXELS:
-                log.warning("%s: normal lobules not looked for: %.0f MP at %g µm/px is over %d MP", attrs.get("slide_id"),
+                log.warning("%s: %s not looked for: %.0f MP at %g µm/px is over %d MP", attrs.get("slide_id"), what,
                             pixels / 1e6, LOBULE_MPP, LOBULE_MAX_PIXELS // 1_000_000)
-                return None, None, f"{NOT_READ} (over {LOBULE_MAX_PIXELS // 1_000_000} MP at {LOBULE_MPP:g} µm/px)"
+                return f"{not_read} (over {LOBULE_MAX_PIXELS // 1_000_000} MP at {LOBULE_MPP:g} µm/px)"
             thumb = slide.read_thumbnail(LOBULE_MPP)
     except Exception as exc:  # an unreadable slide only loses this step; the bed is still drawn
-        log.warning("%s: normal lobules not looked for: %s could not be read (%s)", attrs.get("slide_id"), path, exc)
-        return None, None, NOT_READ
+        log.warning("%s: %s not looked for: %s could not be read (%s)", attrs.get("slide_id"), what, path, exc)
+        return not_read
     mpp = float(attrs["slide_width"]) * float(attrs["slide_mpp"]) / thumb.shape[1]
-    mask, measures = lobule_mask(thumb, concentrations(thumb, stain)[..., 0], mpp, rule)
+    return thumb, mpp, concentrations(thumb, stain)
+
+
+def slide_lobules(attrs: dict, tissue_shape: tuple[int, int], mask_mpp: float, coords: np.ndarray,
+                  tile_size_level0: float, rule: LobuleRule, slide_path: str | Path | None = None, read=None
+                  ) -> tuple[np.ndarray | None, np.ndarray | None, str]:
+    """The lobules on the tissue mask's grid, the tiles that lose their evidence, and what was done (said in the
+    bed's ``seed_vetoes``); ``None, None`` when the slide or its stain is not there (the bed is drawn as before).
+    ``read``: :func:`read_at_4um`'s answer when another step read the slide already."""
+    from weakstil.tumorbed.aggregates import on_mask_grid
+
+    read = read_at_4um(attrs, slide_path, "normal lobules", NOT_READ) if read is None else read
+    if isinstance(read, str):
+        return None, None, read.replace("mucin pools", "lobules")
+    thumb, mpp, conc = read
+    mask, measures = lobule_mask(thumb, conc[..., 0], mpp, rule)
     tiles = tile_shares(mask, mpp, coords, tile_size_level0, float(attrs["slide_mpp"])) >= rule.tile_share
     found = [m for m in measures if m["lobule"]]
     said = f"lobules: {len(found)} kept out ({sum(m['mm2'] for m in found):.3f} mm², {int(tiles.sum())} tiles)"

@@ -360,7 +360,8 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
                    cell_gate: TumourCellGate | None = None,
                    copies: Callable[[], tuple[dict[str, np.ndarray], dict]] | None = None,
                    front: Callable[[str], Callable | None] | None = None,
-                   aggregates: Callable | None = None, lobules: Callable | None = None) -> TumorBedDetector:
+                   aggregates: Callable | None = None, lobules: Callable | None = None,
+                   mucin: Callable | None = None) -> TumorBedDetector:
     """Fit the evidence classifier and choose the geometry by leave-one-slide-out Dice.
 
     ``lymphoid_veto``: the rule applied to the evidence before the geometry (default: the
@@ -378,7 +379,9 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     bed's front (:func:`weakstil.tumorbed.front.choose_front`); ``None``: not searched, off. ``aggregates(slide_id,
     mask_shape, mask_mpp)``: its lymphoid aggregates, to choose keeping them out of the bed
     (:func:`weakstil.tumorbed.aggregates.choose_aggregates`); ``None``: off. ``lobules(slide_id, geom)``: its normal
-    lobules and their tiles, to choose keeping them out (:func:`weakstil.tumorbed.lobules.choose_lobules`); ``None``: off."""
+    lobules and their tiles, to choose keeping them out (:func:`weakstil.tumorbed.lobules.choose_lobules`); ``None``: off.
+    ``mucin(slide_id, geom)``: its mucin pools with floating clusters, to choose seeding the bed with them
+    (:func:`weakstil.tumorbed.mucin.choose_mucin`); ``None``: off."""
     if not slides:
         raise WeakSTILError("no annotated slides to train the tumour-bed detector on",
                             fix="pass slides with annotations (--annotations DIR)")
@@ -418,6 +421,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
 
     lob_rule, lob_search = (choose_lobules(slides, evidence, shape, lobules) if lobules is not None
                             else (LobuleRule(), {"chosen": "off: not searched"}))
+    from weakstil.tumorbed.mucin import MucinRule, choose_mucin
+
+    muc_rule, muc_search = (choose_mucin(slides, evidence, shape, mucin) if mucin is not None
+                            else (MucinRule(), {"chosen": "off: not searched"}))
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
     disagreeing = check_held_out(slides, evidence, shape, dice, cv)  # a focus left out, a swapped file...
     made, augmentation = copies() if copies is not None else ({}, {"enabled": False})
@@ -459,9 +466,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     meta["tumour_cell_gate_search"] = gate_search
     meta["tumour_cell_gated_cv"] = {s.slide_id: g for s, g in zip(slides, gated)}
     meta["front_search"], meta["aggregates_search"], meta["lobules_search"] = front_search, agg_search, lob_search
+    meta["mucin_search"] = muc_search
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
                                 tuple(stats_columns), veto, ink_rule, gate, front_rule, aggregates=agg_rule,
-                                lobules=lob_rule)
+                                lobules=lob_rule, mucin=muc_rule)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
              "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, %s%s%s)", len(slides), cv,
              dice.mean(), dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um,

@@ -74,7 +74,8 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                               lymphoid_veto: bool = True, ink_veto: bool = True,
                               infiltrate: bool = True, tumour_cell_gate: bool = True,
                               warn_unmatched: bool = True, augment: bool = True, front: bool = True,
-                              progress=None, aggregates: bool = True, lobules: bool = True) -> TumorBedDetector:
+                              progress=None, aggregates: bool = True, lobules: bool = True,
+                              mucin: bool = True) -> TumorBedDetector:
     """Train a detector on the cached embeddings of slides that have an annotation file.
 
     ``slide_ids`` restricts (and orders) the candidates; at most ``max_slides`` are used.
@@ -216,7 +217,8 @@ def train_tumorbed_from_cache(features_dir: str | Path, annotations: str | Path,
                           ink_veto=InkVeto(enabled=bool(ink_veto)), infiltrate=infiltrate,
                           cell_gate=TumourCellGate(enabled=bool(tumour_cell_gate)), copies=copies, front=embedders,
                           aggregates=(lambda sid, shape, mask_mpp: agg_masks[sid]) if aggregates else None,
-                          lobules=_lobule_masks(features_of, paths) if lobules else None)
+                          lobules=_lobule_masks(features_of, paths) if lobules else None,
+                          mucin=_pool_masks(features_of, paths) if mucin else None)
 
 
 def _lobule_masks(features_of, paths: dict):
@@ -230,6 +232,18 @@ def _lobule_masks(features_of, paths: dict):
         return slide_lobules(attrs, g.tissue_mask.shape, g.mask_mpp, g.coords, g.tile_size_level0,
                              LobuleRule(enabled=True), paths.get(sid))[:2]
     return lobules_of
+
+
+def _pool_masks(features_of, paths: dict):
+    """``(slide_id, geom) -> its mucin pools with floating clusters`` (weakstil.tumorbed.mucin), ``None`` when the
+    slide is not there."""
+    from weakstil.files import FeaturesFile
+    from weakstil.tumorbed.mucin import MucinRule, slide_mucin
+
+    def pools_of(sid: str, g):
+        attrs = FeaturesFile.read_header(features_of(sid))[0]
+        return slide_mucin(attrs, g.tissue_mask.shape, g.mask_mpp, MucinRule(enabled=True), paths.get(sid))[0]
+    return pools_of
 
 
 def _front_embedders(features_of, paths: dict):
