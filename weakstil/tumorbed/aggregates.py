@@ -352,13 +352,6 @@ def choose_aggregates(slides, evidence: list[np.ndarray], shape, masks_of) -> tu
         per_slide[s.slide_id] = {"off": round(off[-1], 4), "on": round(on[-1], 4), "aggregate_px": int(agg.sum())}
     record = {"max_loss": AGGREGATE_MAX_LOSS, "per_slide": per_slide, "not_read": not_read,
               "aggregate_px_in_annotations": in_annotation}
-    if not off:
-        record["chosen"] = "off: no annotated slide could be read"
-        return AggregateRule(), record
-    loss = float(np.mean(off)) - float(np.mean(on))
-    record.update(dice_off=round(float(np.mean(off)), 4), dice_on=round(float(np.mean(on)), 4))
-    chosen = loss < AGGREGATE_MAX_LOSS
-    record["chosen"] = "on" if chosen else f"off: costs {loss:.4f} >= {AGGREGATE_MAX_LOSS:g} of Dice"
-    log.info("lymphoid aggregates kept out of the bed: %s (held-out Dice %.4f -> %.4f on %d slides)",
-             record["chosen"], record["dice_off"], record["dice_on"], len(off))
-    return AggregateRule(enabled=chosen), record
+    from weakstil.tumorbed.flags import gate_chosen
+
+    return AggregateRule(enabled=gate_chosen(record, off, on, AGGREGATE_MAX_LOSS, "lymphoid aggregates kept out of the bed")), record

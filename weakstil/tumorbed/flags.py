@@ -30,3 +30,23 @@ def json_number(value, key: str, integer: bool = False) -> float | int:
             raise ValueError(f"'{key}' is {value!r}, not a whole number")
         return int(value)
     return float(value)
+
+
+def gate_chosen(record: dict, off: list[float], on: list[float], max_loss: float, said: str) -> bool:
+    """Whether a step read off the slide is kept (the aggregate, lobule and mucin steps: hunts 46d, 47d, 47f): on
+    unless it costs the annotated slides ``max_loss`` of mean held-out Dice. ``record`` (the step's search record in
+    model.json) is told the means and the choice; ``said`` names the step in the log line."""
+    import logging
+
+    import numpy as np
+
+    if not off:
+        record["chosen"] = "off: no annotated slide could be read"
+        return False
+    loss = float(np.mean(off)) - float(np.mean(on))
+    record.update(dice_off=round(float(np.mean(off)), 4), dice_on=round(float(np.mean(on)), 4))
+    chosen = loss < max_loss
+    record["chosen"] = "on" if chosen else f"off: costs {loss:.4f} >= {max_loss:g} of Dice"
+    logging.getLogger(__name__).info("%s: %s (held-out Dice %.4f -> %.4f on %d slides)", said, record["chosen"],
+                                     record["dice_off"], record["dice_on"], len(off))
+    return chosen

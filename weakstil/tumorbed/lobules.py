@@ -257,13 +257,6 @@ def choose_lobules(slides, evidence: list[np.ndarray], shape, lobules_of) -> tup
         per_slide[s.slide_id] = {"off": round(off[-1], 4), "on": round(on[-1], 4), "lobule_px": int(mask.sum())}
     record = {"max_loss": LOBULE_MAX_LOSS, "per_slide": per_slide, "not_read": not_read,
               "lobule_px_in_annotations": in_annotation}
-    if not off:
-        record["chosen"] = "off: no annotated slide could be read"
-        return LobuleRule(), record
-    loss = float(np.mean(off)) - float(np.mean(on))
-    record.update(dice_off=round(float(np.mean(off)), 4), dice_on=round(float(np.mean(on)), 4))
-    chosen = loss < LOBULE_MAX_LOSS
-    record["chosen"] = "on" if chosen else f"off: costs {loss:.4f} >= {LOBULE_MAX_LOSS:g} of Dice"
-    log.info("normal lobules kept out of the bed: %s (held-out Dice %.4f -> %.4f on %d slides)",
-             record["chosen"], record["dice_off"], record["dice_on"], len(off))
-    return LobuleRule(enabled=chosen), record
+    from weakstil.tumorbed.flags import gate_chosen
+
+    return LobuleRule(enabled=gate_chosen(record, off, on, LOBULE_MAX_LOSS, "normal lobules kept out of the bed")), record

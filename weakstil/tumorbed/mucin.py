@@ -210,13 +210,6 @@ def choose_mucin(slides, evidence: list[np.ndarray], shape, pools_of) -> tuple[M
         per_slide[s.slide_id] = {"off": round(off[-1], 4), "on": round(on[-1], 4), "pool_px": int(mask.sum())}
     record = {"max_loss": MUCIN_MAX_LOSS, "per_slide": per_slide, "not_read": not_read,
               "pool_px_in_annotations": in_annotation}
-    if not off:
-        record["chosen"] = "off: no annotated slide could be read"
-        return MucinRule(), record
-    loss = float(np.mean(off)) - float(np.mean(on))
-    record.update(dice_off=round(float(np.mean(off)), 4), dice_on=round(float(np.mean(on)), 4))
-    chosen = loss < MUCIN_MAX_LOSS
-    record["chosen"] = "on" if chosen else f"off: costs {loss:.4f} >= {MUCIN_MAX_LOSS:g} of Dice"
-    log.info("mucin pools with clusters seed the bed: %s (held-out Dice %.4f -> %.4f on %d slides)",
-             record["chosen"], record["dice_off"], record["dice_on"], len(off))
-    return MucinRule(enabled=chosen), record
+    from weakstil.tumorbed.flags import gate_chosen
+
+    return MucinRule(enabled=gate_chosen(record, off, on, MUCIN_MAX_LOSS, "mucin pools with clusters seed the bed")), record
