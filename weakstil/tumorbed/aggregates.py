@@ -61,20 +61,10 @@ class AggregateRule:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> AggregateRule:
-        """From model.json (``aggregates``); a flag must be true / false (``"false"`` was read as on), a number a
-        finite JSON number (``float("0.3")`` read a hand-edited string), an unknown key is refused (a misspelt
-        setting was dropped and its default used), as the lobule rule reads its own (review r47d)."""
-        from weakstil.tumorbed.flags import json_flag, json_number
+        """From model.json (``aggregates``), read strictly (:func:`weakstil.tumorbed.flags.rule_from_json`)."""
+        from weakstil.tumorbed.flags import rule_from_json
 
-        if not values:
-            return cls()
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"'aggregates' holds unknown settings {unknown}")
-        kinds = {"enabled": lambda v: json_flag(v, "aggregates enabled"),
-                 "max_islands": lambda v: json_number(v, "aggregates max_islands", integer=True)}
-        return cls(**{k: kinds.get(k, lambda v, k=k: json_number(v, f"aggregates {k}"))(values[k])
-                      for k in cls.__dataclass_fields__ if k in values})
+        return rule_from_json(cls, values, "aggregates")
 
 
 def _disc(r: int) -> np.ndarray:

@@ -50,3 +50,20 @@ def gate_chosen(record: dict, off: list[float], on: list[float], max_loss: float
     logging.getLogger(__name__).info("%s: %s (held-out Dice %.4f -> %.4f on %d slides)", said, record["chosen"],
                                      record["dice_off"], record["dice_on"], len(off))
     return chosen
+
+
+def rule_from_json(cls, values: dict | None, section: str):
+    """A step's rule (a dataclass of a bool ``enabled`` and numbers) from its model.json ``section``: absent or empty,
+    the defaults (off: a detector from before the step); a flag true / false, a number a finite JSON number (whole
+    where the field is an ``int``), an unknown key refused — a misspelt setting was dropped silently and its default
+    used (review r47d). ``ValueError``, said by the detector's loader as one line naming model.json."""
+    from dataclasses import fields
+
+    if not values:
+        return cls()
+    kinds = {f.name: getattr(f.type, "__name__", str(f.type)) for f in fields(cls)}  # "int" as a string, too
+    unknown = sorted(set(values) - set(kinds))
+    if unknown:
+        raise ValueError(f"'{section}' holds unknown settings {unknown}")
+    return cls(**{k: json_flag(v, f"{section} {k}") if kinds[k] == "bool"
+                  else json_number(v, f"{section} {k}", integer=kinds[k] == "int") for k, v in values.items()})

@@ -64,19 +64,10 @@ class LobuleRule:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> LobuleRule:
-        """From model.json (``lobules``); absent: off (a detector from before hunt 47d). A flag is true / false, a
-        number a finite JSON number, an unknown key refused (``ValueError``, said by the loader as one line)."""
-        from weakstil.tumorbed.flags import json_flag, json_number
+        """From model.json (``lobules``), read strictly (:func:`weakstil.tumorbed.flags.rule_from_json`)."""
+        from weakstil.tumorbed.flags import rule_from_json
 
-        if not values:
-            return cls()
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:  # a misspelt setting was dropped silently and its default used (review r47d)
-            raise ValueError(f"'lobules' holds unknown settings {unknown}")
-        kinds = {"enabled": lambda v: json_flag(v, "lobules enabled"),
-                 "min_lumens": lambda v: json_number(v, "lobules min_lumens", integer=True)}
-        return cls(**{k: kinds.get(k, lambda v, k=k: json_number(v, f"lobules {k}"))(values[k])
-                      for k in cls.__dataclass_fields__ if k in values})
+        return rule_from_json(cls, values, "lobules")
 
 
 def lumens(rgb: np.ndarray, h: np.ndarray, mpp: float, rule: LobuleRule) -> list[tuple[float, float]]:

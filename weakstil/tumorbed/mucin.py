@@ -65,17 +65,10 @@ class MucinRule:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> MucinRule:
-        """From model.json (``mucin``); absent: off (a detector from before hunt 47f). A flag is true / false, a
-        number a finite JSON number, an unknown key refused (``ValueError``, said by the loader as one line)."""
-        from weakstil.tumorbed.flags import json_flag, json_number
+        """From model.json (``mucin``), read strictly (:func:`weakstil.tumorbed.flags.rule_from_json`)."""
+        from weakstil.tumorbed.flags import rule_from_json
 
-        if not values:
-            return cls()
-        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ValueError(f"'mucin' holds unknown settings {unknown}")
-        return cls(**{k: json_flag(v, "mucin enabled") if k == "enabled" else json_number(v, f"mucin {k}")
-                      for k, v in values.items()})
+        return rule_from_json(cls, values, "mucin")
 
 
 def pool_mask(rgb: np.ndarray, conc: np.ndarray, mpp: float, rule: MucinRule) -> tuple[np.ndarray, list[dict]]:
