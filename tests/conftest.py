@@ -71,6 +71,9 @@ def pytest_runtest_teardown(item, nextitem):
     freeze_the_living()
 
 
+from napari_plugin_fixtures import make_napari_viewer  # noqa: E402,F401  (a fixture: napari's, its plugins found once)
+
+
 def no_slurm_controller_env(tmp_dir: Path) -> dict[str, str]:
     """The environment for a Snakemake run that must not wait on a SLURM controller.
 
