@@ -45,8 +45,17 @@ def make_napari_viewer(make_napari_viewer, monkeypatch):
     has each viewer discover them again (it clears napari's cached start-up for its own tests, which swap plugin
     managers): npe2 read every installed package's entry points and plugin manifests, 0.2-0.5 s a viewer, and
     registered nothing new, the plugins found being kept in npe2's one plugin manager. Each viewer still registers
-    every plugin's commands and menus in its own fresh app model, as napari does."""
+    every plugin's commands and menus in its own fresh app model, as napari does.
+
+    And napari's canvas does not force a full garbage collection at each layer removal (its workaround for Windows
+    OpenGL drivers, 0.1-0.2 s a call here): the test's garbage is collected after its teardown
+    (:func:`pytest_runtest_teardown`, and napari's fixture collects the young objects after closing its viewers)."""
+    import types
+
+    import napari._vispy.canvas
     from npe2 import PluginManager
+
+    monkeypatch.setattr(napari._vispy.canvas, "gc", types.SimpleNamespace(collect=lambda *args, **kwargs: 0))
 
     manager = PluginManager.instance()
     discover = manager.discover
