@@ -30,6 +30,23 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 gc.set_threshold(50_000, 20, 20)
 
 
+#: Distributions whose modules pytest would rewrite for their pytest plugin (see :func:`pytest_configure`).
+NOT_REWRITTEN = ("napari", "npe2", "napari_plugin_engine", "anyio", "platformdirs")
+
+
+def pytest_configure(config):
+    """napari's assertions are napari's: its modules are imported as they are, not with pytest's assertion rewriting.
+    pytest rewrites every module of a distribution that registers a pytest plugin (napari's ``make_napari_viewer``
+    comes with napari), and with ``PYTHONDONTWRITEBYTECODE`` set (or a read-only site-packages) it parses, rewrites and
+    compiles the 600 napari modules a test process imports again in every process: about 2 s of CPU each.
+    Our tests' and conftests' assertions are still rewritten; napari's own fixture module is already imported."""
+    for hook in sys.meta_path:  # pytest's import hook (its marks are not public: nothing changes where they moved)
+        must = getattr(hook, "_must_rewrite", None) if type(hook).__name__ == "AssertionRewritingHook" else None
+        if isinstance(must, set):
+            must.difference_update({name for name in must if name.split(".")[0] in NOT_REWRITTEN})
+            getattr(hook, "_marked_for_rewrite_cache", {}).clear()
+
+
 def pytest_collection_finish(session):
     """Every object alive once the tests are collected (the modules of torch, napari, scipy, the tests') moves to
     the collector's permanent generation (``gc.freeze``), and so does what is alive after each test's teardown
@@ -52,6 +69,9 @@ def pytest_runtest_teardown(item, nextitem):
     since the last freeze is walked)."""
     yield
     freeze_the_living()
+
+
+from napari_plugin_fixtures import make_napari_viewer  # noqa: E402,F401  (a fixture: napari's, its plugins found once)
 
 
 def no_slurm_controller_env(tmp_dir: Path) -> dict[str, str]:

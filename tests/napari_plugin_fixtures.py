@@ -17,7 +17,9 @@ def _plugin_conftest():
     return module
 
 
-scored = _plugin_conftest().scored  # a pytest fixture: imported by name into a test module
+_FIXTURES = _plugin_conftest()
+scored = _FIXTURES.scored  # a pytest fixture: imported by name into a test module
+make_napari_viewer = _FIXTURES.make_napari_viewer  # napari's, its plugins found once a process (tests/conftest.py)
 
 
 def dock(viewer):

@@ -9,6 +9,9 @@ import numpy as np
 import pytest
 
 os.environ["HF_HUB_OFFLINE"] = "1"
+#: napari's settings stay in memory: not read from nor written to the user's napari settings file (napari's own tests do
+#: the same). Its viewers saved that file again at every dock widget added (0.03 s each) and read the user's choices.
+os.environ["NAPARI_CONFIG"] = ""
 
 TRAIN_SLIDES = 4
 
@@ -31,6 +34,42 @@ def _freeze_the_living() -> None:
 def pytest_runtest_teardown(item, nextitem):
     yield
     _freeze_the_living()
+
+
+_PLUGINS_DISCOVERED: list[int] = []
+
+
+@pytest.fixture
+def make_napari_viewer(make_napari_viewer, monkeypatch):
+    """napari's ``make_napari_viewer``, with the installed plugins looked for once per test process. napari's fixture
+    has each viewer discover them again (it clears napari's cached start-up for its own tests, which swap plugin
+    managers): npe2 read every installed package's entry points and plugin manifests, 0.2-0.5 s a viewer, and
+    registered nothing new, the plugins found being kept in npe2's one plugin manager. Each viewer still registers
+    every plugin's commands and menus in its own fresh app model, as napari does.
+
+    And napari's canvas does not force a full garbage collection at each layer removal (its workaround for Windows
+    OpenGL drivers, 0.1-0.2 s a call here): the test's garbage is collected after its teardown
+    (:func:`pytest_runtest_teardown`, and napari's fixture collects the young objects after closing its viewers)."""
+    import types
+
+    import napari._vispy.canvas
+    from npe2 import PluginManager
+
+    monkeypatch.setattr(napari._vispy.canvas, "gc", types.SimpleNamespace(collect=lambda *args, **kwargs: 0),
+                        raising=False)  # a napari without the workaround: nothing to turn off
+
+    manager = PluginManager.instance()
+    discover = manager.discover
+
+    def discover_once(paths=(), clear=False, include_npe1=False):
+        if _PLUGINS_DISCOVERED and not paths and not clear:
+            return 0
+        found = discover(paths=paths, clear=clear, include_npe1=include_npe1)
+        _PLUGINS_DISCOVERED.append(found)
+        return found
+
+    monkeypatch.setattr(manager, "discover", discover_once)
+    return make_napari_viewer
 
 
 @pytest.fixture(scope="session")
