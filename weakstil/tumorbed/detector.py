@@ -238,7 +238,7 @@ class TumorBedDetector:
 
         mask, n = refined_mask(bed.mask, evidence, raw, features, geom, self.shape, predict,
                                bool(self.meta.get("per_slide_standardised", False)), embed, self.front.band_tiles,
-                               infiltrate)
+                               infiltrate, self.front.grow_tiles)
         lost = lost_beyond_front(bed.mask, mask, geom.tissue_mask, geom.mask_mpp,
                                  geom.tile_size_level0 * geom.slide_mpp)
         if lost:  # its seeds lost, not its front placed (nests smaller than a tile): the tiles' bed, said

@@ -18,6 +18,14 @@ border with other tissue (inside: within the margin plus that much). It is chose
 :data:`FRONT_MIN_GAIN` mean Dice) and recorded in model.json as ``front``; detectors written
 before it have none and keep their beds. Applied only when the slide can be read: otherwise the
 tile-level bed is kept and the bed's ``seed_vetoes`` says ``front: slide not read``.
+
+How far the redrawn bed may grow past the tile-level one (``grow_tiles``, helper h48b, issue 14): a shifted tile reads
+half a tile beside a tile, so evidence at half the stride places a front to within about a tile of where the tiles put
+it; growth further out is new seeds (stroma read as tumour on a TIL-poor slide: 41a's og41a_006 bed 1.9 x its truth,
+the front adding half the true bed, all stroma) with the bridge and infiltrate grown from them, not the front placed.
+``tumorbed train`` chooses the bound from :data:`GROW_CHOICES` with the front, the looser only where it gains
+(``None``: unbounded, as before; a detector written without it keeps its beds), on the beds the chosen aggregate,
+lobule and mucin steps draw (:func:`weakstil.tumorbed.mucin.chosen_structure`).
 """
 
 from __future__ import annotations
@@ -37,6 +45,10 @@ FRONT_MIN_GAIN = 0.005
 #: Shifted tiles within this many tiles of the bed's border (hunt 45b: 0.5 / 1 / 1.5 gave 0.899 / 0.905 /
 #: 0.903 on 44b's held-out slides, 0.930 each on 42a's).
 BAND_TILES = 1.0
+#: The bounds (tiles beyond the tile-level bed; ``None``: unbounded) ``choose_front`` tries, the tightest first: a looser
+#: one is kept only when it gains :data:`FRONT_MIN_GAIN` mean Dice over the one kept so far (growth earns its place
+#: as the front itself does).
+GROW_CHOICES = (0.0, 0.25, 0.5, 1.0, None)
 #: A shifted tile with less of its area on tissue than this is not read (as the tiling keeps tiles).
 MIN_TISSUE = 0.5
 #: ``seed_vetoes`` word when the slide could not be read for it.
@@ -68,18 +80,26 @@ class FrontRefine:
 
     enabled: bool = False
     band_tiles: float = BAND_TILES
+    #: the redrawn bed reaches at most this many tiles past the tile-level bed (``None``: unbounded, helper h48b)
+    grow_tiles: float | None = None
 
     def to_dict(self) -> dict[str, float | bool]:
-        return {"enabled": bool(self.enabled), "band_tiles": float(self.band_tiles)}
+        out = {"enabled": bool(self.enabled), "band_tiles": float(self.band_tiles)}
+        return out if self.grow_tiles is None else {**out, "grow_tiles": float(self.grow_tiles)}
 
     @classmethod
     def from_dict(cls, values: dict | None) -> FrontRefine:
-        """From model.json; a detector written without it (before hunt 45b) has it off."""
+        """From model.json; a detector written without it (before hunt 45b) has it off, one without ``grow_tiles``
+        (before helper h48b) its growth unbounded."""
         if not values:
             return cls()
-        from weakstil.tumorbed.flags import json_flag
+        from weakstil.tumorbed.flags import json_flag, json_number
 
-        return cls(json_flag(values.get("enabled", False), "enabled"), float(values.get("band_tiles", BAND_TILES)))
+        grow = values.get("grow_tiles")
+        if grow is not None and json_number(grow, "front grow_tiles") < 0:
+            raise ValueError(f"'front grow_tiles' is {grow!r}, not a number >= 0")
+        return cls(json_flag(values.get("enabled", False), "enabled"), float(values.get("band_tiles", BAND_TILES)),
+                   None if grow is None else float(grow))
 
 
 def front_points(coords: np.ndarray, tile_size_level0: float, slide_mpp: float, tissue: np.ndarray,
@@ -182,10 +202,11 @@ def dense_to_mask(evidence: np.ndarray, coords: np.ndarray, tile_size_level0: fl
 
 def refined_mask(bed: np.ndarray, evidence: np.ndarray, raw: np.ndarray, features: np.ndarray, geom, shape,
                  predict: Callable[[np.ndarray], np.ndarray], per_slide: bool, embed: Embed, band_tiles: float,
-                 infiltrate: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                 infiltrate: np.ndarray | None = None, grow_tiles: float | None = None) -> tuple[np.ndarray, int]:
     """The bed drawn again with half-stride evidence at the front of ``bed`` (a mask on ``geom``'s tissue grid),
     and how many shifted tiles were read. ``evidence``/``raw``: the tiles' seed evidence after / before the
-    vetoes; ``shape``: the detector's :class:`~weakstil.bed_geometry.BedShape`."""
+    vetoes; ``shape``: the detector's :class:`~weakstil.bed_geometry.BedShape`; ``grow_tiles``: how many tiles
+    past ``bed`` the redrawn bed may reach (``None``: unbounded)."""
     from weakstil.bed_geometry import grow_bed, take_in_infiltrate, tiles_to_mask
 
     tissue = np.asarray(geom.tissue_mask, bool)
@@ -205,7 +226,18 @@ def refined_mask(bed: np.ndarray, evidence: np.ndarray, raw: np.ndarray, feature
         dark = tiles_to_mask(infiltrate, geom.coords, geom.tile_size_level0, geom.slide_mpp, tissue.shape,
                              geom.mask_mpp)
         mask = take_in_infiltrate(mask, dark, tissue, geom.mask_mpp, shape)
-    return mask, len(ij)
+    return bounded_growth(mask, bed, geom.mask_mpp, grow_tiles * geom.tile_size_level0 * geom.slide_mpp
+                          if grow_tiles is not None else None), len(ij)
+
+
+def bounded_growth(redrawn: np.ndarray, bed: np.ndarray, mask_mpp: float, reach_um: float | None) -> np.ndarray:
+    """``redrawn`` with what lies more than ``reach_um`` past ``bed`` taken off (``None``: as it is)."""
+    from scipy import ndimage as ndi
+
+    redrawn, bed = np.asarray(redrawn, bool), np.asarray(bed, bool)
+    if reach_um is None or not bed.any():
+        return redrawn
+    return redrawn & (bed | (ndi.distance_transform_edt(~bed) * mask_mpp <= reach_um))
 
 
 def lost_beyond_front(bed: np.ndarray, redrawn: np.ndarray, tissue: np.ndarray, mask_mpp: float,
@@ -393,46 +425,64 @@ class FrontUnread(Exception):
 
 
 def choose_front(slides, evidence: list[np.ndarray], raw: list[np.ndarray], predictors: list, shape, per_slide: bool,
-                 embedders: Callable[[str], Embed | None], band_tiles: float = BAND_TILES) -> tuple[FrontRefine, dict]:
+                 embedders: Callable[[str], Embed | None], band_tiles: float = BAND_TILES,
+                 prepare: Callable | None = None) -> tuple[FrontRefine, dict]:
     """Whether the detector refines its front (:class:`FrontRefine`) and the record for model.json: each
     annotated slide's bed from its held-out ``evidence`` (after the vetoes; ``raw`` before them, ``predictors``
-    the fold's classifier) with ``shape``, without and with the half-stride evidence, scored by Dice against
-    its annotation on its own mask grid; kept when the mean gains :data:`FRONT_MIN_GAIN`. ``embedders(slide_id)``:
-    that slide's ``embed`` (None: not readable, the slide is left out of this choice)."""
+    the fold's classifier) with ``shape``, without and with the half-stride evidence (its growth past the tile-level
+    bed bounded by each of :data:`GROW_CHOICES`), scored by Dice against its annotation on its own mask grid; the
+    tightest bound is kept unless a looser one gains :data:`FRONT_MIN_GAIN` mean Dice over it, and the front when that
+    bound's mean gains :data:`FRONT_MIN_GAIN` over the tile-level beds'.
+    ``embedders(slide_id)``: that slide's ``embed`` (None: not readable, the slide is left out of this choice);
+    ``prepare(slide, evidence) -> (geom, evidence)``: with the structure steps chosen (mucin.chosen_structure)."""
     from weakstil.bed_geometry import bed_from_evidence
     from weakstil.tissue import dice
     from weakstil.tumorbed.veto import dark_nuclei_area
 
     t0 = time.perf_counter()
-    off, on, per_slide_dice, not_read, shifted, guarded = [], [], {}, [], 0, []
+    off, on, per_slide_dice, not_read, shifted, guarded = [], {g: [] for g in GROW_CHOICES}, {}, [], 0, []
     for s, ev, r, predict in zip(slides, evidence, raw, predictors):
         embed = embedders(s.slide_id)
         if embed is None:
             not_read.append(s.slide_id)
             continue
-        g = s.geom
+        g, ev = prepare(s, ev) if prepare is not None else (s.geom, ev)
         infiltrate = dark_nuclei_area(s.tile_stats, s.stats_columns) if shape.infiltrate_um > 0 else None
         bed, _ = bed_from_evidence(ev, g.coords, g.tile_size_level0, g.slide_mpp, g.tissue_mask, g.mask_mpp, shape,
-                                   infiltrate)
+                                   infiltrate, extra_seeds=g.seed_pixels)
         redrawn, n = refined_mask(bed, ev, r, s.features, g, shape, predict, per_slide, embed, band_tiles, infiltrate)
         if lost_beyond_front(bed, redrawn, g.tissue_mask, g.mask_mpp, g.tile_size_level0 * g.slide_mpp):
             redrawn = bed  # as detect_file does (TumorBedDetector.refine_front)
             guarded.append(s.slide_id)
         truth = np.asarray(s.bed_mask, bool)
         off.append(dice(bed, truth))
-        on.append(dice(redrawn, truth))
+        for grow in GROW_CHOICES:  # the bound is the redraw's last step (refined_mask): applied to the unbounded one
+            reach = None if grow is None else grow * g.tile_size_level0 * g.slide_mpp
+            on[grow].append(dice(bounded_growth(redrawn, bed, g.mask_mpp, reach), truth))
         shifted += n
-        per_slide_dice[s.slide_id] = {"off": round(off[-1], 4), "on": round(on[-1], 4)}
+        per_slide_dice[s.slide_id] = {"off": round(off[-1], 4), **{_grow_key(k): round(v[-1], 4) for k, v in on.items()}}
     record = {"band_tiles": float(band_tiles), "min_gain": FRONT_MIN_GAIN, "per_slide": per_slide_dice,
               "not_read": not_read, "lost_beyond_front": guarded, "shifted_tiles": int(shifted), "seconds": round(time.perf_counter() - t0, 1)}
     if not off:
         record["chosen"] = "off: no annotated slide could be read"
         return FrontRefine(), record
-    record.update(dice_off=round(float(np.mean(off)), 4), dice_on=round(float(np.mean(on)), 4),
-                  dice_min_off=round(float(np.min(off)), 4), dice_min_on=round(float(np.min(on)), 4))
-    gain = float(np.mean(on)) - float(np.mean(off))
+    means = {k: float(np.mean(v)) for k, v in on.items()}
+    grow = GROW_CHOICES[0]
+    for looser in GROW_CHOICES[1:]:  # more growth only where the annotations show it gains
+        grow = looser if means[looser] >= means[grow] + FRONT_MIN_GAIN else grow
+    record.update(dice_off=round(float(np.mean(off)), 4), dice_on=round(means[grow], 4),
+                  dice_min_off=round(float(np.min(off)), 4), dice_min_on=round(float(np.min(on[grow])), 4),
+                  grow_tiles=grow, dice_on_by_grow={_grow_key(k): round(v, 4) for k, v in means.items()})
+    gain = means[grow] - float(np.mean(off))
     chosen = gain >= FRONT_MIN_GAIN
     record["chosen"] = "on" if chosen else f"off: gain {gain:+.4f} < {FRONT_MIN_GAIN:g}"
-    log.info("half-stride evidence at the bed's front: held-out Dice %.3f -> %.3f on %d slides (%d shifted tiles, "
-             "%.0f s): %s", record["dice_off"], record["dice_on"], len(off), shifted, record["seconds"], record["chosen"])
-    return FrontRefine(enabled=chosen, band_tiles=band_tiles), record
+    log.info("half-stride evidence at the bed's front: held-out Dice %.3f -> %.3f on %d slides (growth past the tiles' "
+             "bed %s; %d shifted tiles, %.0f s): %s", record["dice_off"], record["dice_on"], len(off),
+             "unbounded" if grow is None else f"at most {grow:g} tile",
+             shifted, record["seconds"], record["chosen"])
+    return FrontRefine(enabled=chosen, band_tiles=band_tiles, grow_tiles=grow), record
+
+
+def _grow_key(grow: float | None) -> str:
+    """The record's name for a bound: ``on`` unbounded (as records before helper h48b named the front on)."""
+    return "on" if grow is None else f"on_grow_{grow:g}"

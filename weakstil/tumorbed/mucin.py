@@ -206,3 +206,31 @@ def choose_mucin(slides, evidence: list[np.ndarray], shape, pools_of) -> tuple[M
     from weakstil.tumorbed.flags import gate_chosen
 
     return MucinRule(enabled=gate_chosen(record, off, on, MUCIN_MAX_LOSS, "mucin pools with clusters seed the bed")), record
+
+
+def chosen_structure(aggregates, lobules, pools_of):
+    """``prepare(slide, evidence) -> (geom, evidence)``: an annotated slide's geometry and held-out evidence with the
+    steps ``tumorbed train`` chose applied as :func:`structure_steps` applies them (``aggregates(slide_id, shape, mpp)``,
+    ``lobules(slide_id, geom)``, ``pools_of(slide_id, geom)``: each step's masks, ``None`` when not chosen), for the
+    front's choice (helper h48b: chosen on beds without their mucin pools, the front's growth stood in for the pools
+    og41a_022's tile bed missed); ``None`` when no step was chosen."""
+    import dataclasses
+
+    if aggregates is None and lobules is None and pools_of is None:
+        return None
+
+    def prepare(s, ev):
+        g = dataclasses.replace(s.geom)
+        out = np.zeros(g.tissue_mask.shape, bool)
+        if aggregates is not None and (agg := aggregates(s.slide_id, g.tissue_mask.shape, g.mask_mpp)) is not None:
+            out |= np.asarray(agg, bool)
+        if lobules is not None:
+            lob, tiles = lobules(s.slide_id, g)
+            if lob is not None:
+                out |= np.asarray(lob, bool)
+                ev = np.where(tiles, 0.0, ev) if tiles is not None else ev
+        g.tissue_mask = np.asarray(g.tissue_mask, bool) & ~out
+        if pools_of is not None and (pools := pools_of(s.slide_id, g)) is not None and (pools := pools & ~out).any():
+            g.tissue_mask, g.seed_pixels = g.tissue_mask | pools, pools
+        return g, ev
+    return prepare

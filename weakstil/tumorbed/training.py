@@ -411,8 +411,6 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     if infiltrate:
         shape, dice, infiltrate_search = _search_infiltrate(slides, evidence, shape, table, dice)
     plausibility = plausibility_rule(slides, evidence, shape, ink_only)
-    front_rule, front_search = _choose_front(slides, evidence, gated_raw, folds, shape, per_slide, front,
-                                             bool(context_radii) or bool(stats_columns) or gate.enabled)
     from weakstil.tumorbed.aggregates import AggregateRule, choose_aggregates
 
     agg_rule, agg_search = (choose_aggregates(slides, evidence, shape, aggregates) if aggregates is not None
@@ -421,10 +419,14 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
 
     lob_rule, lob_search = (choose_lobules(slides, evidence, shape, lobules) if lobules is not None
                             else (LobuleRule(), {"chosen": "off: not searched"}))
-    from weakstil.tumorbed.mucin import MucinRule, choose_mucin
+    from weakstil.tumorbed.mucin import MucinRule, choose_mucin, chosen_structure
 
     muc_rule, muc_search = (choose_mucin(slides, evidence, shape, mucin) if mucin is not None
                             else (MucinRule(), {"chosen": "off: not searched"}))
+    prepare = chosen_structure(aggregates if agg_rule.enabled else None, lobules if lob_rule.enabled else None,
+                               mucin if muc_rule.enabled else None)  # the front chosen on the beds they draw (h48b)
+    front_rule, front_search = _choose_front(slides, evidence, gated_raw, folds, shape, per_slide, front,
+                                             bool(context_radii) or bool(stats_columns) or gate.enabled, prepare)
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
     disagreeing = check_held_out(slides, evidence, shape, dice, cv)  # a focus left out, a swapped file...
     made, augmentation = copies() if copies is not None else ({}, {"enabled": False})
@@ -484,7 +486,7 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     return detector
 
 
-def _choose_front(slides, evidence, raw, folds, shape, per_slide, front, other_inputs: bool):
+def _choose_front(slides, evidence, raw, folds, shape, per_slide, front, other_inputs: bool, prepare=None):
     """The front refinement (weakstil.tumorbed.front) chosen on the held-out evidence, and its record."""
     from weakstil.tumorbed.front import FrontRefine, choose_front
 
@@ -493,5 +495,5 @@ def _choose_front(slides, evidence, raw, folds, shape, per_slide, front, other_i
     if other_inputs or len(slides) < 3:  # context, tile statistics or the cell gate: not read for a shifted tile
         return FrontRefine(), {"chosen": "off: needs tile-only evidence (no context, tile statistics, tumour-cell "
                                          "gate) and 3 or more slides"}
-    return choose_front(slides, evidence, raw, [m.predict for m in folds], shape, per_slide, front)
+    return choose_front(slides, evidence, raw, [m.predict for m in folds], shape, per_slide, front, prepare=prepare)
 
