@@ -422,9 +422,12 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     lob_rule, lob_search = (choose_lobules(slides, evidence, shape, lobules) if lobules is not None
                             else (LobuleRule(), {"chosen": "off: not searched"}))
     from weakstil.tumorbed.mucin import MucinRule, choose_mucin
+    from weakstil.tumorbed.nests import choose_nests, remembered  # a lone seed tile is no nest region (hunt 48a)
 
+    mucin = remembered(mucin)  # the pools read once for the mucin and the lone-seed choices
     muc_rule, muc_search = (choose_mucin(slides, evidence, shape, mucin) if mucin is not None
                             else (MucinRule(), {"chosen": "off: not searched"}))
+    nest_rule, nest_search = choose_nests(slides, evidence, shape, mucin if muc_rule.enabled else None)
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
     disagreeing = check_held_out(slides, evidence, shape, dice, cv)  # a focus left out, a swapped file...
     made, augmentation = copies() if copies is not None else ({}, {"enabled": False})
@@ -466,10 +469,10 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
     meta["tumour_cell_gate_search"] = gate_search
     meta["tumour_cell_gated_cv"] = {s.slide_id: g for s, g in zip(slides, gated)}
     meta["front_search"], meta["aggregates_search"], meta["lobules_search"] = front_search, agg_search, lob_search
-    meta["mucin_search"] = muc_search
+    meta["mucin_search"], meta["nests_search"] = muc_search, nest_search
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
                                 tuple(stats_columns), veto, ink_rule, gate, front_rule, aggregates=agg_rule,
-                                lobules=lob_rule, mucin=muc_rule)
+                                lobules=lob_rule, mucin=muc_rule, nests=nest_rule)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
              "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, %s%s%s)", len(slides), cv,
              dice.mean(), dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um,
