@@ -43,6 +43,13 @@ def test_a_lone_seed_and_a_pair_are_no_nest_region_a_block_is():
     # seeds under the threshold are not counted as neighbours; a slide whose every seed is alone keeps them
     assert lone_seeds(np.where(lone | pair, 0.9, 0.1), coords, 100.0, 0.5, 2).sum() == 0
     assert lone_seeds(np.where(block, 0.4, 0.1), coords, 100.0, 0.5, 1).sum() == 0
+    # a detector seeding only at 0.95: the nest's tiles round a seed show tumour at 0.5-0.95 and keep it in a region
+    sparse = np.where(block, 0.7, 0.1)
+    sparse[(rr == 4) & (cc == 4)] = 0.97
+    sparse[lone | pair] = 0.97
+    strict = lone_seeds(sparse, coords, 100.0, 0.95, 1)
+    assert not strict[(rr == 4) & (cc == 4)].any() and strict[lone].all() and not strict[pair].any()
+    assert lone_seeds(sparse, coords, 100.0, 0.95, 1, neighbour_evidence=0.95)[(rr == 4) & (cc == 4)].all()
 
 
 def test_a_lone_false_seed_beside_the_tumour_is_not_bridged_into_the_bed():
@@ -80,10 +87,11 @@ def test_an_old_detector_has_no_rule_a_new_one_round_trips_and_training_chooses_
     assert "nests" not in json.loads((tmp_path / "old" / "model.json").read_text())
     assert not TumorBedDetector.load(tmp_path / "old").nests.enabled
     TumorBedDetector(ev, nests=NestRule(True, 1)).save(tmp_path / "new")
-    assert json.loads((tmp_path / "new" / "model.json").read_text())["nests"] == {"enabled": True, "min_neighbours": 1}
+    assert json.loads((tmp_path / "new" / "model.json").read_text())["nests"] == {"enabled": True, "min_neighbours": 1,
+                                                                                  "neighbour_evidence": 0.5}
     assert TumorBedDetector.load(tmp_path / "new").nests == NestRule(True, 1)
     for bad in ({"enabled": True, "min_neighbours": 0}, {"enabled": True, "min_neighbours": 1.5},
-                {"enabled": "true"}, {"enabled": True, "neighbours": 2}):
+                {"enabled": "true"}, {"enabled": True, "neighbours": 2}, {"enabled": True, "neighbour_evidence": "0.5"}):
         meta = json.loads((tmp_path / "new" / "model.json").read_text())
         meta["nests"] = bad
         (tmp_path / "new" / "model.json").write_text(json.dumps(meta))

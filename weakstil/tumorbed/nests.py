@@ -41,6 +41,9 @@ class NestRule:
 
     enabled: bool = False
     min_neighbours: int = 2
+    #: a neighbour shows tumour at this evidence (more likely tumour than not) or at the seed threshold when lower: a
+    #: detector that seeds only at 0.95 (42a's) has a true nest's tiles round its seeds at 0.5-0.95
+    neighbour_evidence: float = 0.5
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,9 +60,10 @@ class NestRule:
 
 
 def lone_seeds(evidence: np.ndarray, coords: np.ndarray, tile_size_level0: float, seed_threshold: float,
-               min_neighbours: int) -> np.ndarray:
-    """Per tile, a seed (``evidence`` >= ``seed_threshold``) with fewer than ``min_neighbours`` seeds among its eight
-    neighbours on the tile grid; none when every seed is such (the rule stands aside)."""
+               min_neighbours: int, neighbour_evidence: float = 0.5) -> np.ndarray:
+    """Per tile, a seed (``evidence`` >= ``seed_threshold``) with fewer than ``min_neighbours`` tiles showing tumour
+    (evidence >= the lower of ``neighbour_evidence`` and ``seed_threshold``) among its eight neighbours on the tile
+    grid; none when every seed is such (the rule stands aside)."""
     from scipy import ndimage as ndi
 
     from weakstil.bed_geometry import grid_cells
@@ -70,8 +74,9 @@ def lone_seeds(evidence: np.ndarray, coords: np.ndarray, tile_size_level0: float
         return np.zeros(len(evidence), bool)
     rows, cols, _ = grid_cells(coords, tile_size_level0)
     grid = np.zeros((rows.max() + 1, cols.max() + 1), np.int32)
-    grid[rows, cols] = seeds
-    around = ndi.convolve(grid, np.ones((3, 3), np.int32), mode="constant")[rows, cols] - seeds
+    shows = evidence >= min(float(neighbour_evidence), float(seed_threshold))
+    grid[rows, cols] = shows
+    around = ndi.convolve(grid, np.ones((3, 3), np.int32), mode="constant")[rows, cols] - shows
     lone = seeds & (around < int(min_neighbours))
     return lone if (seeds & ~lone).any() else np.zeros(len(evidence), bool)
 
@@ -83,7 +88,8 @@ def apply_nest_rule(evidence: np.ndarray, geom, seed_threshold: float, rule: Nes
     seeds beside its mucinous beds: held-out og41a_002 0.864 -> 0.810, og41a_030 0.878 -> 0.826)."""
     if not rule.enabled or not len(evidence):
         return evidence, 0
-    lone = lone_seeds(evidence, geom.coords, geom.tile_size_level0, seed_threshold, rule.min_neighbours)
+    lone = lone_seeds(evidence, geom.coords, geom.tile_size_level0, seed_threshold, rule.min_neighbours,
+                      rule.neighbour_evidence)
     return np.where(lone, np.float32(0.0), evidence).astype(np.float32), int(lone.sum())
 
 
