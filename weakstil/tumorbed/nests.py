@@ -10,8 +10,9 @@ tumour-cell gate (:mod:`weakstil.tumorbed.cellgate`) cost the annotated slides 0
 What the false seeds share is being alone: 11 of the 21 had no other seed among their eight neighbours and 3 more only
 one, while a true nest region is several tiles wide (1 of 380 true seed tiles on the 20 slides had none).
 
-So a seed tile keeps its evidence only when at least ``min_neighbours`` of its eight neighbours are seeds too (a
-region of three tiles or more, for 2): a lone tile, or a pair, is no nest region. When no seed at all would be left,
+So a seed tile keeps its evidence only when at least ``min_neighbours`` of its eight neighbours show tumour too
+(evidence at the seed threshold, or at ``neighbour_evidence`` 0.5 when the threshold is higher): for 1 a lone tile,
+for 2 also a pair, is no nest region. When no seed at all would be left,
 the rule stands aside (a slide whose whole tumour is one or two tiles keeps them). Like the other vetoes it only
 removes seeds; the bridge still joins a true small nest beside the bed's seeds to the bed, and mucin pools with
 floating clusters (:mod:`weakstil.tumorbed.mucin`) seed by their own pixels whatever this rule does.
@@ -37,7 +38,7 @@ NEIGHBOURS = (1, 2)
 
 @dataclass(frozen=True)
 class NestRule:
-    """How many of its eight neighbours must be seeds for a seed tile to keep its evidence."""
+    """How many of its eight neighbours must show tumour for a seed tile to keep its evidence."""
 
     enabled: bool = False
     min_neighbours: int = 2
