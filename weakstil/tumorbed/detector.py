@@ -37,6 +37,7 @@ from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_i
 from weakstil.tumorbed.front import FrontRefine
 from weakstil.tumorbed.lobules import LobuleRule
 from weakstil.tumorbed.mucin import MucinRule
+from weakstil.tumorbed.nests import NestRule, apply_nest_rule
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
 
@@ -79,6 +80,7 @@ class TumorBedDetector:
     #: normal lobules read off the slide kept out of the bed, their tiles no seeds (weakstil.tumorbed.lobules; hunt 47d)
     lobules: LobuleRule = field(default_factory=LobuleRule)
     mucin: MucinRule = field(default_factory=MucinRule)  #: mucin pools with clusters seed the bed (hunt 47f)
+    nests: NestRule = field(default_factory=NestRule)  #: a lone seed tile is no nest region, no seed (hunt 48a)
     #: the features' encoders the front refinement built (or why not), once per encoder and weights
     _front_encoders: dict = field(default_factory=dict, repr=False, compare=False)
     #: an encoder its caller already holds (``score``'s), used for the front when it is the features' own
@@ -135,12 +137,15 @@ class TumorBedDetector:
         evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
         if lobule_tiles is not None:  # a normal lobule's tile is no seed (hunt 47d; said by detect_file)
             evidence = np.where(lobule_tiles, 0.0, evidence)
+        # after every veto: a seed tile alone among its neighbours is no nest region (hunt 48a)
+        evidence, n_lone = apply_nest_rule(evidence, geom, self.shape.seed_threshold, self.nests)
 
         def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
             return f"{name}: " + ("off" if not enabled else f"{n} tiles" if n is not None else missing)
 
         said_all = [said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics"),
-                    said("ink", self.ink_veto.enabled, n_ink, "slide not read")]
+                    said("ink", self.ink_veto.enabled, n_ink, "slide not read")] + (
+                        [f"lone seeds: {n_lone} tiles"] if self.nests.enabled else [])  # older beds keep their wording
         if self.cell_gate.enabled:  # said only by detectors that have it: older beds keep their wording
             said_all.insert(0, f"tumour cells: {gated}")
         return evidence, "; ".join(said_all), raw, gated if self.cell_gate.enabled else ""
@@ -347,6 +352,7 @@ class TumorBedDetector:
                 **({"aggregates": self.aggregates.to_dict()} if self.aggregates.enabled else {}),
                 **({"lobules": self.lobules.to_dict()} if self.lobules.enabled else {}),
                 **({"mucin": self.mucin.to_dict()} if self.mucin.enabled else {}),
+                **({"nests": self.nests.to_dict()} if self.nests.enabled else {}),
                 # the numerics it was trained with, as a MIL model records them (its own are numpy's)
                 "versions": self.meta.get("versions") or {"weakstil": code_version(),
                                                            **installed_versions(("numpy", "scipy", "scikit-image"))},
@@ -442,7 +448,8 @@ class TumorBedDetector:
                            LymphoidVeto.from_dict(meta.get("lymphoid_veto")), InkVeto.from_dict(meta.get("ink_veto")),
                            TumourCellGate.from_dict(meta.get("tumour_cell_gate")), FrontRefine.from_dict(meta.get("front")),
                            aggregates=AggregateRule.from_dict(meta.get("aggregates")),
-                           lobules=LobuleRule.from_dict(meta.get("lobules")), mucin=MucinRule.from_dict(meta.get("mucin")))
+                           lobules=LobuleRule.from_dict(meta.get("lobules")), mucin=MucinRule.from_dict(meta.get("mucin")),
+                           nests=NestRule.from_dict(meta.get("nests")))
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             raise WeakSTILError(f"model.json holds a value of the wrong type ({exc})", path=meta_path,
                                 fix=_META_FIX) from None
@@ -476,7 +483,7 @@ def _check_meta_types(meta: dict, meta_path: Path) -> None:
     into a string passed loading and was a TypeError ("this is a bug in weakstil") when a batch began
     (outside corruption sweep, hunt 37n)."""
     for key in ("tiling", "features", "shape", "plausibility", "lymphoid_veto", "ink_veto", "tumour_cell_gate", "front",
-                "aggregates", "lobules", "mucin"):
+                "aggregates", "lobules", "mucin", "nests"):
         if meta.get(key) is not None and not isinstance(meta[key], dict):
             raise WeakSTILError(f"model.json's '{key}' is not a JSON object", path=meta_path, fix=_META_FIX)
     for key in ("mpp", "tile_px"):

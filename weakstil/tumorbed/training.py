@@ -412,19 +412,21 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
         shape, dice, infiltrate_search = _search_infiltrate(slides, evidence, shape, table, dice)
     plausibility = plausibility_rule(slides, evidence, shape, ink_only)
     from weakstil.tumorbed.aggregates import AggregateRule, choose_aggregates
+    from weakstil.tumorbed.lobules import LobuleRule, choose_lobules
+    from weakstil.tumorbed.mucin import MucinRule, choose_mucin, chosen_structure
+    from weakstil.tumorbed.nests import choose_nests, remembered, with_nest_rule  # lone seed tiles (hunt 48a)
 
     agg_rule, agg_search = (choose_aggregates(slides, evidence, shape, aggregates) if aggregates is not None
                             else (AggregateRule(), {"chosen": "off: not searched"}))
-    from weakstil.tumorbed.lobules import LobuleRule, choose_lobules
-
     lob_rule, lob_search = (choose_lobules(slides, evidence, shape, lobules) if lobules is not None
                             else (LobuleRule(), {"chosen": "off: not searched"}))
-    from weakstil.tumorbed.mucin import MucinRule, choose_mucin, chosen_structure
-
+    mucin = remembered(mucin)  # the pools read once for the mucin and the lone-seed choices
     muc_rule, muc_search = (choose_mucin(slides, evidence, shape, mucin) if mucin is not None
                             else (MucinRule(), {"chosen": "off: not searched"}))
-    prepare = chosen_structure(aggregates if agg_rule.enabled else None, lobules if lob_rule.enabled else None,
-                               mucin if muc_rule.enabled else None)  # the front chosen on the beds they draw (h48b)
+    nest_rule, nest_search = choose_nests(slides, evidence, shape, mucin if muc_rule.enabled else None)
+    prepare = with_nest_rule(chosen_structure(aggregates if agg_rule.enabled else None, lobules if lob_rule.enabled
+                                              else None, mucin if muc_rule.enabled else None), nest_rule,
+                             shape.seed_threshold)  # the front chosen on the beds the chosen rules draw (h48b)
     front_rule, front_search = _choose_front(slides, evidence, gated_raw, folds, shape, per_slide, front,
                                              bool(context_radii) or bool(stats_columns) or gate.enabled, prepare)
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
@@ -460,18 +462,17 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
             "train_seconds": round(time.perf_counter() - t0, 1)}
     meta["augmentation"] = augmentation
     meta["refine_rounds"], meta["per_slide_standardised"] = int(refine), bool(per_slide)
-    meta["neutral_components"] = int(neutral_k)
+    meta["neutral_components"], meta["lymphoid_veto_search"] = int(neutral_k), veto_search
     meta["lymphoid_vetoed_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, vetoed)}
-    meta["lymphoid_veto_search"] = veto_search
     meta["infiltrate_search"] = infiltrate_search
     meta["inked_tiles_cv"] = {s.slide_id: n for s, n in zip(slides, inked)}
     meta["tumour_cell_gate_search"] = gate_search
     meta["tumour_cell_gated_cv"] = {s.slide_id: g for s, g in zip(slides, gated)}
     meta["front_search"], meta["aggregates_search"], meta["lobules_search"] = front_search, agg_search, lob_search
-    meta["mucin_search"] = muc_search
+    meta["mucin_search"], meta["nests_search"] = muc_search, nest_search
     detector = TumorBedDetector(final, shape, plausibility, tuple(int(r) for r in context_radii), meta,
                                 tuple(stats_columns), veto, ink_rule, gate, front_rule, aggregates=agg_rule,
-                                lobules=lob_rule, mucin=muc_rule)
+                                lobules=lob_rule, mucin=muc_rule, nests=nest_rule)
     log.info("tumour-bed detector: %d slides, %s Dice mean %.3f, min %.3f (seed threshold %g, bridge %g µm, margin "
              "%g µm, smoothing %g µm, smallest focus %g mm² of seeds and %g of the largest, %s%s%s)", len(slides), cv,
              dice.mean(), dice.min(), shape.seed_threshold, shape.bridge_um, shape.margin_um, shape.smooth_um,
