@@ -273,10 +273,10 @@ def check_encoder(config: dict) -> None:
                                  "(--config weights=null) to use them, or encoder: small-cnn for the random baseline")
         return
     if weights not in (None, ""):
-        if not Path(weights).is_file():
-            raise PreflightError("encoder weights file not found (the `weights` key)", path=weights,
-                                 fix="correct the path (relative to the directory Snakemake runs in), or set "
-                                     "weights: null for the card's own")
+        from weakstil.weights_check import weights_file_problem
+
+        if (problem := weights_file_problem(weights)) is not None:
+            raise PreflightError(f"{problem[0]} (the `weights` key)", path=weights, fix=problem[1])
         return
     if card_dir is not None and (card_dir / MODEL_FILE).is_file():
         return

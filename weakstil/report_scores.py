@@ -98,6 +98,12 @@ def _one_row_per_answer(table: pd.DataFrame, path: Path) -> pd.DataFrame:
         _say_once(path.parent, "%s repeats its header line %d time(s) (results.csv files put together?): not read as "
                   "slides", path, int(header.sum()))
         table = table.loc[~header].reset_index(drop=True)
+    from weakstil.results_table import cut_rows
+
+    if cut := cut_rows(table.to_dict("records"), list(table.columns)):  # a copy cut short: no slide (fault matrix h48d)
+        _say_once(path.parent, "%s: %d row(s) with no status (a line cut short by a copy?): not read as slides", path,
+                  len(cut))
+        table = table.drop(index=table.index[cut]).reset_index(drop=True)
     repeated = table.duplicated(keep="first")
     if repeated.any():
         ids = list(dict.fromkeys(str(s) for s in table.loc[repeated, "slide_id"]))

@@ -120,7 +120,25 @@ def _parse_rows(path: Path) -> list[dict]:
                             fix="restore the comma-separated file, or move it away and run again")
     # a spreadsheet's empty rows (",,,," after the table) are no slide: not carried into every rewrite
     rows = [r for r in table.to_dict("records") if any(str(v).strip() for v in r.values())]
-    return _without_repeated_headers(path, rows)
+    return _without_cut_rows(path, _without_repeated_headers(path, rows), list(table.columns))
+
+
+def cut_rows(rows: list[dict], columns: list) -> list[int]:
+    """Indices of rows with no ``status``, which every row 'weakstil score' writes has: the end of a copy cut short
+    (its last line "s", a slide id's first letter) was kept as slide "s", in every rewrite and in the report's count
+    (fault matrix h48d). A table of a version before the status column has none to judge."""
+    if "status" not in columns:
+        return []
+    return [i for i, r in enumerate(rows) if not str(r.get("status", "")).strip() or str(r.get("status")) == "nan"]
+
+
+def _without_cut_rows(path: Path, rows: list[dict], columns: list) -> list[dict]:
+    cut = cut_rows(rows, columns)
+    if cut:
+        log.warning("%s: %d row%s with no status dropped (%s; a line cut short by a copy?): no slide is recorded "
+                    "there, and the next row written rewrites the file without %s", path, len(cut), "s" * (len(cut) > 1),
+                    ", ".join(repr(str(rows[i].get("slide_id"))) for i in cut[:3]), "them" if len(cut) > 1 else "it")
+    return [r for i, r in enumerate(rows) if i not in set(cut)]
 
 
 def _without_repeated_headers(path: Path, rows: list[dict]) -> list[dict]:

@@ -133,7 +133,7 @@ def for_each_slide(paths: list[Path], failures: Failures, target_of: Callable[[P
 
     with contextlib.closing(in_turn(paths, target_of, written_meanwhile, busy)) as turns:
         for done, path in enumerate(turns, start=1):
-            with failures.each(path):
+            with failures.each(path, out=target_of(path).parent):
                 work(path)
             if failures.stop:
                 failures.skipped(len(paths) - done)

@@ -180,8 +180,9 @@ class Failures:
         self.not_processed = 0  #: inputs left out after the batch stopped
 
     @contextlib.contextmanager
-    def each(self, path: str | Path | None = None) -> Iterator[None]:
-        """Around one input: its WeakSTILError (or OSError) is reported and counted, not raised."""
+    def each(self, path: str | Path | None = None, out: str | Path | None = None) -> Iterator[None]:
+        """Around one input: its WeakSTILError (or OSError) is reported and counted, not raised. ``out``: the
+        folder its outputs go to, named by a full disk's error that names no file (PIL's PNG writer)."""
         self.inputs += 1
         self._inside = True
         try:
@@ -198,6 +199,8 @@ class Failures:
             if isinstance(exc, BrokenPipeError) and stdout_closed():
                 raise  # not this input's failure: the run ends (reports_errors)
             err = from_os_error(exc, path)
+            if err.stops_batch and exc.filename is None and out is not None:  # the slide's name, "No space left"
+                err = from_os_error(exc, out)  # the output's folder is full, not the slide's (tile; fault matrix h48d)
             self.add(err.one_line())
             if err.stops_batch:
                 self.stopped = err.message

@@ -93,7 +93,8 @@ def open_pyramid(path: str | Path, slide_mpp: float | None = None, chunk_px: int
     except NoMppError:  # (decided on the class: the plain-image error also says "microns-per-pixel")
         log.warning("%s: no µm/px in the file; shown in pixel units (scoring needs --slide-mpp)", path)
         backend, mpp, source = open_backend(path), None, "none"
-    levels = [_level_array(backend, level, chunk_px) for level in range(backend.level_count)]
+    handle = _Handle(backend, path)
+    levels = [_level_array(handle, level, chunk_px) for level in range(backend.level_count)]
     levels += _extra_levels(levels[-1], chunk_px)
     vendor = str(backend.properties.get("openslide.vendor", ""))
     # the backend stays open as long as the levels' chunk readers (napari's layer) hold it
@@ -112,23 +113,64 @@ def _fingerprint(backend: Any) -> str | None:
         return None
 
 
-def _level_array(backend: Any, level: int, chunk_px: int):
+#: What a chunk whose pixels cannot be decoded shows: mid grey, neither tissue nor glass.
+DAMAGED_GREY = 128
+
+
+class _Handle:
+    """The slide backend the chunk readers share. A damaged file (a tile's JPEG cut short) raised OpenSlide's error
+    in napari at every redraw, and OpenSlide's handle fails every later read after one error: a read that fails is
+    tried once more on a fresh handle (another chunk's error may have spoilt this one), then shown grey with one
+    warning naming the file (fault matrix h48d)."""
+
+    def __init__(self, backend: Any, path: Path):
+        import threading
+
+        self.backend, self.path, self.warned, self.lock = backend, path, False, threading.Lock()
+
+    def read(self, location: tuple[int, int], level: int, size: tuple[int, int]) -> np.ndarray:
+        from weakstil.slide import rgba_to_rgb
+
+        for _ in range(2):
+            backend = self.backend
+            try:
+                return rgba_to_rgb(np.asarray(backend.read_region(location, level, size)))
+            except Exception as exc:  # noqa: BLE001 - OpenSlideError, or an OSError of the file
+                error = exc
+                self._reopen(backend)
+        if not self.warned:
+            self.warned = True
+            log.warning("%s: pixels at level %d, %d,%d cannot be decoded (%s): shown grey. Fix: the file may be "
+                        "damaged; copy or export it again", self.path, level, *location, str(error)[:120])
+        return np.full((size[1], size[0], 3), DAMAGED_GREY, np.uint8)
+
+    def _reopen(self, failed: Any) -> None:
+        """A fresh handle in place of ``failed``, unless another chunk's reader replaced it already."""
+        from weakstil.slide_backend import open_backend
+
+        with self.lock:
+            if self.backend is failed:
+                try:
+                    self.backend = open_backend(self.path)
+                except Exception:  # noqa: BLE001 - the file is gone or unreadable now: keep the old handle
+                    pass
+
+
+def _level_array(handle: _Handle, level: int, chunk_px: int):
     """One pyramid level as a dask array whose chunks are reads from the slide backend."""
     import dask.array as da
 
-    from weakstil.slide import rgba_to_rgb
-
-    w, h = backend.level_dimensions[level]
-    downsample = float(backend.level_downsamples[level])
+    w, h = handle.backend.level_dimensions[level]
+    downsample = float(handle.backend.level_downsamples[level])
     def read_chunk(block_info=None) -> np.ndarray:
         (y0, y1), (x0, x1), _ = block_info[None]["array-location"]
         # read_region takes the top-left in level-0 pixels and the size in level pixels; OpenSlide
         # is thread-safe, so dask's threads read chunks in parallel from one handle
         location = (int(round(x0 * downsample)), int(round(y0 * downsample)))
-        return rgba_to_rgb(np.asarray(backend.read_region(location, level, (x1 - x0, y1 - y0))))
+        return handle.read(location, level, (x1 - x0, y1 - y0))
 
     chunks = (_chunk_sizes(h, chunk_px), _chunk_sizes(w, chunk_px), (3,))
-    return da.map_blocks(read_chunk, chunks=chunks, dtype=np.uint8, name=f"openslide-{id(backend)}-{level}")
+    return da.map_blocks(read_chunk, chunks=chunks, dtype=np.uint8, name=f"openslide-{id(handle)}-{level}")
 
 
 def _extra_levels(coarsest, chunk_px: int) -> list:
