@@ -89,17 +89,17 @@ class FrontRefine:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> FrontRefine:
-        """From model.json; a detector written without it (before hunt 45b) has it off, one without ``grow_tiles``
-        (before helper h48b) its growth unbounded."""
-        if not values:
-            return cls()
-        from weakstil.tumorbed.flags import json_flag, json_number
+        """From model.json, read strictly (:func:`weakstil.tumorbed.flags.rule_from_json`: a number a finite JSON
+        number, an unknown key refused; review r48b: a misspelt ``grow_tiles`` read as unbounded, ``"1.5"`` as a
+        band); a detector written without it (before hunt 45b) has it off, one without ``grow_tiles`` (before helper
+        h48b) its growth unbounded."""
+        from weakstil.tumorbed.flags import rule_from_json
 
-        grow = values.get("grow_tiles")
-        if grow is not None and json_number(grow, "front grow_tiles") < 0:
-            raise ValueError(f"'front grow_tiles' is {grow!r}, not a number >= 0")
-        return cls(json_flag(values.get("enabled", False), "enabled"), float(values.get("band_tiles", BAND_TILES)),
-                   None if grow is None else float(grow))
+        rule = rule_from_json(cls, values, "front")
+        for key in ("band_tiles", "grow_tiles"):
+            if (v := getattr(rule, key)) is not None and v < 0:
+                raise ValueError(f"'front {key}' is {v!r}, not a number >= 0")
+        return rule
 
 
 def front_points(coords: np.ndarray, tile_size_level0: float, slide_mpp: float, tissue: np.ndarray,
