@@ -89,17 +89,17 @@ class FrontRefine:
 
     @classmethod
     def from_dict(cls, values: dict | None) -> FrontRefine:
-        """From model.json; a detector written without it (before hunt 45b) has it off, one without ``grow_tiles``
-        (before helper h48b) its growth unbounded."""
-        if not values:
-            return cls()
-        from weakstil.tumorbed.flags import json_flag, json_number
+        """From model.json, read strictly (:func:`weakstil.tumorbed.flags.rule_from_json`: a number a finite JSON
+        number, an unknown key refused; review r48b: a misspelt ``grow_tiles`` read as unbounded, ``"1.5"`` as a
+        band); a detector written without it (before hunt 45b) has it off, one without ``grow_tiles`` (before helper
+        h48b) its growth unbounded."""
+        from weakstil.tumorbed.flags import rule_from_json
 
-        grow = values.get("grow_tiles")
-        if grow is not None and json_number(grow, "front grow_tiles") < 0:
-            raise ValueError(f"'front grow_tiles' is {grow!r}, not a number >= 0")
-        return cls(json_flag(values.get("enabled", False), "enabled"), float(values.get("band_tiles", BAND_TILES)),
-                   None if grow is None else float(grow))
+        rule = rule_from_json(cls, values, "front")
+        for key in ("band_tiles", "grow_tiles"):
+            if (v := getattr(rule, key)) is not None and v < 0:
+                raise ValueError(f"'front {key}' is {v!r}, not a number >= 0")
+        return rule
 
 
 def front_points(coords: np.ndarray, tile_size_level0: float, slide_mpp: float, tissue: np.ndarray,
@@ -430,9 +430,9 @@ def choose_front(slides, evidence: list[np.ndarray], raw: list[np.ndarray], pred
     """Whether the detector refines its front (:class:`FrontRefine`) and the record for model.json: each
     annotated slide's bed from its held-out ``evidence`` (after the vetoes; ``raw`` before them, ``predictors``
     the fold's classifier) with ``shape``, without and with the half-stride evidence (its growth past the tile-level
-    bed bounded by each of :data:`GROW_CHOICES`), scored by Dice against its annotation on its own mask grid; the
-    tightest bound is kept unless a looser one gains :data:`FRONT_MIN_GAIN` mean Dice over it, and the front when that
-    bound's mean gains :data:`FRONT_MIN_GAIN` over the tile-level beds'.
+    bed bounded by each of :data:`GROW_CHOICES`), scored by Dice against its annotation on its own mask grid; the front
+    is kept when a bound's mean gains :data:`FRONT_MIN_GAIN` over the tile-level beds', and of those bounds the
+    tightest unless a looser one gains :data:`FRONT_MIN_GAIN` mean Dice over it.
     ``embedders(slide_id)``: that slide's ``embed`` (None: not readable, the slide is left out of this choice);
     ``prepare(slide, evidence) -> (geom, evidence)``: with the structure steps chosen (mucin.chosen_structure)."""
     from weakstil.bed_geometry import bed_from_evidence
@@ -467,8 +467,11 @@ def choose_front(slides, evidence: list[np.ndarray], raw: list[np.ndarray], pred
         record["chosen"] = "off: no annotated slide could be read"
         return FrontRefine(), record
     means = {k: float(np.mean(v)) for k, v in on.items()}
-    grow = GROW_CHOICES[0]
-    for looser in GROW_CHOICES[1:]:  # more growth only where the annotations show it gains
+    # among the bounds the front's gate passes (review r48b: a tight bound gaining too little turned the front off
+    # where a looser one passed), the tightest; more growth only where the annotations show it gains
+    passing = [k for k in GROW_CHOICES if means[k] - float(np.mean(off)) >= FRONT_MIN_GAIN] or [GROW_CHOICES[0]]
+    grow = passing[0]
+    for looser in passing[1:]:
         grow = looser if means[looser] >= means[grow] + FRONT_MIN_GAIN else grow
     record.update(dice_off=round(float(np.mean(off)), 4), dice_on=round(means[grow], 4),
                   dice_min_off=round(float(np.min(off)), 4), dice_min_on=round(float(np.min(on[grow])), 4),
