@@ -35,16 +35,16 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_weakstil._compat import camera, scale_bar
+from napari_weakstil._compat import camera
 from napari_weakstil._links import ViewerLinks
 from napari_weakstil._scoring import ScoringJob
 from napari_weakstil.bed_editor import BedEditor
 from napari_weakstil.bed_layer import BED_EDIT_KIND
 from napari_weakstil.hover import activate_main_layer_later
 from napari_weakstil.outline_width import OUTLINE_SCREEN_PX, OutlineWidths
-from napari_weakstil.result_layers import ATTENTION, HEATMAP, TISSUE, TUMORBED, ResultFile, tile_info
+from napari_weakstil.result_layers import ATTENTION, HEATMAP, TISSUE, TUMORBED, ResultFile, show_legend, tile_info
 from napari_weakstil.slide_layers import scan_mpp_override, scored_upsampling
-from napari_weakstil.summary import detail_line, qc_view, stil_line
+from napari_weakstil.summary import detail_line, qc_view, stil_line, tile_line
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -71,6 +71,7 @@ class ScoringWidget(QWidget):
         self.result: ResultFile | None = None
         self._range_followed: set[int] = set()  # heatmap layers whose contrast limits the slider follows
         self._clicked: tuple[float, float] | None = None  # the world point of the tile clicked last
+        self._changed: dict[str, Any] = {"gone": []}  # layer changes not yet shown (a batch of napari's under way)
         self._links = ViewerLinks()  # to the viewer while docked: undone when the widget is closed
         self._outline_widths = OutlineWidths(self)
         self._build()
@@ -84,6 +85,7 @@ class ScoringWidget(QWidget):
         links, layers = self._links, self.viewer.layers
         links.connect(layers.events.inserted, self._on_layers_changed)
         links.connect(layers.events.removed, self._on_layers_changed)
+        links.batches(layers, self._refresh_layers)  # napari's batches of removals: redrawn once, at their end
         links.connect(layers.selection.events.active, self._on_active_layer)
         links.on_mouse_drag(self.viewer, self._on_click)
         links.connect(camera(self.viewer).events.zoom, self._keep_outline_width)
@@ -240,12 +242,23 @@ class ScoringWidget(QWidget):
         return None
 
     def _on_layers_changed(self, event: Any = None) -> None:
-        current = before = self.slide_combo.currentText()
+        """A layer opened or closed: the slide to score, the result shown, its toggles; once a batch of napari's
+        has ended (the viewer closing, the selected layers deleted), not at each layer (18 s of 26 closing viewers)."""
         new = getattr(event, "value", None) if getattr(event, "type", "") == "inserted" else None
         if getattr(new, "metadata", {}).get("weakstil_kind") == "slide":
-            current = new.name  # a slide opened now is the one Score slide scores, not the first one opened
+            self._changed["slide"] = new.name  # a slide opened now is the one Score slide scores, not the first
         elif getattr(new, "metadata", {}).get("weakstil_kind") == "result":
             activate_main_layer_later(self.viewer, new)  # hovering a tile then says its score
+            self._changed["result"] = True
+        if getattr(event, "type", "") == "removed":
+            self._changed["gone"].append(event.value)
+        if not self._links.batching:
+            self._refresh_layers()
+
+    def _refresh_layers(self) -> None:
+        changed, self._changed = self._changed, {"gone": []}
+        before = self.slide_combo.currentText()
+        current = changed.get("slide", before)
         names = [ly.name for ly in self.slide_layers()]
         self.slide_combo.blockSignals(True)
         self.slide_combo.clear()
@@ -254,7 +267,7 @@ class ScoringWidget(QWidget):
             self.slide_combo.setCurrentText(current)
         self.slide_combo.blockSignals(False)
         # a result opened over the chosen slide says what it was scored with (Scan µm/px, Allow upsampling)
-        if self.slide_combo.currentText() != before or getattr(new, "metadata", {}).get("weakstil_kind") == "result":
+        if self.slide_combo.currentText() != before or changed.get("result"):
             self._follow_slide_mpp()
         # the result shown: the one whose layer (or bed being edited) is selected, else the newest heatmap,
         # else the newest result
@@ -275,14 +288,14 @@ class ScoringWidget(QWidget):
                 self.qc_label.setToolTip("")
             self.bed_editor.show_result(res)
             heat = self.result_layer(HEATMAP, self.result_path) if res is not None else None
-            self._show_legend(heat)
+            show_legend(self.viewer, heat)  # its colour bar, and the µm scale bar
             if heat is not None:
                 self._sync_range(heat)
                 if id(heat) not in self._range_followed:  # napari's own layer controls change the limits too
                     self._range_followed.add(id(heat))
                     self._links.connect(heat.events.contrast_limits, lambda event, layer=heat: self._sync_range(layer))
-        gone = event.value if getattr(event, "type", "") == "removed" else None
-        self.bed_editor.forget_closed_edits(gone)  # an edited bed's layer closed: its number goes with it
+        for gone in changed["gone"] or [None]:  # an edited bed's layer closed: its number goes with it
+            self.bed_editor.forget_closed_edits(gone)
         self._keep_outline_width()
         for suffix, box in self.toggles.items():
             layer = self.result_layer(suffix, self.result_path)
@@ -290,17 +303,6 @@ class ScoringWidget(QWidget):
             box.blockSignals(True)
             box.setChecked(bool(layer is not None and layer.visible))
             box.blockSignals(False)
-
-    def _show_legend(self, heat: Any | None) -> None:
-        """The shown heatmap's colour bar (its colours' sTIL %, at the colour range set) and the µm scale
-        bar on the canvas, so the view and its PNG export say what the colours and the distances are:
-        both were off, and an exported view was colours without a scale. One colour bar: the shown result's."""
-        for layer in self.viewer.layers:
-            if layer.metadata.get("weakstil_kind") == "result" and layer.name.endswith(HEATMAP) and \
-                    hasattr(layer, "colorbar"):
-                layer.colorbar.visible = layer is heat
-        if heat is not None:
-            scale_bar(self.viewer).visible = True
 
     def _follow_slide_mpp(self, *args: Any) -> None:
         """Scan µm/px and Allow upsampling of the chosen slide: those it was scored with, else "from the file"
@@ -441,16 +443,7 @@ class ScoringWidget(QWidget):
             return None
         info = tile_info(self.result, i)
         mpp = meta["slide_mpp"]
-        text = [f"Tile #{i} at level-0 ({info['x']:,}, {info['y']:,}) px = "
-                f"({info['x'] * mpp / 1000:.3f}, {info['y'] * mpp / 1000:.3f}) mm"]
-        if "score" in info:
-            text.append(f"sTIL score {info['score']:.1f} %")
-        if "attention" in info:
-            text.append(f"attention {info['attention']:.4g}")
-        if "tumorbed" in info:
-            bed = "the edited bed" if info.get("edited_bed") else "the tumour bed"
-            text.append(f"in {bed}" if info["tumorbed"] else f"outside {bed}")
-        self.tile_label.setText("; ".join(text))
+        self.tile_label.setText(tile_line(i, info, mpp))
         if outline:  # (a refresh leaves the outline, and the layer selected: the bed being edited)
             self._outline_tile(info, mpp)
         return info

@@ -472,3 +472,17 @@ def tile_info(res: ResultFile, i: int) -> dict[str, Any]:
     if res.tissue_fraction is not None:
         info["tissue_fraction"] = float(res.tissue_fraction[i])
     return info
+
+
+def show_legend(viewer: Any, heat: Any | None) -> None:
+    """The shown heatmap's colour bar (its colours' sTIL %, at the colour range set) and the µm scale
+    bar on the canvas, so the view and its PNG export say what the colours and the distances are:
+    both were off, and an exported view was colours without a scale. One colour bar: the shown result's."""
+    from napari_weakstil._compat import scale_bar
+
+    for layer in viewer.layers:
+        if layer.metadata.get("weakstil_kind") == "result" and layer.name.endswith(HEATMAP) and \
+                hasattr(layer, "colorbar"):
+            layer.colorbar.visible = layer is heat
+    if heat is not None:
+        scale_bar(viewer).visible = True

@@ -1,4 +1,4 @@
-"""What the dock widget says about the result it shows: the sTIL% line, the detail line, the qc line.
+"""What the dock widget says about the result it shows: the sTIL% line, the detail line, the qc line, a tile's line.
 
 Text only (no Qt), so that every line is made from one place: the scored bed's, or after the bed
 editor's Rescore the edited bed's (its number and its tile count agree, not the scored bed's count
@@ -111,3 +111,18 @@ def interval_text(attrs: dict, threshold: float | None = None) -> str:
 
     level = float(attrs.get("interval_level", 0.9))
     return f" ({100 * level:g} % interval {interval_ends_text(low, high, threshold)})"
+
+
+def tile_line(i: int, info: dict, mpp: float) -> str:
+    """The clicked tile ``i`` (:func:`napari_weakstil.result_layers.tile_info`, level-0 at ``mpp`` µm/px): where,
+    its sTIL score and attention, and whether it is in the tumour bed (the edited one after a Rescore)."""
+    text = [f"Tile #{i} at level-0 ({info['x']:,}, {info['y']:,}) px = "
+            f"({info['x'] * mpp / 1000:.3f}, {info['y'] * mpp / 1000:.3f}) mm"]
+    if "score" in info:
+        text.append(f"sTIL score {info['score']:.1f} %")
+    if "attention" in info:
+        text.append(f"attention {info['attention']:.4g}")
+    if "tumorbed" in info:
+        bed = "the edited bed" if info.get("edited_bed") else "the tumour bed"
+        text.append(f"in {bed}" if info["tumorbed"] else f"outside {bed}")
+    return "; ".join(text)
