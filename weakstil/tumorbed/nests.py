@@ -57,6 +57,8 @@ class NestRule:
         rule = rule_from_json(cls, values, "nests")
         if not 1 <= rule.min_neighbours <= 8:
             raise ValueError(f"'nests min_neighbours' is {rule.min_neighbours}, not 1 to 8")
+        if not 0 < rule.neighbour_evidence <= 1:  # at 0 or below every tile is a neighbour showing tumour: no rule
+            raise ValueError(f"'nests neighbour_evidence' is {rule.neighbour_evidence}, not over 0 and at most 1")
         return rule
 
 
