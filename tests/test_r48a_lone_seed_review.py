@@ -38,3 +38,29 @@ def test_a_neighbour_evidence_that_makes_every_tile_a_neighbour_is_refused(tmp_p
     (tmp_path / "model.json").write_text(json.dumps(meta))
     with pytest.raises(WeakSTILError, match="model.json.*neighbour_evidence"):
         TumorBedDetector.load(tmp_path)
+
+
+def test_the_lone_seed_choice_is_the_other_steps_gate_and_says_what_the_rule_cost():
+    """choose_nests keeps a level through flags.gate_chosen, as the aggregate, lobule and mucin steps: a rule left off
+    says it cost the annotated slides (it said a bare "off"), and the means off / on are recorded."""
+    from weakstil.bed_geometry import BedShape
+    from weakstil.tumorbed.nests import NEST_MAX_LOSS, choose_nests
+
+    rr, cc, _, g = _grid()
+    tumour = (rr >= 3) & (rr <= 6) & (cc >= 3) & (cc <= 6)
+    stray = (rr == 4) & (cc == 9)  # beyond the bridge: with the rule the annotated satellite nest is lost
+    evidence = (tumour | stray).astype(np.float32)
+    shape = BedShape(seed_threshold=0.5, bridge_um=100.0, margin_um=0.0)
+    for drawn_in in (False, True):
+        truth = np.zeros((120, 120), bool)
+        truth[30:70, 30:70] = True
+        truth[40:50, 90:100] |= drawn_in
+        s = SimpleNamespace(slide_id="s", geom=g, tile_stats=None, stats_columns=None, bed_mask=truth)
+        rule, record = choose_nests([s], [evidence], shape)
+        assert record["dice_off"] == record["dice_mean"]["off"] and record["dice_on"] == record["dice_mean"]["1"]
+        if drawn_in:
+            assert not rule.enabled and record["chosen"].startswith("off: costs")
+            assert record["dice_off"] - record["dice_on"] >= NEST_MAX_LOSS
+        else:
+            assert rule.enabled and record["chosen"] == "on: 1 seed neighbours"
+    assert choose_nests([], [], shape)[1]["chosen"].startswith("off: no annotated slide")

@@ -129,12 +129,11 @@ def choose_nests(slides, evidence: list[np.ndarray], shape, pools_of=None) -> tu
     record: dict = {"max_loss": NEST_MAX_LOSS, "levels": list(NEIGHBOURS), "per_slide": per_slide,
                     "dice_mean": {str(n) if n else "off": round(m, 4) for n, m in means.items()}}
     best = max(NEIGHBOURS, key=lambda n: (round(means[n], 6), -n))
-    if not slides or means[0] - means[best] >= NEST_MAX_LOSS:
-        record["chosen"] = "off" if slides else "off: no annotated slide"
-        rule = NestRule()
-    else:
-        record["chosen"] = f"on: {best} seed neighbours"
-        rule = NestRule(True, best)
+    from weakstil.tumorbed.flags import gate_chosen  # the other steps' gate: the record says what it cost (r48a)
+
+    rule = NestRule()
+    if gate_chosen(record, per_level[0], per_level[best], NEST_MAX_LOSS, f"lone seed tiles ({best} seed neighbours)"):
+        record["chosen"], rule = f"on: {best} seed neighbours", NestRule(True, best)
     log.info("lone seed tiles: %s (held-out Dice off %.4f, %s)", record["chosen"], means[0],
              ", ".join(f"{n} neighbours {means[n]:.4f}" for n in NEIGHBOURS))
     return rule, record
