@@ -64,3 +64,31 @@ def test_the_lone_seed_choice_is_the_other_steps_gate_and_says_what_the_rule_cos
         else:
             assert rule.enabled and record["chosen"] == "on: 1 seed neighbours"
     assert choose_nests([], [], shape)[1]["chosen"].startswith("off: no annotated slide")
+
+
+def test_a_biopsy_whose_every_seed_is_alone_keeps_its_bed_and_says_the_rule_stood_aside():
+    """A small biopsy whose whole tumour is one tile: the rule stands aside and the bed is the tile's, as without the
+    rule; its seed_vetoes says so (it said "lone seeds: 0 tiles", as for a slide with no lone seed at all)."""
+    from weakstil.bed_geometry import BedShape
+    from weakstil.tumorbed.bed import TumorBedSource
+    from weakstil.tumorbed.detector import TumorBedDetector
+    from weakstil.tumorbed.nests import NestRule
+    from weakstil.tumorbed.veto import LymphoidVeto
+
+    rr, cc, coords, g = _grid(6)
+    nest = (rr == 2) & (cc == 3)
+    x = np.where(nest[:, None], 1.0, -1.0).astype(np.float32)
+    shape = BedShape(seed_threshold=0.5, bridge_um=100.0, margin_um=100.0)
+    kw = dict(veto=LymphoidVeto(enabled=False))
+    without = TumorBedDetector(_evidence_model(), shape, **kw).detect(x, g)
+    for level in (1, 2):
+        bed = TumorBedDetector(_evidence_model(), shape, nests=NestRule(True, level), **kw).detect(x, g)
+        assert bed.source is TumorBedSource.MODEL and bed.tile_flags[nest].all()
+        assert np.array_equal(bed.mask, without.mask)
+        assert "lone seeds: stood aside, every seed tile alone (1 kept)" in bed.seed_vetoes
+        assert "0 tiles" not in bed.seed_vetoes
+    # beside a nest of several tiles the same lone tile is taken, and that is said as a count
+    block = (rr >= 3) & (rr <= 5) & (cc <= 1)
+    x = np.where((nest | block)[:, None], 1.0, -1.0).astype(np.float32)
+    bed = TumorBedDetector(_evidence_model(), shape, nests=NestRule(True, 1), **kw).detect(x, g)
+    assert "lone seeds: 1 tiles" in bed.seed_vetoes and not bed.tile_flags[nest].any()

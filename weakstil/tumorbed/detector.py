@@ -37,7 +37,7 @@ from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_i
 from weakstil.tumorbed.front import FrontRefine
 from weakstil.tumorbed.lobules import LobuleRule
 from weakstil.tumorbed.mucin import MucinRule
-from weakstil.tumorbed.nests import NestRule, apply_nest_rule
+from weakstil.tumorbed.nests import NestRule, nest_rule_said
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
 
@@ -138,14 +138,14 @@ class TumorBedDetector:
         if lobule_tiles is not None:  # a normal lobule's tile is no seed (hunt 47d; said by detect_file)
             evidence = np.where(lobule_tiles, 0.0, evidence)
         # after every veto: a seed tile alone among its neighbours is no nest region (hunt 48a)
-        evidence, n_lone = apply_nest_rule(evidence, geom, self.shape.seed_threshold, self.nests)
+        evidence, lone_said = nest_rule_said(evidence, geom, self.shape.seed_threshold, self.nests)
 
         def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
             return f"{name}: " + ("off" if not enabled else f"{n} tiles" if n is not None else missing)
 
         said_all = [said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics"),
                     said("ink", self.ink_veto.enabled, n_ink, "slide not read")] + (
-                        [f"lone seeds: {n_lone} tiles"] if self.nests.enabled else [])  # older beds keep their wording
+                        [lone_said] if self.nests.enabled else [])  # older beds keep their wording
         if self.cell_gate.enabled:  # said only by detectors that have it: older beds keep their wording
             said_all.insert(0, f"tumour cells: {gated}")
         return evidence, "; ".join(said_all), raw, gated if self.cell_gate.enabled else ""

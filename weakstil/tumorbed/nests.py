@@ -67,6 +67,13 @@ def lone_seeds(evidence: np.ndarray, coords: np.ndarray, tile_size_level0: float
     """Per tile, a seed (``evidence`` >= ``seed_threshold``) with fewer than ``min_neighbours`` tiles showing tumour
     (evidence >= the lower of ``neighbour_evidence`` and ``seed_threshold``) among its eight neighbours on the tile
     grid; none when every seed is such (the rule stands aside)."""
+    lone, seeds = _alone(evidence, coords, tile_size_level0, seed_threshold, min_neighbours, neighbour_evidence)
+    return lone if (seeds & ~lone).any() else np.zeros(len(lone), bool)
+
+
+def _alone(evidence: np.ndarray, coords: np.ndarray, tile_size_level0: float, seed_threshold: float,
+           min_neighbours: int, neighbour_evidence: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`lone_seeds` before the rule stands aside, and the seeds."""
     from scipy import ndimage as ndi
 
     from weakstil.bed_geometry import grid_cells
@@ -74,14 +81,13 @@ def lone_seeds(evidence: np.ndarray, coords: np.ndarray, tile_size_level0: float
     evidence = np.asarray(evidence, np.float32)
     seeds = evidence >= seed_threshold
     if not seeds.any():
-        return np.zeros(len(evidence), bool)
+        return np.zeros(len(evidence), bool), seeds
     rows, cols, _ = grid_cells(coords, tile_size_level0)
     grid = np.zeros((rows.max() + 1, cols.max() + 1), np.int32)
     shows = evidence >= min(float(neighbour_evidence), float(seed_threshold))
     grid[rows, cols] = shows
     around = ndi.convolve(grid, np.ones((3, 3), np.int32), mode="constant")[rows, cols] - shows
-    lone = seeds & (around < int(min_neighbours))
-    return lone if (seeds & ~lone).any() else np.zeros(len(evidence), bool)
+    return seeds & (around < int(min_neighbours)), seeds
 
 
 def apply_nest_rule(evidence: np.ndarray, geom, seed_threshold: float, rule: NestRule) -> tuple[np.ndarray, int]:
@@ -89,11 +95,28 @@ def apply_nest_rule(evidence: np.ndarray, geom, seed_threshold: float, rule: Nes
     were (0 when off). Mucin pools with floating clusters (``geom.seed_pixels``) still seed by their own pixels: a
     tile beside them is judged by its tiles' evidence alone (counting a pool's tiles as neighbours kept 41a's false
     seeds beside its mucinous beds: held-out og41a_002 0.864 -> 0.810, og41a_030 0.878 -> 0.826)."""
+    return _applied(evidence, geom, seed_threshold, rule)[:2]
+
+
+def nest_rule_said(evidence: np.ndarray, geom, seed_threshold: float, rule: NestRule) -> tuple[np.ndarray, str]:
+    """:func:`apply_nest_rule`'s evidence and the words for the bed's ``seed_vetoes``: ``lone seeds: N tiles``, or,
+    where every seed tile was alone and the rule stood aside, that it did and how many lone seeds the bed kept (a
+    biopsy whose whole tumour is one or two tiles, or a slide of false seeds only: said, not "0 tiles"; review r48a)."""
+    evidence, n, kept = _applied(evidence, geom, seed_threshold, rule)
+    return evidence, (f"lone seeds: {n} tiles" if not kept else
+                      f"lone seeds: stood aside, every seed tile alone ({kept} kept)")
+
+
+def _applied(evidence: np.ndarray, geom, seed_threshold: float, rule: NestRule) -> tuple[np.ndarray, int, int]:
+    """:func:`apply_nest_rule`, and how many lone seeds were kept as every seed was alone (0: the rule did not stand
+    aside)."""
     if not rule.enabled or not len(evidence):
-        return evidence, 0
-    lone = lone_seeds(evidence, geom.coords, geom.tile_size_level0, seed_threshold, rule.min_neighbours,
-                      rule.neighbour_evidence)
-    return np.where(lone, np.float32(0.0), evidence).astype(np.float32), int(lone.sum())
+        return evidence, 0, 0
+    lone, seeds = _alone(evidence, geom.coords, geom.tile_size_level0, seed_threshold, rule.min_neighbours,
+                         rule.neighbour_evidence)
+    kept = int(lone.sum()) if lone.any() and not (seeds & ~lone).any() else 0
+    lone = lone if not kept else np.zeros(len(lone), bool)
+    return np.where(lone, np.float32(0.0), evidence).astype(np.float32), int(lone.sum()), kept
 
 
 def choose_nests(slides, evidence: list[np.ndarray], shape, pools_of=None) -> tuple[NestRule, dict]:
