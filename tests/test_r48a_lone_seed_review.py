@@ -92,3 +92,30 @@ def test_a_biopsy_whose_every_seed_is_alone_keeps_its_bed_and_says_the_rule_stoo
     x = np.where((nest | block)[:, None], 1.0, -1.0).astype(np.float32)
     bed = TumorBedDetector(_evidence_model(), shape, nests=NestRule(True, 1), **kw).detect(x, g)
     assert "lone seeds: 1 tiles" in bed.seed_vetoes and not bed.tile_flags[nest].any()
+
+
+def test_lone_seeds_the_rule_took_are_not_weighed_against_the_bed_nor_brought_back_as_a_set_aside_veto():
+    """A slide with a nest of 2 x 2 tiles and eight lone false seeds far from it (a TIL-poor slide's stroma): with the
+    rule the bed is the nest's. The bed was weighed against evidence that still held the lone seeds, found implausibly
+    small, and the detector (lymphoid veto on) 'set the veto aside' and drew the bed from evidence without the rule
+    (the veto had taken nothing), or drew the whole tissue. Now the lone seeds leave that evidence too."""
+    from weakstil.bed_geometry import BEFORE_LYMPHOID_VETO, BedShape, Plausibility
+    from weakstil.tumorbed.bed import TumorBedSource
+    from weakstil.tumorbed.detector import VETO_SET_ASIDE, TumorBedDetector
+    from weakstil.tumorbed.nests import NestRule
+    from weakstil.tumorbed.veto import LymphoidVeto
+
+    rr, cc, coords, g = _grid(12)
+    nest = (rr >= 5) & (rr <= 6) & (cc >= 5) & (cc <= 6)
+    lone = np.isin(rr, (0, 11)) & np.isin(cc, (0, 4, 7, 11))
+    x = np.where((nest | lone)[:, None], 1.0, -1.0).astype(np.float32)
+    shape = BedShape(seed_threshold=0.5, bridge_um=100.0, margin_um=0.0)
+    rule = Plausibility(min_bed_tiles=2, min_evidence_ratio=0.5, evidence=BEFORE_LYMPHOID_VETO)
+    for veto in (LymphoidVeto(enabled=True), LymphoidVeto(enabled=False)):
+        bed = TumorBedDetector(_evidence_model(), shape, rule, veto=veto, nests=NestRule(True, 1)).detect(x, g)
+        assert bed.source is TumorBedSource.MODEL, bed.detail
+        assert VETO_SET_ASIDE not in bed.seed_vetoes and "lone seeds: 8 tiles" in bed.seed_vetoes
+        assert bed.tile_flags[nest].all() and not bed.tile_flags[lone].any()
+    # without the rule the lone seeds are evidence and seeds alike: the same detector draws them as before
+    old = TumorBedDetector(_evidence_model(), shape, rule, veto=LymphoidVeto(enabled=False)).detect(x, g)
+    assert old.tile_flags[lone].all() and old.source is TumorBedSource.MODEL

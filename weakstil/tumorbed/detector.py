@@ -37,7 +37,7 @@ from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_i
 from weakstil.tumorbed.front import FrontRefine
 from weakstil.tumorbed.lobules import LobuleRule
 from weakstil.tumorbed.mucin import MucinRule
-from weakstil.tumorbed.nests import NestRule, nest_rule_said
+from weakstil.tumorbed.nests import NestRule, apply_nest_rule, nest_rule_said
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
 
@@ -276,6 +276,10 @@ class TumorBedDetector:
                             "statistics (embed the slide again with this WeakSTIL)")
         # the bed is weighed against the tumour evidence before the lymphoid veto (Plausibility.evidence)
         unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
+        if self.nests.enabled:  # lone seeds are no tumour to weigh the bed against nor to seed it with the lymphoid
+            # veto set aside: 8 taken made a nest's bed 'implausibly small' and brought back as a 'set-aside veto' (r48a)
+            unvetoed = apply_nest_rule(unvetoed if lobule_tiles is None else np.where(lobule_tiles, 0.0, unvetoed),
+                                       geom, self.shape.seed_threshold, self.nests)[0]
         mass = unvetoed if self.plausibility.evidence == BEFORE_LYMPHOID_VETO else evidence
         no_cells = NO_TUMOUR_CELLS in gated  # the gate stood on tissue too poor in nuclei for a tumour nest
         lacking = seeds_without_tumour_cells(raw, tile_stats, stats_columns, self.shape.seed_threshold,
