@@ -14,7 +14,8 @@ So a seed tile keeps its evidence only when at least ``min_neighbours`` of its e
 (evidence at the seed threshold, or at ``neighbour_evidence`` 0.5 when the threshold is higher): for 1 a lone tile,
 for 2 also a pair, is no nest region. When no seed at all would be left,
 the rule stands aside (a slide whose whole tumour is one or two tiles keeps them). Like the other vetoes it only
-removes seeds; the bridge still joins a true small nest beside the bed's seeds to the bed, and mucin pools with
+removes seeds: a true nest of one tile (two, at level 2) a tile or more from the rest of the tumour is lost, with the
+stroma the bridge joined to it (review r48a), unless the annotated slides' choice turns the rule off; mucin pools with
 floating clusters (:mod:`weakstil.tumorbed.mucin`) seed by their own pixels whatever this rule does.
 ``tumorbed train`` chooses ``min_neighbours`` (:data:`NEIGHBOURS`, or off) by the annotated slides' held-out Dice:
 the level with the best mean, kept only when it costs less than :data:`NEST_MAX_LOSS` against off. model.json records
