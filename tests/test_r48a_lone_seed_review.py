@@ -119,3 +119,29 @@ def test_lone_seeds_the_rule_took_are_not_weighed_against_the_bed_nor_brought_ba
     # without the rule the lone seeds are evidence and seeds alike: the same detector draws them as before
     old = TumorBedDetector(_evidence_model(), shape, rule, veto=LymphoidVeto(enabled=False)).detect(x, g)
     assert old.tile_flags[lone].all() and old.source is TumorBedSource.MODEL
+
+
+def test_the_lone_seed_choice_is_made_on_the_evidence_the_chosen_lobule_step_leaves():
+    """A false seed beside a normal lobule's tile (itself read as tumour): the detector takes the lobule tile's evidence
+    before the rule, so the false seed is lone there and the rule takes it. Training chose the rule on the evidence
+    with the lobule tile still in, where the false seed had a neighbour and the rule did nothing (as for the aggregates;
+    the mucin pools alone were applied)."""
+    from weakstil.bed_geometry import BedShape
+    from weakstil.tumorbed.mucin import chosen_structure
+    from weakstil.tumorbed.nests import choose_nests
+
+    rr, cc, _, g = _grid()
+    tumour = (rr >= 3) & (rr <= 6) & (cc >= 3) & (cc <= 6)
+    stray, lobule_tile = (rr == 4) & (cc == 8), (rr == 4) & (cc == 9)
+    evidence = (tumour | stray | lobule_tile).astype(np.float32)
+    lobule = np.zeros((120, 120), bool)
+    lobule[40:50, 90:100] = True
+    truth = np.zeros((120, 120), bool)
+    truth[30:70, 30:70] = True
+    s = SimpleNamespace(slide_id="s", geom=g, tile_stats=None, stats_columns=None, bed_mask=truth)
+    shape = BedShape(seed_threshold=0.5, bridge_um=100.0, margin_um=0.0)
+    prepare = chosen_structure(None, lambda sid, geom: (lobule, lobule_tile), None)
+    _, record = choose_nests([s], [evidence], shape, prepare)
+    assert record["per_slide"]["s"]["lone_1"] == 1 and record["dice_mean"]["1"] > record["dice_mean"]["off"]
+    _, as_is = choose_nests([s], [evidence], shape)  # without the lobule step: nothing is lone
+    assert as_is["per_slide"]["s"]["lone_1"] == 0

@@ -120,13 +120,16 @@ def _applied(evidence: np.ndarray, geom, seed_threshold: float, rule: NestRule) 
     return np.where(lone, np.float32(0.0), evidence).astype(np.float32), int(lone.sum()), kept
 
 
-def choose_nests(slides, evidence: list[np.ndarray], shape, pools_of=None) -> tuple[NestRule, dict]:
+def choose_nests(slides, evidence: list[np.ndarray], shape, prepare=None) -> tuple[NestRule, dict]:
     """The rule training keeps, and its record for model.json: each annotated slide's bed from its held-out
     ``evidence`` (after the vetoes) with ``shape``, drawn as is and with each level of :data:`NEIGHBOURS`, scored by
     Dice against its annotation; the level with the best mean Dice, unless it costs :data:`NEST_MAX_LOSS` against off
-    (ties: the milder level). ``pools_of(slide_id, geom)`` (when the mucin step is on): the slide's mucin pools with
-    clusters (``None``: not read), seeds of both beds as in the detector: a mucinous tumour's tile evidence is weak
-    and scattered, its pools seed it (41a's og41a_022 lost 0.22 of Dice to the rule judged without them)."""
+    (ties: the milder level). ``prepare(slide, evidence) -> (geom, evidence)`` (:func:`weakstil.tumorbed.mucin.
+    chosen_structure`, ``None`` when no step was chosen): the aggregate, lobule and mucin steps training chose, applied
+    as the detector applies them before this rule (review r48a: the lobule tiles' evidence taken, the aggregates and
+    lobules out of the tissue; the choice was made on the evidence with the mucin pools only). The pools seed both
+    beds: a mucinous tumour's tile evidence is weak and scattered, its pools seed it (41a's og41a_022 lost 0.22 of Dice
+    to the rule judged without them)."""
     from weakstil.bed_geometry import bed_from_evidence
     from weakstil.tissue import dice
     from weakstil.tumorbed.veto import dark_nuclei_area
@@ -134,16 +137,14 @@ def choose_nests(slides, evidence: list[np.ndarray], shape, pools_of=None) -> tu
     per_level: dict[int, list[float]] = {0: [], **{n: [] for n in NEIGHBOURS}}
     per_slide: dict[str, dict] = {}
     for s, ev in zip(slides, evidence):
-        g = s.geom
+        g, ev = prepare(s, ev) if prepare is not None else (s.geom, ev)
         infiltrate = dark_nuclei_area(s.tile_stats, s.stats_columns) if shape.infiltrate_um > 0 else None
         truth = np.asarray(s.bed_mask, bool)
-        pools = pools_of(s.slide_id, g) if pools_of is not None else None
-        tissue = g.tissue_mask if pools is None else g.tissue_mask | pools
         row: dict = {}
         for n in per_level:
             e, lone = (ev, 0) if n == 0 else apply_nest_rule(ev, g, shape.seed_threshold, NestRule(True, n))
-            bed = bed_from_evidence(e, g.coords, g.tile_size_level0, g.slide_mpp, tissue, g.mask_mpp, shape,
-                                    infiltrate, extra_seeds=pools)[0]
+            bed = bed_from_evidence(e, g.coords, g.tile_size_level0, g.slide_mpp, g.tissue_mask, g.mask_mpp, shape,
+                                    infiltrate, extra_seeds=g.seed_pixels)[0]
             per_level[n].append(dice(bed, truth))
             row[str(n) if n else "off"] = round(per_level[n][-1], 4)
             if n:
@@ -164,8 +165,8 @@ def choose_nests(slides, evidence: list[np.ndarray], shape, pools_of=None) -> tu
 
 
 def remembered(pools_of):
-    """``pools_of(slide_id, geom)`` (training's mucin-pool reader, or ``None``) answering each slide once: the mucin
-    choice and :func:`choose_nests` read the same pools."""
+    """``pools_of(slide_id, geom)`` (training's mucin-pool or lobule reader, or ``None``) answering each slide once:
+    the steps' choices, :func:`choose_nests` and the front's choice read the slide once."""
     if pools_of is None:
         return None
     seen: dict = {}
