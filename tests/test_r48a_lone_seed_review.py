@@ -145,3 +145,33 @@ def test_the_lone_seed_choice_is_made_on_the_evidence_the_chosen_lobule_step_lea
     assert record["per_slide"]["s"]["lone_1"] == 1 and record["dice_mean"]["1"] > record["dice_mean"]["off"]
     _, as_is = choose_nests([s], [evidence], shape)  # without the lobule step: nothing is lone
     assert as_is["per_slide"]["s"]["lone_1"] == 0
+
+
+def test_the_refined_front_is_weighed_against_the_evidence_the_tiles_bed_was():
+    """The same slide with the front refinement: the tiles' bed of the nest passed the plausibility check against the
+    evidence with the lone seeds taken, and its redrawn front was checked against the evidence with them in and
+    thrown away as 'implausible'."""
+    import dataclasses
+
+    from weakstil.bed_geometry import BEFORE_LYMPHOID_VETO, BedShape, Plausibility
+    from weakstil.tumorbed.detector import TumorBedDetector
+    from weakstil.tumorbed.front import FRONT_REFINED, FrontRefine
+    from weakstil.tumorbed.nests import NestRule
+    from weakstil.tumorbed.veto import LymphoidVeto
+
+    rr, cc, coords, g = _grid(12)
+    nest = (rr >= 5) & (rr <= 6) & (cc >= 5) & (cc <= 6)
+    lone = np.isin(rr, (0, 11)) & np.isin(cc, (0, 4, 7, 11))
+    x = np.where((nest | lone)[:, None], 1.0, -1.0).astype(np.float32)
+
+    def embed(xy):  # a shifted tile reads as tumour when its centre lies on the nest (500-700 µm both ways)
+        c = xy + 50.0
+        return np.where(((c >= 500) & (c < 700)).all(axis=1), 1.0, -1.0).astype(np.float32)[:, None]
+
+    det = TumorBedDetector(_evidence_model(), BedShape(seed_threshold=0.5, bridge_um=100.0, margin_um=0.0),
+                           Plausibility(min_bed_tiles=2, min_evidence_ratio=0.5, evidence=BEFORE_LYMPHOID_VETO),
+                           veto=LymphoidVeto(enabled=False), front=FrontRefine(True, 1.0), nests=NestRule(True, 1))
+    bed = det.detect(x, g)
+    assert bed.tile_flags[nest].all() and not bed.tile_flags[lone].any()
+    out = det.refine_front(dataclasses.replace(bed), x, g, None, None, None, embed)
+    assert out.front == FRONT_REFINED and "implausible" not in out.seed_vetoes, out.seed_vetoes
