@@ -37,7 +37,7 @@ from weakstil.tumorbed.evidence import LogisticEvidence, context_inputs, stats_i
 from weakstil.tumorbed.front import FrontRefine
 from weakstil.tumorbed.lobules import LobuleRule
 from weakstil.tumorbed.mucin import MucinRule
-from weakstil.tumorbed.nests import NestRule, apply_nest_rule
+from weakstil.tumorbed.nests import NestRule, apply_nest_rule, nest_rule_said
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
 from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
 
@@ -138,14 +138,14 @@ class TumorBedDetector:
         if lobule_tiles is not None:  # a normal lobule's tile is no seed (hunt 47d; said by detect_file)
             evidence = np.where(lobule_tiles, 0.0, evidence)
         # after every veto: a seed tile alone among its neighbours is no nest region (hunt 48a)
-        evidence, n_lone = apply_nest_rule(evidence, geom, self.shape.seed_threshold, self.nests)
+        evidence, lone_said = nest_rule_said(evidence, geom, self.shape.seed_threshold, self.nests)
 
         def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
             return f"{name}: " + ("off" if not enabled else f"{n} tiles" if n is not None else missing)
 
         said_all = [said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics"),
                     said("ink", self.ink_veto.enabled, n_ink, "slide not read")] + (
-                        [f"lone seeds: {n_lone} tiles"] if self.nests.enabled else [])  # older beds keep their wording
+                        [lone_said] if self.nests.enabled else [])  # older beds keep their wording
         if self.cell_gate.enabled:  # said only by detectors that have it: older beds keep their wording
             said_all.insert(0, f"tumour cells: {gated}")
         return evidence, "; ".join(said_all), raw, gated if self.cell_gate.enabled else ""
@@ -196,7 +196,7 @@ class TumorBedDetector:
             try:
                 if embed is not None:
                     bed = self.refine_front(bed, np.asarray(features.features), geom, features.tile_stats, columns,
-                                            ink, embed)
+                                            ink, embed, lobule_tiles)
             except FrontUnread as exc:
                 why = str(exc)
             if why:  # the tile-level bed, said in the bed file's seed_vetoes (and score's result file)
@@ -227,10 +227,10 @@ class TumorBedDetector:
         return front_embedder(attrs, slide_path, self._front_encoders, self.offered_encoder)[0] is not None
 
     def refine_front(self, bed: TumorBed, features: np.ndarray, geom: SlideGeometry, tile_stats: np.ndarray | None,
-                     stats_columns: list[str] | None, ink_share: np.ndarray | None, embed) -> TumorBed:
+                     stats_columns: list[str] | None, ink_share: np.ndarray | None, embed, lobule_tiles=None) -> TumorBed:
         """``bed`` (this detector's, source model) drawn again with half-stride evidence at its front
-        (:mod:`weakstil.tumorbed.front`; ``embed(xy)``: the slide's tiles at level-0 ``xy``, embedded as its
-        features were); the bed as it was when the redrawn one fails the plausibility check."""
+        (:mod:`weakstil.tumorbed.front`; ``embed(xy)``: the slide's tiles at level-0 ``xy``, embedded as its features
+        were); the bed as it was when the redrawn one fails the plausibility check (``lobule_tiles``: as for detect)."""
         from weakstil.tumorbed.front import (FRONT_IMPLAUSIBLE, FRONT_LOST, FRONT_REFINED, lost_beyond_front,
                                              refined_mask)
 
@@ -250,7 +250,7 @@ class TumorBedDetector:
             bed.seed_vetoes, bed.front = f"{bed.seed_vetoes}; front: {n} shifted tiles, {lost}", FRONT_LOST
             return bed
         fraction = geom.tile_fractions(mask, geom.mask_mpp)
-        unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
+        unvetoed = self._unvetoed(raw, ink_share, geom, lobule_tiles)  # as detect weighed the tiles' bed (r48a)
         mass = unvetoed if self.plausibility.evidence == BEFORE_LYMPHOID_VETO else evidence
         redrawn = TumorBed(mask, geom.mask_mpp, fraction, TumorBedSource.MODEL, bed.detail, evidence=bed.evidence,
                            seed_vetoes=f"{bed.seed_vetoes}; front: {n} shifted tiles", incomplete=bed.incomplete,
@@ -275,7 +275,7 @@ class TumorBedDetector:
                 log.warning("tumour bed: contiguous infiltrate not taken in: the feature file has no tile "
                             "statistics (embed the slide again with this WeakSTIL)")
         # the bed is weighed against the tumour evidence before the lymphoid veto (Plausibility.evidence)
-        unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
+        unvetoed = self._unvetoed(raw, ink_share, geom, lobule_tiles)
         mass = unvetoed if self.plausibility.evidence == BEFORE_LYMPHOID_VETO else evidence
         no_cells = NO_TUMOUR_CELLS in gated  # the gate stood on tissue too poor in nuclei for a tumour nest
         lacking = seeds_without_tumour_cells(raw, tile_stats, stats_columns, self.shape.seed_threshold,
@@ -314,6 +314,14 @@ class TumorBedDetector:
         return TumorBed(tissue, geom.mask_mpp, geom.tile_fractions(tissue, geom.mask_mpp),
                         TumorBedSource.TISSUE_FALLBACK, f"{why}; whole tissue used ({self.model_id})",
                         evidence=evidence, seed_vetoes=vetoes)
+
+    def _unvetoed(self, raw: np.ndarray, ink_share, geom: SlideGeometry, lobule_tiles=None) -> np.ndarray:
+        """What a bed is weighed against (before the lymphoid veto) and drawn from when that veto is set aside: ``raw``
+        ink-vetoed, with the lobule tiles and lone seeds taken when the detector has the lone-seed rule (review r48a)."""
+        unvetoed, _ = apply_ink_veto(raw, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
+        return unvetoed if not self.nests.enabled else apply_nest_rule(
+            unvetoed if lobule_tiles is None else np.where(lobule_tiles, 0.0, unvetoed), geom, self.shape.seed_threshold,
+            self.nests)[0]
 
     def _bed(self, evidence: np.ndarray, geom: SlideGeometry, vetoes: str, infiltrate: np.ndarray | None,
              mass: np.ndarray, tile_stats: np.ndarray | None = None, stats_columns: list[str] | None = None,

@@ -418,15 +418,15 @@ def train_detector(slides: list[AnnotatedSlide], *, seed: int = 0, meta: dict | 
 
     agg_rule, agg_search = (choose_aggregates(slides, evidence, shape, aggregates) if aggregates is not None
                             else (AggregateRule(), {"chosen": "off: not searched"}))
+    lobules, mucin = remembered(lobules), remembered(mucin)  # each slide read once for the choices below
     lob_rule, lob_search = (choose_lobules(slides, evidence, shape, lobules) if lobules is not None
                             else (LobuleRule(), {"chosen": "off: not searched"}))
-    mucin = remembered(mucin)  # the pools read once for the mucin and the lone-seed choices
     muc_rule, muc_search = (choose_mucin(slides, evidence, shape, mucin) if mucin is not None
                             else (MucinRule(), {"chosen": "off: not searched"}))
-    nest_rule, nest_search = choose_nests(slides, evidence, shape, mucin if muc_rule.enabled else None)
-    prepare = with_nest_rule(chosen_structure(aggregates if agg_rule.enabled else None, lobules if lob_rule.enabled
-                                              else None, mucin if muc_rule.enabled else None), nest_rule,
-                             shape.seed_threshold)  # the front chosen on the beds the chosen rules draw (h48b)
+    structure = chosen_structure(aggregates if agg_rule.enabled else None, lobules if lob_rule.enabled else None,
+                                 mucin if muc_rule.enabled else None)  # the beds the chosen steps draw (h48b, r48a)
+    nest_rule, nest_search = choose_nests(slides, evidence, shape, structure)
+    prepare = with_nest_rule(structure, nest_rule, shape.seed_threshold)  # the front chosen on them, the rule applied
     front_rule, front_search = _choose_front(slides, evidence, gated_raw, folds, shape, per_slide, front,
                                              bool(context_radii) or bool(stats_columns) or gate.enabled, prepare)
     cv = "leave-one-slide-out" if len(slides) >= 3 else "in-sample (fewer than 3 slides: optimistic)"
