@@ -83,15 +83,19 @@ class LymphoidVeto:
         vetoed), it was not a setting its training chose."""
         if not values:
             return cls(enabled=False)
-        from weakstil.errors import WeakSTILError
-        from weakstil.tumorbed.flags import json_flag
+        from weakstil.tumorbed.flags import json_flag, json_number
 
+        # read strictly, as the other rules (flags.rule_from_json): float() took "0.5", true and NaN as a
+        # setting, and a misspelt key was dropped, its default used without a word (review r48f)
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"'lymphoid_veto' holds unknown settings {unknown}")
         rule = cls(**{"restore_beyond_rim": False, "restore_same_fragment": False, "max_evidence_share": 0.5,
-                      **{k: (json_flag(values[k], k) if k in _FLAGS else float(values[k]))
-                         for k in cls.__dataclass_fields__ if k in values}})
-        if not 0 < rule.max_evidence_share <= 1:  # (NaN fails too)
-            raise WeakSTILError(f"model.json: lymphoid_veto.max_evidence_share is {rule.max_evidence_share}, not in "
-                                "(0, 1]: correct it (1: no cap) or train the detector again")
+                      **{k: (json_flag(v, f"lymphoid_veto {k}") if k in _FLAGS else json_number(v, f"lymphoid_veto {k}"))
+                         for k, v in values.items()}})
+        if not 0 < rule.max_evidence_share <= 1:
+            raise ValueError(f"'lymphoid_veto max_evidence_share' is {rule.max_evidence_share}, not in (0, 1] "
+                             "(1: no cap)")
         return rule
 
 
