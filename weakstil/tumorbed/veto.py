@@ -152,9 +152,10 @@ def dark_nuclei_area(tile_stats: np.ndarray | None, columns: list[str] | tuple[s
 
 def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
                  coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto,
-                 fragments: np.ndarray | None = None) -> np.ndarray | None:
+                 fragments: np.ndarray | None = None, said: dict | None = None) -> np.ndarray | None:
     """Which tiles lose their tumour evidence (boolean per tile), or ``None`` when the veto is
-    off or the slide's feature file has no tile statistics to decide it.
+    off or the slide's feature file has no tile statistics to decide it. ``said`` (a dict), when
+    the cap (``max_evidence_share``) acted: ``said["given_back"]``, the lymphoid tiles it gave back.
 
     ``fragments`` (each tile's piece of tissue, :func:`tile_fragments`): a lymphoid group is
     restored only by tumour on its own piece of tissue; tiles of two pieces are neighbours on the
@@ -196,7 +197,10 @@ def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: l
     at_tumour = np.isin(labels, touching[touching > 0])
     veto = lymphoid & ~at_tumour[rows, cols]
     if rule.max_evidence_share < 1 and evidence[veto].sum() > rule.max_evidence_share * evidence.sum():
-        veto = _capped(veto, evidence, labels[rows, cols], rows, cols, shape, fragments, rule)
+        capped = _capped(veto, evidence, labels[rows, cols], rows, cols, shape, fragments, rule)
+        if said is not None:  # for the bed's provenance (review r48f: the cap acted without a word in the bed file)
+            said["given_back"] = int((veto & ~capped).sum())
+        veto = capped
     return veto
 
 
@@ -252,9 +256,10 @@ def _beyond_rim(grid_l: np.ndarray, grid_t: np.ndarray, eight: np.ndarray) -> np
 
 def apply_veto(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
                coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto,
-               fragments: np.ndarray | None = None) -> tuple[np.ndarray, int | None]:
-    """The evidence with vetoed tiles set to 0, and how many were vetoed (``None``: not applied)."""
-    veto = vetoed_tiles(evidence, tile_stats, columns, coords, tile_size_level0, rule, fragments)
+               fragments: np.ndarray | None = None, said: dict | None = None) -> tuple[np.ndarray, int | None]:
+    """The evidence with vetoed tiles set to 0, and how many were vetoed (``None``: not applied);
+    ``said``: as :func:`vetoed_tiles`."""
+    veto = vetoed_tiles(evidence, tile_stats, columns, coords, tile_size_level0, rule, fragments, said)
     evidence = np.asarray(evidence, np.float32)
     if veto is None:
         if rule.enabled and len(evidence):
