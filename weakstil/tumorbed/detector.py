@@ -47,6 +47,8 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 #: Said in a bed's ``seed_vetoes`` when the lymphoid veto left no plausible bed and was not used.
 VETO_SET_ASIDE = "lymphoid veto set aside"
+#: Said after the lymphoid veto's tile count when its cap on the evidence it may take acted (h48f, review r48f).
+CAP_SAID = "capped at"
 
 #: The SHA-256 of model.safetensors in a detector's model.json (``weights_sha256`` there is the encoder's).
 DETECTOR_SHA256 = "detector_weights_sha256"
@@ -132,8 +134,9 @@ class TumorBedDetector:
                                  fragments) if self.cell_gate.enabled else None)
         raw, gated = apply_cell_gate(tumour, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
                                      self.cell_gate, lymphoid)
+        capped: dict = {}  # what the veto's cap on the evidence it takes did (h48f), said below (review r48f)
         evidence, n_lymphoid = apply_veto(raw, tile_stats, stats_columns, geom.coords, geom.tile_size_level0,
-                                          self.veto, fragments)
+                                          self.veto, fragments, capped)
         evidence, n_ink = apply_ink_veto(evidence, ink_share, self.ink_veto, geom.coords, geom.tile_size_level0)
         if lobule_tiles is not None:  # a normal lobule's tile is no seed (hunt 47d; said by detect_file)
             evidence = np.where(lobule_tiles, 0.0, evidence)
@@ -143,7 +146,9 @@ class TumorBedDetector:
         def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
             return f"{name}: " + ("off" if not enabled else f"{n} tiles" if n is not None else missing)
 
-        said_all = [said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics"),
+        said_all = [said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics") + (
+                        f" ({CAP_SAID} {100 * self.veto.max_evidence_share:.0f}% of the evidence: "
+                        f"{capped['given_back']} lymphoid tiles beside the rest of it given back)" if capped else ""),
                     said("ink", self.ink_veto.enabled, n_ink, "slide not read")] + (
                         [lone_said] if self.nests.enabled else [])  # older beds keep their wording
         if self.cell_gate.enabled:  # said only by detectors that have it: older beds keep their wording

@@ -83,15 +83,19 @@ class LymphoidVeto:
         vetoed), it was not a setting its training chose."""
         if not values:
             return cls(enabled=False)
-        from weakstil.errors import WeakSTILError
-        from weakstil.tumorbed.flags import json_flag
+        from weakstil.tumorbed.flags import json_flag, json_number
 
+        # read strictly, as the other rules (flags.rule_from_json): float() took "0.5", true and NaN as a
+        # setting, and a misspelt key was dropped, its default used without a word (review r48f)
+        unknown = sorted(set(values) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"'lymphoid_veto' holds unknown settings {unknown}")
         rule = cls(**{"restore_beyond_rim": False, "restore_same_fragment": False, "max_evidence_share": 0.5,
-                      **{k: (json_flag(values[k], k) if k in _FLAGS else float(values[k]))
-                         for k in cls.__dataclass_fields__ if k in values}})
-        if not 0 < rule.max_evidence_share <= 1:  # (NaN fails too)
-            raise WeakSTILError(f"model.json: lymphoid_veto.max_evidence_share is {rule.max_evidence_share}, not in "
-                                "(0, 1]: correct it (1: no cap) or train the detector again")
+                      **{k: (json_flag(v, f"lymphoid_veto {k}") if k in _FLAGS else json_number(v, f"lymphoid_veto {k}"))
+                         for k, v in values.items()}})
+        if not 0 < rule.max_evidence_share <= 1:
+            raise ValueError(f"'lymphoid_veto max_evidence_share' is {rule.max_evidence_share}, not in (0, 1] "
+                             "(1: no cap)")
         return rule
 
 
@@ -148,9 +152,10 @@ def dark_nuclei_area(tile_stats: np.ndarray | None, columns: list[str] | tuple[s
 
 def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
                  coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto,
-                 fragments: np.ndarray | None = None) -> np.ndarray | None:
+                 fragments: np.ndarray | None = None, said: dict | None = None) -> np.ndarray | None:
     """Which tiles lose their tumour evidence (boolean per tile), or ``None`` when the veto is
-    off or the slide's feature file has no tile statistics to decide it.
+    off or the slide's feature file has no tile statistics to decide it. ``said`` (a dict), when
+    the cap (``max_evidence_share``) acted: ``said["given_back"]``, the lymphoid tiles it gave back.
 
     ``fragments`` (each tile's piece of tissue, :func:`tile_fragments`): a lymphoid group is
     restored only by tumour on its own piece of tissue; tiles of two pieces are neighbours on the
@@ -192,7 +197,10 @@ def vetoed_tiles(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: l
     at_tumour = np.isin(labels, touching[touching > 0])
     veto = lymphoid & ~at_tumour[rows, cols]
     if rule.max_evidence_share < 1 and evidence[veto].sum() > rule.max_evidence_share * evidence.sum():
-        veto = _capped(veto, evidence, labels[rows, cols], rows, cols, shape, fragments, rule)
+        capped = _capped(veto, evidence, labels[rows, cols], rows, cols, shape, fragments, rule)
+        if said is not None:  # for the bed's provenance (review r48f: the cap acted without a word in the bed file)
+            said["given_back"] = int((veto & ~capped).sum())
+        veto = capped
     return veto
 
 
@@ -248,9 +256,10 @@ def _beyond_rim(grid_l: np.ndarray, grid_t: np.ndarray, eight: np.ndarray) -> np
 
 def apply_veto(evidence: np.ndarray, tile_stats: np.ndarray | None, columns: list[str] | tuple[str, ...] | None,
                coords: np.ndarray, tile_size_level0: float, rule: LymphoidVeto,
-               fragments: np.ndarray | None = None) -> tuple[np.ndarray, int | None]:
-    """The evidence with vetoed tiles set to 0, and how many were vetoed (``None``: not applied)."""
-    veto = vetoed_tiles(evidence, tile_stats, columns, coords, tile_size_level0, rule, fragments)
+               fragments: np.ndarray | None = None, said: dict | None = None) -> tuple[np.ndarray, int | None]:
+    """The evidence with vetoed tiles set to 0, and how many were vetoed (``None``: not applied);
+    ``said``: as :func:`vetoed_tiles`."""
+    veto = vetoed_tiles(evidence, tile_stats, columns, coords, tile_size_level0, rule, fragments, said)
     evidence = np.asarray(evidence, np.float32)
     if veto is None:
         if rule.enabled and len(evidence):
