@@ -40,7 +40,7 @@ def test_the_bed_says_when_the_cap_gave_lymphoid_tiles_back(monkeypatch):
     the bed file says so; the veto's word stays as it was ("lymphoid: N tiles") where the cap did not act."""
     from weakstil.tilestats import COLUMNS
     from weakstil.tumorbed import SlideGeometry
-    from weakstil.tumorbed.detector import CAP_SAID, TumorBedDetector
+    from weakstil.tumorbed.detector import TumorBedDetector
     from weakstil.tumorbed.evidence import LogisticEvidence
     from weakstil.tumorbed.veto import DARK_NUCLEI_COLUMNS, TUMOUR_NUCLEI_COLUMNS, LymphoidVeto
 
@@ -61,7 +61,7 @@ def test_the_bed_says_when_the_cap_gave_lymphoid_tiles_back(monkeypatch):
         found = detector.detect(np.zeros((n * n, 4), np.float32), geom, stats, list(COLUMNS))
         word = next(w for w in found.seed_vetoes.split("; ") if w.startswith("lymphoid: "))
         if capped:  # the infiltrate given back, the aggregate still vetoed
-            assert word == (f"lymphoid: {aggregate.sum()} tiles ({CAP_SAID} 50% of the evidence: "
+            assert word == (f"lymphoid: {aggregate.sum()} tiles (capped at 50% of the evidence: "
                             f"{(bed & ~nests).sum()} lymphoid tiles beside the rest of it given back)")
         else:  # the classifier reads the nests only: the veto takes a small share, as before
             assert word == f"lymphoid: {((bed & ~nests) | aggregate).sum()} tiles"

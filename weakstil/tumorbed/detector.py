@@ -5,9 +5,8 @@ Files (``weakstil tumorbed train --out DIR``): ``DIR/model.safetensors`` (the ev
 classifier: ``weight``, ``bias``, ``mean``, ``std``) and ``DIR/model.json`` (``kind``
 ``weakstil-tumorbed``, ``format_version`` 2, ``algorithm``, the geometry ``shape`` in µm, the
 ``plausibility`` rule, the ``tumour_cell_gate``, ``lymphoid_veto`` and ``ink_veto`` rules
-(weakstil.tumorbed.cellgate, .veto, .ink; absent in detectors written before them: off), context
-radii, encoder identity, training slides, seed, the
-cross-validated Dice per slide and the settings search, versions).
+(weakstil.tumorbed.cellgate, .veto, .ink; absent in detectors written before them: off), context radii, encoder
+identity, training slides, seed, the cross-validated Dice per slide and the settings search, versions).
 
 A detector written by WeakSTIL before format 2 (a tile classifier followed by smoothing and a
 closing, whose beds came out empty on TIL-rich slides) is refused with a message to retrain.
@@ -39,7 +38,7 @@ from weakstil.tumorbed.lobules import LobuleRule
 from weakstil.tumorbed.mucin import MucinRule
 from weakstil.tumorbed.nests import NestRule, apply_nest_rule, nest_rule_said
 from weakstil.tumorbed.ink import InkVeto, apply_ink_veto
-from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, dark_nuclei_area, veto_fragments, vetoed_tiles
+from weakstil.tumorbed.veto import LymphoidVeto, apply_veto, cap_said, dark_nuclei_area, veto_fragments, vetoed_tiles
 
 if TYPE_CHECKING:  # pragma: no cover
     from weakstil.files import FeaturesFile
@@ -47,8 +46,6 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger(__name__)
 #: Said in a bed's ``seed_vetoes`` when the lymphoid veto left no plausible bed and was not used.
 VETO_SET_ASIDE = "lymphoid veto set aside"
-#: Said after the lymphoid veto's tile count when its cap on the evidence it may take acted (h48f, review r48f).
-CAP_SAID = "capped at"
 
 #: The SHA-256 of model.safetensors in a detector's model.json (``weights_sha256`` there is the encoder's).
 DETECTOR_SHA256 = "detector_weights_sha256"
@@ -145,10 +142,8 @@ class TumorBedDetector:
 
         def said(name: str, enabled: bool, n: int | None, missing: str) -> str:
             return f"{name}: " + ("off" if not enabled else f"{n} tiles" if n is not None else missing)
-
-        said_all = [said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics") + (
-                        f" ({CAP_SAID} {100 * self.veto.max_evidence_share:.0f}% of the evidence: "
-                        f"{capped['given_back']} lymphoid tiles beside the rest of it given back)" if capped else ""),
+        said_all = [said("lymphoid", self.veto.enabled, n_lymphoid, "no tile statistics")
+                    + cap_said(capped, self.veto.max_evidence_share),
                     said("ink", self.ink_veto.enabled, n_ink, "slide not read")] + (
                         [lone_said] if self.nests.enabled else [])  # older beds keep their wording
         if self.cell_gate.enabled:  # said only by detectors that have it: older beds keep their wording

@@ -300,3 +300,10 @@ def veto_fragments(geom, rule: LymphoidVeto) -> np.ndarray | None:
     if not (rule.enabled and rule.restore_same_fragment):
         return None
     return tile_fragments(geom.coords, geom.tile_size_level0, geom.tissue_mask, geom.mask_mpp, geom.slide_mpp)
+
+
+def cap_said(capped: dict, share: float) -> str:
+    """Said in the bed's ``seed_vetoes`` after the lymphoid veto's tile count when its cap on the evidence it may take
+    acted (``capped``: :func:`apply_veto`'s record, empty when it did not; h48f, review r48f)."""
+    return (f" (capped at {100 * share:.0f}% of the evidence: {capped['given_back']} lymphoid tiles beside the rest of it "
+            "given back)" if capped else "")
