@@ -16,17 +16,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-TILE = 100.0  # level-0 px at 1 µm/px: a tile is 100 µm
-MASK_MPP = 10.0
-
-
-def _geom(n: int = 12):
-    from weakstil.tumorbed.bed import SlideGeometry
-
-    rr, cc = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
-    coords = np.stack([cc.ravel() * TILE, rr.ravel() * TILE], axis=1).astype(np.float64)
-    side = int(n * TILE / MASK_MPP)
-    return SlideGeometry(int(n * TILE), int(n * TILE), 1.0, coords, TILE, np.ones((side, side), bool), MASK_MPP)
+from test_tumorbed_front_h45b import MASK_MPP, TILE, _geom  # the same n x n tile slide on a 10 µm mask
 
 
 def _detector(front):

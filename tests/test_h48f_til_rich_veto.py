@@ -16,21 +16,9 @@ import numpy as np
 import pytest
 
 from weakstil.tilestats import COLUMNS
-from weakstil.tumorbed.veto import DARK_NUCLEI_COLUMNS, TUMOUR_NUCLEI_COLUMNS, LymphoidVeto, vetoed_tiles
+from weakstil.tumorbed.veto import LymphoidVeto, vetoed_tiles
 
-N, TILE = 20, 224
-
-
-def _grid():
-    rows, cols = (a.ravel() for a in np.meshgrid(np.arange(N), np.arange(N), indexing="ij"))
-    return rows, cols, np.stack([cols * TILE, rows * TILE], axis=1)
-
-
-def _stats(lymphoid: np.ndarray, tumour_cells: np.ndarray) -> np.ndarray:
-    stats = np.zeros((N * N, len(COLUMNS)), np.float32)
-    stats[np.ix_(lymphoid, [COLUMNS.index(c) for c in DARK_NUCLEI_COLUMNS[:2]])] = 0.3  # 0.6 dark
-    stats[np.ix_(tumour_cells, [COLUMNS.index(c) for c in TUMOUR_NUCLEI_COLUMNS[-1:]])] = 0.1
-    return stats
+from test_b_hunt16 import N, TILE, _grid, _stats  # the same 20 x 20 tile world and tile measurements
 
 
 def test_a_til_rich_bed_keeps_its_evidence_and_a_far_aggregate_does_not():
